@@ -1,0 +1,183 @@
+"""The dual signature: one cardholder signature that links the payment to the order.
+
+    PIData digest  DD(PI)  = DD*("setpay.v1.PIData", PIHead bytes, PANData bytes)
+    OIData digest  DD(OI)  = DD("setpay.v1.OIData", OIData bytes)
+    PITBS                  = {DD(PI), DD(OI)}          signed by the cardholder
+    PI  = PIDualSigned{ signature, Sealed(PITBE{PIHead, DD(OI), DD(PANData)},
+                                         extra = PANData) to the gateway, PITBS bytes }
+    OI  = OIDualSigned{ OIData bytes, DD(PI) }
+
+The merchant holds OIData and DD(PI) and verifies the signature without seeing the PAN;
+the gateway opens the PI, rebuilds DD(PI), takes DD(OI) from the sealed part and
+verifies the same signature without seeing the order. Neither can swap its half. PIHead
+names the gateway key the PI was sealed to and the merchant it is meant for
+(SET-PROTOCOL.md 9.3.1), and each verifier checks the PITBS it was given holds exactly
+the digests it computed itself before it checks the signature over those bytes.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from hsm.base import KeyBackend, KeyHandle, PublicKey
+from setcore.encoding import content_type_of, digest, digest_parts, parse_strict
+from setcore.envelope import Recipient, open_sealed, seal
+from setcore.errors import ErrorCode, fail
+from setcore.signed import sign_detached, verify_detached
+from setpay.v1 import crypto_pb2, purchase_pb2
+
+PI_DATA_CONTENT_TYPE = "setpay.v1.PIData"
+OI_CT = content_type_of(purchase_pb2.OIData)
+PI_HEAD_CT = content_type_of(purchase_pb2.PIHead)
+PAN_DATA_CT = content_type_of(purchase_pb2.PANData)
+PITBS_CT = content_type_of(purchase_pb2.PITBS)
+PITBE_CT = content_type_of(purchase_pb2.PITBE)
+
+
+def pi_data_digest(pi_head: bytes, pan_data: bytes) -> bytes:
+    """DD(PIData) over the exact PIHead and PANData bytes."""
+    return digest_parts(PI_DATA_CONTENT_TYPE, (pi_head, pan_data))
+
+
+def oi_data_digest(oi_data: bytes) -> bytes:
+    """DD(OIData) over the exact OIData bytes."""
+    return digest(OI_CT, oi_data)
+
+
+@dataclass(frozen=True)
+class DualSignedPurchase:
+    """What the wallet sends: the two halves, serialized."""
+
+    pi_dual_signed: bytes
+    oi_dual_signed: bytes
+
+    def to_proto(self) -> purchase_pb2.PReqDualSigned:
+        """The PReqDualSigned wire message."""
+        return purchase_pb2.PReqDualSigned(
+            pi_dual_signed=self.pi_dual_signed, oi_dual_signed=self.oi_dual_signed
+        )
+
+
+def build_dual_signed(
+    backend: KeyBackend,
+    key: KeyHandle,
+    cardholder_cert_thumb: bytes,
+    cardholder_certs: crypto_pb2.CertBundle,
+    oi_data: bytes,
+    pi_head: bytes,
+    pan_data: bytes,
+    gateway: Recipient,
+    *,
+    xid: bytes,
+    rrpid: bytes,
+) -> DualSignedPurchase:
+    """Wallet side: dual-sign, seal the PI (PAN in the extra part) to the gateway."""
+    dd_oi = oi_data_digest(oi_data)
+    dd_pi = pi_data_digest(pi_head, pan_data)
+    pi_tbs = purchase_pb2.PITBS(
+        content_type=PITBS_CT, dd_pi_data=dd_pi, dd_oi_data=dd_oi
+    ).SerializeToString()
+    signature = sign_detached(backend, key, cardholder_cert_thumb, PITBS_CT, pi_tbs)
+    tbe = purchase_pb2.PITBE(
+        content_type=PITBE_CT,
+        pi_head=pi_head,
+        dd_oi_data=dd_oi,
+        dd_pan_data=digest(PAN_DATA_CT, pan_data),
+    ).SerializeToString()
+    ex_pi = seal(PITBE_CT, tbe, gateway, xid=xid, rrpid=rrpid, extra=(PAN_DATA_CT, pan_data))
+    pi = purchase_pb2.PIDualSigned(
+        pi_signature=signature, ex_pi=ex_pi, pi_tbs=pi_tbs, cardholder_certs=cardholder_certs
+    )
+    oi = purchase_pb2.OIDualSigned(oi_data=oi_data, dd_pi_data=dd_pi)
+    return DualSignedPurchase(pi.SerializeToString(), oi.SerializeToString())
+
+
+def _check_pi_tbs(pi_tbs: bytes, dd_pi: bytes, dd_oi: bytes) -> None:
+    tbs = parse_strict(purchase_pb2.PITBS, pi_tbs)
+    if not hmac.compare_digest(tbs.dd_oi_data, dd_oi):
+        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "dual signature is over another order")
+    if not hmac.compare_digest(tbs.dd_pi_data, dd_pi):
+        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "dual signature is over another payment")
+
+
+@dataclass(frozen=True)
+class MerchantView:
+    """What the merchant learns from a purchase request (never the PAN)."""
+
+    pi: purchase_pb2.PIDualSigned
+    pi_bytes: bytes
+    oi_data: purchase_pb2.OIData
+    oi_bytes: bytes
+    dd_pi_data: bytes
+
+
+def parse_purchase(p_req: bytes) -> MerchantView:
+    """Merchant side, first step: parse both halves strictly (no signature checked yet)."""
+    preq = parse_strict(purchase_pb2.PReqDualSigned, p_req)
+    pi = parse_strict(purchase_pb2.PIDualSigned, preq.pi_dual_signed)
+    oi = parse_strict(purchase_pb2.OIDualSigned, preq.oi_dual_signed)
+    oi_data = parse_strict(purchase_pb2.OIData, oi.oi_data)
+    return MerchantView(pi, preq.pi_dual_signed, oi_data, oi.oi_data, oi.dd_pi_data)
+
+
+def verify_as_merchant(view: MerchantView, cardholder_key: PublicKey) -> None:
+    """Merchant side: the signature covers this OIData and the PI digest it was given."""
+    _check_pi_tbs(view.pi.pi_tbs, view.dd_pi_data, oi_data_digest(view.oi_bytes))
+    verify_detached(cardholder_key, view.pi.pi_signature, PITBS_CT, view.pi.pi_tbs)
+
+
+@dataclass(frozen=True)
+class GatewayView:
+    """What the gateway learns from the PI (never the order description)."""
+
+    pi: purchase_pb2.PIDualSigned
+    pi_head: purchase_pb2.PIHead
+    pan_data: purchase_pb2.PANData
+    dd_oi_data: bytes
+    dd_pi_data: bytes
+
+    def __repr__(self) -> str:
+        return f"GatewayView(xid={self.pi_head.trans_ids.xid.hex()[:16]}...)"
+
+
+def open_payment_instruction(
+    pi_bytes: bytes,
+    backend: KeyBackend,
+    key: KeyHandle,
+    my_cert_thumb: bytes,
+    *,
+    xid: bytes,
+) -> GatewayView:
+    """Gateway side: open the PI sealed to this gateway and check its internal links.
+
+    The signature is checked by ``verify_as_gateway`` once the cardholder's
+    certificate is resolved.
+    """
+    pi = parse_strict(purchase_pb2.PIDualSigned, pi_bytes)
+    opened = open_sealed(
+        pi.ex_pi, backend, key, my_cert_thumb, PITBE_CT, extra_type=PAN_DATA_CT, xid=xid
+    )
+    assert opened.extra is not None  # open_sealed returns the extra when extra_type is set
+    tbe = parse_strict(purchase_pb2.PITBE, opened.plaintext)
+    if not hmac.compare_digest(tbe.dd_pan_data, digest(PAN_DATA_CT, opened.extra)):
+        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "PANData is not the linked one")
+    head = parse_strict(purchase_pb2.PIHead, tbe.pi_head)
+    pan_data = parse_strict(purchase_pb2.PANData, opened.extra)
+    if not hmac.compare_digest(head.pe_thumb, my_cert_thumb):
+        raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "PI names another gateway key")
+    if head.trans_ids.xid != xid:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "PI is for another transaction")
+    return GatewayView(
+        pi=pi,
+        pi_head=head,
+        pan_data=pan_data,
+        dd_oi_data=tbe.dd_oi_data,
+        dd_pi_data=pi_data_digest(tbe.pi_head, opened.extra),
+    )
+
+
+def verify_as_gateway(view: GatewayView, cardholder_key: PublicKey) -> None:
+    """Gateway side: the signature covers this PI and the order digest sealed with it."""
+    _check_pi_tbs(view.pi.pi_tbs, view.dd_pi_data, view.dd_oi_data)
+    verify_detached(cardholder_key, view.pi.pi_signature, PITBS_CT, view.pi.pi_tbs)

@@ -1,0 +1,246 @@
+"""SET's digital envelopes: E / EX / Enc / EncX as a KEM plus AES-256-GCM (``Sealed``).
+
+Sealing to a key-exchange certificate:
+
+    ikm   = ECDH(ephemeral, recipient)         kem_ciphertext = ephemeral public point
+          | seed (32 random bytes)             kem_ciphertext = RSA-OAEP(recipient, seed)
+    keys  = HKDF-SHA-256(ikm, info = KDF label, kem, content type, kem_ciphertext,
+                          recipient thumbprint) -> body key (32) || extra key (32)
+    body  = AES-256-GCM(body key, plaintext, AD(content type, "body", recipient, XID, RRPID))
+    extra = AES-256-GCM(extra key, extra, AD(content type, "extra:" extra type, ...))
+
+The extra part (PANData, PANOnly, PANData0, AcctData) is what SET put inside the RSA
+block: only the recipient opens it, and the body links it by digest so the sender's
+signature covers it. Keys are fresh per envelope, so each key encrypts one message.
+
+Opening checks, in order: the envelope is addressed to this certificate
+(WRONG_RECIPIENT), the KEM is the one this key accepts and the AEAD is AES-256-GCM
+(ALGORITHM_NOT_ALLOWED: no downgrade by a peer), the content types are the expected ones
+(DECODING_FAILURE), then decapsulation and both AEAD tags (DECRYPTION_FAILURE, with no
+detail of which step failed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from hsm.base import KemAlgorithm, KeyBackend, KeyHandle, PublicKey
+from hsm.errors import DecapsulationError, KeyUsageError
+from setcore.encoding import KDF_LABEL, aead_associated_data
+from setcore.errors import ErrorCode, fail
+from setpay.v1 import crypto_pb2
+
+AEAD_ALG = "aes-256-gcm"
+# GCM's standard 96-bit nonce; keys are single-use so random nonces cannot collide.
+NONCE_BYTES = 12
+# Length of the RSA KEM seed and of each derived AES-256 key.
+SEED_BYTES = 32
+KEY_BYTES = 32
+# SEC1 uncompressed P-256 point: 0x04 || X || Y.
+P256_POINT_BYTES = 65
+BODY_PART = "body"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Whom an envelope is sealed to: a key-exchange public key, its certificate, its KEM."""
+
+    public_key: PublicKey
+    cert_thumb: bytes
+    kem: KemAlgorithm
+
+    def __repr__(self) -> str:
+        return f"Recipient({self.cert_thumb.hex()[:16]}..., {self.kem.value})"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The plaintexts of an opened envelope."""
+
+    plaintext: bytes
+    extra: bytes | None
+
+
+def _oaep(kem: KemAlgorithm) -> padding.OAEP:
+    algorithm: hashes.HashAlgorithm = (
+        hashes.SHA1() if kem is KemAlgorithm.RSA_OAEP_SHA1 else hashes.SHA256()  # noqa: S303
+    )
+    return padding.OAEP(mgf=padding.MGF1(algorithm), algorithm=algorithm, label=None)
+
+
+def _derive(kem: KemAlgorithm, ikm: bytes, content_type: str, kem_ct: bytes, thumb: bytes) -> bytes:
+    info = b"".join(
+        (KDF_LABEL, kem.value.encode(), b"\x00", content_type.encode(), b"\x00", kem_ct, thumb)
+    )
+    return HKDF(algorithm=hashes.SHA256(), length=2 * KEY_BYTES, salt=None, info=info).derive(ikm)
+
+
+def _encapsulate(recipient: Recipient) -> tuple[bytes, bytes]:
+    """(ikm, kem_ciphertext) for a fresh envelope to ``recipient``."""
+    key = recipient.public_key
+    if recipient.kem is KemAlgorithm.P256_HKDF_SHA256:
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "ECDH KEM needs an EC key")
+        ephemeral = ec.generate_private_key(ec.SECP256R1())
+        shared = ephemeral.exchange(ec.ECDH(), key)
+        point = ephemeral.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return shared, point
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "RSA KEM needs an RSA key")
+    seed = os.urandom(SEED_BYTES)
+    return seed, key.encrypt(seed, _oaep(recipient.kem))
+
+
+def seal(
+    content_type: str,
+    plaintext: bytes,
+    recipient: Recipient,
+    *,
+    xid: bytes = b"",
+    rrpid: bytes = b"",
+    extra: tuple[str, bytes] | None = None,
+) -> crypto_pb2.Sealed:
+    """Seal ``plaintext`` (and an optional extra part) to ``recipient``."""
+    ikm, kem_ct = _encapsulate(recipient)
+    keys = _derive(recipient.kem, ikm, content_type, kem_ct, recipient.cert_thumb)
+    nonce = os.urandom(NONCE_BYTES)
+    ad = aead_associated_data(content_type, BODY_PART, recipient.cert_thumb, xid, rrpid)
+    sealed = crypto_pb2.Sealed(
+        content_type=content_type,
+        recipient_cert_thumb=recipient.cert_thumb,
+        kem_alg=recipient.kem.value,
+        kem_ciphertext=kem_ct,
+        aead_alg=AEAD_ALG,
+        nonce=nonce,
+        ciphertext=AESGCM(keys[:KEY_BYTES]).encrypt(nonce, plaintext, ad),
+        xid=xid,
+        rrpid=rrpid,
+    )
+    if extra is not None:
+        extra_type, extra_bytes = extra
+        extra_nonce = os.urandom(NONCE_BYTES)
+        extra_ad = aead_associated_data(
+            content_type, "extra:" + extra_type, recipient.cert_thumb, xid, rrpid
+        )
+        sealed.extra_content_type = extra_type
+        sealed.extra_nonce = extra_nonce
+        sealed.extra_ciphertext = AESGCM(keys[KEY_BYTES:]).encrypt(
+            extra_nonce, extra_bytes, extra_ad
+        )
+    return sealed
+
+
+def _check_header(
+    sealed: crypto_pb2.Sealed,
+    key: KeyHandle,
+    my_cert_thumb: bytes,
+    content_type: str,
+    extra_type: str | None,
+) -> KemAlgorithm:
+    if sealed.recipient_cert_thumb != my_cert_thumb:
+        raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed to another certificate")
+    if key.kem is None or sealed.kem_alg != key.kem.value:
+        raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"KEM {sealed.kem_alg!r} refused")
+    if sealed.aead_alg != AEAD_ALG:
+        raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"AEAD {sealed.aead_alg!r} refused")
+    if sealed.content_type != content_type:
+        raise fail(
+            ErrorCode.ERROR_CODE_DECODING_FAILURE,
+            f"sealed {sealed.content_type!r} where {content_type!r} was expected",
+        )
+    has_extra = bool(sealed.extra_ciphertext or sealed.extra_nonce or sealed.extra_content_type)
+    if extra_type is None and has_extra:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unexpected extra part")
+    if extra_type is not None and sealed.extra_content_type != extra_type:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "missing or mistyped extra part")
+    if len(sealed.nonce) != NONCE_BYTES or (
+        extra_type is not None and len(sealed.extra_nonce) != NONCE_BYTES
+    ):
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad nonce length")
+    if key.kem is KemAlgorithm.P256_HKDF_SHA256 and len(sealed.kem_ciphertext) != P256_POINT_BYTES:
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad KEM ciphertext length")
+    return key.kem
+
+
+def open_sealed(
+    sealed: crypto_pb2.Sealed,
+    backend: KeyBackend,
+    key: KeyHandle,
+    my_cert_thumb: bytes,
+    content_type: str,
+    *,
+    extra_type: str | None = None,
+    xid: bytes | None = None,
+    rrpid: bytes | None = None,
+) -> Opened:
+    """Open an envelope addressed to ``my_cert_thumb``; raises ProtocolError.
+
+    ``xid``/``rrpid``, when given, must equal the ids the envelope is bound to.
+    """
+    kem = _check_header(sealed, key, my_cert_thumb, content_type, extra_type)
+    if (xid is not None and sealed.xid != xid) or (rrpid is not None and sealed.rrpid != rrpid):
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope ids differ")
+    try:
+        ikm = backend.decapsulate(key, kem, sealed.kem_ciphertext)
+    except (DecapsulationError, KeyUsageError) as exc:
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "cannot open envelope") from exc
+    if kem is not KemAlgorithm.P256_HKDF_SHA256 and len(ikm) != SEED_BYTES:
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "cannot open envelope")
+    keys = _derive(kem, ikm, content_type, sealed.kem_ciphertext, my_cert_thumb)
+    ad = aead_associated_data(content_type, BODY_PART, my_cert_thumb, sealed.xid, sealed.rrpid)
+    try:
+        plaintext = AESGCM(keys[:KEY_BYTES]).decrypt(sealed.nonce, sealed.ciphertext, ad)
+        extra = None
+        if extra_type is not None:
+            extra_ad = aead_associated_data(
+                content_type, "extra:" + extra_type, my_cert_thumb, sealed.xid, sealed.rrpid
+            )
+            extra = AESGCM(keys[KEY_BYTES:]).decrypt(
+                sealed.extra_nonce, sealed.extra_ciphertext, extra_ad
+            )
+    except InvalidTag as exc:
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "cannot open envelope") from exc
+    return Opened(plaintext=plaintext, extra=extra)
+
+
+def seal_with_key(
+    content_type: str, plaintext: bytes, key: bytes, *, rrpid: bytes = b""
+) -> crypto_pb2.KeySealed:
+    """EncK: AES-256-GCM under a key the requester supplied (the cardholder's back key)."""
+    if len(key) != KEY_BYTES:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "back key must be 32 bytes")
+    nonce = os.urandom(NONCE_BYTES)
+    ad = aead_associated_data(content_type, "back-key", b"", b"", rrpid)
+    return crypto_pb2.KeySealed(
+        content_type=content_type,
+        aead_alg=AEAD_ALG,
+        nonce=nonce,
+        ciphertext=AESGCM(key).encrypt(nonce, plaintext, ad),
+        rrpid=rrpid,
+    )
+
+
+def open_with_key(
+    sealed: crypto_pb2.KeySealed, key: bytes, content_type: str, *, rrpid: bytes
+) -> bytes:
+    """Open an EncK envelope with the key this party supplied; raises ProtocolError."""
+    if sealed.content_type != content_type or sealed.aead_alg != AEAD_ALG:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unexpected back-key envelope")
+    if sealed.rrpid != rrpid:
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_RRPID, "back-key envelope for another request")
+    if len(sealed.nonce) != NONCE_BYTES:
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad nonce length")
+    ad = aead_associated_data(content_type, "back-key", b"", b"", rrpid)
+    try:
+        return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, ad)
+    except InvalidTag as exc:
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "cannot open envelope") from exc
