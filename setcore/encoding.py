@@ -108,8 +108,11 @@ def _reject_unknown_fields(message: Message, path: str) -> None:
             _reject_unknown_fields(value, f"{path}.{field.name}")
 
 
-def parse_strict(message_class: type[M], data: bytes) -> M:
+def parse_strict(message_class: type[M], data: bytes, *, own_content_type: bool = True) -> M:
     """Parse ``data`` as ``message_class``, refusing unknown fields and a wrong content type.
+
+    Containers (Signed, Sealed) name the type of what they carry, not their own: parse
+    them with ``own_content_type=False``; the opener checks the carried type.
 
     Unknown fields are SET's unrecognized critical extensions: a signed part that carries
     something this code does not understand is refused, not silently ignored.
@@ -125,7 +128,7 @@ def parse_strict(message_class: type[M], data: bytes) -> M:
         ) from exc
     _reject_unknown_fields(message, content_type_of(message_class))
     fields = message_class.DESCRIPTOR.fields_by_name
-    if "content_type" in fields:
+    if own_content_type and "content_type" in fields:
         expected = content_type_of(message_class)
         found = getattr(message, "content_type")  # noqa: B009 - generic over message classes
         if found != expected:

@@ -143,7 +143,7 @@ class VerifiedSigned(Generic[V]):
 
 def parse_signed(data: bytes) -> crypto_pb2.Signed:
     """Parse a serialized Signed container strictly."""
-    return parse_strict(crypto_pb2.Signed, data)
+    return parse_strict(crypto_pb2.Signed, data, own_content_type=False)
 
 
 def open_signed(

@@ -1,0 +1,74 @@
+# One front door for every task. `make demo` and `make test` work on a fresh Debian
+# machine with Python 3.11 and root: they install what they need first.
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+PY          := $(BIN)/python
+# Debian packages the tests use for real: SoftHSM and pkcs11-tool for the PKCS#11
+# backend, PostgreSQL for the scale-out store, openssl for chain checks, promtool.
+DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus
+PROTO_DIR   := protos
+PROTO_FILES := $(wildcard $(PROTO_DIR)/setpay/v1/*.proto)
+PYTEST_ARGS ?=
+
+.PHONY: all demo test lint protos check-protos system-deps venv bench clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: venv
+	$(BIN)/setpay demo
+
+test: system-deps venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/buf lint
+	$(MAKE) --no-print-directory check-protos
+	@if [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
+
+# Regenerate the Python code of the wire contract (committed beside the .proto files).
+protos: venv
+	rm -f $(PROTO_DIR)/setpay/v1/*_pb2*.py $(PROTO_DIR)/setpay/v1/*_pb2.pyi
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) --pyi_out=$(PROTO_DIR) $(PROTO_FILES)
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) $(PROTO_DIR)/setpay/v1/services.proto
+
+# Fails when the committed generated code differs from a fresh regeneration.
+check-protos: venv
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$$tmp --pyi_out=$$tmp $(PROTO_FILES) && \
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --grpc_python_out=$$tmp $(PROTO_DIR)/setpay/v1/services.proto && \
+	for f in $$tmp/setpay/v1/*; do \
+	  diff -q $$f $(PROTO_DIR)/setpay/v1/$$(basename $$f) >/dev/null || { echo "stale generated code: $$(basename $$f) (run make protos)"; exit 1; }; \
+	done; \
+	for f in $(PROTO_DIR)/setpay/v1/*_pb2*; do \
+	  test -f $$tmp/setpay/v1/$$(basename $$f) || { echo "generated file without a proto: $$f"; exit 1; }; \
+	done; \
+	echo "generated code is up to date"
+
+bench: venv
+	$(BIN)/setpay bench authorize --spawn --duration 10
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,154 @@
+"""The dual signature, verified by merchant and gateway; cut-and-paste attacks refused."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from setcore.dualsig import (
+    DualSignedPurchase,
+    build_dual_signed,
+    open_payment_instruction,
+    parse_purchase,
+    verify_as_gateway,
+    verify_as_merchant,
+)
+from setcore.errors import ErrorCode, ProtocolError
+from setpay.v1 import common_pb2, crypto_pb2, purchase_pb2
+
+from .conftest import Party
+
+VISA = "4111111111111111"
+
+
+def _purchase(
+    cardholder: Party,
+    gateway: Party,
+    *,
+    xid: bytes,
+    od: bytes = b"1 book",
+    pe_thumb: bytes | None = None,
+) -> tuple[DualSignedPurchase, bytes, bytes]:
+    amount = common_pb2.CurrencyAmount(currency=978, amount=1999, exp10=2)
+    trans = common_pb2.TransIDs(lid_c=b"c", lid_m=b"m", xid=xid, preq_date_unix_ms=1)
+    oi = purchase_pb2.OIData(
+        content_type="setpay.v1.OIData", trans_ids=trans, rrpid=os.urandom(32),
+        chall_c=os.urandom(32), hod=os.urandom(32) + od, od_salt=os.urandom(32),
+        chall_m=os.urandom(32), brand_id="setpay", bin="411111",
+    ).SerializeToString()  # fmt: skip
+    head = purchase_pb2.PIHead(
+        content_type="setpay.v1.PIHead", trans_ids=trans, hod=b"h" * 32, purch_amt=amount,
+        merchant_id="M-1", merchant_sig_cert_thumb=b"m" * 32,
+        pe_thumb=gateway.kex_thumb if pe_thumb is None else pe_thumb,
+    ).SerializeToString()  # fmt: skip
+    pan = purchase_pb2.PANData(
+        content_type="setpay.v1.PANData", pan=VISA, card_expiry="203012",
+        pan_secret=os.urandom(32), ex_nonce=os.urandom(32),
+    ).SerializeToString()  # fmt: skip
+    dual = build_dual_signed(
+        cardholder.backend, cardholder.sig, cardholder.sig_thumb, crypto_pb2.CertBundle(),
+        oi, head, pan, gateway.recipient, xid=xid, rrpid=b"r" * 32,
+    )  # fmt: skip
+    return dual, oi, head
+
+
+def _preq(dual: DualSignedPurchase) -> bytes:
+    return dual.to_proto().SerializeToString()
+
+
+def _code(exc: pytest.ExceptionInfo[ProtocolError]) -> str:
+    return ErrorCode.Name(exc.value.code)
+
+
+def test_merchant_and_gateway_both_verify(cardholder: Party, gateway: Party) -> None:
+    xid = os.urandom(32)
+    dual, oi, head = _purchase(cardholder, gateway, xid=xid)
+    view = parse_purchase(_preq(dual))
+    verify_as_merchant(view, cardholder.sig.public_key)
+    assert view.oi_bytes == oi
+    gview = open_payment_instruction(
+        view.pi_bytes, gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
+    )
+    verify_as_gateway(gview, cardholder.sig.public_key)
+    assert gview.pan_data.pan == VISA
+    assert gview.pi_head.SerializeToString() == head
+    assert VISA not in repr(gview)
+
+
+def test_merchant_view_holds_no_pan(cardholder: Party, gateway: Party) -> None:
+    dual, _, _ = _purchase(cardholder, gateway, xid=os.urandom(32))
+    assert VISA.encode() not in _preq(dual)
+
+
+def test_pi_moved_to_another_order_is_rejected(cardholder: Party, gateway: Party) -> None:
+    xid = os.urandom(32)
+    first, _, _ = _purchase(cardholder, gateway, xid=xid)
+    second, _, _ = _purchase(cardholder, gateway, xid=xid, od=b"a car")
+    # Merchant side: the PI of order 1 glued to the OI of order 2.
+    spliced = purchase_pb2.PReqDualSigned(
+        pi_dual_signed=first.pi_dual_signed, oi_dual_signed=second.oi_dual_signed
+    ).SerializeToString()
+    with pytest.raises(ProtocolError) as exc:
+        verify_as_merchant(parse_purchase(spliced), cardholder.sig.public_key)
+    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    # Gateway side: a PI whose signed PITBS is swapped for another order's.
+    pi = purchase_pb2.PIDualSigned.FromString(first.pi_dual_signed)
+    other = purchase_pb2.PIDualSigned.FromString(second.pi_dual_signed)
+    pi.pi_tbs = other.pi_tbs
+    pi.pi_signature.CopyFrom(other.pi_signature)
+    gview = open_payment_instruction(
+        pi.SerializeToString(), gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
+    )
+    with pytest.raises(ProtocolError) as exc:
+        verify_as_gateway(gview, cardholder.sig.public_key)
+    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+
+
+def test_pi_sealed_to_another_gateway_is_rejected(
+    cardholder: Party, gateway: Party, merchant: Party
+) -> None:
+    xid = os.urandom(32)
+    # Sealed to the merchant's key-exchange key (playing "another gateway").
+    dual, _, _ = _purchase(cardholder, merchant, xid=xid)
+    with pytest.raises(ProtocolError) as exc:
+        open_payment_instruction(
+            dual.pi_dual_signed, gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
+        )
+    assert _code(exc) == "ERROR_CODE_WRONG_RECIPIENT"
+
+
+def test_pi_naming_another_gateway_key_is_rejected(cardholder: Party, gateway: Party) -> None:
+    xid = os.urandom(32)
+    dual, _, _ = _purchase(cardholder, gateway, xid=xid, pe_thumb=b"o" * 32)
+    with pytest.raises(ProtocolError) as exc:
+        open_payment_instruction(
+            dual.pi_dual_signed, gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
+        )
+    assert _code(exc) == "ERROR_CODE_WRONG_RECIPIENT"
+
+
+def test_pi_for_another_transaction_is_rejected(cardholder: Party, gateway: Party) -> None:
+    dual, _, _ = _purchase(cardholder, gateway, xid=b"a" * 32)
+    with pytest.raises(ProtocolError) as exc:
+        open_payment_instruction(
+            dual.pi_dual_signed, gateway.backend, gateway.kex, gateway.kex_thumb, xid=b"b" * 32
+        )
+    assert _code(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
+
+
+def test_signature_by_another_cardholder_is_rejected(
+    cardholder: Party, gateway: Party, merchant: Party
+) -> None:
+    xid = os.urandom(32)
+    dual, _, _ = _purchase(cardholder, gateway, xid=xid)
+    view = parse_purchase(_preq(dual))
+    with pytest.raises(ProtocolError) as exc:
+        verify_as_merchant(view, merchant.sig.public_key)
+    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    gview = open_payment_instruction(
+        view.pi_bytes, gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
+    )
+    with pytest.raises(ProtocolError) as exc:
+        verify_as_gateway(gview, merchant.sig.public_key)
+    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"

@@ -1,0 +1,71 @@
+"""Strict parsing of signed parts: wrong content type, unknown fields, oversize, garbage."""
+
+from __future__ import annotations
+
+import pytest
+
+from setcore.encoding import MAX_MESSAGE_BYTES, content_type_of, parse_strict
+from setcore.errors import ErrorCode, ProtocolError
+from setpay.v1 import common_pb2, purchase_pb2
+
+
+def _oi() -> purchase_pb2.OIData:
+    return purchase_pb2.OIData(
+        content_type="setpay.v1.OIData", trans_ids=common_pb2.TransIDs(xid=b"x"), rrpid=b"r"
+    )
+
+
+def _code(exc: pytest.ExceptionInfo[ProtocolError]) -> str:
+    return ErrorCode.Name(exc.value.code)
+
+
+def test_content_type_is_the_full_proto_name() -> None:
+    assert content_type_of(purchase_pb2.OIData) == "setpay.v1.OIData"
+
+
+def test_round_trip() -> None:
+    assert parse_strict(purchase_pb2.OIData, _oi().SerializeToString()).rrpid == b"r"
+
+
+def test_wrong_content_type_is_refused() -> None:
+    with pytest.raises(ProtocolError) as exc:
+        parse_strict(purchase_pb2.PIHead, _oi().SerializeToString())
+    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+
+
+def test_missing_content_type_is_refused() -> None:
+    data = purchase_pb2.OIData(rrpid=b"r").SerializeToString()
+    with pytest.raises(ProtocolError) as exc:
+        parse_strict(purchase_pb2.OIData, data)
+    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+
+
+def test_unknown_top_level_field_is_refused() -> None:
+    data = _oi().SerializeToString() + bytes([0xA8, 0x06, 0x01])  # field 101, varint 1
+    with pytest.raises(ProtocolError) as exc:
+        parse_strict(purchase_pb2.OIData, data)
+    assert _code(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
+
+
+def test_unknown_nested_field_is_refused() -> None:
+    trans = common_pb2.TransIDs(xid=b"x").SerializeToString() + bytes([0xA8, 0x06, 0x01])
+    data = (
+        purchase_pb2.OIData(content_type="setpay.v1.OIData").SerializeToString()
+        + bytes([0x12, len(trans)])
+        + trans
+    )
+    with pytest.raises(ProtocolError) as exc:
+        parse_strict(purchase_pb2.OIData, data)
+    assert _code(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
+
+
+def test_garbage_is_a_decoding_failure() -> None:
+    with pytest.raises(ProtocolError) as exc:
+        parse_strict(purchase_pb2.OIData, b"\xff\xff\xff\xff")
+    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+
+
+def test_oversize_is_refused_before_parsing() -> None:
+    with pytest.raises(ProtocolError) as exc:
+        parse_strict(purchase_pb2.OIData, b"\x00" * (MAX_MESSAGE_BYTES + 1))
+    assert _code(exc) == "ERROR_CODE_MESSAGE_TOO_BIG"

@@ -1,0 +1,192 @@
+"""Sealed, KeySealed: round trips and every single-byte mutation rejected for the right reason."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hsm.base import KemAlgorithm
+from setcore.envelope import Recipient, open_sealed, open_with_key, seal, seal_with_key
+from setcore.errors import ErrorCode, ProtocolError
+from setpay.v1 import crypto_pb2
+
+from .conftest import Party
+
+CT = "setpay.v1.PITBE"
+EXTRA_CT = "setpay.v1.PANData"
+XID = b"x" * 32
+RRPID = b"r" * 32
+MUTATION = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _seal(p: Party, extra: bool = True) -> crypto_pb2.Sealed:
+    return seal(
+        CT,
+        b"inner plaintext",
+        p.recipient,
+        xid=XID,
+        rrpid=RRPID,
+        extra=(EXTRA_CT, b"card data") if extra else None,
+    )
+
+
+def _open(p: Party, sealed: crypto_pb2.Sealed, extra: bool = True) -> bytes | None:
+    opened = open_sealed(
+        sealed, p.backend, p.kex, p.kex_thumb, CT, extra_type=EXTRA_CT if extra else None
+    )
+    assert opened.plaintext == b"inner plaintext"
+    return opened.extra
+
+
+def _code(exc: pytest.ExceptionInfo[ProtocolError]) -> str:
+    return ErrorCode.Name(exc.value.code)
+
+
+def test_round_trip_with_and_without_extra(gateway: Party) -> None:
+    assert _open(gateway, _seal(gateway)) == b"card data"
+    assert _open(gateway, _seal(gateway, extra=False), extra=False) is None
+
+
+def test_kem_follows_the_key(gateway: Party) -> None:
+    sealed = _seal(gateway)
+    assert sealed.kem_alg == gateway.kex.kem.value  # type: ignore[union-attr]
+    assert sealed.aead_alg == "aes-256-gcm"
+
+
+def test_two_seals_differ(gateway: Party) -> None:
+    a, b = _seal(gateway), _seal(gateway)
+    assert a.kem_ciphertext != b.kem_ciphertext
+    assert a.ciphertext != b.ciphertext
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["kem_ciphertext", "nonce", "ciphertext", "extra_nonce", "extra_ciphertext", "xid", "rrpid"],
+)
+@given(data=st.data())
+@MUTATION
+def test_single_byte_mutation_is_rejected(gateway: Party, field: str, data: st.DataObject) -> None:
+    sealed = _seal(gateway)
+    original = bytearray(getattr(sealed, field))
+    index = data.draw(st.integers(0, 1 << 16), label="index") % len(original)
+    flip = data.draw(st.integers(1, 255), label="xor")
+    original[index] ^= flip
+    setattr(sealed, field, bytes(original))
+    with pytest.raises(ProtocolError) as exc:
+        _open(gateway, sealed)
+    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+
+
+def test_sealed_to_another_recipient_is_refused(gateway: Party, merchant: Party) -> None:
+    with pytest.raises(ProtocolError) as exc:
+        _open(merchant, _seal(gateway))
+    assert _code(exc) == "ERROR_CODE_WRONG_RECIPIENT"
+
+
+def test_recipient_thumb_swapped_fails_the_tag(gateway: Party, merchant: Party) -> None:
+    # Addressed (in clear) to the merchant's thumb but encrypted to the gateway's key: the
+    # merchant cannot decapsulate, and the thumb is bound into the associated data.
+    sealed = seal(
+        CT,
+        b"x",
+        Recipient(gateway.kex.public_key, merchant.kex_thumb, gateway.kex.kem),  # type: ignore[arg-type]
+    )
+    with pytest.raises(ProtocolError) as exc:
+        open_sealed(sealed, merchant.backend, merchant.kex, merchant.kex_thumb, CT)
+    assert _code(exc) in {"ERROR_CODE_DECRYPTION_FAILURE", "ERROR_CODE_ALGORITHM_NOT_ALLOWED"}
+
+
+def test_wrong_content_type_is_refused(gateway: Party) -> None:
+    sealed = _seal(gateway)
+    with pytest.raises(ProtocolError) as exc:
+        open_sealed(sealed, gateway.backend, gateway.kex, gateway.kex_thumb, "setpay.v1.OIData")
+    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+
+
+def test_relabelled_content_type_fails_the_tag(gateway: Party) -> None:
+    sealed = _seal(gateway, extra=False)
+    sealed.content_type = "setpay.v1.OIData"
+    with pytest.raises(ProtocolError) as exc:
+        open_sealed(sealed, gateway.backend, gateway.kex, gateway.kex_thumb, "setpay.v1.OIData")
+    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+
+
+def test_kem_downgrade_is_refused(gateway: Party) -> None:
+    sealed = _seal(gateway)
+    sealed.kem_alg = "rsa-oaep-sha1"
+    with pytest.raises(ProtocolError) as exc:
+        _open(gateway, sealed)
+    assert _code(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+
+
+def test_aead_downgrade_is_refused(gateway: Party) -> None:
+    sealed = _seal(gateway)
+    sealed.aead_alg = "aes-128-gcm"
+    with pytest.raises(ProtocolError) as exc:
+        _open(gateway, sealed)
+    assert _code(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+
+
+def test_missing_or_unexpected_extra_is_refused(gateway: Party) -> None:
+    with pytest.raises(ProtocolError) as exc:
+        _open(gateway, _seal(gateway, extra=False), extra=True)
+    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    with pytest.raises(ProtocolError) as exc:
+        _open(gateway, _seal(gateway, extra=True), extra=False)
+    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+
+
+def test_extra_type_relabel_fails_the_tag(gateway: Party) -> None:
+    sealed = _seal(gateway)
+    sealed.extra_content_type = "setpay.v1.PANOnly"
+    with pytest.raises(ProtocolError) as exc:
+        open_sealed(
+            sealed, gateway.backend, gateway.kex, gateway.kex_thumb, CT,
+            extra_type="setpay.v1.PANOnly",
+        )  # fmt: skip
+    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+
+
+def test_expected_ids_are_enforced(gateway: Party) -> None:
+    with pytest.raises(ProtocolError) as exc:
+        open_sealed(
+            _seal(gateway, extra=False), gateway.backend, gateway.kex, gateway.kex_thumb, CT,
+            xid=b"y" * 32,
+        )  # fmt: skip
+    assert _code(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
+
+
+def test_rsa_oaep_sha1_kem_for_tokens() -> None:
+    # A token that only does OAEP/SHA-1 (SoftHSM 2.6) publishes rsa-oaep-sha1 in its
+    # key-exchange certificate; the sender must then use SHA-1 OAEP for the KEM.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(65537, 2048)
+    sealed = seal(CT, b"p", Recipient(key.public_key(), os.urandom(32), KemAlgorithm.RSA_OAEP_SHA1))
+    assert sealed.kem_alg == "rsa-oaep-sha1"
+    sha1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    assert len(key.decrypt(sealed.kem_ciphertext, sha1)) == 32
+
+
+def test_key_sealed_round_trip_and_mutations() -> None:
+    key = os.urandom(32)
+    sealed = seal_with_key("setpay.v1.Signed", b"cert res", key, rrpid=RRPID)
+    assert open_with_key(sealed, key, "setpay.v1.Signed", rrpid=RRPID) == b"cert res"
+    with pytest.raises(ProtocolError) as exc:
+        open_with_key(sealed, os.urandom(32), "setpay.v1.Signed", rrpid=RRPID)
+    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    with pytest.raises(ProtocolError) as exc:
+        open_with_key(sealed, key, "setpay.v1.Signed", rrpid=b"other")
+    assert _code(exc) == "ERROR_CODE_UNKNOWN_RRPID"
+    tampered = crypto_pb2.KeySealed()
+    tampered.CopyFrom(sealed)
+    tampered.ciphertext = bytes([sealed.ciphertext[0] ^ 1]) + sealed.ciphertext[1:]
+    with pytest.raises(ProtocolError) as exc:
+        open_with_key(tampered, key, "setpay.v1.Signed", rrpid=RRPID)
+    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
