@@ -2,6 +2,7 @@
 
     SetcoreError
     ├── ProtocolError        a check the protocol makes failed; carries a SET ErrorCode
+    ├── PeerError            the peer answered with a SET Error (its code is carried)
     └── ConfigurationError   setcore was given something it cannot work with (a bad profile)
 
 A ``ProtocolError`` maps to exactly one SET Error code (``setpay.v1.ErrorCode``). Its
@@ -41,3 +42,16 @@ class ProtocolError(SetcoreError):
 def fail(code: int, reason: str) -> ProtocolError:
     """Build a ProtocolError (``raise fail(...)`` reads as the check that failed)."""
     return ProtocolError(code, reason)
+
+
+class PeerError(SetcoreError):
+    """The peer answered with a SET Error instead of a response."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(f"peer refused the request: {ErrorCode.Name(code)} {message}".strip())
+        self.code = code
+
+    @property
+    def code_name(self) -> str:
+        """The ErrorCode's name."""
+        return ErrorCode.Name(self.code)

@@ -79,20 +79,6 @@ class PInitResponse(_message.Message):
     error: _error_pb2.SetError
     def __init__(self, header: _Optional[_Union[_common_pb2.Header, _Mapping]] = ..., p_init_res: _Optional[bytes] = ..., error: _Optional[_Union[_error_pb2.SetError, _Mapping]] = ...) -> None: ...
 
-class HODInput(_message.Message):
-    __slots__ = ("content_type", "od", "purch_amt", "od_salt", "install_recur")
-    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
-    OD_FIELD_NUMBER: _ClassVar[int]
-    PURCH_AMT_FIELD_NUMBER: _ClassVar[int]
-    OD_SALT_FIELD_NUMBER: _ClassVar[int]
-    INSTALL_RECUR_FIELD_NUMBER: _ClassVar[int]
-    content_type: str
-    od: bytes
-    purch_amt: _common_pb2.CurrencyAmount
-    od_salt: bytes
-    install_recur: _common_pb2.InstallRecurData
-    def __init__(self, content_type: _Optional[str] = ..., od: _Optional[bytes] = ..., purch_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., od_salt: _Optional[bytes] = ..., install_recur: _Optional[_Union[_common_pb2.InstallRecurData, _Mapping]] = ...) -> None: ...
-
 class OIData(_message.Message):
     __slots__ = ("content_type", "trans_ids", "rrpid", "chall_c", "hod", "od_salt", "chall_m", "brand_id", "bin")
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]

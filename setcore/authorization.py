@@ -1,0 +1,476 @@
+"""Authorization messages: AuthReq from the merchant, AuthRes from the gateway, capture tokens.
+
+The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it runs:
+
+1. ``open_auth_request``: open the envelope with the gateway key-exchange key, verify the
+   merchant's signature and chain, check the signed link names exactly the PI carried,
+   check the ids agree with the envelope, the date is fresh, and the response key is
+   this merchant's own key-exchange certificate.
+2. ``open_payment_instruction``: open the PI (sealed to this gateway, naming this gateway
+   key), verify the cardholder's chain and dual signature, check the PAN against the
+   blinded account in the cardholder certificate.
+3. ``check_agreement``: what the merchant says equals what the cardholder signed (order
+   digests, HOD, transaction ids, merchant identity, brand).
+
+The amount (AuthReqAmt <= PurchAmt) is a business decision: ``amount_agrees`` lets the
+gateway answer with a signed decline rather than an Error. Replay (a PI used before) is
+decided by the ledger, which keeps the store of used PIs.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.hazmat.primitives import serialization
+
+from hsm.base import KeyBackend, KeyHandle
+from setcore.credentials import Credentials
+from setcore.dualsig import (
+    GatewayView,
+    oi_data_digest,
+    verify_as_gateway,
+)
+from setcore.dualsig import (
+    open_payment_instruction as _open_pi,
+)
+from setcore.encoding import content_type_of, digest, parse_strict, thumbprint
+from setcore.envelope import Recipient, open_sealed, seal
+from setcore.error_message import open_error
+from setcore.errors import ErrorCode, fail
+from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
+from setcore.link import open_with_baggage, seal_with_baggage
+from setcore.pan import PAN, InvalidPAN, check_blinded_account, check_expiry
+from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
+from setcore.pki.truststore import TrustStore
+from setcore.pki.verified import VerifiedCertificate
+from setcore.purchase import header, hod
+from setcore.signers import signer
+from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
+
+AUTH_REQ_CT = content_type_of(authorization_pb2.AuthReqData)
+AUTH_RES_CT = content_type_of(authorization_pb2.AuthResData)
+AUTH_RES_BAGGAGE_CT = content_type_of(authorization_pb2.AuthResBaggage)
+CAP_TOKEN_CT = content_type_of(authorization_pb2.CapTokenData)
+PI_CT = content_type_of(purchase_pb2.PIDualSigned)
+AUTHORIZE_REQUEST_CT = content_type_of(authorization_pb2.AuthorizeRequest)
+
+
+def request_digest(wire_type: str, request_bytes: bytes) -> bytes:
+    """The digest a gateway response carries to name the exact request it answers."""
+    return digest(wire_type, request_bytes)
+
+
+def check_amount(amount: common_pb2.CurrencyAmount) -> None:
+    """Refuse a non-positive amount or a currency that is not an ISO 4217 number."""
+    if amount.amount <= 0 or not 0 < amount.currency < 1000:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "amount must be positive, ISO 4217")
+
+
+def merchant_id_of(cert: VerifiedCertificate) -> str:
+    """The merchant id a merchant certificate carries; INVALID_CERTIFICATE without one."""
+    if cert.merchant_data is None:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "merchant certificate lacks its id")
+    return cert.merchant_data.merchant_id
+
+
+# --- merchant side: AuthReq ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthRequestState:
+    """What the merchant remembers to check the AuthRes against."""
+
+    rrpid: bytes
+    xid: bytes
+    request_digest: bytes
+
+
+def build_auth_request(
+    credentials: Credentials,
+    gateway: Recipient,
+    pi_bytes: bytes,
+    trans_ids: common_pb2.TransIDs,
+    oi_bytes: bytes,
+    order_description: bytes,
+    purchase_amount: common_pb2.CurrencyAmount,
+    od_salt: bytes,
+    auth_amount: common_pb2.CurrencyAmount,
+    merchant_id: str,
+    *,
+    capture_now: bool = False,
+    rrpid: bytes | None = None,
+) -> tuple[authorization_pb2.AuthorizeRequest, AuthRequestState]:
+    """AuthReq: the merchant's signed request, sealed to the gateway, PI as baggage."""
+    _, kex_thumb = credentials.require_key_exchange()
+    rrpid = rrpid or new_id()
+    data = authorization_pb2.AuthReqData(
+        content_type=AUTH_REQ_CT,
+        auth_tags=authorization_pb2.AuthTags(
+            auth_rr_tags=common_pb2.RRTags(
+                rrpid=rrpid, mer_term_ids=common_pb2.MerTermIDs(merchant_id=merchant_id),
+                date_unix_ms=now_ms(), response_cert_thumb=kex_thumb,
+            ),
+            trans_ids=trans_ids,
+        ),
+        check_digests=authorization_pb2.CheckDigests(
+            hoi_data=oi_data_digest(oi_bytes),
+            hod2=hod(order_description, purchase_amount, od_salt),
+        ),
+        auth_req_payload=authorization_pb2.AuthReqPayload(auth_req_amt=auth_amount),
+        capture_now=capture_now,
+    ).SerializeToString()  # fmt: skip
+    envelope = seal_with_baggage(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        AUTH_REQ_CT, data, PI_CT, pi_bytes, gateway,
+        xid=trans_ids.xid, rrpid=rrpid, bundle=credentials.bundle(),
+    ).SerializeToString()  # fmt: skip
+    request = authorization_pb2.AuthorizeRequest(
+        header=header(rrpid=rrpid, xid=trans_ids.xid, lid_m=trans_ids.lid_m), auth_req=envelope
+    )
+    state = AuthRequestState(rrpid, trans_ids.xid, request_digest(AUTHORIZE_REQUEST_CT, envelope))
+    return request, state
+
+
+# --- gateway side: AuthReq ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedAuthRequest:
+    """An AuthReq whose envelope, merchant signature and chain have been verified."""
+
+    data: authorization_pb2.AuthReqData
+    merchant: VerifiedCertificate
+    merchant_id: str
+    merchant_kex: Recipient
+    pi_bytes: bytes
+    request_digest: bytes
+
+    @property
+    def rrpid(self) -> bytes:
+        """The RRPID of this request: the idempotency key."""
+        return self.data.auth_tags.auth_rr_tags.rrpid
+
+    @property
+    def xid(self) -> bytes:
+        """The transaction this authorization is for."""
+        return self.data.auth_tags.trans_ids.xid
+
+
+def peek_rrpid(request_bytes: bytes) -> bytes:
+    """The RRPID a sealed request claims in clear (for idempotency lookups before opening).
+
+    Unauthenticated: it only selects a stored response, which is returned only for the
+    same request bytes.
+    """
+    envelope = parse_strict(crypto_pb2.SealedWithBaggage, request_bytes)
+    return envelope.sealed.rrpid
+
+
+def open_merchant_request(
+    credentials: Credentials,
+    trust: TrustStore,
+    envelope_bytes: bytes,
+    content_type: str,
+    baggage_type: str,
+    *,
+    at: datetime | None = None,
+) -> tuple[bytes, VerifiedCertificate, crypto_pb2.SealedWithBaggage, crypto_pb2.CertBundle]:
+    """Open an EncB request from a merchant: its signed t, the merchant, the envelope, bundle."""
+    envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
+    kex_key, my_thumb = credentials.require_key_exchange()
+    t1, verified = open_with_baggage(
+        envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
+        signer(trust, MERCHANT),
+    )  # fmt: skip
+    return t1, verified.signer, envelope, verified.signed.bundle
+
+
+def check_rr_tags(
+    tags: common_pb2.RRTags,
+    envelope: crypto_pb2.SealedWithBaggage | crypto_pb2.Sealed,
+    merchant: VerifiedCertificate,
+    bundle: crypto_pb2.CertBundle,
+    trust: TrustStore,
+    *,
+    at: datetime | None = None,
+    now: int | None = None,
+) -> tuple[str, Recipient]:
+    """Checks every merchant request shares: ids, freshness, merchant id, response key."""
+    sealed = envelope.sealed if isinstance(envelope, crypto_pb2.SealedWithBaggage) else envelope
+    check_id(tags.rrpid, "RRPID")
+    if sealed.rrpid != tags.rrpid:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope RRPID differs")
+    check_date(tags.date_unix_ms, now_ms() if now is None else now)
+    merchant_id = merchant_id_of(merchant)
+    if tags.mer_term_ids.merchant_id != merchant_id:
+        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "MerchantID differs from certificate")
+    kex = trust.resolve(
+        tags.response_cert_thumb, bundle, MERCHANT, CertificateUsage.KEY_EXCHANGE, at
+    )
+    if merchant_id_of(kex) != merchant_id:
+        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "response key of another merchant")
+    return merchant_id, kex.recipient()
+
+
+def open_auth_request(
+    request: authorization_pb2.AuthorizeRequest,
+    credentials: Credentials,
+    trust: TrustStore,
+    *,
+    at: datetime | None = None,
+    now: int | None = None,
+) -> VerifiedAuthRequest:
+    """Gateway checklist step 1-2: envelope, merchant signature and chain, PI link."""
+    t1, merchant, envelope, bundle = open_merchant_request(
+        credentials, trust, request.auth_req, AUTH_REQ_CT, PI_CT, at=at
+    )
+    data = parse_strict(authorization_pb2.AuthReqData, t1)
+    tags = data.auth_tags.auth_rr_tags
+    if envelope.sealed.xid != data.auth_tags.trans_ids.xid:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope XID differs")
+    check_id(data.auth_tags.trans_ids.xid, "XID")
+    merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
+    check_amount(data.auth_req_payload.auth_req_amt)
+    return VerifiedAuthRequest(
+        data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
+        pi_bytes=envelope.baggage,
+        request_digest=request_digest(AUTHORIZE_REQUEST_CT, request.auth_req),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PaymentInstruction:
+    """An opened, verified PI: what the cardholder signed and the card it pays with."""
+
+    view: GatewayView
+    cardholder: VerifiedCertificate
+    pan: PAN
+    expiry: str
+
+    @property
+    def head(self) -> purchase_pb2.PIHead:
+        """The PIHead the cardholder signed."""
+        return self.view.pi_head
+
+    @property
+    def pi_digest(self) -> bytes:
+        """DD(PIData): with the XID, the key of the used-PI store."""
+        return self.view.dd_pi_data
+
+    def __repr__(self) -> str:
+        return f"PaymentInstruction({self.pan.masked})"
+
+
+def open_payment_instruction(
+    request: VerifiedAuthRequest,
+    credentials: Credentials,
+    trust: TrustStore,
+    *,
+    at: datetime | None = None,
+) -> PaymentInstruction:
+    """Gateway checklist step 3: open the PI, verify cardholder chain, dual signature, PAN."""
+    kex_key, my_thumb = credentials.require_key_exchange()
+    view = _open_pi(request.pi_bytes, credentials.backend, kex_key, my_thumb, xid=request.xid)
+    thumb = view.pi.pi_signature.signature.signer_cert_thumb
+    cardholder = trust.resolve(
+        thumb, view.pi.cardholder_certs, CARDHOLDER, CertificateUsage.SIGNATURE, at
+    )
+    verify_as_gateway(view, cardholder.public_key)
+    try:
+        pan = PAN(view.pan_data.pan)
+    except InvalidPAN as exc:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PANData holds no valid PAN") from exc
+    expiry = check_expiry(view.pan_data.card_expiry)
+    check_id(view.pan_data.ex_nonce, "EXNonce")
+    if cardholder.blinded_account is None:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "no account in the certificate")
+    check_blinded_account(cardholder.blinded_account, view.pan_data.pan_secret, pan, expiry)
+    return PaymentInstruction(view, cardholder, pan, expiry)
+
+
+def check_agreement(request: VerifiedAuthRequest, pi: PaymentInstruction) -> None:
+    """Gateway checklist step 4: the merchant's request agrees with what the cardholder signed."""
+    digests = request.data.check_digests
+    if not hmac.compare_digest(digests.hoi_data, pi.view.dd_oi_data):
+        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "HOIData differs from the PI's")
+    if not hmac.compare_digest(digests.hod2, pi.head.hod):
+        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "HOD2 differs from the PI's HOD")
+    said, signed = request.data.auth_tags.trans_ids, pi.head.trans_ids
+    if said.SerializeToString() != signed.SerializeToString():
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "TransIDs differ from the PI's")
+    if pi.head.merchant_id != request.merchant_id or not hmac.compare_digest(
+        pi.head.merchant_sig_cert_thumb, request.merchant.thumbprint
+    ):
+        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "PI names another merchant")
+    if pi.cardholder.brand_id != request.merchant.brand_id:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "card and merchant brands differ")
+
+
+def amount_agrees(request: VerifiedAuthRequest, pi: PaymentInstruction) -> bool:
+    """AuthReqAmt is in the purchase currency and not above PurchAmt."""
+    asked = request.data.auth_req_payload.auth_req_amt
+    bought = pi.head.purch_amt
+    return asked.currency == bought.currency and 0 < asked.amount <= bought.amount
+
+
+# --- gateway side: AuthRes and capture tokens ----------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthDecision:
+    """The gateway's answer to put in AuthRes."""
+
+    auth_code: int
+    auth_amt: common_pb2.CurrencyAmount
+    resp_reason: int = 0
+    approval_code: str = ""
+    cap_token: bytes = b""
+    cap_res_payload: authorization_pb2.CapResPayload | None = None
+
+
+def build_auth_response(
+    credentials: Credentials, request: VerifiedAuthRequest, decision: AuthDecision
+) -> bytes:
+    """AuthRes bytes: signed by the gateway, naming merchant and request, sealed to the merchant."""
+    payload = authorization_pb2.AuthResPayload(
+        auth_header=authorization_pb2.AuthHeader(
+            auth_amt=decision.auth_amt,
+            auth_code=decision.auth_code,  # type: ignore[arg-type]
+            response_data=authorization_pb2.ResponseData(
+                approval_code=decision.approval_code,
+                resp_reason=decision.resp_reason,  # type: ignore[arg-type]
+            ),
+        )
+    )
+    if decision.cap_res_payload is not None:
+        payload.cap_res_payload.CopyFrom(decision.cap_res_payload)
+    data = authorization_pb2.AuthResData(
+        content_type=AUTH_RES_CT, auth_tags=request.data.auth_tags,
+        merchant_cert_thumb=request.merchant.thumbprint, request_digest=request.request_digest,
+        auth_res_payload=payload, pe_thumb=credentials.key_exchange_thumb or b"",
+    ).SerializeToString()  # fmt: skip
+    baggage = authorization_pb2.AuthResBaggage(cap_token=decision.cap_token).SerializeToString()
+    envelope = seal_with_baggage(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        AUTH_RES_CT, data, AUTH_RES_BAGGAGE_CT, baggage, request.merchant_kex,
+        xid=request.xid, rrpid=request.rrpid, bundle=credentials.bundle(),
+    )  # fmt: skip
+    return envelope.SerializeToString()
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """The gateway's token-sealing key: capture tokens are sealed by the gateway to itself."""
+
+    backend: KeyBackend
+    key: KeyHandle
+    recipient: Recipient
+
+    @classmethod
+    def from_handle(cls, backend: KeyBackend, key: KeyHandle) -> TokenKey:
+        """Build from a token-sealing key; its 'certificate thumbprint' is its SPKI digest."""
+        if key.kem is None:
+            raise ValueError("a token-sealing key must be a decapsulation key")
+        spki = key.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return cls(backend, key, Recipient(key.public_key, thumbprint(spki), key.kem))
+
+
+def seal_cap_token(token_key: TokenKey, data: authorization_pb2.CapTokenData) -> bytes:
+    """A capture token: AEAD-sealed to the gateway itself, bound to XID and auth RRPID."""
+    data.content_type = CAP_TOKEN_CT
+    sealed = seal(
+        CAP_TOKEN_CT, data.SerializeToString(), token_key.recipient,
+        xid=data.xid, rrpid=data.auth_rrpid,
+    )  # fmt: skip
+    return sealed.SerializeToString()
+
+
+def open_cap_token(
+    token_key: TokenKey, token: bytes, *, merchant: VerifiedCertificate
+) -> authorization_pb2.CapTokenData:
+    """Open a capture token this gateway sealed; it must belong to the presenting merchant."""
+    if not token:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "capture token missing")
+    sealed = parse_strict(crypto_pb2.Sealed, token, own_content_type=False)
+    opened = open_sealed(
+        sealed, token_key.backend, token_key.key, token_key.recipient.cert_thumb, CAP_TOKEN_CT
+    )
+    data = parse_strict(authorization_pb2.CapTokenData, opened.plaintext)
+    if sealed.xid != data.xid or sealed.rrpid != data.auth_rrpid:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "capture token ids differ")
+    # The merchant id, not the certificate, is what the token binds: a merchant that renews
+    # its certificate can still capture what it was authorized for.
+    if data.merchant_id != merchant_id_of(merchant):
+        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "capture token of another merchant")
+    return data
+
+
+# --- merchant side: AuthRes ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """A verified AuthRes: the gateway's signed decision and the tokens it returned."""
+
+    data: authorization_pb2.AuthResData
+    baggage: authorization_pb2.AuthResBaggage
+    gateway: VerifiedCertificate
+
+    @property
+    def auth_code(self) -> int:
+        """The AuthCode of the decision."""
+        return self.data.auth_res_payload.auth_header.auth_code
+
+
+def open_gateway_response(
+    credentials: Credentials,
+    trust: TrustStore,
+    envelope_bytes: bytes,
+    content_type: str,
+    baggage_type: str,
+    *,
+    xid: bytes,
+    rrpid: bytes,
+) -> tuple[bytes, crypto_pb2.SealedWithBaggage, VerifiedCertificate]:
+    """Open an EncB response from the gateway: signed t, the envelope, the gateway."""
+    envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
+    kex_key, my_thumb = credentials.require_key_exchange()
+    t1, verified = open_with_baggage(
+        envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
+        signer(trust, PAYMENT_GATEWAY), xid=xid, rrpid=rrpid,
+    )  # fmt: skip
+    return t1, envelope, verified.signer
+
+
+def check_names_us(
+    credentials: Credentials, merchant_cert_thumb: bytes, digest_got: bytes, digest_sent: bytes
+) -> None:
+    """A gateway response must name this merchant and the exact request it answers."""
+    if not hmac.compare_digest(merchant_cert_thumb, credentials.signature_thumb):
+        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "response names another merchant")
+    if not hmac.compare_digest(digest_got, digest_sent):
+        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "response answers another request")
+
+
+def open_auth_response(
+    response: authorization_pb2.AuthorizeResponse,
+    credentials: Credentials,
+    state: AuthRequestState,
+    trust: TrustStore,
+) -> AuthResult:
+    """Verify AuthRes: gateway signature and chain, our RRPID, our name, our request."""
+    if response.WhichOneof("result") == "error":
+        raise open_error(response.error, trust, PAYMENT_GATEWAY)
+    t1, envelope, gateway = open_gateway_response(
+        credentials, trust, response.auth_res, AUTH_RES_CT, AUTH_RES_BAGGAGE_CT,
+        xid=state.xid, rrpid=state.rrpid,
+    )  # fmt: skip
+    data = parse_strict(authorization_pb2.AuthResData, t1)
+    check_rrpid(state.rrpid, data.auth_tags.auth_rr_tags.rrpid)
+    check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
+    baggage = parse_strict(authorization_pb2.AuthResBaggage, envelope.baggage)
+    return AuthResult(data, baggage, gateway)

@@ -1,0 +1,49 @@
+"""A party's own signing and opening material: key handles and their certificates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hsm.base import KeyBackend, KeyHandle
+from setcore.encoding import thumbprint
+from setpay.v1 import crypto_pb2
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Key handles (never key bytes) with the certificates that name them.
+
+    ``chain`` holds the issuing CA certificates up to, not including, the brand root.
+    The bundle that travels with every signed message is built once here.
+    """
+
+    backend: KeyBackend
+    signature_key: KeyHandle
+    signature_cert: bytes
+    chain: tuple[bytes, ...] = ()
+    key_exchange_key: KeyHandle | None = None
+    key_exchange_cert: bytes | None = None
+    signature_thumb: bytes = field(init=False)
+    key_exchange_thumb: bytes | None = field(init=False)
+    _bundle: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signature_thumb", thumbprint(self.signature_cert))
+        kex_thumb = thumbprint(self.key_exchange_cert) if self.key_exchange_cert else None
+        object.__setattr__(self, "key_exchange_thumb", kex_thumb)
+        certs = [self.signature_cert]
+        if self.key_exchange_cert:
+            certs.append(self.key_exchange_cert)
+        certs.extend(self.chain)
+        bundle = crypto_pb2.CertBundle(certificates=certs)
+        object.__setattr__(self, "_bundle", bundle.SerializeToString())
+
+    def bundle(self) -> crypto_pb2.CertBundle:
+        """A fresh CertBundle with this party's certificates and chain."""
+        return crypto_pb2.CertBundle.FromString(self._bundle)
+
+    def require_key_exchange(self) -> tuple[KeyHandle, bytes]:
+        """The key-exchange key and its certificate thumbprint; parties without one cannot open."""
+        if self.key_exchange_key is None or self.key_exchange_thumb is None:
+            raise ValueError("these credentials have no key-exchange key")
+        return self.key_exchange_key, self.key_exchange_thumb

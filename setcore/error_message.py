@@ -1,0 +1,79 @@
+"""The SET Error message: signed by a party that has a signature key, never detailed.
+
+An Error says "I could not process your message" with a code and a fixed text for that
+code; which check failed stays in the local log (SET-PROTOCOL.md 7.6: no padding-oracle
+style detail). A fresh nonce means the signer never signs only attacker-chosen data. The
+offending request is identified by its RRPID and a digest of its first 20 KB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from setcore.credentials import Credentials
+from setcore.encoding import content_type_of, parse_strict
+from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.freshness import new_id, now_ms
+from setcore.pki.truststore import TrustStore
+from setcore.signed import open_signed, parse_signed, sign
+from setcore.signers import signer
+from setpay.v1 import error_pb2
+
+ERROR_CT = content_type_of(error_pb2.ErrorTBS)
+# SET caps an echoed bad envelope at 20 KB; we hash at most that much of it.
+MAX_ECHO_BYTES = 20 * 1024
+
+
+def error_text(code: int) -> str:
+    """The fixed, detail-free text that accompanies a code."""
+    return ErrorCode.Name(code).removeprefix("ERROR_CODE_").replace("_", " ").lower()
+
+
+def build_error(
+    credentials: Credentials | None,
+    code: int,
+    *,
+    rrpid: bytes = b"",
+    bad_message: bytes = b"",
+    error_thumb: bytes = b"",
+) -> error_pb2.SetError:
+    """A SetError for ``code``: signed when ``credentials`` are given, plain otherwise."""
+    tbs = error_pb2.ErrorTBS(
+        content_type=ERROR_CT,
+        error_code=code,  # type: ignore[arg-type]
+        error_nonce=new_id(),
+        error_thumb=error_thumb,
+        rrpid=rrpid,
+        bad_message_digest=hashlib.sha256(bad_message[:MAX_ECHO_BYTES]).digest(),
+        error_msg=error_text(code),
+        date_unix_ms=now_ms(),
+    )
+    if credentials is None:
+        return error_pb2.SetError(unsigned_error=tbs)
+    signed = sign(
+        credentials.backend,
+        credentials.signature_key,
+        credentials.signature_thumb,
+        ERROR_CT,
+        tbs.SerializeToString(),
+        credentials.bundle(),
+    )
+    return error_pb2.SetError(signed_error=signed.SerializeToString())
+
+
+def open_error(error: error_pb2.SetError, trust: TrustStore, signer_type: int) -> PeerError:
+    """Verify a peer's signed Error and turn it into a ``PeerError`` to raise.
+
+    An Error that does not verify is itself reported as SIGNATURE_FAILURE: a forged
+    Error must not be mistaken for the peer's word.
+    """
+    if error.WhichOneof("error") != "signed_error":
+        return PeerError(ErrorCode.ERROR_CODE_SIGNATURE_REQUIRED, "unsigned error from the peer")
+    try:
+        verified = open_signed(
+            parse_signed(error.signed_error), ERROR_CT, signer(trust, signer_type)
+        )
+        tbs = parse_strict(error_pb2.ErrorTBS, verified.tbs)
+    except ProtocolError as exc:
+        return PeerError(exc.code, "the peer's error message did not verify")
+    return PeerError(tbs.error_code, tbs.error_msg)

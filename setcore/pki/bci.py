@@ -1,0 +1,226 @@
+"""The BrandCRLIdentifier (BCI): the brand root's signed list of every CA's current CRL.
+
+Issuing: ``issue_brand_crl_identifier`` signs ``Signed(BrandCRLIdentifierTBS)`` with the
+brand root key through ``setcore.signed.sign``. Receiving: ``open_brand_crl_identifier``
+verifies the signature against the pinned root, the brand and the validity window, and
+binds every listed CRL (issuer thumbprint, cRLNumber, CRL thumbprint) to the CRL bytes
+supplied, giving a ``RevocationSnapshot`` that chain validation consults.
+
+A CRL's own signature is checked against its issuing CA as soon as that CA's
+certificate is at hand: at once for the root and for CA certificates already known,
+otherwise the first time a chain through that CA is validated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from setcore.encoding import MAX_MESSAGE_BYTES, content_type_of, parse_strict, thumbprint
+from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
+from setcore.pki.crl import crl_number, load_crl, verify_crl_issuer
+from setcore.pki.issuance import IssuingCA, utc
+from setcore.signed import sign, verify_signature
+from setpay.v1 import crypto_pb2, registration_pb2
+
+BCI_CONTENT_TYPE = content_type_of(registration_pb2.BrandCRLIdentifierTBS)
+# The BCI is re-signed daily so that a revocation reaches every verifier within a day
+# even if a CRL's own nextUpdate is further away.
+BCI_LIFETIME = timedelta(days=1)
+# A brand has a handful of CAs; a BCI listing more is malformed or hostile.
+MAX_BCI_CRLS = 64
+
+
+class RevocationUnavailable(ProtocolError):
+    """Revocation status cannot be established: no BCI, a stale one, or a CA it omits.
+
+    Callers can react by fetching the brand's current BCI and CRLs and retrying.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, reason)
+
+
+def _ms(at: datetime) -> int:
+    return int(utc(at).timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def issue_brand_crl_identifier(
+    root: IssuingCA,
+    sequence_num: int,
+    crls: Sequence[tuple[bytes, bytes]],
+    *,
+    at: datetime | None = None,
+    lifetime: timedelta = BCI_LIFETIME,
+) -> bytes:
+    """Serialized ``Signed(BrandCRLIdentifierTBS)`` over ``(issuer certificate, CRL)`` pairs."""
+    if root.certificate_type != registration_pb2.CERTIFICATE_TYPE_BRAND_ROOT:
+        raise ConfigurationError("only the brand root signs the BrandCRLIdentifier")
+    if len(crls) > MAX_BCI_CRLS:
+        raise ConfigurationError(f"a BCI lists at most {MAX_BCI_CRLS} CRLs")
+    now = utc(at)
+    tbs = registration_pb2.BrandCRLIdentifierTBS(
+        content_type=BCI_CONTENT_TYPE,
+        brand_id=root.brand_id,
+        sequence_num=sequence_num,
+        not_before_unix_ms=_ms(now),
+        not_after_unix_ms=_ms(now + lifetime),
+    )
+    for issuer_der, crl_der in crls:
+        crl = load_crl(crl_der)
+        # Catch a CRL paired with the wrong CA here rather than at every verifier.
+        verify_crl_issuer(crl, x509.load_der_x509_certificate(issuer_der))
+        tbs.crls.append(
+            registration_pb2.CRLIdentifier(
+                issuer_thumb=thumbprint(issuer_der),
+                crl_number=crl_number(crl),
+                crl_thumb=thumbprint(crl_der),
+            )
+        )
+    signed = sign(
+        root.backend, root.key, root.thumbprint, BCI_CONTENT_TYPE, tbs.SerializeToString()
+    )
+    return signed.SerializeToString()
+
+
+@dataclass(frozen=True)
+class CrlStatus:
+    """One CA's current CRL, as the BCI names it."""
+
+    issuer_thumb: bytes
+    crl_number: int
+    crl_thumb: bytes
+    crl: x509.CertificateRevocationList = field(repr=False)
+    revoked_serials: frozenset[int] = field(repr=False)
+    next_update: datetime | None
+
+
+@dataclass(frozen=True)
+class RevocationSnapshot:
+    """A verified BCI with the CRLs it lists, keyed by issuing CA certificate thumbprint."""
+
+    bci_thumb: bytes
+    brand_id: str
+    sequence_num: int
+    not_before: datetime
+    not_after: datetime
+    by_issuer: Mapping[bytes, CrlStatus]
+    # CRLs whose signature has been checked against their issuer (issuer thumbprints).
+    _checked: set[bytes] = field(default_factory=set, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def status_for(self, issuer: x509.Certificate, issuer_thumb: bytes) -> CrlStatus:
+        """The CRL of the CA ``issuer``, its signature checked; raises if the BCI omits it."""
+        status = self.by_issuer.get(issuer_thumb)
+        if status is None:
+            raise RevocationUnavailable("the BrandCRLIdentifier lists no CRL for this CA")
+        if issuer_thumb not in self._checked:
+            verify_crl_issuer(status.crl, issuer)
+            with self._lock:
+                self._checked.add(issuer_thumb)
+        return status
+
+    def check_current(self, at: datetime) -> None:
+        """Raise ``RevocationUnavailable`` unless ``at`` is inside the BCI's window."""
+        if not self.not_before <= at <= self.not_after:
+            raise RevocationUnavailable("the BrandCRLIdentifier is not current")
+
+
+def _reject_unknown(messages: Iterable[crypto_pb2.Signed | crypto_pb2.Signature]) -> None:
+    for message in messages:
+        if len(UnknownFieldSet(message)):
+            raise fail(ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION, "unknown field in BCI")
+
+
+def _parse_signed(data: bytes) -> crypto_pb2.Signed:
+    # parse_strict cannot take Signed: its content_type names the TBS, not Signed itself.
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG, f"BCI of {len(data)} bytes")
+    signed = crypto_pb2.Signed()
+    try:
+        signed.ParseFromString(data)
+    except (DecodeError, ValueError) as exc:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "cannot parse the BCI") from exc
+    _reject_unknown([signed, *signed.signatures])
+    if signed.content_type != BCI_CONTENT_TYPE:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, f"{signed.content_type!r} is not a BCI")
+    if len(signed.signatures) != 1:
+        raise fail(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "a BCI carries exactly one signature")
+    return signed
+
+
+def peek_sequence_num(bci: bytes) -> int:
+    """The BCI's sequence number, UNVERIFIED: only to skip verifying an older BCI."""
+    signed = _parse_signed(bci)
+    return int(parse_strict(registration_pb2.BrandCRLIdentifierTBS, signed.tbs).sequence_num)
+
+
+def open_brand_crl_identifier(
+    root: x509.Certificate,
+    root_thumb: bytes,
+    brand_id: str,
+    bci: bytes,
+    crls_der: Iterable[bytes],
+    known_certificates: Mapping[bytes, x509.Certificate],
+    at: datetime,
+) -> RevocationSnapshot:
+    """Verify a BCI and the CRLs it lists; ``known_certificates`` maps thumbprint to CA cert."""
+    signed = _parse_signed(bci)
+    signature = signed.signatures[0]
+    if signature.signer_cert_thumb != root_thumb:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI not signed by the pinned root")
+    verify_signature(root.public_key(), signature, BCI_CONTENT_TYPE, signed.tbs)  # type: ignore[arg-type]
+    tbs = parse_strict(registration_pb2.BrandCRLIdentifierTBS, signed.tbs)
+    if tbs.brand_id != brand_id:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI of another brand")
+    not_before, not_after = _from_ms(tbs.not_before_unix_ms), _from_ms(tbs.not_after_unix_ms)
+    if not not_before <= at <= not_after:
+        raise fail(ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE, "BCI outside its validity window")
+    if len(tbs.crls) > MAX_BCI_CRLS:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI lists too many CRLs")
+    supplied = {thumbprint(der): der for der in crls_der}
+    by_issuer: dict[bytes, CrlStatus] = {}
+    for entry in tbs.crls:
+        if entry.issuer_thumb in by_issuer:
+            raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI lists a CA twice")
+        der = supplied.get(entry.crl_thumb)
+        if der is None:
+            raise fail(
+                ErrorCode.ERROR_CODE_MISSING_CERTIFICATE, "a CRL listed in the BCI is missing"
+            )
+        crl = load_crl(der)
+        if crl_number(crl) != entry.crl_number:
+            raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "CRL number differs from the BCI")
+        next_update = crl.next_update_utc
+        by_issuer[entry.issuer_thumb] = CrlStatus(
+            issuer_thumb=entry.issuer_thumb,
+            crl_number=entry.crl_number,
+            crl_thumb=entry.crl_thumb,
+            crl=crl,
+            revoked_serials=frozenset(r.serial_number for r in crl),
+            next_update=next_update,
+        )
+    snapshot = RevocationSnapshot(
+        bci_thumb=thumbprint(bci),
+        brand_id=brand_id,
+        sequence_num=tbs.sequence_num,
+        not_before=not_before,
+        not_after=not_after,
+        by_issuer=by_issuer,
+    )
+    issuers = {root_thumb: root, **known_certificates}
+    for issuer_thumb in by_issuer:
+        issuer = issuers.get(issuer_thumb)
+        if issuer is not None:
+            snapshot.status_for(issuer, issuer_thumb)
+    return snapshot

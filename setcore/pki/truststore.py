@@ -1,0 +1,295 @@
+"""``TrustStore``: the pinned brand root, the current revocation data, and caches.
+
+Every signed message names its signer by certificate thumbprint, so ``resolve`` is on
+the hot path of every message opener. Verified chains are cached by leaf thumbprint; a
+hit is one dict lookup and two comparisons, no parsing and no signature. An entry lives
+until the first of: the end of its chain's validity, the end of the BCI's window, a
+CRL's nextUpdate, or the next change of revocation data (which clears the cache). A
+hit still enforces the requested role and key usage.
+
+Thread-safe: the caches are only changed under one lock; readers take a plain dict
+lookup, which is atomic in CPython. A validation that raced a revocation update is not
+cached.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from setcore.encoding import thumbprint
+from setcore.errors import ErrorCode, fail
+from setcore.pki.bci import RevocationSnapshot, open_brand_crl_identifier, peek_sequence_num
+from setcore.pki.certificate import load_certificate
+from setcore.pki.chain import Anchor, Candidate, IssuerLookup, validate
+from setcore.pki.issuance import utc
+from setcore.pki.roles import CertificateUsage
+from setcore.pki.verified import VerifiedCertificate
+from setpay.v1 import crypto_pb2
+
+# A bundle carries a leaf and its CA (a few chains at most); more is not a setpay peer.
+MAX_BUNDLE_CERTIFICATES = 16
+# Cache bounds: a gateway sees many cardholders; 100k entries of a few KB each stay in
+# the low hundreds of MB at worst, and the oldest entries are dropped first.
+DEFAULT_MAX_CACHED_CHAINS = 100_000
+DEFAULT_MAX_CACHED_CERTIFICATES = 100_000
+
+
+@dataclass(frozen=True)
+class TrustCounters:
+    """How often chains were validated in full and served from the cache."""
+
+    verifications: int
+    cache_hits: int
+
+
+@dataclass(frozen=True)
+class _CachedChain:
+    verified: VerifiedCertificate
+    valid_until: datetime
+
+
+class TrustStore:
+    """Validates setpay certificate chains against one pinned brand root."""
+
+    def __init__(
+        self,
+        root_der: bytes,
+        *,
+        require_revocation: bool = True,
+        max_cached_chains: int = DEFAULT_MAX_CACHED_CHAINS,
+        max_cached_certificates: int = DEFAULT_MAX_CACHED_CERTIFICATES,
+    ) -> None:
+        self._anchor = Anchor.from_der(root_der, thumbprint(root_der))
+        self._require_revocation = require_revocation
+        self._max_chains = max_cached_chains
+        self._max_certificates = max_cached_certificates
+        self._lock = threading.Lock()
+        self._chains: dict[bytes, _CachedChain] = {}
+        self._certificates: dict[bytes, Candidate] = {}
+        self._by_subject: dict[x509.Name, list[bytes]] = {}
+        self._revocation: RevocationSnapshot | None = None
+        self._generation = 0
+        self._verifications = 0
+        self._hits = 0
+
+    @property
+    def root_der(self) -> bytes:
+        """The pinned root certificate."""
+        return self._anchor.root.der
+
+    @property
+    def root_thumb(self) -> bytes:
+        """Thumbprint of the pinned root."""
+        return self._anchor.root.thumb
+
+    @property
+    def brand_id(self) -> str:
+        """The brand the root belongs to."""
+        return self._anchor.brand_id
+
+    @property
+    def revocation(self) -> RevocationSnapshot | None:
+        """The current verified BCI and CRLs, if any."""
+        return self._revocation
+
+    @property
+    def counters(self) -> TrustCounters:
+        """Full validations and cache hits so far."""
+        with self._lock:
+            return TrustCounters(self._verifications, self._hits)
+
+    # -- certificates ---------------------------------------------------------------
+
+    def _remember(self, candidate: Candidate) -> None:
+        with self._lock:
+            if candidate.thumb in self._certificates:
+                return
+            if len(self._certificates) >= self._max_certificates:
+                oldest = next(iter(self._certificates))
+                evicted = self._certificates.pop(oldest)
+                thumbs = self._by_subject.get(evicted.cert.subject, [])
+                if oldest in thumbs:
+                    thumbs.remove(oldest)
+                if not thumbs:
+                    self._by_subject.pop(evicted.cert.subject, None)
+            self._certificates[candidate.thumb] = candidate
+            self._by_subject.setdefault(candidate.cert.subject, []).append(candidate.thumb)
+
+    def _parse(self, der: bytes, thumb: bytes | None = None) -> Candidate:
+        thumb = thumbprint(der) if thumb is None else thumb
+        known = self._certificates.get(thumb)
+        if known is not None:
+            return known
+        candidate = Candidate(der, load_certificate(der), thumb)
+        self._remember(candidate)
+        return candidate
+
+    def add_certificates(self, ders: Iterable[bytes]) -> None:
+        """Remember certificates (e.g. CA certificates) so bundles may leave them out."""
+        for der in ders:
+            self._parse(der)
+
+    def certificate(self, thumb: bytes) -> bytes | None:
+        """A remembered certificate by thumbprint."""
+        known = self._certificates.get(thumb)
+        return None if known is None else known.der
+
+    def _lookup(self, given: Sequence[Candidate]) -> IssuerLookup:
+        def lookup(subject: x509.Name) -> Iterator[Candidate]:
+            for candidate in given:
+                if candidate.cert.subject == subject:
+                    yield candidate
+            for thumb in list(self._by_subject.get(subject, ())):
+                known = self._certificates.get(thumb)
+                if known is not None:
+                    yield known
+
+        return lookup
+
+    # -- validation -----------------------------------------------------------------
+
+    def _cached(
+        self, leaf_thumb: bytes, expected_type: int, usage: CertificateUsage, at: datetime
+    ) -> VerifiedCertificate | None:
+        entry = self._chains.get(leaf_thumb)
+        if entry is None:
+            return None
+        verified = entry.verified
+        if not verified.not_before <= at <= entry.valid_until:
+            return None
+        if verified.certificate_type != expected_type or verified.usage is not usage:
+            # Same answer the full validation would give, without redoing it.
+            raise fail(ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, "certificate role mismatch")
+        with self._lock:
+            self._hits += 1
+        return verified
+
+    def verify_chain(
+        self,
+        leaf_der: bytes,
+        intermediates_der: Iterable[bytes],
+        expected_type: int,
+        usage: CertificateUsage | str,
+        at: datetime | None = None,
+    ) -> VerifiedCertificate:
+        """Validate ``leaf_der`` for ``expected_type`` and ``usage``; raises ProtocolError."""
+        usage = CertificateUsage(usage)
+        when = utc(at)
+        leaf_thumb = thumbprint(leaf_der)
+        cached = self._cached(leaf_thumb, expected_type, usage, when)
+        if cached is not None:
+            return cached
+        intermediates = list(intermediates_der)
+        if len(intermediates) > MAX_BUNDLE_CERTIFICATES:
+            raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
+        return self._validate(leaf_der, leaf_thumb, intermediates, expected_type, usage, when)
+
+    def _validate(
+        self,
+        leaf_der: bytes,
+        leaf_thumb: bytes,
+        intermediates: list[bytes],
+        expected_type: int,
+        usage: CertificateUsage,
+        at: datetime,
+    ) -> VerifiedCertificate:
+        generation, revocation = self._generation, self._revocation
+        leaf = self._parse(leaf_der, leaf_thumb)
+        given = [self._parse(der) for der in intermediates]
+        verified, until = validate(
+            self._anchor,
+            leaf,
+            self._lookup(given),
+            expected_type,
+            usage,
+            at,
+            revocation,
+            self._require_revocation,
+        )
+        with self._lock:
+            self._verifications += 1
+            if generation == self._generation:
+                if len(self._chains) >= self._max_chains:
+                    self._chains.pop(next(iter(self._chains)))
+                self._chains[leaf_thumb] = _CachedChain(verified, until)
+        return verified
+
+    def resolve(
+        self,
+        signature_thumb: bytes,
+        bundle: crypto_pb2.CertBundle | None,
+        expected_type: int,
+        usage: CertificateUsage | str,
+        at: datetime | None = None,
+    ) -> VerifiedCertificate:
+        """The validated certificate a signature names, from the cache, bundle or store."""
+        usage = CertificateUsage(usage)
+        when = utc(at)
+        cached = self._cached(signature_thumb, expected_type, usage, when)
+        if cached is not None:
+            return cached
+        certificates = list(bundle.certificates) if bundle is not None else []
+        if len(certificates) > MAX_BUNDLE_CERTIFICATES:
+            raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
+        leaf_der = next((d for d in certificates if thumbprint(d) == signature_thumb), None)
+        if leaf_der is None:
+            leaf_der = self.certificate(signature_thumb)
+        if leaf_der is None:
+            raise fail(ErrorCode.ERROR_CODE_MISSING_CERTIFICATE, "signer certificate not found")
+        return self._validate(leaf_der, signature_thumb, certificates, expected_type, usage, when)
+
+    # -- revocation -----------------------------------------------------------------
+
+    def update_revocation(
+        self, bci: bytes, crls_der: Iterable[bytes], at: datetime | None = None
+    ) -> bool:
+        """Verify and install a BCI and its CRLs; False if it is the one already held.
+
+        An older sequence number than the current BCI's is refused (rollback), as is a
+        different BCI under the same sequence number.
+        """
+        current = self._revocation
+        if current is not None and thumbprint(bci) == current.bci_thumb:
+            return False
+        known = {thumb: c.cert for thumb, c in list(self._certificates.items())}
+        snapshot = open_brand_crl_identifier(
+            self._anchor.root.cert,
+            self._anchor.root.thumb,
+            self._anchor.brand_id,
+            bci,
+            crls_der,
+            known,
+            utc(at),
+        )
+        with self._lock:
+            current = self._revocation
+            if current is not None and snapshot.sequence_num <= current.sequence_num:
+                raise fail(
+                    ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+                    f"BCI sequence {snapshot.sequence_num} does not follow {current.sequence_num}",
+                )
+            self._revocation = snapshot
+            self._generation += 1
+            self._chains.clear()
+        return True
+
+    def update_from_bundle(self, bundle: crypto_pb2.CertBundle, at: datetime | None = None) -> bool:
+        """Install the bundle's BCI and CRLs if they are newer than the current ones.
+
+        A peer holding an older BCI than ours is not an error: ours is kept. A newer one
+        that does not verify raises like ``update_revocation``.
+        """
+        if not bundle.brand_crl_identifier:
+            return False
+        current = self._revocation
+        if current is not None:
+            if thumbprint(bundle.brand_crl_identifier) == current.bci_thumb:
+                return False
+            if peek_sequence_num(bundle.brand_crl_identifier) <= current.sequence_num:
+                return False
+        return self.update_revocation(bundle.brand_crl_identifier, bundle.crls, at)

@@ -1,0 +1,429 @@
+"""Purchase messages: PInit, the dual-signed PReq, PRes and Inquiry, for wallet and merchant.
+
+Builders take plain values and credentials; openers take wire messages, raise
+``ProtocolError`` for every failed check of SET-PROTOCOL.md 5.5 and 9.3 and return what
+the caller may rely on. The wallet checks the merchant's chain and that the gateway key
+it will seal the PI to is a gateway key-exchange certificate named by the merchant's
+signed PEThumb; the merchant checks that the order, challenges and ids are its own and
+that the cardholder's dual signature and chain verify, without ever seeing the PAN.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from setcore.credentials import Credentials
+from setcore.dualsig import MerchantView, build_dual_signed, parse_purchase, verify_as_merchant
+from setcore.encoding import content_type_of, digest_parts, parse_strict, thumbprint
+from setcore.error_message import open_error
+from setcore.errors import ErrorCode, fail
+from setcore.freshness import (
+    check_echo,
+    check_id,
+    check_lid,
+    check_rrpid,
+    new_id,
+    now_ms,
+)
+from setcore.pan import PAN, trans_stain
+from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
+from setcore.pki.truststore import TrustStore
+from setcore.pki.verified import VerifiedCertificate
+from setcore.signed import open_signed, parse_signed, sign
+from setcore.signers import signer
+from setpay.v1 import common_pb2, purchase_pb2
+
+PROTOCOL_VERSION = 1
+SW_IDENT = "setpay/0.1"
+HOD_CT = "setpay.v1.HODInput"
+PINIT_RES_CT = content_type_of(purchase_pb2.PInitResData)
+OI_CT = content_type_of(purchase_pb2.OIData)
+PI_HEAD_CT = content_type_of(purchase_pb2.PIHead)
+PAN_DATA_CT = content_type_of(purchase_pb2.PANData)
+PRES_CT = content_type_of(purchase_pb2.PResData)
+INQ_REQ_CT = content_type_of(purchase_pb2.InqReqData)
+_BIN = re.compile(r"^\d{6}$")
+# Order descriptions are agreed out of band; this bounds what a wallet may make us hash.
+MAX_ORDER_DESCRIPTION_BYTES = 4096
+
+
+def header(
+    *, rrpid: bytes = b"", xid: bytes = b"", lid_c: bytes = b"", lid_m: bytes = b""
+) -> common_pb2.Header:
+    """The plaintext routing header (compared with the authenticated copy by receivers)."""
+    return common_pb2.Header(
+        version=PROTOCOL_VERSION, date_unix_ms=now_ms(), rrpid=rrpid, xid=xid,
+        lid_c=lid_c, lid_m=lid_m, sw_ident=SW_IDENT,
+    )  # fmt: skip
+
+
+def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
+    """HOD: binds order description and amount, salted, without revealing them."""
+    money = struct.pack(">Iqi", amount.currency, amount.amount, amount.exp10)
+    return digest_parts(HOD_CT, (od, money, od_salt))
+
+
+def _check_amount(amount: common_pb2.CurrencyAmount) -> None:
+    if amount.amount <= 0 or not 0 < amount.currency < 1000:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "amount must be positive, ISO 4217")
+
+
+# --- wallet side ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PInitState:
+    """What the wallet remembers between PInitReq and PInitRes."""
+
+    rrpid: bytes
+    chall_c: bytes
+    lid_c: bytes
+    brand_id: str
+    bin: str
+
+
+def build_pinit_request(
+    pan: PAN, brand_id: str, lid_c: bytes, *, lid_m: bytes = b"", language: str = "en"
+) -> tuple[purchase_pb2.PInitRequest, PInitState]:
+    """PInitReq: plaintext, no secrets (only the BIN of the card)."""
+    state = PInitState(new_id(), new_id(), lid_c, brand_id, pan.bin)
+    request = purchase_pb2.PInitRequest(
+        header=header(rrpid=state.rrpid, lid_c=lid_c, lid_m=lid_m),
+        rrpid=state.rrpid, language=language, lid_c=lid_c, lid_m=lid_m,
+        chall_c=state.chall_c, brand_id=brand_id, bin=pan.bin,
+    )  # fmt: skip
+    return request, state
+
+
+@dataclass(frozen=True)
+class MerchantOffer:
+    """What a verified PInitRes tells the wallet: the transaction and whom to trust."""
+
+    trans_ids: common_pb2.TransIDs
+    chall_m: bytes
+    merchant: VerifiedCertificate
+    gateway: VerifiedCertificate
+
+
+def open_pinit_response(
+    response: purchase_pb2.PInitResponse,
+    state: PInitState,
+    trust: TrustStore,
+    *,
+    at: datetime | None = None,
+) -> MerchantOffer:
+    """Verify PInitRes: merchant signature and chain, echoes, and the gateway it names."""
+    if response.WhichOneof("result") == "error":
+        raise open_error(response.error, trust, MERCHANT)
+    signed = parse_signed(response.p_init_res)
+    trust.update_from_bundle(signed.bundle, at)
+    verified = open_signed(signed, PINIT_RES_CT, signer(trust, MERCHANT))
+    data = parse_strict(purchase_pb2.PInitResData, verified.tbs)
+    check_rrpid(state.rrpid, data.rrpid)
+    check_echo(state.chall_c, data.chall_c, "Chall-C")
+    if data.trans_ids.lid_c != state.lid_c:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "PInitRes is for another LID-C")
+    check_id(data.trans_ids.xid, "XID")
+    check_id(data.chall_m, "Chall-M")
+    merchant = verified.signer
+    if merchant.brand_id != state.brand_id:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "merchant is not of this brand")
+    gateway = trust.resolve(
+        data.pe_thumb, signed.bundle, PAYMENT_GATEWAY, CertificateUsage.KEY_EXCHANGE, at
+    )
+    return MerchantOffer(data.trans_ids, data.chall_m, merchant, gateway)
+
+
+@dataclass(frozen=True)
+class CardData:
+    """The wallet's card: PAN, expiry and the two secrets behind the certificate."""
+
+    pan: PAN
+    expiry: str
+    card_secret: bytes
+    pan_secret: bytes
+
+    def __repr__(self) -> str:
+        return f"CardData({self.pan.masked}, expiry={self.expiry})"
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order as agreed out of band: description and amount."""
+
+    description: bytes
+    amount: common_pb2.CurrencyAmount
+
+
+@dataclass(frozen=True)
+class PurchaseState:
+    """What the wallet remembers between PReq and PRes (and for later inquiries)."""
+
+    rrpid: bytes
+    chall_c: bytes
+    trans_ids: common_pb2.TransIDs
+    merchant_thumb: bytes
+
+
+def build_purchase_request(
+    credentials: Credentials,
+    offer: MerchantOffer,
+    order: Order,
+    card: CardData,
+    state: PInitState,
+) -> tuple[purchase_pb2.PurchaseRequest, PurchaseState]:
+    """PReq: OIData for the merchant, the PI sealed to the gateway, one dual signature."""
+    _check_amount(order.amount)
+    if offer.merchant.merchant_data is None:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "merchant certificate lacks its id")
+    rrpid, chall_c, od_salt = new_id(), new_id(), new_id()
+    order_hod = hod(order.description, order.amount, od_salt)
+    xid = offer.trans_ids.xid
+    oi = purchase_pb2.OIData(
+        content_type=OI_CT, trans_ids=offer.trans_ids, rrpid=rrpid, chall_c=chall_c,
+        hod=order_hod, od_salt=od_salt, chall_m=offer.chall_m, brand_id=state.brand_id,
+        bin=card.pan.bin,
+    ).SerializeToString()  # fmt: skip
+    head = purchase_pb2.PIHead(
+        content_type=PI_HEAD_CT, trans_ids=offer.trans_ids, hod=order_hod,
+        purch_amt=order.amount, merchant_id=offer.merchant.merchant_data.merchant_id,
+        merchant_sig_cert_thumb=offer.merchant.thumbprint, pe_thumb=offer.gateway.thumbprint,
+        trans_stain=trans_stain(card.card_secret, xid), sw_ident=SW_IDENT,
+    ).SerializeToString()  # fmt: skip
+    pan_data = purchase_pb2.PANData(
+        content_type=PAN_DATA_CT, pan=card.pan.reveal(), card_expiry=card.expiry,
+        pan_secret=card.pan_secret, ex_nonce=new_id(),
+    ).SerializeToString()  # fmt: skip
+    dual = build_dual_signed(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        credentials.bundle(), oi, head, pan_data, offer.gateway.recipient(),
+        xid=xid, rrpid=rrpid,
+    )  # fmt: skip
+    request = purchase_pb2.PurchaseRequest(
+        header=header(rrpid=rrpid, xid=xid, lid_c=offer.trans_ids.lid_c),
+        p_req=dual.to_proto().SerializeToString(),
+    )
+    return request, PurchaseState(rrpid, chall_c, offer.trans_ids, offer.merchant.thumbprint)
+
+
+def _open_pres(
+    signed_bytes: bytes, trust: TrustStore, merchant_thumb: bytes, rrpid: bytes, chall: bytes,
+    xid: bytes,
+) -> purchase_pb2.PResData:  # fmt: skip
+    signed = parse_signed(signed_bytes)
+    verified = open_signed(signed, PRES_CT, signer(trust, MERCHANT, only=merchant_thumb))
+    data = parse_strict(purchase_pb2.PResData, verified.tbs)
+    check_rrpid(rrpid, data.rrpid)
+    check_echo(chall, data.chall_c, "Chall-C")
+    if data.trans_ids.xid != xid:
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "PRes is for another transaction")
+    return data
+
+
+def open_purchase_response(
+    response: purchase_pb2.PurchaseResponse, state: PurchaseState, trust: TrustStore
+) -> purchase_pb2.PResData:
+    """Verify PRes: signed by the merchant of the offer, echoing our RRPID and challenge."""
+    if response.WhichOneof("result") == "error":
+        raise open_error(response.error, trust, MERCHANT)
+    return _open_pres(
+        response.p_res, trust, state.merchant_thumb, state.rrpid, state.chall_c,
+        state.trans_ids.xid,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InquiryState:
+    """What the wallet remembers between InqReq and InqRes."""
+
+    rrpid: bytes
+    chall_c2: bytes
+    purchase: PurchaseState
+
+
+def build_inquiry_request(
+    credentials: Credentials, purchase: PurchaseState
+) -> tuple[purchase_pb2.InquiryRequest, InquiryState]:
+    """InqReq: signed by the cardholder, with a fresh challenge."""
+    state = InquiryState(new_id(), new_id(), purchase)
+    data = purchase_pb2.InqReqData(
+        content_type=INQ_REQ_CT, trans_ids=purchase.trans_ids, rrpid=state.rrpid,
+        chall_c2=state.chall_c2,
+    ).SerializeToString()  # fmt: skip
+    signed = sign(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        INQ_REQ_CT, data, credentials.bundle(),
+    )  # fmt: skip
+    request = purchase_pb2.InquiryRequest(
+        header=header(rrpid=state.rrpid, xid=purchase.trans_ids.xid),
+        inq_req=signed.SerializeToString(),
+    )
+    return request, state
+
+
+def open_inquiry_response(
+    response: purchase_pb2.InquiryResponse, state: InquiryState, trust: TrustStore
+) -> purchase_pb2.PResData:
+    """Verify InqRes: same merchant, our RRPID and fresh challenge echoed."""
+    if response.WhichOneof("result") == "error":
+        raise open_error(response.error, trust, MERCHANT)
+    p = state.purchase
+    return _open_pres(
+        response.inq_res, trust, p.merchant_thumb, state.rrpid, state.chall_c2, p.trans_ids.xid
+    )
+
+
+# --- merchant side ----------------------------------------------------------------
+
+
+def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
+    """Refuse a malformed PInitReq (ids, challenge, BIN)."""
+    check_id(request.rrpid, "RRPID")
+    check_id(request.chall_c, "Chall-C")
+    check_lid(request.lid_c, "LID-C")
+    check_lid(request.lid_m, "LID-M", required=False)
+    if not _BIN.match(request.bin) or not request.brand_id:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PInitReq needs a brand and a BIN")
+
+
+def build_pinit_response(
+    credentials: Credentials,
+    request: purchase_pb2.PInitRequest,
+    trans_ids: common_pb2.TransIDs,
+    chall_m: bytes,
+    gateway_kex_cert: bytes,
+    gateway_chain: Sequence[bytes],
+) -> purchase_pb2.PInitResponse:
+    """PInitRes: the merchant's signed offer naming the gateway key for the PI."""
+    data = purchase_pb2.PInitResData(
+        content_type=PINIT_RES_CT, trans_ids=trans_ids, rrpid=request.rrpid,
+        chall_c=request.chall_c, chall_m=chall_m, pe_thumb=thumbprint(gateway_kex_cert),
+    ).SerializeToString()  # fmt: skip
+    bundle = credentials.bundle()
+    bundle.certificates.append(gateway_kex_cert)
+    bundle.certificates.extend(c for c in gateway_chain if c not in bundle.certificates)
+    signed = sign(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        PINIT_RES_CT, data, bundle,
+    )  # fmt: skip
+    return purchase_pb2.PInitResponse(
+        header=header(rrpid=request.rrpid, xid=trans_ids.xid, lid_c=trans_ids.lid_c),
+        p_init_res=signed.SerializeToString(),
+    )
+
+
+@dataclass(frozen=True)
+class MerchantOrder:
+    """What the merchant recorded when it answered PInit."""
+
+    trans_ids: common_pb2.TransIDs
+    chall_m: bytes
+    description: bytes
+    amount: common_pb2.CurrencyAmount
+    brand_id: str
+
+
+def open_purchase_request(request: purchase_pb2.PurchaseRequest) -> MerchantView:
+    """Parse PReq (no checks yet): the merchant then finds its order by the XID."""
+    view = parse_purchase(request.p_req)
+    if request.header.xid and request.header.xid != view.oi_data.trans_ids.xid:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header XID differs from OIData")
+    return view
+
+
+def verify_purchase(
+    view: MerchantView, order: MerchantOrder, trust: TrustStore, *, at: datetime | None = None
+) -> VerifiedCertificate:
+    """The merchant's PReq checklist (SET-PROTOCOL.md 5.5); returns the cardholder."""
+    oi = view.oi_data
+    mine = order.trans_ids
+    if oi.trans_ids.xid != mine.xid:
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "OIData names another transaction")
+    if oi.trans_ids.lid_m != mine.lid_m:
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "OIData names another LID-M")
+    if oi.trans_ids.SerializeToString() != mine.SerializeToString():
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "OIData TransIDs differ from ours")
+    check_echo(order.chall_m, oi.chall_m, "Chall-M")
+    check_id(oi.rrpid, "RRPID")
+    check_id(oi.chall_c, "Chall-C")
+    check_id(oi.od_salt, "ODSalt")
+    if oi.brand_id != order.brand_id:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "OIData names another brand")
+    if not hmac.compare_digest(oi.hod, hod(order.description, order.amount, oi.od_salt)):
+        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "HOD does not match our order")
+    thumb = view.pi.pi_signature.signature.signer_cert_thumb
+    cardholder = trust.resolve(
+        thumb, view.pi.cardholder_certs, CARDHOLDER, CertificateUsage.SIGNATURE, at
+    )
+    if cardholder.brand_id != order.brand_id:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "cardholder of another brand")
+    verify_as_merchant(view, cardholder.public_key)
+    return cardholder
+
+
+def build_purchase_response(
+    credentials: Credentials,
+    trans_ids: common_pb2.TransIDs,
+    rrpid: bytes,
+    chall_c: bytes,
+    payloads: Sequence[purchase_pb2.PResPayload],
+) -> bytes:
+    """Signed(PResData) bytes, for PRes and InqRes alike."""
+    data = purchase_pb2.PResData(
+        content_type=PRES_CT, trans_ids=trans_ids, rrpid=rrpid, chall_c=chall_c,
+        payloads=payloads,
+    ).SerializeToString()  # fmt: skip
+    signed = sign(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        PRES_CT, data, credentials.bundle(),
+    )  # fmt: skip
+    return signed.SerializeToString()
+
+
+def open_inquiry_request(
+    request: purchase_pb2.InquiryRequest, cardholder_thumb: bytes, trust: TrustStore
+) -> purchase_pb2.InqReqData:
+    """Verify InqReq: signed by the cardholder who made the purchase."""
+    signed = parse_signed(request.inq_req)
+    verified = open_signed(signed, INQ_REQ_CT, signer(trust, CARDHOLDER, only=cardholder_thumb))
+    data = parse_strict(purchase_pb2.InqReqData, verified.tbs)
+    check_id(data.rrpid, "RRPID")
+    check_id(data.chall_c2, "Chall-C2")
+    return data
+
+
+def inquiry_xid(request: purchase_pb2.InquiryRequest) -> bytes:
+    """The XID an InqReq claims (unverified: used to find the order, then verified)."""
+    signed = parse_signed(request.inq_req)
+    return parse_strict(purchase_pb2.InqReqData, signed.tbs).trans_ids.xid
+
+
+__all__ = [
+    "CardData",
+    "InquiryState",
+    "MerchantOffer",
+    "MerchantOrder",
+    "MerchantView",
+    "Order",
+    "PInitState",
+    "PurchaseState",
+    "build_inquiry_request",
+    "build_pinit_request",
+    "build_pinit_response",
+    "build_purchase_request",
+    "build_purchase_response",
+    "check_pinit_request",
+    "hod",
+    "inquiry_xid",
+    "open_inquiry_request",
+    "open_inquiry_response",
+    "open_pinit_response",
+    "open_purchase_request",
+    "open_purchase_response",
+    "verify_purchase",
+]
