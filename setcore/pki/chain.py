@@ -122,7 +122,9 @@ def build_path(anchor: Anchor, leaf: Candidate, lookup: IssuerLookup) -> list[Ca
         for candidate in lookup(wanted):
             if len(named) > MAX_ISSUER_CANDIDATES:
                 break
-            if candidate.thumb not in seen and candidate.cert.subject == wanted:
+            # A self-issued certificate other than the pinned root can never lead to it.
+            self_issued = candidate.cert.issuer == candidate.cert.subject
+            if candidate.thumb not in seen and candidate.cert.subject == wanted and not self_issued:
                 named.append(candidate)
         if not named:
             raise _invalid("no chain to the pinned brand root")

@@ -198,7 +198,9 @@ class TrustStore:
         usage: CertificateUsage,
         at: datetime,
     ) -> VerifiedCertificate:
-        generation, revocation = self._generation, self._revocation
+        with self._lock:
+            self._verifications += 1
+            generation, revocation = self._generation, self._revocation
         leaf = self._parse(leaf_der, leaf_thumb)
         given = [self._parse(der) for der in intermediates]
         verified, until = validate(
@@ -212,7 +214,6 @@ class TrustStore:
             self._require_revocation,
         )
         with self._lock:
-            self._verifications += 1
             if generation == self._generation:
                 if len(self._chains) >= self._max_chains:
                     self._chains.pop(next(iter(self._chains)))

@@ -1,0 +1,83 @@
+"""The one place where failures become answers: SET Errors for protocol failures, gRPC
+status codes for infrastructure (DESIGN.md 5.2).
+
+    ProtocolError (setcore)            signed SET Error with its code
+    PiPreviouslyUsed (ledger)          signed SET Error PI_PREVIOUSLY_USED
+    RrpidReused (ledger)               signed SET Error RRPID_REUSED
+    InvalidRequest (ledger)            signed SET Error DECODING_FAILURE
+    StoreUnavailable (ledger)          gRPC UNAVAILABLE "database unavailable"
+    TransientBackendError (hsm)        gRPC UNAVAILABLE "key backend unavailable"
+    anything else                      signed SET Error UNSPECIFIED_FAILURE, logged here
+
+The peer never sees a stack trace or which check failed beyond the code. The local log
+gets the code, the reason and the request's RRPID, never a PAN (setcore's reasons and the
+ledger's messages never carry one).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+
+from gateway.ledger import (
+    InvalidRequest,
+    LedgerError,
+    PiPreviouslyUsed,
+    RrpidReused,
+    StoreUnavailable,
+)
+from hsm.errors import KeyBackendError, TransientBackendError
+from setcore.credentials import Credentials
+from setcore.error_message import build_error
+from setcore.errors import ErrorCode, ProtocolError
+from setpay.v1 import error_pb2
+
+log = logging.getLogger("setpay.gateway")
+
+
+R = TypeVar("R")
+
+
+def _error_code(exc: Exception) -> int | None:
+    if isinstance(exc, ProtocolError):
+        return exc.code
+    if isinstance(exc, PiPreviouslyUsed):
+        return ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
+    if isinstance(exc, RrpidReused):
+        return ErrorCode.ERROR_CODE_RRPID_REUSED
+    if isinstance(exc, InvalidRequest):
+        return ErrorCode.ERROR_CODE_DECODING_FAILURE
+    return None
+
+
+def answer(
+    context: grpc.ServicerContext,
+    credentials: Credentials,
+    rpc: str,
+    request_bytes: bytes,
+    work: Callable[[], R],
+    on_error: Callable[[error_pb2.SetError], R],
+) -> R:
+    """Run ``work``; map any failure to a signed SET Error (via ``on_error``) or a status."""
+    try:
+        return work()
+    except (StoreUnavailable, TransientBackendError) as exc:
+        what = "database" if isinstance(exc, StoreUnavailable) else "key backend"
+        log.warning("%s: %s unavailable: %s", rpc, what, type(exc).__name__)
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"{what} unavailable")
+        raise  # abort raises; this line is never reached
+    except Exception as exc:
+        code = _error_code(exc)
+        if code is None:
+            if isinstance(exc, LedgerError | KeyBackendError):
+                log.error("%s: %s: %s", rpc, type(exc).__name__, exc)
+            else:
+                log.exception("%s: unexpected failure", rpc)
+            code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
+        else:
+            reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
+            log.info("%s refused: %s (%s)", rpc, ErrorCode.Name(code), reason)
+        return on_error(build_error(credentials, code, bad_message=request_bytes))

@@ -1,0 +1,118 @@
+"""Authorize: the gateway's processing of an AuthReq, from envelope to signed AuthRes.
+
+The protocol checks are setcore's (SET-PROTOCOL.md 6.2 and 9.3); this module orders them,
+asks the issuer ledger for the decision and builds the answer inside the ledger's
+transaction, so the exact response bytes are stored with the hold they report.
+"""
+
+from __future__ import annotations
+
+from gateway.bank import Bank
+from gateway.ledger import Authorized, Decline, Declined, Outcome, Responder
+from gateway.outcomes import auth_code_for, resp_reason_for
+from setcore.authorization import (
+    AUTHORIZE_REQUEST_CT,
+    AuthDecision,
+    PaymentInstruction,
+    VerifiedAuthRequest,
+    amount_agrees,
+    build_auth_response,
+    check_agreement,
+    open_auth_request,
+    open_payment_instruction,
+    request_digest,
+    seal_cap_token,
+)
+from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
+
+# A short, non-secret reference the merchant can quote to the acquirer.
+APPROVAL_CODE_CHARS = 6
+
+
+def _cap_token(bank: Bank, request: VerifiedAuthRequest, outcome: Authorized) -> bytes:
+    data = authorization_pb2.CapTokenData(
+        xid=request.xid,
+        auth_rrpid=request.rrpid,
+        auth_amt=common_pb2.CurrencyAmount(
+            currency=outcome.currency,
+            amount=outcome.amount,
+            exp10=request.data.auth_req_payload.auth_req_amt.exp10,
+        ),
+        merchant_id=request.merchant_id,
+        merchant_cert_thumb=request.merchant.thumbprint,
+        hold_id=outcome.hold_id,
+        issued_unix_ms=request.data.auth_tags.auth_rr_tags.date_unix_ms,
+    )
+    return seal_cap_token(bank.token_key, data)
+
+
+def decision_for(bank: Bank, request: VerifiedAuthRequest, outcome: Outcome) -> AuthDecision:
+    """Turn the ledger's outcome into the AuthRes decision (with a capture token if approved)."""
+    asked = request.data.auth_req_payload.auth_req_amt
+    if isinstance(outcome, Authorized):
+        cap_res = None
+        if outcome.capture is not None:
+            cap_res = authorization_pb2.CapResPayload(
+                cap_code=capture_pb2.CAP_CODE_SUCCESS,
+                cap_amt=asked,
+                batch_id=outcome.capture.batch_id,
+                batch_sequence_num=outcome.capture.batch_seq,
+            )
+        return AuthDecision(
+            auth_code=authorization_pb2.AUTH_CODE_APPROVED,
+            auth_amt=asked,
+            approval_code=outcome.hold_id[-APPROVAL_CODE_CHARS:].upper(),
+            cap_token=_cap_token(bank, request, outcome),
+            cap_res_payload=cap_res,
+        )
+    assert isinstance(outcome, Declined), f"unexpected outcome {type(outcome).__name__}"
+    return AuthDecision(
+        auth_code=auth_code_for(outcome.reason),
+        auth_amt=common_pb2.CurrencyAmount(currency=asked.currency, amount=0, exp10=asked.exp10),
+        resp_reason=resp_reason_for(outcome.reason),
+    )
+
+
+def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
+    """Process one AuthReq; the AuthRes bytes (identical on an idempotent retry)."""
+    verified = open_auth_request(request, bank.credentials, bank.trust)
+    pi = open_payment_instruction(verified, bank.credentials, bank.trust)
+    check_agreement(verified, pi)
+
+    def respond(outcome: Outcome) -> bytes:
+        return build_auth_response(
+            bank.credentials, verified, decision_for(bank, verified, outcome)
+        )
+
+    digest = request_digest(AUTHORIZE_REQUEST_CT, request.auth_req)
+    if not amount_agrees(verified, pi):
+        return bank.ledger.decline(
+            Decline.AMOUNT_MISMATCH,
+            rrpid=verified.rrpid,
+            request_digest=digest,
+            respond=respond,
+        )
+    return _ask_issuer(bank, verified, pi, digest, respond)
+
+
+def _ask_issuer(
+    bank: Bank,
+    verified: VerifiedAuthRequest,
+    pi: PaymentInstruction,
+    digest: bytes,
+    respond: Responder,
+) -> bytes:
+    asked = verified.data.auth_req_payload.auth_req_amt
+    return bank.ledger.authorize(
+        pan=pi.pan.reveal(),
+        pan_expiry=pi.expiry,
+        amount=asked.amount,
+        currency=asked.currency,
+        merchant_id=verified.merchant_id,
+        xid=verified.xid,
+        pi_digest=pi.pi_digest,
+        rrpid=verified.rrpid,
+        request_digest=digest,
+        respond=respond,
+        capture_now=verified.data.capture_now,
+    )

@@ -1,0 +1,21 @@
+"""The bank's running state: what every gateway request handler is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.ledger import Ledger
+from setcore.authorization import TokenKey
+from setcore.credentials import Credentials
+from setcore.pki.truststore import TrustStore
+
+
+@dataclass(frozen=True)
+class Bank:
+    """The gateway's keys and certificates, its trust store and the issuer ledger."""
+
+    credentials: Credentials
+    trust: TrustStore
+    token_key: TokenKey
+    ledger: Ledger
+    gateway_chain: tuple[bytes, ...] = ()

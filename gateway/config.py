@@ -1,0 +1,194 @@
+"""The bank's configuration: one TOML file plus ``SETPAY_*`` environment variables.
+
+Loaded once at start, validated, and passed down explicitly as a frozen dataclass; no
+module-level settings. Relative paths in the file are relative to the file's directory.
+Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_KEYS``,
+``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_METRICS_PORT``, ``SETPAY_REFLECTION``).
+
+Example (``setpay init`` writes one)::
+
+    [bank]
+    profile = "ec"
+    brand_id = "setpay"
+    keys = "soft:keys"            # key URI; secrets come from env or a pin-source file
+
+    [gateway]
+    listen = "127.0.0.1:7443"
+    workers = 1
+    reflection = true
+    insecure = false              # plaintext gRPC: local experiments only
+
+    [ledger]
+    store = "sqlite:ledger.db"    # or a postgresql:// URL
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "setpay.toml"
+# gRPC's own default is 4 MB; SET messages with a few certificate chains stay far below
+# 1 MB, so 1 MB leaves room without letting a peer make us buffer more.
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+# Requests in flight per worker before new ones get RESOURCE_EXHAUSTED: enough to keep two
+# cores busy through a ledger commit, small enough to bound memory and queueing delay.
+DEFAULT_MAX_CONCURRENT_RPCS = 256
+# Server threads per worker: crypto releases the GIL, so a few threads keep a core busy.
+DEFAULT_THREADS = 8
+# An authorization hold is released if not captured within this time (7 days, a common
+# card-scheme hold period).
+DEFAULT_HOLD_EXPIRY_MS = 7 * 24 * 3600 * 1000
+# SIGTERM: in-flight calls get this long to finish before the server stops.
+DEFAULT_GRACE_SECONDS = 5.0
+
+
+class ConfigError(ValueError):
+    """The configuration is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for the gateway's TLS server side (and the CA that signs client certs)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+
+
+@dataclass(frozen=True)
+class BankConfig:
+    """Everything the bank processes need, validated."""
+
+    base_dir: Path
+    profile: str = "ec"
+    brand_id: str = "setpay"
+    keys: str = "soft:keys"
+    listen: str = "127.0.0.1:7443"
+    workers: int = 1
+    threads: int = DEFAULT_THREADS
+    reflection: bool = True
+    insecure: bool = False
+    metrics_port: int = 0
+    ledger: str = "sqlite:ledger.db"
+    ca_db: Path = field(default=Path("ca.db"))
+    certs_dir: Path = field(default=Path("certs"))
+    ledger_keys: Path = field(default=Path("ledger.keys"))
+    tls: TlsFiles | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+    hold_expiry_ms: int = DEFAULT_HOLD_EXPIRY_MS
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the configuration's directory."""
+        return p if p.is_absolute() else self.base_dir / p
+
+    def keys_uri(self) -> str:
+        """The key URI, with a relative ``soft:DIR`` resolved against the base directory."""
+        if self.keys.startswith("soft:") and not self.keys.startswith("soft:ephemeral"):
+            rest = self.keys[len("soft:") :]
+            directory, sep, params = rest.partition(";")
+            if not Path(directory).is_absolute():
+                return f"soft:{self.base_dir / directory}{sep}{params}"
+        return self.keys
+
+    def ledger_url(self) -> str:
+        """The ledger store URL, with a relative SQLite path resolved."""
+        if self.ledger.startswith("sqlite:"):
+            p = Path(self.ledger[len("sqlite:") :])
+            return f"sqlite:{self.path(p)}"
+        return self.ledger
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
+    changes: dict[str, Any] = {}
+    if "SETPAY_LISTEN" in env:
+        changes["listen"] = env["SETPAY_LISTEN"]
+    if "SETPAY_KEYS" in env:
+        changes["keys"] = env["SETPAY_KEYS"]
+    if "SETPAY_LEDGER" in env:
+        changes["ledger"] = env["SETPAY_LEDGER"]
+    for name, attr in (("SETPAY_WORKERS", "workers"), ("SETPAY_METRICS_PORT", "metrics_port")):
+        if name in env:
+            try:
+                changes[attr] = int(env[name])
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer") from None
+    if "SETPAY_REFLECTION" in env:
+        changes["reflection"] = env["SETPAY_REFLECTION"].lower() in {"1", "true", "yes", "on"}
+    return replace(config, **changes)
+
+
+def validate(config: BankConfig) -> BankConfig:
+    """Refuse inconsistent settings with a message naming the setting."""
+    if config.profile not in {"ec", "rsa"}:
+        raise ConfigError(f"profile must be ec or rsa, not {config.profile!r}")
+    host, sep, port = config.listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"listen must be HOST:PORT, not {config.listen!r}")
+    if not 1 <= config.workers <= 64:
+        raise ConfigError("workers must be between 1 and 64")
+    if not 1 <= config.threads <= 256:
+        raise ConfigError("threads must be between 1 and 256")
+    if not config.insecure and config.tls is None:
+        raise ConfigError("TLS files are required unless insecure = true")
+    if not config.ledger.startswith(("sqlite:", "postgresql://", "postgres://")):
+        raise ConfigError("ledger.store must be sqlite:PATH or a postgresql:// URL")
+    return config
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
+    """Load, override from the environment, and validate a configuration file."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration file at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    bank = raw.get("bank", {})
+    gw = raw.get("gateway", {})
+    ledger = raw.get("ledger", {})
+    tls_table = gw.get("tls")
+    tls = None
+    if tls_table is not None:
+        tls = TlsFiles(
+            cert=Path(_get(tls_table, "cert", str, "")),
+            key=Path(_get(tls_table, "key", str, "")),
+            client_ca=Path(_get(tls_table, "client_ca", str, "")),
+        )
+    config = BankConfig(
+        base_dir=path.parent.resolve(),
+        profile=_get(bank, "profile", str, "ec"),
+        brand_id=_get(bank, "brand_id", str, "setpay"),
+        keys=_get(bank, "keys", str, "soft:keys"),
+        listen=_get(gw, "listen", str, "127.0.0.1:7443"),
+        workers=_get(gw, "workers", int, 1),
+        threads=_get(gw, "threads", int, DEFAULT_THREADS),
+        reflection=_get(gw, "reflection", bool, True),
+        insecure=_get(gw, "insecure", bool, False),
+        metrics_port=_get(gw, "metrics_port", int, 0),
+        max_message_bytes=_get(gw, "max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES),
+        max_concurrent_rpcs=_get(gw, "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS),
+        hold_expiry_ms=_get(ledger, "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
+        ledger=_get(ledger, "store", str, "sqlite:ledger.db"),
+        tls=tls,
+    )
+    if config.tls is not None:
+        t = config.tls
+        config = replace(
+            config,
+            tls=TlsFiles(config.path(t.cert), config.path(t.key), config.path(t.client_ca)),
+        )
+    return validate(_env_overrides(config, os.environ if env is None else env))
