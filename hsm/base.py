@@ -22,21 +22,20 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-PublicKey = Union[ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey]
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
-class KeyUsage(str, enum.Enum):
+class KeyUsage(str, enum.Enum):  # noqa: UP042 - str() of members stays as it is
     """What a key may be used for; the backend refuses anything else."""
 
     SIGNATURE = "signature"
     CA_SIGNING = "ca-signing"
     KEY_EXCHANGE = "key-exchange"
-    TOKEN_SEALING = "token-sealing"
+    TOKEN_SEALING = "token-sealing"  # noqa: S105 - a usage name, not a password
 
     @property
     def can_sign(self) -> bool:
@@ -49,7 +48,7 @@ class KeyUsage(str, enum.Enum):
         return self in (KeyUsage.KEY_EXCHANGE, KeyUsage.TOKEN_SEALING)
 
 
-class KeyAlgorithm(str, enum.Enum):
+class KeyAlgorithm(str, enum.Enum):  # noqa: UP042 - str() of members stays as it is
     """Key types a backend can generate."""
 
     EC_P256 = "ec-p256"
@@ -68,7 +67,7 @@ class KeyAlgorithm(str, enum.Enum):
         return {KeyAlgorithm.RSA_2048: 2048, KeyAlgorithm.RSA_3072: 3072}[self]
 
 
-class SignatureAlgorithm(str, enum.Enum):
+class SignatureAlgorithm(str, enum.Enum):  # noqa: UP042 - str() of members stays as it is
     """Signature algorithms on the allow-list (SET-PROTOCOL.md 8.3)."""
 
     ECDSA_P256_SHA256 = "ecdsa-p256-sha256"
@@ -76,7 +75,7 @@ class SignatureAlgorithm(str, enum.Enum):
     RSA_PSS_SHA256 = "rsa-pss-sha256"
 
 
-class KemAlgorithm(str, enum.Enum):
+class KemAlgorithm(str, enum.Enum):  # noqa: UP042 - str() of members stays as it is
     """Key-transport algorithms on the allow-list (SET-PROTOCOL.md 8.3).
 
     ``rsa-oaep-sha1`` exists only for tokens whose OAEP stops at SHA-1 (SoftHSM 2.6).
@@ -118,7 +117,8 @@ class KeyHandle:
         return signature_algorithm_for(self.algorithm)
 
     def __repr__(self) -> str:
-        return f"KeyHandle({self.label!r} v{self.version}, {self.usage.value}, {self.algorithm.value})"
+        usage, algorithm = self.usage.value, self.algorithm.value
+        return f"KeyHandle({self.label!r} v{self.version}, {usage}, {algorithm})"
 
 
 class KeyBackend(abc.ABC):
@@ -168,10 +168,10 @@ class KeyBackend(abc.ABC):
     def certificate(self, key: KeyHandle) -> bytes | None:
         """The DER certificate stored beside the key, if any."""
 
-    def check_health(self) -> None:
+    def check_health(self) -> None:  # noqa: B027 - healthy unless a backend knows better
         """Raise ``TransientBackendError`` when the backend cannot serve right now."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - nothing to release unless a backend holds some
         """Release sessions and handles; the backend is unusable afterwards."""
 
     def __enter__(self) -> KeyBackend:

@@ -8,6 +8,8 @@ what is wrong (a label, a usage, a token) and never carry a PIN or key material.
     ├── KeyNotFound            no key with that label (and version)
     ├── KeyExists              a key with that label and version is already there
     ├── KeyUsageError          the key's usage forbids the operation
+    ├── InvalidKeyLabel        the label is not a valid key label
+    ├── InvalidCertificate     the certificate is not DER X.509 or does not certify the key
     ├── UnsupportedAlgorithm   algorithm not allowed for this key or backend
     ├── InvalidKeyURI          the key URI cannot be parsed or names an unknown scheme
     ├── BackendNotAvailable    the URI is valid but this backend is not built in
@@ -35,6 +37,14 @@ class KeyExists(KeyBackendError):
 
 class KeyUsageError(KeyBackendError):
     """The operation is forbidden by the key's usage (e.g. a key-exchange key asked to sign)."""
+
+
+class InvalidKeyLabel(KeyBackendError):
+    """The label breaks the label rules (``hsm.policy.LABEL_PATTERN``)."""
+
+
+class InvalidCertificate(KeyBackendError):
+    """The certificate cannot be parsed as DER X.509, or its public key is not the key's."""
 
 
 class UnsupportedAlgorithm(KeyBackendError):

@@ -19,21 +19,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from google.protobuf.message import DecodeError
-from google.protobuf.unknown_fields import UnknownFieldSet
 
-from setcore.encoding import MAX_MESSAGE_BYTES, content_type_of, parse_strict, thumbprint
+from hsm.base import PublicKey
+from setcore.encoding import content_type_of, parse_strict, thumbprint
 from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
+from setcore.pki.certificate import public_key_of
 from setcore.pki.crl import crl_number, load_crl, verify_crl_issuer
 from setcore.pki.issuance import IssuingCA, utc
-from setcore.signed import sign, verify_signature
+from setcore.signed import open_signed, parse_signed, sign
 from setpay.v1 import crypto_pb2, registration_pb2
 
 BCI_CONTENT_TYPE = content_type_of(registration_pb2.BrandCRLIdentifierTBS)
 # The BCI is re-signed daily so that a revocation reaches every verifier within a day
 # even if a CRL's own nextUpdate is further away.
 BCI_LIFETIME = timedelta(days=1)
-# A brand has a handful of CAs; a BCI listing more is malformed or hostile.
+# A brand has a handful of CAs; a BCI listing (or a peer sending) more CRLs than this is
+# malformed or hostile.
 MAX_BCI_CRLS = 64
 
 
@@ -136,32 +137,9 @@ class RevocationSnapshot:
             raise RevocationUnavailable("the BrandCRLIdentifier is not current")
 
 
-def _reject_unknown(messages: Iterable[crypto_pb2.Signed | crypto_pb2.Signature]) -> None:
-    for message in messages:
-        if len(UnknownFieldSet(message)):
-            raise fail(ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION, "unknown field in BCI")
-
-
-def _parse_signed(data: bytes) -> crypto_pb2.Signed:
-    # parse_strict cannot take Signed: its content_type names the TBS, not Signed itself.
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG, f"BCI of {len(data)} bytes")
-    signed = crypto_pb2.Signed()
-    try:
-        signed.ParseFromString(data)
-    except (DecodeError, ValueError) as exc:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "cannot parse the BCI") from exc
-    _reject_unknown([signed, *signed.signatures])
-    if signed.content_type != BCI_CONTENT_TYPE:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, f"{signed.content_type!r} is not a BCI")
-    if len(signed.signatures) != 1:
-        raise fail(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "a BCI carries exactly one signature")
-    return signed
-
-
 def peek_sequence_num(bci: bytes) -> int:
     """The BCI's sequence number, UNVERIFIED: only to skip verifying an older BCI."""
-    signed = _parse_signed(bci)
+    signed = parse_signed(bci)
     return int(parse_strict(registration_pb2.BrandCRLIdentifierTBS, signed.tbs).sequence_num)
 
 
@@ -175,11 +153,18 @@ def open_brand_crl_identifier(
     at: datetime,
 ) -> RevocationSnapshot:
     """Verify a BCI and the CRLs it lists; ``known_certificates`` maps thumbprint to CA cert."""
-    signed = _parse_signed(bci)
-    signature = signed.signatures[0]
-    if signature.signer_cert_thumb != root_thumb:
-        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI not signed by the pinned root")
-    verify_signature(root.public_key(), signature, BCI_CONTENT_TYPE, signed.tbs)  # type: ignore[arg-type]
+    root_key = public_key_of(root)
+
+    def signed_by_root(
+        signature: crypto_pb2.Signature, bundle: crypto_pb2.CertBundle
+    ) -> tuple[PublicKey, None]:
+        if signature.signer_cert_thumb != root_thumb:
+            raise fail(
+                ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI not signed by the pinned root"
+            )
+        return root_key, None
+
+    signed = open_signed(parse_signed(bci), BCI_CONTENT_TYPE, signed_by_root)
     tbs = parse_strict(registration_pb2.BrandCRLIdentifierTBS, signed.tbs)
     if tbs.brand_id != brand_id:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI of another brand")
@@ -188,7 +173,10 @@ def open_brand_crl_identifier(
         raise fail(ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE, "BCI outside its validity window")
     if len(tbs.crls) > MAX_BCI_CRLS:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI lists too many CRLs")
-    supplied = {thumbprint(der): der for der in crls_der}
+    given = list(crls_der)
+    if len(given) > MAX_BCI_CRLS:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many CRLs supplied")
+    supplied = {thumbprint(der): der for der in given}
     by_issuer: dict[bytes, CrlStatus] = {}
     for entry in tbs.crls:
         if entry.issuer_thumb in by_issuer:

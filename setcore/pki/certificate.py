@@ -7,6 +7,7 @@ ALGORITHM_NOT_ALLOWED for a key or signature algorithm off the allow-list).
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
@@ -40,7 +41,7 @@ def public_key_of(cert: x509.Certificate) -> PublicKey:
     """The certificate's public key, if it is a type on setpay's allow-list."""
     try:
         key = cert.public_key()
-    except (ValueError, x509.UnsupportedGeneralNameType) as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "unreadable public key") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
         raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "public key type not allowed")
@@ -49,11 +50,13 @@ def public_key_of(cert: x509.Certificate) -> PublicKey:
 
 
 def check_signature_algorithm(cert: x509.Certificate) -> None:
-    """Raise unless the certificate is signed ECDSA-SHA-256 or RSA-PSS-SHA-256 (salt 32)."""
+    """Raise unless the certificate is signed ECDSA-SHA-256 or RSA-PSS-SHA-256 (salt 32).
+
+    These are the only two ways setpay CAs sign (``backend_key``); anything else did not
+    come from a setpay CA.
+    """
     oid = cert.signature_algorithm_oid
     if oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256:
-        return
-    if oid == SignatureAlgorithmOID.ED25519:
         return
     if oid == SignatureAlgorithmOID.RSASSA_PSS:
         params = cert.signature_algorithm_parameters

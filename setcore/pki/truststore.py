@@ -70,7 +70,8 @@ class TrustStore:
         self._max_certificates = max_cached_certificates
         self._lock = threading.Lock()
         self._chains: dict[bytes, _CachedChain] = {}
-        self._certificates: dict[bytes, Candidate] = {}
+        self._certificates: dict[bytes, Candidate] = {}  # seen in bundles, bounded
+        self._local: dict[bytes, Candidate] = {}  # added by the owner, kept
         self._by_subject: dict[x509.Name, list[bytes]] = {}
         self._revocation: RevocationSnapshot | None = None
         self._generation = 0
@@ -110,19 +111,27 @@ class TrustStore:
             if candidate.thumb in self._certificates:
                 return
             if len(self._certificates) >= self._max_certificates:
+                # Oldest first; certificates added with add_certificates live elsewhere,
+                # so a peer flooding us with bundles cannot push them out.
                 oldest = next(iter(self._certificates))
                 evicted = self._certificates.pop(oldest)
-                thumbs = self._by_subject.get(evicted.cert.subject, [])
-                if oldest in thumbs:
-                    thumbs.remove(oldest)
-                if not thumbs:
-                    self._by_subject.pop(evicted.cert.subject, None)
+                self._unindex(evicted)
             self._certificates[candidate.thumb] = candidate
             self._by_subject.setdefault(candidate.cert.subject, []).append(candidate.thumb)
 
+    def _unindex(self, candidate: Candidate) -> None:
+        thumbs = self._by_subject.get(candidate.cert.subject, [])
+        if candidate.thumb in thumbs and candidate.thumb not in self._local:
+            thumbs.remove(candidate.thumb)
+        if not thumbs:
+            self._by_subject.pop(candidate.cert.subject, None)
+
+    def _known(self, thumb: bytes) -> Candidate | None:
+        return self._local.get(thumb) or self._certificates.get(thumb)
+
     def _parse(self, der: bytes, thumb: bytes | None = None) -> Candidate:
         thumb = thumbprint(der) if thumb is None else thumb
-        known = self._certificates.get(thumb)
+        known = self._known(thumb)
         if known is not None:
             return known
         candidate = Candidate(der, load_certificate(der), thumb)
@@ -130,22 +139,32 @@ class TrustStore:
         return candidate
 
     def add_certificates(self, ders: Iterable[bytes]) -> None:
-        """Remember certificates (e.g. CA certificates) so bundles may leave them out."""
+        """Keep certificates (e.g. CA certificates) for good, so bundles may leave them out.
+
+        Nothing is trusted for being here: every chain is still validated to the root.
+        """
         for der in ders:
-            self._parse(der)
+            candidate = self._parse(der)
+            with self._lock:
+                if candidate.thumb not in self._local:
+                    self._local[candidate.thumb] = candidate
+                    thumbs = self._by_subject.setdefault(candidate.cert.subject, [])
+                    if candidate.thumb not in thumbs:
+                        thumbs.append(candidate.thumb)
 
     def certificate(self, thumb: bytes) -> bytes | None:
-        """A remembered certificate by thumbprint."""
-        known = self._certificates.get(thumb)
+        """A known certificate (added, or seen in a bundle) by thumbprint."""
+        known = self._known(thumb)
         return None if known is None else known.der
 
     def _lookup(self, given: Sequence[Candidate]) -> IssuerLookup:
         def lookup(subject: x509.Name) -> Iterator[Candidate]:
+            """Issuer candidates: the bundle's first, then certificates already known."""
             for candidate in given:
                 if candidate.cert.subject == subject:
                     yield candidate
             for thumb in list(self._by_subject.get(subject, ())):
-                known = self._certificates.get(thumb)
+                known = self._known(thumb)
                 if known is not None:
                     yield known
 
@@ -257,7 +276,7 @@ class TrustStore:
         current = self._revocation
         if current is not None and thumbprint(bci) == current.bci_thumb:
             return False
-        known = {thumb: c.cert for thumb, c in list(self._certificates.items())}
+        known = {t: c.cert for t, c in [*self._certificates.items(), *self._local.items()]}
         snapshot = open_brand_crl_identifier(
             self._anchor.root.cert,
             self._anchor.root.thumb,

@@ -1,0 +1,187 @@
+"""``setpay keys``: generate, import, list, delete (and adopt) keys in a key backend.
+
+    setpay keys generate --keys URI --label L --usage U --algorithm A
+    setpay keys import   --keys URI --label L --usage U --pem FILE [--pem-passphrase-file F]
+    setpay keys list     --keys URI
+    setpay keys delete   --keys URI --label L [--version N]
+    setpay keys adopt    --keys URI --id HEX --label L --usage U     (PKCS#11 tokens only)
+
+``--keys`` is a key URI (see ``hsm.uri``); it is echoed only through ``describe_uri``.
+Nothing secret is printed: handles show public facts (label, version, usage, algorithm,
+KEM and the SHA-256 fingerprint of the public key). Exit status: 0 on success, 1 when
+the backend refuses, 2 for usage errors (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from typing import TextIO
+
+from cryptography.hazmat.primitives import serialization
+
+from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
+from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
+from hsm.pinsource import PinSource
+from hsm.policy import PRIVATE_KEY_TYPES, public_key_der
+from hsm.uri import describe_uri, open_backend
+
+#: A PEM private key file is a few kilobytes (RSA-3072 PKCS#8 is ~2.5 KiB).
+MAX_PEM_BYTES = 64 * 1024
+
+_USAGES = [usage.value for usage in KeyUsage]
+_ALGORITHMS = [algorithm.value for algorithm in KeyAlgorithm]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``keys`` and its subcommands to the ``setpay`` parser."""
+    keys = subparsers.add_parser("keys", help="manage keys in a key backend")
+    keys.set_defaults(handler=run)
+    commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+
+    generate = commands.add_parser("generate", help="generate a key (next version of a label)")
+    _backend_argument(generate)
+    generate.add_argument("--label", required=True)
+    generate.add_argument("--usage", required=True, choices=_USAGES)
+    generate.add_argument("--algorithm", required=True, choices=_ALGORITHMS)
+
+    imported = commands.add_parser("import", help="import a PEM private key")
+    _backend_argument(imported)
+    imported.add_argument("--label", required=True)
+    imported.add_argument("--usage", required=True, choices=_USAGES)
+    imported.add_argument("--pem", required=True, metavar="FILE", help="PEM private key")
+    imported.add_argument(
+        "--pem-passphrase-file", metavar="FILE", help="passphrase of an encrypted PEM (0600)"
+    )
+
+    listed = commands.add_parser("list", help="list every key version")
+    _backend_argument(listed)
+
+    delete = commands.add_parser("delete", help="destroy a key version, or all versions")
+    _backend_argument(delete)
+    delete.add_argument("--label", required=True)
+    delete.add_argument("--version", type=int, help="only this version (default: all)")
+
+    adopt = commands.add_parser("adopt", help="take a token key made by another tool")
+    _backend_argument(adopt)
+    adopt.add_argument("--id", required=True, type=bytes.fromhex, help="CKA_ID in hex")
+    adopt.add_argument("--label", required=True)
+    adopt.add_argument("--usage", required=True, choices=_USAGES)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run one ``setpay keys`` subcommand; the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        backend = open_backend(args.keys)
+    except KeyBackendError as exc:
+        print(f"setpay keys: cannot open {describe_uri(args.keys)}: {exc}", file=err)
+        return 1
+    try:
+        _COMMANDS[args.keys_command](backend, args, out)
+    except KeyBackendError as exc:
+        print(f"setpay keys {args.keys_command}: {exc}", file=err)
+        return 1
+    finally:
+        backend.close()
+    return 0
+
+
+def _generate(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+    key = backend.generate(args.label, KeyUsage(args.usage), KeyAlgorithm(args.algorithm))
+    print(f"generated {_describe(key)}", file=out)
+
+
+def _import(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+    password = None
+    if args.pem_passphrase_file:
+        password = PinSource("file", args.pem_passphrase_file).read().encode("utf-8")
+    try:
+        with open(args.pem, "rb") as handle:
+            pem = handle.read(MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise PermanentBackendError(
+            f"cannot read {args.pem}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+    if len(pem) > MAX_PEM_BYTES:
+        raise PermanentBackendError(f"{args.pem} is larger than {MAX_PEM_BYTES} bytes")
+    try:
+        private_key = serialization.load_pem_private_key(pem, password)
+    except (ValueError, TypeError) as exc:
+        # The library's message may say which of the two; neither reveals the key.
+        raise PermanentBackendError(
+            f"cannot load a private key from {args.pem}: not a PEM private key, "
+            "encrypted without --pem-passphrase-file, or wrong passphrase"
+        ) from exc
+    if not isinstance(private_key, PRIVATE_KEY_TYPES):
+        raise UnsupportedAlgorithm(f"{args.pem} holds a key type setpay does not use")
+    key = backend.import_key(args.label, KeyUsage(args.usage), private_key)
+    print(f"imported {_describe(key)}", file=out)
+
+
+def _list(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+    rows = [("LABEL", "VERSION", "USAGE", "ALGORITHM", "KEM", "SHA-256 OF PUBLIC KEY")]
+    for key in backend.list_keys():
+        rows.append(
+            (
+                key.label,
+                str(key.version),
+                key.usage.value,
+                key.algorithm.value,
+                key.kem.value if key.kem is not None else "-",
+                _fingerprint(key),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]), file=out)
+
+
+def _delete(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+    backend.delete(args.label, args.version)
+    which = "every version" if args.version is None else f"v{args.version}"
+    print(f"deleted {args.label!r} ({which})", file=out)
+
+
+def _adopt(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+    # Imported here: only a token can hold keys made by other tools, and importing
+    # hsm.pkcs11 loads python-pkcs11.
+    from hsm.pkcs11 import Pkcs11Backend  # noqa: PLC0415
+
+    if not isinstance(backend, Pkcs11Backend):
+        raise UnsupportedAlgorithm("adopt works only on pkcs11: key URIs")
+    key = backend.adopt(args.id, args.label, KeyUsage(args.usage))
+    print(f"adopted {_describe(key)}", file=out)
+
+
+def _describe(key: KeyHandle) -> str:
+    kem = f", kem {key.kem.value}" if key.kem is not None else ""
+    return (
+        f"{key.label} v{key.version} ({key.usage.value}, {key.algorithm.value}{kem}) "
+        f"public key sha256:{_fingerprint(key)}"
+    )
+
+
+def _fingerprint(key: KeyHandle) -> str:
+    return hashlib.sha256(public_key_der(key.public_key)).hexdigest()
+
+
+def _backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keys",
+        required=True,
+        metavar="URI",
+        help="key URI: soft:ephemeral, soft:DIR[;pin-source=...], pkcs11:module=...;token=...",
+    )
+
+
+_COMMANDS = {
+    "generate": _generate,
+    "import": _import,
+    "list": _list,
+    "delete": _delete,
+    "adopt": _adopt,
+}

@@ -1,0 +1,59 @@
+"""The error tree of the merchant and wallet clients.
+
+    ClientError
+    ├── ConfigError          configuration missing, malformed or unsafe (names the setting)
+    ├── TransportError       a call to a peer (gateway, merchant, CA) failed at the gRPC
+    │                        level, after the bounded retries; carries the status name
+    ├── StoreError           the merchant's database failed (sqlite3 translated here)
+    ├── UnknownOrder         no order with that XID or LID-M
+    ├── OrderStateError      the order cannot do this now (capture before authorization,
+    │                        more than was authorized, refund above what was captured)
+    ├── VaultError           the wallet's sealed card file cannot be read or opened
+    └── RegistrationError    the CA did not issue the certificates (its status carried)
+
+Protocol failures keep setcore's own errors: ``ProtocolError`` when a check of a peer's
+message fails here, ``PeerError`` when the peer answered with a SET Error. No message in
+this tree ever carries a PAN, a passphrase or key material.
+"""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """Base of every error the merchant and wallet clients raise."""
+
+
+class ConfigError(ClientError):
+    """The configuration is missing, malformed or unsafe."""
+
+
+class TransportError(ClientError):
+    """A call to a peer failed at the gRPC level, after the bounded retries."""
+
+    def __init__(self, what: str, status: str) -> None:
+        super().__init__(f"{what}: {status}")
+        self.status = status
+
+
+class StoreError(ClientError):
+    """The merchant's database failed."""
+
+
+class UnknownOrder(ClientError):
+    """No order with that XID or LID-M."""
+
+
+class OrderStateError(ClientError):
+    """The order cannot do this in its current state."""
+
+
+class VaultError(ClientError):
+    """The wallet's sealed card file cannot be read or opened."""
+
+
+class RegistrationError(ClientError):
+    """The CA did not issue the certificates."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,104 @@
+"""A client's own certificates: the pinned brand root, its issuing chain, its credentials.
+
+Private keys stay in the key backend (``soft:DIR`` keystore or a PKCS#11 token) under
+fixed labels, each certificate stored beside its key. The issuing CA certificates (below
+the brand root) and the pinned root itself are ordinary PEM files in the client's
+directory: they are public, and ``openssl`` can read them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from clients.errors import ConfigError
+from hsm.base import KeyBackend
+from hsm.errors import KeyNotFound
+from setcore.credentials import Credentials
+
+_PEM_MARK = b"-----BEGIN CERTIFICATE-----"
+
+
+def read_certificates(path: Path) -> tuple[bytes, ...]:
+    """The DER certificates in a PEM file (several) or a DER file (one)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read certificates from {path}: {exc.strerror}") from exc
+    try:
+        if _PEM_MARK in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise ConfigError(f"{path} holds no readable X.509 certificate") from exc
+    return tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_certificates(path: Path, ders: Iterable[bytes]) -> None:
+    """Write DER certificates to ``path`` as one PEM file."""
+    pem = b"".join(
+        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        for der in ders
+    )
+    write_atomically(path, pem)
+
+
+def read_root(path: Path) -> bytes:
+    """The pinned brand root (exactly one certificate)."""
+    certs = read_certificates(path)
+    if len(certs) != 1:
+        raise ConfigError(f"{path} must hold exactly the brand root certificate")
+    return certs[0]
+
+
+def load_credentials(
+    backend: KeyBackend,
+    signature_label: str,
+    chain_path: Path,
+    key_exchange_label: str | None = None,
+) -> Credentials:
+    """Credentials from backend keys and the certificates stored beside them."""
+    try:
+        signature_key = backend.get(signature_label)
+        kex_key = backend.get(key_exchange_label) if key_exchange_label else None
+    except KeyNotFound as exc:
+        raise ConfigError(f"no key {exc} in the key backend: register first") from exc
+    signature_cert = backend.certificate(signature_key)
+    kex_cert = backend.certificate(kex_key) if kex_key is not None else None
+    if signature_cert is None or (kex_key is not None and kex_cert is None):
+        raise ConfigError("the keys have no certificates yet: register first")
+    return Credentials(
+        backend=backend,
+        signature_key=signature_key,
+        signature_cert=signature_cert,
+        chain=read_certificates(chain_path),
+        key_exchange_key=kex_key,
+        key_exchange_cert=kex_cert,
+    )

@@ -1,0 +1,61 @@
+"""The one place where the merchant's failures become answers to the wallet.
+
+    ProtocolError (setcore)                 signed SET Error with its code
+    StoreError, TransientBackendError,      gRPC UNAVAILABLE (the merchant cannot serve
+    TransportError (gateway unreachable)    now; the wallet may retry)
+    anything else                           signed SET Error UNSPECIFIED_FAILURE, logged
+
+The wallet never sees a stack trace, nor which check failed beyond the code (SET-PROTOCOL.md
+7.6). The local log gets the code and the reason; the merchant has no PAN to leak.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+
+from clients.errors import StoreError, TransportError
+from hsm.errors import TransientBackendError
+from setcore.credentials import Credentials
+from setcore.error_message import build_error
+from setcore.errors import ErrorCode, ProtocolError
+from setpay.v1 import error_pb2
+
+log = logging.getLogger("setpay.merchant")
+
+R = TypeVar("R")
+
+
+def _unavailable(context: grpc.ServicerContext, rpc: str, what: str, exc: Exception) -> NoReturn:
+    log.warning("%s: %s unavailable: %s", rpc, what, exc)
+    context.abort(grpc.StatusCode.UNAVAILABLE, f"{what} unavailable")
+    raise AssertionError("context.abort returned")  # abort always raises
+
+
+def answer(
+    context: grpc.ServicerContext,
+    credentials: Credentials,
+    rpc: str,
+    request_bytes: bytes,
+    work: Callable[[], R],
+    on_error: Callable[[error_pb2.SetError], R],
+) -> R:
+    """Run ``work``; turn a failure into a signed SET Error (via ``on_error``) or a status."""
+    try:
+        return work()
+    except StoreError as exc:
+        _unavailable(context, rpc, "merchant database", exc)
+    except TransientBackendError as exc:
+        _unavailable(context, rpc, "merchant key backend", exc)
+    except TransportError as exc:
+        _unavailable(context, rpc, "payment gateway", exc)
+    except ProtocolError as exc:
+        log.info("%s refused: %s (%s)", rpc, exc.code_name, exc.reason)
+        code = exc.code
+    except Exception:
+        log.exception("%s: unexpected failure", rpc)
+        code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
+    return on_error(build_error(credentials, code, bad_message=request_bytes))

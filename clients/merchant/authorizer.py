@@ -1,0 +1,185 @@
+"""Authorizing purchases: AuthReq built once, stored, sent (and re-sent) byte for byte.
+
+The PI the cardholder sealed to the gateway is forwarded exactly as received, as the
+AuthReq's baggage. The request is stored before it is sent, so after a crash or a
+transport failure the very same bytes go out again and the gateway's RRPID idempotency
+returns the answer it already committed: one purchase is never authorized twice.
+
+The background worker serves the "order received" answer mode (authorize after the
+wallet has its answer) and retries authorizations that met a transport failure in
+either mode, including those a previous process left unfinished.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from clients.errors import ClientError, TransportError
+from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.records import Authorization, Money, Order, OrderState, short
+from clients.merchant.store import MerchantStore
+from clients.revocation import RevocationFeed
+from setcore.authorization import AuthRequestState, build_auth_request
+from setcore.credentials import Credentials
+from setcore.encoding import parse_strict
+from setcore.errors import PeerError, ProtocolError
+from setcore.pki.bci import RevocationUnavailable
+from setpay.v1 import authorization_pb2, purchase_pb2
+
+log = logging.getLogger("setpay.merchant")
+
+# How often the worker looks again at authorizations still pending (a transport failure
+# or a previous process that stopped mid-way): often enough that a gateway back from a
+# short outage sees the backlog within seconds, rarely enough to cost nothing idle.
+RETRY_SECONDS = 5.0
+# Queued purchases waiting for the worker; more than this and Purchase still answers
+# (the order is stored) but the worker finds the overflow on its next scan.
+MAX_QUEUED = 1000
+
+APPROVED = authorization_pb2.AUTH_CODE_APPROVED
+
+
+class Authorizer:
+    """Turns purchased orders into authorized (or declined) ones through the gateway."""
+
+    def __init__(
+        self,
+        store: MerchantStore,
+        credentials: Credentials,
+        gateway: GatewayClient,
+        gateway_keys: GatewayKeys,
+        merchant_id: str,
+        revocation: RevocationFeed,
+    ) -> None:
+        self._store = store
+        self._credentials = credentials
+        self._gateway = gateway
+        self._keys = gateway_keys
+        self._merchant_id = merchant_id
+        self._revocation = revocation
+        self._queue: queue.Queue[bytes] = queue.Queue(MAX_QUEUED)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # One authorization per order at a time, whether asked by Purchase or the worker.
+        self._busy: set[bytes] = set()
+        self._busy_lock = threading.Lock()
+
+    def _request_for(self, order: Order) -> tuple[bytes, AuthRequestState]:
+        if order.state is OrderState.AUTHORIZING:
+            assert order.auth_request and order.auth_rrpid and order.auth_request_digest
+            state = AuthRequestState(order.auth_rrpid, order.xid, order.auth_request_digest)
+            return order.auth_request, state
+        assert order.oi_data is not None and order.pi is not None
+        oi = parse_strict(purchase_pb2.OIData, order.oi_data)
+        request, state = build_auth_request(
+            self._credentials, self._keys.recipient(), order.pi, order.trans_ids_proto(),
+            order.oi_data, order.description, order.amount.to_proto(), oi.od_salt,
+            order.amount.to_proto(), self._merchant_id,
+        )  # fmt: skip
+        wire = request.SerializeToString()
+        self._store.record_auth_request(order.xid, state.rrpid, wire, state.request_digest)
+        return wire, state
+
+    def authorize(self, xid: bytes) -> Order:
+        """Authorize one purchased order now; the order as it stands afterwards.
+
+        A transport failure leaves the order authorizing (the worker retries it); a
+        gateway SET Error or an answer that does not verify fails the order.
+        """
+        with self._busy_lock:
+            if xid in self._busy:
+                return self._store.order(xid)
+            self._busy.add(xid)
+        try:
+            return self._authorize(self._store.order(xid))
+        finally:
+            with self._busy_lock:
+                self._busy.discard(xid)
+
+    def _authorize(self, order: Order) -> Order:
+        if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
+            return order
+        request, state = self._request_for(order)
+        log.info("order %s: AuthReq %s sent to the gateway", order.short_id, short(state.rrpid))
+        try:
+            result = self._gateway.authorize(request, state)
+        except TransportError as exc:
+            log.warning("order %s: gateway unreachable (%s); will retry", order.short_id, exc)
+            return self._store.order(order.xid)
+        except RevocationUnavailable:
+            self._revocation.refresh()
+            log.warning("order %s: revocation data was stale; will retry", order.short_id)
+            return self._store.order(order.xid)
+        except PeerError as exc:
+            log.warning("order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name)
+            return self._store.record_failure(order.xid, exc.code)
+        except ProtocolError as exc:
+            log.error("order %s: AuthRes did not verify: %s", order.short_id, exc)
+            return self._store.record_failure(order.xid, exc.code)
+        header = result.data.auth_res_payload.auth_header
+        authorization = Authorization(
+            auth_code=header.auth_code,
+            amount=Money.from_proto(header.auth_amt),
+            approval_code=header.response_data.approval_code,
+            auth_res=result.data.SerializeToString(),
+            cap_token=result.baggage.cap_token,
+            acq_card_msg=result.baggage.acq_card_msg,
+        )
+        approved = header.auth_code == APPROVED
+        done = self._store.record_authorization(order.xid, authorization, approved)
+        log.info(
+            "order %s: %s %s, approval code %s",
+            order.short_id, authorization_pb2.AuthCode.Name(header.auth_code),
+            authorization.amount, authorization.approval_code or "-",
+        )  # fmt: skip
+        return done
+
+    # -- background worker ------------------------------------------------------------
+
+    def submit(self, xid: bytes) -> None:
+        """Queue an order for the worker (dropped if the queue is full: the scan finds it)."""
+        try:
+            self._queue.put_nowait(xid)
+        except queue.Full:
+            log.warning("authorization queue full; order %s waits for the next scan", short(xid))
+
+    def start(self) -> None:
+        """Start the worker thread (first scanning for unfinished authorizations)."""
+        self._thread = threading.Thread(target=self._run, name="authorizer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the worker after the authorization in progress, if any."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def pending(self) -> list[Order]:
+        """Orders whose authorization is not finished."""
+        return self._store.orders_in(OrderState.PURCHASED, OrderState.AUTHORIZING)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for order in self.pending():
+                    if self._stop.is_set():
+                        return
+                    self.authorize(order.xid)
+                self._drain()
+            except ClientError as exc:
+                log.error("authorization worker: %s", exc)
+                self._stop.wait(RETRY_SECONDS)
+
+    def _drain(self) -> None:
+        try:
+            xid = self._queue.get(timeout=RETRY_SECONDS)
+        except queue.Empty:
+            return
+        while not self._stop.is_set():
+            self.authorize(xid)
+            try:
+                xid = self._queue.get_nowait()
+            except queue.Empty:
+                return

@@ -1,0 +1,244 @@
+"""The merchant's side of the purchase protocol: PInit, Purchase and Inquiry, in plain Python.
+
+Every check SET asks of the merchant (SET-PROTOCOL.md 5.5) is setcore's
+``verify_purchase``: transaction ids and LID-M our own, Chall-M echoed, HOD recomputed
+from our own order, the cardholder's chain current and unrevoked, the dual signature
+good. What this module adds is the merchant's memory: the order agreed out of band
+(found by LID-M at PInit, by XID afterwards) and what became of it.
+
+Failures are raised as ``ProtocolError`` with the code the wallet gets in a signed SET
+Error (``clients.merchant.answers`` builds it): an unknown LID-M is UNKNOWN_LID, an
+unknown XID UNKNOWN_XID, a second different purchase for one XID PI_PREVIOUSLY_USED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from clients.errors import OrderStateError, UnknownOrder
+from clients.merchant.authorizer import APPROVED, Authorizer
+from clients.merchant.config import AnswerMode
+from clients.merchant.gateway_client import GatewayKeys
+from clients.merchant.records import Order, OperationKind, OperationState, OrderState, short
+from clients.merchant.store import MerchantStore
+from clients.revocation import RevocationFeed
+from setcore.credentials import Credentials
+from setcore.errors import ErrorCode, fail
+from setcore.freshness import new_id, now_ms
+from setcore.pki.bci import RevocationUnavailable
+from setcore.pki.truststore import TrustStore
+from setcore.pki.verified import VerifiedCertificate
+from setcore.purchase import (
+    MerchantOrder,
+    build_pinit_response,
+    build_purchase_response,
+    check_pinit_request,
+    header,
+    inquiry_xid,
+    open_inquiry_request,
+    open_purchase_request,
+    verify_purchase,
+)
+from setpay.v1 import common_pb2, purchase_pb2
+
+log = logging.getLogger("setpay.merchant")
+
+C = purchase_pb2
+
+
+def completion_of(order: Order, captured: int, credited: int) -> purchase_pb2.PResPayload:
+    """What the cardholder is told about an order (PRes and InqRes)."""
+    payload = purchase_pb2.PResPayload()
+    auth = order.authorization
+    if order.state is OrderState.INITIATED:
+        payload.completion_code = C.COMPLETION_CODE_ORDER_NOT_RECEIVED
+        return payload
+    if order.state in (OrderState.PURCHASED, OrderState.AUTHORIZING):
+        payload.completion_code = C.COMPLETION_CODE_ORDER_RECEIVED
+        return payload
+    if order.state is OrderState.FAILED or auth is None:
+        payload.completion_code = C.COMPLETION_CODE_ORDER_REJECTED
+        return payload
+    payload.auth_code = auth.auth_code
+    payload.auth_amt.CopyFrom(auth.amount.to_proto())
+    payload.acq_card_msg = auth.acq_card_msg
+    if credited:
+        payload.completion_code = C.COMPLETION_CODE_CREDIT_PERFORMED
+    elif captured:
+        payload.completion_code = C.COMPLETION_CODE_CAPTURE_PERFORMED
+    else:
+        payload.completion_code = C.COMPLETION_CODE_AUTHORIZATION_PERFORMED
+    payload.captured_amt.CopyFrom(auth.amount.with_minor(captured).to_proto())
+    payload.credited_amt.CopyFrom(auth.amount.with_minor(credited).to_proto())
+    return payload
+
+
+def settled_amounts(store: MerchantStore, xid: bytes) -> tuple[int, int]:
+    """(captured, credited) minor units of an order, net of their reversals."""
+    totals = dict.fromkeys(OperationKind, 0)
+    for operation in store.operations(xid):
+        if operation.state is OperationState.SUCCEEDED:
+            totals[operation.kind] += operation.result_amount
+    captured = totals[OperationKind.CAPTURE] - totals[OperationKind.CAPTURE_REVERSAL]
+    credited = totals[OperationKind.CREDIT] - totals[OperationKind.CREDIT_REVERSAL]
+    return captured, credited
+
+
+class Checkout:
+    """Answers wallets: PInit, Purchase and Inquiry over the merchant's store."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        trust: TrustStore,
+        store: MerchantStore,
+        gateway_keys: GatewayKeys,
+        authorizer: Authorizer,
+        revocation: RevocationFeed,
+        brand_id: str,
+        answer: AnswerMode,
+    ) -> None:
+        self._credentials = credentials
+        self._trust = trust
+        self._store = store
+        self._gateway_keys = gateway_keys
+        self._authorizer = authorizer
+        self._revocation = revocation
+        self._brand_id = brand_id
+        self._answer = answer
+
+    def _order(self, xid: bytes) -> Order:
+        try:
+            return self._store.order(xid)
+        except UnknownOrder:
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "no order with this XID") from None
+
+    def _payload(self, order: Order) -> purchase_pb2.PResPayload:
+        captured, credited = settled_amounts(self._store, order.xid)
+        return completion_of(order, captured, credited)
+
+    def _with_current_revocation(self, check: Callable[[], VerifiedCertificate]) -> VerifiedCertificate:
+        """Run a chain check with current revocation data, fetching it again if stale."""
+        self._revocation.ensure_fresh()
+        try:
+            return check()
+        except RevocationUnavailable:
+            self._revocation.refresh()
+            return check()
+
+    # -- PInit ------------------------------------------------------------------------
+
+    def pinit(self, request: purchase_pb2.PInitRequest) -> purchase_pb2.PInitResponse:
+        """PInitReq -> the merchant's signed offer naming the gateway key for the PI."""
+        check_pinit_request(request)
+        if request.brand_id != self._brand_id:
+            raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "brand not accepted here")
+        if not request.lid_m:
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "PInitReq names no order (LID-M)")
+        try:
+            offer = self._store.offer(request.lid_m)
+        except UnknownOrder:
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "no order with this LID-M") from None
+        if offer.brand_id != request.brand_id:
+            raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "the order is for another brand")
+        gateway = self._gateway_keys.current()
+        assert gateway.key_exchange is not None
+        xid, chall_m = new_id(), new_id()
+        trans_ids = common_pb2.TransIDs(
+            lid_c=request.lid_c, lid_m=request.lid_m, xid=xid, preq_date_unix_ms=now_ms(),
+            language=request.language,
+        )  # fmt: skip
+        try:
+            self._store.open_order(request.lid_m, xid, trans_ids.SerializeToString(), chall_m)
+        except OrderStateError:
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "this order is already paid") from None
+        log.info(
+            "PInit: order LID-M %s offered as XID %s for %s",
+            short(request.lid_m), short(xid), offer.amount,
+        )  # fmt: skip
+        return build_pinit_response(
+            self._credentials, request, trans_ids, chall_m, gateway.key_exchange.der,
+            gateway.chain,
+        )  # fmt: skip
+
+    # -- Purchase ---------------------------------------------------------------------
+
+    def purchase(self, request: purchase_pb2.PurchaseRequest) -> purchase_pb2.PurchaseResponse:
+        """PReq -> PRes: verify, keep the sealed PI, authorize now or in the background."""
+        view = open_purchase_request(request)
+        oi = view.oi_data
+        order = self._order(oi.trans_ids.xid)
+        if order.state is not OrderState.INITIATED:
+            if order.oi_data != view.oi_bytes or order.pi != view.pi_bytes:
+                raise fail(ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid")
+            log.info("Purchase %s repeated: answering with its current state", order.short_id)
+            return self._pres(order, oi.rrpid, oi.chall_c)
+        mine = MerchantOrder(
+            order.trans_ids_proto(), order.chall_m, order.description, order.amount.to_proto(),
+            order.brand_id,
+        )  # fmt: skip
+        cardholder = self._with_current_revocation(lambda: verify_purchase(view, mine, self._trust))
+        try:
+            order = self._store.record_purchase(
+                order.xid, cardholder.thumbprint, view.oi_bytes, view.pi_bytes
+            )
+        except OrderStateError:
+            # A concurrent identical Purchase got there first.
+            raise fail(ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid") from None
+        log.info(
+            "Purchase %s: dual signature verified, cardholder %s; PI kept sealed for the gateway",
+            order.short_id, cardholder.thumbprint.hex()[:8],
+        )  # fmt: skip
+        if self._answer is AnswerMode.AFTER_AUTHORIZATION:
+            order = self._authorizer.authorize(order.xid)
+        else:
+            self._authorizer.submit(order.xid)
+        return self._pres(order, oi.rrpid, oi.chall_c)
+
+    def _pres(self, order: Order, rrpid: bytes, chall_c: bytes) -> purchase_pb2.PurchaseResponse:
+        payload = self._payload(order)
+        trans_ids = order.trans_ids_proto()
+        signed = build_purchase_response(self._credentials, trans_ids, rrpid, chall_c, [payload])
+        log.info(
+            "PRes %s: %s", order.short_id,
+            purchase_pb2.CompletionCode.Name(payload.completion_code),
+        )  # fmt: skip
+        return purchase_pb2.PurchaseResponse(
+            header=header(rrpid=rrpid, xid=order.xid, lid_c=trans_ids.lid_c, lid_m=order.lid_m),
+            p_res=signed,
+        )
+
+    # -- Inquiry ----------------------------------------------------------------------
+
+    def inquiry(self, request: purchase_pb2.InquiryRequest) -> purchase_pb2.InquiryResponse:
+        """InqReq -> InqRes: the order's state, to the cardholder who paid for it only."""
+        order = self._order(inquiry_xid(request))
+        if order.cardholder_thumb is None:
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "no purchase for this XID yet")
+        thumb = order.cardholder_thumb
+        self._revocation.ensure_fresh()
+        try:
+            data = open_inquiry_request(request, thumb, self._trust)
+        except RevocationUnavailable:
+            self._revocation.refresh()
+            data = open_inquiry_request(request, thumb, self._trust)
+        if data.trans_ids.SerializeToString() != order.trans_ids:
+            raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "InqReq TransIDs differ")
+        payload = self._payload(order)
+        signed = build_purchase_response(
+            self._credentials, order.trans_ids_proto(), data.rrpid, data.chall_c2, [payload]
+        )
+        log.info(
+            "Inquiry %s: %s", order.short_id,
+            purchase_pb2.CompletionCode.Name(payload.completion_code),
+        )  # fmt: skip
+        return purchase_pb2.InquiryResponse(
+            header=header(rrpid=data.rrpid, xid=order.xid, lid_m=order.lid_m), inq_res=signed
+        )
+
+
+def is_approved(order: Order) -> bool:
+    """True when the order holds an approved authorization."""
+    return order.authorization is not None and order.authorization.auth_code == APPROVED
+

@@ -1,0 +1,202 @@
+"""The merchant's configuration: ``merchant.toml`` in the merchant directory plus
+``SETPAY_MERCHANT_*`` environment variables.
+
+Loaded once at start, validated, passed down as a frozen dataclass. Relative paths are
+relative to the merchant directory. The environment overrides the file:
+``SETPAY_MERCHANT_ID``, ``SETPAY_MERCHANT_KEYS``, ``SETPAY_MERCHANT_LISTEN``,
+``SETPAY_MERCHANT_GATEWAY`` and ``SETPAY_MERCHANT_CA`` (targets), ``SETPAY_MERCHANT_ANSWER``.
+
+Example::
+
+    [merchant]
+    id = "m-0001"
+    name = "Corner Shop"
+    brand = "setpay"
+    keys = "soft:keys"                 # key URI: labels merchant-sig and merchant-kex
+    answer = "after-authorization"     # or "order-received"
+    root = "certs/root.pem"            # the brand root, pinned, placed here out of band
+    chain = "certs/chain.pem"          # the Merchant CA certificate (written by register)
+
+    [server]                           # the Merchant service for wallets
+    listen = "127.0.0.1:8443"
+    tls_cert = "tls/server.pem"
+    tls_key = "tls/server.key"
+    insecure = false
+
+    [gateway]                          # mutual TLS
+    target = "127.0.0.1:7443"
+    tls_ca = "tls/ca.pem"
+    tls_cert = "tls/client.pem"
+    tls_key = "tls/client.key"
+
+    [ca]
+    target = "127.0.0.1:7443"
+    tls_ca = "tls/ca.pem"
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from clients.errors import ConfigError
+from clients.peers import PeerConfig, check_target, get
+
+CONFIG_FILE = "merchant.toml"
+# Requests the Merchant service serves at once before new ones get RESOURCE_EXHAUSTED: a
+# shop front sees far fewer concurrent wallets than a gateway sees merchants.
+DEFAULT_MAX_CONCURRENT_RPCS = 64
+# Server threads: each Purchase may wait on the gateway in after-authorization mode, so
+# a few more threads than cores keep PInit answered while authorizations are in flight.
+DEFAULT_THREADS = 8
+# Merchant ids become a certificate CommonName (ub-common-name 64).
+_MERCHANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class AnswerMode(enum.StrEnum):
+    """When the merchant answers a purchase request."""
+
+    #: Authorize first; PRes reports the gateway's decision.
+    AFTER_AUTHORIZATION = "after-authorization"
+    #: Answer "order received" at once; authorize in the background; Inquiry tells the rest.
+    ORDER_RECEIVED = "order-received"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The Merchant service's listening side."""
+
+    listen: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    insecure: bool = False
+    threads: int = DEFAULT_THREADS
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+
+
+@dataclass(frozen=True)
+class MerchantConfig:
+    """Everything the merchant process needs, validated."""
+
+    base_dir: Path
+    merchant_id: str
+    name: str
+    brand_id: str
+    keys: str
+    answer: AnswerMode
+    root: Path
+    chain: Path
+    server: ServerConfig
+    gateway: PeerConfig
+    ca: PeerConfig
+    store: Path
+
+    def keys_uri(self) -> str:
+        """The key URI, a relative ``soft:DIR`` resolved against the merchant directory."""
+        return resolve_soft_uri(self.keys, self.base_dir)
+
+
+def resolve_soft_uri(uri: str, base_dir: Path) -> str:
+    """A ``soft:DIR`` key URI with a relative DIR made relative to ``base_dir``."""
+    if uri.startswith("soft:") and not uri.startswith("soft:ephemeral"):
+        directory, sep, params = uri[len("soft:") :].partition(";")
+        if not Path(directory).is_absolute():
+            return f"soft:{base_dir / directory}{sep}{params}"
+    return uri
+
+
+def _path(base_dir: Path, text: str) -> Path:
+    p = Path(text)
+    return p if p.is_absolute() else base_dir / p
+
+
+def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:
+    cert = get(table, "tls_cert", str, None, "server")
+    key = get(table, "tls_key", str, None, "server")
+    config = ServerConfig(
+        listen=check_target(get(table, "listen", str, "127.0.0.1:8443", "server"), "listen"),
+        tls_cert=_path(base_dir, cert) if cert else None,
+        tls_key=_path(base_dir, key) if key else None,
+        insecure=get(table, "insecure", bool, False, "server"),
+        threads=get(table, "threads", int, DEFAULT_THREADS, "server"),
+        max_concurrent_rpcs=get(
+            table, "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS, "server"
+        ),
+    )
+    if not config.insecure and (config.tls_cert is None or config.tls_key is None):
+        raise ConfigError("server.tls_cert and server.tls_key are required unless insecure")
+    if not 1 <= config.threads <= 256 or not 1 <= config.max_concurrent_rpcs <= 10_000:
+        raise ConfigError("server.threads must be 1..256, max_concurrent_rpcs 1..10000")
+    return config
+
+
+def _env_overrides(config: MerchantConfig, env: Mapping[str, str]) -> MerchantConfig:
+    changes: dict[str, Any] = {}
+    if "SETPAY_MERCHANT_ID" in env:
+        changes["merchant_id"] = env["SETPAY_MERCHANT_ID"]
+    if "SETPAY_MERCHANT_KEYS" in env:
+        changes["keys"] = env["SETPAY_MERCHANT_KEYS"]
+    if "SETPAY_MERCHANT_ANSWER" in env:
+        changes["answer"] = _answer(env["SETPAY_MERCHANT_ANSWER"])
+    if "SETPAY_MERCHANT_LISTEN" in env:
+        listen = check_target(env["SETPAY_MERCHANT_LISTEN"], "SETPAY_MERCHANT_LISTEN")
+        changes["server"] = replace(config.server, listen=listen)
+    if "SETPAY_MERCHANT_GATEWAY" in env:
+        target = env["SETPAY_MERCHANT_GATEWAY"]
+        changes["gateway"] = config.gateway.with_target(target, "SETPAY_MERCHANT_GATEWAY")
+    if "SETPAY_MERCHANT_CA" in env:
+        changes["ca"] = config.ca.with_target(env["SETPAY_MERCHANT_CA"], "SETPAY_MERCHANT_CA")
+    return replace(config, **changes)
+
+
+def _answer(text: str) -> AnswerMode:
+    try:
+        return AnswerMode(text)
+    except ValueError:
+        modes = ", ".join(m.value for m in AnswerMode)
+        raise ConfigError(f"answer must be one of {modes}, not {text!r}") from None
+
+
+def validate(config: MerchantConfig) -> MerchantConfig:
+    """Refuse inconsistent settings with a message naming the setting."""
+    if not _MERCHANT_ID.fullmatch(config.merchant_id):
+        raise ConfigError("merchant.id must be 1..64 letters, digits, '.', '_' or '-'")
+    if not config.brand_id:
+        raise ConfigError("merchant.brand is required")
+    if not config.keys:
+        raise ConfigError("merchant.keys (a key URI) is required")
+    return config
+
+
+def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfig:
+    """Load ``directory/merchant.toml``, apply the environment, validate."""
+    path = directory / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no merchant configuration at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    base = directory.resolve()
+    m = raw.get("merchant", {})
+    config = MerchantConfig(
+        base_dir=base,
+        merchant_id=get(m, "id", str, "", "merchant"),
+        name=get(m, "name", str, "", "merchant"),
+        brand_id=get(m, "brand", str, "setpay", "merchant"),
+        keys=get(m, "keys", str, "soft:keys", "merchant"),
+        answer=_answer(get(m, "answer", str, AnswerMode.AFTER_AUTHORIZATION.value, "merchant")),
+        root=_path(base, get(m, "root", str, "certs/root.pem", "merchant")),
+        chain=_path(base, get(m, "chain", str, "certs/chain.pem", "merchant")),
+        server=_server(raw.get("server", {}), base),
+        gateway=PeerConfig.from_table(raw.get("gateway", {}), "gateway", base),
+        ca=PeerConfig.from_table(raw.get("ca", {}), "ca", base),
+        store=_path(base, get(m, "store", str, "merchant.db", "merchant")),
+    )
+    return validate(_env_overrides(config, os.environ if env is None else env))

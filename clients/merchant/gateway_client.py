@@ -1,0 +1,206 @@
+"""The merchant's client of the PaymentGateway service.
+
+Each call sends a request's exact bytes (built once by ``setcore`` and stored by the
+merchant before sending) over mutual TLS, with a named deadline, retrying
+RESOURCE_EXHAUSTED and UNAVAILABLE with bounded backoff (``clients.transport``): the
+gateway is idempotent on the RRPID, so a retry gets the response it committed the
+first time. Every response is verified with setcore's opener before it is returned;
+an answer that does not verify raises ``ProtocolError``, a gateway SET Error raises
+``PeerError``, a transport failure ``TransportError``.
+
+``GatewayKeys`` keeps the gateway's certificates from PCertRes: fetched at start, again
+after ``GATEWAY_CERTIFICATES_TTL`` or when the key-exchange certificate nears its end.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from clients.errors import ConfigError
+from clients.transport import Caller
+from setcore.authorization import AuthRequestState, AuthResult, open_auth_response
+from setcore.capture import CaptureResult, CaptureState, open_capture_response
+from setcore.credentials import Credentials
+from setcore.envelope import Recipient
+from setcore.gateway_admin import (
+    SUCCESS,
+    BatchAdminResult,
+    BatchAdminState,
+    GatewayCertificate,
+    build_pcert_request,
+    open_batch_admin_response,
+    open_pcert_response,
+)
+from setcore.pki.truststore import TrustStore
+from setcore.reversal import (
+    AuthRevRequestState,
+    AuthRevResult,
+    CapRevOrCredResult,
+    CapRevOrCredState,
+    open_auth_reversal_response,
+    open_capture_reversal_response,
+    open_credit_response,
+    open_credit_reversal_response,
+)
+from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, services_pb2
+
+log = logging.getLogger("setpay.merchant.gateway")
+
+_SERVICE = services_pb2.DESCRIPTOR.services_by_name["PaymentGatewayService"].full_name
+# Authorization may wait on the issuer (a card network round trip in real life, a ledger
+# commit here): it gets the longest deadline. SET lets the merchant answer the wallet
+# "order received" meanwhile, so a slow issuer does not hold the shopper.
+AUTHORIZE_DEADLINE_SECONDS = 30.0
+# Captures, reversals, credits and batch operations are ledger updates: ten seconds only
+# bounds a hang.
+SETTLEMENT_DEADLINE_SECONDS = 10.0
+# PCert is answered from the gateway's memory.
+CERTIFICATES_DEADLINE_SECONDS = 5.0
+# Gateway certificates are asked for again after this long, so a gateway key rotation
+# reaches PInitRes within the hour.
+GATEWAY_CERTIFICATES_TTL = timedelta(hours=1)
+
+
+def _method(name: str) -> str:
+    return f"/{_SERVICE}/{name}"
+
+
+class GatewayClient:
+    """Sends merchant requests to one payment gateway and verifies its answers."""
+
+    def __init__(
+        self, caller: Caller, credentials: Credentials, trust: TrustStore, merchant_id: str
+    ) -> None:
+        self._caller = caller
+        self._credentials = credentials
+        self._trust = trust
+        self._merchant_id = merchant_id
+
+    def authorize(self, request: bytes, state: AuthRequestState) -> AuthResult:
+        """AuthReq -> verified AuthRes."""
+        response = self._caller.call(
+            _method("Authorize"), request, authorization_pb2.AuthorizeResponse,
+            deadline=AUTHORIZE_DEADLINE_SECONDS,
+        )  # fmt: skip
+        return open_auth_response(response, self._credentials, state, self._trust)
+
+    def reverse_authorization(self, request: bytes, state: AuthRevRequestState) -> AuthRevResult:
+        """AuthRevReq -> verified AuthRevRes."""
+        response = self._caller.call(
+            _method("AuthReversal"), request, authorization_pb2.AuthReversalResponse,
+            deadline=SETTLEMENT_DEADLINE_SECONDS,
+        )  # fmt: skip
+        return open_auth_reversal_response(response, self._credentials, state, self._trust)
+
+    def capture(self, request: bytes, state: CaptureState) -> CaptureResult:
+        """CapReq -> verified CapRes."""
+        response = self._caller.call(
+            _method("Capture"), request, capture_pb2.CaptureResponse,
+            deadline=SETTLEMENT_DEADLINE_SECONDS,
+        )  # fmt: skip
+        return open_capture_response(response, self._credentials, state, self._trust)
+
+    def reverse_capture(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
+        """CapRevReq -> verified CapRevRes."""
+        response = self._caller.call(
+            _method("CaptureReversal"), request, capture_pb2.CaptureReversalResponse,
+            deadline=SETTLEMENT_DEADLINE_SECONDS,
+        )  # fmt: skip
+        return open_capture_reversal_response(response, self._credentials, state, self._trust)
+
+    def credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
+        """CredReq -> verified CredRes."""
+        response = self._caller.call(
+            _method("Credit"), request, capture_pb2.CreditResponse,
+            deadline=SETTLEMENT_DEADLINE_SECONDS,
+        )  # fmt: skip
+        return open_credit_response(response, self._credentials, state, self._trust)
+
+    def reverse_credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
+        """CredRevReq -> verified CredRevRes."""
+        response = self._caller.call(
+            _method("CreditReversal"), request, capture_pb2.CreditReversalResponse,
+            deadline=SETTLEMENT_DEADLINE_SECONDS,
+        )  # fmt: skip
+        return open_credit_reversal_response(response, self._credentials, state, self._trust)
+
+    def batch_admin(self, request: bytes, state: BatchAdminState) -> BatchAdminResult:
+        """BatchAdminReq -> verified BatchAdminRes."""
+        response = self._caller.call(
+            _method("BatchAdmin"), request, gateway_admin_pb2.BatchAdminResponse,
+            deadline=SETTLEMENT_DEADLINE_SECONDS,
+        )  # fmt: skip
+        return open_batch_admin_response(response, self._credentials, state, self._trust)
+
+    def gateway_certificates(self, brand_id: str, bin_: str = "") -> GatewayCertificate:
+        """PCertReq for one brand (and BIN) -> the verified gateway certificates for it."""
+        request, state = build_pcert_request(
+            self._credentials, [(brand_id, bin_)], self._merchant_id
+        )
+        response = self._caller.call(
+            _method("GatewayCertificates"), request.SerializeToString(),
+            gateway_admin_pb2.GatewayCertificatesResponse,
+            deadline=CERTIFICATES_DEADLINE_SECONDS,
+        )  # fmt: skip
+        answer = open_pcert_response(response, self._credentials, state, self._trust)
+        item = answer.items[0]
+        if item.code != SUCCESS or item.key_exchange is None:
+            name = gateway_admin_pb2.PCertCode.Name(item.code)
+            raise ConfigError(f"the gateway serves no certificate for brand {brand_id}: {name}")
+        return item
+
+
+class GatewayKeys:
+    """The gateway certificates the merchant names in PInitRes and seals requests to."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], GatewayCertificate],
+        ttl: timedelta = GATEWAY_CERTIFICATES_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._ttl = ttl.total_seconds()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: GatewayCertificate | None = None
+        self._fetched_at = 0.0
+
+    def _stale(self, current: GatewayCertificate | None) -> bool:
+        if current is None or current.key_exchange is None:
+            return True
+        if self._clock() - self._fetched_at >= self._ttl:
+            return True
+        # Ask again before the certificate ends rather than hand out one about to expire.
+        return current.key_exchange.not_after <= datetime.now(UTC) + self._ttl_delta()
+
+    def _ttl_delta(self) -> timedelta:
+        return timedelta(seconds=self._ttl)
+
+    def current(self) -> GatewayCertificate:
+        """The gateway's verified certificates, fetched again when stale."""
+        current = self._current
+        if not self._stale(current):
+            assert current is not None
+            return current
+        with self._lock:
+            if self._stale(self._current):
+                fetched = self._fetch()
+                self._current, self._fetched_at = fetched, self._clock()
+                assert fetched.key_exchange is not None
+                log.info(
+                    "gateway certificates: key exchange %s (%s)",
+                    fetched.key_exchange.thumbprint.hex()[:8], fetched.key_exchange.subject_id,
+                )  # fmt: skip
+            assert self._current is not None
+            return self._current
+
+    def recipient(self) -> Recipient:
+        """The gateway key-exchange key requests are sealed to."""
+        key_exchange = self.current().key_exchange
+        assert key_exchange is not None
+        return key_exchange.recipient()

@@ -1,0 +1,160 @@
+"""What the merchant keeps: offers, orders and settlement operations, as plain values.
+
+An order's life::
+
+    offer (SET Initiation: LID-M, description, amount; agreed out of band)
+      -> initiated   PInit answered: XID, TransIDs and Chall-M fixed
+      -> purchased   PReq verified; the PI is held, sealed, byte for byte
+      -> authorizing AuthReq built and stored (re-sent byte for byte until answered)
+      -> authorized | declined | failed (the gateway answered with a SET Error)
+      -> reversed    the whole authorization was given back
+
+Captures, refunds and reversals are ``Operation`` rows beside the order; what was
+captured and credited is summed from the successful ones. Nothing here is or holds a
+PAN: the merchant never sees one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from setpay.v1 import common_pb2
+
+
+class OrderState(enum.StrEnum):
+    """Where an order is in its life."""
+
+    INITIATED = "initiated"
+    PURCHASED = "purchased"
+    AUTHORIZING = "authorizing"
+    AUTHORIZED = "authorized"
+    DECLINED = "declined"
+    FAILED = "failed"
+    REVERSED = "reversed"
+
+
+class OperationKind(enum.StrEnum):
+    """A settlement operation on an authorized order."""
+
+    CAPTURE = "capture"
+    CAPTURE_REVERSAL = "capture-reversal"
+    CREDIT = "credit"
+    CREDIT_REVERSAL = "credit-reversal"
+    AUTH_REVERSAL = "auth-reversal"
+
+
+class OperationState(enum.StrEnum):
+    """Whether the gateway has answered an operation."""
+
+    SENT = "sent"
+    SUCCEEDED = "succeeded"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in integer minor units of an ISO 4217 currency."""
+
+    currency: int
+    minor: int
+    exp10: int = 2
+
+    def to_proto(self) -> common_pb2.CurrencyAmount:
+        """The wire form."""
+        return common_pb2.CurrencyAmount(currency=self.currency, amount=self.minor, exp10=self.exp10)
+
+    @classmethod
+    def from_proto(cls, amount: common_pb2.CurrencyAmount) -> Money:
+        """From the wire form."""
+        return cls(amount.currency, amount.amount, amount.exp10)
+
+    def with_minor(self, minor: int) -> Money:
+        """The same currency, another amount."""
+        return Money(self.currency, minor, self.exp10)
+
+    def __str__(self) -> str:
+        return f"{self.minor} ({self.currency})"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An order agreed out of band (SET Initiation), waiting for the wallet's PInit."""
+
+    lid_m: bytes
+    description: bytes
+    amount: Money
+    brand_id: str
+    created_ms: int
+    xid: bytes | None
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """The gateway's verified answer to an AuthReq."""
+
+    auth_code: int
+    amount: Money
+    approval_code: str
+    #: The AuthResData bytes the gateway signed (kept as evidence).
+    auth_res: bytes
+    #: The capture token, sealed by the gateway to itself: opaque, returned byte for byte.
+    cap_token: bytes
+    #: The acquirer's message to the cardholder: unreadable here, copied into PRes verbatim.
+    acq_card_msg: bytes = b""
+
+
+@dataclass(frozen=True)
+class Order:
+    """One transaction, keyed by its XID."""
+
+    xid: bytes
+    lid_m: bytes
+    trans_ids: bytes
+    chall_m: bytes
+    description: bytes
+    amount: Money
+    brand_id: str
+    state: OrderState
+    created_ms: int
+    updated_ms: int
+    cardholder_thumb: bytes | None = None
+    oi_data: bytes | None = None
+    pi: bytes | None = None
+    auth_rrpid: bytes | None = None
+    auth_request: bytes | None = None
+    auth_request_digest: bytes | None = None
+    authorization: Authorization | None = None
+    error_code: int = 0
+
+    def trans_ids_proto(self) -> common_pb2.TransIDs:
+        """The TransIDs as the wire message."""
+        return common_pb2.TransIDs.FromString(self.trans_ids)
+
+    @property
+    def short_id(self) -> str:
+        """A short form of the XID for logs and listings."""
+        return short(self.xid)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A capture, refund or reversal sent to the gateway, with its answer once known."""
+
+    rrpid: bytes
+    xid: bytes
+    kind: OperationKind
+    amount: Money
+    state: OperationState
+    request: bytes
+    request_digest: bytes
+    original_rrpid: bytes | None
+    result_code: int
+    result_amount: int
+    batch_id: str
+    created_ms: int
+
+
+def short(identifier: bytes) -> str:
+    """The first 8 hex digits of an id: enough to follow a story in a log, never a PAN-like run."""
+    return identifier.hex()[:8]

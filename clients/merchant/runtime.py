@@ -1,0 +1,141 @@
+"""The merchant process put together: keys, trust, store, gateway and CA clients, services.
+
+``Merchant.open(config)`` opens everything the configuration names; ``serve()`` starts
+the authorization worker and the Merchant service for wallets; the CLI's capture, refund
+and batch commands use ``settlement`` on an opened merchant without serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+
+from clients.authority import AuthorityClient
+from clients.errors import ConfigError
+from clients.identity import load_credentials, read_root
+from clients.merchant.authorizer import Authorizer
+from clients.merchant.checkout import Checkout
+from clients.merchant.config import MerchantConfig
+from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.servicer import GRACE_SECONDS, MerchantServicer, ServerSettings, start_server
+from clients.merchant.settlement import Settlement
+from clients.merchant.store import MerchantStore
+from clients.revocation import RevocationFeed
+from clients.transport import Caller, open_channel
+from hsm.base import KeyBackend
+from hsm.uri import describe_uri, open_backend
+from setcore.credentials import Credentials
+from setcore.gateway_admin import GatewayCertificate
+from setcore.pki.certificate import load_certificate
+from setcore.pki.extensions import read_merchant_data
+from setcore.pki.truststore import TrustStore
+
+log = logging.getLogger("setpay.merchant")
+
+#: Key labels of the merchant's two keys in its key backend.
+SIGNATURE_LABEL = "merchant-sig"
+KEY_EXCHANGE_LABEL = "merchant-kex"
+
+
+@dataclass
+class Merchant:
+    """An opened merchant: everything its services and commands use."""
+
+    config: MerchantConfig
+    backend: KeyBackend
+    credentials: Credentials
+    trust: TrustStore
+    store: MerchantStore
+    revocation: RevocationFeed
+    gateway: GatewayClient
+    gateway_keys: GatewayKeys
+    authorizer: Authorizer
+    checkout: Checkout
+    settlement: Settlement
+    _channels: list[grpc.Channel] = field(default_factory=list)
+    _server: grpc.Server | None = None
+
+    @classmethod
+    def open(cls, config: MerchantConfig, backend: KeyBackend | None = None) -> Merchant:
+        """Open keys, trust store, store and channels (no network call yet)."""
+        if backend is None:
+            log.info("merchant %s: keys in %s", config.merchant_id, describe_uri(config.keys_uri()))
+            backend = open_backend(config.keys_uri())
+        credentials = load_credentials(backend, SIGNATURE_LABEL, config.chain, KEY_EXCHANGE_LABEL)
+        merchant_data = read_merchant_data(load_certificate(credentials.signature_cert))
+        if merchant_data is None or merchant_data.merchant_id != config.merchant_id:
+            raise ConfigError("the merchant certificate names another merchant id than merchant.id")
+        trust = TrustStore(read_root(config.root))
+        trust.add_certificates(credentials.chain)
+        ca_channel = open_channel(config.ca.channel(), "CA")
+        authority = AuthorityClient(Caller(ca_channel, "CA"))
+        revocation = RevocationFeed(trust, lambda: authority.revocation(config.brand_id))
+        gateway_channel = open_channel(config.gateway.channel(), "gateway")
+        gateway = GatewayClient(
+            Caller(gateway_channel, "gateway"), credentials, trust, config.merchant_id
+        )
+
+        def fetch_gateway_certificates() -> GatewayCertificate:
+            revocation.ensure_fresh()
+            return gateway.gateway_certificates(config.brand_id)
+
+        keys = GatewayKeys(fetch_gateway_certificates)
+        store = MerchantStore(config.store)
+        authorizer = Authorizer(
+            store, credentials, gateway, keys, config.merchant_id, revocation
+        )
+        checkout = Checkout(
+            credentials, trust, store, keys, authorizer, revocation, config.brand_id,
+            config.answer,
+        )  # fmt: skip
+        settlement = Settlement(store, credentials, gateway, keys, config.merchant_id)
+        return cls(
+            config=config, backend=backend, credentials=credentials, trust=trust, store=store,
+            revocation=revocation, gateway=gateway, gateway_keys=keys, authorizer=authorizer,
+            checkout=checkout, settlement=settlement, _channels=[ca_channel, gateway_channel],
+        )  # fmt: skip
+
+    def serve(self) -> int:
+        """Fetch revocation data and gateway certificates, start the worker and the service.
+
+        Returns the bound port (the configuration may ask for port 0).
+        """
+        self.revocation.refresh()
+        self.gateway_keys.current()
+        self.authorizer.start()
+        server_config = self.config.server
+        tls = None
+        if not server_config.insecure:
+            assert server_config.tls_cert is not None and server_config.tls_key is not None
+            try:
+                tls = (server_config.tls_cert.read_bytes(), server_config.tls_key.read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"cannot read the server TLS files: {exc.strerror}") from exc
+        settings = ServerSettings(
+            listen=server_config.listen, threads=server_config.threads,
+            max_concurrent_rpcs=server_config.max_concurrent_rpcs, tls=tls,
+        )  # fmt: skip
+        self._server, port = start_server(MerchantServicer(self.checkout, self.credentials), settings)
+        log.info(
+            "merchant %s serving wallets on port %d (answer: %s)",
+            self.config.merchant_id, port, self.config.answer.value,
+        )  # fmt: skip
+        return port
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        if self._server is not None:
+            self._server.wait_for_termination()
+
+    def close(self) -> None:
+        """Stop serving (in-flight calls get the grace period), the worker, and close all."""
+        if self._server is not None:
+            self._server.stop(GRACE_SECONDS).wait()
+            self._server = None
+        self.authorizer.stop()
+        for channel in self._channels:
+            channel.close()
+        self.store.close()
+        self.backend.close()

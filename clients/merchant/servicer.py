@@ -1,0 +1,173 @@
+"""The Merchant gRPC service: thin — decode, call ``Checkout``, encode; and its server.
+
+Requests are parsed by our own deserializer, so an unparseable outer frame is answered
+INVALID_ARGUMENT instead of gRPC's INTERNAL. The wallet reaches the merchant over
+server-authenticated TLS (SET never asked wallets for client certificates).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from clients.merchant.answers import answer
+from clients.merchant.checkout import Checkout
+from clients.transport import MAX_MESSAGE_BYTES
+from setcore.credentials import Credentials
+from setcore.purchase import header
+from setpay.v1 import common_pb2, error_pb2, purchase_pb2, services_pb2, services_pb2_grpc
+
+log = logging.getLogger("setpay.merchant")
+
+SERVICE_NAME = services_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name
+# How long in-flight calls may finish when the merchant stops: a Purchase waiting on the
+# gateway needs up to the Authorize deadline; past this the wallet retries with Inquiry.
+GRACE_SECONDS = 5.0
+
+
+def _reply_header(request_header: common_pb2.Header) -> common_pb2.Header:
+    return header(
+        rrpid=request_header.rrpid, xid=request_header.xid,
+        lid_c=request_header.lid_c, lid_m=request_header.lid_m,
+    )  # fmt: skip
+
+
+class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
+    """Serves PInit, Purchase and Inquiry for one merchant."""
+
+    def __init__(self, checkout: Checkout, credentials: Credentials) -> None:
+        self._checkout = checkout
+        self._credentials = credentials
+
+    def _serve(
+        self,
+        context: grpc.ServicerContext,
+        rpc: str,
+        request: Any,
+        request_bytes: bytes,
+        response_cls: Callable[..., Any],
+        work: Callable[[Any], Any],
+    ) -> Any:
+        def on_error(error: error_pb2.SetError) -> Any:
+            return response_cls(header=_reply_header(request.header), error=error)
+
+        return answer(
+            context, self._credentials, rpc, request_bytes, lambda: work(request), on_error
+        )
+
+    def PInit(  # noqa: N802 - gRPC method name
+        self, request: purchase_pb2.PInitRequest, context: grpc.ServicerContext
+    ) -> purchase_pb2.PInitResponse:
+        """PInitReq -> PInitRes."""
+        response: purchase_pb2.PInitResponse = self._serve(
+            context, "PInit", request, request.SerializeToString(),
+            purchase_pb2.PInitResponse, self._checkout.pinit,
+        )  # fmt: skip
+        return response
+
+    def Purchase(  # noqa: N802 - gRPC method name
+        self, request: purchase_pb2.PurchaseRequest, context: grpc.ServicerContext
+    ) -> purchase_pb2.PurchaseResponse:
+        """PReq -> PRes."""
+        response: purchase_pb2.PurchaseResponse = self._serve(
+            context, "Purchase", request, request.p_req,
+            purchase_pb2.PurchaseResponse, self._checkout.purchase,
+        )  # fmt: skip
+        return response
+
+    def Inquiry(  # noqa: N802 - gRPC method name
+        self, request: purchase_pb2.InquiryRequest, context: grpc.ServicerContext
+    ) -> purchase_pb2.InquiryResponse:
+        """InqReq -> InqRes."""
+        response: purchase_pb2.InquiryResponse = self._serve(
+            context, "Inquiry", request, request.inq_req,
+            purchase_pb2.InquiryResponse, self._checkout.inquiry,
+        )  # fmt: skip
+        return response
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where and how the Merchant service listens; every limit named."""
+
+    listen: str
+    threads: int
+    max_concurrent_rpcs: int
+    #: (certificate chain PEM, private key PEM) for server-authenticated TLS; None: plaintext.
+    tls: tuple[bytes, bytes] | None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+
+class _Unparseable:
+    """Stands in for a request whose outer frame did not parse."""
+
+
+def _parser(cls: type[Message]) -> Callable[[bytes], object]:
+    def parse(data: bytes) -> object:
+        try:
+            return cls.FromString(data)
+        except DecodeError:
+            return _Unparseable()
+
+    return parse
+
+
+def _guarded(method: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Unparseable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
+        return method(request, context)
+
+    return handle
+
+
+def _handler(servicer: MerchantServicer) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+    messages: dict[str, tuple[type[Message], Callable[..., Any]]] = {
+        "PInit": (purchase_pb2.PInitRequest, servicer.PInit),
+        "Purchase": (purchase_pb2.PurchaseRequest, servicer.Purchase),
+        "Inquiry": (purchase_pb2.InquiryRequest, servicer.Inquiry),
+    }
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            _guarded(method),
+            request_deserializer=_parser(request_cls),
+            response_serializer=lambda m: m.SerializeToString(),
+        )
+        for name, (request_cls, method) in messages.items()
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def start_server(servicer: MerchantServicer, settings: ServerSettings) -> tuple[grpc.Server, int]:
+    """Build and start the Merchant service (with grpc.health.v1); returns it and its port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="merchant"),
+        handlers=[_handler(servicer)],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.tls is None:
+        log.warning("Merchant service on %s is PLAINTEXT: local experiments only", settings.listen)
+        port = server.add_insecure_port(settings.listen)
+    else:
+        chain, key = settings.tls
+        port = server.add_secure_port(settings.listen, grpc.ssl_server_credentials([(key, chain)]))
+    if port == 0:
+        raise OSError(f"could not bind {settings.listen}")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("Merchant service listening on port %d", port)
+    return server, port

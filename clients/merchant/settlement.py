@@ -1,0 +1,307 @@
+"""After authorization: capture, refund, reversals and batch administration.
+
+Each operation is checked against what the merchant knows (never capture more than is
+authorized, never refund more than was captured), built by setcore, stored with its
+exact bytes, then sent; the gateway's verified answer settles it. An operation whose
+answer never came (transport failure, crash) stays "sent" and ``resume`` sends the
+same bytes again: the gateway's RRPID idempotency makes that safe.
+
+One item per request: the merchant's operations are driven one order at a time (CLI,
+demo), and a failed item then never holds up others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from clients.errors import OrderStateError
+from clients.merchant.checkout import is_approved, settled_amounts
+from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.records import (
+    Operation,
+    OperationKind,
+    OperationState,
+    Order,
+    OrderState,
+    short,
+)
+from clients.merchant.store import MerchantStore
+from setcore.capture import (
+    CaptureItem,
+    CaptureState,
+    ItemRef,
+    build_capture_request,
+)
+from setcore.credentials import Credentials
+from setcore.gateway_admin import (
+    BatchAdminResult,
+    TransactionPage,
+    build_batch_admin_request,
+)
+from setcore.reversal import (
+    CAPTURE_REVERSAL,
+    CREDIT,
+    CREDIT_REVERSAL,
+    AuthRevRequestState,
+    CapRevOrCredItem,
+    CapRevOrCredResult,
+    CapRevOrCredState,
+    build_auth_reversal_request,
+    build_capture_reversal_request,
+    build_credit_request,
+    build_credit_reversal_request,
+)
+from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2
+
+log = logging.getLogger("setpay.merchant")
+
+CAP_SUCCESS = capture_pb2.CAP_CODE_SUCCESS
+CAP_REV_OR_CRED_SUCCESS = capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS
+AUTH_REV_APPROVED = authorization_pb2.AUTH_REV_CODE_APPROVED
+_KIND_OF = {
+    OperationKind.CAPTURE_REVERSAL: CAPTURE_REVERSAL,
+    OperationKind.CREDIT: CREDIT,
+    OperationKind.CREDIT_REVERSAL: CREDIT_REVERSAL,
+}
+
+
+class Settlement:
+    """Capture, refund and reverse authorized orders; administer batches."""
+
+    def __init__(
+        self,
+        store: MerchantStore,
+        credentials: Credentials,
+        gateway: GatewayClient,
+        gateway_keys: GatewayKeys,
+        merchant_id: str,
+    ) -> None:
+        self._store = store
+        self._credentials = credentials
+        self._gateway = gateway
+        self._keys = gateway_keys
+        self._merchant_id = merchant_id
+
+    def _authorized(self, xid: bytes) -> Order:
+        order = self._store.order(xid)
+        if order.state is not OrderState.AUTHORIZED or not is_approved(order):
+            raise OrderStateError(f"order {order.short_id} is {order.state.value}, not authorized")
+        return order
+
+    # -- capture ----------------------------------------------------------------------
+
+    def capture(self, xid: bytes, amount: int | None = None) -> Operation:
+        """Capture ``amount`` (default: all that is authorized and not yet captured)."""
+        order = self._authorized(xid)
+        assert order.authorization is not None and order.auth_rrpid is not None
+        captured, _ = settled_amounts(self._store, xid)
+        left = order.authorization.amount.minor - captured - self._in_flight(xid)
+        amount = left if amount is None else amount
+        if not 0 < amount <= left:
+            raise OrderStateError(
+                f"order {order.short_id}: {amount} cannot be captured ({left} left to capture)"
+            )
+        money = order.authorization.amount.with_minor(amount)
+        item = CaptureItem(
+            order.trans_ids_proto(), order.auth_rrpid, order.authorization.cap_token,
+            money.to_proto(),
+        )  # fmt: skip
+        request, state = build_capture_request(
+            self._credentials, self._keys.recipient(), [item], self._merchant_id
+        )
+        operation = self._store.add_operation(
+            xid, OperationKind.CAPTURE, state.rrpid, money, request.SerializeToString(),
+            state.request_digest,
+        )  # fmt: skip
+        log.info("order %s: CapReq %s for %s", order.short_id, short(state.rrpid), money)
+        return self._send(operation)
+
+    def _in_flight(self, xid: bytes) -> int:
+        """Captures sent but not answered: counted as taken until the gateway says."""
+        return sum(
+            op.amount.minor
+            for op in self._store.operations(xid)
+            if op.kind is OperationKind.CAPTURE and op.state is OperationState.SENT
+        )
+
+    # -- refunds and reversals --------------------------------------------------------
+
+    def refund(self, xid: bytes, amount: int | None = None) -> Operation:
+        """Credit ``amount`` back to the cardholder (default: all captured, not yet credited)."""
+        order = self._authorized(xid)
+        captured, credited = settled_amounts(self._store, xid)
+        left = captured - credited
+        amount = left if amount is None else amount
+        if not 0 < amount <= left:
+            raise OrderStateError(
+                f"order {order.short_id}: {amount} cannot be refunded ({left} captured "
+                "and not refunded)"
+            )
+        return self._cap_rev_or_cred(order, OperationKind.CREDIT, amount)
+
+    def reverse_capture(self, xid: bytes, amount: int | None = None) -> Operation:
+        """Undo ``amount`` of what was captured (default: all of it)."""
+        order = self._authorized(xid)
+        captured, credited = settled_amounts(self._store, xid)
+        left = captured - credited
+        amount = left if amount is None else amount
+        if not 0 < amount <= left:
+            raise OrderStateError(
+                f"order {order.short_id}: {amount} cannot be reversed ({left} captured)"
+            )
+        return self._cap_rev_or_cred(order, OperationKind.CAPTURE_REVERSAL, amount)
+
+    def reverse_credit(self, credit_rrpid: bytes) -> Operation:
+        """Undo a refund, named by the RRPID of its credit request."""
+        credit = self._store.operation(credit_rrpid)
+        if credit.kind is not OperationKind.CREDIT or credit.state is not OperationState.SUCCEEDED:
+            raise OrderStateError(f"operation {short(credit_rrpid)} is not a completed refund")
+        order = self._authorized(credit.xid)
+        return self._cap_rev_or_cred(
+            order, OperationKind.CREDIT_REVERSAL, credit.result_amount, original=credit_rrpid
+        )
+
+    def _cap_rev_or_cred(
+        self, order: Order, kind: OperationKind, amount: int, original: bytes = b""
+    ) -> Operation:
+        assert order.authorization is not None and order.auth_rrpid is not None
+        money = order.authorization.amount.with_minor(amount)
+        item = CapRevOrCredItem(
+            order.trans_ids_proto(), order.auth_rrpid, order.authorization.cap_token,
+            money.to_proto(), original_rrpid=original,
+        )  # fmt: skip
+        build = {
+            OperationKind.CAPTURE_REVERSAL: build_capture_reversal_request,
+            OperationKind.CREDIT: build_credit_request,
+            OperationKind.CREDIT_REVERSAL: build_credit_reversal_request,
+        }[kind]
+        request, state = build(
+            self._credentials, self._keys.recipient(), [item], self._merchant_id
+        )
+        operation = self._store.add_operation(
+            order.xid, kind, state.rrpid, money, request.SerializeToString(),
+            state.request_digest, original or None,
+        )  # fmt: skip
+        log.info("order %s: %s %s for %s", order.short_id, kind.value, short(state.rrpid), money)
+        return self._send(operation)
+
+    def reverse_authorization(self, xid: bytes, keep: int = 0) -> Operation:
+        """Release the authorization down to ``keep`` (0: release all of it)."""
+        order = self._authorized(xid)
+        assert order.authorization is not None and order.auth_rrpid is not None
+        captured, _ = settled_amounts(self._store, xid)
+        if captured:
+            raise OrderStateError(f"order {order.short_id} has captures: reverse those instead")
+        if not 0 <= keep < order.authorization.amount.minor:
+            raise OrderStateError(
+                f"order {order.short_id}: keep must be below {order.authorization.amount.minor}"
+            )
+        money = order.authorization.amount.with_minor(keep)
+        request, state = build_auth_reversal_request(
+            self._credentials, self._keys.recipient(), order.trans_ids_proto(), order.auth_rrpid,
+            order.authorization.cap_token, money.to_proto(), self._merchant_id,
+        )  # fmt: skip
+        operation = self._store.add_operation(
+            xid, OperationKind.AUTH_REVERSAL, state.rrpid, money, request.SerializeToString(),
+            state.request_digest,
+        )  # fmt: skip
+        log.info("order %s: AuthRevReq %s keeping %s", order.short_id, short(state.rrpid), money)
+        return self._send(operation)
+
+    # -- sending and resuming ---------------------------------------------------------
+
+    def _send(self, operation: Operation) -> Operation:
+        order = self._store.order(operation.xid)
+        assert order.auth_rrpid is not None
+        refs = (ItemRef(order.xid, order.auth_rrpid),)
+        wire = operation.request
+        if operation.kind is OperationKind.CAPTURE:
+            cap = self._gateway.capture(
+                wire, CaptureState(operation.rrpid, operation.request_digest, refs)
+            )
+            payload = cap.items[0].cap_res_payload
+            return self._settle(
+                operation, payload.cap_code == CAP_SUCCESS, payload.cap_code,
+                payload.cap_amt.amount, payload.batch_id,
+                capture_pb2.CapCode.Name(payload.cap_code),
+            )  # fmt: skip
+        if operation.kind is OperationKind.AUTH_REVERSAL:
+            rev = self._gateway.reverse_authorization(
+                wire, AuthRevRequestState(operation.rrpid, order.xid, operation.request_digest)
+            )
+            approved = rev.auth_rev_code == AUTH_REV_APPROVED
+            if approved:
+                kept = rev.data.auth_new_amt.amount
+                self._store.record_reauthorization(order.xid, kept, rev.baggage.cap_token_new)
+            return self._settle(
+                operation, approved, rev.auth_rev_code, rev.data.auth_new_amt.amount, "",
+                authorization_pb2.AuthRevCode.Name(rev.auth_rev_code),
+            )  # fmt: skip
+        state = CapRevOrCredState(
+            _KIND_OF[operation.kind], operation.rrpid, operation.request_digest, refs
+        )
+        send = {
+            OperationKind.CAPTURE_REVERSAL: self._gateway.reverse_capture,
+            OperationKind.CREDIT: self._gateway.credit,
+            OperationKind.CREDIT_REVERSAL: self._gateway.reverse_credit,
+        }[operation.kind]
+        result: CapRevOrCredResult = send(wire, state)
+        item = result.items[0]
+        return self._settle(
+            operation, item.code == CAP_REV_OR_CRED_SUCCESS, item.code, item.actual_amt.amount,
+            item.batch_id, capture_pb2.CapRevOrCredCode.Name(item.code),
+        )  # fmt: skip
+
+    def _settle(
+        self, operation: Operation, ok: bool, code: int, amount: int, batch_id: str, name: str
+    ) -> Operation:
+        settled = self._store.settle_operation(operation.rrpid, ok, code, amount, batch_id)
+        log.info(
+            "order %s: %s %s answered %s, %d%s",
+            short(operation.xid), operation.kind.value, short(operation.rrpid), name, amount,
+            f" in batch {batch_id}" if batch_id else "",
+        )  # fmt: skip
+        return settled
+
+    def resume(self) -> list[Operation]:
+        """Send again, byte for byte, every operation still waiting for its answer."""
+        waiting = [op for op in self._store.operations() if op.state is OperationState.SENT]
+        return [self._send(op) for op in waiting]
+
+    # -- batches ----------------------------------------------------------------------
+
+    def batch(
+        self,
+        operation: int,
+        batch_id: str = "",
+        *,
+        summary: bool = True,
+        page: TransactionPage | None = None,
+    ) -> BatchAdminResult:
+        """Open, close, purge or query a settlement batch at the gateway."""
+        request, state = build_batch_admin_request(
+            self._credentials, self._keys.recipient(), self._merchant_id, operation,
+            batch_id=batch_id, return_summary=summary, page=page,
+        )  # fmt: skip
+        result = self._gateway.batch_admin(request.SerializeToString(), state)
+        data = result.data
+        self._store.record_batch(
+            data.batch_id, data.status, data.batch_status.closed, data.SerializeToString()
+        )
+        log.info(
+            "batch %s: %s -> %s", data.batch_id or "-",
+            gateway_admin_pb2.BatchOperation.Name(operation),
+            gateway_admin_pb2.BatchAdminStatus.Name(data.status),
+        )  # fmt: skip
+        return result
+
+
+def operations_summary(operations: Sequence[Operation]) -> list[str]:
+    """One line per operation for people (no ids longer than 8 hex digits)."""
+    return [
+        f"{short(op.rrpid)} {op.kind.value:<16} {op.amount.minor:>10} {op.state.value:<9} "
+        f"{op.batch_id or '-'}"
+        for op in operations
+    ]
+

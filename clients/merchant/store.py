@@ -1,0 +1,496 @@
+"""The merchant's own database: offers, orders, authorizations and settlement operations.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: an answer that reports a state
+change (a PRes saying "authorized", a capture the gateway accepted) leaves only after
+the change is on disk. The schema carries a version (``PRAGMA user_version``); a file
+written by a newer version is refused rather than misread.
+
+Every request to the gateway is stored, as the exact bytes sent, *before* it is sent:
+after a crash the same bytes go out again, and the gateway's RRPID idempotency answers
+with the response it already committed. The PI is kept byte for byte, sealed to the
+gateway; the capture token likewise. The merchant never holds a PAN, so none is here.
+
+Several processes may share the file (``setpay merchant serve`` and ``setpay merchant
+capture``); writes take SQLite's write lock at their start (``BEGIN IMMEDIATE``) and
+wait up to ``BUSY_TIMEOUT_MS`` for it. Errors: ``sqlite3`` failures become
+``StoreError``; unknown keys ``UnknownOrder``; a change the order's state forbids,
+``OrderStateError``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from clients.errors import OrderStateError, StoreError, UnknownOrder
+from clients.merchant.records import (
+    Authorization,
+    Money,
+    Offer,
+    Operation,
+    OperationKind,
+    OperationState,
+    Order,
+    OrderState,
+    short,
+)
+
+SCHEMA_VERSION = 1
+# A writer in another process (a CLI capture while the server runs) holds the lock for a
+# few milliseconds; five seconds only bounds a stuck one.
+BUSY_TIMEOUT_MS = 5000
+# Listings are for people; a page larger than this is not read by anyone.
+MAX_LISTED_ORDERS = 1000
+
+_SCHEMA = """
+CREATE TABLE offers (
+    lid_m        BLOB PRIMARY KEY,
+    description  BLOB NOT NULL,
+    currency     INTEGER NOT NULL,
+    amount       INTEGER NOT NULL CHECK (amount > 0),
+    exp10        INTEGER NOT NULL,
+    brand_id     TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    xid          BLOB
+);
+CREATE TABLE orders (
+    xid                  BLOB PRIMARY KEY,
+    lid_m                BLOB NOT NULL REFERENCES offers(lid_m),
+    trans_ids            BLOB NOT NULL,
+    chall_m              BLOB NOT NULL,
+    state                TEXT NOT NULL,
+    created_ms           INTEGER NOT NULL,
+    updated_ms           INTEGER NOT NULL,
+    cardholder_thumb     BLOB,
+    oi_data              BLOB,
+    pi                   BLOB,
+    auth_rrpid           BLOB UNIQUE,
+    auth_request         BLOB,
+    auth_request_digest  BLOB,
+    auth_code            INTEGER,
+    auth_amount          INTEGER,
+    approval_code        TEXT,
+    auth_res             BLOB,
+    cap_token            BLOB,
+    acq_card_msg         BLOB,
+    error_code           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX orders_by_state ON orders(state);
+CREATE TABLE operations (
+    rrpid           BLOB PRIMARY KEY,
+    xid             BLOB NOT NULL REFERENCES orders(xid),
+    kind            TEXT NOT NULL,
+    currency        INTEGER NOT NULL,
+    amount          INTEGER NOT NULL CHECK (amount >= 0),
+    exp10           INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    request         BLOB NOT NULL,
+    request_digest  BLOB NOT NULL,
+    original_rrpid  BLOB,
+    result_code     INTEGER NOT NULL DEFAULT 0,
+    result_amount   INTEGER NOT NULL DEFAULT 0,
+    batch_id        TEXT NOT NULL DEFAULT '',
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL
+);
+CREATE INDEX operations_by_xid ON operations(xid);
+CREATE TABLE batches (
+    batch_id     TEXT PRIMARY KEY,
+    status       INTEGER NOT NULL,
+    closed       INTEGER NOT NULL,
+    summary      BLOB NOT NULL,
+    updated_ms   INTEGER NOT NULL
+);
+"""
+
+_ORDER_COLUMNS = (
+    "o.xid, o.lid_m, o.trans_ids, o.chall_m, f.description, f.currency, f.amount, f.exp10, "
+    "f.brand_id, o.state, o.created_ms, o.updated_ms, o.cardholder_thumb, o.oi_data, o.pi, "
+    "o.auth_rrpid, o.auth_request, o.auth_request_digest, o.auth_code, o.auth_amount, "
+    "o.approval_code, o.auth_res, o.cap_token, o.acq_card_msg, o.error_code"
+)
+_ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
+_OPERATION_COLUMNS = (
+    "rrpid, xid, kind, currency, amount, exp10, state, request, request_digest, "
+    "original_rrpid, result_code, result_amount, batch_id, created_ms"
+)
+
+T = TypeVar("T")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _order(row: Sequence[Any]) -> Order:
+    (xid, lid_m, trans_ids, chall_m, description, currency, amount, exp10, brand_id, state,
+     created, updated, cardholder, oi_data, pi, auth_rrpid, auth_request, auth_digest,
+     auth_code, auth_amount, approval, auth_res, cap_token, acq_card_msg,
+     error_code) = row  # fmt: skip
+    money = Money(currency, amount, exp10)
+    authorization = None
+    if auth_code is not None:
+        authorization = Authorization(
+            auth_code, money.with_minor(auth_amount), approval or "", auth_res or b"",
+            cap_token or b"", acq_card_msg or b"",
+        )  # fmt: skip
+    return Order(
+        xid=xid, lid_m=lid_m, trans_ids=trans_ids, chall_m=chall_m, description=description,
+        amount=money, brand_id=brand_id, state=OrderState(state), created_ms=created,
+        updated_ms=updated, cardholder_thumb=cardholder, oi_data=oi_data, pi=pi,
+        auth_rrpid=auth_rrpid, auth_request=auth_request, auth_request_digest=auth_digest,
+        authorization=authorization, error_code=error_code,
+    )  # fmt: skip
+
+
+def _operation(row: Sequence[Any]) -> Operation:
+    (rrpid, xid, kind, currency, amount, exp10, state, request, digest, original, code,
+     result_amount, batch_id, created) = row  # fmt: skip
+    return Operation(
+        rrpid=rrpid, xid=xid, kind=OperationKind(kind), amount=Money(currency, amount, exp10),
+        state=OperationState(state), request=request, request_digest=digest,
+        original_rrpid=original, result_code=code, result_amount=result_amount,
+        batch_id=batch_id, created_ms=created,
+    )  # fmt: skip
+
+
+class MerchantStore:
+    """The merchant's SQLite database (thread-safe; one connection under a lock)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )  # fmt: skip
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the merchant database {self._path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self._path} has schema {version}; this setpay knows {SCHEMA_VERSION}"
+            )
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another process may have just created it.
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                # One statement at a time: executescript would commit our transaction first.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"merchant database write refused: {exc}") from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise StoreError(f"merchant database write failed: {exc}") from exc
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                return work(self._conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"merchant database read failed: {exc}") from exc
+
+    # -- offers -----------------------------------------------------------------------
+
+    def add_offer(self, lid_m: bytes, description: bytes, amount: Money, brand_id: str) -> Offer:
+        """Record an order agreed out of band, known by its LID-M."""
+        now = _now_ms()
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM offers WHERE lid_m = ?", (lid_m,)).fetchone():
+                raise OrderStateError(f"an offer with LID-M {short(lid_m)} exists")
+            conn.execute(
+                "INSERT INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (lid_m, description, amount.currency, amount.minor, amount.exp10, brand_id, now),
+            )
+        return Offer(lid_m, description, amount, brand_id, now, None)
+
+    def offer(self, lid_m: bytes) -> Offer:
+        """The offer with this LID-M; ``UnknownOrder`` if none."""
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT lid_m, description, currency, amount, exp10, brand_id, created_ms, xid "
+                "FROM offers WHERE lid_m = ?",
+                (lid_m,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownOrder("no offer with this LID-M")
+        lid, description, currency, amount, exp10, brand_id, created, xid = row
+        return Offer(lid, description, Money(currency, amount, exp10), brand_id, created, xid)
+
+    # -- orders -----------------------------------------------------------------------
+
+    def open_order(self, lid_m: bytes, xid: bytes, trans_ids: bytes, chall_m: bytes) -> Order:
+        """PInit answered: the offer becomes an order under a fresh XID.
+
+        A wallet that repeats PInit before purchasing gets a new XID; the unused order
+        it replaces is dropped. An offer already purchased is not offered again.
+        """
+        now = _now_ms()
+        with self._write() as conn:
+            row = conn.execute("SELECT xid FROM offers WHERE lid_m = ?", (lid_m,)).fetchone()
+            if row is None:
+                raise UnknownOrder("no offer with this LID-M")
+            if row[0] is not None:
+                state = conn.execute("SELECT state FROM orders WHERE xid = ?", (row[0],)).fetchone()
+                if state is not None and state[0] != OrderState.INITIATED:
+                    raise OrderStateError(f"offer {short(lid_m)} is already purchased")
+                conn.execute("DELETE FROM orders WHERE xid = ?", (row[0],))
+            conn.execute(
+                "INSERT INTO orders (xid, lid_m, trans_ids, chall_m, state, created_ms, "
+                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (xid, lid_m, trans_ids, chall_m, OrderState.INITIATED.value, now, now),
+            )
+            conn.execute("UPDATE offers SET xid = ? WHERE lid_m = ?", (xid, lid_m))
+        return self.order(xid)
+
+    def order(self, xid: bytes) -> Order:
+        """The order with this XID; ``UnknownOrder`` if none."""
+        row = self._read(
+            lambda c: c.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} WHERE o.xid = ?",  # noqa: S608 - constant SQL
+                (xid,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownOrder("no order with this XID")
+        return _order(row)
+
+    def find_order(self, prefix: str) -> Order:
+        """The order whose XID starts with the hex ``prefix`` (as listings show it)."""
+        try:
+            wanted = bytes.fromhex(prefix if len(prefix) % 2 == 0 else prefix[:-1])
+        except ValueError:
+            raise UnknownOrder("an order id is hexadecimal") from None
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} "  # noqa: S608 - constant SQL
+                "WHERE substr(o.xid, 1, ?) = ?",
+                (len(wanted), wanted),
+            ).fetchall()
+        )
+        matches = [o for r in rows if (o := _order(r)).xid.hex().startswith(prefix.lower())]
+        if len(matches) != 1:
+            raise UnknownOrder(
+                "no order with this id" if not matches else "the id is ambiguous: give more digits"
+            )
+        return matches[0]
+
+    def orders(self, limit: int = MAX_LISTED_ORDERS) -> list[Order]:
+        """The most recent orders, newest first."""
+        limit = max(1, min(limit, MAX_LISTED_ORDERS))
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} "  # noqa: S608 - constant SQL
+                "ORDER BY o.created_ms DESC, o.xid LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [_order(r) for r in rows]
+
+    def orders_in(self, *states: OrderState) -> list[Order]:
+        """Orders in any of ``states``, oldest first (the authorization worker's queue)."""
+        marks = ", ".join("?" for _ in states)
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} "  # noqa: S608 - constant SQL
+                f"WHERE o.state IN ({marks}) ORDER BY o.created_ms, o.xid",
+                tuple(s.value for s in states),
+            ).fetchall()
+        )
+        return [_order(r) for r in rows]
+
+    def _move(
+        self,
+        conn: sqlite3.Connection,
+        xid: bytes,
+        allowed: Sequence[OrderState],
+        target: OrderState,
+        **columns: object,
+    ) -> None:
+        row = conn.execute("SELECT state FROM orders WHERE xid = ?", (xid,)).fetchone()
+        if row is None:
+            raise UnknownOrder("no order with this XID")
+        if OrderState(row[0]) not in allowed:
+            raise OrderStateError(f"order {short(xid)} is {row[0]}, not {target.value}-able")
+        sets = "".join(f", {name} = ?" for name in columns)
+        conn.execute(
+            f"UPDATE orders SET state = ?, updated_ms = ?{sets} WHERE xid = ?",  # noqa: S608 - names are ours
+            (target.value, _now_ms(), *columns.values(), xid),
+        )
+
+    def record_purchase(
+        self, xid: bytes, cardholder_thumb: bytes, oi_data: bytes, pi: bytes
+    ) -> Order:
+        """PReq verified: keep OIData, the sealed PI as received and who signed it."""
+        with self._write() as conn:
+            self._move(
+                conn, xid, (OrderState.INITIATED,), OrderState.PURCHASED,
+                cardholder_thumb=cardholder_thumb, oi_data=oi_data, pi=pi,
+            )  # fmt: skip
+        return self.order(xid)
+
+    def record_auth_request(
+        self, xid: bytes, rrpid: bytes, request: bytes, request_digest: bytes
+    ) -> Order:
+        """The AuthReq as it will be sent (and re-sent after a crash)."""
+        with self._write() as conn:
+            self._move(
+                conn, xid, (OrderState.PURCHASED,), OrderState.AUTHORIZING,
+                auth_rrpid=rrpid, auth_request=request, auth_request_digest=request_digest,
+            )  # fmt: skip
+        return self.order(xid)
+
+    def record_authorization(self, xid: bytes, result: Authorization, approved: bool) -> Order:
+        """The gateway's verified AuthRes."""
+        target = OrderState.AUTHORIZED if approved else OrderState.DECLINED
+        with self._write() as conn:
+            self._move(
+                conn, xid, (OrderState.AUTHORIZING,), target,
+                auth_code=result.auth_code, auth_amount=result.amount.minor,
+                approval_code=result.approval_code, auth_res=result.auth_res,
+                cap_token=result.cap_token, acq_card_msg=result.acq_card_msg,
+            )  # fmt: skip
+        return self.order(xid)
+
+    def record_failure(self, xid: bytes, error_code: int) -> Order:
+        """The gateway refused the AuthReq with a SET Error (``error_code``)."""
+        with self._write() as conn:
+            self._move(
+                conn, xid, (OrderState.AUTHORIZING,), OrderState.FAILED, error_code=error_code
+            )
+        return self.order(xid)
+
+    def record_reauthorization(self, xid: bytes, amount: int, cap_token: bytes) -> Order:
+        """An authorization reversal: what stays authorized and its new capture token."""
+        target = OrderState.AUTHORIZED if amount > 0 else OrderState.REVERSED
+        with self._write() as conn:
+            self._move(
+                conn, xid, (OrderState.AUTHORIZED,), target,
+                auth_amount=amount, cap_token=cap_token,
+            )  # fmt: skip
+        return self.order(xid)
+
+    # -- settlement operations --------------------------------------------------------
+
+    def add_operation(
+        self,
+        xid: bytes,
+        kind: OperationKind,
+        rrpid: bytes,
+        amount: Money,
+        request: bytes,
+        request_digest: bytes,
+        original_rrpid: bytes | None = None,
+    ) -> Operation:
+        """A capture, refund or reversal as it will be sent (stored first, then sent)."""
+        now = _now_ms()
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO operations ({_OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, ?)",
+                (rrpid, xid, kind.value, amount.currency, amount.minor, amount.exp10,
+                 OperationState.SENT.value, request, request_digest, original_rrpid, now, now),
+            )  # fmt: skip
+        return self.operation(rrpid)
+
+    def settle_operation(
+        self, rrpid: bytes, succeeded: bool, code: int, amount: int, batch_id: str = ""
+    ) -> Operation:
+        """The gateway's verified answer to an operation."""
+        state = OperationState.SUCCEEDED if succeeded else OperationState.REFUSED
+        with self._write() as conn:
+            updated = conn.execute(
+                "UPDATE operations SET state = ?, result_code = ?, result_amount = ?, "
+                "batch_id = ?, updated_ms = ? WHERE rrpid = ? AND state = ?",
+                (state.value, code, amount, batch_id, _now_ms(), rrpid, OperationState.SENT.value),
+            ).rowcount
+            if updated != 1:
+                raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
+        return self.operation(rrpid)
+
+    def operation(self, rrpid: bytes) -> Operation:
+        """The operation with this RRPID."""
+        row = self._read(
+            lambda c: c.execute(
+                f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE rrpid = ?",  # noqa: S608 - constant SQL
+                (rrpid,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownOrder("no operation with this RRPID")
+        return _operation(row)
+
+    def operations(self, xid: bytes | None = None) -> list[Operation]:
+        """An order's operations (or all of them), oldest first."""
+        where, params = ("WHERE xid = ?", (xid,)) if xid is not None else ("", ())
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_OPERATION_COLUMNS} FROM operations {where} "  # noqa: S608 - constant SQL
+                "ORDER BY created_ms, rrpid",
+                params,
+            ).fetchall()
+        )
+        return [_operation(r) for r in rows]
+
+    # -- batches ----------------------------------------------------------------------
+
+    def record_batch(self, batch_id: str, status: int, closed: bool, summary: bytes) -> None:
+        """The gateway's latest word on a settlement batch (BatchAdminResData bytes)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?) ON CONFLICT(batch_id) DO UPDATE SET "
+                "status = excluded.status, closed = excluded.closed, "
+                "summary = excluded.summary, updated_ms = excluded.updated_ms",
+                (batch_id, status, int(closed), summary, _now_ms()),
+            )
+
+    def batches(self) -> list[tuple[str, int, bool]]:
+        """Known batches: (batch id, last status, closed)."""
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT batch_id, status, closed FROM batches ORDER BY updated_ms"
+            ).fetchall()
+        )
+        return [(r[0], r[1], bool(r[2])) for r in rows]

@@ -1,0 +1,100 @@
+"""How a client's configuration names a peer: target, TLS files, and the insecure switch.
+
+Shared by the merchant's and the wallet's configuration files, so both read a
+``[gateway]``, ``[ca]`` or ``[merchant]`` table the same way::
+
+    target = "127.0.0.1:7443"
+    tls_ca = "tls/ca.pem"          # the CA that issued the peer's TLS certificate
+    tls_cert = "tls/client.pem"    # mutual TLS only (merchant to gateway)
+    tls_key = "tls/client.key"
+    insecure = false               # plaintext gRPC: local experiments only
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from clients.errors import ConfigError
+from clients.transport import ChannelConfig
+
+
+def get(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    """``table[key]`` checked to be of ``kind`` (``ConfigError`` naming ``where.key``)."""
+    value = table.get(key, default)
+    if value is None and default is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}.{key} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def check_target(target: str, what: str) -> str:
+    """Refuse a target that is not HOST:PORT."""
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"{what} must be HOST:PORT, not {target!r}")
+    return target
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """A peer's address and the files that protect the channel to it."""
+
+    target: str
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure: bool = False
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], where: str, base_dir: Path) -> PeerConfig:
+        """Read a peer table; relative paths are relative to ``base_dir``."""
+
+        def path(key: str) -> Path | None:
+            text = get(table, key, str, None, where)
+            if text is None:
+                return None
+            p = Path(text)
+            return p if p.is_absolute() else base_dir / p
+
+        return cls(
+            target=check_target(get(table, "target", str, "", where), f"{where}.target"),
+            tls_ca=path("tls_ca"),
+            tls_cert=path("tls_cert"),
+            tls_key=path("tls_key"),
+            insecure=get(table, "insecure", bool, False, where),
+        ).validated(where)
+
+    def validated(self, where: str) -> PeerConfig:
+        """Refuse a TLS peer without a CA file, or half a client certificate."""
+        if not self.insecure and self.tls_ca is None:
+            raise ConfigError(f"{where}.tls_ca is required unless {where}.insecure = true")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError(f"{where}.tls_cert and {where}.tls_key go together")
+        return self
+
+    def with_target(self, target: str, where: str) -> PeerConfig:
+        """The same peer at another address (environment overrides)."""
+        return replace(self, target=check_target(target, where))
+
+    def channel(self) -> ChannelConfig:
+        """The channel configuration, reading the PEM files now."""
+
+        def read(p: Path | None) -> bytes | None:
+            if p is None:
+                return None
+            try:
+                return p.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {p}: {exc.strerror}") from exc
+
+        return ChannelConfig(
+            target=self.target,
+            ca_pem=None if self.insecure else read(self.tls_ca),
+            client_cert_pem=None if self.insecure else read(self.tls_cert),
+            client_key_pem=None if self.insecure else read(self.tls_key),
+            insecure=self.insecure,
+        )

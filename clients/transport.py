@@ -1,0 +1,168 @@
+"""gRPC channels and calls for the clients: TLS, explicit deadlines, bounded retries.
+
+Requests travel as the exact bytes the caller serialized once: a retry re-sends those
+bytes, so the peer's idempotency (keyed by RRPID, checked against the request bytes)
+sees the same request and answers with its stored response. Only RESOURCE_EXHAUSTED and
+UNAVAILABLE are retried: the first means the peer shed load before doing anything, the
+second that the call did not reach it or the peer asked us to come back. Any other
+status ends the call at once as ``TransportError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from clients.errors import ConfigError, TransportError
+
+log = logging.getLogger("setpay.clients.transport")
+
+# Largest message a client accepts or sends: a response with a few certificate chains
+# and CRLs stays far below 1 MB, and the bound stops a peer making us buffer more.
+MAX_MESSAGE_BYTES = 1 << 20
+# Attempts per call, counting the first: four attempts over the backoff below span about
+# 1.5 s, enough to ride out a shed burst without hiding an outage from the caller.
+MAX_ATTEMPTS = 4
+# Backoff before the second attempt, doubled each time up to the cap, with full jitter so
+# that clients shed together do not come back together.
+FIRST_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 1.0
+
+_RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """Where a peer is and how the channel to it is protected.
+
+    ``ca_pem`` authenticates the server; ``client_cert_pem`` and ``client_key_pem`` (both or
+    neither) make it mutual TLS. ``insecure`` is plaintext gRPC for local experiments.
+    """
+
+    target: str
+    ca_pem: bytes | None = field(default=None, repr=False)
+    client_cert_pem: bytes | None = field(default=None, repr=False)
+    client_key_pem: bytes | None = field(default=None, repr=False)
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.target:
+            raise ConfigError("a channel needs a target HOST:PORT")
+        if (self.client_cert_pem is None) != (self.client_key_pem is None):
+            raise ConfigError("a client certificate needs its key, and a key its certificate")
+        if not self.insecure and self.ca_pem is None:
+            raise ConfigError(f"TLS to {self.target} needs a CA certificate (or insecure)")
+
+
+def open_channel(config: ChannelConfig, peer: str) -> grpc.Channel:
+    """A channel to ``peer`` (a name for logs: "gateway", "merchant", "CA")."""
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+    if config.insecure:
+        log.warning(
+            "%s channel to %s is PLAINTEXT (insecure = true): local experiments only",
+            peer, config.target,
+        )  # fmt: skip
+        return grpc.insecure_channel(config.target, options=options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=config.ca_pem,
+        private_key=config.client_key_pem,
+        certificate_chain=config.client_cert_pem,
+    )
+    mutual = "mutual TLS" if config.client_cert_pem is not None else "TLS"
+    log.info("%s channel to %s over %s", peer, config.target, mutual)
+    return grpc.secure_channel(config.target, credentials, options=options)
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a call is retried (the module constants by default)."""
+
+    attempts: int = MAX_ATTEMPTS
+    first_backoff: float = FIRST_BACKOFF_SECONDS
+    max_backoff: float = MAX_BACKOFF_SECONDS
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based), jittered."""
+        ceiling = min(self.max_backoff, self.first_backoff * (2 ** (attempt - 1)))
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+class Caller:
+    """Calls unary methods of one channel with exact request bytes, deadlines and retries."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        peer: str,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._channel = channel
+        self._peer = peer
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying channel."""
+        return self._channel
+
+    def call(
+        self, method: str, request: bytes, response_cls: type[M], *, deadline: float
+    ) -> M:
+        """Call ``method`` (``/package.Service/Method``) with ``request`` bytes.
+
+        ``deadline`` bounds the whole call including retries; each attempt gets what is
+        left of it. Raises ``TransportError`` with the final gRPC status.
+        """
+        stub = self._channel.unary_unary(
+            method, request_serializer=_identity, response_deserializer=_identity
+        )
+        give_up_at = time.monotonic() + deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                raise TransportError(f"{self._peer} {_short(method)}", "DEADLINE_EXCEEDED")
+            try:
+                raw: bytes = stub(request, timeout=remaining)
+                break
+            except grpc.RpcError as exc:
+                code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+                if code not in _RETRYABLE or attempt >= self._policy.attempts:
+                    log.warning(
+                        "%s %s failed: %s (attempt %d)",
+                        self._peer, _short(method), code.name, attempt,
+                    )  # fmt: skip
+                    raise TransportError(f"{self._peer} {_short(method)}", code.name) from exc
+                pause = min(self._policy.backoff(attempt), max(0.0, remaining))
+                log.info(
+                    "%s %s: %s, retrying the same request in %.2fs",
+                    self._peer, _short(method), code.name, pause,
+                )  # fmt: skip
+                self._sleep(pause)
+        try:
+            return response_cls.FromString(raw)
+        except DecodeError as exc:
+            raise TransportError(f"{self._peer} {_short(method)}", "UNPARSEABLE_RESPONSE") from exc
+
+
+def _short(method: str) -> str:
+    return method.rsplit("/", 1)[-1]

@@ -1,0 +1,85 @@
+"""The issuer side of the bank: opening the ledger from the configuration, the ledger keys
+file, and the directory the CA asks whether a card or merchant exists."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from gateway.config import BankConfig
+from gateway.ledger import (
+    AccountExists,
+    AccountStatus,
+    Ledger,
+    LedgerConfig,
+    LedgerKeys,
+    LedgerStore,
+    PostgresLedgerStore,
+    SqliteLedgerStore,
+    UnknownAccount,
+)
+from setcore.pan import PAN
+from setpay.v1 import registration_pb2
+
+# The merchant's settlement currency when registration does not say (EUR).
+DEFAULT_MERCHANT_CURRENCY = 978
+
+
+def write_ledger_keys(path: Path) -> None:
+    """Create the two 32-byte ledger keys in a new file readable by the owner only."""
+    keys = {"data_key": os.urandom(32).hex(), "index_key": os.urandom(32).hex()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(keys, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_ledger_keys(path: Path) -> LedgerKeys:
+    """Load the ledger keys; the file must not be readable by group or others."""
+    if path.stat().st_mode & 0o077:
+        raise PermissionError(f"{path} must be readable by its owner only (chmod 600)")
+    raw = json.loads(path.read_text())
+    return LedgerKeys(
+        data_key=bytes.fromhex(raw["data_key"]), index_key=bytes.fromhex(raw["index_key"])
+    )
+
+
+def open_store(config: BankConfig) -> LedgerStore:
+    """The ledger store the configuration names (SQLite file or PostgreSQL URL)."""
+    url = config.ledger_url()
+    if url.startswith("sqlite:"):
+        return SqliteLedgerStore(url[len("sqlite:") :])
+    return PostgresLedgerStore(url)
+
+
+def open_ledger(config: BankConfig) -> Ledger:
+    """The issuer ledger of this bank."""
+    keys = read_ledger_keys(config.path(config.ledger_keys))
+    policy = LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)
+    return Ledger(open_store(config), keys, config=policy)
+
+
+class LedgerDirectory:
+    """What the CA asks the issuer: does this card exist, is this merchant known."""
+
+    def __init__(self, ledger: Ledger, currency: int = DEFAULT_MERCHANT_CURRENCY) -> None:
+        self._ledger = ledger
+        self._currency = currency
+
+    def check_card(self, pan: PAN, expiry: str) -> int:
+        """REQUEST_COMPLETE for an active card with this expiry, else why not."""
+        try:
+            account = self._ledger.find_card_account(pan.reveal())
+        except UnknownAccount:
+            return registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
+        if account.expiry != expiry or account.status is not AccountStatus.ACTIVE:
+            return registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+        return registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
+
+    def merchant_registered(self, merchant_id: str, name: str) -> None:
+        """Open the merchant's settlement account (once)."""
+        with contextlib.suppress(AccountExists):
+            self._ledger.open_merchant_account(merchant_id, self._currency)

@@ -1,0 +1,107 @@
+"""The issuer ledger: card and merchant accounts, two-phase money, settlement batches.
+
+Open a store, then a ``Ledger`` over it::
+
+    store = SqliteLedgerStore("ledger.db")          # or PostgresLedgerStore(conninfo)
+    ledger = Ledger(store, LedgerKeys(data_key=..., index_key=...))
+
+Money operations are idempotent on the RRPID and return the response bytes built by the
+caller's ``respond(outcome)``; see ``gateway.ledger.ledger`` for the contract and
+``gateway.ledger.errors`` for the error tree.
+"""
+
+from gateway.ledger.accounts import AccountStatus, CardAccount, MerchantAccount
+from gateway.ledger.batches import BatchPage, BatchTransaction
+from gateway.ledger.books import CurrencyTotals
+from gateway.ledger.errors import (
+    AccountExists,
+    AccountStateError,
+    InvalidRequest,
+    LedgerError,
+    LedgerImbalance,
+    PanUnreadable,
+    PiPreviouslyUsed,
+    RrpidReused,
+    SchemaError,
+    StoreError,
+    StoreUnavailable,
+    UnknownAccount,
+    UnknownBatch,
+    UnknownHold,
+    UnknownMerchant,
+)
+from gateway.ledger.group_commit import GroupCommitConfig
+from gateway.ledger.holds import Hold
+from gateway.ledger.ledger import Clock, Ledger, LedgerConfig, wall_clock_ms
+from gateway.ledger.outcomes import (
+    AuthorizationReversed,
+    Authorized,
+    BatchOutcome,
+    BatchSummary,
+    Decline,
+    Declined,
+    KindTotals,
+    Outcome,
+    Posted,
+    PostingOutcome,
+    Responder,
+    TransactionKind,
+)
+from gateway.ledger.pan import LedgerKeys
+from gateway.ledger.postgres import PostgresLedgerStore, PostgresStoreConfig
+from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
+from gateway.ledger.sqlite import SqliteLedgerStore, SqliteStoreConfig
+from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore
+
+__all__ = [
+    "AccountExists",
+    "AccountStateError",
+    "AccountStatus",
+    "AuthorizationReversed",
+    "Authorized",
+    "BatchOutcome",
+    "BatchPage",
+    "BatchSummary",
+    "BatchTransaction",
+    "CaptureItem",
+    "CardAccount",
+    "Clock",
+    "CommitObserver",
+    "CommitStats",
+    "CreditItem",
+    "CurrencyTotals",
+    "Decline",
+    "Declined",
+    "GroupCommitConfig",
+    "Hold",
+    "InvalidRequest",
+    "KindTotals",
+    "Ledger",
+    "LedgerConfig",
+    "LedgerError",
+    "LedgerImbalance",
+    "LedgerKeys",
+    "LedgerStore",
+    "MerchantAccount",
+    "Outcome",
+    "PanUnreadable",
+    "PiPreviouslyUsed",
+    "Posted",
+    "PostgresLedgerStore",
+    "PostgresStoreConfig",
+    "PostingOutcome",
+    "Responder",
+    "ReversalItem",
+    "RrpidReused",
+    "SchemaError",
+    "SqliteLedgerStore",
+    "SqliteStoreConfig",
+    "StoreError",
+    "StoreUnavailable",
+    "TransactionKind",
+    "UnknownAccount",
+    "UnknownBatch",
+    "UnknownHold",
+    "UnknownMerchant",
+    "wall_clock_ms",
+]

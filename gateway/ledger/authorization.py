@@ -1,0 +1,234 @@
+"""Authorization: decide, hold, release and expire.
+
+``authorize`` is the issuer's decision on one payment instruction. In order:
+
+1. the PI replay store: an XID seen before raises PiPreviouslyUsed and changes nothing;
+   otherwise the XID is recorded, whatever the decision (a PI is good for one decision);
+2. the merchant must have an account (else UnknownMerchant: a gateway configuration error);
+3. the card is found by PAN index and locked; declines, first match wins: unknown
+   account, closed, blocked, expired card (expiry month over, or the PAN data's expiry is
+   not the one on file), currency mismatch (card or merchant), insufficient funds;
+4. approved: a hold card -> merchant for the amount, until ``expires_at_ms``; for a sale
+   (``capture_now``) the whole hold is captured at once into the merchant's open batch.
+
+``reverse_authorization`` lowers an authorization to a new amount (zero reverses it in
+full), releasing the difference; it cannot go below what is already captured.
+``expire_holds`` posts the release of holds past their expiry (they stopped counting
+against available credit at that moment already).
+"""
+
+from __future__ import annotations
+
+from gateway.ledger import accounts, books
+from gateway.ledger.accounts import AccountStatus
+from gateway.ledger.books import Phase, TransferKind
+from gateway.ledger.errors import PiPreviouslyUsed
+from gateway.ledger.holds import is_expired, lock_hold, update_hold
+from gateway.ledger.outcomes import (
+    AuthorizationReversed,
+    Authorized,
+    Decline,
+    Declined,
+    Posted,
+)
+from gateway.ledger.settlement import CaptureItem, capture_hold
+from gateway.ledger.store import Row, Transaction
+
+_STATUS_DECLINES = {
+    AccountStatus.CLOSED.value: Decline.CLOSED_ACCOUNT,
+    AccountStatus.BLOCKED.value: Decline.BLOCKED_ACCOUNT,
+}
+
+
+def _decline_reason(
+    card: Row,
+    merchant: Row,
+    *,
+    pan_expiry: str,
+    amount: int,
+    currency: int,
+    pending: int,
+    now_ms: int,
+) -> Decline | None:
+    status_decline = _STATUS_DECLINES.get(str(card["status"]))
+    if status_decline is not None:
+        return status_decline
+    if accounts.card_expired(str(card["expiry"]), now_ms) or pan_expiry != card["expiry"]:
+        return Decline.EXPIRED_CARD
+    if currency != int(card["currency"]) or currency != int(merchant["currency"]):
+        return Decline.CURRENCY_MISMATCH
+    if amount > accounts.available_credit(card, pending):
+        return Decline.INSUFFICIENT_FUNDS
+    return None
+
+
+def authorize(
+    tx: Transaction,
+    *,
+    pan_index: bytes,
+    pan_expiry: str,
+    amount: int,
+    currency: int,
+    merchant_id: str,
+    xid: bytes,
+    pi_digest: bytes,
+    rrpid: bytes,
+    hold_id: str,
+    expires_at_ms: int,
+    capture_now: bool,
+    now_ms: int,
+) -> Authorized | Declined:
+    """Decide one authorization and, if approved, place its hold."""
+    if tx.one("SELECT 1 AS used FROM pi_uses WHERE xid = ?", xid) is not None:
+        raise PiPreviouslyUsed("the payment instruction's XID was already used")
+    merchant = accounts.merchant_row(tx, merchant_id)
+    tx.run(
+        "INSERT INTO pi_uses (xid, pi_digest, rrpid, used_at_ms) VALUES (?, ?, ?, ?)",
+        xid,
+        pi_digest,
+        rrpid,
+        now_ms,
+    )
+    found = tx.one("SELECT account_id FROM card_accounts WHERE pan_index = ?", pan_index)
+    if found is None:
+        return Declined(Decline.UNKNOWN_ACCOUNT)
+    card_id = str(found["account_id"])
+    card = accounts.lock_card(tx, card_id)
+    assert card is not None  # accounts are never deleted
+    reason = _decline_reason(
+        card,
+        merchant,
+        pan_expiry=pan_expiry,
+        amount=amount,
+        currency=currency,
+        pending=accounts.effective_pending(tx, card_id, now_ms),
+        now_ms=now_ms,
+    )
+    if reason is not None:
+        return Declined(reason)
+    tx.run(
+        "INSERT INTO holds (id, card_account_id, merchant_account_id, xid, auth_rrpid, currency,"
+        " amount, pending, status, expires_at_ms, created_at_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        hold_id,
+        card_id,
+        merchant["id"],
+        xid,
+        rrpid,
+        currency,
+        amount,
+        amount,
+        expires_at_ms,
+        now_ms,
+    )
+    books.post_transfer(
+        tx,
+        kind=TransferKind.AUTHORIZATION,
+        phase=Phase.PENDING,
+        debit_account_id=card_id,
+        credit_account_id=str(merchant["id"]),
+        amount=amount,
+        currency=currency,
+        now_ms=now_ms,
+        hold_id=hold_id,
+        rrpid=rrpid,
+    )
+    captured: Posted | None = None
+    if capture_now:
+        locked_merchant = accounts.merchant_row(tx, merchant_id, lock=True)
+        hold = lock_hold(tx, hold_id)
+        assert hold is not None  # inserted above
+        sale = capture_hold(
+            tx,
+            merchant=locked_merchant,
+            hold=hold,
+            item=CaptureItem(hold_id=hold_id, amount=amount, currency=currency),
+            rrpid=rrpid,
+            now_ms=now_ms,
+        )
+        # The hold was made for this amount a moment ago and the open batch is found or
+        # opened on the spot, so nothing can decline this capture.
+        assert isinstance(sale, Posted), sale
+        captured = sale
+    return Authorized(
+        hold_id=hold_id,
+        card_account_id=card_id,
+        amount=amount,
+        currency=currency,
+        expires_at_ms=expires_at_ms,
+        capture=captured,
+    )
+
+
+def reverse_authorization(
+    tx: Transaction, *, merchant_id: str, hold_id: str, new_amount: int, now_ms: int
+) -> AuthorizationReversed | Declined:
+    """Lower the authorized amount to ``new_amount`` and release the difference."""
+    merchant = accounts.merchant_row(tx, merchant_id)
+    ref = tx.one("SELECT card_account_id, merchant_account_id FROM holds WHERE id = ?", hold_id)
+    if ref is None or ref["merchant_account_id"] != merchant["id"]:
+        return Declined(Decline.UNKNOWN_HOLD)
+    accounts.lock_card(tx, str(ref["card_account_id"]))
+    hold = lock_hold(tx, hold_id)
+    assert hold is not None  # holds are never deleted
+    if is_expired(hold, now_ms):
+        return Declined(Decline.HOLD_EXPIRED)
+    amount, captured = int(hold["amount"]), int(hold["captured"])
+    if not captured <= new_amount < amount:
+        return Declined(Decline.INVALID_AMOUNT)
+    released = amount - new_amount
+    books.post_transfer(
+        tx,
+        kind=TransferKind.AUTHORIZATION_REVERSAL,
+        phase=Phase.VOID,
+        debit_account_id=str(hold["card_account_id"]),
+        credit_account_id=str(merchant["id"]),
+        amount=released,
+        currency=int(hold["currency"]),
+        now_ms=now_ms,
+        hold_id=hold_id,
+    )
+    pending = int(hold["pending"]) - released
+    update_hold(
+        tx,
+        hold,
+        amount=new_amount,
+        pending=pending,
+        status="pending" if pending > 0 else "closed",
+    )
+    return AuthorizationReversed(
+        hold_id=hold_id, amount=new_amount, released=released, currency=int(hold["currency"])
+    )
+
+
+def expire_holds(tx: Transaction, *, now_ms: int, limit: int) -> int:
+    """Release up to ``limit`` holds past their expiry; return how many were released."""
+    due = tx.all(
+        "SELECT id, card_account_id FROM holds WHERE status = 'pending' AND expires_at_ms <= ?"
+        " ORDER BY expires_at_ms, id LIMIT ?",
+        now_ms,
+        limit,
+    )
+    released = 0
+    # Every card first, in id order, then the holds, then (through the postings) the
+    # merchants: the locking order ``store`` documents.
+    for card_id in sorted({str(r["card_account_id"]) for r in due}):
+        accounts.lock_card(tx, card_id)
+    for ref in sorted(due, key=lambda r: (str(r["card_account_id"]), str(r["id"]))):
+        hold = lock_hold(tx, str(ref["id"]))
+        if hold is None or hold["status"] != "pending" or int(hold["expires_at_ms"]) > now_ms:
+            continue  # captured or released meanwhile (PostgreSQL, another host)
+        books.post_transfer(
+            tx,
+            kind=TransferKind.EXPIRY,
+            phase=Phase.VOID,
+            debit_account_id=str(hold["card_account_id"]),
+            credit_account_id=str(hold["merchant_account_id"]),
+            amount=int(hold["pending"]),
+            currency=int(hold["currency"]),
+            now_ms=now_ms,
+            hold_id=str(hold["id"]),
+        )
+        update_hold(tx, hold, pending=0, status="expired")
+        released += 1
+    return released

@@ -1,0 +1,225 @@
+"""Double-entry books: every balance change is a transfer between two accounts.
+
+Each transfer moves ``amount`` from its debit account to its credit account, in one of
+four phases (TigerBeetle's two-phase transfers):
+
+    phase     debit account                     credit account
+    pending   debits_pending  += a              credits_pending += a
+    post      debits_pending  -= a,             credits_pending -= a,
+              debits_posted   += a              credits_posted  += a
+    void      debits_pending  -= a              credits_pending -= a
+    single    debits_posted   += a              credits_posted  += a
+
+so in every currency the sum of debits equals the sum of credits, pending and posted
+alike. ``check_balanced`` proves that, and that every account's running balances and every
+hold's figures equal what the journal says they should be.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from dataclasses import dataclass
+
+from gateway.ledger.errors import LedgerImbalance
+from gateway.ledger.store import Transaction
+
+
+class Phase(enum.StrEnum):
+    """How a transfer moves the balances of its two accounts."""
+
+    PENDING = "pending"
+    POST = "post"
+    VOID = "void"
+    SINGLE = "single"
+
+
+class TransferKind(enum.StrEnum):
+    """What a transfer records; the settlement kinds match ``TransactionKind`` values."""
+
+    AUTHORIZATION = "authorization"
+    AUTHORIZATION_REVERSAL = "authorization-reversal"
+    EXPIRY = "expiry"
+    CAPTURE = "capture"
+    CAPTURE_REVERSAL = "capture-reversal"
+    CREDIT = "credit"
+    CREDIT_REVERSAL = "credit-reversal"
+
+
+# (debits_pending, debits_posted) deltas of the debit account per unit, and likewise
+# (credits_pending, credits_posted) of the credit account: the table in the docstring.
+_DELTAS: dict[Phase, tuple[int, int]] = {
+    Phase.PENDING: (1, 0),
+    Phase.POST: (-1, 1),
+    Phase.VOID: (-1, 0),
+    Phase.SINGLE: (0, 1),
+}
+
+
+@dataclass(frozen=True)
+class CurrencyTotals:
+    """The four balance sums over every account of one currency."""
+
+    currency: int
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
+
+
+def post_transfer(
+    tx: Transaction,
+    *,
+    kind: TransferKind,
+    phase: Phase,
+    debit_account_id: str,
+    credit_account_id: str,
+    amount: int,
+    currency: int,
+    now_ms: int,
+    hold_id: str | None = None,
+    rrpid: bytes | None = None,
+    reverses_id: int | None = None,
+    batch_id: str | None = None,
+    batch_seq: int | None = None,
+) -> int:
+    """Journal one transfer and apply it to both accounts' balances; return its id."""
+    row = tx.one(
+        "INSERT INTO transfers (kind, phase, debit_account_id, credit_account_id, amount,"
+        " currency, hold_id, rrpid, reverses_id, batch_id, batch_seq, created_at_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        kind.value,
+        phase.value,
+        debit_account_id,
+        credit_account_id,
+        amount,
+        currency,
+        hold_id,
+        rrpid,
+        reverses_id,
+        batch_id,
+        batch_seq,
+        now_ms,
+    )
+    assert row is not None  # INSERT ... RETURNING always yields the new row
+    pending, posted = _DELTAS[phase]
+    tx.run(
+        "UPDATE accounts SET debits_pending = debits_pending + ?,"
+        " debits_posted = debits_posted + ? WHERE id = ?",
+        pending * amount,
+        posted * amount,
+        debit_account_id,
+    )
+    tx.run(
+        "UPDATE accounts SET credits_pending = credits_pending + ?,"
+        " credits_posted = credits_posted + ? WHERE id = ?",
+        pending * amount,
+        posted * amount,
+        credit_account_id,
+    )
+    return int(row["id"])
+
+
+def totals(tx: Transaction) -> tuple[CurrencyTotals, ...]:
+    """The balance sums per currency, ordered by currency."""
+    rows = tx.all(
+        "SELECT currency, COALESCE(SUM(debits_pending), 0) AS dp,"
+        " COALESCE(SUM(debits_posted), 0) AS dd, COALESCE(SUM(credits_pending), 0) AS cp,"
+        " COALESCE(SUM(credits_posted), 0) AS cd FROM accounts GROUP BY currency"
+        " ORDER BY currency"
+    )
+    return tuple(
+        CurrencyTotals(
+            currency=int(r["currency"]),
+            debits_pending=int(r["dp"]),
+            debits_posted=int(r["dd"]),
+            credits_pending=int(r["cp"]),
+            credits_posted=int(r["cd"]),
+        )
+        for r in rows
+    )
+
+
+def check_balanced(tx: Transaction) -> None:
+    """Raise LedgerImbalance unless the books and the holds agree with the journal."""
+    for t in totals(tx):
+        if t.debits_pending != t.credits_pending or t.debits_posted != t.credits_posted:
+            raise LedgerImbalance(f"currency {t.currency}: debits and credits differ")
+    _check_accounts(tx)
+    _check_holds(tx)
+
+
+def _check_accounts(tx: Transaction) -> None:
+    expected: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    journal = tx.all(
+        "SELECT debit_account_id, credit_account_id, phase, currency,"
+        " SUM(amount) AS total FROM transfers"
+        " GROUP BY debit_account_id, credit_account_id, phase, currency"
+    )
+    currencies = {
+        str(r["id"]): int(r["currency"]) for r in tx.all("SELECT id, currency FROM accounts")
+    }
+    for r in journal:
+        pending, posted = _DELTAS[Phase(r["phase"])]
+        amount = int(r["total"])
+        debit, credit = str(r["debit_account_id"]), str(r["credit_account_id"])
+        if currencies.get(debit) != int(r["currency"]) or currencies.get(credit) != int(
+            r["currency"]
+        ):
+            raise LedgerImbalance(f"a transfer between {debit} and {credit} crosses currencies")
+        expected[debit][0] += pending * amount
+        expected[debit][1] += posted * amount
+        expected[credit][2] += pending * amount
+        expected[credit][3] += posted * amount
+    for r in tx.all(
+        "SELECT id, debits_pending, debits_posted, credits_pending, credits_posted FROM accounts"
+    ):
+        actual = [
+            int(r["debits_pending"]),
+            int(r["debits_posted"]),
+            int(r["credits_pending"]),
+            int(r["credits_posted"]),
+        ]
+        if actual != expected.get(str(r["id"]), [0, 0, 0, 0]):
+            raise LedgerImbalance(f"account {r['id']}: balances differ from its transfers")
+
+
+def _check_holds(tx: Transaction) -> None:
+    sums: dict[tuple[str, str], int] = {
+        (str(r["hold_id"]), str(r["kind"])): int(r["total"])
+        for r in tx.all(
+            "SELECT hold_id, kind, SUM(amount) AS total FROM transfers"
+            " WHERE hold_id IS NOT NULL GROUP BY hold_id, kind"
+        )
+    }
+    held_per_account: dict[str, int] = defaultdict(int)
+    for h in tx.all("SELECT * FROM holds"):
+        hold_id = str(h["id"])
+
+        def journal(kind: TransferKind, hold_id: str = hold_id) -> int:
+            return sums.get((hold_id, kind.value), 0)
+
+        authorized = journal(TransferKind.AUTHORIZATION) - journal(
+            TransferKind.AUTHORIZATION_REVERSAL
+        )
+        pending = authorized - journal(TransferKind.CAPTURE) - journal(TransferKind.EXPIRY)
+        figures = {
+            "amount": authorized,
+            "pending": pending,
+            "captured": journal(TransferKind.CAPTURE),
+            "capture_reversed": journal(TransferKind.CAPTURE_REVERSAL),
+            "credited": journal(TransferKind.CREDIT),
+            "credit_reversed": journal(TransferKind.CREDIT_REVERSAL),
+        }
+        for column, value in figures.items():
+            if int(h[column]) != value:
+                raise LedgerImbalance(f"hold {hold_id}: {column} differs from its transfers")
+        open_amount = int(h["amount"]) - int(h["captured"])
+        if (h["status"] == "pending") != (pending > 0) or (pending > 0 and pending != open_amount):
+            raise LedgerImbalance(f"hold {hold_id}: status {h['status']} does not fit its figures")
+        held_per_account[str(h["card_account_id"])] += pending
+        held_per_account[str(h["merchant_account_id"])] += pending
+    for r in tx.all("SELECT id, kind, debits_pending, credits_pending FROM accounts"):
+        held = int(r["debits_pending"] if r["kind"] == "card" else r["credits_pending"])
+        if held != held_per_account.get(str(r["id"]), 0):
+            raise LedgerImbalance(f"account {r['id']}: pending balance differs from its holds")

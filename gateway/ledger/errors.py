@@ -1,0 +1,89 @@
+"""The issuer ledger's error tree.
+
+Business outcomes (a declined authorization, a capture above the authorized amount, an
+unknown batch) are not errors: they are ``Declined`` outcomes, stored and answered like
+any other (``gateway.ledger.outcomes``). Errors are what the gateway cannot answer with a
+normal response: a replayed payment instruction (a signed SET Error), a reused RRPID, a
+request the ledger refuses to look at, a database that is not there.
+
+The stores translate sqlite3 and psycopg exceptions into these, once, at their boundary,
+chaining the original with ``from``. No message carries a PAN, a key or a response body.
+
+    LedgerError
+    ├── InvalidRequest      arguments refused before any state is read (amount, PAN format)
+    ├── UnknownAccount      no card account with that id or PAN
+    ├── UnknownMerchant     no merchant account for that merchant id
+    ├── AccountExists       that PAN or merchant id already has an account
+    ├── AccountStateError   the account's status forbids the change (e.g. unblock a closed card)
+    ├── UnknownHold         no authorization hold with that id (reads only)
+    ├── UnknownBatch        no such settlement batch for that merchant (reads only)
+    ├── PiPreviouslyUsed    the payment instruction (its XID) was already used
+    ├── RrpidReused         the RRPID was already used for a different request
+    ├── PanUnreadable       a stored PAN failed authentication (wrong key, or moved rows)
+    ├── LedgerImbalance     the books do not balance (check_balanced)
+    ├── SchemaError         the database schema is newer than this code, or unknown
+    └── StoreError          the database failed in a way the rules did not expect
+        └── StoreUnavailable  the database is unreachable, busy or closed: retry later
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the issuer ledger raises."""
+
+
+class InvalidRequest(LedgerError):
+    """The arguments are malformed or out of range; nothing was read or changed."""
+
+
+class UnknownAccount(LedgerError):
+    """No card account has that id or PAN."""
+
+
+class UnknownMerchant(LedgerError):
+    """No merchant account exists for that merchant id."""
+
+
+class AccountExists(LedgerError):
+    """An account for that PAN or merchant id already exists."""
+
+
+class AccountStateError(LedgerError):
+    """The account's status forbids the requested change."""
+
+
+class UnknownHold(LedgerError):
+    """No authorization hold has that id."""
+
+
+class UnknownBatch(LedgerError):
+    """The merchant has no settlement batch with that id (or no open batch)."""
+
+
+class PiPreviouslyUsed(LedgerError):
+    """The payment instruction was already used: the XID is in the replay store."""
+
+
+class RrpidReused(LedgerError):
+    """The RRPID was already used with a different request digest."""
+
+
+class PanUnreadable(LedgerError):
+    """A sealed PAN failed to open: wrong data key, or the row was tampered with or moved."""
+
+
+class LedgerImbalance(LedgerError):
+    """The double-entry books, or the holds behind them, do not add up."""
+
+
+class SchemaError(LedgerError):
+    """The database schema is newer than this code knows, or is not a ledger schema."""
+
+
+class StoreError(LedgerError):
+    """The database failed in a way the ledger rules did not expect (a constraint, a bug)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database is unreachable, busy beyond its timeout, or the store is closed."""

@@ -1,0 +1,540 @@
+"""The issuer ledger: the one object the gateway calls.
+
+``Ledger`` validates arguments, turns a PAN into its index and sealed form (the stores
+never see a PAN), stamps the time from its clock, and hands each operation to its store.
+
+Money operations (authorize, reversals, capture, credit, batch admin) are idempotent on
+the RRPID: they take ``rrpid``, ``request_digest`` and ``respond``. ``respond`` gets the
+``Outcome`` and returns the signed response bytes; the ledger stores them in the same
+transaction as the state change and returns them only once that transaction is durably
+committed. A retry with the same RRPID and digest returns the stored bytes and does
+nothing else; the same RRPID with another digest raises RrpidReused.
+
+Account admin (open, block, close, limits) is durable but not RRPID-keyed: it comes from
+the bank's own tooling, not from SET messages.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.ledger import accounts, authorization, batches, books, holds, idempotency, settlement
+from gateway.ledger.accounts import CardAccount, MerchantAccount, StatusChange
+from gateway.ledger.batches import BatchPage
+from gateway.ledger.books import CurrencyTotals
+from gateway.ledger.errors import InvalidRequest
+from gateway.ledger.holds import Hold
+from gateway.ledger.outcomes import BatchSummary, Outcome, Responder
+from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_pan, validate_pan
+from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
+from gateway.ledger.store import LedgerStore, Transaction
+
+# Largest amount of one operation or credit limit, in minor units: 10^12 cents is ten
+# billion in major units, beyond any card, and keeps a lifetime of sums inside int64.
+MAX_AMOUNT = 10**12
+# Items in one capture, credit or reversal request: SET batches captures per request;
+# bounding it bounds the time one request holds its card locks.
+MAX_ITEMS_PER_REQUEST = 100
+# XIDs, RRPIDs and digests are 32 bytes in setpay; 64 leaves room for longer hashes.
+MAX_ID_BYTES = 64
+# Transactions in one batch detail page, so one BatchAdmin answer stays small.
+MAX_PAGE_ITEMS = 500
+# Holds released by one expire_holds call: keeps the sweep's transaction short.
+EXPIRE_BATCH = 500
+# How long an authorization holds funds unless the caller says otherwise: seven days,
+# the usual scheme lifetime of a card-not-present authorization.
+HOLD_LIFETIME_MS = 7 * 24 * 3600 * 1000
+# Random part of account and hold ids: 96 bits, unguessable and collision-free in practice.
+ID_RANDOM_BYTES = 12
+
+Clock = Callable[[], int]
+"""Returns the current time in Unix milliseconds."""
+
+
+def wall_clock_ms() -> int:
+    """The system clock in Unix milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Ledger policy (defaults as the module constants say)."""
+
+    hold_lifetime_ms: int = HOLD_LIFETIME_MS
+
+    def __post_init__(self) -> None:
+        """Refuse a hold lifetime that would expire holds at once."""
+        if self.hold_lifetime_ms <= 0:
+            raise ValueError("hold_lifetime_ms must be positive")
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(ID_RANDOM_BYTES)}"
+
+
+def _check_amount(name: str, value: int, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer number of minor units")
+    low = 0 if allow_zero else 1
+    if not low <= value <= MAX_AMOUNT:
+        raise InvalidRequest(f"{name} must be between {low} and {MAX_AMOUNT} minor units")
+
+
+def _check_currency(value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 999:
+        raise InvalidRequest("currency must be an ISO 4217 numeric code (1 to 999)")
+
+
+def _check_bytes(name: str, value: bytes) -> None:
+    if not isinstance(value, bytes) or not 1 <= len(value) <= MAX_ID_BYTES:
+        raise InvalidRequest(f"{name} must be 1 to {MAX_ID_BYTES} bytes")
+
+
+def _check_text(name: str, value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{name} must be a non-empty string")
+
+
+def _check_items(items: Sequence[CaptureItem | CreditItem | ReversalItem]) -> None:
+    if not 1 <= len(items) <= MAX_ITEMS_PER_REQUEST:
+        raise InvalidRequest(f"a request carries 1 to {MAX_ITEMS_PER_REQUEST} items")
+    hold_ids = [item.hold_id for item in items]
+    if len(set(hold_ids)) != len(hold_ids):
+        # Captures and credits are known by (hold, RRPID): one request, one item per hold.
+        raise InvalidRequest("a request may name each hold only once")
+    for item in items:
+        _check_text("hold_id", item.hold_id)
+        if isinstance(item, ReversalItem):
+            _check_bytes("original_rrpid", item.original_rrpid)
+        else:
+            _check_amount("amount", item.amount)
+            _check_currency(item.currency)
+
+
+class Ledger:
+    """The issuer ledger over a store: accounts, authorizations, settlement, batches."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        keys: LedgerKeys,
+        *,
+        config: LedgerConfig | None = None,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
+        """Use ``store`` with ``keys`` protecting PANs; ``clock`` is injectable for tests."""
+        self._store = store
+        self._keys = keys
+        self._config = config or LedgerConfig()
+        self._clock = clock
+
+    def close(self) -> None:
+        """Close the store (queued work is committed first)."""
+        self._store.close()
+
+    # Card and merchant accounts.
+
+    def open_card_account(
+        self, pan: str, expiry: str, credit_limit: int, currency: int
+    ) -> CardAccount:
+        """Open an active card account; raise AccountExists if the PAN has one."""
+        validate_pan(pan)
+        accounts.validate_expiry(expiry)
+        _check_amount("credit_limit", credit_limit, allow_zero=True)
+        _check_currency(currency)
+        account_id = _new_id("card")
+        index = pan_index(self._keys, pan)
+        sealed = seal_pan(self._keys, account_id, pan)
+        masked = mask_pan(pan)
+        now = self._clock()
+        return self._store.execute(
+            lambda tx: accounts.open_card(
+                tx,
+                account_id=account_id,
+                pan_index=index,
+                pan_sealed=sealed,
+                masked_pan=masked,
+                expiry=expiry,
+                credit_limit=credit_limit,
+                currency=currency,
+                now_ms=now,
+            )
+        )
+
+    def _change_status(self, account_id: str, change: StatusChange) -> CardAccount:
+        _check_text("account_id", account_id)
+        now = self._clock()
+        return self._store.execute(
+            lambda tx: accounts.change_card_status(
+                tx, account_id=account_id, change=change, now_ms=now
+            )
+        )
+
+    def block_card_account(self, account_id: str) -> CardAccount:
+        """Stop new authorizations on a card (captures of existing holds still post)."""
+        return self._change_status(account_id, StatusChange.BLOCK)
+
+    def unblock_card_account(self, account_id: str) -> CardAccount:
+        """Let a blocked card authorize again; raise AccountStateError if it is closed."""
+        return self._change_status(account_id, StatusChange.UNBLOCK)
+
+    def close_card_account(self, account_id: str) -> CardAccount:
+        """Close a card account for good."""
+        return self._change_status(account_id, StatusChange.CLOSE)
+
+    def set_credit_limit(self, account_id: str, credit_limit: int) -> CardAccount:
+        """Change a card's credit limit; raise AccountStateError if it is closed."""
+        _check_text("account_id", account_id)
+        _check_amount("credit_limit", credit_limit, allow_zero=True)
+        now = self._clock()
+        return self._store.execute(
+            lambda tx: accounts.set_credit_limit(
+                tx, account_id=account_id, credit_limit=credit_limit, now_ms=now
+            )
+        )
+
+    def card_account(self, account_id: str) -> CardAccount:
+        """A card account by id; raise UnknownAccount."""
+        now = self._clock()
+        return self._store.read(lambda tx: accounts.card_by_id(tx, account_id, now))
+
+    def find_card_account(self, pan: str) -> CardAccount:
+        """A card account by PAN; raise UnknownAccount."""
+        validate_pan(pan)
+        index = pan_index(self._keys, pan)
+        now = self._clock()
+        return self._store.read(lambda tx: accounts.card_by_index(tx, index, now))
+
+    def reveal_pan(self, account_id: str) -> str:
+        """Decrypt a card account's PAN (issuer use only; raise PanUnreadable if tampered)."""
+        sealed = self._store.read(lambda tx: accounts.sealed_pan(tx, account_id))
+        return open_pan(self._keys, account_id, sealed)
+
+    def open_merchant_account(self, merchant_id: str, currency: int) -> MerchantAccount:
+        """Open a merchant account; raise AccountExists if the merchant has one."""
+        _check_text("merchant_id", merchant_id)
+        _check_currency(currency)
+        account_id = _new_id("merchant")
+        now = self._clock()
+        return self._store.execute(
+            lambda tx: accounts.open_merchant(
+                tx, account_id=account_id, merchant_id=merchant_id, currency=currency, now_ms=now
+            )
+        )
+
+    def merchant_account(self, merchant_id: str) -> MerchantAccount:
+        """A merchant account by merchant id; raise UnknownMerchant."""
+        return self._store.read(lambda tx: accounts.merchant_by_id(tx, merchant_id))
+
+    # Money operations, idempotent on the RRPID.
+
+    def _once(
+        self,
+        *,
+        rrpid: bytes,
+        request_digest: bytes,
+        now_ms: int,
+        decide: Callable[[Transaction], Outcome],
+        respond: Responder,
+    ) -> bytes:
+        _check_bytes("rrpid", rrpid)
+        _check_bytes("request_digest", request_digest)
+        return self._store.execute(
+            lambda tx: idempotency.run_once(
+                tx,
+                rrpid=rrpid,
+                request_digest=request_digest,
+                now_ms=now_ms,
+                decide=decide,
+                respond=respond,
+            )
+        )
+
+    def authorize(
+        self,
+        *,
+        pan: str,
+        pan_expiry: str,
+        amount: int,
+        currency: int,
+        merchant_id: str,
+        xid: bytes,
+        pi_digest: bytes,
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+        capture_now: bool = False,
+        hold_expires_at_ms: int | None = None,
+    ) -> bytes:
+        """Decide an authorization (Authorized or Declined); raise PiPreviouslyUsed on replay.
+
+        ``pan_expiry`` is the expiry in the cardholder's PAN data (YYYYMM); it must equal
+        the one on file. ``capture_now`` captures the whole amount at once (a sale).
+        """
+        validate_pan(pan)
+        accounts.validate_expiry(pan_expiry)
+        _check_amount("amount", amount)
+        _check_currency(currency)
+        _check_text("merchant_id", merchant_id)
+        _check_bytes("xid", xid)
+        _check_bytes("pi_digest", pi_digest)
+        now = self._clock()
+        expires = now + self._config.hold_lifetime_ms
+        if hold_expires_at_ms is not None:
+            if hold_expires_at_ms <= now:
+                raise InvalidRequest("a hold must expire in the future")
+            expires = hold_expires_at_ms
+        index = pan_index(self._keys, pan)
+        hold_id = _new_id("hold")
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: authorization.authorize(
+                tx,
+                pan_index=index,
+                pan_expiry=pan_expiry,
+                amount=amount,
+                currency=currency,
+                merchant_id=merchant_id,
+                xid=xid,
+                pi_digest=pi_digest,
+                rrpid=rrpid,
+                hold_id=hold_id,
+                expires_at_ms=expires,
+                capture_now=capture_now,
+                now_ms=now,
+            ),
+        )
+
+    def reverse_authorization(
+        self,
+        *,
+        merchant_id: str,
+        hold_id: str,
+        new_amount: int,
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Lower an authorization to ``new_amount`` (0 reverses it in full)."""
+        _check_text("merchant_id", merchant_id)
+        _check_text("hold_id", hold_id)
+        _check_amount("new_amount", new_amount, allow_zero=True)
+        now = self._clock()
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: authorization.reverse_authorization(
+                tx, merchant_id=merchant_id, hold_id=hold_id, new_amount=new_amount, now_ms=now
+            ),
+        )
+
+    def capture(
+        self,
+        *,
+        merchant_id: str,
+        items: Sequence[CaptureItem],
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Capture each item of its hold (PostingOutcome)."""
+        _check_text("merchant_id", merchant_id)
+        _check_items(items)
+        now = self._clock()
+        frozen = tuple(items)
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: settlement.capture(
+                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
+            ),
+        )
+
+    def reverse_capture(
+        self,
+        *,
+        merchant_id: str,
+        items: Sequence[ReversalItem],
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Undo each named capture in full (PostingOutcome)."""
+        _check_text("merchant_id", merchant_id)
+        _check_items(items)
+        now = self._clock()
+        frozen = tuple(items)
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: settlement.reverse_capture(
+                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
+            ),
+        )
+
+    def credit(
+        self,
+        *,
+        merchant_id: str,
+        items: Sequence[CreditItem],
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Refund each item to the card of its hold (PostingOutcome)."""
+        _check_text("merchant_id", merchant_id)
+        _check_items(items)
+        now = self._clock()
+        frozen = tuple(items)
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: settlement.credit(
+                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
+            ),
+        )
+
+    def reverse_credit(
+        self,
+        *,
+        merchant_id: str,
+        items: Sequence[ReversalItem],
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Undo each named credit in full (PostingOutcome)."""
+        _check_text("merchant_id", merchant_id)
+        _check_items(items)
+        now = self._clock()
+        frozen = tuple(items)
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: settlement.reverse_credit(
+                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
+            ),
+        )
+
+    # Settlement batches.
+
+    def open_batch(
+        self, merchant_id: str, *, rrpid: bytes, request_digest: bytes, respond: Responder
+    ) -> bytes:
+        """Open a batch for the merchant (BatchOutcome, or Declined BATCH_ALREADY_OPEN)."""
+        _check_text("merchant_id", merchant_id)
+        now = self._clock()
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: batches.open_batch(
+                tx, accounts.merchant_row(tx, merchant_id, lock=True), now
+            ),
+        )
+
+    def close_batch(
+        self,
+        merchant_id: str,
+        batch_id: str | None = None,
+        *,
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Close the named batch, or the open one (BatchOutcome or Declined)."""
+        _check_text("merchant_id", merchant_id)
+        now = self._clock()
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: batches.close_batch(
+                tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id, now
+            ),
+        )
+
+    def purge_batch(
+        self,
+        merchant_id: str,
+        batch_id: str,
+        *,
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Retire a closed batch's detail (BatchOutcome or Declined)."""
+        _check_text("merchant_id", merchant_id)
+        _check_text("batch_id", batch_id)
+        now = self._clock()
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: batches.purge_batch(
+                tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id
+            ),
+        )
+
+    def batch_summary(self, merchant_id: str, batch_id: str | None = None) -> BatchSummary:
+        """A batch's totals per kind (the open batch by default); raise UnknownBatch."""
+        return self._store.read(
+            lambda tx: batches.summary(tx, accounts.merchant_row(tx, merchant_id), batch_id)
+        )
+
+    def batch_details(
+        self, merchant_id: str, batch_id: str, *, starting_point: int = 0, max_items: int = 100
+    ) -> BatchPage:
+        """One page of a batch's transactions after ``starting_point`` (0: from the start)."""
+        if isinstance(starting_point, bool) or not isinstance(starting_point, int):
+            raise InvalidRequest("starting_point must be an integer")
+        if starting_point < 0 or not 1 <= max_items <= MAX_PAGE_ITEMS:
+            raise InvalidRequest(f"starting_point >= 0 and 1 to {MAX_PAGE_ITEMS} items per page")
+        return self._store.read(
+            lambda tx: batches.details(
+                tx, accounts.merchant_row(tx, merchant_id), batch_id, starting_point, max_items
+            )
+        )
+
+    # Holds and the books.
+
+    def hold(self, hold_id: str) -> Hold:
+        """A hold and what happened against it; raise UnknownHold."""
+        now = self._clock()
+        return self._store.read(lambda tx: holds.hold_by_id(tx, hold_id, now))
+
+    def expire_holds(self, limit: int = EXPIRE_BATCH) -> int:
+        """Post the release of up to ``limit`` expired holds; return how many (call often)."""
+        if not 1 <= limit <= EXPIRE_BATCH:
+            raise InvalidRequest(f"expire 1 to {EXPIRE_BATCH} holds at a time")
+        now = self._clock()
+        return self._store.execute(
+            lambda tx: authorization.expire_holds(tx, now_ms=now, limit=limit)
+        )
+
+    def totals(self) -> tuple[CurrencyTotals, ...]:
+        """The four balance sums per currency."""
+        return self._store.read(books.totals)
+
+    def check_balanced(self) -> None:
+        """Raise LedgerImbalance unless the books, balances and holds all agree."""
+        self._store.read(books.check_balanced)

@@ -1,0 +1,162 @@
+"""What a money operation decided: the values handed to the caller's ``respond``.
+
+Every money operation ends in exactly one ``Outcome``; the caller turns it into signed
+response bytes, which the ledger stores under the RRPID in the same transaction. A
+``Declined`` outcome changes no balance but is stored all the same, so a retried declined
+request gets the same bytes back.
+
+Which operation yields which outcome:
+
+    authorize               Authorized | Declined
+    reverse_authorization   AuthorizationReversed | Declined
+    capture, credit,
+    reverse_capture,
+    reverse_credit          PostingOutcome (one Posted | Declined per item, in order)
+    open/close/purge_batch  BatchOutcome | Declined
+
+Suggested SET codes for each decline reason (the gateway owns the mapping):
+
+    INSUFFICIENT_FUNDS ... CURRENCY_MISMATCH   AuthCode DECLINED (EXPIRED_CARD: EXPIRED_CARD)
+                                               with the RespReason of the same name
+    UNKNOWN_HOLD                 CapCode UNKNOWN_XID, AuthRevCode INVALID_TRANSACTION,
+                                 CapRevOrCredCode ORIGINAL_NOT_FOUND
+    HOLD_EXPIRED                 CapCode AUTH_EXPIRED
+    AMOUNT_EXCEEDS_AUTHORIZATION CapCode AMOUNT_EXCEEDS_AUTHORIZATION
+    INVALID_AMOUNT               AuthRevCode INVALID_AMOUNT
+    AMOUNT_EXCEEDS_CAPTURED      CapRevOrCredCode AMOUNT_EXCEEDS_ORIGINAL
+    UNKNOWN_ORIGINAL             CapRevOrCredCode ORIGINAL_NOT_FOUND
+    ORIGINAL_REVERSED/REFUNDED   CapRevOrCredCode ORIGINAL_PROCESSED
+    ORIGINAL_PURGED              CapRevOrCredCode CAP_PURGED
+    BATCH_UNKNOWN / BATCH_CLOSED CapCode / CapRevOrCredCode / BatchAdminStatus of that name
+    BATCH_ALREADY_OPEN           BatchAdminStatus BATCH_ALREADY_OPEN
+    BATCH_NOT_CLOSED             BatchAdminStatus UNSPECIFIED_FAILURE
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class Decline(enum.StrEnum):
+    """Why the ledger said no; a business outcome, answered with a normal response."""
+
+    # An authorization.
+    INSUFFICIENT_FUNDS = "insufficient-funds"
+    EXPIRED_CARD = "expired-card"
+    BLOCKED_ACCOUNT = "blocked-account"
+    CLOSED_ACCOUNT = "closed-account"
+    UNKNOWN_ACCOUNT = "unknown-account"
+    CURRENCY_MISMATCH = "currency-mismatch"
+    # An operation on an existing authorization hold.
+    UNKNOWN_HOLD = "unknown-hold"
+    HOLD_EXPIRED = "hold-expired"
+    AMOUNT_EXCEEDS_AUTHORIZATION = "amount-exceeds-authorization"
+    INVALID_AMOUNT = "invalid-amount"
+    AMOUNT_EXCEEDS_CAPTURED = "amount-exceeds-captured"
+    # A reversal of an earlier capture or credit.
+    UNKNOWN_ORIGINAL = "unknown-original"
+    ORIGINAL_REVERSED = "original-reversed"
+    ORIGINAL_REFUNDED = "original-refunded"
+    ORIGINAL_PURGED = "original-purged"
+    # Settlement batches.
+    BATCH_UNKNOWN = "batch-unknown"
+    BATCH_CLOSED = "batch-closed"
+    BATCH_ALREADY_OPEN = "batch-already-open"
+    BATCH_NOT_CLOSED = "batch-not-closed"
+
+
+class TransactionKind(enum.StrEnum):
+    """The settlement transactions a batch carries (values as in TransactionDetail.kind)."""
+
+    CAPTURE = "capture"
+    CAPTURE_REVERSAL = "capture-reversal"
+    CREDIT = "credit"
+    CREDIT_REVERSAL = "credit-reversal"
+
+
+@dataclass(frozen=True)
+class Declined:
+    """The request was refused for ``reason``; nothing changed."""
+
+    reason: Decline
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One settlement transaction posted, and where it sits in the merchant's batch."""
+
+    kind: TransactionKind
+    hold_id: str
+    amount: int
+    currency: int
+    batch_id: str
+    batch_seq: int
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """Approved: ``amount`` is held on the card until captured, released or expired."""
+
+    hold_id: str
+    card_account_id: str
+    amount: int
+    currency: int
+    expires_at_ms: int
+    capture: Posted | None
+    """The immediate capture of a sale (capture_now), else None."""
+
+
+@dataclass(frozen=True)
+class AuthorizationReversed:
+    """The authorization now stands at ``amount``; ``released`` went back to the card."""
+
+    hold_id: str
+    amount: int
+    released: int
+    currency: int
+
+
+@dataclass(frozen=True)
+class PostingOutcome:
+    """The result of each item of a capture, credit or reversal request, in order."""
+
+    items: tuple[Posted | Declined, ...]
+
+
+@dataclass(frozen=True)
+class KindTotals:
+    """How many transactions of one kind a batch holds, and their sum."""
+
+    count: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """A settlement batch's state and totals per transaction kind."""
+
+    batch_id: str
+    merchant_id: str
+    status: str
+    """``open``, ``closed`` or ``purged``."""
+    currency: int
+    opened_at_ms: int
+    closed_at_ms: int | None
+    totals: dict[TransactionKind, KindTotals]
+    """Every kind is present, with zeros when the batch has none."""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """A batch was opened, closed or purged; its summary after the change."""
+
+    summary: BatchSummary
+
+
+Outcome = Authorized | AuthorizationReversed | PostingOutcome | BatchOutcome | Declined
+"""Everything a money operation can decide."""
+
+Responder = Callable[[Outcome], bytes]
+"""Builds the signed response bytes for an outcome (the caller's, run by the ledger)."""

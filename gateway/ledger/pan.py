@@ -1,0 +1,109 @@
+"""PAN protection: the ledger keys, the sealed PAN, the PAN index and the masked PAN.
+
+The ledger never stores a PAN in the clear. Each card account keeps
+
+- the PAN sealed with AES-256-GCM under the data key, its associated data binding the
+  account id (so a sealed PAN copied onto another account's row does not open);
+- an HMAC-SHA-256 of the PAN under a separate index key, to find the account by PAN
+  without decrypting anything (a keyed hash: without the key, the 10^n PAN space cannot
+  be enumerated against it);
+- the masked PAN (BIN and last four) for display.
+
+Both keys are 32 bytes, chosen by the caller (the bank's key custody), and never appear
+in a repr, a log or an exception message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gateway.ledger.errors import InvalidRequest, PanUnreadable
+
+# AES-256 and HMAC-SHA-256 both want 32-byte keys; anything else is a configuration error.
+KEY_BYTES = 32
+# AES-GCM's standard 96-bit nonce; random per seal, so one data key may seal ~2^32 PANs
+# before nonce collisions become a concern (far beyond one issuer's card base).
+NONCE_BYTES = 12
+# ISO/IEC 7812 PANs in use today run from 12 to 19 digits.
+MIN_PAN_DIGITS = 12
+MAX_PAN_DIGITS = 19
+# PCI DSS allows at most the first six and last four digits to be shown.
+SHOWN_HEAD_DIGITS = 6
+SHOWN_TAIL_DIGITS = 4
+# Never show so much of a short PAN that fewer than six digits stay hidden.
+MIN_HIDDEN_DIGITS = 6
+
+# Domain separation (DESIGN.md section 3): fixed content-type prefixes for the AEAD
+# associated data and the index MAC, so neither can be confused with any other use of
+# the same key.
+_SEAL_CONTEXT = b"setpay.v1.ledger.pan-seal\x00"
+_INDEX_CONTEXT = b"setpay.v1.ledger.pan-index\x00"
+
+
+@dataclass(frozen=True, repr=False)
+class LedgerKeys:
+    """The two 32-byte keys that protect PANs at rest: one seals, one indexes."""
+
+    data_key: bytes = field(repr=False)
+    index_key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        """Refuse keys of the wrong size, or one key used for both purposes."""
+        if len(self.data_key) != KEY_BYTES or len(self.index_key) != KEY_BYTES:
+            raise InvalidRequest(f"ledger keys must be {KEY_BYTES} bytes each")
+        if hmac.compare_digest(self.data_key, self.index_key):
+            raise InvalidRequest("the data key and the index key must differ")
+
+    def __repr__(self) -> str:
+        """Say what this is without showing either key."""
+        return "LedgerKeys(data_key=<redacted>, index_key=<redacted>)"
+
+    @classmethod
+    def generate(cls) -> LedgerKeys:
+        """Two fresh random keys (for tests and the embedded demo)."""
+        return cls(data_key=os.urandom(KEY_BYTES), index_key=os.urandom(KEY_BYTES))
+
+
+def validate_pan(pan: str) -> None:
+    """Raise InvalidRequest unless ``pan`` is 12 to 19 ASCII digits (the PAN is not echoed)."""
+    if not (MIN_PAN_DIGITS <= len(pan) <= MAX_PAN_DIGITS) or not (pan.isascii() and pan.isdigit()):
+        raise InvalidRequest(f"a PAN is {MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} ASCII digits")
+
+
+def pan_index(keys: LedgerKeys, pan: str) -> bytes:
+    """The keyed hash under which the account is found by PAN."""
+    return hmac.new(keys.index_key, _INDEX_CONTEXT + pan.encode("ascii"), hashlib.sha256).digest()
+
+
+def _associated_data(account_id: str) -> bytes:
+    return _SEAL_CONTEXT + account_id.encode("utf-8")
+
+
+def seal_pan(keys: LedgerKeys, account_id: str, pan: str) -> bytes:
+    """Encrypt the PAN for storage on ``account_id``'s row: nonce followed by ciphertext."""
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(keys.data_key).encrypt(nonce, pan.encode("ascii"), _associated_data(account_id))
+    return nonce + sealed
+
+
+def open_pan(keys: LedgerKeys, account_id: str, sealed: bytes) -> str:
+    """Decrypt a PAN sealed for ``account_id``; raise PanUnreadable if it does not authenticate."""
+    nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+    try:
+        plain = AESGCM(keys.data_key).decrypt(nonce, ciphertext, _associated_data(account_id))
+    except InvalidTag as exc:
+        raise PanUnreadable(f"the stored PAN of account {account_id} does not open") from exc
+    return plain.decode("ascii")
+
+
+def mask_pan(pan: str) -> str:
+    """BIN and last four, the rest as ``*``; short PANs show fewer leading digits."""
+    head = max(0, min(SHOWN_HEAD_DIGITS, len(pan) - SHOWN_TAIL_DIGITS - MIN_HIDDEN_DIGITS))
+    hidden = len(pan) - head - SHOWN_TAIL_DIGITS
+    return pan[:head] + "*" * hidden + pan[-SHOWN_TAIL_DIGITS:]

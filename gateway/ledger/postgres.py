@@ -1,0 +1,256 @@
+"""The PostgreSQL ledger store: one database shared by several gateway hosts.
+
+- Each operation is one READ COMMITTED transaction that locks the rows it decides on
+  (``SELECT ... FOR NO KEY UPDATE``, in the order ``store`` documents); balances change through
+  atomic ``x = x + ?`` updates. Two hosts racing for one card serialize on its row.
+- Durability: every session runs with ``synchronous_commit = on``, whatever the server's
+  default, so a commit has reached the WAL on disk before the call returns. Grouping is
+  left to PostgreSQL (``commit_delay`` on the server, if wanted).
+- Serialization failures, deadlocks and unique-key races (two hosts inserting the same
+  RRPID, XID or batch at once) roll back and retry the whole operation; the retry sees
+  the winner's row and answers accordingly (a stored response, PiPreviouslyUsed, ...).
+- Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per read.
+- Connections come from a small bounded pool; broken ones are dropped and replaced.
+
+psycopg exceptions are translated here, once: connection and timeout failures become
+StoreUnavailable; anything else StoreError, naming the SQLSTATE and constraint but never
+a value (PostgreSQL's error detail would quote the key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+
+from gateway.ledger.errors import StoreError, StoreUnavailable
+from gateway.ledger.schema import POSTGRES, migrate
+from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, Transaction
+
+R = TypeVar("R")
+
+# Connections per process: each gateway worker thread holds one for a single short
+# transaction; more connections than cores mostly adds lock contention on hot accounts.
+POOL_SIZE = 8
+# How long an operation waits for a pooled connection before StoreUnavailable.
+POOL_WAIT_SECONDS = 10.0
+# How long to wait for the server when opening a connection.
+CONNECT_TIMEOUT_SECONDS = 10
+# A statement (including a lock wait) running longer than this is cancelled: something
+# is wedged, and the caller's retry with the same RRPID is safe.
+STATEMENT_TIMEOUT_MS = 30_000
+# Attempts of one operation through serialization failures, deadlocks and key races;
+# each retry sees the rows that beat it, so more than a few means something is wrong.
+MAX_ATTEMPTS = 8
+# Upper bound of the random pause before a retry, so racing hosts fall out of step.
+RETRY_PAUSE_SECONDS = 0.005
+# Key of the advisory lock that makes schema migration exclusive across hosts.
+MIGRATION_LOCK_KEY = 0x7365747061790001  # "setpay" then 0001
+
+_RETRYABLE = (
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.UniqueViolation,
+)
+
+
+@dataclass(frozen=True)
+class PostgresStoreConfig:
+    """Limits of the PostgreSQL store (the module constants by default)."""
+
+    pool_size: int = POOL_SIZE
+    pool_wait_seconds: float = POOL_WAIT_SECONDS
+    connect_timeout_seconds: int = CONNECT_TIMEOUT_SECONDS
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+    max_attempts: int = MAX_ATTEMPTS
+
+
+def translate_error(exc: psycopg.Error) -> StoreError:
+    """The ledger's error for a psycopg one (SQLSTATE and constraint, never values)."""
+    constraint = exc.diag.constraint_name if exc.diag is not None else None
+    what = f"{type(exc).__name__}, SQLSTATE {exc.sqlstate or 'none'}"
+    if constraint:
+        what += f", constraint {constraint}"
+    error: StoreError
+    if isinstance(exc, psycopg.OperationalError):
+        error = StoreUnavailable(f"PostgreSQL is unavailable ({what})")
+    else:
+        error = StoreError(f"PostgreSQL failed ({what})")
+    error.__cause__ = exc
+    return error
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_style(sql: str) -> str:
+    """The rules' ``?`` placeholders as psycopg's ``%s`` (their SQL has no literal ? or %)."""
+    if "%" in sql:
+        raise ValueError("ledger SQL must not contain '%'")
+    return sql.replace("?", "%s")
+
+
+class PostgresTransaction(Transaction):
+    """The ledger rules' view of an open PostgreSQL transaction."""
+
+    # NO KEY UPDATE, not UPDATE: the ledger never changes a locked row's key, and a plain
+    # FOR UPDATE would also conflict with the KEY SHARE locks that other transactions'
+    # foreign-key checks take on the same account (inserting a hold or transfer that
+    # references it), turning ordinary contention into deadlocks.
+    row_lock = " FOR NO KEY UPDATE"
+
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        """Wrap a connection that is inside a transaction."""
+        self._conn = conn
+
+    def one(self, sql: str, *params: object) -> Row | None:
+        """The first row of a query, or None."""
+        return self._conn.execute(_format_style(sql), params).fetchone()
+
+    def all(self, sql: str, *params: object) -> list[Row]:
+        """Every row of a query."""
+        return list(self._conn.execute(_format_style(sql), params).fetchall())
+
+    def run(self, sql: str, *params: object) -> int:
+        """Execute a statement; return the number of rows it changed."""
+        return self._conn.execute(_format_style(sql), params).rowcount
+
+
+class _Pool:
+    """A bounded pool of autocommit connections (transactions are explicit)."""
+
+    def __init__(
+        self, connect: Callable[[], psycopg.Connection[dict[str, Any]]], config: PostgresStoreConfig
+    ) -> None:
+        self._connect = connect
+        self._wait = config.pool_wait_seconds
+        self._permits = threading.BoundedSemaphore(config.pool_size)
+        self._idle: queue.LifoQueue[psycopg.Connection[dict[str, Any]]] = queue.LifoQueue()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        if not self._permits.acquire(timeout=self._wait):
+            raise StoreUnavailable("no ledger database connection came free")
+        conn: psycopg.Connection[dict[str, Any]] | None = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            yield conn
+        finally:
+            if conn is not None:
+                if conn.closed or conn.broken:
+                    conn.close()
+                else:
+                    self._idle.put(conn)
+            self._permits.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class PostgresLedgerStore(LedgerStore):
+    """The ledger in a PostgreSQL database, shared by any number of gateway hosts."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        config: PostgresStoreConfig | None = None,
+        observer: CommitObserver | None = None,
+    ) -> None:
+        """Connect to ``conninfo`` (a libpq connection string) and migrate the schema."""
+        self._conninfo = conninfo
+        self._config = config or PostgresStoreConfig()
+        self._observer = observer
+        self._closed = False
+        self._pool = _Pool(self._connect, self._config)
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                migrate(PostgresTransaction(conn), POSTGRES)
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise translate_error(exc) from exc
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        try:
+            conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,  # every transaction is an explicit conn.transaction()
+                row_factory=dict_row,
+                connect_timeout=self._config.connect_timeout_seconds,
+            )
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+        try:
+            conn.execute("SET synchronous_commit = on")
+            conn.execute("SET default_transaction_isolation = 'read committed'")
+            conn.execute(f"SET statement_timeout = {int(self._config.statement_timeout_ms)}")
+        except psycopg.Error as exc:
+            conn.close()
+            raise translate_error(exc) from exc
+        return conn
+
+    def execute(self, work: Callable[[Transaction], R]) -> R:
+        """Run ``work`` in one committed transaction, retrying races; return its result."""
+        self._check_open()
+        last: psycopg.Error | None = None
+        for attempt in range(self._config.max_attempts):
+            if attempt:
+                time.sleep(random.uniform(0, RETRY_PAUSE_SECONDS))  # noqa: S311  jitter, not a secret
+            try:
+                with self._pool.connection() as conn:
+                    started = time.perf_counter()
+                    with conn.transaction():
+                        result = work(PostgresTransaction(conn))
+                    elapsed = time.perf_counter() - started
+                    self._notify(CommitStats(seconds=elapsed, operations=1, retries=attempt))
+                    return result
+            except _RETRYABLE as exc:
+                last = exc
+            except psycopg.Error as exc:
+                raise translate_error(exc) from exc
+        assert last is not None
+        raise translate_error(last) from last
+
+    def read(self, query: Callable[[Transaction], R]) -> R:
+        """Run ``query`` in one REPEATABLE READ, READ ONLY snapshot."""
+        self._check_open()
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return query(PostgresTransaction(conn))
+        except psycopg.Error as exc:
+            raise translate_error(exc) from exc
+
+    def close(self) -> None:
+        """Close the pooled connections; later calls raise StoreUnavailable."""
+        self._closed = True
+        self._pool.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the ledger store is closed")
+
+    def _notify(self, stats: CommitStats) -> None:
+        if self._observer is None:
+            return
+        # A metrics hook must never stop the ledger.
+        with contextlib.suppress(Exception):
+            self._observer(stats)

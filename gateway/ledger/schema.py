@@ -1,0 +1,196 @@
+"""The ledger's schema as numbered migrations, one text for SQLite and PostgreSQL.
+
+``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to ``n``; the version is kept
+in ``schema_version``. A store applies the missing migrations when it opens, each in one
+transaction with its version bump, and refuses a database newer than this code.
+
+The tables (amounts are integer minor units, currencies ISO 4217 numeric):
+
+- ``accounts``: every ledger account (card or merchant) with TigerBeetle's four balances.
+  A transfer debits one account and credits another; the four columns are the running
+  sums, and ``check_balanced`` recomputes them from ``transfers``.
+- ``card_accounts`` / ``merchant_accounts``: what the issuer knows about each account.
+  The PAN is only sealed (``pan_sealed``) and keyed-hashed (``pan_index``).
+- ``holds``: one per approved authorization, the pending transfer card -> merchant and
+  what has since been captured, refunded and reversed against it.
+- ``transfers``: the append-only journal of postings. ``phase`` says how a transfer
+  moves the balances: ``pending`` (hold), ``post`` (capture of a hold), ``void``
+  (release or expiry of a hold), ``single`` (one-phase: credits and reversals).
+- ``batches``: settlement batches, at most one open per merchant.
+- ``pi_uses``: the payment-instruction replay store, keyed by XID.
+- ``requests``: the response bytes stored under each RRPID (idempotency).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.ledger.errors import SchemaError
+from gateway.ledger.store import Transaction
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The few type names that differ between the SQL databases the ledger runs on."""
+
+    name: str
+    blob: str
+    int64: str
+    serial_pk: str
+    table_options: str
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    blob="BLOB",
+    int64="INTEGER",
+    serial_pk="INTEGER PRIMARY KEY",
+    # STRICT: SQLite enforces the declared column types instead of converting.
+    table_options=" STRICT",
+)
+POSTGRES = Dialect(
+    name="postgres",
+    blob="BYTEA",
+    int64="BIGINT",
+    serial_pk="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    table_options="",
+)
+
+_V1 = (
+    """CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('card', 'merchant')),
+        currency INTEGER NOT NULL CHECK (currency BETWEEN 1 AND 999),
+        debits_pending {int64} NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
+        debits_posted {int64} NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
+        credits_pending {int64} NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
+        credits_posted {int64} NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
+        opened_at_ms {int64} NOT NULL
+    ){table_options}""",
+    """CREATE TABLE card_accounts (
+        account_id TEXT PRIMARY KEY REFERENCES accounts (id),
+        pan_index {blob} NOT NULL UNIQUE,
+        pan_sealed {blob} NOT NULL,
+        masked_pan TEXT NOT NULL,
+        expiry TEXT NOT NULL CHECK (length(expiry) = 6),
+        status TEXT NOT NULL CHECK (status IN ('active', 'blocked', 'closed')),
+        credit_limit {int64} NOT NULL CHECK (credit_limit >= 0)
+    ){table_options}""",
+    """CREATE TABLE merchant_accounts (
+        account_id TEXT PRIMARY KEY REFERENCES accounts (id),
+        merchant_id TEXT NOT NULL UNIQUE
+    ){table_options}""",
+    """CREATE TABLE holds (
+        id TEXT PRIMARY KEY,
+        card_account_id TEXT NOT NULL REFERENCES accounts (id),
+        merchant_account_id TEXT NOT NULL REFERENCES accounts (id),
+        xid {blob} NOT NULL,
+        auth_rrpid {blob} NOT NULL,
+        currency INTEGER NOT NULL,
+        amount {int64} NOT NULL,
+        pending {int64} NOT NULL,
+        captured {int64} NOT NULL DEFAULT 0,
+        capture_reversed {int64} NOT NULL DEFAULT 0,
+        credited {int64} NOT NULL DEFAULT 0,
+        credit_reversed {int64} NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'closed', 'expired')),
+        expires_at_ms {int64} NOT NULL,
+        created_at_ms {int64} NOT NULL,
+        CHECK (pending >= 0 AND captured >= 0 AND captured <= amount),
+        CHECK (capture_reversed >= 0 AND capture_reversed <= captured),
+        CHECK (credit_reversed >= 0 AND credit_reversed <= credited),
+        CHECK (credited - credit_reversed <= captured - capture_reversed)
+    ){table_options}""",
+    "CREATE INDEX holds_by_card ON holds (card_account_id, status, expires_at_ms)",
+    "CREATE INDEX holds_by_expiry ON holds (status, expires_at_ms)",
+    """CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        merchant_account_id TEXT NOT NULL REFERENCES accounts (id),
+        status TEXT NOT NULL CHECK (status IN ('open', 'closed', 'purged')),
+        opened_at_ms {int64} NOT NULL,
+        closed_at_ms {int64},
+        last_seq {int64} NOT NULL DEFAULT 0
+    ){table_options}""",
+    # At most one open batch per merchant, enforced by the database itself.
+    "CREATE UNIQUE INDEX batches_one_open ON batches (merchant_account_id) WHERE status = 'open'",
+    """CREATE TABLE transfers (
+        id {serial_pk},
+        kind TEXT NOT NULL CHECK (kind IN ('authorization', 'authorization-reversal',
+            'expiry', 'capture', 'capture-reversal', 'credit', 'credit-reversal')),
+        phase TEXT NOT NULL CHECK (phase IN ('pending', 'post', 'void', 'single')),
+        debit_account_id TEXT NOT NULL REFERENCES accounts (id),
+        credit_account_id TEXT NOT NULL REFERENCES accounts (id),
+        amount {int64} NOT NULL CHECK (amount > 0),
+        currency INTEGER NOT NULL,
+        hold_id TEXT REFERENCES holds (id),
+        rrpid {blob},
+        reverses_id {int64} REFERENCES transfers (id),
+        batch_id TEXT REFERENCES batches (id),
+        batch_seq {int64},
+        created_at_ms {int64} NOT NULL,
+        CHECK (debit_account_id <> credit_account_id)
+    ){table_options}""",
+    # A capture or credit is reversed at most once, whatever the concurrency.
+    "CREATE UNIQUE INDEX transfers_one_reversal ON transfers (reverses_id)"
+    " WHERE reverses_id IS NOT NULL",
+    # Captures and credits are found by (hold, request RRPID) for their reversals.
+    "CREATE UNIQUE INDEX transfers_by_request ON transfers (hold_id, kind, rrpid)"
+    " WHERE kind IN ('capture', 'credit')",
+    "CREATE UNIQUE INDEX transfers_batch_seq ON transfers (batch_id, batch_seq)"
+    " WHERE batch_id IS NOT NULL",
+    "CREATE INDEX transfers_by_hold ON transfers (hold_id)",
+    """CREATE TABLE pi_uses (
+        xid {blob} PRIMARY KEY,
+        pi_digest {blob} NOT NULL,
+        rrpid {blob} NOT NULL,
+        used_at_ms {int64} NOT NULL
+    ){table_options}""",
+    """CREATE TABLE requests (
+        rrpid {blob} PRIMARY KEY,
+        request_digest {blob} NOT NULL,
+        response {blob} NOT NULL,
+        created_at_ms {int64} NOT NULL
+    ){table_options}""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+"""Statement lists, one per schema version; append, never edit a released one."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema version this code writes."""
+
+
+def _render(statement: str, dialect: Dialect) -> str:
+    return statement.format(
+        blob=dialect.blob,
+        int64=dialect.int64,
+        serial_pk=dialect.serial_pk,
+        table_options=dialect.table_options,
+    )
+
+
+def current_version(tx: Transaction) -> int:
+    """The schema version recorded in the database (0 for an empty one)."""
+    tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = tx.one("SELECT max(version) AS version FROM schema_version")
+    return 0 if row is None or row["version"] is None else int(row["version"])
+
+
+def migrate(tx: Transaction, dialect: Dialect) -> int:
+    """Bring the schema to ``SCHEMA_VERSION`` inside ``tx``; return the version found.
+
+    The caller holds whatever lock makes this exclusive (SQLite's write lock, a
+    PostgreSQL advisory lock) and commits.
+    """
+    found = current_version(tx)
+    if found > SCHEMA_VERSION:
+        raise SchemaError(
+            f"the ledger database has schema version {found}; this code knows up to"
+            f" {SCHEMA_VERSION}: upgrade the code, do not downgrade the database"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version - 1]:
+            tx.run(_render(statement, dialect))
+        tx.run("DELETE FROM schema_version")
+        tx.run("INSERT INTO schema_version (version) VALUES (?)", version)
+    return found

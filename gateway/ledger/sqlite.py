@@ -1,0 +1,207 @@
+"""The SQLite ledger store: the embedded default, one database file.
+
+- WAL journal with ``synchronous=FULL``: a commit is on disk before it returns, and
+  readers never block the writer nor each other.
+- One writer thread per process owns the write connection and groups commits
+  (``group_commit``); write transactions are BEGIN IMMEDIATE, so several processes on one
+  file take turns through SQLite's write lock (waiting up to the busy timeout).
+- Reads run on a small pool of ``query_only`` connections, each read in one snapshot.
+- The schema is migrated when the store opens; a database newer than the code is refused.
+
+sqlite3 exceptions are translated here, once: busy, locked, I/O, full-disk and
+cannot-open errors become StoreUnavailable; anything else (a constraint, a bug) StoreError.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from gateway.ledger.errors import StoreError, StoreUnavailable
+from gateway.ledger.group_commit import GroupCommitConfig, GroupCommitWriter
+from gateway.ledger.schema import SQLITE, migrate
+from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
+
+R = TypeVar("R")
+
+# How long a write waits for another process's write lock before StoreUnavailable: long
+# enough to ride out a peer's group commit or a WAL checkpoint, short enough to give up
+# on a wedged peer while the gateway's client deadline is still running.
+BUSY_TIMEOUT_MS = 5000
+# Read connections per process: reads are short snapshot queries; a handful covers the
+# gateway's worker threads without holding many WAL read marks open.
+READ_CONNECTIONS = 4
+# How long a read waits for a free read connection before StoreUnavailable.
+READ_WAIT_SECONDS = 10.0
+
+# SQLite primary result codes that mean "not now" rather than "wrong":
+# BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_TRANSIENT_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
+@dataclass(frozen=True)
+class SqliteStoreConfig:
+    """Limits of the SQLite store (the module constants by default)."""
+
+    group_commit: GroupCommitConfig = field(default_factory=GroupCommitConfig)
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    read_connections: int = READ_CONNECTIONS
+    read_wait_seconds: float = READ_WAIT_SECONDS
+
+
+def translate_error(exc: sqlite3.Error) -> StoreError:
+    """The ledger's error for a sqlite3 one (its message names no stored value)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+    error: StoreError
+    if code is not None and code & 0xFF in _TRANSIENT_CODES:
+        error = StoreUnavailable(f"SQLite is unavailable ({name})")
+    elif isinstance(exc, sqlite3.IntegrityError):
+        # SQLite names the constraint ("UNIQUE constraint failed: t.c"), never the values.
+        error = StoreError(f"SQLite refused a change: {exc}")
+    else:
+        error = StoreError(f"SQLite failed ({name})")
+    error.__cause__ = exc
+    return error
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+class SqliteTransaction(Transaction):
+    """The ledger rules' view of an open SQLite transaction."""
+
+    row_lock = ""  # one writer at a time holds the database's write lock
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        """Wrap a connection that is inside a transaction."""
+        self._conn = conn
+
+    def one(self, sql: str, *params: object) -> Row | None:
+        """The first row of a query, or None."""
+        cursor = self._conn.execute(sql, params)
+        try:
+            row: Row | None = cursor.fetchone()
+        finally:
+            cursor.close()
+        return row
+
+    def all(self, sql: str, *params: object) -> list[Row]:
+        """Every row of a query."""
+        return self._conn.execute(sql, params).fetchall()
+
+    def run(self, sql: str, *params: object) -> int:
+        """Execute a statement; return the number of rows it changed."""
+        return self._conn.execute(sql, params).rowcount
+
+
+def _connect(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path,
+        timeout=busy_timeout_ms / 1000,
+        isolation_level=None,  # the store issues BEGIN/COMMIT itself
+        check_same_thread=not reader,  # pooled readers move between threads, one at a time
+    )
+    try:
+        conn.row_factory = _dict_row
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode is None or mode["journal_mode"] != "wal":
+            raise StoreError(f"SQLite would not use WAL for {os.path.basename(path)}")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if reader:
+            conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class SqliteLedgerStore(LedgerStore):
+    """The ledger in one SQLite file, with group commit."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: SqliteStoreConfig | None = None,
+        observer: CommitObserver | None = None,
+    ) -> None:
+        """Open (creating or migrating) the database at ``path`` and start the writer."""
+        self._path = os.fspath(path)
+        self._config = config or SqliteStoreConfig()
+        self._closed = False
+        try:
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
+        self._writer = GroupCommitWriter(
+            connect=lambda: _connect(self._path, self._config.busy_timeout_ms, reader=False),
+            transaction=SqliteTransaction,
+            translate=translate_error,
+            config=self._config.group_commit,
+            observer=observer,
+        )
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        try:
+            for _ in range(self._config.read_connections):
+                self._readers.put(_connect(self._path, self._config.busy_timeout_ms, reader=True))
+        except sqlite3.Error as exc:
+            self.close()
+            raise translate_error(exc) from exc
+
+    def _migrate(self) -> None:
+        conn = _connect(self._path, self._config.busy_timeout_ms, reader=False)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(SqliteTransaction(conn), SQLITE)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def execute(self, work: Callable[[Transaction], R]) -> R:
+        """Run ``work`` in the writer's next group; return once that group is committed."""
+        return self._writer.submit(work)
+
+    def read(self, query: Callable[[Transaction], R]) -> R:
+        """Run ``query`` in one snapshot on a pooled read connection."""
+        if self._closed:
+            raise StoreUnavailable("the ledger store is closed")
+        try:
+            conn = self._readers.get(timeout=self._config.read_wait_seconds)
+        except queue.Empty as exc:
+            raise StoreUnavailable("no ledger read connection came free") from exc
+        try:
+            conn.execute("BEGIN")
+            try:
+                return query(SqliteTransaction(conn))
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
+        finally:
+            self._readers.put(conn)
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.close()
+        readers = getattr(self, "_readers", None)
+        while readers is not None:
+            try:
+                readers.get_nowait().close()
+            except queue.Empty:
+                break

@@ -1,0 +1,127 @@
+"""A PKCS#11 module as this process sees it: loaded once, initialized after fork, one lock.
+
+Facts measured on the development machine (SoftHSM 2.6.1, python-pkcs11 0.10.1) that
+shape this module:
+
+- python-pkcs11 calls ``C_Initialize(NULL)``: no OS locking, so SoftHSM runs without its
+  internal locks. Two threads each with its own session crashed or hung 5 runs of 5.
+  Every call into the module therefore holds ``Cryptoki.lock``: one per module per
+  process. (python-pkcs11 offers no way to pass CKF_OS_LOCKING_OK.)
+- PKCS#11 state does not survive ``fork``. A child that inherited an initialized module
+  (its pid differs from the pid that initialized) must ``C_Finalize``/``C_Initialize``
+  before use; ``Cryptoki.library()`` does so on first use in each process.
+- SoftHSM lists tokens and slots at ``C_Initialize``; a token removed and put back, or
+  created after initialization, is seen only after re-initialization. Each
+  re-initialization bumps ``generation``: sessions and handles from an older generation
+  are dead, and their owners reconnect.
+
+The registry of modules is process state by nature (the C library is process state), so
+it lives at module level, reset in a child after fork. Errors raised are
+``PermanentBackendError`` (the module cannot be loaded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pkcs11
+from pkcs11 import exceptions as p11
+
+from hsm.errors import PermanentBackendError
+
+
+class Cryptoki:
+    """One PKCS#11 module in this process; hold ``lock`` around every call into it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.RLock()
+        #: Bumped on every (re-)initialization; sessions from an older one are dead.
+        self.generation = 0
+        self._library: Any = None
+        self._pid: int | None = None
+
+    def library(self) -> Any:
+        """The initialized ``pkcs11.lib`` for this process (call with ``lock`` held)."""
+        pid = os.getpid()
+        if self._library is not None and self._pid == pid:
+            return self._library
+        # Inherited when this object was used before fork, or when this process is a fork
+        # child at all: the parent may have loaded the module without this registry, and
+        # one needless restart (~1 ms) is cheaper than a child on its parent's state.
+        inherited = (self._pid is not None and self._pid != pid) or _forked
+        try:
+            library = pkcs11.lib(self.path)
+        except p11.PKCS11Error as exc:
+            raise PermanentBackendError(f"cannot load PKCS#11 module {self.path}") from exc
+        self._library, self._pid = library, pid
+        if inherited:
+            # The parent's initialization is not ours: its sessions, logins and locks
+            # were copied by fork but belong to the parent's token state.
+            self._restart(library)
+        self.generation += 1
+        return library
+
+    def reinitialize(self) -> None:
+        """``C_Finalize`` + ``C_Initialize``: rescan tokens, kill every session and login."""
+        library = self.library()
+        self._restart(library)
+        self.generation += 1
+
+    def after_fork_in_child(self) -> None:
+        """Replace the lock: a thread of the parent may have held it at fork time."""
+        self.lock = threading.RLock()
+
+    @staticmethod
+    def _restart(library: Any) -> None:
+        # Finalize fails when nothing is initialized (e.g. after a failed init): then
+        # there is nothing to finalize, and the initialize below is what matters.
+        with contextlib.suppress(p11.PKCS11Error):
+            library.finalize()
+        try:
+            library.initialize()
+        except p11.PKCS11Error as exc:
+            raise PermanentBackendError("PKCS#11 module failed to initialize") from exc
+
+
+_registry: dict[str, Cryptoki] = {}
+_registry_lock = threading.Lock()
+_forked = False
+_fork_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def cryptoki(path: str) -> Cryptoki:
+    """The process's ``Cryptoki`` for the module at ``path`` (one per real path)."""
+    key = os.path.realpath(path)
+    with _registry_lock:
+        found = _registry.get(key)
+        if found is None:
+            found = _registry[key] = Cryptoki(path)
+        return found
+
+
+def on_fork_in_child(listener: Any) -> None:
+    """Call ``listener.after_fork_in_child()`` in a child process after fork.
+
+    Held weakly: registering does not keep a closed backend alive.
+    """
+    _fork_listeners.add(listener)
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock, _forked  # noqa: PLW0603 - process state, reset for the child
+    _registry_lock = threading.Lock()  # the parent's may have been held at fork time
+    _forked = True
+    for module in _registry.values():
+        module.after_fork_in_child()
+    for listener in list(_fork_listeners):
+        reset: Callable[[], None] = listener.after_fork_in_child
+        reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

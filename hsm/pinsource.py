@@ -1,0 +1,86 @@
+"""Where a PIN or keystore passphrase comes from: a file or an environment variable.
+
+The secret itself is read only when a backend logs in or unlocks, and never stored in a
+field that a ``repr`` or a log line could show: ``PinSource`` holds the place, not the
+value. Errors raised are ``hsm.errors.PermanentBackendError`` (nothing to retry: the
+configuration is wrong).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Literal
+
+from hsm.errors import PermanentBackendError
+
+#: A PIN or passphrase file is a few bytes; anything bigger is the wrong file, and
+#: reading it whole into memory (to be kept for re-login) would be a mistake.
+MAX_SECRET_FILE_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class PinSource:
+    """A place to read a secret from: ``file:PATH`` or ``env:NAME``."""
+
+    kind: Literal["file", "env"]
+    location: str
+
+    @classmethod
+    def parse(cls, text: str) -> PinSource:
+        """Parse ``file:PATH`` or ``env:NAME``; ``ValueError`` names what is wrong."""
+        kind, sep, location = text.partition(":")
+        if not sep or not location:
+            raise ValueError("pin-source must be file:PATH or env:NAME")
+        if kind == "file":
+            return cls("file", location)
+        if kind == "env":
+            return cls("env", location)
+        raise ValueError(f"pin-source kind {kind!r} is unknown: use file: or env:")
+
+    def describe(self) -> str:
+        """The source as text for messages and logs (the place, never the value)."""
+        return f"{self.kind}:{self.location}"
+
+    def read(self) -> str:
+        """Read the secret now; ``PermanentBackendError`` if it is missing or unsafe."""
+        if self.kind == "env":
+            value = os.environ.get(self.location, "")
+            if not value:
+                raise PermanentBackendError(f"environment variable {self.location} is not set")
+            return value
+        return _read_secret_file(self.location)
+
+
+def _read_secret_file(path: str) -> str:
+    """Read a secret file that only its owner may read; one trailing newline is dropped."""
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PermanentBackendError(
+            f"cannot read secret file {path}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+    # Like ssh with private keys: a secret others can read is already leaked, so refuse
+    # it rather than use it and pretend it is safe.
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PermanentBackendError(
+            f"secret file {path} is accessible to group or others "
+            f"(mode {stat.S_IMODE(mode):04o}): chmod 600 it"
+        )
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise PermanentBackendError(
+            f"secret file {path} is larger than {MAX_SECRET_FILE_BYTES} bytes"
+        )
+    if data.endswith(b"\r\n"):
+        data = data[:-2]
+    elif data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise PermanentBackendError(f"secret file {path} is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PermanentBackendError(f"secret file {path} is not UTF-8 text") from exc

@@ -1,0 +1,90 @@
+"""A bounded pool of token sessions: one thread per session, bounded wait, eviction.
+
+The pool only counts and hands out; it never talks to the token. A lease may come with
+no session (the pool had none idle) or with a stale one: the borrower, holding the
+module lock, validates it (same library generation, same process) and opens a fresh
+session when needed, then marks it evicted if the token reported a session or device
+error, so it is not handed out again. Errors raised are ``TransientBackendError``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+from hsm.errors import TransientBackendError
+
+T = TypeVar("T")
+
+
+class Lease(Generic[T]):
+    """One borrowing of a pool slot; ``item`` may be None or stale until validated."""
+
+    def __init__(self, item: T | None) -> None:
+        self.item = item
+        self.evicted = False
+
+    def evict(self) -> None:
+        """Do not return this lease's session to the pool."""
+        self.evicted = True
+
+
+class SessionPool(Generic[T]):
+    """At most ``size`` leases at a time; a borrower waits at most ``wait_seconds``."""
+
+    def __init__(self, size: int, wait_seconds: float) -> None:
+        if size < 1 or wait_seconds <= 0:
+            raise ValueError("pool size must be >= 1 and wait > 0")
+        self.size = size
+        self.wait_seconds = wait_seconds
+        self._condition = threading.Condition()
+        self._idle: list[T] = []
+        self._leased = 0
+
+    @contextmanager
+    def lease(self) -> Iterator[Lease[T]]:
+        """Borrow a slot (and an idle session if any) for the block."""
+        lease: Lease[T] = Lease(self._acquire())
+        try:
+            yield lease
+        finally:
+            with self._condition:
+                self._leased -= 1
+                if lease.item is not None and not lease.evicted:
+                    self._idle.append(lease.item)
+                self._condition.notify()
+
+    def drain(self) -> list[T]:
+        """Take every idle session out of the pool (for closing or discarding)."""
+        with self._condition:
+            idle, self._idle = self._idle, []
+            return idle
+
+    @property
+    def in_use(self) -> int:
+        """Leases currently out."""
+        with self._condition:
+            return self._leased
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's sessions and waiters: none of them exist in this process."""
+        self._condition = threading.Condition()
+        self._idle = []
+        self._leased = 0
+
+    def _acquire(self) -> T | None:
+        deadline = time.monotonic() + self.wait_seconds
+        with self._condition:
+            while self._leased >= self.size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientBackendError(
+                        f"session pool exhausted after {int(self.wait_seconds * 1000)} ms "
+                        f"({self.size} sessions in use)"
+                    )
+                self._condition.wait(remaining)
+            self._leased += 1
+            return self._idle.pop() if self._idle else None

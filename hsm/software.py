@@ -1,0 +1,286 @@
+"""Software key backend: private keys held by this process, in memory or in a keystore.
+
+NOT AN HSM. The private keys are ordinary objects in this process's memory (and, for a
+keystore, encrypted files on disk: see ``hsm.keystore``). A bug in or an attacker on the
+host can read them. It exists so that tests, the demo and development run without a
+token, and it is the test double for ``KeyBackend``: it passes the same contract suite
+as the PKCS#11 backend.
+
+Two modes:
+    ``SoftwareBackend.ephemeral()``        keys live and die with the object
+    ``SoftwareBackend.open(dir, secret)``  keys persist in a keystore directory
+
+Decrypted private keys are cached in memory: unlocking PKCS#8 on every signature would
+put a KDF on the hot path. All methods are thread-safe; ``cryptography`` releases the GIL
+during the private-key work, so signatures from several threads run in parallel.
+
+Errors raised are those of ``hsm.errors``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+from hsm.base import (
+    KemAlgorithm,
+    KeyAlgorithm,
+    KeyBackend,
+    KeyHandle,
+    KeyUsage,
+    PrivateKey,
+)
+from hsm.errors import DecapsulationError, KeyNotFound, PermanentBackendError
+from hsm.keystore import Keystore
+from hsm.observer import Observer, observed
+from hsm.pinsource import PinSource
+from hsm.policy import (
+    P256_POINT_LENGTH,
+    PSS_SALT_LENGTH,
+    RSA_PUBLIC_EXPONENT,
+    algorithm_of_private,
+    check_certificate,
+    check_combination,
+    check_label,
+    check_version,
+    default_kem,
+    require_decapsulate,
+    require_sign,
+)
+
+_KeyId = tuple[str, int]
+
+
+class SoftwareBackend(KeyBackend):
+    """Keys in process memory, optionally persisted to a keystore (not an HSM)."""
+
+    name = "software"
+
+    def __init__(self, keystore: Keystore | None, observer: Observer | None = None) -> None:
+        self._keystore = keystore
+        self._observer = observer
+        self._lock = threading.RLock()
+        self._handles: dict[_KeyId, KeyHandle] = {}
+        self._private: dict[_KeyId, PrivateKey] = {}
+        self._certificates: dict[_KeyId, bytes] = {}
+        self._closed = False
+        if keystore is not None:
+            self._refresh(keystore)
+
+    @classmethod
+    def ephemeral(cls, observer: Observer | None = None) -> SoftwareBackend:
+        """A backend whose keys exist only in this object's memory."""
+        return cls(None, observer)
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        passphrase: str | PinSource,
+        observer: Observer | None = None,
+    ) -> SoftwareBackend:
+        """A backend over the keystore in ``directory`` (created if absent)."""
+        secret = passphrase.read() if isinstance(passphrase, PinSource) else passphrase
+        backend = cls(Keystore.open(directory, secret), observer)
+        # Decrypt the newest key now: a keystore whose files were written under another
+        # passphrase should fail at start, not on the first payment.
+        with backend._lock:
+            if backend._handles:
+                newest = max(backend._handles.values(), key=lambda h: (h.version, h.label))
+                backend._private_key(newest)
+        return backend
+
+    def generate(self, label: str, usage: KeyUsage, algorithm: KeyAlgorithm) -> KeyHandle:
+        """Create a key pair under ``label`` (next version if the label exists)."""
+        check_label(label)
+        check_combination(usage, algorithm)
+        private_key: PrivateKey
+        if algorithm is KeyAlgorithm.EC_P256:
+            private_key = ec.generate_private_key(ec.SECP256R1())
+        elif algorithm is KeyAlgorithm.ED25519:
+            private_key = ed25519.Ed25519PrivateKey.generate()
+        else:
+            private_key = rsa.generate_private_key(RSA_PUBLIC_EXPONENT, algorithm.rsa_bits)
+        return self._add(label, usage, algorithm, private_key)
+
+    def import_key(self, label: str, usage: KeyUsage, private_key: PrivateKey) -> KeyHandle:
+        """Bring an existing private key under the backend's custody (next version)."""
+        check_label(label)
+        algorithm = algorithm_of_private(private_key)
+        check_combination(usage, algorithm)
+        return self._add(label, usage, algorithm, private_key)
+
+    def get(self, label: str, version: int | None = None) -> KeyHandle:
+        """The key with this label: the given version, or the newest."""
+        check_version(version)
+        with self._lock:
+            self._check_open()
+            found = self._find(label, version)
+            if found is None and self._keystore is not None:
+                self._refresh(self._keystore)  # another process may have added it
+                found = self._find(label, version)
+        if found is None:
+            which = "" if version is None else f" v{version}"
+            raise KeyNotFound(f"no key {label!r}{which}")
+        return found
+
+    def list_keys(self) -> list[KeyHandle]:
+        """Every key version held, sorted by label then version."""
+        with self._lock:
+            self._check_open()
+            if self._keystore is not None:
+                self._refresh(self._keystore)
+            return sorted(self._handles.values(), key=lambda h: (h.label, h.version))
+
+    def delete(self, label: str, version: int | None = None) -> None:
+        """Destroy one version, or every version when ``version`` is None."""
+        check_version(version)
+        with self._lock:
+            self._check_open()
+            if self._keystore is not None:
+                removed = self._keystore.remove(label, version)
+            else:
+                removed = [
+                    v for (name, v) in self._handles if name == label and version in (None, v)
+                ]
+                if not removed:
+                    which = "any version" if version is None else f"v{version}"
+                    raise KeyNotFound(f"no key {label!r} ({which})")
+            for number in removed:
+                self._forget((label, number))
+
+    def sign(self, key: KeyHandle, data: bytes) -> bytes:
+        """Sign ``data`` with the key's algorithm (SHA-256 inside)."""
+        with observed(self._observer, "sign", key.signature_algorithm.value):
+            record = self._record(key)
+            require_sign(record)
+            private_key = self._private_key(record)
+            if isinstance(private_key, ec.EllipticCurvePrivateKey):
+                return private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+            if isinstance(private_key, ed25519.Ed25519PrivateKey):
+                return private_key.sign(data)
+            return private_key.sign(
+                data,
+                padding.PSS(padding.MGF1(hashes.SHA256()), PSS_SALT_LENGTH),
+                hashes.SHA256(),
+            )
+
+    def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
+        """Open a key transport: ECDH shared secret or OAEP plaintext."""
+        with observed(self._observer, "decapsulate", kem.value):
+            record = self._record(key)
+            require_decapsulate(record, kem)
+            private_key = self._private_key(record)
+            try:
+                if isinstance(private_key, ec.EllipticCurvePrivateKey):
+                    if len(ciphertext) != P256_POINT_LENGTH:
+                        raise ValueError("not an uncompressed P-256 point")
+                    peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), ciphertext)
+                    return private_key.exchange(ec.ECDH(), peer)
+                if isinstance(private_key, rsa.RSAPrivateKey):
+                    # SHA-1 only inside OAEP, for keys whose handle says rsa-oaep-sha1; OAEP
+                    # does not rely on collision resistance (SET-PROTOCOL.md 8.4).
+                    legacy = kem is KemAlgorithm.RSA_OAEP_SHA1
+                    digest: hashes.HashAlgorithm = hashes.SHA1() if legacy else hashes.SHA256()  # noqa: S303
+                    return private_key.decrypt(
+                        ciphertext, padding.OAEP(padding.MGF1(digest), digest, None)
+                    )
+            except ValueError:
+                # No chained cause and no detail: which check failed is exactly what a
+                # padding oracle needs, and a cause travels into logs and error mappers.
+                raise DecapsulationError("decapsulation failed") from None
+            raise DecapsulationError("decapsulation failed")
+
+    def store_certificate(self, key: KeyHandle, der: bytes) -> None:
+        """Keep a DER certificate beside the key (replacing any earlier one)."""
+        record = self._record(key)
+        check_certificate(record, der)
+        with self._lock:
+            if self._keystore is not None:
+                self._keystore.write_certificate(record, der)
+            else:
+                self._certificates[(record.label, record.version)] = der
+
+    def certificate(self, key: KeyHandle) -> bytes | None:
+        """The DER certificate stored beside the key, if any."""
+        record = self._record(key)
+        with self._lock:
+            # Read through for a keystore: another process (the CA CLI) may have stored it.
+            if self._keystore is not None:
+                return self._keystore.read_certificate(record)
+            return self._certificates.get((record.label, record.version))
+
+    def check_health(self) -> None:
+        """Raise if closed; a software backend is otherwise always able to serve."""
+        with self._lock:
+            self._check_open()
+
+    def close(self) -> None:
+        """Drop every cached private key; the backend is unusable afterwards."""
+        with self._lock:
+            self._closed = True
+            self._private.clear()
+            self._handles.clear()
+            self._certificates.clear()
+
+    def _add(
+        self, label: str, usage: KeyUsage, algorithm: KeyAlgorithm, private_key: PrivateKey
+    ) -> KeyHandle:
+        kem = default_kem(usage, algorithm)
+        with self._lock:
+            self._check_open()
+            if self._keystore is not None:
+                handle = self._keystore.add(label, usage, kem, private_key)
+            else:
+                version = 1 + max((v for (name, v) in self._handles if name == label), default=0)
+                handle = KeyHandle(label, version, usage, algorithm, private_key.public_key(), kem)
+            self._handles[(label, handle.version)] = handle
+            self._private[(label, handle.version)] = private_key
+            return handle
+
+    def _record(self, key: KeyHandle) -> KeyHandle:
+        """The backend's own record of ``key``: its usage, not the caller's copy, is law."""
+        return self.get(key.label, key.version)
+
+    def _private_key(self, record: KeyHandle) -> PrivateKey:
+        key_id = (record.label, record.version)
+        with self._lock:
+            self._check_open()
+            cached = self._private.get(key_id)
+            if cached is not None:
+                return cached
+            if self._keystore is None:
+                raise KeyNotFound(f"no key {record.label!r} v{record.version}")
+            private_key = self._keystore.load_private(record)
+            self._private[key_id] = private_key
+            return private_key
+
+    def _find(self, label: str, version: int | None) -> KeyHandle | None:
+        if version is not None:
+            return self._handles.get((label, version))
+        versions = [v for (name, v) in self._handles if name == label]
+        return self._handles[(label, max(versions))] if versions else None
+
+    def _refresh(self, keystore: Keystore) -> None:
+        """Reload the handle list from the keystore, keeping still-valid cached keys."""
+        handles = {(h.label, h.version): h for h in keystore.scan()}
+        for key_id in set(self._handles) - set(handles):
+            self._forget(key_id)
+        for key_id, handle in handles.items():
+            known = self._handles.get(key_id)
+            if known is not None and known != handle:
+                # Same label and version, different key: deleted and recreated elsewhere.
+                self._forget(key_id)
+        self._handles = handles
+
+    def _forget(self, key_id: _KeyId) -> None:
+        self._handles.pop(key_id, None)
+        self._private.pop(key_id, None)
+        self._certificates.pop(key_id, None)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PermanentBackendError("software key backend is closed")

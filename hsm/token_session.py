@@ -1,0 +1,353 @@
+"""The link to one token: login, session pool, object-handle cache, and recovery.
+
+``TokenLink`` keeps one long-lived logged-in session per process (PKCS#11 login state
+belongs to the process, not to a session) plus a bounded pool of working sessions. Every
+token call goes through ``TokenLink.run``, which:
+
+1. leases a pool slot (bounded wait: ``TransientBackendError`` "session pool exhausted");
+2. takes the module lock (token calls are serialized per process, see ``hsm.cryptoki``);
+3. reconnects if needed: after a fork, after anyone re-initialized the module, after the
+   token went away. Reconnecting = re-initialize, find the token by label or serial
+   (never slot number), log in, under an exclusive file lock shared by every process
+   using that token, with bounded attempts. A wrong PIN is never retried;
+4. validates the leased session (same process, same module generation) or opens one;
+5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
+   and retry once (token lost, logged out), or translate and raise.
+
+When the token disappears, operations and ``check_health`` raise
+``TransientBackendError``; once it is back, the next call reconnects and logs in again,
+without a restart. Logins and re-logins are reported to the observer ("login",
+"relogin").
+
+Known limit: if two backends in one process use the same token, the second finds the
+process already logged in (CKR_USER_ALREADY_LOGGED_IN, taken as success) and its PIN is
+not checked by the token; and closing either logs both out (the other logs in again on
+its next call).
+
+Errors raised: ``TransientBackendError``, ``PermanentBackendError``, ``KeyNotFound`` and
+the translations of ``hsm.ckr``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pkcs11 import Mechanism, ObjectClass
+from pkcs11 import exceptions as p11
+
+from hsm.ckr import Fault, ckr_name, fault_of, translate
+from hsm.cryptoki import cryptoki, on_fork_in_child
+from hsm.errors import (
+    DecapsulationError,
+    KeyNotFound,
+    PermanentBackendError,
+    TransientBackendError,
+)
+from hsm.filelock import exclusive_lock
+from hsm.observer import Observer, observed
+from hsm.pinsource import PinSource
+from hsm.session_pool import Lease, SessionPool
+
+T = TypeVar("T")
+
+#: Working sessions per process. Token calls are serialized per process anyway (see
+#: hsm.cryptoki), so more sessions add no throughput; 4 lets a few threads queue on the
+#: module lock instead of on the pool, and keeps well under any token's session limit.
+DEFAULT_POOL_SIZE = 4
+
+#: How long a thread waits for a pool session before TransientBackendError. One
+#: signature takes ~0.1 ms on SoftHSM and an RSA-3072 key generation ~1 s; 5 s means
+#: the token is stuck or the process is overloaded, and the caller should shed load.
+DEFAULT_POOL_WAIT_SECONDS = 5.0
+
+#: Login attempts (each after a re-initialization) before giving up. Concurrent logins
+#: are serialized by a file lock, so a second attempt covers a token file caught mid-
+#: rewrite by a process that does not use the lock; three is plenty for that.
+DEFAULT_LOGIN_ATTEMPTS = 3
+
+#: Pause before login attempt n is n times this: short next to a login (~2-20 ms).
+LOGIN_RETRY_PAUSE_SECONDS = 0.02
+
+#: Longest wait for another process's login (or key generation) to finish.
+LOCK_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Pkcs11Config:
+    """Where the token is and how to reach it; validated at construction."""
+
+    module: str
+    pin_source: PinSource
+    token_label: str | None = None
+    token_serial: str | None = None
+    pool_size: int = DEFAULT_POOL_SIZE
+    pool_wait_seconds: float = DEFAULT_POOL_WAIT_SECONDS
+    login_attempts: int = DEFAULT_LOGIN_ATTEMPTS
+    #: Directory of the inter-process lock files (default: the system temp directory).
+    lock_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.token_label and not self.token_serial:
+            raise PermanentBackendError("pkcs11 backend needs a token label or serial")
+        if self.pool_size < 1 or self.pool_wait_seconds <= 0 or self.login_attempts < 1:
+            raise PermanentBackendError("pkcs11 pool size, wait and login attempts must be > 0")
+
+    def with_pool(self, size: int | None = None, wait_seconds: float | None = None) -> Pkcs11Config:
+        """A copy with other pool settings."""
+        return dataclasses.replace(
+            self,
+            pool_size=self.pool_size if size is None else size,
+            pool_wait_seconds=self.pool_wait_seconds if wait_seconds is None else wait_seconds,
+        )
+
+    def token_name(self) -> str:
+        """The token as named in messages: by label, else by serial."""
+        if self.token_label:
+            return f"token {self.token_label!r}"
+        return f"token with serial {self.token_serial!r}"
+
+
+@dataclass
+class TokenSession:
+    """A working session, the library generation it belongs to, and its object cache."""
+
+    session: Any
+    generation: int
+    pid: int
+    epoch: int
+    objects: dict[tuple[ObjectClass, bytes], Any] = field(default_factory=dict)
+
+    def find(self, object_class: ObjectClass, ck_id: bytes) -> Any:
+        """The object of this class and CKA_ID, cached (a lookup costs ~0.25-0.7 ms)."""
+        key = (object_class, ck_id)
+        found = self.objects.get(key)
+        if found is None:
+            found = self.session.get_key(object_class=object_class, id=ck_id)
+            self.objects[key] = found
+        return found
+
+    def confirm_token(self) -> None:
+        """Raise a PKCS#11 error unless the token still answers (C_GetTokenInfo).
+
+        An empty search result is also what SoftHSM gives when its token directory is
+        gone; callers confirm the token before believing "nothing there".
+        """
+        self.session.token.slot.get_token()
+
+
+class TokenLink:
+    """One backend's connection to its token (see the module docstring)."""
+
+    def __init__(self, config: Pkcs11Config, observer: Observer | None = None) -> None:
+        self.config = config
+        self.name = config.token_name()
+        self._observer = observer
+        self._cryptoki = cryptoki(config.module)
+        self._pool: SessionPool[TokenSession] = SessionPool(
+            config.pool_size, config.pool_wait_seconds
+        )
+        self._token: Any = None
+        self._login: Any = None
+        # -1: no connection yet; compared against the module's generation and os.getpid().
+        self._generation = -1
+        self._pid = -1
+        self._broken = True
+        self._closed = False
+        self._logins = 0
+        self._epoch = 0
+        self.mechanisms: frozenset[Mechanism] = frozenset()
+        lock_key = "\0".join(
+            (os.path.realpath(config.module), config.token_label or "", config.token_serial or "")
+        )
+        self._lock_stem = os.path.join(
+            config.lock_dir or tempfile.gettempdir(),
+            f"setpay-pkcs11-{hashlib.sha256(lock_key.encode()).hexdigest()[:16]}",
+        )
+        on_fork_in_child(self)
+        with self._cryptoki.lock:
+            self._ensure_connected()
+
+    def run(
+        self,
+        operation: Callable[[TokenSession], T],
+        action: str,
+        *,
+        retry: bool = True,
+        subject: str = "object",
+    ) -> T:
+        """Run ``operation`` on a valid session; recover and translate errors.
+
+        ``retry`` allows one more run after reconnecting (only for operations that are
+        safe to repeat); ``subject`` names what a "no such object" is about.
+        """
+        with self._pool.lease() as lease, self._cryptoki.lock:
+            attempts = 2 if retry else 1
+            for attempt in range(attempts):
+                self._ensure_connected()
+                session = self._session_for(lease)
+                try:
+                    return operation(session)
+                except p11.PKCS11Error as exc:
+                    fault = fault_of(exc)
+                    if fault is Fault.AMBIGUOUS:
+                        # Bad input or a vanished token? Ask the token.
+                        fault = Fault.INPUT if self._token_present() else Fault.TOKEN_LOST
+                    if fault in (Fault.TOKEN_LOST, Fault.LOGGED_OUT):
+                        lease.evict()
+                        self._broken = True
+                        if attempt + 1 < attempts:
+                            continue
+                    if isinstance(exc, p11.NoSuchKey) and fault is Fault.INPUT:
+                        raise KeyNotFound(f"{subject} is not on {self.name}") from exc
+                    error = translate(exc, fault, action, self.name)
+                    # A decapsulation failure carries no cause: which check failed is
+                    # what a padding oracle needs, and causes travel into logs.
+                    raise error from (None if isinstance(error, DecapsulationError) else exc)
+            raise TransientBackendError(f"{self.name} cannot {action} now")  # unreachable
+
+    @contextlib.contextmanager
+    def admin_lock(self) -> Iterator[None]:
+        """Exclusive across processes while key versions are claimed or destroyed."""
+        with exclusive_lock(f"{self._lock_stem}.keys.lock", LOCK_TIMEOUT_SECONDS):
+            yield
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever cached object handles may be stale."""
+        return self._epoch
+
+    def invalidate_objects(self) -> None:
+        """Drop every session's object cache (after objects were destroyed)."""
+        self._epoch += 1
+
+    def check_health(self) -> None:
+        """Raise ``TransientBackendError`` unless the token is there and we are logged in."""
+        with self._cryptoki.lock:
+            self._ensure_connected()
+            if not self._token_present():
+                self._broken = True
+                raise TransientBackendError(f"{self.name} is not present")
+
+    def close(self) -> None:
+        """Close every session (logging out); later calls raise ``PermanentBackendError``."""
+        with self._cryptoki.lock:
+            self._forget_sessions()
+            self._closed = True
+
+    def after_fork_in_child(self) -> None:
+        """The parent's sessions are not ours: forget them (the next call reconnects)."""
+        self._pool.after_fork_in_child()
+        self._login = None
+        self._token = None
+        self._broken = True
+
+    def _ensure_connected(self) -> None:
+        if self._closed:
+            raise PermanentBackendError(f"pkcs11 backend for {self.name} is closed")
+        if self._pid != os.getpid() or self._generation != self._cryptoki.generation:
+            self._broken = True
+        if self._broken:
+            self._connect()
+
+    def _connect(self) -> None:
+        op = "relogin" if self._logins else "login"
+        with (
+            observed(self._observer, op, ""),
+            exclusive_lock(f"{self._lock_stem}.login.lock", LOCK_TIMEOUT_SECONDS),
+        ):
+            # Restart the module only if nobody has since our last login: a restart
+            # kills every session in the process, including other backends'.
+            restart = self._logins > 0 and self._generation == self._cryptoki.generation
+            self._forget_sessions()
+            last: p11.PKCS11Error = p11.NoSuchToken()
+            for attempt in range(self.config.login_attempts):
+                if attempt:
+                    time.sleep(LOGIN_RETRY_PAUSE_SECONDS * attempt)
+                try:
+                    if restart or attempt:
+                        self._cryptoki.reinitialize()
+                    library = self._cryptoki.library()
+                    token = self._find_token(library)
+                    login = self._log_in(token)
+                    mechanisms = frozenset(token.slot.get_mechanisms())
+                except p11.PKCS11Error as exc:
+                    if fault_of(exc) is Fault.PIN:
+                        raise PermanentBackendError(
+                            f"{self.name}: login refused ({ckr_name(exc)}); "
+                            f"check the PIN from {self.config.pin_source.describe()}"
+                        ) from exc
+                    last = exc
+                    continue
+                self._token, self._login, self.mechanisms = token, login, mechanisms
+                self._generation, self._pid = self._cryptoki.generation, os.getpid()
+                self._broken = False
+                self._logins += 1
+                self._epoch += 1
+                return
+            if isinstance(last, p11.NoSuchToken):
+                if self._logins:
+                    raise TransientBackendError(f"{self.name} is not present") from last
+                raise PermanentBackendError(
+                    f"no {self.name} in PKCS#11 module {self.config.module}"
+                ) from last
+            raise translate(last, fault_of(last), "log in", self.name) from last
+
+    def _find_token(self, library: Any) -> Any:
+        serial = self.config.token_serial
+        return library.get_token(
+            token_label=self.config.token_label or None,
+            token_serial=serial.encode() if serial else None,
+        )
+
+    def _log_in(self, token: Any) -> Any:
+        pin = self.config.pin_source.read()
+        try:
+            return token.open(rw=True, user_pin=pin)
+        except p11.UserAlreadyLoggedIn:
+            # Login state is per process: another backend here already logged in.
+            return token.open(rw=True)
+
+    def _session_for(self, lease: Lease[TokenSession]) -> TokenSession:
+        """The lease's session if still valid (validated on borrow), else a new one."""
+        item, pid = lease.item, os.getpid()
+        if item is None or item.generation != self._generation or item.pid != pid:
+            item = TokenSession(self._token.open(rw=True), self._generation, pid, self._epoch)
+            lease.item = item
+            lease.evicted = False
+        if item.epoch != self._epoch:
+            item.objects.clear()
+            item.epoch = self._epoch
+        return item
+
+    def _token_present(self) -> bool:
+        if self._token is None:
+            return False
+        try:
+            self._token.slot.get_token()
+        except p11.PKCS11Error:
+            return False
+        return True
+
+    def _forget_sessions(self) -> None:
+        """Close our sessions if they are alive in this process; otherwise just drop them."""
+        idle = self._pool.drain()
+        alive = self._pid == os.getpid() and self._generation == self._cryptoki.generation
+        if alive:
+            # Close quietly: the sessions are being abandoned either way, and a token
+            # that is already gone cannot close them.
+            for item in idle:
+                with contextlib.suppress(p11.PKCS11Error):
+                    item.session.close()
+            if self._login is not None:
+                with contextlib.suppress(p11.PKCS11Error):
+                    self._login.close()
+        self._login = None
+        self._epoch += 1

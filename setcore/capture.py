@@ -1,0 +1,426 @@
+"""Capture messages: CapReq from the merchant, CapRes from the gateway (SET-PROTOCOL.md 7.1).
+
+    CapReq = EncB(M, P, CapReqData, CapTokenSeq)    one capture token per item, same order
+    CapRes = Enc(P, M, CapResData)                  sealed to RRTags.response_cert_thumb
+
+The gateway's opener runs, in order: the envelope, the merchant's signature and chain and
+the link to exactly the token sequence carried (``authorization.open_merchant_request``);
+the ids, date, merchant id and response key (``authorization.check_rr_tags``); then each
+item against its token (``open_item_tokens``): one token per item, sealed by this gateway,
+of this merchant, for the item's XID and authorization RRPID; the amount positive and in
+the token's currency. How much may be captured and whether a request was seen before is
+the ledger's decision, reported per item as a CapCode, never as an Error.
+
+The merchant's opener checks the gateway's signature and chain, that the answer names
+this merchant and the exact request sent (fix of SET-PROTOCOL.md 9.3.2), and that it
+answers every item, in order.
+
+The item/token pairing, the Enc openers and the small checks below are shared with
+``setcore.reversal`` and ``setcore.gateway_admin``.
+
+Errors are setcore's (``setcore.errors``): ``ProtocolError`` with, besides the codes of
+the containers and the PKI,
+
+    DECODING_FAILURE      no items; token count differs from item count; an empty token;
+                          a non-positive amount or one in another currency than the
+                          token's; an oversize batch id; a response with another item count
+    MESSAGE_TOO_BIG       more than MAX_ITEMS items
+    MERCHANT_MISMATCH     a token of another merchant; a response naming another merchant
+    UNKNOWN_XID           a token or response item for another transaction
+    UNKNOWN_RRPID         a token or response item for another authorization; a response
+                          to another request
+    WRAPPER_MSG_MISMATCH  the plaintext header or the envelope ids differ from the signed ones
+    DIGEST_MISMATCH       baggage that is not the signed one; a response to other bytes
+    MESSAGE_TOO_OLD/_NEW  a request date outside the freshness window
+
+and ``PeerError`` when the gateway answered with a SET Error.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from setcore.authorization import (
+    TokenKey,
+    check_amount,
+    check_names_us,
+    check_rr_tags,
+    open_cap_token,
+    open_merchant_request,
+    request_digest,
+)
+from setcore.credentials import Credentials
+from setcore.encoding import content_type_of, parse_strict
+from setcore.envelope import Recipient
+from setcore.error_message import open_error
+from setcore.errors import ErrorCode, fail
+from setcore.freshness import check_rrpid, new_id, now_ms
+from setcore.link import open_sealed_signed, seal_signed, seal_with_baggage
+from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY
+from setcore.pki.truststore import TrustStore
+from setcore.pki.verified import VerifiedCertificate
+from setcore.purchase import header
+from setcore.signers import signer
+from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, crypto_pb2
+
+CAP_REQ_CT = content_type_of(capture_pb2.CapReqData)
+CAP_RES_CT = content_type_of(capture_pb2.CapResData)
+CAP_TOKEN_SEQ_CT = content_type_of(capture_pb2.CapTokenSeq)
+CAPTURE_REQUEST_CT = content_type_of(capture_pb2.CaptureRequest)
+
+# Each item costs the gateway one decapsulation with its token-sealing key (a token call
+# on an HSM); 100 bounds the key work one request can ask for. A merchant with a larger
+# batch sends several requests.
+MAX_ITEMS = 100
+# Batch ids are chosen by merchant or gateway and stored by the ledger with every capture;
+# 64 characters hold any acquirer's batch reference and keep a peer from bloating rows.
+MAX_BATCH_ID_CHARS = 64
+
+ItemT = TypeVar("ItemT", capture_pb2.CapItem, capture_pb2.CapRevOrCredReqItem)
+
+
+# --- shared: ids, envelopes, tokens -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """Which authorization an item is about: its transaction and the AuthReq's RRPID."""
+
+    xid: bytes
+    auth_rrpid: bytes
+
+
+@dataclass(frozen=True)
+class ItemWithToken(Generic[ItemT]):
+    """A request item with the capture token the gateway opened for it."""
+
+    item: ItemT
+    token: authorization_pb2.CapTokenData
+
+
+def merchant_rr_tags(
+    credentials: Credentials, merchant_id: str, rrpid: bytes, *, response_key: bool = True
+) -> common_pb2.RRTags:
+    """RRTags of a merchant request, naming the merchant's key-exchange key for the answer."""
+    tags = common_pb2.RRTags(
+        rrpid=rrpid,
+        mer_term_ids=common_pb2.MerTermIDs(merchant_id=merchant_id),
+        date_unix_ms=now_ms(),
+    )
+    if response_key:
+        tags.response_cert_thumb = credentials.require_key_exchange()[1]
+    return tags
+
+
+def check_header(plain: common_pb2.Header, rrpid: bytes, xid: bytes = b"") -> None:
+    """The plaintext header is only a hint: where it names ids, they must be the signed ones."""
+    if (plain.rrpid and plain.rrpid != rrpid) or (plain.xid and plain.xid != xid):
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header ids differ from signed ones")
+
+
+def check_envelope_xid(sealed: crypto_pb2.Sealed, xid: bytes) -> None:
+    """The XID an envelope is bound to must be the signed one (none for item sequences)."""
+    if sealed.xid != xid:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope XID differs")
+
+
+def check_batch_id(batch_id: str) -> None:
+    """Refuse a batch id longer than MAX_BATCH_ID_CHARS."""
+    if len(batch_id) > MAX_BATCH_ID_CHARS:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "batch id too long")
+
+
+def check_token_is_for(token: authorization_pb2.CapTokenData, ref: ItemRef) -> None:
+    """A capture token must be the one issued for this transaction and authorization."""
+    if not hmac.compare_digest(token.xid, ref.xid):
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "capture token of another transaction")
+    if not hmac.compare_digest(token.auth_rrpid, ref.auth_rrpid):
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_RRPID, "capture token of another authorization")
+
+
+def check_item_amount(
+    amount: common_pb2.CurrencyAmount, token: authorization_pb2.CapTokenData
+) -> None:
+    """An item's amount is positive and in the currency the authorization was made in."""
+    check_amount(amount)
+    if amount.currency != token.auth_amt.currency:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "currency differs from the token's")
+
+
+def open_item_tokens(
+    token_key: TokenKey,
+    baggage: bytes,
+    items: Sequence[ItemT],
+    merchant: VerifiedCertificate,
+) -> tuple[ItemWithToken[ItemT], ...]:
+    """Open the CapTokenSeq baggage and pair each token with its item, checking each pair."""
+    if not items:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "request has no items")
+    if len(items) > MAX_ITEMS:
+        raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG, f"more than {MAX_ITEMS} items")
+    tokens = parse_strict(capture_pb2.CapTokenSeq, baggage).cap_tokens
+    if len(tokens) != len(items):
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "one capture token per item expected")
+    paired = []
+    for item, token in zip(items, tokens, strict=True):
+        data = open_cap_token(token_key, token, merchant=merchant)
+        check_token_is_for(data, ItemRef(item.trans_ids.xid, item.auth_rrpid))
+        paired.append(ItemWithToken(item, data))
+    return tuple(paired)
+
+
+def check_items_answered(sent: Sequence[ItemRef], answered: Sequence[ItemRef]) -> None:
+    """A response answers every item of the request, in the request's order."""
+    if len(sent) != len(answered):
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "response item count differs")
+    for mine, theirs in zip(sent, answered, strict=True):
+        if not hmac.compare_digest(mine.xid, theirs.xid):
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "response item for another transaction")
+        if not hmac.compare_digest(mine.auth_rrpid, theirs.auth_rrpid):
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_RRPID, "response item for another auth")
+
+
+def check_one_per_item(results: int, items: int) -> None:
+    """A gateway answers each item exactly once (a caller bug otherwise, not a peer's)."""
+    if results != items:
+        raise ValueError(f"{results} results for {items} items")
+
+
+def peek_sealed_rrpid(request_bytes: bytes) -> bytes:
+    """The RRPID an Enc request claims in clear (for idempotency lookups before opening).
+
+    Unauthenticated, like ``authorization.peek_rrpid``: it only selects a stored response,
+    which is returned only for the same request bytes.
+    """
+    return parse_strict(crypto_pb2.Sealed, request_bytes, own_content_type=False).rrpid
+
+
+def open_merchant_sealed(
+    credentials: Credentials, trust: TrustStore, sealed_bytes: bytes, content_type: str
+) -> tuple[bytes, VerifiedCertificate, crypto_pb2.Sealed, crypto_pb2.CertBundle]:
+    """Open an Enc request from a merchant: its signed t, the merchant, the envelope, bundle."""
+    sealed = parse_strict(crypto_pb2.Sealed, sealed_bytes, own_content_type=False)
+    kex_key, my_thumb = credentials.require_key_exchange()
+    verified, _ = open_sealed_signed(
+        sealed, credentials.backend, kex_key, my_thumb, content_type, signer(trust, MERCHANT)
+    )
+    return verified.tbs, verified.signer, sealed, verified.signed.bundle
+
+
+def seal_to_merchant(
+    credentials: Credentials,
+    content_type: str,
+    tbs: bytes,
+    merchant_kex: Recipient,
+    *,
+    rrpid: bytes,
+    xid: bytes = b"",
+) -> bytes:
+    """Enc(P, M, t): the gateway signs ``tbs`` and seals it to the merchant's key."""
+    sealed = seal_signed(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        content_type, tbs, merchant_kex, xid=xid, rrpid=rrpid, bundle=credentials.bundle(),
+    )  # fmt: skip
+    return sealed.SerializeToString()
+
+
+def open_gateway_sealed(
+    credentials: Credentials,
+    trust: TrustStore,
+    sealed_bytes: bytes,
+    content_type: str,
+    *,
+    rrpid: bytes,
+    xid: bytes = b"",
+) -> tuple[bytes, VerifiedCertificate]:
+    """Open an Enc response from the gateway: its signed t and the gateway."""
+    sealed = parse_strict(crypto_pb2.Sealed, sealed_bytes, own_content_type=False)
+    kex_key, my_thumb = credentials.require_key_exchange()
+    verified, _ = open_sealed_signed(
+        sealed, credentials.backend, kex_key, my_thumb, content_type,
+        signer(trust, PAYMENT_GATEWAY), xid=xid, rrpid=rrpid,
+    )  # fmt: skip
+    return verified.tbs, verified.signer
+
+
+# --- merchant side: CapReq ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureItem:
+    """One authorization to capture, as the merchant holds it after AuthRes."""
+
+    trans_ids: common_pb2.TransIDs
+    auth_rrpid: bytes
+    cap_token: bytes
+    amount: common_pb2.CurrencyAmount
+    sale_detail: authorization_pb2.SaleDetail | None = None
+
+    def __repr__(self) -> str:
+        return f"CaptureItem(xid={self.trans_ids.xid.hex()[:16]}..., {self.amount.amount})"
+
+
+@dataclass(frozen=True)
+class CaptureState:
+    """What the merchant remembers to check the CapRes against."""
+
+    rrpid: bytes
+    request_digest: bytes
+    items: tuple[ItemRef, ...]
+
+
+def build_capture_request(
+    credentials: Credentials,
+    gateway: Recipient,
+    items: Sequence[CaptureItem],
+    merchant_id: str,
+    *,
+    cap_date_unix_ms: int | None = None,
+    rrpid: bytes | None = None,
+) -> tuple[capture_pb2.CaptureRequest, CaptureState]:
+    """CapReq: the merchant's signed capture items, sealed to the gateway, tokens as baggage."""
+    rrpid = rrpid or new_id()
+    cap_date = now_ms() if cap_date_unix_ms is None else cap_date_unix_ms
+    data = capture_pb2.CapReqData(
+        content_type=CAP_REQ_CT, cap_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid)
+    )
+    for item in items:
+        payload = capture_pb2.CapPayload(cap_date_unix_ms=cap_date, cap_req_amt=item.amount)
+        if item.sale_detail is not None:
+            payload.sale_detail.CopyFrom(item.sale_detail)
+        data.cap_items.add(
+            trans_ids=item.trans_ids, auth_rrpid=item.auth_rrpid, cap_payload=payload
+        )
+    tokens = capture_pb2.CapTokenSeq(cap_tokens=[item.cap_token for item in items])
+    envelope = seal_with_baggage(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        CAP_REQ_CT, data.SerializeToString(), CAP_TOKEN_SEQ_CT, tokens.SerializeToString(),
+        gateway, rrpid=rrpid, bundle=credentials.bundle(),
+    ).SerializeToString()  # fmt: skip
+    request = capture_pb2.CaptureRequest(header=header(rrpid=rrpid), cap_req=envelope)
+    refs = tuple(ItemRef(item.trans_ids.xid, item.auth_rrpid) for item in items)
+    return request, CaptureState(rrpid, request_digest(CAPTURE_REQUEST_CT, envelope), refs)
+
+
+# --- gateway side: CapReq and CapRes ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedCaptureRequest:
+    """A CapReq whose envelope, merchant, ids and capture tokens have been verified."""
+
+    data: capture_pb2.CapReqData
+    merchant: VerifiedCertificate
+    merchant_id: str
+    merchant_kex: Recipient
+    request_digest: bytes
+    items: tuple[ItemWithToken[capture_pb2.CapItem], ...]
+
+    @property
+    def rrpid(self) -> bytes:
+        """The RRPID of this request: the idempotency key."""
+        return self.data.cap_rr_tags.rrpid
+
+
+def open_capture_request(
+    request: capture_pb2.CaptureRequest,
+    credentials: Credentials,
+    trust: TrustStore,
+    token_key: TokenKey,
+    *,
+    at: datetime | None = None,
+    now: int | None = None,
+) -> VerifiedCaptureRequest:
+    """Verify a CapReq: envelope, merchant, RRTags, then every item against its token."""
+    t1, merchant, envelope, bundle = open_merchant_request(
+        credentials, trust, request.cap_req, CAP_REQ_CT, CAP_TOKEN_SEQ_CT, at=at
+    )
+    data = parse_strict(capture_pb2.CapReqData, t1)
+    tags = data.cap_rr_tags
+    check_envelope_xid(envelope.sealed, b"")
+    merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
+    check_header(request.header, tags.rrpid)
+    items = open_item_tokens(token_key, envelope.baggage, data.cap_items, merchant)
+    for paired in items:
+        payload = paired.item.cap_payload
+        check_item_amount(payload.cap_req_amt, paired.token)
+        check_batch_id(payload.sale_detail.batch_id)
+    return VerifiedCaptureRequest(
+        data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
+        request_digest=request_digest(CAPTURE_REQUEST_CT, request.cap_req), items=items,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CaptureDecision:
+    """The gateway's result for one capture item, as the ledger decided it."""
+
+    cap_code: int
+    cap_amt: common_pb2.CurrencyAmount
+    batch_id: str = ""
+    batch_sequence_num: int = 0
+
+
+def build_capture_response(
+    credentials: Credentials,
+    request: VerifiedCaptureRequest,
+    decisions: Sequence[CaptureDecision],
+) -> bytes:
+    """CapRes bytes: one result per item, naming merchant and request, sealed to the merchant."""
+    check_one_per_item(len(decisions), len(request.items))
+    data = capture_pb2.CapResData(
+        content_type=CAP_RES_CT, cap_rr_tags=request.data.cap_rr_tags,
+        merchant_cert_thumb=request.merchant.thumbprint, request_digest=request.request_digest,
+    )  # fmt: skip
+    for paired, decision in zip(request.items, decisions, strict=True):
+        data.cap_res_items.add(
+            trans_ids=paired.item.trans_ids,
+            auth_rrpid=paired.item.auth_rrpid,
+            cap_res_payload=authorization_pb2.CapResPayload(
+                cap_code=decision.cap_code, cap_amt=decision.cap_amt,
+                batch_id=decision.batch_id, batch_sequence_num=decision.batch_sequence_num,
+            ),
+        )  # fmt: skip
+    return seal_to_merchant(
+        credentials, CAP_RES_CT, data.SerializeToString(), request.merchant_kex, rrpid=request.rrpid
+    )
+
+
+# --- merchant side: CapRes ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    """A verified CapRes: the gateway's signed result for each item, in request order."""
+
+    data: capture_pb2.CapResData
+    gateway: VerifiedCertificate
+
+    @property
+    def items(self) -> Sequence[capture_pb2.CapResItem]:
+        """The per-item results."""
+        return self.data.cap_res_items
+
+
+def open_capture_response(
+    response: capture_pb2.CaptureResponse,
+    credentials: Credentials,
+    state: CaptureState,
+    trust: TrustStore,
+) -> CaptureResult:
+    """Verify CapRes: gateway signature and chain, our RRPID, our name, our request, our items."""
+    if response.WhichOneof("result") == "error":
+        raise open_error(response.error, trust, PAYMENT_GATEWAY)
+    t1, gateway = open_gateway_sealed(
+        credentials, trust, response.cap_res, CAP_RES_CT, rrpid=state.rrpid
+    )
+    data = parse_strict(capture_pb2.CapResData, t1)
+    check_rrpid(state.rrpid, data.cap_rr_tags.rrpid)
+    check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
+    answered = [ItemRef(item.trans_ids.xid, item.auth_rrpid) for item in data.cap_res_items]
+    check_items_answered(state.items, answered)
+    return CaptureResult(data, gateway)

@@ -1,0 +1,615 @@
+"""Reversals and refunds: authorization reversal, capture reversal, credit, credit reversal.
+
+    AuthRevReq = EncB(M, P, AuthRevReqData, the capture token)           SET-PROTOCOL.md 6.5
+    AuthRevRes = EncB(P, M, AuthRevResData, AuthRevResBaggage{cap_token_new})
+    CapRevReq | CredReq | CredRevReq = EncB(M, P, CapRevOrCredReqData, CapTokenSeq)   7.2
+    CapRevRes | CredRes | CredRevRes = Enc(P, M, CapRevOrCredResData)
+
+The three requests of 7.2 share one signed structure and one content type; ``kind``,
+inside the signed bytes, says which it is. Each RPC's opener accepts only its own kind,
+so a credit the merchant signed cannot be presented as a capture reversal, and the
+merchant accepts only a response of the kind it asked for.
+
+Gateway openers check what ``setcore.capture`` checks for a CapReq (envelope, merchant,
+RRTags, one token per item of this merchant and this authorization, amount in the
+token's currency); an authorization reversal carries one token, and its new amount may
+be zero (a full reversal). Whether the amounts are possible and whether the request was
+seen before is the ledger's decision, answered with AuthRevCode / CapRevOrCredCode.
+
+Errors are setcore's, as listed in ``setcore.capture``, plus WRAPPER_MSG_MISMATCH for a
+request or response of another kind than the RPC's, and DECODING_FAILURE for a negative
+new amount, or a credit reversal item that does not name the credit it undoes (or
+another item that names one).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from setcore.authorization import (
+    CAP_TOKEN_CT,
+    TokenKey,
+    check_names_us,
+    check_rr_tags,
+    open_cap_token,
+    open_gateway_response,
+    open_merchant_request,
+    request_digest,
+    seal_cap_token,
+)
+from setcore.capture import (
+    CAP_TOKEN_SEQ_CT,
+    ItemRef,
+    ItemWithToken,
+    check_batch_id,
+    check_envelope_xid,
+    check_header,
+    check_item_amount,
+    check_items_answered,
+    check_one_per_item,
+    check_token_is_for,
+    merchant_rr_tags,
+    open_gateway_sealed,
+    open_item_tokens,
+    seal_to_merchant,
+)
+from setcore.credentials import Credentials
+from setcore.encoding import content_type_of, parse_strict
+from setcore.envelope import Recipient
+from setcore.error_message import open_error
+from setcore.errors import ErrorCode, fail
+from setcore.freshness import check_id, check_rrpid, new_id, now_ms
+from setcore.link import seal_with_baggage
+from setcore.pki.roles import PAYMENT_GATEWAY
+from setcore.pki.truststore import TrustStore
+from setcore.pki.verified import VerifiedCertificate
+from setcore.purchase import header
+from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, error_pb2
+
+AUTH_REV_REQ_CT = content_type_of(authorization_pb2.AuthRevReqData)
+AUTH_REV_RES_CT = content_type_of(authorization_pb2.AuthRevResData)
+AUTH_REV_RES_BAGGAGE_CT = content_type_of(authorization_pb2.AuthRevResBaggage)
+AUTH_REVERSAL_REQUEST_CT = content_type_of(authorization_pb2.AuthReversalRequest)
+CAP_REV_OR_CRED_REQ_CT = content_type_of(capture_pb2.CapRevOrCredReqData)
+CAP_REV_OR_CRED_RES_CT = content_type_of(capture_pb2.CapRevOrCredResData)
+CAPTURE_REVERSAL_REQUEST_CT = content_type_of(capture_pb2.CaptureReversalRequest)
+CREDIT_REQUEST_CT = content_type_of(capture_pb2.CreditRequest)
+CREDIT_REVERSAL_REQUEST_CT = content_type_of(capture_pb2.CreditReversalRequest)
+
+CAPTURE_REVERSAL = capture_pb2.CAP_REV_OR_CRED_KIND_CAPTURE_REVERSAL
+CREDIT = capture_pb2.CAP_REV_OR_CRED_KIND_CREDIT
+CREDIT_REVERSAL = capture_pb2.CAP_REV_OR_CRED_KIND_CREDIT_REVERSAL
+
+
+# --- merchant side: AuthRevReq -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthRevRequestState:
+    """What the merchant remembers to check the AuthRevRes against."""
+
+    rrpid: bytes
+    xid: bytes
+    request_digest: bytes
+
+
+def build_auth_reversal_request(
+    credentials: Credentials,
+    gateway: Recipient,
+    trans_ids: common_pb2.TransIDs,
+    auth_rrpid: bytes,
+    cap_token: bytes,
+    auth_new_amt: common_pb2.CurrencyAmount,
+    merchant_id: str,
+    *,
+    rrpid: bytes | None = None,
+) -> tuple[authorization_pb2.AuthReversalRequest, AuthRevRequestState]:
+    """AuthRevReq: the amount that stays authorized (0: all of it is released), token as baggage."""
+    rrpid = rrpid or new_id()
+    data = authorization_pb2.AuthRevReqData(
+        content_type=AUTH_REV_REQ_CT,
+        auth_rev_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid),
+        trans_ids=trans_ids, auth_rrpid=auth_rrpid, auth_new_amt=auth_new_amt,
+    ).SerializeToString()  # fmt: skip
+    envelope = seal_with_baggage(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        AUTH_REV_REQ_CT, data, CAP_TOKEN_CT, cap_token, gateway,
+        xid=trans_ids.xid, rrpid=rrpid, bundle=credentials.bundle(),
+    ).SerializeToString()  # fmt: skip
+    request = authorization_pb2.AuthReversalRequest(
+        header=header(rrpid=rrpid, xid=trans_ids.xid, lid_m=trans_ids.lid_m),
+        auth_rev_req=envelope,
+    )
+    digest = request_digest(AUTH_REVERSAL_REQUEST_CT, envelope)
+    return request, AuthRevRequestState(rrpid, trans_ids.xid, digest)
+
+
+# --- gateway side: AuthRevReq and AuthRevRes ---------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedAuthRevRequest:
+    """An AuthRevReq whose envelope, merchant, ids and capture token have been verified."""
+
+    data: authorization_pb2.AuthRevReqData
+    merchant: VerifiedCertificate
+    merchant_id: str
+    merchant_kex: Recipient
+    request_digest: bytes
+    cap_token: authorization_pb2.CapTokenData
+
+    @property
+    def rrpid(self) -> bytes:
+        """The RRPID of this request: the idempotency key."""
+        return self.data.auth_rev_rr_tags.rrpid
+
+    @property
+    def xid(self) -> bytes:
+        """The transaction whose authorization is reversed."""
+        return self.data.trans_ids.xid
+
+
+def _check_new_amount(
+    amount: common_pb2.CurrencyAmount, token: authorization_pb2.CapTokenData
+) -> None:
+    # Zero is a full reversal; anything above the authorized amount is the ledger's
+    # AUTH_REV_CODE_INVALID_AMOUNT, a business answer.
+    if amount.amount < 0 or not 0 < amount.currency < 1000:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "new amount must be >= 0, ISO 4217")
+    if amount.currency != token.auth_amt.currency:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "currency differs from the token's")
+
+
+def open_auth_reversal_request(
+    request: authorization_pb2.AuthReversalRequest,
+    credentials: Credentials,
+    trust: TrustStore,
+    token_key: TokenKey,
+    *,
+    at: datetime | None = None,
+    now: int | None = None,
+) -> VerifiedAuthRevRequest:
+    """Verify an AuthRevReq: envelope, merchant, RRTags, and the token of this authorization."""
+    t1, merchant, envelope, bundle = open_merchant_request(
+        credentials, trust, request.auth_rev_req, AUTH_REV_REQ_CT, CAP_TOKEN_CT, at=at
+    )
+    data = parse_strict(authorization_pb2.AuthRevReqData, t1)
+    tags = data.auth_rev_rr_tags
+    check_id(data.trans_ids.xid, "XID")
+    check_envelope_xid(envelope.sealed, data.trans_ids.xid)
+    merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
+    check_header(request.header, tags.rrpid, data.trans_ids.xid)
+    token = open_cap_token(token_key, envelope.baggage, merchant=merchant)
+    check_token_is_for(token, ItemRef(data.trans_ids.xid, data.auth_rrpid))
+    _check_new_amount(data.auth_new_amt, token)
+    return VerifiedAuthRevRequest(
+        data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
+        request_digest=request_digest(AUTH_REVERSAL_REQUEST_CT, request.auth_rev_req),
+        cap_token=token,
+    )  # fmt: skip
+
+
+def reissue_cap_token(
+    token_key: TokenKey, request: VerifiedAuthRevRequest, *, hold_id: str | None = None
+) -> bytes:
+    """A new capture token for the amount that stays authorized after a partial reversal."""
+    data = authorization_pb2.CapTokenData()
+    data.CopyFrom(request.cap_token)
+    data.auth_amt.CopyFrom(request.data.auth_new_amt)
+    data.issued_unix_ms = request.data.auth_rev_rr_tags.date_unix_ms
+    if hold_id is not None:
+        data.hold_id = hold_id
+    return seal_cap_token(token_key, data)
+
+
+@dataclass(frozen=True)
+class AuthRevDecision:
+    """The gateway's answer to put in AuthRevRes, as the ledger decided it."""
+
+    auth_rev_code: int
+    auth_new_amt: common_pb2.CurrencyAmount
+    cap_token_new: bytes = b""
+
+
+def build_auth_reversal_response(
+    credentials: Credentials, request: VerifiedAuthRevRequest, decision: AuthRevDecision
+) -> bytes:
+    """AuthRevRes bytes: signed, naming merchant and request, new token as baggage."""
+    data = authorization_pb2.AuthRevResData(
+        content_type=AUTH_REV_RES_CT, auth_rev_rr_tags=request.data.auth_rev_rr_tags,
+        trans_ids=request.data.trans_ids, merchant_cert_thumb=request.merchant.thumbprint,
+        request_digest=request.request_digest,
+        auth_rev_code=decision.auth_rev_code,  # type: ignore[arg-type]
+        auth_new_amt=decision.auth_new_amt, pe_thumb=credentials.key_exchange_thumb or b"",
+    ).SerializeToString()  # fmt: skip
+    baggage = authorization_pb2.AuthRevResBaggage(cap_token_new=decision.cap_token_new)
+    envelope = seal_with_baggage(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        AUTH_REV_RES_CT, data, AUTH_REV_RES_BAGGAGE_CT, baggage.SerializeToString(),
+        request.merchant_kex, xid=request.xid, rrpid=request.rrpid, bundle=credentials.bundle(),
+    )  # fmt: skip
+    return envelope.SerializeToString()
+
+
+# --- merchant side: AuthRevRes ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthRevResult:
+    """A verified AuthRevRes: the gateway's signed answer and the new capture token."""
+
+    data: authorization_pb2.AuthRevResData
+    baggage: authorization_pb2.AuthRevResBaggage
+    gateway: VerifiedCertificate
+
+    @property
+    def auth_rev_code(self) -> int:
+        """The AuthRevCode of the answer."""
+        return self.data.auth_rev_code
+
+
+def open_auth_reversal_response(
+    response: authorization_pb2.AuthReversalResponse,
+    credentials: Credentials,
+    state: AuthRevRequestState,
+    trust: TrustStore,
+) -> AuthRevResult:
+    """Verify AuthRevRes: gateway signature and chain, our RRPID, our name, our request."""
+    if response.WhichOneof("result") == "error":
+        raise open_error(response.error, trust, PAYMENT_GATEWAY)
+    t1, envelope, gateway = open_gateway_response(
+        credentials, trust, response.auth_rev_res, AUTH_REV_RES_CT, AUTH_REV_RES_BAGGAGE_CT,
+        xid=state.xid, rrpid=state.rrpid,
+    )  # fmt: skip
+    data = parse_strict(authorization_pb2.AuthRevResData, t1)
+    check_rrpid(state.rrpid, data.auth_rev_rr_tags.rrpid)
+    check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
+    if not hmac.compare_digest(data.trans_ids.xid, state.xid):
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "AuthRevRes is for another transaction")
+    baggage = parse_strict(authorization_pb2.AuthRevResBaggage, envelope.baggage)
+    return AuthRevResult(data, baggage, gateway)
+
+
+# --- merchant side: CapRevReq, CredReq, CredRevReq ----------------------------------
+
+
+@dataclass(frozen=True)
+class CapRevOrCredItem:
+    """One capture to reverse or refund, or one credit to reverse, as the merchant holds it.
+
+    ``original_rrpid`` names the credit request a credit reversal undoes (only then).
+    """
+
+    trans_ids: common_pb2.TransIDs
+    auth_rrpid: bytes
+    cap_token: bytes
+    amount: common_pb2.CurrencyAmount
+    new_batch_id: str = ""
+    original_rrpid: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"CapRevOrCredItem(xid={self.trans_ids.xid.hex()[:16]}..., {self.amount.amount})"
+
+
+@dataclass(frozen=True)
+class CapRevOrCredState:
+    """What the merchant remembers to check the response against."""
+
+    kind: int
+    rrpid: bytes
+    request_digest: bytes
+    items: tuple[ItemRef, ...]
+
+
+def _build_cap_rev_or_cred(
+    credentials: Credentials,
+    gateway: Recipient,
+    kind: int,
+    wire_type: str,
+    items: Sequence[CapRevOrCredItem],
+    merchant_id: str,
+    rrpid: bytes | None,
+) -> tuple[bytes, CapRevOrCredState]:
+    rrpid = rrpid or new_id()
+    data = capture_pb2.CapRevOrCredReqData(
+        content_type=CAP_REV_OR_CRED_REQ_CT,
+        kind=kind,  # type: ignore[arg-type]
+        rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid),
+    )
+    date = now_ms()
+    for item in items:
+        data.items.add(
+            trans_ids=item.trans_ids, auth_rrpid=item.auth_rrpid, amount=item.amount,
+            new_batch_id=item.new_batch_id, req_date_unix_ms=date,
+            original_rrpid=item.original_rrpid,
+        )  # fmt: skip
+    tokens = capture_pb2.CapTokenSeq(cap_tokens=[item.cap_token for item in items])
+    envelope = seal_with_baggage(
+        credentials.backend, credentials.signature_key, credentials.signature_thumb,
+        CAP_REV_OR_CRED_REQ_CT, data.SerializeToString(), CAP_TOKEN_SEQ_CT,
+        tokens.SerializeToString(), gateway, rrpid=rrpid, bundle=credentials.bundle(),
+    ).SerializeToString()  # fmt: skip
+    refs = tuple(ItemRef(item.trans_ids.xid, item.auth_rrpid) for item in items)
+    return envelope, CapRevOrCredState(kind, rrpid, request_digest(wire_type, envelope), refs)
+
+
+def build_capture_reversal_request(
+    credentials: Credentials,
+    gateway: Recipient,
+    items: Sequence[CapRevOrCredItem],
+    merchant_id: str,
+    *,
+    rrpid: bytes | None = None,
+) -> tuple[capture_pb2.CaptureReversalRequest, CapRevOrCredState]:
+    """CapRevReq: undo captures (amount: how much of each capture to undo)."""
+    envelope, state = _build_cap_rev_or_cred(
+        credentials, gateway, CAPTURE_REVERSAL, CAPTURE_REVERSAL_REQUEST_CT, items, merchant_id,
+        rrpid,
+    )  # fmt: skip
+    request = capture_pb2.CaptureReversalRequest(
+        header=header(rrpid=state.rrpid), cap_rev_req=envelope
+    )
+    return request, state
+
+
+def build_credit_request(
+    credentials: Credentials,
+    gateway: Recipient,
+    items: Sequence[CapRevOrCredItem],
+    merchant_id: str,
+    *,
+    rrpid: bytes | None = None,
+) -> tuple[capture_pb2.CreditRequest, CapRevOrCredState]:
+    """CredReq: refund captured amounts (amount: the refund of each item)."""
+    envelope, state = _build_cap_rev_or_cred(
+        credentials, gateway, CREDIT, CREDIT_REQUEST_CT, items, merchant_id, rrpid
+    )
+    return capture_pb2.CreditRequest(header=header(rrpid=state.rrpid), cred_req=envelope), state
+
+
+def build_credit_reversal_request(
+    credentials: Credentials,
+    gateway: Recipient,
+    items: Sequence[CapRevOrCredItem],
+    merchant_id: str,
+    *,
+    rrpid: bytes | None = None,
+) -> tuple[capture_pb2.CreditReversalRequest, CapRevOrCredState]:
+    """CredRevReq: undo credits (each item names the credit request by ``original_rrpid``)."""
+    envelope, state = _build_cap_rev_or_cred(
+        credentials, gateway, CREDIT_REVERSAL, CREDIT_REVERSAL_REQUEST_CT, items, merchant_id,
+        rrpid,
+    )  # fmt: skip
+    request = capture_pb2.CreditReversalRequest(
+        header=header(rrpid=state.rrpid), cred_rev_req=envelope
+    )
+    return request, state
+
+
+# --- gateway side: CapRevReq, CredReq, CredRevReq and their responses ---------------
+
+
+@dataclass(frozen=True)
+class VerifiedCapRevOrCredRequest:
+    """A capture reversal, credit or credit reversal request, verified item by item."""
+
+    data: capture_pb2.CapRevOrCredReqData
+    merchant: VerifiedCertificate
+    merchant_id: str
+    merchant_kex: Recipient
+    request_digest: bytes
+    items: tuple[ItemWithToken[capture_pb2.CapRevOrCredReqItem], ...]
+
+    @property
+    def rrpid(self) -> bytes:
+        """The RRPID of this request: the idempotency key."""
+        return self.data.rr_tags.rrpid
+
+    @property
+    def kind(self) -> int:
+        """CapRevOrCredKind: capture reversal, credit or credit reversal."""
+        return self.data.kind
+
+
+def _check_original(item: capture_pb2.CapRevOrCredReqItem, kind: int) -> None:
+    if kind == CREDIT_REVERSAL:
+        check_id(item.original_rrpid, "credit RRPID")
+    elif item.original_rrpid:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "only a credit reversal names a credit")
+
+
+def _open_cap_rev_or_cred(
+    envelope_bytes: bytes,
+    plain: common_pb2.Header,
+    kind: int,
+    wire_type: str,
+    credentials: Credentials,
+    trust: TrustStore,
+    token_key: TokenKey,
+    at: datetime | None,
+    now: int | None,
+) -> VerifiedCapRevOrCredRequest:
+    t1, merchant, envelope, bundle = open_merchant_request(
+        credentials, trust, envelope_bytes, CAP_REV_OR_CRED_REQ_CT, CAP_TOKEN_SEQ_CT, at=at
+    )
+    data = parse_strict(capture_pb2.CapRevOrCredReqData, t1)
+    if data.kind != kind:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "request of another kind")
+    check_envelope_xid(envelope.sealed, b"")
+    merchant_id, kex = check_rr_tags(
+        data.rr_tags, envelope, merchant, bundle, trust, at=at, now=now
+    )
+    check_header(plain, data.rr_tags.rrpid)
+    items = open_item_tokens(token_key, envelope.baggage, data.items, merchant)
+    for paired in items:
+        check_item_amount(paired.item.amount, paired.token)
+        check_batch_id(paired.item.new_batch_id)
+        _check_original(paired.item, kind)
+    return VerifiedCapRevOrCredRequest(
+        data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
+        request_digest=request_digest(wire_type, envelope_bytes), items=items,
+    )  # fmt: skip
+
+
+def open_capture_reversal_request(
+    request: capture_pb2.CaptureReversalRequest,
+    credentials: Credentials,
+    trust: TrustStore,
+    token_key: TokenKey,
+    *,
+    at: datetime | None = None,
+    now: int | None = None,
+) -> VerifiedCapRevOrCredRequest:
+    """Verify a CapRevReq: as a CapReq, and the signed kind must be a capture reversal."""
+    return _open_cap_rev_or_cred(
+        request.cap_rev_req, request.header, CAPTURE_REVERSAL, CAPTURE_REVERSAL_REQUEST_CT,
+        credentials, trust, token_key, at, now,
+    )  # fmt: skip
+
+
+def open_credit_request(
+    request: capture_pb2.CreditRequest,
+    credentials: Credentials,
+    trust: TrustStore,
+    token_key: TokenKey,
+    *,
+    at: datetime | None = None,
+    now: int | None = None,
+) -> VerifiedCapRevOrCredRequest:
+    """Verify a CredReq: as a CapReq, and the signed kind must be a credit."""
+    return _open_cap_rev_or_cred(
+        request.cred_req, request.header, CREDIT, CREDIT_REQUEST_CT,
+        credentials, trust, token_key, at, now,
+    )  # fmt: skip
+
+
+def open_credit_reversal_request(
+    request: capture_pb2.CreditReversalRequest,
+    credentials: Credentials,
+    trust: TrustStore,
+    token_key: TokenKey,
+    *,
+    at: datetime | None = None,
+    now: int | None = None,
+) -> VerifiedCapRevOrCredRequest:
+    """Verify a CredRevReq: as a CapReq, the signed kind a credit reversal, credits named."""
+    return _open_cap_rev_or_cred(
+        request.cred_rev_req, request.header, CREDIT_REVERSAL, CREDIT_REVERSAL_REQUEST_CT,
+        credentials, trust, token_key, at, now,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CapRevOrCredDecision:
+    """The gateway's result for one item, as the ledger decided it."""
+
+    code: int
+    actual_amt: common_pb2.CurrencyAmount
+    batch_id: str = ""
+
+
+def build_cap_rev_or_cred_response(
+    credentials: Credentials,
+    request: VerifiedCapRevOrCredRequest,
+    decisions: Sequence[CapRevOrCredDecision],
+) -> bytes:
+    """CapRevRes / CredRes / CredRevRes bytes (the request's kind), sealed to the merchant."""
+    check_one_per_item(len(decisions), len(request.items))
+    data = capture_pb2.CapRevOrCredResData(
+        content_type=CAP_REV_OR_CRED_RES_CT,
+        kind=request.kind,  # type: ignore[arg-type]
+        rr_tags=request.data.rr_tags, merchant_cert_thumb=request.merchant.thumbprint,
+        request_digest=request.request_digest,
+    )  # fmt: skip
+    for paired, decision in zip(request.items, decisions, strict=True):
+        data.items.add(
+            trans_ids=paired.item.trans_ids, auth_rrpid=paired.item.auth_rrpid,
+            code=decision.code,
+            actual_amt=decision.actual_amt, batch_id=decision.batch_id,
+        )  # fmt: skip
+    return seal_to_merchant(
+        credentials, CAP_REV_OR_CRED_RES_CT, data.SerializeToString(), request.merchant_kex,
+        rrpid=request.rrpid,
+    )  # fmt: skip
+
+
+# --- merchant side: the responses ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapRevOrCredResult:
+    """A verified CapRevRes, CredRes or CredRevRes: the gateway's result for each item."""
+
+    data: capture_pb2.CapRevOrCredResData
+    gateway: VerifiedCertificate
+
+    @property
+    def items(self) -> Sequence[capture_pb2.CapRevOrCredResItem]:
+        """The per-item results, in request order."""
+        return self.data.items
+
+
+def _open_cap_rev_or_cred_response(
+    kind: int,
+    error: error_pb2.SetError | None,
+    sealed_bytes: bytes,
+    credentials: Credentials,
+    state: CapRevOrCredState,
+    trust: TrustStore,
+) -> CapRevOrCredResult:
+    if state.kind != kind:
+        raise ValueError("this state belongs to a request of another kind")
+    if error is not None:
+        raise open_error(error, trust, PAYMENT_GATEWAY)
+    t1, gateway = open_gateway_sealed(
+        credentials, trust, sealed_bytes, CAP_REV_OR_CRED_RES_CT, rrpid=state.rrpid
+    )
+    data = parse_strict(capture_pb2.CapRevOrCredResData, t1)
+    check_rrpid(state.rrpid, data.rr_tags.rrpid)
+    if data.kind != kind:
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "response of another kind")
+    check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
+    check_items_answered(state.items, [ItemRef(i.trans_ids.xid, i.auth_rrpid) for i in data.items])
+    return CapRevOrCredResult(data, gateway)
+
+
+def open_capture_reversal_response(
+    response: capture_pb2.CaptureReversalResponse,
+    credentials: Credentials,
+    state: CapRevOrCredState,
+    trust: TrustStore,
+) -> CapRevOrCredResult:
+    """Verify CapRevRes: gateway, our RRPID, the kind, our name, our request, our items."""
+    error = response.error if response.WhichOneof("result") == "error" else None
+    return _open_cap_rev_or_cred_response(
+        CAPTURE_REVERSAL, error, response.cap_rev_res, credentials, state, trust
+    )
+
+
+def open_credit_response(
+    response: capture_pb2.CreditResponse,
+    credentials: Credentials,
+    state: CapRevOrCredState,
+    trust: TrustStore,
+) -> CapRevOrCredResult:
+    """Verify CredRes: gateway, our RRPID, the kind, our name, our request, our items."""
+    error = response.error if response.WhichOneof("result") == "error" else None
+    return _open_cap_rev_or_cred_response(
+        CREDIT, error, response.cred_res, credentials, state, trust
+    )
+
+
+def open_credit_reversal_response(
+    response: capture_pb2.CreditReversalResponse,
+    credentials: Credentials,
+    state: CapRevOrCredState,
+    trust: TrustStore,
+) -> CapRevOrCredResult:
+    """Verify CredRevRes: gateway, our RRPID, the kind, our name, our request, our items."""
+    error = response.error if response.WhichOneof("result") == "error" else None
+    return _open_cap_rev_or_cred_response(
+        CREDIT_REVERSAL, error, response.cred_rev_res, credentials, state, trust
+    )

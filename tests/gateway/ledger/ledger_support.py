@@ -1,0 +1,242 @@
+"""Helpers for the ledger tests: test cards, a clock, a gateway-like driver, PostgreSQL.
+
+The PostgreSQL cluster is real: initdb and pg_ctl from the Debian ``postgresql`` package,
+run as the ``postgres`` user when the tests run as root (initdb refuses root), listening
+only on a Unix socket in a private temporary directory. Missing binaries FAIL the tests:
+they never skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.ledger import (
+    Ledger,
+    LedgerStore,
+    Outcome,
+    PostgresLedgerStore,
+    SqliteLedgerStore,
+)
+
+# Where Debian puts the server binaries (one directory per major version).
+DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
+# A start or stop of the throwaway cluster that takes longer than this is a failure.
+PG_CTL_TIMEOUT_SECONDS = 60
+# The database of the throwaway cluster that holds one schema per test.
+TEST_DATABASE = "ledger_tests"
+# A moment well inside card validity for the test cards (expiry 2030-12): 2025-10-09.
+START_MS = 1_760_000_000_000
+
+
+def find_pg_bindir() -> Path:
+    """The directory holding initdb and pg_ctl, or fail loudly."""
+    configured = os.environ.get("SETPAY_PG_BINDIR")
+    candidates: list[Path] = [Path(configured)] if configured else []
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    if DEBIAN_PG_ROOT.is_dir():
+        versions = sorted(
+            (p for p in DEBIAN_PG_ROOT.iterdir() if p.name.isdigit()),
+            key=lambda p: int(p.name),
+            reverse=True,
+        )
+        candidates.extend(p / "bin" for p in versions)
+    for candidate in candidates:
+        if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
+            return candidate
+    pytest.fail(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install the Debian"
+        " 'postgresql' package or set SETPAY_PG_BINDIR",
+        pytrace=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class PgCluster:
+    """A running throwaway PostgreSQL cluster reachable on a Unix socket."""
+
+    bindir: Path
+    root: Path
+    port: int
+    run_as: list[str]
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def conninfo(self, dbname: str, schema: str | None = None) -> str:
+        info = f"host={self.root} port={self.port} user=ledger dbname={dbname}"
+        return info if schema is None else f"{info} options='-c search_path={schema}'"
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.run_as, str(self.bindir / "pg_ctl"), "-D", str(self.data), *args],
+            check=True,
+            capture_output=True,
+            timeout=PG_CTL_TIMEOUT_SECONDS,
+        )
+
+    def new_schema(self) -> str:
+        """A conninfo whose tables land in a fresh, empty schema of the test database.
+
+        A schema per test is as isolated as a database per test, and ten times cheaper
+        (CREATE DATABASE with fsync on costs ~0.3 s here).
+        """
+        name = f"ledger_test_{next(self._names)}"
+        with psycopg.connect(self.conninfo(TEST_DATABASE), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"'.encode())
+        return self.conninfo(TEST_DATABASE, name)
+
+
+# Test card numbers (the well-known Luhn-valid test PANs of the card brands).
+PAN_A = "4111111111111111"
+PAN_B = "5555555555554444"
+PAN_C = "4012888888881881"
+EXPIRY = "203012"
+EUR = 978
+USD = 840
+MERCHANT = "merchant-1"
+
+
+def luhn_pan(body: str) -> str:
+    """``body`` plus its Luhn check digit."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return body + str((10 - total % 10) % 10)
+
+
+class FakeClock:
+    """An injectable clock in Unix milliseconds that moves only when told."""
+
+    def __init__(self, now_ms: int = START_MS) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, ms: int) -> None:
+        self.now_ms += ms
+
+
+@dataclass
+class Backend:
+    """One store implementation under test, and raw access to its database."""
+
+    name: str
+    open_store: Callable[..., LedgerStore]
+    """Open a store on this backend's database; takes an optional ``observer``."""
+    raw_execute: Callable[[str], None]
+    files: Callable[[], list[Path]]
+
+
+def sqlite_backend(path: Path) -> Backend:
+    def raw(sql: str) -> None:
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+
+    return Backend(
+        name="sqlite",
+        open_store=lambda observer=None: SqliteLedgerStore(path, observer=observer),
+        raw_execute=raw,
+        files=lambda: sorted(path.parent.glob(path.name + "*")),
+    )
+
+
+def postgres_backend(conninfo: str) -> Backend:
+    def raw(sql: str) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    return Backend(
+        name="postgres",
+        open_store=lambda observer=None: PostgresLedgerStore(conninfo, observer=observer),
+        raw_execute=raw,
+        files=lambda: [],
+    )
+
+
+class Bank:
+    """Drives a ledger the way the gateway does, recording every outcome it responds to."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.outcomes: list[Outcome] = []
+        self._ids = itertools.count(1)
+
+    def respond(self, outcome: Outcome) -> bytes:
+        """Record the outcome; answer unique bytes, so a recomputed answer would differ."""
+        self.outcomes.append(outcome)
+        return repr(outcome).encode() + b"|" + os.urandom(16)
+
+    def fresh(self, label: str) -> bytes:
+        # Random too, so two drivers on one database never mint the same RRPID.
+        return f"{label}-{next(self._ids)}-{os.urandom(6).hex()}".encode()
+
+    def last(self) -> Outcome:
+        return self.outcomes[-1]
+
+    def authorize(
+        self,
+        pan: str = PAN_A,
+        amount: int = 1000,
+        *,
+        currency: int = EUR,
+        merchant: str = MERCHANT,
+        pan_expiry: str = EXPIRY,
+        xid: bytes | None = None,
+        rrpid: bytes | None = None,
+        digest: bytes | None = None,
+        capture_now: bool = False,
+        expires_at_ms: int | None = None,
+    ) -> Outcome:
+        """Authorize and return the outcome the ledger responded to."""
+        self.ledger.authorize(
+            pan=pan,
+            pan_expiry=pan_expiry,
+            amount=amount,
+            currency=currency,
+            merchant_id=merchant,
+            xid=xid or self.fresh("xid"),
+            pi_digest=self.fresh("pi"),
+            rrpid=rrpid or self.fresh("rrpid"),
+            request_digest=digest or self.fresh("digest"),
+            respond=self.respond,
+            capture_now=capture_now,
+            hold_expires_at_ms=expires_at_ms,
+        )
+        return self.last()
+
+    def call(self, method: Callable[..., bytes], /, *args: object, **kwargs: object) -> Outcome:
+        """Any other money operation, with a fresh RRPID and digest unless given."""
+        kwargs.setdefault("rrpid", self.fresh("rrpid"))
+        kwargs.setdefault("request_digest", self.fresh("digest"))
+        method(*args, respond=self.respond, **kwargs)
+        return self.last()

@@ -1,0 +1,84 @@
+"""PAN protection: keys, sealing bound to the account, keyed index, masking."""
+
+from __future__ import annotations
+
+import pytest
+from ledger_support import PAN_A, PAN_B
+
+from gateway.ledger import InvalidRequest, LedgerKeys, PanUnreadable
+from gateway.ledger.pan import mask_pan, open_pan, pan_index, seal_pan, validate_pan
+
+
+def test_keys_repr_hides_both_keys() -> None:
+    keys = LedgerKeys(data_key=b"\x01" * 32, index_key=b"\x02" * 32)
+    shown = repr(keys) + str(keys)
+    assert "redacted" in shown
+    assert "\\x01" not in shown and "\\x02" not in shown and "01010101" not in shown
+
+
+@pytest.mark.parametrize(
+    ("data_key", "index_key"),
+    [(b"\x01" * 31, b"\x02" * 32), (b"\x01" * 32, b"\x02" * 33), (b"\x03" * 32, b"\x03" * 32)],
+)
+def test_keys_must_be_32_bytes_and_distinct(data_key: bytes, index_key: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        LedgerKeys(data_key=data_key, index_key=index_key)
+
+
+def test_sealed_pan_opens_only_for_its_account() -> None:
+    keys = LedgerKeys.generate()
+    sealed = seal_pan(keys, "card-1", PAN_A)
+    assert PAN_A.encode() not in sealed
+    assert open_pan(keys, "card-1", sealed) == PAN_A
+    with pytest.raises(PanUnreadable) as excinfo:
+        open_pan(keys, "card-2", sealed)
+    assert PAN_A not in str(excinfo.value)
+
+
+def test_sealed_pan_does_not_open_under_another_key() -> None:
+    sealed = seal_pan(LedgerKeys.generate(), "card-1", PAN_A)
+    with pytest.raises(PanUnreadable):
+        open_pan(LedgerKeys.generate(), "card-1", sealed)
+
+
+def test_sealing_is_randomized() -> None:
+    keys = LedgerKeys.generate()
+    assert seal_pan(keys, "card-1", PAN_A) != seal_pan(keys, "card-1", PAN_A)
+
+
+def test_index_is_keyed_and_deterministic() -> None:
+    keys = LedgerKeys.generate()
+    assert pan_index(keys, PAN_A) == pan_index(keys, PAN_A)
+    assert pan_index(keys, PAN_A) != pan_index(keys, PAN_B)
+    assert pan_index(keys, PAN_A) != pan_index(LedgerKeys.generate(), PAN_A)
+
+
+@pytest.mark.parametrize(
+    ("pan", "masked"),
+    [
+        ("4111111111111111", "411111******1111"),
+        ("6011000990139424527", "601100*********4527"),
+        ("378282246310005", "37828******0005"),
+        ("501800000009", "50******0009"),
+    ],
+)
+def test_mask_shows_bin_and_last_four_and_hides_at_least_six(pan: str, masked: str) -> None:
+    assert mask_pan(pan) == masked
+    assert masked.count("*") >= 6
+
+
+@pytest.mark.parametrize(
+    "pan",
+    [
+        "",
+        "41111111111",
+        "41111111111111111111",
+        "4111 1111 1111 1111",
+        "\uff14\uff11\uff11\uff11" * 4,
+    ],
+)
+def test_malformed_pan_refused_without_echo(pan: str) -> None:
+    with pytest.raises(InvalidRequest) as excinfo:
+        validate_pan(pan)
+    if pan:
+        assert pan not in str(excinfo.value)

@@ -1,0 +1,195 @@
+"""Software backend specifics: the keystore's files, permissions, passphrase and sharing."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from hsm.base import KeyAlgorithm, KeyUsage
+from hsm.errors import PermanentBackendError
+from hsm.keystore import Keystore
+from hsm.pinsource import PinSource
+from hsm.software import SoftwareBackend
+
+from .keycheck import certificate_for, verify
+
+PASSPHRASE = "keystore passphrase for tests"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_keystore_files_are_private_and_hold_no_plain_key(tmp_path: Path) -> None:
+    directory = tmp_path / "ks"
+    backend = SoftwareBackend.open(directory, PASSPHRASE)
+    key = backend.generate("gateway-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.store_certificate(key, certificate_for(key.public_key))
+    label_dir = directory / "keys" / "gateway-sig"
+    assert sorted(os.listdir(label_dir)) == ["1.cert.der", "1.json", "1.key.pem", "1.pub.pem"]
+    for path in (directory, directory / "keys", label_dir):
+        assert _mode(path) == 0o700, path
+    for path in [directory / "keystore.json", *label_dir.iterdir()]:
+        assert _mode(path) == 0o600, path
+    assert json.loads((label_dir / "1.json").read_text()) == {
+        "format": 1,
+        "label": "gateway-sig",
+        "version": 1,
+        "usage": "signature",
+        "algorithm": "ec-p256",
+        "kem": None,
+    }
+    pem = (label_dir / "1.key.pem").read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    # Neither the passphrase itself nor no password opens the PKCS#8 file: it is
+    # encrypted under the scrypt-stretched passphrase.
+    for password in (PASSPHRASE.encode(), None):
+        with pytest.raises((ValueError, TypeError)):
+            serialization.load_pem_private_key(pem, password)
+    assert not [name for name in os.listdir(directory) if name.endswith(".tmp")]
+
+
+def test_wrong_passphrase_is_permanent_and_not_echoed(tmp_path: Path) -> None:
+    SoftwareBackend.open(tmp_path / "ks", PASSPHRASE).generate(
+        "k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256
+    )
+    with pytest.raises(PermanentBackendError, match="wrong passphrase for keystore") as caught:
+        SoftwareBackend.open(tmp_path / "ks", "not the passphrase")
+    assert "not the passphrase" not in str(caught.value)
+
+
+def test_wrong_passphrase_detected_even_when_empty(tmp_path: Path) -> None:
+    SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    with pytest.raises(PermanentBackendError, match="wrong passphrase"):
+        SoftwareBackend.open(tmp_path / "ks", "another")
+
+
+def test_key_file_under_another_passphrase_fails_at_open(tmp_path: Path) -> None:
+    # Two keystores, one key file moved across: the newest key is decrypted at open.
+    SoftwareBackend.open(tmp_path / "a", PASSPHRASE).generate(
+        "k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256
+    )
+    other = SoftwareBackend.open(tmp_path / "b", "other passphrase")
+    other.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    other.close()
+    source = tmp_path / "a" / "keys" / "k"
+    target = tmp_path / "b" / "keys" / "k"
+    for name in ("1.key.pem", "1.pub.pem", "1.json"):
+        (target / name).write_bytes((source / name).read_bytes())
+    with pytest.raises(PermanentBackendError, match=r"cannot decrypt .*1\.key\.pem"):
+        SoftwareBackend.open(tmp_path / "b", "other passphrase")
+
+
+def test_passphrase_from_file_source(tmp_path: Path) -> None:
+    secret_file = tmp_path / "passphrase"
+    secret_file.write_text(PASSPHRASE + "\n")
+    secret_file.chmod(0o600)
+    first = SoftwareBackend.open(tmp_path / "ks", PinSource("file", str(secret_file)))
+    key = first.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.ED25519)
+    # The trailing newline is not part of the passphrase.
+    second = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    verify(key.public_key, second.sign(second.get("k"), b"m"), b"m")
+
+
+def test_passphrase_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    secret_file = tmp_path / "passphrase"
+    secret_file.write_text(PASSPHRASE)
+    secret_file.chmod(0o644)
+    with pytest.raises(PermanentBackendError, match="accessible to group or others"):
+        SoftwareBackend.open(tmp_path / "ks", PinSource("file", str(secret_file)))
+
+
+def test_missing_passphrase_env_is_permanent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SETPAY_TEST_NO_SUCH_VAR", raising=False)
+    with pytest.raises(PermanentBackendError, match="SETPAY_TEST_NO_SUCH_VAR is not set"):
+        SoftwareBackend.open(tmp_path / "ks", PinSource("env", "SETPAY_TEST_NO_SUCH_VAR"))
+
+
+def test_keystore_directory_open_to_others_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "ks"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    with pytest.raises(PermanentBackendError, match="chmod 700"):
+        SoftwareBackend.open(directory, PASSPHRASE)
+
+
+def test_foreign_directory_is_not_taken_over(tmp_path: Path) -> None:
+    directory = tmp_path / "ks"
+    directory.mkdir(mode=0o700)
+    (directory / "somebody-elses-file").write_text("x")
+    with pytest.raises(PermanentBackendError, match="not a setpay keystore"):
+        SoftwareBackend.open(directory, PASSPHRASE)
+
+
+def test_corrupt_metadata_is_reported_with_its_file(tmp_path: Path) -> None:
+    backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    (tmp_path / "ks" / "keys" / "k" / "1.json").write_text('{"format": 1, "label": "k"}')
+    with pytest.raises(PermanentBackendError, match=r"corrupt keystore entry .*1\.json"):
+        backend.list_keys()
+
+
+def test_half_written_version_is_invisible(tmp_path: Path) -> None:
+    backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    label_dir = tmp_path / "ks" / "keys" / "k"
+    # A crash after the key file but before the metadata (the commit point).
+    (label_dir / "2.key.pem").write_bytes((label_dir / "1.key.pem").read_bytes())
+    assert [(k.label, k.version) for k in backend.list_keys()] == [("k", 1)]
+    assert backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256).version == 2
+
+
+def test_concurrent_writers_claim_distinct_versions(tmp_path: Path) -> None:
+    directory = tmp_path / "ks"
+    backends = [SoftwareBackend.open(directory, PASSPHRASE) for _ in range(4)]
+    versions: list[int] = []
+    lock = threading.Lock()
+
+    def writer(backend: SoftwareBackend) -> None:
+        for _ in range(5):
+            made = backend.generate("contended", KeyUsage.SIGNATURE, KeyAlgorithm.ED25519)
+            with lock:
+                versions.append(made.version)
+
+    threads = [threading.Thread(target=writer, args=(b,)) for b in backends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(versions) == list(range(1, 21))
+    reader = SoftwareBackend.open(directory, PASSPHRASE)
+    assert [k.version for k in reader.list_keys()] == list(range(1, 21))
+
+
+def test_deleted_elsewhere_disappears_on_list(tmp_path: Path) -> None:
+    first = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    second = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    first.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    assert [k.label for k in second.list_keys()] == ["k"]
+    first.delete("k")
+    assert second.list_keys() == []
+    assert not (tmp_path / "ks" / "keys" / "k").exists()
+
+
+def test_keystore_scrypt_parameters_are_bounded(tmp_path: Path) -> None:
+    SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    header_path = tmp_path / "ks" / "keystore.json"
+    header = json.loads(header_path.read_text())
+    header["kdf"]["n"] = 2**30  # a tampered header asking for 128 GiB per open
+    header_path.write_text(json.dumps(header))
+    with pytest.raises(PermanentBackendError, match="scrypt parameters out of range"):
+        Keystore.open(tmp_path / "ks", PASSPHRASE)
+
+
+def test_ephemeral_keys_are_not_shared(tmp_path: Path) -> None:
+    first = SoftwareBackend.ephemeral()
+    first.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    assert SoftwareBackend.ephemeral().list_keys() == []

@@ -1,0 +1,693 @@
+"""Chain validation: every role accepted, every check refusing with its own code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from hsm.base import KeyHandle, KeyUsage
+from setcore.envelope import open_sealed, seal
+from setcore.errors import ErrorCode, ProtocolError
+from setcore.pki import (
+    CertificateUsage,
+    RevocationUnavailable,
+    TrustStore,
+    create_brand,
+    issue_gateway,
+    issue_merchant,
+    issue_tls_server,
+    roles,
+)
+from setcore.pki.issuance import sign_with_backend
+from setcore.pki.verified import VerifiedCertificate
+from setpay.v1 import crypto_pb2
+
+from .conftest import MERCHANT, World, later
+
+SIG = CertificateUsage.SIGNATURE
+KEX = CertificateUsage.KEY_EXCHANGE
+
+
+def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:
+    """Run ``call`` expecting a ProtocolError with ``code``; return its reason."""
+    with pytest.raises(ProtocolError) as caught:
+        call(*args, **kwargs)
+    assert caught.value.code == code, caught.value
+    return caught.value.reason
+
+
+def _mca(world: World) -> list[bytes]:
+    return [world.brand.merchant_ca.ca.der]
+
+
+def _pca(world: World) -> list[bytes]:
+    return [world.brand.gateway_ca.ca.der]
+
+
+def _cca(world: World) -> list[bytes]:
+    return [world.brand.cardholder_ca.ca.der]
+
+
+@pytest.fixture
+def store(world: World) -> TrustStore:
+    return world.store()
+
+
+# -- accepted -------------------------------------------------------------------------
+
+
+def test_every_role_verifies(world: World, store: TrustStore) -> None:
+    card = store.verify_chain(world.cardholder, _cca(world), roles.CARDHOLDER, SIG)
+    assert card.blinded_account is not None and len(card.blinded_account) == 32
+    assert card.merchant_data is None and card.kem is None
+    merchant = store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, "signature")
+    assert merchant.merchant_data == MERCHANT and merchant.subject_id == "m-0001"
+    merchant_kex = store.verify_chain(world.merchant_kex, _mca(world), roles.MERCHANT, KEX)
+    assert merchant_kex.kem is not None and merchant_kex.usage is KEX
+    gateway = store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+    assert gateway.certificate_type == roles.PAYMENT_GATEWAY
+    assert gateway.chain_thumbs[-1] == store.root_thumb
+    assert len(gateway.chain_thumbs) == 3
+    assert gateway.brand_id == "testbrand"
+    assert gateway.not_after <= world.brand.gateway_ca.ca.certificate.not_valid_after_utc
+
+
+def test_ca_certificates_verify_in_their_roles(world: World, store: TrustStore) -> None:
+    for sub, kind in zip(
+        world.brand.subordinates,
+        (roles.CARDHOLDER_CA, roles.MERCHANT_CA, roles.PAYMENT_GATEWAY_CA),
+        strict=True,
+    ):
+        store.verify_chain(sub.key_exchange_der, [sub.ca.der], kind, KEX)
+        store.verify_chain(sub.ca.der, [], kind, SIG)
+    root = store.verify_chain(world.root.der, [], roles.BRAND_ROOT, SIG)
+    assert root.chain_thumbs == (store.root_thumb,)
+
+
+def test_recipient_seals_to_the_key_holder(world: World, store: TrustStore) -> None:
+    verified = store.verify_chain(world.gateway_kex, _pca(world), roles.PAYMENT_GATEWAY, KEX)
+    recipient = verified.recipient()
+    assert recipient.cert_thumb == verified.thumbprint
+    assert recipient.kem is world.gateway_kex_key.kem or recipient.kem.value.startswith("p256")
+    sealed = seal("setpay.v1.Test", b"payment instructions", recipient)
+    opened = open_sealed(
+        sealed, world.backend, world.gateway_kex_key, verified.thumbprint, "setpay.v1.Test"
+    )
+    assert opened.plaintext == b"payment instructions"
+    signature = store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+    refused(ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, signature.recipient)
+
+
+def test_repr_shows_no_key_material(world: World, store: TrustStore) -> None:
+    card = store.verify_chain(world.cardholder, _cca(world), roles.CARDHOLDER, SIG)
+    text = repr(card)
+    assert "CERTIFICATE_TYPE_CARDHOLDER" in text
+    assert card.blinded_account is not None
+    assert card.blinded_account.hex() not in text and repr(card.blinded_account) not in text
+
+
+# -- roles ------------------------------------------------------------------------------
+
+
+def test_wrong_certificate_type_refused(world: World, store: TrustStore) -> None:
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain,
+        world.merchant_sig,
+        _mca(world),
+        roles.CARDHOLDER,
+        SIG,
+    )
+    assert "CERTIFICATE_TYPE_MERCHANT where CERTIFICATE_TYPE_CARDHOLDER" in reason
+
+
+def test_merchant_key_exchange_refused_where_gateway_required(
+    world: World, store: TrustStore
+) -> None:
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain,
+        world.merchant_kex,
+        _mca(world),
+        roles.PAYMENT_GATEWAY,
+        KEX,
+    )
+
+
+def test_signature_certificate_refused_where_key_exchange_required(
+    world: World, store: TrustStore
+) -> None:
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain,
+        world.gateway_sig,
+        _pca(world),
+        roles.PAYMENT_GATEWAY,
+        KEX,
+    )
+    assert "signature certificate where key-exchange" in reason
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain,
+        world.gateway_kex,
+        _pca(world),
+        roles.PAYMENT_GATEWAY,
+        SIG,
+    )
+    # A CA key is never a key-exchange key either.
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain,
+        world.brand.merchant_ca.ca.der,
+        [],
+        roles.MERCHANT_CA,
+        KEX,
+    )
+
+
+def _forge_with_wrong_ca(world: World, certificate_type: int, issuer_index: int) -> bytes:
+    """A certificate of ``certificate_type`` signed by a CA of the wrong kind."""
+    from setcore.pki import extensions
+    from setcore.pki.issuance import key_usage, random_serial
+
+    ca = world.cas[issuer_index]
+    key = world.key(KeyUsage.SIGNATURE)
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "forged")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key)
+        .serial_number(random_serial())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(key_usage(signature=True), True)
+        .add_extension(extensions.certificate_type_extension(certificate_type), False)
+        .add_extension(extensions.brand_extension(ca.brand_id), False)
+        .add_extension(extensions.merchant_data_extension(MERCHANT), False)
+        .add_extension(extensions.blinded_account_extension(b"\x00" * 32), False)
+    )
+    return sign_with_backend(builder, ca.backend, ca.key).public_bytes(Encoding.DER)
+
+
+def test_merchant_certificate_from_cardholder_ca_refused(world: World, store: TrustStore) -> None:
+    forged = _forge_with_wrong_ca(world, roles.MERCHANT, issuer_index=0)
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain,
+        forged,
+        _cca(world),
+        roles.MERCHANT,
+        SIG,
+    )
+    assert "issued by a CERTIFICATE_TYPE_CARDHOLDER_CA" in reason
+
+
+def test_cardholder_certificate_from_gateway_ca_refused(world: World, store: TrustStore) -> None:
+    forged = _forge_with_wrong_ca(world, roles.CARDHOLDER, issuer_index=2)
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain,
+        forged,
+        _pca(world),
+        roles.CARDHOLDER,
+        SIG,
+    )
+
+
+def test_tls_certificate_is_no_set_certificate(world: World, store: TrustStore) -> None:
+    tls = issue_tls_server(world.brand.gateway_ca.ca)
+    refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        tls.certificate_der,
+        _pca(world),
+        roles.PAYMENT_GATEWAY,
+        SIG,
+    )
+
+
+# -- validity ---------------------------------------------------------------------------
+
+
+def test_expired_certificate_refused(world: World, store: TrustStore) -> None:
+    key = world.key(KeyUsage.SIGNATURE)
+    expired = issue_gateway(
+        world.brand.gateway_ca.ca,
+        key.public_key,
+        SIG,
+        "old",
+        at=datetime.now(UTC) - timedelta(days=30),
+        lifetime=timedelta(days=10),
+    )
+    refused(
+        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
+        store.verify_chain,
+        expired,
+        _pca(world),
+        roles.PAYMENT_GATEWAY,
+        SIG,
+    )
+
+
+def test_not_yet_valid_certificate_refused(world: World, store: TrustStore) -> None:
+    key = world.key(KeyUsage.SIGNATURE)
+    future = issue_gateway(world.brand.gateway_ca.ca, key.public_key, SIG, "future", at=later(30))
+    refused(
+        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
+        store.verify_chain,
+        future,
+        _pca(world),
+        roles.PAYMENT_GATEWAY,
+        SIG,
+    )
+
+
+def test_expired_ca_refused(world: World) -> None:
+    store = TrustStore(world.root.der, require_revocation=False)
+    # Past the CA's notAfter: the leaf was clipped to it, so the whole chain is expired.
+    at = world.brand.merchant_ca.ca.certificate.not_valid_after_utc + timedelta(seconds=1)
+    refused(
+        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
+        store.verify_chain,
+        world.brand.merchant_ca.key_exchange_der,
+        _mca(world),
+        roles.MERCHANT_CA,
+        KEX,
+        at=at,
+    )
+
+
+# -- signatures and chains ----------------------------------------------------------------
+
+
+def test_tampered_certificate_signature_refused(world: World, store: TrustStore) -> None:
+    tampered = bytearray(world.merchant_sig)
+    tampered[-2] ^= 0x40  # inside the signature value
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        bytes(tampered),
+        _mca(world),
+        roles.MERCHANT,
+        SIG,
+    )
+    assert "signature does not verify" in reason
+
+
+def test_tampered_ca_certificate_refused(world: World, store: TrustStore) -> None:
+    tampered = bytearray(world.brand.merchant_ca.ca.der)
+    tampered[-3] ^= 0x01
+    refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        world.merchant_sig,
+        [bytes(tampered)],
+        roles.MERCHANT,
+        SIG,
+    )
+
+
+def test_missing_intermediate_refused(world: World, store: TrustStore) -> None:
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        world.merchant_sig,
+        [],
+        roles.MERCHANT,
+        SIG,
+    )
+    assert "no chain to the pinned brand root" in reason
+
+
+def test_garbage_refused(store: TrustStore) -> None:
+    refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        b"\x30\x03\x02\x01\x00",
+        [],
+        roles.MERCHANT,
+        SIG,
+    )
+
+
+def test_chain_of_a_look_alike_brand_refused(world: World, store: TrustStore) -> None:
+    # Same brand name, same subject names, different keys: names match, signatures do not.
+    other = create_brand(
+        world.backend, world.profile, "testbrand", label_prefix=f"{world.profile.name}-evil-"
+    )
+    key = world.key(KeyUsage.SIGNATURE)
+    evil = issue_merchant(other.merchant_ca.ca, key.public_key, SIG, MERCHANT)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        evil,
+        [other.merchant_ca.ca.der, other.root.der],
+        roles.MERCHANT,
+        SIG,
+    )
+    assert "signature does not verify" in reason
+
+
+def test_root_must_be_a_setpay_brand_root(world: World) -> None:
+    refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, TrustStore, world.brand.merchant_ca.ca.der)
+
+
+# -- resolve and the cache ------------------------------------------------------------------
+
+
+def test_resolve_finds_the_signer_in_the_bundle(world: World, store: TrustStore) -> None:
+    from setcore.encoding import thumbprint
+
+    bundle = crypto_pb2.CertBundle(certificates=[world.gateway_sig, *_pca(world)])
+    verified = store.resolve(thumbprint(world.gateway_sig), bundle, roles.PAYMENT_GATEWAY, SIG)
+    assert verified.der == world.gateway_sig
+
+
+def test_resolve_missing_certificate(world: World, store: TrustStore) -> None:
+    bundle = crypto_pb2.CertBundle(certificates=_pca(world))
+    refused(
+        ErrorCode.ERROR_CODE_MISSING_CERTIFICATE,
+        store.resolve,
+        b"\x00" * 32,
+        bundle,
+        roles.PAYMENT_GATEWAY,
+        SIG,
+    )
+
+
+def test_resolve_uses_locally_known_certificates(world: World) -> None:
+    from setcore.encoding import thumbprint
+
+    store = world.store()
+    store.add_certificates([world.merchant_kex, *_mca(world)])
+    verified = store.resolve(thumbprint(world.merchant_kex), None, roles.MERCHANT, KEX)
+    assert verified.der == world.merchant_kex
+    assert store.certificate(thumbprint(world.merchant_kex)) == world.merchant_kex
+
+
+def test_cache_hit_does_not_reverify(world: World) -> None:
+    from setcore.encoding import thumbprint
+
+    store = world.store()
+    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *_mca(world)])
+    thumb = thumbprint(world.merchant_sig)
+    first = store.resolve(thumb, bundle, roles.MERCHANT, SIG)
+    assert store.counters.verifications == 1
+    for _ in range(5):
+        assert store.resolve(thumb, None, roles.MERCHANT, SIG) is first
+    store.verify_chain(world.merchant_sig, [], roles.MERCHANT, SIG)
+    assert store.counters.verifications == 1
+    assert store.counters.cache_hits == 6
+    # A cached chain still answers for its role only.
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.resolve,
+        thumb,
+        None,
+        roles.CARDHOLDER,
+        SIG,
+    )
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, store.resolve, thumb, None, roles.MERCHANT, KEX
+    )
+    assert store.counters.verifications == 1
+
+
+def test_revocation_update_invalidates_the_cache(world: World) -> None:
+    from setcore.encoding import thumbprint
+
+    store = world.store()
+    thumb = thumbprint(world.merchant_sig)
+    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *_mca(world)])
+    store.resolve(thumb, bundle, roles.MERCHANT, SIG)
+    serial = x509.load_der_x509_certificate(world.merchant_sig).serial_number
+    bci, crls = world.publish(2, {world.brand.merchant_ca.ca.thumbprint: [serial]})
+    assert store.update_revocation(bci, crls)
+    reason = refused(
+        ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, store.resolve, thumb, bundle, roles.MERCHANT, SIG
+    )
+    assert "m-0001" in reason
+    assert store.counters.verifications == 2
+    # Other certificates are unaffected once re-validated under the new data.
+    store.verify_chain(world.merchant_kex, _mca(world), roles.MERCHANT, KEX)
+
+
+def test_cache_entry_ends_with_the_chain(world: World) -> None:
+    store = TrustStore(world.root.der, require_revocation=False)
+    store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+    end = x509.load_der_x509_certificate(world.gateway_sig).not_valid_after_utc
+    refused(
+        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
+        store.verify_chain,
+        world.gateway_sig,
+        [],
+        roles.PAYMENT_GATEWAY,
+        SIG,
+        at=end + timedelta(seconds=1),
+    )
+
+
+def test_concurrent_resolves(world: World) -> None:
+    from setcore.encoding import thumbprint
+
+    store = world.store()
+    leaves = [
+        (world.merchant_sig, _mca(world), roles.MERCHANT, SIG),
+        (world.merchant_kex, _mca(world), roles.MERCHANT, KEX),
+        (world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG),
+        (world.cardholder, _cca(world), roles.CARDHOLDER, SIG),
+    ]
+
+    def work(index: int) -> VerifiedCertificate:
+        leaf, chain, kind, usage = leaves[index % len(leaves)]
+        bundle = crypto_pb2.CertBundle(certificates=[leaf, *chain])
+        return store.resolve(thumbprint(leaf), bundle, kind, usage)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, range(200)))
+    assert {r.der for r in results} == {leaf for leaf, *_ in leaves}
+    counters = store.counters
+    assert counters.verifications + counters.cache_hits == 200
+    assert counters.verifications < 200
+
+
+# -- revocation -----------------------------------------------------------------------------
+
+
+def test_revoked_leaf_refused(world: World) -> None:
+    store = TrustStore(world.root.der)
+    serial = x509.load_der_x509_certificate(world.cardholder).serial_number
+    bci, crls = world.publish(2, {world.brand.cardholder_ca.ca.thumbprint: [serial]})
+    store.update_revocation(bci, crls)
+    refused(
+        ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
+        store.verify_chain,
+        world.cardholder,
+        _cca(world),
+        roles.CARDHOLDER,
+        SIG,
+    )
+    store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+
+
+def test_revoked_ca_refuses_its_whole_subtree(world: World) -> None:
+    store = TrustStore(world.root.der)
+    serial = world.brand.gateway_ca.ca.certificate.serial_number
+    bci, crls = world.publish(2, {world.root.thumbprint: [serial]})
+    store.update_revocation(bci, crls)
+    for leaf, usage in ((world.gateway_sig, SIG), (world.gateway_kex, KEX)):
+        refused(
+            ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
+            store.verify_chain,
+            leaf,
+            _pca(world),
+            roles.PAYMENT_GATEWAY,
+            usage,
+        )
+    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+
+
+def test_no_revocation_data_where_required(world: World) -> None:
+    store = TrustStore(world.root.der)
+    with pytest.raises(RevocationUnavailable, match="no BrandCRLIdentifier") as caught:
+        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
+    relaxed = TrustStore(world.root.der, require_revocation=False)
+    relaxed.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+
+
+def test_stale_revocation_data_refused(world: World, store: TrustStore) -> None:
+    with pytest.raises(RevocationUnavailable, match="not current"):
+        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(2))
+
+
+# -- structure ------------------------------------------------------------------------------
+
+
+def _leaf_builder(
+    world: World,
+    issuer: x509.Name,
+    certificate_type: int,
+    key: KeyHandle | None = None,
+    common_name: str = "odd",
+    brand: str | None = None,
+) -> x509.CertificateBuilder:
+    from setcore.pki import extensions
+    from setcore.pki.issuance import key_usage, random_serial
+
+    public_key = (key or world.key(KeyUsage.SIGNATURE)).public_key
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(random_serial())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(key_usage(signature=True), True)
+        .add_extension(extensions.certificate_type_extension(certificate_type), False)
+        .add_extension(extensions.brand_extension(brand or world.root.brand_id), False)
+        .add_extension(extensions.merchant_data_extension(MERCHANT), False)
+    )
+
+
+def test_issuer_that_is_no_ca_refused(world: World, store: TrustStore) -> None:
+    # A "Merchant CA" certificate from the root that is not a CA (cA=FALSE) signs a leaf.
+    fake_key = world.key(KeyUsage.SIGNATURE)
+    fake = _leaf_builder(
+        world, world.root.certificate.subject, roles.MERCHANT_CA, fake_key, "fake CA"
+    ).add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+    fake_der = sign_with_backend(fake, world.backend, world.root.key).public_bytes(Encoding.DER)
+    leaf = _leaf_builder(
+        world, x509.load_der_x509_certificate(fake_der).subject, roles.MERCHANT
+    ).add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+    leaf_der = sign_with_backend(leaf, world.backend, fake_key).public_bytes(Encoding.DER)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        leaf_der,
+        [fake_der],
+        roles.MERCHANT,
+        SIG,
+    )
+    assert "issuer is not a CA" in reason
+
+
+def test_unknown_critical_extension_refused(world: World, store: TrustStore) -> None:
+    mca = world.brand.merchant_ca.ca
+    builder = (
+        _leaf_builder(world, mca.certificate.subject, roles.MERCHANT)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
+            critical=True,
+        )
+    )
+    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
+    refused(
+        ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION,
+        store.verify_chain,
+        der,
+        _mca(world),
+        roles.MERCHANT,
+        SIG,
+    )
+
+
+def test_signature_algorithm_off_the_allow_list_refused(world: World, store: TrustStore) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    mca = world.brand.merchant_ca.ca
+    builder = _leaf_builder(world, mca.certificate.subject, roles.MERCHANT).add_extension(
+        x509.BasicConstraints(ca=False, path_length=None), True
+    )
+    sha384 = builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA384())
+    pss_salt_20 = builder.sign(
+        rsa.generate_private_key(65537, 2048),
+        hashes.SHA256(),
+        rsa_padding=padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=20),
+    )
+    pkcs1 = builder.sign(rsa.generate_private_key(65537, 2048), hashes.SHA256())
+    for cert in (sha384, pss_salt_20, pkcs1):
+        refused(
+            ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
+            store.verify_chain,
+            cert.public_bytes(Encoding.DER),
+            _mca(world),
+            roles.MERCHANT,
+            SIG,
+        )
+
+
+def test_end_entity_marked_ca_refused(world: World, store: TrustStore) -> None:
+    mca = world.brand.merchant_ca.ca
+    builder = _leaf_builder(world, mca.certificate.subject, roles.MERCHANT).add_extension(
+        x509.BasicConstraints(ca=True, path_length=0), True
+    )
+    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        der,
+        _mca(world),
+        roles.MERCHANT,
+        SIG,
+    )
+    assert "marked as a CA" in reason
+
+
+def test_certificate_of_another_brand_refused(world: World, store: TrustStore) -> None:
+    mca = world.brand.merchant_ca.ca
+    builder = _leaf_builder(world, mca.certificate.subject, roles.MERCHANT, brand="otherbrand")
+    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        store.verify_chain,
+        der,
+        _mca(world),
+        roles.MERCHANT,
+        SIG,
+    )
+    assert "another brand" in reason
+
+
+def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
+    from setcore.pki import issue_brand_crl_identifier, issue_crl
+
+    pairs = [
+        (ca.der, issue_crl(ca, [], 3, lifetime=timedelta(hours=1)))
+        for ca in (world.root, *world.cas)
+    ]
+    store = TrustStore(world.root.der)
+    store.update_revocation(issue_brand_crl_identifier(world.root, 2, pairs), [c for _, c in pairs])
+    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+    with pytest.raises(RevocationUnavailable, match="nextUpdate"):
+        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(0.1))
+
+
+def test_added_certificates_survive_cache_pressure(world: World) -> None:
+    from setcore.encoding import thumbprint
+
+    store = world.store(max_cached_certificates=2, max_cached_chains=1)
+    store.add_certificates(_mca(world))
+    for leaf, chain, kind in (
+        (world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY),
+        (world.cardholder, _cca(world), roles.CARDHOLDER),
+    ):
+        store.verify_chain(leaf, chain, kind, SIG)
+    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig])  # CA left out
+    verified = store.resolve(thumbprint(world.merchant_sig), bundle, roles.MERCHANT, SIG)
+    assert verified.der == world.merchant_sig
+    # Seen-in-bundle certificates were evicted (bound 2), the added CA certificate was not.
+    assert store.certificate(thumbprint(world.gateway_sig)) is None
+    assert store.certificate(thumbprint(world.brand.merchant_ca.ca.der)) is not None
