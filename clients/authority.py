@@ -49,7 +49,9 @@ class AuthorityClient:
             registration_pb2.CardCInitResponse, deadline=CA_DEADLINE_SECONDS,
         )  # fmt: skip
 
-    def reg_form(self, request: registration_pb2.RegFormRequest) -> registration_pb2.RegFormResponse:
+    def reg_form(
+        self, request: registration_pb2.RegFormRequest
+    ) -> registration_pb2.RegFormResponse:
         """Cardholder registration, step 2 (the PAN is sealed to the CA)."""
         return self._caller.call(
             method("RegForm"), request.SerializeToString(),
@@ -72,7 +74,9 @@ class AuthorityClient:
             registration_pb2.CertResponse, deadline=CA_DEADLINE_SECONDS,
         )  # fmt: skip
 
-    def cert_inq(self, request: registration_pb2.CertInqRequest) -> registration_pb2.CertInqResponse:
+    def cert_inq(
+        self, request: registration_pb2.CertInqRequest
+    ) -> registration_pb2.CertInqResponse:
         """Poll a pended certificate request."""
         return self._caller.call(
             method("CertInq"), request.SerializeToString(),

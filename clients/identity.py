@@ -24,6 +24,15 @@ from setcore.credentials import Credentials
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 
 
+def resolve_soft_uri(uri: str, base_dir: Path) -> str:
+    """A ``soft:DIR`` key URI with a relative DIR made relative to ``base_dir``."""
+    if uri.startswith("soft:") and not uri.startswith("soft:ephemeral"):
+        directory, sep, params = uri[len("soft:") :].partition(";")
+        if not Path(directory).is_absolute():
+            return f"soft:{base_dir / directory}{sep}{params}"
+    return uri
+
+
 def read_certificates(path: Path) -> tuple[bytes, ...]:
     """The DER certificates in a PEM file (several) or a DER file (one)."""
     try:
@@ -64,8 +73,7 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
 def write_certificates(path: Path, ders: Iterable[bytes]) -> None:
     """Write DER certificates to ``path`` as one PEM file."""
     pem = b"".join(
-        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-        for der in ders
+        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM) for der in ders
     )
     write_atomically(path, pem)
 

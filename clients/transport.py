@@ -123,9 +123,7 @@ class Caller:
         """The underlying channel."""
         return self._channel
 
-    def call(
-        self, method: str, request: bytes, response_cls: type[M], *, deadline: float
-    ) -> M:
+    def call(self, method: str, request: bytes, response_cls: type[M], *, deadline: float) -> M:
         """Call ``method`` (``/package.Service/Method``) with ``request`` bytes.
 
         ``deadline`` bounds the whole call including retries; each attempt gets what is

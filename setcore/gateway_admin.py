@@ -250,7 +250,7 @@ def _gateway_certificate(
     if item.p_cert_code != SUCCESS:
         return GatewayCertificate(brand, bin_, item.p_cert_code, None, None, ())
     kex = trust.resolve(
-        item.key_exchange_cert_thumb, bundle, PAYMENT_GATEWAY, CertificateUsage.SIGNATURE, at
+        item.key_exchange_cert_thumb, bundle, PAYMENT_GATEWAY, CertificateUsage.KEY_EXCHANGE, at
     )
     sig = trust.resolve(
         item.signature_cert_thumb, bundle, PAYMENT_GATEWAY, CertificateUsage.SIGNATURE, at

@@ -20,7 +20,7 @@ from clients.errors import OrderStateError, UnknownOrder
 from clients.merchant.authorizer import APPROVED, Authorizer
 from clients.merchant.config import AnswerMode
 from clients.merchant.gateway_client import GatewayKeys
-from clients.merchant.records import Order, OperationKind, OperationState, OrderState, short
+from clients.merchant.records import OperationKind, OperationState, Order, OrderState, short
 from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
 from setcore.credentials import Credentials
@@ -118,7 +118,9 @@ class Checkout:
         captured, credited = settled_amounts(self._store, order.xid)
         return completion_of(order, captured, credited)
 
-    def _with_current_revocation(self, check: Callable[[], VerifiedCertificate]) -> VerifiedCertificate:
+    def _with_current_revocation(
+        self, check: Callable[[], VerifiedCertificate]
+    ) -> VerifiedCertificate:
         """Run a chain check with current revocation data, fetching it again if stale."""
         self._revocation.ensure_fresh()
         try:
@@ -185,7 +187,9 @@ class Checkout:
             )
         except OrderStateError:
             # A concurrent identical Purchase got there first.
-            raise fail(ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid") from None
+            raise fail(
+                ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid"
+            ) from None
         log.info(
             "Purchase %s: dual signature verified, cardholder %s; PI kept sealed for the gateway",
             order.short_id, cardholder.thumbprint.hex()[:8],
@@ -241,4 +245,3 @@ class Checkout:
 def is_approved(order: Order) -> bool:
     """True when the order holds an approved authorization."""
     return order.authorization is not None and order.authorization.auth_code == APPROVED
-

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.errors import ConfigError
+from clients.identity import resolve_soft_uri
 from clients.peers import PeerConfig, check_target, get
 
 CONFIG_FILE = "merchant.toml"
@@ -100,15 +101,6 @@ class MerchantConfig:
     def keys_uri(self) -> str:
         """The key URI, a relative ``soft:DIR`` resolved against the merchant directory."""
         return resolve_soft_uri(self.keys, self.base_dir)
-
-
-def resolve_soft_uri(uri: str, base_dir: Path) -> str:
-    """A ``soft:DIR`` key URI with a relative DIR made relative to ``base_dir``."""
-    if uri.startswith("soft:") and not uri.startswith("soft:ephemeral"):
-        directory, sep, params = uri[len("soft:") :].partition(";")
-        if not Path(directory).is_absolute():
-            return f"soft:{base_dir / directory}{sep}{params}"
-    return uri
 
 
 def _path(base_dir: Path, text: str) -> Path:

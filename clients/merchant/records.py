@@ -62,7 +62,9 @@ class Money:
 
     def to_proto(self) -> common_pb2.CurrencyAmount:
         """The wire form."""
-        return common_pb2.CurrencyAmount(currency=self.currency, amount=self.minor, exp10=self.exp10)
+        return common_pb2.CurrencyAmount(
+            currency=self.currency, amount=self.minor, exp10=self.exp10
+        )
 
     @classmethod
     def from_proto(cls, amount: common_pb2.CurrencyAmount) -> Money:

@@ -83,9 +83,7 @@ class Merchant:
 
         keys = GatewayKeys(fetch_gateway_certificates)
         store = MerchantStore(config.store)
-        authorizer = Authorizer(
-            store, credentials, gateway, keys, config.merchant_id, revocation
-        )
+        authorizer = Authorizer(store, credentials, gateway, keys, config.merchant_id, revocation)
         checkout = Checkout(
             credentials, trust, store, keys, authorizer, revocation, config.brand_id,
             config.answer,
@@ -117,7 +115,9 @@ class Merchant:
             listen=server_config.listen, threads=server_config.threads,
             max_concurrent_rpcs=server_config.max_concurrent_rpcs, tls=tls,
         )  # fmt: skip
-        self._server, port = start_server(MerchantServicer(self.checkout, self.credentials), settings)
+        self._server, port = start_server(
+            MerchantServicer(self.checkout, self.credentials), settings
+        )
         log.info(
             "merchant %s serving wallets on port %d (answer: %s)",
             self.config.merchant_id, port, self.config.answer.value,

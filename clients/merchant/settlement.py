@@ -176,9 +176,7 @@ class Settlement:
             OperationKind.CREDIT: build_credit_request,
             OperationKind.CREDIT_REVERSAL: build_credit_reversal_request,
         }[kind]
-        request, state = build(
-            self._credentials, self._keys.recipient(), [item], self._merchant_id
-        )
+        request, state = build(self._credentials, self._keys.recipient(), [item], self._merchant_id)
         operation = self._store.add_operation(
             order.xid, kind, state.rrpid, money, request.SerializeToString(),
             state.request_digest, original or None,
@@ -304,4 +302,3 @@ def operations_summary(operations: Sequence[Operation]) -> list[str]:
         f"{op.batch_id or '-'}"
         for op in operations
     ]
-

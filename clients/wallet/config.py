@@ -1,0 +1,141 @@
+"""The wallet's configuration: ``wallet.toml`` in the wallet directory plus
+``SETPAY_WALLET_*`` environment variables.
+
+The wallet directory holds::
+
+    wallet.toml          this configuration
+    card.sealed          PAN, expiry, CardSecret, PANSecret: AES-256-GCM under the
+                         passphrase (mode 0600; see ``clients.wallet.vault``)
+    certs/root.pem       the brand root, pinned (placed here out of band)
+    certs/chain.pem      the Cardholder CA certificate (written by registration)
+    purchases.json       the wallet's purchases (ids and amounts, no card data)
+    keys/                the software keystore, when the key URI is soft:keys
+
+Example::
+
+    [wallet]
+    brand = "setpay"
+    keys = "soft:keys"               # or pkcs11:module=...;token=...;pin-source=file:...
+    key_label = "cardholder-sig"
+    passphrase_file = "passphrase"   # else $SETPAY_WALLET_PASSPHRASE
+
+    [ca]
+    target = "127.0.0.1:7443"
+    tls_ca = "certs/tls-ca.pem"
+
+    [merchant]                       # the default merchant (server-authenticated TLS)
+    target = "127.0.0.1:8443"
+    tls_ca = "certs/tls-ca.pem"
+
+Environment overrides: ``SETPAY_WALLET_KEYS``, ``SETPAY_WALLET_CA`` and
+``SETPAY_WALLET_MERCHANT`` (targets); the passphrase itself comes only from
+``SETPAY_WALLET_PASSPHRASE`` or the passphrase file, never from this file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from clients.errors import ConfigError
+from clients.identity import resolve_soft_uri
+from clients.peers import PeerConfig, get
+
+CONFIG_FILE = "wallet.toml"
+CARD_FILE = "card.sealed"
+PURCHASES_FILE = "purchases.json"
+
+
+@dataclass(frozen=True)
+class WalletConfig:
+    """Everything the wallet needs, validated."""
+
+    base_dir: Path
+    brand_id: str
+    keys: str
+    key_label: str
+    language: str
+    root: Path
+    chain: Path
+    passphrase_file: Path | None
+    ca: PeerConfig | None
+    merchant: PeerConfig | None
+
+    @property
+    def card_file(self) -> Path:
+        """The sealed card file."""
+        return self.base_dir / CARD_FILE
+
+    @property
+    def purchases_file(self) -> Path:
+        """The record of purchases (no card data)."""
+        return self.base_dir / PURCHASES_FILE
+
+    def keys_uri(self) -> str:
+        """The key URI, a relative ``soft:DIR`` resolved against the wallet directory."""
+        return resolve_soft_uri(self.keys, self.base_dir)
+
+    def require_ca(self) -> PeerConfig:
+        """The CA peer; ``ConfigError`` when the configuration names none."""
+        if self.ca is None:
+            raise ConfigError("wallet.toml has no [ca] table")
+        return self.ca
+
+    def require_merchant(self) -> PeerConfig:
+        """The default merchant peer; ``ConfigError`` when the configuration names none."""
+        if self.merchant is None:
+            raise ConfigError("wallet.toml has no [merchant] table (or give --merchant)")
+        return self.merchant
+
+
+def _path(base: Path, text: str) -> Path:
+    p = Path(text)
+    return p if p.is_absolute() else base / p
+
+
+def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
+    """Load ``directory/wallet.toml``, apply the environment, validate."""
+    env = os.environ if env is None else env
+    path = directory / CONFIG_FILE
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no wallet configuration at {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    base = directory.resolve()
+    w = raw.get("wallet", {})
+    passphrase_file = get(w, "passphrase_file", str, None, "wallet")
+    config = WalletConfig(
+        base_dir=base,
+        brand_id=get(w, "brand", str, "setpay", "wallet"),
+        keys=get(w, "keys", str, "soft:keys", "wallet"),
+        key_label=get(w, "key_label", str, "cardholder-sig", "wallet"),
+        language=get(w, "language", str, "en", "wallet"),
+        root=_path(base, get(w, "root", str, "certs/root.pem", "wallet")),
+        chain=_path(base, get(w, "chain", str, "certs/chain.pem", "wallet")),
+        passphrase_file=_path(base, passphrase_file) if passphrase_file else None,
+        ca=PeerConfig.from_table(raw["ca"], "ca", base) if "ca" in raw else None,
+        merchant=(
+            PeerConfig.from_table(raw["merchant"], "merchant", base)
+            if "merchant" in raw
+            else None
+        ),
+    )
+    changes: dict[str, Any] = {}
+    if "SETPAY_WALLET_KEYS" in env:
+        changes["keys"] = env["SETPAY_WALLET_KEYS"]
+    if "SETPAY_WALLET_CA" in env:
+        changes["ca"] = config.require_ca().with_target(env["SETPAY_WALLET_CA"], "SETPAY_WALLET_CA")
+    if "SETPAY_WALLET_MERCHANT" in env:
+        changes["merchant"] = config.require_merchant().with_target(
+            env["SETPAY_WALLET_MERCHANT"], "SETPAY_WALLET_MERCHANT"
+        )
+    config = replace(config, **changes)
+    if not config.brand_id or not config.key_label or not config.keys:
+        raise ConfigError("wallet.brand, wallet.keys and wallet.key_label must not be empty")
+    return config

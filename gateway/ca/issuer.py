@@ -1,0 +1,30 @@
+"""What the CA needs from the issuer and the acquirer: ``IssuerDirectory``.
+
+The CA validates a cardholder's card with the issuer before it certifies anything
+(SET-PROTOCOL.md 4.3 rule 5) and tells the acquirer's books about a newly certified
+merchant. The bank wires this to its issuer ledger; tests use a small in-memory one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from setcore.pan import PAN
+
+
+class IssuerDirectory(Protocol):
+    """The issuer's answer about a card, and the acquirer's record of merchants."""
+
+    def check_card(self, pan: PAN, expiry: str) -> int:
+        """A ``setpay.v1.CertStatusCode`` for certifying this card.
+
+        REQUEST_COMPLETE when the account exists, is active and ``expiry`` (YYYYMM) is the
+        card's; UNKNOWN_ACCOUNT when there is no such account; REJECTED_BY_ISSUER when
+        the account is not active or the expiry differs. REQUEST_PENDED means the issuer
+        wants a person to decide first (the CA then waits for ``decide_pending``).
+        """
+        ...
+
+    def merchant_registered(self, merchant_id: str, name: str) -> None:
+        """Called once the Merchant CA has certified this merchant (idempotent)."""
+        ...

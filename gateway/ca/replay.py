@@ -1,0 +1,34 @@
+"""Retries and RRPIDs: the same request gets the same answer, another request is refused.
+
+RRPID is the idempotency key (DESIGN.md 5.3). An answer is stored with a digest of the
+exact request bytes it answers, in the same transaction as the state it reports; a
+request under a stored RRPID gets those bytes back if it is the same request, and
+RRPID_REUSED otherwise. Plaintext requests (CardCInit, Me-AqCInit) are digested over a
+deterministic serialization without their header (whose date changes between retries):
+that digest only matches retries, it never checks a signature.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from gateway.ca.store import StoreTransaction
+from setcore.encoding import digest
+from setcore.errors import ErrorCode, fail
+
+_DIGEST_TYPE = "setpay.v1.ca.request"
+
+
+def request_digest(kind: str, request_bytes: bytes) -> bytes:
+    """The digest a stored answer is matched on (the request kind is part of it)."""
+    return digest(f"{_DIGEST_TYPE}.{kind}", request_bytes)
+
+
+def replayed(tx: StoreTransaction, rrpid: bytes, kind: str, request: bytes) -> bytes | None:
+    """The stored answer for a retry of this request; RRPID_REUSED for another request."""
+    stored = tx.response(rrpid)
+    if stored is None:
+        return None
+    if stored.kind != kind or not hmac.compare_digest(stored.request_digest, request):
+        raise fail(ErrorCode.ERROR_CODE_RRPID_REUSED, "RRPID already answered another request")
+    return stored.response
