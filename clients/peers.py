@@ -12,6 +12,7 @@ Shared by the merchant's and the wallet's configuration files, so both read a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,3 +99,40 @@ class PeerConfig:
             client_key_pem=None if self.insecure else read(self.tls_key),
             insecure=self.insecure,
         )
+
+
+def toml_table(name: str, values: Mapping[str, object]) -> str:
+    """A TOML table of strings, integers and booleans (None values left out)."""
+    lines = [f"[{name}]"]
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = str(value)
+        else:
+            # JSON string escapes are valid TOML basic-string escapes.
+            text = json.dumps(str(value))
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def peer_table(name: str, peer: PeerConfig, base_dir: Path) -> str:
+    """The TOML table of a peer, paths relative to ``base_dir`` where possible."""
+
+    def rel(p: Path | None) -> str | None:
+        if p is None:
+            return None
+        return str(p.relative_to(base_dir)) if p.is_relative_to(base_dir) else str(p)
+
+    return toml_table(
+        name,
+        {
+            "target": peer.target,
+            "tls_ca": rel(peer.tls_ca),
+            "tls_cert": rel(peer.tls_cert),
+            "tls_key": rel(peer.tls_key),
+            "insecure": peer.insecure,
+        },
+    )

@@ -7,11 +7,19 @@ from typing import Any
 
 import grpc
 
+from gateway import admin, settlement
 from gateway.answers import answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
 from setcore.purchase import header
-from setpay.v1 import authorization_pb2, common_pb2, error_pb2, services_pb2_grpc
+from setpay.v1 import (
+    authorization_pb2,
+    capture_pb2,
+    common_pb2,
+    error_pb2,
+    gateway_admin_pb2,
+    services_pb2_grpc,
+)
 
 
 def reply_header(request_header: common_pb2.Header) -> common_pb2.Header:
@@ -50,12 +58,75 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
 
         return answer(context, self._bank.credentials, rpc, request_bytes, work, on_error)
 
-    def Authorize(  # noqa: N802 - gRPC method name
-        self, request: authorization_pb2.AuthorizeRequest, context: grpc.ServicerContext
-    ) -> authorization_pb2.AuthorizeResponse:
+    def _rpc(
+        self,
+        context: grpc.ServicerContext,
+        rpc: str,
+        request: Any,
+        request_field: str,
+        response_cls: Callable[..., Any],
+        result_field: str,
+        handler: Callable[[Bank, Any], bytes],
+    ) -> Any:
+        request_bytes = getattr(request, request_field)
+        return self._serve(
+            context, rpc, request, request_bytes, response_cls, result_field, handler
+        )
+
+    # gRPC method names are fixed by services.proto.
+    def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         """AuthReq -> AuthRes."""
-        response: authorization_pb2.AuthorizeResponse = self._serve(
-            context, "Authorize", request, request.auth_req,
+        return self._rpc(
+            context, "Authorize", request, "auth_req",
             authorization_pb2.AuthorizeResponse, "auth_res", authorize,
         )  # fmt: skip
-        return response
+
+    def AuthReversal(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """AuthRevReq -> AuthRevRes."""
+        return self._rpc(
+            context, "AuthReversal", request, "auth_rev_req",
+            authorization_pb2.AuthReversalResponse, "auth_rev_res", settlement.auth_reversal,
+        )  # fmt: skip
+
+    def Capture(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """CapReq -> CapRes."""
+        return self._rpc(
+            context, "Capture", request, "cap_req",
+            capture_pb2.CaptureResponse, "cap_res", settlement.capture,
+        )  # fmt: skip
+
+    def CaptureReversal(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """CapRevReq -> CapRevRes."""
+        return self._rpc(
+            context, "CaptureReversal", request, "cap_rev_req",
+            capture_pb2.CaptureReversalResponse, "cap_rev_res", settlement.capture_reversal,
+        )  # fmt: skip
+
+    def Credit(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """CredReq -> CredRes."""
+        return self._rpc(
+            context, "Credit", request, "cred_req",
+            capture_pb2.CreditResponse, "cred_res", settlement.credit,
+        )  # fmt: skip
+
+    def CreditReversal(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """CredRevReq -> CredRevRes."""
+        return self._rpc(
+            context, "CreditReversal", request, "cred_rev_req",
+            capture_pb2.CreditReversalResponse, "cred_rev_res", settlement.credit_reversal,
+        )  # fmt: skip
+
+    def GatewayCertificates(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """PCertReq -> PCertRes."""
+        return self._rpc(
+            context, "GatewayCertificates", request, "p_cert_req",
+            gateway_admin_pb2.GatewayCertificatesResponse, "p_cert_res",
+            admin.gateway_certificates,
+        )  # fmt: skip
+
+    def BatchAdmin(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """BatchAdminReq -> BatchAdminRes."""
+        return self._rpc(
+            context, "BatchAdmin", request, "batch_admin_req",
+            gateway_admin_pb2.BatchAdminResponse, "batch_admin_res", admin.batch_admin,
+        )  # fmt: skip

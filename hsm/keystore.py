@@ -49,6 +49,7 @@ from hsm.policy import (
     PRIVATE_KEY_TYPES,
     PUBLIC_KEY_TYPES,
     algorithm_of_public,
+    check_label,
 )
 
 #: Keystore format written and understood by this code.
@@ -214,6 +215,7 @@ class Keystore:
             return None
 
     def _versions(self, label: str) -> list[int]:
+        check_label(label)  # a label becomes a path: no "..", no "/"
         label_dir = self._directory / "keys" / label
         if not label_dir.is_dir():
             return []
@@ -221,6 +223,7 @@ class Keystore:
         return sorted(int(stem) for stem in stems if stem.isdigit())
 
     def _paths(self, label: str, version: int) -> _Paths:
+        check_label(label)  # a label becomes a path: no "..", no "/"
         base = self._directory / "keys" / label
         return _Paths(
             key=base / f"{version}.key.pem",

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 from hsm.errors import KeyBackendError
 
-Observer = Callable[[str, str, float, "str | None"], None]
+Observer = Callable[[str, str, float, str | None], None]
 
 
 @contextmanager

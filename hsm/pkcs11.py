@@ -1,7 +1,8 @@
 """PKCS#11 key backend: private keys stay on a token (SoftHSM 2 is the one tested).
 
 Built on python-pkcs11 0.10.1. How keys look on the token is ``hsm.token_objects``;
-sessions, login and recovery are ``hsm.token_session``; CKR errors map to the hsm error
+which keys are there, ``hsm.token_catalog``; sessions, login and recovery are
+``hsm.token_session``; CKR errors map to the hsm error
 tree in ``hsm.ckr``; module initialization per process is ``hsm.cryptoki``.
 
 Operations:
@@ -33,14 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
-import secrets
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import KDF, MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
@@ -53,8 +50,6 @@ from hsm.base import (
     KeyUsage,
     PrivateKey,
 )
-from hsm.ckr import Fault, fault_of
-from hsm.cryptoki import on_fork_in_child
 from hsm.errors import (
     DecapsulationError,
     KeyExists,
@@ -74,12 +69,18 @@ from hsm.policy import (
     require_decapsulate,
     require_sign,
 )
+from hsm.token_catalog import (
+    KEY_CLASSES,
+    OAEP_PARAMETERS,
+    KeyId,
+    TokenCatalog,
+    metadata_objects,
+    objects,
+)
 from hsm.token_objects import (
-    APPLICATION,
     PRIVATE_KEY_ATTRIBUTES,
     PUBLIC_KEY_ATTRIBUTES,
     TokenKey,
-    build_catalog,
     capability_attributes,
     certificate_attributes,
     describe_key,
@@ -87,36 +88,20 @@ from hsm.token_objects import (
     key_id,
     keypair_template,
     metadata_attributes,
-    parse_metadata,
 )
 from hsm.token_session import Pkcs11Config, TokenLink, TokenSession
 
 __all__ = ["Pkcs11Backend", "Pkcs11Config"]
 
-_KeyId = tuple[str, int]
-
 #: Size of a P-256 ECDSA signature as the token returns it: r || s, 32 bytes each.
 _ECDSA_RAW_LENGTH = 64
 
-#: The object classes that make up a key pair on the token.
-_KEY_CLASSES = (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
-
-#: Bytes encrypted to the token in the OAEP trial: a random AES-256 key's worth.
-_OAEP_TRIAL_BYTES = 32
-
-#: Mechanisms each algorithm needs, for generation and for its private-key operation.
+#: The mechanism that generates each key type on a token.
 _KEYGEN_MECHANISM = {
     KeyAlgorithm.EC_P256: Mechanism.EC_KEY_PAIR_GEN,
     KeyAlgorithm.ED25519: Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
     KeyAlgorithm.RSA_2048: Mechanism.RSA_PKCS_KEY_PAIR_GEN,
     KeyAlgorithm.RSA_3072: Mechanism.RSA_PKCS_KEY_PAIR_GEN,
-}
-
-#: OAEP parameters (token hash, token MGF, Python hash) per KEM, best first.
-_OAEP_PARAMETERS: dict[KemAlgorithm, tuple[Mechanism, MGF, type[hashes.HashAlgorithm]]] = {
-    KemAlgorithm.RSA_OAEP_SHA256: (Mechanism.SHA256, MGF.SHA256, hashes.SHA256),
-    # SHA-1 only inside OAEP, where collisions do not matter (SET-PROTOCOL.md 8.4).
-    KemAlgorithm.RSA_OAEP_SHA1: (Mechanism.SHA_1, MGF.SHA1, hashes.SHA1),
 }
 
 
@@ -128,13 +113,8 @@ class Pkcs11Backend(KeyBackend):
     def __init__(self, config: Pkcs11Config, observer: Observer | None = None) -> None:
         self._observer = observer
         self._link = TokenLink(config, observer)
-        self._catalog_lock = threading.Lock()
-        self._catalog: dict[_KeyId, TokenKey] = {}
-        # None until a trial decryption has been possible (an RSA decryption key exists).
-        self._rsa_kem: KemAlgorithm | None = None
-        self._rsa_kem_known = False
-        on_fork_in_child(self)
-        self._refresh()
+        self._catalog = TokenCatalog(self._link)
+        self._catalog.refresh()
 
     @property
     def token_name(self) -> str:
@@ -144,7 +124,7 @@ class Pkcs11Backend(KeyBackend):
     @property
     def rsa_kem(self) -> KemAlgorithm | None:
         """The OAEP variant this token decrypts (None until an RSA decryption key exists)."""
-        return self._rsa_kem
+        return self._catalog.rsa_kem
 
     def generate(self, label: str, usage: KeyUsage, algorithm: KeyAlgorithm) -> KeyHandle:
         """Generate a key pair on the token under ``label`` (next version)."""
@@ -186,8 +166,8 @@ class Pkcs11Backend(KeyBackend):
         """
         check_label(label)
 
-        def adopt(session: TokenSession) -> _KeyId:
-            catalog = self._scan(session)
+        def adopt(session: TokenSession) -> KeyId:
+            catalog = self._catalog.scan(session)
             managed = [key for key in catalog if key.ck_id == ck_id]
             if managed and not managed[0].adopted:
                 found = managed[0].handle
@@ -195,7 +175,7 @@ class Pkcs11Backend(KeyBackend):
                     f"CKA_ID {ck_id.hex()} is already key {found.label!r} v{found.version}"
                 )
             private = session.find(ObjectClass.PRIVATE_KEY, ck_id)
-            publics = _objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
+            publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
             described = describe_key(
                 private.get_attributes(PRIVATE_KEY_ATTRIBUTES),
                 publics[0].get_attributes(PUBLIC_KEY_ATTRIBUTES) if publics else None,
@@ -223,40 +203,41 @@ class Pkcs11Backend(KeyBackend):
             label_version = self._link.run(
                 adopt, "adopt a key", retry=False, subject=f"key with CKA_ID {ck_id.hex()}"
             )
-        return self._handle_after_change(label_version)
+        return self._catalog.handle_after_change(label_version)
 
     def get(self, label: str, version: int | None = None) -> KeyHandle:
         """The key with this label: the given version, or the newest."""
-        return self._token_key(label, version).handle
+        return self._catalog.find(label, version).handle
 
     def list_keys(self) -> list[KeyHandle]:
         """Every key version on the token, sorted by label then version."""
-        return [key.handle for key in self._refresh()]
+        return [key.handle for key in self._catalog.refresh()]
 
     def delete(self, label: str, version: int | None = None) -> None:
         """Destroy one version's objects (or every version's) on the token."""
+        check_label(label)
         check_version(version)
 
         def destroy(session: TokenSession) -> None:
             doomed = [
                 key
-                for key in self._scan(session)
+                for key in self._catalog.scan(session)
                 if key.handle.label == label and version in (None, key.handle.version)
             ]
             if not doomed:
                 which = "any version" if version is None else f"v{version}"
                 raise KeyNotFound(f"no key {label!r} ({which}) on {self._link.name}")
             ids = {key.ck_id for key in doomed}
-            victims = _objects(session, _KEY_CLASSES, ids)
-            victims += _objects(session, (ObjectClass.CERTIFICATE,), ids)
-            victims += [obj for obj, meta in self._metadata_objects(session) if meta["id"] in ids]
+            victims = objects(session, KEY_CLASSES, ids)
+            victims += objects(session, (ObjectClass.CERTIFICATE,), ids)
+            victims += [obj for obj, meta in metadata_objects(session) if meta["id"] in ids]
             self._link.invalidate_objects()
             for obj in victims:
                 obj.destroy()
 
         with self._link.admin_lock():
             self._link.run(destroy, "delete a key", retry=False)
-        self._refresh()
+        self._catalog.refresh()
 
     def sign(self, key: KeyHandle, data: bytes) -> bytes:
         """Sign ``data`` on the token (SHA-256; see the module docstring per algorithm)."""
@@ -313,7 +294,7 @@ class Pkcs11Backend(KeyBackend):
         subject = certificate.subject.public_bytes()
 
         def store(session: TokenSession) -> None:
-            for old in _objects(session, (ObjectClass.CERTIFICATE,), {record.ck_id}):
+            for old in objects(session, (ObjectClass.CERTIFICATE,), {record.ck_id}):
                 old.destroy()
             session.session.create_object(
                 certificate_attributes(record.handle.label, record.ck_id, der, subject)
@@ -327,7 +308,7 @@ class Pkcs11Backend(KeyBackend):
         record = self._record(key)
 
         def read(session: TokenSession) -> bytes | None:
-            found = _objects(session, (ObjectClass.CERTIFICATE,), {record.ck_id})
+            found = objects(session, (ObjectClass.CERTIFICATE,), {record.ck_id})
             if not found:
                 session.confirm_token()  # "none" must not mean "token gone"
                 return None
@@ -344,10 +325,6 @@ class Pkcs11Backend(KeyBackend):
         """Close every session and log out; the backend is unusable afterwards."""
         self._link.close()
 
-    def after_fork_in_child(self) -> None:
-        """Replace the catalog lock: a parent thread may have held it at fork time."""
-        self._catalog_lock = threading.Lock()
-
     def _add(
         self,
         label: str,
@@ -357,8 +334,10 @@ class Pkcs11Backend(KeyBackend):
     ) -> KeyHandle:
         """Claim the next version of ``label`` and create it with ``create``."""
 
-        def add(session: TokenSession) -> _KeyId:
-            versions = [k.handle.version for k in self._scan(session) if k.handle.label == label]
+        def add(session: TokenSession) -> KeyId:
+            versions = [
+                k.handle.version for k in self._catalog.scan(session) if k.handle.label == label
+            ]
             version = 1 + max(versions, default=0)
             ck_id = key_id(label, version)
             create(session, version, ck_id)
@@ -369,26 +348,14 @@ class Pkcs11Backend(KeyBackend):
             except p11.PKCS11Error:
                 # Without its metadata the key would be adopted with a guessed usage:
                 # remove the half-made version rather than leave that behind.
-                for obj in _objects(session, _KEY_CLASSES, {ck_id}):
+                for obj in objects(session, KEY_CLASSES, {ck_id}):
                     obj.destroy()
                 raise
             return (label, version)
 
         with self._link.admin_lock():
             label_version = self._link.run(add, f"create a {algorithm.value} key", retry=False)
-        return self._handle_after_change(label_version)
-
-    def _handle_after_change(self, label_version: _KeyId) -> KeyHandle:
-        """Re-read the catalog after a change and return the changed key's handle."""
-        self._refresh()
-        with self._catalog_lock:
-            found = self._catalog.get(label_version)
-        if found is None:
-            label, version = label_version
-            raise PermanentBackendError(
-                f"key {label!r} v{version} vanished from {self._link.name} after creation"
-            )
-        return found.handle
+        return self._catalog.handle_after_change(label_version)
 
     def _ecdh(self, record: TokenKey, ciphertext: bytes) -> bytes:
         # Check the point in Python first: off-curve points are an attack (invalid-curve),
@@ -427,7 +394,7 @@ class Pkcs11Backend(KeyBackend):
         return self._link.run(derive, "decapsulate", subject=_describe(record))
 
     def _oaep_decrypt(self, record: TokenKey, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
-        token_hash, token_mgf, _ = _OAEP_PARAMETERS[kem]
+        token_hash, token_mgf, _ = OAEP_PARAMETERS[kem]
 
         def decrypt(session: TokenSession) -> bytes:
             private = session.find(ObjectClass.PRIVATE_KEY, record.ck_id)
@@ -440,111 +407,15 @@ class Pkcs11Backend(KeyBackend):
 
         return self._link.run(decrypt, "decapsulate", subject=_describe(record))
 
-    def _token_key(self, label: str, version: int | None) -> TokenKey:
-        check_version(version)
-        found = self._lookup(label, version)
-        if found is None:
-            self._refresh()  # another process may have added it
-            found = self._lookup(label, version)
-        if found is None:
-            which = "" if version is None else f" v{version}"
-            raise KeyNotFound(f"no key {label!r}{which} on {self._link.name}")
-        return found
-
     def _record(self, key: KeyHandle) -> TokenKey:
         """The backend's own record of ``key``: its usage, not the caller's copy, is law."""
-        return self._token_key(key.label, key.version)
-
-    def _lookup(self, label: str, version: int | None) -> TokenKey | None:
-        with self._catalog_lock:
-            if version is not None:
-                return self._catalog.get((label, version))
-            versions = [v for (name, v) in self._catalog if name == label]
-            return self._catalog[(label, max(versions))] if versions else None
-
-    def _refresh(self) -> list[TokenKey]:
-        keys = self._link.run(self._scan, "list keys")
-        with self._catalog_lock:
-            self._catalog = {(k.handle.label, k.handle.version): k for k in keys}
-        return keys
-
-    def _scan(self, session: TokenSession) -> list[TokenKey]:
-        """Rebuild the key list from the token's objects (detecting OAEP on the way)."""
-        metadata = [meta for _, meta in self._metadata_objects(session)]
-        privates = [
-            obj.get_attributes(PRIVATE_KEY_ATTRIBUTES)
-            for obj in session.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
-        ]
-        publics = [
-            obj.get_attributes(PUBLIC_KEY_ATTRIBUTES)
-            for obj in session.session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY})
-        ]
-        # SoftHSM answers searches with "nothing" when its token directory is gone.
-        session.confirm_token()
-        keys = build_catalog(metadata, privates, publics, self._rsa_kem)
-        if not self._rsa_kem_known:
-            candidate = next(
-                (k for k in keys if k.handle.algorithm.is_rsa and k.handle.usage.can_decapsulate),
-                None,
-            )
-            if candidate is not None:
-                self._rsa_kem = self._probe_oaep(session, candidate)
-                self._rsa_kem_known = True
-                keys = build_catalog(metadata, privates, publics, self._rsa_kem)
-        return keys
-
-    def _probe_oaep(self, session: TokenSession, key: TokenKey) -> KemAlgorithm | None:
-        """The best OAEP the token decrypts, found by encrypting to ``key`` and decrypting."""
-        if Mechanism.RSA_PKCS_OAEP not in self._link.mechanisms:
-            return None
-        public = key.handle.public_key
-        if not isinstance(public, rsa.RSAPublicKey):
-            return None
-        private = session.find(ObjectClass.PRIVATE_KEY, key.ck_id)
-        for kem, (token_hash, token_mgf, python_hash) in _OAEP_PARAMETERS.items():
-            probe = secrets.token_bytes(_OAEP_TRIAL_BYTES)
-            ciphertext = public.encrypt(
-                probe, padding.OAEP(padding.MGF1(python_hash()), python_hash(), None)
-            )
-            try:
-                opened = private.decrypt(
-                    ciphertext,
-                    mechanism=Mechanism.RSA_PKCS_OAEP,
-                    mechanism_param=(token_hash, token_mgf, None),
-                )
-            except p11.PKCS11Error as exc:
-                if fault_of(exc) in (Fault.INPUT, Fault.UNSUPPORTED):
-                    continue  # this hash is refused: try the next one
-                raise
-            if hmac.compare_digest(opened, probe):
-                return kem
-        return None
-
-    def _metadata_objects(self, session: TokenSession) -> list[tuple[Any, dict[str, Any]]]:
-        found = []
-        for obj in session.session.get_objects(
-            {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: APPLICATION}
-        ):
-            meta = parse_metadata(obj[Attribute.VALUE])
-            if meta is not None:
-                found.append((obj, meta))
-        return found
+        return self._catalog.find(key.label, key.version)
 
     def _require_mechanism(self, mechanism: Mechanism, purpose: str) -> None:
         if mechanism not in self._link.mechanisms:
             raise UnsupportedAlgorithm(
                 f"{self._link.name} cannot {purpose}: no {mechanism.name} mechanism"
             )
-
-
-def _objects(session: TokenSession, classes: tuple[ObjectClass, ...], ids: set[bytes]) -> list[Any]:
-    """Every object of these classes whose CKA_ID is in ``ids`` (searches run to the end)."""
-    return [
-        obj
-        for object_class in classes
-        for ck_id in ids
-        for obj in session.session.get_objects({Attribute.CLASS: object_class, Attribute.ID: ck_id})
-    ]
 
 
 def _describe(key: TokenKey) -> str:

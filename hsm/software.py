@@ -115,6 +115,7 @@ class SoftwareBackend(KeyBackend):
 
     def get(self, label: str, version: int | None = None) -> KeyHandle:
         """The key with this label: the given version, or the newest."""
+        check_label(label)
         check_version(version)
         with self._lock:
             self._check_open()
@@ -137,6 +138,7 @@ class SoftwareBackend(KeyBackend):
 
     def delete(self, label: str, version: int | None = None) -> None:
         """Destroy one version, or every version when ``version`` is None."""
+        check_label(label)
         check_version(version)
         with self._lock:
             self._check_open()

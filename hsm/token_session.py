@@ -162,6 +162,7 @@ class TokenLink:
         self._broken = True
         self._closed = False
         self._logins = 0
+        self._failed_connects = 0
         self._epoch = 0
         self.mechanisms: frozenset[Mechanism] = frozenset()
         lock_key = "\0".join(
@@ -192,9 +193,8 @@ class TokenLink:
             attempts = 2 if retry else 1
             for attempt in range(attempts):
                 self._ensure_connected()
-                session = self._session_for(lease)
                 try:
-                    return operation(session)
+                    return operation(self._session_for(lease))
                 except p11.PKCS11Error as exc:
                     fault = fault_of(exc)
                     if fault is Fault.AMBIGUOUS:
@@ -263,9 +263,12 @@ class TokenLink:
             observed(self._observer, op, ""),
             exclusive_lock(f"{self._lock_stem}.login.lock", LOCK_TIMEOUT_SECONDS),
         ):
-            # Restart the module only if nobody has since our last login: a restart
-            # kills every session in the process, including other backends'.
-            restart = self._logins > 0 and self._generation == self._cryptoki.generation
+            # Restart the module if nobody has since our last login, or if our last
+            # reconnect failed (the token may be back: only a rescan shows it). Not
+            # otherwise: a restart kills every session in the process, other backends' too.
+            restart = self._logins > 0 and (
+                self._generation == self._cryptoki.generation or self._failed_connects > 0
+            )
             self._forget_sessions()
             last: p11.PKCS11Error = p11.NoSuchToken()
             for attempt in range(self.config.login_attempts):
@@ -285,13 +288,19 @@ class TokenLink:
                             f"check the PIN from {self.config.pin_source.describe()}"
                         ) from exc
                     last = exc
+                    if isinstance(exc, p11.NoSuchToken) and self._logins and (restart or attempt):
+                        # Known token, fresh rescan, still absent: it is gone. Fail fast;
+                        # every call while it is away would otherwise sleep and rescan.
+                        break
                     continue
                 self._token, self._login, self.mechanisms = token, login, mechanisms
                 self._generation, self._pid = self._cryptoki.generation, os.getpid()
                 self._broken = False
                 self._logins += 1
+                self._failed_connects = 0
                 self._epoch += 1
                 return
+            self._failed_connects += 1
             if isinstance(last, p11.NoSuchToken):
                 if self._logins:
                     raise TransientBackendError(f"{self.name} is not present") from last

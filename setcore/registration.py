@@ -27,6 +27,7 @@ Builders take plain values and credentials; openers take wire messages, raise
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,15 +39,16 @@ from hsm.base import PublicKey
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
 from setcore.envelope import Recipient
-from setcore.errors import ConfigurationError, ErrorCode, fail
+from setcore.error_message import open_error
+from setcore.errors import ConfigurationError, ErrorCode, PeerError, ProtocolError, fail
 from setcore.freshness import check_id
 from setcore.pki import roles
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.signed import VerifiedSigned, open_signed, parse_signed
+from setcore.signed import VerifiedSigned, algorithm_for_public_key, open_signed, parse_signed
 from setcore.signers import signer
-from setpay.v1 import common_pb2, crypto_pb2, registration_pb2
+from setpay.v1 import common_pb2, crypto_pb2, error_pb2, registration_pb2
 
 REQUEST_COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 REQUEST_PENDED = registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
@@ -156,6 +158,7 @@ def load_public_key(spki: bytes, what: str) -> PublicKey:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, f"malformed {what}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
         raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"{what} of an unsupported type")
+    algorithm_for_public_key(key)  # curve and RSA size allow-list
     if spki_of(key) != spki:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, f"{what} is not canonical DER")
     return key
@@ -320,6 +323,21 @@ def open_ca_answer(
     return open_signed(signed, content_type, signer(trust, ca_type, only=only))
 
 
+def ca_error(
+    error: error_pb2.SetError, trust: TrustStore, ca_type: int, *, at: datetime | None = None
+) -> PeerError:
+    """A CA's signed Error as a ``PeerError`` to raise, after installing the BCI it staples.
+
+    A requester refused on its first message holds no BCI yet; the CA staples one to its
+    Errors so that they can be verified. A stapled BCI that does not verify is ignored
+    here: the Error's own verification then reports the failure.
+    """
+    if error.WhichOneof("error") == "signed_error":
+        with suppress(ProtocolError):
+            trust.update_from_bundle(parse_signed(error.signed_error).bundle, at)
+    return open_error(error, trust, ca_type)
+
+
 def resolve_ca_key_exchange(
     trust: TrustStore,
     ca: VerifiedCertificate,
@@ -350,6 +368,7 @@ __all__ = [
     "RequestKind",
     "RevocationData",
     "ca_bundle",
+    "ca_error",
     "check_form",
     "check_header_rrpid",
     "check_thumbs",

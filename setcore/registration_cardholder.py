@@ -29,7 +29,6 @@ from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, digest, parse_strict
 from setcore.envelope import KEY_BYTES, open_sealed, open_with_key, seal, seal_with_key
-from setcore.error_message import open_error
 from setcore.errors import ConfigurationError, ErrorCode, fail
 from setcore.freshness import check_echo, check_id, check_lid, check_rrpid, new_id, now_ms
 from setcore.pan import PAN, InvalidPAN, check_blinded_account, check_expiry, pan_secret
@@ -45,6 +44,7 @@ from setcore.registration import (
     RegistrationForm,
     RevocationData,
     ca_bundle,
+    ca_error,
     check_header_rrpid,
     check_thumbs,
     check_thumbs_echo,
@@ -124,7 +124,7 @@ def open_card_c_init_response(
 ) -> CaContact:
     """Verify CardCInitRes: the Cardholder CA's chain, our echoes, its key-exchange key."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, CARDHOLDER_CA)
+        raise ca_error(response.error, trust, CARDHOLDER_CA, at=at)
     verified = open_ca_answer(
         response.card_c_init_res, CARD_C_INIT_RES_CT, trust, CARDHOLDER_CA, at=at
     )
@@ -195,7 +195,7 @@ def open_reg_form_response(
 ) -> RegistrationForm:
     """Verify RegFormRes: signed by the same CA, our echoes, the CA's challenge."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, CARDHOLDER_CA)
+        raise ca_error(response.error, trust, CARDHOLDER_CA, at=at)
     verified = open_ca_answer(
         response.reg_form_res, REG_FORM_RES_CT, trust, CARDHOLDER_CA,
         only=state.ca.signer.thumbprint, at=at,
@@ -315,7 +315,7 @@ def open_card_cert_response(
     and the blinded account we recompute from PANSecret (ACCOUNT_MISMATCH otherwise).
     """
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, CARDHOLDER_CA)
+        raise ca_error(response.error, trust, CARDHOLDER_CA, at=at)
     sealed = parse_strict(crypto_pb2.KeySealed, response.cert_res, own_content_type=False)
     plaintext = open_with_key(sealed, state.back_key, CERT_RES_CT, rrpid=state.exchange.rrpid)
     signed = parse_signed(plaintext)

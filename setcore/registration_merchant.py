@@ -16,13 +16,12 @@ to the root with the right role, certify its own keys, and name its merchant id.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
-from setcore.error_message import open_error
 from setcore.errors import ConfigurationError, ErrorCode, fail
 from setcore.freshness import check_echo, check_id, check_lid, check_rrpid, new_id, now_ms
 from setcore.pki.extensions import MAX_MERCHANT_ID_CHARS, MAX_MERCHANT_NAME_CHARS
@@ -41,6 +40,7 @@ from setcore.registration import (
     RequestKind,
     RevocationData,
     ca_bundle,
+    ca_error,
     check_header_rrpid,
     check_thumbs,
     check_thumbs_echo,
@@ -225,7 +225,7 @@ def open_me_aq_c_init_response(
     """Verify Me-AqCInitRes: the right kind of CA, our echoes, its key-exchange key."""
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, kind.ca_type)
+        raise ca_error(response.error, trust, kind.ca_type, at=at)
     verified = open_ca_answer(
         response.me_aq_c_init_res, ME_AQ_C_INIT_RES_CT, trust, kind.ca_type, at=at
     )
@@ -320,7 +320,7 @@ class MerchantCertificates:
     ee_message: str
     signature: VerifiedCertificate | None
     key_exchange: VerifiedCertificate | None
-    chain: tuple[bytes, ...]
+    chain: tuple[bytes, ...] = field(repr=False)
 
     @property
     def complete(self) -> bool:
@@ -347,7 +347,7 @@ def open_merchant_cert_response(
     """Verify CertRes: our CA, our request; the certificates certify our keys and name us."""
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, kind.ca_type)
+        raise ca_error(response.error, trust, kind.ca_type, at=at)
     signed = parse_signed(response.cert_res)
     data = open_cert_result(signed, state.exchange, trust, at=at)
     status = data.cert_status.cert_status_code

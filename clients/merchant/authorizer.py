@@ -12,9 +12,12 @@ either mode, including those a previous process left unfinished.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from clients.errors import ClientError, TransportError
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
@@ -39,6 +42,8 @@ RETRY_SECONDS = 5.0
 MAX_QUEUED = 1000
 
 APPROVED = authorization_pb2.AUTH_CODE_APPROVED
+# Put in the queue to wake the worker when it should stop (never a real XID: those are 32 bytes).
+_WAKE_UP = b""
 
 
 class Authorizer:
@@ -62,9 +67,24 @@ class Authorizer:
         self._queue: queue.Queue[bytes] = queue.Queue(MAX_QUEUED)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # One authorization per order at a time, whether asked by Purchase or the worker.
-        self._busy: set[bytes] = set()
-        self._busy_lock = threading.Lock()
+        # One authorization per order at a time, whether asked by Purchase or the worker:
+        # a lock per order in flight, with the number of threads holding or awaiting it.
+        self._locks: dict[bytes, tuple[threading.Lock, list[int]]] = {}
+        self._locks_guard = threading.Lock()
+
+    @contextmanager
+    def _exclusive(self, xid: bytes) -> Iterator[None]:
+        with self._locks_guard:
+            lock, users = self._locks.setdefault(xid, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._locks_guard:
+                users[0] -= 1
+                if users[0] == 0:
+                    del self._locks[xid]
 
     def _request_for(self, order: Order) -> tuple[bytes, AuthRequestState]:
         if order.state is OrderState.AUTHORIZING:
@@ -86,17 +106,11 @@ class Authorizer:
         """Authorize one purchased order now; the order as it stands afterwards.
 
         A transport failure leaves the order authorizing (the worker retries it); a
-        gateway SET Error or an answer that does not verify fails the order.
+        gateway SET Error or an answer that does not verify fails the order. If another
+        thread is authorizing the same order, this waits for it and reports its outcome.
         """
-        with self._busy_lock:
-            if xid in self._busy:
-                return self._store.order(xid)
-            self._busy.add(xid)
-        try:
+        with self._exclusive(xid):
             return self._authorize(self._store.order(xid))
-        finally:
-            with self._busy_lock:
-                self._busy.discard(xid)
 
     def _authorize(self, order: Order) -> Order:
         if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
@@ -153,6 +167,8 @@ class Authorizer:
     def stop(self, timeout: float | None = None) -> None:
         """Stop the worker after the authorization in progress, if any."""
         self._stop.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_WAKE_UP)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -177,7 +193,7 @@ class Authorizer:
             xid = self._queue.get(timeout=RETRY_SECONDS)
         except queue.Empty:
             return
-        while not self._stop.is_set():
+        while not self._stop.is_set() and xid != _WAKE_UP:
             self.authorize(xid)
             try:
                 xid = self._queue.get_nowait()

@@ -47,7 +47,7 @@ from typing import Any
 
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
-from clients.peers import PeerConfig, check_target, get
+from clients.peers import PeerConfig, check_target, get, peer_table, toml_table
 
 CONFIG_FILE = "merchant.toml"
 # Requests the Merchant service serves at once before new ones get RESOURCE_EXHAUSTED: a
@@ -192,3 +192,51 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfi
         store=_path(base, get(m, "store", str, "merchant.db", "merchant")),
     )
     return validate(_env_overrides(config, os.environ if env is None else env))
+
+
+def write_config(
+    directory: Path,
+    *,
+    merchant_id: str,
+    name: str,
+    gateway: PeerConfig,
+    ca: PeerConfig,
+    brand_id: str = "setpay",
+    keys: str = "soft:keys",
+    answer: AnswerMode = AnswerMode.AFTER_AUTHORIZATION,
+    listen: str = "127.0.0.1:8443",
+    tls_cert: str | None = "tls/server.pem",
+    tls_key: str | None = "tls/server.key",
+    insecure: bool = False,
+) -> Path:
+    """Write ``directory/merchant.toml`` (for ``setpay init``, the demo and tests)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    base = directory.resolve()
+    text = "\n".join(
+        (
+            toml_table(
+                "merchant",
+                {
+                    "id": merchant_id,
+                    "name": name,
+                    "brand": brand_id,
+                    "keys": keys,
+                    "answer": answer.value,
+                },
+            ),
+            toml_table(
+                "server",
+                {
+                    "listen": listen,
+                    "tls_cert": None if insecure else tls_cert,
+                    "tls_key": None if insecure else tls_key,
+                    "insecure": insecure,
+                },
+            ),
+            peer_table("gateway", gateway, base),
+            peer_table("ca", ca, base),
+        )
+    )
+    path = directory / CONFIG_FILE
+    path.write_text(text)
+    return path

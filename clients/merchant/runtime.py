@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 import grpc
 
 from clients.authority import AuthorityClient
-from clients.errors import ConfigError
+from clients.errors import ConfigError, TransportError
 from clients.identity import load_credentials, read_root
 from clients.merchant.authorizer import Authorizer
 from clients.merchant.checkout import Checkout
 from clients.merchant.config import MerchantConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.registration import KEY_EXCHANGE_LABEL, SIGNATURE_LABEL
 from clients.merchant.servicer import GRACE_SECONDS, MerchantServicer, ServerSettings, start_server
 from clients.merchant.settlement import Settlement
 from clients.merchant.store import MerchantStore
@@ -27,16 +28,13 @@ from clients.transport import Caller, open_channel
 from hsm.base import KeyBackend
 from hsm.uri import describe_uri, open_backend
 from setcore.credentials import Credentials
+from setcore.errors import PeerError, ProtocolError
 from setcore.gateway_admin import GatewayCertificate
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
 from setcore.pki.truststore import TrustStore
 
 log = logging.getLogger("setpay.merchant")
-
-#: Key labels of the merchant's two keys in its key backend.
-SIGNATURE_LABEL = "merchant-sig"
-KEY_EXCHANGE_LABEL = "merchant-kex"
 
 
 @dataclass
@@ -56,6 +54,9 @@ class Merchant:
     settlement: Settlement
     _channels: list[grpc.Channel] = field(default_factory=list)
     _server: grpc.Server | None = None
+    #: The port the Merchant service listens on, once serving.
+    port: int = 0
+    _closed: bool = False
 
     @classmethod
     def open(cls, config: MerchantConfig, backend: KeyBackend | None = None) -> Merchant:
@@ -102,6 +103,7 @@ class Merchant:
         """
         self.revocation.refresh()
         self.gateway_keys.current()
+        self._resume_operations()
         self.authorizer.start()
         server_config = self.config.server
         tls = None
@@ -118,11 +120,22 @@ class Merchant:
         self._server, port = start_server(
             MerchantServicer(self.checkout, self.credentials), settings
         )
+        self.port = port
         log.info(
             "merchant %s serving wallets on port %d (answer: %s)",
             self.config.merchant_id, port, self.config.answer.value,
         )  # fmt: skip
         return port
+
+    def _resume_operations(self) -> None:
+        """Send again what a previous run (or a CLI command) left unanswered."""
+        try:
+            resumed = self.settlement.resume()
+        except (TransportError, PeerError, ProtocolError) as exc:
+            log.warning("unanswered operations not resumed now: %s", exc)
+            return
+        if resumed:
+            log.info("resumed %d unanswered operations", len(resumed))
 
     def wait(self) -> None:
         """Block until the server stops."""
@@ -130,7 +143,13 @@ class Merchant:
             self._server.wait_for_termination()
 
     def close(self) -> None:
-        """Stop serving (in-flight calls get the grace period), the worker, and close all."""
+        """Stop serving (in-flight calls get the grace period), the worker, and close all.
+
+        Closing twice is harmless.
+        """
+        if self._closed:
+            return
+        self._closed = True
         if self._server is not None:
             self._server.stop(GRACE_SECONDS).wait()
             self._server = None

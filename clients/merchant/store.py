@@ -202,6 +202,18 @@ class MerchantStore:
             self._conn.execute("ROLLBACK")
             raise
 
+    def settings(self) -> dict[str, object]:
+        """The settings that make the file durable: journal mode, synchronous, schema."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, object]:
+            return {
+                "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+                "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+                "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
+            }
+
+        return self._read(read)
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:

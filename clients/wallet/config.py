@@ -43,7 +43,7 @@ from typing import Any
 
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
-from clients.peers import PeerConfig, get
+from clients.peers import PeerConfig, get, peer_table, toml_table
 
 CONFIG_FILE = "wallet.toml"
 CARD_FILE = "card.sealed"
@@ -121,9 +121,7 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
         passphrase_file=_path(base, passphrase_file) if passphrase_file else None,
         ca=PeerConfig.from_table(raw["ca"], "ca", base) if "ca" in raw else None,
         merchant=(
-            PeerConfig.from_table(raw["merchant"], "merchant", base)
-            if "merchant" in raw
-            else None
+            PeerConfig.from_table(raw["merchant"], "merchant", base) if "merchant" in raw else None
         ),
     )
     changes: dict[str, Any] = {}
@@ -139,3 +137,35 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     if not config.brand_id or not config.key_label or not config.keys:
         raise ConfigError("wallet.brand, wallet.keys and wallet.key_label must not be empty")
     return config
+
+
+def write_config(
+    directory: Path,
+    *,
+    ca: PeerConfig,
+    merchant: PeerConfig | None = None,
+    brand_id: str = "setpay",
+    keys: str = "soft:keys",
+    key_label: str = "cardholder-sig",
+    passphrase_file: str | None = None,
+) -> Path:
+    """Write ``directory/wallet.toml`` (for the demo and tests)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    base = directory.resolve()
+    parts = [
+        toml_table(
+            "wallet",
+            {
+                "brand": brand_id,
+                "keys": keys,
+                "key_label": key_label,
+                "passphrase_file": passphrase_file,
+            },
+        ),
+        peer_table("ca", ca, base),
+    ]
+    if merchant is not None:
+        parts.append(peer_table("merchant", merchant, base))
+    path = directory / CONFIG_FILE
+    path.write_text("\n".join(parts))
+    return path

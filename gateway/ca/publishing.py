@@ -118,7 +118,9 @@ def publish(
     return record
 
 
-def publish_initial(store: CaStore, keys: AuthorityKeys, *, at: datetime | None = None) -> BciRecord:
+def publish_initial(
+    store: CaStore, keys: AuthorityKeys, *, at: datetime | None = None
+) -> BciRecord:
     """The first CRL of every CA and BCI number 1."""
     with store.write() as tx:
         if tx.latest_bci() is not None:

@@ -93,19 +93,21 @@ def card_expired(expiry: str, now_ms: int) -> bool:
     return int(expiry) < now.year * 100 + now.month
 
 
-def effective_pending(tx: Transaction, card_account_id: str, now_ms: int) -> int:
-    """The sum of the card's holds that have not expired at ``now_ms``.
+def effective_pending(tx: Transaction, card: Row, now_ms: int) -> int:
+    """What the card's holds still hold at ``now_ms``: its pending balance less expired holds.
 
     Expired holds stop counting at once, even before ``expire_holds`` posts their
-    release; the posting only catches the books up.
+    release; the posting only catches the books up. Only the expired, not yet released
+    holds are read (an index range), so the cost does not grow with the card's holds.
     """
     row = tx.one(
-        "SELECT COALESCE(SUM(pending), 0) AS held FROM holds"
-        " WHERE card_account_id = ? AND status = 'pending' AND expires_at_ms > ?",
-        card_account_id,
+        "SELECT COALESCE(SUM(pending), 0) AS expired FROM holds"
+        " WHERE card_account_id = ? AND status = 'pending' AND expires_at_ms <= ?",
+        card["id"],
         now_ms,
     )
-    return 0 if row is None else int(row["held"])
+    expired = 0 if row is None else int(row["expired"])
+    return int(card["debits_pending"]) - expired
 
 
 def available_credit(card: Row, pending: int) -> int:
@@ -130,7 +132,7 @@ def lock_card(tx: Transaction, account_id: str) -> Row | None:
 
 
 def _card_record(tx: Transaction, row: Row, now_ms: int) -> CardAccount:
-    pending = effective_pending(tx, str(row["id"]), now_ms)
+    pending = effective_pending(tx, row, now_ms)
     return CardAccount(
         account_id=str(row["id"]),
         masked_pan=str(row["masked_pan"]),

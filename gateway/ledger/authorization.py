@@ -101,7 +101,7 @@ def authorize(
         pan_expiry=pan_expiry,
         amount=amount,
         currency=currency,
-        pending=accounts.effective_pending(tx, card_id, now_ms),
+        pending=accounts.effective_pending(tx, card, now_ms),
         now_ms=now_ms,
     )
     if reason is not None:

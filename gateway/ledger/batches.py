@@ -11,10 +11,10 @@ keeps the totals.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from gateway.ledger.errors import UnknownBatch
+from gateway.ledger.identifiers import new_id
 from gateway.ledger.outcomes import (
     BatchOutcome,
     BatchSummary,
@@ -25,8 +25,9 @@ from gateway.ledger.outcomes import (
 )
 from gateway.ledger.store import Row, Transaction
 
-# Random part of a batch id: 64 bits, unguessable across merchants and short on paper.
-BATCH_ID_BYTES = 8
+# Random part of a batch id: 80 bits, unguessable across merchants and short on paper
+# (16 base32 characters).
+BATCH_ID_BYTES = 10
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def _find(tx: Transaction, merchant_account_id: str, batch_id: str | None) -> Ro
 
 
 def _open(tx: Transaction, merchant_account_id: str, now_ms: int) -> str:
-    batch_id = "batch-" + secrets.token_hex(BATCH_ID_BYTES)
+    batch_id = new_id("batch", BATCH_ID_BYTES)
     tx.run(
         "INSERT INTO batches (id, merchant_account_id, status, opened_at_ms)"
         " VALUES (?, ?, 'open', ?)",

@@ -8,6 +8,10 @@ Every money operation runs through ``run_once`` inside the transaction that appl
   outcome, store them under the RRPID, return them. The store commits the state change
   and the bytes together, durably, before anyone sees them.
 
+Two concurrent requests with one RRPID (a client retrying early) cannot both commit: the
+RRPID is the primary key of ``requests``, so the later one fails on its insert, rolls back
+(with whatever it changed) and, retried by the store, finds the winner's stored bytes.
+
 An exception from ``decide`` or ``respond`` rolls back the whole operation, so nothing is
 stored and a retry decides afresh. PostgreSQL may retry a transaction after a
 serialization failure, so ``respond`` may run more than once for one request; only the
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.ledger.errors import RrpidReused
+from gateway.ledger.errors import LedgerError, RrpidReused
 from gateway.ledger.outcomes import Outcome, Responder
 from gateway.ledger.store import Transaction
 
@@ -33,12 +37,20 @@ def run_once(
     respond: Responder,
 ) -> bytes:
     """Decide and respond once per RRPID; replay the stored response afterwards."""
-    stored = tx.one("SELECT request_digest, response FROM requests WHERE rrpid = ?", rrpid)
+    stored = _stored_response(tx, rrpid, request_digest)
     if stored is not None:
-        if bytes(stored["request_digest"]) != request_digest:
-            raise RrpidReused("this RRPID was already used for a different request")
-        return bytes(stored["response"])
-    outcome = decide(tx)
+        return stored
+    try:
+        outcome = decide(tx)
+    except LedgerError:
+        # Under READ COMMITTED (PostgreSQL) each statement sees what was committed before
+        # it began: a concurrent request with this RRPID may have committed after our first
+        # look, and its effects (say, the PI it used) are what make ``decide`` refuse. Its
+        # stored answer is the answer to this retry too.
+        stored = _stored_response(tx, rrpid, request_digest)
+        if stored is not None:
+            return stored
+        raise
     response = respond(outcome)
     if not isinstance(response, bytes):
         raise TypeError(f"respond must return bytes, not {type(response).__name__}")
@@ -50,3 +62,13 @@ def run_once(
         now_ms,
     )
     return response
+
+
+def _stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> bytes | None:
+    """The response stored under ``rrpid``, None if there is none; RrpidReused on mismatch."""
+    stored = tx.one("SELECT request_digest, response FROM requests WHERE rrpid = ?", rrpid)
+    if stored is None:
+        return None
+    if bytes(stored["request_digest"]) != request_digest:
+        raise RrpidReused("this RRPID was already used for a different request")
+    return bytes(stored["response"])

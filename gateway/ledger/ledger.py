@@ -16,7 +16,6 @@ the bank's own tooling, not from SET messages.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from gateway.ledger.batches import BatchPage
 from gateway.ledger.books import CurrencyTotals
 from gateway.ledger.errors import InvalidRequest
 from gateway.ledger.holds import Hold
+from gateway.ledger.identifiers import new_id
 from gateway.ledger.outcomes import BatchSummary, Outcome, Responder
 from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_pan, validate_pan
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
@@ -47,8 +47,6 @@ EXPIRE_BATCH = 500
 # How long an authorization holds funds unless the caller says otherwise: seven days,
 # the usual scheme lifetime of a card-not-present authorization.
 HOLD_LIFETIME_MS = 7 * 24 * 3600 * 1000
-# Random part of account and hold ids: 96 bits, unguessable and collision-free in practice.
-ID_RANDOM_BYTES = 12
 
 Clock = Callable[[], int]
 """Returns the current time in Unix milliseconds."""
@@ -69,10 +67,6 @@ class LedgerConfig:
         """Refuse a hold lifetime that would expire holds at once."""
         if self.hold_lifetime_ms <= 0:
             raise ValueError("hold_lifetime_ms must be positive")
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(ID_RANDOM_BYTES)}"
 
 
 def _check_amount(name: str, value: int, *, allow_zero: bool = False) -> None:
@@ -145,7 +139,7 @@ class Ledger:
         accounts.validate_expiry(expiry)
         _check_amount("credit_limit", credit_limit, allow_zero=True)
         _check_currency(currency)
-        account_id = _new_id("card")
+        account_id = new_id("card")
         index = pan_index(self._keys, pan)
         sealed = seal_pan(self._keys, account_id, pan)
         masked = mask_pan(pan)
@@ -217,7 +211,7 @@ class Ledger:
         """Open a merchant account; raise AccountExists if the merchant has one."""
         _check_text("merchant_id", merchant_id)
         _check_currency(currency)
-        account_id = _new_id("merchant")
+        account_id = new_id("merchant")
         now = self._clock()
         return self._store.execute(
             lambda tx: accounts.open_merchant(
@@ -288,7 +282,7 @@ class Ledger:
                 raise InvalidRequest("a hold must expire in the future")
             expires = hold_expires_at_ms
         index = pan_index(self._keys, pan)
-        hold_id = _new_id("hold")
+        hold_id = new_id("hold")
         return self._once(
             rrpid=rrpid,
             request_digest=request_digest,

@@ -334,7 +334,7 @@ def _reverse_credit_one(
     amount = int(original["amount"])
     card = accounts.lock_card(tx, str(hold["card_account_id"]))
     assert card is not None  # a hold's card account is never deleted
-    pending = accounts.effective_pending(tx, str(card["id"]), now_ms)
+    pending = accounts.effective_pending(tx, card, now_ms)
     if amount > accounts.available_credit(card, pending):
         return Declined(Decline.INSUFFICIENT_FUNDS)
     result = _post(

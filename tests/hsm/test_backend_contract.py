@@ -162,6 +162,14 @@ def test_invalid_labels_are_refused(backend: KeyBackend, label: str) -> None:
         backend.generate(label, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
 
 
+@pytest.mark.parametrize("label", ["..", "../outside", "keys/../../x", ""])
+def test_invalid_labels_are_refused_on_lookup_and_delete(backend: KeyBackend, label: str) -> None:
+    with pytest.raises(InvalidKeyLabel):
+        backend.get(label)
+    with pytest.raises(InvalidKeyLabel):
+        backend.delete(label)
+
+
 def test_key_exchange_key_cannot_sign(backend: KeyBackend) -> None:
     key = backend.generate("kex-only", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
     with pytest.raises(KeyUsageError, match=r"'kex-only' v1 has usage key-exchange"):

@@ -426,6 +426,10 @@ def test_token_disappears_and_comes_back(
     step("list_keys", backend.list_keys)
     step("get unknown", lambda: backend.get("unknown"))
     step("other token sign", lambda: bystander.sign(other_key, DATA))
+    # A newcomer rescans the module while the token is away: the lost backend must still
+    # rescan for itself once the token is back.
+    newcomer_token = softhsm.init_token()
+    step("newcomer opens", lambda: Pkcs11Backend(newcomer_token.config()).close())
     (tmp_path / "token-away").rename(token.directory)
     step("token moved back", lambda: None)
     step("sign", lambda: backend.sign(key, DATA))
@@ -445,6 +449,7 @@ def test_token_disappears_and_comes_back(
         ("list_keys", gone),
         ("get unknown", gone),
         ("other token sign", "ok"),
+        ("newcomer opens", "ok"),
         ("token moved back", "ok"),
         ("sign", "ok"),
         ("health", "ok"),
@@ -458,6 +463,7 @@ def test_token_disappears_and_comes_back(
     backend.close()
     bystander.close()
     shutil.rmtree(other_token.directory, ignore_errors=True)
+    shutil.rmtree(newcomer_token.directory, ignore_errors=True)
 
 
 @pytest.mark.integration

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ledger_support import (
+
+from gateway.ledger import CommitStats, Ledger, LedgerKeys
+from tests.gateway.ledger.ledger_support import (
     EUR,
     EXPIRY,
     MERCHANT,
@@ -29,8 +31,6 @@ from ledger_support import (
     postgres_backend,
     sqlite_backend,
 )
-
-from gateway.ledger import CommitStats, Ledger, LedgerKeys
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from ledger_support import EUR, EXPIRY, PAN_A, PAN_B, PAN_C, USD, Backend, Bank
 
 from gateway.ledger import (
     AccountExists,
@@ -15,6 +14,7 @@ from gateway.ledger import (
     UnknownAccount,
     UnknownMerchant,
 )
+from tests.gateway.ledger.ledger_support import EUR, EXPIRY, PAN_A, PAN_B, PAN_C, USD, Backend, Bank
 
 
 def test_open_card_account_shows_only_the_masked_pan(ledger: Ledger) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, PAN_B, PAN_C, USD, Bank, FakeClock
 
 from gateway.ledger import (
     AuthorizationReversed,
@@ -19,6 +18,17 @@ from gateway.ledger import (
     UnknownMerchant,
 )
 from gateway.ledger.ledger import HOLD_LIFETIME_MS
+from tests.gateway.ledger.ledger_support import (
+    EUR,
+    EXPIRY,
+    MERCHANT,
+    PAN_A,
+    PAN_B,
+    PAN_C,
+    USD,
+    Bank,
+    FakeClock,
+)
 
 DAY_MS = 24 * 3600 * 1000
 

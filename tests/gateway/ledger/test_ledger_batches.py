@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from ledger_support import EUR, MERCHANT, PAN_A, PAN_B, Bank
 
 from gateway.ledger import (
     Authorized,
@@ -20,6 +19,7 @@ from gateway.ledger import (
     TransactionKind,
     UnknownBatch,
 )
+from tests.gateway.ledger.ledger_support import EUR, MERCHANT, PAN_A, PAN_B, Bank
 
 
 def hold_of(bank: Bank, pan: str, amount: int) -> str:

@@ -7,18 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from ledger_support import (
-    EUR,
-    EXPIRY,
-    MERCHANT,
-    PAN_A,
-    PAN_B,
-    PAN_C,
-    Backend,
-    Bank,
-    FakeClock,
-    luhn_pan,
-)
 
 from gateway.ledger import (
     AccountStatus,
@@ -39,6 +27,18 @@ from gateway.ledger import (
     TransactionKind,
 )
 from gateway.ledger.schema import SCHEMA_VERSION
+from tests.gateway.ledger.ledger_support import (
+    EUR,
+    EXPIRY,
+    MERCHANT,
+    PAN_A,
+    PAN_B,
+    PAN_C,
+    Backend,
+    Bank,
+    FakeClock,
+    luhn_pan,
+)
 
 
 def test_every_state_survives_a_reopen(
@@ -201,7 +201,7 @@ def test_postgres_that_is_not_there_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_postgres_sessions_commit_synchronously(pg_cluster: object) -> None:
-    from ledger_support import PgCluster
+    from tests.gateway.ledger.ledger_support import PgCluster
 
     assert isinstance(pg_cluster, PgCluster)
     conninfo = pg_cluster.new_schema()

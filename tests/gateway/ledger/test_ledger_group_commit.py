@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from ledger_support import EUR, EXPIRY, MERCHANT, PAN_A
 
 from gateway.ledger import (
     CommitStats,
@@ -23,6 +22,7 @@ from gateway.ledger import (
     StoreUnavailable,
 )
 from gateway.ledger.store import Transaction
+from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A
 
 # Operations queued behind a blocked writer in the grouping tests.
 QUEUED = 20

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, PAN_B, Bank
 
 from gateway.ledger import (
     Authorized,
@@ -15,6 +14,7 @@ from gateway.ledger import (
     PostingOutcome,
     RrpidReused,
 )
+from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, PAN_B, Bank
 
 
 def authorize(bank: Bank, *, rrpid: bytes, digest: bytes, xid: bytes, amount: int = 1000) -> bytes:

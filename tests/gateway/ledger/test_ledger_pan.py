@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from ledger_support import PAN_A, PAN_B
 
 from gateway.ledger import InvalidRequest, LedgerKeys, PanUnreadable
 from gateway.ledger.pan import mask_pan, open_pan, pan_index, seal_pan, validate_pan
+from tests.gateway.ledger.ledger_support import PAN_A, PAN_B
 
 
 def test_keys_repr_hides_both_keys() -> None:

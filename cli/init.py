@@ -1,0 +1,61 @@
+"""``setpay init``: create a bank directory (brand PKI, CA database, TLS, ledger keys, config).
+
+    setpay init DIR [--profile ec|rsa] [--keys URI] [--brand ID] [--insecure]
+
+Keys default to a software keystore in ``DIR/keys`` whose passphrase comes from
+SETPAY_KEYSTORE_PASSPHRASE or, when that is unset, a generated ``DIR/keys.pass`` (0600).
+An existing bank is never overwritten. Exit status: 0 on success, 1 when the bank cannot
+be created, 2 for usage errors (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from gateway.ca.errors import CaError
+from gateway.provisioning import ProvisioningError, init_bank
+from hsm.errors import KeyBackendError
+from hsm.uri import describe_uri
+from setcore.errors import SetcoreError
+from setcore.profiles import PROFILES
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``init`` to the ``setpay`` parser."""
+    parser = subparsers.add_parser("init", help="create a new bank directory")
+    parser.set_defaults(handler=run)
+    parser.add_argument("directory", type=Path, metavar="DIR", help="new, or empty, directory")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="ec")
+    parser.add_argument(
+        "--keys", metavar="URI", help="key backend URI (default: soft:keys inside DIR)"
+    )
+    parser.add_argument("--brand", default="setpay", metavar="ID", help="brand id")
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext gRPC (local experiments only)"
+    )
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Create the bank; the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        result = init_bank(
+            args.directory,
+            profile=args.profile,
+            keys=args.keys,
+            brand_id=args.brand,
+            insecure=args.insecure,
+        )
+    except (ProvisioningError, KeyBackendError, SetcoreError, CaError, OSError) as exc:
+        print(f"setpay init: {exc}", file=err)
+        return 1
+    keys = describe_uri(args.keys) if args.keys else "soft:keys (in the bank directory)"
+    print(f"bank created in {result.directory}", file=out)
+    print(f"  brand {result.brand_id}, profile {result.profile}, keys {keys}", file=out)
+    print(f"  brand root SHA-256 {result.root_thumbprint.hex()}", file=out)
+    print(f"  configuration {result.config_path}", file=out)
+    return 0

@@ -1,0 +1,277 @@
+"""``setpay merchant``: register with the Merchant CA, serve wallets, settle orders.
+
+    setpay merchant [--dir DIR] register --root ROOT.pem [--profile ec|rsa] [--form K=V]...
+    setpay merchant [--dir DIR] serve
+    setpay merchant [--dir DIR] orders [list | new --description D --amount N]
+    setpay merchant [--dir DIR] capture ORDER [--amount N]
+    setpay merchant [--dir DIR] refund ORDER [--amount N]
+    setpay merchant [--dir DIR] reverse ORDER [--keep N | --capture [--amount N] | --credit OP]
+    setpay merchant [--dir DIR] batch {open,close,purge,query} [--batch ID] [--details N]
+
+ORDER is the start of an order's XID as ``orders`` lists it. Output shows ids shortened
+and never a card number: the merchant never has one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from clients.authority import AuthorityClient
+from clients.errors import ClientError
+from clients.identity import read_root
+from clients.merchant.checkout import settled_amounts
+from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
+from clients.merchant.records import Money, Operation, Order, short
+from clients.merchant.registration import MerchantRegistrar
+from clients.merchant.runtime import Merchant
+from clients.merchant.store import MerchantStore
+from clients.transport import Caller, open_channel
+from hsm.errors import KeyBackendError
+from hsm.uri import open_backend
+from setcore.errors import SetcoreError
+from setcore.freshness import new_id
+from setcore.gateway_admin import TransactionPage
+from setcore.pki.truststore import TrustStore
+from setcore.profiles import PROFILES, profile_named
+from setpay.v1 import authorization_pb2, gateway_admin_pb2
+
+DIR_ENV = "SETPAY_MERCHANT_DIR"
+# LID-M printed for a new order: short enough to type, random enough never to repeat.
+LID_M_BYTES = 8
+_BATCH_OPERATIONS = {
+    "open": gateway_admin_pb2.BATCH_OPERATION_OPEN,
+    "close": gateway_admin_pb2.BATCH_OPERATION_CLOSE,
+    "purge": gateway_admin_pb2.BATCH_OPERATION_PURGE,
+    "query": gateway_admin_pb2.BATCH_OPERATION_REQUEST,
+}
+
+
+def _form(values: list[str]) -> dict[str, str]:
+    form = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ClientError(f"--form takes NAME=VALUE, not {item!r}")
+        form[name] = value
+    return form
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser("merchant", help="the merchant: register, serve wallets, settle orders")
+    p.add_argument(
+        "--dir", type=Path, default=Path(os.environ.get(DIR_ENV, ".")),
+        help=f"merchant directory holding {CONFIG_FILE} (default ${DIR_ENV} or .)",
+    )  # fmt: skip
+    ops = p.add_subparsers(dest="merchant_command", required=True)
+
+    r = ops.add_parser("register", help="get certificates from the Merchant CA")
+    r.add_argument("--root", type=Path, help="the brand root (PEM), pinned on first use")
+    r.add_argument("--profile", choices=sorted(PROFILES), default="ec")
+    r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--account", help="settlement account identification (sealed to the CA)")
+
+    ops.add_parser("serve", help="serve wallets (PInit, Purchase, Inquiry)")
+
+    o = ops.add_parser("orders", help="list orders, or create one (SET Initiation)")
+    o_ops = o.add_subparsers(dest="orders_command")
+    o_ops.add_parser("list", help="list orders (the default)").add_argument(
+        "--limit", type=int, default=50
+    )
+    n = o_ops.add_parser("new", help="create an order and print its SET Initiation")
+    n.add_argument("--description", required=True)
+    n.add_argument("--amount", type=int, required=True, help="minor units (cents)")
+    n.add_argument("--currency", type=int, default=978, help="ISO 4217 numeric (default EUR)")
+    n.add_argument("--exp10", type=int, default=2, help="decimal exponent of the minor unit")
+    n.add_argument("--lid-m", help="the order's local id (hex; default random)")
+
+    for name, text in (("capture", "capture an authorized order"), ("refund", "refund")):
+        c = ops.add_parser(name, help=text)
+        c.add_argument("order", help="the start of the order's XID")
+        c.add_argument("--amount", type=int, help="minor units (default: all that is left)")
+
+    v = ops.add_parser("reverse", help="reverse an authorization, a capture or a refund")
+    v.add_argument("order", nargs="?", help="the start of the order's XID")
+    what = v.add_mutually_exclusive_group()
+    what.add_argument("--keep", type=int, default=0, help="authorization: amount that stays")
+    what.add_argument("--capture", action="store_true", help="reverse captured money")
+    what.add_argument("--credit", metavar="OPERATION", help="reverse this refund (its id)")
+    v.add_argument("--amount", type=int, help="with --capture: how much (default all)")
+
+    b = ops.add_parser("batch", help="settlement batches at the gateway")
+    b.add_argument("operation", choices=sorted(_BATCH_OPERATIONS))
+    b.add_argument("--batch", default="", help="batch id (open may leave it to the gateway)")
+    b.add_argument("--details", type=int, default=0, help="list up to N transactions")
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
+    if not config.root.exists():
+        if args.root is None:
+            print(f"setpay merchant: no pinned root at {config.root}: give --root", file=sys.stderr)
+            return 2
+        read_root(args.root)  # exactly one certificate
+        config.root.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.root, config.root)
+    backend = open_backend(config.keys_uri())
+    try:
+        with open_channel(config.ca.channel(), "CA") as channel:
+            registrar = MerchantRegistrar(
+                config, backend, AuthorityClient(Caller(channel, "CA")),
+                TrustStore(read_root(config.root)),
+            )  # fmt: skip
+            done = registrar.register(
+                profile_named(args.profile), form=_form(args.form), account=args.account
+            )
+    finally:
+        backend.close()
+    if not done.complete:
+        print("certificate request pended by the Merchant CA: run register again later")
+        return 3
+    print(
+        f"registered {config.merchant_id}: signature certificate "
+        f"{done.signature_thumb.hex()[:16]}, key exchange {done.key_exchange_thumb.hex()[:16]}"
+    )
+    return 0
+
+
+def _serve(config: MerchantConfig) -> int:
+    merchant = Merchant.open(config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        port = merchant.serve()
+        print(f"merchant {config.merchant_id} serving on port {port}", flush=True)
+        stop.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        merchant.close()
+    return 0
+
+
+def order_line(order: Order, store: MerchantStore) -> str:
+    """One order for people: short ids, state, amounts; never card data (there is none)."""
+    captured, credited = settled_amounts(store, order.xid)
+    auth = order.authorization
+    code = (
+        authorization_pb2.AuthCode.Name(auth.auth_code).removeprefix("AUTH_CODE_") if auth else "-"
+    )
+    description = order.description.decode("utf-8", "replace")[:24]
+    return (
+        f"{order.short_id}  {order.lid_m.hex()[:16]:<16}  {order.state.value:<11}  "
+        f"{order.amount.minor:>9} {order.amount.currency:<3}  {code:<12}  "
+        f"{(auth.approval_code if auth else '') or '-':<6}  captured {captured:>9}  "
+        f"refunded {credited:>9}  {description}"
+    )
+
+
+def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
+    store = MerchantStore(config.store)
+    try:
+        if args.orders_command == "new":
+            lid_m = bytes.fromhex(args.lid_m) if args.lid_m else new_id()[:LID_M_BYTES]
+            money = Money(args.currency, args.amount, args.exp10)
+            store.add_offer(lid_m, args.description.encode(), money, config.brand_id)
+            initiation = {
+                "merchant": config.server.listen, "lid_m": lid_m.hex(),
+                "description": args.description, "currency": money.currency,
+                "amount": money.minor, "exp10": money.exp10, "brand": config.brand_id,
+            }  # fmt: skip
+            print(json.dumps(initiation))
+            return 0
+        limit = getattr(args, "limit", 50)
+        for order in store.orders(limit):
+            print(order_line(order, store))
+        return 0
+    finally:
+        store.close()
+
+
+def operation_line(operation: Operation) -> str:
+    """One settlement operation for people."""
+    return (
+        f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}: "
+        f"{operation.state.value}, {operation.result_amount} "
+        f"{('in batch ' + operation.batch_id) if operation.batch_id else ''}"
+    ).rstrip()
+
+
+def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
+    merchant = Merchant.open(config)
+    try:
+        merchant.revocation.refresh()
+        settlement = merchant.settlement
+        command = args.merchant_command
+        if command == "batch":
+            page = TransactionPage(0, args.details) if args.details else None
+            result = settlement.batch(_BATCH_OPERATIONS[args.operation], args.batch, page=page)
+            data = result.data
+            status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
+            summary = data.batch_status
+            print(
+                f"batch {data.batch_id or '-'}: {status.removeprefix('BATCH_ADMIN_STATUS_')}"
+                f"{' closed' if summary.closed else ''}; captured "
+                f"{summary.captured_total.amount} in {summary.capture_count}, refunded "
+                f"{summary.credited_total.amount} in {summary.credit_count}"
+            )
+            for detail in data.transaction_details:
+                print(f"  {detail.kind:<16} {detail.xid.hex()[:8]} {detail.amount.amount:>9}")
+            return 0
+        if command == "reverse" and args.credit:
+            operation = settlement.reverse_credit(_operation_id(merchant.store, args.credit))
+        else:
+            if not args.order:
+                print("setpay merchant: ORDER is required", file=sys.stderr)
+                return 2
+            xid = merchant.store.find_order(args.order).xid
+            if command == "capture":
+                operation = settlement.capture(xid, args.amount)
+            elif command == "refund":
+                operation = settlement.refund(xid, args.amount)
+            elif args.capture:
+                operation = settlement.reverse_capture(xid, args.amount)
+            else:
+                operation = settlement.reverse_authorization(xid, args.keep)
+        print(operation_line(operation))
+        return 0 if operation.state.value == "succeeded" else 1
+    finally:
+        merchant.close()
+
+
+def _operation_id(store: MerchantStore, prefix: str) -> bytes:
+    matches = [op.rrpid for op in store.operations() if op.rrpid.hex().startswith(prefix.lower())]
+    if len(matches) != 1:
+        raise ClientError("no such operation" if not matches else "ambiguous operation id")
+    return matches[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one merchant command; errors are printed (never with card data: there is none)."""
+    try:
+        config = load(args.dir)
+        command = args.merchant_command
+        if command == "register":
+            return _register(config, args)
+        if command == "serve":
+            return _serve(config)
+        if command == "orders":
+            return _orders(config, args)
+        return _settle(config, args)
+    except (ClientError, SetcoreError, KeyBackendError, ValueError) as exc:
+        print(f"setpay merchant: {exc}", file=sys.stderr)
+        return 1

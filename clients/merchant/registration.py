@@ -1,0 +1,217 @@
+"""The merchant's registration with the brand's Merchant CA (Me-AqCInit, CertReq, CertInq).
+
+The merchant's two keys are made in its key backend under ``merchant-sig`` and
+``merchant-kex``; the CA certifies both (SET-PROTOCOL.md 4.2) and each certificate is
+stored beside its key, the Merchant CA certificate in ``certs/chain.pem``. The protocol
+and every check of the CA's answers are setcore's (``setcore.registration_merchant``).
+
+A request the CA pends is polled with CertInq a few times; if still pended, what is
+needed to ask again later (no secret: the keys stay in the backend) is kept in
+``registration.json`` and the next ``register`` resumes from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from clients.authority import AuthorityClient
+from clients.errors import RegistrationError
+from clients.identity import write_atomically, write_certificates
+from clients.merchant.config import MerchantConfig
+from clients.revocation import RevocationFeed
+from hsm.base import KeyBackend, KeyHandle, KeyUsage
+from hsm.errors import KeyNotFound
+from setcore.freshness import new_id
+from setcore.pki.roles import MERCHANT_CA, CertificateUsage
+from setcore.pki.truststore import TrustStore
+from setcore.profiles import Profile
+from setcore.registration import CERT_STATUS_NAMES, REQUEST_PENDED, RegistrationForm
+from setcore.registration_certreq import Exchange
+from setcore.registration_merchant import (
+    MerchantCertificates,
+    MerchantIdentity,
+    MerchantRequestState,
+    build_me_aq_c_init_request,
+    build_merchant_cert_inquiry,
+    build_merchant_cert_request,
+    open_me_aq_c_init_response,
+    open_merchant_cert_response,
+)
+from setpay.v1 import registration_pb2
+
+log = logging.getLogger("setpay.merchant")
+
+SIGNATURE_LABEL = "merchant-sig"
+KEY_EXCHANGE_LABEL = "merchant-kex"
+PENDING_FILE = "registration.json"
+# A pended request is asked about this many times, this far apart, before the command
+# gives up and leaves registration.json for a later run: a CA that decides automatically
+# answers within these seconds; one waiting for a person will not, whatever we wait.
+PENDED_POLLS = 3
+PENDED_POLL_SECONDS = 1.0
+# Local registration labels (LID-EE) are short random ids.
+LID_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What registration produced: the two certificates' thumbprints, or still pended."""
+
+    status: int
+    signature_thumb: bytes = b""
+    key_exchange_thumb: bytes = b""
+
+    @property
+    def complete(self) -> bool:
+        """True when both certificates are stored beside their keys."""
+        return bool(self.signature_thumb)
+
+
+def _fill(
+    form: RegistrationForm, config: MerchantConfig, given: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    known = {"legal-name": config.name or config.merchant_id}
+    return [(name, given.get(name, known.get(name, ""))) for name in form.fields]
+
+
+def _new_key(backend: KeyBackend, label: str, usage: KeyUsage, profile: Profile) -> KeyHandle:
+    try:
+        existing = backend.get(label)
+    except KeyNotFound:
+        existing = None
+    if existing is not None and backend.certificate(existing) is not None:
+        raise RegistrationError(f"{label} is already certified: this merchant is registered")
+    algorithm = (
+        profile.key_exchange_key if usage is KeyUsage.KEY_EXCHANGE else profile.signature_key
+    )
+    # An uncertified key left by an interrupted registration is simply superseded.
+    return backend.generate(label, usage, algorithm)
+
+
+class MerchantRegistrar:
+    """Runs (or resumes) the merchant's registration against the Merchant CA."""
+
+    def __init__(
+        self,
+        config: MerchantConfig,
+        backend: KeyBackend,
+        authority: AuthorityClient,
+        trust: TrustStore,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._config = config
+        self._backend = backend
+        self._authority = authority
+        self._trust = trust
+        self._sleep = sleep
+        self._pending_path = config.base_dir / PENDING_FILE
+
+    def register(
+        self,
+        profile: Profile,
+        *,
+        form: Mapping[str, str] | None = None,
+        account: str | None = None,
+    ) -> Registered:
+        """Register (or resume a pended registration); certificates stored when issued."""
+        RevocationFeed(
+            self._trust, lambda: self._authority.revocation(self._config.brand_id)
+        ).refresh()
+        if self._pending_path.exists():
+            return self._resume()
+        config = self._config
+        identity = MerchantIdentity(config.merchant_id, config.name or config.merchant_id)
+        signature_key = _new_key(self._backend, SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile)
+        kex_key = _new_key(self._backend, KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile)
+        request, init_state = build_me_aq_c_init_request(
+            registration_pb2.REQUEST_TYPE_MER_INITIAL_BOTH, identity, config.brand_id,
+            os.urandom(LID_BYTES),
+        )  # fmt: skip
+        registration = open_me_aq_c_init_response(
+            self._authority.me_aq_c_init(request), init_state, self._trust
+        )
+        log.info(
+            "Me-AqCInit: Merchant CA %s answered with form %s",
+            registration.ca.signer.subject_id, registration.form.form_id,
+        )  # fmt: skip
+        cert_request, state = build_merchant_cert_request(
+            self._backend, signature_key, kex_key, registration, init_state,
+            filled=_fill(registration.form, config, form or {}), account=account,
+        )  # fmt: skip
+        result = open_merchant_cert_response(self._authority.cert(cert_request), state, self._trust)
+        return self._finish(result, state)
+
+    def _finish(self, result: MerchantCertificates, state: MerchantRequestState) -> Registered:
+        for _ in range(PENDED_POLLS):
+            if result.status != REQUEST_PENDED:
+                break
+            self._sleep(PENDED_POLL_SECONDS)
+            inquiry, state = build_merchant_cert_inquiry(self._backend, state)
+            result = open_merchant_cert_response(
+                self._authority.cert_inq(inquiry), state, self._trust
+            )
+        name = CERT_STATUS_NAMES.get(result.status, str(result.status))
+        if result.status == REQUEST_PENDED:
+            self._save_pending(state)
+            log.info("CertReq pended by the Merchant CA; run register again later")
+            return Registered(result.status)
+        self._pending_path.unlink(missing_ok=True)
+        if not result.complete or result.signature is None or result.key_exchange is None:
+            raise RegistrationError(f"the Merchant CA refused: {name}", result.status)
+        self._backend.store_certificate(state.signature_key, result.signature.der)
+        self._backend.store_certificate(state.key_exchange_key, result.key_exchange.der)
+        write_certificates(self._config.chain, result.chain)
+        log.info(
+            "registered merchant %s: signature certificate %s, key exchange %s",
+            self._config.merchant_id, result.signature.thumbprint.hex()[:8],
+            result.key_exchange.thumbprint.hex()[:8],
+        )  # fmt: skip
+        return Registered(
+            result.status, result.signature.thumbprint, result.key_exchange.thumbprint
+        )
+
+    # -- a pended request across runs -------------------------------------------------
+
+    def _save_pending(self, state: MerchantRequestState) -> None:
+        ex = state.exchange
+        record = {
+            "lid_ee": base64.b64encode(ex.lid_ee).decode(),
+            "lid_ca": base64.b64encode(ex.lid_ca).decode(),
+            "ca_certificate": base64.b64encode(ex.ca.der).decode(),
+            "request_type": state.request_type,
+            "merchant_id": self._config.merchant_id,
+            "merchant_name": self._config.name or self._config.merchant_id,
+            "signature_version": state.signature_key.version,
+            "key_exchange_version": state.key_exchange_key.version,
+        }
+        write_atomically(self._pending_path, json.dumps(record, indent=1).encode())
+
+    def _resume(self) -> Registered:
+        try:
+            record = json.loads(self._pending_path.read_text())
+            ca = self._trust.verify_chain(
+                base64.b64decode(record["ca_certificate"]), (), MERCHANT_CA,
+                CertificateUsage.SIGNATURE,
+            )  # fmt: skip
+            exchange = Exchange(
+                new_id(), new_id(), base64.b64decode(record["lid_ee"]),
+                base64.b64decode(record["lid_ca"]), ca,
+            )  # fmt: skip
+            state = MerchantRequestState(
+                exchange, int(record["request_type"]),
+                MerchantIdentity(record["merchant_id"], record["merchant_name"]),
+                self._backend.get(SIGNATURE_LABEL, int(record["signature_version"])),
+                self._backend.get(KEY_EXCHANGE_LABEL, int(record["key_exchange_version"])),
+            )  # fmt: skip
+        except (OSError, ValueError, KeyError, KeyNotFound) as exc:
+            raise RegistrationError(f"{self._pending_path} cannot be resumed: {exc}") from exc
+        log.info("resuming the pended registration with CertInq")
+        inquiry, state = build_merchant_cert_inquiry(self._backend, state)
+        result = open_merchant_cert_response(self._authority.cert_inq(inquiry), state, self._trust)
+        return self._finish(result, state)

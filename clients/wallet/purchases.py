@@ -1,0 +1,240 @@
+"""Buying: PInit, the dual-signed purchase request, and later inquiries, over TLS to a merchant.
+
+    PInitReq -> PInitRes: the merchant's signature and chain verified, Chall-C echoed, and
+                the gateway key-exchange certificate it names checked to be a gateway's
+    PReq     -> PRes:     OI for the merchant, the PI (with the PAN) sealed to that gateway
+    InqReq   -> InqRes:   the order's state, signed by the same merchant
+
+The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purchase is in
+``purchases.json``: the transaction ids, the merchant's certificate thumbprint and target,
+the amount and the last state the merchant reported; never card data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+from clients.errors import ConfigError, UnknownOrder
+from clients.identity import write_atomically
+from clients.peers import PeerConfig
+from clients.revocation import RevocationFeed
+from clients.transport import Caller, open_channel
+from setcore.credentials import Credentials
+from setcore.pki.bci import RevocationUnavailable
+from setcore.pki.truststore import TrustStore
+from setcore.purchase import (
+    CardData,
+    Order,
+    PurchaseState,
+    build_inquiry_request,
+    build_pinit_request,
+    build_purchase_request,
+    open_inquiry_response,
+    open_pinit_response,
+    open_purchase_response,
+)
+from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2, services_pb2
+
+log = logging.getLogger("setpay.wallet")
+
+_SERVICE = services_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name
+# PInit and Inquiry are answered from the merchant's own store.
+PINIT_DEADLINE_SECONDS = 10.0
+INQUIRY_DEADLINE_SECONDS = 10.0
+# A merchant answering after authorization waits on the gateway (whose Authorize deadline
+# is 30 s): the purchase gets that and some room for the merchant's own work.
+PURCHASE_DEADLINE_SECONDS = 45.0
+# LID-C: the wallet's own label for a transaction.
+LID_BYTES = 16
+# An order description is agreed out of band; setcore bounds what it will hash.
+MAX_DESCRIPTION_BYTES = 4096
+
+T = TypeVar("T")
+
+
+def _method(name: str) -> str:
+    return f"/{_SERVICE}/{name}"
+
+
+@dataclass(frozen=True)
+class Initiation:
+    """SET Initiation: what wallet and merchant agreed out of band before PInit."""
+
+    lid_m: bytes
+    description: bytes
+    currency: int
+    amount: int
+    exp10: int = 2
+
+    def order(self) -> Order:
+        """The order as the purchase protocol takes it."""
+        if len(self.description) > MAX_DESCRIPTION_BYTES:
+            raise ConfigError(f"an order description is at most {MAX_DESCRIPTION_BYTES} bytes")
+        amount = common_pb2.CurrencyAmount(
+            currency=self.currency, amount=self.amount, exp10=self.exp10
+        )
+        return Order(self.description, amount)
+
+
+@dataclass(frozen=True)
+class PurchaseRecord:
+    """What the wallet remembers of one purchase (no card data)."""
+
+    xid: str
+    merchant_target: str
+    merchant_thumb: str
+    trans_ids: str
+    currency: int
+    amount: int
+    completion: str
+    auth_code: str
+    auth_amount: int
+    captured: int
+    credited: int
+
+    def purchase_state(self) -> PurchaseState:
+        """Enough of the purchase to sign an inquiry about it."""
+        trans_ids = common_pb2.TransIDs.FromString(base64.b64decode(self.trans_ids))
+        return PurchaseState(b"", b"", trans_ids, bytes.fromhex(self.merchant_thumb))
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits of the XID."""
+        return self.xid[:8]
+
+
+class PurchaseBook:
+    """``purchases.json``: the wallet's purchases, newest last."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def all(self) -> list[PurchaseRecord]:
+        """Every recorded purchase."""
+        if not self._path.exists():
+            return []
+        try:
+            raw = json.loads(self._path.read_text())
+            return [PurchaseRecord(**item) for item in raw]
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{self._path} is unreadable: {exc}") from exc
+
+    def find(self, prefix: str) -> PurchaseRecord:
+        """The purchase whose XID starts with the hex ``prefix``."""
+        matches = [r for r in self.all() if r.xid.startswith(prefix.lower())]
+        if len(matches) != 1:
+            raise UnknownOrder("no such purchase" if not matches else "ambiguous purchase id")
+        return matches[0]
+
+    def save(self, record: PurchaseRecord) -> None:
+        """Add or replace a purchase."""
+        records = [r for r in self.all() if r.xid != record.xid] + [record]
+        write_atomically(self._path, json.dumps([asdict(r) for r in records], indent=1).encode())
+
+
+def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
+    """The record fields a PRes or InqRes reports."""
+    payload = data.payloads[0] if data.payloads else purchase_pb2.PResPayload()
+    return {
+        "completion": purchase_pb2.CompletionCode.Name(payload.completion_code),
+        "auth_code": authorization_pb2.AuthCode.Name(payload.auth_code),
+        "auth_amount": payload.auth_amt.amount,
+        "captured": payload.captured_amt.amount,
+        "credited": payload.credited_amt.amount,
+    }
+
+
+class Shopper:
+    """The wallet's purchases and inquiries, with its credentials, card and trust store."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        card: CardData,
+        trust: TrustStore,
+        revocation: RevocationFeed,
+        book: PurchaseBook,
+        brand_id: str,
+        language: str = "en",
+    ) -> None:
+        self._credentials = credentials
+        self._card = card
+        self._trust = trust
+        self._revocation = revocation
+        self._book = book
+        self._brand_id = brand_id
+        self._language = language
+
+    def _checked(self, check: Callable[[], T]) -> T:
+        """Run a check with current revocation data, fetching it again if it went stale."""
+        self._revocation.ensure_fresh()
+        try:
+            return check()
+        except RevocationUnavailable:
+            self._revocation.refresh()
+            return check()
+
+    def purchase(self, merchant: PeerConfig, initiation: Initiation) -> PurchaseRecord:
+        """PInit then PReq to ``merchant``; the purchase as the merchant reports it."""
+        order = initiation.order()
+        with open_channel(merchant.channel(), "merchant") as channel:
+            caller = Caller(channel, "merchant")
+            request, pinit = build_pinit_request(
+                self._card.pan, self._brand_id, os.urandom(LID_BYTES), lid_m=initiation.lid_m,
+                language=self._language,
+            )  # fmt: skip
+            response = caller.call(
+                _method("PInit"), request.SerializeToString(), purchase_pb2.PInitResponse,
+                deadline=PINIT_DEADLINE_SECONDS,
+            )  # fmt: skip
+            offer = self._checked(lambda: open_pinit_response(response, pinit, self._trust))
+            log.info(
+                "PInitRes verified: merchant %s, gateway key %s, XID %s",
+                offer.merchant.subject_id, offer.gateway.thumbprint.hex()[:8],
+                offer.trans_ids.xid.hex()[:8],
+            )  # fmt: skip
+            preq, state = build_purchase_request(self._credentials, offer, order, self._card, pinit)
+            log.info(
+                "PReq: card %s, %d (%d), PI sealed to the gateway",
+                self._card.pan.masked, order.amount.amount, order.amount.currency,
+            )  # fmt: skip
+            pres = caller.call(
+                _method("Purchase"), preq.SerializeToString(), purchase_pb2.PurchaseResponse,
+                deadline=PURCHASE_DEADLINE_SECONDS,
+            )  # fmt: skip
+            data = open_purchase_response(pres, state, self._trust)
+        record = PurchaseRecord(
+            xid=offer.trans_ids.xid.hex(), merchant_target=merchant.target,
+            merchant_thumb=offer.merchant.thumbprint.hex(),
+            trans_ids=base64.b64encode(offer.trans_ids.SerializeToString()).decode(),
+            currency=order.amount.currency, amount=order.amount.amount,
+            **outcome_fields(data),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._book.save(record)
+        log.info("PRes verified: %s %s", record.short_id, record.completion)
+        return record
+
+    def inquire(self, merchant: PeerConfig, prefix: str) -> PurchaseRecord:
+        """InqReq about a recorded purchase; the record updated with the merchant's answer."""
+        record = self._book.find(prefix)
+        if merchant.target != record.merchant_target:
+            log.info("inquiring at %s (the purchase was made at %s)", merchant.target,
+                     record.merchant_target)  # fmt: skip
+        request, state = build_inquiry_request(self._credentials, record.purchase_state())
+        with open_channel(merchant.channel(), "merchant") as channel:
+            response = Caller(channel, "merchant").call(
+                _method("Inquiry"), request.SerializeToString(), purchase_pb2.InquiryResponse,
+                deadline=INQUIRY_DEADLINE_SECONDS,
+            )  # fmt: skip
+        data = self._checked(lambda: open_inquiry_response(response, state, self._trust))
+        updated = replace(record, **outcome_fields(data))  # type: ignore[arg-type]
+        self._book.save(updated)
+        log.info("InqRes verified: %s %s", updated.short_id, updated.completion)
+        return updated

@@ -1,0 +1,127 @@
+"""The wallet put together: key backend, trust store, revocation feed, CA channel, card.
+
+``Wallet.open(config)`` opens the key backend and the pinned root; the card is opened
+only when a command needs it, with the passphrase, and never kept on disk in clear.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+
+from clients.authority import AuthorityClient
+from clients.identity import load_credentials, read_root
+from clients.revocation import RevocationFeed
+from clients.transport import Caller, open_channel
+from clients.wallet.config import WalletConfig
+from clients.wallet.purchases import PurchaseBook, Shopper
+from clients.wallet.registration import CardholderRegistrar
+from clients.wallet.vault import CardSecrets, open_vault
+from hsm.base import KeyBackend
+from hsm.errors import KeyNotFound
+from hsm.uri import describe_uri, open_backend
+from setcore.encoding import thumbprint
+from setcore.pki.certificate import load_certificate
+from setcore.pki.truststore import TrustStore
+
+log = logging.getLogger("setpay.wallet")
+
+
+@dataclass(frozen=True)
+class WalletSummary:
+    """What ``setpay wallet show`` prints: the masked card and the certificate, no secret."""
+
+    masked_pan: str
+    expiry: str
+    registered: bool
+    pending: bool
+    certificate_thumb: str = ""
+    certificate_subject: str = ""
+    certificate_not_after: datetime | None = None
+    purchases: int = 0
+
+
+@dataclass
+class Wallet:
+    """An opened wallet."""
+
+    config: WalletConfig
+    backend: KeyBackend
+    trust: TrustStore
+    _channels: list[grpc.Channel] = field(default_factory=list)
+    _authority: AuthorityClient | None = None
+    _revocation: RevocationFeed | None = None
+
+    @classmethod
+    def open(cls, config: WalletConfig, backend: KeyBackend | None = None) -> Wallet:
+        """Open the key backend and the pinned root (no network call yet)."""
+        if backend is None:
+            log.info("wallet keys in %s", describe_uri(config.keys_uri()))
+            backend = open_backend(config.keys_uri())
+        return cls(config, backend, TrustStore(read_root(config.root)))
+
+    @property
+    def authority(self) -> AuthorityClient:
+        """The Cardholder CA client (channel opened on first use)."""
+        if self._authority is None:
+            channel = open_channel(self.config.require_ca().channel(), "CA")
+            self._channels.append(channel)
+            self._authority = AuthorityClient(Caller(channel, "CA"))
+        return self._authority
+
+    @property
+    def revocation(self) -> RevocationFeed:
+        """The feed keeping the trust store's revocation data current."""
+        if self._revocation is None:
+            authority, brand = self.authority, self.config.brand_id
+            self._revocation = RevocationFeed(self.trust, lambda: authority.revocation(brand))
+        return self._revocation
+
+    def card(self, passphrase: str) -> CardSecrets:
+        """The sealed card, opened."""
+        return open_vault(self.config.card_file, passphrase)
+
+    def registrar(self, passphrase: str) -> CardholderRegistrar:
+        """Registration with the Cardholder CA."""
+        return CardholderRegistrar(
+            self.config, self.backend, self.authority, self.trust, passphrase
+        )
+
+    def shopper(self, passphrase: str) -> Shopper:
+        """Purchases and inquiries with the registered card."""
+        credentials = load_credentials(self.backend, self.config.key_label, self.config.chain)
+        self.trust.add_certificates(credentials.chain)
+        return Shopper(
+            credentials, self.card(passphrase).card(), self.trust, self.revocation,
+            PurchaseBook(self.config.purchases_file), self.config.brand_id, self.config.language,
+        )  # fmt: skip
+
+    def summary(self, passphrase: str) -> WalletSummary:
+        """The masked card, its registration state and certificate."""
+        held = self.card(passphrase)
+        purchases = len(PurchaseBook(self.config.purchases_file).all())
+        summary = WalletSummary(
+            held.pan.masked, held.expiry, held.pan_secret is not None, bool(held.pending),
+            purchases=purchases,
+        )  # fmt: skip
+        try:
+            der = self.backend.certificate(self.backend.get(self.config.key_label))
+        except KeyNotFound:
+            der = None
+        if der is None:
+            return summary
+        cert = load_certificate(der)
+        return WalletSummary(
+            summary.masked_pan, summary.expiry, summary.registered, summary.pending,
+            thumbprint(der).hex()[:16], cert.subject.rfc4514_string(), cert.not_valid_after_utc,
+            purchases,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Close channels and the key backend."""
+        for channel in self._channels:
+            channel.close()
+        self.backend.close()

@@ -1,0 +1,132 @@
+"""Gateway certificates (PCertReq) and settlement-batch administration (BatchAdminReq)."""
+
+from __future__ import annotations
+
+from gateway.bank import Bank
+from gateway.ledger import (
+    BatchOutcome,
+    BatchSummary,
+    Decline,
+    Declined,
+    Outcome,
+    TransactionKind,
+    UnknownBatch,
+)
+from gateway.outcomes import batch_status_for
+from setcore.gateway_admin import (
+    BatchAdminDecision,
+    VerifiedBatchAdminRequest,
+    build_batch_admin_response,
+    build_pcert_response,
+    open_batch_admin_request,
+    open_pcert_request,
+)
+from setpay.v1 import common_pb2, gateway_admin_pb2
+
+
+def gateway_certificates(
+    bank: Bank, request: gateway_admin_pb2.GatewayCertificatesRequest
+) -> bytes:
+    """PCertReq -> PCertRes: this gateway's certificates for each brand it serves."""
+    verified = open_pcert_request(request, bank.trust)
+    codes = [
+        gateway_admin_pb2.P_CERT_CODE_SUCCESS
+        if entry.brand_id == bank.trust.brand_id
+        else gateway_admin_pb2.P_CERT_CODE_BRAND_NOT_SUPPORTED
+        for entry in verified.data.brand_and_bins
+    ]
+    return build_pcert_response(bank.credentials, verified, codes)
+
+
+def _status(summary: BatchSummary) -> gateway_admin_pb2.BatchStatus:
+    def total(kind: TransactionKind) -> common_pb2.CurrencyAmount:
+        return common_pb2.CurrencyAmount(
+            currency=summary.currency, amount=summary.totals[kind].amount, exp10=2
+        )
+
+    captured = summary.totals[TransactionKind.CAPTURE]
+    credited = summary.totals[TransactionKind.CREDIT]
+    return gateway_admin_pb2.BatchStatus(
+        open_date_unix_ms=summary.opened_at_ms,
+        close_date_unix_ms=summary.closed_at_ms or 0,
+        closed=summary.status != "open",
+        captured_total=total(TransactionKind.CAPTURE),
+        capture_count=captured.count,
+        credited_total=total(TransactionKind.CREDIT),
+        credit_count=credited.count,
+    )
+
+
+def _details(
+    bank: Bank, verified: VerifiedBatchAdminRequest, batch_id: str
+) -> tuple[tuple[gateway_admin_pb2.TransactionDetail, ...], int]:
+    if not verified.maximum_items:
+        return (), 0
+    page = bank.ledger.batch_details(
+        verified.merchant_id,
+        batch_id,
+        starting_point=verified.data.return_transaction_detail.starting_point,
+        max_items=verified.maximum_items,
+    )
+    details = tuple(
+        gateway_admin_pb2.TransactionDetail(
+            xid=t.xid,
+            rrpid=t.rrpid,
+            kind=t.kind.value,
+            amount=common_pb2.CurrencyAmount(currency=t.currency, amount=t.amount, exp10=2),
+            batch_sequence_num=t.batch_seq,
+        )
+        for t in page.items
+    )
+    return details, page.next_starting_point
+
+
+def _decision(
+    bank: Bank, verified: VerifiedBatchAdminRequest, outcome: Outcome
+) -> BatchAdminDecision:
+    if isinstance(outcome, Declined):
+        return BatchAdminDecision(
+            status=batch_status_for(outcome.reason), batch_id=verified.data.batch_id
+        )
+    assert isinstance(outcome, BatchOutcome)
+    summary = outcome.summary
+    details, next_point = _details(bank, verified, summary.batch_id)
+    return BatchAdminDecision(
+        status=gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS,
+        batch_id=summary.batch_id,
+        batch_status=_status(summary),
+        transaction_details=details,
+        next_starting_point=next_point,
+    )
+
+
+def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> bytes:
+    """BatchAdminReq -> BatchAdminRes: open, close, purge or query a settlement batch."""
+    verified = open_batch_admin_request(request, bank.credentials, bank.trust)
+    data = verified.data
+    op = data.batch_operation
+    merchant_id = verified.merchant_id
+
+    def respond(outcome: Outcome) -> bytes:
+        return build_batch_admin_response(
+            bank.credentials, verified, _decision(bank, verified, outcome)
+        )
+
+    rrpid, digest = verified.rrpid, verified.request_digest
+    ledger = bank.ledger
+    if op == gateway_admin_pb2.BATCH_OPERATION_OPEN:
+        return ledger.open_batch(merchant_id, rrpid=rrpid, request_digest=digest, respond=respond)
+    if op == gateway_admin_pb2.BATCH_OPERATION_CLOSE:
+        return ledger.close_batch(
+            merchant_id, data.batch_id or None, rrpid=rrpid, request_digest=digest, respond=respond
+        )
+    if op == gateway_admin_pb2.BATCH_OPERATION_PURGE:
+        return ledger.purge_batch(
+            merchant_id, data.batch_id, rrpid=rrpid, request_digest=digest, respond=respond
+        )
+    # REQUEST: a read; nothing changes, so nothing is stored.
+    try:
+        summary = bank.ledger.batch_summary(merchant_id, data.batch_id or None)
+    except UnknownBatch:
+        return respond(Declined(reason=Decline.BATCH_UNKNOWN))
+    return respond(BatchOutcome(summary=summary))

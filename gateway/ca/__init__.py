@@ -1,0 +1,73 @@
+"""The brand's certificate authority: Cardholder, Merchant and Payment Gateway CAs.
+
+    authority    CertificateAuthority: the CAs behind one door (plain Python)
+    cardholder   the Cardholder CA's decisions (sessions, Chall-CA, the issuer, issuing)
+    merchant     the Merchant and Payment Gateway CAs' decisions
+    issuer       IssuerDirectory: what the CA asks the issuer and tells the acquirer
+    keys         AuthorityKeys: the root and the three CAs' keys and certificates
+    policy       CaPolicy: forms and lifetimes
+    store        ca.db (SQLite, WAL, synchronous=FULL); schema, records
+    replay       RRPID idempotency
+    publishing   CRLs and BrandCRLIdentifiers after revocations and before they lapse
+    watcher      RevocationWatcher: ca.db's newest BCI into a process's TrustStore
+    servicer     the thin gRPC servicer
+
+Errors:
+
+    setcore.errors.ProtocolError   the request cannot be processed: a signed SET Error
+                                   (business outcomes are CertStatusCodes in CertRes)
+    CaError                        about the CA itself, never sent to a peer in detail
+    ├── StoreError                 ca.db unusable (sqlite3 errors, translated once in
+    │   │                          ``store``); the servicer answers UNAVAILABLE
+    │   └── SchemaMismatch         ca.db of another schema version
+    ├── UnknownCertificate         revoke: no such serial number or thumbprint
+    ├── AlreadyRevoked             revoke: revoked before
+    ├── NotRevocable               revoke: the brand root (no CRL covers it)
+    └── NoPendingRequest           decide_pending: nothing pended for those ids
+
+Errors of the key backend (``hsm.errors.KeyBackendError``) pass through unchanged; the
+servicer answers them with UNAVAILABLE.
+"""
+
+from gateway.ca.authority import CertificateAuthority
+from gateway.ca.errors import (
+    AlreadyRevoked,
+    CaError,
+    NoPendingRequest,
+    NotRevocable,
+    SchemaMismatch,
+    StoreError,
+    UnknownCertificate,
+)
+from gateway.ca.issuer import IssuerDirectory
+from gateway.ca.keys import AuthorityKeys, CaSide
+from gateway.ca.policy import CaPolicy
+from gateway.ca.publishing import current_revocation, publish_initial, refresh, revoke
+from gateway.ca.records import IssuedCertificate
+from gateway.ca.servicer import CertificateAuthorityServicer, add_to_server
+from gateway.ca.store import CaStore
+from gateway.ca.watcher import RevocationWatcher
+
+__all__ = [
+    "AlreadyRevoked",
+    "AuthorityKeys",
+    "CaError",
+    "CaPolicy",
+    "CaSide",
+    "CaStore",
+    "CertificateAuthority",
+    "CertificateAuthorityServicer",
+    "IssuedCertificate",
+    "IssuerDirectory",
+    "NoPendingRequest",
+    "NotRevocable",
+    "RevocationWatcher",
+    "SchemaMismatch",
+    "StoreError",
+    "UnknownCertificate",
+    "add_to_server",
+    "current_revocation",
+    "publish_initial",
+    "refresh",
+    "revoke",
+]

@@ -1,0 +1,222 @@
+"""``CertificateAuthority``: the Cardholder, Merchant and Payment Gateway CAs behind one door.
+
+Plain Python: methods take the wire requests and return the bytes of the signed (or
+sealed) answer, or raise ``setcore.errors.ProtocolError`` when the request cannot be
+processed; the servicer turns that into a signed SET Error from the CA named by
+``error_signer``. Which CA answers is decided by the request: cardholder messages go to
+the Cardholder CA; Me-AqCInit by its RequestType; CertReq by the key-exchange
+certificate it is sealed to; CertInq by the request it asks about.
+
+Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
+so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from contextlib import suppress
+from datetime import datetime
+
+from gateway.ca import publishing
+from gateway.ca.cardholder import CardholderRegistrar, Clock
+from gateway.ca.errors import StoreError
+from gateway.ca.issuer import IssuerDirectory
+from gateway.ca.keys import AuthorityKeys, CaSide
+from gateway.ca.merchant import MerchantRegistrar
+from gateway.ca.policy import CaPolicy
+from gateway.ca.records import IssuedCertificate
+from gateway.ca.replay import replayed, request_digest
+from gateway.ca.store import CaStore
+from gateway.ca.watcher import RevocationWatcher
+from setcore.credentials import Credentials
+from setcore.errors import ErrorCode, ProtocolError, fail
+from setcore.freshness import now_ms
+from setcore.pki.roles import CARDHOLDER_CA
+from setcore.pki.truststore import TrustStore
+from setcore.registration import REQUEST_KINDS, RevocationData
+from setcore.registration_certreq import (
+    CertAnswer,
+    peek_cert_request,
+    read_cert_inquiry,
+    verify_cert_inquiry,
+)
+from setcore.registration_merchant import check_me_aq_c_init_request
+from setpay.v1 import registration_pb2
+
+# GetCertificates answers at most this many certificates: a requester asks for a chain or
+# two at a time (the same bound as a CertBundle's).
+MAX_FETCH_CERTIFICATES = 16
+# Expired sessions and old stored answers are swept at most this often.
+HOUSEKEEPING_INTERVAL_MS = 10 * 60 * 1000
+
+KIND_CERT = "cert"
+KIND_CERT_INQ = "cert-inq"
+
+
+class CertificateAuthority:
+    """The brand's CAs: registration for cardholders, merchants and gateways; revocation."""
+
+    def __init__(
+        self,
+        keys: AuthorityKeys,
+        store: CaStore,
+        trust: TrustStore,
+        issuer: IssuerDirectory,
+        *,
+        policy: CaPolicy | None = None,
+        clock: Clock = now_ms,
+    ) -> None:
+        self._keys = keys
+        self._store = store
+        self._trust = trust
+        self._policy = policy or CaPolicy()
+        self._clock = clock
+        self._watcher = RevocationWatcher(store, trust, keys=keys)
+        self._watcher.check(force=True)
+        self._swept_ms = 0
+        self._sweep_lock = threading.Lock()
+        args = (store, trust, issuer, self._policy, self._watcher.current, clock)
+        self._cardholder = CardholderRegistrar(keys.cardholder, *args)
+        self._merchants = {
+            side.ca_type: MerchantRegistrar(side, *args) for side in (keys.merchant, keys.gateway)
+        }
+
+    @property
+    def keys(self) -> AuthorityKeys:
+        """The CA keys and certificates."""
+        return self._keys
+
+    @property
+    def watcher(self) -> RevocationWatcher:
+        """The watcher that keeps the trust store's revocation data current."""
+        return self._watcher
+
+    def _enter(self) -> None:
+        self._watcher.check()
+        now = self._clock()
+        if now - self._swept_ms < HOUSEKEEPING_INTERVAL_MS or not self._sweep_lock.acquire(
+            blocking=False
+        ):
+            return
+        try:
+            self._swept_ms = now
+            with self._store.write() as tx:
+                tx.purge(now, now - self._policy.response_retention_ms)
+        finally:
+            self._sweep_lock.release()
+
+    # -- requests ---------------------------------------------------------------------
+
+    def card_c_init(self, request: registration_pb2.CardCInitRequest) -> bytes:
+        """CardCInitRes bytes: Signed(CardCInitResTBS)."""
+        self._enter()
+        self._check_brand(request.brand_id)
+        return self._cardholder.card_c_init(request)
+
+    def reg_form(self, request: registration_pb2.RegFormRequest) -> bytes:
+        """RegFormRes bytes: Signed(RegFormResTBS)."""
+        self._enter()
+        return self._cardholder.reg_form(request)
+
+    def me_aq_c_init(self, request: registration_pb2.MeAqCInitRequest) -> bytes:
+        """Me-AqCInitRes bytes: Signed(MeAqCInitResTBS)."""
+        self._enter()
+        kind, identity = check_me_aq_c_init_request(request)
+        self._check_brand(request.brand_id)
+        return self._merchants[kind.ca_type].me_aq_c_init(request, kind, identity)
+
+    def cert(self, request: registration_pb2.CertRequest) -> bytes:
+        """CertRes bytes: KeySealed for cardholders, Signed for merchants and gateways."""
+        self._enter()
+        envelope = peek_cert_request(request)
+        side = self._keys.side_for_recipient(envelope.recipient_thumb)
+        if side is None:
+            raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed to no key of this CA")
+        digest = request_digest(KIND_CERT, request.cert_req)
+        with self._store.read() as tx:
+            stored = replayed(tx, envelope.rrpid, KIND_CERT, digest)
+        if stored is not None:
+            return stored
+        if side.ca_type == CARDHOLDER_CA:
+            return self._cardholder.cert(envelope, digest)
+        return self._merchants[side.ca_type].cert(envelope, digest)
+
+    def cert_inq(self, request: registration_pb2.CertInqRequest) -> bytes:
+        """CertInqRes bytes: the state of the request the inquiry's key asked for."""
+        self._enter()
+        tbs, signed = read_cert_inquiry(request)
+        digest = request_digest(KIND_CERT_INQ, request.cert_inq_req)
+        now = self._clock()
+        with self._store.write() as tx:
+            stored = replayed(tx, tbs.rrpid, KIND_CERT_INQ, digest)
+            if stored is not None:
+                return stored
+            record = tx.latest_request(tbs.lid_ee, tbs.lid_ca)
+            if record is None:
+                raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "no request for this registration")
+            verify_cert_inquiry(signed, record.sig_spki)
+            answer = CertAnswer(
+                tbs.rrpid, tbs.lid_ee, tbs.chall_ee3, tbs.lid_ca, tuple(tbs.thumbs.thumbs)
+            )
+            if record.ca_type == CARDHOLDER_CA:
+                body = self._cardholder.answer_inquiry(tx, record, answer)
+            else:
+                body = self._merchants[record.ca_type].answer_inquiry(tx, record, answer)
+            tx.put_response(tbs.rrpid, KIND_CERT_INQ, digest, body, now)
+        return body
+
+    def brand_crl_identifier(self) -> RevocationData:
+        """The current signed BCI and the CRLs it lists."""
+        self._enter()
+        current = self._watcher.current()
+        if current is None:
+            raise fail(ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE, "no revocation data published")
+        return current
+
+    def certificates(self, thumbs: Sequence[bytes]) -> list[bytes]:
+        """DER certificates of the brand by thumbprint (unknown ones left out)."""
+        self._enter()
+        if len(thumbs) > MAX_FETCH_CERTIFICATES:
+            raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG, "too many thumbprints")
+        with self._store.read() as tx:
+            return tx.certificate_ders(thumbs)
+
+    # -- operators ----------------------------------------------------------------------
+
+    def decide_pending(self, lid_ee: bytes, lid_ca: bytes, *, approve: bool) -> int:
+        """Issue or refuse a cardholder request the issuer pended; the new status."""
+        return self._cardholder.decide_pending(lid_ee, lid_ca, approve=approve)
+
+    def revoke(
+        self, *, serial: int | None = None, thumb: bytes | None = None, at: datetime | None = None
+    ) -> IssuedCertificate:
+        """Revoke a certificate, publish the new CRL and BCI, and enforce them here at once."""
+        revoked, _ = publishing.revoke(self._store, self._keys, serial=serial, thumb=thumb, at=at)
+        self._watcher.check(force=True)
+        return revoked
+
+    # -- who signs an Error --------------------------------------------------------------
+
+    def error_signer(self, request: object) -> Credentials:
+        """The CA that answers ``request``; never raises (an Error must always be signed)."""
+        side: CaSide = self._keys.cardholder
+        # An unreadable request is answered by the Cardholder CA.
+        with suppress(ProtocolError, StoreError):
+            if isinstance(request, registration_pb2.MeAqCInitRequest):
+                kind = REQUEST_KINDS.get(request.request_type)
+                side = self._keys.side(kind.ca_type) if kind else self._keys.merchant
+            elif isinstance(request, registration_pb2.CertRequest):
+                envelope = peek_cert_request(request)
+                side = self._keys.side_for_recipient(envelope.recipient_thumb) or side
+            elif isinstance(request, registration_pb2.CertInqRequest):
+                tbs, _ = read_cert_inquiry(request)
+                with self._store.read() as tx:
+                    record = tx.latest_request(tbs.lid_ee, tbs.lid_ca)
+                if record is not None:
+                    side = self._keys.side(record.ca_type)
+        return side.credentials
+
+    def _check_brand(self, brand_id: str) -> None:
+        if brand_id != self._keys.brand_id:
+            raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "brand not served here")

@@ -1,0 +1,283 @@
+"""The Cardholder CA's decisions: sessions, Chall-CA, the issuer's word, issuing.
+
+CertReq processing follows SET-PROTOCOL.md 4.3, in order:
+
+1. decrypt (a failure is a SET Error: without the back key no CertRes can be addressed);
+2. signatures: proof of possession by the new key, and the renewed key for a renewal
+   (SIG_VALIDATION_FAIL);
+3. the session and its Chall-CA, issued in RegFormRes for this request type and not yet
+   used (CHALLENGE_MISMATCH);
+4. the key was never claimed by any request before (KEY_ALREADY_CERTIFIED);
+5. the issuer knows the card (UNKNOWN_ACCOUNT, REJECTED_BY_ISSUER, or REQUEST_PENDED for
+   a person to decide);
+6. Nonce-CCA, PANSecret, the blinded account; a certificate valid no longer than the
+   card; everything recorded and the answer stored in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from gateway.ca.errors import NoPendingRequest
+from gateway.ca.issuer import IssuerDirectory
+from gateway.ca.keys import CaSide
+from gateway.ca.policy import CaPolicy
+from gateway.ca.publishing import record_certificate
+from gateway.ca.records import RequestRecord, Session
+from gateway.ca.replay import replayed, request_digest
+from gateway.ca.store import CaStore, StoreTransaction
+from setcore.errors import ErrorCode, ProtocolError, fail
+from setcore.freshness import new_id
+from setcore.pan import blinded_account, pan_secret
+from setcore.pki.issuance import card_expiry_end, issue_cardholder
+from setcore.pki.truststore import TrustStore
+from setcore.registration import (
+    REQUEST_COMPLETE,
+    REQUEST_PENDED,
+    SIG_VALIDATION_FAIL,
+    SIGNATURE_CODES,
+    RevocationData,
+    key_thumbprint,
+    load_public_key,
+)
+from setcore.registration_cardholder import (
+    CardRequest,
+    build_card_c_init_response,
+    build_card_cert_response,
+    build_reg_form_response,
+    check_card_c_init_request,
+    open_card_cert_request,
+    open_reg_form_request,
+    verify_card_cert_request,
+)
+from setcore.registration_certreq import CertAnswer, CertRequestEnvelope
+from setpay.v1 import registration_pb2
+
+CHALLENGE_MISMATCH = registration_pb2.CERT_STATUS_CODE_CHALLENGE_MISMATCH
+KEY_ALREADY_CERTIFIED = registration_pb2.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
+REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+REJECTED_BY_AGENT = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
+UNKNOWN_ACCOUNT = registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
+# What an IssuerDirectory may answer; anything else is treated as a refusal.
+ISSUER_ANSWERS = frozenset({REQUEST_COMPLETE, REQUEST_PENDED, UNKNOWN_ACCOUNT, REJECTED_BY_ISSUER})
+# LID-CA: the CA's own label for a registration; 16 random bytes cannot collide.
+LID_CA_BYTES = 16
+
+KIND_CARD_C_INIT = "card-c-init"
+KIND_REG_FORM = "reg-form"
+KIND_CERT = "cert"
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+
+
+def now_utc(ms: int) -> datetime:
+    """A Unix-milliseconds clock reading as an aware datetime."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def session_valid(session: Session | None, lid_ee: bytes, ca_type: int, now_ms: int) -> bool:
+    """The session exists, belongs to this requester and CA, and has not expired."""
+    return (
+        session is not None
+        and session.lid_ee == lid_ee
+        and session.ca_type == ca_type
+        and now_ms <= session.expires_ms
+    )
+
+
+def challenge_matches(session: Session, chall_ca: bytes, request_type: int) -> bool:
+    """Chall-CA is the one issued for this request type and not used yet."""
+    return (
+        session.chall_ca is not None
+        and not session.chall_used
+        and session.request_type == request_type
+        and session.chall_ca == chall_ca
+    )
+
+
+class CardholderRegistrar:
+    """CardCInit, RegForm and CertReq at the Cardholder CA."""
+
+    def __init__(
+        self,
+        side: CaSide,
+        store: CaStore,
+        trust: TrustStore,
+        issuer: IssuerDirectory,
+        policy: CaPolicy,
+        revocation: Callable[[], RevocationData | None],
+        clock: Clock,
+    ) -> None:
+        self._side = side
+        self._store = store
+        self._trust = trust
+        self._issuer = issuer
+        self._policy = policy
+        self._revocation = revocation
+        self._clock = clock
+
+    def card_c_init(self, request: registration_pb2.CardCInitRequest) -> bytes:
+        """Open a session (LID-CA) and answer with the CA's certificates."""
+        check_card_c_init_request(request)
+        plain = registration_pb2.CardCInitRequest()
+        plain.CopyFrom(request)
+        plain.ClearField("header")
+        digest = request_digest(KIND_CARD_C_INIT, plain.SerializeToString(deterministic=True))
+        now = self._clock()
+        with self._store.write() as tx:
+            stored = replayed(tx, request.rrpid, KIND_CARD_C_INIT, digest)
+            if stored is not None:
+                return stored
+            lid_ca = new_id()[:LID_CA_BYTES]
+            tx.put_session(
+                Session(
+                    lid_ca, request.lid_ee, self._side.ca_type, 0, None, False, "", "",
+                    now, now + self._policy.session_lifetime_ms,
+                )
+            )  # fmt: skip
+            body = build_card_c_init_response(
+                self._side.credentials, request, lid_ca, revocation=self._revocation()
+            )
+            tx.put_response(request.rrpid, KIND_CARD_C_INIT, digest, body, now)
+        return body
+
+    def reg_form(self, request: registration_pb2.RegFormRequest) -> bytes:
+        """Issue Chall-CA and the form; the PAN is read (for its BIN) and not kept."""
+        view = open_reg_form_request(request, self._side.credentials)
+        tbe = view.tbe
+        digest = request_digest(KIND_REG_FORM, request.reg_form_req)
+        now = self._clock()
+        with self._store.write() as tx:
+            stored = replayed(tx, tbe.rrpid, KIND_REG_FORM, digest)
+            if stored is not None:
+                return stored
+            session = tx.session(tbe.lid_ca)
+            if not session_valid(session, tbe.lid_ee, self._side.ca_type, now):
+                raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "no such registration session")
+            chall_ca = new_id()
+            tx.set_challenge(tbe.lid_ca, chall_ca, tbe.request_type)
+            body = build_reg_form_response(
+                self._side.credentials, tbe, chall_ca, self._policy.cardholder_form,
+                revocation=self._revocation(),
+            )  # fmt: skip
+            tx.put_response(tbe.rrpid, KIND_REG_FORM, digest, body, now)
+        return body
+
+    def cert(self, envelope: CertRequestEnvelope, digest: bytes) -> bytes:
+        """Process a cardholder CertReq (see the module docstring for the order)."""
+        opened = open_card_cert_request(envelope, self._side.credentials)
+        data = opened.data
+        answer = CertAnswer(
+            data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca, tuple(data.thumbs.thumbs)
+        )
+
+        def respond(status: int, certificate: bytes | None = None, nonce: bytes = b"") -> bytes:
+            return build_card_cert_response(
+                self._side.credentials, data.back_key, answer, status,
+                revocation=self._revocation(), certificate=certificate, nonce_cca=nonce,
+            )  # fmt: skip
+
+        try:
+            request = verify_card_cert_request(opened, self._trust)
+        except ProtocolError as exc:
+            if exc.code not in SIGNATURE_CODES:
+                raise
+            log.info("cardholder CertReq refused: %s", exc.reason)
+            return respond(SIG_VALIDATION_FAIL)
+        now = self._clock()
+        with self._store.write() as tx:
+            stored = replayed(tx, data.rrpid, KIND_CERT, digest)
+            if stored is not None:
+                return stored
+            status, certificate, nonce = self._decide(tx, request, now)
+            body = respond(status, certificate, nonce)
+            tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
+        return body
+
+    def _decide(
+        self, tx: StoreTransaction, request: CardRequest, now: int
+    ) -> tuple[int, bytes | None, bytes]:
+        data = request.data
+        session = tx.session(data.lid_ca)
+        if session is None or not session_valid(session, data.lid_ee, self._side.ca_type, now):
+            return CHALLENGE_MISMATCH, None, b""
+        if not challenge_matches(session, data.chall_ca, data.request_type):
+            return CHALLENGE_MISMATCH, None, b""
+        if data.brand_id != self._side.issuing.brand_id:
+            return REJECTED_BY_AGENT, None, b""
+        key_thumb = key_thumbprint(request.keys.signature_spki)
+        if tx.key_claimed(key_thumb):
+            return KEY_ALREADY_CERTIFIED, None, b""
+        status: int = REJECTED_BY_ISSUER  # an expired card is refused without asking
+        if card_expiry_end(request.expiry) > now_utc(now):
+            word = self._issuer.check_card(request.pan, request.expiry)
+            status = word if word in ISSUER_ANSWERS else REJECTED_BY_ISSUER
+        tx.use_challenge(data.lid_ca)
+        record = RequestRecord(
+            rrpid=data.rrpid, lid_ee=data.lid_ee, lid_ca=data.lid_ca,
+            ca_type=self._side.ca_type, request_type=data.request_type, status=status,
+            sig_spki=request.keys.signature_spki, card_expiry=request.expiry,
+            back_key=data.back_key,
+        )  # fmt: skip
+        if status not in (REQUEST_COMPLETE, REQUEST_PENDED):
+            tx.put_request(record, now)
+            return status, None, b""
+        nonce = new_id()
+        secret = pan_secret(request.card_secret, nonce)
+        blinded = blinded_account(secret, request.pan, request.expiry)
+        record = replace(record, nonce_cca=nonce, blinded_account=blinded)
+        tx.claim_key(key_thumb, data.rrpid, None, now)
+        if status == REQUEST_PENDED:
+            tx.put_request(record, now)
+            return REQUEST_PENDED, None, b""
+        der, cert_thumb = self._issue(tx, record, now)
+        tx.put_request(replace(record, cert_thumbs=(cert_thumb,)), now)
+        return REQUEST_COMPLETE, der, nonce
+
+    def _issue(self, tx: StoreTransaction, record: RequestRecord, now: int) -> tuple[bytes, bytes]:
+        if record.blinded_account is None or record.card_expiry is None:
+            raise ValueError("a cardholder request record without its account data")
+        der = issue_cardholder(
+            self._side.issuing,
+            load_public_key(record.sig_spki, "signature key"),
+            record.blinded_account,
+            card_expiry_end(record.card_expiry),
+            at=now_utc(now),
+        )
+        issued = record_certificate(tx, der, self._side.issuing, now_utc(now))
+        tx.certify_key(key_thumbprint(record.sig_spki), issued.thumb)
+        return der, issued.thumb
+
+    def decide_pending(self, lid_ee: bytes, lid_ca: bytes, *, approve: bool) -> int:
+        """Issue (or refuse) a pended request; CertInq then reports the outcome."""
+        now = self._clock()
+        with self._store.write() as tx:
+            record = tx.latest_request(lid_ee, lid_ca)
+            if record is None or record.status != REQUEST_PENDED:
+                raise NoPendingRequest("no pended request for this registration")
+            if not approve:
+                tx.update_request(record.rrpid, REJECTED_BY_ISSUER, (), now)
+                return REJECTED_BY_ISSUER
+            _, cert_thumb = self._issue(tx, record, now)
+            tx.update_request(record.rrpid, REQUEST_COMPLETE, (cert_thumb,), now)
+        return REQUEST_COMPLETE
+
+    def answer_inquiry(
+        self, tx: StoreTransaction, record: RequestRecord, answer: CertAnswer
+    ) -> bytes:
+        """CertInqRes: the request's current state, sealed under the wallet's back key."""
+        if record.back_key is None:
+            raise ValueError("a cardholder request record without its back key")
+        complete = record.status == REQUEST_COMPLETE
+        certificates = tx.certificate_ders(record.cert_thumbs) if complete else []
+        return build_card_cert_response(
+            self._side.credentials, record.back_key, answer, record.status,
+            revocation=self._revocation(),
+            certificate=certificates[0] if certificates else None,
+            nonce_cca=(record.nonce_cca or b"") if complete else b"",
+        )  # fmt: skip

@@ -1,0 +1,246 @@
+"""The Merchant and Payment Gateway CAs' decisions: Me-AqCInit sessions and CertReq.
+
+CertReq processing follows SET-PROTOCOL.md 4.3, in order:
+
+1. decrypt; a failure is answered with a signed CertRes carrying DECRYPTION_ERROR (a
+   merchant's CertRes is not encrypted, so it can still be addressed by its RRPID);
+2. signatures: proof of possession by the new signature key, and the renewed key for a
+   renewal (SIG_VALIDATION_FAIL);
+3. the session and its Chall-CA, mandatory here although SET made it optional for
+   merchants (CHALLENGE_MISMATCH), and the identity the registration started with
+   (REJECTED_BY_AGENT);
+4. neither key was ever claimed before, and the two keys differ (KEY_ALREADY_CERTIFIED);
+5. a signature and a key-exchange certificate (the latter naming the KEM the key accepts),
+   recorded with the keys and the stored answer in one transaction; the acquirer's books
+   learn of a new merchant before that transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gateway.ca.cardholder import (
+    CHALLENGE_MISMATCH,
+    KEY_ALREADY_CERTIFIED,
+    LID_CA_BYTES,
+    REJECTED_BY_AGENT,
+    Clock,
+    challenge_matches,
+    now_utc,
+    session_valid,
+)
+from gateway.ca.issuer import IssuerDirectory
+from gateway.ca.keys import CaSide
+from gateway.ca.policy import CaPolicy
+from gateway.ca.publishing import record_certificate
+from gateway.ca.records import RequestRecord, Session
+from gateway.ca.replay import replayed, request_digest
+from gateway.ca.store import CaStore, StoreTransaction
+from hsm.base import KemAlgorithm
+from setcore.encoding import thumbprint
+from setcore.errors import ErrorCode, ProtocolError, fail
+from setcore.freshness import new_id
+from setcore.pki.extensions import MerchantData
+from setcore.pki.issuance import issue_gateway, issue_merchant
+from setcore.pki.roles import MERCHANT, CertificateUsage
+from setcore.pki.truststore import TrustStore
+from setcore.registration import (
+    DECRYPTION_ERROR,
+    REQUEST_COMPLETE,
+    SIG_VALIDATION_FAIL,
+    SIGNATURE_CODES,
+    RequestKind,
+    RevocationData,
+)
+from setcore.registration_certreq import CertAnswer, CertRequestEnvelope
+from setcore.registration_merchant import (
+    Identity,
+    MerchantIdentity,
+    MerchantRequest,
+    build_me_aq_c_init_response,
+    build_merchant_cert_response,
+    decryption_error_answer,
+    open_merchant_cert_request,
+    verify_merchant_cert_request,
+)
+from setpay.v1 import registration_pb2
+
+KIND_ME_AQ_C_INIT = "me-aq-c-init"
+KIND_CERT = "cert"
+
+log = logging.getLogger(__name__)
+
+
+class MerchantRegistrar:
+    """Me-AqCInit and CertReq at the Merchant CA or the Payment Gateway CA."""
+
+    def __init__(
+        self,
+        side: CaSide,
+        store: CaStore,
+        trust: TrustStore,
+        issuer: IssuerDirectory,
+        policy: CaPolicy,
+        revocation: Callable[[], RevocationData | None],
+        clock: Clock,
+    ) -> None:
+        self._side = side
+        self._store = store
+        self._trust = trust
+        self._issuer = issuer
+        self._policy = policy
+        self._revocation = revocation
+        self._clock = clock
+
+    def me_aq_c_init(
+        self, request: registration_pb2.MeAqCInitRequest, kind: RequestKind, identity: Identity
+    ) -> bytes:
+        """Open a session with Chall-CA and the identity; answer with the form."""
+        if kind.ca_type != self._side.ca_type:
+            raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "request for another CA")
+        plain = registration_pb2.MeAqCInitRequest()
+        plain.CopyFrom(request)
+        plain.ClearField("header")
+        digest = request_digest(KIND_ME_AQ_C_INIT, plain.SerializeToString(deterministic=True))
+        now = self._clock()
+        subject_id, subject_name = identity.subject
+        with self._store.write() as tx:
+            stored = replayed(tx, request.rrpid, KIND_ME_AQ_C_INIT, digest)
+            if stored is not None:
+                return stored
+            lid_ca, chall_ca = new_id()[:LID_CA_BYTES], new_id()
+            tx.put_session(
+                Session(
+                    lid_ca, request.lid_ee, self._side.ca_type, request.request_type, chall_ca,
+                    False, subject_id, subject_name, now, now + self._policy.session_lifetime_ms,
+                )
+            )  # fmt: skip
+            body = build_me_aq_c_init_response(
+                self._side.credentials, request, lid_ca, chall_ca,
+                self._policy.form_for(self._side.ca_type), revocation=self._revocation(),
+            )  # fmt: skip
+            tx.put_response(request.rrpid, KIND_ME_AQ_C_INIT, digest, body, now)
+        return body
+
+    def cert(self, envelope: CertRequestEnvelope, digest: bytes) -> bytes:
+        """Process a merchant or gateway CertReq (see the module docstring for the order)."""
+        credentials = self._side.credentials
+        try:
+            opened = open_merchant_cert_request(envelope, credentials)
+        except ProtocolError as exc:
+            if exc.code != ErrorCode.ERROR_CODE_DECRYPTION_FAILURE:
+                raise
+            log.info("merchant CertReq could not be opened: %s", exc.reason)
+            return build_merchant_cert_response(
+                credentials, decryption_error_answer(envelope.rrpid), DECRYPTION_ERROR,
+                revocation=self._revocation(),
+            )  # fmt: skip
+        data = opened.data
+        answer = CertAnswer(
+            data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca, tuple(data.thumbs.thumbs)
+        )
+
+        def respond(status: int, certificates: tuple[bytes, ...] = ()) -> bytes:
+            return build_merchant_cert_response(
+                credentials, answer, status, revocation=self._revocation(),
+                certificates=certificates,
+            )  # fmt: skip
+
+        try:
+            request = verify_merchant_cert_request(opened, self._trust)
+        except ProtocolError as exc:
+            if exc.code not in SIGNATURE_CODES:
+                raise
+            log.info("merchant CertReq refused: %s", exc.reason)
+            return respond(SIG_VALIDATION_FAIL)
+        if request.keys.kind.ca_type != self._side.ca_type:
+            raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "request for another CA")
+        now = self._clock()
+        with self._store.write() as tx:
+            stored = replayed(tx, data.rrpid, KIND_CERT, digest)
+            if stored is not None:
+                return stored
+            status, certificates = self._decide(tx, request, now)
+            body = respond(status, certificates)
+            tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
+        return body
+
+    def _renews_same_subject(self, request: MerchantRequest) -> bool:
+        renewed = request.keys.renewed
+        if renewed is None:
+            return True
+        named = renewed.merchant_data.merchant_id if renewed.merchant_data else renewed.subject_id
+        return named == request.identity.subject[0]
+
+    def _decide(
+        self, tx: StoreTransaction, request: MerchantRequest, now: int
+    ) -> tuple[int, tuple[bytes, ...]]:
+        data = request.data
+        session = tx.session(data.lid_ca)
+        if session is None or not session_valid(session, data.lid_ee, self._side.ca_type, now):
+            return CHALLENGE_MISMATCH, ()
+        if not challenge_matches(session, data.chall_ca, data.request_type):
+            return CHALLENGE_MISMATCH, ()
+        subject = request.identity.subject
+        if (
+            data.brand_id != self._side.issuing.brand_id
+            or subject != (session.subject_id, session.subject_name)
+            or not self._renews_same_subject(request)
+        ):
+            return REJECTED_BY_AGENT, ()
+        thumbs = request.keys.key_thumbs
+        if len(set(thumbs)) != len(thumbs) or any(tx.key_claimed(t) for t in thumbs):
+            return KEY_ALREADY_CERTIFIED, ()
+        tx.use_challenge(data.lid_ca)
+        certificates = self._issue(tx, request, now)
+        cert_thumbs = tuple(thumbprint(der) for der in certificates)
+        for key_thumb, cert_thumb in zip(thumbs, cert_thumbs, strict=True):
+            tx.claim_key(key_thumb, data.rrpid, cert_thumb, now)
+        tx.put_request(
+            RequestRecord(
+                rrpid=data.rrpid, lid_ee=data.lid_ee, lid_ca=data.lid_ca,
+                ca_type=self._side.ca_type, request_type=data.request_type,
+                status=REQUEST_COMPLETE, sig_spki=request.keys.signature_spki,
+                enc_spki=request.keys.key_exchange_spki,
+                kem=request.keys.kem.value if request.keys.kem else None,
+                subject_id=subject[0], subject_name=subject[1],
+                cert_thumbs=cert_thumbs,
+            ),
+            now,
+        )  # fmt: skip
+        if isinstance(request.identity, MerchantIdentity):
+            self._issuer.merchant_registered(*subject)
+        return REQUEST_COMPLETE, certificates
+
+    def _issue(
+        self, tx: StoreTransaction, request: MerchantRequest, now: int
+    ) -> tuple[bytes, bytes]:
+        keys, ca, at = request.keys, self._side.issuing, now_utc(now)
+        if keys.key_exchange_key is None or keys.kem is None:
+            raise ValueError("a merchant request without its key-exchange key")
+        kem: KemAlgorithm = keys.kem
+        name, display = request.identity.subject
+        sig_use, kex_use = CertificateUsage.SIGNATURE, CertificateUsage.KEY_EXCHANGE
+        if keys.kind.subject_type == MERCHANT:
+            # The acquirer does not let merchants registered this way receive PANs.
+            merchant = MerchantData(name, display, pan_allowed=False)
+            sig = issue_merchant(ca, keys.signature_key, sig_use, merchant, at=at)
+            kex = issue_merchant(ca, keys.key_exchange_key, kex_use, merchant, kem=kem, at=at)
+        else:
+            sig = issue_gateway(ca, keys.signature_key, sig_use, name, at=at)
+            kex = issue_gateway(ca, keys.key_exchange_key, kex_use, name, kem=kem, at=at)
+        for der in (sig, kex):
+            record_certificate(tx, der, ca, at)
+        return sig, kex
+
+    def answer_inquiry(
+        self, tx: StoreTransaction, record: RequestRecord, answer: CertAnswer
+    ) -> bytes:
+        """CertInqRes: the request's current state, signed."""
+        complete = record.status == REQUEST_COMPLETE
+        certificates = tx.certificate_ders(record.cert_thumbs) if complete else []
+        return build_merchant_cert_response(
+            self._side.credentials, answer, record.status, revocation=self._revocation(),
+            certificates=tuple(certificates),
+        )  # fmt: skip

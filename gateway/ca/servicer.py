@@ -1,0 +1,194 @@
+"""The gRPC face of the certificate authority: decode, call ``CertificateAuthority``, encode.
+
+Outcomes, in the one place they are mapped (DESIGN.md 5.2):
+
+    a certificate status (issued, pended, refused)    the normal signed response
+    ProtocolError                                     the response's ``error``: a SetError
+                                                      signed by the answering CA, its code
+                                                      and a fixed text; the reason goes to
+                                                      the local log only
+    ca.db or the key backend unavailable              gRPC UNAVAILABLE
+    anything else (a bug)                             a signed UNSPECIFIED_FAILURE Error;
+                                                      the traceback is logged here, never
+                                                      sent to the peer
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NoReturn
+
+import grpc
+
+from gateway.ca.authority import CertificateAuthority
+from gateway.ca.errors import StoreError
+from hsm.errors import KeyBackendError
+from setcore.error_message import build_error
+from setcore.errors import ErrorCode, ProtocolError
+from setcore.purchase import header
+from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _unavailable(context: grpc.ServicerContext, what: str) -> NoReturn:
+    context.abort(grpc.StatusCode.UNAVAILABLE, f"certificate authority {what} unavailable")
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityServiceServicer):
+    """``setpay.v1.CertificateAuthorityService`` over a ``CertificateAuthority``."""
+
+    def __init__(self, authority: CertificateAuthority) -> None:
+        self._ca = authority
+
+    def _answer(
+        self,
+        context: grpc.ServicerContext,
+        request: object,
+        rrpid: bytes,
+        raw: bytes,
+        work: Callable[[], bytes],
+    ) -> tuple[bytes, error_pb2.SetError | None]:
+        try:
+            return work(), None
+        except ProtocolError as exc:
+            log.info("%s refused: %s", type(request).__name__, exc)
+            code = exc.code
+        except StoreError:
+            log.exception("CA database unavailable")
+            _unavailable(context, "database")
+        except KeyBackendError:
+            log.exception("CA key backend unavailable")
+            _unavailable(context, "key backend")
+        except Exception:
+            log.exception("unexpected failure answering %s", type(request).__name__)
+            code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
+        signer = self._ca.error_signer(request)
+        error = build_error(signer, code, rrpid=rrpid, bad_message=raw)
+        return b"", self._staple(error)
+
+    def _staple(self, error: error_pb2.SetError) -> error_pb2.SetError:
+        # A requester whose first message is refused holds no BCI yet; without one it
+        # could not verify the Error. The bundle is unsigned, so adding to it leaves the
+        # signed bytes as they are.
+        revocation = self._ca.watcher.current()
+        if revocation is None or error.WhichOneof("error") != "signed_error":
+            return error
+        signed = crypto_pb2.Signed.FromString(error.signed_error)
+        signed.bundle.brand_crl_identifier = revocation.bci
+        signed.bundle.crls.extend(revocation.crls)
+        return error_pb2.SetError(signed_error=signed.SerializeToString())
+
+    def CardCInit(  # noqa: N802 - gRPC method name
+        self, request: registration_pb2.CardCInitRequest, context: grpc.ServicerContext
+    ) -> registration_pb2.CardCInitResponse:
+        """Cardholder step 1."""
+        body, error = self._answer(
+            context, request, request.rrpid, request.SerializeToString(),
+            lambda: self._ca.card_c_init(request),
+        )  # fmt: skip
+        response = registration_pb2.CardCInitResponse(header=header(rrpid=request.rrpid))
+        if error is not None:
+            response.error.CopyFrom(error)
+        else:
+            response.card_c_init_res = body
+        return response
+
+    def RegForm(  # noqa: N802 - gRPC method name
+        self, request: registration_pb2.RegFormRequest, context: grpc.ServicerContext
+    ) -> registration_pb2.RegFormResponse:
+        """Cardholder step 2."""
+        rrpid = request.header.rrpid
+        body, error = self._answer(
+            context, request, rrpid, request.reg_form_req, lambda: self._ca.reg_form(request)
+        )
+        response = registration_pb2.RegFormResponse(header=header(rrpid=rrpid))
+        if error is not None:
+            response.error.CopyFrom(error)
+        else:
+            response.reg_form_res = body
+        return response
+
+    def MeAqCInit(  # noqa: N802 - gRPC method name
+        self, request: registration_pb2.MeAqCInitRequest, context: grpc.ServicerContext
+    ) -> registration_pb2.MeAqCInitResponse:
+        """Merchant or gateway step 1."""
+        body, error = self._answer(
+            context, request, request.rrpid, request.SerializeToString(),
+            lambda: self._ca.me_aq_c_init(request),
+        )  # fmt: skip
+        response = registration_pb2.MeAqCInitResponse(header=header(rrpid=request.rrpid))
+        if error is not None:
+            response.error.CopyFrom(error)
+        else:
+            response.me_aq_c_init_res = body
+        return response
+
+    def Cert(  # noqa: N802 - gRPC method name
+        self, request: registration_pb2.CertRequest, context: grpc.ServicerContext
+    ) -> registration_pb2.CertResponse:
+        """Issue or renew certificates."""
+        rrpid = request.header.rrpid
+        body, error = self._answer(
+            context, request, rrpid, request.cert_req, lambda: self._ca.cert(request)
+        )
+        response = registration_pb2.CertResponse(header=header(rrpid=rrpid))
+        if error is not None:
+            response.error.CopyFrom(error)
+        else:
+            response.cert_res = body
+        return response
+
+    def CertInq(  # noqa: N802 - gRPC method name
+        self, request: registration_pb2.CertInqRequest, context: grpc.ServicerContext
+    ) -> registration_pb2.CertInqResponse:
+        """Poll a pended request."""
+        rrpid = request.header.rrpid
+        body, error = self._answer(
+            context, request, rrpid, request.cert_inq_req, lambda: self._ca.cert_inq(request)
+        )
+        response = registration_pb2.CertInqResponse(header=header(rrpid=rrpid))
+        if error is not None:
+            response.error.CopyFrom(error)
+        else:
+            response.cert_res = body
+        return response
+
+    def GetBrandCRLIdentifier(  # noqa: N802 - gRPC method name
+        self,
+        request: registration_pb2.GetBrandCRLIdentifierRequest,
+        context: grpc.ServicerContext,
+    ) -> registration_pb2.GetBrandCRLIdentifierResponse:
+        """The current BCI and the CRLs it lists."""
+        if request.brand_id and request.brand_id != self._ca.keys.brand_id:
+            context.abort(grpc.StatusCode.NOT_FOUND, "brand not served here")
+        try:
+            current = self._ca.brand_crl_identifier()
+        except (ProtocolError, StoreError):
+            log.exception("no revocation data to serve")
+            _unavailable(context, "revocation data")
+        return registration_pb2.GetBrandCRLIdentifierResponse(
+            header=header(), brand_crl_identifier=current.bci, crls=current.crls
+        )
+
+    def GetCertificates(  # noqa: N802 - gRPC method name
+        self, request: registration_pb2.GetCertificatesRequest, context: grpc.ServicerContext
+    ) -> registration_pb2.GetCertificatesResponse:
+        """Certificates by thumbprint."""
+        try:
+            found = self._ca.certificates(list(request.thumbs))
+        except ProtocolError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
+        except StoreError:
+            log.exception("CA database unavailable")
+            _unavailable(context, "database")
+        return registration_pb2.GetCertificatesResponse(header=header(), certificates=found)
+
+
+def add_to_server(authority: CertificateAuthority, server: grpc.Server) -> None:
+    """Register the CA service on a gRPC server."""
+    services_pb2_grpc.add_CertificateAuthorityServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        CertificateAuthorityServicer(authority), server
+    )

@@ -1,0 +1,459 @@
+"""Creating a bank (``setpay init``) and loading its PKI when a bank process starts.
+
+``init_bank`` writes a bank directory::
+
+    setpay.toml       the configuration (``gateway.config``)
+    keys/, keys.pass  the software keystore and its passphrase (0600), when the keys are
+                      ``soft:keys`` and SETPAY_KEYSTORE_PASSPHRASE is not set
+    certs/*.der       brand-root, cca, cca-kex, mca, mca-kex, pca, pca-kex, gateway-sig,
+                      gateway-kex (key labels in the backend are the same names)
+    ca.db             every certificate and certified key, the first CRLs and BCI 1
+    tls/              root.pem; gateway.pem + .key (server, 127.0.0.1 and localhost);
+                      client-ca.pem (mTLS); merchant-client.pem + .key and
+                      merchant-server.pem + .key for the demo; keys are PEM, mode 0600
+    ledger.keys       the ledger's data key and index key (0600)
+
+Private keys of the brand, the CAs and the gateway are made in the key backend and never
+leave it; TLS keys are ordinary PEM files (gRPC takes them that way). An existing bank
+is never overwritten: a non-empty directory, or a backend that already holds one of the
+labels, is refused (``BankExists``).
+
+``load_bank_pki`` is what a bank process calls at start: it opens the backend, reads the
+certificates, re-publishes the CRLs and BCI if they are due, and loads a ``TrustStore``
+with them. Nothing of our own is re-verified beyond what the TrustStore does.
+
+Errors: ``ProvisioningError`` (``BankExists``, ``BankIncomplete``); the key backend's and
+the CA store's own errors pass through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gateway.ca.keys import AuthorityKeys
+from gateway.ca.publishing import current_revocation, publish_initial, record_certificate, refresh
+from gateway.ca.store import CaStore
+from gateway.config import CONFIG_FILE, BankConfig
+from gateway.issuer import write_ledger_keys
+from hsm.base import KeyBackend, KeyHandle, KeyUsage
+from hsm.errors import KeyNotFound
+from hsm.uri import PASSPHRASE_ENV, encode_uri_value, open_backend
+from setcore.credentials import Credentials
+from setcore.pki import roles
+from setcore.pki.issuance import (
+    IssuingCA,
+    create_brand_root,
+    issue_ca_certificate,
+    issue_ca_key_exchange,
+    issue_gateway,
+    kem_for,
+    utc,
+)
+from setcore.pki.roles import CertificateUsage
+from setcore.pki.tls import TlsCredentials, issue_tls_client, issue_tls_server
+from setcore.pki.truststore import TrustStore
+from setcore.profiles import profile_named
+from setcore.registration import key_thumbprint, spki_of
+
+ROOT_LABEL = "brand-root"
+KEX_SUFFIX = "-kex"
+CA_LABELS = {roles.CARDHOLDER_CA: "cca", roles.MERCHANT_CA: "mca", roles.PAYMENT_GATEWAY_CA: "pca"}
+_CA_TITLES = {
+    roles.CARDHOLDER_CA: "Cardholder CA",
+    roles.MERCHANT_CA: "Merchant CA",
+    roles.PAYMENT_GATEWAY_CA: "Payment Gateway CA",
+}
+GATEWAY_SIG_LABEL = "gateway-sig"
+GATEWAY_KEX_LABEL = "gateway-kex"
+GATEWAY_TOKEN_LABEL = "gateway-token"  # noqa: S105 - a key label, not a secret
+ALL_LABELS = (
+    ROOT_LABEL,
+    *(label + suffix for label in CA_LABELS.values() for suffix in ("", KEX_SUFFIX)),
+    GATEWAY_SIG_LABEL,
+    GATEWAY_KEX_LABEL,
+    GATEWAY_TOKEN_LABEL,
+)
+# The gateway certificates' CommonName (one gateway per bank directory).
+GATEWAY_NAME = "gateway-1"
+# Name of the merchant TLS client certificate made for the demo.
+DEMO_MERCHANT_TLS_NAME = "merchant"
+PASSPHRASE_FILE = "keys.pass"  # noqa: S105 - a file name, not a secret
+# 32 random bytes, base64url: as strong as any key the passphrase protects.
+PASSPHRASE_BYTES = 32
+TLS_DIR = "tls"
+PRIVATE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+
+
+class ProvisioningError(Exception):
+    """A bank cannot be created or loaded as asked."""
+
+
+class BankExists(ProvisioningError):
+    """The directory or the key backend already holds a bank: nothing is overwritten."""
+
+
+class BankIncomplete(ProvisioningError):
+    """A bank directory lacks a file ``setpay init`` writes (a certificate, ca.db)."""
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` readable by its owner only; refuse to replace an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_MODE)  # whatever the umask did
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class TlsFilePaths:
+    """Where a TLS certificate chain and its key were written."""
+
+    certificate: Path
+    key: Path
+
+
+def write_tls_files(directory: Path, name: str, tls: TlsCredentials) -> TlsFilePaths:
+    """``NAME.pem`` (leaf and its CA) and ``NAME.key`` (0600) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate, key = directory / f"{name}.pem", directory / f"{name}.key"
+    if certificate.exists() or key.exists():
+        raise BankExists(f"{certificate} or {key} already exists")
+    certificate.write_bytes(tls.certificate_chain_pem)
+    write_private(key, tls.private_key_pem)
+    return TlsFilePaths(certificate, key)
+
+
+# --- key URIs ----------------------------------------------------------------------
+
+
+def bank_keys_uri(config: BankConfig) -> str:
+    """The configured key URI, with relative keystore and pin-source file paths resolved
+    against the configuration's directory (``BankConfig.keys_uri`` does the former)."""
+    uri = config.keys_uri()
+    scheme, _, rest = uri.partition(":")
+    parts = rest.split(";")
+    for index, part in enumerate(parts):
+        name, sep, value = part.partition("=")
+        if sep and name == "pin-source" and value.startswith("file:"):
+            location = Path(value[len("file:") :])
+            if not location.is_absolute():
+                resolved = encode_uri_value(str(config.base_dir / location))
+                parts[index] = f"pin-source=file:{resolved}"
+    return f"{scheme}:{';'.join(parts)}"
+
+
+def _default_keys(directory: Path, env: Mapping[str, str]) -> str:
+    if env.get(PASSPHRASE_ENV):
+        return "soft:keys"
+    passphrase = secrets.token_urlsafe(PASSPHRASE_BYTES)
+    write_private(directory / PASSPHRASE_FILE, passphrase.encode("ascii") + b"\n")
+    return f"soft:keys;pin-source=file:{PASSPHRASE_FILE}"
+
+
+def _toml(value: str) -> str:
+    # TOML basic strings take JSON's escapes for everything json.dumps emits.
+    return json.dumps(value)
+
+
+def _config_text(profile: str, brand_id: str, keys: str, insecure: bool) -> str:
+    return f"""# Written by setpay init. Relative paths are relative to this file's directory.
+[bank]
+profile = {_toml(profile)}
+brand_id = {_toml(brand_id)}
+keys = {_toml(keys)}
+
+[gateway]
+listen = "127.0.0.1:7443"
+workers = 1
+reflection = true
+insecure = {"true" if insecure else "false"}
+
+[gateway.tls]
+cert = "tls/gateway.pem"
+key = "tls/gateway.key"
+client_ca = "tls/client-ca.pem"
+
+[ledger]
+store = "sqlite:ledger.db"
+"""
+
+
+# --- init ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``init_bank`` made."""
+
+    directory: Path
+    config_path: Path
+    brand_id: str
+    profile: str
+    root_thumbprint: bytes
+
+
+def _refuse_existing(directory: Path) -> None:
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise BankExists(f"{directory} exists and is not an empty directory")
+
+
+def _refuse_labels(backend: KeyBackend) -> None:
+    for label in ALL_LABELS:
+        try:
+            backend.get(label)
+        except KeyNotFound:
+            continue
+        raise BankExists(f"the key backend already holds a key labelled {label!r}")
+
+
+@dataclass(frozen=True)
+class _Made:
+    label: str
+    key: KeyHandle
+    der: bytes
+    issuer: IssuingCA | None  # None: the self-signed root
+
+
+def _make_keys_and_certificates(
+    backend: KeyBackend, profile_name: str, brand_id: str, at: datetime
+) -> tuple[IssuingCA, list[_Made]]:
+    profile = profile_named(profile_name)
+    root_key = backend.generate(ROOT_LABEL, KeyUsage.CA_SIGNING, profile.ca_key)
+    root = create_brand_root(backend, root_key, brand_id, at=at)
+    made = [_Made(ROOT_LABEL, root_key, root.der, None)]
+    cas: dict[int, IssuingCA] = {}
+    for ca_type, label in CA_LABELS.items():
+        key = backend.generate(label, KeyUsage.CA_SIGNING, profile.ca_key)
+        title = f"{brand_id} {_CA_TITLES[ca_type]}"
+        der = issue_ca_certificate(root, key.public_key, ca_type, common_name=title, at=at)
+        cas[ca_type] = ca = IssuingCA(backend, key, der, root.chain)
+        kex = backend.generate(label + KEX_SUFFIX, KeyUsage.KEY_EXCHANGE, profile.key_exchange_key)
+        kex_der = issue_ca_key_exchange(ca, kex.public_key, kem=kem_for(kex), at=at)
+        made += [_Made(label, key, der, root), _Made(label + KEX_SUFFIX, kex, kex_der, ca)]
+    pca = cas[roles.PAYMENT_GATEWAY_CA]
+    sig = backend.generate(GATEWAY_SIG_LABEL, KeyUsage.SIGNATURE, profile.signature_key)
+    kex = backend.generate(GATEWAY_KEX_LABEL, KeyUsage.KEY_EXCHANGE, profile.key_exchange_key)
+    sig_der = issue_gateway(pca, sig.public_key, CertificateUsage.SIGNATURE, GATEWAY_NAME, at=at)
+    kex_der = issue_gateway(
+        pca, kex.public_key, CertificateUsage.KEY_EXCHANGE, GATEWAY_NAME, kem=kem_for(kex), at=at
+    )
+    made += [
+        _Made(GATEWAY_SIG_LABEL, sig, sig_der, pca),
+        _Made(GATEWAY_KEX_LABEL, kex, kex_der, pca),
+    ]
+    # The gateway seals capture and auth tokens to itself with this key (no certificate).
+    backend.generate(GATEWAY_TOKEN_LABEL, KeyUsage.TOKEN_SEALING, profile.key_exchange_key)
+    for item in made:
+        backend.store_certificate(item.key, item.der)
+    return root, made
+
+
+def _write_ca_db(path: Path, keys: AuthorityKeys, made: list[_Made], at: datetime) -> None:
+    store = CaStore.open(path, create=True)
+    try:
+        with store.write() as tx:
+            for item in made:
+                issuer = item.issuer or keys.root
+                issued = record_certificate(tx, item.der, issuer, at)
+                key_thumb = key_thumbprint(spki_of(item.key.public_key))
+                tx.claim_key(key_thumb, None, issued.thumb, int(at.timestamp() * 1000))
+        publish_initial(store, keys, at=at)
+    finally:
+        store.close()
+
+
+def _write_tls(directory: Path, keys: AuthorityKeys) -> None:
+    tls = directory / TLS_DIR
+    tls.mkdir(mode=DIRECTORY_MODE)
+    gateway = issue_tls_server(keys.gateway.issuing)
+    write_tls_files(tls, "gateway", gateway)
+    (tls / "root.pem").write_bytes(gateway.root_certificate_pem)
+    # Clients present chains up to their CA; trusting the brand root accepts any of them.
+    (tls / "client-ca.pem").write_bytes(gateway.root_certificate_pem)
+    write_tls_files(tls, "merchant-client", issue_tls_client(keys.merchant.issuing, "merchant"))
+    write_tls_files(tls, "merchant-server", issue_tls_server(keys.merchant.issuing))
+
+
+def init_bank(
+    directory: Path,
+    *,
+    profile: str = "ec",
+    keys: str | None = None,
+    brand_id: str = "setpay",
+    insecure: bool = False,
+    env: Mapping[str, str] | None = None,
+    at: datetime | None = None,
+) -> InitResult:
+    """Create a bank in ``directory`` (which must not exist or be empty)."""
+    profile_named(profile)  # an unknown profile fails before anything is written
+    _refuse_existing(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+    base = directory.resolve()
+    keys_value = (
+        keys if keys is not None else _default_keys(base, os.environ if env is None else env)
+    )
+    config = BankConfig(base_dir=base, profile=profile, brand_id=brand_id, keys=keys_value)
+    when = utc(at)
+    backend = open_backend(bank_keys_uri(config))
+    try:
+        _refuse_labels(backend)
+        root, made = _make_keys_and_certificates(backend, profile, brand_id, when)
+        certs = config.path(config.certs_dir)
+        certs.mkdir()
+        for item in made:
+            (certs / f"{item.label}.der").write_bytes(item.der)
+        by_label = {item.label: item for item in made}
+
+        def credentials(label: str) -> Credentials:
+            sig, kex = by_label[label], by_label[label + KEX_SUFFIX]
+            return Credentials(backend, sig.key, sig.der, (), kex.key, kex.der)
+
+        authority = AuthorityKeys.from_credentials(
+            backend, root.key, root.der,
+            *(credentials(label) for label in CA_LABELS.values()),
+        )  # fmt: skip
+        _write_ca_db(config.path(config.ca_db), authority, made, when)
+        _write_tls(base, authority)
+        # The issuer ledger's format (gateway.issuer reads it back).
+        write_ledger_keys(config.path(config.ledger_keys))
+    finally:
+        backend.close()
+    config_path = base / CONFIG_FILE
+    # Written last: a directory with a setpay.toml is a complete bank.
+    config_path.write_text(_config_text(profile, brand_id, keys_value, insecure))
+    return InitResult(base, config_path, brand_id, profile, root.thumbprint)
+
+
+# --- load ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BankPki:
+    """The bank's keys and certificates, loaded at start."""
+
+    backend: KeyBackend
+    brand_id: str
+    root_der: bytes
+    root_key: KeyHandle
+    trust: TrustStore
+    gateway: Credentials
+    token_key: KeyHandle
+    cca: Credentials
+    mca: Credentials
+    pca: Credentials
+
+    def authority_keys(self) -> AuthorityKeys:
+        """The CA keys as the certificate authority uses them."""
+        return AuthorityKeys.from_credentials(
+            self.backend, self.root_key, self.root_der, self.cca, self.mca, self.pca
+        )
+
+    def close(self) -> None:
+        """Close the key backend."""
+        self.backend.close()
+
+
+def open_ca_store(config: BankConfig) -> CaStore:
+    """The bank's ``ca.db``."""
+    return CaStore.open(config.path(config.ca_db))
+
+
+def load_bank_pki(config: BankConfig) -> BankPki:
+    """Open the key backend and load the certificates and current revocation data."""
+    certs = config.path(config.certs_dir)
+
+    def der(label: str) -> bytes:
+        try:
+            return (certs / f"{label}.der").read_bytes()
+        except OSError as exc:
+            raise BankIncomplete(f"missing certificate {label}.der in {certs}") from exc
+
+    backend = open_backend(bank_keys_uri(config))
+    try:
+        root_der = der(ROOT_LABEL)
+
+        def ca(label: str, chain: tuple[bytes, ...] = ()) -> Credentials:
+            kex = label + KEX_SUFFIX
+            return Credentials(
+                backend, backend.get(label), der(label), chain, backend.get(kex), der(kex)
+            )
+
+        cca, mca, pca = (ca(label) for label in CA_LABELS.values())
+        gateway = Credentials(
+            backend, backend.get(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
+            backend.get(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
+        )  # fmt: skip
+        pki = BankPki(
+            backend=backend, brand_id=config.brand_id, root_der=root_der,
+            root_key=backend.get(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
+            token_key=backend.get(GATEWAY_TOKEN_LABEL), cca=cca, mca=mca, pca=pca,
+        )  # fmt: skip
+        known = [c.signature_cert for c in (cca, mca, pca, gateway)]
+        known += [c.key_exchange_cert for c in (cca, mca, pca, gateway) if c.key_exchange_cert]
+        pki.trust.add_certificates(known)
+        _load_revocation(config, pki)
+    except BaseException:
+        backend.close()
+        raise
+    return pki
+
+
+def _load_revocation(config: BankConfig, pki: BankPki) -> None:
+    path = config.path(config.ca_db)
+    if not path.exists():
+        raise BankIncomplete(f"no CA database at {path}")
+    store = CaStore.open(path)
+    try:
+        refresh(store, pki.authority_keys())
+        found = current_revocation(store)
+    finally:
+        store.close()
+    if found is None:
+        raise BankIncomplete(f"{path} holds no published revocation data")
+    _, data = found
+    pki.trust.update_revocation(data.bci, data.crls)
+
+
+# --- TLS certificates on demand ----------------------------------------------------------
+
+#: Which CA issues a transport certificate, by the name ``setpay ca issue-tls`` takes.
+TLS_ISSUERS = ("merchant-ca", "gateway-ca")
+TLS_ROLES = ("client", "server")
+
+
+def issue_tls_files(
+    pki: BankPki, role: str, name: str, out: Path, *, issuer: str | None = None
+) -> TlsFilePaths:
+    """Issue a TLS client or server certificate and write ``NAME.pem``, ``NAME.key`` (0600)
+    and ``root.pem`` into ``out``.
+
+    Client certificates come from the Merchant CA by default (merchants authenticate to
+    the gateway), server certificates from the Payment Gateway CA.
+    """
+    if role not in TLS_ROLES:
+        raise ProvisioningError(f"role must be one of {', '.join(TLS_ROLES)}")
+    chosen = issuer or ("merchant-ca" if role == "client" else "gateway-ca")
+    if chosen not in TLS_ISSUERS:
+        raise ProvisioningError(f"issuer must be one of {', '.join(TLS_ISSUERS)}")
+    keys = pki.authority_keys()
+    ca = keys.merchant.issuing if chosen == "merchant-ca" else keys.gateway.issuing
+    if role == "client":
+        tls = issue_tls_client(ca, name)
+    else:
+        loopback = ("127.0.0.1",) if name == "localhost" else ()
+        tls = issue_tls_server(ca, dns_names=(name,), ip_addresses=loopback)
+    paths = write_tls_files(out, name, tls)
+    root = out / "root.pem"
+    if not root.exists():
+        root.write_bytes(tls.root_certificate_pem)
+    return paths

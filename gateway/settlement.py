@@ -1,0 +1,221 @@
+"""After authorization: reversal, capture, capture reversal, credit, credit reversal.
+
+Each handler opens the request with setcore (merchant, chain, capture tokens), hands the
+items to the issuer ledger (which decides amounts, duplicates and batches) and builds the
+signed response inside the ledger's transaction, so the stored bytes are the ones sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.bank import Bank
+from gateway.ledger import (
+    AuthorizationReversed,
+    CaptureItem,
+    CreditItem,
+    Declined,
+    Outcome,
+    Posted,
+    PostingOutcome,
+    Responder,
+    ReversalItem,
+)
+from gateway.outcomes import auth_rev_code_for, cap_code_for, cap_rev_or_cred_code_for
+from setcore.capture import (
+    CaptureDecision,
+    VerifiedCaptureRequest,
+    build_capture_response,
+    open_capture_request,
+)
+from setcore.reversal import (
+    AuthRevDecision,
+    CapRevOrCredDecision,
+    VerifiedCapRevOrCredRequest,
+    build_auth_reversal_response,
+    build_cap_rev_or_cred_response,
+    open_auth_reversal_request,
+    open_capture_reversal_request,
+    open_credit_request,
+    open_credit_reversal_request,
+    reissue_cap_token,
+)
+from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
+
+
+def _amount(currency: int, amount: int, exp10: int = 2) -> common_pb2.CurrencyAmount:
+    return common_pb2.CurrencyAmount(currency=currency, amount=amount, exp10=exp10)
+
+
+def _items(outcome: Outcome, count: int) -> Sequence[Posted | Declined]:
+    """The per-item results of a posting; a whole-request decline applies to every item."""
+    if isinstance(outcome, PostingOutcome):
+        return outcome.items
+    assert isinstance(outcome, Declined), f"unexpected outcome {type(outcome).__name__}"
+    return (outcome,) * count
+
+
+def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) -> bytes:
+    """AuthRevReq -> AuthRevRes: lower the hold; a new capture token for what remains."""
+    verified = open_auth_reversal_request(request, bank.credentials, bank.trust, bank.token_key)
+    token = verified.cap_token
+    new_amount = verified.data.auth_new_amt
+
+    def respond(outcome: Outcome) -> bytes:
+        if isinstance(outcome, AuthorizationReversed):
+            new_token = (
+                reissue_cap_token(bank.token_key, verified, hold_id=outcome.hold_id)
+                if outcome.amount
+                else b""
+            )
+            decision = AuthRevDecision(
+                auth_rev_code=authorization_pb2.AUTH_REV_CODE_APPROVED,
+                auth_new_amt=new_amount,
+                cap_token_new=new_token,
+            )
+        else:
+            assert isinstance(outcome, Declined)
+            decision = AuthRevDecision(
+                auth_rev_code=auth_rev_code_for(outcome.reason), auth_new_amt=token.auth_amt
+            )
+        return build_auth_reversal_response(bank.credentials, verified, decision)
+
+    return bank.ledger.reverse_authorization(
+        merchant_id=verified.merchant_id,
+        hold_id=token.hold_id,
+        new_amount=new_amount.amount,
+        rrpid=verified.data.auth_rev_rr_tags.rrpid,
+        request_digest=verified.request_digest,
+        respond=respond,
+    )
+
+
+def capture(bank: Bank, request: capture_pb2.CaptureRequest) -> bytes:
+    """CapReq -> CapRes: post each item against its hold, never above what is authorized."""
+    verified: VerifiedCaptureRequest = open_capture_request(
+        request, bank.credentials, bank.trust, bank.token_key
+    )
+    items = [
+        CaptureItem(
+            hold_id=entry.token.hold_id,
+            amount=entry.item.cap_payload.cap_req_amt.amount,
+            currency=entry.item.cap_payload.cap_req_amt.currency,
+            batch_id=entry.item.cap_payload.sale_detail.batch_id or None,
+        )
+        for entry in verified.items
+    ]
+
+    def respond(outcome: Outcome) -> bytes:
+        decisions = []
+        for entry, result in zip(verified.items, _items(outcome, len(items)), strict=True):
+            asked = entry.item.cap_payload.cap_req_amt
+            if isinstance(result, Posted):
+                decisions.append(
+                    CaptureDecision(
+                        cap_code=capture_pb2.CAP_CODE_SUCCESS,
+                        cap_amt=_amount(result.currency, result.amount, asked.exp10),
+                        batch_id=result.batch_id,
+                        batch_sequence_num=result.batch_seq,
+                    )
+                )
+            else:
+                decisions.append(
+                    CaptureDecision(
+                        cap_code=cap_code_for(result.reason),
+                        cap_amt=_amount(asked.currency, 0, asked.exp10),
+                    )
+                )
+        return build_capture_response(bank.credentials, verified, decisions)
+
+    return bank.ledger.capture(
+        merchant_id=verified.merchant_id,
+        items=items,
+        rrpid=verified.rrpid,
+        request_digest=verified.request_digest,
+        respond=respond,
+    )
+
+
+def _cap_rev_or_cred_respond(
+    bank: Bank, verified: VerifiedCapRevOrCredRequest, count: int
+) -> Responder:
+    def respond(outcome: Outcome) -> bytes:
+        decisions = []
+        for entry, result in zip(verified.items, _items(outcome, count), strict=True):
+            asked = entry.item.amount
+            if isinstance(result, Posted):
+                decisions.append(
+                    CapRevOrCredDecision(
+                        code=capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS,
+                        actual_amt=_amount(result.currency, result.amount, asked.exp10),
+                        batch_id=result.batch_id,
+                    )
+                )
+            else:
+                decisions.append(
+                    CapRevOrCredDecision(
+                        code=cap_rev_or_cred_code_for(result.reason),
+                        actual_amt=_amount(asked.currency, 0, asked.exp10),
+                    )
+                )
+        return build_cap_rev_or_cred_response(bank.credentials, verified, decisions)
+
+    return respond
+
+
+def _reversal_items(verified: VerifiedCapRevOrCredRequest) -> list[ReversalItem]:
+    return [
+        ReversalItem(
+            hold_id=entry.token.hold_id,
+            original_rrpid=entry.item.original_rrpid,
+            batch_id=entry.item.new_batch_id or None,
+        )
+        for entry in verified.items
+    ]
+
+
+def capture_reversal(bank: Bank, request: capture_pb2.CaptureReversalRequest) -> bytes:
+    """CapRevReq -> CapRevRes: undo the named captures."""
+    verified = open_capture_reversal_request(request, bank.credentials, bank.trust, bank.token_key)
+    items = _reversal_items(verified)
+    return bank.ledger.reverse_capture(
+        merchant_id=verified.merchant_id,
+        items=items,
+        rrpid=verified.rrpid,
+        request_digest=verified.request_digest,
+        respond=_cap_rev_or_cred_respond(bank, verified, len(items)),
+    )
+
+
+def credit(bank: Bank, request: capture_pb2.CreditRequest) -> bytes:
+    """CredReq -> CredRes: refund at most what was captured."""
+    verified = open_credit_request(request, bank.credentials, bank.trust, bank.token_key)
+    items = [
+        CreditItem(
+            hold_id=entry.token.hold_id,
+            amount=entry.item.amount.amount,
+            currency=entry.item.amount.currency,
+            batch_id=entry.item.new_batch_id or None,
+        )
+        for entry in verified.items
+    ]
+    return bank.ledger.credit(
+        merchant_id=verified.merchant_id,
+        items=items,
+        rrpid=verified.rrpid,
+        request_digest=verified.request_digest,
+        respond=_cap_rev_or_cred_respond(bank, verified, len(items)),
+    )
+
+
+def credit_reversal(bank: Bank, request: capture_pb2.CreditReversalRequest) -> bytes:
+    """CredRevReq -> CredRevRes: undo the named credits."""
+    verified = open_credit_reversal_request(request, bank.credentials, bank.trust, bank.token_key)
+    items = _reversal_items(verified)
+    return bank.ledger.reverse_credit(
+        merchant_id=verified.merchant_id,
+        items=items,
+        rrpid=verified.rrpid,
+        request_digest=verified.request_digest,
+        respond=_cap_rev_or_cred_respond(bank, verified, len(items)),
+    )

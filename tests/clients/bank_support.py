@@ -1,0 +1,244 @@
+"""A real bank for the client tests: ``setpay init`` output served on a gRPC port 0.
+
+Everything is the real thing: ``gateway.provisioning.init_bank`` writes the bank (keys in a
+software keystore, certificates, ``ca.db``, TLS files), ``load_bank_pki`` loads it, the
+issuer ledger is SQLite, and one ``gateway.server.create_server`` serves the
+PaymentGateway service (mutual TLS required) and the CertificateAuthority service
+(server-authenticated TLS) on a loopback port chosen by the OS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from clients.errors import ClientError
+from clients.merchant.config import AnswerMode, write_config
+from clients.merchant.config import load as load_merchant_config
+from clients.merchant.registration import MerchantRegistrar
+from clients.merchant.runtime import Merchant
+from clients.peers import PeerConfig
+from clients.transport import Caller, open_channel
+from clients.authority import AuthorityClient
+from clients.identity import read_root
+from clients.wallet.config import load as load_wallet_config
+from clients.wallet.config import write_config as write_wallet_config
+from clients.wallet.runtime import Wallet
+from gateway.bank import Bank
+from hsm.uri import open_backend
+from gateway.ca import CertificateAuthority, CertificateAuthorityServicer
+from gateway.config import load as load_bank_config
+from gateway.issuer import LedgerDirectory, open_ledger
+from gateway.ledger import Ledger
+from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_store
+from gateway.server import ServerLimits, ServiceBinding, TlsConfig, create_server
+from gateway.servicer import PaymentGatewayServicer
+from setcore.authorization import TokenKey
+from setcore.pan import PAN
+from setcore.profiles import EC
+from setcore.pki.truststore import TrustStore
+from setpay.v1 import registration_pb2, services_pb2_grpc
+
+# Test card numbers (well-known Luhn-valid test PANs; they live only under tests/).
+TEST_PANS = ("4111111111111111", "4012888888881881", "4222222222222", "5555555555554444",
+             "5105105105105100", "4000056655665556", "4242424242424242", "5200828282828210")  # fmt: skip
+EXPIRY = "203012"
+EUR = 978
+CREDIT_LIMIT = 100_000
+# Server limits for the test bank: small, explicit.
+LIMITS = ServerLimits(max_message_bytes=1 << 20, max_concurrent_rpcs=64, threads=8)
+WALLET_PASSPHRASE = "wallet passphrase for tests"  # noqa: S105 - a test value
+
+
+class IssuerDesk:
+    """The issuer's answer to the CA: the real ledger directory, except for cards the
+    issuer wants a person to look at first (those are pended until decided)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._directory = LedgerDirectory(ledger)
+        self._review: set[str] = set()
+
+    def review(self, pan: PAN) -> None:
+        """Pend the next registrations of this card."""
+        self._review.add(pan.reveal())
+
+    def check_card(self, pan: PAN, expiry: str) -> int:
+        if pan.reveal() in self._review:
+            return registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
+        return self._directory.check_card(pan, expiry)
+
+    def merchant_registered(self, merchant_id: str, name: str) -> None:
+        self._directory.merchant_registered(merchant_id, name)
+
+
+@dataclass
+class RunningBank:
+    """The bank, serving."""
+
+    directory: Path
+    pki: BankPki
+    ledger: Ledger
+    issuer: IssuerDesk
+    authority: CertificateAuthority
+    bank: Bank
+    gateway_server: grpc.Server
+    gateway_port: int
+    ca_server: grpc.Server
+    ca_port: int
+    _cards: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def gateway_target(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    @property
+    def ca_target(self) -> str:
+        return f"127.0.0.1:{self.ca_port}"
+
+    @property
+    def tls(self) -> Path:
+        return self.directory / "tls"
+
+    def new_card(self) -> tuple[PAN, str]:
+        """A card account of its own for one wallet."""
+        pan = TEST_PANS[next(self._cards)]
+        self.ledger.open_card_account(pan, EXPIRY, CREDIT_LIMIT, EUR)
+        return PAN(pan), EXPIRY
+
+    def stop(self) -> None:
+        self.gateway_server.stop(grace=None)
+        self.ca_server.stop(grace=None)
+        self.ledger.close()
+        self.pki.close()
+
+
+def start_bank(directory: Path) -> RunningBank:
+    """``setpay init`` into ``directory``, then serve gateway and CA on port 0."""
+    init_bank(directory, profile=EC.name)
+    config = load_bank_config(directory / "setpay.toml")
+    pki = load_bank_pki(config)
+    ledger = open_ledger(config)
+    issuer = IssuerDesk(ledger)
+    authority = CertificateAuthority(pki.authority_keys(), open_ca_store(config), pki.trust, issuer)
+    bank = Bank(
+        credentials=pki.gateway, trust=pki.trust,
+        token_key=TokenKey.from_handle(pki.backend, pki.token_key), ledger=ledger,
+        gateway_chain=(pki.pca.signature_cert,),
+    )  # fmt: skip
+    tls = directory / "tls"
+    # The CA: server-authenticated TLS (wallets have no client certificate).
+    ca_server, ca_port, _health = create_server(
+        [ServiceBinding("CertificateAuthorityService", CertificateAuthorityServicer(authority))],
+        "127.0.0.1:0",
+        LIMITS,
+        tls=TlsConfig(
+            certificate_chain=(tls / "gateway.pem").read_bytes(),
+            private_key=(tls / "gateway.key").read_bytes(),
+        ),
+    )
+    # The PaymentGateway: mutual TLS, the client certificate required in the handshake.
+    # (gRPC Python cannot ask for a client certificate without requiring it, so the
+    # gateway gets its own port: see gateway.server and the report to the lead.)
+    gateway_server, gateway_port = serve_gateway(bank, tls)
+    return RunningBank(
+        directory, pki, ledger, issuer, authority, bank, gateway_server, gateway_port, ca_server, ca_port
+    )
+
+
+def serve_gateway(bank: Bank, tls: Path, port: int = 0) -> tuple[grpc.Server, int]:
+    """The PaymentGateway service of ``bank`` on a mutual-TLS port (0: chosen by the OS)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=LIMITS.threads),
+        options=[("grpc.max_receive_message_length", LIMITS.max_message_bytes)],
+        maximum_concurrent_rpcs=LIMITS.max_concurrent_rpcs,
+    )
+    services_pb2_grpc.add_PaymentGatewayServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        PaymentGatewayServicer(bank), server
+    )
+    credentials = grpc.ssl_server_credentials(
+        [((tls / "gateway.key").read_bytes(), (tls / "gateway.pem").read_bytes())],
+        root_certificates=(tls / "client-ca.pem").read_bytes(),
+        require_client_auth=True,
+    )
+    bound = server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    if bound == 0:
+        raise OSError(f"could not bind port {port}")
+    server.start()
+    return server, bound
+
+
+def copy_tls(bank: RunningBank, directory: Path, names: tuple[str, ...]) -> None:
+    """Copy the bank-issued TLS files a client needs into its own directory."""
+    (directory / "tls").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(bank.tls / name, directory / "tls" / name)
+
+
+def new_merchant(
+    bank: RunningBank,
+    directory: Path,
+    merchant_id: str,
+    answer: AnswerMode,
+    gateway_target: str | None = None,
+) -> Merchant:
+    """Configure, register with the Merchant CA over gRPC, open and serve a merchant."""
+    copy_tls(bank, directory, ("root.pem", "merchant-client.pem", "merchant-client.key",
+                               "merchant-server.pem", "merchant-server.key"))  # fmt: skip
+    gateway = PeerConfig(
+        gateway_target or bank.gateway_target, directory / "tls/root.pem", directory / "tls/merchant-client.pem",
+        directory / "tls/merchant-client.key",
+    )  # fmt: skip
+    ca = PeerConfig(bank.ca_target, directory / "tls/root.pem")
+    write_config(
+        directory, merchant_id=merchant_id, name=f"Shop {merchant_id}", gateway=gateway, ca=ca,
+        answer=answer, listen="127.0.0.1:0", tls_cert="tls/merchant-server.pem",
+        tls_key="tls/merchant-server.key",
+    )  # fmt: skip
+    config = load_merchant_config(directory)
+    (directory / "certs").mkdir(exist_ok=True)
+    shutil.copy2(bank.tls / "root.pem", config.root)
+    register_merchant(directory)
+    merchant = Merchant.open(load_merchant_config(directory))
+    merchant.serve()
+    return merchant
+
+
+def register_merchant(directory: Path) -> None:
+    """The merchant's registration, as ``setpay merchant register`` runs it."""
+    config = load_merchant_config(directory)
+    backend = open_backend(config.keys_uri())
+    try:
+        with open_channel(config.ca.channel(), "CA") as channel:
+            registrar = MerchantRegistrar(
+                config, backend, AuthorityClient(Caller(channel, "CA")),
+                TrustStore(read_root(config.root)),
+            )  # fmt: skip
+            done = registrar.register(EC)
+            if not done.complete:
+                raise ClientError("merchant registration pended")
+    finally:
+        backend.close()
+
+
+def new_wallet(
+    bank: RunningBank, directory: Path, merchant_target: str | None, *, register: bool = True
+) -> Wallet:
+    """Configure a wallet (trusting the brand root for TLS) and register a new card."""
+    copy_tls(bank, directory, ("root.pem",))
+    ca = PeerConfig(bank.ca_target, directory / "tls/root.pem")
+    merchant = PeerConfig(merchant_target, directory / "tls/root.pem") if merchant_target else None
+    write_wallet_config(directory, ca=ca, merchant=merchant)
+    config = load_wallet_config(directory)
+    (directory / "certs").mkdir(exist_ok=True)
+    shutil.copy2(bank.tls / "root.pem", config.root)
+    wallet = Wallet.open(config)
+    if register:
+        pan, expiry = bank.new_card()
+        done = wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC)
+        assert done.complete
+    return wallet

@@ -1,0 +1,90 @@
+"""The merchant's configuration: TOML, environment overrides, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.errors import ConfigError
+from clients.merchant.config import AnswerMode, load, write_config
+from clients.peers import PeerConfig
+
+
+def _write(directory: Path, **overrides: object) -> None:
+    gateway = PeerConfig("127.0.0.1:7443", directory / "tls/ca.pem", directory / "tls/c.pem",
+                         directory / "tls/c.key")  # fmt: skip
+    ca = PeerConfig("127.0.0.1:7443", directory / "tls/ca.pem")
+    args: dict[str, object] = {"merchant_id": "m-0001", "name": "Corner Shop", "gateway": gateway,
+                               "ca": ca}  # fmt: skip
+    args.update(overrides)
+    write_config(directory, **args)  # type: ignore[arg-type]
+
+
+def test_written_config_loads(tmp_path: Path) -> None:
+    _write(tmp_path, answer=AnswerMode.ORDER_RECEIVED)
+    config = load(tmp_path, env={})
+    assert config.merchant_id == "m-0001" and config.name == "Corner Shop"
+    assert config.answer is AnswerMode.ORDER_RECEIVED
+    assert config.gateway.tls_cert == tmp_path.resolve() / "tls/c.pem"
+    assert config.ca.tls_cert is None
+    assert config.keys_uri() == f"soft:{tmp_path.resolve() / 'keys'}"
+    assert config.root == tmp_path.resolve() / "certs/root.pem"
+    assert config.server.tls_cert == tmp_path.resolve() / "tls/server.pem"
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    _write(tmp_path)
+    config = load(tmp_path, env={
+        "SETPAY_MERCHANT_ID": "m-0002", "SETPAY_MERCHANT_ANSWER": "order-received",
+        "SETPAY_MERCHANT_LISTEN": "0.0.0.0:9443", "SETPAY_MERCHANT_GATEWAY": "gw:1",
+        "SETPAY_MERCHANT_CA": "ca:2", "SETPAY_MERCHANT_KEYS": "soft:ephemeral",
+    })  # fmt: skip
+    assert config.merchant_id == "m-0002"
+    assert config.answer is AnswerMode.ORDER_RECEIVED
+    assert config.server.listen == "0.0.0.0:9443"
+    assert config.gateway.target == "gw:1" and config.ca.target == "ca:2"
+    assert config.keys_uri() == "soft:ephemeral"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SETPAY_MERCHANT_ANSWER": "whenever"}, "answer must be one of"),
+        ({"SETPAY_MERCHANT_LISTEN": "nowhere"}, "HOST:PORT"),
+        ({"SETPAY_MERCHANT_ID": "bad id!"}, "merchant.id"),
+    ],
+)
+def test_bad_values_named(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    _write(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, env=env)
+
+
+def test_tls_required_unless_insecure(tmp_path: Path) -> None:
+    (tmp_path / "merchant.toml").write_text(
+        '[merchant]\nid = "m-1"\n[server]\nlisten = "127.0.0.1:1"\n'
+        '[gateway]\ntarget = "a:1"\n[ca]\ntarget = "a:1"\ninsecure = true\n'
+    )
+    with pytest.raises(ConfigError, match="server.tls_cert"):
+        load(tmp_path, env={})
+
+
+def test_insecure_gateway_needs_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "merchant.toml").write_text(
+        '[merchant]\nid = "m-1"\n[server]\ninsecure = true\n'
+        '[gateway]\ntarget = "a:1"\n[ca]\ntarget = "a:1"\ninsecure = true\n'
+    )
+    with pytest.raises(ConfigError, match="gateway.tls_ca"):
+        load(tmp_path, env={})
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no merchant configuration"):
+        load(tmp_path, env={})
+    (tmp_path / "merchant.toml").write_text("[merchant\n")
+    with pytest.raises(ConfigError, match="merchant.toml"):
+        load(tmp_path, env={})
+    (tmp_path / "merchant.toml").write_text('[merchant]\nid = 7\n')
+    with pytest.raises(ConfigError, match="merchant.id must be str"):
+        load(tmp_path, env={})

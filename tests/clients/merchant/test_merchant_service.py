@@ -1,0 +1,132 @@
+"""The Merchant service's refusals, and authorizations that outlive a gateway outage."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from clients.errors import TransportError
+from clients.merchant.config import AnswerMode
+from clients.merchant.records import OrderState
+from clients.transport import Caller, ChannelConfig, open_channel
+from setcore.error_message import open_error
+from setcore.errors import ErrorCode, PeerError
+from setcore.freshness import new_id
+from setcore.pki.roles import MERCHANT
+from setcore.purchase import PurchaseState, build_inquiry_request, build_pinit_request
+from setcore.authorization import AuthRequestState
+from setcore.pan import PAN
+from setpay.v1 import common_pb2, purchase_pb2
+from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, serve_gateway
+from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.test_purchase_flow import buy, offer
+
+SERVICE = "/setpay.v1.MerchantService"
+
+
+def _caller(merchant_port: int, root_pem: bytes) -> Caller:
+    config = ChannelConfig(f"127.0.0.1:{merchant_port}", ca_pem=root_pem)
+    return Caller(open_channel(config, "merchant"), "merchant")
+
+
+def test_unparseable_frame_is_invalid_argument(
+    bank: RunningBank, make_merchant: MerchantFactory
+) -> None:
+    merchant = make_merchant("m-frames")
+    caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
+    with pytest.raises(TransportError) as caught:
+        caller.call(f"{SERVICE}/PInit", b"\xff\xff\xff", purchase_pb2.PInitResponse, deadline=5)
+    assert caught.value.status == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize(
+    ("brand", "lid_m", "code"),
+    [
+        ("otherbrand", b"lid", ErrorCode.ERROR_CODE_DECODING_FAILURE),
+        ("setpay", b"", ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        ("setpay", b"never-offered", ErrorCode.ERROR_CODE_UNKNOWN_LID),
+    ],
+)
+def test_pinit_refusals_are_signed_errors(
+    bank: RunningBank, make_merchant: MerchantFactory, brand: str, lid_m: bytes, code: int
+) -> None:
+    merchant = make_merchant("m-pinit")
+    request, _ = build_pinit_request(PAN("4111111111111111"), brand, b"lid-c", lid_m=lid_m)
+    caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
+    response = caller.call(
+        f"{SERVICE}/PInit", request.SerializeToString(), purchase_pb2.PInitResponse, deadline=5
+    )
+    assert response.WhichOneof("result") == "error"
+    error = open_error(response.error, merchant.trust, MERCHANT)
+    assert error.code == code
+    assert error.args[0].count("peer refused") == 1  # a fixed text, no detail
+
+
+def test_inquiry_only_by_the_cardholder_who_paid(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory
+) -> None:
+    merchant = make_merchant("m-inquiry")
+    payer, other = make_wallet(merchant), make_wallet(merchant)
+    record = buy(payer, offer(merchant, 300))
+    # Another certified cardholder copies the purchase record and asks about it.
+    snoop = other.shopper(WALLET_PASSPHRASE)
+    other_book = snoop._book  # noqa: SLF001 - the record is what a snoop would have
+    other_book.save(record)
+    with pytest.raises(PeerError) as caught:
+        snoop.inquire(other.config.require_merchant(), record.xid[:8])
+    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
+
+
+def test_inquiry_about_an_unknown_transaction(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory
+) -> None:
+    merchant = make_merchant("m-inq-unknown")
+    wallet = make_wallet(merchant)
+    shopper = wallet.shopper(WALLET_PASSPHRASE)
+    state = PurchaseState(b"", b"", common_pb2.TransIDs(xid=new_id()), b"")
+    request, _ = build_inquiry_request(shopper._credentials, state)  # noqa: SLF001
+    caller = _caller(merchant.port, wallet.config.require_merchant().channel().ca_pem or b"")
+    response = caller.call(
+        f"{SERVICE}/Inquiry", request.SerializeToString(), purchase_pb2.InquiryResponse,
+        deadline=5,
+    )  # fmt: skip
+    assert open_error(response.error, merchant.trust, MERCHANT).code == (
+        ErrorCode.ERROR_CODE_UNKNOWN_XID
+    )
+
+
+def test_authorization_survives_a_gateway_outage(
+    bank: RunningBank, make_merchant: MerchantFactory, make_wallet: WalletFactory
+) -> None:
+    """The gateway goes away after the merchant started: the wallet hears "order received",
+    the stored AuthReq goes out again unchanged once the gateway is back."""
+    server, port = serve_gateway(bank.bank, bank.tls)
+    merchant = make_merchant("m-outage", AnswerMode.AFTER_AUTHORIZATION, f"127.0.0.1:{port}")
+    wallet = make_wallet(merchant)
+    server.stop(grace=None).wait()
+    record = buy(wallet, offer(merchant, 800))
+    assert record.completion == "COMPLETION_CODE_ORDER_RECEIVED"
+    xid = bytes.fromhex(record.xid)
+    pending = merchant.store.order(xid)
+    assert pending.state is OrderState.AUTHORIZING and pending.auth_request is not None
+    server, _ = serve_gateway(bank.bank, bank.tls, port)
+    try:
+        done = merchant.authorizer.authorize(xid)
+        assert done.state is OrderState.AUTHORIZED
+        assert done.auth_request == pending.auth_request  # the same bytes went out
+        # Sending those bytes once more gets the gateway's stored answer, not a second hold.
+        assert done.auth_rrpid is not None and done.auth_request_digest is not None
+        again = merchant.gateway.authorize(
+            done.auth_request, AuthRequestState(done.auth_rrpid, xid, done.auth_request_digest)
+        )
+        assert done.authorization is not None
+        assert again.data.auth_res_payload.auth_header.response_data.approval_code == (
+            done.authorization.approval_code
+        )
+        seen = wallet.shopper(WALLET_PASSPHRASE).inquire(
+            wallet.config.require_merchant(), record.xid[:8]
+        )
+        assert seen.completion == "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
+    finally:
+        merchant.close()
+        server.stop(grace=None)

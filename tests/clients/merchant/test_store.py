@@ -1,0 +1,173 @@
+"""The merchant's SQLite store: durability settings, schema version, the order's life."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients.errors import OrderStateError, StoreError, UnknownOrder
+from clients.merchant.records import (
+    Authorization,
+    Money,
+    OperationKind,
+    OperationState,
+    OrderState,
+)
+from clients.merchant.store import SCHEMA_VERSION, MerchantStore
+
+EUR = Money(978, 1250)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[MerchantStore]:
+    made = MerchantStore(tmp_path / "merchant.db")
+    yield made
+    made.close()
+
+
+def _purchased(store: MerchantStore, lid: bytes = b"lid-1", xid: bytes = b"x" * 32) -> bytes:
+    store.add_offer(lid, b"two books", EUR, "setpay")
+    store.open_order(lid, xid, b"trans-ids", b"c" * 32)
+    store.record_purchase(xid, b"t" * 32, b"oi-data", b"sealed-pi")
+    return xid
+
+
+def test_durable_settings_and_schema_version(store: MerchantStore, tmp_path: Path) -> None:
+    assert store.settings() == {
+        "journal_mode": "wal",
+        "synchronous": 2,  # FULL
+        "schema_version": SCHEMA_VERSION,
+    }
+    # A second process opening the same file finds the schema and does not recreate it.
+    other = MerchantStore(tmp_path / "merchant.db")
+    other.close()
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "merchant.db"
+    MerchantStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="schema"):
+        MerchantStore(path)
+
+
+def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "merchant.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        MerchantStore(path)
+
+
+def test_order_life(store: MerchantStore) -> None:
+    store.add_offer(b"lid-1", b"two books", EUR, "setpay")
+    order = store.open_order(b"lid-1", b"x" * 32, b"trans-ids", b"c" * 32)
+    assert order.state is OrderState.INITIATED
+    assert order.description == b"two books" and order.amount == EUR
+    order = store.record_purchase(order.xid, b"t" * 32, b"oi", b"pi-bytes")
+    assert order.state is OrderState.PURCHASED and order.pi == b"pi-bytes"
+    order = store.record_auth_request(order.xid, b"r" * 32, b"request", b"digest")
+    assert order.state is OrderState.AUTHORIZING and order.auth_request == b"request"
+    result = Authorization(1, EUR, "ABC123", b"auth-res", b"cap-token")
+    order = store.record_authorization(order.xid, result, approved=True)
+    assert order.state is OrderState.AUTHORIZED
+    assert order.authorization == result
+    order = store.record_reauthorization(order.xid, 500, b"new-token")
+    assert order.state is OrderState.AUTHORIZED
+    assert order.authorization is not None
+    assert order.authorization.amount.minor == 500
+    assert order.authorization.cap_token == b"new-token"
+    order = store.record_reauthorization(order.xid, 0, b"")
+    assert order.state is OrderState.REVERSED
+
+
+def test_transitions_out_of_order_refused(store: MerchantStore) -> None:
+    store.add_offer(b"lid-1", b"two books", EUR, "setpay")
+    xid = store.open_order(b"lid-1", b"x" * 32, b"trans-ids", b"c" * 32).xid
+    with pytest.raises(OrderStateError):
+        store.record_auth_request(xid, b"r" * 32, b"request", b"digest")
+    store.record_purchase(xid, b"t" * 32, b"oi", b"pi")
+    with pytest.raises(OrderStateError):
+        store.record_purchase(xid, b"t" * 32, b"oi", b"pi")
+    with pytest.raises(OrderStateError):
+        store.record_failure(xid, 8)
+
+
+def test_unknown_keys(store: MerchantStore) -> None:
+    with pytest.raises(UnknownOrder):
+        store.order(b"n" * 32)
+    with pytest.raises(UnknownOrder):
+        store.offer(b"nope")
+    with pytest.raises(UnknownOrder):
+        store.open_order(b"nope", b"x" * 32, b"t", b"c" * 32)
+    with pytest.raises(UnknownOrder):
+        store.operation(b"n" * 32)
+
+
+def test_offer_ids_are_unique(store: MerchantStore) -> None:
+    store.add_offer(b"lid-1", b"a", EUR, "setpay")
+    with pytest.raises(OrderStateError):
+        store.add_offer(b"lid-1", b"b", EUR, "setpay")
+
+
+def test_repeated_pinit_replaces_the_unpaid_order(store: MerchantStore) -> None:
+    store.add_offer(b"lid-1", b"a", EUR, "setpay")
+    store.open_order(b"lid-1", b"1" * 32, b"t", b"c" * 32)
+    store.open_order(b"lid-1", b"2" * 32, b"t", b"d" * 32)
+    with pytest.raises(UnknownOrder):
+        store.order(b"1" * 32)
+    assert store.offer(b"lid-1").xid == b"2" * 32
+    store.record_purchase(b"2" * 32, b"t" * 32, b"oi", b"pi")
+    with pytest.raises(OrderStateError, match="already purchased"):
+        store.open_order(b"lid-1", b"3" * 32, b"t", b"e" * 32)
+
+
+def test_operations(store: MerchantStore) -> None:
+    xid = _purchased(store)
+    op = store.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
+    assert op.state is OperationState.SENT and op.request == b"req"
+    done = store.settle_operation(op.rrpid, True, 1, 1250, "batch-1")
+    assert done.state is OperationState.SUCCEEDED and done.batch_id == "batch-1"
+    with pytest.raises(OrderStateError):
+        store.settle_operation(op.rrpid, True, 1, 1250)
+    assert [o.rrpid for o in store.operations(xid)] == [op.rrpid]
+    with pytest.raises(StoreError):  # an RRPID is used once
+        store.add_operation(xid, OperationKind.CREDIT, b"r" * 32, EUR, b"req", b"dig")
+
+
+def test_find_order_by_prefix(store: MerchantStore) -> None:
+    xid = _purchased(store, xid=bytes.fromhex("ab" * 32))
+    _purchased(store, lid=b"lid-2", xid=bytes.fromhex("ac" * 32))
+    assert store.find_order("abab").xid == xid
+    assert store.find_order("ababa").xid == xid
+    with pytest.raises(UnknownOrder, match="ambiguous"):
+        store.find_order("a")
+    with pytest.raises(UnknownOrder):
+        store.find_order("ff")
+    with pytest.raises(UnknownOrder):
+        store.find_order("zz")
+
+
+def test_concurrent_writers_from_two_connections(tmp_path: Path) -> None:
+    """A CLI process and the server share the file: writes from both land."""
+    first, second = MerchantStore(tmp_path / "m.db"), MerchantStore(tmp_path / "m.db")
+    try:
+
+        def add(store: MerchantStore, prefix: bytes) -> None:
+            for i in range(20):
+                store.add_offer(prefix + bytes([i]), b"d", EUR, "setpay")
+
+        threads = [threading.Thread(target=add, args=(s, p)) for s, p in ((first, b"a"), (second, b"b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert first.offer(b"b\x13").lid_m == b"b\x13"
+        assert second.offer(b"a\x00").lid_m == b"a\x00"
+    finally:
+        first.close()
+        second.close()

@@ -1,0 +1,111 @@
+"""Client calls over a real gRPC server on port 0: exact bytes, bounded retries, deadlines."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+
+from clients.errors import ConfigError, TransportError
+from clients.transport import Caller, ChannelConfig, RetryPolicy, open_channel
+from setpay.v1 import common_pb2
+
+METHOD = "/setpay.test.Flaky/Call"
+# Tight backoff so the retry tests take milliseconds.
+FAST = RetryPolicy(attempts=4, first_backoff=0.001, max_backoff=0.002)
+
+
+@dataclass
+class Flaky:
+    """Fails the first ``failures`` calls with ``status``, then echoes a Header."""
+
+    failures: int = 0
+    status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+    hang: threading.Event | None = None
+    received: list[bytes] = field(default_factory=list)
+
+    def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self.received.append(request)
+        if self.hang is not None:
+            self.hang.wait(5)
+        if len(self.received) <= self.failures:
+            context.abort(self.status, "try later")
+        return common_pb2.Header(sw_ident="ok", rrpid=request[:4]).SerializeToString()
+
+
+@pytest.fixture
+def flaky() -> Iterator[tuple[Flaky, grpc.Channel]]:
+    behaviour = Flaky()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handler = grpc.method_handlers_generic_handler(
+        "setpay.test.Flaky", {"Call": grpc.unary_unary_rpc_method_handler(behaviour)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = open_channel(ChannelConfig(f"127.0.0.1:{port}", insecure=True), "test")
+    yield behaviour, channel
+    if behaviour.hang is not None:
+        behaviour.hang.set()
+    channel.close()
+    server.stop(grace=None)
+
+
+def test_retries_resend_the_same_bytes(flaky: tuple[Flaky, grpc.Channel]) -> None:
+    behaviour, channel = flaky
+    behaviour.failures, behaviour.status = 2, grpc.StatusCode.RESOURCE_EXHAUSTED
+    reply = Caller(channel, "test", FAST).call(METHOD, b"\x01\x02request", common_pb2.Header, deadline=5)
+    assert reply.sw_ident == "ok"
+    assert behaviour.received == [b"\x01\x02request"] * 3
+
+
+def test_retries_are_bounded(flaky: tuple[Flaky, grpc.Channel]) -> None:
+    behaviour, channel = flaky
+    behaviour.failures = 100
+    with pytest.raises(TransportError) as caught:
+        Caller(channel, "test", FAST).call(METHOD, b"x", common_pb2.Header, deadline=5)
+    assert caught.value.status == "UNAVAILABLE"
+    assert len(behaviour.received) == FAST.attempts
+
+
+def test_other_statuses_are_not_retried(flaky: tuple[Flaky, grpc.Channel]) -> None:
+    behaviour, channel = flaky
+    behaviour.failures, behaviour.status = 1, grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(TransportError) as caught:
+        Caller(channel, "test", FAST).call(METHOD, b"x", common_pb2.Header, deadline=5)
+    assert caught.value.status == "INVALID_ARGUMENT"
+    assert len(behaviour.received) == 1
+
+
+def test_deadline_bounds_the_call(flaky: tuple[Flaky, grpc.Channel]) -> None:
+    behaviour, channel = flaky
+    behaviour.hang = threading.Event()
+    with pytest.raises(TransportError) as caught:
+        Caller(channel, "test", FAST).call(METHOD, b"x", common_pb2.Header, deadline=0.2)
+    assert caught.value.status == "DEADLINE_EXCEEDED"
+
+
+def test_unreachable_peer() -> None:
+    channel = open_channel(ChannelConfig("127.0.0.1:1", insecure=True), "test")
+    with channel, pytest.raises(TransportError) as caught:
+        Caller(channel, "test", FAST).call(METHOD, b"x", common_pb2.Header, deadline=2)
+    assert caught.value.status == "UNAVAILABLE"
+
+
+def test_channel_config_is_checked() -> None:
+    with pytest.raises(ConfigError, match="CA certificate"):
+        ChannelConfig("127.0.0.1:1")
+    with pytest.raises(ConfigError, match="client certificate"):
+        ChannelConfig("127.0.0.1:1", ca_pem=b"x", client_cert_pem=b"y")
+    with pytest.raises(ConfigError, match="target"):
+        ChannelConfig("", insecure=True)
+
+
+def test_plaintext_is_logged_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        open_channel(ChannelConfig("127.0.0.1:1", insecure=True), "gateway").close()
+    assert "PLAINTEXT" in caplog.text

@@ -1,0 +1,80 @@
+"""``setpay wallet``: register from the bank's card file, buy from an initiation, show."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from clients.merchant.config import AnswerMode
+from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, new_wallet
+from tests.clients.cli_support import run_cli
+from tests.clients.conftest import MerchantFactory
+from tests.clients.pan_scan import files_with_pans, pan_like_runs
+
+
+def _card_file(bank: RunningBank, directory: Path) -> tuple[str, Path]:
+    """What ``setpay bank open-account --card-out`` hands the cardholder."""
+    pan, expiry = bank.new_card()
+    path = directory / "card.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pan": pan.reveal(), "expiry": expiry, "account": "card-x"}, handle)
+    return pan.reveal(), path
+
+
+def test_register_purchase_inquire_show(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", WALLET_PASSPHRASE)
+    merchant = make_merchant("m-cli", AnswerMode.AFTER_AUTHORIZATION)
+    wallet_dir = tmp_path / "wallet-cli"
+    new_wallet(bank, wallet_dir, f"127.0.0.1:{merchant.port}", register=False).close()
+    pan, card = _card_file(bank, tmp_path)
+    wallet = ["wallet", "--dir", str(wallet_dir)]
+
+    status, out, err = run_cli([*wallet, "register", "--card", str(card)], capsys)
+    assert (status, err) == (0, "")
+    assert pan[:6] + "******" + pan[-4:] in out and pan not in out
+
+    status, out, _ = run_cli(
+        ["merchant", "--dir", str(merchant.config.base_dir), "orders", "new",
+         "--description", "a lamp", "--amount", "3450"], capsys,
+    )  # fmt: skip
+    assert status == 0
+    initiation = tmp_path / "initiation.json"
+    initiation.write_text(out)
+    status, out, err = run_cli([*wallet, "purchase", "--initiation", str(initiation)], capsys)
+    assert (status, err) == (0, "")
+    assert "AUTHORIZATION_PERFORMED" in out and "APPROVED" in out
+    xid_prefix = out.split()[0]
+    status, out, _ = run_cli([*wallet, "inquire", xid_prefix], capsys)
+    assert status == 0 and "AUTHORIZATION_PERFORMED" in out
+
+    status, out, err = run_cli([*wallet, "show"], capsys)
+    assert status == 0
+    assert f"card {pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]} expiry" in out
+    assert pan not in out and pan_like_runs(out.encode()) == []
+    assert "registered" in out and "1 purchases" in out
+    assert files_with_pans(wallet_dir) == {}
+
+
+def test_wrong_passphrase_is_refused(
+    bank: RunningBank, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", WALLET_PASSPHRASE)
+    wallet_dir = tmp_path / "wallet-pass"
+    new_wallet(bank, wallet_dir, None, register=False).close()
+    _, card = _card_file(bank, tmp_path)
+    assert run_cli(["wallet", "--dir", str(wallet_dir), "register", "--card", str(card)],
+                   capsys)[0] == 0  # fmt: skip
+    monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", "not the passphrase")
+    status, out, err = run_cli(["wallet", "--dir", str(wallet_dir), "show"], capsys)
+    assert status == 1 and "wrong wallet passphrase" in err and out == ""

@@ -1,0 +1,122 @@
+"""A bank made by ``init_bank`` per profile, its CA served by a real gRPC server on port 0.
+
+The issuer is a small in-memory ``IssuerDirectory`` (a test double of the issuer ledger,
+another engineer's component); everything else is real: keys in a software keystore,
+certificates, ca.db, the servicer and its stub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway.ca import CertificateAuthority, add_to_server
+from gateway.config import BankConfig, load
+from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_store
+from setcore.pan import PAN
+from setpay.v1 import registration_pb2, services_pb2_grpc
+
+COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
+PENDED = registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
+UNKNOWN_ACCOUNT = registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
+REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+
+# Test cards (Luhn-valid, the brands' published test numbers).
+CARD = "4111111111111111"
+REVIEW_CARD = "5555555555554444"
+UNKNOWN_CARD = "4012888888881881"
+EXPIRY = "203012"
+ALL_TEST_CARDS = (CARD, REVIEW_CARD, UNKNOWN_CARD)
+
+
+@dataclass
+class DictIssuer:
+    """An IssuerDirectory over a dict: PAN digits -> (expiry, what the issuer says)."""
+
+    cards: dict[str, tuple[str, int]]
+    merchants: list[tuple[str, str]] = field(default_factory=list)
+
+    def check_card(self, pan: PAN, expiry: str) -> int:
+        entry = self.cards.get(pan.reveal())
+        if entry is None:
+            return UNKNOWN_ACCOUNT
+        known_expiry, answer = entry
+        if known_expiry != expiry:
+            return REJECTED_BY_ISSUER
+        return answer
+
+    def merchant_registered(self, merchant_id: str, name: str) -> None:
+        self.merchants.append((merchant_id, name))
+
+
+@dataclass
+class Bank:
+    """A running CA: its directory, PKI, plain-Python CA and a stub to its gRPC service."""
+
+    directory: Path
+    config: BankConfig
+    pki: BankPki
+    ca: CertificateAuthority
+    issuer: DictIssuer
+    stub: services_pb2_grpc.CertificateAuthorityServiceStub
+    profile: str
+
+    @property
+    def brand_id(self) -> str:
+        return self.pki.brand_id
+
+
+# Server threads: the tests call one RPC at a time; a few threads leave room for retries.
+SERVER_THREADS = 4
+
+
+@pytest.fixture(scope="session")
+def banks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bank]]:
+    """Banks by profile, made lazily (RSA key generation is slow on tokens: make each once)."""
+    made: dict[str, Bank] = {}
+    cleanup: list[tuple[grpc.Server, grpc.Channel, BankPki]] = []
+
+    def make(profile: str) -> Bank:
+        directory = tmp_path_factory.mktemp(f"bank-{profile}") / "bank"
+        result = init_bank(directory, profile=profile, env={})
+        config = load(result.config_path, env={})
+        pki = load_bank_pki(config)
+        issuer = DictIssuer({CARD: (EXPIRY, COMPLETE), REVIEW_CARD: (EXPIRY, PENDED)})
+        ca = CertificateAuthority(pki.authority_keys(), open_ca_store(config), pki.trust, issuer)
+        server = grpc.server(ThreadPoolExecutor(max_workers=SERVER_THREADS))
+        add_to_server(ca, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
+        cleanup.append((server, channel, pki))
+        return Bank(result.directory, config, pki, ca, issuer, stub, profile)
+
+    class Lazy(dict[str, Bank]):
+        def __missing__(self, profile: str) -> Bank:
+            self[profile] = bank = make(profile)
+            return bank
+
+    made = Lazy()
+    yield made
+    for server, channel, pki in cleanup:
+        channel.close()
+        server.stop(None)
+        pki.close()
+
+
+@pytest.fixture(params=["ec", "rsa"])
+def bank(request: pytest.FixtureRequest, banks: dict[str, Bank]) -> Bank:
+    """The bank of each profile in turn."""
+    return banks[request.param]
+
+
+@pytest.fixture
+def ec_bank(banks: dict[str, Bank]) -> Bank:
+    """The EC bank alone, for checks that do not depend on the profile."""
+    return banks["ec"]

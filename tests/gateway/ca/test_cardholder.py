@@ -1,0 +1,277 @@
+"""Cardholder registration through the real gRPC CA: the happy path and every CA-side check."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hsm.base import KeyUsage
+from setcore.errors import ErrorCode, PeerError
+from setcore.freshness import new_id
+from setcore.pan import PAN, blinded_account
+from setcore.pki.issuance import card_expiry_end
+from setcore.purchase import header
+from setcore.registration_cardholder import build_card_cert_inquiry, open_card_cert_response
+from setpay.v1 import crypto_pb2, registration_pb2
+
+from .conftest import CARD, EXPIRY, REVIEW_CARD, UNKNOWN_CARD, Bank
+from .flows import (
+    CARD_RENEWAL,
+    REQUESTERS,
+    card_request,
+    new_key,
+    openssl_verify,
+    register_cardholder,
+    start_cardholder,
+)
+
+S = registration_pb2
+
+
+def test_cardholder_registration_end_to_end(bank: Bank, tmp_path: Path) -> None:
+    outcome, _, key, _ = register_cardholder(bank, CARD, EXPIRY)
+    assert outcome.status == S.CERT_STATUS_CODE_REQUEST_COMPLETE
+    assert outcome.certificate is not None and outcome.card is not None
+    cert = outcome.certificate
+    # The wallet recomputes the certified account from its own secret and the CA's nonce.
+    assert cert.blinded_account == blinded_account(outcome.card.pan_secret, PAN(CARD), EXPIRY)
+    assert cert.not_after <= card_expiry_end(EXPIRY)
+    assert len(outcome.chain) == 1  # the Cardholder CA
+    output = openssl_verify(tmp_path, bank.pki.root_der, outcome.chain, cert.der)
+    assert output.strip().endswith(": OK"), output
+    # The credentials sign what a purchase needs.
+    credentials = outcome.credentials(REQUESTERS, key)
+    assert credentials.signature_thumb == cert.thumbprint
+
+
+def test_certificate_never_outlives_the_card(ec_bank: Bank) -> None:
+    ec_bank.issuer.cards["4000056655665556"] = ("202712", S.CERT_STATUS_CODE_REQUEST_COMPLETE)
+    outcome, *_ = register_cardholder(ec_bank, "4000056655665556", "202712")
+    assert outcome.certificate is not None
+    assert outcome.certificate.cert.not_valid_after_utc <= card_expiry_end("202712")
+
+
+def test_bad_proof_of_possession(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    claimed, actual = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.SIGNATURE)
+    request, state = card_request(session, claimed, CARD, EXPIRY, sign_with=actual)
+    outcome = open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
+    assert outcome.certificate is None
+
+
+def test_wrong_chall_ca(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    key = new_key(ec_bank, KeyUsage.SIGNATURE)
+    request, state = card_request(session, key, CARD, EXPIRY, chall_ca=new_id())
+    outcome = open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_CHALLENGE_MISMATCH
+    # The session's own challenge still works afterwards (a mismatch does not use it up).
+    outcome, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)
+    assert outcome.status == S.CERT_STATUS_CODE_REQUEST_COMPLETE
+
+
+def test_chall_ca_answers_one_request_only(ec_bank: Bank) -> None:
+    outcome, _, _, session = register_cardholder(ec_bank, CARD, EXPIRY)
+    assert outcome.complete
+    again, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)
+    assert again.status == S.CERT_STATUS_CODE_CHALLENGE_MISMATCH
+
+
+def test_key_is_never_certified_twice(ec_bank: Bank) -> None:
+    first, _, key, _ = register_cardholder(ec_bank, CARD, EXPIRY)
+    assert first.complete
+    second, *_ = register_cardholder(ec_bank, CARD, EXPIRY, key=key)
+    assert second.status == S.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
+
+
+def test_unknown_card(ec_bank: Bank) -> None:
+    outcome, *_ = register_cardholder(ec_bank, UNKNOWN_CARD, EXPIRY)
+    assert outcome.status == S.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
+
+
+def test_expiry_mismatch(ec_bank: Bank) -> None:
+    outcome, *_ = register_cardholder(ec_bank, CARD, "203111")
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+
+
+def test_expired_card_is_refused_without_the_issuer(ec_bank: Bank) -> None:
+    ec_bank.issuer.cards["4242424242424242"] = ("202001", S.CERT_STATUS_CODE_REQUEST_COMPLETE)
+    outcome, *_ = register_cardholder(ec_bank, "4242424242424242", "202001")
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+
+
+def _tampered(request: S.CertRequest, change: object) -> S.CertRequest:
+    sealed = crypto_pb2.Sealed.FromString(request.cert_req)
+    assert callable(change)
+    change(sealed)
+    return S.CertRequest(header=request.header, cert_req=sealed.SerializeToString())
+
+
+def test_tampered_sealed_request(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+
+    def flip(sealed: crypto_pb2.Sealed) -> None:
+        body = bytearray(sealed.ciphertext)
+        body[len(body) // 2] ^= 1
+        sealed.ciphertext = bytes(body)
+
+    response = ec_bank.stub.Cert(_tampered(request, flip))
+    # Without the back key no CertRes can be addressed to the wallet: a signed SET Error.
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(response, state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
+
+
+def test_changed_envelope_rrpid_does_not_open(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+    other = new_id()
+
+    def move(sealed: crypto_pb2.Sealed) -> None:
+        sealed.rrpid = other
+
+    changed = _tampered(request, move)
+    changed.header.rrpid = other
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.Cert(changed), state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
+
+
+def test_header_rrpid_must_match_the_envelope(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+    request.header.rrpid = new_id()
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH
+
+
+def test_wrong_content_type(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+
+    def retype(sealed: crypto_pb2.Sealed) -> None:
+        sealed.content_type = "setpay.v1.RegFormReqTBE"
+
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.Cert(_tampered(request, retype)), state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+
+
+def test_a_reg_form_request_is_not_a_cert_request(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    from setcore.registration_cardholder import build_reg_form_request
+
+    reg_request, _ = build_reg_form_request(session.registration.ca, PAN(CARD), session.lid_ee)
+    response = ec_bank.stub.Cert(S.CertRequest(header=header(), cert_req=reg_request.reg_form_req))
+    assert response.WhichOneof("result") == "error"
+    _, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(response, state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+
+
+def test_retry_gets_the_same_bytes_and_a_changed_request_is_refused(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    key = new_key(ec_bank, KeyUsage.SIGNATURE)
+    request, state = card_request(session, key, CARD, EXPIRY)
+    first = ec_bank.stub.Cert(request)
+    again = ec_bank.stub.Cert(request)
+    assert again.cert_res == first.cert_res
+    assert open_card_cert_response(again, state, session.trust).complete
+    # Same RRPID, other bytes (a new key, fresh secrets): refused, not re-processed.
+    changed, changed_state = card_request(
+        session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY, rrpid=state.exchange.rrpid
+    )
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.Cert(changed), changed_state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_RRPID_REUSED
+
+
+def test_pended_request_then_cert_inquiry(ec_bank: Bank) -> None:
+    outcome, state, _, session = register_cardholder(ec_bank, REVIEW_CARD, EXPIRY)
+    assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+    inquiry, inquiry_state = build_card_cert_inquiry(REQUESTERS, state)
+    still = open_card_cert_response(ec_bank.stub.CertInq(inquiry), inquiry_state, session.trust)
+    assert still.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+    ex = state.exchange
+    assert ec_bank.ca.decide_pending(ex.lid_ee, ex.lid_ca, approve=True) == (
+        S.CERT_STATUS_CODE_REQUEST_COMPLETE
+    )
+    inquiry, inquiry_state = build_card_cert_inquiry(REQUESTERS, state)
+    done = open_card_cert_response(ec_bank.stub.CertInq(inquiry), inquiry_state, session.trust)
+    assert done.complete and done.card is not None and done.certificate is not None
+    assert done.certificate.blinded_account == blinded_account(
+        done.card.pan_secret, PAN(REVIEW_CARD), EXPIRY
+    )
+
+
+def test_cert_inquiry_must_be_signed_by_the_requested_key(ec_bank: Bank) -> None:
+    _, state, _, session = register_cardholder(ec_bank, REVIEW_CARD, EXPIRY)
+    impostor = replace(state, key=new_key(ec_bank, KeyUsage.SIGNATURE))
+    inquiry, inquiry_state = build_card_cert_inquiry(REQUESTERS, impostor)
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.CertInq(inquiry), inquiry_state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_SIGNATURE_FAILURE
+
+
+def test_refused_pended_request(ec_bank: Bank) -> None:
+    _, state, _, session = register_cardholder(ec_bank, REVIEW_CARD, EXPIRY)
+    ex = state.exchange
+    ec_bank.ca.decide_pending(ex.lid_ee, ex.lid_ca, approve=False)
+    inquiry, inquiry_state = build_card_cert_inquiry(REQUESTERS, state)
+    outcome = open_card_cert_response(ec_bank.stub.CertInq(inquiry), inquiry_state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+
+
+def test_renewal_with_both_signatures(bank: Bank) -> None:
+    first, _, key, _ = register_cardholder(bank, CARD, EXPIRY)
+    old = first.credentials(REQUESTERS, key)
+    session = start_cardholder(bank, CARD, request_type=CARD_RENEWAL)
+    renewed, *_ = register_cardholder(bank, CARD, EXPIRY, session=session, renewing=old)
+    assert renewed.complete and renewed.certificate is not None
+    assert renewed.certificate.thumbprint != old.signature_thumb
+
+
+def test_renewal_with_only_one_signature_is_refused(ec_bank: Bank) -> None:
+    first, _, key, _ = register_cardholder(ec_bank, CARD, EXPIRY)
+    old = first.credentials(REQUESTERS, key)
+    session = start_cardholder(ec_bank, CARD, request_type=CARD_RENEWAL)
+    request, state = card_request(
+        session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY, renewing=old,
+        renewal_signature=False,
+    )  # fmt: skip
+    outcome = open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
+
+
+def test_renewal_signed_by_another_key_is_refused(ec_bank: Bank) -> None:
+    first, _, key, _ = register_cardholder(ec_bank, CARD, EXPIRY)
+    other, _, other_key, _ = register_cardholder(ec_bank, CARD, EXPIRY)
+    # Claims to renew ``first`` but the second signature is by ``other``'s key.
+    claimed = first.credentials(REQUESTERS, key)
+    forged = replace(claimed, signature_key=other_key)
+    session = start_cardholder(ec_bank, CARD, request_type=CARD_RENEWAL)
+    request, state = card_request(
+        session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY, renewing=forged
+    )
+    outcome = open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
+    assert other.complete
+
+
+def test_reg_form_for_an_unknown_session(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    from setcore.registration import CaContact
+    from setcore.registration_cardholder import build_reg_form_request, open_reg_form_response
+
+    ca = session.registration.ca
+    stranger = CaContact(ca.signer, ca.key_exchange, new_id()[:16])
+    request, state = build_reg_form_request(stranger, PAN(CARD), session.lid_ee)
+    with pytest.raises(PeerError) as caught:
+        open_reg_form_response(ec_bank.stub.RegForm(request), state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_UNKNOWN_LID

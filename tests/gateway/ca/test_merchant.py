@@ -1,0 +1,186 @@
+"""Merchant and gateway registration through the real gRPC CA, and the CA-side checks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hsm.base import KeyUsage
+from setcore.error_message import open_error
+from setcore.errors import ErrorCode, PeerError
+from setcore.freshness import new_id
+from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
+from setcore.registration import ca_error
+from setcore.registration_merchant import (
+    GatewayIdentity,
+    MerchantIdentity,
+    open_merchant_cert_response,
+)
+from setpay.v1 import crypto_pb2, registration_pb2
+
+from .conftest import Bank
+from .flows import (
+    MER_RENEWAL,
+    PGWY_INITIAL,
+    REQUESTERS,
+    MerchantSession,
+    merchant_request,
+    new_key,
+    new_trust,
+    openssl_verify,
+    register_merchant,
+    start_merchant,
+)
+
+S = registration_pb2
+
+
+def _merchant(name: str) -> MerchantIdentity:
+    return MerchantIdentity(f"m-{name}-{new_id().hex()[:8]}", f"{name} shop", "400000")
+
+
+def test_merchant_registration_end_to_end(bank: Bank, tmp_path: Path) -> None:
+    identity = _merchant("corner")
+    outcome, state, session = register_merchant(bank, identity, account="DE89370400440532013000")
+    assert outcome.complete, outcome
+    assert outcome.signature is not None and outcome.key_exchange is not None
+    for cert, usage in ((outcome.signature, "sig"), (outcome.key_exchange, "kex")):
+        assert cert.certificate_type == MERCHANT
+        assert cert.merchant_data is not None
+        assert cert.merchant_data.merchant_id == identity.merchant_id
+        output = openssl_verify(tmp_path / usage, bank.pki.root_der, outcome.chain, cert.der)
+        assert output.strip().endswith(": OK"), output
+    assert outcome.key_exchange.usage is CertificateUsage.KEY_EXCHANGE
+    assert outcome.key_exchange.kem is not None
+    assert (identity.merchant_id, identity.merchant_name) in bank.issuer.merchants
+    credentials = outcome.credentials(REQUESTERS, state)
+    assert credentials.key_exchange_thumb == outcome.key_exchange.thumbprint
+    assert session.trust.revocation is not None  # the CA stapled the BCI
+
+
+def test_gateway_registration(ec_bank: Bank, tmp_path: Path) -> None:
+    identity = GatewayIdentity("400000", f"gw-{new_id().hex()[:8]}")
+    session = start_merchant(ec_bank, identity, request_type=PGWY_INITIAL)
+    outcome, *_ = register_merchant(ec_bank, identity, session=session)
+    assert outcome.complete and outcome.signature is not None
+    assert outcome.signature.certificate_type == PAYMENT_GATEWAY
+    assert outcome.signature.subject_id == identity.acquirer_business_id
+    output = openssl_verify(tmp_path, ec_bank.pki.root_der, outcome.chain, outcome.signature.der)
+    assert output.strip().endswith(": OK"), output
+
+
+def test_merchant_request_sealed_to_the_gateway_ca_is_refused(ec_bank: Bank) -> None:
+    merchant = start_merchant(ec_bank, _merchant("lost"))
+    gateway = start_merchant(
+        ec_bank, GatewayIdentity("400000", "gw-lost"), request_type=PGWY_INITIAL
+    )
+    assert gateway.registration.ca.signer.certificate_type == S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA
+    # A merchant request (merchant identity and request type) sealed to the PCA's key.
+    misdirected = MerchantSession(merchant.trust, merchant.state, gateway.registration)
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, _ = merchant_request(misdirected, sig, kex)
+    response = ec_bank.stub.Cert(request)
+    assert response.WhichOneof("result") == "error"
+    # The CA whose key it was sealed to (the PCA) answers, and says why.
+    error = open_error(response.error, merchant.trust, S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA)
+    assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+
+
+def test_bad_proof_of_possession(ec_bank: Bank) -> None:
+    session = start_merchant(ec_bank, _merchant("pop"))
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, state = merchant_request(
+        session, sig, kex, sign_with=new_key(ec_bank, KeyUsage.SIGNATURE)
+    )
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
+
+
+def test_chall_ca_is_mandatory_for_merchants(ec_bank: Bank) -> None:
+    session = start_merchant(ec_bank, _merchant("chall"))
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    for chall in (b"", new_id()):
+        request, state = merchant_request(session, sig, kex, chall_ca=chall)
+        outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+        assert outcome.status == S.CERT_STATUS_CODE_CHALLENGE_MISMATCH
+
+
+def test_identity_must_be_the_one_registered(ec_bank: Bank) -> None:
+    session = start_merchant(ec_bank, _merchant("first"))
+    # The session (LID-CA, Chall-CA) of "first", the identity of someone else.
+    swapped = replace(session.state, identity=_merchant("second"))
+    mixed = MerchantSession(session.trust, swapped, session.registration)
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, state = merchant_request(mixed, sig, kex)
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+
+
+def test_keys_are_never_certified_twice(ec_bank: Bank) -> None:
+    keys = (new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE))
+    first, *_ = register_merchant(ec_bank, _merchant("twice"), keys=keys)
+    assert first.complete
+    # The same key-exchange key with a new signature key: still refused.
+    reuse = (new_key(ec_bank, KeyUsage.SIGNATURE), keys[1])
+    second, *_ = register_merchant(ec_bank, _merchant("again"), keys=reuse)
+    assert second.status == S.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
+
+
+def test_tampered_request_gets_a_decryption_error(ec_bank: Bank) -> None:
+    session = start_merchant(ec_bank, _merchant("tamper"))
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, state = merchant_request(session, sig, kex, account="GB33BUKB20201555555555")
+    sealed = crypto_pb2.Sealed.FromString(request.cert_req)
+    extra = bytearray(sealed.extra_ciphertext)
+    extra[0] ^= 0x80
+    sealed.extra_ciphertext = bytes(extra)
+    request.cert_req = sealed.SerializeToString()
+    # A merchant's CertRes is only signed: the CA still answers it, by RRPID.
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_DECRYPTION_ERROR
+
+
+def test_wrong_content_type(ec_bank: Bank) -> None:
+    session = start_merchant(ec_bank, _merchant("ct"))
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, state = merchant_request(session, sig, kex)
+    sealed = crypto_pb2.Sealed.FromString(request.cert_req)
+    sealed.content_type = "setpay.v1.CertInqReqTBS"
+    request.cert_req = sealed.SerializeToString()
+    with pytest.raises(PeerError) as caught:
+        open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+
+
+def test_merchant_renewal(ec_bank: Bank) -> None:
+    identity = _merchant("renew")
+    first, state, _ = register_merchant(ec_bank, identity)
+    old = first.credentials(REQUESTERS, state)
+    session = start_merchant(ec_bank, identity, request_type=MER_RENEWAL)
+    renewed, *_ = register_merchant(ec_bank, identity, session=session, renewing=old)
+    assert renewed.complete and renewed.signature is not None
+    assert renewed.signature.thumbprint != old.signature_thumb
+
+
+def test_merchant_cannot_renew_another_merchants_certificate(ec_bank: Bank) -> None:
+    victim = _merchant("victim")
+    first, state, _ = register_merchant(ec_bank, victim)
+    stolen = first.credentials(REQUESTERS, state)
+    thief = _merchant("thief")
+    session = start_merchant(ec_bank, thief, request_type=MER_RENEWAL)
+    outcome, *_ = register_merchant(ec_bank, thief, session=session, renewing=stolen)
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+
+
+def test_unknown_request_type_is_not_served(ec_bank: Bank) -> None:
+    request = registration_pb2.MeAqCInitRequest(
+        rrpid=new_id(), lid_ee=b"lid", chall_ee=new_id(), request_type=2,  # type: ignore[arg-type]
+        brand_id=ec_bank.brand_id,
+    )  # fmt: skip
+    response = ec_bank.stub.MeAqCInit(request)
+    assert response.WhichOneof("result") == "error"
+    # A requester with only the root: the Error staples the BCI needed to verify it.
+    error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA)
+    assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED

@@ -1,0 +1,93 @@
+"""ca.db: schema, durability settings, key uniqueness, replay refusal, and no PAN in it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.ca.errors import SchemaMismatch, StoreError
+from gateway.ca.replay import replayed, request_digest
+from gateway.ca.store import CaStore
+from setcore.errors import ErrorCode, ProtocolError
+from setcore.registration_merchant import MerchantIdentity
+
+from .conftest import ALL_TEST_CARDS, CARD, EXPIRY, REVIEW_CARD, UNKNOWN_CARD, Bank
+from .flows import register_cardholder, register_merchant
+
+
+def test_new_store_is_wal_with_a_schema_version(tmp_path: Path) -> None:
+    store = CaStore.open(tmp_path / "ca.db", create=True)
+    store.close()
+    db = sqlite3.connect(tmp_path / "ca.db")
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    finally:
+        db.close()
+    CaStore.open(tmp_path / "ca.db").close()  # reopens without create
+
+
+def test_other_schema_versions_are_refused(tmp_path: Path) -> None:
+    store = CaStore.open(tmp_path / "ca.db", create=True)
+    store.close()
+    db = sqlite3.connect(tmp_path / "ca.db")
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaMismatch):
+        CaStore.open(tmp_path / "ca.db")
+
+
+def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "other.db")
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaMismatch):
+        CaStore.open(tmp_path / "other.db")
+    with pytest.raises(StoreError):
+        CaStore.open(tmp_path / "missing.db")
+
+
+def test_a_key_is_claimed_once(tmp_path: Path) -> None:
+    store = CaStore.open(tmp_path / "ca.db", create=True)
+    key = b"\x07" * 32
+    with store.write() as tx:
+        tx.claim_key(key, b"r" * 32, None, 0)
+    with pytest.raises(StoreError), store.write() as tx:
+        tx.claim_key(key, b"s" * 32, None, 0)
+    with store.read() as tx:
+        assert tx.key_claimed(key)
+    store.close()
+
+
+def test_an_rrpid_answers_one_request(tmp_path: Path) -> None:
+    store = CaStore.open(tmp_path / "ca.db", create=True)
+    rrpid = b"\x01" * 32
+    digest = request_digest("cert", b"request")
+    with store.write() as tx:
+        tx.put_response(rrpid, "cert", digest, b"answer", 0)
+    with store.read() as tx:
+        assert replayed(tx, rrpid, "cert", digest) == b"answer"
+        assert replayed(tx, b"\x02" * 32, "cert", digest) is None
+        for kind, other in (("cert", request_digest("cert", b"other")), ("cert-inq", digest)):
+            with pytest.raises(ProtocolError) as caught:
+                replayed(tx, rrpid, kind, other)
+            assert caught.value.code == ErrorCode.ERROR_CODE_RRPID_REUSED
+    store.close()
+
+
+def test_no_pan_in_ca_db(ec_bank: Bank) -> None:
+    for pan in (CARD, REVIEW_CARD, UNKNOWN_CARD):
+        register_cardholder(ec_bank, pan, EXPIRY)
+    register_merchant(ec_bank, MerchantIdentity("m-scan", "Scan Ltd"), account="4111111111111111")
+    files = [p for p in ec_bank.directory.iterdir() if p.name.startswith("ca.db")]
+    assert files, "ca.db not found"
+    data = b"".join(p.read_bytes() for p in files)
+    assert len(data) > 0
+    for pan in ALL_TEST_CARDS:
+        assert pan.encode() not in data, f"a PAN ({pan[:6]}...) was written to ca.db"
+    # The scan itself can fail: the card's expiry month is recorded on purpose.
+    assert EXPIRY.encode() in data

@@ -1,0 +1,321 @@
+"""Registration messages without a server: the requester's checks and the CA-side openers.
+
+A real brand tree (``tests.setcore.pki.conftest.make_world``) plays the CA; these tests
+reach the checks a well-behaved CA never trips (a wrong echo, a certificate for another
+key or account, a key-exchange certificate of another CA) by building the CA's answers
+with the same setcore functions and one thing changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from hsm.base import KeyHandle, KeyUsage
+from hsm.software import SoftwareBackend
+from setcore.credentials import Credentials
+from setcore.errors import ErrorCode, ProtocolError
+from setcore.freshness import new_id
+from setcore.pan import PAN, blinded_account, pan_secret
+from setcore.pki import (
+    CertificateUsage,
+    IssuingCA,
+    MerchantData,
+    issue_brand_crl_identifier,
+    issue_ca_certificate,
+    issue_ca_key_exchange,
+    issue_cardholder,
+    issue_crl,
+    issue_merchant,
+    kem_for,
+)
+from setcore.pki.issuance import card_expiry_end
+from setcore.pki.roles import CARDHOLDER_CA
+from setcore.pki.truststore import TrustStore
+from setcore.profiles import EC
+from setcore.registration import (
+    REQUEST_COMPLETE,
+    FormTemplate,
+    RevocationData,
+    load_public_key,
+    spki_of,
+)
+from setcore.registration_cardholder import (
+    build_card_c_init_request,
+    build_card_c_init_response,
+    build_card_cert_request,
+    build_card_cert_response,
+    build_reg_form_request,
+    build_reg_form_response,
+    open_card_c_init_response,
+    open_card_cert_request,
+    open_card_cert_response,
+    open_reg_form_request,
+    open_reg_form_response,
+    verify_card_cert_request,
+)
+from setcore.registration_certreq import CertAnswer, peek_cert_request, verify_cert_request
+from setcore.registration_merchant import (
+    MerchantIdentity,
+    build_me_aq_c_init_request,
+    build_me_aq_c_init_response,
+    build_merchant_cert_request,
+    build_merchant_cert_response,
+    open_me_aq_c_init_response,
+    open_merchant_cert_request,
+    open_merchant_cert_response,
+)
+from setpay.v1 import registration_pb2
+
+from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
+
+S = registration_pb2
+FORM = FormTemplate("form-1", ("name",), "policy")
+
+
+def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:
+    """Run ``call`` expecting a ProtocolError with ``code``; its reason."""
+    with pytest.raises(ProtocolError) as caught:
+        call(*args, **kwargs)
+    assert caught.value.code == code, caught.value
+    return caught.value.reason
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return make_world(SoftwareBackend.ephemeral(), EC)
+
+
+def _ca(world: World, which: str = "cardholder") -> Credentials:
+    sub = getattr(world.brand, f"{which}_ca")
+    return Credentials(
+        world.backend, sub.ca.key, sub.ca.der, (), sub.key_exchange_key, sub.key_exchange_der
+    )
+
+
+def _revocation(world: World) -> RevocationData:
+    return RevocationData(world.bci, world.crls)
+
+
+def _key(world: World, usage: KeyUsage = KeyUsage.SIGNATURE) -> KeyHandle:
+    return world.key(usage)
+
+
+def _contact(world: World, ca: Credentials | None = None):  # type: ignore[no-untyped-def]
+    """CardCInit round trip; the wallet's trust store and the CaContact."""
+    trust = TrustStore(world.root.der)
+    request, state = build_card_c_init_request("testbrand", b"lid-ee")
+    body = build_card_c_init_response(
+        ca or _ca(world), request, b"lid-ca", revocation=_revocation(world)
+    )
+    contact = open_card_c_init_response(S.CardCInitResponse(card_c_init_res=body), state, trust)
+    return trust, contact
+
+
+def _form(world: World):  # type: ignore[no-untyped-def]
+    trust, contact = _contact(world)
+    request, reg = build_reg_form_request(contact, PAN(TEST_PAN), b"lid-ee")
+    view = open_reg_form_request(request, _ca(world))
+    assert view.pan == PAN(TEST_PAN)
+    body = build_reg_form_response(
+        _ca(world), view.tbe, new_id(), FORM, revocation=_revocation(world)
+    )
+    form = open_reg_form_response(S.RegFormResponse(reg_form_res=body), reg, trust)
+    return trust, reg, form
+
+
+def test_card_c_init_checks_the_echoes(world: World) -> None:
+    trust = TrustStore(world.root.der)
+    request, state = build_card_c_init_request("testbrand", b"lid-ee", thumbs=[b"\x01" * 32])
+    for change, code in (
+        (lambda r: setattr(r, "chall_ee", new_id()), ErrorCode.ERROR_CODE_CHALLENGE_MISMATCH),
+        (lambda r: setattr(r, "rrpid", new_id()), ErrorCode.ERROR_CODE_UNKNOWN_RRPID),
+        (lambda r: setattr(r, "lid_ee", b"other"), ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        (lambda r: r.thumbs.thumbs.append(b"\x02" * 32), ErrorCode.ERROR_CODE_THUMBS_MISMATCH),
+    ):
+        changed = S.CardCInitRequest()
+        changed.CopyFrom(request)
+        change(changed)
+        body = build_card_c_init_response(
+            _ca(world), changed, b"lid-ca", revocation=_revocation(world)
+        )
+        response = S.CardCInitResponse(card_c_init_res=body)
+        refused(code, open_card_c_init_response, response, state, trust)
+
+
+def test_cae_thumb_must_name_a_key_exchange_certificate_of_that_ca(world: World) -> None:
+    cca = _ca(world)
+    # A Cardholder CA naming the Merchant CA's key-exchange certificate as CAEThumb.
+    mca = world.brand.merchant_ca
+    lying = replace(
+        cca, key_exchange_key=mca.key_exchange_key, key_exchange_cert=mca.key_exchange_der,
+        chain=(mca.ca.der,),
+    )  # fmt: skip
+    with pytest.raises(ProtocolError) as caught:
+        _contact(world, lying)
+    assert caught.value.code == ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE
+    # A second Cardholder CA's key-exchange certificate: right role, wrong CA.
+    root = world.root
+    key = world.backend.generate(f"cca2-{os.getpid()}", KeyUsage.CA_SIGNING, EC.ca_key)
+    der = issue_ca_certificate(root, key.public_key, CARDHOLDER_CA, common_name="second CCA")
+    second = IssuingCA(world.backend, key, der, root.chain)
+    kex = world.key(KeyUsage.KEY_EXCHANGE)
+    kex_der = issue_ca_key_exchange(second, kex.public_key, kem=kem_for(kex))
+    pairs = [(ca.der, issue_crl(ca, [], 3)) for ca in (root, *world.cas, second)]
+    bci = issue_brand_crl_identifier(root, 7, pairs)
+    other = replace(cca, key_exchange_key=kex, key_exchange_cert=kex_der, chain=(der,))
+    trust = TrustStore(root.der)
+    request, state = build_card_c_init_request("testbrand", b"lid-ee")
+    body = build_card_c_init_response(
+        other, request, b"lid-ca", revocation=RevocationData(bci, tuple(c for _, c in pairs))
+    )
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        open_card_c_init_response, S.CardCInitResponse(card_c_init_res=body), state, trust,
+    )  # fmt: skip
+    assert reason == "CAEThumb names another CA's key"
+
+
+def test_cardholder_round_trip_and_the_wallets_certificate_checks(world: World) -> None:
+    trust, reg, form = _form(world)
+    key = _key(world)
+    request, state = build_card_cert_request(
+        world.backend, key, form, reg, PAN(TEST_PAN), TEST_EXPIRY
+    )
+    opened = open_card_cert_request(peek_cert_request(request), _ca(world))
+    proven = verify_card_cert_request(opened, trust)
+    assert proven.pan == PAN(TEST_PAN) and proven.expiry == TEST_EXPIRY
+    data = opened.data
+    answer = CertAnswer(data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca)
+    nonce = new_id()
+    cca = world.brand.cardholder_ca.ca
+
+    def issue(pan: str, public_key_of: KeyHandle) -> bytes:
+        secret = pan_secret(proven.card_secret, nonce)
+        return issue_cardholder(
+            cca, public_key_of.public_key, blinded_account(secret, PAN(pan), TEST_EXPIRY),
+            card_expiry_end(TEST_EXPIRY),
+        )  # fmt: skip
+
+    def answer_with(certificate: bytes, back_key: bytes = data.back_key) -> S.CertResponse:
+        body = build_card_cert_response(
+            _ca(world), back_key, answer, REQUEST_COMPLETE, revocation=_revocation(world),
+            certificate=certificate, nonce_cca=nonce,
+        )  # fmt: skip
+        return S.CertResponse(cert_res=body)
+
+    good = open_card_cert_response(answer_with(issue(TEST_PAN, key)), state, trust)
+    assert good.complete and good.card is not None
+    refused(
+        ErrorCode.ERROR_CODE_ACCOUNT_MISMATCH,
+        open_card_cert_response, answer_with(issue("5555555555554444", key)), state, trust,
+    )  # fmt: skip
+    refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        open_card_cert_response, answer_with(issue(TEST_PAN, _key(world))), state, trust,
+    )  # fmt: skip
+    refused(
+        ErrorCode.ERROR_CODE_DECRYPTION_FAILURE,
+        open_card_cert_response, answer_with(issue(TEST_PAN, key), os.urandom(32)), state, trust,
+    )  # fmt: skip
+
+
+def test_cert_res_must_come_from_the_ca_the_wallet_registered_with(world: World) -> None:
+    trust, reg, form = _form(world)
+    key = _key(world)
+    request, state = build_card_cert_request(
+        world.backend, key, form, reg, PAN(TEST_PAN), TEST_EXPIRY
+    )
+    data = open_card_cert_request(peek_cert_request(request), _ca(world)).data
+    answer = CertAnswer(data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca)
+    # Signed by the Merchant CA: a valid chain, but not the CA of this registration.
+    body = build_card_cert_response(
+        _ca(world, "merchant"), data.back_key, answer, S.CERT_STATUS_CODE_REJECTED_BY_ISSUER,
+        revocation=_revocation(world),
+    )  # fmt: skip
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        open_card_cert_response, S.CertResponse(cert_res=body), state, trust,
+    )  # fmt: skip
+    assert reason == "signed by an unexpected party"
+
+
+def test_reg_form_is_sealed_to_one_ca(world: World) -> None:
+    _, contact = _contact(world)
+    request, _ = build_reg_form_request(contact, PAN(TEST_PAN), b"lid-ee")
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_RECIPIENT, open_reg_form_request, request, _ca(world, "merchant")
+    )
+
+
+def test_proof_of_possession_and_renewal_signatures(world: World) -> None:
+    trust, reg, form = _form(world)
+    key = _key(world)
+    request, _ = build_card_cert_request(world.backend, key, form, reg, PAN(TEST_PAN), TEST_EXPIRY)
+    opened = open_card_cert_request(peek_cert_request(request), _ca(world))
+    # A request claiming another key than the one that signed it.
+    claimed = replace(opened, data=S.CertReqData())
+    claimed.data.CopyFrom(opened.data)
+    claimed.data.public_key_sig = spki_of(_key(world).public_key)
+    refused(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, verify_cert_request, claimed, trust)
+    # A renewal needs two signatures; this request has one.
+    renewal = replace(opened, data=S.CertReqData())
+    renewal.data.CopyFrom(opened.data)
+    renewal.data.request_type = S.REQUEST_TYPE_CARD_RENEWAL_SIG
+    refused(ErrorCode.ERROR_CODE_SIGNATURE_REQUIRED, verify_cert_request, renewal, trust)
+    # The extra part must be the one the signature covers.
+    swapped = replace(opened, extra=opened.extra + b"\x00" if opened.extra else b"")
+    refused(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, verify_cert_request, swapped, trust)
+
+
+def test_requested_keys_are_allow_listed_and_canonical() -> None:
+    weak = rsa.generate_private_key(65537, 1024).public_key()
+    refused(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, load_public_key, spki_of(weak), "key")
+    refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, load_public_key, b"\x30\x03\x02\x01\x00", "key")
+
+
+def test_merchant_certificates_must_name_the_merchant(world: World) -> None:
+    trust = TrustStore(world.root.der)
+    identity = MerchantIdentity("m-0001", "Corner Shop")
+    request, state = build_me_aq_c_init_request(
+        S.REQUEST_TYPE_MER_INITIAL_BOTH, identity, "testbrand", b"lid-m"
+    )
+    mca = _ca(world, "merchant")
+    body = build_me_aq_c_init_response(
+        mca, request, b"lid-ca", new_id(), FORM, revocation=_revocation(world)
+    )
+    registration = open_me_aq_c_init_response(
+        S.MeAqCInitResponse(me_aq_c_init_res=body), state, trust
+    )
+    sig, kex = _key(world), _key(world, KeyUsage.KEY_EXCHANGE)
+    cert_request, cert_state = build_merchant_cert_request(
+        world.backend, sig, kex, registration, state
+    )
+    data = open_merchant_cert_request(peek_cert_request(cert_request), mca).data
+    answer = CertAnswer(data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca)
+    ca = world.brand.merchant_ca.ca
+
+    def issued(merchant: MerchantData) -> S.CertResponse:
+        certs = (
+            issue_merchant(ca, sig.public_key, CertificateUsage.SIGNATURE, merchant),
+            issue_merchant(
+                ca, kex.public_key, CertificateUsage.KEY_EXCHANGE, merchant, kem=kem_for(kex)
+            ),
+        )
+        body = build_merchant_cert_response(
+            mca, answer, REQUEST_COMPLETE, revocation=_revocation(world), certificates=certs
+        )
+        return S.CertResponse(cert_res=body)
+
+    good = open_merchant_cert_response(issued(MerchantData("m-0001", "Corner Shop", False)),
+                                       cert_state, trust)  # fmt: skip
+    assert good.complete
+    refused(
+        ErrorCode.ERROR_CODE_MERCHANT_MISMATCH,
+        open_merchant_cert_response, issued(MerchantData("m-0002", "Other", False)),
+        cert_state, trust,
+    )  # fmt: skip
