@@ -5,11 +5,12 @@
     setpay merchant [--dir DIR] orders [list | new --description D --amount N]
     setpay merchant [--dir DIR] capture ORDER [--amount N]
     setpay merchant [--dir DIR] refund ORDER [--amount N]
-    setpay merchant [--dir DIR] reverse ORDER [--keep N | --capture [--amount N] | --credit OP]
+    setpay merchant [--dir DIR] reverse (ORDER [--keep N] | --capture OP | --credit OP)
     setpay merchant [--dir DIR] batch {open,close,purge,query} [--batch ID] [--details N]
 
-ORDER is the start of an order's XID as ``orders`` lists it. Output shows ids shortened
-and never a card number: the merchant never has one.
+ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a capture's or
+refund's id as the capture and refund commands print it. Output shows ids shortened and
+never a card number: the merchant never has one.
 """
 
 from __future__ import annotations
@@ -102,9 +103,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     v.add_argument("order", nargs="?", help="the start of the order's XID")
     what = v.add_mutually_exclusive_group()
     what.add_argument("--keep", type=int, default=0, help="authorization: amount that stays")
-    what.add_argument("--capture", action="store_true", help="reverse captured money")
-    what.add_argument("--credit", metavar="OPERATION", help="reverse this refund (its id)")
-    v.add_argument("--amount", type=int, help="with --capture: how much (default all)")
+    what.add_argument("--capture", metavar="OP", help="reverse this capture (its id)")
+    what.add_argument("--credit", metavar="OP", help="reverse this refund (its id)")
 
     b = ops.add_parser("batch", help="settlement batches at the gateway")
     b.add_argument("operation", choices=sorted(_BATCH_OPERATIONS))
@@ -234,6 +234,8 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
             return 0
         if command == "reverse" and args.credit:
             operation = settlement.reverse_credit(_operation_id(merchant.store, args.credit))
+        elif command == "reverse" and args.capture:
+            operation = settlement.reverse_capture(_operation_id(merchant.store, args.capture))
         else:
             if not args.order:
                 print("setpay merchant: ORDER is required", file=sys.stderr)
@@ -243,8 +245,6 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
                 operation = settlement.capture(xid, args.amount)
             elif command == "refund":
                 operation = settlement.refund(xid, args.amount)
-            elif args.capture:
-                operation = settlement.reverse_capture(xid, args.amount)
             else:
                 operation = settlement.reverse_authorization(xid, args.keep)
         print(operation_line(operation))

@@ -35,6 +35,13 @@ MAX_ATTEMPTS = 4
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 1.0
 
+# After a peer went away, gRPC waits before reconnecting, doubling up to two minutes by
+# default. A merchant must notice its gateway is back within seconds (pending
+# authorizations are retried every few seconds), so the wait starts at 200 ms and never
+# exceeds 5 s.
+MIN_RECONNECT_BACKOFF_MS = 200
+MAX_RECONNECT_BACKOFF_MS = 5000
+
 _RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
 
 M = TypeVar("M", bound=Message)
@@ -68,6 +75,9 @@ def open_channel(config: ChannelConfig, peer: str) -> grpc.Channel:
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.initial_reconnect_backoff_ms", MIN_RECONNECT_BACKOFF_MS),
+        ("grpc.min_reconnect_backoff_ms", MIN_RECONNECT_BACKOFF_MS),
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
     ]
     if config.insecure:
         log.warning(

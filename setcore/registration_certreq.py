@@ -25,7 +25,15 @@ from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, digest, parse_strict, thumbprint
 from setcore.envelope import Recipient, open_sealed, seal
 from setcore.errors import ConfigurationError, ErrorCode, fail
-from setcore.freshness import check_echo, check_id, check_lid, check_rrpid, new_id
+from setcore.freshness import (
+    check_date,
+    check_echo,
+    check_id,
+    check_lid,
+    check_rrpid,
+    new_id,
+    now_ms,
+)
 from setcore.pki.issuance import check_kem
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
@@ -125,7 +133,11 @@ class OpenedCertRequest:
 
 
 def open_cert_request(
-    envelope: CertRequestEnvelope, ca: Credentials, extra_types: frozenset[str | None]
+    envelope: CertRequestEnvelope,
+    ca: Credentials,
+    extra_types: frozenset[str | None],
+    *,
+    now: int | None = None,
 ) -> OpenedCertRequest:
     """Open a CertReq sealed to ``ca``; DECRYPTION_FAILURE / DECODING_FAILURE on failure.
 
@@ -150,6 +162,8 @@ def open_cert_request(
     check_lid(data.lid_ca, "LID-CA")
     check_thumbs(data.thumbs)
     check_form(data)
+    # A retry of a request already answered gets its stored answer before this point.
+    check_date(data.request_date_unix_ms, now_ms() if now is None else now)
     return OpenedCertRequest(signed, data, extra_type, opened.extra)
 
 

@@ -140,17 +140,24 @@ class Settlement:
             )
         return self._cap_rev_or_cred(order, OperationKind.CREDIT, amount)
 
-    def reverse_capture(self, xid: bytes, amount: int | None = None) -> Operation:
-        """Undo ``amount`` of what was captured (default: all of it)."""
-        order = self._authorized(xid)
-        captured, credited = settled_amounts(self._store, xid)
-        left = captured - credited
-        amount = left if amount is None else amount
-        if not 0 < amount <= left:
+    def reverse_capture(self, capture_rrpid: bytes) -> Operation:
+        """Undo a capture, named by the RRPID of its capture request."""
+        capture = self._store.operation(capture_rrpid)
+        if (
+            capture.kind is not OperationKind.CAPTURE
+            or capture.state is not OperationState.SUCCEEDED
+        ):
+            raise OrderStateError(f"operation {short(capture_rrpid)} is not a completed capture")
+        order = self._authorized(capture.xid)
+        captured, credited = settled_amounts(self._store, capture.xid)
+        if capture.result_amount > captured - credited:
             raise OrderStateError(
-                f"order {order.short_id}: {amount} cannot be reversed ({left} captured)"
+                f"order {order.short_id}: {captured - credited} captured and not refunded; "
+                f"this capture was {capture.result_amount}"
             )
-        return self._cap_rev_or_cred(order, OperationKind.CAPTURE_REVERSAL, amount)
+        return self._cap_rev_or_cred(
+            order, OperationKind.CAPTURE_REVERSAL, capture.result_amount, original=capture_rrpid
+        )
 
     def reverse_credit(self, credit_rrpid: bytes) -> Operation:
         """Undo a refund, named by the RRPID of its credit request."""

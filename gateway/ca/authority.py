@@ -93,12 +93,13 @@ class CertificateAuthority:
         return self._watcher
 
     def _enter(self) -> None:
+        """Before each request: current revocation data, and now and then a sweep."""
         self._watcher.check()
         now = self._clock()
-        if now - self._swept_ms < HOUSEKEEPING_INTERVAL_MS or not self._sweep_lock.acquire(
-            blocking=False
-        ):
+        if now - self._swept_ms < HOUSEKEEPING_INTERVAL_MS:
             return
+        if not self._sweep_lock.acquire(blocking=False):
+            return  # another thread is sweeping
         try:
             self._swept_ms = now
             with self._store.write() as tx:

@@ -27,6 +27,7 @@ locking: writers take BEGIN IMMEDIATE, everyone waits up to a busy timeout.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,8 @@ from gateway.ca.schema import SCHEMA, SCHEMA_VERSION
 # How long a statement waits for another process's transaction: issuance and revocation
 # hold the lock for a few signatures; five seconds covers a slow disk without hanging.
 BUSY_TIMEOUT_MS = 5000
+# ca.db and its -wal / -shm files: readable and writable by the bank's user only.
+DATABASE_MODE = 0o600
 # Thumbprints are SHA-256 (32 bytes); certificate thumbs of a request are stored joined.
 THUMB_BYTES = 32
 # GetCertificates and similar lookups take at most this many thumbprints per query
@@ -319,6 +322,13 @@ class CaStore:
         """Open ``ca.db`` (creating its schema when ``create``); checks the schema version."""
         if not create and not path.exists():
             raise StoreError(f"no CA database at {path}")
+        try:
+            if not path.exists():
+                # Owner only: the store keeps the wallets' back keys (SQLite gives the
+                # -wal and -shm files the database file's permissions).
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_MODE))
+        except OSError as exc:
+            raise StoreError(f"cannot create CA database {path}: {exc.strerror}") from exc
         try:
             # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for
             # writers), never implicitly by the sqlite3 module.

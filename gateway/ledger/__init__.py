@@ -34,6 +34,7 @@ from gateway.ledger.group_commit import GroupCommitConfig
 from gateway.ledger.holds import Hold
 from gateway.ledger.ledger import Clock, Ledger, LedgerConfig, wall_clock_ms
 from gateway.ledger.outcomes import (
+    GATEWAY_DECLINES,
     AuthorizationReversed,
     Authorized,
     BatchOutcome,
@@ -54,6 +55,7 @@ from gateway.ledger.sqlite import SqliteLedgerStore, SqliteStoreConfig
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore
 
 __all__ = [
+    "GATEWAY_DECLINES",
     "AccountExists",
     "AccountStateError",
     "AccountStatus",

@@ -27,7 +27,14 @@ from gateway.ledger.books import CurrencyTotals
 from gateway.ledger.errors import InvalidRequest
 from gateway.ledger.holds import Hold
 from gateway.ledger.identifiers import new_id
-from gateway.ledger.outcomes import BatchSummary, Outcome, Responder
+from gateway.ledger.outcomes import (
+    GATEWAY_DECLINES,
+    BatchSummary,
+    Decline,
+    Declined,
+    Outcome,
+    Responder,
+)
 from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_pan, validate_pan
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
 from gateway.ledger.store import LedgerStore, Transaction
@@ -303,6 +310,27 @@ class Ledger:
                 capture_now=capture_now,
                 now_ms=now,
             ),
+        )
+
+    def decline(
+        self, reason: Decline, *, rrpid: bytes, request_digest: bytes, respond: Responder
+    ) -> bytes:
+        """Answer a request with a decline the gateway decided (AMOUNT_MISMATCH), idempotently.
+
+        The Declined outcome's response is stored under the RRPID like any other, so a
+        retry gets the same bytes and the RRPID cannot be reused for another request.
+        Nothing else changes: no hold, and the payment instruction is not used up (the
+        issuer never decided on it).
+        """
+        if reason not in GATEWAY_DECLINES:
+            raise InvalidRequest(f"the gateway does not decide {reason.value}: the issuer does")
+        outcome = Declined(reason)
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=self._clock(),
+            respond=respond,
+            decide=lambda tx: outcome,
         )
 
     def reverse_authorization(

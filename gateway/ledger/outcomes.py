@@ -13,6 +13,7 @@ Which operation yields which outcome:
     reverse_capture,
     reverse_credit          PostingOutcome (one Posted | Declined per item, in order)
     open/close/purge_batch  BatchOutcome | Declined
+    decline                 Declined (a reason the gateway decided: GATEWAY_DECLINES)
 
 Suggested SET codes for each decline reason (the gateway owns the mapping):
 
@@ -30,6 +31,7 @@ Suggested SET codes for each decline reason (the gateway owns the mapping):
     BATCH_UNKNOWN / BATCH_CLOSED CapCode / CapRevOrCredCode / BatchAdminStatus of that name
     BATCH_ALREADY_OPEN           BatchAdminStatus BATCH_ALREADY_OPEN
     BATCH_NOT_CLOSED             BatchAdminStatus UNSPECIFIED_FAILURE
+    AMOUNT_MISMATCH              AuthCode AMOUNT_ERROR, RespReason AMOUNT_MISMATCH
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ class Decline(enum.StrEnum):
     BATCH_CLOSED = "batch-closed"
     BATCH_ALREADY_OPEN = "batch-already-open"
     BATCH_NOT_CLOSED = "batch-not-closed"
+    # Decided by the gateway, never by the ledger's rules; stored with Ledger.decline.
+    AMOUNT_MISMATCH = "amount-mismatch"
+
+
+GATEWAY_DECLINES = frozenset({Decline.AMOUNT_MISMATCH})
+"""The declines the gateway decides itself and may store with ``Ledger.decline``."""
 
 
 class TransactionKind(enum.StrEnum):

@@ -35,7 +35,7 @@ CERTIFICATES = (
     "gateway-kex",
 )  # fmt: skip
 PRIVATE_FILES = (
-    "keys.pass", "ledger.keys", "tls/gateway.key", "tls/merchant-client.key",
+    "keys.pass", "ledger.keys", "ca.db", "tls/gateway.key", "tls/merchant-client.key",
     "tls/merchant-server.key",
 )  # fmt: skip
 

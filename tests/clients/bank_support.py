@@ -39,14 +39,13 @@ from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_stor
 from gateway.server import ServerLimits, ServiceBinding, TlsConfig, create_server
 from gateway.servicer import PaymentGatewayServicer
 from setcore.authorization import TokenKey
-from setcore.pan import PAN
+from setcore.pan import PAN, luhn_valid
 from setcore.profiles import EC
 from setcore.pki.truststore import TrustStore
 from setpay.v1 import registration_pb2, services_pb2_grpc
 
-# Test card numbers (well-known Luhn-valid test PANs; they live only under tests/).
-TEST_PANS = ("4111111111111111", "4012888888881881", "4222222222222", "5555555555554444",
-             "5105105105105100", "4000056655665556", "4242424242424242", "5200828282828210")  # fmt: skip
+# Test card numbers live only under tests/: a BIN of the test range plus a serial number.
+TEST_BIN = "499999"
 EXPIRY = "203012"
 EUR = 978
 CREDIT_LIMIT = 100_000
@@ -74,6 +73,12 @@ class IssuerDesk:
 
     def merchant_registered(self, merchant_id: str, name: str) -> None:
         self._directory.merchant_registered(merchant_id, name)
+
+
+def test_pan(serial: int) -> str:
+    """The ``serial``-th 16-digit test card number (Luhn check digit appended)."""
+    body = f"{TEST_BIN}{serial:09d}"
+    return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
 
 @dataclass
@@ -106,7 +111,7 @@ class RunningBank:
 
     def new_card(self) -> tuple[PAN, str]:
         """A card account of its own for one wallet."""
-        pan = TEST_PANS[next(self._cards)]
+        pan = test_pan(next(self._cards))
         self.ledger.open_card_account(pan, EXPIRY, CREDIT_LIMIT, EUR)
         return PAN(pan), EXPIRY
 
@@ -146,7 +151,16 @@ def start_bank(directory: Path) -> RunningBank:
     # gateway gets its own port: see gateway.server and the report to the lead.)
     gateway_server, gateway_port = serve_gateway(bank, tls)
     return RunningBank(
-        directory, pki, ledger, issuer, authority, bank, gateway_server, gateway_port, ca_server, ca_port
+        directory,
+        pki,
+        ledger,
+        issuer,
+        authority,
+        bank,
+        gateway_server,
+        gateway_port,
+        ca_server,
+        ca_port,
     )
 
 

@@ -11,9 +11,7 @@ import cli.merchant
 import cli.wallet
 
 
-def run_cli(
-    argv: Sequence[str], capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
+def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Parse ``argv`` with the subcommands' own parsers, run it; (status, stdout, stderr)."""
     parser = argparse.ArgumentParser(prog="setpay")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -45,7 +45,6 @@ class MerchantFactory(Protocol):
     ) -> Merchant: ...
 
 
-
 WalletFactory = Callable[[Merchant | None], Wallet]
 
 

@@ -29,9 +29,7 @@ def offer(merchant: Merchant, amount: int, description: bytes = b"two books") ->
 
 
 def buy(wallet: Wallet, initiation: Initiation) -> PurchaseRecord:
-    return wallet.shopper(WALLET_PASSPHRASE).purchase(
-        wallet.config.require_merchant(), initiation
-    )
+    return wallet.shopper(WALLET_PASSPHRASE).purchase(wallet.config.require_merchant(), initiation)
 
 
 def test_purchase_after_authorization(

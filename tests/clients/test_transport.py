@@ -58,7 +58,9 @@ def flaky() -> Iterator[tuple[Flaky, grpc.Channel]]:
 def test_retries_resend_the_same_bytes(flaky: tuple[Flaky, grpc.Channel]) -> None:
     behaviour, channel = flaky
     behaviour.failures, behaviour.status = 2, grpc.StatusCode.RESOURCE_EXHAUSTED
-    reply = Caller(channel, "test", FAST).call(METHOD, b"\x01\x02request", common_pb2.Header, deadline=5)
+    reply = Caller(channel, "test", FAST).call(
+        METHOD, b"\x01\x02request", common_pb2.Header, deadline=5
+    )
     assert reply.sw_ident == "ok"
     assert behaviour.received == [b"\x01\x02request"] * 3
 

@@ -85,6 +85,6 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     (tmp_path / "merchant.toml").write_text("[merchant\n")
     with pytest.raises(ConfigError, match="merchant.toml"):
         load(tmp_path, env={})
-    (tmp_path / "merchant.toml").write_text('[merchant]\nid = 7\n')
+    (tmp_path / "merchant.toml").write_text("[merchant]\nid = 7\n")
     with pytest.raises(ConfigError, match="merchant.id must be str"):
         load(tmp_path, env={})

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
+import time
+
 import pytest
 
 from clients.errors import TransportError
@@ -22,6 +23,8 @@ from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.test_purchase_flow import buy, offer
 
 SERVICE = "/setpay.v1.MerchantService"
+# Bounds the wait for the merchant's channel to reconnect (its backoff is at most 5 s).
+RECOVERY_WAIT_SECONDS = 20.0
 
 
 def _caller(merchant_port: int, root_pem: bytes) -> Caller:
@@ -111,7 +114,11 @@ def test_authorization_survives_a_gateway_outage(
     assert pending.state is OrderState.AUTHORIZING and pending.auth_request is not None
     server, _ = serve_gateway(bank.bank, bank.tls, port)
     try:
+        give_up = time.monotonic() + RECOVERY_WAIT_SECONDS
         done = merchant.authorizer.authorize(xid)
+        while done.state is OrderState.AUTHORIZING and time.monotonic() < give_up:
+            time.sleep(0.2)  # the channel reconnects after its (bounded) backoff
+            done = merchant.authorizer.authorize(xid)
         assert done.state is OrderState.AUTHORIZED
         assert done.auth_request == pending.auth_request  # the same bytes went out
         # Sending those bytes once more gets the gateway's stored answer, not a second hold.

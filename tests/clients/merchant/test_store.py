@@ -161,7 +161,9 @@ def test_concurrent_writers_from_two_connections(tmp_path: Path) -> None:
             for i in range(20):
                 store.add_offer(prefix + bytes([i]), b"d", EUR, "setpay")
 
-        threads = [threading.Thread(target=add, args=(s, p)) for s, p in ((first, b"a"), (second, b"b"))]
+        threads = [
+            threading.Thread(target=add, args=(s, p)) for s, p in ((first, b"a"), (second, b"b"))
+        ]
         for t in threads:
             t.start()
         for t in threads:

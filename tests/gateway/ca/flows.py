@@ -142,6 +142,7 @@ def card_request(
     rrpid: bytes | None = None,
     renewing: Credentials | None = None,
     renewal_signature: bool = True,
+    request_date: int | None = None,
 ) -> tuple[registration_pb2.CertRequest, CardRequestState]:
     """A cardholder CertReq built by hand, with one thing changed on request."""
     ca, form = session.registration.ca, session.form
@@ -155,7 +156,8 @@ def card_request(
     data = registration_pb2.CertReqData(
         content_type=CERT_REQ_CT, rrpid=rrpid, lid_ee=session.lid_ee, chall_ee3=chall,
         lid_ca=ca.lid_ca, chall_ca=form.chall_ca if chall_ca is None else chall_ca,
-        request_type=form.request_type, request_date_unix_ms=now_ms(),  # type: ignore[arg-type]
+        request_type=form.request_type,  # type: ignore[arg-type]
+        request_date_unix_ms=now_ms() if request_date is None else request_date,
         reg_form_id=form.form_id, back_key=back_key, public_key_sig=spki,
         ee_thumb=renewing.signature_thumb if renewing else b"",
         brand_id=ca.signer.brand_id, dd_extra=digest(PAN_DATA0_CT, pan_data0),

@@ -9,7 +9,7 @@ import pytest
 
 from hsm.base import KeyUsage
 from setcore.errors import ErrorCode, PeerError
-from setcore.freshness import new_id
+from setcore.freshness import new_id, now_ms
 from setcore.pan import PAN, blinded_account
 from setcore.pki.issuance import card_expiry_end
 from setcore.purchase import header
@@ -148,6 +148,17 @@ def test_header_rrpid_must_match_the_envelope(ec_bank: Bank) -> None:
     with pytest.raises(PeerError) as caught:
         open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH
+
+
+def test_stale_request_is_refused(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    an_hour_ago = now_ms() - 60 * 60 * 1000
+    request, state = card_request(
+        session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY, request_date=an_hour_ago
+    )
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
 
 
 def test_wrong_content_type(ec_bank: Bank) -> None:

@@ -9,6 +9,7 @@ from gateway.ledger import (
     CaptureItem,
     Decline,
     Declined,
+    InvalidRequest,
     Outcome,
     Posted,
     PostingOutcome,
@@ -183,3 +184,26 @@ def test_item_outcomes_are_replayed_not_redecided(bank: Bank) -> None:
     assert isinstance(outcome, PostingOutcome) and isinstance(outcome.items[0], Posted)
     # The hold is now fully captured; a re-decision would decline, the replay must not.
     assert bank.ledger.capture(**kwargs) == first  # type: ignore[arg-type]
+
+
+def test_gateway_decline_is_stored_and_replayed(bank: Bank) -> None:
+    first = bank.ledger.decline(
+        Decline.AMOUNT_MISMATCH, rrpid=b"r-1", request_digest=b"d-1", respond=bank.respond
+    )
+    again = bank.ledger.decline(
+        Decline.AMOUNT_MISMATCH, rrpid=b"r-1", request_digest=b"d-1", respond=bank.respond
+    )
+    assert again == first and bank.outcomes == [Declined(Decline.AMOUNT_MISMATCH)]
+    with pytest.raises(RrpidReused):
+        authorize(bank, rrpid=b"r-1", digest=b"d-2", xid=b"x-1")
+    # Nothing was held, and the PI the issuer never saw is still usable.
+    assert bank.ledger.find_card_account(PAN_A).pending == 0
+    assert isinstance(bank.authorize(PAN_A, 100, xid=b"x-1"), Authorized)
+
+
+def test_only_gateway_declines_may_be_stored_by_the_gateway(bank: Bank) -> None:
+    with pytest.raises(InvalidRequest):
+        bank.ledger.decline(
+            Decline.INSUFFICIENT_FUNDS, rrpid=b"r-1", request_digest=b"d", respond=bank.respond
+        )
+    assert bank.outcomes == []
