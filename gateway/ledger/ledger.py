@@ -560,3 +560,7 @@ class Ledger:
     def check_balanced(self) -> None:
         """Raise LedgerImbalance unless the books, balances and holds all agree."""
         self._store.read(books.check_balanced)
+
+    def check_health(self) -> None:
+        """Raise StoreUnavailable unless the database answers a trivial read."""
+        self._store.read(lambda tx: tx.one("SELECT 1 AS ok"))

@@ -17,20 +17,19 @@ from pathlib import Path
 
 import grpc
 
+from clients.authority import AuthorityClient
 from clients.errors import ClientError
+from clients.identity import read_root
 from clients.merchant.config import AnswerMode, write_config
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.registration import MerchantRegistrar
 from clients.merchant.runtime import Merchant
 from clients.peers import PeerConfig
 from clients.transport import Caller, open_channel
-from clients.authority import AuthorityClient
-from clients.identity import read_root
 from clients.wallet.config import load as load_wallet_config
 from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.runtime import Wallet
 from gateway.bank import Bank
-from hsm.uri import open_backend
 from gateway.ca import CertificateAuthority, CertificateAuthorityServicer
 from gateway.config import load as load_bank_config
 from gateway.issuer import LedgerDirectory, open_ledger
@@ -38,10 +37,11 @@ from gateway.ledger import Ledger
 from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_store
 from gateway.server import ServerLimits, ServiceBinding, TlsConfig, create_server
 from gateway.servicer import PaymentGatewayServicer
+from hsm.uri import open_backend
 from setcore.authorization import TokenKey
 from setcore.pan import PAN, luhn_valid
-from setcore.profiles import EC
 from setcore.pki.truststore import TrustStore
+from setcore.profiles import EC
 from setpay.v1 import registration_pb2, services_pb2_grpc
 
 # Test card numbers live only under tests/: a BIN of the test range plus a serial number.
@@ -51,7 +51,7 @@ EUR = 978
 CREDIT_LIMIT = 100_000
 # Server limits for the test bank: small, explicit.
 LIMITS = ServerLimits(max_message_bytes=1 << 20, max_concurrent_rpcs=64, threads=8)
-WALLET_PASSPHRASE = "wallet passphrase for tests"  # noqa: S105 - a test value
+WALLET_PASSPHRASE = "wallet passphrase for tests"
 
 
 class IssuerDesk:
@@ -193,6 +193,34 @@ def copy_tls(bank: RunningBank, directory: Path, names: tuple[str, ...]) -> None
         shutil.copy2(bank.tls / name, directory / "tls" / name)
 
 
+def configure_merchant(
+    bank: RunningBank,
+    directory: Path,
+    merchant_id: str,
+    answer: AnswerMode = AnswerMode.AFTER_AUTHORIZATION,
+    gateway_target: str | None = None,
+    *,
+    pin_root: bool = True,
+) -> None:
+    """Write a merchant directory: merchant.toml, the bank-issued TLS files, the root."""
+    copy_tls(bank, directory, ("root.pem", "merchant-client.pem", "merchant-client.key",
+                               "merchant-server.pem", "merchant-server.key"))  # fmt: skip
+    gateway = PeerConfig(
+        gateway_target or bank.gateway_target, directory / "tls/root.pem",
+        directory / "tls/merchant-client.pem", directory / "tls/merchant-client.key",
+    )  # fmt: skip
+    ca = PeerConfig(bank.ca_target, directory / "tls/root.pem")
+    write_config(
+        directory, merchant_id=merchant_id, name=f"Shop {merchant_id}", gateway=gateway, ca=ca,
+        answer=answer, listen="127.0.0.1:0", tls_cert="tls/merchant-server.pem",
+        tls_key="tls/merchant-server.key",
+    )  # fmt: skip
+    if pin_root:
+        config = load_merchant_config(directory)
+        config.root.parent.mkdir(exist_ok=True)
+        shutil.copy2(bank.tls / "root.pem", config.root)
+
+
 def new_merchant(
     bank: RunningBank,
     directory: Path,
@@ -201,21 +229,7 @@ def new_merchant(
     gateway_target: str | None = None,
 ) -> Merchant:
     """Configure, register with the Merchant CA over gRPC, open and serve a merchant."""
-    copy_tls(bank, directory, ("root.pem", "merchant-client.pem", "merchant-client.key",
-                               "merchant-server.pem", "merchant-server.key"))  # fmt: skip
-    gateway = PeerConfig(
-        gateway_target or bank.gateway_target, directory / "tls/root.pem", directory / "tls/merchant-client.pem",
-        directory / "tls/merchant-client.key",
-    )  # fmt: skip
-    ca = PeerConfig(bank.ca_target, directory / "tls/root.pem")
-    write_config(
-        directory, merchant_id=merchant_id, name=f"Shop {merchant_id}", gateway=gateway, ca=ca,
-        answer=answer, listen="127.0.0.1:0", tls_cert="tls/merchant-server.pem",
-        tls_key="tls/merchant-server.key",
-    )  # fmt: skip
-    config = load_merchant_config(directory)
-    (directory / "certs").mkdir(exist_ok=True)
-    shutil.copy2(bank.tls / "root.pem", config.root)
+    configure_merchant(bank, directory, merchant_id, answer, gateway_target)
     register_merchant(directory)
     merchant = Merchant.open(load_merchant_config(directory))
     merchant.serve()

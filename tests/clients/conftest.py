@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -15,7 +15,7 @@ from clients.wallet.runtime import Wallet
 from hsm.uri import PASSPHRASE_ENV
 from tests.clients.bank_support import RunningBank, new_merchant, new_wallet, start_bank
 
-KEYSTORE_PASSPHRASE = "keystore passphrase for tests"  # noqa: S105 - a test value
+KEYSTORE_PASSPHRASE = "keystore passphrase for tests"
 
 
 @pytest.fixture(scope="session")

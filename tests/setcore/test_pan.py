@@ -48,7 +48,8 @@ def test_invalid_pans_are_refused_without_echoing(bad: str) -> None:
 
 def test_pan_never_shows_its_digits() -> None:
     pan = PAN(VISA)
-    shown = [str(pan), repr(pan), f"{pan}", f"{pan:>30}", "%s" % pan, str([pan]), str({1: pan})]
+    percent = "%s" % (pan,)  # noqa: UP031 - the old formatting path must mask too
+    shown = [str(pan), repr(pan), f"{pan}", f"{pan:>30}", percent, str([pan]), str({1: pan})]
     for text in shown:
         assert VISA not in text
         assert "411111" in text and "1111" in text

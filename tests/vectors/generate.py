@@ -60,11 +60,17 @@ def framing() -> dict[str, object]:
             "xid_hex": (b"\x02" * 32).hex(),
             "rrpid_hex": (b"\x03" * 32).hex(),
             "expected_hex": aead_associated_data(
-                "setpay.v1.PITBE", "extra:setpay.v1.PANData", b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
+                "setpay.v1.PITBE",
+                "extra:setpay.v1.PANData",
+                b"\x01" * 32,
+                b"\x02" * 32,
+                b"\x03" * 32,
             ).hex(),
         },
-        "thumbprint": {"der_hex": b"0\x03\x02\x01\x01".hex(),
-                       "expected_hex": thumbprint(b"0\x03\x02\x01\x01").hex()},
+        "thumbprint": {
+            "der_hex": b"0\x03\x02\x01\x01".hex(),
+            "expected_hex": thumbprint(b"0\x03\x02\x01\x01").hex(),
+        },
     }
 
 

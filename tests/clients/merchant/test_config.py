@@ -66,7 +66,7 @@ def test_tls_required_unless_insecure(tmp_path: Path) -> None:
         '[merchant]\nid = "m-1"\n[server]\nlisten = "127.0.0.1:1"\n'
         '[gateway]\ntarget = "a:1"\n[ca]\ntarget = "a:1"\ninsecure = true\n'
     )
-    with pytest.raises(ConfigError, match="server.tls_cert"):
+    with pytest.raises(ConfigError, match=r"server\.tls_cert"):
         load(tmp_path, env={})
 
 
@@ -75,7 +75,7 @@ def test_insecure_gateway_needs_saying_so(tmp_path: Path) -> None:
         '[merchant]\nid = "m-1"\n[server]\ninsecure = true\n'
         '[gateway]\ntarget = "a:1"\n[ca]\ntarget = "a:1"\ninsecure = true\n'
     )
-    with pytest.raises(ConfigError, match="gateway.tls_ca"):
+    with pytest.raises(ConfigError, match=r"gateway\.tls_ca"):
         load(tmp_path, env={})
 
 
@@ -83,8 +83,8 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no merchant configuration"):
         load(tmp_path, env={})
     (tmp_path / "merchant.toml").write_text("[merchant\n")
-    with pytest.raises(ConfigError, match="merchant.toml"):
+    with pytest.raises(ConfigError, match=r"merchant\.toml"):
         load(tmp_path, env={})
     (tmp_path / "merchant.toml").write_text("[merchant]\nid = 7\n")
-    with pytest.raises(ConfigError, match="merchant.id must be str"):
+    with pytest.raises(ConfigError, match=r"merchant\.id must be str"):
         load(tmp_path, env={})

@@ -7,16 +7,18 @@ import time
 import pytest
 
 from clients.errors import TransportError
+from clients.identity import load_credentials
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import OrderState
 from clients.transport import Caller, ChannelConfig, open_channel
+from clients.wallet.purchases import PurchaseBook
+from setcore.authorization import AuthRequestState
 from setcore.error_message import open_error
 from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import new_id
+from setcore.pan import PAN
 from setcore.pki.roles import MERCHANT
 from setcore.purchase import PurchaseState, build_inquiry_request, build_pinit_request
-from setcore.authorization import AuthRequestState
-from setcore.pan import PAN
 from setpay.v1 import common_pb2, purchase_pb2
 from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, serve_gateway
 from tests.clients.conftest import MerchantFactory, WalletFactory
@@ -72,9 +74,8 @@ def test_inquiry_only_by_the_cardholder_who_paid(
     payer, other = make_wallet(merchant), make_wallet(merchant)
     record = buy(payer, offer(merchant, 300))
     # Another certified cardholder copies the purchase record and asks about it.
+    PurchaseBook(other.config.purchases_file).save(record)
     snoop = other.shopper(WALLET_PASSPHRASE)
-    other_book = snoop._book  # noqa: SLF001 - the record is what a snoop would have
-    other_book.save(record)
     with pytest.raises(PeerError) as caught:
         snoop.inquire(other.config.require_merchant(), record.xid[:8])
     assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
@@ -85,9 +86,9 @@ def test_inquiry_about_an_unknown_transaction(
 ) -> None:
     merchant = make_merchant("m-inq-unknown")
     wallet = make_wallet(merchant)
-    shopper = wallet.shopper(WALLET_PASSPHRASE)
+    credentials = load_credentials(wallet.backend, wallet.config.key_label, wallet.config.chain)
     state = PurchaseState(b"", b"", common_pb2.TransIDs(xid=new_id()), b"")
-    request, _ = build_inquiry_request(shopper._credentials, state)  # noqa: SLF001
+    request, _ = build_inquiry_request(credentials, state)
     caller = _caller(merchant.port, wallet.config.require_merchant().channel().ca_pem or b"")
     response = caller.call(
         f"{SERVICE}/Inquiry", request.SerializeToString(), purchase_pb2.InquiryResponse,
