@@ -90,6 +90,10 @@ tokendir=$(sed -n 's/^[[:space:]]*directories\.tokendir[[:space:]]*=[[:space:]]*
 tokendir=${tokendir%"${tokendir##*[![:space:]]}"}
 [[ -n $tokendir ]] || die "$SOFTHSM2_CONF sets no directories.tokendir"
 [[ -d $tokendir && -w $tokendir ]] || die "token directory $tokendir is missing or not writable"
+# setpay init refuses a bank directory that is not empty; find out before making a token.
+if [[ -n $bank && -e $bank ]] && { [[ ! -d $bank ]] || [[ -n $(ls -A -- "$bank") ]]; }; then
+    die "bank directory $bank exists and is not empty"
+fi
 
 # An absolute path for a file, without resolving a symbolic link in its last part
 # (secret stores rotate files by swapping such links).
@@ -187,5 +191,5 @@ if ! "${SETPAY:-setpay}" init "$bank" --profile "$profile" --brand "$brand" --ke
     # refuses a token that already holds any of them: start the next try from nothing.
     softhsm2-util --delete-token --serial "$serial" >/dev/null ||
         die "setpay init failed; delete token $label (serial $serial) before retrying"
-    die "setpay init failed; token $label deleted again. Empty $bank before retrying"
+    die "setpay init failed; token $label deleted again (remove what it wrote in $bank)"
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.ledger import Ledger
@@ -19,3 +20,6 @@ class Bank:
     token_key: TokenKey
     ledger: Ledger
     gateway_chain: tuple[bytes, ...] = ()
+    #: Picks up revocations published by the CA (``setpay ca revoke`` in another process);
+    #: cheap, rate-limited inside. None when the trust store is fed some other way.
+    refresh_revocation: Callable[[], object] | None = None

@@ -2,7 +2,7 @@
 
 Loaded once at start, validated, and passed down explicitly as a frozen dataclass; no
 module-level settings. Relative paths in the file are relative to the file's directory.
-Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_KEYS``,
+Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``, ``SETPAY_KEYS``,
 ``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_METRICS_PORT``, ``SETPAY_REFLECTION``).
 
 Example (``setpay init`` writes one)::
@@ -13,7 +13,8 @@ Example (``setpay init`` writes one)::
     keys = "soft:keys"            # key URI; secrets come from env or a pin-source file
 
     [gateway]
-    listen = "127.0.0.1:7443"
+    listen = "127.0.0.1:7443"     # PaymentGateway, mutual TLS
+    ca_listen = "127.0.0.1:7444"  # CertificateAuthority, server TLS
     workers = 1
     reflection = true
     insecure = false              # plaintext gRPC: local experiments only
@@ -69,6 +70,7 @@ class BankConfig:
     brand_id: str = "setpay"
     keys: str = "soft:keys"
     listen: str = "127.0.0.1:7443"
+    ca_listen: str = "127.0.0.1:7444"
     workers: int = 1
     threads: int = DEFAULT_THREADS
     reflection: bool = True
@@ -116,6 +118,8 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
     changes: dict[str, Any] = {}
     if "SETPAY_LISTEN" in env:
         changes["listen"] = env["SETPAY_LISTEN"]
+    if "SETPAY_CA_LISTEN" in env:
+        changes["ca_listen"] = env["SETPAY_CA_LISTEN"]
     if "SETPAY_KEYS" in env:
         changes["keys"] = env["SETPAY_KEYS"]
     if "SETPAY_LEDGER" in env:
@@ -135,9 +139,10 @@ def validate(config: BankConfig) -> BankConfig:
     """Refuse inconsistent settings with a message naming the setting."""
     if config.profile not in {"ec", "rsa"}:
         raise ConfigError(f"profile must be ec or rsa, not {config.profile!r}")
-    host, sep, port = config.listen.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"listen must be HOST:PORT, not {config.listen!r}")
+    for name, value in (("listen", config.listen), ("ca_listen", config.ca_listen)):
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{name} must be HOST:PORT, not {value!r}")
     if not 1 <= config.workers <= 64:
         raise ConfigError("workers must be between 1 and 64")
     if not 1 <= config.threads <= 256:
@@ -174,6 +179,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
         brand_id=_get(bank, "brand_id", str, "setpay"),
         keys=_get(bank, "keys", str, "soft:keys"),
         listen=_get(gw, "listen", str, "127.0.0.1:7443"),
+        ca_listen=_get(gw, "ca_listen", str, "127.0.0.1:7444"),
         workers=_get(gw, "workers", int, 1),
         threads=_get(gw, "threads", int, DEFAULT_THREADS),
         reflection=_get(gw, "reflection", bool, True),

@@ -7,7 +7,7 @@ process can call it after fork (DESIGN.md 5.4: sessions and gRPC are never inher
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
@@ -28,11 +28,14 @@ log = logging.getLogger("setpay.gateway")
 
 @dataclass
 class RunningBank:
-    """A bank serving on a port, with what must be closed when it stops."""
+    """A bank serving on two ports, with what must be closed when it stops."""
 
     server: grpc.Server
     port: int
     health: HealthMonitor
+    ca_server: grpc.Server
+    ca_port: int
+    ca_health: HealthMonitor
     bank: Bank
     pki: BankPki
     ledger: Ledger
@@ -42,27 +45,36 @@ class RunningBank:
     def stop(self, grace: float | None) -> None:
         """NOT_SERVING, let in-flight calls finish within ``grace``, close sessions."""
         self.health.stop()
-        self.server.stop(grace).wait()
+        self.ca_health.stop()
+        stopping = (self.server.stop(grace), self.ca_server.stop(grace))
+        for event in stopping:
+            event.wait()
         self.ca_store.close()
         self.ledger.close()
         self.pki.close()
 
 
-def tls_config(config: BankConfig) -> TlsConfig | None:
-    """The server's TLS material, or None for an insecure (local experiment) server."""
+def tls_config(config: BankConfig, *, mutual: bool) -> TlsConfig | None:
+    """A server's TLS material (client certificates required when ``mutual``), or None
+    for an insecure (local experiment) server."""
     if config.insecure or config.tls is None:
         return None
     return TlsConfig(
         certificate_chain=config.tls.cert.read_bytes(),
         private_key=config.tls.key.read_bytes(),
-        client_ca=config.tls.client_ca.read_bytes(),
+        client_ca=config.tls.client_ca.read_bytes() if mutual else None,
     )
 
 
 def start_bank(
-    config: BankConfig, *, listen: str | None = None, reuse_port: bool = False
+    config: BankConfig,
+    *,
+    listen: str | None = None,
+    ca_listen: str | None = None,
+    reuse_port: bool = False,
 ) -> RunningBank:
-    """Open keys, ledger and CA; serve PaymentGateway and CertificateAuthority on one port."""
+    """Open keys, ledger and CA; serve PaymentGateway (mutual TLS) and CertificateAuthority
+    (server TLS) each on its own port."""
     pki = load_bank_pki(config)
     ledger = open_ledger(config)
     try:
@@ -77,32 +89,41 @@ def start_bank(
         authority = CertificateAuthority(
             pki.authority_keys(), ca_store, pki.trust, LedgerDirectory(ledger)
         )
-        secure = not config.insecure
-        bindings = [
-            ServiceBinding(
-                "PaymentGatewayService",
-                PaymentGatewayServicer(bank),
-                require_client_certificate=secure,
-            ),
-            ServiceBinding("CertificateAuthorityService", CertificateAuthorityServicer(authority)),
-        ]
+        bank = replace(bank, refresh_revocation=authority.watcher.check)
         limits = ServerLimits(
             max_message_bytes=config.max_message_bytes,
             max_concurrent_rpcs=config.max_concurrent_rpcs,
             threads=config.threads,
             reuse_port=reuse_port,
         )
+        probes = (pki.backend.check_health, ledger.check_health)
         server, port, health = create_server(
-            bindings,
+            [ServiceBinding("PaymentGatewayService", PaymentGatewayServicer(bank))],
             listen or config.listen,
             limits,
-            tls=tls_config(config),
+            tls=tls_config(config, mutual=True),
             reflection_enabled=config.reflection,
-            probes=(pki.backend.check_health, ledger.check_health),
+            probes=probes,
+        )
+        ca_server, ca_port, ca_health = create_server(
+            [
+                ServiceBinding(
+                    "CertificateAuthorityService", CertificateAuthorityServicer(authority)
+                )
+            ],
+            ca_listen or config.ca_listen,
+            limits,
+            tls=tls_config(config, mutual=False),
+            reflection_enabled=config.reflection,
+            probes=probes,
         )
     except BaseException:
         ledger.close()
         pki.close()
         raise
-    log.info("bank serving on port %d (%s)", port, "TLS" if secure else "INSECURE plaintext")
-    return RunningBank(server, port, health, bank, pki, ledger, authority, ca_store)
+    mode = "INSECURE plaintext (local experiments only)" if config.insecure else "TLS"
+    log.info("gateway on port %d, CA on port %d (%s)", port, ca_port, mode)
+    return RunningBank(
+        server, port, health, ca_server, ca_port, ca_health, bank, pki, ledger, authority,
+        ca_store,
+    )  # fmt: skip

@@ -2,9 +2,10 @@
 
 ``create_server(...)`` returns ``(server, port)`` like the gRPC examples; tests bind port 0.
 Requests are parsed by our own deserializer so an unparseable outer frame is answered
-with INVALID_ARGUMENT instead of gRPC's INTERNAL. One port serves both services: the CA
-is open to wallets (server-authenticated TLS), the PaymentGateway service additionally
-requires a client certificate that chains to setpay's CA (mutual TLS), checked per call.
+with INVALID_ARGUMENT instead of gRPC's INTERNAL. gRPC Python can either require a
+client certificate or not ask for one (there is no "optional"), so the bank runs two
+servers: PaymentGateway with mutual TLS for merchants, CertificateAuthority with
+server-authenticated TLS for wallets.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class ServiceBinding:
 
     service_name: str  # e.g. "PaymentGatewayService"
     servicer: object
-    require_client_certificate: bool = False
 
     @property
     def full_name(self) -> str:
@@ -57,7 +57,8 @@ class ServerLimits:
 
 @dataclass(frozen=True)
 class TlsConfig:
-    """PEM material for TLS; ``client_ca`` enables (optional) client certificates."""
+    """PEM material for TLS; with ``client_ca`` every client must present a certificate
+    chaining to it (mutual TLS)."""
 
     certificate_chain: bytes
     private_key: bytes
@@ -81,19 +82,12 @@ def _deserializer(cls: type[Message]) -> Callable[[bytes], object]:
     return parse
 
 
-def _has_client_certificate(context: grpc.ServicerContext) -> bool:
-    auth = context.auth_context()
-    return bool(auth.get("x509_pem_cert") or auth.get("x509_common_name"))
-
-
 def _behaviour(
-    method: Callable[[Any, grpc.ServicerContext], Any], require_client_certificate: bool
+    method: Callable[[Any, grpc.ServicerContext], Any],
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         if request is _UNPARSEABLE:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
-        if require_client_certificate and not _has_client_certificate(context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
         return method(request, context)
 
     return handle
@@ -105,7 +99,7 @@ def _generic_handler(binding: ServiceBinding) -> grpc.GenericRpcHandler:  # type
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _behaviour(getattr(binding.servicer, method.name), binding.require_client_certificate),
+            _behaviour(getattr(binding.servicer, method.name)),
             request_deserializer=_deserializer(request_cls),
             response_serializer=lambda m: m.SerializeToString(),
         )
@@ -206,7 +200,7 @@ def create_server(
         credentials = grpc.ssl_server_credentials(
             [(tls.private_key, tls.certificate_chain)],
             root_certificates=tls.client_ca,
-            require_client_auth=False,
+            require_client_auth=tls.client_ca is not None,
         )
         port = server.add_secure_port(listen, credentials)
     if port == 0:

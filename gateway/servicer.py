@@ -51,6 +51,8 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         hdr = reply_header(request.header)
 
         def work() -> Any:
+            if self._bank.refresh_revocation is not None:
+                self._bank.refresh_revocation()
             return response_cls(header=hdr, **{result_field: handler(self._bank, request)})
 
         def on_error(error: error_pb2.SetError) -> Any:

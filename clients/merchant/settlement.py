@@ -164,10 +164,20 @@ class Settlement:
         credit = self._store.operation(credit_rrpid)
         if credit.kind is not OperationKind.CREDIT or credit.state is not OperationState.SUCCEEDED:
             raise OrderStateError(f"operation {short(credit_rrpid)} is not a completed refund")
+        self._not_reversed(credit, OperationKind.CREDIT_REVERSAL)
         order = self._authorized(credit.xid)
         return self._cap_rev_or_cred(
             order, OperationKind.CREDIT_REVERSAL, credit.result_amount, original=credit_rrpid
         )
+
+    def _not_reversed(self, original: Operation, reversal: OperationKind) -> None:
+        for op in self._store.operations(original.xid):
+            if (
+                op.kind is reversal
+                and op.original_rrpid == original.rrpid
+                and op.state is not OperationState.REFUSED
+            ):
+                raise OrderStateError(f"operation {short(original.rrpid)} is already reversed")
 
     def _cap_rev_or_cred(
         self, order: Order, kind: OperationKind, amount: int, original: bytes = b""

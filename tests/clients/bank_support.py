@@ -1,17 +1,18 @@
-"""A real bank for the client tests: ``setpay init`` output served on a gRPC port 0.
+"""A real bank for the client tests: ``setpay init`` output served on loopback ports.
 
 Everything is the real thing: ``gateway.provisioning.init_bank`` writes the bank (keys in a
 software keystore, certificates, ``ca.db``, TLS files), ``load_bank_pki`` loads it, the
-issuer ledger is SQLite, and one ``gateway.server.create_server`` serves the
-PaymentGateway service (mutual TLS required) and the CertificateAuthority service
-(server-authenticated TLS) on a loopback port chosen by the OS.
+issuer ledger is SQLite, and the lead's ``gateway.server.create_server`` serves the
+PaymentGateway service (mutual TLS) and the CertificateAuthority service
+(server-authenticated TLS) on ports chosen by the OS, as ``gateway.process.start_bank``
+does. It is assembled here rather than by ``start_bank`` only so that the issuer can pend
+a card for a person to look at (``IssuerDesk``), which the pended-registration test needs.
 """
 
 from __future__ import annotations
 
 import itertools
 import shutil
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,19 +31,21 @@ from clients.wallet.config import load as load_wallet_config
 from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.runtime import Wallet
 from gateway.bank import Bank
-from gateway.ca import CertificateAuthority, CertificateAuthorityServicer
+from gateway.ca import CaStore, CertificateAuthority, CertificateAuthorityServicer
+from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
+from gateway.process import tls_config
 from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_store
-from gateway.server import ServerLimits, ServiceBinding, TlsConfig, create_server
+from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 from hsm.uri import open_backend
 from setcore.authorization import TokenKey
 from setcore.pan import PAN, luhn_valid
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import EC
-from setpay.v1 import registration_pb2, services_pb2_grpc
+from setpay.v1 import registration_pb2
 
 # Test card numbers live only under tests/: a BIN of the test range plus a serial number.
 TEST_BIN = "499999"
@@ -86,14 +89,15 @@ class RunningBank:
     """The bank, serving."""
 
     directory: Path
+    config: BankConfig
     pki: BankPki
     ledger: Ledger
     issuer: IssuerDesk
     authority: CertificateAuthority
     bank: Bank
-    gateway_server: grpc.Server
+    ca_store: CaStore
+    servers: list[tuple[grpc.Server, HealthMonitor]]
     gateway_port: int
-    ca_server: grpc.Server
     ca_port: int
     _cards: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -116,74 +120,53 @@ class RunningBank:
         return PAN(pan), EXPIRY
 
     def stop(self) -> None:
-        self.gateway_server.stop(grace=None)
-        self.ca_server.stop(grace=None)
+        for server, health in self.servers:
+            health.stop()
+            server.stop(grace=None).wait()
+        self.ca_store.close()
         self.ledger.close()
         self.pki.close()
 
 
 def start_bank(directory: Path) -> RunningBank:
-    """``setpay init`` into ``directory``, then serve gateway and CA on port 0."""
+    """``setpay init`` into ``directory``, then serve gateway and CA on ports chosen by the OS."""
     init_bank(directory, profile=EC.name)
     config = load_bank_config(directory / "setpay.toml")
     pki = load_bank_pki(config)
     ledger = open_ledger(config)
     issuer = IssuerDesk(ledger)
-    authority = CertificateAuthority(pki.authority_keys(), open_ca_store(config), pki.trust, issuer)
+    ca_store = open_ca_store(config)
+    authority = CertificateAuthority(pki.authority_keys(), ca_store, pki.trust, issuer)
     bank = Bank(
         credentials=pki.gateway, trust=pki.trust,
         token_key=TokenKey.from_handle(pki.backend, pki.token_key), ledger=ledger,
-        gateway_chain=(pki.pca.signature_cert,),
+        gateway_chain=pki.gateway.chain,
     )  # fmt: skip
-    tls = directory / "tls"
-    # The CA: server-authenticated TLS (wallets have no client certificate).
-    ca_server, ca_port, _health = create_server(
+    gateway_server, gateway_port, gateway_health = serve_gateway(bank, config)
+    ca_server, ca_port, ca_health = create_server(
         [ServiceBinding("CertificateAuthorityService", CertificateAuthorityServicer(authority))],
         "127.0.0.1:0",
         LIMITS,
-        tls=TlsConfig(
-            certificate_chain=(tls / "gateway.pem").read_bytes(),
-            private_key=(tls / "gateway.key").read_bytes(),
-        ),
+        tls=tls_config(config, mutual=False),
+        reflection_enabled=False,
     )
-    # The PaymentGateway: mutual TLS, the client certificate required in the handshake.
-    # (gRPC Python cannot ask for a client certificate without requiring it, so the
-    # gateway gets its own port: see gateway.server and the report to the lead.)
-    gateway_server, gateway_port = serve_gateway(bank, tls)
     return RunningBank(
-        directory,
-        pki,
-        ledger,
-        issuer,
-        authority,
-        bank,
-        gateway_server,
-        gateway_port,
-        ca_server,
-        ca_port,
-    )
+        directory, config, pki, ledger, issuer, authority, bank, ca_store,
+        [(gateway_server, gateway_health), (ca_server, ca_health)], gateway_port, ca_port,
+    )  # fmt: skip
 
 
-def serve_gateway(bank: Bank, tls: Path, port: int = 0) -> tuple[grpc.Server, int]:
-    """The PaymentGateway service of ``bank`` on a mutual-TLS port (0: chosen by the OS)."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=LIMITS.threads),
-        options=[("grpc.max_receive_message_length", LIMITS.max_message_bytes)],
-        maximum_concurrent_rpcs=LIMITS.max_concurrent_rpcs,
+def serve_gateway(
+    bank: Bank, config: BankConfig, port: int = 0
+) -> tuple[grpc.Server, int, HealthMonitor]:
+    """The PaymentGateway service of ``bank`` over mutual TLS (port 0: chosen by the OS)."""
+    return create_server(
+        [ServiceBinding("PaymentGatewayService", PaymentGatewayServicer(bank))],
+        f"127.0.0.1:{port}",
+        LIMITS,
+        tls=tls_config(config, mutual=True),
+        reflection_enabled=False,
     )
-    services_pb2_grpc.add_PaymentGatewayServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        PaymentGatewayServicer(bank), server
-    )
-    credentials = grpc.ssl_server_credentials(
-        [((tls / "gateway.key").read_bytes(), (tls / "gateway.pem").read_bytes())],
-        root_certificates=(tls / "client-ca.pem").read_bytes(),
-        require_client_auth=True,
-    )
-    bound = server.add_secure_port(f"127.0.0.1:{port}", credentials)
-    if bound == 0:
-        raise OSError(f"could not bind port {port}")
-    server.start()
-    return server, bound
 
 
 def copy_tls(bank: RunningBank, directory: Path, names: tuple[str, ...]) -> None:

@@ -45,26 +45,51 @@ def test_capture_full_partial_several_refund_and_reversals(
     credit = next(o for o in merchant.store.operations(xid) if o.kind is OperationKind.CREDIT)
     status, out, _ = merchant_cli("reverse", "--credit", credit.rrpid.hex()[:8])
     assert status == 0 and "credit-reversal" in out and "succeeded, 2500" in out
+    status, _, err = merchant_cli("reverse", "--credit", credit.rrpid.hex()[:8])
+    assert status == 1 and "already reversed" in err
     assert settled_amounts(merchant.store, xid) == (10_000, 0)
-    second = [o for o in merchant.store.operations(xid) if o.kind is OperationKind.CAPTURE][1]
-    status, out, _ = merchant_cli("reverse", "--capture", second.rrpid.hex()[:8])
-    assert status == 0 and "capture-reversal" in out and "succeeded, 2000" in out
-    assert settled_amounts(merchant.store, xid) == (8_000, 0)
-
     status, out, _ = merchant_cli("orders")
     assert status == 0
     line = next(line for line in out.splitlines() if line.startswith(record.xid[:8]))
-    assert "authorized" in line and "captured      8000" in line
+    assert "authorized" in line and "captured     10000" in line
 
     # The cardholder sees it too.
     seen = wallet.shopper(WALLET_PASSPHRASE).inquire(
         wallet.config.require_merchant(), record.xid[:8]
     )
     assert seen.completion == "COMPLETION_CODE_CAPTURE_PERFORMED"
-    assert (seen.captured, seen.credited) == (8_000, 0)
+    assert (seen.captured, seen.credited) == (10_000, 0)
 
-    status, out, _ = merchant_cli("batch", "query", "--batch", _batch_of(merchant, xid))
-    assert status == 0 and "captured" in out
+    batch = _batch_of(merchant, xid)
+    status, out, _ = merchant_cli("batch", "query", "--batch", batch, "--details", "20")
+    assert status == 0 and f"batch {batch}: SUCCESS;" in out
+    listed = [line.split() for line in out.splitlines()[1:]]
+    assert [kind for kind, _, _ in listed].count("capture") == 3
+    assert {xid_prefix for _, xid_prefix, _ in listed} == {record.xid[:8]}
+    status, out, _ = merchant_cli("batch", "close", "--batch", batch)
+    assert status == 0 and f"batch {batch}: SUCCESS closed" in out
+    assert (batch, True) in [(b, closed) for b, _, closed in merchant.store.batches()]
+
+
+def test_capture_reversal_names_the_capture_it_undoes(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A capture reversal undoes one capture, named by its request's RRPID (the ledger
+    reverses exactly that posting)."""
+    merchant = make_merchant("m-cap-rev")
+    wallet = make_wallet(merchant)
+    record = buy(wallet, offer(merchant, 6_000))
+    xid = bytes.fromhex(record.xid)
+    base = ["merchant", "--dir", str(merchant.config.base_dir)]
+    for amount in ("4000", "2000"):
+        assert run_cli([*base, "capture", record.xid[:12], "--amount", amount], capsys)[0] == 0
+    second = [o for o in merchant.store.operations(xid) if o.kind is OperationKind.CAPTURE][1]
+    status, out, err = run_cli([*base, "reverse", "--capture", second.rrpid.hex()[:8]], capsys)
+    assert (status, err) == (0, "")
+    assert "capture-reversal" in out and "succeeded, 2000" in out
+    assert settled_amounts(merchant.store, xid) == (4_000, 0)
+    status, _, err = run_cli([*base, "reverse", "--capture", second.rrpid.hex()[:8]], capsys)
+    assert status == 1 and "already reversed" in err
 
 
 def _batch_of(merchant: Merchant, xid: bytes) -> str:

@@ -104,16 +104,17 @@ def test_authorization_survives_a_gateway_outage(
 ) -> None:
     """The gateway goes away after the merchant started: the wallet hears "order received",
     the stored AuthReq goes out again unchanged once the gateway is back."""
-    server, port = serve_gateway(bank.bank, bank.tls)
+    server, port, health = serve_gateway(bank.bank, bank.config)
     merchant = make_merchant("m-outage", AnswerMode.AFTER_AUTHORIZATION, f"127.0.0.1:{port}")
     wallet = make_wallet(merchant)
+    health.stop()
     server.stop(grace=None).wait()
     record = buy(wallet, offer(merchant, 800))
     assert record.completion == "COMPLETION_CODE_ORDER_RECEIVED"
     xid = bytes.fromhex(record.xid)
     pending = merchant.store.order(xid)
     assert pending.state is OrderState.AUTHORIZING and pending.auth_request is not None
-    server, _ = serve_gateway(bank.bank, bank.tls, port)
+    server, _, health = serve_gateway(bank.bank, bank.config, port)
     try:
         give_up = time.monotonic() + RECOVERY_WAIT_SECONDS
         done = merchant.authorizer.authorize(xid)
@@ -137,4 +138,5 @@ def test_authorization_survives_a_gateway_outage(
         assert seen.completion == "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
     finally:
         merchant.close()
+        health.stop()
         server.stop(grace=None)

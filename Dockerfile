@@ -1,0 +1,75 @@
+# The setpay bank (PaymentGateway and CertificateAuthority) with its keys on a SoftHSM
+# token. Build with `docker build -t setpay .`; docs/OPERATIONS.md says how to make the
+# token, provision the bank on it, run it, check its health and back it up.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- build: a wheel of setpay and wheels of its pinned dependencies, into a venv -------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# Only what the wheel is made of: tests, docs and tooling stay out of the image.
+COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt deploy/constraints.txt
+COPY protos protos
+COPY setcore setcore
+COPY hsm hsm
+COPY gateway gateway
+COPY clients clients
+COPY cli cli
+# The venv has no pip of its own: the base image's pip fills it, and the runtime stage
+# gets setpay and its dependencies only.
+RUN python -m venv --without-pip /opt/setpay \
+    && pip wheel --constraint deploy/constraints.txt --wheel-dir /wheels . \
+    && pip --python /opt/setpay/bin/python install --no-index --find-links /wheels \
+        /wheels/setpay-*.whl
+
+# --- runtime: Python, SoftHSM, pkcs11-tool and the venv; runs as a fixed non-root user ----
+FROM ${PYTHON_IMAGE} AS runtime
+# Debian bookworm's versions, pinned so that a rebuild gets the token software that was
+# tested (SoftHSM 2.6.1: OAEP with SHA-1 only). When Debian replaces one with a security
+# update the build fails loudly: test the new version, then pass it with --build-arg.
+ARG SOFTHSM2_VERSION=2.6.1-2.1
+ARG OPENSC_VERSION=0.23.0-0.3+deb12u2
+# Fixed ids, so that volumes keep their owner across rebuilds and a host directory can be
+# given to the container with a plain chown.
+ARG SETPAY_UID=10001
+ARG SETPAY_GID=10001
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        softhsm2="${SOFTHSM2_VERSION}" \
+        libsofthsm2="${SOFTHSM2_VERSION}" \
+        opensc="${OPENSC_VERSION}" \
+    && rm -rf /var/lib/apt/lists/*
+# The token directory belongs to setpay alone (0700); its parent only needs to be
+# searchable, not readable, by others. /etc/setpay holds the PIN files, /var/lib/setpay
+# the bank directory that `setpay init` writes.
+RUN groupadd --gid "${SETPAY_GID}" setpay \
+    && useradd --uid "${SETPAY_UID}" --gid setpay --home-dir /var/lib/setpay \
+        --no-create-home --shell /usr/sbin/nologin setpay \
+    && chmod 0711 /var/lib/softhsm \
+    && install -d -o setpay -g setpay -m 0700 /var/lib/softhsm/tokens /etc/setpay \
+        /var/lib/setpay \
+    && chown setpay:setpay /var/lib/softhsm/tokens \
+    && chmod 0700 /var/lib/softhsm/tokens
+COPY --from=build /opt/setpay /opt/setpay
+COPY deploy/softhsm2.conf /etc/softhsm/setpay.conf
+COPY --chmod=0755 deploy/provision-token.sh /usr/local/bin/setpay-provision-token
+# SETPAY_LISTEN overrides the configuration's 127.0.0.1: inside a container the port
+# must be reachable from the container's network interface.
+ENV PATH=/opt/setpay/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SOFTHSM2_CONF=/etc/softhsm/setpay.conf \
+    SETPAY_LISTEN=0.0.0.0:7443
+VOLUME ["/var/lib/softhsm/tokens", "/etc/setpay", "/var/lib/setpay"]
+WORKDIR /var/lib/setpay
+USER ${SETPAY_UID}:${SETPAY_GID}
+EXPOSE 7443
+# The probe's own deadline is 3 s; 10 s also covers Python starting up. The gateway's TLS
+# certificate from `setpay init` names 127.0.0.1, so the probe verifies it like a client.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["setpay", "health", "--target", "127.0.0.1:7443", "--ca", "/var/lib/setpay/tls/root.pem"]
+ENTRYPOINT ["setpay"]
+CMD ["gateway", "serve", "--config", "/var/lib/setpay/setpay.toml"]
