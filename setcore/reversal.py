@@ -280,7 +280,8 @@ def open_auth_reversal_response(
 class CapRevOrCredItem:
     """One capture to reverse or refund, or one credit to reverse, as the merchant holds it.
 
-    ``original_rrpid`` names the credit request a credit reversal undoes (only then).
+    ``original_rrpid`` names the request a reversal undoes: the capture (capture reversal)
+    or the credit (credit reversal); a credit leaves it empty.
     """
 
     trans_ids: common_pb2.TransIDs
@@ -415,10 +416,13 @@ class VerifiedCapRevOrCredRequest:
 
 
 def _check_original(item: capture_pb2.CapRevOrCredReqItem, kind: int) -> None:
-    if kind == CREDIT_REVERSAL:
-        check_id(item.original_rrpid, "credit RRPID")
-    elif item.original_rrpid:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "only a credit reversal names a credit")
+    # A reversal undoes one earlier request on the authorization: the capture (capture
+    # reversal) or the credit (credit reversal) it names by RRPID. A credit names none.
+    if kind == CREDIT:
+        if item.original_rrpid:
+            raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "a credit names no original")
+    else:
+        check_id(item.original_rrpid, "original RRPID")
 
 
 def _open_cap_rev_or_cred(

@@ -148,6 +148,7 @@ class Settlement:
             or capture.state is not OperationState.SUCCEEDED
         ):
             raise OrderStateError(f"operation {short(capture_rrpid)} is not a completed capture")
+        self._not_reversed(capture, OperationKind.CAPTURE_REVERSAL)
         order = self._authorized(capture.xid)
         captured, credited = settled_amounts(self._store, capture.xid)
         if capture.result_amount > captured - credited:

@@ -44,7 +44,7 @@ from hsm.uri import open_backend
 from setcore.authorization import TokenKey
 from setcore.pan import PAN, luhn_valid
 from setcore.pki.truststore import TrustStore
-from setcore.profiles import EC
+from setcore.profiles import EC, Profile
 from setpay.v1 import registration_pb2
 
 # Test card numbers live only under tests/: a BIN of the test range plus a serial number.
@@ -184,6 +184,7 @@ def configure_merchant(
     gateway_target: str | None = None,
     *,
     pin_root: bool = True,
+    keys: str = "soft:keys",
 ) -> None:
     """Write a merchant directory: merchant.toml, the bank-issued TLS files, the root."""
     copy_tls(bank, directory, ("root.pem", "merchant-client.pem", "merchant-client.key",
@@ -196,7 +197,7 @@ def configure_merchant(
     write_config(
         directory, merchant_id=merchant_id, name=f"Shop {merchant_id}", gateway=gateway, ca=ca,
         answer=answer, listen="127.0.0.1:0", tls_cert="tls/merchant-server.pem",
-        tls_key="tls/merchant-server.key",
+        tls_key="tls/merchant-server.key", keys=keys,
     )  # fmt: skip
     if pin_root:
         config = load_merchant_config(directory)
@@ -219,7 +220,7 @@ def new_merchant(
     return merchant
 
 
-def register_merchant(directory: Path) -> None:
+def register_merchant(directory: Path, profile: Profile = EC) -> None:
     """The merchant's registration, as ``setpay merchant register`` runs it."""
     config = load_merchant_config(directory)
     backend = open_backend(config.keys_uri())
@@ -229,7 +230,7 @@ def register_merchant(directory: Path) -> None:
                 config, backend, AuthorityClient(Caller(channel, "CA")),
                 TrustStore(read_root(config.root)),
             )  # fmt: skip
-            done = registrar.register(EC)
+            done = registrar.register(profile)
             if not done.complete:
                 raise ClientError("merchant registration pended")
     finally:
@@ -237,19 +238,25 @@ def register_merchant(directory: Path) -> None:
 
 
 def new_wallet(
-    bank: RunningBank, directory: Path, merchant_target: str | None, *, register: bool = True
+    bank: RunningBank,
+    directory: Path,
+    merchant_target: str | None,
+    *,
+    register: bool = True,
+    keys: str = "soft:keys",
+    profile: Profile = EC,
 ) -> Wallet:
     """Configure a wallet (trusting the brand root for TLS) and register a new card."""
     copy_tls(bank, directory, ("root.pem",))
     ca = PeerConfig(bank.ca_target, directory / "tls/root.pem")
     merchant = PeerConfig(merchant_target, directory / "tls/root.pem") if merchant_target else None
-    write_wallet_config(directory, ca=ca, merchant=merchant)
+    write_wallet_config(directory, ca=ca, merchant=merchant, keys=keys)
     config = load_wallet_config(directory)
     (directory / "certs").mkdir(exist_ok=True)
     shutil.copy2(bank.tls / "root.pem", config.root)
     wallet = Wallet.open(config)
     if register:
         pan, expiry = bank.new_card()
-        done = wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC)
+        done = wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, profile)
         assert done.complete
     return wallet

@@ -336,7 +336,7 @@ def _item(c: Certified, kind: int, amount: int = 700, **token_args: object) -> C
         cap_token=c.token(ids.xid, auth_rrpid, **token_args),  # type: ignore[arg-type]
         amount=eur(amount),
         new_batch_id="batch-8" if kind == CAPTURE_REVERSAL else "",
-        original_rrpid=new_id() if kind == CREDIT_REVERSAL else b"",
+        original_rrpid=b"" if kind == CREDIT else new_id(),
     )
 
 
@@ -445,11 +445,12 @@ def test_request_of_another_kind_is_refused(
     )
 
 
-def test_credit_reversal_must_name_the_credit(ec_certified: Certified) -> None:
+def test_reversals_must_name_their_original(ec_certified: Certified) -> None:
     c = ec_certified
-    item = dataclasses.replace(_item(c, CREDIT_REVERSAL), original_rrpid=b"")
-    request, _ = _request(c, CREDIT_REVERSAL, [item])
-    refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_as, c, CREDIT_REVERSAL, request)
+    for kind in (CREDIT_REVERSAL, CAPTURE_REVERSAL):
+        item = dataclasses.replace(_item(c, kind), original_rrpid=b"")
+        request, _ = _request(c, kind, [item])
+        refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_as, c, kind, request)
     item = dataclasses.replace(_item(c, CREDIT), original_rrpid=new_id())
     request, _ = _request(c, CREDIT, [item])
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_as, c, CREDIT, request)

@@ -1,0 +1,1 @@
+"""Tests of the deployment: the provisioning script, a bank on a SoftHSM token, the image."""
