@@ -56,20 +56,24 @@ RUN groupadd --gid "${SETPAY_GID}" setpay \
 COPY --from=build /opt/setpay /opt/setpay
 COPY deploy/softhsm2.conf /etc/softhsm/setpay.conf
 COPY --chmod=0755 deploy/provision-token.sh /usr/local/bin/setpay-provision-token
-# SETPAY_LISTEN overrides the configuration's 127.0.0.1: inside a container the port
-# must be reachable from the container's network interface.
+# The listen addresses override the configuration's 127.0.0.1: inside a container the
+# ports must be reachable from the container's network interface. PaymentGateway is
+# mutual TLS (merchants), CertificateAuthority server TLS (wallets and merchants).
 ENV PATH=/opt/setpay/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SOFTHSM2_CONF=/etc/softhsm/setpay.conf \
-    SETPAY_LISTEN=0.0.0.0:7443
+    SETPAY_LISTEN=0.0.0.0:7443 \
+    SETPAY_CA_LISTEN=0.0.0.0:7444
 VOLUME ["/var/lib/softhsm/tokens", "/etc/setpay", "/var/lib/setpay"]
 WORKDIR /var/lib/setpay
 USER ${SETPAY_UID}:${SETPAY_GID}
-EXPOSE 7443
-# The probe's own deadline is 3 s; 10 s also covers Python starting up. The gateway's TLS
-# certificate from `setpay init` names 127.0.0.1, so the probe verifies it like a client.
+EXPOSE 7443 7444
+# The probe asks the CertificateAuthority port: it needs no client certificate, and both
+# ports report the same probes (key backend and ledger). The TLS certificate from
+# `setpay init` names 127.0.0.1, so the probe verifies it as any client does. The probe's
+# own deadline is 3 s; a 10 s timeout also covers Python starting up.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
-    CMD ["setpay", "health", "--target", "127.0.0.1:7443", "--ca", "/var/lib/setpay/tls/root.pem"]
+    CMD ["setpay", "health", "--target", "127.0.0.1:7444", "--ca", "/var/lib/setpay/tls/root.pem"]
 ENTRYPOINT ["setpay"]
 CMD ["gateway", "serve", "--config", "/var/lib/setpay/setpay.toml"]

@@ -2,13 +2,13 @@
 
     setpay ca revoke    --config FILE (--serial N | --thumb HEX)
     setpay ca issue-tls --config FILE --role client|server --name NAME --out DIR
-                        [--issuer merchant-ca|gateway-ca]
 
 ``revoke`` records the revocation in ``ca.db`` with a new CRL of the issuing CA and a new
 BrandCRLIdentifier; running bank processes pick it up within a second of their next
 request. ``--serial`` takes decimal, ``0x``-prefixed hex, or colon-separated hex as
 ``openssl x509 -serial`` and ``-text`` print it; ``--thumb`` the SHA-256 fingerprint.
-``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem into DIR.
+``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem (the transport CA)
+into DIR.
 Exit status: 0 on success, 1 when the operation is refused, 2 for usage errors.
 """
 
@@ -23,7 +23,6 @@ from gateway.ca.errors import CaError
 from gateway.ca.publishing import revoke
 from gateway.config import ConfigError, load
 from gateway.provisioning import (
-    TLS_ISSUERS,
     TLS_ROLES,
     ProvisioningError,
     issue_tls_files,
@@ -76,7 +75,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tls.add_argument("--role", choices=TLS_ROLES, required=True)
     tls.add_argument("--name", required=True, help="client name, or server DNS name")
     tls.add_argument("--out", type=Path, required=True, help="directory to write into")
-    tls.add_argument("--issuer", choices=TLS_ISSUERS, help="issuing CA (default by role)")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -104,7 +102,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
                 file=out,
             )
             return 0
-        paths = issue_tls_files(pki, args.role, args.name, args.out, issuer=args.issuer)
+        paths = issue_tls_files(config, pki, args.role, args.name, args.out)
         print(f"wrote {paths.certificate} and {paths.key}", file=out)
         return 0
     except (CaError, ProvisioningError, KeyBackendError, SetcoreError, OSError) as exc:

@@ -41,7 +41,7 @@ from gateway.ca.publishing import current_revocation, publish_initial, record_ce
 from gateway.ca.store import CaStore
 from gateway.config import CONFIG_FILE, BankConfig
 from gateway.issuer import write_ledger_keys
-from hsm.base import KeyBackend, KeyHandle, KeyUsage
+from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyNotFound
 from hsm.uri import PASSPHRASE_ENV, encode_uri_value, open_backend
 from setcore.credentials import Credentials
@@ -56,7 +56,13 @@ from setcore.pki.issuance import (
     utc,
 )
 from setcore.pki.roles import CertificateUsage
-from setcore.pki.tls import TlsCredentials, issue_tls_client, issue_tls_server
+from setcore.pki.tls import (
+    TlsCredentials,
+    TransportCA,
+    create_transport_ca,
+    issue_tls_client,
+    issue_tls_server,
+)
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import profile_named
 from setcore.registration import key_thumbprint, spki_of
@@ -72,6 +78,8 @@ _CA_TITLES = {
 GATEWAY_SIG_LABEL = "gateway-sig"
 GATEWAY_KEX_LABEL = "gateway-kex"
 GATEWAY_TOKEN_LABEL = "gateway-token"  # noqa: S105 - a key label, not a secret
+# The transport (TLS) root's key: TLS only, never a SET key (setcore.pki.tls).
+TLS_CA_LABEL = "tls-ca"
 ALL_LABELS = (
     ROOT_LABEL,
     *(label + suffix for label in CA_LABELS.values() for suffix in ("", KEX_SUFFIX)),
@@ -273,16 +281,26 @@ def _write_ca_db(path: Path, keys: AuthorityKeys, made: list[_Made], at: datetim
         store.close()
 
 
-def _write_tls(directory: Path, keys: AuthorityKeys) -> None:
+def _write_tls(directory: Path, transport: TransportCA) -> None:
     tls = directory / TLS_DIR
     tls.mkdir(mode=DIRECTORY_MODE)
-    gateway = issue_tls_server(keys.gateway.issuing)
+    gateway = issue_tls_server(transport)
     write_tls_files(tls, "gateway", gateway)
     (tls / "root.pem").write_bytes(gateway.root_certificate_pem)
-    # Clients present chains up to their CA; trusting the brand root accepts any of them.
+    # The gateway accepts client certificates from setpay's transport CA only.
     (tls / "client-ca.pem").write_bytes(gateway.root_certificate_pem)
-    write_tls_files(tls, "merchant-client", issue_tls_client(keys.merchant.issuing, "merchant"))
-    write_tls_files(tls, "merchant-server", issue_tls_server(keys.merchant.issuing))
+    write_tls_files(tls, "merchant-client", issue_tls_client(transport, "merchant"))
+    write_tls_files(tls, "merchant-server", issue_tls_server(transport))
+
+
+def load_transport_ca(config: BankConfig, backend: KeyBackend) -> TransportCA:
+    """The bank's TLS root, its key in the key backend."""
+    path = config.path(config.certs_dir) / f"{TLS_CA_LABEL}.der"
+    try:
+        der = path.read_bytes()
+    except OSError as exc:
+        raise BankIncomplete(f"missing certificate {path.name} in {path.parent}") from exc
+    return TransportCA(backend, backend.get(TLS_CA_LABEL), der)
 
 
 def init_bank(
@@ -324,7 +342,11 @@ def init_bank(
             *(credentials(label) for label in CA_LABELS.values()),
         )  # fmt: skip
         _write_ca_db(config.path(config.ca_db), authority, made, when)
-        _write_tls(base, authority)
+        tls_key = backend.generate(TLS_CA_LABEL, KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256)
+        transport = create_transport_ca(backend, tls_key, brand_id)
+        (config.path(config.certs_dir) / f"{TLS_CA_LABEL}.der").write_bytes(transport.der)
+        backend.store_certificate(tls_key, transport.der)
+        _write_tls(base, transport)
         # The issuer ledger's format (gateway.issuer reads it back).
         write_ledger_keys(config.path(config.ledger_keys))
     finally:
@@ -428,31 +450,22 @@ def _load_revocation(config: BankConfig, pki: BankPki) -> None:
 # --- TLS certificates on demand ----------------------------------------------------------
 
 #: Which CA issues a transport certificate, by the name ``setpay ca issue-tls`` takes.
-TLS_ISSUERS = ("merchant-ca", "gateway-ca")
 TLS_ROLES = ("client", "server")
 
 
 def issue_tls_files(
-    pki: BankPki, role: str, name: str, out: Path, *, issuer: str | None = None
+    config: BankConfig, pki: BankPki, role: str, name: str, out: Path
 ) -> TlsFilePaths:
-    """Issue a TLS client or server certificate and write ``NAME.pem``, ``NAME.key`` (0600)
-    and ``root.pem`` into ``out``.
-
-    Client certificates come from the Merchant CA by default (merchants authenticate to
-    the gateway), server certificates from the Payment Gateway CA.
-    """
+    """Issue a TLS client or server certificate from the transport CA and write
+    ``NAME.pem``, ``NAME.key`` (0600) and ``root.pem`` into ``out``."""
     if role not in TLS_ROLES:
         raise ProvisioningError(f"role must be one of {', '.join(TLS_ROLES)}")
-    chosen = issuer or ("merchant-ca" if role == "client" else "gateway-ca")
-    if chosen not in TLS_ISSUERS:
-        raise ProvisioningError(f"issuer must be one of {', '.join(TLS_ISSUERS)}")
-    keys = pki.authority_keys()
-    ca = keys.merchant.issuing if chosen == "merchant-ca" else keys.gateway.issuing
+    transport = load_transport_ca(config, pki.backend)
     if role == "client":
-        tls = issue_tls_client(ca, name)
+        tls = issue_tls_client(transport, name)
     else:
         loopback = ("127.0.0.1",) if name == "localhost" else ()
-        tls = issue_tls_server(ca, dns_names=(name,), ip_addresses=loopback)
+        tls = issue_tls_server(transport, dns_names=(name,), ip_addresses=loopback)
     paths = write_tls_files(out, name, tls)
     root = out / "root.pem"
     if not root.exists():

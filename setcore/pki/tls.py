@@ -1,9 +1,15 @@
-"""Transport (TLS) certificates for gRPC, issued by one of setpay's CAs.
+"""Transport (TLS) certificates for gRPC, issued by setpay's transport CA.
 
 These are not SET certificates: they carry no setpay certificateType, so the SET chain
 validator refuses them for any protocol role, and a SET key is never a TLS key. Their
 private keys are ordinary software EC P-256 keys handed out as PEM because gRPC loads
 transport keys from PEM; they protect the channel, not the payment.
+
+The transport CA is a root of its own, with standard extensions only. The SET brand root
+carries setpay's extensions under a UUID (X.667) arc whose 128-bit component Go's x509
+parser cannot read, so a brand-root TLS trust store would make Go tools (grpcurl,
+Prometheus, most service meshes) refuse the whole bundle; a separate transport root also
+keeps TLS key compromise and SET key compromise apart. Its key stays in the key backend.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from hsm.base import KeyBackend, KeyHandle
 from setcore.errors import ConfigurationError
 from setcore.pki.issuance import (
     CLOCK_SKEW,
@@ -32,6 +39,65 @@ from setcore.pki.issuance import (
 # Transport certificates are cheap to re-issue at start-up, so they live shortly: a
 # stolen transport key is useless after 90 days even if nobody revokes it.
 TLS_LIFETIME = timedelta(days=90)
+# The transport root lives as long as the brand root (ten years).
+TRANSPORT_CA_LIFETIME = timedelta(days=3650)
+
+
+@dataclass(frozen=True)
+class TransportCA:
+    """setpay's TLS root: self-signed, standard extensions only, key in the key backend."""
+
+    backend: KeyBackend
+    key: KeyHandle
+    der: bytes
+    certificate: x509.Certificate = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "certificate", x509.load_der_x509_certificate(self.der))
+
+    @property
+    def chain(self) -> tuple[bytes, ...]:
+        """Just the root: transport leaves are issued directly by it."""
+        return (self.der,)
+
+    @property
+    def root_der(self) -> bytes:
+        """The transport root (what TLS peers trust)."""
+        return self.der
+
+
+def create_transport_ca(
+    backend: KeyBackend,
+    key: KeyHandle,
+    brand_id: str,
+    *,
+    lifetime: timedelta = TRANSPORT_CA_LIFETIME,
+) -> TransportCA:
+    """The self-signed transport root for ``brand_id``, signed through the backend."""
+    now = utc(None)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"setpay {brand_id}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"setpay {brand_id} transport CA"),
+        ]
+    )
+    public = key.public_key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(random_serial())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(key_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    )
+    cert = sign_with_backend(builder, backend, key)
+    return TransportCA(backend, key, cert.public_bytes(serialization.Encoding.DER))
+
+
 # Client names become a DNS subjectAltName and the CommonName (ub-common-name 64).
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62}[A-Za-z0-9])?")
 
@@ -55,7 +121,7 @@ def _pem(der: bytes) -> bytes:
 
 
 def _issue(
-    ca: IssuingCA,
+    ca: IssuingCA | TransportCA,
     common_name: str,
     san: Sequence[x509.GeneralName],
     purpose: x509.ObjectIdentifier,
@@ -95,7 +161,7 @@ def _issue(
 
 
 def issue_tls_server(
-    ca: IssuingCA,
+    ca: IssuingCA | TransportCA,
     *,
     dns_names: Sequence[str] = ("localhost",),
     ip_addresses: Sequence[str] = ("127.0.0.1",),
@@ -115,7 +181,7 @@ def issue_tls_server(
 
 
 def issue_tls_client(
-    ca: IssuingCA, name: str, *, lifetime: timedelta = TLS_LIFETIME
+    ca: IssuingCA | TransportCA, name: str, *, lifetime: timedelta = TLS_LIFETIME
 ) -> TlsCredentials:
     """A clientAuth certificate naming the client (for merchant-to-gateway mutual TLS)."""
     if not _CLIENT_NAME.fullmatch(name):

@@ -61,7 +61,9 @@ def run(
     return done
 
 
-def provision(*arguments: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def provision(
+    *arguments: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run deploy/provision-token.sh (status not checked: tests look at it)."""
     return run(["bash", str(SCRIPT), *arguments], env=env, check=False)
 
@@ -81,7 +83,9 @@ class ProvisionedToken:
         return f"pkcs11:module={SOFTHSM_MODULE};token={self.label};pin-source=file:{self.pin_file}"
 
 
-def created_token(softhsm: SoftHsm, output: str, pin_file: Path, so_pin_file: Path) -> ProvisionedToken:
+def created_token(
+    softhsm: SoftHsm, output: str, pin_file: Path, so_pin_file: Path
+) -> ProvisionedToken:
     """The token a successful script run reports, found in the token directory."""
     match = _CREATED.search(output)
     assert match is not None, output

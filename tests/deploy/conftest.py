@@ -24,7 +24,9 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
 
 
 @pytest.fixture
-def ec_bank(softhsm: SoftHsm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedBank]:
+def ec_bank(
+    softhsm: SoftHsm, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProvisionedBank]:
     """A fresh ec-profile bank on its own token, for a test that may disturb the token."""
     bank = provision_bank(softhsm, tmp_path_factory.mktemp("ec-bank"), "ec")
     yield bank

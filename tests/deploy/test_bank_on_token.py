@@ -201,7 +201,9 @@ def test_crls_signed_on_the_token_verify_with_openssl(
             handle.write(crl_pem.read_bytes())
         issuer_pem = tmp_path / f"{issuer}.pem"
         issuer_pem.write_bytes(_certificate(bank, issuer).public_bytes(serialization.Encoding.PEM))
-        output = openssl("crl", "-in", str(crl_pem), "-CAfile", str(issuer_pem), "-noout", "-verify")
+        output = openssl(
+            "crl", "-in", str(crl_pem), "-CAfile", str(issuer_pem), "-noout", "-verify"
+        )
         assert output.strip() == "verify OK", output
         # Negative: one byte changed at the end of the signature, and openssl refuses it.
         tampered = tmp_path / f"crl-{index}.tampered.der"

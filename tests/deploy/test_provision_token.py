@@ -60,14 +60,15 @@ def _arguments(label: str, pin_file: Path, so_pin_file: Path, *extra: str) -> li
     ]  # fmt: skip
 
 
-def _so_login(label: str, so_pin: str) -> int:
+def _so_login(label: str, so_pin: str) -> str:
+    """Log in as the token's security officer; "ok", or pkcs11-tool's complaint."""
     env = command_env({"SETPAY_TEST_SO_PIN": so_pin})
     done = run(
-        ["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", label, "--login",
-         "--login-type", "so", "--so-pin", "env:SETPAY_TEST_SO_PIN", "--list-objects"],
+        ["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", label, "--session-rw",
+         "--login", "--login-type", "so", "--so-pin", "env:SETPAY_TEST_SO_PIN", "--list-objects"],
         env=env, check=False,
     )  # fmt: skip
-    return done.returncode
+    return "ok" if done.returncode == 0 else done.stderr
 
 
 @pytest.mark.integration
@@ -91,8 +92,8 @@ def test_makes_a_token_and_random_pin_files(tokens: SoftHsm, tmp_path: Path) -> 
     assert listing.split() == ["LABEL", "VERSION", "USAGE", "ALGORITHM", "KEM", "SHA-256", "OF",
                                "PUBLIC", "KEY"]  # fmt: skip
     # The SO PIN is the token's SO PIN, and another one is refused.
-    assert _so_login(label, pins[1]) == 0
-    assert _so_login(label, pins[1] + "x") != 0
+    assert _so_login(label, pins[1]) == "ok"
+    assert "CKR_PIN_INCORRECT" in _so_login(label, pins[1] + "x")
 
 
 @pytest.mark.integration
@@ -107,7 +108,7 @@ def test_uses_existing_pin_files_without_changing_them(tokens: SoftHsm, tmp_path
     assert read_pin(pin_file) == "operator chosen user pin"
     token = created_token(tokens, done.stdout, pin_file, so_pin_file)
     run(["setpay", "keys", "list", "--keys", token.uri()])
-    assert _so_login(label, "operator chosen so pin") == 0
+    assert _so_login(label, "operator chosen so pin") == "ok"
 
 
 @pytest.mark.integration

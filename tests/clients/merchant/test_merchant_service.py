@@ -18,7 +18,14 @@ from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import new_id
 from setcore.pan import PAN
 from setcore.pki.roles import MERCHANT
-from setcore.purchase import PurchaseState, build_inquiry_request, build_pinit_request
+from setcore.purchase import (
+    PurchaseState,
+    build_inquiry_request,
+    build_pinit_request,
+    build_purchase_request,
+    open_pinit_response,
+    open_purchase_response,
+)
 from setpay.v1 import common_pb2, purchase_pb2
 from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, serve_gateway
 from tests.clients.conftest import MerchantFactory, WalletFactory
@@ -140,3 +147,48 @@ def test_authorization_survives_a_gateway_outage(
         merchant.close()
         health.stop()
         server.stop(grace=None)
+
+
+def test_repeated_purchase_request_is_answered_not_authorized_again(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory
+) -> None:
+    """A wallet that retries its PReq (same bytes) gets an answer; one AuthReq, one hold."""
+    merchant = make_merchant("m-retry")
+    wallet = make_wallet(merchant)
+    initiation = offer(merchant, 650)
+    credentials = load_credentials(wallet.backend, wallet.config.key_label, wallet.config.chain)
+    card = wallet.card(WALLET_PASSPHRASE).card()
+    wallet.revocation.ensure_fresh()
+    caller = _caller(merchant.port, wallet.config.require_merchant().channel().ca_pem or b"")
+    pinit, pinit_state = build_pinit_request(card.pan, "setpay", b"lid-c", lid_m=initiation.lid_m)
+    offered = open_pinit_response(
+        caller.call(f"{SERVICE}/PInit", pinit.SerializeToString(), purchase_pb2.PInitResponse,
+                    deadline=5),
+        pinit_state, wallet.trust,
+    )  # fmt: skip
+    preq, state = build_purchase_request(
+        credentials, offered, initiation.order(), card, pinit_state
+    )
+
+    def purchase() -> purchase_pb2.PResData:
+        response = caller.call(
+            f"{SERVICE}/Purchase", preq.SerializeToString(), purchase_pb2.PurchaseResponse,
+            deadline=30,
+        )  # fmt: skip
+        return open_purchase_response(response, state, wallet.trust)
+
+    answers = [purchase(), purchase()]
+    codes = [a.payloads[0].completion_code for a in answers]
+    assert codes == [purchase_pb2.COMPLETION_CODE_AUTHORIZATION_PERFORMED] * 2
+    order = merchant.store.order(offered.trans_ids.xid)
+    assert order.authorization is not None
+    assert [a.payloads[0].auth_amt.amount for a in answers] == [650, 650]
+    # A different PReq for the same XID (another PI) is refused.
+    other, _ = build_purchase_request(credentials, offered, initiation.order(), card, pinit_state)
+    refused = caller.call(
+        f"{SERVICE}/Purchase", other.SerializeToString(), purchase_pb2.PurchaseResponse,
+        deadline=30,
+    )  # fmt: skip
+    assert open_error(refused.error, merchant.trust, MERCHANT).code == (
+        ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
+    )

