@@ -42,19 +42,18 @@ RUN apt-get update \
         libsofthsm2="${SOFTHSM2_VERSION}" \
         opensc="${OPENSC_VERSION}" \
     && rm -rf /var/lib/apt/lists/*
-# The token directory belongs to setpay alone (0700); its parent only needs to be
-# searchable, not readable, by others. /etc/setpay holds the PIN files, /var/lib/setpay
-# the bank directory that `setpay init` writes.
+# The token directory (made by Debian's SoftHSM packages for group softhsm) is given to
+# setpay alone (0700); its parent only needs to be searchable by others. /etc/setpay
+# holds the PIN files, /var/lib/setpay the bank directory that `setpay init` writes.
 RUN groupadd --gid "${SETPAY_GID}" setpay \
     && useradd --uid "${SETPAY_UID}" --gid setpay --home-dir /var/lib/setpay \
         --no-create-home --shell /usr/sbin/nologin setpay \
     && chmod 0711 /var/lib/softhsm \
     && install -d -o setpay -g setpay -m 0700 /var/lib/softhsm/tokens /etc/setpay \
-        /var/lib/setpay \
-    && chown setpay:setpay /var/lib/softhsm/tokens \
-    && chmod 0700 /var/lib/softhsm/tokens
+        /var/lib/setpay
 COPY --from=build /opt/setpay /opt/setpay
 COPY deploy/softhsm2.conf /etc/softhsm/setpay.conf
+# (COPY --chmod needs BuildKit, Docker's default builder since version 23.)
 COPY --chmod=0755 deploy/provision-token.sh /usr/local/bin/setpay-provision-token
 # The listen addresses override the configuration's 127.0.0.1: inside a container the
 # ports must be reachable from the container's network interface. PaymentGateway is

@@ -75,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ops = p.add_subparsers(dest="merchant_command", required=True)
 
     r = ops.add_parser("register", help="get certificates from the Merchant CA")
-    r.add_argument("--root", type=Path, help="the brand root (PEM), pinned on first use")
+    r.add_argument("--root", type=Path, help="the brand root (PEM or DER), pinned on first use")
     r.add_argument("--profile", choices=sorted(PROFILES), default="ec")
     r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
     r.add_argument("--account", help="settlement account identification (sealed to the CA)")

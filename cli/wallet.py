@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
     r = ops.add_parser("register", help="get a certificate for the card from the Cardholder CA")
     r.add_argument("--card", type=Path, required=True, help="card file from the bank (JSON)")
-    r.add_argument("--root", type=Path, help="the brand root (PEM), pinned on first use")
+    r.add_argument("--root", type=Path, help="the brand root (PEM or DER), pinned on first use")
     r.add_argument("--profile", choices=sorted(PROFILES), default="ec")
     r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
 

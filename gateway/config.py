@@ -3,7 +3,8 @@
 Loaded once at start, validated, and passed down explicitly as a frozen dataclass; no
 module-level settings. Relative paths in the file are relative to the file's directory.
 Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``, ``SETPAY_KEYS``,
-``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_METRICS_PORT``, ``SETPAY_REFLECTION``).
+``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``,
+``SETPAY_REFLECTION``).
 
 Example (``setpay init`` writes one)::
 
@@ -15,7 +16,9 @@ Example (``setpay init`` writes one)::
     [gateway]
     listen = "127.0.0.1:7443"     # PaymentGateway, mutual TLS
     ca_listen = "127.0.0.1:7444"  # CertificateAuthority, server TLS
-    workers = 1
+    workers = 2                   # worker processes; default: the CPUs this process may use
+    metrics_port = 9464           # Prometheus scrape port; 0 (the default) turns metrics off
+    metrics_host = "127.0.0.1"    # loopback unless the scraper runs elsewhere
     reflection = true
     insecure = false              # plaintext gRPC: local experiments only
 
@@ -46,6 +49,20 @@ DEFAULT_THREADS = 8
 DEFAULT_HOLD_EXPIRY_MS = 7 * 24 * 3600 * 1000
 # SIGTERM: in-flight calls get this long to finish before the server stops.
 DEFAULT_GRACE_SECONDS = 5.0
+# Worker processes at most: far beyond the cores of one gateway host, and it bounds the
+# key-backend sessions and database connections one bank opens.
+MAX_WORKERS = 64
+# Metrics are for the operator's own scraper: served on loopback unless configured.
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on (at most MAX_WORKERS)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: no affinity call
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
 
 
 class ConfigError(ValueError):
@@ -71,11 +88,12 @@ class BankConfig:
     keys: str = "soft:keys"
     listen: str = "127.0.0.1:7443"
     ca_listen: str = "127.0.0.1:7444"
-    workers: int = 1
+    workers: int = field(default_factory=default_workers)
     threads: int = DEFAULT_THREADS
     reflection: bool = True
     insecure: bool = False
     metrics_port: int = 0
+    metrics_host: str = DEFAULT_METRICS_HOST
     ledger: str = "sqlite:ledger.db"
     ca_db: Path = field(default=Path("ca.db"))
     certs_dir: Path = field(default=Path("certs"))
@@ -124,6 +142,8 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
         changes["keys"] = env["SETPAY_KEYS"]
     if "SETPAY_LEDGER" in env:
         changes["ledger"] = env["SETPAY_LEDGER"]
+    if "SETPAY_METRICS_HOST" in env:
+        changes["metrics_host"] = env["SETPAY_METRICS_HOST"]
     for name, attr in (("SETPAY_WORKERS", "workers"), ("SETPAY_METRICS_PORT", "metrics_port")):
         if name in env:
             try:
@@ -143,8 +163,12 @@ def validate(config: BankConfig) -> BankConfig:
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ConfigError(f"{name} must be HOST:PORT, not {value!r}")
-    if not 1 <= config.workers <= 64:
-        raise ConfigError("workers must be between 1 and 64")
+    if not 1 <= config.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers must be between 1 and {MAX_WORKERS}")
+    if not 0 <= config.metrics_port <= 65535:
+        raise ConfigError("metrics_port must be between 0 (off) and 65535")
+    if not config.metrics_host:
+        raise ConfigError("metrics_host must name an address")
     if not 1 <= config.threads <= 256:
         raise ConfigError("threads must be between 1 and 256")
     if not config.insecure and config.tls is None:
@@ -180,11 +204,12 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
         keys=_get(bank, "keys", str, "soft:keys"),
         listen=_get(gw, "listen", str, "127.0.0.1:7443"),
         ca_listen=_get(gw, "ca_listen", str, "127.0.0.1:7444"),
-        workers=_get(gw, "workers", int, 1),
+        workers=_get(gw, "workers", int, default_workers()),
         threads=_get(gw, "threads", int, DEFAULT_THREADS),
         reflection=_get(gw, "reflection", bool, True),
         insecure=_get(gw, "insecure", bool, False),
         metrics_port=_get(gw, "metrics_port", int, 0),
+        metrics_host=_get(gw, "metrics_host", str, DEFAULT_METRICS_HOST),
         max_message_bytes=_get(gw, "max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES),
         max_concurrent_rpcs=_get(gw, "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS),
         hold_expiry_ms=_get(ledger, "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),

@@ -69,6 +69,7 @@ from hsm.policy import (
     require_decapsulate,
     require_sign,
 )
+from hsm.session_pool import PoolStats
 from hsm.token_catalog import (
     KEY_CLASSES,
     OAEP_PARAMETERS,
@@ -120,6 +121,11 @@ class Pkcs11Backend(KeyBackend):
     def token_name(self) -> str:
         """The token as named in messages ("token 'label'")."""
         return self._link.name
+
+    @property
+    def pool_stats(self) -> PoolStats:
+        """The session pool's size, leases out and summed waits (read-only, for metrics)."""
+        return self._link.pool_stats
 
     @property
     def rsa_kem(self) -> KemAlgorithm | None:

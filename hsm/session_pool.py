@@ -5,6 +5,7 @@ no session (the pool had none idle) or with a stale one: the borrower, holding t
 module lock, validates it (same library generation, same process) and opens a fresh
 session when needed, then marks it evicted if the token reported a session or device
 error, so it is not handed out again. Errors raised are ``TransientBackendError``.
+``stats`` is a read-only snapshot for metrics (leases granted and the time spent waiting).
 """
 
 from __future__ import annotations
@@ -13,11 +14,24 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from hsm.errors import TransientBackendError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a pool: its size, leases out now, and totals since it was made."""
+
+    size: int
+    in_use: int
+    leases: int
+    """Leases granted so far."""
+    wait_seconds: float
+    """Time those leases spent waiting for a free slot, summed."""
 
 
 class Lease(Generic[T]):
@@ -43,6 +57,8 @@ class SessionPool(Generic[T]):
         self._condition = threading.Condition()
         self._idle: list[T] = []
         self._leased = 0
+        self._granted = 0
+        self._waited = 0.0
 
     @contextmanager
     def lease(self) -> Iterator[Lease[T]]:
@@ -69,14 +85,23 @@ class SessionPool(Generic[T]):
         with self._condition:
             return self._leased
 
+    @property
+    def stats(self) -> PoolStats:
+        """Size, leases out now, leases granted and their summed wait (read-only)."""
+        with self._condition:
+            return PoolStats(self.size, self._leased, self._granted, self._waited)
+
     def after_fork_in_child(self) -> None:
         """Forget the parent's sessions and waiters: none of them exist in this process."""
         self._condition = threading.Condition()
         self._idle = []
         self._leased = 0
+        self._granted = 0
+        self._waited = 0.0
 
     def _acquire(self) -> T | None:
-        deadline = time.monotonic() + self.wait_seconds
+        started = time.monotonic()
+        deadline = started + self.wait_seconds
         with self._condition:
             while self._leased >= self.size:
                 remaining = deadline - time.monotonic()
@@ -87,4 +112,6 @@ class SessionPool(Generic[T]):
                     )
                 self._condition.wait(remaining)
             self._leased += 1
+            self._granted += 1
+            self._waited += time.monotonic() - started
             return self._idle.pop() if self._idle else None

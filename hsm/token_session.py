@@ -54,7 +54,7 @@ from hsm.errors import (
 from hsm.filelock import exclusive_lock
 from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
-from hsm.session_pool import Lease, SessionPool
+from hsm.session_pool import Lease, PoolStats, SessionPool
 
 T = TypeVar("T")
 
@@ -218,6 +218,11 @@ class TokenLink:
         """Exclusive across processes while key versions are claimed or destroyed."""
         with exclusive_lock(f"{self._lock_stem}.keys.lock", LOCK_TIMEOUT_SECONDS):
             yield
+
+    @property
+    def pool_stats(self) -> PoolStats:
+        """The session pool's size, leases out and summed waits (for metrics)."""
+        return self._pool.stats
 
     @property
     def epoch(self) -> int:

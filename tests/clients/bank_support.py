@@ -20,7 +20,7 @@ import grpc
 
 from clients.authority import AuthorityClient
 from clients.errors import ClientError
-from clients.identity import read_root
+from clients.identity import read_root, write_certificates
 from clients.merchant.config import AnswerMode, write_config
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.registration import MerchantRegistrar
@@ -111,7 +111,13 @@ class RunningBank:
 
     @property
     def tls(self) -> Path:
+        """The bank's TLS files (issued by its transport CA, ``root.pem``)."""
         return self.directory / "tls"
+
+    @property
+    def brand_root(self) -> bytes:
+        """The brand root every SET chain ends at (not the TLS root)."""
+        return (self.directory / "certs/brand-root.der").read_bytes()
 
     def new_card(self) -> tuple[PAN, str]:
         """A card account of its own for one wallet."""
@@ -200,9 +206,7 @@ def configure_merchant(
         tls_key="tls/merchant-server.key", keys=keys,
     )  # fmt: skip
     if pin_root:
-        config = load_merchant_config(directory)
-        config.root.parent.mkdir(exist_ok=True)
-        shutil.copy2(bank.tls / "root.pem", config.root)
+        write_certificates(load_merchant_config(directory).root, [bank.brand_root])
 
 
 def new_merchant(
@@ -252,8 +256,7 @@ def new_wallet(
     merchant = PeerConfig(merchant_target, directory / "tls/root.pem") if merchant_target else None
     write_wallet_config(directory, ca=ca, merchant=merchant, keys=keys)
     config = load_wallet_config(directory)
-    (directory / "certs").mkdir(exist_ok=True)
-    shutil.copy2(bank.tls / "root.pem", config.root)
+    write_certificates(config.root, [bank.brand_root])
     wallet = Wallet.open(config)
     if register:
         pan, expiry = bank.new_card()

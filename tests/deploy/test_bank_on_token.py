@@ -43,12 +43,15 @@ CA_KEYS = ("brand-root", "cca", "mca", "pca")
 SIGNATURE_KEYS = ("gateway-sig",)
 KEY_EXCHANGE_KEYS = ("cca-kex", "mca-kex", "pca-kex", "gateway-kex")
 TOKEN_SEALING_KEYS = ("gateway-token",)
-BANK_LABELS = CA_KEYS + SIGNATURE_KEYS + KEY_EXCHANGE_KEYS + TOKEN_SEALING_KEYS
-# Certificate -> the certificate of its issuer (brand-root is self-signed).
+SET_LABELS = CA_KEYS + SIGNATURE_KEYS + KEY_EXCHANGE_KEYS + TOKEN_SEALING_KEYS
+# The transport (TLS) root: it signs the gateway's and the demo's TLS certificates.
+TLS_ROOT = "tls-ca"
+BANK_LABELS = (*SET_LABELS, TLS_ROOT)
+# Certificate -> the certificate of its issuer (the two roots are self-signed).
 ISSUER = {
     "brand-root": "brand-root", "cca": "brand-root", "mca": "brand-root", "pca": "brand-root",
     "cca-kex": "cca", "mca-kex": "mca", "pca-kex": "pca", "gateway-sig": "pca",
-    "gateway-kex": "pca",
+    "gateway-kex": "pca", TLS_ROOT: TLS_ROOT,
 }  # fmt: skip
 # What a key of each profile may do on the token (pkcs11-tool's "Usage" line).
 KEY_EXCHANGE_USAGE = {"ec": "derive", "rsa": "decrypt"}
@@ -98,12 +101,13 @@ def test_every_bank_key_is_a_non_extractable_private_key_on_the_token(
     objects = token_objects(bank.token)
     private = {o["label"]: o for o in objects if o["type"].startswith("Private Key Object")}
     assert sorted(private) == sorted(BANK_LABELS)
-    assert set(BANK_LABELS) == set(ALL_LABELS)
+    assert set(SET_LABELS) == set(ALL_LABELS)
     kind = "EC" if bank.profile == "ec" else "RSA"
     for label, listed in private.items():
-        assert listed["type"].split(";")[1].strip() == kind, label
         assert listed["Access"] == NON_EXTRACTABLE, label
-    for label in CA_KEYS + SIGNATURE_KEYS:
+        if label in SET_LABELS:
+            assert listed["type"].split(";")[1].strip() == kind, label
+    for label in (*CA_KEYS, *SIGNATURE_KEYS, TLS_ROOT):
         assert private[label]["Usage"] == "sign", label
     for label in KEY_EXCHANGE_KEYS + TOKEN_SEALING_KEYS:
         assert private[label]["Usage"] == KEY_EXCHANGE_USAGE[bank.profile], label
@@ -164,11 +168,22 @@ def test_certificates_certify_the_token_keys_and_verify_with_openssl(
         pem[label] = tmp_path / f"{label}.pem"
         pem[label].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     for label, issuer in ISSUER.items():
-        chain = ["-untrusted", str(pem[issuer])] if issuer != "brand-root" else []
+        root = ISSUER[issuer]
+        chain = ["-untrusted", str(pem[issuer])] if issuer != root else []
         output = openssl(
-            "verify", "-x509_strict", "-CAfile", str(pem["brand-root"]), *chain, str(pem[label])
+            "verify", "-x509_strict", "-CAfile", str(pem[root]), *chain, str(pem[label])
         )
         assert output.strip() == f"{pem[label]}: OK", output
+    # The TLS certificates chain to the transport root whose key is on the token.
+    tls = bank.directory / "tls"
+    root = x509.load_pem_x509_certificate((tls / "root.pem").read_bytes())
+    assert root == _certificate(bank, TLS_ROOT)
+    for chain_file in ("gateway.pem", "merchant-client.pem", "merchant-server.pem"):
+        chain_pem = str(tls / chain_file)
+        output = openssl(
+            "verify", "-CAfile", str(tls / "root.pem"), "-untrusted", chain_pem, chain_pem
+        )
+        assert output.strip() == f"{chain_pem}: OK", output
     # Negative: a certificate checked against the wrong CA does not verify.
     output = openssl(
         "verify", "-CAfile", str(pem["brand-root"]), "-untrusted", str(pem["mca"]),

@@ -43,7 +43,9 @@ def test_register_then_register_again(
     base = ["merchant", "--dir", str(directory), "register"]
     status, _, err = run_cli(base, capsys)
     assert status == 2 and "--root" in err
-    status, out, err = run_cli([*base, "--root", str(bank.tls / "root.pem")], capsys)
+    status, out, err = run_cli(
+        [*base, "--root", str(bank.directory / "certs/brand-root.der")], capsys
+    )
     assert (status, err) == (0, "")
     assert out.startswith("registered m-cli-register: signature certificate")
     assert (directory / "certs/chain.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")

@@ -1,0 +1,349 @@
+"""``setpay bench``: the authorization load generator and its reference services.
+
+    setpay bench authorize --spawn [--profile ec|rsa] [--keys URI] [--workers N] ...
+    setpay bench authorize --target HOST:PORT --bank-config FILE ...
+    setpay bench serve --mode ceiling|echo --config FILE [--workers N] [--delay-ms MS]
+
+``authorize`` prepares a merchant and cardholders against a bank (opening their card
+accounts in the bank's ledger: a bank it spawned, or the one ``--bank-config`` names),
+then drives AuthReq traffic and reports (docs/BENCHMARKS.md). ``serve`` runs the crypto
+ceiling or the echo service with a bank's keys and limits (``gateway.ceiling``); the
+bench starts it itself for ``--ceiling``.
+
+This module is the one place that knows both the bank (its ledger, its configuration)
+and the load generator (``clients.loadtest``), which never import each other. Exit
+status: 0 when every request was accounted for, 1 when the run failed or requests were
+unaccounted for, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from clients.errors import ClientError
+from clients.loadtest import cpu, spawn
+from clients.loadtest.bench import Bench, BenchResult
+from clients.loadtest.channels import GatewayAccess
+from clients.loadtest.errors import BenchError
+from clients.loadtest.plan import Plan, Service, Target, parse_rates
+from clients.loadtest.plot import plot
+from clients.loadtest.prepare import Parties, Population
+from clients.loadtest.progress import ProgressBar
+from clients.loadtest.report import to_text, write_json
+from clients.transport import ChannelConfig, open_channel
+from gateway.ceiling import MODES, ReferenceOptions, serve
+from gateway.config import BankConfig, ConfigError, load
+from gateway.issuer import open_ledger
+from hsm.errors import KeyBackendError
+from setcore.errors import SetcoreError
+from setcore.pan import PAN
+from setcore.profiles import PROFILES, profile_named
+
+# Defaults of a run without a traffic shape (``make bench``): the closed loop that finds
+# the gateway's maximum, then an open loop at 80 % of it, as the targets are stated.
+DEFAULT_CONCURRENCY = 32
+DEFAULT_LOAD_FRACTION = 0.8
+# Cardholders (card accounts and certificates): enough that per-card locks in the ledger
+# do not serialize the load, few enough to register in seconds.
+DEFAULT_CARDHOLDERS = 50
+# The bench's card range: card numbers are random under this BIN (never printed).
+DEFAULT_BIN = "411111"
+DEFAULT_EXPIRY = "203012"
+# Amounts in minor units of ISO 4217 978 (EUR): 10.00 per purchase, and a credit limit
+# that a day of load cannot exhaust (the ledger's maximum is 10^12).
+DEFAULT_AMOUNT = 1000
+DEFAULT_CURRENCY = 978
+DEFAULT_CREDIT_LIMIT = 10**11
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser("bench", help="load-test the authorization path")
+    ops = p.add_subparsers(dest="bench_command", required=True)
+    _add_authorize(ops)
+    _add_serve(ops)
+
+
+def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    a = ops.add_parser("authorize", help="drive AuthReq traffic at a gateway and report")
+    where = a.add_mutually_exclusive_group(required=True)
+    where.add_argument("--spawn", action="store_true", help="start a bank of our own")
+    where.add_argument("--target", metavar="HOST:PORT", help="a running PaymentGateway")
+    a.add_argument("--bank-config", type=Path, metavar="FILE",
+                   help="the target bank's setpay.toml (its ledger, TLS files, keys)")
+    a.add_argument("--ca-target", metavar="HOST:PORT",
+                   help="the target bank's CertificateAuthority (default: its ca_listen)")
+    a.add_argument("--metrics-url", help="the target's Prometheus page (server CPU)")
+    a.add_argument("--profile", choices=sorted(PROFILES), default="ec", help="--spawn only")
+    a.add_argument("--keys", metavar="URI", help="--spawn: key backend URI for setpay init")
+    a.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    a.add_argument("--workdir", type=Path, help="--spawn: keep the bank in this new directory")
+    a.add_argument("--rate", type=float, help="open loop at this many AuthReq/s")
+    a.add_argument("--rates", help="a sweep: open loop at each of these rates (a,b,c)")
+    a.add_argument("--concurrency", type=int, help="closed loop with this many callers")
+    a.add_argument("--load-fraction", type=float,
+                   help="after the closed loop, open loop at this fraction of its throughput")
+    a.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
+    a.add_argument("--channels", type=int, default=4, help="gRPC channels (connections)")
+    a.add_argument("--senders", type=int, default=1, help="open-loop sender threads")
+    a.add_argument("--timeout", type=float, default=5.0, help="per-call deadline, s (5)")
+    a.add_argument("--requests", type=int, help="AuthReqs prepared for a closed loop")
+    a.add_argument("--p99-max", type=float, default=50.0, help="p99 bound of a sweep, ms")
+    a.add_argument("--no-warmup", action="store_true", help="skip the warm-up")
+    a.add_argument("--cardholders", type=int, default=DEFAULT_CARDHOLDERS)
+    a.add_argument("--bin", default=DEFAULT_BIN, help="the cards' BIN (6 digits)")
+    a.add_argument("--amount", type=int, default=DEFAULT_AMOUNT, help="minor units per AuthReq")
+    a.add_argument("--ceiling", action="store_true",
+                   help="also run the crypto ceiling and the echo service, report ratios")
+    a.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report here")
+    a.add_argument("--plot", type=Path, metavar="FILE.png", help="latency against rate")
+    a.set_defaults(bench_handler=authorize)  # fmt: skip
+
+
+def _add_serve(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    s = ops.add_parser("serve", help="serve the crypto ceiling or the echo service")
+    s.add_argument("--mode", choices=MODES, required=True)
+    s.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
+    s.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any)")
+    s.add_argument("--port-file", type=Path, help="write the bound port here once serving")
+    s.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    s.add_argument("--threads", type=int, help="server threads per worker (the bank's)")
+    s.add_argument("--delay-ms", type=float, default=0.0, help="echo: hold each call")
+    s.set_defaults(bench_handler=serve_reference)
+
+
+def _say(message: str) -> None:
+    print(f"setpay bench: {message}", file=sys.stderr, flush=True)
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    """The plan the options describe (the default: closed loop, then 80 % of its max)."""
+    rates: tuple[float, ...] = ()
+    if args.rate is not None:
+        rates += (args.rate,)
+    if args.rates:
+        rates += parse_rates(args.rates)
+    concurrency, fraction = args.concurrency, args.load_fraction
+    if not rates and concurrency is None:
+        concurrency = DEFAULT_CONCURRENCY
+        fraction = DEFAULT_LOAD_FRACTION if fraction is None else fraction
+    return Plan(
+        duration=args.duration, rates=rates, concurrency=concurrency, load_fraction=fraction,
+        channels=args.channels, senders=args.senders, timeout=args.timeout,
+        requests=args.requests, p99_max_ms=args.p99_max, warmup=not args.no_warmup,
+    )  # fmt: skip
+
+
+@dataclass
+class Bank:
+    """The bank under test as the bench sees it."""
+
+    config: BankConfig
+    config_path: Path
+    gateway: GatewayAccess
+    ca_target: str
+    gateway_cpu: cpu.ServerCpuProbe
+    servers: list[spawn.Server] = field(default_factory=list)
+
+    @property
+    def tls_dir(self) -> Path | None:
+        """The bank's TLS files (None for an insecure bank)."""
+        return None if self.config.insecure else self.config.base_dir / "tls"
+
+
+def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> Bank:
+    _say(f"creating a {args.profile} bank in {workdir / 'bank'}")
+    config_path = spawn.init_bank(workdir / "bank", args.profile, args.keys)
+    config = load(config_path)
+    server = spawn.serve_bank(config_path, workdir, args.workers)
+    stack.callback(server.stop)
+    ca_port = server.ports[1] if len(server.ports) > 1 else 0
+    access = GatewayAccess.from_tls_dir(server.target, _tls(config))
+    bank = Bank(config, config_path, access, f"127.0.0.1:{ca_port}",
+                cpu.tree_cpu([server.process.pid]), [server])  # fmt: skip
+    return bank
+
+
+def _tls(config: BankConfig) -> Path | None:
+    return None if config.insecure else config.base_dir / "tls"
+
+
+def _target_bank(args: argparse.Namespace) -> Bank:
+    if args.bank_config is None:
+        raise BenchError("--target needs --bank-config: the bench opens its cardholders' card "
+                         "accounts in that bank's ledger")  # fmt: skip
+    config = load(args.bank_config)
+    access = GatewayAccess.from_tls_dir(args.target, _tls(config))
+    probe = cpu.scrape(args.metrics_url) if args.metrics_url else cpu.no_probe
+    return Bank(config, args.bank_config, access, args.ca_target or config.ca_listen, probe)
+
+
+def _references(args: argparse.Namespace, bank: Bank, workdir: Path, stack: ExitStack) -> list[Target]:
+    targets = []
+    for mode, service in (("ceiling", Service.CEILING), ("echo", Service.ECHO)):
+        server = spawn.serve_reference(mode, bank.config_path, workdir, args.workers,
+                                       threads=bank.config.threads)  # fmt: skip
+        stack.callback(server.stop)
+        targets.append(
+            Target(service, bank.gateway.at(server.target), cpu.tree_cpu([server.process.pid]))
+        )
+    return targets
+
+
+def _channel(bank: Bank, target: str, *, mutual: bool) -> grpc.Channel:
+    tls = bank.tls_dir
+    if tls is None:
+        return open_channel(ChannelConfig(target, insecure=True), "bench")
+    return open_channel(
+        ChannelConfig(
+            target, ca_pem=(tls / "root.pem").read_bytes(),
+            client_cert_pem=(tls / "merchant-client.pem").read_bytes() if mutual else None,
+            client_key_pem=(tls / "merchant-client.key").read_bytes() if mutual else None,
+        ),
+        "gateway" if mutual else "CA",
+    )  # fmt: skip
+
+
+def _register(args: argparse.Namespace, bank: Bank, population: Population) -> Parties:
+    root = (bank.config.path(bank.config.certs_dir) / "brand-root.der").read_bytes()
+    ledger = open_ledger(bank.config)
+    ca_channel = _channel(bank, bank.ca_target, mutual=False)
+    gateway_channel = _channel(bank, bank.gateway.target, mutual=True)
+
+    def open_account(pan: PAN, expiry: str, limit: int, currency: int) -> None:
+        ledger.open_card_account(pan.reveal(), expiry, limit, currency)
+
+    parties = Parties(population, root, ca_channel, gateway_channel, open_account)
+    bar = ProgressBar("registering merchant and cardholders", population.cardholders + 1)
+    try:
+        parties.register(bar)
+    finally:
+        bar.close()
+        ledger.close()
+        ca_channel.close()
+        gateway_channel.close()
+    return parties
+
+
+def _machine() -> dict[str, object]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {
+        name: importlib.metadata.version(name) for name in ("grpcio", "cryptography", "protobuf")
+    }
+    return {"cores": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "python": platform.python_version(), **versions}  # fmt: skip
+
+
+def _keys_kind(uri: str) -> str:
+    if uri.startswith("pkcs11:"):
+        module = next((p.split("=", 1)[1] for p in uri[7:].split(";")
+                       if p.startswith(("module=", "module-path="))), "?")  # fmt: skip
+        return f"pkcs11 ({Path(module).name})"
+    return "software keystore" if uri.startswith("soft:") else uri.split(":", 1)[0]
+
+
+@contextmanager
+def _workdir(args: argparse.Namespace) -> Iterator[Path]:
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        yield args.workdir.resolve()
+        return
+    directory = Path(tempfile.mkdtemp(prefix="setpay-bench-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def authorize(args: argparse.Namespace) -> int:
+    """Prepare, drive, report."""
+    plan = plan_from(args)
+    if args.spawn and args.bank_config is not None:
+        raise BenchError("--bank-config is for --target; --spawn makes its own bank")
+    if args.target and (args.keys or args.workdir):
+        raise BenchError("--keys and --workdir are for --spawn")
+    with ExitStack() as stack:
+        workdir = stack.enter_context(_workdir(args))
+        bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
+        targets = [Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu)]
+        if args.ceiling:
+            targets += _references(args, bank, workdir, stack)
+        population = Population(
+            profile=profile_named(bank.config.profile), brand_id=bank.config.brand_id,
+            bin=args.bin, cardholders=args.cardholders, expiry=DEFAULT_EXPIRY,
+            credit_limit=DEFAULT_CREDIT_LIMIT, currency=DEFAULT_CURRENCY, amount=args.amount,
+        )  # fmt: skip
+        parties = _register(args, bank, population)
+        stack.callback(parties.close)
+        setting: dict[str, object] = {
+            "profile": bank.config.profile, "keys": _keys_kind(bank.config.keys_uri()),
+            "workers": args.workers, "threads per worker": bank.config.threads,
+            "channels": plan.channels, "cardholders": population.cardholders,
+            "bank": "spawned" if args.spawn else "target", "machine": _machine(),
+        }  # fmt: skip
+        result = Bench(parties, targets, plan, say=_say).run(setting)
+    return _report(args, result)
+
+
+def _report(args: argparse.Namespace, result: BenchResult) -> int:
+    sys.stdout.write(to_text(result))
+    sys.stdout.flush()
+    if args.json is not None:
+        write_json(result, args.json)
+    if args.plot is not None:
+        plot(result, args.plot)
+    counted = [t for step in result.steps for t in step.tallies.values()]
+    counted += list(result.warmup.values())
+    return 0 if all(t.accounted for t in counted) else 1
+
+
+def serve_reference(args: argparse.Namespace) -> int:
+    """Serve the ceiling or echo until SIGTERM or SIGINT."""
+    config = load(args.config)
+    options = ReferenceOptions(
+        mode=args.mode, listen=args.listen, workers=args.workers, threads=args.threads,
+        delay_ms=args.delay_ms, port_file=args.port_file,
+    )  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve(config, options, stop)
+    return 0
+
+
+_FAILURES: tuple[type[Exception], ...] = (
+    BenchError, ClientError, SetcoreError, ConfigError, KeyBackendError, OSError, ValueError,
+    grpc.FutureTimeoutError,
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch the bench subcommand."""
+    handler: Callable[[argparse.Namespace], int] = args.bench_handler
+    try:
+        return handler(args)
+    except _FAILURES as exc:
+        what = str(exc) or type(exc).__name__
+        print(f"setpay bench: {what}", file=sys.stderr)
+        return 1

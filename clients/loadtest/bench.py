@@ -1,0 +1,170 @@
+"""A bench run: warm-up, then each step against each target, then the tallies.
+
+Order inside a step: prepare the step's AuthReqs (untimed, progress bar), drive the
+gateway, then the ceiling and the echo with the same shape and the same bytes (they keep
+no replay store, so they may see a request again), then open every answer. Channels are
+opened and connected per target and step, before its clock starts.
+
+AuthReqs carry their signing date and are refused after five minutes: a batch that would
+grow older than ``FRESHNESS_BUDGET_MS`` before a target's run ends is rebuilt first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from clients.loadtest import load
+from clients.loadtest.channels import open_channels
+from clients.loadtest.load import ClosedLoop, OpenLoop, Shape
+from clients.loadtest.plan import Plan, Service, Target
+from clients.loadtest.prepare import Parties, PreparedAuth, build_authorizations
+from clients.loadtest.progress import ProgressBar
+from clients.loadtest.tally import Judge, Tally, auth_judge, echo_judge, tally
+from setcore.authorization import AuthResult, open_auth_response
+from setcore.freshness import FRESHNESS_WINDOW_MS
+from setpay.v1 import authorization_pb2
+
+# One minute of margin inside the gateway's freshness window for clock steps and drain.
+FRESHNESS_BUDGET_MS = FRESHNESS_WINDOW_MS - 60_000
+# The warm-up sends one AuthReq per cardholder from this many callers at most, so every
+# certificate chain is verified and cached before a clock starts.
+WARMUP_CONCURRENCY = 8
+# Warm-up duration bound: it ends when its requests run out, long before this.
+WARMUP_SECONDS = 60.0
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class StepResult:
+    """One traffic shape, tallied per service."""
+
+    shape: Shape
+    tallies: dict[Service, Tally] = field(default_factory=dict)
+
+
+@dataclass
+class BenchResult:
+    """Everything a run measured, with the setting it ran in."""
+
+    setting: dict[str, object]
+    plan: Plan
+    warmup: dict[Service, Tally] = field(default_factory=dict)
+    steps: list[StepResult] = field(default_factory=list)
+
+    def sustained(self, service: Service = Service.GATEWAY) -> float | None:
+        """The highest open-loop rate that ran clean with p99 within ``plan.p99_max_ms``."""
+        best = None
+        for step in self.steps:
+            counted = step.tallies.get(service)
+            if not isinstance(step.shape, OpenLoop) or counted is None:
+                continue
+            if counted.clean and counted.latency and counted.latency.p99 <= self.plan.p99_max_ms:
+                best = max(best or 0.0, step.shape.rate)
+        return best
+
+
+class Bench:
+    """Runs a plan against targets with the parties' prepared traffic."""
+
+    def __init__(
+        self,
+        parties: Parties,
+        targets: Sequence[Target],
+        plan: Plan,
+        *,
+        say: Say,
+        progress: Callable[[str, int], ProgressBar] = ProgressBar,
+    ) -> None:
+        self._parties = parties
+        self._targets = list(targets)
+        self._plan = plan
+        self._say = say
+        self._progress = progress
+        self._rotation = 0
+
+    def prepare(self, count: int) -> list[PreparedAuth]:
+        """``count`` purchases and their AuthReqs, with a progress bar."""
+        merchant = self._parties.merchant
+        if merchant is None:
+            raise RuntimeError("register the parties first")
+        bar = self._progress("signing purchases and AuthReqs", count)
+        try:
+            prepared = build_authorizations(
+                merchant, self._parties.cardholders, self._parties.population, count, bar,
+                first=self._rotation,
+            )  # fmt: skip
+        finally:
+            bar.close()
+        self._rotation += count
+        return prepared
+
+    def _judge(self, target: Target, prepared: Sequence[PreparedAuth]) -> Judge:
+        if not target.signed_answers:
+            return echo_judge
+        merchant = self._parties.merchant
+        assert merchant is not None  # noqa: S101 - prepare() ran
+
+        def open_one(index: int, response: authorization_pb2.AuthorizeResponse) -> AuthResult:
+            state = prepared[index % len(prepared)].state
+            return open_auth_response(response, merchant.credentials, state, merchant.trust)
+
+        return auth_judge(open_one)
+
+    def _fresh(self, prepared: list[PreparedAuth], duration: float) -> list[PreparedAuth]:
+        ends_ms = time.time_ns() // 1_000_000 + int(duration * 1000)
+        if ends_ms - prepared[0].built_ms <= FRESHNESS_BUDGET_MS:
+            return prepared
+        self._say("prepared AuthReqs would grow stale: preparing a fresh batch")
+        return self.prepare(len(prepared))
+
+    def drive(self, target: Target, shape: Shape, prepared: list[PreparedAuth]) -> Tally:
+        """One run of ``shape`` against ``target``, tallied."""
+        channels = open_channels(target.access, self._plan.channels)
+        try:
+            self._say(f"{shape.label} for {shape.duration:g} s against the {target.service}")
+            recording = load.run(
+                shape, channels, [p.request for p in prepared], timeout=self._plan.timeout,
+                reuse=not target.single_use, server_cpu=target.server_cpu,
+            )  # fmt: skip
+        finally:
+            for channel in channels:
+                channel.close()
+        return tally(str(target.service), recording, self._judge(target, prepared))
+
+    def warm_up(self, result: BenchResult) -> None:
+        """One AuthReq per cardholder to each target: caches warm, connections made."""
+        prepared = self.prepare(len(self._parties.cardholders))
+        shape = ClosedLoop(
+            min(WARMUP_CONCURRENCY, len(prepared)), WARMUP_SECONDS, limit=len(prepared)
+        )
+        for target in self._targets:
+            result.warmup[target.service] = self.drive(target, shape, prepared)
+
+    def step(self, shape: Shape) -> StepResult:
+        """One shape against every target."""
+        prepared = self.prepare(self._plan.prepared_for(shape))
+        result = StepResult(shape)
+        for target in self._targets:
+            prepared = self._fresh(prepared, shape.duration)
+            result.tallies[target.service] = self.drive(target, shape, prepared)
+        return result
+
+    def run(self, setting: dict[str, object]) -> BenchResult:
+        """The whole plan."""
+        result = BenchResult(setting, self._plan)
+        if self._plan.warmup:
+            self.warm_up(result)
+        closed = self._plan.closed()
+        if closed is not None:
+            step = self.step(closed)
+            result.steps.append(step)
+            gateway = step.tallies.get(Service.GATEWAY)
+            following = self._plan.at_fraction(gateway.throughput if gateway else 0.0)
+            if following is not None:
+                result.steps.append(self.step(following))
+        for shape in self._plan.open_loops():
+            result.steps.append(self.step(shape))
+        return result

@@ -1,0 +1,179 @@
+"""The report: a text table for people, a JSON document for machines.
+
+Ratios compare the gateway with the reference services run in the same shape:
+``throughput`` is the gateway's verified answers per second over the reference's (the
+figure that matters in a closed loop, where each service runs as fast as it can), and
+``server_cpu`` is the reference's server CPU per request over the gateway's (the share of
+the gateway's CPU that the reference work accounts for: in an open loop both keep up with
+the same rate, and this is what tells them apart).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from clients.loadtest.bench import BenchResult, StepResult
+from clients.loadtest.load import OpenLoop
+from clients.loadtest.plan import Service
+from clients.loadtest.tally import Tally
+
+SCHEMA = "setpay.bench.authorize/1"
+REFERENCES = (Service.CEILING, Service.ECHO)
+
+
+def ratios(step: StepResult) -> dict[str, dict[str, float | None]]:
+    """gateway/ceiling and gateway/echo ratios of one step (absent services left out)."""
+    gateway = step.tallies.get(Service.GATEWAY)
+    found: dict[str, dict[str, float | None]] = {}
+    if gateway is None:
+        return found
+    for service in REFERENCES:
+        other = step.tallies.get(service)
+        if other is None:
+            continue
+        mine, theirs = gateway.server_cpu_per_request_us, other.server_cpu_per_request_us
+        found[f"gateway/{service}"] = {
+            "throughput": gateway.throughput / other.throughput if other.throughput else None,
+            "server_cpu": theirs / mine if mine and theirs is not None else None,
+        }
+    return found
+
+
+def tally_json(counted: Tally) -> dict[str, Any]:
+    """One tally as JSON."""
+    return {
+        "target": counted.target,
+        "shape": counted.shape,
+        "offered_rate": counted.offered_rate,
+        "duration_s": counted.duration,
+        "sent": counted.sent,
+        "ok": counted.ok,
+        "errors": counted.errors,
+        "timeouts": counted.timeouts,
+        "accounted": counted.accounted,
+        "clean": counted.clean,
+        "throughput": counted.throughput,
+        "latency_ms": counted.latency.as_dict() if counted.latency else None,
+        "outcomes": counted.outcomes,
+        "errors_by_grpc_status": counted.grpc_errors,
+        "errors_by_set_code": counted.set_errors,
+        "client_cpu_s": counted.client_cpu_seconds,
+        "client_cpu_us_per_request": counted.client_cpu_per_request_us,
+        "server_cpu_s": counted.server_cpu_seconds,
+        "server_cpu_us_per_request": counted.server_cpu_per_request_us,
+        "max_in_flight": counted.max_in_flight,
+        "send_lag_max_ms": counted.send_lag_max_ms,
+        "ran_out_of_requests": counted.exhausted,
+    }
+
+
+def to_json(result: BenchResult) -> dict[str, Any]:
+    """The whole run as a JSON-ready dictionary."""
+    plan = result.plan
+    return {
+        "schema": SCHEMA,
+        "setting": result.setting,
+        "plan": {
+            "duration_s": plan.duration, "rates": list(plan.rates),
+            "concurrency": plan.concurrency, "load_fraction": plan.load_fraction,
+            "channels": plan.channels, "senders": plan.senders, "timeout_s": plan.timeout,
+            "p99_max_ms": plan.p99_max_ms,
+        },  # fmt: skip
+        "warmup": {str(s): tally_json(t) for s, t in result.warmup.items()},
+        "steps": [
+            {
+                "shape": step.shape.label,
+                "mode": "open" if isinstance(step.shape, OpenLoop) else "closed",
+                "results": {str(s): tally_json(t) for s, t in step.tallies.items()},
+                "ratios": ratios(step),
+            }
+            for step in result.steps
+        ],
+        "sustained_rate": {
+            str(service): result.sustained(service)
+            for service in (Service.GATEWAY, *REFERENCES)
+            if any(service in step.tallies for step in result.steps)
+        },
+    }
+
+
+def write_json(result: BenchResult, path: Path) -> None:
+    """Write the JSON report."""
+    path.write_text(json.dumps(to_json(result), indent=2, sort_keys=False) + "\n")
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+_HEADER = (
+    f"  {'service':<8}{'sent':>8}{'ok':>8}{'err':>6}{'t/o':>6}{'answers/s':>11}"
+    f"{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>8}  ms"
+    f"{'server CPU':>12}{'bench CPU':>11} us/req"
+)
+
+
+def _row(counted: Tally) -> str:
+    lat = counted.latency
+    cells = (lat.p50, lat.p90, lat.p99, lat.p999, lat.max) if lat else (None,) * 5
+    return (
+        f"  {counted.target:<8}{counted.sent:>8,}{counted.ok:>8,}{counted.errors:>6,}"
+        f"{counted.timeouts:>6,}{counted.throughput:>11,.0f}"
+        + "".join(f"{_num(c):>8}" for c in cells)
+        + f"    {_num(counted.server_cpu_per_request_us, 0):>12}"
+        f"{_num(counted.client_cpu_per_request_us, 0):>11}"
+    )
+
+
+def _details(counted: Tally) -> list[str]:
+    lines = []
+    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(counted.outcomes.items()))
+    lines.append(f"    {counted.target} outcomes: {outcomes or 'none'}")
+    failures = [f"gRPC {k} {v:,}" for k, v in sorted(counted.grpc_errors.items())]
+    failures += [f"SET {k} {v:,}" for k, v in sorted(counted.set_errors.items())]
+    if counted.timeouts:
+        failures.append(f"timeouts {counted.timeouts:,}")
+    if failures:
+        lines.append(f"    {counted.target} errors: {', '.join(failures)}")
+    if not counted.accounted:
+        lines.append(f"    {counted.target}: REQUESTS UNACCOUNTED FOR")
+    if counted.exhausted:
+        lines.append(f"    {counted.target}: ran out of prepared requests (raise --requests)")
+    if counted.send_lag_max_ms > 1.0:
+        lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
+                     " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip
+    return lines
+
+
+def to_text(result: BenchResult) -> str:
+    """The report for people."""
+    setting = result.setting
+    lines = [
+        "setpay bench authorize",
+        "  " + ", ".join(f"{k} {v}" for k, v in setting.items() if not isinstance(v, dict)),
+    ]
+    machine = setting.get("machine")
+    if isinstance(machine, dict):
+        lines.append("  machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    lines.append("  latency is from each request's scheduled send time (open loop) or its "
+                 "send (closed loop), over every request")  # fmt: skip
+    if result.warmup:
+        warm = ", ".join(f"{t.target} {t.ok}/{t.sent} ok" for t in result.warmup.values())
+        lines.append(f"  warm-up (one AuthReq per cardholder, not counted below): {warm}")
+    for step in result.steps:
+        lines += ["", f"{step.shape.label}, {step.shape.duration:g} s", _HEADER]
+        lines += [_row(t) for t in step.tallies.values()]
+        for counted in step.tallies.values():
+            lines += _details(counted)
+        for name, values in ratios(step).items():
+            lines.append(f"    {name}: throughput {_num(values['throughput'], 2)}, "
+                         f"server CPU per request {_num(values['server_cpu'], 2)}")  # fmt: skip
+    sustained = result.sustained()
+    if any(isinstance(s.shape, OpenLoop) for s in result.steps):
+        lines.append("")
+        best = f"{sustained:,.0f}/s" if sustained is not None else "none of the rates"
+        lines.append(f"highest open-loop rate with p99 <= {result.plan.p99_max_ms:g} ms and "
+                     f"no errors: {best}")  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,154 @@
+"""Processes the bench starts: a bank (``setpay init`` then ``setpay gateway serve``) and
+the ceiling and echo services (``setpay bench serve``), each on loopback ports chosen by
+the OS, written to a port file once it serves.
+
+They are started as ``python -m cli.main`` with this interpreter, so the bench measures
+the installed code whatever ``PATH`` holds; their output goes to a log file beside the
+bank, whose last lines are shown when one does not come up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from clients.loadtest.cpu import descendants
+from clients.loadtest.errors import SpawnError
+
+# Creating a bank makes a brand PKI (RSA-2048 keys take a while, a token longer still).
+INIT_SECONDS = 300.0
+# A server loads its keys and certificates, opens its stores and binds; a PKCS#11 login
+# of several workers is serialized, so this leaves room for a slow token.
+STARTUP_SECONDS = 120.0
+# SIGTERM lets a server drain (its own grace period is 5 s by default) before SIGKILL.
+STOP_SECONDS = 15.0
+# Lines of a failed process's log shown in the error.
+LOG_TAIL_LINES = 20
+# How often to look for the port file while a server starts.
+POLL_SECONDS = 0.05
+LOOPBACK_ANY_PORT = "127.0.0.1:0"
+
+
+def _setpay(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", *args]
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def init_bank(directory: Path, profile: str, keys: str | None) -> Path:
+    """``setpay init DIRECTORY``; returns its ``setpay.toml``."""
+    argv = _setpay("init", str(directory), "--profile", profile)
+    if keys:
+        argv += ["--keys", keys]
+    log = directory.parent / f"{directory.name}-init.log"
+    with log.open("wb") as out:
+        done = subprocess.run(
+            argv, stdout=out, stderr=subprocess.STDOUT, timeout=INIT_SECONDS, check=False
+        )
+    if done.returncode != 0:
+        raise SpawnError(f"setpay init failed ({done.returncode}):\n{_tail(log)}")
+    return directory / "setpay.toml"
+
+
+@dataclass
+class Server:
+    """A server process the bench started, and the ports it bound."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    ports: tuple[int, ...]
+    log: Path
+
+    @property
+    def port(self) -> int:
+        """The first port (the PaymentGateway, or the ceiling/echo service)."""
+        return self.ports[0]
+
+    @property
+    def target(self) -> str:
+        """``127.0.0.1:PORT`` of the first port."""
+        return f"127.0.0.1:{self.port}"
+
+    def pids(self) -> list[int]:
+        """The process and its live descendants (its workers)."""
+        return descendants([self.process.pid])
+
+    def stop(self) -> None:
+        """SIGTERM, wait for the drain, SIGKILL if it does not end."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_SECONDS)
+
+
+def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
+    """Start ``argv`` (which writes ``port_file`` once serving) and wait for its ports."""
+    port_file.unlink(missing_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+    give_up = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < give_up:
+        if process.poll() is not None:
+            raise SpawnError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
+        text = port_file.read_text() if port_file.exists() else ""
+        if text.endswith("\n"):
+            ports = tuple(int(p) for p in text.split())
+            return Server(name, process, ports, log)
+        time.sleep(POLL_SECONDS)
+    process.kill()
+    process.wait()
+    raise SpawnError(f"{name} did not serve within {STARTUP_SECONDS:.0f} s:\n{_tail(log)}")
+
+
+def serve_bank(config: Path, workdir: Path, workers: int) -> Server:
+    """``setpay gateway serve`` on loopback ports chosen by the OS."""
+    port_file = workdir / "bank.ports"
+    argv = _setpay(
+        "gateway", "serve", "--config", str(config), "--listen", LOOPBACK_ANY_PORT,
+        "--ca-listen", LOOPBACK_ANY_PORT, "--port-file", str(port_file),
+    )  # fmt: skip
+    # Passed only when asked: a gateway without the option then refuses it loudly.
+    if workers != 1:
+        argv += ["--workers", str(workers)]
+    return start("bank", argv, port_file, workdir / "bank.log")
+
+
+def serve_reference(
+    mode: str,
+    config: Path,
+    workdir: Path,
+    workers: int,
+    *,
+    delay_ms: float = 0.0,
+    threads: int | None = None,
+) -> Server:
+    """``setpay bench serve --mode ceiling|echo`` with the bank's configuration."""
+    port_file = workdir / f"{mode}.ports"
+    argv = _setpay(
+        "bench", "serve", "--mode", mode, "--config", str(config),
+        "--listen", LOOPBACK_ANY_PORT, "--port-file", str(port_file),
+        "--workers", str(workers),
+    )  # fmt: skip
+    if delay_ms:
+        argv += ["--delay-ms", f"{delay_ms:g}"]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    return start(mode, argv, port_file, workdir / f"{mode}.log")

@@ -1,0 +1,207 @@
+"""The tally of one run: every request accounted for, answers opened, latency percentiles.
+
+Answers are opened after the clock stops, the way the merchant opens them (gateway
+signature and chain, our RRPID, our name, our request), so an "approved" in the report is
+a verified, signed approval. Every request sent ends in exactly one of three counts:
+
+    ok        a verified AuthRes (approved, or declined with its code and reason)
+    errors    a gRPC status other than DEADLINE_EXCEEDED, a signed SET Error (by code),
+              or an answer that did not verify
+    timeouts  DEADLINE_EXCEEDED: no answer within the per-call deadline
+
+Latency percentiles are over every request, whatever its outcome (a timeout counts with
+the time it waited): leaving failures out would flatter exactly the runs that go wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError
+
+from clients.loadtest.load import Recording, Sample
+from setcore.authorization import AuthResult
+from setcore.errors import PeerError, ProtocolError
+from setpay.v1 import authorization_pb2
+
+TIMEOUT_STATUS = "DEADLINE_EXCEEDED"
+# A request whose answer never came back to the bench (a lost callback): counted as an
+# error under this name so that the sum still closes.
+NO_ANSWER = "NO_ANSWER"
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
+APPROVED = "approved"
+ECHOED = "echoed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one answered request turned out to be."""
+
+    outcome: str | None = None  # ok: "approved", "declined: CODE / REASON", "echoed"
+    set_error: str | None = None  # a SET ErrorCode name, or "unverifiable: CODE"
+
+
+Judge = Callable[[int, bytes], Verdict]
+"""Opens the answer to request number ``index`` (its bytes) and says what it is."""
+
+
+def echo_judge(_index: int, _response: bytes) -> Verdict:
+    """The echo service's fixed answer: nothing to open."""
+    return Verdict(outcome=ECHOED)
+
+
+def auth_judge(open_response: Callable[[int, authorization_pb2.AuthorizeResponse], AuthResult]) -> Judge:
+    """A judge over ``open_response(index, response)``: setcore's verifying opener."""
+
+    def judge(index: int, response: bytes) -> Verdict:
+        try:
+            message = authorization_pb2.AuthorizeResponse.FromString(response)
+            result = open_response(index, message)
+        except DecodeError:
+            return Verdict(set_error="unverifiable: unparseable answer")
+        except PeerError as exc:
+            return Verdict(set_error=exc.code_name)
+        except ProtocolError as exc:
+            return Verdict(set_error=f"unverifiable: {exc.code_name}")
+        if result.auth_code == authorization_pb2.AUTH_CODE_APPROVED:
+            return Verdict(outcome=APPROVED)
+        reason = result.data.auth_res_payload.auth_header.response_data.resp_reason
+        return Verdict(
+            outcome=f"declined: {authorization_pb2.AuthCode.Name(result.auth_code)}"
+            f" / {authorization_pb2.RespReason.Name(reason)}"
+        )
+
+    return judge
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency percentiles in milliseconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    p999: float
+    max: float
+    mean: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The JSON form (keys as people write them: p99.9)."""
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "p99.9": self.p999,
+                "max": self.max, "mean": self.mean}  # fmt: skip
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile of sorted values (nearest rank: a value that was observed)."""
+    if not ordered:
+        raise ValueError("no values")
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_of(seconds: Sequence[float]) -> Latency | None:
+    """Percentiles of latencies given in seconds (None for no values)."""
+    if not seconds:
+        return None
+    ordered = sorted(s * 1000.0 for s in seconds)
+    p50, p90, p99, p999 = (percentile(ordered, q) for _, q in PERCENTILES)
+    return Latency(p50, p90, p99, p999, ordered[-1], sum(ordered) / len(ordered))
+
+
+@dataclass
+class Tally:
+    """One run, counted."""
+
+    target: str
+    shape: str
+    offered_rate: float | None
+    duration: float
+    sent: int
+    ok: int
+    errors: int
+    timeouts: int
+    throughput: float  # verified answers per second over the run's window
+    latency: Latency | None
+    client_cpu_seconds: float
+    server_cpu_seconds: float | None
+    max_in_flight: int
+    send_lag_max_ms: float
+    exhausted: bool
+    outcomes: dict[str, int] = field(default_factory=dict)
+    grpc_errors: dict[str, int] = field(default_factory=dict)
+    set_errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accounted(self) -> bool:
+        """Every request sent is ok, an error or a timeout."""
+        return self.sent == self.ok + self.errors + self.timeouts
+
+    @property
+    def approved(self) -> int:
+        """Verified approvals."""
+        return self.outcomes.get(APPROVED, 0)
+
+    @property
+    def server_cpu_per_request_us(self) -> float | None:
+        """Server CPU microseconds per request sent (None when not observed)."""
+        if self.server_cpu_seconds is None or not self.sent:
+            return None
+        return self.server_cpu_seconds / self.sent * 1e6
+
+    @property
+    def client_cpu_per_request_us(self) -> float | None:
+        """The bench's own CPU microseconds per request sent."""
+        return self.client_cpu_seconds / self.sent * 1e6 if self.sent else None
+
+    @property
+    def clean(self) -> bool:
+        """No errors, no timeouts, and the closed loop did not run dry."""
+        return self.errors == 0 and self.timeouts == 0 and not self.exhausted
+
+
+def tally(target: str, recording: Recording, judge: Judge) -> Tally:
+    """Count ``recording``, opening every answer with ``judge``."""
+    outcomes: Counter[str] = Counter()
+    grpc_errors: Counter[str] = Counter()
+    set_errors: Counter[str] = Counter()
+    ok = errors = timeouts = 0
+    for sample in recording.samples:
+        kind = _count(sample, judge, outcomes, grpc_errors, set_errors)
+        ok += kind == "ok"
+        errors += kind == "error"
+        timeouts += kind == "timeout"
+    shape = recording.shape
+    waited = [s.took for s in recording.samples if not math.isnan(s.took)]
+    return Tally(
+        target=target, shape=shape.label,
+        offered_rate=getattr(shape, "rate", None), duration=shape.duration,
+        sent=len(recording.samples), ok=ok, errors=errors, timeouts=timeouts,
+        throughput=ok / recording.window if recording.window > 0 else 0.0,
+        latency=latency_of(waited), client_cpu_seconds=recording.client_cpu,
+        server_cpu_seconds=recording.server_cpu, max_in_flight=recording.max_in_flight,
+        send_lag_max_ms=recording.send_lag_max * 1000.0, exhausted=recording.exhausted,
+        outcomes=dict(outcomes), grpc_errors=dict(grpc_errors), set_errors=dict(set_errors),
+    )  # fmt: skip
+
+
+def _count(
+    sample: Sample,
+    judge: Judge,
+    outcomes: Counter[str],
+    grpc_errors: Counter[str],
+    set_errors: Counter[str],
+) -> str:
+    if sample.status == TIMEOUT_STATUS:
+        return "timeout"
+    if sample.status != "OK" or sample.response is None:
+        grpc_errors[sample.status or NO_ANSWER] += 1
+        return "error"
+    verdict = judge(sample.index, sample.response)
+    if verdict.outcome is None:
+        set_errors[verdict.set_error or "unknown"] += 1
+        return "error"
+    outcomes[verdict.outcome] += 1
+    return "ok"

@@ -1,0 +1,257 @@
+"""Reference services for the load generator: the crypto ceiling and the echo.
+
+``setpay bench authorize --ceiling`` compares the gateway with two services that keep
+everything about it except the work being measured:
+
+ceiling  ``PaymentGatewayService/Authorize`` doing exactly the authorization's private- and
+         public-key work on the same request bytes, with the bank's own keys from the same
+         key backend: open the AuthReq envelope with the key-exchange key and verify the
+         merchant's signature (setcore's ``open_auth_request``), open the PI and verify the
+         dual signature (``open_payment_instruction``), seal a capture token and sign and
+         seal the AuthRes (``seal_cap_token``, ``build_auth_response``). No ledger, no
+         idempotency store, no agreement checks, no revocation refresh: what is left is the
+         cost of the cryptography the protocol requires, plus the parsing it needs.
+echo     the same service answering every Authorize with one fixed response, no crypto:
+         the cost of gRPC, TLS and the Python server itself. ``delay`` holds each call for a
+         while (a deliberately slow server, for testing the load generator's clock).
+
+Both run the bank's process model: the same sync ``grpc.server`` from
+``gateway.server.create_server`` with the bank's limits (threads, concurrent RPCs, message
+size), the same TLS (mutual, the bank's certificates), and ``workers`` processes sharing
+one port with SO_REUSEPORT, each opening its key backend after the fork.
+
+Errors: a request the ceiling cannot open is a broken bench, not a protocol event; it is
+answered with FAILED_PRECONDITION naming the SET error code (never a PAN: setcore's
+reasons hold none). Configuration and key-backend errors at start pass through.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.synchronize import Event as ProcessEvent
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from gateway.config import BankConfig
+from gateway.process import tls_config
+from gateway.provisioning import load_bank_pki
+from gateway.server import ServerLimits, ServiceBinding, create_server
+from gateway.servicer import reply_header
+from setcore.authorization import (
+    AuthDecision,
+    TokenKey,
+    build_auth_response,
+    open_auth_request,
+    open_payment_instruction,
+    seal_cap_token,
+)
+from setcore.credentials import Credentials
+from setcore.errors import ProtocolError
+from setcore.pki.truststore import TrustStore
+from setpay.v1 import authorization_pb2, common_pb2, services_pb2_grpc
+
+log = logging.getLogger("setpay.ceiling")
+
+MODES = ("ceiling", "echo")
+# The echo's fixed AuthRes stand-in: about the size of a real sealed AuthRes with the
+# gateway's certificate bundle, so the wire and TLS carry what they carry for the bank.
+ECHO_RESPONSE_BYTES = 2048
+# The ceiling's approval code and hold id: fixed, there is no ledger to make them.
+CEILING_APPROVAL_CODE = "CEIL00"
+CEILING_HOLD_ID = "ceiling"
+# Workers that have not bound their port in this long are reported as failed.
+WORKER_START_SECONDS = 120.0
+# Largest injected delay of the echo (ms): enough to model any slow server in a test.
+MAX_DELAY_MS = 60_000.0
+
+
+class CeilingServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
+    """Authorize with the authorization's cryptography and nothing else."""
+
+    def __init__(self, credentials: Credentials, trust: TrustStore, token_key: TokenKey) -> None:
+        self._credentials = credentials
+        self._trust = trust
+        self._token_key = token_key
+
+    def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """AuthReq -> a signed, sealed approval, made without the ledger."""
+        try:
+            verified = open_auth_request(request, self._credentials, self._trust)
+            open_payment_instruction(verified, self._credentials, self._trust)
+            asked = verified.data.auth_req_payload.auth_req_amt
+            token = seal_cap_token(
+                self._token_key,
+                authorization_pb2.CapTokenData(
+                    xid=verified.xid, auth_rrpid=verified.rrpid, auth_amt=asked,
+                    merchant_id=verified.merchant_id,
+                    merchant_cert_thumb=verified.merchant.thumbprint, hold_id=CEILING_HOLD_ID,
+                    issued_unix_ms=verified.data.auth_tags.auth_rr_tags.date_unix_ms,
+                ),
+            )  # fmt: skip
+            decision = AuthDecision(
+                auth_code=authorization_pb2.AUTH_CODE_APPROVED, auth_amt=asked,
+                approval_code=CEILING_APPROVAL_CODE, cap_token=token,
+            )  # fmt: skip
+            auth_res = build_auth_response(self._credentials, verified, decision)
+        except ProtocolError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"ceiling: {exc.code_name}")
+        return authorization_pb2.AuthorizeResponse(
+            header=reply_header(request.header), auth_res=auth_res
+        )
+
+
+class EchoServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
+    """Authorize answered with one fixed response (after ``delay`` seconds)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self._delay = delay
+        self._answer = authorization_pb2.AuthorizeResponse(
+            header=common_pb2.Header(version=1), auth_res=bytes(ECHO_RESPONSE_BYTES)
+        )
+
+    def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """The fixed response."""
+        if self._delay:
+            time.sleep(self._delay)
+        return self._answer
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """How to run a reference service."""
+
+    mode: str
+    listen: str
+    workers: int = 1
+    threads: int | None = None  # None: the bank's configured threads per worker
+    delay_ms: float = 0.0
+    port_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if not 1 <= self.workers <= 64:
+            raise ValueError("workers must be between 1 and 64")
+        if not 0 <= self.delay_ms <= MAX_DELAY_MS:
+            raise ValueError(f"delay must be between 0 and {MAX_DELAY_MS:.0f} ms")
+        if self.delay_ms and self.mode != "echo":
+            raise ValueError("only the echo service takes a delay")
+
+
+def _limits(config: BankConfig, options: ReferenceOptions, reuse_port: bool) -> ServerLimits:
+    return ServerLimits(
+        max_message_bytes=config.max_message_bytes,
+        max_concurrent_rpcs=config.max_concurrent_rpcs,
+        threads=options.threads or config.threads,
+        reuse_port=reuse_port,
+    )
+
+
+def _serve_one(
+    config: BankConfig, options: ReferenceOptions, listen: str, reuse_port: bool
+) -> tuple[grpc.Server, int, Callable[[], None]]:
+    """Open what the mode needs and serve; returns the server, its port and a closer."""
+    close: Callable[[], None] = _nothing
+    servicer: services_pb2_grpc.PaymentGatewayServiceServicer
+    probes: tuple[Callable[[], None], ...] = ()
+    if options.mode == "ceiling":
+        pki = load_bank_pki(config)
+        token_key = TokenKey.from_handle(pki.backend, pki.token_key)
+        servicer = CeilingServicer(pki.gateway, pki.trust, token_key)
+        probes = (pki.backend.check_health,)
+        close = pki.close
+    else:
+        servicer = EchoServicer(options.delay_ms / 1000.0)
+    try:
+        server, port, health = create_server(
+            [ServiceBinding("PaymentGatewayService", servicer)],
+            listen,
+            _limits(config, options, reuse_port),
+            tls=tls_config(config, mutual=True),
+            reflection_enabled=config.reflection,
+            probes=probes,
+        )
+    except BaseException:
+        close()
+        raise
+
+    def stop() -> None:
+        health.stop()
+        server.stop(config.grace_seconds).wait()
+        close()
+
+    return server, port, stop
+
+
+def _nothing() -> None:
+    return None
+
+
+def _worker(
+    config: BankConfig, options: ReferenceOptions, listen: str, ready: ProcessEvent
+) -> None:
+    # A worker process: keys and gRPC are opened here, after the fork (DESIGN.md 5.4).
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _, _, close = _serve_one(config, options, listen, reuse_port=True)
+    ready.set()
+    stop.wait()
+    close()
+
+
+def _reserve(listen: str) -> tuple[socket.socket, str]:
+    """Bind (not listen on) ``listen`` with SO_REUSEPORT so the workers can share the port."""
+    host, _, port = listen.rpartition(":")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host.strip("[]"), int(port)))
+    return sock, f"{host}:{sock.getsockname()[1]}"
+
+
+def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) -> int:
+    """Serve until ``stop`` is set; returns the port. Writes ``options.port_file`` once up."""
+    config = replace(config, threads=options.threads or config.threads)
+    if options.workers == 1:
+        _, port, close = _serve_one(config, options, options.listen, reuse_port=False)
+        _announce(options, port)
+        stop.wait()
+        close()
+        return port
+    reserved, listen = _reserve(options.listen)
+    port = int(listen.rpartition(":")[2])
+    context = multiprocessing.get_context("fork")
+    workers = []
+    try:
+        for _ in range(options.workers):
+            ready = context.Event()
+            process = context.Process(target=_worker, args=(config, options, listen, ready))
+            process.start()
+            workers.append((process, ready))
+        for process, ready in workers:
+            if not ready.wait(WORKER_START_SECONDS):
+                raise RuntimeError(f"a {options.mode} worker did not start (exit {process.exitcode})")
+        _announce(options, port)
+        stop.wait()
+    finally:
+        for process, _ in workers:
+            process.terminate()
+        for process, _ in workers:
+            process.join()
+        reserved.close()
+    return port
+
+
+def _announce(options: ReferenceOptions, port: int) -> None:
+    log.info("%s service on port %d", options.mode, port)
+    if options.port_file is not None:
+        options.port_file.write_text(f"{port}\n")
