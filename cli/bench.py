@@ -83,10 +83,17 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
     where = a.add_mutually_exclusive_group(required=True)
     where.add_argument("--spawn", action="store_true", help="start a bank of our own")
     where.add_argument("--target", metavar="HOST:PORT", help="a running PaymentGateway")
-    a.add_argument("--bank-config", type=Path, metavar="FILE",
-                   help="the target bank's setpay.toml (its ledger, TLS files, keys)")
-    a.add_argument("--ca-target", metavar="HOST:PORT",
-                   help="the target bank's CertificateAuthority (default: its ca_listen)")
+    a.add_argument(
+        "--bank-config",
+        type=Path,
+        metavar="FILE",
+        help="the target bank's setpay.toml (its ledger, TLS files, keys)",
+    )
+    a.add_argument(
+        "--ca-target",
+        metavar="HOST:PORT",
+        help="the target bank's CertificateAuthority (default: its ca_listen)",
+    )
     a.add_argument("--metrics-url", help="the target's Prometheus page (server CPU)")
     a.add_argument("--profile", choices=sorted(PROFILES), default="ec", help="--spawn only")
     a.add_argument("--keys", metavar="URI", help="--spawn: key backend URI for setpay init")
@@ -95,8 +102,11 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
     a.add_argument("--rate", type=float, help="open loop at this many AuthReq/s")
     a.add_argument("--rates", help="a sweep: open loop at each of these rates (a,b,c)")
     a.add_argument("--concurrency", type=int, help="closed loop with this many callers")
-    a.add_argument("--load-fraction", type=float,
-                   help="after the closed loop, open loop at this fraction of its throughput")
+    a.add_argument(
+        "--load-fraction",
+        type=float,
+        help="after the closed loop, open loop at this fraction of its throughput",
+    )
     a.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
     a.add_argument("--channels", type=int, default=4, help="gRPC channels (connections)")
     a.add_argument("--senders", type=int, default=1, help="open-loop sender threads")
@@ -107,8 +117,11 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
     a.add_argument("--cardholders", type=int, default=DEFAULT_CARDHOLDERS)
     a.add_argument("--bin", default=DEFAULT_BIN, help="the cards' BIN (6 digits)")
     a.add_argument("--amount", type=int, default=DEFAULT_AMOUNT, help="minor units per AuthReq")
-    a.add_argument("--ceiling", action="store_true",
-                   help="also run the crypto ceiling and the echo service, report ratios")
+    a.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also run the crypto ceiling and the echo service, report ratios",
+    )
     a.add_argument("--json", type=Path, metavar="FILE", help="write the JSON report here")
     a.add_argument("--plot", type=Path, metavar="FILE.png", help="latency against rate")
     a.set_defaults(bench_handler=authorize)  # fmt: skip
@@ -192,7 +205,9 @@ def _target_bank(args: argparse.Namespace) -> Bank:
     return Bank(config, args.bank_config, access, args.ca_target or config.ca_listen, probe)
 
 
-def _references(args: argparse.Namespace, bank: Bank, workdir: Path, stack: ExitStack) -> list[Target]:
+def _references(
+    args: argparse.Namespace, bank: Bank, workdir: Path, stack: ExitStack
+) -> list[Target]:
     targets = []
     for mode, service in (("ceiling", Service.CEILING), ("echo", Service.ECHO)):
         server = spawn.serve_reference(mode, bank.config_path, workdir, args.workers,
@@ -333,7 +348,13 @@ def serve_reference(args: argparse.Namespace) -> int:
 
 
 _FAILURES: tuple[type[Exception], ...] = (
-    BenchError, ClientError, SetcoreError, ConfigError, KeyBackendError, OSError, ValueError,
+    BenchError,
+    ClientError,
+    SetcoreError,
+    ConfigError,
+    KeyBackendError,
+    OSError,
+    ValueError,
     grpc.FutureTimeoutError,
 )
 

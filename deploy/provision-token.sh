@@ -15,7 +15,8 @@
 # then generates every key of the bank on the new token; if that fails, the token made
 # by this run is deleted again so that a retry starts clean.
 #
-# Exit status: 0 done, 1 refused or failed, 2 usage error. Nothing secret is printed.
+# setpay is found on PATH, or at $SETPAY. Exit status: 0 done, 1 refused or failed,
+# 2 usage error. Nothing secret is printed.
 
 set -euo pipefail
 # Byte semantics for lengths and patterns, whatever the caller's locale.
@@ -106,6 +107,10 @@ absolute() {
 pin_file=$(absolute "$pin_file")
 so_pin_file=$(absolute "$so_pin_file")
 [[ $pin_file != "$so_pin_file" ]] || die "the user PIN and the SO PIN need different files"
+if [[ -n $bank ]]; then
+    [[ $module =~ $URI_PATH_PATTERN ]] || die "module path $module cannot go into a key URI"
+    [[ $pin_file =~ $URI_PATH_PATTERN ]] || die "PIN file path $pin_file cannot go into a key URI"
+fi
 
 # Create a PIN file with a random PIN, readable by its owner only; never replace a file.
 create_pin_file() {
@@ -172,9 +177,13 @@ read_pin_file "$pin_file" user_pin
 
 SETPAY_SO_PIN="$so_pin" p11 --slot "$free_slot" --init-token --label "$label" \
     --so-pin env:SETPAY_SO_PIN >/dev/null || die "pkcs11-tool could not initialize the token"
-SETPAY_SO_PIN="$so_pin" SETPAY_USER_PIN="$user_pin" p11 --token-label "$label" \
+if ! SETPAY_SO_PIN="$so_pin" SETPAY_USER_PIN="$user_pin" p11 --token-label "$label" \
     --login --login-type so --so-pin env:SETPAY_SO_PIN --init-pin --pin env:SETPAY_USER_PIN \
-    >/dev/null || die "pkcs11-tool could not set the user PIN of token $label"
+    >/dev/null; then
+    # A token without a user PIN is of no use to setpay: do not leave it behind.
+    softhsm2-util --delete-token --token "$label" >/dev/null || true
+    die "pkcs11-tool could not set the user PIN of token $label (token deleted again)"
+fi
 unset so_pin user_pin
 serial=$(slots | awk -v want="$label" '$2 == "ready" && $3 == want { print $4; exit }')
 [[ -n $serial ]] || die "token $label was initialized but is not listed"
@@ -183,8 +192,6 @@ exec 9<&-
 
 [[ -n $bank ]] || exit 0
 
-[[ $module =~ $URI_PATH_PATTERN ]] || die "module path $module cannot go into a key URI"
-[[ $pin_file =~ $URI_PATH_PATTERN ]] || die "PIN file path $pin_file cannot go into a key URI"
 keys="pkcs11:module=$module;token=$label;pin-source=file:$pin_file"
 if ! "${SETPAY:-setpay}" init "$bank" --profile "$profile" --brand "$brand" --keys "$keys"; then
     # The keys made so far are useless without their bank directory, and setpay init

@@ -11,7 +11,8 @@ status codes for infrastructure (DESIGN.md 5.2).
 
 The peer never sees a stack trace or which check failed beyond the code. The local log
 gets the code, the reason and the request's RRPID, never a PAN (setcore's reasons and the
-ledger's messages never carry one).
+ledger's messages never carry one). Every SET Error answered is counted here by code
+(``gateway.metrics.refused``); gRPC statuses are counted by the server.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 import grpc
 
+from gateway import metrics
 from gateway.ledger import (
     InvalidRequest,
     LedgerError,
@@ -80,4 +82,5 @@ def answer(
         else:
             reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
             log.info("%s refused: %s (%s)", rpc, ErrorCode.Name(code), reason)
+        metrics.refused(rpc, code)
         return on_error(build_error(credentials, code, bad_message=request_bytes))

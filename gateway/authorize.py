@@ -2,11 +2,14 @@
 
 The protocol checks are setcore's (SET-PROTOCOL.md 6.2 and 9.3); this module orders them,
 asks the issuer ledger for the decision and builds the answer inside the ledger's
-transaction, so the exact response bytes are stored with the hold they report.
+transaction, so the exact response bytes are stored with the hold they report. The
+decision is counted (``gateway.metrics``) once the ledger has committed it; a retry
+answered from the stored bytes decides nothing and is not counted again.
 """
 
 from __future__ import annotations
 
+from gateway import metrics
 from gateway.bank import Bank
 from gateway.ledger import Authorized, Decline, Declined, Outcome, Responder
 from gateway.outcomes import auth_code_for, resp_reason_for
@@ -78,21 +81,27 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
     verified = open_auth_request(request, bank.credentials, bank.trust)
     pi = open_payment_instruction(verified, bank.credentials, bank.trust)
     check_agreement(verified, pi)
+    decided: list[Outcome] = []
 
     def respond(outcome: Outcome) -> bytes:
+        decided[:] = [outcome]  # the last attempt's: a store may retry a transaction
         return build_auth_response(
             bank.credentials, verified, decision_for(bank, verified, outcome)
         )
 
     digest = request_digest(AUTHORIZE_REQUEST_CT, request.auth_req)
     if not amount_agrees(verified, pi):
-        return bank.ledger.decline(
+        answer = bank.ledger.decline(
             Decline.AMOUNT_MISMATCH,
             rrpid=verified.rrpid,
             request_digest=digest,
             respond=respond,
         )
-    return _ask_issuer(bank, verified, pi, digest, respond)
+    else:
+        answer = _ask_issuer(bank, verified, pi, digest, respond)
+    if decided:  # committed: the ledger returns only then
+        metrics.authorization_decided(decided[0])
+    return answer
 
 
 def _ask_issuer(

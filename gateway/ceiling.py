@@ -239,7 +239,9 @@ def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) 
             workers.append((process, ready))
         for process, ready in workers:
             if not ready.wait(WORKER_START_SECONDS):
-                raise RuntimeError(f"a {options.mode} worker did not start (exit {process.exitcode})")
+                raise RuntimeError(
+                    f"a {options.mode} worker did not start (exit {process.exitcode})"
+                )
         _announce(options, port)
         stop.wait()
     finally:

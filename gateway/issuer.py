@@ -12,6 +12,7 @@ from gateway.config import BankConfig
 from gateway.ledger import (
     AccountExists,
     AccountStatus,
+    CommitObserver,
     Ledger,
     LedgerConfig,
     LedgerKeys,
@@ -47,19 +48,20 @@ def read_ledger_keys(path: Path) -> LedgerKeys:
     )
 
 
-def open_store(config: BankConfig) -> LedgerStore:
-    """The ledger store the configuration names (SQLite file or PostgreSQL URL)."""
+def open_store(config: BankConfig, observer: CommitObserver | None = None) -> LedgerStore:
+    """The ledger store the configuration names (SQLite file or PostgreSQL URL), reporting
+    each commit to ``observer`` (metrics)."""
     url = config.ledger_url()
     if url.startswith("sqlite:"):
-        return SqliteLedgerStore(url[len("sqlite:") :])
-    return PostgresLedgerStore(url)
+        return SqliteLedgerStore(url[len("sqlite:") :], observer=observer)
+    return PostgresLedgerStore(url, observer=observer)
 
 
-def open_ledger(config: BankConfig) -> Ledger:
-    """The issuer ledger of this bank."""
+def open_ledger(config: BankConfig, observer: CommitObserver | None = None) -> Ledger:
+    """The issuer ledger of this bank (commits reported to ``observer``)."""
     keys = read_ledger_keys(config.path(config.ledger_keys))
     policy = LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)
-    return Ledger(open_store(config), keys, config=policy)
+    return Ledger(open_store(config, observer), keys, config=policy)
 
 
 class LedgerDirectory:

@@ -241,10 +241,16 @@ class _SupervisorMetrics:
         )  # fmt: skip
 
 
-# The process's metrics: Prometheus samples are process-wide by nature (in multiprocess
-# mode, one set of files per pid), so the sink is too; None means metrics are off.
-_worker: _WorkerMetrics | None = None
-_supervisor: _SupervisorMetrics | None = None
+class _Sinks:
+    """Where this process records: None means off."""
+
+    worker: _WorkerMetrics | None = None
+    supervisor: _SupervisorMetrics | None = None
+
+
+# Prometheus samples are process-wide by nature (in multiprocess mode, one set of files per
+# pid), so the sinks are too. Set by enable/enable_supervisor, cleared by disable.
+_sinks = _Sinks()
 
 
 def enable(worker: int, registry: CollectorRegistry | None = None) -> None:
@@ -253,7 +259,6 @@ def enable(worker: int, registry: CollectorRegistry | None = None) -> None:
     With PROMETHEUS_MULTIPROC_DIR set, samples go to that directory for the supervisor;
     without it they stay in memory (``registry``, if given, collects them: tests).
     """
-    global _worker
     if not 0 <= worker < MAX_WORKER_LABELS:
         raise MetricsError(f"worker index must be below {MAX_WORKER_LABELS}")
     if os.environ.get(MULTIPROC_ENV) and not _value_class_is_multiprocess():
@@ -261,19 +266,18 @@ def enable(worker: int, registry: CollectorRegistry | None = None) -> None:
             f"prometheus_client was imported before {MULTIPROC_ENV} was set: "
             "this process's samples would never reach the scrape endpoint"
         )
-    _worker = _WorkerMetrics(str(worker), registry)
+    _sinks.worker = _WorkerMetrics(str(worker), registry)
 
 
 def enabled() -> bool:
     """Whether this process records metrics."""
-    return _worker is not None
+    return _sinks.worker is not None
 
 
 def disable() -> None:
     """Turn metrics off in this process (tests that enabled them in-process)."""
-    global _worker, _supervisor
-    _worker = None
-    _supervisor = None
+    _sinks.worker = None
+    _sinks.supervisor = None
 
 
 # --- the serving path (every function is a no-op while metrics are off) ----------------
@@ -281,14 +285,14 @@ def disable() -> None:
 
 def rpc_started(method: str) -> None:
     """A call of ``method`` is being handled."""
-    m = _worker
+    m = _sinks.worker
     if m is not None:
         m.in_flight.labels(_allowed("method", method)).inc()
 
 
 def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusCode | None) -> None:
     """A call ended after ``seconds`` with ``status`` (None or OK: answered normally)."""
-    m = _worker
+    m = _sinks.worker
     if m is None:
         return
     method = _allowed("method", method)
@@ -302,7 +306,7 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
 
 def refused(method: str, code: int) -> None:
     """``method`` was answered with a signed SET Error of ``code`` (gateway.answers)."""
-    m = _worker
+    m = _sinks.worker
     if m is None:
         return
     name = ErrorCode.Name(code) if code in ErrorCode.values() else OTHER
@@ -316,7 +320,7 @@ def refused(method: str, code: int) -> None:
 
 def authorization_decided(outcome: Outcome) -> None:
     """The ledger committed an authorization decision (approved or declined)."""
-    m = _worker
+    m = _sinks.worker
     if m is None:
         return
     if isinstance(outcome, Authorized):
@@ -329,7 +333,7 @@ def authorization_decided(outcome: Outcome) -> None:
 
 def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | None) -> None:
     """The key backends' observer (``hsm.observer.Observer``)."""
-    m = _worker
+    m = _sinks.worker
     if m is None:
         return
     op = _allowed("op", op)
@@ -343,7 +347,7 @@ def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | Non
 
 def ledger_commit(stats: CommitStats) -> None:
     """The ledger stores' commit observer (``gateway.ledger.CommitObserver``)."""
-    m = _worker
+    m = _sinks.worker
     if m is None:
         return
     m.commit_duration.observe(stats.seconds)
@@ -378,7 +382,7 @@ class Sampler:
 
     def start(self) -> Sampler:
         """Sample every SAMPLE_SECONDS in the background while metrics are on."""
-        if _worker is not None:
+        if _sinks.worker is not None:
             self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
             self._thread.start()
         return self
@@ -389,7 +393,7 @@ class Sampler:
 
     def sample(self) -> None:
         """Add what the counters gained since the last sample; set the pool gauges."""
-        m = _worker
+        m = _sinks.worker
         if m is None:
             return
         with self._lock:
@@ -468,14 +472,13 @@ def prepare_multiprocess_directory() -> MultiprocessDirectory:
 
 def enable_supervisor(workers: int) -> None:
     """Turn on the supervisor's own metrics (after ``prepare_multiprocess_directory``)."""
-    global _supervisor
-    _supervisor = _SupervisorMetrics()
-    _supervisor.workers.set(workers)
+    _sinks.supervisor = _SupervisorMetrics()
+    _sinks.supervisor.workers.set(workers)
 
 
 def worker_gone(pid: int, running: int) -> None:
     """A worker exited: drop its live gauges; ``running`` workers are left."""
-    s = _supervisor
+    s = _sinks.supervisor
     if s is None:
         return
     from prometheus_client import multiprocess  # noqa: PLC0415 - as above
@@ -486,7 +489,7 @@ def worker_gone(pid: int, running: int) -> None:
 
 def worker_restarted(running: int) -> None:
     """The supervisor started a worker in place of one that died."""
-    s = _supervisor
+    s = _sinks.supervisor
     if s is not None:
         s.restarts.inc()
         s.workers.set(running)

@@ -2,6 +2,8 @@
 
 Everything that opens a key backend session or a gRPC server happens here, so a worker
 process can call it after fork (DESIGN.md 5.4: sessions and gRPC are never inherited).
+When metrics are on in this process (``gateway.metrics.enable``), the key backend and the
+ledger report to them and a sampler copies the trust store's and the pool's counters.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import grpc
 
+from gateway import metrics
 from gateway.bank import Bank
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.servicer import CertificateAuthorityServicer
@@ -41,6 +44,7 @@ class RunningBank:
     ledger: Ledger
     authority: CertificateAuthority
     ca_store: CaStore
+    sampler: metrics.Sampler
 
     def stop(self, grace: float | None) -> None:
         """NOT_SERVING, let in-flight calls finish within ``grace``, close sessions."""
@@ -49,6 +53,7 @@ class RunningBank:
         stopping = (self.server.stop(grace), self.ca_server.stop(grace))
         for event in stopping:
             event.wait()
+        self.sampler.stop()
         self.ca_store.close()
         self.ledger.close()
         self.pki.close()
@@ -75,8 +80,13 @@ def start_bank(
 ) -> RunningBank:
     """Open keys, ledger and CA; serve PaymentGateway (mutual TLS) and CertificateAuthority
     (server TLS) each on its own port."""
-    pki = load_bank_pki(config)
-    ledger = open_ledger(config)
+    on = metrics.enabled()
+    pki = load_bank_pki(config, metrics.key_operation if on else None)
+    try:
+        ledger = open_ledger(config, metrics.ledger_commit if on else None)
+    except BaseException:
+        pki.close()
+        raise
     try:
         bank = Bank(
             credentials=pki.gateway,
@@ -125,5 +135,5 @@ def start_bank(
     log.info("gateway on port %d, CA on port %d (%s)", port, ca_port, mode)
     return RunningBank(
         server, port, health, ca_server, ca_port, ca_health, bank, pki, ledger, authority,
-        ca_store,
+        ca_store, metrics.Sampler(pki.trust, pki.backend).start(),
     )  # fmt: skip

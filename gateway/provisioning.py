@@ -43,6 +43,7 @@ from gateway.config import CONFIG_FILE, BankConfig
 from gateway.issuer import write_ledger_keys
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyNotFound
+from hsm.observer import Observer
 from hsm.uri import PASSPHRASE_ENV, encode_uri_value, open_backend
 from setcore.credentials import Credentials
 from setcore.pki import roles
@@ -391,8 +392,9 @@ def open_ca_store(config: BankConfig) -> CaStore:
     return CaStore.open(config.path(config.ca_db))
 
 
-def load_bank_pki(config: BankConfig) -> BankPki:
-    """Open the key backend and load the certificates and current revocation data."""
+def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankPki:
+    """Open the key backend (reporting to ``observer``: metrics) and load the certificates
+    and current revocation data."""
     certs = config.path(config.certs_dir)
 
     def der(label: str) -> bytes:
@@ -401,7 +403,7 @@ def load_bank_pki(config: BankConfig) -> BankPki:
         except OSError as exc:
             raise BankIncomplete(f"missing certificate {label}.der in {certs}") from exc
 
-    backend = open_backend(bank_keys_uri(config))
+    backend = open_backend(bank_keys_uri(config), observer)
     try:
         root_der = der(ROOT_LABEL)
 

@@ -2,7 +2,8 @@
 
 ``create_server(...)`` returns ``(server, port)`` like the gRPC examples; tests bind port 0.
 Requests are parsed by our own deserializer so an unparseable outer frame is answered
-with INVALID_ARGUMENT instead of gRPC's INTERNAL. gRPC Python can either require a
+with INVALID_ARGUMENT instead of gRPC's INTERNAL. Every call is counted and timed here for
+the metrics (``gateway.metrics``), with the status it ended with. gRPC Python can either require a
 client certificate or not ask for one (there is no "optional"), so the bank runs two
 servers: PaymentGateway with mutual TLS for merchants, CertificateAuthority with
 server-authenticated TLS for wallets.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway import metrics
 from setpay.v1 import services_pb2
 
 log = logging.getLogger("setpay.server")
@@ -83,12 +86,22 @@ def _deserializer(cls: type[Message]) -> Callable[[bytes], object]:
 
 
 def _behaviour(
-    method: Callable[[Any, grpc.ServicerContext], Any],
+    service: str, name: str, method: Callable[[Any, grpc.ServicerContext], Any]
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        if request is _UNPARSEABLE:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
-        return method(request, context)
+        started = time.perf_counter()
+        metrics.rpc_started(name)
+        status: grpc.StatusCode | None = grpc.StatusCode.UNKNOWN  # if the method raises
+        try:
+            if request is _UNPARSEABLE:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
+            response = method(request, context)
+            status = None
+            return response
+        finally:
+            # code() is what abort() or set_code() chose (grpc-stubs lacks it; grpcio has it).
+            status = context.code() or status  # type: ignore[attr-defined]
+            metrics.rpc_finished(service, name, time.perf_counter() - started, status)
 
     return handle
 
@@ -99,7 +112,7 @@ def _generic_handler(binding: ServiceBinding) -> grpc.GenericRpcHandler:  # type
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _behaviour(getattr(binding.servicer, method.name)),
+            _behaviour(service.full_name, method.name, getattr(binding.servicer, method.name)),
             request_deserializer=_deserializer(request_cls),
             response_serializer=lambda m: m.SerializeToString(),
         )

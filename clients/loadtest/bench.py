@@ -105,7 +105,8 @@ class Bench:
         if not target.signed_answers:
             return echo_judge
         merchant = self._parties.merchant
-        assert merchant is not None  # noqa: S101 - prepare() ran
+        if merchant is None:
+            raise RuntimeError("register the parties first")
 
         def open_one(index: int, response: authorization_pb2.AuthorizeResponse) -> AuthResult:
             state = prepared[index % len(prepared)].state
@@ -120,11 +121,14 @@ class Bench:
         self._say("prepared AuthReqs would grow stale: preparing a fresh batch")
         return self.prepare(len(prepared))
 
-    def drive(self, target: Target, shape: Shape, prepared: list[PreparedAuth]) -> Tally:
+    def drive(
+        self, target: Target, shape: Shape, prepared: list[PreparedAuth], *, warmup: bool = False
+    ) -> Tally:
         """One run of ``shape`` against ``target``, tallied."""
         channels = open_channels(target.access, self._plan.channels)
         try:
-            self._say(f"{shape.label} for {shape.duration:g} s against the {target.service}")
+            what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
+            self._say(f"{what} against the {target.service}")
             recording = load.run(
                 shape, channels, [p.request for p in prepared], timeout=self._plan.timeout,
                 reuse=not target.single_use, server_cpu=target.server_cpu,
@@ -141,7 +145,7 @@ class Bench:
             min(WARMUP_CONCURRENCY, len(prepared)), WARMUP_SECONDS, limit=len(prepared)
         )
         for target in self._targets:
-            result.warmup[target.service] = self.drive(target, shape, prepared)
+            result.warmup[target.service] = self.drive(target, shape, prepared, warmup=True)
 
     def step(self, shape: Shape) -> StepResult:
         """One shape against every target."""

@@ -17,6 +17,7 @@ beforehand and the answers are kept as bytes for ``tally`` to open afterwards.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import resource
@@ -230,7 +231,7 @@ def _open_loop(
             in_flight.add()
             call = calls[sample.index % len(calls)]
             future = call.future(requests[sample.index % len(requests)], timeout=timeout)
-            future.add_done_callback(lambda f, s=sample: answered(s, f))
+            future.add_done_callback(functools.partial(answered, sample))
         lags[slot] = worst
 
     threads = [

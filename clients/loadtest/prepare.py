@@ -111,9 +111,7 @@ class Population:
 
 def random_pan(bin_: str) -> PAN:
     """A random card number under ``bin_`` with a valid Luhn digit."""
-    body = bin_ + "".join(
-        secrets.choice("0123456789") for _ in range(PAN_DIGITS - 1 - len(bin_))
-    )
+    body = bin_ + "".join(secrets.choice("0123456789") for _ in range(PAN_DIGITS - 1 - len(bin_)))
     return PAN(next(body + d for d in "0123456789" if luhn_valid(body + d)))
 
 
@@ -196,9 +194,7 @@ class Parties:
         cert_request, req_state = build_merchant_cert_request(
             self.keys, sig, kex, registration, state
         )
-        outcome = open_merchant_cert_response(
-            self._authority.cert(cert_request), req_state, trust
-        )
+        outcome = open_merchant_cert_response(self._authority.cert(cert_request), req_state, trust)
         if not outcome.complete:
             raise RegistrationError("the Merchant CA did not issue the bench merchant's "
                                     "certificates", outcome.status)  # fmt: skip

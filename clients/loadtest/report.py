@@ -76,11 +76,15 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "schema": SCHEMA,
         "setting": result.setting,
         "plan": {
-            "duration_s": plan.duration, "rates": list(plan.rates),
-            "concurrency": plan.concurrency, "load_fraction": plan.load_fraction,
-            "channels": plan.channels, "senders": plan.senders, "timeout_s": plan.timeout,
+            "duration_s": plan.duration,
+            "rates": list(plan.rates),
+            "concurrency": plan.concurrency,
+            "load_fraction": plan.load_fraction,
+            "channels": plan.channels,
+            "senders": plan.senders,
+            "timeout_s": plan.timeout,
             "p99_max_ms": plan.p99_max_ms,
-        },  # fmt: skip
+        },
         "warmup": {str(s): tally_json(t) for s, t in result.warmup.items()},
         "steps": [
             {

@@ -101,7 +101,7 @@ def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
     """Start ``argv`` (which writes ``port_file`` once serving) and wait for its ports."""
     port_file.unlink(missing_ok=True)
     with log.open("ab") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        process = subprocess.Popen(
             list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
         )
     give_up = time.monotonic() + STARTUP_SECONDS

@@ -53,7 +53,9 @@ def echo_judge(_index: int, _response: bytes) -> Verdict:
     return Verdict(outcome=ECHOED)
 
 
-def auth_judge(open_response: Callable[[int, authorization_pb2.AuthorizeResponse], AuthResult]) -> Judge:
+def auth_judge(
+    open_response: Callable[[int, authorization_pb2.AuthorizeResponse], AuthResult],
+) -> Judge:
     """A judge over ``open_response(index, response)``: setcore's verifying opener."""
 
     def judge(index: int, response: bytes) -> Verdict:

@@ -37,7 +37,7 @@ def run_once(
     respond: Responder,
 ) -> bytes:
     """Decide and respond once per RRPID; replay the stored response afterwards."""
-    stored = _stored_response(tx, rrpid, request_digest)
+    stored = stored_response(tx, rrpid, request_digest)
     if stored is not None:
         return stored
     try:
@@ -47,7 +47,7 @@ def run_once(
         # it began: a concurrent request with this RRPID may have committed after our first
         # look, and its effects (say, the PI it used) are what make ``decide`` refuse. Its
         # stored answer is the answer to this retry too.
-        stored = _stored_response(tx, rrpid, request_digest)
+        stored = stored_response(tx, rrpid, request_digest)
         if stored is not None:
             return stored
         raise
@@ -64,7 +64,7 @@ def run_once(
     return response
 
 
-def _stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> bytes | None:
+def stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> bytes | None:
     """The response stored under ``rrpid``, None if there is none; RrpidReused on mismatch."""
     stored = tx.one("SELECT request_digest, response FROM requests WHERE rrpid = ?", rrpid)
     if stored is None:

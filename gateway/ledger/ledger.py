@@ -564,3 +564,14 @@ class Ledger:
     def check_health(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial read."""
         self._store.read(lambda tx: tx.one("SELECT 1 AS ok"))
+
+    def stored_response(self, rrpid: bytes, request_digest: bytes) -> bytes | None:
+        """The answer stored for exactly this request, if it was decided before.
+
+        Lets the gateway answer a retry whose checks no longer pass (its date has aged
+        out of the freshness window) with the bytes it gave the first time. Raises
+        RrpidReused when the RRPID was used for other bytes.
+        """
+        _check_bytes("rrpid", rrpid)
+        _check_bytes("request_digest", request_digest)
+        return self._store.read(lambda tx: idempotency.stored_response(tx, rrpid, request_digest))

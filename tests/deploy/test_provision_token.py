@@ -216,6 +216,21 @@ def test_refuses_a_bank_directory_in_use_before_making_a_token(
 
 
 @pytest.mark.integration
+def test_refuses_a_pin_path_a_key_uri_cannot_hold(tokens: SoftHsm, tmp_path: Path) -> None:
+    # ';' separates key URI attributes: such a path would change what the URI says.
+    secrets = tmp_path / "odd;dir"
+    secrets.mkdir(mode=0o700)
+    label = _label("uripath")
+    done = provision(
+        *_arguments(label, secrets / "token.pin", secrets / "so.pin", "--bank", str(tmp_path / "b"))
+    )
+    assert done.returncode == 1
+    assert "cannot go into a key URI" in done.stderr
+    assert label not in token_labels()
+    assert not list(secrets.iterdir())
+
+
+@pytest.mark.integration
 def test_failed_bank_init_deletes_the_new_token(tokens: SoftHsm, tmp_path: Path) -> None:
     # A bank directory under a regular file: setpay init itself fails (NotADirectoryError).
     blocker = tmp_path / "not-a-directory"

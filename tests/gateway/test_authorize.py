@@ -272,3 +272,23 @@ def test_concurrent_authorizations_race_for_one_limit(
     account = ec_world.running.ledger.card_account(cardholder.account_id)
     assert account.pending == affordable * amount and account.available == 0
     ec_world.running.ledger.check_balanced()
+
+
+def test_retry_after_the_freshness_window_gets_the_stored_answer(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cardholder = register_cardholder(ec_world)
+    request, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 250))
+    first = ec_world.gateway.Authorize(request)
+    assert first.auth_res
+    # Built now, sent "later": never answered before, so it is refused as too old.
+    other, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 250))
+    import setcore.authorization as authorization
+    import setcore.freshness as freshness
+
+    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
+    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+    again = ec_world.gateway.Authorize(request)
+    assert again.auth_res == first.auth_res
+    assert _refused(ec_world, ec_merchant, other, state) == "ERROR_CODE_MESSAGE_TOO_OLD"
+    assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 250
