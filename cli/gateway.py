@@ -1,19 +1,18 @@
-"""``setpay gateway serve``: run the bank (PaymentGateway and CertificateAuthority)."""
+"""``setpay gateway serve``: run the bank (PaymentGateway and CertificateAuthority).
+
+The bank runs as worker processes under a supervisor (``gateway.workers``); settings
+come from the configuration file, then ``SETPAY_*`` variables, then these flags.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.config import CONFIG_FILE, ConfigError, load
-from gateway.process import start_bank
-
-log = logging.getLogger("setpay.gateway")
+from gateway import workers
+from gateway.config import CONFIG_FILE, ConfigError, load, validate
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,8 +25,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     s.add_argument("--ca-listen", help="CertificateAuthority HOST:PORT (overrides it too)")
     s.add_argument("--no-reflection", action="store_true", help="turn server reflection off")
     s.add_argument(
+        "--workers", type=int, help="worker processes (default: configuration, else one per CPU)"
+    )
+    s.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)"
+    )
+    s.add_argument(
         "--port-file", type=Path, help="write the bound ports (gateway, CA) here once serving"
     )
+
+
+def _announce(args: argparse.Namespace, bound: workers.Bound) -> None:
+    if args.port_file is not None:
+        workers.write_port_file(args.port_file, bound)
+    metrics = f", metrics on port {bound.metrics_port}" if bound.metrics_port is not None else ""
+    print(f"setpay gateway: PaymentGateway on port {bound.port}, "
+          f"CertificateAuthority on port {bound.ca_port}, "
+          f"{bound.workers} workers{metrics}", flush=True)  # fmt: skip
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -35,24 +49,22 @@ def serve(args: argparse.Namespace) -> int:
     config = load(args.config)
     if args.no_reflection:
         config = replace(config, reflection=False)
-    running = start_bank(config, listen=args.listen, ca_listen=args.ca_listen)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if args.port_file is not None:
-        args.port_file.write_text(f"{running.port} {running.ca_port}\n")
-    print(f"setpay gateway: PaymentGateway on port {running.port}, "
-          f"CertificateAuthority on port {running.ca_port}", flush=True)  # fmt: skip
-    stop.wait()
-    log.info("stopping: draining in-flight calls for up to %.1f s", config.grace_seconds)
-    running.stop(config.grace_seconds)
-    return 0
+    if args.workers is not None:
+        config = replace(config, workers=args.workers)
+    if args.metrics_port is not None:
+        config = replace(config, metrics_port=args.metrics_port)
+    return workers.serve(
+        validate(config),
+        listen=args.listen,
+        ca_listen=args.ca_listen,
+        on_ready=lambda bound: _announce(args, bound),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch the gateway subcommand."""
     try:
         return serve(args)
-    except ConfigError as exc:
+    except (ConfigError, workers.WorkerError) as exc:
         print(f"setpay gateway: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,8 @@ answered from the stored bytes decides nothing and is not counted again.
 
 from __future__ import annotations
 
+import logging
+
 from gateway import metrics
 from gateway.bank import Bank
 from gateway.ledger import Authorized, Decline, Declined, Outcome, Responder
@@ -27,6 +29,8 @@ from setcore.authorization import (
     seal_cap_token,
 )
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
+
+log = logging.getLogger("setpay.gateway")
 
 # A short, non-secret reference the merchant can quote to the acquirer.
 APPROVAL_CODE_CHARS = 6
@@ -81,6 +85,13 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
     verified = open_auth_request(request, bank.credentials, bank.trust)
     pi = open_payment_instruction(verified, bank.credentials, bank.trust)
     check_agreement(verified, pi)
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "AuthReq %s from merchant %s: PI opened, card %s, cardholder certificate %s; "
+            "dual signature, account binding, HOD and ids agree (order description unseen)",
+            verified.rrpid.hex()[:8], verified.merchant_id, pi.pan.masked,
+            pi.cardholder.thumbprint.hex()[:8],
+        )  # fmt: skip
     decided: list[Outcome] = []
 
     def respond(outcome: Outcome) -> bytes:
@@ -101,6 +112,15 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
         answer = _ask_issuer(bank, verified, pi, digest, respond)
     if decided:  # committed: the ledger returns only then
         metrics.authorization_decided(decided[0])
+        if log.isEnabledFor(logging.INFO):
+            outcome = decided[0]
+            what = (
+                f"declined ({outcome.reason.value})"
+                if isinstance(outcome, Declined)
+                else "approved, capture token sealed to the gateway itself"
+            )
+            log.info("AuthRes %s: %s; signed for merchant %s, naming its request",
+                     verified.rrpid.hex()[:8], what, verified.merchant_id)  # fmt: skip
     return answer
 
 

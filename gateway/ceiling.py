@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ CEILING_APPROVAL_CODE = "CEIL00"
 CEILING_HOLD_ID = "ceiling"
 # Workers that have not bound their port in this long are reported as failed.
 WORKER_START_SECONDS = 120.0
+# How often the parent looks whether a starting worker died instead.
+WORKER_POLL_SECONDS = 0.1
 # Largest injected delay of the echo (ms): enough to model any slow server in a test.
 MAX_DELAY_MS = 60_000.0
 
@@ -230,27 +233,31 @@ def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) 
     reserved, listen = _reserve(options.listen)
     port = int(listen.rpartition(":")[2])
     context = multiprocessing.get_context("fork")
-    workers = []
+    workers: list[tuple[BaseProcess, ProcessEvent]] = []
     try:
         for _ in range(options.workers):
             ready = context.Event()
-            process = context.Process(target=_worker, args=(config, options, listen, ready))
-            process.start()
-            workers.append((process, ready))
-        for process, ready in workers:
-            if not ready.wait(WORKER_START_SECONDS):
-                raise RuntimeError(
-                    f"a {options.mode} worker did not start (exit {process.exitcode})"
-                )
+            worker = context.Process(target=_worker, args=(config, options, listen, ready))
+            worker.start()
+            workers.append((worker, ready))
+        _wait_ready(options.mode, workers)
         _announce(options, port)
         stop.wait()
     finally:
-        for process, _ in workers:
-            process.terminate()
-        for process, _ in workers:
-            process.join()
+        for started, _ in workers:
+            started.terminate()
+        for started, _ in workers:
+            started.join()
         reserved.close()
     return port
+
+
+def _wait_ready(mode: str, workers: list[tuple[BaseProcess, ProcessEvent]]) -> None:
+    give_up = time.monotonic() + WORKER_START_SECONDS
+    for process, ready in workers:
+        while not ready.wait(WORKER_POLL_SECONDS):
+            if process.exitcode is not None or time.monotonic() > give_up:
+                raise RuntimeError(f"a {mode} worker did not start (exit {process.exitcode})")
 
 
 def _announce(options: ReferenceOptions, port: int) -> None:

@@ -209,21 +209,39 @@ class _WorkerMetrics:
         self.relogins = Counter(
             "setpay_key_relogins_total", "Token re-logins after a lost session", registry=r
         )
-        self.sessions_in_use = Gauge(
+        self.key_error_kinds = _key_error_kinds()
+        self._registry = registry
+        self._pool: _PoolMetrics | None = None
+
+    def pool(self) -> _PoolMetrics:
+        """The session-pool metrics, made when a backend with a pool shows up (a software
+        backend has none, and a gauge of 0 sessions would say otherwise)."""
+        if self._pool is None:
+            self._pool = _PoolMetrics(self._registry)
+        return self._pool
+
+
+class _PoolMetrics:
+    """The PKCS#11 session pool's metric objects."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        from prometheus_client import Counter, Gauge  # noqa: PLC0415 - as above
+
+        r = registry
+        self.in_use = Gauge(
             "setpay_key_sessions_in_use", "PKCS#11 pool sessions leased now",
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
-        self.sessions = Gauge(
+        self.size = Gauge(
             "setpay_key_sessions", "PKCS#11 pool size", multiprocess_mode="livesum", registry=r
         )
-        self.pool_wait = Counter(
+        self.wait = Counter(
             "setpay_key_pool_wait_seconds_total", "Time spent waiting for a pool session",
             registry=r,
         )  # fmt: skip
-        self.pool_leases = Counter(
+        self.leases = Counter(
             "setpay_key_pool_leases_total", "PKCS#11 pool sessions leased", registry=r
         )
-        self.key_error_kinds = _key_error_kinds()
 
 
 class _SupervisorMetrics:
@@ -411,13 +429,14 @@ class Sampler:
             pool = self._pool.pool_stats
             seen = self._seen_pool
             self._seen_pool = pool
-        m.sessions_in_use.set(pool.in_use)
-        m.sessions.set(pool.size)
+        p = m.pool()
+        p.in_use.set(pool.in_use)
+        p.size.set(pool.size)
         if seen is None or pool.leases < seen.leases:  # first sample, or a pool reset
             seen = PoolStats(pool.size, 0, 0, 0.0)
         if pool.leases > seen.leases:
-            m.pool_leases.inc(pool.leases - seen.leases)
-            m.pool_wait.inc(max(0.0, pool.wait_seconds - seen.wait_seconds))
+            p.leases.inc(pool.leases - seen.leases)
+            p.wait.inc(max(0.0, pool.wait_seconds - seen.wait_seconds))
 
     def stop(self) -> None:
         """Stop sampling after one last sample (the worker is going away)."""

@@ -146,7 +146,8 @@ class HealthMonitor:
         for name in self._services:
             self._servicer.set(name, status)
         if serving != self.serving:
-            log.warning("health: %s", "SERVING" if serving else "NOT_SERVING")
+            log.log(logging.INFO if serving else logging.WARNING, "health: %s",
+                    "SERVING" if serving else "NOT_SERVING")  # fmt: skip
         self.serving = serving
 
     def probe(self) -> bool:

@@ -41,32 +41,51 @@ def ratios(step: StepResult) -> dict[str, dict[str, float | None]]:
     return found
 
 
+# Decimals kept in the JSON: microsecond latencies and CPU, hundredths of a request/s.
+# Full float precision would only add noise (and digit runs that look like card numbers).
+JSON_DECIMALS = 3
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, JSON_DECIMALS)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def tally_json(counted: Tally) -> dict[str, Any]:
     """One tally as JSON."""
-    return {
-        "target": counted.target,
-        "shape": counted.shape,
-        "offered_rate": counted.offered_rate,
-        "duration_s": counted.duration,
-        "sent": counted.sent,
-        "ok": counted.ok,
-        "errors": counted.errors,
-        "timeouts": counted.timeouts,
-        "accounted": counted.accounted,
-        "clean": counted.clean,
-        "throughput": counted.throughput,
-        "latency_ms": counted.latency.as_dict() if counted.latency else None,
-        "outcomes": counted.outcomes,
-        "errors_by_grpc_status": counted.grpc_errors,
-        "errors_by_set_code": counted.set_errors,
-        "client_cpu_s": counted.client_cpu_seconds,
-        "client_cpu_us_per_request": counted.client_cpu_per_request_us,
-        "server_cpu_s": counted.server_cpu_seconds,
-        "server_cpu_us_per_request": counted.server_cpu_per_request_us,
-        "max_in_flight": counted.max_in_flight,
-        "send_lag_max_ms": counted.send_lag_max_ms,
-        "ran_out_of_requests": counted.exhausted,
-    }
+    return dict(
+        _rounded(
+            {
+                "target": counted.target,
+                "shape": counted.shape,
+                "offered_rate": counted.offered_rate,
+                "duration_s": counted.duration,
+                "sent": counted.sent,
+                "ok": counted.ok,
+                "errors": counted.errors,
+                "timeouts": counted.timeouts,
+                "accounted": counted.accounted,
+                "clean": counted.clean,
+                "throughput": counted.throughput,
+                "latency_ms": counted.latency.as_dict() if counted.latency else None,
+                "outcomes": counted.outcomes,
+                "errors_by_grpc_status": counted.grpc_errors,
+                "errors_by_set_code": counted.set_errors,
+                "client_cpu_s": counted.client_cpu_seconds,
+                "client_cpu_us_per_request": counted.client_cpu_per_request_us,
+                "server_cpu_s": counted.server_cpu_seconds,
+                "server_cpu_us_per_request": counted.server_cpu_per_request_us,
+                "max_in_flight": counted.max_in_flight,
+                "send_lag_max_ms": counted.send_lag_max_ms,
+                "ran_out_of_requests": counted.exhausted,
+            }
+        )
+    )
 
 
 def to_json(result: BenchResult) -> dict[str, Any]:
@@ -91,7 +110,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
                 "shape": step.shape.label,
                 "mode": "open" if isinstance(step.shape, OpenLoop) else "closed",
                 "results": {str(s): tally_json(t) for s, t in step.tallies.items()},
-                "ratios": ratios(step),
+                "ratios": _rounded(ratios(step)),
             }
             for step in result.steps
         ],

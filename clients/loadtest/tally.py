@@ -100,7 +100,8 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     """The ``q``-th percentile of sorted values (nearest rank: a value that was observed)."""
     if not ordered:
         raise ValueError("no values")
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    # Rounded first: 99.9 / 100 * 1000 is 999.0000000000001 in binary floating point.
+    rank = max(1, math.ceil(round(q * len(ordered) / 100.0, 9)))
     return ordered[min(rank, len(ordered)) - 1]
 
 

@@ -181,8 +181,18 @@ class Shopper:
             self._revocation.refresh()
             return check()
 
-    def purchase(self, merchant: PeerConfig, initiation: Initiation) -> PurchaseRecord:
-        """PInit then PReq to ``merchant``; the purchase as the merchant reports it."""
+    def purchase(
+        self,
+        merchant: PeerConfig,
+        initiation: Initiation,
+        *,
+        unsafe_rewrite: Callable[[purchase_pb2.PurchaseRequest], None] | None = None,
+    ) -> PurchaseRecord:
+        """PInit then PReq to ``merchant``; the purchase as the merchant reports it.
+
+        ``unsafe_rewrite`` changes the PReq after it is built and signed; it exists only so
+        that ``setpay demo`` can show a tampered payment instruction being refused.
+        """
         order = initiation.order()
         with open_channel(merchant.channel(), "merchant") as channel:
             caller = Caller(channel, "merchant")
@@ -201,6 +211,8 @@ class Shopper:
                 offer.trans_ids.xid.hex()[:8],
             )  # fmt: skip
             preq, state = build_purchase_request(self._credentials, offer, order, self._card, pinit)
+            if unsafe_rewrite is not None:
+                unsafe_rewrite(preq)
             log.info(
                 "PReq: card %s, %d (%d), PI sealed to the gateway",
                 self._card.pan.masked, order.amount.amount, order.amount.currency,

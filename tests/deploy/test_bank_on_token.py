@@ -176,8 +176,8 @@ def test_certificates_certify_the_token_keys_and_verify_with_openssl(
         assert output.strip() == f"{pem[label]}: OK", output
     # The TLS certificates chain to the transport root whose key is on the token.
     tls = bank.directory / "tls"
-    root = x509.load_pem_x509_certificate((tls / "root.pem").read_bytes())
-    assert root == _certificate(bank, TLS_ROOT)
+    tls_root = x509.load_pem_x509_certificate((tls / "root.pem").read_bytes())
+    assert tls_root == _certificate(bank, TLS_ROOT)
     for chain_file in ("gateway.pem", "merchant-client.pem", "merchant-server.pem"):
         chain_pem = str(tls / chain_file)
         output = openssl(

@@ -1,0 +1,293 @@
+"""``setpay demo``: the whole SET story on one machine, printed as it happens.
+
+A bank (CAs, gateway, issuer ledger), a merchant and a wallet run in this process on
+loopback ports the OS chooses, over real TLS (mutual between merchant and gateway), with
+real keys (software keystores, or the PKCS#11 token ``--keys`` names for the bank) and
+real SQLite stores. The story: the ten steps of DESIGN.md section 1, then a partial
+capture, a partial refund, a decline over the credit limit and a tampered payment
+instruction refused by the gateway. Nothing is simulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from cli.bank import DEFAULT_BIN, generate_pan
+from cli.story import Story, StoryHandler
+from clients.authority import AuthorityClient
+from clients.identity import write_certificates
+from clients.merchant.config import load as load_merchant_config
+from clients.merchant.config import write_config as write_merchant_config
+from clients.merchant.records import Money
+from clients.merchant.registration import MerchantRegistrar
+from clients.merchant.runtime import Merchant
+from clients.peers import PeerConfig
+from clients.transport import Caller, open_channel
+from clients.wallet.config import load as load_wallet_config
+from clients.wallet.config import write_config as write_wallet_config
+from clients.wallet.purchases import Initiation
+from clients.wallet.runtime import Wallet
+from gateway.config import load as load_bank_config
+from gateway.process import RunningBank, start_bank
+from gateway.provisioning import init_bank
+from hsm.uri import open_backend
+from setcore.pan import PAN, luhn_valid
+from setcore.pki.truststore import TrustStore
+from setcore.profiles import profile_named
+from setpay.v1 import purchase_pb2
+
+EUR = 978
+# The demo card: a 500.00 EUR limit, so a 600.00 EUR order is over it.
+CREDIT_LIMIT = 50_000
+EXPIRY = "203012"
+MERCHANT_ID = "demo-shop"
+# Grace for in-flight calls when the demo shuts its servers down.
+SHUTDOWN_GRACE_SECONDS = 2.0
+_DIGITS = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register the subcommand."""
+    p = sub.add_parser("demo", help="run the whole SET story on this machine")
+    p.add_argument("--dir", type=Path, help="work directory (default: a new temporary one)")
+    p.add_argument("--profile", choices=("ec", "rsa"), default="ec")
+    p.add_argument("--keys", help="key URI for the bank's keys (default: a software keystore)")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+
+
+def _money(amount: int) -> str:
+    return f"{amount // 100}.{amount % 100:02d} EUR"
+
+
+def scan_for_pans(root: Path) -> list[str]:
+    """Files under ``root`` holding a Luhn-valid 13-19 digit run (names only)."""
+    hits = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and any(
+            luhn_valid(m.decode()) for m in _DIGITS.findall(path.read_bytes())
+        ):
+            hits.append(str(path.relative_to(root)))
+    return hits
+
+
+@contextmanager
+def _story_logging(story: Story) -> Iterator[None]:
+    handler = StoryHandler(story)
+    logger = logging.getLogger("setpay")
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    # The story needs INFO; a caller that asked for DEBUG keeps it.
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+    logger.propagate = False  # the story prints the parties' lines itself
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+
+
+def _tamper(request: purchase_pb2.PurchaseRequest) -> None:
+    """Flip one bit of the PI's sealed ciphertext after the wallet signed it."""
+    preq = purchase_pb2.PReqDualSigned.FromString(request.p_req)
+    pi = purchase_pb2.PIDualSigned.FromString(preq.pi_dual_signed)
+    ciphertext = bytearray(pi.ex_pi.ciphertext)
+    ciphertext[len(ciphertext) // 2] ^= 0x01
+    pi.ex_pi.ciphertext = bytes(ciphertext)
+    preq.pi_dual_signed = pi.SerializeToString()
+    request.p_req = preq.SerializeToString()
+
+
+class Demo:
+    """The story, step by step, over real servers."""
+
+    def __init__(self, base: Path, profile: str, keys: str | None, story: Story) -> None:
+        self.base, self.profile, self.keys, self.story = base, profile, keys, story
+        self.stack = ExitStack()
+        self.passphrase = secrets.token_urlsafe(24)
+
+    def _party_dir(self, name: str, tls_files: tuple[str, ...]) -> Path:
+        directory = self.base / name
+        (directory / "tls").mkdir(parents=True)
+        for file in tls_files:
+            shutil.copy2(self.base / "bank" / "tls" / file, directory / "tls" / file)
+        (directory / "keys.pass").write_text(self.passphrase)
+        os.chmod(directory / "keys.pass", 0o600)
+        return directory
+
+    def bank(self) -> tuple[RunningBank, PAN]:
+        s = self.story
+        s.step(1)
+        result = init_bank(self.base / "bank", profile=self.profile, keys=self.keys)
+        config = load_bank_config(result.config_path)
+        running = start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
+        self.stack.callback(running.stop, SHUTDOWN_GRACE_SECONDS)
+        pan = generate_pan(DEFAULT_BIN)
+        account = running.ledger.open_card_account(pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR)
+        s.say("bank", f"brand root, three CAs and gateway keys made ({self.profile} profile)")
+        s.say("bank", f"gateway on 127.0.0.1:{running.port} (mutual TLS), "
+                      f"CA on 127.0.0.1:{running.ca_port} (TLS)")  # fmt: skip
+        s.say("bank", f"account {account.account_id}: card {pan.masked}, expiry {EXPIRY}, "
+                      f"limit {_money(CREDIT_LIMIT)}")  # fmt: skip
+        s.say("issuer ledger", "keeps the PAN AES-GCM sealed, found by an HMAC index")
+        return running, pan
+
+    def wallet(self, running: RunningBank, pan: PAN) -> Wallet:
+        s = self.story
+        s.step(2)
+        directory = self._party_dir("wallet", ("root.pem",))
+        ca = PeerConfig(f"127.0.0.1:{running.ca_port}", directory / "tls/root.pem")
+        write_wallet_config(
+            directory, ca=ca, keys=f"soft:keys;pin-source=file:{directory / 'keys.pass'}",
+            passphrase_file="keys.pass",  # noqa: S106 - a file name, not a passphrase
+        )  # fmt: skip
+        config = load_wallet_config(directory)
+        write_certificates(config.root, [running.pki.root_der])
+        wallet = Wallet.open(config)
+        self.stack.callback(wallet.close)
+        registered = wallet.registrar(self.passphrase).register(
+            pan, EXPIRY, profile_named(self.profile)
+        )
+        s.sees("CA", "the PAN (sealed to the CA), CardSecret, expiry",
+               "anything it gives away: the certificate holds a keyed hash")  # fmt: skip
+        s.say("wallet", f"certificate {registered.certificate_thumb.hex()[:16]}: no PAN in it "
+                        f"(wallet shows {wallet.summary(self.passphrase).masked_pan})")  # fmt: skip
+        return wallet
+
+    def merchant(self, running: RunningBank) -> Merchant:
+        s = self.story
+        s.step(3)
+        tls = ("root.pem", "merchant-client.pem", "merchant-client.key",
+               "merchant-server.pem", "merchant-server.key")  # fmt: skip
+        directory = self._party_dir("merchant", tls)
+        gateway = PeerConfig(
+            f"127.0.0.1:{running.port}", directory / "tls/root.pem",
+            directory / "tls/merchant-client.pem", directory / "tls/merchant-client.key",
+        )  # fmt: skip
+        ca = PeerConfig(f"127.0.0.1:{running.ca_port}", directory / "tls/root.pem")
+        write_merchant_config(
+            directory, merchant_id=MERCHANT_ID, name="Demo Shop", gateway=gateway, ca=ca,
+            keys=f"soft:keys;pin-source=file:{directory / 'keys.pass'}", listen="127.0.0.1:0",
+            tls_cert="tls/merchant-server.pem", tls_key="tls/merchant-server.key",
+        )  # fmt: skip
+        config = load_merchant_config(directory)
+        write_certificates(config.root, [running.pki.root_der])
+        backend = open_backend(config.keys_uri())
+        try:
+            with open_channel(config.ca.channel(), "CA") as channel:
+                registrar = MerchantRegistrar(
+                    config, backend, AuthorityClient(Caller(channel, "CA")),
+                    TrustStore(running.pki.root_der),
+                )  # fmt: skip
+                registrar.register(profile_named(self.profile))
+        finally:
+            backend.close()
+        merchant = Merchant.open(config)
+        self.stack.callback(merchant.close)
+        port = merchant.serve()
+        s.say("merchant", f"signature and key-exchange certificates from the Merchant CA; "
+                          f"serving wallets on 127.0.0.1:{port} (TLS)")  # fmt: skip
+        s.sees("merchant", "its own keys and the gateway's key-exchange certificate",
+               "any card data")  # fmt: skip
+        return merchant
+
+    def buy(
+        self, wallet: Wallet, merchant: Merchant, description: bytes, amount: int, **kw: Any
+    ) -> Any:
+        lid_m = os.urandom(8)
+        merchant.store.add_offer(lid_m, description, Money(EUR, amount), merchant.config.brand_id)
+        peer = PeerConfig(f"127.0.0.1:{merchant.port}", self.base / "wallet" / "tls" / "root.pem")
+        return wallet.shopper(self.passphrase).purchase(
+            peer, Initiation(lid_m, description, EUR, amount), **kw
+        )
+
+    def run(self) -> dict[str, Any]:
+        """The whole story; a summary of what it showed."""
+        s = self.story
+        with self.stack:
+            running, pan = self.bank()
+            wallet = self.wallet(running, pan)
+            merchant = self.merchant(running)
+            s.step(4)
+            s.say("customer", "orders '2 SET paperbacks' for 42.50 EUR at demo-shop")
+            s.sees("gateway", "nothing yet", "the order description, ever (only its salted hash)")
+            record = self.buy(wallet, merchant, b"2 SET paperbacks", 4250)
+            s.say("wallet", f"PRes: {record.completion}, {record.auth_code}, "
+                            f"authorized {_money(record.auth_amount)}")  # fmt: skip
+            s.sees("merchant", "the order, the amount, the dual signature, DD(PI)",
+                   "the PAN, the expiry, PANSecret (sealed to the gateway)")  # fmt: skip
+            s.sees("gateway", "the PAN, the amount, the order's salted hash HOD",
+                   "the order description")  # fmt: skip
+            xid = bytes.fromhex(record.xid)
+            approved = record.auth_code == "AUTH_CODE_APPROVED"
+
+            s.section("The merchant ships part of the order and captures 30.00 EUR")
+            merchant.settlement.capture(xid, 3000)
+            s.section("The customer returns one item: the merchant refunds 10.00 EUR")
+            merchant.settlement.refund(xid, 1000)
+            account = running.ledger.find_card_account(pan.reveal())
+            s.say(
+                "issuer ledger",
+                f"card {account.masked_pan}: owes {_money(account.posted_debt)}, "
+                f"held {_money(account.pending)}, available {_money(account.available)}",
+            )
+
+            s.section("A second order over the credit limit (600.00 EUR) is declined")
+            declined = self.buy(wallet, merchant, b"a very large telescope", 60_000)
+            s.say("wallet", f"PRes: {declined.completion}, {declined.auth_code}")
+
+            s.section("A tampered payment instruction: one bit of the sealed PI flipped")
+            s.say("wallet", "(demo only) flips a bit inside the PI after signing it")
+            tampered = self.buy(wallet, merchant, b"1 bookmark", 300, unsafe_rewrite=_tamper)
+            s.say(
+                "wallet", f"PRes: {tampered.completion}, {tampered.auth_code or 'no authorization'}"
+            )
+            s.sees("merchant", "a dual signature that verifies (it covers digests, not ciphertext)",
+                   "that the PI was tampered with; only the gateway can tell")  # fmt: skip
+
+            running.ledger.check_balanced()
+            leaks = scan_for_pans(self.base / "merchant")
+            s.section("PAN scan of every merchant file")
+            s.say(
+                "demo", "no card number in any merchant file" if not leaks else f"FOUND IN {leaks}"
+            )
+        return {
+            "approved": approved,
+            "declined": declined.auth_code,
+            "tampered": tampered.completion,
+            "pan_in_merchant_files": bool(leaks),
+            "ledger": "balanced",
+        }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; exit 0 when the story went as it must."""
+    base = args.dir or Path(tempfile.mkdtemp(prefix="setpay-demo-"))
+    if args.dir is not None and args.dir.exists() and any(args.dir.iterdir()):
+        print(f"setpay demo: {args.dir} is not empty", file=sys.stderr)
+        return 2
+    base.mkdir(parents=True, exist_ok=True)
+    story = Story(json_mode=args.json)
+    if not args.json:
+        print(f"setpay demo in {base} ({args.profile} profile)")
+    with _story_logging(story):
+        summary = Demo(base, args.profile, args.keys, story).run()
+    story.finish(summary)
+    ok = (
+        summary["approved"]
+        and summary["declined"] != "AUTH_CODE_APPROVED"
+        and summary["tampered"] != "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
+        and not summary["pan_in_merchant_files"]
+    )
+    return 0 if ok else 1

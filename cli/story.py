@@ -1,0 +1,110 @@
+"""How ``setpay demo`` tells the story: numbered steps, the parties' own log lines beneath
+each, and what each party could and could not see. Text for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+# The ten steps of the SET story (DESIGN.md section 1), as the demo prints them.
+STEPS: dict[int, str] = {
+    1: "The bank opens a card account for the customer",
+    2: "The wallet registers with the Cardholder CA and receives a signature certificate",
+    3: "The merchant registers with the Merchant CA (the gateway holds its pair already)",
+    4: "The customer places an order",
+    5: "The wallet starts the purchase (PInit) and checks the merchant and the gateway key",
+    6: "The wallet sends the purchase request: OI for the merchant, PI sealed to the gateway",
+    7: "The merchant verifies the dual signature and the cardholder's certificate chain",
+    8: "The merchant forwards the still-sealed PI to the gateway in a signed, sealed AuthReq",
+    9: "The gateway opens the PI and checks everything against the cardholder certificate",
+    10: "The gateway signs the authorization (AuthRes, capture token only it can open)",
+}
+
+# Log lines that mark a step as begun: (logger name prefix, message prefix) -> step.
+_MARKERS: tuple[tuple[str, str, int], ...] = (
+    ("setpay.merchant", "PInit:", 5),
+    ("setpay.wallet", "PReq:", 6),
+    ("setpay.merchant", "Purchase ", 7),
+    ("setpay.merchant", "order ", 8),
+    ("setpay.gateway", "AuthReq ", 9),
+    ("setpay.gateway", "AuthRes ", 10),
+)
+# Which party a logger speaks for.
+_PARTIES: tuple[tuple[str, str], ...] = (
+    ("setpay.merchant", "merchant"),
+    ("setpay.wallet", "wallet"),
+    ("setpay.gateway", "gateway"),
+    ("setpay.ca", "CA"),
+)
+
+
+def party_of(logger: str) -> str:
+    """The party a logger name speaks for."""
+    for prefix, party in _PARTIES:
+        if logger.startswith(prefix):
+            return party
+    return logger.removeprefix("setpay.")
+
+
+@dataclass
+class Story:
+    """Collects and prints the demo's events."""
+
+    json_mode: bool = False
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    current: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def step(self, number: int) -> None:
+        """Begin step ``number`` (and any skipped before it)."""
+        while self.current < number:
+            self.current += 1
+            self.events.append({"step": self.current, "title": STEPS[self.current]})
+            if not self.json_mode:
+                print(f"\n[{self.current:2d}] {STEPS[self.current]}", file=self.out)
+
+    def section(self, title: str) -> None:
+        """A part of the demo after the ten steps (capture, refund, decline, ...)."""
+        self.events.append({"section": title})
+        if not self.json_mode:
+            print(f"\n[--] {title}", file=self.out)
+
+    def say(self, party: str, text: str) -> None:
+        """One thing a party did or learned."""
+        self.events.append({"party": party, "text": text})
+        if not self.json_mode:
+            print(f"     {party:>8}: {text}", file=self.out, flush=True)
+
+    def sees(self, party: str, saw: str, not_seen: str) -> None:
+        """What a party could and could not see at this step."""
+        self.events.append({"party": party, "sees": saw, "does_not_see": not_seen})
+        if not self.json_mode:
+            print(f"     {party:>8} sees {saw}; does NOT see {not_seen}", file=self.out)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Print the JSON document (JSON mode) or the closing summary."""
+        if self.json_mode:
+            json.dump({"events": self.events, "summary": summary}, self.out, indent=2)
+            print(file=self.out)
+            return
+        print("\n[ok] " + "; ".join(f"{k}: {v}" for k, v in summary.items()), file=self.out)
+
+
+class StoryHandler(logging.Handler):
+    """Routes the parties' INFO log lines into the story, advancing steps on markers."""
+
+    def __init__(self, story: Story) -> None:
+        super().__init__(logging.INFO)
+        self._story = story
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        for prefix, start, number in _MARKERS:
+            if record.name.startswith(prefix) and message.startswith(start):
+                if number > self._story.current:
+                    self._story.step(number)
+                break
+        self._story.say(party_of(record.name), message)

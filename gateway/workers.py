@@ -1,0 +1,487 @@
+"""Worker processes: ``setpay gateway serve --workers N`` (DESIGN.md 5.4).
+
+The supervisor is the process the operator started. It has loaded and validated the
+configuration; it reserves the two ports, prepares the metrics directory, then forks N
+workers. It never creates a gRPC object or opens a key backend: gRPC supports ``fork``
+only before its first object exists, and PKCS#11 sessions belong to the process that
+opened them. Each worker calls ``start_bank(..., reuse_port=True)`` and serves.
+
+Ports. The supervisor binds each address itself before forking, with SO_REUSEPORT and
+without listening, and keeps that socket until it exits (the gRPC multiprocessing
+example's reservation). A port 0 is thereby turned into a real port before any worker
+starts, every worker and every restarted worker binds the same one, and no other program
+can take it meanwhile. A bound socket that does not listen receives no connections.
+Before reserving, a plain bind without SO_REUSEPORT checks that nobody holds the address
+already, so two banks never silently share a port.
+
+Supervision. The supervisor stays single-threaded, so forking a replacement later is as
+safe as the first fork; it waits in one selector loop on signals (a wakeup pipe), the
+workers' ready pipes and the metrics endpoint. A worker reports its ports once serving.
+Every worker must be ready within WORKER_START_SECONDS or the bank does not start. A worker
+that dies later is reported and restarted, at most MAX_RESTARTS times per RESTART_WINDOW;
+beyond that the supervisor stops the bank and exits 1 (a crash loop is for the operator).
+
+Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SIGTERM.
+A worker sets its health NOT_SERVING, lets calls in flight finish within the grace
+period, closes its key sessions and the ledger, and exits 0. The supervisor exits 0 when
+every worker did, after the grace period plus STOP_MARGIN_SECONDS at most (stragglers are
+killed, and the exit status is 1). A worker whose supervisor vanished stops by itself.
+
+Errors: ``WorkerError`` (a port cannot be reserved; metrics cannot be served), from
+``serve`` before any worker starts. Later failures are logged and end in exit status 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from gateway import metrics
+from gateway.config import BankConfig
+from gateway.process import start_bank
+
+log = logging.getLogger("setpay.workers")
+
+# Every worker must be serving this long after it was forked: opening a PKCS#11 token and
+# logging in (serialized across processes) and loading the PKI take a few seconds at most.
+WORKER_START_SECONDS = 60.0
+# Restarts allowed within RESTART_WINDOW_SECONDS before the supervisor gives up: enough to
+# ride out a rare crash, few enough that a crash loop stops the bank within a minute.
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
+# After the grace period, workers get this long to close key sessions and the ledger.
+STOP_MARGIN_SECONDS = 10.0
+# The supervisor's loop wakes at least this often to check its deadlines; signals, worker
+# exits and scrapes wake it at once.
+LOOP_SECONDS = 1.0
+# How often a worker checks that its supervisor is still there.
+PARENT_CHECK_SECONDS = 1.0
+# A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one.
+READY_LINE_BYTES = 64
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+
+
+class WorkerError(Exception):
+    """The workers cannot be started as configured."""
+
+
+# --- ports --------------------------------------------------------------------------------
+
+
+@dataclass
+class Reservation:
+    """A bound, non-listening SO_REUSEPORT socket holding a port for the workers."""
+
+    host: str
+    port: int
+    sock: socket.socket
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT for the workers' servers."""
+        return f"{self.host}:{self.port}"
+
+    def close(self) -> None:
+        """Release the port."""
+        self.sock.close()
+
+
+def reserve(listen: str) -> Reservation:
+    """Reserve ``listen`` (HOST:PORT; port 0 picks a free one) for the workers."""
+    host, _, port_text = listen.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        # Nobody may hold the address yet (a listener, another bank's reservation); SO_REUSEADDR
+        # only lets us past connections of an earlier run still in TIME_WAIT.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+            port = int(probe.getsockname()[1])
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((address[0], port, *address[2:]))
+        except OSError:
+            sock.close()
+            raise
+    except (OSError, ValueError) as exc:
+        raise WorkerError(f"cannot reserve {listen}: {exc}") from exc
+    return Reservation(host, port, sock)
+
+
+# --- restarts -----------------------------------------------------------------------------
+
+
+@dataclass
+class RestartBudget:
+    """At most ``limit`` restarts within any ``window_seconds``."""
+
+    limit: int = MAX_RESTARTS
+    window_seconds: float = RESTART_WINDOW_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _recent: deque[float] = field(default_factory=deque)
+
+    def take(self) -> bool:
+        """Spend one restart if the budget allows it now."""
+        now = self.clock()
+        while self._recent and now - self._recent[0] >= self.window_seconds:
+            self._recent.popleft()
+        if len(self._recent) >= self.limit:
+            return False
+        self._recent.append(now)
+        return True
+
+
+# --- one worker ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What every worker is told: the configuration and the reserved addresses."""
+
+    config: BankConfig
+    listen: str
+    ca_listen: str
+    metrics: bool
+    supervisor_pid: int
+
+
+def _run_worker(plan: WorkerPlan, index: int, ready_fd: int, blocked: set[int]) -> int:
+    """A worker's life after fork: serve until told to stop (or orphaned); the exit status."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    if plan.metrics:
+        metrics.enable(index)
+    running = start_bank(plan.config, listen=plan.listen, ca_listen=plan.ca_listen, reuse_port=True)
+    os.write(ready_fd, f"{running.port} {running.ca_port}\n".encode())
+    os.close(ready_fd)
+    while not stop.wait(PARENT_CHECK_SECONDS):
+        if os.getppid() != plan.supervisor_pid:
+            log.error("worker %d: the supervisor is gone; stopping", index)
+            break
+    running.stop(plan.config.grace_seconds)
+    return 0
+
+
+@dataclass
+class _Worker:
+    index: int
+    pid: int
+    ready_fd: int | None
+    started: float
+    ready: bool = False
+    received: bytes = b""
+
+
+# --- the supervisor -----------------------------------------------------------------------
+
+
+def _port_of(address: str) -> str:
+    return address.rpartition(":")[2]
+
+
+class Supervisor:
+    """Forks, watches, restarts and stops the workers (see the module docstring)."""
+
+    def __init__(
+        self,
+        plan: WorkerPlan,
+        workers: int,
+        *,
+        inherited: list[Callable[[], None]],
+        scrape: metrics.ScrapeEndpoint | None = None,
+        on_ready: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._plan = plan
+        self._count = workers
+        self._inherited = inherited
+        self._scrape = scrape
+        self._on_ready = on_ready
+        self._workers: dict[int, _Worker] = {}
+        self._budget = RestartBudget()
+        self._selector = selectors.DefaultSelector()
+        self._stop_requested = False
+        self._stopping_since: float | None = None
+        self._failed = False
+        self._announced = False
+        self._expected = [_port_of(plan.listen), _port_of(plan.ca_listen)]
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- signals
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self._stop_requested = True
+        # SIGCHLD needs nothing here: the wakeup pipe wakes the loop, which reaps.
+
+    def run(self) -> int:
+        """Start the workers and supervise them until they are all gone; the exit status."""
+        previous = {s: signal.signal(s, self._on_signal) for s in _SIGNALS}
+        previous_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        if self._scrape is not None:
+            self._selector.register(self._scrape.fileno(), selectors.EVENT_READ, "scrape")
+        try:
+            for index in range(self._count):
+                self._spawn(index)
+            self._loop()
+        finally:
+            signal.set_wakeup_fd(previous_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        return 1 if self._failed else 0
+
+    # -- workers
+
+    def _spawn(self, index: int) -> None:
+        read_fd, write_fd = os.pipe()
+        # Signals stay blocked across fork so the child never runs our handlers.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker; never returns
+                os.close(read_fd)
+                self._become_worker(index, write_fd, blocked)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        self._workers[pid] = _Worker(index, pid, read_fd, time.monotonic())
+        self._selector.register(read_fd, selectors.EVENT_READ, pid)
+        log.info("worker %d started (pid %d)", index, pid)
+
+    def _become_worker(self, index: int, ready_fd: int, blocked: set[int]) -> None:
+        code = 1
+        try:
+            # Drop what belongs to the supervisor: its loop, its sockets, other ready pipes.
+            signal.set_wakeup_fd(-1)
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            for worker in self._workers.values():
+                if worker.ready_fd is not None:
+                    os.close(worker.ready_fd)
+            for close in self._inherited:
+                close()
+            code = _run_worker(self._plan, index, ready_fd, blocked)
+        except BaseException:
+            log.exception("worker %d failed", index)
+        finally:
+            # Never return into the supervisor's stack (its finally blocks are not ours).
+            logging.shutdown()
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def _read_ready(self, worker: _Worker) -> None:
+        assert worker.ready_fd is not None
+        try:
+            chunk = os.read(worker.ready_fd, READY_LINE_BYTES)
+        except BlockingIOError:
+            return
+        worker.received += chunk
+        line, newline, _ = worker.received.partition(b"\n")
+        if newline:
+            ports = line.decode("ascii", "replace").split()
+            if ports != self._expected:
+                log.error("worker %d serves on %s, not %s", worker.index, ports, self._expected)
+                self._fail("a worker bound other ports than the reserved ones")
+            worker.ready = True
+            log.info("worker %d serving (pid %d)", worker.index, worker.pid)
+        if newline or not chunk or len(worker.received) > READY_LINE_BYTES:
+            self._selector.unregister(worker.ready_fd)
+            os.close(worker.ready_fd)
+            worker.ready_fd = None
+        everyone = len(self._workers) == self._count and all(
+            w.ready for w in self._workers.values()
+        )
+        if everyone and not self._announced and not self._stopping():
+            self._announced = True
+            self._on_ready()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self._workers.pop(pid, None)
+            if worker is None:
+                continue
+            if worker.ready_fd is not None:
+                self._selector.unregister(worker.ready_fd)
+                os.close(worker.ready_fd)
+            code = os.waitstatus_to_exitcode(status)
+            metrics.worker_gone(pid, len(self._workers))
+            self._worker_exited(worker, code)
+
+    def _worker_exited(self, worker: _Worker, code: int) -> None:
+        how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        if self._stopping():
+            if code != 0:
+                log.error("worker %d (pid %d) stopped with %s", worker.index, worker.pid, how)
+                self._failed = True
+            else:
+                log.info("worker %d (pid %d) stopped", worker.index, worker.pid)
+            return
+        log.error("worker %d (pid %d) died: %s", worker.index, worker.pid, how)
+        if not self._announced:
+            self._fail("a worker failed to start")
+        elif not self._budget.take():
+            self._fail(
+                f"more than {MAX_RESTARTS} worker restarts within {RESTART_WINDOW_SECONDS:.0f} s"
+            )
+        else:
+            self._spawn(worker.index)
+            metrics.worker_restarted(len(self._workers))
+            log.warning("worker %d restarted", worker.index)
+
+    # -- stopping
+
+    def _stopping(self) -> bool:
+        return self._stopping_since is not None
+
+    def _fail(self, why: str) -> None:
+        log.error("stopping the bank: %s", why)
+        self._failed = True
+        self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        if self._stopping():
+            return
+        self._stopping_since = time.monotonic()
+        log.info(
+            "stopping %d workers (grace %.1f s)",
+            len(self._workers),
+            self._plan.config.grace_seconds,
+        )
+        for pid in self._workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        if self._stopping_since is not None:
+            limit = self._plan.config.grace_seconds + STOP_MARGIN_SECONDS
+            if now - self._stopping_since > limit:
+                for worker in self._workers.values():
+                    log.error(
+                        "worker %d (pid %d) did not stop: killing it", worker.index, worker.pid
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGKILL)
+                self._failed = True
+                self._stopping_since = now  # another round for the kills to land
+            return
+        late = [
+            w
+            for w in self._workers.values()
+            if not w.ready and now - w.started > WORKER_START_SECONDS
+        ]
+        if late:
+            self._fail(f"worker {late[0].index} was not serving after {WORKER_START_SECONDS:.0f} s")
+
+    def _loop(self) -> None:
+        while self._workers:
+            for key, _ in self._selector.select(LOOP_SECONDS):
+                if key.data == "wake":
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self._wake_r, 512):
+                            pass
+                elif key.data == "scrape":
+                    assert self._scrape is not None
+                    self._scrape.handle()
+                else:
+                    worker = self._workers.get(key.data)
+                    if worker is not None and worker.ready_fd is not None:
+                        self._read_ready(worker)
+            if self._stop_requested and not self._stopping():
+                log.info("stop requested")
+                self._begin_stop()
+            self._reap()
+            self._check_deadlines()
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What the bank serves on, once every worker is serving."""
+
+    port: int
+    ca_port: int
+    metrics_port: int | None
+    workers: int
+
+
+def serve(
+    config: BankConfig,
+    *,
+    listen: str | None = None,
+    ca_listen: str | None = None,
+    on_ready: Callable[[Bound], None] = lambda bound: None,
+) -> int:
+    """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT; the exit
+    status (0: every worker stopped cleanly). ``on_ready`` runs once all are serving."""
+    gateway = reserve(listen or config.listen)
+    inherited: list[Callable[[], None]] = [gateway.close]
+    directory: metrics.MultiprocessDirectory | None = None
+    try:
+        ca = reserve(ca_listen or config.ca_listen)
+        inherited.append(ca.close)
+        scrape: metrics.ScrapeEndpoint | None = None
+        if config.metrics_port:
+            try:
+                directory = metrics.prepare_multiprocess_directory()
+                metrics.enable_supervisor(config.workers)
+                scrape = metrics.ScrapeEndpoint(config.metrics_host, config.metrics_port, directory)
+            except metrics.MetricsError as exc:
+                raise WorkerError(str(exc)) from exc
+            inherited.append(scrape.close)
+        plan = WorkerPlan(
+            config, gateway.address, ca.address, metrics=scrape is not None,
+            supervisor_pid=os.getpid(),
+        )  # fmt: skip
+        bound = Bound(gateway.port, ca.port, scrape.port if scrape else None, config.workers)
+        supervisor = Supervisor(
+            plan, config.workers, inherited=inherited, scrape=scrape,
+            on_ready=lambda: on_ready(bound),
+        )  # fmt: skip
+        return supervisor.run()
+    finally:
+        for close in inherited:
+            close()
+        if directory is not None:
+            directory.remove()
+
+
+def write_port_file(path: Path, bound: Bound) -> None:
+    """Write "GATEWAY_PORT CA_PORT" for scripts and tests that asked for port 0."""
+    path.write_text(f"{bound.port} {bound.ca_port}\n")

@@ -1,0 +1,74 @@
+"""``setpay demo`` runs the whole story for both profiles, and no PAN leaks anywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from setcore.pan import luhn_valid
+
+_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+
+
+def _pans(text: str) -> list[str]:
+    return [m for m in _RUN.findall(text) if luhn_valid(m)]
+
+
+class Everything(logging.Handler):
+    """Keeps every record of every logger, at every level."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.levelname} {record.getMessage()}")
+        if record.exc_info:
+            self.lines.append(logging.Formatter().formatException(record.exc_info))
+
+
+@pytest.mark.parametrize("profile", ["ec", "rsa"])
+def test_demo_tells_the_story_and_leaks_no_pan(
+    profile: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = Everything()
+    for name in ("", "setpay"):
+        logging.getLogger(name).addHandler(handler)
+    setpay_logger = logging.getLogger("setpay")
+    previous = setpay_logger.level
+    setpay_logger.setLevel(logging.DEBUG)
+    try:
+        code = main(["demo", "--dir", str(tmp_path / "demo"), "--profile", profile, "--json"])
+    finally:
+        for name in ("", "setpay"):
+            logging.getLogger(name).removeHandler(handler)
+        setpay_logger.setLevel(previous)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    document = json.loads(out.out)
+    steps = [e["step"] for e in document["events"] if "step" in e]
+    assert steps == list(range(1, 11))
+    summary = document["summary"]
+    assert summary["approved"] is True
+    assert summary["declined"] == "AUTH_CODE_DECLINED"
+    assert summary["tampered"] == "COMPLETION_CODE_ORDER_REJECTED"
+    assert summary["pan_in_merchant_files"] is False
+    texts = [e.get("text", "") for e in document["events"]]
+    assert any("ERROR_CODE_DECRYPTION_FAILURE" in t for t in texts)
+    assert any("INSUFFICIENT_FUNDS".lower().replace("_", "-") in t for t in texts)
+    # The card the demo opened: the wallet shows BIN + last four only.
+    assert any(re.search(r"\d{6}\*{6}\d{4}", t) for t in texts)
+    # No PAN in any output line, any log line of any party at any level, any merchant file.
+    assert _pans(out.out) == [] and _pans(out.err) == []
+    assert [line for line in handler.lines if _pans(line)] == []
+    merchant = tmp_path / "demo" / "merchant"
+    leaked = [
+        p for p in merchant.rglob("*") if p.is_file() and _pans(p.read_bytes().decode("latin-1"))
+    ]
+    assert leaked == []
+    assert len(handler.lines) > 50  # the parties did log (DEBUG included)

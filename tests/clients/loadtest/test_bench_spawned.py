@@ -1,0 +1,108 @@
+"""``setpay bench authorize --spawn`` end to end: a real bank, real load, the ledger checked.
+
+A few seconds at a low rate, with the ceiling and echo services: every request is
+accounted for, every approval the bench reports is a hold in the bank's ledger (read
+after the run, read-only), the JSON report has its fields, and no output holds a PAN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli import bench
+from tests.clients.pan_scan import pan_like_runs
+
+RATE = 25
+DURATION = 2.0
+CARDHOLDERS = 3
+
+
+def run_bench(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="setpay")
+    bench.add_parser(parser.add_subparsers(dest="command", required=True))
+    return bench.run(parser.parse_args(["bench", *argv]))
+
+
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("bench")
+    report = work / "report.json"
+    code = run_bench([
+        "authorize", "--spawn", "--workdir", str(work / "run"), "--rate", str(RATE),
+        "--duration", str(DURATION), "--cardholders", str(CARDHOLDERS), "--channels", "2",
+        "--ceiling", "--json", str(report),
+    ])  # fmt: skip
+    return {"code": code, "work": work, "report": json.loads(report.read_text())}
+
+
+def gateway_results(report: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [report["warmup"]["gateway"]]
+    found += [step["results"]["gateway"] for step in report["steps"]]
+    return found
+
+
+def test_every_request_is_accounted_for(spawned: dict[str, Any]) -> None:
+    assert spawned["code"] == 0
+    report = spawned["report"]
+    (step,) = report["steps"]
+    assert set(step["results"]) == {"gateway", "ceiling", "echo"}
+    for result in step["results"].values():
+        assert result["sent"] == RATE * DURATION
+        assert result["sent"] == result["ok"] + result["errors"] + result["timeouts"]
+        assert result["accounted"] is True
+    gateway = step["results"]["gateway"]
+    assert gateway["outcomes"] == {"approved": gateway["sent"]}
+    assert gateway["errors_by_grpc_status"] == {} and gateway["errors_by_set_code"] == {}
+    assert step["results"]["ceiling"]["outcomes"] == {"approved": gateway["sent"]}
+    assert step["results"]["echo"]["outcomes"] == {"echoed": gateway["sent"]}
+
+
+def test_approvals_are_the_holds_in_the_ledger(spawned: dict[str, Any]) -> None:
+    ledger = spawned["work"] / "run" / "bank" / "ledger.db"
+    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+        (holds,) = db.execute("SELECT count(*) FROM holds").fetchone()
+        (cards,) = db.execute("SELECT count(*) FROM card_accounts").fetchone()
+    approved = sum(r["outcomes"].get("approved", 0) for r in gateway_results(spawned["report"]))
+    assert approved == RATE * DURATION + CARDHOLDERS  # the steps plus the warm-up
+    assert holds == approved
+    assert cards == CARDHOLDERS
+
+
+def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:
+    report = spawned["report"]
+    assert report["schema"] == "setpay.bench.authorize/1"
+    assert report["setting"]["profile"] == "ec"
+    assert report["setting"]["machine"]["cores"] >= 1
+    (step,) = report["steps"]
+    assert step["mode"] == "open"
+    gateway = step["results"]["gateway"]
+    for key in ("p50", "p90", "p99", "p99.9", "max", "mean"):
+        assert gateway["latency_ms"][key] > 0
+    assert (
+        gateway["latency_ms"]["p50"] <= gateway["latency_ms"]["p99"] <= gateway["latency_ms"]["max"]
+    )
+    assert gateway["server_cpu_s"] > 0 and gateway["client_cpu_s"] > 0
+    assert gateway["offered_rate"] == RATE
+    for name in ("gateway/ceiling", "gateway/echo"):
+        assert step["ratios"][name]["throughput"] > 0
+        assert step["ratios"][name]["server_cpu"] > 0
+    assert set(report["sustained_rate"]) == {"gateway", "ceiling", "echo"}
+
+
+def test_no_output_holds_a_pan(spawned: dict[str, Any]) -> None:
+    work: Path = spawned["work"]
+    assert pan_like_runs((work / "report.json").read_bytes()) == []
+    for log in (work / "run").glob("*.log"):
+        assert pan_like_runs(log.read_bytes()) == [], log.name
+
+
+def test_target_without_bank_config_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_bench(["authorize", "--target", "127.0.0.1:1", "--rate", "1"])
+    assert code == 1
+    assert "--target needs --bank-config" in capsys.readouterr().err
