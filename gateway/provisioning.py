@@ -47,6 +47,7 @@ from hsm.observer import Observer
 from hsm.uri import PASSPHRASE_ENV, encode_uri_value, open_backend
 from setcore.credentials import Credentials
 from setcore.pki import roles
+from setcore.pki.certificate import load_certificate, public_key_of
 from setcore.pki.issuance import (
     IssuingCA,
     create_brand_root,
@@ -87,6 +88,7 @@ ALL_LABELS = (
     GATEWAY_SIG_LABEL,
     GATEWAY_KEX_LABEL,
     GATEWAY_TOKEN_LABEL,
+    TLS_CA_LABEL,
 )
 # The gateway certificates' CommonName (one gateway per bank directory).
 GATEWAY_NAME = "gateway-1"
@@ -404,23 +406,33 @@ def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankP
             raise BankIncomplete(f"missing certificate {label}.der in {certs}") from exc
 
     backend = open_backend(bank_keys_uri(config), observer)
+
+    def matching(label: str) -> KeyHandle:
+        """The newest key under ``label``, refused unless its certificate certifies it:
+        a key generated again under a bank label must be certified before it is used."""
+        key = backend.get(label)
+        certified = public_key_of(load_certificate(der(label)))
+        if spki_of(certified) != spki_of(key.public_key):
+            raise BankIncomplete(
+                f"key {label!r} v{key.version} is not the key {label}.der certifies"
+            )
+        return key
+
     try:
         root_der = der(ROOT_LABEL)
 
         def ca(label: str, chain: tuple[bytes, ...] = ()) -> Credentials:
             kex = label + KEX_SUFFIX
-            return Credentials(
-                backend, backend.get(label), der(label), chain, backend.get(kex), der(kex)
-            )
+            return Credentials(backend, matching(label), der(label), chain, matching(kex), der(kex))
 
         cca, mca, pca = (ca(label) for label in CA_LABELS.values())
         gateway = Credentials(
-            backend, backend.get(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
-            backend.get(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
+            backend, matching(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
+            matching(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
         )  # fmt: skip
         pki = BankPki(
             backend=backend, brand_id=config.brand_id, root_der=root_der,
-            root_key=backend.get(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
+            root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
             token_key=backend.get(GATEWAY_TOKEN_LABEL), cca=cca, mca=mca, pca=pca,
         )  # fmt: skip
         known = [c.signature_cert for c in (cca, mca, pca, gateway)]

@@ -101,7 +101,7 @@ def test_every_bank_key_is_a_non_extractable_private_key_on_the_token(
     objects = token_objects(bank.token)
     private = {o["label"]: o for o in objects if o["type"].startswith("Private Key Object")}
     assert sorted(private) == sorted(BANK_LABELS)
-    assert set(SET_LABELS) == set(ALL_LABELS)
+    assert set(BANK_LABELS) == set(ALL_LABELS)
     kind = "EC" if bank.profile == "ec" else "RSA"
     for label, listed in private.items():
         assert listed["Access"] == NON_EXTRACTABLE, label

@@ -1,0 +1,263 @@
+"""``setpay gateway serve --workers N``: forked workers on one port, supervised, drained.
+
+Each test runs the real command in a subprocess (``served.py``) and talks to it over real
+mutual TLS with the actors of ``actors.py``; the ledger is the bank's SQLite file, opened
+from the test as a third process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from gateway.workers import RestartBudget, WorkerError, reserve
+from setcore.authorization import open_auth_response
+from setcore.gateway_admin import build_pcert_request, open_pcert_response
+from setpay.v1 import authorization_pb2 as a
+from setpay.v1 import services_pb2_grpc
+from tests.hsm.testbed import SoftHsm, session_softhsm
+
+from .actors import (
+    TEST_BIN,
+    Merchant,
+    auth_request,
+    purchase,
+    register_cardholder,
+    register_merchant,
+)
+from .served import ServedBank, children_of, serve_bank, served, value, wait_for
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[ServedBank]:
+    yield from served(tmp_path, workers=2)
+
+
+def _pcert(
+    bank: ServedBank, merchant: Merchant, stub: services_pb2_grpc.PaymentGatewayServiceStub
+) -> None:
+    """One PCertReq on ``stub``, checked as the merchant checks it."""
+    request, state = build_pcert_request(
+        merchant.credentials, [("setpay", TEST_BIN)], merchant.merchant_id
+    )
+    certs = open_pcert_response(
+        stub.GatewayCertificates(request, timeout=30), merchant.credentials, state, merchant.trust
+    )
+    assert certs.items
+
+
+def _auth_code(
+    stub: services_pb2_grpc.PaymentGatewayServiceStub,
+    merchant: Merchant,
+    pair: tuple[a.AuthorizeRequest, object],
+) -> str:
+    request, state = pair
+    response = stub.Authorize(request, timeout=30)
+    result = open_auth_response(response, merchant.credentials, state, merchant.trust)  # type: ignore[arg-type]
+    return a.AuthCode.Name(result.data.auth_res_payload.auth_header.auth_code)
+
+
+def _stubs_on_every_worker(
+    bank: ServedBank, merchant: Merchant, workers: int
+) -> list[services_pb2_grpc.PaymentGatewayServiceStub]:
+    """New channels, one call each, until every worker has answered at least one call.
+
+    The kernel hashes each connection to a worker; 64 channels all landing on one of two
+    workers has probability 2^-63.
+    """
+    stubs = []
+    for _ in range(64):
+        stub = bank.channel()
+        _pcert(bank, merchant, stub)
+        stubs.append(stub)
+        samples = bank.scrape()
+        served_by = [
+            value(samples, "setpay_worker_rpcs_total", worker=str(i)) for i in range(workers)
+        ]
+        if all(served_by):
+            return stubs
+    raise AssertionError(f"64 channels and still a worker idle: {served_by}")
+
+
+def test_two_workers_both_serve_and_lose_no_update(two_workers: ServedBank) -> None:
+    bank = two_workers
+    merchant = register_merchant(bank.world, "M-workers-1")
+    stubs = _stubs_on_every_worker(bank, merchant, workers=2)
+    # One card, 16 racers for 10 affordable holds, spread over connections to both
+    # workers: each worker has its own SQLite writer on the same file.
+    affordable, amount, racers = 10, 100, 16
+    cardholder = register_cardholder(bank.world, limit=affordable * amount)
+    pairs = [auth_request(merchant, purchase(merchant, cardholder, amount)) for _ in range(racers)]
+    with ThreadPoolExecutor(max_workers=racers) as pool:
+        codes = list(
+            pool.map(lambda i: _auth_code(stubs[i % len(stubs)], merchant, pairs[i]), range(racers))
+        )
+    assert codes.count("AUTH_CODE_APPROVED") == affordable
+    assert codes.count("AUTH_CODE_DECLINED") == racers - affordable
+    ledger = bank.world.running.ledger
+    account = ledger.card_account(cardholder.account_id)
+    assert (account.pending, account.available) == (affordable * amount, 0)
+    ledger.check_balanced()
+    assert bank.stop() == 0, bank.log()
+
+
+def test_sigterm_lets_calls_in_flight_finish(two_workers: ServedBank) -> None:
+    bank = two_workers
+    merchant = register_merchant(bank.world, "M-drain-1")
+    stubs = _stubs_on_every_worker(bank, merchant, workers=2)
+    cardholder = register_cardholder(bank.world, limit=100_000)
+    in_flight = 6
+    pairs = [auth_request(merchant, purchase(merchant, cardholder, 100)) for _ in range(in_flight)]
+    # Hold the ledger's write lock from this process: every authorization then waits in
+    # its worker's ledger writer, in flight, until we let go (SQLite's busy timeout is 5 s).
+    blocker = sqlite3.connect(bank.directory / "ledger.db", timeout=10, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    released = False
+    try:
+        with ThreadPoolExecutor(max_workers=in_flight) as pool:
+            futures = [
+                pool.submit(_auth_code, stubs[i % len(stubs)], merchant, pairs[i])
+                for i in range(in_flight)
+            ]
+            wait_for(
+                "every call in flight",
+                lambda: (
+                    value(bank.scrape(), "setpay_rpc_in_flight", method="Authorize") == in_flight
+                ),
+                seconds=4,
+            )
+            bank.process.send_signal(signal.SIGTERM)
+            # Each worker reports NOT_SERVING on its two servers once it starts draining.
+            wait_for(
+                "both workers draining",
+                lambda: bank.log().count("health: NOT_SERVING") >= 4,
+                seconds=4,
+            )
+            blocker.execute("ROLLBACK")
+            released = True
+            codes = [f.result(timeout=30) for f in futures]
+    finally:
+        if not released:
+            blocker.execute("ROLLBACK")
+        blocker.close()
+    assert codes == ["AUTH_CODE_APPROVED"] * in_flight
+    assert bank.process.wait(timeout=60) == 0, bank.log()
+    assert bank.world.running.ledger.card_account(cardholder.account_id).pending == 100 * in_flight
+    log = bank.log()
+    assert "worker 0 (pid" in log and "worker 1 (pid" in log and log.count(") stopped") == 2
+
+
+def test_a_killed_worker_is_reported_and_replaced(two_workers: ServedBank) -> None:
+    bank = two_workers
+    merchant = register_merchant(bank.world, "M-restart-1")
+    wait_for("two workers", lambda: len(children_of(bank.process.pid)) == 2)
+    victim, survivor = children_of(bank.process.pid)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        "the replacement", lambda: len(set(children_of(bank.process.pid)) - {victim, survivor}) == 1
+    )
+    wait_for("the replacement serving", lambda: bank.log().count(" serving (pid ") == 3)
+    log = bank.log()
+    assert f"(pid {victim}) died: signal SIGKILL" in log
+    assert "restarted" in log
+    stubs = _stubs_on_every_worker(bank, merchant, workers=2)
+    assert stubs
+    samples = bank.scrape()
+    assert value(samples, "setpay_worker_restarts_total") == 1
+    assert value(samples, "setpay_workers") == 2
+    assert bank.stop() == 0, bank.log()
+
+
+def test_a_worker_that_cannot_start_stops_the_bank(tmp_path: Path) -> None:
+    def break_ledger_keys(directory: Path) -> None:
+        (directory / "ledger.keys").chmod(0o644)  # the ledger refuses a readable key file
+
+    with pytest.raises(AssertionError, match="did not start") as failed:
+        serve_bank(tmp_path, workers=2, metrics=False, prepare=break_ledger_keys)
+    assert "stopping the bank: a worker failed to start" in str(failed.value)
+    assert "PermissionError" in str(failed.value)
+
+
+def test_sigint_stops_the_bank_too(tmp_path: Path) -> None:
+    bank = serve_bank(tmp_path, workers=1, metrics=False)
+    try:
+        assert bank.stop(signal.SIGINT) == 0, bank.log()
+    finally:
+        bank.close()
+
+
+def test_workers_on_a_pkcs11_token_each_log_in_after_fork(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    softhsm: SoftHsm = session_softhsm(tmp_path_factory)
+    token = softhsm.init_token()
+    bank = serve_bank(tmp_path, workers=2, keys=token.uri())
+    try:
+        merchant = register_merchant(bank.world, "M-token-1")
+        stubs = _stubs_on_every_worker(bank, merchant, workers=2)
+        cardholder = register_cardholder(bank.world)
+        pair = auth_request(merchant, purchase(merchant, cardholder, 250))
+        assert _auth_code(stubs[0], merchant, pair) == "AUTH_CODE_APPROVED"
+
+        def pool_sampled() -> bool:
+            return value(bank.scrape(), "setpay_key_pool_leases_total") > 0
+
+        wait_for("the pool metrics", pool_sampled)
+        samples = bank.scrape()
+        # One login per worker, each after its fork; none before (the supervisor has none).
+        logins = value(
+            samples, "setpay_key_operation_duration_seconds_count", op="login", algorithm="none"
+        )
+        assert logins == 2
+        assert value(samples, "setpay_key_relogins_total") == 0
+        signs = value(
+            samples,
+            "setpay_key_operation_duration_seconds_count",
+            op="sign",
+            algorithm="ecdsa-p256-sha256",
+        )
+        assert signs >= 3  # two PCertRes and one AuthRes at least
+        assert value(samples, "setpay_key_sessions") > 0
+        assert bank.stop() == 0, bank.log()
+    finally:
+        bank.close()
+
+
+def test_reserve_turns_port_zero_into_a_port_the_workers_can_share() -> None:
+    reserved = reserve("127.0.0.1:0")
+    try:
+        assert reserved.port > 0 and reserved.address == f"127.0.0.1:{reserved.port}"
+        with socket.socket() as worker:
+            worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            worker.bind(("127.0.0.1", reserved.port))
+            worker.listen()
+    finally:
+        reserved.close()
+
+
+def test_reserve_refuses_an_address_someone_holds() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(WorkerError, match=f"cannot reserve 127.0.0.1:{port}"):
+            reserve(f"127.0.0.1:{port}")
+
+
+def test_restart_budget_allows_a_few_restarts_per_window() -> None:
+    now = [0.0]
+    budget = RestartBudget(limit=2, window_seconds=60.0, clock=lambda: now[0])
+    assert budget.take() and budget.take()
+    assert not budget.take()
+    now[0] = 59.0
+    assert not budget.take()
+    now[0] = 60.0  # both earlier restarts are a full window old
+    assert budget.take() and budget.take()
+    assert not budget.take()
