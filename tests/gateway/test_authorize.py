@@ -283,8 +283,7 @@ def test_retry_after_the_freshness_window_gets_the_stored_answer(
     assert first.auth_res
     # Built now, sent "later": never answered before, so it is refused as too old.
     other, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 250))
-    import setcore.authorization as authorization
-    import setcore.freshness as freshness
+    from setcore import authorization, freshness
 
     later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
     monkeypatch.setattr(authorization, "now_ms", lambda: later)
