@@ -278,6 +278,17 @@ def _keys_kind(uri: str) -> str:
     return "software keystore" if uri.startswith("soft:") else uri.split(":", 1)[0]
 
 
+def _exit_on_sigterm() -> None:
+    # SIGTERM ends the run like Ctrl-C: the bank and services it started are stopped and
+    # its temporary directory removed on the way out, instead of being left running.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(*_: object) -> None:
+    raise SystemExit(1)
+
+
 @contextmanager
 def _workdir(args: argparse.Namespace) -> Iterator[Path]:
     if args.workdir is not None:
@@ -294,6 +305,7 @@ def _workdir(args: argparse.Namespace) -> Iterator[Path]:
 def authorize(args: argparse.Namespace) -> int:
     """Prepare, drive, report."""
     plan = plan_from(args)
+    _exit_on_sigterm()
     if args.spawn and args.bank_config is not None:
         raise BenchError("--bank-config is for --target; --spawn makes its own bank")
     if args.target and (args.keys or args.workdir):

@@ -64,26 +64,33 @@ def _auth_code(
     return a.AuthCode.Name(result.data.auth_res_payload.auth_header.auth_code)
 
 
+def _per_worker(bank: ServedBank, workers: int) -> list[float]:
+    samples = bank.scrape()
+    return [value(samples, "setpay_worker_rpcs_total", worker=str(i)) for i in range(workers)]
+
+
 def _stubs_on_every_worker(
     bank: ServedBank, merchant: Merchant, workers: int
 ) -> list[services_pb2_grpc.PaymentGatewayServiceStub]:
-    """New channels, one call each, until every worker has answered at least one call.
+    """New channels until every worker holds one; one stub per worker, in worker order.
 
-    The kernel hashes each connection to a worker; 64 channels all landing on one of two
-    workers has probability 2^-63.
+    Nothing else calls the bank meanwhile, so the worker whose count grew by one served
+    the new channel. The kernel hashes each connection to a worker: 64 channels all
+    landing on one of two workers has probability 2^-63.
     """
-    stubs = []
+    found: dict[int, services_pb2_grpc.PaymentGatewayServiceStub] = {}
+    before = _per_worker(bank, workers)
     for _ in range(64):
         stub = bank.channel()
         _pcert(bank, merchant, stub)
-        stubs.append(stub)
-        samples = bank.scrape()
-        served_by = [
-            value(samples, "setpay_worker_rpcs_total", worker=str(i)) for i in range(workers)
-        ]
-        if all(served_by):
-            return stubs
-    raise AssertionError(f"64 channels and still a worker idle: {served_by}")
+        after = _per_worker(bank, workers)
+        grew = [i for i in range(workers) if after[i] != before[i]]
+        assert len(grew) == 1 and after[grew[0]] == before[grew[0]] + 1, (before, after)
+        found.setdefault(grew[0], stub)
+        before = after
+        if len(found) == workers:
+            return [found[i] for i in range(workers)]
+    raise AssertionError(f"64 channels and still a worker without one: {sorted(found)}")
 
 
 def test_two_workers_both_serve_and_lose_no_update(two_workers: ServedBank) -> None:

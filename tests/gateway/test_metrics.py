@@ -1,0 +1,358 @@
+"""Prometheus metrics: a live scrape of a served bank, checked by promtool and against the
+requests sent; and the metrics functions' label guards, in-process."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway import metrics
+from gateway.ledger import Authorized, CommitStats, Decline, Declined
+from gateway.provisioning import init_bank
+from hsm.session_pool import SessionPool
+from setcore.authorization import open_auth_response
+from setcore.errors import ErrorCode, PeerError
+from setpay.v1 import authorization_pb2 as a
+
+from .actors import (
+    Merchant,
+    World,
+    auth_request,
+    authorize,
+    purchase,
+    register_cardholder,
+    register_merchant,
+)
+from .served import ServedBank, served, value, wait_for
+
+# A run of 13 to 19 digits: the shape of a PAN.
+PAN_SHAPE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+PG = "setpay.v1.PaymentGatewayService"
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed (Debian package prometheus)")
+    return path
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Iterator[ServedBank]:
+    yield from served(tmp_path, workers=2)
+
+
+def _code(bank: ServedBank, merchant: Merchant, pair: tuple[a.AuthorizeRequest, object]) -> str:
+    request, state = pair
+    response = bank.world.gateway.Authorize(request, timeout=30)
+    try:
+        result = open_auth_response(response, merchant.credentials, state, merchant.trust)  # type: ignore[arg-type]
+    except PeerError as exc:
+        return exc.code_name
+    return a.AuthCode.Name(result.data.auth_res_payload.auth_header.auth_code)
+
+
+def test_live_scrape_passes_promtool_and_counts_what_was_sent(bank: ServedBank) -> None:
+    merchant = register_merchant(bank.world, "M-metrics-1")
+    rich = register_cardholder(bank.world, limit=100_000)
+    poor = register_cardholder(bank.world, limit=500)
+    amounts = [120, 250, 999, 40, 1500]
+    codes = [
+        _code(bank, merchant, auth_request(merchant, purchase(merchant, rich, n))) for n in amounts
+    ]
+    assert codes == ["AUTH_CODE_APPROVED"] * len(amounts)
+    assert (
+        _code(bank, merchant, auth_request(merchant, purchase(merchant, poor, 501)))
+        == "AUTH_CODE_DECLINED"
+    )
+    replayed = purchase(merchant, rich, 70)
+    assert _code(bank, merchant, auth_request(merchant, replayed)) == "AUTH_CODE_APPROVED"
+    # The same PI in a new AuthReq: refused as a replay.
+    assert (
+        _code(bank, merchant, auth_request(merchant, replayed)) == "ERROR_CODE_PI_PREVIOUSLY_USED"
+    )
+    # The same request bytes again: the stored answer, no new decision.
+    retried = auth_request(merchant, purchase(merchant, rich, 30))
+    assert _code(bank, merchant, retried) == _code(bank, merchant, retried) == "AUTH_CODE_APPROVED"
+    # An unparseable frame: answered with a gRPC status, not a SET Error.
+    raw = bank.world.channels[0].unary_unary(
+        f"/{PG}/Authorize", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    with pytest.raises(grpc.RpcError) as exc:
+        raw(b"\xff\xff\xff\xff\x0f", timeout=30)
+    assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    approved = len(amounts) + 2  # the replayed purchase's first time and the retried one
+    sent = len(amounts) + 1 + 2 + 2 + 1  # approvals, decline, replay pair, retry pair, frame
+
+    wait_for(
+        "the certificate cache counters",
+        lambda: value(bank.scrape(), "setpay_certificate_cache_lookups_total", result="hit") > 0,
+    )
+    text = bank.scrape_text()
+    samples = bank.scrape()
+
+    def v(name: str, **labels: str) -> float:
+        return value(samples, name, **labels)
+
+    assert v("setpay_rpc_requests_total", service=PG, method="Authorize") == sent
+    assert v("setpay_authorizations_total", outcome="approved", reason="none") == approved
+    assert (
+        v(
+            "setpay_authorizations_total",
+            outcome="declined",
+            reason="RESP_REASON_INSUFFICIENT_FUNDS",
+        )
+        == 1
+    )
+    assert (
+        v("setpay_authorizations_total", outcome="error", reason="ERROR_CODE_PI_PREVIOUSLY_USED")
+        == 1
+    )
+    assert v("setpay_replays_refused_total", kind="pi_reused") == 1
+    assert (
+        v("setpay_rpc_errors_total", method="Authorize", code="ERROR_CODE_PI_PREVIOUSLY_USED") == 1
+    )
+    assert v("setpay_rpc_errors_total", method="Authorize", code="INVALID_ARGUMENT") == 1
+    assert v("setpay_authorized_amount_minor_units_count", currency="EUR") == approved
+    assert v("setpay_authorized_amount_minor_units_sum", currency="EUR") == sum(amounts) + 70 + 30
+    assert v("setpay_rpc_duration_seconds_count", method="Authorize") == sent
+    assert v("setpay_rpc_in_flight", method="Authorize") == 0
+    # Approved == holds the ledger created (read from the bank's own database file).
+    with sqlite3.connect(f"file:{bank.directory / 'ledger.db'}?mode=ro", uri=True) as db:
+        (holds,) = db.execute("SELECT count(*) FROM holds").fetchone()
+    assert holds == approved
+    pending = bank.world.running.ledger.card_account(rich.account_id).pending
+    assert pending == sum(amounts) + 70 + 30
+    # Ledger, key backend and trust store report too.
+    assert v("setpay_ledger_commit_operations_sum") >= approved + 1
+    assert v("setpay_ledger_commit_duration_seconds_count") >= 1
+    # Every answered AuthReq was opened (key exchange) and signed; the frame was neither.
+    signs = v(
+        "setpay_key_operation_duration_seconds_count", op="sign", algorithm="ecdsa-p256-sha256"
+    )
+    assert signs >= sent - 1
+    opens = v(
+        "setpay_key_operation_duration_seconds_count",
+        op="decapsulate",
+        algorithm="p256-hkdf-sha256",
+    )
+    assert opens >= sent - 1
+    assert v("setpay_certificate_cache_lookups_total", result="miss") > 0
+    assert v("setpay_workers") == 2
+    assert sum(v("setpay_worker_rpcs_total", worker=str(i)) for i in range(2)) >= sent
+
+    checked = subprocess.run(
+        [promtool(), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    _assert_labels_from_fixed_sets(text)
+    print(f"\n$ promtool check metrics < scrape  ({len(text.splitlines())} lines): OK")
+    assert bank.stop() == 0, bank.log()
+
+
+def _assert_labels_from_fixed_sets(text: str) -> None:
+    """Every label value comes from its fixed set; nothing but sample values has a PAN's
+    shape (a sample value may be a long float: those are not labels)."""
+    for family in text_string_to_metric_families(text):
+        assert family.name.startswith("setpay_"), family.name
+        for sample in family.samples:
+            for label, label_value in sample.labels.items():
+                assert not PAN_SHAPE.search(label_value), (sample.name, label)
+                if label == "le":
+                    continue
+                if label == "kind" and family.name == "setpay_key_errors":
+                    continue  # hsm error class names, checked in-process below
+                assert label_value in metrics.LABEL_VALUES[label], (sample.name, label, label_value)
+    for line in text.splitlines():
+        without_value = line if line.startswith("#") else line.rsplit(" ", 1)[0]
+        assert not PAN_SHAPE.search(without_value), line
+
+
+def test_metrics_port_in_use_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
+    init_bank(tmp_path / "bank", profile="ec", env={})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "gateway", "serve",
+             "--config", str(tmp_path / "bank" / "setpay.toml"), "--listen", "127.0.0.1:0",
+             "--ca-listen", "127.0.0.1:0", "--workers", "1", "--metrics-port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in done.stderr
+
+
+# --- in-process: the functions the bank calls ------------------------------------------
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics.enable(0, registry)
+    try:
+        yield registry
+    finally:
+        metrics.disable()
+
+
+def test_metrics_are_off_until_enabled() -> None:
+    assert not metrics.enabled()
+    metrics.rpc_finished(PG, "Authorize", 0.01, None)  # a no-op, not an error
+    metrics.refused("Authorize", ErrorCode.ERROR_CODE_RRPID_REUSED)
+
+
+def test_decisions_and_refusals_land_in_their_labels(registry: CollectorRegistry) -> None:
+    metrics.authorization_decided(Authorized("h1", "c1", 1234, 978, 0, None))
+    metrics.authorization_decided(Authorized("h2", "c1", 10, 4, 0, None))  # an odd currency
+    metrics.authorization_decided(Declined(Decline.EXPIRED_CARD))
+    metrics.refused("Authorize", ErrorCode.ERROR_CODE_RRPID_REUSED)
+    metrics.refused("Capture", ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED)
+    metrics.refused("NoSuchMethod", 9999)
+
+    def get(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert get("setpay_authorizations_total", outcome="approved", reason="none") == 2
+    assert (
+        get("setpay_authorizations_total", outcome="declined", reason="RESP_REASON_EXPIRED_CARD")
+        == 1
+    )
+    assert (
+        get("setpay_authorizations_total", outcome="error", reason="ERROR_CODE_RRPID_REUSED") == 1
+    )
+    assert get("setpay_authorized_amount_minor_units_sum", currency="EUR") == 1234
+    assert get("setpay_authorized_amount_minor_units_count", currency="other") == 1
+    assert get("setpay_replays_refused_total", kind="rrpid_reused") == 1
+    assert get("setpay_replays_refused_total", kind="pi_reused") == 1
+    assert (
+        get("setpay_rpc_errors_total", method="Capture", code="ERROR_CODE_PI_PREVIOUSLY_USED") == 1
+    )
+    assert get("setpay_rpc_errors_total", method="other", code="other") == 1
+    # A refusal of anything but Authorize is not an authorization decision.
+    assert (
+        get("setpay_authorizations_total", outcome="error", reason="ERROR_CODE_PI_PREVIOUSLY_USED")
+        is None
+    )
+
+
+def test_rpc_status_and_unknown_names_are_bounded(registry: CollectorRegistry) -> None:
+    metrics.rpc_started("Authorize")
+    metrics.rpc_finished(PG, "Authorize", 0.002, grpc.StatusCode.UNAVAILABLE)
+    metrics.rpc_started("Evil-4999980000000000")
+    metrics.rpc_finished("evil.Service", "Evil-4999980000000000", 0.002, None)
+    get = registry.get_sample_value
+    assert get("setpay_rpc_errors_total", {"method": "Authorize", "code": "UNAVAILABLE"}) == 1
+    assert get("setpay_rpc_requests_total", {"service": "other", "method": "other"}) == 1
+    assert get("setpay_rpc_in_flight", {"method": "Authorize"}) == 0
+    assert get("setpay_rpc_duration_seconds_bucket", {"method": "Authorize", "le": "0.0025"}) == 1
+    assert get("setpay_worker_rpcs_total", {"worker": "0"}) == 2
+
+
+def test_key_and_ledger_observers(registry: CollectorRegistry) -> None:
+    metrics.key_operation("sign", "ecdsa-p256-sha256", 0.001, None)
+    metrics.key_operation("relogin", "", 0.05, None)
+    metrics.key_operation("sign", "rsa-pss-sha256", 0.002, "TransientBackendError")
+    metrics.key_operation("sign", "made-up", 0.002, "SomethingElse")
+    metrics.ledger_commit(CommitStats(seconds=0.003, operations=5, retries=2))
+    get = registry.get_sample_value
+    assert (
+        get(
+            "setpay_key_operation_duration_seconds_count",
+            {"op": "sign", "algorithm": "ecdsa-p256-sha256"},
+        )
+        == 1
+    )
+    assert (
+        get("setpay_key_operation_duration_seconds_count", {"op": "sign", "algorithm": "other"})
+        == 1
+    )
+    assert get("setpay_key_relogins_total") == 1
+    assert get("setpay_key_errors_total", {"op": "sign", "kind": "TransientBackendError"}) == 1
+    assert get("setpay_key_errors_total", {"op": "sign", "kind": "other"}) == 1
+    assert get("setpay_ledger_commit_operations_sum") == 5
+    assert get("setpay_ledger_commit_retries_total") == 2
+
+
+def test_sampler_copies_trust_and_pool_counters(
+    registry: CollectorRegistry, ec_world: World, ec_merchant: Merchant
+) -> None:
+    class PooledKeys:
+        """A key backend's pool as the PKCS#11 backend exposes it (a real SessionPool)."""
+
+        def __init__(self) -> None:
+            self.pool: SessionPool[str] = SessionPool(size=3, wait_seconds=1.0)
+
+        @property
+        def pool_stats(self):  # type: ignore[no-untyped-def]
+            return self.pool.stats
+
+    keys = PooledKeys()
+    trust = ec_world.running.pki.trust
+    before = trust.counters
+    sampler = metrics.Sampler(trust, keys)
+    sampler.sample()  # the first sample counts what happened before it too
+    with keys.pool.lease(), keys.pool.lease():
+        sampler.sample()
+        assert registry.get_sample_value("setpay_key_sessions_in_use") == 2
+    cardholder = register_cardholder(ec_world)
+    authorize(ec_world, ec_merchant, purchase(ec_merchant, cardholder, 100))
+    sampler.sample()
+    after = trust.counters
+    get = registry.get_sample_value
+    assert get("setpay_key_sessions_in_use") == 0
+    assert get("setpay_key_sessions") == 3
+    assert get("setpay_key_pool_leases_total") == 2
+    assert get("setpay_certificate_cache_lookups_total", {"result": "hit"}) == after.cache_hits
+    assert get("setpay_certificate_cache_lookups_total", {"result": "miss"}) == after.verifications
+    assert after.cache_hits + after.verifications > before.cache_hits + before.verifications
+
+
+def test_enable_refuses_a_client_imported_without_the_multiprocess_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # This test process imported prometheus_client without PROMETHEUS_MULTIPROC_DIR: a
+    # worker in that state would write its samples nowhere the supervisor reads.
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    with pytest.raises(metrics.MetricsError, match="imported before PROMETHEUS_MULTIPROC_DIR"):
+        metrics.enable(0)
+    assert not metrics.enabled()
+
+
+def test_served_in_process_bank_counts_its_calls(
+    registry: CollectorRegistry, ec_world: World, ec_merchant: Merchant
+) -> None:
+    cardholder = register_cardholder(ec_world, limit=1000)
+    request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 2000))
+    result = open_auth_response(
+        ec_world.gateway.Authorize(request), ec_merchant.credentials, state, ec_merchant.trust
+    )
+    assert (
+        a.AuthCode.Name(result.data.auth_res_payload.auth_header.auth_code) == "AUTH_CODE_DECLINED"
+    )
+    get = registry.get_sample_value
+    assert get("setpay_rpc_requests_total", {"service": PG, "method": "Authorize"}) == 1
+    assert (
+        get(
+            "setpay_authorizations_total",
+            {"outcome": "declined", "reason": "RESP_REASON_INSUFFICIENT_FUNDS"},
+        )
+        == 1
+    )
