@@ -161,13 +161,16 @@ class WorkerPlan:
     supervisor_pid: int
 
 
-def _run_worker(plan: WorkerPlan, index: int, ready_fd: int, blocked: set[int]) -> int:
-    """A worker's life after fork: serve until told to stop (or orphaned); the exit status."""
+def _run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> int:
+    """A worker's life after fork: serve until told to stop (or orphaned); the exit status.
+
+    ``mask`` is the signal mask to restore once the worker's own handlers are in place.
+    """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if plan.metrics:
         metrics.enable(index)
     running = start_bank(plan.config, listen=plan.listen, ca_listen=plan.ca_listen, reuse_port=True)
@@ -259,21 +262,21 @@ class Supervisor:
     def _spawn(self, index: int) -> None:
         read_fd, write_fd = os.pipe()
         # Signals stay blocked across fork so the child never runs our handlers.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:  # the worker; never returns
                 os.close(read_fd)
-                self._become_worker(index, write_fd, blocked)
+                self._become_worker(index, write_fd, mask)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self._workers[pid] = _Worker(index, pid, read_fd, time.monotonic())
         self._selector.register(read_fd, selectors.EVENT_READ, pid)
         log.info("worker %d started (pid %d)", index, pid)
 
-    def _become_worker(self, index: int, ready_fd: int, blocked: set[int]) -> None:
+    def _become_worker(self, index: int, ready_fd: int, mask: set[int]) -> None:
         code = 1
         try:
             # Drop what belongs to the supervisor: its loop, its sockets, other ready pipes.
@@ -286,7 +289,7 @@ class Supervisor:
                     os.close(worker.ready_fd)
             for close in self._inherited:
                 close()
-            code = _run_worker(self._plan, index, ready_fd, blocked)
+            code = _run_worker(self._plan, index, ready_fd, mask)
         except BaseException:
             log.exception("worker %d failed", index)
         finally:

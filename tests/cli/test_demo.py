@@ -72,3 +72,24 @@ def test_demo_tells_the_story_and_leaks_no_pan(
     ]
     assert leaked == []
     assert len(handler.lines) > 50  # the parties did log (DEBUG included)
+
+
+@pytest.mark.parametrize("profile", ["ec", "rsa"])
+def test_demo_with_the_bank_keys_on_a_softhsm_token(
+    profile: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from tests.hsm.testbed import session_softhsm
+
+    token = session_softhsm(tmp_path_factory).init_token()
+    code = main([
+        "demo", "--dir", str(tmp_path / "demo"), "--profile", profile, "--keys", token.uri(),
+        "--json",
+    ])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    summary = json.loads(out.out)["summary"]
+    assert summary["approved"] is True and summary["pan_in_merchant_files"] is False
+    assert summary["tampered"] == "COMPLETION_CODE_ORDER_REJECTED"
+    # The bank's private keys are on the token, not in the bank directory.
+    assert not list((tmp_path / "demo" / "bank").glob("keys/*"))

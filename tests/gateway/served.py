@@ -65,6 +65,16 @@ def children_of(pid: int) -> list[int]:
         return []
 
 
+def threads_of(pid: int) -> int:
+    """How many threads the process ``pid`` runs (Linux /proc)."""
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def mapped_files(pid: int) -> str:
+    """The files the process ``pid`` has mapped (shared libraries among them)."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 @dataclass
 class _Running:
     """What the actors need of a running bank: its ledger and its root certificate."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import ConfigError, default_workers, load
 from gateway.workers import RestartBudget, WorkerError, reserve
 from setcore.authorization import open_auth_response
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
@@ -32,7 +33,16 @@ from .actors import (
     register_cardholder,
     register_merchant,
 )
-from .served import ServedBank, children_of, serve_bank, served, value, wait_for
+from .served import (
+    ServedBank,
+    children_of,
+    mapped_files,
+    serve_bank,
+    served,
+    threads_of,
+    value,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -112,6 +122,8 @@ def test_two_workers_both_serve_and_lose_no_update(two_workers: ServedBank) -> N
     account = ledger.card_account(cardholder.account_id)
     assert (account.pending, account.available) == (affordable * amount, 0)
     ledger.check_balanced()
+    # The supervisor never started gRPC (its core runs threads) nor anything else threaded.
+    assert threads_of(bank.process.pid) == 1
     assert bank.stop() == 0, bank.log()
 
 
@@ -232,6 +244,9 @@ def test_workers_on_a_pkcs11_token_each_log_in_after_fork(
         )
         assert signs >= 3  # two PCertRes and one AuthRes at least
         assert value(samples, "setpay_key_sessions") > 0
+        # PKCS#11 was initialized in the workers only: the supervisor never loaded SoftHSM.
+        assert "libsofthsm2" not in mapped_files(bank.process.pid)
+        assert all("libsofthsm2" in mapped_files(w) for w in children_of(bank.process.pid))
         assert bank.stop() == 0, bank.log()
     finally:
         bank.close()
@@ -268,3 +283,17 @@ def test_restart_budget_allows_a_few_restarts_per_window() -> None:
     now[0] = 60.0  # both earlier restarts are a full window old
     assert budget.take() and budget.take()
     assert not budget.take()
+
+
+def test_worker_count_comes_from_file_environment_or_cpus(tmp_path: Path) -> None:
+    path = tmp_path / "setpay.toml"
+    path.write_text("[gateway]\ninsecure = true\n")
+    assert load(path, env={}).workers == default_workers() >= 1
+    assert load(path, env={"SETPAY_WORKERS": "3"}).workers == 3
+    path.write_text("[gateway]\ninsecure = true\nworkers = 2\nmetrics_port = 9464\n")
+    config = load(path, env={"SETPAY_METRICS_HOST": "::1"})
+    assert (config.workers, config.metrics_port, config.metrics_host) == (2, 9464, "::1")
+    with pytest.raises(ConfigError, match="workers must be between 1 and 64"):
+        load(path, env={"SETPAY_WORKERS": "0"})
+    with pytest.raises(ConfigError, match="metrics_port must be between 0"):
+        load(path, env={"SETPAY_METRICS_PORT": "70000"})
