@@ -17,8 +17,10 @@ already, so two banks never silently share a port.
 Supervision. The supervisor stays single-threaded, so forking a replacement later is as
 safe as the first fork; it waits in one selector loop on signals (a wakeup pipe), the
 workers' ready pipes and the metrics endpoint. A worker reports its ports once serving.
-Every worker must be ready within WORKER_START_SECONDS or the bank does not start. A worker
-that dies later is reported and restarted, at most MAX_RESTARTS times per RESTART_WINDOW;
+Every worker must be serving within WORKER_START_SECONDS, and a worker that fails before
+it serves (a wrong PIN, a missing token or file) stops the bank at once: starting it again
+would fail again, and HSMs lock a PIN after a few refused logins. A worker that dies while
+serving is reported and restarted, at most MAX_RESTARTS times per RESTART_WINDOW_SECONDS;
 beyond that the supervisor stops the bank and exits 1 (a crash loop is for the operator).
 
 Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SIGTERM.
@@ -49,8 +51,12 @@ from pathlib import Path
 from types import FrameType
 
 from gateway import metrics
+from gateway.ca.errors import CaError
 from gateway.config import BankConfig
+from gateway.ledger import LedgerError
 from gateway.process import start_bank
+from gateway.provisioning import ProvisioningError
+from hsm.errors import KeyBackendError
 
 log = logging.getLogger("setpay.workers")
 
@@ -71,6 +77,8 @@ PARENT_CHECK_SECONDS = 1.0
 # A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one.
 READY_LINE_BYTES = 64
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+# What a worker may meet while opening the bank, none of them a bug: logged in one line.
+_STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSError)
 
 
 class WorkerError(Exception):
@@ -290,6 +298,9 @@ class Supervisor:
             for close in self._inherited:
                 close()
             code = _run_worker(self._plan, index, ready_fd, mask)
+        except _STARTUP_FAULTS as exc:
+            # The operator's to fix (a PIN, a token, a file, a port): one line says it.
+            log.error("worker %d cannot serve: %s: %s", index, type(exc).__name__, exc)
         except BaseException:
             log.exception("worker %d failed", index)
         finally:
@@ -354,7 +365,8 @@ class Supervisor:
                 log.info("worker %d (pid %d) stopped", worker.index, worker.pid)
             return
         log.error("worker %d (pid %d) died: %s", worker.index, worker.pid, how)
-        if not self._announced:
+        if not worker.ready:
+            # Starting again would fail again, and may cost a token's PIN retry counter.
             self._fail("a worker failed to start")
         elif not self._budget.take():
             self._fail(

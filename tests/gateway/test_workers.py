@@ -8,6 +8,7 @@ from the test as a third process.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -194,14 +195,29 @@ def test_a_killed_worker_is_reported_and_replaced(two_workers: ServedBank) -> No
     assert bank.stop() == 0, bank.log()
 
 
-def test_a_worker_that_cannot_start_stops_the_bank(tmp_path: Path) -> None:
-    def break_ledger_keys(directory: Path) -> None:
-        (directory / "ledger.keys").chmod(0o644)  # the ledger refuses a readable key file
+def _break_ledger_keys(directory: Path) -> None:
+    (directory / "ledger.keys").chmod(0o644)  # the ledger refuses a key file others can read
 
+
+def test_a_worker_that_cannot_start_stops_the_bank(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="did not start") as failed:
-        serve_bank(tmp_path, workers=2, metrics=False, prepare=break_ledger_keys)
-    assert "stopping the bank: a worker failed to start" in str(failed.value)
-    assert "PermissionError" in str(failed.value)
+        serve_bank(tmp_path, workers=2, metrics=False, prepare=_break_ledger_keys)
+    log = str(failed.value)
+    assert "stopping the bank: a worker failed to start" in log
+    # The operator's problem in one line, not a stack trace.
+    assert re.search(r"worker \d cannot serve: PermissionError: .*ledger.keys must be", log)
+    assert "Traceback" not in log
+
+
+def test_a_replacement_that_cannot_start_is_not_retried(two_workers: ServedBank) -> None:
+    bank = two_workers
+    wait_for("two workers", lambda: len(children_of(bank.process.pid)) == 2)
+    _break_ledger_keys(bank.directory)
+    os.kill(children_of(bank.process.pid)[0], signal.SIGKILL)
+    assert bank.process.wait(timeout=60) == 1
+    log = bank.log()
+    assert log.count(" started (pid ") == 3  # two, then one replacement, no more
+    assert "stopping the bank: a worker failed to start" in log
 
 
 def test_sigint_stops_the_bank_too(tmp_path: Path) -> None:

@@ -1,0 +1,275 @@
+"""Purchase and authorization messages on a real brand: every wallet, merchant and gateway
+check of SET-PROTOCOL.md 5.2, 5.5, 6.2 and 9.3 fails for its own reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from hsm.base import KeyBackend, KeyUsage
+from setcore.authorization import (
+    amount_agrees,
+    build_auth_request,
+    check_agreement,
+    open_auth_request,
+    open_payment_instruction,
+)
+from setcore.credentials import Credentials
+from setcore.errors import ErrorCode, ProtocolError
+from setcore.freshness import new_id, now_ms
+from setcore.pan import PAN, blinded_account
+from setcore.pki.issuance import card_expiry_end, issue_cardholder
+from setcore.profiles import EC, Profile
+from setcore.purchase import (
+    CardData,
+    MerchantOffer,
+    MerchantOrder,
+    Order,
+    PInitState,
+    build_pinit_request,
+    build_pinit_response,
+    build_purchase_request,
+    hod,
+    open_pinit_response,
+    open_purchase_request,
+    verify_purchase,
+)
+from setpay.v1 import common_pb2
+
+from .certified import Certified, certify, eur, refused
+
+VISA = "4111111111111111"
+EXPIRY = "203012"
+
+
+@dataclass
+class Shop:
+    """A brand, a cardholder with a real certificate, and one purchase in flight."""
+
+    c: Certified
+    card: CardData
+    cardholder: Credentials
+    state: PInitState
+    offer: MerchantOffer
+    order: MerchantOrder
+
+
+def _cardholder(c: Certified, pan: str = VISA) -> tuple[Credentials, CardData]:
+    world = c.world
+    key = world.key(KeyUsage.SIGNATURE)
+    card = CardData(PAN(pan), EXPIRY, new_id(), new_id())
+    cca = world.brand.cardholder_ca.ca
+    der = issue_cardholder(
+        cca, key.public_key, blinded_account(card.pan_secret, card.pan, EXPIRY),
+        card_expiry_end(EXPIRY),
+    )  # fmt: skip
+    return Credentials(world.backend, key, der, (cca.der,)), card
+
+
+def _shop(c: Certified, *, gateway_kex: bytes | None = None) -> Shop:
+    cardholder, card = _cardholder(c)
+    request, state = build_pinit_request(card.pan, c.brand_id, b"lid-c")
+    trans = common_pb2.TransIDs(
+        lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id(), preq_date_unix_ms=now_ms()
+    )
+    chall_m = new_id()
+    response = build_pinit_response(
+        c.merchant, request, trans, chall_m, gateway_kex or c.gateway.key_exchange_cert or b"",
+        (c.world.brand.gateway_ca.ca.der,),
+    )  # fmt: skip
+    offer = open_pinit_response(response, state, c.trust())
+    order = MerchantOrder(trans, chall_m, b"1 book", eur(1999), c.brand_id)
+    return Shop(c, card, cardholder, state, offer, order)
+
+
+def _preq(shop: Shop, order: Order | None = None) -> bytes:
+    request, _ = build_purchase_request(
+        shop.cardholder, shop.offer, order or Order(b"1 book", eur(1999)), shop.card, shop.state
+    )
+    return request.SerializeToString()
+
+
+@pytest.fixture
+def certified(backend: KeyBackend, profile: Profile) -> Certified:
+    return certify(backend, profile)
+
+
+@pytest.fixture
+def ec(backend: KeyBackend) -> Certified:
+    return certify(backend, EC)
+
+
+def test_purchase_round_trip(certified: Certified) -> None:
+    shop = _shop(certified)
+    from setpay.v1 import purchase_pb2
+
+    view = open_purchase_request(purchase_pb2.PurchaseRequest.FromString(_preq(shop)))
+    cardholder = verify_purchase(view, shop.order, certified.trust())
+    assert cardholder.thumbprint == shop.cardholder.signature_thumb
+
+
+# --- the wallet's checks of PInitRes -------------------------------------------------
+
+
+def test_wallet_refuses_a_merchant_key_exchange_cert_as_the_gateway(ec: Certified) -> None:
+    # The merchant names its own key-exchange certificate where a gateway's is required.
+    with pytest.raises(ProtocolError) as exc:
+        _shop(ec, gateway_kex=ec.merchant.key_exchange_cert)
+    assert exc.value.code == ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE
+
+
+def test_wallet_refuses_a_pinitres_for_another_request(ec: Certified) -> None:
+    _, card = _cardholder(ec)
+    request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c")
+    trans = common_pb2.TransIDs(lid_c=b"lid-c", xid=new_id())
+    args = (
+        trans,
+        new_id(),
+        ec.gateway.key_exchange_cert or b"",
+        (ec.world.brand.gateway_ca.ca.der,),
+    )
+    response = build_pinit_response(ec.merchant, request, *args)
+    refused(ErrorCode.ERROR_CODE_UNKNOWN_RRPID, open_pinit_response, response,
+            dataclasses.replace(state, rrpid=new_id()), ec.trust())  # fmt: skip
+    refused(ErrorCode.ERROR_CODE_CHALLENGE_MISMATCH, open_pinit_response, response,
+            dataclasses.replace(state, chall_c=new_id()), ec.trust())  # fmt: skip
+    refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_pinit_response, response,
+            dataclasses.replace(state, lid_c=b"other"), ec.trust())  # fmt: skip
+
+
+# --- the merchant's checks of PReq (SET-PROTOCOL.md 5.5) ------------------------------
+
+
+def _verify(shop: Shop, preq: bytes, order: MerchantOrder | None = None) -> object:
+    from setpay.v1 import purchase_pb2
+
+    view = open_purchase_request(purchase_pb2.PurchaseRequest.FromString(preq))
+    return verify_purchase(view, order or shop.order, shop.c.trust())
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ("xid", ErrorCode.ERROR_CODE_UNKNOWN_XID),
+        ("lid_m", ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        ("preq_date", ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH),
+        ("chall_m", ErrorCode.ERROR_CODE_CHALLENGE_MISMATCH),
+        ("description", ErrorCode.ERROR_CODE_DIGEST_MISMATCH),
+        ("amount", ErrorCode.ERROR_CODE_DIGEST_MISMATCH),
+        ("brand", ErrorCode.ERROR_CODE_DECODING_FAILURE),
+    ],
+)
+def test_merchant_checks_each_part_of_the_order(ec: Certified, change: str, code: int) -> None:
+    shop = _shop(ec)
+    preq = _preq(shop)
+    order = shop.order
+    trans = common_pb2.TransIDs()
+    trans.CopyFrom(order.trans_ids)
+    if change == "xid":
+        trans.xid = new_id()
+    elif change == "lid_m":
+        trans.lid_m = b"other"
+    elif change == "preq_date":
+        trans.preq_date_unix_ms += 1
+    order = dataclasses.replace(order, trans_ids=trans)
+    if change == "chall_m":
+        order = dataclasses.replace(order, chall_m=new_id())
+    elif change == "description":
+        order = dataclasses.replace(order, description=b"2 books")
+    elif change == "amount":
+        order = dataclasses.replace(order, amount=eur(999))
+    elif change == "brand":
+        order = dataclasses.replace(order, brand_id="other-brand")
+    refused(code, _verify, shop, preq, order)
+
+
+def test_merchant_refuses_another_cardholders_signature(ec: Certified) -> None:
+    shop = _shop(ec)
+    impostor, _ = _cardholder(ec, "5555555555554444")
+    # Signed by the impostor's key but claiming the real cardholder's certificate.
+    forged = dataclasses.replace(shop, cardholder=dataclasses.replace(
+        shop.cardholder, signature_key=impostor.signature_key))  # fmt: skip
+    refused(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, _verify, shop, _preq(forged))
+
+
+# --- the gateway's checks (SET-PROTOCOL.md 6.2, 9.3) --------------------------------
+
+
+def _auth(shop: Shop, preq: bytes, **change: object):  # type: ignore[no-untyped-def]
+    from setpay.v1 import purchase_pb2
+
+    c = shop.c
+    view = open_purchase_request(purchase_pb2.PurchaseRequest.FromString(preq))
+    args = {
+        "trans_ids": shop.order.trans_ids, "oi_bytes": view.oi_bytes,
+        "order_description": shop.order.description, "purchase_amount": shop.order.amount,
+        "od_salt": view.oi_data.od_salt, "auth_amount": shop.order.amount,
+        "merchant_id": "m-0001", **change,
+    }  # fmt: skip
+    request, _ = build_auth_request(
+        c.merchant,
+        c.gateway_kex,
+        view.pi_bytes,
+        **args,  # type: ignore[arg-type]
+    )
+    verified = open_auth_request(request, c.gateway, c.trust())
+    return verified, open_payment_instruction(verified, c.gateway, c.trust())
+
+
+def test_gateway_accepts_an_agreeing_request(certified: Certified) -> None:
+    shop = _shop(certified)
+    verified, pi = _auth(shop, _preq(shop))
+    check_agreement(verified, pi)
+    assert amount_agrees(verified, pi)
+    assert pi.pan.masked == "411111******1111"
+
+
+def test_gateway_checks_what_the_merchant_says_against_what_the_cardholder_signed(
+    ec: Certified,
+) -> None:
+    shop = _shop(ec)
+    preq = _preq(shop)
+    verified, pi = _auth(shop, preq, oi_bytes=b"another order information")
+    refused(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, check_agreement, verified, pi)  # HOIData
+    verified, pi = _auth(shop, preq, order_description=b"a car")
+    refused(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, check_agreement, verified, pi)  # HOD2
+    other = common_pb2.TransIDs()
+    other.CopyFrom(shop.order.trans_ids)
+    other.lid_m = b"other"
+    verified, pi = _auth(shop, preq, trans_ids=other)
+    refused(ErrorCode.ERROR_CODE_UNKNOWN_XID, check_agreement, verified, pi)
+    verified, pi = _auth(shop, preq, auth_amount=eur(2000))
+    assert not amount_agrees(verified, pi)  # a signed decline, not an Error
+    verified, pi = _auth(shop, preq, auth_amount=eur(1999, currency=840))
+    assert not amount_agrees(verified, pi)
+
+
+def test_gateway_refuses_a_pan_that_is_not_the_certified_account(ec: Certified) -> None:
+    shop = _shop(ec)
+    # The cardholder's certificate blinds VISA; the PI carries another card.
+    stolen = dataclasses.replace(shop.card, pan=PAN("5555555555554444"))
+    preq = _preq(dataclasses.replace(shop, card=stolen))
+    with pytest.raises(ProtocolError) as exc:
+        _auth(shop, preq)
+    assert exc.value.code == ErrorCode.ERROR_CODE_ACCOUNT_MISMATCH
+
+
+def test_gateway_refuses_a_pi_with_a_wrong_pan_secret(ec: Certified) -> None:
+    shop = _shop(ec)
+    guessed = dataclasses.replace(shop.card, pan_secret=os.urandom(32))
+    preq = _preq(dataclasses.replace(shop, card=guessed))
+    with pytest.raises(ProtocolError) as exc:
+        _auth(shop, preq)
+    assert exc.value.code == ErrorCode.ERROR_CODE_ACCOUNT_MISMATCH
+
+
+def test_hod_binds_description_amount_and_salt() -> None:
+    salt = new_id()
+    base = hod(b"1 book", eur(1999), salt)
+    assert base != hod(b"1 book", eur(1998), salt)
+    assert base != hod(b"1 book", eur(1999, currency=840), salt)
+    assert base != hod(b"1 boo", eur(1999), salt)
+    assert base != hod(b"1 book", eur(1999), new_id())
