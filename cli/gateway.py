@@ -41,7 +41,8 @@ def _announce(args: argparse.Namespace, bound: workers.Bound) -> None:
     metrics = f", metrics on port {bound.metrics_port}" if bound.metrics_port is not None else ""
     print(f"setpay gateway: PaymentGateway on port {bound.port}, "
           f"CertificateAuthority on port {bound.ca_port}, "
-          f"{bound.workers} workers{metrics}", flush=True)  # fmt: skip
+          f"{bound.workers} worker{'' if bound.workers == 1 else 's'}{metrics}",
+          flush=True)  # fmt: skip
 
 
 def serve(args: argparse.Namespace) -> int:

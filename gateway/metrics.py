@@ -7,11 +7,11 @@ tools and tests that build a bank in-process pay nothing.
 
 Workers and the supervisor (DESIGN.md 5.4, 5.5): each worker writes its samples to files
 of its own in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode); the
-supervisor process serves them merged on one HTTP port (``ScrapeEndpoint``). The client
+supervisor process serves them merged on one HTTP port (``gateway.scrape``). The client
 library picks in-memory or file-backed values once, when it is first imported, from that
 environment variable; so this module imports it only inside its functions, the supervisor
-sets the variable (``prepare_multiprocess_directory``) before anything imports it, and
-``enable`` refuses to run where it was imported too early (samples would be lost).
+sets the variable (``scrape.prepare_multiprocess_directory``) before anything imports it,
+and ``enable`` refuses to run where it was imported too early (samples would be lost).
 
 Every name starts with ``setpay_`` and carries its unit. Label values come from fixed sets
 only (``LABEL_VALUES``; anything else is counted as ``other``): never a PAN, an amount, an
@@ -31,7 +31,7 @@ identifier or a peer's text.
     setpay_ledger_commit_operations                     histogram: group size per commit
     setpay_ledger_commit_retries_total                  serialization retries (PostgreSQL)
     setpay_key_operation_duration_seconds{op,algorithm} histogram per key-backend call
-    setpay_key_errors_total{op,kind}                    key-backend errors by class
+    setpay_key_errors_total{op,error}                   key-backend errors by class
     setpay_key_relogins_total                           token re-logins after a loss
     setpay_key_sessions_in_use / setpay_key_sessions    PKCS#11 pool: leased now / size
     setpay_key_pool_wait_seconds_total                  summed waits for a pool session
@@ -44,15 +44,9 @@ Errors: ``MetricsError`` (metrics cannot be turned on as configured).
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
-import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import grpc
@@ -70,8 +64,6 @@ if TYPE_CHECKING:
 
     from setcore.pki.truststore import TrustCounters, TrustStore
 
-log = logging.getLogger("setpay.metrics")
-
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Latency buckets from 0.5 ms (a cached, signature-only answer) to 5 s (the SQLite busy
 # timeout and the default grace period): beyond that a call has failed for other reasons.
@@ -83,8 +75,6 @@ GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # How often a worker copies the trust store's and the session pool's counters into its
 # metrics: scrapes come every 15 s or so, one second keeps them fresh at no cost.
 SAMPLE_SECONDS = 1.0
-# A scraper that connects and then stalls holds the supervisor's loop this long at most.
-SCRAPE_IO_SECONDS = 2.0
 # Worker index label values: one per possible worker (gateway.config.MAX_WORKERS).
 MAX_WORKER_LABELS = 64
 OTHER = "other"
@@ -96,24 +86,38 @@ CURRENCIES: Mapping[int, str] = {
     840: "USD", 978: "EUR",
 }  # fmt: skip
 
+
+def _key_error_kinds() -> frozenset[str]:
+    kinds: set[str] = set()
+    pending: list[type[KeyBackendError]] = [KeyBackendError]
+    while pending:
+        cls = pending.pop()
+        kinds.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return frozenset(kinds)
+
+
 _SERVICES = services_pb2.DESCRIPTOR.services_by_name.values()
 _ERROR_CODES = frozenset(ErrorCode.keys())
 _REASONS = frozenset(authorization_pb2.RespReason.keys())
 LABEL_VALUES: Mapping[str, frozenset[str]] = {
-    "service": frozenset(s.full_name for s in _SERVICES),
-    "method": frozenset(m.name for s in _SERVICES for m in s.methods),
-    "code": frozenset(c.name for c in grpc.StatusCode) | _ERROR_CODES,
-    "outcome": frozenset({"approved", "declined", "error"}),
-    "reason": frozenset({"none"}) | _REASONS | _ERROR_CODES,
-    "currency": frozenset(CURRENCIES.values()) | {OTHER},
-    "kind": frozenset({"pi_reused", "rrpid_reused"}),
-    "result": frozenset({"hit", "miss"}),
-    "op": frozenset({"sign", "decapsulate", "login", "relogin"}),
-    "algorithm": frozenset(a.value for a in (*SignatureAlgorithm, *KemAlgorithm)) | {"none"},
-    "worker": frozenset(str(i) for i in range(MAX_WORKER_LABELS)),
+    name: values | {OTHER}
+    for name, values in {
+        "service": frozenset(s.full_name for s in _SERVICES),
+        "method": frozenset(m.name for s in _SERVICES for m in s.methods),
+        "code": frozenset(c.name for c in grpc.StatusCode) | _ERROR_CODES,
+        "outcome": frozenset({"approved", "declined", "error"}),
+        "reason": frozenset({"none"}) | _REASONS | _ERROR_CODES,
+        "currency": frozenset(CURRENCIES.values()),
+        "kind": frozenset({"pi_reused", "rrpid_reused"}),
+        "result": frozenset({"hit", "miss"}),
+        "op": frozenset({"sign", "decapsulate", "login", "relogin"}),
+        "algorithm": frozenset(a.value for a in (*SignatureAlgorithm, *KemAlgorithm)) | {"none"},
+        "error": _key_error_kinds(),
+        "worker": frozenset(str(i) for i in range(MAX_WORKER_LABELS)),
+    }.items()
 }
-"""Every label name used and the values it may take (``kind`` of ``setpay_key_errors_total``
-takes the class names of ``hsm.errors``, checked when reported)."""
+"""Every label name used and the values it may take (``other`` for anything unexpected)."""
 
 _REPLAYS: Mapping[int, str] = {
     ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED: "pi_reused",
@@ -129,17 +133,8 @@ def _allowed(label: str, value: str) -> str:
     return value if value in LABEL_VALUES[label] else OTHER
 
 
-def _key_error_kinds() -> frozenset[str]:
-    kinds: set[str] = set()
-    pending = [KeyBackendError]
-    while pending:
-        cls = pending.pop()
-        kinds.add(cls.__name__)
-        pending.extend(cls.__subclasses__())
-    return frozenset(kinds)
-
-
-def _value_class_is_multiprocess() -> bool:
+def client_is_multiprocess() -> bool:
+    """Whether prometheus_client, as imported in this process, writes samples to files."""
     from prometheus_client import values  # noqa: PLC0415 - see the module docstring
 
     return bool(getattr(values.ValueClass, "_multiprocess", False))
@@ -204,12 +199,11 @@ class _WorkerMetrics:
             ["op", "algorithm"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.key_errors = Counter(
-            "setpay_key_errors_total", "Key-backend errors", ["op", "kind"], registry=r
+            "setpay_key_errors_total", "Key-backend errors", ["op", "error"], registry=r
         )
         self.relogins = Counter(
             "setpay_key_relogins_total", "Token re-logins after a lost session", registry=r
         )
-        self.key_error_kinds = _key_error_kinds()
         self._registry = registry
         self._pool: _PoolMetrics | None = None
 
@@ -279,7 +273,7 @@ def enable(worker: int, registry: CollectorRegistry | None = None) -> None:
     """
     if not 0 <= worker < MAX_WORKER_LABELS:
         raise MetricsError(f"worker index must be below {MAX_WORKER_LABELS}")
-    if os.environ.get(MULTIPROC_ENV) and not _value_class_is_multiprocess():
+    if os.environ.get(MULTIPROC_ENV) and not client_is_multiprocess():
         raise MetricsError(
             f"prometheus_client was imported before {MULTIPROC_ENV} was set: "
             "this process's samples would never reach the scrape endpoint"
@@ -357,8 +351,7 @@ def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | Non
     op = _allowed("op", op)
     m.key_duration.labels(op, _allowed("algorithm", algorithm or "none")).observe(seconds)
     if error_kind is not None:
-        kind = error_kind if error_kind in m.key_error_kinds else OTHER
-        m.key_errors.labels(op, kind).inc()
+        m.key_errors.labels(op, _allowed("error", error_kind)).inc()
     if op == "relogin":
         m.relogins.inc()
 
@@ -446,51 +439,11 @@ class Sampler:
         self.sample()
 
 
-# --- the supervisor's side --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MultiprocessDirectory:
-    """Where the workers' sample files live; ``owned``: made by us, removed by us."""
-
-    path: Path
-    owned: bool
-
-    def remove(self) -> None:
-        """Delete the directory if we made it (samples of a stopped bank mean nothing)."""
-        if not self.owned:
-            return
-        for entry in self.path.iterdir():
-            entry.unlink()
-        self.path.rmdir()
-
-
-def prepare_multiprocess_directory() -> MultiprocessDirectory:
-    """Point PROMETHEUS_MULTIPROC_DIR at a clean directory; call before forking workers.
-
-    A directory the operator set is emptied of old sample files (a previous run's counters
-    would be added to ours); otherwise a fresh private one is made.
-    """
-    configured = os.environ.get(MULTIPROC_ENV)
-    if configured:
-        path = Path(configured)
-        if not path.is_dir():
-            raise MetricsError(f"{MULTIPROC_ENV} is not a directory")
-        for stale in path.glob("*.db"):
-            stale.unlink()
-        directory = MultiprocessDirectory(path, owned=False)
-    else:
-        path = Path(tempfile.mkdtemp(prefix="setpay-metrics-"))
-        directory = MultiprocessDirectory(path, owned=True)
-        os.environ[MULTIPROC_ENV] = str(path)
-    if not _value_class_is_multiprocess():
-        directory.remove()
-        raise MetricsError(f"prometheus_client was imported before {MULTIPROC_ENV} was set")
-    return directory
+# --- the supervisor's own (its endpoint is gateway.scrape) ------------------------------
 
 
 def enable_supervisor(workers: int) -> None:
-    """Turn on the supervisor's own metrics (after ``prepare_multiprocess_directory``)."""
+    """Turn on the supervisor's own metrics (after ``scrape.prepare_multiprocess_directory``)."""
     _sinks.supervisor = _SupervisorMetrics()
     _sinks.supervisor.workers.set(workers)
 
@@ -512,54 +465,3 @@ def worker_restarted(running: int) -> None:
     if s is not None:
         s.restarts.inc()
         s.workers.set(running)
-
-
-class _ScrapeServer(HTTPServer):
-    """A one-request-at-a-time HTTP server on IPv4 or IPv6."""
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], family: int
-    ) -> None:
-        self.address_family = family
-        super().__init__(address, handler)
-
-
-class ScrapeEndpoint:
-    """Serves every process's samples, merged, over HTTP; handled one request at a time by
-    the supervisor's loop (it stays single-threaded, so forking a new worker is safe)."""
-
-    def __init__(self, host: str, port: int, directory: MultiprocessDirectory) -> None:
-        # Imported here like everything of prometheus_client (see the module docstring).
-        from prometheus_client import CollectorRegistry  # noqa: PLC0415
-        from prometheus_client.exposition import MetricsHandler  # noqa: PLC0415
-        from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
-
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(directory.path))  # type: ignore[no-untyped-call]
-        handler = type(
-            "ScrapeHandler", (MetricsHandler,), {"registry": registry, "timeout": SCRAPE_IO_SECONDS}
-        )
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            self._server = _ScrapeServer((host.strip("[]"), port), handler, family)
-        except OSError as exc:
-            raise MetricsError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
-        # Poll, never block: the loop calls handle() only when a connection is waiting.
-        self._server.timeout = 0
-
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return int(self._server.server_address[1])
-
-    def fileno(self) -> int:
-        """The listening socket, for the supervisor's selector."""
-        return self._server.fileno()
-
-    def handle(self) -> None:
-        """Answer the waiting scrape (if it is still there)."""
-        self._server.handle_request()
-
-    def close(self) -> None:
-        """Stop listening."""
-        self._server.server_close()

@@ -6,13 +6,9 @@ workers. It never creates a gRPC object or opens a key backend: gRPC supports ``
 only before its first object exists, and PKCS#11 sessions belong to the process that
 opened them. Each worker calls ``start_bank(..., reuse_port=True)`` and serves.
 
-Ports. The supervisor binds each address itself before forking, with SO_REUSEPORT and
-without listening, and keeps that socket until it exits (the gRPC multiprocessing
-example's reservation). A port 0 is thereby turned into a real port before any worker
-starts, every worker and every restarted worker binds the same one, and no other program
-can take it meanwhile. A bound socket that does not listen receives no connections.
-Before reserving, a plain bind without SO_REUSEPORT checks that nobody holds the address
-already, so two banks never silently share a port.
+Ports. The supervisor reserves each address before forking (``gateway.ports``) and keeps
+the reservation until it exits: a port 0 becomes a real port before any worker starts,
+and every worker, restarted ones too, binds that same port with SO_REUSEPORT.
 
 Supervision. The supervisor stays single-threaded, so forking a replacement later is as
 safe as the first fork; it waits in one selector loop on signals (a wakeup pipe), the
@@ -29,7 +25,7 @@ period, closes its key sessions and the ledger, and exits 0. The supervisor exit
 every worker did, after the grace period plus STOP_MARGIN_SECONDS at most (stragglers are
 killed, and the exit status is 1). A worker whose supervisor vanished stops by itself.
 
-Errors: ``WorkerError`` (a port cannot be reserved; metrics cannot be served), from
+Errors: ``WorkerError`` (a port cannot be reserved, metrics cannot be served), from
 ``serve`` before any worker starts. Later failures are logged and end in exit status 1.
 """
 
@@ -40,7 +36,6 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import sys
 import threading
 import time
@@ -54,8 +49,10 @@ from gateway import metrics
 from gateway.ca.errors import CaError
 from gateway.config import BankConfig
 from gateway.ledger import LedgerError
+from gateway.ports import PortError, reserve
 from gateway.process import start_bank
 from gateway.provisioning import ProvisioningError
+from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
 from hsm.errors import KeyBackendError
 
 log = logging.getLogger("setpay.workers")
@@ -83,53 +80,6 @@ _STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSE
 
 class WorkerError(Exception):
     """The workers cannot be started as configured."""
-
-
-# --- ports --------------------------------------------------------------------------------
-
-
-@dataclass
-class Reservation:
-    """A bound, non-listening SO_REUSEPORT socket holding a port for the workers."""
-
-    host: str
-    port: int
-    sock: socket.socket
-
-    @property
-    def address(self) -> str:
-        """HOST:PORT for the workers' servers."""
-        return f"{self.host}:{self.port}"
-
-    def close(self) -> None:
-        """Release the port."""
-        self.sock.close()
-
-
-def reserve(listen: str) -> Reservation:
-    """Reserve ``listen`` (HOST:PORT; port 0 picks a free one) for the workers."""
-    host, _, port_text = listen.rpartition(":")
-    try:
-        infos = socket.getaddrinfo(
-            host.strip("[]"), int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        family, _, _, _, address = infos[0]
-        # Nobody may hold the address yet (a listener, another bank's reservation); SO_REUSEADDR
-        # only lets us past connections of an earlier run still in TIME_WAIT.
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-            port = int(probe.getsockname()[1])
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((address[0], port, *address[2:]))
-        except OSError:
-            sock.close()
-            raise
-    except (OSError, ValueError) as exc:
-        raise WorkerError(f"cannot reserve {listen}: {exc}") from exc
-    return Reservation(host, port, sock)
 
 
 # --- restarts -----------------------------------------------------------------------------
@@ -218,7 +168,7 @@ class Supervisor:
         workers: int,
         *,
         inherited: list[Callable[[], None]],
-        scrape: metrics.ScrapeEndpoint | None = None,
+        scrape: ScrapeEndpoint | None = None,
         on_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self._plan = plan
@@ -465,28 +415,32 @@ def serve(
 ) -> int:
     """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT; the exit
     status (0: every worker stopped cleanly). ``on_ready`` runs once all are serving."""
-    gateway = reserve(listen or config.listen)
-    inherited: list[Callable[[], None]] = [gateway.close]
-    directory: metrics.MultiprocessDirectory | None = None
+    inherited: list[Callable[[], None]] = []  # what the supervisor holds, workers close
+    directory: MultiprocessDirectory | None = None
     try:
-        ca = reserve(ca_listen or config.ca_listen)
-        inherited.append(ca.close)
-        scrape: metrics.ScrapeEndpoint | None = None
+        try:
+            gateway = reserve(listen or config.listen)
+            inherited.append(gateway.close)
+            ca = reserve(ca_listen or config.ca_listen)
+            inherited.append(ca.close)
+        except PortError as exc:
+            raise WorkerError(str(exc)) from exc
+        endpoint: ScrapeEndpoint | None = None
         if config.metrics_port:
             try:
-                directory = metrics.prepare_multiprocess_directory()
+                directory = prepare_multiprocess_directory()
                 metrics.enable_supervisor(config.workers)
-                scrape = metrics.ScrapeEndpoint(config.metrics_host, config.metrics_port, directory)
+                endpoint = ScrapeEndpoint(config.metrics_host, config.metrics_port, directory)
             except metrics.MetricsError as exc:
                 raise WorkerError(str(exc)) from exc
-            inherited.append(scrape.close)
+            inherited.append(endpoint.close)
         plan = WorkerPlan(
-            config, gateway.address, ca.address, metrics=scrape is not None,
+            config, gateway.address, ca.address, metrics=endpoint is not None,
             supervisor_pid=os.getpid(),
         )  # fmt: skip
-        bound = Bound(gateway.port, ca.port, scrape.port if scrape else None, config.workers)
+        bound = Bound(gateway.port, ca.port, endpoint.port if endpoint else None, config.workers)
         supervisor = Supervisor(
-            plan, config.workers, inherited=inherited, scrape=scrape,
+            plan, config.workers, inherited=inherited, scrape=endpoint,
             on_ready=lambda: on_ready(bound),
         )  # fmt: skip
         return supervisor.run()

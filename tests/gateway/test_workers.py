@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, default_workers, load
-from gateway.workers import RestartBudget, WorkerError, reserve
+from gateway.ports import PortError, reserve
+from gateway.workers import RestartBudget
 from setcore.authorization import open_auth_response
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
 from setpay.v1 import authorization_pb2 as a
@@ -285,8 +286,17 @@ def test_reserve_refuses_an_address_someone_holds() -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        with pytest.raises(WorkerError, match=f"cannot reserve 127.0.0.1:{port}"):
+        with pytest.raises(PortError, match=f"cannot reserve 127.0.0.1:{port}"):
             reserve(f"127.0.0.1:{port}")
+
+
+def test_two_banks_never_share_a_port() -> None:
+    first = reserve("127.0.0.1:0")
+    try:
+        with pytest.raises(PortError, match="Address already in use"):
+            reserve(first.address)
+    finally:
+        first.close()
 
 
 def test_restart_budget_allows_a_few_restarts_per_window() -> None:

@@ -1,0 +1,65 @@
+"""Ports reserved for worker processes that share them with SO_REUSEPORT.
+
+A reservation is a socket bound to the address with SO_REUSEPORT and never listening, held
+by the process that forks the workers for as long as they run (the gRPC multiprocessing
+example's way). A port 0 thereby becomes a real port before any worker starts; every
+worker, and every worker started again later, binds that same port; no other program can
+take it meanwhile; and a socket that does not listen receives no connections. Before
+reserving, a plain bind without SO_REUSEPORT checks that nobody holds the address
+already, so two banks never silently share a port.
+
+Errors: ``PortError`` (the address is malformed, unknown or taken).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+
+class PortError(Exception):
+    """An address cannot be reserved."""
+
+
+@dataclass
+class Reservation:
+    """A bound, non-listening SO_REUSEPORT socket holding a port for the workers."""
+
+    host: str
+    port: int
+    sock: socket.socket
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT for the workers' servers."""
+        return f"{self.host}:{self.port}"
+
+    def close(self) -> None:
+        """Release the port."""
+        self.sock.close()
+
+
+def reserve(listen: str) -> Reservation:
+    """Reserve ``listen`` (HOST:PORT; port 0 picks a free one) for the workers."""
+    host, _, port_text = listen.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        # Nobody may hold the address yet (a listener, another bank's reservation); SO_REUSEADDR
+        # only lets us past connections of an earlier run still in TIME_WAIT.
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+            port = int(probe.getsockname()[1])
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((address[0], port, *address[2:]))
+        except OSError:
+            sock.close()
+            raise
+    except (OSError, ValueError) as exc:
+        raise PortError(f"cannot reserve {listen}: {exc}") from exc
+    return Reservation(host, port, sock)

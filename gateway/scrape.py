@@ -1,0 +1,115 @@
+"""The supervisor's side of the metrics: the workers' sample directory and the endpoint
+that serves their samples, merged, to Prometheus (DESIGN.md 5.5).
+
+``prepare_multiprocess_directory`` runs in the supervisor before it forks any worker: it
+sets PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads when first imported (see
+``gateway.metrics``). ``ScrapeEndpoint`` is served from the supervisor's own loop, one
+request at a time, so the supervisor stays single-threaded and forking stays safe.
+
+Errors: ``gateway.metrics.MetricsError`` (a directory or a port that cannot be used).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+from gateway.metrics import MULTIPROC_ENV, MetricsError, client_is_multiprocess
+
+# A scraper that connects and then stalls holds the supervisor's loop this long at most.
+SCRAPE_IO_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class MultiprocessDirectory:
+    """Where the workers' sample files live; ``owned``: made by us, removed by us."""
+
+    path: Path
+    owned: bool
+
+    def remove(self) -> None:
+        """Delete the directory if we made it (samples of a stopped bank mean nothing)."""
+        if not self.owned:
+            return
+        for entry in self.path.iterdir():
+            entry.unlink()
+        self.path.rmdir()
+
+
+def prepare_multiprocess_directory() -> MultiprocessDirectory:
+    """Point PROMETHEUS_MULTIPROC_DIR at a clean directory; call before forking workers.
+
+    A directory the operator set is emptied of old sample files (a previous run's counters
+    would be added to ours); otherwise a fresh private one is made.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        path = Path(configured)
+        if not path.is_dir():
+            raise MetricsError(f"{MULTIPROC_ENV} is not a directory")
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        directory = MultiprocessDirectory(path, owned=False)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="setpay-metrics-"))
+        directory = MultiprocessDirectory(path, owned=True)
+        os.environ[MULTIPROC_ENV] = str(path)
+    if not client_is_multiprocess():
+        directory.remove()
+        raise MetricsError(f"prometheus_client was imported before {MULTIPROC_ENV} was set")
+    return directory
+
+
+class _ScrapeServer(HTTPServer):
+    """A one-request-at-a-time HTTP server on IPv4 or IPv6."""
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], family: int
+    ) -> None:
+        self.address_family = family
+        super().__init__(address, handler)
+
+
+class ScrapeEndpoint:
+    """Serves every process's samples, merged, over HTTP; handled one request at a time by
+    the supervisor's loop (it stays single-threaded, so forking a new worker is safe)."""
+
+    def __init__(self, host: str, port: int, directory: MultiprocessDirectory) -> None:
+        # Imported here like everything of prometheus_client (see gateway.metrics).
+        from prometheus_client import CollectorRegistry  # noqa: PLC0415
+        from prometheus_client.exposition import MetricsHandler  # noqa: PLC0415
+        from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(directory.path))  # type: ignore[no-untyped-call]
+        handler = type(
+            "ScrapeHandler", (MetricsHandler,), {"registry": registry, "timeout": SCRAPE_IO_SECONDS}
+        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            self._server = _ScrapeServer((host.strip("[]"), port), handler, family)
+        except OSError as exc:
+            raise MetricsError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
+        # Poll, never block: the loop calls handle() only when a connection is waiting.
+        self._server.timeout = 0
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._server.server_address[1])
+
+    def fileno(self) -> int:
+        """The listening socket, for the supervisor's selector."""
+        return self._server.fileno()
+
+    def handle(self) -> None:
+        """Answer the waiting scrape (if it is still there)."""
+        self._server.handle_request()
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._server.server_close()
