@@ -186,7 +186,7 @@ keys = {_toml(keys)}
 [gateway]
 listen = "127.0.0.1:7443"
 ca_listen = "127.0.0.1:7444"
-workers = 1
+# workers: one per core unless set here, by SETPAY_WORKERS or --workers
 reflection = true
 insecure = {"true" if insecure else "false"}
 
