@@ -16,7 +16,9 @@ from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
 
 _STYLES = {Service.GATEWAY: "-", Service.CEILING: "--", Service.ECHO: ":"}
-_PERCENTILES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9"))
+# One colour per percentile, one line style per service: a percentile reads across services.
+_PERCENTILES = (("p50", "p50", "C0"), ("p90", "p90", "C1"), ("p99", "p99", "C2"),
+                ("p999", "p99.9", "C3"))  # fmt: skip
 # Figure size in inches and resolution: readable in a README at 100 % zoom.
 FIGURE_INCHES = (8.0, 5.0)
 DPI = 110
@@ -52,10 +54,13 @@ def plot(result: BenchResult, path: Path) -> None:
             if not points:
                 continue
             rates = [rate for rate, _ in points]
-            for attribute, name in _PERCENTILES:
+            for attribute, name, colour in _PERCENTILES:
                 values = [getattr(latency, attribute) for _, latency in points]
-                axes.plot(rates, values, style, marker="o", label=f"{service} {name}")
-        axes.axhline(result.plan.p99_max_ms, color="grey", linewidth=0.8)
+                axes.plot(rates, values, style, color=colour, marker="o", label=f"{service} {name}")
+        axes.axhline(
+            result.plan.p99_max_ms, color="grey", linewidth=0.8,
+            label=f"p99 bound {result.plan.p99_max_ms:g} ms",
+        )  # fmt: skip
         axes.set_yscale("log")
         axes.set_xlabel("offered rate (AuthReq/s)")
         axes.set_ylabel("latency from scheduled send (ms)")

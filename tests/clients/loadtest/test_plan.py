@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from clients.loadtest.errors import PlanError
+from clients.loadtest.bench import BenchResult, StepResult
+from clients.loadtest.errors import PlanError, PlotError
 from clients.loadtest.load import ClosedLoop, OpenLoop
 from clients.loadtest.plan import CLOSED_LOOP_POOL_RATE, Plan, parse_rates
+from clients.loadtest.plot import plot
 from clients.loadtest.prepare import random_pan
 from clients.loadtest.tally import latency_of, percentile
 from setcore.pan import luhn_valid
@@ -64,3 +68,11 @@ def test_random_pans_are_valid_under_the_bin() -> None:
         digits = pan.reveal()
         assert digits.startswith("411111") and len(digits) == 16 and luhn_valid(digits)
         assert digits not in repr(pan)
+
+
+def test_plot_needs_open_loop_steps(tmp_path: Path) -> None:
+    result = BenchResult({}, Plan(duration=1.0, concurrency=2))
+    result.steps.append(StepResult(ClosedLoop(2, 1.0)))
+    with pytest.raises(PlotError, match="needs open-loop steps"):
+        plot(result, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
