@@ -32,7 +32,7 @@ from gateway.ledger.errors import (
 )
 from gateway.ledger.group_commit import GroupCommitConfig
 from gateway.ledger.holds import Hold
-from gateway.ledger.ledger import Clock, Ledger, LedgerConfig, wall_clock_ms
+from gateway.ledger.ledger import Clock, Ledger, LedgerConfig, new_hold_id, wall_clock_ms
 from gateway.ledger.outcomes import (
     GATEWAY_DECLINES,
     AuthorizationReversed,
@@ -105,5 +105,6 @@ __all__ = [
     "UnknownBatch",
     "UnknownHold",
     "UnknownMerchant",
+    "new_hold_id",
     "wall_clock_ms",
 ]

@@ -59,6 +59,11 @@ Clock = Callable[[], int]
 """Returns the current time in Unix milliseconds."""
 
 
+def new_hold_id() -> str:
+    """A fresh authorization hold id (what ``Ledger.authorize`` makes when given none)."""
+    return new_id("hold")
+
+
 def wall_clock_ms() -> int:
     """The system clock in Unix milliseconds."""
     return time.time_ns() // 1_000_000
@@ -269,6 +274,7 @@ class Ledger:
         respond: Responder,
         capture_now: bool = False,
         hold_expires_at_ms: int | None = None,
+        hold_id: str | None = None,
     ) -> bytes:
         """Decide an authorization (Authorized or Declined); raise PiPreviouslyUsed on replay.
 
@@ -289,7 +295,9 @@ class Ledger:
                 raise InvalidRequest("a hold must expire in the future")
             expires = hold_expires_at_ms
         index = pan_index(self._keys, pan)
-        hold_id = new_id("hold")
+        # The caller may choose the hold id (from ``new_hold_id``) so it can build the
+        # approval's response before the transaction, off the single writer thread.
+        hold_id = hold_id or new_hold_id()
         return self._once(
             rrpid=rrpid,
             request_digest=request_digest,
