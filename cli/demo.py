@@ -159,8 +159,8 @@ class Demo:
         registered = wallet.registrar(self.passphrase).register(
             pan, EXPIRY, profile_named(self.profile)
         )
-        s.sees("CA", "the PAN (sealed to the CA), CardSecret, expiry",
-               "anything it gives away: the certificate holds a keyed hash")  # fmt: skip
+        s.say("CA", "saw the PAN, expiry and CardSecret (sealed to it); the certificate it "
+                    "issued holds only a keyed hash of the account")  # fmt: skip
         s.say("wallet", f"certificate {registered.certificate_thumb.hex()[:16]}: no PAN in it "
                         f"(wallet shows {wallet.summary(self.passphrase).masked_pan})")  # fmt: skip
         return wallet
