@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.ledger import Ledger
-from setcore.authorization import TokenKey
 from setcore.credentials import Credentials
 from setcore.pki.truststore import TrustStore
+from setcore.token_seal import TokenKey
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,6 @@ from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import reply_header
 from setcore.authorization import (
     AuthDecision,
-    TokenKey,
     build_auth_response,
     open_auth_request,
     open_payment_instruction,
@@ -58,6 +57,7 @@ from setcore.authorization import (
 from setcore.credentials import Credentials
 from setcore.errors import ProtocolError
 from setcore.pki.truststore import TrustStore
+from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2, services_pb2_grpc
 
 log = logging.getLogger("setpay.ceiling")
@@ -168,7 +168,7 @@ def _serve_one(
     probes: tuple[Callable[[], None], ...] = ()
     if options.mode == "ceiling":
         pki = load_bank_pki(config)
-        token_key = TokenKey.from_handle(pki.backend, pki.token_key)
+        token_key = pki.token_sealer()
         servicer = CeilingServicer(pki.gateway, pki.trust, token_key)
         probes = (pki.backend.check_health,)
         close = pki.close

@@ -24,7 +24,6 @@ from gateway.ledger import Ledger
 from gateway.provisioning import BankPki, load_bank_pki, open_ca_store
 from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, TlsConfig, create_server
 from gateway.servicer import PaymentGatewayServicer
-from setcore.authorization import TokenKey
 
 log = logging.getLogger("setpay.gateway")
 
@@ -91,7 +90,7 @@ def start_bank(
         bank = Bank(
             credentials=pki.gateway,
             trust=pki.trust,
-            token_key=TokenKey.from_handle(pki.backend, pki.token_key),
+            token_key=pki.token_sealer(),
             ledger=ledger,
             gateway_chain=pki.gateway.chain,
         )

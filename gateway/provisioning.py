@@ -68,6 +68,7 @@ from setcore.pki.tls import (
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import profile_named
 from setcore.registration import key_thumbprint, spki_of
+from setcore.token_seal import TokenKey
 
 ROOT_LABEL = "brand-root"
 KEX_SUFFIX = "-kex"
@@ -80,6 +81,9 @@ _CA_TITLES = {
 GATEWAY_SIG_LABEL = "gateway-sig"
 GATEWAY_KEX_LABEL = "gateway-kex"
 GATEWAY_TOKEN_LABEL = "gateway-token"  # noqa: S105 - a key label, not a secret
+# The token seed (setcore.token_seal), beside the certificates: a KEM ciphertext to the
+# token-sealing key, public in the sense that only that key can open it.
+TOKEN_SEED_FILE = "gateway-token.seed"  # noqa: S105 - a file name, not a secret
 # The transport (TLS) root's key: TLS only, never a SET key (setcore.pki.tls).
 TLS_CA_LABEL = "tls-ca"
 ALL_LABELS = (
@@ -263,8 +267,6 @@ def _make_keys_and_certificates(
         _Made(GATEWAY_SIG_LABEL, sig, sig_der, pca),
         _Made(GATEWAY_KEX_LABEL, kex, kex_der, pca),
     ]
-    # The gateway seals capture and auth tokens to itself with this key (no certificate).
-    backend.generate(GATEWAY_TOKEN_LABEL, KeyUsage.TOKEN_SEALING, profile.key_exchange_key)
     for item in made:
         backend.store_certificate(item.key, item.der)
     return root, made
@@ -334,6 +336,12 @@ def init_bank(
         certs.mkdir()
         for item in made:
             (certs / f"{item.label}.der").write_bytes(item.der)
+        # The gateway seals capture and auth tokens to itself with this key (no
+        # certificate), under a master key its workers derive from the token seed.
+        token_key = backend.generate(
+            GATEWAY_TOKEN_LABEL, KeyUsage.TOKEN_SEALING, profile_named(profile).key_exchange_key
+        )
+        (certs / TOKEN_SEED_FILE).write_bytes(TokenKey.create(backend, token_key).seed)
         by_label = {item.label: item for item in made}
 
         def credentials(label: str) -> Credentials:
@@ -374,6 +382,7 @@ class BankPki:
     trust: TrustStore
     gateway: Credentials
     token_key: KeyHandle
+    token_seed: bytes
     cca: Credentials
     mca: Credentials
     pca: Credentials
@@ -383,6 +392,10 @@ class BankPki:
         return AuthorityKeys.from_credentials(
             self.backend, self.root_key, self.root_der, self.cca, self.mca, self.pca
         )
+
+    def token_sealer(self) -> TokenKey:
+        """The token-sealing key opened for sealing and opening tokens (once per process)."""
+        return TokenKey.from_handle(self.backend, self.token_key, self.token_seed)
 
     def close(self) -> None:
         """Close the key backend."""
@@ -399,11 +412,14 @@ def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankP
     and current revocation data."""
     certs = config.path(config.certs_dir)
 
-    def der(label: str) -> bytes:
+    def stored(name: str) -> bytes:
         try:
-            return (certs / f"{label}.der").read_bytes()
+            return (certs / name).read_bytes()
         except OSError as exc:
-            raise BankIncomplete(f"missing certificate {label}.der in {certs}") from exc
+            raise BankIncomplete(f"missing {name} in {certs}") from exc
+
+    def der(label: str) -> bytes:
+        return stored(f"{label}.der")
 
     backend = open_backend(bank_keys_uri(config), observer)
 
@@ -433,7 +449,8 @@ def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankP
         pki = BankPki(
             backend=backend, brand_id=config.brand_id, root_der=root_der,
             root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
-            token_key=backend.get(GATEWAY_TOKEN_LABEL), cca=cca, mca=mca, pca=pca,
+            token_key=backend.get(GATEWAY_TOKEN_LABEL), token_seed=stored(TOKEN_SEED_FILE),
+            cca=cca, mca=mca, pca=pca,
         )  # fmt: skip
         known = [c.signature_cert for c in (cca, mca, pca, gateway)]
         known += [c.key_exchange_cert for c in (cca, mca, pca, gateway) if c.key_exchange_cert]

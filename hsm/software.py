@@ -245,7 +245,12 @@ class SoftwareBackend(KeyBackend):
 
     def _record(self, key: KeyHandle) -> KeyHandle:
         """The backend's own record of ``key``: its usage, not the caller's copy, is law."""
-        return self.get(key.label, key.version)
+        # Every sign and decapsulate comes here: a held version is one dictionary lookup;
+        # anything else (a bad label, a version another process made) takes ``get``'s way.
+        with self._lock:
+            self._check_open()
+            found = self._handles.get((key.label, key.version))
+        return found if found is not None else self.get(key.label, key.version)
 
     def _private_key(self, record: KeyHandle) -> PrivateKey:
         key_id = (record.label, record.version)

@@ -23,9 +23,6 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography.hazmat.primitives import serialization
-
-from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials
 from setcore.dualsig import (
     GatewayView,
@@ -35,8 +32,8 @@ from setcore.dualsig import (
 from setcore.dualsig import (
     open_payment_instruction as _open_pi,
 )
-from setcore.encoding import content_type_of, digest, parse_strict, thumbprint
-from setcore.envelope import Recipient, open_sealed, seal
+from setcore.encoding import content_type_of, digest, parse_strict
+from setcore.envelope import Recipient
 from setcore.error_message import open_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
@@ -47,6 +44,7 @@ from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import header, hod
 from setcore.signers import signer
+from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
 
 AUTH_REQ_CT = content_type_of(authorization_pb2.AuthReqData)
@@ -360,32 +358,12 @@ def build_auth_response(
     return envelope.SerializeToString()
 
 
-@dataclass(frozen=True)
-class TokenKey:
-    """The gateway's token-sealing key: capture tokens are sealed by the gateway to itself."""
-
-    backend: KeyBackend
-    key: KeyHandle
-    recipient: Recipient
-
-    @classmethod
-    def from_handle(cls, backend: KeyBackend, key: KeyHandle) -> TokenKey:
-        """Build from a token-sealing key; its 'certificate thumbprint' is its SPKI digest."""
-        if key.kem is None:
-            raise ValueError("a token-sealing key must be a decapsulation key")
-        spki = key.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return cls(backend, key, Recipient(key.public_key, thumbprint(spki), key.kem))
-
-
 def seal_cap_token(token_key: TokenKey, data: authorization_pb2.CapTokenData) -> bytes:
     """A capture token: AEAD-sealed to the gateway itself, bound to XID and auth RRPID."""
     data.content_type = CAP_TOKEN_CT
-    sealed = seal(
-        CAP_TOKEN_CT, data.SerializeToString(), token_key.recipient,
-        xid=data.xid, rrpid=data.auth_rrpid,
-    )  # fmt: skip
+    sealed = token_key.seal(
+        CAP_TOKEN_CT, data.SerializeToString(), xid=data.xid, rrpid=data.auth_rrpid
+    )
     return sealed.SerializeToString()
 
 
@@ -396,10 +374,7 @@ def open_cap_token(
     if not token:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "capture token missing")
     sealed = parse_strict(crypto_pb2.Sealed, token, own_content_type=False)
-    opened = open_sealed(
-        sealed, token_key.backend, token_key.key, token_key.recipient.cert_thumb, CAP_TOKEN_CT
-    )
-    data = parse_strict(authorization_pb2.CapTokenData, opened.plaintext)
+    data = parse_strict(authorization_pb2.CapTokenData, token_key.open(sealed, CAP_TOKEN_CT))
     if sealed.xid != data.xid or sealed.rrpid != data.auth_rrpid:
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "capture token ids differ")
     # The merchant id, not the certificate, is what the token binds: a merchant that renews

@@ -45,7 +45,6 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from setcore.authorization import (
-    TokenKey,
     check_amount,
     check_names_us,
     check_rr_tags,
@@ -65,6 +64,7 @@ from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import header
 from setcore.signers import signer
+from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, crypto_pb2
 
 CAP_REQ_CT = content_type_of(capture_pb2.CapReqData)

@@ -82,8 +82,8 @@ def _derive(kem: KemAlgorithm, ikm: bytes, content_type: str, kem_ct: bytes, thu
     return HKDF(algorithm=hashes.SHA256(), length=2 * KEY_BYTES, salt=None, info=info).derive(ikm)
 
 
-def _encapsulate(recipient: Recipient) -> tuple[bytes, bytes]:
-    """(ikm, kem_ciphertext) for a fresh envelope to ``recipient``."""
+def encapsulate(recipient: Recipient) -> tuple[bytes, bytes]:
+    """(ikm, kem_ciphertext): a fresh secret for ``recipient`` and its key transport."""
     key = recipient.public_key
     if recipient.kem is KemAlgorithm.P256_HKDF_SHA256:
         if not isinstance(key, ec.EllipticCurvePublicKey):
@@ -110,7 +110,7 @@ def seal(
     extra: tuple[str, bytes] | None = None,
 ) -> crypto_pb2.Sealed:
     """Seal ``plaintext`` (and an optional extra part) to ``recipient``."""
-    ikm, kem_ct = _encapsulate(recipient)
+    ikm, kem_ct = encapsulate(recipient)
     keys = _derive(recipient.kem, ikm, content_type, kem_ct, recipient.cert_thumb)
     nonce = os.urandom(NONCE_BYTES)
     ad = aead_associated_data(content_type, BODY_PART, recipient.cert_thumb, xid, rrpid)

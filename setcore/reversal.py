@@ -31,7 +31,6 @@ from datetime import datetime
 
 from setcore.authorization import (
     CAP_TOKEN_CT,
-    TokenKey,
     check_names_us,
     check_rr_tags,
     open_cap_token,
@@ -67,6 +66,7 @@ from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import header
+from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, error_pb2
 
 AUTH_REV_REQ_CT = content_type_of(authorization_pb2.AuthRevReqData)

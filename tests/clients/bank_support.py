@@ -41,7 +41,6 @@ from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_stor
 from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 from hsm.uri import open_backend
-from setcore.authorization import TokenKey
 from setcore.pan import PAN, luhn_valid
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import EC, Profile
@@ -145,7 +144,7 @@ def start_bank(directory: Path) -> RunningBank:
     authority = CertificateAuthority(pki.authority_keys(), ca_store, pki.trust, issuer)
     bank = Bank(
         credentials=pki.gateway, trust=pki.trust,
-        token_key=TokenKey.from_handle(pki.backend, pki.token_key), ledger=ledger,
+        token_key=pki.token_sealer(), ledger=ledger,
         gateway_chain=pki.gateway.chain,
     )  # fmt: skip
     gateway_server, gateway_port, gateway_health = serve_gateway(bank, config)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from hsm.base import KeyBackend, KeyUsage
-from setcore.authorization import TokenKey, seal_cap_token
+from setcore.authorization import seal_cap_token
 from setcore.credentials import Credentials
 from setcore.envelope import Recipient
 from setcore.errors import ProtocolError
@@ -25,6 +25,7 @@ from setcore.freshness import new_id, now_ms
 from setcore.pki import CertificateUsage, MerchantData, TrustStore, issue_gateway, issue_merchant
 from setcore.pki.issuance import kem_for
 from setcore.profiles import Profile
+from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2
 
 from .pki.conftest import MERCHANT, World, make_world
@@ -149,5 +150,5 @@ def certify(backend: KeyBackend, profile: Profile) -> Certified:
         merchant=_merchant(world, MERCHANT),
         other_merchant=_merchant(world, OTHER_MERCHANT),
         gateway=gateway,
-        token_key=TokenKey.from_handle(backend, sealing),
+        token_key=TokenKey.create(backend, sealing),
     )

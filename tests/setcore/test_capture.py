@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 
 from hsm.base import KeyBackend
-from setcore.authorization import TokenKey
 from setcore.capture import (
     CAP_REQ_CT,
     CAP_RES_CT,
@@ -30,6 +29,7 @@ from setcore.freshness import FRESHNESS_WINDOW_MS, new_id, now_ms
 from setcore.link import seal_with_baggage
 from setcore.pki.roles import MERCHANT, CertificateUsage
 from setcore.profiles import EC, Profile
+from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, crypto_pb2
 
 from .certified import (
@@ -227,7 +227,7 @@ def test_fewer_tokens_than_items_is_refused(ec_certified: Certified) -> None:
 def test_token_sealed_by_another_key_is_refused(ec_certified: Certified) -> None:
     c = ec_certified
     # The key-exchange key stands in for another gateway's token key.
-    stranger = TokenKey.from_handle(c.merchant.backend, c.merchant.require_key_exchange()[0])
+    stranger = TokenKey.create(c.merchant.backend, c.merchant.require_key_exchange()[0])
     request, _ = _request(c, [_item(c, token_key=stranger)])
     refused(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, _open, c, request)
 
