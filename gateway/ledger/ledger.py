@@ -366,6 +366,30 @@ class Ledger:
             ),
         )
 
+    def _post_items(
+        self,
+        rule: Callable[..., Outcome],
+        merchant_id: str,
+        items: Sequence[CaptureItem] | Sequence[CreditItem] | Sequence[ReversalItem],
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+    ) -> bytes:
+        """Run one of the settlement rules over ``items`` once per RRPID."""
+        _check_text("merchant_id", merchant_id)
+        _check_items(items)
+        now = self._clock()
+        frozen = tuple(items)
+        return self._once(
+            rrpid=rrpid,
+            request_digest=request_digest,
+            now_ms=now,
+            respond=respond,
+            decide=lambda tx: rule(
+                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
+            ),
+        )
+
     def capture(
         self,
         *,
@@ -376,18 +400,8 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Capture each item of its hold (PostingOutcome)."""
-        _check_text("merchant_id", merchant_id)
-        _check_items(items)
-        now = self._clock()
-        frozen = tuple(items)
-        return self._once(
-            rrpid=rrpid,
-            request_digest=request_digest,
-            now_ms=now,
-            respond=respond,
-            decide=lambda tx: settlement.capture(
-                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
-            ),
+        return self._post_items(
+            settlement.capture, merchant_id, items, rrpid, request_digest, respond
         )
 
     def reverse_capture(
@@ -400,18 +414,8 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Undo each named capture in full (PostingOutcome)."""
-        _check_text("merchant_id", merchant_id)
-        _check_items(items)
-        now = self._clock()
-        frozen = tuple(items)
-        return self._once(
-            rrpid=rrpid,
-            request_digest=request_digest,
-            now_ms=now,
-            respond=respond,
-            decide=lambda tx: settlement.reverse_capture(
-                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
-            ),
+        return self._post_items(
+            settlement.reverse_capture, merchant_id, items, rrpid, request_digest, respond
         )
 
     def credit(
@@ -424,18 +428,8 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Refund each item to the card of its hold (PostingOutcome)."""
-        _check_text("merchant_id", merchant_id)
-        _check_items(items)
-        now = self._clock()
-        frozen = tuple(items)
-        return self._once(
-            rrpid=rrpid,
-            request_digest=request_digest,
-            now_ms=now,
-            respond=respond,
-            decide=lambda tx: settlement.credit(
-                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
-            ),
+        return self._post_items(
+            settlement.credit, merchant_id, items, rrpid, request_digest, respond
         )
 
     def reverse_credit(
@@ -448,18 +442,8 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Undo each named credit in full (PostingOutcome)."""
-        _check_text("merchant_id", merchant_id)
-        _check_items(items)
-        now = self._clock()
-        frozen = tuple(items)
-        return self._once(
-            rrpid=rrpid,
-            request_digest=request_digest,
-            now_ms=now,
-            respond=respond,
-            decide=lambda tx: settlement.reverse_credit(
-                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
-            ),
+        return self._post_items(
+            settlement.reverse_credit, merchant_id, items, rrpid, request_digest, respond
         )
 
     # Settlement batches.
