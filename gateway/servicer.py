@@ -37,6 +37,27 @@ def reply_header(request_header: common_pb2.Header) -> common_pb2.Header:
     )
 
 
+def _rpc(
+    name: str,
+    request_field: str,
+    response_cls: Callable[..., Any],
+    result_field: str,
+    handler: Callable[[Bank, Any], bytes],
+    summary: str,
+) -> Callable[[Any, Any, grpc.ServicerContext], Any]:
+    """A PaymentGateway method: the request's sealed bytes through ``handler``."""
+
+    def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        request_bytes = getattr(request, request_field)
+        return self._serve(
+            context, name, request, request_bytes, response_cls, result_field, handler
+        )
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = summary
+    return method
+
+
 class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
     """Serves the PaymentGateway service of one bank."""
 
@@ -91,75 +112,37 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         except RrpidReused:
             return None
 
-    def _rpc(
-        self,
-        context: grpc.ServicerContext,
-        rpc: str,
-        request: Any,
-        request_field: str,
-        response_cls: Callable[..., Any],
-        result_field: str,
-        handler: Callable[[Bank, Any], bytes],
-    ) -> Any:
-        request_bytes = getattr(request, request_field)
-        return self._serve(
-            context, rpc, request, request_bytes, response_cls, result_field, handler
-        )
-
-    # gRPC method names are fixed by services.proto.
-    def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """AuthReq -> AuthRes."""
-        return self._rpc(
-            context, "Authorize", request, "auth_req",
-            authorization_pb2.AuthorizeResponse, "auth_res", authorize,
-        )  # fmt: skip
-
-    def AuthReversal(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """AuthRevReq -> AuthRevRes."""
-        return self._rpc(
-            context, "AuthReversal", request, "auth_rev_req",
-            authorization_pb2.AuthReversalResponse, "auth_rev_res", settlement.auth_reversal,
-        )  # fmt: skip
-
-    def Capture(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """CapReq -> CapRes."""
-        return self._rpc(
-            context, "Capture", request, "cap_req",
-            capture_pb2.CaptureResponse, "cap_res", settlement.capture,
-        )  # fmt: skip
-
-    def CaptureReversal(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """CapRevReq -> CapRevRes."""
-        return self._rpc(
-            context, "CaptureReversal", request, "cap_rev_req",
-            capture_pb2.CaptureReversalResponse, "cap_rev_res", settlement.capture_reversal,
-        )  # fmt: skip
-
-    def Credit(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """CredReq -> CredRes."""
-        return self._rpc(
-            context, "Credit", request, "cred_req",
-            capture_pb2.CreditResponse, "cred_res", settlement.credit,
-        )  # fmt: skip
-
-    def CreditReversal(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """CredRevReq -> CredRevRes."""
-        return self._rpc(
-            context, "CreditReversal", request, "cred_rev_req",
-            capture_pb2.CreditReversalResponse, "cred_rev_res", settlement.credit_reversal,
-        )  # fmt: skip
-
-    def GatewayCertificates(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """PCertReq -> PCertRes."""
-        return self._rpc(
-            context, "GatewayCertificates", request, "p_cert_req",
-            gateway_admin_pb2.GatewayCertificatesResponse, "p_cert_res",
-            admin.gateway_certificates,
-        )  # fmt: skip
-
-    def BatchAdmin(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        """BatchAdminReq -> BatchAdminRes."""
-        return self._rpc(
-            context, "BatchAdmin", request, "batch_admin_req",
-            gateway_admin_pb2.BatchAdminResponse, "batch_admin_res", admin.batch_admin,
-        )  # fmt: skip
+    # gRPC method names are fixed by services.proto; each row: request field, response
+    # type, result field, handler.
+    Authorize = _rpc(
+        "Authorize", "auth_req", authorization_pb2.AuthorizeResponse, "auth_res",
+        authorize, "AuthReq -> AuthRes.",
+    )  # fmt: skip
+    AuthReversal = _rpc(
+        "AuthReversal", "auth_rev_req", authorization_pb2.AuthReversalResponse, "auth_rev_res",
+        settlement.auth_reversal, "AuthRevReq -> AuthRevRes.",
+    )  # fmt: skip
+    Capture = _rpc(
+        "Capture", "cap_req", capture_pb2.CaptureResponse, "cap_res",
+        settlement.capture, "CapReq -> CapRes.",
+    )  # fmt: skip
+    CaptureReversal = _rpc(
+        "CaptureReversal", "cap_rev_req", capture_pb2.CaptureReversalResponse, "cap_rev_res",
+        settlement.capture_reversal, "CapRevReq -> CapRevRes.",
+    )  # fmt: skip
+    Credit = _rpc(
+        "Credit", "cred_req", capture_pb2.CreditResponse, "cred_res",
+        settlement.credit, "CredReq -> CredRes.",
+    )  # fmt: skip
+    CreditReversal = _rpc(
+        "CreditReversal", "cred_rev_req", capture_pb2.CreditReversalResponse, "cred_rev_res",
+        settlement.credit_reversal, "CredRevReq -> CredRevRes.",
+    )  # fmt: skip
+    GatewayCertificates = _rpc(
+        "GatewayCertificates", "p_cert_req", gateway_admin_pb2.GatewayCertificatesResponse,
+        "p_cert_res", admin.gateway_certificates, "PCertReq -> PCertRes.",
+    )  # fmt: skip
+    BatchAdmin = _rpc(
+        "BatchAdmin", "batch_admin_req", gateway_admin_pb2.BatchAdminResponse, "batch_admin_res",
+        admin.batch_admin, "BatchAdminReq -> BatchAdminRes.",
+    )  # fmt: skip
