@@ -19,8 +19,9 @@ request touches (sorted), then each hold, then the merchant.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.ledger import accounts, batches, books
 from gateway.ledger.books import Phase, TransferKind
@@ -170,36 +171,43 @@ def capture_hold(
     return result
 
 
+ItemT = TypeVar("ItemT", "CaptureItem", "CreditItem", "ReversalItem")
+
+
+def _each_item(
+    tx: Transaction,
+    merchant_id: str,
+    items: Sequence[ItemT],
+    post_one: Callable[[Row, ItemT], Posted | Declined],
+) -> PostingOutcome:
+    """Lock in the documented order (cards, then the merchant), then post each item."""
+    merchant = accounts.merchant_row(tx, merchant_id)
+    _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
+    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
+    return PostingOutcome(tuple(post_one(merchant, item) for item in items))
+
+
 def capture(
     tx: Transaction, *, merchant_id: str, items: Sequence[CaptureItem], rrpid: bytes, now_ms: int
 ) -> PostingOutcome:
     """Capture each item's amount of its hold."""
-    merchant = accounts.merchant_row(tx, merchant_id)
-    _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
-    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
-    results: list[Posted | Declined] = []
-    for item in items:
+
+    def one(merchant: Row, item: CaptureItem) -> Posted | Declined:
         hold = _own_hold(tx, merchant, item.hold_id)
         if hold is None:
-            results.append(Declined(Decline.UNKNOWN_HOLD))
-            continue
-        results.append(
-            capture_hold(tx, merchant=merchant, hold=hold, item=item, rrpid=rrpid, now_ms=now_ms)
-        )
-    return PostingOutcome(tuple(results))
+            return Declined(Decline.UNKNOWN_HOLD)
+        return capture_hold(tx, merchant=merchant, hold=hold, item=item, rrpid=rrpid, now_ms=now_ms)
+
+    return _each_item(tx, merchant_id, items, one)
 
 
 def credit(
     tx: Transaction, *, merchant_id: str, items: Sequence[CreditItem], rrpid: bytes, now_ms: int
 ) -> PostingOutcome:
     """Refund each item's amount to the card of its hold."""
-    merchant = accounts.merchant_row(tx, merchant_id)
-    _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
-    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
-    results: list[Posted | Declined] = []
-    for item in items:
-        results.append(_credit_one(tx, merchant, item, rrpid, now_ms))
-    return PostingOutcome(tuple(results))
+    return _each_item(
+        tx, merchant_id, items, lambda m, item: _credit_one(tx, m, item, rrpid, now_ms)
+    )
 
 
 def _credit_one(
@@ -262,13 +270,9 @@ def reverse_capture(
     now_ms: int,
 ) -> PostingOutcome:
     """Undo each named capture in full."""
-    merchant = accounts.merchant_row(tx, merchant_id)
-    _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
-    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
-    results: list[Posted | Declined] = []
-    for item in items:
-        results.append(_reverse_capture_one(tx, merchant, item, rrpid, now_ms))
-    return PostingOutcome(tuple(results))
+    return _each_item(
+        tx, merchant_id, items, lambda m, item: _reverse_capture_one(tx, m, item, rrpid, now_ms)
+    )
 
 
 def _reverse_capture_one(
@@ -313,13 +317,9 @@ def reverse_credit(
     now_ms: int,
 ) -> PostingOutcome:
     """Undo each named credit in full, if the card can absorb it."""
-    merchant = accounts.merchant_row(tx, merchant_id)
-    _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
-    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
-    results: list[Posted | Declined] = []
-    for item in items:
-        results.append(_reverse_credit_one(tx, merchant, item, rrpid, now_ms))
-    return PostingOutcome(tuple(results))
+    return _each_item(
+        tx, merchant_id, items, lambda m, item: _reverse_credit_one(tx, m, item, rrpid, now_ms)
+    )
 
 
 def _reverse_credit_one(
