@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from cli.bank import DEFAULT_BIN, generate_pan
+from cli.bank import DEFAULT_BIN
 from cli.story import Story, StoryHandler
 from clients.authority import AuthorityClient
 from clients.identity import write_certificates
@@ -42,7 +42,7 @@ from gateway.config import load as load_bank_config
 from gateway.process import RunningBank, start_bank
 from gateway.provisioning import init_bank
 from hsm.uri import open_backend
-from setcore.pan import PAN, luhn_valid
+from setcore.pan import PAN, luhn_valid, random_pan
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import profile_named
 from setpay.v1 import purchase_pb2
@@ -133,7 +133,7 @@ class Demo:
         config = load_bank_config(result.config_path)
         running = start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
         self.stack.callback(running.stop, SHUTDOWN_GRACE_SECONDS)
-        pan = generate_pan(DEFAULT_BIN)
+        pan = random_pan(DEFAULT_BIN)
         account = running.ledger.open_card_account(pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR)
         s.say("bank", f"brand root, three CAs and gateway keys made ({self.profile} profile)")
         s.say("bank", f"gateway on 127.0.0.1:{running.port} (mutual TLS), "

@@ -16,7 +16,6 @@ from gateway.bank import Bank
 from gateway.ledger import Authorized, Decline, Declined, Outcome, Responder, new_hold_id
 from gateway.outcomes import auth_code_for, resp_reason_for
 from setcore.authorization import (
-    AUTHORIZE_REQUEST_CT,
     AuthDecision,
     PaymentInstruction,
     VerifiedAuthRequest,
@@ -25,7 +24,6 @@ from setcore.authorization import (
     check_agreement,
     open_auth_request,
     open_payment_instruction,
-    request_digest,
     seal_cap_token,
 )
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
@@ -120,7 +118,7 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
             bank.credentials, verified, decision_for(bank, verified, outcome)
         )
 
-    digest = request_digest(AUTHORIZE_REQUEST_CT, request.auth_req)
+    digest = verified.request_digest  # computed once, when the request was opened
     if not agrees:
         answer = bank.ledger.decline(
             Decline.AMOUNT_MISMATCH,

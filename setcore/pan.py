@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 
 from setcore.errors import ErrorCode, fail
 
@@ -136,3 +137,11 @@ def check_blinded_account(expected: bytes, secret: bytes, pan: PAN, expiry: str)
 def trans_stain(card_secret: bytes, xid: bytes) -> bytes:
     """TransStain: a keyed hash of the XID only the certificate holder (and CA) can make."""
     return hmac.new(card_secret, _TRANS_STAIN_LABEL + xid, hashlib.sha256).digest()
+
+
+def random_pan(bin_prefix: str, digits: int = 16) -> PAN:
+    """A random Luhn-valid PAN of ``digits`` digits under ``bin_prefix`` (test and demo cards)."""
+    body = bin_prefix + "".join(
+        secrets.choice("0123456789") for _ in range(digits - len(bin_prefix) - 1)
+    )
+    return PAN(next(body + d for d in "0123456789" if luhn_valid(body + d)))

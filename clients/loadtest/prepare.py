@@ -19,7 +19,6 @@ process and the bank; they are never printed (``PAN`` masks itself).
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from hsm.software import SoftwareBackend
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
-from setcore.pan import PAN, luhn_valid
+from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.profiles import Profile
@@ -107,12 +106,6 @@ class Population:
     def money(self, amount: int) -> common_pb2.CurrencyAmount:
         """An amount in this population's currency."""
         return common_pb2.CurrencyAmount(currency=self.currency, amount=amount, exp10=self.exp10)
-
-
-def random_pan(bin_: str) -> PAN:
-    """A random card number under ``bin_`` with a valid Luhn digit."""
-    body = bin_ + "".join(secrets.choice("0123456789") for _ in range(PAN_DIGITS - 1 - len(bin_)))
-    return PAN(next(body + d for d in "0123456789" if luhn_valid(body + d)))
 
 
 @dataclass(frozen=True)
@@ -214,7 +207,7 @@ class Parties:
     def register_cardholder(self) -> Cardholder:
         """Open a card account, then the cardholder's registration with the Cardholder CA."""
         pop = self.population
-        pan = random_pan(pop.bin)
+        pan = random_pan(pop.bin, PAN_DIGITS)
         self._open_account(pan, pop.expiry, pop.credit_limit, pop.currency)
         trust = TrustStore(self._root)
         lid = os.urandom(LID_BYTES)

@@ -11,9 +11,8 @@ from clients.loadtest.errors import PlanError, PlotError
 from clients.loadtest.load import ClosedLoop, OpenLoop
 from clients.loadtest.plan import CLOSED_LOOP_POOL_RATE, Plan, parse_rates
 from clients.loadtest.plot import plot
-from clients.loadtest.prepare import random_pan
 from clients.loadtest.tally import latency_of, percentile
-from setcore.pan import luhn_valid
+from setcore.pan import luhn_valid, random_pan
 
 
 def test_percentile_is_nearest_rank() -> None:
