@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway import metrics
+from gateway.cpu_turn import PROCESS_TURN
 from setpay.v1 import services_pb2
 
 log = logging.getLogger("setpay.server")
@@ -95,7 +96,8 @@ def _behaviour(
         try:
             if request is _UNPARSEABLE:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
-            response = method(request, context)
+            with PROCESS_TURN.held():
+                response = method(request, context)
             status = None
             return response
         finally:

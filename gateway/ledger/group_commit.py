@@ -4,8 +4,9 @@ A durable SQLite commit (WAL, ``synchronous=FULL``) costs an fsync; one commit p
 operation caps the ledger at the disk's fsync rate (a few thousand per second on the
 development machine). The writer thread owns the only write connection of the process:
 
-1. it takes the first queued operation and opens a write transaction (BEGIN IMMEDIATE,
-   so it holds SQLite's write lock, also against other processes);
+1. it takes the first queued operation, waits for its turn among the processes writing
+   the same file (``write_lock``; work keeps queuing meanwhile) and opens a write
+   transaction (BEGIN IMMEDIATE, so it holds SQLite's write lock);
 2. it applies that operation and then every operation already queued behind it, each
    inside its own SAVEPOINT, until the group holds ``max_operations`` or has been open
    ``window_seconds`` or the queue is empty (it never waits for work that is not there:
@@ -28,9 +29,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.store import CommitObserver, CommitStats, Transaction
 
@@ -97,9 +100,18 @@ class GroupCommitWriter:
         translate: Callable[[sqlite3.Error], StoreError],
         config: GroupCommitConfig,
         observer: CommitObserver | None,
+        turn: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        cpu: CpuTurn = PROCESS_TURN,
     ) -> None:
-        """Start the writer thread; raise (translated) if it cannot open its connection."""
+        """Start the writer thread; raise (translated) if it cannot open its connection.
+
+        ``turn`` is held around each write transaction (the turn between processes);
+        ``cpu`` is the process's turn to compute (``gateway.cpu_turn``): callers give it
+        up while they wait for their commit, the writer holds it while it applies a group.
+        """
         self._config = config
+        self._turn = turn
+        self._cpu = cpu
         self._observer = observer
         self._translate = translate
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=config.max_queued)
@@ -120,15 +132,16 @@ class GroupCommitWriter:
         job: _Job[R] = _Job(work)
         timeout = self._config.submit_timeout_seconds
         # Checked and queued under one lock, so nothing lands behind the writer's last drain.
-        with self._close_lock:
-            if self._closed:
-                raise StoreUnavailable("the ledger store is closed")
-            try:
-                self._queue.put(job, timeout=timeout)
-            except queue.Full as exc:
-                raise StoreUnavailable("the ledger writer's queue stayed full") from exc
-        if not job.done.wait(timeout):
-            raise StoreUnavailable("the ledger writer did not commit in time")
+        with self._cpu.aside():
+            with self._close_lock:
+                if self._closed:
+                    raise StoreUnavailable("the ledger store is closed")
+                try:
+                    self._queue.put(job, timeout=timeout)
+                except queue.Full as exc:
+                    raise StoreUnavailable("the ledger writer's queue stayed full") from exc
+            if not job.done.wait(timeout):
+                raise StoreUnavailable("the ledger writer did not commit in time")
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]  # set whenever error is None
@@ -178,22 +191,26 @@ class GroupCommitWriter:
         started = time.perf_counter()
         keep_running = True
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            self._apply(conn, tx, first)
-            while len(group) < self._config.max_operations:
-                if time.perf_counter() - started >= self._config.window_seconds:
-                    break
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    keep_running = False
-                    break
-                group.append(job)
-                self._apply(conn, tx, job)
-            conn.execute("COMMIT")
-        except (sqlite3.Error, _GroupAborted) as exc:
+            with self._turn():
+                # The window counts from our turn: what queued while we waited joins.
+                opened = time.perf_counter()
+                conn.execute("BEGIN IMMEDIATE")
+                with self._cpu.held():
+                    self._apply(conn, tx, first)
+                    while len(group) < self._config.max_operations:
+                        if time.perf_counter() - opened >= self._config.window_seconds:
+                            break
+                        try:
+                            job = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if job is _STOP:
+                            keep_running = False
+                            break
+                        group.append(job)
+                        self._apply(conn, tx, job)
+                conn.execute("COMMIT")  # the fsync: this process computes meanwhile
+        except (sqlite3.Error, _GroupAborted, StoreUnavailable) as exc:
             self._abort(conn, group, exc)
         for job in group:
             job.done.set()

@@ -3,8 +3,9 @@
 - WAL journal with ``synchronous=FULL``: a commit is on disk before it returns, and
   readers never block the writer nor each other.
 - One writer thread per process owns the write connection and groups commits
-  (``group_commit``); write transactions are BEGIN IMMEDIATE, so several processes on one
-  file take turns through SQLite's write lock (waiting up to the busy timeout).
+  (``group_commit``). Processes on one file take turns on a lock file beside it
+  (``write_lock``: ``<database>.write-lock``) before each BEGIN IMMEDIATE, rather than
+  in SQLite's busy handler, whose millisecond sleeps were the latency under load.
 - Reads run on a small pool of ``query_only`` connections, each read in one snapshot.
 - The schema is migrated when the store opens; a database newer than the code is refused.
 
@@ -25,6 +26,7 @@ from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.group_commit import GroupCommitConfig, GroupCommitWriter
 from gateway.ledger.schema import SQLITE, migrate
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
+from gateway.ledger.write_lock import WriteTurn
 
 R = TypeVar("R")
 
@@ -140,13 +142,19 @@ class SqliteLedgerStore(LedgerStore):
             self._migrate()
         except sqlite3.Error as exc:
             raise translate_error(exc) from exc
-        self._writer = GroupCommitWriter(
-            connect=lambda: _connect(self._path, self._config.busy_timeout_ms, reader=False),
-            transaction=SqliteTransaction,
-            translate=translate_error,
-            config=self._config.group_commit,
-            observer=observer,
-        )
+        self._turn = WriteTurn(f"{self._path}.write-lock", self._config.busy_timeout_ms / 1000)
+        try:
+            self._writer = GroupCommitWriter(
+                connect=lambda: _connect(self._path, self._config.busy_timeout_ms, reader=False),
+                transaction=SqliteTransaction,
+                translate=translate_error,
+                config=self._config.group_commit,
+                observer=observer,
+                turn=self._turn.hold,
+            )
+        except BaseException:
+            self._turn.close()
+            raise
         self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         try:
             for _ in range(self._config.read_connections):
@@ -199,6 +207,7 @@ class SqliteLedgerStore(LedgerStore):
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.close()
+        self._turn.close()
         readers = getattr(self, "_readers", None)
         while readers is not None:
             try:

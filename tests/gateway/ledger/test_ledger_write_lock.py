@@ -1,0 +1,104 @@
+"""The write turn between processes on one SQLite ledger (``gateway.ledger.write_lock``)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.ledger import GroupCommitConfig, SqliteLedgerStore, SqliteStoreConfig, StoreUnavailable
+from gateway.ledger.write_lock import WriteTurn
+
+
+@contextmanager
+def held_elsewhere(path: Path) -> Iterator[None]:
+    """The lock held on another open file description, as another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_the_lock_file_is_private_and_empty(tmp_path: Path) -> None:
+    store = SqliteLedgerStore(tmp_path / "ledger.db")
+    try:
+        store.execute(lambda tx: tx.run("CREATE TABLE probe (value INTEGER)"))
+        lock = tmp_path / "ledger.db.write-lock"
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        assert lock.stat().st_size == 0
+    finally:
+        store.close()
+
+
+def test_a_waiter_gets_the_turn_soon_after_the_holder_lets_go(tmp_path: Path) -> None:
+    path = tmp_path / "turn"
+    turn = WriteTurn(str(path), timeout_seconds=5.0)
+    got: list[float] = []
+    release = threading.Event()
+    holding = threading.Event()
+
+    def holder() -> None:
+        with held_elsewhere(path):
+            holding.set()
+            release.wait()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    holding.wait()
+
+    def waiter() -> None:
+        with turn.hold():
+            got.append(time.monotonic())
+
+    waiting = threading.Thread(target=waiter)
+    waiting.start()
+    time.sleep(0.05)
+    assert got == []  # still held elsewhere
+    released_at = time.monotonic()
+    release.set()
+    waiting.join(5)
+    thread.join()
+    turn.close()
+    assert len(got) == 1
+    assert got[0] - released_at < 0.05  # polls at most every 0.5 ms
+
+
+def test_a_turn_kept_too_long_elsewhere_is_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "turn"
+    turn = WriteTurn(str(path), timeout_seconds=0.05)
+    kept = pytest.raises(StoreUnavailable, match="kept the ledger's write lock")
+    with held_elsewhere(path), kept, turn.hold():
+        pytest.fail("the turn was taken while another holder had it")
+    with turn.hold():  # free again: taken at once
+        pass
+    turn.close()
+
+
+def test_a_group_that_cannot_get_the_turn_fails_and_commits_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    config = SqliteStoreConfig(busy_timeout_ms=50, group_commit=GroupCommitConfig())
+    store = SqliteLedgerStore(db, config=config)
+    try:
+        store.execute(lambda tx: tx.run("CREATE TABLE probe (value INTEGER)"))
+        with held_elsewhere(tmp_path / "ledger.db.write-lock"):
+            with pytest.raises(StoreUnavailable, match="could not be committed") as caught:
+                store.execute(lambda tx: tx.run("INSERT INTO probe (value) VALUES (1)"))
+            assert isinstance(caught.value.__cause__, StoreUnavailable)
+        store.execute(lambda tx: tx.run("INSERT INTO probe (value) VALUES (2)"))  # recovers
+    finally:
+        store.close()
+    conn = sqlite3.connect(db)
+    try:
+        assert [v for (v,) in conn.execute("SELECT value FROM probe")] == [2]
+    finally:
+        conn.close()
