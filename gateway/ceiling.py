@@ -42,6 +42,7 @@ from typing import Any
 
 import grpc
 
+from gateway import scheduling
 from gateway.config import BankConfig
 from gateway.process import tls_config
 from gateway.provisioning import load_bank_pki
@@ -206,6 +207,7 @@ def _worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    scheduling.apply(config.scheduling)  # the bank's workers' policy, before any thread
     _, _, close = _serve_one(config, options, listen, reuse_port=True)
     ready.set()
     stop.wait()
@@ -225,6 +227,7 @@ def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) 
     """Serve until ``stop`` is set; returns the port. Writes ``options.port_file`` once up."""
     config = replace(config, threads=options.threads or config.threads)
     if options.workers == 1:
+        scheduling.apply(config.scheduling)  # the bank's workers' policy, before any thread
         _, port, close = _serve_one(config, options, options.listen, reuse_port=False)
         _announce(options, port)
         stop.wait()

@@ -4,7 +4,7 @@ Loaded once at start, validated, and passed down explicitly as a frozen dataclas
 module-level settings. Relative paths in the file are relative to the file's directory.
 Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``, ``SETPAY_KEYS``,
 ``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``,
-``SETPAY_REFLECTION``).
+``SETPAY_REFLECTION``, ``SETPAY_SCHEDULING``).
 
 Example (``setpay init`` writes one)::
 
@@ -21,6 +21,7 @@ Example (``setpay init`` writes one)::
     metrics_host = "127.0.0.1"    # loopback unless the scraper runs elsewhere
     reflection = true
     insecure = false              # plaintext gRPC: local experiments only
+    scheduling = "batch"          # workers' CPU policy: "batch" (SCHED_BATCH) or "normal"
 
     [ledger]
     store = "sqlite:ledger.db"    # or a postgresql:// URL
@@ -34,6 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from gateway.scheduling import DEFAULT_POLICY, POLICIES
 
 CONFIG_FILE = "setpay.toml"
 # gRPC's own default is 4 MB; SET messages with a few certificate chains stay far below
@@ -103,6 +106,7 @@ class BankConfig:
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     hold_expiry_ms: int = DEFAULT_HOLD_EXPIRY_MS
     grace_seconds: float = DEFAULT_GRACE_SECONDS
+    scheduling: str = DEFAULT_POLICY
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the configuration's directory."""
@@ -144,6 +148,8 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
         changes["ledger"] = env["SETPAY_LEDGER"]
     if "SETPAY_METRICS_HOST" in env:
         changes["metrics_host"] = env["SETPAY_METRICS_HOST"]
+    if "SETPAY_SCHEDULING" in env:
+        changes["scheduling"] = env["SETPAY_SCHEDULING"]
     for name, attr in (("SETPAY_WORKERS", "workers"), ("SETPAY_METRICS_PORT", "metrics_port")):
         if name in env:
             try:
@@ -169,6 +175,8 @@ def validate(config: BankConfig) -> BankConfig:
         raise ConfigError("metrics_port must be between 0 (off) and 65535")
     if not config.metrics_host:
         raise ConfigError("metrics_host must name an address")
+    if config.scheduling not in POLICIES:
+        raise ConfigError(f"scheduling must be one of {', '.join(POLICIES)}")
     if not 1 <= config.threads <= 256:
         raise ConfigError("threads must be between 1 and 256")
     if not config.insecure and config.tls is None:
@@ -212,6 +220,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
         metrics_host=_get(gw, "metrics_host", str, DEFAULT_METRICS_HOST),
         max_message_bytes=_get(gw, "max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES),
         max_concurrent_rpcs=_get(gw, "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS),
+        scheduling=_get(gw, "scheduling", str, DEFAULT_POLICY),
         hold_expiry_ms=_get(ledger, "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
         ledger=_get(ledger, "store", str, "sqlite:ledger.db"),
         tls=tls,

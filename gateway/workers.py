@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from gateway import metrics
+from gateway import metrics, scheduling
 from gateway.ca.errors import CaError
 from gateway.config import BankConfig
 from gateway.ledger import LedgerError
@@ -131,6 +131,7 @@ def _run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> 
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if plan.metrics:
         metrics.enable(index)
+    scheduling.apply(plan.config.scheduling)  # before start_bank starts any thread
     running = start_bank(plan.config, listen=plan.listen, ca_listen=plan.ca_listen, reuse_port=True)
     os.write(ready_fd, f"{running.port} {running.ca_port}\n".encode())
     os.close(ready_fd)

@@ -126,6 +126,15 @@ def test_two_workers_both_serve_and_lose_no_update(two_workers: ServedBank) -> N
     ledger.check_balanced()
     # The supervisor never started gRPC (its core runs threads) nor anything else threaded.
     assert threads_of(bank.process.pid) == 1
+    # Every thread of every worker (gRPC's, the ledger writer) runs under SCHED_BATCH, the
+    # configured default; the supervisor keeps the normal policy.
+    workers = children_of(bank.process.pid)
+    assert len(workers) == 2
+    for worker in workers:
+        tids = [int(t.name) for t in Path(f"/proc/{worker}/task").iterdir()]
+        assert len(tids) > 5
+        assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_BATCH}
+    assert os.sched_getscheduler(bank.process.pid) == os.SCHED_OTHER
     assert bank.stop() == 0, bank.log()
 
 
@@ -323,3 +332,13 @@ def test_worker_count_comes_from_file_environment_or_cpus(tmp_path: Path) -> Non
         load(path, env={"SETPAY_WORKERS": "0"})
     with pytest.raises(ConfigError, match="metrics_port must be between 0"):
         load(path, env={"SETPAY_METRICS_PORT": "70000"})
+
+
+def test_scheduling_policy_is_batch_unless_configured(tmp_path: Path) -> None:
+    path = tmp_path / "setpay.toml"
+    path.write_text("[gateway]\ninsecure = true\n")
+    assert load(path, env={}).scheduling == "batch"
+    assert load(path, env={"SETPAY_SCHEDULING": "normal"}).scheduling == "normal"
+    path.write_text('[gateway]\ninsecure = true\nscheduling = "realtime"\n')
+    with pytest.raises(ConfigError, match="scheduling must be one of batch, normal"):
+        load(path, env={})
