@@ -108,7 +108,7 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="after the closed loop, open loop at this fraction of its throughput",
     )
     a.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
-    a.add_argument("--channels", type=int, default=4, help="gRPC channels (connections)")
+    a.add_argument("--channels", type=int, default=8, help="gRPC channels (connections)")
     a.add_argument("--senders", type=int, default=1, help="open-loop sender threads")
     a.add_argument("--timeout", type=float, default=5.0, help="per-call deadline, s (5)")
     a.add_argument("--requests", type=int, help="AuthReqs prepared for a closed loop")

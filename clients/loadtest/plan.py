@@ -71,7 +71,7 @@ class Plan:
     rates: tuple[float, ...] = ()
     concurrency: int | None = None
     load_fraction: float | None = None
-    channels: int = 4
+    channels: int = 8
     senders: int = 1
     timeout: float = 5.0
     requests: int | None = None
