@@ -116,6 +116,9 @@ def _connect(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connec
         if mode is None or mode["journal_mode"] != "wal":
             raise StoreError(f"SQLite would not use WAL for {os.path.basename(path)}")
         conn.execute("PRAGMA synchronous = FULL")
+        # Savepoints (one per operation of a group) keep their undo pages in a statement
+        # journal: in memory, not in a temporary file (measured: ~30 us less CPU per op).
+        conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA foreign_keys = ON")
         if reader:
             conn.execute("PRAGMA query_only = ON")
