@@ -2,9 +2,10 @@
 
 Loaded once at start, validated, and passed down explicitly as a frozen dataclass; no
 module-level settings. Relative paths in the file are relative to the file's directory.
-Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``, ``SETPAY_KEYS``,
-``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``,
-``SETPAY_REFLECTION``, ``SETPAY_SCHEDULING``).
+Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``,
+``SETPAY_KEYS``, ``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_THREADS``,
+``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``, ``SETPAY_REFLECTION``,
+``SETPAY_SCHEDULING``).
 
 Example (``setpay init`` writes one)::
 
@@ -150,7 +151,11 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
         changes["metrics_host"] = env["SETPAY_METRICS_HOST"]
     if "SETPAY_SCHEDULING" in env:
         changes["scheduling"] = env["SETPAY_SCHEDULING"]
-    for name, attr in (("SETPAY_WORKERS", "workers"), ("SETPAY_METRICS_PORT", "metrics_port")):
+    for name, attr in (
+        ("SETPAY_WORKERS", "workers"),
+        ("SETPAY_THREADS", "threads"),
+        ("SETPAY_METRICS_PORT", "metrics_port"),
+    ):
         if name in env:
             try:
                 changes[attr] = int(env[name])

@@ -17,8 +17,10 @@ development machine). The writer thread owns the only write connection of the pr
 An operation that raises rolls back to its savepoint alone; the rest of the group
 commits. If BEGIN or COMMIT fails, every operation of the group fails with
 StoreUnavailable and nothing of it is kept. Operations (including the caller's
-``respond``) run on the writer thread, serially: respond costs tens of microseconds
-with software keys (see the benchmark in tests/bench/ledger_commit.py).
+``respond``) run on the writer thread, serially, holding the process's turn to compute
+(``gateway.cpu_turn``); callers give that turn up while they wait, and the writer gives
+it up for the commit's fsync. The gateway builds the usual approval before it submits,
+so ``respond`` is mostly a lookup (see the benchmark in tests/bench/ledger_commit.py).
 """
 
 from __future__ import annotations
@@ -192,31 +194,41 @@ class GroupCommitWriter:
         keep_running = True
         try:
             with self._turn():
-                # The window counts from our turn: what queued while we waited joins.
-                opened = time.perf_counter()
-                conn.execute("BEGIN IMMEDIATE")
-                with self._cpu.held():
-                    self._apply(conn, tx, first)
-                    while len(group) < self._config.max_operations:
-                        if time.perf_counter() - opened >= self._config.window_seconds:
-                            break
-                        try:
-                            job = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if job is _STOP:
-                            keep_running = False
-                            break
-                        group.append(job)
-                        self._apply(conn, tx, job)
-                conn.execute("COMMIT")  # the fsync: this process computes meanwhile
-        except (sqlite3.Error, _GroupAborted, StoreUnavailable) as exc:
+                try:
+                    keep_running = self._apply_group(conn, tx, group)
+                    conn.execute("COMMIT")  # the fsync: this process computes meanwhile
+                except (sqlite3.Error, _GroupAborted) as exc:
+                    self._abort(conn, group, exc)  # rolled back before the turn passes on
+        except StoreUnavailable as exc:  # no turn: nothing of the group was applied
             self._abort(conn, group, exc)
         for job in group:
             job.done.set()
         if self._observer is not None:
             self._notify(CommitStats(seconds=time.perf_counter() - started, operations=len(group)))
         return keep_running
+
+    def _apply_group(
+        self, conn: sqlite3.Connection, tx: Transaction, group: list[_Job[Any]]
+    ) -> bool:
+        """BEGIN and apply ``group``'s first job and what queued behind it (the group grows
+        in place); return False if told to stop meanwhile."""
+        # The window counts from our turn: what queued while we waited for it joins.
+        opened = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        with self._cpu.held():
+            self._apply(conn, tx, group[0])
+            while len(group) < self._config.max_operations:
+                if time.perf_counter() - opened >= self._config.window_seconds:
+                    break
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    return False
+                group.append(job)
+                self._apply(conn, tx, job)
+        return True
 
     def _apply(self, conn: sqlite3.Connection, tx: Transaction, job: _Job[Any]) -> None:
         """Run one job inside its own savepoint; its failure rolls back only itself."""

@@ -325,6 +325,7 @@ def test_worker_count_comes_from_file_environment_or_cpus(tmp_path: Path) -> Non
     path.write_text("[gateway]\ninsecure = true\n")
     assert load(path, env={}).workers == default_workers() >= 1
     assert load(path, env={"SETPAY_WORKERS": "3"}).workers == 3
+    assert load(path, env={"SETPAY_THREADS": "16"}).threads == 16
     path.write_text("[gateway]\ninsecure = true\nworkers = 2\nmetrics_port = 9464\n")
     config = load(path, env={"SETPAY_METRICS_HOST": "::1"})
     assert (config.workers, config.metrics_port, config.metrics_host) == (2, 9464, "::1")
