@@ -19,6 +19,20 @@ def _pans(text: str) -> list[str]:
     return [m for m in _RUN.findall(text) if luhn_valid(m)]
 
 
+def _where(text: str) -> list[str]:
+    """Where ``_pans`` matched, the digits masked to BIN + last four (for a failure message
+    that is worth reading and still prints no card number)."""
+    found = []
+    for match in _RUN.finditer(text):
+        run = match.group()
+        if luhn_valid(run):
+            masked = run[:6] + "*" * (len(run) - 10) + run[-4:]
+            before = text[max(0, match.start() - 60) : match.start()]
+            after = text[match.end() : match.end() + 40]
+            found.append(f"{before}{masked}{after}")
+    return found
+
+
 class Everything(logging.Handler):
     """Keeps every record of every logger, at every level."""
 
@@ -64,8 +78,11 @@ def test_demo_tells_the_story_and_leaks_no_pan(
     # The card the demo opened: the wallet shows BIN + last four only.
     assert any(re.search(r"\d{6}\*{6}\d{4}", t) for t in texts)
     # No PAN in any output line, any log line of any party at any level, any merchant file.
-    assert _pans(out.out) == [] and _pans(out.err) == []
-    assert [line for line in handler.lines if _pans(line)] == []
+    assert _pans(out.out) == [], _where(out.out)
+    assert _pans(out.err) == [], _where(out.err)
+    assert [line for line in handler.lines if _pans(line)] == [], [
+        where for line in handler.lines for where in _where(line)
+    ]
     merchant = tmp_path / "demo" / "merchant"
     leaked = [
         p for p in merchant.rglob("*") if p.is_file() and _pans(p.read_bytes().decode("latin-1"))
@@ -93,3 +110,11 @@ def test_demo_with_the_bank_keys_on_a_softhsm_token(
     assert summary["tampered"] == "COMPLETION_CODE_ORDER_REJECTED"
     # The bank's private keys are on the token, not in the bank directory.
     assert not list((tmp_path / "demo" / "bank").glob("keys/*"))
+
+
+def test_the_scan_finds_a_card_number_and_reports_it_masked() -> None:
+    text = "order 7: card 4111111111111111 accepted, port 45899, id 1399ed92493731f0"
+    assert _pans(text) == ["4111111111111111"]
+    where = _where(text)
+    assert where == ["order 7: card 411111******1111 accepted, port 45899, id 1399ed92493731"]
+    assert "4111111111111111" not in "".join(where)
