@@ -57,6 +57,16 @@ def test_unknown_nested_field_is_refused() -> None:
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.OIData, data)
     assert _code(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
+    assert "setpay.v1.OIData.trans_ids" in str(exc.value)  # the path of the unknown field
+
+
+def test_a_repeated_field_is_not_taken_for_an_unknown_one() -> None:
+    # Not canonical (rrpid twice; the last one wins) but nothing unknown: accepted. The
+    # parsed message is smaller than the bytes, which must not look like a dropped field.
+    data = _oi().SerializeToString() + purchase_pb2.OIData(rrpid=b"again").SerializeToString()
+    parsed = parse_strict(purchase_pb2.OIData, data)
+    assert parsed.rrpid == b"again"
+    assert parsed.ByteSize() != len(data)
 
 
 def test_garbage_is_a_decoding_failure() -> None:
