@@ -131,6 +131,15 @@ def lock_card(tx: Transaction, account_id: str) -> Row | None:
     )
 
 
+def lock_card_by_pan_index(tx: Transaction, pan_index: bytes) -> Row | None:
+    """``lock_card`` for the card whose PAN has this index (one statement, not two)."""
+    return tx.one(
+        f"SELECT {_CARD_COLUMNS} FROM accounts a JOIN card_accounts c ON c.account_id = a.id"  # noqa: S608  fixed columns, bound values
+        f" WHERE c.pan_index = ?{tx.row_lock}",
+        pan_index,
+    )
+
+
 def _card_record(tx: Transaction, row: Row, now_ms: int) -> CardAccount:
     pending = effective_pending(tx, row, now_ms)
     return CardAccount(

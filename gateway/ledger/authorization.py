@@ -79,22 +79,21 @@ def authorize(
     now_ms: int,
 ) -> Authorized | Declined:
     """Decide one authorization and, if approved, place its hold."""
-    if tx.one("SELECT 1 AS used FROM pi_uses WHERE xid = ?", xid) is not None:
-        raise PiPreviouslyUsed("the payment instruction's XID was already used")
-    merchant = accounts.merchant_row(tx, merchant_id)
-    tx.run(
-        "INSERT INTO pi_uses (xid, pi_digest, rrpid, used_at_ms) VALUES (?, ?, ?, ?)",
+    recorded = tx.run(
+        "INSERT INTO pi_uses (xid, pi_digest, rrpid, used_at_ms) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (xid) DO NOTHING",
         xid,
         pi_digest,
         rrpid,
         now_ms,
     )
-    found = tx.one("SELECT account_id FROM card_accounts WHERE pan_index = ?", pan_index)
-    if found is None:
+    if recorded == 0:
+        raise PiPreviouslyUsed("the payment instruction's XID was already used")
+    merchant = accounts.merchant_row(tx, merchant_id)  # UnknownMerchant undoes the record
+    card = accounts.lock_card_by_pan_index(tx, pan_index)
+    if card is None:
         return Declined(Decline.UNKNOWN_ACCOUNT)
-    card_id = str(found["account_id"])
-    card = accounts.lock_card(tx, card_id)
-    assert card is not None  # accounts are never deleted
+    card_id = str(card["id"])
     reason = _decline_reason(
         card,
         merchant,
