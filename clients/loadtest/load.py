@@ -13,9 +13,11 @@ saturation throughput, and its latency is from send to answer.
 
 Each request goes on the channel with the fewest calls in flight. SO_REUSEPORT hands each
 connection to a worker at random, so a fixed channel per caller can leave one worker with
-three of four connections (measured: a closed loop at half the throughput of the next run
-in one of eight runs); the least-busy channel drains faster when its worker is less
-loaded, so the calls follow the free capacity whatever the connections' split.
+most of the connections (four connections all land on one of two workers one time in
+eight; in eight runs with them pinned, one ceiling run reached 833/s against 1,513-1,798/s
+in the others, one gateway run 456/s against 661-829/s); the least-busy channel drains
+faster when its worker is less loaded, so the calls follow the free capacity whatever
+the connections' split.
 
 Nothing is parsed, signed or verified while the clock runs: the requests are bytes made
 beforehand and the answers are kept as bytes for ``tally`` to open afterwards.
