@@ -11,6 +11,9 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
     anything else (a bug)                             a signed UNSPECIFIED_FAILURE Error;
                                                       the traceback is logged here, never
                                                       sent to the peer
+
+Every SET Error answered is counted (``setpay_rpc_errors_total{method,code}``), as the
+gateway's are.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import NoReturn
 
 import grpc
 
+from gateway import metrics
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.errors import StoreError
 from hsm.errors import KeyBackendError
@@ -65,6 +69,8 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         except Exception:
             log.exception("unexpected failure answering %s", type(request).__name__)
             code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
+        # Counted like the gateway's (gateway.answers): the RPC is the request type's name.
+        metrics.refused(type(request).__name__.removesuffix("Request"), code)
         signer = self._ca.error_signer(request)
         error = build_error(signer, code, rrpid=rrpid, bad_message=raw)
         return b"", self._staple(error)

@@ -6,7 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from gateway import metrics
 from hsm.base import KeyUsage
 from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import new_id, now_ms
@@ -124,6 +126,22 @@ def test_tampered_sealed_request(ec_bank: Bank) -> None:
     with pytest.raises(PeerError) as caught:
         open_card_cert_response(response, state, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
+
+
+def test_a_refusal_is_counted_by_method_and_code(ec_bank: Bank) -> None:
+    registry = CollectorRegistry()
+    metrics.enable(0, registry)
+    try:
+        session = start_cardholder(ec_bank, CARD)
+        request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+        request.header.rrpid = new_id()  # no longer the envelope's: refused
+        with pytest.raises(PeerError) as caught:
+            open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+        code = ErrorCode.Name(caught.value.code)
+        labels = {"method": "Cert", "code": code}
+        assert registry.get_sample_value("setpay_rpc_errors_total", labels) == 1
+    finally:
+        metrics.disable()
 
 
 def test_changed_envelope_rrpid_does_not_open(ec_bank: Bank) -> None:
