@@ -11,6 +11,9 @@
   the winner's row and answers accordingly (a stored response, PiPreviouslyUsed, ...).
 - Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per read.
 - Connections come from a small bounded pool; broken ones are dropped and replaced.
+- A caller holding its worker's turn to compute (``gateway.cpu_turn``) gives it up for the
+  whole operation: the round trips to the server (and the wait for a pooled connection)
+  must not stop the worker's other requests from computing.
 
 psycopg exceptions are translated here, once: connection and timeout failures become
 StoreUnavailable; anything else StoreError, naming the SQLSTATE and constraint but never
@@ -33,6 +36,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
+from gateway.cpu_turn import PROCESS_TURN
 from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.schema import POSTGRES, migrate
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, Transaction
@@ -210,6 +214,10 @@ class PostgresLedgerStore(LedgerStore):
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in one committed transaction, retrying races; return its result."""
         self._check_open()
+        with PROCESS_TURN.aside():
+            return self._execute(work)
+
+    def _execute(self, work: Callable[[Transaction], R]) -> R:
         last: psycopg.Error | None = None
         for attempt in range(self._config.max_attempts):
             if attempt:
@@ -233,7 +241,7 @@ class PostgresLedgerStore(LedgerStore):
         """Run ``query`` in one REPEATABLE READ, READ ONLY snapshot."""
         self._check_open()
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with PROCESS_TURN.aside(), self._pool.connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return query(PostgresTransaction(conn))
         except psycopg.Error as exc:
