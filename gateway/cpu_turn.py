@@ -16,6 +16,11 @@ turn sleep on a lock, not on the GIL, so a crypto call's GIL release finds nobod
 it to. The ledger's writer thread takes the turn while it applies a group and gives it
 back before the commit's fsync.
 
+Rule for the code that runs under the turn: never block on a lock whose holder may itself
+wait for the turn; wait for such a lock with ``holding`` (the certificate authority's
+store and its revocation watcher are the two, since a merchant's registration opens its
+ledger account inside the CA's write transaction).
+
 The turn is re-entrant per thread (a nested RPC helper taking it again is harmless), and
 ``aside`` in a thread that does not hold it does nothing: code that runs outside a
 request (the CLI, tests, background jobs) is unaffected.
@@ -65,6 +70,24 @@ class CpuTurn:
             for _ in range(depth):
                 self._lock.acquire()
             self._mine.depth = depth
+
+
+@contextmanager
+def holding(lock: threading.Lock | threading.RLock, turn: CpuTurn | None = None) -> Iterator[None]:
+    """Hold ``lock`` for the block; if it is taken, wait for it without the turn.
+
+    A thread that holds such a lock may itself wait for the turn (it called into the
+    ledger, which steps aside while its commit is on disk). Waiting for that lock while
+    holding the turn would make the two wait for each other; so a taken lock is waited
+    for aside, and the turn is taken back once the lock is ours.
+    """
+    if not lock.acquire(blocking=False):
+        with (turn or PROCESS_TURN).aside():
+            lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 #: The worker process's turn. One per process: it models the process's single core of

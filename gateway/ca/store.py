@@ -44,6 +44,7 @@ from gateway.ca.records import (
     StoredResponse,
 )
 from gateway.ca.schema import SCHEMA, SCHEMA_VERSION
+from gateway.cpu_turn import holding
 
 # How long a statement waits for another process's transaction: issuance and revocation
 # hold the lock for a few signatures; five seconds covers a slow disk without hanging.
@@ -374,7 +375,9 @@ class CaStore:
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[StoreTransaction]:
-        with self._lock:
+        # Waited for without the worker's turn to compute: a merchant's registration opens
+        # its ledger account inside this lock (gateway.cpu_turn.holding).
+        with holding(self._lock):
             try:
                 self._db.execute(begin)
             except sqlite3.Error as exc:

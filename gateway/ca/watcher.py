@@ -19,6 +19,7 @@ from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import bci_due, current_revocation, refresh
 from gateway.ca.records import BciRecord
 from gateway.ca.store import CaStore
+from gateway.cpu_turn import holding
 from setcore.pki.truststore import TrustStore
 from setcore.registration import RevocationData
 
@@ -61,7 +62,7 @@ class RevocationWatcher:
         last = self._last_poll
         if not force and last is not None and now - last < self._interval:
             return False
-        with self._lock:
+        with holding(self._lock):  # its holder may wait for ca.db (gateway.cpu_turn)
             if not force and self._last_poll is not None and now - self._last_poll < self._interval:
                 return False
             self._last_poll = now

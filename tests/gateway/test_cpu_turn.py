@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+import time
+from pathlib import Path
 
-from gateway.cpu_turn import CpuTurn
+from gateway.ca.store import CaStore
+from gateway.cpu_turn import PROCESS_TURN, CpuTurn, holding
+from gateway.ledger import GroupCommitConfig, SqliteLedgerStore, SqliteStoreConfig
 
 WAIT = 2.0
 
@@ -73,3 +79,70 @@ def test_aside_waits_for_the_turn_before_going_on() -> None:
         order.append("back")  # only once the other thread has given the turn up
     thread.join(WAIT)
     assert order == ["other done", "back"]
+
+
+def test_holding_a_free_lock_keeps_the_turn() -> None:
+    turn, lock = CpuTurn(), threading.Lock()
+    with turn.held(), holding(lock, turn):
+        assert lock.locked()
+        assert not _try_in_another_thread(turn, 0.1)
+    assert not lock.locked()
+
+
+def test_holding_a_taken_lock_waits_without_the_turn() -> None:
+    turn, lock = CpuTurn(), threading.Lock()
+    got = threading.Event()
+    lock.acquire()
+
+    def waiter() -> None:
+        with turn.held(), holding(lock, turn):
+            got.set()
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    assert _try_in_another_thread(turn, WAIT)  # the waiter gave the turn up
+    lock.release()
+    assert got.wait(WAIT)
+    thread.join(WAIT)
+
+
+def test_a_merchant_registration_and_a_revocation_check_do_not_wait_for_each_other(
+    tmp_path: Path,
+) -> None:
+    # Request A holds the turn and the CA store's lock, and opens a ledger account inside
+    # it (a merchant's registration does): its commit waits for the ledger's write lock,
+    # which another process holds for a moment. Request B reads the CA store meanwhile
+    # (every authorization's revocation check may). B must wait for the CA store without
+    # the turn, or the ledger writer could never apply A's operation.
+    ca_store = CaStore.open(tmp_path / "ca.db", create=True)
+    config = SqliteStoreConfig(group_commit=GroupCommitConfig(submit_timeout_seconds=3.0))
+    ledger_store = SqliteLedgerStore(tmp_path / "ledger.db", config=config)
+    a_inside, b_done = threading.Event(), threading.Event()
+    a_result: list[object] = []
+    lock_fd = os.open(tmp_path / "ledger.db.write-lock", os.O_RDWR)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)  # "another process" commits for a while
+
+    def request_a() -> None:
+        with PROCESS_TURN.held(), ca_store.write():
+            a_inside.set()
+            a_result.append(ledger_store.execute(lambda tx: tx.run("CREATE TABLE t (x)")))
+
+    def request_b() -> None:
+        with PROCESS_TURN.held(), ca_store.read() as tx:
+            tx.latest_bci_sequence()
+        b_done.set()
+
+    first = threading.Thread(target=request_a, daemon=True)
+    first.start()
+    assert a_inside.wait(WAIT)
+    second = threading.Thread(target=request_b, daemon=True)
+    second.start()
+    time.sleep(0.2)  # B takes the turn A gave up, then finds the CA store taken
+    os.close(lock_fd)  # the other process is done
+    first.join(WAIT)
+    second.join(WAIT)
+    # Checked before closing: had they deadlocked, closing the store would wait forever.
+    assert not first.is_alive() and not second.is_alive(), "the two requests deadlocked"
+    assert a_result == [-1]  # A's operation committed (CREATE TABLE changes no row)
+    assert b_done.is_set()
+    ledger_store.close()
