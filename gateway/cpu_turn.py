@@ -14,7 +14,8 @@ RPC) and steps ``aside`` while it waits for something that does not need this pr
 CPU, such as the ledger's commit (``gateway.ledger.group_commit``). Threads waiting for the
 turn sleep on a lock, not on the GIL, so a crypto call's GIL release finds nobody to hand
 it to. The ledger's writer thread takes the turn while it applies a group and gives it
-back before the commit's fsync.
+back before the commit's fsync; a PostgreSQL ledger operation runs aside as a whole
+(its time is network round trips).
 
 Rule for the code that runs under the turn: never block on a lock whose holder may itself
 wait for the turn; wait for such a lock with ``holding`` (the certificate authority's
