@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import queue
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,6 +44,10 @@ READ_WAIT_SECONDS = 10.0
 # SQLite primary result codes that mean "not now" rather than "wrong":
 # BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
 _TRANSIENT_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+# BUSY and LOCKED: another connection holds what we need; opening tries again.
+_BUSY_CODES = frozenset({5, 6})
+# Pause between tries of opening a busy database.
+OPEN_RETRY_PAUSE_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class SqliteTransaction(Transaction):
         return self._conn.execute(sql, params).rowcount
 
 
-def _connect(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
+def _open_connection(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path,
         timeout=busy_timeout_ms / 1000,
@@ -128,6 +133,36 @@ def _connect(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connec
     return conn
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _BUSY_CODES
+
+
+def _retrying_busy(opening: Callable[[], R], busy_timeout_ms: int) -> R:
+    """``opening()``, tried again while SQLite answers BUSY or LOCKED, up to the timeout.
+
+    Opening a WAL database while other processes open or close it (the gateway's workers
+    start together) can meet SQLITE_BUSY that SQLite's busy handler never waited on (the
+    shared-memory index being rebuilt by another process): one worker of two once failed
+    to start that way in a full test run. Opening is rare; waiting a little is cheap.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            return opening()
+        except sqlite3.Error as exc:
+            if not _busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(OPEN_RETRY_PAUSE_SECONDS)
+
+
+def _connect(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
+    """A configured connection (WAL, synchronous=FULL, ...), waiting out a busy open."""
+    return _retrying_busy(
+        lambda: _open_connection(path, busy_timeout_ms, reader=reader), busy_timeout_ms
+    )
+
+
 class SqliteLedgerStore(LedgerStore):
     """The ledger in one SQLite file, with group commit."""
 
@@ -142,7 +177,7 @@ class SqliteLedgerStore(LedgerStore):
         self._config = config or SqliteStoreConfig()
         self._closed = False
         try:
-            self._migrate()
+            _retrying_busy(self._migrate, self._config.busy_timeout_ms)
         except sqlite3.Error as exc:
             raise translate_error(exc) from exc
         self._turn = WriteTurn(f"{self._path}.write-lock", self._config.busy_timeout_ms / 1000)

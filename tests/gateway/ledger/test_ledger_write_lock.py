@@ -1,4 +1,5 @@
-"""The write turn between processes on one SQLite ledger (``gateway.ledger.write_lock``)."""
+"""Processes sharing one SQLite ledger: the write turn (``gateway.ledger.write_lock``) and
+opening the file while others open it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.ledger import GroupCommitConfig, SqliteLedgerStore, SqliteStoreConfig, StoreUnavailable
+from gateway.ledger import sqlite as sqlite_store
 from gateway.ledger.write_lock import WriteTurn
 
 
@@ -102,3 +104,58 @@ def test_a_group_that_cannot_get_the_turn_fails_and_commits_nothing(tmp_path: Pa
         assert [v for (v,) in conn.execute("SELECT value FROM probe")] == [2]
     finally:
         conn.close()
+
+
+def _sqlite_error(code: int, name: str) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError(name)
+    error.sqlite_errorcode = code  # type: ignore[attr-defined]  # as sqlite3 sets it
+    error.sqlite_errorname = name  # type: ignore[attr-defined]
+    return error
+
+
+def test_a_busy_answer_while_opening_is_waited_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers open the ledger together; SQLite may answer BUSY at once (without its busy
+    # handler) while another process rebuilds the WAL index. A test double answers BUSY
+    # to the first two connection attempts.
+    real = sqlite_store._open_connection
+    refused: list[bool] = []
+
+    def flaky(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
+        if len(refused) < 2:
+            refused.append(reader)
+            raise _sqlite_error(5, "SQLITE_BUSY")
+        return real(path, busy_timeout_ms, reader=reader)
+
+    monkeypatch.setattr(sqlite_store, "_open_connection", flaky)
+    store = SqliteLedgerStore(tmp_path / "ledger.db")
+    try:
+        store.execute(lambda tx: tx.run("CREATE TABLE probe (value INTEGER)"))
+    finally:
+        store.close()
+    assert len(refused) == 2
+
+
+def test_opening_gives_up_after_the_busy_timeout_and_never_retries_other_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[str] = []
+
+    def always(code: int, name: str):  # type: ignore[no-untyped-def]
+        def refuse(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
+            attempts.append(name)
+            raise _sqlite_error(code, name)
+
+        return refuse
+
+    config = SqliteStoreConfig(busy_timeout_ms=100)
+    monkeypatch.setattr(sqlite_store, "_open_connection", always(5, "SQLITE_BUSY"))
+    with pytest.raises(StoreUnavailable, match="SQLITE_BUSY"):
+        SqliteLedgerStore(tmp_path / "ledger.db", config=config)
+    assert len(attempts) > 1  # waited, tried again
+    attempts.clear()
+    monkeypatch.setattr(sqlite_store, "_open_connection", always(14, "SQLITE_CANTOPEN"))
+    with pytest.raises(StoreUnavailable, match="SQLITE_CANTOPEN"):
+        SqliteLedgerStore(tmp_path / "ledger.db", config=config)
+    assert attempts == ["SQLITE_CANTOPEN"]  # not a busy answer: no second try
