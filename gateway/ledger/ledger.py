@@ -26,7 +26,7 @@ from gateway.ledger.batches import BatchPage
 from gateway.ledger.books import CurrencyTotals
 from gateway.ledger.errors import InvalidRequest
 from gateway.ledger.holds import Hold
-from gateway.ledger.identifiers import new_id
+from gateway.ledger.identifiers import new_id, new_ordered_id
 from gateway.ledger.outcomes import (
     GATEWAY_DECLINES,
     BatchSummary,
@@ -60,8 +60,9 @@ Clock = Callable[[], int]
 
 
 def new_hold_id() -> str:
-    """A fresh authorization hold id (what ``Ledger.authorize`` makes when given none)."""
-    return new_id("hold")
+    """A fresh authorization hold id (what ``Ledger.authorize`` makes when given none);
+    time-ordered, so the holds' indexes grow at one end (``identifiers``)."""
+    return new_ordered_id("hold")
 
 
 def wall_clock_ms() -> int:
