@@ -22,6 +22,10 @@ wait for the turn; wait for such a lock with ``holding`` (the certificate author
 store and its revocation watcher are the two, since a merchant's registration opens its
 ledger account inside the CA's write transaction).
 
+``wanting`` counts the threads that hold the turn or wait for it, that is the requests
+computing now or about to: the ledger writer waits a moment for their work before it
+commits (``gateway.ledger.group_commit``).
+
 The turn is re-entrant per thread (a nested RPC helper taking it again is harmless), and
 ``aside`` in a thread that does not hold it does nothing: code that runs outside a
 request (the CLI, tests, background jobs) is unaffected.
@@ -41,6 +45,17 @@ class CpuTurn:
         """A free turn."""
         self._lock = threading.RLock()
         self._mine = threading.local()
+        self._count_lock = threading.Lock()
+        self._wanting = 0
+
+    @property
+    def wanting(self) -> int:
+        """Threads that hold the turn or wait for it: requests computing now or about to."""
+        return self._wanting
+
+    def _want(self, delta: int) -> None:
+        with self._count_lock:
+            self._wanting += delta
 
     def _depth(self) -> int:
         return int(getattr(self._mine, "depth", 0))
@@ -48,12 +63,19 @@ class CpuTurn:
     @contextmanager
     def held(self) -> Iterator[None]:
         """Hold the turn for the block (waiting for it if another thread has it)."""
-        with self._lock:
-            self._mine.depth = self._depth() + 1
-            try:
-                yield
-            finally:
-                self._mine.depth -= 1
+        outermost = self._depth() == 0
+        if outermost:
+            self._want(1)
+        try:
+            with self._lock:
+                self._mine.depth = self._depth() + 1
+                try:
+                    yield
+                finally:
+                    self._mine.depth -= 1
+        finally:
+            if outermost:
+                self._want(-1)
 
     @contextmanager
     def aside(self) -> Iterator[None]:
@@ -62,12 +84,14 @@ class CpuTurn:
         if depth == 0:
             yield
             return
+        self._want(-1)
         for _ in range(depth):
             self._lock.release()
         self._mine.depth = 0
         try:
             yield
         finally:
+            self._want(1)
             for _ in range(depth):
                 self._lock.acquire()
             self._mine.depth = depth

@@ -146,3 +146,29 @@ def test_a_merchant_registration_and_a_revocation_check_do_not_wait_for_each_oth
     assert a_result == [-1]  # A's operation committed (CREATE TABLE changes no row)
     assert b_done.is_set()
     ledger_store.close()
+
+
+def test_wanting_counts_the_holder_and_the_waiters_but_not_a_thread_aside() -> None:
+    turn = CpuTurn()
+    assert turn.wanting == 0
+    waiter_in = threading.Event()
+    with turn.held():
+        with turn.held():  # nested: still one thread
+            assert turn.wanting == 1
+
+        def waiter() -> None:
+            with turn.held():
+                waiter_in.set()
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        deadline = time.monotonic() + WAIT
+        while turn.wanting < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert turn.wanting == 2  # the holder and the waiter
+        with turn.aside():  # this thread waits for something else: only the other wants
+            assert waiter_in.wait(WAIT)
+            thread.join(WAIT)
+            assert turn.wanting == 0
+        assert turn.wanting == 1
+    assert turn.wanting == 0
