@@ -20,9 +20,16 @@ development machine). The writer thread owns the only write connection of the pr
 Why linger (PostgreSQL's ``commit_delay`` is the same idea): a worker computes one
 request at a time, so without it a group holds what finished during the previous commit,
 1.7 operations on average at full load here, and each commit costs its fsync, its WAL
-pages and a write turn. Measured side by side (two workers, ec, closed loop of 32, three
-rounds each), a 1.5 ms linger served 1,105-1,205 authorizations/s against 983-1,090/s,
-at 1,219-1,341 against 1,308-1,384 us of server CPU each; 0.8 and 3 ms did as well.
+pages and a write turn. Measured side by side (two workers, ec; closed loop of 32, then
+an open loop at 70 % of its rate), in two sessions of alternating runs:
+
+- first, 1.5 ms against none, three rounds: 1,105/1,190/1,205 against 1,050/1,090/983
+  authorizations/s (0.8 and 3 ms did as well); open-loop p99 46/19/27 against 38/28/21 ms;
+- then 1 ms against none, four rounds: 1,067/1,106/877/883 against 1,005/1,101/813/931
+  per second, within this machine's run-to-run spread; open-loop p99 26/28/32/48 against
+  51/159/46/133 ms.
+
+So the throughput gain is small and the shorter tail is the clearer effect.
 
 An operation that raises rolls back to its savepoint alone; the rest of the group
 commits. If BEGIN or COMMIT fails, every operation of the group fails with
