@@ -28,6 +28,7 @@ from gateway.ledger import (
     PostgresLedgerStore,
     SqliteLedgerStore,
 )
+from gateway.ledger.store import Transaction
 
 # Where Debian puts the server binaries (one directory per major version).
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
@@ -240,3 +241,22 @@ class Bank:
         kwargs.setdefault("request_digest", self.fresh("digest"))
         method(*args, respond=self.respond, **kwargs)
         return self.last()
+
+
+def insert_probe(value: int) -> Callable[[Transaction], int]:
+    """An operation that inserts ``value`` into the ``probe`` table and returns it."""
+
+    def work(tx: Transaction) -> int:
+        tx.run("INSERT INTO probe (value) VALUES (?)", value)
+        return value
+
+    return work
+
+
+def probe_values(path: Path) -> list[int]:
+    """The ``probe`` table's values, sorted, read over a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(v for (v,) in conn.execute("SELECT value FROM probe"))
+    finally:
+        conn.close()

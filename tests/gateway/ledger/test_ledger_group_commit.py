@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-import sqlite3
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,26 +20,17 @@ from gateway.ledger import (
     StoreUnavailable,
 )
 from gateway.ledger.store import Transaction
-from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A
+from tests.gateway.ledger.ledger_support import (
+    EUR,
+    EXPIRY,
+    MERCHANT,
+    PAN_A,
+    insert_probe,
+    probe_values,
+)
 
 # Operations queued behind a blocked writer in the grouping tests.
 QUEUED = 20
-
-
-def _insert(value: int) -> Callable[[Transaction], int]:
-    def work(tx: Transaction) -> int:
-        tx.run("INSERT INTO probe (value) VALUES (?)", value)
-        return value
-
-    return work
-
-
-def _probe_values(path: Path) -> list[int]:
-    conn = sqlite3.connect(path)
-    try:
-        return sorted(v for (v,) in conn.execute("SELECT value FROM probe"))
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -75,10 +64,10 @@ def test_queued_operations_share_one_commit_and_fail_alone(blocked_store, tmp_pa
         tx.run("INSERT INTO probe (value) VALUES (?)", 999)
         raise RuntimeError("this operation fails after writing")
 
-    futures = [pool.submit(store.execute, _insert(i)) for i in range(QUEUED // 2)]
+    futures = [pool.submit(store.execute, insert_probe(i)) for i in range(QUEUED // 2)]
     bad = pool.submit(store.execute, failing)
-    duplicate = pool.submit(store.execute, _insert(0))  # violates UNIQUE: a store error
-    futures += [pool.submit(store.execute, _insert(i)) for i in range(QUEUED // 2, QUEUED - 2)]
+    duplicate = pool.submit(store.execute, insert_probe(0))  # violates UNIQUE: a store error
+    futures += [pool.submit(store.execute, insert_probe(i)) for i in range(QUEUED // 2, QUEUED - 2)]
     while store._writer._queue.qsize() < QUEUED:  # wait until all are queued
         threading.Event().wait(0.001)
     # Nothing has returned while the group is open: no answer before the commit.
@@ -93,7 +82,7 @@ def test_queued_operations_share_one_commit_and_fail_alone(blocked_store, tmp_pa
         duplicate.result()
     assert type(excinfo.value).__name__ == "StoreError"
     first.result()
-    assert _probe_values(tmp_path / "ledger.db") == list(range(QUEUED - 2))
+    assert probe_values(tmp_path / "ledger.db") == list(range(QUEUED - 2))
     assert [c.operations for c in commits] == [QUEUED + 1]
 
 
@@ -102,9 +91,9 @@ def test_a_call_returns_only_after_its_commit(tmp_path: Path) -> None:
     store.execute(lambda tx: tx.run("CREATE TABLE probe (value INTEGER NOT NULL UNIQUE)"))
     try:
         for i in range(20):
-            store.execute(_insert(i))
+            store.execute(insert_probe(i))
             # A separate connection sees it at once: it was committed before the return.
-            assert _probe_values(tmp_path / "ledger.db")[-1] == i
+            assert probe_values(tmp_path / "ledger.db")[-1] == i
     finally:
         store.close()
 
@@ -148,14 +137,14 @@ def test_close_commits_what_is_queued_then_refuses(tmp_path: Path) -> None:
     store = SqliteLedgerStore(tmp_path / "ledger.db")
     store.execute(lambda tx: tx.run("CREATE TABLE probe (value INTEGER NOT NULL UNIQUE)"))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = [pool.submit(store.execute, _insert(i)) for i in range(50)]
+        futures = [pool.submit(store.execute, insert_probe(i)) for i in range(50)]
         store.close()
     done = [f for f in futures if f.exception() is None]
     refused = [f for f in futures if f.exception() is not None]
     assert all(isinstance(f.exception(), StoreUnavailable) for f in refused)
-    assert _probe_values(tmp_path / "ledger.db") == sorted(f.result() for f in done)
+    assert probe_values(tmp_path / "ledger.db") == sorted(f.result() for f in done)
     with pytest.raises(StoreUnavailable):
-        store.execute(_insert(1000))
+        store.execute(insert_probe(1000))
 
 
 def _authorize_from_process(

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.ledger import CommitStats, GroupCommitConfig, SqliteLedgerStore, SqliteStoreConfig
-from gateway.ledger.store import Transaction
+from tests.gateway.ledger.ledger_support import insert_probe, probe_values
 
 WAIT = 10.0
 # Long enough that a test would time out if the writer lingered when it should not.
 LONG_LINGER = 60.0
-
-
-def _insert(value: int) -> Callable[[Transaction], int]:
-    def work(tx: Transaction) -> int:
-        tx.run("INSERT INTO probe (value) VALUES (?)", value)
-        return value
-
-    return work
 
 
 class Store:
@@ -46,9 +37,9 @@ class Store:
             try:
                 if computing:
                     with PROCESS_TURN.held():
-                        self.results[value] = self.store.execute(_insert(value))
+                        self.results[value] = self.store.execute(insert_probe(value))
                 else:
-                    self.results[value] = self.store.execute(_insert(value))
+                    self.results[value] = self.store.execute(insert_probe(value))
             except Exception as exc:
                 self.results[value] = exc
 
@@ -64,11 +55,7 @@ class Store:
         assert self.store._writer._queue.qsize() == 0
 
     def values(self) -> list[int]:
-        conn = sqlite3.connect(self.path)
-        try:
-            return sorted(v for (v,) in conn.execute("SELECT value FROM probe"))
-        finally:
-            conn.close()
+        return probe_values(self.path)
 
 
 @contextmanager

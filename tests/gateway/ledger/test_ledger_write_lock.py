@@ -36,6 +36,28 @@ def held_elsewhere(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+class HolderThread:
+    """A thread that holds the lock elsewhere (``held_elsewhere``) until ``release``."""
+
+    def __init__(self, path: Path) -> None:
+        self._release = threading.Event()
+        holding = threading.Event()
+
+        def hold() -> None:
+            with held_elsewhere(path):
+                holding.set()
+                self._release.wait()
+
+        self._thread = threading.Thread(target=hold)
+        self._thread.start()
+        holding.wait()
+
+    def release(self) -> None:
+        """Let go of the lock and wait until the thread has."""
+        self._release.set()
+        self._thread.join()
+
+
 def test_the_lock_file_is_private_and_empty(tmp_path: Path) -> None:
     store = SqliteLedgerStore(tmp_path / "ledger.db")
     try:
@@ -53,17 +75,7 @@ def test_a_waiter_waits_while_the_turn_is_held_elsewhere_and_gets_it_after(
     path = tmp_path / "turn"
     turn = WriteTurn(str(path), timeout_seconds=30.0)
     got = threading.Event()
-    release = threading.Event()
-    holding = threading.Event()
-
-    def holder() -> None:
-        with held_elsewhere(path):
-            holding.set()
-            release.wait()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    holding.wait()
+    holder = HolderThread(path)
 
     def waiter() -> None:
         with turn.hold():
@@ -72,10 +84,9 @@ def test_a_waiter_waits_while_the_turn_is_held_elsewhere_and_gets_it_after(
     waiting = threading.Thread(target=waiter)
     waiting.start()
     assert not got.wait(0.1)  # still held elsewhere
-    release.set()
+    holder.release()
     assert got.wait(30)
     waiting.join()
-    thread.join()
     turn.close()
 
 
@@ -92,20 +103,9 @@ def test_a_waiter_polls_with_growing_pauses_no_longer_than_the_largest(
     def sleep(seconds: float) -> None:
         pauses.append(seconds)
         if len(pauses) == release_after:
-            release.set()
-            thread.join()
+            holder.release()
 
-    release = threading.Event()
-    holding = threading.Event()
-
-    def holder() -> None:
-        with held_elsewhere(path):
-            holding.set()
-            release.wait()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    holding.wait()
+    holder = HolderThread(path)
     monkeypatch.setattr(write_lock.time, "sleep", sleep)
     with turn.hold():
         pass
