@@ -19,6 +19,11 @@ def _pans(text: str) -> list[str]:
     return [m for m in _RUN.findall(text) if luhn_valid(m)]
 
 
+def _mask(run: str) -> str:
+    """A digit run as BIN + last four, the middle starred."""
+    return run[:6] + "*" * (len(run) - 10) + run[-4:]
+
+
 def _where(text: str) -> list[str]:
     """Where ``_pans`` matched, the digits masked to BIN + last four (for a failure message
     that is worth reading and still prints no card number)."""
@@ -26,11 +31,30 @@ def _where(text: str) -> list[str]:
     for match in _RUN.finditer(text):
         run = match.group()
         if luhn_valid(run):
-            masked = run[:6] + "*" * (len(run) - 10) + run[-4:]
+            masked = _mask(run)
             before = text[max(0, match.start() - 60) : match.start()]
             after = text[match.end() : match.end() + 40]
             found.append(f"{before}{masked}{after}")
     return found
+
+
+def _masked(text: str) -> str:
+    """``text`` with every Luhn-valid 13-19 digit run masked to BIN + last four."""
+    return _RUN.sub(lambda m: _mask(m.group()) if luhn_valid(m.group()) else m.group(), text)
+
+
+def _why_it_failed(stdout: str, stderr: str) -> str:
+    """A failed demo's stderr, its summary and its last lines, card numbers masked: the
+    exit code alone does not say which part of the story went wrong."""
+    lines = [stderr]
+    try:
+        document = json.loads(stdout)
+    except ValueError:
+        lines.append(stdout[-4000:])
+    else:
+        lines.append(f"summary: {document.get('summary')}")
+        lines += [str(e.get("text", e)) for e in document.get("events", [])[-25:]]
+    return _masked("\n".join(lines))
 
 
 class Everything(logging.Handler):
@@ -63,7 +87,7 @@ def test_demo_tells_the_story_and_leaks_no_pan(
             logging.getLogger(name).removeHandler(handler)
         setpay_logger.setLevel(previous)
     out = capsys.readouterr()
-    assert code == 0, out.err
+    assert code == 0, _why_it_failed(out.out, out.err)
     document = json.loads(out.out)
     steps = [e["step"] for e in document["events"] if "step" in e]
     assert steps == list(range(1, 11))
@@ -104,7 +128,7 @@ def test_demo_with_the_bank_keys_on_a_softhsm_token(
         "--json",
     ])  # fmt: skip
     out = capsys.readouterr()
-    assert code == 0, out.err
+    assert code == 0, _why_it_failed(out.out, out.err)
     summary = json.loads(out.out)["summary"]
     assert summary["approved"] is True and summary["pan_in_merchant_files"] is False
     assert summary["tampered"] == "COMPLETION_CODE_ORDER_REJECTED"
@@ -118,3 +142,6 @@ def test_the_scan_finds_a_card_number_and_reports_it_masked() -> None:
     where = _where(text)
     assert where == ["order 7: card 411111******1111 accepted, port 45899, id 1399ed92493731"]
     assert "4111111111111111" not in "".join(where)
+    assert _masked(text) == (
+        "order 7: card 411111******1111 accepted, port 45899, id 1399ed92493731f0"
+    )
