@@ -41,6 +41,27 @@ def ratios(step: StepResult) -> dict[str, dict[str, float | None]]:
     return found
 
 
+# A ceiling does part of the gateway's work in the same process model, so in a closed loop
+# it cannot honestly answer fewer per second than the gateway. Allow this much for the
+# noise of a shared machine before calling the reference run disturbed.
+CEILING_SLOWER_TOLERANCE = 0.05
+
+
+def doubts(step: StepResult) -> list[str]:
+    """What makes this step's ratios untrustworthy (empty when nothing does)."""
+    gateway = step.tallies.get(Service.GATEWAY)
+    ceiling = step.tallies.get(Service.CEILING)
+    if isinstance(step.shape, OpenLoop) or gateway is None or ceiling is None:
+        return []
+    if ceiling.throughput < gateway.throughput * (1 - CEILING_SLOWER_TOLERANCE):
+        return [
+            f"the ceiling answered {ceiling.throughput:,.0f}/s, fewer than the gateway's "
+            f"{gateway.throughput:,.0f}/s, though it does only part of the gateway's work: "
+            "its run was disturbed; repeat it before using the ratio"
+        ]
+    return []
+
+
 # Decimals kept in the JSON: microsecond latencies and CPU, hundredths of a request/s.
 # Full float precision would only add noise (and digit runs that look like card numbers).
 JSON_DECIMALS = 3
@@ -111,6 +132,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
                 "mode": "open" if isinstance(step.shape, OpenLoop) else "closed",
                 "results": {str(s): tally_json(t) for s, t in step.tallies.items()},
                 "ratios": _rounded(ratios(step)),
+                "doubts": doubts(step),
             }
             for step in result.steps
         ],
@@ -193,6 +215,7 @@ def to_text(result: BenchResult) -> str:
         for name, values in ratios(step).items():
             lines.append(f"    {name}: throughput {_num(values['throughput'], 2)}, "
                          f"server CPU per request {_num(values['server_cpu'], 2)}")  # fmt: skip
+        lines += [f"    DOUBT: {doubt}" for doubt in doubts(step)]
     sustained = result.sustained()
     if any(isinstance(s.shape, OpenLoop) for s in result.steps):
         lines.append("")
