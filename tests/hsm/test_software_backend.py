@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -186,6 +188,52 @@ def test_keystore_scrypt_parameters_are_bounded(tmp_path: Path) -> None:
     header["kdf"]["n"] = 2**30  # a tampered header asking for 128 GiB per open
     header_path.write_text(json.dumps(header))
     with pytest.raises(PermanentBackendError, match="scrypt parameters out of range"):
+        Keystore.open(tmp_path / "ks", PASSPHRASE)
+
+
+def _header(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    path = tmp_path / "ks" / "keystore.json"
+    return path, json.loads(path.read_text())
+
+
+def test_a_new_header_is_base64_so_it_never_looks_like_a_card_number(tmp_path: Path) -> None:
+    # In hex, about one header in 160 held a Luhn-valid 13-19 digit run, which PAN
+    # scanners (the demo's) reported as a card number in keystore.json.
+    SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    _, header = _header(tmp_path)
+    assert header["format"] == 2
+    assert len(base64.b64decode(header["kdf"]["salt"], validate=True)) == 16
+    assert len(base64.b64decode(header["check"], validate=True)) == 32
+
+
+def test_a_format_1_header_in_hex_still_opens(tmp_path: Path) -> None:
+    backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    path, header = _header(tmp_path)
+    # The header exactly as the format-1 code wrote it.
+    header["format"] = 1
+    header["kdf"]["salt"] = base64.b64decode(header["kdf"]["salt"]).hex()
+    header["check"] = base64.b64decode(header["check"]).hex()
+    path.write_text(json.dumps(header))
+    reopened = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    assert [k.label for k in reopened.list_keys()] == ["k"]
+    with pytest.raises(PermanentBackendError, match="wrong passphrase"):
+        Keystore.open(tmp_path / "ks", "not the passphrase")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("check", "not base64!", "corrupt keystore header"),
+        ("format", 3, "unknown format"),
+    ],
+)
+def test_a_damaged_header_is_refused(tmp_path: Path, field: str, value: object, error: str) -> None:
+    SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    path, header = _header(tmp_path)
+    header[field] = value
+    path.write_text(json.dumps(header))
+    with pytest.raises(PermanentBackendError, match=error):
         Keystore.open(tmp_path / "ks", PASSPHRASE)
 
 
