@@ -54,7 +54,7 @@ from hsm.policy import (
     check_label,
 )
 
-#: Format of each key version's JSON file (and of the header before base64, below).
+#: Format of each key version's JSON file (the header has its own, ``HEADER_FORMAT``).
 FORMAT = 1
 # The header (keystore.json) writes its salt and check in base64 since format 2. In hex,
 # about one header in 160 (measured over 200,000 random ones) held a Luhn-valid run of

@@ -231,8 +231,8 @@ class GroupCommitWriter:
     def _apply_group(
         self, conn: sqlite3.Connection, tx: Transaction, group: list[_Job[Any]]
     ) -> bool:
-        """BEGIN and apply ``group``'s first job and what queued behind it (the group grows
-        in place); return False if told to stop meanwhile."""
+        """BEGIN, apply ``group`` and then what queued behind it (the group grows in place);
+        return False if told to stop meanwhile."""
         # The window counts from our turn: what queued while we waited for it joins.
         opened = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
