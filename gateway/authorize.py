@@ -13,7 +13,15 @@ import logging
 
 from gateway import metrics
 from gateway.bank import Bank
-from gateway.ledger import Authorized, Decline, Declined, Outcome, Responder, new_hold_id
+from gateway.ledger import (
+    Authorized,
+    Decline,
+    Declined,
+    Outcome,
+    PrebuiltApproval,
+    Responder,
+    new_hold_id,
+)
 from gateway.outcomes import auth_code_for, resp_reason_for
 from setcore.authorization import (
     AuthDecision,
@@ -90,33 +98,29 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
             verified.rrpid.hex()[:8], verified.merchant_id, pi.pan.masked,
             pi.cardholder.thumbprint.hex()[:8],
         )  # fmt: skip
-    decided: list[Outcome] = []
     agrees = amount_agrees(verified, pi)
     hold_id = new_hold_id()
-    # The usual answer, an approval, is built here, in parallel with other requests, so
-    # the ledger's single writer thread only decides and stores (the signature and the
-    # two seals cost far more than the ledger's statements). A decline, a sale
-    # (capture_now) or anything unexpected is built inside the transaction as before.
-    asked = verified.data.auth_req_payload.auth_req_amt
-    likely = Authorized(hold_id, "", asked.amount, asked.currency, 0, None)
-    prebuilt = (
-        build_auth_response(bank.credentials, verified, decision_for(bank, verified, likely))
-        if agrees and not verified.data.capture_now
-        else None
-    )
+    built: list[Outcome] = []  # what ``build`` answered, the last attempt's
 
-    def respond(outcome: Outcome) -> bytes:
-        decided[:] = [outcome]  # the last attempt's: a store may retry a transaction
-        if (
-            prebuilt is not None
-            and isinstance(outcome, Authorized)
-            and (outcome.hold_id, outcome.amount, outcome.currency, outcome.capture)
-            == (hold_id, asked.amount, asked.currency, None)
-        ):
-            return prebuilt
+    def build(outcome: Outcome) -> bytes:
+        built[:] = [outcome]  # a store may retry a transaction
         return build_auth_response(
             bank.credentials, verified, decision_for(bank, verified, outcome)
         )
+
+    # The usual answer, an approval, is built here, in parallel with other requests, so
+    # the ledger's single writer only decides and stores (the signature and the two seals
+    # cost far more than the ledger's statements). A decline, a sale (capture_now) or
+    # anything unexpected is built inside the transaction, by ``build``.
+    asked = verified.data.auth_req_payload.auth_req_amt
+    likely = Authorized(hold_id, "", asked.amount, asked.currency, 0, None)
+    respond: Responder = build
+    prebuilt: bytes | None = None
+    if agrees and not verified.data.capture_now:
+        prebuilt = build_auth_response(
+            bank.credentials, verified, decision_for(bank, verified, likely)
+        )
+        respond = PrebuiltApproval(hold_id, asked.amount, asked.currency, prebuilt, build)
 
     digest = verified.request_digest  # computed once, when the request was opened
     if not agrees:
@@ -128,13 +132,17 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
         )
     else:
         answer = _ask_issuer(bank, verified, pi, digest, respond, hold_id)
-    if decided:  # committed: the ledger returns only then
-        metrics.authorization_decided(decided[0])
+    # The ledger returns only once the answer is committed. The prebuilt approval names a
+    # fresh hold id, so no other request's stored answer can equal it: equal bytes mean
+    # this call decided, and approved. Anything else this call decided went through
+    # ``build``; a retry answered from stored bytes went through neither.
+    decided = likely if answer == prebuilt else built[0] if built else None
+    if decided is not None:
+        metrics.authorization_decided(decided)
         if log.isEnabledFor(logging.INFO):
-            outcome = decided[0]
             what = (
-                f"declined ({outcome.reason.value})"
-                if isinstance(outcome, Declined)
+                f"declined ({decided.reason.value})"
+                if isinstance(decided, Declined)
                 else "approved, capture token sealed to the gateway itself"
             )
             log.info("AuthRes %s: %s; signed for merchant %s, naming its request",

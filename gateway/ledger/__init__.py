@@ -45,6 +45,7 @@ from gateway.ledger.outcomes import (
     Outcome,
     Posted,
     PostingOutcome,
+    PrebuiltApproval,
     Responder,
     TransactionKind,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "PostgresLedgerStore",
     "PostgresStoreConfig",
     "PostingOutcome",
+    "PrebuiltApproval",
     "Responder",
     "ReversalItem",
     "RrpidReused",

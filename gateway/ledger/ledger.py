@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from gateway.ledger import accounts, authorization, batches, books, holds, idempotency, settlement
 from gateway.ledger.accounts import CardAccount, MerchantAccount, StatusChange
@@ -37,7 +38,7 @@ from gateway.ledger.outcomes import (
 )
 from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_pan, validate_pan
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
-from gateway.ledger.store import LedgerStore, Transaction
+from gateway.ledger.store import LedgerStore, Row, Transaction
 
 # Largest amount of one operation or credit limit, in minor units: 10^12 cents is ten
 # billion in major units, beyond any card, and keeps a lifetime of sums inside int64.
@@ -121,6 +122,45 @@ def _check_items(items: Sequence[CaptureItem | CreditItem | ReversalItem]) -> No
             _check_currency(item.currency)
 
 
+# What the ledger hands its store is always a ``partial`` of a module-level function of
+# ``gateway.ledger``, never a lambda: a store may be another process (``service``), and
+# such a partial travels there by value (``wire``). These compose the rules for it.
+
+
+def _given(tx: Transaction, *, outcome: Outcome) -> Outcome:
+    return outcome
+
+
+def _answers(tx: Transaction) -> Row | None:
+    return tx.one("SELECT 1 AS ok")
+
+
+def _open_batch(tx: Transaction, *, merchant_id: str, now_ms: int) -> Outcome:
+    return batches.open_batch(tx, accounts.merchant_row(tx, merchant_id, lock=True), now_ms)
+
+
+def _close_batch(
+    tx: Transaction, *, merchant_id: str, batch_id: str | None, now_ms: int
+) -> Outcome:
+    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
+    return batches.close_batch(tx, merchant, batch_id, now_ms)
+
+
+def _purge_batch(tx: Transaction, *, merchant_id: str, batch_id: str) -> Outcome:
+    return batches.purge_batch(tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id)
+
+
+def _batch_summary(tx: Transaction, *, merchant_id: str, batch_id: str | None) -> BatchSummary:
+    return batches.summary(tx, accounts.merchant_row(tx, merchant_id), batch_id)
+
+
+def _batch_details(
+    tx: Transaction, *, merchant_id: str, batch_id: str, starting_point: int, max_items: int
+) -> BatchPage:
+    merchant = accounts.merchant_row(tx, merchant_id)
+    return batches.details(tx, merchant, batch_id, starting_point, max_items)
+
+
 class Ledger:
     """The issuer ledger over a store: accounts, authorizations, settlement, batches."""
 
@@ -158,8 +198,8 @@ class Ledger:
         masked = mask_pan(pan)
         now = self._clock()
         return self._store.execute(
-            lambda tx: accounts.open_card(
-                tx,
+            partial(
+                accounts.open_card,
                 account_id=account_id,
                 pan_index=index,
                 pan_sealed=sealed,
@@ -175,9 +215,7 @@ class Ledger:
         _check_text("account_id", account_id)
         now = self._clock()
         return self._store.execute(
-            lambda tx: accounts.change_card_status(
-                tx, account_id=account_id, change=change, now_ms=now
-            )
+            partial(accounts.change_card_status, account_id=account_id, change=change, now_ms=now)
         )
 
     def block_card_account(self, account_id: str) -> CardAccount:
@@ -198,26 +236,29 @@ class Ledger:
         _check_amount("credit_limit", credit_limit, allow_zero=True)
         now = self._clock()
         return self._store.execute(
-            lambda tx: accounts.set_credit_limit(
-                tx, account_id=account_id, credit_limit=credit_limit, now_ms=now
+            partial(
+                accounts.set_credit_limit,
+                account_id=account_id,
+                credit_limit=credit_limit,
+                now_ms=now,
             )
         )
 
     def card_account(self, account_id: str) -> CardAccount:
         """A card account by id; raise UnknownAccount."""
         now = self._clock()
-        return self._store.read(lambda tx: accounts.card_by_id(tx, account_id, now))
+        return self._store.read(partial(accounts.card_by_id, account_id=account_id, now_ms=now))
 
     def find_card_account(self, pan: str) -> CardAccount:
         """A card account by PAN; raise UnknownAccount."""
         validate_pan(pan)
         index = pan_index(self._keys, pan)
         now = self._clock()
-        return self._store.read(lambda tx: accounts.card_by_index(tx, index, now))
+        return self._store.read(partial(accounts.card_by_index, pan_index=index, now_ms=now))
 
     def reveal_pan(self, account_id: str) -> str:
         """Decrypt a card account's PAN (issuer use only; raise PanUnreadable if tampered)."""
-        sealed = self._store.read(lambda tx: accounts.sealed_pan(tx, account_id))
+        sealed = self._store.read(partial(accounts.sealed_pan, account_id=account_id))
         return open_pan(self._keys, account_id, sealed)
 
     def open_merchant_account(self, merchant_id: str, currency: int) -> MerchantAccount:
@@ -227,14 +268,18 @@ class Ledger:
         account_id = new_id("merchant")
         now = self._clock()
         return self._store.execute(
-            lambda tx: accounts.open_merchant(
-                tx, account_id=account_id, merchant_id=merchant_id, currency=currency, now_ms=now
+            partial(
+                accounts.open_merchant,
+                account_id=account_id,
+                merchant_id=merchant_id,
+                currency=currency,
+                now_ms=now,
             )
         )
 
     def merchant_account(self, merchant_id: str) -> MerchantAccount:
         """A merchant account by merchant id; raise UnknownMerchant."""
-        return self._store.read(lambda tx: accounts.merchant_by_id(tx, merchant_id))
+        return self._store.read(partial(accounts.merchant_by_id, merchant_id=merchant_id))
 
     # Money operations, idempotent on the RRPID.
 
@@ -250,8 +295,8 @@ class Ledger:
         _check_bytes("rrpid", rrpid)
         _check_bytes("request_digest", request_digest)
         return self._store.execute(
-            lambda tx: idempotency.run_once(
-                tx,
+            partial(
+                idempotency.run_once,
                 rrpid=rrpid,
                 request_digest=request_digest,
                 now_ms=now_ms,
@@ -304,8 +349,8 @@ class Ledger:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=lambda tx: authorization.authorize(
-                tx,
+            decide=partial(
+                authorization.authorize,
                 pan_index=index,
                 pan_expiry=pan_expiry,
                 amount=amount,
@@ -339,7 +384,7 @@ class Ledger:
             request_digest=request_digest,
             now_ms=self._clock(),
             respond=respond,
-            decide=lambda tx: outcome,
+            decide=partial(_given, outcome=outcome),
         )
 
     def reverse_authorization(
@@ -362,8 +407,12 @@ class Ledger:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=lambda tx: authorization.reverse_authorization(
-                tx, merchant_id=merchant_id, hold_id=hold_id, new_amount=new_amount, now_ms=now
+            decide=partial(
+                authorization.reverse_authorization,
+                merchant_id=merchant_id,
+                hold_id=hold_id,
+                new_amount=new_amount,
+                now_ms=now,
             ),
         )
 
@@ -386,9 +435,7 @@ class Ledger:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=lambda tx: rule(
-                tx, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now
-            ),
+            decide=partial(rule, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now),
         )
 
     def capture(
@@ -460,9 +507,7 @@ class Ledger:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=lambda tx: batches.open_batch(
-                tx, accounts.merchant_row(tx, merchant_id, lock=True), now
-            ),
+            decide=partial(_open_batch, merchant_id=merchant_id, now_ms=now),
         )
 
     def close_batch(
@@ -482,9 +527,7 @@ class Ledger:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=lambda tx: batches.close_batch(
-                tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id, now
-            ),
+            decide=partial(_close_batch, merchant_id=merchant_id, batch_id=batch_id, now_ms=now),
         )
 
     def purge_batch(
@@ -505,16 +548,12 @@ class Ledger:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=lambda tx: batches.purge_batch(
-                tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id
-            ),
+            decide=partial(_purge_batch, merchant_id=merchant_id, batch_id=batch_id),
         )
 
     def batch_summary(self, merchant_id: str, batch_id: str | None = None) -> BatchSummary:
         """A batch's totals per kind (the open batch by default); raise UnknownBatch."""
-        return self._store.read(
-            lambda tx: batches.summary(tx, accounts.merchant_row(tx, merchant_id), batch_id)
-        )
+        return self._store.read(partial(_batch_summary, merchant_id=merchant_id, batch_id=batch_id))
 
     def batch_details(
         self, merchant_id: str, batch_id: str, *, starting_point: int = 0, max_items: int = 100
@@ -525,8 +564,12 @@ class Ledger:
         if starting_point < 0 or not 1 <= max_items <= MAX_PAGE_ITEMS:
             raise InvalidRequest(f"starting_point >= 0 and 1 to {MAX_PAGE_ITEMS} items per page")
         return self._store.read(
-            lambda tx: batches.details(
-                tx, accounts.merchant_row(tx, merchant_id), batch_id, starting_point, max_items
+            partial(
+                _batch_details,
+                merchant_id=merchant_id,
+                batch_id=batch_id,
+                starting_point=starting_point,
+                max_items=max_items,
             )
         )
 
@@ -535,16 +578,14 @@ class Ledger:
     def hold(self, hold_id: str) -> Hold:
         """A hold and what happened against it; raise UnknownHold."""
         now = self._clock()
-        return self._store.read(lambda tx: holds.hold_by_id(tx, hold_id, now))
+        return self._store.read(partial(holds.hold_by_id, hold_id=hold_id, now_ms=now))
 
     def expire_holds(self, limit: int = EXPIRE_BATCH) -> int:
         """Post the release of up to ``limit`` expired holds; return how many (call often)."""
         if not 1 <= limit <= EXPIRE_BATCH:
             raise InvalidRequest(f"expire 1 to {EXPIRE_BATCH} holds at a time")
         now = self._clock()
-        return self._store.execute(
-            lambda tx: authorization.expire_holds(tx, now_ms=now, limit=limit)
-        )
+        return self._store.execute(partial(authorization.expire_holds, now_ms=now, limit=limit))
 
     def totals(self) -> tuple[CurrencyTotals, ...]:
         """The four balance sums per currency."""
@@ -556,7 +597,7 @@ class Ledger:
 
     def check_health(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial read."""
-        self._store.read(lambda tx: tx.one("SELECT 1 AS ok"))
+        self._store.read(_answers)
 
     def stored_response(self, rrpid: bytes, request_digest: bytes) -> bytes | None:
         """The answer stored for exactly this request, if it was decided before.
@@ -567,4 +608,6 @@ class Ledger:
         """
         _check_bytes("rrpid", rrpid)
         _check_bytes("request_digest", request_digest)
-        return self._store.read(lambda tx: idempotency.stored_response(tx, rrpid, request_digest))
+        return self._store.read(
+            partial(idempotency.stored_response, rrpid=rrpid, request_digest=request_digest)
+        )

@@ -168,3 +168,33 @@ Outcome = Authorized | AuthorizationReversed | PostingOutcome | BatchOutcome | D
 
 Responder = Callable[[Outcome], bytes]
 """Builds the signed response bytes for an outcome (the caller's, run by the ledger)."""
+
+
+@dataclass(frozen=True)
+class PrebuiltApproval:
+    """A ``respond`` with the answer to the likely outcome already built.
+
+    The gateway signs the approval it expects before it asks the ledger, in parallel with
+    other requests, so the ledger's writer only decides and stores. This answers with
+    ``response`` when the outcome is exactly that approval (this hold id, amount and
+    currency, no immediate capture), and asks ``otherwise`` for anything else. Being
+    ledger data, it travels to a ledger service by value (``wire``): the usual answer
+    needs no call back to the worker.
+    """
+
+    hold_id: str
+    amount: int
+    currency: int
+    response: bytes
+    otherwise: Responder
+
+    def __call__(self, outcome: Outcome) -> bytes:
+        """The prebuilt bytes for the expected approval, else whatever ``otherwise`` builds."""
+        if (
+            isinstance(outcome, Authorized)
+            and outcome.capture is None
+            and (outcome.hold_id, outcome.amount, outcome.currency)
+            == (self.hold_id, self.amount, self.currency)
+        ):
+            return self.response
+        return self.otherwise(outcome)
