@@ -15,7 +15,9 @@ development machine). The writer thread owns the only write connection of the pr
    its own SAVEPOINT, until the group holds ``max_operations`` or has been open
    ``window_seconds`` or the queue is empty;
 4. it commits once, then wakes every caller of the group: each gets its own result or
-   its own exception. No caller returns before the commit that carries its change.
+   its own exception. No caller returns before the commit that carries its change. A
+   caller that did not wait (``submit_async``: the ledger process's loop, which must
+   not block) gets its outcome through its completion, called on the writer thread.
 
 Why linger (PostgreSQL's ``commit_delay`` is the same idea): a worker computes one
 request at a time, so without it a group holds what finished during the previous commit,
@@ -94,16 +96,33 @@ class GroupCommitConfig:
             raise ValueError("group commit times must be positive")
 
 
+Completion = Callable[[R | None, BaseException | None], None]
+"""Called on the writer thread once an operation is committed (or failed): its result,
+or its exception. Must be quick and must not block on the writer."""
+
+
 class _Job(Generic[R]):
     """One operation handed to the writer, and its result or exception."""
 
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("done", "error", "on_done", "result", "work")
 
-    def __init__(self, work: Callable[[Transaction], R]) -> None:
+    def __init__(
+        self, work: Callable[[Transaction], R], on_done: Completion[R] | None = None
+    ) -> None:
         self.work = work
         self.done = threading.Event()
+        self.on_done = on_done
         self.result: R | None = None
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        """Tell the caller: wake it, or hand the outcome to its completion."""
+        if self.on_done is None:
+            self.done.set()
+            return
+        # A completion must never stop the writer; it answers for itself.
+        with contextlib.suppress(Exception):
+            self.on_done(self.result, self.error)
 
 
 class _GroupAborted(Exception):
@@ -169,6 +188,18 @@ class GroupCommitWriter:
             raise job.error
         return job.result  # type: ignore[return-value]  # set whenever error is None
 
+    def submit_async(self, work: Callable[[Transaction], R], on_done: Completion[R]) -> None:
+        """Queue ``work`` for the next group and return at once; ``on_done`` gets its result
+        or exception on the writer thread after the commit. Waits while the queue is full."""
+        job: _Job[R] = _Job(work, on_done)
+        with self._close_lock:
+            if self._closed:
+                raise StoreUnavailable("the ledger store is closed")
+            try:
+                self._queue.put(job, timeout=self._config.submit_timeout_seconds)
+            except queue.Full as exc:
+                raise StoreUnavailable("the ledger writer's queue stayed full") from exc
+
     def close(self) -> None:
         """Let the writer finish what is queued, then stop it."""
         with self._close_lock:
@@ -223,7 +254,7 @@ class GroupCommitWriter:
         except StoreUnavailable as exc:  # no turn: nothing of the group was applied
             self._abort(conn, group, exc)
         for job in group:
-            job.done.set()
+            job.finish()
         if self._observer is not None:
             self._notify(CommitStats(seconds=time.perf_counter() - started, operations=len(group)))
         return keep_running
@@ -322,4 +353,4 @@ class GroupCommitWriter:
                 return
             if job is not _STOP:
                 job.error = StoreUnavailable("the ledger store is closed")
-                job.done.set()
+                job.finish()

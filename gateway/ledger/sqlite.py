@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger.errors import StoreError, StoreUnavailable
-from gateway.ledger.group_commit import GroupCommitConfig, GroupCommitWriter
+from gateway.ledger.group_commit import Completion, GroupCommitConfig, GroupCommitWriter
 from gateway.ledger.schema import SQLITE, migrate
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
 from gateway.ledger.write_lock import WriteTurn
@@ -172,8 +173,11 @@ class SqliteLedgerStore(LedgerStore):
         path: str | os.PathLike[str],
         config: SqliteStoreConfig | None = None,
         observer: CommitObserver | None = None,
+        *,
+        cpu: CpuTurn = PROCESS_TURN,
     ) -> None:
-        """Open (creating or migrating) the database at ``path`` and start the writer."""
+        """Open (creating or migrating) the database at ``path`` and start the writer;
+        ``cpu`` is the turn to compute its writer takes and lingers on (``group_commit``)."""
         self._path = os.fspath(path)
         self._config = config or SqliteStoreConfig()
         self._closed = False
@@ -190,6 +194,7 @@ class SqliteLedgerStore(LedgerStore):
                 config=self._config.group_commit,
                 observer=observer,
                 turn=self._turn.hold,
+                cpu=cpu,
             )
         except BaseException:
             self._turn.close()
@@ -218,6 +223,11 @@ class SqliteLedgerStore(LedgerStore):
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in the writer's next group; return once that group is committed."""
         return self._writer.submit(work)
+
+    def submit(self, work: Callable[[Transaction], R], on_done: Completion[R]) -> None:
+        """Queue ``work`` for the writer's next group and return at once; ``on_done`` gets
+        its result or exception on the writer thread once that group is committed."""
+        self._writer.submit_async(work, on_done)
 
     def read(self, query: Callable[[Transaction], R]) -> R:
         """Run ``query`` in one snapshot on a pooled read connection."""

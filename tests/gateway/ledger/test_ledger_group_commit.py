@@ -195,3 +195,36 @@ def test_worker_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     assert ledger.find_card_account(PAN_A).available == 0
     ledger.check_balanced()
     ledger.close()
+
+
+def test_a_submission_without_waiting_is_answered_after_its_commit(tmp_path: Path) -> None:
+    # What the ledger process uses: queue and return, the writer answers after the commit.
+    path = tmp_path / "ledger.db"
+    store = SqliteLedgerStore(path)
+    try:
+        store.execute(lambda tx: tx.run("CREATE TABLE probe (value INTEGER NOT NULL UNIQUE)"))
+        answers: list[tuple[object, str | None, list[int]]] = []
+        done = threading.Event()
+
+        def completion(result: object, error: BaseException | None) -> None:
+            # Runs on the writer, after the commit: the row is on disk for another reader.
+            answers.append((result, type(error).__name__ if error else None, probe_values(path)))
+            if len(answers) == 3:
+                done.set()
+
+        def raising(result: object, error: BaseException | None) -> None:
+            raise RuntimeError("a completion that fails must not stop the writer")
+
+        store.submit(insert_probe(1), completion)
+        store.submit(insert_probe(1), raising)  # a duplicate: fails, and so does its completion
+        store.submit(insert_probe(1), completion)  # fails alone, answered with its error
+        store.submit(insert_probe(2), completion)
+        assert done.wait(30)
+        assert [a[:2] for a in answers] == [(1, None), (None, "StoreError"), (2, None)]
+        # Each success was answered only once its own row was committed.
+        assert 1 in answers[0][2] and 2 in answers[2][2]
+        assert store.execute(insert_probe(3)) == 3  # the writer is alive
+    finally:
+        store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.submit(insert_probe(4), lambda result, error: None)
