@@ -51,6 +51,7 @@ from gateway.ledger.outcomes import (
 )
 from gateway.ledger.pan import LedgerKeys
 from gateway.ledger.postgres import PostgresLedgerStore, PostgresStoreConfig
+from gateway.ledger.remote import RemoteLedgerStore
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
 from gateway.ledger.sqlite import SqliteLedgerStore, SqliteStoreConfig
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore
@@ -94,6 +95,7 @@ __all__ = [
     "PostgresStoreConfig",
     "PostingOutcome",
     "PrebuiltApproval",
+    "RemoteLedgerStore",
     "Responder",
     "ReversalItem",
     "RrpidReused",

@@ -29,6 +29,7 @@ from tests.gateway.ledger.ledger_support import (
     find_pg_bindir,
     free_port,
     postgres_backend,
+    served_sqlite_backend,
     sqlite_backend,
 )
 
@@ -78,11 +79,13 @@ def pg_cluster() -> Iterator[PgCluster]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-service", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """Each contract test runs once per store."""
+    """Each contract test runs once per store, and once over the ledger service."""
     if request.param == "sqlite":
         return sqlite_backend(tmp_path / "ledger.db")
+    if request.param == "sqlite-service":
+        return served_sqlite_backend(tmp_path / "ledger.db")
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     return postgres_backend(cluster.new_schema())
 

@@ -14,6 +14,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gateway.cpu_turn import CpuTurn
 from gateway.ledger import (
+    CommitObserver,
     Ledger,
     LedgerStore,
     Outcome,
     PostgresLedgerStore,
+    RemoteLedgerStore,
     SqliteLedgerStore,
 )
+from gateway.ledger.service import LedgerService
 from gateway.ledger.store import Transaction
 
 # Where Debian puts the server binaries (one directory per major version).
@@ -168,6 +173,44 @@ def sqlite_backend(path: Path) -> Backend:
         open_store=lambda observer=None: SqliteLedgerStore(path, observer=observer),
         raw_execute=raw,
         files=lambda: sorted(path.parent.glob(path.name + "*")),
+    )
+
+
+class ServedSqliteStore(RemoteLedgerStore):
+    """A SQLite store served by a ``LedgerService`` in this process, used over its socket:
+    the wire, the service and the remote store under the same tests as the others.
+
+    The remote side gets a turn to compute of its own: in the bank it is another process,
+    and sharing this process's turn with the service's writer would make a callback wait
+    for the writer that waits for it.
+    """
+
+    def __init__(self, path: Path, observer: CommitObserver | None = None) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="ledger-"))  # short: a socket path
+        self.socket_path = str(self.directory / "ledger.sock")
+        self.service = LedgerService(SqliteLedgerStore(path, observer=observer), self.socket_path)
+        try:
+            super().__init__(self.socket_path, cpu=CpuTurn())
+        except BaseException:
+            self.service.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+            self.service.close()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def served_sqlite_backend(path: Path) -> Backend:
+    """The SQLite database of ``sqlite_backend``, reached through a ledger service."""
+    plain = sqlite_backend(path)
+    return Backend(
+        name="sqlite-service",
+        open_store=lambda observer=None: ServedSqliteStore(path, observer),
+        raw_execute=plain.raw_execute,
+        files=plain.files,
     )
 
 

@@ -1,0 +1,220 @@
+"""The ledger service: one process owns the SQLite ledger and commits for every worker.
+
+With a writer per worker, each worker runs its own group-commit thread, and the workers
+take turns at SQLite's write lock (``write_lock``). Each commit then carries only one
+worker's requests, and the writer thread competes with its worker's request threads for
+that process's interpreter. The service moves the writer into a process of its own: the
+workers send their operations over a Unix socket (``wire``), one group carries the work
+of every worker, and no write turn is passed between processes.
+
+Two threads do the work, so that an operation costs few thread hand-overs:
+
+- the *loop* waits on every connection at once (epoll). For each operation that arrives
+  it reads the frame, unpickles it and queues it for the store's writer without waiting
+  (``SqliteLedgerStore.submit``); a read-only operation goes to a small pool of readers;
+- the store's *writer* applies the queued operations as one group, commits, and then
+  sends each connection its answer itself (``wire.RESULT`` or ``wire.ERROR``).
+
+A connection carries one operation at a time (the worker opens one per request thread,
+``remote``). Its descriptor is armed for one frame (EPOLLONESHOT) and re-armed only once
+the answer is sent, so while the writer runs the operation, its callbacks (``wire.CALL``)
+use the connection undisturbed by the loop.
+
+Who may connect: the socket lives in a directory only the bank's user can enter, and a
+connection from another user id (``SO_PEERCRED``) is closed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from gateway.ledger import wire
+from gateway.ledger.sqlite import SqliteLedgerStore
+
+log = logging.getLogger("setpay.ledger")
+
+# Connections the service keeps at once: request threads of every worker, with room for
+# restarted workers whose old connections are still closing.
+MAX_CONNECTIONS = 256
+# How long a callback may take in the worker before the operation fails (a signature on a
+# token is milliseconds; a worker that does not answer has died or hung), and how long the
+# rest of a frame may take once its first bytes are in (a worker sends whole frames).
+PEER_TIMEOUT_SECONDS = 30.0
+# Read-only operations run beside the writer on the store's read connections.
+READ_THREADS = 4
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT
+_WAKE = -1  # the loop's own wake-up pipe
+
+
+class _Callback:
+    """A worker-side function, called from the service over the operation's connection."""
+
+    def __init__(self, sock: socket.socket, number: int) -> None:
+        self._sock = sock
+        self._number = number
+
+    def __call__(self, *args: Any) -> Any:
+        wire.send_frame(self._sock, wire.CALL, wire.dump_value((self._number, args)))
+        kind, payload = wire.receive_frame(self._sock)
+        if kind == wire.RETURN:
+            return wire.load(payload)
+        if kind == wire.RAISE:
+            raise wire.CallbackFailed("a callback failed in the worker")
+        raise wire.WireError(f"a frame of kind {kind} where a callback's answer belongs")
+
+
+class LedgerService:
+    """Serves ``store`` on the Unix socket ``path`` until closed."""
+
+    def __init__(self, store: SqliteLedgerStore, path: str) -> None:
+        """Listen on ``path`` (its directory must exist and be private to this user)."""
+        self._store = store
+        self._path = path
+        self._lock = threading.Lock()
+        self._connections: dict[int, socket.socket] = {}
+        self._closed = False
+        self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ledger-read")
+        self._epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._listener.bind(path)
+            os.chmod(path, 0o600)
+            self._listener.listen(MAX_CONNECTIONS)
+            self._epoll.register(self._listener.fileno(), select.EPOLLIN)
+            self._epoll.register(self._wake_r, select.EPOLLIN)
+        except OSError:
+            self._release(unlink=False)  # the path may be another service's
+            raise
+        self._loop_thread = threading.Thread(target=self._loop, name="ledger-loop", daemon=True)
+        self._loop_thread.start()
+
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._connections)
+
+    # -- the loop
+
+    def _loop(self) -> None:
+        listener = self._listener.fileno()
+        while True:
+            for fd, _ in self._epoll.poll():
+                if fd == self._wake_r:
+                    return  # closing
+                if fd == listener:
+                    self._accept()
+                else:
+                    sock = self._connections.get(fd)
+                    if sock is not None:
+                        self._take_operation(sock)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self._listener.accept()
+        except OSError:
+            return
+        uid = _CREDENTIALS.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+        )[1]
+        if uid != os.getuid() or len(self._connections) >= MAX_CONNECTIONS:
+            log.warning("ledger service: refused a connection (uid %d)", uid)
+            sock.close()
+            return
+        sock.settimeout(PEER_TIMEOUT_SECONDS)
+        with self._lock:
+            self._connections[sock.fileno()] = sock
+        self._epoll.register(sock.fileno(), _ARMED)
+
+    def _take_operation(self, sock: socket.socket) -> None:
+        """Read one operation and hand it on; the answer re-arms the connection."""
+        try:
+            kind, payload = wire.receive_frame(sock)
+        except (wire.WireError, OSError):
+            self._drop(sock)  # closed by the worker, or not speaking the wire
+            return
+        try:
+            if kind not in (wire.EXECUTE, wire.READ):
+                raise wire.WireError(f"a frame of kind {kind} where an operation belongs")
+            operation = wire.load(payload, callback=lambda n: _Callback(sock, n))
+            if not callable(operation):
+                raise wire.WireError("an operation that is not a function")
+            if kind == wire.EXECUTE:
+                self._store.submit(
+                    operation, lambda result, error: self._answer(sock, result, error)
+                )
+            else:
+                self._readers.submit(self._read, sock, operation)
+        except Exception as exc:  # noqa: BLE001  every failure is the caller's answer
+            self._answer(sock, None, exc)
+
+    def _read(self, sock: socket.socket, query: Any) -> None:
+        try:
+            result = self._store.read(query)
+        except Exception as exc:  # noqa: BLE001  the caller's answer
+            self._answer(sock, None, exc)
+            return
+        self._answer(sock, result, None)
+
+    def _answer(self, sock: socket.socket, result: object, error: BaseException | None) -> None:
+        """Send the outcome of one operation and wait for the next (any thread)."""
+        try:
+            if error is None:
+                try:
+                    reply, body = wire.RESULT, wire.dump_value(result)
+                except Exception as exc:  # noqa: BLE001  a result that cannot travel
+                    error = exc
+            if error is not None:
+                reply, body = wire.ERROR, wire.dump_value(wire.shippable_error(error))
+            wire.send_frame(sock, reply, body)
+            self._epoll.modify(sock.fileno(), _ARMED)
+        except (OSError, ValueError, wire.WireError):
+            self._drop(sock)  # the worker went away
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._connections.get(sock.fileno()) is not sock:
+                return
+            del self._connections[sock.fileno()]
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(sock.fileno())
+        sock.close()
+
+    # -- stopping
+
+    def close(self) -> None:
+        """Stop taking operations, commit what is queued, close every connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        os.write(self._wake_w, b"x")
+        self._loop_thread.join()
+        self._readers.shutdown(wait=True)
+        try:
+            self._store.close()  # the writer commits and answers what is queued
+        finally:
+            self._release(unlink=True)
+
+    def _release(self, *, unlink: bool) -> None:
+        with self._lock:
+            connections = list(self._connections.values())
+            self._connections.clear()
+        for sock in connections:
+            sock.close()
+        self._listener.close()
+        if unlink:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
+        self._epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
