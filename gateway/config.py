@@ -5,7 +5,7 @@ module-level settings. Relative paths in the file are relative to the file's dir
 Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``,
 ``SETPAY_KEYS``, ``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_THREADS``,
 ``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``, ``SETPAY_REFLECTION``,
-``SETPAY_SCHEDULING``).
+``SETPAY_SCHEDULING``, ``SETPAY_LEDGER_SERVICE``).
 
 Example (``setpay init`` writes one)::
 
@@ -26,6 +26,7 @@ Example (``setpay init`` writes one)::
 
     [ledger]
     store = "sqlite:ledger.db"    # or a postgresql:// URL
+    service = false               # SQLite: true has one ledger process commit for all workers
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ DEFAULT_GRACE_SECONDS = 5.0
 # Worker processes at most: far beyond the cores of one gateway host, and it bounds the
 # key-backend sessions and database connections one bank opens.
 MAX_WORKERS = 64
+# Whether a SQLite ledger is written by one ledger process for all workers
+# (gateway.ledger_process) rather than by a writer thread in each worker. Off by default:
+# measured side by side, neither was faster (docs/BENCHMARKS.md, fourth round).
+DEFAULT_LEDGER_SERVICE = False
 # Metrics are for the operator's own scraper: served on loopback unless configured.
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
@@ -99,6 +104,7 @@ class BankConfig:
     metrics_port: int = 0
     metrics_host: str = DEFAULT_METRICS_HOST
     ledger: str = "sqlite:ledger.db"
+    ledger_service: bool = DEFAULT_LEDGER_SERVICE
     ca_db: Path = field(default=Path("ca.db"))
     certs_dir: Path = field(default=Path("certs"))
     ledger_keys: Path = field(default=Path("ledger.keys"))
@@ -121,6 +127,11 @@ class BankConfig:
             if not Path(directory).is_absolute():
                 return f"soft:{self.base_dir / directory}{sep}{params}"
         return self.keys
+
+    def uses_ledger_service(self) -> bool:
+        """Whether workers reach the ledger through a ledger process (SQLite only: every
+        PostgreSQL connection already goes to a server of its own)."""
+        return self.ledger_service and self.ledger.startswith("sqlite:")
 
     def ledger_url(self) -> str:
         """The ledger store URL, with a relative SQLite path resolved."""
@@ -161,8 +172,12 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
                 changes[attr] = int(env[name])
             except ValueError:
                 raise ConfigError(f"{name} must be an integer") from None
-    if "SETPAY_REFLECTION" in env:
-        changes["reflection"] = env["SETPAY_REFLECTION"].lower() in {"1", "true", "yes", "on"}
+    for name, attr in (
+        ("SETPAY_REFLECTION", "reflection"),
+        ("SETPAY_LEDGER_SERVICE", "ledger_service"),
+    ):
+        if name in env:
+            changes[attr] = env[name].lower() in {"1", "true", "yes", "on"}
     return replace(config, **changes)
 
 
@@ -228,6 +243,7 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
         scheduling=_get(gw, "scheduling", str, DEFAULT_POLICY),
         hold_expiry_ms=_get(ledger, "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
         ledger=_get(ledger, "store", str, "sqlite:ledger.db"),
+        ledger_service=_get(ledger, "service", bool, DEFAULT_LEDGER_SERVICE),
         tls=tls,
     )
     if config.tls is not None:

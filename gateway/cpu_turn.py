@@ -34,7 +34,7 @@ request (the CLI, tests, background jobs) is unaffected.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -47,15 +47,23 @@ class CpuTurn:
         self._mine = threading.local()
         self._count_lock = threading.Lock()
         self._wanting = 0
+        self._sink: Callable[[int], None] | None = None
 
     @property
     def wanting(self) -> int:
         """Threads that hold the turn or wait for it: requests computing now or about to."""
         return self._wanting
 
+    def publish(self, sink: Callable[[int], None] | None) -> None:
+        """Report every change of ``wanting`` to ``sink`` (``gateway.demand``: the ledger
+        process reads the workers' counts to know when to wait for more work)."""
+        self._sink = sink
+
     def _want(self, delta: int) -> None:
         with self._count_lock:
             self._wanting += delta
+            if self._sink is not None:
+                self._sink(self._wanting)
 
     def _depth(self) -> int:
         return int(getattr(self._mine, "depth", 0))

@@ -18,6 +18,7 @@ from gateway.ledger import (
     LedgerKeys,
     LedgerStore,
     PostgresLedgerStore,
+    RemoteLedgerStore,
     SqliteLedgerStore,
     UnknownAccount,
 )
@@ -57,11 +58,18 @@ def open_store(config: BankConfig, observer: CommitObserver | None = None) -> Le
     return PostgresLedgerStore(url, observer=observer)
 
 
-def open_ledger(config: BankConfig, observer: CommitObserver | None = None) -> Ledger:
-    """The issuer ledger of this bank (commits reported to ``observer``)."""
+def open_ledger(
+    config: BankConfig,
+    observer: CommitObserver | None = None,
+    *,
+    service: str | None = None,
+) -> Ledger:
+    """The issuer ledger of this bank (commits reported to ``observer``); through the
+    ledger service listening at ``service`` if given (it then reports the commits)."""
     keys = read_ledger_keys(config.path(config.ledger_keys))
     policy = LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)
-    return Ledger(open_store(config, observer), keys, config=policy)
+    store = RemoteLedgerStore(service) if service else open_store(config, observer)
+    return Ledger(store, keys, config=policy)
 
 
 class LedgerDirectory:

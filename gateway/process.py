@@ -76,13 +76,15 @@ def start_bank(
     listen: str | None = None,
     ca_listen: str | None = None,
     reuse_port: bool = False,
+    ledger_service: str | None = None,
 ) -> RunningBank:
     """Open keys, ledger and CA; serve PaymentGateway (mutual TLS) and CertificateAuthority
-    (server TLS) each on its own port."""
+    (server TLS) each on its own port. ``ledger_service``: the socket of the ledger
+    process that commits for this worker, if there is one."""
     on = metrics.enabled()
     pki = load_bank_pki(config, metrics.key_operation if on else None)
     try:
-        ledger = open_ledger(config, metrics.ledger_commit if on else None)
+        ledger = open_ledger(config, metrics.ledger_commit if on else None, service=ledger_service)
     except BaseException:
         pki.close()
         raise

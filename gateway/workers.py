@@ -48,7 +48,10 @@ from types import FrameType
 from gateway import metrics, scheduling
 from gateway.ca.errors import CaError
 from gateway.config import BankConfig
+from gateway.cpu_turn import PROCESS_TURN
+from gateway.demand import DemandBoard
 from gateway.ledger import LedgerError
+from gateway.ledger_process import LedgerSocket, demand_path, run_ledger_process
 from gateway.ports import PortError, reserve
 from gateway.process import start_bank
 from gateway.provisioning import ProvisioningError
@@ -74,6 +77,8 @@ PARENT_CHECK_SECONDS = 1.0
 # A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one.
 READY_LINE_BYTES = 64
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+# The ledger process's index among the children (workers count from 0).
+LEDGER_INDEX = -1
 # What a worker may meet while opening the bank, none of them a bug: logged in one line.
 _STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSError)
 
@@ -117,6 +122,8 @@ class WorkerPlan:
     ca_listen: str
     metrics: bool
     supervisor_pid: int
+    ledger_socket: str | None = None
+    """The ledger process's socket, when one commits for every worker."""
 
 
 def _run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> int:
@@ -131,8 +138,17 @@ def _run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> 
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if plan.metrics:
         metrics.enable(index)
+    if plan.ledger_socket is not None:
+        board = DemandBoard(demand_path(plan.ledger_socket))
+        PROCESS_TURN.publish(board.publisher(index))
     scheduling.apply(plan.config.scheduling)  # before start_bank starts any thread
-    running = start_bank(plan.config, listen=plan.listen, ca_listen=plan.ca_listen, reuse_port=True)
+    running = start_bank(
+        plan.config,
+        listen=plan.listen,
+        ca_listen=plan.ca_listen,
+        reuse_port=True,
+        ledger_service=plan.ledger_socket,
+    )
     os.write(ready_fd, f"{running.port} {running.ca_port}\n".encode())
     os.close(ready_fd)
     while not stop.wait(PARENT_CHECK_SECONDS):
@@ -178,6 +194,7 @@ class Supervisor:
         self._scrape = scrape
         self._on_ready = on_ready
         self._workers: dict[int, _Worker] = {}
+        self._ledger: _Worker | None = None  # the ledger process, if the plan has one
         self._budget = RestartBudget()
         self._selector = selectors.DefaultSelector()
         self._stop_requested = False
@@ -204,8 +221,10 @@ class Supervisor:
         if self._scrape is not None:
             self._selector.register(self._scrape.fileno(), selectors.EVENT_READ, "scrape")
         try:
-            for index in range(self._count):
-                self._spawn(index)
+            if self._plan.ledger_socket is not None:
+                self._spawn_ledger()  # the workers follow once it serves
+            else:
+                self._spawn_workers()
             self._loop()
         finally:
             signal.set_wakeup_fd(previous_wakeup)
@@ -218,42 +237,66 @@ class Supervisor:
 
     # -- workers
 
-    def _spawn(self, index: int) -> None:
+    def _spawn_workers(self) -> None:
+        for index in range(self._count):
+            self._spawn(index)
+
+    def _fork(self, index: int) -> _Worker:
+        """Fork a child that runs ``_become_child(index, ...)``; the child as watched."""
         read_fd, write_fd = os.pipe()
         # Signals stay blocked across fork so the child never runs our handlers.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             pid = os.fork()
-            if pid == 0:  # the worker; never returns
+            if pid == 0:  # the child; never returns
                 os.close(read_fd)
-                self._become_worker(index, write_fd, mask)
+                self._become_child(index, write_fd, mask)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        self._workers[pid] = _Worker(index, pid, read_fd, time.monotonic())
         self._selector.register(read_fd, selectors.EVENT_READ, pid)
-        log.info("worker %d started (pid %d)", index, pid)
+        return _Worker(index, pid, read_fd, time.monotonic())
 
-    def _become_worker(self, index: int, ready_fd: int, mask: set[int]) -> None:
+    def _spawn(self, index: int) -> None:
+        worker = self._fork(index)
+        self._workers[worker.pid] = worker
+        log.info("worker %d started (pid %d)", index, worker.pid)
+
+    def _spawn_ledger(self) -> None:
+        self._ledger = self._fork(LEDGER_INDEX)
+        log.info("ledger process started (pid %d)", self._ledger.pid)
+
+    def _children(self) -> list[_Worker]:
+        return [*self._workers.values(), *([self._ledger] if self._ledger else [])]
+
+    def _become_child(self, index: int, ready_fd: int, mask: set[int]) -> None:
         code = 1
+        what = "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
         try:
             # Drop what belongs to the supervisor: its loop, its sockets, other ready pipes.
             signal.set_wakeup_fd(-1)
             self._selector.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
-            for worker in self._workers.values():
-                if worker.ready_fd is not None:
-                    os.close(worker.ready_fd)
+            for child in self._children():
+                if child.ready_fd is not None:
+                    os.close(child.ready_fd)
             for close in self._inherited:
                 close()
-            code = _run_worker(self._plan, index, ready_fd, mask)
+            if index == LEDGER_INDEX:
+                assert self._plan.ledger_socket is not None
+                code = run_ledger_process(
+                    self._plan.config, self._plan.ledger_socket, ready_fd, mask,
+                    with_metrics=self._plan.metrics, supervisor_pid=self._plan.supervisor_pid,
+                )  # fmt: skip
+            else:
+                code = _run_worker(self._plan, index, ready_fd, mask)
         except _STARTUP_FAULTS as exc:
             # The operator's to fix (a PIN, a token, a file, a port): one line says it.
-            log.error("worker %d cannot serve: %s: %s", index, type(exc).__name__, exc)
+            log.error("%s cannot serve: %s: %s", what, type(exc).__name__, exc)
         except BaseException:
-            log.exception("worker %d failed", index)
+            log.exception("%s failed", what)
         finally:
             # Never return into the supervisor's stack (its finally blocks are not ours).
             logging.shutdown()
@@ -270,7 +313,12 @@ class Supervisor:
             return
         worker.received += chunk
         line, newline, _ = worker.received.partition(b"\n")
-        if newline:
+        if newline and worker is self._ledger:
+            worker.ready = True
+            log.info("ledger process serving (pid %d)", worker.pid)
+            if not self._workers and not self._stopping():
+                self._spawn_workers()
+        elif newline:
             ports = line.decode("ascii", "replace").split()
             if ports != self._expected:
                 log.error("worker %d serves on %s, not %s", worker.index, ports, self._expected)
@@ -296,6 +344,9 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self._ledger is not None and pid == self._ledger.pid:
+                self._ledger_exited(self._ledger, os.waitstatus_to_exitcode(status))
+                continue
             worker = self._workers.pop(pid, None)
             if worker is None:
                 continue
@@ -305,6 +356,35 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             metrics.worker_gone(pid, len(self._workers))
             self._worker_exited(worker, code)
+            if not self._workers and self._stopping():
+                self._stop_ledger()  # its last client is gone
+
+    def _ledger_exited(self, ledger: _Worker, code: int) -> None:
+        self._ledger = None
+        if ledger.ready_fd is not None:
+            self._selector.unregister(ledger.ready_fd)
+            os.close(ledger.ready_fd)
+        how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        if self._stopping():
+            if code != 0:
+                log.error("the ledger process (pid %d) stopped with %s", ledger.pid, how)
+                self._failed = True
+            else:
+                log.info("ledger process (pid %d) stopped", ledger.pid)
+            return
+        log.error("the ledger process (pid %d) died: %s", ledger.pid, how)
+        if not ledger.ready:
+            self._fail("the ledger process failed to start")
+        elif not self._budget.take():
+            self._fail(f"more than {MAX_RESTARTS} restarts within {RESTART_WINDOW_SECONDS:.0f} s")
+        else:
+            self._spawn_ledger()
+            log.warning("ledger process restarted; workers reconnect on their next request")
+
+    def _stop_ledger(self) -> None:
+        if self._ledger is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._ledger.pid, signal.SIGTERM)
 
     def _worker_exited(self, worker: _Worker, code: int) -> None:
         how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
@@ -350,15 +430,17 @@ class Supervisor:
         for pid in self._workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        if not self._workers:
+            self._stop_ledger()  # otherwise once the last worker is gone
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
         if self._stopping_since is not None:
             limit = self._plan.config.grace_seconds + STOP_MARGIN_SECONDS
             if now - self._stopping_since > limit:
-                for worker in self._workers.values():
+                for worker in self._children():
                     log.error(
-                        "worker %d (pid %d) did not stop: killing it", worker.index, worker.pid
+                        "child %d (pid %d) did not stop: killing it", worker.index, worker.pid
                     )
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(worker.pid, signal.SIGKILL)
@@ -366,15 +448,14 @@ class Supervisor:
                 self._stopping_since = now  # another round for the kills to land
             return
         late = [
-            w
-            for w in self._workers.values()
-            if not w.ready and now - w.started > WORKER_START_SECONDS
+            w for w in self._children() if not w.ready and now - w.started > WORKER_START_SECONDS
         ]
         if late:
-            self._fail(f"worker {late[0].index} was not serving after {WORKER_START_SECONDS:.0f} s")
+            what = "the ledger process" if late[0] is self._ledger else f"worker {late[0].index}"
+            self._fail(f"{what} was not serving after {WORKER_START_SECONDS:.0f} s")
 
     def _loop(self) -> None:
-        while self._workers:
+        while self._workers or self._ledger is not None:
             for key, _ in self._selector.select(LOOP_SECONDS):
                 if key.data == "wake":
                     with contextlib.suppress(BlockingIOError):
@@ -385,6 +466,8 @@ class Supervisor:
                     self._scrape.handle()
                 else:
                     worker = self._workers.get(key.data)
+                    if worker is None and self._ledger and self._ledger.pid == key.data:
+                        worker = self._ledger
                     if worker is not None and worker.ready_fd is not None:
                         self._read_ready(worker)
             if self._stop_requested and not self._stopping():
@@ -418,6 +501,7 @@ def serve(
     status (0: every worker stopped cleanly). ``on_ready`` runs once all are serving."""
     inherited: list[Callable[[], None]] = []  # what the supervisor holds, workers close
     directory: MultiprocessDirectory | None = None
+    ledger_socket: LedgerSocket | None = None  # removed by the supervisor alone
     try:
         try:
             gateway = reserve(listen or config.listen)
@@ -435,9 +519,12 @@ def serve(
             except metrics.MetricsError as exc:
                 raise WorkerError(str(exc)) from exc
             inherited.append(endpoint.close)
+        if config.uses_ledger_service():
+            ledger_socket = LedgerSocket()
         plan = WorkerPlan(
             config, gateway.address, ca.address, metrics=endpoint is not None,
             supervisor_pid=os.getpid(),
+            ledger_socket=ledger_socket.path if ledger_socket else None,
         )  # fmt: skip
         bound = Bound(gateway.port, ca.port, endpoint.port if endpoint else None, config.workers)
         supervisor = Supervisor(
@@ -450,6 +537,8 @@ def serve(
             close()
         if directory is not None:
             directory.remove()
+        if ledger_socket is not None:
+            ledger_socket.close()
 
 
 def write_port_file(path: Path, bound: Bound) -> None:

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger
+from gateway.ledger_process import PROCESS_NAME
 from gateway.provisioning import init_bank
 from hsm.software import SoftwareBackend
 from setpay.v1 import services_pb2_grpc
@@ -63,6 +64,26 @@ def children_of(pid: int) -> list[int]:
         return [int(p) for p in path.read_text().split()]
     except FileNotFoundError:
         return []
+
+
+LEDGER_PROCESS_NAME = PROCESS_NAME.decode()
+
+
+def _named(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def workers_of(pid: int) -> list[int]:
+    """The bank's worker processes: its children but the ledger process."""
+    return [c for c in children_of(pid) if _named(c) != LEDGER_PROCESS_NAME]
+
+
+def ledger_process_of(pid: int) -> list[int]:
+    """The bank's ledger process (a list: empty while there is none)."""
+    return [c for c in children_of(pid) if _named(c) == LEDGER_PROCESS_NAME]
 
 
 def threads_of(pid: int) -> int:

@@ -7,6 +7,7 @@ from the test as a third process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -37,19 +38,37 @@ from .actors import (
 )
 from .served import (
     ServedBank,
-    children_of,
+    ledger_process_of,
     mapped_files,
     serve_bank,
     served,
     threads_of,
     value,
     wait_for,
+    workers_of,
 )
 
 
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[ServedBank]:
     yield from served(tmp_path, workers=2)
+
+
+# The SQLite ledger written by a writer thread in each worker taking turns at the file
+# (the default), or by one ledger process for every worker.
+LEDGER_MODES = {"ledger-process": "1", "writer-per-worker": "0"}
+
+
+@pytest.fixture(params=sorted(LEDGER_MODES))
+def two_workers_either_ledger(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[ServedBank]:
+    env = {"SETPAY_LEDGER_SERVICE": LEDGER_MODES[request.param]}
+    yield from served(tmp_path, workers=2, extra_env=env)
+
+
+def _uses_ledger_process(bank: ServedBank) -> bool:
+    return "ledger process serving" in bank.log()
 
 
 def _pcert(
@@ -105,12 +124,13 @@ def _stubs_on_every_worker(
     raise AssertionError(f"64 channels and still a worker without one: {sorted(found)}")
 
 
-def test_two_workers_both_serve_and_lose_no_update(two_workers: ServedBank) -> None:
-    bank = two_workers
+def test_two_workers_both_serve_and_lose_no_update(two_workers_either_ledger: ServedBank) -> None:
+    bank = two_workers_either_ledger
     merchant = register_merchant(bank.world, "M-workers-1")
     stubs = _stubs_on_every_worker(bank, merchant, workers=2)
     # One card, 16 racers for 10 affordable holds, spread over connections to both
-    # workers: each worker has its own SQLite writer on the same file.
+    # workers: both write the same SQLite file, through the ledger process or each with
+    # a writer of its own.
     affordable, amount, racers = 10, 100, 16
     cardholder = register_cardholder(bank.world, limit=affordable * amount)
     pairs = [auth_request(merchant, purchase(merchant, cardholder, amount)) for _ in range(racers)]
@@ -126,27 +146,29 @@ def test_two_workers_both_serve_and_lose_no_update(two_workers: ServedBank) -> N
     ledger.check_balanced()
     # The supervisor never started gRPC (its core runs threads) nor anything else threaded.
     assert threads_of(bank.process.pid) == 1
-    # Every thread of every worker (gRPC's, the ledger writer) runs under SCHED_BATCH, the
-    # configured default; the supervisor keeps the normal policy.
-    workers = children_of(bank.process.pid)
+    # Every thread of every worker (gRPC's, the ledger writer) and of the ledger process
+    # runs under SCHED_BATCH, the configured default; the supervisor keeps the normal policy.
+    workers = workers_of(bank.process.pid)
     assert len(workers) == 2
-    for worker in workers:
-        tids = [int(t.name) for t in Path(f"/proc/{worker}/task").iterdir()]
-        assert len(tids) > 5
+    ledger_process = ledger_process_of(bank.process.pid)
+    assert len(ledger_process) == (1 if _uses_ledger_process(bank) else 0)
+    for process in workers + ledger_process:
+        tids = [int(t.name) for t in Path(f"/proc/{process}/task").iterdir()]
+        assert len(tids) > (5 if process in workers else 2)  # gRPC's; the writer and loop
         assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_BATCH}
     assert os.sched_getscheduler(bank.process.pid) == os.SCHED_OTHER
     assert bank.stop() == 0, bank.log()
 
 
-def test_sigterm_lets_calls_in_flight_finish(two_workers: ServedBank) -> None:
-    bank = two_workers
+def test_sigterm_lets_calls_in_flight_finish(two_workers_either_ledger: ServedBank) -> None:
+    bank = two_workers_either_ledger
     merchant = register_merchant(bank.world, "M-drain-1")
     stubs = _stubs_on_every_worker(bank, merchant, workers=2)
     cardholder = register_cardholder(bank.world, limit=100_000)
     in_flight = 6
     pairs = [auth_request(merchant, purchase(merchant, cardholder, 100)) for _ in range(in_flight)]
-    # Hold the ledger's write lock from this process: every authorization then waits in
-    # its worker's ledger writer, in flight, until we let go (SQLite's busy timeout is 5 s).
+    # Hold the ledger's write lock from this process: every authorization then waits for
+    # the ledger's writer, in flight, until we let go (SQLite's busy timeout is 5 s).
     blocker = sqlite3.connect(bank.directory / "ledger.db", timeout=10, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     released = False
@@ -181,17 +203,22 @@ def test_sigterm_lets_calls_in_flight_finish(two_workers: ServedBank) -> None:
     assert bank.process.wait(timeout=60) == 0, bank.log()
     assert bank.world.running.ledger.card_account(cardholder.account_id).pending == 100 * in_flight
     log = bank.log()
-    assert "worker 0 (pid" in log and "worker 1 (pid" in log and log.count(") stopped") == 2
+    assert "worker 0 (pid" in log and "worker 1 (pid" in log
+    assert len(re.findall(r"worker \d \(pid \d+\) stopped", log)) == 2
+    if _uses_ledger_process(bank):
+        # Stopped last, once no worker could still need it.
+        stops = [line for line in log.splitlines() if ") stopped" in line]
+        assert len(stops) == 3 and "ledger process (pid" in stops[-1], stops
 
 
 def test_a_killed_worker_is_reported_and_replaced(two_workers: ServedBank) -> None:
     bank = two_workers
     merchant = register_merchant(bank.world, "M-restart-1")
-    wait_for("two workers", lambda: len(children_of(bank.process.pid)) == 2)
-    victim, survivor = children_of(bank.process.pid)
+    wait_for("two workers", lambda: len(workers_of(bank.process.pid)) == 2)
+    victim, survivor = workers_of(bank.process.pid)
     os.kill(victim, signal.SIGKILL)
     wait_for(
-        "the replacement", lambda: len(set(children_of(bank.process.pid)) - {victim, survivor}) == 1
+        "the replacement", lambda: len(set(workers_of(bank.process.pid)) - {victim, survivor}) == 1
     )
     wait_for("the replacement serving", lambda: bank.log().count(" serving (pid ") == 3)
     log = bank.log()
@@ -202,6 +229,44 @@ def test_a_killed_worker_is_reported_and_replaced(two_workers: ServedBank) -> No
     samples = bank.scrape()
     assert value(samples, "setpay_worker_restarts_total") == 1
     assert value(samples, "setpay_workers") == 2
+    assert bank.stop() == 0, bank.log()
+
+
+def test_a_killed_ledger_process_is_replaced_and_workers_reconnect(tmp_path: Path) -> None:
+    with contextlib.closing(
+        serve_bank(tmp_path, workers=2, extra_env={"SETPAY_LEDGER_SERVICE": "1"})
+    ) as bank:
+        _ledger_process_restart(bank)
+
+
+def _ledger_process_restart(bank: ServedBank) -> None:
+    merchant = register_merchant(bank.world, "M-ledger-restart-1")
+    cardholder = register_cardholder(bank.world, limit=100_000)
+    stubs = _stubs_on_every_worker(bank, merchant, workers=2)
+    for stub in stubs:  # every worker holds connections to the ledger process now
+        assert (
+            _auth_code(stub, merchant, auth_request(merchant, purchase(merchant, cardholder, 100)))
+            == "AUTH_CODE_APPROVED"
+        )
+    (victim,) = ledger_process_of(bank.process.pid)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        "a new ledger process", lambda: ledger_process_of(bank.process.pid) not in ([], [victim])
+    )
+    wait_for(
+        "the new ledger process serving",
+        lambda: bank.log().count("ledger process serving (pid") == 2,
+    )
+    log = bank.log()
+    assert f"the ledger process (pid {victim}) died: signal SIGKILL" in log
+    assert "ledger process restarted" in log
+    # Each worker finds its old connections closed when it sends, and dials again.
+    for stub in stubs:
+        pair = auth_request(merchant, purchase(merchant, cardholder, 100))
+        assert _auth_code(stub, merchant, pair) == "AUTH_CODE_APPROVED"
+    account = bank.world.running.ledger.card_account(cardholder.account_id)
+    assert account.pending == 100 * 4
+    assert len(workers_of(bank.process.pid)) == 2  # the workers were not restarted
     assert bank.stop() == 0, bank.log()
 
 
@@ -221,9 +286,9 @@ def test_a_worker_that_cannot_start_stops_the_bank(tmp_path: Path) -> None:
 
 def test_a_replacement_that_cannot_start_is_not_retried(two_workers: ServedBank) -> None:
     bank = two_workers
-    wait_for("two workers", lambda: len(children_of(bank.process.pid)) == 2)
+    wait_for("two workers", lambda: len(workers_of(bank.process.pid)) == 2)
     _break_ledger_keys(bank.directory)
-    os.kill(children_of(bank.process.pid)[0], signal.SIGKILL)
+    os.kill(workers_of(bank.process.pid)[0], signal.SIGKILL)
     assert bank.process.wait(timeout=60) == 1
     log = bank.log()
     assert log.count(" started (pid ") == 3  # two, then one replacement, no more
@@ -272,7 +337,7 @@ def test_workers_on_a_pkcs11_token_each_log_in_after_fork(
         assert value(samples, "setpay_key_sessions") > 0
         # PKCS#11 was initialized in the workers only: the supervisor never loaded SoftHSM.
         assert "libsofthsm2" not in mapped_files(bank.process.pid)
-        assert all("libsofthsm2" in mapped_files(w) for w in children_of(bank.process.pid))
+        assert all("libsofthsm2" in mapped_files(w) for w in workers_of(bank.process.pid))
         assert bank.stop() == 0, bank.log()
     finally:
         bank.close()
@@ -342,4 +407,22 @@ def test_scheduling_policy_is_batch_unless_configured(tmp_path: Path) -> None:
     assert load(path, env={"SETPAY_SCHEDULING": "normal"}).scheduling == "normal"
     path.write_text('[gateway]\ninsecure = true\nscheduling = "realtime"\n')
     with pytest.raises(ConfigError, match="scheduling must be one of batch, normal"):
+        load(path, env={})
+
+
+def test_the_ledger_process_is_chosen_by_file_or_environment_for_sqlite_only(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "setpay.toml"
+    path.write_text("[gateway]\ninsecure = true\n")
+    assert not load(path, env={}).uses_ledger_service()  # off unless asked for
+    assert load(path, env={"SETPAY_LEDGER_SERVICE": "1"}).uses_ledger_service()
+    path.write_text("[gateway]\ninsecure = true\n[ledger]\nservice = true\n")
+    assert load(path, env={}).uses_ledger_service()
+    assert not load(path, env={"SETPAY_LEDGER_SERVICE": "0"}).uses_ledger_service()
+    # PostgreSQL is a server already: every worker connects to it.
+    postgres = {"SETPAY_LEDGER": "postgresql://bank@localhost/ledger"}
+    assert not load(path, env=postgres).uses_ledger_service()
+    path.write_text("[gateway]\ninsecure = true\n[ledger]\nservice = 'yes'\n")
+    with pytest.raises(ConfigError, match="service must be bool"):
         load(path, env={})

@@ -1,0 +1,75 @@
+"""Requests computing in the workers, as the ledger process sees them.
+
+A group commit is worth more when it carries more operations: the fsync, the WAL pages
+and the write transaction are paid once per group. Inside one worker the writer knows
+when to wait a moment for more (``gateway.cpu_turn.CpuTurn.wanting``: requests are
+computing and will submit soon). The ledger process (``gateway.ledger.service``) serves
+every worker and cannot see their threads; without that knowledge it commits at once,
+and its groups held 1.2 operations on average at full load here, against 2.9 for the
+writers inside the workers.
+
+So each worker publishes its own ``wanting`` count in a slot of a small shared file
+(``DemandBoard``), and the ledger process's writer lingers while the slots add up to more
+than zero (``SharedDemand``). A slot is one aligned 32-bit integer written by one process
+only; a reader may see a value a moment old, which costs at most one linger.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Callable
+
+from gateway.cpu_turn import CpuTurn
+
+# One slot per worker index; a worker beyond the board publishes nothing.
+SLOTS = 64
+_SLOT = struct.Struct("=i")
+
+
+class DemandBoard:
+    """A file of ``SLOTS`` counters, mapped into every process of the bank."""
+
+    def __init__(self, path: str, *, create: bool = False) -> None:
+        """Map the board at ``path``; ``create`` makes it (zeroed, this user's only)."""
+        size = SLOTS * _SLOT.size
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def publisher(self, index: int) -> Callable[[int], None]:
+        """What worker ``index`` calls with its count whenever it changes."""
+        if not 0 <= index < SLOTS:
+            return lambda count: None
+        offset = index * _SLOT.size
+        board = self._map
+
+        def publish(count: int) -> None:
+            _SLOT.pack_into(board, offset, count)
+
+        publish(0)  # a restarted worker replaces whatever its predecessor left
+        return publish
+
+    def total(self) -> int:
+        """Requests computing now, over every worker."""
+        return sum(count for (count,) in _SLOT.iter_unpack(self._map))
+
+
+class SharedDemand(CpuTurn):
+    """The ledger process's turn to compute, whose ``wanting`` is the workers' demand."""
+
+    def __init__(self, board: DemandBoard) -> None:
+        """Read demand from ``board``."""
+        super().__init__()
+        self._board = board
+
+    @property
+    def wanting(self) -> int:
+        """Requests computing in the workers now (they will submit soon)."""
+        return self._board.total()
