@@ -25,6 +25,11 @@ period, closes its key sessions and the ledger, and exits 0. The supervisor exit
 every worker did, after the grace period plus STOP_MARGIN_SECONDS at most (stragglers are
 killed, and the exit status is 1). A worker whose supervisor vanished stops by itself.
 
+The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
+owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
+first, the workers once it serves; it is restarted under the same budget if it dies, and
+stopped only after the last worker has gone, so draining workers keep their ledger.
+
 Errors: ``WorkerError`` (a port cannot be reserved, metrics cannot be served), from
 ``serve`` before any worker starts. Later failures are logged and end in exit status 1.
 """
@@ -168,6 +173,10 @@ class _Worker:
     ready: bool = False
     received: bytes = b""
 
+    @property
+    def name(self) -> str:
+        return "the ledger process" if self.index == LEDGER_INDEX else f"worker {self.index}"
+
 
 # --- the supervisor -----------------------------------------------------------------------
 
@@ -272,7 +281,7 @@ class Supervisor:
 
     def _become_child(self, index: int, ready_fd: int, mask: set[int]) -> None:
         code = 1
-        what = "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
+        what = _Worker(index, os.getpid(), None, 0.0).name
         try:
             # Drop what belongs to the supervisor: its loop, its sockets, other ready pipes.
             signal.set_wakeup_fd(-1)
@@ -439,9 +448,7 @@ class Supervisor:
             limit = self._plan.config.grace_seconds + STOP_MARGIN_SECONDS
             if now - self._stopping_since > limit:
                 for worker in self._children():
-                    log.error(
-                        "child %d (pid %d) did not stop: killing it", worker.index, worker.pid
-                    )
+                    log.error("%s (pid %d) did not stop: killing it", worker.name, worker.pid)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(worker.pid, signal.SIGKILL)
                 self._failed = True
@@ -451,8 +458,7 @@ class Supervisor:
             w for w in self._children() if not w.ready and now - w.started > WORKER_START_SECONDS
         ]
         if late:
-            what = "the ledger process" if late[0] is self._ledger else f"worker {late[0].index}"
-            self._fail(f"{what} was not serving after {WORKER_START_SECONDS:.0f} s")
+            self._fail(f"{late[0].name} was not serving after {WORKER_START_SECONDS:.0f} s")
 
     def _loop(self) -> None:
         while self._workers or self._ledger is not None:
