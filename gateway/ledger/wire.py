@@ -159,7 +159,10 @@ class _LedgerUnpickler(pickle.Unpickler):
         if module == "builtins" and name in SHIPPED_BUILTIN_ERRORS:
             return super().find_class(module, name)
         if module in SHIPPED_MODULES and "." not in name and not name.startswith("__"):
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            # Defined there, not merely imported there (``ledger`` imports ``time``).
+            if getattr(found, "__module__", None) == module:
+                return found
         raise pickle.UnpicklingError(f"{module}.{name} may not cross to the ledger")
 
     def persistent_load(self, pid: Any) -> Any:

@@ -182,6 +182,10 @@ def test_a_frame_naming_code_outside_the_ledger_is_refused(
     assert isinstance(error, StoreError)
     assert "system may not cross to the ledger" in str(error)
     assert not marker.exists()
+    # Nor what a ledger module merely imports: gateway.ledger.ledger imports ``time``.
+    smuggled = b"\x80\x02cgateway.ledger.ledger\ntime\n."  # GLOBAL, STOP
+    error = wire.load(_raw_exchange(served.socket_path, wire.EXECUTE, smuggled)[1])
+    assert "may not cross" in str(error)
     # Nor may a frame smuggle a callback number where none belongs.
     kind, body = _raw_exchange(served.socket_path, wire.RESULT, pickle.dumps(1))
     assert kind == wire.ERROR and "where an operation belongs" in str(wire.load(body))
