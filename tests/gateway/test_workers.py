@@ -144,6 +144,11 @@ def test_two_workers_both_serve_and_lose_no_update(two_workers_either_ledger: Se
     account = ledger.card_account(cardholder.account_id)
     assert (account.pending, account.available) == (affordable * amount, 0)
     ledger.check_balanced()
+    # Whoever commits reports it (the ledger process, when there is one): every decision
+    # was carried by a counted commit.
+    samples = bank.scrape()
+    assert value(samples, "setpay_ledger_commit_operations_sum") >= racers
+    assert value(samples, "setpay_ledger_commit_operations_count") >= 1
     # The supervisor never started gRPC (its core runs threads) nor anything else threaded.
     assert threads_of(bank.process.pid) == 1
     # Every thread of every worker (gRPC's, the ledger writer) and of the ledger process
