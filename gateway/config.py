@@ -148,6 +148,10 @@ def _get(table: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
     return value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
     changes: dict[str, Any] = {}
     if "SETPAY_LISTEN" in env:
@@ -177,7 +181,10 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
         ("SETPAY_LEDGER_SERVICE", "ledger_service"),
     ):
         if name in env:
-            changes[attr] = env[name].lower() in {"1", "true", "yes", "on"}
+            flag = env[name].lower()
+            if flag not in _TRUE | _FALSE:
+                raise ConfigError(f"{name} must be one of {', '.join(sorted(_TRUE | _FALSE))}")
+            changes[attr] = flag in _TRUE
     return replace(config, **changes)
 
 

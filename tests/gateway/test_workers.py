@@ -428,6 +428,8 @@ def test_the_ledger_process_is_chosen_by_file_or_environment_for_sqlite_only(
     # PostgreSQL is a server already: every worker connects to it.
     postgres = {"SETPAY_LEDGER": "postgresql://bank@localhost/ledger"}
     assert not load(path, env=postgres).uses_ledger_service()
+    with pytest.raises(ConfigError, match="SETPAY_LEDGER_SERVICE must be one of 0, 1"):
+        load(path, env={"SETPAY_LEDGER_SERVICE": "sometimes"})  # not quietly "off"
     path.write_text("[gateway]\ninsecure = true\n[ledger]\nservice = 'yes'\n")
     with pytest.raises(ConfigError, match="service must be bool"):
         load(path, env={})
