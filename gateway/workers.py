@@ -175,7 +175,11 @@ class _Worker:
 
     @property
     def name(self) -> str:
-        return "the ledger process" if self.index == LEDGER_INDEX else f"worker {self.index}"
+        return _child_name(self.index)
+
+
+def _child_name(index: int) -> str:
+    return "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
 
 
 # --- the supervisor -----------------------------------------------------------------------
@@ -281,7 +285,7 @@ class Supervisor:
 
     def _become_child(self, index: int, ready_fd: int, mask: set[int]) -> None:
         code = 1
-        what = _Worker(index, os.getpid(), None, 0.0).name
+        what = _child_name(index)
         try:
             # Drop what belongs to the supervisor: its loop, its sockets, other ready pipes.
             signal.set_wakeup_fd(-1)

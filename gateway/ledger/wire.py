@@ -6,10 +6,11 @@ it is always a ``functools.partial`` of a ledger rule (a module-level function o
 that safe and cheap:
 
 - **Only ledger code can be named.** The service unpickles with ``find_class`` limited to
-  the modules in ``SHIPPED_MODULES`` and ``functools.partial``: a frame can name a ledger
-  rule, an outcome or a ledger error, and nothing else (not ``os.system``, not a class
-  with a dangerous constructor). The socket is reachable by the bank's own user only
-  (``service``), so this is defence in depth, not the only wall.
+  what the modules in ``SHIPPED_MODULES`` define (not what they import) and
+  ``functools.partial``: a frame can name a ledger rule, an outcome or a ledger error,
+  and nothing else (not ``os.system``, not a class with a dangerous constructor). The
+  socket is reachable by the bank's own user only (``service``), so this is defence in
+  depth, not the only wall.
 - **Anything else callable stays home.** A ``respond`` closure signs with the worker's
   keys, which never leave the worker. The pickler replaces every callable that is not
   ledger code by a numbered *callback*; when the service's transaction calls it, the call
