@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from cli.fingerprint import colon_hex
 from gateway.ca.errors import CaError
 from gateway.ca.publishing import revoke
 from gateway.config import ConfigError, load
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
                 store.close()
             print(
                 f"revoked {cert.subject!r} serial {cert.serial:x} "
-                f"(SHA-256 {cert.thumb.hex()}); brand CRL identifier {bci.sequence_num}",
+                f"(SHA-256 {colon_hex(cert.thumb)}); brand CRL identifier {bci.sequence_num}",
                 file=out,
             )
             return 0

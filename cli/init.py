@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from cli.fingerprint import colon_hex
 from gateway.ca.errors import CaError
 from gateway.provisioning import ProvisioningError, init_bank
 from hsm.errors import KeyBackendError
@@ -56,6 +57,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     keys = describe_uri(args.keys) if args.keys else "soft:keys (in the bank directory)"
     print(f"bank created in {result.directory}", file=out)
     print(f"  brand {result.brand_id}, profile {result.profile}, keys {keys}", file=out)
-    print(f"  brand root SHA-256 {result.root_thumbprint.hex()}", file=out)
+    print(f"  brand root SHA-256 {colon_hex(result.root_thumbprint)}", file=out)
     print(f"  configuration {result.config_path}", file=out)
     return 0

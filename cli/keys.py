@@ -21,6 +21,7 @@ from typing import TextIO
 
 from cryptography.hazmat.primitives import serialization
 
+from cli.fingerprint import colon_hex
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
 from hsm.pinsource import PinSource
@@ -166,7 +167,7 @@ def _describe(key: KeyHandle) -> str:
 
 
 def _fingerprint(key: KeyHandle) -> str:
-    return hashlib.sha256(public_key_der(key.public_key)).hexdigest()
+    return colon_hex(hashlib.sha256(public_key_der(key.public_key)).digest())
 
 
 def _backend_argument(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cli import init
@@ -72,6 +73,10 @@ def test_init_then_load(
     code, out, err = _init([str(directory), "--profile", profile, "--brand", "testbrand"], capsys)
     assert code == 0, err
     assert f"bank created in {directory}" in out
+    # The brand root's fingerprint, as openssl shows one: hex pairs joined by colons.
+    root = x509.load_der_x509_certificate((directory / "certs" / "brand-root.der").read_bytes())
+    fingerprint = root.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert f"  brand root SHA-256 {fingerprint}\n" in out
     for name in CERTIFICATES:
         assert (directory / "certs" / f"{name}.der").is_file()
     for name in PRIVATE_FILES:
