@@ -1,4 +1,12 @@
-"""Finding card numbers where none may be: any Luhn-valid run of 13 to 19 digits."""
+"""Finding card numbers where none may be: any Luhn-valid run of 13 to 19 digits.
+
+One kind of text is set aside: a long hexadecimal token (a digest, a random id, key
+material's public half), that is at least ``HEX_TOKEN_CHARS`` letters and digits, all of
+them hex digits and at least one of them a letter. Random hex holds a Luhn-valid run of
+13-19 decimal digits surprisingly often (about 0.4 % of 64-character strings), and the
+runs bench and client tests write dozens of such ids and thumbprints; a card number is
+never written inside one. ``luhn_runs`` is the scan without that exception.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +17,32 @@ from pathlib import Path
 from setcore.pan import luhn_valid
 
 _DIGIT_RUN = re.compile(rb"(?<![0-9])[0-9]{13,19}(?![0-9])")
+_TOKEN = re.compile(rb"[0-9A-Za-z]+")
+_HEX_WITH_A_LETTER = re.compile(rb"(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]+")
+# A digest or a 128-bit random id in hex is at least this long.
+HEX_TOKEN_CHARS = 32
+
+
+def _masked(digits: bytes) -> str:
+    text = digits.decode()
+    return text[:6] + "..." + text[-4:]
+
+
+def luhn_runs(data: bytes) -> list[str]:
+    """Every Luhn-valid 13-19 digit run in ``data``, masked (BIN and last four)."""
+    return [_masked(m.group()) for m in _DIGIT_RUN.finditer(data) if luhn_valid(m.group().decode())]
+
+
+def _is_hex_token(token: bytes) -> bool:
+    return len(token) >= HEX_TOKEN_CHARS and _HEX_WITH_A_LETTER.fullmatch(token) is not None
 
 
 def pan_like_runs(data: bytes) -> list[str]:
-    """Every Luhn-valid 13-19 digit run in ``data``, masked (BIN and last four)."""
+    """``luhn_runs`` outside long hexadecimal tokens: what may be a card number."""
     found = []
-    for match in _DIGIT_RUN.finditer(data):
-        digits = match.group().decode()
-        if luhn_valid(digits):
-            found.append(digits[:6] + "..." + digits[-4:])
+    for token in _TOKEN.finditer(data):
+        if not _is_hex_token(token.group()):
+            found.extend(luhn_runs(token.group()))
     return found
 
 

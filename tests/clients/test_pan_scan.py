@@ -1,0 +1,47 @@
+"""The PAN scanner the no-card-number tests rely on: what it finds and what it sets aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.clients.pan_scan import (
+    HEX_TOKEN_CHARS,
+    files_with_pans,
+    lines_with_pans,
+    luhn_runs,
+    pan_like_runs,
+)
+
+CARD = b"4111111111111111"  # a Luhn-valid test card
+NOT_LUHN = b"4111111111111112"
+
+
+def test_a_card_number_in_text_or_binary_is_found_masked() -> None:
+    assert pan_like_runs(b"charged card " + CARD + b" today") == ["411111...1111"]
+    assert pan_like_runs(b"pan=" + CARD + b";") == ["411111...1111"]
+    assert pan_like_runs(b"x" + CARD + b"y") == ["411111...1111"]  # a short token
+    assert pan_like_runs(b"\x00\x07" + CARD + b"\xff\x10") == ["411111...1111"]
+
+
+def test_digits_that_fail_luhn_or_length_are_not_card_numbers() -> None:
+    assert pan_like_runs(b"order " + NOT_LUHN) == []
+    assert pan_like_runs(b"41111111111") == []  # 11 digits
+    assert pan_like_runs(b"4" * 20) == []  # 20 digits: no card is that long
+
+
+def test_a_long_hex_token_is_a_digest_not_a_card() -> None:
+    digest = CARD + b"ab" * ((HEX_TOKEN_CHARS - len(CARD)) // 2)
+    assert len(digest) == HEX_TOKEN_CHARS
+    assert luhn_runs(digest) == ["411111...1111"]  # the raw scan sees the run
+    assert pan_like_runs(b"thumb " + digest + b"\n") == []
+    assert pan_like_runs(b"thumb " + digest[:-1] + b"\n") == ["411111...1111"]  # too short
+    # A token with a letter beyond f is not hex, so not a digest: still scanned.
+    assert pan_like_runs(CARD + b"g" * HEX_TOKEN_CHARS) == ["411111...1111"]
+
+
+def test_files_and_lines_name_where_a_card_number_is(tmp_path: Path) -> None:
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep" / "leak.log").write_bytes(b"pan " + CARD + b"\n")
+    (tmp_path / "clean.json").write_bytes(b'{"xid": "' + CARD + b"cd" * 10 + b'"}')
+    assert files_with_pans(tmp_path) == {"deep/leak.log": ["411111...1111"]}
+    assert lines_with_pans(["ok", "card " + CARD.decode()]) == ["card " + CARD.decode()]
