@@ -1,11 +1,11 @@
 """Finding card numbers where none may be: any Luhn-valid run of 13 to 19 digits.
 
-One kind of text is set aside: a long hexadecimal token (a digest, a random id, key
-material's public half), that is at least ``HEX_TOKEN_CHARS`` letters and digits, all of
-them hex digits and at least one of them a letter. Random hex holds a Luhn-valid run of
-13-19 decimal digits surprisingly often (about 0.4 % of 64-character strings), and the
-runs bench and client tests write dozens of such ids and thumbprints; a card number is
-never written inside one. ``luhn_runs`` is the scan without that exception.
+One kind of text is set aside: a long hexadecimal token, such as a digest or a random
+id. That is a run of letters and digits at least ``HEX_TOKEN_CHARS`` long, all of them
+hex digits and at least one a letter. Random hex holds a Luhn-valid run of 13-19 decimal
+digits surprisingly often (about 0.4 % of 64-character strings), the bench and client
+tests write dozens of such ids and thumbprints, and a card number is never written
+inside one. ``luhn_runs`` is the scan without that exception.
 """
 
 from __future__ import annotations
