@@ -110,16 +110,18 @@ class _Job(Generic[R]):
         self, work: Callable[[Transaction], R], on_done: Completion[R] | None = None
     ) -> None:
         self.work = work
-        self.done = threading.Event()
+        # A waiting caller sleeps on this; one with a completion never waits.
+        self.done = threading.Event() if on_done is None else None
         self.on_done = on_done
         self.result: R | None = None
         self.error: BaseException | None = None
 
     def finish(self) -> None:
         """Tell the caller: wake it, or hand the outcome to its completion."""
-        if self.on_done is None:
+        if self.done is not None:
             self.done.set()
             return
+        assert self.on_done is not None
         # A completion must never stop the writer; it answers for itself.
         with contextlib.suppress(Exception):
             self.on_done(self.result, self.error)
@@ -182,6 +184,7 @@ class GroupCommitWriter:
                     self._queue.put(job, timeout=timeout)
                 except queue.Full as exc:
                     raise StoreUnavailable("the ledger writer's queue stayed full") from exc
+            assert job.done is not None  # made without a completion
             if not job.done.wait(timeout):
                 raise StoreUnavailable("the ledger writer did not commit in time")
         if job.error is not None:

@@ -52,7 +52,6 @@ PEER_TIMEOUT_SECONDS = 30.0
 READ_THREADS = 4
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
-_WAKE = -1  # the loop's own wake-up pipe
 
 
 class _Callback:
