@@ -23,15 +23,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.ledger import Ledger, LedgerKeys, SqliteLedgerStore, authorization, idempotency
+from ledger_workload import EUR, EXPIRY, MERCHANT, RESPONSE_BYTES, authorize_in_savepoint
+
+from gateway.ledger import Ledger, LedgerKeys, SqliteLedgerStore
 from gateway.ledger.identifiers import new_id, new_ordered_id
 from gateway.ledger.pan import pan_index
 from gateway.ledger.sqlite import SqliteTransaction, _open_connection
 
 # Test card numbers (Luhn-valid test PANs), one per card account of the benchmark.
 PANS = ("4111111111111111", "5555555555554444", "4012888888881881", "4242424242424242")
-EUR = 978
-MERCHANT = "bench-merchant"
 KINDS: dict[str, Callable[[], str]] = {
     "random": lambda: new_id("hold"),
     "ordered": lambda: new_ordered_id("hold"),
@@ -45,41 +45,17 @@ def one_run(directory: Path, *, kind: str, group: int, ops: int, warm: int) -> t
     ledger = Ledger(SqliteLedgerStore(path), keys)
     ledger.open_merchant_account(MERCHANT, EUR)
     for pan in PANS:
-        ledger.open_card_account(pan, "203012", 10**12, EUR)
+        ledger.open_card_account(pan, EXPIRY, 10**12, EUR)
     ledger.close()
     conn = _open_connection(str(path), 5000, reader=False)
     tx = SqliteTransaction(conn)
     indexes = [pan_index(keys, pan) for pan in PANS]
-    response = os.urandom(1500)  # about an ec AuthRes
+    response = os.urandom(RESPONSE_BYTES)
     mint = KINDS[kind]
 
     def authorize(i: int) -> None:
-        rrpid = os.urandom(32)
-        now = time.time_ns() // 1_000_000
-        conn.execute("SAVEPOINT op")
-        idempotency.run_once(
-            tx,
-            rrpid=rrpid,
-            request_digest=rrpid,
-            now_ms=now,
-            respond=lambda _: response,
-            decide=lambda t: authorization.authorize(
-                t,
-                pan_index=indexes[i % len(indexes)],
-                pan_expiry="203012",
-                amount=100,
-                currency=EUR,
-                merchant_id=MERCHANT,
-                xid=os.urandom(32),
-                pi_digest=rrpid,
-                rrpid=rrpid,
-                hold_id=mint(),
-                expires_at_ms=now + 3_600_000,
-                capture_now=False,
-                now_ms=now,
-            ),
-        )
-        conn.execute("RELEASE op")
+        index = indexes[i % len(indexes)]
+        authorize_in_savepoint(conn, tx, pan_index=index, hold_id=mint(), response=response)
 
     try:
         # A ledger that already holds ``warm`` authorizations: a random key's B-tree page
