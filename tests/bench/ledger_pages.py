@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# This directory's module: the scripts run from here, so it is on the path.
 from ledger_workload import EUR, EXPIRY, MERCHANT, RESPONSE_BYTES, authorize_in_savepoint
 
 from gateway.ledger import Ledger, LedgerKeys, SqliteLedgerStore
