@@ -109,7 +109,6 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
     )
     a.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
     a.add_argument("--channels", type=int, default=8, help="gRPC channels (connections)")
-    a.add_argument("--senders", type=int, default=1, help="open-loop sender threads")
     a.add_argument("--timeout", type=float, default=5.0, help="per-call deadline, s (5)")
     a.add_argument("--requests", type=int, help="AuthReqs prepared for a closed loop")
     a.add_argument("--p99-max", type=float, default=50.0, help="p99 bound of a sweep, ms")
@@ -156,7 +155,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         fraction = DEFAULT_LOAD_FRACTION if fraction is None else fraction
     return Plan(
         duration=args.duration, rates=rates, concurrency=concurrency, load_fraction=fraction,
-        channels=args.channels, senders=args.senders, timeout=args.timeout,
+        channels=args.channels, timeout=args.timeout,
         requests=args.requests, p99_max_ms=args.p99_max, warmup=not args.no_warmup,
     )  # fmt: skip
 
@@ -367,7 +366,6 @@ _FAILURES: tuple[type[Exception], ...] = (
     KeyBackendError,
     OSError,
     ValueError,
-    grpc.FutureTimeoutError,
 )
 
 

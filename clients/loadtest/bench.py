@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clients.loadtest import load
-from clients.loadtest.channels import open_channels
 from clients.loadtest.load import ClosedLoop, OpenLoop, Shape
 from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.prepare import Parties, PreparedAuth, build_authorizations
@@ -125,17 +124,13 @@ class Bench:
         self, target: Target, shape: Shape, prepared: list[PreparedAuth], *, warmup: bool = False
     ) -> Tally:
         """One run of ``shape`` against ``target``, tallied."""
-        channels = open_channels(target.access, self._plan.channels)
-        try:
-            what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
-            self._say(f"{what} against the {target.service}")
-            recording = load.run(
-                shape, channels, [p.request for p in prepared], timeout=self._plan.timeout,
-                reuse=not target.single_use, server_cpu=target.server_cpu,
-            )  # fmt: skip
-        finally:
-            for channel in channels:
-                channel.close()
+        what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
+        self._say(f"{what} against the {target.service}")
+        recording = load.run(
+            shape, target.access, [p.request for p in prepared], channels=self._plan.channels,
+            timeout=self._plan.timeout, reuse=not target.single_use,
+            server_cpu=target.server_cpu,
+        )  # fmt: skip
         return tally(str(target.service), recording, self._judge(target, prepared))
 
     def warm_up(self, result: BenchResult) -> None:

@@ -8,11 +8,13 @@ it balances connections, not calls).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
+from clients.loadtest.errors import TargetError
 from clients.transport import MAX_MESSAGE_BYTES
 from setpay.v1 import services_pb2
 
@@ -56,8 +58,9 @@ class GatewayAccess:
         )
 
 
-def open_channel(access: GatewayAccess, *, private_pool: bool = True) -> grpc.Channel:
-    """A channel to ``access.target`` with a connection of its own (``private_pool``)."""
+def open_channel(access: GatewayAccess, *, private_pool: bool = True) -> grpc.aio.Channel:
+    """An asyncio channel to ``access.target`` with a connection of its own
+    (``private_pool``); made on the event loop that will use it."""
     options: list[tuple[str, int]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -65,31 +68,34 @@ def open_channel(access: GatewayAccess, *, private_pool: bool = True) -> grpc.Ch
     if private_pool:
         options.append(("grpc.use_local_subchannel_pool", 1))
     if access.insecure:
-        return grpc.insecure_channel(access.target, options=options)
+        return grpc.aio.insecure_channel(access.target, options=options)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=access.root_pem,
         private_key=access.client_key_pem,
         certificate_chain=access.client_cert_pem,
     )
-    return grpc.secure_channel(access.target, credentials, options=options)
+    return grpc.aio.secure_channel(access.target, credentials, options=options)
 
 
-def open_channels(access: GatewayAccess, count: int) -> list[grpc.Channel]:
-    """``count`` connected channels (each its own connection)."""
+async def open_channels(access: GatewayAccess, count: int) -> list[grpc.aio.Channel]:
+    """``count`` connected channels (each its own connection); TargetError if the target
+    does not accept them within CONNECT_SECONDS."""
     if not 1 <= count <= MAX_CHANNELS:
         raise ValueError(f"channels must be between 1 and {MAX_CHANNELS}")
     channels = [open_channel(access) for _ in range(count)]
     try:
+        ready = asyncio.gather(*(channel.channel_ready() for channel in channels))
+        await asyncio.wait_for(ready, CONNECT_SECONDS)
+    except TimeoutError:
         for channel in channels:
-            grpc.channel_ready_future(channel).result(timeout=CONNECT_SECONDS)
-    except grpc.FutureTimeoutError:
-        for channel in channels:
-            channel.close()
-        raise
+            await channel.close(grace=None)
+        raise TargetError(
+            f"{access.target} did not accept {count} connections within {CONNECT_SECONDS:.0f} s"
+        ) from None
     return channels
 
 
-def authorize_callable(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable:  # type: ignore[type-arg]
+def authorize_callable(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable:  # type: ignore[type-arg]
     """Authorize on ``channel``, sending and receiving raw bytes (nothing parsed in the loop)."""
     return channel.unary_unary(
         AUTHORIZE_METHOD, request_serializer=_raw, response_deserializer=_raw

@@ -3,6 +3,7 @@
     BenchError
     ├── PlanError       the options make no runnable plan (a rate of zero, no target)
     ├── SpawnError      a bank or ceiling process the bench started did not come up
+    ├── TargetError     a target did not accept the bench's connections in time
     └── PlotError       a plot was asked for and cannot be drawn (matplotlib missing)
 
 Failures of the parties' setup keep their own types: ``clients.errors.ClientError``
@@ -24,6 +25,10 @@ class PlanError(BenchError):
 
 class SpawnError(BenchError):
     """A process the bench started did not come up (its log's last lines attached)."""
+
+
+class TargetError(BenchError):
+    """A target did not accept the bench's connections in time."""
 
 
 class PlotError(BenchError):

@@ -72,7 +72,6 @@ class Plan:
     concurrency: int | None = None
     load_fraction: float | None = None
     channels: int = 8
-    senders: int = 1
     timeout: float = 5.0
     requests: int | None = None
     p99_max_ms: float = 50.0
@@ -110,13 +109,13 @@ class Plan:
 
     def open_loops(self) -> list[OpenLoop]:
         """The open-loop steps at fixed rates."""
-        return [OpenLoop(rate, self.duration, self.senders) for rate in self.rates]
+        return [OpenLoop(rate, self.duration) for rate in self.rates]
 
     def at_fraction(self, throughput: float) -> OpenLoop | None:
         """The open loop at ``load_fraction`` of a measured throughput (None if not asked)."""
         if self.load_fraction is None or throughput <= 0:
             return None
-        return OpenLoop(round(throughput * self.load_fraction, 1), self.duration, self.senders)
+        return OpenLoop(round(throughput * self.load_fraction, 1), self.duration)
 
     def prepared_for(self, shape: Shape) -> int:
         """How many single-use AuthReqs a step needs."""

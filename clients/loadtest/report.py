@@ -19,7 +19,7 @@ from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
 from clients.loadtest.tally import Tally
 
-SCHEMA = "setpay.bench.authorize/1"
+SCHEMA = "setpay.bench.authorize/2"
 REFERENCES = (Service.CEILING, Service.ECHO)
 
 
@@ -121,7 +121,6 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             "concurrency": plan.concurrency,
             "load_fraction": plan.load_fraction,
             "channels": plan.channels,
-            "senders": plan.senders,
             "timeout_s": plan.timeout,
             "p99_max_ms": plan.p99_max_ms,
         },

@@ -76,7 +76,7 @@ def test_approvals_are_the_holds_in_the_ledger(spawned: dict[str, Any]) -> None:
 
 def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:
     report = spawned["report"]
-    assert report["schema"] == "setpay.bench.authorize/1"
+    assert report["schema"] == "setpay.bench.authorize/2"
     assert report["setting"]["profile"] == "ec"
     assert report["setting"]["machine"]["cores"] >= 1
     (step,) = report["steps"]

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from clients.loadtest import spawn
-from clients.loadtest.channels import GatewayAccess, open_channels
+from clients.loadtest import channels, load, spawn
+from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.cpu import tree_cpu
+from clients.loadtest.errors import TargetError
 from clients.loadtest.load import ClosedLoop, OpenLoop, run
-from clients.loadtest.tally import echo_judge, tally
+from clients.loadtest.tally import NO_ANSWER, echo_judge, tally
 from gateway.provisioning import init_bank
 from setpay.v1 import authorization_pb2, common_pb2
 
@@ -50,15 +51,10 @@ def any_request() -> bytes:
 
 
 def test_latency_counts_from_the_schedule_and_includes_queueing(echo: GatewayAccess) -> None:
-    channels = open_channels(echo, 2)
-    try:
-        recording = run(
-            OpenLoop(RATE, DURATION), channels, [any_request()], timeout=30.0, reuse=True,
-            server_cpu=tree_cpu([]),
-        )  # fmt: skip
-    finally:
-        for channel in channels:
-            channel.close()
+    recording = run(
+        OpenLoop(RATE, DURATION), echo, [any_request()], channels=2, timeout=30.0, reuse=True,
+        server_cpu=tree_cpu([]),
+    )  # fmt: skip
     counted = tally("echo", recording, echo_judge)
     assert counted.sent == REQUESTS and counted.accounted
     assert counted.outcomes == {"echoed": REQUESTS}
@@ -74,16 +70,39 @@ def test_latency_counts_from_the_schedule_and_includes_queueing(echo: GatewayAcc
 
 
 def test_closed_loop_stops_when_single_use_requests_run_out(echo: GatewayAccess) -> None:
-    channels = open_channels(echo, 1)
-    try:
-        recording = run(
-            ClosedLoop(2, 30.0), channels, [any_request()] * 3, timeout=30.0, reuse=False,
-            server_cpu=tree_cpu([]),
-        )  # fmt: skip
-    finally:
-        for channel in channels:
-            channel.close()
+    recording = run(
+        ClosedLoop(2, 30.0), echo, [any_request()] * 3, channels=1, timeout=30.0, reuse=False,
+        server_cpu=tree_cpu([]),
+    )  # fmt: skip
     assert len(recording.samples) == 3
     assert recording.exhausted
     counted = tally("echo", recording, echo_judge)
     assert not counted.clean
+
+
+def test_answers_later_than_deadline_and_grace_count_as_never_answered(
+    echo: GatewayAccess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bench waits the call's deadline plus a grace period for the last answers; a
+    # call still running then has lost its answer and must be counted, not dropped.
+    monkeypatch.setattr(load, "DRAIN_GRACE_SECONDS", 0.1 - 30.0)  # waits 0.1 s in all
+    recording = run(
+        OpenLoop(RATE, 0.1), echo, [any_request()], channels=1, timeout=30.0, reuse=True,
+        server_cpu=tree_cpu([]),
+    )  # fmt: skip
+    counted = tally("echo", recording, echo_judge)
+    assert counted.sent == math.ceil(RATE * 0.1)
+    assert counted.accounted
+    assert counted.grpc_errors == {NO_ANSWER: counted.sent}
+
+
+def test_a_target_that_does_not_accept_connections_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(channels, "CONNECT_SECONDS", 0.5)
+    nobody = GatewayAccess("127.0.0.1:1", None)  # port 1: nothing listens
+    with pytest.raises(TargetError, match="did not accept 2 connections"):
+        run(
+            ClosedLoop(1, 1.0), nobody, [any_request()], channels=2, timeout=1.0, reuse=True,
+            server_cpu=tree_cpu([]),
+        )  # fmt: skip
