@@ -22,23 +22,25 @@ from gateway.ledger import (
     ReversalItem,
 )
 from gateway.outcomes import auth_rev_code_for, cap_code_for, cap_rev_or_cred_code_for
+from setcore.auth_reversal import (
+    AuthRevDecision,
+    build_auth_reversal_response,
+    open_auth_reversal_request,
+    reissue_cap_token,
+)
+from setcore.cap_rev_or_cred import (
+    CapRevOrCredDecision,
+    VerifiedCapRevOrCredRequest,
+    build_cap_rev_or_cred_response,
+    open_capture_reversal_request,
+    open_credit_request,
+    open_credit_reversal_request,
+)
 from setcore.capture import (
     CaptureDecision,
     VerifiedCaptureRequest,
     build_capture_response,
     open_capture_request,
-)
-from setcore.reversal import (
-    AuthRevDecision,
-    CapRevOrCredDecision,
-    VerifiedCapRevOrCredRequest,
-    build_auth_reversal_response,
-    build_cap_rev_or_cred_response,
-    open_auth_reversal_request,
-    open_capture_reversal_request,
-    open_credit_request,
-    open_credit_reversal_request,
-    reissue_cap_token,
 )
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
 

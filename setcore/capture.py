@@ -16,7 +16,7 @@ this merchant and the exact request sent (fix of SET-PROTOCOL.md 9.3.2), and tha
 answers every item, in order.
 
 The item/token pairing, the Enc openers and the small checks below are shared with
-``setcore.reversal`` and ``setcore.gateway_admin``.
+``setcore.auth_reversal``, ``setcore.cap_rev_or_cred`` and ``setcore.gateway_admin``.
 
 Errors are setcore's (``setcore.errors``): ``ProtocolError`` with, besides the codes of
 the containers and the PKI,

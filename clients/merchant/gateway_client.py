@@ -22,7 +22,19 @@ from datetime import UTC, datetime, timedelta
 
 from clients.errors import ConfigError
 from clients.transport import Caller
+from setcore.auth_reversal import (
+    AuthRevRequestState,
+    AuthRevResult,
+    open_auth_reversal_response,
+)
 from setcore.authorization import AuthRequestState, AuthResult, open_auth_response
+from setcore.cap_rev_or_cred import (
+    CapRevOrCredResult,
+    CapRevOrCredState,
+    open_capture_reversal_response,
+    open_credit_response,
+    open_credit_reversal_response,
+)
 from setcore.capture import CaptureResult, CaptureState, open_capture_response
 from setcore.credentials import Credentials
 from setcore.envelope import Recipient
@@ -36,16 +48,6 @@ from setcore.gateway_admin import (
     open_pcert_response,
 )
 from setcore.pki.truststore import TrustStore
-from setcore.reversal import (
-    AuthRevRequestState,
-    AuthRevResult,
-    CapRevOrCredResult,
-    CapRevOrCredState,
-    open_auth_reversal_response,
-    open_capture_reversal_response,
-    open_credit_response,
-    open_credit_reversal_response,
-)
 from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, services_pb2
 
 log = logging.getLogger("setpay.merchant.gateway")

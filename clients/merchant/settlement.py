@@ -27,6 +27,21 @@ from clients.merchant.records import (
     short,
 )
 from clients.merchant.store import MerchantStore
+from setcore.auth_reversal import (
+    AuthRevRequestState,
+    build_auth_reversal_request,
+)
+from setcore.cap_rev_or_cred import (
+    CAPTURE_REVERSAL,
+    CREDIT,
+    CREDIT_REVERSAL,
+    CapRevOrCredItem,
+    CapRevOrCredResult,
+    CapRevOrCredState,
+    build_capture_reversal_request,
+    build_credit_request,
+    build_credit_reversal_request,
+)
 from setcore.capture import (
     CaptureItem,
     CaptureState,
@@ -38,19 +53,6 @@ from setcore.gateway_admin import (
     BatchAdminResult,
     TransactionPage,
     build_batch_admin_request,
-)
-from setcore.reversal import (
-    CAPTURE_REVERSAL,
-    CREDIT,
-    CREDIT_REVERSAL,
-    AuthRevRequestState,
-    CapRevOrCredItem,
-    CapRevOrCredResult,
-    CapRevOrCredState,
-    build_auth_reversal_request,
-    build_capture_reversal_request,
-    build_credit_request,
-    build_credit_reversal_request,
 )
 from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2
 

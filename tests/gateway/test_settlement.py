@@ -10,20 +10,22 @@ from gateway.issuer import open_store, read_ledger_keys
 from gateway.ledger import Ledger
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
-from setcore.authorization import AuthResult
-from setcore.capture import CaptureItem, build_capture_request, open_capture_response
-from setcore.gateway_admin import build_batch_admin_request, open_batch_admin_response
-from setcore.reversal import (
-    CapRevOrCredItem,
+from setcore.auth_reversal import (
     build_auth_reversal_request,
+    open_auth_reversal_response,
+)
+from setcore.authorization import AuthResult
+from setcore.cap_rev_or_cred import (
+    CapRevOrCredItem,
     build_capture_reversal_request,
     build_credit_request,
     build_credit_reversal_request,
-    open_auth_reversal_response,
     open_capture_reversal_response,
     open_credit_response,
     open_credit_reversal_response,
 )
+from setcore.capture import CaptureItem, build_capture_request, open_capture_response
+from setcore.gateway_admin import build_batch_admin_request, open_batch_admin_response
 from setpay.v1 import authorization_pb2 as a
 from setpay.v1 import capture_pb2 as c
 from setpay.v1 import gateway_admin_pb2 as g

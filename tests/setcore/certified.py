@@ -24,6 +24,8 @@ from setcore.errors import ProtocolError
 from setcore.freshness import new_id, now_ms
 from setcore.pki import CertificateUsage, MerchantData, TrustStore, issue_gateway, issue_merchant
 from setcore.pki.issuance import kem_for
+from setcore.pki.roles import MERCHANT as MERCHANT_ROLE
+from setcore.pki.verified import VerifiedCertificate
 from setcore.profiles import Profile
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2
@@ -55,6 +57,15 @@ class Certified:
     def trust(self) -> TrustStore:
         """A fresh trust store pinned to the brand root, revocation data loaded."""
         return self.world.store()
+
+    def other_merchant_certificate(self) -> VerifiedCertificate:
+        """The other merchant's signature certificate, verified: to forge a request with."""
+        return self.trust().resolve(
+            self.other_merchant.signature_thumb,
+            self.other_merchant.bundle(),
+            MERCHANT_ROLE,
+            CertificateUsage.SIGNATURE,
+        )
 
     @property
     def gateway_kex(self) -> Recipient:

@@ -10,7 +10,9 @@ import pytest
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.envelope import Recipient
-from setcore.profiles import PROFILES, Profile
+from setcore.profiles import EC, PROFILES, Profile
+
+from .certified import Certified, certify
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,15 @@ def merchant(parties: dict[str, dict[str, Party]], profile: Profile) -> Party:
 @pytest.fixture
 def gateway(parties: dict[str, dict[str, Party]], profile: Profile) -> Party:
     return parties[profile.name]["p"]
+
+
+@pytest.fixture
+def certified(backend: KeyBackend, profile: Profile) -> Certified:
+    """Merchants and a gateway with real certificates, for each profile."""
+    return certify(backend, profile)
+
+
+@pytest.fixture
+def ec_certified(backend: KeyBackend) -> Certified:
+    """The same for the ec profile only: for checks that do not depend on the keys."""
+    return certify(backend, EC)

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from hsm.base import KeyBackend
 from setcore.capture import (
     CAP_REQ_CT,
     CAP_RES_CT,
@@ -28,13 +27,11 @@ from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import FRESHNESS_WINDOW_MS, new_id, now_ms
 from setcore.link import seal_with_baggage
 from setcore.pki.roles import MERCHANT, CertificateUsage
-from setcore.profiles import EC, Profile
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, crypto_pb2
 
 from .certified import (
     Certified,
-    certify,
     eur,
     recipient_of,
     refused,
@@ -42,16 +39,6 @@ from .certified import (
 )
 
 SUCCESS = capture_pb2.CAP_CODE_SUCCESS
-
-
-@pytest.fixture
-def certified(backend: KeyBackend, profile: Profile) -> Certified:
-    return certify(backend, profile)
-
-
-@pytest.fixture
-def ec_certified(backend: KeyBackend) -> Certified:
-    return certify(backend, EC)
 
 
 def _item(c: Certified, amount: int = 1500, **token_args: object) -> CaptureItem:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 
-from hsm.base import KeyBackend
 from setcore.capture import peek_sealed_rrpid
 from setcore.credentials import Credentials
 from setcore.error_message import build_error
@@ -33,14 +32,12 @@ from setcore.gateway_admin import (
     open_pcert_response,
 )
 from setcore.pan import PAN
-from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
-from setcore.pki.verified import VerifiedCertificate
-from setcore.profiles import EC, Profile
+from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.purchase import build_pinit_request, build_pinit_response, open_pinit_response
 from setcore.signed import parse_signed, sign
 from setpay.v1 import common_pb2, gateway_admin_pb2
 
-from .certified import Certified, certify, eur, recipient_of, refused
+from .certified import Certified, eur, recipient_of, refused
 from .pki.conftest import TEST_PAN
 
 P_SUCCESS = gateway_admin_pb2.P_CERT_CODE_SUCCESS
@@ -48,25 +45,6 @@ NOT_SUPPORTED = gateway_admin_pb2.P_CERT_CODE_BRAND_NOT_SUPPORTED
 CLOSE = gateway_admin_pb2.BATCH_OPERATION_CLOSE
 OPEN = gateway_admin_pb2.BATCH_OPERATION_OPEN
 BA_SUCCESS = gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS
-
-
-@pytest.fixture
-def certified(backend: KeyBackend, profile: Profile) -> Certified:
-    return certify(backend, profile)
-
-
-@pytest.fixture
-def ec_certified(backend: KeyBackend) -> Certified:
-    return certify(backend, EC)
-
-
-def _other_merchant_cert(c: Certified) -> VerifiedCertificate:
-    return c.trust().resolve(
-        c.other_merchant.signature_thumb,
-        c.other_merchant.bundle(),
-        MERCHANT,
-        CertificateUsage.SIGNATURE,
-    )
 
 
 # --- PCertReq / PCertRes -------------------------------------------------------------
@@ -224,7 +202,7 @@ def test_pcert_naming_another_merchant_or_request_is_refused(ec_certified: Certi
     c = ec_certified
     request, state = _pcert(c)
     verified = _open_pcert(c, request)
-    forged = dataclasses.replace(verified, merchant=_other_merchant_cert(c))
+    forged = dataclasses.replace(verified, merchant=c.other_merchant_certificate())
     payload = build_pcert_response(c.gateway, forged, [P_SUCCESS])
     _pcert_refused(c, ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, payload, state)
     forged = dataclasses.replace(verified, request_digest=new_id())
@@ -414,7 +392,7 @@ def test_batch_admin_response_naming_another_merchant_is_refused(
     ec_certified: Certified,
 ) -> None:
     c = ec_certified
-    other = _other_merchant_cert(c)
+    other = c.other_merchant_certificate()
     _batch_refused_at_merchant(
         c, ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, lambda v: dataclasses.replace(v, merchant=other)
     )

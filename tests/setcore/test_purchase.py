@@ -22,7 +22,7 @@ from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import new_id, now_ms
 from setcore.pan import PAN, blinded_account
 from setcore.pki.issuance import card_expiry_end, issue_cardholder
-from setcore.profiles import EC, Profile
+from setcore.profiles import EC
 from setcore.purchase import (
     CardData,
     MerchantOffer,
@@ -90,11 +90,6 @@ def _preq(shop: Shop, order: Order | None = None) -> bytes:
         shop.cardholder, shop.offer, order or Order(b"1 book", eur(1999)), shop.card, shop.state
     )
     return request.SerializeToString()
-
-
-@pytest.fixture
-def certified(backend: KeyBackend, profile: Profile) -> Certified:
-    return certify(backend, profile)
 
 
 @pytest.fixture
