@@ -59,7 +59,7 @@ DEFAULT_GRACE_SECONDS = 5.0
 MAX_WORKERS = 64
 # Whether a SQLite ledger is written by one ledger process for all workers
 # (gateway.ledger_process) rather than by a writer thread in each worker. Off by default:
-# measured side by side, neither was faster (docs/BENCHMARKS.md, fourth round).
+# measured side by side, neither was faster (docs/BENCHMARKS-HISTORY.md, fourth round).
 DEFAULT_LEDGER_SERVICE = False
 # Metrics are for the operator's own scraper: served on loopback unless configured.
 DEFAULT_METRICS_HOST = "127.0.0.1"
