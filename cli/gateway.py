@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gateway import workers
 from gateway.config import CONFIG_FILE, ConfigError, load, validate
+from gateway.ports import write_port_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def _announce(args: argparse.Namespace, bound: workers.Bound) -> None:
     if args.port_file is not None:
-        workers.write_port_file(args.port_file, bound)
+        # "GATEWAY_PORT CA_PORT", for scripts and tests that asked for port 0.
+        write_port_file(args.port_file, bound.port, bound.ca_port)
     metrics = f", metrics on port {bound.metrics_port}" if bound.metrics_port is not None else ""
     print(f"setpay gateway: PaymentGateway on port {bound.port}, "
           f"CertificateAuthority on port {bound.ca_port}, "

@@ -44,6 +44,7 @@ import grpc
 
 from gateway import scheduling
 from gateway.config import BankConfig
+from gateway.ports import write_port_file
 from gateway.process import tls_config
 from gateway.provisioning import load_bank_pki
 from gateway.server import ServerLimits, ServiceBinding, create_server
@@ -266,4 +267,4 @@ def _wait_ready(mode: str, workers: list[tuple[BaseProcess, ProcessEvent]]) -> N
 def _announce(options: ReferenceOptions, port: int) -> None:
     log.info("%s service on port %d", options.mode, port)
     if options.port_file is not None:
-        options.port_file.write_text(f"{port}\n")
+        write_port_file(options.port_file, port)

@@ -13,8 +13,10 @@ Errors: ``PortError`` (the address is malformed, unknown or taken).
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class PortError(Exception):
@@ -63,3 +65,12 @@ def reserve(listen: str) -> Reservation:
     except (OSError, ValueError) as exc:
         raise PortError(f"cannot reserve {listen}: {exc}") from exc
     return Reservation(host, port, sock)
+
+
+def write_port_file(path: Path, *ports: int) -> None:
+    """Write the bound ports ("PORT [PORT ...]" and a newline) for a script or test that
+    asked for port 0. The file is written beside ``path`` and renamed into place, so a
+    reader polling for it finds it whole or not at all, never empty or half written."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(" ".join(str(port) for port in ports) + "\n")
+    os.replace(staging, path)

@@ -47,7 +47,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
 from gateway import metrics, scheduling
@@ -549,8 +548,3 @@ def serve(
             directory.remove()
         if ledger_socket is not None:
             ledger_socket.close()
-
-
-def write_port_file(path: Path, bound: Bound) -> None:
-    """Write "GATEWAY_PORT CA_PORT" for scripts and tests that asked for port 0."""
-    path.write_text(f"{bound.port} {bound.ca_port}\n")

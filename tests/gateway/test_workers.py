@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, default_workers, load
-from gateway.ports import PortError, reserve
+from gateway.ports import PortError, reserve, write_port_file
 from gateway.workers import RestartBudget
 from setcore.authorization import open_auth_response
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
@@ -376,6 +376,18 @@ def test_two_banks_never_share_a_port() -> None:
             reserve(first.address)
     finally:
         first.close()
+
+
+def test_port_file_appears_whole_never_half_written(tmp_path: Path) -> None:
+    # A script polls for the file and reads it at once: written in place, it was
+    # sometimes found empty (a test failed reading no ports). It is renamed into place.
+    path = tmp_path / "ports"
+    path.write_text("stale\n")
+    stale = path.stat().st_ino
+    write_port_file(path, 7443, 7444)
+    assert path.read_text() == "7443 7444\n"
+    assert path.stat().st_ino != stale  # a new file renamed over the old one
+    assert [entry.name for entry in tmp_path.iterdir()] == ["ports"]  # no staging file left
 
 
 def test_restart_budget_allows_a_few_restarts_per_window() -> None:
