@@ -30,13 +30,23 @@ def test_digits_that_fail_luhn_or_length_are_not_card_numbers() -> None:
 
 
 def test_a_long_hex_token_is_a_digest_not_a_card() -> None:
-    digest = CARD + b"ab" * ((HEX_TOKEN_CHARS - len(CARD)) // 2)
-    assert len(digest) == HEX_TOKEN_CHARS
+    digest = CARD + b"ab" * 8
     assert luhn_runs(digest) == ["411111...1111"]  # the raw scan sees the run
     assert pan_like_runs(b"thumb " + digest + b"\n") == []
-    assert pan_like_runs(b"thumb " + digest[:-1] + b"\n") == ["411111...1111"]  # too short
     # A token with a letter beyond f is not hex, so not a digest: still scanned.
     assert pan_like_runs(CARD + b"g" * HEX_TOKEN_CHARS) == ["411111...1111"]
+    # Nor is a run of digits alone, however long: a card number is one.
+    assert pan_like_runs(b"thumb " + CARD + b"\n") == ["411111...1111"]
+
+
+def test_a_short_hex_id_is_set_aside_from_its_length_on() -> None:
+    # A 64-bit id the merchant's order listing showed: 13 digits, Luhn-valid, then hex.
+    short_id = b"0393119277894bad"
+    assert len(short_id) == HEX_TOKEN_CHARS
+    assert luhn_runs(short_id) == ["039311...7894"]
+    assert pan_like_runs(b"order " + short_id + b" authorized\n") == []
+    # One character shorter, it is scanned like any other text.
+    assert pan_like_runs(b"order " + short_id[:-1] + b"\n") == ["039311...7894"]
 
 
 def test_files_and_lines_name_where_a_card_number_is(tmp_path: Path) -> None:
