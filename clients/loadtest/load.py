@@ -34,6 +34,7 @@ beforehand and the answers are kept as bytes for ``tally`` to open afterwards.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import resource
 import time
@@ -168,7 +169,7 @@ class _Sender:
     def __init__(self, calls: _Calls, requests: Sequence[bytes], timeout: float):
         self._calls = calls
         self._requests = requests
-        self._timeout = timeout
+        self.timeout = timeout  # each call's deadline, seconds
         self._picker = LeastBusy(len(calls))
         self.in_flight = 0
         self.peak = 0
@@ -180,7 +181,7 @@ class _Sender:
         request = self._requests[sample.index % len(self._requests)]
         sample.sent = time.perf_counter()
         try:
-            sample.response = await self._calls[lane](request, timeout=self._timeout)
+            sample.response = await self._calls[lane](request, timeout=self.timeout)
             sample.status = "OK"
         except grpc.aio.AioRpcError as error:
             sample.status = str(error.code().name)
@@ -234,7 +235,7 @@ async def _run(
         sender = _Sender([authorize_callable(c) for c in channels], requests, timeout)
         cpu0, server0 = _cpu_seconds(), server_cpu()
         if isinstance(shape, OpenLoop):
-            samples, started, lag = await _open_loop(shape, sender, timeout)
+            samples, started, lag = await _open_loop(shape, sender)
             exhausted = False
         else:
             samples, started, exhausted = await _closed_loop(shape, sender, len(requests), reuse)
@@ -253,9 +254,7 @@ async def _run(
     )  # fmt: skip
 
 
-async def _open_loop(
-    shape: OpenLoop, sender: _Sender, timeout: float
-) -> tuple[list[Sample], float, float]:
+async def _open_loop(shape: OpenLoop, sender: _Sender) -> tuple[list[Sample], float, float]:
     started = time.perf_counter() + START_LEAD_SECONDS
     interval = 1.0 / shape.rate
     samples = [Sample(i, started + i * interval) for i in range(shape.requests)]
@@ -270,7 +269,7 @@ async def _open_loop(
     if sends:
         # Every call ends at its deadline: what still runs after the grace period has
         # lost its answer.
-        _, lost = await asyncio.wait(sends, timeout=timeout + DRAIN_GRACE_SECONDS)
+        _, lost = await asyncio.wait(sends, timeout=sender.timeout + DRAIN_GRACE_SECONDS)
         for task in lost:
             task.cancel()
         await asyncio.gather(*lost, return_exceptions=True)
@@ -282,7 +281,7 @@ async def _closed_loop(
     shape: ClosedLoop, sender: _Sender, prepared: int, reuse: bool
 ) -> tuple[list[Sample], float, bool]:
     samples: list[Sample] = []
-    numbers = iter(range(2**62))
+    numbers = itertools.count()
     exhausted = False
     started = time.perf_counter()
     stop_at = started + shape.duration
