@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.ledger import accounts
 from gateway.ledger.errors import UnknownBatch
 from gateway.ledger.identifiers import new_id
 from gateway.ledger.outcomes import (
@@ -204,3 +205,40 @@ def details(
     )
     more = len(rows) > max_items
     return BatchPage(items=items, next_starting_point=items[-1].batch_seq if more else 0)
+
+
+# The rules as ``Ledger`` hands them to its store: by merchant id, the merchant's row read
+# (and locked, for a change) in the same transaction.
+
+
+def open_for_merchant(tx: Transaction, *, merchant_id: str, now_ms: int) -> BatchOutcome | Declined:
+    """``open_batch`` for the merchant with this id."""
+    return open_batch(tx, accounts.merchant_row(tx, merchant_id, lock=True), now_ms)
+
+
+def close_for_merchant(
+    tx: Transaction, *, merchant_id: str, batch_id: str | None, now_ms: int
+) -> BatchOutcome | Declined:
+    """``close_batch`` for the merchant with this id."""
+    return close_batch(tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id, now_ms)
+
+
+def purge_for_merchant(
+    tx: Transaction, *, merchant_id: str, batch_id: str
+) -> BatchOutcome | Declined:
+    """``purge_batch`` for the merchant with this id."""
+    return purge_batch(tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id)
+
+
+def summary_for_merchant(
+    tx: Transaction, *, merchant_id: str, batch_id: str | None
+) -> BatchSummary:
+    """``summary`` for the merchant with this id."""
+    return summary(tx, accounts.merchant_row(tx, merchant_id), batch_id)
+
+
+def details_for_merchant(
+    tx: Transaction, *, merchant_id: str, batch_id: str, starting_point: int, max_items: int
+) -> BatchPage:
+    """``details`` for the merchant with this id."""
+    return details(tx, accounts.merchant_row(tx, merchant_id), batch_id, starting_point, max_items)

@@ -28,6 +28,16 @@ from gateway.ledger.books import CurrencyTotals
 from gateway.ledger.errors import InvalidRequest
 from gateway.ledger.holds import Hold
 from gateway.ledger.identifiers import new_id, new_ordered_id
+from gateway.ledger.limits import (
+    EXPIRE_BATCH,
+    check_amount,
+    check_bytes,
+    check_currency,
+    check_expire_limit,
+    check_items,
+    check_page,
+    check_text,
+)
 from gateway.ledger.outcomes import (
     GATEWAY_DECLINES,
     BatchSummary,
@@ -40,18 +50,6 @@ from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_p
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
 from gateway.ledger.store import LedgerStore, Row, Transaction
 
-# Largest amount of one operation or credit limit, in minor units: 10^12 cents is ten
-# billion in major units, beyond any card, and keeps a lifetime of sums inside int64.
-MAX_AMOUNT = 10**12
-# Items in one capture, credit or reversal request: SET batches captures per request;
-# bounding it bounds the time one request holds its card locks.
-MAX_ITEMS_PER_REQUEST = 100
-# XIDs, RRPIDs and digests are 32 bytes in setpay; 64 leaves room for longer hashes.
-MAX_ID_BYTES = 64
-# Transactions in one batch detail page, so one BatchAdmin answer stays small.
-MAX_PAGE_ITEMS = 500
-# Holds released by one expire_holds call: keeps the sweep's transaction short.
-EXPIRE_BATCH = 500
 # How long an authorization holds funds unless the caller says otherwise: seven days,
 # the usual scheme lifetime of a card-not-present authorization.
 HOLD_LIFETIME_MS = 7 * 24 * 3600 * 1000
@@ -83,45 +81,6 @@ class LedgerConfig:
             raise ValueError("hold_lifetime_ms must be positive")
 
 
-def _check_amount(name: str, value: int, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer number of minor units")
-    low = 0 if allow_zero else 1
-    if not low <= value <= MAX_AMOUNT:
-        raise InvalidRequest(f"{name} must be between {low} and {MAX_AMOUNT} minor units")
-
-
-def _check_currency(value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 999:
-        raise InvalidRequest("currency must be an ISO 4217 numeric code (1 to 999)")
-
-
-def _check_bytes(name: str, value: bytes) -> None:
-    if not isinstance(value, bytes) or not 1 <= len(value) <= MAX_ID_BYTES:
-        raise InvalidRequest(f"{name} must be 1 to {MAX_ID_BYTES} bytes")
-
-
-def _check_text(name: str, value: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"{name} must be a non-empty string")
-
-
-def _check_items(items: Sequence[CaptureItem | CreditItem | ReversalItem]) -> None:
-    if not 1 <= len(items) <= MAX_ITEMS_PER_REQUEST:
-        raise InvalidRequest(f"a request carries 1 to {MAX_ITEMS_PER_REQUEST} items")
-    hold_ids = [item.hold_id for item in items]
-    if len(set(hold_ids)) != len(hold_ids):
-        # Captures and credits are known by (hold, RRPID): one request, one item per hold.
-        raise InvalidRequest("a request may name each hold only once")
-    for item in items:
-        _check_text("hold_id", item.hold_id)
-        if isinstance(item, ReversalItem):
-            _check_bytes("original_rrpid", item.original_rrpid)
-        else:
-            _check_amount("amount", item.amount)
-            _check_currency(item.currency)
-
-
 # What the ledger hands its store is always a ``partial`` of a module-level function of
 # ``gateway.ledger``, never a lambda: a store may be another process (``service``), and
 # such a partial travels there by value (``wire``). These compose the rules for it.
@@ -133,32 +92,6 @@ def _given(tx: Transaction, *, outcome: Outcome) -> Outcome:
 
 def _answers(tx: Transaction) -> Row | None:
     return tx.one("SELECT 1 AS ok")
-
-
-def _open_batch(tx: Transaction, *, merchant_id: str, now_ms: int) -> Outcome:
-    return batches.open_batch(tx, accounts.merchant_row(tx, merchant_id, lock=True), now_ms)
-
-
-def _close_batch(
-    tx: Transaction, *, merchant_id: str, batch_id: str | None, now_ms: int
-) -> Outcome:
-    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
-    return batches.close_batch(tx, merchant, batch_id, now_ms)
-
-
-def _purge_batch(tx: Transaction, *, merchant_id: str, batch_id: str) -> Outcome:
-    return batches.purge_batch(tx, accounts.merchant_row(tx, merchant_id, lock=True), batch_id)
-
-
-def _batch_summary(tx: Transaction, *, merchant_id: str, batch_id: str | None) -> BatchSummary:
-    return batches.summary(tx, accounts.merchant_row(tx, merchant_id), batch_id)
-
-
-def _batch_details(
-    tx: Transaction, *, merchant_id: str, batch_id: str, starting_point: int, max_items: int
-) -> BatchPage:
-    merchant = accounts.merchant_row(tx, merchant_id)
-    return batches.details(tx, merchant, batch_id, starting_point, max_items)
 
 
 class Ledger:
@@ -190,8 +123,8 @@ class Ledger:
         """Open an active card account; raise AccountExists if the PAN has one."""
         validate_pan(pan)
         accounts.validate_expiry(expiry)
-        _check_amount("credit_limit", credit_limit, allow_zero=True)
-        _check_currency(currency)
+        check_amount("credit_limit", credit_limit, allow_zero=True)
+        check_currency(currency)
         account_id = new_id("card")
         index = pan_index(self._keys, pan)
         sealed = seal_pan(self._keys, account_id, pan)
@@ -212,7 +145,7 @@ class Ledger:
         )
 
     def _change_status(self, account_id: str, change: StatusChange) -> CardAccount:
-        _check_text("account_id", account_id)
+        check_text("account_id", account_id)
         now = self._clock()
         return self._store.execute(
             partial(accounts.change_card_status, account_id=account_id, change=change, now_ms=now)
@@ -232,8 +165,8 @@ class Ledger:
 
     def set_credit_limit(self, account_id: str, credit_limit: int) -> CardAccount:
         """Change a card's credit limit; raise AccountStateError if it is closed."""
-        _check_text("account_id", account_id)
-        _check_amount("credit_limit", credit_limit, allow_zero=True)
+        check_text("account_id", account_id)
+        check_amount("credit_limit", credit_limit, allow_zero=True)
         now = self._clock()
         return self._store.execute(
             partial(
@@ -263,8 +196,8 @@ class Ledger:
 
     def open_merchant_account(self, merchant_id: str, currency: int) -> MerchantAccount:
         """Open a merchant account; raise AccountExists if the merchant has one."""
-        _check_text("merchant_id", merchant_id)
-        _check_currency(currency)
+        check_text("merchant_id", merchant_id)
+        check_currency(currency)
         account_id = new_id("merchant")
         now = self._clock()
         return self._store.execute(
@@ -292,8 +225,8 @@ class Ledger:
         decide: Callable[[Transaction], Outcome],
         respond: Responder,
     ) -> bytes:
-        _check_bytes("rrpid", rrpid)
-        _check_bytes("request_digest", request_digest)
+        check_bytes("rrpid", rrpid)
+        check_bytes("request_digest", request_digest)
         return self._store.execute(
             partial(
                 idempotency.run_once,
@@ -329,11 +262,11 @@ class Ledger:
         """
         validate_pan(pan)
         accounts.validate_expiry(pan_expiry)
-        _check_amount("amount", amount)
-        _check_currency(currency)
-        _check_text("merchant_id", merchant_id)
-        _check_bytes("xid", xid)
-        _check_bytes("pi_digest", pi_digest)
+        check_amount("amount", amount)
+        check_currency(currency)
+        check_text("merchant_id", merchant_id)
+        check_bytes("xid", xid)
+        check_bytes("pi_digest", pi_digest)
         now = self._clock()
         expires = now + self._config.hold_lifetime_ms
         if hold_expires_at_ms is not None:
@@ -398,9 +331,9 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Lower an authorization to ``new_amount`` (0 reverses it in full)."""
-        _check_text("merchant_id", merchant_id)
-        _check_text("hold_id", hold_id)
-        _check_amount("new_amount", new_amount, allow_zero=True)
+        check_text("merchant_id", merchant_id)
+        check_text("hold_id", hold_id)
+        check_amount("new_amount", new_amount, allow_zero=True)
         now = self._clock()
         return self._once(
             rrpid=rrpid,
@@ -426,8 +359,8 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Run one of the settlement rules over ``items`` once per RRPID."""
-        _check_text("merchant_id", merchant_id)
-        _check_items(items)
+        check_text("merchant_id", merchant_id)
+        check_items(items)
         now = self._clock()
         frozen = tuple(items)
         return self._once(
@@ -500,14 +433,14 @@ class Ledger:
         self, merchant_id: str, *, rrpid: bytes, request_digest: bytes, respond: Responder
     ) -> bytes:
         """Open a batch for the merchant (BatchOutcome, or Declined BATCH_ALREADY_OPEN)."""
-        _check_text("merchant_id", merchant_id)
+        check_text("merchant_id", merchant_id)
         now = self._clock()
         return self._once(
             rrpid=rrpid,
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=partial(_open_batch, merchant_id=merchant_id, now_ms=now),
+            decide=partial(batches.open_for_merchant, merchant_id=merchant_id, now_ms=now),
         )
 
     def close_batch(
@@ -520,14 +453,16 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Close the named batch, or the open one (BatchOutcome or Declined)."""
-        _check_text("merchant_id", merchant_id)
+        check_text("merchant_id", merchant_id)
         now = self._clock()
         return self._once(
             rrpid=rrpid,
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=partial(_close_batch, merchant_id=merchant_id, batch_id=batch_id, now_ms=now),
+            decide=partial(
+                batches.close_for_merchant, merchant_id=merchant_id, batch_id=batch_id, now_ms=now
+            ),
         )
 
     def purge_batch(
@@ -540,32 +475,31 @@ class Ledger:
         respond: Responder,
     ) -> bytes:
         """Retire a closed batch's detail (BatchOutcome or Declined)."""
-        _check_text("merchant_id", merchant_id)
-        _check_text("batch_id", batch_id)
+        check_text("merchant_id", merchant_id)
+        check_text("batch_id", batch_id)
         now = self._clock()
         return self._once(
             rrpid=rrpid,
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
-            decide=partial(_purge_batch, merchant_id=merchant_id, batch_id=batch_id),
+            decide=partial(batches.purge_for_merchant, merchant_id=merchant_id, batch_id=batch_id),
         )
 
     def batch_summary(self, merchant_id: str, batch_id: str | None = None) -> BatchSummary:
         """A batch's totals per kind (the open batch by default); raise UnknownBatch."""
-        return self._store.read(partial(_batch_summary, merchant_id=merchant_id, batch_id=batch_id))
+        return self._store.read(
+            partial(batches.summary_for_merchant, merchant_id=merchant_id, batch_id=batch_id)
+        )
 
     def batch_details(
         self, merchant_id: str, batch_id: str, *, starting_point: int = 0, max_items: int = 100
     ) -> BatchPage:
         """One page of a batch's transactions after ``starting_point`` (0: from the start)."""
-        if isinstance(starting_point, bool) or not isinstance(starting_point, int):
-            raise InvalidRequest("starting_point must be an integer")
-        if starting_point < 0 or not 1 <= max_items <= MAX_PAGE_ITEMS:
-            raise InvalidRequest(f"starting_point >= 0 and 1 to {MAX_PAGE_ITEMS} items per page")
+        check_page(starting_point, max_items)
         return self._store.read(
             partial(
-                _batch_details,
+                batches.details_for_merchant,
                 merchant_id=merchant_id,
                 batch_id=batch_id,
                 starting_point=starting_point,
@@ -582,8 +516,7 @@ class Ledger:
 
     def expire_holds(self, limit: int = EXPIRE_BATCH) -> int:
         """Post the release of up to ``limit`` expired holds; return how many (call often)."""
-        if not 1 <= limit <= EXPIRE_BATCH:
-            raise InvalidRequest(f"expire 1 to {EXPIRE_BATCH} holds at a time")
+        check_expire_limit(limit)
         now = self._clock()
         return self._store.execute(partial(authorization.expire_holds, now_ms=now, limit=limit))
 
@@ -606,8 +539,8 @@ class Ledger:
         out of the freshness window) with the bytes it gave the first time. Raises
         RrpidReused when the RRPID was used for other bytes.
         """
-        _check_bytes("rrpid", rrpid)
-        _check_bytes("request_digest", request_digest)
+        check_bytes("rrpid", rrpid)
+        check_bytes("request_digest", request_digest)
         return self._store.read(
             partial(idempotency.stored_response, rrpid=rrpid, request_digest=request_digest)
         )
