@@ -4,7 +4,8 @@ The supervisor is the process the operator started. It has loaded and validated 
 configuration; it reserves the two ports, prepares the metrics directory, then forks N
 workers. It never creates a gRPC object or opens a key backend: gRPC supports ``fork``
 only before its first object exists, and PKCS#11 sessions belong to the process that
-opened them. Each worker calls ``start_bank(..., reuse_port=True)`` and serves.
+opened them. Each worker calls ``start_bank(..., reuse_port=True)`` and serves
+(``gateway.worker``).
 
 Ports. The supervisor reserves each address before forking (``gateway.ports``) and keeps
 the reservation until it exits: a port 0 becomes a real port before any worker starts,
@@ -42,24 +43,21 @@ import os
 import selectors
 import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from gateway import metrics, scheduling
+from gateway import metrics
 from gateway.ca.errors import CaError
 from gateway.config import BankConfig
-from gateway.cpu_turn import PROCESS_TURN
-from gateway.demand import DemandBoard
 from gateway.ledger import LedgerError
-from gateway.ledger_process import LedgerSocket, demand_path, run_ledger_process
+from gateway.ledger_process import LedgerSocket, run_ledger_process
 from gateway.ports import PortError, reserve
-from gateway.process import start_bank
 from gateway.provisioning import ProvisioningError
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
+from gateway.worker import WorkerPlan, run_worker
 from hsm.errors import KeyBackendError
 
 log = logging.getLogger("setpay.workers")
@@ -76,8 +74,6 @@ STOP_MARGIN_SECONDS = 10.0
 # The supervisor's loop wakes at least this often to check its deadlines; signals, worker
 # exits and scrapes wake it at once.
 LOOP_SECONDS = 1.0
-# How often a worker checks that its supervisor is still there.
-PARENT_CHECK_SECONDS = 1.0
 # A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one.
 READY_LINE_BYTES = 64
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
@@ -112,55 +108,6 @@ class RestartBudget:
             return False
         self._recent.append(now)
         return True
-
-
-# --- one worker ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """What every worker is told: the configuration and the reserved addresses."""
-
-    config: BankConfig
-    listen: str
-    ca_listen: str
-    metrics: bool
-    supervisor_pid: int
-    ledger_socket: str | None = None
-    """The ledger process's socket, when one commits for every worker."""
-
-
-def _run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> int:
-    """A worker's life after fork: serve until told to stop (or orphaned); the exit status.
-
-    ``mask`` is the signal mask to restore once the worker's own handlers are in place.
-    """
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    if plan.metrics:
-        metrics.enable(index)
-    if plan.ledger_socket is not None:
-        board = DemandBoard(demand_path(plan.ledger_socket))
-        PROCESS_TURN.publish(board.publisher(index))
-    scheduling.apply(plan.config.scheduling)  # before start_bank starts any thread
-    running = start_bank(
-        plan.config,
-        listen=plan.listen,
-        ca_listen=plan.ca_listen,
-        reuse_port=True,
-        ledger_service=plan.ledger_socket,
-    )
-    os.write(ready_fd, f"{running.port} {running.ca_port}\n".encode())
-    os.close(ready_fd)
-    while not stop.wait(PARENT_CHECK_SECONDS):
-        if os.getppid() != plan.supervisor_pid:
-            log.error("worker %d: the supervisor is gone; stopping", index)
-            break
-    running.stop(plan.config.grace_seconds)
-    return 0
 
 
 @dataclass
@@ -303,7 +250,7 @@ class Supervisor:
                     with_metrics=self._plan.metrics, supervisor_pid=self._plan.supervisor_pid,
                 )  # fmt: skip
             else:
-                code = _run_worker(self._plan, index, ready_fd, mask)
+                code = run_worker(self._plan, index, ready_fd, mask)
         except _STARTUP_FAULTS as exc:
             # The operator's to fix (a PIN, a token, a file, a port): one line says it.
             log.error("%s cannot serve: %s: %s", what, type(exc).__name__, exc)

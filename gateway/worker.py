@@ -1,0 +1,75 @@
+"""One worker process of ``setpay gateway serve --workers N`` (DESIGN.md 5.4): what the
+supervisor (``gateway.workers``) tells it, and its life after the fork.
+
+A worker restores its signal mask once its own handlers are in place, turns on its share
+of the multiprocess metrics, applies the scheduling settings before any thread starts,
+opens the bank with SO_REUSEPORT on the reserved ports, and writes "GATEWAY_PORT CA_PORT"
+to its ready pipe once it serves. It serves until SIGTERM or SIGINT, or until its
+supervisor is gone, then stops within the grace period and returns exit status 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+
+from gateway import metrics, scheduling
+from gateway.config import BankConfig
+from gateway.cpu_turn import PROCESS_TURN
+from gateway.demand import DemandBoard
+from gateway.ledger_process import demand_path
+from gateway.process import start_bank
+
+log = logging.getLogger("setpay.workers")
+
+# How often a worker checks that its supervisor is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What every worker is told: the configuration and the reserved addresses."""
+
+    config: BankConfig
+    listen: str
+    ca_listen: str
+    metrics: bool
+    supervisor_pid: int
+    ledger_socket: str | None = None
+    """The ledger process's socket, when one commits for every worker."""
+
+
+def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> int:
+    """A worker's life after fork: serve until told to stop (or orphaned); the exit status.
+
+    ``mask`` is the signal mask to restore once the worker's own handlers are in place.
+    """
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if plan.metrics:
+        metrics.enable(index)
+    if plan.ledger_socket is not None:
+        board = DemandBoard(demand_path(plan.ledger_socket))
+        PROCESS_TURN.publish(board.publisher(index))
+    scheduling.apply(plan.config.scheduling)  # before start_bank starts any thread
+    running = start_bank(
+        plan.config,
+        listen=plan.listen,
+        ca_listen=plan.ca_listen,
+        reuse_port=True,
+        ledger_service=plan.ledger_socket,
+    )
+    os.write(ready_fd, f"{running.port} {running.ca_port}\n".encode())
+    os.close(ready_fd)
+    while not stop.wait(PARENT_CHECK_SECONDS):
+        if os.getppid() != plan.supervisor_pid:
+            log.error("worker %d: the supervisor is gone; stopping", index)
+            break
+    running.stop(plan.config.grace_seconds)
+    return 0
