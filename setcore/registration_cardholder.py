@@ -14,8 +14,8 @@ key and the blinded account it can recompute from PANSecret = f(CardSecret, Nonc
 Only that wallet can read Nonce-CCA: the CertRes is sealed under the back key it sent
 inside the CertReq. A renewal (CARD_RENEWAL_SIG) is also signed by the key being renewed.
 
-The CA side opens and verifies; deciding (challenge, key uniqueness, the issuer's word)
-is the CA's (``gateway.ca``).
+The CA's side (opening, verifying, answering) is ``registration_cardholder_ca``; deciding
+(challenge, key uniqueness, the issuer's word) is the CA's (``gateway.ca``).
 """
 
 from __future__ import annotations
@@ -28,25 +28,19 @@ from datetime import datetime
 from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, digest, parse_strict
-from setcore.envelope import KEY_BYTES, open_sealed, open_with_key, seal, seal_with_key
+from setcore.envelope import KEY_BYTES, open_with_key, seal
 from setcore.errors import ConfigurationError, ErrorCode, fail
 from setcore.freshness import check_echo, check_id, check_lid, check_rrpid, new_id, now_ms
-from setcore.pan import PAN, InvalidPAN, check_blinded_account, check_expiry, pan_secret
+from setcore.pan import PAN, check_blinded_account, check_expiry, pan_secret
 from setcore.pki.roles import CARDHOLDER, CARDHOLDER_CA, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import CardData, header
 from setcore.registration import (
-    MAX_LANGUAGE_CHARS,
     REQUEST_COMPLETE,
     CaContact,
-    FormTemplate,
     RegistrationForm,
-    RevocationData,
-    ca_bundle,
     ca_error,
-    check_header_rrpid,
-    check_thumbs,
     check_thumbs_echo,
     form_fields,
     open_ca_answer,
@@ -58,21 +52,14 @@ from setcore.registration import (
 )
 from setcore.registration_certreq import (
     CERT_RES_CT,
-    CertAnswer,
-    CertRequestEnvelope,
     Exchange,
-    OpenedCertRequest,
-    ProvenKeys,
     build_cert_inquiry,
     chain_of,
     issued_certificate,
-    open_cert_request,
     open_cert_result,
     seal_cert_request,
-    sign_cert_result,
-    verify_cert_request,
 )
-from setcore.signed import parse_signed, sign
+from setcore.signed import parse_signed
 from setpay.v1 import crypto_pb2, registration_pb2
 
 CARD_C_INIT_RES_CT = content_type_of(registration_pb2.CardCInitResTBS)
@@ -84,7 +71,8 @@ PAN_DATA0_CT = content_type_of(registration_pb2.PANData0)
 MAX_BRAND_ID_CHARS = 64
 
 
-def _card_kind(request_type: int) -> None:
+def require_cardholder_kind(request_type: int) -> None:
+    """Refuse a request type that does not ask for a cardholder certificate."""
     if request_kind(request_type).subject_type != CARDHOLDER:
         raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "not a cardholder request type")
 
@@ -168,7 +156,7 @@ def build_reg_form_request(
     thumbs: Sequence[bytes] = (),
 ) -> tuple[registration_pb2.RegFormRequest, RegFormState]:
     """RegFormReq: the request sealed to the CA with the PAN in the extra part only."""
-    _card_kind(request_type)
+    require_cardholder_kind(request_type)
     rrpid, chall = new_id(), new_id()
     pan_only = registration_pb2.PANOnly(
         content_type=PAN_ONLY_CT, pan=pan.reveal(), ex_nonce=new_id()
@@ -356,173 +344,6 @@ def build_card_cert_inquiry(
     )  # fmt: skip
 
 
-# --- CA side --------------------------------------------------------------------------
-
-
-def check_card_c_init_request(request: registration_pb2.CardCInitRequest) -> None:
-    """Refuse a malformed CardCInitReq."""
-    check_id(request.rrpid, "RRPID")
-    check_id(request.chall_ee, "Chall-EE")
-    check_lid(request.lid_ee, "LID-EE")
-    check_thumbs(request.thumbs)
-    check_header_rrpid(request.header, request.rrpid)
-    if not 0 < len(request.brand_id) <= MAX_BRAND_ID_CHARS:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "CardCInitReq needs a brand")
-
-
-def build_card_c_init_response(
-    ca: Credentials,
-    request: registration_pb2.CardCInitRequest,
-    lid_ca: bytes,
-    *,
-    revocation: RevocationData | None,
-) -> bytes:
-    """Signed(CardCInitResTBS) naming the CA key-exchange certificate, chains in the bundle."""
-    _, kex_thumb = ca.require_key_exchange()
-    tbs = registration_pb2.CardCInitResTBS(
-        content_type=CARD_C_INIT_RES_CT, rrpid=request.rrpid, lid_ee=request.lid_ee,
-        chall_ee=request.chall_ee, lid_ca=lid_ca, cae_thumb=kex_thumb, thumbs=request.thumbs,
-    ).SerializeToString()  # fmt: skip
-    bundle = ca_bundle(ca, revocation=revocation, held=request.thumbs.thumbs)
-    signed = sign(ca.backend, ca.signature_key, ca.signature_thumb, CARD_C_INIT_RES_CT, tbs, bundle)
-    return signed.SerializeToString()
-
-
-@dataclass(frozen=True, repr=False)
-class RegFormRequestView:
-    """An opened RegFormReq: the request and the card (for its BIN)."""
-
-    tbe: registration_pb2.RegFormReqTBE
-    pan: PAN
-
-    def __repr__(self) -> str:
-        return f"RegFormRequestView({self.pan.masked})"
-
-
-def open_reg_form_request(
-    request: registration_pb2.RegFormRequest, ca: Credentials
-) -> RegFormRequestView:
-    """Open RegFormReq with the CA key-exchange key; check the link to PANOnly."""
-    sealed = parse_strict(crypto_pb2.Sealed, request.reg_form_req, own_content_type=False)
-    check_id(sealed.rrpid, "RRPID")
-    check_header_rrpid(request.header, sealed.rrpid)
-    kex_key, kex_thumb = ca.require_key_exchange()
-    opened = open_sealed(
-        sealed, ca.backend, kex_key, kex_thumb, REG_FORM_REQ_CT, extra_type=PAN_ONLY_CT
-    )
-    tbe = parse_strict(registration_pb2.RegFormReqTBE, opened.plaintext)
-    if tbe.rrpid != sealed.rrpid:
-        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope RRPID differs")
-    check_id(tbe.chall_ee2, "Chall-EE2")
-    check_lid(tbe.lid_ee, "LID-EE")
-    check_lid(tbe.lid_ca, "LID-CA")
-    check_thumbs(tbe.thumbs)
-    if len(tbe.language) > MAX_LANGUAGE_CHARS:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "language tag too long")
-    _card_kind(tbe.request_type)
-    extra = opened.extra or b""
-    if tbe.dd_extra != digest(PAN_ONLY_CT, extra):
-        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "PANOnly is not the linked one")
-    pan_only = parse_strict(registration_pb2.PANOnly, extra)
-    check_id(pan_only.ex_nonce, "EXNonce")
-    try:
-        pan = PAN(pan_only.pan)
-    except InvalidPAN as exc:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PANOnly holds no card number") from exc
-    return RegFormRequestView(tbe, pan)
-
-
-def build_reg_form_response(
-    ca: Credentials,
-    tbe: registration_pb2.RegFormReqTBE,
-    chall_ca: bytes,
-    form: FormTemplate,
-    *,
-    revocation: RevocationData | None,
-    referral: str = "",
-) -> bytes:
-    """Signed(RegFormResTBS): Chall-CA and the form (or a referral)."""
-    _, kex_thumb = ca.require_key_exchange()
-    tbs = registration_pb2.RegFormResTBS(
-        content_type=REG_FORM_RES_CT, rrpid=tbe.rrpid, lid_ee=tbe.lid_ee,
-        chall_ee2=tbe.chall_ee2, lid_ca=tbe.lid_ca, chall_ca=chall_ca, cae_thumb=kex_thumb,
-        request_type=tbe.request_type, reg_form=form.to_proto(), referral=referral,
-        thumbs=tbe.thumbs,
-    ).SerializeToString()  # fmt: skip
-    bundle = ca_bundle(ca, revocation=revocation, held=tbe.thumbs.thumbs)
-    signed = sign(ca.backend, ca.signature_key, ca.signature_thumb, REG_FORM_RES_CT, tbs, bundle)
-    return signed.SerializeToString()
-
-
-def open_card_cert_request(envelope: CertRequestEnvelope, ca: Credentials) -> OpenedCertRequest:
-    """Decrypt a cardholder CertReq (PANData0 extra part required) and read its back key.
-
-    Failures here are answered with a SET Error: without the back key no CertRes can be
-    addressed to the wallet.
-    """
-    opened = open_cert_request(envelope, ca, frozenset({PAN_DATA0_CT}))
-    _card_kind(opened.data.request_type)
-    if len(opened.data.back_key) != KEY_BYTES:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "back key must be 32 bytes")
-    return opened
-
-
-@dataclass(frozen=True, repr=False)
-class CardRequest:
-    """A cardholder CertReq whose signatures verified, with the card data it carries."""
-
-    opened: OpenedCertRequest
-    keys: ProvenKeys
-    pan: PAN
-    expiry: str
-    card_secret: bytes = field(repr=False)
-
-    @property
-    def data(self) -> registration_pb2.CertReqData:
-        """The verified CertReqData."""
-        return self.opened.data
-
-    def __repr__(self) -> str:
-        return f"CardRequest({self.pan.masked}, expiry={self.expiry})"
-
-
-def verify_card_cert_request(
-    opened: OpenedCertRequest, trust: TrustStore, *, at: datetime | None = None
-) -> CardRequest:
-    """Verify the signatures (``SIGNATURE_CODES`` on failure), then read PANData0."""
-    keys = verify_cert_request(opened, trust, at=at)
-    card = parse_strict(registration_pb2.PANData0, opened.extra or b"")
-    check_id(card.card_secret, "CardSecret")
-    check_id(card.ex_nonce, "EXNonce")
-    check_expiry(card.card_expiry)
-    try:
-        pan = PAN(card.pan)
-    except InvalidPAN as exc:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PANData0 holds no card number") from exc
-    return CardRequest(opened, keys, pan, card.card_expiry, card.card_secret)
-
-
-def build_card_cert_response(
-    ca: Credentials,
-    back_key: bytes,
-    answer: CertAnswer,
-    status: int,
-    *,
-    revocation: RevocationData | None,
-    certificate: bytes | None = None,
-    nonce_cca: bytes = b"",
-    ee_message: str = "",
-) -> bytes:
-    """EncK(back key, S(CA, CertResData)): only the requesting wallet reads Nonce-CCA."""
-    signed = sign_cert_result(
-        ca, answer, status, revocation=revocation,
-        certificates=() if certificate is None else (certificate,),
-        nonce_cca=nonce_cca, ee_message=ee_message,
-    )  # fmt: skip
-    sealed = seal_with_key(CERT_RES_CT, signed.SerializeToString(), back_key, rrpid=answer.rrpid)
-    return sealed.SerializeToString()
-
-
 __all__ = [
     "CARD_C_INIT_RES_CT",
     "PAN_DATA0_CT",
@@ -531,22 +352,13 @@ __all__ = [
     "REG_FORM_RES_CT",
     "CardCInitState",
     "CardCertificate",
-    "CardRequest",
     "CardRequestState",
-    "RegFormRequestView",
     "RegFormState",
     "build_card_c_init_request",
-    "build_card_c_init_response",
     "build_card_cert_inquiry",
     "build_card_cert_request",
-    "build_card_cert_response",
     "build_reg_form_request",
-    "build_reg_form_response",
-    "check_card_c_init_request",
     "open_card_c_init_response",
-    "open_card_cert_request",
     "open_card_cert_response",
-    "open_reg_form_request",
     "open_reg_form_response",
-    "verify_card_cert_request",
 ]

@@ -10,7 +10,8 @@
 Unlike SET, where echoing Chall-CA is optional for merchants, setpay requires it (SET-
 PROTOCOL.md 4.3 rule 3), and the identity the CertReq names must be the one the
 registration started with. The requester checks that the certificates it receives chain
-to the root with the right role, certify its own keys, and name its merchant id.
+to the root with the right role, certify its own keys, and name its merchant id. The
+CA's side (opening, verifying, answering) is ``registration_merchant_ca``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
 from setcore.errors import ConfigurationError, ErrorCode, fail
-from setcore.freshness import check_echo, check_id, check_lid, check_rrpid, new_id, now_ms
+from setcore.freshness import check_echo, check_lid, check_rrpid, new_id, now_ms
 from setcore.pki.extensions import MAX_MERCHANT_ID_CHARS, MAX_MERCHANT_NAME_CHARS
 from setcore.pki.issuance import kem_for
 from setcore.pki.roles import MERCHANT, CertificateUsage
@@ -32,17 +33,11 @@ from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import header
 from setcore.registration import (
     DECRYPTION_ERROR,
-    MAX_LANGUAGE_CHARS,
     REQUEST_COMPLETE,
     CaContact,
-    FormTemplate,
     RegistrationForm,
     RequestKind,
-    RevocationData,
-    ca_bundle,
     ca_error,
-    check_header_rrpid,
-    check_thumbs,
     check_thumbs_echo,
     form_fields,
     open_ca_answer,
@@ -53,21 +48,14 @@ from setcore.registration import (
     thumbs_message,
 )
 from setcore.registration_certreq import (
-    CertAnswer,
-    CertRequestEnvelope,
     Exchange,
-    OpenedCertRequest,
-    ProvenKeys,
     build_cert_inquiry,
     chain_of,
     issued_certificate,
-    open_cert_request,
     open_cert_result,
     seal_cert_request,
-    sign_cert_result,
-    verify_cert_request,
 )
-from setcore.signed import parse_signed, sign
+from setcore.signed import parse_signed
 from setpay.v1 import registration_pb2
 
 ME_AQ_C_INIT_RES_CT = content_type_of(registration_pb2.MeAqCInitResTBS)
@@ -159,7 +147,8 @@ def identity_of(id_data: registration_pb2.IDData, kind: RequestKind) -> Identity
     return GatewayIdentity(a.acquirer_bin, a.acquirer_business_id)
 
 
-def _merchant_kind(request_type: int) -> RequestKind:
+def require_merchant_kind(request_type: int) -> RequestKind:
+    """The request kind, refused unless it asks for merchant or gateway certificates."""
     kind = request_kind(request_type)
     if not kind.wants_key_exchange:
         raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "not a merchant or gateway request")
@@ -192,7 +181,7 @@ def build_me_aq_c_init_request(
     thumbs: Sequence[bytes] = (),
 ) -> tuple[registration_pb2.MeAqCInitRequest, MeAqCInitState]:
     """Me-AqCInitReq: plaintext, who we are and which certificates we want."""
-    kind = _merchant_kind(request_type)
+    kind = require_merchant_kind(request_type)
     if isinstance(identity, MerchantIdentity) != (kind.subject_type == MERCHANT):
         raise ConfigurationError("the identity does not fit the request type")
     state = MeAqCInitState(
@@ -277,7 +266,7 @@ def build_merchant_cert_request(
 
     With ``account`` (the settlement account) it is EncX with AcctData as the extra part.
     """
-    kind = _merchant_kind(state.request_type)
+    kind = require_merchant_kind(state.request_type)
     if kind.renewal != (renewing is not None):
         raise ConfigurationError("a renewal needs the credentials being renewed, and only it")
     ca, form = registration.ca, registration.form
@@ -390,108 +379,6 @@ def build_merchant_cert_inquiry(
     )  # fmt: skip
 
 
-# --- CA side --------------------------------------------------------------------------
-
-
-def check_me_aq_c_init_request(
-    request: registration_pb2.MeAqCInitRequest,
-) -> tuple[RequestKind, Identity]:
-    """Refuse a malformed Me-AqCInitReq; the request kind and identity it names."""
-    check_id(request.rrpid, "RRPID")
-    check_id(request.chall_ee, "Chall-EE")
-    check_lid(request.lid_ee, "LID-EE")
-    check_thumbs(request.thumbs)
-    check_header_rrpid(request.header, request.rrpid)
-    if not 0 < len(request.brand_id) <= MAX_BRAND_ID_CHARS:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "Me-AqCInitReq needs a brand")
-    if len(request.language) > MAX_LANGUAGE_CHARS:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "language tag too long")
-    kind = _merchant_kind(request.request_type)
-    return kind, identity_of(request.id_data, kind)
-
-
-def build_me_aq_c_init_response(
-    ca: Credentials,
-    request: registration_pb2.MeAqCInitRequest,
-    lid_ca: bytes,
-    chall_ca: bytes,
-    form: FormTemplate,
-    *,
-    revocation: RevocationData | None,
-) -> bytes:
-    """Signed(MeAqCInitResTBS): Chall-CA, the form, the CA key-exchange certificate."""
-    _, kex_thumb = ca.require_key_exchange()
-    tbs = registration_pb2.MeAqCInitResTBS(
-        content_type=ME_AQ_C_INIT_RES_CT, rrpid=request.rrpid, lid_ee=request.lid_ee,
-        chall_ee=request.chall_ee, lid_ca=lid_ca, chall_ca=chall_ca, cae_thumb=kex_thumb,
-        request_type=request.request_type, reg_form=form.to_proto(), thumbs=request.thumbs,
-    ).SerializeToString()  # fmt: skip
-    bundle = ca_bundle(ca, revocation=revocation, held=request.thumbs.thumbs)
-    signed = sign(
-        ca.backend, ca.signature_key, ca.signature_thumb, ME_AQ_C_INIT_RES_CT, tbs, bundle
-    )
-    return signed.SerializeToString()
-
-
-def open_merchant_cert_request(envelope: CertRequestEnvelope, ca: Credentials) -> OpenedCertRequest:
-    """Decrypt a merchant or gateway CertReq (AcctData extra part optional)."""
-    opened = open_cert_request(envelope, ca, frozenset({None, ACCT_DATA_CT}))
-    _merchant_kind(opened.data.request_type)
-    return opened
-
-
-@dataclass(frozen=True)
-class MerchantRequest:
-    """A merchant or gateway CertReq whose signatures verified."""
-
-    opened: OpenedCertRequest
-    keys: ProvenKeys
-    identity: Identity
-    has_account: bool
-
-    @property
-    def data(self) -> registration_pb2.CertReqData:
-        """The verified CertReqData."""
-        return self.opened.data
-
-
-def verify_merchant_cert_request(
-    opened: OpenedCertRequest, trust: TrustStore, *, at: datetime | None = None
-) -> MerchantRequest:
-    """Verify the signatures (``SIGNATURE_CODES`` on failure), then read the identity."""
-    keys = verify_cert_request(opened, trust, at=at)
-    identity = identity_of(opened.data.id_data, keys.kind)
-    if opened.extra is not None:
-        account = parse_strict(registration_pb2.AcctData, opened.extra)
-        check_id(account.ex_nonce, "EXNonce")
-        if not 0 < len(account.acct_identification) <= MAX_ACCOUNT_CHARS:
-            raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "account identification")
-    return MerchantRequest(opened, keys, identity, opened.extra is not None)
-
-
-def build_merchant_cert_response(
-    ca: Credentials,
-    answer: CertAnswer,
-    status: int,
-    *,
-    revocation: RevocationData | None,
-    certificates: Sequence[bytes] = (),
-    ee_message: str = "",
-) -> bytes:
-    """S(CA, CertResData): signed only; the signature and key-exchange certificates in
-    that order in CertThumbs and the bundle."""
-    signed = sign_cert_result(
-        ca, answer, status, revocation=revocation, certificates=certificates,
-        ee_message=ee_message,
-    )  # fmt: skip
-    return signed.SerializeToString()
-
-
-def decryption_error_answer(rrpid: bytes) -> CertAnswer:
-    """Whom a DECRYPTION_ERROR CertRes answers: only the RRPID could be read."""
-    return CertAnswer(rrpid=rrpid, lid_ee=b"", chall_ee3=b"", lid_ca=b"")
-
-
 __all__ = [
     "ACCT_DATA_CT",
     "DECRYPTION_ERROR",
@@ -502,19 +389,12 @@ __all__ = [
     "MerchantCertificates",
     "MerchantIdentity",
     "MerchantRegistration",
-    "MerchantRequest",
     "MerchantRequestState",
     "build_me_aq_c_init_request",
-    "build_me_aq_c_init_response",
     "build_merchant_cert_inquiry",
     "build_merchant_cert_request",
-    "build_merchant_cert_response",
-    "check_me_aq_c_init_request",
-    "decryption_error_answer",
     "id_data_of",
     "identity_of",
     "open_me_aq_c_init_response",
-    "open_merchant_cert_request",
     "open_merchant_cert_response",
-    "verify_merchant_cert_request",
 ]

@@ -41,7 +41,7 @@ from setcore.registration_certreq import (
     read_cert_inquiry,
     verify_cert_inquiry,
 )
-from setcore.registration_merchant import check_me_aq_c_init_request
+from setcore.registration_merchant_ca import check_me_aq_c_init_request
 from setpay.v1 import registration_pb2
 
 # GetCertificates answers at most this many certificates: a requester asks for a chain or

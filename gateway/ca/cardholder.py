@@ -43,7 +43,7 @@ from setcore.registration import (
     key_thumbprint,
     load_public_key,
 )
-from setcore.registration_cardholder import (
+from setcore.registration_cardholder_ca import (
     CardRequest,
     build_card_c_init_response,
     build_card_cert_response,

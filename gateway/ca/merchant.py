@@ -57,6 +57,8 @@ from setcore.registration_certreq import CertAnswer, CertRequestEnvelope
 from setcore.registration_merchant import (
     Identity,
     MerchantIdentity,
+)
+from setcore.registration_merchant_ca import (
     MerchantRequest,
     build_me_aq_c_init_response,
     build_merchant_cert_response,

@@ -26,7 +26,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from setcore.pki.truststore import TrustStore
-from setcore.registration_cardholder import build_card_c_init_request, open_card_c_init_response
+from setcore.registration_cardholder import (
+    build_card_c_init_request,
+    open_card_c_init_response,
+)
 from setpay.v1 import services_pb2_grpc
 
 from .commands import REPO, ProvisionedBank, command_env, run, venv_bin

@@ -46,28 +46,32 @@ from setcore.registration import (
 )
 from setcore.registration_cardholder import (
     build_card_c_init_request,
-    build_card_c_init_response,
     build_card_cert_request,
-    build_card_cert_response,
     build_reg_form_request,
-    build_reg_form_response,
     open_card_c_init_response,
-    open_card_cert_request,
     open_card_cert_response,
-    open_reg_form_request,
     open_reg_form_response,
+)
+from setcore.registration_cardholder_ca import (
+    build_card_c_init_response,
+    build_card_cert_response,
+    build_reg_form_response,
+    open_card_cert_request,
+    open_reg_form_request,
     verify_card_cert_request,
 )
 from setcore.registration_certreq import CertAnswer, peek_cert_request, verify_cert_request
 from setcore.registration_merchant import (
     MerchantIdentity,
     build_me_aq_c_init_request,
-    build_me_aq_c_init_response,
     build_merchant_cert_request,
-    build_merchant_cert_response,
     open_me_aq_c_init_response,
-    open_merchant_cert_request,
     open_merchant_cert_response,
+)
+from setcore.registration_merchant_ca import (
+    build_me_aq_c_init_response,
+    build_merchant_cert_response,
+    open_merchant_cert_request,
 )
 from setpay.v1 import registration_pb2
 

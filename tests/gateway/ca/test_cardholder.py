@@ -15,7 +15,10 @@ from setcore.freshness import new_id, now_ms
 from setcore.pan import PAN, blinded_account
 from setcore.pki.issuance import card_expiry_end
 from setcore.purchase import header
-from setcore.registration_cardholder import build_card_cert_inquiry, open_card_cert_response
+from setcore.registration_cardholder import (
+    build_card_cert_inquiry,
+    open_card_cert_response,
+)
 from setpay.v1 import crypto_pb2, registration_pb2
 
 from .conftest import CARD, EXPIRY, REVIEW_CARD, UNKNOWN_CARD, Bank
@@ -296,7 +299,10 @@ def test_renewal_signed_by_another_key_is_refused(ec_bank: Bank) -> None:
 def test_reg_form_for_an_unknown_session(ec_bank: Bank) -> None:
     session = start_cardholder(ec_bank, CARD)
     from setcore.registration import CaContact
-    from setcore.registration_cardholder import build_reg_form_request, open_reg_form_response
+    from setcore.registration_cardholder import (
+        build_reg_form_request,
+        open_reg_form_response,
+    )
 
     ca = session.registration.ca
     stranger = CaContact(ca.signer, ca.key_exchange, new_id()[:16])
