@@ -19,9 +19,6 @@ unaccounted for, 2 for usage errors.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import os
-import platform
 import shutil
 import signal
 import sys
@@ -35,7 +32,7 @@ from pathlib import Path
 import grpc
 
 from clients.errors import ClientError
-from clients.loadtest import cpu, spawn
+from clients.loadtest import cpu, machine, spawn
 from clients.loadtest.bench import Bench, BenchResult
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.errors import BenchError
@@ -253,22 +250,6 @@ def _register(args: argparse.Namespace, bank: Bank, population: Population) -> P
     return parties
 
 
-def _machine() -> dict[str, object]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {
-        name: importlib.metadata.version(name) for name in ("grpcio", "cryptography", "protobuf")
-    }
-    return {"cores": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "python": platform.python_version(), **versions}  # fmt: skip
-
-
 def _keys_kind(uri: str) -> str:
     if uri.startswith("pkcs11:"):
         module = next((p.split("=", 1)[1] for p in uri[7:].split(";")
@@ -326,7 +307,7 @@ def authorize(args: argparse.Namespace) -> int:
             "profile": bank.config.profile, "keys": _keys_kind(bank.config.keys_uri()),
             "workers": args.workers, "threads per worker": bank.config.threads,
             "channels": plan.channels, "cardholders": population.cardholders,
-            "bank": "spawned" if args.spawn else "target", "machine": _machine(),
+            "bank": "spawned" if args.spawn else "target", "machine": machine.describe(),
         }  # fmt: skip
         result = Bench(parties, targets, plan, say=_say).run(setting)
     return _report(args, result)

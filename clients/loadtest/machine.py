@@ -1,0 +1,66 @@
+"""What a bench report says about the machine it ran on.
+
+Figures from one machine mean little on another, and some of what makes them differ is
+not in the CPU model: on a virtual machine, how an idle vCPU waits decides what every
+wake-up costs. With the ``haltpoll`` cpuidle driver and ``guest_halt_poll_ns`` at 0, each
+idle moment halts the vCPU (a VM exit) and the next request pays to get it back; the
+kernel's default polls up to 200 us first. So the report names the idle driver, and the
+halt-poll limit where there is one, beside the cores, CPU and versions.
+
+Everything here is read from ``/proc`` and ``/sys`` and is optional: a file that is
+missing or unreadable leaves its entry out (or "unknown" for the CPU model).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
+# The Python packages whose versions change the figures most.
+PACKAGES = ("grpcio", "cryptography", "protobuf")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_model(proc: Path = Path("/proc")) -> str:
+    """The first CPU's model name, or "unknown"."""
+    for line in (_read(proc / "cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def cpu_idle(sys_root: Path = Path("/sys")) -> str | None:
+    """The cpuidle driver, with the guest halt-poll limit under ``haltpoll``; None if the
+    kernel does not say."""
+    driver = _read(sys_root / "devices/system/cpu/cpuidle/current_driver")
+    if not driver:
+        return None
+    if driver == "haltpoll":
+        poll_ns = _read(sys_root / "module/haltpoll/parameters/guest_halt_poll_ns")
+        if poll_ns is not None and poll_ns.isdigit():
+            return f"{driver} (guest_halt_poll_ns {poll_ns})"
+    return driver
+
+
+def describe(proc: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> dict[str, object]:
+    """The machine, for a report's ``machine`` entry."""
+    described: dict[str, object] = {
+        "cores": os.cpu_count(),
+        "cpu": cpu_model(proc),
+        "kernel": platform.release(),
+    }
+    idle = cpu_idle(sys_root)
+    if idle is not None:
+        described["cpuidle"] = idle
+    described["python"] = platform.python_version()
+    for name in PACKAGES:
+        described[name] = importlib.metadata.version(name)
+    return described

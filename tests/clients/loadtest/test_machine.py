@@ -1,0 +1,51 @@
+"""The machine description in a bench report, read from a /proc and /sys laid out here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clients.loadtest import machine
+
+
+def _write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_haltpoll_names_its_poll_limit(tmp_path: Path) -> None:
+    _write(tmp_path, "devices/system/cpu/cpuidle/current_driver", "haltpoll\n")
+    _write(tmp_path, "module/haltpoll/parameters/guest_halt_poll_ns", "0\n")
+    assert machine.cpu_idle(tmp_path) == "haltpoll (guest_halt_poll_ns 0)"
+
+
+def test_another_driver_is_named_alone(tmp_path: Path) -> None:
+    _write(tmp_path, "devices/system/cpu/cpuidle/current_driver", "intel_idle\n")
+    _write(tmp_path, "module/haltpoll/parameters/guest_halt_poll_ns", "200000\n")
+    assert machine.cpu_idle(tmp_path) == "intel_idle"
+
+
+def test_haltpoll_without_a_readable_limit_is_the_driver_alone(tmp_path: Path) -> None:
+    _write(tmp_path, "devices/system/cpu/cpuidle/current_driver", "haltpoll\n")
+    _write(tmp_path, "module/haltpoll/parameters/guest_halt_poll_ns", "garbage\n")
+    assert machine.cpu_idle(tmp_path) == "haltpoll"
+
+
+def test_no_cpuidle_leaves_the_entry_out(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    _write(proc, "cpuinfo", "processor\t: 0\nmodel name\t: Test CPU 9000\n")
+    described = machine.describe(proc=proc, sys_root=tmp_path / "sys")
+    assert "cpuidle" not in described
+    assert described["cpu"] == "Test CPU 9000"
+    assert set(machine.PACKAGES) <= described.keys()
+
+
+def test_unreadable_cpuinfo_is_unknown(tmp_path: Path) -> None:
+    assert machine.cpu_model(tmp_path) == "unknown"
+
+
+def test_describe_includes_the_idle_driver(tmp_path: Path) -> None:
+    _write(tmp_path, "devices/system/cpu/cpuidle/current_driver", "haltpoll\n")
+    _write(tmp_path, "module/haltpoll/parameters/guest_halt_poll_ns", "200000\n")
+    described = machine.describe(proc=tmp_path, sys_root=tmp_path)
+    assert described["cpuidle"] == "haltpoll (guest_halt_poll_ns 200000)"
