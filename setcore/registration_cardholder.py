@@ -67,8 +67,6 @@ REG_FORM_REQ_CT = content_type_of(registration_pb2.RegFormReqTBE)
 REG_FORM_RES_CT = content_type_of(registration_pb2.RegFormResTBS)
 PAN_ONLY_CT = content_type_of(registration_pb2.PANOnly)
 PAN_DATA0_CT = content_type_of(registration_pb2.PANData0)
-# Brand ids are short names (setcore.pki.extensions bounds them the same way).
-MAX_BRAND_ID_CHARS = 64
 
 
 def require_cardholder_kind(request_type: int) -> None:

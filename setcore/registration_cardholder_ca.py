@@ -28,7 +28,6 @@ from setcore.registration import (
 )
 from setcore.registration_cardholder import (
     CARD_C_INIT_RES_CT,
-    MAX_BRAND_ID_CHARS,
     PAN_DATA0_CT,
     PAN_ONLY_CT,
     REG_FORM_REQ_CT,
@@ -47,6 +46,9 @@ from setcore.registration_certreq import (
 )
 from setcore.signed import sign
 from setpay.v1 import crypto_pb2, registration_pb2
+
+# Brand ids are short names (setcore.pki.extensions bounds them the same way).
+MAX_BRAND_ID_CHARS = 64
 
 
 def check_card_c_init_request(request: registration_pb2.CardCInitRequest) -> None:

@@ -66,8 +66,6 @@ MAX_BIN_CHARS = 11
 MAX_GATEWAY_NAME_CHARS = 64
 # A settlement account identifier (an IBAN is at most 34 characters).
 MAX_ACCOUNT_CHARS = 64
-# Brand ids are short names (setcore.pki.extensions bounds them the same way).
-MAX_BRAND_ID_CHARS = 64
 
 
 @dataclass(frozen=True)

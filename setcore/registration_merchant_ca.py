@@ -37,7 +37,6 @@ from setcore.registration_certreq import (
 from setcore.registration_merchant import (
     ACCT_DATA_CT,
     MAX_ACCOUNT_CHARS,
-    MAX_BRAND_ID_CHARS,
     ME_AQ_C_INIT_RES_CT,
     Identity,
     identity_of,
@@ -45,6 +44,9 @@ from setcore.registration_merchant import (
 )
 from setcore.signed import sign
 from setpay.v1 import registration_pb2
+
+# Brand ids are short names (setcore.pki.extensions bounds them the same way).
+MAX_BRAND_ID_CHARS = 64
 
 
 def check_me_aq_c_init_request(
