@@ -6,7 +6,7 @@ Open a store, then a ``Ledger`` over it::
     ledger = Ledger(store, LedgerKeys(data_key=..., index_key=...))
 
 Money operations are idempotent on the RRPID and return the response bytes built by the
-caller's ``respond(outcome)``; see ``gateway.ledger.ledger`` for the contract and
+caller's ``respond(outcome)``; see ``gateway.ledger.money`` for the contract and
 ``gateway.ledger.errors`` for the error tree.
 """
 
@@ -32,7 +32,8 @@ from gateway.ledger.errors import (
 )
 from gateway.ledger.group_commit import GroupCommitConfig
 from gateway.ledger.holds import Hold
-from gateway.ledger.ledger import Clock, Ledger, LedgerConfig, new_hold_id, wall_clock_ms
+from gateway.ledger.ledger import Clock, Ledger, LedgerConfig, wall_clock_ms
+from gateway.ledger.money import new_hold_id
 from gateway.ledger.outcomes import (
     GATEWAY_DECLINES,
     AuthorizationReversed,

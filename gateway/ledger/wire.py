@@ -45,6 +45,7 @@ SHIPPED_MODULES = frozenset(
         "gateway.ledger.holds",
         "gateway.ledger.idempotency",
         "gateway.ledger.ledger",
+        "gateway.ledger.money",
         "gateway.ledger.outcomes",
         "gateway.ledger.schema",
         "gateway.ledger.settlement",
