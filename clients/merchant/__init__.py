@@ -2,6 +2,7 @@
 
     config          merchant.toml + SETPAY_MERCHANT_* (frozen ``MerchantConfig``)
     store           its own SQLite: offers, orders, the sealed PI, tokens, operations
+    schema          that SQLite file's tables, their version, rows -> records
     checkout        PInit / Purchase / Inquiry in plain Python (setcore does the checks)
     authorizer      AuthReq built once, stored, sent and re-sent byte for byte; worker
     settlement      capture, refund, reversals, batches

@@ -2,8 +2,8 @@
 
 One SQLite file in WAL mode with ``synchronous=FULL``: an answer that reports a state
 change (a PRes saying "authorized", a capture the gateway accepted) leaves only after
-the change is on disk. The schema carries a version (``PRAGMA user_version``); a file
-written by a newer version is refused rather than misread.
+the change is on disk. The tables, their version and how a row becomes a record are
+``clients.merchant.schema``'s; this module holds the transactions over them.
 
 Every request to the gateway is stored, as the exact bytes sent, *before* it is sent:
 after a crash the same bytes go out again, and the gateway's RRPID idempotency answers
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from clients.errors import OrderStateError, StoreError, UnknownOrder
 from clients.merchant.records import (
@@ -40,124 +40,26 @@ from clients.merchant.records import (
     OrderState,
     short,
 )
+from clients.merchant.schema import (
+    OPERATION_COLUMNS,
+    ORDER_COLUMNS,
+    ORDER_FROM,
+    migrate,
+    operation_from_row,
+    order_from_row,
+)
 
-SCHEMA_VERSION = 1
 # A writer in another process (a CLI capture while the server runs) holds the lock for a
 # few milliseconds; five seconds only bounds a stuck one.
 BUSY_TIMEOUT_MS = 5000
 # Listings are for people; a page larger than this is not read by anyone.
 MAX_LISTED_ORDERS = 1000
 
-_SCHEMA = """
-CREATE TABLE offers (
-    lid_m        BLOB PRIMARY KEY,
-    description  BLOB NOT NULL,
-    currency     INTEGER NOT NULL,
-    amount       INTEGER NOT NULL CHECK (amount > 0),
-    exp10        INTEGER NOT NULL,
-    brand_id     TEXT NOT NULL,
-    created_ms   INTEGER NOT NULL,
-    xid          BLOB
-);
-CREATE TABLE orders (
-    xid                  BLOB PRIMARY KEY,
-    lid_m                BLOB NOT NULL REFERENCES offers(lid_m),
-    trans_ids            BLOB NOT NULL,
-    chall_m              BLOB NOT NULL,
-    state                TEXT NOT NULL,
-    created_ms           INTEGER NOT NULL,
-    updated_ms           INTEGER NOT NULL,
-    cardholder_thumb     BLOB,
-    oi_data              BLOB,
-    pi                   BLOB,
-    auth_rrpid           BLOB UNIQUE,
-    auth_request         BLOB,
-    auth_request_digest  BLOB,
-    auth_code            INTEGER,
-    auth_amount          INTEGER,
-    approval_code        TEXT,
-    auth_res             BLOB,
-    cap_token            BLOB,
-    acq_card_msg         BLOB,
-    error_code           INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX orders_by_state ON orders(state);
-CREATE TABLE operations (
-    rrpid           BLOB PRIMARY KEY,
-    xid             BLOB NOT NULL REFERENCES orders(xid),
-    kind            TEXT NOT NULL,
-    currency        INTEGER NOT NULL,
-    amount          INTEGER NOT NULL CHECK (amount >= 0),
-    exp10           INTEGER NOT NULL,
-    state           TEXT NOT NULL,
-    request         BLOB NOT NULL,
-    request_digest  BLOB NOT NULL,
-    original_rrpid  BLOB,
-    result_code     INTEGER NOT NULL DEFAULT 0,
-    result_amount   INTEGER NOT NULL DEFAULT 0,
-    batch_id        TEXT NOT NULL DEFAULT '',
-    created_ms      INTEGER NOT NULL,
-    updated_ms      INTEGER NOT NULL
-);
-CREATE INDEX operations_by_xid ON operations(xid);
-CREATE TABLE batches (
-    batch_id     TEXT PRIMARY KEY,
-    status       INTEGER NOT NULL,
-    closed       INTEGER NOT NULL,
-    summary      BLOB NOT NULL,
-    updated_ms   INTEGER NOT NULL
-);
-"""
-
-_ORDER_COLUMNS = (
-    "o.xid, o.lid_m, o.trans_ids, o.chall_m, f.description, f.currency, f.amount, f.exp10, "
-    "f.brand_id, o.state, o.created_ms, o.updated_ms, o.cardholder_thumb, o.oi_data, o.pi, "
-    "o.auth_rrpid, o.auth_request, o.auth_request_digest, o.auth_code, o.auth_amount, "
-    "o.approval_code, o.auth_res, o.cap_token, o.acq_card_msg, o.error_code"
-)
-_ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
-_OPERATION_COLUMNS = (
-    "rrpid, xid, kind, currency, amount, exp10, state, request, request_digest, "
-    "original_rrpid, result_code, result_amount, batch_id, created_ms"
-)
-
 T = TypeVar("T")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _order(row: Sequence[Any]) -> Order:
-    (xid, lid_m, trans_ids, chall_m, description, currency, amount, exp10, brand_id, state,
-     created, updated, cardholder, oi_data, pi, auth_rrpid, auth_request, auth_digest,
-     auth_code, auth_amount, approval, auth_res, cap_token, acq_card_msg,
-     error_code) = row  # fmt: skip
-    money = Money(currency, amount, exp10)
-    authorization = None
-    if auth_code is not None:
-        authorization = Authorization(
-            auth_code, money.with_minor(auth_amount), approval or "", auth_res or b"",
-            cap_token or b"", acq_card_msg or b"",
-        )  # fmt: skip
-    return Order(
-        xid=xid, lid_m=lid_m, trans_ids=trans_ids, chall_m=chall_m, description=description,
-        amount=money, brand_id=brand_id, state=OrderState(state), created_ms=created,
-        updated_ms=updated, cardholder_thumb=cardholder, oi_data=oi_data, pi=pi,
-        auth_rrpid=auth_rrpid, auth_request=auth_request, auth_request_digest=auth_digest,
-        authorization=authorization, error_code=error_code,
-    )  # fmt: skip
-
-
-def _operation(row: Sequence[Any]) -> Operation:
-    (rrpid, xid, kind, currency, amount, exp10, state, request, digest, original, code,
-     result_amount, batch_id, created) = row  # fmt: skip
-    return Operation(
-        rrpid=rrpid, xid=xid, kind=OperationKind(kind), amount=Money(currency, amount, exp10),
-        state=OperationState(state), request=request, request_digest=digest,
-        original_rrpid=original, result_code=code, result_amount=result_amount,
-        batch_id=batch_id, created_ms=created,
-    )  # fmt: skip
 
 
 class MerchantStore:
@@ -176,31 +78,9 @@ class MerchantStore:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._migrate()
+            migrate(self._conn, self._path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the merchant database {self._path}: {exc}") from exc
-
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self._path} has schema {version}; this setpay knows {SCHEMA_VERSION}"
-            )
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-read under the write lock: another process may have just created it.
-            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                # One statement at a time: executescript would commit our transaction first.
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
 
     def settings(self) -> dict[str, object]:
         """The settings that make the file durable: journal mode, synchronous, schema."""
@@ -301,13 +181,13 @@ class MerchantStore:
         """The order with this XID; ``UnknownOrder`` if none."""
         row = self._read(
             lambda c: c.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} WHERE o.xid = ?",  # noqa: S608 - constant SQL
+                f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} WHERE o.xid = ?",  # noqa: S608 - constant SQL
                 (xid,),
             ).fetchone()
         )
         if row is None:
             raise UnknownOrder("no order with this XID")
-        return _order(row)
+        return order_from_row(row)
 
     def find_order(self, prefix: str) -> Order:
         """The order whose XID starts with the hex ``prefix`` (as listings show it)."""
@@ -317,12 +197,12 @@ class MerchantStore:
             raise UnknownOrder("an order id is hexadecimal") from None
         rows = self._read(
             lambda c: c.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} "  # noqa: S608 - constant SQL
+                f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} "  # noqa: S608 - constant SQL
                 "WHERE substr(o.xid, 1, ?) = ?",
                 (len(wanted), wanted),
             ).fetchall()
         )
-        matches = [o for r in rows if (o := _order(r)).xid.hex().startswith(prefix.lower())]
+        matches = [o for r in rows if (o := order_from_row(r)).xid.hex().startswith(prefix.lower())]
         if len(matches) != 1:
             raise UnknownOrder(
                 "no order with this id" if not matches else "the id is ambiguous: give more digits"
@@ -334,24 +214,24 @@ class MerchantStore:
         limit = max(1, min(limit, MAX_LISTED_ORDERS))
         rows = self._read(
             lambda c: c.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} "  # noqa: S608 - constant SQL
+                f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} "  # noqa: S608 - constant SQL
                 "ORDER BY o.created_ms DESC, o.xid LIMIT ?",
                 (limit,),
             ).fetchall()
         )
-        return [_order(r) for r in rows]
+        return [order_from_row(r) for r in rows]
 
     def orders_in(self, *states: OrderState) -> list[Order]:
         """Orders in any of ``states``, oldest first (the authorization worker's queue)."""
         marks = ", ".join("?" for _ in states)
         rows = self._read(
             lambda c: c.execute(
-                f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} "  # noqa: S608 - constant SQL
+                f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} "  # noqa: S608 - constant SQL
                 f"WHERE o.state IN ({marks}) ORDER BY o.created_ms, o.xid",
                 tuple(s.value for s in states),
             ).fetchall()
         )
-        return [_order(r) for r in rows]
+        return [order_from_row(r) for r in rows]
 
     def _move(
         self,
@@ -440,7 +320,7 @@ class MerchantStore:
         now = _now_ms()
         with self._write() as conn:
             conn.execute(
-                f"INSERT INTO operations ({_OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
+                f"INSERT INTO operations ({OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, ?)",
                 (rrpid, xid, kind.value, amount.currency, amount.minor, amount.exp10,
                  OperationState.SENT.value, request, request_digest, original_rrpid, now, now),
@@ -466,25 +346,25 @@ class MerchantStore:
         """The operation with this RRPID."""
         row = self._read(
             lambda c: c.execute(
-                f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE rrpid = ?",  # noqa: S608 - constant SQL
+                f"SELECT {OPERATION_COLUMNS} FROM operations WHERE rrpid = ?",  # noqa: S608 - constant SQL
                 (rrpid,),
             ).fetchone()
         )
         if row is None:
             raise UnknownOrder("no operation with this RRPID")
-        return _operation(row)
+        return operation_from_row(row)
 
     def operations(self, xid: bytes | None = None) -> list[Operation]:
         """An order's operations (or all of them), oldest first."""
         where, params = ("WHERE xid = ?", (xid,)) if xid is not None else ("", ())
         rows = self._read(
             lambda c: c.execute(
-                f"SELECT {_OPERATION_COLUMNS} FROM operations {where} "  # noqa: S608 - constant SQL
+                f"SELECT {OPERATION_COLUMNS} FROM operations {where} "  # noqa: S608 - constant SQL
                 "ORDER BY created_ms, rrpid",
                 params,
             ).fetchall()
         )
-        return [_operation(r) for r in rows]
+        return [operation_from_row(r) for r in rows]
 
     # -- batches ----------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ from clients.merchant.records import (
     OperationState,
     OrderState,
 )
-from clients.merchant.store import SCHEMA_VERSION, MerchantStore
+from clients.merchant.schema import SCHEMA_VERSION
+from clients.merchant.store import MerchantStore
 
 EUR = Money(978, 1250)
 

@@ -1,0 +1,164 @@
+"""The layout of the merchant's SQLite file: its tables, their version, rows back to records.
+
+``clients.merchant.store`` decides what is written and when; this module decides how it
+is laid out on disk. The two change for different reasons: a new column touches the
+schema, the column lists and the row decoders here together, and no transaction.
+
+The schema carries a version (``PRAGMA user_version``). A file written by a newer
+version is refused rather than misread; an empty file is given the current schema.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clients.errors import StoreError
+from clients.merchant.records import (
+    Authorization,
+    Money,
+    Operation,
+    OperationKind,
+    OperationState,
+    Order,
+    OrderState,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE offers (
+    lid_m        BLOB PRIMARY KEY,
+    description  BLOB NOT NULL,
+    currency     INTEGER NOT NULL,
+    amount       INTEGER NOT NULL CHECK (amount > 0),
+    exp10        INTEGER NOT NULL,
+    brand_id     TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    xid          BLOB
+);
+CREATE TABLE orders (
+    xid                  BLOB PRIMARY KEY,
+    lid_m                BLOB NOT NULL REFERENCES offers(lid_m),
+    trans_ids            BLOB NOT NULL,
+    chall_m              BLOB NOT NULL,
+    state                TEXT NOT NULL,
+    created_ms           INTEGER NOT NULL,
+    updated_ms           INTEGER NOT NULL,
+    cardholder_thumb     BLOB,
+    oi_data              BLOB,
+    pi                   BLOB,
+    auth_rrpid           BLOB UNIQUE,
+    auth_request         BLOB,
+    auth_request_digest  BLOB,
+    auth_code            INTEGER,
+    auth_amount          INTEGER,
+    approval_code        TEXT,
+    auth_res             BLOB,
+    cap_token            BLOB,
+    acq_card_msg         BLOB,
+    error_code           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX orders_by_state ON orders(state);
+CREATE TABLE operations (
+    rrpid           BLOB PRIMARY KEY,
+    xid             BLOB NOT NULL REFERENCES orders(xid),
+    kind            TEXT NOT NULL,
+    currency        INTEGER NOT NULL,
+    amount          INTEGER NOT NULL CHECK (amount >= 0),
+    exp10           INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    request         BLOB NOT NULL,
+    request_digest  BLOB NOT NULL,
+    original_rrpid  BLOB,
+    result_code     INTEGER NOT NULL DEFAULT 0,
+    result_amount   INTEGER NOT NULL DEFAULT 0,
+    batch_id        TEXT NOT NULL DEFAULT '',
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL
+);
+CREATE INDEX operations_by_xid ON operations(xid);
+CREATE TABLE batches (
+    batch_id     TEXT PRIMARY KEY,
+    status       INTEGER NOT NULL,
+    closed       INTEGER NOT NULL,
+    summary      BLOB NOT NULL,
+    updated_ms   INTEGER NOT NULL
+);
+"""
+
+# The column lists are in the order ``order_from_row`` and ``operation_from_row`` unpack;
+# change one and the other together.
+ORDER_COLUMNS = (
+    "o.xid, o.lid_m, o.trans_ids, o.chall_m, f.description, f.currency, f.amount, f.exp10, "
+    "f.brand_id, o.state, o.created_ms, o.updated_ms, o.cardholder_thumb, o.oi_data, o.pi, "
+    "o.auth_rrpid, o.auth_request, o.auth_request_digest, o.auth_code, o.auth_amount, "
+    "o.approval_code, o.auth_res, o.cap_token, o.acq_card_msg, o.error_code"
+)
+ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
+OPERATION_COLUMNS = (
+    "rrpid, xid, kind, currency, amount, exp10, state, request, request_digest, "
+    "original_rrpid, result_code, result_amount, batch_id, created_ms"
+)
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Give an empty file the current schema; refuse one written by a newer setpay.
+
+    ``conn`` is in autocommit mode (``isolation_level=None``); ``sqlite3`` errors pass
+    through for the caller to translate. ``path`` only names the file in the error.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has schema {version}; this setpay knows {SCHEMA_VERSION}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the write lock: another process may have just created it.
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            # One statement at a time: executescript would commit our transaction first.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def order_from_row(row: Sequence[Any]) -> Order:
+    """The ``Order`` in a row selected as ``ORDER_COLUMNS`` from ``ORDER_FROM``."""
+    (xid, lid_m, trans_ids, chall_m, description, currency, amount, exp10, brand_id, state,
+     created, updated, cardholder, oi_data, pi, auth_rrpid, auth_request, auth_digest,
+     auth_code, auth_amount, approval, auth_res, cap_token, acq_card_msg,
+     error_code) = row  # fmt: skip
+    money = Money(currency, amount, exp10)
+    authorization = None
+    if auth_code is not None:
+        authorization = Authorization(
+            auth_code, money.with_minor(auth_amount), approval or "", auth_res or b"",
+            cap_token or b"", acq_card_msg or b"",
+        )  # fmt: skip
+    return Order(
+        xid=xid, lid_m=lid_m, trans_ids=trans_ids, chall_m=chall_m, description=description,
+        amount=money, brand_id=brand_id, state=OrderState(state), created_ms=created,
+        updated_ms=updated, cardholder_thumb=cardholder, oi_data=oi_data, pi=pi,
+        auth_rrpid=auth_rrpid, auth_request=auth_request, auth_request_digest=auth_digest,
+        authorization=authorization, error_code=error_code,
+    )  # fmt: skip
+
+
+def operation_from_row(row: Sequence[Any]) -> Operation:
+    """The ``Operation`` in a row selected as ``OPERATION_COLUMNS`` from ``operations``."""
+    (rrpid, xid, kind, currency, amount, exp10, state, request, digest, original, code,
+     result_amount, batch_id, created) = row  # fmt: skip
+    return Operation(
+        rrpid=rrpid, xid=xid, kind=OperationKind(kind), amount=Money(currency, amount, exp10),
+        state=OperationState(state), request=request, request_digest=digest,
+        original_rrpid=original, result_code=code, result_amount=result_amount,
+        batch_id=batch_id, created_ms=created,
+    )  # fmt: skip
