@@ -20,16 +20,11 @@ from pathlib import Path
 from typing import TextIO
 
 from cli.fingerprint import colon_hex
+from gateway.bank_pki import ProvisioningError, load_bank_pki, open_ca_store
 from gateway.ca.errors import CaError
 from gateway.ca.publishing import revoke
 from gateway.config import ConfigError, load
-from gateway.provisioning import (
-    TLS_ROLES,
-    ProvisioningError,
-    issue_tls_files,
-    load_bank_pki,
-    open_ca_store,
-)
+from gateway.provisioning import TLS_ROLES, issue_tls_files
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
 

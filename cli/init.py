@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TextIO
 
 from cli.fingerprint import colon_hex
+from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
-from gateway.provisioning import ProvisioningError, init_bank
+from gateway.provisioning import init_bank
 from hsm.errors import KeyBackendError
 from hsm.uri import describe_uri
 from setcore.errors import SetcoreError

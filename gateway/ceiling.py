@@ -43,10 +43,10 @@ from typing import Any
 import grpc
 
 from gateway import scheduling
+from gateway.bank_pki import load_bank_pki
 from gateway.config import BankConfig
 from gateway.ports import write_port_file
 from gateway.process import tls_config
-from gateway.provisioning import load_bank_pki
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import reply_header
 from setcore.authorization import (

@@ -15,13 +15,13 @@ import grpc
 
 from gateway import metrics
 from gateway.bank import Bank
+from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.servicer import CertificateAuthorityServicer
 from gateway.ca.store import CaStore
 from gateway.config import BankConfig
 from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
-from gateway.provisioning import BankPki, load_bank_pki, open_ca_store
 from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, TlsConfig, create_server
 from gateway.servicer import PaymentGatewayServicer
 

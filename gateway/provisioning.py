@@ -1,4 +1,4 @@
-"""Creating a bank (``setpay init``) and loading its PKI when a bank process starts.
+"""Making a bank (``setpay init``) and issuing it TLS certificates on demand.
 
 ``init_bank`` writes a bank directory::
 
@@ -18,12 +18,11 @@ leave it; TLS keys are ordinary PEM files (gRPC takes them that way). An existin
 is never overwritten: a non-empty directory, or a backend that already holds one of the
 labels, is refused (``BankExists``).
 
-``load_bank_pki`` is what a bank process calls at start: it opens the backend, reads the
-certificates, re-publishes the CRLs and BCI if they are due, and loads a ``TrustStore``
-with them. Nothing of our own is re-verified beyond what the TrustStore does.
+The key labels, and loading the bank at start, are ``gateway.bank_pki``'s.
 
-Errors: ``ProvisioningError`` (``BankExists``, ``BankIncomplete``); the key backend's and
-the CA store's own errors pass through.
+Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankExists`` here, and
+``BankIncomplete`` for a bank without its TLS root); the key backend's and the CA store's
+own errors pass through.
 """
 
 from __future__ import annotations
@@ -36,18 +35,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from gateway.bank_pki import (
+    ALL_LABELS,
+    CA_LABELS,
+    GATEWAY_KEX_LABEL,
+    GATEWAY_SIG_LABEL,
+    GATEWAY_TOKEN_LABEL,
+    KEX_SUFFIX,
+    ROOT_LABEL,
+    TLS_CA_LABEL,
+    TOKEN_SEED_FILE,
+    BankExists,
+    BankPki,
+    ProvisioningError,
+    bank_keys_uri,
+    load_transport_ca,
+)
 from gateway.ca.keys import AuthorityKeys
-from gateway.ca.publishing import current_revocation, publish_initial, record_certificate, refresh
+from gateway.ca.publishing import publish_initial, record_certificate
 from gateway.ca.store import CaStore
 from gateway.config import CONFIG_FILE, BankConfig
 from gateway.issuer import write_ledger_keys
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyNotFound
-from hsm.observer import Observer
-from hsm.uri import PASSPHRASE_ENV, encode_uri_value, open_backend
+from hsm.uri import PASSPHRASE_ENV, open_backend
 from setcore.credentials import Credentials
 from setcore.pki import roles
-from setcore.pki.certificate import load_certificate, public_key_of
 from setcore.pki.issuance import (
     IssuingCA,
     create_brand_root,
@@ -65,35 +78,15 @@ from setcore.pki.tls import (
     issue_tls_client,
     issue_tls_server,
 )
-from setcore.pki.truststore import TrustStore
 from setcore.profiles import profile_named
 from setcore.registration import key_thumbprint, spki_of
 from setcore.token_seal import TokenKey
 
-ROOT_LABEL = "brand-root"
-KEX_SUFFIX = "-kex"
-CA_LABELS = {roles.CARDHOLDER_CA: "cca", roles.MERCHANT_CA: "mca", roles.PAYMENT_GATEWAY_CA: "pca"}
 _CA_TITLES = {
     roles.CARDHOLDER_CA: "Cardholder CA",
     roles.MERCHANT_CA: "Merchant CA",
     roles.PAYMENT_GATEWAY_CA: "Payment Gateway CA",
 }
-GATEWAY_SIG_LABEL = "gateway-sig"
-GATEWAY_KEX_LABEL = "gateway-kex"
-GATEWAY_TOKEN_LABEL = "gateway-token"  # noqa: S105 - a key label, not a secret
-# The token seed (setcore.token_seal), beside the certificates: a KEM ciphertext to the
-# token-sealing key, public in the sense that only that key can open it.
-TOKEN_SEED_FILE = "gateway-token.seed"  # noqa: S105 - a file name, not a secret
-# The transport (TLS) root's key: TLS only, never a SET key (setcore.pki.tls).
-TLS_CA_LABEL = "tls-ca"
-ALL_LABELS = (
-    ROOT_LABEL,
-    *(label + suffix for label in CA_LABELS.values() for suffix in ("", KEX_SUFFIX)),
-    GATEWAY_SIG_LABEL,
-    GATEWAY_KEX_LABEL,
-    GATEWAY_TOKEN_LABEL,
-    TLS_CA_LABEL,
-)
 # The gateway certificates' CommonName (one gateway per bank directory).
 GATEWAY_NAME = "gateway-1"
 # Name of the merchant TLS client certificate made for the demo.
@@ -104,18 +97,6 @@ PASSPHRASE_BYTES = 32
 TLS_DIR = "tls"
 PRIVATE_MODE = 0o600
 DIRECTORY_MODE = 0o700
-
-
-class ProvisioningError(Exception):
-    """A bank cannot be created or loaded as asked."""
-
-
-class BankExists(ProvisioningError):
-    """The directory or the key backend already holds a bank: nothing is overwritten."""
-
-
-class BankIncomplete(ProvisioningError):
-    """A bank directory lacks a file ``setpay init`` writes (a certificate, ca.db)."""
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -148,23 +129,7 @@ def write_tls_files(directory: Path, name: str, tls: TlsCredentials) -> TlsFileP
     return TlsFilePaths(certificate, key)
 
 
-# --- key URIs ----------------------------------------------------------------------
-
-
-def bank_keys_uri(config: BankConfig) -> str:
-    """The configured key URI, with relative keystore and pin-source file paths resolved
-    against the configuration's directory (``BankConfig.keys_uri`` does the former)."""
-    uri = config.keys_uri()
-    scheme, _, rest = uri.partition(":")
-    parts = rest.split(";")
-    for index, part in enumerate(parts):
-        name, sep, value = part.partition("=")
-        if sep and name == "pin-source" and value.startswith("file:"):
-            location = Path(value[len("file:") :])
-            if not location.is_absolute():
-                resolved = encode_uri_value(str(config.base_dir / location))
-                parts[index] = f"pin-source=file:{resolved}"
-    return f"{scheme}:{';'.join(parts)}"
+# --- setpay.toml ------------------------------------------------------------------------
 
 
 def _default_keys(directory: Path, env: Mapping[str, str]) -> str:
@@ -298,16 +263,6 @@ def _write_tls(directory: Path, transport: TransportCA) -> None:
     write_tls_files(tls, "merchant-server", issue_tls_server(transport))
 
 
-def load_transport_ca(config: BankConfig, backend: KeyBackend) -> TransportCA:
-    """The bank's TLS root, its key in the key backend."""
-    path = config.path(config.certs_dir) / f"{TLS_CA_LABEL}.der"
-    try:
-        der = path.read_bytes()
-    except OSError as exc:
-        raise BankIncomplete(f"missing certificate {path.name} in {path.parent}") from exc
-    return TransportCA(backend, backend.get(TLS_CA_LABEL), der)
-
-
 def init_bank(
     directory: Path,
     *,
@@ -366,116 +321,6 @@ def init_bank(
     # Written last: a directory with a setpay.toml is a complete bank.
     config_path.write_text(_config_text(profile, brand_id, keys_value, insecure))
     return InitResult(base, config_path, brand_id, profile, root.thumbprint)
-
-
-# --- load ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BankPki:
-    """The bank's keys and certificates, loaded at start."""
-
-    backend: KeyBackend
-    brand_id: str
-    root_der: bytes
-    root_key: KeyHandle
-    trust: TrustStore
-    gateway: Credentials
-    token_key: KeyHandle
-    token_seed: bytes
-    cca: Credentials
-    mca: Credentials
-    pca: Credentials
-
-    def authority_keys(self) -> AuthorityKeys:
-        """The CA keys as the certificate authority uses them."""
-        return AuthorityKeys.from_credentials(
-            self.backend, self.root_key, self.root_der, self.cca, self.mca, self.pca
-        )
-
-    def token_sealer(self) -> TokenKey:
-        """The token-sealing key opened for sealing and opening tokens (once per process)."""
-        return TokenKey.from_handle(self.backend, self.token_key, self.token_seed)
-
-    def close(self) -> None:
-        """Close the key backend."""
-        self.backend.close()
-
-
-def open_ca_store(config: BankConfig) -> CaStore:
-    """The bank's ``ca.db``."""
-    return CaStore.open(config.path(config.ca_db))
-
-
-def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankPki:
-    """Open the key backend (reporting to ``observer``: metrics) and load the certificates
-    and current revocation data."""
-    certs = config.path(config.certs_dir)
-
-    def stored(name: str) -> bytes:
-        try:
-            return (certs / name).read_bytes()
-        except OSError as exc:
-            raise BankIncomplete(f"missing {name} in {certs}") from exc
-
-    def der(label: str) -> bytes:
-        return stored(f"{label}.der")
-
-    backend = open_backend(bank_keys_uri(config), observer)
-
-    def matching(label: str) -> KeyHandle:
-        """The newest key under ``label``, refused unless its certificate certifies it:
-        a key generated again under a bank label must be certified before it is used."""
-        key = backend.get(label)
-        certified = public_key_of(load_certificate(der(label)))
-        if spki_of(certified) != spki_of(key.public_key):
-            raise BankIncomplete(
-                f"key {label!r} v{key.version} is not the key {label}.der certifies"
-            )
-        return key
-
-    try:
-        root_der = der(ROOT_LABEL)
-
-        def ca(label: str, chain: tuple[bytes, ...] = ()) -> Credentials:
-            kex = label + KEX_SUFFIX
-            return Credentials(backend, matching(label), der(label), chain, matching(kex), der(kex))
-
-        cca, mca, pca = (ca(label) for label in CA_LABELS.values())
-        gateway = Credentials(
-            backend, matching(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
-            matching(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
-        )  # fmt: skip
-        pki = BankPki(
-            backend=backend, brand_id=config.brand_id, root_der=root_der,
-            root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
-            token_key=backend.get(GATEWAY_TOKEN_LABEL), token_seed=stored(TOKEN_SEED_FILE),
-            cca=cca, mca=mca, pca=pca,
-        )  # fmt: skip
-        known = [c.signature_cert for c in (cca, mca, pca, gateway)]
-        known += [c.key_exchange_cert for c in (cca, mca, pca, gateway) if c.key_exchange_cert]
-        pki.trust.add_certificates(known)
-        _load_revocation(config, pki)
-    except BaseException:
-        backend.close()
-        raise
-    return pki
-
-
-def _load_revocation(config: BankConfig, pki: BankPki) -> None:
-    path = config.path(config.ca_db)
-    if not path.exists():
-        raise BankIncomplete(f"no CA database at {path}")
-    store = CaStore.open(path)
-    try:
-        refresh(store, pki.authority_keys())
-        found = current_revocation(store)
-    finally:
-        store.close()
-    if found is None:
-        raise BankIncomplete(f"{path} holds no published revocation data")
-    _, data = found
-    pki.trust.update_revocation(data.bci, data.crls)
 
 
 # --- TLS certificates on demand ----------------------------------------------------------

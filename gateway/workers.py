@@ -50,12 +50,12 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from gateway import metrics
+from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
 from gateway.config import BankConfig
 from gateway.ledger import LedgerError
 from gateway.ledger_process import LedgerSocket, run_ledger_process
 from gateway.ports import PortError, reserve
-from gateway.provisioning import ProvisioningError
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
 from gateway.worker import WorkerPlan, run_worker
 from hsm.errors import KeyBackendError

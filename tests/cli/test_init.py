@@ -15,15 +15,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cli import init
+from gateway.bank_pki import ALL_LABELS, BankExists, bank_keys_uri, load_bank_pki
 from gateway.config import load
 from gateway.issuer import read_ledger_keys
-from gateway.provisioning import (
-    ALL_LABELS,
-    BankExists,
-    bank_keys_uri,
-    init_bank,
-    load_bank_pki,
-)
+from gateway.provisioning import init_bank
 from hsm.base import KemAlgorithm, KeyUsage
 from hsm.errors import PermanentBackendError
 from hsm.uri import PASSPHRASE_ENV, open_backend

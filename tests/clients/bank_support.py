@@ -1,12 +1,12 @@
 """A real bank for the client tests: ``setpay init`` output served on loopback ports.
 
 Everything is the real thing: ``gateway.provisioning.init_bank`` writes the bank (keys in a
-software keystore, certificates, ``ca.db``, TLS files), ``load_bank_pki`` loads it, the
-issuer ledger is SQLite, and the lead's ``gateway.server.create_server`` serves the
-PaymentGateway service (mutual TLS) and the CertificateAuthority service
+software keystore, certificates, ``ca.db``, TLS files), ``gateway.bank_pki.load_bank_pki``
+loads it, the issuer ledger is SQLite, and the lead's ``gateway.server.create_server``
+serves the PaymentGateway service (mutual TLS) and the CertificateAuthority service
 (server-authenticated TLS) on ports chosen by the OS, as ``gateway.process.start_bank``
-does. It is assembled here rather than by ``start_bank`` only so that the issuer can pend
-a card for a person to look at (``IssuerDesk``), which the pended-registration test needs.
+does. It is assembled here rather than by ``start_bank`` only so that the issuer can pend a
+card for a person to look at (``IssuerDesk``), which the pended-registration test needs.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ from clients.wallet.config import load as load_wallet_config
 from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.runtime import Wallet
 from gateway.bank import Bank
+from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
 from gateway.ca import CaStore, CertificateAuthority, CertificateAuthorityServicer
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
 from gateway.process import tls_config
-from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_store
+from gateway.provisioning import init_bank
 from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 from hsm.uri import open_backend

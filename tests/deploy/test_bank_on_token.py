@@ -19,10 +19,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from gateway.bank_pki import ALL_LABELS, load_bank_pki
 from gateway.ca.publishing import current_revocation
 from gateway.ca.store import CaStore
 from gateway.config import load
-from gateway.provisioning import ALL_LABELS, load_bank_pki
 from hsm.base import KemAlgorithm, KeyUsage
 from hsm.pkcs11 import Pkcs11Backend
 from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage

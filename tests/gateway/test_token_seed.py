@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.bank_pki import TOKEN_SEED_FILE, BankIncomplete, load_bank_pki
 from gateway.config import load
-from gateway.provisioning import TOKEN_SEED_FILE, BankIncomplete, init_bank, load_bank_pki
+from gateway.provisioning import init_bank
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.token_seal import TokenKey
 

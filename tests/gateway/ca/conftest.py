@@ -15,9 +15,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
 from gateway.ca import CertificateAuthority, add_to_server
 from gateway.config import BankConfig, load
-from gateway.provisioning import BankPki, init_bank, load_bank_pki, open_ca_store
+from gateway.provisioning import init_bank
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2, services_pb2_grpc
 

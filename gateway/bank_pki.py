@@ -1,0 +1,203 @@
+"""A bank's PKI: its key labels, and loading its keys and certificates at start.
+
+``setpay init`` (``gateway.provisioning``) makes a bank's keys under the labels named
+here. ``load_bank_pki`` is what a bank process calls at start: it opens the backend, reads
+the certificates, re-publishes the CRLs and BCI if they are due, and loads a
+``TrustStore`` with them. Nothing of our own is re-verified beyond what the TrustStore
+does.
+
+Errors: ``ProvisioningError`` (``BankExists``, ``BankIncomplete``), one tree for making
+and for loading a bank; the key backend's and the CA store's own errors pass through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.ca.keys import AuthorityKeys
+from gateway.ca.publishing import current_revocation, refresh
+from gateway.ca.store import CaStore
+from gateway.config import BankConfig
+from hsm.base import KeyBackend, KeyHandle
+from hsm.observer import Observer
+from hsm.uri import encode_uri_value, open_backend
+from setcore.credentials import Credentials
+from setcore.pki import roles
+from setcore.pki.certificate import load_certificate, public_key_of
+from setcore.pki.tls import TransportCA
+from setcore.pki.truststore import TrustStore
+from setcore.registration import spki_of
+from setcore.token_seal import TokenKey
+
+# The labels both sides agree on: init makes a key under each, a bank process loads it.
+ROOT_LABEL = "brand-root"
+KEX_SUFFIX = "-kex"
+CA_LABELS = {roles.CARDHOLDER_CA: "cca", roles.MERCHANT_CA: "mca", roles.PAYMENT_GATEWAY_CA: "pca"}
+GATEWAY_SIG_LABEL = "gateway-sig"
+GATEWAY_KEX_LABEL = "gateway-kex"
+GATEWAY_TOKEN_LABEL = "gateway-token"  # noqa: S105 - a key label, not a secret
+# The token seed (setcore.token_seal), beside the certificates: a KEM ciphertext to the
+# token-sealing key, public in the sense that only that key can open it.
+TOKEN_SEED_FILE = "gateway-token.seed"  # noqa: S105 - a file name, not a secret
+# The transport (TLS) root's key: TLS only, never a SET key (setcore.pki.tls).
+TLS_CA_LABEL = "tls-ca"
+ALL_LABELS = (
+    ROOT_LABEL,
+    *(label + suffix for label in CA_LABELS.values() for suffix in ("", KEX_SUFFIX)),
+    GATEWAY_SIG_LABEL,
+    GATEWAY_KEX_LABEL,
+    GATEWAY_TOKEN_LABEL,
+    TLS_CA_LABEL,
+)
+
+
+class ProvisioningError(Exception):
+    """A bank cannot be created or loaded as asked."""
+
+
+class BankExists(ProvisioningError):
+    """The directory or the key backend already holds a bank: nothing is overwritten."""
+
+
+class BankIncomplete(ProvisioningError):
+    """A bank directory lacks a file ``setpay init`` writes (a certificate, ca.db)."""
+
+
+# --- key URIs ----------------------------------------------------------------------
+
+
+def bank_keys_uri(config: BankConfig) -> str:
+    """The configured key URI, with relative keystore and pin-source file paths resolved
+    against the configuration's directory (``BankConfig.keys_uri`` does the former)."""
+    uri = config.keys_uri()
+    scheme, _, rest = uri.partition(":")
+    parts = rest.split(";")
+    for index, part in enumerate(parts):
+        name, sep, value = part.partition("=")
+        if sep and name == "pin-source" and value.startswith("file:"):
+            location = Path(value[len("file:") :])
+            if not location.is_absolute():
+                resolved = encode_uri_value(str(config.base_dir / location))
+                parts[index] = f"pin-source=file:{resolved}"
+    return f"{scheme}:{';'.join(parts)}"
+
+
+# --- load ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BankPki:
+    """The bank's keys and certificates, loaded at start."""
+
+    backend: KeyBackend
+    brand_id: str
+    root_der: bytes
+    root_key: KeyHandle
+    trust: TrustStore
+    gateway: Credentials
+    token_key: KeyHandle
+    token_seed: bytes
+    cca: Credentials
+    mca: Credentials
+    pca: Credentials
+
+    def authority_keys(self) -> AuthorityKeys:
+        """The CA keys as the certificate authority uses them."""
+        return AuthorityKeys.from_credentials(
+            self.backend, self.root_key, self.root_der, self.cca, self.mca, self.pca
+        )
+
+    def token_sealer(self) -> TokenKey:
+        """The token-sealing key opened for sealing and opening tokens (once per process)."""
+        return TokenKey.from_handle(self.backend, self.token_key, self.token_seed)
+
+    def close(self) -> None:
+        """Close the key backend."""
+        self.backend.close()
+
+
+def open_ca_store(config: BankConfig) -> CaStore:
+    """The bank's ``ca.db``."""
+    return CaStore.open(config.path(config.ca_db))
+
+
+def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankPki:
+    """Open the key backend (reporting to ``observer``: metrics) and load the certificates
+    and current revocation data."""
+    certs = config.path(config.certs_dir)
+
+    def stored(name: str) -> bytes:
+        try:
+            return (certs / name).read_bytes()
+        except OSError as exc:
+            raise BankIncomplete(f"missing {name} in {certs}") from exc
+
+    def der(label: str) -> bytes:
+        return stored(f"{label}.der")
+
+    backend = open_backend(bank_keys_uri(config), observer)
+
+    def matching(label: str) -> KeyHandle:
+        """The newest key under ``label``, refused unless its certificate certifies it:
+        a key generated again under a bank label must be certified before it is used."""
+        key = backend.get(label)
+        certified = public_key_of(load_certificate(der(label)))
+        if spki_of(certified) != spki_of(key.public_key):
+            raise BankIncomplete(
+                f"key {label!r} v{key.version} is not the key {label}.der certifies"
+            )
+        return key
+
+    try:
+        root_der = der(ROOT_LABEL)
+
+        def ca(label: str, chain: tuple[bytes, ...] = ()) -> Credentials:
+            kex = label + KEX_SUFFIX
+            return Credentials(backend, matching(label), der(label), chain, matching(kex), der(kex))
+
+        cca, mca, pca = (ca(label) for label in CA_LABELS.values())
+        gateway = Credentials(
+            backend, matching(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
+            matching(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
+        )  # fmt: skip
+        pki = BankPki(
+            backend=backend, brand_id=config.brand_id, root_der=root_der,
+            root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
+            token_key=backend.get(GATEWAY_TOKEN_LABEL), token_seed=stored(TOKEN_SEED_FILE),
+            cca=cca, mca=mca, pca=pca,
+        )  # fmt: skip
+        known = [c.signature_cert for c in (cca, mca, pca, gateway)]
+        known += [c.key_exchange_cert for c in (cca, mca, pca, gateway) if c.key_exchange_cert]
+        pki.trust.add_certificates(known)
+        _load_revocation(config, pki)
+    except BaseException:
+        backend.close()
+        raise
+    return pki
+
+
+def _load_revocation(config: BankConfig, pki: BankPki) -> None:
+    path = config.path(config.ca_db)
+    if not path.exists():
+        raise BankIncomplete(f"no CA database at {path}")
+    store = CaStore.open(path)
+    try:
+        refresh(store, pki.authority_keys())
+        found = current_revocation(store)
+    finally:
+        store.close()
+    if found is None:
+        raise BankIncomplete(f"{path} holds no published revocation data")
+    _, data = found
+    pki.trust.update_revocation(data.bci, data.crls)
+
+
+def load_transport_ca(config: BankConfig, backend: KeyBackend) -> TransportCA:
+    """The bank's TLS root, its key in the key backend."""
+    path = config.path(config.certs_dir) / f"{TLS_CA_LABEL}.der"
+    try:
+        der = path.read_bytes()
+    except OSError as exc:
+        raise BankIncomplete(f"missing certificate {path.name} in {path.parent}") from exc
+    return TransportCA(backend, backend.get(TLS_CA_LABEL), der)
