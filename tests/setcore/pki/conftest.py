@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
+from setcore.errors import ProtocolError
 from setcore.pan import PAN, blinded_account
 from setcore.pki import (
     Brand,
@@ -174,6 +175,38 @@ def ec_world(worlds: dict[str, World], backend: KeyBackend) -> World:
 
 def later(days: float) -> datetime:
     return datetime.now(UTC) + timedelta(days=days)
+
+
+# -- trust store ---------------------------------------------------------------------
+# Shared by the test_truststore* modules and test_bci.
+
+SIG = CertificateUsage.SIGNATURE
+KEX = CertificateUsage.KEY_EXCHANGE
+
+
+def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:
+    """Run ``call`` expecting a ProtocolError with ``code``; return its reason."""
+    with pytest.raises(ProtocolError) as caught:
+        call(*args, **kwargs)
+    assert caught.value.code == code, caught.value
+    return caught.value.reason
+
+
+def _mca(world: World) -> list[bytes]:
+    return [world.brand.merchant_ca.ca.der]
+
+
+def _pca(world: World) -> list[bytes]:
+    return [world.brand.gateway_ca.ca.der]
+
+
+def _cca(world: World) -> list[bytes]:
+    return [world.brand.cardholder_ca.ca.der]
+
+
+@pytest.fixture
+def store(world: World) -> TrustStore:
+    return world.store()
 
 
 # -- openssl ----------------------------------------------------------------------------

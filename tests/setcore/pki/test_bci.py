@@ -15,8 +15,7 @@ from setcore.pki.bci import BCI_CONTENT_TYPE
 from setcore.signed import sign
 from setpay.v1 import crypto_pb2, registration_pb2
 
-from .conftest import World, later
-from .test_truststore import SIG, refused
+from .conftest import SIG, World, later, refused
 
 
 def _tbs(

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hsm.base import KeyHandle, KeyUsage
 from setcore.envelope import open_sealed, seal
-from setcore.errors import ErrorCode, ProtocolError
+from setcore.errors import ErrorCode
 from setcore.pki import (
-    CertificateUsage,
-    RevocationUnavailable,
     TrustStore,
     create_brand,
     issue_gateway,
@@ -24,39 +19,8 @@ from setcore.pki import (
     roles,
 )
 from setcore.pki.issuance import sign_with_backend
-from setcore.pki.verified import VerifiedCertificate
-from setpay.v1 import crypto_pb2
 
-from .conftest import MERCHANT, World, later
-
-SIG = CertificateUsage.SIGNATURE
-KEX = CertificateUsage.KEY_EXCHANGE
-
-
-def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:
-    """Run ``call`` expecting a ProtocolError with ``code``; return its reason."""
-    with pytest.raises(ProtocolError) as caught:
-        call(*args, **kwargs)
-    assert caught.value.code == code, caught.value
-    return caught.value.reason
-
-
-def _mca(world: World) -> list[bytes]:
-    return [world.brand.merchant_ca.ca.der]
-
-
-def _pca(world: World) -> list[bytes]:
-    return [world.brand.gateway_ca.ca.der]
-
-
-def _cca(world: World) -> list[bytes]:
-    return [world.brand.cardholder_ca.ca.der]
-
-
-@pytest.fixture
-def store(world: World) -> TrustStore:
-    return world.store()
-
+from .conftest import KEX, MERCHANT, SIG, World, _cca, _mca, _pca, later, refused
 
 # -- accepted -------------------------------------------------------------------------
 
@@ -359,175 +323,6 @@ def test_root_must_be_a_setpay_brand_root(world: World) -> None:
     refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, TrustStore, world.brand.merchant_ca.ca.der)
 
 
-# -- resolve and the cache ------------------------------------------------------------------
-
-
-def test_resolve_finds_the_signer_in_the_bundle(world: World, store: TrustStore) -> None:
-    from setcore.encoding import thumbprint
-
-    bundle = crypto_pb2.CertBundle(certificates=[world.gateway_sig, *_pca(world)])
-    verified = store.resolve(thumbprint(world.gateway_sig), bundle, roles.PAYMENT_GATEWAY, SIG)
-    assert verified.der == world.gateway_sig
-
-
-def test_resolve_missing_certificate(world: World, store: TrustStore) -> None:
-    bundle = crypto_pb2.CertBundle(certificates=_pca(world))
-    refused(
-        ErrorCode.ERROR_CODE_MISSING_CERTIFICATE,
-        store.resolve,
-        b"\x00" * 32,
-        bundle,
-        roles.PAYMENT_GATEWAY,
-        SIG,
-    )
-
-
-def test_resolve_uses_locally_known_certificates(world: World) -> None:
-    from setcore.encoding import thumbprint
-
-    store = world.store()
-    store.add_certificates([world.merchant_kex, *_mca(world)])
-    verified = store.resolve(thumbprint(world.merchant_kex), None, roles.MERCHANT, KEX)
-    assert verified.der == world.merchant_kex
-    assert store.certificate(thumbprint(world.merchant_kex)) == world.merchant_kex
-
-
-def test_cache_hit_does_not_reverify(world: World) -> None:
-    from setcore.encoding import thumbprint
-
-    store = world.store()
-    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *_mca(world)])
-    thumb = thumbprint(world.merchant_sig)
-    first = store.resolve(thumb, bundle, roles.MERCHANT, SIG)
-    assert store.counters.verifications == 1
-    for _ in range(5):
-        assert store.resolve(thumb, None, roles.MERCHANT, SIG) is first
-    store.verify_chain(world.merchant_sig, [], roles.MERCHANT, SIG)
-    assert store.counters.verifications == 1
-    assert store.counters.cache_hits == 6
-    # A cached chain still answers for its role only.
-    refused(
-        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
-        store.resolve,
-        thumb,
-        None,
-        roles.CARDHOLDER,
-        SIG,
-    )
-    refused(
-        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, store.resolve, thumb, None, roles.MERCHANT, KEX
-    )
-    assert store.counters.verifications == 1
-
-
-def test_revocation_update_invalidates_the_cache(world: World) -> None:
-    from setcore.encoding import thumbprint
-
-    store = world.store()
-    thumb = thumbprint(world.merchant_sig)
-    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *_mca(world)])
-    store.resolve(thumb, bundle, roles.MERCHANT, SIG)
-    serial = x509.load_der_x509_certificate(world.merchant_sig).serial_number
-    bci, crls = world.publish(2, {world.brand.merchant_ca.ca.thumbprint: [serial]})
-    assert store.update_revocation(bci, crls)
-    reason = refused(
-        ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, store.resolve, thumb, bundle, roles.MERCHANT, SIG
-    )
-    assert "m-0001" in reason
-    assert store.counters.verifications == 2
-    # Other certificates are unaffected once re-validated under the new data.
-    store.verify_chain(world.merchant_kex, _mca(world), roles.MERCHANT, KEX)
-
-
-def test_cache_entry_ends_with_the_chain(world: World) -> None:
-    store = TrustStore(world.root.der, require_revocation=False)
-    store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
-    end = x509.load_der_x509_certificate(world.gateway_sig).not_valid_after_utc
-    refused(
-        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
-        store.verify_chain,
-        world.gateway_sig,
-        [],
-        roles.PAYMENT_GATEWAY,
-        SIG,
-        at=end + timedelta(seconds=1),
-    )
-
-
-def test_concurrent_resolves(world: World) -> None:
-    from setcore.encoding import thumbprint
-
-    store = world.store()
-    leaves = [
-        (world.merchant_sig, _mca(world), roles.MERCHANT, SIG),
-        (world.merchant_kex, _mca(world), roles.MERCHANT, KEX),
-        (world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG),
-        (world.cardholder, _cca(world), roles.CARDHOLDER, SIG),
-    ]
-
-    def work(index: int) -> VerifiedCertificate:
-        leaf, chain, kind, usage = leaves[index % len(leaves)]
-        bundle = crypto_pb2.CertBundle(certificates=[leaf, *chain])
-        return store.resolve(thumbprint(leaf), bundle, kind, usage)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(work, range(200)))
-    assert {r.der for r in results} == {leaf for leaf, *_ in leaves}
-    counters = store.counters
-    assert counters.verifications + counters.cache_hits == 200
-    assert counters.verifications < 200
-
-
-# -- revocation -----------------------------------------------------------------------------
-
-
-def test_revoked_leaf_refused(world: World) -> None:
-    store = TrustStore(world.root.der)
-    serial = x509.load_der_x509_certificate(world.cardholder).serial_number
-    bci, crls = world.publish(2, {world.brand.cardholder_ca.ca.thumbprint: [serial]})
-    store.update_revocation(bci, crls)
-    refused(
-        ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
-        store.verify_chain,
-        world.cardholder,
-        _cca(world),
-        roles.CARDHOLDER,
-        SIG,
-    )
-    store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
-
-
-def test_revoked_ca_refuses_its_whole_subtree(world: World) -> None:
-    store = TrustStore(world.root.der)
-    serial = world.brand.gateway_ca.ca.certificate.serial_number
-    bci, crls = world.publish(2, {world.root.thumbprint: [serial]})
-    store.update_revocation(bci, crls)
-    for leaf, usage in ((world.gateway_sig, SIG), (world.gateway_kex, KEX)):
-        refused(
-            ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
-            store.verify_chain,
-            leaf,
-            _pca(world),
-            roles.PAYMENT_GATEWAY,
-            usage,
-        )
-    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
-
-
-def test_no_revocation_data_where_required(world: World) -> None:
-    store = TrustStore(world.root.der)
-    with pytest.raises(RevocationUnavailable, match="no BrandCRLIdentifier") as caught:
-        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
-    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
-    relaxed = TrustStore(world.root.der, require_revocation=False)
-    relaxed.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
-
-
-def test_stale_revocation_data_refused(world: World, store: TrustStore) -> None:
-    with pytest.raises(RevocationUnavailable, match="not current"):
-        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(2))
-
-
 # -- structure ------------------------------------------------------------------------------
 
 
@@ -659,35 +454,3 @@ def test_certificate_of_another_brand_refused(world: World, store: TrustStore) -
         SIG,
     )
     assert "another brand" in reason
-
-
-def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
-    from setcore.pki import issue_brand_crl_identifier, issue_crl
-
-    pairs = [
-        (ca.der, issue_crl(ca, [], 3, lifetime=timedelta(hours=1)))
-        for ca in (world.root, *world.cas)
-    ]
-    store = TrustStore(world.root.der)
-    store.update_revocation(issue_brand_crl_identifier(world.root, 2, pairs), [c for _, c in pairs])
-    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
-    with pytest.raises(RevocationUnavailable, match="nextUpdate"):
-        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(0.1))
-
-
-def test_added_certificates_survive_cache_pressure(world: World) -> None:
-    from setcore.encoding import thumbprint
-
-    store = world.store(max_cached_certificates=2, max_cached_chains=1)
-    store.add_certificates(_mca(world))
-    for leaf, chain, kind in (
-        (world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY),
-        (world.cardholder, _cca(world), roles.CARDHOLDER),
-    ):
-        store.verify_chain(leaf, chain, kind, SIG)
-    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig])  # CA left out
-    verified = store.resolve(thumbprint(world.merchant_sig), bundle, roles.MERCHANT, SIG)
-    assert verified.der == world.merchant_sig
-    # Seen-in-bundle certificates were evicted (bound 2), the added CA certificate was not.
-    assert store.certificate(thumbprint(world.gateway_sig)) is None
-    assert store.certificate(thumbprint(world.brand.merchant_ca.ca.der)) is not None

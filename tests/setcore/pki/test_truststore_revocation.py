@@ -1,0 +1,76 @@
+"""Revocation in chain validation: revoked leaves and CAs, missing or stale CRL data."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+
+from setcore.errors import ErrorCode
+from setcore.pki import RevocationUnavailable, TrustStore, roles
+
+from .conftest import KEX, SIG, World, _cca, _mca, _pca, later, refused
+
+# -- revocation -----------------------------------------------------------------------------
+
+
+def test_revoked_leaf_refused(world: World) -> None:
+    store = TrustStore(world.root.der)
+    serial = x509.load_der_x509_certificate(world.cardholder).serial_number
+    bci, crls = world.publish(2, {world.brand.cardholder_ca.ca.thumbprint: [serial]})
+    store.update_revocation(bci, crls)
+    refused(
+        ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
+        store.verify_chain,
+        world.cardholder,
+        _cca(world),
+        roles.CARDHOLDER,
+        SIG,
+    )
+    store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+
+
+def test_revoked_ca_refuses_its_whole_subtree(world: World) -> None:
+    store = TrustStore(world.root.der)
+    serial = world.brand.gateway_ca.ca.certificate.serial_number
+    bci, crls = world.publish(2, {world.root.thumbprint: [serial]})
+    store.update_revocation(bci, crls)
+    for leaf, usage in ((world.gateway_sig, SIG), (world.gateway_kex, KEX)):
+        refused(
+            ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
+            store.verify_chain,
+            leaf,
+            _pca(world),
+            roles.PAYMENT_GATEWAY,
+            usage,
+        )
+    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+
+
+def test_no_revocation_data_where_required(world: World) -> None:
+    store = TrustStore(world.root.der)
+    with pytest.raises(RevocationUnavailable, match="no BrandCRLIdentifier") as caught:
+        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
+    relaxed = TrustStore(world.root.der, require_revocation=False)
+    relaxed.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+
+
+def test_stale_revocation_data_refused(world: World, store: TrustStore) -> None:
+    with pytest.raises(RevocationUnavailable, match="not current"):
+        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(2))
+
+
+def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
+    from setcore.pki import issue_brand_crl_identifier, issue_crl
+
+    pairs = [
+        (ca.der, issue_crl(ca, [], 3, lifetime=timedelta(hours=1)))
+        for ca in (world.root, *world.cas)
+    ]
+    store = TrustStore(world.root.der)
+    store.update_revocation(issue_brand_crl_identifier(world.root, 2, pairs), [c for _, c in pairs])
+    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+    with pytest.raises(RevocationUnavailable, match="nextUpdate"):
+        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(0.1))
