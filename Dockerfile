@@ -52,7 +52,10 @@ RUN groupadd --gid "${SETPAY_GID}" setpay \
     && install -d -o setpay -g setpay -m 0700 /var/lib/softhsm/tokens /etc/setpay \
         /var/lib/setpay
 COPY --from=build /opt/setpay /opt/setpay
-COPY deploy/softhsm2.conf /etc/softhsm/setpay.conf
+# Not in /etc/softhsm: Debian keeps that directory readable by group softhsm only, and a
+# supplementary group is dropped whenever the container runs as uid:gid (as USER below
+# does), so the SoftHSM library could not read its configuration.
+COPY --chmod=0644 deploy/softhsm2.conf /etc/setpay-softhsm2.conf
 # (COPY --chmod needs BuildKit, Docker's default builder since version 23.)
 COPY --chmod=0755 deploy/provision-token.sh /usr/local/bin/setpay-provision-token
 # The listen addresses override the configuration's 127.0.0.1: inside a container the
@@ -61,7 +64,7 @@ COPY --chmod=0755 deploy/provision-token.sh /usr/local/bin/setpay-provision-toke
 ENV PATH=/opt/setpay/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SOFTHSM2_CONF=/etc/softhsm/setpay.conf \
+    SOFTHSM2_CONF=/etc/setpay-softhsm2.conf \
     SETPAY_LISTEN=0.0.0.0:7443 \
     SETPAY_CA_LISTEN=0.0.0.0:7444
 VOLUME ["/var/lib/softhsm/tokens", "/etc/setpay", "/var/lib/setpay"]

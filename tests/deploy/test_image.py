@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import grpc
 import pytest
@@ -111,6 +112,18 @@ def test_runtime_stage_agrees_with_deploy_files() -> None:
     assert probe[probe.index("--ca") + 1] == f"{BANK_VOLUME}/tls/root.pem"
     # The probe's timeout must leave room for its own 3 s deadline plus start-up.
     assert int(options["timeout"].rstrip("s")) > 3
+
+
+def test_softhsm_configuration_is_reachable_by_the_image_user() -> None:
+    # The image runs as uid:gid with no supplementary group, so SOFTHSM2_CONF must lie
+    # where any user may reach it. Debian's packages, the same ones the image installs,
+    # are installed here: a directory they restrict (such as /etc/softhsm, root:softhsm
+    # 0750) is restricted in the image too.
+    conf = PurePosixPath(env_pairs(RUNTIME)["SOFTHSM2_CONF"])
+    for directory in conf.parents:
+        mode = Path(directory).stat().st_mode if Path(directory).exists() else None
+        if mode is not None:
+            assert mode & stat.S_IXOTH, f"{directory} is closed to the image's user"
 
 
 def test_token_software_is_the_tested_version() -> None:
