@@ -65,6 +65,13 @@ DEFAULT_EXPIRY = "203012"
 DEFAULT_AMOUNT = 1000
 DEFAULT_CURRENCY = 978
 DEFAULT_CREDIT_LIMIT = 10**11
+# Worker processes of a bank the bench spawns, unless --workers says otherwise: one, so
+# that a plain run measures one worker and a comparison asks for more explicitly.
+SPAWN_WORKERS = 1
+# Listen addresses that name every interface: fine to bind, not to dial. The bench dials
+# a bank's loopback instead, the address the TLS certificate of `setpay init` names.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104  matched, never bound
+LOOPBACK = "127.0.0.1"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -94,7 +101,12 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
     a.add_argument("--metrics-url", help="the target's Prometheus page (server CPU)")
     a.add_argument("--profile", choices=sorted(PROFILES), default="ec", help="--spawn only")
     a.add_argument("--keys", metavar="URI", help="--spawn: key backend URI for setpay init")
-    a.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    a.add_argument(
+        "--workers",
+        type=int,
+        help=f"gateway worker processes (--spawn: {SPAWN_WORKERS}; --target: the bank "
+        "configuration's), also those of the ceiling and echo services",
+    )
     a.add_argument("--workdir", type=Path, help="--spawn: keep the bank in this new directory")
     a.add_argument("--rate", type=float, help="open loop at this many AuthReq/s")
     a.add_argument("--rates", help="a sweep: open loop at each of these rates (a,b,c)")
@@ -166,6 +178,7 @@ class Bank:
     gateway: GatewayAccess
     ca_target: str
     gateway_cpu: cpu.ServerCpuProbe
+    workers: int
     servers: list[spawn.Server] = field(default_factory=list)
 
     @property
@@ -178,12 +191,13 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
     _say(f"creating a {args.profile} bank in {workdir / 'bank'}")
     config_path = spawn.init_bank(workdir / "bank", args.profile, args.keys)
     config = load(config_path)
-    server = spawn.serve_bank(config_path, workdir, args.workers)
+    workers = SPAWN_WORKERS if args.workers is None else args.workers
+    server = spawn.serve_bank(config_path, workdir, workers)
     stack.callback(server.stop)
     ca_port = server.ports[1] if len(server.ports) > 1 else 0
     access = GatewayAccess.from_tls_dir(server.target, _tls(config))
-    bank = Bank(config, config_path, access, f"127.0.0.1:{ca_port}",
-                cpu.tree_cpu([server.process.pid]), [server])  # fmt: skip
+    bank = Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}",
+                cpu.tree_cpu([server.process.pid]), workers, [server])  # fmt: skip
     return bank
 
 
@@ -198,7 +212,16 @@ def _target_bank(args: argparse.Namespace) -> Bank:
     config = load(args.bank_config)
     access = GatewayAccess.from_tls_dir(args.target, _tls(config))
     probe = cpu.scrape(args.metrics_url) if args.metrics_url else cpu.no_probe
-    return Bank(config, args.bank_config, access, args.ca_target or config.ca_listen, probe)
+    ca_target = args.ca_target or dialable(config.ca_listen)
+    workers = config.workers if args.workers is None else args.workers
+    return Bank(config, args.bank_config, access, ca_target, probe, workers)
+
+
+def dialable(listen: str) -> str:
+    """``listen`` as an address to dial: a wildcard host (every interface) becomes the
+    loopback, where a bank on this host answers and which its TLS certificate names."""
+    host, _, port = listen.rpartition(":")
+    return f"{LOOPBACK}:{port}" if host in WILDCARD_HOSTS else listen
 
 
 def _references(
@@ -206,7 +229,7 @@ def _references(
 ) -> list[Target]:
     targets = []
     for mode, service in (("ceiling", Service.CEILING), ("echo", Service.ECHO)):
-        server = spawn.serve_reference(mode, bank.config_path, workdir, args.workers,
+        server = spawn.serve_reference(mode, bank.config_path, workdir, bank.workers,
                                        threads=bank.config.threads)  # fmt: skip
         stack.callback(server.stop)
         targets.append(
@@ -305,7 +328,7 @@ def authorize(args: argparse.Namespace) -> int:
         stack.callback(parties.close)
         setting: dict[str, object] = {
             "profile": bank.config.profile, "keys": _keys_kind(bank.config.keys_uri()),
-            "workers": args.workers, "threads per worker": bank.config.threads,
+            "workers": bank.workers, "threads per worker": bank.config.threads,
             "channels": plan.channels, "cardholders": population.cardholders,
             "bank": "spawned" if args.spawn else "target", "machine": machine.describe(),
         }  # fmt: skip

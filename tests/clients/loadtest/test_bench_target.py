@@ -1,0 +1,106 @@
+"""``setpay bench authorize --target``: a bank started on its own, as an operator runs one.
+
+The bank listens for its CertificateAuthority on every interface (a container's
+``SETPAY_CA_LISTEN=0.0.0.0:PORT``) and runs the workers its configuration names. The bench,
+given only the gateway's address and the bank's configuration, must register through the
+CA on the loopback, report the configuration's worker count, and leave one hold per
+approval in the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sqlite3
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cli import bench
+from clients.loadtest import spawn
+
+RATE = 20
+DURATION = 1.0
+CARDHOLDERS = 2
+# Not the bench's own spawn default (1): the report must show the target's count.
+TARGET_WORKERS = 2
+
+
+def run_bench(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="setpay")
+    bench.add_parser(parser.add_subparsers(dest="command", required=True))
+    return bench.run(parser.parse_args(["bench", *argv]))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    work = tmp_path_factory.mktemp("bench-target")
+    with pytest.MonkeyPatch.context() as env:
+        # Read by the bank and by the bench alike, as both load the same configuration.
+        env.setenv("SETPAY_CA_LISTEN", f"0.0.0.0:{free_port()}")
+        env.setenv("SETPAY_WORKERS", str(TARGET_WORKERS))
+        config = spawn.init_bank(work / "bank", "ec", None)
+        server = spawn.start(
+            "bank",
+            [
+                sys.executable, "-m", "cli.main", "gateway", "serve", "--config", str(config),
+                "--listen", "127.0.0.1:0", "--port-file", str(work / "bank.ports"),
+            ],
+            work / "bank.ports",
+            work / "bank.log",
+        )  # fmt: skip
+        try:
+            report = work / "report.json"
+            code = run_bench([
+                "authorize", "--target", server.target, "--bank-config", str(config),
+                "--rate", str(RATE), "--duration", str(DURATION),
+                "--cardholders", str(CARDHOLDERS), "--channels", "2", "--json", str(report),
+            ])  # fmt: skip
+            # A failed run writes no report: the first test then shows the exit code.
+            found = json.loads(report.read_text()) if report.exists() else {}
+            yield {"code": code, "work": work, "report": found}
+        finally:
+            server.stop()
+
+
+def test_target_bench_registers_through_a_wildcard_ca_listen(target: dict[str, Any]) -> None:
+    assert target["code"] == 0
+    (step,) = target["report"]["steps"]
+    gateway = step["results"]["gateway"]
+    assert gateway["sent"] == RATE * DURATION == gateway["ok"]
+    assert gateway["outcomes"] == {"approved": gateway["sent"]}
+
+
+def test_target_bench_reports_the_configured_workers(target: dict[str, Any]) -> None:
+    setting = target["report"]["setting"]
+    assert setting["bank"] == "target"
+    assert setting["workers"] == TARGET_WORKERS
+
+
+def test_target_approvals_are_the_holds_in_its_ledger(target: dict[str, Any]) -> None:
+    ledger = target["work"] / "bank" / "ledger.db"
+    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+        (holds,) = db.execute("SELECT count(*) FROM holds").fetchone()
+    assert holds == RATE * DURATION + CARDHOLDERS  # the step plus the warm-up
+
+
+@pytest.mark.parametrize(
+    ("listen", "dialed"),
+    [
+        ("0.0.0.0:7444", "127.0.0.1:7444"),
+        ("[::]:7444", "127.0.0.1:7444"),
+        ("127.0.0.1:7444", "127.0.0.1:7444"),
+        ("ca.bank.example:7444", "ca.bank.example:7444"),
+    ],
+)
+def test_a_wildcard_listen_is_dialed_on_the_loopback(listen: str, dialed: str) -> None:
+    assert bench.dialable(listen) == dialed
