@@ -7,12 +7,12 @@ BIN         := $(VENV)/bin
 PY          := $(BIN)/python
 # Debian packages the tests use for real: SoftHSM and pkcs11-tool for the PKCS#11
 # backend, PostgreSQL for the scale-out store, openssl for chain checks, promtool.
-DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus
+DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus shellcheck
 PROTO_DIR   := protos
 PROTO_FILES := $(wildcard $(PROTO_DIR)/setpay/v1/*.proto)
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint protos check-protos system-deps venv bench clean
+.PHONY: all demo test lint protos check-protos system-deps venv bench image-check clean
 
 all: test
 
@@ -69,6 +69,16 @@ check-protos: venv
 
 bench: venv
 	$(BIN)/setpay bench authorize --spawn --duration 10
+
+# Needs a Docker engine (not part of `make test`: CI has none). BuildKit for COPY --chmod;
+# PYTHON_IMAGE names another base where Docker Hub is out of reach, and
+# IMAGE_BUILD_FLAGS=--network=host builds on an engine without a bridge network
+# (docs/OPERATIONS.md, section 12).
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+IMAGE_BUILD_FLAGS ?=
+image-check:
+	DOCKER_BUILDKIT=1 docker build $(IMAGE_BUILD_FLAGS) --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t setpay:check .
+	deploy/image-check.sh setpay:check
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -72,6 +72,16 @@ def test_hadolint_finds_nothing() -> None:
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
+def test_shellcheck_finds_nothing_in_the_deploy_scripts() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck is missing: make test installs it (Debian package shellcheck)")
+    scripts = sorted(str(path) for path in (REPO / "deploy").glob("*.sh"))
+    assert len(scripts) >= 2  # provision-token.sh and image-check.sh
+    done = run([shellcheck, *scripts], check=False)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
 def test_runtime_stage_agrees_with_deploy_files() -> None:
     stages = [i.arguments.split() for i in instructions() if i.keyword == "FROM"]
     assert [stage[-1] for stage in stages] == [BUILD, RUNTIME]
