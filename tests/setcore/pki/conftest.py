@@ -192,15 +192,18 @@ def refused(code: int, call: Callable[..., object], *args: object, **kwargs: obj
     return caught.value.reason
 
 
-def _mca(world: World) -> list[bytes]:
+def mca_bundle(world: World) -> list[bytes]:
+    """The certificate bundle a Merchant CA's end entity sends: that CA's certificate."""
     return [world.brand.merchant_ca.ca.der]
 
 
-def _pca(world: World) -> list[bytes]:
+def pca_bundle(world: World) -> list[bytes]:
+    """The certificate bundle a Payment Gateway CA's end entity sends: that CA's certificate."""
     return [world.brand.gateway_ca.ca.der]
 
 
-def _cca(world: World) -> list[bytes]:
+def cca_bundle(world: World) -> list[bytes]:
+    """The certificate bundle a Cardholder CA's end entity sends: that CA's certificate."""
     return [world.brand.cardholder_ca.ca.der]
 
 

@@ -20,20 +20,22 @@ from setcore.pki import (
 )
 from setcore.pki.issuance import sign_with_backend
 
-from .conftest import KEX, MERCHANT, SIG, World, _cca, _mca, _pca, later, refused
+from .conftest import KEX, MERCHANT, SIG, World, cca_bundle, later, mca_bundle, pca_bundle, refused
 
 # -- accepted -------------------------------------------------------------------------
 
 
 def test_every_role_verifies(world: World, store: TrustStore) -> None:
-    card = store.verify_chain(world.cardholder, _cca(world), roles.CARDHOLDER, SIG)
+    card = store.verify_chain(world.cardholder, cca_bundle(world), roles.CARDHOLDER, SIG)
     assert card.blinded_account is not None and len(card.blinded_account) == 32
     assert card.merchant_data is None and card.kem is None
-    merchant = store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, "signature")
+    merchant = store.verify_chain(
+        world.merchant_sig, mca_bundle(world), roles.MERCHANT, "signature"
+    )
     assert merchant.merchant_data == MERCHANT and merchant.subject_id == "m-0001"
-    merchant_kex = store.verify_chain(world.merchant_kex, _mca(world), roles.MERCHANT, KEX)
+    merchant_kex = store.verify_chain(world.merchant_kex, mca_bundle(world), roles.MERCHANT, KEX)
     assert merchant_kex.kem is not None and merchant_kex.usage is KEX
-    gateway = store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+    gateway = store.verify_chain(world.gateway_sig, pca_bundle(world), roles.PAYMENT_GATEWAY, SIG)
     assert gateway.certificate_type == roles.PAYMENT_GATEWAY
     assert gateway.chain_thumbs[-1] == store.root_thumb
     assert len(gateway.chain_thumbs) == 3
@@ -54,7 +56,7 @@ def test_ca_certificates_verify_in_their_roles(world: World, store: TrustStore) 
 
 
 def test_recipient_seals_to_the_key_holder(world: World, store: TrustStore) -> None:
-    verified = store.verify_chain(world.gateway_kex, _pca(world), roles.PAYMENT_GATEWAY, KEX)
+    verified = store.verify_chain(world.gateway_kex, pca_bundle(world), roles.PAYMENT_GATEWAY, KEX)
     recipient = verified.recipient()
     assert recipient.cert_thumb == verified.thumbprint
     assert recipient.kem is world.gateway_kex_key.kem or recipient.kem.value.startswith("p256")
@@ -63,12 +65,12 @@ def test_recipient_seals_to_the_key_holder(world: World, store: TrustStore) -> N
         sealed, world.backend, world.gateway_kex_key, verified.thumbprint, "setpay.v1.Test"
     )
     assert opened.plaintext == b"payment instructions"
-    signature = store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+    signature = store.verify_chain(world.gateway_sig, pca_bundle(world), roles.PAYMENT_GATEWAY, SIG)
     refused(ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, signature.recipient)
 
 
 def test_repr_shows_no_key_material(world: World, store: TrustStore) -> None:
-    card = store.verify_chain(world.cardholder, _cca(world), roles.CARDHOLDER, SIG)
+    card = store.verify_chain(world.cardholder, cca_bundle(world), roles.CARDHOLDER, SIG)
     text = repr(card)
     assert "CERTIFICATE_TYPE_CARDHOLDER" in text
     assert card.blinded_account is not None
@@ -83,7 +85,7 @@ def test_wrong_certificate_type_refused(world: World, store: TrustStore) -> None
         ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
         store.verify_chain,
         world.merchant_sig,
-        _mca(world),
+        mca_bundle(world),
         roles.CARDHOLDER,
         SIG,
     )
@@ -97,7 +99,7 @@ def test_merchant_key_exchange_refused_where_gateway_required(
         ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
         store.verify_chain,
         world.merchant_kex,
-        _mca(world),
+        mca_bundle(world),
         roles.PAYMENT_GATEWAY,
         KEX,
     )
@@ -110,7 +112,7 @@ def test_signature_certificate_refused_where_key_exchange_required(
         ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
         store.verify_chain,
         world.gateway_sig,
-        _pca(world),
+        pca_bundle(world),
         roles.PAYMENT_GATEWAY,
         KEX,
     )
@@ -119,7 +121,7 @@ def test_signature_certificate_refused_where_key_exchange_required(
         ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
         store.verify_chain,
         world.gateway_kex,
-        _pca(world),
+        pca_bundle(world),
         roles.PAYMENT_GATEWAY,
         SIG,
     )
@@ -166,7 +168,7 @@ def test_merchant_certificate_from_cardholder_ca_refused(world: World, store: Tr
         ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
         store.verify_chain,
         forged,
-        _cca(world),
+        cca_bundle(world),
         roles.MERCHANT,
         SIG,
     )
@@ -179,7 +181,7 @@ def test_cardholder_certificate_from_gateway_ca_refused(world: World, store: Tru
         ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
         store.verify_chain,
         forged,
-        _pca(world),
+        pca_bundle(world),
         roles.CARDHOLDER,
         SIG,
     )
@@ -191,7 +193,7 @@ def test_tls_certificate_is_no_set_certificate(world: World, store: TrustStore) 
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
         store.verify_chain,
         tls.certificate_der,
-        _pca(world),
+        pca_bundle(world),
         roles.PAYMENT_GATEWAY,
         SIG,
     )
@@ -214,7 +216,7 @@ def test_expired_certificate_refused(world: World, store: TrustStore) -> None:
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
         store.verify_chain,
         expired,
-        _pca(world),
+        pca_bundle(world),
         roles.PAYMENT_GATEWAY,
         SIG,
     )
@@ -227,7 +229,7 @@ def test_not_yet_valid_certificate_refused(world: World, store: TrustStore) -> N
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
         store.verify_chain,
         future,
-        _pca(world),
+        pca_bundle(world),
         roles.PAYMENT_GATEWAY,
         SIG,
     )
@@ -241,7 +243,7 @@ def test_expired_ca_refused(world: World) -> None:
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
         store.verify_chain,
         world.brand.merchant_ca.key_exchange_der,
-        _mca(world),
+        mca_bundle(world),
         roles.MERCHANT_CA,
         KEX,
         at=at,
@@ -258,7 +260,7 @@ def test_tampered_certificate_signature_refused(world: World, store: TrustStore)
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
         store.verify_chain,
         bytes(tampered),
-        _mca(world),
+        mca_bundle(world),
         roles.MERCHANT,
         SIG,
     )
@@ -391,7 +393,7 @@ def test_unknown_critical_extension_refused(world: World, store: TrustStore) -> 
         ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION,
         store.verify_chain,
         der,
-        _mca(world),
+        mca_bundle(world),
         roles.MERCHANT,
         SIG,
     )
@@ -417,7 +419,7 @@ def test_signature_algorithm_off_the_allow_list_refused(world: World, store: Tru
             ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
             store.verify_chain,
             cert.public_bytes(Encoding.DER),
-            _mca(world),
+            mca_bundle(world),
             roles.MERCHANT,
             SIG,
         )
@@ -433,7 +435,7 @@ def test_end_entity_marked_ca_refused(world: World, store: TrustStore) -> None:
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
         store.verify_chain,
         der,
-        _mca(world),
+        mca_bundle(world),
         roles.MERCHANT,
         SIG,
     )
@@ -449,7 +451,7 @@ def test_certificate_of_another_brand_refused(world: World, store: TrustStore) -
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
         store.verify_chain,
         der,
-        _mca(world),
+        mca_bundle(world),
         roles.MERCHANT,
         SIG,
     )

@@ -12,7 +12,7 @@ from setcore.pki import TrustStore, roles
 from setcore.pki.verified import VerifiedCertificate
 from setpay.v1 import crypto_pb2
 
-from .conftest import KEX, SIG, World, _cca, _mca, _pca, refused
+from .conftest import KEX, SIG, World, cca_bundle, mca_bundle, pca_bundle, refused
 
 # -- resolve and the cache ------------------------------------------------------------------
 
@@ -20,13 +20,13 @@ from .conftest import KEX, SIG, World, _cca, _mca, _pca, refused
 def test_resolve_finds_the_signer_in_the_bundle(world: World, store: TrustStore) -> None:
     from setcore.encoding import thumbprint
 
-    bundle = crypto_pb2.CertBundle(certificates=[world.gateway_sig, *_pca(world)])
+    bundle = crypto_pb2.CertBundle(certificates=[world.gateway_sig, *pca_bundle(world)])
     verified = store.resolve(thumbprint(world.gateway_sig), bundle, roles.PAYMENT_GATEWAY, SIG)
     assert verified.der == world.gateway_sig
 
 
 def test_resolve_missing_certificate(world: World, store: TrustStore) -> None:
-    bundle = crypto_pb2.CertBundle(certificates=_pca(world))
+    bundle = crypto_pb2.CertBundle(certificates=pca_bundle(world))
     refused(
         ErrorCode.ERROR_CODE_MISSING_CERTIFICATE,
         store.resolve,
@@ -41,7 +41,7 @@ def test_resolve_uses_locally_known_certificates(world: World) -> None:
     from setcore.encoding import thumbprint
 
     store = world.store()
-    store.add_certificates([world.merchant_kex, *_mca(world)])
+    store.add_certificates([world.merchant_kex, *mca_bundle(world)])
     verified = store.resolve(thumbprint(world.merchant_kex), None, roles.MERCHANT, KEX)
     assert verified.der == world.merchant_kex
     assert store.certificate(thumbprint(world.merchant_kex)) == world.merchant_kex
@@ -51,7 +51,7 @@ def test_cache_hit_does_not_reverify(world: World) -> None:
     from setcore.encoding import thumbprint
 
     store = world.store()
-    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *_mca(world)])
+    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *mca_bundle(world)])
     thumb = thumbprint(world.merchant_sig)
     first = store.resolve(thumb, bundle, roles.MERCHANT, SIG)
     assert store.counters.verifications == 1
@@ -80,7 +80,7 @@ def test_revocation_update_invalidates_the_cache(world: World) -> None:
 
     store = world.store()
     thumb = thumbprint(world.merchant_sig)
-    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *_mca(world)])
+    bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig, *mca_bundle(world)])
     store.resolve(thumb, bundle, roles.MERCHANT, SIG)
     serial = x509.load_der_x509_certificate(world.merchant_sig).serial_number
     bci, crls = world.publish(2, {world.brand.merchant_ca.ca.thumbprint: [serial]})
@@ -91,12 +91,12 @@ def test_revocation_update_invalidates_the_cache(world: World) -> None:
     assert "m-0001" in reason
     assert store.counters.verifications == 2
     # Other certificates are unaffected once re-validated under the new data.
-    store.verify_chain(world.merchant_kex, _mca(world), roles.MERCHANT, KEX)
+    store.verify_chain(world.merchant_kex, mca_bundle(world), roles.MERCHANT, KEX)
 
 
 def test_cache_entry_ends_with_the_chain(world: World) -> None:
     store = TrustStore(world.root.der, require_revocation=False)
-    store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+    store.verify_chain(world.gateway_sig, pca_bundle(world), roles.PAYMENT_GATEWAY, SIG)
     end = x509.load_der_x509_certificate(world.gateway_sig).not_valid_after_utc
     refused(
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
@@ -114,10 +114,10 @@ def test_concurrent_resolves(world: World) -> None:
 
     store = world.store()
     leaves = [
-        (world.merchant_sig, _mca(world), roles.MERCHANT, SIG),
-        (world.merchant_kex, _mca(world), roles.MERCHANT, KEX),
-        (world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG),
-        (world.cardholder, _cca(world), roles.CARDHOLDER, SIG),
+        (world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG),
+        (world.merchant_kex, mca_bundle(world), roles.MERCHANT, KEX),
+        (world.gateway_sig, pca_bundle(world), roles.PAYMENT_GATEWAY, SIG),
+        (world.cardholder, cca_bundle(world), roles.CARDHOLDER, SIG),
     ]
 
     def work(index: int) -> VerifiedCertificate:
@@ -137,10 +137,10 @@ def test_added_certificates_survive_cache_pressure(world: World) -> None:
     from setcore.encoding import thumbprint
 
     store = world.store(max_cached_certificates=2, max_cached_chains=1)
-    store.add_certificates(_mca(world))
+    store.add_certificates(mca_bundle(world))
     for leaf, chain, kind in (
-        (world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY),
-        (world.cardholder, _cca(world), roles.CARDHOLDER),
+        (world.gateway_sig, pca_bundle(world), roles.PAYMENT_GATEWAY),
+        (world.cardholder, cca_bundle(world), roles.CARDHOLDER),
     ):
         store.verify_chain(leaf, chain, kind, SIG)
     bundle = crypto_pb2.CertBundle(certificates=[world.merchant_sig])  # CA left out

@@ -10,7 +10,7 @@ from cryptography import x509
 from setcore.errors import ErrorCode
 from setcore.pki import RevocationUnavailable, TrustStore, roles
 
-from .conftest import KEX, SIG, World, _cca, _mca, _pca, later, refused
+from .conftest import KEX, SIG, World, cca_bundle, later, mca_bundle, pca_bundle, refused
 
 # -- revocation -----------------------------------------------------------------------------
 
@@ -24,11 +24,11 @@ def test_revoked_leaf_refused(world: World) -> None:
         ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
         store.verify_chain,
         world.cardholder,
-        _cca(world),
+        cca_bundle(world),
         roles.CARDHOLDER,
         SIG,
     )
-    store.verify_chain(world.gateway_sig, _pca(world), roles.PAYMENT_GATEWAY, SIG)
+    store.verify_chain(world.gateway_sig, pca_bundle(world), roles.PAYMENT_GATEWAY, SIG)
 
 
 def test_revoked_ca_refuses_its_whole_subtree(world: World) -> None:
@@ -41,25 +41,25 @@ def test_revoked_ca_refuses_its_whole_subtree(world: World) -> None:
             ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
             store.verify_chain,
             leaf,
-            _pca(world),
+            pca_bundle(world),
             roles.PAYMENT_GATEWAY,
             usage,
         )
-    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+    store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
 
 
 def test_no_revocation_data_where_required(world: World) -> None:
     store = TrustStore(world.root.der)
     with pytest.raises(RevocationUnavailable, match="no BrandCRLIdentifier") as caught:
-        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+        store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
     assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
     relaxed = TrustStore(world.root.der, require_revocation=False)
-    relaxed.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+    relaxed.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
 
 
 def test_stale_revocation_data_refused(world: World, store: TrustStore) -> None:
     with pytest.raises(RevocationUnavailable, match="not current"):
-        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(2))
+        store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG, at=later(2))
 
 
 def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
@@ -71,6 +71,8 @@ def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
     ]
     store = TrustStore(world.root.der)
     store.update_revocation(issue_brand_crl_identifier(world.root, 2, pairs), [c for _, c in pairs])
-    store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG)
+    store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
     with pytest.raises(RevocationUnavailable, match="nextUpdate"):
-        store.verify_chain(world.merchant_sig, _mca(world), roles.MERCHANT, SIG, at=later(0.1))
+        store.verify_chain(
+            world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG, at=later(0.1)
+        )
