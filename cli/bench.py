@@ -224,9 +224,7 @@ def dialable(listen: str) -> str:
     return f"{LOOPBACK}:{port}" if host in WILDCARD_HOSTS else listen
 
 
-def _references(
-    args: argparse.Namespace, bank: Bank, workdir: Path, stack: ExitStack
-) -> list[Target]:
+def _references(bank: Bank, workdir: Path, stack: ExitStack) -> list[Target]:
     targets = []
     for mode, service in (("ceiling", Service.CEILING), ("echo", Service.ECHO)):
         server = spawn.serve_reference(mode, bank.config_path, workdir, bank.workers,
@@ -318,7 +316,7 @@ def authorize(args: argparse.Namespace) -> int:
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
         targets = [Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu)]
         if args.ceiling:
-            targets += _references(args, bank, workdir, stack)
+            targets += _references(bank, workdir, stack)
         population = Population(
             profile=profile_named(bank.config.profile), brand_id=bank.config.brand_id,
             bin=args.bin, cardholders=args.cardholders, expiry=DEFAULT_EXPIRY,

@@ -259,7 +259,7 @@ def _write_tls(directory: Path, transport: TransportCA) -> None:
     (tls / "root.pem").write_bytes(gateway.root_certificate_pem)
     # The gateway accepts client certificates from setpay's transport CA only.
     (tls / "client-ca.pem").write_bytes(gateway.root_certificate_pem)
-    write_tls_files(tls, "merchant-client", issue_tls_client(transport, "merchant"))
+    write_tls_files(tls, "merchant-client", issue_tls_client(transport, DEMO_MERCHANT_TLS_NAME))
     write_tls_files(tls, "merchant-server", issue_tls_server(transport))
 
 
