@@ -7,7 +7,6 @@ after the run, read-only), the JSON report has its fields, and no output holds a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 from pathlib import Path
@@ -15,18 +14,13 @@ from typing import Any
 
 import pytest
 
-from cli import bench
 from tests.clients.pan_scan import pan_like_runs
+
+from .conftest import run_bench
 
 RATE = 25
 DURATION = 2.0
 CARDHOLDERS = 3
-
-
-def run_bench(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="setpay")
-    bench.add_parser(parser.add_subparsers(dest="command", required=True))
-    return bench.run(parser.parse_args(["bench", *argv]))
 
 
 @pytest.fixture(scope="module")

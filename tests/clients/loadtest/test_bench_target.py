@@ -9,7 +9,6 @@ approval in the ledger.
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import sqlite3
@@ -22,17 +21,13 @@ import pytest
 from cli import bench
 from clients.loadtest import spawn
 
+from .conftest import run_bench
+
 RATE = 20
 DURATION = 1.0
 CARDHOLDERS = 2
 # Not the bench's own spawn default (1): the report must show the target's count.
 TARGET_WORKERS = 2
-
-
-def run_bench(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="setpay")
-    bench.add_parser(parser.add_subparsers(dest="command", required=True))
-    return bench.run(parser.parse_args(["bench", *argv]))
 
 
 def free_port() -> int:
