@@ -45,10 +45,17 @@ in_volumes() {  # docker run --rm with the three volumes
 }
 
 health() { docker inspect --format '{{.State.Health.Status}}' "$gateway"; }
+healthy() { [[ "$(health)" == healthy ]]; }
+# The gateway's own answer, asked inside the container on the CA port.
+serving() {
+    docker exec "$gateway" setpay health --target 127.0.0.1:7444 --ca /var/lib/setpay/tls/root.pem
+}
+not_serving() { ! serving; }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
     local seconds=$1 what=$2
     shift 2
+    local i
     for ((i = 0; i < seconds; i++)); do
         if "$@" >/dev/null 2>&1; then return 0; fi
         sleep 1
@@ -72,8 +79,7 @@ say "2. serve with the image's default command, PIN volume read-only"
 docker run -d --name "$gateway" --network host \
     -v "$tokens:/var/lib/softhsm/tokens" -v "$etc:/etc/setpay:ro" \
     -v "$bank:/var/lib/setpay" "$image" >/dev/null
-wait_for "$HEALTH_WAIT_SECONDS" "the HEALTHCHECK did not report healthy" \
-    bash -c "[[ \$(docker inspect --format '{{.State.Health.Status}}' $gateway) == healthy ]]"
+wait_for "$HEALTH_WAIT_SECONDS" "the HEALTHCHECK did not report healthy" healthy
 say "   health: $(health)"
 
 say "3. the bank's keys are on the token (docker exec setpay keys list)"
@@ -94,13 +100,11 @@ sys.exit(0 if step["sent"] == step["ok"] == step["outcomes"].get("approved") els
 say "5. the token goes away: NOT_SERVING; it comes back: SERVING, no restart"
 started=$(docker inspect --format '{{.State.StartedAt}}' "$gateway")
 docker exec "$gateway" sh -c 'mkdir /var/lib/softhsm/tokens/away && mv /var/lib/softhsm/tokens/[!a]* /var/lib/softhsm/tokens/away/'
-wait_for "$TOKEN_WAIT_SECONDS" "health did not turn NOT_SERVING without the token" \
-    bash -c "! docker exec $gateway setpay health --target 127.0.0.1:7444 --ca /var/lib/setpay/tls/root.pem"
-docker exec "$gateway" setpay health --target 127.0.0.1:7444 --ca /var/lib/setpay/tls/root.pem || true
+wait_for "$TOKEN_WAIT_SECONDS" "health did not turn NOT_SERVING without the token" not_serving
+serving || true
 docker exec "$gateway" sh -c 'mv /var/lib/softhsm/tokens/away/* /var/lib/softhsm/tokens/ && rmdir /var/lib/softhsm/tokens/away'
-wait_for "$TOKEN_WAIT_SECONDS" "health did not return to SERVING with the token back" \
-    docker exec "$gateway" setpay health --target 127.0.0.1:7444 --ca /var/lib/setpay/tls/root.pem
-docker exec "$gateway" setpay health --target 127.0.0.1:7444 --ca /var/lib/setpay/tls/root.pem
+wait_for "$TOKEN_WAIT_SECONDS" "health did not return to SERVING with the token back" serving
+serving
 [[ "$(docker inspect --format '{{.State.StartedAt}}' "$gateway")" == "$started" ]] \
     || fail "the container restarted"
 
@@ -117,8 +121,7 @@ grep -q 'var/lib/softhsm/tokens/.*/token.object$' "$backup_dir/listing.txt" \
     || fail "the backup holds no token"
 if grep -q '\.pin$' "$backup_dir/listing.txt"; then fail "the backup holds a PIN file"; fi
 docker start "$gateway" >/dev/null
-wait_for "$TOKEN_WAIT_SECONDS" "the gateway did not serve again after the backup" \
-    docker exec "$gateway" setpay health --target 127.0.0.1:7444 --ca /var/lib/setpay/tls/root.pem
+wait_for "$TOKEN_WAIT_SECONDS" "the gateway did not serve again after the backup" serving
 
 say "7. SIGTERM: the gateway drains and exits 0"
 docker stop "$gateway" >/dev/null
