@@ -10,7 +10,6 @@ approval in the ledger.
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from cli import bench
 from clients.loadtest import spawn
+from tests.gateway.served import free_port
 
 from .conftest import run_bench
 
@@ -28,12 +28,6 @@ DURATION = 1.0
 CARDHOLDERS = 2
 # Not the bench's own spawn default (1): the report must show the target's count.
 TARGET_WORKERS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
