@@ -14,7 +14,8 @@ python-pkcs11 raises one exception class per CKR code. Each class falls into one
                   returns these both for bad input and when its token directory vanished,
                   so the caller asks the token whether it is still there, then decides
     INPUT         the token refused the data or template: the operation's own error
-                  (DecapsulationError for key transport, UnsupportedAlgorithm otherwise)
+                  (DecapsulationError for key transport, UnsupportedAlgorithm otherwise);
+                  the only fault that becomes a DecapsulationError
     UNSUPPORTED   mechanism or function missing on this token: UnsupportedAlgorithm
     USAGE         the key's own attributes forbid the operation: KeyUsageError
     FATAL         read-only token, and anything not listed: PermanentBackendError
@@ -139,8 +140,10 @@ def translate(exc: p11.PKCS11Error, fault: Fault, action: str, token: str) -> Ke
     name = ckr_name(exc)
     if fault in (Fault.TOKEN_LOST, Fault.LOGGED_OUT, Fault.BUSY):
         return TransientBackendError(f"{token} cannot {action} now ({name})")
-    if action == "decapsulate":
-        # Every other failure looks the same to a sender: no oracle in the error.
+    if fault is Fault.INPUT and action == "decapsulate":
+        # Bad input is the one fault a sender controls: every kind of it must look the
+        # same to them (no oracle in the error). Other faults say nothing about the input
+        # and are the operator's to fix, so they keep their own error below.
         return DecapsulationError("decapsulation failed")
     if fault is Fault.PIN:
         return PermanentBackendError(f"{token}: login refused ({name}); check the PIN source")

@@ -34,35 +34,9 @@ from hsm.token_session import TokenSession
 from hsm.uri import open_backend
 
 from .keycheck import encapsulate, public_pem, verify
-from .testbed import SOFTHSM_MODULE, SoftHsm, SoftToken
+from .testbed import SoftHsm, SoftToken, pkcs11_tool, run_tool
 
 DATA = b"payment instructions to be signed"
-
-
-def _tool(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    if shutil.which(argv[0]) is None:
-        pytest.fail(f"{argv[0]} is not installed (apt-get install opensc openssl)")
-    done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=60)
-    if check and done.returncode != 0:
-        pytest.fail(f"{' '.join(argv[:3])} failed: {done.stdout} {done.stderr}")
-    return done
-
-
-def _pkcs11_tool(
-    token: SoftToken, *argv: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return _tool(
-        "pkcs11-tool",
-        "--module",
-        SOFTHSM_MODULE,
-        "--token-label",
-        token.label,
-        "--login",
-        "--pin",
-        token.pin,
-        *argv,
-        check=check,
-    )
 
 
 @pytest.fixture
@@ -89,7 +63,7 @@ def _openssl_verify(
             argv += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]
             argv += ["-sigopt", "rsa_mgf1_md:sha256"]
         argv += ["-signature", files["sig.bin"], files["data.bin"]]
-    return _tool(*argv, check=False)
+    return run_tool(*argv, check=False)
 
 
 @pytest.mark.integration
@@ -114,7 +88,7 @@ def test_pkcs11_tool_signing_key_is_used_by_setpay(
     backend: Pkcs11Backend, token: SoftToken
 ) -> None:
     # pkcs11-tool 0.23 ignores --label when signing, so keys are made with an --id.
-    _pkcs11_tool(
+    pkcs11_tool(
         token, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0a0b0c",
         "--label", "foreign-ec", "--usage-sign",
     )  # fmt: skip
@@ -133,7 +107,7 @@ def test_pkcs11_tool_rsa_key_is_adopted_and_narrowed(
 ) -> None:
     # SoftHSM gives every RSA key CKA_SIGN and CKA_DECRYPT; pkcs11-tool cannot remove
     # either, so the usage is ambiguous until an operator declares it.
-    _pkcs11_tool(
+    pkcs11_tool(
         token, "--keypairgen", "--key-type", "rsa:2048", "--id", "0d0e0f",
         "--label", "foreign-rsa", "--usage-decrypt",
     )  # fmt: skip
@@ -151,7 +125,7 @@ def test_pkcs11_tool_rsa_key_is_adopted_and_narrowed(
     assert backend.decapsulate(kex, KemAlgorithm.RSA_OAEP_SHA1, ciphertext) == secret
     with pytest.raises(KeyUsageError):
         backend.sign(kex, DATA)
-    listing = _pkcs11_tool(token, "--list-objects", "--type", "privkey", "--id", "0d0e0f").stdout
+    listing = pkcs11_tool(token, "--list-objects", "--type", "privkey", "--id", "0d0e0f").stdout
     assert "Usage:      decrypt\n" in listing  # sign and unwrap were switched off
     with pytest.raises(KeyExists, match="already key 'gateway-kex' v1"):
         backend.adopt(bytes.fromhex("0d0e0f"), "again", KeyUsage.KEY_EXCHANGE)
@@ -161,7 +135,7 @@ def test_pkcs11_tool_rsa_key_is_adopted_and_narrowed(
 
 @pytest.mark.integration
 def test_ambiguous_foreign_keys_are_not_adopted(backend: Pkcs11Backend, token: SoftToken) -> None:
-    _pkcs11_tool(
+    pkcs11_tool(
         token, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "01",
         "--label", "both-ways", "--usage-sign", "--usage-derive",
     )  # fmt: skip
@@ -187,7 +161,7 @@ def _listed_objects(listing: str) -> list[dict[str, str]]:
 def test_setpay_keys_are_listed_by_pkcs11_tool(backend: Pkcs11Backend, token: SoftToken) -> None:
     backend.generate("listed-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     backend.generate("listed-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    objects = _listed_objects(_pkcs11_tool(token, "--list-objects").stdout)
+    objects = _listed_objects(pkcs11_tool(token, "--list-objects").stdout)
     private = {o["label"]: o for o in objects if o["type"].startswith("Private Key Object")}
     public = {o["label"]: o for o in objects if o["type"].startswith("Public Key Object")}
     data = sorted(o["label"] for o in objects if o.get("application") == "setpay")
@@ -206,7 +180,7 @@ def test_token_itself_refuses_a_key_exchange_key_to_sign(
 ) -> None:
     backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
     (tmp_path / "digest").write_bytes(bytes(32))
-    done = _pkcs11_tool(
+    done = pkcs11_tool(
         token, "--sign", "--mechanism", "ECDSA", "--id", key_id("kex", 1).hex(),
         "--input-file", str(tmp_path / "digest"), "--output-file", str(tmp_path / "sig"),
         check=False,

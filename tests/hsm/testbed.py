@@ -129,3 +129,31 @@ class BackendFactory:
     def open(self, observer: Observer | None = None) -> KeyBackend:
         """A new backend object over the factory's storage."""
         return self.opener(observer)
+
+
+def run_tool(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run an outside tool (openssl, pkcs11-tool); fail the test loudly when it is missing."""
+    if shutil.which(argv[0]) is None:
+        pytest.fail(f"{argv[0]} is not installed (apt-get install opensc openssl)")
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=60)
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(argv[:3])} failed: {done.stdout} {done.stderr}")
+    return done
+
+
+def pkcs11_tool(
+    token: SoftToken, *argv: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``pkcs11-tool`` logged in to ``token``."""
+    return run_tool(
+        "pkcs11-tool",
+        "--module",
+        SOFTHSM_MODULE,
+        "--token-label",
+        token.label,
+        "--login",
+        "--pin",
+        token.pin,
+        *argv,
+        check=check,
+    )
