@@ -91,6 +91,11 @@ def _initiation(args: argparse.Namespace) -> Initiation:
 
 def record_line(record: PurchaseRecord) -> str:
     """One purchase for people."""
+    if not record.answered:
+        return (
+            f"{record.short_id}  SENT  amount {record.amount} ({record.currency}): no answer "
+            f"from the merchant yet (ask with `setpay wallet inquire {record.short_id}`)"
+        )
     return (
         f"{record.short_id}  {record.completion.removeprefix('COMPLETION_CODE_')}  "
         f"{record.auth_code.removeprefix('AUTH_CODE_')}  amount {record.amount} "

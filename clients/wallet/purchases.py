@@ -7,7 +7,10 @@
 
 The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purchase is in
 ``purchases.json``: the transaction ids, the merchant's certificate thumbprint and target,
-the amount and the last state the merchant reported; never card data.
+the amount and the last state the merchant reported; never card data. A purchase is
+recorded as ``SENT`` before its PReq leaves, so that a PRes lost on the way back (a
+deadline, a dropped connection) leaves a purchase the wallet can still ask about; the
+PRes, or a later inquiry, replaces that state with the merchant's.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from clients.errors import ConfigError, UnknownOrder
+from clients.errors import ConfigError, TransportError, UnknownOrder
 from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
@@ -55,6 +58,9 @@ PURCHASE_DEADLINE_SECONDS = 45.0
 LID_BYTES = 16
 # An order description is agreed out of band; setcore bounds what it will hash.
 MAX_DESCRIPTION_BYTES = 4096
+# The state of a purchase whose PReq left and whose PRes has not been verified yet: the
+# wallet's own word, not a CompletionCode (the merchant may or may not have the order).
+SENT = "SENT"
 
 T = TypeVar("T")
 
@@ -108,6 +114,11 @@ class PurchaseRecord:
     def short_id(self) -> str:
         """The first 8 hex digits of the XID."""
         return self.xid[:8]
+
+    @property
+    def answered(self) -> bool:
+        """False while the merchant's answer to the PReq has not been verified."""
+        return self.completion != SENT
 
 
 class PurchaseBook:
@@ -213,22 +224,33 @@ class Shopper:
             preq, state = build_purchase_request(self._credentials, offer, order, self._card, pinit)
             if unsafe_rewrite is not None:
                 unsafe_rewrite(preq)
+            # Recorded before the PReq leaves: once it has, the merchant may hold the order
+            # and the card an authorization, whether or not the PRes makes it back.
+            sent = PurchaseRecord(
+                xid=offer.trans_ids.xid.hex(), merchant_target=merchant.target,
+                merchant_thumb=offer.merchant.thumbprint.hex(),
+                trans_ids=base64.b64encode(offer.trans_ids.SerializeToString()).decode(),
+                currency=order.amount.currency, amount=order.amount.amount, completion=SENT,
+                auth_code="", auth_amount=0, captured=0, credited=0,
+            )  # fmt: skip
+            self._book.save(sent)
             log.info(
-                "PReq: card %s, %d (%d), PI sealed to the gateway",
-                self._card.pan.masked, order.amount.amount, order.amount.currency,
+                "PReq %s: card %s, %d (%d), PI sealed to the gateway",
+                sent.short_id, self._card.pan.masked, order.amount.amount, order.amount.currency,
             )  # fmt: skip
-            pres = caller.call(
-                _method("Purchase"), preq.SerializeToString(), purchase_pb2.PurchaseResponse,
-                deadline=PURCHASE_DEADLINE_SECONDS,
-            )  # fmt: skip
+            try:
+                pres = caller.call(
+                    _method("Purchase"), preq.SerializeToString(), purchase_pb2.PurchaseResponse,
+                    deadline=PURCHASE_DEADLINE_SECONDS,
+                )  # fmt: skip
+            except TransportError as exc:
+                raise TransportError(
+                    f"merchant Purchase {sent.short_id} sent, no answer (ask with "
+                    f"`setpay wallet inquire {sent.short_id}`)",
+                    exc.status,
+                ) from exc
             data = open_purchase_response(pres, state, self._trust)
-        record = PurchaseRecord(
-            xid=offer.trans_ids.xid.hex(), merchant_target=merchant.target,
-            merchant_thumb=offer.merchant.thumbprint.hex(),
-            trans_ids=base64.b64encode(offer.trans_ids.SerializeToString()).decode(),
-            currency=order.amount.currency, amount=order.amount.amount,
-            **outcome_fields(data),  # type: ignore[arg-type]
-        )  # fmt: skip
+        record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
         self._book.save(record)
         log.info("PRes verified: %s %s", record.short_id, record.completion)
         return record
