@@ -10,7 +10,10 @@ callback (a ``respond`` that signs) and when the answer is in.
 A broken connection fails the operation with StoreUnavailable (the gateway answers
 UNAVAILABLE) and is dropped; the next operation dials again. For ``execute``, the
 operation may still have committed: as with a lost commit acknowledgment, the RRPID makes
-a retry safe.
+a retry safe. The connection is dropped too whenever this side cannot be sure it is in
+step with the service: a frame of the wrong kind or operation number (``wire``), one that
+does not unpickle, an exception that cut a callback short, or an ERROR that says the
+service or its database failed (a StoreError) rather than that a rule refused.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, TypeVar
 
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger import wire
-from gateway.ledger.errors import StoreUnavailable
+from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.group_commit import SUBMIT_TIMEOUT_SECONDS
 from gateway.ledger.store import LedgerStore, Transaction
 
@@ -54,10 +57,10 @@ class RemoteLedgerStore(LedgerStore):
         self._closed = False
         self._connection()  # fail at start, not on the first request
 
-    def _connection(self) -> socket.socket:
-        sock: socket.socket | None = getattr(self._local, "sock", None)
-        if sock is not None:
-            return sock
+    def _connection(self) -> _Connection:
+        line: _Connection | None = getattr(self._local, "line", None)
+        if line is not None:
+            return line
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the ledger store is closed")
@@ -69,16 +72,19 @@ class RemoteLedgerStore(LedgerStore):
                 sock.close()
                 raise StoreUnavailable(f"the ledger service does not answer: {exc}") from exc
             self._open.add(sock)
-        self._local.sock = sock
-        return sock
+        line = _Connection(sock)
+        self._local.line = line
+        return line
 
-    def _drop(self, sock: socket.socket | None) -> None:
-        self._local.sock = None
-        if sock is None:
+    def _drop(self) -> None:
+        """Close this thread's connection, if it has one: the next operation dials again."""
+        line: _Connection | None = getattr(self._local, "line", None)
+        self._local.line = None
+        if line is None:
             return
         with self._lock:
-            self._open.discard(sock)
-        sock.close()
+            self._open.discard(line.sock)
+        line.sock.close()
 
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in the service's next group; return once that group is committed."""
@@ -90,65 +96,51 @@ class RemoteLedgerStore(LedgerStore):
         result: R = self._call(wire.READ, query)
         return result
 
-    def _send(self, kind: int, payload: bytes) -> socket.socket:
-        """Send an operation; on a connection whose service is gone, dial once more."""
-        sock = self._connection()
+    def _send(self, kind: int, payload: bytes) -> _Connection:
+        """Send an operation under its number; on a connection whose service is gone,
+        dial once more."""
+        line = self._connection()
         try:
-            wire.send_frame(sock, kind, payload)
+            line.send_operation(kind, payload)
         except (BrokenPipeError, ConnectionResetError):
             # The service closed this connection (it was restarted): nothing was sent,
             # so nothing can have happened, and sending again on a new one is safe.
-            self._drop(sock)
-            sock = self._connection()
-            wire.send_frame(sock, kind, payload)
-        return sock
+            self._drop()
+            line = self._connection()
+            line.send_operation(kind, payload)
+        return line
 
     def _call(self, kind: int, operation: Callable[[Transaction], Any]) -> Any:
         payload, callbacks = wire.dump_operation(operation)
         failed: list[BaseException] = []  # a callback's own exception, re-raised here
-        sock: socket.socket | None = None
         try:
             with self._cpu.aside():
-                sock = self._send(kind, payload)
+                line = self._send(kind, payload)
                 while True:
-                    reply, body = wire.receive_frame(sock)
+                    reply, body = wire.receive_answer(line.sock, line.number)
                     if reply != wire.CALL:
                         break
                     with self._cpu.held():
-                        self._run_callback(sock, callbacks, body, failed)
-        except (OSError, wire.WireError) as exc:
-            self._drop(sock or getattr(self._local, "sock", None))
-            if isinstance(exc, StoreUnavailable):
+                        _run_callback(line, callbacks, body, failed)
+            if reply == wire.RESULT:
+                return wire.load(body)
+            if reply != wire.ERROR:
+                raise wire.WireError(f"the ledger service answered with a frame of kind {reply}")
+            error = wire.load(body)
+            if not isinstance(error, BaseException):
+                raise wire.WireError("the ledger service answered an error that is not one")
+        except BaseException as exc:
+            # Whatever cut the exchange short, this side no longer knows what the service
+            # will send next on this connection: never read from it again.
+            self._drop()
+            if isinstance(exc, StoreUnavailable) or not isinstance(exc, (OSError, wire.WireError)):
                 raise
             raise StoreUnavailable(f"the ledger service connection failed: {exc}") from exc
-        if reply == wire.RESULT:
-            return wire.load(body)
-        if reply != wire.ERROR:
-            self._drop(sock)
-            raise StoreUnavailable(f"the ledger service answered with a frame of kind {reply}")
         if failed:
             raise failed[0]
-        error = wire.load(body)
-        if not isinstance(error, BaseException):
-            raise StoreUnavailable("the ledger service answered an error that is not one")
+        if isinstance(error, StoreError):
+            self._drop()  # the service failed, not a rule: start the next operation afresh
         raise error
-
-    @staticmethod
-    def _run_callback(
-        sock: socket.socket,
-        callbacks: list[Callable[..., Any]],
-        body: bytes,
-        failed: list[BaseException],
-    ) -> None:
-        number, args = wire.load(body)
-        try:
-            value = callbacks[number](*args)
-            answer = wire.dump_value(value)
-        except Exception as exc:  # noqa: BLE001  re-raised to our caller after the rollback
-            failed[:] = [exc]
-            wire.send_frame(sock, wire.RAISE, b"")
-            return
-        wire.send_frame(sock, wire.RETURN, answer)
 
     def close(self) -> None:
         """Close every connection; later calls raise StoreUnavailable."""
@@ -159,3 +151,46 @@ class RemoteLedgerStore(LedgerStore):
         for sock in connections:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+class _Connection:
+    """One request thread's connection to the service, and its latest operation's number."""
+
+    __slots__ = ("number", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.number = 0  # none yet: the first operation is number 1
+
+    def send_operation(self, kind: int, payload: bytes) -> None:
+        """Send the next operation on this connection, under the next number."""
+        self.number = wire.next_number(self.number)
+        wire.send_frame(self.sock, kind, self.number, payload)
+
+
+def _run_callback(
+    line: _Connection,
+    callbacks: list[Callable[..., Any]],
+    body: bytes,
+    failed: list[BaseException],
+) -> None:
+    """Run the callback a CALL names and send back its bytes (RETURN) or that it raised
+    (RAISE); the exception itself stays here, in ``failed``."""
+    call = wire.load(body)
+    if not (
+        isinstance(call, tuple)
+        and len(call) == 2
+        and isinstance(call[0], int)
+        and 0 <= call[0] < len(callbacks)
+        and isinstance(call[1], tuple)
+    ):
+        raise wire.WireError("the ledger service called back with a malformed call")
+    number, args = call
+    try:
+        value = callbacks[number](*args)
+        answer = wire.dump_value(value)
+    except Exception as exc:  # noqa: BLE001  re-raised to our caller after the rollback
+        failed[:] = [exc]
+        wire.send_frame(line.sock, wire.RAISE, line.number, b"")
+        return
+    wire.send_frame(line.sock, wire.RETURN, line.number, answer)

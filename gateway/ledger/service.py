@@ -18,7 +18,14 @@ Two threads do the work, so that an operation costs few thread hand-overs:
 A connection carries one operation at a time (the worker opens one per request thread,
 ``remote``). Its descriptor is armed for one frame (EPOLLONESHOT) and re-armed only once
 the answer is sent, so while the writer runs the operation, its callbacks (``wire.CALL``)
-use the connection undisturbed by the loop.
+use the connection undisturbed by the loop. Operations on a connection are numbered
+1, 2, 3, ... (``wire``): one that arrives out of turn closes the connection.
+
+A callback that fails on the wire (the worker did not answer within
+PEER_TIMEOUT_SECONDS, or answered with a frame of the wrong kind or number, or one that
+does not unpickle) rolls its operation back like any failure, and then its connection
+is closed, never re-armed: the worker may still send the late answer, which must not be
+read as its next operation.
 
 Who may connect: the socket lives in a directory only the bank's user can enter, and a
 connection from another user id (``SO_PEERCRED``) is closed at once.
@@ -54,21 +61,45 @@ _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 
 
+class _Peer:
+    """One worker connection: its socket, the number of its latest operation, and whether
+    a callback broke it (then it is closed once that operation ends, never re-armed)."""
+
+    __slots__ = ("broken", "number", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.number = 0  # none yet: the first operation is number 1
+        self.broken = False
+
+
 class _Callback:
     """A worker-side function, called from the service over the operation's connection."""
 
-    def __init__(self, sock: socket.socket, number: int) -> None:
-        self._sock = sock
+    def __init__(self, peer: _Peer, number: int) -> None:
+        self._peer = peer
         self._number = number
 
     def __call__(self, *args: Any) -> Any:
-        wire.send_frame(self._sock, wire.CALL, wire.dump_value((self._number, args)))
-        kind, payload = wire.receive_frame(self._sock)
-        if kind == wire.RETURN:
-            return wire.load(payload)
-        if kind == wire.RAISE:
-            raise wire.CallbackFailed("a callback failed in the worker")
-        raise wire.WireError(f"a frame of kind {kind} where a callback's answer belongs")
+        peer = self._peer
+        if peer.broken:
+            raise wire.WireError("the connection of this operation already failed")
+        request = wire.dump_value((self._number, args))
+        try:
+            wire.send_frame(peer.sock, wire.CALL, peer.number, request)
+            kind, payload = wire.receive_answer(peer.sock, peer.number)
+            if kind == wire.RETURN:
+                return wire.load(payload)
+            if kind != wire.RAISE:
+                raise wire.WireError(f"a frame of kind {kind} where a callback's answer belongs")
+        except BaseException as exc:
+            # The worker's answer is late, lost or out of step: nothing more may be read
+            # from this connection, and the operation fails.
+            peer.broken = True
+            if isinstance(exc, wire.WireError) or not isinstance(exc, Exception):
+                raise
+            raise wire.WireError(f"a callback failed on the wire: {type(exc).__name__}") from exc
+        raise wire.CallbackFailed("a callback failed in the worker")
 
 
 class LedgerService:
@@ -79,7 +110,7 @@ class LedgerService:
         self._store = store
         self._path = path
         self._lock = threading.Lock()
-        self._connections: dict[int, socket.socket] = {}
+        self._connections: dict[int, _Peer] = {}
         self._closed = False
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ledger-read")
         self._epoll = select.epoll()
@@ -113,9 +144,9 @@ class LedgerService:
                 if fd == listener:
                     self._accept()
                 else:
-                    sock = self._connections.get(fd)
-                    if sock is not None:
-                        self._take_operation(sock)
+                    peer = self._connections.get(fd)
+                    if peer is not None:
+                        self._take_operation(peer)
 
     def _accept(self) -> None:
         try:
@@ -130,42 +161,53 @@ class LedgerService:
             sock.close()
             return
         sock.settimeout(PEER_TIMEOUT_SECONDS)
+        peer = _Peer(sock)
         with self._lock:
-            self._connections[sock.fileno()] = sock
+            self._connections[sock.fileno()] = peer
         self._epoll.register(sock.fileno(), _ARMED)
 
-    def _take_operation(self, sock: socket.socket) -> None:
+    def _take_operation(self, peer: _Peer) -> None:
         """Read one operation and hand it on; the answer re-arms the connection."""
         try:
-            kind, payload = wire.receive_frame(sock)
+            kind, number, payload = wire.receive_frame(peer.sock)
         except (wire.WireError, OSError):
-            self._drop(sock)  # closed by the worker, or not speaking the wire
+            self._drop(peer)  # closed by the worker, or not speaking the wire
             return
+        if number != wire.next_number(peer.number):
+            log.warning("ledger service: an operation out of turn; connection closed")
+            self._drop(peer)
+            return
+        peer.number = number
         try:
             if kind not in (wire.EXECUTE, wire.READ):
                 raise wire.WireError(f"a frame of kind {kind} where an operation belongs")
-            operation = wire.load(payload, callback=lambda n: _Callback(sock, n))
+            operation = wire.load(payload, callback=lambda n: _Callback(peer, n))
             if not callable(operation):
                 raise wire.WireError("an operation that is not a function")
             if kind == wire.EXECUTE:
                 self._store.submit(
-                    operation, lambda result, error: self._answer(sock, result, error)
+                    operation, lambda result, error: self._answer(peer, result, error)
                 )
             else:
-                self._readers.submit(self._read, sock, operation)
+                self._readers.submit(self._read, peer, operation)
         except Exception as exc:  # noqa: BLE001  every failure is the caller's answer
-            self._answer(sock, None, exc)
+            self._answer(peer, None, exc)
 
-    def _read(self, sock: socket.socket, query: Any) -> None:
+    def _read(self, peer: _Peer, query: Any) -> None:
         try:
             result = self._store.read(query)
         except Exception as exc:  # noqa: BLE001  the caller's answer
-            self._answer(sock, None, exc)
+            self._answer(peer, None, exc)
             return
-        self._answer(sock, result, None)
+        self._answer(peer, result, None)
 
-    def _answer(self, sock: socket.socket, result: object, error: BaseException | None) -> None:
-        """Send the outcome of one operation and wait for the next (any thread)."""
+    def _answer(self, peer: _Peer, result: object, error: BaseException | None) -> None:
+        """Send the outcome of one operation and wait for the next (any thread); close
+        the connection instead if a callback broke it."""
+        if peer.broken:
+            log.warning("ledger service: a callback failed on the wire; connection closed")
+            self._drop(peer)
+            return
         try:
             if error is None:
                 try:
@@ -174,14 +216,15 @@ class LedgerService:
                     error = exc
             if error is not None:
                 reply, body = wire.ERROR, wire.dump_value(wire.shippable_error(error))
-            wire.send_frame(sock, reply, body)
-            self._epoll.modify(sock.fileno(), _ARMED)
+            wire.send_frame(peer.sock, reply, peer.number, body)
+            self._epoll.modify(peer.sock.fileno(), _ARMED)
         except (OSError, ValueError, wire.WireError):
-            self._drop(sock)  # the worker went away
+            self._drop(peer)  # the worker went away
 
-    def _drop(self, sock: socket.socket) -> None:
+    def _drop(self, peer: _Peer) -> None:
+        sock = peer.sock
         with self._lock:
-            if self._connections.get(sock.fileno()) is not sock:
+            if self._connections.get(sock.fileno()) is not peer:
                 return
             del self._connections[sock.fileno()]
         with contextlib.suppress(OSError, ValueError):
@@ -208,8 +251,8 @@ class LedgerService:
         with self._lock:
             connections = list(self._connections.values())
             self._connections.clear()
-        for sock in connections:
-            sock.close()
+        for peer in connections:
+            peer.sock.close()
         self._listener.close()
         if unlink:
             with contextlib.suppress(FileNotFoundError):

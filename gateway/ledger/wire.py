@@ -18,7 +18,17 @@ that safe and cheap:
   (``CALL``, then ``RETURN`` or ``RAISE``). The gateway's usual answer, an approval, is
   built before the operation leaves (``outcomes.PrebuiltApproval``) and costs no call back.
 
-Frames: a 4-byte big-endian length, one kind byte, then the pickle (protocol 5).
+Frames: a 4-byte big-endian length, one kind byte, a 4-byte big-endian operation number,
+then the pickle (protocol 5). An operation is numbered when it leaves the worker (the
+n-th on a connection is n, ``next_number``), and every frame of it carries that number:
+its EXECUTE or READ, each CALL and the RETURN or RAISE that answers it, and the closing
+RESULT or ERROR. Either side refuses a frame with another number and closes the
+connection, so an answer can never reach an operation it does not belong to.
+
+A connection carries one operation at a time, in step: whenever a side cannot be sure
+of what the other read or will send next (a callback answered late or not at all, a
+frame of the wrong kind or number, one that does not unpickle), it closes the
+connection rather than go on; the worker dials afresh for its next operation.
 """
 
 from __future__ import annotations
@@ -68,7 +78,9 @@ RAISE = 5
 RESULT = 6
 ERROR = 7
 
-_HEADER = struct.Struct(">IB")
+_HEADER = struct.Struct(">IBI")  # payload length, kind, operation number
+# Operation numbers fill the header's 4 bytes and wrap round to 1 (0 is never used).
+MAX_NUMBER = 2**32 - 1
 
 
 class WireError(StoreUnavailable):
@@ -79,11 +91,16 @@ class CallbackFailed(StoreError):
     """A callback raised in the worker; the worker re-raises the original exception."""
 
 
-def send_frame(sock: socket.socket, kind: int, payload: bytes) -> None:
-    """Send one frame."""
+def next_number(number: int) -> int:
+    """The number of the operation after operation ``number`` on one connection."""
+    return number % MAX_NUMBER + 1
+
+
+def send_frame(sock: socket.socket, kind: int, number: int, payload: bytes) -> None:
+    """Send one frame of operation ``number``."""
     if len(payload) > MAX_FRAME_BYTES:
         raise WireError(f"a ledger frame of {len(payload)} bytes is over the limit")
-    sock.sendall(_HEADER.pack(len(payload), kind) + payload)
+    sock.sendall(_HEADER.pack(len(payload), kind, number) + payload)
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytes:
@@ -98,12 +115,21 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(buffer)
 
 
-def receive_frame(sock: socket.socket) -> tuple[int, bytes]:
-    """Receive one frame: (kind, payload)."""
-    size, kind = _HEADER.unpack(_receive_exactly(sock, _HEADER.size))
+def receive_frame(sock: socket.socket) -> tuple[int, int, bytes]:
+    """Receive one frame: (kind, operation number, payload)."""
+    size, kind, number = _HEADER.unpack(_receive_exactly(sock, _HEADER.size))
     if size > MAX_FRAME_BYTES:
         raise WireError(f"a ledger frame of {size} bytes is over the limit")
-    return kind, _receive_exactly(sock, size)
+    return kind, number, _receive_exactly(sock, size)
+
+
+def receive_answer(sock: socket.socket, number: int) -> tuple[int, bytes]:
+    """Receive the next frame of operation ``number``: (kind, payload); WireError if
+    the frame is numbered for another operation (the two sides are out of step)."""
+    kind, got, payload = receive_frame(sock)
+    if got != number:
+        raise WireError(f"a frame of operation {got} where operation {number} is under way")
+    return kind, payload
 
 
 def _is_ledger_code(obj: object) -> bool:

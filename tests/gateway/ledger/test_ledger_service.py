@@ -164,11 +164,13 @@ def test_ledger_code_travels_by_value_and_other_callables_stay_home() -> None:
 
 
 def _raw_exchange(path: str, kind: int, payload: bytes) -> tuple[int, bytes]:
+    """Send one frame as a new connection's first operation; return the answer's kind
+    and payload."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(30)
         sock.connect(path)
-        wire.send_frame(sock, kind, payload)
-        return wire.receive_frame(sock)
+        wire.send_frame(sock, kind, 1, payload)
+        return wire.receive_answer(sock, 1)
 
 
 def test_a_frame_naming_code_outside_the_ledger_is_refused(
@@ -200,7 +202,8 @@ def test_an_oversized_frame_closes_the_connection(served: ServedSqliteStore) -> 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(30)
         sock.connect(served.socket_path)
-        sock.sendall((wire.MAX_FRAME_BYTES + 1).to_bytes(4, "big") + bytes([wire.EXECUTE]))
+        header = (wire.MAX_FRAME_BYTES + 1).to_bytes(4, "big") + bytes([wire.EXECUTE])
+        sock.sendall(header + (1).to_bytes(4, "big"))
         assert sock.recv(1) == b""  # closed, nothing read or answered
     assert served.service.connections == 1  # only the store's own
 
