@@ -10,6 +10,13 @@ label with the certificate beside it, the Cardholder CA certificate in
 file. CardSecret is sealed into the card file *before* the CertReq leaves, so a crash
 after the CA certified the key never strands a certificate whose PANSecret the wallet
 can no longer compute; a pended request's state (with the back key) is sealed there too.
+
+Until the CA's first answer is verified, the pending state also holds the CertReq's exact
+bytes: a request lost on the way, or whose answer was lost, is sent again as it was, and
+the CA answers a repeated RRPID with the answer it stored (or, never having seen it,
+processes it now). A CA with no record of the request at all (UNKNOWN_LID, or a request
+too old to process) means the registration never reached it: the pending state is
+discarded and the registration starts over.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
 from clients.authority import AuthorityClient
 from clients.errors import RegistrationError
 from clients.identity import write_certificates
@@ -30,6 +39,7 @@ from clients.wallet.config import WalletConfig
 from clients.wallet.vault import CardSecrets, open_vault, seal
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyNotFound
+from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import new_id
 from setcore.pan import PAN
 from setcore.pki.roles import CARDHOLDER_CA, CertificateUsage
@@ -48,6 +58,7 @@ from setcore.registration_cardholder import (
     open_reg_form_response,
 )
 from setcore.registration_certreq import Exchange
+from setpay.v1 import registration_pb2
 
 log = logging.getLogger("setpay.wallet")
 
@@ -57,6 +68,10 @@ PENDED_POLLS = 3
 PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
+# The CA's answers that mean it never processed the request a pending state is about: no
+# request for this registration (to a CertInq), or a resent CertReq it never answered and
+# whose date is now outside the freshness window.
+NEVER_RECEIVED = frozenset({ErrorCode.ERROR_CODE_UNKNOWN_LID, ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD})
 
 
 @dataclass(frozen=True)
@@ -118,8 +133,16 @@ class CardholderRegistrar:
         if self._card_file.exists():
             held = open_vault(self._card_file, self._passphrase)
             if held.pending:
-                return self._resume(held)
-            if held.pan_secret is not None:
+                resumed = self._resume(held)
+                if resumed is not None:
+                    return resumed
+                log.warning(
+                    "the Cardholder CA has no record of the pending registration of card %s "
+                    "(its request never arrived): registering again",
+                    held.pan.masked,
+                )  # fmt: skip
+                self._card_file.unlink()
+            elif held.pan_secret is not None:
                 raise RegistrationError("this wallet already holds a registered card")
         key = self._new_key(profile)
         lid_ee = os.urandom(LID_BYTES)
@@ -138,7 +161,7 @@ class CardholderRegistrar:
             self._backend, key, filled_form, reg_state, pan, expiry,
             filled=[(name, given.get(name, "")) for name in filled_form.fields],
         )  # fmt: skip
-        self._seal_pending(state)
+        self._seal_pending(state, request.SerializeToString())
         result = open_card_cert_response(self._authority.cert(request), state, self._trust)
         return self._finish(result, state)
 
@@ -173,7 +196,8 @@ class CardholderRegistrar:
 
     # -- the sealed pending state -----------------------------------------------------
 
-    def _seal_pending(self, state: CardRequestState) -> None:
+    def _seal_pending(self, state: CardRequestState, request: bytes | None = None) -> None:
+        """Seal what resuming needs; with ``request``, the CertReq whose answer is awaited."""
         ex = state.exchange
         pending = {
             "lid_ee": _b64(ex.lid_ee),
@@ -183,18 +207,36 @@ class CardholderRegistrar:
             "key_version": str(state.key.version),
             "back_key": _b64(state.back_key),
         }
+        if request is not None:
+            pending |= {
+                "cert_request": _b64(request),
+                "rrpid": _b64(ex.rrpid),
+                "chall_ee3": _b64(ex.chall_ee3),
+            }
         secrets = CardSecrets(state.pan, state.expiry, state.card_secret, None, pending)
         seal(self._card_file, secrets, self._passphrase)
 
-    def _resume(self, held: CardSecrets) -> RegisteredCard:
+    def _resume(self, held: CardSecrets) -> RegisteredCard | None:
+        """Send the unanswered CertReq again, or ask about a pended one with CertInq.
+
+        None when the CA has no record of the request: it never arrived.
+        """
         pending = held.pending or {}
+        request = None
         try:
             ca = self._trust.verify_chain(
                 base64.b64decode(pending["ca_certificate"]), (), CARDHOLDER_CA,
                 CertificateUsage.SIGNATURE,
             )  # fmt: skip
+            rrpid, chall_ee3 = new_id(), new_id()
+            if "cert_request" in pending:
+                request = registration_pb2.CertRequest.FromString(
+                    base64.b64decode(pending["cert_request"])
+                )
+                rrpid = base64.b64decode(pending["rrpid"])
+                chall_ee3 = base64.b64decode(pending["chall_ee3"])
             exchange = Exchange(
-                new_id(), new_id(), base64.b64decode(pending["lid_ee"]),
+                rrpid, chall_ee3, base64.b64decode(pending["lid_ee"]),
                 base64.b64decode(pending["lid_ca"]), ca,
             )  # fmt: skip
             key = self._backend.get(self._config.key_label, int(pending["key_version"]))
@@ -202,9 +244,24 @@ class CardholderRegistrar:
                 exchange, int(pending["request_type"]), key, held.pan, held.expiry,
                 held.card_secret, base64.b64decode(pending["back_key"]),
             )  # fmt: skip
-        except (ValueError, KeyError, KeyNotFound) as exc:
+        except (ValueError, KeyError, KeyNotFound, DecodeError) as exc:
             raise RegistrationError(f"the pended registration cannot be resumed: {exc}") from exc
-        log.info("resuming the pended registration of card %s with CertInq", held.pan.masked)
-        inquiry, state = build_card_cert_inquiry(self._backend, state)
-        result = open_card_cert_response(self._authority.cert_inq(inquiry), state, self._trust)
-        return self._finish(result, state)
+        try:
+            if request is not None:
+                log.info("sending the certificate request of card %s again", held.pan.masked)
+                response = open_card_cert_response(
+                    self._authority.cert(request), state, self._trust
+                )
+            else:
+                log.info(
+                    "resuming the pended registration of card %s with CertInq", held.pan.masked
+                )
+                inquiry, state = build_card_cert_inquiry(self._backend, state)
+                response = open_card_cert_response(
+                    self._authority.cert_inq(inquiry), state, self._trust
+                )
+        except PeerError as exc:
+            if exc.code in NEVER_RECEIVED:
+                return None
+            raise
+        return self._finish(response, state)

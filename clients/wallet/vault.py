@@ -6,8 +6,8 @@
 The file (JSON: format, KDF parameters, salt, nonce, ciphertext, all but the ciphertext
 in clear) is written atomically with mode 0600, and refused when group or others can
 read it. It holds the PAN, the card expiry, CardSecret and, once registration is done,
-PANSecret; while a certificate request is pended, the registration state it needs to
-resume. Opening with a wrong passphrase, or a file that was altered, fails the GCM tag:
+PANSecret; while a certificate request is unanswered or pended, the registration state
+it needs to resume. Opening with a wrong passphrase, or a file that was altered, fails the GCM tag:
 ``VaultError`` says so without saying more.
 """
 
@@ -57,7 +57,8 @@ class CardSecrets:
     expiry: str
     card_secret: bytes = field(repr=False)
     pan_secret: bytes | None = field(default=None, repr=False)
-    #: A pended certificate request's state (JSON-able; no PAN), to resume with CertInq.
+    #: An unanswered or pended certificate request's state (JSON-able; no PAN in clear):
+    #: enough to send the request again or to ask about it with CertInq.
     pending: dict[str, str] | None = field(default=None, repr=False)
 
     def card(self) -> CardData:
