@@ -5,14 +5,21 @@ python-pkcs11 raises one exception class per CKR code. Each class falls into one
 
     PIN           wrong, locked or expired PIN: PermanentBackendError at once, no retry
                   (a real HSM locks the PIN after a few wrong tries)
-    TOKEN_LOST    token, session or object handle gone: reconnect (re-initialize, log in)
-                  and retry once; TransientBackendError if the token is still not there
+    TOKEN_LOST    token or session gone: reconnect (re-initialize, log in) and retry
+                  once; TransientBackendError if the token is still not there
+    STALE_OBJECT  a cached object handle is dead (the object was destroyed, e.g. by
+                  another process): drop the object caches and retry once on the same
+                  session; KeyNotFound if the object is really gone. Not a token loss: a
+                  module restart would log out every backend of the process. (The caller
+                  first asks the token, as for AMBIGUOUS: handles also die with a token
+                  or a login.)
     LOGGED_OUT    our login was dropped (another handle in this process logged out):
                   log in again, as for TOKEN_LOST
     BUSY          out of sessions or memory: TransientBackendError, nothing to reset
     AMBIGUOUS     CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED and "no such object": SoftHSM
                   returns these both for bad input and when its token directory vanished,
-                  so the caller asks the token whether it is still there, then decides
+                  so the caller asks the token whether it is still there and still logged
+                  in, then decides (INPUT, TOKEN_LOST or LOGGED_OUT)
     INPUT         the token refused the data or template: the operation's own error
                   (DecapsulationError for key transport, UnsupportedAlgorithm otherwise);
                   the only fault that becomes a DecapsulationError
@@ -32,6 +39,7 @@ from pkcs11 import exceptions as p11
 from hsm.errors import (
     DecapsulationError,
     KeyBackendError,
+    KeyNotFound,
     KeyUsageError,
     PermanentBackendError,
     TransientBackendError,
@@ -44,6 +52,7 @@ class Fault(enum.Enum):
 
     PIN = "pin"
     TOKEN_LOST = "token-lost"  # noqa: S105 - a fault name, not a password
+    STALE_OBJECT = "stale-object"
     LOGGED_OUT = "logged-out"
     BUSY = "busy"
     AMBIGUOUS = "ambiguous"
@@ -66,8 +75,8 @@ _FAULTS: dict[type[p11.PKCS11Error], Fault] = {
     p11.TokenNotRecognised: Fault.TOKEN_LOST,
     p11.SessionClosed: Fault.TOKEN_LOST,
     p11.SessionHandleInvalid: Fault.TOKEN_LOST,
-    p11.ObjectHandleInvalid: Fault.TOKEN_LOST,
-    p11.KeyHandleInvalid: Fault.TOKEN_LOST,
+    p11.ObjectHandleInvalid: Fault.STALE_OBJECT,
+    p11.KeyHandleInvalid: Fault.STALE_OBJECT,
     p11.SlotIDInvalid: Fault.TOKEN_LOST,
     p11.NoSuchToken: Fault.TOKEN_LOST,
     p11.UserNotLoggedIn: Fault.LOGGED_OUT,
@@ -145,6 +154,8 @@ def translate(exc: p11.PKCS11Error, fault: Fault, action: str, token: str) -> Ke
         # same to them (no oracle in the error). Other faults say nothing about the input
         # and are the operator's to fix, so they keep their own error below.
         return DecapsulationError("decapsulation failed")
+    if fault is Fault.STALE_OBJECT:
+        return KeyNotFound(f"{token} no longer has the object to {action} with ({name})")
     if fault is Fault.PIN:
         return PermanentBackendError(f"{token}: login refused ({name}); check the PIN source")
     if fault is Fault.USAGE:

@@ -12,7 +12,9 @@ token call goes through ``TokenLink.run``, which:
    using that token, with bounded attempts. A wrong PIN is never retried;
 4. validates the leased session (same process, same module generation) or opens one;
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
-   and retry once (token lost, logged out), or translate and raise.
+   and retry once (token lost, logged out), to drop the object caches and retry once on
+   the same session (a cached handle whose object was destroyed elsewhere), or to
+   translate and raise.
 
 When the token disappears, operations and ``check_health`` raise
 ``TransientBackendError``; once it is back, the next call reconnects and logs in again,
@@ -55,6 +57,7 @@ from hsm.filelock import exclusive_lock
 from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
 from hsm.session_pool import Lease, PoolStats, SessionPool
+from hsm.token_login import LoginCalls
 
 T = TypeVar("T")
 
@@ -151,6 +154,7 @@ class TokenLink:
         self.name = config.token_name()
         self._observer = observer
         self._cryptoki = cryptoki(config.module)
+        self._calls = LoginCalls(self._cryptoki.path)
         self._pool: SessionPool[TokenSession] = SessionPool(
             config.pool_size, config.pool_wait_seconds
         )
@@ -193,19 +197,26 @@ class TokenLink:
             attempts = 2 if retry else 1
             for attempt in range(attempts):
                 self._ensure_connected()
+                session = self._session_for(lease)
                 try:
-                    return operation(self._session_for(lease))
+                    return operation(session)
                 except p11.PKCS11Error as exc:
                     fault = fault_of(exc)
-                    if fault is Fault.AMBIGUOUS:
-                        # Bad input or a vanished token? Ask the token.
-                        fault = Fault.INPUT if self._token_present() else Fault.TOKEN_LOST
+                    if fault in (Fault.AMBIGUOUS, Fault.STALE_OBJECT):
+                        fault = self._settle(fault, session)
                     if fault in (Fault.TOKEN_LOST, Fault.LOGGED_OUT):
                         lease.evict()
                         self._broken = True
                         if attempt + 1 < attempts:
                             continue
-                    if isinstance(exc, p11.NoSuchKey) and fault is Fault.INPUT:
+                    if fault is Fault.STALE_OBJECT:
+                        # The session is fine; a cached handle is not. Look it up again.
+                        self.invalidate_objects()
+                        if attempt + 1 < attempts:
+                            continue
+                    if fault is Fault.STALE_OBJECT or (
+                        fault is Fault.INPUT and isinstance(exc, p11.NoSuchKey)
+                    ):
                         raise KeyNotFound(f"{subject} is not on {self.name}") from exc
                     error = translate(exc, fault, action, self.name)
                     # A decapsulation failure carries no cause: which check failed is
@@ -340,6 +351,19 @@ class TokenLink:
             item.objects.clear()
             item.epoch = self._epoch
         return item
+
+    def _settle(self, fault: Fault, session: TokenSession) -> Fault:
+        """What an AMBIGUOUS fault or a dead object handle means: ask the token.
+
+        SoftHSM answers "no such object" (or a dead handle) alike for bad input, for an
+        object destroyed elsewhere, for a vanished token directory and for a session
+        whose login was dropped (private objects are then invisible).
+        """
+        if not self._token_present():
+            return Fault.TOKEN_LOST
+        if not self._calls.logged_in(session.session):
+            return Fault.LOGGED_OUT
+        return Fault.INPUT if fault is Fault.AMBIGUOUS else fault
 
     def _token_present(self) -> bool:
         if self._token is None:

@@ -9,6 +9,7 @@ from hsm.ckr import Fault, ckr_name, fault_of, translate
 from hsm.errors import (
     DecapsulationError,
     KeyBackendError,
+    KeyNotFound,
     KeyUsageError,
     PermanentBackendError,
     TransientBackendError,
@@ -29,6 +30,8 @@ TOKEN = "token 'bank'"
         (p11.TokenNotPresent(), Fault.TOKEN_LOST),
         (p11.SessionHandleInvalid(), Fault.TOKEN_LOST),
         (p11.NoSuchToken(), Fault.TOKEN_LOST),
+        (p11.ObjectHandleInvalid(), Fault.STALE_OBJECT),
+        (p11.KeyHandleInvalid(), Fault.STALE_OBJECT),
         (p11.UserNotLoggedIn(), Fault.LOGGED_OUT),
         (p11.SessionCount(), Fault.BUSY),
         (p11.DeviceMemory(), Fault.BUSY),
@@ -75,6 +78,7 @@ _BY_FAULT: list[tuple[p11.PKCS11Error, Fault, type[KeyBackendError], str]] = [
     (p11.DeviceRemoved(), Fault.TOKEN_LOST, TransientBackendError, "now (DeviceRemoved)"),
     (p11.UserNotLoggedIn(), Fault.LOGGED_OUT, TransientBackendError, "now (UserNotLoggedIn)"),
     (p11.SessionCount(), Fault.BUSY, TransientBackendError, "now (SessionCount)"),
+    (p11.KeyHandleInvalid(), Fault.STALE_OBJECT, KeyNotFound, "no longer has the object"),
     (
         p11.PKCS11Error("Unmapped error code 0x68"),
         Fault.USAGE,

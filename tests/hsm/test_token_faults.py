@@ -7,19 +7,21 @@ the error the next operation raises, and what the backend did (or did not) reset
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 
 import pytest
 from pkcs11 import Attribute, ObjectClass
 
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyUsage
-from hsm.errors import KeyUsageError
+from hsm.cryptoki import cryptoki
+from hsm.errors import KeyNotFound, KeyUsageError
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_objects import key_id
 from hsm.token_session import TokenSession
 
 from .keycheck import encapsulate
-from .testbed import SoftToken
+from .testbed import SOFTHSM_MODULE, SoftHsm, SoftToken, pkcs11_tool
 
 DATA = b"payment instructions to be signed"
 
@@ -54,3 +56,38 @@ def test_token_refusing_to_derive_is_a_usage_error_not_a_bad_ciphertext(
         backend.decapsulate(key, KemAlgorithm.P256_HKDF_SHA256, point)
     # The operator needs the CKR code to fix the key; it says nothing about the input.
     assert caught.value.__cause__ is not None
+
+
+@pytest.mark.integration
+def test_key_deleted_elsewhere_is_not_found_without_restarting_the_module(
+    token: SoftToken, softhsm: SoftHsm
+) -> None:
+    events: list[tuple[str, str, str | None]] = []
+
+    def observer(name: str) -> Callable[[str, str, float, str | None], None]:
+        return lambda op, _algorithm, _seconds, error: events.append((name, op, error))
+
+    other_token = softhsm.init_token()
+    backend = Pkcs11Backend(token.config(), observer("this"))
+    bystander = Pkcs11Backend(other_token.config(), observer("bystander"))
+    try:
+        key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        other_key = bystander.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        backend.sign(key, DATA)  # the private key's handle is now cached
+        bystander.sign(other_key, DATA)
+        generation = cryptoki(SOFTHSM_MODULE).generation
+        # Another process (here pkcs11-tool) destroys the key: the cached handle is stale.
+        pkcs11_tool(token, "--delete-object", "--type", "privkey", "--id", key_id("k", 1).hex())
+        events.clear()
+        with pytest.raises(KeyNotFound, match=f"key 'k' v1 is not on token {token.label!r}"):
+            backend.sign(key, DATA)
+        bystander.sign(other_key, DATA)
+        # A stale handle is one object gone, not a lost token: no module restart, which
+        # would have logged every backend of the process out.
+        assert cryptoki(SOFTHSM_MODULE).generation == generation
+        assert [e for e in events if e[1] in ("login", "relogin")] == []
+        assert events == [("this", "sign", "KeyNotFound"), ("bystander", "sign", None)]
+    finally:
+        backend.close()
+        bystander.close()
+        shutil.rmtree(other_token.directory, ignore_errors=True)
