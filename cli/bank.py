@@ -2,7 +2,8 @@
 
 ``open-account`` prints only the masked PAN; the full card data goes only to the file
 the operator names with ``--card-out`` (created with mode 0600), for handing to the
-cardholder's wallet.
+cardholder's wallet. That file is created, exclusively, before the account is opened: an
+account is never opened whose card data has nowhere to go.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import IO
 
 from gateway.config import CONFIG_FILE, load
 from gateway.issuer import open_ledger
@@ -22,6 +24,12 @@ from setcore.pan import PAN, random_pan
 DEFAULT_BIN = "411111"
 # 16-digit PANs, the common length for card brands.
 PAN_DIGITS = 16
+# A PAN file holds at most 19 digits and a newline; anything longer is the wrong file.
+MAX_PAN_FILE_BYTES = 64
+
+
+class BankCommandError(Exception):
+    """A bank command cannot run as given (its message names the option or file)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,27 +57,66 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m.add_argument("--currency", type=int, default=978)
 
 
-def _write_card(path: Path, pan: PAN, expiry: str, account_id: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"pan": pan.reveal(), "expiry": expiry, "account": account_id}, f)
+def _read_pan(path: Path) -> PAN:
+    """The PAN the operator chose, from ``--pan-file``."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_PAN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise BankCommandError(f"cannot read --pan-file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_PAN_FILE_BYTES:
+        raise BankCommandError(f"--pan-file {path} is too large to hold a PAN")
+    # InvalidPAN's messages never quote the digits.
+    return PAN(raw.decode("ascii", errors="replace").strip())
+
+
+def _create_card_file(path: Path) -> IO[str]:
+    """The card file, created now (never over an existing one), readable by its owner only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise BankCommandError(f"cannot create --card-out {path}: {exc.strerror}") from None
+    return os.fdopen(fd, "w")
 
 
 def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
-    if args.pan_file is not None:
-        pan = PAN(args.pan_file.read_text().strip())
-    else:
-        pan = random_pan(args.bin, PAN_DIGITS)
-    account = ledger.open_card_account(pan.reveal(), args.expiry, args.limit, args.currency)
-    _write_card(args.card_out, pan, args.expiry, account.account_id)
+    """Create the card file, open the account, write the card data into the file."""
+    pan = (
+        _read_pan(args.pan_file) if args.pan_file is not None else random_pan(args.bin, PAN_DIGITS)
+    )
+    out: Path = args.card_out
+    handle = _create_card_file(out)
+    with handle:
+        try:
+            account = ledger.open_card_account(pan.reveal(), args.expiry, args.limit, args.currency)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        card = {"pan": pan.reveal(), "expiry": args.expiry, "account": account.account_id}
+        try:
+            json.dump(card, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            # The card data is lost with the file: close the account nobody can use.
+            out.unlink(missing_ok=True)
+            ledger.close_card_account(account.account_id)
+            raise BankCommandError(
+                f"cannot write --card-out {out}: {exc.strerror}; account {account.account_id} "
+                "closed again"
+            ) from None
     print(f"opened {account.account_id} card {pan.masked} expiry {args.expiry} "
-          f"limit {args.limit} ({args.currency}); card data in {args.card_out}")  # fmt: skip
+          f"limit {args.limit} ({args.currency}); card data in {out}")  # fmt: skip
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one bank operation."""
-    ledger = open_ledger(load(args.config))
+    """Run one bank operation; errors are printed (never with a PAN), status 1."""
+    try:
+        ledger = open_ledger(load(args.config))
+    except (LedgerError, ValueError, OSError) as exc:
+        print(f"setpay bank: {exc}", file=sys.stderr)
+        return 1
     try:
         cmd = args.bank_command
         if cmd == "open-account":
@@ -88,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{account.account_id} {account.masked_pan} {account.status.value} "
               f"limit {account.credit_limit} available {account.available}")  # fmt: skip
         return 0
-    except (LedgerError, ValueError, FileExistsError) as exc:
+    except (BankCommandError, LedgerError, ValueError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
     finally:
