@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from clients.authority import AuthorityClient
-from clients.errors import ConfigError, TransportError
+from clients.errors import ClientError, ConfigError
 from clients.identity import load_credentials, read_root
 from clients.merchant.authorizer import Authorizer
 from clients.merchant.checkout import Checkout
@@ -28,7 +28,7 @@ from clients.transport import Caller, open_channel
 from hsm.base import KeyBackend
 from hsm.uri import describe_uri, open_backend
 from setcore.credentials import Credentials
-from setcore.errors import PeerError, ProtocolError
+from setcore.errors import SetcoreError
 from setcore.gateway_admin import GatewayCertificate
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
@@ -128,10 +128,14 @@ class Merchant:
         return port
 
     def _resume_operations(self) -> None:
-        """Send again what a previous run (or a CLI command) left unanswered."""
+        """Send again what a previous run (or a CLI command) left unanswered.
+
+        Never stops the start: each operation's failure is logged by ``resume``; one here
+        (the store unreadable) leaves them all for the next start.
+        """
         try:
             resumed = self.settlement.resume()
-        except (TransportError, PeerError, ProtocolError) as exc:
+        except (ClientError, SetcoreError) as exc:
             log.warning("unanswered operations not resumed now: %s", exc)
             return
         if resumed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from clients.errors import OrderStateError
+from clients.errors import ClientError, OrderStateError, TransportError
 from clients.merchant.checkout import is_approved, settled_amounts
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import (
@@ -27,6 +27,7 @@ from clients.merchant.records import (
     short,
 )
 from clients.merchant.store import MerchantStore
+from hsm.errors import KeyBackendError
 from setcore.auth_reversal import (
     AuthRevRequestState,
     build_auth_reversal_request,
@@ -49,6 +50,7 @@ from setcore.capture import (
     build_capture_request,
 )
 from setcore.credentials import Credentials
+from setcore.errors import SetcoreError
 from setcore.gateway_admin import (
     BatchAdminResult,
     TransactionPage,
@@ -248,14 +250,15 @@ class Settlement:
             rev = self._gateway.reverse_authorization(
                 wire, AuthRevRequestState(operation.rrpid, order.xid, operation.request_digest)
             )
-            approved = rev.auth_rev_code == AUTH_REV_APPROVED
-            if approved:
-                kept = rev.data.auth_new_amt.amount
-                self._store.record_reauthorization(order.xid, kept, rev.baggage.cap_token_new)
-            return self._settle(
-                operation, approved, rev.auth_rev_code, rev.data.auth_new_amt.amount, "",
-                authorization_pb2.AuthRevCode.Name(rev.auth_rev_code),
+            # The operation's end and the order's new authorization are saved together:
+            # a crash between two writes would leave a reversal that resume cannot finish.
+            kept = rev.data.auth_new_amt.amount
+            settled = self._store.settle_auth_reversal(
+                operation.rrpid, rev.auth_rev_code == AUTH_REV_APPROVED, rev.auth_rev_code,
+                kept, rev.baggage.cap_token_new,
             )  # fmt: skip
+            self._log_answer(settled, authorization_pb2.AuthRevCode.Name(rev.auth_rev_code))
+            return settled
         state = CapRevOrCredState(
             _KIND_OF[operation.kind], operation.rrpid, operation.request_digest, refs
         )
@@ -275,17 +278,44 @@ class Settlement:
         self, operation: Operation, ok: bool, code: int, amount: int, batch_id: str, name: str
     ) -> Operation:
         settled = self._store.settle_operation(operation.rrpid, ok, code, amount, batch_id)
-        log.info(
-            "order %s: %s %s answered %s, %d%s",
-            short(operation.xid), operation.kind.value, short(operation.rrpid), name, amount,
-            f" in batch {batch_id}" if batch_id else "",
-        )  # fmt: skip
+        self._log_answer(settled, name)
         return settled
 
+    @staticmethod
+    def _log_answer(operation: Operation, name: str) -> None:
+        log.info(
+            "order %s: %s %s answered %s, %d%s",
+            short(operation.xid), operation.kind.value, short(operation.rrpid), name,
+            operation.result_amount,
+            f" in batch {operation.batch_id}" if operation.batch_id else "",
+        )  # fmt: skip
+
     def resume(self) -> list[Operation]:
-        """Send again, byte for byte, every operation still waiting for its answer."""
+        """Send again, byte for byte, every operation still waiting; those now answered.
+
+        Each operation on its own: one whose answer cannot be had or saved now is logged
+        (by its short id and the error, which never holds card data: the merchant has
+        none) and stays waiting, and the others still go. A transport failure ends the
+        round: the gateway is unreachable, and every other operation would wait out the
+        same retries before failing the same way.
+        """
         waiting = [op for op in self._store.operations() if op.state is OperationState.SENT]
-        return [self._send(op) for op in waiting]
+        answered = []
+        for number, operation in enumerate(waiting):
+            try:
+                answered.append(self._send(operation))
+            except TransportError as exc:
+                log.warning(
+                    "gateway unreachable (%s): %d unanswered operations wait for the next "
+                    "resume", exc, len(waiting) - number,
+                )  # fmt: skip
+                break
+            except (ClientError, SetcoreError, KeyBackendError) as exc:
+                log.error(
+                    "order %s: %s %s not resumed, still waiting: %s",
+                    short(operation.xid), operation.kind.value, short(operation.rrpid), exc,
+                )  # fmt: skip
+        return answered
 
     # -- batches ----------------------------------------------------------------------
 

@@ -294,16 +294,6 @@ class MerchantStore:
             )
         return self.order(xid)
 
-    def record_reauthorization(self, xid: bytes, amount: int, cap_token: bytes) -> Order:
-        """An authorization reversal: what stays authorized and its new capture token."""
-        target = OrderState.AUTHORIZED if amount > 0 else OrderState.REVERSED
-        with self._write() as conn:
-            self._move(
-                conn, xid, (OrderState.AUTHORIZED,), target,
-                auth_amount=amount, cap_token=cap_token,
-            )  # fmt: skip
-        return self.order(xid)
-
     # -- settlement operations --------------------------------------------------------
 
     def add_operation(
@@ -331,16 +321,52 @@ class MerchantStore:
         self, rrpid: bytes, succeeded: bool, code: int, amount: int, batch_id: str = ""
     ) -> Operation:
         """The gateway's verified answer to an operation."""
-        state = OperationState.SUCCEEDED if succeeded else OperationState.REFUSED
         with self._write() as conn:
-            updated = conn.execute(
-                "UPDATE operations SET state = ?, result_code = ?, result_amount = ?, "
-                "batch_id = ?, updated_ms = ? WHERE rrpid = ? AND state = ?",
-                (state.value, code, amount, batch_id, _now_ms(), rrpid, OperationState.SENT.value),
-            ).rowcount
-            if updated != 1:
-                raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
+            self._settle(conn, rrpid, succeeded, code, amount, batch_id)
         return self.operation(rrpid)
+
+    def settle_auth_reversal(
+        self, rrpid: bytes, approved: bool, code: int, kept: int, cap_token: bytes
+    ) -> Operation:
+        """The answer to an authorization reversal: the operation and, if approved, what
+        stays authorized with its new capture token, saved in one transaction.
+
+        An order that already shows this answer (saved apart by an earlier setpay that
+        died before settling the operation) is left as it is.
+        """
+        target = OrderState.AUTHORIZED if kept > 0 else OrderState.REVERSED
+        with self._write() as conn:
+            xid = self._settle(conn, rrpid, approved, code, kept, "")
+            row = conn.execute(
+                "SELECT state, auth_amount, cap_token FROM orders WHERE xid = ?", (xid,)
+            ).fetchone()
+            if approved and tuple(row) != (target.value, kept, cap_token):
+                self._move(
+                    conn, xid, (OrderState.AUTHORIZED,), target,
+                    auth_amount=kept, cap_token=cap_token,
+                )  # fmt: skip
+        return self.operation(rrpid)
+
+    def _settle(
+        self,
+        conn: sqlite3.Connection,
+        rrpid: bytes,
+        succeeded: bool,
+        code: int,
+        amount: int,
+        batch_id: str,
+    ) -> bytes:
+        """Mark a sent operation answered; its order's XID."""
+        state = OperationState.SUCCEEDED if succeeded else OperationState.REFUSED
+        row = conn.execute(
+            "UPDATE operations SET state = ?, result_code = ?, result_amount = ?, "
+            "batch_id = ?, updated_ms = ? WHERE rrpid = ? AND state = ? RETURNING xid",
+            (state.value, code, amount, batch_id, _now_ms(), rrpid, OperationState.SENT.value),
+        ).fetchone()
+        if row is None:
+            raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
+        xid: bytes = row[0]
+        return xid
 
     def operation(self, rrpid: bytes) -> Operation:
         """The operation with this RRPID."""

@@ -77,13 +77,57 @@ def test_order_life(store: MerchantStore) -> None:
     order = store.record_authorization(order.xid, result, approved=True)
     assert order.state is OrderState.AUTHORIZED
     assert order.authorization == result
-    order = store.record_reauthorization(order.xid, 500, b"new-token")
+    partial = store.add_operation(
+        order.xid, OperationKind.AUTH_REVERSAL, b"p" * 32, EUR.with_minor(500), b"req", b"dig"
+    )
+    settled = store.settle_auth_reversal(partial.rrpid, True, 1, 500, b"new-token")
+    assert settled.state is OperationState.SUCCEEDED and settled.result_amount == 500
+    order = store.order(order.xid)
     assert order.state is OrderState.AUTHORIZED
     assert order.authorization is not None
     assert order.authorization.amount.minor == 500
     assert order.authorization.cap_token == b"new-token"
-    order = store.record_reauthorization(order.xid, 0, b"")
-    assert order.state is OrderState.REVERSED
+    full = store.add_operation(
+        order.xid, OperationKind.AUTH_REVERSAL, b"f" * 32, EUR.with_minor(0), b"req", b"dig"
+    )
+    store.settle_auth_reversal(full.rrpid, True, 1, 0, b"")
+    assert store.order(order.xid).state is OrderState.REVERSED
+
+
+def test_auth_reversal_saved_whole_or_not_at_all(store: MerchantStore) -> None:
+    """The reversal's answer changes the order and ends the operation in one transaction:
+    a refusal to move the order leaves the operation waiting too."""
+    xid = _purchased(store)
+    store.record_auth_request(xid, b"r" * 32, b"request", b"digest")
+    store.record_authorization(xid, Authorization(1, EUR, "A", b"res", b"tok"), approved=False)
+    op = store.add_operation(xid, OperationKind.AUTH_REVERSAL, b"v" * 32, EUR, b"req", b"dig")
+    with pytest.raises(OrderStateError, match="declined"):
+        store.settle_auth_reversal(op.rrpid, True, 1, 0, b"")
+    assert store.operation(op.rrpid).state is OperationState.SENT
+    # A refused reversal ends the operation and leaves the order as it was.
+    assert store.settle_auth_reversal(op.rrpid, False, 2, 1250, b"").state is (
+        OperationState.REFUSED
+    )
+    assert store.order(xid).state is OrderState.DECLINED
+
+
+def test_auth_reversal_already_applied_to_the_order_is_settled(
+    store: MerchantStore, tmp_path: Path
+) -> None:
+    """An earlier setpay saved the reversed order, then died before ending the operation:
+    the answer, sent again, only ends the operation."""
+    xid = _purchased(store)
+    store.record_auth_request(xid, b"r" * 32, b"request", b"digest")
+    store.record_authorization(xid, Authorization(1, EUR, "A", b"res", b"tok"), approved=True)
+    op = store.add_operation(xid, OperationKind.AUTH_REVERSAL, b"v" * 32, EUR, b"req", b"dig")
+    with sqlite3.connect(tmp_path / "merchant.db") as conn:
+        conn.execute(
+            "UPDATE orders SET state = 'reversed', auth_amount = 0, cap_token = x'' WHERE xid = ?",
+            (xid,),
+        )
+    settled = store.settle_auth_reversal(op.rrpid, True, 1, 0, b"")
+    assert settled.state is OperationState.SUCCEEDED
+    assert store.order(xid).state is OrderState.REVERSED
 
 
 def test_transitions_out_of_order_refused(store: MerchantStore) -> None:
