@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -19,18 +20,32 @@ from cryptography.hazmat.primitives import serialization
 from clients.errors import ConfigError
 from hsm.base import KeyBackend
 from hsm.errors import KeyNotFound
+from hsm.uri import encode_uri_value
 from setcore.credentials import Credentials
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 
 
 def resolve_soft_uri(uri: str, base_dir: Path) -> str:
-    """A ``soft:DIR`` key URI with a relative DIR made relative to ``base_dir``."""
-    if uri.startswith("soft:") and not uri.startswith("soft:ephemeral"):
-        directory, sep, params = uri[len("soft:") :].partition(";")
-        if not Path(directory).is_absolute():
-            return f"soft:{base_dir / directory}{sep}{params}"
-    return uri
+    """A ``soft:DIR`` key URI with a relative DIR, and a relative ``pin-source=file:PATH``,
+    made relative to ``base_dir`` (the client's directory, not the current one)."""
+    if not uri.startswith("soft:") or uri.startswith("soft:ephemeral"):
+        return uri
+    directory, *attributes = uri[len("soft:") :].split(";")
+    if not Path(directory).is_absolute():
+        directory = f"{encode_uri_value(str(base_dir))}/{directory}"
+    return ";".join([f"soft:{directory}", *(_resolve_pin_file(a, base_dir) for a in attributes)])
+
+
+def _resolve_pin_file(attribute: str, base_dir: Path) -> str:
+    """A ``pin-source=file:PATH`` attribute with a relative PATH made relative to ``base_dir``."""
+    name, sep, value = attribute.partition("=")
+    if unquote(name).strip().lower() != "pin-source":
+        return attribute
+    kind, colon, location = unquote(value).partition(":")
+    if kind != "file" or not colon or not location or Path(location).is_absolute():
+        return attribute
+    return f"{name}{sep}file:{encode_uri_value(str(base_dir / location))}"
 
 
 def read_certificates(path: Path) -> tuple[bytes, ...]:
