@@ -25,6 +25,7 @@ from gateway.ledger.holds import Hold
 from gateway.ledger.identifiers import new_id
 from gateway.ledger.limits import (
     EXPIRE_BATCH,
+    MAX_HOLD_LIFETIME_MS,
     check_amount,
     check_currency,
     check_expire_limit,
@@ -54,9 +55,13 @@ class LedgerConfig:
     hold_lifetime_ms: int = HOLD_LIFETIME_MS
 
     def __post_init__(self) -> None:
-        """Refuse a hold lifetime that would expire holds at once."""
-        if self.hold_lifetime_ms <= 0:
-            raise ValueError("hold_lifetime_ms must be positive")
+        """Refuse a hold lifetime that would expire holds at once, or outlast the longest
+        hold a bank allows (``limits.MAX_HOLD_LIFETIME_MS``)."""
+        lifetime = self.hold_lifetime_ms
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int):
+            raise ValueError("hold_lifetime_ms must be an integer")
+        if not 0 < lifetime <= MAX_HOLD_LIFETIME_MS:
+            raise ValueError(f"hold_lifetime_ms must be 1 to {MAX_HOLD_LIFETIME_MS}")
 
 
 # What the ledger hands its store is always a ``partial`` of a module-level function of

@@ -24,6 +24,22 @@ MAX_ID_BYTES = 64
 MAX_PAGE_ITEMS = 500
 # Holds released by one expire_holds call: keeps the sweep's transaction short.
 EXPIRE_BATCH = 500
+# The longest an authorization may hold a card's credit: 30 days, the longest the card
+# schemes let a hold stand (lodging, car rental). A later expiry is a caller's mistake:
+# it would keep the credit tied up long after the merchant may still capture.
+MAX_HOLD_LIFETIME_MS = 30 * 24 * 3600 * 1000
+
+
+def check_integer(name: str, value: int) -> None:
+    """A Python int: not a bool (True would count as 1), a float or a string of digits."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer")
+
+
+def check_flag(name: str, value: bool) -> None:
+    """True or False, not merely something truthy (the string "no" is truthy)."""
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be True or False")
 
 
 def check_amount(name: str, value: int, *, allow_zero: bool = False) -> None:
@@ -53,33 +69,52 @@ def check_text(name: str, value: str) -> None:
         raise InvalidRequest(f"{name} must be a non-empty string")
 
 
-def check_items(items: Sequence[CaptureItem | CreditItem | ReversalItem]) -> None:
+def check_hold_expiry(expires_at_ms: int, now_ms: int) -> None:
+    """A hold's expiry: a time in Unix ms after ``now_ms``, at most MAX_HOLD_LIFETIME_MS on."""
+    check_integer("hold_expires_at_ms", expires_at_ms)
+    if not now_ms < expires_at_ms <= now_ms + MAX_HOLD_LIFETIME_MS:
+        raise InvalidRequest(
+            f"hold_expires_at_ms must be in the future, at most {MAX_HOLD_LIFETIME_MS} ms on"
+        )
+
+
+def check_items(
+    items: Sequence[CaptureItem | CreditItem | ReversalItem],
+    item_class: type[CaptureItem | CreditItem | ReversalItem],
+) -> None:
     """The items of one capture, credit or reversal request: 1 to MAX_ITEMS_PER_REQUEST,
-    each hold named once, each item's own fields valid."""
+    each an ``item_class`` (what the operation takes), each hold named once, each item's
+    own fields valid."""
     if not 1 <= len(items) <= MAX_ITEMS_PER_REQUEST:
-        raise InvalidRequest(f"a request carries 1 to {MAX_ITEMS_PER_REQUEST} items")
-    hold_ids = [item.hold_id for item in items]
-    if len(set(hold_ids)) != len(hold_ids):
-        # Captures and credits are known by (hold, RRPID): one request, one item per hold.
-        raise InvalidRequest("a request may name each hold only once")
+        raise InvalidRequest(f"items: a request carries 1 to {MAX_ITEMS_PER_REQUEST}")
     for item in items:
+        if not isinstance(item, item_class):
+            raise InvalidRequest(
+                f"items of this request must be {item_class.__name__}, not {type(item).__name__}"
+            )
         check_text("hold_id", item.hold_id)
         if isinstance(item, ReversalItem):
             check_bytes("original_rrpid", item.original_rrpid)
         else:
             check_amount("amount", item.amount)
             check_currency(item.currency)
+    if len({item.hold_id for item in items}) != len(items):
+        # Captures and credits are known by (hold, RRPID): one request, one item per hold.
+        raise InvalidRequest("items may name each hold only once")
 
 
 def check_page(starting_point: int, max_items: int) -> None:
     """A batch detail page request: a non-negative start, 1 to MAX_PAGE_ITEMS items."""
-    if isinstance(starting_point, bool) or not isinstance(starting_point, int):
-        raise InvalidRequest("starting_point must be an integer")
-    if starting_point < 0 or not 1 <= max_items <= MAX_PAGE_ITEMS:
-        raise InvalidRequest(f"starting_point >= 0 and 1 to {MAX_PAGE_ITEMS} items per page")
+    check_integer("starting_point", starting_point)
+    check_integer("max_items", max_items)
+    if starting_point < 0:
+        raise InvalidRequest("starting_point must be 0 or more")
+    if not 1 <= max_items <= MAX_PAGE_ITEMS:
+        raise InvalidRequest(f"max_items must be 1 to {MAX_PAGE_ITEMS}")
 
 
 def check_expire_limit(limit: int) -> None:
     """How many expired holds one sweep may release: 1 to EXPIRE_BATCH."""
+    check_integer("limit", limit)
     if not 1 <= limit <= EXPIRE_BATCH:
-        raise InvalidRequest(f"expire 1 to {EXPIRE_BATCH} holds at a time")
+        raise InvalidRequest(f"limit must be 1 to {EXPIRE_BATCH} holds")

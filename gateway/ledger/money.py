@@ -24,6 +24,8 @@ from gateway.ledger.limits import (
     check_amount,
     check_bytes,
     check_currency,
+    check_flag,
+    check_hold_expiry,
     check_items,
     check_page,
     check_text,
@@ -122,16 +124,19 @@ class MoneyOperations:
         check_text("merchant_id", merchant_id)
         check_bytes("xid", xid)
         check_bytes("pi_digest", pi_digest)
+        check_flag("capture_now", capture_now)
+        # The caller may choose the hold id (from ``new_hold_id``) so it can build the
+        # approval's response before the transaction, off the single writer thread.
+        if hold_id is None:
+            hold_id = new_hold_id()
+        else:
+            check_text("hold_id", hold_id)
         now = self._clock()
         expires = now + self._config.hold_lifetime_ms
         if hold_expires_at_ms is not None:
-            if hold_expires_at_ms <= now:
-                raise InvalidRequest("a hold must expire in the future")
+            check_hold_expiry(hold_expires_at_ms, now)
             expires = hold_expires_at_ms
         index = pan_index(self._keys, pan)
-        # The caller may choose the hold id (from ``new_hold_id``) so it can build the
-        # approval's response before the transaction, off the single writer thread.
-        hold_id = hold_id or new_hold_id()
         return self._once(
             rrpid=rrpid,
             request_digest=request_digest,
@@ -207,15 +212,17 @@ class MoneyOperations:
     def _post_items(
         self,
         rule: Callable[..., Outcome],
+        item_class: type[CaptureItem | CreditItem | ReversalItem],
         merchant_id: str,
         items: Sequence[CaptureItem] | Sequence[CreditItem] | Sequence[ReversalItem],
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
     ) -> bytes:
-        """Run one of the settlement rules over ``items`` once per RRPID."""
+        """Run one of the settlement rules over ``items`` (each an ``item_class``) once
+        per RRPID."""
         check_text("merchant_id", merchant_id)
-        check_items(items)
+        check_items(items, item_class)
         now = self._clock()
         frozen = tuple(items)
         return self._once(
@@ -237,7 +244,7 @@ class MoneyOperations:
     ) -> bytes:
         """Capture each item of its hold (PostingOutcome)."""
         return self._post_items(
-            settlement.capture, merchant_id, items, rrpid, request_digest, respond
+            settlement.capture, CaptureItem, merchant_id, items, rrpid, request_digest, respond
         )
 
     def reverse_capture(
@@ -251,7 +258,13 @@ class MoneyOperations:
     ) -> bytes:
         """Undo each named capture in full (PostingOutcome)."""
         return self._post_items(
-            settlement.reverse_capture, merchant_id, items, rrpid, request_digest, respond
+            settlement.reverse_capture,
+            ReversalItem,
+            merchant_id,
+            items,
+            rrpid,
+            request_digest,
+            respond,
         )
 
     def credit(
@@ -265,7 +278,7 @@ class MoneyOperations:
     ) -> bytes:
         """Refund each item to the card of its hold (PostingOutcome)."""
         return self._post_items(
-            settlement.credit, merchant_id, items, rrpid, request_digest, respond
+            settlement.credit, CreditItem, merchant_id, items, rrpid, request_digest, respond
         )
 
     def reverse_credit(
@@ -279,7 +292,13 @@ class MoneyOperations:
     ) -> bytes:
         """Undo each named credit in full (PostingOutcome)."""
         return self._post_items(
-            settlement.reverse_credit, merchant_id, items, rrpid, request_digest, respond
+            settlement.reverse_credit,
+            ReversalItem,
+            merchant_id,
+            items,
+            rrpid,
+            request_digest,
+            respond,
         )
 
     def stored_response(self, rrpid: bytes, request_digest: bytes) -> bytes | None:

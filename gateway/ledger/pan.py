@@ -71,9 +71,14 @@ class LedgerKeys:
 
 
 def validate_pan(pan: str) -> None:
-    """Raise InvalidRequest unless ``pan`` is 12 to 19 ASCII digits (the PAN is not echoed)."""
-    if not (MIN_PAN_DIGITS <= len(pan) <= MAX_PAN_DIGITS) or not (pan.isascii() and pan.isdigit()):
-        raise InvalidRequest(f"a PAN is {MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} ASCII digits")
+    """Raise InvalidRequest unless ``pan`` is a string of 12 to 19 ASCII digits (the PAN
+    is not echoed)."""
+    if (
+        not isinstance(pan, str)
+        or not MIN_PAN_DIGITS <= len(pan) <= MAX_PAN_DIGITS
+        or not (pan.isascii() and pan.isdigit())
+    ):
+        raise InvalidRequest(f"pan must be a string of {MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} digits")
 
 
 def pan_index(keys: LedgerKeys, pan: str) -> bytes:

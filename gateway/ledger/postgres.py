@@ -9,6 +9,7 @@
 - Serialization failures, deadlocks and unique-key races (two hosts inserting the same
   RRPID, XID or batch at once) roll back and retry the whole operation; the retry sees
   the winner's row and answers accordingly (a stored response, PiPreviouslyUsed, ...).
+  A repeated hold id is not such a race but the caller's error: it fails at once.
 - Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per read.
 - Connections come from a small bounded pool; broken ones are dropped and replaced.
 - A caller holding its worker's turn to compute (``gateway.cpu_turn``) gives it up for the
@@ -66,6 +67,21 @@ _RETRYABLE = (
     pg_errors.DeadlockDetected,
     pg_errors.UniqueViolation,
 )
+# Unique keys whose violation no retry can cure. A hold id is the caller's (``Ledger``
+# mints it, or the gateway does with ``new_hold_id``, once per request): a repeat is a
+# mistake in the caller, not a race with another host. Every other unique key (the
+# RRPID, the XID, the open batch, an account's PAN or merchant id) may be raced by two
+# hosts at once, and there the retry finds the winner's row.
+_CALLERS_KEYS = frozenset({"holds_pkey"})
+
+
+def _retryable(exc: psycopg.Error) -> bool:
+    """Whether another attempt of the operation may succeed where ``exc`` stopped it."""
+    if not isinstance(exc, _RETRYABLE):
+        return False
+    if isinstance(exc, pg_errors.UniqueViolation) and exc.diag is not None:
+        return exc.diag.constraint_name not in _CALLERS_KEYS
+    return True
 
 
 @dataclass(frozen=True)
@@ -230,10 +246,10 @@ class PostgresLedgerStore(LedgerStore):
                     elapsed = time.perf_counter() - started
                     self._notify(CommitStats(seconds=elapsed, operations=1, retries=attempt))
                     return result
-            except _RETRYABLE as exc:
-                last = exc
             except psycopg.Error as exc:
-                raise translate_error(exc) from exc
+                if not _retryable(exc):
+                    raise translate_error(exc) from exc
+                last = exc
         assert last is not None
         raise translate_error(last) from last
 
