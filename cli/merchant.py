@@ -30,14 +30,14 @@ from clients.errors import ClientError
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
-from clients.merchant.records import Money, Operation, Order, short
+from clients.merchant.records import Money, Operation, OperationState, Order, short
 from clients.merchant.registration import MerchantRegistrar
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
 from clients.transport import Caller, open_channel
 from hsm.errors import KeyBackendError
 from hsm.uri import open_backend
-from setcore.errors import SetcoreError
+from setcore.errors import ErrorCode, SetcoreError
 from setcore.freshness import new_id
 from setcore.gateway_admin import TransactionPage
 from setcore.pki.truststore import TrustStore
@@ -203,10 +203,13 @@ def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
 
 
 def operation_line(operation: Operation) -> str:
-    """One settlement operation for people."""
+    """One settlement operation for people (a failed one with the gateway's SET Error)."""
+    state = operation.state.value
+    if operation.state is OperationState.FAILED:
+        state += f" ({ErrorCode.Name(operation.error_code)})"
     return (
         f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}: "
-        f"{operation.state.value}, {operation.result_amount} "
+        f"{state}, {operation.result_amount} "
         f"{('in batch ' + operation.batch_id) if operation.batch_id else ''}"
     ).rstrip()
 
@@ -248,7 +251,7 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
             else:
                 operation = settlement.reverse_authorization(xid, args.keep)
         print(operation_line(operation))
-        return 0 if operation.state.value == "succeeded" else 1
+        return 0 if operation.state is OperationState.SUCCEEDED else 1
     finally:
         merchant.close()
 

@@ -9,9 +9,10 @@ An order's life::
       -> authorized | declined | failed (the gateway answered with a SET Error)
       -> reversed    the whole authorization was given back
 
-Captures, refunds and reversals are ``Operation`` rows beside the order; what was
-captured and credited is summed from the successful ones. Nothing here is or holds a
-PAN: the merchant never sees one.
+Captures, refunds and reversals are ``Operation`` rows beside the order: sent, then
+succeeded, refused (the gateway's answer says no) or failed (the gateway refused the
+request with a SET Error); what was captured and credited is summed from the successful
+ones. Nothing here is or holds a PAN: the merchant never sees one.
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ class OperationKind(enum.StrEnum):
 
 
 class OperationState(enum.StrEnum):
-    """Whether the gateway has answered an operation."""
+    """Whether the gateway has answered an operation, and how."""
 
     SENT = "sent"
     SUCCEEDED = "succeeded"
+    #: The gateway answered, and its answer's code says no.
     REFUSED = "refused"
+    #: The gateway refused the request itself with a SET Error (``error_code``): it did
+    #: nothing with it.
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ class Operation:
     result_amount: int
     batch_id: str
     created_ms: int
+    #: The SET Error code when ``state`` is FAILED, else 0.
+    error_code: int = 0
 
 
 def short(identifier: bytes) -> str:

@@ -5,7 +5,8 @@ is laid out on disk. The two change for different reasons: a new column touches 
 schema, the column lists and the row decoders here together, and no transaction.
 
 The schema carries a version (``PRAGMA user_version``). A file written by a newer
-version is refused rather than misread; an empty file is given the current schema.
+version is refused rather than misread; an empty file is given the current schema, an
+older one the steps of ``_MIGRATIONS`` that bring it there, in one transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from clients.merchant.records import (
     OrderState,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE offers (
@@ -77,7 +78,8 @@ CREATE TABLE operations (
     result_amount   INTEGER NOT NULL DEFAULT 0,
     batch_id        TEXT NOT NULL DEFAULT '',
     created_ms      INTEGER NOT NULL,
-    updated_ms      INTEGER NOT NULL
+    updated_ms      INTEGER NOT NULL,
+    error_code      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX operations_by_xid ON operations(xid);
 CREATE TABLE batches (
@@ -88,6 +90,12 @@ CREATE TABLE batches (
     updated_ms   INTEGER NOT NULL
 );
 """
+
+# What brings a file of version N to N + 1, by N.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: an operation the gateway refused with a SET Error keeps its code ("failed").
+    1: ("ALTER TABLE operations ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0",),
+}
 
 # The column lists are in the order ``order_from_row`` and ``operation_from_row`` unpack;
 # change one and the other together.
@@ -100,12 +108,13 @@ ORDER_COLUMNS = (
 ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
 OPERATION_COLUMNS = (
     "rrpid, xid, kind, currency, amount, exp10, state, request, request_digest, "
-    "original_rrpid, result_code, result_amount, batch_id, created_ms"
+    "original_rrpid, result_code, result_amount, batch_id, created_ms, error_code"
 )
 
 
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Give an empty file the current schema; refuse one written by a newer setpay.
+    """Give an empty file the current schema, bring an older one up to it; refuse one
+    written by a newer setpay.
 
     ``conn`` is in autocommit mode (``isolation_level=None``); ``sqlite3`` errors pass
     through for the caller to translate. ``path`` only names the file in the error.
@@ -117,13 +126,16 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         raise StoreError(f"{path} has schema {version}; this setpay knows {SCHEMA_VERSION}")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # Re-read under the write lock: another process may have just created it.
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-            # One statement at a time: executescript would commit our transaction first.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Re-read under the write lock: another process may have just migrated it.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        # One statement at a time: executescript would commit our transaction first.
+        if version == 0:
+            statements = tuple(s for s in _SCHEMA.split(";") if s.strip())
+        else:
+            statements = tuple(s for v in range(version, SCHEMA_VERSION) for s in _MIGRATIONS[v])
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -155,10 +167,10 @@ def order_from_row(row: Sequence[Any]) -> Order:
 def operation_from_row(row: Sequence[Any]) -> Operation:
     """The ``Operation`` in a row selected as ``OPERATION_COLUMNS`` from ``operations``."""
     (rrpid, xid, kind, currency, amount, exp10, state, request, digest, original, code,
-     result_amount, batch_id, created) = row  # fmt: skip
+     result_amount, batch_id, created, error_code) = row  # fmt: skip
     return Operation(
         rrpid=rrpid, xid=xid, kind=OperationKind(kind), amount=Money(currency, amount, exp10),
         state=OperationState(state), request=request, request_digest=digest,
         original_rrpid=original, result_code=code, result_amount=result_amount,
-        batch_id=batch_id, created_ms=created,
+        batch_id=batch_id, created_ms=created, error_code=error_code,
     )  # fmt: skip

@@ -4,7 +4,10 @@ Each operation is checked against what the merchant knows (never capture more th
 authorized, never refund more than was captured), built by setcore, stored with its
 exact bytes, then sent; the gateway's verified answer settles it. An operation whose
 answer never came (transport failure, crash) stays "sent" and ``resume`` sends the
-same bytes again: the gateway's RRPID idempotency makes that safe.
+same bytes again: the gateway's RRPID idempotency makes that safe. A SET Error instead
+of an answer ends it "failed", with the error's code, except a refusal as too old of a
+request stored long enough ago: that one is built afresh and sent (``renewal`` says
+why that is safe, and when).
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.
@@ -16,9 +19,11 @@ import logging
 from collections.abc import Sequence
 
 from clients.errors import ClientError, OrderStateError, TransportError
+from clients.merchant import renewal
 from clients.merchant.checkout import is_approved, settled_amounts
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import (
+    Money,
     Operation,
     OperationKind,
     OperationState,
@@ -50,7 +55,7 @@ from setcore.capture import (
     build_capture_request,
 )
 from setcore.credentials import Credentials
-from setcore.errors import SetcoreError
+from setcore.errors import ErrorCode, PeerError, SetcoreError
 from setcore.gateway_admin import (
     BatchAdminResult,
     TransactionPage,
@@ -63,6 +68,12 @@ log = logging.getLogger("setpay.merchant")
 CAP_SUCCESS = capture_pb2.CAP_CODE_SUCCESS
 CAP_REV_OR_CRED_SUCCESS = capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS
 AUTH_REV_APPROVED = authorization_pb2.AUTH_REV_CODE_APPROVED
+UNSPECIFIED_FAILURE = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
+_BUILD = {
+    OperationKind.CAPTURE_REVERSAL: build_capture_reversal_request,
+    OperationKind.CREDIT: build_credit_request,
+    OperationKind.CREDIT_REVERSAL: build_credit_reversal_request,
+}
 _KIND_OF = {
     OperationKind.CAPTURE_REVERSAL: CAPTURE_REVERSAL,
     OperationKind.CREDIT: CREDIT,
@@ -106,20 +117,9 @@ class Settlement:
             raise OrderStateError(
                 f"order {order.short_id}: {amount} cannot be captured ({left} left to capture)"
             )
-        money = order.authorization.amount.with_minor(amount)
-        item = CaptureItem(
-            order.trans_ids_proto(), order.auth_rrpid, order.authorization.cap_token,
-            money.to_proto(),
-        )  # fmt: skip
-        request, state = build_capture_request(
-            self._credentials, self._keys.recipient(), [item], self._merchant_id
+        return self._start(
+            order, OperationKind.CAPTURE, order.authorization.amount.with_minor(amount)
         )
-        operation = self._store.add_operation(
-            xid, OperationKind.CAPTURE, state.rrpid, money, request.SerializeToString(),
-            state.request_digest,
-        )  # fmt: skip
-        log.info("order %s: CapReq %s for %s", order.short_id, short(state.rrpid), money)
-        return self._send(operation)
 
     def _in_flight(self, xid: bytes) -> int:
         """Captures sent but not answered: counted as taken until the gateway says."""
@@ -180,31 +180,15 @@ class Settlement:
             if (
                 op.kind is reversal
                 and op.original_rrpid == original.rrpid
-                and op.state is not OperationState.REFUSED
+                and op.state in (OperationState.SENT, OperationState.SUCCEEDED)
             ):
                 raise OrderStateError(f"operation {short(original.rrpid)} is already reversed")
 
     def _cap_rev_or_cred(
         self, order: Order, kind: OperationKind, amount: int, original: bytes = b""
     ) -> Operation:
-        assert order.authorization is not None and order.auth_rrpid is not None
-        money = order.authorization.amount.with_minor(amount)
-        item = CapRevOrCredItem(
-            order.trans_ids_proto(), order.auth_rrpid, order.authorization.cap_token,
-            money.to_proto(), original_rrpid=original,
-        )  # fmt: skip
-        build = {
-            OperationKind.CAPTURE_REVERSAL: build_capture_reversal_request,
-            OperationKind.CREDIT: build_credit_request,
-            OperationKind.CREDIT_REVERSAL: build_credit_reversal_request,
-        }[kind]
-        request, state = build(self._credentials, self._keys.recipient(), [item], self._merchant_id)
-        operation = self._store.add_operation(
-            order.xid, kind, state.rrpid, money, request.SerializeToString(),
-            state.request_digest, original or None,
-        )  # fmt: skip
-        log.info("order %s: %s %s for %s", order.short_id, kind.value, short(state.rrpid), money)
-        return self._send(operation)
+        assert order.authorization is not None
+        return self._start(order, kind, order.authorization.amount.with_minor(amount), original)
 
     def reverse_authorization(self, xid: bytes, keep: int = 0) -> Operation:
         """Release the authorization down to ``keep`` (0: release all of it)."""
@@ -218,20 +202,96 @@ class Settlement:
                 f"order {order.short_id}: keep must be below {order.authorization.amount.minor}"
             )
         money = order.authorization.amount.with_minor(keep)
-        request, state = build_auth_reversal_request(
-            self._credentials, self._keys.recipient(), order.trans_ids_proto(), order.auth_rrpid,
-            order.authorization.cap_token, money.to_proto(), self._merchant_id,
-        )  # fmt: skip
+        return self._start(order, OperationKind.AUTH_REVERSAL, money)
+
+    # -- building, sending and resuming ------------------------------------------------
+
+    def _start(
+        self, order: Order, kind: OperationKind, money: Money, original: bytes = b""
+    ) -> Operation:
+        """Build the request, store it, then send it."""
+        wire, rrpid, digest = self._request(order, kind, money, original)
         operation = self._store.add_operation(
-            xid, OperationKind.AUTH_REVERSAL, state.rrpid, money, request.SerializeToString(),
-            state.request_digest,
-        )  # fmt: skip
-        log.info("order %s: AuthRevReq %s keeping %s", order.short_id, short(state.rrpid), money)
+            order.xid, kind, rrpid, money, wire, digest, original or None
+        )
+        log.info("order %s: %s %s for %s", order.short_id, kind.value, short(rrpid), money)
         return self._send(operation)
 
-    # -- sending and resuming ---------------------------------------------------------
+    def _request(
+        self, order: Order, kind: OperationKind, money: Money, original: bytes
+    ) -> tuple[bytes, bytes, bytes]:
+        """``kind``'s request on ``order``, built by setcore: (wire bytes, RRPID, digest)."""
+        assert order.authorization is not None and order.auth_rrpid is not None
+        token = order.authorization.cap_token
+        recipient = self._keys.recipient()
+        if kind is OperationKind.AUTH_REVERSAL:
+            rev, rev_state = build_auth_reversal_request(
+                self._credentials, recipient, order.trans_ids_proto(), order.auth_rrpid, token,
+                money.to_proto(), self._merchant_id,
+            )  # fmt: skip
+            return rev.SerializeToString(), rev_state.rrpid, rev_state.request_digest
+        if kind is OperationKind.CAPTURE:
+            item = CaptureItem(order.trans_ids_proto(), order.auth_rrpid, token, money.to_proto())
+            cap, cap_state = build_capture_request(
+                self._credentials, recipient, [item], self._merchant_id
+            )
+            return cap.SerializeToString(), cap_state.rrpid, cap_state.request_digest
+        entry = CapRevOrCredItem(
+            order.trans_ids_proto(), order.auth_rrpid, token, money.to_proto(),
+            original_rrpid=original,
+        )  # fmt: skip
+        request, state = _BUILD[kind](self._credentials, recipient, [entry], self._merchant_id)
+        return request.SerializeToString(), state.rrpid, state.request_digest
 
-    def _send(self, operation: Operation) -> Operation:
+    def _send(self, operation: Operation, *, renewable: bool = True) -> Operation:
+        """Send a stored operation; the operation once the gateway has answered.
+
+        A SET Error ends it failed, with its code, but for two that leave it sent and are
+        raised: UNSPECIFIED_FAILURE, which does not say the gateway did nothing, and a
+        refusal as too old that ``renewal`` does not let the merchant build afresh yet.
+        One it does is built afresh and sent, once (``renewable``).
+        """
+        try:
+            return self._exchange(operation)
+        except PeerError as exc:
+            if exc.code == UNSPECIFIED_FAILURE:
+                raise
+            if renewable and renewal.refused_as_stale(exc):
+                return self._renew(operation, exc)
+            return self._fail(operation, exc)
+
+    def _fail(self, operation: Operation, error: PeerError) -> Operation:
+        failed = self._store.fail_operation(operation.rrpid, error.code)
+        log.warning(
+            "order %s: %s %s refused by the gateway: %s", short(operation.xid),
+            operation.kind.value, short(operation.rrpid), error.code_name,
+        )  # fmt: skip
+        return failed
+
+    def _renew(self, operation: Operation, error: PeerError) -> Operation:
+        """An operation refused as too old: built afresh and sent, failed, or left waiting."""
+        if not renewal.may_renew(operation.created_ms):
+            log.warning(
+                "order %s: %s %s refused as too old, but only just: it stays sent, for a "
+                "later resume", short(operation.xid), operation.kind.value,
+                short(operation.rrpid),
+            )  # fmt: skip
+            raise error
+        order = self._store.order(operation.xid)
+        if order.state is not OrderState.AUTHORIZED:
+            return self._fail(operation, error)  # nothing left to build it on
+        wire, rrpid, digest = self._request(
+            order, operation.kind, operation.amount, operation.original_rrpid or b""
+        )
+        fresh = self._store.renew_operation(operation, error.code, rrpid, wire, digest)
+        log.info(
+            "order %s: %s %s refused as too old, so never applied: sent afresh as %s",
+            order.short_id, operation.kind.value, short(operation.rrpid), short(rrpid),
+        )  # fmt: skip
+        return self._send(fresh, renewable=False)
+
+    def _exchange(self, operation: Operation) -> Operation:
+        """Send the operation's stored bytes; save the gateway's verified answer."""
         order = self._store.order(operation.xid)
         assert order.auth_rrpid is not None
         refs = (ItemRef(order.xid, order.auth_rrpid),)

@@ -307,15 +307,58 @@ class MerchantStore:
         original_rrpid: bytes | None = None,
     ) -> Operation:
         """A capture, refund or reversal as it will be sent (stored first, then sent)."""
-        now = _now_ms()
         with self._write() as conn:
-            conn.execute(
-                f"INSERT INTO operations ({OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, ?)",
-                (rrpid, xid, kind.value, amount.currency, amount.minor, amount.exp10,
-                 OperationState.SENT.value, request, request_digest, original_rrpid, now, now),
+            self._insert(conn, xid, kind, rrpid, amount, request, request_digest, original_rrpid)
+        return self.operation(rrpid)
+
+    def renew_operation(
+        self, old: Operation, error_code: int, rrpid: bytes, request: bytes, request_digest: bytes
+    ) -> Operation:
+        """A sent operation the gateway refused with ``error_code`` gives way to the same
+        operation built afresh under ``rrpid``: the one ends failed and the other is
+        stored to be sent, in one transaction."""
+        with self._write() as conn:
+            self._fail(conn, old.rrpid, error_code)
+            self._insert(
+                conn, old.xid, old.kind, rrpid, old.amount, request, request_digest,
+                old.original_rrpid,
             )  # fmt: skip
         return self.operation(rrpid)
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection,
+        xid: bytes,
+        kind: OperationKind,
+        rrpid: bytes,
+        amount: Money,
+        request: bytes,
+        request_digest: bytes,
+        original_rrpid: bytes | None,
+    ) -> None:
+        now = _now_ms()
+        conn.execute(
+            f"INSERT INTO operations ({OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, 0, ?)",
+            (rrpid, xid, kind.value, amount.currency, amount.minor, amount.exp10,
+             OperationState.SENT.value, request, request_digest, original_rrpid, now, now),
+        )  # fmt: skip
+
+    def fail_operation(self, rrpid: bytes, error_code: int) -> Operation:
+        """The gateway refused a sent operation with a SET Error (``error_code``)."""
+        with self._write() as conn:
+            self._fail(conn, rrpid, error_code)
+        return self.operation(rrpid)
+
+    @staticmethod
+    def _fail(conn: sqlite3.Connection, rrpid: bytes, error_code: int) -> None:
+        updated = conn.execute(
+            "UPDATE operations SET state = ?, error_code = ?, updated_ms = ? "
+            "WHERE rrpid = ? AND state = ?",
+            (OperationState.FAILED.value, error_code, _now_ms(), rrpid, OperationState.SENT.value),
+        ).rowcount
+        if updated != 1:
+            raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
 
     def settle_operation(
         self, rrpid: bytes, succeeded: bool, code: int, amount: int, batch_id: str = ""

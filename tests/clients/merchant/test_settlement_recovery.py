@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sqlite3
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
+from cli.merchant import operation_line
+from clients.errors import TransportError
 from clients.merchant import gateway_client
+from clients.merchant.checkout import settled_amounts
+from clients.merchant.config import AnswerMode
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.records import OperationKind, OperationState, OrderState
+from clients.merchant.renewal import RENEW_MARGIN_MS
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
-from setcore.errors import ErrorCode, ProtocolError
+from gateway.server import HealthMonitor
+from setcore import freshness
+from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.freshness import FRESHNESS_WINDOW_MS
+from setpay.v1 import gateway_admin_pb2
+from tests.clients.bank_support import RunningBank, serve_gateway
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.test_purchase_flow import buy, offer
 
@@ -126,3 +141,188 @@ def test_resume_handles_each_operation_on_its_own(
         assert any(reversal.rrpid.hex()[:8] in m and "SIGNATURE" in m for m in failures)
     finally:
         again.close()
+
+
+# -- a gateway outage longer than the freshness window -----------------------------------
+
+# How long the tests let a restarted gateway's channel take to reconnect (its backoff is
+# bounded; this only bounds a hang).
+RECONNECT_SECONDS = 20.0
+# Past the window and the margin after which the merchant builds a refused request afresh.
+WELL_PAST_MS = FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS + 10_000
+
+
+def _clocks_later(monkeypatch: pytest.MonkeyPatch, ms: int) -> None:
+    """Every clock that dates a request or checks its date, the merchant's and the
+    gateway's alike, reads ``ms`` later than the wall clock."""
+    real = freshness.now_ms
+    for name, module in list(sys.modules.items()):
+        ours = name.split(".")[0] in ("setcore", "clients", "gateway")
+        if ours and getattr(module, "now_ms", None) is real:
+            monkeypatch.setattr(module, "now_ms", lambda: real() + ms)
+
+
+@dataclass
+class Outage:
+    """A merchant whose gateway (a server of the bank's own) is down, and its order."""
+
+    merchant: Merchant
+    xid: bytes
+    bank: RunningBank
+    port: int
+    running: list[tuple[grpc.Server, HealthMonitor]]
+
+    def end(self) -> None:
+        """The gateway is back, on the same port; wait until the merchant reaches it."""
+        server, _, health = serve_gateway(self.bank.bank, self.bank.config, self.port)
+        self.running.append((server, health))
+        give_up = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                self.merchant.gateway.gateway_certificates(self.merchant.config.brand_id)
+                return
+            except TransportError:
+                if time.monotonic() > give_up:
+                    raise
+                time.sleep(0.2)  # the channel reconnects after its (bounded) backoff
+
+    def stop(self) -> None:
+        """Stop the gateway's server."""
+        for server, health in self.running:
+            health.stop()
+            server.stop(grace=None).wait()
+        self.running.clear()
+
+
+@contextmanager
+def _capture_in_outage(
+    bank: RunningBank, make_merchant: MerchantFactory, make_wallet: WalletFactory, name: str
+) -> Iterator[Outage]:
+    """An authorized order of 1000 whose capture of 400 met the gateway down."""
+    server, port, health = serve_gateway(bank.bank, bank.config)
+    merchant = make_merchant(name, AnswerMode.AFTER_AUTHORIZATION, f"127.0.0.1:{port}")
+    xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
+    outage = Outage(merchant, xid, bank, port, [(server, health)])
+    try:
+        assert merchant.store.order(xid).state is OrderState.AUTHORIZED
+        outage.stop()
+        with pytest.raises(TransportError):
+            merchant.settlement.capture(xid, 400)
+        (waiting,) = merchant.store.operations(xid)
+        assert waiting.state is OperationState.SENT
+        yield outage
+    finally:
+        merchant.close()
+        outage.stop()
+
+
+def _batch_totals(merchant: Merchant, batch_id: str) -> tuple[int, int]:
+    """(captured total, number of captures) of a batch, as the gateway's ledger has it."""
+    status = merchant.settlement.batch(gateway_admin_pb2.BATCH_OPERATION_REQUEST, batch_id)
+    summary = status.data.batch_status
+    return summary.captured_total.amount, summary.capture_count
+
+
+def test_a_capture_sent_in_a_long_outage_is_built_afresh_and_applied_once(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stored capture's date is too old once the gateway is back: the gateway refuses
+    it (it never committed it), the merchant builds it again under a fresh RRPID."""
+    with _capture_in_outage(bank, make_merchant, make_wallet, "m-stale") as outage:
+        merchant, xid = outage.merchant, outage.xid
+        _clocks_later(monkeypatch, WELL_PAST_MS)
+        outage.end()
+        (fresh,) = merchant.settlement.resume()
+        stale, again = merchant.store.operations(xid)
+        assert again == fresh and fresh.rrpid != stale.rrpid
+        assert stale.state is OperationState.FAILED
+        assert stale.error_code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
+        assert (fresh.kind, fresh.state) == (OperationKind.CAPTURE, OperationState.SUCCEEDED)
+        assert fresh.result_amount == 400
+        assert settled_amounts(merchant.store, xid) == (400, 0)
+        # The rest is capturable, and the gateway holds each capture once.
+        assert merchant.settlement.capture(xid).result_amount == 600
+        assert _batch_totals(merchant, fresh.batch_id) == (1000, 2)
+
+
+def test_a_capture_the_gateway_committed_is_answered_not_built_afresh(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Committed, its answer lost in a crash, sent again after the window: the gateway
+    answers it from the bytes it stored, and nothing is captured twice."""
+    merchant = make_merchant("m-stale-committed")
+    xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
+    _die_at_write(monkeypatch, merchant.store, 2)
+    with pytest.raises(Crash):
+        merchant.settlement.capture(xid, 400)
+    monkeypatch.undo()
+    _clocks_later(monkeypatch, WELL_PAST_MS)
+    (answered,) = merchant.settlement.resume()
+    assert answered.state is OperationState.SUCCEEDED and answered.result_amount == 400
+    assert [op.rrpid for op in merchant.store.operations(xid)] == [answered.rrpid]
+    assert _batch_totals(merchant, answered.batch_id) == (400, 1)
+
+
+def test_a_capture_refused_as_only_just_too_old_waits(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Just past the window, an earlier sending could still be inside the gateway: the
+    capture stays sent; a later resume, past the margin, builds it afresh."""
+    with _capture_in_outage(bank, make_merchant, make_wallet, "m-edge") as outage:
+        merchant, xid = outage.merchant, outage.xid
+        _clocks_later(monkeypatch, FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS // 2)
+        outage.end()
+        assert merchant.settlement.resume() == []
+        (waiting,) = merchant.store.operations(xid)
+        assert waiting.state is OperationState.SENT
+        monkeypatch.undo()
+        _clocks_later(monkeypatch, WELL_PAST_MS)
+        merchant.settlement.resume()
+        assert settled_amounts(merchant.store, xid) == (400, 0)
+
+
+def test_a_request_the_gateway_refuses_ends_failed_with_its_code(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory
+) -> None:
+    """A SET Error for a fresh request is final: the operation keeps the code and its
+    amount no longer counts as taken."""
+    merchant = make_merchant("m-set-error")
+    xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
+    with sqlite3.connect(merchant.config.store) as conn:
+        conn.execute("UPDATE orders SET cap_token = ? WHERE xid = ?", (b"\x00" * 64, xid))
+    refused = merchant.settlement.capture(xid, 1000)
+    assert refused.state is OperationState.FAILED
+    assert refused.error_code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+    assert "failed (ERROR_CODE_DECODING_FAILURE)" in operation_line(refused)
+    assert merchant.settlement.resume() == []
+
+
+def test_an_unspecified_gateway_failure_leaves_the_operation_sent(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """UNSPECIFIED_FAILURE does not say the gateway did nothing: the capture stays sent,
+    counted as taken, and a later resume asks again."""
+    merchant = make_merchant("m-unspecified")
+    xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
+
+    def failing(*_: object) -> object:
+        raise PeerError(ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE)
+
+    monkeypatch.setattr(merchant.gateway, "capture", failing)
+    with pytest.raises(PeerError):
+        merchant.settlement.capture(xid, 400)
+    (waiting,) = merchant.store.operations(xid)
+    assert waiting.state is OperationState.SENT
+    monkeypatch.undo()
+    (answered,) = merchant.settlement.resume()
+    assert answered.rrpid == waiting.rrpid and answered.state is OperationState.SUCCEEDED

@@ -57,6 +57,29 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
         MerchantStore(path)
 
 
+def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
+    """A file from before operations kept a SET Error's code gets the column; its rows
+    keep everything they had."""
+    path = tmp_path / "merchant.db"
+    first = MerchantStore(path)
+    xid = _purchased(first)
+    first.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
+    first.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE operations DROP COLUMN error_code")
+        conn.execute("PRAGMA user_version=1")
+    migrated = MerchantStore(path)
+    try:
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 2
+        (operation,) = migrated.operations(xid)
+        assert (operation.request, operation.state, operation.error_code) == (
+            b"req", OperationState.SENT, 0,
+        )  # fmt: skip
+        assert migrated.fail_operation(operation.rrpid, 8).error_code == 8
+    finally:
+        migrated.close()
+
+
 def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "merchant.db"
     path.write_bytes(b"this is not sqlite" * 100)
@@ -182,6 +205,26 @@ def test_operations(store: MerchantStore) -> None:
     assert [o.rrpid for o in store.operations(xid)] == [op.rrpid]
     with pytest.raises(StoreError):  # an RRPID is used once
         store.add_operation(xid, OperationKind.CREDIT, b"r" * 32, EUR, b"req", b"dig")
+
+
+def test_failed_and_renewed_operations(store: MerchantStore) -> None:
+    xid = _purchased(store)
+    op = store.add_operation(
+        xid, OperationKind.CAPTURE_REVERSAL, b"r" * 32, EUR, b"req", b"dig", b"o" * 32
+    )
+    fresh = store.renew_operation(op, 16, b"n" * 32, b"req-2", b"dig-2")
+    old = store.operation(op.rrpid)
+    assert (old.state, old.error_code) == (OperationState.FAILED, 16)
+    assert (fresh.state, fresh.kind, fresh.amount, fresh.original_rrpid, fresh.request) == (
+        OperationState.SENT, OperationKind.CAPTURE_REVERSAL, EUR, b"o" * 32, b"req-2",
+    )  # fmt: skip
+    with pytest.raises(OrderStateError):  # an operation ends once
+        store.renew_operation(op, 16, b"m" * 32, b"req-3", b"dig-3")
+    assert [o.rrpid for o in store.operations(xid)] == [op.rrpid, fresh.rrpid]
+    failed = store.fail_operation(fresh.rrpid, 3)
+    assert (failed.state, failed.error_code) == (OperationState.FAILED, 3)
+    with pytest.raises(OrderStateError):
+        store.settle_operation(fresh.rrpid, True, 1, 1250)
 
 
 def test_find_order_by_prefix(store: MerchantStore) -> None:

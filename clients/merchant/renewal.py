@@ -1,0 +1,43 @@
+"""Requests the gateway refused as too old: when the merchant may build one afresh.
+
+A request stored during a gateway outage goes out again byte for byte, its date
+included. Once that date is older than the gateway's freshness window
+(``setcore.freshness.FRESHNESS_WINDOW_MS``) the gateway refuses it with the SET Error
+MESSAGE_TOO_OLD, and sending the same bytes again can never succeed.
+
+That refusal proves the gateway holds no answer to those bytes: it checks a request's
+date while opening it, before the ledger sees it (``setcore.authorization
+.check_merchant_request``), and when a check fails it first answers from the response
+its ledger stored under the request's RRPID for those exact bytes, if any
+(``gateway.servicer``); the ledger never drops a stored response. So the same request
+built afresh, under a new RRPID and date, is not applied twice.
+
+One case escapes that proof: an earlier sending of the same bytes, let in while its date
+was fresh, still inside the gateway when the refusal was decided (its ledger may take
+up to 30 s to commit, ``gateway.ledger.group_commit.SUBMIT_TIMEOUT_SECONDS``). Such a
+sending ends within 30 s of the window's end, so a request is built afresh only once it
+is older than the window by ``RENEW_MARGIN_MS`` on the merchant's clock (which the
+margin lets differ from the gateway's by up to 30 s); until then it waits as it is, and
+a later try either gets the gateway's stored answer or meets the refusal again.
+"""
+
+from __future__ import annotations
+
+from setcore.errors import ErrorCode, PeerError
+from setcore.freshness import FRESHNESS_WINDOW_MS, now_ms
+
+# Twice the gateway ledger's longest wait for a commit: an earlier sending of the same
+# bytes has been committed or given up for good by then.
+RENEW_MARGIN_MS = 60_000
+
+
+def refused_as_stale(error: PeerError) -> bool:
+    """True when the gateway refused a request because its date is too old."""
+    return error.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
+
+
+def may_renew(stored_ms: int) -> bool:
+    """True when a request stored at ``stored_ms`` (after it was dated, before it was first
+    sent) may be built afresh after a refusal as too old: no earlier sending of it can
+    still be at the gateway."""
+    return now_ms() - stored_ms >= FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS
