@@ -278,6 +278,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"setpay demo: {args.dir} is not empty", file=sys.stderr)
         return 2
     base.mkdir(parents=True, exist_ok=True)
+    # Absolute from here on: the configurations it writes are read relative to their own
+    # directories, where a path relative to the current directory would be doubled.
+    base = base.resolve()
     story = Story(json_mode=args.json)
     if not args.json:
         print(f"setpay demo in {base} ({args.profile} profile)")
