@@ -19,8 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--target", required=True, help="HOST:PORT")
     p.add_argument("--service", default="", help="service name (default: the whole server)")
     p.add_argument("--ca", type=Path, help="PEM of the CA that issued the server's TLS cert")
-    p.add_argument("--cert", type=Path, help="client certificate PEM (mutual TLS)")
-    p.add_argument("--key", type=Path, help="client key PEM (mutual TLS)")
+    p.add_argument("--cert", type=Path, help="client certificate PEM (mutual TLS, with --key)")
+    p.add_argument("--key", type=Path, help="client key PEM (mutual TLS, with --cert)")
     p.add_argument(
         "--insecure", action="store_true", help="plaintext gRPC (local experiments only)"
     )
@@ -42,17 +42,25 @@ def check(target: str, service: str, credentials: grpc.ChannelCredentials | None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the status; exit 0 only when SERVING."""
+    """Print the status; exit 0 only when SERVING (2 for options that do not fit)."""
     credentials = None
     if not args.insecure:
         if args.ca is None:
             print("setpay health: --ca is required unless --insecure", file=sys.stderr)
             return 2
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=args.ca.read_bytes(),
-            private_key=args.key.read_bytes() if args.key else None,
-            certificate_chain=args.cert.read_bytes() if args.cert else None,
-        )
+        # gRPC aborts the whole process (a C++ check) on a certificate without its key.
+        if (args.cert is None) != (args.key is None):
+            print("setpay health: --cert and --key go together (mutual TLS)", file=sys.stderr)
+            return 2
+        try:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=args.ca.read_bytes(),
+                private_key=args.key.read_bytes() if args.key else None,
+                certificate_chain=args.cert.read_bytes() if args.cert else None,
+            )
+        except OSError as exc:
+            print(f"setpay health: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 1
     try:
         status = check(args.target, args.service, credentials)
     except grpc.RpcError as exc:
