@@ -7,6 +7,7 @@ come from the configuration file, then ``SETPAY_*`` variables, then these flags.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +48,21 @@ def _announce(args: argparse.Namespace, bound: workers.Bound) -> None:
           flush=True)  # fmt: skip
 
 
+def check_port_file(path: Path) -> str | None:
+    """Why the port file could not be written once the workers serve; None if it can.
+
+    Checked before any worker starts: failing to announce the ports would stop them again.
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        return f"--port-file {path}: no directory {directory}"
+    if path.is_dir():
+        return f"--port-file {path} is a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"--port-file {path}: cannot write in {directory}"
+    return None
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; then drain within the grace period and exit 0."""
     config = load(args.config)
@@ -66,6 +82,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch the gateway subcommand."""
+    if args.port_file is not None and (problem := check_port_file(args.port_file)):
+        print(f"setpay gateway: {problem}", file=sys.stderr)
+        return 1
     try:
         return serve(args)
     except (ConfigError, workers.WorkerError) as exc:
