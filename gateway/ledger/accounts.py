@@ -79,12 +79,17 @@ class MerchantAccount:
     opened_at_ms: int
 
 
-def validate_expiry(expiry: str) -> None:
-    """Raise InvalidRequest unless ``expiry`` is ``YYYYMM`` with a month from 01 to 12."""
-    if len(expiry) != 6 or not (expiry.isascii() and expiry.isdigit()):
-        raise InvalidRequest("a card expiry is YYYYMM")
+def validate_expiry(expiry: str, name: str = "expiry") -> None:
+    """Raise InvalidRequest, naming the argument ``name``, unless ``expiry`` is ``YYYYMM``
+    with a month from 01 to 12."""
+    if (
+        not isinstance(expiry, str)
+        or len(expiry) != 6
+        or not (expiry.isascii() and expiry.isdigit())
+    ):
+        raise InvalidRequest(f"{name} must be a card expiry, YYYYMM")
     if not 1 <= int(expiry[4:]) <= 12:
-        raise InvalidRequest("a card expiry month is 01 to 12")
+        raise InvalidRequest(f"{name} must have a month from 01 to 12")
 
 
 def card_expired(expiry: str, now_ms: int) -> bool:

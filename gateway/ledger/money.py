@@ -118,7 +118,7 @@ class MoneyOperations:
         the one on file. ``capture_now`` captures the whole amount at once (a sale).
         """
         validate_pan(pan)
-        accounts.validate_expiry(pan_expiry)
+        accounts.validate_expiry(pan_expiry, "pan_expiry")
         check_amount("amount", amount)
         check_currency(currency)
         check_text("merchant_id", merchant_id)

@@ -73,21 +73,21 @@ def test_one_account_per_pan(ledger: Ledger) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pan", "expiry", "limit", "currency"),
+    ("pan", "expiry", "limit", "currency", "match"),
     [
-        ("4111", EXPIRY, 1000, EUR),
-        (PAN_A, "2030-12", 1000, EUR),
-        (PAN_A, "203013", 1000, EUR),
-        (PAN_A, EXPIRY, -1, EUR),
-        (PAN_A, EXPIRY, 10**13, EUR),
-        (PAN_A, EXPIRY, 1000, 0),
-        (PAN_A, EXPIRY, 1000, 1000),
+        ("4111", EXPIRY, 1000, EUR, "^pan "),
+        (PAN_A, "2030-12", 1000, EUR, "^expiry must be a card expiry"),
+        (PAN_A, "203013", 1000, EUR, "^expiry must have a month"),
+        (PAN_A, EXPIRY, -1, EUR, "^credit_limit "),
+        (PAN_A, EXPIRY, 10**13, EUR, "^credit_limit "),
+        (PAN_A, EXPIRY, 1000, 0, "^currency "),
+        (PAN_A, EXPIRY, 1000, 1000, "^currency "),
     ],
 )
 def test_open_card_account_refuses_bad_arguments(
-    ledger: Ledger, pan: str, expiry: str, limit: int, currency: int
+    ledger: Ledger, pan: str, expiry: str, limit: int, currency: int, match: str
 ) -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match=match):
         ledger.open_card_account(pan, expiry, limit, currency)
 
 
@@ -130,5 +130,5 @@ def test_merchant_accounts(ledger: Ledger) -> None:
         ledger.open_merchant_account("shop-1", USD)
     with pytest.raises(UnknownMerchant):
         ledger.merchant_account("shop-2")
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match=r"^merchant_id "):
         ledger.open_merchant_account("", EUR)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from gateway.ledger import (
+    AuthorizationReversed,
     Authorized,
     CaptureItem,
     CreditItem,
@@ -19,11 +20,17 @@ from gateway.ledger import (
     Ledger,
     LedgerKeys,
     PostgresLedgerStore,
+    PostingOutcome,
     ReversalItem,
     StoreError,
     new_hold_id,
 )
-from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
+from gateway.ledger.limits import (
+    EXPIRE_BATCH,
+    MAX_AMOUNT,
+    MAX_HOLD_LIFETIME_MS,
+    MAX_ITEMS_PER_REQUEST,
+)
 from gateway.ledger.store import Transaction
 from tests.gateway.ledger.ledger_support import (
     EUR,
@@ -44,12 +51,12 @@ def _hold(bank: Bank, amount: int = 1000) -> str:
     return outcome.hold_id
 
 
-def _refused(bank: Bank, call: Callable[[], object], match: str) -> None:
-    """``call`` raises InvalidRequest matching ``match`` and leaves PAN_A's pending as it was."""
-    pending = bank.ledger.find_card_account(PAN_A).pending
-    with pytest.raises(InvalidRequest, match=match):
+def _refused(bank: Bank, call: Callable[[], object], argument: str) -> None:
+    """``call`` raises InvalidRequest about ``argument`` and leaves PAN_A as it was."""
+    before = bank.ledger.find_card_account(PAN_A)
+    with pytest.raises(InvalidRequest, match=rf"^{argument}\b"):
         call()
-    assert bank.ledger.find_card_account(PAN_A).pending == pending
+    assert bank.ledger.find_card_account(PAN_A) == before
 
 
 # -- authorize
@@ -167,7 +174,97 @@ def test_items_are_of_the_class_the_operation_takes(
     assert bank.ledger.hold(hold).captured == 0
 
 
+@pytest.mark.parametrize("count", [MAX_ITEMS_PER_REQUEST + 1, 0], ids=["too-many", "none"])
+def test_a_request_carries_1_to_the_maximum_items(bank: Bank, count: int) -> None:
+    hold = _hold(bank)
+    items = [CaptureItem(hold, 1, EUR)] + [
+        CaptureItem(f"hold-{i}", 1, EUR) for i in range(1, MAX_ITEMS_PER_REQUEST + 1)
+    ]
+    many = items[:count]
+    _refused(
+        bank, lambda: bank.call(bank.ledger.capture, merchant_id=MERCHANT, items=many), "items"
+    )
+    assert bank.ledger.hold(hold).captured == 0
+
+
+def test_the_maximum_items_are_decided(bank: Bank) -> None:
+    hold = _hold(bank)
+    items = [CaptureItem(hold, 1, EUR)] + [
+        CaptureItem(f"hold-{i}", 1, EUR) for i in range(1, MAX_ITEMS_PER_REQUEST)
+    ]
+    outcome = bank.call(bank.ledger.capture, merchant_id=MERCHANT, items=items)
+    assert isinstance(outcome, PostingOutcome) and len(outcome.items) == MAX_ITEMS_PER_REQUEST
+    assert bank.ledger.hold(hold).captured == 1
+
+
+@pytest.mark.parametrize("currency", [0, 1000, "978", True], ids=["0", "1000", "str", "bool"])
+@pytest.mark.parametrize(
+    ("operation", "item_class"), [("capture", CaptureItem), ("credit", CreditItem)]
+)
+def test_an_item_has_a_currency_code(
+    bank: Bank, operation: str, item_class: type[CaptureItem | CreditItem], currency: object
+) -> None:
+    hold = _hold(bank)
+    items = [item_class(hold, 100, currency)]  # type: ignore[arg-type]
+    method = getattr(bank.ledger, operation)
+    _refused(bank, lambda: bank.call(method, merchant_id=MERCHANT, items=items), "currency")
+
+
+@pytest.mark.parametrize("original", [b"", b"r" * 65, "rrpid"], ids=["empty", "65-bytes", "str"])
+@pytest.mark.parametrize("operation", ["reverse_capture", "reverse_credit"])
+def test_a_reversal_names_its_original_by_an_rrpid(
+    bank: Bank, operation: str, original: object
+) -> None:
+    hold = _hold(bank)
+    items = [ReversalItem(hold, original)]  # type: ignore[arg-type]
+    method = getattr(bank.ledger, operation)
+    _refused(bank, lambda: bank.call(method, merchant_id=MERCHANT, items=items), "original_rrpid")
+
+
+# -- authorization reversal, credit limit
+
+
+@pytest.mark.parametrize("new_amount", [-1, MAX_AMOUNT + 1], ids=["below-0", "above-max"])
+def test_a_reversal_lowers_to_0_to_the_maximum_amount(bank: Bank, new_amount: int) -> None:
+    hold = _hold(bank)
+
+    def reverse() -> object:
+        return bank.call(
+            bank.ledger.reverse_authorization,
+            merchant_id=MERCHANT,
+            hold_id=hold,
+            new_amount=new_amount,
+        )
+
+    _refused(bank, reverse, "new_amount")
+    assert bank.ledger.hold(hold).amount == 1000
+
+
+def test_a_reversal_to_0_is_allowed(bank: Bank) -> None:
+    hold = _hold(bank)
+    outcome = bank.call(
+        bank.ledger.reverse_authorization, merchant_id=MERCHANT, hold_id=hold, new_amount=0
+    )
+    assert isinstance(outcome, AuthorizationReversed)
+
+
+@pytest.mark.parametrize("limit", [-1, MAX_AMOUNT + 1, 1.5], ids=["below-0", "above-max", "float"])
+def test_a_credit_limit_is_0_to_the_maximum_amount(bank: Bank, limit: object) -> None:
+    card = bank.ledger.find_card_account(PAN_A)
+    _refused(
+        bank,
+        lambda: bank.ledger.set_credit_limit(card.account_id, limit),  # type: ignore[arg-type]
+        "credit_limit",
+    )
+
+
 # -- page limits
+
+
+@pytest.mark.parametrize("limit", [0, EXPIRE_BATCH + 1, -1], ids=["0", "above-max", "negative"])
+def test_an_expiry_sweep_releases_1_to_its_batch_of_holds(bank: Bank, limit: int) -> None:
+    _hold(bank)
+    _refused(bank, lambda: bank.ledger.expire_holds(limit), "limit")
 
 
 @pytest.mark.parametrize(

@@ -181,13 +181,14 @@ def test_a_declined_pi_is_used_too(bank: Bank) -> None:
 def test_malformed_authorization_is_refused_before_any_state(
     bank: Bank, change: dict[str, object]
 ) -> None:
-    with pytest.raises(InvalidRequest):
+    (argument,) = change
+    with pytest.raises(InvalidRequest, match=f"^{argument} "):
         bank.authorize(**change)  # type: ignore[arg-type]
     assert bank.ledger.find_card_account(PAN_A).pending == 0
 
 
 def test_hold_must_expire_in_the_future(bank: Bank, clock: FakeClock) -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match=r"^hold_expires_at_ms "):
         bank.authorize(PAN_A, 100, expires_at_ms=clock.now_ms)
 
 

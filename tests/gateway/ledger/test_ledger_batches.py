@@ -221,11 +221,14 @@ def test_paged_transaction_detail(bank: Bank) -> None:
     assert [t.batch_seq for t in exact.items] == [6, 7, 8] and exact.next_starting_point == 0
 
 
-@pytest.mark.parametrize(("start", "size"), [(-1, 10), (0, 0), (0, 501)])
-def test_page_limits(bank: Bank, start: int, size: int) -> None:
+@pytest.mark.parametrize(
+    ("start", "size", "argument"),
+    [(-1, 10, "starting_point"), (0, 0, "max_items"), (0, 501, "max_items")],
+)
+def test_page_limits(bank: Bank, start: int, size: int, argument: str) -> None:
     opened = batch_op(bank, "open_batch")
     assert isinstance(opened, BatchOutcome)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match=f"^{argument} "):
         bank.ledger.batch_details(
             MERCHANT, opened.summary.batch_id, starting_point=start, max_items=size
         )

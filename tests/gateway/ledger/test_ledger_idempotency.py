@@ -202,7 +202,7 @@ def test_gateway_decline_is_stored_and_replayed(bank: Bank) -> None:
 
 
 def test_only_gateway_declines_may_be_stored_by_the_gateway(bank: Bank) -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match="the gateway does not decide insufficient-funds"):
         bank.ledger.decline(
             Decline.INSUFFICIENT_FUNDS, rrpid=b"r-1", request_digest=b"d", respond=bank.respond
         )

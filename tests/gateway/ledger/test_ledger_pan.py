@@ -17,11 +17,15 @@ def test_keys_repr_hides_both_keys() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data_key", "index_key"),
-    [(b"\x01" * 31, b"\x02" * 32), (b"\x01" * 32, b"\x02" * 33), (b"\x03" * 32, b"\x03" * 32)],
+    ("data_key", "index_key", "match"),
+    [
+        (b"\x01" * 31, b"\x02" * 32, "32 bytes each"),
+        (b"\x01" * 32, b"\x02" * 33, "32 bytes each"),
+        (b"\x03" * 32, b"\x03" * 32, "must differ"),
+    ],
 )
-def test_keys_must_be_32_bytes_and_distinct(data_key: bytes, index_key: bytes) -> None:
-    with pytest.raises(InvalidRequest):
+def test_keys_must_be_32_bytes_and_distinct(data_key: bytes, index_key: bytes, match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
         LedgerKeys(data_key=data_key, index_key=index_key)
 
 
@@ -78,7 +82,7 @@ def test_mask_shows_bin_and_last_four_and_hides_at_least_six(pan: str, masked: s
     ],
 )
 def test_malformed_pan_refused_without_echo(pan: str) -> None:
-    with pytest.raises(InvalidRequest) as excinfo:
+    with pytest.raises(InvalidRequest, match=r"^pan must be") as excinfo:
         validate_pan(pan)
     if pan:
         assert pan not in str(excinfo.value)

@@ -123,11 +123,11 @@ def test_capture_items_are_decided_one_by_one(bank: Bank) -> None:
 
 def test_one_request_names_each_hold_once(bank: Bank) -> None:
     hold = hold_of(bank, PAN_A, 3000)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match=r"^items may name each hold only once"):
         capture(bank, CaptureItem(hold, 1000, EUR), CaptureItem(hold, 1000, EUR))
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match=r"^items: a request carries 1 to"):
         capture(bank)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest, match=r"^amount "):
         capture(bank, CaptureItem(hold, 0, EUR))
 
 
