@@ -25,7 +25,12 @@ from clients.errors import ClientError
 from clients.identity import read_root
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
-from clients.wallet.purchases import Initiation, PurchaseBook, PurchaseRecord
+from clients.wallet.purchases import (
+    MAX_DESCRIPTION_BYTES,
+    Initiation,
+    PurchaseBook,
+    PurchaseRecord,
+)
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
@@ -36,6 +41,11 @@ from setcore.profiles import PROFILES, profile_named
 DIR_ENV = "SETPAY_WALLET_DIR"
 # A card file from the bank is a few fields; anything larger is the wrong file.
 MAX_CARD_FILE_BYTES = 4096
+# An initiation is a few fields and a description (at most MAX_DESCRIPTION_BYTES, which
+# JSON escaping can grow sixfold); anything larger is the wrong file.
+MAX_INITIATION_FILE_BYTES = 8 * MAX_DESCRIPTION_BYTES
+# What a SET Initiation must name; exp10 defaults to 2 (cents).
+INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -74,17 +84,57 @@ def _merchant(config: WalletConfig, target: str | None) -> PeerConfig:
     return peer if target is None else replace(peer, target=check_target(target, "--merchant"))
 
 
+def _hex(text: object, what: str) -> bytes:
+    try:
+        return bytes.fromhex(str(text))
+    except ValueError:
+        raise ClientError(f"{what} is not hexadecimal") from None
+
+
+def _number(value: object, what: str) -> int:
+    # JSON true/false are ints to Python; an amount is never one.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ClientError(f"{what} is not an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise ClientError(f"{what} is not an integer") from None
+
+
+def read_initiation(path: Path) -> Initiation:
+    """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON)."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INITIATION_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_INITIATION_FILE_BYTES:
+        raise ClientError(f"{path} is too large to be a SET Initiation")
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        raise ClientError(f"{path} is not JSON: expected a SET Initiation") from None
+    if not isinstance(raw, dict):
+        raise ClientError(f"{path} is not a SET Initiation (a JSON object)")
+    missing = [name for name in INITIATION_FIELDS if name not in raw]
+    if missing:
+        raise ClientError(f"{path} has no {', '.join(missing)}: not a complete SET Initiation")
+    if not isinstance(raw["description"], str):
+        raise ClientError(f"{path}: description is not text")
+    return Initiation(
+        _hex(raw["lid_m"], f"{path}: lid_m"), raw["description"].encode(),
+        _number(raw["currency"], f"{path}: currency"), _number(raw["amount"], f"{path}: amount"),
+        _number(raw.get("exp10", 2), f"{path}: exp10"),
+    )  # fmt: skip
+
+
 def _initiation(args: argparse.Namespace) -> Initiation:
     if args.initiation is not None:
-        raw = json.loads(args.initiation.read_text())
-        return Initiation(
-            bytes.fromhex(raw["lid_m"]), str(raw["description"]).encode(), int(raw["currency"]),
-            int(raw["amount"]), int(raw.get("exp10", 2)),
-        )  # fmt: skip
+        return read_initiation(args.initiation)
     if args.lid_m is None or args.description is None or args.amount is None:
         raise ClientError("give --initiation FILE, or --lid-m, --description and --amount")
     return Initiation(
-        bytes.fromhex(args.lid_m), args.description.encode(), args.currency, args.amount,
+        _hex(args.lid_m, "--lid-m"), args.description.encode(), args.currency, args.amount,
         args.exp10,
     )  # fmt: skip
 
@@ -143,8 +193,10 @@ def _pin_root(config: WalletConfig, root: Path | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run one wallet command; errors are printed (with the masked PAN at most)."""
     try:
-        config = load(args.dir)
         command = args.wallet_command
+        # Read before anything is opened: a wrong file costs no passphrase or key work.
+        initiation = _initiation(args) if command == "purchase" else None
+        config = load(args.dir)
         if command == "register":
             _pin_root(config, args.root)
         passphrase = read_passphrase(passphrase_source(config.passphrase_file))
@@ -162,8 +214,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{s.purchases} purchases")
                 return 0
             shopper = wallet.shopper(passphrase)
-            if command == "purchase":
-                record = shopper.purchase(_merchant(config, args.merchant), _initiation(args))
+            if initiation is not None:
+                record = shopper.purchase(_merchant(config, args.merchant), initiation)
             else:
                 target = args.merchant
                 if target is None:
