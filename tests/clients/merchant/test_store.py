@@ -212,14 +212,15 @@ def test_failed_and_renewed_operations(store: MerchantStore) -> None:
     op = store.add_operation(
         xid, OperationKind.CAPTURE_REVERSAL, b"r" * 32, EUR, b"req", b"dig", b"o" * 32
     )
-    fresh = store.renew_operation(op, 16, b"n" * 32, b"req-2", b"dig-2")
+    # Listed by time, then RRPID: the fresh one sorts after even within one millisecond.
+    fresh = store.renew_operation(op, 16, b"s" * 32, b"req-2", b"dig-2")
     old = store.operation(op.rrpid)
     assert (old.state, old.error_code) == (OperationState.FAILED, 16)
     assert (fresh.state, fresh.kind, fresh.amount, fresh.original_rrpid, fresh.request) == (
         OperationState.SENT, OperationKind.CAPTURE_REVERSAL, EUR, b"o" * 32, b"req-2",
     )  # fmt: skip
     with pytest.raises(OrderStateError):  # an operation ends once
-        store.renew_operation(op, 16, b"m" * 32, b"req-3", b"dig-3")
+        store.renew_operation(op, 16, b"t" * 32, b"req-3", b"dig-3")
     assert [o.rrpid for o in store.operations(xid)] == [op.rrpid, fresh.rrpid]
     failed = store.fail_operation(fresh.rrpid, 3)
     assert (failed.state, failed.error_code) == (OperationState.FAILED, 3)
