@@ -12,7 +12,11 @@ four phases (TigerBeetle's two-phase transfers):
 
 so in every currency the sum of debits equals the sum of credits, pending and posted
 alike. ``check_balanced`` proves that, and that every account's running balances and every
-hold's figures equal what the journal says they should be.
+hold's figures equal what the journal says they should be. Every transfer moves the money
+of one hold; a settlement transfer (a capture, a credit, or the reversal of either) is
+also filed in a batch, and a reversal names the transfer it undoes. ``check_balanced``
+holds the journal to that as well: a transfer outside a hold would escape the holds'
+figures, which are what bound captures and refunds.
 """
 
 from __future__ import annotations
@@ -45,6 +49,15 @@ class TransferKind(enum.StrEnum):
     CREDIT = "credit"
     CREDIT_REVERSAL = "credit-reversal"
 
+
+# Transfers filed in a settlement batch, and those among them that undo an earlier one.
+_SETTLEMENT_KINDS = (
+    TransferKind.CAPTURE,
+    TransferKind.CAPTURE_REVERSAL,
+    TransferKind.CREDIT,
+    TransferKind.CREDIT_REVERSAL,
+)
+_REVERSAL_KINDS = (TransferKind.CAPTURE_REVERSAL, TransferKind.CREDIT_REVERSAL)
 
 # (debits_pending, debits_posted) deltas of the debit account per unit, and likewise
 # (credits_pending, credits_posted) of the credit account: the table in the docstring.
@@ -146,7 +159,31 @@ def check_balanced(tx: Transaction) -> None:
         if t.debits_pending != t.credits_pending or t.debits_posted != t.credits_posted:
             raise LedgerImbalance(f"currency {t.currency}: debits and credits differ")
     _check_accounts(tx)
+    _check_transfers(tx)
     _check_holds(tx)
+
+
+def _check_transfers(tx: Transaction) -> None:
+    """Every transfer names its hold; settlement ones their batch; reversals their original."""
+    outside = tx.one("SELECT id, kind FROM transfers WHERE hold_id IS NULL ORDER BY id LIMIT 1")
+    if outside is not None:
+        raise LedgerImbalance(f"transfer {outside['id']} ({outside['kind']}) belongs to no hold")
+    settlement = ", ".join("?" for _ in _SETTLEMENT_KINDS)
+    unfiled = tx.one(
+        f"SELECT id, kind FROM transfers WHERE kind IN ({settlement})"  # noqa: S608  marks only
+        " AND (batch_id IS NULL OR batch_seq IS NULL) ORDER BY id LIMIT 1",
+        *(kind.value for kind in _SETTLEMENT_KINDS),
+    )
+    if unfiled is not None:
+        raise LedgerImbalance(f"transfer {unfiled['id']} ({unfiled['kind']}) is in no batch")
+    reversals = ", ".join("?" for _ in _REVERSAL_KINDS)
+    orphan = tx.one(
+        f"SELECT id, kind FROM transfers WHERE kind IN ({reversals})"  # noqa: S608  marks only
+        " AND reverses_id IS NULL ORDER BY id LIMIT 1",
+        *(kind.value for kind in _REVERSAL_KINDS),
+    )
+    if orphan is not None:
+        raise LedgerImbalance(f"transfer {orphan['id']} ({orphan['kind']}) names no original")
 
 
 def _check_accounts(tx: Transaction) -> None:

@@ -21,6 +21,7 @@ from gateway.ledger import (
     Outcome,
     PiPreviouslyUsed,
     PostgresLedgerStore,
+    ReversalItem,
     SchemaError,
     SqliteLedgerStore,
     StoreUnavailable,
@@ -181,6 +182,65 @@ def test_tampered_books_do_not_balance(bank: Bank, backend: Backend) -> None:
     with pytest.raises(LedgerImbalance, match=auth.hold_id):
         bank.ledger.check_balanced()
     backend.raw_execute(f"UPDATE holds SET captured = 0 WHERE id = '{auth.hold_id}'")
+
+
+@pytest.mark.parametrize("kind", ["credit", "capture-reversal", "credit-reversal"])
+def test_a_settlement_transfer_outside_any_hold_is_an_imbalance(
+    bank: Bank, backend: Backend, kind: str
+) -> None:
+    # A refund posted straight from the merchant to the card, balanced in itself: only
+    # the rule that every transfer belongs to a hold (whose figures bound refunds) sees it.
+    merchant = bank.ledger.merchant_account(MERCHANT).account_id
+    card = bank.ledger.find_card_account(PAN_A).account_id
+    forged = (
+        "INSERT INTO transfers (kind, phase, debit_account_id, credit_account_id, amount,"
+        f" currency, created_at_ms) VALUES ('{kind}', 'single', '{merchant}', '{card}', 500,"
+        f" {EUR}, 1)"
+    )
+    backend.raw_execute(forged)
+    backend.raw_execute(f"UPDATE accounts SET debits_posted = 500 WHERE id = '{merchant}'")
+    backend.raw_execute(f"UPDATE accounts SET credits_posted = 500 WHERE id = '{card}'")
+    with pytest.raises(LedgerImbalance, match=rf"\({kind}\) belongs to no hold"):
+        bank.ledger.check_balanced()
+    backend.raw_execute("DELETE FROM transfers WHERE hold_id IS NULL")
+    backend.raw_execute("UPDATE accounts SET debits_posted = 0, credits_posted = 0")
+    bank.ledger.check_balanced()
+
+
+@pytest.mark.parametrize(
+    ("kind", "column", "match"),
+    [
+        ("capture", "hold_id", "belongs to no hold"),
+        ("capture", "batch_id", "is in no batch"),
+        ("capture-reversal", "batch_seq", "is in no batch"),
+        ("capture-reversal", "reverses_id", "names no original"),
+    ],
+)
+def test_a_settlement_transfer_missing_its_hold_batch_or_original_is_an_imbalance(
+    bank: Bank, backend: Backend, kind: str, column: str, match: str
+) -> None:
+    auth = bank.authorize(PAN_A, 4000)
+    assert isinstance(auth, Authorized)
+    bank.call(
+        bank.ledger.capture,
+        merchant_id=MERCHANT,
+        items=[CaptureItem(auth.hold_id, 4000, EUR)],
+        rrpid=b"cap-1",
+    )
+    bank.call(
+        bank.ledger.reverse_capture,
+        merchant_id=MERCHANT,
+        items=[ReversalItem(auth.hold_id, b"cap-1")],
+    )
+    bank.ledger.check_balanced()
+    backend.raw_execute(f"CREATE TABLE saved AS SELECT id, {column} AS value FROM transfers")
+    backend.raw_execute(f"UPDATE transfers SET {column} = NULL WHERE kind = '{kind}'")
+    with pytest.raises(LedgerImbalance, match=rf"\({kind}\) {match}"):
+        bank.ledger.check_balanced()
+    backend.raw_execute(
+        f"UPDATE transfers SET {column} = (SELECT value FROM saved WHERE saved.id = transfers.id)"
+    )
+    bank.ledger.check_balanced()
 
 
 def test_a_closed_store_is_unavailable(backend: Backend, keys: LedgerKeys) -> None:
