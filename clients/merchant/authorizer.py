@@ -5,6 +5,11 @@ AuthReq's baggage. The request is stored before it is sent, so after a crash or 
 transport failure the very same bytes go out again and the gateway's RRPID idempotency
 returns the answer it already committed: one purchase is never authorized twice.
 
+An AuthReq stored during a gateway outage longer than the freshness window is refused
+as too old when it finally goes out; it is then built afresh around the same PI
+(``renewal`` says when that is safe) rather than failing a purchase that can still be
+authorized.
+
 The background worker serves the "order received" answer mode (authorize after the
 wallet has its answer) and retries authorizations that met a transport failure in
 either mode, including those a previous process left unfinished.
@@ -20,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from clients.errors import ClientError, TransportError
+from clients.merchant import renewal
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.store import MerchantStore
@@ -91,6 +97,12 @@ class Authorizer:
             assert order.auth_request and order.auth_rrpid and order.auth_request_digest
             state = AuthRequestState(order.auth_rrpid, order.xid, order.auth_request_digest)
             return order.auth_request, state
+        wire, state = self._build(order)
+        self._store.record_auth_request(order.xid, state.rrpid, wire, state.request_digest)
+        return wire, state
+
+    def _build(self, order: Order) -> tuple[bytes, AuthRequestState]:
+        """A new AuthReq for the order (a fresh RRPID and date), its PI as baggage."""
         assert order.oi_data is not None and order.pi is not None
         oi = parse_strict(purchase_pb2.OIData, order.oi_data)
         request, state = build_auth_request(
@@ -98,9 +110,7 @@ class Authorizer:
             order.oi_data, order.description, order.amount.to_proto(), oi.od_salt,
             order.amount.to_proto(), self._merchant_id,
         )  # fmt: skip
-        wire = request.SerializeToString()
-        self._store.record_auth_request(order.xid, state.rrpid, wire, state.request_digest)
-        return wire, state
+        return request.SerializeToString(), state
 
     def authorize(self, xid: bytes) -> Order:
         """Authorize one purchased order now; the order as it stands afterwards.
@@ -112,7 +122,7 @@ class Authorizer:
         with self._exclusive(xid):
             return self._authorize(self._store.order(xid))
 
-    def _authorize(self, order: Order) -> Order:
+    def _authorize(self, order: Order, *, renewable: bool = True) -> Order:
         if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
             return order
         request, state = self._request_for(order)
@@ -127,6 +137,8 @@ class Authorizer:
             log.warning("order %s: revocation data was stale; will retry", order.short_id)
             return self._store.order(order.xid)
         except PeerError as exc:
+            if renewable and renewal.refused_as_stale(exc):
+                return self._renew(self._store.order(order.xid))
             log.warning("order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name)
             return self._store.record_failure(order.xid, exc.code)
         except ProtocolError as exc:
@@ -149,6 +161,29 @@ class Authorizer:
             authorization.amount, authorization.approval_code or "-",
         )  # fmt: skip
         return done
+
+    def _renew(self, order: Order) -> Order:
+        """An AuthReq refused as too old: built afresh around the same PI and sent, or
+        left for a later try while an earlier sending might still be at the gateway.
+
+        Safe beside ``renewal``'s reasons: the gateway's ledger records each PI's XID
+        before deciding, so a PI is never authorized twice, whatever the RRPID.
+        """
+        if not renewal.may_renew(order.updated_ms):
+            log.warning(
+                "order %s: AuthReq refused as too old, but only just; will retry", order.short_id
+            )
+            return order
+        assert order.auth_rrpid is not None
+        wire, state = self._build(order)
+        fresh = self._store.renew_auth_request(
+            order.xid, order.auth_rrpid, state.rrpid, wire, state.request_digest
+        )
+        log.info(
+            "order %s: AuthReq %s refused as too old, so never applied: built afresh as %s",
+            order.short_id, short(order.auth_rrpid), short(state.rrpid),
+        )  # fmt: skip
+        return self._authorize(fresh, renewable=False)
 
     # -- background worker ------------------------------------------------------------
 

@@ -274,6 +274,20 @@ class MerchantStore:
             )  # fmt: skip
         return self.order(xid)
 
+    def renew_auth_request(
+        self, xid: bytes, old_rrpid: bytes, rrpid: bytes, request: bytes, request_digest: bytes
+    ) -> Order:
+        """The AuthReq ``old_rrpid``, refused as too old, gives way to one built afresh."""
+        with self._write() as conn:
+            row = conn.execute("SELECT auth_rrpid FROM orders WHERE xid = ?", (xid,)).fetchone()
+            if row is not None and row[0] != old_rrpid:
+                raise OrderStateError(f"order {short(xid)}: its AuthReq was already replaced")
+            self._move(
+                conn, xid, (OrderState.AUTHORIZING,), OrderState.AUTHORIZING,
+                auth_rrpid=rrpid, auth_request=request, auth_request_digest=request_digest,
+            )  # fmt: skip
+        return self.order(xid)
+
     def record_authorization(self, xid: bytes, result: Authorization, approved: bool) -> Order:
         """The gateway's verified AuthRes."""
         target = OrderState.AUTHORIZED if approved else OrderState.DECLINED

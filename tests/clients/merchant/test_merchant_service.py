@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
@@ -26,9 +27,15 @@ from setcore.purchase import (
     open_pinit_response,
     open_purchase_response,
 )
-from setpay.v1 import common_pb2, purchase_pb2
+from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
 from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, serve_gateway
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.outage_support import (
+    JUST_PAST_MS,
+    WELL_PAST_MS,
+    GatewayOutage,
+    clocks_later,
+)
 from tests.clients.test_purchase_flow import buy, offer
 
 SERVICE = "/setpay.v1.MerchantService"
@@ -192,3 +199,53 @@ def test_repeated_purchase_request_is_answered_not_authorized_again(
     assert open_error(refused.error, merchant.trust, MERCHANT).code == (
         ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
     )
+
+
+def test_an_authorization_pending_past_the_freshness_window_is_built_afresh(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An AuthReq stored in a gateway outage longer than the freshness window is refused
+    as too old once the gateway is back: built afresh around the same PI, it is
+    authorized; the PI cannot be used a second time."""
+    outage = GatewayOutage(bank)
+    merchant = make_merchant("m-stale-auth", AnswerMode.AFTER_AUTHORIZATION, outage.target)
+    try:
+        wallet = make_wallet(merchant)
+        outage.stop()
+        record = buy(wallet, offer(merchant, 800))
+        assert record.completion == "COMPLETION_CODE_ORDER_RECEIVED"
+        xid = bytes.fromhex(record.xid)
+        pending = merchant.store.order(xid)
+        assert pending.state is OrderState.AUTHORIZING and pending.auth_request is not None
+        clocks_later(monkeypatch, JUST_PAST_MS)
+        outage.end(merchant)
+        # Only just too old: an earlier sending could still be inside the gateway.
+        waiting = merchant.authorizer.authorize(xid)
+        assert waiting.state is OrderState.AUTHORIZING
+        assert waiting.auth_request == pending.auth_request
+        clocks_later(monkeypatch, WELL_PAST_MS)
+        done = merchant.authorizer.authorize(xid)
+        assert done.state is OrderState.AUTHORIZED
+        assert done.auth_rrpid != pending.auth_rrpid
+        sent = authorization_pb2.AuthorizeRequest.FromString(done.auth_request or b"")
+        assert crypto_pb2.SealedWithBaggage.FromString(sent.auth_req).baggage == pending.pi
+        # The stale request was never committed: sent again, it is still refused.
+        assert pending.auth_rrpid is not None and pending.auth_request_digest is not None
+        with pytest.raises(PeerError) as refused:
+            merchant.gateway.authorize(
+                pending.auth_request,
+                AuthRequestState(pending.auth_rrpid, xid, pending.auth_request_digest),
+            )
+        assert refused.value.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
+        # A third AuthReq around the same PI meets the gateway's PI replay check.
+        with sqlite3.connect(merchant.config.store) as conn:
+            conn.execute("UPDATE orders SET state = 'purchased' WHERE xid = ?", (xid,))
+        again = merchant.authorizer.authorize(xid)
+        assert again.state is OrderState.FAILED
+        assert again.error_code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
+    finally:
+        merchant.close()
+        outage.stop()

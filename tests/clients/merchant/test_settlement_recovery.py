@@ -5,14 +5,10 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 
 from cli.merchant import operation_line
@@ -22,16 +18,18 @@ from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import AnswerMode
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.records import OperationKind, OperationState, OrderState
-from clients.merchant.renewal import RENEW_MARGIN_MS
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
-from gateway.server import HealthMonitor
-from setcore import freshness
 from setcore.errors import ErrorCode, PeerError, ProtocolError
-from setcore.freshness import FRESHNESS_WINDOW_MS
 from setpay.v1 import gateway_admin_pb2
-from tests.clients.bank_support import RunningBank, serve_gateway
+from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.outage_support import (
+    JUST_PAST_MS,
+    WELL_PAST_MS,
+    GatewayOutage,
+    clocks_later,
+)
 from tests.clients.test_purchase_flow import buy, offer
 
 
@@ -145,72 +143,23 @@ def test_resume_handles_each_operation_on_its_own(
 
 # -- a gateway outage longer than the freshness window -----------------------------------
 
-# How long the tests let a restarted gateway's channel take to reconnect (its backoff is
-# bounded; this only bounds a hang).
-RECONNECT_SECONDS = 20.0
-# Past the window and the margin after which the merchant builds a refused request afresh.
-WELL_PAST_MS = FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS + 10_000
-
-
-def _clocks_later(monkeypatch: pytest.MonkeyPatch, ms: int) -> None:
-    """Every clock that dates a request or checks its date, the merchant's and the
-    gateway's alike, reads ``ms`` later than the wall clock."""
-    real = freshness.now_ms
-    for name, module in list(sys.modules.items()):
-        ours = name.split(".")[0] in ("setcore", "clients", "gateway")
-        if ours and getattr(module, "now_ms", None) is real:
-            monkeypatch.setattr(module, "now_ms", lambda: real() + ms)
-
-
-@dataclass
-class Outage:
-    """A merchant whose gateway (a server of the bank's own) is down, and its order."""
-
-    merchant: Merchant
-    xid: bytes
-    bank: RunningBank
-    port: int
-    running: list[tuple[grpc.Server, HealthMonitor]]
-
-    def end(self) -> None:
-        """The gateway is back, on the same port; wait until the merchant reaches it."""
-        server, _, health = serve_gateway(self.bank.bank, self.bank.config, self.port)
-        self.running.append((server, health))
-        give_up = time.monotonic() + RECONNECT_SECONDS
-        while True:
-            try:
-                self.merchant.gateway.gateway_certificates(self.merchant.config.brand_id)
-                return
-            except TransportError:
-                if time.monotonic() > give_up:
-                    raise
-                time.sleep(0.2)  # the channel reconnects after its (bounded) backoff
-
-    def stop(self) -> None:
-        """Stop the gateway's server."""
-        for server, health in self.running:
-            health.stop()
-            server.stop(grace=None).wait()
-        self.running.clear()
-
 
 @contextmanager
 def _capture_in_outage(
     bank: RunningBank, make_merchant: MerchantFactory, make_wallet: WalletFactory, name: str
-) -> Iterator[Outage]:
+) -> Iterator[tuple[Merchant, bytes, GatewayOutage]]:
     """An authorized order of 1000 whose capture of 400 met the gateway down."""
-    server, port, health = serve_gateway(bank.bank, bank.config)
-    merchant = make_merchant(name, AnswerMode.AFTER_AUTHORIZATION, f"127.0.0.1:{port}")
-    xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
-    outage = Outage(merchant, xid, bank, port, [(server, health)])
+    outage = GatewayOutage(bank)
+    merchant = make_merchant(name, AnswerMode.AFTER_AUTHORIZATION, outage.target)
     try:
+        xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
         assert merchant.store.order(xid).state is OrderState.AUTHORIZED
         outage.stop()
         with pytest.raises(TransportError):
             merchant.settlement.capture(xid, 400)
         (waiting,) = merchant.store.operations(xid)
         assert waiting.state is OperationState.SENT
-        yield outage
+        yield merchant, xid, outage
     finally:
         merchant.close()
         outage.stop()
@@ -231,10 +180,11 @@ def test_a_capture_sent_in_a_long_outage_is_built_afresh_and_applied_once(
 ) -> None:
     """The stored capture's date is too old once the gateway is back: the gateway refuses
     it (it never committed it), the merchant builds it again under a fresh RRPID."""
-    with _capture_in_outage(bank, make_merchant, make_wallet, "m-stale") as outage:
-        merchant, xid = outage.merchant, outage.xid
-        _clocks_later(monkeypatch, WELL_PAST_MS)
-        outage.end()
+    with _capture_in_outage(bank, make_merchant, make_wallet, "m-stale") as (
+        merchant, xid, outage,
+    ):  # fmt: skip
+        clocks_later(monkeypatch, WELL_PAST_MS)
+        outage.end(merchant)
         (fresh,) = merchant.settlement.resume()
         stale, again = merchant.store.operations(xid)
         assert again == fresh and fresh.rrpid != stale.rrpid
@@ -261,7 +211,7 @@ def test_a_capture_the_gateway_committed_is_answered_not_built_afresh(
     with pytest.raises(Crash):
         merchant.settlement.capture(xid, 400)
     monkeypatch.undo()
-    _clocks_later(monkeypatch, WELL_PAST_MS)
+    clocks_later(monkeypatch, WELL_PAST_MS)
     (answered,) = merchant.settlement.resume()
     assert answered.state is OperationState.SUCCEEDED and answered.result_amount == 400
     assert [op.rrpid for op in merchant.store.operations(xid)] == [answered.rrpid]
@@ -276,15 +226,16 @@ def test_a_capture_refused_as_only_just_too_old_waits(
 ) -> None:
     """Just past the window, an earlier sending could still be inside the gateway: the
     capture stays sent; a later resume, past the margin, builds it afresh."""
-    with _capture_in_outage(bank, make_merchant, make_wallet, "m-edge") as outage:
-        merchant, xid = outage.merchant, outage.xid
-        _clocks_later(monkeypatch, FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS // 2)
-        outage.end()
+    with _capture_in_outage(bank, make_merchant, make_wallet, "m-edge") as (
+        merchant, xid, outage,
+    ):  # fmt: skip
+        clocks_later(monkeypatch, JUST_PAST_MS)
+        outage.end(merchant)
         assert merchant.settlement.resume() == []
         (waiting,) = merchant.store.operations(xid)
         assert waiting.state is OperationState.SENT
         monkeypatch.undo()
-        _clocks_later(monkeypatch, WELL_PAST_MS)
+        clocks_later(monkeypatch, WELL_PAST_MS)
         merchant.settlement.resume()
         assert settled_amounts(merchant.store, xid) == (400, 0)
 

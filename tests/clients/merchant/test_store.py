@@ -153,6 +153,21 @@ def test_auth_reversal_already_applied_to_the_order_is_settled(
     assert store.order(xid).state is OrderState.REVERSED
 
 
+def test_auth_request_renewed_once(store: MerchantStore) -> None:
+    xid = _purchased(store)
+    store.record_auth_request(xid, b"r" * 32, b"request", b"digest")
+    order = store.renew_auth_request(xid, b"r" * 32, b"n" * 32, b"request-2", b"digest-2")
+    assert order.state is OrderState.AUTHORIZING
+    assert (order.auth_rrpid, order.auth_request, order.auth_request_digest) == (
+        b"n" * 32, b"request-2", b"digest-2",
+    )  # fmt: skip
+    with pytest.raises(OrderStateError, match="already replaced"):
+        store.renew_auth_request(xid, b"r" * 32, b"m" * 32, b"request-3", b"digest-3")
+    store.record_failure(xid, 16)
+    with pytest.raises(OrderStateError):  # only a pending authorization is renewed
+        store.renew_auth_request(xid, b"n" * 32, b"m" * 32, b"request-3", b"digest-3")
+
+
 def test_transitions_out_of_order_refused(store: MerchantStore) -> None:
     store.add_offer(b"lid-1", b"two books", EUR, "setpay")
     xid = store.open_order(b"lid-1", b"x" * 32, b"trans-ids", b"c" * 32).xid
