@@ -1,0 +1,48 @@
+"""The terms of a new offer (SET Initiation), checked before the merchant records it.
+
+An offer no purchase can complete is refused when it is made, not when a wallet tries to
+pay it. The limits are the protocol's own, taken from setcore rather than copied: the
+LID-M a PInitReq may carry (``setcore.freshness.check_lid``), the order description the
+purchase code will hash (``setcore.purchase.MAX_ORDER_DESCRIPTION_BYTES``), the wire's
+integer sizes (``CurrencyAmount``: an int64 amount, an int32 exponent) and a positive
+amount in an ISO 4217 currency (``setcore.authorization.check_amount``).
+"""
+
+from __future__ import annotations
+
+from clients.errors import ConfigError
+from clients.merchant.records import Money
+from setcore.authorization import check_amount
+from setcore.errors import ProtocolError
+from setcore.freshness import check_lid
+from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
+from setpay.v1 import common_pb2
+
+
+def check_offer(lid_m: bytes, description: bytes, amount: Money) -> None:
+    """Refuse (``ConfigError``, naming the term) an offer no wallet could pay."""
+    try:
+        check_lid(lid_m, "the LID-M")
+    except ProtocolError as exc:
+        raise ConfigError(exc.reason) from None
+    if len(description) > MAX_ORDER_DESCRIPTION_BYTES:
+        raise ConfigError(
+            f"the description is {len(description)} bytes; an order's is at most "
+            f"{MAX_ORDER_DESCRIPTION_BYTES}"
+        )
+    try:
+        wire = common_pb2.CurrencyAmount(
+            currency=amount.currency, amount=amount.minor, exp10=amount.exp10
+        )
+    except ValueError:
+        raise ConfigError(
+            f"amount {amount.minor} in currency {amount.currency} (exponent {amount.exp10}) "
+            "does not fit the protocol's integers"
+        ) from None
+    try:
+        check_amount(wire)
+    except ProtocolError:
+        raise ConfigError(
+            f"amount {amount.minor} in currency {amount.currency}: the amount must be positive "
+            "and the currency an ISO 4217 number (1 to 999)"
+        ) from None

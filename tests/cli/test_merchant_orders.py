@@ -1,0 +1,90 @@
+"""``setpay merchant orders new`` refuses, up front, offers no purchase can complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.errors import UnknownOrder
+from clients.merchant.config import load, write_config
+from clients.merchant.store import MerchantStore
+from clients.peers import PeerConfig
+from setcore.freshness import MAX_LID_BYTES
+from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
+from tests.clients.cli_support import run_cli
+
+# The wire's CurrencyAmount.amount is an int64.
+INT64_MAX = 2**63 - 1
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """A merchant directory: enough configuration to record offers (no bank needed)."""
+    directory = tmp_path / "shop"
+    peer = PeerConfig("127.0.0.1:1", directory / "tls/root.pem")
+    write_config(directory, merchant_id="shop", name="Shop", gateway=peer, ca=peer)
+    return directory
+
+
+def _new(shop: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    return run_cli(["merchant", "--dir", str(shop), "orders", "new", *extra], capsys)
+
+
+def _recorded(shop: Path, lid_m: str) -> bool:
+    store = MerchantStore(load(shop).store)
+    try:
+        store.offer(bytes.fromhex(lid_m))
+    except UnknownOrder:
+        return False
+    finally:
+        store.close()
+    return True
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--amount", "100", "--currency", "0"], "the currency an ISO 4217 number"),
+        (["--amount", "100", "--currency", "1000"], "the currency an ISO 4217 number"),
+        (["--amount", "0"], "the amount must be positive"),
+        (["--amount", str(INT64_MAX + 1)], "does not fit the protocol's integers"),
+        (["--amount", "1", "--currency", "-1"], "does not fit the protocol's integers"),
+    ],
+)
+def test_an_impossible_offer_is_refused(
+    shop: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    lid_m = "0102"
+    code, out, err = _new(shop, capsys, "--description", "a lamp", "--lid-m", lid_m, *args)
+    assert (code, out) == (1, "")
+    assert err.startswith("setpay merchant: ") and says in err and "Traceback" not in err
+    assert not _recorded(shop, lid_m)
+
+
+def test_a_lid_m_over_the_protocol_limit_is_refused(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lid_m = "00" * (MAX_LID_BYTES + 1)
+    code, _, err = _new(shop, capsys, "--description", "d", "--amount", "1", "--lid-m", lid_m)
+    assert code == 1 and "LID-M" in err
+    assert not _recorded(shop, lid_m)
+
+
+def test_a_description_over_the_protocol_limit_is_refused(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = "x" * (MAX_ORDER_DESCRIPTION_BYTES + 1)
+    code, out, err = _new(shop, capsys, "--description", long, "--amount", "100", "--lid-m", "03")
+    assert (code, out) == (1, "")
+    assert f"at most {MAX_ORDER_DESCRIPTION_BYTES}" in err
+    assert not _recorded(shop, "03")
+
+
+def test_the_largest_possible_offer_is_made(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    most = "é" * (MAX_ORDER_DESCRIPTION_BYTES // 2)  # two bytes each in UTF-8
+    code, out, err = _new(shop, capsys, "--description", most, "--amount", str(INT64_MAX),
+                          "--currency", "999", "--lid-m", "ab" * MAX_LID_BYTES)  # fmt: skip
+    assert (code, err) == (0, "")
+    assert f'"amount": {INT64_MAX}' in out
+    assert _recorded(shop, "ab" * MAX_LID_BYTES)
