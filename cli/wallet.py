@@ -25,25 +25,21 @@ from clients.errors import ClientError
 from clients.identity import read_root
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
-from clients.wallet.purchases import (
-    MAX_DESCRIPTION_BYTES,
-    Initiation,
-    PurchaseBook,
-    PurchaseRecord,
-)
+from clients.wallet.purchases import Initiation, PurchaseBook, PurchaseRecord
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
 from setcore.pan import PAN, InvalidPAN
 from setcore.profiles import PROFILES, profile_named
+from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
 
 DIR_ENV = "SETPAY_WALLET_DIR"
 # A card file from the bank is a few fields; anything larger is the wrong file.
 MAX_CARD_FILE_BYTES = 4096
-# An initiation is a few fields and a description (at most MAX_DESCRIPTION_BYTES, which
-# JSON escaping can grow sixfold); anything larger is the wrong file.
-MAX_INITIATION_FILE_BYTES = 8 * MAX_DESCRIPTION_BYTES
+# An initiation is a few fields and a description (at most MAX_ORDER_DESCRIPTION_BYTES,
+# which JSON escaping can grow sixfold); anything larger is the wrong file.
+MAX_INITIATION_FILE_BYTES = 8 * MAX_ORDER_DESCRIPTION_BYTES
 # What a SET Initiation must name; exp10 defaults to 2 (cents).
 INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 

@@ -33,6 +33,7 @@ from setcore.credentials import Credentials
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import (
+    MAX_ORDER_DESCRIPTION_BYTES,
     CardData,
     Order,
     PurchaseState,
@@ -56,8 +57,6 @@ INQUIRY_DEADLINE_SECONDS = 10.0
 PURCHASE_DEADLINE_SECONDS = 45.0
 # LID-C: the wallet's own label for a transaction.
 LID_BYTES = 16
-# An order description is agreed out of band; setcore bounds what it will hash.
-MAX_DESCRIPTION_BYTES = 4096
 # The state of a purchase whose PReq left and whose PRes has not been verified yet: the
 # wallet's own word, not a CompletionCode (the merchant may or may not have the order).
 SENT = "SENT"
@@ -80,9 +79,11 @@ class Initiation:
     exp10: int = 2
 
     def order(self) -> Order:
-        """The order as the purchase protocol takes it."""
-        if len(self.description) > MAX_DESCRIPTION_BYTES:
-            raise ConfigError(f"an order description is at most {MAX_DESCRIPTION_BYTES} bytes")
+        """The order as the purchase protocol takes it (a description setcore will hash)."""
+        if len(self.description) > MAX_ORDER_DESCRIPTION_BYTES:
+            raise ConfigError(
+                f"an order description is at most {MAX_ORDER_DESCRIPTION_BYTES} bytes"
+            )
         amount = common_pb2.CurrencyAmount(
             currency=self.currency, amount=self.amount, exp10=self.exp10
         )
