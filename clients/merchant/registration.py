@@ -7,7 +7,11 @@ and every check of the CA's answers are setcore's (``setcore.registration_mercha
 
 A request the CA pends is polled with CertInq a few times; if still pended, what is
 needed to ask again later (no secret: the keys stay in the backend) is kept in
-``registration.json`` and the next ``register`` resumes from it.
+``registration.json`` and the next ``register`` resumes from it. The same file is kept
+while the two issued certificates are stored, one after the other, and removed only once
+both are: a backend that fails between the two leaves a registration the next
+``register`` finishes (CertInq returns the certificates again), not a half-certified
+merchant that can neither register nor open.
 """
 
 from __future__ import annotations
@@ -161,12 +165,16 @@ class MerchantRegistrar:
             self._save_pending(state)
             log.info("CertReq pended by the Merchant CA; run register again later")
             return Registered(result.status)
-        self._pending_path.unlink(missing_ok=True)
         if not result.complete or result.signature is None or result.key_exchange is None:
+            self._pending_path.unlink(missing_ok=True)
             raise RegistrationError(f"the Merchant CA refused: {name}", result.status)
+        # The backend stores one certificate at a time: until both are in, what resumes
+        # the registration stays on disk.
+        self._save_pending(state)
         self._backend.store_certificate(state.signature_key, result.signature.der)
         self._backend.store_certificate(state.key_exchange_key, result.key_exchange.der)
         write_certificates(self._config.chain, result.chain)
+        self._pending_path.unlink()
         log.info(
             "registered merchant %s: signature certificate %s, key exchange %s",
             self._config.merchant_id, result.signature.thumbprint.hex()[:8],
@@ -211,7 +219,7 @@ class MerchantRegistrar:
             )  # fmt: skip
         except (OSError, ValueError, KeyError, KeyNotFound) as exc:
             raise RegistrationError(f"{self._pending_path} cannot be resumed: {exc}") from exc
-        log.info("resuming the pended registration with CertInq")
+        log.info("resuming the unfinished registration with CertInq")
         inquiry, state = build_merchant_cert_inquiry(self._backend, state)
         result = open_merchant_cert_response(self._authority.cert_inq(inquiry), state, self._trust)
         return self._finish(result, state)
