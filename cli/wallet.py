@@ -7,8 +7,10 @@
     setpay wallet [--dir DIR] show
 
 The passphrase that seals the card comes from $SETPAY_WALLET_PASSPHRASE or the
-configured passphrase file. ``CARD.json`` is what ``setpay bank open-account --card-out``
-wrote. Output shows the card as BIN and last four only.
+configured passphrase file; a ``soft:DIR`` keystore whose key URI names no pin-source
+(``keys = "soft:keys"``, the default) reads its own from $SETPAY_KEYSTORE_PASSPHRASE.
+``CARD.json`` is what ``setpay bank open-account --card-out`` wrote. Output shows the
+card as BIN and last four only.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
 from clients.wallet.purchases import Initiation, PurchaseBook, PurchaseRecord
 from clients.wallet.runtime import Wallet
+from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
+from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
 from setcore.errors import SetcoreError
 from setcore.pan import PAN, InvalidPAN
 from setcore.profiles import PROFILES, profile_named
@@ -46,7 +50,16 @@ INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the subcommand."""
-    p = sub.add_parser("wallet", help="the cardholder's wallet: register, purchase, inquire")
+    p = sub.add_parser(
+        "wallet",
+        help="the cardholder's wallet: register, purchase, inquire",
+        description=(
+            f"The cardholder's wallet. The card is sealed under ${CARD_PASSPHRASE_ENV} (or "
+            f"wallet.toml's passphrase_file); a soft: keystore whose key URI names no "
+            f'pin-source (keys = "soft:keys", the default) reads its passphrase from '
+            f"${KEYSTORE_PASSPHRASE_ENV}."
+        ),
+    )
     p.add_argument(
         "--dir", type=Path, default=Path(os.environ.get(DIR_ENV, ".")),
         help=f"wallet directory holding {CONFIG_FILE} (default ${DIR_ENV} or .)",

@@ -15,7 +15,9 @@ Example::
 
     [wallet]
     brand = "setpay"
-    keys = "soft:keys"               # or pkcs11:module=...;token=...;pin-source=file:...
+    keys = "soft:keys"               # passphrase from $SETPAY_KEYSTORE_PASSPHRASE; or
+                                     # soft:keys;pin-source=file:keys.pass, or
+                                     # pkcs11:module=...;token=...;pin-source=file:...
     key_label = "cardholder-sig"
     passphrase_file = "passphrase"   # else $SETPAY_WALLET_PASSPHRASE
 

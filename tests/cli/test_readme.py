@@ -1,0 +1,76 @@
+"""The README's commands and configuration examples are ones setpay accepts as written."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from cli.main import build_parser
+from clients.merchant.config import load as load_merchant
+from clients.wallet.config import load as load_wallet
+from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
+from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def _setpay_commands() -> list[list[str]]:
+    """Every ``setpay`` command of the README's shell blocks, without comment or redirection."""
+    commands = []
+    for block in _blocks("sh"):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["setpay"]:
+                commands.append(words[1 : words.index(">")] if ">" in words else words[1:])
+    return commands
+
+
+def test_the_readme_opens_with_make_demo_and_make_test() -> None:
+    first = _blocks("sh")[0]
+    assert README.startswith("# setpay\n\n```sh\n")
+    assert [shlex.split(line, comments=True) for line in first.splitlines()] == [
+        ["make", "demo"], ["make", "test"]
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", _setpay_commands(), ids=" ".join)
+def test_each_setpay_command_parses(argv: list[str]) -> None:
+    build_parser().parse_args(argv)
+
+
+def test_first_registrations_pin_the_brand_root() -> None:
+    """A new merchant or wallet directory has no pinned root: register needs --root."""
+    registers = [argv for argv in _setpay_commands() if "register" in argv]
+    assert {argv[0] for argv in registers} == {"merchant", "wallet"}
+    for argv in registers:
+        assert "--root" in argv, " ".join(argv)
+
+
+def test_the_configuration_examples_load(tmp_path: Path) -> None:
+    merchant_toml, wallet_toml = _blocks("toml")
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "merchant.toml").write_text(merchant_toml)
+    assert load_merchant(tmp_path / "shop", env={}).merchant_id == "demo-shop"
+    (tmp_path / "wallet").mkdir()
+    (tmp_path / "wallet" / "wallet.toml").write_text(wallet_toml)
+    wallet = load_wallet(tmp_path / "wallet", env={})
+    assert wallet.keys == "soft:keys" and wallet.passphrase_file is None
+
+
+def test_the_passphrases_the_wallet_reads_are_documented(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """soft:keys without a pin-source reads the keystore's passphrase from the environment."""
+    for name in (KEYSTORE_PASSPHRASE_ENV, CARD_PASSPHRASE_ENV):
+        assert name in README
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["wallet", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert KEYSTORE_PASSPHRASE_ENV in shown and CARD_PASSPHRASE_ENV in shown
