@@ -6,11 +6,13 @@
     setpay merchant [--dir DIR] capture ORDER [--amount N]
     setpay merchant [--dir DIR] refund ORDER [--amount N]
     setpay merchant [--dir DIR] reverse (ORDER [--keep N] | --capture OP | --credit OP)
-    setpay merchant [--dir DIR] batch {open,close,purge,query} [--batch ID] [--details N]
+    setpay merchant [--dir DIR] batch open [--batch ID] [--details N]
+    setpay merchant [--dir DIR] batch {close,purge,query} --batch ID [--details N]
 
 ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a capture's or
 refund's id as the capture and refund commands print it. Output shows ids shortened and
-never a card number: the merchant never has one.
+never a card number: the merchant never has one. A command the gateway refuses (a capture
+refused, a batch unknown) exits 1.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ _BATCH_OPERATIONS = {
     "close": gateway_admin_pb2.BATCH_OPERATION_CLOSE,
     "purge": gateway_admin_pb2.BATCH_OPERATION_PURGE,
     "query": gateway_admin_pb2.BATCH_OPERATION_REQUEST,
+}
+_BATCH_HELP = {
+    "open": "open a batch",
+    "close": "close a batch: its captures and refunds go to settlement",
+    "purge": "retire the detail of a closed batch",
+    "query": "show a batch's totals (and, with --details, its transactions)",
 }
 
 
@@ -108,9 +116,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     what.add_argument("--credit", metavar="OP", help="reverse this refund (its id)")
 
     b = ops.add_parser("batch", help="settlement batches at the gateway")
-    b.add_argument("operation", choices=sorted(_BATCH_OPERATIONS))
-    b.add_argument("--batch", default="", help="batch id (open may leave it to the gateway)")
-    b.add_argument("--details", type=int, default=0, help="list up to N transactions")
+    b_ops = b.add_subparsers(dest="operation", required=True)
+    for name, text in _BATCH_HELP.items():
+        one = b_ops.add_parser(name, help=text)
+        if name == "open":
+            one.add_argument("--batch", default="", metavar="ID", help="default: the gateway's")
+        else:  # the gateway cannot guess which batch to close, purge or show
+            one.add_argument("--batch", required=True, metavar="ID", help="the batch's id")
+        one.add_argument(
+            "--details", type=int, default=0, metavar="N", help="list up to N transactions"
+        )
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -227,10 +242,14 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
             result = settlement.batch(_BATCH_OPERATIONS[args.operation], args.batch, page=page)
             data = result.data
             status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
+            named = f"batch {data.batch_id or args.batch or '-'}: "
+            named += status.removeprefix("BATCH_ADMIN_STATUS_")
+            if data.status != gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS:
+                print(named)
+                return 1
             summary = data.batch_status
             print(
-                f"batch {data.batch_id or '-'}: {status.removeprefix('BATCH_ADMIN_STATUS_')}"
-                f"{' closed' if summary.closed else ''}; captured "
+                f"{named}{' closed' if summary.closed else ''}; captured "
                 f"{summary.captured_total.amount} in {summary.capture_count}, refunded "
                 f"{summary.credited_total.amount} in {summary.credit_count}"
             )

@@ -1,0 +1,43 @@
+"""``setpay merchant batch``: which operations need a batch id, and what a refusal exits with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.merchant.config import write_config
+from clients.peers import PeerConfig
+from tests.clients import conftest as clients_conftest
+from tests.clients.cli_support import run_cli
+from tests.clients.conftest import MerchantFactory
+
+# The client tests' bank and merchants, for the one test here that needs a gateway.
+bank = clients_conftest.bank
+make_merchant = clients_conftest.make_merchant
+
+
+@pytest.mark.parametrize("operation", ["close", "purge", "query"])
+def test_a_batch_operation_on_one_batch_requires_its_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], operation: str
+) -> None:
+    """Refused by the command line itself, naming the option: nothing reaches the gateway
+    (there is none here)."""
+    directory = tmp_path / "shop"
+    peer = PeerConfig("127.0.0.1:1", directory / "tls/root.pem")
+    write_config(directory, merchant_id="shop", name="Shop", gateway=peer, ca=peer)
+    with pytest.raises(SystemExit) as exited:
+        run_cli(["merchant", "--dir", str(directory), "batch", operation], capsys)
+    assert exited.value.code == 2
+    assert "--batch" in capsys.readouterr().err
+
+
+def test_a_batch_operation_the_gateway_refuses_exits_1(
+    make_merchant: MerchantFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    merchant = make_merchant("m-cli-batch")
+    base = ["merchant", "--dir", str(merchant.config.base_dir), "batch"]
+    status, out, err = run_cli([*base, "close", "--batch", "nope"], capsys)
+    assert status == 1 and "BATCH_UNKNOWN" in out + err
+    status, out, _ = run_cli([*base, "open"], capsys)
+    assert status == 0 and "SUCCESS" in out
