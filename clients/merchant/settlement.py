@@ -74,6 +74,14 @@ _BUILD = {
     OperationKind.CREDIT: build_credit_request,
     OperationKind.CREDIT_REVERSAL: build_credit_reversal_request,
 }
+# The SET message each kind of operation is sent as, for the log.
+_REQUEST_NAME = {
+    OperationKind.CAPTURE: "CapReq",
+    OperationKind.CAPTURE_REVERSAL: "CapRevReq",
+    OperationKind.CREDIT: "CredReq",
+    OperationKind.CREDIT_REVERSAL: "CredRevReq",
+    OperationKind.AUTH_REVERSAL: "AuthRevReq",
+}
 _KIND_OF = {
     OperationKind.CAPTURE_REVERSAL: CAPTURE_REVERSAL,
     OperationKind.CREDIT: CREDIT,
@@ -214,7 +222,7 @@ class Settlement:
         operation = self._store.add_operation(
             order.xid, kind, rrpid, money, wire, digest, original or None
         )
-        log.info("order %s: %s %s for %s", order.short_id, kind.value, short(rrpid), money)
+        log.info("order %s: %s %s for %s", order.short_id, _REQUEST_NAME[kind], short(rrpid), money)
         return self._send(operation)
 
     def _request(
