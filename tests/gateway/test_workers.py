@@ -417,6 +417,18 @@ def test_worker_count_comes_from_file_environment_or_cpus(tmp_path: Path) -> Non
         load(path, env={"SETPAY_METRICS_PORT": "70000"})
 
 
+@pytest.mark.parametrize("expiry", [0, -1, 30 * 24 * 3600 * 1000 + 1])
+def test_a_hold_expiry_the_ledger_would_refuse_is_refused_at_load(
+    tmp_path: Path, expiry: int
+) -> None:
+    path = tmp_path / "setpay.toml"
+    path.write_text(f"[gateway]\ninsecure = true\n[ledger]\nhold_expiry_ms = {expiry}\n")
+    with pytest.raises(ConfigError, match=r"ledger\.hold_expiry_ms must be between 1 and"):
+        load(path, env={})
+    path.write_text("[gateway]\ninsecure = true\n[ledger]\nhold_expiry_ms = 86400000\n")
+    assert load(path, env={}).hold_expiry_ms == 86_400_000
+
+
 def test_scheduling_policy_is_batch_unless_configured(tmp_path: Path) -> None:
     path = tmp_path / "setpay.toml"
     path.write_text("[gateway]\ninsecure = true\n")
