@@ -328,7 +328,7 @@ class Pkcs11Backend(KeyBackend):
         self._link.check_health()
 
     def close(self) -> None:
-        """Close every session and log out; the backend is unusable afterwards."""
+        """Close every session (see ``TokenLink.close``); the backend is unusable afterwards."""
         self._link.close()
 
     def _add(

@@ -1,25 +1,40 @@
-"""The PKCS#11 login calls python-pkcs11 0.10 does not offer, on its own loaded module.
+"""Logging in to a token: C_Login on an open session, and the latch on a refused PIN.
 
-python-pkcs11 logs in only inside ``Token.open(user_pin=...)`` and cannot tell whether a
-session is still logged in. ``LoginCalls`` reaches the two functions needed for that,
-``C_GetSessionInfo`` and (see ``TokenLink``) ``C_Login``, through the module's own
-function list (``C_GetFunctionList``), on the same library python-pkcs11 loaded:
-``dlopen`` of a loaded library returns that library, so these calls see the same
-sessions and login state. Call them with the module lock held, like every other call.
+python-pkcs11 0.10 logs in only inside ``Token.open(user_pin=...)``, which leaves the
+session it opened behind when C_Login fails, and it cannot tell whether a session is
+still logged in. ``LoginCalls`` reaches ``C_Login`` and ``C_GetSessionInfo`` through
+the module's own function list (``C_GetFunctionList``), on the same library
+python-pkcs11 loaded: ``dlopen`` of a loaded library returns that library, so these
+calls see the same sessions and login state. Call them with the module lock held, like
+every other call. The structures are the PKCS#11 2.40 layouts with the platform's
+default alignment, as on Linux and other Unix systems (Windows modules pack them to one
+byte; setpay does not run there).
 
-The structures below are the PKCS#11 2.40 layouts with the platform's default alignment,
-as on Linux and other Unix systems (Windows modules pack them to one byte; setpay does
-not run there).
+A real HSM locks the user PIN after a few wrong tries, so a refused PIN must not be
+offered again on every call after a reconnect. ``PinLatch`` remembers a refusal with an
+identity of the PIN source as it was read (a file's device, inode, modification time
+and size; an environment variable's value under a keyed hash made for this latch and
+kept only in memory) and refuses further logins, with the same error and without
+calling C_Login, until that identity changes.
 
-Errors raised: ``PermanentBackendError`` when the module's function list is unusable.
+Errors raised: ``PermanentBackendError`` (the module's function list is unusable, or a
+latched PIN refusal) and python-pkcs11 exceptions for C_Login's return codes.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Hashable
 from typing import Any
 
+from pkcs11 import exceptions as p11
+
 from hsm.errors import PermanentBackendError
+from hsm.pinsource import PinSource
 
 #: CK_FUNCTION_LIST up to the last entry used here, in the order PKCS#11 2.40 fixes.
 _FUNCTION_NAMES = (
@@ -48,6 +63,35 @@ _FUNCTION_NAMES = (
 _USER_STATES = frozenset({1, 3})  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS
 
 _CKR_OK = 0
+_CKR_USER_ALREADY_LOGGED_IN = 0x100
+_CKU_USER = 1
+
+#: What C_Login may return, as the exceptions python-pkcs11 raises for those codes (it
+#: keeps its own table private). Anything else becomes the bare PKCS11Error it raises
+#: for unmapped codes, which ``hsm.ckr`` reads the same way.
+_LOGIN_ERRORS: dict[int, type[p11.PKCS11Error]] = {
+    0x002: p11.HostMemory,
+    0x005: p11.GeneralError,
+    0x006: p11.FunctionFailed,
+    0x007: p11.ArgumentsBad,
+    0x030: p11.DeviceError,
+    0x031: p11.DeviceMemory,
+    0x032: p11.DeviceRemoved,
+    0x050: p11.FunctionCancelled,
+    0x0A0: p11.PinIncorrect,
+    0x0A1: p11.PinInvalid,
+    0x0A2: p11.PinLenRange,
+    0x0A3: p11.PinExpired,
+    0x0A4: p11.PinLocked,
+    0x0B0: p11.SessionClosed,
+    0x0B3: p11.SessionHandleInvalid,
+    0x0E0: p11.TokenNotPresent,
+    0x0E1: p11.TokenNotRecognised,
+    0x101: p11.UserNotLoggedIn,
+    0x102: p11.UserPinNotInitialized,
+    0x104: p11.AnotherUserAlreadyLoggedIn,
+    0x105: p11.UserTooManyTypes,
+}
 
 _ulong = ctypes.c_ulong
 
@@ -80,6 +124,20 @@ class LoginCalls:
         self._get_session_info: Any = None
         self._login: Any = None
 
+    def log_in(self, session: Any, pin: str) -> None:
+        """C_Login as the normal user on this python-pkcs11 session.
+
+        Already logged in (by another backend of this process: login state belongs to
+        the process) counts as success.
+        """
+        self._load()
+        secret = pin.encode("utf-8")
+        rv = self._login(session.handle, _CKU_USER, secret, len(secret))
+        if rv in (_CKR_OK, _CKR_USER_ALREADY_LOGGED_IN):
+            return
+        error = _LOGIN_ERRORS.get(rv)
+        raise error() if error else p11.PKCS11Error(f"Unmapped error code {hex(rv)}")
+
     def logged_in(self, session: Any) -> bool:
         """True if the normal user is logged in on this python-pkcs11 session."""
         self._load()
@@ -109,3 +167,40 @@ class LoginCalls:
         self._get_session_info = _GetSessionInfo(functions.C_GetSessionInfo)
         self._login = _Login(functions.C_Login)
         self._library = library
+
+
+class PinLatch:
+    """Remembers a refused PIN until its source changes (see the module docstring)."""
+
+    def __init__(self, source: PinSource) -> None:
+        self._source = source
+        # Keys the hash of an environment PIN: equal values are recognized, but the
+        # hash alone, should it ever be seen, cannot be checked against guesses.
+        self._key = secrets.token_bytes(32)
+        self._refused: tuple[Hashable, str] | None = None
+
+    def identity(self) -> Hashable:
+        """What the PIN source is now: compared, never shown."""
+        if self._source.kind == "env":
+            value = os.environ.get(self._source.location)
+            if value is None:
+                return ("env", None)
+            return ("env", hmac.new(self._key, value.encode(), hashlib.sha256).digest())
+        try:
+            found = os.stat(self._source.location)
+        except OSError as exc:
+            return ("file", exc.errno)
+        return ("file", found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
+
+    def check(self) -> None:
+        """Raise the latched refusal again if the PIN source has not changed since."""
+        if self._refused is None:
+            return
+        identity, message = self._refused
+        if self.identity() == identity:
+            raise PermanentBackendError(message)
+        self._refused = None
+
+    def latch(self, identity: Hashable, message: str) -> None:
+        """Remember that the PIN read from the source as ``identity`` was refused."""
+        self._refused = (identity, message)

@@ -9,7 +9,8 @@ token call goes through ``TokenLink.run``, which:
 3. reconnects if needed: after a fork, after anyone re-initialized the module, after the
    token went away. Reconnecting = re-initialize, find the token by label or serial
    (never slot number), log in, under an exclusive file lock shared by every process
-   using that token, with bounded attempts. A wrong PIN is never retried;
+   using that token, with bounded attempts. A wrong PIN is never retried, and once
+   refused it is not offered again until the PIN source changes (``hsm.token_login``);
 4. validates the leased session (same process, same module generation) or opens one;
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
    and retry once (token lost, logged out), to drop the object caches and retry once on
@@ -23,8 +24,8 @@ without a restart. Logins and re-logins are reported to the observer ("login",
 
 Known limit: if two backends in one process use the same token, the second finds the
 process already logged in (CKR_USER_ALREADY_LOGGED_IN, taken as success) and its PIN is
-not checked by the token; and closing either logs both out (the other logs in again on
-its next call).
+not checked by the token. Closing a backend closes its own sessions and logs nobody out
+explicitly: the token ends the process's login when its last session there closes.
 
 Errors raised: ``TransientBackendError``, ``PermanentBackendError``, ``KeyNotFound`` and
 the translations of ``hsm.ckr``.
@@ -57,7 +58,7 @@ from hsm.filelock import exclusive_lock
 from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
 from hsm.session_pool import Lease, PoolStats, SessionPool
-from hsm.token_login import LoginCalls
+from hsm.token_login import LoginCalls, PinLatch
 
 T = TypeVar("T")
 
@@ -155,6 +156,7 @@ class TokenLink:
         self._observer = observer
         self._cryptoki = cryptoki(config.module)
         self._calls = LoginCalls(self._cryptoki.path)
+        self._pin_latch = PinLatch(config.pin_source)
         self._pool: SessionPool[TokenSession] = SessionPool(
             config.pool_size, config.pool_wait_seconds
         )
@@ -253,7 +255,11 @@ class TokenLink:
                 raise TransientBackendError(f"{self.name} is not present")
 
     def close(self) -> None:
-        """Close every session (logging out); later calls raise ``PermanentBackendError``."""
+        """Close every session; later calls raise ``PermanentBackendError``.
+
+        The process's login ends with its last session on the token, so closing the
+        only backend on a token logs out, and closing one of two does not.
+        """
         with self._cryptoki.lock:
             self._forget_sessions()
             self._closed = True
@@ -274,6 +280,8 @@ class TokenLink:
             self._connect()
 
     def _connect(self) -> None:
+        # Before any lock, restart or observer report: a latched refusal tries nothing.
+        self._pin_latch.check()
         op = "relogin" if self._logins else "login"
         with (
             observed(self._observer, op, ""),
@@ -295,14 +303,22 @@ class TokenLink:
                         self._cryptoki.reinitialize()
                     library = self._cryptoki.library()
                     token = self._find_token(library)
+                    # Taken before the PIN is read: a source changed in between is at
+                    # worst offered once more, never latched with a PIN not yet tried.
+                    pin_identity = self._pin_latch.identity()
                     login = self._log_in(token)
                     mechanisms = frozenset(token.slot.get_mechanisms())
                 except p11.PKCS11Error as exc:
                     if fault_of(exc) is Fault.PIN:
-                        raise PermanentBackendError(
-                            f"{self.name}: login refused ({ckr_name(exc)}); "
-                            f"check the PIN from {self.config.pin_source.describe()}"
-                        ) from exc
+                        source = self.config.pin_source.describe()
+                        message = (
+                            f"{self.name}: login refused ({ckr_name(exc)}); check the PIN "
+                            f"from {source} (not tried again until {source} changes)"
+                        )
+                        self._pin_latch.latch(pin_identity, message)
+                        # The token answered: no module restart is needed to try again.
+                        self._failed_connects = 0
+                        raise PermanentBackendError(message) from exc
                     last = exc
                     if isinstance(exc, p11.NoSuchToken) and self._logins and (restart or attempt):
                         # Known token, fresh rescan, still absent: it is gone. Fail fast;
@@ -333,12 +349,17 @@ class TokenLink:
         )
 
     def _log_in(self, token: Any) -> Any:
+        """A new session, logged in; closed again if the login fails."""
         pin = self.config.pin_source.read()
+        # Not Token.open(user_pin=...): it leaves its session open when C_Login fails.
+        session = token.open(rw=True)
         try:
-            return token.open(rw=True, user_pin=pin)
-        except p11.UserAlreadyLoggedIn:
-            # Login state is per process: another backend here already logged in.
-            return token.open(rw=True)
+            self._calls.log_in(session, pin)
+        except BaseException:
+            with contextlib.suppress(p11.PKCS11Error):
+                session.close()
+            raise
+        return session
 
     def _session_for(self, lease: Lease[TokenSession]) -> TokenSession:
         """The lease's session if still valid (validated on borrow), else a new one."""

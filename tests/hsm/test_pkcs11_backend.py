@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,14 +27,13 @@ from hsm.errors import (
     PermanentBackendError,
     UnsupportedAlgorithm,
 )
-from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_objects import key_id
 from hsm.token_session import TokenSession
 from hsm.uri import open_backend
 
 from .keycheck import encapsulate, public_pem, verify
-from .testbed import SoftHsm, SoftToken, pkcs11_tool, run_tool
+from .testbed import CountingPinSource, SoftHsm, SoftToken, pkcs11_tool, run_tool
 
 DATA = b"payment instructions to be signed"
 
@@ -303,18 +302,6 @@ def test_backend_inherited_through_fork_reinitializes(backend: Pkcs11Backend) ->
     verify(key.public_key, backend.sign(key, DATA), DATA)
 
 
-@dataclass(frozen=True)
-class CountingPinSource(PinSource):
-    """A real PIN file source that counts how often the PIN is read."""
-
-    reads: list[str] = field(default_factory=list, compare=False)
-
-    def read(self) -> str:
-        """Read the PIN file, noting the read."""
-        self.reads.append("read")
-        return super().read()
-
-
 @pytest.mark.integration
 def test_wrong_pin_is_permanent_immediate_and_not_shown(token: SoftToken, tmp_path: Path) -> None:
     wrong_file = tmp_path / "wrong.pin"
@@ -364,7 +351,7 @@ def test_two_backends_on_one_token_survive_each_other(token: SoftToken) -> None:
     second = Pkcs11Backend(token.config())  # the process is already logged in
     key = first.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     verify(key.public_key, second.sign(second.get("k"), DATA), DATA)
-    first.close()  # logs the whole process out
+    first.close()
     verify(key.public_key, second.sign(second.get("k"), DATA), DATA)
     second.close()
 

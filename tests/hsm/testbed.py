@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,18 @@ class SoftToken:
     def uri(self) -> str:
         """The key URI of this token."""
         return f"pkcs11:module={SOFTHSM_MODULE};token={self.label};pin-source=file:{self.pin_file}"
+
+
+@dataclass(frozen=True)
+class CountingPinSource(PinSource):
+    """A real PIN source that counts how often the PIN is read."""
+
+    reads: list[str] = field(default_factory=list, compare=False)
+
+    def read(self) -> str:
+        """Read the PIN, noting the read."""
+        self.reads.append("read")
+        return super().read()
 
 
 class SoftHsm:

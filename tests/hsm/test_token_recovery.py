@@ -1,0 +1,170 @@
+"""Reconnecting to a token without hurting it or its neighbours.
+
+A real HSM locks its user PIN after a few wrong tries, and a module restart logs out
+every backend of the process: these tests count logins, PIN reads and restarts while a
+token goes away, comes back with a wrong PIN, or stays away.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hsm.base import KeyAlgorithm, KeyUsage
+from hsm.cryptoki import cryptoki
+from hsm.errors import PermanentBackendError, TransientBackendError
+from hsm.pinsource import PinSource
+from hsm.pkcs11 import Pkcs11Backend
+
+from .testbed import SOFTHSM_MODULE, CountingPinSource, SoftToken
+
+DATA = b"payment instructions to be signed"
+
+
+def _write_pin(path: Path, pin: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(pin + "\n")
+
+
+class _SessionInfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_ulong) for name in ("slot", "state", "flags", "error")]
+
+
+def _open_sessions(label: str) -> int:
+    """Sessions this process has open on the token, found by asking SoftHSM each handle.
+
+    SoftHSM numbers sessions from 1 after each C_Initialize; a probe session opened now
+    gets the highest handle so far, which bounds the search.
+    """
+    module = cryptoki(SOFTHSM_MODULE)
+    with module.lock:
+        token = module.library().get_token(token_label=label)
+        probe = token.open()
+        highest = probe.handle
+        probe.close()
+        softhsm = ctypes.CDLL(SOFTHSM_MODULE)
+        count = 0
+        for handle in range(1, highest):
+            info = _SessionInfo()
+            if softhsm.C_GetSessionInfo(ctypes.c_ulong(handle), ctypes.byref(info)) == 0:
+                count += info.slot == token.slot.slot_id
+        return count
+
+
+@pytest.mark.integration
+def test_refused_pin_is_not_tried_again_until_the_pin_source_changes(
+    token: SoftToken, tmp_path: Path
+) -> None:
+    events: list[tuple[str, str | None]] = []
+    source = CountingPinSource("file", str(token.pin_file))
+    backend = Pkcs11Backend(
+        replace(token.config(), pin_source=source),
+        lambda op, _a, _s, error: events.append((op, error)),
+    )
+    try:
+        key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        backend.sign(key, DATA)
+        # The token goes away; while it is away its PIN changes (or the file is broken).
+        token.directory.rename(tmp_path / "away")
+        with pytest.raises(TransientBackendError):
+            backend.sign(key, DATA)
+        _write_pin(token.pin_file, "wrong-pin-000")
+        (tmp_path / "away").rename(token.directory)
+        reads, events_before = len(source.reads), len(events)
+        for _ in range(10):
+            with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
+                backend.sign(key, DATA)
+        for _ in range(3):
+            with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
+                backend.check_health()
+        assert len(source.reads) - reads == 1
+        logins = [e for e in events[events_before:] if e[0] in ("login", "relogin")]
+        assert logins == [("relogin", "PermanentBackendError")]
+        # The operator fixes the PIN file: the next call logs in with it.
+        _write_pin(token.pin_file, token.pin)
+        backend.sign(key, DATA)
+        backend.check_health()
+        assert len(source.reads) - reads == 2
+    finally:
+        backend.close()
+
+
+@pytest.mark.integration
+def test_refused_pin_from_the_environment_waits_for_a_new_value(
+    token: SoftToken, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SETPAY_TEST_TOKEN_PIN", token.pin)
+    source = CountingPinSource("env", "SETPAY_TEST_TOKEN_PIN")
+    backend = Pkcs11Backend(replace(token.config(), pin_source=source))
+    try:
+        key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        token.directory.rename(tmp_path / "away")
+        with pytest.raises(TransientBackendError):
+            backend.sign(key, DATA)
+        monkeypatch.setenv("SETPAY_TEST_TOKEN_PIN", "wrong-pin-000")
+        (tmp_path / "away").rename(token.directory)
+        reads = len(source.reads)
+        for _ in range(5):
+            with pytest.raises(PermanentBackendError, match="PinIncorrect") as caught:
+                backend.sign(key, DATA)
+            assert "wrong-pin-000" not in str(caught.value)
+        assert len(source.reads) - reads == 1
+        monkeypatch.setenv("SETPAY_TEST_TOKEN_PIN", token.pin)
+        backend.sign(key, DATA)
+    finally:
+        backend.close()
+
+
+@pytest.mark.integration
+def test_refused_login_leaves_no_session_open(token: SoftToken, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.pin"
+    _write_pin(wrong, "wrong-pin-000")
+    with pytest.raises(PermanentBackendError, match="PinIncorrect"):
+        Pkcs11Backend(replace(token.config(), pin_source=PinSource("file", str(wrong))))
+    assert _open_sessions(token.label) == 0
+
+
+def _log_process_out(label: str) -> None:
+    """C_Logout from outside the backend: the whole process loses its login on the token."""
+    module = cryptoki(SOFTHSM_MODULE)
+    with module.lock:
+        session = module.library().get_token(token_label=label).open()
+        assert ctypes.CDLL(SOFTHSM_MODULE).C_Logout(ctypes.c_ulong(session.handle)) == 0
+        session.close()
+
+
+@pytest.mark.integration
+def test_dropped_login_is_restored_on_the_next_call(token: SoftToken) -> None:
+    events: list[tuple[str, str | None]] = []
+    backend = Pkcs11Backend(token.config(), lambda op, _a, _s, error: events.append((op, error)))
+    try:
+        key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        backend.sign(key, DATA)  # the key's handle is cached
+        _log_process_out(token.label)
+        # The cached handle is dead and the key invisible: logged out, not deleted.
+        backend.sign(key, DATA)
+        assert ("relogin", None) in events
+        assert backend.list_keys() == [key]
+    finally:
+        backend.close()
+
+
+@pytest.mark.integration
+def test_closing_one_backend_keeps_the_other_logged_in(token: SoftToken) -> None:
+    events: list[tuple[str, str | None]] = []
+    first = Pkcs11Backend(token.config())
+    second = Pkcs11Backend(token.config(), lambda op, _a, _s, error: events.append((op, error)))
+    try:
+        key = first.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        second.sign(second.get("k"), DATA)
+        first.close()  # closes its sessions only: no C_Logout for the whole process
+        second.sign(second.get("k"), DATA)
+        assert [op for op, _ in events] == ["login", "sign", "sign"]
+        assert second.get("k").public_key == key.public_key
+    finally:
+        second.close()
