@@ -19,8 +19,9 @@ token call goes through ``TokenLink.run``, which:
 
 When the token disappears, operations and ``check_health`` raise
 ``TransientBackendError``; once it is back, the next call reconnects and logs in again,
-without a restart. Logins and re-logins are reported to the observer ("login",
-"relogin").
+without a restart. While it is away, the module is restarted to look for it at most
+once per ``ABSENT_RESCAN_SECONDS``: a restart logs out every backend of the process.
+Logins and re-logins are reported to the observer ("login", "relogin").
 
 Known limit: if two backends in one process use the same token, the second finds the
 process already logged in (CKR_USER_ALREADY_LOGGED_IN, taken as success) and its PIN is
@@ -82,6 +83,13 @@ LOGIN_RETRY_PAUSE_SECONDS = 0.02
 
 #: Longest wait for another process's login (or key generation) to finish.
 LOCK_TIMEOUT_SECONDS = 30.0
+
+#: While a known token is absent, the shortest time between two module restarts made to
+#: look for it. A restart (C_Finalize + C_Initialize) kills every session of the process,
+#: so every other token's backend must log in again; a health watcher polling an absent
+#: token would otherwise cause that on each poll. Calls in between get the cached
+#: "not present" at no cost, and a token that is put back is used within this time.
+ABSENT_RESCAN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class TokenLink:
         self._closed = False
         self._logins = 0
         self._failed_connects = 0
+        # When our last rescan found the known token absent (time.monotonic()), or None.
+        self._absent_at: float | None = None
         self._epoch = 0
         self.mechanisms: frozenset[Mechanism] = frozenset()
         lock_key = "\0".join(
@@ -270,6 +280,7 @@ class TokenLink:
         self._login = None
         self._token = None
         self._broken = True
+        self._absent_at = None  # this process has not looked for the token yet
 
     def _ensure_connected(self) -> None:
         if self._closed:
@@ -280,8 +291,14 @@ class TokenLink:
             self._connect()
 
     def _connect(self) -> None:
-        # Before any lock, restart or observer report: a latched refusal tries nothing.
+        # Before any lock, restart or observer report: a latched refusal tries nothing,
+        # and a token found absent a moment ago is not looked for again yet.
         self._pin_latch.check()
+        if (
+            self._absent_at is not None
+            and time.monotonic() - self._absent_at < ABSENT_RESCAN_SECONDS
+        ):
+            raise TransientBackendError(f"{self.name} is not present")
         op = "relogin" if self._logins else "login"
         with (
             observed(self._observer, op, ""),
@@ -330,11 +347,13 @@ class TokenLink:
                 self._broken = False
                 self._logins += 1
                 self._failed_connects = 0
+                self._absent_at = None
                 self._epoch += 1
                 return
             self._failed_connects += 1
             if isinstance(last, p11.NoSuchToken):
                 if self._logins:
+                    self._absent_at = time.monotonic()
                     raise TransientBackendError(f"{self.name} is not present") from last
                 raise PermanentBackendError(
                     f"no {self.name} in PKCS#11 module {self.config.module}"

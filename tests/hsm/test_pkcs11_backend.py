@@ -29,7 +29,7 @@ from hsm.errors import (
 )
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_objects import key_id
-from hsm.token_session import TokenSession
+from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenSession
 from hsm.uri import open_backend
 
 from .keycheck import encapsulate, public_pem, verify
@@ -393,6 +393,7 @@ def test_token_disappears_and_comes_back(
     step("newcomer opens", lambda: Pkcs11Backend(newcomer_token.config()).close())
     (tmp_path / "token-away").rename(token.directory)
     step("token moved back", lambda: None)
+    step("next rescan due", lambda: time.sleep(ABSENT_RESCAN_SECONDS))
     step("sign", lambda: backend.sign(key, DATA))
     step("health", backend.check_health)
     step("sign", lambda: backend.sign(key, DATA))
@@ -412,6 +413,7 @@ def test_token_disappears_and_comes_back(
         ("other token sign", "ok"),
         ("newcomer opens", "ok"),
         ("token moved back", "ok"),
+        ("next rescan due", "ok"),
         ("sign", "ok"),
         ("health", "ok"),
         ("sign", "ok"),

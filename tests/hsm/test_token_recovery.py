@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +21,9 @@ from hsm.cryptoki import cryptoki
 from hsm.errors import PermanentBackendError, TransientBackendError
 from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Backend
+from hsm.token_session import ABSENT_RESCAN_SECONDS
 
-from .testbed import SOFTHSM_MODULE, CountingPinSource, SoftToken
+from .testbed import SOFTHSM_MODULE, CountingPinSource, SoftHsm, SoftToken
 
 DATA = b"payment instructions to be signed"
 
@@ -75,6 +78,7 @@ def test_refused_pin_is_not_tried_again_until_the_pin_source_changes(
             backend.sign(key, DATA)
         _write_pin(token.pin_file, "wrong-pin-000")
         (tmp_path / "away").rename(token.directory)
+        time.sleep(ABSENT_RESCAN_SECONDS)  # until the backend looks for the token again
         reads, events_before = len(source.reads), len(events)
         for _ in range(10):
             with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
@@ -108,6 +112,7 @@ def test_refused_pin_from_the_environment_waits_for_a_new_value(
             backend.sign(key, DATA)
         monkeypatch.setenv("SETPAY_TEST_TOKEN_PIN", "wrong-pin-000")
         (tmp_path / "away").rename(token.directory)
+        time.sleep(ABSENT_RESCAN_SECONDS)  # until the backend looks for the token again
         reads = len(source.reads)
         for _ in range(5):
             with pytest.raises(PermanentBackendError, match="PinIncorrect") as caught:
@@ -168,3 +173,37 @@ def test_closing_one_backend_keeps_the_other_logged_in(token: SoftToken) -> None
         assert second.get("k").public_key == key.public_key
     finally:
         second.close()
+
+
+@pytest.mark.integration
+def test_absent_token_does_not_restart_the_module_on_every_call(
+    token: SoftToken, softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    bystander_events: list[tuple[str, str | None]] = []
+    other_token = softhsm.init_token()
+    backend = Pkcs11Backend(token.config())
+    bystander = Pkcs11Backend(
+        other_token.config(), lambda op, _a, _s, error: bystander_events.append((op, error))
+    )
+    try:
+        key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        other_key = bystander.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        generation = cryptoki(SOFTHSM_MODULE).generation
+        token.directory.rename(tmp_path / "away")
+        bystander_events.clear()
+        # A health watcher polls the absent token while the other token has traffic.
+        for _ in range(10):
+            with pytest.raises(TransientBackendError, match="is not present"):
+                backend.check_health()
+            bystander.sign(other_key, DATA)
+        # Each rescan restarts the module and logs out every backend of the process.
+        assert cryptoki(SOFTHSM_MODULE).generation - generation <= 1
+        assert [op for op, _ in bystander_events].count("relogin") <= 1
+        (tmp_path / "away").rename(token.directory)
+        time.sleep(ABSENT_RESCAN_SECONDS)
+        backend.sign(key, DATA)  # noticed at the next rescan
+        backend.check_health()
+    finally:
+        backend.close()
+        bystander.close()
+        shutil.rmtree(other_token.directory, ignore_errors=True)
