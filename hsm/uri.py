@@ -17,6 +17,7 @@ PKCS#11 binding is missing, ``BackendNotAvailable``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -41,6 +42,9 @@ _PKCS11_ATTRIBUTES = frozenset(
 #: token calls are serialized per process, and a wait over a minute is a hang.
 MAX_POOL_SIZE = 64
 MAX_POOL_WAIT_MS = 60_000
+
+#: An integer attribute as written: ASCII digits only, at most six (above every bound).
+_DECIMAL = re.compile(r"[0-9]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,9 @@ def _bounded_int(attributes: dict[str, str], name: str, limit: int) -> int | Non
     text = attributes.get(name)
     if text is None:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= limit:
+    # Not str.isdigit(): it accepts superscripts (int() then raises) and other scripts'
+    # digits (int() takes them). Six ASCII digits cover every bound here.
+    if not _DECIMAL.fullmatch(text) or not 1 <= int(text) <= limit:
         raise InvalidKeyURI(f"{name} must be an integer from 1 to {limit}")
     return int(text)
 

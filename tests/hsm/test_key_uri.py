@@ -70,6 +70,14 @@ def test_pkcs11_by_serial_with_env_pin_and_pool() -> None:
     )
 
 
+def test_pkcs11_pool_bounds_are_accepted() -> None:
+    parsed = parse_key_uri(
+        f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=64;x-pool-wait-ms=60000"
+    )
+    assert isinstance(parsed, Pkcs11KeyURI)
+    assert (parsed.pool_size, parsed.pool_wait_ms) == (64, 60000)
+
+
 def test_pkcs11_rfc7512_query_form_and_encoding() -> None:
     parsed = parse_key_uri(
         "pkcs11:token=My%20Bank%20HSM?module-path=/opt/hsm/lib%2Bx.so&pin-source=env:PIN"
@@ -96,6 +104,14 @@ def test_pkcs11_rfc7512_query_form_and_encoding() -> None:
         (f"pkcs11:module={MODULE};slot-id=0;pin-source=env:P", "'slot-id' is unknown"),
         (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=0", "from 1 to 64"),
         (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=ten", "from 1 to 64"),
+        # str.isdigit() is true for these, and int() refuses the first, takes the second.
+        (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=\u00b2", "from 1 to 64"),
+        (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=\u0663", "from 1 to 64"),
+        (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=%C2%B2", "from 1 to 64"),
+        (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=+8", "from 1 to 64"),
+        (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-wait-ms=0", "1 to 60000"),
+        (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-wait-ms=60001", "1 to 60000"),
+        (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-wait-ms=1e3", "1 to 60000"),
         (f"pkcs11:module={MODULE};token;pin-source=env:P", "has no '='"),
         ("soft:/ks%ff", "not valid %-encoded UTF-8"),
     ],
