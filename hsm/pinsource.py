@@ -9,6 +9,7 @@ configuration is wrong).
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +19,9 @@ from hsm.errors import PermanentBackendError
 #: A PIN or passphrase file is a few bytes; anything bigger is the wrong file, and
 #: reading it whole into memory (to be kept for re-login) would be a mistake.
 MAX_SECRET_FILE_BYTES = 4096
+
+#: An environment variable name as shells accept it.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -29,15 +33,23 @@ class PinSource:
 
     @classmethod
     def parse(cls, text: str) -> PinSource:
-        """Parse ``file:PATH`` or ``env:NAME``; ``ValueError`` names what is wrong."""
+        """Parse ``file:PATH`` or ``env:NAME``; ``ValueError`` says what is wrong.
+
+        The message never repeats the text: a PIN pasted in its place would be shown.
+        """
         kind, sep, location = text.partition(":")
         if not sep or not location:
             raise ValueError("pin-source must be file:PATH or env:NAME")
         if kind == "file":
             return cls("file", location)
         if kind == "env":
+            if not _ENV_NAME.fullmatch(location):
+                raise ValueError(
+                    "pin-source env:NAME needs a variable name (letters, digits and _, "
+                    "not starting with a digit)"
+                )
             return cls("env", location)
-        raise ValueError(f"pin-source kind {kind!r} is unknown: use file: or env:")
+        raise ValueError("pin-source kind is unknown: use file:PATH or env:NAME")
 
     def describe(self) -> str:
         """The source as text for messages and logs (the place, never the value)."""

@@ -11,8 +11,11 @@ PKCS#11 URIs follow RFC 7512's shape: ``;``-separated path attributes, an option
 ``?``-query with ``&``-separated attributes, values %-decoded. ``module-path`` is
 accepted for ``module``; ``x-pool-size`` and ``x-pool-wait-ms`` tune the session pool.
 A PIN is never accepted inside a URI (``pin-value``): URIs end up in logs and process
-listings. Errors: ``InvalidKeyURI`` (never echoing an attribute value) and, when the
-PKCS#11 binding is missing, ``BackendNotAvailable``.
+listings. People still paste one there, in any shape, so nothing that fails validation
+is ever echoed: errors name a bad attribute by its position ("attribute 4 has no '='"),
+and ``describe_uri`` shows only known, well-formed attributes, with ``***`` for the
+rest. Errors: ``InvalidKeyURI`` and, when the PKCS#11 binding is missing,
+``BackendNotAvailable``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ _SECRET_ATTRIBUTES = frozenset({"pin-value", "pin", "passphrase", "password", "s
 _PKCS11_ATTRIBUTES = frozenset(
     {"module", "module-path", "token", "serial", "pin-source", "x-pool-size", "x-pool-wait-ms"}
 )
+_SOFT_ATTRIBUTES = frozenset({"pin-source"})
 
 #: Bounds on the URI pool settings: a pool larger than 64 sessions buys nothing when
 #: token calls are serialized per process, and a wait over a minute is a hang.
@@ -78,7 +82,7 @@ def parse_key_uri(uri: str) -> KeyURI:
     parser = _PARSERS.get(scheme)
     if parser is None:
         known = ", ".join(sorted(_PARSERS))
-        raise InvalidKeyURI(f"unknown key URI scheme {scheme[:20]!r}: expected one of {known}")
+        raise InvalidKeyURI(f"unknown key URI scheme: expected one of {known}")
     return parser(rest)
 
 
@@ -109,28 +113,66 @@ def open_backend(uri: str, observer: Observer | None = None) -> KeyBackend:
 
 
 def describe_uri(uri: str) -> str:
-    """The URI with secret attribute values replaced by ``***``; never raises."""
+    """The URI for logs: known, well-formed attributes as written, ``***`` for the rest.
+
+    Never raises. A secret attribute keeps its name (``pin-value=***``), so the reader
+    sees what was wrong; anything unknown or malformed may be a pasted PIN and is
+    replaced whole, or in its value when its name is known.
+    """
     scheme, sep, rest = uri.partition(":")
     if not sep:
         return "<key URI without scheme>"
-    path, qsep, query = rest.partition("?")
-    parts = [_redact(part) for part in path.split(";")]
-    described = f"{scheme}:{';'.join(parts)}"
-    if qsep:
-        described += "?" + "&".join(_redact(part) for part in query.split("&"))
-    return described
+    if scheme == "soft":
+        location, *extra = rest.split(";")
+        parts = [location, *(_describe(part, _SOFT_ATTRIBUTES) for part in extra)]
+        return f"soft:{';'.join(parts)}"
+    if scheme == "pkcs11":
+        path, qsep, query = rest.partition("?")
+        described = "pkcs11:" + ";".join(
+            _describe(part, _PKCS11_ATTRIBUTES) for part in path.split(";")
+        )
+        if qsep:
+            described += "?" + "&".join(
+                _describe(part, _PKCS11_ATTRIBUTES) for part in query.split("&")
+            )
+        return described
+    return "<key URI with an unknown scheme>"
 
 
-def _redact(attribute: str) -> str:
-    name, sep, _ = attribute.partition("=")
-    if sep and unquote(name).strip().lower() in _SECRET_ATTRIBUTES:
-        return f"{name}=***"
+def _describe(attribute: str, allowed: frozenset[str]) -> str:
+    """One attribute as ``describe_uri`` shows it."""
+    if not attribute:
+        return attribute
+    raw_name, sep, raw_value = attribute.partition("=")
+    try:
+        name = unquote(raw_name, errors="strict").strip().lower()
+    except UnicodeDecodeError:
+        return "***"
+    if not sep or (name not in allowed and name not in _SECRET_ATTRIBUTES):
+        return "***"
+    if name in _SECRET_ATTRIBUTES or not _well_formed(name, raw_value):
+        return f"{raw_name}=***"
     return attribute
+
+
+def _well_formed(name: str, raw_value: str) -> bool:
+    """Whether a known attribute's value would parse (checked as the parsers check it)."""
+    try:
+        value = _decode(raw_value, name)
+        if name == "pin-source":
+            PinSource.parse(value)
+        elif name == "x-pool-size":
+            _bounded_int({name: value}, name, MAX_POOL_SIZE)
+        elif name == "x-pool-wait-ms":
+            _bounded_int({name: value}, name, MAX_POOL_WAIT_MS)
+    except (ValueError, InvalidKeyURI):
+        return False
+    return True
 
 
 def _parse_soft(rest: str) -> SoftwareKeyURI:
     location, *extra = rest.split(";")
-    attributes = _attributes(extra, "soft", frozenset({"pin-source"}))
+    attributes = _attributes(extra, "soft", _SOFT_ATTRIBUTES)
     directory = _decode(location, "keystore directory")
     if not directory:
         raise InvalidKeyURI("soft: URI needs a keystore directory or 'ephemeral'")
@@ -143,9 +185,8 @@ def _parse_soft(rest: str) -> SoftwareKeyURI:
 
 
 def _parse_pkcs11(rest: str) -> Pkcs11KeyURI:
-    path, _, query = rest.partition("?")
-    items = [part for part in path.split(";") if part]
-    items += [part for part in query.split("&") if part]
+    path, qsep, query = rest.partition("?")
+    items = path.split(";") + (query.split("&") if qsep else [])
     attributes = _attributes(items, "pkcs11", _PKCS11_ATTRIBUTES)
     if "module" in attributes and "module-path" in attributes:
         raise InvalidKeyURI("pkcs11 URI has both module and module-path")
@@ -168,19 +209,25 @@ def _parse_pkcs11(rest: str) -> Pkcs11KeyURI:
 
 
 def _attributes(items: list[str], scheme: str, allowed: frozenset[str]) -> dict[str, str]:
+    """Attributes by name; a bad one is named by its position, never by its text."""
     attributes: dict[str, str] = {}
-    for item in items:
+    for position, item in enumerate(items, start=1):
+        if not item:
+            continue
         raw_name, sep, raw_value = item.partition("=")
-        name = _decode(raw_name, "attribute name").strip().lower()
+        name = _decode(raw_name, f"attribute {position}").strip().lower()
         if name in _SECRET_ATTRIBUTES:
             raise InvalidKeyURI(
                 f"{scheme} URI must not carry a secret ({name}): use pin-source=file:PATH "
                 "or pin-source=env:NAME"
             )
         if not sep:
-            raise InvalidKeyURI(f"{scheme} URI attribute {name[:40]!r} has no '='")
+            raise InvalidKeyURI(f"{scheme} URI attribute {position} has no '='")
         if name not in allowed:
-            raise InvalidKeyURI(f"{scheme} URI attribute {name[:40]!r} is unknown")
+            known = ", ".join(sorted(allowed))
+            raise InvalidKeyURI(
+                f"{scheme} URI attribute {position} is unknown: expected one of {known}"
+            )
         if name in attributes:
             raise InvalidKeyURI(f"{scheme} URI attribute {name!r} appears twice")
         attributes[name] = _decode(raw_value, name)

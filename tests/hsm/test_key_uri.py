@@ -90,18 +90,20 @@ def test_pkcs11_rfc7512_query_form_and_encoding() -> None:
     [
         ("", "no scheme"),
         ("/srv/keys", "no scheme"),
-        ("file:/srv/keys", "unknown key URI scheme 'file'"),
+        ("file:/srv/keys", "unknown key URI scheme: expected one of pkcs11, soft$"),
         ("soft:", "needs a keystore directory"),
         ("soft:ephemeral;pin-source=env:X", "takes no pin-source"),
-        ("soft:/ks;pin-source=vault:x", "kind 'vault' is unknown"),
+        ("soft:/ks;pin-source=vault:x", "kind is unknown: use file:PATH or env:NAME$"),
+        ("soft:/ks;pin-source=env:1PIN", "env:NAME needs a variable name"),
         ("soft:/ks;pin-source=file:", "file:PATH or env:NAME"),
-        ("soft:/ks;colour=blue", "attribute 'colour' is unknown"),
+        ("soft:/ks;colour=blue", "attribute 1 is unknown: expected one of pin-source$"),
         ("pkcs11:token=t;pin-source=env:P", "needs module=PATH"),
         (f"pkcs11:module={MODULE};pin-source=env:P", "token=LABEL or serial=SERIAL"),
         (f"pkcs11:module={MODULE};token=t", "needs pin-source"),
         (f"pkcs11:module={MODULE};module-path=/x;token=t;pin-source=env:P", "both module"),
         (f"pkcs11:module={MODULE};token=t;token=u;pin-source=env:P", "appears twice"),
-        (f"pkcs11:module={MODULE};slot-id=0;pin-source=env:P", "'slot-id' is unknown"),
+        (f"pkcs11:module={MODULE};slot-id=0;pin-source=env:P", "attribute 2 is unknown"),
+        (f"pkcs11:module={MODULE}?token=t&slot=0&pin-source=env:P", "attribute 3 is unknown"),
         (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=0", "from 1 to 64"),
         (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-size=ten", "from 1 to 64"),
         # str.isdigit() is true for these, and int() refuses the first, takes the second.
@@ -112,7 +114,9 @@ def test_pkcs11_rfc7512_query_form_and_encoding() -> None:
         (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-wait-ms=0", "1 to 60000"),
         (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-wait-ms=60001", "1 to 60000"),
         (f"pkcs11:module={MODULE};token=t;pin-source=env:P;x-pool-wait-ms=1e3", "1 to 60000"),
-        (f"pkcs11:module={MODULE};token;pin-source=env:P", "has no '='"),
+        (f"pkcs11:module={MODULE};token;pin-source=env:P", "attribute 2 has no '='"),
+        (f"pkcs11:module={MODULE};;token;pin-source=env:P", "attribute 3 has no '='"),
+        ("soft:/ks;%ff=1", "attribute 1 in key URI is not valid %-encoded UTF-8"),
         ("soft:/ks%ff", "not valid %-encoded UTF-8"),
     ],
 )
@@ -148,6 +152,16 @@ def test_secrets_in_uris_are_refused_without_echo(uri: str) -> None:
         ),
         ("soft:/ks;Passphrase=hunter2", "soft:/ks;Passphrase=***"),
         ("soft:/ks;pin-source=file:/run/pin", "soft:/ks;pin-source=file:/run/pin"),
+        (
+            f"pkcs11:module={MODULE};token=My%20HSM;pin-source=env:HSM_PIN;x-pool-size=8",
+            f"pkcs11:module={MODULE};token=My%20HSM;pin-source=env:HSM_PIN;x-pool-size=8",
+        ),
+        (
+            "pkcs11:serial=a337?module-path=/m.so&pin-source=file:/run/pin&x-pool-wait-ms=250",
+            "pkcs11:serial=a337?module-path=/m.so&pin-source=file:/run/pin&x-pool-wait-ms=250",
+        ),
+        ("pkcs11:token=t;colour=blue;pin-source=vault:x", "pkcs11:token=t;***;pin-source=***"),
+        ("soft:/ks;x-pool-size=8", "soft:/ks;***"),
         ("no scheme here", "<key URI without scheme>"),
     ],
 )
@@ -158,9 +172,10 @@ def test_describe_uri_redacts_secrets(uri: str, described: str) -> None:
 @pytest.mark.parametrize(
     ("garbage", "described"),
     [
-        ("pkcs11:%ff;=;;==", "pkcs11:%ff;=;;=="),
+        ("pkcs11:%ff;=;;==", "pkcs11:***;***;;***"),
         ("soft:;;;", "soft:;;;"),
-        (":", ":"),
+        (":", "<key URI with an unknown scheme>"),
+        ("pkcs11:token=%ff;x-pool-size=0", "pkcs11:token=***;x-pool-size=***"),
         ("pkcs11:?&&pin=1", "pkcs11:?&&pin=***"),
         ("pkcs11:%70in-value=1", "pkcs11:%70in-value=***"),
     ],
@@ -199,3 +214,41 @@ def test_soft_backends_do_not_load_python_pkcs11(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split() == ["False", "False"]
+
+
+_PASTED = "739184"
+_BASE = f"pkcs11:module={MODULE};token=t;pin-source=file:/run/pin"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"{_BASE};{_PASTED}",
+        f"pkcs11:module={MODULE};{_PASTED};token=t;pin-source=file:/run/pin",
+        f"{_BASE}?{_PASTED}",
+        f"{_BASE};pin={_PASTED}",
+        f"{_BASE}?pin-value={_PASTED}",
+        f"{_BASE};user-pin={_PASTED}",
+        f"{_BASE};{_PASTED}=1",
+        f"{_BASE};{_PASTED}%3D",
+        f"{_BASE};x-pool-size={_PASTED}",
+        f"{_BASE};x-pool-wait-ms={_PASTED}",
+        f"{_BASE};pin-source={_PASTED}",
+        f"pkcs11:module={MODULE};token=t;pin-source={_PASTED}",
+        f"pkcs11:module={MODULE};token=t;pin-source={_PASTED}:x",
+        f"pkcs11:module={MODULE};token=t;pin-source=pin:{_PASTED}",
+        f"pkcs11:module={MODULE};token=t;pin-source=env:{_PASTED}",
+        f"pkcs11:module={MODULE};token=t;pin-source=env:PIN={_PASTED}",
+        f"soft:/ks;{_PASTED}",
+        f"soft:/ks;pin-source={_PASTED}",
+        f"soft:/ks;pin-source=env:{_PASTED}",
+        f"soft:/ks;passphrase={_PASTED}",
+        f"{_PASTED}:{_PASTED}",
+        f"pkcs11{_PASTED}:token=t",
+    ],
+)
+def test_pasted_pin_is_never_echoed(uri: str) -> None:
+    with pytest.raises(InvalidKeyURI) as caught:
+        parse_key_uri(uri)
+    assert _PASTED not in str(caught.value)
+    assert _PASTED not in describe_uri(uri)
