@@ -21,7 +21,8 @@ Operations:
 Usage is enforced twice: in Python before any token call, and by the key's own
 attributes on the token (a key-exchange key has CKA_SIGN false). Keys made by other
 tools are used when their usage is unambiguous (see ``hsm.token_objects``) or once
-``adopt`` has recorded their usage and narrowed their attributes.
+``adopt`` has recorded their usage and narrowed their attributes, and in either case
+only if they are sensitive and not extractable.
 
 Catalog: the backend keeps the list of key versions in memory. A key another process
 adds is found on the first ``get`` that misses, and by every ``list_keys``. Key versions
@@ -89,6 +90,7 @@ from hsm.token_objects import (
     key_id,
     keypair_template,
     metadata_attributes,
+    stays_on_token,
 )
 from hsm.token_session import Pkcs11Config, TokenLink, TokenSession
 
@@ -181,9 +183,16 @@ class Pkcs11Backend(KeyBackend):
                     f"CKA_ID {ck_id.hex()} is already key {found.label!r} v{found.version}"
                 )
             private = session.find(ObjectClass.PRIVATE_KEY, ck_id)
+            attributes = private.get_attributes(PRIVATE_KEY_ATTRIBUTES)
+            if not stays_on_token(attributes):
+                raise PermanentBackendError(
+                    f"key with CKA_ID {ck_id.hex()} can leave the token (CKA_EXTRACTABLE "
+                    "true or CKA_SENSITIVE false): setpay uses only keys that never do; "
+                    "generate or import the key again as sensitive and not extractable"
+                )
             publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
             described = describe_key(
-                private.get_attributes(PRIVATE_KEY_ATTRIBUTES),
+                attributes,
                 publics[0].get_attributes(PUBLIC_KEY_ATTRIBUTES) if publics else None,
             )
             if described is None:

@@ -10,6 +10,11 @@ One key version on a token is up to four objects sharing one CKA_ID:
                   label, version, usage, algorithm, id (data objects have no CKA_ID)
     certificate   X.509, same label and id, once one is stored
 
+Only private keys that can never leave the token are used (CKA_SENSITIVE true and
+CKA_EXTRACTABLE false, both read back from the token; a token that does not report them
+is taken at its worst): "private keys never leave the key backend" must hold for keys
+other tools made, too. The rest are skipped, and ``adopt`` refuses them.
+
 Private keys without a setpay data object (made by ``pkcs11-tool`` or another tool) are
 adopted when the capabilities their key type can use make the usage unambiguous: for
 P-256, CKA_SIGN without CKA_DERIVE means ``signature`` and the reverse ``key-exchange``;
@@ -66,6 +71,8 @@ PRIVATE_KEY_ATTRIBUTES = (
     Attribute.EC_PARAMS,
     Attribute.MODULUS,
     Attribute.PUBLIC_EXPONENT,
+    Attribute.SENSITIVE,
+    Attribute.EXTRACTABLE,
 )
 PUBLIC_KEY_ATTRIBUTES = (Attribute.ID, Attribute.KEY_TYPE, Attribute.EC_PARAMS, Attribute.EC_POINT)
 
@@ -296,6 +303,8 @@ def build_catalog(
     own: list[TokenKey] = []
     foreign: list[TokenKey] = []
     for attrs in private_keys:
+        if not stays_on_token(attrs):
+            continue
         ck_id = attrs.get(Attribute.ID, b"")
         described = describe_key(attrs, publics.get(ck_id))
         if described is None:
@@ -324,6 +333,13 @@ def build_catalog(
             own.append(key)
     own.sort(key=lambda key: (key.handle.label, key.handle.version))
     return own
+
+
+def stays_on_token(private: dict[Attribute, Any]) -> bool:
+    """True if the private key's value can never be read off the token (see above)."""
+    sensitive = private.get(Attribute.SENSITIVE)
+    extractable = private.get(Attribute.EXTRACTABLE)
+    return sensitive is True and extractable is False
 
 
 def kem_for(
