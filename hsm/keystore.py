@@ -132,9 +132,14 @@ class Keystore:
         if not keys_dir.is_dir():
             return []
         handles = []
-        for label in sorted(os.listdir(keys_dir)):
-            if not LABEL_PATTERN.fullmatch(label):
-                continue
+        # A stray file or link under keys/ (a note, an editor's backup) is not a key:
+        # only directories setpay made, not links to elsewhere, hold key versions.
+        labels = sorted(
+            entry.name
+            for entry in os.scandir(keys_dir)
+            if entry.is_dir(follow_symlinks=False) and LABEL_PATTERN.fullmatch(entry.name)
+        )
+        for label in labels:
             for name in os.listdir(keys_dir / label):
                 stem = name.removesuffix(".json")
                 if stem != name and stem.isdigit():

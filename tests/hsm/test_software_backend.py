@@ -149,6 +149,19 @@ def test_half_written_version_is_invisible(tmp_path: Path) -> None:
     assert backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256).version == 2
 
 
+def test_stray_entries_under_keys_are_not_keys(tmp_path: Path) -> None:
+    backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    keys_dir = tmp_path / "ks" / "keys"
+    # An editor's backup, a note, a link: label-shaped names that are not directories.
+    (keys_dir / "notes").write_text("rotate k in March\n")
+    (keys_dir / "k2").symlink_to(keys_dir / "k" / "1.json")
+    (keys_dir / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    reopened = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    assert [(k.label, k.version) for k in reopened.list_keys()] == [("k", 1)]
+    assert reopened.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256).version == 2
+
+
 def test_concurrent_writers_claim_distinct_versions(tmp_path: Path) -> None:
     directory = tmp_path / "ks"
     backends = [SoftwareBackend.open(directory, PASSPHRASE) for _ in range(4)]
