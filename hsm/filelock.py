@@ -3,15 +3,24 @@
 Used where processes would otherwise trample shared files: key versions claimed in a
 software keystore, and PKCS#11 initialization plus login (SoftHSM rewrites its token
 file on each login; several processes logging in at once failed 30-47% of the time on
-the development machine, and none did under this lock). Errors raised are
-``hsm.errors.TransientBackendError`` (the holder may finish) and
-``PermanentBackendError`` (the lock file cannot be created at all).
+the development machine, and none did under this lock).
+
+Lock files must be where only this user can create them: in a world-writable directory
+such as /tmp, any local user could create or hold a lock file with the predictable name
+first and stall every login. ``lock_directory`` gives such a place (by default a per-user
+directory under the system temp directory, made 0700) and refuses one that is a link,
+not a directory, someone else's, or open to group or others; lock files are opened
+without following links. Errors raised are ``hsm.errors.TransientBackendError`` (the
+holder may finish) and ``PermanentBackendError`` (the lock file or its directory cannot
+be used at all).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +40,7 @@ def exclusive_lock(path: str, timeout_seconds: float) -> Iterator[None]:
     process must not hang every other one forever.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise PermanentBackendError(
             f"cannot create lock file {path}: {exc.strerror or type(exc).__name__}"
@@ -55,3 +64,41 @@ def exclusive_lock(path: str, timeout_seconds: float) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def lock_directory(path: str | None) -> str:
+    """``path`` (or the per-user default) checked as a directory only this user can use.
+
+    The default, ``<temp dir>/setpay-locks-<uid>``, is created 0700 when missing; so is a
+    missing ``path`` (its parent must exist). ``PermanentBackendError`` says what is wrong.
+    """
+    uid = os.geteuid()
+    directory = path or os.path.join(tempfile.gettempdir(), f"setpay-locks-{uid}")
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass  # checked below, whoever made it
+    except OSError as exc:
+        raise PermanentBackendError(
+            f"cannot create lock directory {directory}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+    try:
+        found = os.lstat(directory)
+    except OSError as exc:
+        raise PermanentBackendError(
+            f"cannot use lock directory {directory}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+    if stat.S_ISLNK(found.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(found.st_mode):
+        problem = "is not a directory"
+    elif found.st_uid != uid:
+        problem = f"is owned by uid {found.st_uid}, not by this user (uid {uid})"
+    elif found.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        problem = f"is open to group or others (mode {stat.S_IMODE(found.st_mode):04o})"
+    else:
+        return directory
+    raise PermanentBackendError(
+        f"lock directory {directory} {problem}: it must be a directory of this user "
+        "with mode 0700 (set x-lock-dir in the key URI to use another one)"
+    )

@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from hsm.errors import (
     PermanentBackendError,
     TransientBackendError,
 )
-from hsm.filelock import exclusive_lock
+from hsm.filelock import exclusive_lock, lock_directory
 from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
 from hsm.session_pool import Lease, PoolStats, SessionPool
@@ -103,7 +102,8 @@ class Pkcs11Config:
     pool_size: int = DEFAULT_POOL_SIZE
     pool_wait_seconds: float = DEFAULT_POOL_WAIT_SECONDS
     login_attempts: int = DEFAULT_LOGIN_ATTEMPTS
-    #: Directory of the inter-process lock files (default: the system temp directory).
+    #: Directory of the inter-process lock files, only this user's (default: a per-user
+    #: directory in the system temp directory; see ``hsm.filelock.lock_directory``).
     lock_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -185,7 +185,7 @@ class TokenLink:
             (os.path.realpath(config.module), config.token_label or "", config.token_serial or "")
         )
         self._lock_stem = os.path.join(
-            config.lock_dir or tempfile.gettempdir(),
+            lock_directory(config.lock_dir),
             f"setpay-pkcs11-{hashlib.sha256(lock_key.encode()).hexdigest()[:16]}",
         )
         on_fork_in_child(self)

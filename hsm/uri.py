@@ -6,10 +6,14 @@
     soft:DIR;pin-source=env:NAME             ... passphrase read from $NAME
     pkcs11:module=PATH;token=LABEL;pin-source=file:PATH
     pkcs11:module=PATH;serial=SERIAL;pin-source=env:NAME
+    pkcs11:...;x-lock-dir=/run/setpay       ... lock files in /run/setpay (0700, this user's)
 
 PKCS#11 URIs follow RFC 7512's shape: ``;``-separated path attributes, an optional
 ``?``-query with ``&``-separated attributes, values %-decoded. ``module-path`` is
-accepted for ``module``; ``x-pool-size`` and ``x-pool-wait-ms`` tune the session pool.
+accepted for ``module``; ``x-pool-size`` and ``x-pool-wait-ms`` tune the session pool;
+``x-lock-dir`` names the directory of the inter-process lock files (an absolute path to
+a directory only this user can use; default ``<temp dir>/setpay-locks-<uid>``, see
+``hsm.filelock.lock_directory``).
 A PIN is never accepted inside a URI (``pin-value``): URIs end up in logs and process
 listings. People still paste one there, in any shape, so nothing that fails validation
 is ever echoed: errors name a bad attribute by its position ("attribute 4 has no '='"),
@@ -20,6 +24,7 @@ rest. Errors: ``InvalidKeyURI`` and, when the PKCS#11 binding is missing,
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +43,16 @@ PASSPHRASE_ENV = "SETPAY_KEYSTORE_PASSPHRASE"  # noqa: S105 - a variable name, n
 _SECRET_ATTRIBUTES = frozenset({"pin-value", "pin", "passphrase", "password", "so-pin"})
 
 _PKCS11_ATTRIBUTES = frozenset(
-    {"module", "module-path", "token", "serial", "pin-source", "x-pool-size", "x-pool-wait-ms"}
+    {
+        "module",
+        "module-path",
+        "token",
+        "serial",
+        "pin-source",
+        "x-pool-size",
+        "x-pool-wait-ms",
+        "x-lock-dir",
+    }
 )
 _SOFT_ATTRIBUTES = frozenset({"pin-source"})
 
@@ -69,6 +83,7 @@ class Pkcs11KeyURI:
     pin_source: PinSource
     pool_size: int | None = None
     pool_wait_ms: int | None = None
+    lock_dir: str | None = None
 
 
 KeyURI = SoftwareKeyURI | Pkcs11KeyURI
@@ -104,6 +119,7 @@ def open_backend(uri: str, observer: Observer | None = None) -> KeyBackend:
         token_label=parsed.token_label,
         token_serial=parsed.token_serial,
         pin_source=parsed.pin_source,
+        lock_dir=parsed.lock_dir,
     )
     if parsed.pool_size is not None:
         config = config.with_pool(size=parsed.pool_size)
@@ -165,6 +181,8 @@ def _well_formed(name: str, raw_value: str) -> bool:
             _bounded_int({name: value}, name, MAX_POOL_SIZE)
         elif name == "x-pool-wait-ms":
             _bounded_int({name: value}, name, MAX_POOL_WAIT_MS)
+        elif name == "x-lock-dir":
+            _absolute_path({name: value}, name)
     except (ValueError, InvalidKeyURI):
         return False
     return True
@@ -205,6 +223,7 @@ def _parse_pkcs11(rest: str) -> Pkcs11KeyURI:
         pin_source=_pin_source(attributes["pin-source"], default_env=""),
         pool_size=_bounded_int(attributes, "x-pool-size", MAX_POOL_SIZE),
         pool_wait_ms=_bounded_int(attributes, "x-pool-wait-ms", MAX_POOL_WAIT_MS),
+        lock_dir=_absolute_path(attributes, "x-lock-dir"),
     )
 
 
@@ -252,6 +271,15 @@ def _bounded_int(attributes: dict[str, str], name: str, limit: int) -> int | Non
     if not _DECIMAL.fullmatch(text) or not 1 <= int(text) <= limit:
         raise InvalidKeyURI(f"{name} must be an integer from 1 to {limit}")
     return int(text)
+
+
+def _absolute_path(attributes: dict[str, str], name: str) -> str | None:
+    text = attributes.get(name)
+    if text is None:
+        return None
+    if not os.path.isabs(text):
+        raise InvalidKeyURI(f"{name} must be an absolute path")
+    return text
 
 
 def _decode(text: str, what: str) -> str:

@@ -112,7 +112,7 @@ def session_softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
         return SoftHsm(Path(existing))
     root = tmp_path_factory.mktemp("softhsm")
     (root / "tokens").mkdir()
-    (root / "locks").mkdir()
+    (root / "locks").mkdir(mode=0o700)  # lock directories must be this user's alone
     conf = root / "softhsm2.conf"
     conf.write_text(
         f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
