@@ -1,0 +1,110 @@
+"""Reading a PIN or passphrase: every refusal is permanent, named, and shows no secret."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hsm.errors import PermanentBackendError
+from hsm.pinsource import MAX_SECRET_FILE_BYTES, PinSource
+from hsm.pkcs11 import Pkcs11Backend
+
+from .testbed import SoftToken
+
+SECRET = "s3cret-pin-from-file"
+
+
+def _secret_file(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "read"),
+    [
+        (SECRET.encode(), SECRET),
+        (SECRET.encode() + b"\n", SECRET),
+        (SECRET.encode() + b"\r\n", SECRET),
+        (SECRET.encode() + b"\n\n", SECRET + "\n"),  # only one trailing newline is dropped
+        ("pïn-ünicode".encode(), "pïn-ünicode"),
+        (b"x" * MAX_SECRET_FILE_BYTES, "x" * MAX_SECRET_FILE_BYTES),
+    ],
+)
+def test_secret_file_is_read_as_written(tmp_path: Path, data: bytes, read: str) -> None:
+    assert PinSource("file", str(_secret_file(tmp_path / "pin", data))).read() == read
+
+
+@pytest.mark.parametrize(
+    ("data", "mode", "problem"),
+    [
+        (b"", 0o600, "is empty"),
+        (b"\n", 0o600, "is empty"),
+        (b"x" * (MAX_SECRET_FILE_BYTES + 1), 0o600, "is larger than 4096 bytes"),
+        (b"\xff\xfe" + SECRET.encode(), 0o600, "is not UTF-8 text"),
+        (SECRET.encode(), 0o640, r"is accessible to group or others \(mode 0640\): chmod 600"),
+        (SECRET.encode(), 0o604, r"is accessible to group or others \(mode 0604\)"),
+        (SECRET.encode(), 0o620, r"is accessible to group or others \(mode 0620\)"),
+    ],
+    ids=[
+        "empty",
+        "newline-only",
+        "too-large",
+        "not-utf8",
+        "group-read",
+        "world-read",
+        "group-write",
+    ],
+)
+def test_unusable_secret_file_is_refused(
+    tmp_path: Path, data: bytes, mode: int, problem: str
+) -> None:
+    path = _secret_file(tmp_path / "pin", data, mode)
+    with pytest.raises(
+        PermanentBackendError, match=f"secret file {re.escape(str(path))} {problem}"
+    ) as caught:
+        PinSource("file", str(path)).read()
+    assert SECRET not in str(caught.value)
+
+
+def test_missing_secret_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PermanentBackendError, match=r"cannot read secret file .*: No such file"):
+        PinSource("file", str(tmp_path / "absent.pin")).read()
+
+
+def test_directory_as_secret_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PermanentBackendError, match=r"cannot read secret file .*: Is a directory"):
+        PinSource("file", str(tmp_path)).read()
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_missing_or_empty_secret_variable_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("SETPAY_TEST_ABSENT_PIN", raising=False)
+    else:
+        monkeypatch.setenv("SETPAY_TEST_ABSENT_PIN", value)
+    with pytest.raises(PermanentBackendError, match="SETPAY_TEST_ABSENT_PIN is not set"):
+        PinSource("env", "SETPAY_TEST_ABSENT_PIN").read()
+
+
+def test_secret_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SETPAY_TEST_PIN", SECRET)
+    assert PinSource("env", "SETPAY_TEST_PIN").read() == SECRET
+    assert SECRET not in repr(PinSource("env", "SETPAY_TEST_PIN"))
+
+
+@pytest.mark.integration
+def test_group_readable_pin_file_stops_a_token_login(token: SoftToken, tmp_path: Path) -> None:
+    # The right PIN, exposed: refused before any C_Login rather than used.
+    exposed = _secret_file(tmp_path / "exposed.pin", token.pin.encode() + b"\n", 0o640)
+    with pytest.raises(PermanentBackendError, match="accessible to group or others") as caught:
+        Pkcs11Backend(replace(token.config(), pin_source=PinSource("file", str(exposed))))
+    assert token.pin not in str(caught.value)
