@@ -6,13 +6,13 @@ file on each login; several processes logging in at once failed 30-47% of the ti
 the development machine, and none did under this lock).
 
 Lock files must be where only this user can create them: in a world-writable directory
-such as /tmp, any local user could create or hold a lock file with the predictable name
-first and stall every login. ``lock_directory`` gives such a place (by default a per-user
-directory under the system temp directory, made 0700) and refuses one that is a link,
-not a directory, someone else's, or open to group or others; lock files are opened
-without following links. Errors raised are ``hsm.errors.TransientBackendError`` (the
-holder may finish) and ``PermanentBackendError`` (the lock file or its directory cannot
-be used at all).
+such as the system temp directory, any local user could create or hold a lock file with
+the predictable name first and stall every login. ``lock_directory`` gives such a place
+(by default a per-user directory under the system temp directory, made 0700) and
+refuses one that is a link, not a directory, someone else's, or open to group or others;
+lock files are opened without following links. Errors raised are
+``hsm.errors.TransientBackendError`` (the holder may finish) and
+``PermanentBackendError`` (the lock file or its directory cannot be used at all).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where PKCS#11 lock files live: a directory only this user can use, never /tmp itself.
+"""Where PKCS#11 lock files live: a directory only this user can use, not the temp dir.
 
 Lock files with predictable names in a world-writable directory let any local user
 create or hold them first, and stall every login on the token.
@@ -24,7 +24,7 @@ from .testbed import SOFTHSM_MODULE, SoftToken
 
 @pytest.fixture
 def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A stand-in for the system temp directory (world-writable, sticky, like /tmp)."""
+    """A stand-in for the system temp directory (world-writable and sticky, as usual)."""
     shared = tmp_path / "shared-tmp"
     shared.mkdir()
     shared.chmod(0o1777)
