@@ -5,7 +5,7 @@
 
 The gateway's opener checks what ``setcore.capture`` checks for a CapReq (envelope,
 merchant, RRTags, the token is this merchant's and this authorization's, the amount in
-the token's currency); the request carries one token, and its new amount may be zero (a
+the token's currency and exponent); the request carries one token, and its new amount may be zero (a
 full reversal). Whether the amount is possible and whether the request was seen before
 is the ledger's decision, answered with AuthRevCode. The response carries a capture
 token reissued for the new amount.
@@ -20,6 +20,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
+from setcore.amount import check_amount, same_unit
 from setcore.authorization import (
     CAP_TOKEN_CT,
     check_names_us,
@@ -130,10 +131,11 @@ def _check_new_amount(
 ) -> None:
     # Zero is a full reversal; anything above the authorized amount is the ledger's
     # AUTH_REV_CODE_INVALID_AMOUNT, a business answer.
-    if amount.amount < 0 or not 0 < amount.currency < 1000:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "new amount must be >= 0, ISO 4217")
-    if amount.currency != token.auth_amt.currency:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "currency differs from the token's")
+    check_amount(amount, allow_zero=True)
+    if not same_unit(amount, token.auth_amt):
+        raise fail(
+            ErrorCode.ERROR_CODE_DECODING_FAILURE, "currency or exponent differs from the token's"
+        )
 
 
 def open_auth_reversal_request(

@@ -12,9 +12,9 @@ The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it r
 3. ``check_agreement``: what the merchant says equals what the cardholder signed (order
    digests, HOD, transaction ids, merchant identity, brand).
 
-The amount (AuthReqAmt <= PurchAmt) is a business decision: ``amount_agrees`` lets the
-gateway answer with a signed decline rather than an Error. Replay (a PI used before) is
-decided by the ledger, which keeps the store of used PIs.
+The amount (AuthReqAmt <= PurchAmt, same currency and exponent) is a business decision:
+``amount_agrees`` lets the gateway answer with a signed decline rather than an Error.
+Replay (a PI used before) is decided by the ledger, which keeps the store of used PIs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
+from setcore.amount import check_amount, same_unit
 from setcore.credentials import Credentials
 from setcore.dualsig import (
     GatewayView,
@@ -58,12 +59,6 @@ AUTHORIZE_REQUEST_CT = content_type_of(authorization_pb2.AuthorizeRequest)
 def request_digest(wire_type: str, request_bytes: bytes) -> bytes:
     """The digest a gateway response carries to name the exact request it answers."""
     return digest(wire_type, request_bytes)
-
-
-def check_amount(amount: common_pb2.CurrencyAmount) -> None:
-    """Refuse a non-positive amount or a currency that is not an ISO 4217 number."""
-    if amount.amount <= 0 or not 0 < amount.currency < 1000:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "amount must be positive, ISO 4217")
 
 
 def merchant_id_of(cert: VerifiedCertificate) -> str:
@@ -307,10 +302,10 @@ def check_agreement(request: VerifiedAuthRequest, pi: PaymentInstruction) -> Non
 
 
 def amount_agrees(request: VerifiedAuthRequest, pi: PaymentInstruction) -> bool:
-    """AuthReqAmt is in the purchase currency and not above PurchAmt."""
+    """AuthReqAmt is in PurchAmt's currency and exponent and not above it (never rescaled)."""
     asked = request.data.auth_req_payload.auth_req_amt
     bought = pi.head.purch_amt
-    return asked.currency == bought.currency and 0 < asked.amount <= bought.amount
+    return same_unit(asked, bought) and 0 < asked.amount <= bought.amount
 
 
 # --- gateway side: AuthRes and capture tokens ----------------------------------------

@@ -10,8 +10,8 @@ only a response of the kind it asked for.
 
 Gateway openers check what ``setcore.capture`` checks for a CapReq (envelope, merchant,
 RRTags, one token per item of this merchant and this authorization, amount in the
-token's currency). Whether the amounts are possible and whether the request was seen
-before is the ledger's decision, answered with CapRevOrCredCode.
+token's currency and exponent). Whether the amounts are possible and whether the request
+was seen before is the ledger's decision, answered with CapRevOrCredCode.
 
 Errors are setcore's, as listed in ``setcore.capture``, plus WRAPPER_MSG_MISMATCH for a
 request or response of another kind than the RPC's, and DECODING_FAILURE for a credit

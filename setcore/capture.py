@@ -22,8 +22,9 @@ Errors are setcore's (``setcore.errors``): ``ProtocolError`` with, besides the c
 the containers and the PKI,
 
     DECODING_FAILURE      no items; token count differs from item count; an empty token;
-                          a non-positive amount or one in another currency than the
-                          token's; an oversize batch id; a response with another item count
+                          a non-positive amount, one with an exponent outside ISO 4217's
+                          or in another currency or exponent than the token's; an
+                          oversize batch id; a response with another item count
     MESSAGE_TOO_BIG       more than MAX_ITEMS items
     MERCHANT_MISMATCH     a token of another merchant; a response naming another merchant
     UNKNOWN_XID           a token or response item for another transaction
@@ -44,8 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from setcore.amount import check_amount, same_unit
 from setcore.authorization import (
-    check_amount,
     check_names_us,
     check_rr_tags,
     open_cap_token,
@@ -145,10 +146,12 @@ def check_token_is_for(token: authorization_pb2.CapTokenData, ref: ItemRef) -> N
 def check_item_amount(
     amount: common_pb2.CurrencyAmount, token: authorization_pb2.CapTokenData
 ) -> None:
-    """An item's amount is positive and in the currency the authorization was made in."""
+    """An item's amount is positive and in the currency and exponent of the authorization."""
     check_amount(amount)
-    if amount.currency != token.auth_amt.currency:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "currency differs from the token's")
+    if not same_unit(amount, token.auth_amt):
+        raise fail(
+            ErrorCode.ERROR_CODE_DECODING_FAILURE, "currency or exponent differs from the token's"
+        )
 
 
 def open_item_tokens(

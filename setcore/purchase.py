@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from setcore.amount import check_amount
 from setcore.credentials import Credentials
 from setcore.dualsig import MerchantView, build_dual_signed, parse_purchase, verify_as_merchant
 from setcore.encoding import content_type_of, digest_parts, parse_strict, thumbprint
@@ -66,11 +67,6 @@ def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
     """HOD: binds order description and amount, salted, without revealing them."""
     money = struct.pack(">Iqi", amount.currency, amount.amount, amount.exp10)
     return digest_parts(HOD_CT, (od, money, od_salt))
-
-
-def _check_amount(amount: common_pb2.CurrencyAmount) -> None:
-    if amount.amount <= 0 or not 0 < amount.currency < 1000:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "amount must be positive, ISO 4217")
 
 
 # --- wallet side ------------------------------------------------------------------
@@ -178,7 +174,7 @@ def build_purchase_request(
     state: PInitState,
 ) -> tuple[purchase_pb2.PurchaseRequest, PurchaseState]:
     """PReq: OIData for the merchant, the PI sealed to the gateway, one dual signature."""
-    _check_amount(order.amount)
+    check_amount(order.amount)
     if offer.merchant.merchant_data is None:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "merchant certificate lacks its id")
     rrpid, chall_c, od_salt = new_id(), new_id(), new_id()

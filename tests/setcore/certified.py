@@ -80,13 +80,14 @@ class Certified:
         *,
         merchant_id: str | None = None,
         currency: int = EUR,
+        exp10: int = 2,
         token_key: TokenKey | None = None,
     ) -> bytes:
         """A capture token as the gateway seals it in AuthRes."""
         data = authorization_pb2.CapTokenData(
             xid=xid,
             auth_rrpid=auth_rrpid,
-            auth_amt=eur(auth_amount, currency),
+            auth_amt=eur(auth_amount, currency, exp10=exp10),
             merchant_id=merchant_id or self.merchant_id,
             merchant_cert_thumb=self.merchant.signature_thumb,
             hold_id="hold-1",
@@ -102,9 +103,9 @@ def recipient_of(credentials: Credentials) -> Recipient:
     return Recipient(key.public_key, thumb, key.kem)
 
 
-def eur(amount: int, currency: int = EUR) -> common_pb2.CurrencyAmount:
-    """An amount in minor units (EUR unless told)."""
-    return common_pb2.CurrencyAmount(currency=currency, amount=amount, exp10=2)
+def eur(amount: int, currency: int = EUR, *, exp10: int = 2) -> common_pb2.CurrencyAmount:
+    """An amount in minor units (EUR, in cents, unless told)."""
+    return common_pb2.CurrencyAmount(currency=currency, amount=amount, exp10=exp10)
 
 
 def trans_ids(xid: bytes | None = None) -> common_pb2.TransIDs:

@@ -34,17 +34,19 @@ def _auth_rev(
     *,
     token: bytes | None = None,
     currency: int = 978,
+    exp10: int = 2,
+    token_exp10: int = 2,
     rrpid: bytes | None = None,
 ) -> tuple[authorization_pb2.AuthReversalRequest, AuthRevRequestState, common_pb2.TransIDs]:
     ids, auth_rrpid = trans_ids(), new_id()
-    token = c.token(ids.xid, auth_rrpid) if token is None else token
+    token = c.token(ids.xid, auth_rrpid, exp10=token_exp10) if token is None else token
     request, state = build_auth_reversal_request(
         c.merchant,
         c.gateway_kex,
         ids,
         auth_rrpid,
         token,
-        eur(new_amount, currency),
+        eur(new_amount, currency, exp10=exp10),
         c.merchant_id,
         rrpid=rrpid,
     )
@@ -161,6 +163,17 @@ def test_auth_reversal_amount_checks(ec_certified: Certified) -> None:
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_auth_rev, c, request)
     request, _, _ = _auth_rev(c, 100, currency=840)
     assert "currency" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_auth_rev, c, request)
+
+
+def test_auth_reversal_amount_in_another_exponent_is_refused(ec_certified: Certified) -> None:
+    c = ec_certified
+    # Authorized as 1999 at exponent 2; 100 at exponent 0 is not "100 cents", and never
+    # rescaled: the exponents disagree.
+    request, _, _ = _auth_rev(c, 100, exp10=0)
+    assert "exponent" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_auth_rev, c, request)
+    # Even a token in that exponent does not make one outside ISO 4217's range acceptable.
+    request, _, _ = _auth_rev(c, 100, exp10=-7, token_exp10=-7)
+    assert "exponent" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_auth_rev, c, request)
 
 
 def test_stale_auth_reversal_is_refused(ec_certified: Certified) -> None:

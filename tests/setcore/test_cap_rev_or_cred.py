@@ -42,13 +42,15 @@ _BUILD: dict[int, Callable[..., tuple[object, CapRevOrCredState]]] = {
 }
 
 
-def _item(c: Certified, kind: int, amount: int = 700, **token_args: object) -> CapRevOrCredItem:
+def _item(
+    c: Certified, kind: int, amount: int = 700, *, exp10: int = 2, **token_args: object
+) -> CapRevOrCredItem:
     ids, auth_rrpid = trans_ids(), new_id()
     return CapRevOrCredItem(
         trans_ids=ids,
         auth_rrpid=auth_rrpid,
         cap_token=c.token(ids.xid, auth_rrpid, **token_args),  # type: ignore[arg-type]
-        amount=eur(amount),
+        amount=eur(amount, exp10=exp10),
         new_batch_id="batch-8" if kind == CAPTURE_REVERSAL else "",
         original_rrpid=b"" if kind == CREDIT else new_id(),
     )
@@ -213,6 +215,11 @@ def test_credit_amount_checks(ec_certified: Certified) -> None:
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_as, c, CREDIT, request)
     request, _ = _request(c, CREDIT, [_item(c, CREDIT, currency=826)])
     assert "currency" in refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_as, c, CREDIT, request
+    )
+    # A refund of 700 at exponent 0 against an authorization at exponent 2: never rescaled.
+    request, _ = _request(c, CREDIT, [_item(c, CREDIT, exp10=0)])
+    assert "exponent" in refused(
         ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_as, c, CREDIT, request
     )
 

@@ -41,10 +41,14 @@ from .certified import (
 SUCCESS = capture_pb2.CAP_CODE_SUCCESS
 
 
-def _item(c: Certified, amount: int = 1500, **token_args: object) -> CaptureItem:
+def _item(
+    c: Certified, amount: int = 1500, *, exp10: int = 2, token_exp10: int = 2, **token_args: object
+) -> CaptureItem:
     ids, auth_rrpid = trans_ids(), new_id()
-    token = c.token(ids.xid, auth_rrpid, **token_args)  # type: ignore[arg-type]
-    return CaptureItem(trans_ids=ids, auth_rrpid=auth_rrpid, cap_token=token, amount=eur(amount))
+    token = c.token(ids.xid, auth_rrpid, exp10=token_exp10, **token_args)  # type: ignore[arg-type]
+    return CaptureItem(
+        trans_ids=ids, auth_rrpid=auth_rrpid, cap_token=token, amount=eur(amount, exp10=exp10)
+    )
 
 
 def _request(
@@ -240,6 +244,15 @@ def test_currency_other_than_the_tokens_is_refused(ec_certified: Certified) -> N
     item = _item(c, currency=840)  # authorized in USD, captured in EUR
     request, _ = _request(c, [item])
     assert "currency" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open, c, request)
+
+
+def test_exponent_other_than_the_tokens_is_refused(ec_certified: Certified) -> None:
+    c = ec_certified
+    # Authorized as 1999 at exponent 3; 1500 at exponent 2 is never rescaled to compare.
+    request, _ = _request(c, [_item(c, exp10=2, token_exp10=3)])
+    assert "exponent" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open, c, request)
+    request, _ = _request(c, [_item(c, exp10=9, token_exp10=9)])  # no currency has 9
+    assert "exponent" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open, c, request)
 
 
 def test_stale_and_future_requests_are_refused(ec_certified: Certified) -> None:

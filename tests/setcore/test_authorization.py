@@ -1,0 +1,103 @@
+"""The gateway's AuthReq checks (SET-PROTOCOL.md 6.2, 9.3): each refuses for its own reason.
+
+The purchase that precedes each AuthReq is built with ``test_purchase``'s shop; the
+AuthReq is then built honestly and altered where the check under test looks, and only
+there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from hsm.base import KeyBackend
+from setcore.authorization import (
+    VerifiedAuthRequest,
+    amount_agrees,
+    build_auth_request,
+    check_agreement,
+    open_auth_request,
+    open_payment_instruction,
+)
+from setcore.dualsig import MerchantView
+from setcore.errors import ErrorCode
+from setcore.profiles import EC
+from setcore.purchase import Order, open_purchase_request
+from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2
+
+from .certified import Certified, certify, eur, refused
+from .test_purchase import Shop, _preq, _shop
+
+
+@pytest.fixture
+def ec(backend: KeyBackend) -> Certified:
+    return certify(backend, EC)
+
+
+@dataclass
+class Bought:
+    """A verified purchase, as the merchant holds it when it asks for authorization."""
+
+    shop: Shop
+    view: MerchantView
+
+
+def _bought(c: Certified, order: Order | None = None) -> Bought:
+    shop = _shop(c)
+    preq = purchase_pb2.PurchaseRequest.FromString(_preq(shop, order))
+    return Bought(shop, open_purchase_request(preq))
+
+
+def _auth_req(bought: Bought, **change: object) -> authorization_pb2.AuthorizeRequest:
+    shop, view = bought.shop, bought.view
+    args = {
+        "trans_ids": shop.order.trans_ids, "oi_bytes": view.oi_bytes,
+        "order_description": shop.order.description, "purchase_amount": shop.order.amount,
+        "od_salt": view.oi_data.od_salt, "auth_amount": shop.order.amount,
+        "merchant_id": shop.c.merchant_id, **change,
+    }  # fmt: skip
+    request, _ = build_auth_request(
+        shop.c.merchant,
+        shop.c.gateway_kex,
+        view.pi_bytes,
+        **args,  # type: ignore[arg-type]
+    )
+    return request
+
+
+def _open(c: Certified, request: authorization_pb2.AuthorizeRequest) -> VerifiedAuthRequest:
+    return open_auth_request(request, c.gateway, c.trust())
+
+
+# --- the amount: currency, amount and exponent (finding: exp10 was ignored) -----------
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        eur(1999, exp10=0),  # the same digits, a hundred times the sum
+        eur(199, exp10=1),  # the same sum, in another unit: never rescaled
+        eur(19990, exp10=3),
+    ],
+)
+def test_an_auth_amount_in_another_exponent_does_not_agree(
+    ec: Certified, asked: common_pb2.CurrencyAmount
+) -> None:
+    bought = _bought(ec)  # PurchAmt 1999 at exponent 2
+    verified = _open(ec, _auth_req(bought, auth_amount=asked))
+    pi = open_payment_instruction(verified, ec.gateway, ec.trust())
+    check_agreement(verified, pi)
+    assert not amount_agrees(verified, pi)
+
+
+@pytest.mark.parametrize("exp10", [-7, 5, 2**31 - 1])
+def test_an_auth_amount_exponent_outside_iso_4217_is_refused(ec: Certified, exp10: int) -> None:
+    request = _auth_req(_bought(ec), auth_amount=eur(1999, exp10=exp10))
+    assert "exponent" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open, ec, request)
+
+
+def test_the_wallet_refuses_a_purchase_amount_exponent_outside_iso_4217(ec: Certified) -> None:
+    shop = _shop(ec)
+    order = Order(b"1 book", common_pb2.CurrencyAmount(currency=978, amount=1999, exp10=-7))
+    assert "exponent" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _preq, shop, order)
