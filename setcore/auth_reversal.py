@@ -34,7 +34,6 @@ from setcore.authorization import (
 from setcore.capture import (
     ItemRef,
     check_envelope_xid,
-    check_header,
     check_token_is_for,
     merchant_rr_tags,
 )
@@ -48,7 +47,7 @@ from setcore.link import seal_with_baggage
 from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import header
+from setcore.purchase import check_header, header
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2
 

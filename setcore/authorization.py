@@ -4,8 +4,8 @@ The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it r
 
 1. ``open_auth_request``: open the envelope with the gateway key-exchange key, verify the
    merchant's signature and chain, check the signed link names exactly the PI carried,
-   check the ids agree with the envelope, the date is fresh, and the response key is
-   this merchant's own key-exchange certificate.
+   check the ids agree with the envelope and the plaintext header, the date is fresh,
+   and the response key is this merchant's own key-exchange certificate.
 2. ``open_payment_instruction``: open the PI (sealed to this gateway, naming this gateway
    key), verify the cardholder's chain and dual signature, check the PAN against the
    blinded account in the cardholder certificate.
@@ -43,7 +43,7 @@ from setcore.pan import PAN, InvalidPAN, check_blinded_account, check_expiry
 from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import header, hod
+from setcore.purchase import check_header, header, hod
 from setcore.signers import signer
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
@@ -225,6 +225,8 @@ def open_auth_request(
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope XID differs")
     check_id(data.auth_tags.trans_ids.xid, "XID")
     merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
+    ids = data.auth_tags.trans_ids
+    check_header(request.header, tags.rrpid, ids.xid, lid_m=ids.lid_m)
     check_amount(data.auth_req_payload.auth_req_amt)
     return VerifiedAuthRequest(
         data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,

@@ -36,7 +36,6 @@ from setcore.capture import (
     ItemWithToken,
     check_batch_id,
     check_envelope_xid,
-    check_header,
     check_item_amount,
     check_items_answered,
     check_one_per_item,
@@ -55,7 +54,7 @@ from setcore.link import seal_with_baggage
 from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import header
+from setcore.purchase import check_header, header
 from setcore.token_seal import TokenKey
 from setpay.v1 import capture_pb2, common_pb2, error_pb2
 

@@ -63,7 +63,7 @@ from setcore.link import open_sealed_signed, seal_signed, seal_with_baggage
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import header
+from setcore.purchase import check_header, header
 from setcore.signers import signer
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, crypto_pb2
@@ -115,12 +115,6 @@ def merchant_rr_tags(
     if response_key:
         tags.response_cert_thumb = credentials.require_key_exchange()[1]
     return tags
-
-
-def check_header(plain: common_pb2.Header, rrpid: bytes, xid: bytes = b"") -> None:
-    """The plaintext header is only a hint: where it names ids, they must be the signed ones."""
-    if (plain.rrpid and plain.rrpid != rrpid) or (plain.xid and plain.xid != xid):
-        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header ids differ from signed ones")
 
 
 def check_envelope_xid(sealed: crypto_pb2.Sealed, xid: bytes) -> None:

@@ -33,7 +33,6 @@ from setcore.authorization import check_names_us, check_rr_tags, merchant_id_of,
 from setcore.capture import (
     check_batch_id,
     check_envelope_xid,
-    check_header,
     check_one_per_item,
     merchant_rr_tags,
     open_gateway_sealed,
@@ -50,7 +49,7 @@ from setcore.link import seal_signed
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import header
+from setcore.purchase import check_header, header
 from setcore.signed import open_signed, parse_signed, sign
 from setcore.signers import signer
 from setpay.v1 import common_pb2, crypto_pb2, gateway_admin_pb2

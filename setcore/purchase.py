@@ -63,6 +63,22 @@ def header(
     )  # fmt: skip
 
 
+def check_header(
+    plain: common_pb2.Header, rrpid: bytes, xid: bytes = b"", *, lid_m: bytes | None = None
+) -> None:
+    """The plaintext header is only a hint: where it names ids, they must be the signed ones.
+
+    The RRPID and XID are always compared (a request without an XID must not name one);
+    the LID-M only where the caller has a signed one to compare it with.
+    """
+    if (
+        (plain.rrpid and plain.rrpid != rrpid)
+        or (plain.xid and plain.xid != xid)
+        or (lid_m is not None and plain.lid_m and plain.lid_m != lid_m)
+    ):
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header ids differ from signed ones")
+
+
 def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
     """HOD: binds order description and amount, salted, without revealing them."""
     money = struct.pack(">Iqi", amount.currency, amount.amount, amount.exp10)

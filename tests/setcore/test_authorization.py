@@ -22,6 +22,7 @@ from setcore.authorization import (
 )
 from setcore.dualsig import MerchantView
 from setcore.errors import ErrorCode
+from setcore.freshness import new_id
 from setcore.profiles import EC
 from setcore.purchase import Order, open_purchase_request
 from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2
@@ -101,3 +102,21 @@ def test_the_wallet_refuses_a_purchase_amount_exponent_outside_iso_4217(ec: Cert
     shop = _shop(ec)
     order = Order(b"1 book", common_pb2.CurrencyAmount(currency=978, amount=1999, exp10=-7))
     assert "exponent" in refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _preq, shop, order)
+
+
+# --- the plaintext header is only a hint (SET-PROTOCOL.md 3.1, 11.1 rule 6) ---------
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_m"])
+def test_a_header_naming_other_ids_than_the_signed_ones_is_refused(
+    ec: Certified, field: str
+) -> None:
+    request = _auth_req(_bought(ec))
+    setattr(request.header, field, new_id() if field != "lid_m" else b"forged")
+    refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open, ec, request)
+
+
+def test_a_header_naming_no_ids_is_accepted(ec: Certified) -> None:
+    request = _auth_req(_bought(ec))
+    request.header.Clear()
+    assert _open(ec, request).xid
