@@ -30,9 +30,12 @@ def load_certificate(der: bytes) -> x509.Certificate:
         cert = x509.load_der_x509_certificate(der)
         # Extensions are parsed lazily; touch them now so a malformed one fails here.
         _ = cert.extensions
-    except ValueError as exc:
+        version = cert.version
+    except (ValueError, x509.InvalidVersion, x509.DuplicateExtension) as exc:
+        # cryptography reports a version number X.509 does not define and an extension
+        # present twice (RFC 5280 4.2) with their own exception types, not ValueError.
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "malformed certificate") from exc
-    if cert.version is not x509.Version.v3:
+    if version is not x509.Version.v3:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "not an X.509 v3 certificate")
     return cert
 
@@ -59,10 +62,17 @@ def check_signature_algorithm(cert: x509.Certificate) -> None:
     if oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         return
     if oid == SignatureAlgorithmOID.RSASSA_PSS:
-        params = cert.signature_algorithm_parameters
+        try:
+            params = cert.signature_algorithm_parameters
+            hash_algorithm = cert.signature_hash_algorithm
+        except (UnsupportedAlgorithm, ValueError) as exc:
+            # PSS parameters naming a hash or mask function cryptography does not know.
+            raise fail(
+                ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "RSA-PSS with unknown parameters"
+            ) from exc
         if (
             isinstance(params, padding.PSS)
-            and isinstance(cert.signature_hash_algorithm, hashes.SHA256)
+            and isinstance(hash_algorithm, hashes.SHA256)
             and _outer_signature_algorithm(cert) == _PSS_SHA256_SALT32
         ):
             return
