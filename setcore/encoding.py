@@ -24,12 +24,16 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from setcore.errors import ErrorCode, fail
+from setcore.freshness import ID_BYTES
 
 DD_LABEL = b"setpay/v1 DD\x00"
 DD_PARTS_LABEL = b"setpay/v1 DD*\x00"
 SIG_LABEL = b"setpay/v1 SIG\x00"
 AEAD_LABEL = b"setpay/v1 AEAD\x00"
 KDF_LABEL = b"setpay/v1 KDF\x00"
+
+# The AEAD associated data prefixes each variable field with a 16-bit length.
+MAX_AEAD_FIELD_BYTES = 0xFFFF
 
 # Largest message setcore will parse. Generous for a CertBundle of a few chains and CRLs,
 # small enough that a peer cannot make us allocate without bound (SET caps echoed bad
@@ -71,21 +75,42 @@ def signature_input(content_type: str, tbs: bytes) -> bytes:
     return SIG_LABEL + _ct(content_type) + tbs
 
 
+def _len16(field: str, value: bytes) -> bytes:
+    if len(value) > MAX_AEAD_FIELD_BYTES:
+        raise ValueError(f"{field} of {len(value)} bytes does not fit a 16-bit length prefix")
+    return struct.pack(">H", len(value)) + value
+
+
 def aead_associated_data(
     content_type: str, part: str, recipient_thumb: bytes, xid: bytes, rrpid: bytes
 ) -> bytes:
-    """Associated data binding an AEAD part to its type, recipient, transaction and request."""
+    """Associated data binding an AEAD part to its type, recipient, transaction and request.
+
+    Raises ValueError for a field too long for its length prefix: openers check the ids
+    they pass (``check_bound_ids``) first, so only a caller's bug gets here.
+    """
     return (
         AEAD_LABEL
         + _ct(content_type)
         + _ct(part)
-        + struct.pack(">H", len(recipient_thumb))
-        + recipient_thumb
-        + struct.pack(">H", len(xid))
-        + xid
-        + struct.pack(">H", len(rrpid))
-        + rrpid
+        + _len16("recipient thumbprint", recipient_thumb)
+        + _len16("XID", xid)
+        + _len16("RRPID", rrpid)
     )
+
+
+def check_bound_ids(xid: bytes, rrpid: bytes) -> None:
+    """Refuse envelope ids that are neither absent nor an identifier (DECODING_FAILURE).
+
+    An envelope carries the XID and RRPID it is bound to in clear, outside the AEAD, so a
+    peer sets them at will; they are checked before any key is used to open it.
+    """
+    for name, value in (("XID", xid), ("RRPID", rrpid)):
+        if value and len(value) != ID_BYTES:
+            raise fail(
+                ErrorCode.ERROR_CODE_DECODING_FAILURE,
+                f"envelope {name} must be empty or {ID_BYTES} bytes",
+            )
 
 
 def thumbprint(der: bytes) -> bytes:

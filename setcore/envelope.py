@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hsm.base import KemAlgorithm, KeyBackend, KeyHandle, PublicKey
 from hsm.errors import DecapsulationError, KeyUsageError
-from setcore.encoding import KDF_LABEL, aead_associated_data
+from setcore.encoding import KDF_LABEL, aead_associated_data, check_bound_ids
 from setcore.errors import ErrorCode, fail
 from setpay.v1 import crypto_pb2
 
@@ -148,6 +148,7 @@ def _check_header(
 ) -> KemAlgorithm:
     if sealed.recipient_cert_thumb != my_cert_thumb:
         raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed to another certificate")
+    check_bound_ids(sealed.xid, sealed.rrpid)
     if key.kem is None or sealed.kem_alg != key.kem.value:
         raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"KEM {sealed.kem_alg!r} refused")
     if sealed.aead_alg != AEAD_ALG:

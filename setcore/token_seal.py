@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import DecapsulationError, KeyUsageError
-from setcore.encoding import KDF_LABEL, aead_associated_data, digest
+from setcore.encoding import KDF_LABEL, aead_associated_data, check_bound_ids, digest
 from setcore.envelope import AEAD_ALG, BODY_PART, KEY_BYTES, NONCE_BYTES, Recipient, encapsulate
 from setcore.errors import ConfigurationError, ErrorCode, fail
 from setpay.v1 import crypto_pb2
@@ -121,6 +121,7 @@ class TokenKey:
         """The plaintext of a token this key sealed; raises ProtocolError."""
         if sealed.recipient_cert_thumb != self.key_id:
             raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed under another token key")
+        check_bound_ids(sealed.xid, sealed.rrpid)
         if sealed.kem_alg != TOKEN_KEM:
             raise fail(
                 ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"KEM {sealed.kem_alg!r} refused"

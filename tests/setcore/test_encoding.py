@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from setcore.encoding import MAX_MESSAGE_BYTES, content_type_of, parse_strict
+from setcore.encoding import (
+    MAX_MESSAGE_BYTES,
+    aead_associated_data,
+    content_type_of,
+    parse_strict,
+)
 from setcore.errors import ErrorCode, ProtocolError
 from setpay.v1 import common_pb2, purchase_pb2
 
@@ -79,3 +84,8 @@ def test_oversize_is_refused_before_parsing() -> None:
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.OIData, b"\x00" * (MAX_MESSAGE_BYTES + 1))
     assert _code(exc) == "ERROR_CODE_MESSAGE_TOO_BIG"
+
+
+def test_an_associated_data_field_too_long_for_its_prefix_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="XID of 70000 bytes"):
+        aead_associated_data("setpay.v1.PITBE", "body", b"t" * 32, b"x" * 70000, b"")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hsm.base import KemAlgorithm
+from hsm.base import KemAlgorithm, KeyHandle
 from setcore.envelope import Recipient, open_sealed, open_with_key, seal, seal_with_key
 from setcore.errors import ErrorCode, ProtocolError
 from setpay.v1 import crypto_pb2
@@ -190,3 +190,37 @@ def test_key_sealed_round_trip_and_mutations() -> None:
     with pytest.raises(ProtocolError) as exc:
         open_with_key(tampered, key, "setpay.v1.Signed", rrpid=RRPID)
     assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+
+
+# --- ids in clear: checked before any key is used ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("xid", b"x" * 70000), ("rrpid", b"r" * 70000), ("xid", b"x" * 31), ("rrpid", b"r" * 33)],
+    ids=["xid-70000", "rrpid-70000", "xid-31", "rrpid-33"],
+)
+def test_an_id_of_another_length_is_refused_before_decapsulation(
+    gateway: Party, monkeypatch: pytest.MonkeyPatch, field: str, value: bytes
+) -> None:
+    calls: list[bytes] = []
+    decapsulate = gateway.backend.decapsulate
+
+    def counting(key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
+        calls.append(ciphertext)
+        return decapsulate(key, kem, ciphertext)
+
+    monkeypatch.setattr(gateway.backend, "decapsulate", counting)
+    _open(gateway, _seal(gateway))
+    assert len(calls) == 1  # the double counts what the real backend does
+    sealed = _seal(gateway)
+    setattr(sealed, field, value)  # anyone can: the ids travel outside the AEAD
+    with pytest.raises(ProtocolError) as exc:
+        _open(gateway, sealed)
+    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert len(calls) == 1
+
+
+def test_an_envelope_bound_to_no_ids_still_opens(gateway: Party) -> None:
+    sealed = seal(CT, b"inner plaintext", gateway.recipient)
+    assert open_sealed(sealed, gateway.backend, gateway.kex, gateway.kex_thumb, CT).plaintext

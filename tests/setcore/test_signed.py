@@ -133,7 +133,7 @@ def test_link_checks_digest_and_types() -> None:
 def test_enc_round_trip(merchant: Party, gateway: Party) -> None:
     sealed = seal_signed(
         merchant.backend, merchant.sig, merchant.sig_thumb, CT, b"tbs", gateway.recipient,
-        xid=b"x", rrpid=b"r",
+        xid=b"x" * 32, rrpid=b"r" * 32,
     )  # fmt: skip
     verified, extra = open_sealed_signed(
         sealed, gateway.backend, gateway.kex, gateway.kex_thumb, CT, _resolver(merchant)

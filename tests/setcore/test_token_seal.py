@@ -125,3 +125,14 @@ def test_a_signature_key_cannot_seal_tokens(backend: KeyBackend, profile: Profil
 def test_the_master_key_is_not_in_the_repr(token_key: TokenKey) -> None:
     assert token_key.master.hex() not in repr(token_key)
     assert repr(token_key.master) not in repr(token_key)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("xid", b"x" * 70000), ("rrpid", b"r" * 70000), ("xid", b"x" * 31)],
+    ids=["xid-70000", "rrpid-70000", "xid-31"],
+)
+def test_an_id_of_another_length_is_refused(token_key: TokenKey, field: str, value: bytes) -> None:
+    sealed = _sealed(token_key)
+    setattr(sealed, field, value)  # anyone can: the ids travel outside the AEAD
+    _refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, lambda: token_key.open(sealed, CT))
