@@ -60,7 +60,14 @@ from setcore.registration_cardholder_ca import (
     open_reg_form_request,
     verify_card_cert_request,
 )
-from setcore.registration_certreq import CertAnswer, peek_cert_request, verify_cert_request
+from setcore.registration_certreq import (
+    CertAnswer,
+    build_cert_inquiry,
+    peek_cert_request,
+    read_cert_inquiry,
+    verify_cert_inquiry,
+    verify_cert_request,
+)
 from setcore.registration_merchant import (
     MerchantIdentity,
     build_me_aq_c_init_request,
@@ -120,9 +127,13 @@ def _contact(world: World, ca: Credentials | None = None):  # type: ignore[no-un
     return trust, contact
 
 
-def _form(world: World):  # type: ignore[no-untyped-def]
+def _form(  # type: ignore[no-untyped-def]
+    world: World, request_type: int = S.REQUEST_TYPE_CARD_INITIAL_SIG
+):
     trust, contact = _contact(world)
-    request, reg = build_reg_form_request(contact, PAN(TEST_PAN), b"lid-ee")
+    request, reg = build_reg_form_request(
+        contact, PAN(TEST_PAN), b"lid-ee", request_type=request_type
+    )
     view = open_reg_form_request(request, _ca(world))
     assert view.pan == PAN(TEST_PAN)
     body = build_reg_form_response(
@@ -274,6 +285,45 @@ def test_proof_of_possession_and_renewal_signatures(world: World) -> None:
     # The extra part must be the one the signature covers.
     swapped = replace(opened, extra=opened.extra + b"\x00" if opened.extra else b"")
     refused(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, verify_cert_request, swapped, trust)
+
+
+# A signature value that is well-formed DER (ECDSA r=1, s=1) but no signature of anything:
+# only the verification itself can refuse it, not a parser or a thumbprint check.
+_FORGED_ECDSA = bytes.fromhex("3006020101020101")
+
+
+def test_proof_of_possession_must_verify(world: World) -> None:
+    trust, reg, form = _form(world)
+    key = _key(world)
+    request, _ = build_card_cert_request(world.backend, key, form, reg, PAN(TEST_PAN), TEST_EXPIRY)
+    opened = open_card_cert_request(peek_cert_request(request), _ca(world))
+    verify_cert_request(opened, trust)  # as sent, it verifies
+    opened.signed.signatures[0].value = _FORGED_ECDSA  # the new key's thumbprint kept
+    reason = refused(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, verify_cert_request, opened, trust)
+    assert "signature" in reason
+
+
+def test_renewal_signature_must_verify(world: World) -> None:
+    trust, reg, form = _form(world, S.REQUEST_TYPE_CARD_RENEWAL_SIG)
+    cca = world.brand.cardholder_ca.ca
+    renewing = Credentials(world.backend, world.cardholder_key, world.cardholder, (cca.der,))
+    request, _ = build_card_cert_request(
+        world.backend, _key(world), form, reg, PAN(TEST_PAN), TEST_EXPIRY, renewing=renewing
+    )
+    opened = open_card_cert_request(peek_cert_request(request), _ca(world))
+    assert verify_cert_request(opened, trust).renewed is not None  # as sent, it verifies
+    opened.signed.signatures[1].value = _FORGED_ECDSA  # the renewed certificate's thumb kept
+    refused(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, verify_cert_request, opened, trust)
+
+
+def test_cert_inquiry_signature_must_verify(world: World) -> None:
+    key = _key(world)
+    request, _, _ = build_cert_inquiry(world.backend, key, b"lid-ee", b"lid-ca")
+    _, signed = read_cert_inquiry(request)
+    spki = spki_of(key.public_key)
+    verify_cert_inquiry(signed, spki)  # as sent, it verifies
+    signed.signatures[0].value = _FORGED_ECDSA  # the key's thumbprint kept
+    refused(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, verify_cert_inquiry, signed, spki)
 
 
 def test_requested_keys_are_allow_listed_and_canonical() -> None:
