@@ -7,25 +7,31 @@ there.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from hsm.base import KeyBackend
+from setcore import authorization, purchase
 from setcore.authorization import (
+    CAP_TOKEN_CT,
     VerifiedAuthRequest,
     amount_agrees,
     build_auth_request,
     check_agreement,
     open_auth_request,
+    open_cap_token,
     open_payment_instruction,
 )
-from setcore.dualsig import MerchantView
+from setcore.dualsig import DualSignedPurchase, MerchantView
 from setcore.errors import ErrorCode
 from setcore.freshness import new_id
+from setcore.pki.roles import MERCHANT, CertificateUsage
 from setcore.profiles import EC
 from setcore.purchase import Order, open_purchase_request
-from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2
+from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
 
 from .certified import Certified, certify, eur, refused
 from .test_purchase import Shop, _preq, _shop
@@ -120,3 +126,91 @@ def test_a_header_naming_no_ids_is_accepted(ec: Certified) -> None:
     request = _auth_req(_bought(ec))
     request.header.Clear()
     assert _open(ec, request).xid
+
+
+# --- the ids, the merchant and the response key (check_rr_tags and the envelope) -----
+
+
+def _binding(monkeypatch: pytest.MonkeyPatch, **ids: bytes) -> None:
+    """Make the merchant's next envelope bound to ``ids`` rather than the signed ones."""
+    real = authorization.seal_with_baggage
+
+    def rebound(*args: Any, **kwargs: Any) -> crypto_pb2.SealedWithBaggage:
+        return real(*args, **{**kwargs, **ids})
+
+    monkeypatch.setattr(authorization, "seal_with_baggage", rebound)
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid"])
+def test_an_envelope_bound_to_other_ids_than_the_signed_ones_is_refused(
+    ec: Certified, monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    bought = _bought(ec)
+    _binding(monkeypatch, **{field: new_id()})
+    request = _auth_req(bought)  # the header names the signed ids: only the envelope differs
+    reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open, ec, request)
+    assert f"envelope {field.upper()} differs" in reason
+
+
+def test_a_merchant_id_other_than_the_certificates_is_refused(ec: Certified) -> None:
+    request = _auth_req(_bought(ec), merchant_id=ec.other_merchant_id)
+    reason = refused(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, _open, ec, request)
+    assert "MerchantID" in reason
+
+
+def test_a_response_key_of_another_merchant_is_refused(ec: Certified) -> None:
+    bought = _bought(ec)
+    # Signed by this merchant, naming (and carrying) the other merchant's key-exchange
+    # certificate, of the same Merchant CA, for the answer.
+    other = ec.other_merchant
+    mixed = dataclasses.replace(
+        ec.merchant, key_exchange_key=other.key_exchange_key,
+        key_exchange_cert=other.key_exchange_cert,
+    )  # fmt: skip
+    shop = dataclasses.replace(bought.shop, c=dataclasses.replace(ec, merchant=mixed))
+    request = _auth_req(dataclasses.replace(bought, shop=shop))
+    reason = refused(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, _open, ec, request)
+    assert "response key" in reason
+
+
+# --- the PI's own fields --------------------------------------------------------------
+
+
+def test_a_pi_with_an_exnonce_of_another_length_is_refused(
+    ec: Certified, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = purchase.build_dual_signed
+
+    def short_nonce(*args: Any, **kwargs: Any) -> DualSignedPurchase:
+        # The wallet dual-signs PANData whose EXNonce is 16 bytes; all else is honest.
+        *before, pan_data, gateway = args
+        pan = purchase_pb2.PANData.FromString(pan_data)
+        pan.ex_nonce = b"n" * 16
+        return real(*before, pan.SerializeToString(), gateway, **kwargs)
+
+    monkeypatch.setattr(purchase, "build_dual_signed", short_nonce)
+    bought = _bought(ec)
+    verified = _open(ec, _auth_req(bought))
+    reason = refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE,
+        open_payment_instruction, verified, ec.gateway, ec.trust(),
+    )  # fmt: skip
+    assert "EXNonce" in reason
+
+
+# --- capture tokens ---------------------------------------------------------------------
+
+
+def test_a_capture_token_sealed_under_other_ids_than_it_holds_is_refused(ec: Certified) -> None:
+    merchant = ec.trust().resolve(
+        ec.merchant.signature_thumb, ec.merchant.bundle(), MERCHANT, CertificateUsage.SIGNATURE
+    )
+    honest = ec.token(new_id(), new_id())
+    data = open_cap_token(ec.token_key, honest, merchant=merchant)  # as sealed, it opens
+    for ids in ({"xid": new_id(), "rrpid": data.auth_rrpid}, {"xid": data.xid, "rrpid": new_id()}):
+        sealed = ec.token_key.seal(CAP_TOKEN_CT, data.SerializeToString(), **ids)
+        reason = refused(
+            ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH,
+            open_cap_token, ec.token_key, sealed.SerializeToString(), merchant=merchant,
+        )  # fmt: skip
+        assert "capture token ids differ" in reason
