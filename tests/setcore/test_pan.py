@@ -67,8 +67,9 @@ def test_pan_secret_needs_both_halves() -> None:
     assert len(s) == 32
     assert s != pan_secret(card_secret, os.urandom(32))
     assert s != pan_secret(os.urandom(32), nonce)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError) as exc:
         pan_secret(b"short", nonce)
+    assert exc.value.code_name == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_blinded_account_binds_pan_expiry_and_secret() -> None:
@@ -84,8 +85,12 @@ def test_blinded_account_binds_pan_expiry_and_secret() -> None:
         with pytest.raises(ProtocolError) as exc:
             check_blinded_account(ident, *other)
         assert exc.value.code_name == "ERROR_CODE_ACCOUNT_MISMATCH"
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError) as exc:
         blinded_account(secret, pan, "2030-12")
+    assert exc.value.code_name == "ERROR_CODE_DECODING_FAILURE" and "expiry" in exc.value.reason
+    with pytest.raises(ProtocolError) as exc:
+        blinded_account(b"short", pan, "203012")
+    assert exc.value.code_name == "ERROR_CODE_DECODING_FAILURE" and "PANSecret" in exc.value.reason
 
 
 def test_trans_stain_is_keyed_per_transaction() -> None:

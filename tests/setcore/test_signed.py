@@ -91,8 +91,10 @@ def test_other_signer_key_fails(merchant: Party, cardholder: Party) -> None:
 def test_zero_or_two_signatures_refused(merchant: Party) -> None:
     signed = sign(merchant.backend, merchant.sig, merchant.sig_thumb, CT, b"tbs")
     signed.signatures.append(signed.signatures[0])
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
+    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert "exactly one signature" in exc.value.reason
     del signed.signatures[:]
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
@@ -115,8 +117,10 @@ def test_detached_signature(cardholder: Party) -> None:
     with pytest.raises(ProtocolError) as exc:
         verify_detached(cardholder.sig.public_key, det, "setpay.v1.OIData", b"pi-tbs")
     assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
-    with pytest.raises(ProtocolError):
+    # The same bytes under another content type: another signature input, no signature.
+    with pytest.raises(ProtocolError) as exc:
         verify_signature(cardholder.sig.public_key, det.signature, "setpay.v1.OIData", b"pi-tbs")
+    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
 
 
 def test_link_checks_digest_and_types() -> None:

@@ -254,6 +254,7 @@ def test_update_from_bundle(world: World) -> None:
     assert snapshot is not None and snapshot.sequence_num == 4
     # A newer one that does not verify is an error.
     broken = bytearray(world.publish(5)[0])
-    broken[-5] ^= 0x01
-    with pytest.raises(ProtocolError):
+    broken[-5] ^= 0x01  # inside the root's signature value
+    with pytest.raises(ProtocolError) as exc:
         store.update_from_bundle(crypto_pb2.CertBundle(brand_crl_identifier=bytes(broken)))
+    assert exc.value.code == ErrorCode.ERROR_CODE_SIGNATURE_FAILURE
