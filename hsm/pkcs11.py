@@ -406,7 +406,7 @@ class Pkcs11Backend(KeyBackend):
                     secret.destroy()
             return value
 
-        return self._link.run(derive, "decapsulate", subject=_describe(record))
+        return self._link.run(derive, "decapsulate", subject=_describe(record), peer_input=True)
 
     def _oaep_decrypt(self, record: TokenKey, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
         token_hash, token_mgf, _ = OAEP_PARAMETERS[kem]
@@ -420,7 +420,7 @@ class Pkcs11Backend(KeyBackend):
             )
             return plaintext
 
-        return self._link.run(decrypt, "decapsulate", subject=_describe(record))
+        return self._link.run(decrypt, "decapsulate", subject=_describe(record), peer_input=True)
 
     def _record(self, key: KeyHandle) -> TokenKey:
         """The backend's own record of ``key``: its usage, not the caller's copy, is law."""

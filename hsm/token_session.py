@@ -199,11 +199,18 @@ class TokenLink:
         *,
         retry: bool = True,
         subject: str = "object",
+        peer_input: bool = False,
     ) -> T:
         """Run ``operation`` on a valid session; recover and translate errors.
 
         ``retry`` allows one more run after reconnecting (only for operations that are
         safe to repeat); ``subject`` names what a "no such object" is about.
+        ``peer_input`` says the operation's data comes from outside the bank (a
+        ciphertext to decapsulate): a general error on it is taken for bad input at
+        once. On the bank's own data (a key search, a digest to sign) SoftHSM's general
+        error with the token present and logged in is a passing fault (seen when several
+        processes open one token together), so a repeatable operation runs once more
+        before the error counts as the operation's own.
         """
         with self._pool.lease() as lease, self._cryptoki.lock:
             attempts = 2 if retry else 1
@@ -214,8 +221,12 @@ class TokenLink:
                     return operation(session)
                 except p11.PKCS11Error as exc:
                     fault = fault_of(exc)
+                    ambiguous = fault is Fault.AMBIGUOUS
                     if fault in (Fault.AMBIGUOUS, Fault.STALE_OBJECT):
                         fault = self._settle(fault, session)
+                    passing = ambiguous and fault is Fault.INPUT and not peer_input
+                    if passing and not isinstance(exc, p11.NoSuchKey) and attempt + 1 < attempts:
+                        continue
                     if fault in (Fault.TOKEN_LOST, Fault.LOGGED_OUT):
                         lease.evict()
                         self._broken = True

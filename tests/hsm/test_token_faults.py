@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from pkcs11 import Attribute, ObjectClass
+from pkcs11 import exceptions as p11
 
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
-from hsm.errors import KeyNotFound, KeyUsageError
+from hsm.errors import DecapsulationError, KeyNotFound, KeyUsageError, UnsupportedAlgorithm
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_objects import key_id
 from hsm.token_session import TokenSession
@@ -91,3 +92,50 @@ def test_key_deleted_elsewhere_is_not_found_without_restarting_the_module(
         backend.close()
         bystander.close()
         shutil.rmtree(other_token.directory, ignore_errors=True)
+
+
+def _failing_once(calls: list[str]) -> Callable[[TokenSession], str]:
+    """An operation whose first run meets SoftHSM's general error, as under a crowd."""
+
+    def operation(session: TokenSession) -> str:
+        calls.append("run")
+        if len(calls) == 1:
+            raise p11.GeneralError()
+        return "done"
+
+    return operation
+
+
+@pytest.mark.integration
+def test_a_passing_general_error_on_the_banks_own_data_is_run_again(
+    backend: Pkcs11Backend,
+) -> None:
+    # Four processes opening one token together met this in one run of about a hundred:
+    # the key search failed with CKR_GENERAL_ERROR, token present and logged in.
+    calls: list[str] = []
+    assert backend._link.run(_failing_once(calls), "list keys") == "done"
+    assert calls == ["run", "run"]
+
+
+@pytest.mark.integration
+def test_a_general_error_twice_is_the_operations_own(backend: Pkcs11Backend) -> None:
+    calls: list[str] = []
+
+    def always(session: TokenSession) -> str:
+        calls.append("run")
+        raise p11.GeneralError()
+
+    with pytest.raises(UnsupportedAlgorithm, match="cannot list keys as asked"):
+        backend._link.run(always, "list keys")
+    assert calls == ["run", "run"]  # bounded: once more, not until it works
+
+
+@pytest.mark.integration
+def test_a_general_error_on_a_peers_ciphertext_is_bad_input_at_once(
+    backend: Pkcs11Backend,
+) -> None:
+    # What a sender controls is not run twice: bad input costs the token one operation.
+    calls: list[str] = []
+    with pytest.raises(DecapsulationError):
+        backend._link.run(_failing_once(calls), "decapsulate", peer_input=True)
+    assert calls == ["run"]
