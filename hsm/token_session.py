@@ -216,8 +216,10 @@ class TokenLink:
             attempts = 2 if retry else 1
             for attempt in range(attempts):
                 self._ensure_connected()
-                session = self._session_for(lease)
+                session: TokenSession | None = None
                 try:
+                    # Opening the session is a token call too: its faults are handled below.
+                    session = self._session_for(lease)
                     return operation(session)
                 except p11.PKCS11Error as exc:
                     fault = fault_of(exc)
@@ -403,16 +405,17 @@ class TokenLink:
             item.epoch = self._epoch
         return item
 
-    def _settle(self, fault: Fault, session: TokenSession) -> Fault:
+    def _settle(self, fault: Fault, session: TokenSession | None) -> Fault:
         """What an AMBIGUOUS fault or a dead object handle means: ask the token.
 
         SoftHSM answers "no such object" (or a dead handle) alike for bad input, for an
         object destroyed elsewhere, for a vanished token directory and for a session
-        whose login was dropped (private objects are then invisible).
+        whose login was dropped (private objects are then invisible). With no session
+        (opening one failed) only the token's presence can be asked.
         """
         if not self._token_present():
             return Fault.TOKEN_LOST
-        if not self._calls.logged_in(session.session):
+        if session is not None and not self._calls.logged_in(session.session):
             return Fault.LOGGED_OUT
         return Fault.INPUT if fault is Fault.AMBIGUOUS else fault
 

@@ -16,7 +16,13 @@ from pkcs11 import exceptions as p11
 
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
-from hsm.errors import DecapsulationError, KeyNotFound, KeyUsageError, UnsupportedAlgorithm
+from hsm.errors import (
+    DecapsulationError,
+    KeyNotFound,
+    KeyUsageError,
+    TransientBackendError,
+    UnsupportedAlgorithm,
+)
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_objects import key_id
 from hsm.token_session import TokenSession
@@ -139,3 +145,19 @@ def test_a_general_error_on_a_peers_ciphertext_is_bad_input_at_once(
     with pytest.raises(DecapsulationError):
         backend._link.run(_failing_once(calls), "decapsulate", peer_input=True)
     assert calls == ["run"]
+
+
+@pytest.mark.integration
+def test_a_session_the_token_will_not_open_is_a_backend_error(
+    backend: Pkcs11Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Opening a session is a token call like any other: out of sessions is "not now",
+    # never a raw PKCS#11 exception in the caller's lap.
+    key = backend.generate("busy", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+
+    def no_session(lease: object) -> TokenSession:
+        raise p11.SessionCount()
+
+    monkeypatch.setattr(backend._link, "_session_for", no_session)
+    with pytest.raises(TransientBackendError, match="cannot sign now"):
+        backend.sign(key, DATA)
