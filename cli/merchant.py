@@ -32,7 +32,6 @@ from clients.errors import ClientError
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
-from clients.merchant.offers import check_offer
 from clients.merchant.records import Money, Operation, OperationState, Order, short
 from clients.merchant.registration import MerchantRegistrar
 from clients.merchant.runtime import Merchant
@@ -202,7 +201,6 @@ def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
         if args.orders_command == "new":
             lid_m = bytes.fromhex(args.lid_m) if args.lid_m else new_id()[:LID_M_BYTES]
             money = Money(args.currency, args.amount, args.exp10)
-            check_offer(lid_m, args.description.encode(), money)
             store.add_offer(lid_m, args.description.encode(), money, config.brand_id)
             initiation = {
                 "merchant": config.server.listen, "lid_m": lid_m.hex(),

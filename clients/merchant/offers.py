@@ -1,4 +1,5 @@
-"""The terms of a new offer (SET Initiation), checked before the merchant records it.
+"""The terms of a new offer (SET Initiation), checked before the merchant records it
+(``MerchantStore.add_offer``, whoever makes the offer).
 
 An offer no purchase can complete is refused when it is made, not when a wallet tries to
 pay it. The limits are the protocol's own, taken from setcore rather than copied: the
@@ -16,7 +17,6 @@ from setcore.amount import MAX_CURRENCY, MAX_EXP10, MIN_CURRENCY, MIN_EXP10, che
 from setcore.errors import ProtocolError
 from setcore.freshness import check_lid
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
-from setpay.v1 import common_pb2
 
 
 def check_offer(lid_m: bytes, description: bytes, amount: Money) -> None:
@@ -31,9 +31,7 @@ def check_offer(lid_m: bytes, description: bytes, amount: Money) -> None:
             f"{MAX_ORDER_DESCRIPTION_BYTES}"
         )
     try:
-        wire = common_pb2.CurrencyAmount(
-            currency=amount.currency, amount=amount.minor, exp10=amount.exp10
-        )
+        wire = amount.to_proto()
     except ValueError:
         raise ConfigError(
             f"amount {amount.minor} in currency {amount.currency} (exponent {amount.exp10}) "

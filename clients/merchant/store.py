@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from clients.errors import OrderStateError, StoreError, UnknownOrder
+from clients.merchant.offers import check_offer
 from clients.merchant.records import (
     Authorization,
     Money,
@@ -126,7 +127,9 @@ class MerchantStore:
     # -- offers -----------------------------------------------------------------------
 
     def add_offer(self, lid_m: bytes, description: bytes, amount: Money, brand_id: str) -> Offer:
-        """Record an order agreed out of band, known by its LID-M."""
+        """Record an order agreed out of band, known by its LID-M; ``ConfigError`` for one
+        no purchase could complete (``offers``)."""
+        check_offer(lid_m, description, amount)
         now = _now_ms()
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM offers WHERE lid_m = ?", (lid_m,)).fetchone():

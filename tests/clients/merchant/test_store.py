@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.errors import OrderStateError, StoreError, UnknownOrder
+from clients.errors import ConfigError, OrderStateError, StoreError, UnknownOrder
 from clients.merchant.records import (
     Authorization,
     Money,
@@ -195,6 +195,25 @@ def test_offer_ids_are_unique(store: MerchantStore) -> None:
     store.add_offer(b"lid-1", b"a", EUR, "setpay")
     with pytest.raises(OrderStateError):
         store.add_offer(b"lid-1", b"b", EUR, "setpay")
+
+
+@pytest.mark.parametrize(
+    ("lid", "amount", "refusal"),
+    [
+        (b"lid-1", Money(0, 1250), r"in currency 0 \(exponent 2\): the amount must be"),
+        (b"lid-1", Money(978, 0), r"amount 0 in currency 978 \(exponent 2\): the amount must"),
+        (b"lid-1", Money(978, 1250, 7), r"\(exponent 7\): the amount must be"),
+        (b"", EUR, "LID-M"),
+    ],
+)
+def test_an_offer_no_purchase_could_complete_is_not_recorded(
+    store: MerchantStore, lid: bytes, amount: Money, refusal: str
+) -> None:
+    # The store checks, not the CLI only: the demo and any other caller record offers too.
+    with pytest.raises(ConfigError, match=refusal):
+        store.add_offer(lid, b"a lamp", amount, "setpay")
+    with pytest.raises(UnknownOrder):
+        store.offer(lid)
 
 
 def test_repeated_pinit_replaces_the_unpaid_order(store: MerchantStore) -> None:
