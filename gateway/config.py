@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.ledger.ledger import LedgerConfig
 from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
 from gateway.scheduling import DEFAULT_POLICY, POLICIES
 
@@ -211,9 +212,12 @@ def validate(config: BankConfig) -> BankConfig:
         raise ConfigError("TLS files are required unless insecure = true")
     if not config.ledger.startswith(("sqlite:", "postgresql://", "postgres://")):
         raise ConfigError("ledger.store must be sqlite:PATH or a postgresql:// URL")
-    if not 0 < config.hold_expiry_ms <= MAX_HOLD_LIFETIME_MS:
-        # The ledger refuses a hold outliving the longest a bank allows; say so at start.
-        raise ConfigError(f"ledger.hold_expiry_ms must be between 1 and {MAX_HOLD_LIFETIME_MS}")
+    try:
+        LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)  # the ledger's own rule
+    except ValueError:
+        raise ConfigError(
+            f"ledger.hold_expiry_ms must be between 1 and {MAX_HOLD_LIFETIME_MS}"
+        ) from None
     return config
 
 

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from setcore.errors import ErrorCode, fail
-from setcore.freshness import ID_BYTES
+from setcore.freshness import check_id
 
 DD_LABEL = b"setpay/v1 DD\x00"
 DD_PARTS_LABEL = b"setpay/v1 DD*\x00"
@@ -106,11 +106,8 @@ def check_bound_ids(xid: bytes, rrpid: bytes) -> None:
     peer sets them at will; they are checked before any key is used to open it.
     """
     for name, value in (("XID", xid), ("RRPID", rrpid)):
-        if value and len(value) != ID_BYTES:
-            raise fail(
-                ErrorCode.ERROR_CODE_DECODING_FAILURE,
-                f"envelope {name} must be empty or {ID_BYTES} bytes",
-            )
+        if value:
+            check_id(value, f"envelope {name}")
 
 
 def thumbprint(der: bytes) -> bytes:

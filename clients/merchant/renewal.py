@@ -6,8 +6,8 @@ included. Once that date is older than the gateway's freshness window
 MESSAGE_TOO_OLD, and sending the same bytes again can never succeed.
 
 That refusal proves the gateway holds no answer to those bytes: it checks a request's
-date while opening it, before the ledger sees it (``setcore.authorization
-.check_merchant_request``), and when a check fails it first answers from the response
+date while opening it, before the ledger sees it (``check_rr_tags`` in
+``setcore.authorization``), and when a check fails it first answers from the response
 its ledger stored under the request's RRPID for those exact bytes, if any
 (``gateway.servicer``); the ledger never drops a stored response. So the same request
 built afresh, under a new RRPID and date, is not applied twice.

@@ -5,9 +5,11 @@ authorized, never refund more than was captured), built by setcore, stored with 
 exact bytes, then sent; the gateway's verified answer settles it. An operation whose
 answer never came (transport failure, crash) stays "sent" and ``resume`` sends the
 same bytes again: the gateway's RRPID idempotency makes that safe. A SET Error instead
-of an answer ends it "failed", with the error's code, except a refusal as too old of a
-request stored long enough ago: that one is built afresh and sent (``renewal`` says
-why that is safe, and when).
+of an answer ends it "failed", with the error's code, but for two that leave it sent:
+UNSPECIFIED_FAILURE, which does not say the gateway did nothing, and a refusal as too
+old of a request stored too recently for ``renewal`` to let it be built afresh. One
+stored long enough ago is built afresh under a new RRPID and sent (``renewal`` says why
+that is safe, and when).
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.
@@ -359,7 +361,8 @@ class Settlement:
         )  # fmt: skip
 
     def resume(self) -> list[Operation]:
-        """Send again, byte for byte, every operation still waiting; those now answered.
+        """Send again, byte for byte, every operation still waiting (one refused as too old
+        may be built afresh, as ``_send`` says); those now answered.
 
         Each operation on its own: one whose answer cannot be had or saved now is logged
         (by its short id and the error, which never holds card data: the merchant has

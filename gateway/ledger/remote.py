@@ -133,7 +133,7 @@ class RemoteLedgerStore(LedgerStore):
             # Whatever cut the exchange short, this side no longer knows what the service
             # will send next on this connection: never read from it again.
             self._drop()
-            if isinstance(exc, StoreUnavailable) or not isinstance(exc, (OSError, wire.WireError)):
+            if isinstance(exc, StoreUnavailable) or not isinstance(exc, OSError):
                 raise
             raise StoreUnavailable(f"the ledger service connection failed: {exc}") from exc
         if failed:
