@@ -48,13 +48,6 @@ def test_default_lock_files_live_in_a_private_per_user_directory(
     assert _lock_files(own) != []
 
 
-def _other_uid_directory(path: Path) -> None:
-    path.mkdir(mode=0o700)
-    if os.geteuid() != 0:
-        pytest.skip("only root can make a directory owned by another user")
-    os.chown(path, 65534, -1)
-
-
 def _open_directory(path: Path) -> None:
     path.mkdir()
     path.chmod(0o755)
@@ -74,18 +67,33 @@ def _file(path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
-        (_other_uid_directory, "is owned by uid 65534"),
         (_open_directory, r"is open to group or others \(mode 0755\)"),
         (_symlink, "is a symbolic link"),
         (_file, "is not a directory"),
     ],
-    ids=["other-owner", "mode-755", "symlink", "file"],
+    ids=["mode-755", "symlink", "file"],
 )
 def test_default_lock_directory_taken_by_someone_else_is_refused(
     token: SoftToken, private_tempdir: Path, make: Callable[[Path], None], problem: str
 ) -> None:
     make(private_tempdir / f"setpay-locks-{os.geteuid()}")
     with pytest.raises(PermanentBackendError, match=f"lock directory .* {problem}"):
+        Pkcs11Backend(replace(token.config(), lock_dir=None))
+
+
+@pytest.mark.integration
+def test_default_lock_directory_of_another_user_is_refused(
+    token: SoftToken, private_tempdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run as some other user: the directory under that user's name was made by us, so
+    # it belongs to someone else. (Making one owned by another uid would need root.)
+    me, other = os.geteuid(), os.geteuid() + 1
+    (private_tempdir / f"setpay-locks-{other}").mkdir(mode=0o700)
+    monkeypatch.setattr("hsm.filelock.os.geteuid", lambda: other)
+    with pytest.raises(
+        PermanentBackendError,
+        match=rf"lock directory .* is owned by uid {me}, not by this user \(uid {other}\)",
+    ):
         Pkcs11Backend(replace(token.config(), lock_dir=None))
 
 
