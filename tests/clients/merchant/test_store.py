@@ -164,7 +164,8 @@ def test_auth_request_renewed_once(store: MerchantStore) -> None:
     with pytest.raises(OrderStateError, match="already replaced"):
         store.renew_auth_request(xid, b"r" * 32, b"m" * 32, b"request-3", b"digest-3")
     store.record_failure(xid, 16)
-    with pytest.raises(OrderStateError):  # only a pending authorization is renewed
+    # Only a pending authorization is renewed.
+    with pytest.raises(OrderStateError, match="is failed, not authorizing-able"):
         store.renew_auth_request(xid, b"n" * 32, b"m" * 32, b"request-3", b"digest-3")
 
 
