@@ -163,27 +163,26 @@ def check_balanced(tx: Transaction) -> None:
     _check_holds(tx)
 
 
+# What every transfer of the listed kinds must have (all kinds when none are listed), and
+# what a row lacking it is: checked in this order by ``_check_transfers``.
+_TRANSFER_RULES: tuple[tuple[tuple[TransferKind, ...], str, str], ...] = (
+    ((), "hold_id IS NULL", "belongs to no hold"),
+    (_SETTLEMENT_KINDS, "(batch_id IS NULL OR batch_seq IS NULL)", "is in no batch"),
+    (_REVERSAL_KINDS, "reverses_id IS NULL", "names no original"),
+)
+
+
 def _check_transfers(tx: Transaction) -> None:
     """Every transfer names its hold; settlement ones their batch; reversals their original."""
-    outside = tx.one("SELECT id, kind FROM transfers WHERE hold_id IS NULL ORDER BY id LIMIT 1")
-    if outside is not None:
-        raise LedgerImbalance(f"transfer {outside['id']} ({outside['kind']}) belongs to no hold")
-    settlement = ", ".join("?" for _ in _SETTLEMENT_KINDS)
-    unfiled = tx.one(
-        f"SELECT id, kind FROM transfers WHERE kind IN ({settlement})"  # noqa: S608  marks only
-        " AND (batch_id IS NULL OR batch_seq IS NULL) ORDER BY id LIMIT 1",
-        *(kind.value for kind in _SETTLEMENT_KINDS),
-    )
-    if unfiled is not None:
-        raise LedgerImbalance(f"transfer {unfiled['id']} ({unfiled['kind']}) is in no batch")
-    reversals = ", ".join("?" for _ in _REVERSAL_KINDS)
-    orphan = tx.one(
-        f"SELECT id, kind FROM transfers WHERE kind IN ({reversals})"  # noqa: S608  marks only
-        " AND reverses_id IS NULL ORDER BY id LIMIT 1",
-        *(kind.value for kind in _REVERSAL_KINDS),
-    )
-    if orphan is not None:
-        raise LedgerImbalance(f"transfer {orphan['id']} ({orphan['kind']}) names no original")
+    for kinds, lacking, problem in _TRANSFER_RULES:
+        of_kind = f"kind IN ({', '.join('?' for _ in kinds)}) AND " if kinds else ""
+        row = tx.one(
+            f"SELECT id, kind FROM transfers WHERE {of_kind}{lacking}"  # noqa: S608  fixed text
+            " ORDER BY id LIMIT 1",
+            *(kind.value for kind in kinds),
+        )
+        if row is not None:
+            raise LedgerImbalance(f"transfer {row['id']} ({row['kind']}) {problem}")
 
 
 def _check_accounts(tx: Transaction) -> None:

@@ -43,6 +43,14 @@ def token(softhsm: SoftHsm) -> Iterator[SoftToken]:
     shutil.rmtree(made.directory, ignore_errors=True)
 
 
+@pytest.fixture
+def pkcs11_backend(token: SoftToken) -> Iterator[Pkcs11Backend]:
+    """A PKCS#11 backend on a fresh token (the PKCS#11-only modules' ``backend``)."""
+    opened = Pkcs11Backend(token.config())
+    yield opened
+    opened.close()
+
+
 @pytest.fixture(params=["software-ephemeral", "software-keystore", "pkcs11"])
 def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> BackendFactory:
     """A factory for each backend kind: the contract suite runs once per kind."""

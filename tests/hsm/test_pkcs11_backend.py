@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,17 +32,13 @@ from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenSession
 from hsm.uri import open_backend
 
 from .keycheck import encapsulate, public_pem, verify
-from .testbed import CountingPinSource, SoftHsm, SoftToken, pkcs11_tool, run_tool
-
-DATA = b"payment instructions to be signed"
+from .testbed import DATA, CountingPinSource, SoftHsm, SoftToken, pkcs11_tool, run_tool
 
 
 @pytest.fixture
-def backend(token: SoftToken) -> Iterator[Pkcs11Backend]:
-    """A PKCS#11 backend on a fresh token (overrides the contract suite's fixture)."""
-    opened = Pkcs11Backend(token.config())
-    yield opened
-    opened.close()
+def backend(pkcs11_backend: Pkcs11Backend) -> Pkcs11Backend:
+    """The PKCS#11 backend alone (overrides the contract suite's fixture)."""
+    return pkcs11_backend
 
 
 def _openssl_verify(

@@ -8,7 +8,7 @@ the error the next operation raises, and what the backend did (or did not) reset
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from pkcs11 import Attribute, ObjectClass
@@ -28,17 +28,13 @@ from hsm.token_objects import key_id
 from hsm.token_session import TokenSession
 
 from .keycheck import encapsulate
-from .testbed import SOFTHSM_MODULE, SoftHsm, SoftToken, pkcs11_tool
-
-DATA = b"payment instructions to be signed"
+from .testbed import DATA, SOFTHSM_MODULE, SoftHsm, SoftToken, pkcs11_tool
 
 
 @pytest.fixture
-def backend(token: SoftToken) -> Iterator[Pkcs11Backend]:
-    """A PKCS#11 backend on a fresh token."""
-    opened = Pkcs11Backend(token.config())
-    yield opened
-    opened.close()
+def backend(pkcs11_backend: Pkcs11Backend) -> Pkcs11Backend:
+    """The PKCS#11 backend alone (overrides the contract suite's fixture)."""
+    return pkcs11_backend
 
 
 def _set_private_attribute(

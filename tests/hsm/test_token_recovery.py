@@ -23,9 +23,7 @@ from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_session import ABSENT_RESCAN_SECONDS
 
-from .testbed import SOFTHSM_MODULE, CountingPinSource, SoftHsm, SoftToken
-
-DATA = b"payment instructions to be signed"
+from .testbed import DATA, SOFTHSM_MODULE, CountingPinSource, SoftHsm, SoftToken
 
 
 def _write_pin(path: Path, pin: str) -> None:

@@ -18,6 +18,8 @@ from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Config
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+# What the PKCS#11 tests sign.
+DATA = b"payment instructions to be signed"
 SO_PIN = "so-secret-1234"
 USER_PIN = "user-pin-4321"
 KEYSTORE_PASSPHRASE = "correct horse battery staple"
