@@ -23,6 +23,7 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
     ├── LedgerImbalance     the books do not balance (check_balanced)
     ├── SchemaError         the database schema is newer than this code, or unknown
     └── StoreError          the database failed in a way the rules did not expect
+        ├── OutcomeUnreadable a decision awaiting its answer is stored in a form not ours
         └── StoreUnavailable  the database is unreachable, busy or closed: retry later
 """
 
@@ -83,6 +84,11 @@ class SchemaError(LedgerError):
 
 class StoreError(LedgerError):
     """The database failed in a way the ledger rules did not expect (a constraint, a bug)."""
+
+
+class OutcomeUnreadable(StoreError):
+    """A stored outcome is not one this code wrote (``outcome_codec``): a damaged or
+    foreign row."""
 
 
 class StoreUnavailable(StoreError):
