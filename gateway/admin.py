@@ -102,7 +102,9 @@ def _decision(
 
 def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> bytes:
     """BatchAdminReq -> BatchAdminRes: open, close, purge or query a settlement batch."""
-    verified = open_batch_admin_request(request, bank.credentials, bank.trust)
+    verified = open_batch_admin_request(
+        request, bank.credentials, bank.trust, at=bank.as_of_time, now=bank.as_of_ms
+    )
     data = verified.data
     op = data.batch_operation
     merchant_id = verified.merchant_id

@@ -1,10 +1,11 @@
 """Authorize: the gateway's processing of an AuthReq, from envelope to signed AuthRes.
 
 The protocol checks are setcore's (SET-PROTOCOL.md 6.2 and 9.3); this module orders them,
-asks the issuer ledger for the decision and builds the answer inside the ledger's
-transaction, so the exact response bytes are stored with the hold they report. The
-decision is counted (``gateway.metrics``) once the ledger has committed it; a retry
-answered from the stored bytes decides nothing and is not counted again.
+asks the issuer ledger for the decision and gives it the answer to store under the RRPID,
+so a retry gets the exact bytes it got. The answer is never signed inside the ledger's
+transaction (``gateway.ledger.idempotency``). The decision is counted
+(``gateway.metrics``) once its answer is committed; a retry answered from the stored
+bytes decides nothing and is not counted again.
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ def decision_for(bank: Bank, request: VerifiedAuthRequest, outcome: Outcome) -> 
 
 def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
     """Process one AuthReq; the AuthRes bytes (identical on an idempotent retry)."""
-    verified = open_auth_request(request, bank.credentials, bank.trust)
-    pi = open_payment_instruction(verified, bank.credentials, bank.trust)
+    verified = open_auth_request(
+        request, bank.credentials, bank.trust, at=bank.as_of_time, now=bank.as_of_ms
+    )
+    pi = open_payment_instruction(verified, bank.credentials, bank.trust, at=bank.as_of_time)
     check_agreement(verified, pi)
     if log.isEnabledFor(logging.INFO):
         log.info(
@@ -100,43 +103,41 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
         )  # fmt: skip
     agrees = amount_agrees(verified, pi)
     hold_id = new_hold_id()
-    built: list[Outcome] = []  # what ``build`` answered, the last attempt's
+    built: dict[bytes, Outcome] = {}  # every answer ``build`` made, by its bytes
 
     def build(outcome: Outcome) -> bytes:
-        built[:] = [outcome]  # a store may retry a transaction
-        return build_auth_response(
+        response = build_auth_response(
             bank.credentials, verified, decision_for(bank, verified, outcome)
         )
+        built[response] = outcome
+        return response
 
     # The usual answer, an approval, is built here, in parallel with other requests, so
-    # the ledger's single writer only decides and stores (the signature and the two seals
-    # cost far more than the ledger's statements). A decline, a sale (capture_now) or
-    # anything unexpected is built inside the transaction, by ``build``.
+    # the ledger only decides and stores it in one write. A decline, a sale (capture_now)
+    # or anything unexpected is built by ``build`` once the ledger has decided, outside
+    # its transaction, and stored in a second write.
     asked = verified.data.auth_req_payload.auth_req_amt
-    likely = Authorized(hold_id, "", asked.amount, asked.currency, 0, None)
-    respond: Responder = build
-    prebuilt: bytes | None = None
+    prebuilt: PrebuiltApproval | None = None
     if agrees and not verified.data.capture_now:
-        prebuilt = build_auth_response(
+        likely = Authorized(hold_id, "", asked.amount, asked.currency, 0, None)
+        response = build_auth_response(
             bank.credentials, verified, decision_for(bank, verified, likely)
         )
-        respond = PrebuiltApproval(hold_id, asked.amount, asked.currency, prebuilt, build)
+        prebuilt = PrebuiltApproval(hold_id, asked.amount, asked.currency, response)
+        built[response] = likely
 
     digest = verified.request_digest  # computed once, when the request was opened
     if not agrees:
         answer = bank.ledger.decline(
-            Decline.AMOUNT_MISMATCH,
-            rrpid=verified.rrpid,
-            request_digest=digest,
-            respond=respond,
+            Decline.AMOUNT_MISMATCH, rrpid=verified.rrpid, request_digest=digest, respond=build
         )
     else:
-        answer = _ask_issuer(bank, verified, pi, digest, respond, hold_id)
-    # The ledger returns only once the answer is committed. The prebuilt approval names a
-    # fresh hold id, so no other request's stored answer can equal it: equal bytes mean
-    # this call decided, and approved. Anything else this call decided went through
-    # ``build``; a retry answered from stored bytes went through neither.
-    decided = likely if answer == prebuilt else built[0] if built else None
+        answer = _ask_issuer(bank, verified, pi, digest, build, prebuilt, hold_id)
+    # The ledger returns only the committed answer. Each answer this call built names
+    # this call's fresh hold id or was signed afresh, so no other request's stored bytes
+    # can equal it: a match means this call's answer went out, and its decision is
+    # counted. A retry answered from bytes stored by an earlier call matches none.
+    decided = built.get(answer)
     if decided is not None:
         metrics.authorization_decided(decided)
         if log.isEnabledFor(logging.INFO):
@@ -156,6 +157,7 @@ def _ask_issuer(
     pi: PaymentInstruction,
     digest: bytes,
     respond: Responder,
+    prebuilt: PrebuiltApproval | None,
     hold_id: str,
 ) -> bytes:
     asked = verified.data.auth_req_payload.auth_req_amt
@@ -172,4 +174,5 @@ def _ask_issuer(
         respond=respond,
         capture_now=verified.data.capture_now,
         hold_id=hold_id,
+        prebuilt=prebuilt,
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gateway.ledger import Ledger
 from setcore.credentials import Credentials
@@ -23,3 +25,18 @@ class Bank:
     #: Picks up revocations published by the CA (``setpay ca revoke`` in another process);
     #: cheap, rate-limited inside. None when the trust store is fed some other way.
     refresh_revocation: Callable[[], object] | None = None
+    #: None: requests are checked as of now. Set (Unix ms) only to answer a request the
+    #: ledger decided at that moment but whose answer was never stored (the gateway failed
+    #: between the two, ``gateway.ledger.idempotency``): its checks are made as of then.
+    as_of_ms: int | None = None
+
+    def as_of(self, moment_ms: int) -> Bank:
+        """This bank checking requests as of ``moment_ms`` (Unix ms)."""
+        return dataclasses.replace(self, as_of_ms=moment_ms)
+
+    @property
+    def as_of_time(self) -> datetime | None:
+        """``as_of_ms`` as the time certificates are checked at (None: now)."""
+        if self.as_of_ms is None:
+            return None
+        return datetime.fromtimestamp(self.as_of_ms / 1000, UTC)

@@ -11,7 +11,7 @@ from gateway import admin, settlement
 from gateway.answers import answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
-from gateway.ledger import RrpidReused
+from gateway.ledger import RrpidReused, Unanswered
 from setcore.authorization import peek_rrpid, request_digest
 from setcore.capture import peek_sealed_rrpid
 from setcore.errors import ProtocolError
@@ -82,12 +82,12 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             try:
                 result = handler(self._bank, request)
             except ProtocolError:
-                # A retry of a request already answered may no longer pass the checks
-                # (its date aged out of the window): it gets the stored answer.
-                stored = self._stored_answer(request, request_bytes)
-                if stored is None:
+                # A retry of a request already decided may no longer pass the checks (its
+                # date aged out of the window): it gets the answer it got, or would have.
+                recorded = self._recorded_answer(request, request_bytes, handler)
+                if recorded is None:
                     raise
-                result = stored
+                result = recorded
             return response_cls(header=hdr, **{result_field: result})
 
         def on_error(error: error_pb2.SetError) -> Any:
@@ -95,8 +95,16 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
 
         return answer(context, self._bank.credentials, rpc, request_bytes, work, on_error)
 
-    def _stored_answer(self, request: Any, request_bytes: bytes) -> bytes | None:
-        """The ledger's stored answer to exactly these request bytes, if any."""
+    def _recorded_answer(
+        self, request: Any, request_bytes: bytes, handler: Callable[[Bank, Any], bytes]
+    ) -> bytes | None:
+        """The answer to exactly these request bytes if the ledger decided them before.
+
+        Its stored bytes; or, for a decision whose answer was never stored (the gateway
+        failed in between), the answer built now from the same request checked as of the
+        moment of the decision, when these very bytes passed every check. None if the
+        ledger never decided them, or if they fail even as of then.
+        """
         rrpid = b""
         for peek in (peek_rrpid, peek_sealed_rrpid):  # EncB requests, then Enc ones
             try:
@@ -108,8 +116,14 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             return None
         digest = request_digest(request.DESCRIPTOR.full_name, request_bytes)
         try:
-            return self._bank.ledger.stored_response(rrpid, digest)
+            recorded = self._bank.ledger.stored_response(rrpid, digest)
         except RrpidReused:
+            return None
+        if not isinstance(recorded, Unanswered):
+            return recorded
+        try:
+            return handler(self._bank.as_of(recorded.decided_at_ms), request)
+        except ProtocolError:
             return None
 
     # gRPC method names are fixed by services.proto; each row: request field, response

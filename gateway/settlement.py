@@ -59,7 +59,9 @@ def _items(outcome: Outcome, count: int) -> Sequence[Posted | Declined]:
 
 def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) -> bytes:
     """AuthRevReq -> AuthRevRes: lower the hold; a new capture token for what remains."""
-    verified = open_auth_reversal_request(request, bank.credentials, bank.trust, bank.token_key)
+    verified = open_auth_reversal_request(
+        request, bank.credentials, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+    )
     token = verified.cap_token
     new_amount = verified.data.auth_new_amt
 
@@ -95,7 +97,7 @@ def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) ->
 def capture(bank: Bank, request: capture_pb2.CaptureRequest) -> bytes:
     """CapReq -> CapRes: post each item against its hold, never above what is authorized."""
     verified: VerifiedCaptureRequest = open_capture_request(
-        request, bank.credentials, bank.trust, bank.token_key
+        request, bank.credentials, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
     )
     items = [
         CaptureItem(
@@ -178,7 +180,9 @@ def _reversal_items(verified: VerifiedCapRevOrCredRequest) -> list[ReversalItem]
 
 def capture_reversal(bank: Bank, request: capture_pb2.CaptureReversalRequest) -> bytes:
     """CapRevReq -> CapRevRes: undo the named captures."""
-    verified = open_capture_reversal_request(request, bank.credentials, bank.trust, bank.token_key)
+    verified = open_capture_reversal_request(
+        request, bank.credentials, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+    )
     items = _reversal_items(verified)
     return bank.ledger.reverse_capture(
         merchant_id=verified.merchant_id,
@@ -191,7 +195,9 @@ def capture_reversal(bank: Bank, request: capture_pb2.CaptureReversalRequest) ->
 
 def credit(bank: Bank, request: capture_pb2.CreditRequest) -> bytes:
     """CredReq -> CredRes: refund at most what was captured."""
-    verified = open_credit_request(request, bank.credentials, bank.trust, bank.token_key)
+    verified = open_credit_request(
+        request, bank.credentials, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+    )
     items = [
         CreditItem(
             hold_id=entry.token.hold_id,
@@ -212,7 +218,9 @@ def credit(bank: Bank, request: capture_pb2.CreditRequest) -> bytes:
 
 def credit_reversal(bank: Bank, request: capture_pb2.CreditReversalRequest) -> bytes:
     """CredRevReq -> CredRevRes: undo the named credits."""
-    verified = open_credit_reversal_request(request, bank.credentials, bank.trust, bank.token_key)
+    verified = open_credit_reversal_request(
+        request, bank.credentials, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+    )
     items = _reversal_items(verified)
     return bank.ledger.reverse_credit(
         merchant_id=verified.merchant_id,

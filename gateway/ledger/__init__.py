@@ -49,6 +49,7 @@ from gateway.ledger.outcomes import (
     PrebuiltApproval,
     Responder,
     TransactionKind,
+    Unanswered,
 )
 from gateway.ledger.pan import LedgerKeys
 from gateway.ledger.postgres import PostgresLedgerStore, PostgresStoreConfig
@@ -106,6 +107,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TransactionKind",
+    "Unanswered",
     "UnknownAccount",
     "UnknownBatch",
     "UnknownHold",

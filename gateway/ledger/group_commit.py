@@ -35,11 +35,11 @@ So the throughput gain is small and the shorter tail is the clearer effect.
 
 An operation that raises rolls back to its savepoint alone; the rest of the group
 commits. If BEGIN or COMMIT fails, every operation of the group fails with
-StoreUnavailable and nothing of it is kept. Operations (including the caller's
-``respond``) run on the writer thread, serially, holding the process's turn to compute;
-callers give that turn up while they wait, and the writer gives it up for the commit's
-fsync. The gateway builds the usual approval before it submits, so ``respond`` is mostly
-a lookup (see the benchmark in tests/bench/ledger_commit.py).
+StoreUnavailable and nothing of it is kept. Operations run on the writer thread,
+serially, holding the process's turn to compute; callers give that turn up while they
+wait, and the writer gives it up for the commit's fsync. An operation is only database
+statements: the caller's response is signed outside it (``idempotency``), so a stalled
+key backend never holds the writer.
 """
 
 from __future__ import annotations

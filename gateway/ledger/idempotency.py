@@ -1,67 +1,133 @@
 """RRPID idempotency: one decision per RRPID, and its exact response bytes kept with it.
 
-Every money operation runs through ``run_once`` inside the transaction that applies it:
+Every money operation is decided once per RRPID (``decide_once``) and answered once
+(``store_answer``). The response is signed by the caller, and signing never happens
+inside a write transaction: a token that stalls for seconds must not hold the ledger's
+single writer (SQLite) or a card's row locks (PostgreSQL) while it does. So:
 
-- RRPID seen with the same request digest: return the stored bytes, change nothing;
-- RRPID seen with another digest: raise RrpidReused, change nothing;
-- RRPID new: decide, let the caller's ``respond`` build the response bytes for the
-  outcome, store them under the RRPID, return them. The store commits the state change
-  and the bytes together, durably, before anyone sees them.
+1. ``decide_once``, in a write transaction:
+   - RRPID seen with the same request digest: return what it has, change nothing: the
+     stored bytes, or ``Unanswered`` if its answer was never stored;
+   - RRPID seen with another digest: raise RrpidReused, change nothing;
+   - RRPID new: decide. If the caller brought the answer already built for exactly this
+     outcome (``PrebuiltApproval``: the usual approval, signed in parallel before the
+     request reached the ledger), store those bytes under the RRPID and return them.
+     Otherwise keep the outcome in ``unanswered`` and return ``Unanswered``.
+2. The caller builds the response for the outcome, outside any transaction.
+3. ``store_answer``, in a second write transaction, moves the RRPID from ``unanswered``
+   to ``requests`` with those bytes and returns them; if another call (a retry) stored
+   its answer first, it returns that one, so every caller sends the same bytes.
 
-Two concurrent requests with one RRPID (a client retrying early) cannot both commit: the
-RRPID is the primary key of ``requests``, so the later one fails on its insert, rolls back
-(with whatever it changed) and, retried by the store, finds the winner's stored bytes.
+A caller that fails between 1 and 3 (its signature failed, its process died) leaves the
+decision committed and unanswered: a retry of the same request finds it in step 1 and
+answers it, and never decides again. The state change and the decision are atomic; only
+the response bytes follow. Nothing is returned before it is durably stored, so the bytes
+a merchant receives are the bytes a retry gets.
 
-An exception from ``decide`` or ``respond`` rolls back the whole operation, so nothing is
-stored and a retry decides afresh. PostgreSQL may retry a transaction after a
-serialization failure, so ``respond`` may run more than once for one request; only the
-bytes of the committed attempt leave the ledger.
+Two concurrent requests with one RRPID cannot both decide: the RRPID is the primary key
+of ``unanswered`` and of ``requests``, so the later insert fails, rolls back (with what it
+changed) and, retried by the store, finds the winner's record.
+
+An exception from ``decide`` rolls back the whole operation, so nothing is stored and a
+retry decides afresh. PostgreSQL may retry a transaction after a serialization failure,
+so ``decide`` may run more than once for one request; only the committed attempt counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.ledger.errors import LedgerError, RrpidReused
-from gateway.ledger.outcomes import Outcome, Responder
+from gateway.ledger import outcome_codec
+from gateway.ledger.errors import LedgerError, RrpidReused, StoreError
+from gateway.ledger.outcomes import Outcome, PrebuiltApproval, Unanswered
 from gateway.ledger.store import Transaction
 
+Recorded = bytes | Unanswered
+"""What an RRPID has once decided: its stored response, or a decision awaiting one."""
 
-def run_once(
+
+def decide_once(
     tx: Transaction,
     *,
     rrpid: bytes,
     request_digest: bytes,
     now_ms: int,
     decide: Callable[[Transaction], Outcome],
-    respond: Responder,
-) -> bytes:
-    """Decide and respond once per RRPID; replay the stored response afterwards."""
-    stored = stored_response(tx, rrpid, request_digest)
-    if stored is not None:
-        return stored
+    prebuilt: PrebuiltApproval | None,
+) -> Recorded:
+    """Decide once per RRPID: the response bytes if they are known, else ``Unanswered``."""
+    recorded = lookup(tx, rrpid, request_digest)
+    if recorded is not None:
+        return recorded
     try:
         outcome = decide(tx)
     except LedgerError:
         # Under READ COMMITTED (PostgreSQL) each statement sees what was committed before
         # it began: a concurrent request with this RRPID may have committed after our first
         # look, and its effects (say, the PI it used) are what make ``decide`` refuse. Its
-        # stored answer is the answer to this retry too.
-        stored = stored_response(tx, rrpid, request_digest)
-        if stored is not None:
-            return stored
+        # record is the answer to this retry too.
+        recorded = lookup(tx, rrpid, request_digest)
+        if recorded is not None:
+            return recorded
         raise
-    response = respond(outcome)
-    if not isinstance(response, bytes):
-        raise TypeError(f"respond must return bytes, not {type(response).__name__}")
+    if prebuilt is not None and prebuilt.answers(outcome):
+        _store(tx, rrpid, request_digest, prebuilt.response, now_ms)
+        return prebuilt.response
     tx.run(
-        "INSERT INTO requests (rrpid, request_digest, response, created_at_ms) VALUES (?, ?, ?, ?)",
+        "INSERT INTO unanswered (rrpid, request_digest, outcome, decided_at_ms)"
+        " VALUES (?, ?, ?, ?)",
         rrpid,
         request_digest,
-        response,
+        outcome_codec.dumps(outcome),
         now_ms,
     )
+    return Unanswered(outcome=outcome, decided_at_ms=now_ms)
+
+
+def store_answer(
+    tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes, now_ms: int
+) -> bytes:
+    """Store ``response`` as the answer to the RRPID's unanswered decision and return it;
+    return the stored answer instead if another call stored one first."""
+    if not isinstance(response, bytes):
+        raise TypeError(f"a response must be bytes, not {type(response).__name__}")
+    # Take the decision first: under READ COMMITTED (PostgreSQL) a concurrent answer
+    # could commit between two looks; the DELETE waits for it and then finds nothing.
+    taken = tx.run(
+        "DELETE FROM unanswered WHERE rrpid = ? AND request_digest = ?", rrpid, request_digest
+    )
+    if taken == 0:
+        stored = stored_response(tx, rrpid, request_digest)
+        if stored is None:
+            raise StoreError("there is no decision under this RRPID to answer")
+        return stored
+    _store(tx, rrpid, request_digest, response, now_ms)
     return response
+
+
+def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | None:
+    """What the RRPID has (stored bytes or an unanswered decision), None if it is new;
+    RrpidReused if it was used for another request."""
+    # One statement, so one snapshot even under READ COMMITTED (PostgreSQL): a record
+    # moving from ``unanswered`` to ``requests`` meanwhile is seen on exactly one side.
+    found = tx.one(
+        "SELECT request_digest, response, NULL AS outcome, NULL AS decided_at_ms"
+        " FROM requests WHERE rrpid = ?"
+        " UNION ALL SELECT request_digest, NULL, outcome, decided_at_ms"
+        " FROM unanswered WHERE rrpid = ?",
+        rrpid,
+        rrpid,
+    )
+    if found is None:
+        return None
+    if bytes(found["request_digest"]) != request_digest:
+        raise RrpidReused("this RRPID was already used for a different request")
+    if found["response"] is not None:
+        return bytes(found["response"])
+    return Unanswered(
+        outcome=outcome_codec.loads(str(found["outcome"])),
+        decided_at_ms=int(found["decided_at_ms"]),
+    )
 
 
 def stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> bytes | None:
@@ -72,3 +138,13 @@ def stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> byt
     if bytes(stored["request_digest"]) != request_digest:
         raise RrpidReused("this RRPID was already used for a different request")
     return bytes(stored["response"])
+
+
+def _store(tx: Transaction, rrpid: bytes, digest: bytes, response: bytes, now_ms: int) -> None:
+    tx.run(
+        "INSERT INTO requests (rrpid, request_digest, response, created_at_ms) VALUES (?, ?, ?, ?)",
+        rrpid,
+        digest,
+        response,
+        now_ms,
+    )

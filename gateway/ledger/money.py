@@ -1,10 +1,12 @@
 """The ledger's money operations: authorizations, settlement postings and batch admin.
 
 Each is idempotent on the RRPID: it takes ``rrpid``, ``request_digest`` and ``respond``.
-``respond`` gets the ``Outcome`` and returns the signed response bytes; the ledger stores
-them in the same transaction as the state change and returns them only once that
-transaction is durably committed. A retry with the same RRPID and digest returns the
-stored bytes and does nothing else; the same RRPID with another digest raises RrpidReused.
+The decision is committed first; then ``respond`` gets the ``Outcome``, in the caller's
+thread and outside any transaction, and returns the signed response bytes; the ledger
+stores them under the RRPID and returns them only once they are durably committed
+(``idempotency`` says why in two steps, and what a failure between them leaves). A retry
+with the same RRPID and digest returns the stored bytes (or answers the stored decision)
+and decides nothing; the same RRPID with another digest raises RrpidReused.
 
 These come from SET messages, and change with the protocol; the account admin and the
 books that ``Ledger`` keeps in ``ledger`` come from the bank's own tooling.
@@ -36,7 +38,9 @@ from gateway.ledger.outcomes import (
     Decline,
     Declined,
     Outcome,
+    PrebuiltApproval,
     Responder,
+    Unanswered,
 )
 from gateway.ledger.pan import LedgerKeys, pan_index, validate_pan
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
@@ -61,6 +65,15 @@ def _given(tx: Transaction, *, outcome: Outcome) -> Outcome:
     return outcome
 
 
+def _check_prebuilt(prebuilt: object, hold_id: str) -> None:
+    if not isinstance(prebuilt, PrebuiltApproval):
+        raise InvalidRequest("prebuilt must be a PrebuiltApproval")
+    if prebuilt.hold_id != hold_id:
+        raise InvalidRequest("the prebuilt approval names another hold id")
+    if not isinstance(prebuilt.response, bytes) or not prebuilt.response:
+        raise InvalidRequest("the prebuilt approval's response must be non-empty bytes")
+
+
 class MoneyOperations:
     """``Ledger``'s RRPID-keyed operations and the batch reads that go with them."""
 
@@ -81,17 +94,33 @@ class MoneyOperations:
         now_ms: int,
         decide: Callable[[Transaction], Outcome],
         respond: Responder,
+        prebuilt: PrebuiltApproval | None = None,
     ) -> bytes:
         check_bytes("rrpid", rrpid)
         check_bytes("request_digest", request_digest)
-        return self._store.execute(
+        recorded = self._store.execute(
             partial(
-                idempotency.run_once,
+                idempotency.decide_once,
                 rrpid=rrpid,
                 request_digest=request_digest,
                 now_ms=now_ms,
                 decide=decide,
-                respond=respond,
+                prebuilt=prebuilt,
+            )
+        )
+        if isinstance(recorded, bytes):
+            return recorded
+        # Committed and unanswered: sign here, in the caller's thread, holding nothing.
+        response = respond(recorded.outcome)
+        if not isinstance(response, bytes):
+            raise TypeError(f"respond must return bytes, not {type(response).__name__}")
+        return self._store.execute(
+            partial(
+                idempotency.store_answer,
+                rrpid=rrpid,
+                request_digest=request_digest,
+                response=response,
+                now_ms=self._clock(),
             )
         )
 
@@ -111,11 +140,14 @@ class MoneyOperations:
         capture_now: bool = False,
         hold_expires_at_ms: int | None = None,
         hold_id: str | None = None,
+        prebuilt: PrebuiltApproval | None = None,
     ) -> bytes:
         """Decide an authorization (Authorized or Declined); raise PiPreviouslyUsed on replay.
 
         ``pan_expiry`` is the expiry in the cardholder's PAN data (YYYYMM); it must equal
         the one on file. ``capture_now`` captures the whole amount at once (a sale).
+        ``prebuilt`` is the approval's answer built ahead, for ``hold_id``: when it fits
+        the outcome, the authorization costs one write transaction instead of two.
         """
         validate_pan(pan)
         accounts.validate_expiry(pan_expiry, "pan_expiry")
@@ -131,6 +163,8 @@ class MoneyOperations:
             hold_id = new_hold_id()
         else:
             check_text("hold_id", hold_id)
+        if prebuilt is not None:
+            _check_prebuilt(prebuilt, hold_id)
         now = self._clock()
         expires = now + self._config.hold_lifetime_ms
         if hold_expires_at_ms is not None:
@@ -142,6 +176,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
+            prebuilt=prebuilt,
             decide=partial(
                 authorization.authorize,
                 pan_index=index,
@@ -301,17 +336,18 @@ class MoneyOperations:
             respond,
         )
 
-    def stored_response(self, rrpid: bytes, request_digest: bytes) -> bytes | None:
-        """The answer stored for exactly this request, if it was decided before.
+    def stored_response(self, rrpid: bytes, request_digest: bytes) -> bytes | Unanswered | None:
+        """What the ledger holds for exactly this request, if it was decided before: the
+        stored answer, or ``Unanswered`` when the decision's answer was never stored.
 
         Lets the gateway answer a retry whose checks no longer pass (its date has aged
-        out of the freshness window) with the bytes it gave the first time. Raises
-        RrpidReused when the RRPID was used for other bytes.
+        out of the freshness window) as it answered, or would have answered, the first
+        time. Raises RrpidReused when the RRPID was used for another request.
         """
         check_bytes("rrpid", rrpid)
         check_bytes("request_digest", request_digest)
         return self._store.read(
-            partial(idempotency.stored_response, rrpid=rrpid, request_digest=request_digest)
+            partial(idempotency.lookup, rrpid=rrpid, request_digest=request_digest)
         )
 
     # Settlement batches.

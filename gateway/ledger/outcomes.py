@@ -1,7 +1,7 @@
 """What a money operation decided: the values handed to the caller's ``respond``.
 
 Every money operation ends in exactly one ``Outcome``; the caller turns it into signed
-response bytes, which the ledger stores under the RRPID in the same transaction. A
+response bytes, which the ledger stores under the RRPID (``idempotency``). A
 ``Declined`` outcome changes no balance but is stored all the same, so a retried declined
 request gets the same bytes back.
 
@@ -167,34 +167,40 @@ Outcome = Authorized | AuthorizationReversed | PostingOutcome | BatchOutcome | D
 """Everything a money operation can decide."""
 
 Responder = Callable[[Outcome], bytes]
-"""Builds the signed response bytes for an outcome (the caller's, run by the ledger)."""
+"""Builds the signed response bytes for an outcome. The caller's; ``Ledger`` calls it in
+the caller's thread, outside any transaction, once the decision is committed."""
 
 
 @dataclass(frozen=True)
 class PrebuiltApproval:
-    """A ``respond`` with the answer to the likely outcome already built.
+    """The answer to the likely outcome, built before the request reached the ledger.
 
-    The gateway signs the approval it expects before it asks the ledger, in parallel with
-    other requests, so the ledger's writer only decides and stores. This answers with
-    ``response`` when the outcome is exactly that approval (this hold id, amount and
-    currency, no immediate capture), and asks ``otherwise`` for anything else. Being
-    ledger data, it travels to a ledger service by value (``wire``): the usual answer
-    needs no call back to the worker.
+    The gateway signs the approval it expects in parallel with other requests, so the
+    usual authorization costs one write transaction that only decides and stores. These
+    bytes answer the outcome when it is exactly that approval (this hold id, amount and
+    currency, no immediate capture); any other outcome is answered by ``respond`` after
+    the decision is committed. Plain data, so it travels to a ledger service by value.
     """
 
     hold_id: str
     amount: int
     currency: int
     response: bytes
-    otherwise: Responder
 
-    def __call__(self, outcome: Outcome) -> bytes:
-        """The prebuilt bytes for the expected approval, else whatever ``otherwise`` builds."""
-        if (
+    def answers(self, outcome: Outcome) -> bool:
+        """Whether ``response`` is the answer to ``outcome``."""
+        return (
             isinstance(outcome, Authorized)
             and outcome.capture is None
             and (outcome.hold_id, outcome.amount, outcome.currency)
             == (self.hold_id, self.amount, self.currency)
-        ):
-            return self.response
-        return self.otherwise(outcome)
+        )
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """A decision committed without its response; the caller builds and stores one
+    (``idempotency.store_answer``). ``decided_at_ms`` is when the ledger decided."""
+
+    outcome: Outcome
+    decided_at_ms: int

@@ -2,18 +2,22 @@
 
 ``RemoteLedgerStore`` keeps the ``LedgerStore`` contract: ``execute`` returns only once
 the service has committed the operation durably, ``read`` runs on a snapshot there. Each
-request thread has a connection of its own, opened on first use, so an operation and its
-callbacks never interleave with another's. The thread steps aside from the worker's turn
-to compute (``gateway.cpu_turn``) while the service works, and takes it back to run a
-callback (a ``respond`` that signs) and when the answer is in.
+request thread has a connection of its own, opened on first use, so one thread's
+operation and answer never interleave with another's. The thread steps aside from the
+worker's turn to compute (``gateway.cpu_turn``) while it sends the operation and waits
+for the service, and takes it back once the answer is in.
+
+An operation must be ledger code only (``wire.dump_operation``): one that holds any other
+callable is refused with ``wire.NotLedgerCode`` before anything is sent, and the
+connection stays as it was.
 
 A broken connection fails the operation with StoreUnavailable (the gateway answers
 UNAVAILABLE) and is dropped; the next operation dials again. For ``execute``, the
 operation may still have committed: as with a lost commit acknowledgment, the RRPID makes
 a retry safe. The connection is dropped too whenever this side cannot be sure it is in
-step with the service: a frame of the wrong kind or operation number (``wire``), one that
-does not unpickle, an exception that cut a callback short, or an ERROR that says the
-service or its database failed (a StoreError) rather than that a rule refused.
+step with the service: an answer that did not come in time, a frame of the wrong kind or
+operation number (``wire``), one that does not unpickle, or an ERROR that says the service
+or its database failed (a StoreError) rather than that a rule refused.
 """
 
 from __future__ import annotations
@@ -87,12 +91,13 @@ class RemoteLedgerStore(LedgerStore):
         line.sock.close()
 
     def execute(self, work: Callable[[Transaction], R]) -> R:
-        """Run ``work`` in the service's next group; return once that group is committed."""
+        """Run ``work`` in the service's next group; return once that group is committed.
+        ``work`` must be ledger code (``wire``), else NotLedgerCode and nothing is sent."""
         result: R = self._call(wire.EXECUTE, work)
         return result
 
     def read(self, query: Callable[[Transaction], R]) -> R:
-        """Run ``query`` on a snapshot in the service."""
+        """Run ``query`` on a snapshot in the service (ledger code only, as ``execute``)."""
         result: R = self._call(wire.READ, query)
         return result
 
@@ -111,17 +116,11 @@ class RemoteLedgerStore(LedgerStore):
         return line
 
     def _call(self, kind: int, operation: Callable[[Transaction], Any]) -> Any:
-        payload, callbacks = wire.dump_operation(operation)
-        failed: list[BaseException] = []  # a callback's own exception, re-raised here
+        payload = wire.dump_operation(operation)  # refused here: nothing sent, nothing dropped
         try:
             with self._cpu.aside():
                 line = self._send(kind, payload)
-                while True:
-                    reply, body = wire.receive_answer(line.sock, line.number)
-                    if reply != wire.CALL:
-                        break
-                    with self._cpu.held():
-                        _run_callback(line, callbacks, body, failed)
+                reply, body = wire.receive_answer(line.sock, line.number)
             if reply == wire.RESULT:
                 return wire.load(body)
             if reply != wire.ERROR:
@@ -136,8 +135,6 @@ class RemoteLedgerStore(LedgerStore):
             if isinstance(exc, StoreUnavailable) or not isinstance(exc, OSError):
                 raise
             raise StoreUnavailable(f"the ledger service connection failed: {exc}") from exc
-        if failed:
-            raise failed[0]
         if isinstance(error, StoreError):
             self._drop()  # the service failed, not a rule: start the next operation afresh
         raise error
@@ -166,31 +163,3 @@ class _Connection:
         """Send the next operation on this connection, under the next number."""
         self.number = wire.next_number(self.number)
         wire.send_frame(self.sock, kind, self.number, payload)
-
-
-def _run_callback(
-    line: _Connection,
-    callbacks: list[Callable[..., Any]],
-    body: bytes,
-    failed: list[BaseException],
-) -> None:
-    """Run the callback a CALL names and send back its bytes (RETURN) or that it raised
-    (RAISE); the exception itself stays here, in ``failed``."""
-    call = wire.load(body)
-    if not (
-        isinstance(call, tuple)
-        and len(call) == 2
-        and isinstance(call[0], int)
-        and 0 <= call[0] < len(callbacks)
-        and isinstance(call[1], tuple)
-    ):
-        raise wire.WireError("the ledger service called back with a malformed call")
-    number, args = call
-    try:
-        value = callbacks[number](*args)
-        answer = wire.dump_value(value)
-    except Exception as exc:  # noqa: BLE001  re-raised to our caller after the rollback
-        failed[:] = [exc]
-        wire.send_frame(line.sock, wire.RAISE, line.number, b"")
-        return
-    wire.send_frame(line.sock, wire.RETURN, line.number, answer)

@@ -19,6 +19,9 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
 - ``batches``: settlement batches, at most one open per merchant.
 - ``pi_uses``: the payment-instruction replay store, keyed by XID.
 - ``requests``: the response bytes stored under each RRPID (idempotency).
+- ``unanswered`` (version 2): a decision committed whose response is still being built
+  outside the transaction, its outcome as JSON (``outcome_codec``); the row moves to
+  ``requests`` when the response is stored.
 """
 
 from __future__ import annotations
@@ -153,7 +156,18 @@ _V1 = (
     ){table_options}""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Version 2: responses are built outside the write transaction (``idempotency``), so a
+# decision can be committed before its response exists.
+_V2 = (
+    """CREATE TABLE unanswered (
+        rrpid {blob} PRIMARY KEY,
+        request_digest {blob} NOT NULL,
+        outcome TEXT NOT NULL,
+        decided_at_ms {int64} NOT NULL
+    ){table_options}""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """Statement lists, one per schema version; append, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

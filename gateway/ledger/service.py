@@ -17,15 +17,11 @@ Two threads do the work, so that an operation costs few thread hand-overs:
 
 A connection carries one operation at a time (the worker opens one per request thread,
 ``remote``). Its descriptor is armed for one frame (EPOLLONESHOT) and re-armed only once
-the answer is sent, so while the writer runs the operation, its callbacks (``wire.CALL``)
-use the connection undisturbed by the loop. Operations on a connection are numbered
-1, 2, 3, ... (``wire``): one that arrives out of turn closes the connection.
-
-A callback that fails on the wire (the worker did not answer within
-PEER_TIMEOUT_SECONDS, or answered with a frame of the wrong kind or number, or one that
-does not unpickle) rolls its operation back like any failure, and then its connection
-is closed, never re-armed: the worker may still send the late answer, which must not be
-read as its next operation.
+the answer is sent, so a connection never has two operations under way and its answers
+leave in the order its operations came. Operations on a connection are numbered 1, 2,
+3, ... (``wire``): one that arrives out of turn closes the connection. An operation runs
+ledger code only, start to end: nothing in it calls back into the worker (a response is
+built there after the decision is committed, ``gateway.ledger.idempotency``).
 
 Who may connect: the socket lives in a directory only the bank's user can enter, and a
 connection from another user id (``SO_PEERCRED``) is closed at once.
@@ -51,9 +47,8 @@ log = logging.getLogger("setpay.ledger")
 # Connections the service keeps at once: request threads of every worker, with room for
 # restarted workers whose old connections are still closing.
 MAX_CONNECTIONS = 256
-# How long a callback may take in the worker before the operation fails (a signature on a
-# token is milliseconds; a worker that does not answer has died or hung), and how long the
-# rest of a frame may take once its first bytes are in (a worker sends whole frames).
+# How long the rest of a frame may take once its first bytes are in (a worker sends whole
+# frames), and how long an answer may wait for a worker that does not read it.
 PEER_TIMEOUT_SECONDS = 30.0
 # Read-only operations run beside the writer on the store's read connections.
 READ_THREADS = 4
@@ -62,44 +57,13 @@ _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 
 
 class _Peer:
-    """One worker connection: its socket, the number of its latest operation, and whether
-    a callback broke it (then it is closed once that operation ends, never re-armed)."""
+    """One worker connection: its socket and the number of its latest operation."""
 
-    __slots__ = ("broken", "number", "sock")
+    __slots__ = ("number", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.number = 0  # none yet: the first operation is number 1
-        self.broken = False
-
-
-class _Callback:
-    """A worker-side function, called from the service over the operation's connection."""
-
-    def __init__(self, peer: _Peer, number: int) -> None:
-        self._peer = peer
-        self._number = number
-
-    def __call__(self, *args: Any) -> Any:
-        peer = self._peer
-        if peer.broken:
-            raise wire.WireError("the connection of this operation already failed")
-        request = wire.dump_value((self._number, args))
-        try:
-            wire.send_frame(peer.sock, wire.CALL, peer.number, request)
-            kind, payload = wire.receive_answer(peer.sock, peer.number)
-            if kind == wire.RETURN:
-                return wire.load(payload)
-            if kind != wire.RAISE:
-                raise wire.WireError(f"a frame of kind {kind} where a callback's answer belongs")
-        except BaseException as exc:
-            # The worker's answer is late, lost or out of step: nothing more may be read
-            # from this connection, and the operation fails.
-            peer.broken = True
-            if isinstance(exc, wire.WireError) or not isinstance(exc, Exception):
-                raise
-            raise wire.WireError(f"a callback failed on the wire: {type(exc).__name__}") from exc
-        raise wire.CallbackFailed("a callback failed in the worker")
 
 
 class LedgerService:
@@ -181,7 +145,7 @@ class LedgerService:
         try:
             if kind not in (wire.EXECUTE, wire.READ):
                 raise wire.WireError(f"a frame of kind {kind} where an operation belongs")
-            operation = wire.load(payload, callback=lambda n: _Callback(peer, n))
+            operation = wire.load(payload)
             if not callable(operation):
                 raise wire.WireError("an operation that is not a function")
             if kind == wire.EXECUTE:
@@ -202,12 +166,7 @@ class LedgerService:
         self._answer(peer, result, None)
 
     def _answer(self, peer: _Peer, result: object, error: BaseException | None) -> None:
-        """Send the outcome of one operation and wait for the next (any thread); close
-        the connection instead if a callback broke it."""
-        if peer.broken:
-            log.warning("ledger service: a callback failed on the wire; connection closed")
-            self._drop(peer)
-            return
+        """Send the outcome of one operation and wait for the next (any thread)."""
         try:
             if error is None:
                 try:

@@ -8,8 +8,8 @@ in semantics. A store contributes only transaction mechanics:
   transaction is durably committed. A failure inside ``work`` rolls back ``work`` alone.
   The SQLite store groups many ``execute`` calls into one commit (group commit); the
   PostgreSQL store commits each and retries on serialization failures and deadlocks, so
-  ``work`` must be safe to run more than once (it is: it is all database statements, and
-  a response callback that only builds bytes).
+  ``work`` must be safe to run more than once (it is: it is all database statements;
+  responses are signed outside, ``idempotency``).
 - ``read(query)`` runs ``query`` on a read-only snapshot, never blocking the writer.
 
 Statements use ``?`` placeholders (the PostgreSQL store converts them). The only other

@@ -11,24 +11,23 @@ that safe and cheap:
   and nothing else (not ``os.system``, not a class with a dangerous constructor). The
   socket is reachable by the bank's own user only (``service``), so this is defence in
   depth, not the only wall.
-- **Anything else callable stays home.** A ``respond`` closure signs with the worker's
-  keys, which never leave the worker. The pickler replaces every callable that is not
-  ledger code by a numbered *callback*; when the service's transaction calls it, the call
-  goes back over the same connection, runs in the worker, and its bytes come back
-  (``CALL``, then ``RETURN`` or ``RAISE``). The gateway's usual answer, an approval, is
-  built before the operation leaves (``outcomes.PrebuiltApproval``) and costs no call back.
+- **Only ledger code leaves the worker.** ``dump_operation`` refuses an operation that
+  holds any other callable (a lambda, a closure, a bound method) with ``NotLedgerCode``
+  before a byte is sent. Nothing of the worker's ever needs to run inside the service's
+  transaction: a response is built and signed in the worker once the decision is
+  committed, outside any transaction (``gateway.ledger.idempotency``).
 
 Frames: a 4-byte big-endian length, one kind byte, a 4-byte big-endian operation number,
 then the pickle (protocol 5). An operation is numbered when it leaves the worker (the
-n-th on a connection is n, ``next_number``), and every frame of it carries that number:
-its EXECUTE or READ, each CALL and the RETURN or RAISE that answers it, and the closing
-RESULT or ERROR. Either side refuses a frame with another number and closes the
-connection, so an answer can never reach an operation it does not belong to.
+n-th on a connection is n, ``next_number``), and both frames of it carry that number:
+its EXECUTE or READ, and the RESULT or ERROR that answers it. Either side refuses a frame
+with another number and closes the connection, so an answer can never reach an
+operation it does not belong to.
 
 A connection carries one operation at a time, in step: whenever a side cannot be sure
-of what the other read or will send next (a callback answered late or not at all, a
-frame of the wrong kind or number, one that does not unpickle), it closes the
-connection rather than go on; the worker dials afresh for its next operation.
+of what the other read or will send next (an answer that came too late or not at all, a
+frame of the wrong kind or number, one that does not unpickle), it closes the connection
+rather than go on; the worker dials afresh for its next operation.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ import pickle
 import socket
 import struct
 import types
-from collections.abc import Callable
 from typing import Any
 
 from gateway.ledger.errors import StoreError, StoreUnavailable
@@ -61,20 +59,18 @@ SHIPPED_MODULES = frozenset(
         "gateway.ledger.settlement",
     }
 )
-# Python's own exceptions that a rule may raise about its arguments (``run_once`` refuses
-# a ``respond`` that does not return bytes): they cross as themselves.
+# Python's own exceptions that a rule may raise about its arguments (``store_answer``
+# refuses a response that is not bytes): they cross as themselves.
 SHIPPED_BUILTIN_ERRORS = frozenset({"TypeError", "ValueError"})
 # Largest frame either side accepts. An operation is a few hundred bytes; the largest
 # answer is a batch detail page (500 items).
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
-# Frame kinds. Worker to service: EXECUTE, READ, then RETURN/RAISE answering a CALL.
-# Service to worker: CALL (zero or more), then RESULT or ERROR.
+# Frame kinds. Worker to service: EXECUTE or READ. Service to worker: RESULT or ERROR.
+# Kinds 3 to 5 are retired and never reused: a frame of one, say from a side of an older
+# release, is a frame of the wrong kind, and its connection is closed.
 EXECUTE = 1
 READ = 2
-CALL = 3
-RETURN = 4
-RAISE = 5
 RESULT = 6
 ERROR = 7
 
@@ -87,8 +83,8 @@ class WireError(StoreUnavailable):
     """The connection to the ledger service broke or carried something it must not."""
 
 
-class CallbackFailed(StoreError):
-    """A callback raised in the worker; the worker re-raises the original exception."""
+class NotLedgerCode(TypeError):
+    """An operation or value holds a callable that is not ledger code; nothing was sent."""
 
 
 def next_number(number: int) -> int:
@@ -133,53 +129,76 @@ def receive_answer(sock: socket.socket, number: int) -> tuple[int, bytes]:
 
 
 def _is_ledger_code(obj: object) -> bool:
-    """Travels as itself: a partial, a module-level ledger function, a ledger value."""
-    if isinstance(obj, functools.partial):
+    """Whether callable ``obj`` may travel: what the service's ``find_class`` accepts
+    (``functools.partial``, a module-level function or class of ``SHIPPED_MODULES``, a
+    shipped builtin error), or an instance of a ledger class (pickled by value)."""
+    if obj is functools.partial or isinstance(obj, functools.partial):
         return True
-    if isinstance(obj, types.FunctionType):
-        return obj.__module__ in SHIPPED_MODULES and "<" not in obj.__qualname__
+    if isinstance(obj, type | types.FunctionType):
+        module = obj.__module__
+        qualname = obj.__qualname__
+        if isinstance(obj, type) and module == "builtins":
+            return qualname in SHIPPED_BUILTIN_ERRORS
+        return module in SHIPPED_MODULES and "." not in qualname and "<" not in qualname
     return type(obj).__module__ in SHIPPED_MODULES
 
 
-class _OperationPickler(pickle.Pickler):
-    """Pickles an operation, keeping every non-ledger callable home as a callback."""
+def _describe(obj: object) -> str:
+    """What ``obj`` is: its type, and for a class, function or method the code's own name;
+    never its value or repr (a refused object may hold a key or a PAN)."""
+    code: object = obj
+    if isinstance(obj, type):
+        kind = "class"
+    elif isinstance(obj, types.FunctionType):
+        kind = "function"
+    elif isinstance(obj, types.MethodType):
+        kind, code = "method", obj.__func__
+    elif isinstance(obj, types.BuiltinFunctionType):
+        kind = "built-in function"
+    else:
+        return f"an instance of {type(obj).__module__}.{type(obj).__qualname__}"
+    module = getattr(code, "__module__", None)
+    name = getattr(code, "__qualname__", "?")
+    return f"the {kind} {module}.{name}" if module else f"the {kind} {name}"
 
-    def __init__(self, file: io.BytesIO, callbacks: list[Callable[..., Any]]) -> None:
+
+class _LedgerPickler(pickle.Pickler):
+    """Pickles ledger code and values only; refuses any other callable."""
+
+    def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=5)
-        self._callbacks = callbacks
 
-    def persistent_id(self, obj: Any) -> int | None:
-        if callable(obj) and not isinstance(obj, type) and not _is_ledger_code(obj):
-            self._callbacks.append(obj)
-            return len(self._callbacks) - 1
-        return None
+    def reducer_override(self, obj: Any) -> Any:
+        if callable(obj) and not _is_ledger_code(obj):
+            raise NotLedgerCode(
+                f"only ledger code travels to the ledger service; this holds {_describe(obj)}"
+            )
+        return NotImplemented  # pickle ``obj`` the usual way
 
 
-def dump_operation(operation: object) -> tuple[bytes, list[Callable[..., Any]]]:
-    """The operation's bytes, and the callbacks it refers to by number."""
-    callbacks: list[Callable[..., Any]] = []
+def dump_operation(operation: object) -> bytes:
+    """The operation as bytes; NotLedgerCode if it holds a callable that is not ledger
+    code, StoreError if anything else in it cannot be pickled."""
     buffer = io.BytesIO()
     try:
-        _OperationPickler(buffer, callbacks).dump(operation)
+        _LedgerPickler(buffer).dump(operation)
+    except NotLedgerCode:
+        raise
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise StoreError(f"this operation cannot be sent to the ledger service: {exc}") from exc
-    return buffer.getvalue(), callbacks
+    return buffer.getvalue()
 
 
 def dump_value(value: object) -> bytes:
-    """A result, an exception or callback arguments, as bytes (no callbacks allowed)."""
-    payload, callbacks = dump_operation(value)
-    if callbacks:
-        raise StoreError("a ledger value cannot carry a function")
-    return payload
+    """A result or an exception as bytes, under the same rules as an operation."""
+    return dump_operation(value)
 
 
 class _LedgerUnpickler(pickle.Unpickler):
-    """Unpickles ledger code and values only; callbacks become what ``callback`` makes."""
+    """Unpickles ledger code and values only."""
 
-    def __init__(self, data: bytes, callback: Callable[[int], Any] | None) -> None:
+    def __init__(self, data: bytes) -> None:
         super().__init__(io.BytesIO(data))
-        self._callback = callback
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("functools", "partial"):
@@ -193,16 +212,11 @@ class _LedgerUnpickler(pickle.Unpickler):
                 return found
         raise pickle.UnpicklingError(f"{module}.{name} may not cross to the ledger")
 
-    def persistent_load(self, pid: Any) -> Any:
-        if self._callback is None or not isinstance(pid, int):
-            raise pickle.UnpicklingError("a callback where none may be")
-        return self._callback(pid)
 
-
-def load(data: bytes, callback: Callable[[int], Any] | None = None) -> Any:
-    """Unpickle a frame's payload (``callback`` turns callback numbers into proxies)."""
+def load(data: bytes) -> Any:
+    """Unpickle a frame's payload; WireError if it is damaged or names anything else."""
     try:
-        return _LedgerUnpickler(data, callback).load()
+        return _LedgerUnpickler(data).load()
     except WireError:
         raise
     except Exception as exc:  # a damaged or foreign frame, whatever pickle made of it

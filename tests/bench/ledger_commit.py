@@ -5,7 +5,8 @@
 Each run opens a fresh SQLite ledger (WAL, synchronous=FULL) in a temporary directory,
 opens a merchant and a few card accounts with limits no run can exhaust, then lets
 ``--threads`` threads authorize ``--ops`` times in all. Every authorization's response is
-built the way the gateway builds one: an ECDSA P-256 signature over the outcome, sealed
+built the way the gateway builds one, in the calling thread before the ledger is asked
+(``PrebuiltApproval``): an ECDSA P-256 signature over the expected approval, sealed
 with AES-256-GCM (``--respond none`` drops that work to see the store alone). The two
 modes differ only in GroupCommitConfig.max_operations: 64 (the default) or 1. Prints the
 median of ``--runs`` runs for each mode, and the mean operations per commit.
@@ -28,13 +29,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.ledger import (
+    Authorized,
     CommitStats,
     GroupCommitConfig,
     Ledger,
     LedgerKeys,
     Outcome,
+    PrebuiltApproval,
     SqliteLedgerStore,
     SqliteStoreConfig,
+    new_hold_id,
 )
 
 # Test card numbers (Luhn-valid test PANs), one per card account of the benchmark.
@@ -85,6 +89,8 @@ def one_run(
     def worker(w: int) -> None:
         start.wait()
         for i in range(w, ops, threads):
+            hold_id = new_hold_id()
+            expected = Authorized(hold_id, "", 100, EUR, 0, None)
             ledger.authorize(
                 pan=PANS[i % len(PANS)],
                 pan_expiry="203012",
@@ -96,6 +102,8 @@ def one_run(
                 rrpid=os.urandom(32),
                 request_digest=os.urandom(32),
                 respond=respond,
+                hold_id=hold_id,
+                prebuilt=PrebuiltApproval(hold_id, 100, EUR, respond(expected)),
             )
 
     started = time.perf_counter()

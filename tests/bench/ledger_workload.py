@@ -13,6 +13,7 @@ import sqlite3
 import time
 
 from gateway.ledger import authorization, idempotency
+from gateway.ledger.outcomes import PrebuiltApproval
 from gateway.ledger.sqlite import SqliteTransaction
 
 EUR = 978
@@ -36,12 +37,12 @@ def authorize_in_savepoint(
     rrpid = os.urandom(32)
     now = time.time_ns() // 1_000_000
     conn.execute("SAVEPOINT op")
-    idempotency.run_once(
+    idempotency.decide_once(
         tx,
         rrpid=rrpid,
         request_digest=rrpid,
         now_ms=now,
-        respond=lambda _: response,
+        prebuilt=PrebuiltApproval(hold_id, 100, EUR, response),
         decide=lambda t: authorization.authorize(
             t,
             pan_index=pan_index,

@@ -322,3 +322,51 @@ def test_retry_after_the_freshness_window_gets_the_stored_answer(
     assert again.auth_res == first.auth_res
     assert _refused(ec_world, ec_merchant, other, state) == "ERROR_CODE_MESSAGE_TOO_OLD"
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 250
+
+
+def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ledger commits the decline, then the gateway fails to sign its answer: the hold
+    # state is decided, the answer is not stored.
+    from gateway import authorize as gateway_authorize
+
+    cardholder = register_cardholder(ec_world, limit=1000)
+    request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 5000))
+    signed = gateway_authorize.build_auth_response
+
+    def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
+        if decision.auth_code != a.AUTH_CODE_APPROVED:
+            raise RuntimeError("the signing key went away")
+        return signed(credentials, verified, decision)
+
+    monkeypatch.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
+    failed = ec_world.gateway.Authorize(request)
+    assert failed.WhichOneof("result") == "error"
+    monkeypatch.setattr(gateway_authorize, "build_auth_response", signed)
+    # Retried after the freshness window: the request is checked as of its decision and
+    # gets the decline the ledger decided, which is then stored for every later retry.
+    from setcore import authorization, freshness
+
+    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
+    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+    again = ec_world.gateway.Authorize(request)
+    result = open_auth_response(again, ec_merchant.credentials, state, ec_merchant.trust)  # type: ignore[arg-type]
+    assert _decision(result) == ("AUTH_CODE_DECLINED", "RESP_REASON_INSUFFICIENT_FUNDS", 0)
+    assert ec_world.gateway.Authorize(request).auth_res == again.auth_res
+    assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
+    ec_world.running.ledger.check_balanced()
+
+
+def test_a_decision_is_answered_only_as_of_when_it_was_made(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Never decided: an aged request is refused, whatever the ledger holds for others.
+    cardholder = register_cardholder(ec_world)
+    request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 250))
+    from setcore import authorization, freshness
+
+    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
+    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+    assert _refused(ec_world, ec_merchant, request, state) == "ERROR_CODE_MESSAGE_TOO_OLD"
+    assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0

@@ -180,9 +180,8 @@ class ServedSqliteStore(RemoteLedgerStore):
     """A SQLite store served by a ``LedgerService`` in this process, used over its socket:
     the wire, the service and the remote store under the same tests as the others.
 
-    The remote side gets a turn to compute of its own: in the bank it is another process,
-    and sharing this process's turn with the service's writer would make a callback wait
-    for the writer that waits for it.
+    The remote side gets a turn to compute of its own, as in the bank, where the service
+    is another process with its own turn.
     """
 
     def __init__(self, path: Path, observer: CommitObserver | None = None) -> None:

@@ -15,6 +15,7 @@ from gateway.ledger import (
     Ledger,
     LedgerKeys,
     Outcome,
+    PrebuiltApproval,
     SqliteLedgerStore,
     SqliteStoreConfig,
     StoreUnavailable,
@@ -108,8 +109,12 @@ def test_concurrent_authorizations_are_grouped(tmp_path: Path) -> None:
     commits.clear()
     start = threading.Barrier(64)
 
+    def not_called(outcome: Outcome) -> bytes:
+        raise AssertionError(f"the approval was built ahead, yet asked for {outcome}")
+
     def authorize(i: int) -> bytes:
         start.wait()
+        # As the gateway does: the approval built ahead, so each costs one operation.
         return ledger.authorize(
             pan=PAN_A,
             pan_expiry=EXPIRY,
@@ -120,7 +125,9 @@ def test_concurrent_authorizations_are_grouped(tmp_path: Path) -> None:
             pi_digest=b"pi",
             rrpid=f"r{i}".encode(),
             request_digest=b"d",
-            respond=lambda outcome: b"ok",
+            respond=not_called,
+            hold_id=f"hold-{i}",
+            prebuilt=PrebuiltApproval(f"hold-{i}", 1, EUR, b"ok"),
         )
 
     with ThreadPoolExecutor(max_workers=64) as pool:

@@ -1,6 +1,11 @@
-"""RRPID idempotency: stored response bytes, reuse refused, failures keep nothing (both stores)."""
+"""RRPID idempotency: stored response bytes, reuse refused, a decision answered once (both
+stores)."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -11,8 +16,10 @@ from gateway.ledger import (
     Declined,
     InvalidRequest,
     Outcome,
+    PiPreviouslyUsed,
     Posted,
     PostingOutcome,
+    PrebuiltApproval,
     RrpidReused,
 )
 from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, PAN_B, Bank
@@ -129,44 +136,51 @@ def test_batch_close_retry_returns_the_same_bytes(bank: Bank) -> None:
     assert again == first
 
 
-def test_failing_respond_keeps_nothing(bank: Bank) -> None:
+def _authorize_with(bank: Bank, respond: Callable[[Outcome], bytes]) -> bytes:
+    return bank.ledger.authorize(
+        pan=PAN_A,
+        pan_expiry=EXPIRY,
+        amount=1000,
+        currency=EUR,
+        merchant_id=MERCHANT,
+        xid=b"x-1",
+        pi_digest=b"pi",
+        rrpid=b"r-1",
+        request_digest=b"d-1",
+        respond=respond,
+    )
+
+
+def _answers_the_stored_decision(bank: Bank) -> None:
+    """The decision stands without its answer; the retry answers it and decides nothing."""
+    card = bank.ledger.find_card_account(PAN_A)
+    assert card.pending == 1000  # decided once, committed, hold placed
+    answered = _authorize_with(bank, bank.respond)
+    (outcome,) = bank.outcomes  # the retry was asked to answer the stored outcome
+    assert isinstance(outcome, Authorized) and outcome.amount == 1000
+    assert bank.ledger.find_card_account(PAN_A).pending == 1000  # not decided again
+    # From now on the stored bytes, without building them again.
+    assert _authorize_with(bank, bank.respond) == answered
+    assert len(bank.outcomes) == 1
+    # The PI was used by the decision: another request with it is a replay.
+    with pytest.raises(PiPreviouslyUsed):
+        authorize(bank, rrpid=b"r-2", digest=b"d-2", xid=b"x-1")
+    bank.ledger.check_balanced()
+
+
+def test_a_failing_respond_leaves_the_decision_for_a_retry_to_answer(bank: Bank) -> None:
     def broken(outcome: Outcome) -> bytes:
         raise RuntimeError("signing key unavailable")
 
     with pytest.raises(RuntimeError, match="signing key unavailable"):
-        bank.ledger.authorize(
-            pan=PAN_A,
-            pan_expiry=EXPIRY,
-            amount=1000,
-            currency=EUR,
-            merchant_id=MERCHANT,
-            xid=b"x-1",
-            pi_digest=b"pi",
-            rrpid=b"r-1",
-            request_digest=b"d-1",
-            respond=broken,
-        )
-    assert bank.ledger.find_card_account(PAN_A).pending == 0
-    # Neither the RRPID nor the PI was used up: the retry decides afresh.
-    authorize(bank, rrpid=b"r-1", digest=b"d-1", xid=b"x-1")
-    assert isinstance(bank.last(), Authorized)
+        _authorize_with(bank, broken)
+    _answers_the_stored_decision(bank)
 
 
 def test_respond_must_return_bytes(bank: Bank) -> None:
-    with pytest.raises(TypeError):
-        bank.ledger.authorize(
-            pan=PAN_A,
-            pan_expiry=EXPIRY,
-            amount=1000,
-            currency=EUR,
-            merchant_id=MERCHANT,
-            xid=b"x-1",
-            pi_digest=b"pi",
-            rrpid=b"r-1",
-            request_digest=b"d-1",
-            respond=lambda outcome: "not bytes",  # type: ignore[arg-type,return-value]
-        )
-    assert bank.ledger.find_card_account(PAN_A).pending == 0
+    with pytest.raises(TypeError, match="respond must return bytes"):
+        _authorize_with(bank, lambda outcome: "not bytes")  # type: ignore[arg-type,return-value]
+    _answers_the_stored_decision(bank)
 
 
 def test_item_outcomes_are_replayed_not_redecided(bank: Bank) -> None:
@@ -207,3 +221,84 @@ def test_only_gateway_declines_may_be_stored_by_the_gateway(bank: Bank) -> None:
             Decline.INSUFFICIENT_FUNDS, rrpid=b"r-1", request_digest=b"d", respond=bank.respond
         )
     assert bank.outcomes == []
+
+
+def test_a_slow_answer_holds_up_no_other_request(bank: Bank) -> None:
+    # The answer is signed after its decision commits, outside any transaction: a token
+    # stalling while it signs a decline holds neither the single writer (SQLite) nor the
+    # card's row (PostgreSQL), so an approval on the same card goes through meanwhile.
+    signing, release = threading.Event(), threading.Event()
+
+    def stalled_token(outcome: Outcome) -> bytes:
+        signing.set()
+        release.wait(30)
+        return b"signed late: " + str(outcome).encode()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        declined = pool.submit(
+            bank.ledger.authorize,
+            pan=PAN_A,
+            pan_expiry=EXPIRY,
+            amount=10**9,
+            currency=EUR,
+            merchant_id=MERCHANT,
+            xid=b"x-slow",
+            pi_digest=b"pi",
+            rrpid=b"r-slow",
+            request_digest=b"d-slow",
+            respond=stalled_token,
+        )
+        assert signing.wait(30)
+        assert isinstance(bank.authorize(PAN_A, 100), Authorized)
+        assert not declined.done()  # still signing, and nobody waited for it
+        release.set()
+        assert declined.result(30).startswith(b"signed late: Declined(")
+    assert bank.ledger.find_card_account(PAN_A).pending == 100
+    bank.ledger.check_balanced()
+
+
+def test_a_prebuilt_approval_must_name_the_hold_it_answers(bank: Bank) -> None:
+    with pytest.raises(InvalidRequest, match="another hold id"):
+        bank.ledger.authorize(
+            pan=PAN_A,
+            pan_expiry=EXPIRY,
+            amount=1000,
+            currency=EUR,
+            merchant_id=MERCHANT,
+            xid=b"x-1",
+            pi_digest=b"pi",
+            rrpid=b"r-1",
+            request_digest=b"d-1",
+            respond=bank.respond,
+            hold_id="hold-a",
+            prebuilt=PrebuiltApproval("hold-b", 1000, EUR, b"approved"),
+        )
+    assert bank.ledger.stored_response(b"r-1", b"d-1") is None
+    assert bank.ledger.find_card_account(PAN_A).pending == 0
+
+
+def test_a_prebuilt_approval_answers_only_its_own_outcome(bank: Bank) -> None:
+    prebuilt = PrebuiltApproval("hold-a", 1000, EUR, b"approved ahead")
+
+    def ask(*, amount: int, rrpid: bytes) -> bytes:
+        return bank.ledger.authorize(
+            pan=PAN_A,
+            pan_expiry=EXPIRY,
+            amount=amount,
+            currency=EUR,
+            merchant_id=MERCHANT,
+            xid=b"x-" + rrpid,
+            pi_digest=b"pi",
+            rrpid=rrpid,
+            request_digest=b"d-" + rrpid,
+            respond=bank.respond,
+            hold_id="hold-a",
+            prebuilt=PrebuiltApproval("hold-a", amount, EUR, prebuilt.response),
+        )
+
+    # Declined: the bytes built ahead are not its answer; ``respond`` builds one.
+    assert ask(amount=10**9, rrpid=b"r-1") != prebuilt.response
+    assert bank.outcomes == [Declined(Decline.INSUFFICIENT_FUNDS)]
+    # Approved as expected: the bytes built ahead, and ``respond`` is not asked.
+    assert ask(amount=1000, rrpid=b"r-2") == prebuilt.response
+    assert len(bank.outcomes) == 1

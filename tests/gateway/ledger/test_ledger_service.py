@@ -1,4 +1,4 @@
-"""The ledger service and its wire: what may cross, what stays home, what fails how.
+"""The ledger service and its wire: what may cross, what is refused, what fails how.
 
 The money rules run over the service in every contract test (the ``sqlite-service``
 backend); these tests are about the boundary itself.
@@ -12,8 +12,10 @@ import pickle
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +27,10 @@ from gateway.ledger import (
     Outcome,
     PrebuiltApproval,
     RemoteLedgerStore,
+    RrpidReused,
     StoreError,
     StoreUnavailable,
-    UnknownHold,
+    Unanswered,
     authorization,
     idempotency,
     new_hold_id,
@@ -61,106 +64,195 @@ def ledger(served: ServedSqliteStore) -> Ledger:
     return led
 
 
-def _authorize(ledger: Ledger, amount: int, respond: object, rrpid: bytes = b"r1") -> bytes:
+PREBUILT_HOLD = new_hold_id()
+
+
+def _authorize(
+    ledger: Ledger, amount: int, respond: Callable[[Outcome], bytes], prebuilt: PrebuiltApproval
+) -> bytes:
     return ledger.authorize(
         pan=PAN_A,
         pan_expiry=EXPIRY,
         amount=amount,
         currency=EUR,
         merchant_id=MERCHANT,
-        xid=b"x-" + rrpid,
-        pi_digest=b"pi-" + rrpid,
-        rrpid=rrpid,
-        request_digest=b"d-" + rrpid,
-        respond=respond,  # type: ignore[arg-type]
+        xid=b"x-r1",
+        pi_digest=b"pi-r1",
+        rrpid=b"r1",
+        request_digest=b"d-r1",
+        respond=respond,
         hold_id=PREBUILT_HOLD,
+        prebuilt=prebuilt,
     )
 
 
-PREBUILT_HOLD = new_hold_id()
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every operation a worker sends from now on: (kind, operation number)."""
+    frames: list[tuple[int, int]] = []
+    send_frame = wire.send_frame
+
+    def recording(sock: socket.socket, kind: int, number: int, payload: bytes) -> None:
+        if kind in (wire.EXECUTE, wire.READ):  # the service's answers use this too
+            frames.append((kind, number))
+        send_frame(sock, kind, number, payload)
+
+    monkeypatch.setattr(wire, "send_frame", recording)
+    return frames
 
 
 class Recorder:
-    """An ``otherwise`` that records what it was asked to answer."""
+    """A ``respond`` that records what it was asked to answer, where and when: the
+    thread it ran in, and what the ledger had recorded under the RRPID at that moment."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: RemoteLedgerStore) -> None:
+        self._store = store
         self.asked: list[Outcome] = []
+        self.threads: list[int] = []
+        self.recorded: list[object] = []
 
     def __call__(self, outcome: Outcome) -> bytes:
         self.asked.append(outcome)
+        self.threads.append(threading.get_ident())
+        # A read sees only what is committed, and could not run on this connection if an
+        # operation of this thread were still under way.
+        self.recorded.append(
+            self._store.read(
+                functools.partial(idempotency.lookup, rrpid=b"r1", request_digest=b"d-r1")
+            )
+        )
         return b"built for " + type(outcome).__name__.encode()
 
 
-def test_a_prebuilt_approval_is_answered_without_calling_back(ledger: Ledger) -> None:
-    otherwise = Recorder()
-    answer = _authorize(
-        ledger, 500, PrebuiltApproval(PREBUILT_HOLD, 500, EUR, b"signed", otherwise)
-    )
+def test_a_prebuilt_approval_is_answered_in_one_operation(
+    ledger: Ledger, served: ServedSqliteStore, sent: list[tuple[int, int]]
+) -> None:
+    respond = Recorder(served)
+    prebuilt = PrebuiltApproval(PREBUILT_HOLD, 500, EUR, b"signed")
+    answer = _authorize(ledger, 500, respond, prebuilt)
     assert answer == b"signed"
-    assert otherwise.asked == []  # the only callback: never called
+    assert respond.asked == []  # never called
+    assert [kind for kind, _ in sent] == [wire.EXECUTE]  # decided and stored at once
     assert ledger.hold(PREBUILT_HOLD).amount == 500
+    assert ledger.stored_response(b"r1", b"d-r1") == b"signed"
 
 
-def test_an_unexpected_outcome_calls_back_into_the_caller(ledger: Ledger) -> None:
-    otherwise = Recorder()
+def test_another_outcome_is_answered_in_the_worker_after_the_decision_committed(
+    ledger: Ledger, served: ServedSqliteStore, sent: list[tuple[int, int]]
+) -> None:
+    respond = Recorder(served)
     # Over the card's limit: declined, so the prebuilt approval does not fit.
-    respond = PrebuiltApproval(PREBUILT_HOLD, 50_000, EUR, b"signed", otherwise)
-    answer = _authorize(ledger, 50_000, respond)
+    prebuilt = PrebuiltApproval(PREBUILT_HOLD, 50_000, EUR, b"signed")
+    answer = _authorize(ledger, 50_000, respond, prebuilt)
     assert answer == b"built for Declined"
-    assert otherwise.asked == [Declined(Decline.INSUFFICIENT_FUNDS)]
-    # The bytes built in the caller are what the service stored.
+    declined = Declined(Decline.INSUFFICIENT_FUNDS)
+    assert respond.asked == [declined]
+    assert respond.threads == [threading.get_ident()]  # in the caller's thread
+    # When ``respond`` ran, the decision was committed and waiting for its answer.
+    (recorded,) = respond.recorded
+    assert isinstance(recorded, Unanswered) and recorded.outcome == declined
+    # Two operations (decide, then store the answer), with respond's own look between.
+    assert [kind for kind, _ in sent] == [wire.EXECUTE, wire.READ, wire.EXECUTE]
+    first = sent[0][1]
+    assert [number for _, number in sent] == [first, first + 1, first + 2]
+    # The bytes built in the worker are what the service stored.
     assert ledger.stored_response(b"r1", b"d-r1") == b"built for Declined"
 
 
-class Refusal(Exception):
-    """An exception of the caller's own, which the service cannot even unpickle."""
+class _Keeper:
+    """Not ledger code, and holds what must never appear in an error message."""
+
+    def __init__(self) -> None:
+        self.pan = PAN_A
+
+    def __repr__(self) -> str:
+        return f"_Keeper({self.pan})"
+
+    def __call__(self, tx: object) -> None:
+        return None
+
+    def sign(self, tx: object) -> None:
+        return None
 
 
-def test_a_callback_that_raises_reaches_its_caller_and_nothing_is_kept(ledger: Ledger) -> None:
-    refusal = Refusal("the key backend is gone")
+def _closure() -> Callable[[object], None]:
+    secret = PAN_A
 
-    def respond(outcome: Outcome) -> bytes:
-        raise refusal
+    def query(tx: object) -> None:
+        assert secret
 
-    with pytest.raises(Refusal) as raised:
-        _authorize(ledger, 500, respond)
-    assert raised.value is refusal  # the caller's own exception object
-    with pytest.raises(UnknownHold):
-        ledger.hold(PREBUILT_HOLD)
-    assert ledger.stored_response(b"r1", b"d-r1") is None
-    # The PI was not used up: the same request decides afresh.
-    assert _authorize(ledger, 500, lambda outcome: b"second try") == b"second try"
+    return query
 
 
-def test_a_transaction_never_leaves_the_service(served: ServedSqliteStore) -> None:
-    # A lambda is not ledger code: it stays home as a callback, and the transaction it
-    # would be called with cannot be sent to it.
-    with pytest.raises(StoreError, match=r"cannot be sent|cannot carry"):
-        served.read(lambda tx: tx.one("SELECT 1 AS ok"))
+def _holding(foreign: Any) -> object:
+    """A ledger operation with ``foreign`` among its arguments."""
+    return functools.partial(
+        idempotency.decide_once,
+        rrpid=b"r",
+        request_digest=b"d",
+        now_ms=1,
+        decide=foreign,
+        prebuilt=None,
+    )
 
 
-def test_ledger_code_travels_by_value_and_other_callables_stay_home() -> None:
-    def closure(outcome: Outcome) -> bytes:
-        return b""
+FOREIGN_CALLABLES: dict[str, tuple[Callable[[], object], str]] = {
+    "lambda": (lambda: lambda tx: tx, "the function "),
+    "closure": (_closure, "the function "),
+    "bound-method": (lambda: _Keeper().sign, "the method "),
+    "callable-object": (_Keeper, "an instance of "),
+    "builtin": (lambda: os.system, "the built-in function "),
+    "lambda-in-an-operation": (lambda: _holding(lambda tx: tx), "the function "),
+    "method-in-an-operation": (lambda: _holding(_Keeper().sign), "the method "),
+    "object-in-a-value": (lambda: PrebuiltApproval("h", 1, EUR, _Keeper()), "an instance "),  # type: ignore[arg-type]
+}
 
+
+@pytest.mark.parametrize("case", FOREIGN_CALLABLES.values(), ids=FOREIGN_CALLABLES.keys())
+def test_an_operation_holding_other_code_never_leaves_the_worker(
+    served: ServedSqliteStore, sent: list[tuple[int, int]], case: tuple[Callable[[], object], str]
+) -> None:
+    make, described = case
+    query = functools.partial(idempotency.stored_response, rrpid=b"r", request_digest=b"d")
+    assert served.read(query) is None
+    operation: Any = make()
+    for run in (served.execute, served.read):
+        with pytest.raises(wire.NotLedgerCode) as raised:
+            run(operation)
+        message = str(raised.value)
+        assert "only ledger code travels to the ledger service" in message
+        assert described in message
+        assert PAN_A not in message  # named by its type, never by its value
+        # A caller's mistake, not an outage: not a StoreError (UNAVAILABLE to the gateway).
+        assert isinstance(raised.value, TypeError)
+        assert not isinstance(raised.value, StoreError)
+    # Nothing was sent, and the connection goes on in step: same connection, next number.
+    assert served.read(query) is None
+    assert sent == [(wire.READ, sent[0][1]), (wire.READ, sent[0][1] + 1)]
+    assert served.service.connections == 1
+
+
+def test_ledger_code_and_values_travel_by_value() -> None:
     operation = functools.partial(authorization.expire_holds, now_ms=1, limit=5)
-    payload, callbacks = wire.dump_operation(operation)
-    assert callbacks == []
-    assert wire.load(payload).func is authorization.expire_holds
-    respond = PrebuiltApproval("h", 1, EUR, b"x", closure)
-    payload, callbacks = wire.dump_operation(respond)
-    assert callbacks == [closure]
-    proxies: list[int] = []
-
-    def proxy(number: int) -> str:
-        proxies.append(number)
-        return "proxy"
-
-    loaded = wire.load(payload, callback=proxy)
-    assert (proxies, loaded.otherwise, loaded.response) == ([0], "proxy", b"x")
-    # A value may not carry a callable at all.
-    with pytest.raises(StoreError, match="cannot carry"):
-        wire.dump_value((closure,))
+    loaded = wire.load(wire.dump_operation(operation))
+    assert (loaded.func, loaded.args, loaded.keywords) == (
+        authorization.expire_holds,
+        (),
+        {"now_ms": 1, "limit": 5},
+    )
+    prebuilt = PrebuiltApproval("h", 1, EUR, b"x")
+    assert wire.load(wire.dump_value(prebuilt)) == prebuilt
+    assert wire.load(wire.dump_value(Unanswered(Declined(Decline.HOLD_EXPIRED), 7))) == (
+        Unanswered(Declined(Decline.HOLD_EXPIRED), 7)
+    )
+    error = wire.load(wire.dump_value(RrpidReused("reused")))
+    assert isinstance(error, RrpidReused) and str(error) == "reused"
+    assert isinstance(wire.load(wire.dump_value(ValueError("bad"))), ValueError)
+    # A value of a class the service would refuse (``find_class``) is refused here already.
+    with pytest.raises(wire.NotLedgerCode, match="the class pathlib"):
+        wire.dump_value(Path("/"))
+    with pytest.raises(wire.NotLedgerCode, match=r"the class builtins\.KeyError"):
+        wire.dump_value(KeyError("k"))
 
 
 def _raw_exchange(path: str, kind: int, payload: bytes) -> tuple[int, bytes]:
@@ -188,7 +280,11 @@ def test_a_frame_naming_code_outside_the_ledger_is_refused(
     smuggled = b"\x80\x02cgateway.ledger.ledger\ntime\n."  # GLOBAL, STOP
     error = wire.load(_raw_exchange(served.socket_path, wire.EXECUTE, smuggled)[1])
     assert "may not cross" in str(error)
-    # Nor may a frame smuggle a callback number where none belongs.
+    # Nor may a frame name something held elsewhere (a persistent id: BININT1 0,
+    # BINPERSID, STOP)...
+    error = wire.load(_raw_exchange(served.socket_path, wire.EXECUTE, b"\x80\x05K\x00Q.")[1])
+    assert isinstance(error, StoreError) and "unreadable" in str(error)
+    # ... nor come as anything but an operation.
     kind, body = _raw_exchange(served.socket_path, wire.RESULT, pickle.dumps(1))
     assert kind == wire.ERROR and "where an operation belongs" in str(wire.load(body))
     # The service is unharmed.
