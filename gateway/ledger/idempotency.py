@@ -12,11 +12,12 @@ single writer (SQLite) or a card's row locks (PostgreSQL) while it does. So:
    - RRPID new: decide. If the caller brought the answer already built for exactly this
      outcome (``PrebuiltApproval``: the usual approval, signed in parallel before the
      request reached the ledger), store those bytes under the RRPID and return them.
-     Otherwise keep the outcome in ``unanswered`` and return ``Unanswered``.
+     Otherwise keep the outcome under the RRPID, with no response yet, and return
+     ``Unanswered``.
 2. The caller builds the response for the outcome, outside any transaction.
-3. ``store_answer``, in a second write transaction, moves the RRPID from ``unanswered``
-   to ``requests`` with those bytes and returns them; if another call (a retry) stored
-   its answer first, it returns that one, so every caller sends the same bytes.
+3. ``store_answer``, in a second write transaction, stores those bytes under the RRPID
+   in place of the outcome and returns them; if another call (a retry) stored its answer
+   first, it returns that one, so every caller sends the same bytes.
 
 A caller that fails between 1 and 3 (its signature failed, its process died) leaves the
 decision committed and unanswered: a retry of the same request finds it in step 1 and
@@ -25,8 +26,8 @@ the response bytes follow. Nothing is returned before it is durably stored, so t
 a merchant receives are the bytes a retry gets.
 
 Two concurrent requests with one RRPID cannot both decide: the RRPID is the primary key
-of ``unanswered`` and of ``requests``, so the later insert fails, rolls back (with what it
-changed) and, retried by the store, finds the winner's record.
+of ``requests``, so the later insert fails, rolls back (with what it changed) and,
+retried by the store, finds the winner's record.
 
 An exception from ``decide`` rolls back the whole operation, so nothing is stored and a
 retry decides afresh. PostgreSQL may retry a transaction after a serialization failure,
@@ -71,16 +72,9 @@ def decide_once(
             return recorded
         raise
     if prebuilt is not None and prebuilt.answers(outcome):
-        _store(tx, rrpid, request_digest, prebuilt.response, now_ms)
+        _insert(tx, rrpid, request_digest, prebuilt.response, None, now_ms)
         return prebuilt.response
-    tx.run(
-        "INSERT INTO unanswered (rrpid, request_digest, outcome, decided_at_ms)"
-        " VALUES (?, ?, ?, ?)",
-        rrpid,
-        request_digest,
-        outcome_codec.dumps(outcome),
-        now_ms,
-    )
+    _insert(tx, rrpid, request_digest, _NO_RESPONSE_YET, outcome_codec.dumps(outcome), now_ms)
     return Unanswered(outcome=outcome, decided_at_ms=now_ms)
 
 
@@ -89,62 +83,70 @@ def store_answer(
 ) -> bytes:
     """Store ``response`` as the answer to the RRPID's unanswered decision and return it;
     return the stored answer instead if another call stored one first."""
-    if not isinstance(response, bytes):
-        raise TypeError(f"a response must be bytes, not {type(response).__name__}")
-    # Take the decision first: under READ COMMITTED (PostgreSQL) a concurrent answer
-    # could commit between two looks; the DELETE waits for it and then finds nothing.
-    taken = tx.run(
-        "DELETE FROM unanswered WHERE rrpid = ? AND request_digest = ?", rrpid, request_digest
+    if not isinstance(response, bytes) or not response:
+        raise TypeError("a response must be non-empty bytes")
+    # One statement that both checks and answers: under READ COMMITTED (PostgreSQL) it
+    # waits for a concurrent answer to commit and then finds nothing left to answer.
+    answered = tx.run(
+        "UPDATE requests SET response = ?, outcome = NULL"
+        " WHERE rrpid = ? AND request_digest = ? AND outcome IS NOT NULL",
+        response,
+        rrpid,
+        request_digest,
     )
-    if taken == 0:
-        stored = stored_response(tx, rrpid, request_digest)
-        if stored is None:
-            raise StoreError("there is no decision under this RRPID to answer")
-        return stored
-    _store(tx, rrpid, request_digest, response, now_ms)
-    return response
+    if answered:
+        return response
+    stored = stored_response(tx, rrpid, request_digest)
+    if stored is None:
+        raise StoreError("there is no decision under this RRPID to answer")
+    return stored
 
 
 def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | None:
     """What the RRPID has (stored bytes or an unanswered decision), None if it is new;
     RrpidReused if it was used for another request."""
-    # One statement, so one snapshot even under READ COMMITTED (PostgreSQL): a record
-    # moving from ``unanswered`` to ``requests`` meanwhile is seen on exactly one side.
     found = tx.one(
-        "SELECT request_digest, response, NULL AS outcome, NULL AS decided_at_ms"
-        " FROM requests WHERE rrpid = ?"
-        " UNION ALL SELECT request_digest, NULL, outcome, decided_at_ms"
-        " FROM unanswered WHERE rrpid = ?",
-        rrpid,
+        "SELECT request_digest, response, outcome, created_at_ms FROM requests WHERE rrpid = ?",
         rrpid,
     )
     if found is None:
         return None
     if bytes(found["request_digest"]) != request_digest:
         raise RrpidReused("this RRPID was already used for a different request")
-    if found["response"] is not None:
+    if found["outcome"] is None:
         return bytes(found["response"])
     return Unanswered(
         outcome=outcome_codec.loads(str(found["outcome"])),
-        decided_at_ms=int(found["decided_at_ms"]),
+        decided_at_ms=int(found["created_at_ms"]),
     )
 
 
 def stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> bytes | None:
-    """The response stored under ``rrpid``, None if there is none; RrpidReused on mismatch."""
-    stored = tx.one("SELECT request_digest, response FROM requests WHERE rrpid = ?", rrpid)
-    if stored is None:
-        return None
-    if bytes(stored["request_digest"]) != request_digest:
-        raise RrpidReused("this RRPID was already used for a different request")
-    return bytes(stored["response"])
+    """The response stored under ``rrpid``, None if there is none (yet); RrpidReused on
+    mismatch."""
+    recorded = lookup(tx, rrpid, request_digest)
+    return recorded if isinstance(recorded, bytes) else None
 
 
-def _store(tx: Transaction, rrpid: bytes, digest: bytes, response: bytes, now_ms: int) -> None:
+# A decision's row before its response is stored: the column is NOT NULL since version 1,
+# and a real response is never empty.
+_NO_RESPONSE_YET = b""
+
+
+def _insert(
+    tx: Transaction,
+    rrpid: bytes,
+    digest: bytes,
+    response: bytes,
+    outcome: str | None,
+    now_ms: int,
+) -> None:
     tx.run(
-        "INSERT INTO requests (rrpid, request_digest, response, created_at_ms) VALUES (?, ?, ?, ?)",
+        "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms)"
+        " VALUES (?, ?, ?, ?, ?)",
         rrpid,
         digest,
         response,
+        outcome,
         now_ms,
     )

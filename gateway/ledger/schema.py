@@ -18,10 +18,10 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
   (release or expiry of a hold), ``single`` (one-phase: credits and reversals).
 - ``batches``: settlement batches, at most one open per merchant.
 - ``pi_uses``: the payment-instruction replay store, keyed by XID.
-- ``requests``: the response bytes stored under each RRPID (idempotency).
-- ``unanswered`` (version 2): a decision committed whose response is still being built
-  outside the transaction, its outcome as JSON (``outcome_codec``); the row moves to
-  ``requests`` when the response is stored.
+- ``requests``: one row per RRPID decided (idempotency): the response bytes stored for
+  it, or (version 2) while the response is still being built outside the transaction,
+  an empty ``response`` and the decided ``outcome`` as JSON (``outcome_codec``), which
+  is set back to NULL when the response is stored.
 """
 
 from __future__ import annotations
@@ -157,15 +157,9 @@ _V1 = (
 )
 
 # Version 2: responses are built outside the write transaction (``idempotency``), so a
-# decision can be committed before its response exists.
-_V2 = (
-    """CREATE TABLE unanswered (
-        rrpid {blob} PRIMARY KEY,
-        request_digest {blob} NOT NULL,
-        outcome TEXT NOT NULL,
-        decided_at_ms {int64} NOT NULL
-    ){table_options}""",
-)
+# decision can be committed before its response exists. A column added without a
+# default: no table rewrite on either database.
+_V2 = ("ALTER TABLE requests ADD COLUMN outcome TEXT",)
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """Statement lists, one per schema version; append, never edit a released one."""

@@ -148,8 +148,8 @@ def test_pan_never_reaches_the_sqlite_files(tmp_path: Path, keys: LedgerKeys) ->
                 assert pan.encode() not in data, f"{moment}: a PAN is in {file.name}"
                 assert pan.encode("utf-16-le") not in data
             for run in re.findall(rb"\d{13,19}", data):
-                # A decision kept for its answer is JSON text (``outcome_codec``), with its
-                # times (and a hold's expiry) in Unix ms: 13 digits, not a card.
+                # A decision kept for its answer is JSON text (``outcome_codec``), with a
+                # hold's expiry in Unix ms: 13 digits, not a card.
                 if _a_time_of_this_test(int(run), started_ms):
                     continue
                 assert not _luhn_valid(run.decode()), f"{moment}: a card-like number in {file.name}"
@@ -181,16 +181,16 @@ def test_a_database_newer_than_the_code_is_refused(backend: Backend) -> None:
         backend.open_store()
 
 
-def test_a_version_1_database_gains_the_table_of_unanswered_decisions(
+def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
     backend: Backend, keys: LedgerKeys
 ) -> None:
     backend.open_store().close()
-    # Back to what version 1 of the code left: no table for decisions awaiting answers.
-    backend.raw_execute("DROP TABLE unanswered")
+    # Back to what version 1 of the code left: nowhere to keep an outcome.
+    backend.raw_execute("ALTER TABLE requests DROP COLUMN outcome")
     backend.raw_execute("UPDATE schema_version SET version = 1")
     ledger = Ledger(backend.open_store(), keys)
     try:
-        # A decline is decided, kept in ``unanswered``, then answered: it needs the table.
+        # A decline is decided and kept, then answered: it needs the column.
         answer = ledger.decline(
             Decline.AMOUNT_MISMATCH,
             rrpid=b"r-1",
