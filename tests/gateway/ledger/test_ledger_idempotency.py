@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,17 @@ from gateway.ledger import (
 from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, PAN_B, Bank
 
 
-def authorize(bank: Bank, *, rrpid: bytes, digest: bytes, xid: bytes, amount: int = 1000) -> bytes:
+def authorize(
+    bank: Bank,
+    *,
+    rrpid: bytes = b"r-1",
+    digest: bytes = b"d-1",
+    xid: bytes = b"x-1",
+    amount: int = 1000,
+    respond: Callable[[Outcome], bytes] | None = None,
+    **extra: Any,
+) -> bytes:
+    """Authorize on PAN_A; ``respond`` is the bank's unless given."""
     return bank.ledger.authorize(
         pan=PAN_A,
         pan_expiry=EXPIRY,
@@ -36,7 +47,8 @@ def authorize(bank: Bank, *, rrpid: bytes, digest: bytes, xid: bytes, amount: in
         pi_digest=b"pi-" + xid,
         rrpid=rrpid,
         request_digest=digest,
-        respond=bank.respond,
+        respond=respond or bank.respond,
+        **extra,
     )
 
 
@@ -136,31 +148,16 @@ def test_batch_close_retry_returns_the_same_bytes(bank: Bank) -> None:
     assert again == first
 
 
-def _authorize_with(bank: Bank, respond: Callable[[Outcome], bytes]) -> bytes:
-    return bank.ledger.authorize(
-        pan=PAN_A,
-        pan_expiry=EXPIRY,
-        amount=1000,
-        currency=EUR,
-        merchant_id=MERCHANT,
-        xid=b"x-1",
-        pi_digest=b"pi",
-        rrpid=b"r-1",
-        request_digest=b"d-1",
-        respond=respond,
-    )
-
-
 def _answers_the_stored_decision(bank: Bank) -> None:
     """The decision stands without its answer; the retry answers it and decides nothing."""
     card = bank.ledger.find_card_account(PAN_A)
     assert card.pending == 1000  # decided once, committed, hold placed
-    answered = _authorize_with(bank, bank.respond)
+    answered = authorize(bank)
     (outcome,) = bank.outcomes  # the retry was asked to answer the stored outcome
     assert isinstance(outcome, Authorized) and outcome.amount == 1000
     assert bank.ledger.find_card_account(PAN_A).pending == 1000  # not decided again
     # From now on the stored bytes, without building them again.
-    assert _authorize_with(bank, bank.respond) == answered
+    assert authorize(bank) == answered
     assert len(bank.outcomes) == 1
     # The PI was used by the decision: another request with it is a replay.
     with pytest.raises(PiPreviouslyUsed):
@@ -173,13 +170,13 @@ def test_a_failing_respond_leaves_the_decision_for_a_retry_to_answer(bank: Bank)
         raise RuntimeError("signing key unavailable")
 
     with pytest.raises(RuntimeError, match="signing key unavailable"):
-        _authorize_with(bank, broken)
+        authorize(bank, respond=broken)
     _answers_the_stored_decision(bank)
 
 
 def test_respond_must_return_bytes(bank: Bank) -> None:
     with pytest.raises(TypeError, match="respond must return bytes"):
-        _authorize_with(bank, lambda outcome: "not bytes")  # type: ignore[arg-type,return-value]
+        authorize(bank, respond=lambda outcome: "not bytes")  # type: ignore[arg-type,return-value]
     _answers_the_stored_decision(bank)
 
 
@@ -236,17 +233,7 @@ def test_a_slow_answer_holds_up_no_other_request(bank: Bank) -> None:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         declined = pool.submit(
-            bank.ledger.authorize,
-            pan=PAN_A,
-            pan_expiry=EXPIRY,
-            amount=10**9,
-            currency=EUR,
-            merchant_id=MERCHANT,
-            xid=b"x-slow",
-            pi_digest=b"pi",
-            rrpid=b"r-slow",
-            request_digest=b"d-slow",
-            respond=stalled_token,
+            authorize, bank, rrpid=b"r-slow", xid=b"x-slow", amount=10**9, respond=stalled_token
         )
         assert signing.wait(30)
         assert isinstance(bank.authorize(PAN_A, 100), Authorized)
@@ -259,19 +246,8 @@ def test_a_slow_answer_holds_up_no_other_request(bank: Bank) -> None:
 
 def test_a_prebuilt_approval_must_name_the_hold_it_answers(bank: Bank) -> None:
     with pytest.raises(InvalidRequest, match="another hold id"):
-        bank.ledger.authorize(
-            pan=PAN_A,
-            pan_expiry=EXPIRY,
-            amount=1000,
-            currency=EUR,
-            merchant_id=MERCHANT,
-            xid=b"x-1",
-            pi_digest=b"pi",
-            rrpid=b"r-1",
-            request_digest=b"d-1",
-            respond=bank.respond,
-            hold_id="hold-a",
-            prebuilt=PrebuiltApproval("hold-b", 1000, EUR, b"approved"),
+        authorize(
+            bank, hold_id="hold-a", prebuilt=PrebuiltApproval("hold-b", 1000, EUR, b"approved")
         )
     assert bank.ledger.stored_response(b"r-1", b"d-1") is None
     assert bank.ledger.find_card_account(PAN_A).pending == 0
@@ -281,17 +257,12 @@ def test_a_prebuilt_approval_answers_only_its_own_outcome(bank: Bank) -> None:
     prebuilt = PrebuiltApproval("hold-a", 1000, EUR, b"approved ahead")
 
     def ask(*, amount: int, rrpid: bytes) -> bytes:
-        return bank.ledger.authorize(
-            pan=PAN_A,
-            pan_expiry=EXPIRY,
-            amount=amount,
-            currency=EUR,
-            merchant_id=MERCHANT,
-            xid=b"x-" + rrpid,
-            pi_digest=b"pi",
+        return authorize(
+            bank,
             rrpid=rrpid,
-            request_digest=b"d-" + rrpid,
-            respond=bank.respond,
+            digest=b"d-" + rrpid,
+            xid=b"x-" + rrpid,
+            amount=amount,
             hold_id="hold-a",
             prebuilt=PrebuiltApproval("hold-a", amount, EUR, prebuilt.response),
         )
