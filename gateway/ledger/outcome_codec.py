@@ -33,20 +33,11 @@ from gateway.ledger.outcomes import (
     PostingOutcome,
 )
 
-_CLASSES: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (
-        AuthorizationReversed,
-        Authorized,
-        BatchOutcome,
-        BatchSummary,
-        Declined,
-        KindTotals,
-        PostingOutcome,
-        Posted,
-    )
-}
 _OUTCOMES = (Authorized, AuthorizationReversed, PostingOutcome, BatchOutcome, Declined)
+# Every class a stored outcome may name: the outcomes and their parts.
+_CLASSES: dict[str, type[Any]] = {
+    cls.__name__: cls for cls in (*_OUTCOMES, BatchSummary, KindTotals, Posted)
+}
 
 
 def dumps(outcome: Outcome) -> str:
