@@ -7,6 +7,7 @@ status codes for infrastructure (DESIGN.md 5.2).
     InvalidRequest (ledger)            signed SET Error DECODING_FAILURE
     StoreUnavailable (ledger)          gRPC UNAVAILABLE "database unavailable"
     TransientBackendError (hsm)        gRPC UNAVAILABLE "key backend unavailable"
+    AnswerUnavailable (here)           gRPC UNAVAILABLE "answer unavailable"
     anything else                      signed SET Error UNSPECIFIED_FAILURE, logged here
 
 The peer never sees a stack trace or which check failed beyond the code. The local log
@@ -43,6 +44,15 @@ log = logging.getLogger("setpay.gateway")
 R = TypeVar("R")
 
 
+class AnswerUnavailable(Exception):
+    """The ledger decided these very request bytes, but their answer cannot be built now.
+
+    Answered with a status a client retries, never with a refusal: a refusal such as
+    MESSAGE_TOO_OLD tells a merchant the gateway holds nothing for the request, and one
+    built afresh would be applied a second time (``clients.merchant.renewal``).
+    """
+
+
 def _error_code(exc: Exception) -> int | None:
     if isinstance(exc, ProtocolError):
         return exc.code
@@ -66,6 +76,10 @@ def answer(
     """Run ``work``; map any failure to a signed SET Error (via ``on_error``) or a status."""
     try:
         return work()
+    except AnswerUnavailable as exc:
+        log.error("%s: %s", rpc, exc)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
+        raise  # abort raises; this line is never reached
     except (StoreUnavailable, TransientBackendError) as exc:
         what = "database" if isinstance(exc, StoreUnavailable) else "key backend"
         log.warning("%s: %s unavailable: %s", rpc, what, type(exc).__name__)

@@ -27,7 +27,8 @@ class Bank:
     refresh_revocation: Callable[[], object] | None = None
     #: None: requests are checked as of now. Set (Unix ms) only to answer a request the
     #: ledger decided at that moment but whose answer was never stored (the gateway failed
-    #: between the two, ``gateway.ledger.idempotency``): its checks are made as of then.
+    #: between the two, ``gateway.ledger.idempotency``): its date and the certificates
+    #: the openers check at a given time are checked as of then.
     as_of_ms: int | None = None
 
     def as_of(self, moment_ms: int) -> Bank:

@@ -8,13 +8,13 @@ from typing import Any
 import grpc
 
 from gateway import admin, settlement
-from gateway.answers import answer
+from gateway.answers import AnswerUnavailable, answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
 from gateway.ledger import RrpidReused, Unanswered
 from setcore.authorization import peek_rrpid, request_digest
 from setcore.capture import peek_sealed_rrpid
-from setcore.errors import ProtocolError
+from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import ID_BYTES
 from setcore.purchase import header
 from setpay.v1 import (
@@ -101,9 +101,12 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         """The answer to exactly these request bytes if the ledger decided them before.
 
         Its stored bytes; or, for a decision whose answer was never stored (the gateway
-        failed in between), the answer built now from the same request checked as of the
-        moment of the decision, when these very bytes passed every check. None if the
-        ledger never decided them, or if they fail even as of then.
+        failed in between), the answer built now from the same request, its date and
+        its key-exchange and cardholder certificates checked as of the moment of the
+        decision. None if the ledger never decided them. If a decided request fails its
+        checks even so (a revocation list published since, a merchant certificate
+        expired since), AnswerUnavailable: a retryable status, never the refusal, so the
+        merchant does not build it afresh and have it applied twice.
         """
         rrpid = b""
         for peek in (peek_rrpid, peek_sealed_rrpid):  # EncB requests, then Enc ones
@@ -123,8 +126,12 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             return recorded
         try:
             return handler(self._bank.as_of(recorded.decided_at_ms), request)
-        except ProtocolError:
-            return None
+        except ProtocolError as exc:
+            raise AnswerUnavailable(
+                f"request {rrpid.hex()[:8]} was decided but its answer cannot be built now"
+                f" ({ErrorCode.Name(exc.code)}: {exc.reason}); it stays unanswered in the"
+                " ledger until an operator resolves it"
+            ) from exc
 
     # gRPC method names are fixed by services.proto; each row: request field, response
     # type, result field, handler.

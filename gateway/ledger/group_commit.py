@@ -314,7 +314,7 @@ class GroupCommitWriter:
             raise _GroupAborted("could not open a savepoint") from exc
         try:
             job.result = job.work(tx)
-        # Anything a caller's work or respond raises belongs to that caller; the writer
+        # Anything a caller's work raises belongs to that caller; the writer
         # must survive it to commit everyone else's work.
         except BaseException as exc:  # noqa: BLE001
             job.error = self._translate(exc) if isinstance(exc, sqlite3.Error) else exc

@@ -78,9 +78,7 @@ def decide_once(
     return Unanswered(outcome=outcome, decided_at_ms=now_ms)
 
 
-def store_answer(
-    tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes, now_ms: int
-) -> bytes:
+def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes) -> bytes:
     """Store ``response`` as the answer to the RRPID's unanswered decision and return it;
     return the stored answer instead if another call stored one first."""
     if not isinstance(response, bytes) or not response:

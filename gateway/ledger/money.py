@@ -120,7 +120,6 @@ class MoneyOperations:
                 rrpid=rrpid,
                 request_digest=request_digest,
                 response=response,
-                now_ms=self._clock(),
             )
         )
 

@@ -44,14 +44,23 @@ def dumps(outcome: Outcome) -> str:
     """The outcome as compact JSON text."""
     if not isinstance(outcome, _OUTCOMES):
         raise TypeError(f"not an outcome: {type(outcome).__name__}")
-    return json.dumps(_encode(outcome), separators=(",", ":"), sort_keys=True)
+    text = json.dumps(_encode(outcome), separators=(",", ":"), sort_keys=True)
+    # Refuse now what could not be read back when a retry needs it (a field of the
+    # wrong type), rather than commit a decision whose answer can never be built.
+    try:
+        same = loads(text) == outcome
+    except OutcomeUnreadable:
+        same = False
+    if not same:
+        raise TypeError(f"a {type(outcome).__name__} that does not read back as written")
+    return text
 
 
 def loads(text: str) -> Outcome:
     """The outcome ``dumps`` wrote; OutcomeUnreadable for anything else."""
     try:
         value = _decode(json.loads(text), Outcome)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise OutcomeUnreadable(f"a stored outcome cannot be read: {exc}") from exc
     return typing.cast(Outcome, value)
 

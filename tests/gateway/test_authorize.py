@@ -358,6 +358,40 @@ def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
     ec_world.running.ledger.check_balanced()
 
 
+def test_a_decision_that_cannot_be_answered_now_is_never_refused_as_too_old(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refusal as too old would tell the merchant the gateway holds nothing for these
+    # bytes, and the request built afresh would be decided a second time.
+    from gateway import authorize as gateway_authorize
+    from setcore import authorization, freshness
+    from setcore.encoding import thumbprint
+
+    cardholder = register_cardholder(ec_world, limit=1000)
+    bystander = register_cardholder(ec_world)
+    request, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 5000))
+    signed = gateway_authorize.build_auth_response
+
+    def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
+        if decision.auth_code != a.AUTH_CODE_APPROVED:
+            raise RuntimeError("the signing key went away")
+        return signed(credentials, verified, decision)
+
+    monkeypatch.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
+    assert ec_world.gateway.Authorize(request).WhichOneof("result") == "error"
+    monkeypatch.setattr(gateway_authorize, "build_auth_response", signed)
+    # A revocation since the decision publishes a brand CRL identifier newer than it:
+    # the request no longer passes its checks as of the decision.
+    ec_world.running.authority.revoke(thumb=thumbprint(bystander.credentials.signature_cert))
+    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
+    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+    with pytest.raises(grpc.RpcError) as exc:
+        ec_world.gateway.Authorize(request)
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE  # retryable: the merchant waits
+    assert exc.value.details() == "answer unavailable"
+    assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
+
+
 def test_a_decision_is_answered_only_as_of_when_it_was_made(
     ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -104,7 +104,6 @@ def test_operations_in_turn_are_answered_under_their_own_numbers(
         rrpid=b"rrpid-1",
         request_digest=b"digest-1",
         response=b"answer",
-        now_ms=2,
     )
     reused = functools.partial(
         idempotency.stored_response, rrpid=b"rrpid-1", request_digest=b"another"

@@ -96,3 +96,14 @@ def _declined(**changes: object) -> str:
 def test_text_this_code_did_not_write_is_refused(text: str, why: str) -> None:
     with pytest.raises(OutcomeUnreadable, match=why):
         loads(text)
+
+
+def test_an_outcome_that_would_not_read_back_is_refused_when_written() -> None:
+    # Caught before the decision commits, not when a retry needs its answer.
+    with pytest.raises(TypeError, match="does not read back"):
+        dumps(AuthorizationReversed(hold_id=5, amount=1, released=1, currency=978))  # type: ignore[arg-type]
+
+
+def test_text_nested_beyond_reason_is_refused() -> None:
+    with pytest.raises(OutcomeUnreadable):
+        loads("[" * 100_000)
