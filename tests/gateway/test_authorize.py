@@ -392,7 +392,7 @@ def test_a_decision_that_cannot_be_answered_now_is_never_refused_as_too_old(
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
 
 
-def test_a_decision_is_answered_only_as_of_when_it_was_made(
+def test_a_request_never_decided_is_still_refused_as_too_old(
     ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Never decided: an aged request is refused, whatever the ledger holds for others.
