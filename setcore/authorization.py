@@ -175,7 +175,7 @@ def open_merchant_request(
     kex_key, my_thumb = credentials.require_key_exchange()
     t1, verified = open_with_baggage(
         envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
-        signer(trust, MERCHANT),
+        signer(trust, MERCHANT, at=at),
     )  # fmt: skip
     return t1, verified.signer, envelope, verified.signed.bundle
 

@@ -197,14 +197,20 @@ def peek_sealed_rrpid(request_bytes: bytes) -> bytes:
 
 
 def open_merchant_sealed(
-    credentials: Credentials, trust: TrustStore, sealed_bytes: bytes, content_type: str
+    credentials: Credentials,
+    trust: TrustStore,
+    sealed_bytes: bytes,
+    content_type: str,
+    *,
+    at: datetime | None = None,
 ) -> tuple[bytes, VerifiedCertificate, crypto_pb2.Sealed, crypto_pb2.CertBundle]:
     """Open an Enc request from a merchant: its signed t, the merchant, the envelope, bundle."""
     sealed = parse_strict(crypto_pb2.Sealed, sealed_bytes, own_content_type=False)
     kex_key, my_thumb = credentials.require_key_exchange()
     verified, _ = open_sealed_signed(
-        sealed, credentials.backend, kex_key, my_thumb, content_type, signer(trust, MERCHANT)
-    )
+        sealed, credentials.backend, kex_key, my_thumb, content_type,
+        signer(trust, MERCHANT, at=at),
+    )  # fmt: skip
     return verified.tbs, verified.signer, sealed, verified.signed.bundle
 
 

@@ -159,7 +159,7 @@ def open_pcert_request(
 ) -> VerifiedPCertRequest:
     """Verify a PCertReq: merchant signature and chain, ids, date, merchant id, brand/BINs."""
     signed = parse_signed(request.p_cert_req)
-    verified = open_signed(signed, PCERT_REQ_CT, signer(trust, MERCHANT))
+    verified = open_signed(signed, PCERT_REQ_CT, signer(trust, MERCHANT, at=at))
     data = parse_strict(gateway_admin_pb2.PCertReqData, verified.tbs)
     tags = data.p_cert_rr_tags
     check_id(tags.rrpid, "RRPID")
@@ -271,7 +271,7 @@ def open_pcert_response(
     if response.WhichOneof("result") == "error":
         raise open_error(response.error, trust, PAYMENT_GATEWAY)
     signed = parse_signed(response.p_cert_res)
-    verified = open_signed(signed, PCERT_RES_CT, signer(trust, PAYMENT_GATEWAY))
+    verified = open_signed(signed, PCERT_RES_CT, signer(trust, PAYMENT_GATEWAY, at=at))
     data = parse_strict(gateway_admin_pb2.PCertResTBS, verified.tbs)
     check_rrpid(state.rrpid, data.p_cert_rr_tags.rrpid)
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
@@ -388,7 +388,7 @@ def open_batch_admin_request(
 ) -> VerifiedBatchAdminRequest:
     """Verify a BatchAdminReq: envelope, merchant signature and chain, RRTags, bounds."""
     t, merchant, sealed, bundle = open_merchant_sealed(
-        credentials, trust, request.batch_admin_req, BATCH_ADMIN_REQ_CT
+        credentials, trust, request.batch_admin_req, BATCH_ADMIN_REQ_CT, at=at
     )
     data = parse_strict(gateway_admin_pb2.BatchAdminReqData, t)
     tags = data.batch_admin_rr_tags

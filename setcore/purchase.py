@@ -134,7 +134,7 @@ def open_pinit_response(
         raise open_error(response.error, trust, MERCHANT)
     signed = parse_signed(response.p_init_res)
     trust.update_from_bundle(signed.bundle, at)
-    verified = open_signed(signed, PINIT_RES_CT, signer(trust, MERCHANT))
+    verified = open_signed(signed, PINIT_RES_CT, signer(trust, MERCHANT, at=at))
     data = parse_strict(purchase_pb2.PInitResData, verified.tbs)
     check_rrpid(state.rrpid, data.rrpid)
     check_echo(state.chall_c, data.chall_c, "Chall-C")

@@ -320,7 +320,7 @@ def open_ca_answer(
     """Verify a CA-signed answer: install a newer stapled BCI, then check the CA's chain."""
     signed = parse_signed(data)
     trust.update_from_bundle(signed.bundle, at)
-    return open_signed(signed, content_type, signer(trust, ca_type, only=only))
+    return open_signed(signed, content_type, signer(trust, ca_type, only=only, at=at))
 
 
 def ca_error(

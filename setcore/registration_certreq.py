@@ -309,7 +309,7 @@ def open_cert_result(
     A DECRYPTION_ERROR answer names only the RRPID (the CA could read nothing else).
     """
     trust.update_from_bundle(signed.bundle, at)
-    resolve = signer(trust, exchange.ca.certificate_type, only=exchange.ca.thumbprint)
+    resolve = signer(trust, exchange.ca.certificate_type, only=exchange.ca.thumbprint, at=at)
     verified = open_signed(signed, CERT_RES_CT, resolve)
     data = parse_strict(registration_pb2.CertResData, verified.tbs)
     check_rrpid(exchange.rrpid, data.rrpid)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from hsm.base import PublicKey
 from setcore.errors import ErrorCode, fail
 from setcore.pki.roles import CertificateUsage
@@ -12,10 +14,14 @@ from setpay.v1 import crypto_pb2
 
 
 def signer(
-    trust: TrustStore, expected_type: int, *, only: bytes | None = None
+    trust: TrustStore,
+    expected_type: int,
+    *,
+    only: bytes | None = None,
+    at: datetime | None = None,
 ) -> SignerResolver[VerifiedCertificate]:
     """A resolver accepting signature certificates of ``expected_type`` (and, if given,
-    only the certificate with thumbprint ``only``)."""
+    only the certificate with thumbprint ``only``), valid at ``at`` (None: now)."""
 
     def resolve(
         signature: crypto_pb2.Signature, bundle: crypto_pb2.CertBundle
@@ -23,7 +29,7 @@ def signer(
         if only is not None and signature.signer_cert_thumb != only:
             raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "signed by an unexpected party")
         verified = trust.resolve(
-            signature.signer_cert_thumb, bundle, expected_type, CertificateUsage.SIGNATURE
+            signature.signer_cert_thumb, bundle, expected_type, CertificateUsage.SIGNATURE, at
         )
         return verified.public_key, verified
 

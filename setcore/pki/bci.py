@@ -131,10 +131,11 @@ class RevocationSnapshot:
                 self._checked.add(issuer_thumb)
         return status
 
-    def check_current(self, at: datetime) -> None:
-        """Raise ``RevocationUnavailable`` unless ``at`` is inside the BCI's window."""
-        if not self.not_before <= at <= self.not_after:
-            raise RevocationUnavailable("the BrandCRLIdentifier is not current")
+    def covers(self, at: datetime) -> bool:
+        """Whether this BCI can tell revocation status at ``at``: inside its window, or
+        before it (a BCI issued since lists every revocation up to its issue, so a past
+        instant, such as a decision's, is judged with it even after a newer BCI)."""
+        return at <= self.not_after
 
 
 def peek_sequence_num(bci: bytes) -> int:

@@ -23,7 +23,8 @@ pinned root, checking each link by issuer/subject name AND signature, then check
 
 A path that cannot be built to the root, or a certificate whose signature does not
 verify, is INVALID_CERTIFICATE. Revocation is current state: a revoked certificate is
-refused whatever ``at`` says.
+refused whatever ``at`` says. For an ``at`` before the current BCI was issued, that BCI
+serves: it lists every revocation up to its issue.
 """
 
 from __future__ import annotations
@@ -262,9 +263,10 @@ def _check_revocation(
         if require_revocation:
             raise RevocationUnavailable("no BrandCRLIdentifier loaded")
         return until
-    if not require_revocation and not revocation.not_before <= at <= revocation.not_after:
-        return until
-    revocation.check_current(at)
+    if not revocation.covers(at):
+        if not require_revocation:
+            return until
+        raise RevocationUnavailable("the BrandCRLIdentifier is not current")
     until = min(until, revocation.not_after)
     for index in range(len(path) - 1):
         child, issuer = path[index], path[index + 1]

@@ -8,6 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hsm.base import KeyHandle, KeyUsage
+from setcore.encoding import thumbprint
 from setcore.envelope import open_sealed, seal
 from setcore.errors import ErrorCode
 from setcore.pki import (
@@ -19,6 +20,8 @@ from setcore.pki import (
     roles,
 )
 from setcore.pki.issuance import sign_with_backend
+from setcore.signers import signer
+from setpay.v1 import crypto_pb2
 
 from .conftest import KEX, MERCHANT, SIG, World, cca_bundle, later, mca_bundle, pca_bundle, refused
 
@@ -219,6 +222,25 @@ def test_expired_certificate_refused(world: World, store: TrustStore) -> None:
         pca_bundle(world),
         roles.PAYMENT_GATEWAY,
         SIG,
+    )
+
+
+def test_a_signer_is_resolved_as_of_the_instant_asked(world: World) -> None:
+    # A decided request's answer is rebuilt as of its decision: its signer's certificate
+    # is judged at that instant, not now. (No revocation data covers a month ahead, so
+    # this store does without it.)
+    store = TrustStore(world.root.der, require_revocation=False)
+    key = world.key(KeyUsage.SIGNATURE)
+    future = issue_gateway(world.brand.gateway_ca.ca, key.public_key, SIG, "future", at=later(30))
+    signature = crypto_pb2.Signature(signer_cert_thumb=thumbprint(future))
+    bundle = crypto_pb2.CertBundle(certificates=[future, *pca_bundle(world)])
+    _, verified = signer(store, roles.PAYMENT_GATEWAY, at=later(31))(signature, bundle)
+    assert verified.subject_id == "future"
+    refused(
+        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
+        signer(store, roles.PAYMENT_GATEWAY),
+        signature,
+        bundle,
     )
 
 

@@ -62,6 +62,29 @@ def test_stale_revocation_data_refused(world: World, store: TrustStore) -> None:
         store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG, at=later(2))
 
 
+def test_a_past_instant_is_judged_with_a_bci_issued_since(world: World) -> None:
+    # A decision's answer rebuilt later is checked as of the decision, while the BCI in
+    # force was issued after it: that BCI lists every revocation up to its issue.
+    issued = later(0.01)
+    serial = x509.load_der_x509_certificate(world.cardholder).serial_number
+    bci, crls = world.publish(2, {world.brand.cardholder_ca.ca.thumbprint: [serial]}, at=issued)
+    for relaxed in (False, True):
+        store = TrustStore(world.root.der, require_revocation=not relaxed)
+        store.update_revocation(bci, crls, issued)
+        before = issued - timedelta(minutes=1)
+        store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG, at=before)
+        # Revocation is current state: revoked since that instant is still refused.
+        refused(
+            ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
+            store.verify_chain,
+            world.cardholder,
+            cca_bundle(world),
+            roles.CARDHOLDER,
+            SIG,
+            before,
+        )
+
+
 def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
     from setcore.pki import issue_brand_crl_identifier, issue_crl
 
