@@ -102,11 +102,11 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
 
         Its stored bytes; or, for a decision whose answer was never stored (the gateway
         failed in between), the answer built now from the same request, its date and
-        its key-exchange and cardholder certificates checked as of the moment of the
-        decision. None if the ledger never decided them. If a decided request fails its
-        checks even so (a revocation list published since, a merchant certificate
-        expired since), AnswerUnavailable: a retryable status, never the refusal, so the
-        merchant does not build it afresh and have it applied twice.
+        every certificate checked as of the moment of the decision. None if the ledger
+        never decided them. If a decided request fails its checks even so (a
+        certificate it names revoked since), AnswerUnavailable: a retryable status,
+        never the refusal, so the merchant does not build it afresh and have it applied
+        twice.
         """
         rrpid = b""
         for peek in (peek_rrpid, peek_sealed_rrpid):  # EncB requests, then Enc ones

@@ -358,18 +358,14 @@ def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
     ec_world.running.ledger.check_balanced()
 
 
-def test_a_decision_that_cannot_be_answered_now_is_never_refused_as_too_old(
-    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A refusal as too old would tell the merchant the gateway holds nothing for these
-    # bytes, and the request built afresh would be decided a second time.
+def _decline_left_unanswered(
+    world: World, merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> tuple[a.AuthorizeRequest, object, Cardholder]:
+    """A declined AuthReq whose answer failed to sign: decided in the ledger, unanswered."""
     from gateway import authorize as gateway_authorize
-    from setcore import authorization, freshness
-    from setcore.encoding import thumbprint
 
-    cardholder = register_cardholder(ec_world, limit=1000)
-    bystander = register_cardholder(ec_world)
-    request, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 5000))
+    cardholder = register_cardholder(world, limit=1000)
+    request, state = auth_request(merchant, purchase(merchant, cardholder, 5000))
     signed = gateway_authorize.build_auth_response
 
     def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
@@ -377,14 +373,50 @@ def test_a_decision_that_cannot_be_answered_now_is_never_refused_as_too_old(
             raise RuntimeError("the signing key went away")
         return signed(credentials, verified, decision)
 
-    monkeypatch.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
-    assert ec_world.gateway.Authorize(request).WhichOneof("result") == "error"
-    monkeypatch.setattr(gateway_authorize, "build_auth_response", signed)
-    # A revocation since the decision publishes a brand CRL identifier newer than it:
-    # the request no longer passes its checks as of the decision.
-    ec_world.running.authority.revoke(thumb=thumbprint(bystander.credentials.signature_cert))
+    with monkeypatch.context() as patched:
+        patched.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
+        assert world.gateway.Authorize(request).WhichOneof("result") == "error"
+    return request, state, cardholder
+
+
+def _after_the_freshness_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    from setcore import authorization, freshness
+
     later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
     monkeypatch.setattr(authorization, "now_ms", lambda: later)
+
+
+def test_a_revocation_since_the_decision_does_not_stop_its_answer(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every revocation publishes a brand CRL identifier newer than the decision (and one
+    # is published every day in any case); as of the decision it still tells the
+    # merchant's certificates good, so the retry gets the decline the ledger decided.
+    from setcore.encoding import thumbprint
+
+    bystander = register_cardholder(ec_world)
+    request, state, cardholder = _decline_left_unanswered(ec_world, ec_merchant, monkeypatch)
+    ec_world.running.authority.revoke(thumb=thumbprint(bystander.credentials.signature_cert))
+    _after_the_freshness_window(monkeypatch)
+    again = ec_world.gateway.Authorize(request)
+    result = open_auth_response(again, ec_merchant.credentials, state, ec_merchant.trust)  # type: ignore[arg-type]
+    assert _decision(result) == ("AUTH_CODE_DECLINED", "RESP_REASON_INSUFFICIENT_FUNDS", 0)
+    assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
+
+
+def test_a_decision_that_cannot_be_answered_now_is_never_refused_as_too_old(
+    ec_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refusal as too old would tell the merchant the gateway holds nothing for these
+    # bytes, and the request built afresh would be decided a second time.
+    from setcore.encoding import thumbprint
+
+    merchant = register_merchant(ec_world, "m-revoked-after")
+    request, _, cardholder = _decline_left_unanswered(ec_world, merchant, monkeypatch)
+    # Revocation is current state: the merchant's own signature certificate, revoked
+    # since, fails even as of the decision.
+    ec_world.running.authority.revoke(thumb=thumbprint(merchant.credentials.signature_cert))
+    _after_the_freshness_window(monkeypatch)
     with pytest.raises(grpc.RpcError) as exc:
         ec_world.gateway.Authorize(request)
     assert exc.value.code() == grpc.StatusCode.UNAVAILABLE  # retryable: the merchant waits
