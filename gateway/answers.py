@@ -1,6 +1,7 @@
 """The one place where failures become answers: SET Errors for protocol failures, gRPC
 status codes for infrastructure (DESIGN.md 5.2).
 
+    AnswerNotStored (ledger)           gRPC UNAVAILABLE "answer unavailable", counted
     ProtocolError (setcore)            signed SET Error with its code
     PiPreviouslyUsed (ledger)          signed SET Error PI_PREVIOUSLY_USED
     RrpidReused (ledger)               signed SET Error RRPID_REUSED
@@ -26,6 +27,7 @@ import grpc
 
 from gateway import metrics
 from gateway.ledger import (
+    AnswerNotStored,
     InvalidRequest,
     LedgerError,
     PiPreviouslyUsed,
@@ -78,6 +80,12 @@ def answer(
         return work()
     except AnswerUnavailable as exc:
         log.error("%s: %s", rpc, exc)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
+        raise  # abort raises; this line is never reached
+    except AnswerNotStored as exc:
+        # Decided and unanswered: a refusal would tell the merchant nothing happened.
+        log.error("%s: %s: %s", rpc, exc, exc.__cause__)
+        metrics.unanswered(rpc)
         context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
         raise  # abort raises; this line is never reached
     except (StoreUnavailable, TransientBackendError) as exc:

@@ -178,6 +178,11 @@ class _WorkerMetrics:
         self.replays = Counter(
             "setpay_replays_refused_total", "Replayed requests refused", ["kind"], registry=r
         )
+        self.unanswered = Counter(
+            "setpay_decisions_unanswered_total",
+            "Ledger decisions committed whose answer failed (a retry answers them)",
+            ["method"], registry=r,
+        )  # fmt: skip
         self.cache = Counter(
             "setpay_certificate_cache_lookups_total",
             "Certificate chain lookups served from the trust store's cache or validated",
@@ -314,6 +319,13 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
     m.worker_rpcs.labels(m.worker).inc()
     if status is not None and status is not grpc.StatusCode.OK:
         m.errors.labels(method, status.name).inc()
+
+
+def unanswered(method: str) -> None:
+    """``method``'s decision is committed and its answer failed (gateway.answers)."""
+    m = _sinks.worker
+    if m is not None:
+        m.unanswered.labels(_allowed("method", method)).inc()
 
 
 def refused(method: str, code: int) -> None:

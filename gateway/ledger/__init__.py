@@ -16,6 +16,7 @@ from gateway.ledger.books import CurrencyTotals
 from gateway.ledger.errors import (
     AccountExists,
     AccountStateError,
+    AnswerNotStored,
     InvalidRequest,
     LedgerError,
     LedgerImbalance,
@@ -63,6 +64,7 @@ __all__ = [
     "AccountExists",
     "AccountStateError",
     "AccountStatus",
+    "AnswerNotStored",
     "AuthorizationReversed",
     "Authorized",
     "BatchOutcome",

@@ -19,6 +19,7 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
     ├── UnknownBatch        no such settlement batch for that merchant (reads only)
     ├── PiPreviouslyUsed    the payment instruction (its XID) was already used
     ├── RrpidReused         the RRPID was already used for a different request
+    ├── AnswerNotStored     the decision is committed, its answer failed: a retry answers it
     ├── PanUnreadable       a stored PAN failed authentication (wrong key, or moved rows)
     ├── LedgerImbalance     the books do not balance (check_balanced)
     ├── SchemaError         the database schema is newer than this code, or unknown
@@ -68,6 +69,12 @@ class PiPreviouslyUsed(LedgerError):
 
 class RrpidReused(LedgerError):
     """The RRPID was already used with a different request digest."""
+
+
+class AnswerNotStored(LedgerError):
+    """The decision is committed, but its answer failed to be built or stored (the cause
+    is chained): the money moved as decided, and a retry of the same request is answered
+    from the decision without deciding again. Never an answer of failure to the peer."""
 
 
 class PanUnreadable(LedgerError):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from gateway.ledger import accounts, authorization, batches, idempotency, settlement
 from gateway.ledger.batches import BatchPage
-from gateway.ledger.errors import InvalidRequest
+from gateway.ledger.errors import AnswerNotStored, InvalidRequest
 from gateway.ledger.identifiers import new_ordered_id
 from gateway.ledger.limits import (
     check_amount,
@@ -96,6 +96,11 @@ class MoneyOperations:
         respond: Responder,
         prebuilt: PrebuiltApproval | None = None,
     ) -> bytes:
+        """The answer to this request: stored, or decided now and answered by ``respond``.
+
+        Once the decision is committed, any failure to build or store its answer is
+        AnswerNotStored: the caller must not report the request as refused.
+        """
         check_bytes("rrpid", rrpid)
         check_bytes("request_digest", request_digest)
         recorded = self._store.execute(
@@ -111,17 +116,22 @@ class MoneyOperations:
         if isinstance(recorded, bytes):
             return recorded
         # Committed and unanswered: sign here, in the caller's thread, holding nothing.
-        response = respond(recorded.outcome)
-        if not isinstance(response, bytes):
-            raise TypeError(f"respond must return bytes, not {type(response).__name__}")
-        return self._store.execute(
-            partial(
-                idempotency.store_answer,
-                rrpid=rrpid,
-                request_digest=request_digest,
-                response=response,
+        try:
+            response = respond(recorded.outcome)
+            if not isinstance(response, bytes):
+                raise TypeError(f"respond must return bytes, not {type(response).__name__}")
+            return self._store.execute(
+                partial(
+                    idempotency.store_answer,
+                    rrpid=rrpid,
+                    request_digest=request_digest,
+                    response=response,
+                )
             )
-        )
+        except Exception as exc:
+            raise AnswerNotStored(
+                f"decided, but its answer was not stored ({type(exc).__name__})"
+            ) from exc
 
     def authorize(
         self,

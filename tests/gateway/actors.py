@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 
+from gateway import authorize as gateway_authorize
 from gateway.config import BankConfig, load
 from gateway.process import RunningBank, start_bank
 from gateway.provisioning import init_bank
@@ -263,3 +265,26 @@ def authorize(
     return open_auth_response(
         world.gateway.Authorize(request), merchant.credentials, state, merchant.trust
     )
+
+
+def decline_left_unanswered(
+    world: World, merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> tuple[authorization_pb2.AuthorizeRequest, AuthRequestState, Cardholder]:
+    """A declined AuthReq whose answer failed to sign: decided in the ledger, unanswered,
+    and the merchant told UNAVAILABLE (retry these bytes), never a refusal."""
+    cardholder = register_cardholder(world, limit=1000)
+    request, state = auth_request(merchant, purchase(merchant, cardholder, 5000))
+    signed = gateway_authorize.build_auth_response
+
+    def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
+        if decision.auth_code != authorization_pb2.AUTH_CODE_APPROVED:
+            raise RuntimeError("the signing key went away")
+        return signed(credentials, verified, decision)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
+        with pytest.raises(grpc.RpcError) as failed:
+            world.gateway.Authorize(request)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert failed.value.details() == "answer unavailable"
+    return request, state, cardholder

@@ -21,6 +21,7 @@ from .actors import (
     World,
     auth_request,
     authorize,
+    decline_left_unanswered,
     purchase,
     register_cardholder,
     register_merchant,
@@ -324,66 +325,26 @@ def test_retry_after_the_freshness_window_gets_the_stored_answer(
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 250
 
 
-def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
-    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The ledger commits the decline, then the gateway fails to sign its answer: the hold
-    # state is decided, the answer is not stored.
-    from gateway import authorize as gateway_authorize
-
-    cardholder = register_cardholder(ec_world, limit=1000)
-    request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 5000))
-    signed = gateway_authorize.build_auth_response
-
-    def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
-        if decision.auth_code != a.AUTH_CODE_APPROVED:
-            raise RuntimeError("the signing key went away")
-        return signed(credentials, verified, decision)
-
-    monkeypatch.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
-    failed = ec_world.gateway.Authorize(request)
-    assert failed.WhichOneof("result") == "error"
-    monkeypatch.setattr(gateway_authorize, "build_auth_response", signed)
-    # Retried after the freshness window: the request is checked as of its decision and
-    # gets the decline the ledger decided, which is then stored for every later retry.
+def _after_the_freshness_window(monkeypatch: pytest.MonkeyPatch) -> None:
     from setcore import authorization, freshness
 
     later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
     monkeypatch.setattr(authorization, "now_ms", lambda: later)
+
+
+def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retried after the freshness window: the request is checked as of its decision and
+    # gets the decline the ledger decided, which is then stored for every later retry.
+    request, state, cardholder = decline_left_unanswered(ec_world, ec_merchant, monkeypatch)
+    _after_the_freshness_window(monkeypatch)
     again = ec_world.gateway.Authorize(request)
     result = open_auth_response(again, ec_merchant.credentials, state, ec_merchant.trust)  # type: ignore[arg-type]
     assert _decision(result) == ("AUTH_CODE_DECLINED", "RESP_REASON_INSUFFICIENT_FUNDS", 0)
     assert ec_world.gateway.Authorize(request).auth_res == again.auth_res
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
     ec_world.running.ledger.check_balanced()
-
-
-def _decline_left_unanswered(
-    world: World, merchant: Merchant, monkeypatch: pytest.MonkeyPatch
-) -> tuple[a.AuthorizeRequest, object, Cardholder]:
-    """A declined AuthReq whose answer failed to sign: decided in the ledger, unanswered."""
-    from gateway import authorize as gateway_authorize
-
-    cardholder = register_cardholder(world, limit=1000)
-    request, state = auth_request(merchant, purchase(merchant, cardholder, 5000))
-    signed = gateway_authorize.build_auth_response
-
-    def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
-        if decision.auth_code != a.AUTH_CODE_APPROVED:
-            raise RuntimeError("the signing key went away")
-        return signed(credentials, verified, decision)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
-        assert world.gateway.Authorize(request).WhichOneof("result") == "error"
-    return request, state, cardholder
-
-
-def _after_the_freshness_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    from setcore import authorization, freshness
-
-    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
-    monkeypatch.setattr(authorization, "now_ms", lambda: later)
 
 
 def test_a_revocation_since_the_decision_does_not_stop_its_answer(
@@ -395,7 +356,7 @@ def test_a_revocation_since_the_decision_does_not_stop_its_answer(
     from setcore.encoding import thumbprint
 
     bystander = register_cardholder(ec_world)
-    request, state, cardholder = _decline_left_unanswered(ec_world, ec_merchant, monkeypatch)
+    request, state, cardholder = decline_left_unanswered(ec_world, ec_merchant, monkeypatch)
     ec_world.running.authority.revoke(thumb=thumbprint(bystander.credentials.signature_cert))
     _after_the_freshness_window(monkeypatch)
     again = ec_world.gateway.Authorize(request)
@@ -412,7 +373,7 @@ def test_a_decision_that_cannot_be_answered_now_is_never_refused_as_too_old(
     from setcore.encoding import thumbprint
 
     merchant = register_merchant(ec_world, "m-revoked-after")
-    request, _, cardholder = _decline_left_unanswered(ec_world, merchant, monkeypatch)
+    request, _, cardholder = decline_left_unanswered(ec_world, merchant, monkeypatch)
     # Revocation is current state: the merchant's own signature certificate, revoked
     # since, fails even as of the decision.
     ec_world.running.authority.revoke(thumb=thumbprint(merchant.credentials.signature_cert))

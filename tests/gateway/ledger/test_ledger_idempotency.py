@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.ledger import (
+    AnswerNotStored,
     Authorized,
     CaptureItem,
     Decline,
@@ -22,6 +23,7 @@ from gateway.ledger import (
     PostingOutcome,
     PrebuiltApproval,
     RrpidReused,
+    StoreUnavailable,
 )
 from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, PAN_B, Bank
 
@@ -169,14 +171,38 @@ def test_a_failing_respond_leaves_the_decision_for_a_retry_to_answer(bank: Bank)
     def broken(outcome: Outcome) -> bytes:
         raise RuntimeError("signing key unavailable")
 
-    with pytest.raises(RuntimeError, match="signing key unavailable"):
+    with pytest.raises(AnswerNotStored, match="RuntimeError") as raised:
         authorize(bank, respond=broken)
+    assert str(raised.value.__cause__) == "signing key unavailable"
     _answers_the_stored_decision(bank)
 
 
 def test_respond_must_return_bytes(bank: Bank) -> None:
-    with pytest.raises(TypeError, match="respond must return bytes"):
+    with pytest.raises(AnswerNotStored) as raised:
         authorize(bank, respond=lambda outcome: "not bytes")  # type: ignore[arg-type,return-value]
+    assert isinstance(raised.value.__cause__, TypeError)
+    assert "respond must return bytes" in str(raised.value.__cause__)
+    _answers_the_stored_decision(bank)
+
+
+def test_an_answer_that_fails_to_store_leaves_the_decision_for_a_retry(
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.ledger import idempotency
+
+    store = bank.ledger._store
+    execute = store.execute
+
+    def losing_answers(operation: Any) -> Any:
+        if getattr(operation, "func", None) is idempotency.store_answer:
+            raise StoreUnavailable("the database went away")
+        return execute(operation)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "execute", losing_answers)
+        with pytest.raises(AnswerNotStored, match="StoreUnavailable"):
+            authorize(bank)
+    bank.outcomes.clear()  # the answer built above was never stored
     _answers_the_stored_decision(bank)
 
 
