@@ -1,13 +1,15 @@
 """The merchant process put together: keys, trust, store, gateway and CA clients, services.
 
 ``Merchant.open(config)`` opens everything the configuration names; ``serve()`` starts
-the authorization worker and the Merchant service for wallets; the CLI's capture, refund
+the authorization worker, the Merchant service for wallets, and a thread that sends
+again the settlement operations still waiting for an answer; the CLI's capture, refund
 and batch commands use ``settlement`` on an opened merchant without serving.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import grpc
@@ -29,12 +31,20 @@ from hsm.base import KeyBackend
 from hsm.uri import describe_uri, open_backend
 from setcore.credentials import Credentials
 from setcore.errors import SetcoreError
+from setcore.freshness import now_ms
 from setcore.gateway_admin import GatewayCertificate
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
 from setcore.pki.truststore import TrustStore
 
 log = logging.getLogger("setpay.merchant")
+
+# A serving merchant sends again, this often, the settlement operations still waiting
+# for an answer: sent by a command while the gateway was unreachable, or left by a
+# crash. Only those stored more than RESUME_AFTER_MS ago: a command's own sending ends
+# within its deadline (``gateway_client.SETTLEMENT_DEADLINE_SECONDS``) well before.
+RESUME_SECONDS = 30.0
+RESUME_AFTER_MS = 60_000
 
 
 @dataclass
@@ -54,6 +64,8 @@ class Merchant:
     settlement: Settlement
     _channels: list[grpc.Channel] = field(default_factory=list)
     _server: grpc.Server | None = None
+    _resumer: threading.Thread | None = None
+    _stop_resuming: threading.Event = field(default_factory=threading.Event)
     #: The port the Merchant service listens on, once serving.
     port: int = 0
     _closed: bool = False
@@ -105,6 +117,8 @@ class Merchant:
         self.gateway_keys.current()
         self._resume_operations()
         self.authorizer.start()
+        self._resumer = threading.Thread(target=self._resume_loop, name="resumer", daemon=True)
+        self._resumer.start()
         server_config = self.config.server
         tls = None
         if not server_config.insecure:
@@ -127,14 +141,21 @@ class Merchant:
         )  # fmt: skip
         return port
 
-    def _resume_operations(self) -> None:
+    def _resume_loop(self) -> None:
+        while not self._stop_resuming.wait(RESUME_SECONDS):
+            try:
+                self._resume_operations(stored_before_ms=now_ms() - RESUME_AFTER_MS)
+            except Exception:  # the thread must outlive any one round's fault
+                log.exception("unanswered operations not resumed now; trying again later")
+
+    def _resume_operations(self, *, stored_before_ms: int | None = None) -> None:
         """Send again what a previous run (or a CLI command) left unanswered.
 
-        Never stops the start: each operation's failure is logged by ``resume``; one here
-        (the store unreadable) leaves them all for the next start.
+        Never stops the start or the serving: each operation's failure is logged by
+        ``resume``; one here (the store unreadable) leaves them all for the next round.
         """
         try:
-            resumed = self.settlement.resume()
+            resumed = self.settlement.resume(stored_before_ms=stored_before_ms)
         except (ClientError, SetcoreError) as exc:
             log.warning("unanswered operations not resumed now: %s", exc)
             return
@@ -157,6 +178,9 @@ class Merchant:
         if self._server is not None:
             self._server.stop(GRACE_SECONDS).wait()
             self._server = None
+        self._stop_resuming.set()
+        if self._resumer is not None:
+            self._resumer.join()
         self.authorizer.stop()
         for channel in self._channels:
             channel.close()

@@ -4,7 +4,9 @@ Each operation is checked against what the merchant knows (never capture more th
 authorized, never refund more than was captured), built by setcore, stored with its
 exact bytes, then sent; the gateway's verified answer settles it. An operation whose
 answer never came (transport failure, crash) stays "sent" and ``resume`` sends the
-same bytes again: the gateway's RRPID idempotency makes that safe. A SET Error instead
+same bytes again, when a merchant starts serving and every
+``runtime.RESUME_SECONDS`` while it serves: the gateway's RRPID idempotency makes that
+safe. A SET Error instead
 of an answer ends it "failed", with the error's code, but for two that leave it sent:
 UNSPECIFIED_FAILURE, which does not say the gateway did nothing, and a refusal as too
 old of a request stored too recently for ``renewal`` to let it be built afresh. One
@@ -360,9 +362,10 @@ class Settlement:
             f" in batch {operation.batch_id}" if operation.batch_id else "",
         )  # fmt: skip
 
-    def resume(self) -> list[Operation]:
+    def resume(self, *, stored_before_ms: int | None = None) -> list[Operation]:
         """Send again, byte for byte, every operation still waiting (one refused as too old
-        may be built afresh, as ``_send`` says); those now answered.
+        may be built afresh, as ``_send`` says); those now answered. ``stored_before_ms``:
+        only those stored before then (not one a command may still be sending).
 
         Each operation on its own: one whose answer cannot be had or saved now is logged
         (by its short id and the error, which never holds card data: the merchant has
@@ -370,7 +373,12 @@ class Settlement:
         round: the gateway is unreachable, and every other operation would wait out the
         same retries before failing the same way.
         """
-        waiting = [op for op in self._store.operations() if op.state is OperationState.SENT]
+        waiting = [
+            op
+            for op in self._store.operations()
+            if op.state is OperationState.SENT
+            and (stored_before_ms is None or op.created_ms < stored_before_ms)
+        ]
         answered = []
         for number, operation in enumerate(waiting):
             try:

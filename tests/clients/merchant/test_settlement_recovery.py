@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from cli.merchant import operation_line
 from clients.errors import TransportError
-from clients.merchant import gateway_client
+from clients.merchant import gateway_client, runtime
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import AnswerMode
 from clients.merchant.config import load as load_merchant_config
@@ -196,6 +197,42 @@ def test_a_capture_sent_in_a_long_outage_is_built_afresh_and_applied_once(
         # The rest is capturable, and the gateway holds each capture once.
         assert merchant.settlement.capture(xid).result_amount == 600
         assert _batch_totals(merchant, fresh.batch_id) == (1000, 2)
+
+
+def test_a_serving_merchant_sends_a_waiting_capture_again_once_the_gateway_is_back(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not only at the next start: the serving merchant's own rounds find it."""
+    monkeypatch.setattr(runtime, "RESUME_SECONDS", 0.05)
+    monkeypatch.setattr(runtime, "RESUME_AFTER_MS", 0)
+    with _capture_in_outage(bank, make_merchant, make_wallet, "m-rounds") as (
+        merchant, xid, outage,
+    ):  # fmt: skip
+        outage.end(merchant)
+        give_up = time.monotonic() + 20
+        while merchant.store.operations(xid)[0].state is OperationState.SENT:
+            assert time.monotonic() < give_up, "the waiting capture was never sent again"
+            time.sleep(0.05)
+        (capture,) = merchant.store.operations(xid)
+        assert capture.state is OperationState.SUCCEEDED and capture.result_amount == 400
+        assert _batch_totals(merchant, capture.batch_id) == (400, 1)
+
+
+def test_the_rounds_leave_an_operation_a_command_may_still_be_sending(
+    bank: RunningBank, make_merchant: MerchantFactory, make_wallet: WalletFactory
+) -> None:
+    with _capture_in_outage(bank, make_merchant, make_wallet, "m-too-recent") as (
+        merchant, xid, outage,
+    ):  # fmt: skip
+        outage.end(merchant)
+        (waiting,) = merchant.store.operations(xid)
+        assert merchant.settlement.resume(stored_before_ms=waiting.created_ms) == []
+        assert merchant.store.operations(xid)[0].state is OperationState.SENT
+        (answered,) = merchant.settlement.resume(stored_before_ms=waiting.created_ms + 1)
+        assert answered.state is OperationState.SUCCEEDED
 
 
 def test_a_capture_the_gateway_committed_is_answered_not_built_afresh(
