@@ -85,7 +85,7 @@ def answer(
     except AnswerNotStored as exc:
         # Decided and unanswered: a refusal would tell the merchant nothing happened.
         log.error("%s: %s: %s", rpc, exc, exc.__cause__)
-        metrics.unanswered(rpc)
+        metrics.answer_failed(rpc)
         context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
         raise  # abort raises; this line is never reached
     except (StoreUnavailable, TransientBackendError) as exc:

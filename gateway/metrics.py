@@ -178,9 +178,9 @@ class _WorkerMetrics:
         self.replays = Counter(
             "setpay_replays_refused_total", "Replayed requests refused", ["kind"], registry=r
         )
-        self.unanswered = Counter(
-            "setpay_decisions_unanswered_total",
-            "Ledger decisions committed whose answer failed (a retry answers them)",
+        self.answers_failed = Counter(
+            "setpay_answers_failed_total",
+            "Answers to committed ledger decisions that failed to be built or stored",
             ["method"], registry=r,
         )  # fmt: skip
         self.cache = Counter(
@@ -321,11 +321,12 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
         m.errors.labels(method, status.name).inc()
 
 
-def unanswered(method: str) -> None:
-    """``method``'s decision is committed and its answer failed (gateway.answers)."""
+def answer_failed(method: str) -> None:
+    """``method``'s decision is committed and its answer failed (gateway.answers); a
+    retry of the request answers the decision."""
     m = _sinks.worker
     if m is not None:
-        m.unanswered.labels(_allowed("method", method)).inc()
+        m.answers_failed.labels(_allowed("method", method)).inc()
 
 
 def refused(method: str, code: int) -> None:

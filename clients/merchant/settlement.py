@@ -4,9 +4,8 @@ Each operation is checked against what the merchant knows (never capture more th
 authorized, never refund more than was captured), built by setcore, stored with its
 exact bytes, then sent; the gateway's verified answer settles it. An operation whose
 answer never came (transport failure, crash) stays "sent" and ``resume`` sends the
-same bytes again, when a merchant starts serving and every
-``runtime.RESUME_SECONDS`` while it serves: the gateway's RRPID idempotency makes that
-safe. A SET Error instead
+same bytes again, when a merchant starts serving and every ``runtime.RESUME_SECONDS``
+while it serves: the gateway's RRPID idempotency makes that safe. A SET Error instead
 of an answer ends it "failed", with the error's code, but for two that leave it sent:
 UNSPECIFIED_FAILURE, which does not say the gateway did nothing, and a refusal as too
 old of a request stored too recently for ``renewal`` to let it be built afresh. One

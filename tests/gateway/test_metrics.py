@@ -364,7 +364,7 @@ def test_served_in_process_bank_counts_its_calls(
     )
 
 
-def test_a_decision_left_unanswered_is_counted_then_counted_once_answered(
+def test_a_failed_answer_is_counted_and_its_decision_counted_once_answered(
     registry: CollectorRegistry,
     ec_world: World,
     ec_merchant: Merchant,
@@ -372,10 +372,10 @@ def test_a_decision_left_unanswered_is_counted_then_counted_once_answered(
 ) -> None:
     request, _, _ = decline_left_unanswered(ec_world, ec_merchant, monkeypatch)
     get = registry.get_sample_value
-    assert get("setpay_decisions_unanswered_total", {"method": "Authorize"}) == 1
+    assert get("setpay_answers_failed_total", {"method": "Authorize"}) == 1
     declined = {"outcome": "declined", "reason": "RESP_REASON_INSUFFICIENT_FUNDS"}
     assert get("setpay_authorizations_total", declined) is None  # not answered yet
     assert get("setpay_rpc_errors_total", {"method": "Authorize", "code": "UNAVAILABLE"}) == 1
     ec_world.gateway.Authorize(request)  # the retry answers the decision
     assert get("setpay_authorizations_total", declined) == 1
-    assert get("setpay_decisions_unanswered_total", {"method": "Authorize"}) == 1
+    assert get("setpay_answers_failed_total", {"method": "Authorize"}) == 1
