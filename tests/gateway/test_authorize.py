@@ -306,6 +306,13 @@ def test_concurrent_authorizations_race_for_one_limit(
     ec_world.running.ledger.check_balanced()
 
 
+def _after_the_freshness_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    from setcore import authorization, freshness
+
+    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
+    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+
+
 def test_retry_after_the_freshness_window_gets_the_stored_answer(
     ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -315,21 +322,11 @@ def test_retry_after_the_freshness_window_gets_the_stored_answer(
     assert first.auth_res
     # Built now, sent "later": never answered before, so it is refused as too old.
     other, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 250))
-    from setcore import authorization, freshness
-
-    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
-    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+    _after_the_freshness_window(monkeypatch)
     again = ec_world.gateway.Authorize(request)
     assert again.auth_res == first.auth_res
     assert _refused(ec_world, ec_merchant, other, state) == "ERROR_CODE_MESSAGE_TOO_OLD"
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 250
-
-
-def _after_the_freshness_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    from setcore import authorization, freshness
-
-    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
-    monkeypatch.setattr(authorization, "now_ms", lambda: later)
 
 
 def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
@@ -391,9 +388,6 @@ def test_a_request_never_decided_is_still_refused_as_too_old(
     # Never decided: an aged request is refused, whatever the ledger holds for others.
     cardholder = register_cardholder(ec_world)
     request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 250))
-    from setcore import authorization, freshness
-
-    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
-    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+    _after_the_freshness_window(monkeypatch)
     assert _refused(ec_world, ec_merchant, request, state) == "ERROR_CODE_MESSAGE_TOO_OLD"
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
