@@ -10,6 +10,11 @@ as too old when it finally goes out; it is then built afresh around the same PI
 (``renewal`` says when that is safe) rather than failing a purchase that can still be
 authorized.
 
+A SET Error from the gateway fails the order, but for UNSPECIFIED_FAILURE, which does
+not say the gateway did nothing: like a transport failure, it leaves the order
+authorizing and the same bytes go out again (as ``settlement`` leaves an operation
+sent).
+
 The background worker serves the "order received" answer mode (authorize after the
 wallet has its answer) and retries authorizations that met a transport failure in
 either mode, including those a previous process left unfinished.
@@ -33,7 +38,7 @@ from clients.revocation import RevocationFeed
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
-from setcore.errors import PeerError, ProtocolError
+from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import authorization_pb2, purchase_pb2
 
@@ -48,6 +53,7 @@ RETRY_SECONDS = 5.0
 MAX_QUEUED = 1000
 
 APPROVED = authorization_pb2.AUTH_CODE_APPROVED
+UNSPECIFIED_FAILURE = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
 # Put in the queue to wake the worker when it should stop (never a real XID: those are 32 bytes).
 _WAKE_UP = b""
 
@@ -115,8 +121,9 @@ class Authorizer:
     def authorize(self, xid: bytes) -> Order:
         """Authorize one purchased order now; the order as it stands afterwards.
 
-        A transport failure leaves the order authorizing (the worker retries it); a
-        gateway SET Error or an answer that does not verify fails the order. If another
+        A transport failure or the SET Error UNSPECIFIED_FAILURE leaves the order
+        authorizing (the worker retries it); any other gateway SET Error, or an answer
+        that does not verify, fails the order. If another
         thread is authorizing the same order, this waits for it and reports its outcome.
         """
         with self._exclusive(xid):
@@ -137,6 +144,9 @@ class Authorizer:
             log.warning("order %s: revocation data was stale; will retry", order.short_id)
             return self._store.order(order.xid)
         except PeerError as exc:
+            if exc.code == UNSPECIFIED_FAILURE:
+                log.warning("order %s: gateway failed unspecified; will retry", order.short_id)
+                return self._store.order(order.xid)
             if renewable and renewal.refused_as_stale(exc):
                 return self._renew(self._store.order(order.xid))
             log.warning("order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name)

@@ -156,6 +156,35 @@ def test_authorization_survives_a_gateway_outage(
         server.stop(grace=None)
 
 
+def test_an_unspecified_gateway_failure_leaves_the_authorization_pending(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """UNSPECIFIED_FAILURE does not say the gateway did nothing: the order is not failed,
+    it stays authorizing and the same AuthReq goes out again."""
+    merchant = make_merchant("m-unspecified-auth", AnswerMode.AFTER_AUTHORIZATION)
+    sent: list[bytes] = []
+    real = merchant.gateway.authorize
+
+    def fails_once(request: bytes, state: AuthRequestState) -> object:
+        sent.append(request)
+        if len(sent) == 1:
+            raise PeerError(ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE)
+        return real(request, state)
+
+    monkeypatch.setattr(merchant.gateway, "authorize", fails_once)
+    record = buy(make_wallet(merchant), offer(merchant, 800))
+    assert record.completion == "COMPLETION_CODE_ORDER_RECEIVED"
+    xid = bytes.fromhex(record.xid)
+    pending = merchant.store.order(xid)
+    assert pending.state is OrderState.AUTHORIZING
+    done = merchant.authorizer.authorize(xid)
+    assert done.state is OrderState.AUTHORIZED
+    assert done.auth_rrpid == pending.auth_rrpid
+    assert sent == [pending.auth_request, pending.auth_request]
+
+
 def test_repeated_purchase_request_is_answered_not_authorized_again(
     make_merchant: MerchantFactory, make_wallet: WalletFactory
 ) -> None:
