@@ -39,6 +39,7 @@ from clients.merchant.store import MerchantStore
 from clients.transport import Caller, open_channel
 from hsm.errors import KeyBackendError
 from hsm.uri import open_backend
+from setcore.currency import exponent_for
 from setcore.errors import ErrorCode, SetcoreError
 from setcore.freshness import new_id
 from setcore.gateway_admin import TransactionPage
@@ -99,7 +100,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     n.add_argument("--description", required=True)
     n.add_argument("--amount", type=int, required=True, help="minor units (cents)")
     n.add_argument("--currency", type=int, default=978, help="ISO 4217 numeric (default EUR)")
-    n.add_argument("--exp10", type=int, default=2, help="decimal exponent of the minor unit")
+    n.add_argument(
+        "--exp10", type=int, help="decimal exponent of the minor unit (default: the currency's)"
+    )
     n.add_argument("--lid-m", help="the order's local id (hex; default random)")
 
     for name, text in (("capture", "capture an authorized order"), ("refund", "refund")):
@@ -200,7 +203,8 @@ def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
     try:
         if args.orders_command == "new":
             lid_m = bytes.fromhex(args.lid_m) if args.lid_m else new_id()[:LID_M_BYTES]
-            money = Money(args.currency, args.amount, args.exp10)
+            exp10 = exponent_for(args.currency) if args.exp10 is None else args.exp10
+            money = Money(args.currency, args.amount, exp10)
             store.add_offer(lid_m, args.description.encode(), money, config.brand_id)
             initiation = {
                 "merchant": config.server.listen, "lid_m": lid_m.hex(),

@@ -33,6 +33,7 @@ from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
 from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
+from setcore.currency import exponent_for
 from setcore.errors import SetcoreError
 from setcore.pan import PAN, InvalidPAN
 from setcore.profiles import PROFILES, profile_named
@@ -44,7 +45,7 @@ MAX_CARD_FILE_BYTES = 4096
 # An initiation is a few fields and a description (at most MAX_ORDER_DESCRIPTION_BYTES,
 # which JSON escaping can grow sixfold); anything larger is the wrong file.
 MAX_INITIATION_FILE_BYTES = 8 * MAX_ORDER_DESCRIPTION_BYTES
-# What a SET Initiation must name; exp10 defaults to 2 (cents).
+# What a SET Initiation must name; exp10 defaults to the currency's minor unit.
 INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 
 
@@ -78,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b.add_argument("--description", help="the order description agreed with the merchant")
     b.add_argument("--amount", type=int, help="minor units (cents)")
     b.add_argument("--currency", type=int, default=978)
-    b.add_argument("--exp10", type=int, default=2)
+    b.add_argument("--exp10", type=int, help="default: the currency's minor unit")
     b.add_argument("--merchant", help="merchant HOST:PORT (default: wallet.toml)")
 
     q = ops.add_parser("inquire", help="ask the merchant about a purchase")
@@ -130,10 +131,11 @@ def read_initiation(path: Path) -> Initiation:
         raise ClientError(f"{path} has no {', '.join(missing)}: not a complete SET Initiation")
     if not isinstance(raw["description"], str):
         raise ClientError(f"{path}: description is not text")
+    currency = _number(raw["currency"], f"{path}: currency")
+    exp10 = raw["exp10"] if "exp10" in raw else exponent_for(currency)
     return Initiation(
-        _hex(raw["lid_m"], f"{path}: lid_m"), raw["description"].encode(),
-        _number(raw["currency"], f"{path}: currency"), _number(raw["amount"], f"{path}: amount"),
-        _number(raw.get("exp10", 2), f"{path}: exp10"),
+        _hex(raw["lid_m"], f"{path}: lid_m"), raw["description"].encode(), currency,
+        _number(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
     )  # fmt: skip
 
 
@@ -144,7 +146,7 @@ def _initiation(args: argparse.Namespace) -> Initiation:
         raise ClientError("give --initiation FILE, or --lid-m, --description and --amount")
     return Initiation(
         _hex(args.lid_m, "--lid-m"), args.description.encode(), args.currency, args.amount,
-        args.exp10,
+        exponent_for(args.currency) if args.exp10 is None else args.exp10,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from gateway.ledger import (
     UnknownBatch,
 )
 from gateway.outcomes import batch_status_for
+from setcore.currency import exponent_for
 from setcore.gateway_admin import (
     BatchAdminDecision,
     VerifiedBatchAdminRequest,
@@ -41,7 +42,9 @@ def gateway_certificates(
 def _status(summary: BatchSummary) -> gateway_admin_pb2.BatchStatus:
     def total(kind: TransactionKind) -> common_pb2.CurrencyAmount:
         return common_pb2.CurrencyAmount(
-            currency=summary.currency, amount=summary.totals[kind].amount, exp10=2
+            currency=summary.currency,
+            amount=summary.totals[kind].amount,
+            exp10=exponent_for(summary.currency),
         )
 
     captured = summary.totals[TransactionKind.CAPTURE]
@@ -73,7 +76,9 @@ def _details(
             xid=t.xid,
             rrpid=t.rrpid,
             kind=t.kind.value,
-            amount=common_pb2.CurrencyAmount(currency=t.currency, amount=t.amount, exp10=2),
+            amount=common_pb2.CurrencyAmount(
+                currency=t.currency, amount=t.amount, exp10=exponent_for(t.currency)
+            ),
             batch_sequence_num=t.batch_seq,
         )
         for t in page.items

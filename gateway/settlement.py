@@ -45,7 +45,7 @@ from setcore.capture import (
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
 
 
-def _amount(currency: int, amount: int, exp10: int = 2) -> common_pb2.CurrencyAmount:
+def _amount(currency: int, amount: int, exp10: int) -> common_pb2.CurrencyAmount:
     return common_pb2.CurrencyAmount(currency=currency, amount=amount, exp10=exp10)
 
 

@@ -6,14 +6,15 @@ pay it. The limits are the protocol's own, taken from setcore rather than copied
 LID-M a PInitReq may carry (``setcore.freshness.check_lid``), the order description the
 purchase code will hash (``setcore.purchase.MAX_ORDER_DESCRIPTION_BYTES``), the wire's
 integer sizes (``CurrencyAmount``: an int64 amount, an int32 exponent) and a positive
-amount in an ISO 4217 currency and exponent (``setcore.amount.check_amount``).
+amount in an ISO 4217 currency, at that currency's minor unit
+(``setcore.amount.check_amount``).
 """
 
 from __future__ import annotations
 
 from clients.errors import ConfigError
 from clients.merchant.records import Money
-from setcore.amount import MAX_CURRENCY, MAX_EXP10, MIN_CURRENCY, MIN_EXP10, check_amount
+from setcore.amount import check_amount
 from setcore.errors import ProtocolError
 from setcore.freshness import check_lid
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
@@ -39,10 +40,8 @@ def check_offer(lid_m: bytes, description: bytes, amount: Money) -> None:
         ) from None
     try:
         check_amount(wire)
-    except ProtocolError:
+    except ProtocolError as exc:
         raise ConfigError(
             f"amount {amount.minor} in currency {amount.currency} (exponent {amount.exp10}): "
-            "the amount must be positive, the currency an ISO 4217 number "
-            f"({MIN_CURRENCY} to {MAX_CURRENCY}) and the exponent an ISO 4217 minor unit "
-            f"({MIN_EXP10} to {MAX_EXP10})"
+            f"{exc.reason}"
         ) from None

@@ -45,9 +45,11 @@ def _recorded(shop: Path, lid_m: str) -> bool:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--amount", "100", "--currency", "0"], "the currency an ISO 4217 number"),
-        (["--amount", "100", "--currency", "1000"], "the currency an ISO 4217 number"),
-        (["--amount", "0"], "the amount must be positive"),
+        (["--amount", "100", "--currency", "0"], "currency must be an ISO 4217 number"),
+        (["--amount", "100", "--currency", "1000"], "currency must be an ISO 4217 number"),
+        (["--amount", "100", "--currency", "959"], "959 has no ISO 4217 minor unit"),
+        (["--amount", "100", "--exp10", "0"], "exponent must be 2 for currency 978"),
+        (["--amount", "0"], "amount must be positive"),
         (["--amount", str(INT64_MAX + 1)], "does not fit the protocol's integers"),
         (["--amount", "1", "--currency", "-1"], "does not fit the protocol's integers"),
     ],
@@ -60,6 +62,17 @@ def test_an_impossible_offer_is_refused(
     assert (code, out) == (1, "")
     assert err.startswith("setpay merchant: ") and says in err and "Traceback" not in err
     assert not _recorded(shop, lid_m)
+
+
+def test_an_offer_is_written_in_its_currencys_minor_unit(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --exp10 the exponent is the currency's: 0 for the yen, 3 for the dinar."""
+    for currency, exp10 in (("392", 0), ("48", 3)):
+        code, out, err = _new(shop, capsys, "--description", "a lamp", "--amount", "1250",
+                              "--currency", currency)  # fmt: skip
+        assert (code, err) == (0, "")
+        assert f'"exp10": {exp10}' in out
 
 
 def test_a_lid_m_over_the_protocol_limit_is_refused(
@@ -84,7 +97,7 @@ def test_a_description_over_the_protocol_limit_is_refused(
 def test_the_largest_possible_offer_is_made(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
     most = "é" * (MAX_ORDER_DESCRIPTION_BYTES // 2)  # two bytes each in UTF-8
     code, out, err = _new(shop, capsys, "--description", most, "--amount", str(INT64_MAX),
-                          "--currency", "999", "--lid-m", "ab" * MAX_LID_BYTES)  # fmt: skip
+                          "--currency", "997", "--lid-m", "ab" * MAX_LID_BYTES)  # fmt: skip
     assert (code, err) == (0, "")
     assert f'"amount": {INT64_MAX}' in out
     assert _recorded(shop, "ab" * MAX_LID_BYTES)

@@ -83,6 +83,19 @@ def test_a_good_initiation_reads_whole(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("currency", "given", "exp10"),
+    [(978, {}, 2), (392, {}, 0), (48, {}, 3), (392, {"exp10": 2}, 2)],
+)
+def test_an_initiation_without_an_exponent_takes_its_currencys(
+    tmp_path: Path, currency: int, given: dict[str, int], exp10: int
+) -> None:
+    """The yen has no minor unit, the dinar three digits; an exponent given is kept as
+    given (the purchase then refuses one that is not the currency's)."""
+    path = _file(tmp_path, GOOD | {"currency": currency} | given)
+    assert wallet.read_initiation(path).exp10 == exp10
+
+
 def test_a_command_line_lid_m_that_is_not_hex(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--lid-m", "xyz", "--description", "d", "--amount", "1"]
     code, _, err = _purchase(argv, capsys)

@@ -77,9 +77,9 @@ def make_pan(serial: int) -> str:
     return next(body + d for d in "0123456789" if luhn_valid(body + d))
 
 
-def eur(amount: int) -> common_pb2.CurrencyAmount:
-    """An amount in euro cents."""
-    return common_pb2.CurrencyAmount(currency=EUR, amount=amount, exp10=2)
+def eur(amount: int, exp10: int = 2) -> common_pb2.CurrencyAmount:
+    """An amount in euro cents (at another exponent only to test its refusal)."""
+    return common_pb2.CurrencyAmount(currency=EUR, amount=amount, exp10=exp10)
 
 
 @dataclass
@@ -215,7 +215,12 @@ class Purchase:
 
 
 def purchase(
-    merchant: Merchant, cardholder: Cardholder, amount: int, description: bytes = b"1 book"
+    merchant: Merchant,
+    cardholder: Cardholder,
+    amount: int,
+    description: bytes = b"1 book",
+    *,
+    exp10: int = 2,
 ) -> Purchase:
     """PInit, PReq, and the merchant's checks (wallet and merchant sides in one go)."""
     request, pstate = build_pinit_request(cardholder.card.pan, "setpay", os.urandom(8))
@@ -229,9 +234,9 @@ def purchase(
         merchant.gateway_chain,
     )  # fmt: skip
     offer = open_pinit_response(response, pstate, cardholder.trust)
-    order = Order(description, eur(amount))
+    order = Order(description, eur(amount, exp10))
     preq, _ = build_purchase_request(cardholder.credentials, offer, order, cardholder.card, pstate)
-    mine = MerchantOrder(trans_ids, chall_m, description, eur(amount), "setpay")
+    mine = MerchantOrder(trans_ids, chall_m, description, eur(amount, exp10), "setpay")
     view = open_purchase_request(preq)
     cert = verify_purchase(view, mine, merchant.trust)
     return Purchase(view, mine, cert)

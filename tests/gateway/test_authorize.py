@@ -8,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
+from setcore import purchase as purchase_module
 from setcore.authorization import build_auth_request, open_auth_response
 from setcore.errors import PeerError
 from setcore.pki.issuance import card_expiry_end, issue_cardholder
 from setcore.purchase import CardData
 from setpay.v1 import authorization_pb2 as a
-from setpay.v1 import common_pb2, crypto_pb2, purchase_pb2
+from setpay.v1 import crypto_pb2, purchase_pb2
 
 from .actors import (
     Cardholder,
@@ -128,25 +129,24 @@ def test_amount_mismatch(ec_world: World, ec_merchant: Merchant) -> None:
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
 
 
-def test_amount_in_another_exponent_is_an_amount_error(
-    ec_world: World, ec_merchant: Merchant
+def test_an_amount_in_another_exponent_than_its_currencys_is_refused(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The cardholder signed 500 at exponent 2 (5.00); the merchant asks for 500 at
-    # exponent 0 (500.00). The digits agree, the sums do not: declined like a larger one,
-    # and no capture token carries the merchant's exponent.
+    # The ledger counts euro cents. A purchase the cardholder and the merchant both
+    # signed as 500 at exponent 0 (500.00 euro) was approved and held as 500 cents; it
+    # is refused now, even when the clients skipped their own check (the patch below),
+    # and nothing is held.
+    monkeypatch.setattr(purchase_module, "check_amount", lambda *_, **__: None)
     cardholder = register_cardholder(ec_world)
-    bought = purchase(ec_merchant, cardholder, 500)
-    asked = common_pb2.CurrencyAmount(currency=978, amount=500, exp10=0)
+    bought = purchase(ec_merchant, cardholder, 500, exp10=0)
+    monkeypatch.undo()
     request, state = build_auth_request(
         ec_merchant.credentials, ec_merchant.gateway_kex.recipient(), bought.view.pi_bytes,
         bought.order.trans_ids, bought.view.oi_bytes, bought.order.description,
-        bought.order.amount, bought.view.oi_data.od_salt, asked, ec_merchant.merchant_id,
+        bought.order.amount, bought.view.oi_data.od_salt, bought.order.amount,
+        ec_merchant.merchant_id,
     )  # fmt: skip
-    result = open_auth_response(
-        ec_world.gateway.Authorize(request), ec_merchant.credentials, state, ec_merchant.trust
-    )
-    assert _decision(result)[:2] == ("AUTH_CODE_AMOUNT_ERROR", "RESP_REASON_AMOUNT_MISMATCH")
-    assert not result.baggage.cap_token
+    assert _refused(ec_world, ec_merchant, request, state) == "ERROR_CODE_DECODING_FAILURE"
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
 
 

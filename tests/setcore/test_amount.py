@@ -4,21 +4,46 @@ from __future__ import annotations
 
 import pytest
 
-from setcore.amount import MAX_EXP10, MIN_EXP10, check_amount, same_unit
+from setcore.amount import check_amount, same_unit
+from setcore.currency import exponent_for, minor_unit
 from setcore.errors import ErrorCode
 
 from .certified import eur, refused
 
-
-@pytest.mark.parametrize("exp10", [MIN_EXP10, 2, MAX_EXP10])
-def test_an_iso_4217_exponent_is_accepted(exp10: int) -> None:
-    check_amount(eur(1999, exp10=exp10))
+JPY, BHD, CLF, USD, XAU, XXX = 392, 48, 990, 840, 959, 999
 
 
-@pytest.mark.parametrize("exp10", [-7, MIN_EXP10 - 1, MAX_EXP10 + 1, 2**31 - 1])
-def test_an_exponent_no_currency_has_is_refused(exp10: int) -> None:
-    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, check_amount, eur(1999, exp10=exp10))
-    assert "exponent" in reason
+@pytest.mark.parametrize(("currency", "exp10"), [(978, 2), (USD, 2), (JPY, 0), (BHD, 3), (CLF, 4)])
+def test_an_amount_at_its_currencys_minor_unit_is_accepted(currency: int, exp10: int) -> None:
+    check_amount(eur(1999, currency, exp10=exp10))
+    assert minor_unit(currency) == exp10 == exponent_for(currency)
+
+
+@pytest.mark.parametrize(
+    ("currency", "exp10"),
+    [
+        (978, 0),  # 1999 euro, which the ledger would book as 1999 cents
+        (978, 3),
+        (JPY, 2),  # 19.99 yen: the yen has no minor unit
+        (BHD, 2),
+        (978, -7),
+        (978, 2**31 - 1),
+    ],
+)
+def test_an_exponent_other_than_the_currencys_minor_unit_is_refused(
+    currency: int, exp10: int
+) -> None:
+    reason = refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE, check_amount, eur(1999, currency, exp10=exp10)
+    )
+    assert f"exponent must be {minor_unit(currency)} for currency {currency}" in reason
+
+
+@pytest.mark.parametrize("currency", [XAU, XXX])
+def test_a_code_without_a_minor_unit_is_no_money_to_pay_in(currency: int) -> None:
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, check_amount, eur(1, currency))
+    assert "no ISO 4217 minor unit" in reason
+    assert minor_unit(currency) is None and exponent_for(currency) == 2
 
 
 @pytest.mark.parametrize(
@@ -42,6 +67,7 @@ def test_zero_only_where_allowed() -> None:
 def test_same_unit_needs_currency_and_exponent() -> None:
     assert same_unit(eur(1999), eur(5))
     assert not same_unit(eur(1999), eur(1999, 840))
-    # 1999 at exponent 2 and 19990 at exponent 3 are the same sum, but never rescaled.
+    # 1999 at exponent 2 and 19990 at exponent 3 are the same sum, but never rescaled
+    # (check_amount refuses the second; same_unit does not rely on that).
     assert not same_unit(eur(1999), eur(19990, exp10=3))
     assert not same_unit(eur(1999), eur(1999, exp10=0))

@@ -201,9 +201,11 @@ def test_offer_ids_are_unique(store: MerchantStore) -> None:
 @pytest.mark.parametrize(
     ("lid", "amount", "refusal"),
     [
-        (b"lid-1", Money(0, 1250), r"in currency 0 \(exponent 2\): the amount must be"),
-        (b"lid-1", Money(978, 0), r"amount 0 in currency 978 \(exponent 2\): the amount must"),
-        (b"lid-1", Money(978, 1250, 7), r"\(exponent 7\): the amount must be"),
+        (b"lid-1", Money(0, 1250), r"in currency 0 \(exponent 2\): currency must be an ISO"),
+        (b"lid-1", Money(978, 0), r"amount 0 in currency 978 \(exponent 2\): amount must be"),
+        (b"lid-1", Money(978, 1250, 7), r"\(exponent 7\): amount exponent must be 2 for"),
+        # The yen has no minor unit: 1250 at exponent 2 would be 12.50 yen.
+        (b"lid-1", Money(392, 1250), r"exponent must be 0 for currency 392"),
         (b"", EUR, "LID-M"),
     ],
 )

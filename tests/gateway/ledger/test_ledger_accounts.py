@@ -82,6 +82,7 @@ def test_one_account_per_pan(ledger: Ledger) -> None:
         (PAN_A, EXPIRY, 10**13, EUR, "^credit_limit "),
         (PAN_A, EXPIRY, 1000, 0, "^currency "),
         (PAN_A, EXPIRY, 1000, 1000, "^currency "),
+        (PAN_A, EXPIRY, 1000, 959, "^currency .* with a minor unit$"),  # XAU, gold
     ],
 )
 def test_open_card_account_refuses_bad_arguments(

@@ -197,7 +197,9 @@ def test_the_maximum_items_are_decided(bank: Bank) -> None:
     assert bank.ledger.hold(hold).captured == 1
 
 
-@pytest.mark.parametrize("currency", [0, 1000, "978", True], ids=["0", "1000", "str", "bool"])
+@pytest.mark.parametrize(
+    "currency", [0, 1000, 999, "978", True], ids=["0", "1000", "no-minor-unit", "str", "bool"]
+)
 @pytest.mark.parametrize(
     ("operation", "item_class"), [("capture", CaptureItem), ("credit", CreditItem)]
 )
