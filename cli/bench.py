@@ -45,7 +45,8 @@ from clients.transport import ChannelConfig, open_channel
 from gateway.ceiling import MODES, ReferenceOptions, serve
 from gateway.config import BankConfig, ConfigError, load
 from gateway.issuer import open_ledger
-from hsm.errors import KeyBackendError
+from hsm.errors import InvalidKeyURI, KeyBackendError
+from hsm.uri import Pkcs11KeyURI, parse_key_uri
 from setcore.errors import SetcoreError
 from setcore.pan import PAN
 from setcore.profiles import PROFILES, profile_named
@@ -271,12 +272,15 @@ def _register(args: argparse.Namespace, bank: Bank, population: Population) -> P
     return parties
 
 
-def _keys_kind(uri: str) -> str:
-    if uri.startswith("pkcs11:"):
-        module = next((p.split("=", 1)[1] for p in uri[7:].split(";")
-                       if p.startswith(("module=", "module-path="))), "?")  # fmt: skip
-        return f"pkcs11 ({Path(module).name})"
-    return "software keystore" if uri.startswith("soft:") else uri.split(":", 1)[0]
+def keys_kind(uri: str) -> str:
+    """The key backend a URI names, for the report: never a PIN, a path or a label."""
+    try:
+        parsed = parse_key_uri(uri)
+    except InvalidKeyURI:
+        return "unrecognized key URI"
+    if isinstance(parsed, Pkcs11KeyURI):
+        return f"pkcs11 ({Path(parsed.module).name})"
+    return "software keystore"
 
 
 def _exit_on_sigterm() -> None:
@@ -325,7 +329,7 @@ def authorize(args: argparse.Namespace) -> int:
         parties = _register(args, bank, population)
         stack.callback(parties.close)
         setting: dict[str, object] = {
-            "profile": bank.config.profile, "keys": _keys_kind(bank.config.keys_uri()),
+            "profile": bank.config.profile, "keys": keys_kind(bank.config.keys_uri()),
             "workers": bank.workers, "threads per worker": bank.config.threads,
             "channels": plan.channels, "cardholders": population.cardholders,
             "bank": "spawned" if args.spawn else "target", "machine": machine.describe(),

@@ -93,3 +93,21 @@ def test_target_approvals_are_the_holds_in_its_ledger(target: dict[str, Any]) ->
 )
 def test_a_wildcard_listen_is_dialed_on_the_loopback(listen: str, dialed: str) -> None:
     assert bench.dialable(listen) == dialed
+
+
+@pytest.mark.parametrize(
+    ("uri", "kind"),
+    [
+        ("soft:ephemeral", "software keystore"),
+        ("soft:dir=keys;pin-source=file:pin", "software keystore"),
+        (
+            "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=bank;pin-source=env:PIN",
+            "pkcs11 (libsofthsm2.so)",
+        ),
+        ("pkcs11:token=bank;pin-source=env:PIN", "unrecognized key URI"),  # no module
+        ("pkcs11:module=m.so;token=bank;pin-value=1234", "unrecognized key URI"),
+        ("1234", "unrecognized key URI"),
+    ],
+)
+def test_the_report_names_the_key_backend_never_its_secrets(uri: str, kind: str) -> None:
+    assert bench.keys_kind(uri) == kind
