@@ -8,7 +8,8 @@ and the same exponent, and setcore never rescales one into the other, since the
 cardholder signed the exponent too (it is inside HOD); after ``check_amount`` the
 exponents of one currency always agree, and ``same_unit`` checks them again regardless.
 
-Errors: ``ProtocolError`` DECODING_FAILURE for an amount no currency could have."""
+Errors: ``ProtocolError`` DECODING_FAILURE for an amount no currency could have.
+"""
 
 from __future__ import annotations
 

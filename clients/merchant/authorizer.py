@@ -123,8 +123,8 @@ class Authorizer:
 
         A transport failure or the SET Error UNSPECIFIED_FAILURE leaves the order
         authorizing (the worker retries it); any other gateway SET Error, or an answer
-        that does not verify, fails the order. If another
-        thread is authorizing the same order, this waits for it and reports its outcome.
+        that does not verify, fails the order. If another thread is authorizing the same
+        order, this waits for it and reports its outcome.
         """
         with self._exclusive(xid):
             return self._authorize(self._store.order(xid))
