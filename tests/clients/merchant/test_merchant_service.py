@@ -164,6 +164,8 @@ def test_an_unspecified_gateway_failure_leaves_the_authorization_pending(
     """UNSPECIFIED_FAILURE does not say the gateway did nothing: the order is not failed,
     it stays authorizing and the same AuthReq goes out again."""
     merchant = make_merchant("m-unspecified-auth", AnswerMode.AFTER_AUTHORIZATION)
+    # The worker's scan (every few seconds) would otherwise race the test for the order.
+    merchant.authorizer.stop(timeout=10)
     sent: list[bytes] = []
     real = merchant.gateway.authorize
 
