@@ -1,19 +1,16 @@
 """Gateway outages for merchant tests: a gateway to stop and start again, and time that
-passes for the merchant and the gateway alike without waiting for it."""
+passes (``tests.clocks``)."""
 
 from __future__ import annotations
 
-import sys
 import time
 
 import grpc
-import pytest
 
 from clients.errors import TransportError
 from clients.merchant.renewal import RENEW_MARGIN_MS
 from clients.merchant.runtime import Merchant
 from gateway.server import HealthMonitor
-from setcore import freshness
 from setcore.freshness import FRESHNESS_WINDOW_MS
 from tests.clients.bank_support import RunningBank, serve_gateway
 
@@ -25,25 +22,6 @@ JUST_PAST_MS = FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS // 2
 # How long a merchant's channel may take to reconnect to a restarted gateway (its backoff
 # is at most 5 s; this only bounds a hang).
 RECONNECT_SECONDS = 20.0
-
-
-# The wall clock, taken before any test moves it.
-_WALL_CLOCK = freshness.now_ms
-
-
-def clocks_later(monkeypatch: pytest.MonkeyPatch, ms: int) -> None:
-    """Every clock that dates a request or checks its date, the merchant's and the
-    gateway's alike, reads ``ms`` later than the wall clock (again: not ``ms`` more)."""
-
-    def later() -> int:
-        return _WALL_CLOCK() + ms
-
-    for name, module in list(sys.modules.items()):
-        clock = getattr(module, "now_ms", None)
-        ours = name.split(".")[0] in ("setcore", "clients", "gateway")
-        moved = getattr(clock, "__qualname__", "") == later.__qualname__
-        if ours and (clock is _WALL_CLOCK or moved):
-            monkeypatch.setattr(module, "now_ms", later)
 
 
 class GatewayOutage:

@@ -34,9 +34,9 @@ from tests.clients.merchant.outage_support import (
     JUST_PAST_MS,
     WELL_PAST_MS,
     GatewayOutage,
-    clocks_later,
 )
 from tests.clients.test_purchase_flow import buy, offer
+from tests.clocks import clocks_moved
 
 SERVICE = "/setpay.v1.MerchantService"
 # Bounds the wait for the merchant's channel to reconnect (its backoff is at most 5 s).
@@ -251,13 +251,13 @@ def test_an_authorization_pending_past_the_freshness_window_is_built_afresh(
         xid = bytes.fromhex(record.xid)
         pending = merchant.store.order(xid)
         assert pending.state is OrderState.AUTHORIZING and pending.auth_request is not None
-        clocks_later(monkeypatch, JUST_PAST_MS)
+        clocks_moved(monkeypatch, JUST_PAST_MS)
         outage.end(merchant)
         # Only just too old: an earlier sending could still be inside the gateway.
         waiting = merchant.authorizer.authorize(xid)
         assert waiting.state is OrderState.AUTHORIZING
         assert waiting.auth_request == pending.auth_request
-        clocks_later(monkeypatch, WELL_PAST_MS)
+        clocks_moved(monkeypatch, WELL_PAST_MS)
         done = merchant.authorizer.authorize(xid)
         assert done.state is OrderState.AUTHORIZED
         assert done.auth_rrpid != pending.auth_rrpid

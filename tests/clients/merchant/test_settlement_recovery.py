@@ -29,9 +29,9 @@ from tests.clients.merchant.outage_support import (
     JUST_PAST_MS,
     WELL_PAST_MS,
     GatewayOutage,
-    clocks_later,
 )
 from tests.clients.test_purchase_flow import buy, offer
+from tests.clocks import clocks_moved
 
 
 class Crash(BaseException):
@@ -184,7 +184,7 @@ def test_a_capture_sent_in_a_long_outage_is_built_afresh_and_applied_once(
     with _capture_in_outage(bank, make_merchant, make_wallet, "m-stale") as (
         merchant, xid, outage,
     ):  # fmt: skip
-        clocks_later(monkeypatch, WELL_PAST_MS)
+        clocks_moved(monkeypatch, WELL_PAST_MS)
         outage.end(merchant)
         (fresh,) = merchant.settlement.resume()
         stale, again = merchant.store.operations(xid)
@@ -248,7 +248,7 @@ def test_a_capture_the_gateway_committed_is_answered_not_built_afresh(
     with pytest.raises(Crash):
         merchant.settlement.capture(xid, 400)
     monkeypatch.undo()
-    clocks_later(monkeypatch, WELL_PAST_MS)
+    clocks_moved(monkeypatch, WELL_PAST_MS)
     (answered,) = merchant.settlement.resume()
     assert answered.state is OperationState.SUCCEEDED and answered.result_amount == 400
     assert [op.rrpid for op in merchant.store.operations(xid)] == [answered.rrpid]
@@ -266,13 +266,13 @@ def test_a_capture_refused_as_only_just_too_old_waits(
     with _capture_in_outage(bank, make_merchant, make_wallet, "m-edge") as (
         merchant, xid, outage,
     ):  # fmt: skip
-        clocks_later(monkeypatch, JUST_PAST_MS)
+        clocks_moved(monkeypatch, JUST_PAST_MS)
         outage.end(merchant)
         assert merchant.settlement.resume() == []
         (waiting,) = merchant.store.operations(xid)
         assert waiting.state is OperationState.SENT
         monkeypatch.undo()
-        clocks_later(monkeypatch, WELL_PAST_MS)
+        clocks_moved(monkeypatch, WELL_PAST_MS)
         merchant.settlement.resume()
         assert settled_amounts(merchant.store, xid) == (400, 0)
 
