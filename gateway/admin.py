@@ -119,17 +119,29 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
             bank.credentials, verified, _decision(bank, verified, outcome)
         )
 
-    rrpid, digest = verified.rrpid, verified.request_digest
+    rrpid, digest, checked = verified.rrpid, verified.request_digest, bank.as_of_ms
     ledger = bank.ledger
     if op == gateway_admin_pb2.BATCH_OPERATION_OPEN:
-        return ledger.open_batch(merchant_id, rrpid=rrpid, request_digest=digest, respond=respond)
+        return ledger.open_batch(
+            merchant_id, rrpid=rrpid, request_digest=digest, respond=respond, checked_at_ms=checked
+        )
     if op == gateway_admin_pb2.BATCH_OPERATION_CLOSE:
         return ledger.close_batch(
-            merchant_id, data.batch_id or None, rrpid=rrpid, request_digest=digest, respond=respond
+            merchant_id,
+            data.batch_id or None,
+            rrpid=rrpid,
+            request_digest=digest,
+            respond=respond,
+            checked_at_ms=checked,
         )
     if op == gateway_admin_pb2.BATCH_OPERATION_PURGE:
         return ledger.purge_batch(
-            merchant_id, data.batch_id, rrpid=rrpid, request_digest=digest, respond=respond
+            merchant_id,
+            data.batch_id,
+            rrpid=rrpid,
+            request_digest=digest,
+            respond=respond,
+            checked_at_ms=checked,
         )
     # REQUEST: a read; nothing changes, so nothing is stored.
     try:

@@ -129,7 +129,11 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
     digest = verified.request_digest  # computed once, when the request was opened
     if not agrees:
         answer = bank.ledger.decline(
-            Decline.AMOUNT_MISMATCH, rrpid=verified.rrpid, request_digest=digest, respond=build
+            Decline.AMOUNT_MISMATCH,
+            rrpid=verified.rrpid,
+            request_digest=digest,
+            respond=build,
+            checked_at_ms=bank.as_of_ms,
         )
     else:
         answer = _ask_issuer(bank, verified, pi, digest, build, prebuilt, hold_id)
@@ -172,6 +176,7 @@ def _ask_issuer(
         rrpid=verified.rrpid,
         request_digest=digest,
         respond=respond,
+        checked_at_ms=bank.as_of_ms,
         capture_now=verified.data.capture_now,
         hold_id=hold_id,
         prebuilt=prebuilt,

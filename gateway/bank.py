@@ -25,10 +25,12 @@ class Bank:
     #: Picks up revocations published by the CA (``setpay ca revoke`` in another process);
     #: cheap, rate-limited inside. None when the trust store is fed some other way.
     refresh_revocation: Callable[[], object] | None = None
-    #: None: requests are checked as of now. Set (Unix ms) only to answer a request the
-    #: ledger decided at that moment but whose answer was never stored (the gateway failed
-    #: between the two, ``gateway.ledger.idempotency``): its date and the certificates
-    #: the openers check at a given time are checked as of then.
+    #: The moment (Unix ms) a request's date and certificates are checked as of; None:
+    #: each check reads the clock. The servicer fixes it once per request, and the
+    #: handlers give it to the ledger, which keeps it with the decision. A decision whose
+    #: answer was never stored (the gateway failed in between, see
+    #: ``gateway.ledger.idempotency``) is answered later by the same checks as of the
+    #: same moment.
     as_of_ms: int | None = None
 
     def as_of(self, moment_ms: int) -> Bank:

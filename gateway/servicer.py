@@ -15,7 +15,7 @@ from gateway.ledger import RrpidReused, Unanswered
 from setcore.authorization import peek_rrpid, request_digest
 from setcore.capture import peek_sealed_rrpid
 from setcore.errors import ErrorCode, ProtocolError
-from setcore.freshness import ID_BYTES
+from setcore.freshness import ID_BYTES, now_ms
 from setcore.purchase import header
 from setpay.v1 import (
     authorization_pb2,
@@ -79,8 +79,11 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         def work() -> Any:
             if self._bank.refresh_revocation is not None:
                 self._bank.refresh_revocation()
+            # One moment per request: the checks are made as of it, and the ledger keeps
+            # it with the decision for an answer built later (``_recorded_answer``).
+            bank = self._bank.as_of(now_ms())
             try:
-                result = handler(self._bank, request)
+                result = handler(bank, request)
             except ProtocolError:
                 # A retry of a request already decided may no longer pass the checks (its
                 # date aged out of the window): it gets the answer it got, or would have.
@@ -102,7 +105,8 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
 
         Its stored bytes; or, for a decision whose answer was never stored (the gateway
         failed in between), the answer built now from the same request, its date and
-        every certificate checked as of the moment of the decision. None if the ledger
+        every certificate checked as of the moment they were checked the first time. None
+        if the ledger
         never decided them. If a decided request fails its checks even so (a
         certificate it names revoked since), AnswerUnavailable: a retryable status,
         never the refusal, so the merchant does not build it afresh and have it applied
@@ -125,7 +129,7 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         if not isinstance(recorded, Unanswered):
             return recorded
         try:
-            return handler(self._bank.as_of(recorded.decided_at_ms), request)
+            return handler(self._bank.as_of(recorded.checked_at_ms), request)
         except ProtocolError as exc:
             raise AnswerUnavailable(
                 f"request {rrpid.hex()[:8]} was decided but its answer cannot be built now"

@@ -91,6 +91,7 @@ def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) ->
         rrpid=verified.data.auth_rev_rr_tags.rrpid,
         request_digest=verified.request_digest,
         respond=respond,
+        checked_at_ms=bank.as_of_ms,
     )
 
 
@@ -137,6 +138,7 @@ def capture(bank: Bank, request: capture_pb2.CaptureRequest) -> bytes:
         rrpid=verified.rrpid,
         request_digest=verified.request_digest,
         respond=respond,
+        checked_at_ms=bank.as_of_ms,
     )
 
 
@@ -190,6 +192,7 @@ def capture_reversal(bank: Bank, request: capture_pb2.CaptureReversalRequest) ->
         rrpid=verified.rrpid,
         request_digest=verified.request_digest,
         respond=_cap_rev_or_cred_respond(bank, verified, len(items)),
+        checked_at_ms=bank.as_of_ms,
     )
 
 
@@ -213,6 +216,7 @@ def credit(bank: Bank, request: capture_pb2.CreditRequest) -> bytes:
         rrpid=verified.rrpid,
         request_digest=verified.request_digest,
         respond=_cap_rev_or_cred_respond(bank, verified, len(items)),
+        checked_at_ms=bank.as_of_ms,
     )
 
 
@@ -228,4 +232,5 @@ def credit_reversal(bank: Bank, request: capture_pb2.CreditReversalRequest) -> b
         rrpid=verified.rrpid,
         request_digest=verified.request_digest,
         respond=_cap_rev_or_cred_respond(bank, verified, len(items)),
+        checked_at_ms=bank.as_of_ms,
     )

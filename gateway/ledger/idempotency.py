@@ -53,10 +53,15 @@ def decide_once(
     rrpid: bytes,
     request_digest: bytes,
     now_ms: int,
+    checked_at_ms: int | None,
     decide: Callable[[Transaction], Outcome],
     prebuilt: PrebuiltApproval | None,
 ) -> Recorded:
-    """Decide once per RRPID: the response bytes if they are known, else ``Unanswered``."""
+    """Decide once per RRPID: the response bytes if they are known, else ``Unanswered``.
+
+    ``now_ms`` is the decision's time; ``checked_at_ms`` the moment the caller checked
+    the request (None: unknown), kept with it for an answer built later.
+    """
     recorded = lookup(tx, rrpid, request_digest)
     if recorded is not None:
         return recorded
@@ -72,10 +77,15 @@ def decide_once(
             return recorded
         raise
     if prebuilt is not None and prebuilt.answers(outcome):
-        _insert(tx, rrpid, request_digest, prebuilt.response, None, now_ms)
+        _insert(tx, rrpid, request_digest, prebuilt.response, None, now_ms, checked_at_ms)
         return prebuilt.response
-    _insert(tx, rrpid, request_digest, _NO_RESPONSE_YET, outcome_codec.dumps(outcome), now_ms)
-    return Unanswered(outcome=outcome, decided_at_ms=now_ms)
+    encoded = outcome_codec.dumps(outcome)
+    _insert(tx, rrpid, request_digest, _NO_RESPONSE_YET, encoded, now_ms, checked_at_ms)
+    return Unanswered(
+        outcome=outcome,
+        decided_at_ms=now_ms,
+        checked_at_ms=now_ms if checked_at_ms is None else checked_at_ms,
+    )
 
 
 def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes) -> bytes:
@@ -104,7 +114,8 @@ def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | N
     """What the RRPID has (stored bytes or an unanswered decision), None if it is new;
     RrpidReused if it was used for another request."""
     found = tx.one(
-        "SELECT request_digest, response, outcome, created_at_ms FROM requests WHERE rrpid = ?",
+        "SELECT request_digest, response, outcome, created_at_ms, checked_at_ms"
+        " FROM requests WHERE rrpid = ?",
         rrpid,
     )
     if found is None:
@@ -113,9 +124,12 @@ def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | N
         raise RrpidReused("this RRPID was already used for a different request")
     if found["outcome"] is None:
         return bytes(found["response"])
+    decided_at_ms = int(found["created_at_ms"])
+    checked_at_ms = found["checked_at_ms"]
     return Unanswered(
         outcome=outcome_codec.loads(str(found["outcome"])),
-        decided_at_ms=int(found["created_at_ms"]),
+        decided_at_ms=decided_at_ms,
+        checked_at_ms=decided_at_ms if checked_at_ms is None else int(checked_at_ms),
     )
 
 
@@ -138,13 +152,16 @@ def _insert(
     response: bytes,
     outcome: str | None,
     now_ms: int,
+    checked_at_ms: int | None,
 ) -> None:
     tx.run(
-        "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO requests"
+        " (rrpid, request_digest, response, outcome, created_at_ms, checked_at_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         rrpid,
         digest,
         response,
         outcome,
         now_ms,
+        checked_at_ms,
     )

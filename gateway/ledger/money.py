@@ -1,6 +1,8 @@
 """The ledger's money operations: authorizations, settlement postings and batch admin.
 
-Each is idempotent on the RRPID: it takes ``rrpid``, ``request_digest`` and ``respond``.
+Each is idempotent on the RRPID: it takes ``rrpid``, ``request_digest`` and ``respond``,
+and may take ``checked_at_ms``, the moment the caller checked the request, which is kept
+with the decision so that an answer built after a failure is checked as of it.
 The decision is committed first; then ``respond`` gets the ``Outcome``, in the caller's
 thread and outside any transaction, and returns the signed response bytes; the ledger
 stores them under the RRPID and returns them only once they are durably committed
@@ -28,6 +30,7 @@ from gateway.ledger.limits import (
     check_currency,
     check_flag,
     check_hold_expiry,
+    check_integer,
     check_items,
     check_page,
     check_text,
@@ -92,6 +95,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         now_ms: int,
+        checked_at_ms: int | None,
         decide: Callable[[Transaction], Outcome],
         respond: Responder,
         prebuilt: PrebuiltApproval | None = None,
@@ -103,12 +107,15 @@ class MoneyOperations:
         """
         check_bytes("rrpid", rrpid)
         check_bytes("request_digest", request_digest)
+        if checked_at_ms is not None:
+            check_integer("checked_at_ms", checked_at_ms)
         recorded = self._store.execute(
             partial(
                 idempotency.decide_once,
                 rrpid=rrpid,
                 request_digest=request_digest,
                 now_ms=now_ms,
+                checked_at_ms=checked_at_ms,
                 decide=decide,
                 prebuilt=prebuilt,
             )
@@ -146,6 +153,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
         capture_now: bool = False,
         hold_expires_at_ms: int | None = None,
         hold_id: str | None = None,
@@ -185,6 +193,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
+            checked_at_ms=checked_at_ms,
             prebuilt=prebuilt,
             decide=partial(
                 authorization.authorize,
@@ -204,7 +213,13 @@ class MoneyOperations:
         )
 
     def decline(
-        self, reason: Decline, *, rrpid: bytes, request_digest: bytes, respond: Responder
+        self,
+        reason: Decline,
+        *,
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Answer a request with a decline the gateway decided (AMOUNT_MISMATCH), idempotently.
 
@@ -221,6 +236,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=self._clock(),
             respond=respond,
+            checked_at_ms=checked_at_ms,
             decide=partial(_given, outcome=outcome),
         )
 
@@ -233,6 +249,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Lower an authorization to ``new_amount`` (0 reverses it in full)."""
         check_text("merchant_id", merchant_id)
@@ -244,6 +261,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
+            checked_at_ms=checked_at_ms,
             decide=partial(
                 authorization.reverse_authorization,
                 merchant_id=merchant_id,
@@ -262,6 +280,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None,
     ) -> bytes:
         """Run one of the settlement rules over ``items`` (each an ``item_class``) once
         per RRPID."""
@@ -274,6 +293,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
+            checked_at_ms=checked_at_ms,
             decide=partial(rule, merchant_id=merchant_id, items=frozen, rrpid=rrpid, now_ms=now),
         )
 
@@ -285,10 +305,18 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Capture each item of its hold (PostingOutcome)."""
         return self._post_items(
-            settlement.capture, CaptureItem, merchant_id, items, rrpid, request_digest, respond
+            settlement.capture,
+            CaptureItem,
+            merchant_id,
+            items,
+            rrpid,
+            request_digest,
+            respond,
+            checked_at_ms,
         )
 
     def reverse_capture(
@@ -299,6 +327,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Undo each named capture in full (PostingOutcome)."""
         return self._post_items(
@@ -309,6 +338,7 @@ class MoneyOperations:
             rrpid,
             request_digest,
             respond,
+            checked_at_ms,
         )
 
     def credit(
@@ -319,10 +349,18 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Refund each item to the card of its hold (PostingOutcome)."""
         return self._post_items(
-            settlement.credit, CreditItem, merchant_id, items, rrpid, request_digest, respond
+            settlement.credit,
+            CreditItem,
+            merchant_id,
+            items,
+            rrpid,
+            request_digest,
+            respond,
+            checked_at_ms,
         )
 
     def reverse_credit(
@@ -333,6 +371,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Undo each named credit in full (PostingOutcome)."""
         return self._post_items(
@@ -343,6 +382,7 @@ class MoneyOperations:
             rrpid,
             request_digest,
             respond,
+            checked_at_ms,
         )
 
     def stored_response(self, rrpid: bytes, request_digest: bytes) -> bytes | Unanswered | None:
@@ -362,7 +402,13 @@ class MoneyOperations:
     # Settlement batches.
 
     def open_batch(
-        self, merchant_id: str, *, rrpid: bytes, request_digest: bytes, respond: Responder
+        self,
+        merchant_id: str,
+        *,
+        rrpid: bytes,
+        request_digest: bytes,
+        respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Open a batch for the merchant (BatchOutcome, or Declined BATCH_ALREADY_OPEN)."""
         check_text("merchant_id", merchant_id)
@@ -372,6 +418,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
+            checked_at_ms=checked_at_ms,
             decide=partial(batches.open_for_merchant, merchant_id=merchant_id, now_ms=now),
         )
 
@@ -383,6 +430,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Close the named batch, or the open one (BatchOutcome or Declined)."""
         check_text("merchant_id", merchant_id)
@@ -392,6 +440,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
+            checked_at_ms=checked_at_ms,
             decide=partial(
                 batches.close_for_merchant, merchant_id=merchant_id, batch_id=batch_id, now_ms=now
             ),
@@ -405,6 +454,7 @@ class MoneyOperations:
         rrpid: bytes,
         request_digest: bytes,
         respond: Responder,
+        checked_at_ms: int | None = None,
     ) -> bytes:
         """Retire a closed batch's detail (BatchOutcome or Declined)."""
         check_text("merchant_id", merchant_id)
@@ -415,6 +465,7 @@ class MoneyOperations:
             request_digest=request_digest,
             now_ms=now,
             respond=respond,
+            checked_at_ms=checked_at_ms,
             decide=partial(batches.purge_for_merchant, merchant_id=merchant_id, batch_id=batch_id),
         )
 

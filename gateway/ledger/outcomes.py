@@ -200,7 +200,10 @@ class PrebuiltApproval:
 @dataclass(frozen=True)
 class Unanswered:
     """A decision committed without its response; the caller builds and stores one
-    (``idempotency.store_answer``). ``decided_at_ms`` is when the ledger decided."""
+    (``idempotency.store_answer``). ``decided_at_ms`` is when the ledger decided;
+    ``checked_at_ms`` when the caller checked the request (its date, its certificates),
+    a few milliseconds before, or the decision's time where that was not recorded."""
 
     outcome: Outcome
     decided_at_ms: int
+    checked_at_ms: int

@@ -21,7 +21,9 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
 - ``requests``: one row per RRPID decided (idempotency): the response bytes stored for
   it, or (version 2) while the response is still being built outside the transaction,
   an empty ``response`` and the decided ``outcome`` as JSON (``outcome_codec``), which
-  is set back to NULL when the response is stored.
+  is set back to NULL when the response is stored; and (version 3) ``checked_at_ms``,
+  the moment the gateway checked the request, so that an unanswered decision's answer
+  can be built later with every check made as of that moment.
 """
 
 from __future__ import annotations
@@ -161,7 +163,14 @@ _V1 = (
 # default: no table rewrite on either database.
 _V2 = ("ALTER TABLE requests ADD COLUMN outcome TEXT",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Version 3: the moment the gateway checked a request (its date, its certificates), which
+# is a few milliseconds before the ledger decides it. An answer built after a failure is
+# checked as of this moment: as of the decision, a date checked at the window's edge
+# would have aged out. NULL when unknown (rows written before, a caller that gave none):
+# the decision's time stands in.
+_V3 = ("ALTER TABLE requests ADD COLUMN checked_at_ms {int64}",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 """Statement lists, one per schema version; append, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -279,6 +279,15 @@ def decline_left_unanswered(
     and the merchant told UNAVAILABLE (retry these bytes), never a refusal."""
     cardholder = register_cardholder(world, limit=1000)
     request, state = auth_request(merchant, purchase(merchant, cardholder, 5000))
+    send_failing_declines(world, request, monkeypatch)
+    return request, state, cardholder
+
+
+def send_failing_declines(
+    world: World, request: authorization_pb2.AuthorizeRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Send an AuthReq the ledger declines while declines fail to sign: the decision is
+    kept unanswered, and the merchant told UNAVAILABLE, never a refusal."""
     signed = gateway_authorize.build_auth_response
 
     def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
@@ -292,4 +301,3 @@ def decline_left_unanswered(
             world.gateway.Authorize(request)
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     assert failed.value.details() == "answer unavailable"
-    return request, state, cardholder

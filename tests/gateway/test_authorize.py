@@ -11,10 +11,12 @@ import pytest
 from setcore import purchase as purchase_module
 from setcore.authorization import build_auth_request, open_auth_response
 from setcore.errors import PeerError
+from setcore.freshness import FRESHNESS_WINDOW_MS
 from setcore.pki.issuance import card_expiry_end, issue_cardholder
 from setcore.purchase import CardData
 from setpay.v1 import authorization_pb2 as a
 from setpay.v1 import crypto_pb2, purchase_pb2
+from tests.clocks import clocks_moved
 
 from .actors import (
     Cardholder,
@@ -26,6 +28,7 @@ from .actors import (
     purchase,
     register_cardholder,
     register_merchant,
+    send_failing_declines,
 )
 
 
@@ -307,10 +310,7 @@ def test_concurrent_authorizations_race_for_one_limit(
 
 
 def _after_the_freshness_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    from setcore import authorization, freshness
-
-    later = freshness.now_ms() + 2 * freshness.FRESHNESS_WINDOW_MS
-    monkeypatch.setattr(authorization, "now_ms", lambda: later)
+    clocks_moved(monkeypatch, 2 * FRESHNESS_WINDOW_MS)
 
 
 def test_retry_after_the_freshness_window_gets_the_stored_answer(
@@ -342,6 +342,25 @@ def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
     assert ec_world.gateway.Authorize(request).auth_res == again.auth_res
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
     ec_world.running.ledger.check_balanced()
+
+
+def test_an_answer_built_later_is_checked_as_of_the_first_check_not_the_decision(
+    ec_world: World, ec_merchant: Merchant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The gateway checks a request's date, then the ledger decides it a few milliseconds
+    # later (seconds here). A date at the window's edge is fresh as of the check and too
+    # old as of the decision: checked as of the decision, the answer could never be built.
+    cardholder = register_cardholder(ec_world, limit=1000)
+    clocks_moved(monkeypatch, -FRESHNESS_WINDOW_MS)  # the merchant dates it a window ago
+    request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 5000))
+    clocks_moved(monkeypatch, -5_000)  # the gateway checks it as of 5 s ago: just fresh
+    send_failing_declines(ec_world, request, monkeypatch)
+    clocks_moved(monkeypatch, 0)  # the retry, on the wall clock: aged out
+    again = ec_world.gateway.Authorize(request)
+    result = open_auth_response(again, ec_merchant.credentials, state, ec_merchant.trust)  # type: ignore[arg-type]
+    assert _decision(result) == ("AUTH_CODE_DECLINED", "RESP_REASON_INSUFFICIENT_FUNDS", 0)
+    assert ec_world.gateway.Authorize(request).auth_res == again.auth_res
+    assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
 
 
 def test_a_revocation_since_the_decision_does_not_stop_its_answer(

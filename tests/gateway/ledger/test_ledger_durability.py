@@ -11,6 +11,7 @@ import pytest
 
 from gateway.ledger import (
     AccountStatus,
+    AnswerNotStored,
     Authorized,
     CaptureItem,
     CreditItem,
@@ -27,6 +28,7 @@ from gateway.ledger import (
     SqliteLedgerStore,
     StoreUnavailable,
     TransactionKind,
+    Unanswered,
     schema,
 )
 from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
@@ -186,6 +188,7 @@ def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
 ) -> None:
     backend.open_store().close()
     # Back to what version 1 of the code left: nowhere to keep an outcome.
+    backend.raw_execute("ALTER TABLE requests DROP COLUMN checked_at_ms")
     backend.raw_execute("ALTER TABLE requests DROP COLUMN outcome")
     backend.raw_execute("UPDATE schema_version SET version = 1")
     ledger = Ledger(backend.open_store(), keys)
@@ -203,9 +206,39 @@ def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
         ledger.close()
     store = backend.open_store()
     try:
-        assert store.execute(schema.current_version) == SCHEMA_VERSION == 2
+        assert store.execute(schema.current_version) == SCHEMA_VERSION == 3
     finally:
         store.close()
+
+
+def test_a_decision_left_unanswered_under_version_2_is_checked_as_of_its_decision(
+    backend: Backend, keys: LedgerKeys, clock: FakeClock
+) -> None:
+    def unsigned(outcome: Outcome) -> bytes:
+        raise RuntimeError("the signing key went away")
+
+    ledger = Ledger(backend.open_store(), keys, clock=clock)
+    try:
+        with pytest.raises(AnswerNotStored):
+            ledger.decline(
+                Decline.AMOUNT_MISMATCH, rrpid=b"r-1", request_digest=b"d-1", respond=unsigned
+            )
+    finally:
+        ledger.close()
+    decided_at = clock.now_ms
+    # Back to what version 2 of the code left: no moment of the check.
+    backend.raw_execute("ALTER TABLE requests DROP COLUMN checked_at_ms")
+    backend.raw_execute("UPDATE schema_version SET version = 2")
+    clock.advance(60_000)
+    ledger = Ledger(backend.open_store(), keys, clock=clock)
+    try:
+        recorded = ledger.stored_response(b"r-1", b"d-1")
+        # The decision's own time stands in for the check's.
+        assert recorded == Unanswered(
+            Declined(Decline.AMOUNT_MISMATCH), decided_at_ms=decided_at, checked_at_ms=decided_at
+        )
+    finally:
+        ledger.close()
 
 
 def test_tampered_books_do_not_balance(bank: Bank, backend: Backend) -> None:

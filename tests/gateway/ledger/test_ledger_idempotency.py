@@ -24,8 +24,17 @@ from gateway.ledger import (
     PrebuiltApproval,
     RrpidReused,
     StoreUnavailable,
+    Unanswered,
 )
-from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, PAN_B, Bank
+from tests.gateway.ledger.ledger_support import (
+    EUR,
+    EXPIRY,
+    MERCHANT,
+    PAN_A,
+    PAN_B,
+    Bank,
+    FakeClock,
+)
 
 
 def authorize(
@@ -183,6 +192,38 @@ def test_respond_must_return_bytes(bank: Bank) -> None:
     assert isinstance(raised.value.__cause__, TypeError)
     assert "respond must return bytes" in str(raised.value.__cause__)
     _answers_the_stored_decision(bank)
+
+
+def test_an_unanswered_decision_keeps_the_moment_its_request_was_checked(
+    bank: Bank, clock: FakeClock
+) -> None:
+    def broken(outcome: Outcome) -> bytes:
+        raise RuntimeError("signing key unavailable")
+
+    checked = clock.now_ms - 7
+    with pytest.raises(AnswerNotStored):
+        authorize(bank, respond=broken, checked_at_ms=checked)
+    with pytest.raises(AnswerNotStored):
+        authorize(bank, rrpid=b"r-2", digest=b"d-2", xid=b"x-2", respond=broken)
+    clock.advance(1_000)
+    first = bank.ledger.stored_response(b"r-1", b"d-1")
+    assert isinstance(first, Unanswered)
+    assert (first.checked_at_ms, first.decided_at_ms) == (checked, clock.now_ms - 1_000)
+    # A caller that gave no moment: the decision's own time stands in.
+    second = bank.ledger.stored_response(b"r-2", b"d-2")
+    assert isinstance(second, Unanswered)
+    assert second.checked_at_ms == second.decided_at_ms == clock.now_ms - 1_000
+
+
+@pytest.mark.parametrize("moment", [True, 1.5, "1700000000000"])
+def test_a_moment_of_check_that_is_not_an_integer_changes_nothing(
+    bank: Bank, moment: object
+) -> None:
+    with pytest.raises(InvalidRequest, match="checked_at_ms must be an integer"):
+        authorize(bank, checked_at_ms=moment)
+    assert bank.ledger.stored_response(b"r-1", b"d-1") is None
+    assert bank.ledger.find_card_account(PAN_A).pending == 0
+    assert bank.outcomes == []
 
 
 def test_an_answer_that_fails_to_store_leaves_the_decision_for_a_retry(

@@ -242,8 +242,8 @@ def test_ledger_code_and_values_travel_by_value() -> None:
     )
     prebuilt = PrebuiltApproval("h", 1, EUR, b"x")
     assert wire.load(wire.dump_value(prebuilt)) == prebuilt
-    assert wire.load(wire.dump_value(Unanswered(Declined(Decline.HOLD_EXPIRED), 7))) == (
-        Unanswered(Declined(Decline.HOLD_EXPIRED), 7)
+    assert wire.load(wire.dump_value(Unanswered(Declined(Decline.HOLD_EXPIRED), 7, 5))) == (
+        Unanswered(Declined(Decline.HOLD_EXPIRED), 7, 5)
     )
     error = wire.load(wire.dump_value(RrpidReused("reused")))
     assert isinstance(error, RrpidReused) and str(error) == "reused"

@@ -96,6 +96,7 @@ def test_operations_in_turn_are_answered_under_their_own_numbers(
         rrpid=b"rrpid-1",
         request_digest=b"digest-1",
         now_ms=1,
+        checked_at_ms=None,
         decide=functools.partial(money._given, outcome=declined),
         prebuilt=None,
     )
@@ -109,7 +110,7 @@ def test_operations_in_turn_are_answered_under_their_own_numbers(
         idempotency.stored_response, rrpid=b"rrpid-1", request_digest=b"another"
     )
     exchanges: list[tuple[int, object, int, object]] = [
-        (wire.EXECUTE, decide, wire.RESULT, Unanswered(declined, 1)),
+        (wire.EXECUTE, decide, wire.RESULT, Unanswered(declined, 1, 1)),
         (wire.EXECUTE, answer, wire.RESULT, b"answer"),
         (wire.READ, reused, wire.ERROR, RrpidReused),  # a rule refuses: the connection stays
         (wire.EXECUTE, answer, wire.RESULT, b"answer"),  # already answered: the same bytes
