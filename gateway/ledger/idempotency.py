@@ -81,11 +81,7 @@ def decide_once(
         return prebuilt.response
     encoded = outcome_codec.dumps(outcome)
     _insert(tx, rrpid, request_digest, _NO_RESPONSE_YET, encoded, now_ms, checked_at_ms)
-    return Unanswered(
-        outcome=outcome,
-        decided_at_ms=now_ms,
-        checked_at_ms=now_ms if checked_at_ms is None else checked_at_ms,
-    )
+    return _unanswered(outcome, now_ms, checked_at_ms)
 
 
 def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes) -> bytes:
@@ -124,13 +120,19 @@ def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | N
         raise RrpidReused("this RRPID was already used for a different request")
     if found["outcome"] is None:
         return bytes(found["response"])
-    decided_at_ms = int(found["created_at_ms"])
     checked_at_ms = found["checked_at_ms"]
-    return Unanswered(
-        outcome=outcome_codec.loads(str(found["outcome"])),
-        decided_at_ms=decided_at_ms,
-        checked_at_ms=decided_at_ms if checked_at_ms is None else int(checked_at_ms),
+    return _unanswered(
+        outcome_codec.loads(str(found["outcome"])),
+        int(found["created_at_ms"]),
+        None if checked_at_ms is None else int(checked_at_ms),
     )
+
+
+def _unanswered(outcome: Outcome, decided_at_ms: int, checked_at_ms: int | None) -> Unanswered:
+    """A decision awaiting its answer; where the check's moment was not recorded (a caller
+    that gave none, a row older than schema version 3), the decision's time stands in."""
+    checked = decided_at_ms if checked_at_ms is None else checked_at_ms
+    return Unanswered(outcome=outcome, decided_at_ms=decided_at_ms, checked_at_ms=checked)
 
 
 def stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> bytes | None:
