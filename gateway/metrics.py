@@ -38,6 +38,9 @@ identifier or a peer's text.
     setpay_key_pool_leases_total                        pool sessions leased
     setpay_worker_restarts_total                        workers restarted by the supervisor
     setpay_workers                                      worker processes running
+    setpay_bank_cpu_seconds_total                       CPU of all the bank's processes
+                                                        (served by the supervisor alone,
+                                                        ``gateway.bank_cpu``)
 
 Errors: ``MetricsError`` (metrics cannot be turned on as configured).
 """

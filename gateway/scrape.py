@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+from gateway.bank_cpu import BankCpuCollector, Children
 from gateway.metrics import MULTIPROC_ENV, MetricsError, client_is_multiprocess
 
 # A scraper that connects and then stalls holds the supervisor's loop this long at most.
@@ -86,6 +87,7 @@ class ScrapeEndpoint:
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(directory.path))  # type: ignore[no-untyped-call]
+        self._registry = registry
         handler = type(
             "ScrapeHandler", (MetricsHandler,), {"registry": registry, "timeout": SCRAPE_IO_SECONDS}
         )
@@ -96,6 +98,11 @@ class ScrapeEndpoint:
             raise MetricsError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
         # Poll, never block: the loop calls handle() only when a connection is waiting.
         self._server.timeout = 0
+
+    def count_cpu_of(self, children: Children) -> None:
+        """Serve the bank's CPU too (``gateway.bank_cpu``): the supervisor's, and that of
+        the ``children`` it runs; called once, by the supervisor."""
+        self._registry.register(BankCpuCollector(children))
 
     @property
     def port(self) -> int:

@@ -151,6 +151,8 @@ class Supervisor:
         self._count = workers
         self._inherited = inherited
         self._scrape = scrape
+        if scrape is not None:
+            scrape.count_cpu_of(lambda: [child.pid for child in self._children()])
         self._on_ready = on_ready
         self._workers: dict[int, _Worker] = {}
         self._ledger: _Worker | None = None  # the ledger process, if the plan has one

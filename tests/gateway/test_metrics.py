@@ -3,6 +3,7 @@ requests sent; and the metrics functions' label guards, in-process."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -35,7 +36,7 @@ from .actors import (
     register_cardholder,
     register_merchant,
 )
-from .served import ServedBank, served, value, wait_for
+from .served import ServedBank, children_of, served, value, wait_for
 
 # A run of 13 to 19 digits: the shape of a PAN.
 PAN_SHAPE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
@@ -181,6 +182,29 @@ def _assert_labels_from_fixed_sets(text: str) -> None:
     for line in text.splitlines():
         without_value = line if line.startswith("#") else line.rsplit(" ", 1)[0]
         assert not PAN_SHAPE.search(without_value), line
+
+
+def _cpu_of(pid: int) -> float:
+    # This test's own reading of /proc, independent of gateway.bank_cpu: utime + stime.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_page_counts_the_cpu_of_every_process_of_the_bank(bank: ServedBank) -> None:
+    merchant = register_merchant(bank.world, "M-metrics-cpu")
+    holder = register_cardholder(bank.world, limit=100_000)
+    for amount in (10, 20, 30):
+        _code(bank, merchant, auth_request(merchant, purchase(merchant, holder, amount)))
+    wait_for("two workers", lambda: len(children_of(bank.process.pid)) >= 2)
+    processes = [bank.process.pid, *children_of(bank.process.pid)]
+    # Read before the scrape: what the page says can only be more.
+    floor = sum(_cpu_of(pid) for pid in processes)
+    workers = sum(_cpu_of(pid) for pid in processes[1:])
+    first = value(bank.scrape(), "setpay_bank_cpu_seconds_total")
+    assert workers > 0  # the workers verified and signed: their CPU must be in the sum
+    assert first >= floor
+    _code(bank, merchant, auth_request(merchant, purchase(merchant, holder, 40)))
+    assert value(bank.scrape(), "setpay_bank_cpu_seconds_total") >= first
 
 
 def test_metrics_port_in_use_is_refused_before_any_worker_starts(tmp_path: Path) -> None:

@@ -221,6 +221,7 @@ def test_a_killed_worker_is_reported_and_replaced(two_workers: ServedBank) -> No
     merchant = register_merchant(bank.world, "M-restart-1")
     wait_for("two workers", lambda: len(workers_of(bank.process.pid)) == 2)
     victim, survivor = workers_of(bank.process.pid)
+    cpu_before = value(bank.scrape(), "setpay_bank_cpu_seconds_total")
     os.kill(victim, signal.SIGKILL)
     wait_for(
         "the replacement", lambda: len(set(workers_of(bank.process.pid)) - {victim, survivor}) == 1
@@ -234,6 +235,8 @@ def test_a_killed_worker_is_reported_and_replaced(two_workers: ServedBank) -> No
     samples = bank.scrape()
     assert value(samples, "setpay_worker_restarts_total") == 1
     assert value(samples, "setpay_workers") == 2
+    # The dead worker's CPU stays counted (the supervisor reaped it): no step back.
+    assert value(samples, "setpay_bank_cpu_seconds_total") >= cpu_before > 0
     assert bank.stop() == 0, bank.log()
 
 
