@@ -35,6 +35,9 @@ from clients.errors import ClientError
 from clients.loadtest import cpu, machine, spawn
 from clients.loadtest.bench import Bench, BenchResult
 from clients.loadtest.channels import GatewayAccess
+from clients.loadtest.commits import CommitProbe
+from clients.loadtest.commits import no_probe as no_commits
+from clients.loadtest.commits import probe_of as commit_probe
 from clients.loadtest.errors import BenchError
 from clients.loadtest.plan import Plan, Service, Target, parse_rates
 from clients.loadtest.plot import plot
@@ -99,7 +102,13 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
         metavar="HOST:PORT",
         help="the target bank's CertificateAuthority (default: its ca_listen)",
     )
-    a.add_argument("--metrics-url", help="the target's Prometheus page (server CPU)")
+    a.add_argument(
+        "--metrics-url", help="the target's Prometheus page (server CPU, ledger commits)"
+    )
+    a.add_argument(
+        "--metrics", action="store_true",
+        help="--spawn: the bank serves its metrics; the report shows its ledger commits",
+    )  # fmt: skip
     a.add_argument("--profile", choices=sorted(PROFILES), default="ec", help="--spawn only")
     a.add_argument("--keys", metavar="URI", help="--spawn: key backend URI for setpay init")
     a.add_argument(
@@ -181,6 +190,7 @@ class Bank:
     gateway_cpu: cpu.ServerCpuProbe
     workers: int
     servers: list[spawn.Server] = field(default_factory=list)
+    commits: CommitProbe = no_commits
 
     @property
     def tls_dir(self) -> Path | None:
@@ -193,13 +203,16 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
     config_path = spawn.init_bank(workdir / "bank", args.profile, args.keys)
     config = load(config_path)
     workers = SPAWN_WORKERS if args.workers is None else args.workers
-    server = spawn.serve_bank(config_path, workdir, workers)
+    metrics_port = spawn.free_port() if args.metrics else None
+    server = spawn.serve_bank(config_path, workdir, workers, metrics_port=metrics_port)
     stack.callback(server.stop)
     ca_port = server.ports[1] if len(server.ports) > 1 else 0
     access = GatewayAccess.from_tls_dir(server.target, _tls(config))
-    bank = Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}",
-                cpu.tree_cpu([server.process.pid]), workers, [server])  # fmt: skip
-    return bank
+    commits = no_commits
+    if metrics_port is not None:
+        commits = commit_probe(f"http://{LOOPBACK}:{metrics_port}/metrics")
+    return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}",
+                cpu.tree_cpu([server.process.pid]), workers, [server], commits)  # fmt: skip
 
 
 def _tls(config: BankConfig) -> Path | None:
@@ -213,9 +226,10 @@ def _target_bank(args: argparse.Namespace) -> Bank:
     config = load(args.bank_config)
     access = GatewayAccess.from_tls_dir(args.target, _tls(config))
     probe = cpu.scrape(args.metrics_url) if args.metrics_url else cpu.no_probe
+    commits = commit_probe(args.metrics_url) if args.metrics_url else no_commits
     ca_target = args.ca_target or dialable(config.ca_listen)
     workers = config.workers if args.workers is None else args.workers
-    return Bank(config, args.bank_config, access, ca_target, probe, workers)
+    return Bank(config, args.bank_config, access, ca_target, probe, workers, commits=commits)
 
 
 def dialable(listen: str) -> str:
@@ -313,12 +327,13 @@ def authorize(args: argparse.Namespace) -> int:
     _exit_on_sigterm()
     if args.spawn and args.bank_config is not None:
         raise BenchError("--bank-config is for --target; --spawn makes its own bank")
-    if args.target and (args.keys or args.workdir):
-        raise BenchError("--keys and --workdir are for --spawn")
+    if args.target and (args.keys or args.workdir or args.metrics):
+        raise BenchError("--keys, --workdir and --metrics are for --spawn (a target's page:"
+                         " --metrics-url)")  # fmt: skip
     with ExitStack() as stack:
         workdir = stack.enter_context(_workdir(args))
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
-        targets = [Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu)]
+        targets = [Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, bank.commits)]
         if args.ceiling:
             targets += _references(bank, workdir, stack)
         population = Population(

@@ -6,23 +6,24 @@ a server is the CPU of every live process descending from the one the bench star
 after the parenthesised command name, which may itself contain spaces).
 
 For a bank the bench did not start, the only honest source is the bank's own metrics:
-``scrape`` sums a counter (``process_cpu_seconds_total`` by default) from a Prometheus
-text endpoint.
+``scrape`` reads a counter from its Prometheus page. A setpay bank serves the CPU of all
+its processes as ``setpay_bank_cpu_seconds_total`` (``gateway.bank_cpu``); a server that
+does not, but exports the standard ``process_cpu_seconds_total`` of one process, is read
+from that instead.
 """
 
 from __future__ import annotations
 
 import os
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from clients.loadtest import metrics_page
+
 PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# A metrics page is small; a scrape that takes longer than this is not worth waiting for.
-SCRAPE_SECONDS = 5.0
-# Largest metrics page read (bytes): a multi-worker page is a few hundred kilobytes.
-MAX_SCRAPE_BYTES = 8 << 20
+# What a metrics page calls its server's CPU seconds, in order of preference.
+PAGE_CPU_METRICS = ("setpay_bank_cpu_seconds_total", "process_cpu_seconds_total")
 
 ServerCpuProbe = Callable[[], float | None]
 """Cumulative CPU seconds of a server (None when it cannot be observed)."""
@@ -77,24 +78,17 @@ def tree_cpu(roots: Sequence[int]) -> Callable[[], float | None]:
     return probe
 
 
-def scrape(url: str, metric: str = "process_cpu_seconds_total") -> Callable[[], float | None]:
-    """A probe summing every sample of ``metric`` on a Prometheus text page (None on failure)."""
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("a metrics URL must be http:// or https://")
+def scrape(url: str, metrics: Sequence[str] = PAGE_CPU_METRICS) -> ServerCpuProbe:
+    """A probe of the first of ``metrics`` the Prometheus page at ``url`` has, summed over
+    its samples (None when the page cannot be read or has none of them)."""
+    metrics_page.check_url(url)
 
     def probe() -> float | None:
-        try:
-            with urllib.request.urlopen(url, timeout=SCRAPE_SECONDS) as page:  # noqa: S310
-                text = page.read(MAX_SCRAPE_BYTES).decode("utf-8", "replace")
-        except OSError:
+        text = metrics_page.fetch(url)
+        if text is None:
             return None
-        total, seen = 0.0, False
-        for line in text.splitlines():
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            if name == metric:
-                total += float(line.rsplit(" ", 1)[-1])
-                seen = True
-        return total if seen else None
+        found = metrics_page.sums(text, frozenset(metrics))
+        return next((found[name] for name in metrics if name in found), None)
 
     return probe
 

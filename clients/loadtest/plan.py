@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from clients.loadtest import commits
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.errors import PlanError
 from clients.loadtest.load import MAX_RATE, ClosedLoop, OpenLoop, ServerCpu, Shape
@@ -46,11 +47,12 @@ class Service(StrEnum):
 
 @dataclass(frozen=True)
 class Target:
-    """A service to drive, how to reach it, and how to watch its CPU."""
+    """A service to drive, how to reach it, and how to watch its CPU and its commits."""
 
     service: Service
     access: GatewayAccess
     server_cpu: ServerCpu
+    commits: commits.CommitProbe = commits.no_probe
 
     @property
     def single_use(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.loadtest.bench import BenchResult, StepResult
+from clients.loadtest.commits import LedgerCommits
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
 from clients.loadtest.tally import Tally
@@ -104,9 +105,21 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "max_in_flight": counted.max_in_flight,
                 "send_lag_max_ms": counted.send_lag_max_ms,
                 "ran_out_of_requests": counted.exhausted,
+                "ledger_commits": _ledger_json(counted.ledger),
             }
         )
     )
+
+
+def _ledger_json(ledger: LedgerCommits | None) -> dict[str, Any] | None:
+    if ledger is None:
+        return None
+    return {
+        "commits": ledger.commits,
+        "operations": ledger.operations,
+        "operations_per_commit": ledger.operations_per_commit,
+        "mean_commit_ms": ledger.mean_commit_ms,
+    }
 
 
 def to_json(result: BenchResult) -> dict[str, Any]:
@@ -185,6 +198,11 @@ def _details(counted: Tally) -> list[str]:
         lines.append(f"    {counted.target}: REQUESTS UNACCOUNTED FOR")
     if counted.exhausted:
         lines.append(f"    {counted.target}: ran out of prepared requests (raise --requests)")
+    if counted.ledger is not None:
+        ledger = counted.ledger
+        lines.append(f"    {counted.target} ledger: {ledger.commits:,} commits carrying "
+                     f"{ledger.operations:,} operations ({_num(ledger.operations_per_commit, 2)}"
+                     f" per commit), {_num(ledger.mean_commit_ms, 2)} ms per commit")  # fmt: skip
     if counted.send_lag_max_ms > 1.0:
         lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
                      " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip

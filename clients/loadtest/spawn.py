@@ -10,7 +10,9 @@ bank, whose last lines are shown when one does not come up.
 from __future__ import annotations
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +35,14 @@ LOG_TAIL_LINES = 20
 # How often to look for the port file while a server starts.
 POLL_SECONDS = 0.05
 LOOPBACK_ANY_PORT = "127.0.0.1:0"
+# A port handed to a server that binds it a moment later comes from below the kernel's
+# ephemeral range: a port the kernel picked for a probe goes back to that range, where any
+# outgoing connection may take it first (a test suite's metrics endpoint once failed with
+# "Address already in use" exactly so).
+FIXED_PORTS_FROM = 20000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Random ports tried before giving up.
+PORT_TRIES = 200
 
 
 def _setpay(*args: str) -> list[str]:
@@ -45,6 +55,22 @@ def _tail(log: Path) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now, outside the ephemeral range.
+
+    For a server option that takes a fixed port (the bank's metrics). Another process may
+    still bind it first; the server then fails to start and says so."""
+    below = int(EPHEMERAL_RANGE.read_text().split()[0])
+    for port in random.sample(range(FIXED_PORTS_FROM, below), PORT_TRIES):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SpawnError(f"no free loopback port in {FIXED_PORTS_FROM}-{below - 1}")
 
 
 def init_bank(directory: Path, profile: str, keys: str | None) -> Path:
@@ -118,8 +144,11 @@ def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
     raise SpawnError(f"{name} did not serve within {STARTUP_SECONDS:.0f} s:\n{_tail(log)}")
 
 
-def serve_bank(config: Path, workdir: Path, workers: int) -> Server:
-    """``setpay gateway serve`` on loopback ports chosen by the OS."""
+def serve_bank(
+    config: Path, workdir: Path, workers: int, *, metrics_port: int | None = None
+) -> Server:
+    """``setpay gateway serve`` on loopback ports chosen by the OS (with ``metrics_port``:
+    its Prometheus page on that loopback port)."""
     port_file = workdir / "bank.ports"
     argv = _setpay(
         "gateway", "serve", "--config", str(config), "--listen", LOOPBACK_ANY_PORT,
@@ -128,6 +157,8 @@ def serve_bank(config: Path, workdir: Path, workers: int) -> Server:
     # Passed only when asked: a gateway without the option then refuses it loudly.
     if workers != 1:
         argv += ["--workers", str(workers)]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
     return start("bank", argv, port_file, workdir / "bank.log")
 
 

@@ -10,9 +10,7 @@ nobody reads. Every wait is bounded.
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from clients.loadtest.spawn import free_port
 from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger
@@ -40,27 +39,6 @@ STOP_SECONDS = 60.0
 WAIT_SECONDS = 30.0
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
-
-
-# Ports handed to a server that binds them a moment later come from below the kernel's
-# ephemeral range: a port the kernel picked for a probe goes back to that range, where any
-# outgoing connection of the suite may take it first (one CI-like run's metrics endpoint
-# failed with "Address already in use" exactly so).
-FIXED_PORTS_FROM = 20000
-EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now, outside the ephemeral range."""
-    below = int(EPHEMERAL_RANGE.read_text().split()[0])
-    for port in random.sample(range(FIXED_PORTS_FROM, below), 200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free loopback port in {FIXED_PORTS_FROM}-{below - 1}")
 
 
 def wait_for(what: str, check: Callable[[], bool], seconds: float = WAIT_SECONDS) -> None:

@@ -30,7 +30,7 @@ def spawned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     code = run_bench([
         "authorize", "--spawn", "--workdir", str(work / "run"), "--rate", str(RATE),
         "--duration", str(DURATION), "--cardholders", str(CARDHOLDERS), "--channels", "2",
-        "--ceiling", "--json", str(report),
+        "--ceiling", "--metrics", "--json", str(report),
     ])  # fmt: skip
     return {"code": code, "work": work, "report": json.loads(report.read_text())}
 
@@ -66,6 +66,24 @@ def test_approvals_are_the_holds_in_the_ledger(spawned: dict[str, Any]) -> None:
     assert approved == RATE * DURATION + CARDHOLDERS  # the steps plus the warm-up
     assert holds == approved
     assert cards == CARDHOLDERS
+
+
+def test_the_gateway_s_commits_carry_its_authorizations(spawned: dict[str, Any]) -> None:
+    (step,) = spawned["report"]["steps"]
+    gateway = step["results"]["gateway"]
+    ledger = gateway["ledger_commits"]
+    assert ledger["operations"] == gateway["outcomes"]["approved"] == RATE * DURATION
+    assert 1 <= ledger["commits"] <= ledger["operations"]
+    # The reference services keep no ledger: nothing is read for them.
+    assert step["results"]["ceiling"]["ledger_commits"] is None
+    assert step["results"]["echo"]["ledger_commits"] is None
+
+
+def test_metrics_are_for_a_spawned_bank(capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_bench(["authorize", "--target", "127.0.0.1:1", "--bank-config", "setpay.toml",
+                      "--rate", "1", "--metrics"])  # fmt: skip
+    assert code == 1
+    assert "--metrics are for --spawn" in capsys.readouterr().err
 
 
 def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:

@@ -19,7 +19,6 @@ import pytest
 
 from cli import bench
 from clients.loadtest import spawn
-from tests.gateway.served import free_port
 
 from .conftest import run_bench
 
@@ -35,14 +34,16 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     work = tmp_path_factory.mktemp("bench-target")
     with pytest.MonkeyPatch.context() as env:
         # Read by the bank and by the bench alike, as both load the same configuration.
-        env.setenv("SETPAY_CA_LISTEN", f"0.0.0.0:{free_port()}")
+        env.setenv("SETPAY_CA_LISTEN", f"0.0.0.0:{spawn.free_port()}")
         env.setenv("SETPAY_WORKERS", str(TARGET_WORKERS))
         config = spawn.init_bank(work / "bank", "ec", None)
+        metrics_port = spawn.free_port()
         server = spawn.start(
             "bank",
             [
                 sys.executable, "-m", "cli.main", "gateway", "serve", "--config", str(config),
                 "--listen", "127.0.0.1:0", "--port-file", str(work / "bank.ports"),
+                "--metrics-port", str(metrics_port),
             ],
             work / "bank.ports",
             work / "bank.log",
@@ -53,6 +54,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 "authorize", "--target", server.target, "--bank-config", str(config),
                 "--rate", str(RATE), "--duration", str(DURATION),
                 "--cardholders", str(CARDHOLDERS), "--channels", "2", "--json", str(report),
+                "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
             ])  # fmt: skip
             # A failed run writes no report: the first test then shows the exit code.
             found = json.loads(report.read_text()) if report.exists() else {}
@@ -67,6 +69,21 @@ def test_target_bench_registers_through_a_wildcard_ca_listen(target: dict[str, A
     gateway = step["results"]["gateway"]
     assert gateway["sent"] == RATE * DURATION == gateway["ok"]
     assert gateway["outcomes"] == {"approved": gateway["sent"]}
+
+
+def test_target_bench_reads_cpu_and_commits_from_the_metrics_page(
+    target: dict[str, Any],
+) -> None:
+    report = target["report"]
+    (step,) = report["steps"]
+    gateway = step["results"]["gateway"]
+    assert gateway["server_cpu_s"] > 0
+    # One ledger operation per authorization decided, in as many commits as it took.
+    ledger = gateway["ledger_commits"]
+    assert ledger["operations"] == gateway["sent"] == RATE * DURATION
+    assert 1 <= ledger["commits"] <= ledger["operations"]
+    assert ledger["mean_commit_ms"] > 0
+    assert report["warmup"]["gateway"]["ledger_commits"]["operations"] == CARDHOLDERS
 
 
 def test_target_bench_reports_the_configured_workers(target: dict[str, Any]) -> None:

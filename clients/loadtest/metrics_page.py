@@ -1,0 +1,42 @@
+"""A Prometheus text page, fetched and summed: how the bench reads a bank it did not start.
+
+The bank's own metrics are the honest source for what happens inside it (its CPU, its
+ledger's commits). A page is read whole and summed per metric name over every label set
+and every worker (the bank's supervisor already merges its workers' samples).
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+# A metrics page is small; a scrape that takes longer than this is not worth waiting for.
+SCRAPE_SECONDS = 5.0
+# Largest metrics page read (bytes): a multi-worker page is a few hundred kilobytes.
+MAX_SCRAPE_BYTES = 8 << 20
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that is not http(s), before any run starts."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("a metrics URL must be http:// or https://")
+
+
+def fetch(url: str) -> str | None:
+    """The page's text, or None when it cannot be read."""
+    try:
+        with urllib.request.urlopen(url, timeout=SCRAPE_SECONDS) as page:  # noqa: S310
+            return str(page.read(MAX_SCRAPE_BYTES).decode("utf-8", "replace"))
+    except OSError:
+        return None
+
+
+def sums(text: str, names: frozenset[str]) -> dict[str, float]:
+    """Each of ``names`` found on the page, summed over its samples (absent names left out)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names:
+            found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[-1])
+    return found
