@@ -33,11 +33,11 @@ import grpc
 
 from clients.errors import ClientError
 from clients.loadtest import cpu, machine, spawn
+from clients.loadtest.bank_page import PageProbe
+from clients.loadtest.bank_page import no_probe as no_page
+from clients.loadtest.bank_page import probe_of as page_probe
 from clients.loadtest.bench import Bench, BenchResult
 from clients.loadtest.channels import GatewayAccess
-from clients.loadtest.commits import CommitProbe
-from clients.loadtest.commits import no_probe as no_commits
-from clients.loadtest.commits import probe_of as commit_probe
 from clients.loadtest.errors import BenchError
 from clients.loadtest.plan import Plan, Service, Target, parse_rates
 from clients.loadtest.plot import plot
@@ -103,11 +103,13 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help="the target bank's CertificateAuthority (default: its ca_listen)",
     )
     a.add_argument(
-        "--metrics-url", help="the target's Prometheus page (server CPU, ledger commits)"
+        "--metrics-url",
+        help="the target's Prometheus page (server CPU, ledger commits, calls per worker)",
     )
     a.add_argument(
         "--metrics", action="store_true",
-        help="--spawn: the bank serves its metrics; the report shows its ledger commits",
+        help="--spawn: the bank serves its metrics; the report shows its ledger commits and "
+        "calls per worker",
     )  # fmt: skip
     a.add_argument("--profile", choices=sorted(PROFILES), default="ec", help="--spawn only")
     a.add_argument("--keys", metavar="URI", help="--spawn: key backend URI for setpay init")
@@ -190,7 +192,7 @@ class Bank:
     gateway_cpu: cpu.ServerCpuProbe
     workers: int
     servers: list[spawn.Server] = field(default_factory=list)
-    commits: CommitProbe = no_commits
+    page: PageProbe = no_page
 
     @property
     def tls_dir(self) -> Path | None:
@@ -208,11 +210,11 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
     stack.callback(server.stop)
     ca_port = server.ports[1] if len(server.ports) > 1 else 0
     access = GatewayAccess.from_tls_dir(server.target, _tls(config))
-    commits = no_commits
+    page = no_page
     if metrics_port is not None:
-        commits = commit_probe(f"http://{LOOPBACK}:{metrics_port}/metrics")
+        page = page_probe(f"http://{LOOPBACK}:{metrics_port}/metrics")
     return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}",
-                cpu.tree_cpu([server.process.pid]), workers, [server], commits)  # fmt: skip
+                cpu.tree_cpu([server.process.pid]), workers, [server], page)  # fmt: skip
 
 
 def _tls(config: BankConfig) -> Path | None:
@@ -226,10 +228,10 @@ def _target_bank(args: argparse.Namespace) -> Bank:
     config = load(args.bank_config)
     access = GatewayAccess.from_tls_dir(args.target, _tls(config))
     probe = cpu.scrape(args.metrics_url) if args.metrics_url else cpu.no_probe
-    commits = commit_probe(args.metrics_url) if args.metrics_url else no_commits
+    page = page_probe(args.metrics_url) if args.metrics_url else no_page
     ca_target = args.ca_target or dialable(config.ca_listen)
     workers = config.workers if args.workers is None else args.workers
-    return Bank(config, args.bank_config, access, ca_target, probe, workers, commits=commits)
+    return Bank(config, args.bank_config, access, ca_target, probe, workers, page=page)
 
 
 def dialable(listen: str) -> str:
@@ -333,7 +335,7 @@ def authorize(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         workdir = stack.enter_context(_workdir(args))
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
-        targets = [Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, bank.commits)]
+        targets = [Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, bank.page, bank.workers)]
         if args.ceiling:
             targets += _references(bank, workdir, stack)
         population = Population(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from clients.loadtest import commits, load
+from clients.loadtest import bank_page, load
 from clients.loadtest.load import ClosedLoop, OpenLoop, Shape
 from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.prepare import Parties, PreparedAuth, build_authorizations
@@ -126,14 +126,14 @@ class Bench:
         """One run of ``shape`` against ``target``, tallied."""
         what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
         self._say(f"{what} against the {target.service}")
-        before = target.commits()
+        before = target.page()
         recording = load.run(
             shape, target.access, [p.request for p in prepared], channels=self._plan.channels,
             timeout=self._plan.timeout, reuse=not target.single_use,
             server_cpu=target.server_cpu,
         )  # fmt: skip
-        ledger = commits.between(before, target.commits())
-        return tally(str(target.service), recording, self._judge(target, prepared), ledger)
+        during = bank_page.between(before, target.page(), target.workers)
+        return tally(str(target.service), recording, self._judge(target, prepared), during)
 
     def warm_up(self, result: BenchResult) -> None:
         """One AuthReq per cardholder to each target: caches warm, connections made."""

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from clients.loadtest.bank_page import LedgerCommits, WorkerCalls
 from clients.loadtest.bench import BenchResult, StepResult
-from clients.loadtest.commits import LedgerCommits
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
 from clients.loadtest.tally import Tally
@@ -106,6 +106,7 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "send_lag_max_ms": counted.send_lag_max_ms,
                 "ran_out_of_requests": counted.exhausted,
                 "ledger_commits": _ledger_json(counted.ledger),
+                "worker_calls": list(counted.workers.calls) if counted.workers else None,
             }
         )
     )
@@ -203,10 +204,26 @@ def _details(counted: Tally) -> list[str]:
         lines.append(f"    {counted.target} ledger: {ledger.commits:,} commits carrying "
                      f"{ledger.operations:,} operations ({_num(ledger.operations_per_commit, 2)}"
                      f" per commit), {_num(ledger.mean_commit_ms, 2)} ms per commit")  # fmt: skip
+    if counted.workers is not None:
+        lines.append(f"    {counted.target} workers: {_worker_calls(counted.workers)}")
     if counted.send_lag_max_ms > 1.0:
         lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
                      " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip
     return lines
+
+
+def _worker_calls(workers: WorkerCalls) -> str:
+    calls = " / ".join(f"{c:,}" for c in workers.calls)
+    shares = " / ".join(f"{s:.0%}" for s in workers.shares)
+    text = f"calls per worker {calls} ({shares})"
+    if workers.idle and workers.total:
+        idle = ", ".join(str(i) for i in workers.idle)
+        who = f"workers {idle}" if len(workers.idle) > 1 else f"worker {idle}"
+        text += (
+            f"; {who} answered none: every connection went elsewhere"
+            " (SO_REUSEPORT spreads connections, not calls); rerun, or raise --channels"
+        )
+    return text
 
 
 def to_text(result: BenchResult) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from clients.loadtest.commits import LedgerCommits
+from clients.loadtest.bank_page import Activity, LedgerCommits, WorkerCalls
 from clients.loadtest.load import Recording, Sample
 from setcore.authorization import AuthResult
 from setcore.errors import PeerError, ProtocolError
@@ -138,6 +138,7 @@ class Tally:
     grpc_errors: dict[str, int] = field(default_factory=dict)
     set_errors: dict[str, int] = field(default_factory=dict)
     ledger: LedgerCommits | None = None  # the bank's commits during the run, if it says
+    workers: WorkerCalls | None = None  # its workers' calls during the run, if it says
 
     @property
     def accounted(self) -> bool:
@@ -167,11 +168,9 @@ class Tally:
         return self.errors == 0 and self.timeouts == 0 and not self.exhausted
 
 
-def tally(
-    target: str, recording: Recording, judge: Judge, ledger: LedgerCommits | None = None
-) -> Tally:
-    """Count ``recording``, opening every answer with ``judge``; ``ledger``: the bank's
-    commits during the run, when it could be read."""
+def tally(target: str, recording: Recording, judge: Judge, during: Activity | None = None) -> Tally:
+    """Count ``recording``, opening every answer with ``judge``; ``during``: what the
+    bank's metrics page said about the run (its commits, its workers' calls), if read."""
     outcomes: Counter[str] = Counter()
     grpc_errors: Counter[str] = Counter()
     set_errors: Counter[str] = Counter()
@@ -192,7 +191,7 @@ def tally(
         server_cpu_seconds=recording.server_cpu, max_in_flight=recording.max_in_flight,
         send_lag_max_ms=recording.send_lag_max * 1000.0, exhausted=recording.exhausted,
         outcomes=dict(outcomes), grpc_errors=dict(grpc_errors), set_errors=dict(set_errors),
-        ledger=ledger,
+        ledger=during.ledger if during else None, workers=during.workers if during else None,
     )  # fmt: skip
 
 

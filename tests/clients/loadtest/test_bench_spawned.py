@@ -30,7 +30,7 @@ def spawned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     code = run_bench([
         "authorize", "--spawn", "--workdir", str(work / "run"), "--rate", str(RATE),
         "--duration", str(DURATION), "--cardholders", str(CARDHOLDERS), "--channels", "2",
-        "--ceiling", "--metrics", "--json", str(report),
+        "--ceiling", "--metrics", "--workers", "2", "--json", str(report),
     ])  # fmt: skip
     return {"code": code, "work": work, "report": json.loads(report.read_text())}
 
@@ -77,6 +77,17 @@ def test_the_gateway_s_commits_carry_its_authorizations(spawned: dict[str, Any])
     # The reference services keep no ledger: nothing is read for them.
     assert step["results"]["ceiling"]["ledger_commits"] is None
     assert step["results"]["echo"]["ledger_commits"] is None
+
+
+def test_every_call_is_counted_by_one_of_the_workers(spawned: dict[str, Any]) -> None:
+    report = spawned["report"]
+    (step,) = report["steps"]
+    calls = step["results"]["gateway"]["worker_calls"]
+    # One count per worker of the spawned bank, however its two connections landed.
+    assert len(calls) == report["setting"]["workers"] == 2
+    assert sum(calls) == RATE * DURATION
+    assert sum(report["warmup"]["gateway"]["worker_calls"]) == CARDHOLDERS
+    assert step["results"]["ceiling"]["worker_calls"] is None
 
 
 def test_metrics_are_for_a_spawned_bank(capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,6 +84,9 @@ def test_target_bench_reads_cpu_and_commits_from_the_metrics_page(
     assert 1 <= ledger["commits"] <= ledger["operations"]
     assert ledger["mean_commit_ms"] > 0
     assert report["warmup"]["gateway"]["ledger_commits"]["operations"] == CARDHOLDERS
+    # Every call counted by one of the bank's workers.
+    assert len(gateway["worker_calls"]) == TARGET_WORKERS
+    assert sum(gateway["worker_calls"]) == RATE * DURATION
 
 
 def test_target_bench_reports_the_configured_workers(target: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The ledger's commits during a run, read from a bank's metrics page over real HTTP."""
+"""What a bank's metrics page says about a run (its ledger's commits, its workers' calls),
+read over real HTTP."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from clients.loadtest import commits, cpu, metrics_page
+from clients.loadtest import bank_page, cpu, metrics_page
+from clients.loadtest.bank_page import CommitCounts, LedgerCommits, Reading, WorkerCalls
 from clients.loadtest.bench import BenchResult, StepResult
-from clients.loadtest.commits import CommitCounts, LedgerCommits
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Plan, Service
 from clients.loadtest.report import to_json, to_text
@@ -31,6 +32,9 @@ setpay_ledger_commit_duration_seconds_sum 0.06
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total{pid="101"} 1.5
 process_cpu_seconds_total{pid="102"} 2.25
+# TYPE setpay_worker_rpcs_total counter
+setpay_worker_rpcs_total{worker="0"} 30.0
+setpay_worker_rpcs_total{worker="1"} 14.0
 """
 
 
@@ -63,7 +67,9 @@ def page() -> Iterator[tuple[str, type[_Page]]]:
 
 def test_a_page_is_read_summed_per_name(page: tuple[str, type[_Page]]) -> None:
     url, _ = page
-    assert commits.probe_of(url)() == CommitCounts(12.0, 40.0, 0.06, seen=True)
+    assert bank_page.probe_of(url)() == Reading(
+        CommitCounts(12.0, 40.0, 0.06, seen=True), {"0": 30.0, "1": 14.0}
+    )
     assert cpu.scrape(url)() == pytest.approx(3.75)  # both workers' CPU
 
 
@@ -76,13 +82,13 @@ def test_a_setpay_bank_s_own_cpu_counter_is_preferred(page: tuple[str, type[_Pag
 
 def test_an_unreadable_page_gives_no_reading() -> None:
     url = "http://127.0.0.1:1/metrics"  # nothing listens on port 1
-    assert commits.probe_of(url)() is None
+    assert bank_page.probe_of(url)() is None
     assert cpu.scrape(url)() is None
 
 
 def test_a_url_that_is_not_http_is_refused_before_any_run() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
-        commits.probe_of("file:///etc/passwd")
+        bank_page.probe_of("file:///etc/passwd")
     with pytest.raises(ValueError, match="http:// or https://"):
         cpu.scrape("ftp://bank/metrics")
 
@@ -90,16 +96,16 @@ def test_a_url_that_is_not_http_is_refused_before_any_run() -> None:
 def test_comments_and_other_names_are_not_counted() -> None:
     text = "# setpay_ledger_commit_operations_sum 99\nsetpay_ledger_commit_operations_sums 7\n"
     assert metrics_page.sums(text, frozenset({"setpay_ledger_commit_operations_sum"})) == {}
-    assert commits.read(text) == CommitCounts()
+    assert bank_page.read(text) == Reading()
 
 
 def test_the_commits_of_a_run_are_the_difference(page: tuple[str, type[_Page]]) -> None:
     url, handler = page
-    probe = commits.probe_of(url)
+    probe = bank_page.probe_of(url)
     before = probe()
     handler.body = PAGE.replace("_count 12.0", "_count 17.0").replace("_sum 40.0", "_sum 60.0")
     handler.body = handler.body.replace("seconds_sum 0.06", "seconds_sum 0.085").encode()
-    run = commits.between(before, probe())
+    run = bank_page.between(before, probe(), workers=2).ledger
     assert run == LedgerCommits(commits=5, operations=20, seconds=pytest.approx(0.025))
     assert run is not None
     assert run.operations_per_commit == 4.0
@@ -107,8 +113,8 @@ def test_the_commits_of_a_run_are_the_difference(page: tuple[str, type[_Page]]) 
 
 
 def test_a_ledger_that_had_not_committed_before_the_run_starts_from_zero() -> None:
-    after = commits.read(PAGE)
-    assert commits.between(CommitCounts(), after) == LedgerCommits(12, 40, 0.06)
+    after = bank_page.read(PAGE)
+    assert bank_page.between(Reading(), after, workers=2).ledger == LedgerCommits(12, 40, 0.06)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +130,46 @@ def test_a_ledger_that_had_not_committed_before_the_run_starts_from_zero() -> No
 def test_no_figures_when_the_readings_cannot_be_compared(
     before: CommitCounts | None, after: CommitCounts | None
 ) -> None:
-    assert commits.between(before, after) is None
+    during = bank_page.between(
+        None if before is None else Reading(before), None if after is None else Reading(after), 2
+    )
+    assert during.ledger is None
+
+
+def test_the_calls_of_each_worker_during_a_run(page: tuple[str, type[_Page]]) -> None:
+    url, handler = page
+    probe = bank_page.probe_of(url)
+    before = probe()
+    handler.body = PAGE.replace('"0"} 30.0', '"0"} 530.0').replace('"1"} 14.0', '"1"} 1514.0')
+    handler.body = handler.body.encode()
+    workers = bank_page.between(before, probe(), workers=2).workers
+    assert workers == WorkerCalls((500, 1500))
+    assert workers.shares == (0.25, 0.75)
+    assert workers.idle == ()
+
+
+def test_a_worker_the_page_never_named_handled_no_call() -> None:
+    # Worker 1 had no connection since the bank started, so the page has no sample of it.
+    before = Reading(worker_calls={"0": 10.0})
+    after = Reading(worker_calls={"0": 710.0})
+    workers = bank_page.between(before, after, workers=2).workers
+    assert workers == WorkerCalls((700, 0))
+    assert workers.idle == (1,)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({}, {}),  # a page without worker counters (another server)
+        ({"0": 1.0}, {"0": 2.0, "5": 1.0}),  # a worker beyond the bank's count
+        ({"0": 9.0, "1": 3.0}, {"0": 10.0, "1": 1.0}),  # a counter went back
+    ],
+)
+def test_no_worker_figures_when_the_page_cannot_say(
+    before: dict[str, float], after: dict[str, float]
+) -> None:
+    during = bank_page.between(Reading(worker_calls=before), Reading(worker_calls=after), 2)
+    assert during.workers is None
 
 
 def test_a_run_without_commits_has_no_ratios() -> None:
@@ -132,12 +177,13 @@ def test_a_run_without_commits_has_no_ratios() -> None:
     assert idle.operations_per_commit is None and idle.mean_commit_ms is None
 
 
-def _result(ledger: LedgerCommits | None) -> BenchResult:
+def _result(ledger: LedgerCommits | None, workers: WorkerCalls | None = None) -> BenchResult:
     tally = Tally(
         target="gateway", shape="open loop 700/s", offered_rate=700.0, duration=10.0,
         sent=7000, ok=7000, errors=0, timeouts=0, throughput=700.0, latency=None,
         client_cpu_seconds=2.5, server_cpu_seconds=12.0, max_in_flight=40,
         send_lag_max_ms=0.5, exhausted=False, outcomes={"approved": 7000}, ledger=ledger,
+        workers=workers,
     )  # fmt: skip
     step = StepResult(OpenLoop(rate=700.0, duration=10.0), {Service.GATEWAY: tally})
     return BenchResult(setting={}, plan=Plan(duration=10.0, rates=(700.0,)), steps=[step])
@@ -154,7 +200,23 @@ def test_the_report_shows_the_ledger_commits_of_a_run() -> None:
     }  # fmt: skip
 
 
-def test_a_run_without_commit_figures_says_nothing_of_them() -> None:
+def test_a_run_without_page_figures_says_nothing_of_them() -> None:
     result = _result(None)
-    assert "ledger:" not in to_text(result)
-    assert to_json(result)["steps"][0]["results"]["gateway"]["ledger_commits"] is None
+    text = to_text(result)
+    assert "ledger:" not in text and "workers:" not in text
+    gateway = to_json(result)["steps"][0]["results"]["gateway"]
+    assert gateway["ledger_commits"] is None and gateway["worker_calls"] is None
+
+
+def test_the_report_shows_each_worker_s_calls() -> None:
+    result = _result(None, WorkerCalls((3600, 3400)))
+    text = to_text(result)
+    assert "gateway workers: calls per worker 3,600 / 3,400 (51% / 49%)\n" in text + "\n"
+    assert "answered none" not in text
+    assert to_json(result)["steps"][0]["results"]["gateway"]["worker_calls"] == [3600, 3400]
+
+
+def test_the_report_flags_a_worker_that_answered_nothing() -> None:
+    text = to_text(_result(None, WorkerCalls((7000, 0))))
+    assert "calls per worker 7,000 / 0 (100% / 0%); worker 1 answered none" in text
+    assert "raise --channels" in text
