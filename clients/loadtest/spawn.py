@@ -147,16 +147,15 @@ def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
 def serve_bank(
     config: Path, workdir: Path, workers: int, *, metrics_port: int | None = None
 ) -> Server:
-    """``setpay gateway serve`` on loopback ports chosen by the OS (with ``metrics_port``:
-    its Prometheus page on that loopback port)."""
+    """``setpay gateway serve`` with ``workers`` workers on loopback ports chosen by the OS
+    (with ``metrics_port``: its Prometheus page on that loopback port)."""
     port_file = workdir / "bank.ports"
+    # Always passed: without it the bank runs its configured count (the cores here).
     argv = _setpay(
         "gateway", "serve", "--config", str(config), "--listen", LOOPBACK_ANY_PORT,
         "--ca-listen", LOOPBACK_ANY_PORT, "--port-file", str(port_file),
+        "--workers", str(workers),
     )  # fmt: skip
-    # Passed only when asked: a gateway without the option then refuses it loudly.
-    if workers != 1:
-        argv += ["--workers", str(workers)]
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port)]
     return start("bank", argv, port_file, workdir / "bank.log")

@@ -90,6 +90,19 @@ def test_every_call_is_counted_by_one_of_the_workers(spawned: dict[str, Any]) ->
     assert step["results"]["ceiling"]["worker_calls"] is None
 
 
+def test_a_spawned_bank_runs_the_workers_asked_for(tmp_path: Path) -> None:
+    # One worker asked for: the bank's page must name one, not the machine's cores.
+    report = tmp_path / "one.json"
+    code = run_bench([
+        "authorize", "--spawn", "--workdir", str(tmp_path / "run"), "--workers", "1",
+        "--rate", "10", "--duration", "1", "--cardholders", "2", "--channels", "2",
+        "--metrics", "--json", str(report),
+    ])  # fmt: skip
+    assert code == 0
+    (step,) = json.loads(report.read_text())["steps"]
+    assert step["results"]["gateway"]["worker_calls"] == [10]
+
+
 def test_metrics_are_for_a_spawned_bank(capsys: pytest.CaptureFixture[str]) -> None:
     code = run_bench(["authorize", "--target", "127.0.0.1:1", "--bank-config", "setpay.toml",
                       "--rate", "1", "--metrics"])  # fmt: skip
