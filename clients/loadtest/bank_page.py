@@ -80,9 +80,11 @@ class LedgerCommits:
 
 @dataclass(frozen=True)
 class WorkerCalls:
-    """The calls each worker handled during one run, by worker index."""
+    """The calls each worker handled during one run, by worker index; ``expected``: the
+    workers the bench was told the bank runs (the page may name more)."""
 
     calls: tuple[int, ...]
+    expected: int | None = None
 
     @property
     def total(self) -> int:
@@ -182,14 +184,14 @@ def _commits_between(before: CommitCounts, after: CommitCounts) -> LedgerCommits
 def _calls_between(
     before: Mapping[str, float], after: Mapping[str, float], workers: int
 ) -> WorkerCalls | None:
-    """None when the page has no worker counters, names a worker beyond ``workers``, or
-    a counter went back (a worker restarted meanwhile: its count is lost)."""
-    if not after:
+    """Every worker up to the highest the page names or ``workers``, whichever is more;
+    None when the page has no worker counters, names a worker that is not an index, or
+    a counter went back."""
+    if not after or not all(name.isdigit() for name in after):
         return None
-    indices = [str(i) for i in range(workers)]
-    if set(after) - set(indices):
-        return None
+    count = max(workers, 1 + max(int(name) for name in after))
+    indices = [str(i) for i in range(count)]
     calls = tuple(round(after.get(i, 0.0) - before.get(i, 0.0)) for i in indices)
     if any(c < 0 for c in calls):
         return None
-    return WorkerCalls(calls)
+    return WorkerCalls(calls, expected=workers)

@@ -185,7 +185,7 @@ def _row(counted: Tally) -> str:
     )
 
 
-def _details(counted: Tally) -> list[str]:
+def _details(counted: Tally, channels: int) -> list[str]:
     lines = []
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(counted.outcomes.items()))
     lines.append(f"    {counted.target} outcomes: {outcomes or 'none'}")
@@ -205,23 +205,31 @@ def _details(counted: Tally) -> list[str]:
                      f"{ledger.operations:,} operations ({_num(ledger.operations_per_commit, 2)}"
                      f" per commit), {_num(ledger.mean_commit_ms, 2)} ms per commit")  # fmt: skip
     if counted.workers is not None:
-        lines.append(f"    {counted.target} workers: {_worker_calls(counted.workers)}")
+        lines.append(f"    {counted.target} workers: {_worker_calls(counted.workers, channels)}")
     if counted.send_lag_max_ms > 1.0:
         lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
                      " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip
     return lines
 
 
-def _worker_calls(workers: WorkerCalls) -> str:
+def _worker_calls(workers: WorkerCalls, channels: int) -> str:
     calls = " / ".join(f"{c:,}" for c in workers.calls)
     shares = " / ".join(f"{s:.0%}" for s in workers.shares)
     text = f"calls per worker {calls} ({shares})"
-    if workers.idle and workers.total:
+    if workers.expected is not None and len(workers.calls) != workers.expected:
+        text += (
+            f"; the bank's page names {len(workers.calls)} workers, not the"
+            f" {workers.expected} this run was told of"
+        )
+    # Ties between channels go round in turn, so once there were as many calls as
+    # channels every connection carried one: a worker without a call had no connection.
+    if workers.idle and workers.total >= channels:
         idle = ", ".join(str(i) for i in workers.idle)
         who = f"workers {idle}" if len(workers.idle) > 1 else f"worker {idle}"
         text += (
-            f"; {who} answered none: every connection went elsewhere"
-            " (SO_REUSEPORT spreads connections, not calls); rerun, or raise --channels"
+            f"; {who} answered none: none of the {channels} connections reached it"
+            " (SO_REUSEPORT spreads connections, not calls), so this run measured the"
+            " others alone; rerun, or raise --channels"
         )
     return text
 
@@ -245,7 +253,7 @@ def to_text(result: BenchResult) -> str:
         lines += ["", f"{step.shape.label}, {step.shape.duration:g} s", _HEADER]
         lines += [_row(t) for t in step.tallies.values()]
         for counted in step.tallies.values():
-            lines += _details(counted)
+            lines += _details(counted, result.plan.channels)
         for name, values in ratios(step).items():
             lines.append(f"    {name}: throughput {_num(values['throughput'], 2)}, "
                          f"server CPU per request {_num(values['server_cpu'], 2)}")  # fmt: skip

@@ -143,7 +143,7 @@ def test_the_calls_of_each_worker_during_a_run(page: tuple[str, type[_Page]]) ->
     handler.body = PAGE.replace('"0"} 30.0', '"0"} 530.0').replace('"1"} 14.0', '"1"} 1514.0')
     handler.body = handler.body.encode()
     workers = bank_page.between(before, probe(), workers=2).workers
-    assert workers == WorkerCalls((500, 1500))
+    assert workers == WorkerCalls((500, 1500), expected=2)
     assert workers.shares == (0.25, 0.75)
     assert workers.idle == ()
 
@@ -153,15 +153,25 @@ def test_a_worker_the_page_never_named_handled_no_call() -> None:
     before = Reading(worker_calls={"0": 10.0})
     after = Reading(worker_calls={"0": 710.0})
     workers = bank_page.between(before, after, workers=2).workers
-    assert workers == WorkerCalls((700, 0))
+    assert workers == WorkerCalls((700, 0), expected=2)
     assert workers.idle == (1,)
+
+
+def test_workers_the_bench_was_not_told_of_are_counted_and_named() -> None:
+    # A bank asked for one worker that runs two: the page names both.
+    after = Reading(worker_calls={"0": 400.0, "1": 380.0})
+    workers = bank_page.between(Reading(), after, workers=1).workers
+    assert workers == WorkerCalls((400, 380), expected=1)
+    text = to_text(_result(None, workers))
+    assert "calls per worker 400 / 380 (51% / 49%); the bank's page names 2 workers, not" in text
+    assert "not the 1 this run was told of" in text
 
 
 @pytest.mark.parametrize(
     ("before", "after"),
     [
         ({}, {}),  # a page without worker counters (another server)
-        ({"0": 1.0}, {"0": 2.0, "5": 1.0}),  # a worker beyond the bank's count
+        ({"0": 1.0}, {"0": 2.0, "other": 1.0}),  # a worker label that is no index
         ({"0": 9.0, "1": 3.0}, {"0": 10.0, "1": 1.0}),  # a counter went back
     ],
 )
@@ -218,5 +228,12 @@ def test_the_report_shows_each_worker_s_calls() -> None:
 
 def test_the_report_flags_a_worker_that_answered_nothing() -> None:
     text = to_text(_result(None, WorkerCalls((7000, 0))))
-    assert "calls per worker 7,000 / 0 (100% / 0%); worker 1 answered none" in text
+    assert "calls per worker 7,000 / 0 (100% / 0%); worker 1 answered none: none of the 8" in text
     assert "raise --channels" in text
+
+
+def test_a_worker_is_not_flagged_when_there_were_fewer_calls_than_channels() -> None:
+    # Three calls on 8 channels: a worker may hold connections that carried none.
+    text = to_text(_result(None, WorkerCalls((3, 0))))
+    assert "calls per worker 3 / 0 (100% / 0%)" in text
+    assert "answered none" not in text
