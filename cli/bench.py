@@ -193,6 +193,7 @@ class Bank:
     workers: int
     servers: list[spawn.Server] = field(default_factory=list)
     page: PageProbe = no_page
+    process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
 
     @property
     def tls_dir(self) -> Path | None:
@@ -213,8 +214,9 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
     page = no_page
     if metrics_port is not None:
         page = page_probe(f"http://{LOOPBACK}:{metrics_port}/metrics")
-    return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}",
-                cpu.tree_cpu([server.process.pid]), workers, [server], page)  # fmt: skip
+    pid = server.process.pid
+    return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}", cpu.tree_cpu([pid]),
+                workers, [server], page, cpu.children_cpu(pid))  # fmt: skip
 
 
 def _tls(config: BankConfig) -> Path | None:
@@ -247,9 +249,11 @@ def _references(bank: Bank, workdir: Path, stack: ExitStack) -> list[Target]:
         server = spawn.serve_reference(mode, bank.config_path, workdir, bank.workers,
                                        threads=bank.config.threads)  # fmt: skip
         stack.callback(server.stop)
+        pid = server.process.pid
         targets.append(
-            Target(service, bank.gateway.at(server.target), cpu.tree_cpu([server.process.pid]))
-        )
+            Target(service, bank.gateway.at(server.target), cpu.tree_cpu([pid]),
+                   workers=bank.workers, process_cpu=cpu.children_cpu(pid))
+        )  # fmt: skip
     return targets
 
 
@@ -335,7 +339,10 @@ def authorize(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         workdir = stack.enter_context(_workdir(args))
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
-        targets = [Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, bank.page, bank.workers)]
+        targets = [
+            Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, bank.page, bank.workers,
+                   bank.process_cpu)
+        ]  # fmt: skip
         if args.ceiling:
             targets += _references(bank, workdir, stack)
         population = Population(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from clients.loadtest import bank_page, load
+from clients.loadtest import bank_page, cpu, load
 from clients.loadtest.load import ClosedLoop, OpenLoop, Shape
 from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.prepare import Parties, PreparedAuth, build_authorizations
@@ -126,14 +126,16 @@ class Bench:
         """One run of ``shape`` against ``target``, tallied."""
         what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
         self._say(f"{what} against the {target.service}")
-        before = target.page()
+        before, processes = target.page(), target.process_cpu()
         recording = load.run(
             shape, target.access, [p.request for p in prepared], channels=self._plan.channels,
             timeout=self._plan.timeout, reuse=not target.single_use,
             server_cpu=target.server_cpu,
         )  # fmt: skip
+        shares = cpu.shares_between(processes, target.process_cpu())
         during = bank_page.between(before, target.page(), target.workers)
-        return tally(str(target.service), recording, self._judge(target, prepared), during)
+        judge = self._judge(target, prepared)
+        return tally(str(target.service), recording, judge, during, process_cpu_shares=shares)
 
     def warm_up(self, result: BenchResult) -> None:
         """One AuthReq per cardholder to each target: caches warm, connections made."""

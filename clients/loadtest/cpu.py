@@ -28,6 +28,10 @@ PAGE_CPU_METRICS = ("setpay_bank_cpu_seconds_total", "process_cpu_seconds_total"
 ServerCpuProbe = Callable[[], float | None]
 """Cumulative CPU seconds of a server (None when it cannot be observed)."""
 
+ProcessCpuProbe = Callable[[], dict[int, float] | None]
+"""Cumulative CPU seconds of each child process of a server: its workers (and its ledger
+process, if it has one). None when they cannot be observed."""
+
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
@@ -76,6 +80,33 @@ def tree_cpu(roots: Sequence[int]) -> Callable[[], float | None]:
         return sum(process_cpu_seconds(pid) for pid in descendants(roots))
 
     return probe
+
+
+def children_cpu(root: int) -> ProcessCpuProbe:
+    """A probe of the CPU seconds of each live child of ``root``, by pid."""
+
+    def probe() -> dict[int, float] | None:
+        return {pid: process_cpu_seconds(pid) for pid in _children().get(root, [])}
+
+    return probe
+
+
+def no_process_probe() -> dict[int, float] | None:
+    """Child processes unknown (a server the bench did not start)."""
+    return None
+
+
+def shares_between(
+    before: dict[int, float] | None, after: dict[int, float] | None
+) -> tuple[float, ...] | None:
+    """Each child's part of the CPU the children used between two readings, in pid order
+    (a child started meanwhile counts from zero); None without two readings, with fewer
+    than two children, or without CPU used."""
+    if before is None or after is None or len(after) < 2:
+        return None
+    used = [max(0.0, after[pid] - before.get(pid, 0.0)) for pid in sorted(after)]
+    total = sum(used)
+    return tuple(u / total for u in used) if total > 0 else None
 
 
 def scrape(url: str, metrics: Sequence[str] = PAGE_CPU_METRICS) -> ServerCpuProbe:

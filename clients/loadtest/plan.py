@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from clients.loadtest import bank_page
+from clients.loadtest import bank_page, cpu
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.errors import PlanError
 from clients.loadtest.load import MAX_RATE, ClosedLoop, OpenLoop, ServerCpu, Shape
@@ -47,14 +47,16 @@ class Service(StrEnum):
 
 @dataclass(frozen=True)
 class Target:
-    """A service to drive, how to reach it, how to watch its CPU, and its metrics page
-    (its ledger's commits and its ``workers`` workers' calls)."""
+    """A service to drive, how to reach it, how to watch its CPU (in all, and per child
+    process when the bench started it), and its metrics page (its ledger's commits and
+    its ``workers`` workers' calls)."""
 
     service: Service
     access: GatewayAccess
     server_cpu: ServerCpu
     page: bank_page.PageProbe = bank_page.no_probe
     workers: int = 1
+    process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
 
     @property
     def single_use(self) -> bool:

@@ -107,6 +107,9 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "ran_out_of_requests": counted.exhausted,
                 "ledger_commits": _ledger_json(counted.ledger),
                 "worker_calls": list(counted.workers.calls) if counted.workers else None,
+                "process_cpu_shares": (
+                    list(counted.process_cpu_shares) if counted.process_cpu_shares else None
+                ),
             }
         )
     )
@@ -206,6 +209,9 @@ def _details(counted: Tally, channels: int) -> list[str]:
                      f" per commit), {_num(ledger.mean_commit_ms, 2)} ms per commit")  # fmt: skip
     if counted.workers is not None:
         lines.append(f"    {counted.target} workers: {_worker_calls(counted.workers, channels)}")
+    if counted.process_cpu_shares is not None:
+        shares = " / ".join(f"{s:.0%}" for s in counted.process_cpu_shares)
+        lines.append(f"    {counted.target} CPU per child process: {shares}")
     if counted.send_lag_max_ms > 1.0:
         lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
                      " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip

@@ -139,6 +139,8 @@ class Tally:
     set_errors: dict[str, int] = field(default_factory=dict)
     ledger: LedgerCommits | None = None  # the bank's commits during the run, if it says
     workers: WorkerCalls | None = None  # its workers' calls during the run, if it says
+    # Each child process's part of the server's CPU in the run (a server the bench started).
+    process_cpu_shares: tuple[float, ...] | None = None
 
     @property
     def accounted(self) -> bool:
@@ -168,9 +170,17 @@ class Tally:
         return self.errors == 0 and self.timeouts == 0 and not self.exhausted
 
 
-def tally(target: str, recording: Recording, judge: Judge, during: Activity | None = None) -> Tally:
+def tally(
+    target: str,
+    recording: Recording,
+    judge: Judge,
+    during: Activity | None = None,
+    *,
+    process_cpu_shares: tuple[float, ...] | None = None,
+) -> Tally:
     """Count ``recording``, opening every answer with ``judge``; ``during``: what the
-    bank's metrics page said about the run (its commits, its workers' calls), if read."""
+    bank's metrics page said about the run (its commits, its workers' calls), if read;
+    ``process_cpu_shares``: each child process's part of the server's CPU, if known."""
     outcomes: Counter[str] = Counter()
     grpc_errors: Counter[str] = Counter()
     set_errors: Counter[str] = Counter()
@@ -192,6 +202,7 @@ def tally(target: str, recording: Recording, judge: Judge, during: Activity | No
         send_lag_max_ms=recording.send_lag_max * 1000.0, exhausted=recording.exhausted,
         outcomes=dict(outcomes), grpc_errors=dict(grpc_errors), set_errors=dict(set_errors),
         ledger=during.ledger if during else None, workers=during.workers if during else None,
+        process_cpu_shares=process_cpu_shares,
     )  # fmt: skip
 
 

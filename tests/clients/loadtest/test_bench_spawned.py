@@ -90,6 +90,15 @@ def test_every_call_is_counted_by_one_of_the_workers(spawned: dict[str, Any]) ->
     assert step["results"]["ceiling"]["worker_calls"] is None
 
 
+def test_each_spawned_server_s_cpu_is_split_over_its_workers(spawned: dict[str, Any]) -> None:
+    # The bank, the ceiling and the echo each ran two workers: two shares that add up.
+    (step,) = spawned["report"]["steps"]
+    for service in ("gateway", "ceiling", "echo"):
+        shares = step["results"][service]["process_cpu_shares"]
+        assert len(shares) == 2, service
+        assert sum(shares) == pytest.approx(1.0, abs=0.002)  # each rounded to 0.001
+
+
 def test_a_spawned_bank_runs_the_workers_asked_for(tmp_path: Path) -> None:
     # One worker asked for: the bank's page must name one, not the machine's cores.
     report = tmp_path / "one.json"
