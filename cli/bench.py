@@ -340,8 +340,8 @@ def authorize(args: argparse.Namespace) -> int:
         workdir = stack.enter_context(_workdir(args))
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
         targets = [
-            Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, bank.page, bank.workers,
-                   bank.process_cpu)
+            Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, page=bank.page,
+                   workers=bank.workers, process_cpu=bank.process_cpu)
         ]  # fmt: skip
         if args.ceiling:
             targets += _references(bank, workdir, stack)

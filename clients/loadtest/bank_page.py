@@ -38,7 +38,6 @@ _COMMITS = f"{OPERATIONS}_count"
 _OPERATIONS = f"{OPERATIONS}_sum"
 _SECONDS = f"{DURATION}_sum"
 _COMMIT_NAMES = frozenset({_COMMITS, _OPERATIONS, _SECONDS})
-_WORKER_LABEL = 'worker="'
 
 
 @dataclass(frozen=True)
@@ -124,22 +123,7 @@ def read(text: str) -> Reading:
         seconds=found.get(_SECONDS, 0.0),
         seen=bool(found),
     )
-    return Reading(commits, _worker_calls(text))
-
-
-def _worker_calls(text: str) -> dict[str, float]:
-    calls: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith(WORKER_CALLS + "{"):
-            continue
-        labels, _, value = line.rpartition(" ")
-        start = labels.find(_WORKER_LABEL)
-        if start < 0:
-            continue
-        start += len(_WORKER_LABEL)
-        worker = labels[start : labels.index('"', start)]
-        calls[worker] = calls.get(worker, 0.0) + float(value)
-    return calls
+    return Reading(commits, metrics_page.sums_by_label(text, WORKER_CALLS, "worker"))
 
 
 def probe_of(url: str) -> PageProbe:

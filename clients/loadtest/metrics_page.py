@@ -8,6 +8,7 @@ and every worker (the bank's supervisor already merges its workers' samples).
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterator
 
 # A metrics page is small; a scrape that takes longer than this is not worth waiting for.
 SCRAPE_SECONDS = 5.0
@@ -33,10 +34,32 @@ def fetch(url: str) -> str | None:
 def sums(text: str, names: frozenset[str]) -> dict[str, float]:
     """Each of ``names`` found on the page, summed over its samples (absent names left out)."""
     found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        name = line.split("{", 1)[0].split(" ", 1)[0]
+    for name, _, value in _samples(text):
         if name in names:
-            found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[-1])
+            found[name] = found.get(name, 0.0) + float(value)
     return found
+
+
+def sums_by_label(text: str, name: str, label: str) -> dict[str, float]:
+    """``name``'s samples summed per value of ``label`` (samples without it left out)."""
+    marker = f'{label}="'
+    found: dict[str, float] = {}
+    for sample, labels, value in _samples(text):
+        start = labels.find(marker)
+        if sample != name or start < 0:
+            continue
+        start += len(marker)
+        key = labels[start : labels.index('"', start)]
+        found[key] = found.get(key, 0.0) + float(value)
+    return found
+
+
+def _samples(text: str) -> Iterator[tuple[str, str, str]]:
+    """Each sample line's name, label text (``{...}`` or empty) and value text, read as a
+    number only by the caller that wants it."""
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        name, _, labels = series.partition("{")
+        yield name.strip(), labels, value
