@@ -42,6 +42,7 @@ def authorize_in_savepoint(
         rrpid=rrpid,
         request_digest=rrpid,
         now_ms=now,
+        checked_at_ms=now,
         prebuilt=PrebuiltApproval(hold_id, 100, EUR, response),
         decide=lambda t: authorization.authorize(
             t,

@@ -1,0 +1,100 @@
+"""The benchmark scripts of tests/bench run, briefly, and print what they promise.
+
+They are not tests (they print figures, never pass or fail on speed), but docs/BENCHMARKS.md
+tells readers to run them, so each runs here for a moment with tiny settings. Without this,
+a change to a function a script calls breaks the script unseen until the next campaign: the
+ledger's ``decide_once`` gained a required argument and ``ledger_workload.py`` (which
+``ledger_pages.py`` and ``ledger_growth.py`` use) failed on its first call, unseen. Only
+the figures' presence and their plain sense are asserted, never their size.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "tests" / "bench"
+
+
+def _run(script: str, *args: str, timeout: float = 240) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _number(text: str, pattern: str) -> float:
+    found = re.search(pattern, text, re.MULTILINE)
+    assert found is not None, f"{pattern!r} not in:\n{text}"
+    return float(found.group(1).replace(",", ""))
+
+
+def test_ledger_pages_counts_pages_and_names_their_btrees() -> None:
+    out = _run("ledger_pages.py", "--ops", "24", "--warm", "40", "--runs", "1", "--groups", "4",
+               "--cards", "5")  # fmt: skip
+    for kind in ("random", "ordered"):
+        pages = _number(out, rf"^\s+4\s+{kind}\s+\d+\s+([\d.]+)")
+        assert pages > 1, out
+    by_btree = out.split("by table or index")[1]
+    # An authorization writes a request, a PI use, a hold and its journal entry.
+    for name in ("requests", "pi_uses", "holds", "transfers", "accounts"):
+        assert re.search(rf"^\s+{name}\s+[\d.]+$", by_btree, re.MULTILINE), by_btree
+    assert "(free)" not in by_btree
+
+
+def test_ledger_growth_measures_each_size() -> None:
+    out = _run("ledger_growth.py", "--sizes", "0,40", "--cards", "5", "--ops", "16", "--runs", "1")
+    # Columns: size, CPU, system, wall, bytes/auth. So few operations can take no CPU
+    # tick, so the wall time and the bytes stand for the measurement.
+    for size in ("0", "40"):
+        wall = _number(out, rf"^\s+{size}\s+\d+\s+\d+\s+(\d+)\s")
+        stored = _number(out, rf"^\s+{size}\s+\d+\s+\d+\s+\d+\s+([\d,]+)\s")
+        assert wall > 0 and stored > 0, out
+
+
+def test_ledger_commit_compares_group_commit_with_one_per_operation() -> None:
+    out = _run("ledger_commit.py", "--threads", "2", "--ops", "40", "--runs", "1")
+    assert _number(out, r"^group commit .*?([\d,]+) authorizations/s") > 0
+    assert _number(out, r"^one commit per op .*?([\d,]+) authorizations/s") > 0
+    assert _number(out, r"one commit per op: ([\d.]+)x") > 0
+
+
+@pytest.mark.parametrize("store", ["sqlite", "service"])
+def test_ledger_stall_measures_the_wait(store: str) -> None:
+    out = _run("ledger_stall.py", "--stall", "0.3", "--runs", "1", "--store", store)
+    # The approval does not wait for the slow signer: well under its 300 ms.
+    assert _number(out, r"waited ([\d.]+) ms") < 300
+
+
+def test_hsm_ops_measures_both_backends() -> None:
+    out = _run("hsm_ops.py", "--seconds", "0.1", "--runs", "1")
+    for backend in ("software", "softhsm"):
+        assert _number(out, rf"^sign ecdsa-p256\s+{backend}\s+1\s+([\d,]+)$") > 0
+
+
+def test_handler_cost_measures_every_handler() -> None:
+    out = _run("handler_cost.py", "--requests", "5", "--runs", "1", "--threads", "2")
+    for handler in ("gateway", "stub", "sleep", "handoff", "ceiling"):
+        assert re.search(rf"^\s+{handler}\s+\d+\s+\(", out, re.MULTILINE), out
+
+
+def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
+    out_dir = tmp_path / "campaign"
+    out = _run("authorize_campaign.py", "--runs", "1", "--duration", "1", "--requests", "200",
+               "--out", str(out_dir))  # fmt: skip
+    assert _number(out, r"gateway / ceiling\s+([\d.]+)") > 0
+    report = json.loads((out_dir / "ec-1.json").read_text())
+    steps = report["steps"]
+    assert [step["mode"] for step in steps] == ["closed", "open"], steps
+    for step in steps:
+        assert sorted(step["results"]) == ["ceiling", "echo", "gateway"], step
+        for result in step["results"].values():
+            assert result["accounted"] and result["ok"] == result["sent"] > 0, result
