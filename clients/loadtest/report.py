@@ -219,6 +219,12 @@ def _details(counted: Tally, channels: int) -> list[str]:
 
 
 def _worker_calls(workers: WorkerCalls, channels: int) -> str:
+    if workers.total == 0:
+        # Shares of nothing would print as "0% / 0%", which reads as a figure.
+        return (
+            f"the bank's page names {len(workers.calls)} workers but counted no call during"
+            " this run (is it this bank's page?)"
+        )
     calls = " / ".join(f"{c:,}" for c in workers.calls)
     shares = " / ".join(f"{s:.0%}" for s in workers.shares)
     text = f"calls per worker {calls} ({shares})"

@@ -237,3 +237,9 @@ def test_a_worker_is_not_flagged_when_there_were_fewer_calls_than_channels() -> 
     text = to_text(_result(None, WorkerCalls((3, 0))))
     assert "calls per worker 3 / 0 (100% / 0%)" in text
     assert "answered none" not in text
+
+
+def test_a_page_that_counted_no_call_gives_no_shares() -> None:
+    text = to_text(_result(None, WorkerCalls((0, 0), expected=2)))
+    assert "gateway workers: the bank's page names 2 workers but counted no call" in text
+    assert "0%" not in text and "answered none" not in text
