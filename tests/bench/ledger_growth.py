@@ -98,8 +98,10 @@ def grow(path: Path, args: argparse.Namespace) -> list[Measured]:
                 before, wall = os.times(), time.perf_counter()
                 apply(args.ops, args.group)
                 after, wall = os.times(), time.perf_counter() - wall
-                cpu = (after.user + after.system - before.user - before.system) / args.ops
+                # Each clock's difference first: equal tick counts then give exactly 0,
+                # where summing first could give -0 (a float rounding) in a short block.
                 system = (after.system - before.system) / args.ops
+                cpu = (after.user - before.user) / args.ops + system
                 blocks.append((cpu * 1e6, system * 1e6, wall / args.ops * 1e6))
                 held += args.ops
             results.append((started, blocks, _database_bytes(path), held))
