@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.bank import Bank
 from gateway.ledger import (
     BatchOutcome,
+    BatchPage,
     BatchSummary,
     Decline,
     Declined,
@@ -60,17 +61,11 @@ def _status(summary: BatchSummary) -> gateway_admin_pb2.BatchStatus:
     )
 
 
-def _details(
-    bank: Bank, verified: VerifiedBatchAdminRequest, batch_id: str
+def _transaction_details(
+    page: BatchPage | None,
 ) -> tuple[tuple[gateway_admin_pb2.TransactionDetail, ...], int]:
-    if not verified.maximum_items:
+    if page is None:
         return (), 0
-    page = bank.ledger.batch_details(
-        verified.merchant_id,
-        batch_id,
-        starting_point=verified.data.return_transaction_detail.starting_point,
-        max_items=verified.maximum_items,
-    )
     details = tuple(
         gateway_admin_pb2.TransactionDetail(
             xid=t.xid,
@@ -87,7 +82,7 @@ def _details(
 
 
 def _decision(
-    bank: Bank, verified: VerifiedBatchAdminRequest, outcome: Outcome
+    verified: VerifiedBatchAdminRequest, outcome: Outcome, page: BatchPage | None
 ) -> BatchAdminDecision:
     if isinstance(outcome, Declined):
         return BatchAdminDecision(
@@ -95,7 +90,7 @@ def _decision(
         )
     assert isinstance(outcome, BatchOutcome)
     summary = outcome.summary
-    details, next_point = _details(bank, verified, summary.batch_id)
+    details, next_point = _transaction_details(page)
     return BatchAdminDecision(
         status=gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS,
         batch_id=summary.batch_id,
@@ -114,14 +109,30 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
     op = data.batch_operation
     merchant_id = verified.merchant_id
 
-    def respond(outcome: Outcome) -> bytes:
+    def respond(outcome: Outcome, page: BatchPage | None = None) -> bytes:
         return build_batch_admin_response(
-            bank.credentials, verified, _decision(bank, verified, outcome)
+            bank.credentials, verified, _decision(verified, outcome, page)
         )
+
+    def respond_closed(outcome: Outcome) -> bytes:
+        # The decision has no detail in it; it is read once the close is committed. A
+        # closed batch takes no more transactions, so the read lists what was closed
+        # (or nothing, if a purge has retired the detail since).
+        page = None
+        if isinstance(outcome, BatchOutcome) and verified.maximum_items:
+            page = ledger.batch_details(
+                merchant_id,
+                outcome.summary.batch_id,
+                starting_point=data.return_transaction_detail.starting_point,
+                max_items=verified.maximum_items,
+            )
+        return respond(outcome, page)
 
     rrpid, digest, checked = verified.rrpid, verified.request_digest, bank.as_of_ms
     ledger = bank.ledger
     if op == gateway_admin_pb2.BATCH_OPERATION_OPEN:
+        # A batch just opened holds no transaction, and a purged one lists none: neither
+        # answer has detail to read.
         return ledger.open_batch(
             merchant_id, rrpid=rrpid, request_digest=digest, respond=respond, checked_at_ms=checked
         )
@@ -131,7 +142,7 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
             data.batch_id or None,
             rrpid=rrpid,
             request_digest=digest,
-            respond=respond,
+            respond=respond_closed,
             checked_at_ms=checked,
         )
     if op == gateway_admin_pb2.BATCH_OPERATION_PURGE:
@@ -143,9 +154,18 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
             respond=respond,
             checked_at_ms=checked,
         )
-    # REQUEST: a read; nothing changes, so nothing is stored.
+    # REQUEST: a read; nothing changes, so nothing is stored. An open batch takes
+    # postings while it is read, so its totals and its detail come from one snapshot.
+    batch_id = data.batch_id or None
     try:
-        summary = bank.ledger.batch_summary(merchant_id, data.batch_id or None)
+        if not verified.maximum_items:
+            return respond(BatchOutcome(summary=ledger.batch_summary(merchant_id, batch_id)))
+        report = ledger.batch_report(
+            merchant_id,
+            batch_id,
+            starting_point=data.return_transaction_detail.starting_point,
+            max_items=verified.maximum_items,
+        )
     except UnknownBatch:
         return respond(Declined(reason=Decline.BATCH_UNKNOWN))
-    return respond(BatchOutcome(summary=summary))
+    return respond(BatchOutcome(summary=report.summary), report.page)

@@ -11,7 +11,7 @@ caller's ``respond(outcome)``; see ``gateway.ledger.money`` for the contract and
 """
 
 from gateway.ledger.accounts import AccountStatus, CardAccount, MerchantAccount
-from gateway.ledger.batches import BatchPage, BatchTransaction
+from gateway.ledger.batches import BatchPage, BatchReport, BatchTransaction
 from gateway.ledger.books import CurrencyTotals
 from gateway.ledger.errors import (
     AccountExists,
@@ -69,6 +69,7 @@ __all__ = [
     "Authorized",
     "BatchOutcome",
     "BatchPage",
+    "BatchReport",
     "BatchSummary",
     "BatchTransaction",
     "CaptureItem",

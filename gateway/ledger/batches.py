@@ -53,6 +53,15 @@ class BatchPage:
     next_starting_point: int
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """A batch's summary and a page of its transactions, read in one snapshot, so the
+    page lists exactly what the summary counts (as far as the page reaches)."""
+
+    summary: BatchSummary
+    page: BatchPage
+
+
 def _find(tx: Transaction, merchant_account_id: str, batch_id: str | None) -> Row | None:
     if batch_id is None:
         return tx.one(
@@ -235,6 +244,21 @@ def summary_for_merchant(
 ) -> BatchSummary:
     """``summary`` for the merchant with this id."""
     return summary(tx, accounts.merchant_row(tx, merchant_id), batch_id)
+
+
+def report_for_merchant(
+    tx: Transaction,
+    *,
+    merchant_id: str,
+    batch_id: str | None,
+    starting_point: int,
+    max_items: int,
+) -> BatchReport:
+    """``summary`` and then ``details`` of the same batch, for the merchant with this id."""
+    merchant = accounts.merchant_row(tx, merchant_id)
+    found = summary(tx, merchant, batch_id)
+    page = details(tx, merchant, found.batch_id, starting_point, max_items)
+    return BatchReport(found, page)
 
 
 def details_for_merchant(

@@ -21,7 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from gateway.ledger import accounts, authorization, batches, idempotency, settlement
-from gateway.ledger.batches import BatchPage
+from gateway.ledger.batches import BatchPage, BatchReport
 from gateway.ledger.errors import AnswerNotStored, InvalidRequest
 from gateway.ledger.identifiers import new_ordered_id
 from gateway.ledger.limits import (
@@ -473,6 +473,27 @@ class MoneyOperations:
         """A batch's totals per kind (the open batch by default); raise UnknownBatch."""
         return self._store.read(
             partial(batches.summary_for_merchant, merchant_id=merchant_id, batch_id=batch_id)
+        )
+
+    def batch_report(
+        self,
+        merchant_id: str,
+        batch_id: str | None = None,
+        *,
+        starting_point: int = 0,
+        max_items: int = 100,
+    ) -> BatchReport:
+        """A batch's totals and one page of its transactions, from one snapshot: a posting
+        committed meanwhile is in both or in neither. Raise UnknownBatch."""
+        check_page(starting_point, max_items)
+        return self._store.read(
+            partial(
+                batches.report_for_merchant,
+                merchant_id=merchant_id,
+                batch_id=batch_id,
+                starting_point=starting_point,
+                max_items=max_items,
+            )
         )
 
     def batch_details(

@@ -25,7 +25,11 @@ from setcore.cap_rev_or_cred import (
     open_credit_reversal_response,
 )
 from setcore.capture import CaptureItem, build_capture_request, open_capture_response
-from setcore.gateway_admin import build_batch_admin_request, open_batch_admin_response
+from setcore.gateway_admin import (
+    TransactionPage,
+    build_batch_admin_request,
+    open_batch_admin_response,
+)
 from setpay.v1 import authorization_pb2 as a
 from setpay.v1 import capture_pb2 as c
 from setpay.v1 import gateway_admin_pb2 as g
@@ -259,8 +263,26 @@ def test_batch_close_and_summary(ec_world: World) -> None:
     assert summary.data.status == g.BATCH_ADMIN_STATUS_SUCCESS
     assert summary.data.batch_status.capture_count == 1
     assert summary.data.batch_status.captured_total.amount == 700
-    closed = admin(g.BATCH_OPERATION_CLOSE, batch_id=summary.data.batch_id)
+    # A second capture: the batch's totals and its detail, asked in one request, agree.
+    second = capture(ec_world, merchant, _authorized(ec_world, merchant, 500), 300)
+    assert second[3] == batch_id
+    listed = admin(g.BATCH_OPERATION_REQUEST, batch_id=batch_id, page=TransactionPage(0, 1))
+    assert listed.data.batch_status.capture_count == 2
+    assert [d.batch_sequence_num for d in listed.data.transaction_details] == [1]
+    assert listed.data.next_starting_point == 1
+    rest = admin(g.BATCH_OPERATION_REQUEST, batch_id=batch_id, page=TransactionPage(1, 5))
+    assert [d.amount.amount for d in rest.data.transaction_details] == [300]
+    assert rest.data.next_starting_point == 0
+    closed = admin(
+        g.BATCH_OPERATION_CLOSE, batch_id=summary.data.batch_id, page=TransactionPage(0, 5)
+    )
     assert closed.data.status == g.BATCH_ADMIN_STATUS_SUCCESS and closed.data.batch_status.closed
+    assert [d.amount.amount for d in closed.data.transaction_details] == [700, 300]
+    opened = admin(g.BATCH_OPERATION_OPEN, page=TransactionPage(0, 5))
+    assert opened.data.status == g.BATCH_ADMIN_STATUS_SUCCESS
+    assert opened.data.batch_id != batch_id and not opened.data.transaction_details
+    unknown = admin(g.BATCH_OPERATION_REQUEST, batch_id="batch-nope", page=TransactionPage(0, 5))
+    assert unknown.data.status == g.BATCH_ADMIN_STATUS_BATCH_UNKNOWN
 
 
 def test_restart_keeps_every_state(tmp_path) -> None:  # type: ignore[no-untyped-def]

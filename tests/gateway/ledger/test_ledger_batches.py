@@ -7,6 +7,7 @@ import pytest
 from gateway.ledger import (
     Authorized,
     BatchOutcome,
+    BatchSummary,
     CaptureItem,
     CreditItem,
     Decline,
@@ -18,7 +19,9 @@ from gateway.ledger import (
     ReversalItem,
     TransactionKind,
     UnknownBatch,
+    batches,
 )
+from gateway.ledger.store import Row, Transaction
 from tests.gateway.ledger.ledger_support import EUR, MERCHANT, PAN_A, PAN_B, Bank
 
 
@@ -237,3 +240,61 @@ def test_page_limits(bank: Bank, start: int, size: int, argument: str) -> None:
 def test_unknown_batch_detail(bank: Bank) -> None:
     with pytest.raises(UnknownBatch):
         bank.ledger.batch_details(MERCHANT, "batch-nope")
+
+
+def _capture(bank: Bank, hold: str, rrpid: bytes) -> Posted:
+    return posted(
+        bank.call(
+            bank.ledger.capture,
+            merchant_id=MERCHANT,
+            items=[CaptureItem(hold, 100, EUR)],
+            rrpid=rrpid,
+        )
+    )
+
+
+def test_a_batch_report_counts_and_lists_the_same_transactions(bank: Bank) -> None:
+    for i in range(3):
+        _capture(bank, hold_of(bank, PAN_A, 100), f"cap-{i}".encode())
+    report = bank.ledger.batch_report(MERCHANT, max_items=2)
+    assert report.summary.totals[TransactionKind.CAPTURE] == KindTotals(count=3, amount=300)
+    assert [t.rrpid for t in report.page.items] == [b"cap-0", b"cap-1"]
+    rest = bank.ledger.batch_report(
+        MERCHANT, report.summary.batch_id, starting_point=report.page.next_starting_point
+    )
+    assert [t.rrpid for t in rest.page.items] == [b"cap-2"] and rest.page.next_starting_point == 0
+    with pytest.raises(UnknownBatch):
+        bank.ledger.batch_report(MERCHANT, "batch-nope")
+    with pytest.raises(InvalidRequest, match=r"^max_items "):
+        bank.ledger.batch_report(MERCHANT, max_items=0)
+
+
+# The stores that run the read in this process, where the patched function runs; over
+# the ledger service the read runs in the service's process.
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_a_batch_report_is_one_snapshot(bank: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = hold_of(bank, PAN_A, 100), hold_of(bank, PAN_A, 100)
+    _capture(bank, first, b"cap-0")
+    committed: list[Posted] = []
+    read_summary = batches.summary
+
+    def summary_then_a_capture(
+        tx: Transaction, merchant: Row, batch_id: str | None
+    ) -> BatchSummary:
+        # Once the totals are read, another capture commits on another connection,
+        # before the page is read.
+        found = read_summary(tx, merchant, batch_id)
+        if not committed:
+            committed.append(_capture(bank, second, b"cap-1"))
+        return found
+
+    monkeypatch.setattr(batches, "summary", summary_then_a_capture)
+    report = bank.ledger.batch_report(MERCHANT)
+    assert committed and committed[0].batch_id == report.summary.batch_id
+    # Neither the totals nor the page see the capture that committed during the read.
+    assert report.summary.totals[TransactionKind.CAPTURE].count == 1
+    assert [t.rrpid for t in report.page.items] == [b"cap-0"]
+    monkeypatch.undo()
+    after = bank.ledger.batch_report(MERCHANT)
+    assert after.summary.totals[TransactionKind.CAPTURE].count == 2
+    assert [t.rrpid for t in after.page.items] == [b"cap-0", b"cap-1"]
