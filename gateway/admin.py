@@ -108,6 +108,7 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
     data = verified.data
     op = data.batch_operation
     merchant_id = verified.merchant_id
+    ledger = bank.ledger
 
     def respond(outcome: Outcome, page: BatchPage | None = None) -> bytes:
         return build_batch_admin_response(
@@ -129,10 +130,8 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
         return respond(outcome, page)
 
     rrpid, digest, checked = verified.rrpid, verified.request_digest, bank.as_of_ms
-    ledger = bank.ledger
     if op == gateway_admin_pb2.BATCH_OPERATION_OPEN:
-        # A batch just opened holds no transaction, and a purged one lists none: neither
-        # answer has detail to read.
+        # A batch just opened holds no transaction: no detail to read.
         return ledger.open_batch(
             merchant_id, rrpid=rrpid, request_digest=digest, respond=respond, checked_at_ms=checked
         )
@@ -146,6 +145,7 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
             checked_at_ms=checked,
         )
     if op == gateway_admin_pb2.BATCH_OPERATION_PURGE:
+        # A purged batch lists no transaction: no detail to read.
         return ledger.purge_batch(
             merchant_id,
             data.batch_id,
