@@ -44,6 +44,7 @@ from clients.loadtest.plot import plot
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
 from clients.loadtest.report import to_text, write_json
+from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
 from gateway.ceiling import MODES, ReferenceOptions, serve
 from gateway.config import BankConfig, ConfigError, load
@@ -194,6 +195,7 @@ class Bank:
     servers: list[spawn.Server] = field(default_factory=list)
     page: PageProbe = no_page
     process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
+    spread: WorkerSpread | None = None
 
     @property
     def tls_dir(self) -> Path | None:
@@ -216,7 +218,8 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
         page = page_probe(f"http://{LOOPBACK}:{metrics_port}/metrics")
     pid = server.process.pid
     return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}", cpu.tree_cpu([pid]),
-                workers, [server], page, cpu.children_cpu(pid))  # fmt: skip
+                workers, [server], page, cpu.children_cpu(pid),
+                WorkerSpread(pid, server.port))  # fmt: skip
 
 
 def _tls(config: BankConfig) -> Path | None:
@@ -252,7 +255,8 @@ def _references(bank: Bank, workdir: Path, stack: ExitStack) -> list[Target]:
         pid = server.process.pid
         targets.append(
             Target(service, bank.gateway.at(server.target), cpu.tree_cpu([pid]),
-                   workers=bank.workers, process_cpu=cpu.children_cpu(pid))
+                   workers=bank.workers, process_cpu=cpu.children_cpu(pid),
+                   spread=WorkerSpread(pid, server.port))
         )  # fmt: skip
     return targets
 
@@ -341,7 +345,7 @@ def authorize(args: argparse.Namespace) -> int:
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
         targets = [
             Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, page=bank.page,
-                   workers=bank.workers, process_cpu=bank.process_cpu)
+                   workers=bank.workers, process_cpu=bank.process_cpu, spread=bank.spread)
         ]  # fmt: skip
         if args.ceiling:
             targets += _references(bank, workdir, stack)

@@ -130,7 +130,7 @@ class Bench:
         recording = load.run(
             shape, target.access, [p.request for p in prepared], channels=self._plan.channels,
             timeout=self._plan.timeout, reuse=not target.single_use,
-            server_cpu=target.server_cpu,
+            server_cpu=target.server_cpu, spread=target.spread,
         )  # fmt: skip
         shares = cpu.shares_between(processes, target.process_cpu())
         during = bank_page.between(before, target.page(), target.workers)

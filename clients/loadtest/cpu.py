@@ -53,6 +53,11 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
+def children_of(root: int) -> list[int]:
+    """The live child processes of ``root``."""
+    return _children().get(root, [])
+
+
 def descendants(roots: Sequence[int]) -> list[int]:
     """``roots`` and every live process below them."""
     tree = _children()
@@ -86,7 +91,7 @@ def children_cpu(root: int) -> ProcessCpuProbe:
     """A probe of the CPU seconds of each live child of ``root``, by pid."""
 
     def probe() -> dict[int, float] | None:
-        return {pid: process_cpu_seconds(pid) for pid in _children().get(root, [])}
+        return {pid: process_cpu_seconds(pid) for pid in children_of(root)}
 
     return probe
 

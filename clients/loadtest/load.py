@@ -25,7 +25,9 @@ most of the connections (four connections all land on one of two workers one tim
 eight; in eight runs with them pinned, one ceiling run reached 833/s against 1,513-1,798/s
 in the others, one gateway run 456/s against 661-829/s); the least-busy channel drains
 faster when its worker is less loaded, so the calls follow the free capacity whatever
-the connections' split.
+the connections' split, as long as every worker has one. For a server the bench started,
+``spread`` sees which worker accepted each connection, and the channels are dialled
+again, before the clock starts, while a worker has none.
 
 Nothing is parsed, signed or verified while the clock runs: the requests are bytes made
 beforehand and the answers are kept as bytes for ``tally`` to open afterwards.
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 import grpc
 
 from clients.loadtest.channels import GatewayAccess, authorize_callable, open_channels
+from clients.loadtest.spread import WorkerSpread
 
 # The first arrival is due this long after the clock starts, so that the first requests
 # are not late for the loop's own start.
@@ -54,6 +57,13 @@ DRAIN_GRACE_SECONDS = 5.0
 # Upper bounds that keep a typo from preparing millions of requests or callers.
 MAX_RATE = 100_000.0
 MAX_CONCURRENCY = 1024
+# Dialling again while a worker has no connection: with 8 channels on two workers a dial
+# misses a worker one time in 128, so three more dials all miss about once in 2.7e8.
+MAX_REDIALS = 3
+# How long a dial's connections get to be accepted by the workers, which hold them from
+# then on: a connection is ready for the client as soon as the kernel has queued it.
+ACCEPT_WAIT_SECONDS = 1.0
+ACCEPT_POLL_SECONDS = 0.01
 
 ServerCpu = Callable[[], float | None]
 """Cumulative CPU seconds of the server processes (None when they cannot be observed)."""
@@ -133,6 +143,10 @@ class Recording:
     max_in_flight: int
     send_lag_max: float
     exhausted: bool  # a closed loop ran out of prepared requests before its duration
+    # The run's connections accepted by each worker (a server the bench started), and
+    # how many times the channels were dialled again because a worker had none.
+    connections: tuple[int, ...] | None = None
+    redials: int = 0
 
 
 class LeastBusy:
@@ -207,18 +221,52 @@ def run(
     timeout: float,
     reuse: bool,
     server_cpu: ServerCpu,
+    spread: WorkerSpread | None = None,
 ) -> Recording:
     """Send ``requests`` to ``access`` over ``channels`` connections in ``shape``; each
     call gets ``timeout`` seconds.
 
     ``reuse`` lets the requests be sent more than once (services without a replay store);
     otherwise each is sent at most once and a closed loop stops when they run out.
+    ``spread``: the server's workers, when the bench can see them (it started the server).
     """
     if not requests:
         raise ValueError("no prepared requests")
     if isinstance(shape, OpenLoop) and not reuse and shape.requests > len(requests):
         raise ValueError(f"{shape.requests} requests scheduled, {len(requests)} prepared")
-    return asyncio.run(_run(shape, access, requests, channels, timeout, reuse, server_cpu))
+    return asyncio.run(_run(shape, access, requests, channels, timeout, reuse, server_cpu, spread))
+
+
+async def _accepted(spread: WorkerSpread, client_ports: frozenset[int]) -> tuple[int, ...] | None:
+    """Each worker's part of ``client_ports``, once the workers have accepted them all
+    (or after ACCEPT_WAIT_SECONDS, as far as they have)."""
+    give_up = time.monotonic() + ACCEPT_WAIT_SECONDS
+    while True:
+        reached = spread.reached(client_ports)
+        if reached is None or sum(reached) >= len(client_ports) or time.monotonic() >= give_up:
+            return reached
+        await asyncio.sleep(ACCEPT_POLL_SECONDS)
+
+
+async def _connect(
+    access: GatewayAccess, count: int, spread: WorkerSpread | None
+) -> tuple[list[grpc.aio.Channel], tuple[int, ...] | None, int]:
+    """``count`` connected channels, dialled again (up to MAX_REDIALS times) while a
+    worker of the server has none of them; with the connections each worker accepted
+    and the number of re-dials."""
+    redials = 0
+    while True:
+        before = spread.client_ports() if spread is not None else frozenset()
+        channels = await open_channels(access, count)
+        if spread is None:
+            return channels, None, redials
+        reached = await _accepted(spread, spread.client_ports() - before)
+        # Fewer channels than workers cannot reach them all: that is the user's choice.
+        if reached is None or all(reached) or count < len(reached) or redials == MAX_REDIALS:
+            return channels, reached, redials
+        for channel in channels:
+            await channel.close(grace=None)
+        redials += 1
 
 
 async def _run(
@@ -229,8 +277,9 @@ async def _run(
     timeout: float,
     reuse: bool,
     server_cpu: ServerCpu,
+    spread: WorkerSpread | None,
 ) -> Recording:
-    channels = await open_channels(access, channel_count)
+    channels, reached, redials = await _connect(access, channel_count, spread)
     try:
         sender = _Sender([authorize_callable(c) for c in channels], requests, timeout)
         cpu0, server0 = _cpu_seconds(), server_cpu()
@@ -251,6 +300,7 @@ async def _run(
         client_cpu=cpu1 - cpu0,
         server_cpu=None if server0 is None or server1 is None else server1 - server0,
         max_in_flight=sender.peak, send_lag_max=lag, exhausted=exhausted,
+        connections=reached, redials=redials,
     )  # fmt: skip
 
 

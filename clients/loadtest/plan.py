@@ -21,6 +21,7 @@ from clients.loadtest import bank_page, cpu
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.errors import PlanError
 from clients.loadtest.load import MAX_RATE, ClosedLoop, OpenLoop, ServerCpu, Shape
+from clients.loadtest.spread import WorkerSpread
 
 # A closed loop cannot know beforehand how many requests it will send; the gateway's PIs
 # are single-use, so it is given enough for this many per second (above what two cores
@@ -48,8 +49,9 @@ class Service(StrEnum):
 @dataclass(frozen=True)
 class Target:
     """A service to drive, how to reach it, how to watch its CPU (in all, and per child
-    process when the bench started it), and its metrics page (its ledger's commits and
-    its ``workers`` workers' calls)."""
+    process when the bench started it) and which of its workers each connection reached
+    (when the bench started it), and its metrics page (its ledger's commits and its
+    ``workers`` workers' calls)."""
 
     service: Service
     access: GatewayAccess
@@ -57,6 +59,7 @@ class Target:
     page: bank_page.PageProbe = bank_page.no_probe
     workers: int = 1
     process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
+    spread: WorkerSpread | None = None  # its workers' connections, when the bench can see them
 
     @property
     def single_use(self) -> bool:

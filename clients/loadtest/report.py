@@ -110,6 +110,10 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "process_cpu_shares": (
                     list(counted.process_cpu_shares) if counted.process_cpu_shares else None
                 ),
+                "connections_per_worker": (
+                    list(counted.connections) if counted.connections else None
+                ),
+                "redials": counted.redials,
             }
         )
     )
@@ -212,6 +216,8 @@ def _details(counted: Tally, channels: int) -> list[str]:
     if counted.process_cpu_shares is not None:
         shares = " / ".join(f"{s:.0%}" for s in counted.process_cpu_shares)
         lines.append(f"    {counted.target} CPU per child process: {shares}")
+    if counted.connections is not None:
+        lines.append(f"    {counted.target} connections per worker: {_connections(counted)}")
     if counted.send_lag_max_ms > 1.0:
         lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
                      " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip
@@ -243,6 +249,19 @@ def _worker_calls(workers: WorkerCalls, channels: int) -> str:
             " (SO_REUSEPORT spreads connections, not calls), so this run measured the"
             " others alone; rerun, or raise --channels"
         )
+    return text
+
+
+def _connections(counted: Tally) -> str:
+    assert counted.connections is not None
+    text = " / ".join(str(n) for n in counted.connections)
+    if counted.redials:
+        times = "once" if counted.redials == 1 else f"{counted.redials} times"
+        text += f" (dialled again {times}: a worker had none of the connections)"
+    idle = [str(i) for i, n in enumerate(counted.connections) if n == 0]
+    if idle:
+        who = f"workers {', '.join(idle)}" if len(idle) > 1 else f"worker {idle[0]}"
+        text += f"; {who} had no connection, so this run measured the others alone"
     return text
 
 

@@ -141,6 +141,10 @@ class Tally:
     workers: WorkerCalls | None = None  # its workers' calls during the run, if it says
     # Each child process's part of the server's CPU in the run (a server the bench started).
     process_cpu_shares: tuple[float, ...] | None = None
+    # The run's connections each worker accepted, and the re-dials it took to reach every
+    # worker (a server the bench started).
+    connections: tuple[int, ...] | None = None
+    redials: int = 0
 
     @property
     def accounted(self) -> bool:
@@ -202,7 +206,8 @@ def tally(
         send_lag_max_ms=recording.send_lag_max * 1000.0, exhausted=recording.exhausted,
         outcomes=dict(outcomes), grpc_errors=dict(grpc_errors), set_errors=dict(set_errors),
         ledger=during.ledger if during else None, workers=during.workers if during else None,
-        process_cpu_shares=process_cpu_shares,
+        process_cpu_shares=process_cpu_shares, connections=recording.connections,
+        redials=recording.redials,
     )  # fmt: skip
 
 

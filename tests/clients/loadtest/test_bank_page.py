@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -243,3 +244,30 @@ def test_a_page_that_counted_no_call_gives_no_shares() -> None:
     text = to_text(_result(None, WorkerCalls((0, 0), expected=2)))
     assert "gateway workers: the bank's page names 2 workers but counted no call" in text
     assert "0%" not in text and "answered none" not in text
+
+
+def _with_connections(connections: tuple[int, ...], redials: int) -> BenchResult:
+    result = _result(None)
+    tallies = result.steps[0].tallies
+    tallies[Service.GATEWAY] = replace(
+        tallies[Service.GATEWAY], connections=connections, redials=redials
+    )
+    return result
+
+
+def test_the_report_shows_each_worker_s_connections() -> None:
+    result = _with_connections((5, 3), redials=1)
+    text = to_text(result)
+    assert (
+        "gateway connections per worker: 5 / 3 (dialled again once: a worker had none of the"
+        " connections)\n" in text + "\n"
+    )
+    gateway = to_json(result)["steps"][0]["results"]["gateway"]
+    assert gateway["connections_per_worker"] == [5, 3] and gateway["redials"] == 1
+
+
+def test_the_report_says_when_a_worker_had_no_connection() -> None:
+    text = to_text(_with_connections((8, 0), redials=3))
+    assert "connections per worker: 8 / 0 (dialled again 3 times" in text
+    assert "; worker 1 had no connection, so this run measured the others alone" in text
+    assert "connections per worker" not in to_text(_result(None))

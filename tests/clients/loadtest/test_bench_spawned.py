@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from clients.loadtest.load import MAX_REDIALS
 from tests.clients.pan_scan import pan_like_runs
 
 from .conftest import run_bench
@@ -99,6 +100,21 @@ def test_each_spawned_server_s_cpu_is_split_over_its_workers(spawned: dict[str, 
         assert sum(shares) == pytest.approx(1.0, abs=0.002)  # each rounded to 0.001
 
 
+def test_each_spawned_server_s_connections_are_spread_over_its_workers(
+    spawned: dict[str, Any],
+) -> None:
+    # Two channels on two workers: a dial puts both on one worker half the time, and the
+    # bench dials again (at most MAX_REDIALS times) until each worker has one.
+    report = spawned["report"]
+    (step,) = report["steps"]
+    runs = [report["warmup"][service] for service in ("gateway", "ceiling", "echo")]
+    runs += [step["results"][service] for service in ("gateway", "ceiling", "echo")]
+    for run in runs:
+        connections = run["connections_per_worker"]
+        assert len(connections) == 2 and sum(connections) == 2, run["target"]
+        assert min(connections) == 1 or run["redials"] == MAX_REDIALS, run["target"]
+
+
 def test_a_spawned_bank_runs_the_workers_asked_for(tmp_path: Path) -> None:
     # One worker asked for: the bank's page must name one, not the machine's cores.
     report = tmp_path / "one.json"
@@ -110,6 +126,8 @@ def test_a_spawned_bank_runs_the_workers_asked_for(tmp_path: Path) -> None:
     assert code == 0
     (step,) = json.loads(report.read_text())["steps"]
     assert step["results"]["gateway"]["worker_calls"] == [10]
+    assert step["results"]["gateway"]["connections_per_worker"] == [2]
+    assert step["results"]["gateway"]["redials"] == 0
 
 
 def test_metrics_are_for_a_spawned_bank(capsys: pytest.CaptureFixture[str]) -> None:
