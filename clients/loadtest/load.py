@@ -24,14 +24,15 @@ connection to a worker at random, so a fixed channel per caller can leave one wo
 most of the connections (four connections all land on one of two workers one time in
 eight; in eight runs with them pinned, one ceiling run reached 833/s against 1,513-1,798/s
 in the others, one gateway run 456/s against 661-829/s); the least-busy channel drains
-faster when its worker is less loaded, so in a closed loop the calls follow the free
-capacity whatever the connections' split, as long as every worker has one. Not in an
-open loop below saturation: there most channels are idle, ties go round the channels,
-and a worker gets the calls in proportion to its connections (7 of 8 connections, 79 %
-of the ceiling's CPU in one run). For a server the bench started, ``spread`` sees which
-worker accepted each connection, so the channels are dialled one after another, dialled
-again before the clock starts while a worker has none, and each call goes to the worker
-with the fewest calls in flight, on its least busy channel (``ByWorker``).
+faster when its worker is less loaded, so the calls follow the free capacity whatever
+the connections' split, as long as every worker has one. For a server the bench started,
+``spread`` sees which worker accepted each connection, and the channels are dialled
+again, before the clock starts, while a worker has none. Below saturation (an open loop)
+most channels are idle, ties go round the channels, and each worker gets calls in
+proportion to its connections (a 7 / 1 split put 79 % of a ceiling's CPU on one worker).
+Sending each call to the worker with the fewest in flight evened that out, but in five
+alternating pairs it left the open-loop p99 no better and the ceiling's closed loop
+slower (docs/BENCHMARKS.md, seventeenth round), so the channels are what is balanced.
 
 Nothing is parsed, signed or verified while the clock runs: the requests are bytes made
 beforehand and the answers are kept as bytes for ``tally`` to open afterwards.
@@ -178,45 +179,17 @@ class LeastBusy:
         self._busy[slot] -= 1
 
 
-class ByWorker:
-    """The least busy worker, then its least busy channel: the calls in flight are spread
-    over the workers whatever the split of the connections (``lanes``: each worker's
-    channels, by index)."""
-
-    def __init__(self, lanes: Sequence[Sequence[int]]) -> None:
-        self._workers = LeastBusy(len(lanes))
-        self._channels = [LeastBusy(len(lane)) for lane in lanes]
-        self._lanes = lanes
-        self._where = {
-            lane: (w, i) for w, worker in enumerate(lanes) for i, lane in enumerate(worker)
-        }
-
-    def take(self) -> int:
-        worker = self._workers.take()
-        return self._lanes[worker][self._channels[worker].take()]
-
-    def give_back(self, slot: int) -> None:
-        worker, index = self._where[slot]
-        self._channels[worker].give_back(index)
-        self._workers.give_back(worker)
-
-
-Picker = LeastBusy | ByWorker
-
-
 _Calls = Sequence["grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]"]
 
 
 class _Sender:
     """Sends one request on the least busy channel and records its answer in its sample."""
 
-    def __init__(
-        self, calls: _Calls, requests: Sequence[bytes], timeout: float, picker: Picker
-    ) -> None:
+    def __init__(self, calls: _Calls, requests: Sequence[bytes], timeout: float):
         self._calls = calls
         self._requests = requests
         self.timeout = timeout  # each call's deadline, seconds
-        self._picker = picker
+        self._picker = LeastBusy(len(calls))
         self.in_flight = 0
         self.peak = 0
 
@@ -269,87 +242,33 @@ def run(
     return asyncio.run(_run(shape, access, requests, channels, timeout, reuse, server_cpu, spread))
 
 
-async def _owner(spread: WorkerSpread, client_ports: frozenset[int]) -> tuple[int | None, int]:
-    """The worker that accepted the one connection from ``client_ports`` (None if that
-    cannot be told within ACCEPT_WAIT_SECONDS), and how many workers the server has (0
-    when none can be seen)."""
+async def _accepted(spread: WorkerSpread, client_ports: frozenset[int]) -> tuple[int, ...] | None:
+    """Each worker's part of ``client_ports``, once the workers have accepted them all
+    (or after ACCEPT_WAIT_SECONDS, as far as they have)."""
     give_up = time.monotonic() + ACCEPT_WAIT_SECONDS
     while True:
-        found = spread.owners(client_ports)
-        if found is None:
-            return None, 0
-        owner, workers = found
-        if len(client_ports) != 1:
-            return None, workers  # another connection opened meanwhile: cannot tell
-        (port,) = client_ports
-        if port in owner:
-            return owner[port], workers
-        if time.monotonic() >= give_up:
-            return None, workers
+        reached = spread.reached(client_ports)
+        if reached is None or sum(reached) >= len(client_ports) or time.monotonic() >= give_up:
+            return reached
         await asyncio.sleep(ACCEPT_POLL_SECONDS)
 
 
-async def _dial(
-    access: GatewayAccess, count: int, spread: WorkerSpread
-) -> tuple[list[grpc.aio.Channel], list[int | None], int]:
-    """``count`` channels, opened one after another so that each one's worker is known:
-    the channels, each one's worker (None where it cannot be told), the workers."""
-    channels: list[grpc.aio.Channel] = []
-    owners: list[int | None] = []
-    workers = 0
-    try:
-        for _ in range(count):
-            before = spread.client_ports()
-            channels += await open_channels(access, 1)
-            owner, workers = await _owner(spread, spread.client_ports() - before)
-            owners.append(owner)
-    except BaseException:
-        for channel in channels:
-            await channel.close(grace=None)
-        raise
-    return channels, owners, workers
-
-
-@dataclass(frozen=True)
-class Connections:
-    """A run's channels and, for a server the bench started, which worker each reached."""
-
-    channels: list[grpc.aio.Channel]
-    owners: list[int | None] | None = None  # each channel's worker, in pid order
-    workers: int = 0
-    redials: int = 0
-
-    @property
-    def per_worker(self) -> tuple[int, ...] | None:
-        """The channels each worker accepted (None when the workers cannot be seen)."""
-        if self.owners is None or not self.workers:
-            return None
-        return tuple(self.owners.count(w) for w in range(self.workers))
-
-    def picker(self) -> Picker:
-        """Calls spread over the workers when each channel's worker is known, else over the
-        channels."""
-        if self.owners is None or not self.workers or None in self.owners:
-            return LeastBusy(len(self.channels))
-        lanes = [
-            [i for i, w in enumerate(self.owners) if w == worker] for worker in range(self.workers)
-        ]
-        return ByWorker([lane for lane in lanes if lane])
-
-
-async def _connect(access: GatewayAccess, count: int, spread: WorkerSpread | None) -> Connections:
-    """``count`` connected channels; for a server whose workers the bench can see, dialled
-    again (up to MAX_REDIALS times) while a worker has none of them."""
-    if spread is None:
-        return Connections(await open_channels(access, count))
+async def _connect(
+    access: GatewayAccess, count: int, spread: WorkerSpread | None
+) -> tuple[list[grpc.aio.Channel], tuple[int, ...] | None, int]:
+    """``count`` connected channels, dialled again (up to MAX_REDIALS times) while a
+    worker of the server has none of them; with the connections each worker accepted
+    and the number of re-dials."""
     redials = 0
     while True:
-        channels, owners, workers = await _dial(access, count, spread)
-        made = Connections(channels, owners, workers, redials)
-        reached = made.per_worker
+        before = spread.client_ports() if spread is not None else frozenset()
+        channels = await open_channels(access, count)
+        if spread is None:
+            return channels, None, redials
+        reached = await _accepted(spread, spread.client_ports() - before)
         # Fewer channels than workers cannot reach them all: that is the user's choice.
-        if reached is None or all(reached) or count < workers or redials == MAX_REDIALS:
-            return made
+        if reached is None or all(reached) or count < len(reached) or redials == MAX_REDIALS:
+            return channels, reached, redials
         for channel in channels:
             await channel.close(grace=None)
         redials += 1
@@ -365,11 +284,9 @@ async def _run(
     server_cpu: ServerCpu,
     spread: WorkerSpread | None,
 ) -> Recording:
-    connected = await _connect(access, channel_count, spread)
-    channels = connected.channels
+    channels, reached, redials = await _connect(access, channel_count, spread)
     try:
-        calls = [authorize_callable(c) for c in channels]
-        sender = _Sender(calls, requests, timeout, connected.picker())
+        sender = _Sender([authorize_callable(c) for c in channels], requests, timeout)
         cpu0, server0 = _cpu_seconds(), server_cpu()
         if isinstance(shape, OpenLoop):
             samples, started, lag = await _open_loop(shape, sender)
@@ -388,7 +305,7 @@ async def _run(
         client_cpu=cpu1 - cpu0,
         server_cpu=None if server0 is None or server1 is None else server1 - server0,
         max_in_flight=sender.peak, send_lag_max=lag, exhausted=exhausted,
-        connections=connected.per_worker, redials=connected.redials,
+        connections=reached, redials=redials,
     )  # fmt: skip
 
 

@@ -95,39 +95,24 @@ class WorkerSpread:
             and sockets[inode].remote_port == self.port
         )
 
-    def owners(self, client_ports: frozenset[int]) -> tuple[dict[int, int], int] | None:
-        """Which worker accepted each connection from ``client_ports`` accepted so far (its
-        index among the workers in pid order), and how many workers there are; None when
-        no process listening on the port can be seen. A server without worker children
-        counts as one worker, itself."""
+    def reached(self, client_ports: frozenset[int]) -> tuple[int, ...] | None:
+        """How many of the connections from ``client_ports`` each worker accepted, in pid
+        order; None when no process listening on the port can be seen. A server without
+        worker children counts as one worker, itself."""
         sockets = _tcp_sockets()
 
-        def accepted(pid: int) -> set[int] | None:
+        def accepted(pid: int) -> int | None:
             held = [sockets[i] for i in _socket_inodes(pid) if i in sockets]
             if not any(s.local_port == self.port and s.state == LISTEN for s in held):
                 return None  # not a worker of this port (the ledger process, say)
-            return {
-                s.remote_port
-                for s in held
-                if s.local_port == self.port
+            return sum(
+                s.local_port == self.port
                 and s.state == ESTABLISHED
                 and s.remote_port in client_ports
-            }
+                for s in held
+            )
 
-        workers = [
-            ports for pid in sorted(children_of(self.root)) if (ports := accepted(pid)) is not None
-        ]
-        if not workers and (own := accepted(self.root)) is not None:
-            workers = [own]
-        if not workers:
-            return None
-        return {port: index for index, ports in enumerate(workers) for port in ports}, len(workers)
-
-    def reached(self, client_ports: frozenset[int]) -> tuple[int, ...] | None:
-        """How many of the connections from ``client_ports`` each worker accepted, in pid
-        order (None as for ``owners``)."""
-        found = self.owners(client_ports)
-        if found is None:
-            return None
-        owner, workers = found
-        return tuple(sum(1 for w in owner.values() if w == index) for index in range(workers))
+        counts = [n for pid in sorted(children_of(self.root)) if (n := accepted(pid)) is not None]
+        if not counts and (own := accepted(self.root)) is not None:
+            counts = [own]
+        return tuple(counts) or None

@@ -1,9 +1,8 @@
-"""Calls go to the channel with the fewest in flight (``clients.loadtest.load.LeastBusy``),
-or to the worker with the fewest, on its least busy channel (``ByWorker``)."""
+"""Calls go to the channel with the fewest in flight (``clients.loadtest.load.LeastBusy``)."""
 
 from __future__ import annotations
 
-from clients.loadtest.load import ByWorker, LeastBusy
+from clients.loadtest.load import LeastBusy
 
 
 def test_idle_channels_are_taken_in_rotation() -> None:
@@ -43,28 +42,3 @@ def test_busy_lanes_are_avoided() -> None:
     # second call before every other lane has one too
     seconds = [picker.take() for _ in range(3)]
     assert sorted(seconds) == [0, 1, 2]
-
-
-def test_idle_workers_take_turns_whatever_their_connections() -> None:
-    # Three connections on worker A (lanes 0, 1, 2), one on worker B (lane 3): calls that
-    # come back before the next one leaves alternate between the workers, where a
-    # rotation over the channels would give A three calls in four.
-    picker = ByWorker([[0, 1, 2], [3]])
-    taken = []
-    for _ in range(6):
-        lane = picker.take()
-        taken.append(lane)
-        picker.give_back(lane)
-    assert taken == [0, 3, 1, 3, 2, 3]
-
-
-def test_the_worker_with_fewer_calls_in_flight_gets_the_next() -> None:
-    picker = ByWorker([[0, 1, 2], [3]])
-    held = [picker.take() for _ in range(4)]  # two calls on each worker
-    assert sorted(held) == [0, 1, 3, 3]
-    picker.give_back(3)
-    assert picker.take() == 3  # B has one in flight, A two
-    picker.give_back(0)
-    picker.give_back(1)
-    # A is idle now, B holds two: A's next calls go on its idle channels first.
-    assert sorted([picker.take(), picker.take()]) == [0, 2]

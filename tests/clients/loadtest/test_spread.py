@@ -184,35 +184,32 @@ def test_the_bench_s_connections_reach_every_worker(echo: tuple[GatewayAccess, i
 
 @dataclass(frozen=True)
 class Scripted(WorkerSpread):
-    """A test double: the real server's ports, and each new connection's worker (of two)
-    taken in turn from ``script``."""
+    """A test double: the real server's ports, and a scripted answer per dial."""
 
-    script: list[int] = field(default_factory=list)
-    seen: list[int] = field(default_factory=list)  # each connection's port, in order
+    answers: list[tuple[int, ...]] = field(default_factory=list)
+    dials: list[frozenset[int]] = field(default_factory=list)
 
-    def owners(self, client_ports: frozenset[int]) -> tuple[dict[int, int], int] | None:
-        (port,) = client_ports  # the channels are dialled one at a time
-        if port not in self.seen:
-            self.seen.append(port)
-        return {port: self.script[self.seen.index(port)]}, 2
+    def reached(self, client_ports: frozenset[int]) -> tuple[int, ...] | None:
+        self.dials.append(client_ports)
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
 def test_the_bench_dials_again_while_a_worker_has_none(
     echo: tuple[GatewayAccess, int, int],
 ) -> None:
     access, pid, port = echo
-    spread = Scripted(pid, port, script=[0, 0, 0, 0] * 2 + [0, 1, 0, 1])
+    spread = Scripted(pid, port, answers=[(4, 0), (4, 0), (2, 2)])
     recording = _run(access, spread, channels=4)
     assert recording.redials == 2 and recording.connections == (2, 2)
-    # Each dial made new connections: twelve ports, none the same.
-    assert len(spread.seen) == len(set(spread.seen)) == 12
+    # Each dial was new connections: three sets of four ports, none shared.
+    assert [len(d) for d in spread.dials] == [4, 4, 4]
+    assert not (spread.dials[0] & spread.dials[1]) and not (spread.dials[1] & spread.dials[2])
     assert tally("echo", recording, echo_judge).outcomes == {"echoed": 40}
 
 
 def test_the_bench_gives_up_dialling_and_says_so(echo: tuple[GatewayAccess, int, int]) -> None:
     access, pid, port = echo
-    spread = Scripted(pid, port, script=[0] * 4 * (MAX_REDIALS + 1))
-    recording = _run(access, spread, channels=4)
+    recording = _run(access, Scripted(pid, port, answers=[(4, 0)]), channels=4)
     assert recording.redials == MAX_REDIALS and recording.connections == (4, 0)
 
 
@@ -220,5 +217,5 @@ def test_fewer_channels_than_workers_are_not_dialled_again(
     echo: tuple[GatewayAccess, int, int],
 ) -> None:
     access, pid, port = echo
-    recording = _run(access, Scripted(pid, port, script=[0]), channels=1)
+    recording = _run(access, Scripted(pid, port, answers=[(1, 0)]), channels=1)
     assert recording.redials == 0 and recording.connections == (1, 0)
