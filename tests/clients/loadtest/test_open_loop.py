@@ -15,14 +15,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from clients.loadtest import channels, load, spawn
+from clients.loadtest import channels, load
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.cpu import tree_cpu
 from clients.loadtest.errors import TargetError
 from clients.loadtest.load import ClosedLoop, OpenLoop, run
 from clients.loadtest.tally import NO_ANSWER, echo_judge, tally
-from gateway.provisioning import init_bank
-from setpay.v1 import authorization_pb2, common_pb2
+
+from .conftest import echo_request, serve_echo
 
 DELAY = 0.6
 THREADS = 4
@@ -34,25 +34,13 @@ REQUESTS = math.ceil(RATE * DURATION)
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayAccess]:
     work = tmp_path_factory.mktemp("echo")
-    init_bank(work / "bank", profile="ec", env={})
-    server = spawn.serve_reference(
-        "echo", work / "bank" / "setpay.toml", work, 1, delay_ms=DELAY * 1000, threads=THREADS
-    )
-    try:
+    for server in serve_echo(work, 1, delay_ms=DELAY * 1000, threads=THREADS):
         yield GatewayAccess.from_tls_dir(server.target, work / "bank" / "tls")
-    finally:
-        server.stop()
-
-
-def any_request() -> bytes:
-    return authorization_pb2.AuthorizeRequest(
-        header=common_pb2.Header(version=1), auth_req=b"not opened by the echo"
-    ).SerializeToString()
 
 
 def test_latency_counts_from_the_schedule_and_includes_queueing(echo: GatewayAccess) -> None:
     recording = run(
-        OpenLoop(RATE, DURATION), echo, [any_request()], channels=2, timeout=30.0, reuse=True,
+        OpenLoop(RATE, DURATION), echo, [echo_request()], channels=2, timeout=30.0, reuse=True,
         server_cpu=tree_cpu([]),
     )  # fmt: skip
     counted = tally("echo", recording, echo_judge)
@@ -71,7 +59,7 @@ def test_latency_counts_from_the_schedule_and_includes_queueing(echo: GatewayAcc
 
 def test_closed_loop_stops_when_single_use_requests_run_out(echo: GatewayAccess) -> None:
     recording = run(
-        ClosedLoop(2, 30.0), echo, [any_request()] * 3, channels=1, timeout=30.0, reuse=False,
+        ClosedLoop(2, 30.0), echo, [echo_request()] * 3, channels=1, timeout=30.0, reuse=False,
         server_cpu=tree_cpu([]),
     )  # fmt: skip
     assert len(recording.samples) == 3
@@ -87,7 +75,7 @@ def test_answers_later_than_deadline_and_grace_count_as_never_answered(
     # call still running then has lost its answer and must be counted, not dropped.
     monkeypatch.setattr(load, "DRAIN_GRACE_SECONDS", 0.1 - 30.0)  # waits 0.1 s in all
     recording = run(
-        OpenLoop(RATE, 0.1), echo, [any_request()], channels=1, timeout=30.0, reuse=True,
+        OpenLoop(RATE, 0.1), echo, [echo_request()], channels=1, timeout=30.0, reuse=True,
         server_cpu=tree_cpu([]),
     )  # fmt: skip
     counted = tally("echo", recording, echo_judge)
@@ -103,6 +91,6 @@ def test_a_target_that_does_not_accept_connections_is_a_clear_error(
     nobody = GatewayAccess("127.0.0.1:1", None)  # port 1: nothing listens
     with pytest.raises(TargetError, match="did not accept 2 connections"):
         run(
-            ClosedLoop(1, 1.0), nobody, [any_request()], channels=2, timeout=1.0, reuse=True,
+            ClosedLoop(1, 1.0), nobody, [echo_request()], channels=2, timeout=1.0, reuse=True,
             server_cpu=tree_cpu([]),
         )  # fmt: skip

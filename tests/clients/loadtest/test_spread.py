@@ -17,18 +17,17 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from clients.loadtest import load, spawn
+from clients.loadtest import load
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.cpu import tree_cpu
 from clients.loadtest.load import MAX_REDIALS, ClosedLoop
 from clients.loadtest.spread import WorkerSpread
 from clients.loadtest.tally import echo_judge, tally
-from gateway.provisioning import init_bank
-from setpay.v1 import authorization_pb2, common_pb2
+
+from .conftest import echo_request, serve_echo
 
 # The parent binds the port (without listening) so the children can share it, forks two
 # listening workers and one child that only sleeps, then lets its own socket go.
@@ -149,24 +148,14 @@ def test_a_process_that_listens_on_another_port_has_no_workers(two_workers: Tree
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayAccess, int, int]]:
     work = tmp_path_factory.mktemp("echo")
-    init_bank(work / "bank", profile="ec", env={})
-    server = spawn.serve_reference("echo", Path(work / "bank" / "setpay.toml"), work, 2)
-    try:
+    for server in serve_echo(work, 2):
         access = GatewayAccess.from_tls_dir(server.target, work / "bank" / "tls")
         yield access, server.process.pid, server.port
-    finally:
-        server.stop()
-
-
-def _request() -> bytes:
-    return authorization_pb2.AuthorizeRequest(
-        header=common_pb2.Header(version=1), auth_req=b"not opened by the echo"
-    ).SerializeToString()
 
 
 def _run(access: GatewayAccess, spread: WorkerSpread, channels: int) -> load.Recording:
     return load.run(
-        ClosedLoop(4, 5.0, limit=40), access, [_request()], channels=channels, timeout=10.0,
+        ClosedLoop(4, 5.0, limit=40), access, [echo_request()], channels=channels, timeout=10.0,
         reuse=True, server_cpu=tree_cpu([]), spread=spread,
     )  # fmt: skip
 
