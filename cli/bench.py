@@ -77,6 +77,9 @@ SPAWN_WORKERS = 1
 # a bank's loopback instead, the address the TLS certificate of `setpay init` names.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104  matched, never bound
 LOOPBACK = "127.0.0.1"
+# The machine entries of the reference loop timed before and after the run.
+BEFORE = "reference loop ms (before)"
+AFTER = "reference loop ms (after)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -360,9 +363,13 @@ def authorize(args: argparse.Namespace) -> int:
             "profile": bank.config.profile, "keys": keys_kind(bank.config.keys_uri()),
             "workers": bank.workers, "threads per worker": bank.config.threads,
             "channels": plan.channels, "cardholders": population.cardholders,
-            "bank": "spawned" if args.spawn else "target", "machine": machine.describe(),
+            "bank": "spawned" if args.spawn else "target",
+            "machine": {**machine.describe(), BEFORE: round(machine.reference_loop_ms(), 1)},
         }  # fmt: skip
         result = Bench(parties, targets, plan, say=_say).run(setting)
+        described = setting["machine"]
+        assert isinstance(described, dict)
+        described[AFTER] = round(machine.reference_loop_ms(), 1)
     return _report(args, result)
 
 

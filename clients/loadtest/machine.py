@@ -7,7 +7,13 @@ idle moment halts the vCPU (a VM exit) and the next request pays to get it back;
 kernel's default polls up to 200 us first. So the report names the idle driver, and the
 halt-poll limit where there is one, beside the cores, CPU and versions.
 
-Everything here is read from ``/proc`` and ``/sys`` and is optional: a file that is
+Nor does the CPU model say how fast the machine runs when the bench measures: a host
+that shares its cores may give a vCPU half its usual speed for hours (the development
+machine did in the seventeenth round). So the report also times a fixed pure-Python loop
+before and after the run (``reference_loop_ms``): figures from two days compare only
+with it beside them.
+
+Everything else here is read from ``/proc`` and ``/sys`` and is optional: a file that is
 missing or unreadable leaves its entry out (or "unknown" for the CPU model).
 """
 
@@ -16,10 +22,30 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 # The Python packages whose versions change the figures most.
 PACKAGES = ("grpcio", "cryptography", "protobuf")
+# The reference loop: this many additions, timed this many times, the median reported in
+# milliseconds per million. On the development machine it took 22-34 ms within a few
+# minutes of the seventeenth round.
+REFERENCE_ITERATIONS = 1_000_000
+REFERENCE_RUNS = 3
+
+
+def reference_loop_ms(iterations: int = REFERENCE_ITERATIONS, runs: int = REFERENCE_RUNS) -> float:
+    """How long this machine takes now for a million additions in a Python loop, in ms
+    (the median of ``runs`` timings of ``iterations``)."""
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings) * 1000.0 * 1_000_000 / iterations
 
 
 def _read(path: Path) -> str | None:

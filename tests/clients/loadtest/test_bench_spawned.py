@@ -142,6 +142,8 @@ def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:
     assert report["schema"] == "setpay.bench.authorize/2"
     assert report["setting"]["profile"] == "ec"
     assert report["setting"]["machine"]["cores"] >= 1
+    for when in ("before", "after"):
+        assert report["setting"]["machine"][f"reference loop ms ({when})"] > 0
     (step,) = report["steps"]
     assert step["mode"] == "open"
     gateway = step["results"]["gateway"]

@@ -49,3 +49,12 @@ def test_describe_includes_the_idle_driver(tmp_path: Path) -> None:
     _write(tmp_path, "module/haltpoll/parameters/guest_halt_poll_ns", "200000\n")
     described = machine.describe(proc=tmp_path, sys_root=tmp_path)
     assert described["cpuidle"] == "haltpoll (guest_halt_poll_ns 200000)"
+
+
+def test_the_reference_loop_is_reported_per_million_additions() -> None:
+    # A hundredth of the loop, timed: the figure is per million whatever the count, so
+    # the two are of one size (a shared machine may slow either, hence the wide margin).
+    full = machine.reference_loop_ms()
+    short = machine.reference_loop_ms(iterations=10_000, runs=5)
+    assert full > 0 and short > 0
+    assert full / 10 < short < full * 10
