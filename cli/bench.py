@@ -359,16 +359,14 @@ def authorize(args: argparse.Namespace) -> int:
         )  # fmt: skip
         parties = _register(args, bank, population)
         stack.callback(parties.close)
+        described = {**machine.describe(), BEFORE: round(machine.reference_loop_ms(), 1)}
         setting: dict[str, object] = {
             "profile": bank.config.profile, "keys": keys_kind(bank.config.keys_uri()),
             "workers": bank.workers, "threads per worker": bank.config.threads,
             "channels": plan.channels, "cardholders": population.cardholders,
-            "bank": "spawned" if args.spawn else "target",
-            "machine": {**machine.describe(), BEFORE: round(machine.reference_loop_ms(), 1)},
+            "bank": "spawned" if args.spawn else "target", "machine": described,
         }  # fmt: skip
         result = Bench(parties, targets, plan, say=_say).run(setting)
-        described = setting["machine"]
-        assert isinstance(described, dict)
         described[AFTER] = round(machine.reference_loop_ms(), 1)
     return _report(args, result)
 
