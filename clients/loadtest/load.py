@@ -259,12 +259,12 @@ async def _connect(
     """``count`` connected channels, dialled again (up to MAX_REDIALS times) while a
     worker of the server has none of them; with the connections each worker accepted
     and the number of re-dials."""
+    if spread is None:
+        return await open_channels(access, count), None, 0
     redials = 0
     while True:
-        before = spread.client_ports() if spread is not None else frozenset()
+        before = spread.client_ports()
         channels = await open_channels(access, count)
-        if spread is None:
-            return channels, None, redials
         reached = await _accepted(spread, spread.client_ports() - before)
         # Fewer channels than workers cannot reach them all: that is the user's choice.
         if reached is None or all(reached) or count < len(reached) or redials == MAX_REDIALS:
