@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +17,8 @@ from gateway.ledger import (
     Decline,
     Declined,
     InvalidRequest,
+    Ledger,
+    LedgerKeys,
     Outcome,
     PiPreviouslyUsed,
     Posted,
@@ -25,16 +27,21 @@ from gateway.ledger import (
     RrpidReused,
     StoreUnavailable,
     Unanswered,
+    idempotency,
 )
+from gateway.ledger.store import LedgerStore, Transaction
 from tests.gateway.ledger.ledger_support import (
     EUR,
     EXPIRY,
     MERCHANT,
     PAN_A,
     PAN_B,
+    Backend,
     Bank,
     FakeClock,
 )
+
+R = TypeVar("R")
 
 
 def authorize(
@@ -226,25 +233,43 @@ def test_a_moment_of_check_that_is_not_an_integer_changes_nothing(
     assert bank.outcomes == []
 
 
-def test_an_answer_that_fails_to_store_leaves_the_decision_for_a_retry(
-    bank: Bank, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from gateway.ledger import idempotency
+class _LosingAnswers(LedgerStore):
+    """A real store whose answer-storing writes fail while ``losing`` is set (the decision's
+    own write goes through): a database lost between a decision and its answer."""
 
-    store = bank.ledger._store
-    execute = store.execute
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+        self.losing = True
 
-    def losing_answers(operation: Any) -> Any:
-        if getattr(operation, "func", None) is idempotency.store_answer:
+    def execute(self, work: Callable[[Transaction], R]) -> R:
+        if self.losing and getattr(work, "func", None) is idempotency.store_answer:
             raise StoreUnavailable("the database went away")
-        return execute(operation)
+        return self._store.execute(work)
 
-    with monkeypatch.context() as patched:
-        patched.setattr(store, "execute", losing_answers)
+    def read(self, query: Callable[[Transaction], R]) -> R:
+        return self._store.read(query)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def test_an_answer_that_fails_to_store_leaves_the_decision_for_a_retry(
+    backend: Backend, keys: LedgerKeys, clock: FakeClock
+) -> None:
+    store = _LosingAnswers(backend.open_store())
+    ledger = Ledger(store, keys, clock=clock)
+    try:
+        ledger.open_merchant_account(MERCHANT, EUR)
+        ledger.open_card_account(PAN_A, EXPIRY, 10_000, EUR)
+        bank = Bank(ledger)
         with pytest.raises(AnswerNotStored, match="StoreUnavailable"):
             authorize(bank)
-    bank.outcomes.clear()  # the answer built above was never stored
-    _answers_the_stored_decision(bank)
+        store.losing = False
+        bank.outcomes.clear()  # the answer built above was never stored
+        _answers_the_stored_decision(bank)
+        ledger.check_balanced()
+    finally:
+        ledger.close()
 
 
 def test_item_outcomes_are_replayed_not_redecided(bank: Bank) -> None:
