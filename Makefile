@@ -16,10 +16,11 @@ PYTEST_ARGS ?=
 
 all: test
 
-$(VENV)/.installed: pyproject.toml
+# The plot extra too, so that the suite draws a real plot.
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $@
 
 venv: $(VENV)/.installed

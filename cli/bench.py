@@ -19,6 +19,7 @@ unaccounted for, 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -38,9 +39,9 @@ from clients.loadtest.bank_page import no_probe as no_page
 from clients.loadtest.bank_page import probe_of as page_probe
 from clients.loadtest.bench import Bench, BenchResult
 from clients.loadtest.channels import GatewayAccess
-from clients.loadtest.errors import BenchError
+from clients.loadtest.errors import BenchError, PlanError
 from clients.loadtest.plan import Plan, Service, Target, parse_rates
-from clients.loadtest.plot import plot
+from clients.loadtest.plot import plot, require
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
 from clients.loadtest.report import to_text, write_json
@@ -334,9 +335,24 @@ def _workdir(args: argparse.Namespace) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _check_outputs(args: argparse.Namespace, plan: Plan) -> None:
+    """Refuse, before anything runs, a report that could not be written once it has."""
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is None:
+            continue
+        folder = path.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise BenchError(f"{option}: cannot write {path.name} in {folder}")
+    if args.plot is not None:
+        if not plan.has_open_loops:
+            raise PlanError("--plot needs open-loop steps (--rate, --rates or --load-fraction)")
+        require()
+
+
 def authorize(args: argparse.Namespace) -> int:
     """Prepare, drive, report."""
     plan = plan_from(args)
+    _check_outputs(args, plan)
     _exit_on_sigterm()
     if args.spawn and args.bank_config is not None:
         raise BenchError("--bank-config is for --target; --spawn makes its own bank")

@@ -110,6 +110,12 @@ class Plan:
                 raise PlanError(f"{rate:g}/s for {self.duration:g} s is more than "
                                 f"{MAX_PREPARED} requests")  # fmt: skip
 
+    @property
+    def has_open_loops(self) -> bool:
+        """Whether the plan has open-loop steps (fixed rates, or a fraction of the closed
+        loop's throughput): what a plot of latency against rate needs."""
+        return bool(self.rates) or self.load_fraction is not None
+
     def closed(self) -> ClosedLoop | None:
         """The closed-loop step, if any."""
         if self.concurrency is None:

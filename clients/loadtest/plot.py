@@ -1,7 +1,8 @@
 """A plot of latency percentiles against offered rate (``--plot FILE.png``).
 
 matplotlib is an optional extra (``pip install 'setpay[plot]'``), imported only here and
-only when a plot is asked for; without it the bench says how to get it.
+only when a plot is asked for; without it the bench says how to get it before it runs
+(``require``), not after.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def _pyplot() -> Any:
         ) from None
     matplotlib.use("Agg")  # files only, no display
     return importlib.import_module("matplotlib.pyplot")
+
+
+def require() -> None:
+    """Refuse a plot that could not be drawn (matplotlib missing), before a run is spent."""
+    _pyplot()
 
 
 def plot(result: BenchResult, path: Path) -> None:

@@ -20,6 +20,13 @@ def run_bench(argv: list[str]) -> int:
     return bench.run(parser.parse_args(["bench", *argv]))
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    """A PNG image's width and height (its signature and IHDR checked)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def serve_echo(
     work: Path, workers: int, *, delay_ms: float = 0.0, threads: int | None = None
 ) -> Iterator[spawn.Server]:

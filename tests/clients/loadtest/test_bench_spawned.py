@@ -17,7 +17,7 @@ import pytest
 from clients.loadtest.load import MAX_REDIALS
 from tests.clients.pan_scan import pan_like_runs
 
-from .conftest import run_bench
+from .conftest import png_size, run_bench
 
 RATE = 25
 DURATION = 2.0
@@ -32,6 +32,7 @@ def spawned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "authorize", "--spawn", "--workdir", str(work / "run"), "--rate", str(RATE),
         "--duration", str(DURATION), "--cardholders", str(CARDHOLDERS), "--channels", "2",
         "--ceiling", "--metrics", "--workers", "2", "--json", str(report),
+        "--plot", str(work / "latency.png"),
     ])  # fmt: skip
     return {"code": code, "work": work, "report": json.loads(report.read_text())}
 
@@ -158,6 +159,11 @@ def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:
         assert step["ratios"][name]["throughput"] > 0
         assert step["ratios"][name]["server_cpu"] > 0
     assert set(report["sustained_rate"]) == {"gateway", "ceiling", "echo"}
+
+
+def test_the_plot_is_drawn(spawned: dict[str, Any]) -> None:
+    width, height = png_size((spawned["work"] / "latency.png").read_bytes())
+    assert (width, height) == (880, 550)  # FIGURE_INCHES at DPI
 
 
 def test_no_output_holds_a_pan(spawned: dict[str, Any]) -> None:
