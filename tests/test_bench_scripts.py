@@ -98,3 +98,5 @@ def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
         assert sorted(step["results"]) == ["ceiling", "echo", "gateway"], step
         for result in step["results"].values():
             assert result["accounted"] and result["ok"] == result["sent"] > 0, result
+    text = (out_dir / "ec-1.txt").read_text()
+    assert text.startswith("setpay bench authorize") and "gateway/ceiling: throughput" in text

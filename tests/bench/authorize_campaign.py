@@ -7,7 +7,7 @@ Used for the medians in docs/BENCHMARKS.md.
 
 Each run is a full ``setpay bench authorize --spawn --ceiling`` (a fresh bank, the
 gateway, the ceiling and the echo, a closed loop then an open loop at 80 % of the
-gateway's closed-loop throughput), its JSON report kept in ``--out``. On this shared
+gateway's closed-loop throughput), its JSON and text reports kept in ``--out``. On this shared
 two-core machine single runs differ by tens of per cent, so the figures worth quoting
 are the medians this prints, with every run's value beside them. A run whose report is
 not clean (a request not accounted for) stops the campaign.
@@ -68,6 +68,7 @@ def one_run(args: argparse.Namespace, report: Path) -> dict[str, Any]:
                 keys = keys.format(**names)
             argv += ["--keys", keys]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    report.with_suffix(".txt").write_text(done.stdout)  # the text report, for people
     if done.returncode != 0:
         raise SystemExit(f"bench run failed ({done.returncode}):\n{done.stderr[-2000:]}")
     data: dict[str, Any] = json.loads(report.read_text())
