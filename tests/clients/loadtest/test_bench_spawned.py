@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from clients.loadtest.load import MAX_REDIALS
+from clients.loadtest.plot import DPI, FIGURE_INCHES
 from tests.clients.pan_scan import pan_like_runs
 
 from .conftest import png_size, run_bench
@@ -162,8 +163,8 @@ def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:
 
 
 def test_the_plot_is_drawn(spawned: dict[str, Any]) -> None:
-    width, height = png_size((spawned["work"] / "latency.png").read_bytes())
-    assert (width, height) == (880, 550)  # FIGURE_INCHES at DPI
+    expected = (round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI))
+    assert png_size((spawned["work"] / "latency.png").read_bytes()) == expected
 
 
 def test_no_output_holds_a_pan(spawned: dict[str, Any]) -> None:
