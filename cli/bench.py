@@ -45,6 +45,7 @@ from clients.loadtest.plot import plot, require
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
 from clients.loadtest.report import to_text, write_json
+from clients.loadtest.speed import SpeedSampler
 from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
 from gateway.ceiling import MODES, ReferenceOptions, serve
@@ -382,7 +383,9 @@ def authorize(args: argparse.Namespace) -> int:
             "channels": plan.channels, "cardholders": population.cardholders,
             "bank": "spawned" if args.spawn else "target", "machine": described,
         }  # fmt: skip
-        result = Bench(parties, targets, plan, say=_say).run(setting)
+        # The machine's speed during each run: readings from a process of their own.
+        sampler = stack.enter_context(SpeedSampler())
+        result = Bench(parties, targets, plan, say=_say, speed=sampler.between).run(setting)
         described[AFTER] = round(machine.reference_loop_ms(), 1)
     return _report(args, result)
 

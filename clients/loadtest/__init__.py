@@ -10,6 +10,7 @@
     bench       a run: warm-up, steps, tallies
     report      text and JSON; plot (matplotlib, optional) draws latency against rate
     cpu         server CPU from /proc (spawned processes) or a metrics scrape
+    speed       the machine's speed during each run, sampled by a small child process
     spawn       the bank and reference services the bench starts itself
     progress    the preparation's progress bar (stderr)
     errors      the error tree (``BenchError``), documented there

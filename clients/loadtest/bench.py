@@ -20,6 +20,7 @@ from clients.loadtest.load import ClosedLoop, OpenLoop, Shape
 from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.prepare import Parties, PreparedAuth, build_authorizations
 from clients.loadtest.progress import ProgressBar
+from clients.loadtest.speed import Speed
 from clients.loadtest.tally import Judge, Tally, auth_judge, echo_judge, tally
 from setcore.authorization import AuthResult, open_auth_response
 from setcore.freshness import FRESHNESS_WINDOW_MS
@@ -34,6 +35,13 @@ WARMUP_CONCURRENCY = 8
 WARMUP_SECONDS = 60.0
 
 Say = Callable[[str], None]
+SpeedProbe = Callable[[float, float], Speed | None]
+"""The machine's speed readings between two monotonic times (``speed.SpeedSampler``)."""
+
+
+def no_speed(start: float, end: float) -> Speed | None:
+    """No readings (a bench without a sampler)."""
+    return None
 
 
 @dataclass
@@ -76,12 +84,14 @@ class Bench:
         *,
         say: Say,
         progress: Callable[[str, int], ProgressBar] = ProgressBar,
+        speed: SpeedProbe = no_speed,
     ) -> None:
         self._parties = parties
         self._targets = list(targets)
         self._plan = plan
         self._say = say
         self._progress = progress
+        self._speed = speed
         self._rotation = 0
 
     def prepare(self, count: int) -> list[PreparedAuth]:
@@ -127,15 +137,19 @@ class Bench:
         what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
         self._say(f"{what} against the {target.service}")
         before, processes = target.page(), target.process_cpu()
+        started = time.monotonic()
         recording = load.run(
             shape, target.access, [p.request for p in prepared], channels=self._plan.channels,
             timeout=self._plan.timeout, reuse=not target.single_use,
             server_cpu=target.server_cpu, spread=target.spread,
         )  # fmt: skip
+        speed = self._speed(started, time.monotonic())
         shares = cpu.shares_between(processes, target.process_cpu())
         during = bank_page.between(before, target.page(), target.workers)
         judge = self._judge(target, prepared)
-        return tally(str(target.service), recording, judge, during, process_cpu_shares=shares)
+        return tally(
+            str(target.service), recording, judge, during, process_cpu_shares=shares, speed=speed
+        )
 
     def warm_up(self, result: BenchResult) -> None:
         """One AuthReq per cardholder to each target: caches warm, connections made."""

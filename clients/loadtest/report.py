@@ -18,6 +18,7 @@ from clients.loadtest.bank_page import LedgerCommits, WorkerCalls
 from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
+from clients.loadtest.speed import Speed
 from clients.loadtest.tally import Tally
 
 SCHEMA = "setpay.bench.authorize/2"
@@ -46,6 +47,10 @@ def ratios(step: StepResult) -> dict[str, dict[str, float | None]]:
 # it cannot honestly answer fewer per second than the gateway. Allow this much for the
 # noise of a shared machine before calling the reference run disturbed.
 CEILING_SLOWER_TOLERANCE = 0.05
+# The machine's median speed may differ this much between the gateway's run and the
+# ceiling's before the ratio is doubted: on the development machine the readings of one
+# run spread by half, and their medians moved by a few per cent from run to run.
+SPEED_DIFFERENCE_TOLERANCE = 0.25
 
 
 def doubts(step: StepResult) -> list[str]:
@@ -54,13 +59,22 @@ def doubts(step: StepResult) -> list[str]:
     ceiling = step.tallies.get(Service.CEILING)
     if isinstance(step.shape, OpenLoop) or gateway is None or ceiling is None:
         return []
+    found = []
     if ceiling.throughput < gateway.throughput * (1 - CEILING_SLOWER_TOLERANCE):
-        return [
+        found.append(
             f"the ceiling answered {ceiling.throughput:,.0f}/s, fewer than the gateway's "
             f"{gateway.throughput:,.0f}/s, though it does only part of the gateway's work: "
             "its run was disturbed; repeat it before using the ratio"
-        ]
-    return []
+        )
+    if gateway.speed is not None and ceiling.speed is not None:
+        slower, faster = sorted((gateway.speed.median, ceiling.speed.median), reverse=True)
+        if slower > faster * (1 + SPEED_DIFFERENCE_TOLERANCE):
+            found.append(
+                f"the machine ran at different speeds for the gateway and the ceiling "
+                f"(reference loop {gateway.speed.median:.1f} against "
+                f"{ceiling.speed.median:.1f} ms, medians): repeat the run before using the ratio"
+            )
+    return found
 
 
 # Decimals kept in the JSON: microsecond latencies and CPU, hundredths of a request/s.
@@ -114,9 +128,21 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                     list(counted.connections) if counted.connections else None
                 ),
                 "redials": counted.redials,
+                "machine_speed": _speed_json(counted.speed),
             }
         )
     )
+
+
+def _speed_json(speed: Speed | None) -> dict[str, Any] | None:
+    if speed is None:
+        return None
+    return {
+        "reference_loop_ms_median": speed.median,
+        "reference_loop_ms_fastest": speed.fastest,
+        "reference_loop_ms_slowest": speed.slowest,
+        "readings": len(speed.readings),
+    }
 
 
 def _ledger_json(ledger: LedgerCommits | None) -> dict[str, Any] | None:
@@ -218,6 +244,11 @@ def _details(counted: Tally, channels: int) -> list[str]:
         lines.append(f"    {counted.target} CPU per child process: {shares}")
     if counted.connections is not None:
         lines.append(f"    {counted.target} connections per worker: {_connections(counted)}")
+    if counted.speed is not None:
+        speed = counted.speed
+        lines.append(f"    {counted.target} machine speed: reference loop {speed.median:.1f} ms"
+                     f" (median of {len(speed.readings)} readings, {speed.fastest:.1f}"
+                     f"-{speed.slowest:.1f})")  # fmt: skip
     if counted.send_lag_max_ms > 1.0:
         lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
                      " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip

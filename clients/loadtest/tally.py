@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 
 from clients.loadtest.bank_page import Activity, LedgerCommits, WorkerCalls
 from clients.loadtest.load import Recording, Sample
+from clients.loadtest.speed import Speed
 from setcore.authorization import AuthResult
 from setcore.errors import PeerError, ProtocolError
 from setpay.v1 import authorization_pb2
@@ -145,6 +146,8 @@ class Tally:
     # worker (a server the bench started).
     connections: tuple[int, ...] | None = None
     redials: int = 0
+    # The machine's speed during the run (``speed``), if the bench sampled it.
+    speed: Speed | None = None
 
     @property
     def accounted(self) -> bool:
@@ -181,10 +184,12 @@ def tally(
     during: Activity | None = None,
     *,
     process_cpu_shares: tuple[float, ...] | None = None,
+    speed: Speed | None = None,
 ) -> Tally:
     """Count ``recording``, opening every answer with ``judge``; ``during``: what the
     bank's metrics page said about the run (its commits, its workers' calls), if read;
-    ``process_cpu_shares``: each child process's part of the server's CPU, if known."""
+    ``process_cpu_shares``: each child process's part of the server's CPU, if known;
+    ``speed``: the machine's speed readings during the run, if sampled."""
     outcomes: Counter[str] = Counter()
     grpc_errors: Counter[str] = Counter()
     set_errors: Counter[str] = Counter()
@@ -207,7 +212,7 @@ def tally(
         outcomes=dict(outcomes), grpc_errors=dict(grpc_errors), set_errors=dict(set_errors),
         ledger=during.ledger if during else None, workers=during.workers if during else None,
         process_cpu_shares=process_cpu_shares, connections=recording.connections,
-        redials=recording.redials,
+        redials=recording.redials, speed=speed,
     )  # fmt: skip
 
 

@@ -162,6 +162,16 @@ def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:
     assert set(report["sustained_rate"]) == {"gateway", "ceiling", "echo"}
 
 
+def test_each_run_reports_the_machine_s_speed_during_it(spawned: dict[str, Any]) -> None:
+    (step,) = spawned["report"]["steps"]
+    for service, result in step["results"].items():
+        speed = result["machine_speed"]
+        assert speed is not None, service
+        assert speed["readings"] >= 1
+        assert 0 < speed["reference_loop_ms_fastest"] <= speed["reference_loop_ms_median"]
+        assert speed["reference_loop_ms_median"] <= speed["reference_loop_ms_slowest"]
+
+
 def test_the_plot_is_drawn(spawned: dict[str, Any]) -> None:
     expected = (round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI))
     assert png_size((spawned["work"] / "latency.png").read_bytes()) == expected
