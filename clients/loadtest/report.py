@@ -51,6 +51,8 @@ CEILING_SLOWER_TOLERANCE = 0.05
 # ceiling's before the ratio is doubted: on the development machine the readings of one
 # run spread by half, and their medians moved by a few per cent from run to run.
 SPEED_DIFFERENCE_TOLERANCE = 0.25
+# ... judged only on this many readings a side at least (a 10 s run takes about 20).
+SPEED_READINGS_FOR_DOUBT = 5
 
 
 def doubts(step: StepResult) -> list[str]:
@@ -66,7 +68,9 @@ def doubts(step: StepResult) -> list[str]:
             f"{gateway.throughput:,.0f}/s, though it does only part of the gateway's work: "
             "its run was disturbed; repeat it before using the ratio"
         )
-    if gateway.speed is not None and ceiling.speed is not None:
+    speeds = (gateway.speed, ceiling.speed)
+    if all(s is not None and len(s.readings) >= SPEED_READINGS_FOR_DOUBT for s in speeds):
+        assert gateway.speed is not None and ceiling.speed is not None
         slower, faster = sorted((gateway.speed.median, ceiling.speed.median), reverse=True)
         if slower > faster * (1 + SPEED_DIFFERENCE_TOLERANCE):
             found.append(

@@ -114,6 +114,12 @@ def main() -> None:
             "gateway open-loop p99 ms": following["gateway"]["latency_ms"]["p99"],
             "ceiling open-loop p99 ms": following["ceiling"]["latency_ms"]["p99"],
         }
+        # The machine's speed in the closed loops (the median reading, ms per million
+        # additions; lower is faster), when the bench sampled it.
+        for service in ("gateway", "ceiling"):
+            speed = closed[service].get("machine_speed")
+            if speed is not None:
+                values[f"{service} closed-loop speed ms"] = speed["reference_loop_ms_median"]
         for name, value in values.items():
             rows.setdefault(name, []).append(float(value))
         print(f"run {run}: gateway {values['gateway closed-loop answers/s']:.0f}/s, "

@@ -60,9 +60,10 @@ def test_an_open_loop_is_never_doubted_for_equal_rates() -> None:
 @pytest.mark.parametrize(
     ("gateway_ms", "ceiling_ms", "doubted"),
     [
-        ((24.0, 25.0, 40.0), (41.0, 40.0, 24.0), True),  # medians 25 and 40 ms
-        ((40.0, 41.0, 39.0), (24.0, 23.0, 25.0), True),  # either way round
-        ((24.0, 25.0, 40.0), (25.0, 27.0, 23.0), False),  # medians 25 and 25 ms
+        ((24.0, 25.0, 40.0, 24.0, 25.0), (41.0, 40.0, 24.0, 40.0, 41.0), True),  # 25, 40 ms
+        ((40.0, 41.0, 39.0, 40.0, 40.0), (24.0, 23.0, 25.0, 24.0, 24.0), True),  # either way
+        ((24.0, 25.0, 40.0, 24.0, 25.0), (25.0, 27.0, 23.0, 25.0, 25.0), False),  # 25, 25 ms
+        ((24.0, 25.0, 24.0), (41.0, 40.0, 40.0), False),  # too few readings to judge
     ],
 )
 def test_a_ceiling_run_at_another_speed_is_doubted(
