@@ -12,6 +12,8 @@ The loop is timed by the child's own CPU time, not the wall clock: under load th
 waits for a core, and that wait says how busy the machine is, not how fast it computes.
 A reading is in milliseconds per million additions, the unit of the reference loop. The
 child costs about 1-2 ms of CPU per reading here: a few tenths of a per cent of a core.
+It times the machine the bench runs on, which for a ``--target`` elsewhere is not the
+bank's.
 
 ``python -m clients.loadtest.speed`` is the child: it prints one line per reading, its
 ``time.monotonic()`` (one clock for every process of the machine) and the reading.
