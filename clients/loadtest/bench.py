@@ -44,6 +44,14 @@ def no_speed(start: float, end: float) -> Speed | None:
     return None
 
 
+def _monotonic_window(recording: load.Recording) -> tuple[float, float]:
+    """The run's clocked window (from its first due time to its last answer; not the
+    dialling before it) on ``time.monotonic``, the clock the speed readings carry."""
+    offset = time.monotonic() - time.perf_counter()
+    start = recording.started + offset
+    return start, start + recording.window
+
+
 @dataclass
 class StepResult:
     """One traffic shape, tallied per service."""
@@ -137,13 +145,12 @@ class Bench:
         what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
         self._say(f"{what} against the {target.service}")
         before, processes = target.page(), target.process_cpu()
-        started = time.monotonic()
         recording = load.run(
             shape, target.access, [p.request for p in prepared], channels=self._plan.channels,
             timeout=self._plan.timeout, reuse=not target.single_use,
             server_cpu=target.server_cpu, spread=target.spread,
         )  # fmt: skip
-        speed = self._speed(started, time.monotonic())
+        speed = self._speed(*_monotonic_window(recording))
         shares = cpu.shares_between(processes, target.process_cpu())
         during = bank_page.between(before, target.page(), target.workers)
         judge = self._judge(target, prepared)

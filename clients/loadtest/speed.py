@@ -28,6 +28,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from clients.loadtest.machine import additions_ms
+
 SAMPLE_SECONDS = 0.5
 SAMPLE_ITERATIONS = 50_000
 # How long closing waits for the child to go before it is killed.
@@ -78,11 +80,7 @@ class Readings:
 
 def loop_ms(iterations: int = SAMPLE_ITERATIONS) -> float:
     """The CPU time of ``iterations`` additions in a Python loop, in ms per million."""
-    started = time.process_time()
-    total = 0
-    for i in range(iterations):
-        total += i
-    return (time.process_time() - started) * 1000.0 * 1_000_000 / iterations
+    return additions_ms(iterations, time.process_time)
 
 
 class SpeedSampler:
