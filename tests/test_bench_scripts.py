@@ -10,6 +10,7 @@ the figures' presence and their plain sense are asserted, never their size.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -102,3 +103,28 @@ def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
             assert result["accounted"] and result["ok"] == result["sent"] > 0, result
     text = (out_dir / "ec-1.txt").read_text()
     assert text.startswith("setpay bench authorize") and "gateway/ceiling: throughput" in text
+    # The ratio over undoubted runs counts this run only if its closed loop has no DOUBT.
+    closed = steps[0]
+    line = re.search(r"gateway / ceiling, undoubted runs\s+(.*)$", out, re.MULTILINE)
+    assert line is not None, out
+    if closed["doubts"]:
+        assert line.group(1) == "none of 1 runs", (line.group(1), closed["doubts"])
+    else:
+        ratio = (
+            closed["results"]["gateway"]["throughput"] / closed["results"]["ceiling"]["throughput"]
+        )
+        assert line.group(1).endswith(": 1 of 1 runs)"), line.group(1)
+        assert float(line.group(1).split()[0]) == pytest.approx(ratio, abs=0.005)
+
+
+def test_campaign_ratio_over_undoubted_runs_counts_only_those() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "authorize_campaign", BENCH / "authorize_campaign.py"
+    )
+    assert spec is not None and spec.loader is not None
+    campaign = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(campaign)
+    assert campaign._undoubted_line([0.67, 0.51], 3).split()[-7:] == [
+        "0.59", "(0.67,", "0.51:", "2", "of", "3", "runs)",
+    ]  # fmt: skip
+    assert campaign._undoubted_line([], 3).endswith("none of 3 runs")

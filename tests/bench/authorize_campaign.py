@@ -9,7 +9,10 @@ Each run is a full ``setpay bench authorize --spawn --ceiling`` (a fresh bank, t
 gateway, the ceiling and the echo, a closed loop then an open loop at 80 % of the
 gateway's closed-loop throughput), its JSON and text reports kept in ``--out``. On this shared
 two-core machine single runs differ by tens of per cent, so the figures worth quoting
-are the medians this prints, with every run's value beside them. A run whose report is
+are the medians this prints, with every run's value beside them. The ratio is printed a
+second time over the runs whose closed loop the bench did not doubt (a DOUBT line in its
+report: the machine changed speed between the gateway's run and the ceiling's, or the
+ceiling's run was disturbed). A run whose report is
 not clean (a request not accounted for) stops the campaign.
 
 A SoftHSM bank needs a fresh token per run (``setpay init`` refuses a token that already
@@ -78,7 +81,18 @@ def one_run(args: argparse.Namespace, report: Path) -> dict[str, Any]:
 def _steps(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     closed = next(s for s in data["steps"] if s["mode"] == "closed")
     following = next(s for s in data["steps"] if s["mode"] != "closed")
-    return closed["results"], following["results"]
+    return closed, following
+
+
+def _undoubted_line(ratios: list[float], runs: int) -> str:
+    """The median gateway/ceiling ratio of the runs whose closed loop the bench did not
+    doubt (the machine kept its speed, the ceiling was not disturbed)."""
+    name = "gateway / ceiling, undoubted runs"
+    if not ratios:
+        return f"  {name:32s}       none of {runs} runs"
+    shown = ", ".join(f"{r:.2f}" for r in ratios)
+    median = statistics.median(ratios)
+    return f"  {name:32s} {median:>10,.2f}   ({shown}: {len(ratios)} of {runs} runs)"
 
 
 def main() -> None:
@@ -97,9 +111,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"JSON reports in {args.out}", flush=True)
     rows: dict[str, list[float]] = {}
+    undoubted: list[float] = []
     for run in range(1, args.runs + 1):
         data = one_run(args, args.out / f"{args.profile}-{run}.json")
-        closed, following = _steps(data)
+        closed_step, following_step = _steps(data)
+        closed, following = closed_step["results"], following_step["results"]
         for results in (closed, following):
             for service, result in results.items():
                 if not result["accounted"]:
@@ -122,14 +138,19 @@ def main() -> None:
                 values[f"{service} closed-loop speed ms"] = speed["reference_loop_ms_median"]
         for name, value in values.items():
             rows.setdefault(name, []).append(float(value))
+        doubted = bool(closed_step["doubts"])
+        if not doubted:
+            undoubted.append(values["gateway / ceiling"])
         print(f"run {run}: gateway {values['gateway closed-loop answers/s']:.0f}/s, "
-              f"ratio {values['gateway / ceiling']:.2f}", flush=True)  # fmt: skip
+              f"ratio {values['gateway / ceiling']:.2f}{' (doubted)' if doubted else ''}",
+              flush=True)  # fmt: skip
     print(f"\n{args.profile}, keys {args.keys or 'software'}, {args.workers} workers, "
           f"median of {args.runs} (runs)")  # fmt: skip
     for name, values in rows.items():
         shown = ", ".join(f"{v:,.2f}" if v < 10 else f"{v:,.0f}" for v in values)
         median = statistics.median(values)
         print(f"  {name:32s} {median:>10,.2f}   ({shown})")
+    print(_undoubted_line(undoubted, args.runs))
 
 
 if __name__ == "__main__":
