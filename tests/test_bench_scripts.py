@@ -16,8 +16,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from gateway.ledger import PrebuiltApproval
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "tests" / "bench"
@@ -117,13 +120,38 @@ def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
         assert float(line.group(1).split()[0]) == pytest.approx(ratio, abs=0.005)
 
 
-def test_campaign_ratio_over_undoubted_runs_counts_only_those() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "authorize_campaign", BENCH / "authorize_campaign.py"
-    )
+def _script_module(script: str) -> Any:
+    """A benchmark script imported as a module, to test one of its functions."""
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), BENCH / script)
     assert spec is not None and spec.loader is not None
-    campaign = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(campaign)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_handler_cost_stub_answers_with_the_prebuilt_approval_as_the_ledger_does() -> None:
+    # The stub once ignored the prebuilt approval and had a second one built and signed,
+    # which charged the gateway's own logic with a signature the gateway does not make.
+    ledger = _script_module("handler_cost.py").ApprovingLedger()
+    built: list[object] = []
+
+    def respond(outcome: object) -> bytes:
+        built.append(outcome)
+        return b"built afterwards"
+
+    prebuilt = PrebuiltApproval("hold-1", 1000, 978, b"built beforehand")
+    asked = {"respond": respond, "hold_id": "hold-1", "amount": 1000, "currency": 978}
+    assert ledger.authorize(**asked, prebuilt=prebuilt) == b"built beforehand"
+    assert built == []
+    # A prebuilt approval for another amount does not answer, nor does none.
+    other = PrebuiltApproval("hold-1", 999, 978, b"built beforehand")
+    assert ledger.authorize(**asked, prebuilt=other) == b"built afterwards"
+    assert ledger.authorize(**asked, prebuilt=None) == b"built afterwards"
+    assert len(built) == 2
+
+
+def test_campaign_ratio_over_undoubted_runs_counts_only_those() -> None:
+    campaign = _script_module("authorize_campaign.py")
     assert campaign._undoubted_line([0.67, 0.51], 3).split()[-7:] == [
         "0.59", "(0.67,", "0.51:", "2", "of", "3", "runs)",
     ]  # fmt: skip

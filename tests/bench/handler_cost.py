@@ -48,7 +48,7 @@ from gateway.authorize import authorize
 from gateway.ceiling import CeilingServicer
 from gateway.config import BankConfig, load
 from gateway.cpu_turn import PROCESS_TURN
-from gateway.ledger import Authorized, Ledger, Responder
+from gateway.ledger import Authorized, Ledger, PrebuiltApproval, Responder
 from gateway.process import RunningBank, start_bank
 from setcore.pan import PAN
 from setcore.profiles import profile_named
@@ -63,11 +63,17 @@ SLEEP_SECONDS = 0.0003
 
 
 class ApprovingLedger:
-    """A ledger that approves every authorization and keeps nothing (the stub)."""
+    """A ledger that approves every authorization and keeps nothing (the stub).
+
+    It answers as the ledger does: with the approval the gateway built beforehand when
+    that answers the outcome, else with ``respond`` (which builds and signs another)."""
 
     def authorize(self, *, respond: Responder, hold_id: str, amount: int, currency: int,
-                  **_: object) -> bytes:  # fmt: skip
-        return respond(Authorized(hold_id, "", amount, currency, 0, None))
+                  prebuilt: PrebuiltApproval | None, **_: object) -> bytes:  # fmt: skip
+        outcome = Authorized(hold_id, "", amount, currency, 0, None)
+        if prebuilt is not None and prebuilt.answers(outcome):
+            return prebuilt.response
+        return respond(outcome)
 
 
 class SleepingLedger(ApprovingLedger):
