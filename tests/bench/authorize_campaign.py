@@ -7,13 +7,13 @@ Used for the medians in docs/BENCHMARKS.md.
 
 Each run is a full ``setpay bench authorize --spawn --ceiling`` (a fresh bank, the
 gateway, the ceiling and the echo, a closed loop then an open loop at 80 % of the
-gateway's closed-loop throughput), its JSON and text reports kept in ``--out``. On this shared
-two-core machine single runs differ by tens of per cent, so the figures worth quoting
-are the medians this prints, with every run's value beside them. The ratio is printed a
-second time over the runs whose closed loop the bench did not doubt (a DOUBT line in its
-report: the machine changed speed between the gateway's run and the ceiling's, or the
-ceiling's run was disturbed). A run whose report is
-not clean (a request not accounted for) stops the campaign.
+gateway's closed-loop throughput), its JSON and text reports kept in ``--out``. On this
+shared two-core machine single runs differ by tens of per cent, so the figures worth
+quoting are the medians this prints, with every run's value beside them. The ratio is
+printed a second time over the runs whose closed loop the bench did not doubt (a DOUBT
+line in its report: the machine changed speed between the gateway's run and the
+ceiling's, or the ceiling's run was disturbed). A run whose report is not clean (a
+request not accounted for) stops the campaign.
 
 A SoftHSM bank needs a fresh token per run (``setpay init`` refuses a token that already
 holds a bank): give ``--keys`` with ``{token}`` in it and a token is made per run in a
