@@ -3,12 +3,14 @@
     setpay bench authorize --spawn [--profile ec|rsa] [--keys URI] [--workers N] ...
     setpay bench authorize --target HOST:PORT --bank-config FILE ...
     setpay bench serve --mode ceiling|echo --config FILE [--workers N] [--delay-ms MS]
+    setpay bench compare REPORT... | --group LABEL REPORT... [--group LABEL REPORT...]
 
 ``authorize`` prepares a merchant and cardholders against a bank (opening their card
 accounts in the bank's ledger: a bank it spawned, or the one ``--bank-config`` names),
 then drives AuthReq traffic and reports (docs/BENCHMARKS.md). ``serve`` runs the crypto
 ceiling or the echo service with a bank's keys and limits (``gateway.ceiling``); the
-bench starts it itself for ``--ceiling``.
+bench starts it itself for ``--ceiling``. ``compare`` prints the medians of JSON reports,
+by group (``clients.loadtest.compare``).
 
 This module is the one place that knows both the bank (its ledger, its configuration)
 and the load generator (``clients.loadtest``), which never import each other. Exit
@@ -33,7 +35,7 @@ from pathlib import Path
 import grpc
 
 from clients.errors import ClientError
-from clients.loadtest import cpu, machine, spawn
+from clients.loadtest import compare, cpu, machine, spawn
 from clients.loadtest.bank_page import PageProbe
 from clients.loadtest.bank_page import no_probe as no_page
 from clients.loadtest.bank_page import probe_of as page_probe
@@ -90,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ops = p.add_subparsers(dest="bench_command", required=True)
     _add_authorize(ops)
     _add_serve(ops)
+    _add_compare(ops)
 
 
 def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -163,6 +166,16 @@ def _add_serve(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     s.add_argument("--threads", type=int, help="server threads per worker (the bank's)")
     s.add_argument("--delay-ms", type=float, default=0.0, help="echo: hold each call")
     s.set_defaults(bench_handler=serve_reference)
+
+
+def _add_compare(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    c = ops.add_parser("compare", help="medians of JSON reports, side by side by group")
+    c.add_argument("reports", nargs="*", type=Path, metavar="REPORT", help="one group")
+    c.add_argument(
+        "--group", action="append", nargs="+", metavar=("LABEL", "REPORT"), default=[],
+        help="a labelled group of reports (repeat: medians against the first group's)",
+    )  # fmt: skip
+    c.set_defaults(bench_handler=compare_reports)
 
 
 def _say(message: str) -> None:
@@ -400,6 +413,22 @@ def _report(args: argparse.Namespace, result: BenchResult) -> int:
     counted = [t for step in result.steps for t in step.tallies.values()]
     counted += list(result.warmup.values())
     return 0 if all(t.accounted for t in counted) else 1
+
+
+def compare_reports(args: argparse.Namespace) -> int:
+    """Print the medians of the reports, by group."""
+    named: list[tuple[str, list[Path]]] = []
+    if args.reports:
+        named.append(("reports", list(args.reports)))
+    for label, *paths in args.group:
+        if not paths:
+            raise compare.ReportError(f"--group {label}: give at least one report after it")
+        named.append((label, [Path(path) for path in paths]))
+    if not named:
+        raise compare.ReportError("give the JSON reports to compare")
+    groups = [compare.Group(label, [compare.read_run(p) for p in paths]) for label, paths in named]
+    sys.stdout.write(compare.to_text(groups))
+    return 0
 
 
 def serve_reference(args: argparse.Namespace) -> int:

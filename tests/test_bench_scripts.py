@@ -148,11 +148,3 @@ def test_handler_cost_stub_answers_with_the_prebuilt_approval_as_the_ledger_does
     assert ledger.authorize(**asked, prebuilt=other) == b"built afterwards"
     assert ledger.authorize(**asked, prebuilt=None) == b"built afterwards"
     assert len(built) == 2
-
-
-def test_campaign_ratio_over_undoubted_runs_counts_only_those() -> None:
-    campaign = _script_module("authorize_campaign.py")
-    assert campaign._undoubted_line([0.67, 0.51], 3).split()[-7:] == [
-        "0.59", "(0.67,", "0.51:", "2", "of", "3", "runs)",
-    ]  # fmt: skip
-    assert campaign._undoubted_line([], 3).endswith("none of 3 runs")

@@ -3,7 +3,8 @@
     .venv/bin/python tests/bench/authorize_campaign.py [--runs 3] [--profile ec]
         [--keys URI] [--workers 2] [--duration 10] [--requests 15000] [--out DIR]
 
-Used for the medians in docs/BENCHMARKS.md.
+Used for the medians in docs/BENCHMARKS.md. The summary is ``setpay bench compare``'s
+(``clients.loadtest.compare``) over the run's reports.
 
 Each run is a full ``setpay bench authorize --spawn --ceiling`` (a fresh bank, the
 gateway, the ceiling and the echo, a closed loop then an open loop at 80 % of the
@@ -24,14 +25,13 @@ throwaway SOFTHSM2_CONF, e.g.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+
+from clients.loadtest import compare
 
 SOFTHSM_SO_PIN = "so-bench-1357"
 SOFTHSM_PIN = "bench-pin-2468"
@@ -55,8 +55,8 @@ def _softhsm_env(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
     return env, {"token": "bench", "pin": str(pin)}
 
 
-def one_run(args: argparse.Namespace, report: Path) -> dict[str, Any]:
-    """One bench invocation; its JSON report."""
+def one_run(args: argparse.Namespace, report: Path) -> None:
+    """One bench invocation, its JSON report written to ``report``."""
     argv = [
         sys.executable, "-m", "cli.main", "bench", "authorize", "--spawn", "--ceiling",
         "--workers", str(args.workers), "--duration", str(args.duration),
@@ -74,25 +74,6 @@ def one_run(args: argparse.Namespace, report: Path) -> dict[str, Any]:
     report.with_suffix(".txt").write_text(done.stdout)  # the text report, for people
     if done.returncode != 0:
         raise SystemExit(f"bench run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    data: dict[str, Any] = json.loads(report.read_text())
-    return data
-
-
-def _steps(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    closed = next(s for s in data["steps"] if s["mode"] == "closed")
-    following = next(s for s in data["steps"] if s["mode"] != "closed")
-    return closed, following
-
-
-def _undoubted_line(ratios: list[float], runs: int) -> str:
-    """The median gateway/ceiling ratio of the runs whose closed loop the bench did not
-    doubt (the machine kept its speed, the ceiling was not disturbed)."""
-    name = "gateway / ceiling, undoubted runs"
-    if not ratios:
-        return f"  {name:32s}       none of {runs} runs"
-    shown = ", ".join(f"{r:.2f}" for r in ratios)
-    median = statistics.median(ratios)
-    return f"  {name:32s} {median:>10,.2f}   ({shown}: {len(ratios)} of {runs} runs)"
 
 
 def main() -> None:
@@ -110,47 +91,19 @@ def main() -> None:
         args.out = Path(tempfile.mkdtemp(prefix="setpay-campaign-"))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"JSON reports in {args.out}", flush=True)
-    rows: dict[str, list[float]] = {}
-    undoubted: list[float] = []
-    for run in range(1, args.runs + 1):
-        data = one_run(args, args.out / f"{args.profile}-{run}.json")
-        closed_step, following_step = _steps(data)
-        closed, following = closed_step["results"], following_step["results"]
-        for results in (closed, following):
-            for service, result in results.items():
-                if not result["accounted"]:
-                    raise SystemExit(f"run {run}: {service} did not account for every request")
-        values = {
-            "gateway closed-loop answers/s": closed["gateway"]["throughput"],
-            "ceiling closed-loop answers/s": closed["ceiling"]["throughput"],
-            "echo closed-loop answers/s": closed["echo"]["throughput"],
-            "gateway / ceiling": closed["gateway"]["throughput"] / closed["ceiling"]["throughput"],
-            "gateway server CPU us/auth": closed["gateway"]["server_cpu_us_per_request"],
-            "open loop rate/s": following["gateway"]["offered_rate"],
-            "gateway open-loop p99 ms": following["gateway"]["latency_ms"]["p99"],
-            "ceiling open-loop p99 ms": following["ceiling"]["latency_ms"]["p99"],
-        }
-        # The machine's speed in the closed loops (the median reading, ms per million
-        # additions; lower is faster), when the bench sampled it.
-        for service in ("gateway", "ceiling"):
-            speed = closed[service].get("machine_speed")
-            if speed is not None:
-                values[f"{service} closed-loop speed ms"] = speed["reference_loop_ms_median"]
-        for name, value in values.items():
-            rows.setdefault(name, []).append(float(value))
-        doubted = bool(closed_step["doubts"])
-        if not doubted:
-            undoubted.append(values["gateway / ceiling"])
-        print(f"run {run}: gateway {values['gateway closed-loop answers/s']:.0f}/s, "
-              f"ratio {values['gateway / ceiling']:.2f}{' (doubted)' if doubted else ''}",
+    runs: list[compare.Run] = []
+    for number in range(1, args.runs + 1):
+        report = args.out / f"{args.profile}-{number}.json"
+        one_run(args, report)
+        run = compare.read_run(report)
+        if not run.clean:
+            raise SystemExit(f"run {number}: a service did not account for every request")
+        runs.append(run)
+        print(f"run {number}: gateway {run.figures['gateway closed-loop answers/s']:.0f}/s, "
+              f"ratio {run.figures[compare.RATIO]:.2f}{' (doubted)' if run.doubted else ''}",
               flush=True)  # fmt: skip
-    print(f"\n{args.profile}, keys {args.keys or 'software'}, {args.workers} workers, "
-          f"median of {args.runs} (runs)")  # fmt: skip
-    for name, values in rows.items():
-        shown = ", ".join(f"{v:,.2f}" if v < 10 else f"{v:,.0f}" for v in values)
-        median = statistics.median(values)
-        print(f"  {name:32s} {median:>10,.2f}   ({shown})")
-    print(_undoubted_line(undoubted, args.runs))
+    label = f"{args.profile}, keys {args.keys or 'software'}, {args.workers} workers"
+    print("\n" + compare.to_text([compare.Group(label, runs)]), end="")
 
 
 if __name__ == "__main__":

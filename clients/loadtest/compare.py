@@ -1,0 +1,177 @@
+"""Bench reports side by side: the medians of runs, by group (``setpay bench compare``).
+
+On a shared machine a single run says little: the figures worth quoting are medians of
+several runs, and a change is judged by alternating runs with and without it. This
+reads the JSON reports of ``setpay bench authorize --json`` and prints, for each group
+of them, the closed loop's and the open loop's main figures: the median and every run's
+value. The gateway/ceiling ratio is given a second time over the runs whose closed loop
+carries no DOUBT. From the second group on, each median is also shown as a multiple of
+the first group's.
+
+A report is read from its closed-loop step (the first) and the open-loop step that
+follows it; a figure the report lacks (no ceiling, no open loop, no server CPU against
+a remote target) is left out of that run's values.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clients.loadtest.errors import BenchError
+from clients.loadtest.report import SCHEMA
+
+Step = dict[str, Any]
+
+RATIO = "gateway / ceiling"
+UNDOUBTED = "gateway / ceiling, undoubted runs"
+
+
+class ReportError(BenchError):
+    """A file is not a bench report this version can read."""
+
+
+def _result(step: Step | None, service: str, *path: str) -> float | None:
+    value: Any = (step or {}).get("results", {}).get(service)
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _ratio(closed: Step | None, _: Step | None) -> float | None:
+    gateway = _result(closed, "gateway", "throughput")
+    ceiling = _result(closed, "ceiling", "throughput")
+    return gateway / ceiling if gateway is not None and ceiling else None
+
+
+def _closed(service: str, *path: str) -> Callable[[Step | None, Step | None], float | None]:
+    return lambda closed, _: _result(closed, service, *path)
+
+
+def _open(service: str, *path: str) -> Callable[[Step | None, Step | None], float | None]:
+    return lambda _, following: _result(following, service, *path)
+
+
+# Each figure and where a report keeps it (the closed-loop step, the open-loop one).
+FIGURES: dict[str, Callable[[Step | None, Step | None], float | None]] = {
+    "gateway closed-loop answers/s": _closed("gateway", "throughput"),
+    "ceiling closed-loop answers/s": _closed("ceiling", "throughput"),
+    "echo closed-loop answers/s": _closed("echo", "throughput"),
+    RATIO: _ratio,
+    "gateway server CPU us/auth": _closed("gateway", "server_cpu_us_per_request"),
+    "ceiling server CPU us/auth": _closed("ceiling", "server_cpu_us_per_request"),
+    "open loop rate/s": _open("gateway", "offered_rate"),
+    "gateway open-loop p99 ms": _open("gateway", "latency_ms", "p99"),
+    "ceiling open-loop p99 ms": _open("ceiling", "latency_ms", "p99"),
+    "gateway open-loop errors": _open("gateway", "errors"),
+    "gateway closed-loop speed ms": _closed("gateway", "machine_speed", "reference_loop_ms_median"),
+    "ceiling closed-loop speed ms": _closed("ceiling", "machine_speed", "reference_loop_ms_median"),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One report's figures."""
+
+    name: str
+    figures: dict[str, float]
+    """Only the figures the report has."""
+    doubted: bool
+    """Its closed loop carries a DOUBT (the ratio is not to be trusted)."""
+    clean: bool
+    """Every request of every service-run was accounted for."""
+
+
+def read_run(path: Path) -> Run:
+    """One report's figures; ReportError if the file is not a bench report."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read a JSON report ({exc})") from exc
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise ReportError(f"{path}: not a report of setpay bench authorize ({SCHEMA})")
+    steps = [step for step in document.get("steps", []) if isinstance(step, dict)]
+    closed = next((step for step in steps if step.get("mode") == "closed"), None)
+    following = next((step for step in steps if step.get("mode") == "open"), None)
+    figures = {}
+    for name, where in FIGURES.items():
+        value = where(closed, following)
+        if value is not None:
+            figures[name] = value
+    results = [
+        result
+        for step in steps
+        for result in step.get("results", {}).values()
+        if isinstance(result, dict)
+    ]
+    return Run(
+        name=path.name,
+        figures=figures,
+        doubted=bool(closed and closed.get("doubts")),
+        clean=all(result.get("accounted") is True for result in results),
+    )
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs compared as one setting."""
+
+    label: str
+    runs: Sequence[Run]
+
+    def values(self, figure: str) -> list[float]:
+        """The runs' values of ``figure``, in run order (runs without it left out)."""
+        if figure == UNDOUBTED:
+            trusted = [run for run in self.runs if not run.doubted]
+            return [run.figures[RATIO] for run in trusted if RATIO in run.figures]
+        return [run.figures[figure] for run in self.runs if figure in run.figures]
+
+    def median(self, figure: str) -> float | None:
+        """The median of ``figure`` over the runs that have it."""
+        values = self.values(figure)
+        return statistics.median(values) if values else None
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value.is_integer() or abs(value) >= 10 else f"{value:,.2f}"
+
+
+def _line(group: Group, figure: str, first: Group | None) -> str | None:
+    values = group.values(figure)
+    if not values:
+        if figure == UNDOUBTED and group.values(RATIO):
+            return f"  {figure:32s}       none of {len(group.runs)} runs"
+        return None
+    median = statistics.median(values)
+    shown = ", ".join(_number(value) for value in values)
+    if figure == UNDOUBTED:
+        shown += f": {len(values)} of {len(group.runs)} runs"
+    line = f"  {figure:32s} {median:>10,.2f}   ({shown})"
+    if first is not None:
+        base = first.median(figure)
+        if base:
+            line += f"   {median / base:.2f} x {first.label}"
+    return line
+
+
+def to_text(groups: Sequence[Group]) -> str:
+    """The groups' medians, each run's value beside them."""
+    lines: list[str] = []
+    first = groups[0] if len(groups) > 1 else None
+    for group in groups:
+        names = ", ".join(run.name for run in group.runs)
+        lines.append(f"{group.label}: median of {len(group.runs)} ({names})")
+        for run in group.runs:
+            if not run.clean:
+                lines.append(f"  NOT CLEAN: {run.name} did not account for every request")
+        for figure in [*FIGURES, UNDOUBTED]:
+            line = _line(group, figure, first if group is not first else None)
+            if line is not None:
+                lines.append(line)
+    return "\n".join(lines) + "\n"

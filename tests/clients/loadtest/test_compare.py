@@ -1,0 +1,174 @@
+"""``setpay bench compare``: the medians of JSON reports, by group, read back from the
+documents ``setpay bench authorize --json`` writes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from clients.loadtest import compare
+from clients.loadtest.bench import BenchResult, StepResult
+from clients.loadtest.load import ClosedLoop, OpenLoop
+from clients.loadtest.plan import Plan, Service
+from clients.loadtest.report import write_json
+from clients.loadtest.speed import Speed
+from clients.loadtest.tally import Latency, Tally
+
+from .conftest import run_bench
+
+SAME_SPEED = Speed((24.0, 24.5, 25.0, 24.0, 24.2))
+SLOW_SPEED = Speed((40.0, 41.0, 40.5, 40.0, 39.8))
+
+
+def _tally(
+    service: Service,
+    throughput: float,
+    *,
+    rate: float | None = None,
+    p99: float = 10.0,
+    ok: int | None = None,
+    speed: Speed = SAME_SPEED,
+) -> Tally:
+    """Ten seconds at ``throughput``, a second of server CPU; ``ok`` below what was sent
+    leaves requests unaccounted for."""
+    sent = int(throughput * 10)
+    return Tally(
+        target=str(service), shape="x", offered_rate=rate, duration=10.0, sent=sent,
+        ok=sent if ok is None else ok, errors=0, timeouts=0, throughput=throughput,
+        latency=Latency(1.0, 5.0, p99, p99, p99, 2.0), client_cpu_seconds=1.0,
+        server_cpu_seconds=1.0, max_in_flight=32, send_lag_max_ms=0.0, exhausted=False,
+        speed=speed,
+    )  # fmt: skip
+
+
+def _report(
+    path: Path,
+    gateway: float,
+    ceiling: float | None,
+    *,
+    p99: float = 20.0,
+    ceiling_speed: Speed = SAME_SPEED,
+    lost: bool = False,
+) -> Path:
+    """A report of a closed loop and the open loop at 80 % that follows it."""
+    closed = {Service.GATEWAY: _tally(Service.GATEWAY, gateway, ok=0 if lost else None)}
+    rate = gateway * 0.8
+    following = {Service.GATEWAY: _tally(Service.GATEWAY, rate, rate=rate, p99=p99)}
+    if ceiling is not None:
+        closed[Service.CEILING] = _tally(Service.CEILING, ceiling, speed=ceiling_speed)
+        following[Service.CEILING] = _tally(Service.CEILING, rate, rate=rate, p99=p99 / 4)
+    steps = [
+        StepResult(ClosedLoop(concurrency=32, duration=10.0), closed),
+        StepResult(OpenLoop(rate=rate, duration=10.0), following),
+    ]
+    plan = Plan(duration=10.0, concurrency=32, load_fraction=0.8)
+    write_json(BenchResult(setting={}, plan=plan, steps=steps), path)
+    return path
+
+
+def test_a_report_reads_back_as_the_figures_it_was_written_with(tmp_path: Path) -> None:
+    run = compare.read_run(_report(tmp_path / "a.json", 800.0, 1600.0, p99=30.0))
+    assert run.name == "a.json" and run.clean and not run.doubted
+    figures = run.figures
+    assert figures["gateway closed-loop answers/s"] == 800.0
+    assert figures["ceiling closed-loop answers/s"] == 1600.0
+    assert figures[compare.RATIO] == pytest.approx(0.5)
+    assert figures["open loop rate/s"] == pytest.approx(640.0)
+    assert figures["gateway open-loop p99 ms"] == 30.0
+    assert figures["ceiling open-loop p99 ms"] == 7.5
+    assert figures["gateway server CPU us/auth"] == pytest.approx(1e6 / 8000)
+    assert figures["gateway closed-loop speed ms"] == SAME_SPEED.median
+    assert "echo closed-loop answers/s" not in figures  # no echo was run
+
+
+def test_a_closed_loop_at_two_speeds_is_doubted_and_a_lost_request_unclean(
+    tmp_path: Path,
+) -> None:
+    doubted = compare.read_run(_report(tmp_path / "d.json", 800, 1600, ceiling_speed=SLOW_SPEED))
+    assert doubted.doubted and doubted.clean
+    lost = compare.read_run(_report(tmp_path / "l.json", 800, 1600, lost=True))
+    assert not lost.clean and not lost.doubted
+
+
+def test_groups_give_medians_against_the_first_and_leave_doubted_ratios_out(
+    tmp_path: Path,
+) -> None:
+    before = compare.Group("before", [
+        compare.read_run(_report(tmp_path / "b1.json", 600, 1200)),
+        compare.read_run(_report(tmp_path / "b2.json", 700, 1000)),
+        compare.read_run(_report(tmp_path / "b3.json", 800, 1000, ceiling_speed=SLOW_SPEED)),
+    ])  # fmt: skip
+    after = compare.Group("after", [
+        compare.read_run(_report(tmp_path / "a1.json", 900, 1000, ceiling_speed=SLOW_SPEED)),
+        compare.read_run(_report(tmp_path / "a2.json", 1000, 1250, ceiling_speed=SLOW_SPEED)),
+    ])  # fmt: skip
+    text = compare.to_text([before, after])
+    before_text, after_text = text.split("after: ")
+    assert before_text.startswith("before: median of 3 (b1.json, b2.json, b3.json)")
+    assert re.search(r"gateway closed-loop answers/s\s+700.00\s+\(600, 700, 800\)\n", before_text)
+    # The ratios 0.5, 0.7, 0.8; the third run's closed loop ran at two speeds.
+    assert re.search(r"gateway / ceiling\s+0.70\s+\(0.50, 0.70, 0.80\)\n", before_text)
+    assert re.search(
+        r"gateway / ceiling, undoubted runs\s+0.60\s+\(0.50, 0.70: 2 of 3 runs\)\n", before_text
+    )
+    assert re.search(
+        r"gateway closed-loop answers/s\s+950.00\s+\(900, 1,000\)\s+1.36 x before\n", after_text
+    )
+    assert re.search(r"gateway / ceiling, undoubted runs\s+none of 2 runs\n", after_text)
+    assert "NOT CLEAN" not in text
+
+
+def test_a_group_without_a_ceiling_shows_no_ratio_and_an_unclean_run_is_named(
+    tmp_path: Path,
+) -> None:
+    group = compare.Group("alone", [
+        compare.read_run(_report(tmp_path / "x.json", 500, None)),
+        compare.read_run(_report(tmp_path / "y.json", 700, None, lost=True)),
+    ])  # fmt: skip
+    text = compare.to_text([group])
+    assert "NOT CLEAN: y.json did not account for every request" in text
+    assert "gateway / ceiling" not in text and "ceiling closed-loop" not in text
+    assert re.search(r"gateway closed-loop answers/s\s+600.00\s+\(500, 700\)\n", text)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot read a JSON report"),
+        (json.dumps({"schema": "something/1", "steps": []}), "not a report of setpay bench"),
+        (json.dumps([1, 2]), "not a report of setpay bench"),
+    ],
+)
+def test_a_file_that_is_not_a_report_is_refused_by_name(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "odd.json"
+    path.write_text(content)
+    with pytest.raises(compare.ReportError, match=message) as refused:
+        compare.read_run(path)
+    assert str(path) in str(refused.value)
+
+
+def test_the_command_prints_groups_and_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _report(tmp_path / "one.json", 800, 1600)
+    second = _report(tmp_path / "two.json", 880, 1600)
+    assert run_bench(["compare", "--group", "old", str(first), "--group", "new", str(second)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("old: median of 1 (one.json)\n")
+    assert re.search(r"gateway closed-loop answers/s\s+880.00\s+\(880\)\s+1.10 x old\n", out)
+    assert run_bench(["compare", str(first), str(second)]) == 0
+    assert capsys.readouterr().out.startswith("reports: median of 2 (one.json, two.json)\n")
+    # Bad input: a clear message, exit status 1, nothing printed on stdout.
+    for argv, message in [
+        (["compare"], "give the JSON reports to compare"),
+        (["compare", "--group", "lonely"], "--group lonely: give at least one report"),
+        (["compare", str(tmp_path / "missing.json")], "missing.json: cannot read"),
+    ]:
+        assert run_bench(argv) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and message in captured.err, (argv, captured)
