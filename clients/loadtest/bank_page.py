@@ -76,6 +76,15 @@ class LedgerCommits:
         """A commit's mean duration, milliseconds (None without a commit)."""
         return self.seconds / self.commits * 1000.0 if self.commits else None
 
+    def as_dict(self) -> dict[str, float | int | None]:
+        """The JSON form."""
+        return {
+            "commits": self.commits,
+            "operations": self.operations,
+            "operations_per_commit": self.operations_per_commit,
+            "mean_commit_ms": self.mean_commit_ms,
+        }
+
 
 @dataclass(frozen=True)
 class WorkerCalls:

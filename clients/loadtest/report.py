@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from clients.loadtest.bank_page import LedgerCommits, WorkerCalls
+from clients.loadtest.bank_page import WorkerCalls
 from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
-from clients.loadtest.speed import Speed
 from clients.loadtest.tally import Tally
 
 SCHEMA = "setpay.bench.authorize/2"
@@ -127,7 +126,7 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "max_in_flight": counted.max_in_flight,
                 "send_lag_max_ms": counted.send_lag_max_ms,
                 "ran_out_of_requests": counted.exhausted,
-                "ledger_commits": _ledger_json(counted.ledger),
+                "ledger_commits": counted.ledger.as_dict() if counted.ledger else None,
                 "worker_calls": list(counted.workers.calls) if counted.workers else None,
                 "process_cpu_shares": (
                     list(counted.process_cpu_shares) if counted.process_cpu_shares else None
@@ -136,32 +135,10 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                     list(counted.connections) if counted.connections else None
                 ),
                 "redials": counted.redials,
-                "machine_speed": _speed_json(counted.speed),
+                "machine_speed": counted.speed.as_dict() if counted.speed else None,
             }
         )
     )
-
-
-def _speed_json(speed: Speed | None) -> dict[str, Any] | None:
-    if speed is None:
-        return None
-    return {
-        "reference_loop_ms_median": speed.median,
-        "reference_loop_ms_fastest": speed.fastest,
-        "reference_loop_ms_slowest": speed.slowest,
-        "readings": len(speed.readings),
-    }
-
-
-def _ledger_json(ledger: LedgerCommits | None) -> dict[str, Any] | None:
-    if ledger is None:
-        return None
-    return {
-        "commits": ledger.commits,
-        "operations": ledger.operations,
-        "operations_per_commit": ledger.operations_per_commit,
-        "mean_commit_ms": ledger.mean_commit_ms,
-    }
 
 
 def to_json(result: BenchResult) -> dict[str, Any]:

@@ -57,6 +57,15 @@ class Speed:
         """The smallest reading."""
         return min(self.readings)
 
+    def as_dict(self) -> dict[str, float | int]:
+        """The JSON form: median, fastest and slowest reading, and how many there were."""
+        return {
+            "reference_loop_ms_median": self.median,
+            "reference_loop_ms_fastest": self.fastest,
+            "reference_loop_ms_slowest": self.slowest,
+            "readings": len(self.readings),
+        }
+
 
 class Readings:
     """Timestamped readings, kept in arrival order; safe to add from one thread while
