@@ -15,7 +15,8 @@ by group (``clients.loadtest.compare``).
 This module is the one place that knows both the bank (its ledger, its configuration)
 and the load generator (``clients.loadtest``), which never import each other. Exit
 status: 0 when every request was accounted for, 1 when the run failed or requests were
-unaccounted for, 2 for usage errors.
+unaccounted for, 2 for usage errors (argparse's, and options that make no runnable plan:
+``PlanError``).
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ def _tls(config: BankConfig) -> Path | None:
 
 def _target_bank(args: argparse.Namespace) -> Bank:
     if args.bank_config is None:
-        raise BenchError("--target needs --bank-config: the bench opens its cardholders' card "
+        raise PlanError("--target needs --bank-config: the bench opens its cardholders' card "
                          "accounts in that bank's ledger")  # fmt: skip
     config = load(args.bank_config)
     access = GatewayAccess.from_tls_dir(args.target, _tls(config))
@@ -369,9 +370,9 @@ def authorize(args: argparse.Namespace) -> int:
     _check_outputs(args, plan)
     _exit_on_sigterm()
     if args.spawn and args.bank_config is not None:
-        raise BenchError("--bank-config is for --target; --spawn makes its own bank")
+        raise PlanError("--bank-config is for --target; --spawn makes its own bank")
     if args.target and (args.keys or args.workdir or args.metrics):
-        raise BenchError("--keys, --workdir and --metrics are for --spawn (a target's page:"
+        raise PlanError("--keys, --workdir and --metrics are for --spawn (a target's page:"
                          " --metrics-url)")  # fmt: skip
     with ExitStack() as stack:
         workdir = stack.enter_context(_workdir(args))
@@ -422,10 +423,10 @@ def compare_reports(args: argparse.Namespace) -> int:
         named.append(("reports", list(args.reports)))
     for label, *paths in args.group:
         if not paths:
-            raise compare.ReportError(f"--group {label}: give at least one report after it")
+            raise PlanError(f"--group {label}: give at least one report after it")
         named.append((label, [Path(path) for path in paths]))
     if not named:
-        raise compare.ReportError("give the JSON reports to compare")
+        raise PlanError("give the JSON reports to compare")
     groups = [compare.Group(label, [compare.read_run(p) for p in paths]) for label, paths in named]
     sys.stdout.write(compare.to_text(groups))
     return 0
@@ -461,6 +462,9 @@ def run(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], int] = args.bench_handler
     try:
         return handler(args)
+    except PlanError as exc:  # the options ask for something that cannot run: usage
+        print(f"setpay bench: {exc}", file=sys.stderr)
+        return 2
     except _FAILURES as exc:
         what = str(exc) or type(exc).__name__
         print(f"setpay bench: {what}", file=sys.stderr)

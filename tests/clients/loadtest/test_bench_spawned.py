@@ -132,11 +132,21 @@ def test_a_spawned_bank_runs_the_workers_asked_for(tmp_path: Path) -> None:
     assert step["results"]["gateway"]["redials"] == 0
 
 
-def test_metrics_are_for_a_spawned_bank(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_bench(["authorize", "--target", "127.0.0.1:1", "--bank-config", "setpay.toml",
-                      "--rate", "1", "--metrics"])  # fmt: skip
-    assert code == 1
-    assert "--metrics are for --spawn" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--target", "127.0.0.1:1", "--bank-config", "setpay.toml", "--metrics"],
+         "--metrics are for --spawn"),
+        (["--spawn", "--bank-config", "setpay.toml"], "--bank-config is for --target"),
+        (["--target", "127.0.0.1:1"], "--target needs --bank-config"),
+    ],
+)  # fmt: skip
+def test_options_of_the_other_bank_are_a_usage_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Refused before anything starts or is read: the bank config named does not exist.
+    assert run_bench(["authorize", *argv, "--rate", "1"]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_json_report_has_the_fields(spawned: dict[str, Any]) -> None:
@@ -182,9 +192,3 @@ def test_no_output_holds_a_pan(spawned: dict[str, Any]) -> None:
     assert pan_like_runs((work / "report.json").read_bytes()) == []
     for log in (work / "run").glob("*.log"):
         assert pan_like_runs(log.read_bytes()) == [], log.name
-
-
-def test_target_without_bank_config_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_bench(["authorize", "--target", "127.0.0.1:1", "--rate", "1"])
-    assert code == 1
-    assert "--target needs --bank-config" in capsys.readouterr().err

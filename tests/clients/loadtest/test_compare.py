@@ -163,12 +163,13 @@ def test_the_command_prints_groups_and_refuses_bad_input(
     assert re.search(r"gateway closed-loop answers/s\s+880.00\s+\(880\)\s+1.10 x old\n", out)
     assert run_bench(["compare", str(first), str(second)]) == 0
     assert capsys.readouterr().out.startswith("reports: median of 2 (one.json, two.json)\n")
-    # Bad input: a clear message, exit status 1, nothing printed on stdout.
-    for argv, message in [
-        (["compare"], "give the JSON reports to compare"),
-        (["compare", "--group", "lonely"], "--group lonely: give at least one report"),
-        (["compare", str(tmp_path / "missing.json")], "missing.json: cannot read"),
+    # Bad input: a clear message, nothing printed on stdout; exit status 2 for a usage
+    # error, 1 for a report that cannot be read.
+    for argv, status, message in [
+        (["compare"], 2, "give the JSON reports to compare"),
+        (["compare", "--group", "lonely"], 2, "--group lonely: give at least one report"),
+        (["compare", str(tmp_path / "missing.json")], 1, "missing.json: cannot read"),
     ]:
-        assert run_bench(argv) == 1
+        assert run_bench(argv) == status, argv
         captured = capsys.readouterr()
         assert captured.out == "" and message in captured.err, (argv, captured)
