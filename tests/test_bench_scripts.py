@@ -113,11 +113,10 @@ def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
     if closed["doubts"]:
         assert line.group(1) == "none of 1 runs", (line.group(1), closed["doubts"])
     else:
-        # The report's stored ratio (3 decimals), shown with 2: compare it as printed, for
-        # a stored 0.475 prints 0.47 (the float is just below), not the 0.48 of the ratio.
+        # The report's own ratio, as stored (3 decimals) and shown.
         stored = closed["ratios"]["gateway/ceiling"]["throughput"]
         assert line.group(1).endswith(": 1 of 1 runs)"), line.group(1)
-        assert line.group(1).split()[0] == f"{stored:,.2f}", (line.group(1), stored)
+        assert line.group(1).split()[0] == f"{stored:.3f}", (line.group(1), stored)
 
 
 def _script_module(script: str) -> Any:

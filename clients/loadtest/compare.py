@@ -138,8 +138,13 @@ class Group:
         return statistics.median(values) if values else None
 
 
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if value.is_integer() or abs(value) >= 10 else f"{value:,.2f}"
+# A report stores its ratios with 3 decimals; shown with 2 they would be rounded twice
+# (a stored 0.475 of a 0.4753 ratio prints 0.47, where the text report says 0.48).
+_RATIOS = frozenset({RATIO, UNDOUBTED})
+
+
+def _number(value: float, decimals: int = 2) -> str:
+    return f"{value:,.0f}" if value.is_integer() or abs(value) >= 10 else f"{value:,.{decimals}f}"
 
 
 def _line(group: Group, figure: str, first: Group | None) -> str | None:
@@ -149,10 +154,11 @@ def _line(group: Group, figure: str, first: Group | None) -> str | None:
             return f"  {figure:32s}       none of {len(group.runs)} runs"
         return None
     median = statistics.median(values)
-    shown = ", ".join(_number(value) for value in values)
+    decimals = 3 if figure in _RATIOS else 2
+    shown = ", ".join(_number(value, decimals) for value in values)
     if figure == UNDOUBTED:
         shown += f": {len(values)} of {len(group.runs)} runs"
-    line = f"  {figure:32s} {median:>10,.2f}   ({shown})"
+    line = f"  {figure:32s} {median:>10,.{decimals}f}   ({shown})"
     if first is not None:
         base = first.median(figure)
         if base:

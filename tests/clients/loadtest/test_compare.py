@@ -110,15 +110,24 @@ def test_groups_give_medians_against_the_first_and_leave_doubted_ratios_out(
     assert before_text.startswith("before: median of 3 (b1.json, b2.json, b3.json)")
     assert re.search(r"gateway closed-loop answers/s\s+700.00\s+\(600, 700, 800\)\n", before_text)
     # The ratios 0.5, 0.7, 0.8; the third run's closed loop ran at two speeds.
-    assert re.search(r"gateway / ceiling\s+0.70\s+\(0.50, 0.70, 0.80\)\n", before_text)
+    assert re.search(r"gateway / ceiling\s+0.700\s+\(0.500, 0.700, 0.800\)\n", before_text)
     assert re.search(
-        r"gateway / ceiling, undoubted runs\s+0.60\s+\(0.50, 0.70: 2 of 3 runs\)\n", before_text
+        r"gateway / ceiling, undoubted runs\s+0.600\s+\(0.500, 0.700: 2 of 3 runs\)\n", before_text
     )
     assert re.search(
         r"gateway closed-loop answers/s\s+950.00\s+\(900, 1,000\)\s+1.36 x before\n", after_text
     )
     assert re.search(r"gateway / ceiling, undoubted runs\s+none of 2 runs\n", after_text)
     assert "NOT CLEAN" not in text
+
+
+def test_a_ratio_is_shown_as_the_report_stored_it_not_rounded_twice(tmp_path: Path) -> None:
+    # 0.4753 is stored as 0.475; with two decimals it would print 0.47, where the text
+    # report of the same run says 0.48.
+    run = compare.read_run(_report(tmp_path / "h.json", 4753, 10000))
+    assert run.figures[compare.RATIO] == 0.475
+    text = compare.to_text([compare.Group("half", [run])])
+    assert re.search(r"gateway / ceiling\s+0.475\s+\(0.475\)\n", text), text
 
 
 def test_a_group_without_a_ceiling_shows_no_ratio_and_an_unclean_run_is_named(
