@@ -155,7 +155,7 @@ def open_auth_reversal_request(
     check_id(data.trans_ids.xid, "XID")
     check_envelope_xid(envelope.sealed, data.trans_ids.xid)
     merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
-    check_header(request.header, tags.rrpid, data.trans_ids.xid)
+    check_header(request.header, tags.rrpid, data.trans_ids.xid, lid_m=data.trans_ids.lid_m)
     token = open_cap_token(token_key, envelope.baggage, merchant=merchant)
     check_token_is_for(token, ItemRef(data.trans_ids.xid, data.auth_rrpid))
     _check_new_amount(data.auth_new_amt, token)

@@ -64,16 +64,22 @@ def header(
 
 
 def check_header(
-    plain: common_pb2.Header, rrpid: bytes, xid: bytes = b"", *, lid_m: bytes | None = None
+    plain: common_pb2.Header,
+    rrpid: bytes,
+    xid: bytes = b"",
+    *,
+    lid_c: bytes | None = None,
+    lid_m: bytes | None = None,
 ) -> None:
     """The plaintext header is only a hint: where it names ids, they must be the signed ones.
 
     The RRPID and XID are always compared (a request without an XID must not name one);
-    the LID-M only where the caller has a signed one to compare it with.
+    the LID-C and LID-M only where the caller has a signed one to compare it with.
     """
     if (
         (plain.rrpid and plain.rrpid != rrpid)
         or (plain.xid and plain.xid != xid)
+        or (lid_c is not None and plain.lid_c and plain.lid_c != lid_c)
         or (lid_m is not None and plain.lid_m and plain.lid_m != lid_m)
     ):
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header ids differ from signed ones")
@@ -97,13 +103,14 @@ class PInitState:
     lid_c: bytes
     brand_id: str
     bin: str
+    lid_m: bytes = b""
 
 
 def build_pinit_request(
     pan: PAN, brand_id: str, lid_c: bytes, *, lid_m: bytes = b"", language: str = "en"
 ) -> tuple[purchase_pb2.PInitRequest, PInitState]:
     """PInitReq: plaintext, no secrets (only the BIN of the card)."""
-    state = PInitState(new_id(), new_id(), lid_c, brand_id, pan.bin)
+    state = PInitState(new_id(), new_id(), lid_c, brand_id, pan.bin, lid_m)
     request = purchase_pb2.PInitRequest(
         header=header(rrpid=state.rrpid, lid_c=lid_c, lid_m=lid_m),
         rrpid=state.rrpid, language=language, lid_c=lid_c, lid_m=lid_m,
@@ -140,6 +147,8 @@ def open_pinit_response(
     check_echo(state.chall_c, data.chall_c, "Chall-C")
     if data.trans_ids.lid_c != state.lid_c:
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "PInitRes is for another LID-C")
+    if state.lid_m and data.trans_ids.lid_m != state.lid_m:
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "PInitRes is for another LID-M")
     check_id(data.trans_ids.xid, "XID")
     check_id(data.chall_m, "Chall-M")
     merchant = verified.signer
@@ -301,6 +310,7 @@ def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
     check_lid(request.lid_m, "LID-M", required=False)
     if not _BIN.match(request.bin) or not request.brand_id:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PInitReq needs a brand and a BIN")
+    check_header(request.header, request.rrpid, lid_c=request.lid_c, lid_m=request.lid_m)
 
 
 def build_pinit_response(
@@ -341,10 +351,12 @@ class MerchantOrder:
 
 
 def open_purchase_request(request: purchase_pb2.PurchaseRequest) -> MerchantView:
-    """Parse PReq (no checks yet): the merchant then finds its order by the XID."""
+    """Parse PReq, compare its plaintext header (no signature checked yet): the merchant
+    then finds its order by the XID."""
     view = parse_purchase(request.p_req)
-    if request.header.xid and request.header.xid != view.oi_data.trans_ids.xid:
-        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header XID differs from OIData")
+    oi = view.oi_data
+    ids = oi.trans_ids
+    check_header(request.header, oi.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     return view
 
 
@@ -406,6 +418,8 @@ def open_inquiry_request(
     data = parse_strict(purchase_pb2.InqReqData, verified.tbs)
     check_id(data.rrpid, "RRPID")
     check_id(data.chall_c2, "Chall-C2")
+    ids = data.trans_ids
+    check_header(request.header, data.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     return data
 
 

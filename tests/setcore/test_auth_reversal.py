@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import pytest
+
 from setcore.auth_reversal import (
     AUTH_REV_REQ_CT,
     AuthRevDecision,
@@ -220,6 +222,20 @@ def test_auth_reversal_header_for_another_transaction_is_refused(
     request, _, _ = _auth_rev(c)
     request.header.xid = new_id()
     refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open_auth_rev, c, request)
+
+
+@pytest.mark.parametrize("field", ["rrpid", "lid_m"])
+def test_auth_reversal_header_naming_other_ids_is_refused(
+    ec_certified: Certified, field: str
+) -> None:
+    # The builder names the signed RRPID and LID-M in the header; a forged one must not pass
+    # (SET-PROTOCOL.md 3.1: wrapperMsgMismatch), as for an AuthReq.
+    c = ec_certified
+    request, _, _ = _auth_rev(c)
+    assert request.header.lid_m
+    setattr(request.header, field, new_id() if field == "rrpid" else b"forged")
+    reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open_auth_rev, c, request)
+    assert "header ids differ" in reason
 
 
 def _auth_rev_refused_at_merchant(

@@ -8,6 +8,7 @@ there.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,14 @@ from hsm.base import KeyBackend
 from setcore import authorization, purchase
 from setcore.authorization import (
     CAP_TOKEN_CT,
+    AuthDecision,
+    AuthRequestState,
+    AuthResult,
     VerifiedAuthRequest,
     build_auth_request,
+    build_auth_response,
     open_auth_request,
+    open_auth_response,
     open_cap_token,
     open_payment_instruction,
 )
@@ -193,6 +199,31 @@ def test_a_pi_with_an_exnonce_of_another_length_is_refused(
     assert "EXNonce" in reason
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [("pan", "not-a-card", "no valid PAN"), ("card_expiry", "12/30", "not YYYYMM")],
+)
+def test_a_pi_with_malformed_card_data_is_refused(
+    ec: Certified, monkeypatch: pytest.MonkeyPatch, field: str, value: str, says: str
+) -> None:
+    real = purchase.build_dual_signed
+
+    def malformed(*args: Any, **kwargs: Any) -> DualSignedPurchase:
+        # The wallet dual-signs PANData with one malformed field; all else is honest.
+        *before, pan_data, gateway = args
+        pan = purchase_pb2.PANData.FromString(pan_data)
+        setattr(pan, field, value)
+        return real(*before, pan.SerializeToString(), gateway, **kwargs)
+
+    monkeypatch.setattr(purchase, "build_dual_signed", malformed)
+    verified = _open(ec, _auth_req(_bought(ec)))
+    reason = refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE,
+        open_payment_instruction, verified, ec.gateway, ec.trust(),
+    )  # fmt: skip
+    assert says in reason
+
+
 # --- capture tokens ---------------------------------------------------------------------
 
 
@@ -209,3 +240,63 @@ def test_a_capture_token_sealed_under_other_ids_than_it_holds_is_refused(ec: Cer
             open_cap_token, ec.token_key, sealed.SerializeToString(), merchant=merchant,
         )  # fmt: skip
         assert "capture token ids differ" in reason
+
+
+# --- the merchant's checks of AuthRes (SET-PROTOCOL.md 9.3.2) -------------------------
+
+
+def _answered(
+    c: Certified, forge: Callable[[VerifiedAuthRequest], VerifiedAuthRequest] = lambda v: v
+) -> tuple[bytes, AuthRequestState]:
+    """An honest AuthReq, opened by the gateway, and its AuthRes built for ``forge(request)``."""
+    bought = _bought(c)
+    shop, view = bought.shop, bought.view
+    request, state = build_auth_request(
+        c.merchant, c.gateway_kex, view.pi_bytes, shop.order.trans_ids, view.oi_bytes,
+        shop.order.description, shop.order.amount, view.oi_data.od_salt, shop.order.amount,
+        c.merchant_id,
+    )  # fmt: skip
+    verified = _open(c, request)
+    decision = AuthDecision(authorization_pb2.AUTH_CODE_APPROVED, shop.order.amount)
+    return build_auth_response(c.gateway, forge(verified), decision), state
+
+
+def _open_res(c: Certified, payload: bytes, state: AuthRequestState) -> object:
+    response = authorization_pb2.AuthorizeResponse(auth_res=payload)
+    return open_auth_response(response, c.merchant, state, c.trust())
+
+
+def test_an_auth_response_for_this_request_is_accepted(ec: Certified) -> None:
+    payload, state = _answered(ec)
+    result = _open_res(ec, payload, state)
+    assert isinstance(result, AuthResult)
+    assert result.auth_code == authorization_pb2.AUTH_CODE_APPROVED
+
+
+def test_an_auth_response_naming_another_merchant_is_refused(ec: Certified) -> None:
+    other = ec.other_merchant_certificate()
+    payload, state = _answered(ec, lambda v: dataclasses.replace(v, merchant=other))
+    reason = refused(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, _open_res, ec, payload, state)
+    assert "another merchant" in reason
+
+
+def test_an_auth_response_to_other_request_bytes_is_refused(ec: Certified) -> None:
+    payload, state = _answered(ec, lambda v: dataclasses.replace(v, request_digest=new_id()))
+    reason = refused(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, _open_res, ec, payload, state)
+    assert "another request" in reason
+
+
+def test_an_auth_response_to_another_rrpid_is_refused(ec: Certified) -> None:
+    payload, state = _answered(ec)
+    # The envelope is bound to the RRPID it answers: checked before anything is opened.
+    refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open_res, ec, payload,
+            dataclasses.replace(state, rrpid=new_id()))  # fmt: skip
+
+
+def test_an_auth_response_signed_by_a_merchant_is_refused(ec: Certified) -> None:
+    bought = _bought(ec)
+    verified = _open(ec, _auth_req(bought))
+    decision = AuthDecision(authorization_pb2.AUTH_CODE_APPROVED, bought.shop.order.amount)
+    state = AuthRequestState(verified.rrpid, verified.xid, verified.request_digest)
+    payload = build_auth_response(ec.other_merchant, verified, decision)
+    refused(ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, _open_res, ec, payload, state)

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from setcore.authorization import CAP_TOKEN_CT
 from setcore.capture import (
     CAP_REQ_CT,
     CAP_RES_CT,
@@ -175,9 +176,17 @@ def test_missing_token_is_refused(ec_certified: Certified) -> None:
 
 
 def _signed_request(
-    c: Certified, items: list[CaptureItem], tokens: list[bytes]
+    c: Certified,
+    items: list[CaptureItem],
+    tokens: list[bytes],
+    *,
+    baggage_type: str = CAP_TOKEN_SEQ_CT,
 ) -> capture_pb2.CaptureRequest:
-    """A CapReq the merchant really signed, over whatever token sequence it is given."""
+    """A CapReq the merchant really signed, over whatever token sequence it is given.
+
+    ``baggage_type`` is the type the signed link names; the envelope is labelled as a
+    token sequence regardless.
+    """
     rrpid = new_id()
     data = capture_pb2.CapReqData(
         content_type=CAP_REQ_CT, cap_rr_tags=merchant_rr_tags(c.merchant, c.merchant_id, rrpid)
@@ -194,13 +203,30 @@ def _signed_request(
         c.merchant.signature_thumb,
         CAP_REQ_CT,
         data.SerializeToString(),
-        CAP_TOKEN_SEQ_CT,
+        baggage_type,
         capture_pb2.CapTokenSeq(cap_tokens=tokens).SerializeToString(),
         c.gateway_kex,
         rrpid=rrpid,
         bundle=c.merchant.bundle(),
     )
+    envelope.baggage_content_type = CAP_TOKEN_SEQ_CT
     return capture_pb2.CaptureRequest(cap_req=envelope.SerializeToString())
+
+
+def test_baggage_of_another_type_is_refused(ec_certified: Certified) -> None:
+    c = ec_certified
+    items = [_item(c)]
+    # The unauthenticated label beside the envelope names another baggage type.
+    request, _ = _request(c, items)
+    envelope = crypto_pb2.SealedWithBaggage.FromString(request.cap_req)
+    envelope.baggage_content_type = CAP_TOKEN_CT
+    request.cap_req = envelope.SerializeToString()
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open, c, request)
+    assert "unexpected baggage type" in reason
+    # The merchant signed a link naming another baggage type than the one it carries.
+    request = _signed_request(c, items, [items[0].cap_token], baggage_type=CAP_TOKEN_CT)
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open, c, request)
+    assert "link carries unexpected types" in reason
 
 
 def test_fewer_tokens_than_items_is_refused(ec_certified: Certified) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from hsm.base import KeyBackend, KeyUsage
+from setcore import purchase
 from setcore.authorization import (
     amount_agrees,
     build_auth_request,
@@ -18,6 +20,7 @@ from setcore.authorization import (
     open_payment_instruction,
 )
 from setcore.credentials import Credentials
+from setcore.dualsig import DualSignedPurchase
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import new_id, now_ms
 from setcore.pan import PAN, blinded_account
@@ -29,15 +32,21 @@ from setcore.purchase import (
     MerchantOrder,
     Order,
     PInitState,
+    PurchaseState,
+    build_inquiry_request,
     build_pinit_request,
     build_pinit_response,
     build_purchase_request,
+    build_purchase_response,
+    check_pinit_request,
     hod,
+    open_inquiry_request,
     open_pinit_response,
     open_purchase_request,
+    open_purchase_response,
     verify_purchase,
 )
-from setpay.v1 import common_pb2
+from setpay.v1 import common_pb2, purchase_pb2
 
 from .certified import Certified, certify, eur, refused
 
@@ -135,6 +144,122 @@ def test_wallet_refuses_a_pinitres_for_another_request(ec: Certified) -> None:
             dataclasses.replace(state, lid_c=b"other"), ec.trust())  # fmt: skip
 
 
+def test_wallet_refuses_a_pinitres_for_another_order(ec: Certified) -> None:
+    # The wallet asked about its order's LID-M; the merchant signs an offer for another
+    # one (SET-PROTOCOL.md 5.2: the gateway key is the one M chose for this LID-M).
+    _, card = _cardholder(ec)
+    request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c", lid_m=b"lid-m")
+    gateway = (ec.gateway.key_exchange_cert or b"", (ec.world.brand.gateway_ca.ca.der,))
+    for lid_m in (b"another-order", b""):
+        trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=lid_m, xid=new_id())
+        response = build_pinit_response(ec.merchant, request, trans, new_id(), *gateway)
+        reason = refused(ErrorCode.ERROR_CODE_UNKNOWN_LID, open_pinit_response, response, state,
+                         ec.trust())  # fmt: skip
+        assert "LID-M" in reason
+    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
+    response = build_pinit_response(ec.merchant, request, trans, new_id(), *gateway)
+    assert open_pinit_response(response, state, ec.trust()).trans_ids.lid_m == b"lid-m"
+
+
+# --- the plaintext headers the merchant receives (SET-PROTOCOL.md 3.1) ----------------
+
+
+def _forge(header: common_pb2.Header, field: str) -> None:
+    setattr(header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_merchant_refuses_a_pinitreq_header_naming_other_ids(ec: Certified, field: str) -> None:
+    _, card = _cardholder(ec)
+    request, _ = build_pinit_request(card.pan, ec.brand_id, b"lid-c", lid_m=b"lid-m")
+    check_pinit_request(request)  # as built, the header names the request's own ids
+    _forge(request.header, field)
+    reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, check_pinit_request, request)
+    assert "header ids differ" in reason
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_merchant_refuses_a_preq_header_naming_other_ids(ec: Certified, field: str) -> None:
+    shop = _shop(ec)
+    request = purchase_pb2.PurchaseRequest.FromString(_preq(shop))
+    _forge(request.header, field)
+    reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_purchase_request, request)
+    assert "header ids differ" in reason
+
+
+def test_merchant_accepts_a_preq_header_naming_no_ids(ec: Certified) -> None:
+    shop = _shop(ec)
+    request = purchase_pb2.PurchaseRequest.FromString(_preq(shop))
+    request.header.Clear()
+    view = open_purchase_request(request)
+    assert verify_purchase(view, shop.order, ec.trust()).thumbprint == (
+        shop.cardholder.signature_thumb
+    )
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_merchant_refuses_an_inqreq_header_naming_other_ids(ec: Certified, field: str) -> None:
+    shop = _shop(ec)
+    _, bought = build_purchase_request(
+        shop.cardholder, shop.offer, Order(b"1 book", eur(1999)), shop.card, shop.state
+    )
+    request, state = build_inquiry_request(shop.cardholder, bought)
+    thumb = shop.cardholder.signature_thumb
+    assert open_inquiry_request(request, thumb, ec.trust()).rrpid == state.rrpid
+    _forge(request.header, field)
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_inquiry_request, request, thumb, ec.trust()
+    )
+    assert "header ids differ" in reason
+
+
+# --- the wallet's checks of PRes (SET-PROTOCOL.md 5.6, 3.3) --------------------------
+
+
+def _pres(
+    shop: Shop, merchant: Credentials | None = None, **change: bytes
+) -> tuple[purchase_pb2.PurchaseResponse, PurchaseState]:
+    """A PRes for the shop's purchase, as ``merchant`` signs it, with ids ``change``d."""
+    _, bought = build_purchase_request(
+        shop.cardholder, shop.offer, Order(b"1 book", eur(1999)), shop.card, shop.state
+    )
+    trans = common_pb2.TransIDs()
+    trans.CopyFrom(bought.trans_ids)
+    trans.xid = change.get("xid", trans.xid)
+    signed = build_purchase_response(
+        merchant or shop.c.merchant, trans, change.get("rrpid", bought.rrpid),
+        change.get("chall_c", bought.chall_c), [],
+    )  # fmt: skip
+    return purchase_pb2.PurchaseResponse(p_res=signed), bought
+
+
+def test_wallet_accepts_the_pres_of_its_purchase(ec: Certified) -> None:
+    response, state = _pres(_shop(ec))
+    assert open_purchase_response(response, state, ec.trust()).rrpid == state.rrpid
+
+
+@pytest.mark.parametrize(
+    ("field", "code"),
+    [
+        ("rrpid", ErrorCode.ERROR_CODE_UNKNOWN_RRPID),
+        ("chall_c", ErrorCode.ERROR_CODE_CHALLENGE_MISMATCH),
+        ("xid", ErrorCode.ERROR_CODE_UNKNOWN_XID),
+    ],
+)
+def test_wallet_refuses_a_pres_for_another_purchase(ec: Certified, field: str, code: int) -> None:
+    response, state = _pres(_shop(ec), **{field: new_id()})
+    refused(code, open_purchase_response, response, state, ec.trust())
+
+
+def test_wallet_refuses_a_pres_signed_by_another_merchant(ec: Certified) -> None:
+    response, state = _pres(_shop(ec), ec.other_merchant)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, open_purchase_response, response, state,
+        ec.trust(),
+    )  # fmt: skip
+    assert "unexpected party" in reason
+
+
 # --- the merchant's checks of PReq (SET-PROTOCOL.md 5.5) ------------------------------
 
 
@@ -179,6 +304,29 @@ def test_merchant_checks_each_part_of_the_order(ec: Certified, change: str, code
     elif change == "brand":
         order = dataclasses.replace(order, brand_id="other-brand")
     refused(code, _verify, shop, preq, order)
+
+
+@pytest.mark.parametrize(("field", "name"), [("rrpid", "RRPID"), ("chall_c", "Chall-C"),
+                                            ("od_salt", "ODSalt")])  # fmt: skip
+def test_merchant_refuses_oidata_ids_of_another_length(
+    ec: Certified, monkeypatch: pytest.MonkeyPatch, field: str, name: str
+) -> None:
+    real = purchase.build_dual_signed
+
+    def short(*args: Any, **kwargs: Any) -> DualSignedPurchase:
+        # The wallet dual-signs OIData with one 16-byte id; all else is honest.
+        backend, key, thumb, certs, oi_data, *after = args
+        oi = purchase_pb2.OIData.FromString(oi_data)
+        setattr(oi, field, b"i" * 16)
+        return real(backend, key, thumb, certs, oi.SerializeToString(), *after, **kwargs)
+
+    monkeypatch.setattr(purchase, "build_dual_signed", short)
+    shop = _shop(ec)
+    request = purchase_pb2.PurchaseRequest.FromString(_preq(shop))
+    request.header.Clear()  # only the signed OIData is under test
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _verify, shop,
+                     request.SerializeToString())  # fmt: skip
+    assert f"{name} must be" in reason
 
 
 def test_merchant_refuses_another_cardholders_signature(ec: Certified) -> None:
