@@ -292,6 +292,21 @@ def check_form(data: registration_pb2.CertReqData) -> None:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "registration form too large")
 
 
+def fills_form(data: registration_pb2.CertReqData, form: FormTemplate) -> bool:
+    """True when a CertReq fills in ``form``: its id, and only fields it asks for, once each.
+
+    The CA checks this before it certifies anything (SET-PROTOCOL.md 4.3 rule 5): a request
+    naming a form the CA never handed out, or filling in fields it never asked for, is not
+    a registration it can validate.
+    """
+    names = [field.name for field in data.reg_form]
+    return (
+        data.reg_form_id == form.form_id
+        and len(set(names)) == len(names)
+        and set(names) <= set(form.fields)
+    )
+
+
 # --- the CA as a requester sees it ---------------------------------------------------
 
 
@@ -373,6 +388,7 @@ __all__ = [
     "check_header_rrpid",
     "check_thumbs",
     "check_thumbs_echo",
+    "fills_form",
     "form_fields",
     "key_thumbprint",
     "load_public_key",

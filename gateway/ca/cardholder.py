@@ -6,7 +6,8 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
 2. signatures: proof of possession by the new key, and the renewed key for a renewal
    (SIG_VALIDATION_FAIL);
 3. the session and its Chall-CA, issued in RegFormRes for this request type and not yet
-   used (CHALLENGE_MISMATCH);
+   used (CHALLENGE_MISMATCH); the brand, and the form this CA handed out, filled in with
+   its own fields (REJECTED_BY_AGENT);
 4. the key was never claimed by any request before (KEY_ALREADY_CERTIFIED);
 5. the issuer knows the card (UNKNOWN_ACCOUNT, REJECTED_BY_ISSUER, or REQUEST_PENDED for
    a person to decide);
@@ -40,6 +41,7 @@ from setcore.registration import (
     SIG_VALIDATION_FAIL,
     SIGNATURE_CODES,
     RevocationData,
+    fills_form,
     key_thumbprint,
     load_public_key,
 )
@@ -208,7 +210,9 @@ class CardholderRegistrar:
             return CHALLENGE_MISMATCH, None, b""
         if not challenge_matches(session, data.chall_ca, data.request_type):
             return CHALLENGE_MISMATCH, None, b""
-        if data.brand_id != self._side.issuing.brand_id:
+        if data.brand_id != self._side.issuing.brand_id or not fills_form(
+            data, self._policy.cardholder_form
+        ):
             return REJECTED_BY_AGENT, None, b""
         key_thumb = key_thumbprint(request.keys.signature_spki)
         if tx.key_claimed(key_thumb):

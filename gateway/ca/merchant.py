@@ -7,8 +7,8 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
 2. signatures: proof of possession by the new signature key, and the renewed key for a
    renewal (SIG_VALIDATION_FAIL);
 3. the session and its Chall-CA, mandatory here although SET made it optional for
-   merchants (CHALLENGE_MISMATCH), and the identity the registration started with
-   (REJECTED_BY_AGENT);
+   merchants (CHALLENGE_MISMATCH), and the brand, the identity the registration started
+   with and the form this CA handed out, filled in with its own fields (REJECTED_BY_AGENT);
 4. neither key was ever claimed before, and the two keys differ (KEY_ALREADY_CERTIFIED);
 5. a signature and a key-exchange certificate (the latter naming the KEM the key accepts),
    recorded with the keys and the stored answer in one transaction; the acquirer's books
@@ -52,6 +52,7 @@ from setcore.registration import (
     SIGNATURE_CODES,
     RequestKind,
     RevocationData,
+    fills_form,
 )
 from setcore.registration_certreq import CertAnswer, CertRequestEnvelope
 from setcore.registration_merchant import (
@@ -189,6 +190,7 @@ class MerchantRegistrar:
             data.brand_id != self._side.issuing.brand_id
             or subject != (session.subject_id, session.subject_name)
             or not self._renews_same_subject(request)
+            or not fills_form(data, self._policy.form_for(self._side.ca_type))
         ):
             return REJECTED_BY_AGENT, ()
         thumbs = request.keys.key_thumbs

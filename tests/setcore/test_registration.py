@@ -373,3 +373,178 @@ def test_merchant_certificates_must_name_the_merchant(world: World) -> None:
         open_merchant_cert_response, issued(MerchantData("m-0002", "Other", False)),
         cert_state, trust,
     )  # fmt: skip
+
+
+def test_reg_form_res_checks_the_echoes(world: World) -> None:
+    trust, contact = _contact(world)
+    request, reg = build_reg_form_request(contact, PAN(TEST_PAN), b"lid-ee", thumbs=[b"\x01" * 32])
+    view = open_reg_form_request(request, _ca(world))
+    for change, code in (
+        (lambda t: setattr(t, "chall_ee2", new_id()), ErrorCode.ERROR_CODE_CHALLENGE_MISMATCH),
+        (lambda t: setattr(t, "rrpid", new_id()), ErrorCode.ERROR_CODE_UNKNOWN_RRPID),
+        (lambda t: setattr(t, "lid_ee", b"other"), ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        (lambda t: setattr(t, "lid_ca", b"other"), ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        (lambda t: t.thumbs.thumbs.append(b"\x02" * 32), ErrorCode.ERROR_CODE_THUMBS_MISMATCH),
+        (
+            lambda t: setattr(t, "request_type", S.REQUEST_TYPE_CARD_RENEWAL_SIG),
+            ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH,
+        ),
+    ):
+        tbe = S.RegFormReqTBE()
+        tbe.CopyFrom(view.tbe)
+        change(tbe)
+        body = build_reg_form_response(
+            _ca(world), tbe, new_id(), FORM, revocation=_revocation(world)
+        )
+        refused(code, open_reg_form_response, S.RegFormResponse(reg_form_res=body), reg, trust)
+    # A form without Chall-CA cannot be answered with a CertReq.
+    body = build_reg_form_response(_ca(world), view.tbe, b"", FORM, revocation=_revocation(world))
+    refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE,
+        open_reg_form_response, S.RegFormResponse(reg_form_res=body), reg, trust,
+    )  # fmt: skip
+    # Signed by another CA of the brand than the one the wallet registers with.
+    body = build_reg_form_response(
+        _ca(world, "merchant"), view.tbe, new_id(), FORM, revocation=_revocation(world)
+    )
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        open_reg_form_response, S.RegFormResponse(reg_form_res=body), reg, trust,
+    )  # fmt: skip
+    assert reason == "signed by an unexpected party"
+
+
+def test_card_c_init_res_from_a_ca_of_another_brand(world: World) -> None:
+    trust = TrustStore(world.root.der)
+    request, state = build_card_c_init_request("testbrand", b"lid-ee")
+    body = build_card_c_init_response(_ca(world), request, b"lid-ca", revocation=_revocation(world))
+    response = S.CardCInitResponse(card_c_init_res=body)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+        open_card_c_init_response, response, replace(state, brand_id="otherbrand"), trust,
+    )  # fmt: skip
+    assert reason == "Cardholder CA of another brand"
+
+
+def test_me_aq_c_init_res_checks_the_echoes(world: World) -> None:
+    identity = MerchantIdentity("m-0001", "Corner Shop")
+    request, state = build_me_aq_c_init_request(
+        S.REQUEST_TYPE_MER_INITIAL_BOTH, identity, "testbrand", b"lid-m", thumbs=[b"\x01" * 32]
+    )
+    mca = _ca(world, "merchant")
+    for change, chall_ca, code in (
+        (lambda r: setattr(r, "chall_ee", new_id()), new_id(),
+         ErrorCode.ERROR_CODE_CHALLENGE_MISMATCH),
+        (lambda r: setattr(r, "rrpid", new_id()), new_id(), ErrorCode.ERROR_CODE_UNKNOWN_RRPID),
+        (lambda r: setattr(r, "lid_ee", b"other"), new_id(), ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        (lambda r: r.thumbs.thumbs.append(b"\x02" * 32), new_id(),
+         ErrorCode.ERROR_CODE_THUMBS_MISMATCH),
+        (lambda r: setattr(r, "request_type", S.REQUEST_TYPE_MER_RENEWAL_BOTH), new_id(),
+         ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH),
+        (lambda r: None, b"", ErrorCode.ERROR_CODE_DECODING_FAILURE),  # no Chall-CA
+    ):  # fmt: skip
+        changed = S.MeAqCInitRequest()
+        changed.CopyFrom(request)
+        change(changed)
+        body = build_me_aq_c_init_response(
+            mca, changed, b"lid-ca", chall_ca, FORM, revocation=_revocation(world)
+        )
+        response = S.MeAqCInitResponse(me_aq_c_init_res=body)
+        refused(code, open_me_aq_c_init_response, response, state, TrustStore(world.root.der))
+    body = build_me_aq_c_init_response(
+        mca, request, b"lid-ca", new_id(), FORM, revocation=_revocation(world)
+    )
+    response = S.MeAqCInitResponse(me_aq_c_init_res=body)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, open_me_aq_c_init_response, response,
+        replace(state, brand_id="otherbrand"), TrustStore(world.root.der),
+    )  # fmt: skip
+    assert reason == "CA of another brand"
+
+
+def test_cert_res_checks_the_echoes_and_the_status(world: World) -> None:
+    trust = TrustStore(world.root.der)
+    identity = MerchantIdentity("m-0001", "Corner Shop")
+    request, state = build_me_aq_c_init_request(
+        S.REQUEST_TYPE_MER_INITIAL_BOTH, identity, "testbrand", b"lid-m"
+    )
+    mca = _ca(world, "merchant")
+    body = build_me_aq_c_init_response(
+        mca, request, b"lid-ca", new_id(), FORM, revocation=_revocation(world)
+    )
+    registration = open_me_aq_c_init_response(
+        S.MeAqCInitResponse(me_aq_c_init_res=body), state, trust
+    )
+    sig, kex = _key(world), _key(world, KeyUsage.KEY_EXCHANGE)
+    cert_request, cert_state = build_merchant_cert_request(
+        world.backend, sig, kex, registration, state
+    )
+    data = open_merchant_cert_request(peek_cert_request(cert_request), mca).data
+    answer = CertAnswer(data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca)
+
+    def answered(changed: CertAnswer, status: int = S.CERT_STATUS_CODE_REJECTED_BY_AGENT,
+                 certificates: tuple[bytes, ...] = ()) -> S.CertResponse:  # fmt: skip
+        body = build_merchant_cert_response(
+            mca, changed, status, revocation=_revocation(world), certificates=certificates
+        )
+        return S.CertResponse(cert_res=body)
+
+    assert open_merchant_cert_response(answered(answer), cert_state, trust).status == (
+        S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+    )
+    for changed, code in (
+        (replace(answer, rrpid=new_id()), ErrorCode.ERROR_CODE_UNKNOWN_RRPID),
+        (replace(answer, chall_ee3=new_id()), ErrorCode.ERROR_CODE_CHALLENGE_MISMATCH),
+        (replace(answer, lid_ee=b"other"), ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        (replace(answer, lid_ca=b"other"), ErrorCode.ERROR_CODE_UNKNOWN_LID),
+        (replace(answer, thumbs=(b"\x02" * 32,)), ErrorCode.ERROR_CODE_THUMBS_MISMATCH),
+    ):
+        refused(code, open_merchant_cert_response, answered(changed), cert_state, trust)
+    refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE,
+        open_merchant_cert_response, answered(answer, status=99), cert_state, trust,
+    )  # fmt: skip
+    # "Complete" with only the signature certificate: both are expected.
+    ca = world.brand.merchant_ca.ca
+    merchant = MerchantData("m-0001", "Corner Shop", False)
+    only_sig = issue_merchant(ca, sig.public_key, CertificateUsage.SIGNATURE, merchant)
+    reason = refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE, open_merchant_cert_response,
+        answered(answer, REQUEST_COMPLETE, (only_sig,)), cert_state, trust,
+    )  # fmt: skip
+    assert reason == "two certificates expected"
+
+
+def test_cert_request_signature_shape(world: World) -> None:
+    trust, reg, form = _form(world)
+    request, _ = build_card_cert_request(
+        world.backend, _key(world), form, reg, PAN(TEST_PAN), TEST_EXPIRY
+    )
+    opened = open_card_cert_request(peek_cert_request(request), _ca(world))
+
+    def with_data(change: Callable[[S.CertReqData], object]):  # type: ignore[no-untyped-def]
+        data = S.CertReqData()
+        data.CopyFrom(opened.data)
+        change(data)
+        return replace(opened, data=data)
+
+    # A new-certificate request signed twice (as if a renewal, but naming none).
+    twice = replace(opened, signed=type(opened.signed)())
+    twice.signed.CopyFrom(opened.signed)
+    twice.signed.signatures.append(opened.signed.signatures[0])
+    reason = refused(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, verify_cert_request, twice, trust)
+    assert reason == "unexpected extra signature"
+    # EEThumb names a certificate to renew in a new-certificate request.
+    eethumb = with_data(lambda d: setattr(d, "ee_thumb", b"\x01" * 32))
+    refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, verify_cert_request, eethumb, trust)
+    # A cardholder asks for no key-exchange certificate.
+    kex = with_data(
+        lambda d: setattr(
+            d, "public_key_enc", spki_of(_key(world, KeyUsage.KEY_EXCHANGE).public_key)
+        )
+    )
+    refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, verify_cert_request, kex, trust)
+    # The signature names an extra part (PANData0) that the envelope does not carry.
+    stripped = replace(opened, extra=None, extra_type=None)
+    reason = refused(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, verify_cert_request, stripped, trust)
+    assert reason == "signed extra part is missing"

@@ -143,6 +143,9 @@ def card_request(
     renewing: Credentials | None = None,
     renewal_signature: bool = True,
     request_date: int | None = None,
+    brand_id: str | None = None,
+    reg_form_id: str | None = None,
+    filled: Sequence[tuple[str, str]] = (),
 ) -> tuple[registration_pb2.CertRequest, CardRequestState]:
     """A cardholder CertReq built by hand, with one thing changed on request."""
     ca, form = session.registration.ca, session.form
@@ -158,9 +161,12 @@ def card_request(
         lid_ca=ca.lid_ca, chall_ca=form.chall_ca if chall_ca is None else chall_ca,
         request_type=form.request_type,  # type: ignore[arg-type]
         request_date_unix_ms=now_ms() if request_date is None else request_date,
-        reg_form_id=form.form_id, back_key=back_key, public_key_sig=spki,
+        reg_form_id=form.form_id if reg_form_id is None else reg_form_id,
+        reg_form=[registration_pb2.RegField(name=n, value=v) for n, v in filled],
+        back_key=back_key, public_key_sig=spki,
         ee_thumb=renewing.signature_thumb if renewing else b"",
-        brand_id=ca.signer.brand_id, dd_extra=digest(PAN_DATA0_CT, pan_data0),
+        brand_id=ca.signer.brand_id if brand_id is None else brand_id,
+        dd_extra=digest(PAN_DATA0_CT, pan_data0),
     )  # fmt: skip
     tbs = data.SerializeToString()
     signer = sign_with or key
@@ -220,7 +226,8 @@ def register_merchant(
     sig, kex = keys or (new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE))
     request, state = build_merchant_cert_request(
         REQUESTERS, sig, kex, session.registration, session.state, account=account,
-        renewing=renewing, filled=(("legal-name", "Corner Shop Ltd"),),
+        renewing=renewing,
+        filled=[(name, "Corner Shop Ltd") for name in session.registration.form.fields],
     )  # fmt: skip
     outcome = open_merchant_cert_response(bank.stub.Cert(request), state, session.trust)
     return outcome, state, session
@@ -234,6 +241,9 @@ def merchant_request(
     sign_with: KeyHandle | None = None,
     chall_ca: bytes | None = None,
     account: str | None = None,
+    brand_id: str | None = None,
+    reg_form_id: str | None = None,
+    filled: Sequence[tuple[str, str]] = (),
 ) -> tuple[registration_pb2.CertRequest, MerchantRequestState]:
     """A merchant CertReq built by hand, with one thing changed on request."""
     ca, form, state = session.registration.ca, session.registration.form, session.state
@@ -251,9 +261,12 @@ def merchant_request(
         content_type=CERT_REQ_CT, rrpid=rrpid, lid_ee=state.lid_ee, chall_ee3=chall,
         lid_ca=ca.lid_ca, chall_ca=form.chall_ca if chall_ca is None else chall_ca,
         request_type=state.request_type, request_date_unix_ms=now_ms(),  # type: ignore[arg-type]
-        id_data=id_data_of(state.identity), reg_form_id=form.form_id, public_key_sig=spki,
-        public_key_enc=spki_of(kex.public_key), public_key_enc_kem=kem_for(kex).value,
-        brand_id=ca.signer.brand_id,
+        id_data=id_data_of(state.identity),
+        reg_form_id=form.form_id if reg_form_id is None else reg_form_id,
+        reg_form=[registration_pb2.RegField(name=n, value=v) for n, v in filled],
+        public_key_sig=spki, public_key_enc=spki_of(kex.public_key),
+        public_key_enc_kem=kem_for(kex).value,
+        brand_id=ca.signer.brand_id if brand_id is None else brand_id,
         dd_extra=digest(extra[0], extra[1]) if extra else b"",
     )  # fmt: skip
     signed = sign(

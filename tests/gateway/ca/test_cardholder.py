@@ -310,3 +310,79 @@ def test_reg_form_for_an_unknown_session(ec_bank: Bank) -> None:
     with pytest.raises(PeerError) as caught:
         open_reg_form_response(ec_bank.stub.RegForm(request), state, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
+
+
+def test_cert_request_of_another_brand_changes_nothing(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    key = new_key(ec_bank, KeyUsage.SIGNATURE)
+    request, state = card_request(session, key, CARD, EXPIRY, brand_id="another-brand")
+    outcome = open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+    assert outcome.certificate is None
+    # Neither the session's challenge nor the key was used up by the refusal.
+    outcome, *_ = register_cardholder(ec_bank, CARD, EXPIRY, key=key, session=session)
+    assert outcome.complete
+
+
+def test_cert_request_must_fill_in_the_form_the_ca_handed_out(ec_bank: Bank) -> None:
+    session = start_cardholder(ec_bank, CARD)
+    key = new_key(ec_bank, KeyUsage.SIGNATURE)
+    fields = session.form.fields
+    for form_id, filled in (
+        ("a-form-never-handed-out", ()),
+        (session.form.form_id, (("not-on-the-form", "x"),)),
+        (session.form.form_id, ((fields[0], "x"), (fields[0], "y"))),
+    ):
+        request, state = card_request(
+            session, key, CARD, EXPIRY, reg_form_id=form_id, filled=filled
+        )
+        outcome = open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+        assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+        assert outcome.certificate is None
+    # The refusals left the challenge and the key unused: the form as handed out works.
+    request, state = card_request(session, key, CARD, EXPIRY, filled=[(fields[0], "A. Tester")])
+    assert open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust).complete
+
+
+def test_card_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
+    from setcore.registration import ca_error
+    from setcore.registration_cardholder import build_card_c_init_request
+
+    from .flows import new_trust
+
+    request, _ = build_card_c_init_request("another-brand", b"lid-ee")
+    response = ec_bank.stub.CardCInit(request)
+    assert response.WhichOneof("result") == "error"
+    trust = new_trust(ec_bank)
+    error = ca_error(response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+
+
+def test_card_c_init_retry_and_rrpid_reuse(ec_bank: Bank) -> None:
+    from setcore.registration import ca_error
+    from setcore.registration_cardholder import build_card_c_init_request
+
+    from .flows import new_trust
+
+    request, _ = build_card_c_init_request(ec_bank.brand_id, b"lid-ee")
+    first = ec_bank.stub.CardCInit(request)
+    assert ec_bank.stub.CardCInit(request).card_c_init_res == first.card_c_init_res
+    request.chall_ee = new_id()  # same RRPID, another request
+    response = ec_bank.stub.CardCInit(request)
+    assert response.WhichOneof("result") == "error"
+    error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    assert error.code == ErrorCode.ERROR_CODE_RRPID_REUSED
+
+
+def test_cert_inquiry_for_an_unknown_registration(ec_bank: Bank) -> None:
+    from setcore.registration import ca_error
+    from setcore.registration_certreq import build_cert_inquiry
+
+    session = start_cardholder(ec_bank, CARD)
+    key = new_key(ec_bank, KeyUsage.SIGNATURE)
+    ca = session.registration.ca
+    request, _, _ = build_cert_inquiry(REQUESTERS, key, session.lid_ee, ca.lid_ca)
+    response = ec_bank.stub.CertInq(request)
+    assert response.WhichOneof("result") == "error"
+    error = ca_error(response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID

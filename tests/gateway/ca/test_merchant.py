@@ -184,3 +184,56 @@ def test_unknown_request_type_is_not_served(ec_bank: Bank) -> None:
     # A requester with only the root: the Error staples the BCI needed to verify it.
     error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA)
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+
+
+def test_refused_merchant_requests_change_nothing(ec_bank: Bank) -> None:
+    session = start_merchant(ec_bank, _merchant("refused"))
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    fields = session.registration.form.fields
+    for change, status in (
+        ({"brand_id": "another-brand"}, S.CERT_STATUS_CODE_REJECTED_BY_AGENT),
+        ({"reg_form_id": "a-form-never-handed-out"}, S.CERT_STATUS_CODE_REJECTED_BY_AGENT),
+        ({"filled": (("not-on-the-form", "x"),)}, S.CERT_STATUS_CODE_REJECTED_BY_AGENT),
+        ({"filled": ((fields[0], "x"), (fields[0], "y"))}, S.CERT_STATUS_CODE_REJECTED_BY_AGENT),
+    ):
+        request, state = merchant_request(session, sig, kex, **change)  # type: ignore[arg-type]
+        outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+        assert outcome.status == status, change
+        assert outcome.signature is None and outcome.key_exchange is None
+    # One key for both certificates: refused, and neither key is taken by the refusal.
+    request, state = merchant_request(session, sig, sig)
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
+    assert ec_bank.issuer.merchants.count(session.state.identity.subject) == 0
+    # The session's challenge and both keys are still usable.
+    outcome, *_ = register_merchant(
+        ec_bank, session.state.identity, session=session, keys=(sig, kex)
+    )
+    assert outcome.complete
+
+
+def test_chall_ca_is_bound_to_the_request_type(ec_bank: Bank) -> None:
+    identity = _merchant("kind")
+    session = start_merchant(ec_bank, identity, request_type=MER_RENEWAL)
+    # Chall-CA was issued for a renewal; an initial request cannot spend it.
+    initial = MerchantSession(
+        session.trust,
+        replace(session.state, request_type=S.REQUEST_TYPE_MER_INITIAL_BOTH),
+        session.registration,
+    )
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, state = merchant_request(initial, sig, kex)
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_CHALLENGE_MISMATCH
+
+
+def test_me_aq_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
+    from setcore.registration_merchant import build_me_aq_c_init_request
+
+    request, _ = build_me_aq_c_init_request(
+        S.REQUEST_TYPE_MER_INITIAL_BOTH, _merchant("brand"), "another-brand", b"lid"
+    )
+    response = ec_bank.stub.MeAqCInit(request)
+    assert response.WhichOneof("result") == "error"
+    error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA)
+    assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
