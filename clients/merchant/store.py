@@ -111,11 +111,17 @@ class MerchantStore:
                 yield self._conn
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"merchant database write failed: {exc}") from exc
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    def _rollback(self) -> None:
+        # SQLite rolls a transaction back itself on some errors (a full disk, an I/O
+        # error): a second ROLLBACK would fail and hide the error that matters.
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:

@@ -299,3 +299,17 @@ def test_concurrent_writers_from_two_connections(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_full_disk_is_a_store_error_and_the_store_still_works(store: MerchantStore) -> None:
+    """SQLite rolls a transaction back itself when the disk is full: the write is refused
+    as a StoreError naming that (UNAVAILABLE to a wallet), not an error about rolling back,
+    and the store goes on once there is room."""
+    conn = store._conn
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")  # the disk is full from here on
+    with pytest.raises(StoreError, match="database or disk is full"):
+        for i in range(10):
+            store.add_offer(b"lid-%d" % i, b"d" * 4000, EUR, "setpay")
+    conn.execute("PRAGMA max_page_count=1073741823")
+    assert store.add_offer(b"lid-after", b"d", EUR, "setpay").lid_m == b"lid-after"
