@@ -35,10 +35,11 @@ from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
+from setcore.amount import same_unit
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
-from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.errors import ErrorCode, PeerError, ProtocolError, fail
 from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import authorization_pb2, purchase_pb2
 
@@ -56,6 +57,19 @@ APPROVED = authorization_pb2.AUTH_CODE_APPROVED
 UNSPECIFIED_FAILURE = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
 # Put in the queue to wake the worker when it should stop (never a real XID: those are 32 bytes).
 _WAKE_UP = b""
+
+
+def _check_authorized_amount(order: Order, header: authorization_pb2.AuthHeader) -> None:
+    """The gateway may authorize less than the purchase amount (or nothing, declining),
+    never more, nor in another unit: the order keeps its authorization in its own."""
+    asked, got = order.amount.to_proto(), header.auth_amt
+    least = 1 if header.auth_code == APPROVED else 0
+    if not same_unit(got, asked) or not least <= got.amount <= asked.amount:
+        raise fail(
+            ErrorCode.ERROR_CODE_DECODING_FAILURE,
+            f"AuthRes gives {got.amount} ({got.currency}, exponent {got.exp10}) for an order "
+            f"of {order.amount}",
+        )
 
 
 class Authorizer:
@@ -136,6 +150,7 @@ class Authorizer:
         log.info("order %s: AuthReq %s sent to the gateway", order.short_id, short(state.rrpid))
         try:
             result = self._gateway.authorize(request, state)
+            _check_authorized_amount(order, result.data.auth_res_payload.auth_header)
         except TransportError as exc:
             log.warning("order %s: gateway unreachable (%s); will retry", order.short_id, exc)
             return self._store.order(order.xid)
@@ -231,6 +246,9 @@ class Authorizer:
                 self._drain()
             except ClientError as exc:
                 log.error("authorization worker: %s", exc)
+                self._stop.wait(RETRY_SECONDS)
+            except Exception:  # the worker must outlive any one round's fault (a lost token)
+                log.exception("authorization worker: unexpected failure; trying again later")
                 self._stop.wait(RETRY_SECONDS)
 
     def _drain(self) -> None:

@@ -36,6 +36,7 @@ from clients.merchant.records import (
 )
 from clients.merchant.store import MerchantStore
 from hsm.errors import KeyBackendError
+from setcore.amount import same_unit
 from setcore.auth_reversal import (
     AuthRevRequestState,
     build_auth_reversal_request,
@@ -58,13 +59,13 @@ from setcore.capture import (
     build_capture_request,
 )
 from setcore.credentials import Credentials
-from setcore.errors import ErrorCode, PeerError, SetcoreError
+from setcore.errors import ErrorCode, PeerError, SetcoreError, fail
 from setcore.gateway_admin import (
     BatchAdminResult,
     TransactionPage,
     build_batch_admin_request,
 )
-from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2
+from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, gateway_admin_pb2
 
 log = logging.getLogger("setpay.merchant")
 
@@ -312,6 +313,7 @@ class Settlement:
                 wire, CaptureState(operation.rrpid, operation.request_digest, refs)
             )
             payload = cap.items[0].cap_res_payload
+            _check_answered_amount(operation, payload.cap_amt)
             return self._settle(
                 operation, payload.cap_code == CAP_SUCCESS, payload.cap_code,
                 payload.cap_amt.amount, payload.batch_id,
@@ -324,6 +326,8 @@ class Settlement:
             # The operation's end and the order's new authorization are saved together:
             # a crash between two writes would leave a reversal that resume cannot finish.
             kept = rev.data.auth_new_amt.amount
+            if rev.auth_rev_code == AUTH_REV_APPROVED:
+                _check_answered_amount(operation, rev.data.auth_new_amt, exact=True)
             settled = self._store.settle_auth_reversal(
                 operation.rrpid, rev.auth_rev_code == AUTH_REV_APPROVED, rev.auth_rev_code,
                 kept, rev.baggage.cap_token_new,
@@ -340,6 +344,7 @@ class Settlement:
         }[operation.kind]
         result: CapRevOrCredResult = send(wire, state)
         item = result.items[0]
+        _check_answered_amount(operation, item.actual_amt)
         return self._settle(
             operation, item.code == CAP_REV_OR_CRED_SUCCESS, item.code, item.actual_amt.amount,
             item.batch_id, capture_pb2.CapRevOrCredCode.Name(item.code),
@@ -421,6 +426,24 @@ class Settlement:
             gateway_admin_pb2.BatchAdminStatus.Name(data.status),
         )  # fmt: skip
         return result
+
+
+def _check_answered_amount(
+    operation: Operation, got: common_pb2.CurrencyAmount, *, exact: bool = False
+) -> None:
+    """Refuse (``ProtocolError``: the operation stays sent) an answer that settles more
+    than was asked, in another unit, or (``exact``) another amount than was asked."""
+    asked = operation.amount.to_proto()
+    if (
+        not same_unit(got, asked)
+        or not 0 <= got.amount <= asked.amount
+        or (exact and got.amount != asked.amount)
+    ):
+        raise fail(
+            ErrorCode.ERROR_CODE_DECODING_FAILURE,
+            f"the answer to {_REQUEST_NAME[operation.kind]} {short(operation.rrpid)} gives "
+            f"{got.amount} ({got.currency}, exponent {got.exp10}) for {operation.amount}",
+        )
 
 
 def operations_summary(operations: Sequence[Operation]) -> list[str]:

@@ -9,11 +9,13 @@ import pytest
 
 from clients.errors import TransportError
 from clients.identity import load_credentials
+from clients.merchant import authorizer as authorizer_module
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import OrderState
 from clients.transport import Caller, ChannelConfig, open_channel
 from clients.wallet.purchases import PurchaseBook
-from setcore.authorization import AuthRequestState
+from hsm.errors import TransientBackendError
+from setcore.authorization import AuthRequestState, AuthResult
 from setcore.error_message import open_error
 from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import new_id
@@ -28,7 +30,7 @@ from setcore.purchase import (
     open_purchase_response,
 )
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
-from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, serve_gateway
+from tests.clients.bank_support import EUR, WALLET_PASSPHRASE, RunningBank, serve_gateway
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.outage_support import (
     JUST_PAST_MS,
@@ -280,3 +282,68 @@ def test_an_authorization_pending_past_the_freshness_window_is_built_afresh(
     finally:
         merchant.close()
         outage.stop()
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount"),
+    [
+        (EUR, 800_000),  # more than the order's 800
+        (840, 800),  # the order's number in another currency
+        (EUR, 0),  # approved for nothing
+    ],
+)
+def test_an_approval_for_another_amount_is_not_recorded(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    currency: int,
+    amount: int,
+) -> None:
+    """A gateway-signed approval may give less than the purchase amount, never more nor in
+    another unit: such an answer fails the order instead of becoming its authorization."""
+    merchant = make_merchant("m-auth-amount", AnswerMode.AFTER_AUTHORIZATION)
+    merchant.authorizer.stop(timeout=10)
+    real = merchant.gateway.authorize
+
+    def approves_another_amount(request: bytes, state: AuthRequestState) -> AuthResult:
+        result = real(request, state)
+        header = result.data.auth_res_payload.auth_header
+        assert header.auth_code == authorization_pb2.AUTH_CODE_APPROVED
+        header.auth_amt.currency, header.auth_amt.amount = currency, amount
+        return result
+
+    monkeypatch.setattr(merchant.gateway, "authorize", approves_another_amount)
+    record = buy(make_wallet(merchant), offer(merchant, 800))
+    assert record.completion == "COMPLETION_CODE_ORDER_REJECTED"
+    order = merchant.store.order(bytes.fromhex(record.xid))
+    assert order.state is OrderState.FAILED and order.authorization is None
+    assert order.error_code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+
+
+def test_the_authorization_worker_outlives_a_lost_key_token(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key backend fails while the worker authorizes (a PKCS#11 token pulled out):
+    the worker goes on, and the order is authorized once the keys answer again."""
+    monkeypatch.setattr(authorizer_module, "RETRY_SECONDS", 0.1)
+    merchant = make_merchant("m-worker-token", AnswerMode.ORDER_RECEIVED)
+    real = merchant.gateway.authorize
+    failures: list[bytes] = []
+
+    def token_lost_once(request: bytes, state: AuthRequestState) -> AuthResult:
+        if not failures:
+            failures.append(request)
+            raise TransientBackendError("the token is gone")
+        return real(request, state)
+
+    monkeypatch.setattr(merchant.gateway, "authorize", token_lost_once)
+    record = buy(make_wallet(merchant), offer(merchant, 800))
+    assert record.completion == "COMPLETION_CODE_ORDER_RECEIVED"
+    xid = bytes.fromhex(record.xid)
+    give_up = time.monotonic() + RECOVERY_WAIT_SECONDS
+    while merchant.store.order(xid).state is not OrderState.AUTHORIZED:
+        assert time.monotonic() < give_up, f"still {merchant.store.order(xid).state}"
+        time.sleep(0.1)
+    assert len(failures) == 1

@@ -21,6 +21,9 @@ from clients.merchant.config import load as load_merchant_config
 from clients.merchant.records import OperationKind, OperationState, OrderState
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
+from setcore.auth_reversal import AuthRevRequestState, AuthRevResult
+from setcore.cap_rev_or_cred import CapRevOrCredResult, CapRevOrCredState
+from setcore.capture import CaptureResult, CaptureState
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setpay.v1 import gateway_admin_pb2
 from tests.clients.bank_support import RunningBank
@@ -314,3 +317,62 @@ def test_an_unspecified_gateway_failure_leaves_the_operation_sent(
     monkeypatch.undo()
     (answered,) = merchant.settlement.resume()
     assert answered.rrpid == waiting.rrpid and answered.state is OperationState.SUCCEEDED
+
+
+def test_an_answer_settling_another_amount_is_not_recorded(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway answer (signature and names verified) that captures more than was asked,
+    in another unit, or keeps another authorization than was asked, is refused: nothing
+    counts as captured or re-authorized, the operation stays sent, and the gateway's true
+    answer, asked again, settles it."""
+    merchant = make_merchant("m-answer-amount")
+    xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
+    real_capture = merchant.gateway.capture
+
+    def inflated(request: bytes, state: CaptureState) -> CaptureResult:
+        result = real_capture(request, state)
+        result.data.cap_res_items[0].cap_res_payload.cap_amt.amount = 900_000
+        return result
+
+    monkeypatch.setattr(merchant.gateway, "capture", inflated)
+    with pytest.raises(ProtocolError, match="900000"):
+        merchant.settlement.capture(xid, 400)
+    (waiting,) = merchant.store.operations(xid)
+    assert waiting.state is OperationState.SENT
+    assert settled_amounts(merchant.store, xid) == (0, 0)
+    monkeypatch.undo()
+    (answered,) = merchant.settlement.resume()
+    assert answered.state is OperationState.SUCCEEDED and answered.result_amount == 400
+
+    real_credit = merchant.gateway.credit
+
+    def other_currency(request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
+        result = real_credit(request, state)
+        result.data.items[0].actual_amt.currency = 840
+        return result
+
+    monkeypatch.setattr(merchant.gateway, "credit", other_currency)
+    with pytest.raises(ProtocolError, match="840"):
+        merchant.settlement.refund(xid, 100)
+    assert settled_amounts(merchant.store, xid) == (400, 0)
+    monkeypatch.undo()
+    merchant.settlement.resume()
+    assert settled_amounts(merchant.store, xid) == (400, 100)
+
+    other = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
+    real_reversal = merchant.gateway.reverse_authorization
+
+    def keeps_more(request: bytes, state: AuthRevRequestState) -> AuthRevResult:
+        result = real_reversal(request, state)
+        result.data.auth_new_amt.amount = 5000
+        return result
+
+    monkeypatch.setattr(merchant.gateway, "reverse_authorization", keeps_more)
+    with pytest.raises(ProtocolError, match="5000"):
+        merchant.settlement.reverse_authorization(other, 300)
+    order = merchant.store.order(other)
+    assert order.authorization is not None and order.authorization.amount.minor == 1000
+    assert [op.state for op in merchant.store.operations(other)] == [OperationState.SENT]
