@@ -20,9 +20,11 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TypeVar
+
+from google.protobuf.message import DecodeError
 
 from clients.errors import ConfigError, TransportError, UnknownOrder
 from clients.identity import write_atomically
@@ -108,7 +110,7 @@ class PurchaseRecord:
 
     def purchase_state(self) -> PurchaseState:
         """Enough of the purchase to sign an inquiry about it."""
-        trans_ids = common_pb2.TransIDs.FromString(base64.b64decode(self.trans_ids))
+        trans_ids = common_pb2.TransIDs.FromString(base64.b64decode(self.trans_ids, validate=True))
         return PurchaseState(b"", b"", trans_ids, bytes.fromhex(self.merchant_thumb))
 
     @property
@@ -120,6 +122,22 @@ class PurchaseRecord:
     def answered(self) -> bool:
         """False while the merchant's answer to the PReq has not been verified."""
         return self.completion != SENT
+
+
+def _record(item: object) -> PurchaseRecord:
+    """One purchase as ``purchases.json`` holds it, every field of its type (``TypeError``,
+    ``ValueError`` or ``DecodeError`` for one that is not)."""
+    if not isinstance(item, dict):
+        raise TypeError("a purchase is not a JSON object")
+    record = PurchaseRecord(**item)
+    for f in fields(record):
+        value, kind = getattr(record, f.name), int if f.type == "int" else str
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"a purchase's {f.name} is not {kind.__name__}")
+    if not bytes.fromhex(record.xid) or not bytes.fromhex(record.merchant_thumb):
+        raise ValueError("a purchase has no XID or merchant")
+    record.purchase_state()
+    return record
 
 
 class PurchaseBook:
@@ -134,8 +152,8 @@ class PurchaseBook:
             return []
         try:
             raw = json.loads(self._path.read_text())
-            return [PurchaseRecord(**item) for item in raw]
-        except (OSError, ValueError, TypeError) as exc:
+            return [_record(item) for item in raw]
+        except (OSError, ValueError, TypeError, DecodeError) as exc:
             raise ConfigError(f"{self._path} is unreadable: {exc}") from exc
 
     def find(self, prefix: str) -> PurchaseRecord:
