@@ -1,13 +1,13 @@
 """Preparation: the parties and the signed traffic, built before any clock starts.
 
 The bench plays a merchant and many cardholders exactly as ``setpay merchant`` and
-``setpay wallet`` do, with setcore's builders and openers: the merchant registers with
-the Merchant CA and fetches the gateway certificates (PCertReq); each cardholder gets a
-card account (through the caller's ``AccountOpener``: the ledger is the bank's, and the
-clients never import the bank), registers with the Cardholder CA and receives its
-certificate. Then every purchase is made the full way (PInit, the dual-signed PReq, the
-merchant's checks) and the merchant's AuthReq for it is signed and sealed. What the load
-phase sends is only bytes.
+``setpay wallet`` do, with setcore's builders and openers: the merchant (a merchant ID of
+each run's own) registers with the Merchant CA and fetches the gateway certificates
+(PCertReq); each cardholder gets a card account (through the caller's ``AccountOpener``:
+the ledger is the bank's, and the clients never import the bank), registers with the
+Cardholder CA and receives its certificate. Then every purchase is made the full way
+(PInit, the dual-signed PReq, the merchant's checks) and the merchant's AuthReq for it is
+signed and sealed. What the load phase sends is only bytes.
 
 The participants' keys are ephemeral software keys in this process: they are the bench's
 side, not the bank's (whose keys are whatever backend the bank was made with).
@@ -19,9 +19,10 @@ process and the bank; they are never printed (``PAN`` masks itself).
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -70,6 +71,10 @@ from setpay.v1 import common_pb2, gateway_admin_pb2, registration_pb2, services_
 LID_BYTES = 8
 # A card number is the BIN, an account number and a Luhn check digit: 16 digits in all.
 PAN_DIGITS = 16
+# Each run registers a merchant of its own: the Merchant CA refuses an initial registration
+# naming a merchant ID that still holds live certificates, and a target bank outlives the
+# runs. Four random bytes keep the runs against one bank apart.
+MERCHANT_SUFFIX_BYTES = 4
 # A registration or PCertReq answers from the bank's database and keys; thirty seconds
 # only bounds a hang of a bank that is itself under load.
 SETUP_DEADLINE_SECONDS = 30.0
@@ -88,6 +93,11 @@ def _no_progress(_: int) -> None:
     return None
 
 
+def bench_merchant_id() -> str:
+    """A merchant ID of this run's own (``bench-merchant-`` and random hex digits)."""
+    return f"bench-merchant-{secrets.token_hex(MERCHANT_SUFFIX_BYTES)}"
+
+
 @dataclass(frozen=True)
 class Population:
     """Who takes part and what they buy."""
@@ -101,7 +111,7 @@ class Population:
     currency: int
     amount: int
     exp10: int = 2
-    merchant_id: str = "bench-merchant"
+    merchant_id: str = field(default_factory=bench_merchant_id)
 
     def money(self, amount: int) -> common_pb2.CurrencyAmount:
         """An amount in this population's currency."""

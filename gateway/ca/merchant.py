@@ -8,7 +8,11 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
    renewal (SIG_VALIDATION_FAIL);
 3. the session and its Chall-CA, mandatory here although SET made it optional for
    merchants (CHALLENGE_MISMATCH), and the brand, the identity the registration started
-   with and the form this CA handed out, filled in with its own fields (REJECTED_BY_AGENT);
+   with and the form this CA handed out, filled in with its own fields; and an initial
+   request must name a merchant ID (gateway name) holding no live certificate of this
+   kind in ca.db (unexpired, unrevoked): nothing validates requesters out of band, so a
+   name stays with its holder, who renews, until the operator revokes its certificates
+   or they expire (REJECTED_BY_AGENT);
 4. neither key was ever claimed before, and the two keys differ (KEY_ALREADY_CERTIFIED);
 5. a signature and a key-exchange certificate (the latter naming the KEM the key accepts),
    recorded with the keys and the stored answer in one transaction; the acquirer's books
@@ -176,6 +180,20 @@ class MerchantRegistrar:
         named = renewed.merchant_data.merchant_id if renewed.merchant_data else renewed.subject_id
         return named == request.identity.subject[0]
 
+    def _names_a_live_subject(
+        self, tx: StoreTransaction, request: MerchantRequest, now: int
+    ) -> bool:
+        # Only an initial request: a renewal proved possession of the live certificate's
+        # key, and ``_renews_same_subject`` already bound it to the same merchant ID.
+        if request.keys.renewed is not None:
+            return False
+        name = request.identity.subject[0]
+        if not tx.holds_live_certificate(name, request.keys.kind.subject_type, now):
+            return False
+        # The operator's lead when a merchant asks why it cannot register: revoke, or renew.
+        log.info("initial CertReq refused: %r holds live certificates", name)
+        return True
+
     def _decide(
         self, tx: StoreTransaction, request: MerchantRequest, now: int
     ) -> tuple[int, tuple[bytes, ...]]:
@@ -191,6 +209,7 @@ class MerchantRegistrar:
             or subject != (session.subject_id, session.subject_name)
             or not self._renews_same_subject(request)
             or not fills_form(data, self._policy.form_for(self._side.ca_type))
+            or self._names_a_live_subject(tx, request, now)
         ):
             return REJECTED_BY_AGENT, ()
         thumbs = request.keys.key_thumbs

@@ -225,6 +225,19 @@ class StoreTransaction:
         by_thumb = {c.thumb: c.der for c in self._certificates(f"thumb IN ({marks})", wanted)}
         return [by_thumb[t] for t in wanted if t in by_thumb]
 
+    def holds_live_certificate(self, subject: str, certificate_type: int, now_ms: int) -> bool:
+        """True when a certificate of this type, unexpired and unrevoked, names ``subject``."""
+        # No index on subject (the schema stays at version 1): a scan, acceptable because
+        # only a merchant's or gateway's initial registration asks, and those are rare.
+        row = self._db.execute(
+            "SELECT 1 FROM certificates AS c WHERE c.subject = ? AND c.certificate_type = ? "
+            "AND c.not_after_ms >= ? "
+            "AND NOT EXISTS (SELECT 1 FROM revocations AS r WHERE r.cert_thumb = c.thumb) "
+            "LIMIT 1",
+            (subject, certificate_type, now_ms),
+        ).fetchone()
+        return row is not None
+
     # -- revocation -----------------------------------------------------------------
 
     def revoke(self, cert: IssuedCertificate, now_ms: int) -> None:

@@ -4,21 +4,26 @@ The bank listens for its CertificateAuthority on every interface (a container's
 ``SETPAY_CA_LISTEN=0.0.0.0:PORT``) and runs the workers its configuration names. The bench,
 given only the gateway's address and the bank's configuration, must register through the
 CA on the loopback, report the configuration's worker count, and leave one hold per
-approval in the ledger.
+approval in the ledger; run again on the same bank, it registers a merchant of its own.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cli import bench
 from clients.loadtest import spawn
+from clients.loadtest.prepare import Population
+from setcore.pki.roles import MERCHANT
+from setcore.profiles import profile_named
 
 from .conftest import run_bench
 
@@ -50,17 +55,28 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         )  # fmt: skip
         try:
             report = work / "report.json"
-            code = run_bench([
+            argv = [
                 "authorize", "--target", server.target, "--bank-config", str(config),
                 "--rate", str(RATE), "--duration", str(DURATION),
-                "--cardholders", str(CARDHOLDERS), "--channels", "2", "--json", str(report),
+                "--cardholders", str(CARDHOLDERS), "--channels", "2",
                 "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
-            ])  # fmt: skip
+            ]  # fmt: skip
+            code = run_bench([*argv, "--json", str(report)])
             # A failed run writes no report: the first test then shows the exit code.
             found = json.loads(report.read_text()) if report.exists() else {}
-            yield {"code": code, "work": work, "report": found}
+            holds = _holds(work)
+            # The same bank benched again, as an operator does between changes.
+            again = run_bench(argv)
+            yield {"code": code, "work": work, "report": found, "holds": holds, "again": again}
         finally:
             server.stop()
+
+
+def _holds(work: Path) -> int:
+    ledger = work / "bank" / "ledger.db"
+    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+        (holds,) = db.execute("SELECT count(*) FROM holds").fetchone()
+    return int(holds)
 
 
 def test_target_bench_registers_through_a_wildcard_ca_listen(target: dict[str, Any]) -> None:
@@ -96,10 +112,37 @@ def test_target_bench_reports_the_configured_workers(target: dict[str, Any]) -> 
 
 
 def test_target_approvals_are_the_holds_in_its_ledger(target: dict[str, Any]) -> None:
-    ledger = target["work"] / "bank" / "ledger.db"
-    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
-        (holds,) = db.execute("SELECT count(*) FROM holds").fetchone()
-    assert holds == RATE * DURATION + CARDHOLDERS  # the step plus the warm-up
+    # Counted after the first run: the step plus the warm-up.
+    assert target["holds"] == RATE * DURATION + CARDHOLDERS
+
+
+def test_a_second_run_on_the_same_bank_registers_a_merchant_of_its_own(
+    target: dict[str, Any],
+) -> None:
+    # The Merchant CA refuses an initial registration naming a merchant ID that holds
+    # live certificates: a second run under the first one's ID would stop at registration.
+    assert target["again"] == 0
+    assert _holds(target["work"]) == 2 * (RATE * DURATION + CARDHOLDERS)
+    ca_db = target["work"] / "bank" / "ca.db"
+    with sqlite3.connect(f"file:{ca_db}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT DISTINCT subject FROM certificates WHERE certificate_type = ?", (MERCHANT,)
+        ).fetchall()
+    merchants = sorted(subject for (subject,) in rows)
+    assert len(merchants) == 2, merchants
+    assert all(m.startswith("bench-merchant-") for m in merchants), merchants
+
+
+def test_every_population_names_a_merchant_of_its_own() -> None:
+    def population() -> Population:
+        return Population(
+            profile=profile_named("ec"), brand_id="setpay", bin="411111", cardholders=1,
+            expiry="203012", credit_limit=1000, currency=978, amount=100,
+        )  # fmt: skip
+
+    ids = {population().merchant_id for _ in range(8)}
+    assert len(ids) == 8
+    assert all(re.fullmatch(r"bench-merchant-[0-9a-f]{8}", i) for i in ids), ids
 
 
 @pytest.mark.parametrize(

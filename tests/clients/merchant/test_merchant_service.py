@@ -71,7 +71,8 @@ def test_unparseable_frame_is_invalid_argument(
 def test_pinit_refusals_are_signed_errors(
     bank: RunningBank, make_merchant: MerchantFactory, brand: str, lid_m: bytes, code: int
 ) -> None:
-    merchant = make_merchant("m-pinit")
+    # A merchant per case: the session's bank registers a merchant ID once.
+    merchant = make_merchant(f"m-pinit-{brand}-{lid_m.hex()}")
     request, _ = build_pinit_request(PAN("4111111111111111"), brand, b"lid-c", lid_m=lid_m)
     caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
     response = caller.call(
@@ -301,7 +302,8 @@ def test_an_approval_for_another_amount_is_not_recorded(
 ) -> None:
     """A gateway-signed approval may give less than the purchase amount, never more nor in
     another unit: such an answer fails the order instead of becoming its authorization."""
-    merchant = make_merchant("m-auth-amount", AnswerMode.AFTER_AUTHORIZATION)
+    # A merchant per case: the session's bank registers a merchant ID once.
+    merchant = make_merchant(f"m-auth-amount-{currency}-{amount}", AnswerMode.AFTER_AUTHORIZATION)
     merchant.authorizer.stop(timeout=10)
     real = merchant.gateway.authorize
 

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from hsm.base import KeyUsage
+from gateway.bank_pki import open_ca_store
+from gateway.ca import CertificateAuthority
+from gateway.provisioning import GATEWAY_NAME
+from hsm.base import KeyHandle, KeyUsage
 from setcore.error_message import open_error
 from setcore.errors import ErrorCode, PeerError
-from setcore.freshness import new_id
+from setcore.freshness import new_id, now_ms
+from setcore.pki.issuance import END_ENTITY_LIFETIME
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
-from setcore.registration import ca_error
+from setcore.registration import ca_error, key_thumbprint, spki_of
 from setcore.registration_merchant import (
     GatewayIdentity,
     MerchantIdentity,
+    build_me_aq_c_init_request,
+    build_merchant_cert_request,
+    open_me_aq_c_init_response,
     open_merchant_cert_response,
 )
 from setpay.v1 import crypto_pb2, registration_pb2
 
 from .conftest import Bank
 from .flows import (
+    MER_INITIAL,
     MER_RENEWAL,
     PGWY_INITIAL,
     REQUESTERS,
@@ -228,8 +239,6 @@ def test_chall_ca_is_bound_to_the_request_type(ec_bank: Bank) -> None:
 
 
 def test_me_aq_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
-    from setcore.registration_merchant import build_me_aq_c_init_request
-
     request, _ = build_me_aq_c_init_request(
         S.REQUEST_TYPE_MER_INITIAL_BOTH, _merchant("brand"), "another-brand", b"lid"
     )
@@ -237,3 +246,132 @@ def test_me_aq_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
     assert response.WhichOneof("result") == "error"
     error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA)
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+
+
+# -- an initial registration never takes a name that holds live certificates ---------------
+
+
+def _certificates_naming(bank: Bank, subject: str) -> list[tuple[bytes, int]]:
+    """(thumbprint, notAfter in ms) of every certificate ca.db holds for ``subject``."""
+    path = bank.config.path(bank.config.ca_db)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT thumb, not_after_ms FROM certificates WHERE subject = ? ORDER BY issued_ms",
+            (subject,),
+        ).fetchall()
+    finally:
+        db.close()
+    return [(bytes(thumb), not_after) for thumb, not_after in rows]
+
+
+def _key_claimed(bank: Bank, key: KeyHandle) -> bool:
+    store = open_ca_store(bank.config)
+    try:
+        with store.read() as tx:
+            return tx.key_claimed(key_thumbprint(spki_of(key.public_key)))
+    finally:
+        store.close()
+
+
+def test_a_merchant_id_with_live_certificates_is_not_registered_again(ec_bank: Bank) -> None:
+    identity = _merchant("taken")
+    first, *_ = register_merchant(ec_bank, identity)
+    assert first.signature is not None and first.key_exchange is not None
+    held = _certificates_naming(ec_bank, identity.merchant_id)
+    assert [thumb for thumb, _ in held] == [
+        first.signature.thumbprint,
+        first.key_exchange.thumbprint,
+    ]
+    # A stranger starts a registration under the same merchant ID, with keys of its own.
+    session = start_merchant(ec_bank, identity)
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, state = merchant_request(session, sig, kex)
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+    assert outcome.signature is None and outcome.key_exchange is None
+    # Nothing changed: no certificate, no key taken, the acquirer's books told once.
+    assert _certificates_naming(ec_bank, identity.merchant_id) == held
+    assert not _key_claimed(ec_bank, sig) and not _key_claimed(ec_bank, kex)
+    assert ec_bank.issuer.merchants.count(identity.subject) == 1
+    # One of the two certificates revoked: the other still holds the name.
+    ec_bank.ca.revoke(thumb=first.signature.thumbprint)
+    request, state = merchant_request(session, sig, kex)
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+    # Both revoked (as the operator does with ``setpay ca revoke``): the same session's
+    # Chall-CA and the same keys were left unspent, and now register.
+    ec_bank.ca.revoke(thumb=first.key_exchange.thumbprint)
+    again, *_ = register_merchant(ec_bank, identity, session=session, keys=(sig, kex))
+    assert again.complete and again.signature is not None
+    assert again.signature.certificate_type == MERCHANT
+    assert again.signature.merchant_data is not None
+    assert again.signature.merchant_data.merchant_id == identity.merchant_id
+    assert ec_bank.issuer.merchants.count(identity.subject) == 2
+
+
+def test_a_live_merchant_renews_rather_than_registers_again(ec_bank: Bank) -> None:
+    identity = _merchant("renews")
+    first, state, _ = register_merchant(ec_bank, identity)
+    assert first.complete
+    second, *_ = register_merchant(ec_bank, identity)
+    assert second.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+    # The holder proves possession of the live certificate's key: renewed.
+    session = start_merchant(ec_bank, identity, request_type=MER_RENEWAL)
+    renewed, *_ = register_merchant(
+        ec_bank, identity, session=session, renewing=first.credentials(REQUESTERS, state)
+    )
+    assert renewed.complete and renewed.signature is not None
+    assert len(_certificates_naming(ec_bank, identity.merchant_id)) == 4
+
+
+def test_a_merchant_id_whose_certificates_expired_registers_again(ec_bank: Bank) -> None:
+    identity = _merchant("lapsed")
+    # A CA whose clock runs a year and two days behind issues certificates that have
+    # expired by now (the same keys, ca.db and acquirer's books as the served CA).
+    behind = END_ENTITY_LIFETIME + timedelta(days=2)
+    then = now_ms() - int(behind.total_seconds() * 1000)
+    store = open_ca_store(ec_bank.config)
+    try:
+        past = CertificateAuthority(
+            ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer,
+            clock=lambda: then,
+        )  # fmt: skip
+        trust = new_trust(ec_bank)
+        init, init_state = build_me_aq_c_init_request(
+            MER_INITIAL, identity, ec_bank.brand_id, os.urandom(8)
+        )
+        answer = S.MeAqCInitResponse(me_aq_c_init_res=past.me_aq_c_init(init))
+        registration = open_me_aq_c_init_response(answer, init_state, trust)
+        sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+        request, _ = build_merchant_cert_request(REQUESTERS, sig, kex, registration, init_state)
+        past.cert(request)  # its certificates are expired today: not opened here
+        with store.read() as tx:
+            assert tx.holds_live_certificate(identity.merchant_id, MERCHANT, then)
+            assert not tx.holds_live_certificate(identity.merchant_id, MERCHANT, now_ms())
+    finally:
+        store.close()
+    held = _certificates_naming(ec_bank, identity.merchant_id)
+    assert len(held) == 2 and all(not_after < now_ms() for _, not_after in held)
+    assert ec_bank.issuer.merchants.count(identity.subject) == 1
+    # Today the name is free again.
+    outcome, *_ = register_merchant(ec_bank, identity)
+    assert outcome.complete and outcome.signature is not None
+    assert len(_certificates_naming(ec_bank, identity.merchant_id)) == 4
+    assert ec_bank.issuer.merchants.count(identity.subject) == 2
+
+
+def test_a_gateway_name_with_live_certificates_is_not_registered_again(ec_bank: Bank) -> None:
+    fresh = GatewayIdentity("400000", f"gw-{new_id().hex()[:8]}")
+    session = start_merchant(ec_bank, fresh, request_type=PGWY_INITIAL)
+    first, *_ = register_merchant(ec_bank, fresh, session=session)
+    assert first.complete
+    # That gateway's name again, and the bank's own gateway's (certified at bank init).
+    for identity in (fresh, GatewayIdentity("400000", GATEWAY_NAME)):
+        name = identity.acquirer_business_id
+        held = _certificates_naming(ec_bank, name)
+        assert len(held) == 2, name
+        session = start_merchant(ec_bank, identity, request_type=PGWY_INITIAL)
+        outcome, *_ = register_merchant(ec_bank, identity, session=session)
+        assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT, name
+        assert _certificates_naming(ec_bank, name) == held

@@ -1,4 +1,4 @@
-"""ca.db: schema, durability settings, key uniqueness, replay refusal, and no PAN in it."""
+"""ca.db: schema, durability, key uniqueness, replay refusal, live certificates, no PAN in it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway.ca.errors import SchemaMismatch, StoreError
+from gateway.ca.records import IssuedCertificate
 from gateway.ca.replay import replayed, request_digest
 from gateway.ca.store import CaStore
 from setcore.errors import ErrorCode, ProtocolError
+from setcore.pki.roles import MERCHANT, MERCHANT_CA, PAYMENT_GATEWAY
 from setcore.registration_merchant import MerchantIdentity
 
 from .conftest import ALL_TEST_CARDS, CARD, EXPIRY, REVIEW_CARD, UNKNOWN_CARD, Bank
@@ -60,6 +62,36 @@ def test_a_key_is_claimed_once(tmp_path: Path) -> None:
         tx.claim_key(key, b"s" * 32, None, 0)
     with store.read() as tx:
         assert tx.key_claimed(key)
+    store.close()
+
+
+def test_a_live_certificate_is_unexpired_unrevoked_and_of_the_asked_type(tmp_path: Path) -> None:
+    store = CaStore.open(tmp_path / "ca.db", create=True)
+    issuer = b"\x0c" * 32
+
+    def cert(n: int, subject: str, certificate_type: int, not_after_ms: int) -> IssuedCertificate:
+        return IssuedCertificate(
+            bytes([n]) * 32, n, issuer, certificate_type, "signature", subject, b"der",
+            not_after_ms, 0,
+        )  # fmt: skip
+
+    shop = cert(1, "m-shop", MERCHANT, 1000)
+    with store.write() as tx:
+        tx.add_certificate(shop)
+        # The same name on a gateway's and on a CA's own certificate: other types.
+        tx.add_certificate(cert(2, "m-shop", PAYMENT_GATEWAY, 5000))
+        tx.add_certificate(cert(3, "m-shop", MERCHANT_CA, 5000))
+    with store.read() as tx:
+        assert tx.holds_live_certificate("m-shop", MERCHANT, 999)
+        assert tx.holds_live_certificate("m-shop", MERCHANT, 1000)  # notAfter is inclusive
+        assert not tx.holds_live_certificate("m-shop", MERCHANT, 1001)
+        assert tx.holds_live_certificate("m-shop", PAYMENT_GATEWAY, 1001)
+        assert not tx.holds_live_certificate("m-other", MERCHANT, 999)
+    with store.write() as tx:
+        tx.revoke(shop, 500)
+    with store.read() as tx:
+        assert not tx.holds_live_certificate("m-shop", MERCHANT, 999)
+        assert tx.holds_live_certificate("m-shop", PAYMENT_GATEWAY, 999)
     store.close()
 
 
