@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -70,6 +70,7 @@ from setcore.registration_certreq import (
 )
 from setcore.registration_merchant import (
     MerchantIdentity,
+    MerchantRequestState,
     build_me_aq_c_init_request,
     build_merchant_cert_request,
     open_me_aq_c_init_response,
@@ -332,7 +333,19 @@ def test_requested_keys_are_allow_listed_and_canonical() -> None:
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, load_public_key, b"\x30\x03\x02\x01\x00", "key")
 
 
-def test_merchant_certificates_must_name_the_merchant(world: World) -> None:
+@dataclass(frozen=True)
+class _MerchantCertRequest:
+    """Merchant "m-0001" registered up to its CertReq, as the Merchant CA opened it."""
+
+    trust: TrustStore
+    mca: Credentials
+    sig: KeyHandle
+    kex: KeyHandle
+    state: MerchantRequestState
+    answer: CertAnswer
+
+
+def _merchant_cert_request(world: World) -> _MerchantCertRequest:
     trust = TrustStore(world.root.der)
     identity = MerchantIdentity("m-0001", "Corner Shop")
     request, state = build_me_aq_c_init_request(
@@ -351,6 +364,12 @@ def test_merchant_certificates_must_name_the_merchant(world: World) -> None:
     )
     data = open_merchant_cert_request(peek_cert_request(cert_request), mca).data
     answer = CertAnswer(data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca)
+    return _MerchantCertRequest(trust, mca, sig, kex, cert_state, answer)
+
+
+def test_merchant_certificates_must_name_the_merchant(world: World) -> None:
+    r = _merchant_cert_request(world)
+    trust, mca, sig, kex, cert_state, answer = r.trust, r.mca, r.sig, r.kex, r.state, r.answer
     ca = world.brand.merchant_ca.ca
 
     def issued(merchant: MerchantData) -> S.CertResponse:
@@ -463,24 +482,8 @@ def test_me_aq_c_init_res_checks_the_echoes(world: World) -> None:
 
 
 def test_cert_res_checks_the_echoes_and_the_status(world: World) -> None:
-    trust = TrustStore(world.root.der)
-    identity = MerchantIdentity("m-0001", "Corner Shop")
-    request, state = build_me_aq_c_init_request(
-        S.REQUEST_TYPE_MER_INITIAL_BOTH, identity, "testbrand", b"lid-m"
-    )
-    mca = _ca(world, "merchant")
-    body = build_me_aq_c_init_response(
-        mca, request, b"lid-ca", new_id(), FORM, revocation=_revocation(world)
-    )
-    registration = open_me_aq_c_init_response(
-        S.MeAqCInitResponse(me_aq_c_init_res=body), state, trust
-    )
-    sig, kex = _key(world), _key(world, KeyUsage.KEY_EXCHANGE)
-    cert_request, cert_state = build_merchant_cert_request(
-        world.backend, sig, kex, registration, state
-    )
-    data = open_merchant_cert_request(peek_cert_request(cert_request), mca).data
-    answer = CertAnswer(data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca)
+    r = _merchant_cert_request(world)
+    trust, mca, sig, cert_state, answer = r.trust, r.mca, r.sig, r.state, r.answer
 
     def answered(changed: CertAnswer, status: int = S.CERT_STATUS_CODE_REJECTED_BY_AGENT,
                  certificates: tuple[bytes, ...] = ()) -> S.CertResponse:  # fmt: skip
