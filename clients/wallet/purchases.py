@@ -124,6 +124,9 @@ class PurchaseRecord:
         return self.completion != SENT
 
 
+_FIELD_TYPES: dict[str, type] = {"int": int, "str": str}
+
+
 def _record(item: object) -> PurchaseRecord:
     """One purchase as ``purchases.json`` holds it, every field of its type (``TypeError``,
     ``ValueError`` or ``DecodeError`` for one that is not)."""
@@ -131,7 +134,8 @@ def _record(item: object) -> PurchaseRecord:
         raise TypeError("a purchase is not a JSON object")
     record = PurchaseRecord(**item)
     for f in fields(record):
-        value, kind = getattr(record, f.name), int if f.type == "int" else str
+        # The annotations are strings here; a field of another type must be added below.
+        value, kind = getattr(record, f.name), _FIELD_TYPES[str(f.type)]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise TypeError(f"a purchase's {f.name} is not {kind.__name__}")
     if not bytes.fromhex(record.xid) or not bytes.fromhex(record.merchant_thumb):
