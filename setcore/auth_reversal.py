@@ -155,7 +155,8 @@ def open_auth_reversal_request(
     check_id(data.trans_ids.xid, "XID")
     check_envelope_xid(envelope.sealed, data.trans_ids.xid)
     merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
-    check_header(request.header, tags.rrpid, data.trans_ids.xid, lid_m=data.trans_ids.lid_m)
+    ids = data.trans_ids
+    check_header(request.header, tags.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     token = open_cap_token(token_key, envelope.baggage, merchant=merchant)
     check_token_is_for(token, ItemRef(data.trans_ids.xid, data.auth_rrpid))
     _check_new_amount(data.auth_new_amt, token)
@@ -239,6 +240,10 @@ def open_auth_reversal_response(
         xid=state.xid, rrpid=state.rrpid,
     )  # fmt: skip
     data = parse_strict(authorization_pb2.AuthRevResData, t1)
+    ids = data.trans_ids
+    check_header(
+        response.header, data.auth_rev_rr_tags.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m
+    )
     check_rrpid(state.rrpid, data.auth_rev_rr_tags.rrpid)
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
     if not hmac.compare_digest(data.trans_ids.xid, state.xid):

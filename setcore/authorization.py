@@ -226,7 +226,7 @@ def open_auth_request(
     check_id(data.auth_tags.trans_ids.xid, "XID")
     merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
     ids = data.auth_tags.trans_ids
-    check_header(request.header, tags.rrpid, ids.xid, lid_m=ids.lid_m)
+    check_header(request.header, tags.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     check_amount(data.auth_req_payload.auth_req_amt)
     return VerifiedAuthRequest(
         data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
@@ -442,7 +442,9 @@ def open_auth_response(
         xid=state.xid, rrpid=state.rrpid,
     )  # fmt: skip
     data = parse_strict(authorization_pb2.AuthResData, t1)
-    check_rrpid(state.rrpid, data.auth_tags.auth_rr_tags.rrpid)
+    tags, ids = data.auth_tags.auth_rr_tags, data.auth_tags.trans_ids
+    check_header(response.header, tags.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
+    check_rrpid(state.rrpid, tags.rrpid)
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
     baggage = parse_strict(authorization_pb2.AuthResBaggage, envelope.baggage)
     return AuthResult(data, baggage, gateway)

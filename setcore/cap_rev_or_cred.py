@@ -54,7 +54,7 @@ from setcore.link import seal_with_baggage
 from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import check_header, header
+from setcore.purchase import check_header_without_transaction, header
 from setcore.token_seal import TokenKey
 from setpay.v1 import capture_pb2, common_pb2, error_pb2
 
@@ -242,7 +242,7 @@ def _open_cap_rev_or_cred(
     merchant_id, kex = check_rr_tags(
         data.rr_tags, envelope, merchant, bundle, trust, at=at, now=now
     )
-    check_header(plain, data.rr_tags.rrpid)
+    check_header_without_transaction(plain, data.rr_tags.rrpid)
     items = open_item_tokens(token_key, envelope.baggage, data.items, merchant)
     for paired in items:
         check_item_amount(paired.item.amount, paired.token)
@@ -355,6 +355,7 @@ class CapRevOrCredResult:
 def _open_cap_rev_or_cred_response(
     kind: int,
     error: error_pb2.SetError | None,
+    plain: common_pb2.Header,
     sealed_bytes: bytes,
     credentials: Credentials,
     state: CapRevOrCredState,
@@ -368,6 +369,7 @@ def _open_cap_rev_or_cred_response(
         credentials, trust, sealed_bytes, CAP_REV_OR_CRED_RES_CT, rrpid=state.rrpid
     )
     data = parse_strict(capture_pb2.CapRevOrCredResData, t1)
+    check_header_without_transaction(plain, data.rr_tags.rrpid)
     check_rrpid(state.rrpid, data.rr_tags.rrpid)
     if data.kind != kind:
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "response of another kind")
@@ -385,7 +387,7 @@ def open_capture_reversal_response(
     """Verify CapRevRes: gateway, our RRPID, the kind, our name, our request, our items."""
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
-        CAPTURE_REVERSAL, error, response.cap_rev_res, credentials, state, trust
+        CAPTURE_REVERSAL, error, response.header, response.cap_rev_res, credentials, state, trust
     )
 
 
@@ -398,7 +400,7 @@ def open_credit_response(
     """Verify CredRes: gateway, our RRPID, the kind, our name, our request, our items."""
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
-        CREDIT, error, response.cred_res, credentials, state, trust
+        CREDIT, error, response.header, response.cred_res, credentials, state, trust
     )
 
 
@@ -411,5 +413,6 @@ def open_credit_reversal_response(
     """Verify CredRevRes: gateway, our RRPID, the kind, our name, our request, our items."""
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
-        CREDIT_REVERSAL, error, response.cred_rev_res, credentials, state, trust
-    )
+        CREDIT_REVERSAL, error, response.header, response.cred_rev_res, credentials, state,
+        trust,
+    )  # fmt: skip

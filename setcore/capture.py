@@ -63,7 +63,7 @@ from setcore.link import open_sealed_signed, seal_signed, seal_with_baggage
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import check_header, header
+from setcore.purchase import check_header_without_transaction, header
 from setcore.signers import signer
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, crypto_pb2
@@ -346,7 +346,7 @@ def open_capture_request(
     tags = data.cap_rr_tags
     check_envelope_xid(envelope.sealed, b"")
     merchant_id, kex = check_rr_tags(tags, envelope, merchant, bundle, trust, at=at, now=now)
-    check_header(request.header, tags.rrpid)
+    check_header_without_transaction(request.header, tags.rrpid)
     items = open_item_tokens(token_key, envelope.baggage, data.cap_items, merchant)
     for paired in items:
         payload = paired.item.cap_payload
@@ -422,6 +422,7 @@ def open_capture_response(
         credentials, trust, response.cap_res, CAP_RES_CT, rrpid=state.rrpid
     )
     data = parse_strict(capture_pb2.CapResData, t1)
+    check_header_without_transaction(response.header, data.cap_rr_tags.rrpid)
     check_rrpid(state.rrpid, data.cap_rr_tags.rrpid)
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
     answered = [ItemRef(item.trans_ids.xid, item.auth_rrpid) for item in data.cap_res_items]

@@ -49,7 +49,7 @@ from setcore.link import seal_signed
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import check_header, header
+from setcore.purchase import check_header_without_transaction, header
 from setcore.signed import open_signed, parse_signed, sign
 from setcore.signers import signer
 from setpay.v1 import common_pb2, crypto_pb2, gateway_admin_pb2
@@ -163,7 +163,7 @@ def open_pcert_request(
     data = parse_strict(gateway_admin_pb2.PCertReqData, verified.tbs)
     tags = data.p_cert_rr_tags
     check_id(tags.rrpid, "RRPID")
-    check_header(request.header, tags.rrpid)
+    check_header_without_transaction(request.header, tags.rrpid)
     check_date(tags.date_unix_ms, now_ms() if now is None else now)
     merchant_id = merchant_id_of(verified.signer)
     if tags.mer_term_ids.merchant_id != merchant_id:
@@ -273,6 +273,7 @@ def open_pcert_response(
     signed = parse_signed(response.p_cert_res)
     verified = open_signed(signed, PCERT_RES_CT, signer(trust, PAYMENT_GATEWAY, at=at))
     data = parse_strict(gateway_admin_pb2.PCertResTBS, verified.tbs)
+    check_header_without_transaction(response.header, data.p_cert_rr_tags.rrpid)
     check_rrpid(state.rrpid, data.p_cert_rr_tags.rrpid)
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
     answered = tuple((i.brand_and_bin.brand_id, i.brand_and_bin.bin) for i in data.items)
@@ -394,7 +395,7 @@ def open_batch_admin_request(
     tags = data.batch_admin_rr_tags
     check_envelope_xid(sealed, b"")
     merchant_id, kex = check_rr_tags(tags, sealed, merchant, bundle, trust, at=at, now=now)
-    check_header(request.header, tags.rrpid)
+    check_header_without_transaction(request.header, tags.rrpid)
     _check_batch_request(data)
     return VerifiedBatchAdminRequest(
         data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
@@ -464,6 +465,7 @@ def open_batch_admin_response(
         credentials, trust, response.batch_admin_res, BATCH_ADMIN_RES_CT, rrpid=state.rrpid
     )
     data = parse_strict(gateway_admin_pb2.BatchAdminResData, t)
+    check_header_without_transaction(response.header, data.batch_admin_rr_tags.rrpid)
     check_rrpid(state.rrpid, data.batch_admin_rr_tags.rrpid)
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
     if state.batch_id and data.batch_id != state.batch_id:

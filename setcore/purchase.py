@@ -73,8 +73,9 @@ def check_header(
 ) -> None:
     """The plaintext header is only a hint: where it names ids, they must be the signed ones.
 
-    The RRPID and XID are always compared (a request without an XID must not name one);
-    the LID-C and LID-M only where the caller has a signed one to compare it with.
+    The RRPID and XID are always compared (a message without an XID must not name one);
+    the LID-C and LID-M only where the caller has one to compare it with (``b""``: the
+    message has none, so the header must name none). Requests and responses alike.
     """
     if (
         (plain.rrpid and plain.rrpid != rrpid)
@@ -83,6 +84,16 @@ def check_header(
         or (lid_m is not None and plain.lid_m and plain.lid_m != lid_m)
     ):
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header ids differ from signed ones")
+
+
+def check_header_without_transaction(plain: common_pb2.Header, rrpid: bytes) -> None:
+    """A message that signs an RRPID and no transaction of its own (captures, reversals,
+    credits, gateway administration, and their answers): its header names no other ids.
+
+    Items may carry XIDs and LIDs of their own, but none is the message's: a header naming
+    any differs from the signed ids.
+    """
+    check_header(plain, rrpid, lid_c=b"", lid_m=b"")
 
 
 def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
@@ -143,6 +154,8 @@ def open_pinit_response(
     trust.update_from_bundle(signed.bundle, at)
     verified = open_signed(signed, PINIT_RES_CT, signer(trust, MERCHANT, at=at))
     data = parse_strict(purchase_pb2.PInitResData, verified.tbs)
+    ids = data.trans_ids
+    check_header(response.header, data.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     check_rrpid(state.rrpid, data.rrpid)
     check_echo(state.chall_c, data.chall_c, "Chall-C")
     if data.trans_ids.lid_c != state.lid_c:
@@ -233,12 +246,14 @@ def build_purchase_request(
 
 
 def _open_pres(
-    signed_bytes: bytes, trust: TrustStore, merchant_thumb: bytes, rrpid: bytes, chall: bytes,
-    xid: bytes,
+    signed_bytes: bytes, plain: common_pb2.Header, trust: TrustStore, merchant_thumb: bytes,
+    rrpid: bytes, chall: bytes, xid: bytes,
 ) -> purchase_pb2.PResData:  # fmt: skip
     signed = parse_signed(signed_bytes)
     verified = open_signed(signed, PRES_CT, signer(trust, MERCHANT, only=merchant_thumb))
     data = parse_strict(purchase_pb2.PResData, verified.tbs)
+    ids = data.trans_ids
+    check_header(plain, data.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     check_rrpid(rrpid, data.rrpid)
     check_echo(chall, data.chall_c, "Chall-C")
     if data.trans_ids.xid != xid:
@@ -253,8 +268,8 @@ def open_purchase_response(
     if response.WhichOneof("result") == "error":
         raise open_error(response.error, trust, MERCHANT)
     return _open_pres(
-        response.p_res, trust, state.merchant_thumb, state.rrpid, state.chall_c,
-        state.trans_ids.xid,
+        response.p_res, response.header, trust, state.merchant_thumb, state.rrpid,
+        state.chall_c, state.trans_ids.xid,
     )  # fmt: skip
 
 
@@ -295,8 +310,9 @@ def open_inquiry_response(
         raise open_error(response.error, trust, MERCHANT)
     p = state.purchase
     return _open_pres(
-        response.inq_res, trust, p.merchant_thumb, state.rrpid, state.chall_c2, p.trans_ids.xid
-    )
+        response.inq_res, response.header, trust, p.merchant_thumb, state.rrpid, state.chall_c2,
+        p.trans_ids.xid,
+    )  # fmt: skip
 
 
 # --- merchant side ----------------------------------------------------------------

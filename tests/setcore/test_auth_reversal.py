@@ -224,7 +224,7 @@ def test_auth_reversal_header_for_another_transaction_is_refused(
     refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open_auth_rev, c, request)
 
 
-@pytest.mark.parametrize("field", ["rrpid", "lid_m"])
+@pytest.mark.parametrize("field", ["rrpid", "lid_c", "lid_m"])
 def test_auth_reversal_header_naming_other_ids_is_refused(
     ec_certified: Certified, field: str
 ) -> None:
@@ -235,6 +235,28 @@ def test_auth_reversal_header_naming_other_ids_is_refused(
     assert request.header.lid_m
     setattr(request.header, field, new_id() if field == "rrpid" else b"forged")
     reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open_auth_rev, c, request)
+    assert "header ids differ" in reason
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_auth_reversal_response_header_naming_other_ids_is_refused(
+    ec_certified: Certified, field: str
+) -> None:
+    # SET-PROTOCOL.md 3.1: the merchant compares the AuthRevRes header with the signed ids.
+    c = ec_certified
+    request, state, ids = _auth_rev(c)
+    verified = _open_auth_rev(c, request)
+    payload = build_auth_reversal_response(c.gateway, verified, _approve(c, verified))
+    response = _auth_rev_response(payload)
+    response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
+    open_ = open_auth_reversal_response
+    assert open_(response, c.merchant, state, c.trust()).auth_rev_code == APPROVED
+    response.header.lid_c = ids.lid_c  # every signed id named still opens
+    assert open_(response, c.merchant, state, c.trust()).auth_rev_code == APPROVED
+    setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_, response, c.merchant, state, c.trust()
+    )
     assert "header ids differ" in reason
 
 

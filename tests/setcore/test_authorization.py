@@ -114,12 +114,12 @@ def test_the_wallet_refuses_a_purchase_amount_exponent_outside_iso_4217(ec: Cert
 # --- the plaintext header is only a hint (SET-PROTOCOL.md 3.1, 11.1 rule 6) ---------
 
 
-@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_m"])
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
 def test_a_header_naming_other_ids_than_the_signed_ones_is_refused(
     ec: Certified, field: str
 ) -> None:
     request = _auth_req(_bought(ec))
-    setattr(request.header, field, new_id() if field != "lid_m" else b"forged")
+    setattr(request.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
     refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open, ec, request)
 
 
@@ -271,6 +271,34 @@ def test_an_auth_response_for_this_request_is_accepted(ec: Certified) -> None:
     result = _open_res(ec, payload, state)
     assert isinstance(result, AuthResult)
     assert result.auth_code == authorization_pb2.AUTH_CODE_APPROVED
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_an_auth_response_header_naming_other_ids_is_refused(ec: Certified, field: str) -> None:
+    # SET-PROTOCOL.md 3.1: the merchant compares the AuthRes header with the signed AuthTags.
+    bought = _bought(ec)
+    request = _auth_req(bought)
+    verified = _open(ec, request)
+    decision = AuthDecision(authorization_pb2.AUTH_CODE_APPROVED, bought.shop.order.amount)
+    state = AuthRequestState(verified.rrpid, verified.xid, verified.request_digest)
+    response = authorization_pb2.AuthorizeResponse(
+        header=request.header,  # as the gateway answers: the request's ids echoed
+        auth_res=build_auth_response(ec.gateway, verified, decision),
+    )
+    assert open_auth_response(response, ec.merchant, state, ec.trust()).auth_code == (
+        authorization_pb2.AUTH_CODE_APPROVED
+    )
+    ids = verified.data.auth_tags.trans_ids
+    response.header.lid_c = ids.lid_c  # every signed id named still opens
+    assert open_auth_response(response, ec.merchant, state, ec.trust()).data.auth_tags == (
+        verified.data.auth_tags
+    )
+    setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_auth_response, response, ec.merchant,
+        state, ec.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
 
 
 def test_an_auth_response_naming_another_merchant_is_refused(ec: Certified) -> None:

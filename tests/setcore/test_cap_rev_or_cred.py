@@ -28,7 +28,7 @@ from setcore.cap_rev_or_cred import (
 )
 from setcore.errors import ErrorCode
 from setcore.freshness import FRESHNESS_WINDOW_MS, new_id, now_ms
-from setpay.v1 import capture_pb2, crypto_pb2
+from setpay.v1 import capture_pb2, common_pb2, crypto_pb2
 
 from .certified import Certified, eur, recipient_of, refused, trans_ids
 
@@ -236,6 +236,63 @@ def test_stale_credit_is_refused(ec_certified: Certified) -> None:
     request, _ = _request(c, CREDIT, [_item(c, CREDIT)])
     later = now_ms() + FRESHNESS_WINDOW_MS + 60_000
     refused(ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, _open_as, c, CREDIT, request, now=later)
+
+
+@KINDS
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_request_header_naming_other_ids_is_refused(
+    ec_certified: Certified, kind: int, field: str
+) -> None:
+    # SET-PROTOCOL.md 3.1: the request signs its RRPID and no transaction of its own (its
+    # items carry theirs); a header naming another RRPID, or any XID or LID, is refused.
+    c = ec_certified
+    request, _ = _request(c, kind, [_item(c, kind)])
+    assert _open_as(c, kind, request).items
+    header = request.header  # type: ignore[attr-defined]
+    setattr(header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open_as, c, kind, request)
+    assert "header ids differ" in reason
+
+
+def _with_header(kind: int, payload: bytes, plain: common_pb2.Header) -> object:
+    """The response of ``kind``'s RPC carrying ``payload`` under the header ``plain``."""
+    if kind == CAPTURE_REVERSAL:
+        return capture_pb2.CaptureReversalResponse(header=plain, cap_rev_res=payload)
+    if kind == CREDIT:
+        return capture_pb2.CreditResponse(header=plain, cred_res=payload)
+    return capture_pb2.CreditReversalResponse(header=plain, cred_rev_res=payload)
+
+
+_OPEN_RESPONSE: dict[int, Callable[..., object]] = {
+    CAPTURE_REVERSAL: open_capture_reversal_response,
+    CREDIT: open_credit_response,
+    CREDIT_REVERSAL: open_credit_reversal_response,
+}
+
+
+@KINDS
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_response_header_naming_other_ids_is_refused(
+    ec_certified: Certified, kind: int, field: str
+) -> None:
+    # SET-PROTOCOL.md 3.1: the response signs its RRPID and no transaction of its own; a
+    # header naming another RRPID, or any XID or LID, differs from the signed ids.
+    c = ec_certified
+    request, state = _request(c, kind, [_item(c, kind), _item(c, kind)])
+    verified = _open_as(c, kind, request)
+    payload = build_cap_rev_or_cred_response(c.gateway, verified, _decisions(verified))
+    plain = common_pb2.Header()
+    plain.CopyFrom(request.header)  # type: ignore[attr-defined]
+    opener = _OPEN_RESPONSE[kind]
+    # As the gateway answers: the request's ids echoed.
+    result = opener(_with_header(kind, payload, plain), c.merchant, state, c.trust())
+    assert result.data.kind == kind  # type: ignore[attr-defined]
+    setattr(plain, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, opener, _with_header(kind, payload, plain),
+        c.merchant, state, c.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
 
 
 def _credit_refused_at_merchant(

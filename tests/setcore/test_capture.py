@@ -290,10 +290,12 @@ def test_stale_and_future_requests_are_refused(ec_certified: Certified) -> None:
     refused(ErrorCode.ERROR_CODE_MESSAGE_TOO_NEW, _open, c, request, now=earlier)
 
 
-def test_header_naming_another_request_is_refused(ec_certified: Certified) -> None:
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_header_naming_other_ids_is_refused(ec_certified: Certified, field: str) -> None:
+    # CapReq signs its RRPID and no transaction of its own: the header names no XID or LID.
     c = ec_certified
     request, _ = _request(c, [_item(c)])
-    request.header.rrpid = new_id()
+    setattr(request.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
     refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open, c, request)
 
 
@@ -311,6 +313,24 @@ def test_request_signed_by_a_gateway_is_refused(ec_certified: Certified) -> None
 
 
 # --- merchant side: the response -----------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_response_header_naming_other_ids_is_refused(ec_certified: Certified, field: str) -> None:
+    # SET-PROTOCOL.md 3.1: CapRes signs its RRPID and no transaction of its own; a header
+    # naming another RRPID, or any XID or LID, differs from the signed ids.
+    c = ec_certified
+    request, state = _request(c, [_item(c), _item(c)])
+    verified = open_capture_request(request, c.gateway, c.trust(), c.token_key)
+    response = _response(build_capture_response(c.gateway, verified, _decisions(verified)))
+    response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
+    assert open_capture_response(response, c.merchant, state, c.trust()).items
+    setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_capture_response, response, c.merchant,
+        state, c.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
 
 
 def test_response_naming_another_merchant_is_refused(ec_certified: Certified) -> None:

@@ -128,6 +128,44 @@ def _forged_pcert(
     return signed.SerializeToString(), state
 
 
+@pytest.mark.parametrize("which", ["pcert", "batch"])
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_request_header_naming_other_ids_is_refused(
+    ec_certified: Certified, which: str, field: str
+) -> None:
+    # SET-PROTOCOL.md 3.1: PCertReq and BatchAdminReq sign their RRPID and no transaction;
+    # a header naming another RRPID, or any XID or LID, differs from the signed ids.
+    c = ec_certified
+    request, opener = (
+        (_pcert(c)[0], _open_pcert) if which == "pcert" else (_batch(c)[0], _open_batch)
+    )
+    assert opener(c, request)  # type: ignore[operator, arg-type]
+    setattr(request.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, opener, c, request)
+    assert "header ids differ" in reason
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_pcert_response_header_naming_other_ids_is_refused(
+    ec_certified: Certified, field: str
+) -> None:
+    # SET-PROTOCOL.md 3.1: PCertRes signs its RRPID and no transaction; a header naming
+    # another RRPID, or any XID or LID, differs from the signed ids.
+    c = ec_certified
+    request, state = _pcert(c)
+    response = _pcert_response(
+        build_pcert_response(c.gateway, _open_pcert(c, request), [P_SUCCESS])
+    )
+    response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
+    assert open_pcert_response(response, c.merchant, state, c.trust()).items[0].code == P_SUCCESS
+    setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_pcert_response, response, c.merchant,
+        state, c.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
+
+
 def _pcert_refused(c: Certified, code: int, payload: bytes, state: PCertRequestState) -> str:
     return refused(
         code, open_pcert_response, _pcert_response(payload), c.merchant, state, c.trust()
@@ -370,6 +408,28 @@ def test_gateway_answers_no_more_details_than_asked(ec_certified: Certified) -> 
     verified = _open_batch(c, request)
     with pytest.raises(ValueError, match="more transaction details"):
         build_batch_admin_response(c.gateway, verified, _decision(details=2))
+
+
+@pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+def test_batch_admin_response_header_naming_other_ids_is_refused(
+    ec_certified: Certified, field: str
+) -> None:
+    # SET-PROTOCOL.md 3.1: BatchAdminRes signs its RRPID and no transaction; a header
+    # naming another RRPID, or any XID or LID, differs from the signed ids.
+    c = ec_certified
+    request, state = _batch(c, page=TransactionPage(0, 10))
+    response = _batch_response(
+        build_batch_admin_response(c.gateway, _open_batch(c, request), _decision())
+    )
+    response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
+    result = open_batch_admin_response(response, c.merchant, state, c.trust())
+    assert result.status == BA_SUCCESS
+    setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_batch_admin_response, response,
+        c.merchant, state, c.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
 
 
 def _batch_refused_at_merchant(

@@ -41,6 +41,7 @@ from setcore.purchase import (
     check_pinit_request,
     hod,
     open_inquiry_request,
+    open_inquiry_response,
     open_pinit_response,
     open_purchase_request,
     open_purchase_response,
@@ -258,6 +259,67 @@ def test_wallet_refuses_a_pres_signed_by_another_merchant(ec: Certified) -> None
         ec.trust(),
     )  # fmt: skip
     assert "unexpected party" in reason
+
+
+# --- the plaintext headers the wallet receives (SET-PROTOCOL.md 3.1) ------------------
+
+RESPONSE_HEADER_IDS = pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
+
+
+def _named(trans: common_pb2.TransIDs, rrpid: bytes) -> common_pb2.Header:
+    """A response header naming every signed id, as the merchant's checkout may."""
+    return purchase.header(rrpid=rrpid, xid=trans.xid, lid_c=trans.lid_c, lid_m=trans.lid_m)
+
+
+@RESPONSE_HEADER_IDS
+def test_wallet_refuses_a_pinitres_header_naming_other_ids(ec: Certified, field: str) -> None:
+    _, card = _cardholder(ec)
+    request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c", lid_m=b"lid-m")
+    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
+    gateway = (ec.gateway.key_exchange_cert or b"", (ec.world.brand.gateway_ca.ca.der,))
+    response = build_pinit_response(ec.merchant, request, trans, new_id(), *gateway)
+    assert open_pinit_response(response, state, ec.trust()).trans_ids.xid == trans.xid
+    response.header.CopyFrom(_named(trans, state.rrpid))
+    assert open_pinit_response(response, state, ec.trust()).trans_ids.xid == trans.xid
+    _forge(response.header, field)
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_pinit_response, response, state,
+        ec.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
+
+
+@RESPONSE_HEADER_IDS
+def test_wallet_refuses_a_pres_header_naming_other_ids(ec: Certified, field: str) -> None:
+    response, state = _pres(_shop(ec))
+    response.header.CopyFrom(_named(state.trans_ids, state.rrpid))
+    assert open_purchase_response(response, state, ec.trust()).rrpid == state.rrpid
+    _forge(response.header, field)
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_purchase_response, response, state,
+        ec.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
+
+
+@RESPONSE_HEADER_IDS
+def test_wallet_refuses_an_inqres_header_naming_other_ids(ec: Certified, field: str) -> None:
+    shop = _shop(ec)
+    _, bought = build_purchase_request(
+        shop.cardholder, shop.offer, Order(b"1 book", eur(1999)), shop.card, shop.state
+    )
+    _, state = build_inquiry_request(shop.cardholder, bought)
+    signed = build_purchase_response(ec.merchant, bought.trans_ids, state.rrpid, state.chall_c2, [])
+    response = purchase_pb2.InquiryResponse(
+        header=_named(bought.trans_ids, state.rrpid), inq_res=signed
+    )
+    assert open_inquiry_response(response, state, ec.trust()).rrpid == state.rrpid
+    _forge(response.header, field)
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_inquiry_response, response, state,
+        ec.trust(),
+    )  # fmt: skip
+    assert "header ids differ" in reason
 
 
 # --- the merchant's checks of PReq (SET-PROTOCOL.md 5.5) ------------------------------
