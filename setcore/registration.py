@@ -17,8 +17,9 @@ What the CA answers with (SET-PROTOCOL.md 4.3 and 7.6): a request it cannot decr
 parse gets a SET Error, unless a CertRes can still be addressed (merchants and gateways,
 whose CertRes is only signed: DECRYPTION_ERROR); a request whose signature does not
 verify gets a CertRes with SIG_VALIDATION_FAIL (``SIGNATURE_CODES`` are the ProtocolError
-codes that become that status); everything after the signatures (challenge, key
-uniqueness, the issuer's word) is a CertStatusCode.
+codes that become that status), one asking to certify a key off the allow-list (type,
+size, KEM) a CertRes with REJECTED_BY_AGENT (``refusal_status`` maps both); everything
+after the signatures (challenge, key uniqueness, the issuer's word) is a CertStatusCode.
 
 Builders take plain values and credentials; openers take wire messages, raise
 ``ProtocolError`` for every failed check and return frozen dataclasses.
@@ -54,6 +55,7 @@ REQUEST_COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 REQUEST_PENDED = registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
 DECRYPTION_ERROR = registration_pb2.CERT_STATUS_CODE_DECRYPTION_ERROR
 SIG_VALIDATION_FAIL = registration_pb2.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
+REJECTED_BY_AGENT = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
 #: Every CertStatusCode a CertRes may carry (UNSPECIFIED is never one).
 CERT_STATUS_NAMES: dict[int, str] = {
     value: name
@@ -78,10 +80,24 @@ SIGNATURE_CODES = frozenset(
     {
         ErrorCode.ERROR_CODE_SIGNATURE_FAILURE,
         ErrorCode.ERROR_CODE_SIGNATURE_REQUIRED,
-        ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
         ErrorCode.ERROR_CODE_DIGEST_MISMATCH,
     }
 )
+
+
+def refusal_status(error: ProtocolError) -> int | None:
+    """The CertStatusCode for a CertReq that failed verification; None: answer a SET Error.
+
+    ALGORITHM_NOT_ALLOWED from ``verify_cert_request`` always names a requested key (its
+    type or size, or its KEM): a signature algorithm other than its key's is reported there
+    as SIGNATURE_FAILURE. SET names no status for a refused key (SET-PROTOCOL.md 4.1, 7.7);
+    rejectedByAgent, the CA's own refusal, fits it better than sigValidationFail.
+    """
+    if error.code in SIGNATURE_CODES:
+        return SIG_VALIDATION_FAIL
+    if error.code == ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED:
+        return REJECTED_BY_AGENT
+    return None
 
 
 # --- request kinds ----------------------------------------------------------------
@@ -372,6 +388,7 @@ __all__ = [
     "CERT_STATUS_NAMES",
     "DECRYPTION_ERROR",
     "MAX_LANGUAGE_CHARS",
+    "REJECTED_BY_AGENT",
     "REQUEST_COMPLETE",
     "REQUEST_KINDS",
     "REQUEST_PENDED",
@@ -394,6 +411,7 @@ __all__ = [
     "load_public_key",
     "open_ca_answer",
     "read_form",
+    "refusal_status",
     "request_kind",
     "resolve_ca_key_exchange",
     "spki_of",

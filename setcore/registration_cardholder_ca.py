@@ -146,13 +146,15 @@ def build_reg_form_response(
     return signed.SerializeToString()
 
 
-def open_card_cert_request(envelope: CertRequestEnvelope, ca: Credentials) -> OpenedCertRequest:
+def open_card_cert_request(
+    envelope: CertRequestEnvelope, ca: Credentials, *, now: int | None = None
+) -> OpenedCertRequest:
     """Decrypt a cardholder CertReq (PANData0 extra part required) and read its back key.
 
     Failures here are answered with a SET Error: without the back key no CertRes can be
-    addressed to the wallet.
+    addressed to the wallet. ``now`` (Unix ms) is the CA's clock for RequestDate.
     """
-    opened = open_cert_request(envelope, ca, frozenset({PAN_DATA0_CT}))
+    opened = open_cert_request(envelope, ca, frozenset({PAN_DATA0_CT}), now=now)
     require_cardholder_kind(opened.data.request_type)
     if len(opened.data.back_key) != KEY_BYTES:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "back key must be 32 bytes")
@@ -181,7 +183,7 @@ class CardRequest:
 def verify_card_cert_request(
     opened: OpenedCertRequest, trust: TrustStore, *, at: datetime | None = None
 ) -> CardRequest:
-    """Verify the signatures (``SIGNATURE_CODES`` on failure), then read PANData0."""
+    """Verify the signatures and keys (``refusal_status`` on failure), then read PANData0."""
     keys = verify_cert_request(opened, trust, at=at)
     card = parse_strict(registration_pb2.PANData0, opened.extra or b"")
     check_id(card.card_secret, "CardSecret")

@@ -24,7 +24,7 @@ from hsm.base import KemAlgorithm, KeyBackend, KeyHandle, PublicKey
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, digest, parse_strict, thumbprint
 from setcore.envelope import Recipient, open_sealed, seal
-from setcore.errors import ConfigurationError, ErrorCode, fail
+from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
 from setcore.freshness import (
     check_date,
     check_echo,
@@ -141,7 +141,8 @@ def open_cert_request(
 ) -> OpenedCertRequest:
     """Open a CertReq sealed to ``ca``; DECRYPTION_FAILURE / DECODING_FAILURE on failure.
 
-    ``extra_types`` lists the extra parts this CA accepts (None: no extra part).
+    ``extra_types`` lists the extra parts this CA accepts (None: no extra part); ``now``
+    (Unix ms, the CA's clock; default the real one) judges RequestDate.
     """
     extra_type = envelope.sealed.extra_content_type or None
     if extra_type not in extra_types:
@@ -200,13 +201,27 @@ def _key_exchange(
     return key, kem
 
 
+def _verify_proof(key: PublicKey, signature: crypto_pb2.Signature, tbs: bytes) -> None:
+    # The key already passed the allow-list (``load_public_key`` or the renewed certificate's
+    # chain), so ALGORITHM_NOT_ALLOWED here means the signature names another algorithm than
+    # its key's: a bad signature (SIG_VALIDATION_FAIL), not a key the CA refuses.
+    try:
+        verify_signature(key, signature, CERT_REQ_CT, tbs)
+    except ProtocolError as exc:
+        if exc.code != ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED:
+            raise
+        raise fail(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, exc.reason) from exc
+
+
 def verify_cert_request(
     opened: OpenedCertRequest, trust: TrustStore, *, at: datetime | None = None
 ) -> ProvenKeys:
     """Verify the proof of possession, the renewal signature and the extra-part link.
 
     A new certificate needs exactly one signature, by the new key; a renewal exactly two:
-    the new key's and the renewed certificate's (SET-PROTOCOL.md 4.3 rule 2).
+    the new key's and the renewed certificate's (SET-PROTOCOL.md 4.3 rule 2). ``at`` is the
+    CA's clock, by which the renewed certificate must be valid. ALGORITHM_NOT_ALLOWED is
+    raised only for a requested key (or KEM) off the allow-list (``refusal_status``).
     """
     data, signed = opened.data, opened.signed
     kind = request_kind(data.request_type)
@@ -219,7 +234,7 @@ def verify_cert_request(
     proof = signed.signatures[0]
     if proof.signer_cert_thumb != key_thumbprint(data.public_key_sig):
         raise fail(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "not signed by the key to certify")
-    verify_signature(key, proof, CERT_REQ_CT, signed.tbs)
+    _verify_proof(key, proof, signed.tbs)
     if opened.extra is not None and opened.extra_type is not None:
         if not hmac.compare_digest(data.dd_extra, digest(opened.extra_type, opened.extra)):
             raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "extra part is not the signed one")
@@ -233,7 +248,7 @@ def verify_cert_request(
         renewed = trust.resolve(
             data.ee_thumb, signed.bundle, kind.subject_type, CertificateUsage.SIGNATURE, at
         )
-        verify_signature(renewed.public_key, old, CERT_REQ_CT, signed.tbs)
+        _verify_proof(renewed.public_key, old, signed.tbs)
     elif data.ee_thumb:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "EEThumb in a new-certificate request")
     if kind.wants_key_exchange:

@@ -89,9 +89,14 @@ def build_me_aq_c_init_response(
     return signed.SerializeToString()
 
 
-def open_merchant_cert_request(envelope: CertRequestEnvelope, ca: Credentials) -> OpenedCertRequest:
-    """Decrypt a merchant or gateway CertReq (AcctData extra part optional)."""
-    opened = open_cert_request(envelope, ca, frozenset({None, ACCT_DATA_CT}))
+def open_merchant_cert_request(
+    envelope: CertRequestEnvelope, ca: Credentials, *, now: int | None = None
+) -> OpenedCertRequest:
+    """Decrypt a merchant or gateway CertReq (AcctData extra part optional).
+
+    ``now`` (Unix ms) is the CA's clock for RequestDate.
+    """
+    opened = open_cert_request(envelope, ca, frozenset({None, ACCT_DATA_CT}), now=now)
     require_merchant_kind(opened.data.request_type)
     return opened
 
@@ -114,7 +119,7 @@ class MerchantRequest:
 def verify_merchant_cert_request(
     opened: OpenedCertRequest, trust: TrustStore, *, at: datetime | None = None
 ) -> MerchantRequest:
-    """Verify the signatures (``SIGNATURE_CODES`` on failure), then read the identity."""
+    """Verify the signatures and keys (``refusal_status`` on failure), then the identity."""
     keys = verify_cert_request(opened, trust, at=at)
     identity = identity_of(opened.data.id_data, keys.kind)
     if opened.extra is not None:

@@ -4,7 +4,8 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
 
 1. decrypt (a failure is a SET Error: without the back key no CertRes can be addressed);
 2. signatures: proof of possession by the new key, and the renewed key for a renewal
-   (SIG_VALIDATION_FAIL);
+   (SIG_VALIDATION_FAIL); a key off the allow-list (REJECTED_BY_AGENT); dates by the
+   CA's clock;
 3. the session and its Chall-CA, issued in RegFormRes for this request type and not yet
    used (CHALLENGE_MISMATCH); the brand, and the form this CA handed out, filled in with
    its own fields (REJECTED_BY_AGENT);
@@ -36,14 +37,14 @@ from setcore.pan import blinded_account, pan_secret
 from setcore.pki.issuance import card_expiry_end, issue_cardholder
 from setcore.pki.truststore import TrustStore
 from setcore.registration import (
+    REJECTED_BY_AGENT,
     REQUEST_COMPLETE,
     REQUEST_PENDED,
-    SIG_VALIDATION_FAIL,
-    SIGNATURE_CODES,
     RevocationData,
     fills_form,
     key_thumbprint,
     load_public_key,
+    refusal_status,
 )
 from setcore.registration_cardholder_ca import (
     CardRequest,
@@ -61,7 +62,6 @@ from setpay.v1 import registration_pb2
 CHALLENGE_MISMATCH = registration_pb2.CERT_STATUS_CODE_CHALLENGE_MISMATCH
 KEY_ALREADY_CERTIFIED = registration_pb2.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
 REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
-REJECTED_BY_AGENT = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
 UNKNOWN_ACCOUNT = registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
 # What an IssuerDirectory may answer; anything else is treated as a refusal.
 ISSUER_ANSWERS = frozenset({REQUEST_COMPLETE, REQUEST_PENDED, UNKNOWN_ACCOUNT, REJECTED_BY_ISSUER})
@@ -100,6 +100,27 @@ def challenge_matches(session: Session, chall_ca: bytes, request_type: int) -> b
         and session.request_type == request_type
         and session.chall_ca == chall_ca
     )
+
+
+def reg_form_challenge(tx: StoreTransaction, session: Session, request_type: int) -> bytes:
+    """The Chall-CA a RegFormRes hands out: the session's own, issued once, never replaced.
+
+    Anyone who saw the LIDs (CardCInitReq and -Res travel in the clear) can send a
+    RegFormReq, so one must not change the session: a used Chall-CA means the registration
+    was decided (UNKNOWN_LID, not re-opened); an unused one is handed out again rather than
+    replaced, which would make the wallet's CertReq fail CHALLENGE_MISMATCH. Repeating it
+    discloses nothing: RegFormRes is signed, not encrypted. Asking again for another
+    request type is refused too (UNKNOWN_LID): a new registration starts with CardCInitReq.
+    """
+    if session.chall_used:
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "registration already decided")
+    if session.chall_ca is not None:
+        if session.request_type != request_type:
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "Chall-CA issued for another type")
+        return session.chall_ca
+    chall_ca = new_id()
+    tx.set_challenge(session.lid_ca, chall_ca, request_type)
+    return chall_ca
 
 
 class CardholderRegistrar:
@@ -159,10 +180,9 @@ class CardholderRegistrar:
             if stored is not None:
                 return stored
             session = tx.session(tbe.lid_ca)
-            if not session_valid(session, tbe.lid_ee, self._side.ca_type, now):
+            if session is None or not session_valid(session, tbe.lid_ee, self._side.ca_type, now):
                 raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "no such registration session")
-            chall_ca = new_id()
-            tx.set_challenge(tbe.lid_ca, chall_ca, tbe.request_type)
+            chall_ca = reg_form_challenge(tx, session, tbe.request_type)
             body = build_reg_form_response(
                 self._side.credentials, tbe, chall_ca, self._policy.cardholder_form,
                 revocation=self._revocation(),
@@ -172,7 +192,8 @@ class CardholderRegistrar:
 
     def cert(self, envelope: CertRequestEnvelope, digest: bytes) -> bytes:
         """Process a cardholder CertReq (see the module docstring for the order)."""
-        opened = open_card_cert_request(envelope, self._side.credentials)
+        now = self._clock()
+        opened = open_card_cert_request(envelope, self._side.credentials, now=now)
         data = opened.data
         answer = CertAnswer(
             data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca, tuple(data.thumbs.thumbs)
@@ -185,13 +206,13 @@ class CardholderRegistrar:
             )  # fmt: skip
 
         try:
-            request = verify_card_cert_request(opened, self._trust)
+            request = verify_card_cert_request(opened, self._trust, at=now_utc(now))
         except ProtocolError as exc:
-            if exc.code not in SIGNATURE_CODES:
+            refused = refusal_status(exc)
+            if refused is None:
                 raise
             log.info("cardholder CertReq refused: %s", exc.reason)
-            return respond(SIG_VALIDATION_FAIL)
-        now = self._clock()
+            return respond(refused)
         with self._store.write() as tx:
             stored = replayed(tx, data.rrpid, KIND_CERT, digest)
             if stored is not None:

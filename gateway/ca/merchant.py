@@ -5,7 +5,8 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
 1. decrypt; a failure is answered with a signed CertRes carrying DECRYPTION_ERROR (a
    merchant's CertRes is not encrypted, so it can still be addressed by its RRPID);
 2. signatures: proof of possession by the new signature key, and the renewed key for a
-   renewal (SIG_VALIDATION_FAIL);
+   renewal (SIG_VALIDATION_FAIL); keys and KEM on the allow-list (REJECTED_BY_AGENT);
+   dates by the CA's clock;
 3. the session and its Chall-CA, mandatory here although SET made it optional for
    merchants (CHALLENGE_MISMATCH), and the brand, the identity the registration started
    with and the form this CA handed out, filled in with its own fields; and an initial
@@ -28,7 +29,6 @@ from gateway.ca.cardholder import (
     CHALLENGE_MISMATCH,
     KEY_ALREADY_CERTIFIED,
     LID_CA_BYTES,
-    REJECTED_BY_AGENT,
     Clock,
     challenge_matches,
     now_utc,
@@ -51,12 +51,12 @@ from setcore.pki.roles import MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.registration import (
     DECRYPTION_ERROR,
+    REJECTED_BY_AGENT,
     REQUEST_COMPLETE,
-    SIG_VALIDATION_FAIL,
-    SIGNATURE_CODES,
     RequestKind,
     RevocationData,
     fills_form,
+    refusal_status,
 )
 from setcore.registration_certreq import CertAnswer, CertRequestEnvelope
 from setcore.registration_merchant import (
@@ -133,8 +133,9 @@ class MerchantRegistrar:
     def cert(self, envelope: CertRequestEnvelope, digest: bytes) -> bytes:
         """Process a merchant or gateway CertReq (see the module docstring for the order)."""
         credentials = self._side.credentials
+        now = self._clock()
         try:
-            opened = open_merchant_cert_request(envelope, credentials)
+            opened = open_merchant_cert_request(envelope, credentials, now=now)
         except ProtocolError as exc:
             if exc.code != ErrorCode.ERROR_CODE_DECRYPTION_FAILURE:
                 raise
@@ -155,15 +156,15 @@ class MerchantRegistrar:
             )  # fmt: skip
 
         try:
-            request = verify_merchant_cert_request(opened, self._trust)
+            request = verify_merchant_cert_request(opened, self._trust, at=now_utc(now))
         except ProtocolError as exc:
-            if exc.code not in SIGNATURE_CODES:
+            refused = refusal_status(exc)
+            if refused is None:
                 raise
             log.info("merchant CertReq refused: %s", exc.reason)
-            return respond(SIG_VALIDATION_FAIL)
+            return respond(refused)
         if request.keys.kind.ca_type != self._side.ca_type:
             raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "request for another CA")
-        now = self._clock()
         with self._store.write() as tx:
             stored = replayed(tx, data.rrpid, KIND_CERT, digest)
             if stored is not None:

@@ -99,9 +99,14 @@ class StoreTransaction:
         )
 
     def set_challenge(self, lid_ca: bytes, chall_ca: bytes, request_type: int) -> None:
-        """Issue a (new) Chall-CA for the session; an unused earlier one is replaced."""
+        """Issue the session's Chall-CA; one already issued (used or not) is never replaced.
+
+        A RegFormReq anyone can send must not spoil the CertReq the wallet is about to make
+        nor re-open a decided registration (``cardholder.reg_form_challenge``).
+        """
         self._db.execute(
-            "UPDATE sessions SET chall_ca = ?, request_type = ?, chall_used = 0 WHERE lid_ca = ?",
+            "UPDATE sessions SET chall_ca = ?, request_type = ? "
+            "WHERE lid_ca = ? AND chall_ca IS NULL",
             (chall_ca, request_type, lid_ca),
         )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hsm.base import KeyHandle, KeyUsage
+from hsm.base import KeyHandle, KeyUsage, SignatureAlgorithm
 from hsm.software import SoftwareBackend
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError
@@ -42,6 +42,7 @@ from setcore.registration import (
     FormTemplate,
     RevocationData,
     load_public_key,
+    refusal_status,
     spki_of,
 )
 from setcore.registration_cardholder import (
@@ -325,6 +326,31 @@ def test_cert_inquiry_signature_must_verify(world: World) -> None:
     verify_cert_inquiry(signed, spki)  # as sent, it verifies
     signed.signatures[0].value = _FORGED_ECDSA  # the key's thumbprint kept
     refused(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, verify_cert_inquiry, signed, spki)
+
+
+def test_a_signature_naming_another_algorithm_is_a_bad_signature(world: World) -> None:
+    """The CA answers SIG_VALIDATION_FAIL for it, and REJECTED_BY_AGENT only for a key."""
+    trust, reg, form = _form(world)
+    request, _ = build_card_cert_request(
+        world.backend, _key(world), form, reg, PAN(TEST_PAN), TEST_EXPIRY
+    )
+    opened = open_card_cert_request(peek_cert_request(request), _ca(world))
+    swapped = replace(opened, signed=type(opened.signed)())
+    swapped.signed.CopyFrom(opened.signed)
+    swapped.signed.signatures[0].alg = SignatureAlgorithm.RSA_PSS_SHA256.value  # an EC key
+    error = _refusal(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, verify_cert_request, swapped, trust)
+    assert refusal_status(error) == S.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
+    weak = spki_of(rsa.generate_private_key(65537, 1024).public_key())
+    error = _refusal(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, load_public_key, weak, "key")
+    assert refusal_status(error) == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+    assert refusal_status(ProtocolError(ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, "stale")) is None
+
+
+def _refusal(code: int, call: Callable[..., object], *args: object) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        call(*args)
+    assert caught.value.code == code, caught.value
+    return caught.value
 
 
 def test_requested_keys_are_allow_listed_and_canonical() -> None:

@@ -12,7 +12,6 @@ import pytest
 from clients.errors import TransportError
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import open_vault, seal
-from setcore import registration_certreq
 from setcore.freshness import FRESHNESS_WINDOW_MS
 from setcore.pan import PAN
 from setcore.profiles import EC, RSA, Profile
@@ -129,11 +128,11 @@ def test_a_request_too_old_to_process_starts_over(
         calls += 1
         if calls > 1:
             return real(request)
-        clock = registration_certreq.now_ms
+        # The Cardholder CA judges a request's date by its own clock: move that one.
+        registrar = bank.authority._cardholder
+        clock = registrar._clock
         with monkeypatch.context() as patch:
-            patch.setattr(
-                registration_certreq, "now_ms", lambda: clock() + int(later.total_seconds() * 1000)
-            )
+            patch.setattr(registrar, "_clock", lambda: clock() + int(later.total_seconds() * 1000))
             return real(request)
 
     monkeypatch.setattr(wallet.authority, "cert", cert_later)

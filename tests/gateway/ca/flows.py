@@ -244,6 +244,9 @@ def merchant_request(
     brand_id: str | None = None,
     reg_form_id: str | None = None,
     filled: Sequence[tuple[str, str]] = (),
+    public_key_enc: bytes | None = None,
+    kem: str | None = None,
+    request_date: int | None = None,
 ) -> tuple[registration_pb2.CertRequest, MerchantRequestState]:
     """A merchant CertReq built by hand, with one thing changed on request."""
     ca, form, state = session.registration.ca, session.registration.form, session.state
@@ -260,12 +263,14 @@ def merchant_request(
     data = registration_pb2.CertReqData(
         content_type=CERT_REQ_CT, rrpid=rrpid, lid_ee=state.lid_ee, chall_ee3=chall,
         lid_ca=ca.lid_ca, chall_ca=form.chall_ca if chall_ca is None else chall_ca,
-        request_type=state.request_type, request_date_unix_ms=now_ms(),  # type: ignore[arg-type]
+        request_type=state.request_type,  # type: ignore[arg-type]
+        request_date_unix_ms=now_ms() if request_date is None else request_date,
         id_data=id_data_of(state.identity),
         reg_form_id=form.form_id if reg_form_id is None else reg_form_id,
         reg_form=[registration_pb2.RegField(name=n, value=v) for n, v in filled],
-        public_key_sig=spki, public_key_enc=spki_of(kex.public_key),
-        public_key_enc_kem=kem_for(kex).value,
+        public_key_sig=spki,
+        public_key_enc=spki_of(kex.public_key) if public_key_enc is None else public_key_enc,
+        public_key_enc_kem=kem_for(kex).value if kem is None else kem,
         brand_id=ca.signer.brand_id if brand_id is None else brand_id,
         dd_extra=digest(extra[0], extra[1]) if extra else b"",
     )  # fmt: skip

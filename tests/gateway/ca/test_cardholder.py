@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from setcore.pan import PAN, blinded_account
 from setcore.pki.issuance import card_expiry_end
 from setcore.purchase import header
 from setcore.registration_cardholder import (
+    RegFormState,
     build_card_cert_inquiry,
     open_card_cert_response,
 )
@@ -23,8 +25,10 @@ from setpay.v1 import crypto_pb2, registration_pb2
 
 from .conftest import CARD, EXPIRY, REVIEW_CARD, UNKNOWN_CARD, Bank
 from .flows import (
+    CARD_INITIAL,
     CARD_RENEWAL,
     REQUESTERS,
+    CardSession,
     card_request,
     new_key,
     openssl_verify,
@@ -386,3 +390,106 @@ def test_cert_inquiry_for_an_unknown_registration(ec_bank: Bank) -> None:
     assert response.WhichOneof("result") == "error"
     error = ca_error(response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
     assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
+
+
+def _reg_form_again(
+    bank: Bank, session: CardSession, request_type: int = CARD_INITIAL
+) -> tuple[S.RegFormResponse, RegFormState]:
+    """A RegFormReq on the session's LIDs, as anyone who saw them could send it."""
+    from setcore.registration_cardholder import build_reg_form_request
+
+    request, state = build_reg_form_request(
+        session.registration.ca, PAN(UNKNOWN_CARD), session.lid_ee, request_type=request_type
+    )
+    response: S.RegFormResponse = bank.stub.RegForm(request)
+    return response, state
+
+
+def test_reg_form_on_a_decided_registration_is_refused_and_changes_nothing(
+    ec_bank: Bank,
+) -> None:
+    """A RegFormReq after a CertReq used the session's Chall-CA is a SET Error (UNKNOWN_LID).
+
+    The registration is over: issuing a fresh Chall-CA would re-open it for another
+    CertReq (SET-PROTOCOL.md 4.3 rule 3: Chall-CA answers the one request it was issued for).
+    """
+    from setcore.registration import ca_error
+
+    outcome, _, _, session = register_cardholder(ec_bank, CARD, EXPIRY)
+    assert outcome.complete
+    response, _ = _reg_form_again(ec_bank, session)
+    assert response.WhichOneof("result") == "error"
+    error = ca_error(response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
+    # The used challenge was not reset: it still answers no further request.
+    again, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)
+    assert again.status == S.CERT_STATUS_CODE_CHALLENGE_MISMATCH
+
+
+def test_reg_form_again_does_not_spoil_the_pending_cert_request(ec_bank: Bank) -> None:
+    """A second RegFormReq before any CertReq gets the same Chall-CA, not a fresh one.
+
+    CardCInitReq and -Res travel in the clear, so anyone can learn the LIDs and ask for the
+    form again. Replacing Chall-CA would make the wallet's CertReq fail CHALLENGE_MISMATCH;
+    repeating it tells nobody anything new (RegFormRes is signed, not encrypted). A second
+    RegFormReq for another request type is refused (UNKNOWN_LID) rather than re-binding it.
+    """
+    from setcore.registration import ca_error
+    from setcore.registration_cardholder import open_reg_form_response
+
+    session = start_cardholder(ec_bank, CARD)
+    stranger, stranger_state = _reg_form_again(ec_bank, session)
+    form = open_reg_form_response(stranger, stranger_state, session.trust)
+    assert form.chall_ca == session.form.chall_ca
+    other_type, _ = _reg_form_again(ec_bank, session, CARD_RENEWAL)
+    assert other_type.WhichOneof("result") == "error"
+    error = ca_error(other_type.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
+    # The wallet's CertReq, built from its own RegFormRes, still spends its challenge.
+    outcome, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)
+    assert outcome.complete
+
+
+# The injected clocks run this far from the real one: well outside the five-minute
+# freshness window, well inside the hour a session lasts.
+CLOCK_OFFSET_MS = 30 * 60 * 1000
+
+
+@pytest.mark.parametrize(
+    ("offset", "real_date_code"),
+    [
+        (-CLOCK_OFFSET_MS, ErrorCode.ERROR_CODE_MESSAGE_TOO_NEW),
+        (CLOCK_OFFSET_MS, ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD),
+    ],
+)
+def test_the_ca_judges_a_request_date_by_its_own_clock(
+    ec_bank: Bank, offset: int, real_date_code: int
+) -> None:
+    """A CA with an injected clock dates CertReqs by that clock, not by the real one."""
+    from gateway.bank_pki import open_ca_store
+    from gateway.ca import CertificateAuthority
+    from setcore.errors import ProtocolError
+
+    store = open_ca_store(ec_bank.config)
+    ca = CertificateAuthority(
+        ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer,
+        clock=lambda: now_ms() + offset,
+    )  # fmt: skip
+    try:
+        session = start_cardholder(ec_bank, CARD)
+        key = new_key(ec_bank, KeyUsage.SIGNATURE)
+        dated_now, _ = card_request(session, key, CARD, EXPIRY)
+        with pytest.raises(ProtocolError) as caught:
+            ca.cert(dated_now)
+        assert caught.value.code == real_date_code
+        on_its_clock, state = card_request(
+            session, key, CARD, EXPIRY, request_date=now_ms() + offset
+        )
+        body = ca.cert(on_its_clock)
+    finally:
+        store.close()
+    # The certificate is valid from the CA's now, the CA's own from when the bank was made:
+    # read the answer when both hold.
+    at = datetime.fromtimestamp((now_ms() + max(offset, 0)) / 1000, tz=UTC)
+    outcome = open_card_cert_response(S.CertResponse(cert_res=body), state, session.trust, at=at)
+    assert outcome.complete

@@ -24,7 +24,6 @@ from setcore.registration_merchant import (
     GatewayIdentity,
     MerchantIdentity,
     build_me_aq_c_init_request,
-    build_merchant_cert_request,
     open_me_aq_c_init_response,
     open_merchant_cert_response,
 )
@@ -344,7 +343,9 @@ def test_a_merchant_id_whose_certificates_expired_registers_again(ec_bank: Bank)
         answer = S.MeAqCInitResponse(me_aq_c_init_res=past.me_aq_c_init(init))
         registration = open_me_aq_c_init_response(answer, init_state, trust)
         sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
-        request, _ = build_merchant_cert_request(REQUESTERS, sig, kex, registration, init_state)
+        # Dated by the CA's clock, which judges the date.
+        session = MerchantSession(trust, init_state, registration)
+        request, _ = merchant_request(session, sig, kex, request_date=then)
         past.cert(request)  # its certificates are expired today: not opened here
         with store.read() as tx:
             assert tx.holds_live_certificate(identity.merchant_id, MERCHANT, then)
@@ -375,3 +376,46 @@ def test_a_gateway_name_with_live_certificates_is_not_registered_again(ec_bank: 
         outcome, *_ = register_merchant(ec_bank, identity, session=session)
         assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT, name
         assert _certificates_naming(ec_bank, name) == held
+
+
+def test_a_key_the_ca_does_not_allow_is_rejected_by_agent(ec_bank: Bank) -> None:
+    """An unknown KEM or a key-exchange key off the allow-list gets REJECTED_BY_AGENT.
+
+    The request's signatures verified: SIG_VALIDATION_FAIL would send the requester looking
+    for a signing fault it does not have. SET-PROTOCOL.md 4.1 names no status for a refused
+    key; rejectedByAgent is the CA's own refusal, as for a form it never handed out.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from hsm.base import KemAlgorithm
+
+    identity = _merchant("weak-kex")
+    session = start_merchant(ec_bank, identity)
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    rsa_1024 = spki_of(rsa.generate_private_key(65537, 1024).public_key())
+    p384 = spki_of(ec.generate_private_key(ec.SECP384R1()).public_key())
+    for change in (
+        {"kem": "kem-from-nowhere"},
+        {"public_key_enc": rsa_1024, "kem": KemAlgorithm.RSA_OAEP_SHA256.value},
+        {"public_key_enc": p384},
+        {"kem": KemAlgorithm.RSA_OAEP_SHA256.value},  # an RSA KEM for an EC key
+    ):
+        request, state = merchant_request(session, sig, kex, **change)  # type: ignore[arg-type]
+        outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+        assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT, change
+        assert outcome.signature is None and outcome.key_exchange is None
+    # The refusals used up neither the challenge nor the keys.
+    outcome, *_ = register_merchant(ec_bank, identity, session=session, keys=(sig, kex))
+    assert outcome.complete
+
+
+def test_a_signature_by_another_kind_of_key_is_still_a_bad_signature(ec_bank: Bank) -> None:
+    """A proof of possession whose algorithm is not the new key's is SIG_VALIDATION_FAIL."""
+    from hsm.base import KeyAlgorithm
+
+    session = start_merchant(ec_bank, _merchant("alg-swap"))
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    rsa_key = REQUESTERS.generate("alg-swap-rsa", KeyUsage.SIGNATURE, KeyAlgorithm.RSA_2048)
+    request, state = merchant_request(session, sig, kex, sign_with=rsa_key)
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
