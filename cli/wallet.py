@@ -140,14 +140,23 @@ def read_initiation(path: Path) -> Initiation:
 
 
 def _initiation(args: argparse.Namespace) -> Initiation:
+    """The initiation the command names, refused here if no purchase could complete it:
+    ``Shopper.purchase`` would refuse it too, but only after opening the wallet."""
     if args.initiation is not None:
-        return read_initiation(args.initiation)
+        initiation = read_initiation(args.initiation)
+        try:
+            initiation.order()
+        except ClientError as exc:
+            raise ClientError(f"{args.initiation}: {exc}") from None
+        return initiation
     if args.lid_m is None or args.description is None or args.amount is None:
         raise ClientError("give --initiation FILE, or --lid-m, --description and --amount")
-    return Initiation(
+    initiation = Initiation(
         _hex(args.lid_m, "--lid-m"), args.description.encode(), args.currency, args.amount,
         exponent_for(args.currency) if args.exp10 is None else args.exp10,
     )  # fmt: skip
+    initiation.order()
+    return initiation
 
 
 def record_line(record: PurchaseRecord) -> str:

@@ -108,6 +108,15 @@ def _path(base_dir: Path, text: str) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
+def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
+    """The TOML table ``key`` (empty when absent); ``ConfigError`` naming the file and the
+    key when it is another value (``merchant = 3``, an array of tables)."""
+    table = raw.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {key} must be a table, not {type(table).__name__}")
+    return table
+
+
 def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:
     cert = get(table, "tls_cert", str, None, "server")
     key = get(table, "tls_key", str, None, "server")
@@ -176,7 +185,7 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfi
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     base = directory.resolve()
-    m = raw.get("merchant", {})
+    m = _table(raw, "merchant", path)
     config = MerchantConfig(
         base_dir=base,
         merchant_id=get(m, "id", str, "", "merchant"),
@@ -186,9 +195,9 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfi
         answer=_answer(get(m, "answer", str, AnswerMode.AFTER_AUTHORIZATION.value, "merchant")),
         root=_path(base, get(m, "root", str, "certs/root.pem", "merchant")),
         chain=_path(base, get(m, "chain", str, "certs/chain.pem", "merchant")),
-        server=_server(raw.get("server", {}), base),
-        gateway=PeerConfig.from_table(raw.get("gateway", {}), "gateway", base),
-        ca=PeerConfig.from_table(raw.get("ca", {}), "ca", base),
+        server=_server(_table(raw, "server", path), base),
+        gateway=PeerConfig.from_table(_table(raw, "gateway", path), "gateway", base),
+        ca=PeerConfig.from_table(_table(raw, "ca", path), "ca", base),
         store=_path(base, get(m, "store", str, "merchant.db", "merchant")),
     )
     return validate(_env_overrides(config, os.environ if env is None else env))

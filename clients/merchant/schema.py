@@ -6,15 +6,17 @@ schema, the column lists and the row decoders here together, and no transaction.
 
 The schema carries a version (``PRAGMA user_version``). A file written by a newer
 version is refused rather than misread; an empty file is given the current schema, an
-older one the steps of ``_MIGRATIONS`` that bring it there, in one transaction.
+older one the steps of ``_MIGRATIONS`` that bring it there, in one transaction. A row
+holding a state or kind no setpay writes is a damaged file: ``StoreError``, naming the row.
 """
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from clients.errors import StoreError
 from clients.merchant.records import (
@@ -25,6 +27,7 @@ from clients.merchant.records import (
     OperationState,
     Order,
     OrderState,
+    short,
 )
 
 SCHEMA_VERSION = 2
@@ -143,6 +146,24 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         raise
 
 
+E = TypeVar("E", bound=enum.Enum)
+
+# A stored value is quoted in an error only when shorter than any card number (13 digits
+# and up): a damaged file may hold anything, and no message may carry a PAN.
+_MAX_QUOTED_CHARS = 12
+
+
+def _member(kind: type[E], value: object, what: str, owner: str) -> E:
+    """``kind(value)``; ``StoreError`` naming ``owner`` and ``what`` for a value no setpay
+    writes (a damaged file, a hand edit, a newer setpay's state)."""
+    try:
+        return kind(value)
+    except ValueError:
+        text = str(value)
+        shown = repr(value) if len(text) <= _MAX_QUOTED_CHARS else f"{len(text)} characters"
+        raise StoreError(f"merchant database damaged: {owner} has {shown}, not {what}") from None
+
+
 def order_from_row(row: Sequence[Any]) -> Order:
     """The ``Order`` in a row selected as ``ORDER_COLUMNS`` from ``ORDER_FROM``."""
     (xid, lid_m, trans_ids, chall_m, description, currency, amount, exp10, brand_id, state,
@@ -158,7 +179,8 @@ def order_from_row(row: Sequence[Any]) -> Order:
         )  # fmt: skip
     return Order(
         xid=xid, lid_m=lid_m, trans_ids=trans_ids, chall_m=chall_m, description=description,
-        amount=money, brand_id=brand_id, state=OrderState(state), created_ms=created,
+        amount=money, brand_id=brand_id, created_ms=created,
+        state=_member(OrderState, state, "an order state", f"order {short(xid)}"),
         updated_ms=updated, cardholder_thumb=cardholder, oi_data=oi_data, pi=pi,
         auth_rrpid=auth_rrpid, auth_request=auth_request, auth_request_digest=auth_digest,
         authorization=authorization, error_code=error_code,
@@ -169,9 +191,12 @@ def operation_from_row(row: Sequence[Any]) -> Operation:
     """The ``Operation`` in a row selected as ``OPERATION_COLUMNS`` from ``operations``."""
     (rrpid, xid, kind, currency, amount, exp10, state, request, digest, original, code,
      result_amount, batch_id, created, error_code) = row  # fmt: skip
+    owner = f"operation {short(rrpid)}"
     return Operation(
-        rrpid=rrpid, xid=xid, kind=OperationKind(kind), amount=Money(currency, amount, exp10),
-        state=OperationState(state), request=request, request_digest=digest,
+        rrpid=rrpid, xid=xid, kind=_member(OperationKind, kind, "an operation kind", owner),
+        amount=Money(currency, amount, exp10),
+        state=_member(OperationState, state, "an operation state", owner),
+        request=request, request_digest=digest,
         original_rrpid=original, result_code=code, result_amount=result_amount,
         batch_id=batch_id, created_ms=created, error_code=error_code,
     )  # fmt: skip

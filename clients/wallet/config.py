@@ -99,6 +99,15 @@ def _path(base: Path, text: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any] | None:
+    """The TOML table ``key`` (None when absent); ``ConfigError`` naming the file and the
+    key when it is another value (``merchant = 3``, an array of tables)."""
+    table = raw.get(key)
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"{path}: {key} must be a table, not {type(table).__name__}")
+    return table
+
+
 def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     """Load ``directory/wallet.toml``, apply the environment, validate."""
     env = os.environ if env is None else env
@@ -110,7 +119,8 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     base = directory.resolve()
-    w = raw.get("wallet", {})
+    w = _table(raw, "wallet", path) or {}
+    ca, merchant = _table(raw, "ca", path), _table(raw, "merchant", path)
     passphrase_file = get(w, "passphrase_file", str, None, "wallet")
     config = WalletConfig(
         base_dir=base,
@@ -121,10 +131,8 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
         root=_path(base, get(w, "root", str, "certs/root.pem", "wallet")),
         chain=_path(base, get(w, "chain", str, "certs/chain.pem", "wallet")),
         passphrase_file=_path(base, passphrase_file) if passphrase_file else None,
-        ca=PeerConfig.from_table(raw["ca"], "ca", base) if "ca" in raw else None,
-        merchant=(
-            PeerConfig.from_table(raw["merchant"], "merchant", base) if "merchant" in raw else None
-        ),
+        ca=None if ca is None else PeerConfig.from_table(ca, "ca", base),
+        merchant=None if merchant is None else PeerConfig.from_table(merchant, "merchant", base),
     )
     changes: dict[str, Any] = {}
     if "SETPAY_WALLET_KEYS" in env:

@@ -31,7 +31,9 @@ from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import Caller, open_channel
+from setcore.amount import check_amount
 from setcore.credentials import Credentials
+from setcore.errors import ProtocolError
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import (
@@ -81,14 +83,26 @@ class Initiation:
     exp10: int = 2
 
     def order(self) -> Order:
-        """The order as the purchase protocol takes it (a description setcore will hash)."""
+        """The order as the purchase protocol takes it (a description setcore will hash);
+        ``ConfigError`` for one no purchase could complete, so that it is refused before
+        PInit opens an order at the merchant."""
         if len(self.description) > MAX_ORDER_DESCRIPTION_BYTES:
             raise ConfigError(
                 f"an order description is at most {MAX_ORDER_DESCRIPTION_BYTES} bytes"
             )
-        amount = common_pb2.CurrencyAmount(
-            currency=self.currency, amount=self.amount, exp10=self.exp10
-        )
+        try:
+            amount = common_pb2.CurrencyAmount(
+                currency=self.currency, amount=self.amount, exp10=self.exp10
+            )
+        except ValueError:
+            # Not chained: protobuf's message quotes the number, which could be any digits.
+            raise ConfigError(
+                "the amount, currency or exponent does not fit the protocol's integers"
+            ) from None
+        try:
+            check_amount(amount)
+        except ProtocolError as exc:
+            raise ConfigError(exc.reason) from None
         return Order(self.description, amount)
 
 

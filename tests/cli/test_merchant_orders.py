@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,27 @@ def test_the_largest_possible_offer_is_made(shop: Path, capsys: pytest.CaptureFi
     assert (code, err) == (0, "")
     assert f'"amount": {INT64_MAX}' in out
     assert _recorded(shop, "ab" * MAX_LID_BYTES)
+
+
+def test_a_damaged_order_row_is_named_not_a_traceback(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lid_m = "0a0b"
+    assert (
+        _new(shop, capsys, "--lid-m", lid_m, "--description", "a lamp", "--amount", "100")[0] == 0
+    )
+    store = MerchantStore(load(shop).store)
+    try:
+        xid = bytes(range(32))
+        store.open_order(bytes.fromhex(lid_m), xid, b"trans-ids", b"c" * 32)
+    finally:
+        store.close()
+    with sqlite3.connect(load(shop).store) as conn:
+        conn.execute("UPDATE orders SET state = 'paid-ish'")
+    conn.close()
+    status, out, err = run_cli(["merchant", "--dir", str(shop), "orders"], capsys)
+    assert (status, out) == (1, "")
+    assert err == (
+        f"setpay merchant: merchant database damaged: order {xid.hex()[:8]} has 'paid-ish', "
+        "not an order state\n"
+    )

@@ -88,3 +88,25 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     (tmp_path / "merchant.toml").write_text("[merchant]\nid = 7\n")
     with pytest.raises(ConfigError, match=r"merchant\.id must be str"):
         load(tmp_path, env={})
+
+
+@pytest.mark.parametrize("table", ["merchant", "server", "gateway", "ca"])
+@pytest.mark.parametrize("value", ["3", '"m-0001"', "[1, 2]"])
+def test_a_table_that_is_not_one_is_named(tmp_path: Path, table: str, value: str) -> None:
+    """``merchant = 3`` instead of ``[merchant]``: refused, naming the file and the key."""
+    _write(tmp_path)
+    path = tmp_path / "merchant.toml"
+    sections = [s for s in path.read_text().split("\n\n") if not s.startswith(f"[{table}]")]
+    # A top-level key comes before every table header.
+    path.write_text(f"{table} = {value}\n" + "\n\n".join(sections))
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, env={})
+    assert str(caught.value).startswith(f"{path}: {table} must be a table, not ")
+
+
+def test_an_array_of_tables_is_not_a_table(tmp_path: Path) -> None:
+    _write(tmp_path)
+    path = tmp_path / "merchant.toml"
+    path.write_text(path.read_text().replace("[server]", "[[server]]"))
+    with pytest.raises(ConfigError, match=r"merchant\.toml: server must be a table, not list"):
+        load(tmp_path, env={})

@@ -349,3 +349,25 @@ def test_the_authorization_worker_outlives_a_lost_key_token(
         assert time.monotonic() < give_up, f"still {merchant.store.order(xid).state}"
         time.sleep(0.1)
     assert len(failures) == 1
+
+
+def test_a_damaged_order_row_is_the_database_unavailable(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An order state no setpay writes: UNAVAILABLE to the wallet, one line in the log
+    naming the order, no stack trace."""
+    merchant = make_merchant("m-damaged")
+    wallet = make_wallet(merchant)
+    record = buy(wallet, offer(merchant, 700))
+    with sqlite3.connect(merchant.config.store) as conn:
+        conn.execute("UPDATE orders SET state = 'paid-ish'")
+    conn.close()
+    with pytest.raises(TransportError) as caught:
+        wallet.shopper(WALLET_PASSPHRASE).inquire(wallet.config.require_merchant(), record.xid[:8])
+    assert caught.value.status == "UNAVAILABLE"
+    logged = [r for r in caplog.records if r.name == "setpay.merchant"]
+    assert [r.exc_info for r in logged if r.exc_info] == []
+    assert any(
+        f"merchant database damaged: order {record.short_id} has 'paid-ish'" in r.getMessage()
+        for r in logged
+    )

@@ -313,3 +313,43 @@ def test_a_full_disk_is_a_store_error_and_the_store_still_works(store: MerchantS
             store.add_offer(b"lid-%d" % i, b"d" * 4000, EUR, "setpay")
     conn.execute("PRAGMA max_page_count=1073741823")
     assert store.add_offer(b"lid-after", b"d", EUR, "setpay").lid_m == b"lid-after"
+
+
+def _damage(path: Path, statement: str) -> None:
+    """Change the file behind the store's back, as a faulty disk or a hand edit would."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(statement)
+    conn.close()
+
+
+@pytest.mark.parametrize("state", ["'paid-ish'", "7", "'a state far longer than any'"])
+def test_an_order_in_a_state_no_setpay_writes_is_a_store_error(
+    store: MerchantStore, tmp_path: Path, state: str
+) -> None:
+    xid = _purchased(store)
+    _damage(tmp_path / "merchant.db", f"UPDATE orders SET state = {state}")
+    for read in (lambda: store.order(xid), store.orders, lambda: store.find_order(xid.hex())):
+        with pytest.raises(StoreError) as caught:
+            read()
+        message = str(caught.value)
+        assert message.startswith(f"merchant database damaged: order {xid.hex()[:8]} has ")
+        assert "an order state" in message
+    # A value short enough to be no card number is shown; a longer one is not.
+    assert ("'paid-ish'" in message) == (state == "'paid-ish'")
+    assert "far longer" not in message
+
+
+@pytest.mark.parametrize(
+    ("column", "what"), [("kind", "an operation kind"), ("state", "an operation state")]
+)
+def test_an_operation_no_setpay_writes_is_a_store_error(
+    store: MerchantStore, tmp_path: Path, column: str, what: str
+) -> None:
+    xid = _purchased(store)
+    op = store.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
+    _damage(tmp_path / "merchant.db", f"UPDATE operations SET {column} = 'bogus'")
+    for read in (lambda: store.operation(op.rrpid), lambda: store.operations(xid)):
+        with pytest.raises(
+            StoreError, match=f"operation {op.rrpid.hex()[:8]} has 'bogus', not {what}"
+        ):
+            read()

@@ -41,3 +41,18 @@ def test_missing_tables_are_named(tmp_path: Path) -> None:
         config.require_ca()
     with pytest.raises(ConfigError, match=r"\[merchant\]"):
         config.require_merchant()
+
+
+@pytest.mark.parametrize("table", ["wallet", "ca", "merchant"])
+@pytest.mark.parametrize("value", ["3", '"127.0.0.1:8443"', "true"])
+def test_a_table_that_is_not_one_is_named(tmp_path: Path, table: str, value: str) -> None:
+    """``merchant = 3`` instead of ``[merchant]``: refused, naming the file and the key."""
+    write_config(tmp_path, ca=PeerConfig("a:1", tmp_path / "ca.pem"),
+                 merchant=PeerConfig("b:2", tmp_path / "ca.pem"))  # fmt: skip
+    path = tmp_path / "wallet.toml"
+    sections = [s for s in path.read_text().split("\n\n") if not s.startswith(f"[{table}]")]
+    # A top-level key comes before every table header.
+    path.write_text(f"{table} = {value}\n" + "\n\n".join(sections))
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, env={})
+    assert str(caught.value).startswith(f"{path}: {table} must be a table, not ")
