@@ -32,6 +32,16 @@ def get(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str
     return value
 
 
+def subtable(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any] | None:
+    """The TOML table ``key`` of a configuration file (None when absent); ``ConfigError``
+    naming the file and the key when it is another value (``merchant = 3``, an array of
+    tables)."""
+    table = raw.get(key)
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"{path}: {key} must be a table, not {type(table).__name__}")
+    return table
+
+
 def check_target(target: str, what: str) -> str:
     """Refuse a target that is not HOST:PORT."""
     host, sep, port = target.rpartition(":")

@@ -47,7 +47,7 @@ from typing import Any
 
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
-from clients.peers import PeerConfig, check_target, get, peer_table, toml_table
+from clients.peers import PeerConfig, check_target, get, peer_table, subtable, toml_table
 
 CONFIG_FILE = "merchant.toml"
 # Requests the Merchant service serves at once before new ones get RESOURCE_EXHAUSTED: a
@@ -109,12 +109,7 @@ def _path(base_dir: Path, text: str) -> Path:
 
 
 def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
-    """The TOML table ``key`` (empty when absent); ``ConfigError`` naming the file and the
-    key when it is another value (``merchant = 3``, an array of tables)."""
-    table = raw.get(key, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: {key} must be a table, not {type(table).__name__}")
-    return table
+    return subtable(raw, key, path) or {}
 
 
 def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:

@@ -45,7 +45,7 @@ from typing import Any
 
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
-from clients.peers import PeerConfig, get, peer_table, toml_table
+from clients.peers import PeerConfig, get, peer_table, subtable, toml_table
 
 CONFIG_FILE = "wallet.toml"
 CARD_FILE = "card.sealed"
@@ -99,15 +99,6 @@ def _path(base: Path, text: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any] | None:
-    """The TOML table ``key`` (None when absent); ``ConfigError`` naming the file and the
-    key when it is another value (``merchant = 3``, an array of tables)."""
-    table = raw.get(key)
-    if table is not None and not isinstance(table, dict):
-        raise ConfigError(f"{path}: {key} must be a table, not {type(table).__name__}")
-    return table
-
-
 def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     """Load ``directory/wallet.toml``, apply the environment, validate."""
     env = os.environ if env is None else env
@@ -119,8 +110,8 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     base = directory.resolve()
-    w = _table(raw, "wallet", path) or {}
-    ca, merchant = _table(raw, "ca", path), _table(raw, "merchant", path)
+    w = subtable(raw, "wallet", path) or {}
+    ca, merchant = subtable(raw, "ca", path), subtable(raw, "merchant", path)
     passphrase_file = get(w, "passphrase_file", str, None, "wallet")
     config = WalletConfig(
         base_dir=base,
