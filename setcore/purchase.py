@@ -88,7 +88,8 @@ def check_header(
 
 def check_header_without_transaction(plain: common_pb2.Header, rrpid: bytes) -> None:
     """A message that signs an RRPID and no transaction of its own (captures, reversals,
-    credits, gateway administration, and their answers): its header names no other ids.
+    credits, gateway administration, the certificate protocol, and their answers): its
+    header names no other ids.
 
     Items may carry XIDs and LIDs of their own, but none is the message's: a header naming
     any differs from the signed ids.

@@ -21,6 +21,12 @@ codes that become that status), one asking to certify a key off the allow-list (
 size, KEM) a CertRes with REJECTED_BY_AGENT (``refusal_status`` maps both); everything
 after the signatures (challenge, key uniqueness, the issuer's word) is a CertStatusCode.
 
+Plaintext headers are hints (SET-PROTOCOL.md 3.1), compared both ways with
+WRAPPER_MSG_MISMATCH (``purchase.check_header_without_transaction``): the CA compares a
+request header's RRPID with the sealed or signed one, a requester an answer's with the
+RRPID the CA signed, and both refuse a header naming any XID or LID, since a registration
+has neither. A header naming no ids is accepted.
+
 Builders take plain values and credentials; openers take wire messages, raise
 ``ProtocolError`` for every failed check and return frozen dataclasses.
 """
@@ -200,12 +206,6 @@ def check_thumbs_echo(sent: Sequence[bytes], echoed: common_pb2.Thumbs) -> None:
     """THUMBS_MISMATCH unless the signed answer echoes exactly the thumbprints we sent."""
     if list(echoed.thumbs) != list(sent):
         raise fail(ErrorCode.ERROR_CODE_THUMBS_MISMATCH, "Thumbs not echoed")
-
-
-def check_header_rrpid(request_header: common_pb2.Header, rrpid: bytes) -> None:
-    """WRAPPER_MSG_MISMATCH when the plaintext header names another request pair."""
-    if request_header.rrpid and request_header.rrpid != rrpid:
-        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "header RRPID differs")
 
 
 @dataclass(frozen=True)
@@ -402,7 +402,6 @@ __all__ = [
     "ca_bundle",
     "ca_error",
     "check_form",
-    "check_header_rrpid",
     "check_thumbs",
     "check_thumbs_echo",
     "fills_form",

@@ -8,9 +8,10 @@
     CertReq       EncX: Sealed(S(new key, CertReqData), extra = PANData0)  ->
                   <- EncK(back key, S(CA, CertResData))  Nonce-CCA, the new certificate
 
-The wallet's checks: its challenges echoed, the CA's chain to the pinned root, CAEThumb
-naming a key-exchange certificate of that same CA, and, on the new certificate, its own
-key and the blinded account it can recompute from PANSecret = f(CardSecret, Nonce-CCA).
+The wallet's checks: the answer's header naming no ids but the signed RRPID, its
+challenges echoed, the CA's chain to the pinned root, CAEThumb naming a key-exchange
+certificate of that same CA, and, on the new certificate, its own key and the blinded
+account it can recompute from PANSecret = f(CardSecret, Nonce-CCA).
 Only that wallet can read Nonce-CCA: the CertRes is sealed under the back key it sent
 inside the CertReq. A renewal (CARD_RENEWAL_SIG) is also signed by the key being renewed.
 
@@ -35,7 +36,7 @@ from setcore.pan import PAN, check_blinded_account, check_expiry, pan_secret
 from setcore.pki.roles import CARDHOLDER, CARDHOLDER_CA, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import CardData, header
+from setcore.purchase import CardData, check_header_without_transaction, header
 from setcore.registration import (
     REQUEST_COMPLETE,
     CaContact,
@@ -115,6 +116,7 @@ def open_card_c_init_response(
         response.card_c_init_res, CARD_C_INIT_RES_CT, trust, CARDHOLDER_CA, at=at
     )
     tbs = parse_strict(registration_pb2.CardCInitResTBS, verified.tbs)
+    check_header_without_transaction(response.header, tbs.rrpid)
     check_rrpid(state.rrpid, tbs.rrpid)
     check_echo(state.chall_ee, tbs.chall_ee, "Chall-EE")
     if tbs.lid_ee != state.lid_ee:
@@ -187,6 +189,7 @@ def open_reg_form_response(
         only=state.ca.signer.thumbprint, at=at,
     )  # fmt: skip
     tbs = parse_strict(registration_pb2.RegFormResTBS, verified.tbs)
+    check_header_without_transaction(response.header, tbs.rrpid)
     check_rrpid(state.rrpid, tbs.rrpid)
     check_echo(state.chall_ee2, tbs.chall_ee2, "Chall-EE2")
     if tbs.lid_ee != state.lid_ee or tbs.lid_ca != state.ca.lid_ca:
@@ -305,7 +308,7 @@ def open_card_cert_response(
     sealed = parse_strict(crypto_pb2.KeySealed, response.cert_res, own_content_type=False)
     plaintext = open_with_key(sealed, state.back_key, CERT_RES_CT, rrpid=state.exchange.rrpid)
     signed = parse_signed(plaintext)
-    data = open_cert_result(signed, state.exchange, trust, at=at)
+    data = open_cert_result(signed, response.header, state.exchange, trust, at=at)
     status = data.cert_status.cert_status_code
     if status != REQUEST_COMPLETE:
         return CardCertificate(status, data.cert_status.ee_message, None, (), None)

@@ -18,12 +18,12 @@ from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_lid
 from setcore.pan import PAN, InvalidPAN, check_expiry
 from setcore.pki.truststore import TrustStore
+from setcore.purchase import check_header_without_transaction
 from setcore.registration import (
     MAX_LANGUAGE_CHARS,
     FormTemplate,
     RevocationData,
     ca_bundle,
-    check_header_rrpid,
     check_thumbs,
 )
 from setcore.registration_cardholder import (
@@ -57,7 +57,7 @@ def check_card_c_init_request(request: registration_pb2.CardCInitRequest) -> Non
     check_id(request.chall_ee, "Chall-EE")
     check_lid(request.lid_ee, "LID-EE")
     check_thumbs(request.thumbs)
-    check_header_rrpid(request.header, request.rrpid)
+    check_header_without_transaction(request.header, request.rrpid)
     if not 0 < len(request.brand_id) <= MAX_BRAND_ID_CHARS:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "CardCInitReq needs a brand")
 
@@ -97,7 +97,7 @@ def open_reg_form_request(
     """Open RegFormReq with the CA key-exchange key; check the link to PANOnly."""
     sealed = parse_strict(crypto_pb2.Sealed, request.reg_form_req, own_content_type=False)
     check_id(sealed.rrpid, "RRPID")
-    check_header_rrpid(request.header, sealed.rrpid)
+    check_header_without_transaction(request.header, sealed.rrpid)
     kex_key, kex_thumb = ca.require_key_exchange()
     opened = open_sealed(
         sealed, ca.backend, kex_key, kex_thumb, REG_FORM_REQ_CT, extra_type=PAN_ONLY_CT

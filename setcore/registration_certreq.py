@@ -38,7 +38,7 @@ from setcore.pki.issuance import check_kem
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import header
+from setcore.purchase import check_header_without_transaction, header
 from setcore.registration import (
     CERT_STATUS_NAMES,
     DECRYPTION_ERROR,
@@ -46,7 +46,6 @@ from setcore.registration import (
     RevocationData,
     ca_bundle,
     check_form,
-    check_header_rrpid,
     check_thumbs,
     check_thumbs_echo,
     key_thumbprint,
@@ -115,7 +114,7 @@ def peek_cert_request(request: registration_pb2.CertRequest) -> CertRequestEnvel
     """Parse the outer envelope of a CertReq."""
     sealed = parse_strict(crypto_pb2.Sealed, request.cert_req, own_content_type=False)
     check_id(sealed.rrpid, "RRPID")
-    check_header_rrpid(request.header, sealed.rrpid)
+    check_header_without_transaction(request.header, sealed.rrpid)
     return CertRequestEnvelope(sealed, sealed.rrpid, sealed.recipient_cert_thumb)
 
 
@@ -317,16 +316,23 @@ class Exchange:
 
 
 def open_cert_result(
-    signed: crypto_pb2.Signed, exchange: Exchange, trust: TrustStore, *, at: datetime | None = None
+    signed: crypto_pb2.Signed,
+    plain: common_pb2.Header,
+    exchange: Exchange,
+    trust: TrustStore,
+    *,
+    at: datetime | None = None,
 ) -> registration_pb2.CertResData:
     """Verify CertResData: signed by our CA, answering our request with our challenge.
 
-    A DECRYPTION_ERROR answer names only the RRPID (the CA could read nothing else).
+    ``plain`` is the answer's header: it may name the signed RRPID and nothing else. A
+    DECRYPTION_ERROR answer names only the RRPID (the CA could read nothing else).
     """
     trust.update_from_bundle(signed.bundle, at)
     resolve = signer(trust, exchange.ca.certificate_type, only=exchange.ca.thumbprint, at=at)
     verified = open_signed(signed, CERT_RES_CT, resolve)
     data = parse_strict(registration_pb2.CertResData, verified.tbs)
+    check_header_without_transaction(plain, data.rrpid)
     check_rrpid(exchange.rrpid, data.rrpid)
     status = data.cert_status.cert_status_code
     if status not in CERT_STATUS_NAMES:
@@ -410,7 +416,7 @@ def read_cert_inquiry(
     check_lid(tbs.lid_ee, "LID-EE")
     check_lid(tbs.lid_ca, "LID-CA")
     check_thumbs(tbs.thumbs)
-    check_header_rrpid(request.header, tbs.rrpid)
+    check_header_without_transaction(request.header, tbs.rrpid)
     return tbs, signed
 
 

@@ -30,7 +30,7 @@ from setcore.pki.issuance import kem_for
 from setcore.pki.roles import MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase import header
+from setcore.purchase import check_header_without_transaction, header
 from setcore.registration import (
     DECRYPTION_ERROR,
     REQUEST_COMPLETE,
@@ -217,6 +217,7 @@ def open_me_aq_c_init_response(
         response.me_aq_c_init_res, ME_AQ_C_INIT_RES_CT, trust, kind.ca_type, at=at
     )
     tbs = parse_strict(registration_pb2.MeAqCInitResTBS, verified.tbs)
+    check_header_without_transaction(response.header, tbs.rrpid)
     check_rrpid(state.rrpid, tbs.rrpid)
     check_echo(state.chall_ee, tbs.chall_ee, "Chall-EE")
     if tbs.lid_ee != state.lid_ee:
@@ -336,7 +337,7 @@ def open_merchant_cert_response(
     if response.WhichOneof("result") == "error":
         raise ca_error(response.error, trust, kind.ca_type, at=at)
     signed = parse_signed(response.cert_res)
-    data = open_cert_result(signed, state.exchange, trust, at=at)
+    data = open_cert_result(signed, response.header, state.exchange, trust, at=at)
     status = data.cert_status.cert_status_code
     if status != REQUEST_COMPLETE:
         return MerchantCertificates(status, data.cert_status.ee_message, None, None, ())

@@ -16,13 +16,13 @@ from setcore.encoding import parse_strict
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_lid
 from setcore.pki.truststore import TrustStore
+from setcore.purchase import check_header_without_transaction
 from setcore.registration import (
     MAX_LANGUAGE_CHARS,
     FormTemplate,
     RequestKind,
     RevocationData,
     ca_bundle,
-    check_header_rrpid,
     check_thumbs,
 )
 from setcore.registration_certreq import (
@@ -57,7 +57,7 @@ def check_me_aq_c_init_request(
     check_id(request.chall_ee, "Chall-EE")
     check_lid(request.lid_ee, "LID-EE")
     check_thumbs(request.thumbs)
-    check_header_rrpid(request.header, request.rrpid)
+    check_header_without_transaction(request.header, request.rrpid)
     if not 0 < len(request.brand_id) <= MAX_BRAND_ID_CHARS:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "Me-AqCInitReq needs a brand")
     if len(request.language) > MAX_LANGUAGE_CHARS:
