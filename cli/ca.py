@@ -1,7 +1,17 @@
 """``setpay ca``: certificate authority operations on a bank directory.
 
+    setpay ca list      --config FILE [--subject NAME] [--all]
     setpay ca revoke    --config FILE (--serial N | --thumb HEX)
     setpay ca issue-tls --config FILE --role client|server --name NAME --out DIR
+
+``list`` prints the SET certificates the brand's CAs issued, from ``ca.db`` opened
+read-only and without opening the key backend, one line each: SHA-256 thumbprint, serial
+number, certificate type, usage, notAfter (UTC date), state (live, expired, revoked) and
+subject (last: a CA's name has spaces). Only live ones unless ``--all``; ``--subject``
+keeps those naming exactly NAME. Thumbprint and serial are printed as ``revoke`` takes
+them. A cardholder's subject is a random id (never card data, ``issue_cardholder``) and is
+printed in colon-hex like the thumbprint, for the reason ``cli.fingerprint`` gives;
+``--subject`` takes it in either form.
 
 ``revoke`` records the revocation in ``ca.db`` with a new CRL of the issuing CA and a new
 BrandCRLIdentifier; running bank processes pick it up within a second of their next
@@ -15,7 +25,11 @@ Exit status: 0 on success, 1 when the operation is refused, 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -23,10 +37,13 @@ from cli.fingerprint import colon_hex
 from gateway.bank_pki import ProvisioningError, load_bank_pki, open_ca_store
 from gateway.ca.errors import CaError
 from gateway.ca.publishing import revoke
-from gateway.config import ConfigError, load
+from gateway.ca.records import IssuedCertificate
+from gateway.ca.store import CaStore
+from gateway.config import BankConfig, ConfigError, load
 from gateway.provisioning import TLS_ROLES, issue_tls_files
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
+from setcore.pki import roles
 
 # SHA-256 fingerprints are 32 bytes.
 THUMB_BYTES = 32
@@ -60,6 +77,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ca.set_defaults(handler=run)
     commands = ca.add_subparsers(dest="ca_command", required=True, metavar="COMMAND")
 
+    listing = commands.add_parser("list", help="list the SET certificates the CAs issued")
+    listing.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
+    listing.add_argument("--subject", help="only certificates naming exactly this subject")
+    listing.add_argument("--all", action="store_true", help="expired and revoked ones too")
+
     revoked = commands.add_parser("revoke", help="revoke a certificate, publish CRL and BCI")
     revoked.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
     which = revoked.add_mutually_exclusive_group(required=True)
@@ -77,6 +99,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     """Run one ``setpay ca`` subcommand; the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.ca_command == "list":
+        return _list(args, out, err)
     try:
         config = load(args.config)
         pki = load_bank_pki(config)
@@ -106,3 +130,74 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return 1
     finally:
         pki.close()
+
+
+def type_label(certificate_type: int) -> str:
+    """A CertificateType as ``list`` prints it: ``merchant``, ``payment-gateway-ca``..."""
+    name = roles.type_name(certificate_type).removeprefix("CERTIFICATE_TYPE_")
+    return name.lower().replace("_", "-")
+
+
+def _shown_subject(cert: IssuedCertificate) -> str:
+    if cert.certificate_type != roles.CARDHOLDER:
+        return cert.subject
+    try:
+        return colon_hex(bytes.fromhex(cert.subject))
+    except ValueError:
+        return cert.subject
+
+
+def _stored_subjects(name: str) -> Sequence[str | None]:
+    # A cardholder's id as ``list`` prints it (colon-hex) and as ca.db holds it (hex).
+    if ":" not in name:
+        return (name,)
+    try:
+        return (name, bytes.fromhex(name.replace(":", "")).hex())
+    except ValueError:
+        return (name,)
+
+
+def _state(cert: IssuedCertificate, revoked_ms: int | None, now_ms: int) -> str:
+    if revoked_ms is not None:
+        return "revoked"
+    return "expired" if cert.not_after_ms < now_ms else "live"
+
+
+def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        config: BankConfig = load(args.config)
+        store = CaStore.open_readonly(config.path(config.ca_db))
+    except (ConfigError, CaError) as exc:
+        print(f"setpay ca: cannot open the bank: {exc}", file=err)
+        return 1
+    now_ms = int(time.time() * 1000)
+    subjects = _stored_subjects(args.subject) if args.subject is not None else (None,)
+    rows: list[tuple[str, ...]] = []
+    try:
+        with store.read() as tx:
+            listed = itertools.chain.from_iterable(
+                tx.listed_certificates(subject=subject, live_at_ms=None if args.all else now_ms)
+                for subject in subjects
+            )
+            for cert, revoked_ms in listed:
+                not_after = datetime.fromtimestamp(cert.not_after_ms / 1000, tz=UTC)
+                rows.append((
+                    colon_hex(cert.thumb),
+                    colon_hex(cert.serial.to_bytes((cert.serial.bit_length() + 7) // 8 or 1)),
+                    type_label(cert.certificate_type),
+                    cert.usage,
+                    not_after.date().isoformat(),
+                    _state(cert, revoked_ms, now_ms),
+                    _shown_subject(cert),
+                ))  # fmt: skip
+    except CaError as exc:
+        print(f"setpay ca list: {exc}", file=err)
+        return 1
+    finally:
+        store.close()
+    if rows:
+        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            print("  ".join([*cells, row[-1]]), file=out)
+    return 0

@@ -243,6 +243,30 @@ class StoreTransaction:
         ).fetchone()
         return row is not None
 
+    def listed_certificates(
+        self, *, subject: str | None = None, live_at_ms: int | None = None
+    ) -> Iterator[tuple[IssuedCertificate, int | None]]:
+        """Certificates with their revocation time (None: not revoked), oldest first.
+
+        Only those naming exactly ``subject`` when it is given; only the unexpired and
+        unrevoked at ``live_at_ms`` when it is given. Rows are read as they are consumed
+        (a bank holds a certificate per cardholder): consume them inside the transaction.
+        """
+        # A full scan (no index on subject, the schema stays at version 1): an operator's
+        # occasional listing, as with holds_live_certificate.
+        rows = self._db.execute(
+            "SELECT c.thumb, c.serial, c.issuer_thumb, c.certificate_type, c.usage, c.subject, "
+            "c.der, c.not_after_ms, c.issued_ms, r.revoked_ms FROM certificates AS c "
+            "LEFT JOIN revocations AS r ON r.cert_thumb = c.thumb "
+            "WHERE (:subject IS NULL OR c.subject = :subject) "
+            "AND (:now IS NULL OR (c.not_after_ms >= :now AND r.cert_thumb IS NULL)) "
+            "ORDER BY c.issued_ms, c.rowid",
+            {"subject": subject, "now": live_at_ms},
+        )
+        for r in rows:
+            cert = IssuedCertificate(r[0], int(r[1], 16), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
+            yield cert, r[9]
+
     # -- revocation -----------------------------------------------------------------
 
     def revoke(self, cert: IssuedCertificate, now_ms: int) -> None:
@@ -317,6 +341,16 @@ class StoreTransaction:
 
     # -- housekeeping ---------------------------------------------------------------
 
+    def schema_version(self) -> int | None:
+        """The schema version the database records (None: not a setpay CA database)."""
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if exists is None:
+            return None
+        row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        return None if row is None else int(row[0])
+
     def purge(self, sessions_before_ms: int, responses_before_ms: int) -> None:
         """Forget expired sessions and old stored answers (decided requests are kept)."""
         self._db.execute("DELETE FROM sessions WHERE expires_ms < ?", (sessions_before_ms,))
@@ -362,6 +396,39 @@ class CaStore:
             store._prepare(create)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
+        return store
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> CaStore:
+        """Open ``ca.db`` for reading only (``setpay ca list``); checks the schema version.
+
+        Nothing is written, not even the journal mode: the running bank set WAL when it
+        created the file, and SQLite keeps it.
+        """
+        if not path.exists():
+            raise StoreError(f"no CA database at {path}")
+        try:
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open CA database {path}: {exc}") from exc
+        store = cls(db, path)
+        try:
+            with store.read() as tx:
+                found = tx.schema_version()
+            if found is None:
+                raise SchemaMismatch(f"{path} holds no setpay CA schema")
+            if found != SCHEMA_VERSION:
+                raise SchemaMismatch(f"{path}: schema {found}, need {SCHEMA_VERSION}")
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _prepare(self, create: bool) -> None:
