@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.filelock import exclusive_lock
+from hsm.pinsource import has_surrogates
 from hsm.policy import (
     LABEL_PATTERN,
     PRIVATE_KEY_TYPES,
@@ -318,6 +319,9 @@ def _stretch(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     # open allocate gigabytes (2^20 x 8 x 128 = 1 GiB is already far past our 32 MiB).
     if not (2 <= n <= 2**20 and 1 <= r <= 16 and 1 <= p <= 4):
         raise PermanentBackendError("keystore scrypt parameters out of range")
+    if has_surrogates(passphrase):
+        # Checked, not caught: a UnicodeEncodeError's args hold the whole passphrase.
+        raise PermanentBackendError("keystore passphrase is not UTF-8 text")
     return Scrypt(salt=salt, length=DERIVED_BYTES, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
 
 

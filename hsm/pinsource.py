@@ -61,8 +61,20 @@ class PinSource:
             value = os.environ.get(self.location, "")
             if not value:
                 raise PermanentBackendError(f"environment variable {self.location} is not set")
+            # Bytes that are not UTF-8 arrive as lone surrogates, which every later
+            # encode() rejects with a UnicodeEncodeError whose args hold the whole secret:
+            # looked for without encoding, so no such error exists even as a context.
+            if has_surrogates(value):
+                raise PermanentBackendError(
+                    f"environment variable {self.location} is not UTF-8 text"
+                )
             return value
         return _read_secret_file(self.location)
+
+
+def has_surrogates(text: str) -> bool:
+    """True if ``text`` holds a lone surrogate (undecodable bytes): it has no UTF-8 form."""
+    return any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def _read_secret_file(path: str) -> str:

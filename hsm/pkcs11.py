@@ -40,7 +40,17 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from pkcs11 import KDF, MGF, Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import (
+    KDF,
+    MGF,
+    Attribute,
+    DecryptMixin,
+    DeriveMixin,
+    KeyType,
+    Mechanism,
+    ObjectClass,
+    SignMixin,
+)
 from pkcs11 import exceptions as p11
 
 from hsm.base import (
@@ -55,6 +65,7 @@ from hsm.errors import (
     DecapsulationError,
     KeyExists,
     KeyNotFound,
+    KeyUsageError,
     PermanentBackendError,
     UnsupportedAlgorithm,
 )
@@ -63,6 +74,7 @@ from hsm.policy import (
     P256_POINT_LENGTH,
     PSS_SALT_LENGTH,
     algorithm_of_private,
+    as_bytes,
     check_certificate,
     check_combination,
     check_label,
@@ -256,6 +268,7 @@ class Pkcs11Backend(KeyBackend):
 
     def sign(self, key: KeyHandle, data: bytes) -> bytes:
         """Sign ``data`` on the token (SHA-256; see the module docstring per algorithm)."""
+        data = as_bytes(data, "data to sign")
         with observed(self._observer, "sign", key.signature_algorithm.value):
             record = self._record(key)
             require_sign(record.handle)
@@ -275,7 +288,7 @@ class Pkcs11Backend(KeyBackend):
             self._require_mechanism(mechanism, f"sign with {algorithm.value} keys")
 
             def sign(session: TokenSession) -> bytes:
-                private = session.find(ObjectClass.PRIVATE_KEY, record.ck_id)
+                private = self._capable(session, record, SignMixin, "sign")
                 signature: bytes = private.sign(
                     payload, mechanism=mechanism, mechanism_param=parameter
                 )
@@ -295,6 +308,7 @@ class Pkcs11Backend(KeyBackend):
 
     def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
         """Open a key transport on the token: ECDH shared secret or OAEP plaintext."""
+        ciphertext = as_bytes(ciphertext, "ciphertext")
         with observed(self._observer, "decapsulate", kem.value):
             record = self._record(key)
             require_decapsulate(record.handle, kem)
@@ -384,7 +398,7 @@ class Pkcs11Backend(KeyBackend):
         self._require_mechanism(Mechanism.ECDH1_DERIVE, "derive with ec-p256 keys")
 
         def derive(session: TokenSession) -> bytes:
-            private = session.find(ObjectClass.PRIVATE_KEY, record.ck_id)
+            private = self._capable(session, record, DeriveMixin, "decapsulate")
             secret = private.derive_key(
                 KeyType.GENERIC_SECRET,
                 256,
@@ -412,7 +426,7 @@ class Pkcs11Backend(KeyBackend):
         token_hash, token_mgf, _ = OAEP_PARAMETERS[kem]
 
         def decrypt(session: TokenSession) -> bytes:
-            private = session.find(ObjectClass.PRIVATE_KEY, record.ck_id)
+            private = self._capable(session, record, DecryptMixin, "decapsulate")
             plaintext: bytes = private.decrypt(
                 ciphertext,
                 mechanism=Mechanism.RSA_PKCS_OAEP,
@@ -425,6 +439,23 @@ class Pkcs11Backend(KeyBackend):
     def _record(self, key: KeyHandle) -> TokenKey:
         """The backend's own record of ``key``: its usage, not the caller's copy, is law."""
         return self._catalog.find(key.label, key.version)
+
+    def _capable(
+        self, session: TokenSession, record: TokenKey, capability: type, action: str
+    ) -> Any:
+        """The key's private object, if its token attributes allow ``action``.
+
+        python-pkcs11 gives an object only the methods its CKA_SIGN / CKA_DERIVE /
+        CKA_DECRYPT allow when it is looked up: a key narrowed on the token (by another
+        tool, before this lookup) has no method to call, where the token would have said
+        CKR_KEY_FUNCTION_NOT_PERMITTED. Same error either way.
+        """
+        private = session.find(ObjectClass.PRIVATE_KEY, record.ck_id)
+        if not isinstance(private, capability):
+            raise KeyUsageError(
+                f"{self._link.name} refused to {action}: the key's attributes forbid it"
+            )
+        return private
 
     def _require_mechanism(self, mechanism: Mechanism, purpose: str) -> None:
         if mechanism not in self._link.mechanisms:

@@ -41,6 +41,21 @@ PRIVATE_KEY_TYPES = (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25
 PUBLIC_KEY_TYPES = (ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey)
 
 
+def as_bytes(data: object, what: str) -> bytes:
+    """``data`` as ``bytes``: a bytes-like object is copied, anything else is a TypeError.
+
+    Every backend takes the same inputs. python-pkcs11 in particular takes any other
+    iterable for a multi-part operation and answers with a generator that would run on
+    the token later, outside the session lease and the module lock.
+    """
+    if isinstance(data, bytes):
+        return data
+    try:
+        return bytes(memoryview(data))  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{what} must be bytes, not {type(data).__name__}") from None
+
+
 def check_label(label: str) -> None:
     """Raise ``InvalidKeyLabel`` unless ``label`` matches ``LABEL_PATTERN``."""
     if not LABEL_PATTERN.fullmatch(label):

@@ -42,6 +42,7 @@ from hsm.policy import (
     PSS_SALT_LENGTH,
     RSA_PUBLIC_EXPONENT,
     algorithm_of_private,
+    as_bytes,
     check_certificate,
     check_combination,
     check_label,
@@ -156,6 +157,7 @@ class SoftwareBackend(KeyBackend):
 
     def sign(self, key: KeyHandle, data: bytes) -> bytes:
         """Sign ``data`` with the key's algorithm (SHA-256 inside)."""
+        data = as_bytes(data, "data to sign")
         with observed(self._observer, "sign", key.signature_algorithm.value):
             record = self._record(key)
             require_sign(record)
@@ -172,6 +174,7 @@ class SoftwareBackend(KeyBackend):
 
     def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
         """Open a key transport: ECDH shared secret or OAEP plaintext."""
+        ciphertext = as_bytes(ciphertext, "ciphertext")
         with observed(self._observer, "decapsulate", kem.value):
             record = self._record(key)
             require_decapsulate(record, kem)

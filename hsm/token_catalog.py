@@ -21,7 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from pkcs11 import MGF, Attribute, Mechanism, ObjectClass
+from pkcs11 import MGF, Attribute, DecryptMixin, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
 from hsm.base import KemAlgorithm, KeyHandle
@@ -118,14 +118,19 @@ class TokenCatalog:
         session.confirm_token()
         keys = build_catalog(metadata, privates, publics, self._rsa_kem)
         if not self._rsa_kem_known:
-            candidate = next(
-                (k for k in keys if k.handle.algorithm.is_rsa and k.handle.usage.can_decapsulate),
-                None,
-            )
-            if candidate is not None:
-                self._rsa_kem = self._probe_oaep(session, candidate)
+            for candidate in keys:
+                if not (
+                    candidate.handle.algorithm.is_rsa and candidate.handle.usage.can_decapsulate
+                ):
+                    continue
+                private = session.find(ObjectClass.PRIVATE_KEY, candidate.ck_id)
+                if not isinstance(private, DecryptMixin):
+                    # CKA_DECRYPT turned off on the token: this key cannot be asked.
+                    continue
+                self._rsa_kem = self._probe_oaep(private, candidate)
                 self._rsa_kem_known = True
                 keys = build_catalog(metadata, privates, publics, self._rsa_kem)
+                break
         return keys
 
     def after_fork_in_child(self) -> None:
@@ -139,14 +144,13 @@ class TokenCatalog:
             versions = [v for (name, v) in self._keys if name == label]
             return self._keys[(label, max(versions))] if versions else None
 
-    def _probe_oaep(self, session: TokenSession, key: TokenKey) -> KemAlgorithm | None:
+    def _probe_oaep(self, private: Any, key: TokenKey) -> KemAlgorithm | None:
         """The best OAEP the token decrypts, found by encrypting to ``key`` and decrypting."""
         if Mechanism.RSA_PKCS_OAEP not in self._link.mechanisms:
             return None
         public = key.handle.public_key
         if not isinstance(public, rsa.RSAPublicKey):
             return None
-        private = session.find(ObjectClass.PRIVATE_KEY, key.ck_id)
         for kem, (token_hash, token_mgf, python_hash) in OAEP_PARAMETERS.items():
             probe = secrets.token_bytes(OAEP_TRIAL_BYTES)
             ciphertext = public.encrypt(
@@ -178,10 +182,18 @@ def objects(session: TokenSession, classes: tuple[ObjectClass, ...], ids: set[by
 
 
 def metadata_objects(session: TokenSession) -> list[tuple[Any, dict[str, Any]]]:
-    """setpay's data objects on the token, each with its decoded metadata."""
+    """setpay's data objects on the token, each with its decoded metadata.
+
+    Only private ones: a session that never logged in can create public objects, and
+    the metadata says what a key may do and which version is newest.
+    """
     found = []
     for obj in session.session.get_objects(
-        {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: APPLICATION}
+        {
+            Attribute.CLASS: ObjectClass.DATA,
+            Attribute.APPLICATION: APPLICATION,
+            Attribute.PRIVATE: True,
+        }
     ):
         meta = parse_metadata(obj[Attribute.VALUE])
         if meta is not None:

@@ -185,7 +185,10 @@ class PinLatch:
             value = os.environ.get(self._source.location)
             if value is None:
                 return ("env", None)
-            return ("env", hmac.new(self._key, value.encode(), hashlib.sha256).digest())
+            # surrogatepass: a value that is not UTF-8 still has an identity (read()
+            # refuses it), and no UnicodeEncodeError carries the PIN away.
+            raw = value.encode("utf-8", "surrogatepass")
+            return ("env", hmac.new(self._key, raw, hashlib.sha256).digest())
         try:
             found = os.stat(self._source.location)
         except OSError as exc:

@@ -93,6 +93,30 @@ def test_rsa_oaep_decapsulation_round_trip(backend: KeyBackend) -> None:
     assert backend.decapsulate(key, key.kem, ciphertext) == expected
 
 
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_bytes_like_input_is_taken_as_bytes(backend: KeyBackend, wrap: type) -> None:
+    # A token library takes any other iterable for a multi-part operation and answers
+    # with a generator that would reach the token later, outside its session and lock.
+    signer = backend.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.RSA_2048)
+    verify(signer.public_key, backend.sign(signer, wrap(MESSAGE)), MESSAGE)
+    for algorithm in (KeyAlgorithm.RSA_2048, KeyAlgorithm.EC_P256):
+        key = backend.generate(f"kex-{algorithm.value}", KeyUsage.KEY_EXCHANGE, algorithm)
+        assert key.kem is not None
+        ciphertext, expected = encapsulate(key)
+        opened = backend.decapsulate(key, key.kem, wrap(ciphertext))
+        assert type(opened) is bytes and opened == expected
+
+
+def test_input_that_is_not_bytes_is_refused_before_the_backend(backend: KeyBackend) -> None:
+    signer = backend.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.ED25519)
+    exchange = backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048)
+    assert exchange.kem is not None
+    with pytest.raises(TypeError, match="data to sign must be bytes, not str"):
+        backend.sign(signer, MESSAGE.decode("latin-1"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ciphertext must be bytes, not list"):
+        backend.decapsulate(exchange, exchange.kem, [bytes(256)])  # type: ignore[arg-type]
+
+
 def test_versions_and_newest(backend: KeyBackend) -> None:
     first = backend.generate("rotating", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     second = backend.generate("rotating", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pkcs11 import Attribute, KeyType
 
-from hsm.base import KeyUsage
+from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_objects import build_catalog
+from hsm.token_objects import build_catalog, key_id
 
-from .testbed import SoftToken, pkcs11_tool
+from .testbed import SOFTHSM_MODULE, SoftToken, pkcs11_tool
 
 
 @pytest.fixture
@@ -74,3 +77,50 @@ def test_catalog_lists_only_keys_that_cannot_leave_the_token(
 ) -> None:
     keys = build_catalog([], [_rsa_private_attributes(**protection)], [], None)
     assert [key.handle.label for key in keys] == (["foreign-rsa"] if listed else [])
+
+
+# Run in a process of its own that never logs in: what anyone who can reach the token
+# without its PIN can do (login state belongs to the process, so not in this one).
+_WITHOUT_LOGIN = """
+import json, sys
+import pkcs11
+from pkcs11 import Attribute, ObjectClass
+module, label, meta = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+token = pkcs11.lib(module).get_token(token_label=label)
+with token.open(rw=True) as session:
+    session.create_object({
+        Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: "setpay",
+        Attribute.LABEL: meta["label"], Attribute.VALUE: json.dumps(meta).encode(),
+        Attribute.TOKEN: True, Attribute.PRIVATE: False,
+    })
+"""
+
+
+@pytest.mark.integration
+def test_metadata_written_without_the_pin_is_not_believed(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    signing = backend.generate("gw-sign", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    exchange = backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+    before = backend.list_keys()
+    # A public data object claiming the key-exchange key is a newer signing key.
+    meta = {
+        "format": 1,
+        "label": "gw-sign",
+        "version": 7,
+        "usage": "signature",
+        "algorithm": "ec-p256",
+        "id": key_id("gw-kex", 1).hex(),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_LOGIN, SOFTHSM_MODULE, token.label, json.dumps(meta)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    # setpay's metadata is private: only a logged-in user may say what a key is for.
+    assert backend.list_keys() == before
+    assert backend.get("gw-sign") == signing
+    assert backend.get("gw-kex") == exchange

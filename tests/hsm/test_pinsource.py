@@ -12,6 +12,7 @@ import pytest
 from hsm.errors import PermanentBackendError
 from hsm.pinsource import MAX_SECRET_FILE_BYTES, PinSource
 from hsm.pkcs11 import Pkcs11Backend
+from hsm.software import SoftwareBackend
 
 from .testbed import SoftToken
 
@@ -108,3 +109,50 @@ def test_group_readable_pin_file_stops_a_token_login(token: SoftToken, tmp_path:
     with pytest.raises(PermanentBackendError, match="accessible to group or others") as caught:
         Pkcs11Backend(replace(token.config(), pin_source=PinSource("file", str(exposed))))
     assert token.pin not in str(caught.value)
+
+
+# What the environment holds for a secret written in Latin-1: its undecodable byte
+# arrives in Python as a lone surrogate.
+NOT_UTF8_SECRET = "s3cret-p\udce9n"
+
+
+def _assert_hides_the_secret(error: BaseException) -> None:
+    """Neither the error nor anything chained to it carries the secret."""
+    seen: BaseException | None = error
+    while seen is not None:
+        assert "s3cret" not in str(seen) and "s3cret" not in repr(seen)
+        seen = seen.__cause__ or seen.__context__
+
+
+def test_secret_variable_that_is_not_utf8_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SETPAY_TEST_PIN", NOT_UTF8_SECRET)
+    with pytest.raises(PermanentBackendError, match="SETPAY_TEST_PIN is not UTF-8") as caught:
+        PinSource("env", "SETPAY_TEST_PIN").read()
+    _assert_hides_the_secret(caught.value)
+
+
+def test_keystore_passphrase_that_is_not_utf8_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SETPAY_TEST_PASSPHRASE", NOT_UTF8_SECRET)
+    source = PinSource("env", "SETPAY_TEST_PASSPHRASE")
+    with pytest.raises(PermanentBackendError, match="not UTF-8") as caught:
+        SoftwareBackend.open(tmp_path / "keystore", source)
+    _assert_hides_the_secret(caught.value)
+    # Given as text, not through a source, it is refused the same way.
+    with pytest.raises(PermanentBackendError, match="passphrase is not UTF-8") as caught:
+        SoftwareBackend.open(tmp_path / "keystore", NOT_UTF8_SECRET)
+    _assert_hides_the_secret(caught.value)
+
+
+@pytest.mark.integration
+def test_pin_variable_that_is_not_utf8_stops_a_token_login(
+    token: SoftToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SETPAY_TEST_PIN", NOT_UTF8_SECRET)
+    config = replace(token.config(), pin_source=PinSource("env", "SETPAY_TEST_PIN"))
+    with pytest.raises(PermanentBackendError, match="SETPAY_TEST_PIN is not UTF-8") as caught:
+        Pkcs11Backend(config)
+    _assert_hides_the_secret(caught.value)

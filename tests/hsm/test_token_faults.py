@@ -157,3 +157,55 @@ def test_a_session_the_token_will_not_open_is_a_backend_error(
     monkeypatch.setattr(backend._link, "_session_for", no_session)
     with pytest.raises(TransientBackendError, match="cannot sign now"):
         backend.sign(key, DATA)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("usage", "algorithm", "attribute"),
+    [
+        (KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256, Attribute.SIGN),
+        (KeyUsage.SIGNATURE, KeyAlgorithm.RSA_2048, Attribute.SIGN),
+        (KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256, Attribute.DERIVE),
+    ],
+)
+def test_key_narrowed_on_the_token_before_it_is_looked_up_is_a_usage_error(
+    backend: Pkcs11Backend,
+    token: SoftToken,
+    usage: KeyUsage,
+    algorithm: KeyAlgorithm,
+    attribute: Attribute,
+) -> None:
+    key = backend.generate("narrowed", usage, algorithm)
+    _set_private_attribute(backend, "narrowed", attribute, False)
+    # A backend opened afterwards (a restarted process) looks the key up already narrowed.
+    fresh = Pkcs11Backend(token.config())
+    try:
+        with pytest.raises(KeyUsageError, match=r"refused to .*the key's attributes forbid it"):
+            if usage.can_sign:
+                fresh.sign(key, DATA)
+            else:
+                point, _ = encapsulate(key)
+                fresh.decapsulate(key, KemAlgorithm.P256_HKDF_SHA256, point)
+    finally:
+        fresh.close()
+
+
+@pytest.mark.integration
+def test_rsa_key_narrowed_on_the_token_does_not_stop_a_backend_opening(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    # The OAEP trial runs on the first RSA key-exchange key: here one the token forbids.
+    narrowed = backend.generate("a-narrowed", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048)
+    usable = backend.generate("b-usable", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048)
+    _set_private_attribute(backend, "a-narrowed", Attribute.DECRYPT, False)
+    fresh = Pkcs11Backend(token.config())
+    try:
+        assert fresh.rsa_kem is KemAlgorithm.RSA_OAEP_SHA1
+        kem = KemAlgorithm.RSA_OAEP_SHA1
+        ciphertext, secret = encapsulate(usable, kem)
+        assert fresh.decapsulate(fresh.get("b-usable"), kem, ciphertext) == secret
+        ciphertext, _ = encapsulate(narrowed, kem)
+        with pytest.raises(KeyUsageError, match="refused to decapsulate"):
+            fresh.decapsulate(fresh.get("a-narrowed"), kem, ciphertext)
+    finally:
+        fresh.close()
