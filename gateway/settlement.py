@@ -175,6 +175,9 @@ def _reversal_items(verified: VerifiedCapRevOrCredRequest) -> list[ReversalItem]
             hold_id=entry.token.hold_id,
             original_rrpid=entry.item.original_rrpid,
             batch_id=entry.item.new_batch_id or None,
+            # Signed by the merchant, in the token's unit (setcore checked): the ledger
+            # refuses it unless it is the whole original.
+            amount=entry.item.amount.amount,
         )
         for entry in verified.items
     ]

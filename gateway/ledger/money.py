@@ -286,6 +286,9 @@ class MoneyOperations:
         per RRPID."""
         check_text("merchant_id", merchant_id)
         check_items(items, item_class)
+        for item in items:
+            if isinstance(item, ReversalItem) and item.amount is not None:
+                check_amount("amount", item.amount)
         now = self._clock()
         frozen = tuple(items)
         return self._once(

@@ -3,10 +3,12 @@
     capture           posts part or all of a hold, card -> merchant; the sum of captures
                       never exceeds the authorized amount, and none after expiry
     capture reversal  undoes one capture in full, merchant -> card; refused once that
-                      capture has been refunded (refund the refund first)
+                      capture has been refunded (refund the refund first), or when the
+                      request names another amount than the capture's
     credit            refunds merchant -> card, at most captured net less refunded net
     credit reversal   undoes one credit in full, card -> merchant; refused if the card
-                      cannot absorb it (no operation takes a card over its limit)
+                      cannot absorb it (no operation takes a card over its limit), or
+                      when the request names another amount than the credit's
 
 A request carries one or more items, each decided on its own (``PostingOutcome``): one
 item declined does not stop the others. Captures and credits are known afterwards by
@@ -58,11 +60,16 @@ class CreditItem:
 
 @dataclass(frozen=True)
 class ReversalItem:
-    """Undo the capture or credit made on a hold by the request ``original_rrpid``."""
+    """Undo the capture or credit made on a hold by the request ``original_rrpid``.
+
+    ``amount`` is what the merchant asked to undo: a reversal is always of the whole
+    original, so another amount is refused (INVALID_AMOUNT) rather than overridden.
+    """
 
     hold_id: str
     original_rrpid: bytes
     batch_id: str | None = None
+    amount: int | None = None
 
 
 def _lock_cards(tx: Transaction, merchant_account_id: str, hold_ids: Sequence[str]) -> None:
@@ -241,7 +248,7 @@ def _credit_one(
 
 
 def _original(
-    tx: Transaction, hold: Row, kind: TransactionKind, original_rrpid: bytes
+    tx: Transaction, hold: Row, kind: TransactionKind, item: ReversalItem
 ) -> Row | Decline:
     """The capture or credit being reversed, or why it cannot be."""
     original = tx.one(
@@ -250,7 +257,7 @@ def _original(
         " WHERE t.hold_id = ? AND t.kind = ? AND t.rrpid = ?",
         hold["id"],
         kind.value,
-        original_rrpid,
+        item.original_rrpid,
     )
     if original is None:
         return Decline.UNKNOWN_ORIGINAL
@@ -258,6 +265,8 @@ def _original(
         return Decline.ORIGINAL_PURGED
     if tx.one("SELECT 1 AS found FROM transfers WHERE reverses_id = ?", original["id"]):
         return Decline.ORIGINAL_REVERSED
+    if item.amount is not None and item.amount != int(original["amount"]):
+        return Decline.INVALID_AMOUNT
     return original
 
 
@@ -281,7 +290,7 @@ def _reverse_capture_one(
     hold = _own_hold(tx, merchant, item.hold_id)
     if hold is None:
         return Declined(Decline.UNKNOWN_ORIGINAL)
-    original = _original(tx, hold, TransactionKind.CAPTURE, item.original_rrpid)
+    original = _original(tx, hold, TransactionKind.CAPTURE, item)
     if isinstance(original, Decline):
         return Declined(original)
     amount = int(original["amount"])
@@ -328,7 +337,7 @@ def _reverse_credit_one(
     hold = _own_hold(tx, merchant, item.hold_id)
     if hold is None:
         return Declined(Decline.UNKNOWN_ORIGINAL)
-    original = _original(tx, hold, TransactionKind.CREDIT, item.original_rrpid)
+    original = _original(tx, hold, TransactionKind.CREDIT, item)
     if isinstance(original, Decline):
         return Declined(original)
     amount = int(original["amount"])

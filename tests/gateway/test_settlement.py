@@ -156,6 +156,44 @@ def test_credit_at_most_captured_and_reversals(ec_world: World, ec_merchant: Mer
     ledger.check_balanced()
 
 
+def test_a_reversal_for_another_amount_moves_nothing(
+    ec_world: World, ec_merchant: Merchant
+) -> None:
+    # The merchant signs the amount to undo; the gateway must not undo the whole capture
+    # (or credit) instead and answer success for more than was asked.
+    ledger = ec_world.running.ledger
+    auth = _authorized(ec_world, ec_merchant, 1000)
+    capture(ec_world, ec_merchant, auth, 600)
+    _, credit_rrpid = credit(ec_world, ec_merchant, auth, 200)
+    gateway = ec_merchant.gateway_kex.recipient()
+    request, state = build_credit_reversal_request(
+        ec_merchant.credentials, gateway, [_item(auth, 50, credit_rrpid)], ec_merchant.merchant_id
+    )
+    result = open_credit_reversal_response(
+        ec_world.gateway.CreditReversal(request), ec_merchant.credentials, state, ec_merchant.trust
+    )
+    assert (result.items[0].code, result.items[0].actual_amt.amount) == (
+        c.CAP_REV_OR_CRED_CODE_CAP_DATA_MISMATCH,
+        0,
+    )
+    assert ledger.card_account(auth.account_id).posted_debt == 400
+    other = _authorized(ec_world, ec_merchant, 1000)
+    _, _, other_capture, _ = capture(ec_world, ec_merchant, other, 600)
+    request, state = build_capture_reversal_request(
+        ec_merchant.credentials, gateway, [_item(other, 100, other_capture)],
+        ec_merchant.merchant_id,
+    )  # fmt: skip
+    result = open_capture_reversal_response(
+        ec_world.gateway.CaptureReversal(request), ec_merchant.credentials, state, ec_merchant.trust
+    )
+    assert (result.items[0].code, result.items[0].actual_amt.amount) == (
+        c.CAP_REV_OR_CRED_CODE_CAP_DATA_MISMATCH,
+        0,
+    )
+    assert ledger.card_account(other.account_id).posted_debt == 600
+    ledger.check_balanced()
+
+
 def test_authorization_reversal_releases_the_hold(world: World, merchant: Merchant) -> None:
     ledger = world.running.ledger
     auth = _authorized(world, merchant, 1000)

@@ -298,3 +298,42 @@ def test_a_batch_report_is_one_snapshot(bank: Bank, monkeypatch: pytest.MonkeyPa
     after = bank.ledger.batch_report(MERCHANT)
     assert after.summary.totals[TransactionKind.CAPTURE].count == 2
     assert [t.rrpid for t in after.page.items] == [b"cap-0", b"cap-1"]
+
+
+def test_no_posting_or_purge_in_another_merchants_batch(bank: Bank) -> None:
+    bank.ledger.open_merchant_account("other-shop", EUR)
+    hold = hold_of(bank, PAN_A, 5000)
+    mine = posted(
+        bank.call(bank.ledger.capture, merchant_id=MERCHANT, items=[CaptureItem(hold, 10, EUR)])
+    )
+    other_hold = bank.authorize(PAN_B, 100, merchant="other-shop")
+    assert isinstance(other_hold, Authorized)
+    stray = bank.call(
+        bank.ledger.capture,
+        merchant_id="other-shop",
+        items=[CaptureItem(other_hold.hold_id, 100, EUR, batch_id=mine.batch_id)],
+    )
+    assert stray == PostingOutcome((Declined(Decline.BATCH_UNKNOWN),))
+    batch_op(bank, "close_batch", mine.batch_id)
+    purge = bank.call(bank.ledger.purge_batch, "other-shop", mine.batch_id)
+    assert purge == Declined(Decline.BATCH_UNKNOWN)
+    summary = bank.ledger.batch_summary(MERCHANT, mine.batch_id)
+    assert summary.status == "closed"
+    assert summary.totals[TransactionKind.CAPTURE] == KindTotals(1, 10)
+    assert bank.ledger.hold(other_hold.hold_id).captured == 0
+    with pytest.raises(UnknownBatch):
+        bank.ledger.batch_summary("other-shop")
+
+
+def test_a_refused_posting_opens_no_batch(bank: Bank) -> None:
+    hold = hold_of(bank, PAN_A, 1000)
+    refused = bank.call(
+        bank.ledger.capture, merchant_id=MERCHANT, items=[CaptureItem(hold, 1001, EUR)]
+    )
+    assert refused == PostingOutcome((Declined(Decline.AMOUNT_EXCEEDS_AUTHORIZATION),))
+    with pytest.raises(UnknownBatch):
+        bank.ledger.batch_summary(MERCHANT)
+    first = posted(
+        bank.call(bank.ledger.capture, merchant_id=MERCHANT, items=[CaptureItem(hold, 1000, EUR)])
+    )
+    assert first.batch_seq == 1

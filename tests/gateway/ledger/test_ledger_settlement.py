@@ -17,7 +17,7 @@ from gateway.ledger import (
     TransactionKind,
     UnknownMerchant,
 )
-from tests.gateway.ledger.ledger_support import EUR, MERCHANT, PAN_A, PAN_B, USD, Bank
+from tests.gateway.ledger.ledger_support import EUR, MERCHANT, PAN_A, PAN_B, USD, Bank, FakeClock
 
 
 def hold_of(bank: Bank, pan: str, amount: int) -> str:
@@ -240,3 +240,99 @@ def test_captures_still_post_after_the_card_is_blocked(bank: Bank) -> None:
     bank.ledger.block_card_account(bank.ledger.find_card_account(PAN_A).account_id)
     assert isinstance(capture(bank, CaptureItem(hold, 3000, EUR)).items[0], Posted)
     assert isinstance(credit(bank, CreditItem(hold, 3000, EUR)).items[0], Posted)
+
+
+def test_a_reversal_that_names_another_amount_is_refused(bank: Bank) -> None:
+    # A reversal undoes its original in full: a request for another sum is a data
+    # mismatch, and must not move the original's (larger or smaller) amount instead.
+    hold = hold_of(bank, PAN_A, 3000)
+    capture(bank, CaptureItem(hold, 1000, EUR), rrpid=b"cap-1")
+    credit(bank, CreditItem(hold, 400, EUR), rrpid=b"cred-1")
+    for method, original, asked in (
+        ("reverse_credit", b"cred-1", 100),
+        ("reverse_credit", b"cred-1", 401),
+        ("reverse_capture", b"cap-1", 600),
+    ):
+        assert reverse(bank, method, ReversalItem(hold, original, amount=asked)).items == (
+            Declined(Decline.INVALID_AMOUNT),
+        )
+    h = bank.ledger.hold(hold)
+    assert (h.capture_reversed, h.credit_reversed) == (0, 0)
+    assert bank.ledger.find_card_account(PAN_A).posted_debt == 600
+    (undone,) = reverse(bank, "reverse_credit", ReversalItem(hold, b"cred-1", amount=400)).items
+    assert isinstance(undone, Posted) and undone.amount == 400
+    (undone,) = reverse(bank, "reverse_capture", ReversalItem(hold, b"cap-1", amount=1000)).items
+    assert isinstance(undone, Posted) and undone.amount == 1000
+    assert bank.ledger.find_card_account(PAN_A).posted_debt == 0
+
+
+def test_a_reversal_amount_must_be_a_positive_integer(bank: Bank) -> None:
+    hold = hold_of(bank, PAN_A, 3000)
+    capture(bank, CaptureItem(hold, 1000, EUR), rrpid=b"cap-1")
+    for bad in (0, -1000, True):
+        with pytest.raises(InvalidRequest, match=r"^amount "):
+            reverse(bank, "reverse_capture", ReversalItem(hold, b"cap-1", amount=bad))
+    assert bank.ledger.hold(hold).capture_reversed == 0
+
+
+def test_another_merchants_hold_cannot_be_credited_or_reversed(bank: Bank) -> None:
+    bank.ledger.open_merchant_account("other-shop", EUR)
+    hold = hold_of(bank, PAN_A, 3000)
+    capture(bank, CaptureItem(hold, 2000, EUR), rrpid=b"cap-1")
+    credit(bank, CreditItem(hold, 500, EUR), rrpid=b"cred-1")
+
+    def by_other(method: str, item: object) -> object:
+        return bank.call(getattr(bank.ledger, method), merchant_id="other-shop", items=[item])
+
+    assert by_other("credit", CreditItem(hold, 100, EUR)) == PostingOutcome(
+        (Declined(Decline.UNKNOWN_HOLD),)
+    )
+    for method, original in (("reverse_capture", b"cap-1"), ("reverse_credit", b"cred-1")):
+        assert by_other(method, ReversalItem(hold, original)) == PostingOutcome(
+            (Declined(Decline.UNKNOWN_ORIGINAL),)
+        )
+    h = bank.ledger.hold(hold)
+    assert (h.credited, h.capture_reversed, h.credit_reversed) == (500, 0, 0)
+    assert bank.ledger.merchant_account("other-shop").balance == 0
+    assert bank.ledger.merchant_account(MERCHANT).balance == 1500
+
+
+def test_capture_at_the_expiry_instant_is_refused(bank: Bank, clock: FakeClock) -> None:
+    # At expires_at_ms the hold already stopped counting against the card's credit, so a
+    # capture then would spend credit the card was given back.
+    hold = bank.authorize(PAN_A, 1000, expires_at_ms=clock.now_ms + 60_000)
+    assert isinstance(hold, Authorized)
+    assert isinstance(capture(bank, CaptureItem(hold.hold_id, 400, EUR)).items[0], Posted)
+    clock.advance(60_000)
+    assert bank.ledger.find_card_account(PAN_A).pending == 0
+    assert capture(bank, CaptureItem(hold.hold_id, 1, EUR)).items == (
+        Declined(Decline.HOLD_EXPIRED),
+    )
+    assert bank.ledger.expire_holds() == 1
+    assert capture(bank, CaptureItem(hold.hold_id, 1, EUR)).items == (
+        Declined(Decline.HOLD_EXPIRED),
+    )
+    # What was captured can still be refunded after the hold expired.
+    assert isinstance(credit(bank, CreditItem(hold.hold_id, 400, EUR)).items[0], Posted)
+    assert credit(bank, CreditItem(hold.hold_id, 1, EUR)).items == (
+        Declined(Decline.AMOUNT_EXCEEDS_CAPTURED),
+    )
+    assert bank.ledger.find_card_account(PAN_A).posted_debt == 0
+
+
+def test_credit_reversal_counts_an_expired_hold_as_released(bank: Bank, clock: FakeClock) -> None:
+    # The card's limit is checked against what is held now: an expired hold, swept or
+    # not, no longer takes credit, so the reversal fits.
+    hold = hold_of(bank, PAN_B, 3000)  # limit 5000
+    capture(bank, CaptureItem(hold, 3000, EUR))
+    credit(bank, CreditItem(hold, 3000, EUR), rrpid=b"cred-1")
+    bank.authorize(PAN_B, 4000, expires_at_ms=clock.now_ms + 60_000)
+    assert reverse(bank, "reverse_credit", ReversalItem(hold, b"cred-1")).items == (
+        Declined(Decline.INSUFFICIENT_FUNDS),
+    )
+    clock.advance(60_000)
+    assert isinstance(
+        reverse(bank, "reverse_credit", ReversalItem(hold, b"cred-1")).items[0], Posted
+    )
+    card = bank.ledger.find_card_account(PAN_B)
+    assert (card.posted_debt, card.pending) == (3000, 0)
