@@ -9,6 +9,7 @@ what is wrong (a label, a usage, a token) and never carry a PIN or key material.
     ├── KeyExists              a key with that label and version is already there
     ├── KeyUsageError          the key's usage forbids the operation
     ├── InvalidKeyLabel        the label is not a valid key label
+    ├── InvalidKeyVersion      the version is not a positive int (versions start at 1)
     ├── InvalidCertificate     the certificate is not DER X.509 or does not certify the key
     ├── UnsupportedAlgorithm   algorithm not allowed for this key or backend
     ├── InvalidKeyURI          the key URI cannot be parsed or names an unknown scheme
@@ -41,6 +42,10 @@ class KeyUsageError(KeyBackendError):
 
 class InvalidKeyLabel(KeyBackendError):
     """The label breaks the label rules (``hsm.policy.LABEL_PATTERN``)."""
+
+
+class InvalidKeyVersion(KeyBackendError):
+    """The version is not a positive ``int`` (a bool, a string, zero or below)."""
 
 
 class InvalidCertificate(KeyBackendError):

@@ -75,6 +75,11 @@ SCRYPT_P = 1
 SALT_BYTES = 16
 DERIVED_BYTES = 32
 
+#: Most memory a keystore header may make scrypt use (128 x r x n bytes). The header is
+#: read from disk, so a tampered one must not make every open allocate more: 1 GiB is 32
+#: times our own 32 MiB, room for a stronger setting, and still fits a small host.
+MAX_SCRYPT_MEMORY_BYTES = 2**30
+
 #: Key versions are claimed under a lock; a holder that takes longer than this is stuck.
 LOCK_TIMEOUT_SECONDS = 10.0
 
@@ -315,9 +320,10 @@ def _pem_password(derived: bytes) -> bytes:
 
 
 def _stretch(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    # The header is read from disk: bound its cost so a tampered file cannot make every
-    # open allocate gigabytes (2^20 x 8 x 128 = 1 GiB is already far past our 32 MiB).
-    if not (2 <= n <= 2**20 and 1 <= r <= 16 and 1 <= p <= 4):
+    # The header is read from disk: bound its cost (see MAX_SCRYPT_MEMORY_BYTES).
+    if not (
+        2 <= n <= 2**20 and 1 <= r <= 16 and 1 <= p <= 4 and 128 * r * n <= MAX_SCRYPT_MEMORY_BYTES
+    ):
         raise PermanentBackendError("keystore scrypt parameters out of range")
     if has_surrogates(passphrase):
         # Checked, not caught: a UnicodeEncodeError's args hold the whole passphrase.

@@ -128,8 +128,14 @@ class Pkcs11Backend(KeyBackend):
     def __init__(self, config: Pkcs11Config, observer: Observer | None = None) -> None:
         self._observer = observer
         self._link = TokenLink(config, observer)
-        self._catalog = TokenCatalog(self._link)
-        self._catalog.refresh()
+        try:
+            self._catalog = TokenCatalog(self._link)
+            self._catalog.refresh()
+        except BaseException:
+            # Nobody can close a backend whose constructor failed: without this its
+            # logged-in session would stay open (and the process logged in) until exit.
+            self._link.close()
+            raise
 
     @property
     def token_name(self) -> str:

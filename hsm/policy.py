@@ -17,7 +17,7 @@ from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey
 from hsm.errors import (
     InvalidCertificate,
     InvalidKeyLabel,
-    KeyNotFound,
+    InvalidKeyVersion,
     KeyUsageError,
     UnsupportedAlgorithm,
 )
@@ -66,9 +66,19 @@ def check_label(label: str) -> None:
 
 
 def check_version(version: int | None) -> None:
-    """Raise ``KeyNotFound`` for a version that cannot exist (versions start at 1)."""
-    if version is not None and version < 1:
-        raise KeyNotFound(f"no key version {version}: versions start at 1")
+    """Raise ``InvalidKeyVersion`` unless ``version`` is None or a positive ``int``.
+
+    A bool is refused although Python counts it an int: ``True`` would otherwise find
+    version 1 (``True == 1`` and they hash alike), and a string would reach ``<``.
+    """
+    if version is None:
+        return
+    if type(version) is not int:
+        raise InvalidKeyVersion(
+            f"invalid key version of type {type(version).__name__}: use an int from 1"
+        )
+    if version < 1:
+        raise InvalidKeyVersion(f"invalid key version {version}: versions start at 1")
 
 
 def check_combination(usage: KeyUsage, algorithm: KeyAlgorithm) -> None:

@@ -250,6 +250,8 @@ class SoftwareBackend(KeyBackend):
         """The backend's own record of ``key``: its usage, not the caller's copy, is law."""
         # Every sign and decapsulate comes here: a held version is one dictionary lookup;
         # anything else (a bad label, a version another process made) takes ``get``'s way.
+        # A forged version (True would find v1) is refused before the lookup.
+        check_version(key.version)
         with self._lock:
             self._check_open()
             found = self._handles.get((key.label, key.version))

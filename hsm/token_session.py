@@ -328,6 +328,7 @@ class TokenLink:
             for attempt in range(self.config.login_attempts):
                 if attempt:
                     time.sleep(LOGIN_RETRY_PAUSE_SECONDS * attempt)
+                login: Any = None
                 try:
                     if restart or attempt:
                         self._cryptoki.reinitialize()
@@ -339,6 +340,11 @@ class TokenLink:
                     login = self._log_in(token)
                     mechanisms = frozenset(token.slot.get_mechanisms())
                 except p11.PKCS11Error as exc:
+                    if login is not None:
+                        # Logged in, then failed: this session would keep the process
+                        # logged in, unknown to us, until the module restarts.
+                        with contextlib.suppress(p11.PKCS11Error):
+                            login.close()
                     if fault_of(exc) is Fault.PIN:
                         source = self.config.pin_source.describe()
                         message = (

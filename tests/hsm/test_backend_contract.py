@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from functools import cache
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +26,7 @@ from hsm.errors import (
     DecapsulationError,
     InvalidCertificate,
     InvalidKeyLabel,
+    InvalidKeyVersion,
     KeyNotFound,
     KeyUsageError,
     PermanentBackendError,
@@ -176,8 +178,21 @@ def test_unknown_label_and_version(backend: KeyBackend) -> None:
     backend.generate("known", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     with pytest.raises(KeyNotFound, match="known"):
         backend.get("known", 2)
-    with pytest.raises(KeyNotFound, match="versions start at 1"):
+    with pytest.raises(InvalidKeyVersion, match="versions start at 1"):
         backend.get("known", 0)
+
+
+@pytest.mark.parametrize("version", [True, False, "1", 1.0, 0, -1])
+def test_versions_that_are_not_positive_ints_are_refused(backend: KeyBackend, version: Any) -> None:
+    key = backend.generate("known", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    with pytest.raises(InvalidKeyVersion, match="invalid key version"):
+        backend.get("known", version)
+    with pytest.raises(InvalidKeyVersion, match="invalid key version"):
+        backend.delete("known", version)
+    # A handle with a forged version is refused too, not taken for version 1.
+    with pytest.raises(InvalidKeyVersion, match="invalid key version"):
+        backend.sign(replace(key, version=version), MESSAGE)
+    assert backend.list_keys() == [key]
 
 
 @pytest.mark.parametrize("label", ["", "-leading-dash", "has space", "slash/inside", "x" * 65])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from hsm import keystore as keystore_module
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.errors import PermanentBackendError
 from hsm.keystore import Keystore
@@ -202,6 +203,45 @@ def test_keystore_scrypt_parameters_are_bounded(tmp_path: Path) -> None:
     header_path.write_text(json.dumps(header))
     with pytest.raises(PermanentBackendError, match="scrypt parameters out of range"):
         Keystore.open(tmp_path / "ks", PASSPHRASE)
+
+
+class _ScryptRan(Exception):
+    """Raised by the stand-in scrypt: the header's settings got past the bounds."""
+
+
+@pytest.mark.parametrize(
+    ("n", "r", "allowed"),
+    [
+        (2**20, 8, True),  # 128 x 8 x 2^20 = 1 GiB, the bound itself
+        (2**17, 64, False),  # r above 16
+        (2**20, 16, False),  # 2 GiB: n and r each in range, their product is not
+        (2**19, 32, False),
+        (2**20, 9, False),
+    ],
+)
+def test_keystore_scrypt_memory_is_bounded_at_one_gib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int, r: int, allowed: bool
+) -> None:
+    SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    header_path, header = _header(tmp_path)
+    header["kdf"]["n"], header["kdf"]["r"] = n, r
+    header_path.write_text(json.dumps(header))
+    ran: list[tuple[int, int]] = []
+
+    def scrypt(**kwargs: Any) -> None:
+        # Stands in for the real KDF: a header past the bound must never get this far.
+        ran.append((kwargs["n"], kwargs["r"]))
+        raise _ScryptRan
+
+    monkeypatch.setattr(keystore_module, "Scrypt", scrypt)
+    if allowed:
+        with pytest.raises(_ScryptRan):
+            Keystore.open(tmp_path / "ks", PASSPHRASE)
+        assert ran == [(n, r)]
+    else:
+        with pytest.raises(PermanentBackendError, match="scrypt parameters out of range"):
+            Keystore.open(tmp_path / "ks", PASSPHRASE)
+        assert ran == []
 
 
 def _header(tmp_path: Path) -> tuple[Path, dict[str, Any]]:

@@ -13,15 +13,19 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pkcs11 import exceptions as p11
 
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
-from hsm.errors import PermanentBackendError, TransientBackendError
+from hsm.errors import KeyBackendError, PermanentBackendError, TransientBackendError
 from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_session import ABSENT_RESCAN_SECONDS
+from hsm.token_catalog import TokenCatalog
+from hsm.token_objects import TokenKey
+from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenLink, TokenSession
 
 from .testbed import DATA, SOFTHSM_MODULE, CountingPinSource, SoftHsm, SoftToken
 
@@ -129,6 +133,62 @@ def test_refused_login_leaves_no_session_open(token: SoftToken, tmp_path: Path) 
     _write_pin(wrong, "wrong-pin-000")
     with pytest.raises(PermanentBackendError, match="PinIncorrect"):
         Pkcs11Backend(replace(token.config(), pin_source=PinSource("file", str(wrong))))
+    assert _open_sessions(token.label) == 0
+
+
+@pytest.mark.integration
+def test_failing_catalogue_scan_closes_the_new_backends_sessions(
+    token: SoftToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The constructor logs in, then reads the catalogue: a backend that never comes back
+    # to its caller cannot be closed by it, so it must not leave its login behind.
+    def failing_scan(self: TokenCatalog, session: TokenSession) -> list[TokenKey]:
+        raise p11.DeviceMemory()
+
+    monkeypatch.setattr(TokenCatalog, "scan", failing_scan)
+    with pytest.raises(KeyBackendError, match="list keys"):
+        Pkcs11Backend(token.config())
+    assert _open_sessions(token.label) == 0
+    monkeypatch.undo()
+    backend = Pkcs11Backend(token.config())  # the token is usable after the failure
+    try:
+        assert backend.list_keys() == []
+    finally:
+        backend.close()
+    assert _open_sessions(token.label) == 0
+
+
+class _TokenWithoutMechanisms:
+    """A real token whose mechanism list cannot be read: a fault just after login."""
+
+    def __init__(self, token: Any) -> None:
+        self._token = token
+        self.slot = self
+
+    def open(self, **kwargs: Any) -> Any:
+        return self._token.open(**kwargs)
+
+    def get_mechanisms(self) -> Any:
+        raise p11.DeviceError()
+
+
+@pytest.mark.integration
+def test_failure_right_after_login_closes_the_login_session(
+    token: SoftToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rescan first: a slot whose token an earlier test removed answers the probe in
+    # _open_sessions with CKR_GENERAL_ERROR (the failed login here makes no rescan).
+    module = cryptoki(SOFTHSM_MODULE)
+    with module.lock:
+        module.reinitialize()
+    found = TokenLink._find_token
+    monkeypatch.setattr(
+        TokenLink,
+        "_find_token",
+        lambda link, library: _TokenWithoutMechanisms(found(link, library)),
+    )
+    with pytest.raises(KeyBackendError):
+        Pkcs11Backend(replace(token.config(), login_attempts=1))
     assert _open_sessions(token.label) == 0
 
 
