@@ -1,6 +1,7 @@
 """``setpay merchant``: register with the Merchant CA, serve wallets, settle orders.
 
     setpay merchant [--dir DIR] register --root ROOT.pem [--profile ec|rsa] [--form K=V]...
+    setpay merchant [--dir DIR] renew [--profile ec|rsa]
     setpay merchant [--dir DIR] serve
     setpay merchant [--dir DIR] orders [list | new --description D --amount N]
     setpay merchant [--dir DIR] capture ORDER [--amount N]
@@ -89,6 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
     r.add_argument("--account", help="settlement account identification (sealed to the CA)")
 
+    w = ops.add_parser("renew", help="new keys and certificates, proving the current key")
+    w.add_argument("--profile", choices=sorted(PROFILES), default="ec")
+
     ops.add_parser("serve", help="serve wallets (PInit, Purchase, Inquiry)")
 
     o = ops.add_parser("orders", help="list orders, or create one (SET Initiation)")
@@ -159,6 +163,34 @@ def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
     print(
         f"registered {config.merchant_id}: signature certificate "
         f"{done.signature_thumb.hex()[:16]}, key exchange {done.key_exchange_thumb.hex()[:16]}"
+    )
+    return 0
+
+
+def _renew(config: MerchantConfig, args: argparse.Namespace) -> int:
+    if not config.root.exists():
+        print(
+            f"setpay merchant: {config.merchant_id} is not registered yet: run register first",
+            file=sys.stderr,
+        )
+        return 1
+    backend = open_backend(config.keys_uri())
+    try:
+        with open_channel(config.ca.channel(), "CA") as channel:
+            registrar = MerchantRegistrar(
+                config, backend, AuthorityClient(Caller(channel, "CA")),
+                TrustStore(read_root(config.root)),
+            )  # fmt: skip
+            done = registrar.renew(profile_named(args.profile))
+    finally:
+        backend.close()
+    if not done.complete:
+        print("renewal pended by the Merchant CA: run renew again later")
+        return 3
+    print(
+        f"renewed {config.merchant_id}: signature certificate "
+        f"{done.signature_thumb.hex()[:16]}, key exchange {done.key_exchange_thumb.hex()[:16]} "
+        "(restart serve to use them)"
     )
     return 0
 
@@ -293,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
         command = args.merchant_command
         if command == "register":
             return _register(config, args)
+        if command == "renew":
+            return _renew(config, args)
         if command == "serve":
             return _serve(config)
         if command == "orders":

@@ -12,6 +12,13 @@ while the two issued certificates are stored, one after the other, and removed o
 both are: a backend that fails between the two leaves a registration the next
 ``register`` finishes (CertInq returns the certificates again), not a half-certified
 merchant that can neither register nor open.
+
+``renew`` makes new versions of both keys and asks for a renewal, signed by the new
+signature key and by the current one (SET-PROTOCOL.md 4.3 rule 2). The merchant uses the
+newest version of each key that holds a certificate (``current_credentials``), so the new
+keys displace the old only as their certificates are stored, by the same path and with
+the same ``registration.json`` as a registration; a renewal the CA refuses, or that fails
+before an answer, destroys the new keys and leaves the current ones as they were.
 """
 
 from __future__ import annotations
@@ -23,19 +30,27 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from clients.authority import AuthorityClient
-from clients.errors import RegistrationError
-from clients.identity import write_atomically, write_certificates
+from clients.errors import ConfigError, RegistrationError
+from clients.identity import read_certificates, write_atomically, write_certificates
 from clients.merchant.config import MerchantConfig
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
-from hsm.errors import KeyNotFound
+from hsm.errors import KeyBackendError, KeyNotFound
+from setcore.credentials import Credentials
+from setcore.errors import SetcoreError
 from setcore.freshness import new_id
 from setcore.pki.roles import MERCHANT_CA, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
-from setcore.registration import CERT_STATUS_NAMES, REQUEST_PENDED, RegistrationForm
+from setcore.registration import (
+    CERT_STATUS_NAMES,
+    REQUEST_PENDED,
+    RegistrationForm,
+    request_kind,
+)
 from setcore.registration_certreq import Exchange
 from setcore.registration_merchant import (
     MerchantCertificates,
@@ -84,13 +99,32 @@ def _fill(
     return [(name, given.get(name, known.get(name, ""))) for name in form.fields]
 
 
+def _certified(backend: KeyBackend, label: str) -> KeyHandle | None:
+    versions = [key for key in backend.list_keys() if key.label == label]
+    for key in sorted(versions, key=lambda k: k.version, reverse=True):
+        if backend.certificate(key) is not None:
+            return key
+    return None
+
+
+def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
+    """The merchant's credentials: the newest version of each key that holds a certificate
+    (new keys of a renewal under way are not used until they are certified)."""
+    signature_key = _certified(backend, SIGNATURE_LABEL)
+    kex_key = _certified(backend, KEY_EXCHANGE_LABEL)
+    if signature_key is None or kex_key is None:
+        raise ConfigError("this merchant is not registered yet: run register first")
+    return Credentials(
+        backend, signature_key, backend.certificate(signature_key) or b"",
+        read_certificates(chain), kex_key, backend.certificate(kex_key),
+    )  # fmt: skip
+
+
 def _new_key(backend: KeyBackend, label: str, usage: KeyUsage, profile: Profile) -> KeyHandle:
-    try:
-        existing = backend.get(label)
-    except KeyNotFound:
-        existing = None
-    if existing is not None and backend.certificate(existing) is not None:
-        raise RegistrationError(f"{label} is already certified: this merchant is registered")
+    if _certified(backend, label) is not None:
+        raise RegistrationError(
+            f"{label} is already certified: this merchant is registered (renew instead)"
+        )
     algorithm = (
         profile.key_exchange_key if usage is KeyUsage.KEY_EXCHANGE else profile.signature_key
     )
@@ -124,10 +158,10 @@ class MerchantRegistrar:
         account: str | None = None,
     ) -> Registered:
         """Register (or resume a pended registration); certificates stored when issued."""
-        RevocationFeed(
-            self._trust, lambda: self._authority.revocation(self._config.brand_id)
-        ).refresh()
+        self._refresh_revocation()
         if self._pending_path.exists():
+            if self._pending_is_renewal():
+                raise RegistrationError("a renewal is unfinished: run renew to finish it")
             return self._resume()
         config = self._config
         identity = MerchantIdentity(config.merchant_id, config.name or config.merchant_id)
@@ -151,6 +185,63 @@ class MerchantRegistrar:
         result = open_merchant_cert_response(self._authority.cert(cert_request), state, self._trust)
         return self._finish(result, state)
 
+    def renew(self, profile: Profile) -> Registered:
+        """Renew both certificates with new keys, proving the current signature key; the
+        current certificates stay in use until the new ones are stored."""
+        if self._pending_path.exists():
+            if not self._pending_is_renewal():
+                raise RegistrationError(
+                    "this merchant is not registered yet: its registration is unfinished, "
+                    "run register to finish it"
+                )
+            self._refresh_revocation()
+            return self._resume()
+        config = self._config
+        current = current_credentials(self._backend, config.chain)
+        self._refresh_revocation()
+        identity = MerchantIdentity(config.merchant_id, config.name or config.merchant_id)
+        request, init_state = build_me_aq_c_init_request(
+            registration_pb2.REQUEST_TYPE_MER_RENEWAL_BOTH, identity, config.brand_id,
+            os.urandom(LID_BYTES),
+        )  # fmt: skip
+        registration = open_me_aq_c_init_response(
+            self._authority.me_aq_c_init(request), init_state, self._trust
+        )
+        signature_key = self._backend.generate(
+            SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile.signature_key
+        )
+        kex_key = self._backend.generate(
+            KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile.key_exchange_key
+        )
+        try:
+            cert_request, state = build_merchant_cert_request(
+                self._backend, signature_key, kex_key, registration, init_state,
+                filled=_fill(registration.form, config, {}), renewing=current,
+            )  # fmt: skip
+            result = open_merchant_cert_response(
+                self._authority.cert(cert_request), state, self._trust
+            )
+            return self._finish(result, state)
+        except BaseException:
+            # No answer kept for a later CertInq: the new keys can never be certified.
+            if not self._pending_path.exists():
+                self._discard(signature_key, kex_key)
+            raise
+
+    def _refresh_revocation(self) -> None:
+        RevocationFeed(
+            self._trust, lambda: self._authority.revocation(self._config.brand_id)
+        ).refresh()
+
+    def _discard(self, *keys: KeyHandle) -> None:
+        for key in keys:
+            try:
+                self._backend.delete(key.label, key.version)
+            except KeyNotFound:
+                pass
+            except KeyBackendError as exc:  # harmless: an uncertified key is never used
+                log.warning("could not destroy the uncertified %r: %s", key, exc)
+
     def _finish(self, result: MerchantCertificates, state: MerchantRequestState) -> Registered:
         for _ in range(PENDED_POLLS):
             if result.status != REQUEST_PENDED:
@@ -167,6 +258,8 @@ class MerchantRegistrar:
             return Registered(result.status)
         if not result.complete or result.signature is None or result.key_exchange is None:
             self._pending_path.unlink(missing_ok=True)
+            if request_kind(state.request_type).renewal:
+                self._discard(state.signature_key, state.key_exchange_key)
             raise RegistrationError(f"the Merchant CA refused: {name}", result.status)
         # The backend stores one certificate at a time: until both are in, what resumes
         # the registration stays on disk.
@@ -176,7 +269,8 @@ class MerchantRegistrar:
         write_certificates(self._config.chain, result.chain)
         self._pending_path.unlink()
         log.info(
-            "registered merchant %s: signature certificate %s, key exchange %s",
+            "%s merchant %s: signature certificate %s, key exchange %s",
+            "renewed" if request_kind(state.request_type).renewal else "registered",
             self._config.merchant_id, result.signature.thumbprint.hex()[:8],
             result.key_exchange.thumbprint.hex()[:8],
         )  # fmt: skip
@@ -199,6 +293,13 @@ class MerchantRegistrar:
             "key_exchange_version": state.key_exchange_key.version,
         }
         write_atomically(self._pending_path, json.dumps(record, indent=1).encode())
+
+    def _pending_is_renewal(self) -> bool:
+        try:
+            record = json.loads(self._pending_path.read_text())
+            return request_kind(int(record["request_type"])).renewal
+        except (OSError, ValueError, KeyError, TypeError, SetcoreError) as exc:
+            raise RegistrationError(f"{self._pending_path} cannot be resumed: {exc}") from exc
 
     def _resume(self) -> Registered:
         try:

@@ -16,12 +16,12 @@ import grpc
 
 from clients.authority import AuthorityClient
 from clients.errors import ClientError, ConfigError
-from clients.identity import load_credentials, read_root
+from clients.identity import read_root
 from clients.merchant.authorizer import Authorizer
 from clients.merchant.checkout import Checkout
 from clients.merchant.config import MerchantConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
-from clients.merchant.registration import KEY_EXCHANGE_LABEL, SIGNATURE_LABEL
+from clients.merchant.registration import current_credentials
 from clients.merchant.servicer import GRACE_SECONDS, MerchantServicer, ServerSettings, start_server
 from clients.merchant.settlement import Settlement
 from clients.merchant.store import MerchantStore
@@ -76,7 +76,7 @@ class Merchant:
         if backend is None:
             log.info("merchant %s: keys in %s", config.merchant_id, describe_uri(config.keys_uri()))
             backend = open_backend(config.keys_uri())
-        credentials = load_credentials(backend, SIGNATURE_LABEL, config.chain, KEY_EXCHANGE_LABEL)
+        credentials = current_credentials(backend, config.chain)
         merchant_data = read_merchant_data(load_certificate(credentials.signature_cert))
         if merchant_data is None or merchant_data.merchant_id != config.merchant_id:
             raise ConfigError("the merchant certificate names another merchant id than merchant.id")
