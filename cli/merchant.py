@@ -25,6 +25,7 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -34,7 +35,7 @@ from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
 from clients.merchant.records import Money, Operation, OperationState, Order, short
-from clients.merchant.registration import MerchantRegistrar
+from clients.merchant.registration import MerchantRegistrar, Registered
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
 from clients.transport import Caller, open_channel
@@ -137,6 +138,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 # -- commands ---------------------------------------------------------------------------
 
 
+def _with_registrar(
+    config: MerchantConfig, step: Callable[[MerchantRegistrar], Registered]
+) -> Registered:
+    """Run one registration step with the merchant's keys and the CA, closing both."""
+    backend = open_backend(config.keys_uri())
+    try:
+        with open_channel(config.ca.channel(), "CA") as channel:
+            registrar = MerchantRegistrar(
+                config, backend, AuthorityClient(Caller(channel, "CA")),
+                TrustStore(read_root(config.root)),
+            )  # fmt: skip
+            return step(registrar)
+    finally:
+        backend.close()
+
+
 def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
     if not config.root.exists():
         if args.root is None:
@@ -145,18 +162,12 @@ def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
         read_root(args.root)  # exactly one certificate
         config.root.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.root, config.root)
-    backend = open_backend(config.keys_uri())
-    try:
-        with open_channel(config.ca.channel(), "CA") as channel:
-            registrar = MerchantRegistrar(
-                config, backend, AuthorityClient(Caller(channel, "CA")),
-                TrustStore(read_root(config.root)),
-            )  # fmt: skip
-            done = registrar.register(
-                profile_named(args.profile), form=_form(args.form), account=args.account
-            )
-    finally:
-        backend.close()
+    done = _with_registrar(
+        config,
+        lambda registrar: registrar.register(
+            profile_named(args.profile), form=_form(args.form), account=args.account
+        ),
+    )
     if not done.complete:
         print("certificate request pended by the Merchant CA: run register again later")
         return 3
@@ -174,16 +185,7 @@ def _renew(config: MerchantConfig, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    backend = open_backend(config.keys_uri())
-    try:
-        with open_channel(config.ca.channel(), "CA") as channel:
-            registrar = MerchantRegistrar(
-                config, backend, AuthorityClient(Caller(channel, "CA")),
-                TrustStore(read_root(config.root)),
-            )  # fmt: skip
-            done = registrar.renew(profile_named(args.profile))
-    finally:
-        backend.close()
+    done = _with_registrar(config, lambda registrar: registrar.renew(profile_named(args.profile)))
     if not done.complete:
         print("renewal pended by the Merchant CA: run renew again later")
         return 3

@@ -53,8 +53,10 @@ from setcore.registration import (
 )
 from setcore.registration_certreq import Exchange
 from setcore.registration_merchant import (
+    MeAqCInitState,
     MerchantCertificates,
     MerchantIdentity,
+    MerchantRegistration,
     MerchantRequestState,
     build_me_aq_c_init_request,
     build_merchant_cert_inquiry,
@@ -164,20 +166,11 @@ class MerchantRegistrar:
                 raise RegistrationError("a renewal is unfinished: run renew to finish it")
             return self._resume()
         config = self._config
-        identity = MerchantIdentity(config.merchant_id, config.name or config.merchant_id)
         signature_key = _new_key(self._backend, SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile)
         kex_key = _new_key(self._backend, KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile)
-        request, init_state = build_me_aq_c_init_request(
-            registration_pb2.REQUEST_TYPE_MER_INITIAL_BOTH, identity, config.brand_id,
-            os.urandom(LID_BYTES),
-        )  # fmt: skip
-        registration = open_me_aq_c_init_response(
-            self._authority.me_aq_c_init(request), init_state, self._trust
+        registration, init_state = self._me_aq_c_init(
+            registration_pb2.REQUEST_TYPE_MER_INITIAL_BOTH
         )
-        log.info(
-            "Me-AqCInit: Merchant CA %s answered with form %s",
-            registration.ca.signer.subject_id, registration.form.form_id,
-        )  # fmt: skip
         cert_request, state = build_merchant_cert_request(
             self._backend, signature_key, kex_key, registration, init_state,
             filled=_fill(registration.form, config, form or {}), account=account,
@@ -199,13 +192,8 @@ class MerchantRegistrar:
         config = self._config
         current = current_credentials(self._backend, config.chain)
         self._refresh_revocation()
-        identity = MerchantIdentity(config.merchant_id, config.name or config.merchant_id)
-        request, init_state = build_me_aq_c_init_request(
-            registration_pb2.REQUEST_TYPE_MER_RENEWAL_BOTH, identity, config.brand_id,
-            os.urandom(LID_BYTES),
-        )  # fmt: skip
-        registration = open_me_aq_c_init_response(
-            self._authority.me_aq_c_init(request), init_state, self._trust
+        registration, init_state = self._me_aq_c_init(
+            registration_pb2.REQUEST_TYPE_MER_RENEWAL_BOTH
         )
         signature_key = self._backend.generate(
             SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile.signature_key
@@ -227,6 +215,22 @@ class MerchantRegistrar:
             if not self._pending_path.exists():
                 self._discard(signature_key, kex_key)
             raise
+
+    def _me_aq_c_init(self, request_type: int) -> tuple[MerchantRegistration, MeAqCInitState]:
+        """Me-AqCInit for this merchant: the CA's form and the state the CertReq goes on."""
+        config = self._config
+        identity = MerchantIdentity(config.merchant_id, config.name or config.merchant_id)
+        request, init_state = build_me_aq_c_init_request(
+            request_type, identity, config.brand_id, os.urandom(LID_BYTES)
+        )
+        registration = open_me_aq_c_init_response(
+            self._authority.me_aq_c_init(request), init_state, self._trust
+        )
+        log.info(
+            "Me-AqCInit: Merchant CA %s answered with form %s",
+            registration.ca.signer.subject_id, registration.form.form_id,
+        )  # fmt: skip
+        return registration, init_state
 
     def _refresh_revocation(self) -> None:
         RevocationFeed(
