@@ -33,6 +33,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from gateway.ca.errors import SchemaMismatch, StoreError
 from gateway.ca.records import (
@@ -207,10 +208,7 @@ class StoreTransaction:
         # ``where`` is one of this class's fixed clauses; values always go in as parameters.
         query = _SELECT_CERTIFICATES + where
         rows = self._db.execute(query, tuple(args)).fetchall()
-        return [
-            IssuedCertificate(r[0], int(r[1], 16), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
-            for r in rows
-        ]
+        return [_issued(r) for r in rows]
 
     def certificate(self, thumb: bytes) -> IssuedCertificate | None:
         """The certificate with this thumbprint."""
@@ -264,8 +262,7 @@ class StoreTransaction:
             {"subject": subject, "now": live_at_ms},
         )
         for r in rows:
-            cert = IssuedCertificate(r[0], int(r[1], 16), r[2], r[3], r[4], r[5], r[6], r[7], r[8])
-            yield cert, r[9]
+            yield _issued(r), r[9]
 
     # -- revocation -----------------------------------------------------------------
 
@@ -421,11 +418,7 @@ class CaStore:
         store = cls(db, path)
         try:
             with store.read() as tx:
-                found = tx.schema_version()
-            if found is None:
-                raise SchemaMismatch(f"{path} holds no setpay CA schema")
-            if found != SCHEMA_VERSION:
-                raise SchemaMismatch(f"{path}: schema {found}, need {SCHEMA_VERSION}")
+                _check_version(path, tx.schema_version())
         except BaseException:
             store.close()
             raise
@@ -438,16 +431,11 @@ class CaStore:
                 exists = self._db.execute(
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
                 ).fetchone()
-                if exists is None:
-                    if not create:
-                        raise SchemaMismatch(f"{self._path} holds no setpay CA schema")
+                if exists is None and create:
                     for statement in SCHEMA:
                         self._db.execute(statement)
                     self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                row = self._db.execute("SELECT version FROM schema_version").fetchone()
-                if row is None or row[0] != SCHEMA_VERSION:
-                    found = None if row is None else row[0]
-                    raise SchemaMismatch(f"{self._path}: schema {found}, need {SCHEMA_VERSION}")
+                _check_version(self._path, StoreTransaction(self._db).schema_version())
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -489,3 +477,19 @@ class CaStore:
     def write(self) -> AbstractContextManager[StoreTransaction]:
         """A write transaction: taken at once (BEGIN IMMEDIATE), committed durably on exit."""
         return self._transaction("BEGIN IMMEDIATE")
+
+
+def _issued(row: Sequence[Any]) -> IssuedCertificate:
+    """A row of ``certificates`` (its columns in table order) as a record."""
+    thumb, serial, issuer, kind, usage, subject, der, not_after_ms, issued_ms = row[:9]
+    return IssuedCertificate(
+        thumb, int(serial, 16), issuer, kind, usage, subject, der, not_after_ms, issued_ms
+    )
+
+
+def _check_version(path: Path, found: int | None) -> None:
+    """SchemaMismatch unless the database records this version's schema."""
+    if found is None:
+        raise SchemaMismatch(f"{path} holds no setpay CA schema")
+    if found != SCHEMA_VERSION:
+        raise SchemaMismatch(f"{path}: schema {found}, need {SCHEMA_VERSION}")
