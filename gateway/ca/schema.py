@@ -86,3 +86,12 @@ SCHEMA = (
         not_after_ms INTEGER NOT NULL,
         issued_ms INTEGER NOT NULL)""",
 )
+
+# Indexes that only speed queries up: created at every writable open, so a version-1
+# database made before them gains them without a new schema version (an index changes
+# no record's meaning). A merchant's or gateway's initial registration asks whether its
+# ID already holds a live certificate; without this, that read every certificate row.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS certificates_by_subject "
+    "ON certificates (subject, certificate_type)",
+)

@@ -44,7 +44,7 @@ from gateway.ca.records import (
     Session,
     StoredResponse,
 )
-from gateway.ca.schema import SCHEMA, SCHEMA_VERSION
+from gateway.ca.schema import INDEXES, SCHEMA, SCHEMA_VERSION
 from gateway.cpu_turn import holding
 
 # How long a statement waits for another process's transaction: issuance and revocation
@@ -230,8 +230,7 @@ class StoreTransaction:
 
     def holds_live_certificate(self, subject: str, certificate_type: int, now_ms: int) -> bool:
         """True when a certificate of this type, unexpired and unrevoked, names ``subject``."""
-        # No index on subject (the schema stays at version 1): a scan, acceptable because
-        # only a merchant's or gateway's initial registration asks, and those are rare.
+        # Answered from the index on (subject, certificate_type) (schema.INDEXES).
         row = self._db.execute(
             "SELECT 1 FROM certificates AS c WHERE c.subject = ? AND c.certificate_type = ? "
             "AND c.not_after_ms >= ? "
@@ -250,8 +249,9 @@ class StoreTransaction:
         unrevoked at ``live_at_ms`` when it is given. Rows are read as they are consumed
         (a bank holds a certificate per cardholder): consume them inside the transaction.
         """
-        # A full scan (no index on subject, the schema stays at version 1): an operator's
-        # occasional listing, as with holds_live_certificate.
+        # With a subject, read through the index on it; without, every row (an operator's
+        # occasional listing). A read-only open cannot add the index to a database made
+        # before it: such a listing scans, as it always did.
         rows = self._db.execute(
             "SELECT c.thumb, c.serial, c.issuer_thumb, c.certificate_type, c.usage, c.subject, "
             "c.der, c.not_after_ms, c.issued_ms, r.revoked_ms FROM certificates AS c "
@@ -436,6 +436,8 @@ class CaStore:
                         self._db.execute(statement)
                     self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
                 _check_version(self._path, StoreTransaction(self._db).schema_version())
+                for statement in INDEXES:
+                    self._db.execute(statement)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -95,6 +95,26 @@ def test_a_live_certificate_is_unexpired_unrevoked_and_of_the_asked_type(tmp_pat
     store.close()
 
 
+def test_the_live_certificate_check_reads_through_the_subject_index(tmp_path: Path) -> None:
+    # A database made before the index (version 1 all the same) gains it at open.
+    CaStore.open(tmp_path / "ca.db", create=True).close()
+    db = sqlite3.connect(tmp_path / "ca.db")
+    db.execute("DROP INDEX IF EXISTS certificates_by_subject")
+    db.commit()
+    db.close()
+    store = CaStore.open(tmp_path / "ca.db")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    with store.read() as tx:
+        assert not tx.holds_live_certificate("m-shop", MERCHANT, 0)
+    store._db.set_trace_callback(None)
+    (query,) = [s for s in statements if "FROM certificates" in s]
+    plan = " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    store.close()
+    assert "USING INDEX certificates_by_subject" in plan, plan
+    assert "SCAN c" not in plan, plan
+
+
 def test_an_rrpid_answers_one_request(tmp_path: Path) -> None:
     store = CaStore.open(tmp_path / "ca.db", create=True)
     rrpid = b"\x01" * 32
