@@ -16,9 +16,13 @@ PYTEST_ARGS ?=
 
 all: test
 
-# The plot extra too, so that the suite draws a real plot.
+# The plot extra too, so that the suite draws a real plot. Debian's own python3 makes a
+# venv only with python3-venv (ensurepip): a first attempt that fails leaves a venv
+# without pip, which is removed, the package installed and the venv made again.
 $(VENV)/.installed: pyproject.toml Makefile
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || \
+	  { rm -rf $(VENV) && $(MAKE) --no-print-directory system-deps DEB_PACKAGES=python3-venv && \
+	    $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $@

@@ -4,8 +4,14 @@ A bank (CAs, gateway, issuer ledger), a merchant and a wallet run in this proces
 loopback ports the OS chooses, over real TLS (mutual between merchant and gateway), with
 real keys (software keystores, or the PKCS#11 token ``--keys`` names for the bank) and
 real SQLite stores. The story: the ten steps of DESIGN.md section 1, then a partial
-capture, a partial refund, a decline over the credit limit and a tampered payment
-instruction refused by the gateway. Nothing is simulated.
+capture, a partial refund, an authorization reversed, a decline over the credit limit and
+a tampered payment instruction refused by the gateway. Nothing is simulated.
+
+Every outcome the story tells is checked as it happens: one that is not what it must be
+stops the demo, which then says on stderr at which step and why, and exits 1. Without
+``--dir`` the demo works in a new temporary directory and removes it at the end, keys and
+passphrase files with it (and, with ``--keys``, the bank's keys it made on the token), so
+that nothing secret outlives a run and the next run starts as the first did.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -28,7 +35,7 @@ from clients.authority import AuthorityClient
 from clients.identity import write_certificates
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.config import write_config as write_merchant_config
-from clients.merchant.records import Money
+from clients.merchant.records import Money, Operation, OperationState
 from clients.merchant.registration import MerchantRegistrar
 from clients.merchant.runtime import Merchant
 from clients.peers import PeerConfig
@@ -37,6 +44,8 @@ from clients.wallet.config import load as load_wallet_config
 from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.purchases import Initiation
 from clients.wallet.runtime import Wallet
+from gateway.bank_pki import ALL_LABELS, bank_keys_uri
+from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.process import RunningBank, start_bank
 from gateway.provisioning import init_bank
@@ -49,6 +58,8 @@ from setpay.v1 import purchase_pb2
 EUR = 978
 # The demo card: a 500.00 EUR limit, so a 600.00 EUR order is over it.
 CREDIT_LIMIT = 50_000
+# The first order, what the merchant captures and refunds of it, and an order reversed.
+ORDER_AMOUNT, CAPTURED, REFUNDED, REVERSED_AMOUNT = 4250, 3000, 1000, 1500
 EXPIRY = "203012"
 MERCHANT_ID = "demo-shop"
 # Grace for in-flight calls when the demo shuts its servers down.
@@ -62,6 +73,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--profile", choices=("ec", "rsa"), default="ec")
     p.add_argument("--keys", help="key URI for the bank's keys (default: a software keystore)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+
+
+class DemoFailed(Exception):
+    """An outcome of the story is not the one it must be."""
+
+
+def _expect(condition: bool, what: str) -> None:
+    """Go on only if ``condition`` holds; else the demo fails, saying ``what`` was wrong."""
+    if not condition:
+        raise DemoFailed(what)
+
+
+def _settled(operation: Operation, what: str) -> None:
+    _expect(
+        operation.state is OperationState.SUCCEEDED,
+        f"the {what} was {operation.state.value}, not succeeded",
+    )
 
 
 def _money(amount: int) -> str:
@@ -114,8 +142,12 @@ def _tamper(request: purchase_pb2.PurchaseRequest) -> None:
 class Demo:
     """The story, step by step, over real servers."""
 
-    def __init__(self, base: Path, profile: str, keys: str | None, story: Story) -> None:
+    def __init__(
+        self, base: Path, profile: str, keys: str | None, story: Story, *, temporary: bool = False
+    ) -> None:
         self.base, self.profile, self.keys, self.story = base, profile, keys, story
+        # A temporary bank's keys go with it: those on a token named by --keys too.
+        self.temporary = temporary
         self.stack = ExitStack()
         self.passphrase = secrets.token_urlsafe(24)
 
@@ -133,6 +165,9 @@ class Demo:
         s.step(1)
         result = init_bank(self.base / "bank", profile=self.profile, keys=self.keys)
         config = load_bank_config(result.config_path)
+        if self.temporary and self.keys is not None:
+            # Registered first, so it runs last: after the bank has stopped using them.
+            self.stack.callback(_delete_bank_keys, config)
         running = start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
         self.stack.callback(running.stop, SHUTDOWN_GRACE_SECONDS)
         pan = random_pan(DEFAULT_BIN)
@@ -161,6 +196,10 @@ class Demo:
         registered = wallet.registrar(self.passphrase).register(
             pan, EXPIRY, profile_named(self.profile)
         )
+        _expect(registered.complete, "the Cardholder CA issued no certificate")
+        der = wallet.backend.certificate(wallet.backend.get(wallet.config.key_label)) or b""
+        _expect(der != b"", "the wallet holds no certificate after registering")
+        _expect(pan.reveal().encode() not in der, "the cardholder certificate shows the PAN")
         s.say("CA", "saw the PAN, expiry and CardSecret (sealed to it); the certificate it "
                     "issued holds only a keyed hash of the account")  # fmt: skip
         s.say("wallet", f"certificate {registered.certificate_thumb.hex()[:16]}: no PAN in it "
@@ -214,40 +253,70 @@ class Demo:
             peer, Initiation(lid_m, description, EUR, amount), **kw
         )
 
+    def purchase(self, wallet: Wallet, merchant: Merchant, description: bytes, amount: int) -> Any:
+        """A purchase that must be authorized in full."""
+        record = self.buy(wallet, merchant, description, amount)
+        self.story.say("wallet", f"PRes: {record.completion}, {record.auth_code}, "
+                                 f"authorized {_money(record.auth_amount)}")  # fmt: skip
+        _expect(
+            record.completion == "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
+            and record.auth_code == "AUTH_CODE_APPROVED" and record.auth_amount == amount,
+            f"the order for {_money(amount)} was not authorized in full: {record.completion}, "
+            f"{record.auth_code or 'no authorization'}, {_money(record.auth_amount)}",
+        )  # fmt: skip
+        return record
+
     def run(self) -> dict[str, Any]:
-        """The whole story; a summary of what it showed."""
+        """The whole story; a summary of what it showed. Raises at the first outcome that
+        is not the one it must be."""
         s = self.story
         with self.stack:
             running, pan = self.bank()
             wallet = self.wallet(running, pan)
             merchant = self.merchant(running)
             s.step(4)
-            s.say("customer", "orders '2 SET paperbacks' for 42.50 EUR at demo-shop")
+            s.say("customer", f"orders '2 SET paperbacks' for {_money(ORDER_AMOUNT)} at demo-shop")
             s.sees("gateway", "nothing yet", "the order description, ever (only its salted hash)")
-            record = self.buy(wallet, merchant, b"2 SET paperbacks", 4250)
-            s.say("wallet", f"PRes: {record.completion}, {record.auth_code}, "
-                            f"authorized {_money(record.auth_amount)}")  # fmt: skip
+            record = self.purchase(wallet, merchant, b"2 SET paperbacks", ORDER_AMOUNT)
             s.sees("merchant", "the order, the amount, the dual signature, DD(PI)",
                    "the PAN, the expiry, PANSecret (sealed to the gateway)")  # fmt: skip
             s.sees("gateway", "the PAN, the amount, the order's salted hash HOD",
                    "the order description")  # fmt: skip
             xid = bytes.fromhex(record.xid)
-            approved = record.auth_code == "AUTH_CODE_APPROVED"
 
-            s.section("The merchant ships part of the order and captures 30.00 EUR")
-            merchant.settlement.capture(xid, 3000)
-            s.section("The customer returns one item: the merchant refunds 10.00 EUR")
-            merchant.settlement.refund(xid, 1000)
+            s.section(f"The merchant ships part of the order and captures {_money(CAPTURED)}")
+            _settled(merchant.settlement.capture(xid, CAPTURED), "capture")
+            s.section(f"The customer returns one item: the merchant refunds {_money(REFUNDED)}")
+            _settled(merchant.settlement.refund(xid, REFUNDED), "refund")
+
+            s.section(
+                f"A second order ({_money(REVERSED_AMOUNT)}) is cancelled before it ships: "
+                "the merchant reverses its authorization"
+            )
+            cancelled = self.purchase(wallet, merchant, b"a city map", REVERSED_AMOUNT)
+            _settled(
+                merchant.settlement.reverse_authorization(bytes.fromhex(cancelled.xid)),
+                "authorization reversal",
+            )
             account = running.ledger.find_card_account(pan.reveal())
             s.say(
                 "issuer ledger",
                 f"card {account.masked_pan}: owes {_money(account.posted_debt)}, "
                 f"held {_money(account.pending)}, available {_money(account.available)}",
             )
+            owes, held = CAPTURED - REFUNDED, ORDER_AMOUNT - CAPTURED
+            _expect(
+                (account.posted_debt, account.pending) == (owes, held),
+                f"the issuer ledger should show {_money(owes)} owed and {_money(held)} held",
+            )
 
-            s.section("A second order over the credit limit (600.00 EUR) is declined")
+            s.section("A third order over the credit limit (600.00 EUR) is declined")
             declined = self.buy(wallet, merchant, b"a very large telescope", 60_000)
             s.say("wallet", f"PRes: {declined.completion}, {declined.auth_code}")
+            _expect(
+                declined.auth_code == "AUTH_CODE_DECLINED",
+                f"the order over the credit limit was answered {declined.auth_code or 'nothing'}",
+            )
 
             s.section("A tampered payment instruction: one bit of the sealed PI flipped")
             s.say("wallet", "(demo only) flips a bit inside the PI after signing it")
@@ -257,6 +326,10 @@ class Demo:
             )
             s.sees("merchant", "a dual signature that verifies (it covers digests, not ciphertext)",
                    "that the PI was tampered with; only the gateway can tell")  # fmt: skip
+            _expect(
+                tampered.completion == "COMPLETION_CODE_ORDER_REJECTED",
+                f"the tampered payment instruction was answered {tampered.completion}",
+            )
 
             running.ledger.check_balanced()
             leaks = scan_for_pan(self.base / "merchant", pan)
@@ -265,35 +338,66 @@ class Demo:
                 "demo",
                 f"card {pan.masked} in no merchant file" if not leaks else f"FOUND IN {leaks}",
             )
+            _expect(not leaks, f"the card's PAN is in merchant files: {leaks}")
         return {
-            "approved": approved,
+            "ok": True,
+            "approved": True,
+            "captured": CAPTURED,
+            "refunded": REFUNDED,
+            "reversed": True,
             "declined": declined.auth_code,
             "tampered": tampered.completion,
-            "pan_in_merchant_files": bool(leaks),
+            "pan_in_merchant_files": False,
             "ledger": "balanced",
         }
 
 
+def _delete_bank_keys(config: BankConfig) -> None:
+    """Remove the keys ``setpay init`` made for a temporary bank from its key backend."""
+    try:
+        backend = open_backend(bank_keys_uri(config))
+        try:
+            for label in ALL_LABELS:
+                backend.delete(label)
+        finally:
+            backend.close()
+    except Exception as exc:  # noqa: BLE001 - the story's own outcome must not be hidden
+        print(
+            f"setpay demo: could not remove the demo bank's keys ({type(exc).__name__}: {exc}); "
+            f"remove those labelled {', '.join(ALL_LABELS)} with setpay keys delete",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; exit 0 when the story went as it must."""
-    base = args.dir or Path(tempfile.mkdtemp(prefix="setpay-demo-"))
-    if args.dir is not None and args.dir.exists() and any(args.dir.iterdir()):
-        print(f"setpay demo: {args.dir} is not empty", file=sys.stderr)
+    """Run the demo; exit 0 when the story went as it must, 1 (saying where) when not."""
+    given = args.dir
+    if given is not None and given.exists() and (not given.is_dir() or any(given.iterdir())):
+        print(f"setpay demo: {given} is not an empty directory", file=sys.stderr)
         return 2
+    temporary = args.dir is None
+    base = Path(tempfile.mkdtemp(prefix="setpay-demo-")) if temporary else args.dir
     base.mkdir(parents=True, exist_ok=True)
     # Absolute from here on: the configurations it writes are read relative to their own
     # directories, where a path relative to the current directory would be doubled.
     base = base.resolve()
     story = Story(json_mode=args.json)
     if not args.json:
-        print(f"setpay demo in {base} ({args.profile} profile)")
-    with _story_logging(story):
-        summary = Demo(base, args.profile, args.keys, story).run()
+        kept = "removed at the end; --dir DIR keeps one" if temporary else "kept"
+        print(f"setpay demo in {base} ({args.profile} profile; {kept})")
+    try:
+        with _story_logging(story):
+            summary = Demo(base, args.profile, args.keys, story, temporary=temporary).run()
+    except Exception as exc:  # noqa: BLE001 - any failure ends the story, said plainly
+        reason = str(exc) if isinstance(exc, DemoFailed) else f"{type(exc).__name__}: {exc}"
+        failure = f"at {story.where()}: {reason}"
+        story.finish({"ok": False, "failure": failure})
+        print(f"setpay demo: FAILED {failure}", file=sys.stderr)
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            traceback.print_exc()
+        return 1
+    finally:
+        if temporary:
+            shutil.rmtree(base, ignore_errors=True)
     story.finish(summary)
-    ok = (
-        summary["approved"]
-        and summary["declined"] != "AUTH_CODE_APPROVED"
-        and summary["tampered"] != "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
-        and not summary["pan_in_merchant_files"]
-    )
-    return 0 if ok else 1
+    return 0

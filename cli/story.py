@@ -26,7 +26,7 @@ STEPS: dict[int, str] = {
 # Log lines that mark a step as begun: (logger name prefix, message prefix) -> step.
 _MARKERS: tuple[tuple[str, str, int], ...] = (
     ("setpay.merchant", "PInit:", 5),
-    ("setpay.wallet", "PReq:", 6),
+    ("setpay.wallet", "PReq ", 6),
     ("setpay.merchant", "Purchase ", 7),
     ("setpay.merchant", "order ", 8),
     ("setpay.gateway", "AuthReq ", 9),
@@ -57,6 +57,7 @@ class Story:
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     current: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    current_section: str = ""
 
     def step(self, number: int) -> None:
         """Begin step ``number`` (and any skipped before it)."""
@@ -69,6 +70,7 @@ class Story:
     def section(self, title: str) -> None:
         """A part of the demo after the ten steps (capture, refund, decline, ...)."""
         self.events.append({"section": title})
+        self.current_section = title
         if not self.json_mode:
             print(f"\n[--] {title}", file=self.out)
 
@@ -84,11 +86,22 @@ class Story:
         if not self.json_mode:
             print(f"     {party:>8} sees {saw}; does NOT see {not_seen}", file=self.out)
 
+    def where(self) -> str:
+        """Where the story is: its latest step or section, for a failure message."""
+        if self.current_section:
+            return f"'{self.current_section}'"
+        if self.current:
+            return f"step {self.current} ({STEPS[self.current]})"
+        return "the start"
+
     def finish(self, summary: dict[str, Any]) -> None:
         """Print the JSON document (JSON mode) or the closing summary."""
         if self.json_mode:
             json.dump({"events": self.events, "summary": summary}, self.out, indent=2)
             print(file=self.out)
+            return
+        if summary.get("ok") is False:
+            print(f"\n[FAILED] {summary.get('failure', '')}", file=self.out)
             return
         print("\n[ok] " + "; ".join(f"{k}: {v}" for k, v in summary.items()), file=self.out)
 

@@ -9,11 +9,12 @@
 # for a machine without a bridge network: the container uses the host's network, so
 # ports 7443 and 7444 must be free, and nothing is published with -p. Every
 # volume and container is named after this run and removed at the end, whatever
-# happened. Exit status: 0 every step passed, 1 a step failed, 2 usage error. Nothing
-# secret is printed: the PIN files stay in their volume and in a private temporary
-# directory that is removed.
+# happened. Exit status: 0 every step passed, 1 a step failed (a line on stderr names the
+# step and the command), 2 usage error. Nothing secret is printed: the PIN files stay in
+# their volume and in a private temporary directory that is removed.
 
-set -euo pipefail
+# errtrace: the ERR trap below fires in functions too.
+set -eEuo pipefail
 
 readonly PROGRAM="image-check"
 # The image's health check starts after 30 s and probes every 30 s; two probes' worth.
@@ -26,18 +27,26 @@ readonly KEYS='pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=setpay-bank;p
 readonly image=$1
 readonly run_id="setpay-check-$$"
 readonly tokens="$run_id-tokens" etc="$run_id-etc" bank="$run_id-bank" gateway="$run_id-gateway"
-so_pin_dir=$(mktemp -d)
-backup_dir=$(mktemp -d)
+so_pin_dir="" backup_dir="" step="setting up"
 
 say() { echo "$PROGRAM: $*"; }
+begin() { step=$1; say "$1"; }  # a numbered step: a failure names it
 fail() { echo "$PROGRAM: FAILED: $*" >&2; exit 1; }
 
 cleanup() {
     docker rm -f "$gateway" >/dev/null 2>&1 || true
     docker volume rm "$tokens" "$etc" "$bank" >/dev/null 2>&1 || true
-    rm -rf "$so_pin_dir" "$backup_dir"
+    rm -rf -- ${so_pin_dir:+"$so_pin_dir"} ${backup_dir:+"$backup_dir"}
 }
 trap cleanup EXIT
+# Any command that fails outside a test ends the run with status 1, saying where; the
+# commands name no secret (the PINs stay in files), so printing one is safe.
+on_error() { fail "$step: \`$2\` exited $1"; }
+trap 'on_error "$?" "$BASH_COMMAND"' ERR
+
+command -v docker >/dev/null || fail "docker is not installed"
+so_pin_dir=$(mktemp -d)
+backup_dir=$(mktemp -d)
 
 in_volumes() {  # docker run --rm with the three volumes
     docker run --rm --network host -v "$tokens:/var/lib/softhsm/tokens" \
@@ -68,25 +77,25 @@ for volume in "$tokens" "$etc" "$bank"; do docker volume create "$volume" >/dev/
 # The container's user (10001) writes the SO PIN file here, as section 6.2 says.
 chown 10001:10001 "$so_pin_dir" && chmod 0700 "$so_pin_dir"
 
-say "1. provision a token and a bank on it (setpay-provision-token)"
+begin "1. provision a token and a bank on it (setpay-provision-token)"
 in_volumes -v "$so_pin_dir:/run/setpay-so" --entrypoint setpay-provision-token "$image" \
     --label setpay-bank --pin-file /etc/setpay/token.pin \
     --so-pin-file /run/setpay-so/so.pin --bank /var/lib/setpay --profile ec
 [[ "$(stat -c '%a %u' "$so_pin_dir/so.pin")" == "600 10001" ]] \
     || fail "the SO PIN file is not 0600 and the container user's"
 
-say "2. serve with the image's default command, PIN volume read-only"
+begin "2. serve with the image's default command, PIN volume read-only"
 docker run -d --name "$gateway" --network host \
     -v "$tokens:/var/lib/softhsm/tokens" -v "$etc:/etc/setpay:ro" \
     -v "$bank:/var/lib/setpay" "$image" >/dev/null
 wait_for "$HEALTH_WAIT_SECONDS" "the HEALTHCHECK did not report healthy" healthy
 say "   health: $(health)"
 
-say "3. the bank's keys are on the token (docker exec setpay keys list)"
+begin "3. the bank's keys are on the token (docker exec setpay keys list)"
 docker exec "$gateway" setpay keys list --keys "$KEYS" | tee "$backup_dir/keys.txt"
 grep -q '^brand-root ' "$backup_dir/keys.txt" || fail "no brand-root key on the token"
 
-say "4. authorizations from inside the container (setpay bench authorize --target)"
+begin "4. authorizations from inside the container (setpay bench authorize --target)"
 docker exec "$gateway" setpay bench authorize --target 127.0.0.1:7443 \
     --bank-config /var/lib/setpay/setpay.toml \
     --rate 50 --duration 4 --cardholders 10 --json /tmp/bench.json >"$backup_dir/bench.txt"
@@ -97,7 +106,7 @@ step = json.load(open("/tmp/bench.json"))["steps"][0]["results"]["gateway"]
 sys.exit(0 if step["sent"] == step["ok"] == step["outcomes"].get("approved") else 1)
 ' || fail "not every AuthReq was approved"
 
-say "5. the token goes away: NOT_SERVING; it comes back: SERVING, no restart"
+begin "5. the token goes away: NOT_SERVING; it comes back: SERVING, no restart"
 started=$(docker inspect --format '{{.State.StartedAt}}' "$gateway")
 docker exec "$gateway" sh -c 'mkdir /var/lib/softhsm/tokens/away && mv /var/lib/softhsm/tokens/[!a]* /var/lib/softhsm/tokens/away/'
 wait_for "$TOKEN_WAIT_SECONDS" "health did not turn NOT_SERVING without the token" not_serving
@@ -108,7 +117,7 @@ serving
 [[ "$(docker inspect --format '{{.State.StartedAt}}' "$gateway")" == "$started" ]] \
     || fail "the container restarted"
 
-say "6. back up the volumes with the gateway stopped (section 10), start again"
+begin "6. back up the volumes with the gateway stopped (section 10), start again"
 docker stop "$gateway" >/dev/null
 docker run --rm --user 0:0 --entrypoint tar \
     -v "$tokens:/var/lib/softhsm/tokens:ro" -v "$bank:/var/lib/setpay:ro" \
@@ -123,7 +132,7 @@ if grep -q '\.pin$' "$backup_dir/listing.txt"; then fail "the backup holds a PIN
 docker start "$gateway" >/dev/null
 wait_for "$TOKEN_WAIT_SECONDS" "the gateway did not serve again after the backup" serving
 
-say "7. SIGTERM: the gateway drains and exits 0"
+begin "7. SIGTERM: the gateway drains and exits 0"
 docker stop "$gateway" >/dev/null
 code=$(docker inspect --format '{{.State.ExitCode}}' "$gateway")
 [[ "$code" == 0 ]] || fail "the gateway exited with $code"

@@ -81,6 +81,11 @@ done
 for tool in pkcs11-tool softhsm2-util flock base64 head stat; do
     command -v "$tool" >/dev/null || die "$tool is not installed (Debian: softhsm2, opensc)"
 done
+# With --bank, setpay must run before a token is made for it, not after.
+readonly setpay=${SETPAY:-setpay}
+if [[ -n $bank ]] && ! command -v "$setpay" >/dev/null; then
+    die "cannot run setpay ($setpay): put it on PATH or name it with SETPAY"
+fi
 [[ -n ${SOFTHSM2_CONF:-} ]] || die "SOFTHSM2_CONF is not set: name the softhsm2.conf to use"
 [[ -r $SOFTHSM2_CONF ]] || die "cannot read SOFTHSM2_CONF file $SOFTHSM2_CONF"
 [[ -r $module ]] || die "no PKCS#11 module at $module"
@@ -193,7 +198,7 @@ exec 9<&-
 [[ -n $bank ]] || exit 0
 
 keys="pkcs11:module=$module;token=$label;pin-source=file:$pin_file"
-if ! "${SETPAY:-setpay}" init "$bank" --profile "$profile" --brand "$brand" --keys "$keys"; then
+if ! "$setpay" init "$bank" --profile "$profile" --brand "$brand" --keys "$keys"; then
     # The keys made so far are useless without their bank directory, and setpay init
     # refuses a token that already holds any of them: start the next try from nothing.
     softhsm2-util --delete-token --serial "$serial" >/dev/null ||

@@ -25,4 +25,4 @@ def test_a_relative_demo_directory(
     monkeypatch.chdir(elsewhere)
     assert main(["wallet", "--dir", "../story/wallet", "show"]) == 0
     out, err = capsys.readouterr()
-    assert err == "" and "registered" in out and "3 purchases" in out
+    assert err == "" and "registered" in out and "4 purchases" in out

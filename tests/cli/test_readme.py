@@ -74,3 +74,11 @@ def test_the_passphrases_the_wallet_reads_are_documented(
         build_parser().parse_args(["wallet", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert KEYSTORE_PASSPHRASE_ENV in shown and CARD_PASSPHRASE_ENV in shown
+
+
+def test_each_table_row_has_the_cells_of_its_header() -> None:
+    """GitHub splits a table row at every unescaped ``|``, inside backticks too."""
+    for table in re.findall(r"(?:^\|.*\|\n)+", README, re.M):
+        rows = [re.split(r"(?<!\\)\|", line.strip())[1:-1] for line in table.splitlines()]
+        widths = {len(row) for row in rows}
+        assert len(widths) == 1, [" | ".join(row) for row in rows if len(row) != len(rows[0])]

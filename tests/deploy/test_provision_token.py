@@ -262,3 +262,19 @@ def test_usage_errors(arguments: list[str], status: int, message: str) -> None:
     done = provision(*arguments)
     assert done.returncode == status
     assert message in done.stderr
+
+
+@pytest.mark.integration
+def test_refuses_a_bank_without_setpay_before_making_a_token(
+    tokens: SoftHsm, tmp_path: Path
+) -> None:
+    pin_file, so_pin_file = _pin_files(tmp_path)
+    label = _label("nosetpay")
+    env = command_env({"SETPAY": str(tmp_path / "no-such-setpay")})
+    done = provision(
+        *_arguments(label, pin_file, so_pin_file, "--bank", str(tmp_path / "bank")), env=env
+    )
+    assert done.returncode == 1
+    assert f"cannot run setpay ({tmp_path / 'no-such-setpay'})" in done.stderr
+    assert label not in token_labels()
+    assert not pin_file.exists() and not so_pin_file.exists()
