@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
@@ -52,7 +53,7 @@ from clients.loadtest.speed import SpeedSampler
 from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
 from gateway.ceiling import MODES, ReferenceOptions, serve
-from gateway.config import BankConfig, ConfigError, load
+from gateway.config import MAX_WORKERS, BankConfig, ConfigError, load
 from gateway.issuer import open_ledger
 from hsm.errors import InvalidKeyURI, KeyBackendError
 from hsm.uri import Pkcs11KeyURI, parse_key_uri
@@ -364,16 +365,35 @@ def _check_outputs(args: argparse.Namespace, plan: Plan) -> None:
         require()
 
 
-def authorize(args: argparse.Namespace) -> int:
-    """Prepare, drive, report."""
-    plan = plan_from(args)
-    _check_outputs(args, plan)
-    _exit_on_sigterm()
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse, before anything starts, options that make no runnable run (PlanError)."""
     if args.spawn and args.bank_config is not None:
         raise PlanError("--bank-config is for --target; --spawn makes its own bank")
+    if args.spawn and (args.metrics_url or args.ca_target):
+        raise PlanError("--metrics-url and --ca-target are for --target (a spawned bank's"
+                         " page: --metrics)")  # fmt: skip
     if args.target and (args.keys or args.workdir or args.metrics):
         raise PlanError("--keys, --workdir and --metrics are for --spawn (a target's page:"
                          " --metrics-url)")  # fmt: skip
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        raise PlanError(f"--workers must be between 1 and {MAX_WORKERS}")
+    if args.cardholders < 1:
+        raise PlanError("--cardholders must be at least 1")
+    if not re.fullmatch(r"[0-9]{6}", args.bin):
+        raise PlanError("--bin must be 6 digits")
+    if not 1 <= args.amount <= DEFAULT_CREDIT_LIMIT:
+        raise PlanError(
+            f"--amount must be between 1 and {DEFAULT_CREDIT_LIMIT:,} minor units (the bench "
+            "cards' credit limit)"
+        )
+
+
+def authorize(args: argparse.Namespace) -> int:
+    """Prepare, drive, report."""
+    plan = plan_from(args)
+    _check_options(args)
+    _check_outputs(args, plan)
+    _exit_on_sigterm()
     with ExitStack() as stack:
         workdir = stack.enter_context(_workdir(args))
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)

@@ -74,6 +74,13 @@ ServerCpu = Callable[[], float | None]
 """Cumulative CPU seconds of the server processes (None when they cannot be observed)."""
 
 
+def scheduled(rate: float, duration: float) -> int:
+    """The arrivals due within ``duration`` seconds at ``rate`` per second (at least one)."""
+    # Rounded first: 8.3 * 30 comes out just above 249 in binary floating point, and one
+    # more arrival, due when the duration ends, would be scheduled.
+    return max(1, math.ceil(round(rate * duration, 9)))
+
+
 @dataclass(frozen=True)
 class OpenLoop:
     """Arrivals at ``rate`` per second for ``duration`` seconds."""
@@ -90,7 +97,7 @@ class OpenLoop:
     @property
     def requests(self) -> int:
         """How many requests the schedule holds."""
-        return max(1, math.ceil(self.rate * self.duration))
+        return scheduled(self.rate, self.duration)
 
     @property
     def label(self) -> str:
@@ -130,7 +137,7 @@ class Sample:
         self.index = index
         self.due = due
         self.sent = math.nan
-        self.took = math.nan  # seconds from due to answer (or to the deadline)
+        self.took = math.nan  # seconds from due to answer (or deadline, or giving up)
         self.status = ""  # "OK" or the gRPC status name
         self.response: bytes | None = None
 
@@ -142,7 +149,7 @@ class Recording:
     shape: Shape
     samples: list[Sample]
     started: float
-    window: float  # seconds from the first due time to the last answer
+    window: float  # seconds from the first due time to the last answer (or giving up)
     client_cpu: float
     server_cpu: float | None
     max_in_flight: int
@@ -206,10 +213,11 @@ class _Sender:
             sample.status = str(error.code().name)
         finally:
             # Cancelled (given up on after its deadline and the grace period), a call
-            # keeps no status and no time: the tally counts it as never answered.
+            # keeps no status, and the tally counts it as never answered; it keeps the
+            # time it waited, which counts in the latency like a timeout's.
+            sample.took = time.perf_counter() - sample.due
             self._picker.give_back(lane)
             self.in_flight -= 1
-        sample.took = time.perf_counter() - sample.due
 
 
 def _cpu_seconds() -> float:
@@ -312,9 +320,14 @@ async def _run(
 async def _open_loop(shape: OpenLoop, sender: _Sender) -> tuple[list[Sample], float, float]:
     started = time.perf_counter() + START_LEAD_SECONDS
     interval = 1.0 / shape.rate
-    samples = [Sample(i, started + i * interval) for i in range(shape.requests)]
+    # Each request's record is made as its turn comes: made all beforehand, a long
+    # schedule's records (90 ms for 200,000) outlast START_LEAD_SECONDS, and the first
+    # requests would leave late by the difference.
+    samples: list[Sample] = []
     sends: set[asyncio.Task[None]] = set()
-    for sample in samples:
+    for index in range(shape.requests):
+        sample = Sample(index, started + index * interval)
+        samples.append(sample)
         wait = sample.due - time.perf_counter()
         if wait > 0:
             await asyncio.sleep(wait)

@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from clients.loadtest import bank_page, cpu
-from clients.loadtest.channels import GatewayAccess
+from clients.loadtest.channels import MAX_CHANNELS, GatewayAccess
 from clients.loadtest.errors import PlanError
-from clients.loadtest.load import MAX_RATE, ClosedLoop, OpenLoop, ServerCpu, Shape
+from clients.loadtest.load import (
+    MAX_CONCURRENCY,
+    MAX_RATE,
+    ClosedLoop,
+    OpenLoop,
+    ServerCpu,
+    Shape,
+    scheduled,
+)
 from clients.loadtest.spread import WorkerSpread
 
 # A closed loop cannot know beforehand how many requests it will send; the gateway's PIs
@@ -91,6 +99,10 @@ class Plan:
             raise PlanError(f"duration must be above 0 and at most {MAX_DURATION_SECONDS:.0f} s")
         if not self.rates and self.concurrency is None:
             raise PlanError("give --rate/--rates (open loop) or --concurrency (closed loop)")
+        if self.concurrency is not None and not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise PlanError(f"concurrency must be between 1 and {MAX_CONCURRENCY}")
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise PlanError(f"channels must be between 1 and {MAX_CHANNELS}")
         for rate in self.rates:
             if not 0 < rate <= MAX_RATE:
                 raise PlanError(f"rates must be above 0 and at most {MAX_RATE:.0f}/s")
@@ -103,10 +115,10 @@ class Plan:
             raise PlanError(f"timeout must be above 0 and at most {MAX_TIMEOUT_SECONDS:.0f} s")
         if self.requests is not None and not 1 <= self.requests <= MAX_PREPARED:
             raise PlanError(f"requests must be between 1 and {MAX_PREPARED}")
-        if self.p99_max_ms <= 0:
-            raise PlanError("--p99-max must be positive")
+        if not 0 < self.p99_max_ms < math.inf:
+            raise PlanError("--p99-max must be a positive number of milliseconds")
         for rate in self.rates:
-            if math.ceil(rate * self.duration) > MAX_PREPARED:
+            if scheduled(rate, self.duration) > MAX_PREPARED:
                 raise PlanError(f"{rate:g}/s for {self.duration:g} s is more than "
                                 f"{MAX_PREPARED} requests")  # fmt: skip
 
@@ -127,10 +139,12 @@ class Plan:
         return [OpenLoop(rate, self.duration) for rate in self.rates]
 
     def at_fraction(self, throughput: float) -> OpenLoop | None:
-        """The open loop at ``load_fraction`` of a measured throughput (None if not asked)."""
-        if self.load_fraction is None or throughput <= 0:
+        """The open loop at ``load_fraction`` of a measured throughput (None if not asked,
+        or if that rate, to a tenth per second, is zero)."""
+        if self.load_fraction is None:
             return None
-        return OpenLoop(round(throughput * self.load_fraction, 1), self.duration)
+        rate = round(throughput * self.load_fraction, 1)
+        return OpenLoop(rate, self.duration) if rate > 0 else None
 
     def prepared_for(self, shape: Shape) -> int:
         """How many single-use AuthReqs a step needs."""

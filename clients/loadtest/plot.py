@@ -51,11 +51,14 @@ def plot(result: BenchResult, path: Path) -> None:
     try:
         for service, style in _STYLES.items():
             points = sorted(
-                (s.shape.rate, s.tallies[service].latency)
-                for s in steps
-                if isinstance(s.shape, OpenLoop)
-                and service in s.tallies
-                and s.tallies[service].latency is not None
+                (
+                    (s.shape.rate, s.tallies[service].latency)
+                    for s in steps
+                    if isinstance(s.shape, OpenLoop)
+                    and service in s.tallies
+                    and s.tallies[service].latency is not None
+                ),
+                key=lambda point: point[0],  # by rate only: a sweep may repeat one
             )
             if not points:
                 continue

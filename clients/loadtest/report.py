@@ -154,6 +154,8 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             "load_fraction": plan.load_fraction,
             "channels": plan.channels,
             "timeout_s": plan.timeout,
+            "requests": plan.requests,
+            "warmup": plan.warmup,
             "p99_max_ms": plan.p99_max_ms,
         },
         "warmup": {str(s): tally_json(t) for s, t in result.warmup.items()},

@@ -9,8 +9,9 @@ a verified, signed approval. Every request sent ends in exactly one of three cou
               or an answer that did not verify
     timeouts  DEADLINE_EXCEEDED: no answer within the per-call deadline
 
-Latency percentiles are over every request, whatever its outcome (a timeout counts with
-the time it waited): leaving failures out would flatter exactly the runs that go wrong.
+Latency percentiles are over every request, whatever its outcome (a timeout, or a call
+given up on, counts with the time it waited): leaving failures out would flatter exactly
+the runs that go wrong.
 """
 
 from __future__ import annotations

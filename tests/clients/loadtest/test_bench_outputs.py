@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from clients.loadtest import plot as plot_module
 from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Plan, Service
 from clients.loadtest.plot import DPI, FIGURE_INCHES, plot
+from clients.loadtest.report import to_json
 from clients.loadtest.tally import Latency, Tally
 
 from .conftest import png_size, run_bench
@@ -71,3 +75,95 @@ def test_a_sweep_is_drawn(tmp_path: Path) -> None:
     plot(result, path)
     expected = (round(FIGURE_INCHES[0] * DPI), round(FIGURE_INCHES[1] * DPI))
     assert png_size(path.read_bytes()) == expected
+
+
+def test_a_sweep_that_repeats_a_rate_is_drawn(tmp_path: Path) -> None:
+    # ``--rates 200,200`` (or a --load-fraction step landing on a --rates rate): two
+    # points at one rate. Sorting them compared their latencies and failed once the run
+    # was over, its report printed but its plot not drawn.
+    result = BenchResult({}, Plan(duration=10.0, rates=(200.0, 200.0, 100.0)))
+    for rate, p50 in ((200.0, 3.0), (200.0, 4.0), (100.0, 2.0)):
+        tallies = {Service.GATEWAY: _tally(Service.GATEWAY, rate, p50)}
+        result.steps.append(StepResult(OpenLoop(rate, 10.0), tallies))
+    path = tmp_path / "sweep.png"
+    plot(result, path)
+    assert png_size(path.read_bytes())[0] > 0
+
+
+class _Axes:
+    """Records what is drawn."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, tuple[list[float], list[float]]] = {}
+
+    def plot(self, xs: list[float], ys: list[float], *_: Any, label: str, **__: Any) -> None:
+        self.lines[label] = (list(xs), list(ys))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+class _PyPlot:
+    def __init__(self) -> None:
+        self.axes = _Axes()
+
+    def subplots(self, **_: Any) -> tuple[Any, _Axes]:
+        return SimpleNamespace(tight_layout=lambda: None, savefig=lambda *a, **k: None), self.axes
+
+    def close(self, figure: Any) -> None:
+        return None
+
+
+def test_the_plot_draws_the_report_s_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = BenchResult({}, Plan(duration=10.0, rates=(400.0, 100.0, 200.0)))
+    for rate, p50 in ((400.0, 40.25), (100.0, 2.125), (200.0, 3.5)):
+        tallies = {
+            Service.GATEWAY: _tally(Service.GATEWAY, rate, p50),
+            Service.ECHO: _tally(Service.ECHO, rate, p50 / 8),
+        }
+        result.steps.append(StepResult(OpenLoop(rate, 10.0), tallies))
+    pyplot = _PyPlot()
+    monkeypatch.setattr(plot_module, "_pyplot", lambda: pyplot)
+    plot(result, tmp_path / "sweep.png")
+    report = to_json(result)
+    for service in ("gateway", "echo"):
+        results = [step["results"][service] for step in report["steps"]]
+        rows = sorted((r["offered_rate"], r["latency_ms"]) for r in results)
+        for key in ("p50", "p90", "p99", "p99.9"):
+            xs, ys = pyplot.axes.lines[f"{service} {key}"]
+            assert xs == [rate for rate, _ in rows]
+            assert ys == pytest.approx([latency[key] for _, latency in rows], abs=0.001)
+    assert "ceiling p50" not in pyplot.axes.lines
+
+
+def test_the_json_report_keeps_its_schema() -> None:
+    # Machines read these keys: a change to them is a new schema version, never a quiet one.
+    plan = Plan(duration=10.0, rates=(100.0,), requests=500, warmup=False)
+    result = BenchResult({"profile": "ec"}, plan)
+    result.steps.append(
+        StepResult(OpenLoop(100.0, 10.0), {Service.GATEWAY: _tally(Service.GATEWAY, 100.0, 2.0)})
+    )
+    report = to_json(result)
+    assert report["schema"] == "setpay.bench.authorize/2"
+    assert set(report) == {"schema", "setting", "plan", "warmup", "steps", "sustained_rate"}
+    # The plan as it ran, every option that shapes the traffic included.
+    assert report["plan"] == {
+        "duration_s": 10.0, "rates": [100.0], "concurrency": None, "load_fraction": None,
+        "channels": 8, "timeout_s": 5.0, "requests": 500, "warmup": False, "p99_max_ms": 50.0,
+    }  # fmt: skip
+    (step,) = report["steps"]
+    assert set(step) == {"shape", "mode", "results", "ratios", "doubts"}
+    assert set(step["results"]["gateway"]) == {
+        "target", "shape", "offered_rate", "duration_s", "sent", "ok", "errors", "timeouts",
+        "accounted", "clean", "throughput", "latency_ms", "outcomes", "errors_by_grpc_status",
+        "errors_by_set_code", "client_cpu_s", "client_cpu_us_per_request", "server_cpu_s",
+        "server_cpu_us_per_request", "max_in_flight", "send_lag_max_ms", "ran_out_of_requests",
+        "ledger_commits", "worker_calls", "process_cpu_shares", "connections_per_worker",
+        "redials", "machine_speed",
+    }  # fmt: skip
+    assert set(step["results"]["gateway"]["latency_ms"]) == {
+        "p50", "p90", "p99", "p99.9", "max", "mean"
+    }  # fmt: skip
+    assert report["sustained_rate"] == {"gateway": 100.0}

@@ -55,6 +55,22 @@ def test_each_child_of_a_server_is_read_by_pid(parent: subprocess.Popen[bytes]) 
     assert shares[0] < shares[1]
 
 
+def test_a_server_s_cpu_is_its_whole_tree(parent: subprocess.Popen[bytes]) -> None:
+    # The server the bench started, and every process below it (its workers).
+    children = cpu.children_cpu(parent.pid)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reading = children()
+        if reading and len(reading) == 2 and min(reading.values()) > 0 and reading == children():
+            break
+        time.sleep(0.3)
+    total = cpu.tree_cpu([parent.pid])()
+    assert reading is not None and total is not None
+    own = cpu.process_cpu_seconds(parent.pid)
+    assert total == pytest.approx(own + sum(reading.values()), abs=0.05)
+    assert total >= sum(reading.values()) > 0
+
+
 def test_a_process_without_children_has_none() -> None:
     assert cpu.children_cpu(1 << 22)() == {}  # above any pid this kernel hands out
 
