@@ -72,10 +72,15 @@ def answer(
     credentials: Credentials,
     rpc: str,
     request_bytes: bytes,
+    rrpid: bytes,
     work: Callable[[], R],
     on_error: Callable[[error_pb2.SetError], R],
 ) -> R:
-    """Run ``work``; map any failure to a signed SET Error (via ``on_error``) or a status."""
+    """Run ``work``; map any failure to a signed SET Error (via ``on_error``) or a status.
+
+    The Error names ``rrpid``, the request header's, so that the requester can tell it
+    answers its own request (``setcore.error_message.open_error``).
+    """
     try:
         return work()
     except AnswerUnavailable as exc:
@@ -105,4 +110,4 @@ def answer(
             reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
             log.info("%s refused: %s (%s)", rpc, ErrorCode.Name(code), reason)
         metrics.refused(rpc, code)
-        return on_error(build_error(credentials, code, bad_message=request_bytes))
+        return on_error(build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes))

@@ -96,7 +96,9 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         def on_error(error: error_pb2.SetError) -> Any:
             return response_cls(header=hdr, error=error)
 
-        return answer(context, self._bank.credentials, rpc, request_bytes, work, on_error)
+        return answer(
+            context, self._bank.credentials, rpc, request_bytes, hdr.rrpid, work, on_error
+        )
 
     def _recorded_answer(
         self, request: Any, request_bytes: bytes, handler: Callable[[Bank, Any], bytes]

@@ -234,7 +234,7 @@ def open_auth_reversal_response(
 ) -> AuthRevResult:
     """Verify AuthRevRes: gateway signature and chain, our RRPID, our name, our request."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY)
+        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
     t1, envelope, gateway = open_gateway_response(
         credentials, trust, response.auth_rev_res, AUTH_REV_RES_CT, AUTH_REV_RES_BAGGAGE_CT,
         xid=state.xid, rrpid=state.rrpid,

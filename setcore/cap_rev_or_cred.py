@@ -364,7 +364,7 @@ def _open_cap_rev_or_cred_response(
     if state.kind != kind:
         raise ValueError("this state belongs to a request of another kind")
     if error is not None:
-        raise open_error(error, trust, PAYMENT_GATEWAY)
+        raise open_error(error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
     t1, gateway = open_gateway_sealed(
         credentials, trust, sealed_bytes, CAP_REV_OR_CRED_RES_CT, rrpid=state.rrpid
     )

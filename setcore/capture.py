@@ -417,7 +417,7 @@ def open_capture_response(
 ) -> CaptureResult:
     """Verify CapRes: gateway signature and chain, our RRPID, our name, our request, our items."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY)
+        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
     t1, gateway = open_gateway_sealed(
         credentials, trust, response.cap_res, CAP_RES_CT, rrpid=state.rrpid
     )

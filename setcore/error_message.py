@@ -9,6 +9,7 @@ offending request is identified by its RRPID and a digest of its first 20 KB.
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
@@ -61,19 +62,32 @@ def build_error(
     return error_pb2.SetError(signed_error=signed.SerializeToString())
 
 
-def open_error(error: error_pb2.SetError, trust: TrustStore, signer_type: int) -> PeerError:
-    """Verify a peer's signed Error and turn it into a ``PeerError`` to raise.
+def open_error(
+    error: error_pb2.SetError, trust: TrustStore, signer_type: int, *, rrpid: bytes
+) -> PeerError | ProtocolError:
+    """A peer's Error as the exception to raise: ``PeerError`` when it is the peer's word
+    on our request, ``ProtocolError`` when it is not.
 
-    An Error that does not verify is itself reported as SIGNATURE_FAILURE: a forged
-    Error must not be mistaken for the peer's word.
+    It is the peer's word when it is signed by a party of ``signer_type`` whose chain
+    verifies, and names ``rrpid``, the RRPID of the request it answers (SET-PROTOCOL.md
+    7.6: an Error identifies the message it refuses). An Error that is unsigned, does not
+    verify or answers another request says nothing about what the peer did with ours: a
+    ``ProtocolError``, so that the requester treats it as an answer it could not check
+    (an operation it stays unsure of), never as a refusal.
     """
     if error.WhichOneof("error") != "signed_error":
-        return PeerError(ErrorCode.ERROR_CODE_SIGNATURE_REQUIRED, "unsigned error from the peer")
+        return ProtocolError(
+            ErrorCode.ERROR_CODE_SIGNATURE_REQUIRED, "unsigned error from the peer"
+        )
     try:
         verified = open_signed(
             parse_signed(error.signed_error), ERROR_CT, signer(trust, signer_type)
         )
         tbs = parse_strict(error_pb2.ErrorTBS, verified.tbs)
     except ProtocolError as exc:
-        return PeerError(exc.code, "the peer's error message did not verify")
+        return ProtocolError(exc.code, f"the peer's error message did not verify: {exc.reason}")
+    if not hmac.compare_digest(tbs.rrpid, rrpid):
+        return ProtocolError(
+            ErrorCode.ERROR_CODE_UNKNOWN_RRPID, "the peer's error answers another request"
+        )
     return PeerError(tbs.error_code, tbs.error_msg)

@@ -269,7 +269,7 @@ def open_pcert_response(
 ) -> GatewayCertificates:
     """Verify PCertRes: gateway signature and chain, our request, and every certificate named."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY)
+        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
     signed = parse_signed(response.p_cert_res)
     verified = open_signed(signed, PCERT_RES_CT, signer(trust, PAYMENT_GATEWAY, at=at))
     data = parse_strict(gateway_admin_pb2.PCertResTBS, verified.tbs)
@@ -460,7 +460,7 @@ def open_batch_admin_response(
 ) -> BatchAdminResult:
     """Verify BatchAdminRes: gateway, our RRPID, our name, our request, our batch, our page."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY)
+        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
     t, gateway = open_gateway_sealed(
         credentials, trust, response.batch_admin_res, BATCH_ADMIN_RES_CT, rrpid=state.rrpid
     )

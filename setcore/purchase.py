@@ -150,7 +150,7 @@ def open_pinit_response(
 ) -> MerchantOffer:
     """Verify PInitRes: merchant signature and chain, echoes, and the gateway it names."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, MERCHANT)
+        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid)
     signed = parse_signed(response.p_init_res)
     trust.update_from_bundle(signed.bundle, at)
     verified = open_signed(signed, PINIT_RES_CT, signer(trust, MERCHANT, at=at))
@@ -267,7 +267,7 @@ def open_purchase_response(
 ) -> purchase_pb2.PResData:
     """Verify PRes: signed by the merchant of the offer, echoing our RRPID and challenge."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, MERCHANT)
+        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid)
     return _open_pres(
         response.p_res, response.header, trust, state.merchant_thumb, state.rrpid,
         state.chall_c, state.trans_ids.xid,
@@ -308,7 +308,7 @@ def open_inquiry_response(
 ) -> purchase_pb2.PResData:
     """Verify InqRes: same merchant, our RRPID and fresh challenge echoed."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, MERCHANT)
+        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid)
     p = state.purchase
     return _open_pres(
         response.inq_res, response.header, trust, p.merchant_thumb, state.rrpid, state.chall_c2,

@@ -355,9 +355,15 @@ def open_ca_answer(
 
 
 def ca_error(
-    error: error_pb2.SetError, trust: TrustStore, ca_type: int, *, at: datetime | None = None
-) -> PeerError:
-    """A CA's signed Error as a ``PeerError`` to raise, after installing the BCI it staples.
+    error: error_pb2.SetError,
+    trust: TrustStore,
+    ca_type: int,
+    rrpid: bytes,
+    *,
+    at: datetime | None = None,
+) -> PeerError | ProtocolError:
+    """A CA's Error as the exception to raise (``open_error``), after installing the BCI
+    it staples.
 
     A requester refused on its first message holds no BCI yet; the CA staples one to its
     Errors so that they can be verified. A stapled BCI that does not verify is ignored
@@ -366,7 +372,7 @@ def ca_error(
     if error.WhichOneof("error") == "signed_error":
         with suppress(ProtocolError):
             trust.update_from_bundle(parse_signed(error.signed_error).bundle, at)
-    return open_error(error, trust, ca_type)
+    return open_error(error, trust, ca_type, rrpid=rrpid)
 
 
 def resolve_ca_key_exchange(

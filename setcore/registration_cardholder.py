@@ -111,7 +111,7 @@ def open_card_c_init_response(
 ) -> CaContact:
     """Verify CardCInitRes: the Cardholder CA's chain, our echoes, its key-exchange key."""
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, CARDHOLDER_CA, at=at)
+        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, at=at)
     verified = open_ca_answer(
         response.card_c_init_res, CARD_C_INIT_RES_CT, trust, CARDHOLDER_CA, at=at
     )
@@ -183,7 +183,7 @@ def open_reg_form_response(
 ) -> RegistrationForm:
     """Verify RegFormRes: signed by the same CA, our echoes, the CA's challenge."""
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, CARDHOLDER_CA, at=at)
+        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, at=at)
     verified = open_ca_answer(
         response.reg_form_res, REG_FORM_RES_CT, trust, CARDHOLDER_CA,
         only=state.ca.signer.thumbprint, at=at,
@@ -304,7 +304,7 @@ def open_card_cert_response(
     and the blinded account we recompute from PANSecret (ACCOUNT_MISMATCH otherwise).
     """
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, CARDHOLDER_CA, at=at)
+        raise ca_error(response.error, trust, CARDHOLDER_CA, state.exchange.rrpid, at=at)
     sealed = parse_strict(crypto_pb2.KeySealed, response.cert_res, own_content_type=False)
     plaintext = open_with_key(sealed, state.back_key, CERT_RES_CT, rrpid=state.exchange.rrpid)
     signed = parse_signed(plaintext)

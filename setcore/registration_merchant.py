@@ -212,7 +212,7 @@ def open_me_aq_c_init_response(
     """Verify Me-AqCInitRes: the right kind of CA, our echoes, its key-exchange key."""
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, kind.ca_type, at=at)
+        raise ca_error(response.error, trust, kind.ca_type, state.rrpid, at=at)
     verified = open_ca_answer(
         response.me_aq_c_init_res, ME_AQ_C_INIT_RES_CT, trust, kind.ca_type, at=at
     )
@@ -335,7 +335,7 @@ def open_merchant_cert_response(
     """Verify CertRes: our CA, our request; the certificates certify our keys and name us."""
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, kind.ca_type, at=at)
+        raise ca_error(response.error, trust, kind.ca_type, state.exchange.rrpid, at=at)
     signed = parse_signed(response.cert_res)
     data = open_cert_result(signed, response.header, state.exchange, trust, at=at)
     status = data.cert_status.cert_status_code

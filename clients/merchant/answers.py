@@ -40,10 +40,14 @@ def answer(
     credentials: Credentials,
     rpc: str,
     request_bytes: bytes,
+    rrpid: bytes,
     work: Callable[[], R],
     on_error: Callable[[error_pb2.SetError], R],
 ) -> R:
-    """Run ``work``; turn a failure into a signed SET Error (via ``on_error``) or a status."""
+    """Run ``work``; turn a failure into a signed SET Error (via ``on_error``) or a status.
+
+    The Error names ``rrpid``, the request header's, as the gateway's do.
+    """
     try:
         return work()
     except StoreError as exc:
@@ -58,4 +62,4 @@ def answer(
     except Exception:
         log.exception("%s: unexpected failure", rpc)
         code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
-    return on_error(build_error(credentials, code, bad_message=request_bytes))
+    return on_error(build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes))

@@ -59,8 +59,9 @@ class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
             return response_cls(header=_reply_header(request.header), error=error)
 
         return answer(
-            context, self._credentials, rpc, request_bytes, lambda: work(request), on_error
-        )
+            context, self._credentials, rpc, request_bytes, request.header.rrpid,
+            lambda: work(request), on_error,
+        )  # fmt: skip
 
     def PInit(  # noqa: N802 - gRPC method name
         self, request: purchase_pb2.PInitRequest, context: grpc.ServicerContext

@@ -24,7 +24,7 @@ from setcore.capture import (
     seal_to_merchant,
 )
 from setcore.error_message import build_error
-from setcore.errors import ErrorCode, PeerError
+from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.freshness import FRESHNESS_WINDOW_MS, new_id, now_ms
 from setcore.link import seal_with_baggage
 from setcore.pki.roles import MERCHANT, CertificateUsage
@@ -458,3 +458,19 @@ def test_gateway_error_is_raised_with_its_code(ec_certified: Certified) -> None:
             capture_pb2.CaptureResponse(error=error), c.merchant, state, c.trust()
         )
     assert caught.value.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
+
+
+def test_an_error_is_the_gateways_refusal_only_for_this_request(ec_certified: Certified) -> None:
+    c = ec_certified
+    _, state = _request(c, [_item(c)])
+    code = ErrorCode.ERROR_CODE_DIGEST_MISMATCH
+    ours = capture_pb2.CaptureResponse(error=build_error(c.gateway, code, rrpid=state.rrpid))
+    with pytest.raises(PeerError) as refused:
+        open_capture_response(ours, c.merchant, state, c.trust())
+    assert refused.value.code == code
+    # The gateway's signed Error about another capture says nothing about this one: the
+    # merchant keeps the capture sent rather than failing it.
+    other = capture_pb2.CaptureResponse(error=build_error(c.gateway, code, rrpid=new_id()))
+    with pytest.raises(ProtocolError) as unknown:
+        open_capture_response(other, c.merchant, state, c.trust())
+    assert unknown.value.code == ErrorCode.ERROR_CODE_UNKNOWN_RRPID

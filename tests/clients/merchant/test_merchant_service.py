@@ -79,7 +79,7 @@ def test_pinit_refusals_are_signed_errors(
         f"{SERVICE}/PInit", request.SerializeToString(), purchase_pb2.PInitResponse, deadline=5
     )
     assert response.WhichOneof("result") == "error"
-    error = open_error(response.error, merchant.trust, MERCHANT)
+    error = open_error(response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid)
     assert error.code == code
     assert error.args[0].count("peer refused") == 1  # a fixed text, no detail
 
@@ -111,9 +111,9 @@ def test_inquiry_about_an_unknown_transaction(
         f"{SERVICE}/Inquiry", request.SerializeToString(), purchase_pb2.InquiryResponse,
         deadline=5,
     )  # fmt: skip
-    assert open_error(response.error, merchant.trust, MERCHANT).code == (
-        ErrorCode.ERROR_CODE_UNKNOWN_XID
-    )
+    assert open_error(
+        response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid
+    ).code == (ErrorCode.ERROR_CODE_UNKNOWN_XID)
 
 
 def test_authorization_survives_a_gateway_outage(
@@ -230,7 +230,7 @@ def test_repeated_purchase_request_is_answered_not_authorized_again(
         f"{SERVICE}/Purchase", other.SerializeToString(), purchase_pb2.PurchaseResponse,
         deadline=30,
     )  # fmt: skip
-    assert open_error(refused.error, merchant.trust, MERCHANT).code == (
+    assert open_error(refused.error, merchant.trust, MERCHANT, rrpid=other.header.rrpid).code == (
         ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
     )
 

@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry
 
 from gateway import metrics
 from hsm.base import KeyUsage
-from setcore.errors import ErrorCode, PeerError
+from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.freshness import new_id, now_ms
 from setcore.pan import PAN, blinded_account
 from setcore.pki.issuance import card_expiry_end
 from setcore.purchase import header
+from setcore.registration import ca_error
 from setcore.registration_cardholder import (
     RegFormState,
     build_card_cert_inquiry,
@@ -140,11 +141,14 @@ def test_a_refusal_is_counted_by_method_and_code(ec_bank: Bank) -> None:
     metrics.enable(0, registry)
     try:
         session = start_cardholder(ec_bank, CARD)
-        request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+        request, _ = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
         request.header.rrpid = new_id()  # no longer the envelope's: refused
-        with pytest.raises(PeerError) as caught:
-            open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
-        code = ErrorCode.Name(caught.value.code)
+        response = ec_bank.stub.Cert(request)
+        error = ca_error(
+            response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
+        )
+        assert isinstance(error, PeerError)
+        code = ErrorCode.Name(error.code)
         labels = {"method": "Cert", "code": code}
         assert registry.get_sample_value("setpay_rpc_errors_total", labels) == 1
     finally:
@@ -153,7 +157,7 @@ def test_a_refusal_is_counted_by_method_and_code(ec_bank: Bank) -> None:
 
 def test_changed_envelope_rrpid_does_not_open(ec_bank: Bank) -> None:
     session = start_cardholder(ec_bank, CARD)
-    request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+    request, _ = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
     other = new_id()
 
     def move(sealed: crypto_pb2.Sealed) -> None:
@@ -161,18 +165,27 @@ def test_changed_envelope_rrpid_does_not_open(ec_bank: Bank) -> None:
 
     changed = _tampered(request, move)
     changed.header.rrpid = other
-    with pytest.raises(PeerError) as caught:
-        open_card_cert_response(ec_bank.stub.Cert(changed), state, session.trust)
-    assert caught.value.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
+    error = ca_error(
+        ec_bank.stub.Cert(changed).error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, other
+    )
+    assert isinstance(error, PeerError)
+    assert error.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
 
 
 def test_header_rrpid_must_match_the_envelope(ec_bank: Bank) -> None:
     session = start_cardholder(ec_bank, CARD)
     request, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
     request.header.rrpid = new_id()
-    with pytest.raises(PeerError) as caught:
-        open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
-    assert caught.value.code == ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH
+    response = ec_bank.stub.Cert(request)
+    # The CA's Error names the header's RRPID, not the wallet's: not an answer to its request.
+    with pytest.raises(ProtocolError) as unknown:
+        open_card_cert_response(response, state, session.trust)
+    assert unknown.value.code == ErrorCode.ERROR_CODE_UNKNOWN_RRPID
+    error = ca_error(
+        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
+    )
+    assert isinstance(error, PeerError)
+    assert error.code == ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH
 
 
 def test_stale_request_is_refused(ec_bank: Bank) -> None:
@@ -203,12 +216,14 @@ def test_a_reg_form_request_is_not_a_cert_request(ec_bank: Bank) -> None:
     from setcore.registration_cardholder import build_reg_form_request
 
     reg_request, _ = build_reg_form_request(session.registration.ca, PAN(CARD), session.lid_ee)
-    response = ec_bank.stub.Cert(S.CertRequest(header=header(), cert_req=reg_request.reg_form_req))
+    request = S.CertRequest(header=header(), cert_req=reg_request.reg_form_req)
+    response = ec_bank.stub.Cert(request)
     assert response.WhichOneof("result") == "error"
-    _, state = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
-    with pytest.raises(PeerError) as caught:
-        open_card_cert_response(response, state, session.trust)
-    assert caught.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+    error = ca_error(
+        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
+    )
+    assert isinstance(error, PeerError)
+    assert error.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
 
 
 def test_retry_gets_the_same_bytes_and_a_changed_request_is_refused(ec_bank: Bank) -> None:
@@ -349,7 +364,6 @@ def test_cert_request_must_fill_in_the_form_the_ca_handed_out(ec_bank: Bank) -> 
 
 
 def test_card_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
-    from setcore.registration import ca_error
     from setcore.registration_cardholder import build_card_c_init_request
 
     from .flows import new_trust
@@ -358,12 +372,11 @@ def test_card_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
     response = ec_bank.stub.CardCInit(request)
     assert response.WhichOneof("result") == "error"
     trust = new_trust(ec_bank)
-    error = ca_error(response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    error = ca_error(response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid)
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
 
 def test_card_c_init_retry_and_rrpid_reuse(ec_bank: Bank) -> None:
-    from setcore.registration import ca_error
     from setcore.registration_cardholder import build_card_c_init_request
 
     from .flows import new_trust
@@ -374,12 +387,13 @@ def test_card_c_init_retry_and_rrpid_reuse(ec_bank: Bank) -> None:
     request.chall_ee = new_id()  # same RRPID, another request
     response = ec_bank.stub.CardCInit(request)
     assert response.WhichOneof("result") == "error"
-    error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    error = ca_error(
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid
+    )
     assert error.code == ErrorCode.ERROR_CODE_RRPID_REUSED
 
 
 def test_cert_inquiry_for_an_unknown_registration(ec_bank: Bank) -> None:
-    from setcore.registration import ca_error
     from setcore.registration_certreq import build_cert_inquiry
 
     session = start_cardholder(ec_bank, CARD)
@@ -388,7 +402,9 @@ def test_cert_inquiry_for_an_unknown_registration(ec_bank: Bank) -> None:
     request, _, _ = build_cert_inquiry(REQUESTERS, key, session.lid_ee, ca.lid_ca)
     response = ec_bank.stub.CertInq(request)
     assert response.WhichOneof("result") == "error"
-    error = ca_error(response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    error = ca_error(
+        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
+    )
     assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
 
 
@@ -413,13 +429,12 @@ def test_reg_form_on_a_decided_registration_is_refused_and_changes_nothing(
     The registration is over: issuing a fresh Chall-CA would re-open it for another
     CertReq (SET-PROTOCOL.md 4.3 rule 3: Chall-CA answers the one request it was issued for).
     """
-    from setcore.registration import ca_error
 
     outcome, _, _, session = register_cardholder(ec_bank, CARD, EXPIRY)
     assert outcome.complete
-    response, _ = _reg_form_again(ec_bank, session)
+    response, state = _reg_form_again(ec_bank, session)
     assert response.WhichOneof("result") == "error"
-    error = ca_error(response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    error = ca_error(response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, state.rrpid)
     assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
     # The used challenge was not reset: it still answers no further request.
     again, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)
@@ -434,16 +449,17 @@ def test_reg_form_again_does_not_spoil_the_pending_cert_request(ec_bank: Bank) -
     repeating it tells nobody anything new (RegFormRes is signed, not encrypted). A second
     RegFormReq for another request type is refused (UNKNOWN_LID) rather than re-binding it.
     """
-    from setcore.registration import ca_error
     from setcore.registration_cardholder import open_reg_form_response
 
     session = start_cardholder(ec_bank, CARD)
     stranger, stranger_state = _reg_form_again(ec_bank, session)
     form = open_reg_form_response(stranger, stranger_state, session.trust)
     assert form.chall_ca == session.form.chall_ca
-    other_type, _ = _reg_form_again(ec_bank, session, CARD_RENEWAL)
+    other_type, other_state = _reg_form_again(ec_bank, session, CARD_RENEWAL)
     assert other_type.WhichOneof("result") == "error"
-    error = ca_error(other_type.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA)
+    error = ca_error(
+        other_type.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, other_state.rrpid
+    )
     assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
     # The wallet's CertReq, built from its own RegFormRes, still spends its challenge.
     outcome, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)

@@ -94,7 +94,10 @@ def test_merchant_request_sealed_to_the_gateway_ca_is_refused(ec_bank: Bank) -> 
     response = ec_bank.stub.Cert(request)
     assert response.WhichOneof("result") == "error"
     # The CA whose key it was sealed to (the PCA) answers, and says why.
-    error = open_error(response.error, merchant.trust, S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA)
+    error = open_error(
+        response.error, merchant.trust, S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA,
+        rrpid=request.header.rrpid,
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
 
@@ -192,7 +195,9 @@ def test_unknown_request_type_is_not_served(ec_bank: Bank) -> None:
     response = ec_bank.stub.MeAqCInit(request)
     assert response.WhichOneof("result") == "error"
     # A requester with only the root: the Error staples the BCI needed to verify it.
-    error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA)
+    error = ca_error(
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid
+    )
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
 
@@ -243,7 +248,9 @@ def test_me_aq_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
     )
     response = ec_bank.stub.MeAqCInit(request)
     assert response.WhichOneof("result") == "error"
-    error = ca_error(response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA)
+    error = ca_error(
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid
+    )
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
 
