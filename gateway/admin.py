@@ -41,23 +41,29 @@ def gateway_certificates(
 
 
 def _status(summary: BatchSummary) -> gateway_admin_pb2.BatchStatus:
-    def total(kind: TransactionKind) -> common_pb2.CurrencyAmount:
+    """The batch's BatchStatus: totals net of reversals, so nothing undone reads as owed.
+
+    The message has one total and one count per side. ``captured_total`` is the captures
+    less the capture reversals filed in this batch, ``credited_total`` the credits less
+    the credit reversals; the counts are of the captures and of the credits themselves.
+    What the batch settles to the merchant is ``captured_total - credited_total``. A batch
+    that takes the reversal of a capture or credit filed in an earlier batch can show a
+    negative total: that is what it takes back, and it is said as it is.
+    """
+
+    def total(amount: int) -> common_pb2.CurrencyAmount:
         return common_pb2.CurrencyAmount(
-            currency=summary.currency,
-            amount=summary.totals[kind].amount,
-            exp10=exponent_for(summary.currency),
+            currency=summary.currency, amount=amount, exp10=exponent_for(summary.currency)
         )
 
-    captured = summary.totals[TransactionKind.CAPTURE]
-    credited = summary.totals[TransactionKind.CREDIT]
     return gateway_admin_pb2.BatchStatus(
         open_date_unix_ms=summary.opened_at_ms,
         close_date_unix_ms=summary.closed_at_ms or 0,
         closed=summary.status != "open",
-        captured_total=total(TransactionKind.CAPTURE),
-        capture_count=captured.count,
-        credited_total=total(TransactionKind.CREDIT),
-        credit_count=credited.count,
+        captured_total=total(summary.captured_net),
+        capture_count=summary.totals[TransactionKind.CAPTURE].count,
+        credited_total=total(summary.credited_net),
+        credit_count=summary.totals[TransactionKind.CREDIT].count,
     )
 
 

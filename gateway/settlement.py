@@ -19,7 +19,9 @@ from gateway.ledger import (
     Posted,
     PostingOutcome,
     Responder,
+    ReversalDeclined,
     ReversalItem,
+    UnknownHold,
 )
 from gateway.outcomes import auth_rev_code_for, cap_code_for, cap_rev_or_cred_code_for
 from setcore.auth_reversal import (
@@ -57,8 +59,25 @@ def _items(outcome: Outcome, count: int) -> Sequence[Posted | Declined]:
     return (outcome,) * count
 
 
+def _still_authorized(bank: Bank, refused: Declined, hold_id: str) -> int:
+    """What a refused reversal's authorization stands at, as the ledger decided it."""
+    if isinstance(refused, ReversalDeclined):
+        return refused.authorized
+    # A refusal decided by an earlier release, which did not keep the figure, and answered
+    # only now: the hold as it stands now is the truth left to tell. The hold id comes from
+    # a capture token this gateway sealed to this merchant.
+    try:
+        return bank.ledger.hold(hold_id).still_authorized
+    except UnknownHold:
+        return 0
+
+
 def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) -> bytes:
-    """AuthRevReq -> AuthRevRes: lower the hold; a new capture token for what remains."""
+    """AuthRevReq -> AuthRevRes: lower the hold; a new capture token for what remains.
+
+    A refusal's AuthNewAmt is what the authorization still stands at, never the amount
+    in the merchant's capture token, which an earlier reversal may have made stale.
+    """
     verified = open_auth_reversal_request(
         request, bank.credentials, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
     )
@@ -78,9 +97,14 @@ def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) ->
                 cap_token_new=new_token,
             )
         else:
-            assert isinstance(outcome, Declined)
+            assert isinstance(outcome, Declined), f"unexpected outcome {type(outcome).__name__}"
+            standing = _amount(
+                token.auth_amt.currency,
+                _still_authorized(bank, outcome, token.hold_id),
+                token.auth_amt.exp10,
+            )
             decision = AuthRevDecision(
-                auth_rev_code=auth_rev_code_for(outcome.reason), auth_new_amt=token.auth_amt
+                auth_rev_code=auth_rev_code_for(outcome.reason), auth_new_amt=standing
             )
         return build_auth_reversal_response(bank.credentials, verified, decision)
 

@@ -8,7 +8,9 @@ merchant, RRTags, the token is this merchant's and this authorization's, the amo
 the token's currency and exponent); the request carries one token, and its new amount may be zero (a
 full reversal). Whether the amount is possible and whether the request was seen before
 is the ledger's decision, answered with AuthRevCode. The response carries a capture
-token reissued for the new amount.
+token reissued for the new amount. Its AuthNewAmt is what stands authorized after the
+decision: the new amount when approved; when refused, what the authorization still
+stands at, which an earlier reversal may have made smaller than the token's amount.
 
 Errors are setcore's, as listed in ``setcore.capture``, plus DECODING_FAILURE for a
 negative new amount.
@@ -185,6 +187,8 @@ class AuthRevDecision:
     """The gateway's answer to put in AuthRevRes, as the ledger decided it."""
 
     auth_rev_code: int
+    #: What stands authorized after the decision (approved or not), never a figure
+    #: copied from the request's capture token.
     auth_new_amt: common_pb2.CurrencyAmount
     cap_token_new: bytes = b""
 

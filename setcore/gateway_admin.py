@@ -16,8 +16,9 @@ merchant id, and for BatchAdmin the response key), and the request's bounds. Wha
 batch operation does is the ledger's decision, answered with a BatchAdminStatus.
 
 Errors are setcore's, as listed in ``setcore.capture``, plus DECODING_FAILURE for no or
-malformed brand/BIN entries, an unknown batch operation, a missing batch id, a page
-larger than MAX_TRANSACTION_DETAILS, and answers about other brands or batches;
+malformed brand/BIN entries, an unknown batch operation, a missing batch id (or one
+named for a batch to open), a page larger than MAX_TRANSACTION_DETAILS or starting past
+MAX_STARTING_POINT, and answers about other brands or batches;
 WRONG_CERTIFICATE_ROLE / MISSING_CERTIFICATE / INVALID_CERTIFICATE from the PKI for a
 PCertRes thumbprint that is not a gateway certificate of the right usage and brand.
 """
@@ -67,6 +68,10 @@ MAX_BRAND_AND_BINS = 32
 # One page of a batch's transaction list; a batch of thousands is read in several pages,
 # so one answer stays far below the message size limit.
 MAX_TRANSACTION_DETAILS = 500
+# A page starts after a sequence number the gateway gave, and gateways count them in
+# 64-bit signed integers; the uint64 on the wire can say more, which no store can look up.
+# Refused here, before a close is committed whose answer's page could never be read.
+MAX_STARTING_POINT = 2**63 - 1
 # SET's BIN: the first six digits of the PAN (as in PInitReq).
 _BIN = re.compile(r"^\d{6}$")
 # Brand ids are short names such as the brand root's; 64 is X.509's CommonName bound.
@@ -369,14 +374,22 @@ def _check_batch_request(data: gateway_admin_pb2.BatchAdminReqData) -> None:
     if data.batch_operation not in _OPERATIONS:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unknown batch operation")
     check_batch_id(data.batch_id)
-    # Only opening may leave the id to the gateway; every other operation names its batch.
-    if not data.batch_id and data.batch_operation != gateway_admin_pb2.BATCH_OPERATION_OPEN:
+    # The gateway names every new batch (unguessable, unique across merchants), and every
+    # other operation names its batch. A merchant's own id for a new batch is refused
+    # before anything is opened: the answer would name the gateway's id, which the
+    # merchant refuses as about another batch, leaving a batch open that it never learnt.
+    opening = data.batch_operation == gateway_admin_pb2.BATCH_OPERATION_OPEN
+    if opening and data.batch_id:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "a new batch's id is the gateway's")
+    if not opening and not data.batch_id:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "batch id missing")
     if data.return_transaction_detail.maximum_items > MAX_TRANSACTION_DETAILS:
         raise fail(
             ErrorCode.ERROR_CODE_DECODING_FAILURE,
             f"at most {MAX_TRANSACTION_DETAILS} transactions per page",
         )
+    if data.return_transaction_detail.starting_point > MAX_STARTING_POINT:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "starting point past any sequence number")
 
 
 def open_batch_admin_request(

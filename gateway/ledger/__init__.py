@@ -49,6 +49,7 @@ from gateway.ledger.outcomes import (
     PostingOutcome,
     PrebuiltApproval,
     Responder,
+    ReversalDeclined,
     TransactionKind,
     Unanswered,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "PrebuiltApproval",
     "RemoteLedgerStore",
     "Responder",
+    "ReversalDeclined",
     "ReversalItem",
     "RrpidReused",
     "SchemaError",

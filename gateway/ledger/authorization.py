@@ -12,7 +12,8 @@
    (``capture_now``) the whole hold is captured at once into the merchant's open batch.
 
 ``reverse_authorization`` lowers an authorization to a new amount (zero reverses it in
-full), releasing the difference; it cannot go below what is already captured.
+full), releasing the difference; it cannot go below what is already captured. A refusal
+says what the authorization still stands at (``ReversalDeclined``).
 ``expire_holds`` posts the release of holds past their expiry (they stopped counting
 against available credit at that moment already).
 """
@@ -23,13 +24,14 @@ from gateway.ledger import accounts, books
 from gateway.ledger.accounts import AccountStatus
 from gateway.ledger.books import Phase, TransferKind
 from gateway.ledger.errors import PiPreviouslyUsed
-from gateway.ledger.holds import is_expired, lock_hold, update_hold
+from gateway.ledger.holds import is_expired, lock_hold, still_authorized, update_hold
 from gateway.ledger.outcomes import (
     AuthorizationReversed,
     Authorized,
     Decline,
     Declined,
     Posted,
+    ReversalDeclined,
 )
 from gateway.ledger.settlement import CaptureItem, capture_hold
 from gateway.ledger.store import Row, Transaction
@@ -161,20 +163,20 @@ def authorize(
 
 def reverse_authorization(
     tx: Transaction, *, merchant_id: str, hold_id: str, new_amount: int, now_ms: int
-) -> AuthorizationReversed | Declined:
+) -> AuthorizationReversed | ReversalDeclined:
     """Lower the authorized amount to ``new_amount`` and release the difference."""
     merchant = accounts.merchant_row(tx, merchant_id)
     ref = tx.one("SELECT card_account_id, merchant_account_id FROM holds WHERE id = ?", hold_id)
     if ref is None or ref["merchant_account_id"] != merchant["id"]:
-        return Declined(Decline.UNKNOWN_HOLD)
+        return ReversalDeclined(Decline.UNKNOWN_HOLD, authorized=0)
     accounts.lock_card(tx, str(ref["card_account_id"]))
     hold = lock_hold(tx, hold_id)
     assert hold is not None  # holds are never deleted
     if is_expired(hold, now_ms):
-        return Declined(Decline.HOLD_EXPIRED)
+        return ReversalDeclined(Decline.HOLD_EXPIRED, still_authorized(hold, now_ms))
     amount, captured = int(hold["amount"]), int(hold["captured"])
     if not captured <= new_amount < amount:
-        return Declined(Decline.INVALID_AMOUNT)
+        return ReversalDeclined(Decline.INVALID_AMOUNT, still_authorized(hold, now_ms))
     released = amount - new_amount
     books.post_transfer(
         tx,

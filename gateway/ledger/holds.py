@@ -13,6 +13,9 @@ Invariants (also CHECK constraints): captured <= amount, and what is refunded ne
 exceeds what is captured net. Status is ``pending`` while something is held, ``closed``
 once fully captured or released, ``expired`` once the expiry released the rest. A hold
 past its ``expires_at_ms`` counts as expired at once, before the sweep posts its release.
+
+What the authorization stands at (``still_authorized``) is what was captured plus what is
+still held: ``amount`` while the hold lives, only the captured part once it has expired.
 """
 
 from __future__ import annotations
@@ -49,12 +52,23 @@ class Hold:
         """What may still be credited back: captured net less refunded net."""
         return (self.captured - self.capture_reversed) - (self.credited - self.credit_reversed)
 
+    @property
+    def still_authorized(self) -> int:
+        """What the authorization stands at: captured, plus what is held unless expired."""
+        return self.captured + (0 if self.status == "expired" else self.pending)
+
 
 def is_expired(hold: Row, now_ms: int) -> bool:
     """True if the hold has expired, whether or not the sweep has posted it yet."""
     if hold["status"] == "expired":
         return True
     return hold["status"] == "pending" and int(hold["expires_at_ms"]) <= now_ms
+
+
+def still_authorized(hold: Row, now_ms: int) -> int:
+    """``Hold.still_authorized`` of a ``holds`` row, as of ``now_ms``."""
+    held = 0 if is_expired(hold, now_ms) else int(hold["pending"])
+    return int(hold["captured"]) + held
 
 
 def hold_from_row(row: Row, now_ms: int) -> Hold:

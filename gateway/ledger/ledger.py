@@ -159,6 +159,7 @@ class Ledger(MoneyOperations):
 
     def card_account(self, account_id: str) -> CardAccount:
         """A card account by id; raise UnknownAccount."""
+        check_text("account_id", account_id)
         now = self._clock()
         return self._store.read(partial(accounts.card_by_id, account_id=account_id, now_ms=now))
 
@@ -171,6 +172,7 @@ class Ledger(MoneyOperations):
 
     def reveal_pan(self, account_id: str) -> str:
         """Decrypt a card account's PAN (issuer use only; raise PanUnreadable if tampered)."""
+        check_text("account_id", account_id)
         sealed = self._store.read(partial(accounts.sealed_pan, account_id=account_id))
         return open_pan(self._keys, account_id, sealed)
 
@@ -192,12 +194,14 @@ class Ledger(MoneyOperations):
 
     def merchant_account(self, merchant_id: str) -> MerchantAccount:
         """A merchant account by merchant id; raise UnknownMerchant."""
+        check_text("merchant_id", merchant_id)
         return self._store.read(partial(accounts.merchant_by_id, merchant_id=merchant_id))
 
     # Holds and the books.
 
     def hold(self, hold_id: str) -> Hold:
         """A hold and what happened against it; raise UnknownHold."""
+        check_text("hold_id", hold_id)
         now = self._clock()
         return self._store.read(partial(holds.hold_by_id, hold_id=hold_id, now_ms=now))
 

@@ -29,12 +29,25 @@ EXPIRE_BATCH = 500
 # schemes let a hold stand (lodging, car rental). A later expiry is a caller's mistake:
 # it would keep the credit tied up long after the merchant may still capture.
 MAX_HOLD_LIFETIME_MS = 30 * 24 * 3600 * 1000
+# The largest integer the stores' 64-bit columns hold (SQLite INTEGER, PostgreSQL BIGINT).
+# Past it the stores part ways: SQLite cannot bind the value at all, PostgreSQL compares
+# it as a numeric. So a larger one is refused here, before any SQL, on every store.
+MAX_INT64 = 2**63 - 1
+# How messages name it: a 19-digit run in a log line reads like a PAN to a scanner.
+_MAX_INT64_TEXT = "2**63 - 1"
 
 
 def check_integer(name: str, value: int) -> None:
     """A Python int: not a bool (True would count as 1), a float or a string of digits."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"{name} must be an integer")
+
+
+def check_moment(name: str, value: int) -> None:
+    """A time in Unix milliseconds: an integer from 0 to MAX_INT64."""
+    check_integer(name, value)
+    if not 0 <= value <= MAX_INT64:
+        raise InvalidRequest(f"{name} must be between 0 and {_MAX_INT64_TEXT} ms")
 
 
 def check_flag(name: str, value: bool) -> None:
@@ -67,9 +80,21 @@ def check_bytes(name: str, value: bytes) -> None:
 
 
 def check_text(name: str, value: str) -> None:
-    """A non-empty string (an account, merchant, hold or batch id)."""
+    """A non-empty string (an account, merchant, hold or batch id) without a NUL.
+
+    PostgreSQL's text cannot hold a NUL and SQLite's can, so the stores would answer such
+    an id differently (a database error, a thing not found); protobuf strings may carry one.
+    """
     if not isinstance(value, str) or not value:
         raise InvalidRequest(f"{name} must be a non-empty string")
+    if "\x00" in value:
+        raise InvalidRequest(f"{name} must not contain a NUL character")
+
+
+def check_optional_text(name: str, value: str | None) -> None:
+    """``check_text`` unless the value is None (not given)."""
+    if value is not None:
+        check_text(name, value)
 
 
 def check_hold_expiry(expires_at_ms: int, now_ms: int) -> None:
@@ -96,6 +121,7 @@ def check_items(
                 f"items of this request must be {item_class.__name__}, not {type(item).__name__}"
             )
         check_text("hold_id", item.hold_id)
+        check_optional_text("batch_id", item.batch_id)
         if isinstance(item, ReversalItem):
             check_bytes("original_rrpid", item.original_rrpid)
         else:
@@ -107,11 +133,12 @@ def check_items(
 
 
 def check_page(starting_point: int, max_items: int) -> None:
-    """A batch detail page request: a non-negative start, 1 to MAX_PAGE_ITEMS items."""
+    """A batch detail page request: a start from 0 to MAX_INT64 (a sequence number, which
+    the merchant sends as a uint64), 1 to MAX_PAGE_ITEMS items."""
     check_integer("starting_point", starting_point)
     check_integer("max_items", max_items)
-    if starting_point < 0:
-        raise InvalidRequest("starting_point must be 0 or more")
+    if not 0 <= starting_point <= MAX_INT64:
+        raise InvalidRequest(f"starting_point must be between 0 and {_MAX_INT64_TEXT}")
     if not 1 <= max_items <= MAX_PAGE_ITEMS:
         raise InvalidRequest(f"max_items must be 1 to {MAX_PAGE_ITEMS}")
 

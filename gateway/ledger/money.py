@@ -30,8 +30,9 @@ from gateway.ledger.limits import (
     check_currency,
     check_flag,
     check_hold_expiry,
-    check_integer,
     check_items,
+    check_moment,
+    check_optional_text,
     check_page,
     check_text,
 )
@@ -108,7 +109,7 @@ class MoneyOperations:
         check_bytes("rrpid", rrpid)
         check_bytes("request_digest", request_digest)
         if checked_at_ms is not None:
-            check_integer("checked_at_ms", checked_at_ms)
+            check_moment("checked_at_ms", checked_at_ms)
         recorded = self._store.execute(
             partial(
                 idempotency.decide_once,
@@ -251,7 +252,8 @@ class MoneyOperations:
         respond: Responder,
         checked_at_ms: int | None = None,
     ) -> bytes:
-        """Lower an authorization to ``new_amount`` (0 reverses it in full)."""
+        """Lower an authorization to ``new_amount`` (0 reverses it in full): AuthorizationReversed,
+        or ReversalDeclined saying what the authorization still stands at."""
         check_text("merchant_id", merchant_id)
         check_text("hold_id", hold_id)
         check_amount("new_amount", new_amount, allow_zero=True)
@@ -437,6 +439,7 @@ class MoneyOperations:
     ) -> bytes:
         """Close the named batch, or the open one (BatchOutcome or Declined)."""
         check_text("merchant_id", merchant_id)
+        check_optional_text("batch_id", batch_id)
         now = self._clock()
         return self._once(
             rrpid=rrpid,
@@ -474,6 +477,8 @@ class MoneyOperations:
 
     def batch_summary(self, merchant_id: str, batch_id: str | None = None) -> BatchSummary:
         """A batch's totals per kind (the open batch by default); raise UnknownBatch."""
+        check_text("merchant_id", merchant_id)
+        check_optional_text("batch_id", batch_id)
         return self._store.read(
             partial(batches.summary_for_merchant, merchant_id=merchant_id, batch_id=batch_id)
         )
@@ -488,6 +493,8 @@ class MoneyOperations:
     ) -> BatchReport:
         """A batch's totals and one page of its transactions, from one snapshot: a posting
         committed meanwhile is in both or in neither. Raise UnknownBatch."""
+        check_text("merchant_id", merchant_id)
+        check_optional_text("batch_id", batch_id)
         check_page(starting_point, max_items)
         return self._store.read(
             partial(
@@ -503,6 +510,8 @@ class MoneyOperations:
         self, merchant_id: str, batch_id: str, *, starting_point: int = 0, max_items: int = 100
     ) -> BatchPage:
         """One page of a batch's transactions after ``starting_point`` (0: from the start)."""
+        check_text("merchant_id", merchant_id)
+        check_text("batch_id", batch_id)
         check_page(starting_point, max_items)
         return self._store.read(
             partial(

@@ -31,12 +31,13 @@ from gateway.ledger.outcomes import (
     Outcome,
     Posted,
     PostingOutcome,
+    ReversalDeclined,
 )
 
 _OUTCOMES = (Authorized, AuthorizationReversed, PostingOutcome, BatchOutcome, Declined)
 # Every class a stored outcome may name: the outcomes and their parts.
 _CLASSES: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (*_OUTCOMES, BatchSummary, KindTotals, Posted)
+    cls.__name__: cls for cls in (*_OUTCOMES, ReversalDeclined, BatchSummary, KindTotals, Posted)
 }
 
 # Each class's fields and their declared types, resolved once here: resolving the

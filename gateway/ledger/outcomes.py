@@ -8,7 +8,7 @@ request gets the same bytes back.
 Which operation yields which outcome:
 
     authorize               Authorized | Declined
-    reverse_authorization   AuthorizationReversed | Declined
+    reverse_authorization   AuthorizationReversed | ReversalDeclined
     capture, credit,
     reverse_capture,
     reverse_credit          PostingOutcome (one Posted | Declined per item, in order)
@@ -92,6 +92,19 @@ class Declined:
 
 
 @dataclass(frozen=True)
+class ReversalDeclined(Declined):
+    """An authorization reversal refused for ``reason``; nothing changed, and the
+    authorization stands at ``authorized``.
+
+    The merchant is told what it may still capture against, not what its (perhaps
+    stale) capture token says: ``holds.still_authorized`` as the ledger read it when it
+    decided, 0 for a hold it does not know for this merchant.
+    """
+
+    authorized: int
+
+
+@dataclass(frozen=True)
 class Posted:
     """One settlement transaction posted, and where it sits in the merchant's batch."""
 
@@ -155,6 +168,31 @@ class BatchSummary:
     totals: dict[TransactionKind, KindTotals]
     """Every kind is present, with zeros when the batch has none."""
 
+    # Net figures. A reversal is filed in the batch open when it is made, which need not
+    # be its original's (SET's NewBatchID: the original's batch may be closed), so a
+    # batch's net can be negative: it takes back from the merchant.
+
+    @property
+    def captured_net(self) -> int:
+        """Captures less capture reversals in this batch."""
+        return (
+            self.totals[TransactionKind.CAPTURE].amount
+            - self.totals[TransactionKind.CAPTURE_REVERSAL].amount
+        )
+
+    @property
+    def credited_net(self) -> int:
+        """Credits (refunds) less credit reversals in this batch."""
+        return (
+            self.totals[TransactionKind.CREDIT].amount
+            - self.totals[TransactionKind.CREDIT_REVERSAL].amount
+        )
+
+    @property
+    def net(self) -> int:
+        """What this batch settles to the merchant: captured net less credited net."""
+        return self.captured_net - self.credited_net
+
 
 @dataclass(frozen=True)
 class BatchOutcome:
@@ -163,7 +201,9 @@ class BatchOutcome:
     summary: BatchSummary
 
 
-Outcome = Authorized | AuthorizationReversed | PostingOutcome | BatchOutcome | Declined
+Outcome = (
+    Authorized | AuthorizationReversed | PostingOutcome | BatchOutcome | ReversalDeclined | Declined
+)
 """Everything a money operation can decide."""
 
 Responder = Callable[[Outcome], bytes]

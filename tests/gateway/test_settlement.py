@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
+import pytest
+
 from gateway.issuer import open_store, read_ledger_keys
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, UnknownBatch
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 from setcore.auth_reversal import (
@@ -25,6 +27,7 @@ from setcore.cap_rev_or_cred import (
     open_credit_reversal_response,
 )
 from setcore.capture import CaptureItem, build_capture_request, open_capture_response
+from setcore.errors import ErrorCode, PeerError
 from setcore.gateway_admin import (
     TransactionPage,
     build_batch_admin_request,
@@ -321,6 +324,40 @@ def test_batch_close_and_summary(ec_world: World) -> None:
     assert opened.data.batch_id != batch_id and not opened.data.transaction_details
     unknown = admin(g.BATCH_OPERATION_REQUEST, batch_id="batch-nope", page=TransactionPage(0, 5))
     assert unknown.data.status == g.BATCH_ADMIN_STATUS_BATCH_UNKNOWN
+
+
+def test_opening_a_batch_under_an_id_of_the_merchants_opens_nothing(ec_world: World) -> None:
+    # The gateway used to open a batch of its own naming and answer with that id, which
+    # the merchant refused as about another batch: a batch open that it did not know.
+    merchant = register_merchant(ec_world, "M-ec-named")
+    request, state = build_batch_admin_request(
+        merchant.credentials, merchant.gateway_kex.recipient(), merchant.merchant_id,
+        g.BATCH_OPERATION_OPEN, batch_id="mine-1",
+    )  # fmt: skip
+    with pytest.raises(PeerError) as raised:
+        open_batch_admin_response(
+            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust
+        )
+    assert raised.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+    with pytest.raises(UnknownBatch):
+        ec_world.running.ledger.batch_summary(merchant.merchant_id)
+
+
+def test_closing_with_a_page_past_any_sequence_number_closes_nothing(ec_world: World) -> None:
+    # The ledger used to close the batch and then fail to read the page for the answer
+    # (SQLite cannot bind the number): a decision committed whose answer never could be.
+    merchant = register_merchant(ec_world, "M-ec-far-page")
+    batch_id = capture(ec_world, merchant, _authorized(ec_world, merchant, 100), 100)[3]
+    request, state = build_batch_admin_request(
+        merchant.credentials, merchant.gateway_kex.recipient(), merchant.merchant_id,
+        g.BATCH_OPERATION_CLOSE, batch_id=batch_id, page=TransactionPage(2**63, 5),
+    )  # fmt: skip
+    with pytest.raises(PeerError) as raised:
+        open_batch_admin_response(
+            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust
+        )
+    assert raised.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+    assert ec_world.running.ledger.batch_summary(merchant.merchant_id, batch_id).status == "open"
 
 
 def test_restart_keeps_every_state(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import FRESHNESS_WINDOW_MS, new_id, now_ms
 from setcore.gateway_admin import (
     MAX_BRAND_AND_BINS,
+    MAX_STARTING_POINT,
     MAX_TRANSACTION_DETAILS,
     PCERT_RES_CT,
     BatchAdminDecision,
@@ -366,7 +367,7 @@ def test_batch_admin_round_trip(certified: Certified) -> None:
     assert [d.amount.amount for d in result.data.transaction_details] == [100, 101]
 
 
-def test_opening_a_batch_may_leave_the_id_to_the_gateway(ec_certified: Certified) -> None:
+def test_opening_a_batch_leaves_the_id_to_the_gateway(ec_certified: Certified) -> None:
     c = ec_certified
     request, state = _batch(c, OPEN, batch_id="")
     verified = _open_batch(c, request)
@@ -375,6 +376,15 @@ def test_opening_a_batch_may_leave_the_id_to_the_gateway(ec_certified: Certified
     )
     result = open_batch_admin_response(_batch_response(payload), c.merchant, state, c.trust())
     assert result.data.batch_id == "assigned-1"
+
+
+def test_opening_a_batch_under_an_id_of_the_merchants_is_refused(ec_certified: Certified) -> None:
+    # The gateway names new batches; an answer naming its id would be refused by the
+    # merchant as about another batch, after the batch was opened.
+    c = ec_certified
+    request, _ = _batch(c, OPEN, batch_id="mine-1")
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_batch, c, request)
+    assert "gateway" in reason
 
 
 def test_batch_admin_request_bounds(ec_certified: Certified) -> None:
@@ -387,6 +397,15 @@ def test_batch_admin_request_bounds(ec_certified: Certified) -> None:
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_batch, c, request)
     request, _ = _batch(c, batch_id="b" * 65)
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_batch, c, request)
+    # A uint64 past any sequence number the gateway gives (the stores count in int64).
+    request, _ = _batch(c, page=TransactionPage(MAX_STARTING_POINT + 1, 10))
+    assert "starting point" in refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE, _open_batch, c, request
+    )
+    request, _ = _batch(c, page=TransactionPage(MAX_STARTING_POINT, 10))
+    assert _open_batch(c, request).data.return_transaction_detail.starting_point == (
+        MAX_STARTING_POINT
+    )
 
 
 def test_batch_admin_request_checks(ec_certified: Certified) -> None:

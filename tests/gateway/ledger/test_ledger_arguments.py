@@ -287,6 +287,60 @@ def test_page_limits_are_integers(bank: Bank, call: Callable[[Ledger], object], 
     _refused(bank, lambda: call(bank.ledger), name)
 
 
+# -- ids: what PostgreSQL's text can hold, so that every store answers alike
+
+# A merchant's batch ids arrive in protobuf strings, which may carry a NUL: SQLite's text
+# holds it (and finds no such batch), PostgreSQL's cannot (a database error).
+_NUL = "batch\x00"
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (
+            lambda bank, hold: bank.call(
+                bank.ledger.capture, merchant_id=MERCHANT,
+                items=[CaptureItem(hold, 10, EUR, batch_id=_NUL)],
+            ),
+            "batch_id",
+        ),
+        (
+            lambda bank, hold: bank.call(
+                bank.ledger.credit, merchant_id=MERCHANT,
+                items=[CreditItem(hold, 10, EUR, batch_id=_NUL)],
+            ),
+            "batch_id",
+        ),
+        (
+            lambda bank, hold: bank.call(
+                bank.ledger.reverse_capture, merchant_id=MERCHANT,
+                items=[ReversalItem(hold, b"cap-1", batch_id=_NUL)],
+            ),
+            "batch_id",
+        ),
+        (lambda bank, hold: bank.call(bank.ledger.close_batch, MERCHANT, _NUL), "batch_id"),
+        (lambda bank, hold: bank.call(bank.ledger.purge_batch, MERCHANT, _NUL), "batch_id"),
+        (lambda bank, hold: bank.ledger.batch_summary(MERCHANT, _NUL), "batch_id"),
+        (lambda bank, hold: bank.ledger.batch_report(MERCHANT, _NUL), "batch_id"),
+        (lambda bank, hold: bank.ledger.batch_details(MERCHANT, _NUL), "batch_id"),
+        (lambda bank, hold: bank.ledger.batch_summary("shop\x00"), "merchant_id"),
+        (lambda bank, hold: bank.ledger.merchant_account("shop\x00"), "merchant_id"),
+        (lambda bank, hold: bank.ledger.hold(hold + "\x00"), "hold_id"),
+        (lambda bank, hold: bank.ledger.card_account("card\x00"), "account_id"),
+    ],
+    ids=[
+        "capture", "credit", "reversal", "close", "purge", "summary", "report", "details",
+        "summary-merchant", "merchant-account", "hold", "card-account",
+    ],
+)  # fmt: skip
+def test_an_id_with_a_nul_is_refused_on_every_store(
+    bank: Bank, call: Callable[[Bank, str], object], name: str
+) -> None:
+    hold = _hold(bank)
+    _refused(bank, lambda: call(bank, hold), name)
+    assert bank.ledger.hold(hold).captured == 0
+
+
 # -- PostgreSQL: which unique-key failures are retried
 
 

@@ -14,6 +14,7 @@ from gateway.ledger import (
     PiPreviouslyUsed,
     Posted,
     PostingOutcome,
+    ReversalDeclined,
     TransactionKind,
     UnknownMerchant,
 )
@@ -252,7 +253,8 @@ def test_authorization_reversal_cannot_go_below_captured_or_up(bank: Bank) -> No
             hold_id=auth.hold_id,
             new_amount=new_amount,
         )
-        assert outcome == Declined(Decline.INVALID_AMOUNT), new_amount
+        # Refused, and the answer says what stands: the whole 3000, 2000 of it captured.
+        assert outcome == ReversalDeclined(Decline.INVALID_AMOUNT, authorized=3000), new_amount
     released = bank.call(
         bank.ledger.reverse_authorization,
         merchant_id=MERCHANT,
@@ -270,7 +272,8 @@ def test_authorization_reversal_of_unknown_or_foreign_hold(bank: Bank) -> None:
         outcome = bank.call(
             bank.ledger.reverse_authorization, merchant_id=merchant, hold_id=hold_id, new_amount=0
         )
-        assert outcome == Declined(Decline.UNKNOWN_HOLD)
+        # Nothing of this merchant's stands under that id; the other's hold is not told.
+        assert outcome == ReversalDeclined(Decline.UNKNOWN_HOLD, authorized=0)
     assert bank.ledger.hold(auth.hold_id).pending == 3000
 
 
@@ -293,7 +296,36 @@ def test_expired_hold_cannot_be_captured_or_reversed(bank: Bank, clock: FakeCloc
     reversal = bank.call(
         bank.ledger.reverse_authorization, merchant_id=MERCHANT, hold_id=auth.hold_id, new_amount=0
     )
-    assert reversal == Declined(Decline.HOLD_EXPIRED)
+    assert reversal == ReversalDeclined(Decline.HOLD_EXPIRED, authorized=0)
+
+
+def test_a_refused_reversal_says_what_stands_not_what_was_first_authorized(
+    bank: Bank, clock: FakeClock
+) -> None:
+    auth = approved(bank.authorize(PAN_A, 3000, expires_at_ms=clock.now_ms + DAY_MS))
+
+    def reverse(new_amount: int) -> object:
+        return bank.call(
+            bank.ledger.reverse_authorization,
+            merchant_id=MERCHANT,
+            hold_id=auth.hold_id,
+            new_amount=new_amount,
+        )
+
+    assert isinstance(reverse(1000), AuthorizationReversed)
+    # A merchant still holding the 3000 token asks for 2000: the authorization is 1000.
+    assert reverse(2000) == ReversalDeclined(Decline.INVALID_AMOUNT, authorized=1000)
+    bank.call(
+        bank.ledger.capture, merchant_id=MERCHANT, items=[CaptureItem(auth.hold_id, 400, EUR)]
+    )
+    assert reverse(300) == ReversalDeclined(Decline.INVALID_AMOUNT, authorized=1000)
+    # Once expired, only the captured 400 stands, before and after the sweep posts it.
+    clock.advance(DAY_MS)
+    assert reverse(0) == ReversalDeclined(Decline.HOLD_EXPIRED, authorized=400)
+    assert bank.ledger.hold(auth.hold_id).still_authorized == 400
+    assert bank.ledger.expire_holds() == 1
+    assert reverse(400) == ReversalDeclined(Decline.HOLD_EXPIRED, authorized=400)
+    assert bank.ledger.hold(auth.hold_id).still_authorized == 400
 
 
 def test_expiry_sweep_posts_the_release(bank: Bank, clock: FakeClock) -> None:

@@ -82,6 +82,42 @@ def test_transactions_are_numbered_in_the_open_batch(bank: Bank) -> None:
         TransactionKind.CREDIT_REVERSAL: KindTotals(1, 1000),
         TransactionKind.CAPTURE_REVERSAL: KindTotals(1, 3000),
     }
+    # Everything was undone: the batch settles nothing.
+    assert (summary.captured_net, summary.credited_net, summary.net) == (0, 0, 0)
+
+
+def test_a_batch_is_net_of_what_it_undoes_even_from_an_earlier_batch(bank: Bank) -> None:
+    hold = hold_of(bank, PAN_A, 5000)
+    bank.call(
+        bank.ledger.capture, merchant_id=MERCHANT, items=[CaptureItem(hold, 3000, EUR)],
+        rrpid=b"cap-1",
+    )  # fmt: skip
+    bank.call(
+        bank.ledger.credit, merchant_id=MERCHANT, items=[CreditItem(hold, 500, EUR)],
+        rrpid=b"cred-1",
+    )  # fmt: skip
+    first = bank.ledger.batch_summary(MERCHANT)
+    assert (first.captured_net, first.credited_net, first.net) == (3000, 500, 2500)
+    assert batch_op(bank, "close_batch") == BatchOutcome(bank.ledger.batch_summary(
+        MERCHANT, first.batch_id
+    ))  # fmt: skip
+    # The original's batch is closed, so the reversals go into the next one, which
+    # takes back what they undo.
+    bank.call(
+        bank.ledger.reverse_credit, merchant_id=MERCHANT, items=[ReversalItem(hold, b"cred-1")]
+    )
+    bank.call(
+        bank.ledger.capture, merchant_id=MERCHANT, items=[CaptureItem(hold, 1000, EUR)],
+        rrpid=b"cap-2",
+    )  # fmt: skip
+    bank.call(
+        bank.ledger.reverse_capture, merchant_id=MERCHANT, items=[ReversalItem(hold, b"cap-1")]
+    )
+    second = bank.ledger.batch_summary(MERCHANT)
+    assert second.batch_id != first.batch_id
+    assert (second.captured_net, second.credited_net, second.net) == (-2000, -500, -1500)
+    # Together they settle what the merchant holds.
+    assert first.net + second.net == bank.ledger.merchant_account(MERCHANT).balance == 1000
 
 
 def test_close_then_the_next_transaction_opens_a_new_batch(bank: Bank) -> None:
@@ -226,13 +262,25 @@ def test_paged_transaction_detail(bank: Bank) -> None:
 
 @pytest.mark.parametrize(
     ("start", "size", "argument"),
-    [(-1, 10, "starting_point"), (0, 0, "max_items"), (0, 501, "max_items")],
+    [
+        (-1, 10, "starting_point"),
+        # A merchant's uint64: past any sequence number a database column holds. SQLite
+        # cannot even bind it; every store refuses it alike, before any SQL.
+        (2**63, 10, "starting_point"),
+        (0, 0, "max_items"),
+        (0, 501, "max_items"),
+    ],
+    ids=["start-below-0", "start-past-int64", "no-items", "too-many-items"],
 )
 def test_page_limits(bank: Bank, start: int, size: int, argument: str) -> None:
     opened = batch_op(bank, "open_batch")
     assert isinstance(opened, BatchOutcome)
     with pytest.raises(InvalidRequest, match=f"^{argument} "):
         bank.ledger.batch_details(
+            MERCHANT, opened.summary.batch_id, starting_point=start, max_items=size
+        )
+    with pytest.raises(InvalidRequest, match=f"^{argument} "):
+        bank.ledger.batch_report(
             MERCHANT, opened.summary.batch_id, starting_point=start, max_items=size
         )
 

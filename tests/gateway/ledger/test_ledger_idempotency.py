@@ -233,6 +233,18 @@ def test_a_moment_of_check_that_is_not_an_integer_changes_nothing(
     assert bank.outcomes == []
 
 
+@pytest.mark.parametrize("moment", [-1, 2**63], ids=["before-1970", "past-int64"])
+def test_a_moment_of_check_out_of_range_changes_nothing_on_any_store(
+    bank: Bank, moment: int
+) -> None:
+    # Past int64, SQLite could not bind it and PostgreSQL refused it with another error.
+    with pytest.raises(InvalidRequest, match=r"^checked_at_ms must be between 0 and "):
+        authorize(bank, checked_at_ms=moment)
+    assert bank.ledger.stored_response(b"r-1", b"d-1") is None
+    assert bank.ledger.find_card_account(PAN_A).pending == 0
+    assert bank.outcomes == []
+
+
 class _LosingAnswers(LedgerStore):
     """A real store whose answer-storing writes fail while ``losing`` is set (the decision's
     own write goes through): a database lost between a decision and its answer."""

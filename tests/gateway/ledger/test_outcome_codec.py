@@ -18,6 +18,7 @@ from gateway.ledger import (
     Outcome,
     Posted,
     PostingOutcome,
+    ReversalDeclined,
     TransactionKind,
 )
 from gateway.ledger.errors import OutcomeUnreadable
@@ -39,6 +40,7 @@ OUTCOMES: list[Outcome] = [
     Authorized("hold-1", "card-1", 1999, 978, 1_700_000_000_000, None),
     Authorized("hold-1", "card-1", 1999, 978, 1_700_000_000_000, _SALE),
     AuthorizationReversed("hold-1", 1000, 999, 978),
+    ReversalDeclined(Decline.INVALID_AMOUNT, authorized=400),
     PostingOutcome((_SALE, Declined(Decline.UNKNOWN_HOLD))),
     PostingOutcome(()),
     BatchOutcome(_SUMMARY),
