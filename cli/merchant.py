@@ -7,7 +7,7 @@
     setpay merchant [--dir DIR] capture ORDER [--amount N]
     setpay merchant [--dir DIR] refund ORDER [--amount N]
     setpay merchant [--dir DIR] reverse (ORDER [--keep N] | --capture OP | --credit OP)
-    setpay merchant [--dir DIR] batch open [--batch ID] [--details N]
+    setpay merchant [--dir DIR] batch open [--details N]
     setpay merchant [--dir DIR] batch {close,purge,query} --batch ID [--details N]
 
 ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a capture's or
@@ -126,8 +126,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b_ops = b.add_subparsers(dest="operation", required=True)
     for name, text in _BATCH_HELP.items():
         one = b_ops.add_parser(name, help=text)
-        if name == "open":
-            one.add_argument("--batch", default="", metavar="ID", help="default: the gateway's")
+        if name == "open":  # the gateway names the batch it opens
+            one.set_defaults(batch="")
         else:  # the gateway cannot guess which batch to close, purge or show
             one.add_argument("--batch", required=True, metavar="ID", help="the batch's id")
         one.add_argument(
@@ -287,7 +287,10 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
             print(
                 f"{named}{' closed' if summary.closed else ''}; captured "
                 f"{summary.captured_total.amount} in {summary.capture_count}, refunded "
-                f"{summary.credited_total.amount} in {summary.credit_count}"
+                f"{summary.credited_total.amount} in {summary.credit_count}, captures reversed "
+                f"{summary.capture_reversed_total.amount} in {summary.capture_reversal_count}, "
+                f"refunds reversed {summary.credit_reversed_total.amount} in "
+                f"{summary.credit_reversal_count}; net {summary.net_total.amount}"
             )
             for detail in data.transaction_details:
                 print(f"  {detail.kind:<16} {detail.xid.hex()[:8]} {detail.amount.amount:>9}")

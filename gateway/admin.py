@@ -41,14 +41,10 @@ def gateway_certificates(
 
 
 def _status(summary: BatchSummary) -> gateway_admin_pb2.BatchStatus:
-    """The batch's BatchStatus: totals net of reversals, so nothing undone reads as owed.
+    """The batch's BatchStatus: each kind of transaction filed in it, and its net.
 
-    The message has one total and one count per side. ``captured_total`` is the captures
-    less the capture reversals filed in this batch, ``credited_total`` the credits less
-    the credit reversals; the counts are of the captures and of the credits themselves.
-    What the batch settles to the merchant is ``captured_total - credited_total``. A batch
-    that takes the reversal of a capture or credit filed in an earlier batch can show a
-    negative total: that is what it takes back, and it is said as it is.
+    A batch that takes the reversal of a capture or credit filed in an earlier batch can
+    show a negative net: that is what it takes back, and it is said as it is.
     """
 
     def total(amount: int) -> common_pb2.CurrencyAmount:
@@ -56,14 +52,25 @@ def _status(summary: BatchSummary) -> gateway_admin_pb2.BatchStatus:
             currency=summary.currency, amount=amount, exp10=exponent_for(summary.currency)
         )
 
+    captures, credits = (
+        summary.totals[TransactionKind.CAPTURE],
+        summary.totals[TransactionKind.CREDIT],
+    )
+    capture_reversals = summary.totals[TransactionKind.CAPTURE_REVERSAL]
+    credit_reversals = summary.totals[TransactionKind.CREDIT_REVERSAL]
     return gateway_admin_pb2.BatchStatus(
         open_date_unix_ms=summary.opened_at_ms,
         close_date_unix_ms=summary.closed_at_ms or 0,
         closed=summary.status != "open",
-        captured_total=total(summary.captured_net),
-        capture_count=summary.totals[TransactionKind.CAPTURE].count,
-        credited_total=total(summary.credited_net),
-        credit_count=summary.totals[TransactionKind.CREDIT].count,
+        captured_total=total(captures.amount),
+        capture_count=captures.count,
+        credited_total=total(credits.amount),
+        credit_count=credits.count,
+        capture_reversed_total=total(capture_reversals.amount),
+        capture_reversal_count=capture_reversals.count,
+        credit_reversed_total=total(credit_reversals.amount),
+        credit_reversal_count=credit_reversals.count,
+        net_total=total(summary.net),
     )
 
 

@@ -41,3 +41,17 @@ def test_a_batch_operation_the_gateway_refuses_exits_1(
     assert status == 1 and "BATCH_UNKNOWN" in out + err
     status, out, _ = run_cli([*base, "open"], capsys)
     assert status == 0 and "SUCCESS" in out
+    assert "; net 0" in out  # an empty batch: every figure, and its net, says nothing owed
+
+
+def test_opening_a_batch_takes_no_id_of_the_merchants(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway names the batches it opens (and refuses an OPEN naming one)."""
+    directory = tmp_path / "shop"
+    peer = PeerConfig("127.0.0.1:1", directory / "tls/root.pem")
+    write_config(directory, merchant_id="shop", name="Shop", gateway=peer, ca=peer)
+    with pytest.raises(SystemExit) as exited:
+        run_cli(["merchant", "--dir", str(directory), "batch", "open", "--batch", "b1"], capsys)
+    assert exited.value.code == 2
+    assert "--batch" in capsys.readouterr().err

@@ -62,7 +62,7 @@ def _reverse_credit(
     return result.items[0]
 
 
-def test_batch_totals_are_net_of_reversals_and_refunds(ec_world: World) -> None:
+def test_batch_totals_show_reversals_and_the_net(ec_world: World) -> None:
     # Two captures, one of them reversed, two refunds, one of them reversed: the batch
     # owes the merchant 1500 - 1000 - (250 - 200) = 450, not the gross 1500 captured.
     merchant = register_merchant(ec_world, "M-ec-net")
@@ -83,9 +83,13 @@ def test_batch_totals_are_net_of_reversals_and_refunds(ec_world: World) -> None:
         ec_world, merchant, g.BATCH_OPERATION_REQUEST, batch_id=batch_id, page=page
     ).data
     totals = status.batch_status
-    assert (totals.captured_total.amount, totals.capture_count) == (500, 2)
-    assert (totals.credited_total.amount, totals.credit_count) == (50, 2)
-    assert (totals.captured_total.currency, totals.captured_total.exp10) == (978, 2)
+    assert (totals.captured_total.amount, totals.capture_count) == (1500, 2)
+    assert (totals.credited_total.amount, totals.credit_count) == (250, 2)
+    assert (totals.capture_reversed_total.amount, totals.capture_reversal_count) == (1000, 1)
+    assert (totals.credit_reversed_total.amount, totals.credit_reversal_count) == (200, 1)
+    assert totals.net_total.amount == 450
+    for figure in (totals.captured_total, totals.capture_reversed_total, totals.net_total):
+        assert (figure.currency, figure.exp10) == (978, 2)
     assert [(d.kind, d.amount.amount) for d in status.transaction_details] == [
         ("capture", 1000),
         ("capture", 500),
@@ -99,7 +103,7 @@ def test_batch_totals_are_net_of_reversals_and_refunds(ec_world: World) -> None:
     assert ledger.merchant_account(merchant.merchant_id).balance == 450
     assert ledger.batch_summary(merchant.merchant_id, batch_id).net == 450
     closed = _batch(ec_world, merchant, g.BATCH_OPERATION_CLOSE, batch_id=batch_id).data
-    assert (closed.batch_status.captured_total.amount, closed.batch_status.closed) == (500, True)
+    assert (closed.batch_status.net_total.amount, closed.batch_status.closed) == (450, True)
     ledger.check_balanced()
 
 
@@ -114,9 +118,15 @@ def test_a_reversal_filed_in_a_later_batch_takes_back_there(ec_world: World) -> 
     undone = _reverse_capture(ec_world, merchant, auth, 300, capture_rrpid)
     assert undone.code == c.CAP_REV_OR_CRED_CODE_SUCCESS and undone.batch_id != first_batch
     later = _batch(ec_world, merchant, g.BATCH_OPERATION_REQUEST, batch_id=undone.batch_id).data
-    assert (later.batch_status.captured_total.amount, later.batch_status.capture_count) == (-300, 0)
+    totals = later.batch_status
+    assert (totals.captured_total.amount, totals.capture_count) == (0, 0)
+    assert (totals.capture_reversed_total.amount, totals.capture_reversal_count) == (300, 1)
+    assert totals.net_total.amount == -300
     earlier = _batch(ec_world, merchant, g.BATCH_OPERATION_REQUEST, batch_id=first_batch).data
-    assert earlier.batch_status.captured_total.amount == 300
+    assert (earlier.batch_status.captured_total.amount, earlier.batch_status.net_total.amount) == (
+        300,
+        300,
+    )
 
 
 def _reverse_authorization(

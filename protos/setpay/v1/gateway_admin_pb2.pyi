@@ -115,7 +115,7 @@ class ReturnTransactionDetail(_message.Message):
     def __init__(self, starting_point: _Optional[int] = ..., maximum_items: _Optional[int] = ...) -> None: ...
 
 class BatchStatus(_message.Message):
-    __slots__ = ("open_date_unix_ms", "close_date_unix_ms", "closed", "captured_total", "capture_count", "credited_total", "credit_count")
+    __slots__ = ("open_date_unix_ms", "close_date_unix_ms", "closed", "captured_total", "capture_count", "credited_total", "credit_count", "capture_reversed_total", "capture_reversal_count", "credit_reversed_total", "credit_reversal_count", "net_total")
     OPEN_DATE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     CLOSE_DATE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     CLOSED_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,11 @@ class BatchStatus(_message.Message):
     CAPTURE_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREDITED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CREDIT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_REVERSED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_REVERSAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_REVERSED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_REVERSAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NET_TOTAL_FIELD_NUMBER: _ClassVar[int]
     open_date_unix_ms: int
     close_date_unix_ms: int
     closed: bool
@@ -130,7 +135,12 @@ class BatchStatus(_message.Message):
     capture_count: int
     credited_total: _common_pb2.CurrencyAmount
     credit_count: int
-    def __init__(self, open_date_unix_ms: _Optional[int] = ..., close_date_unix_ms: _Optional[int] = ..., closed: _Optional[bool] = ..., captured_total: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., capture_count: _Optional[int] = ..., credited_total: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., credit_count: _Optional[int] = ...) -> None: ...
+    capture_reversed_total: _common_pb2.CurrencyAmount
+    capture_reversal_count: int
+    credit_reversed_total: _common_pb2.CurrencyAmount
+    credit_reversal_count: int
+    net_total: _common_pb2.CurrencyAmount
+    def __init__(self, open_date_unix_ms: _Optional[int] = ..., close_date_unix_ms: _Optional[int] = ..., closed: _Optional[bool] = ..., captured_total: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., capture_count: _Optional[int] = ..., credited_total: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., credit_count: _Optional[int] = ..., capture_reversed_total: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., capture_reversal_count: _Optional[int] = ..., credit_reversed_total: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., credit_reversal_count: _Optional[int] = ..., net_total: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ...) -> None: ...
 
 class TransactionDetail(_message.Message):
     __slots__ = ("xid", "rrpid", "kind", "amount", "batch_sequence_num")
