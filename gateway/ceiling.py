@@ -22,7 +22,8 @@ one port with SO_REUSEPORT, each opening its key backend after the fork.
 
 Errors: a request the ceiling cannot open is a broken bench, not a protocol event; it is
 answered with FAILED_PRECONDITION naming the SET error code (never a PAN: setcore's
-reasons hold none). Configuration and key-backend errors at start pass through.
+reasons hold none). Configuration and key-backend errors at start pass through; an
+address that cannot be reserved for the workers is an ``OSError``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +45,7 @@ import grpc
 from gateway import scheduling
 from gateway.bank_pki import load_bank_pki
 from gateway.config import BankConfig
-from gateway.ports import write_port_file
+from gateway.ports import PortError, reserve, write_port_file
 from gateway.process import tls_config
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import reply_header
@@ -215,15 +215,6 @@ def _worker(
     close()
 
 
-def _reserve(listen: str) -> tuple[socket.socket, str]:
-    """Bind (not listen on) ``listen`` with SO_REUSEPORT so the workers can share the port."""
-    host, _, port = listen.rpartition(":")
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host.strip("[]"), int(port)))
-    return sock, f"{host}:{sock.getsockname()[1]}"
-
-
 def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) -> int:
     """Serve until ``stop`` is set; returns the port. Writes ``options.port_file`` once up."""
     config = replace(config, threads=options.threads or config.threads)
@@ -234,8 +225,13 @@ def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) 
         stop.wait()
         close()
         return port
-    reserved, listen = _reserve(options.listen)
-    port = int(listen.rpartition(":")[2])
+    # The bank's reservation: the port is shared by these workers only, never joined to
+    # another server's (a bank's workers on that port would take part of the bench's load).
+    try:
+        reserved = reserve(options.listen)
+    except PortError as exc:
+        raise OSError(str(exc)) from exc
+    listen, port = reserved.address, reserved.port
     context = multiprocessing.get_context("fork")
     workers: list[tuple[BaseProcess, ProcessEvent]] = []
     try:

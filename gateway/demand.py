@@ -26,6 +26,13 @@ from gateway.cpu_turn import CpuTurn
 # One slot per worker index; a worker beyond the board publishes nothing.
 SLOTS = 64
 _SLOT = struct.Struct("=i")
+# The board's file name, beside the ledger service's socket.
+DEMAND_NAME = "demand"
+
+
+def demand_path(socket_path: str) -> str:
+    """Where the demand board of the ledger service at ``socket_path`` is."""
+    return os.path.join(os.path.dirname(socket_path), DEMAND_NAME)
 
 
 class DemandBoard:

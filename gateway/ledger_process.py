@@ -6,7 +6,8 @@ migrating the schema), serves it on a Unix socket in a directory of its own
 (``gateway.ledger.service``) and reports ready; the workers then start and connect.
 SIGTERM: it stops accepting, commits whatever is queued, closes the database and exits 0.
 The supervisor stops it only after the last worker is gone, so no worker loses its
-ledger mid-request during a clean stop. If it dies while serving, the supervisor starts
+ledger mid-request during a clean stop; SIGINT (a terminal's Ctrl-C reaches the whole
+process group) is therefore ignored here. If it dies while serving, the supervisor starts
 another on the same socket path; meanwhile the workers answer UNAVAILABLE.
 
 The socket's directory is created by the supervisor with mode 0700 under the system's
@@ -23,20 +24,18 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from pathlib import Path
 
 from gateway import metrics, scheduling
 from gateway.config import BankConfig
-from gateway.demand import DemandBoard, SharedDemand
+from gateway.demand import DemandBoard, SharedDemand, demand_path
 from gateway.ledger import SqliteLedgerStore
 from gateway.ledger.service import LedgerService
+from gateway.worker import StopSignals
 
 log = logging.getLogger("setpay.ledger")
 
 SOCKET_NAME = "ledger.sock"
-# The workers' demand board beside the socket (``gateway.demand``).
-DEMAND_NAME = "demand"
 # How often the ledger process checks that its supervisor is still there.
 PARENT_CHECK_SECONDS = 1.0
 # The process name ``ps -o comm`` and /proc/PID/comm show (at most 15 bytes).
@@ -64,11 +63,6 @@ class LedgerSocket:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def demand_path(socket_path: str) -> str:
-    """Where the demand board of the ledger service at ``socket_path`` is."""
-    return os.path.join(os.path.dirname(socket_path), DEMAND_NAME)
-
-
 def run_ledger_process(
     config: BankConfig,
     path: str,
@@ -78,11 +72,13 @@ def run_ledger_process(
     with_metrics: bool,
     supervisor_pid: int,
 ) -> int:
-    """The ledger process's life after fork: serve until SIGTERM (or orphaned); the exit
-    status. ``mask`` is the signal mask to restore once the handlers are in place."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    """The ledger process's life after fork: serve until SIGTERM (or orphaned; SIGINT is
+    ignored); the exit status. ``mask`` is the signal mask to restore once the handlers
+    are in place."""
+    stopping = StopSignals((signal.SIGTERM,))
+    # A terminal's Ctrl-C reaches every process of the group at once; the workers drain
+    # their calls through this process, so only the supervisor's SIGTERM stops it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     _name_this_process()
@@ -105,7 +101,7 @@ def run_ledger_process(
     os.write(ready_fd, b"ledger\n")
     os.close(ready_fd)
     log.info("ledger process serving the SQLite ledger (pid %d)", os.getpid())
-    while not stop.wait(PARENT_CHECK_SECONDS):
+    while not stopping.wait(PARENT_CHECK_SECONDS):
         if os.getppid() != supervisor_pid:
             log.error("ledger process: the supervisor is gone; stopping")
             break

@@ -26,6 +26,7 @@ identifier or a peer's text.
                                                         error/ErrorCode (committed decisions)
     setpay_authorized_amount_minor_units{currency}      histogram of approved amounts
     setpay_replays_refused_total{kind}                  pi_reused, rrpid_reused
+    setpay_answers_failed_total{method}                 committed decisions left unanswered
     setpay_certificate_cache_lookups_total{result}      hit, miss (TrustStore counters)
     setpay_ledger_commit_duration_seconds               histogram per durable commit
     setpay_ledger_commit_operations                     histogram: group size per commit
@@ -504,10 +505,22 @@ def worker_gone(pid: int, running: int) -> None:
     s = _sinks.supervisor
     if s is None:
         return
+    _drop_live_gauges(pid)
+    s.workers.set(running)
+
+
+def ledger_process_gone(pid: int) -> None:
+    """The ledger process exited: drop its live gauges (it has files like a worker's)."""
+    if _sinks.supervisor is not None:
+        _drop_live_gauges(pid)
+
+
+def _drop_live_gauges(pid: int) -> None:
+    # A dead process's live gauge files would be merged as if it still ran; its counter and
+    # histogram files stay, so that totals never step back.
     from prometheus_client import multiprocess  # noqa: PLC0415 - as above
 
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-    s.workers.set(running)
 
 
 def worker_restarted(running: int) -> None:

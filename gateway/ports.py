@@ -18,6 +18,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+# TCP ports are 16 bits. The resolver would take a larger number modulo 65536 (70000 would
+# become 4464, 65536 a port the OS picks), so a port outside this range is refused first.
+MAX_PORT = 65535
+
 
 class PortError(Exception):
     """An address cannot be reserved."""
@@ -45,8 +49,11 @@ def reserve(listen: str) -> Reservation:
     """Reserve ``listen`` (HOST:PORT; port 0 picks a free one) for the workers."""
     host, _, port_text = listen.rpartition(":")
     try:
+        wanted = int(port_text)
+        if not 0 <= wanted <= MAX_PORT:
+            raise ValueError(f"port must be between 0 and {MAX_PORT}")
         infos = socket.getaddrinfo(
-            host.strip("[]"), int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            host.strip("[]"), wanted, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         family, _, _, _, address = infos[0]
         # Nobody may hold the address yet (a listener, another bank's reservation); SO_REUSEADDR

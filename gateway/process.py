@@ -8,6 +8,7 @@ ledger report to them and a sampler copies the trust store's and the pool's coun
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -52,10 +53,12 @@ class RunningBank:
         stopping = (self.server.stop(grace), self.ca_server.stop(grace))
         for event in stopping:
             event.wait()
-        self.sampler.stop()
-        self.ca_store.close()
-        self.ledger.close()
-        self.pki.close()
+        # Each is closed even if one before it fails (that failure is raised after).
+        with contextlib.ExitStack() as closing:
+            closing.callback(self.pki.close)
+            closing.callback(self.ledger.close)
+            closing.callback(self.ca_store.close)
+            self.sampler.stop()
 
 
 def tls_config(config: BankConfig, *, mutual: bool) -> TlsConfig | None:
@@ -70,6 +73,11 @@ def tls_config(config: BankConfig, *, mutual: bool) -> TlsConfig | None:
     )
 
 
+def _stop_at_once(server: grpc.Server, health: HealthMonitor) -> None:
+    health.stop()
+    server.stop(None).wait()
+
+
 def start_bank(
     config: BankConfig,
     *,
@@ -82,13 +90,13 @@ def start_bank(
     (server TLS) each on its own port. ``ledger_service``: the socket of the ledger
     process that commits for this worker, if there is one."""
     on = metrics.enabled()
-    pki = load_bank_pki(config, metrics.key_operation if on else None)
-    try:
+    # Whatever is opened or started is undone, newest first, if a later step fails: a bank
+    # that cannot start leaves no server serving, no prober probing, no database open.
+    with contextlib.ExitStack() as undo:
+        pki = load_bank_pki(config, metrics.key_operation if on else None)
+        undo.callback(pki.close)
         ledger = open_ledger(config, metrics.ledger_commit if on else None, service=ledger_service)
-    except BaseException:
-        pki.close()
-        raise
-    try:
+        undo.callback(ledger.close)
         bank = Bank(
             credentials=pki.gateway,
             trust=pki.trust,
@@ -97,6 +105,7 @@ def start_bank(
             gateway_chain=pki.gateway.chain,
         )
         ca_store = open_ca_store(config)
+        undo.callback(ca_store.close)
         authority = CertificateAuthority(
             pki.authority_keys(), ca_store, pki.trust, LedgerDirectory(ledger)
         )
@@ -116,6 +125,7 @@ def start_bank(
             reflection_enabled=config.reflection,
             probes=probes,
         )
+        undo.callback(_stop_at_once, server, health)
         ca_server, ca_port, ca_health = create_server(
             [
                 ServiceBinding(
@@ -128,10 +138,7 @@ def start_bank(
             reflection_enabled=config.reflection,
             probes=probes,
         )
-    except BaseException:
-        ledger.close()
-        pki.close()
-        raise
+        undo.pop_all()  # started: RunningBank.stop closes it all from now on
     mode = "INSECURE plaintext (local experiments only)" if config.insecure else "TLS"
     log.info("gateway on port %d, CA on port %d (%s)", port, ca_port, mode)
     return RunningBank(

@@ -11,18 +11,25 @@ Errors: ``gateway.metrics.MetricsError`` (a directory or a port that cannot be u
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import socket
 import tempfile
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import FrameType
 
 from gateway.bank_cpu import BankCpuCollector, Children
 from gateway.metrics import MULTIPROC_ENV, MetricsError, client_is_multiprocess
 
-# A scraper that connects and then stalls holds the supervisor's loop this long at most.
-SCRAPE_IO_SECONDS = 2.0
+log = logging.getLogger("setpay.metrics")
+
+# A scraper that connects and then stalls, or sends its request a byte at a time, holds the
+# supervisor's loop (which also forwards SIGTERM and restarts workers) this long at most.
+# Merging even a 64-worker directory takes milliseconds.
+SCRAPE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,11 @@ def prepare_multiprocess_directory() -> MultiprocessDirectory:
     return directory
 
 
+class _ScrapeTooSlow(BaseException):
+    """A scrape outlived SCRAPE_SECONDS. Not an ``Exception``: the HTTP server answers those
+    itself; this one it lets through after closing the connection."""
+
+
 class _ScrapeServer(HTTPServer):
     """A one-request-at-a-time HTTP server on IPv4 or IPv6."""
 
@@ -89,7 +101,7 @@ class ScrapeEndpoint:
         MultiProcessCollector(registry, path=str(directory.path))  # type: ignore[no-untyped-call]
         self._registry = registry
         handler = type(
-            "ScrapeHandler", (MetricsHandler,), {"registry": registry, "timeout": SCRAPE_IO_SECONDS}
+            "ScrapeHandler", (MetricsHandler,), {"registry": registry, "timeout": SCRAPE_SECONDS}
         )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
@@ -114,8 +126,30 @@ class ScrapeEndpoint:
         return self._server.fileno()
 
     def handle(self) -> None:
-        """Answer the waiting scrape (if it is still there)."""
-        self._server.handle_request()
+        """Answer the waiting scrape (if it is still there), within SCRAPE_SECONDS.
+
+        The handler's timeout bounds each read and write, not the request: a client that
+        trickles its request would keep it going. So an alarm bounds the whole scrape; it
+        is armed only here, in the supervisor's one thread, and raises only while armed.
+        """
+        armed = True
+
+        def too_slow(signum: int, frame: FrameType | None) -> None:
+            if armed:
+                raise _ScrapeTooSlow
+
+        previous = signal.signal(signal.SIGALRM, too_slow)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, SCRAPE_SECONDS)
+            try:
+                self._server.handle_request()
+            finally:
+                armed = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _ScrapeTooSlow:
+            log.warning("a scrape took more than %.0f s: its connection was closed", SCRAPE_SECONDS)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
 
     def close(self) -> None:
         """Stop listening."""

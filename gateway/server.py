@@ -136,6 +136,10 @@ class HealthMonitor:
         self._probes = probes
         self._interval = interval
         self._stop = threading.Event()
+        # Held from a probe's "still running?" check to the end of its publishing, and by
+        # stop(): a probe that ends as the server stops can never publish SERVING after
+        # stop() published NOT_SERVING.
+        self._publishing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
         self.serving = False
 
@@ -161,8 +165,9 @@ class HealthMonitor:
             except Exception as exc:  # noqa: BLE001 - any failure means not serving
                 log.warning("health probe failed: %s", type(exc).__name__)
                 ok = False
-        if not self._stop.is_set():
-            self._set(ok)
+        with self._publishing:
+            if not self._stop.is_set():
+                self._set(ok)
         return ok
 
     def start(self) -> None:
@@ -176,8 +181,9 @@ class HealthMonitor:
 
     def stop(self) -> None:
         """Stop probing and report NOT_SERVING (the server is going away)."""
-        self._stop.set()
-        self._set(False)
+        with self._publishing:
+            self._stop.set()
+            self._set(False)
 
 
 def create_server(
@@ -189,7 +195,9 @@ def create_server(
     reflection_enabled: bool = True,
     probes: Sequence[Callable[[], None]] = (),
 ) -> tuple[grpc.Server, int, HealthMonitor]:
-    """Build and start a server for ``bindings``; returns it, its bound port and health."""
+    """Build and start a server for ``bindings``; returns it, its bound port and health.
+
+    Raises ``OSError`` if ``listen`` cannot be bound."""
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -210,15 +218,18 @@ def create_server(
              reflection.SERVICE_NAME),
             server,
         )  # fmt: skip
-    if tls is None:
-        port = server.add_insecure_port(listen)
-    else:
-        credentials = grpc.ssl_server_credentials(
-            [(tls.private_key, tls.certificate_chain)],
-            root_certificates=tls.client_ca,
-            require_client_auth=tls.client_ca is not None,
-        )
-        port = server.add_secure_port(listen, credentials)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(tls.private_key, tls.certificate_chain)],
+                root_certificates=tls.client_ca,
+                require_client_auth=tls.client_ca is not None,
+            )
+            port = server.add_secure_port(listen, credentials)
+    except RuntimeError as exc:  # grpcio's way of saying the bind failed
+        raise OSError(f"could not bind {listen}") from exc
     if port == 0:
         raise OSError(f"could not bind {listen}")
     monitor = HealthMonitor(health_servicer, names, probes)

@@ -29,7 +29,8 @@ killed, and the exit status is 1). A worker whose supervisor vanished stops by i
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
 first, the workers once it serves; it is restarted under the same budget if it dies, and
-stopped only after the last worker has gone, so draining workers keep their ledger.
+stopped only after the last worker has gone, so draining workers keep their ledger (it
+ignores the SIGINT a terminal's Ctrl-C sends the whole process group).
 
 Errors: ``WorkerError`` (a port cannot be reserved, metrics cannot be served), from
 ``serve`` before any worker starts. Later failures are logged and end in exit status 1.
@@ -306,6 +307,7 @@ class Supervisor:
             if pid == 0:
                 return
             if self._ledger is not None and pid == self._ledger.pid:
+                metrics.ledger_process_gone(pid)
                 self._ledger_exited(self._ledger, os.waitstatus_to_exitcode(status))
                 continue
             worker = self._workers.pop(pid, None)

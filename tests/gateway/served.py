@@ -171,7 +171,23 @@ def value(samples: dict[Sample, float], name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def serve_bank(
+@dataclass
+class Launched:
+    """A ``setpay gateway serve`` process started, not yet known to serve."""
+
+    directory: Path
+    process: subprocess.Popen[bytes]
+    ports: Path
+    stdout: Path
+    stderr: Path
+    metrics_port: int | None
+
+    def log(self) -> str:
+        """Everything the bank wrote to stderr so far."""
+        return self.stderr.read_text(errors="replace")
+
+
+def launch(
     root: Path,
     *,
     workers: int,
@@ -179,8 +195,11 @@ def serve_bank(
     keys: str | None = None,
     extra_env: dict[str, str] | None = None,
     prepare: Callable[[Path], None] = lambda directory: None,
-) -> ServedBank:
-    """``setpay init`` a bank under ``root`` and serve it; returns once it is serving."""
+) -> Launched:
+    """``setpay init`` a bank under ``root`` and start serving it; returns at once.
+
+    The bank runs in a session of its own, so a test can signal its whole process group
+    (what a terminal's Ctrl-C does) without signalling itself."""
     directory = root / "bank"
     init_bank(directory, profile="ec", keys=keys, env={})
     prepare(directory)
@@ -196,20 +215,31 @@ def serve_bank(
         "--metrics-port", str(metrics_port or 0),
     ]  # fmt: skip
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=err, start_new_session=True)
+    return Launched(directory, process, ports, stdout, stderr, metrics_port)
+
+
+def serve_bank(root: Path, **options: object) -> ServedBank:
+    """``setpay init`` a bank under ``root`` and serve it (``launch``'s options); returns
+    once it is serving."""
+    started = launch(root, **options)  # type: ignore[arg-type]
+    process, ports = started.process, started.ports
     try:
         deadline = time.monotonic() + START_SECONDS
         while not ports.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if not ports.exists():
-            raise AssertionError(f"the bank did not start:\n{stderr.read_text()}")
+            raise AssertionError(f"the bank did not start:\n{started.log()}")
         port, ca_port = (int(p) for p in ports.read_text().split())
-        world = _world(directory, port, ca_port)
+        world = _world(started.directory, port, ca_port)
     except BaseException:
         process.kill()
         process.wait(timeout=STOP_SECONDS)
         raise
-    return ServedBank(directory, process, stdout, stderr, port, ca_port, metrics_port, world)
+    return ServedBank(
+        started.directory, process, started.stdout, started.stderr, port, ca_port,
+        started.metrics_port, world,
+    )  # fmt: skip
 
 
 def _world(directory: Path, port: int, ca_port: int) -> World:

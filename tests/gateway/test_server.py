@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,8 +17,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway import bank_pki, process
+from gateway.ca.errors import StoreError
+from gateway.ca.store import CaStore
+from gateway.config import BankConfig
 from gateway.process import tls_config
-from gateway.server import ServerLimits, ServiceBinding, create_server
+from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 
 from .actors import Merchant, World, auth_request, channels_for, purchase, register_cardholder
@@ -114,6 +119,39 @@ def test_over_the_concurrency_limit_is_resource_exhausted(
         server.stop(None).wait()
 
 
+class _SlowHealth:
+    """A health servicer whose first SERVING from the probe thread waits to be released:
+    the moment when a probe has passed but not yet published its result."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, int] = {}
+        self.publishing = threading.Event()
+        self.release = threading.Event()
+
+    def set(self, name: str, status: int) -> None:
+        serving = status == health_pb2.HealthCheckResponse.SERVING
+        if serving and threading.current_thread().name == "health":
+            self.publishing.set()
+            self.release.wait(10)
+        self.status[name] = status
+
+
+def test_a_probe_finishing_as_the_server_stops_never_brings_serving_back() -> None:
+    servicer = _SlowHealth()
+    monitor = HealthMonitor(servicer, ["setpay.v1.Service"], probes=(), interval=0.01)  # type: ignore[arg-type]
+    monitor.start()
+    assert servicer.publishing.wait(10)  # the background probe is publishing SERVING
+    stopper = threading.Thread(target=monitor.stop)
+    stopper.start()
+    time.sleep(0.2)  # SIGTERM's NOT_SERVING, while the probe is still publishing
+    servicer.release.set()
+    stopper.join(10)
+    time.sleep(0.1)  # whatever the probe thread was going to publish, it has
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    assert servicer.status == {"": not_serving, "setpay.v1.Service": not_serving}
+    assert not monitor.serving
+
+
 def test_database_down_is_unavailable_and_not_serving(
     ec_world: World, ec_merchant: Merchant
 ) -> None:
@@ -144,6 +182,65 @@ def test_database_down_is_unavailable_and_not_serving(
         channel.close()
         health.stop()
         server.stop(None).wait()
+
+
+def _health_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "health")
+
+
+def test_a_bank_that_cannot_bind_its_ca_port_leaves_nothing_running(
+    ec_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[CaStore] = []
+
+    def open_ca_store(config: BankConfig) -> CaStore:
+        opened.append(bank_pki.open_ca_store(config))
+        return opened[-1]
+
+    monkeypatch.setattr(process, "open_ca_store", open_ca_store)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        gateway_port = free.getsockname()[1]
+    threads = _health_threads()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match=r"could not bind 127\.0\.0\.1:\d+"):
+            process.start_bank(
+                ec_world.config,
+                listen=f"127.0.0.1:{gateway_port}",
+                ca_listen=f"127.0.0.1:{taken.getsockname()[1]}",
+            )
+    # The PaymentGateway server it had started is gone, and so are its health prober and
+    # the CA's database connection.
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", gateway_port))
+    assert _health_threads() == threads
+    (store,) = opened
+    with pytest.raises(StoreError, match="closed database"), store.read():
+        pass
+
+
+def test_a_store_that_fails_to_close_still_lets_the_key_sessions_close(
+    ec_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = process.start_bank(ec_world.config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
+    closed: list[str] = []
+    close_ledger, close_keys = running.ledger.close, running.pki.backend.close
+
+    def ledger_fails_to_close() -> None:
+        close_ledger()
+        raise OSError("disk gone")
+
+    def keys_close() -> None:
+        close_keys()
+        closed.append("keys")
+
+    monkeypatch.setattr(running.ledger, "close", ledger_fails_to_close)
+    monkeypatch.setattr(running.pki.backend, "close", keys_close)
+    with pytest.raises(OSError, match="disk gone"):
+        running.stop(0)
+    assert closed == ["keys"]
 
 
 def test_serve_command_drains_on_sigterm(tmp_path: Path) -> None:
