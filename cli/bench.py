@@ -52,7 +52,7 @@ from clients.loadtest.report import to_text, write_json
 from clients.loadtest.speed import SpeedSampler
 from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
-from gateway.ceiling import MODES, ReferenceOptions, serve
+from gateway.ceiling import MODES, ReferenceOptions, WorkerStartFailed, serve
 from gateway.config import MAX_WORKERS, BankConfig, ConfigError, load
 from gateway.issuer import open_ledger
 from hsm.errors import InvalidKeyURI, KeyBackendError
@@ -474,6 +474,7 @@ _FAILURES: tuple[type[Exception], ...] = (
     KeyBackendError,
     OSError,
     ValueError,
+    WorkerStartFailed,
 )
 
 

@@ -130,6 +130,10 @@ class EchoServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         return self._answer
 
 
+class WorkerStartFailed(Exception):
+    """A reference service's worker process exited, or was not ready in time, at start."""
+
+
 @dataclass(frozen=True)
 class ReferenceOptions:
     """How to run a reference service."""
@@ -257,7 +261,9 @@ def _wait_ready(mode: str, workers: list[tuple[BaseProcess, ProcessEvent]]) -> N
     for process, ready in workers:
         while not ready.wait(WORKER_POLL_SECONDS):
             if process.exitcode is not None or time.monotonic() > give_up:
-                raise RuntimeError(f"a {mode} worker did not start (exit {process.exitcode})")
+                raise WorkerStartFailed(
+                    f"a {mode} worker did not start (exit {process.exitcode}); its log says why"
+                )
 
 
 def _announce(options: ReferenceOptions, port: int) -> None:

@@ -173,3 +173,21 @@ def test_several_workers_never_join_a_port_another_server_shares(tmp_path: Path)
     assert process.returncode == 1
     assert f"cannot reserve 127.0.0.1:{port}" in err
     assert "Traceback" not in err
+
+
+def test_a_worker_that_cannot_open_the_keys_fails_the_service_in_one_line(tmp_path: Path) -> None:
+    # Several workers open the bank's keys after the fork, the parent does not: a worker
+    # that cannot is a failed start the command reports (exit 1), not a traceback.
+    init_bank(tmp_path / "bank", profile="ec", env={})
+    (tmp_path / "bank" / "keys.pass").write_text("not the passphrase\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETPAY_")}
+    finished = subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", "serve", "--mode", "ceiling",
+         "--config", str(tmp_path / "bank" / "setpay.toml"), "--workers", "2"],
+        check=False, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert finished.returncode == 1, finished.stderr
+    assert "setpay bench: a ceiling worker did not start (exit 1)" in finished.stderr
+    assert "not the passphrase" not in finished.stderr
+    last = finished.stderr.strip().splitlines()[-1]
+    assert last.startswith("setpay bench: "), finished.stderr
