@@ -60,12 +60,18 @@ class Recipient:
         return f"Recipient({self.cert_thumb.hex()[:16]}..., {self.kem.value})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Opened:
     """The plaintexts of an opened envelope."""
 
     plaintext: bytes
     extra: bytes | None
+
+    def __repr__(self) -> str:
+        # The extra part is PANData or AcctData: a repr (a log line, a traceback's
+        # locals, a failed assertion) shows sizes, never the bytes.
+        extra = "none" if self.extra is None else f"{len(self.extra)} bytes"
+        return f"Opened(plaintext={len(self.plaintext)} bytes, extra={extra})"
 
 
 def _oaep(kem: KemAlgorithm) -> padding.OAEP:

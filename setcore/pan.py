@@ -32,7 +32,9 @@ SECRET_BYTES = 32
 _PAN_SECRET_LABEL = b"setpay/v1 PANSecret\x00"
 _ACCOUNT_LABEL = b"setpay/v1 account\x00"
 _TRANS_STAIN_LABEL = b"setpay/v1 TransStain\x00"
-_EXPIRY = re.compile(r"^(\d{4})(0[1-9]|1[0-2])$")
+# ASCII digits only (``\d`` would take any Unicode digit) and matched in full (``$`` would
+# also match before a final newline): an expiry enters the blinded account id byte for byte.
+_EXPIRY = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
 
 
 class InvalidPAN(ValueError):
@@ -106,7 +108,7 @@ class PAN:
 
 def check_expiry(expiry: str) -> str:
     """Validate a YYYYMM card expiry and return it."""
-    if not _EXPIRY.match(expiry):
+    if not _EXPIRY.fullmatch(expiry):
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "card expiry is not YYYYMM")
     return expiry
 

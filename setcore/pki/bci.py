@@ -25,7 +25,7 @@ from setcore.encoding import content_type_of, parse_strict, thumbprint
 from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
 from setcore.pki.certificate import public_key_of
 from setcore.pki.crl import crl_number, load_crl, verify_crl_issuer
-from setcore.pki.issuance import IssuingCA, utc
+from setcore.pki.issuance import CLOCK_SKEW, IssuingCA, utc
 from setcore.signed import open_signed, parse_signed, sign
 from setpay.v1 import crypto_pb2, registration_pb2
 
@@ -74,7 +74,9 @@ def issue_brand_crl_identifier(
         content_type=BCI_CONTENT_TYPE,
         brand_id=root.brand_id,
         sequence_num=sequence_num,
-        not_before_unix_ms=_ms(now),
+        # Backdated like a certificate's notBefore, so that a verifier whose clock runs a
+        # little behind the brand's installs a BCI fetched the moment it is published.
+        not_before_unix_ms=_ms(now - CLOCK_SKEW),
         not_after_unix_ms=_ms(now + lifetime),
     )
     for issuer_der, crl_der in crls:

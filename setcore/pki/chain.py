@@ -5,7 +5,9 @@ pinned root, checking each link by issuer/subject name AND signature, then check
 
     every certificate   inside its validity window at ``at`` (else EXPIRED_CERTIFICATE,
                         also for not-yet-valid); allowed key and signature algorithm;
-                        no critical extension other than basicConstraints/keyUsage
+                        no extendedKeyUsage limiting it to other purposes than SET's
+                        (WRONG_CERTIFICATE_ROLE); no critical extension other than
+                        basicConstraints/keyUsage/extendedKeyUsage
                         (UNRECOGNIZED_EXTENSION); setpay's brandId equal to the root's
     every issuer        basicConstraints cA with a pathLenConstraint that allows the
                         path below it; keyUsage keyCertSign; its certificateType the one
@@ -19,7 +21,9 @@ pinned root, checking each link by issuer/subject name AND signature, then check
     revocation          every certificate below the root checked against its issuer's
                         CRL as listed by the current BrandCRLIdentifier
                         (REVOKED_CERTIFICATE); no usable BCI where one is required, or a
-                        CA the BCI omits, raises ``RevocationUnavailable``
+                        CA the BCI omits, raises ``RevocationUnavailable``; a BCI past
+                        its window, where revocation is not required, still refuses
+                        what it lists as revoked
 
 A path that cannot be built to the root, or a certificate whose signature does not
 verify, is INVALID_CERTIFICATE. Revocation is current state: a revoked certificate is
@@ -36,6 +40,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hsm.base import PublicKey
 from setcore.errors import ErrorCode, ProtocolError, fail
@@ -58,7 +63,9 @@ MAX_CHAIN_CERTIFICATES = 3
 # re-keyed certificate needs two; a bundle stuffed with look-alikes gets no more.
 MAX_ISSUER_CANDIDATES = 4
 # The only extensions setpay understands when marked critical.
-_CRITICAL_ALLOWED = frozenset({x509.BasicConstraints.oid, x509.KeyUsage.oid})
+_CRITICAL_ALLOWED = frozenset(
+    {x509.BasicConstraints.oid, x509.KeyUsage.oid, x509.ExtendedKeyUsage.oid}
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,21 @@ def _is_ca(cert: x509.Certificate) -> bool:
     return constraints is not None and constraints.ca
 
 
+def _check_purposes(cert: x509.Certificate) -> None:
+    # An extendedKeyUsage limits a key to the purposes it lists (RFC 5280 4.2.1.12).
+    # setpay defines no purpose of its own: a certificate limited to others (TLS, code
+    # signing) is not for SET, wherever it sits in the path.
+    try:
+        purposes = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in purposes:
+        raise fail(
+            ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+            f"certificate {common_name_of(cert)!r} limited by extendedKeyUsage to other uses",
+        )
+
+
 def _check_every(anchor: Anchor, path: list[Candidate], at: datetime) -> list[int]:
     types: list[int] = []
     for candidate in path:
@@ -179,6 +201,7 @@ def _check_every(anchor: Anchor, path: list[Candidate], at: datetime) -> list[in
         certificate_type = extensions.read_certificate_type(cert)
         if certificate_type is None:
             raise _invalid("certificate has no setpay certificateType")
+        _check_purposes(cert)
         types.append(certificate_type)
     return types
 
@@ -258,20 +281,21 @@ def _check_revocation(
     revocation: RevocationSnapshot | None,
     require_revocation: bool,
     until: datetime,
-) -> datetime:
+) -> datetime | None:
+    """Until when the answer holds; None when it holds for ``at`` alone (not cacheable)."""
     if revocation is None:
         if require_revocation:
             raise RevocationUnavailable("no BrandCRLIdentifier loaded")
-        return until
-    if not revocation.covers(at):
-        if not require_revocation:
-            return until
+        return until  # installing revocation data clears the cache
+    current = revocation.covers(at)
+    if not current and require_revocation:
         raise RevocationUnavailable("the BrandCRLIdentifier is not current")
-    until = min(until, revocation.not_after)
+    # A BCI past its window (tolerated only when revocation is not required) still lists
+    # revocations: a revoked certificate stays refused, only the nextUpdate bounds go.
     for index in range(len(path) - 1):
         child, issuer = path[index], path[index + 1]
         status = revocation.status_for(issuer.cert, issuer.thumb)
-        if status.next_update is not None:
+        if current and status.next_update is not None:
             if status.next_update < at:
                 raise RevocationUnavailable("a CRL is past its nextUpdate")
             until = min(until, status.next_update)
@@ -280,7 +304,7 @@ def _check_revocation(
                 ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
                 f"certificate {common_name_of(child.cert)!r} is revoked",
             )
-    return until
+    return min(until, revocation.not_after) if current else None
 
 
 def validate(
@@ -292,8 +316,9 @@ def validate(
     at: datetime,
     revocation: RevocationSnapshot | None,
     require_revocation: bool,
-) -> tuple[VerifiedCertificate, datetime]:
-    """Validate ``leaf``; returns the result and the instant until which it stays valid."""
+) -> tuple[VerifiedCertificate, datetime | None]:
+    """Validate ``leaf``; returns the result and the instant until which it stays valid
+    (None: valid as of ``at`` only, checked against revocation data past its window)."""
     path = build_path(anchor, leaf, lookup)
     types = _check_every(anchor, path, at)
     _check_issuers(path, types)

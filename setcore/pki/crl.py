@@ -67,11 +67,27 @@ def issue_crl(
 
 
 def load_crl(der: bytes) -> x509.CertificateRevocationList:
-    """Parse a DER CRL; malformed input is INVALID_CERTIFICATE."""
+    """Parse a DER CRL; malformed input is INVALID_CERTIFICATE.
+
+    setpay processes no critical CRL or CRL entry extension: a CRL carrying one (a delta
+    CRL, an indirect CRL's certificateIssuer, anything unknown) must not be used to
+    decide revocation (RFC 5280 5.2, 5.3), so it is refused (UNRECOGNIZED_EXTENSION)
+    rather than read as a complete list of this CA's revocations.
+    """
     try:
-        return x509.load_der_x509_crl(der)
-    except ValueError as exc:
+        crl = x509.load_der_x509_crl(der)
+        # Extensions are parsed lazily; touch them (and every entry's) now so that a
+        # malformed one fails here, not while a chain is being checked.
+        critical = [e.oid for e in crl.extensions if e.critical]
+        critical += [e.oid for entry in crl for e in entry.extensions if e.critical]
+    except (ValueError, x509.DuplicateExtension) as exc:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "malformed CRL") from exc
+    if critical:
+        raise fail(
+            ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION,
+            f"CRL with critical extension {critical[0].dotted_string}",
+        )
+    return crl
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int:

@@ -9,7 +9,7 @@ hit still enforces the requested role and key usage.
 
 Thread-safe: the caches are only changed under one lock; readers take a plain dict
 lookup, which is atomic in CPython. A validation that raced a revocation update is not
-cached.
+cached, nor one made past the BCI's window (allowed without ``require_revocation``).
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ class TrustStore:
             self._require_revocation,
         )
         with self._lock:
-            if generation == self._generation:
+            if generation == self._generation and until is not None:
                 if len(self._chains) >= self._max_chains:
                     self._chains.pop(next(iter(self._chains)))
                 self._chains[leaf_thumb] = _CachedChain(verified, until)

@@ -224,3 +224,84 @@ def test_an_id_of_another_length_is_refused_before_decapsulation(
 def test_an_envelope_bound_to_no_ids_still_opens(gateway: Party) -> None:
     sealed = seal(CT, b"inner plaintext", gateway.recipient)
     assert open_sealed(sealed, gateway.backend, gateway.kex, gateway.kex_thumb, CT).plaintext
+
+
+def test_an_opened_envelope_does_not_show_its_plaintexts(gateway: Party) -> None:
+    # The extra part of a PI is the PANData: a repr in a log line or a traceback's locals
+    # must not carry the card number.
+    from setcore.pan import random_pan
+    from setpay.v1 import purchase_pb2
+
+    digits = random_pan("411111").reveal()
+    pan_data = purchase_pb2.PANData(
+        content_type=EXTRA_CT, pan=digits, card_expiry="203012"
+    ).SerializeToString()
+    sealed = seal(CT, b"inner plaintext", gateway.recipient, extra=(EXTRA_CT, pan_data))
+    opened = open_sealed(
+        sealed, gateway.backend, gateway.kex, gateway.kex_thumb, CT, extra_type=EXTRA_CT
+    )
+    assert opened.extra == pan_data
+    for text in (repr(opened), str(opened), f"{opened}", str([opened])):
+        assert digits not in text
+        assert "inner plaintext" not in text
+
+
+# --- malformed envelopes: refused before or at decapsulation, never opened -----------
+
+
+@pytest.mark.parametrize("field", ["nonce", "extra_nonce"])
+@pytest.mark.parametrize("length", [0, 11, 13, 16])
+def test_a_nonce_of_another_length_is_refused(gateway: Party, field: str, length: int) -> None:
+    sealed = _seal(gateway)
+    setattr(sealed, field, os.urandom(length))
+    with pytest.raises(ProtocolError) as exc:
+        _open(gateway, sealed)
+    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+
+
+def test_an_ephemeral_point_not_in_uncompressed_form_is_refused() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from hsm.base import KeyUsage
+    from hsm.software import SoftwareBackend
+
+    backend = SoftwareBackend.ephemeral()
+    key = backend.import_key("kex", KeyUsage.KEY_EXCHANGE, ec.generate_private_key(ec.SECP256R1()))
+    assert key.kem is KemAlgorithm.P256_HKDF_SHA256
+    thumb = os.urandom(32)
+    recipient = Recipient(key.public_key, thumb, key.kem)
+    good = seal(CT, b"p", recipient)
+    point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), good.kem_ciphertext)
+    compressed = point.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+    off_curve = good.kem_ciphertext[:-1] + bytes([good.kem_ciphertext[-1] ^ 1])
+    for kem_ciphertext in (compressed, off_curve, b"\x04" + bytes(64), b""):
+        sealed = crypto_pb2.Sealed()
+        sealed.CopyFrom(good)
+        sealed.kem_ciphertext = kem_ciphertext
+        with pytest.raises(ProtocolError) as exc:
+            open_sealed(sealed, backend, key, thumb, CT)
+        assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+
+
+@pytest.mark.parametrize("seed_bytes", [0, 16, 31, 33, 64])
+def test_an_rsa_seed_of_another_length_is_refused(seed_bytes: int) -> None:
+    # The seed is the whole input keying material of an RSA envelope: a short one is a
+    # weak key, whoever chose it.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from hsm.base import KeyUsage
+    from hsm.software import SoftwareBackend
+
+    backend = SoftwareBackend.ephemeral()
+    private = rsa.generate_private_key(65537, 2048)
+    key = backend.import_key("kex", KeyUsage.KEY_EXCHANGE, private)
+    assert key.kem is KemAlgorithm.RSA_OAEP_SHA256
+    thumb = os.urandom(32)
+    sealed = seal(CT, b"p", Recipient(private.public_key(), thumb, key.kem))
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    sealed.kem_ciphertext = private.public_key().encrypt(os.urandom(seed_bytes), oaep)
+    with pytest.raises(ProtocolError) as exc:
+        open_sealed(sealed, backend, key, thumb, CT)
+    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"

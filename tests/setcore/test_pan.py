@@ -15,6 +15,7 @@ from setcore.pan import (
     InvalidPAN,
     blinded_account,
     check_blinded_account,
+    check_expiry,
     luhn_valid,
     pan_secret,
     trans_stain,
@@ -97,3 +98,26 @@ def test_trans_stain_is_keyed_per_transaction() -> None:
     card_secret = os.urandom(32)
     assert trans_stain(card_secret, b"x1") != trans_stain(card_secret, b"x2")
     assert trans_stain(card_secret, b"x1") == trans_stain(card_secret, b"x1")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "203012\n",  # a regular expression's "$" also matches before a final newline
+        "\u0662\u0660\u0663\u0660" + "12",  # Arabic-Indic digits are digits to Unicode
+        "\uff12\uff10\uff13\uff10" + "12",  # so are fullwidth ones
+        " 203012",
+        "20301",
+        "203013",
+        "203000",
+    ],
+    ids=["newline", "arabic-indic", "fullwidth", "space", "short", "month-13", "month-0"],
+)
+def test_an_expiry_is_six_ascii_digits_and_nothing_more(bad: str) -> None:
+    # A look-alike expiry blinds to another account id and is not what the ledger holds.
+    with pytest.raises(ProtocolError) as exc:
+        check_expiry(bad)
+    assert exc.value.code_name == "ERROR_CODE_DECODING_FAILURE"
+    with pytest.raises(ProtocolError):
+        blinded_account(os.urandom(32), PAN(VISA), bad)
+    assert check_expiry("203012") == "203012"

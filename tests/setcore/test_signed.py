@@ -187,3 +187,93 @@ def test_encb_baggage_swapped_between_requests(merchant: Party, gateway: Party) 
     with pytest.raises(ProtocolError) as exc:
         _open_encb(gateway, merchant, a)
     assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+
+
+# --- encodings and keys off the allow-list -------------------------------------------
+
+
+def _ecdsa_variants(der: bytes) -> dict[str, bytes]:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(der)
+    body = der[2:]
+    return {
+        "raw r||s": r.to_bytes(32, "big") + s.to_bytes(32, "big"),
+        "trailing byte": der + b"\x00",
+        "long-form length": bytes([0x30, 0x81, len(body)]) + body,
+        "indefinite length": bytes([0x30, 0x80]) + body + b"\x00\x00",
+        "truncated": der[:-1],
+        "empty": b"",
+    }
+
+
+def test_an_ecdsa_signature_in_any_encoding_but_der_is_refused() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from setcore.encoding import signature_input
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.sign(signature_input(CT, b"tbs"), ec.ECDSA(hashes.SHA256()))
+    good = crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=der)
+    verify_signature(key.public_key(), good, CT, b"tbs")
+    for name, value in _ecdsa_variants(der).items():
+        bad = crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=value)
+        with pytest.raises(ProtocolError) as exc:
+            verify_signature(key.public_key(), bad, CT, b"tbs")
+        assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE", name
+
+
+def test_keys_off_the_allow_list_are_refused_before_any_verification() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    from setcore.encoding import signature_input
+
+    data = signature_input(CT, b"tbs")
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    small = rsa.generate_private_key(65537, 1024)
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    cases: list[tuple[PublicKey, str, bytes]] = [
+        (p384.public_key(), "ecdsa-p256-sha256", p384.sign(data, ec.ECDSA(hashes.SHA256()))),
+        (small.public_key(), "rsa-pss-sha256", small.sign(data, pss, hashes.SHA256())),
+    ]
+    for public_key, alg, value in cases:
+        with pytest.raises(ProtocolError) as exc:
+            verify_signature(public_key, crypto_pb2.Signature(alg=alg, value=value), CT, b"tbs")
+        assert _code(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+
+
+def test_rsa_signatures_are_pss_sha256_with_a_32_byte_salt_only() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from setcore.encoding import signature_input
+
+    key = rsa.generate_private_key(65537, 2048)
+    data = signature_input(CT, b"tbs")
+
+    def pss(salt: int, mgf: hashes.HashAlgorithm | None = None) -> padding.PSS:
+        return padding.PSS(mgf=padding.MGF1(mgf or hashes.SHA256()), salt_length=salt)
+
+    good = key.sign(data, pss(32), hashes.SHA256())
+    verify_signature(
+        key.public_key(), crypto_pb2.Signature(alg="rsa-pss-sha256", value=good), CT, b"tbs"
+    )
+    others = {
+        "salt 0": key.sign(data, pss(0), hashes.SHA256()),
+        "salt 20": key.sign(data, pss(20), hashes.SHA256()),
+        "salt max": key.sign(
+            data,
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH),
+            hashes.SHA256(),
+        ),
+        "mgf1 sha1": key.sign(data, pss(32, hashes.SHA1()), hashes.SHA256()),
+        "pkcs1 v1.5": key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+        "pss sha1": key.sign(data, pss(20, hashes.SHA1()), hashes.SHA1()),
+    }
+    for name, value in others.items():
+        bad = crypto_pb2.Signature(alg="rsa-pss-sha256", value=value)
+        with pytest.raises(ProtocolError) as exc:
+            verify_signature(key.public_key(), bad, CT, b"tbs")
+        assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE", name

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from hsm.base import KeyHandle
 from setcore.encoding import thumbprint
@@ -258,3 +259,111 @@ def test_update_from_bundle(world: World) -> None:
     with pytest.raises(ProtocolError) as exc:
         store.update_from_bundle(crypto_pb2.CertBundle(brand_crl_identifier=bytes(broken)))
     assert exc.value.code == ErrorCode.ERROR_CODE_SIGNATURE_FAILURE
+
+
+def _merchant_ca_crl(
+    world: World,
+    extension: object | None = None,
+    entry_extension: object | None = None,
+) -> bytes:
+    """A CRL of the Merchant CA, signed by it, with one critical (entry) extension added."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from setcore.pki.backend_key import CERTIFICATE_PSS, BackendRSAKey, backend_private_key
+
+    mca = world.brand.merchant_ca.ca
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(mca.certificate.subject)
+        .last_update(now)
+        .next_update(now + timedelta(days=1))
+        .add_extension(x509.CRLNumber(7), critical=False)
+    )
+    if isinstance(extension, x509.ExtensionType):
+        builder = builder.add_extension(extension, critical=True)
+    entry = x509.RevokedCertificateBuilder().serial_number(12345).revocation_date(now)
+    if isinstance(entry_extension, x509.ExtensionType):
+        entry = entry.add_extension(entry_extension, critical=True)
+    builder = builder.add_revoked_certificate(entry.build())
+    private = backend_private_key(mca.backend, mca.key)
+    if isinstance(private, BackendRSAKey):
+        crl = builder.sign(private, hashes.SHA256(), rsa_padding=CERTIFICATE_PSS)
+    else:
+        crl = builder.sign(private, hashes.SHA256())
+    return crl.public_bytes(Encoding.DER)
+
+
+def _critical_crl_extensions() -> dict[str, tuple[object | None, object | None]]:
+    from cryptography import x509
+
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"), b"\x05\x00")
+    issuer = x509.CertificateIssuer([x509.DNSName("another-ca.example")])
+    return {
+        # A delta CRL lists only what changed since a base CRL: taken for the whole
+        # list, it would let every revocation of the base through.
+        "delta-crl": (x509.DeltaCRLIndicator(6), None),
+        "unknown": (unknown, None),
+        # An indirect CRL entry names a certificate of another CA.
+        "entry-certificate-issuer": (None, issuer),
+        "entry-unknown": (None, unknown),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_critical_crl_extensions()))
+def test_a_crl_with_a_critical_extension_setpay_does_not_process_is_refused(
+    world: World, case: str
+) -> None:
+    from setcore.pki import issue_brand_crl_identifier
+
+    extension, entry_extension = _critical_crl_extensions()[case]
+    crl = _merchant_ca_crl(world, extension, entry_extension)
+    pairs = [
+        (ca, c) if ca != world.brand.merchant_ca.ca.der else (ca, crl) for ca, c in _pairs(world)
+    ]
+    crls = [c for _, c in pairs]
+    store = TrustStore(world.root.der)
+    refused(
+        ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION,
+        store.update_revocation,
+        _sign(world, _tbs(world, 2, pairs)),
+        crls,
+    )
+    assert store.revocation is None
+    # The brand refuses to list it in the first place.
+    refused(
+        ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION,
+        issue_brand_crl_identifier,
+        world.root,
+        2,
+        pairs,
+    )
+    # The same CRL without the critical extension is fine.
+    plain = _merchant_ca_crl(world)
+    pairs = [(ca, c) if c != crl else (ca, plain) for ca, c in pairs]
+    store.update_revocation(_sign(world, _tbs(world, 2, pairs)), [c for _, c in pairs])
+
+
+def test_a_bci_from_a_brand_clock_a_little_ahead_is_accepted(world: World) -> None:
+    # Hosts agree on the time only to within a few seconds: a BCI fetched the moment it
+    # is published must install on a verifier whose clock runs slightly behind, as a
+    # certificate issued a moment ago does (both are backdated by the same skew).
+    from setcore.pki.issuance import CLOCK_SKEW
+
+    from .conftest import mca_bundle
+
+    issued = datetime.now(UTC) + timedelta(seconds=30)
+    bci, crls = world.publish(2, at=issued)
+    store = TrustStore(world.root.der)
+    assert store.update_revocation(bci, crls)
+    store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
+    # Further behind than the certificates tolerate is still too early.
+    too_early = issued - CLOCK_SKEW - timedelta(seconds=1)
+    refused(
+        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
+        TrustStore(world.root.der).update_revocation,
+        bci,
+        crls,
+        at=too_early,
+    )

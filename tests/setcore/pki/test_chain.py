@@ -162,7 +162,12 @@ def test_a_chain_longer_than_the_brand_tree_is_refused(ec_world: World) -> None:
 BRAND = "testbrand"
 
 
-def _own_tree(*, root_path_length: int, ca_usage: x509.KeyUsage) -> tuple[TrustStore, bytes, bytes]:
+def _own_tree(
+    *,
+    root_path_length: int,
+    ca_usage: x509.KeyUsage,
+    ca_extra: Sequence[x509.ExtensionType] = (),
+) -> tuple[TrustStore, bytes, bytes]:
     """A root, a Merchant CA and a merchant leaf made here: (store, leaf, CA)."""
     root_key, ca_key = (
         ec.generate_private_key(ec.SECP256R1()),
@@ -175,7 +180,7 @@ def _own_tree(*, root_path_length: int, ca_usage: x509.KeyUsage) -> tuple[TrustS
     ).sign(root_key, hashes.SHA256())  # fmt: skip
     ca = _builder(
         "test MCA", root_name, ca_key.public_key(), roles.MERCHANT_CA, ca_usage, BRAND,
-        ca=True, path_length=0,
+        ca=True, path_length=0, extra=ca_extra,
     ).sign(root_key, hashes.SHA256())  # fmt: skip
     leaf = _builder(
         "odd", ca.subject, _ec_key(), roles.MERCHANT, key_usage(signature=True), BRAND,
@@ -207,6 +212,20 @@ def test_an_issuer_without_key_cert_sign_is_refused() -> None:
         store.verify_chain, leaf, [ca], roles.MERCHANT, SIG,
     )  # fmt: skip
     assert "may not sign certificates" in reason
+
+
+def test_a_ca_limited_to_other_purposes_cannot_vouch_for_a_set_certificate() -> None:
+    # An extendedKeyUsage on a CA limits what its subtree is for (TLS here), not only
+    # what the CA's own key does.
+    server_auth = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+    store, leaf, ca = _own_tree(
+        root_path_length=1, ca_usage=key_usage(ca=True), ca_extra=[server_auth]
+    )
+    reason = refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain, leaf, [ca], roles.MERCHANT, SIG,
+    )  # fmt: skip
+    assert "test MCA" in reason and "extendedKeyUsage" in reason
 
 
 # --- CRLs (crl.verify_crl_issuer) --------------------------------------------------------

@@ -478,3 +478,41 @@ def test_certificate_of_another_brand_refused(world: World, store: TrustStore) -
         SIG,
     )
     assert "another brand" in reason
+
+
+def test_a_certificate_restricted_to_other_purposes_is_refused(
+    world: World, store: TrustStore
+) -> None:
+    # An extendedKeyUsage limits a certificate to the purposes it lists (RFC 5280
+    # 4.2.1.12); setpay defines none, so one limited to TLS is no SET certificate.
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    mca = world.brand.merchant_ca.ca
+    for purposes, critical in (
+        ([ExtendedKeyUsageOID.SERVER_AUTH], False),
+        ([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.CODE_SIGNING], False),
+        ([ExtendedKeyUsageOID.SERVER_AUTH], True),
+    ):
+        builder = (
+            _leaf_builder(world, mca.certificate.subject, roles.MERCHANT)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .add_extension(x509.ExtendedKeyUsage(purposes), critical=critical)
+        )
+        der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
+        reason = refused(
+            ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+            store.verify_chain,
+            der,
+            mca_bundle(world),
+            roles.MERCHANT,
+            SIG,
+        )
+        assert "extendedKeyUsage" in reason
+    # anyExtendedKeyUsage restricts nothing.
+    builder = (
+        _leaf_builder(world, mca.certificate.subject, roles.MERCHANT)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]), False)
+    )
+    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
+    store.verify_chain(der, mca_bundle(world), roles.MERCHANT, SIG)

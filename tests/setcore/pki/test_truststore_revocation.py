@@ -99,3 +99,35 @@ def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
         store.verify_chain(
             world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG, at=later(0.1)
         )
+
+
+def test_a_relaxed_store_refuses_what_a_stale_bci_revokes(world: World) -> None:
+    # Not requiring revocation data means tolerating its absence or age, not ignoring a
+    # revocation it already holds: a revoked certificate stays revoked.
+    serial = x509.load_der_x509_certificate(world.merchant_sig).serial_number
+    bci, crls = world.publish(2, {world.brand.merchant_ca.ca.thumbprint: [serial]})
+    store = TrustStore(world.root.der, require_revocation=False)
+    store.update_revocation(bci, crls)
+    for at in (later(2), None, later(2)):
+        refused(
+            ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
+            store.verify_chain,
+            world.merchant_sig,
+            mca_bundle(world),
+            roles.MERCHANT,
+            SIG,
+            at,
+        )
+    store.verify_chain(world.merchant_kex, mca_bundle(world), roles.MERCHANT, KEX, at=later(2))
+
+
+def test_a_chain_checked_beyond_the_bci_window_is_not_cached(world: World) -> None:
+    # Beyond the BCI's window a relaxed store checks what it holds without the CRLs'
+    # nextUpdate bounds; that answer is good for that instant only.
+    store = world.store(require_revocation=False)
+    for _ in range(2):
+        store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG, later(2))
+    assert store.counters.cache_hits == 0
+    store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
+    store.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
+    assert store.counters.cache_hits == 1
