@@ -70,9 +70,10 @@ def digest_parts(content_type: str, parts: Sequence[bytes]) -> bytes:
     return h.digest()
 
 
-def signature_input(content_type: str, tbs: bytes) -> bytes:
-    """The exact bytes a signature covers."""
-    return SIG_LABEL + _ct(content_type) + tbs
+def signature_input(content_type: str, algorithm: str, tbs: bytes) -> bytes:
+    """The exact bytes a signature covers: its content type and its algorithm's identifier
+    (DESIGN.md section 3), each NUL-terminated, then the TBS bytes."""
+    return SIG_LABEL + _ct(content_type) + _ct(algorithm) + tbs
 
 
 def _len16(field: str, value: bytes) -> bytes:

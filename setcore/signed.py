@@ -1,9 +1,11 @@
 """SET's S and SO operators: signatures over exact bytes, with the algorithm on an allow-list.
 
-The author serializes a TBS message once and signs ``signature_input(ct, tbs)``; the bytes
-travel beside the signature and receivers verify before they parse. The algorithm
+The author serializes a TBS message once and signs ``signature_input(ct, alg, tbs)``; the
+bytes travel beside the signature and receivers verify before they parse. The algorithm
 follows the key: a signature whose ``alg`` is not the one the signer's key type signs
-with is refused, so a peer cannot choose a weaker algorithm for us.
+with is refused, so a peer cannot choose a weaker algorithm for us; and the algorithm's
+identifier is inside the signed bytes, so a signature made for one algorithm is never
+valid input to another.
 """
 
 from __future__ import annotations
@@ -45,10 +47,9 @@ def algorithm_for_public_key(public_key: PublicKey) -> SignatureAlgorithm:
 def _signature(
     backend: KeyBackend, key: KeyHandle, signer_cert_thumb: bytes, content_type: str, tbs: bytes
 ) -> crypto_pb2.Signature:
-    value = backend.sign(key, signature_input(content_type, tbs))
-    return crypto_pb2.Signature(
-        signer_cert_thumb=signer_cert_thumb, alg=key.signature_algorithm.value, value=value
-    )
+    algorithm = key.signature_algorithm.value
+    value = backend.sign(key, signature_input(content_type, algorithm, tbs))
+    return crypto_pb2.Signature(signer_cert_thumb=signer_cert_thumb, alg=algorithm, value=value)
 
 
 def sign(
@@ -96,7 +97,7 @@ def verify_signature(
             ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
             f"signature algorithm {signature.alg!r} does not match the key ({expected.value})",
         )
-    data = signature_input(content_type, tbs)
+    data = signature_input(content_type, expected.value, tbs)
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature.value, data, ec.ECDSA(hashes.SHA256()))

@@ -214,7 +214,7 @@ def test_an_ecdsa_signature_in_any_encoding_but_der_is_refused() -> None:
     from setcore.encoding import signature_input
 
     key = ec.generate_private_key(ec.SECP256R1())
-    der = key.sign(signature_input(CT, b"tbs"), ec.ECDSA(hashes.SHA256()))
+    der = key.sign(signature_input(CT, "ecdsa-p256-sha256", b"tbs"), ec.ECDSA(hashes.SHA256()))
     good = crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=der)
     verify_signature(key.public_key(), good, CT, b"tbs")
     for name, value in _ecdsa_variants(der).items():
@@ -230,13 +230,15 @@ def test_keys_off_the_allow_list_are_refused_before_any_verification() -> None:
 
     from setcore.encoding import signature_input
 
-    data = signature_input(CT, b"tbs")
+    ecdsa, rsa_pss = "ecdsa-p256-sha256", "rsa-pss-sha256"
     p384 = ec.generate_private_key(ec.SECP384R1())
     small = rsa.generate_private_key(65537, 1024)
     pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    ec_value = p384.sign(signature_input(CT, ecdsa, b"tbs"), ec.ECDSA(hashes.SHA256()))
+    rsa_value = small.sign(signature_input(CT, rsa_pss, b"tbs"), pss, hashes.SHA256())
     cases: list[tuple[PublicKey, str, bytes]] = [
-        (p384.public_key(), "ecdsa-p256-sha256", p384.sign(data, ec.ECDSA(hashes.SHA256()))),
-        (small.public_key(), "rsa-pss-sha256", small.sign(data, pss, hashes.SHA256())),
+        (p384.public_key(), ecdsa, ec_value),
+        (small.public_key(), rsa_pss, rsa_value),
     ]
     for public_key, alg, value in cases:
         with pytest.raises(ProtocolError) as exc:
@@ -251,7 +253,7 @@ def test_rsa_signatures_are_pss_sha256_with_a_32_byte_salt_only() -> None:
     from setcore.encoding import signature_input
 
     key = rsa.generate_private_key(65537, 2048)
-    data = signature_input(CT, b"tbs")
+    data = signature_input(CT, "rsa-pss-sha256", b"tbs")
 
     def pss(salt: int, mgf: hashes.HashAlgorithm | None = None) -> padding.PSS:
         return padding.PSS(mgf=padding.MGF1(mgf or hashes.SHA256()), salt_length=salt)
@@ -277,3 +279,30 @@ def test_rsa_signatures_are_pss_sha256_with_a_32_byte_salt_only() -> None:
         with pytest.raises(ProtocolError) as exc:
             verify_signature(key.public_key(), bad, CT, b"tbs")
         assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE", name
+
+
+def test_the_algorithm_identifier_is_inside_the_signed_bytes() -> None:
+    # DESIGN.md section 3: a signature made over another algorithm's identifier (or over
+    # none) does not verify, even by the same key.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from setcore.encoding import SIG_LABEL, signature_input
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    ecdsa = ec.ECDSA(hashes.SHA256())
+    right = key.sign(signature_input(CT, "ecdsa-p256-sha256", b"tbs"), ecdsa)
+    verify_signature(
+        key.public_key(), crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=right), CT, b"tbs"
+    )
+    for data in (
+        signature_input(CT, "ed25519", b"tbs"),
+        SIG_LABEL + CT.encode() + b"\x00" + b"tbs",
+    ):
+        value = key.sign(data, ecdsa)
+        with pytest.raises(ProtocolError) as exc:
+            verify_signature(
+                key.public_key(), crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=value),
+                CT, b"tbs",
+            )  # fmt: skip
+        assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"

@@ -37,9 +37,9 @@ def test_framing_vectors() -> None:
     parts = [bytes.fromhex(p) for p in d["parts_hex"]]
     assert digest_parts(d["content_type"], parts).hex() == d["expected_hex"]
     d = v["signature_input"]
-    got = signature_input(d["content_type"], bytes.fromhex(d["tbs_hex"]))
+    got = signature_input(d["content_type"], d["algorithm"], bytes.fromhex(d["tbs_hex"]))
     assert got.hex() == d["expected_hex"]
-    assert got.startswith(b"setpay/v1 SIG\x00setpay.v1.PITBS\x00")
+    assert got.startswith(b"setpay/v1 SIG\x00setpay.v1.PITBS\x00ecdsa-p256-sha256\x00")
     d = v["aead_associated_data"]
     ad = aead_associated_data(
         d["content_type"], d["part"], bytes.fromhex(d["recipient_hex"]),

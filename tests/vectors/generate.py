@@ -51,7 +51,10 @@ def framing() -> dict[str, object]:
         "signature_input": {
             "content_type": "setpay.v1.PITBS",
             "tbs_hex": b"\x0a\x01x".hex(),
-            "expected_hex": signature_input("setpay.v1.PITBS", b"\x0a\x01x").hex(),
+            "algorithm": "ecdsa-p256-sha256",
+            "expected_hex": signature_input(
+                "setpay.v1.PITBS", "ecdsa-p256-sha256", b"\x0a\x01x"
+            ).hex(),
         },
         "aead_associated_data": {
             "content_type": "setpay.v1.PITBE",
@@ -97,11 +100,12 @@ def signatures() -> list[dict[str, object]]:
     out = []
     ec_key = ec.generate_private_key(ec.SECP256R1())
     rsa_key = rsa.generate_private_key(65537, 2048)
-    data = signature_input("setpay.v1.PInitResData", b"tbs")
+    data = signature_input("setpay.v1.PInitResData", "ecdsa-p256-sha256", b"tbs")
     out.append({"alg": "ecdsa-p256-sha256", "key_pem": _pem(ec_key),
                 "content_type": "setpay.v1.PInitResData", "tbs_hex": b"tbs".hex(),
                 "signature_hex": ec_key.sign(data, ec.ECDSA(hashes.SHA256())).hex()})  # fmt: skip
     pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_BYTES)
+    data = signature_input("setpay.v1.PInitResData", "rsa-pss-sha256", b"tbs")
     out.append({"alg": "rsa-pss-sha256", "key_pem": _pem(rsa_key),
                 "content_type": "setpay.v1.PInitResData", "tbs_hex": b"tbs".hex(),
                 "signature_hex": rsa_key.sign(data, pss, hashes.SHA256()).hex()})  # fmt: skip
