@@ -5,7 +5,9 @@ sealed) answer, or raise ``setcore.errors.ProtocolError`` when the request canno
 processed; the servicer turns that into a signed SET Error from the CA named by
 ``error_signer``. Which CA answers is decided by the request: cardholder messages go to
 the Cardholder CA; Me-AqCInit by its RequestType; CertReq by the key-exchange
-certificate it is sealed to; CertInq by the request it asks about.
+certificate it is sealed to; CertInq by the request it asks about. The Payment Gateway
+CA answers no registration unless ``CaPolicy.gateway_registration`` says so
+(MESSAGE_NOT_SUPPORTED): a gateway certificate is what wallets seal PANs to.
 
 Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
 so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here.
@@ -32,7 +34,7 @@ from gateway.ca.watcher import RevocationWatcher
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.freshness import now_ms
-from setcore.pki.roles import CARDHOLDER_CA
+from setcore.pki.roles import CARDHOLDER_CA, PAYMENT_GATEWAY_CA
 from setcore.pki.truststore import TrustStore
 from setcore.registration import REQUEST_KINDS, RevocationData
 from setcore.registration_certreq import (
@@ -124,6 +126,7 @@ class CertificateAuthority:
         """Me-AqCInitRes bytes: Signed(MeAqCInitResTBS)."""
         self._enter()
         kind, identity = check_me_aq_c_init_request(request)
+        self._check_served(kind.ca_type)
         self._check_brand(request.brand_id)
         return self._merchants[kind.ca_type].me_aq_c_init(request, kind, identity)
 
@@ -134,6 +137,7 @@ class CertificateAuthority:
         side = self._keys.side_for_recipient(envelope.recipient_thumb)
         if side is None:
             raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed to no key of this CA")
+        self._check_served(side.ca_type)
         digest = request_digest(KIND_CERT, request.cert_req)
         with self._store.read() as tx:
             stored = replayed(tx, envelope.rrpid, KIND_CERT, digest)
@@ -217,6 +221,10 @@ class CertificateAuthority:
                 if record is not None:
                     side = self._keys.side(record.ca_type)
         return side.credentials
+
+    def _check_served(self, ca_type: int) -> None:
+        if ca_type == PAYMENT_GATEWAY_CA and not self._policy.gateway_registration:
+            raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "no gateway registration here")
 
     def _check_brand(self, brand_id: str) -> None:
         if brand_id != self._keys.brand_id:

@@ -40,6 +40,10 @@ class CaPolicy:
     gateway_form: FormTemplate = GATEWAY_FORM
     session_lifetime_ms: int = SESSION_LIFETIME_MS
     response_retention_ms: int = RESPONSE_RETENTION_MS
+    #: Whether the Payment Gateway CA answers Me-AqCInit and CertReq on the CA service.
+    #: Off: the CA port is open to anyone, and a gateway key-exchange certificate is what
+    #: wallets seal card numbers to; the bank's gateway is certified by ``setpay init``.
+    gateway_registration: bool = False
 
     def form_for(self, ca_type: int) -> FormTemplate:
         """The form of the CA of this CertificateType."""

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 
 from gateway.bank_pki import open_ca_store
-from gateway.ca import CertificateAuthority
+from gateway.ca import CaPolicy, CertificateAuthority, add_to_server
 from gateway.provisioning import GATEWAY_NAME
 from hsm.base import KeyHandle, KeyUsage
 from setcore.error_message import open_error
@@ -27,7 +30,7 @@ from setcore.registration_merchant import (
     open_me_aq_c_init_response,
     open_merchant_cert_response,
 )
-from setpay.v1 import crypto_pb2, registration_pb2
+from setpay.v1 import crypto_pb2, registration_pb2, services_pb2_grpc
 
 from .conftest import Bank
 from .flows import (
@@ -70,18 +73,71 @@ def test_merchant_registration_end_to_end(bank: Bank, tmp_path: Path) -> None:
     assert session.trust.revocation is not None  # the CA stapled the BCI
 
 
-def test_gateway_registration(ec_bank: Bank, tmp_path: Path) -> None:
+@pytest.fixture
+def gateway_ca(ec_bank: Bank) -> Iterator[Bank]:
+    """The EC bank's CAs with gateway registration switched on (``CaPolicy``), served on a
+    port of their own: the same keys, ca.db and acquirer's books as ``ec_bank``'s."""
+    store = open_ca_store(ec_bank.config)
+    ca = CertificateAuthority(
+        ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer,
+        policy=CaPolicy(gateway_registration=True),
+    )  # fmt: skip
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    add_to_server(ca, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
+    try:
+        yield replace(ec_bank, ca=ca, stub=stub)
+    finally:
+        channel.close()
+        server.stop(None)
+        store.close()
+
+
+def test_gateway_registration_is_not_served_unless_the_policy_allows_it(
+    ec_bank: Bank, gateway_ca: Bank
+) -> None:
+    # A gateway certificate is what wallets seal card numbers to: anyone on the open CA
+    # port could have had one, and with a merchant certificate (as open) named it in
+    # PInitRes to read the PANs of every wallet that bought.
     identity = GatewayIdentity("400000", f"gw-{new_id().hex()[:8]}")
-    session = start_merchant(ec_bank, identity, request_type=PGWY_INITIAL)
-    outcome, *_ = register_merchant(ec_bank, identity, session=session)
+    request, _ = build_me_aq_c_init_request(PGWY_INITIAL, identity, ec_bank.brand_id, os.urandom(8))
+    response = ec_bank.stub.MeAqCInit(request)
+    assert response.WhichOneof("result") == "error"
+    error = ca_error(
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA, request.rrpid
+    )
+    assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+    # Nor a CertReq sealed to the Payment Gateway CA's key (a session opened elsewhere).
+    session = start_merchant(gateway_ca, identity, request_type=PGWY_INITIAL)
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    cert_request, _ = merchant_request(session, sig, kex)
+    response = ec_bank.stub.Cert(cert_request)
+    assert response.WhichOneof("result") == "error"
+    error = ca_error(
+        response.error, session.trust, S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA,
+        cert_request.header.rrpid,
+    )  # fmt: skip
+    assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+    assert _certificates_naming(ec_bank, identity.acquirer_business_id) == []
+    assert not _key_claimed(ec_bank, sig) and not _key_claimed(ec_bank, kex)
+
+
+def test_gateway_registration(gateway_ca: Bank, tmp_path: Path) -> None:
+    identity = GatewayIdentity("400000", f"gw-{new_id().hex()[:8]}")
+    session = start_merchant(gateway_ca, identity, request_type=PGWY_INITIAL)
+    outcome, *_ = register_merchant(gateway_ca, identity, session=session)
     assert outcome.complete and outcome.signature is not None
     assert outcome.signature.certificate_type == PAYMENT_GATEWAY
     assert outcome.signature.subject_id == identity.acquirer_business_id
-    output = openssl_verify(tmp_path, ec_bank.pki.root_der, outcome.chain, outcome.signature.der)
+    output = openssl_verify(tmp_path, gateway_ca.pki.root_der, outcome.chain, outcome.signature.der)
     assert output.strip().endswith(": OK"), output
 
 
-def test_merchant_request_sealed_to_the_gateway_ca_is_refused(ec_bank: Bank) -> None:
+def test_merchant_request_sealed_to_the_gateway_ca_is_refused(gateway_ca: Bank) -> None:
+    ec_bank = gateway_ca
     merchant = start_merchant(ec_bank, _merchant("lost"))
     gateway = start_merchant(
         ec_bank, GatewayIdentity("400000", "gw-lost"), request_type=PGWY_INITIAL
@@ -369,7 +425,8 @@ def test_a_merchant_id_whose_certificates_expired_registers_again(ec_bank: Bank)
     assert ec_bank.issuer.merchants.count(identity.subject) == 2
 
 
-def test_a_gateway_name_with_live_certificates_is_not_registered_again(ec_bank: Bank) -> None:
+def test_a_gateway_name_with_live_certificates_is_not_registered_again(gateway_ca: Bank) -> None:
+    ec_bank = gateway_ca
     fresh = GatewayIdentity("400000", f"gw-{new_id().hex()[:8]}")
     session = start_merchant(ec_bank, fresh, request_type=PGWY_INITIAL)
     first, *_ = register_merchant(ec_bank, fresh, session=session)
