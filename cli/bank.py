@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from gateway.bank_pki import ProvisioningError
 from gateway.config import CONFIG_FILE, load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger, LedgerError
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     """Run one bank operation; errors are printed (never with a PAN), status 1."""
     try:
         ledger = open_ledger(load(args.config))
-    except (LedgerError, ValueError, OSError) as exc:
+    except (LedgerError, ProvisioningError, ValueError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
     try:

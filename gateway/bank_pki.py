@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import current_revocation, refresh
@@ -75,11 +76,13 @@ def bank_keys_uri(config: BankConfig) -> str:
     parts = rest.split(";")
     for index, part in enumerate(parts):
         name, sep, value = part.partition("=")
-        if sep and name == "pin-source" and value.startswith("file:"):
-            location = Path(value[len("file:") :])
-            if not location.is_absolute():
-                resolved = encode_uri_value(str(config.base_dir / location))
-                parts[index] = f"pin-source=file:{resolved}"
+        # Read as ``hsm.uri`` reads it: names in any case, values %-encoded.
+        if not sep or unquote(name).strip().lower() != "pin-source":
+            continue
+        kind, colon, location = unquote(value).partition(":")
+        if kind == "file" and colon and location and not Path(location).is_absolute():
+            resolved = encode_uri_value(str(config.base_dir / location))
+            parts[index] = f"pin-source=file:{resolved}"
     return f"{scheme}:{';'.join(parts)}"
 
 

@@ -7,6 +7,12 @@ Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``
 ``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``, ``SETPAY_REFLECTION``,
 ``SETPAY_SCHEDULING``, ``SETPAY_LEDGER_SERVICE``).
 
+A refusal names where the value came from: the file and the key (``setpay.toml:
+gateway.workers must be ...``), or the environment variable (``SETPAY_WORKERS: ...``).
+An unknown key or table is refused, not ignored: a misspelled setting would otherwise
+leave its default in force unnoticed. Values that may hold a secret (the ledger URL, the
+key URI) are never repeated in a message.
+
 Example (``setpay init`` writes one)::
 
     [bank]
@@ -41,14 +47,20 @@ from typing import Any
 from gateway.ledger.ledger import LedgerConfig
 from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
 from gateway.scheduling import DEFAULT_POLICY, POLICIES
+from hsm.uri import encode_uri_value
 
 CONFIG_FILE = "setpay.toml"
 # gRPC's own default is 4 MB; SET messages with a few certificate chains stay far below
 # 1 MB, so 1 MB leaves room without letting a peer make us buffer more.
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+# The largest message limit a bank may configure: far above any SET message, and it keeps
+# a typo from lifting the bound (gRPC reads -1 as "no limit").
+MAX_MESSAGE_BYTES_LIMIT = 64 << 20
 # Requests in flight per worker before new ones get RESOURCE_EXHAUSTED: enough to keep two
 # cores busy through a ledger commit, small enough to bound memory and queueing delay.
 DEFAULT_MAX_CONCURRENT_RPCS = 256
+# In-flight requests per worker at most: each holds a thread's queue slot and its buffers.
+MAX_CONCURRENT_RPCS_LIMIT = 10_000
 # Server threads per worker: crypto releases the GIL, so a few threads keep a core busy.
 DEFAULT_THREADS = 8
 # An authorization hold is released if not captured within this time (7 days, a common
@@ -65,6 +77,8 @@ MAX_WORKERS = 64
 DEFAULT_LEDGER_SERVICE = False
 # Metrics are for the operator's own scraper: served on loopback unless configured.
 DEFAULT_METRICS_HOST = "127.0.0.1"
+# TCP ports, for HOST:PORT settings (0: the OS chooses).
+MAX_PORT = 65535
 
 
 def default_workers() -> int:
@@ -77,7 +91,15 @@ def default_workers() -> int:
 
 
 class ConfigError(ValueError):
-    """The configuration is missing, malformed or inconsistent."""
+    """The configuration is missing, malformed or inconsistent.
+
+    ``setting`` is the ``BankConfig`` field a validation refused (None otherwise), so
+    that ``load`` can say whether the file or an environment variable gave the value.
+    """
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True)
@@ -127,7 +149,9 @@ class BankConfig:
             rest = self.keys[len("soft:") :]
             directory, sep, params = rest.partition(";")
             if not Path(directory).is_absolute():
-                return f"soft:{self.base_dir / directory}{sep}{params}"
+                # The base directory %-encoded: a ';' or '%' in it is part of the path.
+                base = encode_uri_value(str(self.base_dir))
+                return f"soft:{base}/{directory}{sep}{params}"
         return self.keys
 
     def uses_ledger_service(self) -> bool:
@@ -143,82 +167,196 @@ class BankConfig:
         return self.ledger
 
 
-def _get(table: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
-    value = table.get(key, default)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key} must be {kind.__name__}, not {type(value).__name__}")
-    return value
-
+# Where each setting lives in the file, by BankConfig field: the table and the key.
+_FILE_KEYS: dict[str, str] = {
+    "profile": "bank.profile",
+    "brand_id": "bank.brand_id",
+    "keys": "bank.keys",
+    "listen": "gateway.listen",
+    "ca_listen": "gateway.ca_listen",
+    "workers": "gateway.workers",
+    "threads": "gateway.threads",
+    "reflection": "gateway.reflection",
+    "insecure": "gateway.insecure",
+    "metrics_port": "gateway.metrics_port",
+    "metrics_host": "gateway.metrics_host",
+    "max_message_bytes": "gateway.max_message_bytes",
+    "max_concurrent_rpcs": "gateway.max_concurrent_rpcs",
+    "scheduling": "gateway.scheduling",
+    "tls": "gateway.tls",
+    "ledger": "ledger.store",
+    "ledger_service": "ledger.service",
+    "hold_expiry_ms": "ledger.hold_expiry_ms",
+}
+# Every table and key the file may hold; anything else is refused.
+_TABLES: dict[str, frozenset[str]] = {
+    "bank": frozenset({"profile", "brand_id", "keys"}),
+    "gateway": frozenset(
+        {key.partition(".")[2] for key in _FILE_KEYS.values() if key.startswith("gateway.")}
+    ),
+    "gateway.tls": frozenset({"cert", "key", "client_ca"}),
+    "ledger": frozenset({"store", "service", "hold_expiry_ms"}),
+}
+# Environment variables by the field they override.
+_ENV_STRINGS = {
+    "SETPAY_LISTEN": "listen",
+    "SETPAY_CA_LISTEN": "ca_listen",
+    "SETPAY_KEYS": "keys",
+    "SETPAY_LEDGER": "ledger",
+    "SETPAY_METRICS_HOST": "metrics_host",
+    "SETPAY_SCHEDULING": "scheduling",
+}
+_ENV_INTEGERS = {
+    "SETPAY_WORKERS": "workers",
+    "SETPAY_THREADS": "threads",
+    "SETPAY_METRICS_PORT": "metrics_port",
+}
+_ENV_FLAGS = {
+    "SETPAY_REFLECTION": "reflection",
+    "SETPAY_LEDGER_SERVICE": "ledger_service",
+}
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> BankConfig:
+def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The table ``name`` (dotted: ``gateway.tls``), empty when absent; checked for
+    unknown keys."""
+    table: Mapping[str, Any] = raw
+    for part in name.split("."):
+        found = table.get(part, {})
+        if not isinstance(found, dict):
+            raise ConfigError(f"{name} must be a table, not {type(found).__name__}")
+        table = found
+    known = _TABLES[name]
+    subtables = {t.rpartition(".")[2] for t in _TABLES if t.startswith(f"{name}.")}
+    unknown = sorted(set(table) - known - subtables)
+    if unknown:
+        raise ConfigError(f"unknown setting {name}.{unknown[0]}")
+    return table
+
+
+def _get(table: Mapping[str, Any], where: str, key: str, kind: type, default: Any) -> Any:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{where}.{key} is required")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}.{key} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> tuple[BankConfig, dict[str, str]]:
+    """The configuration with the environment's values, and which variable set which field."""
     changes: dict[str, Any] = {}
-    if "SETPAY_LISTEN" in env:
-        changes["listen"] = env["SETPAY_LISTEN"]
-    if "SETPAY_CA_LISTEN" in env:
-        changes["ca_listen"] = env["SETPAY_CA_LISTEN"]
-    if "SETPAY_KEYS" in env:
-        changes["keys"] = env["SETPAY_KEYS"]
-    if "SETPAY_LEDGER" in env:
-        changes["ledger"] = env["SETPAY_LEDGER"]
-    if "SETPAY_METRICS_HOST" in env:
-        changes["metrics_host"] = env["SETPAY_METRICS_HOST"]
-    if "SETPAY_SCHEDULING" in env:
-        changes["scheduling"] = env["SETPAY_SCHEDULING"]
-    for name, attr in (
-        ("SETPAY_WORKERS", "workers"),
-        ("SETPAY_THREADS", "threads"),
-        ("SETPAY_METRICS_PORT", "metrics_port"),
-    ):
+    for name, attr in _ENV_STRINGS.items():
+        if name in env:
+            changes[attr] = env[name]
+    for name, attr in _ENV_INTEGERS.items():
         if name in env:
             try:
                 changes[attr] = int(env[name])
             except ValueError:
                 raise ConfigError(f"{name} must be an integer") from None
-    for name, attr in (
-        ("SETPAY_REFLECTION", "reflection"),
-        ("SETPAY_LEDGER_SERVICE", "ledger_service"),
-    ):
+    for name, attr in _ENV_FLAGS.items():
         if name in env:
             flag = env[name].lower()
             if flag not in _TRUE | _FALSE:
                 raise ConfigError(f"{name} must be one of {', '.join(sorted(_TRUE | _FALSE))}")
             changes[attr] = flag in _TRUE
-    return replace(config, **changes)
+    sources = {
+        attr: name
+        for table in (_ENV_STRINGS, _ENV_INTEGERS, _ENV_FLAGS)
+        for name, attr in table.items()
+        if name in env
+    }
+    return replace(config, **changes), sources
+
+
+def _host_port(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and int(port) <= MAX_PORT)
+
+
+def _refuse(setting: str, rule: str) -> ConfigError:
+    return ConfigError(f"{_FILE_KEYS[setting]} {rule}", setting)
 
 
 def validate(config: BankConfig) -> BankConfig:
     """Refuse inconsistent settings with a message naming the setting."""
     if config.profile not in {"ec", "rsa"}:
-        raise ConfigError(f"profile must be ec or rsa, not {config.profile!r}")
+        raise _refuse("profile", f"must be ec or rsa, not {config.profile!r}")
+    for name in ("brand_id", "keys"):
+        if not getattr(config, name):
+            raise _refuse(name, "must not be empty")
     for name, value in (("listen", config.listen), ("ca_listen", config.ca_listen)):
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ConfigError(f"{name} must be HOST:PORT, not {value!r}")
+        if not _host_port(value):
+            raise _refuse(name, f"must be HOST:PORT (port 0 to {MAX_PORT}), not {value!r}")
     if not 1 <= config.workers <= MAX_WORKERS:
-        raise ConfigError(f"workers must be between 1 and {MAX_WORKERS}")
-    if not 0 <= config.metrics_port <= 65535:
-        raise ConfigError("metrics_port must be between 0 (off) and 65535")
+        raise _refuse("workers", f"must be between 1 and {MAX_WORKERS}")
+    if not 0 <= config.metrics_port <= MAX_PORT:
+        raise _refuse("metrics_port", f"must be between 0 (off) and {MAX_PORT}")
     if not config.metrics_host:
-        raise ConfigError("metrics_host must name an address")
+        raise _refuse("metrics_host", "must name an address")
     if config.scheduling not in POLICIES:
-        raise ConfigError(f"scheduling must be one of {', '.join(POLICIES)}")
+        raise _refuse("scheduling", f"must be one of {', '.join(POLICIES)}")
     if not 1 <= config.threads <= 256:
-        raise ConfigError("threads must be between 1 and 256")
+        raise _refuse("threads", "must be between 1 and 256")
+    if not 1 <= config.max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT:
+        raise _refuse("max_message_bytes", f"must be between 1 and {MAX_MESSAGE_BYTES_LIMIT}")
+    if not 1 <= config.max_concurrent_rpcs <= MAX_CONCURRENT_RPCS_LIMIT:
+        raise _refuse("max_concurrent_rpcs", f"must be between 1 and {MAX_CONCURRENT_RPCS_LIMIT}")
     if not config.insecure and config.tls is None:
-        raise ConfigError("TLS files are required unless insecure = true")
+        raise _refuse("tls", "(cert, key, client_ca) is required unless gateway.insecure = true")
     if not config.ledger.startswith(("sqlite:", "postgresql://", "postgres://")):
-        raise ConfigError("ledger.store must be sqlite:PATH or a postgresql:// URL")
+        # Never the value: a database URL may carry a password.
+        raise _refuse("ledger", "must be sqlite:PATH or a postgresql:// URL")
     try:
         LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)  # the ledger's own rule
     except ValueError:
-        raise ConfigError(
-            f"ledger.hold_expiry_ms must be between 1 and {MAX_HOLD_LIFETIME_MS}"
-        ) from None
+        raise _refuse("hold_expiry_ms", f"must be between 1 and {MAX_HOLD_LIFETIME_MS}") from None
     return config
+
+
+def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
+    """The file's settings, each checked for its type; relative paths resolved."""
+    unknown = sorted(set(raw) - {name.partition(".")[0] for name in _TABLES})
+    if unknown:
+        raise ConfigError(f"unknown table [{unknown[0]}]")
+    bank, gw, ledger = _table(raw, "bank"), _table(raw, "gateway"), _table(raw, "ledger")
+    base_dir = path.parent.resolve()
+    tls = None
+    if "tls" in gw:
+        files = _table(raw, "gateway.tls")
+
+        def tls_path(key: str) -> Path:
+            given = Path(_get(files, "gateway.tls", key, str, None))
+            return given if given.is_absolute() else base_dir / given
+
+        tls = TlsFiles(tls_path("cert"), tls_path("key"), tls_path("client_ca"))
+    return BankConfig(
+        base_dir=base_dir,
+        profile=_get(bank, "bank", "profile", str, "ec"),
+        brand_id=_get(bank, "bank", "brand_id", str, "setpay"),
+        keys=_get(bank, "bank", "keys", str, "soft:keys"),
+        listen=_get(gw, "gateway", "listen", str, "127.0.0.1:7443"),
+        ca_listen=_get(gw, "gateway", "ca_listen", str, "127.0.0.1:7444"),
+        workers=_get(gw, "gateway", "workers", int, default_workers()),
+        threads=_get(gw, "gateway", "threads", int, DEFAULT_THREADS),
+        reflection=_get(gw, "gateway", "reflection", bool, True),
+        insecure=_get(gw, "gateway", "insecure", bool, False),
+        metrics_port=_get(gw, "gateway", "metrics_port", int, 0),
+        metrics_host=_get(gw, "gateway", "metrics_host", str, DEFAULT_METRICS_HOST),
+        max_message_bytes=_get(gw, "gateway", "max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES),
+        max_concurrent_rpcs=_get(
+            gw, "gateway", "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS
+        ),
+        scheduling=_get(gw, "gateway", "scheduling", str, DEFAULT_POLICY),
+        hold_expiry_ms=_get(ledger, "ledger", "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
+        ledger=_get(ledger, "ledger", "store", str, "sqlite:ledger.db"),
+        ledger_service=_get(ledger, "ledger", "service", bool, DEFAULT_LEDGER_SERVICE),
+        tls=tls,
+    )
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
@@ -227,44 +365,19 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"no configuration file at {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    bank = raw.get("bank", {})
-    gw = raw.get("gateway", {})
-    ledger = raw.get("ledger", {})
-    tls_table = gw.get("tls")
-    tls = None
-    if tls_table is not None:
-        tls = TlsFiles(
-            cert=Path(_get(tls_table, "cert", str, "")),
-            key=Path(_get(tls_table, "key", str, "")),
-            client_ca=Path(_get(tls_table, "client_ca", str, "")),
-        )
-    config = BankConfig(
-        base_dir=path.parent.resolve(),
-        profile=_get(bank, "profile", str, "ec"),
-        brand_id=_get(bank, "brand_id", str, "setpay"),
-        keys=_get(bank, "keys", str, "soft:keys"),
-        listen=_get(gw, "listen", str, "127.0.0.1:7443"),
-        ca_listen=_get(gw, "ca_listen", str, "127.0.0.1:7444"),
-        workers=_get(gw, "workers", int, default_workers()),
-        threads=_get(gw, "threads", int, DEFAULT_THREADS),
-        reflection=_get(gw, "reflection", bool, True),
-        insecure=_get(gw, "insecure", bool, False),
-        metrics_port=_get(gw, "metrics_port", int, 0),
-        metrics_host=_get(gw, "metrics_host", str, DEFAULT_METRICS_HOST),
-        max_message_bytes=_get(gw, "max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES),
-        max_concurrent_rpcs=_get(gw, "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS),
-        scheduling=_get(gw, "scheduling", str, DEFAULT_POLICY),
-        hold_expiry_ms=_get(ledger, "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
-        ledger=_get(ledger, "store", str, "sqlite:ledger.db"),
-        ledger_service=_get(ledger, "service", bool, DEFAULT_LEDGER_SERVICE),
-        tls=tls,
-    )
-    if config.tls is not None:
-        t = config.tls
-        config = replace(
-            config,
-            tls=TlsFiles(config.path(t.cert), config.path(t.key), config.path(t.client_ca)),
-        )
-    return validate(_env_overrides(config, os.environ if env is None else env))
+    try:
+        config = validate(_from_file(path, raw))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}", exc.setting) from None
+    config, sources = _env_overrides(config, os.environ if env is None else env)
+    try:
+        return validate(config)
+    except ConfigError as exc:
+        where = sources.get(exc.setting or "", "the environment")
+        raise ConfigError(f"{where}: {exc}", exc.setting) from None

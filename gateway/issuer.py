@@ -8,11 +8,13 @@ import json
 import os
 from pathlib import Path
 
+from gateway.bank_pki import BankIncomplete
 from gateway.config import BankConfig
 from gateway.ledger import (
     AccountExists,
     AccountStatus,
     CommitObserver,
+    InvalidRequest,
     Ledger,
     LedgerConfig,
     LedgerKeys,
@@ -40,13 +42,23 @@ def write_ledger_keys(path: Path) -> None:
 
 
 def read_ledger_keys(path: Path) -> LedgerKeys:
-    """Load the ledger keys; the file must not be readable by group or others."""
+    """Load the ledger keys; the file must not be readable by group or others.
+
+    ``BankIncomplete`` names a file that is not what ``write_ledger_keys`` wrote; the
+    message never holds the file's content.
+    """
     if path.stat().st_mode & 0o077:
         raise PermissionError(f"{path} must be readable by its owner only (chmod 600)")
-    raw = json.loads(path.read_text())
-    return LedgerKeys(
-        data_key=bytes.fromhex(raw["data_key"]), index_key=bytes.fromhex(raw["index_key"])
-    )
+    try:
+        raw = json.loads(path.read_bytes())
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
+        return LedgerKeys(
+            data_key=bytes.fromhex(raw["data_key"]), index_key=bytes.fromhex(raw["index_key"])
+        )
+    except (ValueError, KeyError, TypeError, InvalidRequest) as exc:
+        # Not chained: a parser's message may quote what it read.
+        raise BankIncomplete(f"{path} is not a ledger keys file ({type(exc).__name__})") from None
 
 
 def open_store(config: BankConfig, observer: CommitObserver | None = None) -> LedgerStore:

@@ -16,7 +16,9 @@
 Private keys of the brand, the CAs and the gateway are made in the key backend and never
 leave it; TLS keys are ordinary PEM files (gRPC takes them that way). An existing bank
 is never overwritten: a non-empty directory, or a backend that already holds one of the
-labels, is refused (``BankExists``).
+labels, is refused (``BankExists``). An init that fails part way takes back what it
+made: the keys it generated in the backend, and the files in the directory (the
+directory too, if it made it), so that it can be run again as it was.
 
 The key labels, and loading the bank at start, are ``gateway.bank_pki``'s.
 
@@ -28,8 +30,11 @@ own errors pass through.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,7 +62,7 @@ from gateway.ca.store import CaStore
 from gateway.config import CONFIG_FILE, BankConfig
 from gateway.issuer import write_ledger_keys
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
-from hsm.errors import KeyNotFound
+from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.uri import PASSPHRASE_ENV, open_backend
 from setcore.credentials import Credentials
 from setcore.pki import roles
@@ -97,6 +102,8 @@ PASSPHRASE_BYTES = 32
 TLS_DIR = "tls"
 PRIVATE_MODE = 0o600
 DIRECTORY_MODE = 0o700
+
+log = logging.getLogger("setpay.provisioning")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -263,6 +270,68 @@ def _write_tls(directory: Path, transport: TransportCA) -> None:
     write_tls_files(tls, "merchant-server", issue_tls_server(transport))
 
 
+def _destroy_keys(backend: KeyBackend) -> None:
+    """Take the bank's labels out of a backend that held none of them before this init."""
+    left = []
+    for label in ALL_LABELS:
+        try:
+            backend.delete(label)
+        except KeyNotFound:
+            continue
+        except KeyBackendError as exc:
+            left.append(f"{label} ({type(exc).__name__})")
+    if left:
+        log.warning("init failed and could not delete these keys: %s", ", ".join(left))
+
+
+def _empty(directory: Path, made: bool) -> None:
+    """Remove what init wrote: the directory if init made it, else its contents."""
+    if made:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    for child in directory.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _provision(
+    backend: KeyBackend, config: BankConfig, profile: str, brand_id: str, when: datetime
+) -> IssuingCA:
+    """Keys, certificates, ca.db, TLS files and ledger keys of a new bank; its root."""
+    root, made = _make_keys_and_certificates(backend, profile, brand_id, when)
+    certs = config.path(config.certs_dir)
+    certs.mkdir()
+    for item in made:
+        (certs / f"{item.label}.der").write_bytes(item.der)
+    # The gateway seals capture and auth tokens to itself with this key (no
+    # certificate), under a master key its workers derive from the token seed.
+    token_key = backend.generate(
+        GATEWAY_TOKEN_LABEL, KeyUsage.TOKEN_SEALING, profile_named(profile).key_exchange_key
+    )
+    (certs / TOKEN_SEED_FILE).write_bytes(TokenKey.create(backend, token_key).seed)
+    by_label = {item.label: item for item in made}
+
+    def credentials(label: str) -> Credentials:
+        sig, kex = by_label[label], by_label[label + KEX_SUFFIX]
+        return Credentials(backend, sig.key, sig.der, (), kex.key, kex.der)
+
+    authority = AuthorityKeys.from_credentials(
+        backend, root.key, root.der,
+        *(credentials(label) for label in CA_LABELS.values()),
+    )  # fmt: skip
+    _write_ca_db(config.path(config.ca_db), authority, made, when)
+    tls_key = backend.generate(TLS_CA_LABEL, KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256)
+    transport = create_transport_ca(backend, tls_key, brand_id)
+    (certs / f"{TLS_CA_LABEL}.der").write_bytes(transport.der)
+    backend.store_certificate(tls_key, transport.der)
+    _write_tls(config.base_dir, transport)
+    # The issuer ledger's format (gateway.issuer reads it back).
+    write_ledger_keys(config.path(config.ledger_keys))
+    return root
+
+
 def init_bank(
     directory: Path,
     *,
@@ -273,53 +342,34 @@ def init_bank(
     env: Mapping[str, str] | None = None,
     at: datetime | None = None,
 ) -> InitResult:
-    """Create a bank in ``directory`` (which must not exist or be empty)."""
+    """Create a bank in ``directory`` (which must not exist or be empty); on failure,
+    leave the directory and the key backend as they were."""
     profile_named(profile)  # an unknown profile fails before anything is written
     _refuse_existing(directory)
+    made_directory = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
     base = directory.resolve()
-    keys_value = (
-        keys if keys is not None else _default_keys(base, os.environ if env is None else env)
-    )
-    config = BankConfig(base_dir=base, profile=profile, brand_id=brand_id, keys=keys_value)
-    when = utc(at)
-    backend = open_backend(bank_keys_uri(config))
     try:
-        _refuse_labels(backend)
-        root, made = _make_keys_and_certificates(backend, profile, brand_id, when)
-        certs = config.path(config.certs_dir)
-        certs.mkdir()
-        for item in made:
-            (certs / f"{item.label}.der").write_bytes(item.der)
-        # The gateway seals capture and auth tokens to itself with this key (no
-        # certificate), under a master key its workers derive from the token seed.
-        token_key = backend.generate(
-            GATEWAY_TOKEN_LABEL, KeyUsage.TOKEN_SEALING, profile_named(profile).key_exchange_key
+        keys_value = (
+            keys if keys is not None else _default_keys(base, os.environ if env is None else env)
         )
-        (certs / TOKEN_SEED_FILE).write_bytes(TokenKey.create(backend, token_key).seed)
-        by_label = {item.label: item for item in made}
-
-        def credentials(label: str) -> Credentials:
-            sig, kex = by_label[label], by_label[label + KEX_SUFFIX]
-            return Credentials(backend, sig.key, sig.der, (), kex.key, kex.der)
-
-        authority = AuthorityKeys.from_credentials(
-            backend, root.key, root.der,
-            *(credentials(label) for label in CA_LABELS.values()),
-        )  # fmt: skip
-        _write_ca_db(config.path(config.ca_db), authority, made, when)
-        tls_key = backend.generate(TLS_CA_LABEL, KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256)
-        transport = create_transport_ca(backend, tls_key, brand_id)
-        (config.path(config.certs_dir) / f"{TLS_CA_LABEL}.der").write_bytes(transport.der)
-        backend.store_certificate(tls_key, transport.der)
-        _write_tls(base, transport)
-        # The issuer ledger's format (gateway.issuer reads it back).
-        write_ledger_keys(config.path(config.ledger_keys))
-    finally:
-        backend.close()
-    config_path = base / CONFIG_FILE
-    # Written last: a directory with a setpay.toml is a complete bank.
-    config_path.write_text(_config_text(profile, brand_id, keys_value, insecure))
+        config = BankConfig(base_dir=base, profile=profile, brand_id=brand_id, keys=keys_value)
+        backend = open_backend(bank_keys_uri(config))
+        try:
+            _refuse_labels(backend)
+            try:
+                root = _provision(backend, config, profile, brand_id, utc(at))
+            except BaseException:
+                _destroy_keys(backend)  # none of the labels was there before (above)
+                raise
+        finally:
+            backend.close()
+        config_path = base / CONFIG_FILE
+        # Written last: a directory with a setpay.toml is a complete bank.
+        config_path.write_text(_config_text(profile, brand_id, keys_value, insecure))
+    except BaseException:
+        _empty(base, made_directory)
+        raise
     return InitResult(base, config_path, brand_id, profile, root.thumbprint)
 
 
@@ -327,6 +377,11 @@ def init_bank(
 
 #: Which CA issues a transport certificate, by the name ``setpay ca issue-tls`` takes.
 TLS_ROLES = ("client", "server")
+# A server's name is its certificate's DNS name and the name of the files written: a
+# hostname of letters, digits and hyphens in dot-separated labels (RFC 1123), at most 253
+# characters, no wildcard, and nothing that could lead the files out of their directory.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SERVER_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
 def issue_tls_files(
@@ -340,6 +395,10 @@ def issue_tls_files(
     if role == "client":
         tls = issue_tls_client(transport, name)
     else:
+        if not _SERVER_NAME.fullmatch(name):
+            raise ProvisioningError(
+                "TLS server names are DNS names: letters, digits and '-' in dot-separated labels"
+            )
         loopback = ("127.0.0.1",) if name == "localhost" else ()
         tls = issue_tls_server(transport, dns_names=(name,), ip_addresses=loopback)
     paths = write_tls_files(out, name, tls)

@@ -149,3 +149,26 @@ def test_card_data_that_cannot_be_written_closes_the_account(
     assert code == 1 and "cannot write --card-out" in err and "closed again" in err
     assert not out.exists()
     assert ledger.find_card_account(pan).status.value == "closed"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"data_key": "00"}',  # the index key missing: a KeyError escaped as a traceback
+        "[]",
+        "not json",
+        '{"data_key": 1, "index_key": 2}',
+        '{"data_key": "zz", "index_key": "zz"}',
+    ],
+)
+def test_a_damaged_ledger_keys_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    made = init_bank(tmp_path / "bank", env={})
+    keys = made.directory / "ledger.keys"
+    keys.write_text(content)
+    out = tmp_path / "card.json"
+    code, stdout, err = _bank(_open(made, "--card-out", str(out)), capsys)
+    assert code == 1 and stdout == ""
+    assert err.startswith(f"setpay bank: {keys} is not a ledger keys file")
+    assert "Traceback" not in err and not out.exists()

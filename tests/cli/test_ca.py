@@ -143,3 +143,20 @@ def test_issue_tls_refuses_a_bad_client_name(
 
 def test_config_loads(made: InitResult) -> None:
     assert load(made.config_path, env={}).brand_id == "setpay"
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "*.example.com", "not a name", "x-"])
+def test_issue_tls_refuses_a_server_name_that_is_no_dns_name(
+    made: InitResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # The name is both the certificate's DNS name and the file name: "../escaped" wrote
+    # its private key outside --out, and a wildcard was certified as it was given.
+    out_dir = tmp_path / "out"
+    code, out, err = _ca(
+        ["issue-tls", "--config", str(made.config_path), "--role", "server", "--name", name,
+         "--out", str(out_dir)],
+        capsys,
+    )  # fmt: skip
+    assert (code, out) == (1, "")
+    assert "TLS server names are DNS names" in err
+    assert not list(tmp_path.rglob("*.key"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import shutil
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cli import init
+from gateway import provisioning
 from gateway.bank_pki import ALL_LABELS, BankExists, bank_keys_uri, load_bank_pki
 from gateway.config import load
 from gateway.issuer import read_ledger_keys
@@ -146,6 +148,70 @@ def test_init_refuses_a_backend_that_holds_a_bank(tmp_path: Path) -> None:
         init_bank(tmp_path / "second", keys=shared, env={})
 
 
+def _full_disk(path: Path) -> None:
+    """Fails as a full disk does, on the last file ``init`` writes before the config."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_init_leaves_no_directory_and_can_be_run_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It used to leave a half-made bank (keys, certificates, ca.db, TLS keys, keys.pass)
+    # that the next ``setpay init`` refused as "not an empty directory".
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    directory = tmp_path / "bank"
+    with monkeypatch.context() as patched:
+        patched.setattr(provisioning, "write_ledger_keys", _full_disk)
+        code, out, err = _init([str(directory)], capsys)
+    assert code == 1 and out == ""
+    assert err.startswith("setpay init: ") and "No space left on device" in err
+    assert not directory.exists()
+    code, _, err = _init([str(directory)], capsys)
+    assert code == 0, err
+
+
+def test_a_failed_init_empties_the_directory_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    directory = tmp_path / "bank"
+    directory.mkdir(mode=0o750)  # the operator's, made for the bank: kept, as it was
+    with monkeypatch.context() as patched:
+        patched.setattr(provisioning, "write_ledger_keys", _full_disk)
+        with pytest.raises(OSError):
+            init_bank(directory, env={})
+    assert directory.is_dir() and list(directory.iterdir()) == []
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o750
+    init_bank(directory, env={})
+
+
+def test_a_failed_init_takes_its_keys_out_of_the_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A key backend outside the directory (a token, here a keystore elsewhere) kept the
+    # keys made before the failure, and refused every later init: "already holds a key".
+    monkeypatch.setenv(PASSPHRASE_ENV, "a passphrase from the environment")
+    uri = f"soft:{tmp_path / 'keystore'}"
+    with monkeypatch.context() as patched:
+        patched.setattr(provisioning, "write_ledger_keys", _full_disk)
+        with pytest.raises(OSError):
+            init_bank(tmp_path / "bank", keys=uri, env={})
+    with open_backend(uri) as backend:
+        assert backend.list_keys() == []
+    result = init_bank(tmp_path / "bank", keys=uri, env={})
+    load_bank_pki(load(result.config_path, env={})).close()
+
+
+def test_a_refused_init_touches_nothing_of_the_bank_it_found(tmp_path: Path) -> None:
+    # Refused for keys already in the backend: those keys are the other bank's.
+    first = init_bank(tmp_path / "first", env={})
+    shared = bank_keys_uri(load(first.config_path, env={}))
+    with pytest.raises(BankExists):
+        init_bank(tmp_path / "second", keys=shared, env={})
+    assert not (tmp_path / "second").exists()
+    load_bank_pki(load(first.config_path, env={})).close()
+
+
 def test_passphrase_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSPHRASE_ENV, "a passphrase from the environment")
     result = init_bank(tmp_path / "bank", insecure=True)
@@ -194,3 +260,36 @@ def test_init_on_softhsm_records_the_tokens_kem(tmp_path: Path, token: SoftToken
         assert backend.certificate(backend.get("gateway-kex")) == kex
     finally:
         backend.close()
+
+
+@pytest.mark.integration
+def test_a_failed_init_on_softhsm_leaves_the_token_as_it_was(
+    tmp_path: Path, token: SoftToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The keys, and the certificates stored beside them, were left on the token: a
+    # retry was refused and the operator had to find and destroy them with pkcs11-tool.
+    with monkeypatch.context() as patched:
+        patched.setattr(provisioning, "write_ledger_keys", _full_disk)
+        with pytest.raises(OSError):
+            init_bank(tmp_path / "bank", profile="ec", keys=token.uri(), env={})
+    assert not (tmp_path / "bank").exists()
+    backend = open_backend(token.uri())
+    try:
+        assert backend.list_keys() == []
+    finally:
+        backend.close()
+    result = init_bank(tmp_path / "bank", profile="ec", keys=token.uri(), env={})
+    load_bank_pki(load(result.config_path, env={})).close()
+
+
+def test_a_bank_in_a_directory_whose_name_has_uri_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The directory went into the keystore's URI as it was: ';' split it, '%41' became
+    # 'A', and init failed ("attribute 1 has no '='") or looked for its keys elsewhere.
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    for name in ("bank;1", "bank%41"):
+        result = init_bank(tmp_path / name, env={})
+        load_bank_pki(load(result.config_path, env={})).close()
+        assert (tmp_path / name / "keys").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank%41", "bank;1"]

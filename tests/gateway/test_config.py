@@ -1,0 +1,171 @@
+"""The bank's configuration: every bad or missing value refused by file and key, no secret
+echoed, relative paths taken from the file's directory, environment overrides checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.bank_pki import bank_keys_uri
+from gateway.config import BankConfig, ConfigError, load
+from hsm.uri import SoftwareKeyURI, parse_key_uri
+
+# An insecure bank needs no TLS files: the smallest configuration that loads.
+MINIMAL = "[gateway]\ninsecure = true\n"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "setpay.toml"
+    path.write_text(text)
+    return path
+
+
+def _refused(path: Path, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={} if env is None else env)
+    return str(caught.value)
+
+
+def test_the_minimal_configuration_loads(tmp_path: Path) -> None:
+    config = load(_write(tmp_path, MINIMAL), env={})
+    assert config.insecure and config.base_dir == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("missing", ["cert", "key", "client_ca"])
+def test_a_tls_table_without_one_of_its_files_is_refused(tmp_path: Path, missing: str) -> None:
+    # A missing file used to become the configuration's directory, found only when the
+    # server failed to read it as a PEM file.
+    files = {"cert": "tls/gateway.pem", "key": "tls/gateway.key", "client_ca": "tls/ca.pem"}
+    del files[missing]
+    lines = "".join(f'{name} = "{value}"\n' for name, value in files.items())
+    message = _refused(_write(tmp_path, f"[gateway.tls]\n{lines}"))
+    assert str(tmp_path / "setpay.toml") in message
+    assert f"gateway.tls.{missing} is required" in message
+
+
+def test_a_value_of_the_wrong_type_names_the_file_and_the_key(tmp_path: Path) -> None:
+    message = _refused(_write(tmp_path, MINIMAL + 'workers = "four"\n'))
+    assert message == f"{tmp_path / 'setpay.toml'}: gateway.workers must be int, not str"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('bank = "ec"\n', "bank"),
+        ("gateway = 3\n", "gateway"),
+        (MINIMAL + 'tls = "tls/gateway.pem"\n', "gateway.tls"),
+        ('[[ledger]]\nstore = "sqlite:ledger.db"\n', "ledger"),
+    ],
+)
+def test_a_section_that_is_not_a_table_is_refused(tmp_path: Path, text: str, named: str) -> None:
+    message = _refused(_write(tmp_path, text))
+    assert message.startswith(f"{tmp_path / 'setpay.toml'}: {named} must be a table")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (MINIMAL + "reflexion = false\n", "gateway.reflexion"),  # reflection stayed on
+        (MINIMAL + "[gateway.tls]\ncert = 'a'\nkey = 'b'\nclient-ca = 'c'\n", "gateway.tls"),
+        (MINIMAL + "[ledgers]\nstore = 'sqlite:other.db'\n", "ledgers"),
+    ],
+)
+def test_an_unknown_setting_is_refused_rather_than_ignored(
+    tmp_path: Path, text: str, named: str
+) -> None:
+    message = _refused(_write(tmp_path, text))
+    assert str(tmp_path / "setpay.toml") in message and named in message
+
+
+def test_an_unreadable_file_is_a_configuration_error(tmp_path: Path) -> None:
+    directory = tmp_path / "setpay.toml"
+    directory.mkdir()
+    message = _refused(directory)
+    assert message.startswith(f"cannot read {directory}")
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:65536", "127.0.0.1:99999", "[::1]:-1"])
+def test_a_port_out_of_range_is_refused(tmp_path: Path, listen: str) -> None:
+    message = _refused(_write(tmp_path, MINIMAL + f'listen = "{listen}"\n'))
+    assert "listen must be HOST:PORT" in message and str(tmp_path) in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("max_message_bytes", 0), ("max_message_bytes", -1), ("max_concurrent_rpcs", 0)],
+)
+def test_limits_must_be_positive(tmp_path: Path, key: str, value: int) -> None:
+    # gRPC reads -1 as "no limit": a typo would lift the bound on what a peer may send.
+    message = _refused(_write(tmp_path, MINIMAL + f"{key} = {value}\n"))
+    assert f"gateway.{key} must be between" in message
+
+
+@pytest.mark.parametrize("key", ["brand_id", "keys"])
+def test_an_empty_bank_setting_is_refused(tmp_path: Path, key: str) -> None:
+    message = _refused(_write(tmp_path, MINIMAL + f'[bank]\n{key} = ""\n'))
+    assert f"bank.{key} must not be empty" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("SETPAY_WORKERS", "0", "workers must be between 1 and"),
+        ("SETPAY_WORKERS", "many", "must be an integer"),
+        ("SETPAY_LISTEN", "no-port", "listen must be HOST:PORT"),
+        ("SETPAY_CA_LISTEN", "127.0.0.1:70000", "ca_listen must be HOST:PORT"),
+        ("SETPAY_METRICS_PORT", "70000", "metrics_port must be between 0"),
+        ("SETPAY_SCHEDULING", "fifo", "scheduling must be one of"),
+    ],
+)
+def test_a_refused_environment_override_names_its_variable(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    message = _refused(_write(tmp_path, MINIMAL), {variable: value})
+    assert message.startswith(variable) and says in message
+
+
+def test_a_refused_ledger_url_is_never_echoed(tmp_path: Path) -> None:
+    secret = "s3cret-passw0rd"
+    message = _refused(
+        _write(tmp_path, MINIMAL), {"SETPAY_LEDGER": f"mysql://bank:{secret}@db/ledger"}
+    )
+    assert message.startswith("SETPAY_LEDGER: ") and secret not in message
+    path = _write(tmp_path, MINIMAL + f'[ledger]\nstore = "mysql://bank:{secret}@db/x"\n')
+    message = _refused(path)
+    assert message.startswith(f"{path}: ") and secret not in message
+
+
+def test_a_file_value_refused_by_validation_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL + "workers = 0\n")
+    assert _refused(path).startswith(f"{path}: gateway.workers must be between 1 and")
+
+
+@pytest.mark.parametrize("name", ["bank;1", "bank%41", "bank 1"])
+def test_a_relative_keystore_resolves_in_any_directory(tmp_path: Path, name: str) -> None:
+    # The directory went into the key URI unencoded: ';' split it into attributes and
+    # '%41' was decoded to 'A', so the bank looked for its keys somewhere else.
+    base = tmp_path / name
+    config = BankConfig(base_dir=base, keys="soft:keys;pin-source=file:keys.pass")
+    parsed = parse_key_uri(config.keys_uri())
+    assert isinstance(parsed, SoftwareKeyURI)
+    assert parsed.directory == str(base / "keys")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "file_name"),
+    [
+        ("pin-source=file:keys.pass", "keys.pass"),
+        ("pin-source=file:my%20pin", "my pin"),  # %-encoded as a URI value must be
+        ("PIN-SOURCE=file:keys.pass", "keys.pass"),  # names are case-insensitive
+    ],
+)
+def test_a_relative_pin_file_resolves_in_the_configurations_directory(
+    tmp_path: Path, attribute: str, file_name: str
+) -> None:
+    # It was encoded a second time ("my%2520pin") or, spelled in capitals, left relative
+    # to whatever directory the bank was started from.
+    base = tmp_path / "bank;1"
+    config = BankConfig(base_dir=base, keys=f"soft:keys;{attribute}")
+    parsed = parse_key_uri(bank_keys_uri(config))
+    assert parsed.pin_source.describe() == f"file:{base / file_name}"
