@@ -279,13 +279,17 @@ class CardholderRegistrar:
         return der, issued.thumb
 
     def decide_pending(self, lid_ee: bytes, lid_ca: bytes, *, approve: bool) -> int:
-        """Issue (or refuse) a pended request; CertInq then reports the outcome."""
+        """Issue (or refuse) a pended request; CertInq then reports the outcome. A card
+        that ended while its request waited is refused (REJECTED_BY_ISSUER)."""
         now = self._clock()
         with self._store.write() as tx:
             record = tx.latest_request(lid_ee, lid_ca)
             if record is None or record.status != REQUEST_PENDED:
                 raise NoPendingRequest("no pended request for this registration")
-            if not approve:
+            # A card that ended while its request waited gets no certificate: one never
+            # outlives the card (and could only end before it began).
+            card_end = card_expiry_end(record.card_expiry) if record.card_expiry else None
+            if not approve or card_end is None or card_end <= now_utc(now):
                 tx.update_request(record.rrpid, REJECTED_BY_ISSUER, (), now)
                 return REJECTED_BY_ISSUER
             _, cert_thumb = self._issue(tx, record, now)

@@ -509,3 +509,32 @@ def test_the_ca_judges_a_request_date_by_its_own_clock(
     at = datetime.fromtimestamp((now_ms() + max(offset, 0)) / 1000, tz=UTC)
     outcome = open_card_cert_response(S.CertResponse(cert_res=body), state, session.trust, at=at)
     assert outcome.complete
+
+
+def test_a_pended_request_approved_after_the_card_expired_is_refused(ec_bank: Bank) -> None:
+    """The issuer's word came before the card's end; an approval after it issues nothing.
+
+    The certificate would have had to end before it began (a card's certificate never
+    outlives the card): the approval failed with the issuance's ConfigurationError and
+    left the request pended for good.
+    """
+    from gateway.bank_pki import open_ca_store
+    from gateway.ca import CertificateAuthority
+
+    _, state, _, session = register_cardholder(ec_bank, REVIEW_CARD, EXPIRY)
+    ex = state.exchange
+    after_the_card = card_expiry_end(EXPIRY).timestamp() * 1000 + 24 * 3600 * 1000
+    store = open_ca_store(ec_bank.config)
+    try:
+        later = CertificateAuthority(
+            ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer,
+            clock=lambda: int(after_the_card),
+        )  # fmt: skip
+        status = later.decide_pending(ex.lid_ee, ex.lid_ca, approve=True)
+    finally:
+        store.close()
+    assert status == S.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+    inquiry, inquiry_state = build_card_cert_inquiry(REQUESTERS, state)
+    outcome = open_card_cert_response(ec_bank.stub.CertInq(inquiry), inquiry_state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+    assert outcome.certificate is None
