@@ -174,18 +174,28 @@ def record_line(record: PurchaseRecord) -> str:
     )
 
 
-def _read_card(path: Path) -> tuple[PAN, str]:
+def read_card(path: Path) -> tuple[PAN, str]:
+    """The PAN and expiry of a card file (``setpay bank open-account --card-out``)."""
     try:
-        raw = json.loads(path.read_bytes()[:MAX_CARD_FILE_BYTES])
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CARD_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_CARD_FILE_BYTES:
+        raise ClientError(f"{path} is too large to be a card file")
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
         return PAN(str(raw["pan"])), str(raw["expiry"])
-    except (OSError, ValueError, KeyError, InvalidPAN) as exc:
+    except (ValueError, KeyError, TypeError, InvalidPAN) as exc:
         # The parse error is not chained: its text could quote the card number.
         raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
 
 
 def _register(wallet: Wallet, args: argparse.Namespace, passphrase: str) -> int:
     config = wallet.config
-    pan, expiry = _read_card(args.card)
+    pan, expiry = read_card(args.card)
     form = dict(item.partition("=")[::2] for item in args.form)
     done = wallet.registrar(passphrase).register(
         pan, expiry, profile_named(args.profile), form=form

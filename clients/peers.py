@@ -42,10 +42,14 @@ def subtable(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any] 
     return table
 
 
+# The highest TCP port. Port 0 passes: a listen address may ask the OS to pick one.
+MAX_PORT = 65535
+
+
 def check_target(target: str, what: str) -> str:
-    """Refuse a target that is not HOST:PORT."""
+    """Refuse a target (or listen address) that is not HOST:PORT, port 0 to 65535."""
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not port.isdigit() or int(port) > MAX_PORT:
         raise ConfigError(f"{what} must be HOST:PORT, not {target!r}")
     return target
 

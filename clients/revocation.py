@@ -3,7 +3,10 @@
 A trust store requires a current BrandCRLIdentifier to accept any chain. The feed
 fetches it from the CA at start, then again once ``interval`` has passed, or at once
 when the store reports it stale (``RevocationUnavailable``). A fetch that fails leaves
-the data held so far in force until it expires on its own.
+the data held so far in force until it expires on its own: ``ensure_fresh`` logs the
+failure and tries again an interval later, so a CA that is down neither fails nor slows
+every request while what is held is current. ``refresh``, asked for when nothing current
+is held, raises.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from clients.errors import ClientError
+from setcore.errors import SetcoreError
 from setcore.pki.truststore import TrustStore
 from setpay.v1 import crypto_pb2
 
@@ -44,21 +49,35 @@ class RevocationFeed:
         self._fetched_at: float | None = None
 
     def refresh(self) -> bool:
-        """Fetch now; True when newer data was installed."""
+        """Fetch now; True when newer data was installed. A failed fetch raises."""
         with self._lock:
-            bci, crls = self._source()
-            # As a bundle: an older or identical BCI is then kept out quietly, a newer one
-            # must verify.
-            bundle = crypto_pb2.CertBundle(brand_crl_identifier=bci, crls=list(crls))
-            installed = self._trust.update_from_bundle(bundle)
-            self._fetched_at = self._clock()
+            try:
+                bci, crls = self._source()
+                # As a bundle: an older or identical BCI is then kept out quietly, a newer
+                # one must verify.
+                bundle = crypto_pb2.CertBundle(brand_crl_identifier=bci, crls=list(crls))
+                installed = self._trust.update_from_bundle(bundle)
+            finally:
+                # Tried now, whatever came of it: the next try is an interval away.
+                self._fetched_at = self._clock()
         snapshot = self._trust.revocation
         if installed and snapshot is not None:
             log.info("revocation data: BCI sequence %d installed", snapshot.sequence_num)
         return installed
 
     def ensure_fresh(self) -> None:
-        """Fetch if nothing was fetched yet or the interval has passed."""
-        fetched = self._fetched_at
-        if fetched is None or self._clock() - fetched >= self._interval:
+        """Fetch if nothing was fetched yet or the interval has passed; a failed fetch
+        raises only when the store holds no revocation data to go on with."""
+        if self._trust.revocation is None:
             self.refresh()
+            return
+        fetched = self._fetched_at
+        if fetched is not None and self._clock() - fetched < self._interval:
+            return
+        try:
+            self.refresh()
+        except (ClientError, SetcoreError) as exc:
+            log.warning(
+                "revocation data not refreshed (%s: %s); the data held stays in force",
+                type(exc).__name__, exc,
+            )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Client calls over a real gRPC server on port 0: exact bytes, bounded retries, deadlines."""
+"""Client calls over a real gRPC server on port 0: exact bytes, bounded retries, deadlines,
+and TLS that holds to the pinned root, the server's name and the client certificate."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ import pytest
 
 from clients.errors import ConfigError, TransportError
 from clients.transport import Caller, ChannelConfig, RetryPolicy, open_channel
+from hsm.base import KeyAlgorithm, KeyUsage
+from hsm.software import SoftwareBackend
+from setcore.pki.tls import (
+    TlsCredentials,
+    TransportCA,
+    create_transport_ca,
+    issue_tls_client,
+    issue_tls_server,
+)
 from setpay.v1 import common_pb2
 
 METHOD = "/setpay.test.Flaky/Call"
@@ -111,3 +121,109 @@ def test_plaintext_is_logged_as_such(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING"):
         open_channel(ChannelConfig("127.0.0.1:1", insecure=True), "gateway").close()
     assert "PLAINTEXT" in caplog.text
+
+
+# --- TLS: the pinned root, the server's name, the client certificate -----------------------
+
+
+def _transport_ca(name: str) -> TransportCA:
+    backend = SoftwareBackend.ephemeral()
+    key = backend.generate(f"tls-{name}", KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256)
+    return create_transport_ca(backend, key, name)
+
+
+@pytest.fixture(scope="module")
+def roots() -> dict[str, TransportCA]:
+    """Two transport roots: the bank's, and one a stranger made."""
+    return {"bank": _transport_ca("bank"), "stranger": _transport_ca("stranger")}
+
+
+def _tls_server(
+    server_tls: TlsCredentials, client_root: bytes | None
+) -> tuple[grpc.Server, int, Flaky]:
+    behaviour = Flaky()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handler = grpc.method_handlers_generic_handler(
+        "setpay.test.Flaky", {"Call": grpc.unary_unary_rpc_method_handler(behaviour)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    credentials = grpc.ssl_server_credentials(
+        [(server_tls.private_key_pem, server_tls.certificate_chain_pem)],
+        root_certificates=client_root,
+        require_client_auth=client_root is not None,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    return server, port, behaviour
+
+
+def _call(config: ChannelConfig) -> common_pb2.Header:
+    with open_channel(config, "gateway") as channel:
+        return Caller(channel, "gateway", FAST).call(METHOD, b"x", common_pb2.Header, deadline=5)
+
+
+def test_tls_to_a_server_of_the_pinned_root_and_name(roots: dict[str, TransportCA]) -> None:
+    bank = roots["bank"]
+    server, port, _ = _tls_server(issue_tls_server(bank), None)
+    try:
+        root = issue_tls_server(bank).root_certificate_pem
+        assert _call(ChannelConfig(f"127.0.0.1:{port}", ca_pem=root)).sw_ident == "ok"
+        assert _call(ChannelConfig(f"localhost:{port}", ca_pem=root)).sw_ident == "ok"
+    finally:
+        server.stop(None)
+
+
+def test_a_server_certificate_of_another_root_is_refused(roots: dict[str, TransportCA]) -> None:
+    server, port, behaviour = _tls_server(issue_tls_server(roots["stranger"]), None)
+    try:
+        pinned = issue_tls_server(roots["bank"]).root_certificate_pem
+        with pytest.raises(TransportError) as caught:
+            _call(ChannelConfig(f"127.0.0.1:{port}", ca_pem=pinned))
+        assert caught.value.status == "UNAVAILABLE"
+        assert behaviour.received == []  # the request never left the client
+    finally:
+        server.stop(None)
+
+
+def test_a_server_certificate_for_another_name_is_refused(roots: dict[str, TransportCA]) -> None:
+    # Valid, of the pinned root, but for gateway.example only: not the host dialled.
+    tls = issue_tls_server(roots["bank"], dns_names=("gateway.example",), ip_addresses=())
+    server, port, behaviour = _tls_server(tls, None)
+    try:
+        with pytest.raises(TransportError) as caught:
+            _call(ChannelConfig(f"127.0.0.1:{port}", ca_pem=tls.root_certificate_pem))
+        assert caught.value.status == "UNAVAILABLE"
+        assert behaviour.received == []
+    finally:
+        server.stop(None)
+
+
+def test_mutual_tls_needs_a_client_certificate_of_the_servers_root(
+    roots: dict[str, TransportCA],
+) -> None:
+    bank = roots["bank"]
+    server_tls = issue_tls_server(bank)
+    server, port, behaviour = _tls_server(server_tls, server_tls.root_certificate_pem)
+    target, root = f"127.0.0.1:{port}", server_tls.root_certificate_pem
+    try:
+        with pytest.raises(TransportError):
+            _call(ChannelConfig(target, ca_pem=root))  # no client certificate
+        stranger = issue_tls_client(roots["stranger"], "merchant-1")
+        with pytest.raises(TransportError):
+            _call(
+                ChannelConfig(
+                    target, ca_pem=root, client_cert_pem=stranger.certificate_chain_pem,
+                    client_key_pem=stranger.private_key_pem,
+                )
+            )  # fmt: skip
+        assert behaviour.received == []
+        client = issue_tls_client(bank, "merchant-1")
+        reply = _call(
+            ChannelConfig(
+                target, ca_pem=root, client_cert_pem=client.certificate_chain_pem,
+                client_key_pem=client.private_key_pem,
+            )
+        )  # fmt: skip
+        assert reply.sw_ident == "ok"
+    finally:
+        server.stop(None)
