@@ -110,4 +110,14 @@ def answer(
             reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
             log.info("%s refused: %s (%s)", rpc, ErrorCode.Name(code), reason)
         metrics.refused(rpc, code)
-        return on_error(build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes))
+        try:
+            error = build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes)
+        except KeyBackendError as signing:
+            # The Error cannot be signed either (the token went away): a status, never
+            # the backend's own words in gRPC's "Exception calling application".
+            log.warning(
+                "%s: key backend unavailable to sign the Error: %s", rpc, type(signing).__name__
+            )
+            context.abort(grpc.StatusCode.UNAVAILABLE, "key backend unavailable")
+            raise
+        return on_error(error)

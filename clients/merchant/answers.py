@@ -18,7 +18,7 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from clients.errors import StoreError, TransportError
-from hsm.errors import TransientBackendError
+from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.credentials import Credentials
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, ProtocolError
@@ -62,4 +62,8 @@ def answer(
     except Exception:
         log.exception("%s: unexpected failure", rpc)
         code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
-    return on_error(build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes))
+    try:
+        error = build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes)
+    except KeyBackendError as exc:  # the Error cannot be signed either
+        _unavailable(context, rpc, "merchant key backend", exc)
+    return on_error(error)

@@ -295,3 +295,20 @@ def test_a_merchant_unknown_to_the_acquirers_books_spends_no_pi(
     ec_world.running.ledger.open_merchant_account(merchant_id, EUR)
     assert _names(_decision(ec_world, merchant, request, state))[0] == "AUTH_CODE_APPROVED"
     assert _pending(ec_world, cardholder) == 210
+
+
+def test_an_error_the_key_backend_cannot_sign_is_unavailable_and_says_nothing_more(
+    ec_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The request is refused, and the token goes away before the Error is signed: a
+    # status, not gRPC's UNKNOWN carrying the backend's own message to the peer.
+    from gateway import answers
+
+    def token_gone(*args: object, **kwargs: object) -> None:
+        raise TransientBackendError("token removed, slot 7 detail")
+
+    monkeypatch.setattr(answers, "build_error", token_gone)
+    with pytest.raises(grpc.RpcError) as failed:
+        ec_world.gateway.Authorize(a.AuthorizeRequest(auth_req=b"\xff" * 64))
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert failed.value.details() == "key backend unavailable"  # type: ignore[attr-defined]

@@ -84,6 +84,28 @@ def test_pinit_refusals_are_signed_errors(
     assert error.args[0].count("peer refused") == 1  # a fixed text, no detail
 
 
+def test_a_refusal_the_key_backend_cannot_sign_is_unavailable(
+    bank: RunningBank, make_merchant: MerchantFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The PInit is refused and the merchant's token goes away before the Error is signed:
+    # UNAVAILABLE, not gRPC's UNKNOWN with the backend's own words in it.
+    from clients.merchant import answers
+
+    def token_gone(*args: object, **kwargs: object) -> None:
+        raise TransientBackendError("token removed, slot 7 detail")
+
+    merchant = make_merchant("m-pinit-unsigned")
+    monkeypatch.setattr(answers, "build_error", token_gone)
+    request, _ = build_pinit_request(PAN("4111111111111111"), "otherbrand", b"lid-c", lid_m=b"l")
+    caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
+    with pytest.raises(TransportError) as caught:
+        caller.call(
+            f"{SERVICE}/PInit", request.SerializeToString(), purchase_pb2.PInitResponse, deadline=5
+        )
+    assert caught.value.status == "UNAVAILABLE"
+    assert "slot 7" not in str(caught.value)
+
+
 def test_inquiry_only_by_the_cardholder_who_paid(
     make_merchant: MerchantFactory, make_wallet: WalletFactory
 ) -> None:

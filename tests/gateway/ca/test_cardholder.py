@@ -363,6 +363,28 @@ def test_cert_request_must_fill_in_the_form_the_ca_handed_out(ec_bank: Bank) -> 
     assert open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust).complete
 
 
+def test_a_refusal_the_key_backend_cannot_sign_is_unavailable(
+    ec_bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Refused, and the CA's token goes away before the Error is signed: UNAVAILABLE, not
+    # gRPC's UNKNOWN with the backend's own words in it.
+    import grpc
+
+    from gateway.ca import servicer
+    from hsm.errors import TransientBackendError
+    from setcore.registration_cardholder import build_card_c_init_request
+
+    def token_gone(*args: object, **kwargs: object) -> None:
+        raise TransientBackendError("token removed, slot 7 detail")
+
+    monkeypatch.setattr(servicer, "build_error", token_gone)
+    request, _ = build_card_c_init_request("another-brand", b"lid-ee")
+    with pytest.raises(grpc.RpcError) as failed:
+        ec_bank.stub.CardCInit(request)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert failed.value.details() == "certificate authority key backend unavailable"  # type: ignore[attr-defined]
+
+
 def test_card_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
     from setcore.registration_cardholder import build_card_c_init_request
 
