@@ -88,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return serve(args)
     except (ConfigError, workers.WorkerError) as exc:
+        # Refused, as every command refuses a bad configuration or a port it cannot
+        # have (exit 1); 2 is for a command line argparse rejects.
         print(f"setpay gateway: {exc}", file=sys.stderr)
-        return 2
+        return 1
