@@ -13,7 +13,8 @@
 ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a capture's or
 refund's id as the capture and refund commands print it. Output shows ids shortened and
 never a card number: the merchant never has one. A command the gateway refuses (a capture
-refused, a batch unknown) exits 1.
+refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
+(run it again later).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ The passphrase that seals the card comes from $SETPAY_WALLET_PASSPHRASE or the
 configured passphrase file; a ``soft:DIR`` keystore whose key URI names no pin-source
 (``keys = "soft:keys"``, the default) reads its own from $SETPAY_KEYSTORE_PASSPHRASE.
 ``CARD.json`` is what ``setpay bank open-account --card-out`` wrote. Output shows the
-card as BIN and last four only.
+card as BIN and last four only. A registration the Cardholder CA pends exits 3 (run
+``register`` again later).
 """
 
 from __future__ import annotations
