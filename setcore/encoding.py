@@ -7,7 +7,7 @@ The exact layouts are pinned by the known-answer vectors in ``tests/vectors``.
 
     DD(ct, b)        = SHA-256("setpay/v1 DD"   0x00 ct 0x00 b)
     DD*(ct, b1..bn)  = SHA-256("setpay/v1 DD*"  0x00 ct 0x00 len64(b1) b1 ... len64(bn) bn)
-    sig-input(ct, t) = "setpay/v1 SIG" 0x00 ct 0x00 t
+    sig-input(ct, alg, t) = "setpay/v1 SIG" 0x00 ct 0x00 alg 0x00 t
     thumbprint(der)  = SHA-256(der)           (what ``openssl x509 -fingerprint -sha256`` shows)
 
 Content types are the full protobuf names of the messages (``setpay.v1.OIData``).
@@ -15,11 +15,13 @@ Content types are the full protobuf names of the messages (``setpay.v1.OIData``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Sequence
 from typing import TypeVar
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
@@ -131,6 +133,60 @@ def _reject_unknown_fields(message: Message, path: str) -> None:
             _reject_unknown_fields(value, f"{path}.{field.name}")
 
 
+@functools.cache
+def _enum_plan(
+    descriptor: Descriptor,
+) -> tuple[tuple[tuple[FieldDescriptor, str, frozenset[int]], ...], tuple[FieldDescriptor, ...]]:
+    """The enum fields of a message type, with their defined numbers, and the message
+    fields under which an enum field may sit (the rest need no look)."""
+    enums = tuple(
+        (field, field.enum_type.name, frozenset(field.enum_type.values_by_number))
+        for field in descriptor.fields
+        if field.enum_type is not None
+    )
+    holders = tuple(
+        field
+        for field in descriptor.fields
+        if field.message_type is not None and _holds_enums(field.message_type, frozenset())
+    )
+    return enums, holders
+
+
+def _holds_enums(descriptor: Descriptor, seen: frozenset[str]) -> bool:
+    if descriptor.full_name in seen:
+        return False
+    seen = seen | {descriptor.full_name}
+    return any(
+        field.enum_type is not None
+        or (field.message_type is not None and _holds_enums(field.message_type, seen))
+        for field in descriptor.fields
+    )
+
+
+def _reject_undefined_enums(message: Message, path: str) -> None:
+    """Refuse an enum value the schema does not define, at any depth.
+
+    proto3 keeps such a value as a number; setpay refuses it as a value it cannot decode
+    (DECODING_FAILURE, as the openers' own checks of a status do), instead of acting on a
+    code it does not know or failing later where the code is named.
+    """
+    enums, holders = _enum_plan(message.DESCRIPTOR)
+    for field, enum_name, defined in enums:
+        value = getattr(message, field.name)
+        values = value if field.is_repeated else (value,)
+        if any(v not in defined for v in values):
+            raise fail(
+                ErrorCode.ERROR_CODE_DECODING_FAILURE,
+                f"undefined {enum_name} value in {path}.{field.name}",
+            )
+    for field in holders:
+        if field.is_repeated:
+            for item in getattr(message, field.name):
+                _reject_undefined_enums(item, f"{path}.{field.name}")
+        elif message.HasField(field.name):
+            _reject_undefined_enums(getattr(message, field.name), f"{path}.{field.name}")
+
+
 def parse_strict(message_class: type[M], data: bytes, *, own_content_type: bool = True) -> M:
     """Parse ``data`` as ``message_class``, refusing unknown fields and a wrong content type.
 
@@ -138,7 +194,8 @@ def parse_strict(message_class: type[M], data: bytes, *, own_content_type: bool 
     them with ``own_content_type=False``; the opener checks the carried type.
 
     Unknown fields are SET's unrecognized critical extensions: a signed part that carries
-    something this code does not understand is refused, not silently ignored.
+    something this code does not understand is refused, not silently ignored; so are enum
+    values the schema does not define.
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG, f"{len(data)} bytes")
@@ -160,6 +217,7 @@ def parse_strict(message_class: type[M], data: bytes, *, own_content_type: bool 
         where = content_type_of(message_class)
         _reject_unknown_fields(fresh, where)  # raises, naming the field's path
         raise fail(ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION, f"unknown field in {where}")
+    _reject_undefined_enums(message, content_type_of(message_class))
     fields = message_class.DESCRIPTOR.fields_by_name
     if own_content_type and "content_type" in fields:
         expected = content_type_of(message_class)

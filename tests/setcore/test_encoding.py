@@ -11,7 +11,7 @@ from setcore.encoding import (
     parse_strict,
 )
 from setcore.errors import ErrorCode, ProtocolError
-from setpay.v1 import common_pb2, purchase_pb2
+from setpay.v1 import authorization_pb2, common_pb2, error_pb2, gateway_admin_pb2, purchase_pb2
 
 
 def _oi() -> purchase_pb2.OIData:
@@ -63,6 +63,36 @@ def test_unknown_nested_field_is_refused() -> None:
         parse_strict(purchase_pb2.OIData, data)
     assert _code(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
     assert "setpay.v1.OIData.trans_ids" in str(exc.value)  # the path of the unknown field
+
+
+def test_an_enum_value_the_schema_does_not_define_is_refused_at_any_depth() -> None:
+    # proto3 keeps an undefined enum value as a bare number; the code reading it would act
+    # on a code it does not know, or fail where it names it (AuthCode.Name(999)).
+    top = error_pb2.ErrorTBS(content_type="setpay.v1.ErrorTBS", error_code=999)  # type: ignore[arg-type]
+    nested = authorization_pb2.AuthResData(content_type="setpay.v1.AuthResData")
+    nested.auth_res_payload.auth_header.auth_code = 999  # type: ignore[assignment]
+    repeated = gateway_admin_pb2.PCertResTBS(content_type="setpay.v1.PCertResTBS")
+    repeated.items.add(p_cert_code=gateway_admin_pb2.P_CERT_CODE_SUCCESS)  # defined
+    repeated.items.add(p_cert_code=77)  # type: ignore[arg-type]
+    cases = [
+        (error_pb2.ErrorTBS, top, "setpay.v1.ErrorTBS.error_code"),
+        (authorization_pb2.AuthResData, nested,
+         "setpay.v1.AuthResData.auth_res_payload.auth_header.auth_code"),
+        (gateway_admin_pb2.PCertResTBS, repeated, "setpay.v1.PCertResTBS.items.p_cert_code"),
+    ]  # fmt: skip
+    for message_class, message, path in cases:
+        with pytest.raises(ProtocolError) as exc:
+            parse_strict(message_class, message.SerializeToString())  # type: ignore[type-var]
+        assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+        assert path in str(exc.value)
+
+
+def test_every_defined_enum_value_is_accepted() -> None:
+    for number in authorization_pb2.AuthCode.values():
+        data = authorization_pb2.AuthResData(content_type="setpay.v1.AuthResData")
+        data.auth_res_payload.auth_header.auth_code = number
+        parsed = parse_strict(authorization_pb2.AuthResData, data.SerializeToString())
+        assert parsed.auth_res_payload.auth_header.auth_code == number
 
 
 def test_a_repeated_field_is_not_taken_for_an_unknown_one() -> None:
