@@ -59,11 +59,15 @@ def test_a_server_s_cpu_is_its_whole_tree(parent: subprocess.Popen[bytes]) -> No
     # The server the bench started, and every process below it (its workers).
     children = cpu.children_cpu(parent.pid)
     deadline = time.monotonic() + 30
+    reading = children()
     while time.monotonic() < deadline:
-        reading = children()
-        if reading and len(reading) == 2 and min(reading.values()) > 0 and reading == children():
-            break
+        # Both children started and done burning: their CPU no longer moves over 0.3 s
+        # (/proc counts in 10 ms ticks, so two reads back to back would nearly always agree).
+        previous = reading
         time.sleep(0.3)
+        reading = children()
+        if reading and len(reading) == 2 and min(reading.values()) > 0 and reading == previous:
+            break
     total = cpu.tree_cpu([parent.pid])()
     assert reading is not None and total is not None
     own = cpu.process_cpu_seconds(parent.pid)
