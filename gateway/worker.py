@@ -109,5 +109,11 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
         if os.getppid() != plan.supervisor_pid:
             log.error("worker %d: the supervisor is gone; stopping", index)
             break
+    else:
+        log.info(
+            "worker %d: stop signal received; draining (up to %s s)",
+            index,
+            plan.config.grace_seconds,
+        )
     running.stop(plan.config.grace_seconds)
     return 0
