@@ -142,15 +142,7 @@ def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankP
     backend = open_backend(bank_keys_uri(config), observer)
 
     def matching(label: str) -> KeyHandle:
-        """The newest key under ``label``, refused unless its certificate certifies it:
-        a key generated again under a bank label must be certified before it is used."""
-        key = backend.get(label)
-        certified = public_key_of(load_certificate(der(label)))
-        if spki_of(certified) != spki_of(key.public_key):
-            raise BankIncomplete(
-                f"key {label!r} v{key.version} is not the key {label}.der certifies"
-            )
-        return key
+        return _certified_key(backend, label, der(label))
 
     try:
         root_der = der(ROOT_LABEL)
@@ -196,11 +188,20 @@ def _load_revocation(config: BankConfig, pki: BankPki) -> None:
     pki.trust.update_revocation(data.bci, data.crls)
 
 
+def _certified_key(backend: KeyBackend, label: str, der: bytes) -> KeyHandle:
+    """The newest key under ``label``, refused unless ``der`` certifies it: a key
+    generated again under a bank label must be certified before it is used."""
+    key = backend.get(label)
+    if spki_of(public_key_of(load_certificate(der))) != spki_of(key.public_key):
+        raise BankIncomplete(f"key {label!r} v{key.version} is not the key {label}.der certifies")
+    return key
+
+
 def load_transport_ca(config: BankConfig, backend: KeyBackend) -> TransportCA:
-    """The bank's TLS root, its key in the key backend."""
+    """The bank's TLS root, its key in the key backend (the key its certificate certifies)."""
     path = config.path(config.certs_dir) / f"{TLS_CA_LABEL}.der"
     try:
         der = path.read_bytes()
     except OSError as exc:
         raise BankIncomplete(f"missing certificate {path.name} in {path.parent}") from exc
-    return TransportCA(backend, backend.get(TLS_CA_LABEL), der)
+    return TransportCA(backend, _certified_key(backend, TLS_CA_LABEL, der), der)

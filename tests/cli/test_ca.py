@@ -160,3 +160,29 @@ def test_issue_tls_refuses_a_server_name_that_is_no_dns_name(
     assert (code, out) == (1, "")
     assert "TLS server names are DNS names" in err
     assert not list(tmp_path.rglob("*.key"))
+
+
+def test_issue_tls_refuses_a_transport_key_its_certificate_does_not_certify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A tls-ca key generated again (version 2) is the newest, but tls-ca.der certifies
+    # version 1: what it signed would not verify under root.pem.
+    from gateway.bank_pki import TLS_CA_LABEL, bank_keys_uri
+    from hsm.uri import open_backend
+    from hsm.base import KeyAlgorithm, KeyUsage
+
+    result = init_bank(tmp_path / "bank", env={})
+    backend = open_backend(bank_keys_uri(load(result.config_path, env={})))
+    try:
+        backend.generate(TLS_CA_LABEL, KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256)
+    finally:
+        backend.close()
+    out_dir = tmp_path / "tls"
+    code, _, err = _ca(
+        ["issue-tls", "--config", str(result.config_path), "--role", "server", "--name",
+         "localhost", "--out", str(out_dir)],
+        capsys,
+    )  # fmt: skip
+    assert code == 1
+    assert f"key '{TLS_CA_LABEL}' v2 is not the key {TLS_CA_LABEL}.der certifies" in err
+    assert not (out_dir / "localhost.key").exists()
