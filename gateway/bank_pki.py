@@ -73,17 +73,25 @@ def bank_keys_uri(config: BankConfig) -> str:
     against the configuration's directory (``BankConfig.keys_uri`` does the former)."""
     uri = config.keys_uri()
     scheme, _, rest = uri.partition(":")
-    parts = rest.split(";")
-    for index, part in enumerate(parts):
+    # Read as ``hsm.uri`` reads it: attributes in the path (``;``) and, for pkcs11, in the
+    # query (``?`` then ``&``); names in any case, values %-encoded.
+    path, qsep, query = rest.partition("?")
+
+    def resolved(part: str) -> str:
         name, sep, value = part.partition("=")
-        # Read as ``hsm.uri`` reads it: names in any case, values %-encoded.
-        if not sep or unquote(name).strip().lower() != "pin-source":
-            continue
         kind, colon, location = unquote(value).partition(":")
-        if kind == "file" and colon and location and not Path(location).is_absolute():
-            resolved = encode_uri_value(str(config.base_dir / location))
-            parts[index] = f"pin-source=file:{resolved}"
-    return f"{scheme}:{';'.join(parts)}"
+        if (
+            not sep
+            or unquote(name).strip().lower() != "pin-source"
+            or kind != "file"
+            or not (colon and location)
+            or Path(location).is_absolute()
+        ):
+            return part
+        return f"pin-source=file:{encode_uri_value(str(config.base_dir / location))}"
+
+    uri = f"{scheme}:{';'.join(resolved(p) for p in path.split(';'))}"
+    return f"{uri}?{'&'.join(resolved(p) for p in query.split('&'))}" if qsep else uri
 
 
 # --- load ------------------------------------------------------------------------------

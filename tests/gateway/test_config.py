@@ -85,7 +85,10 @@ def test_an_unreadable_file_is_a_configuration_error(tmp_path: Path) -> None:
     assert message.startswith(f"cannot read {directory}")
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:65536", "127.0.0.1:99999", "[::1]:-1"])
+@pytest.mark.parametrize(
+    "listen",
+    ["127.0.0.1:65536", "127.0.0.1:99999", "[::1]:-1", "127.0.0.1:\u00b2", "127.0.0.1:\uff17"],
+)
 def test_a_port_out_of_range_is_refused(tmp_path: Path, listen: str) -> None:
     message = _refused(_write(tmp_path, MINIMAL + f'listen = "{listen}"\n'))
     assert "listen must be HOST:PORT" in message and str(tmp_path) in message
@@ -169,3 +172,14 @@ def test_a_relative_pin_file_resolves_in_the_configurations_directory(
     config = BankConfig(base_dir=base, keys=f"soft:keys;{attribute}")
     parsed = parse_key_uri(bank_keys_uri(config))
     assert parsed.pin_source.describe() == f"file:{base / file_name}"
+
+
+def test_a_relative_pin_file_in_a_pkcs11_query_resolves_there_too(tmp_path: Path) -> None:
+    # RFC 7512 puts pin-source in the query part (``?`` then ``&``), which hsm.uri reads.
+    base = tmp_path / "bank"
+    config = BankConfig(
+        base_dir=base, keys="pkcs11:module=/m.so;token=t?pin-source=file:tok.pin&x-pool-size=2"
+    )
+    parsed = parse_key_uri(bank_keys_uri(config))
+    assert parsed.pin_source.describe() == f"file:{base / 'tok.pin'}"
+    assert parsed.pool_size == 2  # the rest of the query is kept
