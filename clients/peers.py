@@ -13,6 +13,7 @@ Shared by the merchant's and the wallet's configuration files, so both read a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,12 +45,13 @@ def subtable(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any] 
 
 # The highest TCP port. Port 0 passes: a listen address may ask the OS to pick one.
 MAX_PORT = 65535
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII only: int() would take fullwidth digits
 
 
 def check_target(target: str, what: str) -> str:
     """Refuse a target (or listen address) that is not HOST:PORT, port 0 to 65535."""
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > MAX_PORT:
+    if not sep or not host or not _PORT.fullmatch(port) or int(port) > MAX_PORT:
         raise ConfigError(f"{what} must be HOST:PORT, not {target!r}")
     return target
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from gateway.ledger.ledger import LedgerConfig
 from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
+from gateway.ports import MAX_PORT, parse_port
 from gateway.scheduling import DEFAULT_POLICY, POLICIES
 from hsm.uri import encode_uri_value
 
@@ -77,8 +78,6 @@ MAX_WORKERS = 64
 DEFAULT_LEDGER_SERVICE = False
 # Metrics are for the operator's own scraper: served on loopback unless configured.
 DEFAULT_METRICS_HOST = "127.0.0.1"
-# TCP ports, for HOST:PORT settings (0: the OS chooses).
-MAX_PORT = 65535
 
 
 def default_workers() -> int:
@@ -275,7 +274,7 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> tuple[BankConf
 
 def _host_port(value: str) -> bool:
     host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and int(port) <= MAX_PORT)
+    return bool(sep and host and parse_port(port) is not None)
 
 
 def _refuse(setting: str, rule: str) -> ConfigError:

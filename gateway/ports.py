@@ -14,6 +14,7 @@ Errors: ``PortError`` (the address is malformed, unknown or taken).
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,15 @@ from pathlib import Path
 # TCP ports are 16 bits. The resolver would take a larger number modulo 65536 (70000 would
 # become 4464, 65536 a port the OS picks), so a port outside this range is refused first.
 MAX_PORT = 65535
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def parse_port(text: str) -> int | None:
+    """The port ``text`` names (ASCII digits, 0 to MAX_PORT), or None: ``int`` alone would
+    take fullwidth digits and choke on others ('²')."""
+    if not _PORT.fullmatch(text) or int(text) > MAX_PORT:
+        return None
+    return int(text)
 
 
 class PortError(Exception):
@@ -49,8 +59,8 @@ def reserve(listen: str) -> Reservation:
     """Reserve ``listen`` (HOST:PORT; port 0 picks a free one) for the workers."""
     host, _, port_text = listen.rpartition(":")
     try:
-        wanted = int(port_text)
-        if not 0 <= wanted <= MAX_PORT:
+        wanted = parse_port(port_text)
+        if wanted is None:
             raise ValueError(f"port must be between 0 and {MAX_PORT}")
         infos = socket.getaddrinfo(
             host.strip("[]"), wanted, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

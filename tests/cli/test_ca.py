@@ -168,8 +168,8 @@ def test_issue_tls_refuses_a_transport_key_its_certificate_does_not_certify(
     # A tls-ca key generated again (version 2) is the newest, but tls-ca.der certifies
     # version 1: what it signed would not verify under root.pem.
     from gateway.bank_pki import TLS_CA_LABEL, bank_keys_uri
-    from hsm.uri import open_backend
     from hsm.base import KeyAlgorithm, KeyUsage
+    from hsm.uri import open_backend
 
     result = init_bank(tmp_path / "bank", env={})
     backend = open_backend(bank_keys_uri(load(result.config_path, env={})))

@@ -16,8 +16,12 @@ def test_a_target_is_host_and_port(target: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "target", ["127.0.0.1", ":7443", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:99999", "h:-1"]
-)
+    "target",
+    [
+        "127.0.0.1", ":7443", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:99999", "h:-1",
+        "127.0.0.1:\u00b2", "127.0.0.1:\uff17\uff14\uff14\uff13",  # superscript, fullwidth
+    ],
+)  # fmt: skip
 def test_a_target_without_a_port_in_range_is_refused(target: str) -> None:
     # A port past 65535 used to pass, and the client then failed every call, after its
     # retries, with UNAVAILABLE rather than a configuration error.

@@ -15,7 +15,13 @@ def test_a_port_outside_0_to_65535_is_refused_not_wrapped(port: str) -> None:
         reserve(f"127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.1:", "127.0.0.1:http", ":0"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1", "127.0.0.1:", "127.0.0.1:http", ":0",
+        "127.0.0.1:\uff10",  # a fullwidth 0, which int() reads as 0: any port
+    ],
+)  # fmt: skip
 def test_an_address_without_host_and_numeric_port_is_refused(address: str) -> None:
     with pytest.raises(PortError, match="cannot reserve"):
         reserve(address)
