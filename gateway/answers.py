@@ -109,7 +109,6 @@ def answer(
         else:
             reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
             log.info("%s refused: %s (%s)", rpc, ErrorCode.Name(code), reason)
-        metrics.refused(rpc, code)
         try:
             error = build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes)
         except KeyBackendError as signing:
@@ -120,4 +119,5 @@ def answer(
             )
             context.abort(grpc.StatusCode.UNAVAILABLE, "key backend unavailable")
             raise
+        metrics.refused(rpc, code)  # a refusal answered: an UNAVAILABLE is counted as one
         return on_error(error)

@@ -29,7 +29,9 @@ log = logging.getLogger("setpay.merchant")
 R = TypeVar("R")
 
 
-def _unavailable(context: grpc.ServicerContext, rpc: str, what: str, exc: Exception) -> NoReturn:
+def _unavailable(
+    context: grpc.ServicerContext, rpc: str, what: str, exc: Exception | str
+) -> NoReturn:
     log.warning("%s: %s unavailable: %s", rpc, what, exc)
     context.abort(grpc.StatusCode.UNAVAILABLE, f"{what} unavailable")
     raise AssertionError("context.abort returned")  # abort always raises
@@ -64,6 +66,6 @@ def answer(
         code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
     try:
         error = build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes)
-    except KeyBackendError as exc:  # the Error cannot be signed either
-        _unavailable(context, rpc, "merchant key backend", exc)
+    except KeyBackendError as exc:  # the Error cannot be signed either: named, not quoted
+        _unavailable(context, rpc, "merchant key backend", type(exc).__name__)
     return on_error(error)

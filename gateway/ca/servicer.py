@@ -69,14 +69,15 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         except Exception:
             log.exception("unexpected failure answering %s", type(request).__name__)
             code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
-        # Counted like the gateway's (gateway.answers): the RPC is the request type's name.
-        metrics.refused(type(request).__name__.removesuffix("Request"), code)
         signer = self._ca.error_signer(request)
         try:
             error = build_error(signer, code, rrpid=rrpid, bad_message=raw)
         except KeyBackendError as exc:  # the Error cannot be signed either
             log.warning("CA key backend unavailable to sign the Error: %s", type(exc).__name__)
             _unavailable(context, "key backend")
+        # Counted like the gateway's (gateway.answers), once the refusal is answered: the
+        # RPC is the request type's name.
+        metrics.refused(type(request).__name__.removesuffix("Request"), code)
         return b"", self._staple(error)
 
     def _staple(self, error: error_pb2.SetError) -> error_pb2.SetError:

@@ -307,8 +307,20 @@ def test_an_error_the_key_backend_cannot_sign_is_unavailable_and_says_nothing_mo
     def token_gone(*args: object, **kwargs: object) -> None:
         raise TransientBackendError("token removed, slot 7 detail")
 
+    from prometheus_client import CollectorRegistry
+
+    from gateway import metrics
+
     monkeypatch.setattr(answers, "build_error", token_gone)
-    with pytest.raises(grpc.RpcError) as failed:
-        ec_world.gateway.Authorize(a.AuthorizeRequest(auth_req=b"\xff" * 64))
+    registry = CollectorRegistry()
+    metrics.enable(0, registry)
+    try:
+        with pytest.raises(grpc.RpcError) as failed:
+            ec_world.gateway.Authorize(a.AuthorizeRequest(auth_req=b"\xff" * 64))
+        # Counted once, as what the merchant got: no refusal was answered.
+        refused = {"method": "Authorize", "code": "ERROR_CODE_DECODING_FAILURE"}
+        assert registry.get_sample_value("setpay_rpc_errors_total", refused) is None
+    finally:
+        metrics.disable()
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     assert failed.value.details() == "key backend unavailable"  # type: ignore[attr-defined]
