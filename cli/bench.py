@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import sys
@@ -58,7 +57,7 @@ from gateway.issuer import open_ledger
 from hsm.errors import InvalidKeyURI, KeyBackendError
 from hsm.uri import Pkcs11KeyURI, parse_key_uri
 from setcore.errors import SetcoreError
-from setcore.pan import PAN
+from setcore.pan import PAN, is_bin
 from setcore.profiles import PROFILES, profile_named
 
 # Defaults of a run without a traffic shape (``make bench``): the closed loop that finds
@@ -379,7 +378,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise PlanError(f"--workers must be between 1 and {MAX_WORKERS}")
     if args.cardholders < 1:
         raise PlanError("--cardholders must be at least 1")
-    if not re.fullmatch(r"[0-9]{6}", args.bin):
+    if not is_bin(args.bin):
         raise PlanError("--bin must be 6 digits")
     if not 1 <= args.amount <= DEFAULT_CREDIT_LIMIT:
         raise PlanError(

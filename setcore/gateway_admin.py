@@ -25,7 +25,6 @@ PCertRes thumbprint that is not a gateway certificate of the right usage and bra
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +46,7 @@ from setcore.error_message import open_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
 from setcore.link import seal_signed
+from setcore.pan import is_bin
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
@@ -73,7 +73,6 @@ MAX_TRANSACTION_DETAILS = 500
 # Refused here, before a close is committed whose answer's page could never be read.
 MAX_STARTING_POINT = 2**63 - 1
 # SET's BIN: the first six digits of the PAN (as in PInitReq).
-_BIN = re.compile(r"^\d{6}$")
 # Brand ids are short names such as the brand root's; 64 is X.509's CommonName bound.
 MAX_BRAND_ID_CHARS = 64
 
@@ -151,7 +150,7 @@ def _check_brand_and_bins(entries: Sequence[common_pb2.BrandAndBIN]) -> None:
     for entry in entries:
         if not 0 < len(entry.brand_id) <= MAX_BRAND_ID_CHARS:
             raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "brand id missing or too long")
-        if entry.bin and not _BIN.match(entry.bin):
+        if entry.bin and not is_bin(entry.bin):
             raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "BIN must be six digits")
 
 

@@ -35,6 +35,12 @@ _TRANS_STAIN_LABEL = b"setpay/v1 TransStain\x00"
 # ASCII digits only (``\d`` would take any Unicode digit) and matched in full (``$`` would
 # also match before a final newline): an expiry enters the blinded account id byte for byte.
 _EXPIRY = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
+_BIN = re.compile(r"[0-9]{6}")  # the same care: a BIN selects the gateway and the brand
+
+
+def is_bin(text: str) -> bool:
+    """True when ``text`` is a bank identification number: exactly six ASCII digits."""
+    return _BIN.fullmatch(text) is not None
 
 
 class InvalidPAN(ValueError):

@@ -11,7 +11,6 @@ that the cardholder's dual signature and chain verify, without ever seeing the P
 from __future__ import annotations
 
 import hmac
-import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from setcore.freshness import (
     new_id,
     now_ms,
 )
-from setcore.pan import PAN, trans_stain
+from setcore.pan import PAN, is_bin, trans_stain
 from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
@@ -48,7 +47,6 @@ PI_HEAD_CT = content_type_of(purchase_pb2.PIHead)
 PAN_DATA_CT = content_type_of(purchase_pb2.PANData)
 PRES_CT = content_type_of(purchase_pb2.PResData)
 INQ_REQ_CT = content_type_of(purchase_pb2.InqReqData)
-_BIN = re.compile(r"^\d{6}$")
 # Order descriptions are agreed out of band; this bounds what a wallet may make us hash.
 MAX_ORDER_DESCRIPTION_BYTES = 4096
 
@@ -325,7 +323,7 @@ def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
     check_id(request.chall_c, "Chall-C")
     check_lid(request.lid_c, "LID-C")
     check_lid(request.lid_m, "LID-M", required=False)
-    if not _BIN.match(request.bin) or not request.brand_id:
+    if not is_bin(request.bin) or not request.brand_id:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PInitReq needs a brand and a BIN")
     check_header(request.header, request.rrpid, lid_c=request.lid_c, lid_m=request.lid_m)
 

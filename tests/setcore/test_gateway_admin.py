@@ -268,11 +268,21 @@ def test_pcert_error_is_raised_with_its_code(ec_certified: Certified) -> None:
     [
         [],
         [("testbrand", "4111")],
+        [("testbrand", "411111\n")],
+        [("testbrand", "41111\u0661")],
         [("", "411111")],
         [("b" * 65, "")],
         [("testbrand", "")] * (MAX_BRAND_AND_BINS + 1),
     ],
-    ids=["none", "short-bin", "no-brand", "long-brand", "too-many"],
+    ids=[
+        "none",
+        "short-bin",
+        "newline-bin",
+        "arabic-digit-bin",
+        "no-brand",
+        "long-brand",
+        "too-many",
+    ],
 )
 def test_pcert_request_bounds(ec_certified: Certified, entries: list[tuple[str, str]]) -> None:
     c = ec_certified

@@ -162,6 +162,17 @@ def test_wallet_refuses_a_pinitres_for_another_order(ec: Certified) -> None:
     assert open_pinit_response(response, state, ec.trust()).trans_ids.lid_m == b"lid-m"
 
 
+@pytest.mark.parametrize("bin_", ["41111", "411111\n", "41111\u0661", "4111111"])
+def test_merchant_refuses_a_pinitreq_whose_bin_is_not_six_ascii_digits(
+    ec: Certified, bin_: str
+) -> None:
+    _, card = _cardholder(ec)
+    request, _ = build_pinit_request(card.pan, ec.brand_id, b"lid-c", lid_m=b"lid-m")
+    check_pinit_request(request)
+    request.bin = bin_
+    refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, check_pinit_request, request)
+
+
 # --- the plaintext headers the merchant receives (SET-PROTOCOL.md 3.1) ----------------
 
 
