@@ -371,12 +371,14 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     try:
-        config = validate(_from_file(path, raw))
+        config = _from_file(path, raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}", exc.setting) from None
     config, sources = _env_overrides(config, os.environ if env is None else env)
     try:
+        # Once, after the overrides: a setting the environment replaces is judged as
+        # replaced, and an error names where its value came from.
         return validate(config)
     except ConfigError as exc:
-        where = sources.get(exc.setting or "", "the environment")
+        where = sources.get(exc.setting or "") or path
         raise ConfigError(f"{where}: {exc}", exc.setting) from None

@@ -183,3 +183,12 @@ def test_a_relative_pin_file_in_a_pkcs11_query_resolves_there_too(tmp_path: Path
     parsed = parse_key_uri(bank_keys_uri(config))
     assert parsed.pin_source.describe() == f"file:{base / 'tok.pin'}"
     assert parsed.pool_size == 2  # the rest of the query is kept
+
+
+def test_a_setting_the_environment_replaces_is_judged_as_replaced(tmp_path: Path) -> None:
+    # The file's value never serves, so it is not refused; an error in the file's other
+    # settings still names the file.
+    path = _write(tmp_path, MINIMAL + 'listen = "127.0.0.1:70000"\n')
+    assert load(path, env={"SETPAY_LISTEN": "127.0.0.1:7443"}).listen == "127.0.0.1:7443"
+    message = _refused(path)
+    assert message.startswith(f"{path}: ") and "listen must be HOST:PORT" in message
