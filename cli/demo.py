@@ -44,11 +44,11 @@ from clients.wallet.config import load as load_wallet_config
 from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.purchases import Initiation
 from clients.wallet.runtime import Wallet
-from gateway.bank_pki import ALL_LABELS, bank_keys_uri
+from gateway.bank_pki import bank_keys_uri
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.process import RunningBank, start_bank
-from gateway.provisioning import init_bank
+from gateway.provisioning import destroy_bank_keys, init_bank
 from hsm.uri import open_backend
 from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore
@@ -357,14 +357,15 @@ def _delete_bank_keys(config: BankConfig) -> None:
     try:
         backend = open_backend(bank_keys_uri(config))
         try:
-            for label in ALL_LABELS:
-                backend.delete(label)
+            left = destroy_bank_keys(backend)
         finally:
             backend.close()
     except Exception as exc:  # noqa: BLE001 - the story's own outcome must not be hidden
+        left = [f"all ({type(exc).__name__}: {exc})"]
+    if left:
         print(
-            f"setpay demo: could not remove the demo bank's keys ({type(exc).__name__}: {exc}); "
-            f"remove those labelled {', '.join(ALL_LABELS)} with setpay keys delete",
+            f"setpay demo: could not remove the demo bank's keys {', '.join(left)}; remove "
+            "them with setpay keys delete",
             file=sys.stderr,
         )
 

@@ -270,8 +270,9 @@ def _write_tls(directory: Path, transport: TransportCA) -> None:
     write_tls_files(tls, "merchant-server", issue_tls_server(transport))
 
 
-def _destroy_keys(backend: KeyBackend) -> None:
-    """Take the bank's labels out of a backend that held none of them before this init."""
+def destroy_bank_keys(backend: KeyBackend) -> list[str]:
+    """Take every bank label out of ``backend`` (a bank init made, that nothing else
+    uses): going on past a label that fails. The labels left, each with its error's type."""
     left = []
     for label in ALL_LABELS:
         try:
@@ -280,8 +281,7 @@ def _destroy_keys(backend: KeyBackend) -> None:
             continue
         except KeyBackendError as exc:
             left.append(f"{label} ({type(exc).__name__})")
-    if left:
-        log.warning("init failed and could not delete these keys: %s", ", ".join(left))
+    return left
 
 
 def _empty(directory: Path, made: bool) -> None:
@@ -360,7 +360,9 @@ def init_bank(
             try:
                 root = _provision(backend, config, profile, brand_id, utc(at))
             except BaseException:
-                _destroy_keys(backend)  # none of the labels was there before (above)
+                # None of the labels was there before (above).
+                if left := destroy_bank_keys(backend):
+                    log.warning("init failed and could not delete these keys: %s", ", ".join(left))
                 raise
         finally:
             backend.close()
