@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -379,11 +378,6 @@ def init_bank(
 
 #: Which CA issues a transport certificate, by the name ``setpay ca issue-tls`` takes.
 TLS_ROLES = ("client", "server")
-# A server's name is its certificate's DNS name and the name of the files written: a
-# hostname of letters, digits and hyphens in dot-separated labels (RFC 1123), at most 253
-# characters, no wildcard, and nothing that could lead the files out of their directory.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_SERVER_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
 def issue_tls_files(
@@ -396,11 +390,7 @@ def issue_tls_files(
     transport = load_transport_ca(config, pki.backend)
     if role == "client":
         tls = issue_tls_client(transport, name)
-    else:
-        if not _SERVER_NAME.fullmatch(name):
-            raise ProvisioningError(
-                "TLS server names are DNS names: letters, digits and '-' in dot-separated labels"
-            )
+    else:  # the name is checked there; it also names the files written
         loopback = ("127.0.0.1",) if name == "localhost" else ()
         tls = issue_tls_server(transport, dns_names=(name,), ip_addresses=loopback)
     paths = write_tls_files(out, name, tls)

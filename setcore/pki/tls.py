@@ -100,6 +100,11 @@ def create_transport_ca(
 
 # Client names become a DNS subjectAltName and the CommonName (ub-common-name 64).
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62}[A-Za-z0-9])?")
+# A server's DNS name: letters, digits and hyphens in dot-separated labels (RFC 1123), at
+# most 253 characters, no wildcard; ``setpay ca issue-tls`` also names its files after it,
+# so nothing in it can lead them out of their directory.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SERVER_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,10 @@ def issue_tls_server(
     """A serverAuth certificate for the given DNS names and IP addresses."""
     if not dns_names and not ip_addresses:
         raise ConfigurationError("a TLS server certificate needs at least one name or address")
+    if not all(_SERVER_NAME.fullmatch(name) for name in dns_names):
+        raise ConfigurationError(
+            "TLS server names are DNS names: letters, digits and '-' in dot-separated labels"
+        )
     try:
         ips = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
     except ValueError as exc:

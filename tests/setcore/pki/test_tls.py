@@ -153,3 +153,7 @@ def test_bad_names_refused(world: World) -> None:
         issue_tls_server(world.brand.gateway_ca.ca, dns_names=[], ip_addresses=[])
     with pytest.raises(ConfigurationError):
         issue_tls_server(world.brand.gateway_ca.ca, ip_addresses=["300.1.1.1"])
+    for name in ("*.example.com", "../escaped", "a_b.example", "x-", "a" * 64):
+        with pytest.raises(ConfigurationError, match="TLS server names are DNS names"):
+            issue_tls_server(world.brand.gateway_ca.ca, dns_names=[name], ip_addresses=[])
+    issue_tls_server(world.brand.gateway_ca.ca, dns_names=["gw-1.bank.example"], ip_addresses=[])
