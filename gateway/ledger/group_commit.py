@@ -34,8 +34,10 @@ an open loop at 70 % of its rate), in two sessions of alternating runs:
 So the throughput gain is small and the shorter tail is the clearer effect.
 
 An operation that raises rolls back to its savepoint alone; the rest of the group
-commits. If BEGIN or COMMIT fails, every operation of the group fails with
-StoreUnavailable and nothing of it is kept. Operations run on the writer thread,
+commits. If BEGIN or COMMIT fails (a full disk, a busy database), or anything else stops
+the group (the write turn), every operation of the group fails with StoreUnavailable,
+nothing of it is kept, and the writer goes on with the next group; only a durable commit
+is reported to the observer (the commit metrics). Operations run on the writer thread,
 serially, holding the process's turn to compute; callers give that turn up while they
 wait, and the writer gives it up for the commit's fsync. An operation is only database
 statements: the caller's response is signed outside it (``idempotency``), so a stalled
@@ -247,18 +249,25 @@ class GroupCommitWriter:
         group: list[_Job[Any]] = [first]
         started = time.perf_counter()
         keep_running = self._gather_while_others_compute(group)
+        committed = settled = False
+        # Whatever stops a group (the database, the turn, a fault of the writer itself)
+        # fails each of its callers, and the writer goes on to the next group: a caller
+        # left unanswered would wait out its timeout, and the store would stay shut.
         try:
             with self._turn():
                 try:
                     keep_running = self._apply_group(conn, tx, group) and keep_running
                     conn.execute("COMMIT")  # the fsync: this process computes meanwhile
-                except (sqlite3.Error, _GroupAborted) as exc:
+                    committed = True
+                except Exception as exc:  # noqa: BLE001  told to every caller of the group
                     self._abort(conn, group, exc)  # rolled back before the turn passes on
-        except StoreUnavailable as exc:  # no turn: nothing of the group was applied
-            self._abort(conn, group, exc)
+                settled = True
+        except Exception as exc:  # noqa: BLE001  no turn: nothing of the group was applied
+            if not settled:  # a turn that fails to pass on after the group changes nothing
+                self._abort(conn, group, exc)
         for job in group:
             job.finish()
-        if self._observer is not None:
+        if committed and self._observer is not None:
             self._notify(CommitStats(seconds=time.perf_counter() - started, operations=len(group)))
         return keep_running
 

@@ -187,10 +187,21 @@ def _render(statement: str, dialect: Dialect) -> str:
 
 
 def current_version(tx: Transaction) -> int:
-    """The schema version recorded in the database (0 for an empty one)."""
+    """The schema version recorded in the database (0 for an empty one); SchemaError if
+    the record is not one a release of this code wrote: one row, a version from 1 up."""
     tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = tx.one("SELECT max(version) AS version FROM schema_version")
-    return 0 if row is None or row["version"] is None else int(row["version"])
+    rows = tx.all("SELECT version FROM schema_version")
+    if not rows:
+        return 0
+    # A migration from a version no release wrote would apply the wrong statements: never
+    # guess (SQLite keeps a text or real value in this column as given).
+    version = rows[0]["version"]
+    if len(rows) > 1 or type(version) is not int or version < 1:
+        raise SchemaError(
+            "the ledger database records no schema version this code knows"
+            f" ({len(rows)} row(s) in schema_version): it is damaged, or not a ledger"
+        )
+    return version
 
 
 def migrate(tx: Transaction, dialect: Dialect) -> int:

@@ -11,7 +11,9 @@ Two threads do the work, so that an operation costs few thread hand-overs:
 
 - the *loop* waits on every connection at once (epoll). For each operation that arrives
   it reads the frame, unpickles it and queues it for the store's writer without waiting
-  (``SqliteLedgerStore.submit``); a read-only operation goes to a small pool of readers;
+  (``SqliteLedgerStore.submit``); a read-only operation goes to a small pool of readers.
+  It reads only what has arrived (``wire.FrameReader``) and takes up the rest of a
+  frame when it comes: a worker stopped mid-frame holds up no other;
 - the store's *writer* applies the queued operations as one group, commits, and then
   sends each connection its answer itself (``wire.RESULT`` or ``wire.ERROR``).
 
@@ -47,8 +49,8 @@ log = logging.getLogger("setpay.ledger")
 # Connections the service keeps at once: request threads of every worker, with room for
 # restarted workers whose old connections are still closing.
 MAX_CONNECTIONS = 256
-# How long the rest of a frame may take once its first bytes are in (a worker sends whole
-# frames), and how long an answer may wait for a worker that does not read it.
+# How long an answer may wait for a worker that does not read it. (Reads never wait: the
+# loop takes what has arrived of a frame and comes back for the rest.)
 PEER_TIMEOUT_SECONDS = 30.0
 # Read-only operations run beside the writer on the store's read connections.
 READ_THREADS = 4
@@ -57,13 +59,15 @@ _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 
 
 class _Peer:
-    """One worker connection: its socket and the number of its latest operation."""
+    """One worker connection: its socket, the number of its latest operation, and what
+    has arrived of its next frame."""
 
-    __slots__ = ("number", "sock")
+    __slots__ = ("frame", "number", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.number = 0  # none yet: the first operation is number 1
+        self.frame = wire.FrameReader()
 
 
 class LedgerService:
@@ -105,38 +109,58 @@ class LedgerService:
             for fd, _ in self._epoll.poll():
                 if fd == self._wake_r:
                     return  # closing
-                if fd == listener:
-                    self._accept()
-                else:
-                    peer = self._connections.get(fd)
-                    if peer is not None:
+                peer = None if fd == listener else self._connections.get(fd)
+                try:
+                    if fd == listener:
+                        self._accept()
+                    elif peer is not None:
                         self._take_operation(peer)
+                except Exception as exc:  # noqa: BLE001  one connection's fault, not the loop's
+                    # The loop serves every worker: were it to stop, the process would live
+                    # on and every operation wait out its timeout. The fault closes only
+                    # the connection it came from (its type is logged, never a value).
+                    log.error("ledger service: %s on a connection; closed", type(exc).__name__)
+                    if peer is not None:
+                        self._drop(peer)
 
     def _accept(self) -> None:
         try:
             sock, _ = self._listener.accept()
         except OSError:
             return
-        uid = _CREDENTIALS.unpack(
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
-        )[1]
-        if uid != os.getuid() or len(self._connections) >= MAX_CONNECTIONS:
-            log.warning("ledger service: refused a connection (uid %d)", uid)
+        try:
+            uid = _CREDENTIALS.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+            )[1]
+            if uid != os.getuid() or len(self._connections) >= MAX_CONNECTIONS:
+                log.warning("ledger service: refused a connection (uid %d)", uid)
+                sock.close()
+                return
+            # Timeout mode makes the descriptor non-blocking (as Python documents it): the
+            # loop's reads return at once, the writer's sends wait up to the timeout.
+            sock.settimeout(PEER_TIMEOUT_SECONDS)
+            peer = _Peer(sock)
+            with self._lock:
+                self._connections[sock.fileno()] = peer
+            self._epoll.register(sock.fileno(), _ARMED)
+        except BaseException:
+            with self._lock:
+                self._connections.pop(sock.fileno(), None)
             sock.close()
-            return
-        sock.settimeout(PEER_TIMEOUT_SECONDS)
-        peer = _Peer(sock)
-        with self._lock:
-            self._connections[sock.fileno()] = peer
-        self._epoll.register(sock.fileno(), _ARMED)
+            raise
 
     def _take_operation(self, peer: _Peer) -> None:
-        """Read one operation and hand it on; the answer re-arms the connection."""
+        """Read what has arrived of an operation; once it is whole, hand it on (the
+        answer re-arms the connection), else wait for the rest."""
         try:
-            kind, number, payload = wire.receive_frame(peer.sock)
+            frame = peer.frame.read(peer.sock.fileno())
+            if frame is None:
+                self._epoll.modify(peer.sock.fileno(), _ARMED)
+                return
         except (wire.WireError, OSError):
             self._drop(peer)  # closed by the worker, or not speaking the wire
             return
+        kind, number, payload = frame
         if number != wire.next_number(peer.number):
             log.warning("ledger service: an operation out of turn; connection closed")
             self._drop(peer)

@@ -22,7 +22,10 @@ then the pickle (protocol 5). An operation is numbered when it leaves the worker
 n-th on a connection is n, ``next_number``), and both frames of it carry that number:
 its EXECUTE or READ, and the RESULT or ERROR that answers it. Either side refuses a frame
 with another number and closes the connection, so an answer can never reach an
-operation it does not belong to.
+operation it does not belong to. The service takes each frame off its connection as
+the bytes come, never waiting for the rest (``FrameReader``), so a worker stopped in the
+middle of a frame holds up no other; a worker waits for its answer (``receive_answer``)
+up to its timeout.
 
 A connection carries one operation at a time, in step: whenever a side cannot be sure
 of what the other read or will send next (an answer that came too late or not at all, a
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import pickle
 import socket
 import struct
@@ -65,6 +69,8 @@ SHIPPED_BUILTIN_ERRORS = frozenset({"TypeError", "ValueError"})
 # Largest frame either side accepts. An operation is a few hundred bytes; the largest
 # answer is a batch detail page (500 items).
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+# Largest single read of a frame's bytes by the service: an operation comes in one read.
+READ_CHUNK_BYTES = 64 * 1024
 
 # Frame kinds. Worker to service: EXECUTE or READ. Service to worker: RESULT or ERROR.
 # Kinds 3 to 5 are retired and never reused: a frame of one, say from a side of an older
@@ -117,6 +123,48 @@ def receive_frame(sock: socket.socket) -> tuple[int, int, bytes]:
     if size > MAX_FRAME_BYTES:
         raise WireError(f"a ledger frame of {size} bytes is over the limit")
     return kind, number, _receive_exactly(sock, size)
+
+
+class FrameReader:
+    """Takes one frame off a non-blocking socket as its bytes arrive, never waiting for
+    the rest: the ledger service's loop serves every worker, and a worker stopped in the
+    middle of a frame must hold up no other."""
+
+    __slots__ = ("_header", "_part")
+
+    def __init__(self) -> None:
+        """Expect a frame's header."""
+        self._header: tuple[int, int, int] | None = None  # payload length, kind, number
+        self._part = bytearray()
+
+    def read(self, fd: int) -> tuple[int, int, bytes] | None:
+        """Read what has arrived on ``fd`` (non-blocking): the frame (kind, operation
+        number, payload) once it is whole, None while some of it is still to come;
+        WireError if the connection closed or the frame is over the limit."""
+        while True:
+            wanted = _HEADER.size if self._header is None else self._header[0]
+            missing = wanted - len(self._part)
+            if missing > 0:
+                try:
+                    # Read at most what was announced and at most one chunk at a time:
+                    # memory follows the bytes that came, not the length a header claims.
+                    chunk = os.read(fd, min(missing, READ_CHUNK_BYTES))
+                except BlockingIOError:
+                    return None
+                if not chunk:
+                    raise WireError("the ledger connection closed")
+                self._part += chunk
+                continue
+            if self._header is None:
+                self._header = _HEADER.unpack(self._part)
+                self._part = bytearray()
+                if self._header[0] > MAX_FRAME_BYTES:
+                    raise WireError(f"a ledger frame of {self._header[0]} bytes is over the limit")
+                continue
+            _, kind, number = self._header
+            payload = bytes(self._part)
+            self._header, self._part = None, bytearray()
+            return kind, number, payload
 
 
 def receive_answer(sock: socket.socket, number: int) -> tuple[int, bytes]:

@@ -44,6 +44,7 @@ from tests.gateway.ledger.ledger_support import (
     Bank,
     FakeClock,
     luhn_pan,
+    sqlite_backend,
 )
 
 
@@ -181,6 +182,37 @@ def test_a_database_newer_than_the_code_is_refused(backend: Backend) -> None:
     backend.raw_execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}")
     with pytest.raises(SchemaError, match=r"knows up to"):
         backend.open_store()
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "UPDATE schema_version SET version = -1",
+        "UPDATE schema_version SET version = 0",
+        "INSERT INTO schema_version (version) VALUES (1)",  # two versions at once
+    ],
+    ids=["negative", "zero", "two-rows"],
+)
+def test_a_schema_version_no_release_wrote_is_refused_before_any_migration(
+    backend: Backend, recorded: str
+) -> None:
+    backend.open_store().close()
+    backend.raw_execute(recorded)
+    with pytest.raises(SchemaError, match="no schema version this code knows"):
+        backend.open_store()
+    # Nothing was migrated: the record is as it was left, and refused again.
+    with pytest.raises(SchemaError, match="no schema version this code knows"):
+        backend.open_store()
+
+
+@pytest.mark.parametrize("value", ["'three'", "3.5", "X'03'"], ids=["text", "real", "blob"])
+def test_a_schema_version_that_is_not_an_integer_is_refused(tmp_path: Path, value: str) -> None:
+    # SQLite keeps whatever a column is given (the table predates STRICT tables).
+    path = tmp_path / "ledger.db"
+    SqliteLedgerStore(path).close()
+    sqlite_backend(path).raw_execute(f"UPDATE schema_version SET version = {value}")
+    with pytest.raises(SchemaError, match="no schema version this code knows"):
+        SqliteLedgerStore(path)
 
 
 def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
