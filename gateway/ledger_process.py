@@ -31,7 +31,7 @@ from gateway.config import BankConfig
 from gateway.demand import DemandBoard, SharedDemand, demand_path
 from gateway.ledger import SqliteLedgerStore
 from gateway.ledger.service import LedgerService
-from gateway.worker import StopSignals
+from gateway.stop_signals import StopSignals
 
 log = logging.getLogger("setpay.ledger")
 
