@@ -67,8 +67,7 @@ def is_expired(hold: Row, now_ms: int) -> bool:
 
 def still_authorized(hold: Row, now_ms: int) -> int:
     """``Hold.still_authorized`` of a ``holds`` row, as of ``now_ms``."""
-    held = 0 if is_expired(hold, now_ms) else int(hold["pending"])
-    return int(hold["captured"]) + held
+    return hold_from_row(hold, now_ms).still_authorized
 
 
 def hold_from_row(row: Row, now_ms: int) -> Hold:
