@@ -112,15 +112,21 @@ def _number(value: object, what: str) -> int:
         raise ClientError(f"{what} is not an integer") from None
 
 
-def read_initiation(path: Path) -> Initiation:
-    """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON)."""
+def _read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a small file the command reads whole: at most ``limit`` of them."""
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_INITIATION_FILE_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as exc:
         raise ClientError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_INITIATION_FILE_BYTES:
-        raise ClientError(f"{path} is too large to be a SET Initiation")
+    if len(data) > limit:
+        raise ClientError(f"{path} is too large to be {what}")
+    return data
+
+
+def read_initiation(path: Path) -> Initiation:
+    """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON)."""
+    data = _read_bounded(path, MAX_INITIATION_FILE_BYTES, "a SET Initiation")
     try:
         raw = json.loads(data)
     except ValueError:
@@ -177,13 +183,7 @@ def record_line(record: PurchaseRecord) -> str:
 
 def read_card(path: Path) -> tuple[PAN, str]:
     """The PAN and expiry of a card file (``setpay bank open-account --card-out``)."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CARD_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ClientError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_CARD_FILE_BYTES:
-        raise ClientError(f"{path} is too large to be a card file")
+    data = _read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict):
