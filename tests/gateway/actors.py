@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -288,15 +289,29 @@ def send_failing_declines(
 ) -> None:
     """Send an AuthReq the ledger declines while declines fail to sign: the decision is
     kept unanswered, and the merchant told UNAVAILABLE, never a refusal."""
+    send_unsigned_answers(
+        world, request, monkeypatch,
+        lambda decision: decision.auth_code != authorization_pb2.AUTH_CODE_APPROVED,
+    )  # fmt: skip
+
+
+def send_unsigned_answers(
+    world: World,
+    request: authorization_pb2.AuthorizeRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    fails: Callable[[Any], bool],
+) -> None:
+    """Send an AuthReq while the AuthRes of every decision ``fails`` picks cannot be
+    signed: the decision is kept unanswered, and the merchant told UNAVAILABLE."""
     signed = gateway_authorize.build_auth_response
 
-    def failing_for_declines(credentials, verified, decision):  # type: ignore[no-untyped-def]
-        if decision.auth_code != authorization_pb2.AUTH_CODE_APPROVED:
+    def failing(credentials, verified, decision):  # type: ignore[no-untyped-def]
+        if fails(decision):
             raise RuntimeError("the signing key went away")
         return signed(credentials, verified, decision)
 
     with monkeypatch.context() as patched:
-        patched.setattr(gateway_authorize, "build_auth_response", failing_for_declines)
+        patched.setattr(gateway_authorize, "build_auth_response", failing)
         with pytest.raises(grpc.RpcError) as failed:
             world.gateway.Authorize(request)
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -37,6 +37,7 @@ from .actors import (
     eur,
     purchase,
     register_cardholder,
+    send_unsigned_answers,
 )
 
 USD = 840
@@ -248,19 +249,10 @@ def test_a_sale_whose_answer_failed_is_captured_once(
     request, state = auth_request(
         ec_merchant, purchase(ec_merchant, cardholder, 320), capture_now=True
     )
-    signed = gateway_authorize.build_auth_response
-
-    def failing_for_sales(credentials, verified, decision):  # type: ignore[no-untyped-def]
-        if decision.cap_res_payload is not None:
-            raise RuntimeError("the signing key went away")
-        return signed(credentials, verified, decision)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(gateway_authorize, "build_auth_response", failing_for_sales)
-        with pytest.raises(grpc.RpcError) as failed:
-            ec_world.gateway.Authorize(request)
-    # Decided and unanswered: retry these bytes, never "refused".
-    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    # Decided and unanswered: retry these bytes, never "refused" (UNAVAILABLE).
+    send_unsigned_answers(
+        ec_world, request, monkeypatch, lambda decision: decision.cap_res_payload is not None
+    )
     assert ec_world.running.ledger.card_account(cardholder.account_id).available == 99_680
     payload = _decision(ec_world, ec_merchant, request, state)
     assert _names(payload)[0] == "AUTH_CODE_APPROVED"

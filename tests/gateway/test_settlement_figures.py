@@ -36,30 +36,21 @@ def _batch(world: World, merchant: Merchant, op: int, **kw: object) -> BatchAdmi
     )
 
 
-def _reverse_capture(
-    world: World, merchant: Merchant, auth: Authorized, amount: int, of: bytes
+def _reverse(
+    world: World, merchant: Merchant, auth: Authorized, amount: int, of: bytes, *, credit: bool
 ) -> c.CapRevOrCredResItem:
-    request, state = build_capture_reversal_request(
+    """Reverse ``amount`` of the capture (or, ``credit``, the refund) ``of``."""
+    build, send, open_response = (
+        (build_credit_reversal_request, world.gateway.CreditReversal, open_credit_reversal_response)
+        if credit
+        else (build_capture_reversal_request, world.gateway.CaptureReversal,
+              open_capture_reversal_response)
+    )  # fmt: skip
+    request, state = build(
         merchant.credentials, merchant.gateway_kex.recipient(), [_item(auth, amount, of)],
         merchant.merchant_id,
     )  # fmt: skip
-    result = open_capture_reversal_response(
-        world.gateway.CaptureReversal(request), merchant.credentials, state, merchant.trust
-    )
-    return result.items[0]
-
-
-def _reverse_credit(
-    world: World, merchant: Merchant, auth: Authorized, amount: int, of: bytes
-) -> c.CapRevOrCredResItem:
-    request, state = build_credit_reversal_request(
-        merchant.credentials, merchant.gateway_kex.recipient(), [_item(auth, amount, of)],
-        merchant.merchant_id,
-    )  # fmt: skip
-    result = open_credit_reversal_response(
-        world.gateway.CreditReversal(request), merchant.credentials, state, merchant.trust
-    )
-    return result.items[0]
+    return open_response(send(request), merchant.credentials, state, merchant.trust).items[0]
 
 
 def test_batch_totals_show_reversals_and_the_net(ec_world: World) -> None:
@@ -69,12 +60,12 @@ def test_batch_totals_show_reversals_and_the_net(ec_world: World) -> None:
     first, second = _authorized(ec_world, merchant, 1000), _authorized(ec_world, merchant, 500)
     _, _, first_capture, batch_id = capture(ec_world, merchant, first, 1000)
     assert capture(ec_world, merchant, second, 500)[3] == batch_id
-    undone = _reverse_capture(ec_world, merchant, first, 1000, first_capture)
+    undone = _reverse(ec_world, merchant, first, 1000, first_capture, credit=False)
     assert (undone.code, undone.batch_id) == (c.CAP_REV_OR_CRED_CODE_SUCCESS, batch_id)
     code, refund = credit(ec_world, merchant, second, 200)
     assert code == "CAP_REV_OR_CRED_CODE_SUCCESS"
     assert credit(ec_world, merchant, second, 50)[0] == "CAP_REV_OR_CRED_CODE_SUCCESS"
-    assert _reverse_credit(ec_world, merchant, second, 200, refund).code == (
+    assert _reverse(ec_world, merchant, second, 200, refund, credit=True).code == (
         c.CAP_REV_OR_CRED_CODE_SUCCESS
     )
 
@@ -115,7 +106,7 @@ def test_a_reversal_filed_in_a_later_batch_takes_back_there(ec_world: World) -> 
     _, _, capture_rrpid, first_batch = capture(ec_world, merchant, auth, 300)
     closed = _batch(ec_world, merchant, g.BATCH_OPERATION_CLOSE, batch_id=first_batch).data
     assert closed.status == g.BATCH_ADMIN_STATUS_SUCCESS
-    undone = _reverse_capture(ec_world, merchant, auth, 300, capture_rrpid)
+    undone = _reverse(ec_world, merchant, auth, 300, capture_rrpid, credit=False)
     assert undone.code == c.CAP_REV_OR_CRED_CODE_SUCCESS and undone.batch_id != first_batch
     later = _batch(ec_world, merchant, g.BATCH_OPERATION_REQUEST, batch_id=undone.batch_id).data
     totals = later.batch_status
