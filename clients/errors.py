@@ -4,6 +4,9 @@
     ├── ConfigError          configuration missing, malformed or unsafe (names the setting)
     ├── TransportError       a call to a peer (gateway, merchant, CA) failed at the gRPC
     │                        level, after the bounded retries; carries the status name
+    ├── OutcomeUnknown       the gateway's answer to a stored request never came or could
+    │                        not be verified: whether it applied the request is unknown,
+    │                        the request stays pending and goes again, byte for byte
     ├── StoreError           the merchant's database failed (sqlite3 translated here)
     ├── UnknownOrder         no order with that XID or LID-M
     ├── OrderStateError      the order cannot do this now (capture before authorization,
@@ -33,6 +36,17 @@ class TransportError(ClientError):
     def __init__(self, what: str, status: str) -> None:
         super().__init__(f"{what}: {status}")
         self.status = status
+
+
+class OutcomeUnknown(ClientError):
+    """Whether the gateway applied a stored request is unknown: it stays pending, to be
+    sent again byte for byte (the gateway's RRPID idempotency answers that with what it
+    decided the first time). ``cause``: the transport failure, or the answer's failed check.
+    """
+
+    def __init__(self, what: str, reason: str, cause: Exception) -> None:
+        super().__init__(f"{what}: outcome unknown, will retry ({reason})")
+        self.cause = cause
 
 
 class StoreError(ClientError):

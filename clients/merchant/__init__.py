@@ -6,6 +6,7 @@
     checkout        PInit / Purchase / Inquiry in plain Python (setcore does the checks)
     authorizer      AuthReq built once, stored, sent and re-sent byte for byte; worker
     settlement      capture, refund, reversals, batches
+    outcome         which gateway answers are final, which leave a request pending
     gateway_client  the PaymentGateway client (mutual TLS, deadlines, bounded retries)
     servicer        the thin gRPC servicer and its server
     answers         failures -> signed SET Errors or gRPC status, in one place

@@ -10,14 +10,27 @@ as too old when it finally goes out; it is then built afresh around the same PI
 (``renewal`` says when that is safe) rather than failing a purchase that can still be
 authorized.
 
-A SET Error from the gateway fails the order, but for UNSPECIFIED_FAILURE, which does
-not say the gateway did nothing: like a transport failure, it leaves the order
-authorizing and the same bytes go out again (as ``settlement`` leaves an operation
-sent).
+The gateway's answers are judged as ``outcome`` says for every request: a verified
+AuthRes is final (authorized or declined), and so is a verified SET Error (the order
+fails with its code), but for UNSPECIFIED_FAILURE; anything else (no answer, an answer
+or Error that does not verify, an approval for another amount) leaves the order
+authorizing, "outcome unknown, will retry", and the same bytes go out again, as
+``settlement`` leaves an operation sent. The gateway may have placed a hold on the card:
+failing the order would lose track of it.
+
+Authorization has reasons to differ, and none holds. The cardholder may be waiting for
+the answer (``AnswerMode.AFTER_AUTHORIZATION``): SET's answer for an authorization not
+yet known is "order received" (as for a gateway outage), which is true, and the wallet
+may inquire later, where "rejected" might be false. The AuthReq is built per purchase:
+it is stored before it is sent like any settlement request, and the gateway refuses a
+second use of the PI, so no retry can place a second hold. An answer that never verifies
+(a trust store missing the gateway's CA) keeps the order authorizing, retried every
+``RETRY_SECONDS``: seen in the log and ``setpay merchant orders``, where a failed order
+would hide a hold until it expires.
 
 The background worker serves the "order received" answer mode (authorize after the
-wallet has its answer) and retries authorizations that met a transport failure in
-either mode, including those a previous process left unfinished.
+wallet has its answer) and retries authorizations whose outcome is unknown in either
+mode, including those a previous process left unfinished.
 """
 
 from __future__ import annotations
@@ -29,8 +42,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clients.errors import ClientError, TransportError
-from clients.merchant import renewal
+from clients.errors import ClientError
+from clients.merchant import outcome, renewal
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.store import MerchantStore
@@ -39,29 +52,33 @@ from setcore.amount import same_unit
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
-from setcore.errors import ErrorCode, PeerError, ProtocolError, fail
+from setcore.errors import ErrorCode, PeerError, fail
 from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import authorization_pb2, purchase_pb2
 
 log = logging.getLogger("setpay.merchant")
 
-# How often the worker looks again at authorizations still pending (a transport failure
-# or a previous process that stopped mid-way): often enough that a gateway back from a
-# short outage sees the backlog within seconds, rarely enough to cost nothing idle.
+# How often the worker looks again at authorizations still pending (no answer, one that
+# did not verify, or a previous process that stopped mid-way): often enough that a
+# gateway back from a short outage sees the backlog within seconds, rarely enough to
+# cost nothing idle (a retry the gateway already answered is answered from its store).
 RETRY_SECONDS = 5.0
 # Queued purchases waiting for the worker; more than this and Purchase still answers
 # (the order is stored) but the worker finds the overflow on its next scan.
 MAX_QUEUED = 1000
 
 APPROVED = authorization_pb2.AUTH_CODE_APPROVED
-UNSPECIFIED_FAILURE = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
 # Put in the queue to wake the worker when it should stop (never a real XID: those are 32 bytes).
 _WAKE_UP = b""
 
 
 def _check_authorized_amount(order: Order, header: authorization_pb2.AuthHeader) -> None:
     """The gateway may authorize less than the purchase amount (or nothing, declining),
-    never more, nor in another unit: the order keeps its authorization in its own."""
+    never more, nor in another unit: the order keeps its authorization in its own.
+
+    Refused as an answer that does not verify (``ProtocolError``): never recorded, the
+    order stays authorizing, as ``settlement`` refuses an answer settling another amount.
+    """
     asked, got = order.amount.to_proto(), header.auth_amt
     least = 1 if header.auth_code == APPROVED else 0
     if not same_unit(got, asked) or not least <= got.amount <= asked.amount:
@@ -135,10 +152,10 @@ class Authorizer:
     def authorize(self, xid: bytes) -> Order:
         """Authorize one purchased order now; the order as it stands afterwards.
 
-        A transport failure or the SET Error UNSPECIFIED_FAILURE leaves the order
-        authorizing (the worker retries it); any other gateway SET Error, or an answer
-        that does not verify, fails the order. If another thread is authorizing the same
-        order, this waits for it and reports its outcome.
+        A verified answer is final: the order is authorized, declined, or failed by the
+        gateway's verified SET Error. Anything else leaves it authorizing, outcome
+        unknown, and the worker sends the same bytes again (``outcome``). If another
+        thread is authorizing the same order, this waits for it and reports its outcome.
         """
         with self._exclusive(xid):
             return self._authorize(self._store.order(xid))
@@ -151,24 +168,25 @@ class Authorizer:
         try:
             result = self._gateway.authorize(request, state)
             _check_authorized_amount(order, result.data.auth_res_payload.auth_header)
-        except TransportError as exc:
-            log.warning("order %s: gateway unreachable (%s); will retry", order.short_id, exc)
-            return self._store.order(order.xid)
         except RevocationUnavailable:
+            # The answer could not be checked for want of current revocation data: fetched
+            # now, the same answer is checked at the next try.
             self._revocation.refresh()
-            log.warning("order %s: revocation data was stale; will retry", order.short_id)
+            log.warning(
+                "order %s: revocation data was stale: outcome unknown, will retry",
+                order.short_id,
+            )
             return self._store.order(order.xid)
-        except PeerError as exc:
-            if exc.code == UNSPECIFIED_FAILURE:
-                log.warning("order %s: gateway failed unspecified; will retry", order.short_id)
-                return self._store.order(order.xid)
-            if renewable and renewal.refused_as_stale(exc):
-                return self._renew(self._store.order(order.xid))
-            log.warning("order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name)
-            return self._store.record_failure(order.xid, exc.code)
-        except ProtocolError as exc:
-            log.error("order %s: AuthRes did not verify: %s", order.short_id, exc)
-            return self._store.record_failure(order.xid, exc.code)
+        except outcome.GATEWAY_FAILURES as exc:
+            if isinstance(exc, PeerError) and outcome.is_refusal(exc):
+                if renewable and renewal.refused_as_stale(exc):
+                    return self._renew(self._store.order(order.xid))
+                log.warning(
+                    "order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name
+                )
+                return self._store.record_failure(order.xid, exc.code)
+            outcome.pending(log, f"order {order.short_id}: AuthReq {short(state.rrpid)}", exc)
+            return self._store.order(order.xid)
         header = result.data.auth_res_payload.auth_header
         authorization = Authorization(
             auth_code=header.auth_code,
@@ -196,7 +214,8 @@ class Authorizer:
         """
         if not renewal.may_renew(order.updated_ms):
             log.warning(
-                "order %s: AuthReq refused as too old, but only just; will retry", order.short_id
+                "order %s: AuthReq refused as too old, but only just: outcome unknown, will retry",
+                order.short_id,
             )
             return order
         assert order.auth_rrpid is not None

@@ -5,14 +5,16 @@ An order's life::
     offer (SET Initiation: LID-M, description, amount; agreed out of band)
       -> initiated   PInit answered: XID, TransIDs and Chall-M fixed
       -> purchased   PReq verified; the PI is held, sealed, byte for byte
-      -> authorizing AuthReq built and stored (re-sent byte for byte until answered)
-      -> authorized | declined | failed (the gateway answered with a SET Error)
+      -> authorizing AuthReq built and stored; outcome unknown until the gateway's answer
+                     verifies, re-sent byte for byte until then
+      -> authorized | declined | failed (the gateway answered with a verified SET Error)
       -> reversed    the whole authorization was given back
 
-Captures, refunds and reversals are ``Operation`` rows beside the order: sent, then
-succeeded, refused (the gateway's answer says no) or failed (the gateway refused the
-request with a SET Error); what was captured and credited is summed from the successful
-ones. Nothing here is or holds a PAN: the merchant never sees one.
+Captures, refunds and reversals are ``Operation`` rows beside the order: sent (outcome
+unknown, re-sent byte for byte until the gateway's answer verifies), then succeeded,
+refused (the gateway's answer says no) or failed (the gateway refused the request with a
+verified SET Error); what was captured and credited is summed from the successful ones.
+Nothing here is or holds a PAN: the merchant never sees one.
 """
 
 from __future__ import annotations
@@ -48,12 +50,13 @@ class OperationKind(enum.StrEnum):
 class OperationState(enum.StrEnum):
     """Whether the gateway has answered an operation, and how."""
 
+    #: Stored and sent, no verified answer yet: outcome unknown, ``resume`` sends it again.
     SENT = "sent"
     SUCCEEDED = "succeeded"
     #: The gateway answered, and its answer's code says no.
     REFUSED = "refused"
-    #: The gateway refused the request itself with a SET Error (``error_code``): it did
-    #: nothing with it.
+    #: The gateway refused the request itself with a verified SET Error (``error_code``):
+    #: it did nothing with it.
     FAILED = "failed"
 
 

@@ -2,15 +2,16 @@
 
 Each operation is checked against what the merchant knows (never capture more than is
 authorized, never refund more than was captured), built by setcore, stored with its
-exact bytes, then sent; the gateway's verified answer settles it. An operation whose
-answer never came (transport failure, crash) stays "sent" and ``resume`` sends the
-same bytes again, when a merchant starts serving and every ``runtime.RESUME_SECONDS``
-while it serves: the gateway's RRPID idempotency makes that safe. A SET Error instead
-of an answer ends it "failed", with the error's code, but for two that leave it sent:
-UNSPECIFIED_FAILURE, which does not say the gateway did nothing, and a refusal as too
-old of a request stored too recently for ``renewal`` to let it be built afresh. One
-stored long enough ago is built afresh under a new RRPID and sent (``renewal`` says why
-that is safe, and when).
+exact bytes, then sent; the gateway's verified answer settles it, and a verified SET
+Error ends it "failed", with the error's code. Anything else leaves its outcome unknown
+(``outcome``: no answer, a crash, an answer or Error that does not verify, an answer
+settling another amount, UNSPECIFIED_FAILURE): it stays "sent", the command that sent
+it gets ``OutcomeUnknown`` ("outcome unknown, will retry"), and ``resume`` sends the same
+bytes again, when a merchant starts serving and every ``runtime.RESUME_SECONDS`` while
+it serves: the gateway's RRPID idempotency makes that safe. A verified refusal as too old
+(MESSAGE_TOO_OLD) of a request stored too recently for ``renewal`` to let it be built
+afresh leaves it sent too; one stored long enough ago is built afresh under a new RRPID
+and sent (``renewal`` says why that is safe, and when).
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.
@@ -21,8 +22,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from clients.errors import ClientError, OrderStateError, TransportError
-from clients.merchant import renewal
+from clients.errors import ClientError, OrderStateError, OutcomeUnknown, TransportError
+from clients.merchant import outcome, renewal
 from clients.merchant.checkout import is_approved, settled_amounts
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import (
@@ -72,7 +73,6 @@ log = logging.getLogger("setpay.merchant")
 CAP_SUCCESS = capture_pb2.CAP_CODE_SUCCESS
 CAP_REV_OR_CRED_SUCCESS = capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS
 AUTH_REV_APPROVED = authorization_pb2.AUTH_REV_CODE_APPROVED
-UNSPECIFIED_FAILURE = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
 _BUILD = {
     OperationKind.CAPTURE_REVERSAL: build_capture_reversal_request,
     OperationKind.CREDIT: build_credit_request,
@@ -256,21 +256,21 @@ class Settlement:
         return request.SerializeToString(), state.rrpid, state.request_digest
 
     def _send(self, operation: Operation, *, renewable: bool = True) -> Operation:
-        """Send a stored operation; the operation once the gateway has answered.
+        """Send a stored operation; the operation once the gateway's answer is final.
 
-        A SET Error ends it failed, with its code, but for two that leave it sent and are
-        raised: UNSPECIFIED_FAILURE, which does not say the gateway did nothing, and a
-        refusal as too old that ``renewal`` does not let the merchant build afresh yet.
-        One it does is built afresh and sent, once (``renewable``).
+        A verified answer settles it, a verified SET Error fails it with its code; a
+        refusal as too old that ``renewal`` lets the merchant build afresh is built afresh
+        and sent, once (``renewable``). Anything else raises ``OutcomeUnknown`` and leaves
+        it sent, for ``resume`` (``outcome``).
         """
         try:
             return self._exchange(operation)
-        except PeerError as exc:
-            if exc.code == UNSPECIFIED_FAILURE:
-                raise
-            if renewable and renewal.refused_as_stale(exc):
-                return self._renew(operation, exc)
-            return self._fail(operation, exc)
+        except outcome.GATEWAY_FAILURES as exc:
+            if isinstance(exc, PeerError) and outcome.is_refusal(exc):
+                if renewable and renewal.refused_as_stale(exc):
+                    return self._renew(operation, exc)
+                return self._fail(operation, exc)
+            raise outcome.pending(log, _named(operation), exc) from exc
 
     def _fail(self, operation: Operation, error: PeerError) -> Operation:
         failed = self._store.fail_operation(operation.rrpid, error.code)
@@ -283,12 +283,8 @@ class Settlement:
     def _renew(self, operation: Operation, error: PeerError) -> Operation:
         """An operation refused as too old: built afresh and sent, failed, or left waiting."""
         if not renewal.may_renew(operation.created_ms):
-            log.warning(
-                "order %s: %s %s refused as too old, but only just: it stays sent, for a "
-                "later resume", short(operation.xid), operation.kind.value,
-                short(operation.rrpid),
-            )  # fmt: skip
-            raise error
+            # An earlier sending of these bytes may still be inside the gateway.
+            raise outcome.pending(log, _named(operation), error) from error
         order = self._store.order(operation.xid)
         if order.state is not OrderState.AUTHORIZED:
             return self._fail(operation, error)  # nothing left to build it on
@@ -371,11 +367,11 @@ class Settlement:
         may be built afresh, as ``_send`` says); those now answered. ``stored_before_ms``:
         only those stored before then (not one a command may still be sending).
 
-        Each operation on its own: one whose answer cannot be had or saved now is logged
-        (by its short id and the error, which never holds card data: the merchant has
-        none) and stays waiting, and the others still go. A transport failure ends the
-        round: the gateway is unreachable, and every other operation would wait out the
-        same retries before failing the same way.
+        Each operation on its own: one whose outcome is still unknown, or whose answer
+        cannot be saved now, is logged (by its short id and the error, which never holds
+        card data: the merchant has none) and stays waiting, and the others still go. No
+        answer at all ends the round: the gateway is unreachable, and every other
+        operation would wait out the same retries before failing the same way.
         """
         waiting = [
             op
@@ -387,12 +383,13 @@ class Settlement:
         for number, operation in enumerate(waiting):
             try:
                 answered.append(self._send(operation))
-            except TransportError as exc:
-                log.warning(
-                    "gateway unreachable (%s): %d unanswered operations wait for the next "
-                    "resume", exc, len(waiting) - number,
-                )  # fmt: skip
-                break
+            except OutcomeUnknown as exc:  # logged as it was raised
+                if isinstance(exc.cause, TransportError):
+                    log.warning(
+                        "gateway unreachable: %d unanswered operations wait for the next "
+                        "resume", len(waiting) - number,
+                    )  # fmt: skip
+                    break
             except (ClientError, SetcoreError, KeyBackendError) as exc:
                 log.error(
                     "order %s: %s %s not resumed, still waiting: %s",
@@ -428,11 +425,17 @@ class Settlement:
         return result
 
 
+def _named(operation: Operation) -> str:
+    """An operation for the log and the command line: its kind, its id, its order."""
+    return f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}"
+
+
 def _check_answered_amount(
     operation: Operation, got: common_pb2.CurrencyAmount, *, exact: bool = False
 ) -> None:
-    """Refuse (``ProtocolError``: the operation stays sent) an answer that settles more
-    than was asked, in another unit, or (``exact``) another amount than was asked."""
+    """Refuse (``ProtocolError``: the operation stays sent, outcome unknown) an answer that
+    settles more than was asked, in another unit, or (``exact``) another amount than was
+    asked."""
     asked = operation.amount.to_proto()
     if (
         not same_unit(got, asked)

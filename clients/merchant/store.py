@@ -310,7 +310,7 @@ class MerchantStore:
         return self.order(xid)
 
     def record_failure(self, xid: bytes, error_code: int) -> Order:
-        """The gateway refused the AuthReq with a SET Error (``error_code``)."""
+        """The gateway refused the AuthReq with a verified SET Error (``error_code``)."""
         with self._write() as conn:
             self._move(
                 conn, xid, (OrderState.AUTHORIZING,), OrderState.FAILED, error_code=error_code
@@ -368,7 +368,7 @@ class MerchantStore:
         )  # fmt: skip
 
     def fail_operation(self, rrpid: bytes, error_code: int) -> Operation:
-        """The gateway refused a sent operation with a SET Error (``error_code``)."""
+        """The gateway refused a sent operation with a verified SET Error (``error_code``)."""
         with self._write() as conn:
             self._fail(conn, rrpid, error_code)
         return self.operation(rrpid)

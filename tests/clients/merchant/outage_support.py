@@ -1,13 +1,15 @@
-"""Gateway outages for merchant tests: a gateway to stop and start again, and time that
-passes (``tests.clocks``)."""
+"""Outages for merchant tests: a gateway to stop and start again, a merchant started
+again on its directory (after a crash), and time that passes (``tests.clocks``)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import grpc
 
 from clients.errors import TransportError
+from clients.merchant.config import load as load_merchant_config
 from clients.merchant.renewal import RENEW_MARGIN_MS
 from clients.merchant.runtime import Merchant
 from gateway.server import HealthMonitor
@@ -57,3 +59,14 @@ class GatewayOutage:
                 if time.monotonic() > give_up:
                     raise
                 time.sleep(0.2)  # the channel reconnects after its (bounded) backoff
+
+
+def restart(directory: Path) -> Merchant:
+    """What ``setpay merchant serve`` does at start, on the same directory."""
+    merchant = Merchant.open(load_merchant_config(directory))
+    try:
+        merchant.serve()
+    except BaseException:
+        merchant.close()
+        raise
+    return merchant

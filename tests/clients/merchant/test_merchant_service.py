@@ -323,7 +323,9 @@ def test_an_approval_for_another_amount_is_not_recorded(
     amount: int,
 ) -> None:
     """A gateway-signed approval may give less than the purchase amount, never more nor in
-    another unit: such an answer fails the order instead of becoming its authorization."""
+    another unit: such an answer never becomes the order's authorization. Nor does it fail
+    the order: the gateway placed a hold, so the order stays authorizing (the wallet hears
+    "order received") and the gateway's true answer, asked again, authorizes it."""
     # A merchant per case: the session's bank registers a merchant ID once.
     merchant = make_merchant(f"m-auth-amount-{currency}-{amount}", AnswerMode.AFTER_AUTHORIZATION)
     merchant.authorizer.stop(timeout=10)
@@ -338,10 +340,14 @@ def test_an_approval_for_another_amount_is_not_recorded(
 
     monkeypatch.setattr(merchant.gateway, "authorize", approves_another_amount)
     record = buy(make_wallet(merchant), offer(merchant, 800))
-    assert record.completion == "COMPLETION_CODE_ORDER_REJECTED"
-    order = merchant.store.order(bytes.fromhex(record.xid))
-    assert order.state is OrderState.FAILED and order.authorization is None
-    assert order.error_code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+    assert record.completion == "COMPLETION_CODE_ORDER_RECEIVED"
+    xid = bytes.fromhex(record.xid)
+    order = merchant.store.order(xid)
+    assert order.state is OrderState.AUTHORIZING and order.authorization is None
+    monkeypatch.undo()
+    done = merchant.authorizer.authorize(xid)
+    assert done.state is OrderState.AUTHORIZED and done.auth_rrpid == order.auth_rrpid
+    assert done.authorization is not None and done.authorization.amount.minor == 800
 
 
 def test_the_authorization_worker_outlives_a_lost_key_token(

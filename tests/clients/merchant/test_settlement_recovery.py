@@ -8,16 +8,14 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import pytest
 
 from cli.merchant import operation_line
-from clients.errors import TransportError
+from clients.errors import OutcomeUnknown, TransportError
 from clients.merchant import gateway_client, runtime
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import AnswerMode
-from clients.merchant.config import load as load_merchant_config
 from clients.merchant.records import OperationKind, OperationState, OrderState
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
@@ -32,6 +30,7 @@ from tests.clients.merchant.outage_support import (
     JUST_PAST_MS,
     WELL_PAST_MS,
     GatewayOutage,
+    restart,
 )
 from tests.clients.test_purchase_flow import buy, offer
 from tests.clocks import clocks_moved
@@ -54,17 +53,6 @@ def _die_at_write(monkeypatch: pytest.MonkeyPatch, store: MerchantStore, number:
             yield conn
 
     monkeypatch.setattr(store, "_write", write)
-
-
-def _restart(directory: Path) -> Merchant:
-    """What ``setpay merchant serve`` does at start, on the same directory."""
-    merchant = Merchant.open(load_merchant_config(directory))
-    try:
-        merchant.serve()
-    except BaseException:
-        merchant.close()
-        raise
-    return merchant
 
 
 # Writes of a full reversal: the operation stored (1), then what the gateway's answer
@@ -93,7 +81,7 @@ def test_a_crash_after_a_full_reversal_is_answered_does_not_stop_the_next_start(
     finally:
         store.close()
 
-    again = _restart(directory)
+    again = restart(directory)
     try:
         assert again.store.order(xid).state is OrderState.REVERSED
         (operation,) = again.store.operations(xid)
@@ -131,7 +119,7 @@ def test_resume_handles_each_operation_on_its_own(
 
     monkeypatch.setattr(gateway_client.GatewayClient, "reverse_authorization", unverifiable)
     with caplog.at_level(logging.INFO, logger="setpay.merchant"):
-        again = _restart(directory)
+        again = restart(directory)
     try:
         assert again.port
         (reversal,) = again.store.operations(reversed_xid)
@@ -159,8 +147,9 @@ def _capture_in_outage(
         xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
         assert merchant.store.order(xid).state is OrderState.AUTHORIZED
         outage.stop()
-        with pytest.raises(TransportError):
+        with pytest.raises(OutcomeUnknown, match="outcome unknown, will retry") as caught:
             merchant.settlement.capture(xid, 400)
+        assert isinstance(caught.value.cause, TransportError)
         (waiting,) = merchant.store.operations(xid)
         assert waiting.state is OperationState.SENT
         yield merchant, xid, outage
@@ -310,7 +299,7 @@ def test_an_unspecified_gateway_failure_leaves_the_operation_sent(
         raise PeerError(ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE)
 
     monkeypatch.setattr(merchant.gateway, "capture", failing)
-    with pytest.raises(PeerError):
+    with pytest.raises(OutcomeUnknown, match="UNSPECIFIED_FAILURE"):
         merchant.settlement.capture(xid, 400)
     (waiting,) = merchant.store.operations(xid)
     assert waiting.state is OperationState.SENT
@@ -338,7 +327,7 @@ def test_an_answer_settling_another_amount_is_not_recorded(
         return result
 
     monkeypatch.setattr(merchant.gateway, "capture", inflated)
-    with pytest.raises(ProtocolError, match="900000"):
+    with pytest.raises(OutcomeUnknown, match="900000"):
         merchant.settlement.capture(xid, 400)
     (waiting,) = merchant.store.operations(xid)
     assert waiting.state is OperationState.SENT
@@ -355,7 +344,7 @@ def test_an_answer_settling_another_amount_is_not_recorded(
         return result
 
     monkeypatch.setattr(merchant.gateway, "credit", other_currency)
-    with pytest.raises(ProtocolError, match="840"):
+    with pytest.raises(OutcomeUnknown, match="840"):
         merchant.settlement.refund(xid, 100)
     assert settled_amounts(merchant.store, xid) == (400, 0)
     monkeypatch.undo()
@@ -371,7 +360,7 @@ def test_an_answer_settling_another_amount_is_not_recorded(
         return result
 
     monkeypatch.setattr(merchant.gateway, "reverse_authorization", keeps_more)
-    with pytest.raises(ProtocolError, match="5000"):
+    with pytest.raises(OutcomeUnknown, match="5000"):
         merchant.settlement.reverse_authorization(other, 300)
     order = merchant.store.order(other)
     assert order.authorization is not None and order.authorization.amount.minor == 1000
