@@ -153,8 +153,12 @@ class Merchant:
 
         Never stops the start or the serving: each operation's failure is logged by
         ``resume``; one here (the store unreadable) leaves them all for the next round.
+        Revocation data is kept current first: a merchant that only settles makes no
+        purchase that would refresh it, and answers checked against data gone stale would
+        leave every operation waiting.
         """
         try:
+            self.revocation.ensure_fresh()
             resumed = self.settlement.resume(stored_before_ms=stored_before_ms)
         except (ClientError, SetcoreError) as exc:
             log.warning("unanswered operations not resumed now: %s", exc)

@@ -365,3 +365,22 @@ def test_an_answer_settling_another_amount_is_not_recorded(
     order = merchant.store.order(other)
     assert order.authorization is not None and order.authorization.amount.minor == 1000
     assert [op.state for op in merchant.store.operations(other)] == [OperationState.SENT]
+
+
+def test_the_serving_rounds_keep_revocation_data_current(
+    bank: RunningBank, make_merchant: MerchantFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merchant that only settles makes no purchase that would refresh its revocation
+    data: each round of resends asks for it first, so answers are not checked against
+    data gone stale."""
+    merchant = make_merchant("m-rounds-fresh")
+    asked = []
+    real = merchant.revocation.ensure_fresh
+
+    def ensure_fresh() -> None:
+        asked.append(time.monotonic())
+        real()
+
+    monkeypatch.setattr(merchant.revocation, "ensure_fresh", ensure_fresh)
+    merchant._resume_operations(stored_before_ms=0)
+    assert asked, "a round of resends did not keep revocation data current"
