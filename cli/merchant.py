@@ -14,7 +14,9 @@ ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a c
 refund's id as the capture and refund commands print it. Output shows ids shortened and
 never a card number: the merchant never has one. A command the gateway refuses (a capture
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
-(run it again later).
+(run it again later); a settlement command whose outcome is unknown (no answer, or one that
+did not verify) exits 4: the operation stays sent, and ``serve`` or the next command's
+resume sends the same request again.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 
 from clients.authority import AuthorityClient
-from clients.errors import ClientError
+from clients.errors import ClientError, OutcomeUnknown
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
@@ -261,6 +263,8 @@ def operation_line(operation: Operation) -> str:
     state = operation.state.value
     if operation.state is OperationState.FAILED:
         state += f" ({ErrorCode.Name(operation.error_code)})"
+    elif operation.state is OperationState.SENT:
+        state += " (outcome unknown, will retry)"
     return (
         f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}: "
         f"{state}, {operation.result_amount} "
@@ -338,6 +342,9 @@ def run(args: argparse.Namespace) -> int:
         if command == "orders":
             return _orders(config, args)
         return _settle(config, args)
+    except OutcomeUnknown as exc:
+        print(f"setpay merchant: {exc}", file=sys.stderr)
+        return 4
     except (ClientError, SetcoreError, KeyBackendError, ValueError) as exc:
         print(f"setpay merchant: {exc}", file=sys.stderr)
         return 1

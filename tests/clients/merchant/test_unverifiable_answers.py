@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from cli.merchant import operation_line
 from clients.errors import OutcomeUnknown
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import Operation, OperationKind, OperationState, OrderState
@@ -207,7 +208,8 @@ def test_the_capture_command_says_outcome_unknown_not_failed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``setpay merchant capture`` whose answer does not verify: it says the outcome is
-    unknown and will be retried, exits 1, and leaves the capture for the next resume."""
+    unknown and will be retried, exits 4 (not 1, a refusal), and leaves the capture for
+    the next resume."""
     gateway = TamperingGateway(monkeypatch, bank)
     merchant = make_merchant("m-unverified-cli")
     record = buy(make_wallet(merchant), offer(merchant, 1000))
@@ -217,10 +219,11 @@ def test_the_capture_command_says_outcome_unknown_not_failed(
     )
     xid = bytes.fromhex(record.xid)
     (sent,) = merchant.store.operations(xid)
-    assert status == 1 and out == ""
+    assert status == 4 and out == ""
     assert err.startswith(f"setpay merchant: capture {sent.rrpid.hex()[:8]} for order ")
     assert "outcome unknown, will retry" in err and "failed" not in err
     assert sent.state is OperationState.SENT
+    assert ": sent (outcome unknown, will retry), " in operation_line(sent)
     (done,) = merchant.settlement.resume()
     assert done.state is OperationState.SUCCEEDED and done.result_amount == 1000
     assert gateway_hold(bank, xid).transfers["capture"] == 1
