@@ -8,7 +8,8 @@ The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it r
    and the response key is this merchant's own key-exchange certificate.
 2. ``open_payment_instruction``: open the PI (sealed to this gateway, naming this gateway
    key), verify the cardholder's chain and dual signature, check the PAN against the
-   blinded account in the cardholder certificate.
+   blinded account in the cardholder certificate, and refuse a PI asking for an
+   installment or recurring plan (MESSAGE_NOT_SUPPORTED: setpay runs none).
 3. ``check_agreement``: what the merchant says equals what the cardholder signed (order
    digests, HOD, transaction ids, merchant identity, brand).
 
@@ -282,6 +283,14 @@ def open_payment_instruction(
     if cardholder.blinded_account is None:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "no account in the certificate")
     check_blinded_account(cardholder.blinded_account, view.pan_data.pan_secret, pan, expiry)
+    if view.pi_head.HasField("install_recur"):
+        # The cardholder signed an installment or recurring plan. setpay runs none (no
+        # AuthToken; HOD does not carry a plan, so the merchant never agreed to one):
+        # authorized as a one-off, the amount would be taken on other terms than signed.
+        raise fail(
+            ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED,
+            "installment and recurring plans are not supported",
+        )
     return PaymentInstruction(view, cardholder, pan, expiry)
 
 

@@ -14,8 +14,8 @@ token's currency and exponent). Whether the amounts are possible and whether the
 was seen before is the ledger's decision, answered with CapRevOrCredCode.
 
 Errors are setcore's, as listed in ``setcore.capture``, plus WRAPPER_MSG_MISMATCH for a
-request or response of another kind than the RPC's, and DECODING_FAILURE for a credit
-reversal item that does not name the credit it undoes (or another item that names one).
+request or response of another kind than the RPC's, and DECODING_FAILURE for a reversal
+item that does not name the capture or credit it undoes, or a credit item that names one.
 """
 
 from __future__ import annotations

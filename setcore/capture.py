@@ -73,9 +73,9 @@ CAP_RES_CT = content_type_of(capture_pb2.CapResData)
 CAP_TOKEN_SEQ_CT = content_type_of(capture_pb2.CapTokenSeq)
 CAPTURE_REQUEST_CT = content_type_of(capture_pb2.CaptureRequest)
 
-# Each item costs the gateway one decapsulation with its token-sealing key (a token call
-# on an HSM); 100 bounds the key work one request can ask for. A merchant with a larger
-# batch sends several requests.
+# Each item costs the gateway a token opening (a key derivation and an AES-GCM open under
+# the per-process token key, ``setcore.token_seal``) and a ledger posting; 100 bounds the
+# work one request can ask for. A merchant with a larger batch sends several requests.
 MAX_ITEMS = 100
 # Batch ids are chosen by merchant or gateway and stored by the ledger with every capture;
 # 64 characters hold any acquirer's batch reference and keep a peer from bloating rows.

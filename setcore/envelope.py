@@ -14,10 +14,12 @@ block: only the recipient opens it, and the body links it by digest so the sende
 signature covers it. Keys are fresh per envelope, so each key encrypts one message.
 
 Opening checks, in order: the envelope is addressed to this certificate
-(WRONG_RECIPIENT), the KEM is the one this key accepts and the AEAD is AES-256-GCM
-(ALGORITHM_NOT_ALLOWED: no downgrade by a peer), the content types are the expected ones
-(DECODING_FAILURE), then decapsulation and both AEAD tags (DECRYPTION_FAILURE, with no
-detail of which step failed).
+(WRONG_RECIPIENT), the XID and RRPID it is bound to are absent or identifiers
+(DECODING_FAILURE), the KEM is the one this key accepts and the AEAD is AES-256-GCM
+(ALGORITHM_NOT_ALLOWED: no downgrade by a peer), the content types and the extra part are
+the expected ones (DECODING_FAILURE), the nonce and KEM lengths (DECRYPTION_FAILURE), the
+bound ids are the ones the caller expects, if it names them (WRAPPER_MSG_MISMATCH), then
+decapsulation and both AEAD tags (DECRYPTION_FAILURE, with no detail of which step failed).
 """
 
 from __future__ import annotations

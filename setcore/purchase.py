@@ -96,7 +96,11 @@ def check_header_without_transaction(plain: common_pb2.Header, rrpid: bytes) -> 
 
 
 def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
-    """HOD: binds order description and amount, salted, without revealing them."""
+    """HOD: binds order description and amount, salted, without revealing them.
+
+    SET's HODInput also carries an installment or recurring plan; setpay runs none (the
+    gateway refuses a PI asking for one), so HOD covers description, amount and salt only.
+    """
     money = struct.pack(">Iqi", amount.currency, amount.amount, amount.exp10)
     return digest_parts(HOD_CT, (od, money, od_salt))
 

@@ -152,7 +152,8 @@ def open_signed(
 ) -> VerifiedSigned[V]:
     """Check the content type, resolve the signer, verify, and hand back the exact bytes.
 
-    Exactly one signature is expected; renewals (two signatures) use ``open_countersigned``.
+    Exactly one signature is expected; a renewal CertReq (two signatures, old key and
+    new) is opened by ``setcore.registration_certreq``, which verifies each.
     """
     if signed.content_type != content_type:
         raise fail(

@@ -19,9 +19,10 @@ party. Instead:
 A fresh key per token keeps GCM far from its random-nonce limit (2^32 messages per key)
 however long the master key lives. The token travels as a ``Sealed`` message:
 ``recipient_cert_thumb`` is the key id, ``kem_alg`` is ``TOKEN_KEM``, ``kem_ciphertext`` is
-the salt. Opening checks, in order: the key id (WRONG_RECIPIENT), the KEM and AEAD
-(ALGORITHM_NOT_ALLOWED), the content type and the absence of an extra part
-(DECODING_FAILURE), the salt and nonce lengths and the AEAD tag (DECRYPTION_FAILURE).
+the salt. Opening checks, in order: the key id (WRONG_RECIPIENT), the bound XID and RRPID
+absent or identifiers (DECODING_FAILURE), the KEM and AEAD (ALGORITHM_NOT_ALLOWED), the
+content type and the absence of an extra part (DECODING_FAILURE), the salt and nonce
+lengths and the AEAD tag (DECRYPTION_FAILURE).
 
 Errors (``setcore.errors``): ``ProtocolError`` when a token does not open;
 ``ConfigurationError`` when the key cannot decapsulate or the backend cannot open the seed

@@ -482,6 +482,42 @@ def test_gateway_refuses_a_pi_with_a_wrong_pan_secret(ec: Certified) -> None:
     assert exc.value.code == ErrorCode.ERROR_CODE_ACCOUNT_MISMATCH
 
 
+@pytest.mark.parametrize(
+    "plan",
+    [
+        common_pb2.InstallRecurData(install_total_trans=12),
+        common_pb2.InstallRecurData(
+            recurring=common_pb2.InstallRecurData.Recurring(frequency_days=28)
+        ),
+        common_pb2.InstallRecurData(),  # present, naming no plan: still not a one-off PI
+    ],
+)
+def test_gateway_refuses_a_pi_asking_for_a_plan_it_does_not_run(
+    ec: Certified, monkeypatch: pytest.MonkeyPatch, plan: common_pb2.InstallRecurData
+) -> None:
+    # A wallet signs an installment or recurring plan into PIHead. setpay runs no plans
+    # (no AuthToken, and HOD does not carry one, so the merchant never agreed to it):
+    # authorized as a one-off, the whole amount would be taken at once, on other terms
+    # than the cardholder signed. Refused as a message setpay does not support.
+    real = purchase.build_dual_signed
+
+    def with_plan(*args: Any, **kwargs: Any) -> DualSignedPurchase:
+        backend, key, thumb, certs, oi_data, pi_head, *after = args
+        head = purchase_pb2.PIHead.FromString(pi_head)
+        head.install_recur.CopyFrom(plan)
+        return real(backend, key, thumb, certs, oi_data, head.SerializeToString(), *after,
+                    **kwargs)  # fmt: skip
+
+    monkeypatch.setattr(purchase, "build_dual_signed", with_plan)
+    shop = _shop(ec)
+    preq = _preq(shop)
+    _verify(shop, preq)  # the merchant cannot see PIHead: it accepts the purchase
+    with pytest.raises(ProtocolError) as exc:
+        _auth(shop, preq)
+    assert exc.value.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+    assert "plan" in exc.value.reason
+
+
 def test_hod_binds_description_amount_and_salt() -> None:
     salt = new_id()
     base = hod(b"1 book", eur(1999), salt)
