@@ -10,7 +10,9 @@ CA answers no registration unless ``CaPolicy.gateway_registration`` says so
 (MESSAGE_NOT_SUPPORTED): a gateway certificate is what wallets seal PANs to.
 
 Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
-so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here.
+so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here; a
+renewal is also checked against ``ca.db``'s revocations in the transaction that decides
+it, so one revoked a moment before is refused all the same.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
 1. decrypt (a failure is a SET Error: without the back key no CertRes can be addressed);
 2. signatures: proof of possession by the new key, and the renewed key for a renewal
    (SIG_VALIDATION_FAIL); a key off the allow-list (REJECTED_BY_AGENT); dates by the
-   CA's clock;
+   CA's clock; a renewed certificate ca.db holds revoked when the decision is taken is
+   refused like one the trust store knew revoked (a SET Error, REVOKED_CERTIFICATE);
 3. the session and its Chall-CA, issued in RegFormRes for this request type and not yet
    used (CHALLENGE_MISMATCH); the brand, and the form this CA handed out, filled in with
    its own fields (REJECTED_BY_AGENT);
@@ -56,7 +57,7 @@ from setcore.registration_cardholder_ca import (
     open_reg_form_request,
     verify_card_cert_request,
 )
-from setcore.registration_certreq import CertAnswer, CertRequestEnvelope
+from setcore.registration_certreq import CertAnswer, CertRequestEnvelope, ProvenKeys
 from setpay.v1 import registration_pb2
 
 CHALLENGE_MISMATCH = registration_pb2.CERT_STATUS_CODE_CHALLENGE_MISMATCH
@@ -100,6 +101,22 @@ def challenge_matches(session: Session, chall_ca: bytes, request_type: int) -> b
         and session.request_type == request_type
         and session.chall_ca == chall_ca
     )
+
+
+def refuse_revoked_renewal(tx: StoreTransaction, keys: ProvenKeys) -> None:
+    """REVOKED_CERTIFICATE when ca.db, in the deciding transaction, holds a revocation of
+    the renewed certificate or of a CA above it.
+
+    The renewal signature was verified before, against this process's trust store, which
+    learns of a revocation made elsewhere (``setpay ca revoke``, another worker) only at
+    the watcher's next poll, and never of one committed after the check: without this, a
+    holder whose certificates were revoked to free its merchant ID could renew them.
+    Raised inside the transaction, so nothing is written: the answer a renewal signed by
+    a revoked certificate gets anyway (a SET Error).
+    """
+    renewed = keys.renewed
+    if renewed is not None and any(tx.is_revoked(t) for t in renewed.chain_thumbs):
+        raise fail(ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, "the renewed certificate is revoked")
 
 
 def reg_form_challenge(tx: StoreTransaction, session: Session, request_type: int) -> bytes:
@@ -170,7 +187,8 @@ class CardholderRegistrar:
         return body
 
     def reg_form(self, request: registration_pb2.RegFormRequest) -> bytes:
-        """Issue Chall-CA and the form; the PAN is read (for its BIN) and not kept."""
+        """Issue Chall-CA and the form; the PAN is opened and not kept (one form serves
+        every BIN: the card is checked with the issuer at CertReq)."""
         view = open_reg_form_request(request, self._side.credentials)
         tbe = view.tbe
         digest = request_digest(KIND_REG_FORM, request.reg_form_req)
@@ -226,6 +244,7 @@ class CardholderRegistrar:
         self, tx: StoreTransaction, request: CardRequest, now: int
     ) -> tuple[int, bytes | None, bytes]:
         data = request.data
+        refuse_revoked_renewal(tx, request.keys)
         session = tx.session(data.lid_ca)
         if session is None or not session_valid(session, data.lid_ee, self._side.ca_type, now):
             return CHALLENGE_MISMATCH, None, b""

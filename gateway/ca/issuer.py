@@ -26,5 +26,7 @@ class IssuerDirectory(Protocol):
         ...
 
     def merchant_registered(self, merchant_id: str, name: str) -> None:
-        """Called once the Merchant CA has certified this merchant (idempotent)."""
+        """Called at every certification of a merchant (initial or renewal), inside the
+        CA's transaction before it commits: the certification may still fail after it, and
+        a retry calls it again, so it must be idempotent."""
         ...

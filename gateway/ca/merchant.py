@@ -6,7 +6,9 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
    merchant's CertRes is not encrypted, so it can still be addressed by its RRPID);
 2. signatures: proof of possession by the new signature key, and the renewed key for a
    renewal (SIG_VALIDATION_FAIL); keys and KEM on the allow-list (REJECTED_BY_AGENT);
-   dates by the CA's clock;
+   dates by the CA's clock; a renewed certificate revoked in ca.db by the time of the
+   decision, even if not yet in this process's trust store (REVOKED_CERTIFICATE, a SET
+   Error: ``cardholder.refuse_revoked_renewal``);
 3. the session and its Chall-CA, mandatory here although SET made it optional for
    merchants (CHALLENGE_MISMATCH), and the brand, the identity the registration started
    with and the form this CA handed out, filled in with its own fields; and an initial
@@ -32,6 +34,7 @@ from gateway.ca.cardholder import (
     Clock,
     challenge_matches,
     now_utc,
+    refuse_revoked_renewal,
     session_valid,
 )
 from gateway.ca.issuer import IssuerDirectory
@@ -199,6 +202,7 @@ class MerchantRegistrar:
         self, tx: StoreTransaction, request: MerchantRequest, now: int
     ) -> tuple[int, tuple[bytes, ...]]:
         data = request.data
+        refuse_revoked_renewal(tx, request.keys)
         session = tx.session(data.lid_ca)
         if session is None or not session_valid(session, data.lid_ee, self._side.ca_type, now):
             return CHALLENGE_MISMATCH, ()

@@ -10,8 +10,10 @@ from setcore.registration import FormTemplate
 # A registration (CardCInit to CertReq) is a few round trips a person may pause in; an
 # hour is generous for that and bounds how long an unused Chall-CA stays acceptable.
 SESSION_LIFETIME_MS = 60 * 60 * 1000
-# Answers are kept this long for retries and CertInq of a lost CertRes; a week outlasts
-# any sensible retry, and the decided requests themselves are kept for good.
+# Answers are kept this long for retries of the same request bytes; a week outlasts any
+# sensible retry. A CertInq needs none of them: it is answered from the decided request,
+# kept for good. A CertReq resent after this gets MESSAGE_TOO_OLD (its date aged out)
+# although it was decided: a requester asks with CertInq before it registers again.
 RESPONSE_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
 
 CARDHOLDER_FORM = FormTemplate(

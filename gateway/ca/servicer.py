@@ -7,7 +7,10 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
                                                       signed by the answering CA, its code
                                                       and a fixed text; the reason goes to
                                                       the local log only
-    ca.db or the key backend unavailable              gRPC UNAVAILABLE
+    ca.db or the key backend unavailable              gRPC UNAVAILABLE, also on the two
+                                                      unsigned reads (GetBrandCRLIdentifier,
+                                                      GetCertificates), which may re-publish
+                                                      the CRLs and BCI first
     anything else (a bug)                             a signed UNSPECIFIED_FAILURE Error;
                                                       the traceback is logged here, never
                                                       sent to the peer
@@ -180,6 +183,10 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         except (ProtocolError, StoreError):
             log.exception("no revocation data to serve")
             _unavailable(context, "revocation data")
+        except KeyBackendError:
+            # The watcher re-publishes CRLs and the BCI first when they are due.
+            log.exception("CA key backend unavailable")
+            _unavailable(context, "key backend")
         return registration_pb2.GetBrandCRLIdentifierResponse(
             header=header(), brand_crl_identifier=current.bci, crls=current.crls
         )
@@ -190,11 +197,18 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         """Certificates by thumbprint."""
         try:
             found = self._ca.certificates(list(request.thumbs))
-        except ProtocolError:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
+        except ProtocolError as exc:
+            if exc.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
+            # Anything else is the revocation data the watcher could not install first.
+            log.exception("no revocation data to serve")
+            _unavailable(context, "revocation data")
         except StoreError:
             log.exception("CA database unavailable")
             _unavailable(context, "database")
+        except KeyBackendError:
+            log.exception("CA key backend unavailable")
+            _unavailable(context, "key backend")
         return registration_pb2.GetCertificatesResponse(header=header(), certificates=found)
 
 

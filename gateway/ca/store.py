@@ -5,7 +5,10 @@ Tables (schema version 1):
     sessions        one per CardCInit / Me-AqCInit: LID-CA, LID-EE, which CA, the Chall-CA
                     issued and whether it was used, the identity a merchant gave
     responses       every answer, keyed by RRPID, with a digest of the request: a retry
-                    gets the same bytes; another request under the same RRPID is refused
+                    gets the same bytes; another request under the same RRPID is refused.
+                    Not a CertReq's refusal before the CA decides (it cannot be opened, its
+                    signatures fail, a key is off the allow-list): it changes nothing and
+                    is answered afresh
     requests        certificate requests the CA decided (pended, complete, rejected),
                     keyed by RRPID and found by (LID-EE, LID-CA) for CertInq
     certificates    every SET certificate of the brand (DER), by thumbprint and serial

@@ -10,15 +10,20 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sqlite3
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gateway.ca import CertificateAuthority, add_to_server
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.credentials import Credentials
@@ -57,7 +62,7 @@ from setcore.registration_merchant import (
     open_merchant_cert_response,
 )
 from setcore.signed import countersign, sign
-from setpay.v1 import registration_pb2
+from setpay.v1 import registration_pb2, services_pb2_grpc
 
 from .conftest import Bank
 
@@ -81,6 +86,23 @@ def new_key(bank: Bank, usage: KeyUsage) -> KeyHandle:
 def new_trust(bank: Bank) -> TrustStore:
     """A requester's trust store: only the pinned root (the CA staples the BCI)."""
     return TrustStore(bank.pki.root_der)
+
+
+@contextmanager
+def serving(
+    ca: CertificateAuthority,
+) -> Iterator[services_pb2_grpc.CertificateAuthorityServiceStub]:
+    """``ca`` served by a gRPC server of its own on port 0; a stub to it."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    add_to_server(ca, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
+    finally:
+        channel.close()
+        server.stop(None)
 
 
 # --- cardholder ------------------------------------------------------------------------
@@ -283,6 +305,20 @@ def merchant_request(
     )
     exchange = Exchange(rrpid, chall, state.lid_ee, ca.lid_ca, ca.signer)
     return request, MerchantRequestState(exchange, state.request_type, state.identity, sig, kex)
+
+
+def certificates_naming(bank: Bank, subject: str) -> list[tuple[bytes, int]]:
+    """(thumbprint, notAfter in ms) of every certificate ca.db holds for ``subject``."""
+    path = bank.config.path(bank.config.ca_db)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT thumb, not_after_ms FROM certificates WHERE subject = ? ORDER BY issued_ms",
+            (subject,),
+        ).fetchall()
+    finally:
+        db.close()
+    return [(bytes(thumb), not_after) for thumb, not_after in rows]
 
 
 # --- openssl ---------------------------------------------------------------------------

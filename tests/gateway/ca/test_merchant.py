@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-import grpc
 import pytest
 
 from gateway.bank_pki import open_ca_store
-from gateway.ca import CaPolicy, CertificateAuthority, add_to_server
+from gateway.ca import CaPolicy, CertificateAuthority
 from gateway.provisioning import GATEWAY_NAME
 from hsm.base import KeyHandle, KeyUsage
 from setcore.error_message import open_error
@@ -30,7 +27,7 @@ from setcore.registration_merchant import (
     open_me_aq_c_init_response,
     open_merchant_cert_response,
 )
-from setpay.v1 import crypto_pb2, registration_pb2, services_pb2_grpc
+from setpay.v1 import crypto_pb2, registration_pb2
 
 from .conftest import Bank
 from .flows import (
@@ -39,11 +36,13 @@ from .flows import (
     PGWY_INITIAL,
     REQUESTERS,
     MerchantSession,
+    certificates_naming,
     merchant_request,
     new_key,
     new_trust,
     openssl_verify,
     register_merchant,
+    serving,
     start_merchant,
 )
 
@@ -82,17 +81,10 @@ def gateway_ca(ec_bank: Bank) -> Iterator[Bank]:
         ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer,
         policy=CaPolicy(gateway_registration=True),
     )  # fmt: skip
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    add_to_server(ca, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
     try:
-        yield replace(ec_bank, ca=ca, stub=stub)
+        with serving(ca) as stub:
+            yield replace(ec_bank, ca=ca, stub=stub)
     finally:
-        channel.close()
-        server.stop(None)
         store.close()
 
 
@@ -121,7 +113,7 @@ def test_gateway_registration_is_not_served_unless_the_policy_allows_it(
         cert_request.header.rrpid,
     )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
-    assert _certificates_naming(ec_bank, identity.acquirer_business_id) == []
+    assert certificates_naming(ec_bank, identity.acquirer_business_id) == []
     assert not _key_claimed(ec_bank, sig) and not _key_claimed(ec_bank, kex)
 
 
@@ -313,20 +305,6 @@ def test_me_aq_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
 # -- an initial registration never takes a name that holds live certificates ---------------
 
 
-def _certificates_naming(bank: Bank, subject: str) -> list[tuple[bytes, int]]:
-    """(thumbprint, notAfter in ms) of every certificate ca.db holds for ``subject``."""
-    path = bank.config.path(bank.config.ca_db)
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT thumb, not_after_ms FROM certificates WHERE subject = ? ORDER BY issued_ms",
-            (subject,),
-        ).fetchall()
-    finally:
-        db.close()
-    return [(bytes(thumb), not_after) for thumb, not_after in rows]
-
-
 def _key_claimed(bank: Bank, key: KeyHandle) -> bool:
     store = open_ca_store(bank.config)
     try:
@@ -340,7 +318,7 @@ def test_a_merchant_id_with_live_certificates_is_not_registered_again(ec_bank: B
     identity = _merchant("taken")
     first, *_ = register_merchant(ec_bank, identity)
     assert first.signature is not None and first.key_exchange is not None
-    held = _certificates_naming(ec_bank, identity.merchant_id)
+    held = certificates_naming(ec_bank, identity.merchant_id)
     assert [thumb for thumb, _ in held] == [
         first.signature.thumbprint,
         first.key_exchange.thumbprint,
@@ -353,7 +331,7 @@ def test_a_merchant_id_with_live_certificates_is_not_registered_again(ec_bank: B
     assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
     assert outcome.signature is None and outcome.key_exchange is None
     # Nothing changed: no certificate, no key taken, the acquirer's books told once.
-    assert _certificates_naming(ec_bank, identity.merchant_id) == held
+    assert certificates_naming(ec_bank, identity.merchant_id) == held
     assert not _key_claimed(ec_bank, sig) and not _key_claimed(ec_bank, kex)
     assert ec_bank.issuer.merchants.count(identity.subject) == 1
     # One of the two certificates revoked: the other still holds the name.
@@ -384,7 +362,7 @@ def test_a_live_merchant_renews_rather_than_registers_again(ec_bank: Bank) -> No
         ec_bank, identity, session=session, renewing=first.credentials(REQUESTERS, state)
     )
     assert renewed.complete and renewed.signature is not None
-    assert len(_certificates_naming(ec_bank, identity.merchant_id)) == 4
+    assert len(certificates_naming(ec_bank, identity.merchant_id)) == 4
 
 
 def test_a_merchant_id_whose_certificates_expired_registers_again(ec_bank: Bank) -> None:
@@ -415,13 +393,13 @@ def test_a_merchant_id_whose_certificates_expired_registers_again(ec_bank: Bank)
             assert not tx.holds_live_certificate(identity.merchant_id, MERCHANT, now_ms())
     finally:
         store.close()
-    held = _certificates_naming(ec_bank, identity.merchant_id)
+    held = certificates_naming(ec_bank, identity.merchant_id)
     assert len(held) == 2 and all(not_after < now_ms() for _, not_after in held)
     assert ec_bank.issuer.merchants.count(identity.subject) == 1
     # Today the name is free again.
     outcome, *_ = register_merchant(ec_bank, identity)
     assert outcome.complete and outcome.signature is not None
-    assert len(_certificates_naming(ec_bank, identity.merchant_id)) == 4
+    assert len(certificates_naming(ec_bank, identity.merchant_id)) == 4
     assert ec_bank.issuer.merchants.count(identity.subject) == 2
 
 
@@ -434,12 +412,12 @@ def test_a_gateway_name_with_live_certificates_is_not_registered_again(gateway_c
     # That gateway's name again, and the bank's own gateway's (certified at bank init).
     for identity in (fresh, GatewayIdentity("400000", GATEWAY_NAME)):
         name = identity.acquirer_business_id
-        held = _certificates_naming(ec_bank, name)
+        held = certificates_naming(ec_bank, name)
         assert len(held) == 2, name
         session = start_merchant(ec_bank, identity, request_type=PGWY_INITIAL)
         outcome, *_ = register_merchant(ec_bank, identity, session=session)
         assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT, name
-        assert _certificates_naming(ec_bank, name) == held
+        assert certificates_naming(ec_bank, name) == held
 
 
 def test_a_key_the_ca_does_not_allow_is_rejected_by_agent(ec_bank: Bank) -> None:

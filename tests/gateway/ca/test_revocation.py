@@ -5,16 +5,38 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from types import ModuleType
+from typing import Any
 
+import grpc
 import pytest
 from cryptography import x509
 
-from gateway.ca import AlreadyRevoked, NotRevocable, UnknownCertificate
+from gateway.bank_pki import open_ca_store
+from gateway.ca import (
+    AlreadyRevoked,
+    CertificateAuthority,
+    NotRevocable,
+    RevocationWatcher,
+    UnknownCertificate,
+    publishing,
+)
+from gateway.ca import authority as ca_authority
+from gateway.ca import cardholder as ca_cardholder
+from gateway.ca import merchant as ca_merchant
+from gateway.ca import watcher as ca_watcher
+from gateway.ca.store import StoreTransaction
 from hsm.base import KeyUsage
+from hsm.errors import TransientBackendError
 from setcore.encoding import thumbprint
-from setcore.errors import ErrorCode, ProtocolError
+from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.freshness import new_id
 from setcore.pki.roles import CARDHOLDER, MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
+from setcore.registration import key_thumbprint, spki_of
 from setcore.registration_cardholder import open_card_cert_response
 from setcore.registration_merchant import MerchantIdentity
 from setpay.v1 import registration_pb2
@@ -22,12 +44,16 @@ from setpay.v1 import registration_pb2
 from .conftest import CARD, EXPIRY, Bank
 from .flows import (
     CARD_RENEWAL,
+    MER_RENEWAL,
     REQUESTERS,
     card_request,
+    certificates_naming,
     new_key,
     register_cardholder,
     register_merchant,
+    serving,
     start_cardholder,
+    start_merchant,
 )
 
 S = registration_pb2
@@ -84,8 +110,6 @@ def test_revoked_certificate_cannot_be_renewed(ec_bank: Bank) -> None:
         session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY, renewing=old
     )
     response = ec_bank.stub.Cert(request)
-    from setcore.errors import PeerError
-
     with pytest.raises(PeerError) as caught:
         open_card_cert_response(response, state, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE
@@ -146,3 +170,134 @@ def test_get_certificates_by_thumbprint(ec_bank: Bank) -> None:
         ec_bank.pki.cca.signature_cert,
         ec_bank.pki.gateway.signature_cert,
     ]
+
+
+# -- a revocation committed while a renewal is being decided --------------------------------
+
+
+@contextmanager
+def _reading(bank: Bank) -> Iterator[StoreTransaction]:
+    """A read transaction on the bank's ca.db, through a connection of its own."""
+    store = open_ca_store(bank.config)
+    try:
+        with store.read() as tx:
+            yield tx
+    finally:
+        store.close()
+
+
+def _revoke_elsewhere(bank: Bank, thumbs: Sequence[bytes]) -> None:
+    """Revoke as ``setpay ca revoke`` does: another connection to ca.db, the served CA's
+    watcher not told."""
+    store = open_ca_store(bank.config)
+    try:
+        for thumb in thumbs:
+            publishing.revoke(store, bank.pki.authority_keys(), thumb=thumb)
+    finally:
+        store.close()
+
+
+def _revoked_after_verifying(
+    monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str, revoke: Callable[[], None]
+) -> None:
+    """Make ``module.name`` (the CA's verification of a CertReq) revoke once it verified.
+
+    The CA verifies a CertReq's chains against its process's trust store before it takes
+    ca.db's write lock to decide; an operator's revocation (or another worker's) can
+    commit in between, and the trust store learns of it only at the watcher's next poll.
+    """
+    real = getattr(module, name)
+
+    def verified_then_revoked(*args: Any, **kwargs: Any) -> Any:
+        verified = real(*args, **kwargs)
+        revoke()
+        return verified
+
+    monkeypatch.setattr(module, name, verified_then_revoked)
+
+
+def test_a_merchant_renewal_decided_after_its_certificate_was_revoked_is_refused(
+    ec_bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator revoked a merchant's certificates so that its ID may go to a new holder
+    (the one-holder rule); a renewal signed by the revoked key must not certify the old
+    holder again, however close to the revocation it arrives."""
+    identity = MerchantIdentity(f"m-renews-revoked-{new_id().hex()[:8]}", "Late Ltd")
+    first, state, _ = register_merchant(ec_bank, identity)
+    assert first.signature is not None and first.key_exchange is not None
+    old = first.credentials(REQUESTERS, state)
+    held = certificates_naming(ec_bank, identity.merchant_id)
+    session = start_merchant(ec_bank, identity, request_type=MER_RENEWAL)
+    revoked = (first.signature.thumbprint, first.key_exchange.thumbprint)
+    _revoked_after_verifying(
+        monkeypatch, ca_merchant, "verify_merchant_cert_request",
+        lambda: _revoke_elsewhere(ec_bank, revoked),
+    )  # fmt: skip
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    with pytest.raises(PeerError) as caught:
+        register_merchant(ec_bank, identity, session=session, keys=(sig, kex), renewing=old)
+    assert caught.value.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE
+    # Nothing was issued, nothing taken: the ID is free for its new holder.
+    assert certificates_naming(ec_bank, identity.merchant_id) == held
+    with _reading(ec_bank) as tx:
+        assert not any(tx.key_claimed(key_thumbprint(spki_of(k.public_key))) for k in (sig, kex))
+    assert ec_bank.issuer.merchants.count(identity.subject) == 1
+
+
+def test_a_cardholder_renewal_decided_after_its_certificate_was_revoked_is_refused(
+    ec_bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race for a cardholder: the revoked certificate's key renews nothing."""
+    first, _, key, _ = register_cardholder(ec_bank, CARD, EXPIRY)
+    assert first.certificate is not None
+    old = first.credentials(REQUESTERS, key)
+    session = start_cardholder(ec_bank, CARD, request_type=CARD_RENEWAL)
+    thumb = first.certificate.thumbprint
+    _revoked_after_verifying(
+        monkeypatch, ca_cardholder, "verify_card_cert_request",
+        lambda: _revoke_elsewhere(ec_bank, (thumb,)),
+    )  # fmt: skip
+    new = new_key(ec_bank, KeyUsage.SIGNATURE)
+    request, state = card_request(session, new, CARD, EXPIRY, renewing=old)
+    with pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE
+    with _reading(ec_bank) as tx:
+        assert not tx.key_claimed(key_thumbprint(spki_of(new.public_key)))
+
+
+def test_revocation_data_the_key_backend_cannot_refresh_is_unavailable(
+    ec_bank: Bank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GetBrandCRLIdentifier and GetCertificates first let the watcher re-publish CRLs and
+    the BCI when due; a token gone then is UNAVAILABLE with a fixed text, as on every other
+    CA method, never gRPC's UNKNOWN carrying the backend's own words."""
+    # A watcher that polls on every call, so the next call is the one that refreshes.
+    monkeypatch.setattr(ca_authority, "RevocationWatcher", partial(RevocationWatcher, interval_s=0))
+    store = open_ca_store(ec_bank.config)
+    try:
+        ca = CertificateAuthority(
+            ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer
+        )
+
+        def token_gone(*args: object, **kwargs: object) -> bool:
+            raise TransientBackendError("token removed, slot 7 detail")
+
+        monkeypatch.setattr(ca_watcher, "bci_due", lambda *args, **kwargs: True)
+        monkeypatch.setattr(ca_watcher, "refresh", token_gone)
+        with serving(ca) as stub:
+            for call in (
+                lambda: stub.GetBrandCRLIdentifier(
+                    S.GetBrandCRLIdentifierRequest(brand_id=ec_bank.brand_id)
+                ),
+                lambda: stub.GetCertificates(
+                    S.GetCertificatesRequest(thumbs=[ec_bank.pki.cca.signature_thumb])
+                ),
+            ):
+                with pytest.raises(grpc.RpcError) as failed:
+                    call()
+                assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+                details = failed.value.details()  # type: ignore[attr-defined]
+                assert details == "certificate authority key backend unavailable"
+    finally:
+        store.close()
