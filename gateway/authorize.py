@@ -35,7 +35,7 @@ from setcore.authorization import (
     open_payment_instruction,
     seal_cap_token,
 )
-from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
+from setpay.v1 import authorization_pb2, common_pb2
 
 log = logging.getLogger("setpay.gateway")
 
@@ -67,7 +67,7 @@ def decision_for(bank: Bank, request: VerifiedAuthRequest, outcome: Outcome) -> 
         cap_res = None
         if outcome.capture is not None:
             cap_res = authorization_pb2.CapResPayload(
-                cap_code=capture_pb2.CAP_CODE_SUCCESS,
+                cap_code=authorization_pb2.CAP_CODE_SUCCESS,
                 cap_amt=asked,
                 batch_id=outcome.capture.batch_id,
                 batch_sequence_num=outcome.capture.batch_seq,

@@ -31,13 +31,13 @@ _AUTH_REV: dict[Decline, int] = {
 }
 
 # Decline -> CapCode for CapRes items.
-_CAP: dict[Decline, int] = {
-    Decline.UNKNOWN_HOLD: c.CAP_CODE_UNKNOWN_XID,
-    Decline.HOLD_EXPIRED: c.CAP_CODE_AUTH_EXPIRED,
-    Decline.AMOUNT_EXCEEDS_AUTHORIZATION: c.CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION,
-    Decline.INVALID_AMOUNT: c.CAP_CODE_INVALID_AUTH_DATA,
-    Decline.BATCH_CLOSED: c.CAP_CODE_BATCH_CLOSED,
-    Decline.BATCH_UNKNOWN: c.CAP_CODE_BATCH_UNKNOWN,
+_CAP: dict[Decline, a.CapCode] = {
+    Decline.UNKNOWN_HOLD: a.CAP_CODE_UNKNOWN_XID,
+    Decline.HOLD_EXPIRED: a.CAP_CODE_AUTH_EXPIRED,
+    Decline.AMOUNT_EXCEEDS_AUTHORIZATION: a.CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION,
+    Decline.INVALID_AMOUNT: a.CAP_CODE_INVALID_AUTH_DATA,
+    Decline.BATCH_CLOSED: a.CAP_CODE_BATCH_CLOSED,
+    Decline.BATCH_UNKNOWN: a.CAP_CODE_BATCH_UNKNOWN,
 }
 
 # Decline -> CapRevOrCredCode for capture reversal, credit and credit reversal items.
@@ -77,9 +77,9 @@ def auth_rev_code_for(decline: Decline) -> int:
     return _AUTH_REV.get(decline, a.AUTH_REV_CODE_UNSPECIFIED_FAILURE)
 
 
-def cap_code_for(decline: Decline) -> int:
+def cap_code_for(decline: Decline) -> a.CapCode:
     """The CapCode of a refused capture item."""
-    return _CAP.get(decline, c.CAP_CODE_UNSPECIFIED_FAILURE)
+    return _CAP.get(decline, a.CAP_CODE_UNSPECIFIED_FAILURE)
 
 
 def cap_rev_or_cred_code_for(decline: Decline) -> int:

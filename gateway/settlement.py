@@ -141,7 +141,7 @@ def capture(bank: Bank, request: capture_pb2.CaptureRequest) -> bytes:
             if isinstance(result, Posted):
                 decisions.append(
                     CaptureDecision(
-                        cap_code=capture_pb2.CAP_CODE_SUCCESS,
+                        cap_code=authorization_pb2.CAP_CODE_SUCCESS,
                         cap_amt=_amount(result.currency, result.amount, asked.exp10),
                         batch_id=result.batch_id,
                         batch_sequence_num=result.batch_seq,

@@ -362,7 +362,7 @@ def open_capture_request(
 class CaptureDecision:
     """The gateway's result for one capture item, as the ledger decided it."""
 
-    cap_code: int
+    cap_code: authorization_pb2.CapCode
     cap_amt: common_pb2.CurrencyAmount
     batch_id: str = ""
     batch_sequence_num: int = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from clients.errors import OrderStateError, UnknownOrder
 from clients.merchant.authorizer import APPROVED, Authorizer
@@ -40,7 +41,7 @@ from setcore.purchase import (
     open_purchase_request,
     verify_purchase,
 )
-from setpay.v1 import common_pb2, purchase_pb2
+from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2
 
 log = logging.getLogger("setpay.merchant")
 
@@ -60,7 +61,8 @@ def completion_of(order: Order, captured: int, credited: int) -> purchase_pb2.PR
     if order.state is OrderState.FAILED or auth is None:
         payload.completion_code = C.COMPLETION_CODE_ORDER_REJECTED
         return payload
-    payload.auth_code = auth.auth_code
+    # Stored from a verified AuthRes, whose parse refused undefined AuthCode values.
+    payload.auth_code = cast(authorization_pb2.AuthCode, auth.auth_code)
     payload.auth_amt.CopyFrom(auth.amount.to_proto())
     payload.acq_card_msg = auth.acq_card_msg
     if credited:

@@ -70,7 +70,7 @@ from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, gateway_admin_
 
 log = logging.getLogger("setpay.merchant")
 
-CAP_SUCCESS = capture_pb2.CAP_CODE_SUCCESS
+CAP_SUCCESS = authorization_pb2.CAP_CODE_SUCCESS
 CAP_REV_OR_CRED_SUCCESS = capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS
 AUTH_REV_APPROVED = authorization_pb2.AUTH_REV_CODE_APPROVED
 _BUILD = {
@@ -313,7 +313,7 @@ class Settlement:
             return self._settle(
                 operation, payload.cap_code == CAP_SUCCESS, payload.cap_code,
                 payload.cap_amt.amount, payload.batch_id,
-                capture_pb2.CapCode.Name(payload.cap_code),
+                authorization_pb2.CapCode.Name(payload.cap_code),
             )  # fmt: skip
         if operation.kind is OperationKind.AUTH_REVERSAL:
             rev = self._gateway.reverse_authorization(

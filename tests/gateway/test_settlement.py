@@ -85,7 +85,7 @@ def capture(world: World, merchant: Merchant, auth: Authorized, amount: int, stu
     response = (stub or world.gateway).Capture(request)
     result = open_capture_response(response, merchant.credentials, state, merchant.trust)
     payload = result.data.cap_res_items[0].cap_res_payload
-    return c.CapCode.Name(payload.cap_code), payload.cap_amt.amount, state.rrpid, payload.batch_id
+    return a.CapCode.Name(payload.cap_code), payload.cap_amt.amount, state.rrpid, payload.batch_id
 
 
 def _item(auth: Authorized, amount: int, original: bytes = b"") -> CapRevOrCredItem:

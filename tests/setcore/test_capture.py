@@ -39,7 +39,7 @@ from .certified import (
     trans_ids,
 )
 
-SUCCESS = capture_pb2.CAP_CODE_SUCCESS
+SUCCESS = authorization_pb2.CAP_CODE_SUCCESS
 
 
 def _item(
@@ -109,7 +109,7 @@ def test_capture_round_trip(certified: Certified) -> None:
     assert verified.items[0].item.cap_payload.cap_date_unix_ms == 1_700_000_000_000
 
     decisions = _decisions(verified)
-    decisions[1] = CaptureDecision(capture_pb2.CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION, eur(0))
+    decisions[1] = CaptureDecision(authorization_pb2.CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION, eur(0))
     result = open_capture_response(
         _response(build_capture_response(c.gateway, verified, decisions)),
         c.merchant,
@@ -118,7 +118,7 @@ def test_capture_round_trip(certified: Certified) -> None:
     )
     assert result.gateway.thumbprint == c.gateway.signature_thumb
     codes = [i.cap_res_payload.cap_code for i in result.items]
-    assert codes == [SUCCESS, capture_pb2.CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION]
+    assert codes == [SUCCESS, authorization_pb2.CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION]
     assert result.items[0].cap_res_payload.batch_id == "batch-7"
     assert result.items[0].cap_res_payload.cap_amt.amount == 1500
     assert result.data.cap_rr_tags.rrpid == state.rrpid

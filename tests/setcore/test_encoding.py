@@ -74,10 +74,18 @@ def test_an_enum_value_the_schema_does_not_define_is_refused_at_any_depth() -> N
     repeated = gateway_admin_pb2.PCertResTBS(content_type="setpay.v1.PCertResTBS")
     repeated.items.add(p_cert_code=gateway_admin_pb2.P_CERT_CODE_SUCCESS)  # defined
     repeated.items.add(p_cert_code=77)  # type: ignore[arg-type]
+    # CapCode and the cardholder's AuthCode were int32 fields once: nothing checked them.
+    sale = authorization_pb2.AuthResData(content_type="setpay.v1.AuthResData")
+    sale.auth_res_payload.cap_res_payload.cap_code = 999  # type: ignore[assignment]
+    answered = purchase_pb2.PResData(content_type="setpay.v1.PResData")
+    answered.payloads.add(auth_code=999)  # type: ignore[arg-type]
     cases = [
         (error_pb2.ErrorTBS, top, "setpay.v1.ErrorTBS.error_code"),
         (authorization_pb2.AuthResData, nested,
          "setpay.v1.AuthResData.auth_res_payload.auth_header.auth_code"),
+        (authorization_pb2.AuthResData, sale,
+         "setpay.v1.AuthResData.auth_res_payload.cap_res_payload.cap_code"),
+        (purchase_pb2.PResData, answered, "setpay.v1.PResData.payloads.auth_code"),
         (gateway_admin_pb2.PCertResTBS, repeated, "setpay.v1.PCertResTBS.items.p_cert_code"),
     ]  # fmt: skip
     for message_class, message, path in cases:

@@ -53,6 +53,23 @@ class AuthRevCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUTH_REV_CODE_MISSING_CAP_TOKEN: _ClassVar[AuthRevCode]
     AUTH_REV_CODE_INVALID_CAP_TOKEN: _ClassVar[AuthRevCode]
     AUTH_REV_CODE_INVALID_AMOUNT: _ClassVar[AuthRevCode]
+
+class CapCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAP_CODE_UNSPECIFIED: _ClassVar[CapCode]
+    CAP_CODE_SUCCESS: _ClassVar[CapCode]
+    CAP_CODE_UNSPECIFIED_FAILURE: _ClassVar[CapCode]
+    CAP_CODE_DUPLICATE_REQUEST: _ClassVar[CapCode]
+    CAP_CODE_AUTH_EXPIRED: _ClassVar[CapCode]
+    CAP_CODE_AUTH_DATA_MISSING: _ClassVar[CapCode]
+    CAP_CODE_INVALID_AUTH_DATA: _ClassVar[CapCode]
+    CAP_CODE_CAP_TOKEN_MISSING: _ClassVar[CapCode]
+    CAP_CODE_INVALID_CAP_TOKEN: _ClassVar[CapCode]
+    CAP_CODE_BATCH_UNKNOWN: _ClassVar[CapCode]
+    CAP_CODE_BATCH_CLOSED: _ClassVar[CapCode]
+    CAP_CODE_UNKNOWN_XID: _ClassVar[CapCode]
+    CAP_CODE_UNKNOWN_LID: _ClassVar[CapCode]
+    CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION: _ClassVar[CapCode]
 AUTH_CODE_UNSPECIFIED: AuthCode
 AUTH_CODE_APPROVED: AuthCode
 AUTH_CODE_UNSPECIFIED_FAILURE: AuthCode
@@ -90,6 +107,20 @@ AUTH_REV_CODE_SYSTEM_ERROR: AuthRevCode
 AUTH_REV_CODE_MISSING_CAP_TOKEN: AuthRevCode
 AUTH_REV_CODE_INVALID_CAP_TOKEN: AuthRevCode
 AUTH_REV_CODE_INVALID_AMOUNT: AuthRevCode
+CAP_CODE_UNSPECIFIED: CapCode
+CAP_CODE_SUCCESS: CapCode
+CAP_CODE_UNSPECIFIED_FAILURE: CapCode
+CAP_CODE_DUPLICATE_REQUEST: CapCode
+CAP_CODE_AUTH_EXPIRED: CapCode
+CAP_CODE_AUTH_DATA_MISSING: CapCode
+CAP_CODE_INVALID_AUTH_DATA: CapCode
+CAP_CODE_CAP_TOKEN_MISSING: CapCode
+CAP_CODE_INVALID_CAP_TOKEN: CapCode
+CAP_CODE_BATCH_UNKNOWN: CapCode
+CAP_CODE_BATCH_CLOSED: CapCode
+CAP_CODE_UNKNOWN_XID: CapCode
+CAP_CODE_UNKNOWN_LID: CapCode
+CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION: CapCode
 
 class AuthTags(_message.Message):
     __slots__ = ("auth_rr_tags", "trans_ids", "auth_ret_num")
@@ -185,11 +216,11 @@ class CapResPayload(_message.Message):
     CAP_AMT_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQUENCE_NUM_FIELD_NUMBER: _ClassVar[int]
-    cap_code: int
+    cap_code: CapCode
     cap_amt: _common_pb2.CurrencyAmount
     batch_id: str
     batch_sequence_num: int
-    def __init__(self, cap_code: _Optional[int] = ..., cap_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., batch_id: _Optional[str] = ..., batch_sequence_num: _Optional[int] = ...) -> None: ...
+    def __init__(self, cap_code: _Optional[_Union[CapCode, str]] = ..., cap_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., batch_id: _Optional[str] = ..., batch_sequence_num: _Optional[int] = ...) -> None: ...
 
 class AuthResPayload(_message.Message):
     __slots__ = ("auth_header", "cap_res_payload")

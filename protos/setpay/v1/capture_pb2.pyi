@@ -10,23 +10,6 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class CapCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    CAP_CODE_UNSPECIFIED: _ClassVar[CapCode]
-    CAP_CODE_SUCCESS: _ClassVar[CapCode]
-    CAP_CODE_UNSPECIFIED_FAILURE: _ClassVar[CapCode]
-    CAP_CODE_DUPLICATE_REQUEST: _ClassVar[CapCode]
-    CAP_CODE_AUTH_EXPIRED: _ClassVar[CapCode]
-    CAP_CODE_AUTH_DATA_MISSING: _ClassVar[CapCode]
-    CAP_CODE_INVALID_AUTH_DATA: _ClassVar[CapCode]
-    CAP_CODE_CAP_TOKEN_MISSING: _ClassVar[CapCode]
-    CAP_CODE_INVALID_CAP_TOKEN: _ClassVar[CapCode]
-    CAP_CODE_BATCH_UNKNOWN: _ClassVar[CapCode]
-    CAP_CODE_BATCH_CLOSED: _ClassVar[CapCode]
-    CAP_CODE_UNKNOWN_XID: _ClassVar[CapCode]
-    CAP_CODE_UNKNOWN_LID: _ClassVar[CapCode]
-    CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION: _ClassVar[CapCode]
-
 class CapRevOrCredCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CAP_REV_OR_CRED_CODE_UNSPECIFIED: _ClassVar[CapRevOrCredCode]
@@ -50,20 +33,6 @@ class CapRevOrCredKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAP_REV_OR_CRED_KIND_CAPTURE_REVERSAL: _ClassVar[CapRevOrCredKind]
     CAP_REV_OR_CRED_KIND_CREDIT: _ClassVar[CapRevOrCredKind]
     CAP_REV_OR_CRED_KIND_CREDIT_REVERSAL: _ClassVar[CapRevOrCredKind]
-CAP_CODE_UNSPECIFIED: CapCode
-CAP_CODE_SUCCESS: CapCode
-CAP_CODE_UNSPECIFIED_FAILURE: CapCode
-CAP_CODE_DUPLICATE_REQUEST: CapCode
-CAP_CODE_AUTH_EXPIRED: CapCode
-CAP_CODE_AUTH_DATA_MISSING: CapCode
-CAP_CODE_INVALID_AUTH_DATA: CapCode
-CAP_CODE_CAP_TOKEN_MISSING: CapCode
-CAP_CODE_INVALID_CAP_TOKEN: CapCode
-CAP_CODE_BATCH_UNKNOWN: CapCode
-CAP_CODE_BATCH_CLOSED: CapCode
-CAP_CODE_UNKNOWN_XID: CapCode
-CAP_CODE_UNKNOWN_LID: CapCode
-CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION: CapCode
 CAP_REV_OR_CRED_CODE_UNSPECIFIED: CapRevOrCredCode
 CAP_REV_OR_CRED_CODE_SUCCESS: CapRevOrCredCode
 CAP_REV_OR_CRED_CODE_UNSPECIFIED_FAILURE: CapRevOrCredCode

@@ -1,3 +1,4 @@
+from setpay.v1 import authorization_pb2 as _authorization_pb2
 from setpay.v1 import common_pb2 as _common_pb2
 from setpay.v1 import crypto_pb2 as _crypto_pb2
 from setpay.v1 import error_pb2 as _error_pb2
@@ -206,12 +207,12 @@ class PResPayload(_message.Message):
     CREDITED_AMT_FIELD_NUMBER: _ClassVar[int]
     ACQ_CARD_MSG_FIELD_NUMBER: _ClassVar[int]
     completion_code: CompletionCode
-    auth_code: int
+    auth_code: _authorization_pb2.AuthCode
     auth_amt: _common_pb2.CurrencyAmount
     captured_amt: _common_pb2.CurrencyAmount
     credited_amt: _common_pb2.CurrencyAmount
     acq_card_msg: bytes
-    def __init__(self, completion_code: _Optional[_Union[CompletionCode, str]] = ..., auth_code: _Optional[int] = ..., auth_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., captured_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., credited_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., acq_card_msg: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, completion_code: _Optional[_Union[CompletionCode, str]] = ..., auth_code: _Optional[_Union[_authorization_pb2.AuthCode, str]] = ..., auth_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., captured_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., credited_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., acq_card_msg: _Optional[bytes] = ...) -> None: ...
 
 class PResData(_message.Message):
     __slots__ = ("content_type", "trans_ids", "rrpid", "chall_c", "payloads")
