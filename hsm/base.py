@@ -13,6 +13,10 @@ algorithm and a usage. The usage is enforced by the backend:
     key-exchange   no         yes
     token-sealing  no         yes
 
+A handle names one key: its label, its version and its public key. Delete every
+version of a label and generate it again, and version 1 is another key; a handle taken
+before gets ``KeyNotFound``, never the new key's signatures.
+
 Signatures are returned in the encoding X.509 uses: DER ``ECDSA-Sig-Value`` for ECDSA,
 the raw 64 bytes for Ed25519, the raw modulus-sized block for RSA-PSS.
 """

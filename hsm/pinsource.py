@@ -104,7 +104,10 @@ def _read_secret_file(path: str) -> str:
         data = data[:-1]
     if not data:
         raise PermanentBackendError(f"secret file {path} is empty")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PermanentBackendError(f"secret file {path} is not UTF-8 text") from exc
+    # Not decode() with its strict default: the UnicodeDecodeError it raises holds the
+    # whole secret (its repr shows it) and names a byte of it in its message, and it
+    # would stay attached to ours as a context. Undecodable bytes become lone surrogates.
+    text = data.decode("utf-8", "surrogateescape")
+    if has_surrogates(text):
+        raise PermanentBackendError(f"secret file {path} is not UTF-8 text")
+    return text

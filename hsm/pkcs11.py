@@ -25,8 +25,12 @@ tools are used when their usage is unambiguous (see ``hsm.token_objects``) or on
 only if they are sensitive and not extractable.
 
 Catalog: the backend keeps the list of key versions in memory. A key another process
-adds is found on the first ``get`` that misses, and by every ``list_keys``. Key versions
-are claimed under an inter-process lock.
+adds is found on the first ``get`` that misses, and by every ``list_keys``; a key whose
+objects an operation finds gone leaves it, so the next ``get`` reads the token again.
+Key versions are claimed under an inter-process lock, each with a random CKA_ID of its
+own: a label deleted and made again by another process is never found, under the old
+key's id, by a backend that still lists the old key. ``object_id`` gives a key's
+CKA_ID (for ``pkcs11-tool --id``).
 
 Errors raised are those of ``hsm.errors``.
 """
@@ -36,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -78,6 +82,7 @@ from hsm.policy import (
     check_certificate,
     check_combination,
     check_label,
+    check_same_key,
     check_version,
     require_decapsulate,
     require_sign,
@@ -99,14 +104,16 @@ from hsm.token_objects import (
     certificate_attributes,
     describe_key,
     import_attributes,
-    key_id,
     keypair_template,
     metadata_attributes,
+    new_key_id,
     stays_on_token,
 )
 from hsm.token_session import Pkcs11Config, TokenLink, TokenSession
 
 __all__ = ["Pkcs11Backend", "Pkcs11Config"]
+
+T = TypeVar("T")
 
 #: Size of a P-256 ECDSA signature as the token returns it: r || s, 32 bytes each.
 _ECDSA_RAW_LENGTH = 64
@@ -146,6 +153,10 @@ class Pkcs11Backend(KeyBackend):
     def pool_stats(self) -> PoolStats:
         """The session pool's size, leases out and summed waits (read-only, for metrics)."""
         return self._link.pool_stats
+
+    def object_id(self, key: KeyHandle) -> bytes:
+        """The CKA_ID of the key's objects on the token (``pkcs11-tool --id`` takes it in hex)."""
+        return self._record(key).ck_id
 
     @property
     def rsa_kem(self) -> KemAlgorithm | None:
@@ -300,7 +311,7 @@ class Pkcs11Backend(KeyBackend):
                 )
                 return signature
 
-            signature = self._link.run(sign, "sign", subject=_describe(record))
+            signature = self._run_on_key(record, sign, "sign")
             if algorithm is not KeyAlgorithm.EC_P256:
                 return signature
             if len(signature) != _ECDSA_RAW_LENGTH:
@@ -350,7 +361,7 @@ class Pkcs11Backend(KeyBackend):
             value: bytes = found[0][Attribute.VALUE]
             return value
 
-        return self._link.run(read, "read a certificate", subject=_describe(record))
+        return self._run_on_key(record, read, "read a certificate")
 
     def check_health(self) -> None:
         """Raise ``TransientBackendError`` unless the token answers and we are logged in."""
@@ -374,7 +385,7 @@ class Pkcs11Backend(KeyBackend):
                 k.handle.version for k in self._catalog.scan(session) if k.handle.label == label
             ]
             version = 1 + max(versions, default=0)
-            ck_id = key_id(label, version)
+            ck_id = new_key_id()
             create(session, version, ck_id)
             try:
                 session.session.create_object(
@@ -426,7 +437,7 @@ class Pkcs11Backend(KeyBackend):
                     secret.destroy()
             return value
 
-        return self._link.run(derive, "decapsulate", subject=_describe(record), peer_input=True)
+        return self._run_on_key(record, derive, "decapsulate", peer_input=True)
 
     def _oaep_decrypt(self, record: TokenKey, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
         token_hash, token_mgf, _ = OAEP_PARAMETERS[kem]
@@ -440,11 +451,36 @@ class Pkcs11Backend(KeyBackend):
             )
             return plaintext
 
-        return self._link.run(decrypt, "decapsulate", subject=_describe(record), peer_input=True)
+        return self._run_on_key(record, decrypt, "decapsulate", peer_input=True)
 
     def _record(self, key: KeyHandle) -> TokenKey:
         """The backend's own record of ``key``: its usage, not the caller's copy, is law."""
-        return self._catalog.find(key.label, key.version)
+        record = self._catalog.find(key.label, key.version)
+        check_same_key(record.handle, key)
+        return record
+
+    def _run_on_key(
+        self,
+        record: TokenKey,
+        operation: Callable[[TokenSession], T],
+        action: str,
+        *,
+        peer_input: bool = False,
+    ) -> T:
+        """``TokenLink.run`` on one key; a key the token no longer has leaves the catalog.
+
+        The catalog may still list a key another process has deleted: forgetting it makes
+        the next lookup read the token again, so a key made since under the same label
+        is found (and handles of the old one are refused) instead of "not on the token"
+        until the next ``list_keys``.
+        """
+        try:
+            return self._link.run(
+                operation, action, subject=_describe(record), peer_input=peer_input
+            )
+        except KeyNotFound:
+            self._catalog.forget(record)
+            raise
 
     def _capable(
         self, session: TokenSession, record: TokenKey, capability: type, action: str

@@ -18,6 +18,7 @@ from hsm.errors import (
     InvalidCertificate,
     InvalidKeyLabel,
     InvalidKeyVersion,
+    KeyNotFound,
     KeyUsageError,
     UnsupportedAlgorithm,
 )
@@ -124,6 +125,21 @@ def algorithm_of_public(public_key: PublicKey) -> KeyAlgorithm:
             f"RSA-{public_key.key_size} is not allowed: use RSA-2048 or RSA-3072"
         )
     raise UnsupportedAlgorithm(f"key type {type(public_key).__name__} is not allowed")
+
+
+def check_same_key(held: KeyHandle, given: KeyHandle) -> None:
+    """Raise ``KeyNotFound`` unless the caller's handle names the key the backend holds.
+
+    A label and version can name two keys in turn: delete every version of a label,
+    generate it again, and version 1 is a new key. A handle from before still names the
+    old one; serving it with the new key would return signatures, and accept
+    certificates, for a public key that is not the handle's.
+    """
+    if given.public_key is not held.public_key and given.public_key != held.public_key:
+        raise KeyNotFound(
+            f"key {given.label!r} v{given.version} was deleted and made again since this "
+            "handle was taken: get the key again"
+        )
 
 
 def require_sign(key: KeyHandle) -> None:

@@ -4,15 +4,18 @@ The pool only counts and hands out; it never talks to the token. A lease may com
 no session (the pool had none idle) or with a stale one: the borrower, holding the
 module lock, validates it (same library generation, same process) and opens a fresh
 session when needed, then marks it evicted if the token reported a session or device
-error, so it is not handed out again. Errors raised are ``TransientBackendError``.
-``stats`` is a read-only snapshot for metrics (leases granted and the time spent waiting).
+error, so it is not handed out again. Once the pool is closed it takes no session back:
+the idle ones are handed to the closer, and each one out on a lease goes to ``discard``
+when its lease ends, so none outlives the close unnoticed. Errors raised are
+``TransientBackendError``. ``stats`` is a read-only snapshot for metrics (leases granted
+and the time spent waiting).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -47,15 +50,23 @@ class Lease(Generic[T]):
 
 
 class SessionPool(Generic[T]):
-    """At most ``size`` leases at a time; a borrower waits at most ``wait_seconds``."""
+    """At most ``size`` leases at a time; a borrower waits at most ``wait_seconds``.
 
-    def __init__(self, size: int, wait_seconds: float) -> None:
+    ``discard`` receives each session given back after ``close`` (on the returning thread,
+    holding no pool lock).
+    """
+
+    def __init__(
+        self, size: int, wait_seconds: float, discard: Callable[[T], None] | None = None
+    ) -> None:
         if size < 1 or wait_seconds <= 0:
             raise ValueError("pool size must be >= 1 and wait > 0")
         self.size = size
         self.wait_seconds = wait_seconds
+        self._discard = discard
         self._condition = threading.Condition()
         self._idle: list[T] = []
+        self._closed = False
         self._leased = 0
         self._granted = 0
         self._waited = 0.0
@@ -67,15 +78,32 @@ class SessionPool(Generic[T]):
         try:
             yield lease
         finally:
+            refused: T | None = None
             with self._condition:
                 self._leased -= 1
                 if lease.item is not None and not lease.evicted:
-                    self._idle.append(lease.item)
+                    if self._closed:
+                        refused = lease.item
+                    else:
+                        self._idle.append(lease.item)
                 self._condition.notify()
+            if refused is not None and self._discard is not None:
+                self._discard(refused)
 
     def drain(self) -> list[T]:
         """Take every idle session out of the pool (for closing or discarding)."""
         with self._condition:
+            idle, self._idle = self._idle, []
+            return idle
+
+    def close(self) -> list[T]:
+        """Take no session back from now on; the idle ones, for the caller to close.
+
+        Checked under the same lock as every return, so a session on a lease now is
+        either among those returned here or goes to ``discard`` when its lease ends.
+        """
+        with self._condition:
+            self._closed = True
             idle, self._idle = self._idle, []
             return idle
 

@@ -46,6 +46,7 @@ from hsm.policy import (
     check_certificate,
     check_combination,
     check_label,
+    check_same_key,
     check_version,
     default_kem,
     require_decapsulate,
@@ -255,7 +256,10 @@ class SoftwareBackend(KeyBackend):
         with self._lock:
             self._check_open()
             found = self._handles.get((key.label, key.version))
-        return found if found is not None else self.get(key.label, key.version)
+        if found is None:
+            found = self.get(key.label, key.version)
+        check_same_key(found, key)
+        return found
 
     def _private_key(self, record: KeyHandle) -> PrivateKey:
         key_id = (record.label, record.version)

@@ -92,6 +92,12 @@ class TokenCatalog:
             raise KeyNotFound(f"no key {label!r}{which} on {self._link.name}")
         return found
 
+    def forget(self, key: TokenKey) -> None:
+        """Drop ``key`` (the token no longer has it): the next lookup reads the token again."""
+        with self._lock:
+            if self._keys.get((key.handle.label, key.handle.version)) is key:
+                del self._keys[(key.handle.label, key.handle.version)]
+
     def handle_after_change(self, key: KeyId) -> KeyHandle:
         """Re-read the token after a change; the changed key's handle."""
         self.refresh()

@@ -17,15 +17,25 @@ and size; an environment variable's value under a keyed hash made for this latch
 kept only in memory) and refuses further logins, with the same error and without
 calling C_Login, until that identity changes.
 
+A PIN file's refusal is also written beside the token's login lock file, so the other
+processes on this host that use that token and that file (a gateway's workers all
+start together; a restarted one) do not each offer the refused PIN once more: they
+read it under the login lock and refuse as well, until the file changes. The record
+holds the file's name and identity and the message, nothing of the PIN; the next
+accepted login removes it. An environment PIN's refusal stays in its process: its
+identity is a keyed hash whose key must not be written down.
+
 Errors raised: ``PermanentBackendError`` (the module's function list is unusable, or a
 latched PIN refusal) and python-pkcs11 exceptions for C_Login's return codes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from collections.abc import Hashable
@@ -61,6 +71,10 @@ _FUNCTION_NAMES = (
 
 #: CK_STATE values of a session in which the normal user is logged in.
 _USER_STATES = frozenset({1, 3})  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS
+
+#: A shared refusal record is a file name, five numbers and a message: 4 KiB is ample,
+#: and reading no more keeps a stray large file from costing anything.
+MAX_REFUSAL_RECORD_BYTES = 4096
 
 _CKR_OK = 0
 _CKR_USER_ALREADY_LOGGED_IN = 0x100
@@ -172,12 +186,19 @@ class LoginCalls:
 class PinLatch:
     """Remembers a refused PIN until its source changes (see the module docstring)."""
 
-    def __init__(self, source: PinSource) -> None:
+    def __init__(self, source: PinSource, shared_stem: str | None = None) -> None:
+        """``shared_stem``: the token's lock files' path stem, for shared refusals."""
         self._source = source
         # Keys the hash of an environment PIN: equal values are recognized, but the
         # hash alone, should it ever be seen, cannot be checked against guesses.
         self._key = secrets.token_bytes(32)
         self._refused: tuple[Hashable, str] | None = None
+        # Where refusals of this PIN file on this token are shared (see above): one
+        # record per file, so a PIN accepted from another file clears none of them.
+        self._shared_path: str | None = None
+        if shared_stem is not None and source.kind == "file":
+            place = hashlib.sha256(os.fsencode(source.location)).hexdigest()[:16]
+            self._shared_path = f"{shared_stem}.pin-{place}.refused"
 
     def identity(self) -> Hashable:
         """What the PIN source is now: compared, never shown."""
@@ -204,6 +225,54 @@ class PinLatch:
             raise PermanentBackendError(message)
         self._refused = None
 
+    def check_shared(self) -> None:
+        """Raise a refusal another process recorded for this PIN file, if still unchanged.
+
+        Call with the login lock held: refusals are recorded under it.
+        """
+        if self._shared_path is None:
+            return
+        try:
+            with open(self._shared_path, "rb") as handle:
+                record = json.loads(handle.read(MAX_REFUSAL_RECORD_BYTES))
+        except (OSError, ValueError):
+            return  # none, or unreadable: nothing is known against this PIN
+        identity = self.identity()
+        if (
+            isinstance(record, dict)
+            and record.get("source") == self._source.describe()
+            and record.get("identity") == _as_json(identity)
+            and isinstance(record.get("message"), str)
+        ):
+            self._refused = (identity, record["message"])
+            raise PermanentBackendError(record["message"])
+
     def latch(self, identity: Hashable, message: str) -> None:
         """Remember that the PIN read from the source as ``identity`` was refused."""
         self._refused = (identity, message)
+        if self._shared_path is None:
+            return
+        record = {"source": self._source.describe(), "identity": _as_json(identity)}
+        data = json.dumps({**record, "message": message}).encode()
+        # Best effort: without the record this process still refuses the PIN itself.
+        with contextlib.suppress(OSError):
+            fd = os.open(
+                self._shared_path,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o600,
+            )
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+
+    def accepted(self) -> None:
+        """The token took the PIN: remove any refusal recorded for other processes."""
+        if self._shared_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._shared_path)
+
+
+def _as_json(identity: Hashable) -> object:
+    """A file identity as it reads back from JSON (tuples come back as lists)."""
+    return list(identity) if isinstance(identity, tuple) else identity

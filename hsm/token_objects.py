@@ -2,9 +2,10 @@
 
 One key version on a token is up to four objects sharing one CKA_ID:
 
-    private key   CKA_LABEL=label, CKA_ID=key_id(label, version), CKA_TOKEN, CKA_PRIVATE,
-                  CKA_SENSITIVE, not CKA_EXTRACTABLE; CKA_SIGN or CKA_DECRYPT/CKA_DERIVE by
-                  usage and nothing else (no unwrap, no sign-recover)
+    private key   CKA_LABEL=label, CKA_ID=16 random bytes new for each version
+                  (``new_key_id``), CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not
+                  CKA_EXTRACTABLE; CKA_SIGN or CKA_DECRYPT/CKA_DERIVE by usage and
+                  nothing else (no unwrap, no sign-recover)
     public key    same label and id (EC keys keep their point only here)
     data object   CKA_APPLICATION "setpay", CKA_LABEL=label, CKA_VALUE = JSON metadata:
                   label, version, usage, algorithm, id (data objects have no CKA_ID)
@@ -30,8 +31,8 @@ This module builds templates and decodes attributes; it opens no sessions.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -50,8 +51,8 @@ APPLICATION = "setpay"
 #: Metadata format written and understood by this code.
 METADATA_FORMAT = 1
 
-#: CKA_ID length: 16 bytes of SHA-256 make collisions between labels and versions
-#: negligible while staying short enough for every tool that prints ids.
+#: CKA_ID length: 16 random bytes make a collision between key versions negligible
+#: while staying short enough for every tool that prints ids.
 KEY_ID_BYTES = 16
 
 #: DER of the named-curve parameters: OID 1.2.840.10045.3.1.7 (P-256) and 1.3.101.112
@@ -103,10 +104,16 @@ class KeyPairTemplate:
     private: dict[Attribute, Any]
 
 
-def key_id(label: str, version: int) -> bytes:
-    """The CKA_ID of a setpay key version: derived from label and version, nothing else."""
-    material = f"setpay-key-id\0{label}\0{version}".encode()
-    return hashlib.sha256(material).digest()[:KEY_ID_BYTES]
+def new_key_id() -> bytes:
+    """A fresh CKA_ID for a new key version: random, so it never names an earlier key.
+
+    Delete every version of a label and generate it again, and version 1 is a new key.
+    An id derived from label and version would be the old key's id too: a process whose
+    catalog still holds the old key would find the new one by it and sign with a key
+    its handle does not name, and objects the old key left behind (a certificate another
+    tool kept, a half-made pair) would be taken for the new key's.
+    """
+    return secrets.token_bytes(KEY_ID_BYTES)
 
 
 def capability_attributes(usage: KeyUsage, algorithm: KeyAlgorithm) -> dict[Attribute, Any]:

@@ -5,12 +5,16 @@ belongs to the process, not to a session) plus a bounded pool of working session
 token call goes through ``TokenLink.run``, which:
 
 1. leases a pool slot (bounded wait: ``TransientBackendError`` "session pool exhausted");
-2. takes the module lock (token calls are serialized per process, see ``hsm.cryptoki``);
+2. takes the module lock (token calls are serialized per process, see ``hsm.cryptoki``),
+   waiting at most as long as for the pool: a token call that never returns (a network
+   HSM gone quiet) holds it, and callers and ``check_health`` then answer
+   ``TransientBackendError`` instead of waiting behind it for ever;
 3. reconnects if needed: after a fork, after anyone re-initialized the module, after the
    token went away. Reconnecting = re-initialize, find the token by label or serial
    (never slot number), log in, under an exclusive file lock shared by every process
    using that token, with bounded attempts. A wrong PIN is never retried, and once
-   refused it is not offered again until the PIN source changes (``hsm.token_login``);
+   refused it is not offered again until the PIN source changes (a PIN file: by no
+   process of this host; ``hsm.token_login``);
 4. validates the leased session (same process, same module generation) or opens one;
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
    and retry once (token lost, logged out), to drop the object caches and retry once on
@@ -67,9 +71,10 @@ T = TypeVar("T")
 #: module lock instead of on the pool, and keeps well under any token's session limit.
 DEFAULT_POOL_SIZE = 4
 
-#: How long a thread waits for a pool session before TransientBackendError. One
-#: signature takes ~0.1 ms on SoftHSM and an RSA-3072 key generation ~1 s; 5 s means
-#: the token is stuck or the process is overloaded, and the caller should shed load.
+#: How long a thread waits for a pool session, and then for the module lock, before
+#: TransientBackendError. One signature takes ~0.1 ms on SoftHSM and an RSA-3072 key
+#: generation ~1 s; 5 s means the token is stuck or the process is overloaded, and the
+#: caller should shed load.
 DEFAULT_POOL_WAIT_SECONDS = 5.0
 
 #: Login attempts (each after a re-initialization) before giving up. Concurrent logins
@@ -164,9 +169,8 @@ class TokenLink:
         self._observer = observer
         self._cryptoki = cryptoki(config.module)
         self._calls = LoginCalls(self._cryptoki.path)
-        self._pin_latch = PinLatch(config.pin_source)
         self._pool: SessionPool[TokenSession] = SessionPool(
-            config.pool_size, config.pool_wait_seconds
+            config.pool_size, config.pool_wait_seconds, self._discard
         )
         self._token: Any = None
         self._login: Any = None
@@ -188,6 +192,7 @@ class TokenLink:
             lock_directory(config.lock_dir),
             f"setpay-pkcs11-{hashlib.sha256(lock_key.encode()).hexdigest()[:16]}",
         )
+        self._pin_latch = PinLatch(config.pin_source, self._lock_stem)
         on_fork_in_child(self)
         with self._cryptoki.lock:
             self._ensure_connected()
@@ -212,7 +217,7 @@ class TokenLink:
         processes open one token together), so a repeatable operation runs once more
         before the error counts as the operation's own.
         """
-        with self._pool.lease() as lease, self._cryptoki.lock:
+        with self._pool.lease() as lease, self._module_lock(action):
             attempts = 2 if retry else 1
             for attempt in range(attempts):
                 self._ensure_connected()
@@ -271,7 +276,7 @@ class TokenLink:
 
     def check_health(self) -> None:
         """Raise ``TransientBackendError`` unless the token is there and we are logged in."""
-        with self._cryptoki.lock:
+        with self._module_lock("report its health"):
             self._ensure_connected()
             if not self._token_present():
                 self._broken = True
@@ -281,11 +286,12 @@ class TokenLink:
         """Close every session; later calls raise ``PermanentBackendError``.
 
         The process's login ends with its last session on the token, so closing the
-        only backend on a token logs out, and closing one of two does not.
+        only backend on a token logs out, and closing one of two does not. Sessions out
+        on a lease now (a call in another thread) are closed as their leases end.
         """
         with self._cryptoki.lock:
-            self._forget_sessions()
             self._closed = True
+            self._forget_sessions(self._pool.close())
 
     def after_fork_in_child(self) -> None:
         """The parent's sessions are not ours: forget them (the next call reconnects)."""
@@ -323,7 +329,9 @@ class TokenLink:
             restart = self._logins > 0 and (
                 self._generation == self._cryptoki.generation or self._failed_connects > 0
             )
-            self._forget_sessions()
+            # Another process may have had this PIN file refused while we waited.
+            self._pin_latch.check_shared()
+            self._forget_sessions(self._pool.drain())
             last: p11.PKCS11Error = p11.NoSuchToken()
             for attempt in range(self.config.login_attempts):
                 if attempt:
@@ -361,6 +369,7 @@ class TokenLink:
                         # every call while it is away would otherwise sleep and rescan.
                         break
                     continue
+                self._pin_latch.accepted()
                 self._token, self._login, self.mechanisms = token, login, mechanisms
                 self._generation, self._pid = self._cryptoki.generation, os.getpid()
                 self._broken = False
@@ -434,9 +443,36 @@ class TokenLink:
             return False
         return True
 
-    def _forget_sessions(self) -> None:
-        """Close our sessions if they are alive in this process; otherwise just drop them."""
-        idle = self._pool.drain()
+    @contextlib.contextmanager
+    def _module_lock(self, action: str) -> Iterator[None]:
+        """The module lock, waited for at most ``pool_wait_seconds``."""
+        wait = self.config.pool_wait_seconds
+        lock = self._cryptoki.lock
+        if not lock.acquire(timeout=wait):
+            raise TransientBackendError(
+                f"{self.name} cannot {action} now: another call has held the PKCS#11 "
+                f"module for more than {int(wait * 1000)} ms (token not answering, or "
+                "the process overloaded)"
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _discard(self, item: TokenSession) -> None:
+        """Close a session given back after ``close``: nobody will lease it again."""
+        lock = self._cryptoki.lock
+        if not lock.acquire(timeout=self.config.pool_wait_seconds):
+            return  # the module is stuck: the session ends with the process
+        try:
+            if item.pid == os.getpid() and item.generation == self._cryptoki.generation:
+                with contextlib.suppress(p11.PKCS11Error):
+                    item.session.close()
+        finally:
+            lock.release()
+
+    def _forget_sessions(self, idle: list[TokenSession]) -> None:
+        """Close ``idle`` and the login session if alive in this process; else drop them."""
         alive = self._pid == os.getpid() and self._generation == self._cryptoki.generation
         if alive:
             # Close quietly: the sessions are being abandoned either way, and a token

@@ -10,7 +10,8 @@
 
 PKCS#11 URIs follow RFC 7512's shape: ``;``-separated path attributes, an optional
 ``?``-query with ``&``-separated attributes, values %-decoded. ``module-path`` is
-accepted for ``module``; ``x-pool-size`` and ``x-pool-wait-ms`` tune the session pool;
+accepted for ``module``; ``x-pool-size`` and ``x-pool-wait-ms`` tune the session pool
+(the wait bounds a call's wait for a session, then for the PKCS#11 module);
 ``x-lock-dir`` names the directory of the inter-process lock files (an absolute path to
 a directory only this user can use; default ``<temp dir>/setpay-locks-<uid>``, see
 ``hsm.filelock.lock_directory``).

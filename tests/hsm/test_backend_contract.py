@@ -369,6 +369,24 @@ def test_certificate_goes_with_its_key(backend: KeyBackend) -> None:
         backend.certificate(replace(key, version=9))
 
 
+def test_handle_of_a_key_made_again_does_not_reach_the_new_key(backend: KeyBackend) -> None:
+    # Every version deleted and the label generated again: version 1 is a new key. A
+    # handle taken before names the old key and must get neither the new key's
+    # signatures nor a certificate stored beside it.
+    old = backend.generate("reborn", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.sign(old, MESSAGE)
+    backend.delete("reborn")
+    new = backend.generate("reborn", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    assert new.version == 1 and new.public_key != old.public_key
+    with pytest.raises(KeyNotFound, match="'reborn' v1 was deleted and made again"):
+        backend.sign(old, MESSAGE)
+    with pytest.raises(KeyNotFound, match="'reborn' v1 was deleted and made again"):
+        backend.store_certificate(old, certificate_for(old.public_key))
+    assert backend.certificate(new) is None
+    assert backend.get("reborn") == new
+    verify(new.public_key, backend.sign(new, MESSAGE), MESSAGE)
+
+
 def test_threads_sign_concurrently(backend: KeyBackend) -> None:
     key = backend.generate("busy", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     errors: list[BaseException] = []

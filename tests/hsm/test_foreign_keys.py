@@ -15,7 +15,7 @@ from pkcs11 import Attribute, KeyType
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_objects import build_catalog, key_id
+from hsm.token_objects import build_catalog
 
 from .testbed import SOFTHSM_MODULE, SoftToken, pkcs11_tool
 
@@ -110,7 +110,7 @@ def test_metadata_written_without_the_pin_is_not_believed(
         "version": 7,
         "usage": "signature",
         "algorithm": "ec-p256",
-        "id": key_id("gw-kex", 1).hex(),
+        "id": backend.object_id(exchange).hex(),
     }
     done = subprocess.run(
         [sys.executable, "-c", _WITHOUT_LOGIN, SOFTHSM_MODULE, token.label, json.dumps(meta)],

@@ -74,6 +74,14 @@ def test_unusable_secret_file_is_refused(
     assert SECRET not in str(caught.value)
 
 
+def test_secret_file_that_is_not_utf8_is_refused_without_showing_it(tmp_path: Path) -> None:
+    # Written in Latin-1: one byte that is not UTF-8, the rest of the secret around it.
+    path = _secret_file(tmp_path / "pin", NOT_UTF8_SECRET.encode("utf-8", "surrogateescape"))
+    with pytest.raises(PermanentBackendError, match="is not UTF-8 text") as caught:
+        PinSource("file", str(path)).read()
+    _assert_hides_the_secret(caught.value)
+
+
 def test_missing_secret_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PermanentBackendError, match=r"cannot read secret file .*: No such file"):
         PinSource("file", str(tmp_path / "absent.pin")).read()

@@ -27,7 +27,6 @@ from hsm.errors import (
     UnsupportedAlgorithm,
 )
 from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_objects import key_id
 from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenSession
 from hsm.uri import open_backend
 
@@ -161,7 +160,8 @@ def test_setpay_keys_are_listed_by_pkcs11_tool(backend: Pkcs11Backend, token: So
     data = sorted(o["label"] for o in objects if o.get("application") == "setpay")
     assert sorted(private) == sorted(public) == data == ["listed-kex", "listed-sig"]
     for label in data:
-        assert private[label]["ID"] == public[label]["ID"] == key_id(label, 1).hex()
+        ck_id = backend.object_id(backend.get(label)).hex()
+        assert private[label]["ID"] == public[label]["ID"] == ck_id
         assert private[label]["Access"] == "sensitive, always sensitive, never extractable, local"
     assert private["listed-sig"]["Usage"] == "sign"
     assert private["listed-kex"]["Usage"] == "derive"
@@ -172,10 +172,10 @@ def test_setpay_keys_are_listed_by_pkcs11_tool(backend: Pkcs11Backend, token: So
 def test_token_itself_refuses_a_key_exchange_key_to_sign(
     backend: Pkcs11Backend, token: SoftToken, tmp_path: Path
 ) -> None:
-    backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+    key = backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
     (tmp_path / "digest").write_bytes(bytes(32))
     done = pkcs11_tool(
-        token, "--sign", "--mechanism", "ECDSA", "--id", key_id("kex", 1).hex(),
+        token, "--sign", "--mechanism", "ECDSA", "--id", backend.object_id(key).hex(),
         "--input-file", str(tmp_path / "digest"), "--output-file", str(tmp_path / "sig"),
         check=False,
     )  # fmt: skip

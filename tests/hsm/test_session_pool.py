@@ -77,3 +77,18 @@ def test_drain_takes_idle_sessions_out() -> None:
 def test_nonsense_bounds_are_refused(size: int, wait: float) -> None:
     with pytest.raises(ValueError, match="pool size"):
         SessionPool(size=size, wait_seconds=wait)
+
+
+def test_sessions_given_back_after_close_go_to_discard() -> None:
+    discarded: list[str] = []
+    pool: SessionPool[str] = SessionPool(size=2, wait_seconds=1.0, discard=discarded.append)
+    with pool.lease() as out:
+        out.item = "out"
+        with pool.lease() as idle:
+            idle.item = "idle"
+        assert pool.close() == ["idle"]  # the closer closes these itself
+    assert discarded == ["out"]
+    with pool.lease() as later:
+        assert later.item is None
+        later.item = "later"
+    assert discarded == ["out", "later"]

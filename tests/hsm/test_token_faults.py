@@ -7,8 +7,10 @@ the error the next operation raises, and what the backend did (or did not) reset
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pkcs11 import Attribute, ObjectClass
@@ -23,11 +25,11 @@ from hsm.errors import (
     TransientBackendError,
     UnsupportedAlgorithm,
 )
-from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_objects import key_id
+from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
+from hsm.policy import public_key_der
 from hsm.token_session import TokenSession
 
-from .keycheck import encapsulate
+from .keycheck import encapsulate, verify
 from .testbed import DATA, SOFTHSM_MODULE, SoftHsm, SoftToken, pkcs11_tool
 
 
@@ -41,9 +43,10 @@ def _set_private_attribute(
     backend: Pkcs11Backend, label: str, attribute: Attribute, value: bool
 ) -> None:
     """Change a private key's attribute on the token, as another tool would."""
+    ck_id = backend.object_id(backend.get(label, 1))
 
     def change(session: TokenSession) -> None:
-        session.find(ObjectClass.PRIVATE_KEY, key_id(label, 1))[attribute] = value
+        session.find(ObjectClass.PRIVATE_KEY, ck_id)[attribute] = value
 
     backend._link.run(change, "change a key attribute", retry=False)
 
@@ -80,7 +83,8 @@ def test_key_deleted_elsewhere_is_not_found_without_restarting_the_module(
         bystander.sign(other_key, DATA)
         generation = cryptoki(SOFTHSM_MODULE).generation
         # Another process (here pkcs11-tool) destroys the key: the cached handle is stale.
-        pkcs11_tool(token, "--delete-object", "--type", "privkey", "--id", key_id("k", 1).hex())
+        ck_id = backend.object_id(key).hex()
+        pkcs11_tool(token, "--delete-object", "--type", "privkey", "--id", ck_id)
         events.clear()
         with pytest.raises(KeyNotFound, match=f"key 'k' v1 is not on token {token.label!r}"):
             backend.sign(key, DATA)
@@ -94,6 +98,42 @@ def test_key_deleted_elsewhere_is_not_found_without_restarting_the_module(
         backend.close()
         bystander.close()
         shutil.rmtree(other_token.directory, ignore_errors=True)
+
+
+def _make_again_in_child(config: Pkcs11Config, label: str, results: Any) -> None:
+    """Another process: delete every version of ``label`` and generate it again."""
+    try:
+        other = Pkcs11Backend(config)
+        other.delete(label)
+        made = other.generate(label, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        other.close()
+        results.put(public_key_der(made.public_key))
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.integration
+def test_key_made_again_by_another_process_is_not_used_for_the_old_handle(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    old = backend.generate("reborn", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.sign(old, DATA)  # the catalog and the private key's handle are cached
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_make_again_in_child, args=(token.config(), "reborn", results))
+    child.start()
+    made = results.get(timeout=60)
+    child.join(timeout=60)
+    assert isinstance(made, bytes), made
+    # This backend's catalog still lists the old key as 'reborn' v1, and v1 on the token
+    # is now another key: the old handle gets "not found", never the new key's signature.
+    with pytest.raises(KeyNotFound, match=f"key 'reborn' v1 is not on token {token.label!r}"):
+        backend.sign(old, DATA)
+    new = backend.get("reborn")
+    assert public_key_der(new.public_key) == made
+    verify(new.public_key, backend.sign(new, DATA), DATA)
+    with pytest.raises(KeyNotFound, match="'reborn' v1 was deleted and made again"):
+        backend.sign(old, DATA)
 
 
 def _failing_once(calls: list[str]) -> Callable[[TokenSession], str]:

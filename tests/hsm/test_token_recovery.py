@@ -8,9 +8,12 @@ token goes away, comes back with a wrong PIN, or stays away.
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,12 @@ from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
 from hsm.errors import KeyBackendError, PermanentBackendError, TransientBackendError
 from hsm.pinsource import PinSource
-from hsm.pkcs11 import Pkcs11Backend
+from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
 from hsm.token_catalog import TokenCatalog
 from hsm.token_objects import TokenKey
 from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenLink, TokenSession
 
+from .keycheck import verify
 from .testbed import DATA, SOFTHSM_MODULE, CountingPinSource, SoftHsm, SoftToken
 
 
@@ -125,6 +129,52 @@ def test_refused_pin_from_the_environment_waits_for_a_new_value(
         backend.sign(key, DATA)
     finally:
         backend.close()
+
+
+def _open_in_child(config: Pkcs11Config, results: Any) -> None:
+    """Another process: open the token with ``config``; report PIN reads and the outcome."""
+    assert isinstance(config.pin_source, CountingPinSource)
+    try:
+        Pkcs11Backend(config).close()
+        outcome = "opened"
+    except BaseException as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    results.put((len(config.pin_source.reads), outcome))
+
+
+@pytest.mark.integration
+def test_pin_file_refused_in_one_process_is_not_offered_by_the_next(
+    token: SoftToken, tmp_path: Path
+) -> None:
+    # A gateway's workers start together, and a restarted one comes later: each would
+    # offer the refused PIN once more, and a real HSM locks the PIN after a few.
+    pin_file = tmp_path / "token.pin"
+    _write_pin(pin_file, "wrong-pin-000")
+    config = replace(token.config(), pin_source=CountingPinSource("file", str(pin_file)))
+    with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
+        Pkcs11Backend(config)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    for _ in range(2):
+        child = context.Process(
+            target=_open_in_child,
+            args=(replace(config, pin_source=CountingPinSource("file", str(pin_file))), results),
+        )
+        child.start()
+        reads, outcome = results.get(timeout=60)
+        child.join(timeout=60)
+        assert outcome.startswith("PermanentBackendError: ")
+        assert "login refused (PinIncorrect)" in outcome and "wrong-pin-000" not in outcome
+        assert reads == 0  # refused without reading the PIN, so without a C_Login
+    # The operator fixes the file: the next process logs in, and clears the record.
+    _write_pin(pin_file, token.pin)
+    fixed = replace(config, pin_source=CountingPinSource("file", str(pin_file)))
+    child = context.Process(target=_open_in_child, args=(fixed, results))
+    child.start()
+    assert results.get(timeout=60) == (1, "opened")
+    child.join(timeout=60)
+    records = [p.read_text() for p in token.lock_dir.iterdir() if p.name.endswith(".refused")]
+    assert [record for record in records if str(pin_file) in record] == []
 
 
 @pytest.mark.integration
@@ -231,6 +281,74 @@ def test_closing_one_backend_keeps_the_other_logged_in(token: SoftToken) -> None
         assert second.get("k").public_key == key.public_key
     finally:
         second.close()
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+@pytest.mark.integration
+def test_closing_while_a_call_holds_a_session_leaves_no_session_open(token: SoftToken) -> None:
+    backend = Pkcs11Backend(token.config())
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.sign(key, DATA)  # a working session now waits idle in the pool
+    module = cryptoki(SOFTHSM_MODULE)
+    errors: list[BaseException] = []
+
+    def sign() -> None:
+        try:
+            backend.sign(key, DATA)
+        except BaseException as exc:
+            errors.append(exc)
+
+    # A call in another thread has leased that session and waits for the module (held
+    # here, as by a slow token call) when the backend is closed.
+    with module.lock:
+        caller = threading.Thread(target=sign)
+        caller.start()
+        _wait_for(lambda: backend.pool_stats.in_use == 1)
+        backend.close()
+    caller.join(timeout=30)
+    assert [type(error) for error in errors] == [PermanentBackendError]
+    # No session of the closed backend is left, so the process is logged out.
+    assert _open_sessions(token.label) == 0
+
+
+@pytest.mark.integration
+def test_a_token_call_that_does_not_return_holds_up_nobody_for_long(token: SoftToken) -> None:
+    wait = 0.2
+    backend = Pkcs11Backend(token.config().with_pool(wait_seconds=wait))
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    module = cryptoki(SOFTHSM_MODULE)
+    holding, release = threading.Event(), threading.Event()
+
+    def stuck_call() -> None:
+        with module.lock:  # a call into the module that has not come back
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=stuck_call)
+    holder.start()
+    try:
+        holding.wait(10)
+        started = time.monotonic()
+        with pytest.raises(
+            TransientBackendError, match=r"held the PKCS#11 module for more than 200 ms"
+        ):
+            backend.check_health()
+        with pytest.raises(TransientBackendError, match="cannot sign now"):
+            backend.sign(key, DATA)
+        # Each waited its bound, not for the stuck call (released only below).
+        assert time.monotonic() - started < 10 * wait
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    backend.check_health()
+    verify(key.public_key, backend.sign(key, DATA), DATA)
+    backend.close()
 
 
 @pytest.mark.integration
