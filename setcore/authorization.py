@@ -229,6 +229,14 @@ def open_auth_request(
     ids = data.auth_tags.trans_ids
     check_header(request.header, tags.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     check_amount(data.auth_req_payload.auth_req_amt)
+    if data.auth_req_payload.subsequent_auth_ind:
+        # A subsequent authorization (a split shipment) rides on the AuthToken of the
+        # first; setpay issues none, and a PI is good for one decision. Refused for what
+        # it is rather than decided as if it were a first authorization.
+        raise fail(
+            ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED,
+            "subsequent authorizations are not supported",
+        )
     return VerifiedAuthRequest(
         data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
         pi_bytes=envelope.baggage,

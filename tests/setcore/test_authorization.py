@@ -142,6 +142,25 @@ def _binding(monkeypatch: pytest.MonkeyPatch, **ids: bytes) -> None:
     monkeypatch.setattr(authorization, "seal_with_baggage", rebound)
 
 
+def test_a_subsequent_authorization_is_refused_as_not_supported(
+    ec: Certified, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Signed by the merchant, so only the gateway's own rule can refuse it: setpay issues
+    # no AuthToken, and a PI is good for one decision.
+    real = authorization.seal_with_baggage
+
+    def subsequent(backend: Any, key: Any, thumb: Any, ct: str, data: bytes, *rest: Any,
+                   **kwargs: Any) -> crypto_pb2.SealedWithBaggage:  # fmt: skip
+        changed = authorization_pb2.AuthReqData.FromString(data)
+        changed.auth_req_payload.subsequent_auth_ind = True
+        return real(backend, key, thumb, ct, changed.SerializeToString(), *rest, **kwargs)
+
+    monkeypatch.setattr(authorization, "seal_with_baggage", subsequent)
+    request = _auth_req(_bought(ec))
+    reason = refused(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, _open, ec, request)
+    assert "subsequent authorizations" in reason
+
+
 @pytest.mark.parametrize("field", ["rrpid", "xid"])
 def test_an_envelope_bound_to_other_ids_than_the_signed_ones_is_refused(
     ec: Certified, monkeypatch: pytest.MonkeyPatch, field: str

@@ -173,6 +173,19 @@ def test_merchant_refuses_a_pinitreq_whose_bin_is_not_six_ascii_digits(
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, check_pinit_request, request)
 
 
+@pytest.mark.parametrize("language", ["", "e" * 36, "en\n", "en_GB", "d\u00e9"])
+def test_merchant_refuses_a_pinitreq_language_that_is_not_a_short_tag(
+    ec: Certified, language: str
+) -> None:
+    # The merchant copies the language into every TransIDs it signs and stores.
+    _, card = _cardholder(ec)
+    request, _ = build_pinit_request(card.pan, ec.brand_id, b"lid-c", language="en-GB")
+    check_pinit_request(request)
+    request.language = language
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, check_pinit_request, request)
+    assert "language" in reason
+
+
 # --- the plaintext headers the merchant receives (SET-PROTOCOL.md 3.1) ----------------
 
 
