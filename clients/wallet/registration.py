@@ -14,9 +14,13 @@ can no longer compute; a pended request's state (with the back key) is sealed th
 Until the CA's first answer is verified, the pending state also holds the CertReq's exact
 bytes: a request lost on the way, or whose answer was lost, is sent again as it was, and
 the CA answers a repeated RRPID with the answer it stored (or, never having seen it,
-processes it now). A CA with no record of the request at all (UNKNOWN_LID, or a request
-too old to process) means the registration never reached it: the pending state is
-discarded and the registration starts over.
+processes it now). The CA keeps stored answers only for its retention (a week): a resend
+after that is too old to process (MESSAGE_TOO_OLD) whether or not the CA decided it, so
+the wallet then asks with CertInq, which the CA answers from the decided request for good
+(the certificate, for the key the wallet holds, or a pended or refused status). Only a
+CertInq answered UNKNOWN_LID, no request for this registration, means the CertReq never
+reached the CA: the pending state is discarded and the registration starts over with a
+new key. Any other refusal leaves the pending state for a later run.
 """
 
 from __future__ import annotations
@@ -68,10 +72,15 @@ PENDED_POLLS = 3
 PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
-# The CA's answers that mean it never processed the request a pending state is about: no
-# request for this registration (to a CertInq), or a resent CertReq it never answered and
-# whose date is now outside the freshness window.
-NEVER_RECEIVED = frozenset({ErrorCode.ERROR_CODE_UNKNOWN_LID, ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD})
+# Refusals of a resent CertReq that do not say whether the CA decided it: its date is
+# outside the window (the answer, if any, was purged after the CA's retention), or no
+# registration by these LIDs. The CA is asked with CertInq before anything else is done.
+ASK_BEFORE_REGISTERING = frozenset(
+    {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_UNKNOWN_LID}
+)
+# The one answer meaning the CA never decided the request: a CertInq finds no request for
+# the registration. The CA keeps decided requests for good: no purge ever causes it.
+NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,7 @@ class CardholderRegistrar:
     def _resume(self, held: CardSecrets) -> RegisteredCard | None:
         """Send the unanswered CertReq again, or ask about a pended one with CertInq.
 
-        None when the CA has no record of the request: it never arrived.
+        None when a CertInq finds no request of this registration: it never arrived.
         """
         pending = held.pending or {}
         request = None
@@ -247,21 +256,35 @@ class CardholderRegistrar:
         except (ValueError, KeyError, KeyNotFound, DecodeError) as exc:
             raise RegistrationError(f"the pended registration cannot be resumed: {exc}") from exc
         try:
-            if request is not None:
-                log.info("sending the certificate request of card %s again", held.pan.masked)
-                response = open_card_cert_response(
-                    self._authority.cert(request), state, self._trust
-                )
-            else:
-                log.info(
-                    "resuming the pended registration of card %s with CertInq", held.pan.masked
-                )
-                inquiry, state = build_card_cert_inquiry(self._backend, state)
-                response = open_card_cert_response(
-                    self._authority.cert_inq(inquiry), state, self._trust
-                )
+            response, state = self._ask(state, request)
         except PeerError as exc:
-            if exc.code in NEVER_RECEIVED:
+            if exc.code == NEVER_RECEIVED:
                 return None
             raise
         return self._finish(response, state)
+
+    def _ask(
+        self, state: CardRequestState, request: registration_pb2.CertRequest | None
+    ) -> tuple[CardCertificate, CardRequestState]:
+        """The CA's answer about the held request: to the CertReq sent again, else (or when
+        that refusal leaves open whether the CA decided it) to a CertInq."""
+        masked = state.pan.masked
+        if request is not None:
+            log.info("sending the certificate request of card %s again", masked)
+            try:
+                response = self._authority.cert(request)
+                return open_card_cert_response(response, state, self._trust), state
+            except PeerError as exc:
+                if exc.code not in ASK_BEFORE_REGISTERING:
+                    raise
+                log.info(
+                    "the Cardholder CA refused the request of card %s sent again (%s): "
+                    "asking with CertInq whether it decided it",
+                    masked, exc.code_name,
+                )  # fmt: skip
+        else:
+            log.info("resuming the pended registration of card %s with CertInq", masked)
+        # The answer is opened as a CertRes is: an issued certificate must certify the key
+        # this state holds and carry the blinded account of its CardSecret.
+        inquiry, state = build_card_cert_inquiry(self._backend, state)
+        return open_card_cert_response(self._authority.cert_inq(inquiry), state, self._trust), state

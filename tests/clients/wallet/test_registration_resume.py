@@ -1,7 +1,13 @@
-"""A certificate request lost on the way, or whose answer was lost, does not strand the wallet."""
+"""A certificate request lost on the way, or whose answer was lost, does not strand the wallet.
+
+Nor does it make a second certificate for the card: a resend the CA refuses as too old
+(its stored answer purged after the retention) is followed by a CertInq, and the wallet
+registers again only when the CA holds no request for the registration (UNKNOWN_LID).
+"""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -10,15 +16,31 @@ from pathlib import Path
 import pytest
 
 from clients.errors import TransportError
+from clients.wallet.registration import CardholderRegistrar
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import open_vault, seal
+from gateway.ca.policy import RESPONSE_RETENTION_MS
+from setcore import freshness
+from setcore.encoding import thumbprint
+from setcore.error_message import build_error, open_error
+from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import FRESHNESS_WINDOW_MS
 from setcore.pan import PAN
+from setcore.pki.roles import CARDHOLDER_CA
 from setcore.profiles import EC, RSA, Profile
+from setcore.purchase import header
+from setcore.registration import REQUEST_PENDED, spki_of
 from setpay.v1 import registration_pb2
 from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, new_wallet
+from tests.clocks import clocks_moved
 
 CertCall = Callable[[registration_pb2.CertRequest], registration_pb2.CertResponse]
+InqCall = Callable[[registration_pb2.CertInqRequest], registration_pb2.CertInqResponse]
+
+# How long before the resend the first CertReq was sent: a day past the CA's retention of
+# its answers, so the CA's housekeeping has purged the answer and the request's date is
+# far outside the freshness window.
+AFTER_RETENTION_MS = RESPONSE_RETENTION_MS + 24 * 60 * 60 * 1000
 
 
 @pytest.fixture
@@ -141,3 +163,198 @@ def test_a_request_too_old_to_process_starts_over(
     assert calls == 2
     assert done.complete and _registered(wallet)
     assert "registering again" in caplog.text
+
+
+# -- a resend after the CA's retention ----------------------------------------------------
+
+
+def _no_sleep(seconds: float) -> None:
+    """Polls of a pended request run back to back in tests."""
+
+
+def _ca_follows_moved_clocks(bank: RunningBank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA's clock (fixed when the bank started) reads setcore's, which
+    ``clocks_moved`` moves: the CA dates and judges requests by the moved time too."""
+
+    def ca_clock() -> int:
+        # Looked up at each call: ``clocks_moved`` replaces the module's function.
+        return freshness.now_ms()
+
+    monkeypatch.setattr(bank.authority, "_clock", ca_clock)
+    monkeypatch.setattr(bank.authority._cardholder, "_clock", ca_clock)
+
+
+def _ca_housekeeping(bank: RunningBank, rrpid: bytes) -> None:
+    """The CA's sweep, run now: answers stored longer ago than the retention are purged
+    (the one to ``rrpid`` among them)."""
+    now = freshness.now_ms()
+    with bank.ca_store.write() as tx:
+        tx.purge(now, now - RESPONSE_RETENTION_MS)
+    with bank.ca_store.read() as tx:
+        assert tx.response(rrpid) is None
+
+
+def _brand_certificates(bank: RunningBank) -> set[bytes]:
+    """Thumbprints of every certificate the brand's CAs issued so far."""
+    with bank.ca_store.read() as tx:
+        return {issued.thumb for issued, _ in tx.listed_certificates()}
+
+
+def _pending_rrpid(wallet: Wallet) -> bytes:
+    pending = open_vault(wallet.config.card_file, WALLET_PASSPHRASE).pending
+    assert pending is not None
+    return base64.b64decode(pending["rrpid"])
+
+
+def _counting(real: InqCall, calls: list[registration_pb2.CertInqResponse]) -> InqCall:
+    def cert_inq(request: registration_pb2.CertInqRequest) -> registration_pb2.CertInqResponse:
+        answer = real(request)
+        calls.append(answer)
+        return answer
+
+    return cert_inq
+
+
+def _refusal(wallet: Wallet, answer: registration_pb2.CertInqResponse) -> int:
+    """The code of the CA's signed Error in a CertInq answer."""
+    assert answer.WhichOneof("result") == "error"
+    refused = open_error(answer.error, wallet.trust, CARDHOLDER_CA, rrpid=answer.header.rrpid)
+    assert isinstance(refused, PeerError)
+    return refused.code
+
+
+def _registrar(wallet: Wallet) -> CardholderRegistrar:
+    return CardholderRegistrar(
+        wallet.config, wallet.backend, wallet.authority, wallet.trust, WALLET_PASSPHRASE,
+        sleep=_no_sleep,
+    )  # fmt: skip
+
+
+def _certified_key(wallet: Wallet) -> tuple[bytes, bytes]:
+    """The wallet's signature key (its SubjectPublicKeyInfo) and its certificate's thumbprint."""
+    key = wallet.backend.get(wallet.config.key_label)
+    der = wallet.backend.certificate(key)
+    assert der is not None
+    return spki_of(key.public_key), thumbprint(der)
+
+
+def test_a_lost_answer_resent_after_the_retention_takes_the_issued_certificate(
+    bank: RunningBank, wallet: Wallet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA issued the certificate but its answer was lost, and by the resend it no
+    longer holds the answer (MESSAGE_TOO_OLD): CertInq gets that certificate, for the key
+    the first request carried, and the card ends with it alone."""
+    pan, expiry = bank.new_card()
+    before = _brand_certificates(bank)
+    _ca_follows_moved_clocks(bank, monkeypatch)
+    clocks_moved(monkeypatch, -AFTER_RETENTION_MS)
+    _register_once_failing(wallet, pan, expiry, _answer_lost(wallet.authority.cert), monkeypatch)
+    first_key = spki_of(wallet.backend.get(wallet.config.key_label).public_key)
+    issued = _brand_certificates(bank) - before
+    assert len(issued) == 1
+    clocks_moved(monkeypatch, 0)
+    _ca_housekeeping(bank, _pending_rrpid(wallet))
+    inquiries: list[registration_pb2.CertInqResponse] = []
+    monkeypatch.setattr(
+        wallet.authority, "cert_inq", _counting(wallet.authority.cert_inq, inquiries)
+    )
+
+    done = wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC)
+
+    assert done.complete and _registered(wallet)
+    assert _brand_certificates(bank) - before == issued
+    assert done.certificate_thumb in issued
+    assert _certified_key(wallet) == (first_key, done.certificate_thumb)
+    assert len(inquiries) == 1
+
+
+def test_a_request_that_never_reached_the_ca_registers_after_the_retention(
+    bank: RunningBank,
+    wallet: Wallet,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The CertReq never arrived: the resend is too old, CertInq finds no request
+    (UNKNOWN_LID), and only then does the wallet register again, getting one certificate."""
+    pan, expiry = bank.new_card()
+    before = _brand_certificates(bank)
+    _ca_follows_moved_clocks(bank, monkeypatch)
+    clocks_moved(monkeypatch, -AFTER_RETENTION_MS)
+    _register_once_failing(wallet, pan, expiry, _unreachable, monkeypatch)
+    first_key = spki_of(wallet.backend.get(wallet.config.key_label).public_key)
+    assert _brand_certificates(bank) == before
+    clocks_moved(monkeypatch, 0)
+    _ca_housekeeping(bank, _pending_rrpid(wallet))
+    inquiries: list[registration_pb2.CertInqResponse] = []
+    monkeypatch.setattr(
+        wallet.authority, "cert_inq", _counting(wallet.authority.cert_inq, inquiries)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="setpay.wallet"):
+        done = wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC)
+
+    assert done.complete and _registered(wallet)
+    # The CA was asked before the wallet registered again, and said it had no request.
+    assert [_refusal(wallet, answer) for answer in inquiries] == [ErrorCode.ERROR_CODE_UNKNOWN_LID]
+    assert "registering again" in caplog.text and pan.reveal() not in caplog.text
+    assert _brand_certificates(bank) - before == {done.certificate_thumb}
+    key, certificate = _certified_key(wallet)
+    assert certificate == done.certificate_thumb and key != first_key
+
+
+def test_a_pended_request_resent_after_the_retention_stays_pended(
+    bank: RunningBank, wallet: Wallet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA pended the request and the answer was lost; after the retention the resend is
+    too old, CertInq says pended, and the wallet keeps waiting on that request (exit
+    status 3 from the command) instead of making another one."""
+    pan, expiry = bank.new_card()
+    bank.issuer.review(pan)
+    before = _brand_certificates(bank)
+    _ca_follows_moved_clocks(bank, monkeypatch)
+    clocks_moved(monkeypatch, -AFTER_RETENTION_MS)
+    _register_once_failing(wallet, pan, expiry, _answer_lost(wallet.authority.cert), monkeypatch)
+    first = open_vault(wallet.config.card_file, WALLET_PASSPHRASE).pending
+    assert first is not None
+    clocks_moved(monkeypatch, 0)
+    _ca_housekeeping(bank, _pending_rrpid(wallet))
+
+    pended = _registrar(wallet).register(pan, expiry, EC)
+
+    assert pended.status == REQUEST_PENDED and not pended.complete
+    now = open_vault(wallet.config.card_file, WALLET_PASSPHRASE).pending
+    assert now is not None and "cert_request" not in now
+    assert (now["lid_ee"], now["lid_ca"]) == (first["lid_ee"], first["lid_ca"])
+    status = bank.authority.decide_pending(
+        base64.b64decode(first["lid_ee"]), base64.b64decode(first["lid_ca"]), approve=True
+    )
+    assert status == registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
+    done = _registrar(wallet).register(pan, expiry, EC)
+    assert done.complete and _registered(wallet)
+    assert _brand_certificates(bank) - before == {done.certificate_thumb}
+
+
+def test_a_cert_inq_refused_as_too_old_keeps_the_pended_request(
+    bank: RunningBank, wallet: Wallet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only UNKNOWN_LID to a CertInq means the CA has no request: any other Error (here
+    MESSAGE_TOO_OLD, signed by the CA) is reported and the pended request kept."""
+    pan, expiry = bank.new_card()
+    bank.issuer.review(pan)
+    assert _registrar(wallet).register(pan, expiry, EC).status == REQUEST_PENDED
+    held = open_vault(wallet.config.card_file, WALLET_PASSPHRASE).pending
+    assert held is not None and "cert_request" not in held
+
+    def too_old(request: registration_pb2.CertInqRequest) -> registration_pb2.CertInqResponse:
+        rrpid = request.header.rrpid
+        error = build_error(
+            bank.authority.error_signer(request), ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD,
+            rrpid=rrpid, bad_message=request.cert_inq_req,
+        )  # fmt: skip
+        return registration_pb2.CertInqResponse(header=header(rrpid=rrpid), error=error)
+
+    monkeypatch.setattr(wallet.authority, "cert_inq", too_old)
+    with pytest.raises(PeerError) as caught:
+        _registrar(wallet).register(pan, expiry, EC)
+    assert caught.value.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
+    assert open_vault(wallet.config.card_file, WALLET_PASSPHRASE).pending == held
