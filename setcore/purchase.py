@@ -324,7 +324,8 @@ def open_inquiry_response(
 # --- merchant side ----------------------------------------------------------------
 
 
-def _is_language_tag(value: str) -> bool:
+def is_language_tag(value: str) -> bool:
+    """True for 1..MAX_LANGUAGE_BYTES ASCII letters, digits or hyphens (a tag like en-GB)."""
     return (
         0 < len(value) <= MAX_LANGUAGE_BYTES
         and value.isascii()
@@ -340,7 +341,7 @@ def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
     check_lid(request.lid_m, "LID-M", required=False)
     if not is_bin(request.bin) or not request.brand_id:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PInitReq needs a brand and a BIN")
-    if not _is_language_tag(request.language):
+    if not is_language_tag(request.language):
         raise fail(
             ErrorCode.ERROR_CODE_DECODING_FAILURE,
             f"PInitReq language must be 1..{MAX_LANGUAGE_BYTES} ASCII letters, digits or '-'",

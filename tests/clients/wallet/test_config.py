@@ -56,3 +56,14 @@ def test_a_table_that_is_not_one_is_named(tmp_path: Path, table: str, value: str
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, env={})
     assert str(caught.value).startswith(f"{path}: {table} must be a table, not ")
+
+
+@pytest.mark.parametrize("language", ["", "en_GB", "e" * 36])
+def test_a_language_merchants_would_refuse_is_refused_at_load(
+    tmp_path: Path, language: str
+) -> None:
+    (tmp_path / "wallet.toml").write_text(f'[wallet]\nlanguage = "{language}"\n')
+    with pytest.raises(ConfigError, match=r"wallet\.language must be a language tag"):
+        load(tmp_path, env={})
+    (tmp_path / "wallet.toml").write_text('[wallet]\nlanguage = "en-GB"\n')
+    assert load(tmp_path, env={}).language == "en-GB"
