@@ -21,6 +21,11 @@ identifier or a peer's text.
     setpay_rpc_errors_total{method,code}                SET Error code or gRPC status name
     setpay_rpc_duration_seconds{method}                 histogram, 0.5 ms to 5 s
     setpay_rpc_in_flight{method}                        calls being handled now
+    setpay_rpc_shed_total{service,method}               calls refused RESOURCE_EXHAUSTED,
+                                                        unhandled: the worker had
+                                                        max_concurrent_rpcs in flight
+                                                        (not in requests or errors; offered
+                                                        load is requests + shed)
     setpay_worker_rpcs_total{worker}                    handled calls per worker process
     setpay_authorizations_total{outcome,reason}         approved/none, declined/RespReason,
                                                         error/ErrorCode (committed decisions)
@@ -54,6 +59,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from gateway.ledger import Authorized, CommitStats, Declined, Outcome
 from gateway.outcomes import resp_reason_for
@@ -101,7 +108,13 @@ def _key_error_kinds() -> frozenset[str]:
     return frozenset(kinds)
 
 
-_SERVICES = services_pb2.DESCRIPTOR.services_by_name.values()
+# The bank's services and the two gRPC ones every server carries beside them: a call to
+# those is never handled by the bank's code, but it can be shed (``rpc_shed``).
+_SERVICES = (
+    *services_pb2.DESCRIPTOR.services_by_name.values(),
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+)
 _ERROR_CODES = frozenset(ErrorCode.keys())
 _REASONS = frozenset(authorization_pb2.RespReason.keys())
 LABEL_VALUES: Mapping[str, frozenset[str]] = {
@@ -194,6 +207,11 @@ class _WorkerMetrics:
             "setpay_rpc_in_flight", "RPCs being handled", ["method"],
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
+        self.shed = Counter(
+            "setpay_rpc_shed_total",
+            "RPCs refused with RESOURCE_EXHAUSTED, unhandled, at the in-flight limit",
+            ["service", "method"], registry=r,
+        )  # fmt: skip
         self.worker_rpcs: Counter = Counter(
             "setpay_worker_rpcs_total", "RPCs handled by each worker process", ["worker"],
             registry=r,
@@ -248,6 +266,7 @@ class _WorkerMetrics:
         self.requests_of = _Children(self.requests, "service", "method")
         self.duration_of = _Children(self.duration, "method")
         self.errors_of = _Children(self.errors, "method", "code")
+        self.shed_of = _Children(self.shed, "service", "method")
         self.authorizations_of = _Children(self.authorizations, "outcome", "reason")
         self.amounts_of = _Children(self.amounts, "currency")
         self.key_duration_of = _Children(self.key_duration, "op", "algorithm")
@@ -358,6 +377,14 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
     m.my_rpcs.inc()
     if status is not None and status is not grpc.StatusCode.OK:
         m.errors_of(method, status.name).inc()
+
+
+def rpc_shed(service: str, method: str) -> None:
+    """A call of ``service``'s ``method`` was refused RESOURCE_EXHAUSTED without being
+    handled: the worker had its limit of calls in flight (``gateway.server``)."""
+    m = _sinks.worker
+    if m is not None:
+        m.shed_of(service, method).inc()
 
 
 def answer_failed(method: str) -> None:

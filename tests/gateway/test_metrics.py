@@ -203,6 +203,47 @@ def _assert_labels_from_fixed_sets(text: str) -> None:
         assert not PAN_SHAPE.search(without_value), line
 
 
+def _one_call_in_flight(directory: Path) -> None:
+    config = directory / "setpay.toml"
+    text = config.read_text()
+    assert "[gateway]\n" in text
+    config.write_text(text.replace("[gateway]\n", "[gateway]\nmax_concurrent_rpcs = 1\n", 1))
+
+
+def test_shed_calls_are_counted_across_the_workers(tmp_path: Path) -> None:
+    # One call in flight per worker: of calls sent together, on connections the kernel
+    # spreads over the workers, most are shed; the page sums what each worker counted.
+    bank = serve_bank(tmp_path, workers=2, prepare=_one_call_in_flight)
+    try:
+        merchant = register_merchant(bank.world, "M-metrics-shed")
+        holder = register_cardholder(bank.world, limit=100_000)
+        requests = [auth_request(merchant, purchase(merchant, holder, 10))[0] for _ in range(24)]
+        stubs = [bank.channel() for _ in range(4)]
+        calls = [
+            stubs[i % len(stubs)].Authorize.future(r, timeout=30) for i, r in enumerate(requests)
+        ]
+        errors = [c.exception() for c in calls]
+        codes = [grpc.StatusCode.OK if e is None else e.code() for e in errors]
+        shed = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert shed > 0 and codes.count(grpc.StatusCode.OK) == len(codes) - shed
+        samples = bank.scrape()
+        assert value(samples, "setpay_rpc_shed_total", service=PG, method="Authorize") == shed
+        # Only the handled calls are requests.
+        assert value(samples, "setpay_rpc_requests_total", service=PG, method="Authorize") == (
+            len(codes) - shed
+        )
+        text = bank.scrape_text()
+        checked = subprocess.run(
+            [promtool(), "check", "metrics"], input=text, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        _assert_labels_from_fixed_sets(text)
+        assert bank.stop() == 0, bank.log()
+    finally:
+        bank.close()
+
+
 def _cpu_of(pid: int) -> float:
     # This test's own reading of /proc, independent of gateway.bank_cpu: utime + stime.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
