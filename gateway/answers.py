@@ -8,8 +8,14 @@ status codes for infrastructure (DESIGN.md 5.2).
     InvalidRequest (ledger)            signed SET Error DECODING_FAILURE
     StoreUnavailable (ledger)          gRPC UNAVAILABLE "database unavailable"
     TransientBackendError (hsm)        gRPC UNAVAILABLE "key backend unavailable"
+    CaUnavailable (gateway.ca)         gRPC UNAVAILABLE "certificate authority <what>
+                                       unavailable": ca.db, or no current revocation data
+                                       (``Bank.refresh_revocation``, the CA's watcher)
     AnswerUnavailable (here)           gRPC UNAVAILABLE "answer unavailable"
     anything else                      signed SET Error UNSPECIFIED_FAILURE, logged here
+
+An outage of the bank's own parts is UNAVAILABLE, never a SET Error: a merchant records
+an Error as the gateway's refusal, while UNAVAILABLE has it send the same bytes later.
 
 The peer never sees a stack trace or which check failed beyond the code. The local log
 gets the code, the reason and the request's RRPID, never a PAN (setcore's reasons and the
@@ -26,6 +32,7 @@ from typing import TypeVar
 import grpc
 
 from gateway import metrics
+from gateway.ca.errors import CaUnavailable
 from gateway.ledger import (
     AnswerNotStored,
     InvalidRequest,
@@ -97,6 +104,10 @@ def answer(
         what = "database" if isinstance(exc, StoreUnavailable) else "key backend"
         log.warning("%s: %s unavailable: %s", rpc, what, type(exc).__name__)
         context.abort(grpc.StatusCode.UNAVAILABLE, f"{what} unavailable")
+        raise  # abort raises; this line is never reached
+    except CaUnavailable as exc:
+        log.warning("%s: certificate authority %s unavailable: %s", rpc, exc.what, exc)
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"certificate authority {exc.what} unavailable")
         raise  # abort raises; this line is never reached
     except Exception as exc:
         code = _error_code(exc)

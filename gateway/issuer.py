@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from gateway.bank_pki import BankIncomplete
+from gateway.ca.errors import IssuerUnavailable
 from gateway.config import BankConfig
 from gateway.ledger import (
     AccountExists,
@@ -22,6 +23,7 @@ from gateway.ledger import (
     PostgresLedgerStore,
     RemoteLedgerStore,
     SqliteLedgerStore,
+    StoreUnavailable,
     UnknownAccount,
 )
 from setcore.pan import PAN
@@ -85,7 +87,12 @@ def open_ledger(
 
 
 class LedgerDirectory:
-    """What the CA asks the issuer: does this card exist, is this merchant known."""
+    """What the CA asks the issuer: does this card exist, is this merchant known.
+
+    The ledger's ``StoreUnavailable`` (its database unreachable, busy or closed) becomes
+    the CA's ``IssuerUnavailable`` here, the one place between the two: the CA answers it
+    with UNAVAILABLE, as an outage of the bank's own parts, never as a refusal.
+    """
 
     def __init__(self, ledger: Ledger, currency: int = DEFAULT_MERCHANT_CURRENCY) -> None:
         self._ledger = ledger
@@ -97,11 +104,16 @@ class LedgerDirectory:
             account = self._ledger.find_card_account(pan.reveal())
         except UnknownAccount:
             return registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
+        except StoreUnavailable as exc:
+            raise IssuerUnavailable("the issuer ledger cannot look up the card") from exc
         if account.expiry != expiry or account.status is not AccountStatus.ACTIVE:
             return registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
         return registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 
     def merchant_registered(self, merchant_id: str, name: str) -> None:
         """Open the merchant's settlement account (once)."""
-        with contextlib.suppress(AccountExists):
-            self._ledger.open_merchant_account(merchant_id, self._currency)
+        try:
+            with contextlib.suppress(AccountExists):
+                self._ledger.open_merchant_account(merchant_id, self._currency)
+        except StoreUnavailable as exc:
+            raise IssuerUnavailable("the issuer ledger cannot open the merchant account") from exc

@@ -17,9 +17,15 @@ Errors:
     setcore.errors.ProtocolError   the request cannot be processed: a signed SET Error
                                    (business outcomes are CertStatusCodes in CertRes)
     CaError                        about the CA itself, never sent to a peer in detail
-    ├── StoreError                 ca.db unusable (sqlite3 errors, translated once in
-    │   │                          ``store``); the servicer answers UNAVAILABLE
-    │   └── SchemaMismatch         ca.db of another schema version
+    ├── CaUnavailable              a part of the bank is away: the servicers (the CA's and
+    │   │                          the gateway's) answer UNAVAILABLE, never a SET Error
+    │   ├── StoreError             ca.db unusable (sqlite3 errors, translated once in
+    │   │   │                      ``store``)
+    │   │   └── SchemaMismatch     ca.db of another schema version
+    │   ├── IssuerUnavailable      the issuer ledger cannot answer now (translated from the
+    │   │                          ledger's StoreUnavailable in ``gateway.issuer``)
+    │   └── RevocationStale        the revocation data held is no longer current and the
+    │                              refresh keeps failing (``watcher``)
     ├── UnknownCertificate         revoke: no such serial number or thumbprint
     ├── AlreadyRevoked             revoke: revoked before
     ├── NotRevocable               revoke: the brand root (no CRL covers it)
@@ -33,8 +39,11 @@ from gateway.ca.authority import CertificateAuthority
 from gateway.ca.errors import (
     AlreadyRevoked,
     CaError,
+    CaUnavailable,
+    IssuerUnavailable,
     NoPendingRequest,
     NotRevocable,
+    RevocationStale,
     SchemaMismatch,
     StoreError,
     UnknownCertificate,
@@ -55,12 +64,15 @@ __all__ = [
     "CaPolicy",
     "CaSide",
     "CaStore",
+    "CaUnavailable",
     "CertificateAuthority",
     "CertificateAuthorityServicer",
     "IssuedCertificate",
     "IssuerDirectory",
+    "IssuerUnavailable",
     "NoPendingRequest",
     "NotRevocable",
+    "RevocationStale",
     "RevocationWatcher",
     "SchemaMismatch",
     "StoreError",

@@ -12,7 +12,9 @@ CA answers no registration unless ``CaPolicy.gateway_registration`` says so
 Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
 so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here; a
 renewal is also checked against ``ca.db``'s revocations in the transaction that decides
-it, so one revoked a moment before is refused all the same.
+it, so one revoked a moment before is refused all the same. A refresh that fails is
+retried later and stops no call while the data held is current; once it is not, every
+call raises ``RevocationStale`` (``gateway.ca.watcher``).
 """
 
 from __future__ import annotations

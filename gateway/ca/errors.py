@@ -11,12 +11,41 @@ class CaError(Exception):
     """Base of every error the certificate authority raises about itself."""
 
 
-class StoreError(CaError):
+class CaUnavailable(CaError):
+    """A part of the bank the CA relies on cannot serve right now: gRPC UNAVAILABLE.
+
+    An outage of the bank's own parts is never a SET Error: a requester records an Error
+    as a refusal, while UNAVAILABLE tells it to send the same bytes again later.
+    """
+
+    #: What is unavailable, as the gRPC status names it (never the cause's own words).
+    what = "service"
+
+
+class StoreError(CaUnavailable):
     """``ca.db`` cannot be used right now (locked too long, disk full, corrupt)."""
+
+    what = "database"
 
 
 class SchemaMismatch(StoreError):
     """``ca.db`` was written by a schema version this code does not know."""
+
+
+class IssuerUnavailable(CaUnavailable):
+    """The issuer (its ledger) cannot say now whether a card or merchant is known."""
+
+    what = "issuer"
+
+
+class RevocationStale(CaUnavailable):
+    """The revocation data held is no longer current and could not be renewed.
+
+    Certificates cannot be judged without it: nothing is answered until a refresh
+    succeeds (``gateway.ca.watcher``).
+    """
+
+    what = "revocation data"
 
 
 class UnknownCertificate(CaError):

@@ -3,9 +3,14 @@
 RRPID is the idempotency key (DESIGN.md 5.3). An answer is stored with a digest of the
 exact request bytes it answers, in the same transaction as the state it reports; a
 request under a stored RRPID gets those bytes back if it is the same request, and
-RRPID_REUSED otherwise. Plaintext requests (CardCInit, Me-AqCInit) are digested over a
-deterministic serialization without their header (whose date changes between retries):
-that digest only matches retries, it never checks a signature.
+RRPID_REUSED otherwise. Answers are purged after ``CaPolicy.response_retention_ms``,
+decided certificate requests are kept for good: a request under the RRPID of a decided
+one whose answer is gone is RRPID_REUSED too (a retry of that very request is past its
+date by then; its requester asks with CertInq).
+
+Plaintext requests (CardCInit, Me-AqCInit) are digested over a deterministic
+serialization without their header (whose date changes between retries): that digest
+only matches retries, it never checks a signature.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ def request_digest(kind: str, request_bytes: bytes) -> bytes:
 
 
 def replayed(tx: StoreTransaction, rrpid: bytes, kind: str, request: bytes) -> bytes | None:
-    """The stored answer for a retry of this request; RRPID_REUSED for another request."""
+    """The stored answer for a retry of this request; RRPID_REUSED for another request,
+    or under the RRPID of a decided certificate request whose answer was purged."""
     stored = tx.response(rrpid)
     if stored is None:
+        if tx.request_decided(rrpid):
+            raise fail(ErrorCode.ERROR_CODE_RRPID_REUSED, "RRPID of a decided request")
         return None
     if stored.kind != kind or not hmac.compare_digest(stored.request_digest, request):
         raise fail(ErrorCode.ERROR_CODE_RRPID_REUSED, "RRPID already answered another request")

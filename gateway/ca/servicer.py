@@ -7,10 +7,13 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
                                                       signed by the answering CA, its code
                                                       and a fixed text; the reason goes to
                                                       the local log only
-    ca.db or the key backend unavailable              gRPC UNAVAILABLE, also on the two
-                                                      unsigned reads (GetBrandCRLIdentifier,
-                                                      GetCertificates), which may re-publish
-                                                      the CRLs and BCI first
+    ca.db, the issuer or the key backend unavailable, gRPC UNAVAILABLE "certificate
+    or no current revocation data (``CaUnavailable``, authority <what> unavailable", also on
+    ``KeyBackendError``)                              the two unsigned reads
+                                                      (GetBrandCRLIdentifier, GetCertificates):
+                                                      the client sends the same bytes again
+                                                      later; never a SET Error, which it
+                                                      would record as a refusal
     anything else (a bug)                             a signed UNSPECIFIED_FAILURE Error;
                                                       the traceback is logged here, never
                                                       sent to the peer
@@ -29,7 +32,7 @@ import grpc
 
 from gateway import metrics
 from gateway.ca.authority import CertificateAuthority
-from gateway.ca.errors import StoreError
+from gateway.ca.errors import CaUnavailable
 from hsm.errors import KeyBackendError
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, ProtocolError
@@ -42,6 +45,16 @@ log = logging.getLogger(__name__)
 def _unavailable(context: grpc.ServicerContext, what: str) -> NoReturn:
     context.abort(grpc.StatusCode.UNAVAILABLE, f"certificate authority {what} unavailable")
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+def _outage(request: object, exc: CaUnavailable) -> None:
+    # An outage of the bank's own parts, logged here with its cause's words (never a
+    # PAN: ca.db keeps none, the issuer's errors name none); the peer gets ``what`` only.
+    cause = exc.__cause__
+    log.warning(
+        "%s: certificate authority %s unavailable: %s%s", type(request).__name__, exc.what,
+        exc, f" ({type(cause).__name__}: {cause})" if cause is not None else "",
+    )  # fmt: skip
 
 
 class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityServiceServicer):
@@ -63,9 +76,9 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         except ProtocolError as exc:
             log.info("%s refused: %s", type(request).__name__, exc)
             code = exc.code
-        except StoreError:
-            log.exception("CA database unavailable")
-            _unavailable(context, "database")
+        except CaUnavailable as exc:
+            _outage(request, exc)
+            _unavailable(context, exc.what)
         except KeyBackendError:
             log.exception("CA key backend unavailable")
             _unavailable(context, "key backend")
@@ -180,11 +193,14 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
             context.abort(grpc.StatusCode.NOT_FOUND, "brand not served here")
         try:
             current = self._ca.brand_crl_identifier()
-        except (ProtocolError, StoreError):
-            log.exception("no revocation data to serve")
+        except ProtocolError:
+            log.error("no revocation data published to serve")
             _unavailable(context, "revocation data")
+        except CaUnavailable as exc:
+            _outage(request, exc)
+            _unavailable(context, exc.what)
         except KeyBackendError:
-            # The watcher re-publishes CRLs and the BCI first when they are due.
+            # A guard: the watcher logs its own failures and raises RevocationStale only.
             log.exception("CA key backend unavailable")
             _unavailable(context, "key backend")
         return registration_pb2.GetBrandCRLIdentifierResponse(
@@ -200,12 +216,12 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         except ProtocolError as exc:
             if exc.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
-            # Anything else is the revocation data the watcher could not install first.
+            # A guard: the watcher logs its own failures and raises RevocationStale only.
             log.exception("no revocation data to serve")
             _unavailable(context, "revocation data")
-        except StoreError:
-            log.exception("CA database unavailable")
-            _unavailable(context, "database")
+        except CaUnavailable as exc:
+            _outage(request, exc)
+            _unavailable(context, exc.what)
         except KeyBackendError:
             log.exception("CA key backend unavailable")
             _unavailable(context, "key backend")

@@ -138,6 +138,11 @@ class StoreTransaction:
 
     # -- requests -------------------------------------------------------------------
 
+    def request_decided(self, rrpid: bytes) -> bool:
+        """True when a certificate request was decided under ``rrpid`` (kept for good)."""
+        row = self._db.execute("SELECT 1 FROM requests WHERE rrpid = ?", (rrpid,)).fetchone()
+        return row is not None
+
     def put_request(self, r: RequestRecord, now_ms: int) -> None:
         """Record a decided certificate request."""
         self._db.execute(
@@ -388,14 +393,21 @@ class CaStore:
             db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open CA database {path}: {exc}") from exc
+        store = cls(db, path)
+        try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
-            store = cls(db, path)
             store._prepare(create)
         except sqlite3.Error as exc:
+            store.close()
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
+        except BaseException:  # SchemaMismatch: not a database of ours, or not of this code
+            store.close()
+            raise
         return store
 
     @classmethod

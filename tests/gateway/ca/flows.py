@@ -23,6 +23,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gateway.bank_pki import open_ca_store
 from gateway.ca import CertificateAuthority, add_to_server
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
@@ -269,10 +270,11 @@ def merchant_request(
     public_key_enc: bytes | None = None,
     kem: str | None = None,
     request_date: int | None = None,
+    rrpid: bytes | None = None,
 ) -> tuple[registration_pb2.CertRequest, MerchantRequestState]:
     """A merchant CertReq built by hand, with one thing changed on request."""
     ca, form, state = session.registration.ca, session.registration.form, session.state
-    rrpid, chall = new_id(), new_id()
+    rrpid, chall = rrpid or new_id(), new_id()
     extra = None
     if account is not None:
         extra = (
@@ -305,6 +307,17 @@ def merchant_request(
     )
     exchange = Exchange(rrpid, chall, state.lid_ee, ca.lid_ca, ca.signer)
     return request, MerchantRequestState(exchange, state.request_type, state.identity, sig, kex)
+
+
+def purge_answers(bank: Bank) -> None:
+    """Forget every answer stored so far, as the CA's housekeeping does once they are
+    older than ``CaPolicy.response_retention_ms`` (decided requests are kept)."""
+    store = open_ca_store(bank.config)
+    try:
+        with store.write() as tx:
+            tx.purge(0, now_ms() + 1)
+    finally:
+        store.close()
 
 
 def certificates_naming(bank: Bank, subject: str) -> list[tuple[bytes, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from .flows import (
     card_request,
     new_key,
     openssl_verify,
+    purge_answers,
     register_cardholder,
     start_cardholder,
 )
@@ -241,6 +243,27 @@ def test_retry_gets_the_same_bytes_and_a_changed_request_is_refused(ec_bank: Ban
     with pytest.raises(PeerError) as caught:
         open_card_cert_response(ec_bank.stub.Cert(changed), changed_state, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_RRPID_REUSED
+
+
+def test_the_rrpid_of_a_decided_request_whose_answer_was_purged_is_refused(
+    ec_bank: Bank, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A week on, the answer is gone but the decision is kept: a new request under its
+    RRPID is RRPID_REUSED, a refusal like any other, not an outage of ca.db."""
+    first, state, _, _ = register_cardholder(ec_bank, CARD, EXPIRY)
+    assert first.complete
+    purge_answers(ec_bank)
+    session = start_cardholder(ec_bank, CARD)
+    request, again = card_request(
+        session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY, rrpid=state.exchange.rrpid
+    )
+    with caplog.at_level(logging.INFO), pytest.raises(PeerError) as caught:
+        open_card_cert_response(ec_bank.stub.Cert(request), again, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_RRPID_REUSED
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    # The session it came with is as it was: the wallet registers under a fresh RRPID.
+    request, fresh = card_request(session, new_key(ec_bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
+    assert open_card_cert_response(ec_bank.stub.Cert(request), fresh, session.trust).complete
 
 
 def test_pended_request_then_cert_inquiry(ec_bank: Bank) -> None:

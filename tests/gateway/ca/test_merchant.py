@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -41,6 +42,7 @@ from .flows import (
     new_key,
     new_trust,
     openssl_verify,
+    purge_answers,
     register_merchant,
     serving,
     start_merchant,
@@ -187,6 +189,24 @@ def test_keys_are_never_certified_twice(ec_bank: Bank) -> None:
     reuse = (new_key(ec_bank, KeyUsage.SIGNATURE), keys[1])
     second, *_ = register_merchant(ec_bank, _merchant("again"), keys=reuse)
     assert second.status == S.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
+
+
+def test_the_rrpid_of_a_decided_request_whose_answer_was_purged_is_refused(
+    ec_bank: Bank, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As for cardholders: RRPID_REUSED, never UNAVAILABLE with a traceback in the log."""
+    first, state, _ = register_merchant(ec_bank, _merchant("purged"))
+    assert first.complete
+    purge_answers(ec_bank)
+    session = start_merchant(ec_bank, _merchant("reuses"))
+    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
+    request, again = merchant_request(session, sig, kex, rrpid=state.exchange.rrpid)
+    with caplog.at_level(logging.INFO), pytest.raises(PeerError) as caught:
+        open_merchant_cert_response(ec_bank.stub.Cert(request), again, session.trust)
+    assert caught.value.code == ErrorCode.ERROR_CODE_RRPID_REUSED
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    request, fresh = merchant_request(session, sig, kex)
+    assert open_merchant_cert_response(ec_bank.stub.Cert(request), fresh, session.trust).complete
 
 
 def test_tampered_request_gets_a_decryption_error(ec_bank: Bank) -> None:

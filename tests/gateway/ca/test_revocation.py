@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +21,7 @@ from cryptography import x509
 from gateway.bank_pki import open_ca_store
 from gateway.ca import (
     AlreadyRevoked,
+    CaStore,
     CertificateAuthority,
     NotRevocable,
     RevocationWatcher,
@@ -30,14 +34,14 @@ from gateway.ca import merchant as ca_merchant
 from gateway.ca import watcher as ca_watcher
 from gateway.ca.store import StoreTransaction
 from hsm.base import KeyUsage
-from hsm.errors import TransientBackendError
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.freshness import new_id
+from setcore.pki.bci import peek_sequence_num
 from setcore.pki.roles import CARDHOLDER, MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.registration import key_thumbprint, spki_of
-from setcore.registration_cardholder import open_card_cert_response
+from setcore.registration_cardholder import build_card_c_init_request, open_card_cert_response
 from setcore.registration_merchant import MerchantIdentity
 from setpay.v1 import registration_pb2
 
@@ -54,6 +58,16 @@ from .flows import (
     serving,
     start_cardholder,
     start_merchant,
+)
+from .revocation_support import (
+    DUE_AGE,
+    LAPSED_AGE,
+    TokenGone,
+    WallClock,
+    authority_keys,
+    bank_trust,
+    new_ca_db,
+    publish_dated,
 )
 
 S = registration_pb2
@@ -266,38 +280,120 @@ def test_a_cardholder_renewal_decided_after_its_certificate_was_revoked_is_refus
         assert not tx.key_claimed(key_thumbprint(spki_of(new.public_key)))
 
 
-def test_revocation_data_the_key_backend_cannot_refresh_is_unavailable(
-    ec_bank: Bank, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """GetBrandCRLIdentifier and GetCertificates first let the watcher re-publish CRLs and
-    the BCI when due; a token gone then is UNAVAILABLE with a fixed text, as on every other
-    CA method, never gRPC's UNKNOWN carrying the backend's own words."""
-    # A watcher that polls on every call, so the next call is the one that refreshes.
-    monkeypatch.setattr(ca_authority, "RevocationWatcher", partial(RevocationWatcher, interval_s=0))
-    store = open_ca_store(ec_bank.config)
+# -- a refresh that fails ---------------------------------------------------------------
+
+
+@contextmanager
+def _refreshing_ca(
+    bank: Bank, tmp_path: Path, token: TokenGone, monkeypatch: pytest.MonkeyPatch,
+    wall: WallClock | None = None,
+) -> Iterator[tuple[CertificateAuthority, CaStore]]:  # fmt: skip
+    """A CA of the bank's keys, the key backend behind ``token``, on a ca.db of its own
+    just published; its watcher polls on every call (and dates by ``wall``)."""
+    options: dict[str, Any] = {"interval_s": 0}
+    if wall is not None:
+        options["wall_clock"] = wall
+    monkeypatch.setattr(ca_authority, "RevocationWatcher", partial(RevocationWatcher, **options))
+    store = new_ca_db(tmp_path / "ca.db", bank.pki)
     try:
-        ca = CertificateAuthority(
-            ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer
+        keys = authority_keys(bank.pki, token)
+        yield CertificateAuthority(keys, store, bank_trust(bank.pki), bank.issuer), store
+    finally:
+        store.close()
+
+
+def test_a_refresh_the_token_fails_leaves_the_ca_serving_while_its_bci_is_current(
+    ec_bank: Bank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The token is gone when the BCI comes due: the refresh fails, is logged and put off,
+    and every request is answered as usual; the BCI held has hours left."""
+    token = TokenGone(ec_bank.pki.backend)
+    with _refreshing_ca(ec_bank, tmp_path, token, monkeypatch) as (ca, store):
+        publish_dated(store, ec_bank.pki, DUE_AGE)  # ca.db's newest BCI is due, and current
+        with serving(ca) as stub, caplog.at_level(logging.WARNING):
+            served = replace(ec_bank, ca=ca, stub=stub)
+            session = start_cardholder(served, CARD)  # CardCInit, RegForm: signed, stapled
+            assert session.trust.revocation is not None
+            assert session.trust.revocation.sequence_num == 2
+            sequence, _ = _bci(served)
+            assert sequence == 2
+            # Answered (this ca.db of its own records no certificate to find).
+            found = stub.GetCertificates(
+                S.GetCertificatesRequest(thumbs=[ec_bank.pki.cca.signature_thumb])
+            )
+            assert list(found.certificates) == []
+    # Tried once, then put off (REFRESH_RETRY_S), not tried again on every call.
+    assert token.failed_signs == 1
+    assert (ca.watcher.counters.publish_failures, ca.watcher.counters.install_failures) == (1, 0)
+    failures = [r.getMessage() for r in caplog.records if r.name == ca_watcher.__name__]
+    assert len(failures) == 1 and "TransientBackendError" in failures[0], failures
+
+
+def test_the_ca_answers_unavailable_once_its_revocation_data_lapsed(
+    ec_bank: Bank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token stays away until the BCI held is past its notAfter: from then on every
+    method is UNAVAILABLE (fixed text), never a signed Error; it serves again as soon as
+    a refresh succeeds."""
+    token, wall = TokenGone(ec_bank.pki.backend), WallClock()
+    with (
+        _refreshing_ca(ec_bank, tmp_path, token, monkeypatch, wall) as (ca, _),
+        serving(ca) as stub,
+    ):
+        wall.ahead = LAPSED_AGE
+        calls = (
+            lambda: stub.CardCInit(build_card_c_init_request(ec_bank.brand_id, b"lid")[0]),
+            lambda: stub.GetBrandCRLIdentifier(
+                S.GetBrandCRLIdentifierRequest(brand_id=ec_bank.brand_id)
+            ),
+            lambda: stub.GetCertificates(
+                S.GetCertificatesRequest(thumbs=[ec_bank.pki.cca.signature_thumb])
+            ),
         )
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as failed:
+                call()
+            assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            details = failed.value.details()  # type: ignore[attr-defined]
+            assert details == "certificate authority revocation data unavailable"
+        # With nothing current, every call tries again, without a pause.
+        assert token.failed_signs == len(calls)
+        token.gone = False
+        response = stub.GetBrandCRLIdentifier(
+            S.GetBrandCRLIdentifierRequest(brand_id=ec_bank.brand_id)
+        )
+        assert peek_sequence_num(response.brand_crl_identifier) == 2
 
-        def token_gone(*args: object, **kwargs: object) -> bool:
-            raise TransientBackendError("token removed, slot 7 detail")
 
-        monkeypatch.setattr(ca_watcher, "bci_due", lambda *args, **kwargs: True)
-        monkeypatch.setattr(ca_watcher, "refresh", token_gone)
-        with serving(ca) as stub:
-            for call in (
-                lambda: stub.GetBrandCRLIdentifier(
-                    S.GetBrandCRLIdentifierRequest(brand_id=ec_bank.brand_id)
-                ),
-                lambda: stub.GetCertificates(
-                    S.GetCertificatesRequest(thumbs=[ec_bank.pki.cca.signature_thumb])
-                ),
-            ):
-                with pytest.raises(grpc.RpcError) as failed:
-                    call()
-                assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
-                details = failed.value.details()  # type: ignore[attr-defined]
-                assert details == "certificate authority key backend unavailable"
+def test_a_failed_refresh_is_tried_again_after_a_pause(
+    ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Polls go on every second; the re-publishing that failed waits REFRESH_RETRY_S, and
+    its failure is logged once per try, not once per poll."""
+    token, wall, ticks = TokenGone(ec_bank.pki.backend), WallClock(), [0.0]
+    store = new_ca_db(tmp_path / "ca.db", ec_bank.pki)
+    trust = bank_trust(ec_bank.pki)
+    try:
+        watcher = RevocationWatcher(
+            store, trust, keys=authority_keys(ec_bank.pki, token),
+            clock=lambda: ticks[0], wall_clock=wall,
+        )  # fmt: skip
+        assert watcher.check()  # BCI 1 installed; nothing due
+        wall.ahead = DUE_AGE
+        with caplog.at_level(logging.WARNING, logger=ca_watcher.__name__):
+            for _ in range(5):
+                ticks[0] += ca_watcher.POLL_INTERVAL_S
+                assert not watcher.check()
+            assert token.failed_signs == 1
+            ticks[0] += ca_watcher.REFRESH_RETRY_S
+            watcher.check()
+            assert token.failed_signs == 2
+        assert len(caplog.records) == 2
+        assert (watcher.counters.publish_failures, watcher.counters.install_failures) == (2, 0)
+        token.gone = False
+        ticks[0] += ca_watcher.REFRESH_RETRY_S
+        assert watcher.check()
+        assert trust.revocation is not None and trust.revocation.sequence_num == 2
     finally:
         store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -51,6 +53,35 @@ def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
         CaStore.open(tmp_path / "other.db")
     with pytest.raises(StoreError):
         CaStore.open(tmp_path / "missing.db")
+
+
+def _open_descriptors(path: Path) -> list[str]:
+    """This process's file descriptors open on ``path`` (Linux: its fd directory)."""
+    fds = Path("/proc/self/fd")
+    target = path.resolve()
+    found = []
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):  # the directory's own descriptor goes away
+            if (fds / fd).resolve() == target:
+                found.append(fd)
+    return found
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_a_refused_database_is_closed_again(tmp_path: Path, create: bool) -> None:
+    """SchemaMismatch leaves no connection behind (a bank that retries its start would
+    pile them up), whether or not the store was asked to create its schema."""
+    store = CaStore.open(tmp_path / "ca.db", create=True)
+    store.close()
+    db = sqlite3.connect(tmp_path / "ca.db")
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(SchemaMismatch) as refused:
+        CaStore.open(tmp_path / "ca.db", create=create)
+    # Asked while the error (and what its traceback holds) is still alive.
+    assert refused.value is not None
+    assert _open_descriptors(tmp_path / "ca.db") == []
 
 
 def test_a_key_is_claimed_once(tmp_path: Path) -> None:
