@@ -15,12 +15,13 @@ Until the CA's first answer is verified, the pending state also holds the CertRe
 bytes: a request lost on the way, or whose answer was lost, is sent again as it was, and
 the CA answers a repeated RRPID with the answer it stored (or, never having seen it,
 processes it now). The CA keeps stored answers only for its retention (a week): a resend
-after that is too old to process (MESSAGE_TOO_OLD) whether or not the CA decided it, so
-the wallet then asks with CertInq, which the CA answers from the decided request for good
-(the certificate, for the key the wallet holds, or a pended or refused status). Only a
-CertInq answered UNKNOWN_LID, no request for this registration, means the CertReq never
-reached the CA: the pending state is discarded and the registration starts over with a
-new key. Any other refusal leaves the pending state for a later run.
+after that is refused whether or not the CA decided it (RRPID_REUSED for a request it
+decided, MESSAGE_TOO_OLD for one it never saw), so the wallet then asks with CertInq,
+which the CA answers from the decided request for good (the certificate, for the key the
+wallet holds, or a pended or refused status). Only a CertInq answered UNKNOWN_LID, no
+request for this registration, means the CertReq never reached the CA: the pending state
+is discarded and the registration starts over with a new key. Any other refusal leaves
+the pending state for a later run.
 """
 
 from __future__ import annotations
@@ -73,10 +74,15 @@ PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
 # Refusals of a resent CertReq that do not say whether the CA decided it: its date is
-# outside the window (the answer, if any, was purged after the CA's retention), or no
+# outside the window, its RRPID names a decided request whose answer was purged after the
+# CA's retention (the wallet resends its own bytes, so that request is this one), or no
 # registration by these LIDs. The CA is asked with CertInq before anything else is done.
 ASK_BEFORE_REGISTERING = frozenset(
-    {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_UNKNOWN_LID}
+    {
+        ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD,
+        ErrorCode.ERROR_CODE_RRPID_REUSED,
+        ErrorCode.ERROR_CODE_UNKNOWN_LID,
+    }
 )
 # The one answer meaning the CA never decided the request: a CertInq finds no request for
 # the registration. The CA keeps decided requests for good: no purge ever causes it.

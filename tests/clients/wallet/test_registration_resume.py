@@ -1,7 +1,8 @@
 """A certificate request lost on the way, or whose answer was lost, does not strand the wallet.
 
-Nor does it make a second certificate for the card: a resend the CA refuses as too old
-(its stored answer purged after the retention) is followed by a CertInq, and the wallet
+Nor does it make a second certificate for the card: a resend the CA refuses after its
+retention (its stored answer purged: RRPID_REUSED, or MESSAGE_TOO_OLD for a request it
+never saw) is followed by a CertInq, and the wallet
 registers again only when the CA holds no request for the registration (UNKNOWN_LID).
 """
 
@@ -242,7 +243,7 @@ def test_a_lost_answer_resent_after_the_retention_takes_the_issued_certificate(
     bank: RunningBank, wallet: Wallet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CA issued the certificate but its answer was lost, and by the resend it no
-    longer holds the answer (MESSAGE_TOO_OLD): CertInq gets that certificate, for the key
+    longer holds the answer (RRPID_REUSED): CertInq gets that certificate, for the key
     the first request carried, and the card ends with it alone."""
     pan, expiry = bank.new_card()
     before = _brand_certificates(bank)
@@ -306,7 +307,7 @@ def test_a_pended_request_resent_after_the_retention_stays_pended(
     bank: RunningBank, wallet: Wallet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CA pended the request and the answer was lost; after the retention the resend is
-    too old, CertInq says pended, and the wallet keeps waiting on that request (exit
+    refused, CertInq says pended, and the wallet keeps waiting on that request (exit
     status 3 from the command) instead of making another one."""
     pan, expiry = bank.new_card()
     bank.issuer.review(pan)
