@@ -14,9 +14,9 @@ ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a c
 refund's id as the capture and refund commands print it. Output shows ids shortened and
 never a card number: the merchant never has one. A command the gateway refuses (a capture
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
-(run it again later); a settlement command whose outcome is unknown (no answer, or one that
-did not verify) exits 4: the operation stays sent, and ``serve`` or the next command's
-resume sends the same request again.
+(run it again later); a settlement command or a batch open, close or purge whose outcome is
+unknown (no answer, or one that did not verify) exits 4: the request stays sent, and
+``serve`` sends the same request again, as does the same batch command given again.
 """
 
 from __future__ import annotations
@@ -280,7 +280,8 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
         command = args.merchant_command
         if command == "batch":
             page = TransactionPage(0, args.details) if args.details else None
-            result = settlement.batch(_BATCH_OPERATIONS[args.operation], args.batch, page=page)
+            asked = _BATCH_OPERATIONS[args.operation]
+            result = merchant.batches.administer(asked, args.batch, page=page)
             data = result.data
             status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
             named = f"batch {data.batch_id or args.batch or '-'}: "

@@ -19,7 +19,8 @@
 Pending means "outcome unknown, will retry": the gateway may have applied the request (a
 hold on the card, a capture, a refund), so it is neither failed nor forgotten. It was
 stored byte for byte before it was first sent (``store``), and those bytes go again
-until a final answer comes back: the authorization worker, and ``Settlement.resume``.
+until a final answer comes back: the authorization worker, ``Settlement.resume`` and
+``Batches.resume`` (a batch open, close or purge is a request like the others).
 The gateway keeps one decision and its exact answer per RRPID
 (``gateway.ledger.idempotency``), so a retry gets what was decided the first time, and
 never a second hold or capture. No check is relaxed: what does not verify is never

@@ -14,6 +14,7 @@ Captures, refunds and reversals are ``Operation`` rows beside the order: sent (o
 unknown, re-sent byte for byte until the gateway's answer verifies), then succeeded,
 refused (the gateway's answer says no) or failed (the gateway refused the request with a
 verified SET Error); what was captured and credited is summed from the successful ones.
+A batch opened, closed or purged is a ``BatchRequest`` that goes through the same states.
 Nothing here is or holds a PAN: the merchant never sees one.
 """
 
@@ -170,3 +171,27 @@ class Operation:
 def short(identifier: bytes) -> str:
     """The first 8 hex digits of an id: enough to follow a story in a log, never a PAN-like run."""
     return identifier.hex()[:8]
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """A BatchAdminReq that changes a batch (open, close, purge), with its answer once known."""
+
+    rrpid: bytes
+    #: Its BatchOperation.
+    operation: int
+    #: The batch it names; none for an open (the gateway names the batch it opens).
+    batch_id: str
+    #: What the request asks back, kept to build it afresh (``renewal``).
+    return_summary: bool
+    starting_point: int
+    maximum_items: int
+    state: OperationState
+    request: bytes
+    request_digest: bytes
+    #: The answer's BatchAdminStatus and its BatchAdminResData bytes, once answered.
+    status: int
+    answer: bytes
+    created_ms: int
+    #: The SET Error code when ``state`` is FAILED, else 0.
+    error_code: int = 0

@@ -2,8 +2,9 @@
 
 ``Merchant.open(config)`` opens everything the configuration names; ``serve()`` starts
 the authorization worker, the Merchant service for wallets, and a thread that sends
-again the settlement operations still waiting for an answer; the CLI's capture, refund
-and batch commands use ``settlement`` on an opened merchant without serving.
+again the settlement operations and batch changes still waiting for an answer; the
+CLI's capture, refund and batch commands use ``settlement`` and ``batches`` on an opened
+merchant without serving.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from clients.authority import AuthorityClient
 from clients.errors import ClientError, ConfigError
 from clients.identity import read_root
 from clients.merchant.authorizer import Authorizer
+from clients.merchant.batches import Batches
 from clients.merchant.checkout import Checkout
 from clients.merchant.config import MerchantConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
@@ -39,10 +41,11 @@ from setcore.pki.truststore import TrustStore
 
 log = logging.getLogger("setpay.merchant")
 
-# A serving merchant sends again, this often, the settlement operations still waiting
-# for an answer: sent by a command while the gateway was unreachable, or left by a
-# crash. Only those stored more than RESUME_AFTER_MS ago: a command's own sending ends
-# within its deadline (``gateway_client.SETTLEMENT_DEADLINE_SECONDS``) well before.
+# A serving merchant sends again, this often, the settlement operations and batch
+# changes still waiting for an answer: sent by a command while the gateway was
+# unreachable, or left by a crash. Only those stored more than RESUME_AFTER_MS ago: a
+# command's own sending ends within its deadline
+# (``gateway_client.SETTLEMENT_DEADLINE_SECONDS``) well before.
 RESUME_SECONDS = 30.0
 RESUME_AFTER_MS = 60_000
 
@@ -62,6 +65,7 @@ class Merchant:
     authorizer: Authorizer
     checkout: Checkout
     settlement: Settlement
+    batches: Batches
     _channels: list[grpc.Channel] = field(default_factory=list)
     _server: grpc.Server | None = None
     _resumer: threading.Thread | None = None
@@ -102,10 +106,12 @@ class Merchant:
             config.answer,
         )  # fmt: skip
         settlement = Settlement(store, credentials, gateway, keys, config.merchant_id)
+        batches = Batches(store, credentials, gateway, keys, config.merchant_id)
         return cls(
             config=config, backend=backend, credentials=credentials, trust=trust, store=store,
             revocation=revocation, gateway=gateway, gateway_keys=keys, authorizer=authorizer,
-            checkout=checkout, settlement=settlement, _channels=[ca_channel, gateway_channel],
+            checkout=checkout, settlement=settlement, batches=batches,
+            _channels=[ca_channel, gateway_channel],
         )  # fmt: skip
 
     def serve(self) -> int:
@@ -160,11 +166,14 @@ class Merchant:
         try:
             self.revocation.ensure_fresh()
             resumed = self.settlement.resume(stored_before_ms=stored_before_ms)
+            batches = self.batches.resume(stored_before_ms=stored_before_ms)
         except (ClientError, SetcoreError) as exc:
             log.warning("unanswered operations not resumed now: %s", exc)
             return
-        if resumed:
-            log.info("resumed %d unanswered operations", len(resumed))
+        if resumed or batches:
+            log.info(
+                "resumed %d unanswered operations and %d batch requests", len(resumed), len(batches)
+            )
 
     def wait(self) -> None:
         """Block until the server stops."""

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from clients.errors import StoreError
 from clients.merchant.records import (
     Authorization,
+    BatchRequest,
     Money,
     Operation,
     OperationKind,
@@ -30,7 +31,7 @@ from clients.merchant.records import (
     short,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE offers (
@@ -93,15 +94,35 @@ CREATE TABLE batches (
     updated_ms   INTEGER NOT NULL
 );
 """
+_BATCH_REQUESTS = """
+CREATE TABLE batch_requests (
+    rrpid           BLOB PRIMARY KEY,
+    operation       INTEGER NOT NULL,
+    batch_id        TEXT NOT NULL,
+    return_summary  INTEGER NOT NULL,
+    starting_point  INTEGER NOT NULL,
+    maximum_items   INTEGER NOT NULL,
+    state           TEXT NOT NULL,
+    request         BLOB NOT NULL,
+    request_digest  BLOB NOT NULL,
+    status          INTEGER NOT NULL DEFAULT 0,
+    answer          BLOB NOT NULL DEFAULT x'',
+    error_code      INTEGER NOT NULL DEFAULT 0,
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL
+)
+"""
 
 # What brings a file of version N to N + 1, by N.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 2: an operation the gateway refused with a SET Error keeps its code ("failed").
     1: ("ALTER TABLE operations ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0",),
+    # 3: a batch opened, closed or purged is stored before it is sent, like an operation.
+    2: (_BATCH_REQUESTS,),
 }
 
-# The column lists are in the order ``order_from_row`` and ``operation_from_row`` unpack;
-# change one and the other together.
+# The column lists are in the order ``order_from_row``, ``operation_from_row`` and
+# ``batch_request_from_row`` unpack; change one and the other together.
 ORDER_COLUMNS = (
     "o.xid, o.lid_m, o.trans_ids, o.chall_m, f.description, f.currency, f.amount, f.exp10, "
     "f.brand_id, o.state, o.created_ms, o.updated_ms, o.cardholder_thumb, o.oi_data, o.pi, "
@@ -112,6 +133,10 @@ ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
 OPERATION_COLUMNS = (
     "rrpid, xid, kind, currency, amount, exp10, state, request, request_digest, "
     "original_rrpid, result_code, result_amount, batch_id, created_ms, error_code"
+)
+BATCH_REQUEST_COLUMNS = (
+    "rrpid, operation, batch_id, return_summary, starting_point, maximum_items, state, "
+    "request, request_digest, status, answer, created_ms, error_code"
 )
 
 
@@ -132,8 +157,8 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         # Re-read under the write lock: another process may have just migrated it.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         # One statement at a time: executescript would commit our transaction first.
-        if version == 0:
-            statements = tuple(s for s in _SCHEMA.split(";") if s.strip())
+        if version == 0:  # the tables of version 2, then the one version 3 adds
+            statements = (*(s for s in _SCHEMA.split(";") if s.strip()), _BATCH_REQUESTS)
         else:
             statements = tuple(s for v in range(version, SCHEMA_VERSION) for s in _MIGRATIONS[v])
         for statement in statements:
@@ -199,4 +224,17 @@ def operation_from_row(row: Sequence[Any]) -> Operation:
         request=request, request_digest=digest,
         original_rrpid=original, result_code=code, result_amount=result_amount,
         batch_id=batch_id, created_ms=created, error_code=error_code,
+    )  # fmt: skip
+
+
+def batch_request_from_row(row: Sequence[Any]) -> BatchRequest:
+    """The ``BatchRequest`` in a row selected as ``BATCH_REQUEST_COLUMNS``."""
+    (rrpid, operation, batch_id, summary, starting_point, maximum_items, state, request,
+     digest, status, answer, created, error_code) = row  # fmt: skip
+    return BatchRequest(
+        rrpid=rrpid, operation=operation, batch_id=batch_id, return_summary=bool(summary),
+        starting_point=starting_point, maximum_items=maximum_items,
+        state=_member(OperationState, state, "a request state", f"batch request {short(rrpid)}"),
+        request=request, request_digest=digest, status=status, answer=answer,
+        created_ms=created, error_code=error_code,
     )  # fmt: skip

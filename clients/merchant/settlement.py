@@ -1,17 +1,18 @@
-"""After authorization: capture, refund, reversals and batch administration.
+"""After authorization: capture, refund and reversals (batches: ``batches``).
 
 Each operation is checked against what the merchant knows (never capture more than is
-authorized, never refund more than was captured), built by setcore, stored with its
-exact bytes, then sent; the gateway's verified answer settles it, and a verified SET
-Error ends it "failed", with the error's code. Anything else leaves its outcome unknown
-(``outcome``: no answer, a crash, an answer or Error that does not verify, an answer
-settling another amount, UNSPECIFIED_FAILURE): it stays "sent", the command that sent
-it gets ``OutcomeUnknown`` ("outcome unknown, will retry"), and ``resume`` sends the same
-bytes again, when a merchant starts serving and every ``runtime.RESUME_SECONDS`` while
-it serves: the gateway's RRPID idempotency makes that safe. A verified refusal as too old
-(MESSAGE_TOO_OLD) of a request stored too recently for ``renewal`` to let it be built
-afresh leaves it sent too; one stored long enough ago is built afresh under a new RRPID
-and sent (``renewal`` says why that is safe, and when).
+authorized, never refund more than was captured; one sent and not answered counts as
+applied wherever that leaves less to take, and the error names it), built by setcore,
+stored with its exact bytes, then sent; the gateway's verified answer settles it, and a
+verified SET Error ends it "failed", with the error's code. Anything else leaves its
+outcome unknown (``outcome``: no answer, a crash, an answer or Error that does not
+verify, an answer settling another amount, UNSPECIFIED_FAILURE): it stays "sent", the
+command that sent it gets ``OutcomeUnknown`` ("outcome unknown, will retry"), and
+``resume`` sends the same bytes again, when a merchant starts serving and every
+``runtime.RESUME_SECONDS`` while it serves: the gateway's RRPID idempotency makes that
+safe. A verified refusal as too old (MESSAGE_TOO_OLD) of a request stored too recently
+for ``renewal`` to let it be built afresh leaves it sent too; one stored long enough ago
+is built afresh under a new RRPID and sent (``renewal`` says why that is safe, and when).
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.
@@ -61,12 +62,7 @@ from setcore.capture import (
 )
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, PeerError, SetcoreError, fail
-from setcore.gateway_admin import (
-    BatchAdminResult,
-    TransactionPage,
-    build_batch_admin_request,
-)
-from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, gateway_admin_pb2
+from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
 
 log = logging.getLogger("setpay.merchant")
 
@@ -94,7 +90,7 @@ _KIND_OF = {
 
 
 class Settlement:
-    """Capture, refund and reverse authorized orders; administer batches."""
+    """Capture, refund and reverse authorized orders."""
 
     def __init__(
         self,
@@ -116,6 +112,17 @@ class Settlement:
             raise OrderStateError(f"order {order.short_id} is {order.state.value}, not authorized")
         return order
 
+    def _pending(self, xid: bytes, *kinds: OperationKind) -> list[Operation]:
+        """The order's operations of ``kinds`` sent and not answered. Each may have been
+        applied: every check counts it as applied where that leaves less to take, so no
+        request is sent that the gateway would refuse should those turn out applied, in
+        whichever order they reach it."""
+        return [
+            op
+            for op in self._store.operations(xid)
+            if op.kind in kinds and op.state is OperationState.SENT
+        ]
+
     # -- capture ----------------------------------------------------------------------
 
     def capture(self, xid: bytes, amount: int | None = None) -> Operation:
@@ -123,36 +130,42 @@ class Settlement:
         order = self._authorized(xid)
         assert order.authorization is not None and order.auth_rrpid is not None
         captured, _ = settled_amounts(self._store, xid)
-        left = order.authorization.amount.minor - captured - self._in_flight(xid)
+        pending = self._pending(xid, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
+        # A pending reversal may have lowered the authorization to what it keeps.
+        authorized = min(
+            [order.authorization.amount.minor]
+            + [op.amount.minor for op in pending if op.kind is OperationKind.AUTH_REVERSAL]
+        )
+        taken = sum(op.amount.minor for op in pending if op.kind is OperationKind.CAPTURE)
+        left = max(0, authorized - captured - taken)
         amount = left if amount is None else amount
         if not 0 < amount <= left:
             raise OrderStateError(
                 f"order {order.short_id}: {amount} cannot be captured ({left} left to capture)"
+                f"{_counted(pending)}"
             )
         return self._start(
             order, OperationKind.CAPTURE, order.authorization.amount.with_minor(amount)
         )
 
-    def _in_flight(self, xid: bytes) -> int:
-        """Captures sent but not answered: counted as taken until the gateway says."""
-        return sum(
-            op.amount.minor
-            for op in self._store.operations(xid)
-            if op.kind is OperationKind.CAPTURE and op.state is OperationState.SENT
-        )
-
     # -- refunds and reversals --------------------------------------------------------
+
+    def _refundable(self, xid: bytes) -> tuple[int, list[Operation]]:
+        """What is captured and not refunded, counting pending refunds and capture
+        reversals as applied; and those pending ones."""
+        captured, credited = settled_amounts(self._store, xid)
+        pending = self._pending(xid, OperationKind.CREDIT, OperationKind.CAPTURE_REVERSAL)
+        return max(0, captured - credited - sum(op.amount.minor for op in pending)), pending
 
     def refund(self, xid: bytes, amount: int | None = None) -> Operation:
         """Credit ``amount`` back to the cardholder (default: all captured, not yet credited)."""
         order = self._authorized(xid)
-        captured, credited = settled_amounts(self._store, xid)
-        left = captured - credited
+        left, pending = self._refundable(xid)
         amount = left if amount is None else amount
         if not 0 < amount <= left:
             raise OrderStateError(
                 f"order {order.short_id}: {amount} cannot be refunded ({left} captured "
-                "and not refunded)"
+                f"and not refunded){_counted(pending)}"
             )
         return self._cap_rev_or_cred(order, OperationKind.CREDIT, amount)
 
@@ -166,11 +179,11 @@ class Settlement:
             raise OrderStateError(f"operation {short(capture_rrpid)} is not a completed capture")
         self._not_reversed(capture, OperationKind.CAPTURE_REVERSAL)
         order = self._authorized(capture.xid)
-        captured, credited = settled_amounts(self._store, capture.xid)
-        if capture.result_amount > captured - credited:
+        left, pending = self._refundable(capture.xid)
+        if capture.result_amount > left:
             raise OrderStateError(
-                f"order {order.short_id}: {captured - credited} captured and not refunded; "
-                f"this capture was {capture.result_amount}"
+                f"order {order.short_id}: {left} captured and not refunded; this capture was "
+                f"{capture.result_amount}{_counted(pending)}"
             )
         return self._cap_rev_or_cred(
             order, OperationKind.CAPTURE_REVERSAL, capture.result_amount, original=capture_rrpid
@@ -189,12 +202,14 @@ class Settlement:
 
     def _not_reversed(self, original: Operation, reversal: OperationKind) -> None:
         for op in self._store.operations(original.xid):
-            if (
-                op.kind is reversal
-                and op.original_rrpid == original.rrpid
-                and op.state in (OperationState.SENT, OperationState.SUCCEEDED)
-            ):
+            if op.kind is not reversal or op.original_rrpid != original.rrpid:
+                continue
+            if op.state is OperationState.SUCCEEDED:
                 raise OrderStateError(f"operation {short(original.rrpid)} is already reversed")
+            if op.state is OperationState.SENT:
+                raise OrderStateError(
+                    f"operation {short(original.rrpid)} is already being reversed{_counted([op])}"
+                )
 
     def _cap_rev_or_cred(
         self, order: Order, kind: OperationKind, amount: int, original: bytes = b""
@@ -209,6 +224,15 @@ class Settlement:
         captured, _ = settled_amounts(self._store, xid)
         if captured:
             raise OrderStateError(f"order {order.short_id} has captures: reverse those instead")
+        # A pending capture may have been applied (then the order has a capture), a pending
+        # reversal may have lowered the authorization below ``keep``: either way the
+        # gateway would refuse this one, or, sent first, this one would see theirs refused.
+        pending = self._pending(xid, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
+        if pending:
+            raise OrderStateError(
+                f"order {order.short_id} cannot be reversed before the gateway answers "
+                f"what is pending{_counted(pending)}"
+            )
         if not 0 <= keep < order.authorization.amount.minor:
             raise OrderStateError(
                 f"order {order.short_id}: keep must be below {order.authorization.amount.minor}"
@@ -397,37 +421,22 @@ class Settlement:
                 )  # fmt: skip
         return answered
 
-    # -- batches ----------------------------------------------------------------------
-
-    def batch(
-        self,
-        operation: int,
-        batch_id: str = "",
-        *,
-        summary: bool = True,
-        page: TransactionPage | None = None,
-    ) -> BatchAdminResult:
-        """Open, close, purge or query a settlement batch at the gateway."""
-        request, state = build_batch_admin_request(
-            self._credentials, self._keys.recipient(), self._merchant_id, operation,
-            batch_id=batch_id, return_summary=summary, page=page,
-        )  # fmt: skip
-        result = self._gateway.batch_admin(request.SerializeToString(), state)
-        data = result.data
-        self._store.record_batch(
-            data.batch_id, data.status, data.batch_status.closed, data.SerializeToString()
-        )
-        log.info(
-            "batch %s: %s -> %s", data.batch_id or "-",
-            gateway_admin_pb2.BatchOperation.Name(operation),
-            gateway_admin_pb2.BatchAdminStatus.Name(data.status),
-        )  # fmt: skip
-        return result
-
 
 def _named(operation: Operation) -> str:
     """An operation for the log and the command line: its kind, its id, its order."""
     return f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}"
+
+
+def _counted(pending: Sequence[Operation]) -> str:
+    """For an error: the unanswered operations a check counted as applied, by short id."""
+    if not pending:
+        return ""
+    named = ", ".join(
+        f"{op.kind.value} {short(op.rrpid)} "
+        f"{'keeping' if op.kind is OperationKind.AUTH_REVERSAL else 'of'} {op.amount.minor}"
+        for op in pending
+    )
+    return f"; pending, counted as applied: {named} (sent, outcome unknown, will retry)"
 
 
 def _check_answered_amount(

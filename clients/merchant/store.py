@@ -1,37 +1,30 @@
-"""The merchant's own database: offers, orders, authorizations and settlement operations.
+"""The merchant's own database: offers, orders, authorizations, settlement operations, batches.
 
-One SQLite file in WAL mode with ``synchronous=FULL``: an answer that reports a state
-change (a PRes saying "authorized", a capture the gateway accepted) leaves only after
-the change is on disk. The tables, their version and how a row becomes a record are
+One SQLite file (``clients.merchant.database``: durable, shared by the merchant's
+processes). The tables, their version and how a row becomes a record are
 ``clients.merchant.schema``'s; this module holds the transactions over them.
 
-Every request to the gateway is stored, as the exact bytes sent, *before* it is sent:
+Every request that may change something at the gateway (an authorization, a capture, a
+batch close; not a query) is stored, as the exact bytes sent, *before* it is sent:
 after a crash the same bytes go out again, and the gateway's RRPID idempotency answers
 with the response it already committed. The PI is kept byte for byte, sealed to the
 gateway; the capture token likewise. The merchant never holds a PAN, so none is here.
 
-Several processes may share the file (``setpay merchant serve`` and ``setpay merchant
-capture``); writes take SQLite's write lock at their start (``BEGIN IMMEDIATE``) and
-wait up to ``BUSY_TIMEOUT_MS`` for it. Errors: ``sqlite3`` failures become
-``StoreError``; unknown keys ``UnknownOrder``; a change the order's state forbids,
-``OrderStateError``.
+Errors: ``sqlite3`` failures become ``StoreError``; unknown keys ``UnknownOrder``; a
+change the order's state forbids, ``OrderStateError``.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
 
-from clients.errors import OrderStateError, StoreError, UnknownOrder
+from clients.errors import OrderStateError, UnknownOrder
+from clients.merchant.database import Database, now_ms
 from clients.merchant.offers import check_offer
 from clients.merchant.records import (
     Authorization,
+    BatchRequest,
     Money,
     Offer,
     Operation,
@@ -42,93 +35,21 @@ from clients.merchant.records import (
     short,
 )
 from clients.merchant.schema import (
+    BATCH_REQUEST_COLUMNS,
     OPERATION_COLUMNS,
     ORDER_COLUMNS,
     ORDER_FROM,
-    migrate,
+    batch_request_from_row,
     operation_from_row,
     order_from_row,
 )
 
-# A writer in another process (a CLI capture while the server runs) holds the lock for a
-# few milliseconds; five seconds only bounds a stuck one.
-BUSY_TIMEOUT_MS = 5000
 # Listings are for people; a page larger than this is not read by anyone.
 MAX_LISTED_ORDERS = 1000
 
-T = TypeVar("T")
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class MerchantStore:
-    """The merchant's SQLite database (thread-safe; one connection under a lock)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = Path(path)
-        self._lock = threading.Lock()
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self._path, isolation_level=None, check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )  # fmt: skip
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            migrate(self._conn, self._path)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the merchant database {self._path}: {exc}") from exc
-
-    def settings(self) -> dict[str, object]:
-        """The settings that make the file durable: journal mode, synchronous, schema."""
-
-        def read(conn: sqlite3.Connection) -> dict[str, object]:
-            return {
-                "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
-                "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
-                "schema_version": conn.execute("PRAGMA user_version").fetchone()[0],
-            }
-
-        return self._read(read)
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"merchant database write refused: {exc}") from exc
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"merchant database write failed: {exc}") from exc
-            except BaseException:
-                self._rollback()
-                raise
-
-    def _rollback(self) -> None:
-        # SQLite rolls a transaction back itself on some errors (a full disk, an I/O
-        # error): a second ROLLBACK would fail and hide the error that matters.
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
-
-    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            try:
-                return work(self._conn)
-            except sqlite3.Error as exc:
-                raise StoreError(f"merchant database read failed: {exc}") from exc
+class MerchantStore(Database):
+    """The merchant's records in its SQLite file (thread-safe, as ``Database`` is)."""
 
     # -- offers -----------------------------------------------------------------------
 
@@ -136,7 +57,7 @@ class MerchantStore:
         """Record an order agreed out of band, known by its LID-M; ``ConfigError`` for one
         no purchase could complete (``offers``)."""
         check_offer(lid_m, description, amount)
-        now = _now_ms()
+        now = now_ms()
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM offers WHERE lid_m = ?", (lid_m,)).fetchone():
                 raise OrderStateError(f"an offer with LID-M {short(lid_m)} exists")
@@ -168,7 +89,7 @@ class MerchantStore:
         A wallet that repeats PInit before purchasing gets a new XID; the unused order
         it replaces is dropped. An offer already purchased is not offered again.
         """
-        now = _now_ms()
+        now = now_ms()
         with self._write() as conn:
             row = conn.execute("SELECT xid FROM offers WHERE lid_m = ?", (lid_m,)).fetchone()
             if row is None:
@@ -258,7 +179,7 @@ class MerchantStore:
         sets = "".join(f", {name} = ?" for name in columns)
         conn.execute(
             f"UPDATE orders SET state = ?, updated_ms = ?{sets} WHERE xid = ?",  # noqa: S608 - names are ours
-            (target.value, _now_ms(), *columns.values(), xid),
+            (target.value, now_ms(), *columns.values(), xid),
         )
 
     def record_purchase(
@@ -359,7 +280,7 @@ class MerchantStore:
         request_digest: bytes,
         original_rrpid: bytes | None,
     ) -> None:
-        now = _now_ms()
+        now = now_ms()
         conn.execute(
             f"INSERT INTO operations ({OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, 0, ?)",
@@ -378,7 +299,7 @@ class MerchantStore:
         updated = conn.execute(
             "UPDATE operations SET state = ?, error_code = ?, updated_ms = ? "
             "WHERE rrpid = ? AND state = ?",
-            (OperationState.FAILED.value, error_code, _now_ms(), rrpid, OperationState.SENT.value),
+            (OperationState.FAILED.value, error_code, now_ms(), rrpid, OperationState.SENT.value),
         ).rowcount
         if updated != 1:
             raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
@@ -427,7 +348,7 @@ class MerchantStore:
         row = conn.execute(
             "UPDATE operations SET state = ?, result_code = ?, result_amount = ?, "
             "batch_id = ?, updated_ms = ? WHERE rrpid = ? AND state = ? RETURNING xid",
-            (state.value, code, amount, batch_id, _now_ms(), rrpid, OperationState.SENT.value),
+            (state.value, code, amount, batch_id, now_ms(), rrpid, OperationState.SENT.value),
         ).fetchone()
         if row is None:
             raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
@@ -463,12 +384,18 @@ class MerchantStore:
     def record_batch(self, batch_id: str, status: int, closed: bool, summary: bytes) -> None:
         """The gateway's latest word on a settlement batch (BatchAdminResData bytes)."""
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO batches VALUES (?, ?, ?, ?, ?) ON CONFLICT(batch_id) DO UPDATE SET "
-                "status = excluded.status, closed = excluded.closed, "
-                "summary = excluded.summary, updated_ms = excluded.updated_ms",
-                (batch_id, status, int(closed), summary, _now_ms()),
-            )
+            self._record_batch(conn, batch_id, status, closed, summary)
+
+    @staticmethod
+    def _record_batch(
+        conn: sqlite3.Connection, batch_id: str, status: int, closed: bool, summary: bytes
+    ) -> None:
+        conn.execute(
+            "INSERT INTO batches VALUES (?, ?, ?, ?, ?) ON CONFLICT(batch_id) DO UPDATE SET "
+            "status = excluded.status, closed = excluded.closed, "
+            "summary = excluded.summary, updated_ms = excluded.updated_ms",
+            (batch_id, status, int(closed), summary, now_ms()),
+        )
 
     def batches(self) -> list[tuple[str, int, bool]]:
         """Known batches: (batch id, last status, closed)."""
@@ -478,3 +405,82 @@ class MerchantStore:
             ).fetchall()
         )
         return [(r[0], r[1], bool(r[2])) for r in rows]
+
+    def add_batch_request(self, request: BatchRequest) -> BatchRequest:
+        """A batch open, close or purge as it will be sent (stored first, then sent)."""
+        with self._write() as conn:
+            self._insert_batch_request(conn, request)
+        return self.batch_request(request.rrpid)
+
+    def renew_batch_request(self, old: BatchRequest, error_code: int, fresh: BatchRequest) -> None:
+        """A sent batch request the gateway refused with ``error_code`` gives way to the
+        same request built afresh: the one ends failed, the other is stored, together."""
+        with self._write() as conn:
+            self._fail_batch_request(conn, old.rrpid, error_code)
+            self._insert_batch_request(conn, fresh)
+
+    @staticmethod
+    def _insert_batch_request(conn: sqlite3.Connection, r: BatchRequest) -> None:
+        now = now_ms()
+        conn.execute(
+            f"INSERT INTO batch_requests ({BATCH_REQUEST_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, x'', ?, 0, ?)",
+            (r.rrpid, r.operation, r.batch_id, int(r.return_summary), r.starting_point,
+             r.maximum_items, OperationState.SENT.value, r.request, r.request_digest, now, now),
+        )  # fmt: skip
+
+    def fail_batch_request(self, rrpid: bytes, error_code: int) -> None:
+        """The gateway refused a sent batch request with a verified SET Error."""
+        with self._write() as conn:
+            self._fail_batch_request(conn, rrpid, error_code)
+
+    @staticmethod
+    def _fail_batch_request(conn: sqlite3.Connection, rrpid: bytes, error_code: int) -> None:
+        updated = conn.execute(
+            "UPDATE batch_requests SET state = ?, error_code = ?, updated_ms = ? "
+            "WHERE rrpid = ? AND state = ?",
+            (OperationState.FAILED.value, error_code, now_ms(), rrpid, OperationState.SENT.value),
+        ).rowcount
+        if updated != 1:
+            raise OrderStateError(f"batch request {short(rrpid)} is not awaiting an answer")
+
+    def settle_batch_request(
+        self, rrpid: bytes, succeeded: bool, status: int, answer: bytes, batch: str, closed: bool
+    ) -> None:
+        """The gateway's verified answer (BatchAdminResData bytes) to a batch request, and,
+        when it succeeded, what it says of ``batch``: saved together."""
+        state = OperationState.SUCCEEDED if succeeded else OperationState.REFUSED
+        with self._write() as conn:
+            updated = conn.execute(
+                "UPDATE batch_requests SET state = ?, status = ?, answer = ?, updated_ms = ? "
+                "WHERE rrpid = ? AND state = ?",
+                (state.value, status, answer, now_ms(), rrpid, OperationState.SENT.value),
+            ).rowcount
+            if updated != 1:
+                raise OrderStateError(f"batch request {short(rrpid)} is not awaiting an answer")
+            if succeeded:
+                self._record_batch(conn, batch, status, closed, answer)
+
+    def batch_request(self, rrpid: bytes) -> BatchRequest:
+        """The batch request with this RRPID."""
+        row = self._read(
+            lambda c: c.execute(
+                f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests WHERE rrpid = ?",  # noqa: S608 - constant SQL
+                (rrpid,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownOrder("no batch request with this RRPID")
+        return batch_request_from_row(row)
+
+    def batch_requests(self, state: OperationState | None = None) -> list[BatchRequest]:
+        """Batch requests (those in ``state``, or all), oldest first."""
+        where, params = ("WHERE state = ?", (state.value,)) if state is not None else ("", ())
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests {where} "  # noqa: S608 - constant SQL
+                "ORDER BY created_ms, rrpid",
+                params,
+            ).fetchall()
+        )
+        return [batch_request_from_row(r) for r in rows]

@@ -1,4 +1,5 @@
-"""``setpay merchant batch``: which operations need a batch id, and what a refusal exits with."""
+"""``setpay merchant batch``: which operations need a batch id, and what a refusal or an
+unknown outcome exits with."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from pathlib import Path
 import pytest
 
 from clients.merchant.config import write_config
+from clients.merchant.records import OperationState
 from clients.peers import PeerConfig
 from tests.clients import conftest as clients_conftest
+from tests.clients.bank_support import RunningBank
 from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory
+from tests.clients.merchant.tampering_support import (
+    EVERY_TAMPERING,
+    TamperingGateway,
+    gateway_batches,
+)
 
-# The client tests' bank and merchants, for the one test here that needs a gateway.
+# The client tests' bank and merchants, for the tests here that need a gateway.
 bank = clients_conftest.bank
 make_merchant = clients_conftest.make_merchant
 
@@ -55,3 +63,31 @@ def test_opening_a_batch_takes_no_id_of_the_merchants(
         run_cli(["merchant", "--dir", str(directory), "batch", "open", "--batch", "b1"], capsys)
     assert exited.value.code == 2
     assert "--batch" in capsys.readouterr().err
+
+
+def test_a_batch_close_whose_answer_does_not_verify_exits_4_and_finishes_when_run_again(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The gateway closed the batch; the command says the outcome is unknown (exit 4, not
+    1: nothing was refused), and given again it sends the same close and prints the
+    gateway's answer to it, not BATCH_CLOSED."""
+    gateway = TamperingGateway(monkeypatch, bank)
+    merchant = make_merchant("m-cli-batch-unknown")
+    base = ["merchant", "--dir", str(merchant.config.base_dir), "batch"]
+    status, out, _ = run_cli([*base, "open"], capsys)
+    assert status == 0
+    batch = out.split()[1].rstrip(":")
+    gateway.tamper("BatchAdmin", EVERY_TAMPERING[0])
+    status, out, err = run_cli([*base, "close", "--batch", batch], capsys)
+    assert (status, out) == (4, "")
+    (sent,) = merchant.store.batch_requests(OperationState.SENT)
+    assert err.startswith(f"setpay merchant: batch close {sent.rrpid.hex()[:8]} of batch {batch}")
+    assert "outcome unknown, will retry" in err
+    assert gateway_batches(bank, merchant.config.merchant_id)[batch] == "closed"
+    status, out, err = run_cli([*base, "close", "--batch", batch], capsys)
+    assert (status, err) == (0, "")
+    assert out.startswith(f"batch {batch}: SUCCESS closed;")
+    assert gateway.sent("BatchAdmin")[-2:] == [sent.request] * 2

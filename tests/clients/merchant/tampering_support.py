@@ -24,7 +24,7 @@ from setcore.credentials import Credentials
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode
 from setcore.freshness import new_id
-from setpay.v1 import authorization_pb2, capture_pb2, crypto_pb2, services_pb2
+from setpay.v1 import authorization_pb2, capture_pb2, crypto_pb2, gateway_admin_pb2, services_pb2
 from tests.clients.bank_support import RunningBank
 
 _SERVICE = services_pb2.DESCRIPTOR.services_by_name["PaymentGatewayService"].full_name
@@ -36,6 +36,7 @@ _REQUESTS: dict[str, type[Message]] = {
     "CaptureReversal": capture_pb2.CaptureReversalRequest,
     "Credit": capture_pb2.CreditRequest,
     "CreditReversal": capture_pb2.CreditReversalRequest,
+    "BatchAdmin": gateway_admin_pb2.BatchAdminRequest,
 }
 
 # The methods whose answers carry baggage (a capture token) beside the sealed part.
@@ -165,12 +166,28 @@ class GatewayHold:
     transfers: dict[str, int]
 
 
-def gateway_hold(bank: RunningBank, xid: bytes) -> GatewayHold:
-    """The order's one hold in the gateway's ledger (read-only); fails if it has not one."""
+def _ledger(bank: RunningBank) -> sqlite3.Connection:
+    """The gateway's ledger, read-only."""
     url = bank.config.ledger_url()
     assert url.startswith("sqlite:")
-    ledger = url.removeprefix("sqlite:")
-    with closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+    return sqlite3.connect(f"file:{url.removeprefix('sqlite:')}?mode=ro", uri=True)
+
+
+def gateway_batches(bank: RunningBank, merchant_id: str) -> dict[str, str]:
+    """The merchant's batches in the gateway's ledger (read-only): id -> open, closed or
+    purged."""
+    with closing(_ledger(bank)) as db:
+        rows = db.execute(
+            "SELECT b.id, b.status FROM batches b JOIN merchant_accounts m"
+            " ON m.account_id = b.merchant_account_id WHERE m.merchant_id = ?",
+            (merchant_id,),
+        ).fetchall()
+    return dict(rows)
+
+
+def gateway_hold(bank: RunningBank, xid: bytes) -> GatewayHold:
+    """The order's one hold in the gateway's ledger (read-only); fails if it has not one."""
+    with closing(_ledger(bank)) as db:
         holds = db.execute(
             "SELECT id, amount, pending, captured, capture_reversed, credited, credit_reversed"
             " FROM holds WHERE xid = ?",

@@ -160,7 +160,7 @@ def _capture_in_outage(
 
 def _batch_totals(merchant: Merchant, batch_id: str) -> tuple[int, int]:
     """(captured total, number of captures) of a batch, as the gateway's ledger has it."""
-    status = merchant.settlement.batch(gateway_admin_pb2.BATCH_OPERATION_REQUEST, batch_id)
+    status = merchant.batches.administer(gateway_admin_pb2.BATCH_OPERATION_REQUEST, batch_id)
     summary = status.data.batch_status
     return summary.captured_total.amount, summary.capture_count
 

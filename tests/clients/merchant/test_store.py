@@ -12,6 +12,7 @@ import pytest
 from clients.errors import ConfigError, OrderStateError, StoreError, UnknownOrder
 from clients.merchant.records import (
     Authorization,
+    BatchRequest,
     Money,
     OperationKind,
     OperationState,
@@ -19,8 +20,11 @@ from clients.merchant.records import (
 )
 from clients.merchant.schema import SCHEMA_VERSION
 from clients.merchant.store import MerchantStore
+from setpay.v1 import gateway_admin_pb2
 
 EUR = Money(978, 1250)
+CLOSE = gateway_admin_pb2.BATCH_OPERATION_CLOSE
+PURGE = gateway_admin_pb2.BATCH_OPERATION_PURGE
 
 
 @pytest.fixture
@@ -66,11 +70,12 @@ def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
     first.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
     first.close()
     with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE batch_requests")
         conn.execute("ALTER TABLE operations DROP COLUMN error_code")
         conn.execute("PRAGMA user_version=1")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 2
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 3
         (operation,) = migrated.operations(xid)
         assert (operation.request, operation.state, operation.error_code) == (
             b"req", OperationState.SENT, 0,
@@ -78,6 +83,64 @@ def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
         assert migrated.fail_operation(operation.rrpid, 8).error_code == 8
     finally:
         migrated.close()
+
+
+def _batch_request(rrpid: bytes, operation: int = CLOSE, batch_id: str = "b1") -> BatchRequest:
+    return BatchRequest(
+        rrpid=rrpid, operation=operation, batch_id=batch_id, return_summary=True,
+        starting_point=0, maximum_items=5, state=OperationState.SENT, request=b"req",
+        request_digest=b"dig", status=0, answer=b"", created_ms=0,
+    )  # fmt: skip
+
+
+def test_a_version_2_file_gets_the_batch_requests_table(tmp_path: Path) -> None:
+    """A file from before batch changes were stored gets their table; the rest stays."""
+    path = tmp_path / "merchant.db"
+    first = MerchantStore(path)
+    xid = _purchased(first)
+    first.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
+    first.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE batch_requests")
+        conn.execute("PRAGMA user_version=2")
+    migrated = MerchantStore(path)
+    try:
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 3
+        assert [op.request for op in migrated.operations(xid)] == [b"req"]
+        assert migrated.batch_requests() == []
+        assert migrated.add_batch_request(_batch_request(b"q" * 32)).state is OperationState.SENT
+    finally:
+        migrated.close()
+
+
+def test_batch_request_life(store: MerchantStore) -> None:
+    """Stored as sent; answered (its batch recorded when the answer is a success), failed
+    with a SET Error's code, or failed and built afresh in one write."""
+    sent = store.add_batch_request(_batch_request(b"a" * 32))
+    assert (sent.state, sent.request, sent.maximum_items, sent.return_summary) == (
+        OperationState.SENT, b"req", 5, True,
+    )  # fmt: skip
+    assert sent.created_ms > 0
+    assert store.batch_requests(OperationState.SENT) == [sent]
+    store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
+    done = store.batch_request(sent.rrpid)
+    assert (done.state, done.status, done.answer) == (OperationState.SUCCEEDED, 1, b"answer")
+    assert store.batches() == [("b1", 1, True)]
+    with pytest.raises(OrderStateError, match="not awaiting an answer"):
+        store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
+
+    refused = store.add_batch_request(_batch_request(b"b" * 32, batch_id="b2"))
+    store.settle_batch_request(refused.rrpid, False, 4, b"no", "b2", False)
+    assert store.batch_request(refused.rrpid).state is OperationState.REFUSED
+    assert [b for b, _, _ in store.batches()] == ["b1"]  # a refusal says nothing of b2
+
+    stale = store.add_batch_request(_batch_request(b"c" * 32, PURGE))
+    store.renew_batch_request(stale, 12, _batch_request(b"d" * 32, PURGE))
+    old, fresh = store.batch_request(stale.rrpid), store.batch_request(b"d" * 32)
+    assert (old.state, old.error_code) == (OperationState.FAILED, 12)
+    assert (fresh.state, fresh.operation) == (OperationState.SENT, PURGE)
+    store.fail_batch_request(fresh.rrpid, 3)
+    assert store.batch_requests(OperationState.SENT) == []
 
 
 def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
