@@ -129,7 +129,7 @@ class Settlement:
         """Capture ``amount`` (default: all that is authorized and not yet captured)."""
         order = self._authorized(xid)
         assert order.authorization is not None and order.auth_rrpid is not None
-        captured, _ = settled_amounts(self._store, xid)
+        captured = _captured_gross(self._store, xid)
         pending = self._pending(xid, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
         # A pending reversal may have lowered the authorization to what it keeps.
         authorized = min(
@@ -221,9 +221,7 @@ class Settlement:
         """Release the authorization down to ``keep`` (0: release all of it)."""
         order = self._authorized(xid)
         assert order.authorization is not None and order.auth_rrpid is not None
-        captured, _ = settled_amounts(self._store, xid)
-        if captured:
-            raise OrderStateError(f"order {order.short_id} has captures: reverse those instead")
+        captured = _captured_gross(self._store, xid)
         # A pending capture may have been applied (then the order has a capture), a pending
         # reversal may have lowered the authorization below ``keep``: either way the
         # gateway would refuse this one, or, sent first, this one would see theirs refused.
@@ -233,9 +231,11 @@ class Settlement:
                 f"order {order.short_id} cannot be reversed before the gateway answers "
                 f"what is pending{_counted(pending)}"
             )
-        if not 0 <= keep < order.authorization.amount.minor:
+        if not captured <= keep < order.authorization.amount.minor:
             raise OrderStateError(
-                f"order {order.short_id}: keep must be below {order.authorization.amount.minor}"
+                f"order {order.short_id}: keep must be at least the {captured} captured "
+                f"(a capture reversal does not give authorization back) and below "
+                f"{order.authorization.amount.minor}"
             )
         money = order.authorization.amount.with_minor(keep)
         return self._start(order, OperationKind.AUTH_REVERSAL, money)
@@ -425,6 +425,18 @@ class Settlement:
 def _named(operation: Operation) -> str:
     """An operation for the log and the command line: its kind, its id, its order."""
     return f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}"
+
+
+def _captured_gross(store: MerchantStore, xid: bytes) -> int:
+    """Every capture of the order that succeeded, its reversals not deducted: the gateway
+    counts captures against the authorization gross (``gateway.ledger.holds``), so a
+    capture reversal gives money back to the cardholder, not authorization back to
+    capture again or to release."""
+    return sum(
+        op.result_amount
+        for op in store.operations(xid)
+        if op.kind is OperationKind.CAPTURE and op.state is OperationState.SUCCEEDED
+    )
 
 
 def _counted(pending: Sequence[Operation]) -> str:

@@ -123,3 +123,32 @@ def test_authorization_reversal_partial_then_full(
         purchase_pb2.COMPLETION_CODE_AUTHORIZATION_PERFORMED
     )
     assert seen.auth_amount == 0
+
+
+def test_a_capture_reversal_gives_money_back_not_authorization(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway counts captures against the authorization gross: the merchant refuses,
+    before sending, a capture or a release that a reversed capture would not make room
+    for, instead of recording the gateway's refusal."""
+    merchant = make_merchant("m-cap-rev-gross")
+    record = buy(make_wallet(merchant), offer(merchant, 6_000))
+    xid = bytes.fromhex(record.xid)
+    base = ["merchant", "--dir", str(merchant.config.base_dir)]
+    assert run_cli([*base, "capture", record.xid[:12], "--amount", "4000"], capsys)[0] == 0
+    (capture,) = merchant.store.operations(xid)
+    assert run_cli([*base, "reverse", "--capture", capture.rrpid.hex()[:8]], capsys)[0] == 0
+    assert settled_amounts(merchant.store, xid) == (0, 0)
+    sent = len(merchant.store.operations(xid))
+
+    status, _, err = run_cli([*base, "capture", record.xid[:12], "--amount", "3000"], capsys)
+    assert status == 1 and "cannot be captured (2000 left" in err
+    status, _, err = run_cli([*base, "reverse", record.xid[:12]], capsys)
+    assert status == 1 and "keep must be at least the 4000 captured" in err
+    assert len(merchant.store.operations(xid)) == sent  # nothing was sent
+
+    status, out, _ = run_cli([*base, "reverse", record.xid[:12], "--keep", "5000"], capsys)
+    assert status == 0 and "auth-reversal" in out and "succeeded, 5000" in out
+    status, out, _ = run_cli([*base, "capture", record.xid[:12]], capsys)
+    assert status == 0 and "succeeded, 1000" in out
+    assert not any(o.state.value == "failed" for o in merchant.store.operations(xid))
