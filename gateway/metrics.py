@@ -14,8 +14,8 @@ sets the variable (``scrape.prepare_multiprocess_directory``) before anything im
 and ``enable`` refuses to run where it was imported too early (samples would be lost).
 
 Every name starts with ``setpay_`` and carries its unit. Label values come from fixed sets
-only (``LABEL_VALUES``; anything else is counted as ``other``): never a PAN, an amount, an
-identifier or a peer's text.
+only (``gateway.metrics_labels``; anything else is counted as ``other``): never a PAN, an
+amount, an identifier or a peer's text.
 
     setpay_rpc_requests_total{service,method}           handled calls
     setpay_rpc_errors_total{method,code}                SET Error code or gRPC status name
@@ -33,6 +33,17 @@ identifier or a peer's text.
     setpay_replays_refused_total{kind}                  pi_reused, rrpid_reused
     setpay_answers_failed_total{method}                 committed decisions left unanswered
     setpay_certificate_cache_lookups_total{result}      hit, miss (TrustStore counters)
+    setpay_revocation_refresh_failures_total{step}      failed refreshes of the revocation
+                                                        data: publish (re-publishing the
+                                                        CRLs and BCI: key backend, ca.db),
+                                                        install (ca.db's newest BCI: ca.db,
+                                                        a BCI that does not verify)
+    setpay_revocation_valid_until_seconds               when the revocation data held stops
+                                                        being current, Unix seconds: the
+                                                        earliest of the live workers'
+                                                        (alert when under 6 h away; past
+                                                        it, certificates cannot be judged
+                                                        and calls are answered UNAVAILABLE)
     setpay_ledger_commit_duration_seconds               histogram per durable commit
     setpay_ledger_commit_operations                     histogram: group size per commit
     setpay_ledger_commit_retries_total                  serialization retries (PostgreSQL)
@@ -48,32 +59,87 @@ identifier or a peer's text.
                                                         (served by the supervisor alone,
                                                         ``gateway.bank_cpu``)
 
+Counters at zero from the start. A labelled series appears at its first increment, and
+``increase()`` cannot see that first one: an alert on it would miss the first shed call or
+the first failed refresh. So ``enable`` creates, at zero, every label combination a
+counter can take where those are few: requests and shed calls by method of the bank's two
+services (not gRPC's health and reflection services, which the bank's code never handles);
+authorizations by outcome and reason; replays by kind; failed answers by method of the
+payment gateway; key-backend errors by op and error class (the one product: four ops by a
+dozen classes); certificate cache lookups by result; failed refreshes by step. Unlabelled
+counters are at zero anyway, and each worker's own ``setpay_worker_rpcs_total`` series is
+made at start. Left to appear at their first: errors by method and code (every method by
+every gRPC status and SET code, some 700 series per worker, nearly all forever 0: alert
+on their rate next to the requests'), and the histograms and the in-flight gauge, which
+are read as rates, quantiles and levels, where a missing first sample costs nothing.
+
+Where things are: this module (turning metrics on, what the serving code calls);
+``metrics_labels`` (the label sets and the combinations above); ``metrics_sampler`` (the
+counters kept by the trust store, the session pool and the revocation watcher, copied in
+the background); ``metrics_supervisor`` (the supervisor's own, and dead processes' files).
+
 Errors: ``MetricsError`` (metrics cannot be turned on as configured).
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection_pb2
 
+from gateway import metrics_sampler, metrics_supervisor
 from gateway.ledger import Authorized, CommitStats, Declined, Outcome
+from gateway.metrics_labels import (
+    AUTHORIZATION_LABELS,
+    BANK_RPCS,
+    CURRENCIES,
+    KEY_ERROR_LABELS,
+    LABEL_VALUES,
+    MAX_WORKER_LABELS,
+    OTHER,
+    REPLAY_KINDS,
+    Children,
+    allowed,
+)
+from gateway.metrics_sampler import Sampler
+from gateway.metrics_supervisor import (
+    enable_supervisor,
+    ledger_process_gone,
+    worker_gone,
+    worker_restarted,
+)
 from gateway.outcomes import resp_reason_for
-from hsm.base import KemAlgorithm, SignatureAlgorithm
-from hsm.errors import KeyBackendError
-from hsm.session_pool import PoolStats
 from setcore.errors import ErrorCode
 from setpay.v1 import authorization_pb2, services_pb2
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-    from setcore.pki.truststore import TrustCounters, TrustStore
+__all__ = [
+    "LABEL_VALUES",
+    "MAX_WORKER_LABELS",
+    "MULTIPROC_ENV",
+    "OTHER",
+    "MetricsError",
+    "Sampler",
+    "answer_failed",
+    "authorization_decided",
+    "client_is_multiprocess",
+    "disable",
+    "enable",
+    "enable_supervisor",
+    "enabled",
+    "key_operation",
+    "ledger_commit",
+    "ledger_process_gone",
+    "refused",
+    "rpc_finished",
+    "rpc_shed",
+    "rpc_started",
+    "worker_gone",
+    "worker_restarted",
+]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Latency buckets from 0.5 ms (a cached, signature-only answer) to 5 s (the SQLite busy
@@ -83,71 +149,19 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 AMOUNT_BUCKETS = (100, 1_000, 5_000, 10_000, 50_000, 100_000, 1_000_000, 10_000_000)
 # Operations per ledger commit: the SQLite group commit's batches are powers of two apart.
 GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-# How often a worker copies the trust store's and the session pool's counters into its
-# metrics: scrapes come every 15 s or so, one second keeps them fresh at no cost.
-SAMPLE_SECONDS = 1.0
-# Worker index label values: one per possible worker (gateway.config.MAX_WORKERS).
-MAX_WORKER_LABELS = 64
-OTHER = "other"
 
-# ISO 4217 numeric -> alphabetic, for the amount histogram's label: a small fixed set,
-# because the currency comes from the request; any other is counted as "other".
-CURRENCIES: Mapping[int, str] = {
-    36: "AUD", 124: "CAD", 156: "CNY", 392: "JPY", 752: "SEK", 756: "CHF", 826: "GBP",
-    840: "USD", 978: "EUR",
-}  # fmt: skip
-
-
-def _key_error_kinds() -> frozenset[str]:
-    kinds: set[str] = set()
-    pending: list[type[KeyBackendError]] = [KeyBackendError]
-    while pending:
-        cls = pending.pop()
-        kinds.add(cls.__name__)
-        pending.extend(cls.__subclasses__())
-    return frozenset(kinds)
-
-
-# The bank's services and the two gRPC ones every server carries beside them: a call to
-# those is never handled by the bank's code, but it can be shed (``rpc_shed``).
-_SERVICES = (
-    *services_pb2.DESCRIPTOR.services_by_name.values(),
-    health_pb2.DESCRIPTOR.services_by_name["Health"],
-    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
-)
-_ERROR_CODES = frozenset(ErrorCode.keys())
-_REASONS = frozenset(authorization_pb2.RespReason.keys())
-LABEL_VALUES: Mapping[str, frozenset[str]] = {
-    name: values | {OTHER}
-    for name, values in {
-        "service": frozenset(s.full_name for s in _SERVICES),
-        "method": frozenset(m.name for s in _SERVICES for m in s.methods),
-        "code": frozenset(c.name for c in grpc.StatusCode) | _ERROR_CODES,
-        "outcome": frozenset({"approved", "declined", "error"}),
-        "reason": frozenset({"none"}) | _REASONS | _ERROR_CODES,
-        "currency": frozenset(CURRENCIES.values()),
-        "kind": frozenset({"pi_reused", "rrpid_reused"}),
-        "result": frozenset({"hit", "miss"}),
-        "op": frozenset({"sign", "decapsulate", "login", "relogin"}),
-        "algorithm": frozenset(a.value for a in (*SignatureAlgorithm, *KemAlgorithm)) | {"none"},
-        "error": _key_error_kinds(),
-        "worker": frozenset(str(i) for i in range(MAX_WORKER_LABELS)),
-    }.items()
-}
-"""Every label name used and the values it may take (``other`` for anything unexpected)."""
-
-_REPLAYS: Mapping[int, str] = {
+_REPLAYS: dict[int, str] = {
     ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED: "pi_reused",
     ErrorCode.ERROR_CODE_RRPID_REUSED: "rrpid_reused",
 }
+# Decisions whose answer can fail after the commit (``gateway.answers``): the gateway's.
+_GATEWAY_METHODS = tuple(
+    m.name for m in services_pb2.DESCRIPTOR.services_by_name["PaymentGatewayService"].methods
+)
 
 
 class MetricsError(Exception):
     """Metrics cannot be turned on as configured (the exporter would lose samples)."""
-
-
-def _allowed(label: str, value: str) -> str:
-    return value if value in LABEL_VALUES[label] else OTHER
 
 
 def client_is_multiprocess() -> bool:
@@ -155,33 +169,6 @@ def client_is_multiprocess() -> bool:
     from prometheus_client import values  # noqa: PLC0415 - see the module docstring
 
     return bool(getattr(values.ValueClass, "_multiprocess", False))
-
-
-class _Children:
-    """A labelled metric's children, looked up once per label values.
-
-    ``labels()`` costs a lock and a few checks on every call: about 0.85 us here, and an
-    authorization makes some ten updates. Measured in one process, in multiprocess mode,
-    this took the updates of one authorization from about 23 to 17 us. Values outside
-    ``LABEL_VALUES`` are counted as ``other`` and never become keys of their own, so the
-    cache stays as small as the fixed label sets.
-    """
-
-    def __init__(self, metric: Counter | Gauge | Histogram, *names: str) -> None:
-        self._metric = metric
-        self._names = names
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, *values: str) -> Any:
-        """The child for ``values`` (each mapped to ``other`` if unexpected)."""
-        child = self._children.get(values)
-        if child is None:
-            allowed = tuple(_allowed(n, v) for n, v in zip(self._names, values, strict=True))
-            child = self._children.get(allowed)
-            if child is None:
-                child = self._metric.labels(*allowed)
-                self._children[allowed] = child
-        return child
 
 
 class _WorkerMetrics:
@@ -232,11 +219,6 @@ class _WorkerMetrics:
             "Answers to committed ledger decisions that failed to be built or stored",
             ["method"], registry=r,
         )  # fmt: skip
-        self.cache = Counter(
-            "setpay_certificate_cache_lookups_total",
-            "Certificate chain lookups served from the trust store's cache or validated",
-            ["result"], registry=r,
-        )  # fmt: skip
         self.commit_duration = Histogram(
             "setpay_ledger_commit_duration_seconds", "Time of one durable ledger commit",
             buckets=LATENCY_BUCKETS, registry=r,
@@ -258,74 +240,42 @@ class _WorkerMetrics:
         self.relogins = Counter(
             "setpay_key_relogins_total", "Token re-logins after a lost session", registry=r
         )
-        self._registry = registry
-        self._pool: _PoolMetrics | None = None
-        # The serving path's children (``_Children``): looked up once, not per call.
+        # The serving path's children (``Children``): looked up once, not per call.
         self.my_rpcs = self.worker_rpcs.labels(worker)
-        self.in_flight_of = _Children(self.in_flight, "method")
-        self.requests_of = _Children(self.requests, "service", "method")
-        self.duration_of = _Children(self.duration, "method")
-        self.errors_of = _Children(self.errors, "method", "code")
-        self.shed_of = _Children(self.shed, "service", "method")
-        self.authorizations_of = _Children(self.authorizations, "outcome", "reason")
-        self.amounts_of = _Children(self.amounts, "currency")
-        self.key_duration_of = _Children(self.key_duration, "op", "algorithm")
+        self.in_flight_of = Children(self.in_flight, "method")
+        self.requests_of = Children(self.requests, "service", "method")
+        self.duration_of = Children(self.duration, "method")
+        self.errors_of = Children(self.errors, "method", "code")
+        self.shed_of = Children(self.shed, "service", "method")
+        self.authorizations_of = Children(self.authorizations, "outcome", "reason")
+        self.amounts_of = Children(self.amounts, "currency")
+        self.key_duration_of = Children(self.key_duration, "op", "algorithm")
+        self._start_at_zero()
 
-    def pool(self) -> _PoolMetrics:
-        """The session-pool metrics, made when a backend with a pool shows up (a software
-        backend has none, and a gauge of 0 sessions would say otherwise)."""
-        if self._pool is None:
-            self._pool = _PoolMetrics(self._registry)
-        return self._pool
-
-
-class _PoolMetrics:
-    """The PKCS#11 session pool's metric objects."""
-
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        from prometheus_client import Counter, Gauge  # noqa: PLC0415 - as above
-
-        r = registry
-        self.in_use = Gauge(
-            "setpay_key_sessions_in_use", "PKCS#11 pool sessions leased now",
-            multiprocess_mode="livesum", registry=r,
-        )  # fmt: skip
-        self.size = Gauge(
-            "setpay_key_sessions", "PKCS#11 pool size", multiprocess_mode="livesum", registry=r
-        )
-        self.wait = Counter(
-            "setpay_key_pool_wait_seconds_total", "Time spent waiting for a pool session",
-            registry=r,
-        )  # fmt: skip
-        self.leases = Counter(
-            "setpay_key_pool_leases_total", "PKCS#11 pool sessions leased", registry=r
-        )
-
-
-class _SupervisorMetrics:
-    """The metric objects of the supervisor process."""
-
-    def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge  # noqa: PLC0415 - as above
-
-        self.restarts = Counter(
-            "setpay_worker_restarts_total", "Workers restarted after dying", registry=None
-        )
-        self.workers = Gauge(
-            "setpay_workers", "Worker processes running", multiprocess_mode="livemax",
-            registry=None,
-        )  # fmt: skip
+    def _start_at_zero(self) -> None:
+        """Create the counters' series at zero (the module docstring says which, and why
+        not the others)."""
+        for service, method in BANK_RPCS:
+            self.requests_of(service, method)
+            self.shed_of(service, method)
+        for outcome, reason in AUTHORIZATION_LABELS:
+            self.authorizations_of(outcome, reason)
+        for kind in REPLAY_KINDS:
+            self.replays.labels(kind)
+        for method in _GATEWAY_METHODS:
+            self.answers_failed.labels(method)
+        for op, error in KEY_ERROR_LABELS:
+            self.key_errors.labels(op, error)
 
 
 class _Sinks:
     """Where this process records: None means off."""
 
     worker: _WorkerMetrics | None = None
-    supervisor: _SupervisorMetrics | None = None
 
 
 # Prometheus samples are process-wide by nature (in multiprocess mode, one set of files per
-# pid), so the sinks are too. Set by enable/enable_supervisor, cleared by disable.
+# pid), so the sinks are too. Set by enable, cleared by disable.
 _sinks = _Sinks()
 
 
@@ -343,6 +293,7 @@ def enable(worker: int, registry: CollectorRegistry | None = None) -> None:
             "this process's samples would never reach the scrape endpoint"
         )
     _sinks.worker = _WorkerMetrics(str(worker), registry)
+    metrics_sampler.enable(registry)
 
 
 def enabled() -> bool:
@@ -353,7 +304,8 @@ def enabled() -> bool:
 def disable() -> None:
     """Turn metrics off in this process (tests that enabled them in-process)."""
     _sinks.worker = None
-    _sinks.supervisor = None
+    metrics_sampler.disable()
+    metrics_supervisor.disable()
 
 
 # --- the serving path (every function is a no-op while metrics are off) ----------------
@@ -392,7 +344,7 @@ def answer_failed(method: str) -> None:
     retry of the request answers the decision."""
     m = _sinks.worker
     if m is not None:
-        m.answers_failed.labels(_allowed("method", method)).inc()
+        m.answers_failed.labels(allowed("method", method)).inc()
 
 
 def refused(method: str, code: int) -> None:
@@ -428,9 +380,9 @@ def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | Non
     if m is None:
         return
     m.key_duration_of(op, algorithm or "none").observe(seconds)
-    op = _allowed("op", op)
+    op = allowed("op", op)
     if error_kind is not None:
-        m.key_errors.labels(op, _allowed("error", error_kind)).inc()
+        m.key_errors.labels(op, allowed("error", error_kind)).inc()
     if op == "relogin":
         m.relogins.inc()
 
@@ -444,115 +396,3 @@ def ledger_commit(stats: CommitStats) -> None:
     m.commit_operations.observe(stats.operations)
     if stats.retries:
         m.commit_retries.inc(stats.retries)
-
-
-# --- counters kept by others, copied in the background --------------------------------
-
-
-@runtime_checkable
-class PooledBackend(Protocol):
-    """A key backend with a session pool (the PKCS#11 backend)."""
-
-    @property
-    def pool_stats(self) -> PoolStats:
-        """The pool's size, leases out now, and totals."""
-
-
-class Sampler:
-    """Copies the trust store's and the key backend's own counters into the metrics."""
-
-    def __init__(self, trust: TrustStore, backend: object) -> None:
-        self._trust = trust
-        self._pool = backend if isinstance(backend, PooledBackend) else None
-        self._lock = threading.Lock()
-        self._seen_trust: TrustCounters | None = None
-        self._seen_pool: PoolStats | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Sampler:
-        """Sample every SAMPLE_SECONDS in the background while metrics are on."""
-        if _sinks.worker is not None:
-            self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            self.sample()
-
-    def sample(self) -> None:
-        """Add what the counters gained since the last sample; set the pool gauges."""
-        m = _sinks.worker
-        if m is None:
-            return
-        with self._lock:
-            trust = self._trust.counters
-            before = self._seen_trust
-            hits = trust.cache_hits - (before.cache_hits if before else 0)
-            misses = trust.verifications - (before.verifications if before else 0)
-            self._seen_trust = trust
-            if hits > 0:
-                m.cache.labels("hit").inc(hits)
-            if misses > 0:
-                m.cache.labels("miss").inc(misses)
-            if self._pool is None:
-                return
-            pool = self._pool.pool_stats
-            seen = self._seen_pool
-            self._seen_pool = pool
-        p = m.pool()
-        p.in_use.set(pool.in_use)
-        p.size.set(pool.size)
-        if seen is None or pool.leases < seen.leases:  # first sample, or a pool reset
-            seen = PoolStats(pool.size, 0, 0, 0.0)
-        if pool.leases > seen.leases:
-            p.leases.inc(pool.leases - seen.leases)
-            p.wait.inc(max(0.0, pool.wait_seconds - seen.wait_seconds))
-
-    def stop(self) -> None:
-        """Stop sampling after one last sample (the worker is going away)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(SAMPLE_SECONDS * 2)
-        self.sample()
-
-
-# --- the supervisor's own (its endpoint is gateway.scrape) ------------------------------
-
-
-def enable_supervisor(workers: int) -> None:
-    """Turn on the supervisor's own metrics (after ``scrape.prepare_multiprocess_directory``)."""
-    _sinks.supervisor = _SupervisorMetrics()
-    _sinks.supervisor.workers.set(workers)
-
-
-def worker_gone(pid: int, running: int) -> None:
-    """A worker exited: drop its live gauges; ``running`` workers are left."""
-    s = _sinks.supervisor
-    if s is None:
-        return
-    _drop_live_gauges(pid)
-    s.workers.set(running)
-
-
-def ledger_process_gone(pid: int) -> None:
-    """The ledger process exited: drop its live gauges (it has files like a worker's)."""
-    if _sinks.supervisor is not None:
-        _drop_live_gauges(pid)
-
-
-def _drop_live_gauges(pid: int) -> None:
-    # A dead process's live gauge files would be merged as if it still ran; its counter and
-    # histogram files stay, so that totals never step back.
-    from prometheus_client import multiprocess  # noqa: PLC0415 - as above
-
-    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-
-
-def worker_restarted(running: int) -> None:
-    """The supervisor started a worker in place of one that died."""
-    s = _sinks.supervisor
-    if s is not None:
-        s.restarts.inc()
-        s.workers.set(running)

@@ -3,7 +3,8 @@
 Everything that opens a key backend session or a gRPC server happens here, so a worker
 process can call it after fork (DESIGN.md 5.4: sessions and gRPC are never inherited).
 When metrics are on in this process (``gateway.metrics.enable``), the key backend and the
-ledger report to them and a sampler copies the trust store's and the pool's counters.
+ledger report to them and a sampler copies the counters of the trust store, the pool and
+the revocation watcher.
 """
 
 from __future__ import annotations
@@ -138,10 +139,14 @@ def start_bank(
             reflection_enabled=config.reflection,
             probes=probes,
         )
+        undo.callback(_stop_at_once, ca_server, ca_health)
+        # Samples at once (the page has the revocation data's end before the worker
+        # reports serving), which writes to the sample directory and so can fail too.
+        sampler = metrics.Sampler(pki.trust, pki.backend, authority.watcher).start()
         undo.pop_all()  # started: RunningBank.stop closes it all from now on
     mode = "INSECURE plaintext (local experiments only)" if config.insecure else "TLS"
     log.info("gateway on port %d, CA on port %d (%s)", port, ca_port, mode)
     return RunningBank(
         server, port, health, ca_server, ca_port, ca_health, bank, pki, ledger, authority,
-        ca_store, metrics.Sampler(pki.trust, pki.backend).start(),
+        ca_store, sampler,
     )  # fmt: skip

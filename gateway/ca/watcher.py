@@ -124,6 +124,12 @@ class RevocationWatcher:
         """Failed refresh steps so far."""
         return WatcherCounters(self._publish_failures, self._install_failures)
 
+    def held_until(self) -> datetime | None:
+        """Until when the revocation data held is current (``valid_until``); None while
+        none is held. The metrics read it here: this package imports them, not the reverse."""
+        snapshot = self._trust.revocation
+        return None if snapshot is None else valid_until(snapshot)
+
     def check(self, *, force: bool = False) -> bool:
         """Poll ``ca.db`` if the interval has passed (or ``force``); True if data changed.
 

@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics
+from gateway.ca.watcher import WatcherCounters, valid_until
 from gateway.ledger import Authorized, CommitStats, Decline, Declined
 from gateway.provisioning import init_bank
 from gateway.scrape import (
@@ -35,6 +37,7 @@ from hsm.session_pool import SessionPool
 from setcore.authorization import open_auth_response
 from setcore.errors import ErrorCode, PeerError
 from setpay.v1 import authorization_pb2 as a
+from setpay.v1 import services_pb2
 
 from .actors import (
     Merchant,
@@ -60,6 +63,8 @@ from .served import (
 # A run of 13 to 19 digits: the shape of a PAN.
 PAN_SHAPE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 PG = "setpay.v1.PaymentGatewayService"
+CA = "setpay.v1.CertificateAuthorityService"
+HEALTH = "grpc.health.v1.Health"
 
 
 def promtool() -> str:
@@ -67,6 +72,15 @@ def promtool() -> str:
     if path is None:
         pytest.fail("promtool is not installed (Debian package prometheus)")
     return path
+
+
+def check_with_promtool(text: str) -> None:
+    """``promtool check metrics`` passes ``text`` (a scrape)."""
+    checked = subprocess.run(
+        [promtool(), "check", "metrics"], input=text, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.fixture
@@ -182,12 +196,12 @@ def test_live_scrape_passes_promtool_and_counts_what_was_sent(bank: ServedBank) 
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    _assert_labels_from_fixed_sets(text)
+    assert_labels_from_fixed_sets(text)
     print(f"\n$ promtool check metrics < scrape  ({len(text.splitlines())} lines): OK")
     assert bank.stop() == 0, bank.log()
 
 
-def _assert_labels_from_fixed_sets(text: str) -> None:
+def assert_labels_from_fixed_sets(text: str) -> None:
     """Every label value comes from its fixed set; nothing but sample values has a PAN's
     shape (a sample value may be a long float: those are not labels)."""
     for family in text_string_to_metric_families(text):
@@ -238,10 +252,56 @@ def test_shed_calls_are_counted_across_the_workers(tmp_path: Path) -> None:
             timeout=60, check=False,
         )  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        _assert_labels_from_fixed_sets(text)
+        assert_labels_from_fixed_sets(text)
         assert bank.stop() == 0, bank.log()
     finally:
         bank.close()
+
+
+def test_a_fresh_banks_first_scrape_has_its_counters_at_zero(bank: ServedBank) -> None:
+    # Nothing was asked of the bank yet. A series that appears with its first increment
+    # is one increase() cannot see: the counters are there, at zero, from the start.
+    text = bank.scrape_text()
+    samples = bank.scrape()
+
+    def zero(name: str, **labels: str) -> bool:
+        return samples.get((name, frozenset(labels.items()))) == 0
+
+    for service in (PG, CA):
+        for method in services_pb2.DESCRIPTOR.services_by_name[service.split(".")[-1]].methods:
+            assert zero("setpay_rpc_shed_total", service=service, method=method.name), method.name
+            assert zero("setpay_rpc_requests_total", service=service, method=method.name)
+    assert zero("setpay_authorizations_total", outcome="approved", reason="none")
+    assert zero(
+        "setpay_authorizations_total", outcome="declined", reason="RESP_REASON_INSUFFICIENT_FUNDS"
+    )
+    assert zero(
+        "setpay_authorizations_total", outcome="error", reason="ERROR_CODE_PI_PREVIOUSLY_USED"
+    )
+    assert zero("setpay_replays_refused_total", kind="pi_reused")
+    assert zero("setpay_replays_refused_total", kind="rrpid_reused")
+    assert zero("setpay_answers_failed_total", method="Capture")
+    assert zero("setpay_key_errors_total", op="sign", error="TransientBackendError")
+    assert zero("setpay_key_errors_total", op="decapsulate", error="BackendNotAvailable")
+    assert zero("setpay_revocation_refresh_failures_total", step="publish")
+    assert zero("setpay_revocation_refresh_failures_total", step="install")
+    for result in ("hit", "miss"):  # the bank's own chains may have been looked up already
+        assert ("setpay_certificate_cache_lookups_total", frozenset({("result", result)})) in (
+            samples
+        )
+    # The services the bank's code never handles are not made up front.
+    assert not any(
+        name == "setpay_rpc_shed_total" and dict(labels)["service"] == HEALTH
+        for name, labels in samples
+    )
+    # The products of large sets are not either: errors appear with their first.
+    assert not any(name == "setpay_rpc_errors_total" for name, _ in samples)
+    check_with_promtool(text)
+    assert_labels_from_fixed_sets(text)
+    # Every family on the page is in the list the operators read.
+    for family in text_string_to_metric_families(text):
+        assert family.name in (metrics.__doc__ or ""), family.name
+    assert bank.stop() == 0, bank.log()
 
 
 def _cpu_of(pid: int) -> float:
@@ -421,7 +481,7 @@ def test_decisions_and_refusals_land_in_their_labels(registry: CollectorRegistry
     # A refusal of anything but Authorize is not an authorization decision.
     assert (
         get("setpay_authorizations_total", outcome="error", reason="ERROR_CODE_PI_PREVIOUSLY_USED")
-        is None
+        == 0
     )
 
 
@@ -436,7 +496,7 @@ def test_rpc_status_and_unknown_names_are_bounded(registry: CollectorRegistry) -
     assert get("setpay_rpc_in_flight", {"method": "Authorize"}) == 0
     assert get("setpay_rpc_duration_seconds_bucket", {"method": "Authorize", "le": "0.0025"}) == 1
     assert get("setpay_worker_rpcs_total", {"worker": "0"}) == 2
-    _assert_labels_from_fixed_sets(generate_latest(registry).decode())
+    assert_labels_from_fixed_sets(generate_latest(registry).decode())
 
 
 def test_label_sets_are_small_and_hold_no_number_of_a_pan_shape() -> None:
@@ -486,7 +546,7 @@ def test_sampler_copies_trust_and_pool_counters(
     keys = PooledKeys()
     trust = ec_world.running.pki.trust
     before = trust.counters
-    sampler = metrics.Sampler(trust, keys)
+    sampler = metrics.Sampler(trust, keys, ec_world.running.authority.watcher)
     sampler.sample()  # the first sample counts what happened before it too
     with keys.pool.lease(), keys.pool.lease():
         sampler.sample()
@@ -502,6 +562,45 @@ def test_sampler_copies_trust_and_pool_counters(
     assert get("setpay_certificate_cache_lookups_total", {"result": "hit"}) == after.cache_hits
     assert get("setpay_certificate_cache_lookups_total", {"result": "miss"}) == after.verifications
     assert after.cache_hits + after.verifications > before.cache_hits + before.verifications
+    # The bank's own revocation data: current until its BCI's or a CRL's end.
+    assert trust.revocation is not None
+    end = valid_until(trust.revocation).timestamp()
+    assert get("setpay_revocation_valid_until_seconds") == end
+    assert get("setpay_revocation_refresh_failures_total", {"step": "publish"}) == 0
+
+
+def test_sampler_adds_what_the_refresh_failures_gained(
+    registry: CollectorRegistry, ec_world: World
+) -> None:
+    class Watcher:
+        """The revocation watcher's counters and end, as a refresh that fails leaves them."""
+
+        def __init__(self) -> None:
+            self.counters = WatcherCounters(publish_failures=0, install_failures=0)
+            self.until: datetime | None = None
+
+        def held_until(self) -> datetime | None:
+            return self.until
+
+    watcher = Watcher()
+    sampler = metrics.Sampler(ec_world.running.pki.trust, object(), watcher)
+
+    def get(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    # Before the first sample: the counters at zero, no end (it would read as lapsed).
+    assert get("setpay_revocation_refresh_failures_total", step="publish") == 0
+    assert get("setpay_revocation_refresh_failures_total", step="install") == 0
+    assert get("setpay_revocation_valid_until_seconds") is None
+    sampler.sample()  # none held: as lapsed as can be
+    assert get("setpay_revocation_valid_until_seconds") == 0
+    watcher.counters = WatcherCounters(publish_failures=2, install_failures=1)
+    watcher.until = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    sampler.sample()
+    sampler.sample()  # nothing gained since: nothing added
+    assert get("setpay_revocation_refresh_failures_total", step="publish") == 2
+    assert get("setpay_revocation_refresh_failures_total", step="install") == 1
+    assert get("setpay_revocation_valid_until_seconds") == watcher.until.timestamp()
 
 
 def test_enable_refuses_a_client_imported_without_the_multiprocess_directory(
@@ -565,7 +664,7 @@ def test_a_failed_answer_is_counted_and_its_decision_counted_once_answered(
     get = registry.get_sample_value
     assert get("setpay_answers_failed_total", {"method": "Authorize"}) == 1
     declined = {"outcome": "declined", "reason": "RESP_REASON_INSUFFICIENT_FUNDS"}
-    assert get("setpay_authorizations_total", declined) is None  # not answered yet
+    assert get("setpay_authorizations_total", declined) == 0  # not answered yet
     assert get("setpay_rpc_errors_total", {"method": "Authorize", "code": "UNAVAILABLE"}) == 1
     ec_world.gateway.Authorize(request)  # the retry answers the decision
     assert get("setpay_authorizations_total", declined) == 1
