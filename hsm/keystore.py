@@ -15,9 +15,13 @@ fsync of the directory):
     DIR/keys/LABEL/N.cert.der          the certificate stored beside it, if any
 
 A version exists once its JSON file exists (written last), so a crash mid-write leaves
-no half key behind. PKCS#8 encryption in ``cryptography`` is PBES2 with only 2048
-PBKDF2 rounds, too few for a passphrase; so the passphrase is first stretched with scrypt
-(salt per keystore) and the result is the PKCS#8 password. The scrypt runs once per open.
+no half key behind. The JSON file's stamp (``KeyStamp``: device, inode, size,
+modification and change times) tells a reader cheaply whether the version it loaded is
+still there and still the same: a version deleted and written again is a new file.
+
+PKCS#8 encryption in ``cryptography`` is PBES2 with only 2048 PBKDF2 rounds, too few for
+a passphrase; so the passphrase is first stretched with scrypt (salt per keystore) and
+the result is the PKCS#8 password. The scrypt runs once per open.
 
 Errors raised (``hsm.errors``): ``PermanentBackendError`` (wrong passphrase, not a
 keystore, unsafe permissions, corrupt file), ``TransientBackendError`` (lock held too
@@ -88,6 +92,9 @@ MAX_FILE_BYTES = 64 * 1024
 
 _CHECK_INPUT = b"setpay keystore passphrase check v1"
 
+#: A key version's JSON file as ``os.stat`` sees it: (device, inode, size, mtime, ctime).
+KeyStamp = tuple[int, int, int, int, int]
+
 
 @dataclass(frozen=True)
 class _Paths:
@@ -132,8 +139,12 @@ class Keystore:
         """The keystore directory."""
         return self._directory
 
-    def scan(self) -> list[KeyHandle]:
-        """Every complete key version on disk (the JSON file is the commit point)."""
+    def scan(self) -> list[tuple[KeyHandle, KeyStamp]]:
+        """Every complete key version on disk (the JSON file is the commit point).
+
+        Each with the stamp its JSON file had before it was read: a file replaced after
+        that has another stamp, never the stamp of the key read here.
+        """
         keys_dir = self._directory / "keys"
         if not keys_dir.is_dir():
             return []
@@ -146,12 +157,31 @@ class Keystore:
             if entry.is_dir(follow_symlinks=False) and LABEL_PATTERN.fullmatch(entry.name)
         )
         for label in labels:
-            for name in os.listdir(keys_dir / label):
+            try:
+                names = os.listdir(keys_dir / label)
+            except FileNotFoundError:
+                continue  # its last version was deleted since the directory was listed
+            for name in names:
                 stem = name.removesuffix(".json")
                 if stem != name and stem.isdigit():
-                    handles.append(self._load_handle(label, int(stem)))
-        handles.sort(key=lambda handle: (handle.label, handle.version))
+                    found = self._load_handle(label, int(stem))
+                    if found is not None:
+                        handles.append(found)
+        handles.sort(key=lambda entry: (entry[0].label, entry[0].version))
         return handles
+
+    def stamp(self, label: str, version: int) -> KeyStamp | None:
+        """The stamp of a version's JSON file; None once the version is deleted."""
+        path = self._paths(label, version).meta
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise PermanentBackendError(
+                f"cannot read keystore file {path}: {exc.strerror or type(exc).__name__}"
+            ) from exc
+        return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
 
     def load_private(self, key: KeyHandle) -> PrivateKey:
         """Decrypt one version's private key."""
@@ -172,8 +202,8 @@ class Keystore:
 
     def add(
         self, label: str, usage: KeyUsage, kem: KemAlgorithm | None, private_key: PrivateKey
-    ) -> KeyHandle:
-        """Store ``private_key`` as the next version of ``label``."""
+    ) -> tuple[KeyHandle, KeyStamp]:
+        """Store ``private_key`` as the next version of ``label``; its handle and stamp."""
         public_key = private_key.public_key()
         algorithm = algorithm_of_public(public_key)
         key_pem = private_key.private_bytes(
@@ -201,7 +231,11 @@ class Keystore:
                 "kem": kem.value if kem is not None else None,
             }
             _write_atomic(paths.meta, json.dumps(meta, indent=1).encode())
-        return KeyHandle(label, version, usage, algorithm, public_key, kem)
+            # Under the lock that every removal takes: the stamp is this file's.
+            stamp = self.stamp(label, version)
+        if stamp is None:
+            raise PermanentBackendError(f"{paths.meta} vanished as it was written")
+        return KeyHandle(label, version, usage, algorithm, public_key, kem), stamp
 
     def remove(self, label: str, version: int | None) -> list[int]:
         """Delete one version or all versions of ``label``; the versions removed."""
@@ -254,11 +288,25 @@ class Keystore:
             cert=base / f"{version}.cert.der",
         )
 
-    def _load_handle(self, label: str, version: int) -> KeyHandle:
+    def _load_handle(self, label: str, version: int) -> tuple[KeyHandle, KeyStamp] | None:
+        """A version's handle and stamp; None if it was deleted while being read."""
         paths = self._paths(label, version)
-        meta = _read_json(paths.meta)
+        stamp = self.stamp(label, version)
+        if stamp is None:
+            return None
         try:
-            public_key = serialization.load_pem_public_key(_read_small(paths.public))
+            meta_bytes = _read_small(paths.meta)
+            public_pem = _read_small(paths.public)
+        except FileNotFoundError:
+            # Removal unlinks the JSON file first: gone now means deleted meanwhile.
+            if self.stamp(label, version) is None:
+                return None
+            raise PermanentBackendError(f"corrupt keystore entry {paths.meta}") from None
+        except OSError as exc:
+            raise PermanentBackendError(f"cannot read keystore file {paths.meta}") from exc
+        meta = _parse_json(paths.meta, meta_bytes)
+        try:
+            public_key = serialization.load_pem_public_key(public_pem)
             if not isinstance(public_key, PUBLIC_KEY_TYPES):
                 raise TypeError(type(public_key).__name__)
             handle = KeyHandle(
@@ -275,7 +323,7 @@ class Keystore:
             algorithm_of_public(handle.public_key) is not handle.algorithm
         ):
             raise PermanentBackendError(f"corrupt keystore entry {paths.meta}: names disagree")
-        return handle
+        return handle, stamp
 
 
 def _new_header(passphrase: str) -> tuple[dict[str, Any], bytes]:
@@ -388,8 +436,16 @@ def _read_small(path: Path) -> bytes:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(_read_small(path))
-    except (OSError, ValueError) as exc:
+        data = _read_small(path)
+    except OSError as exc:
+        raise PermanentBackendError(f"cannot read keystore file {path}") from exc
+    return _parse_json(path, data)
+
+
+def _parse_json(path: Path, data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
         raise PermanentBackendError(f"cannot read keystore file {path}") from exc
     if not isinstance(value, dict):
         raise PermanentBackendError(f"keystore file {path} is not a JSON object")

@@ -30,7 +30,8 @@ objects an operation finds gone leaves it, so the next ``get`` reads the token a
 Key versions are claimed under an inter-process lock, each with a random CKA_ID of its
 own: a label deleted and made again by another process is never found, under the old
 key's id, by a backend that still lists the old key. ``object_id`` gives a key's
-CKA_ID (for ``pkcs11-tool --id``).
+CKA_ID (for ``pkcs11-tool --id``). Making a key version is all or nothing: if a step
+fails, whatever carries its new CKA_ID is destroyed before the error is raised.
 
 Errors raised are those of ``hsm.errors``.
 """
@@ -378,7 +379,15 @@ class Pkcs11Backend(KeyBackend):
         algorithm: KeyAlgorithm,
         create: Callable[[TokenSession, int, bytes], None],
     ) -> KeyHandle:
-        """Claim the next version of ``label`` and create it with ``create``."""
+        """Claim the next version of ``label`` and create it with ``create``: all or nothing.
+
+        The metadata is written first: a data object whose key never came is ignored by
+        every reader, where a key without its metadata would be adopted with a usage
+        guessed from its attributes. If any step fails, every object made under the new
+        version's CKA_ID is destroyed before the error is raised, under the same locks,
+        including objects the token kept from a call it refused (SoftHSM 2.6 keeps the
+        public key whose template lacks a required attribute, with its label and id).
+        """
 
         def add(session: TokenSession) -> KeyId:
             versions = [
@@ -386,22 +395,44 @@ class Pkcs11Backend(KeyBackend):
             ]
             version = 1 + max(versions, default=0)
             ck_id = new_key_id()
-            create(session, version, ck_id)
+            metadata = metadata_attributes(label, version, usage, algorithm, ck_id)
             try:
-                session.session.create_object(
-                    metadata_attributes(label, version, usage, algorithm, ck_id)
-                )
-            except p11.PKCS11Error:
-                # Without its metadata the key would be adopted with a guessed usage:
-                # remove the half-made version rather than leave that behind.
-                for obj in objects(session, KEY_CLASSES, {ck_id}):
-                    obj.destroy()
+                session.session.create_object(metadata)
+                create(session, version, ck_id)
+            except BaseException as exc:
+                self._unmake(session, ck_id, metadata, exc)
                 raise
             return (label, version)
 
         with self._link.admin_lock():
             label_version = self._link.run(add, f"create a {algorithm.value} key", retry=False)
         return self._catalog.handle_after_change(label_version)
+
+    def _unmake(
+        self,
+        session: TokenSession,
+        ck_id: bytes,
+        metadata: dict[Attribute, Any],
+        failure: BaseException,
+    ) -> None:
+        """Destroy what a failed key creation made: its key objects, then its metadata.
+
+        The CKA_ID is new and random, so whatever carries it is this creation's. Should
+        the token refuse this too (it went away), the failure says what is left.
+        """
+        try:
+            victims = objects(session, KEY_CLASSES, {ck_id})
+            # Data objects have no CKA_ID: found by their whole value, which holds it.
+            kept = (Attribute.CLASS, Attribute.APPLICATION, Attribute.VALUE)
+            victims += session.search({attribute: metadata[attribute] for attribute in kept})
+            for obj in victims:
+                obj.destroy()
+        except p11.PKCS11Error:
+            failure.add_note(
+                f"objects with CKA_ID {ck_id.hex()} may be left on {self._link.name} "
+                "(pkcs11-tool --list-objects shows them; the data object has the id in "
+                "its value)"
+            )
 
     def _ecdh(self, record: TokenKey, ciphertext: bytes) -> bytes:
         # Check the point in Python first: off-curve points are an attack (invalid-curve),

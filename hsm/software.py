@@ -14,6 +14,17 @@ Decrypted private keys are cached in memory: unlocking PKCS#8 on every signature
 put a KDF on the hot path. All methods are thread-safe; ``cryptography`` releases the GIL
 during the private-key work, so signatures from several threads run in parallel.
 
+What it promises about keys changed by another process sharing the keystore is what
+the PKCS#11 backend does about objects changed on its token by another process: once a
+``delete`` has returned anywhere, no operation here uses that key any more (``sign``,
+``decapsulate`` and the certificate calls raise ``KeyNotFound``), and a label deleted and
+made again elsewhere is another key, which handles of the old one do not reach. The
+cache saves the decryption, never the check: every operation first compares the
+version's JSON file with the stamp it had when this process loaded the key (one
+``stat``; see ``hsm.keystore``) and drops the cached key when it differs. ``get`` and
+``list_keys`` are lookups, as on a token: ``get`` may return a key that was deleted
+elsewhere, and the next operation with it says so.
+
 Errors raised are those of ``hsm.errors``.
 """
 
@@ -34,7 +45,7 @@ from hsm.base import (
     PrivateKey,
 )
 from hsm.errors import DecapsulationError, KeyNotFound, PermanentBackendError
-from hsm.keystore import Keystore
+from hsm.keystore import KeyStamp, Keystore
 from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
 from hsm.policy import (
@@ -68,6 +79,8 @@ class SoftwareBackend(KeyBackend):
         self._handles: dict[_KeyId, KeyHandle] = {}
         self._private: dict[_KeyId, PrivateKey] = {}
         self._certificates: dict[_KeyId, bytes] = {}
+        # Keystore only: each held version's stamp when this process read it.
+        self._stamps: dict[_KeyId, KeyStamp] = {}
         self._closed = False
         if keystore is not None:
             self._refresh(keystore)
@@ -231,6 +244,7 @@ class SoftwareBackend(KeyBackend):
             self._private.clear()
             self._handles.clear()
             self._certificates.clear()
+            self._stamps.clear()
 
     def _add(
         self, label: str, usage: KeyUsage, algorithm: KeyAlgorithm, private_key: PrivateKey
@@ -239,7 +253,8 @@ class SoftwareBackend(KeyBackend):
         with self._lock:
             self._check_open()
             if self._keystore is not None:
-                handle = self._keystore.add(label, usage, kem, private_key)
+                handle, stamp = self._keystore.add(label, usage, kem, private_key)
+                self._stamps[(label, handle.version)] = stamp
             else:
                 version = 1 + max((v for (name, v) in self._handles if name == label), default=0)
                 handle = KeyHandle(label, version, usage, algorithm, private_key.public_key(), kem)
@@ -249,13 +264,26 @@ class SoftwareBackend(KeyBackend):
 
     def _record(self, key: KeyHandle) -> KeyHandle:
         """The backend's own record of ``key``: its usage, not the caller's copy, is law."""
-        # Every sign and decapsulate comes here: a held version is one dictionary lookup;
-        # anything else (a bad label, a version another process made) takes ``get``'s way.
+        # Every sign and decapsulate comes here: a held version is one dictionary lookup
+        # (and, with a keystore, one stat); anything else (a bad label, a version another
+        # process made or changed) takes ``get``'s way.
         # A forged version (True would find v1) is refused before the lookup.
         check_version(key.version)
+        key_id = (key.label, key.version)
+        stamp = None
+        if self._keystore is not None:
+            stamp = self._keystore.stamp(key.label, key.version)  # checks the label first
         with self._lock:
             self._check_open()
-            found = self._handles.get((key.label, key.version))
+            found = self._handles.get(key_id)
+            if (
+                found is not None
+                and self._keystore is not None
+                and stamp != self._stamps.get(key_id)
+            ):
+                # Deleted, or deleted and made again, by another process since we read it.
+                self._forget(key_id)
+                found = None
         if found is None:
             found = self.get(key.label, key.version)
         check_same_key(found, key)
@@ -271,6 +299,13 @@ class SoftwareBackend(KeyBackend):
             if self._keystore is None:
                 raise KeyNotFound(f"no key {record.label!r} v{record.version}")
             private_key = self._keystore.load_private(record)
+            if private_key.public_key() != record.public_key:
+                # The file was replaced since the record was read: made again elsewhere.
+                self._forget(key_id)
+                raise KeyNotFound(
+                    f"key {record.label!r} v{record.version} was deleted and made again "
+                    "since this handle was taken: get the key again"
+                )
             self._private[key_id] = private_key
             return private_key
 
@@ -282,20 +317,22 @@ class SoftwareBackend(KeyBackend):
 
     def _refresh(self, keystore: Keystore) -> None:
         """Reload the handle list from the keystore, keeping still-valid cached keys."""
-        handles = {(h.label, h.version): h for h in keystore.scan()}
-        for key_id in set(self._handles) - set(handles):
+        entries = {(h.label, h.version): (h, stamp) for h, stamp in keystore.scan()}
+        for key_id in set(self._handles) - set(entries):
             self._forget(key_id)
-        for key_id, handle in handles.items():
+        for key_id, (handle, stamp) in entries.items():
             known = self._handles.get(key_id)
-            if known is not None and known != handle:
-                # Same label and version, different key: deleted and recreated elsewhere.
+            if known is not None and (known != handle or self._stamps.get(key_id) != stamp):
+                # Same label and version, another file: deleted and recreated elsewhere.
                 self._forget(key_id)
-        self._handles = handles
+        self._handles = {key_id: handle for key_id, (handle, _) in entries.items()}
+        self._stamps = {key_id: stamp for key_id, (_, stamp) in entries.items()}
 
     def _forget(self, key_id: _KeyId) -> None:
         self._handles.pop(key_id, None)
         self._private.pop(key_id, None)
         self._certificates.pop(key_id, None)
+        self._stamps.pop(key_id, None)
 
     def _check_open(self) -> None:
         if self._closed:

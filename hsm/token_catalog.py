@@ -112,13 +112,14 @@ class TokenCatalog:
     def scan(self, session: TokenSession) -> list[TokenKey]:
         """Build the key list from the token's objects (settling OAEP on the way)."""
         metadata = [meta for _, meta in metadata_objects(session)]
+        # Attributes are read once each search has ended (see TokenSession.search).
         privates = [
             obj.get_attributes(PRIVATE_KEY_ATTRIBUTES)
-            for obj in session.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            for obj in session.search({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
         ]
         publics = [
             obj.get_attributes(PUBLIC_KEY_ATTRIBUTES)
-            for obj in session.session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY})
+            for obj in session.search({Attribute.CLASS: ObjectClass.PUBLIC_KEY})
         ]
         # SoftHSM answers searches with "nothing" when its token directory is gone.
         session.confirm_token()
@@ -183,7 +184,7 @@ def objects(session: TokenSession, classes: tuple[ObjectClass, ...], ids: set[by
         obj
         for object_class in classes
         for ck_id in ids
-        for obj in session.session.get_objects({Attribute.CLASS: object_class, Attribute.ID: ck_id})
+        for obj in session.search({Attribute.CLASS: object_class, Attribute.ID: ck_id})
     ]
 
 
@@ -194,7 +195,7 @@ def metadata_objects(session: TokenSession) -> list[tuple[Any, dict[str, Any]]]:
     the metadata says what a key may do and which version is newest.
     """
     found = []
-    for obj in session.session.get_objects(
+    for obj in session.search(
         {
             Attribute.CLASS: ObjectClass.DATA,
             Attribute.APPLICATION: APPLICATION,

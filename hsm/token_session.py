@@ -17,9 +17,11 @@ token call goes through ``TokenLink.run``, which:
    process of this host; ``hsm.token_login``);
 4. validates the leased session (same process, same module generation) or opens one;
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
-   and retry once (token lost, logged out), to drop the object caches and retry once on
-   the same session (a cached handle whose object was destroyed elsewhere), or to
-   translate and raise.
+   and retry once (token lost, logged out), to drop the object caches and retry once (a
+   cached handle whose object was destroyed elsewhere), or to translate and raise;
+6. gives the session back to the pool only if the operation returned or raised one of
+   setpay's own errors. After any other error its state is not known (an operation may
+   still be active on it), so it is closed and the next call opens a new one.
 
 When the token disappears, operations and ``check_health`` raise
 ``TransientBackendError``; once it is back, the next call reconnects and logs in again,
@@ -47,13 +49,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pkcs11 import Mechanism, ObjectClass
+from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
 from hsm.ckr import Fault, ckr_name, fault_of, translate
 from hsm.cryptoki import cryptoki, on_fork_in_child
 from hsm.errors import (
     DecapsulationError,
+    KeyBackendError,
     KeyNotFound,
     PermanentBackendError,
     TransientBackendError,
@@ -143,13 +146,36 @@ class TokenSession:
     objects: dict[tuple[ObjectClass, bytes], Any] = field(default_factory=dict)
 
     def find(self, object_class: ObjectClass, ck_id: bytes) -> Any:
-        """The object of this class and CKA_ID, cached (a lookup costs ~0.25-0.7 ms)."""
+        """The object of this class and CKA_ID, cached (a lookup costs ~0.25-0.7 ms).
+
+        Raises python-pkcs11's ``NoSuchKey`` or ``MultipleObjectsReturned``, as its
+        ``get_key`` does, but only once the search has ended (see ``search``).
+        """
         key = (object_class, ck_id)
         found = self.objects.get(key)
         if found is None:
-            found = self.session.get_key(object_class=object_class, id=ck_id)
-            self.objects[key] = found
+            matches = self.search({Attribute.CLASS: object_class, Attribute.ID: ck_id})
+            if not matches:
+                raise p11.NoSuchKey(f"no {object_class.name} object with CKA_ID {ck_id.hex()}")
+            if len(matches) > 1:
+                raise p11.MultipleObjectsReturned(
+                    f"{len(matches)} {object_class.name} objects with CKA_ID {ck_id.hex()}"
+                )
+            found = self.objects[key] = matches[0]
         return found
+
+    def search(self, template: dict[Attribute, Any]) -> list[Any]:
+        """Every object matching ``template``, the search ended before anything else.
+
+        Not python-pkcs11's ``get_key``, and no token call while iterating
+        ``get_objects``: a search abandoned or interrupted half-way (``get_key`` stops at
+        a second match and raises) stays active on the session, with python-pkcs11's
+        per-session lock held by the suspended generator, until that generator is
+        garbage-collected. Meanwhile the session answers CKR_OPERATION_ACTIVE to the
+        next search in this thread and blocks another thread for ever, holding the
+        module lock; the eventual clean-up is a token call made without that lock.
+        """
+        return list(self.session.get_objects(template))
 
     def confirm_token(self) -> None:
         """Raise a PKCS#11 error unless the token still answers (C_GetTokenInfo).
@@ -179,6 +205,8 @@ class TokenLink:
         self._pid = -1
         self._broken = True
         self._closed = False
+        # Sessions a close() behind a stuck token call could not close (see close).
+        self._stranded: list[TokenSession] | None = None
         self._logins = 0
         self._failed_connects = 0
         # When our last rescan found the known token absent (time.monotonic()), or None.
@@ -217,6 +245,7 @@ class TokenLink:
         processes open one token together), so a repeatable operation runs once more
         before the error counts as the operation's own.
         """
+        self._refuse_if_closed()
         with self._pool.lease() as lease, self._module_lock(action):
             attempts = 2 if retry else 1
             for attempt in range(attempts):
@@ -226,23 +255,34 @@ class TokenLink:
                     # Opening the session is a token call too: its faults are handled below.
                     session = self._session_for(lease)
                     return operation(session)
+                except KeyBackendError:
+                    # setpay's own refusals, made between complete token calls (as every
+                    # operation must): the session is idle and goes back to the pool.
+                    raise
                 except p11.PKCS11Error as exc:
                     fault = fault_of(exc)
                     ambiguous = fault is Fault.AMBIGUOUS
                     if fault in (Fault.AMBIGUOUS, Fault.STALE_OBJECT):
                         fault = self._settle(fault, session)
-                    passing = ambiguous and fault is Fault.INPUT and not peer_input
-                    if passing and not isinstance(exc, p11.NoSuchKey) and attempt + 1 < attempts:
-                        continue
+                    again = attempt + 1 < attempts
                     if fault in (Fault.TOKEN_LOST, Fault.LOGGED_OUT):
-                        lease.evict()
+                        lease.evict()  # dead anyway once the module restarts to reconnect
                         self._broken = True
-                        if attempt + 1 < attempts:
+                        if again:
                             continue
+                    else:
+                        self._retire(lease)
+                    passing = ambiguous and fault is Fault.INPUT and not peer_input
+                    if passing and not isinstance(exc, p11.NoSuchKey) and again:
+                        continue
+                    if isinstance(exc, p11.OperationActive) and again:
+                        # Left active on that session by an earlier call, not this one's
+                        # fault: the new session has nothing active.
+                        continue
                     if fault is Fault.STALE_OBJECT:
-                        # The session is fine; a cached handle is not. Look it up again.
+                        # The session was not at fault; a cached handle was. Look it up again.
                         self.invalidate_objects()
-                        if attempt + 1 < attempts:
+                        if again:
                             continue
                     if fault is Fault.STALE_OBJECT or (
                         fault is Fault.INPUT and isinstance(exc, p11.NoSuchKey)
@@ -252,6 +292,11 @@ class TokenLink:
                     # A decapsulation failure carries no cause: which check failed is
                     # what a padding oracle needs, and causes travel into logs.
                     raise error from (None if isinstance(error, DecapsulationError) else exc)
+                except BaseException:
+                    # Anything else (an interrupt, a library error between two calls of
+                    # one operation) may have left an operation active on the session.
+                    self._retire(lease)
+                    raise
             raise TransientBackendError(f"{self.name} cannot {action} now")  # unreachable
 
     @contextlib.contextmanager
@@ -276,6 +321,7 @@ class TokenLink:
 
     def check_health(self) -> None:
         """Raise ``TransientBackendError`` unless the token is there and we are logged in."""
+        self._refuse_if_closed()
         with self._module_lock("report its health"):
             self._ensure_connected()
             if not self._token_present():
@@ -288,22 +334,43 @@ class TokenLink:
         The process's login ends with its last session on the token, so closing the
         only backend on a token logs out, and closing one of two does not. Sessions out
         on a lease now (a call in another thread) are closed as their leases end.
+
+        Waits for the module lock at most ``pool_wait_seconds``, like every call: behind
+        a token call that does not return, ``close`` returns without closing anything,
+        and the idle sessions and the login session stay open (so the process stays
+        logged in). The first lease of this backend to come back afterwards closes them
+        with its own; if none does (the stuck call is another backend's, or never
+        returns), they end with the process.
         """
-        with self._cryptoki.lock:
-            self._closed = True
-            self._forget_sessions(self._pool.close())
+        self._closed = True  # checked before any new call leases or waits
+        # Closed below, or by the first lease to come back if the module stays held.
+        self._stranded = self._pool.close()
+        lock = self._cryptoki.lock
+        if not lock.acquire(timeout=self.config.pool_wait_seconds):
+            return
+        try:
+            stranded, self._stranded = self._stranded, None
+            self._forget_sessions(stranded or [])
+        finally:
+            lock.release()
 
     def after_fork_in_child(self) -> None:
         """The parent's sessions are not ours: forget them (the next call reconnects)."""
         self._pool.after_fork_in_child()
+        self._stranded = None
         self._login = None
         self._token = None
         self._broken = True
         self._absent_at = None  # this process has not looked for the token yet
 
-    def _ensure_connected(self) -> None:
+    def _refuse_if_closed(self) -> None:
+        # Also before waiting for the pool or the module lock: a closed backend says so at
+        # once, even while a token call that does not return holds the module.
         if self._closed:
             raise PermanentBackendError(f"pkcs11 backend for {self.name} is closed")
+
+    def _ensure_connected(self) -> None:
+        self._refuse_if_closed()
         if self._pid != os.getpid() or self._generation != self._cryptoki.generation:
             self._broken = True
         if self._broken:
@@ -460,7 +527,8 @@ class TokenLink:
             lock.release()
 
     def _discard(self, item: TokenSession) -> None:
-        """Close a session given back after ``close``: nobody will lease it again."""
+        """Close a session given back after ``close`` (nobody will lease it again), and
+        those ``close`` had to leave open."""
         lock = self._cryptoki.lock
         if not lock.acquire(timeout=self.config.pool_wait_seconds):
             return  # the module is stuck: the session ends with the process
@@ -468,8 +536,28 @@ class TokenLink:
             if item.pid == os.getpid() and item.generation == self._cryptoki.generation:
                 with contextlib.suppress(p11.PKCS11Error):
                     item.session.close()
+            stranded, self._stranded = self._stranded, None
+            if stranded is not None:
+                self._forget_sessions(stranded)
         finally:
             lock.release()
+
+    def _retire(self, lease: Lease[TokenSession]) -> None:
+        """Close the lease's session rather than give it back: its state is not known.
+
+        After an error, an operation may still be active on it (a C_SignInit whose
+        C_Sign never ran answers CKR_OPERATION_ACTIVE to every later C_SignInit), and
+        python-pkcs11 may still hold the session's lock for a search that failed to start
+        (another thread would wait for it for ever). Closing ends the first on the
+        token, and the session object is not used again: the next run on the lease
+        opens a new session. Costs a session and a key lookup per error. Call with the
+        module lock held.
+        """
+        item, lease.item = lease.item, None
+        if item is None or item.pid != os.getpid() or item.generation != self._cryptoki.generation:
+            return  # nothing to close, or a session the module has already forgotten
+        with contextlib.suppress(p11.PKCS11Error):
+            item.session.close()
 
     def _forget_sessions(self, idle: list[TokenSession]) -> None:
         """Close ``idle`` and the login session if alive in this process; else drop them."""

@@ -458,6 +458,37 @@ def test_second_backend_sees_keys_of_the_first(
         reader.close()
 
 
+def test_key_deleted_through_another_backend_is_not_used_here(
+    persistent_backend_factory: BackendFactory,
+) -> None:
+    # Another backend over the same keystore or token stands for another process: once
+    # its delete returns, this one neither signs nor decapsulates with the key, whatever
+    # it has cached, and a key made again under the label is another key.
+    this = persistent_backend_factory.open()
+    other = persistent_backend_factory.open()
+    try:
+        signing = this.generate("doomed", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        kex = this.generate("doomed-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+        this.sign(signing, MESSAGE)  # the key (or its token object) is cached now
+        point, _ = encapsulate(kex)
+        this.decapsulate(kex, KemAlgorithm.P256_HKDF_SHA256, point)
+        other.delete("doomed")
+        other.delete("doomed-kex")
+        with pytest.raises(KeyNotFound, match="doomed"):
+            this.sign(signing, MESSAGE)
+        with pytest.raises(KeyNotFound, match="doomed-kex"):
+            this.decapsulate(kex, KemAlgorithm.P256_HKDF_SHA256, point)
+        made = other.generate("doomed", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        with pytest.raises(KeyNotFound):
+            this.sign(signing, MESSAGE)
+        found = this.get("doomed")
+        assert found.public_key == made.public_key
+        verify(found.public_key, this.sign(found, MESSAGE), MESSAGE)
+    finally:
+        this.close()
+        other.close()
+
+
 def test_closed_backend_refuses_work(backend_factory: BackendFactory) -> None:
     opened = backend_factory.open(observer=lambda *_: None)
     key = opened.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)

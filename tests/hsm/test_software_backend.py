@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing
 import os
 import stat
 import threading
@@ -14,10 +15,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from hsm import keystore as keystore_module
-from hsm.base import KeyAlgorithm, KeyUsage
-from hsm.errors import PermanentBackendError
+from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey
+from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.keystore import Keystore
 from hsm.pinsource import PinSource
+from hsm.policy import public_key_der
 from hsm.software import SoftwareBackend
 
 from .keycheck import certificate_for, verify
@@ -193,6 +195,82 @@ def test_deleted_elsewhere_disappears_on_list(tmp_path: Path) -> None:
     first.delete("k")
     assert second.list_keys() == []
     assert not (tmp_path / "ks" / "keys" / "k").exists()
+
+
+def _make_again_in_child(directory: Path, results: Any) -> None:
+    """Another process: delete every version of 'k' and generate it again."""
+    try:
+        other = SoftwareBackend.open(directory, PASSPHRASE)
+        other.delete("k")
+        made = other.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        results.put(public_key_der(made.public_key))
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_key_made_again_by_another_process_is_not_signed_with_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    old = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.sign(old, b"cached")  # the decrypted key is in this process's memory
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_make_again_in_child, args=(tmp_path / "ks", results))
+    child.start()
+    made = results.get(timeout=60)
+    child.join(timeout=60)
+    assert isinstance(made, bytes), made
+    # The old key's files are gone: signing with it from memory would use a key its
+    # owner deleted, under a label and version that now name another key.
+    with pytest.raises(KeyNotFound, match="'k' v1 was deleted and made again"):
+        backend.sign(old, b"after")
+    new = backend.get("k")
+    assert public_key_der(new.public_key) == made
+    verify(new.public_key, backend.sign(new, b"after"), b"after")
+
+
+def test_a_key_made_again_while_it_is_first_loaded_is_not_used_for_the_old_handle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    writer = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    writer.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    old = reader.get("k")  # read, never used: the private key is not loaded yet
+    load = Keystore.load_private
+
+    def raced(keystore: Keystore, key: KeyHandle) -> PrivateKey:
+        # Another process deletes the label and makes it again after the reader checked
+        # the version's file and before it reads the key file.
+        monkeypatch.undo()
+        writer.delete("k")
+        writer.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        return load(keystore, key)
+
+    monkeypatch.setattr(Keystore, "load_private", raced)
+    with pytest.raises(KeyNotFound, match="'k' v1 was deleted and made again"):
+        reader.sign(old, b"data")
+
+
+def test_a_version_deleted_while_the_keystore_is_read_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    other = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    backend.generate("a", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.generate("b", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    read = keystore_module._read_small
+
+    def deleted_meanwhile(path: Path) -> bytes:
+        if path.parent.name == "a":
+            # Another process deletes 'a' after it was listed, before it is read.
+            monkeypatch.setattr(keystore_module, "_read_small", read)
+            other.delete("a")
+        return read(path)
+
+    monkeypatch.setattr(keystore_module, "_read_small", deleted_meanwhile)
+    # Not "cannot read keystore file": a deleted version is no damage.
+    assert [k.label for k in backend.list_keys()] == ["b"]
 
 
 def test_keystore_scrypt_parameters_are_bounded(tmp_path: Path) -> None:

@@ -2,32 +2,39 @@
 
 Tokens change under a running backend: another tool narrows a key's attributes, another
 process deletes a key. Each case here makes the change for real on SoftHSM and checks
-the error the next operation raises, and what the backend did (or did not) reset.
+the error the next operation raises, and what the backend did (or did not) reset. So do
+calls that fail half-way: a session left mid-operation, a key made in part.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import shutil
+import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from pkcs11 import Attribute, ObjectClass
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
-from hsm.base import KemAlgorithm, KeyAlgorithm, KeyUsage
+from hsm import pkcs11 as pkcs11_module
+from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.cryptoki import cryptoki
 from hsm.errors import (
     DecapsulationError,
     KeyNotFound,
     KeyUsageError,
+    PermanentBackendError,
     TransientBackendError,
     UnsupportedAlgorithm,
 )
 from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
 from hsm.policy import public_key_der
-from hsm.token_session import TokenSession
+from hsm.token_session import TokenLink, TokenSession
 
 from .keycheck import encapsulate, verify
 from .testbed import DATA, SOFTHSM_MODULE, SoftHsm, SoftToken, pkcs11_tool
@@ -249,3 +256,200 @@ def test_rsa_key_narrowed_on_the_token_does_not_stop_a_backend_opening(
             fresh.decapsulate(fresh.get("a-narrowed"), kem, ciphertext)
     finally:
         fresh.close()
+
+
+class _Mechanism(ctypes.Structure):
+    _fields_ = [
+        ("mechanism", ctypes.c_ulong),
+        ("parameter", ctypes.c_void_p),
+        ("length", ctypes.c_ulong),
+    ]
+
+
+def _sign_init(session: TokenSession, ck_id: bytes) -> None:
+    """C_SignInit alone, through the module's own entry point: the C_Sign never follows."""
+    private = session.find(ObjectClass.PRIVATE_KEY, ck_id)
+    mechanism = _Mechanism(int(Mechanism.ECDSA), None, 0)
+    rv = ctypes.CDLL(SOFTHSM_MODULE).C_SignInit(
+        ctypes.c_ulong(session.session.handle),
+        ctypes.byref(mechanism),
+        ctypes.c_ulong(private.handle),
+    )
+    assert rv == 0
+
+
+def _session_is_open(handle: int) -> bool:
+    """True while SoftHSM knows the session (C_GetSessionInfo into a CK_SESSION_INFO)."""
+    info = (ctypes.c_ulong * 4)()
+    with cryptoki(SOFTHSM_MODULE).lock:
+        return ctypes.CDLL(SOFTHSM_MODULE).C_GetSessionInfo(ctypes.c_ulong(handle), info) == 0
+
+
+@pytest.mark.integration
+def test_a_session_left_mid_operation_by_an_error_is_closed_not_reused(
+    backend: Pkcs11Backend,
+) -> None:
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    ck_id = backend.object_id(key)
+    handles: list[int] = []
+
+    def interrupted(session: TokenSession) -> None:
+        handles.append(session.session.handle)
+        _sign_init(session, ck_id)
+        raise RuntimeError("interrupted between C_SignInit and C_Sign")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        backend._link.run(interrupted, "sign")
+    # Given back to the pool, the session would answer every C_SignInit with
+    # CKR_OPERATION_ACTIVE: each later signature failed "cannot sign now".
+    for _ in range(3):
+        verify(key.public_key, backend.sign(key, DATA), DATA)
+    assert not _session_is_open(handles[0])
+
+
+@pytest.mark.integration
+def test_a_session_that_answers_operation_active_is_closed_and_the_call_runs_on_another(
+    backend: Pkcs11Backend,
+) -> None:
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    ck_id = backend.object_id(key)
+    handles: list[int] = []
+
+    def left_active(session: TokenSession) -> None:
+        handles.append(session.session.handle)
+        _sign_init(session, ck_id)  # and returns: nothing tells the pool
+
+    backend._link.run(left_active, "sign")
+    # The first signature meets CKR_OPERATION_ACTIVE on the pooled session. Taken for a
+    # busy token, it was raised and the session went back to the pool to fail again;
+    # the session is closed instead, and the signature made on a new one.
+    for _ in range(3):
+        verify(key.public_key, backend.sign(key, DATA), DATA)
+    assert not _session_is_open(handles[0])
+
+
+@pytest.mark.integration
+def test_two_objects_with_one_key_id_leave_no_search_open(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    other = backend.generate("other", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    ck_id = backend.object_id(key)
+    # Another tool makes a key pair under the same CKA_ID.
+    pkcs11_tool(token, "--keypairgen", "--key-type", "EC:prime256v1", "--id", ck_id.hex())
+
+    def look_up_then_search(session: TokenSession) -> tuple[object, int]:
+        with pytest.raises(p11.MultipleObjectsReturned) as caught:
+            session.find(ObjectClass.PRIVATE_KEY, ck_id)
+        # With that error still held (a caller logging it, say), the session searches.
+        # python-pkcs11's get_key left its search active until the error was dropped.
+        found = list(session.session.get_objects({Attribute.ID: ck_id}))
+        return caught, len(found)
+
+    held, found = backend._link.run(look_up_then_search, "look up a key", retry=False)
+    assert found == 4  # two key pairs
+    with pytest.raises(PermanentBackendError, match="MultipleObjectsReturned") as failed:
+        backend.sign(key, DATA)
+    # Another thread, with the error still held, signs with another key.
+    signatures: list[bytes] = []
+    signer = threading.Thread(target=lambda: signatures.append(backend.sign(other, DATA)))
+    signer.start()
+    signer.join(timeout=10)
+    assert not signer.is_alive() and len(signatures) == 1
+    verify(other.public_key, signatures[0], DATA)
+    del held, failed
+
+
+def _objects_on(token: SoftToken) -> list[str]:
+    """The first line of each object pkcs11-tool lists on the token (logged in)."""
+    listing = pkcs11_tool(token, "--list-objects").stdout
+    return [line for line in listing.splitlines() if line and not line.startswith(" ")]
+
+
+@pytest.mark.integration
+def test_an_import_the_token_refuses_half_way_leaves_nothing_behind(
+    backend: Pkcs11Backend, token: SoftToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = rsa.generate_private_key(65537, 2048)
+    complete = pkcs11_module.import_attributes
+
+    def without_modulus(*args: Any) -> tuple[dict[Attribute, Any], dict[Attribute, Any]]:
+        private, public = complete(*args)
+        del public[Attribute.MODULUS]  # SoftHSM refuses it: CKR_TEMPLATE_INCOMPLETE
+        return private, public
+
+    monkeypatch.setattr(pkcs11_module, "import_attributes", without_modulus)
+    with pytest.raises(UnsupportedAlgorithm, match="TemplateIncomplete"):
+        backend.import_key("imported", KeyUsage.SIGNATURE, made)
+    # The private key stayed, without its metadata, and was adopted as a key of its own.
+    assert backend.list_keys() == []
+    # SoftHSM also kept the public key it refused (with the template's label and id).
+    assert _objects_on(token) == []
+    monkeypatch.undo()
+    assert backend.import_key("imported", KeyUsage.SIGNATURE, made).version == 1
+
+
+class _ReplyLost:
+    """A real session whose n-th object-making call is done on the token, then fails.
+
+    As when the token's answer is lost on the way back (a network HSM): the object
+    exists, and the caller sees only an error.
+    """
+
+    def __init__(self, session: Any, calls: list[str], fail_at: int) -> None:
+        self._session = session
+        self._calls = calls
+        self._fail_at = fail_at
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def create_object(self, *args: Any, **kwargs: Any) -> Any:
+        return self._made("create_object", *args, **kwargs)
+
+    def generate_keypair(self, *args: Any, **kwargs: Any) -> Any:
+        return self._made("generate_keypair", *args, **kwargs)
+
+    def _made(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self._session, call)(*args, **kwargs)
+        self._calls.append(call)
+        if len(self._calls) == self._fail_at:
+            raise p11.DeviceMemory()
+        return result
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("how", "fail_at"),
+    [("generate", 1), ("generate", 2), ("import", 1), ("import", 2), ("import", 3)],
+)
+def test_key_creation_is_all_or_nothing(
+    backend: Pkcs11Backend,
+    token: SoftToken,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+    fail_at: int,
+) -> None:
+    calls: list[str] = []
+    opened = TokenLink._session_for
+
+    def losing(link: TokenLink, lease: Any) -> TokenSession:
+        item = opened(link, lease)
+        return replace(item, session=_ReplyLost(item.session, calls, fail_at))
+
+    def make() -> KeyHandle:
+        if how == "generate":
+            return backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        private = ec.generate_private_key(ec.SECP256R1())
+        return backend.import_key("k", KeyUsage.SIGNATURE, private)
+
+    monkeypatch.setattr(TokenLink, "_session_for", losing)
+    with pytest.raises(TransientBackendError, match="DeviceMemory"):
+        make()
+    assert len(calls) == fail_at  # the failing step was made on the token
+    monkeypatch.undo()
+    assert backend.list_keys() == []
+    assert _objects_on(token) == []
+    made = make()
+    assert made.version == 1
+    verify(made.public_key, backend.sign(made, DATA), DATA)

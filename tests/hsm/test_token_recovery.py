@@ -352,6 +352,40 @@ def test_a_token_call_that_does_not_return_holds_up_nobody_for_long(token: SoftT
 
 
 @pytest.mark.integration
+def test_close_behind_a_token_call_that_does_not_return_is_bounded(token: SoftToken) -> None:
+    wait = 0.2
+    backend = Pkcs11Backend(token.config().with_pool(wait_seconds=wait))
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    calling, release = threading.Event(), threading.Event()
+
+    def stuck(session: TokenSession) -> None:
+        calling.set()  # a token call that has not come back, holding the module
+        release.wait(30)
+
+    caller = threading.Thread(target=backend._link.run, args=(stuck, "sign"))
+    caller.start()
+    closer = threading.Thread(target=backend.close)
+    try:
+        calling.wait(10)
+        closer.start()
+        closer.join(timeout=10 * wait)
+        # A shutdown waits its bound, not for the stuck call (released only below).
+        assert not closer.is_alive()
+        started = time.monotonic()
+        with pytest.raises(PermanentBackendError, match="closed"):
+            backend.sign(key, DATA)
+        assert time.monotonic() - started < wait  # said at once, not after a wait
+    finally:
+        release.set()
+        caller.join(timeout=30)
+        if closer.ident is not None:
+            closer.join(timeout=30)
+    # The stuck call came back: its lease closed what close() had to leave open (the
+    # login session among them), so the process is logged out.
+    assert _open_sessions(token.label) == 0
+
+
+@pytest.mark.integration
 def test_absent_token_does_not_restart_the_module_on_every_call(
     token: SoftToken, softhsm: SoftHsm, tmp_path: Path
 ) -> None:
