@@ -30,6 +30,7 @@ from setcore.freshness import (
     new_id,
     now_ms,
 )
+from setcore.language import check_language
 from setcore.pan import PAN, is_bin, trans_stain
 from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
@@ -49,9 +50,6 @@ PRES_CT = content_type_of(purchase_pb2.PResData)
 INQ_REQ_CT = content_type_of(purchase_pb2.InqReqData)
 # Order descriptions are agreed out of band; this bounds what a wallet may make us hash.
 MAX_ORDER_DESCRIPTION_BYTES = 4096
-# A language tag (RFC 5646): 35 characters cover every well-formed tag's usual forms,
-# and the merchant copies it into TransIDs it signs and stores for every purchase.
-MAX_LANGUAGE_BYTES = 35
 
 
 def header(
@@ -324,15 +322,6 @@ def open_inquiry_response(
 # --- merchant side ----------------------------------------------------------------
 
 
-def is_language_tag(value: str) -> bool:
-    """True for 1..MAX_LANGUAGE_BYTES ASCII letters, digits or hyphens (a tag like en-GB)."""
-    return (
-        0 < len(value) <= MAX_LANGUAGE_BYTES
-        and value.isascii()
-        and value.replace("-", "").isalnum()
-    )
-
-
 def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
     """Refuse a malformed PInitReq (ids, challenge, BIN, language)."""
     check_id(request.rrpid, "RRPID")
@@ -341,11 +330,7 @@ def check_pinit_request(request: purchase_pb2.PInitRequest) -> None:
     check_lid(request.lid_m, "LID-M", required=False)
     if not is_bin(request.bin) or not request.brand_id:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PInitReq needs a brand and a BIN")
-    if not is_language_tag(request.language):
-        raise fail(
-            ErrorCode.ERROR_CODE_DECODING_FAILURE,
-            f"PInitReq language must be 1..{MAX_LANGUAGE_BYTES} ASCII letters, digits or '-'",
-        )
+    check_language(request.language, "PInitReq")
     check_header(request.header, request.rrpid, lid_c=request.lid_c, lid_m=request.lid_m)
 
 

@@ -75,8 +75,6 @@ MAX_THUMBS = 16
 # Registration form fields: a form has a handful; the bound keeps a request small.
 MAX_FORM_FIELDS = 32
 MAX_FORM_TEXT_CHARS = 256
-# The language tag a requester asks for (BCP 47 tags are far shorter).
-MAX_LANGUAGE_CHARS = 35
 # SHA-256 thumbprints are 32 bytes.
 THUMB_BYTES = 32
 
@@ -393,7 +391,6 @@ def resolve_ca_key_exchange(
 __all__ = [
     "CERT_STATUS_NAMES",
     "DECRYPTION_ERROR",
-    "MAX_LANGUAGE_CHARS",
     "REJECTED_BY_AGENT",
     "REQUEST_COMPLETE",
     "REQUEST_KINDS",

@@ -16,11 +16,11 @@ from setcore.encoding import digest, parse_strict
 from setcore.envelope import KEY_BYTES, open_sealed, seal_with_key
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_lid
+from setcore.language import check_language
 from setcore.pan import PAN, InvalidPAN, check_expiry
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import check_header_without_transaction
 from setcore.registration import (
-    MAX_LANGUAGE_CHARS,
     FormTemplate,
     RevocationData,
     ca_bundle,
@@ -109,8 +109,7 @@ def open_reg_form_request(
     check_lid(tbe.lid_ee, "LID-EE")
     check_lid(tbe.lid_ca, "LID-CA")
     check_thumbs(tbe.thumbs)
-    if len(tbe.language) > MAX_LANGUAGE_CHARS:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "language tag too long")
+    check_language(tbe.language, "RegFormReq")
     require_cardholder_kind(tbe.request_type)
     extra = opened.extra or b""
     if tbe.dd_extra != digest(PAN_ONLY_CT, extra):

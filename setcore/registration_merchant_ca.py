@@ -15,10 +15,10 @@ from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_lid
+from setcore.language import check_language
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import check_header_without_transaction
 from setcore.registration import (
-    MAX_LANGUAGE_CHARS,
     FormTemplate,
     RequestKind,
     RevocationData,
@@ -60,8 +60,7 @@ def check_me_aq_c_init_request(
     check_header_without_transaction(request.header, request.rrpid)
     if not 0 < len(request.brand_id) <= MAX_BRAND_ID_CHARS:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "Me-AqCInitReq needs a brand")
-    if len(request.language) > MAX_LANGUAGE_CHARS:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "language tag too long")
+    check_language(request.language, "Me-AqCInitReq")
     kind = require_merchant_kind(request.request_type)
     return kind, identity_of(request.id_data, kind)
 

@@ -46,7 +46,7 @@ from typing import Any
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
 from clients.peers import PeerConfig, get, peer_table, subtable, toml_table
-from setcore.purchase import MAX_LANGUAGE_BYTES, is_language_tag
+from setcore.language import MAX_LANGUAGE_CHARS, is_language_tag
 
 CONFIG_FILE = "wallet.toml"
 CARD_FILE = "card.sealed"
@@ -142,7 +142,7 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
         # Merchants refuse a PInitReq whose language is not such a tag: said here, at start.
         raise ConfigError(
             f"{path}: wallet.language must be a language tag such as en-GB"
-            f" (1..{MAX_LANGUAGE_BYTES} ASCII letters, digits or '-')"
+            f" (1..{MAX_LANGUAGE_CHARS} ASCII letters, digits or '-')"
         )
     return config
 

@@ -749,3 +749,20 @@ def test_the_ca_compares_request_headers_the_same_way(world: World) -> None:
         return open_reg_form_request(reg_form, _ca(world))
 
     _headers_are_compared(reg_form_opens, rrpid)
+
+
+@pytest.mark.parametrize("language", ["", "en\n", "en_GB", "e" * 36])
+def test_the_cas_refuse_a_language_that_is_not_a_tag(world: World, language: str) -> None:
+    # One rule for every message that names a language (setcore.language), PInitReq's too.
+    identity = MerchantIdentity("m-0001", "Corner Shop")
+    me_init, _ = build_me_aq_c_init_request(
+        S.REQUEST_TYPE_MER_INITIAL_BOTH, identity, "testbrand", b"lid-m", language=language
+    )
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, check_me_aq_c_init_request, me_init)
+    assert "Me-AqCInitReq language" in reason
+    _, contact = _contact(world)
+    reg_form, _ = build_reg_form_request(contact, PAN(TEST_PAN), b"lid-ee", language=language)
+    reason = refused(
+        ErrorCode.ERROR_CODE_DECODING_FAILURE, open_reg_form_request, reg_form, _ca(world)
+    )
+    assert "RegFormReq language" in reason

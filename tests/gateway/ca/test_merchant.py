@@ -258,7 +258,7 @@ def test_merchant_cannot_renew_another_merchants_certificate(ec_bank: Bank) -> N
 def test_unknown_request_type_is_not_served(ec_bank: Bank) -> None:
     request = registration_pb2.MeAqCInitRequest(
         rrpid=new_id(), lid_ee=b"lid", chall_ee=new_id(), request_type=2,  # type: ignore[arg-type]
-        brand_id=ec_bank.brand_id,
+        brand_id=ec_bank.brand_id, language="en",
     )  # fmt: skip
     response = ec_bank.stub.MeAqCInit(request)
     assert response.WhichOneof("result") == "error"
