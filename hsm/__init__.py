@@ -5,8 +5,10 @@
     software          software keys, in memory or in a keystore directory (NOT an HSM)
     keystore          the software keystore's files: encrypted PKCS#8 plus JSON metadata
     pkcs11            keys on a PKCS#11 token (SoftHSM 2 tested), built from:
-      token_session     login, session pool, recovery when the token comes and goes
+      token_session     login, recovery when the token comes and goes
+      session_keeper    the sessions from lease to close; the bounded module lock
       token_catalog     which key versions are on the token; OAEP variant detection
+      token_creation    a key version made all or nothing, or adopted
       token_objects     how a key version looks as PKCS#11 objects
       cryptoki          the PKCS#11 module per process: init after fork, one lock
       ckr               every CKR code mapped to the error tree

@@ -1,9 +1,10 @@
 """PKCS#11 key backend: private keys stay on a token (SoftHSM 2 is the one tested).
 
 Built on python-pkcs11 0.10.1. How keys look on the token is ``hsm.token_objects``;
-which keys are there, ``hsm.token_catalog``; sessions, login and recovery are
-``hsm.token_session``; CKR errors map to the hsm error
-tree in ``hsm.ckr``; module initialization per process is ``hsm.cryptoki``.
+which keys are there, ``hsm.token_catalog``; how a key version is made or adopted,
+``hsm.token_creation``; login and recovery are ``hsm.token_session``, the sessions
+themselves ``hsm.session_keeper``; CKR errors map to the hsm error tree in ``hsm.ckr``;
+module initialization per process is ``hsm.cryptoki``.
 
 Operations:
 
@@ -68,7 +69,6 @@ from hsm.base import (
 )
 from hsm.errors import (
     DecapsulationError,
-    KeyExists,
     KeyNotFound,
     KeyUsageError,
     PermanentBackendError,
@@ -88,29 +88,23 @@ from hsm.policy import (
     require_decapsulate,
     require_sign,
 )
+from hsm.session_keeper import TokenSession
 from hsm.session_pool import PoolStats
 from hsm.token_catalog import (
     KEY_CLASSES,
     OAEP_PARAMETERS,
-    KeyId,
     TokenCatalog,
     metadata_objects,
     objects,
 )
+from hsm.token_creation import adopt_key, create_key
 from hsm.token_objects import (
-    PRIVATE_KEY_ATTRIBUTES,
-    PUBLIC_KEY_ATTRIBUTES,
     TokenKey,
-    capability_attributes,
     certificate_attributes,
-    describe_key,
     import_attributes,
     keypair_template,
-    metadata_attributes,
-    new_key_id,
-    stays_on_token,
 )
-from hsm.token_session import Pkcs11Config, TokenLink, TokenSession
+from hsm.token_session import Pkcs11Config, TokenLink
 
 __all__ = ["Pkcs11Backend", "Pkcs11Config"]
 
@@ -181,7 +175,7 @@ class Pkcs11Backend(KeyBackend):
                 private_template=template.private,
             )
 
-        return self._add(label, usage, algorithm, create)
+        return create_key(self._link, self._catalog, label, usage, algorithm, create)
 
     def import_key(self, label: str, usage: KeyUsage, private_key: PrivateKey) -> KeyHandle:
         """Copy an existing private key onto the token (non-extractable from then on)."""
@@ -194,7 +188,7 @@ class Pkcs11Backend(KeyBackend):
             session.session.create_object(private)
             session.session.create_object(public)
 
-        return self._add(label, usage, algorithm, create)
+        return create_key(self._link, self._catalog, label, usage, algorithm, create)
 
     def adopt(self, ck_id: bytes, label: str, usage: KeyUsage) -> KeyHandle:
         """Take a key made by another tool (found by CKA_ID) under setpay's rules.
@@ -203,52 +197,7 @@ class Pkcs11Backend(KeyBackend):
         the key's capability attributes to that usage, so the token enforces it too.
         """
         check_label(label)
-
-        def adopt(session: TokenSession) -> KeyId:
-            catalog = self._catalog.scan(session)
-            managed = [key for key in catalog if key.ck_id == ck_id]
-            if managed and not managed[0].adopted:
-                found = managed[0].handle
-                raise KeyExists(
-                    f"CKA_ID {ck_id.hex()} is already key {found.label!r} v{found.version}"
-                )
-            private = session.find(ObjectClass.PRIVATE_KEY, ck_id)
-            attributes = private.get_attributes(PRIVATE_KEY_ATTRIBUTES)
-            if not stays_on_token(attributes):
-                raise PermanentBackendError(
-                    f"key with CKA_ID {ck_id.hex()} can leave the token (CKA_EXTRACTABLE "
-                    "true or CKA_SENSITIVE false): setpay uses only keys that never do; "
-                    "generate or import the key again as sensitive and not extractable"
-                )
-            publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
-            described = describe_key(
-                attributes,
-                publics[0].get_attributes(PUBLIC_KEY_ATTRIBUTES) if publics else None,
-            )
-            if described is None:
-                raise UnsupportedAlgorithm(
-                    f"key with CKA_ID {ck_id.hex()} is not P-256, Ed25519, RSA-2048 or RSA-3072"
-                )
-            algorithm = described[1]
-            check_combination(usage, algorithm)
-            for attribute, value in capability_attributes(usage, algorithm).items():
-                private[attribute] = value
-            # The key itself may already be listed (inferred) under this label: not a version.
-            versions = [
-                k.handle.version for k in catalog if k.handle.label == label and k.ck_id != ck_id
-            ]
-            version = 1 + max(versions, default=0)
-            session.session.create_object(
-                metadata_attributes(label, version, usage, algorithm, ck_id)
-            )
-            self._link.invalidate_objects()
-            return (label, version)
-
-        with self._link.admin_lock():
-            label_version = self._link.run(
-                adopt, "adopt a key", retry=False, subject=f"key with CKA_ID {ck_id.hex()}"
-            )
-        return self._catalog.handle_after_change(label_version)
+        return adopt_key(self._link, self._catalog, ck_id, label, usage)
 
     def get(self, label: str, version: int | None = None) -> KeyHandle:
         """The key with this label: the given version, or the newest."""
@@ -307,9 +256,10 @@ class Pkcs11Backend(KeyBackend):
 
             def sign(session: TokenSession) -> bytes:
                 private = self._capable(session, record, SignMixin, "sign")
-                signature: bytes = private.sign(
-                    payload, mechanism=mechanism, mechanism_param=parameter
-                )
+                with session.single_part():
+                    signature: bytes = private.sign(
+                        payload, mechanism=mechanism, mechanism_param=parameter
+                    )
                 return signature
 
             signature = self._run_on_key(record, sign, "sign")
@@ -341,6 +291,10 @@ class Pkcs11Backend(KeyBackend):
         subject = certificate.subject.public_bytes()
 
         def store(session: TokenSession) -> None:
+            # The catalog may still list a key another process has deleted: a certificate
+            # stored for it would be an object no key reaches. Under the admin lock, no
+            # setpay delete runs between this check and the create.
+            session.confirm(ObjectClass.PRIVATE_KEY, record.ck_id)
             for old in objects(session, (ObjectClass.CERTIFICATE,), {record.ck_id}):
                 old.destroy()
             session.session.create_object(
@@ -348,13 +302,16 @@ class Pkcs11Backend(KeyBackend):
             )
 
         with self._link.admin_lock():
-            self._link.run(store, "store a certificate", retry=False)
+            self._run_on_key(record, store, "store a certificate", retry=False)
 
     def certificate(self, key: KeyHandle) -> bytes | None:
         """The DER certificate stored beside the key, if any."""
         record = self._record(key)
 
         def read(session: TokenSession) -> bytes | None:
+            # "No certificate" only for a key that is there: for one deleted elsewhere
+            # it is KeyNotFound, as from the software backend.
+            session.confirm(ObjectClass.PRIVATE_KEY, record.ck_id)
             found = objects(session, (ObjectClass.CERTIFICATE,), {record.ck_id})
             if not found:
                 session.confirm_token()  # "none" must not mean "token gone"
@@ -372,68 +329,6 @@ class Pkcs11Backend(KeyBackend):
         """Close every session (see ``TokenLink.close``); the backend is unusable afterwards."""
         self._link.close()
 
-    def _add(
-        self,
-        label: str,
-        usage: KeyUsage,
-        algorithm: KeyAlgorithm,
-        create: Callable[[TokenSession, int, bytes], None],
-    ) -> KeyHandle:
-        """Claim the next version of ``label`` and create it with ``create``: all or nothing.
-
-        The metadata is written first: a data object whose key never came is ignored by
-        every reader, where a key without its metadata would be adopted with a usage
-        guessed from its attributes. If any step fails, every object made under the new
-        version's CKA_ID is destroyed before the error is raised, under the same locks,
-        including objects the token kept from a call it refused (SoftHSM 2.6 keeps the
-        public key whose template lacks a required attribute, with its label and id).
-        """
-
-        def add(session: TokenSession) -> KeyId:
-            versions = [
-                k.handle.version for k in self._catalog.scan(session) if k.handle.label == label
-            ]
-            version = 1 + max(versions, default=0)
-            ck_id = new_key_id()
-            metadata = metadata_attributes(label, version, usage, algorithm, ck_id)
-            try:
-                session.session.create_object(metadata)
-                create(session, version, ck_id)
-            except BaseException as exc:
-                self._unmake(session, ck_id, metadata, exc)
-                raise
-            return (label, version)
-
-        with self._link.admin_lock():
-            label_version = self._link.run(add, f"create a {algorithm.value} key", retry=False)
-        return self._catalog.handle_after_change(label_version)
-
-    def _unmake(
-        self,
-        session: TokenSession,
-        ck_id: bytes,
-        metadata: dict[Attribute, Any],
-        failure: BaseException,
-    ) -> None:
-        """Destroy what a failed key creation made: its key objects, then its metadata.
-
-        The CKA_ID is new and random, so whatever carries it is this creation's. Should
-        the token refuse this too (it went away), the failure says what is left.
-        """
-        try:
-            victims = objects(session, KEY_CLASSES, {ck_id})
-            # Data objects have no CKA_ID: found by their whole value, which holds it.
-            kept = (Attribute.CLASS, Attribute.APPLICATION, Attribute.VALUE)
-            victims += session.search({attribute: metadata[attribute] for attribute in kept})
-            for obj in victims:
-                obj.destroy()
-        except p11.PKCS11Error:
-            failure.add_note(
-                f"objects with CKA_ID {ck_id.hex()} may be left on {self._link.name} "
-                "(pkcs11-tool --list-objects shows them; the data object has the id in "
-                "its value)"
-            )
-
     def _ecdh(self, record: TokenKey, ciphertext: bytes) -> bytes:
         # Check the point in Python first: off-curve points are an attack (invalid-curve),
         # and not every token rejects them.
@@ -447,18 +342,19 @@ class Pkcs11Backend(KeyBackend):
 
         def derive(session: TokenSession) -> bytes:
             private = self._capable(session, record, DeriveMixin, "decapsulate")
-            secret = private.derive_key(
-                KeyType.GENERIC_SECRET,
-                256,
-                mechanism=Mechanism.ECDH1_DERIVE,
-                mechanism_param=(KDF.NULL, None, ciphertext),
-                capabilities=0,
-                template={
-                    Attribute.TOKEN: False,
-                    Attribute.SENSITIVE: False,
-                    Attribute.EXTRACTABLE: True,
-                },
-            )
+            with session.single_part():
+                secret = private.derive_key(
+                    KeyType.GENERIC_SECRET,
+                    256,
+                    mechanism=Mechanism.ECDH1_DERIVE,
+                    mechanism_param=(KDF.NULL, None, ciphertext),
+                    capabilities=0,
+                    template={
+                        Attribute.TOKEN: False,
+                        Attribute.SENSITIVE: False,
+                        Attribute.EXTRACTABLE: True,
+                    },
+                )
             try:
                 value: bytes = secret[Attribute.VALUE]
             finally:
@@ -475,11 +371,12 @@ class Pkcs11Backend(KeyBackend):
 
         def decrypt(session: TokenSession) -> bytes:
             private = self._capable(session, record, DecryptMixin, "decapsulate")
-            plaintext: bytes = private.decrypt(
-                ciphertext,
-                mechanism=Mechanism.RSA_PKCS_OAEP,
-                mechanism_param=(token_hash, token_mgf, None),
-            )
+            with session.single_part():
+                plaintext: bytes = private.decrypt(
+                    ciphertext,
+                    mechanism=Mechanism.RSA_PKCS_OAEP,
+                    mechanism_param=(token_hash, token_mgf, None),
+                )
             return plaintext
 
         return self._run_on_key(record, decrypt, "decapsulate", peer_input=True)
@@ -496,6 +393,7 @@ class Pkcs11Backend(KeyBackend):
         operation: Callable[[TokenSession], T],
         action: str,
         *,
+        retry: bool = True,
         peer_input: bool = False,
     ) -> T:
         """``TokenLink.run`` on one key; a key the token no longer has leaves the catalog.
@@ -507,7 +405,11 @@ class Pkcs11Backend(KeyBackend):
         """
         try:
             return self._link.run(
-                operation, action, subject=_describe(record), peer_input=peer_input
+                operation,
+                action,
+                retry=retry,
+                subject=_describe(record),
+                peer_input=peer_input,
             )
         except KeyNotFound:
             self._catalog.forget(record)

@@ -29,6 +29,7 @@ from hsm.ckr import Fault, fault_of
 from hsm.cryptoki import on_fork_in_child
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.policy import check_label, check_version
+from hsm.session_keeper import TokenSession
 from hsm.token_objects import (
     APPLICATION,
     PRIVATE_KEY_ATTRIBUTES,
@@ -37,7 +38,7 @@ from hsm.token_objects import (
     build_catalog,
     parse_metadata,
 )
-from hsm.token_session import TokenLink, TokenSession
+from hsm.token_session import TokenLink
 
 KeyId = tuple[str, int]
 

@@ -1,8 +1,9 @@
 """The link to one token: login, session pool, object-handle cache, and recovery.
 
 ``TokenLink`` keeps one long-lived logged-in session per process (PKCS#11 login state
-belongs to the process, not to a session) plus a bounded pool of working sessions. Every
-token call goes through ``TokenLink.run``, which:
+belongs to the process, not to a session) plus a bounded pool of working sessions, both
+held, closed and guarded by the module lock in ``hsm.session_keeper``. Every token call
+goes through ``TokenLink.run``, which:
 
 1. leases a pool slot (bounded wait: ``TransientBackendError`` "session pool exhausted");
 2. takes the module lock (token calls are serialized per process, see ``hsm.cryptoki``),
@@ -19,9 +20,11 @@ token call goes through ``TokenLink.run``, which:
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
    and retry once (token lost, logged out), to drop the object caches and retry once (a
    cached handle whose object was destroyed elsewhere), or to translate and raise;
-6. gives the session back to the pool only if the operation returned or raised one of
-   setpay's own errors. After any other error its state is not known (an operation may
-   still be active on it), so it is closed and the next call opens a new one.
+6. gives the session back to the pool only if the operation returned, raised one of
+   setpay's own errors, or had its input refused by a single-part call (the token has
+   then ended the call: a bad ciphertext from a peer costs no session). After any other
+   error its state is not known (an operation may still be active on it), so it is
+   closed and the next call opens a new one.
 
 When the token disappears, operations and ``check_health`` raise
 ``TransientBackendError``; once it is back, the next call reconnects and logs in again,
@@ -46,10 +49,10 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pkcs11 import Attribute, Mechanism, ObjectClass
+from pkcs11 import Mechanism
 from pkcs11 import exceptions as p11
 
 from hsm.ckr import Fault, ckr_name, fault_of, translate
@@ -64,8 +67,20 @@ from hsm.errors import (
 from hsm.filelock import exclusive_lock, lock_directory
 from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
-from hsm.session_pool import Lease, PoolStats, SessionPool
+from hsm.session_keeper import SessionKeeper, TokenSession
+from hsm.session_pool import Lease, PoolStats
 from hsm.token_login import LoginCalls, PinLatch
+
+__all__ = [
+    "ABSENT_RESCAN_SECONDS",
+    "DEFAULT_LOGIN_ATTEMPTS",
+    "DEFAULT_POOL_SIZE",
+    "DEFAULT_POOL_WAIT_SECONDS",
+    "LOCK_TIMEOUT_SECONDS",
+    "Pkcs11Config",
+    "TokenLink",
+    "TokenSession",  # hsm.session_keeper's, named here too: callers import it from here
+]
 
 T = TypeVar("T")
 
@@ -135,57 +150,6 @@ class Pkcs11Config:
         return f"token with serial {self.token_serial!r}"
 
 
-@dataclass
-class TokenSession:
-    """A working session, the library generation it belongs to, and its object cache."""
-
-    session: Any
-    generation: int
-    pid: int
-    epoch: int
-    objects: dict[tuple[ObjectClass, bytes], Any] = field(default_factory=dict)
-
-    def find(self, object_class: ObjectClass, ck_id: bytes) -> Any:
-        """The object of this class and CKA_ID, cached (a lookup costs ~0.25-0.7 ms).
-
-        Raises python-pkcs11's ``NoSuchKey`` or ``MultipleObjectsReturned``, as its
-        ``get_key`` does, but only once the search has ended (see ``search``).
-        """
-        key = (object_class, ck_id)
-        found = self.objects.get(key)
-        if found is None:
-            matches = self.search({Attribute.CLASS: object_class, Attribute.ID: ck_id})
-            if not matches:
-                raise p11.NoSuchKey(f"no {object_class.name} object with CKA_ID {ck_id.hex()}")
-            if len(matches) > 1:
-                raise p11.MultipleObjectsReturned(
-                    f"{len(matches)} {object_class.name} objects with CKA_ID {ck_id.hex()}"
-                )
-            found = self.objects[key] = matches[0]
-        return found
-
-    def search(self, template: dict[Attribute, Any]) -> list[Any]:
-        """Every object matching ``template``, the search ended before anything else.
-
-        Not python-pkcs11's ``get_key``, and no token call while iterating
-        ``get_objects``: a search abandoned or interrupted half-way (``get_key`` stops at
-        a second match and raises) stays active on the session, with python-pkcs11's
-        per-session lock held by the suspended generator, until that generator is
-        garbage-collected. Meanwhile the session answers CKR_OPERATION_ACTIVE to the
-        next search in this thread and blocks another thread for ever, holding the
-        module lock; the eventual clean-up is a token call made without that lock.
-        """
-        return list(self.session.get_objects(template))
-
-    def confirm_token(self) -> None:
-        """Raise a PKCS#11 error unless the token still answers (C_GetTokenInfo).
-
-        An empty search result is also what SoftHSM gives when its token directory is
-        gone; callers confirm the token before believing "nothing there".
-        """
-        self.session.token.slot.get_token()
-
-
 class TokenLink:
     """One backend's connection to its token (see the module docstring)."""
 
@@ -195,18 +159,12 @@ class TokenLink:
         self._observer = observer
         self._cryptoki = cryptoki(config.module)
         self._calls = LoginCalls(self._cryptoki.path)
-        self._pool: SessionPool[TokenSession] = SessionPool(
-            config.pool_size, config.pool_wait_seconds, self._discard
+        self._sessions = SessionKeeper(
+            self._cryptoki, self.name, config.pool_size, config.pool_wait_seconds
         )
         self._token: Any = None
-        self._login: Any = None
-        # -1: no connection yet; compared against the module's generation and os.getpid().
-        self._generation = -1
-        self._pid = -1
         self._broken = True
         self._closed = False
-        # Sessions a close() behind a stuck token call could not close (see close).
-        self._stranded: list[TokenSession] | None = None
         self._logins = 0
         self._failed_connects = 0
         # When our last rescan found the known token absent (time.monotonic()), or None.
@@ -246,7 +204,7 @@ class TokenLink:
         before the error counts as the operation's own.
         """
         self._refuse_if_closed()
-        with self._pool.lease() as lease, self._module_lock(action):
+        with self._sessions.pool.lease() as lease, self._sessions.module_lock(action):
             attempts = 2 if retry else 1
             for attempt in range(attempts):
                 self._ensure_connected()
@@ -260,6 +218,7 @@ class TokenLink:
                     # operation must): the session is idle and goes back to the pool.
                     raise
                 except p11.PKCS11Error as exc:
+                    ended = session is not None and session.ended is exc
                     fault = fault_of(exc)
                     ambiguous = fault is Fault.AMBIGUOUS
                     if fault in (Fault.AMBIGUOUS, Fault.STALE_OBJECT):
@@ -270,8 +229,15 @@ class TokenLink:
                         self._broken = True
                         if again:
                             continue
-                    else:
-                        self._retire(lease)
+                    elif not (ended and fault is Fault.INPUT):
+                        # Kept after bad input to a single-part call, the token present
+                        # and logged in: the token ended the call (TokenSession.single_part),
+                        # and retiring would cost C_CloseSession, C_OpenSession and a key
+                        # lookup (0.25-0.7 ms) under the module lock per bad ciphertext,
+                        # which anyone reaching the open CA port can send. SoftHSM 2.6
+                        # answers every bad OAEP ciphertext with CKR_GENERAL_ERROR, so this
+                        # takes INPUT as settled, not only as reported.
+                        self._sessions.retire(lease)
                     passing = ambiguous and fault is Fault.INPUT and not peer_input
                     if passing and not isinstance(exc, p11.NoSuchKey) and again:
                         continue
@@ -295,8 +261,11 @@ class TokenLink:
                 except BaseException:
                     # Anything else (an interrupt, a library error between two calls of
                     # one operation) may have left an operation active on the session.
-                    self._retire(lease)
+                    self._sessions.retire(lease)
                     raise
+                finally:
+                    if session is not None:
+                        session.ended = None
             raise TransientBackendError(f"{self.name} cannot {action} now")  # unreachable
 
     @contextlib.contextmanager
@@ -308,7 +277,7 @@ class TokenLink:
     @property
     def pool_stats(self) -> PoolStats:
         """The session pool's size, leases out and summed waits (for metrics)."""
-        return self._pool.stats
+        return self._sessions.pool.stats
 
     @property
     def epoch(self) -> int:
@@ -322,43 +291,20 @@ class TokenLink:
     def check_health(self) -> None:
         """Raise ``TransientBackendError`` unless the token is there and we are logged in."""
         self._refuse_if_closed()
-        with self._module_lock("report its health"):
+        with self._sessions.module_lock("report its health"):
             self._ensure_connected()
             if not self._token_present():
                 self._broken = True
                 raise TransientBackendError(f"{self.name} is not present")
 
     def close(self) -> None:
-        """Close every session; later calls raise ``PermanentBackendError``.
-
-        The process's login ends with its last session on the token, so closing the
-        only backend on a token logs out, and closing one of two does not. Sessions out
-        on a lease now (a call in another thread) are closed as their leases end.
-
-        Waits for the module lock at most ``pool_wait_seconds``, like every call: behind
-        a token call that does not return, ``close`` returns without closing anything,
-        and the idle sessions and the login session stay open (so the process stays
-        logged in). The first lease of this backend to come back afterwards closes them
-        with its own; if none does (the stuck call is another backend's, or never
-        returns), they end with the process.
-        """
+        """Close every session (``SessionKeeper.close``); later calls are refused."""
         self._closed = True  # checked before any new call leases or waits
-        # Closed below, or by the first lease to come back if the module stays held.
-        self._stranded = self._pool.close()
-        lock = self._cryptoki.lock
-        if not lock.acquire(timeout=self.config.pool_wait_seconds):
-            return
-        try:
-            stranded, self._stranded = self._stranded, None
-            self._forget_sessions(stranded or [])
-        finally:
-            lock.release()
+        self._sessions.close()
 
     def after_fork_in_child(self) -> None:
         """The parent's sessions are not ours: forget them (the next call reconnects)."""
-        self._pool.after_fork_in_child()
-        self._stranded = None
-        self._login = None
+        self._sessions.after_fork_in_child()
         self._token = None
         self._broken = True
         self._absent_at = None  # this process has not looked for the token yet
@@ -371,7 +317,7 @@ class TokenLink:
 
     def _ensure_connected(self) -> None:
         self._refuse_if_closed()
-        if self._pid != os.getpid() or self._generation != self._cryptoki.generation:
+        if not self._sessions.current():
             self._broken = True
         if self._broken:
             self._connect()
@@ -394,11 +340,12 @@ class TokenLink:
             # reconnect failed (the token may be back: only a rescan shows it). Not
             # otherwise: a restart kills every session in the process, other backends' too.
             restart = self._logins > 0 and (
-                self._generation == self._cryptoki.generation or self._failed_connects > 0
+                self._sessions.generation == self._cryptoki.generation or self._failed_connects > 0
             )
             # Another process may have had this PIN file refused while we waited.
             self._pin_latch.check_shared()
-            self._forget_sessions(self._pool.drain())
+            self._sessions.forget(self._sessions.pool.drain())
+            self._epoch += 1
             last: p11.PKCS11Error = p11.NoSuchToken()
             for attempt in range(self.config.login_attempts):
                 if attempt:
@@ -437,8 +384,8 @@ class TokenLink:
                         break
                     continue
                 self._pin_latch.accepted()
-                self._token, self._login, self.mechanisms = token, login, mechanisms
-                self._generation, self._pid = self._cryptoki.generation, os.getpid()
+                self._token, self.mechanisms = token, mechanisms
+                self._sessions.logged_in(login)
                 self._broken = False
                 self._logins += 1
                 self._failed_connects = 0
@@ -477,9 +424,9 @@ class TokenLink:
 
     def _session_for(self, lease: Lease[TokenSession]) -> TokenSession:
         """The lease's session if still valid (validated on borrow), else a new one."""
-        item, pid = lease.item, os.getpid()
-        if item is None or item.generation != self._generation or item.pid != pid:
-            item = TokenSession(self._token.open(rw=True), self._generation, pid, self._epoch)
+        item, pid, generation = lease.item, os.getpid(), self._sessions.generation
+        if item is None or item.generation != generation or item.pid != pid:
+            item = TokenSession(self._token.open(rw=True), generation, pid, self._epoch)
             lease.item = item
             lease.evicted = False
         if item.epoch != self._epoch:
@@ -509,67 +456,3 @@ class TokenLink:
         except p11.PKCS11Error:
             return False
         return True
-
-    @contextlib.contextmanager
-    def _module_lock(self, action: str) -> Iterator[None]:
-        """The module lock, waited for at most ``pool_wait_seconds``."""
-        wait = self.config.pool_wait_seconds
-        lock = self._cryptoki.lock
-        if not lock.acquire(timeout=wait):
-            raise TransientBackendError(
-                f"{self.name} cannot {action} now: another call has held the PKCS#11 "
-                f"module for more than {int(wait * 1000)} ms (token not answering, or "
-                "the process overloaded)"
-            )
-        try:
-            yield
-        finally:
-            lock.release()
-
-    def _discard(self, item: TokenSession) -> None:
-        """Close a session given back after ``close`` (nobody will lease it again), and
-        those ``close`` had to leave open."""
-        lock = self._cryptoki.lock
-        if not lock.acquire(timeout=self.config.pool_wait_seconds):
-            return  # the module is stuck: the session ends with the process
-        try:
-            if item.pid == os.getpid() and item.generation == self._cryptoki.generation:
-                with contextlib.suppress(p11.PKCS11Error):
-                    item.session.close()
-            stranded, self._stranded = self._stranded, None
-            if stranded is not None:
-                self._forget_sessions(stranded)
-        finally:
-            lock.release()
-
-    def _retire(self, lease: Lease[TokenSession]) -> None:
-        """Close the lease's session rather than give it back: its state is not known.
-
-        After an error, an operation may still be active on it (a C_SignInit whose
-        C_Sign never ran answers CKR_OPERATION_ACTIVE to every later C_SignInit), and
-        python-pkcs11 may still hold the session's lock for a search that failed to start
-        (another thread would wait for it for ever). Closing ends the first on the
-        token, and the session object is not used again: the next run on the lease
-        opens a new session. Costs a session and a key lookup per error. Call with the
-        module lock held.
-        """
-        item, lease.item = lease.item, None
-        if item is None or item.pid != os.getpid() or item.generation != self._cryptoki.generation:
-            return  # nothing to close, or a session the module has already forgotten
-        with contextlib.suppress(p11.PKCS11Error):
-            item.session.close()
-
-    def _forget_sessions(self, idle: list[TokenSession]) -> None:
-        """Close ``idle`` and the login session if alive in this process; else drop them."""
-        alive = self._pid == os.getpid() and self._generation == self._cryptoki.generation
-        if alive:
-            # Close quietly: the sessions are being abandoned either way, and a token
-            # that is already gone cannot close them.
-            for item in idle:
-                with contextlib.suppress(p11.PKCS11Error):
-                    item.session.close()
-            if self._login is not None:
-                with contextlib.suppress(p11.PKCS11Error):
-                    self._login.close()
-        self._login = None
-        self._epoch += 1

@@ -462,22 +462,34 @@ def test_key_deleted_through_another_backend_is_not_used_here(
     persistent_backend_factory: BackendFactory,
 ) -> None:
     # Another backend over the same keystore or token stands for another process: once
-    # its delete returns, this one neither signs nor decapsulates with the key, whatever
-    # it has cached, and a key made again under the label is another key.
+    # its delete returns, this one neither signs nor decapsulates with the key, nor
+    # stores or reads its certificate, whatever it has cached, and a key made again
+    # under the label is another key.
     this = persistent_backend_factory.open()
     other = persistent_backend_factory.open()
     try:
         signing = this.generate("doomed", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
         kex = this.generate("doomed-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+        # One key per certificate call: the first call to find its key gone makes this
+        # backend forget the key, and a second call would only test the forgetting.
+        certified = this.generate("doomed-certified", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        uncertified = this.generate("doomed-uncertified", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
         this.sign(signing, MESSAGE)  # the key (or its token object) is cached now
         point, _ = encapsulate(kex)
         this.decapsulate(kex, KemAlgorithm.P256_HKDF_SHA256, point)
-        other.delete("doomed")
-        other.delete("doomed-kex")
+        this.store_certificate(certified, certificate_for(certified.public_key))
+        assert this.certificate(certified) is not None
+        assert this.certificate(uncertified) is None
+        for label in ("doomed", "doomed-kex", "doomed-certified", "doomed-uncertified"):
+            other.delete(label)
         with pytest.raises(KeyNotFound, match="doomed"):
             this.sign(signing, MESSAGE)
         with pytest.raises(KeyNotFound, match="doomed-kex"):
             this.decapsulate(kex, KemAlgorithm.P256_HKDF_SHA256, point)
+        with pytest.raises(KeyNotFound, match="doomed-certified"):
+            this.certificate(certified)
+        with pytest.raises(KeyNotFound, match="doomed-uncertified"):
+            this.store_certificate(uncertified, certificate_for(uncertified.public_key))
         made = other.generate("doomed", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
         with pytest.raises(KeyNotFound):
             this.sign(signing, MESSAGE)

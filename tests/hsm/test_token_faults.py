@@ -185,9 +185,12 @@ def test_a_general_error_on_a_peers_ciphertext_is_bad_input_at_once(
 ) -> None:
     # What a sender controls is not run twice: bad input costs the token one operation.
     calls: list[str] = []
+    handle = _next_session(backend)
     with pytest.raises(DecapsulationError):
         backend._link.run(_failing_once(calls), "decapsulate", peer_input=True)
     assert calls == ["run"]
+    # Not from a single-part call (a lookup, say): the session may be mid-search, closed.
+    assert _next_session(backend) != handle
 
 
 @pytest.mark.integration
@@ -326,6 +329,35 @@ def test_a_session_that_answers_operation_active_is_closed_and_the_call_runs_on_
     for _ in range(3):
         verify(key.public_key, backend.sign(key, DATA), DATA)
     assert not _session_is_open(handles[0])
+
+
+def _next_session(backend: Pkcs11Backend) -> int:
+    """The handle of the session the next call runs on (one thread: the last given back)."""
+    return backend._link.run(lambda session: session.session.handle, "look at a session")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "garbage",
+    [bytes(256), b"\xff" * 256, bytes(255)],
+    ids=["bad-padding", "above-the-modulus", "wrong-length"],
+)
+def test_a_ciphertext_the_token_refuses_leaves_its_session_in_the_pool(
+    backend: Pkcs11Backend, garbage: bytes
+) -> None:
+    # Anyone reaching the open CA port can send one. SoftHSM 2.6 refuses each with
+    # CKR_GENERAL_ERROR and ends the C_Decrypt; closing the session anyway cost a
+    # session, a key lookup and the module lock per bad ciphertext.
+    key = backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048)
+    assert key.kem is not None
+    ciphertext, secret = encapsulate(key)
+    assert backend.decapsulate(key, key.kem, ciphertext) == secret
+    handle = _next_session(backend)
+    with pytest.raises(DecapsulationError):
+        backend.decapsulate(key, key.kem, garbage)
+    assert _next_session(backend) == handle
+    assert backend.decapsulate(key, key.kem, ciphertext) == secret
+    assert _next_session(backend) == handle  # and that call ran on it too
 
 
 @pytest.mark.integration

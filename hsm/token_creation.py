@@ -1,0 +1,147 @@
+"""Key versions coming onto a token: made by setpay, all or nothing, or adopted.
+
+Both claim the next version of a label under the inter-process admin lock
+(``TokenLink.admin_lock``), then re-read the catalog. A version setpay makes gets a
+random CKA_ID of its own, and its setpay data object (the metadata) is written first: a
+data object whose key never came is ignored by every reader, where a key without its
+metadata would be adopted with a usage guessed from its attributes. If any step fails,
+every object made under the new CKA_ID is destroyed before the error is raised, under
+the same locks, including objects the token kept from a call it refused (SoftHSM 2.6
+keeps the public key whose template lacks a required attribute, with its label and id).
+
+A key made by another tool is adopted only if it is sensitive and not extractable: its
+usage is recorded in a data object and its capability attributes are narrowed to that
+usage, so the token enforces it too.
+
+Errors raised are those of ``hsm.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pkcs11 import Attribute, ObjectClass
+from pkcs11 import exceptions as p11
+
+from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
+from hsm.errors import KeyExists, PermanentBackendError, UnsupportedAlgorithm
+from hsm.policy import check_combination
+from hsm.session_keeper import TokenSession
+from hsm.token_catalog import KEY_CLASSES, KeyId, TokenCatalog, objects
+from hsm.token_objects import (
+    PRIVATE_KEY_ATTRIBUTES,
+    PUBLIC_KEY_ATTRIBUTES,
+    capability_attributes,
+    describe_key,
+    metadata_attributes,
+    new_key_id,
+    stays_on_token,
+)
+from hsm.token_session import TokenLink
+
+#: Makes a claimed key version's objects on the session: (session, version, CKA_ID).
+KeyMaker = Callable[[TokenSession, int, bytes], None]
+
+
+def create_key(
+    link: TokenLink,
+    catalog: TokenCatalog,
+    label: str,
+    usage: KeyUsage,
+    algorithm: KeyAlgorithm,
+    make: KeyMaker,
+) -> KeyHandle:
+    """Claim the next version of ``label`` and make it with ``make``: all or nothing."""
+
+    def add(session: TokenSession) -> KeyId:
+        versions = [k.handle.version for k in catalog.scan(session) if k.handle.label == label]
+        version = 1 + max(versions, default=0)
+        ck_id = new_key_id()
+        metadata = metadata_attributes(label, version, usage, algorithm, ck_id)
+        try:
+            session.session.create_object(metadata)
+            make(session, version, ck_id)
+        except BaseException as exc:
+            _unmake(link, session, ck_id, metadata, exc)
+            raise
+        return (label, version)
+
+    with link.admin_lock():
+        label_version = link.run(add, f"create a {algorithm.value} key", retry=False)
+    return catalog.handle_after_change(label_version)
+
+
+def adopt_key(
+    link: TokenLink, catalog: TokenCatalog, ck_id: bytes, label: str, usage: KeyUsage
+) -> KeyHandle:
+    """Take the key with this CKA_ID as the next version of ``label``, for ``usage``."""
+
+    def adopt(session: TokenSession) -> KeyId:
+        listed = catalog.scan(session)
+        managed = [key for key in listed if key.ck_id == ck_id]
+        if managed and not managed[0].adopted:
+            found = managed[0].handle
+            raise KeyExists(f"CKA_ID {ck_id.hex()} is already key {found.label!r} v{found.version}")
+        private = session.find(ObjectClass.PRIVATE_KEY, ck_id)
+        attributes = private.get_attributes(PRIVATE_KEY_ATTRIBUTES)
+        if not stays_on_token(attributes):
+            raise PermanentBackendError(
+                f"key with CKA_ID {ck_id.hex()} can leave the token (CKA_EXTRACTABLE "
+                "true or CKA_SENSITIVE false): setpay uses only keys that never do; "
+                "generate or import the key again as sensitive and not extractable"
+            )
+        publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
+        described = describe_key(
+            attributes,
+            publics[0].get_attributes(PUBLIC_KEY_ATTRIBUTES) if publics else None,
+        )
+        if described is None:
+            raise UnsupportedAlgorithm(
+                f"key with CKA_ID {ck_id.hex()} is not P-256, Ed25519, RSA-2048 or RSA-3072"
+            )
+        algorithm = described[1]
+        check_combination(usage, algorithm)
+        for attribute, value in capability_attributes(usage, algorithm).items():
+            private[attribute] = value
+        # The key itself may already be listed (inferred) under this label: not a version.
+        versions = [
+            k.handle.version for k in listed if k.handle.label == label and k.ck_id != ck_id
+        ]
+        version = 1 + max(versions, default=0)
+        session.session.create_object(metadata_attributes(label, version, usage, algorithm, ck_id))
+        link.invalidate_objects()
+        return (label, version)
+
+    with link.admin_lock():
+        label_version = link.run(
+            adopt, "adopt a key", retry=False, subject=f"key with CKA_ID {ck_id.hex()}"
+        )
+    return catalog.handle_after_change(label_version)
+
+
+def _unmake(
+    link: TokenLink,
+    session: TokenSession,
+    ck_id: bytes,
+    metadata: dict[Attribute, Any],
+    failure: BaseException,
+) -> None:
+    """Destroy what a failed key creation made: its key objects, then its metadata.
+
+    The CKA_ID is new and random, so whatever carries it is this creation's. Should
+    the token refuse this too (it went away), the failure says what is left.
+    """
+    try:
+        victims = objects(session, KEY_CLASSES, {ck_id})
+        # Data objects have no CKA_ID: found by their whole value, which holds it.
+        kept = (Attribute.CLASS, Attribute.APPLICATION, Attribute.VALUE)
+        victims += session.search({attribute: metadata[attribute] for attribute in kept})
+        for obj in victims:
+            obj.destroy()
+    except p11.PKCS11Error:
+        failure.add_note(
+            f"objects with CKA_ID {ck_id.hex()} may be left on {link.name} "
+            "(pkcs11-tool --list-objects shows them; the data object has the id in "
+            "its value)"
+        )
