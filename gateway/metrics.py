@@ -23,9 +23,15 @@ amount, an identifier or a peer's text.
     setpay_rpc_in_flight{method}                        calls being handled now
     setpay_rpc_shed_total{service,method}               calls refused RESOURCE_EXHAUSTED,
                                                         unhandled: the worker had
-                                                        max_concurrent_rpcs in flight
-                                                        (not in requests or errors; offered
-                                                        load is requests + shed)
+                                                        max_concurrent_rpcs in flight.
+                                                        Not in requests or errors: for the
+                                                        bank's two services, requests +
+                                                        shed is the load offered, short of
+                                                        the calls past gRPC's backstop
+                                                        (``gateway.server``), which are
+                                                        refused uncounted. Health and
+                                                        reflection calls are counted here
+                                                        when shed, never in requests
     setpay_worker_rpcs_total{worker}                    handled calls per worker process
     setpay_authorizations_total{outcome,reason}         approved/none, declined/RespReason,
                                                         error/ErrorCode (committed decisions)
@@ -333,7 +339,8 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
 
 def rpc_shed(service: str, method: str) -> None:
     """A call of ``service``'s ``method`` was refused RESOURCE_EXHAUSTED without being
-    handled: the worker had its limit of calls in flight (``gateway.server``)."""
+    handled: the worker had its limit of calls in flight (``gateway.server``'s refusal;
+    gRPC's backstop refuses without calling this)."""
     m = _sinks.worker
     if m is not None:
         m.shed_of(service, method).inc()

@@ -164,7 +164,8 @@ class Sampler:
         """Sample now, then every SAMPLE_SECONDS in the background, while metrics are on.
 
         Now: so that the page has the revocation data's end from the worker's first
-        moment of serving."""
+        moment of serving, if this runs before the servers start (``gateway.process``
+        starts it before it creates them)."""
         if _sink.metrics is not None:
             self.sample()
             self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)

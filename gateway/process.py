@@ -117,6 +117,11 @@ def start_bank(
             threads=config.threads,
             reuse_port=reuse_port,
         )
+        # Before the servers: create_server starts each serving, and its health SERVING,
+        # before it returns, and the page must have the revocation data's end by then.
+        # Samples at once, which writes to the sample directory and so can fail too.
+        sampler = metrics.Sampler(pki.trust, pki.backend, authority.watcher).start()
+        undo.callback(sampler.stop)
         probes = (pki.backend.check_health, ledger.check_health)
         server, port, health = create_server(
             [ServiceBinding("PaymentGatewayService", PaymentGatewayServicer(bank))],
@@ -140,9 +145,6 @@ def start_bank(
             probes=probes,
         )
         undo.callback(_stop_at_once, ca_server, ca_health)
-        # Samples at once (the page has the revocation data's end before the worker
-        # reports serving), which writes to the sample directory and so can fail too.
-        sampler = metrics.Sampler(pki.trust, pki.backend, authority.watcher).start()
         undo.pop_all()  # started: RunningBank.stop closes it all from now on
     mode = "INSECURE plaintext (local experiments only)" if config.insecure else "TLS"
     log.info("gateway on port %d, CA on port %d (%s)", port, ca_port, mode)

@@ -13,12 +13,28 @@ Load shedding (``ServerLimits.max_concurrent_rpcs``, calls in flight per worker)
 the calls it shed never reached the metrics. The server admits calls itself instead: its
 pool counts the calls handed to it and not yet finished (queued or running: "in flight"),
 and an interceptor, which gRPC calls for every call before handing it to the pool, admits
-a call while fewer than the limit are in flight. Any other call is counted
-(``metrics.rpc_shed``) and given a handler that answers RESOURCE_EXHAUSTED on a thread of
-its own without reading the request, so a refusal never waits behind the real work queued
-in the pool. Health checks have a small reserve above the limit (``HEALTH_RESERVE``) but
-no thread of their own: a busy worker still answers SERVING, after the calls queued ahead;
-a worker whose threads are all stuck answers late, and a balancer rightly reads it as down.
+a call while fewer than the limit are in flight. Any other call is given a handler that,
+on a thread of its own, counts it (``metrics.rpc_shed``) and answers RESOURCE_EXHAUSTED
+with a ``google.rpc.RetryInfo`` (``SHED_RETRY_SECONDS``) without reading the request, so a
+refusal never waits behind the real work queued in the pool. Health checks have a small
+reserve above the limit (``HEALTH_RESERVE``) but no thread of their own: a busy worker
+still answers SERVING, after the calls queued ahead; a worker whose threads are all stuck
+answers late, and a balancer rightly reads it as down.
+
+The backstop. That one thread answers one refusal at a time, each some tens of
+microseconds of Python competing for the GIL with the admitted work, so a flood (on the
+CA's port no client certificate is needed to send one) could queue refusals faster than
+they are answered, each later than the last. gRPC's own limit therefore stays on, above
+ours: ``max_concurrent_rpcs + HEALTH_RESERVE + SHED_BACKLOG``. gRPC counts a call as
+active from when it is handed to a pool, the server's or the refusals', until it is
+answered (grpcio's ``_server.py``, not documented: test_server_admission pins it), so at
+most ``HEALTH_RESERVE + SHED_BACKLOG`` refusals ever wait. A call past
+the backstop gets gRPC's own refusal in its poll thread, which holds the poll loop back
+as a flood should: RESOURCE_EXHAUSTED with the same details, but no RetryInfo, and not
+counted in ``setpay_rpc_shed_total`` (gRPC runs the interceptor for it too, but only the
+refusal handler counts). Health checks are refused there too: a worker that far behind
+with its refusals is overloaded, and a balancer may as well read it so. When the server
+stops, the threads of its pool and of the refusals end with it.
 """
 
 from __future__ import annotations
@@ -27,16 +43,19 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
-from google.protobuf import message_factory
+from google.protobuf import any_pb2, message_factory
 from google.protobuf.message import DecodeError, Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 
 from gateway import metrics
 from gateway.cpu_turn import PROCESS_TURN
@@ -55,7 +74,21 @@ HEALTH_RESERVE = 16
 # Threads that answer shed calls. A refusal is some tens of microseconds of Python, so one
 # thread answers thousands a second; more would only take the GIL from the admitted work.
 SHED_THREADS = 1
-# gRPC's own words for this refusal, so logs and searches written for it still match.
+# Shed calls that may wait for that thread beyond the health reserve, before gRPC's own
+# limit refuses new calls in its poll thread (the backstop, module docstring). A refusal
+# costs its thread 25-30 us of CPU (measured on the 2-core development machine, RetryInfo
+# included): 32 are about a millisecond, and even if every one waited out a whole GIL
+# switch interval (5 ms) behind the admitted work, the last of HEALTH_RESERVE +
+# SHED_BACKLOG would be answered within a quarter of a second. Room for a burst to get the
+# counted refusal and its retry delay; a flood past it gets gRPC's.
+SHED_BACKLOG = 32
+# The retry delay a refusal asks for (google.rpc.RetryInfo). A worker at its limit answers
+# hundreds of calls a second, so in 100 ms it frees tens of places; a longer delay would
+# leave callers idle that it could soon take again. The bank's own clients wait as long
+# before their first retry.
+SHED_RETRY_SECONDS = 0.1
+# gRPC's own words for this refusal, so logs and searches written for it still match (its
+# backstop answers with them too).
 SHED_DETAILS = "Concurrent RPC limit exceeded!"
 _HEALTH_PATH = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/"
 
@@ -181,36 +214,62 @@ class _InFlightPool(futures.ThreadPoolExecutor):
         self._calls.pop()
 
 
-class _Refusal:
-    """The behaviour of a shed call: RESOURCE_EXHAUSTED, the request left unread."""
+def _shed_status() -> grpc.Status:
+    """RESOURCE_EXHAUSTED with its RetryInfo in the trailers (gRPC's rich status)."""
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromTimedelta(timedelta(seconds=SHED_RETRY_SECONDS))
+    detail = any_pb2.Any()
+    detail.Pack(retry)
+    status = status_pb2.Status(
+        code=code_pb2.RESOURCE_EXHAUSTED, message=SHED_DETAILS, details=[detail]
+    )
+    return rpc_status.to_status(status)
 
-    def __init__(self) -> None:
+
+# Built once, at import: every refusal sends these same trailers, so none pays for them.
+_SHED_STATUS = _shed_status()
+
+
+class _Refusal:
+    """The behaviour of a shed call of one method: counted, then RESOURCE_EXHAUSTED with
+    its retry delay, the request left unread."""
+
+    def __init__(self, service: str, method: str, pool: futures.ThreadPoolExecutor) -> None:
+        self._service = service
+        self._method = method
         # grpcio runs a behaviour that carries this attribute on that pool instead of the
         # server's (grpc_health relies on it too). It is not in gRPC's documented API:
         # test_server_admission fails if refusals ever queue behind the admitted calls.
-        self.experimental_thread_pool = futures.ThreadPoolExecutor(
-            max_workers=SHED_THREADS, thread_name_prefix="shed"
-        )
+        self.experimental_thread_pool = pool
 
     def __call__(self, requests: Iterator[object], context: grpc.ServicerContext) -> None:
-        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, SHED_DETAILS)
+        # Counted here, where it is answered: a call past gRPC's backstop passes the
+        # interceptor too, but gRPC refuses it without running this.
+        metrics.rpc_shed(self._service, self._method)
+        context.abort_with_status(_SHED_STATUS)
 
 
 class _Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Admits a call while fewer than the limit are in flight; sheds the others, counted.
+    """Admits a call while fewer than the limit are in flight; hands the others to the
+    refusal (``_Refusal``), which counts them.
 
     grpcio calls this in its poll thread, for one call at a time, and hands an admitted
     call to the pool (``_InFlightPool.submit``) before it calls this for the next: so the
     count read here includes every call admitted before and the limit is never passed.
     That order is grpcio's, not documented; test_server_admission pins it (exactly the
-    limit is admitted). Exact counting of shed calls does not depend on it, only on this
-    being called for every call, which gRPC documents."""
+    limit is admitted). Exact counting of shed calls does not depend on it: the refusal
+    counts the calls it answers."""
 
     def __init__(self, pool: _InFlightPool, limit: int) -> None:
         self._pool = pool
         self._limit = limit
         self._health_limit = limit + HEALTH_RESERVE
-        self._shed = grpc.stream_unary_rpc_method_handler(_Refusal())
+        self.refusals = futures.ThreadPoolExecutor(
+            max_workers=SHED_THREADS, thread_name_prefix="shed"
+        )
+        # A refusal per method shed so far, made at its first: only methods the server
+        # has get here (the others have no handler), so it stays as small as they are few.
+        self._shed: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
 
     def intercept_service(
         self,
@@ -226,9 +285,71 @@ class _Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         path = handler_call_details.method
         if in_flight < self._health_limit and path.startswith(_HEALTH_PATH):
             return handler
-        service, _, method = path[1:].partition("/")
-        metrics.rpc_shed(service, method)
-        return self._shed
+        refusal = self._shed.get(path)
+        if refusal is None:
+            service, _, method = path[1:].partition("/")
+            refusal = grpc.stream_unary_rpc_method_handler(_Refusal(service, method, self.refusals))
+            self._shed[path] = refusal
+        return refusal
+
+
+class _Server(grpc.Server):
+    """gRPC's server, whose stop lets the thread pools it was given go once it stopped."""
+
+    def __init__(self, server: grpc.Server, pools: Sequence[futures.ThreadPoolExecutor]) -> None:
+        self._server = server
+        self._pools = pools
+
+    def add_generic_rpc_handlers(
+        self,
+        generic_rpc_handlers: Iterable[grpc.GenericRpcHandler],  # type: ignore[type-arg]
+    ) -> None:
+        """As gRPC's."""
+        self._server.add_generic_rpc_handlers(generic_rpc_handlers)
+
+    def add_registered_method_handlers(
+        self,
+        service_name: str,
+        method_handlers: dict[str, grpc.RpcMethodHandler],  # type: ignore[type-arg]
+    ) -> None:
+        """As gRPC's (generated code registers its services' methods with it)."""
+        self._server.add_registered_method_handlers(service_name, method_handlers)  # type: ignore[attr-defined]
+
+    def add_insecure_port(self, address: str) -> int:
+        """As gRPC's."""
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        """As gRPC's."""
+        return self._server.add_secure_port(address, server_credentials)
+
+    def start(self) -> None:
+        """As gRPC's."""
+        self._server.start()
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        """As gRPC's."""
+        return self._server.wait_for_termination(timeout)
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        """As gRPC's; once it has stopped, the pools' threads end as they fall idle."""
+        stopped = self._server.stop(grace)
+        if stopped.is_set():  # without grace gRPC returns once it has stopped
+            self._let_pools_go()
+        else:
+            threading.Thread(
+                target=self._let_pools_go, args=(stopped,), name="server-stop", daemon=True
+            ).start()
+        return stopped
+
+    def _let_pools_go(self, stopped: threading.Event | None = None) -> None:
+        # Not before gRPC has stopped: until then its poll thread may still hand a call to
+        # a pool, and a pool that was shut down raises there. Nor waiting for the pools: a
+        # call still running (gRPC cancels it at stop) ends on its own thread.
+        if stopped is not None:
+            stopped.wait()
+        for pool in self._pools:
+            pool.shutdown(wait=False)
 
 
 class HealthMonitor:
@@ -314,13 +435,15 @@ def create_server(
         ("grpc.so_reuseport", 1 if limits.reuse_port else 0),
     ]
     pool = _InFlightPool(limits.threads)
-    # gRPC's own maximum_concurrent_rpcs stays off: its refusals would go uncounted, and
-    # it would count the refusals waiting for their thread as calls in flight.
+    admission = _Admission(pool, limits.max_concurrent_rpcs)
+    # gRPC's own limit is only the backstop (module docstring), above ours, the health
+    # reserve and the refusals let wait: short of it, every refusal is ours, counted.
     server = grpc.server(
         pool,
         handlers=[_generic_handler(b) for b in bindings],
-        interceptors=[_Admission(pool, limits.max_concurrent_rpcs)],
+        interceptors=[admission],
         options=options,
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs + HEALTH_RESERVE + SHED_BACKLOG,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -348,4 +471,4 @@ def create_server(
     monitor = HealthMonitor(health_servicer, names, probes)
     server.start()
     monitor.start()
-    return server, port, monitor
+    return _Server(server, (pool, admission.refusals)), port, monitor

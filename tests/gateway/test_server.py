@@ -93,8 +93,13 @@ def _server(world: World, bank: object, **limits: int):  # type: ignore[no-untyp
 def test_over_the_concurrency_limit_is_resource_exhausted(
     ec_world: World, ec_merchant: Merchant
 ) -> None:
-    release = threading.Event()
-    slow = replace(ec_world.running.bank, refresh_revocation=lambda: release.wait(10))
+    release, entered = threading.Event(), threading.Event()
+
+    def refresh() -> None:
+        entered.set()
+        release.wait(10)
+
+    slow = replace(ec_world.running.bank, refresh_revocation=refresh)
     server, port, health = _server(ec_world, slow, max_concurrent_rpcs=1, threads=2)
     channel, ca = channels_for(ec_world.directory, port, ec_world.running.ca_port)
     ca.close()
@@ -106,7 +111,7 @@ def test_over_the_concurrency_limit_is_resource_exhausted(
         first, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 10))
         second, _ = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 10))
         pending = stub.Authorize.future(first)
-        time.sleep(0.3)  # let the first call occupy the only slot
+        assert entered.wait(10)  # the first call occupies the only slot
         with pytest.raises(grpc.RpcError) as exc:
             stub.Authorize(second, timeout=5)
         assert exc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
