@@ -15,8 +15,11 @@ refund's id as the capture and refund commands print it. Output shows ids shorte
 never a card number: the merchant never has one. A command the gateway refuses (a capture
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
 (run it again later); a settlement command or a batch open, close or purge whose outcome is
-unknown (no answer, or one that did not verify) exits 4: the request stays sent, and
-``serve`` sends the same request again, as does the same batch command given again.
+unknown (no answer, one that did not verify, or the merchant's own keys or database
+failing on it) exits 4: the request stays sent, and ``serve`` sends the same request
+again, as does the same batch command given again. ``orders`` marks an authorization or
+an operation whose answers did not verify, with when ``serve`` asks again
+(``clients.merchant.outcome``): something needs mending.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -37,7 +41,7 @@ from clients.errors import ClientError, OutcomeUnknown
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
-from clients.merchant.records import Money, Operation, OperationState, Order, short
+from clients.merchant.records import Money, Operation, OperationState, Order, OrderState, short
 from clients.merchant.registration import MerchantRegistrar, Registered
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
@@ -220,19 +224,35 @@ def _serve(config: MerchantConfig) -> int:
 
 
 def order_line(order: Order, store: MerchantStore) -> str:
-    """One order for people: short ids, state, amounts; never card data (there is none)."""
+    """One order for people: short ids, state, amounts, and what of it waits on answers
+    that did not verify; never card data (there is none)."""
     captured, credited = settled_amounts(store, order.xid)
     auth = order.authorization
     code = (
         authorization_pb2.AuthCode.Name(auth.auth_code).removeprefix("AUTH_CODE_") if auth else "-"
     )
     description = order.description.decode("utf-8", "replace")[:24]
-    return (
+    line = (
         f"{order.short_id}  {order.lid_m.hex()[:16]:<16}  {order.state.value:<11}  "
         f"{order.amount.minor:>9} {order.amount.currency:<3}  {code:<12}  "
         f"{(auth.approval_code if auth else '') or '-':<6}  captured {captured:>9}  "
         f"refunded {credited:>9}  {description}"
     )
+    # What waits on answers that did not verify (a trust store or a gateway to mend).
+    if order.state is OrderState.AUTHORIZING and order.unverified:
+        line += f"  [authorization: {_unverified(order.unverified, order.retry_after_ms)}]"
+    for op in store.operations(order.xid):
+        if op.state is OperationState.SENT and op.unverified:
+            doubt = _unverified(op.unverified, op.retry_after_ms)
+            line += f"  [{op.kind.value} {short(op.rrpid)}: {doubt}]"
+    return line
+
+
+def _unverified(count: int, retry_after_ms: int) -> str:
+    """A request whose answers did not verify, for people: it needs someone to look."""
+    when = datetime.fromtimestamp(retry_after_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    answers = "1 answer" if count == 1 else f"{count} answers"
+    return f"{answers} did not verify, next try {when} UTC"
 
 
 def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
@@ -263,6 +283,9 @@ def operation_line(operation: Operation) -> str:
     state = operation.state.value
     if operation.state is OperationState.FAILED:
         state += f" ({ErrorCode.Name(operation.error_code)})"
+    elif operation.state is OperationState.SENT and operation.unverified:
+        unverified = _unverified(operation.unverified, operation.retry_after_ms)
+        state += f" (outcome unknown, will retry: {unverified})"
     elif operation.state is OperationState.SENT:
         state += " (outcome unknown, will retry)"
     return (
@@ -281,8 +304,7 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
         if command == "batch":
             page = TransactionPage(0, args.details) if args.details else None
             asked = _BATCH_OPERATIONS[args.operation]
-            result = merchant.batches.administer(asked, args.batch, page=page)
-            data = result.data
+            data = merchant.batches.administer(asked, args.batch, page=page)
             status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
             named = f"batch {data.batch_id or args.batch or '-'}: "
             named += status.removeprefix("BATCH_ADMIN_STATUS_")

@@ -4,9 +4,10 @@
     ├── ConfigError          configuration missing, malformed or unsafe (names the setting)
     ├── TransportError       a call to a peer (gateway, merchant, CA) failed at the gRPC
     │                        level, after the bounded retries; carries the status name
-    ├── OutcomeUnknown       the gateway's answer to a stored request never came or could
-    │                        not be verified: whether it applied the request is unknown,
-    │                        the request stays pending and goes again, byte for byte
+    ├── OutcomeUnknown       the gateway's answer to a stored request never came, could
+    │                        not be verified, or could not be opened or saved here:
+    │                        whether it applied the request is unknown, the request
+    │                        stays pending and goes again, byte for byte
     ├── StoreError           the merchant's database failed (sqlite3 translated here)
     ├── UnknownOrder         no order with that XID or LID-M
     ├── OrderStateError      the order cannot do this now (capture before authorization,
@@ -41,7 +42,8 @@ class TransportError(ClientError):
 class OutcomeUnknown(ClientError):
     """Whether the gateway applied a stored request is unknown: it stays pending, to be
     sent again byte for byte (the gateway's RRPID idempotency answers that with what it
-    decided the first time). ``cause``: the transport failure, or the answer's failed check.
+    decided the first time). ``cause``: the transport failure, the answer's failed check,
+    or the merchant's own failure (its key backend, its store) on the answer.
     """
 
     def __init__(self, what: str, reason: str, cause: Exception) -> None:

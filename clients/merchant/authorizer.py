@@ -13,10 +13,11 @@ authorized.
 The gateway's answers are judged as ``outcome`` says for every request: a verified
 AuthRes is final (authorized or declined), and so is a verified SET Error (the order
 fails with its code), but for UNSPECIFIED_FAILURE; anything else (no answer, an answer
-or Error that does not verify, an approval for another amount) leaves the order
-authorizing, "outcome unknown, will retry", and the same bytes go out again, as
-``settlement`` leaves an operation sent. The gateway may have placed a hold on the card:
-failing the order would lose track of it.
+or Error that does not verify, an approval for another amount, the merchant's own key
+backend or store failing on the answer) leaves the order authorizing, "outcome unknown,
+will retry", and the same bytes go out again, as ``settlement`` leaves an operation
+sent. The gateway may have placed a hold on the card: failing the order would lose
+track of it.
 
 Authorization has reasons to differ, and none holds. The cardholder may be waiting for
 the answer (``AnswerMode.AFTER_AUTHORIZATION``): SET's answer for an authorization not
@@ -24,9 +25,10 @@ yet known is "order received" (as for a gateway outage), which is true, and the 
 may inquire later, where "rejected" might be false. The AuthReq is built per purchase:
 it is stored before it is sent like any settlement request, and the gateway refuses a
 second use of the PI, so no retry can place a second hold. An answer that never verifies
-(a trust store missing the gateway's CA) keeps the order authorizing, retried every
-``RETRY_SECONDS``: seen in the log and ``setpay merchant orders``, where a failed order
-would hide a hold until it expires.
+(a trust store missing the gateway's CA) keeps the order authorizing: seen in the log and
+``setpay merchant orders``, where a failed order would hide a hold until it expires, and
+asked for again less and less often (``outcome.next_try``), since the gateway gives the
+same answer every time; no answer at all is retried every ``RETRY_SECONDS``.
 
 The background worker serves the "order received" answer mode (authorize after the
 wallet has its answer) and retries authorizations whose outcome is unknown in either
@@ -53,15 +55,17 @@ from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
 from setcore.errors import ErrorCode, PeerError, fail
+from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import authorization_pb2, purchase_pb2
 
 log = logging.getLogger("setpay.merchant")
 
-# How often the worker looks again at authorizations still pending (no answer, one that
-# did not verify, or a previous process that stopped mid-way): often enough that a
-# gateway back from a short outage sees the backlog within seconds, rarely enough to
-# cost nothing idle (a retry the gateway already answered is answered from its store).
+# How often the worker looks again at authorizations still pending (no answer, or a
+# previous process that stopped mid-way; one whose answer did not verify waits longer,
+# ``outcome.next_try``): often enough that a gateway back from a short outage sees the
+# backlog within seconds, rarely enough to cost nothing idle (a retry the gateway
+# already answered is answered from its store).
 RETRY_SECONDS = 5.0
 # Queued purchases waiting for the worker; more than this and Purchase still answers
 # (the order is stored) but the worker finds the overflow on its next scan.
@@ -129,14 +133,12 @@ class Authorizer:
                 if users[0] == 0:
                     del self._locks[xid]
 
-    def _request_for(self, order: Order) -> tuple[bytes, AuthRequestState]:
+    def _stored(self, order: Order) -> Order:
+        """The order authorizing, its AuthReq stored (built now if it has none)."""
         if order.state is OrderState.AUTHORIZING:
-            assert order.auth_request and order.auth_rrpid and order.auth_request_digest
-            state = AuthRequestState(order.auth_rrpid, order.xid, order.auth_request_digest)
-            return order.auth_request, state
+            return order
         wire, state = self._build(order)
-        self._store.record_auth_request(order.xid, state.rrpid, wire, state.request_digest)
-        return wire, state
+        return self._store.record_auth_request(order.xid, state.rrpid, wire, state.request_digest)
 
     def _build(self, order: Order) -> tuple[bytes, AuthRequestState]:
         """A new AuthReq for the order (a fresh RRPID and date), its PI as baggage."""
@@ -163,30 +165,40 @@ class Authorizer:
     def _authorize(self, order: Order, *, renewable: bool = True) -> Order:
         if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
             return order
-        request, state = self._request_for(order)
-        log.info("order %s: AuthReq %s sent to the gateway", order.short_id, short(state.rrpid))
+        order = self._stored(order)
+        assert order.auth_rrpid is not None
+        what = f"order {order.short_id}: AuthReq {short(order.auth_rrpid)}"
         try:
-            result = self._gateway.authorize(request, state)
-            _check_authorized_amount(order, result.data.auth_res_payload.auth_header)
+            return self._exchange(order, renewable)
         except RevocationUnavailable:
             # The answer could not be checked for want of current revocation data: fetched
             # now, the same answer is checked at the next try.
             self._revocation.refresh()
-            log.warning(
-                "order %s: revocation data was stale: outcome unknown, will retry",
-                order.short_id,
-            )
-            return self._store.order(order.xid)
-        except outcome.GATEWAY_FAILURES as exc:
-            if isinstance(exc, PeerError) and outcome.is_refusal(exc):
-                if renewable and renewal.refused_as_stale(exc):
-                    return self._renew(self._store.order(order.xid))
-                log.warning(
-                    "order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name
-                )
-                return self._store.record_failure(order.xid, exc.code)
-            outcome.pending(log, f"order {order.short_id}: AuthReq {short(state.rrpid)}", exc)
-            return self._store.order(order.xid)
+            log.warning("%s: revocation data was stale: outcome unknown, will retry", what)
+            return order
+        except Exception as exc:  # noqa: BLE001  the gateway may have authorized even so
+            outcome.pending(self._store, order, what, exc)
+            return order
+
+    def _exchange(self, order: Order, renewable: bool) -> Order:
+        """Send the order's stored AuthReq; the order once the gateway's verified answer
+        or verified refusal is saved. Raises what ``GatewayClient`` raises for any other
+        answer."""
+        assert order.auth_request and order.auth_rrpid and order.auth_request_digest
+        log.info(
+            "order %s: AuthReq %s sent to the gateway", order.short_id, short(order.auth_rrpid)
+        )
+        state = AuthRequestState(order.auth_rrpid, order.xid, order.auth_request_digest)
+        try:
+            result = self._gateway.authorize(order.auth_request, state)
+            _check_authorized_amount(order, result.data.auth_res_payload.auth_header)
+        except PeerError as exc:
+            if not outcome.is_refusal(exc):
+                raise
+            if renewable and renewal.refused_as_stale(exc):
+                return self._renew(order)
+            log.warning("order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name)
+            return self._store.record_failure(order.xid, exc.code)
         header = result.data.auth_res_payload.auth_header
         authorization = Authorization(
             auth_code=header.auth_code,
@@ -256,12 +268,18 @@ class Authorizer:
         return self._store.orders_in(OrderState.PURCHASED, OrderState.AUTHORIZING)
 
     def _run(self) -> None:
+        # The first scan sends every pending AuthReq, even one put off after answers that
+        # did not verify (``outcome.next_try``): a restart is how an operator asks now.
+        first = True
         while not self._stop.is_set():
             try:
+                due_at = now_ms()
                 for order in self.pending():
                     if self._stop.is_set():
                         return
-                    self.authorize(order.xid)
+                    if first or order.retry_after_ms <= due_at:
+                        self.authorize(order.xid)
+                first = False
                 self._drain()
             except ClientError as exc:
                 log.error("authorization worker: %s", exc)

@@ -12,9 +12,12 @@
                                                              under a new RRPID, or pending
     nothing (``TransportError``: unreachable, a deadline,    pending
     a frame that does not parse)
-    anything that does not verify (``ProtocolError``: a     pending
-    bad signature, another RRPID, an unsigned Error, an
+    anything that does not verify (``ProtocolError``: a     pending, asked again less and
+    bad signature, another RRPID, an unsigned Error, an      less often (``next_try``)
     answer that does not open or parse, another amount)
+    a failure of the merchant's own once the request is      pending
+    stored (its key backend opening the answer, its store
+    saving it)
 
 Pending means "outcome unknown, will retry": the gateway may have applied the request (a
 hold on the card, a capture, a refund), so it is neither failed nor forgotten. It was
@@ -25,21 +28,48 @@ The gateway keeps one decision and its exact answer per RRPID
 (``gateway.ledger.idempotency``), so a retry gets what was decided the first time, and
 never a second hold or capture. No check is relaxed: what does not verify is never
 recorded, it is asked for again.
+
+That same stored answer comes back at every retry, so one that did not verify will not
+verify the next time either, until something changes (a trust store mended, a key back,
+someone in between gone). A request left pending that way is sent again by the
+background retries only after ``next_try``'s wait, which doubles at each such answer,
+and ``setpay merchant orders`` shows it as such; no answer at all (a gateway away), and
+a failure of the merchant's own, keep the fast retries. A merchant starting, and a
+batch command given again, send it at once: that is how an operator asks again now.
 """
 
 from __future__ import annotations
 
 import logging
 
-from clients.errors import OutcomeUnknown, TransportError
+from clients.errors import ClientError, OutcomeUnknown, TransportError
 from clients.merchant import renewal
-from setcore.errors import ErrorCode, PeerError, ProtocolError
+from clients.merchant.records import BatchRequest, Operation, Order
+from clients.merchant.store import MerchantStore
+from hsm.errors import KeyBackendError
+from setcore.errors import ErrorCode, PeerError, ProtocolError, SetcoreError
+from setcore.freshness import now_ms
+from setcore.pki.bci import RevocationUnavailable
+
+log = logging.getLogger("setpay.merchant")
 
 UNSPECIFIED_FAILURE = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
 
-GatewayFailure = TransportError | PeerError | ProtocolError
-"""What a call of ``GatewayClient`` raises instead of a verified answer."""
+# What a call of ``GatewayClient`` raises instead of a verified answer.
 GATEWAY_FAILURES = (TransportError, PeerError, ProtocolError)
+
+# A request whose answer did not verify waits this long before a background retry, twice
+# as long after each further such answer, never more than UNVERIFIED_MAX_WAIT_MS. The
+# first wait is the settlement rounds' pace (``runtime.RESUME_SECONDS``); an hour keeps
+# the log to one error an hour for each such request while it waits for someone to mend
+# what is wrong, and is as long as a mended merchant left running waits to be seen (a
+# restart asks at once, as does a batch command given again).
+UNVERIFIED_FIRST_WAIT_MS = 30_000
+UNVERIFIED_MAX_WAIT_MS = 3_600_000
+
+Pending = Order | Operation | BatchRequest
+"""A request waiting for a final answer: an order authorizing, an operation or a batch
+change sent."""
 
 
 def is_refusal(error: PeerError) -> bool:
@@ -49,7 +79,13 @@ def is_refusal(error: PeerError) -> bool:
     return error.code != UNSPECIFIED_FAILURE
 
 
-def why_unknown(error: GatewayFailure) -> str:
+def did_not_verify(error: Exception) -> bool:
+    """True when ``error`` is an answer that came and failed a check, as opposed to none
+    at all, a gateway's own failure, or revocation data not current enough to check it."""
+    return isinstance(error, ProtocolError) and not isinstance(error, RevocationUnavailable)
+
+
+def why_unknown(error: Exception) -> str:
     """For the log: why the request's outcome is unknown (never card data: there is none)."""
     if isinstance(error, TransportError):
         return f"no answer from the gateway: {error}"
@@ -57,17 +93,47 @@ def why_unknown(error: GatewayFailure) -> str:
         return "refused as too old, but only just: an earlier sending may still be at the gateway"
     if isinstance(error, PeerError):
         return f"the gateway failed without saying it did nothing: {error.code_name}"
-    return f"the gateway's answer did not verify: {error}"
+    if isinstance(error, RevocationUnavailable):
+        return f"the gateway's answer cannot be checked without current revocation data: {error}"
+    if isinstance(error, ProtocolError):
+        return f"the gateway's answer did not verify: {error}"
+    return f"the merchant could not open or save the answer: {type(error).__name__}: {error}"
 
 
-def pending(log: logging.Logger, what: str, error: GatewayFailure) -> OutcomeUnknown:
-    """Log that ``what`` (an order or an operation, by short ids) stays pending, and why;
-    the ``OutcomeUnknown`` to raise where someone waits for the answer (a command).
+def next_try(unverified: int, error: Exception) -> tuple[int, int] | None:
+    """After ``error`` left a request pending that had ``unverified`` answers in a row
+    that did not verify: that count now, and the time before which background retries
+    leave it (0: none); None when neither changes."""
+    if did_not_verify(error):
+        count = unverified + 1
+        # Sixteen doublings are well past the cap: the bound keeps the number small
+        # however many answers there were.
+        wait = UNVERIFIED_FIRST_WAIT_MS * 2 ** min(count - 1, 16)
+        return count, now_ms() + min(wait, UNVERIFIED_MAX_WAIT_MS)
+    return (0, 0) if unverified else None
 
-    An answer that does not verify is an error (a gateway, a key or a trust store that is
-    wrong, or someone in between); no answer at all is a warning.
+
+def pending(store: MerchantStore, request: Pending, what: str, error: Exception) -> OutcomeUnknown:
+    """Log that ``request`` (``what``: by short ids) stays pending, and why, and put off
+    its next background try if its answer did not verify; the ``OutcomeUnknown`` to
+    raise where someone waits for the answer (a command).
+
+    No answer at all is a warning; an answer that does not verify (a gateway, a key or a
+    trust store that is wrong, or someone in between) or a failure of the merchant's own
+    is an error, logged with its stack when it is none the merchant knows (a bug).
     """
     reason = why_unknown(error)
-    level = logging.ERROR if isinstance(error, ProtocolError) else logging.WARNING
-    log.log(level, "%s: outcome unknown, will retry (%s)", what, reason)
+    quiet = isinstance(error, TransportError | PeerError | RevocationUnavailable)
+    known = isinstance(error, ClientError | SetcoreError | KeyBackendError)
+    log.log(
+        logging.WARNING if quiet else logging.ERROR,
+        "%s: outcome unknown, will retry (%s)", what, reason,
+        exc_info=None if known else error,
+    )  # fmt: skip
+    change = next_try(request.unverified, error)
+    if change is not None:
+        try:
+            store.postpone(request, *change)
+        except ClientError as exc:  # a failing store: it is tried again sooner, no worse
+            log.warning("%s: its next try is not put off: %s", what, exc)
     return OutcomeUnknown(what, reason, error)

@@ -137,6 +137,10 @@ class Order:
     auth_request_digest: bytes | None = None
     authorization: Authorization | None = None
     error_code: int = 0
+    #: While authorizing: answers in a row that did not verify, and the time before which
+    #: the worker does not send the AuthReq again (``outcome.next_try``); 0 and 0 otherwise.
+    unverified: int = 0
+    retry_after_ms: int = 0
 
     def trans_ids_proto(self) -> common_pb2.TransIDs:
         """The TransIDs as the wire message."""
@@ -166,6 +170,9 @@ class Operation:
     created_ms: int
     #: The SET Error code when ``state`` is FAILED, else 0.
     error_code: int = 0
+    #: While sent: as ``Order.unverified`` and ``Order.retry_after_ms``.
+    unverified: int = 0
+    retry_after_ms: int = 0
 
 
 def short(identifier: bytes) -> str:
@@ -195,3 +202,6 @@ class BatchRequest:
     created_ms: int
     #: The SET Error code when ``state`` is FAILED, else 0.
     error_code: int = 0
+    #: While sent: as ``Order.unverified`` and ``Order.retry_after_ms``.
+    unverified: int = 0
+    retry_after_ms: int = 0

@@ -43,7 +43,8 @@ log = logging.getLogger("setpay.merchant")
 
 # A serving merchant sends again, this often, the settlement operations and batch
 # changes still waiting for an answer: sent by a command while the gateway was
-# unreachable, or left by a crash. Only those stored more than RESUME_AFTER_MS ago: a
+# unreachable, or left by a crash (one whose answers did not verify, only once it is due
+# again: ``outcome.next_try``). Only those stored more than RESUME_AFTER_MS ago: a
 # command's own sending ends within its deadline
 # (``gateway_client.SETTLEMENT_DEADLINE_SECONDS``) well before.
 RESUME_SECONDS = 30.0
@@ -150,12 +151,17 @@ class Merchant:
     def _resume_loop(self) -> None:
         while not self._stop_resuming.wait(RESUME_SECONDS):
             try:
-                self._resume_operations(stored_before_ms=now_ms() - RESUME_AFTER_MS)
+                now = now_ms()
+                self._resume_operations(stored_before_ms=now - RESUME_AFTER_MS, due_at_ms=now)
             except Exception:  # the thread must outlive any one round's fault
                 log.exception("unanswered operations not resumed now; trying again later")
 
-    def _resume_operations(self, *, stored_before_ms: int | None = None) -> None:
-        """Send again what a previous run (or a CLI command) left unanswered.
+    def _resume_operations(
+        self, *, stored_before_ms: int | None = None, due_at_ms: int | None = None
+    ) -> None:
+        """Send again what a previous run (or a CLI command) left unanswered: at start all
+        of it, in the rounds only what ``stored_before_ms`` and ``due_at_ms`` let through
+        (``StoredRequests.resume``).
 
         Never stops the start or the serving: each operation's failure is logged by
         ``resume``; one here (the store unreadable) leaves them all for the next round.
@@ -165,8 +171,8 @@ class Merchant:
         """
         try:
             self.revocation.ensure_fresh()
-            resumed = self.settlement.resume(stored_before_ms=stored_before_ms)
-            batches = self.batches.resume(stored_before_ms=stored_before_ms)
+            resumed = self.settlement.resume(stored_before_ms=stored_before_ms, due_at_ms=due_at_ms)
+            batches = self.batches.resume(stored_before_ms=stored_before_ms, due_at_ms=due_at_ms)
         except (ClientError, SetcoreError) as exc:
             log.warning("unanswered operations not resumed now: %s", exc)
             return

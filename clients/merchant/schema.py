@@ -31,7 +31,7 @@ from clients.merchant.records import (
     short,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE offers (
@@ -119,6 +119,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE operations ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0",),
     # 3: a batch opened, closed or purged is stored before it is sent, like an operation.
     2: (_BATCH_REQUESTS,),
+    # 4: a request whose answers did not verify waits longer before each try (``outcome``).
+    3: tuple(
+        f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+        for table in ("orders", "operations", "batch_requests")
+        for column in ("unverified", "retry_after_ms")
+    ),
 }
 
 # The column lists are in the order ``order_from_row``, ``operation_from_row`` and
@@ -127,16 +133,18 @@ ORDER_COLUMNS = (
     "o.xid, o.lid_m, o.trans_ids, o.chall_m, f.description, f.currency, f.amount, f.exp10, "
     "f.brand_id, o.state, o.created_ms, o.updated_ms, o.cardholder_thumb, o.oi_data, o.pi, "
     "o.auth_rrpid, o.auth_request, o.auth_request_digest, o.auth_code, o.auth_amount, "
-    "o.approval_code, o.auth_res, o.cap_token, o.acq_card_msg, o.error_code"
+    "o.approval_code, o.auth_res, o.cap_token, o.acq_card_msg, o.error_code, o.unverified, "
+    "o.retry_after_ms"
 )
 ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
 OPERATION_COLUMNS = (
     "rrpid, xid, kind, currency, amount, exp10, state, request, request_digest, "
-    "original_rrpid, result_code, result_amount, batch_id, created_ms, error_code"
+    "original_rrpid, result_code, result_amount, batch_id, created_ms, error_code, unverified, "
+    "retry_after_ms"
 )
 BATCH_REQUEST_COLUMNS = (
     "rrpid, operation, batch_id, return_summary, starting_point, maximum_items, state, "
-    "request, request_digest, status, answer, created_ms, error_code"
+    "request, request_digest, status, answer, created_ms, error_code, unverified, retry_after_ms"
 )
 
 
@@ -157,10 +165,10 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         # Re-read under the write lock: another process may have just migrated it.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         # One statement at a time: executescript would commit our transaction first.
-        if version == 0:  # the tables of version 2, then the one version 3 adds
-            statements = (*(s for s in _SCHEMA.split(";") if s.strip()), _BATCH_REQUESTS)
-        else:
-            statements = tuple(s for v in range(version, SCHEMA_VERSION) for s in _MIGRATIONS[v])
+        statements: tuple[str, ...] = ()
+        if version == 0:  # the tables of version 2, then the steps since
+            statements, version = tuple(s for s in _SCHEMA.split(";") if s.strip()), 2
+        statements += tuple(s for v in range(version, SCHEMA_VERSION) for s in _MIGRATIONS[v])
         for statement in statements:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -194,7 +202,7 @@ def order_from_row(row: Sequence[Any]) -> Order:
     (xid, lid_m, trans_ids, chall_m, description, currency, amount, exp10, brand_id, state,
      created, updated, cardholder, oi_data, pi, auth_rrpid, auth_request, auth_digest,
      auth_code, auth_amount, approval, auth_res, cap_token, acq_card_msg,
-     error_code) = row  # fmt: skip
+     error_code, unverified, retry_after_ms) = row  # fmt: skip
     money = Money(currency, amount, exp10)
     authorization = None
     if auth_code is not None:
@@ -208,14 +216,15 @@ def order_from_row(row: Sequence[Any]) -> Order:
         state=_member(OrderState, state, "an order state", f"order {short(xid)}"),
         updated_ms=updated, cardholder_thumb=cardholder, oi_data=oi_data, pi=pi,
         auth_rrpid=auth_rrpid, auth_request=auth_request, auth_request_digest=auth_digest,
-        authorization=authorization, error_code=error_code,
+        authorization=authorization, error_code=error_code, unverified=unverified,
+        retry_after_ms=retry_after_ms,
     )  # fmt: skip
 
 
 def operation_from_row(row: Sequence[Any]) -> Operation:
     """The ``Operation`` in a row selected as ``OPERATION_COLUMNS`` from ``operations``."""
     (rrpid, xid, kind, currency, amount, exp10, state, request, digest, original, code,
-     result_amount, batch_id, created, error_code) = row  # fmt: skip
+     result_amount, batch_id, created, error_code, unverified, retry_after_ms) = row  # fmt: skip
     owner = f"operation {short(rrpid)}"
     return Operation(
         rrpid=rrpid, xid=xid, kind=_member(OperationKind, kind, "an operation kind", owner),
@@ -223,18 +232,20 @@ def operation_from_row(row: Sequence[Any]) -> Operation:
         state=_member(OperationState, state, "an operation state", owner),
         request=request, request_digest=digest,
         original_rrpid=original, result_code=code, result_amount=result_amount,
-        batch_id=batch_id, created_ms=created, error_code=error_code,
+        batch_id=batch_id, created_ms=created, error_code=error_code, unverified=unverified,
+        retry_after_ms=retry_after_ms,
     )  # fmt: skip
 
 
 def batch_request_from_row(row: Sequence[Any]) -> BatchRequest:
     """The ``BatchRequest`` in a row selected as ``BATCH_REQUEST_COLUMNS``."""
     (rrpid, operation, batch_id, summary, starting_point, maximum_items, state, request,
-     digest, status, answer, created, error_code) = row  # fmt: skip
+     digest, status, answer, created, error_code, unverified, retry_after_ms) = row  # fmt: skip
     return BatchRequest(
         rrpid=rrpid, operation=operation, batch_id=batch_id, return_summary=bool(summary),
         starting_point=starting_point, maximum_items=maximum_items,
         state=_member(OperationState, state, "a request state", f"batch request {short(rrpid)}"),
         request=request, request_digest=digest, status=status, answer=answer,
-        created_ms=created, error_code=error_code,
+        created_ms=created, error_code=error_code, unverified=unverified,
+        retry_after_ms=retry_after_ms,
     )  # fmt: skip

@@ -6,13 +6,15 @@ applied wherever that leaves less to take, and the error names it), built by set
 stored with its exact bytes, then sent; the gateway's verified answer settles it, and a
 verified SET Error ends it "failed", with the error's code. Anything else leaves its
 outcome unknown (``outcome``: no answer, a crash, an answer or Error that does not
-verify, an answer settling another amount, UNSPECIFIED_FAILURE): it stays "sent", the
-command that sent it gets ``OutcomeUnknown`` ("outcome unknown, will retry"), and
-``resume`` sends the same bytes again, when a merchant starts serving and every
-``runtime.RESUME_SECONDS`` while it serves: the gateway's RRPID idempotency makes that
-safe. A verified refusal as too old (MESSAGE_TOO_OLD) of a request stored too recently
-for ``renewal`` to let it be built afresh leaves it sent too; one stored long enough ago
-is built afresh under a new RRPID and sent (``renewal`` says why that is safe, and when).
+verify, an answer settling another amount, UNSPECIFIED_FAILURE, the merchant's own key
+backend or store failing on the answer): it stays "sent", the command that sent it gets
+``OutcomeUnknown`` ("outcome unknown, will retry"), and ``resume`` sends the same bytes
+again, when a merchant starts serving and every ``runtime.RESUME_SECONDS`` while it
+serves: the gateway's RRPID idempotency makes that safe. A verified refusal as too old
+(MESSAGE_TOO_OLD) of a request stored too recently for ``renewal`` to let it be built
+afresh leaves it sent too; one stored long enough ago is built afresh under a new RRPID
+and sent (``renewal`` says why that is safe, and when). That life, a batch change's
+too, is written once, in ``stored_requests``.
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.
@@ -23,10 +25,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from clients.errors import ClientError, OrderStateError, OutcomeUnknown, TransportError
-from clients.merchant import outcome, renewal
+from clients.errors import OrderStateError
 from clients.merchant.checkout import is_approved, settled_amounts
-from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import (
     Money,
     Operation,
@@ -37,7 +37,7 @@ from clients.merchant.records import (
     short,
 )
 from clients.merchant.store import MerchantStore
-from hsm.errors import KeyBackendError
+from clients.merchant.stored_requests import StoredRequests
 from setcore.amount import same_unit
 from setcore.auth_reversal import (
     AuthRevRequestState,
@@ -60,8 +60,7 @@ from setcore.capture import (
     ItemRef,
     build_capture_request,
 )
-from setcore.credentials import Credentials
-from setcore.errors import ErrorCode, PeerError, SetcoreError, fail
+from setcore.errors import ErrorCode, fail
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
 
 log = logging.getLogger("setpay.merchant")
@@ -89,22 +88,10 @@ _KIND_OF = {
 }
 
 
-class Settlement:
+class Settlement(StoredRequests[Operation]):
     """Capture, refund and reverse authorized orders."""
 
-    def __init__(
-        self,
-        store: MerchantStore,
-        credentials: Credentials,
-        gateway: GatewayClient,
-        gateway_keys: GatewayKeys,
-        merchant_id: str,
-    ) -> None:
-        self._store = store
-        self._credentials = credentials
-        self._gateway = gateway
-        self._keys = gateway_keys
-        self._merchant_id = merchant_id
+    noun = "operations"
 
     def _authorized(self, xid: bytes) -> Order:
         order = self._store.order(xid)
@@ -279,48 +266,23 @@ class Settlement:
         request, state = _BUILD[kind](self._credentials, recipient, [entry], self._merchant_id)
         return request.SerializeToString(), state.rrpid, state.request_digest
 
-    def _send(self, operation: Operation, *, renewable: bool = True) -> Operation:
-        """Send a stored operation; the operation once the gateway's answer is final.
+    def _fail(self, request: Operation, error_code: int) -> Operation:
+        return self._store.fail_operation(request.rrpid, error_code)
 
-        A verified answer settles it, a verified SET Error fails it with its code; a
-        refusal as too old that ``renewal`` lets the merchant build afresh is built afresh
-        and sent, once (``renewable``). Anything else raises ``OutcomeUnknown`` and leaves
-        it sent, for ``resume`` (``outcome``).
-        """
-        try:
-            return self._exchange(operation)
-        except outcome.GATEWAY_FAILURES as exc:
-            if isinstance(exc, PeerError) and outcome.is_refusal(exc):
-                if renewable and renewal.refused_as_stale(exc):
-                    return self._renew(operation, exc)
-                return self._fail(operation, exc)
-            raise outcome.pending(log, _named(operation), exc) from exc
-
-    def _fail(self, operation: Operation, error: PeerError) -> Operation:
-        failed = self._store.fail_operation(operation.rrpid, error.code)
-        log.warning(
-            "order %s: %s %s refused by the gateway: %s", short(operation.xid),
-            operation.kind.value, short(operation.rrpid), error.code_name,
-        )  # fmt: skip
-        return failed
-
-    def _renew(self, operation: Operation, error: PeerError) -> Operation:
-        """An operation refused as too old: built afresh and sent, failed, or left waiting."""
-        if not renewal.may_renew(operation.created_ms):
-            # An earlier sending of these bytes may still be inside the gateway.
-            raise outcome.pending(log, _named(operation), error) from error
-        order = self._store.order(operation.xid)
+    def _rebuild(self, request: Operation, error_code: int) -> Operation | None:
+        order = self._store.order(request.xid)
         if order.state is not OrderState.AUTHORIZED:
-            return self._fail(operation, error)  # nothing left to build it on
+            return None  # reversed meanwhile: nothing left to build it on
         wire, rrpid, digest = self._request(
-            order, operation.kind, operation.amount, operation.original_rrpid or b""
+            order, request.kind, request.amount, request.original_rrpid or b""
         )
-        fresh = self._store.renew_operation(operation, error.code, rrpid, wire, digest)
-        log.info(
-            "order %s: %s %s refused as too old, so never applied: sent afresh as %s",
-            order.short_id, operation.kind.value, short(operation.rrpid), short(rrpid),
-        )  # fmt: skip
-        return self._send(fresh, renewable=False)
+        return self._store.renew_operation(request, error_code, rrpid, wire, digest)
+
+    def _unanswered(self) -> list[Operation]:
+        return [op for op in self._store.operations() if op.state is OperationState.SENT]
+
+    def _named(self, request: Operation) -> str:
+        return _named(request)
 
     def _exchange(self, operation: Operation) -> Operation:
         """Send the operation's stored bytes; save the gateway's verified answer."""
@@ -385,41 +347,6 @@ class Settlement:
             operation.result_amount,
             f" in batch {operation.batch_id}" if operation.batch_id else "",
         )  # fmt: skip
-
-    def resume(self, *, stored_before_ms: int | None = None) -> list[Operation]:
-        """Send again, byte for byte, every operation still waiting (one refused as too old
-        may be built afresh, as ``_send`` says); those now answered. ``stored_before_ms``:
-        only those stored before then (not one a command may still be sending).
-
-        Each operation on its own: one whose outcome is still unknown, or whose answer
-        cannot be saved now, is logged (by its short id and the error, which never holds
-        card data: the merchant has none) and stays waiting, and the others still go. No
-        answer at all ends the round: the gateway is unreachable, and every other
-        operation would wait out the same retries before failing the same way.
-        """
-        waiting = [
-            op
-            for op in self._store.operations()
-            if op.state is OperationState.SENT
-            and (stored_before_ms is None or op.created_ms < stored_before_ms)
-        ]
-        answered = []
-        for number, operation in enumerate(waiting):
-            try:
-                answered.append(self._send(operation))
-            except OutcomeUnknown as exc:  # logged as it was raised
-                if isinstance(exc.cause, TransportError):
-                    log.warning(
-                        "gateway unreachable: %d unanswered operations wait for the next "
-                        "resume", len(waiting) - number,
-                    )  # fmt: skip
-                    break
-            except (ClientError, SetcoreError, KeyBackendError) as exc:
-                log.error(
-                    "order %s: %s %s not resumed, still waiting: %s",
-                    short(operation.xid), operation.kind.value, short(operation.rrpid), exc,
-                )  # fmt: skip
-        return answered
 
 
 def _named(operation: Operation) -> str:

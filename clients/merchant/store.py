@@ -7,8 +7,9 @@ processes). The tables, their version and how a row becomes a record are
 Every request that may change something at the gateway (an authorization, a capture, a
 batch close; not a query) is stored, as the exact bytes sent, *before* it is sent:
 after a crash the same bytes go out again, and the gateway's RRPID idempotency answers
-with the response it already committed. The PI is kept byte for byte, sealed to the
-gateway; the capture token likewise. The merchant never holds a PAN, so none is here.
+with the response it already committed (to two senders at once, too: it is saved once,
+``request_rows``). The PI is kept byte for byte, sealed to the gateway; the capture
+token likewise. The merchant never holds a PAN, so none is here.
 
 Errors: ``sqlite3`` failures become ``StoreError``; unknown keys ``UnknownOrder``; a
 change the order's state forbids, ``OrderStateError``.
@@ -20,6 +21,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from clients.errors import OrderStateError, UnknownOrder
+from clients.merchant import request_rows
 from clients.merchant.database import Database, now_ms
 from clients.merchant.offers import check_offer
 from clients.merchant.records import (
@@ -46,6 +48,12 @@ from clients.merchant.schema import (
 
 # Listings are for people; a page larger than this is not read by anyone.
 MAX_LISTED_ORDERS = 1000
+# Where each kind of request waits for its answer: its table, its key, its waiting state.
+_WAITING: dict[type, tuple[str, str, str]] = {
+    Order: ("orders", "xid", OrderState.AUTHORIZING.value),
+    Operation: ("operations", "rrpid", OperationState.SENT.value),
+    BatchRequest: ("batch_requests", "rrpid", OperationState.SENT.value),
+}
 
 
 class MerchantStore(Database):
@@ -262,7 +270,7 @@ class MerchantStore(Database):
         operation built afresh under ``rrpid``: the one ends failed and the other is
         stored to be sent, in one transaction."""
         with self._write() as conn:
-            self._fail(conn, old.rrpid, error_code)
+            request_rows.end_renewed(conn, "operations", old.rrpid, error_code)
             self._insert(
                 conn, old.xid, old.kind, rrpid, old.amount, request, request_digest,
                 old.original_rrpid,
@@ -283,7 +291,7 @@ class MerchantStore(Database):
         now = now_ms()
         conn.execute(
             f"INSERT INTO operations ({OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, 0, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, 0, 0, 0, ?)",
             (rrpid, xid, kind.value, amount.currency, amount.minor, amount.exp10,
              OperationState.SENT.value, request, request_digest, original_rrpid, now, now),
         )  # fmt: skip
@@ -291,18 +299,10 @@ class MerchantStore(Database):
     def fail_operation(self, rrpid: bytes, error_code: int) -> Operation:
         """The gateway refused a sent operation with a verified SET Error (``error_code``)."""
         with self._write() as conn:
-            self._fail(conn, rrpid, error_code)
+            request_rows.end(
+                conn, "operations", rrpid, OperationState.FAILED, error_code=error_code
+            )
         return self.operation(rrpid)
-
-    @staticmethod
-    def _fail(conn: sqlite3.Connection, rrpid: bytes, error_code: int) -> None:
-        updated = conn.execute(
-            "UPDATE operations SET state = ?, error_code = ?, updated_ms = ? "
-            "WHERE rrpid = ? AND state = ?",
-            (OperationState.FAILED.value, error_code, now_ms(), rrpid, OperationState.SENT.value),
-        ).rowcount
-        if updated != 1:
-            raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
 
     def settle_operation(
         self, rrpid: bytes, succeeded: bool, code: int, amount: int, batch_id: str = ""
@@ -345,15 +345,28 @@ class MerchantStore(Database):
     ) -> bytes:
         """Mark a sent operation answered; its order's XID."""
         state = OperationState.SUCCEEDED if succeeded else OperationState.REFUSED
-        row = conn.execute(
-            "UPDATE operations SET state = ?, result_code = ?, result_amount = ?, "
-            "batch_id = ?, updated_ms = ? WHERE rrpid = ? AND state = ? RETURNING xid",
-            (state.value, code, amount, batch_id, now_ms(), rrpid, OperationState.SENT.value),
-        ).fetchone()
-        if row is None:
-            raise OrderStateError(f"operation {short(rrpid)} is not awaiting an answer")
+        request_rows.end(
+            conn, "operations", rrpid, state, result_code=code, result_amount=amount,
+            batch_id=batch_id,
+        )  # fmt: skip
+        row = conn.execute("SELECT xid FROM operations WHERE rrpid = ?", (rrpid,)).fetchone()
         xid: bytes = row[0]
         return xid
+
+    def postpone(
+        self, request: Order | Operation | BatchRequest, unverified: int, at_ms: int
+    ) -> None:
+        """A request still waiting (an order authorizing, an operation or a batch change
+        sent): ``unverified`` answers in a row did not verify, and background retries
+        leave it until ``at_ms`` (``outcome.next_try``). Nothing else of it changes."""
+        table, column, state = _WAITING[type(request)]
+        key = request.xid if isinstance(request, Order) else request.rrpid
+        with self._write() as conn:
+            conn.execute(
+                f"UPDATE {table} SET unverified = ?, retry_after_ms = ? "  # noqa: S608 - names are ours
+                f"WHERE {column} = ? AND state = ?",
+                (unverified, at_ms, key, state),
+            )
 
     def operation(self, rrpid: bytes) -> Operation:
         """The operation with this RRPID."""
@@ -407,59 +420,63 @@ class MerchantStore(Database):
         return [(r[0], r[1], bool(r[2])) for r in rows]
 
     def add_batch_request(self, request: BatchRequest) -> BatchRequest:
-        """A batch open, close or purge as it will be sent (stored first, then sent)."""
+        """A batch open, close or purge as it will be sent (stored first, then sent); or,
+        storing nothing, the change of the same batch already waiting for its answer.
+
+        Looked for and stored in one transaction: two commands never both store one.
+        """
         with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests "  # noqa: S608 - constant SQL
+                "WHERE batch_id = ? AND state = ? ORDER BY created_ms, rrpid",
+                (request.batch_id, OperationState.SENT.value),
+            ).fetchone()
+            if row is not None:
+                return batch_request_from_row(row)
             self._insert_batch_request(conn, request)
         return self.batch_request(request.rrpid)
 
-    def renew_batch_request(self, old: BatchRequest, error_code: int, fresh: BatchRequest) -> None:
+    def renew_batch_request(
+        self, old: BatchRequest, error_code: int, fresh: BatchRequest
+    ) -> BatchRequest:
         """A sent batch request the gateway refused with ``error_code`` gives way to the
         same request built afresh: the one ends failed, the other is stored, together."""
         with self._write() as conn:
-            self._fail_batch_request(conn, old.rrpid, error_code)
+            request_rows.end_renewed(conn, "batch_requests", old.rrpid, error_code)
             self._insert_batch_request(conn, fresh)
+        return self.batch_request(fresh.rrpid)
 
     @staticmethod
     def _insert_batch_request(conn: sqlite3.Connection, r: BatchRequest) -> None:
         now = now_ms()
         conn.execute(
             f"INSERT INTO batch_requests ({BATCH_REQUEST_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, x'', ?, 0, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, x'', ?, 0, 0, 0, ?)",
             (r.rrpid, r.operation, r.batch_id, int(r.return_summary), r.starting_point,
              r.maximum_items, OperationState.SENT.value, r.request, r.request_digest, now, now),
         )  # fmt: skip
 
-    def fail_batch_request(self, rrpid: bytes, error_code: int) -> None:
+    def fail_batch_request(self, rrpid: bytes, error_code: int) -> BatchRequest:
         """The gateway refused a sent batch request with a verified SET Error."""
         with self._write() as conn:
-            self._fail_batch_request(conn, rrpid, error_code)
-
-    @staticmethod
-    def _fail_batch_request(conn: sqlite3.Connection, rrpid: bytes, error_code: int) -> None:
-        updated = conn.execute(
-            "UPDATE batch_requests SET state = ?, error_code = ?, updated_ms = ? "
-            "WHERE rrpid = ? AND state = ?",
-            (OperationState.FAILED.value, error_code, now_ms(), rrpid, OperationState.SENT.value),
-        ).rowcount
-        if updated != 1:
-            raise OrderStateError(f"batch request {short(rrpid)} is not awaiting an answer")
+            request_rows.end(
+                conn, "batch_requests", rrpid, OperationState.FAILED, error_code=error_code
+            )
+        return self.batch_request(rrpid)
 
     def settle_batch_request(
         self, rrpid: bytes, succeeded: bool, status: int, answer: bytes, batch: str, closed: bool
-    ) -> None:
+    ) -> BatchRequest:
         """The gateway's verified answer (BatchAdminResData bytes) to a batch request, and,
         when it succeeded, what it says of ``batch``: saved together."""
         state = OperationState.SUCCEEDED if succeeded else OperationState.REFUSED
         with self._write() as conn:
-            updated = conn.execute(
-                "UPDATE batch_requests SET state = ?, status = ?, answer = ?, updated_ms = ? "
-                "WHERE rrpid = ? AND state = ?",
-                (state.value, status, answer, now_ms(), rrpid, OperationState.SENT.value),
-            ).rowcount
-            if updated != 1:
-                raise OrderStateError(f"batch request {short(rrpid)} is not awaiting an answer")
-            if succeeded:
+            ended = request_rows.end(
+                conn, "batch_requests", rrpid, state, status=status, answer=answer
+            )
+            if ended and succeeded:  # else saved already, with what it says of the batch
                 self._record_batch(conn, batch, status, closed, answer)
+        return self.batch_request(rrpid)
 
     def batch_request(self, rrpid: bytes) -> BatchRequest:
         """The batch request with this RRPID."""

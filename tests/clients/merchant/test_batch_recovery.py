@@ -1,19 +1,24 @@
 """Batch open, close and purge whose answer is lost or does not verify, against the real
 gateway: the request stays pending, and the same bytes, sent again, get the gateway's
-first answer; a query is never stored."""
+first answer, however many send them at once; a query is never stored."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from clients.errors import OrderStateError, OutcomeUnknown, TransportError
-from clients.merchant.records import OperationState
+from clients.merchant import batches as batches_module
+from clients.merchant.records import BatchRequest, OperationState
 from clients.merchant.runtime import Merchant
+from setcore import gateway_admin
 from setcore.errors import ErrorCode, ProtocolError
 from setpay.v1 import gateway_admin_pb2
 from tests.clients.bank_support import RunningBank
+from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory
 from tests.clients.merchant.outage_support import (
     JUST_PAST_MS,
@@ -23,6 +28,7 @@ from tests.clients.merchant.outage_support import (
 )
 from tests.clients.merchant.tampering_support import (
     EVERY_TAMPERING,
+    Exchange,
     TamperingGateway,
     gateway_batches,
 )
@@ -39,7 +45,15 @@ def _opened(merchant: Merchant) -> str:
     """A batch the merchant opened, its answer verified."""
     result = merchant.batches.administer(OPEN)
     assert result.status == SUCCESS
-    return result.data.batch_id
+    return result.batch_id
+
+
+def _opened_by_command(merchant: Merchant, capsys: pytest.CaptureFixture[str]) -> str:
+    """A batch opened with ``setpay merchant batch open``: its id."""
+    base = ["merchant", "--dir", str(merchant.config.base_dir), "batch"]
+    status, out, _ = run_cli([*base, "open"], capsys)
+    assert status == 0
+    return out.split()[1].rstrip(":")
 
 
 def _closed(merchant: Merchant) -> str:
@@ -88,13 +102,13 @@ def test_an_unverifiable_answer_to_a_batch_change_leaves_it_pending_and_the_same
             merchant.batches.administer(operation, batch)
 
     result = merchant.batches.administer(operation, batch)
-    assert (result.status, result.data.batch_id) == (SUCCESS, opened)
+    assert (result.status, result.batch_id) == (SUCCESS, opened)
     tries = len(EVERY_TAMPERING) + 1
     assert gateway.sent("BatchAdmin")[-tries:] == [sent.request] * tries
     done = merchant.store.batch_request(sent.rrpid)
     assert (done.state, done.status) == (OperationState.SUCCEEDED, SUCCESS)
     assert merchant.store.batch_requests(OperationState.SENT) == []
-    assert (opened, result.data.batch_status.closed) in [
+    assert (opened, result.batch_status.closed) in [
         (b, closed) for b, _, closed in merchant.store.batches()
     ]
 
@@ -139,6 +153,102 @@ def test_another_change_of_a_batch_waits_for_the_pending_one(
     assert merchant.batches.administer(CLOSE, batch).status == SUCCESS
     assert merchant.batches.administer(PURGE, batch).status == SUCCESS
     assert gateway_batches(bank, merchant.config.merchant_id)[batch] == "purged"
+
+
+@pytest.mark.parametrize("second", ["command", "round"])
+def test_a_close_sent_again_by_a_command_and_a_round_at_once_is_answered_to_both(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    second: str,
+) -> None:
+    """An operator gives ``batch close`` again while a serving merchant's round resends the
+    same waiting close: both get the gateway's one answer, and whichever saves it second
+    finds it saved. The command prints it (not a refusal, exit 1), the round counts it
+    answered (not "still waiting")."""
+    gateway = TamperingGateway(monkeypatch, bank)
+    merchant = make_merchant(f"m-batch-race-{second}")
+    batch = _opened_by_command(merchant, capsys)
+    gateway.tamper("BatchAdmin", EVERY_TAMPERING[0])
+    with pytest.raises(OutcomeUnknown):
+        merchant.batches.administer(CLOSE, batch)
+    (sent,) = merchant.store.batch_requests(OperationState.SENT)
+    base = ["merchant", "--dir", str(merchant.config.base_dir), "batch"]
+    heard: dict[str, Any] = {}
+
+    def command() -> None:
+        heard["command"] = run_cli([*base, "close", "--batch", batch], capsys)
+
+    def round_() -> None:
+        heard["round"] = merchant.batches.resume()
+
+    first, then = (round_, command) if second == "command" else (command, round_)
+
+    def then_meanwhile(response: Any, exchange: Exchange, _: TamperingGateway) -> None:
+        then()  # the first has the answer and has not saved it yet; the answer is untouched
+
+    gateway.tamper("BatchAdmin", then_meanwhile)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="setpay.merchant"):
+        first()
+
+    status, out, err = heard["command"]
+    assert (status, err) == (0, "")
+    assert out.startswith(f"batch {batch}: SUCCESS closed;")
+    assert [r.rrpid for r in heard["round"]] == [sent.rrpid]
+    done = merchant.store.batch_request(sent.rrpid)
+    assert (done.state, done.status) == (OperationState.SUCCEEDED, SUCCESS)
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "setpay.merchant" and r.levelno >= logging.WARNING
+    ] == []
+    assert gateway.sent("BatchAdmin")[-2:] == [sent.request] * 2
+    assert gateway_batches(bank, merchant.config.merchant_id)[batch] == "closed"
+
+
+def test_two_commands_closing_a_batch_at_once_send_one_close(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two ``batch close`` given at once each look for a waiting close and find none. The
+    second to store its own finds the first's stored meanwhile and sends that one again,
+    instead of a second close the gateway would refuse as BATCH_CLOSED (the first one,
+    its answer lost, did close the batch)."""
+    gateway = TamperingGateway(monkeypatch, bank)
+    merchant = make_merchant("m-batch-two-commands")
+    batch = _opened_by_command(merchant, capsys)
+    close = ["merchant", "--dir", str(merchant.config.base_dir), "batch", "close", "--batch", batch]
+    real_build = gateway_admin.build_batch_admin_request
+    started: list[bool] = []
+    other: list[tuple[int, str, str]] = []
+
+    def other_command_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not started:
+            # This command has looked for a waiting close; the other one runs whole now,
+            # and its answer is lost on the way.
+            started.append(True)
+            gateway.tamper("BatchAdmin", EVERY_TAMPERING[0])
+            other.append(run_cli(close, capsys))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(batches_module, "build_batch_admin_request", other_command_meanwhile)
+    status, out, err = run_cli(close, capsys)
+
+    ((other_status, _, other_err),) = other
+    assert other_status == 4 and "outcome unknown, will retry" in other_err
+    assert (status, err) == (0, "")
+    assert out.startswith(f"batch {batch}: SUCCESS closed;")
+    closes: list[BatchRequest] = [
+        r for r in merchant.store.batch_requests() if r.operation == CLOSE
+    ]
+    assert [(r.state, r.status) for r in closes] == [(OperationState.SUCCEEDED, SUCCESS)]
+    assert gateway.sent("BatchAdmin")[-2:] == [closes[0].request] * 2
+    assert gateway_batches(bank, merchant.config.merchant_id)[batch] == "closed"
 
 
 def test_a_close_sent_in_a_long_outage_is_built_afresh_once_it_is_too_old(

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from setcore.capture import CaptureResult, CaptureState
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setpay.v1 import gateway_admin_pb2
 from tests.clients.bank_support import RunningBank
+from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.outage_support import (
     JUST_PAST_MS,
@@ -32,6 +34,7 @@ from tests.clients.merchant.outage_support import (
     GatewayOutage,
     restart,
 )
+from tests.clients.merchant.tampering_support import Exchange, TamperingGateway, gateway_hold
 from tests.clients.test_purchase_flow import buy, offer
 from tests.clocks import clocks_moved
 
@@ -133,6 +136,37 @@ def test_resume_handles_each_operation_on_its_own(
         again.close()
 
 
+def test_a_capture_answered_to_its_command_and_to_a_starting_merchant_is_saved_once(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A merchant starting sends again every operation still sent, one a command is
+    sending included: both get the gateway's one answer, and the command, saving it
+    second, finds it saved and prints it (exit 0), not a refusal (exit 1)."""
+    gateway = TamperingGateway(monkeypatch, bank)
+    merchant = make_merchant("m-capture-race")
+    record = buy(make_wallet(merchant), offer(merchant, 1000))
+    xid = bytes.fromhex(record.xid)
+    starts: list[list[Any]] = []
+
+    def start_meanwhile(response: Any, exchange: Exchange, _: TamperingGateway) -> None:
+        starts.append(merchant.settlement.resume())  # the answer itself is untouched
+
+    gateway.tamper("Capture", start_meanwhile)
+    status, out, err = run_cli(
+        ["merchant", "--dir", str(merchant.config.base_dir), "capture", record.xid[:8]], capsys
+    )
+    (capture,) = merchant.store.operations(xid)
+    assert (status, err) == (0, "")
+    assert f"capture {capture.rrpid.hex()[:8]} for order " in out and "succeeded, 1000" in out
+    assert [[op.rrpid for op in resumed] for resumed in starts] == [[capture.rrpid]]
+    assert gateway.sent("Capture") == [capture.request] * 2
+    assert gateway_hold(bank, xid).transfers["capture"] == 1
+
+
 # -- a gateway outage longer than the freshness window -----------------------------------
 
 
@@ -161,7 +195,7 @@ def _capture_in_outage(
 def _batch_totals(merchant: Merchant, batch_id: str) -> tuple[int, int]:
     """(captured total, number of captures) of a batch, as the gateway's ledger has it."""
     status = merchant.batches.administer(gateway_admin_pb2.BATCH_OPERATION_REQUEST, batch_id)
-    summary = status.data.batch_status
+    summary = status.batch_status
     return summary.captured_total.amount, summary.capture_count
 
 

@@ -27,6 +27,20 @@ CLOSE = gateway_admin_pb2.BATCH_OPERATION_CLOSE
 PURGE = gateway_admin_pb2.BATCH_OPERATION_PURGE
 
 
+# The columns version 4 added, by table.
+_VERSION_4_COLUMNS = {
+    table: ("unverified", "retry_after_ms") for table in ("orders", "operations", "batch_requests")
+}
+
+
+def _back_to_version_3(conn: sqlite3.Connection) -> None:
+    """Make a file of this setpay one of version 3, as a setpay of then wrote it."""
+    for table, columns in _VERSION_4_COLUMNS.items():
+        for column in columns:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version=3")
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[MerchantStore]:
     made = MerchantStore(tmp_path / "merchant.db")
@@ -70,12 +84,13 @@ def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
     first.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
     first.close()
     with sqlite3.connect(path) as conn:
+        _back_to_version_3(conn)
         conn.execute("DROP TABLE batch_requests")
         conn.execute("ALTER TABLE operations DROP COLUMN error_code")
         conn.execute("PRAGMA user_version=1")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 3
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 4
         (operation,) = migrated.operations(xid)
         assert (operation.request, operation.state, operation.error_code) == (
             b"req", OperationState.SENT, 0,
@@ -101,14 +116,46 @@ def test_a_version_2_file_gets_the_batch_requests_table(tmp_path: Path) -> None:
     first.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
     first.close()
     with sqlite3.connect(path) as conn:
+        _back_to_version_3(conn)
         conn.execute("DROP TABLE batch_requests")
         conn.execute("PRAGMA user_version=2")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 3
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 4
         assert [op.request for op in migrated.operations(xid)] == [b"req"]
         assert migrated.batch_requests() == []
         assert migrated.add_batch_request(_batch_request(b"q" * 32)).state is OperationState.SENT
+    finally:
+        migrated.close()
+
+
+def test_a_version_3_file_gets_the_columns_of_answers_that_did_not_verify(
+    tmp_path: Path,
+) -> None:
+    """Its rows keep everything they had, with no answer that did not verify yet."""
+    path = tmp_path / "merchant.db"
+    first = MerchantStore(path)
+    xid = _purchased(first)
+    first.record_auth_request(xid, b"a" * 32, b"auth-req", b"dig")
+    first.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
+    first.add_batch_request(_batch_request(b"q" * 32))
+    first.close()
+    with sqlite3.connect(path) as conn:
+        _back_to_version_3(conn)
+    conn.close()
+    migrated = MerchantStore(path)
+    try:
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 4
+        order, (operation,), (batch,) = (
+            migrated.order(xid),
+            migrated.operations(xid),
+            migrated.batch_requests(),
+        )
+        assert (order.auth_request, operation.request, batch.request) == (
+            b"auth-req", b"req", b"req",
+        )  # fmt: skip
+        for waiting in (order, operation, batch):
+            assert (waiting.unverified, waiting.retry_after_ms) == (0, 0)
     finally:
         migrated.close()
 
@@ -122,12 +169,11 @@ def test_batch_request_life(store: MerchantStore) -> None:
     )  # fmt: skip
     assert sent.created_ms > 0
     assert store.batch_requests(OperationState.SENT) == [sent]
-    store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
-    done = store.batch_request(sent.rrpid)
+    done = store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
     assert (done.state, done.status, done.answer) == (OperationState.SUCCEEDED, 1, b"answer")
     assert store.batches() == [("b1", 1, True)]
     with pytest.raises(OrderStateError, match="not awaiting an answer"):
-        store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
+        store.settle_batch_request(sent.rrpid, True, 1, b"another answer", "b1", True)
 
     refused = store.add_batch_request(_batch_request(b"b" * 32, batch_id="b2"))
     store.settle_batch_request(refused.rrpid, False, 4, b"no", "b2", False)
@@ -139,8 +185,43 @@ def test_batch_request_life(store: MerchantStore) -> None:
     old, fresh = store.batch_request(stale.rrpid), store.batch_request(b"d" * 32)
     assert (old.state, old.error_code) == (OperationState.FAILED, 12)
     assert (fresh.state, fresh.operation) == (OperationState.SENT, PURGE)
-    store.fail_batch_request(fresh.rrpid, 3)
+    with pytest.raises(OrderStateError, match="already built afresh"):
+        store.renew_batch_request(stale, 12, _batch_request(b"e" * 32, PURGE))
+    assert store.fail_batch_request(fresh.rrpid, 3).error_code == 3
     assert store.batch_requests(OperationState.SENT) == []
+
+
+def test_a_batch_request_answered_twice_the_same_way_is_saved_once(
+    store: MerchantStore,
+) -> None:
+    """A command given again and a serving merchant's round both send a waiting close and
+    both get the gateway's one answer: the second to save it finds it saved."""
+    sent = store.add_batch_request(_batch_request(b"a" * 32))
+    first = store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
+    store.record_batch("b1", 1, True, b"a later query's answer")
+    second = store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
+    assert second == first
+    assert store.batches() == [("b1", 1, True)]
+    refused = store.add_batch_request(_batch_request(b"b" * 32, PURGE))
+    assert store.fail_batch_request(refused.rrpid, 3) == store.fail_batch_request(refused.rrpid, 3)
+    with pytest.raises(OrderStateError, match="not awaiting an answer"):
+        store.fail_batch_request(refused.rrpid, 4)
+
+
+def test_a_batch_change_is_stored_only_while_none_of_that_batch_waits(
+    store: MerchantStore,
+) -> None:
+    """Looked for and stored in one write: a second close (or a purge) of a batch whose
+    close waits is not stored, and the waiting close is given back instead; another
+    batch's change is stored."""
+    waiting = store.add_batch_request(_batch_request(b"a" * 32))
+    assert store.add_batch_request(_batch_request(b"b" * 32)) == waiting
+    assert store.add_batch_request(_batch_request(b"c" * 32, PURGE)) == waiting
+    other = store.add_batch_request(_batch_request(b"d" * 32, batch_id="b2"))
+    assert other.rrpid == b"d" * 32
+    assert [r.rrpid for r in store.batch_requests()] == [b"a" * 32, b"d" * 32]
+    store.settle_batch_request(waiting.rrpid, True, 1, b"answer", "b1", True)
+    assert store.add_batch_request(_batch_request(b"e" * 32, PURGE)).rrpid == b"e" * 32
 
 
 def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
@@ -300,7 +381,9 @@ def test_operations(store: MerchantStore) -> None:
     assert op.state is OperationState.SENT and op.request == b"req"
     done = store.settle_operation(op.rrpid, True, 1, 1250, "batch-1")
     assert done.state is OperationState.SUCCEEDED and done.batch_id == "batch-1"
-    with pytest.raises(OrderStateError):
+    # Answered to two senders (a command, a merchant starting): saved once, no error.
+    assert store.settle_operation(op.rrpid, True, 1, 1250, "batch-1") == done
+    with pytest.raises(OrderStateError):  # but never another answer
         store.settle_operation(op.rrpid, True, 1, 1250)
     assert [o.rrpid for o in store.operations(xid)] == [op.rrpid]
     with pytest.raises(StoreError):  # an RRPID is used once
@@ -324,8 +407,34 @@ def test_failed_and_renewed_operations(store: MerchantStore) -> None:
     assert [o.rrpid for o in store.operations(xid)] == [op.rrpid, fresh.rrpid]
     failed = store.fail_operation(fresh.rrpid, 3)
     assert (failed.state, failed.error_code) == (OperationState.FAILED, 3)
+    assert store.fail_operation(fresh.rrpid, 3) == failed
     with pytest.raises(OrderStateError):
         store.settle_operation(fresh.rrpid, True, 1, 1250)
+
+
+def test_a_waiting_request_is_put_off_and_nothing_else_of_it_changes(
+    store: MerchantStore,
+) -> None:
+    """An order authorizing, an operation or a batch change sent keep how many answers in
+    a row did not verify and when they are due again; one that has ended is left as it
+    is, and an order's renewal clock (``updated_ms``) does not move."""
+    xid = _purchased(store)
+    order = store.record_auth_request(xid, b"a" * 32, b"auth-req", b"dig")
+    operation = store.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
+    batch = store.add_batch_request(_batch_request(b"q" * 32))
+    for waiting in (order, operation, batch):
+        store.postpone(waiting, 2, 12_345)
+    later = store.order(xid)
+    assert (later.unverified, later.retry_after_ms, later.updated_ms) == (
+        2, 12_345, order.updated_ms,
+    )  # fmt: skip
+    assert (
+        store.operation(operation.rrpid).unverified,
+        store.batch_request(b"q" * 32).unverified,
+    ) == (2, 2)
+    store.settle_operation(operation.rrpid, True, 1, 1250)
+    store.postpone(operation, 0, 0)
+    assert store.operation(operation.rrpid).retry_after_ms == 12_345
 
 
 def test_find_order_by_prefix(store: MerchantStore) -> None:

@@ -17,10 +17,13 @@ import pytest
 
 from cli.merchant import operation_line
 from clients.errors import OutcomeUnknown
+from clients.merchant import authorizer as authorizer_module
+from clients.merchant import outcome, runtime
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import Operation, OperationKind, OperationState, OrderState
 from clients.merchant.runtime import Merchant
 from setcore.errors import ProtocolError
+from setcore.freshness import now_ms
 from tests.clients.bank_support import RunningBank
 from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
@@ -30,11 +33,17 @@ from tests.clients.merchant.tampering_support import (
     TamperingGateway,
     gateway_hold,
     replayed,
+    unparseable,
 )
 from tests.clients.test_purchase_flow import buy, offer
+from tests.clocks import clocks_moved
 
 # Bounds the wait for a restarted merchant's worker to authorize (it scans at start).
 WORKER_WAIT_SECONDS = 20.0
+# The background retries' pace in the tests that count them, and how long those watch:
+# at that pace, retries that never wait would send a request some twenty times.
+FAST_RETRY_SECONDS = 0.05
+WATCH_SECONDS = 1.0
 
 
 def _warnings_naming(caplog: pytest.LogCaptureFixture, rrpid: bytes) -> list[str]:
@@ -223,7 +232,105 @@ def test_the_capture_command_says_outcome_unknown_not_failed(
     assert err.startswith(f"setpay merchant: capture {sent.rrpid.hex()[:8]} for order ")
     assert "outcome unknown, will retry" in err and "failed" not in err
     assert sent.state is OperationState.SENT
-    assert ": sent (outcome unknown, will retry), " in operation_line(sent)
+    assert ": sent (outcome unknown, will retry: 1 answer did not verify, next try 20" in (
+        operation_line(sent)
+    )
     (done,) = merchant.settlement.resume()
     assert done.state is OperationState.SUCCEEDED and done.result_amount == 1000
     assert gateway_hold(bank, xid).transfers["capture"] == 1
+
+
+def _sends_while_watched(gateway: TamperingGateway, method: str) -> int:
+    """How many more requests to ``method`` the background retries sent in WATCH_SECONDS."""
+    before = len(gateway.sent(method))
+    time.sleep(WATCH_SECONDS)
+    return len(gateway.sent(method)) - before
+
+
+def _sent_again(gateway: TamperingGateway, method: str, times: int) -> None:
+    """Wait (bounded) until ``method`` has had ``times`` requests in all."""
+    give_up = time.monotonic() + WORKER_WAIT_SECONDS
+    while len(gateway.sent(method)) < times:
+        assert time.monotonic() < give_up, f"{method} was not sent again"
+        time.sleep(FAST_RETRY_SECONDS)
+
+
+def test_an_authorization_whose_answers_do_not_verify_is_asked_again_less_and_less_often(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The gateway answers an AuthReq with the same bytes every time: one that did not
+    verify is not sent again at the worker's pace, logging an error each time until the
+    hold expires, but once due (a wait that doubles at each such answer); ``setpay
+    merchant orders`` marks it meanwhile. Once the answer verifies, the order is
+    authorized: one hold."""
+    monkeypatch.setattr(authorizer_module, "RETRY_SECONDS", FAST_RETRY_SECONDS)
+    gateway = TamperingGateway(monkeypatch, bank)
+    merchant = make_merchant("m-unverified-backoff", AnswerMode.ORDER_RECEIVED)
+    gateway.tamper("Authorize", unparseable, unparseable)
+    record = buy(make_wallet(merchant), offer(merchant, 800))
+    xid = bytes.fromhex(record.xid)
+    _sent_again(gateway, "Authorize", 1)
+    assert _sends_while_watched(gateway, "Authorize") == 0
+    first = merchant.store.order(xid)
+    assert (first.state, first.unverified) == (OrderState.AUTHORIZING, 1)
+    assert first.retry_after_ms - now_ms() > outcome.UNVERIFIED_FIRST_WAIT_MS // 2
+    status, out, _ = run_cli(["merchant", "--dir", str(merchant.config.base_dir), "orders"], capsys)
+    (line,) = [line for line in out.splitlines() if line.startswith(record.xid[:8])]
+    assert status == 0 and "authorizing" in line
+    assert "[authorization: 1 answer did not verify, next try 20" in line
+
+    clocks_moved(monkeypatch, first.retry_after_ms - now_ms())  # due now
+    _sent_again(gateway, "Authorize", 2)
+    assert _sends_while_watched(gateway, "Authorize") == 0
+    second = merchant.store.order(xid)
+    assert (second.state, second.unverified) == (OrderState.AUTHORIZING, 2)
+    assert second.retry_after_ms - first.retry_after_ms >= 2 * outcome.UNVERIFIED_FIRST_WAIT_MS
+
+    clocks_moved(monkeypatch, second.retry_after_ms - now_ms())  # due again: the true answer
+    give_up = time.monotonic() + WORKER_WAIT_SECONDS
+    while (done := merchant.store.order(xid)).state is OrderState.AUTHORIZING:
+        assert time.monotonic() < give_up, "the due authorization was never sent again"
+        time.sleep(FAST_RETRY_SECONDS)
+    assert done.state is OrderState.AUTHORIZED
+    assert gateway.sent("Authorize") == [first.auth_request] * 3
+    assert gateway_hold(bank, xid).transfers == {"authorization": 1}
+
+
+def test_a_settlement_answer_that_did_not_verify_is_not_asked_for_at_every_round(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A capture whose answer did not verify waits its turn (``outcome.next_try``) in a
+    serving merchant's rounds, and ``setpay merchant orders`` names it on its order's
+    line; a merchant starting sends it at once."""
+    monkeypatch.setattr(runtime, "RESUME_SECONDS", FAST_RETRY_SECONDS)
+    # Half the watch: the rounds leave the command's own sending alone, then could send
+    # the capture again some ten times before the watch ends.
+    monkeypatch.setattr(runtime, "RESUME_AFTER_MS", int(WATCH_SECONDS * 500))
+    gateway = TamperingGateway(monkeypatch, bank)
+    merchant = make_merchant("m-unverified-rounds")
+    record = buy(make_wallet(merchant), offer(merchant, 1000))
+    xid = bytes.fromhex(record.xid)
+    gateway.tamper("Capture", *[unparseable] * 50)
+    base = ["merchant", "--dir", str(merchant.config.base_dir)]
+    assert run_cli([*base, "capture", record.xid[:8]], capsys)[0] == 4
+    assert _sends_while_watched(gateway, "Capture") == 0
+    (sent,) = merchant.store.operations(xid)
+    assert (sent.state, sent.unverified) == (OperationState.SENT, 1)
+    status, out, _ = run_cli([*base, "orders"], capsys)
+    (line,) = [line for line in out.splitlines() if line.startswith(record.xid[:8])]
+    assert status == 0
+    assert f"[capture {sent.rrpid.hex()[:8]}: 1 answer did not verify, next try 20" in line
+    assert len(gateway.sent("Capture")) == 1
+
+    merchant.close()
+    again = restart(merchant.config.base_dir)  # sends every waiting request at once
+    again.close()
+    assert gateway.sent("Capture") == [sent.request] * 2

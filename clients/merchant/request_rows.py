@@ -1,0 +1,60 @@
+"""How a request stored before it was sent ends in the merchant's file: once.
+
+A settlement operation (table ``operations``) and a batch change (``batch_requests``)
+are stored "sent" before they go to the gateway and end, once, when its answer is
+final: succeeded or refused (its verified answer), or failed (its verified SET Error).
+Two senders of the same stored bytes (a command given again while a serving merchant's
+round resends them, or that round starting while a command sends) both get the
+gateway's one answer for the RRPID (``gateway.ledger.idempotency``); the second to save
+it finds it saved, which is no error. Only a request refused as too old is ended once
+and only once, since ending it stores the request built afresh in its place
+(``renewal``).
+
+These run inside a write transaction of ``clients.merchant.store``; ``sqlite3`` errors
+pass through for it to translate.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from clients.errors import OrderStateError
+from clients.merchant.database import now_ms
+from clients.merchant.records import OperationState, short
+
+# What an error calls a row of each table.
+_NOUNS = {"operations": "operation", "batch_requests": "batch request"}
+
+
+def end(
+    conn: sqlite3.Connection, table: str, rrpid: bytes, state: OperationState, **columns: object
+) -> bool:
+    """End the sent request ``rrpid`` of ``table`` in ``state``, with ``columns`` (its
+    answer or its error); True if this call ended it, False if it had ended so already.
+
+    ``OrderStateError`` if it ended otherwise (or there is none): a second answer for one
+    RRPID that differs from the first is not the gateway's to give.
+    """
+    sets = "".join(f", {name} = ?" for name in columns)
+    updated = conn.execute(
+        f"UPDATE {table} SET state = ?, updated_ms = ?{sets} "  # noqa: S608 - names are ours
+        "WHERE rrpid = ? AND state = ?",
+        (state.value, now_ms(), *columns.values(), rrpid, OperationState.SENT.value),
+    ).rowcount
+    if updated == 1:
+        return True
+    same = "".join(f" AND {name} IS ?" for name in columns)
+    ended = conn.execute(
+        f"SELECT 1 FROM {table} WHERE rrpid = ? AND state = ?{same}",  # noqa: S608 - names are ours
+        (rrpid, state.value, *columns.values()),
+    ).fetchone()
+    if ended is None:
+        raise OrderStateError(f"{_NOUNS[table]} {short(rrpid)} is not awaiting an answer")
+    return False
+
+
+def end_renewed(conn: sqlite3.Connection, table: str, rrpid: bytes, error_code: int) -> None:
+    """End the sent request ``rrpid``, refused as too old, to store it built afresh; an
+    ``OrderStateError`` if it has ended already, so two senders never both store one."""
+    if not end(conn, table, rrpid, OperationState.FAILED, error_code=error_code):
+        raise OrderStateError(f"{_NOUNS[table]} {short(rrpid)} was already built afresh")

@@ -1,0 +1,160 @@
+"""Requests stored before they are sent, and sent until the gateway's answer is final.
+
+Settlement operations (``settlement``) and batch changes (``batches``) go through the
+same life, written here once: stored byte for byte, sent; the gateway's answer judged as
+``outcome`` says (verified: saved, the request ends; a verified SET Error: it ends
+failed, or, refused as too old, is built afresh once under a new RRPID as ``renewal``
+allows; anything else: it stays sent, "outcome unknown, will retry"); sent again, the
+same bytes, by ``resume``. Each kind says how it is sent and its answer saved
+(``_exchange``), how it ends failed and how it is built afresh.
+
+Once a request is stored, nothing that goes wrong ends it but the gateway's verified
+word: a failure of the merchant's own (its key backend opening the answer, its store
+saving it, an unforeseen fault) leaves it sent and the command hears "outcome unknown",
+never a refusal, since the gateway may have applied it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Generic, TypeVar
+
+from clients.errors import OutcomeUnknown, TransportError
+from clients.merchant import outcome, renewal
+from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.records import BatchRequest, Operation, short
+from clients.merchant.store import MerchantStore
+from setcore.credentials import Credentials
+from setcore.errors import PeerError
+
+log = logging.getLogger("setpay.merchant")
+
+R = TypeVar("R", Operation, BatchRequest)
+
+
+class StoredRequests(abc.ABC, Generic[R]):
+    """Send, judge, end or leave pending, and resume one kind of stored request."""
+
+    #: What the log calls requests of this kind.
+    noun = "requests"
+
+    def __init__(
+        self,
+        store: MerchantStore,
+        credentials: Credentials,
+        gateway: GatewayClient,
+        gateway_keys: GatewayKeys,
+        merchant_id: str,
+    ) -> None:
+        self._store = store
+        self._credentials = credentials
+        self._gateway = gateway
+        self._keys = gateway_keys
+        self._merchant_id = merchant_id
+
+    # -- what each kind says for itself ---------------------------------------------------
+
+    @abc.abstractmethod
+    def _exchange(self, request: R) -> R:
+        """Send the request's stored bytes, check the gateway's answer, save it: the
+        request as it ends. Raises what ``GatewayClient`` raises for any other answer."""
+
+    @abc.abstractmethod
+    def _fail(self, request: R, error_code: int) -> R:
+        """End the request failed: the gateway refused it with a verified SET Error."""
+
+    @abc.abstractmethod
+    def _rebuild(self, request: R, error_code: int) -> R | None:
+        """Build the request afresh, and store it in place of ``request`` (which ends
+        failed with ``error_code``); None if there is nothing left to build it on."""
+
+    @abc.abstractmethod
+    def _unanswered(self) -> list[R]:
+        """Every request of this kind still sent, oldest first."""
+
+    @abc.abstractmethod
+    def _named(self, request: R) -> str:
+        """The request for the log and the command line, by short ids."""
+
+    # -- the one life -------------------------------------------------------------------
+
+    def _send(self, request: R, *, renewable: bool = True) -> R:
+        """Send a stored request; the request once the gateway's answer is final.
+
+        A verified answer ends it as the answer says, a verified SET Error ends it
+        failed; a refusal as too old that ``renewal`` lets the merchant build afresh is
+        built afresh and sent, once (``renewable``). Anything else raises
+        ``OutcomeUnknown`` and leaves it sent, for ``resume``.
+        """
+        try:
+            return self._judged(request, renewable)
+        except OutcomeUnknown:
+            raise
+        except Exception as exc:  # the merchant's own: the gateway may have applied it even so
+            raise outcome.pending(self._store, request, self._named(request), exc) from exc
+
+    def _judged(self, request: R, renewable: bool) -> R:
+        """``_send``, but for the merchant's own failures, which it lets through."""
+        try:
+            return self._exchange(request)
+        except outcome.GATEWAY_FAILURES as exc:
+            if not (isinstance(exc, PeerError) and outcome.is_refusal(exc)):
+                raise outcome.pending(self._store, request, self._named(request), exc) from exc
+            if renewable and renewal.refused_as_stale(exc):
+                return self._renew(request, exc)
+            return self._refused(request, exc)
+
+    def _refused(self, request: R, error: PeerError) -> R:
+        failed = self._fail(request, error.code)
+        log.warning("%s refused by the gateway: %s", self._named(request), error.code_name)
+        return failed
+
+    def _renew(self, request: R, error: PeerError) -> R:
+        """A request refused as too old: built afresh and sent, failed, or left waiting."""
+        if not renewal.may_renew(request.created_ms):
+            # An earlier sending of these bytes may still be inside the gateway.
+            raise outcome.pending(self._store, request, self._named(request), error) from error
+        fresh = self._rebuild(request, error.code)
+        if fresh is None:
+            return self._refused(request, error)
+        log.info(
+            "%s refused as too old, so never applied: sent afresh as %s",
+            self._named(request), short(fresh.rrpid),
+        )  # fmt: skip
+        return self._send(fresh, renewable=False)
+
+    def resume(
+        self, *, stored_before_ms: int | None = None, due_at_ms: int | None = None
+    ) -> list[R]:
+        """Send again, byte for byte, every request of this kind still waiting (one refused
+        as too old may be built afresh, as ``_send`` says); those now ended.
+
+        ``stored_before_ms``: only those stored before then (not one a command may still
+        be sending). ``due_at_ms``: only those whose answers did not verify that are due
+        again by then (``outcome.next_try``); at start, every one goes.
+
+        Each on its own: one whose outcome is still unknown is logged (by its short ids
+        and the reason, which never holds card data: the merchant has none) and stays
+        waiting, and the others still go. No answer at all ends the round: the gateway is
+        unreachable, and every other request would wait out the same retries before
+        failing the same way.
+        """
+        waiting = [
+            request
+            for request in self._unanswered()
+            if (stored_before_ms is None or request.created_ms < stored_before_ms)
+            and (due_at_ms is None or request.retry_after_ms <= due_at_ms)
+        ]
+        ended = []
+        for number, request in enumerate(waiting):
+            try:
+                ended.append(self._send(request))
+            except OutcomeUnknown as exc:  # logged as it was raised
+                if isinstance(exc.cause, TransportError):
+                    log.warning(
+                        "gateway unreachable: %d unanswered %s wait for the next resume",
+                        len(waiting) - number, self.noun,
+                    )  # fmt: skip
+                    break
+        return ended
