@@ -84,8 +84,8 @@ SHED_THREADS = 1
 SHED_BACKLOG = 32
 # The retry delay a refusal asks for (google.rpc.RetryInfo). A worker at its limit answers
 # hundreds of calls a second, so in 100 ms it frees tens of places; a longer delay would
-# leave callers idle that it could soon take again. The bank's own clients wait as long
-# before their first retry.
+# leave callers idle that it could soon take again. The bank's own clients wait up to as
+# long (a random 0-100 ms) before their first retry.
 SHED_RETRY_SECONDS = 0.1
 # gRPC's own words for this refusal, so logs and searches written for it still match (its
 # backstop answers with them too).

@@ -1,6 +1,6 @@
 """Language tags: what a requester may name as the language of its answers.
 
-PInitReq, CardCInitReq, RegFormReq and Me-AqCInitReq carry one. The merchant copies a
+PInitReq, RegFormReq and Me-AqCInitReq carry one. The merchant copies a
 PInitReq's into every TransIDs it signs and stores, and the CAs choose forms by it, so
 every opener checks the same shape: a tag such as ``en-GB`` (RFC 5646), never free text.
 """

@@ -323,11 +323,14 @@ class MerchantStore(Database):
         """
         target = OrderState.AUTHORIZED if kept > 0 else OrderState.REVERSED
         with self._write() as conn:
-            xid = self._settle(conn, rrpid, approved, code, kept, "")
+            xid, ended = self._settle(conn, rrpid, approved, code, kept, "")
             row = conn.execute(
                 "SELECT state, auth_amount, cap_token FROM orders WHERE xid = ?", (xid,)
             ).fetchone()
-            if approved and tuple(row) != (target.value, kept, cap_token):
+            # Only the call that ended the operation moves the order: a second sender
+            # saving the same answer later must not put back what a newer reversal of the
+            # order has changed since.
+            if ended and approved and tuple(row) != (target.value, kept, cap_token):
                 self._move(
                     conn, xid, (OrderState.AUTHORIZED,), target,
                     auth_amount=kept, cap_token=cap_token,
@@ -342,16 +345,17 @@ class MerchantStore(Database):
         code: int,
         amount: int,
         batch_id: str,
-    ) -> bytes:
-        """Mark a sent operation answered; its order's XID."""
+    ) -> tuple[bytes, bool]:
+        """Mark a sent operation answered; its order's XID, and whether this call ended
+        it (False: another sender saved the same answer before)."""
         state = OperationState.SUCCEEDED if succeeded else OperationState.REFUSED
-        request_rows.end(
+        ended = request_rows.end(
             conn, "operations", rrpid, state, result_code=code, result_amount=amount,
             batch_id=batch_id,
         )  # fmt: skip
         row = conn.execute("SELECT xid FROM operations WHERE rrpid = ?", (rrpid,)).fetchone()
         xid: bytes = row[0]
-        return xid
+        return xid, ended
 
     def postpone(
         self, request: Order | Operation | BatchRequest, unverified: int, at_ms: int

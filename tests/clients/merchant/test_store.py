@@ -198,10 +198,10 @@ def test_a_batch_request_answered_twice_the_same_way_is_saved_once(
     both get the gateway's one answer: the second to save it finds it saved."""
     sent = store.add_batch_request(_batch_request(b"a" * 32))
     first = store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
-    store.record_batch("b1", 1, True, b"a later query's answer")
+    store.record_batch("b1", 2, False, b"a later answer, saying something else")
     second = store.settle_batch_request(sent.rrpid, True, 1, b"answer", "b1", True)
     assert second == first
-    assert store.batches() == [("b1", 1, True)]
+    assert store.batches() == [("b1", 2, False)]  # the later answer stands
     refused = store.add_batch_request(_batch_request(b"b" * 32, PURGE))
     assert store.fail_batch_request(refused.rrpid, 3) == store.fail_batch_request(refused.rrpid, 3)
     with pytest.raises(OrderStateError, match="not awaiting an answer"):
@@ -295,6 +295,27 @@ def test_auth_reversal_already_applied_to_the_order_is_settled(
     settled = store.settle_auth_reversal(op.rrpid, True, 1, 0, b"")
     assert settled.state is OperationState.SUCCEEDED
     assert store.order(xid).state is OrderState.REVERSED
+
+
+def test_a_reversal_saved_again_late_does_not_undo_a_newer_one(store: MerchantStore) -> None:
+    """A command and a starting merchant both sent reversal R1 and got its one answer; the
+    operator reversed again (R2) before the slow one saved R1: R2 stands."""
+    xid = _purchased(store)
+    store.record_auth_request(xid, b"r" * 32, b"request", b"digest")
+    store.record_authorization(xid, Authorization(1, EUR, "A", b"res", b"tok"), approved=True)
+    first = store.add_operation(
+        xid, OperationKind.AUTH_REVERSAL, b"1" * 32, EUR.with_minor(800), b"req", b"dig"
+    )
+    store.settle_auth_reversal(first.rrpid, True, 1, 800, b"token-1")
+    second = store.add_operation(
+        xid, OperationKind.AUTH_REVERSAL, b"2" * 32, EUR.with_minor(300), b"req", b"dig"
+    )
+    store.settle_auth_reversal(second.rrpid, True, 1, 300, b"token-2")
+    again = store.settle_auth_reversal(first.rrpid, True, 1, 800, b"token-1")
+    assert again.state is OperationState.SUCCEEDED
+    order = store.order(xid)
+    assert order.authorization is not None
+    assert (order.authorization.amount.minor, order.authorization.cap_token) == (300, b"token-2")
 
 
 def test_auth_request_renewed_once(store: MerchantStore) -> None:
