@@ -12,24 +12,32 @@ and for loading a bank; the key backend's and the CA store's own errors pass thr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
+from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import current_revocation, refresh
 from gateway.ca.store import CaStore
+from gateway.ca.watcher import valid_until
 from gateway.config import BankConfig
 from hsm.base import KeyBackend, KeyHandle
+from hsm.errors import KeyBackendError
 from hsm.observer import Observer
 from hsm.uri import encode_uri_value, open_backend
 from setcore.credentials import Credentials
+from setcore.errors import ProtocolError
 from setcore.pki import roles
 from setcore.pki.certificate import load_certificate, public_key_of
 from setcore.pki.tls import TransportCA
 from setcore.pki.truststore import TrustStore
 from setcore.registration import spki_of
 from setcore.token_seal import TokenKey
+
+log = logging.getLogger("setpay.bank")
 
 # The labels both sides agree on: init makes a key under each, a bank process loads it.
 ROOT_LABEL = "brand-root"
@@ -181,19 +189,48 @@ def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankP
 
 
 def _load_revocation(config: BankConfig, pki: BankPki) -> None:
+    """Re-publish what is due, then install ca.db's newest BCI and CRLs.
+
+    A re-publishing that fails (the CA keys' token away, ca.db busy) does not stop the
+    start while what ca.db holds is current, as it stops no request of a running worker
+    (``gateway.ca.watcher``): a worker restarted during such an outage would otherwise
+    fail, and its failure stops the whole bank. It is logged, and the worker's watcher
+    tries again a minute later."""
     path = config.path(config.ca_db)
     if not path.exists():
         raise BankIncomplete(f"no CA database at {path}")
     store = CaStore.open(path)
+    failed: Exception | None = None
     try:
-        refresh(store, pki.authority_keys())
+        try:
+            refresh(store, pki.authority_keys())
+        except (CaError, KeyBackendError) as exc:
+            failed = exc
         found = current_revocation(store)
     finally:
         store.close()
     if found is None:
-        raise BankIncomplete(f"{path} holds no published revocation data")
+        raise BankIncomplete(f"{path} holds no published revocation data") from failed
     _, data = found
-    pki.trust.update_revocation(data.bci, data.crls)
+    if failed is None:
+        pki.trust.update_revocation(data.bci, data.crls)
+        return
+    stale = BankIncomplete(
+        f"cannot re-publish the revocation data ({type(failed).__name__}: {failed}), and"
+        f" what {path} holds is no longer current"
+    )
+    try:
+        pki.trust.update_revocation(data.bci, data.crls)
+    except ProtocolError:  # out of its validity window
+        raise stale from failed
+    held = pki.trust.revocation
+    if held is None or valid_until(held) <= datetime.now(UTC):
+        raise stale from failed
+    log.warning(
+        "could not re-publish the CRLs and BCI at start (%s: %s); starting on BCI %d, "
+        "current until %s", type(failed).__name__, failed, held.sequence_num,
+        valid_until(held).isoformat(timespec="seconds"),
+    )  # fmt: skip
 
 
 def _certified_key(backend: KeyBackend, label: str, der: bytes) -> KeyHandle:

@@ -79,7 +79,7 @@ class CertificateAuthority:
         self._policy = policy or CaPolicy()
         self._clock = clock
         self._watcher = RevocationWatcher(store, trust, keys=keys)
-        self._watcher.check(force=True)
+        self._watcher.check(force=True, strict=False)  # RevocationStale if nothing current
         self._swept_ms = 0
         self._sweep_lock = threading.Lock()
         args = (store, trust, issuer, self._policy, self._watcher.current, clock)

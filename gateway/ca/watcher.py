@@ -130,13 +130,15 @@ class RevocationWatcher:
         snapshot = self._trust.revocation
         return None if snapshot is None else valid_until(snapshot)
 
-    def check(self, *, force: bool = False) -> bool:
+    def check(self, *, force: bool = False, strict: bool | None = None) -> bool:
         """Poll ``ca.db`` if the interval has passed (or ``force``); True if data changed.
 
         A refresh that fails is logged and tried again at a later poll; the call returns
         as long as the revocation data held is current, and raises ``RevocationStale``
-        once it is not. With ``force`` (at start, right after a revocation made here) the
-        failure itself is raised: the caller has to know.
+        once it is not. With ``strict`` (by default ``force``: right after a revocation
+        made here) the failure itself is raised: the caller has to know. At start the CA
+        polls with ``force`` but not ``strict``: a worker restarted while the CA keys'
+        token is away starts on current data, as a running one goes on serving.
         """
         now = self._clock()
         changed = False
@@ -144,7 +146,7 @@ class RevocationWatcher:
             with holding(self._lock):  # its holder may wait for ca.db (gateway.cpu_turn)
                 if force or self._poll_due(now):
                     self._last_poll = now
-                    changed = self._poll(now, strict=force)
+                    changed = self._poll(now, strict=force if strict is None else strict)
         self._require_current()
         return changed
 

@@ -188,3 +188,25 @@ def test_a_failing_refresh_and_the_end_of_the_data_held_are_on_the_page(
     finally:
         store.close()
         pki.close()
+
+
+def test_a_worker_replaced_while_the_ca_token_is_away_starts_on_current_data(
+    bank: ServedBank, flag: Path
+) -> None:
+    """A running worker serves on while re-publishing fails and the data held is current;
+    a worker that dies meanwhile is replaced on the same terms, instead of failing to
+    start and so stopping the whole bank."""
+    config = bank.world.config
+    pki, store = load_bank_pki(config), open_ca_store(config)
+    try:
+        publish_dated(store, pki, ALERT_AGE)  # due for re-publishing, current for 5 h
+        victim, *_ = workers_of(bank.process.pid)
+        os.kill(victim, signal.SIGKILL)
+        wait_for("the replacement", lambda: len(WORKER_SERVING.findall(bank.log())) == 3)
+        assert "could not re-publish the CRLs and BCI at start" in bank.log()
+        assert bank.process.poll() is None, bank.log()
+        _ask_until(bank, pki, "an answer from each worker", lambda: True)
+        assert bank.stop() == 0, bank.log()
+    finally:
+        store.close()
+        pki.close()
