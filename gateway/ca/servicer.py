@@ -25,7 +25,8 @@ gateway's are.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 import grpc
@@ -55,6 +56,22 @@ def _outage(request: object, exc: CaUnavailable) -> None:
         "%s: certificate authority %s unavailable: %s%s", type(request).__name__, exc.what,
         exc, f" ({type(cause).__name__}: {cause})" if cause is not None else "",
     )  # fmt: skip
+
+
+@contextmanager
+def _outages_unavailable(context: grpc.ServicerContext, request: object) -> Iterator[None]:
+    """The unsigned reads' answer to an outage of the bank's own parts: UNAVAILABLE.
+    (The signed calls map the same failures inside their own ladder, whose last rung
+    catches every exception and so could not sit inside this.)"""
+    try:
+        yield
+    except CaUnavailable as exc:
+        _outage(request, exc)
+        _unavailable(context, exc.what)
+    except KeyBackendError:
+        # A guard: the watcher logs its own failures and raises RevocationStale only.
+        log.exception("CA key backend unavailable")
+        _unavailable(context, "key backend")
 
 
 class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityServiceServicer):
@@ -191,18 +208,12 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         """The current BCI and the CRLs it lists."""
         if request.brand_id and request.brand_id != self._ca.keys.brand_id:
             context.abort(grpc.StatusCode.NOT_FOUND, "brand not served here")
-        try:
-            current = self._ca.brand_crl_identifier()
-        except ProtocolError:
-            log.error("no revocation data published to serve")
-            _unavailable(context, "revocation data")
-        except CaUnavailable as exc:
-            _outage(request, exc)
-            _unavailable(context, exc.what)
-        except KeyBackendError:
-            # A guard: the watcher logs its own failures and raises RevocationStale only.
-            log.exception("CA key backend unavailable")
-            _unavailable(context, "key backend")
+        with _outages_unavailable(context, request):
+            try:
+                current = self._ca.brand_crl_identifier()
+            except ProtocolError:
+                log.error("no revocation data published to serve")
+                _unavailable(context, "revocation data")
         return registration_pb2.GetBrandCRLIdentifierResponse(
             header=header(), brand_crl_identifier=current.bci, crls=current.crls
         )
@@ -211,20 +222,15 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.GetCertificatesRequest, context: grpc.ServicerContext
     ) -> registration_pb2.GetCertificatesResponse:
         """Certificates by thumbprint."""
-        try:
-            found = self._ca.certificates(list(request.thumbs))
-        except ProtocolError as exc:
-            if exc.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
-            # A guard: the watcher logs its own failures and raises RevocationStale only.
-            log.exception("no revocation data to serve")
-            _unavailable(context, "revocation data")
-        except CaUnavailable as exc:
-            _outage(request, exc)
-            _unavailable(context, exc.what)
-        except KeyBackendError:
-            log.exception("CA key backend unavailable")
-            _unavailable(context, "key backend")
+        with _outages_unavailable(context, request):
+            try:
+                found = self._ca.certificates(list(request.thumbs))
+            except ProtocolError as exc:
+                if exc.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
+                # A guard: the watcher logs its own failures and raises RevocationStale only.
+                log.exception("no revocation data to serve")
+                _unavailable(context, "revocation data")
         return registration_pb2.GetCertificatesResponse(header=header(), certificates=found)
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from gateway.bank_pki import BankPki
 from gateway.ca import AuthorityKeys, CaStore, publish_initial
 from gateway.ca.publishing import REFRESH_FRACTION, publish
-from hsm.base import KemAlgorithm, KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage, PrivateKey
+from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import TransientBackendError
 from setcore.pki.bci import BCI_LIFETIME
 from setcore.pki.truststore import TrustStore
+from tests.hsm.forwarding import ForwardingBackend
 
 # Past this age a BCI is due for re-publishing and still current for an hour or more.
 DUE_AGE = BCI_LIFETIME * (1 - REFRESH_FRACTION) + timedelta(hours=1)
@@ -28,45 +29,21 @@ DUE_AGE = BCI_LIFETIME * (1 - REFRESH_FRACTION) + timedelta(hours=1)
 LAPSED_AGE = BCI_LIFETIME + timedelta(hours=1)
 
 
-class TokenGone(KeyBackend):
+class TokenGone(ForwardingBackend):
     """The bank's key backend, whose ``sign`` fails as a removed token does while ``gone``."""
 
     name = "token-gone"
 
     def __init__(self, inner: KeyBackend, *, gone: bool = True) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gone = gone
         self.failed_signs = 0
-
-    def generate(self, label: str, usage: KeyUsage, algorithm: KeyAlgorithm) -> KeyHandle:
-        return self.inner.generate(label, usage, algorithm)
-
-    def import_key(self, label: str, usage: KeyUsage, private_key: PrivateKey) -> KeyHandle:
-        return self.inner.import_key(label, usage, private_key)
-
-    def get(self, label: str, version: int | None = None) -> KeyHandle:
-        return self.inner.get(label, version)
-
-    def list_keys(self) -> list[KeyHandle]:
-        return self.inner.list_keys()
-
-    def delete(self, label: str, version: int | None = None) -> None:
-        self.inner.delete(label, version)
 
     def sign(self, key: KeyHandle, data: bytes) -> bytes:
         if self.gone:
             self.failed_signs += 1
             raise TransientBackendError("token removed")
         return self.inner.sign(key, data)
-
-    def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
-        return self.inner.decapsulate(key, kem, ciphertext)
-
-    def store_certificate(self, key: KeyHandle, der: bytes) -> None:
-        self.inner.store_certificate(key, der)
-
-    def certificate(self, key: KeyHandle) -> bytes | None:
-        return self.inner.certificate(key)
 
 
 class WallClock:

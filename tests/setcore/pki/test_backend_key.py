@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 
-from hsm.base import KemAlgorithm, KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage, PrivateKey
+from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.errors import ConfigurationError
 from setcore.pki.backend_key import (
@@ -20,44 +20,21 @@ from setcore.pki.backend_key import (
     backend_private_key,
 )
 from setcore.pki.issuance import sign_with_backend
+from tests.hsm.forwarding import ForwardingBackend
 
 
-class CountingBackend(KeyBackend):
+class CountingBackend(ForwardingBackend):
     """A real software backend that records what it was asked to sign."""
 
     name = "counting"
 
     def __init__(self) -> None:
-        self.inner = SoftwareBackend.ephemeral()
+        super().__init__(SoftwareBackend.ephemeral())
         self.signed: list[bytes] = []
-
-    def generate(self, label: str, usage: KeyUsage, algorithm: KeyAlgorithm) -> KeyHandle:
-        return self.inner.generate(label, usage, algorithm)
-
-    def import_key(self, label: str, usage: KeyUsage, private_key: PrivateKey) -> KeyHandle:
-        return self.inner.import_key(label, usage, private_key)
-
-    def get(self, label: str, version: int | None = None) -> KeyHandle:
-        return self.inner.get(label, version)
-
-    def list_keys(self) -> list[KeyHandle]:
-        return self.inner.list_keys()
-
-    def delete(self, label: str, version: int | None = None) -> None:
-        self.inner.delete(label, version)
 
     def sign(self, key: KeyHandle, data: bytes) -> bytes:
         self.signed.append(data)
         return self.inner.sign(key, data)
-
-    def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
-        return self.inner.decapsulate(key, kem, ciphertext)
-
-    def store_certificate(self, key: KeyHandle, der: bytes) -> None:
-        self.inner.store_certificate(key, der)
-
-    def certificate(self, key: KeyHandle) -> bytes | None:
-        return self.inner.certificate(key)
 
 
 @pytest.fixture(scope="module")
