@@ -6,7 +6,9 @@
     issuer       IssuerDirectory: what the CA asks the issuer and tells the acquirer
     keys         AuthorityKeys: the root and the three CAs' keys and certificates
     policy       CaPolicy: forms and lifetimes
-    store        ca.db (SQLite, WAL, synchronous=FULL); schema, records
+    store        ca.db (SQLite, WAL, synchronous=FULL): opening, transactions, errors;
+                 its queries by domain in registration_store and certificate_store;
+                 schema, records
     replay       RRPID idempotency
     publishing   CRLs and BrandCRLIdentifiers after revocations and before they lapse
     watcher      RevocationWatcher: ca.db's newest BCI into a process's TrustStore
@@ -26,6 +28,9 @@ Errors:
     │   │                          ledger's StoreUnavailable in ``gateway.issuer``)
     │   └── RevocationStale        the revocation data held is no longer current and the
     │                              refresh keeps failing (``watcher``)
+    ├── ConstraintViolation        ca.db refused a change (sqlite3's IntegrityError,
+    │                              translated in ``store``): a bug, never an outage; the
+    │                              servicer answers it as one
     ├── UnknownCertificate         revoke: no such serial number or thumbprint
     ├── AlreadyRevoked             revoke: revoked before
     ├── NotRevocable               revoke: the brand root (no CRL covers it)
@@ -40,6 +45,7 @@ from gateway.ca.errors import (
     AlreadyRevoked,
     CaError,
     CaUnavailable,
+    ConstraintViolation,
     IssuerUnavailable,
     NoPendingRequest,
     NotRevocable,
@@ -67,6 +73,7 @@ __all__ = [
     "CaUnavailable",
     "CertificateAuthority",
     "CertificateAuthorityServicer",
+    "ConstraintViolation",
     "IssuedCertificate",
     "IssuerDirectory",
     "IssuerUnavailable",

@@ -32,6 +32,17 @@ class SchemaMismatch(StoreError):
     """``ca.db`` was written by a schema version this code does not know."""
 
 
+class ConstraintViolation(CaError):
+    """``ca.db`` refused a change that breaks one of its constraints: a bug, not an outage.
+
+    Every check a change depends on (a stored answer for the RRPID, a claimed key, the
+    next CRL or BCI number) is made in the write transaction that makes the change, and
+    writers are serialized (BEGIN IMMEDIATE), so no race between requests or processes
+    reaches a constraint; the values the CA draws itself (LID-CA, serial numbers) are
+    random. Retrying cannot help: the servicer answers it as the bug it is.
+    """
+
+
 class IssuerUnavailable(CaUnavailable):
     """The issuer (its ledger) cannot say now whether a card or merchant is known."""
 

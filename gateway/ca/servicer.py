@@ -8,15 +8,19 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
                                                       and a fixed text; the reason goes to
                                                       the local log only
     ca.db, the issuer or the key backend unavailable, gRPC UNAVAILABLE "certificate
-    or no current revocation data (``CaUnavailable``, authority <what> unavailable", also on
-    ``KeyBackendError``)                              the two unsigned reads
-                                                      (GetBrandCRLIdentifier, GetCertificates):
-                                                      the client sends the same bytes again
-                                                      later; never a SET Error, which it
-                                                      would record as a refusal
-    anything else (a bug)                             a signed UNSPECIFIED_FAILURE Error;
-                                                      the traceback is logged here, never
-                                                      sent to the peer
+    or no current revocation data (``CaUnavailable``, authority <what> unavailable", in
+    ``KeyBackendError``)                              every call, signed or not: the client
+                                                      sends the same bytes again later;
+                                                      never a SET Error, which it would
+                                                      record as a refusal
+    anything else (a bug, ``ConstraintViolation``     a signed UNSPECIFIED_FAILURE Error;
+    among them)                                       the two unsigned reads
+                                                      (GetBrandCRLIdentifier,
+                                                      GetCertificates), which have no Error
+                                                      to answer with, gRPC INTERNAL
+                                                      "certificate authority internal
+                                                      error"; the traceback is logged here,
+                                                      never sent to the peer
 
 Every SET Error answered is counted (``setpay_rpc_errors_total{method,code}``), as the
 gateway's are.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import grpc
 
@@ -42,9 +46,19 @@ from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# The bank's own parts being away (``_outages_unavailable``): never taken for a bug.
+_OUTAGES = (CaUnavailable, KeyBackendError)
+
 
 def _unavailable(context: grpc.ServicerContext, what: str) -> NoReturn:
     context.abort(grpc.StatusCode.UNAVAILABLE, f"certificate authority {what} unavailable")
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+def _internal(context: grpc.ServicerContext) -> NoReturn:
+    context.abort(grpc.StatusCode.INTERNAL, "certificate authority internal error")
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 
@@ -60,18 +74,33 @@ def _outage(request: object, exc: CaUnavailable) -> None:
 
 @contextmanager
 def _outages_unavailable(context: grpc.ServicerContext, request: object) -> Iterator[None]:
-    """The unsigned reads' answer to an outage of the bank's own parts: UNAVAILABLE.
-    (The signed calls map the same failures inside their own ladder, whose last rung
-    catches every exception and so could not sit inside this.)"""
+    """Every call's answer to an outage of the bank's own parts: UNAVAILABLE.
+
+    Around all of a call's work, the signing of its Error included; a call's own rung for
+    bugs sits inside and lets ``_OUTAGES`` through to here, so that ``context.abort``'s
+    exception never meets a catch-all.
+    """
     try:
         yield
     except CaUnavailable as exc:
         _outage(request, exc)
         _unavailable(context, exc.what)
     except KeyBackendError:
-        # A guard: the watcher logs its own failures and raises RevocationStale only.
         log.exception("CA key backend unavailable")
         _unavailable(context, "key backend")
+
+
+def _read(context: grpc.ServicerContext, request: object, read: Callable[[], T]) -> T:
+    """An unsigned read's result: ProtocolError passes to the caller, an outage is
+    UNAVAILABLE, anything else INTERNAL (the read's response has no SET Error to carry)."""
+    with _outages_unavailable(context, request):
+        try:
+            return read()
+        except (ProtocolError, *_OUTAGES):
+            raise
+        except Exception:
+            log.exception("unexpected failure answering %s", type(request).__name__)
+            _internal(context)
 
 
 class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityServiceServicer):
@@ -88,26 +117,20 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         raw: bytes,
         work: Callable[[], bytes],
     ) -> tuple[bytes, error_pb2.SetError | None]:
-        try:
-            return work(), None
-        except ProtocolError as exc:
-            log.info("%s refused: %s", type(request).__name__, exc)
-            code = exc.code
-        except CaUnavailable as exc:
-            _outage(request, exc)
-            _unavailable(context, exc.what)
-        except KeyBackendError:
-            log.exception("CA key backend unavailable")
-            _unavailable(context, "key backend")
-        except Exception:
-            log.exception("unexpected failure answering %s", type(request).__name__)
-            code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
-        signer = self._ca.error_signer(request)
-        try:
+        with _outages_unavailable(context, request):
+            try:
+                return work(), None
+            except ProtocolError as exc:
+                log.info("%s refused: %s", type(request).__name__, exc)
+                code = exc.code
+            except _OUTAGES:
+                raise
+            except Exception:
+                log.exception("unexpected failure answering %s", type(request).__name__)
+                code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
+            # An Error the key backend cannot sign is an outage like any other.
+            signer = self._ca.error_signer(request)
             error = build_error(signer, code, rrpid=rrpid, bad_message=raw)
-        except KeyBackendError as exc:  # the Error cannot be signed either
-            log.warning("CA key backend unavailable to sign the Error: %s", type(exc).__name__)
-            _unavailable(context, "key backend")
         # Counted like the gateway's (gateway.answers), once the refusal is answered: the
         # RPC is the request type's name.
         metrics.refused(type(request).__name__.removesuffix("Request"), code)
@@ -208,12 +231,11 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         """The current BCI and the CRLs it lists."""
         if request.brand_id and request.brand_id != self._ca.keys.brand_id:
             context.abort(grpc.StatusCode.NOT_FOUND, "brand not served here")
-        with _outages_unavailable(context, request):
-            try:
-                current = self._ca.brand_crl_identifier()
-            except ProtocolError:
-                log.error("no revocation data published to serve")
-                _unavailable(context, "revocation data")
+        try:
+            current = _read(context, request, self._ca.brand_crl_identifier)
+        except ProtocolError:
+            log.error("no revocation data published to serve")
+            _unavailable(context, "revocation data")
         return registration_pb2.GetBrandCRLIdentifierResponse(
             header=header(), brand_crl_identifier=current.bci, crls=current.crls
         )
@@ -222,15 +244,14 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.GetCertificatesRequest, context: grpc.ServicerContext
     ) -> registration_pb2.GetCertificatesResponse:
         """Certificates by thumbprint."""
-        with _outages_unavailable(context, request):
-            try:
-                found = self._ca.certificates(list(request.thumbs))
-            except ProtocolError as exc:
-                if exc.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
-                # A guard: the watcher logs its own failures and raises RevocationStale only.
-                log.exception("no revocation data to serve")
-                _unavailable(context, "revocation data")
+        try:
+            found = _read(context, request, lambda: self._ca.certificates(list(request.thumbs)))
+        except ProtocolError as exc:
+            if exc.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "too many thumbprints")
+            # A guard: the watcher logs its own failures and raises RevocationStale only.
+            log.exception("no revocation data to serve")
+            _unavailable(context, "revocation data")
         return registration_pb2.GetCertificatesResponse(header=header(), certificates=found)
 
 

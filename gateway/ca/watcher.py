@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.ca.errors import CaError, RevocationStale
+from gateway.ca.errors import CaUnavailable, RevocationStale
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import bci_due, current_revocation, refresh
 from gateway.ca.records import BciRecord
@@ -48,8 +48,9 @@ POLL_INTERVAL_S = 1.0
 REFRESH_RETRY_S = 60.0
 
 # What a refresh meets when the key backend or ca.db is away, or ca.db holds a BCI that
-# does not verify.
-_EXPECTED = (CaError, KeyBackendError, ProtocolError)
+# does not verify. Not ``ConstraintViolation``: ca.db refusing a new CRL or BCI is a bug,
+# and its traceback goes to the log.
+_EXPECTED = (CaUnavailable, KeyBackendError, ProtocolError)
 
 log = logging.getLogger(__name__)
 

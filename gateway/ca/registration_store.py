@@ -1,0 +1,135 @@
+"""``ca.db``'s registrations: sessions, stored answers, decided requests and claimed keys
+(the queries ``store.StoreTransaction`` offers on them)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from gateway.ca.certificate_store import join_thumbs, split_thumbs
+from gateway.ca.records import RequestRecord, Session, StoredResponse
+
+
+class RegistrationQueries:
+    """Sessions, answers, requests and keys, inside one transaction."""
+
+    _db: sqlite3.Connection
+
+    # -- sessions -------------------------------------------------------------------
+
+    def put_session(self, s: Session) -> None:
+        """Record a new registration session."""
+        self._db.execute(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.lid_ca, s.lid_ee, s.ca_type, s.request_type, s.chall_ca, int(s.chall_used),
+             s.subject_id, s.subject_name, s.created_ms, s.expires_ms),
+        )  # fmt: skip
+
+    def session(self, lid_ca: bytes) -> Session | None:
+        """The session with this LID-CA."""
+        row = self._db.execute("SELECT * FROM sessions WHERE lid_ca = ?", (lid_ca,)).fetchone()
+        if row is None:
+            return None
+        return Session(
+            row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6], row[7], row[8], row[9]
+        )
+
+    def set_challenge(self, lid_ca: bytes, chall_ca: bytes, request_type: int) -> None:
+        """Issue the session's Chall-CA; one already issued (used or not) is never replaced.
+
+        A RegFormReq anyone can send must not spoil the CertReq the wallet is about to make
+        nor re-open a decided registration (``cardholder.reg_form_challenge``).
+        """
+        self._db.execute(
+            "UPDATE sessions SET chall_ca = ?, request_type = ? "
+            "WHERE lid_ca = ? AND chall_ca IS NULL",
+            (chall_ca, request_type, lid_ca),
+        )
+
+    def use_challenge(self, lid_ca: bytes) -> None:
+        """Mark the session's Chall-CA used: it answers one decided request only."""
+        self._db.execute("UPDATE sessions SET chall_used = 1 WHERE lid_ca = ?", (lid_ca,))
+
+    # -- responses ------------------------------------------------------------------
+
+    def response(self, rrpid: bytes) -> StoredResponse | None:
+        """The answer already given under ``rrpid``."""
+        row = self._db.execute(
+            "SELECT kind, request_digest, response FROM responses WHERE rrpid = ?", (rrpid,)
+        ).fetchone()
+        return None if row is None else StoredResponse(row[0], row[1], row[2])
+
+    def put_response(
+        self, rrpid: bytes, kind: str, request_digest: bytes, response: bytes, now_ms: int
+    ) -> None:
+        """Keep an answer so that a retry gets the same bytes."""
+        self._db.execute(
+            "INSERT INTO responses VALUES (?, ?, ?, ?, ?)",
+            (rrpid, kind, request_digest, response, now_ms),
+        )
+
+    # -- requests -------------------------------------------------------------------
+
+    def request_decided(self, rrpid: bytes) -> bool:
+        """True when a certificate request was decided under ``rrpid`` (kept for good)."""
+        row = self._db.execute("SELECT 1 FROM requests WHERE rrpid = ?", (rrpid,)).fetchone()
+        return row is not None
+
+    def put_request(self, r: RequestRecord, now_ms: int) -> None:
+        """Record a decided certificate request."""
+        self._db.execute(
+            "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.rrpid, r.lid_ee, r.lid_ca, r.ca_type, r.request_type, r.status, r.sig_spki,
+             r.enc_spki, r.kem, r.blinded_account, r.card_expiry, r.nonce_cca, r.back_key,
+             r.subject_id, r.subject_name, join_thumbs(r.cert_thumbs), now_ms, now_ms),
+        )  # fmt: skip
+
+    def update_request(
+        self, rrpid: bytes, status: int, cert_thumbs: Sequence[bytes], now_ms: int
+    ) -> None:
+        """Record the final decision on a pended request."""
+        self._db.execute(
+            "UPDATE requests SET status = ?, cert_thumbs = ?, updated_ms = ? WHERE rrpid = ?",
+            (status, join_thumbs(cert_thumbs), now_ms, rrpid),
+        )
+
+    def latest_request(self, lid_ee: bytes, lid_ca: bytes) -> RequestRecord | None:
+        """The newest decided request of a registration (what CertInq asks about)."""
+        row = self._db.execute(
+            "SELECT * FROM requests WHERE lid_ee = ? AND lid_ca = ? "
+            "ORDER BY created_ms DESC, rowid DESC LIMIT 1",
+            (lid_ee, lid_ca),
+        ).fetchone()
+        if row is None:
+            return None
+        return RequestRecord(
+            rrpid=row[0], lid_ee=row[1], lid_ca=row[2], ca_type=row[3], request_type=row[4],
+            status=row[5], sig_spki=row[6], enc_spki=row[7], kem=row[8],
+            blinded_account=row[9], card_expiry=row[10], nonce_cca=row[11], back_key=row[12],
+            subject_id=row[13], subject_name=row[14], cert_thumbs=split_thumbs(row[15]),
+        )  # fmt: skip
+
+    # -- keys -----------------------------------------------------------------------
+
+    def key_claimed(self, key_thumb: bytes) -> bool:
+        """True when a request already claimed (or got certified) this public key."""
+        row = self._db.execute(
+            "SELECT 1 FROM certified_keys WHERE key_thumb = ?", (key_thumb,)
+        ).fetchone()
+        return row is not None
+
+    def claim_key(
+        self, key_thumb: bytes, rrpid: bytes | None, cert_thumb: bytes | None, now_ms: int
+    ) -> None:
+        """Record that this key is taken; the primary key makes a second claim fail."""
+        self._db.execute(
+            "INSERT INTO certified_keys VALUES (?, ?, ?, ?)",
+            (key_thumb, rrpid, cert_thumb, now_ms),
+        )
+
+    def certify_key(self, key_thumb: bytes, cert_thumb: bytes) -> None:
+        """Attach the certificate to a claimed key (a pended request got issued)."""
+        self._db.execute(
+            "UPDATE certified_keys SET cert_thumb = ? WHERE key_thumb = ?",
+            (cert_thumb, key_thumb),
+        )
