@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, replace
 
 import grpc
@@ -24,7 +25,14 @@ from gateway.ca.store import CaStore
 from gateway.config import BankConfig
 from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
-from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, TlsConfig, create_server
+from gateway.server import (
+    HealthMonitor,
+    Server,
+    ServerLimits,
+    ServiceBinding,
+    TlsConfig,
+    create_server,
+)
 from gateway.servicer import PaymentGatewayServicer
 
 log = logging.getLogger("setpay.gateway")
@@ -34,10 +42,10 @@ log = logging.getLogger("setpay.gateway")
 class RunningBank:
     """A bank serving on two ports, with what must be closed when it stops."""
 
-    server: grpc.Server
+    server: Server
     port: int
     health: HealthMonitor
-    ca_server: grpc.Server
+    ca_server: Server
     ca_port: int
     ca_health: HealthMonitor
     bank: Bank
@@ -47,13 +55,35 @@ class RunningBank:
     ca_store: CaStore
     sampler: metrics.Sampler
 
-    def stop(self, grace: float | None) -> None:
-        """NOT_SERVING, let in-flight calls finish within ``grace``, close sessions."""
+    def stop(self, grace: float | None) -> int:
+        """``drain``, then ``close``; how many calls the drain cut."""
+        cut = self.drain(grace)
+        self.close()
+        return cut
+
+    def drain(self, grace: float | None) -> int:
+        """NOT_SERVING, let in-flight calls finish within ``grace``, stop serving; how many
+        calls were still in flight when the grace period ended (cut: gRPC cancels them,
+        and their callers get UNAVAILABLE, "Cancelling all calls", not an answer)."""
         self.health.stop()
         self.ca_health.stop()
-        stopping = (self.server.stop(grace), self.ca_server.stop(grace))
-        for event in stopping:
-            event.wait()
+        # No grace is a grace of none: what is in flight now is cut, and counted so.
+        grace = 0.0 if grace is None else grace
+        # Taken before gRPC starts its own timers, so the count comes before its cut.
+        ends = time.monotonic() + grace
+        servers = (self.server, self.ca_server)
+        stopping = [server.stop(grace) for server in servers]
+        cut = 0
+        for server, stopped in zip(servers, stopping, strict=True):
+            if not stopped.wait(max(0.0, ends - time.monotonic())):
+                cut += server.in_flight
+            stopped.wait()
+        return cut
+
+    def close(self) -> None:
+        """Close key sessions, the ledger and the CA's store, once ``drain`` has stopped
+        the servers. A call cut still runs on its thread until it returns, and the ledger
+        finishes what it had queued for it before closing."""
         # Each is closed even if one before it fails (that failure is raised after).
         with contextlib.ExitStack() as closing:
             closing.callback(self.pki.close)

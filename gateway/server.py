@@ -293,12 +293,21 @@ class _Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return refusal
 
 
-class _Server(grpc.Server):
-    """gRPC's server, whose stop lets the thread pools it was given go once it stopped."""
+class Server(grpc.Server):
+    """gRPC's server, whose stop lets the thread pools it was given go once it stopped,
+    and which tells how many calls it has in flight."""
 
-    def __init__(self, server: grpc.Server, pools: Sequence[futures.ThreadPoolExecutor]) -> None:
+    def __init__(
+        self, server: grpc.Server, pool: _InFlightPool, refusals: futures.ThreadPoolExecutor
+    ) -> None:
         self._server = server
-        self._pools = pools
+        self._pool = pool
+        self._pools = (pool, refusals)
+
+    @property
+    def in_flight(self) -> int:
+        """Calls admitted and not yet finished (queued or running); refusals not counted."""
+        return self._pool.in_flight
 
     def add_generic_rpc_handlers(
         self,
@@ -425,7 +434,7 @@ def create_server(
     tls: TlsConfig | None = None,
     reflection_enabled: bool = True,
     probes: Sequence[Callable[[], None]] = (),
-) -> tuple[grpc.Server, int, HealthMonitor]:
+) -> tuple[Server, int, HealthMonitor]:
     """Build and start a server for ``bindings``; returns it, its bound port and health.
 
     Raises ``OSError`` if ``listen`` cannot be bound."""
@@ -471,4 +480,4 @@ def create_server(
     monitor = HealthMonitor(health_servicer, names, probes)
     server.start()
     monitor.start()
-    return _Server(server, (pool, admission.refusals)), port, monitor
+    return Server(server, pool, admission.refusals), port, monitor

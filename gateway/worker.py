@@ -5,7 +5,9 @@ A worker restores its signal mask once its own handlers are in place, turns on i
 of the multiprocess metrics, applies the scheduling settings before any thread starts,
 opens the bank with SO_REUSEPORT on the reserved ports, and writes "GATEWAY_PORT CA_PORT"
 to its ready pipe once it serves. It serves until SIGTERM or SIGINT, or until its
-supervisor is gone, then stops within the grace period and returns exit status 0.
+supervisor is gone, then stops within the grace period and returns exit status 0, or
+CALLS_CUT if calls were still in flight when the grace period ended (gRPC cancelled them):
+it logs how many at WARNING, so a stop that cut calls never reads as a clean one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ log = logging.getLogger("setpay.workers")
 
 # How often a worker checks that its supervisor is still there.
 PARENT_CHECK_SECONDS = 1.0
+# The exit status of a worker that stopped but cut calls at the end of the grace period
+# (the supervisor exits with it too): 1 is a failure and 2 a usage error, so 3.
+CALLS_CUT = 3
 
 
 @dataclass(frozen=True)
@@ -74,5 +79,13 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
             index,
             plan.config.grace_seconds,
         )
-    running.stop(plan.config.grace_seconds)
-    return 0
+    cut = running.drain(plan.config.grace_seconds)
+    if cut:
+        # Said now, not once closed: the ledger first commits what the cut calls queued,
+        # and a worker the supervisor kills for taking too long would never say it.
+        log.warning(
+            "worker %d: %d call%s still in flight when the grace period (%s s) ended: cut",
+            index, cut, "" if cut == 1 else "s", plan.config.grace_seconds,
+        )  # fmt: skip
+    running.close()
+    return CALLS_CUT if cut else 0

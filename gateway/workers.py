@@ -22,9 +22,10 @@ beyond that the supervisor stops the bank and exits 1 (a crash loop is for the o
 
 Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SIGTERM.
 A worker sets its health NOT_SERVING, lets calls in flight finish within the grace
-period, closes its key sessions and the ledger, and exits 0. The supervisor exits 0 when
-every worker did, after the grace period plus STOP_MARGIN_SECONDS at most (stragglers are
-killed, and the exit status is 1). A worker whose supervisor vanished stops by itself.
+period, closes its key sessions and the ledger, and exits 0, or CALLS_CUT if calls were
+still in flight when the grace period ended (gRPC cancels them; the worker logs how
+many). A worker whose supervisor vanished stops by itself. The supervisor is gone within
+the grace period plus STOP_MARGIN_SECONDS (stragglers are killed).
 
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
@@ -33,7 +34,10 @@ stopped only after the last worker has gone, so draining workers keep their ledg
 ignores the SIGINT a terminal's Ctrl-C sends the whole process group).
 
 Errors: ``WorkerError`` (a port cannot be reserved, metrics cannot be served), from
-``serve`` before any worker starts. Later failures are logged and end in exit status 1.
+``serve`` before any worker starts. Then the exit status: 0 when every child stopped
+cleanly; 1 when one could not start, crashed too often, or failed or was killed as it
+stopped; 3 (CALLS_CUT) when none failed but a worker cut calls at the end of the grace
+period (their callers got UNAVAILABLE, "Cancelling all calls", not an answer).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from gateway.ledger import LedgerError
 from gateway.ledger_process import LedgerSocket, run_ledger_process
 from gateway.ports import PortError, reserve
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
-from gateway.worker import WorkerPlan, run_worker
+from gateway.worker import CALLS_CUT, WorkerPlan, run_worker
 from hsm.errors import KeyBackendError
 
 log = logging.getLogger("setpay.workers")
@@ -132,10 +136,6 @@ def _child_name(index: int) -> str:
 # --- the supervisor -----------------------------------------------------------------------
 
 
-def _port_of(address: str) -> str:
-    return address.rpartition(":")[2]
-
-
 class Supervisor:
     """Forks, watches, restarts and stops the workers (see the module docstring)."""
 
@@ -162,8 +162,9 @@ class Supervisor:
         self._stop_requested = False
         self._stopping_since: float | None = None
         self._failed = False
+        self._cut = False  # a worker cut calls at the end of the grace period
         self._announced = False
-        self._expected = [_port_of(plan.listen), _port_of(plan.ca_listen)]
+        self._expected = [plan.listen.rpartition(":")[2], plan.ca_listen.rpartition(":")[2]]
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -195,7 +196,7 @@ class Supervisor:
             self._selector.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
-        return 1 if self._failed else 0
+        return 1 if self._failed else CALLS_CUT if self._cut else 0
 
     # -- workers
 
@@ -327,20 +328,7 @@ class Supervisor:
         if ledger.ready_fd is not None:
             self._selector.unregister(ledger.ready_fd)
             os.close(ledger.ready_fd)
-        how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
-        if self._stopping():
-            if code != 0:
-                log.error("the ledger process (pid %d) stopped with %s", ledger.pid, how)
-                self._failed = True
-            else:
-                log.info("ledger process (pid %d) stopped", ledger.pid)
-            return
-        log.error("the ledger process (pid %d) died: %s", ledger.pid, how)
-        if not ledger.ready:
-            self._fail("the ledger process failed to start")
-        elif not self._budget.take():
-            self._fail(f"more than {MAX_RESTARTS} restarts within {RESTART_WINDOW_SECONDS:.0f} s")
-        else:
+        if self._to_restart(ledger, code):
             self._spawn_ledger()
             log.warning("ledger process restarted; workers reconnect on their next request")
 
@@ -350,26 +338,34 @@ class Supervisor:
                 os.kill(self._ledger.pid, signal.SIGTERM)
 
     def _worker_exited(self, worker: _Worker, code: int) -> None:
-        how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
-        if self._stopping():
-            if code != 0:
-                log.error("worker %d (pid %d) stopped with %s", worker.index, worker.pid, how)
-                self._failed = True
-            else:
-                log.info("worker %d (pid %d) stopped", worker.index, worker.pid)
-            return
-        log.error("worker %d (pid %d) died: %s", worker.index, worker.pid, how)
-        if not worker.ready:
-            # Starting again would fail again, and may cost a token's PIN retry counter.
-            self._fail("a worker failed to start")
-        elif not self._budget.take():
-            self._fail(
-                f"more than {MAX_RESTARTS} worker restarts within {RESTART_WINDOW_SECONDS:.0f} s"
-            )
-        else:
+        if self._to_restart(worker, code):
             self._spawn(worker.index)
             metrics.worker_restarted(len(self._workers))
             log.warning("worker %d restarted", worker.index)
+
+    def _to_restart(self, child: _Worker, code: int) -> bool:
+        """Say how ``child`` ended; whether to start it again (if not, the bank stops)."""
+        how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+        if self._stopping():
+            if code == CALLS_CUT and child.index != LEDGER_INDEX:
+                log.warning("%s (pid %d) stopped, but cut calls in flight", child.name, child.pid)
+                self._cut = True
+            elif code != 0:
+                log.error("%s (pid %d) stopped with %s", child.name, child.pid, how)
+                self._failed = True
+            else:
+                log.info("%s (pid %d) stopped", child.name, child.pid)
+            return False
+        log.error("%s (pid %d) died: %s", child.name, child.pid, how)
+        if not child.ready:
+            # Starting again would fail again, and may cost a token's PIN retry counter.
+            failed = "the ledger process" if child.index == LEDGER_INDEX else "a worker"
+            self._fail(f"{failed} failed to start")
+        elif not self._budget.take():
+            self._fail(f"more than {MAX_RESTARTS} restarts within {RESTART_WINDOW_SECONDS:.0f} s")
+        else:
+            return True
+        return False
 
     # -- stopping
 

@@ -15,6 +15,7 @@ import pytest
 
 from gateway.ledger import CommitStats, Ledger, LedgerKeys
 from tests.gateway.ledger.ledger_support import (
+    CLUSTER_PORT,
     EUR,
     EXPIRY,
     MERCHANT,
@@ -27,7 +28,6 @@ from tests.gateway.ledger.ledger_support import (
     FakeClock,
     PgCluster,
     find_pg_bindir,
-    free_port,
     postgres_backend,
     served_sqlite_backend,
     sqlite_backend,
@@ -44,7 +44,7 @@ def pg_cluster() -> Iterator[PgCluster]:
         owner = pwd.getpwnam("postgres")
         os.chown(root, owner.pw_uid, owner.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
-    cluster = PgCluster(bindir=bindir, root=root, port=free_port(), run_as=run_as)
+    cluster = PgCluster(bindir=bindir, root=root, port=CLUSTER_PORT, run_as=run_as)
     try:
         subprocess.run(
             [

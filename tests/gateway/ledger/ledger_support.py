@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -39,6 +38,12 @@ from gateway.ledger.store import Transaction
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 # A start or stop of the throwaway cluster that takes longer than this is a failure.
 PG_CTL_TIMEOUT_SECONDS = 60
+# The throwaway cluster's port, always this one. The cluster listens on no TCP address
+# (listen_addresses is empty), only on a Unix socket in its own private directory, where
+# the port just names the socket file: no other process can take it there, and clusters
+# of several sessions run side by side. A "free" TCP port picked and let go before the
+# start would be a race for a port the server never binds.
+CLUSTER_PORT = 5432
 # The database of the throwaway cluster that holds one schema per test.
 TEST_DATABASE = "ledger_tests"
 # A moment well inside card validity for the test cards (expiry 2030-12): 2025-10-09.
@@ -67,12 +72,6 @@ def find_pg_bindir() -> Path:
         " 'postgresql' package or set SETPAY_PG_BINDIR",
         pytrace=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
