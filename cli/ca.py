@@ -3,6 +3,7 @@
     setpay ca list      --config FILE [--subject NAME] [--all]
     setpay ca revoke    --config FILE (--serial N | --thumb HEX)
     setpay ca issue-tls --config FILE --role client|server --name NAME --out DIR
+    setpay ca renew-gateway --config FILE
 
 ``list`` prints the SET certificates the brand's CAs issued, from ``ca.db`` opened
 read-only and without opening the key backend, one line each: SHA-256 thumbprint, serial
@@ -19,6 +20,10 @@ request. ``--serial`` takes decimal, ``0x``-prefixed hex, or colon-separated hex
 ``openssl x509 -serial`` and ``-text`` print it; ``--thumb`` the SHA-256 fingerprint.
 ``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem (the transport CA)
 into DIR.
+``renew-gateway`` makes and certifies the next version of the gateway's signature and
+key-exchange keys on a stopped bank, all or nothing (``gateway.gateway_renewal``); the bank
+uses them from its next start, and keeps opening envelopes sealed to the key-exchange
+certificate they replace until it ends.
 Exit status: 0 on success, 1 when the operation is refused, 2 for usage errors.
 """
 
@@ -40,6 +45,7 @@ from gateway.ca.publishing import revoke
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.store import CaStore
 from gateway.config import BankConfig, ConfigError, load
+from gateway.gateway_renewal import renew_gateway_keys
 from gateway.provisioning import TLS_ROLES, issue_tls_files
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
@@ -71,6 +77,11 @@ def parse_thumb(text: str) -> bytes:
     return thumb
 
 
+def serial_hex(serial: int) -> str:
+    """A serial number as ``list`` prints it and ``revoke --serial`` takes it."""
+    return colon_hex(serial.to_bytes((serial.bit_length() + 7) // 8 or 1))
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``ca`` and its subcommands to the ``setpay`` parser."""
     ca = subparsers.add_parser("ca", help="certificate authority operations")
@@ -94,6 +105,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tls.add_argument("--name", required=True, help="client name, or server DNS name")
     tls.add_argument("--out", type=Path, required=True, help="directory to write into")
 
+    renew = commands.add_parser(
+        "renew-gateway", help="renew the gateway's signature and key-exchange keys (bank stopped)"
+    )
+    renew.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
+
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one ``setpay ca`` subcommand; the exit status."""
@@ -101,6 +117,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     err = err or sys.stderr
     if args.ca_command == "list":
         return _list(args, out, err)
+    if args.ca_command == "renew-gateway":
+        return _renew_gateway(args, out, err)
     try:
         config = load(args.config)
         pki = load_bank_pki(config)
@@ -130,6 +148,27 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return 1
     finally:
         pki.close()
+
+
+def _renew_gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        config = load(args.config)
+        renewal = renew_gateway_keys(config)
+    except (ConfigError, ProvisioningError, KeyBackendError, SetcoreError, CaError, OSError) as exc:
+        print(f"setpay ca renew-gateway: {exc}", file=err)
+        return 1
+    for key in (renewal.signature, renewal.key_exchange):
+        print(
+            f"renewed {key.label} v{key.version}: serial {serial_hex(key.serial)} "
+            f"(SHA-256 {colon_hex(key.thumb)})",
+            file=out,
+        )
+    print(
+        f"kept {renewal.kept.name}: envelopes sealed to it open until it ends; "
+        "start the bank to use the new keys",
+        file=out,
+    )
+    return 0
 
 
 def type_label(certificate_type: int) -> str:
@@ -183,7 +222,7 @@ def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 not_after = datetime.fromtimestamp(cert.not_after_ms / 1000, tz=UTC)
                 rows.append((
                     colon_hex(cert.thumb),
-                    colon_hex(cert.serial.to_bytes((cert.serial.bit_length() + 7) // 8 or 1)),
+                    serial_hex(cert.serial),
                     type_label(cert.certificate_type),
                     cert.usage,
                     not_after.date().isoformat(),

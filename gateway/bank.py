@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.ledger import Ledger
+from gateway.opening_keys import OpeningKeys, Peek
 from setcore.credentials import Credentials
 from setcore.pki.truststore import TrustStore
 from setcore.token_seal import TokenKey
@@ -32,10 +33,21 @@ class Bank:
     #: ``gateway.ledger.idempotency``) is answered later by the same checks as of the
     #: same moment.
     as_of_ms: int | None = None
+    #: The key-exchange keys envelopes may be sealed to, older ones kept after a renewal
+    #: (``gateway.opening_keys``); None: ``credentials``' alone.
+    opening: OpeningKeys | None = None
 
     def as_of(self, moment_ms: int) -> Bank:
         """This bank checking requests as of ``moment_ms`` (Unix ms)."""
         return dataclasses.replace(self, as_of_ms=moment_ms)
+
+    def opener(self, envelope: bytes, peek: Peek) -> Credentials:
+        """The credentials that open ``envelope``: those of the key-exchange certificate
+        it is sealed to, if the bank holds it and it is still valid; else the newest."""
+        if self.opening is None:
+            return self.credentials
+        older = self.opening.opener(envelope, peek, self.trust, self.as_of_time)
+        return self.credentials if older is None else older
 
     @property
     def as_of_time(self) -> datetime | None:

@@ -6,6 +6,13 @@ the certificates, re-publishes the CRLs and BCI if they are due, and loads a
 ``TrustStore`` with them. Nothing of our own is re-verified beyond what the TrustStore
 does.
 
+The gateway's two keys are renewed (``gateway.gateway_renewal``): ``certs/gateway-sig.der``
+and ``certs/gateway-kex.der`` certify the newest versions, and each older key-exchange
+certificate stays as ``certs/gateway-kex.vN.der`` (N its key's version) so that envelopes
+sealed to it still open (``gateway.opening_keys``) until it ends. For these two labels the
+bank uses the key version its certificate certifies, even when a newer one exists (a
+renewal stopped before its certificates were written), and says so in its log.
+
 Errors: ``ProvisioningError`` (``BankExists``, ``BankIncomplete``), one tree for making
 and for loading a bank; the key backend's and the CA store's own errors pass through.
 """
@@ -24,8 +31,9 @@ from gateway.ca.publishing import current_revocation, refresh
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import valid_until
 from gateway.config import BankConfig
+from gateway.opening_keys import OpeningKeys
 from hsm.base import KeyBackend, KeyHandle
-from hsm.errors import KeyBackendError
+from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.observer import Observer
 from hsm.uri import encode_uri_value, open_backend
 from setcore.credentials import Credentials
@@ -49,6 +57,10 @@ GATEWAY_TOKEN_LABEL = "gateway-token"  # noqa: S105 - a key label, not a secret
 # The token seed (setcore.token_seal), beside the certificates: a KEM ciphertext to the
 # token-sealing key, public in the sense that only that key can open it.
 TOKEN_SEED_FILE = "gateway-token.seed"  # noqa: S105 - a file name, not a secret
+# An older gateway key-exchange certificate kept after a renewal: the version of the key
+# it certifies between the two dots.
+OLDER_KEX_PREFIX = f"{GATEWAY_KEX_LABEL}.v"
+CERT_SUFFIX = ".der"
 # The transport (TLS) root's key: TLS only, never a SET key (setcore.pki.tls).
 TLS_CA_LABEL = "tls-ca"
 ALL_LABELS = (
@@ -120,6 +132,12 @@ class BankPki:
     cca: Credentials
     mca: Credentials
     pca: Credentials
+    #: Older gateway key-exchange keys with their certificates, unexpired at start.
+    older_key_exchange: tuple[tuple[KeyHandle, bytes], ...] = ()
+
+    def opening_keys(self) -> OpeningKeys:
+        """The gateway's key-exchange keys envelopes may be sealed to, newest first."""
+        return OpeningKeys.with_older(self.gateway, self.older_key_exchange)
 
     def authority_keys(self) -> AuthorityKeys:
         """The CA keys as the certificate authority uses them."""
@@ -168,18 +186,24 @@ def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankP
             return Credentials(backend, matching(label), der(label), chain, matching(kex), der(kex))
 
         cca, mca, pca = (ca(label) for label in CA_LABELS.values())
+
+        def renewable(label: str) -> KeyHandle:
+            return certified_version(backend, label, der(label))
+
         gateway = Credentials(
-            backend, matching(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
-            matching(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
+            backend, renewable(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
+            renewable(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
         )  # fmt: skip
+        older = _older_key_exchange(backend, certs, gateway)
         pki = BankPki(
             backend=backend, brand_id=config.brand_id, root_der=root_der,
             root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
             token_key=backend.get(GATEWAY_TOKEN_LABEL), token_seed=stored(TOKEN_SEED_FILE),
-            cca=cca, mca=mca, pca=pca,
+            cca=cca, mca=mca, pca=pca, older_key_exchange=older,
         )  # fmt: skip
         known = [c.signature_cert for c in (cca, mca, pca, gateway)]
         known += [c.key_exchange_cert for c in (cca, mca, pca, gateway) if c.key_exchange_cert]
+        known += [cert for _, cert in older]
         pki.trust.add_certificates(known)
         _load_revocation(config, pki)
     except BaseException:
@@ -240,6 +264,76 @@ def _certified_key(backend: KeyBackend, label: str, der: bytes) -> KeyHandle:
     if spki_of(public_key_of(load_certificate(der))) != spki_of(key.public_key):
         raise BankIncomplete(f"key {label!r} v{key.version} is not the key {label}.der certifies")
     return key
+
+
+def certified_version(backend: KeyBackend, label: str, der: bytes) -> KeyHandle:
+    """The version under ``label`` that ``der`` certifies: the newest, or an older one
+    when a newer version was never certified (a renewal that stopped before writing its
+    certificates, or ``setpay keys generate``); refused if none is."""
+    newest = backend.get(label)
+    wanted = spki_of(public_key_of(load_certificate(der)))
+    if spki_of(newest.public_key) == wanted:
+        return newest
+    for key in backend.list_keys():
+        if key.label == label and spki_of(key.public_key) == wanted:
+            log.warning(
+                "key %r v%d is not certified (a renewal that did not finish?); using v%d,"
+                " the key %s.der certifies", label, newest.version, key.version, label,
+            )  # fmt: skip
+            return key
+    raise BankIncomplete(f"no version of key {label!r} is the key {label}.der certifies")
+
+
+def older_kex_name(version: int) -> str:
+    """The file an older gateway key-exchange certificate is kept in (``certs/``)."""
+    return f"{OLDER_KEX_PREFIX}{version}{CERT_SUFFIX}"
+
+
+def older_kex_files(certs: Path) -> list[tuple[int, Path]]:
+    """The older gateway key-exchange certificates kept in ``certs``, by key version."""
+    found = []
+    for path in certs.glob(f"{OLDER_KEX_PREFIX}*{CERT_SUFFIX}"):
+        version = path.name.removeprefix(OLDER_KEX_PREFIX).removesuffix(CERT_SUFFIX)
+        if version.isascii() and version.isdigit():
+            found.append((int(version), path))
+    return sorted(found)
+
+
+def _older_key_exchange(
+    backend: KeyBackend, certs: Path, gateway: Credentials
+) -> tuple[tuple[KeyHandle, bytes], ...]:
+    """Each older key-exchange key with its certificate, while that certificate lasts.
+
+    One that has ended is skipped, and one whose key is gone (deleted by hand) is skipped
+    with a warning: the bank starts either way, and envelopes sealed to it are refused as
+    sealed to another. Revocation is checked when an envelope names it."""
+    now = datetime.now(UTC)
+    kept = []
+    for version, path in older_kex_files(certs):
+        try:
+            der = path.read_bytes()
+        except OSError as exc:
+            raise BankIncomplete(f"cannot read {path.name} in {certs}: {exc}") from exc
+        cert = load_certificate(der)
+        if der == gateway.key_exchange_cert or cert.not_valid_after_utc <= now:
+            continue
+        try:
+            key = backend.get(GATEWAY_KEX_LABEL, version)
+        except KeyNotFound:
+            log.warning("%s kept, but key %r v%d is gone: not used", path.name,
+                        GATEWAY_KEX_LABEL, version)  # fmt: skip
+            continue
+        if spki_of(key.public_key) != spki_of(public_key_of(cert)):
+            raise BankIncomplete(
+                f"key {GATEWAY_KEX_LABEL!r} v{version} is not the key {path.name} certifies"
+            )
+        kept.append((key, der))
+    if kept:
+        ends = (f"v{key.version} until {load_certificate(der).not_valid_after_utc:%Y-%m-%d}"
+                for key, der in kept)  # fmt: skip
+        log.info("older gateway key-exchange certificates still open envelopes: %s",
+                 ", ".join(ends))  # fmt: skip
+    return tuple(kept)
 
 
 def load_transport_ca(config: BankConfig, backend: KeyBackend) -> TransportCA:

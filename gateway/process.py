@@ -134,6 +134,7 @@ def start_bank(
             token_key=pki.token_sealer(),
             ledger=ledger,
             gateway_chain=pki.gateway.chain,
+            opening=pki.opening_keys(),
         )
         ca_store = open_ca_store(config)
         undo.callback(ca_store.close)

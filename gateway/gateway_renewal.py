@@ -1,0 +1,284 @@
+"""Renewing the payment gateway's own keys: ``setpay ca renew-gateway`` on a stopped bank.
+
+The gateway's signature and key-exchange certificates last a year
+(``setcore.pki.issuance.END_ENTITY_LIFETIME``). A renewal makes the next version of
+``gateway-sig`` and ``gateway-kex`` in the key backend, has the Payment Gateway CA certify
+both (recorded in ``ca.db`` like every certificate the brand issues, so ``setpay ca list``
+and ``revoke`` see them), keeps the key-exchange certificate it replaces as
+``certs/gateway-kex.vN.der`` and writes the new ones as ``certs/gateway-sig.der`` and
+``certs/gateway-kex.der``. At its next start the bank signs with the new signature key,
+hands out the new key-exchange certificate, and still opens what is sealed to an older
+one until that ends (``gateway.opening_keys``): merchants and wallets never register
+again.
+
+All or nothing. The steps run in this order, so that the bank starts on the old keys
+until the last one: keys, certificates (also stored beside their keys), the older
+certificate kept under its own name, one ``ca.db`` transaction, then the two files
+renamed into place (key exchange first). A failure before the renames takes back the
+key versions it made; the bank uses the version its certificate certifies
+(``gateway.bank_pki.certified_version``), so even a renewal killed half way leaves a bank
+that starts. A failure during the renames puts the old files back and revokes the two
+certificates just recorded.
+
+The bank must be stopped: a running one keeps the old keys until it restarts, and a
+worker restarted by its supervisor meanwhile would load the new ones beside it. A bank
+whose configured ports are held is refused (``BankRunning``); one configured on port 0
+cannot be told apart from a stopped one, and must be stopped first.
+
+Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankRunning`` here); the key
+backend's and the CA store's own errors pass through.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gateway.bank_pki import (
+    CERT_SUFFIX,
+    GATEWAY_KEX_LABEL,
+    GATEWAY_SIG_LABEL,
+    BankPki,
+    ProvisioningError,
+    load_bank_pki,
+    older_kex_name,
+    open_ca_store,
+)
+from gateway.ca.errors import CaError
+from gateway.ca.publishing import record_certificate, revoke
+from gateway.config import BankConfig
+from gateway.ports import PortError, parse_port, reserve
+from gateway.provisioning import GATEWAY_NAME
+from hsm.base import KeyHandle, KeyUsage
+from hsm.errors import KeyBackendError
+from setcore.encoding import thumbprint
+from setcore.errors import SetcoreError
+from setcore.pki.certificate import load_certificate
+from setcore.pki.issuance import IssuingCA, issue_gateway, kem_for, utc
+from setcore.pki.roles import CertificateUsage
+from setcore.registration import key_thumbprint, spki_of
+
+log = logging.getLogger("setpay.provisioning")
+
+
+class BankRunning(ProvisioningError):
+    """The bank's ports are held: it (or something else on them) is running."""
+
+
+@dataclass(frozen=True)
+class RenewedKey:
+    """One renewed key: its label, new version, and the certificate that certifies it."""
+
+    label: str
+    version: int
+    serial: int
+    thumb: bytes
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What ``renew_gateway_keys`` made, and the key-exchange certificate it kept."""
+
+    signature: RenewedKey
+    key_exchange: RenewedKey
+    kept: Path
+
+
+def check_stopped(config: BankConfig) -> None:
+    """Refuse if any port the bank is configured to hold is held (the check a starting
+    bank makes, ``gateway.ports.reserve``); ports 0 name no port and are not checked."""
+    addresses = [("gateway", config.listen), ("CA", config.ca_listen)]
+    if config.metrics_port:
+        addresses.append(("metrics", f"{config.metrics_host}:{config.metrics_port}"))
+    for what, address in addresses:
+        if not parse_port(address.rpartition(":")[2]):
+            continue
+        try:
+            reserve(address).close()
+        except PortError as exc:
+            raise BankRunning(
+                f"the bank's {what} address {address} is in use ({exc.__cause__}): stop"
+                " the bank before renewing its keys"
+            ) from exc
+
+
+def _issue(pca: IssuingCA, key: KeyHandle, usage: CertificateUsage, at: datetime) -> bytes:
+    kem = kem_for(key) if usage is CertificateUsage.KEY_EXCHANGE else None
+    return issue_gateway(pca, key.public_key, usage, GATEWAY_NAME, kem=kem, at=at)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (never replacing a file) and make it durable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Staged:
+    """Files written for the renewal and not yet in place."""
+
+    kept: Path
+    kept_is_new: bool = False
+    sig: Path | None = None
+    kex: Path | None = None
+
+    def discard(self) -> None:
+        """Remove them (the kept certificate only if this renewal wrote it)."""
+        for path in (self.sig, self.kex, self.kept if self.kept_is_new else None):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+def _stage(certs: Path, pki: BankPki, sig_der: bytes, kex_der: bytes, staged: _Staged) -> None:
+    current = pki.gateway.key_exchange_cert
+    assert current is not None and pki.gateway.key_exchange_key is not None
+    if staged.kept.exists():
+        # Left by an earlier renewal that stopped after keeping it: the same bytes.
+        if staged.kept.read_bytes() != current:
+            raise ProvisioningError(f"{staged.kept} exists and is not the current certificate")
+    else:
+        _write_new(staged.kept, current)
+        staged.kept_is_new = True
+    staged.sig = _write_staged(certs, GATEWAY_SIG_LABEL, sig_der)
+    staged.kex = _write_staged(certs, GATEWAY_KEX_LABEL, kex_der)
+    _sync_directory(certs)
+
+
+def _write_staged(certs: Path, label: str, der: bytes) -> Path:
+    path = certs / f".{label}{CERT_SUFFIX}.new"
+    path.unlink(missing_ok=True)  # the staging file of a renewal that stopped
+    _write_new(path, der)
+    return path
+
+
+def _record(
+    config: BankConfig, pca: IssuingCA, made: list[tuple[KeyHandle, bytes]], at: datetime
+) -> None:
+    """Record the new certificates and their keys in ca.db, in one transaction."""
+    store = open_ca_store(config)
+    try:
+        with store.write() as tx:
+            for key, der in made:
+                issued = record_certificate(tx, der, pca, at)
+                key_thumb = key_thumbprint(spki_of(key.public_key))
+                tx.claim_key(key_thumb, None, issued.thumb, int(at.timestamp() * 1000))
+    finally:
+        store.close()
+
+
+def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
+    """Rename the staged files into place, key exchange first; on failure put back what
+    was renamed and raise."""
+    done: list[str] = []
+    try:
+        for name, path in ((GATEWAY_KEX_LABEL, staged.kex), (GATEWAY_SIG_LABEL, staged.sig)):
+            assert path is not None
+            os.replace(path, certs / f"{name}{CERT_SUFFIX}")
+            done.append(name)
+        _sync_directory(certs)
+    except BaseException:
+        for name in done:
+            back = certs / f".{name}{CERT_SUFFIX}.old"
+            back.unlink(missing_ok=True)
+            _write_new(back, old[name])
+            os.replace(back, certs / f"{name}{CERT_SUFFIX}")
+        raise
+
+
+def _take_back(pki: BankPki, keys: list[KeyHandle]) -> None:
+    for key in keys:
+        try:
+            pki.backend.delete(key.label, key.version)
+        except KeyBackendError as exc:
+            log.warning(
+                "renewal failed and could not delete key %r v%d (%s): the bank starts on the"
+                " old version; delete it with setpay keys delete",
+                key.label, key.version, type(exc).__name__,
+            )  # fmt: skip
+
+
+def _revoke_unused(config: BankConfig, pki: BankPki, ders: list[bytes]) -> None:
+    store = open_ca_store(config)
+    try:
+        for der in ders:
+            try:
+                revoke(store, pki.authority_keys(), thumb=thumbprint(der))
+            except (CaError, KeyBackendError, SetcoreError) as exc:
+                log.warning(
+                    "certificate %s was recorded but never used and could not be revoked (%s):"
+                    " revoke it with setpay ca revoke", thumbprint(der).hex(), exc,
+                )  # fmt: skip
+    finally:
+        store.close()
+
+
+def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
+    """Make, certify and install the next version of the gateway's signature and
+    key-exchange keys on a stopped bank; all or nothing."""
+    check_stopped(config)
+    when = utc(at)
+    certs = config.path(config.certs_dir)
+    pki = load_bank_pki(config)  # refuses a bank that would not start as it is
+    try:
+        old_kex = pki.gateway.key_exchange_key
+        assert old_kex is not None and pki.gateway.key_exchange_cert is not None
+        old = {
+            GATEWAY_SIG_LABEL: pki.gateway.signature_cert,
+            GATEWAY_KEX_LABEL: pki.gateway.key_exchange_cert,
+        }
+        pca = pki.authority_keys().gateway.issuing
+        staged = _Staged(certs / older_kex_name(old_kex.version))
+        made: list[KeyHandle] = []
+        try:
+            sig = pki.backend.generate(
+                GATEWAY_SIG_LABEL, KeyUsage.SIGNATURE, pki.gateway.signature_key.algorithm
+            )
+            made.append(sig)
+            kex = pki.backend.generate(GATEWAY_KEX_LABEL, KeyUsage.KEY_EXCHANGE, old_kex.algorithm)
+            made.append(kex)
+            sig_der = _issue(pca, sig, CertificateUsage.SIGNATURE, when)
+            kex_der = _issue(pca, kex, CertificateUsage.KEY_EXCHANGE, when)
+            pki.backend.store_certificate(sig, sig_der)
+            pki.backend.store_certificate(kex, kex_der)
+            _stage(certs, pki, sig_der, kex_der, staged)
+            _record(config, pca, [(sig, sig_der), (kex, kex_der)], when)
+        except BaseException:
+            staged.discard()
+            _take_back(pki, made)
+            raise
+        try:
+            _install(certs, staged, old)
+        except BaseException:
+            staged.discard()
+            _take_back(pki, made)
+            _revoke_unused(config, pki, [sig_der, kex_der])
+            raise
+    finally:
+        pki.close()
+
+    def renewed(key: KeyHandle, der: bytes) -> RenewedKey:
+        serial = load_certificate(der).serial_number
+        return RenewedKey(key.label, key.version, serial, thumbprint(der))
+
+    result = Renewal(renewed(sig, sig_der), renewed(kex, kex_der), staged.kept)
+    log.info(
+        "renewed the gateway's keys: %s v%d and %s v%d; the key-exchange certificate v%d is"
+        " kept in %s and opens envelopes until it ends",
+        sig.label, sig.version, kex.label, kex.version, old_kex.version, staged.kept.name,
+    )  # fmt: skip
+    return result
