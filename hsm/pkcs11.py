@@ -9,6 +9,7 @@ module initialization per process is ``hsm.cryptoki``.
 Operations:
 
     ECDSA P-256   SHA-256 in Python, raw CKM_ECDSA on the token, r||s re-encoded as DER
+                  with the low s (s <= n/2) of the two that verify
     Ed25519       CKM_EDDSA over the whole message
     RSA-PSS       CKM_SHA256_RSA_PKCS_PSS, SHA-256 / MGF1-SHA-256 / salt 32, given
                   explicitly (python-pkcs11's defaults are SHA-1)
@@ -112,6 +113,9 @@ T = TypeVar("T")
 
 #: Size of a P-256 ECDSA signature as the token returns it: r || s, 32 bytes each.
 _ECDSA_RAW_LENGTH = 64
+#: The order n of P-256's base point (SEC 2): an s above n // 2 is the high one of the pair.
+#: (Also in ``setcore.signed``, which verifies; hsm may not import setcore.)
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 #: The mechanism that generates each key type on a token.
 _KEYGEN_MECHANISM = {
@@ -270,9 +274,10 @@ class Pkcs11Backend(KeyBackend):
                     f"{self._link.name} returned a {len(signature)}-byte ECDSA signature"
                 )
             half = _ECDSA_RAW_LENGTH // 2
-            return encode_dss_signature(
-                int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-            )
+            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            # The token picks either of the two s that verify; (r, n - s) is as valid, so
+            # the low one is returned (setcore refuses the high one as a malleable twin).
+            return encode_dss_signature(r, min(s, _P256_ORDER - s))
 
     def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
         """Open a key transport on the token: ECDH shared secret or OAEP plaintext."""

@@ -19,6 +19,7 @@ negative new amount.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -235,13 +236,21 @@ def open_auth_reversal_response(
     credentials: Credentials,
     state: AuthRevRequestState,
     trust: TrustStore,
+    *,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> AuthRevResult:
-    """Verify AuthRevRes: gateway signature and chain, our RRPID, our name, our request."""
+    """Verify AuthRevRes: gateway signature and chain, our RRPID, our name, our request.
+
+    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    """
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
+        raise open_error(
+            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
+            gateway_signers=gateway_signers,
+        )  # fmt: skip
     t1, envelope, gateway = open_gateway_response(
         credentials, trust, response.auth_rev_res, AUTH_REV_RES_CT, AUTH_REV_RES_BAGGAGE_CT,
-        xid=state.xid, rrpid=state.rrpid,
+        xid=state.xid, rrpid=state.rrpid, gateway_signers=gateway_signers,
     )  # fmt: skip
     data = parse_strict(authorization_pb2.AuthRevResData, t1)
     ids = data.trans_ids

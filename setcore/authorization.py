@@ -21,6 +21,7 @@ Replay (a PI used before) is decided by the ledger, which keeps the store of use
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,7 +46,7 @@ from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, Certificate
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header, header, hod
-from setcore.signers import signer
+from setcore.signers import gateway_signer, signer
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
 
@@ -424,13 +425,18 @@ def open_gateway_response(
     *,
     xid: bytes,
     rrpid: bytes,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> tuple[bytes, crypto_pb2.SealedWithBaggage, VerifiedCertificate]:
-    """Open an EncB response from the gateway: signed t, the envelope, the gateway."""
+    """Open an EncB response from the gateway: signed t, the envelope, the gateway.
+
+    ``gateway_signers``: the signature certificates answers are accepted from
+    (``signers.gateway_signer``).
+    """
     envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
     kex_key, my_thumb = credentials.require_key_exchange()
     t1, verified = open_with_baggage(
         envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
-        signer(trust, PAYMENT_GATEWAY), xid=xid, rrpid=rrpid,
+        gateway_signer(trust, gateway_signers), xid=xid, rrpid=rrpid,
     )  # fmt: skip
     return t1, envelope, verified.signer
 
@@ -450,13 +456,22 @@ def open_auth_response(
     credentials: Credentials,
     state: AuthRequestState,
     trust: TrustStore,
+    *,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> AuthResult:
-    """Verify AuthRes: gateway signature and chain, our RRPID, our name, our request."""
+    """Verify AuthRes: gateway signature and chain, our RRPID, our name, our request.
+
+    ``gateway_signers``: the gateway signature certificates the merchant's PCertRes named
+    (``signers.gateway_signer``); None accepts any gateway of the brand.
+    """
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
+        raise open_error(
+            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
+            gateway_signers=gateway_signers,
+        )  # fmt: skip
     t1, envelope, gateway = open_gateway_response(
         credentials, trust, response.auth_res, AUTH_RES_CT, AUTH_RES_BAGGAGE_CT,
-        xid=state.xid, rrpid=state.rrpid,
+        xid=state.xid, rrpid=state.rrpid, gateway_signers=gateway_signers,
     )  # fmt: skip
     data = parse_strict(authorization_pb2.AuthResData, t1)
     tags, ids = data.auth_tags.auth_rr_tags, data.auth_tags.trans_ids

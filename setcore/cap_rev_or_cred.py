@@ -20,7 +20,7 @@ item that does not name the capture or credit it undoes, or a credit item that n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -360,14 +360,18 @@ def _open_cap_rev_or_cred_response(
     credentials: Credentials,
     state: CapRevOrCredState,
     trust: TrustStore,
+    gateway_signers: Collection[bytes] | None,
 ) -> CapRevOrCredResult:
     if state.kind != kind:
         raise ValueError("this state belongs to a request of another kind")
     if error is not None:
-        raise open_error(error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
+        raise open_error(
+            error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid, gateway_signers=gateway_signers
+        )
     t1, gateway = open_gateway_sealed(
-        credentials, trust, sealed_bytes, CAP_REV_OR_CRED_RES_CT, rrpid=state.rrpid
-    )
+        credentials, trust, sealed_bytes, CAP_REV_OR_CRED_RES_CT, rrpid=state.rrpid,
+        gateway_signers=gateway_signers,
+    )  # fmt: skip
     data = parse_strict(capture_pb2.CapRevOrCredResData, t1)
     check_header_without_transaction(plain, data.rr_tags.rrpid)
     check_rrpid(state.rrpid, data.rr_tags.rrpid)
@@ -383,12 +387,18 @@ def open_capture_reversal_response(
     credentials: Credentials,
     state: CapRevOrCredState,
     trust: TrustStore,
+    *,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> CapRevOrCredResult:
-    """Verify CapRevRes: gateway, our RRPID, the kind, our name, our request, our items."""
+    """Verify CapRevRes: gateway, our RRPID, the kind, our name, our request, our items.
+
+    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    """
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
-        CAPTURE_REVERSAL, error, response.header, response.cap_rev_res, credentials, state, trust
-    )
+        CAPTURE_REVERSAL, error, response.header, response.cap_rev_res, credentials, state,
+        trust, gateway_signers,
+    )  # fmt: skip
 
 
 def open_credit_response(
@@ -396,12 +406,18 @@ def open_credit_response(
     credentials: Credentials,
     state: CapRevOrCredState,
     trust: TrustStore,
+    *,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> CapRevOrCredResult:
-    """Verify CredRes: gateway, our RRPID, the kind, our name, our request, our items."""
+    """Verify CredRes: gateway, our RRPID, the kind, our name, our request, our items.
+
+    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    """
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
-        CREDIT, error, response.header, response.cred_res, credentials, state, trust
-    )
+        CREDIT, error, response.header, response.cred_res, credentials, state, trust,
+        gateway_signers,
+    )  # fmt: skip
 
 
 def open_credit_reversal_response(
@@ -409,10 +425,15 @@ def open_credit_reversal_response(
     credentials: Credentials,
     state: CapRevOrCredState,
     trust: TrustStore,
+    *,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> CapRevOrCredResult:
-    """Verify CredRevRes: gateway, our RRPID, the kind, our name, our request, our items."""
+    """Verify CredRevRes: gateway, our RRPID, the kind, our name, our request, our items.
+
+    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    """
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
         CREDIT_REVERSAL, error, response.header, response.cred_rev_res, credentials, state,
-        trust,
+        trust, gateway_signers,
     )  # fmt: skip

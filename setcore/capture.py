@@ -40,7 +40,7 @@ and ``PeerError`` when the gateway answered with a SET Error.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -64,7 +64,7 @@ from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header_without_transaction, header
-from setcore.signers import signer
+from setcore.signers import gateway_signer, signer
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, crypto_pb2
 
@@ -239,13 +239,18 @@ def open_gateway_sealed(
     *,
     rrpid: bytes,
     xid: bytes = b"",
+    gateway_signers: Collection[bytes] | None = None,
 ) -> tuple[bytes, VerifiedCertificate]:
-    """Open an Enc response from the gateway: its signed t and the gateway."""
+    """Open an Enc response from the gateway: its signed t and the gateway.
+
+    ``gateway_signers``: the signature certificates answers are accepted from
+    (``signers.gateway_signer``).
+    """
     sealed = parse_strict(crypto_pb2.Sealed, sealed_bytes, own_content_type=False)
     kex_key, my_thumb = credentials.require_key_exchange()
     verified, _ = open_sealed_signed(
         sealed, credentials.backend, kex_key, my_thumb, content_type,
-        signer(trust, PAYMENT_GATEWAY), xid=xid, rrpid=rrpid,
+        gateway_signer(trust, gateway_signers), xid=xid, rrpid=rrpid,
     )  # fmt: skip
     return verified.tbs, verified.signer
 
@@ -414,13 +419,22 @@ def open_capture_response(
     credentials: Credentials,
     state: CaptureState,
     trust: TrustStore,
+    *,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> CaptureResult:
-    """Verify CapRes: gateway signature and chain, our RRPID, our name, our request, our items."""
+    """Verify CapRes: gateway signature and chain, our RRPID, our name, our request, our items.
+
+    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    """
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
+        raise open_error(
+            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
+            gateway_signers=gateway_signers,
+        )  # fmt: skip
     t1, gateway = open_gateway_sealed(
-        credentials, trust, response.cap_res, CAP_RES_CT, rrpid=state.rrpid
-    )
+        credentials, trust, response.cap_res, CAP_RES_CT, rrpid=state.rrpid,
+        gateway_signers=gateway_signers,
+    )  # fmt: skip
     data = parse_strict(capture_pb2.CapResData, t1)
     check_header_without_transaction(response.header, data.cap_rr_tags.rrpid)
     check_rrpid(state.rrpid, data.cap_rr_tags.rrpid)

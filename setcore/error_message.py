@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Collection
 
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.freshness import new_id, now_ms
+from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.signed import open_signed, parse_signed, sign
-from setcore.signers import signer
+from setcore.signers import gateway_signer, signer
 from setpay.v1 import error_pb2
 
 ERROR_CT = content_type_of(error_pb2.ErrorTBS)
@@ -63,7 +65,12 @@ def build_error(
 
 
 def open_error(
-    error: error_pb2.SetError, trust: TrustStore, signer_type: int, *, rrpid: bytes
+    error: error_pb2.SetError,
+    trust: TrustStore,
+    signer_type: int,
+    *,
+    rrpid: bytes,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> PeerError | ProtocolError:
     """A peer's Error as the exception to raise: ``PeerError`` when it is the peer's word
     on our request, ``ProtocolError`` when it is not.
@@ -73,16 +80,20 @@ def open_error(
     7.6: an Error identifies the message it refuses). An Error that is unsigned, does not
     verify or answers another request says nothing about what the peer did with ours: a
     ``ProtocolError``, so that the requester treats it as an answer it could not check
-    (an operation it stays unsure of), never as a refusal.
+    (an operation it stays unsure of), never as a refusal. A gateway's Error is its word
+    only when signed by one of ``gateway_signers`` (``signers.gateway_signer``).
     """
     if error.WhichOneof("error") != "signed_error":
         return ProtocolError(
             ErrorCode.ERROR_CODE_SIGNATURE_REQUIRED, "unsigned error from the peer"
         )
     try:
-        verified = open_signed(
-            parse_signed(error.signed_error), ERROR_CT, signer(trust, signer_type)
+        resolve = (
+            gateway_signer(trust, gateway_signers)
+            if signer_type == PAYMENT_GATEWAY
+            else signer(trust, signer_type)
         )
+        verified = open_signed(parse_signed(error.signed_error), ERROR_CT, resolve)
         tbs = parse_strict(error_pb2.ErrorTBS, verified.tbs)
     except ProtocolError as exc:
         return ProtocolError(exc.code, f"the peer's error message did not verify: {exc.reason}")

@@ -20,12 +20,14 @@ malformed brand/BIN entries, an unknown batch operation, a missing batch id (or 
 named for a batch to open), a page larger than MAX_TRANSACTION_DETAILS or starting past
 MAX_STARTING_POINT, and answers about other brands or batches;
 WRONG_CERTIFICATE_ROLE / MISSING_CERTIFICATE / INVALID_CERTIFICATE from the PKI for a
-PCertRes thumbprint that is not a gateway certificate of the right usage and brand.
+PCertRes thumbprint that is not a gateway certificate of the right usage and brand, or of
+another gateway than the PCertRes's signer: the merchant takes answers from the gateway
+whose signature certificate its PCertRes named only (``signers.gateway_signer``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,7 +53,7 @@ from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header_without_transaction, header
-from setcore.signed import open_signed, parse_signed, sign
+from setcore.signed import VerifiedSigned, open_signed, parse_signed, sign
 from setcore.signers import signer
 from setpay.v1 import common_pb2, crypto_pb2, gateway_admin_pb2
 
@@ -245,10 +247,11 @@ def _issuers(
 
 def _gateway_certificate(
     item: gateway_admin_pb2.PCertResItem,
-    bundle: crypto_pb2.CertBundle,
+    pcert_res: VerifiedSigned[VerifiedCertificate],
     trust: TrustStore,
     at: datetime | None,
 ) -> GatewayCertificate:
+    bundle = pcert_res.signed.bundle
     brand, bin_ = item.brand_and_bin.brand_id, item.brand_and_bin.bin
     if item.p_cert_code != SUCCESS:
         return GatewayCertificate(brand, bin_, item.p_cert_code, None, None, ())
@@ -260,6 +263,9 @@ def _gateway_certificate(
     )
     if kex.brand_id != brand or sig.brand_id != brand:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "gateway certificate of another brand")
+    # A gateway vouches for its own certificates only (the merchant seals to kex, trusts sig).
+    if not kex.cert.subject == sig.cert.subject == pcert_res.signer.cert.subject:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "certificates of another gateway")
     return GatewayCertificate(brand, bin_, SUCCESS, kex, sig, _issuers(kex, bundle, trust))
 
 
@@ -283,7 +289,7 @@ def open_pcert_response(
     answered = tuple((i.brand_and_bin.brand_id, i.brand_and_bin.bin) for i in data.items)
     if answered != state.brand_and_bins:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PCertRes answers other brand/BINs")
-    items = tuple(_gateway_certificate(i, signed.bundle, trust, at) for i in data.items)
+    items = tuple(_gateway_certificate(i, verified, trust, at) for i in data.items)
     return GatewayCertificates(data, verified.signer, items)
 
 
@@ -469,13 +475,19 @@ def open_batch_admin_response(
     credentials: Credentials,
     state: BatchAdminState,
     trust: TrustStore,
+    *,
+    gateway_signers: Collection[bytes] | None = None,
 ) -> BatchAdminResult:
     """Verify BatchAdminRes: gateway, our RRPID, our name, our request, our batch, our page."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
+        raise open_error(
+            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
+            gateway_signers=gateway_signers,
+        )  # fmt: skip
     t, gateway = open_gateway_sealed(
-        credentials, trust, response.batch_admin_res, BATCH_ADMIN_RES_CT, rrpid=state.rrpid
-    )
+        credentials, trust, response.batch_admin_res, BATCH_ADMIN_RES_CT, rrpid=state.rrpid,
+        gateway_signers=gateway_signers,
+    )  # fmt: skip
     data = parse_strict(gateway_admin_pb2.BatchAdminResData, t)
     check_header_without_transaction(response.header, data.batch_admin_rr_tags.rrpid)
     check_rrpid(state.rrpid, data.batch_admin_rr_tags.rrpid)

@@ -174,6 +174,11 @@ def open_pinit_response(
     gateway = trust.resolve(
         data.pe_thumb, signed.bundle, PAYMENT_GATEWAY, CertificateUsage.KEY_EXCHANGE, at
     )
+    # SET-PROTOCOL.md 5.2: the gateway's chain too is of the brand the cardholder picked.
+    # One trust store holds one brand's root, so its chain check refuses another brand
+    # already; said here so that it stays true if a store ever holds several roots.
+    if gateway.brand_id != state.brand_id:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "gateway is not of this brand")
     return MerchantOffer(data.trans_ids, data.chall_m, merchant, gateway)
 
 

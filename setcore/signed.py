@@ -6,6 +6,12 @@ follows the key: a signature whose ``alg`` is not the one the signer's key type 
 with is refused, so a peer cannot choose a weaker algorithm for us; and the algorithm's
 identifier is inside the signed bytes, so a signature made for one algorithm is never
 valid input to another.
+
+ECDSA signatures are low-S only: for every valid (r, s), (r, n - s) verifies too, so
+anyone holding a signed message could make a second encoding of it (other bytes, same
+content) without the key. Every signature made here has s <= n/2 (``low_s``), and a
+verifier refuses the other half as a bad signature. Ed25519 (S < L) and RSA-PSS have no
+such twin that a third party can make.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from typing import Generic, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from hsm.base import KeyBackend, KeyHandle, PublicKey, SignatureAlgorithm
 from setcore.encoding import parse_strict, signature_input
@@ -27,6 +37,23 @@ from setpay.v1 import crypto_pb2
 MIN_RSA_BITS = 2048
 # RSA-PSS salt length: the digest length, fixed so that every backend agrees.
 PSS_SALT_BYTES = 32
+# The order n of P-256's base point (SEC 2). An ECDSA s above n // 2 is the high half,
+# which setpay neither makes nor accepts (see the module docstring).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_ORDER = P256_ORDER // 2
+
+
+def low_s(der: bytes) -> bytes:
+    """The low-S form of a DER ECDSA P-256 signature: itself if s <= n/2, else (r, n - s)."""
+    r, s = decode_dss_signature(der)
+    if s <= _P256_HALF_ORDER:
+        return der
+    return encode_dss_signature(r, P256_ORDER - s)
+
+
+def is_high_s(der: bytes) -> bool:
+    """Whether a DER ECDSA P-256 signature has s > n/2; ValueError if it is not DER."""
+    return decode_dss_signature(der)[1] > _P256_HALF_ORDER
 
 
 def algorithm_for_public_key(public_key: PublicKey) -> SignatureAlgorithm:
@@ -49,6 +76,9 @@ def _signature(
 ) -> crypto_pb2.Signature:
     algorithm = key.signature_algorithm.value
     value = backend.sign(key, signature_input(content_type, algorithm, tbs))
+    if key.signature_algorithm is SignatureAlgorithm.ECDSA_P256_SHA256:
+        # A KeyBackend promises no low-S (software keys pick either s), so it is made here.
+        value = low_s(value)
     return crypto_pb2.Signature(signer_cert_thumb=signer_cert_thumb, alg=algorithm, value=value)
 
 
@@ -88,9 +118,19 @@ def sign_detached(
 
 
 def verify_signature(
-    public_key: PublicKey, signature: crypto_pb2.Signature, content_type: str, tbs: bytes
+    public_key: PublicKey,
+    signature: crypto_pb2.Signature,
+    content_type: str,
+    tbs: bytes,
+    *,
+    accept_high_s: bool = False,
 ) -> None:
-    """Verify one signature over ``tbs``; raises ProtocolError, returns nothing."""
+    """Verify one signature over ``tbs``; raises ProtocolError, returns nothing.
+
+    A high-S ECDSA signature is SIGNATURE_FAILURE like any bad one, unless
+    ``accept_high_s`` (only for objects signed before setpay signed low-S and still
+    current: see ``setcore.pki.bci``).
+    """
     expected = algorithm_for_public_key(public_key)
     if signature.alg != expected.value:
         raise fail(
@@ -100,6 +140,12 @@ def verify_signature(
     data = signature_input(content_type, expected.value, tbs)
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
+            if is_high_s(signature.value) and not accept_high_s:
+                raise fail(
+                    ErrorCode.ERROR_CODE_SIGNATURE_FAILURE,
+                    f"bad {content_type} signature: ECDSA s above n/2 (the malleable twin "
+                    "of a signature; setpay accepts low-S signatures only)",
+                )
             public_key.verify(signature.value, data, ec.ECDSA(hashes.SHA256()))
         elif isinstance(public_key, ed25519.Ed25519PublicKey):
             public_key.verify(signature.value, data)
@@ -148,12 +194,17 @@ def parse_signed(data: bytes) -> crypto_pb2.Signed:
 
 
 def open_signed(
-    signed: crypto_pb2.Signed, content_type: str, resolve: SignerResolver[V]
+    signed: crypto_pb2.Signed,
+    content_type: str,
+    resolve: SignerResolver[V],
+    *,
+    accept_high_s: bool = False,
 ) -> VerifiedSigned[V]:
     """Check the content type, resolve the signer, verify, and hand back the exact bytes.
 
     Exactly one signature is expected; a renewal CertReq (two signatures, old key and
     new) is opened by ``setcore.registration_certreq``, which verifies each.
+    ``accept_high_s`` is ``verify_signature``'s.
     """
     if signed.content_type != content_type:
         raise fail(
@@ -163,5 +214,7 @@ def open_signed(
     if len(signed.signatures) != 1:
         raise fail(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "exactly one signature expected")
     public_key, signer = resolve(signed.signatures[0], signed.bundle)
-    verify_signature(public_key, signed.signatures[0], content_type, signed.tbs)
+    verify_signature(
+        public_key, signed.signatures[0], content_type, signed.tbs, accept_high_s=accept_high_s
+    )
     return VerifiedSigned(tbs=signed.tbs, signer=signer, signed=signed)

@@ -8,6 +8,12 @@ first time. Every response is verified with setcore's opener before it is return
 an answer that does not verify raises ``ProtocolError``, a gateway SET Error raises
 ``PeerError``, a transport failure ``TransportError``.
 
+Answers are accepted only when signed by a signature certificate that a verified
+PCertRes of this gateway named for the merchant's brand (SET-PROTOCOL.md 7.4): another
+gateway, even one the same brand root certified, cannot answer in its name. The client
+keeps the last ``MAX_GATEWAY_SIGNERS`` of them, and sends a PCertReq itself before its
+first answer if no PCertRes came yet.
+
 ``GatewayKeys`` keeps the gateway's certificates from PCertRes: fetched at start, again
 after ``GATEWAY_CERTIFICATES_TTL`` or when the key-exchange certificate nears its end.
 """
@@ -65,6 +71,11 @@ CERTIFICATES_DEADLINE_SECONDS = 5.0
 # Gateway certificates are asked for again after this long, so a gateway key rotation
 # reaches PInitRes within the hour.
 GATEWAY_CERTIFICATES_TTL = timedelta(hours=1)
+# Gateway signature certificates answers are accepted from: the newest ones PCertRes
+# named. More than one because a gateway re-keyed since it answered a request still
+# returns that stored answer, signed by its previous certificate, to a retry; four cover
+# a few re-keyings while requests are pending, and bound what a long run keeps.
+MAX_GATEWAY_SIGNERS = 4
 
 
 def _method(name: str) -> str:
@@ -81,6 +92,23 @@ class GatewayClient:
         self._credentials = credentials
         self._trust = trust
         self._merchant_id = merchant_id
+        self._lock = threading.Lock()
+        self._signers: tuple[bytes, ...] = ()  # oldest first
+
+    def _accept(self, certificates: GatewayCertificate) -> None:
+        """Accept answers signed by the signature certificate a PCertRes named."""
+        assert certificates.signature is not None
+        thumb = certificates.signature.thumbprint
+        with self._lock:
+            kept = tuple(t for t in self._signers if t != thumb)
+            self._signers = (*kept, thumb)[-MAX_GATEWAY_SIGNERS:]
+
+    def gateway_signers(self) -> frozenset[bytes]:
+        """The gateway signature certificates answers are accepted from (PCertReq first if
+        none is known yet)."""
+        if not self._signers:
+            self.gateway_certificates(self._trust.brand_id)
+        return frozenset(self._signers)
 
     def authorize(self, request: bytes, state: AuthRequestState) -> AuthResult:
         """AuthReq -> verified AuthRes."""
@@ -88,7 +116,10 @@ class GatewayClient:
             _method("Authorize"), request, authorization_pb2.AuthorizeResponse,
             deadline=AUTHORIZE_DEADLINE_SECONDS,
         )  # fmt: skip
-        return open_auth_response(response, self._credentials, state, self._trust)
+        return open_auth_response(
+            response, self._credentials, state, self._trust,
+            gateway_signers=self.gateway_signers(),
+        )  # fmt: skip
 
     def reverse_authorization(self, request: bytes, state: AuthRevRequestState) -> AuthRevResult:
         """AuthRevReq -> verified AuthRevRes."""
@@ -96,7 +127,10 @@ class GatewayClient:
             _method("AuthReversal"), request, authorization_pb2.AuthReversalResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
-        return open_auth_reversal_response(response, self._credentials, state, self._trust)
+        return open_auth_reversal_response(
+            response, self._credentials, state, self._trust,
+            gateway_signers=self.gateway_signers(),
+        )  # fmt: skip
 
     def capture(self, request: bytes, state: CaptureState) -> CaptureResult:
         """CapReq -> verified CapRes."""
@@ -104,7 +138,10 @@ class GatewayClient:
             _method("Capture"), request, capture_pb2.CaptureResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
-        return open_capture_response(response, self._credentials, state, self._trust)
+        return open_capture_response(
+            response, self._credentials, state, self._trust,
+            gateway_signers=self.gateway_signers(),
+        )  # fmt: skip
 
     def reverse_capture(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CapRevReq -> verified CapRevRes."""
@@ -112,7 +149,10 @@ class GatewayClient:
             _method("CaptureReversal"), request, capture_pb2.CaptureReversalResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
-        return open_capture_reversal_response(response, self._credentials, state, self._trust)
+        return open_capture_reversal_response(
+            response, self._credentials, state, self._trust,
+            gateway_signers=self.gateway_signers(),
+        )  # fmt: skip
 
     def credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CredReq -> verified CredRes."""
@@ -120,7 +160,10 @@ class GatewayClient:
             _method("Credit"), request, capture_pb2.CreditResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
-        return open_credit_response(response, self._credentials, state, self._trust)
+        return open_credit_response(
+            response, self._credentials, state, self._trust,
+            gateway_signers=self.gateway_signers(),
+        )  # fmt: skip
 
     def reverse_credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CredRevReq -> verified CredRevRes."""
@@ -128,7 +171,10 @@ class GatewayClient:
             _method("CreditReversal"), request, capture_pb2.CreditReversalResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
-        return open_credit_reversal_response(response, self._credentials, state, self._trust)
+        return open_credit_reversal_response(
+            response, self._credentials, state, self._trust,
+            gateway_signers=self.gateway_signers(),
+        )  # fmt: skip
 
     def batch_admin(self, request: bytes, state: BatchAdminState) -> BatchAdminResult:
         """BatchAdminReq -> verified BatchAdminRes."""
@@ -136,7 +182,10 @@ class GatewayClient:
             _method("BatchAdmin"), request, gateway_admin_pb2.BatchAdminResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
-        return open_batch_admin_response(response, self._credentials, state, self._trust)
+        return open_batch_admin_response(
+            response, self._credentials, state, self._trust,
+            gateway_signers=self.gateway_signers(),
+        )  # fmt: skip
 
     def gateway_certificates(self, brand_id: str, bin_: str = "") -> GatewayCertificate:
         """PCertReq for one brand (and BIN) -> the verified gateway certificates for it."""
@@ -153,6 +202,7 @@ class GatewayClient:
         if item.code != SUCCESS or item.key_exchange is None:
             name = gateway_admin_pb2.PCertCode.Name(item.code)
             raise ConfigError(f"the gateway serves no certificate for brand {brand_id}: {name}")
+        self._accept(item)
         return item
 
 

@@ -23,7 +23,7 @@ from cryptography.utils import Buffer
 
 from hsm.base import KeyBackend, KeyHandle
 from setcore.errors import ConfigurationError
-from setcore.signed import PSS_SALT_BYTES
+from setcore.signed import PSS_SALT_BYTES, low_s
 
 #: The RSA-PSS parameters of every setpay certificate and CRL signature.
 CERTIFICATE_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_BYTES)
@@ -50,7 +50,9 @@ class BackendECKey(ec.EllipticCurvePrivateKey):
             signature_algorithm.algorithm, hashes.SHA256
         ):
             raise ConfigurationError("backend EC keys sign ECDSA with SHA-256 only")
-        return self._backend.sign(self._handle, bytes(data))
+        # Low-S, as every setpay signature: a certificate or CRL is named by the hash of
+        # its bytes, and anyone could otherwise re-encode it under another thumbprint.
+        return low_s(self._backend.sign(self._handle, bytes(data)))
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         """The public half."""

@@ -16,7 +16,14 @@ from setcore.link import (
     seal_signed,
     seal_with_baggage,
 )
-from setcore.signed import open_signed, sign, sign_detached, verify_detached, verify_signature
+from setcore.signed import (
+    low_s,
+    open_signed,
+    sign,
+    sign_detached,
+    verify_detached,
+    verify_signature,
+)
 from setpay.v1 import crypto_pb2
 
 from .conftest import Party
@@ -214,7 +221,8 @@ def test_an_ecdsa_signature_in_any_encoding_but_der_is_refused() -> None:
     from setcore.encoding import signature_input
 
     key = ec.generate_private_key(ec.SECP256R1())
-    der = key.sign(signature_input(CT, "ecdsa-p256-sha256", b"tbs"), ec.ECDSA(hashes.SHA256()))
+    data = signature_input(CT, "ecdsa-p256-sha256", b"tbs")
+    der = low_s(key.sign(data, ec.ECDSA(hashes.SHA256())))
     good = crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=der)
     verify_signature(key.public_key(), good, CT, b"tbs")
     for name, value in _ecdsa_variants(der).items():
@@ -291,7 +299,8 @@ def test_the_algorithm_identifier_is_inside_the_signed_bytes() -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     ecdsa = ec.ECDSA(hashes.SHA256())
-    right = key.sign(signature_input(CT, "ecdsa-p256-sha256", b"tbs"), ecdsa)
+    # Low-S, as setpay signs: the refusals below are then for the signed bytes alone.
+    right = low_s(key.sign(signature_input(CT, "ecdsa-p256-sha256", b"tbs"), ecdsa))
     verify_signature(
         key.public_key(), crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=right), CT, b"tbs"
     )
@@ -299,7 +308,7 @@ def test_the_algorithm_identifier_is_inside_the_signed_bytes() -> None:
         signature_input(CT, "ed25519", b"tbs"),
         SIG_LABEL + CT.encode() + b"\x00" + b"tbs",
     ):
-        value = key.sign(data, ecdsa)
+        value = low_s(key.sign(data, ecdsa))
         with pytest.raises(ProtocolError) as exc:
             verify_signature(
                 key.public_key(), crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=value),

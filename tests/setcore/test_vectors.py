@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from hsm.base import KeyUsage
 from hsm.software import SoftwareBackend
@@ -18,8 +22,11 @@ from setcore.encoding import (
     thumbprint,
 )
 from setcore.envelope import open_sealed
+from setcore.errors import ErrorCode, ProtocolError
 from setcore.signed import verify_signature
 from setpay.v1 import crypto_pb2
+
+from .test_low_s import P256_ORDER, is_high_s
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 
@@ -82,3 +89,20 @@ def test_signature_vectors_verify(index: int) -> None:
     key = serialization.load_pem_private_key(vec["key_pem"].encode(), None)
     sig = crypto_pb2.Signature(alg=vec["alg"], value=bytes.fromhex(vec["signature_hex"]))
     verify_signature(key.public_key(), sig, vec["content_type"], bytes.fromhex(vec["tbs_hex"]))  # type: ignore[arg-type]
+
+
+def test_ecdsa_signature_vector_is_low_s_and_its_twin_is_refused() -> None:
+    """The pinned ECDSA vector is low-S; (r, n - s), which verifies in plain ECDSA, is refused."""
+    v = _load("signatures.json")
+    assert isinstance(v, list)
+    vec = v[0]
+    assert vec["alg"] == "ecdsa-p256-sha256"
+    value = bytes.fromhex(vec["signature_hex"])
+    assert not is_high_s(value)
+    r, s = decode_dss_signature(value)
+    twin = crypto_pb2.Signature(alg=vec["alg"], value=encode_dss_signature(r, P256_ORDER - s))
+    key = serialization.load_pem_private_key(vec["key_pem"].encode(), None)
+    with pytest.raises(ProtocolError) as caught:
+        verify_signature(key.public_key(), twin, vec["content_type"], bytes.fromhex(vec["tbs_hex"]))  # type: ignore[arg-type]
+    assert caught.value.code == ErrorCode.ERROR_CODE_SIGNATURE_FAILURE
+    assert "s above n/2" in caught.value.reason

@@ -25,7 +25,7 @@ from setcore.encoding import (
     thumbprint,
 )
 from setcore.envelope import Recipient, seal
-from setcore.signed import PSS_SALT_BYTES
+from setcore.signed import PSS_SALT_BYTES, low_s
 
 HERE = Path(__file__).parent
 
@@ -101,9 +101,11 @@ def signatures() -> list[dict[str, object]]:
     ec_key = ec.generate_private_key(ec.SECP256R1())
     rsa_key = rsa.generate_private_key(65537, 2048)
     data = signature_input("setpay.v1.PInitResData", "ecdsa-p256-sha256", b"tbs")
+    # Low-S: setpay refuses the high-S twin of an ECDSA signature (setcore.signed).
+    value = low_s(ec_key.sign(data, ec.ECDSA(hashes.SHA256())))
     out.append({"alg": "ecdsa-p256-sha256", "key_pem": _pem(ec_key),
                 "content_type": "setpay.v1.PInitResData", "tbs_hex": b"tbs".hex(),
-                "signature_hex": ec_key.sign(data, ec.ECDSA(hashes.SHA256())).hex()})  # fmt: skip
+                "signature_hex": value.hex()})  # fmt: skip
     pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_BYTES)
     data = signature_input("setpay.v1.PInitResData", "rsa-pss-sha256", b"tbs")
     out.append({"alg": "rsa-pss-sha256", "key_pem": _pem(rsa_key),

@@ -1,0 +1,165 @@
+"""The merchant accepts answers from its own gateway only (SET-PROTOCOL.md 2.2, 7.4).
+
+The merchant picks its gateway per brand and learns, from PCertRes, that gateway's
+key-exchange certificate (it seals to) and signature certificate. An answer signed by
+another gateway certificate, even one the same brand's Payment Gateway CA issued, is not
+its gateway's word. Here a second gateway signature certificate is issued by the running
+bank's real Payment Gateway CA under another name, and the gateway's true answer is
+re-signed with it on its way to the merchant (``tampering_support``): someone between
+the two, or another gateway of the brand, answering in its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from clients.merchant.runtime import Merchant
+from hsm.base import KeyAlgorithm, KeyUsage
+from hsm.software import SoftwareBackend
+from setcore.authorization import AUTH_RES_CT, AuthRequestState
+from setcore.credentials import Credentials
+from setcore.envelope import Recipient, open_sealed
+from setcore.error_message import build_error
+from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.link import link_content_type, seal_signed
+from setcore.pki import CertificateUsage, issue_gateway
+from setcore.pki.certificate import common_name_of, load_certificate
+from setcore.pki.hierarchy import create_brand
+from setcore.pki.issuance import IssuingCA
+from setcore.profiles import EC
+from setcore.signed import parse_signed
+from setpay.v1 import crypto_pb2
+from tests.clients.bank_support import RunningBank
+from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.tampering_support import Exchange, TamperingGateway
+from tests.clients.test_purchase_flow import buy, offer
+
+Tamper = Callable[[Any, Exchange, TamperingGateway], None]
+
+
+def _gateway_signing(ca: IssuingCA, name: str) -> Credentials:
+    """A gateway signature certificate ``ca`` issues to ``name``, with its key."""
+    backend = SoftwareBackend.ephemeral()
+    key = backend.generate(name, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    der = issue_gateway(ca, key.public_key, CertificateUsage.SIGNATURE, name)
+    return Credentials(backend, key, der, (ca.der,))
+
+
+def _other_gateway(bank: RunningBank) -> Credentials:
+    """Another gateway, certified by the bank's own Payment Gateway CA (same brand root)."""
+    pca = bank.pki.pca
+    ca = IssuingCA(bank.pki.backend, pca.signature_key, pca.signature_cert, (bank.pki.root_der,))
+    return _gateway_signing(ca, "another-gateway")
+
+
+def _resigned_by(signer: Credentials, merchant: Merchant) -> Tamper:
+    """The gateway's true AuthRes, signed by ``signer`` instead and sealed to the merchant."""
+    kex_key, kex_thumb = merchant.credentials.require_key_exchange()
+    assert kex_key.kem is not None
+    to_merchant = Recipient(kex_key.public_key, kex_thumb, kex_key.kem)
+    content_type = link_content_type(AUTH_RES_CT)
+
+    def tamper(response: Any, exchange: Exchange, gateway: TamperingGateway) -> None:
+        envelope = crypto_pb2.SealedWithBaggage.FromString(response.auth_res)
+        sealed = envelope.sealed
+        opened = open_sealed(sealed, merchant.credentials.backend, kex_key, kex_thumb, content_type)
+        true = parse_signed(opened.plaintext)
+        forged = seal_signed(
+            signer.backend, signer.signature_key, signer.signature_thumb, content_type,
+            true.tbs, to_merchant, xid=sealed.xid, rrpid=sealed.rrpid, bundle=signer.bundle(),
+        )  # fmt: skip
+        envelope.sealed.CopyFrom(forged)
+        response.auth_res = envelope.SerializeToString()
+
+    return tamper
+
+
+def _error_signed_by(signer: Credentials) -> Tamper:
+    """In place of the answer, a SET Error for our request, signed by ``signer``."""
+
+    def tamper(response: Any, exchange: Exchange, gateway: TamperingGateway) -> None:
+        code = ErrorCode.ERROR_CODE_DECODING_FAILURE
+        response.error.CopyFrom(build_error(signer, code, rrpid=exchange.rrpid))
+
+    return tamper
+
+
+def _authorized(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory, merchant_id: str
+) -> tuple[Merchant, bytes, AuthRequestState]:
+    """A merchant with one authorized order: its AuthReq bytes and state, to send again."""
+    merchant = make_merchant(merchant_id)
+    merchant.authorizer.stop(timeout=10)  # its scans would race the test for the order
+    record = buy(make_wallet(merchant), offer(merchant, 700))
+    assert record.auth_code == "AUTH_CODE_APPROVED"
+    order = merchant.store.order(bytes.fromhex(record.xid))
+    assert order.auth_request is not None and order.auth_rrpid is not None
+    assert order.auth_request_digest is not None
+    state = AuthRequestState(order.auth_rrpid, order.xid, order.auth_request_digest)
+    return merchant, order.auth_request, state
+
+
+def test_answers_are_accepted_from_the_gateway_pcertres_named(
+    bank: RunningBank, make_merchant: MerchantFactory, make_wallet: WalletFactory
+) -> None:
+    merchant, request, state = _authorized(make_merchant, make_wallet, "m-own-gateway")
+    assert merchant.gateway.gateway_signers() == {bank.pki.gateway.signature_thumb}
+    result = merchant.gateway.authorize(request, state)  # the same bytes: the stored answer
+    assert result.gateway.thumbprint == bank.pki.gateway.signature_thumb
+
+
+def test_an_answer_signed_by_another_gateway_of_the_brand_is_refused(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: accepted as the gateway's AuthRes (``result.gateway`` the other one)."""
+    other = _other_gateway(bank)
+    merchant, request, state = _authorized(make_merchant, make_wallet, "m-other-gateway")
+    gateway = TamperingGateway(monkeypatch, bank)
+    gateway.tamper("Authorize", _resigned_by(other, merchant))
+    with pytest.raises(ProtocolError) as caught:
+        merchant.gateway.authorize(request, state)
+    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
+    assert "not one the merchant's PCertRes named" in caught.value.reason
+    assert other.signature_thumb.hex()[:16] in caught.value.reason
+
+
+def test_an_error_signed_by_another_gateway_of_the_brand_is_not_a_refusal(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: a PeerError, the merchant taking it as its gateway's refusal."""
+    other = _other_gateway(bank)
+    merchant, request, state = _authorized(make_merchant, make_wallet, "m-other-error")
+    gateway = TamperingGateway(monkeypatch, bank)
+    gateway.tamper("Authorize", _error_signed_by(other))
+    with pytest.raises(ProtocolError) as caught:
+        merchant.gateway.authorize(request, state)
+    assert not isinstance(caught.value, PeerError)
+    assert "not one the merchant's PCertRes named" in caught.value.reason
+
+
+def test_an_answer_signed_by_a_gateway_of_another_brand_is_refused(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same name as the bank's gateway, another brand root: refused by the pin, and (as
+    before the pin) by the chain, which ends at the merchant's own brand root only."""
+    brand = create_brand(SoftwareBackend.ephemeral(), EC, "otherbrand")
+    name = common_name_of(load_certificate(bank.pki.gateway.signature_cert))
+    other = _gateway_signing(brand.gateway_ca.ca, name)
+    merchant, request, state = _authorized(make_merchant, make_wallet, "m-other-brand")
+    gateway = TamperingGateway(monkeypatch, bank)
+    gateway.tamper("Authorize", _resigned_by(other, merchant))
+    with pytest.raises(ProtocolError) as caught:
+        merchant.gateway.authorize(request, state)
+    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE

@@ -1,0 +1,48 @@
+"""ECDSA signatures come out low-S (s <= n/2): from the token, and from setcore on every backend.
+
+For every valid ECDSA signature (r, s), (r, n - s) verifies too; setcore refuses the high
+one as a malleable twin. The PKCS#11 backend gets r || s from the token, which may pick
+either, and returns the low one. setcore's signer (``setcore.signed.sign``) makes every
+SET signature low-S whatever backend it is given; that is checked here on each kind.
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from hsm.base import KeyAlgorithm, KeyBackend, KeyUsage
+from hsm.pkcs11 import Pkcs11Backend
+from setcore.signed import sign
+
+from .keycheck import verify
+from .testbed import BackendFactory
+
+# A signer choosing s at random gives a high one with probability 1/2 each time: 200 in
+# a row low by chance is 2**-200. SoftHSM signs a few thousand a second, so this is quick.
+SIGNATURES = 200
+# The order n of P-256's base point (SEC 2), stated here apart from the code under test.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _s(der: bytes) -> int:
+    return int(decode_dss_signature(der)[1])
+
+
+def test_the_token_backend_returns_low_s_signatures(pkcs11_backend: Pkcs11Backend) -> None:
+    key = pkcs11_backend.generate("low-s", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    for n in range(SIGNATURES):
+        data = n.to_bytes(4, "big")
+        signature = pkcs11_backend.sign(key, data)
+        assert _s(signature) <= P256_ORDER // 2, n
+        verify(key.public_key, signature, data)  # the low one is a valid signature too
+
+
+def test_setcore_signs_low_s_on_every_backend(backend_factory: BackendFactory) -> None:
+    backend: KeyBackend = backend_factory.open()
+    try:
+        key = backend.generate("low-s", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        for n in range(SIGNATURES):
+            signed = sign(backend, key, b"\x01" * 32, "setpay.v1.Test", n.to_bytes(4, "big"))
+            assert _s(signed.signatures[0].value) <= P256_ORDER // 2, (backend_factory.kind, n)
+    finally:
+        backend.close()
