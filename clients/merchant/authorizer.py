@@ -5,34 +5,34 @@ AuthReq's baggage. The request is stored before it is sent, so after a crash or 
 transport failure the very same bytes go out again and the gateway's RRPID idempotency
 returns the answer it already committed: one purchase is never authorized twice.
 
-An AuthReq stored during a gateway outage longer than the freshness window is refused
-as too old when it finally goes out; it is then built afresh around the same PI
-(``renewal`` says when that is safe) rather than failing a purchase that can still be
-authorized.
+An authorization lives the life of every stored request (``stored_requests``), written
+once there: a verified AuthRes is final (authorized or declined), and so is a verified
+SET Error (the order fails with its code), but for UNSPECIFIED_FAILURE; one refused as
+too old is built afresh around the same PI when ``renewal`` says that is safe; anything
+else (no answer, an answer or Error that does not verify, an approval for another
+amount, the merchant's own key backend or store failing on the answer) leaves the order
+authorizing, "outcome unknown, will retry", and the same bytes go out again, as
+``settlement`` leaves an operation sent. The gateway may have placed a hold on the card:
+failing the order would lose track of it. An answer that never verifies (a trust store
+missing the gateway's CA) keeps the order authorizing, seen in the log and ``setpay
+merchant orders``, and asked for again less and less often (``outcome.next_try``).
 
-The gateway's answers are judged as ``outcome`` says for every request: a verified
-AuthRes is final (authorized or declined), and so is a verified SET Error (the order
-fails with its code), but for UNSPECIFIED_FAILURE; anything else (no answer, an answer
-or Error that does not verify, an approval for another amount, the merchant's own key
-backend or store failing on the answer) leaves the order authorizing, "outcome unknown,
-will retry", and the same bytes go out again, as ``settlement`` leaves an operation
-sent. The gateway may have placed a hold on the card: failing the order would lose
-track of it.
+Where authorization differs from a settlement operation, it says why at the hook:
 
-Authorization has reasons to differ, and none holds. The cardholder may be waiting for
-the answer (``AnswerMode.AFTER_AUTHORIZATION``): SET's answer for an authorization not
-yet known is "order received" (as for a gateway outage), which is true, and the wallet
-may inquire later, where "rejected" might be false. The AuthReq is built per purchase:
-it is stored before it is sent like any settlement request, and the gateway refuses a
-second use of the PI, so no retry can place a second hold. An answer that never verifies
-(a trust store missing the gateway's CA) keeps the order authorizing: seen in the log and
-``setpay merchant orders``, where a failed order would hide a hold until it expires, and
-asked for again less and less often (``outcome.next_try``), since the gateway gives the
-same answer every time; no answer at all is retried every ``RETRY_SECONDS``.
+- The request is an order's, not a row of its own: the AuthReq is built and stored on
+  the order by ``authorize`` itself (an order purchased has none yet), its bytes stored
+  when the order last moved (``_stored_ms``), and ``resume`` sends one again through
+  ``authorize`` (``_resend``), one thread per order at a time.
+- Whoever asks hears the order, never ``OutcomeUnknown``: the cardholder may be waiting
+  (``AnswerMode.AFTER_AUTHORIZATION``), and SET's answer for an authorization not yet
+  known is "order received", which is true; the wallet may inquire later.
+- An answer that could not be checked for want of current revocation data fetches it
+  for the next try: no caller keeps it current before authorizing, as a settlement
+  command does at its start and a serving merchant's resume rounds do (``runtime``).
 
 The background worker serves the "order received" answer mode (authorize after the
 wallet has its answer) and retries authorizations whose outcome is unknown in either
-mode, including those a previous process left unfinished.
+mode, including those a previous process left unfinished (``resume``).
 """
 
 from __future__ import annotations
@@ -44,17 +44,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clients.errors import ClientError
-from clients.merchant import outcome, renewal
+from clients.errors import ClientError, OutcomeUnknown
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.store import MerchantStore
+from clients.merchant.stored_requests import StoredRequests
 from clients.revocation import RevocationFeed
 from setcore.amount import same_unit
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
-from setcore.errors import ErrorCode, PeerError, fail
+from setcore.errors import ErrorCode, fail
 from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import authorization_pb2, purchase_pb2
@@ -93,8 +93,10 @@ def _check_authorized_amount(order: Order, header: authorization_pb2.AuthHeader)
         )
 
 
-class Authorizer:
+class Authorizer(StoredRequests[Order]):
     """Turns purchased orders into authorized (or declined) ones through the gateway."""
+
+    noun = "authorizations"
 
     def __init__(
         self,
@@ -105,11 +107,7 @@ class Authorizer:
         merchant_id: str,
         revocation: RevocationFeed,
     ) -> None:
-        self._store = store
-        self._credentials = credentials
-        self._gateway = gateway
-        self._keys = gateway_keys
-        self._merchant_id = merchant_id
+        super().__init__(store, credentials, gateway, gateway_keys, merchant_id)
         self._revocation = revocation
         self._queue: queue.Queue[bytes] = queue.Queue(MAX_QUEUED)
         self._stop = threading.Event()
@@ -133,6 +131,36 @@ class Authorizer:
                 if users[0] == 0:
                     del self._locks[xid]
 
+    def authorize(self, xid: bytes) -> Order:
+        """Authorize one purchased order now; the order as it stands afterwards.
+
+        A verified answer is final: the order is authorized, declined, or failed by the
+        gateway's verified SET Error. Anything else leaves it authorizing, outcome
+        unknown, and the worker sends the same bytes again (``outcome``). If another
+        thread is authorizing the same order, this waits for it and reports its outcome.
+        """
+        try:
+            return self._authorize(xid)
+        except OutcomeUnknown:  # logged as it was raised; the order says "authorizing"
+            return self._store.order(xid)
+
+    def _authorize(self, xid: bytes) -> Order:
+        """``authorize``, but an outcome left unknown raises ``OutcomeUnknown``."""
+        # Purchase and the worker may both ask for one order: the order's moves end its
+        # authorization once (a second save of the same answer is refused), and an order
+        # purchased must have one AuthReq stored, not two.
+        with self._exclusive(xid):
+            order = self._store.order(xid)
+            if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
+                return order  # ended meanwhile, by another thread
+            try:
+                return self._send(self._stored(order))
+            except OutcomeUnknown as exc:
+                if isinstance(exc.cause, RevocationUnavailable):
+                    # Fetched now, the same answer is checked at the next try.
+                    self._revocation.refresh()
+                raise
+
     def _stored(self, order: Order) -> Order:
         """The order authorizing, its AuthReq stored (built now if it has none)."""
         if order.state is OrderState.AUTHORIZING:
@@ -151,55 +179,19 @@ class Authorizer:
         )  # fmt: skip
         return request.SerializeToString(), state
 
-    def authorize(self, xid: bytes) -> Order:
-        """Authorize one purchased order now; the order as it stands afterwards.
+    # -- the stored request's life (``stored_requests``) --------------------------------
 
-        A verified answer is final: the order is authorized, declined, or failed by the
-        gateway's verified SET Error. Anything else leaves it authorizing, outcome
-        unknown, and the worker sends the same bytes again (``outcome``). If another
-        thread is authorizing the same order, this waits for it and reports its outcome.
-        """
-        with self._exclusive(xid):
-            return self._authorize(self._store.order(xid))
-
-    def _authorize(self, order: Order, *, renewable: bool = True) -> Order:
-        if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
-            return order
-        order = self._stored(order)
-        assert order.auth_rrpid is not None
-        what = f"order {order.short_id}: AuthReq {short(order.auth_rrpid)}"
-        try:
-            return self._exchange(order, renewable)
-        except RevocationUnavailable:
-            # The answer could not be checked for want of current revocation data: fetched
-            # now, the same answer is checked at the next try.
-            self._revocation.refresh()
-            log.warning("%s: revocation data was stale: outcome unknown, will retry", what)
-            return order
-        except Exception as exc:  # noqa: BLE001  the gateway may have authorized even so
-            outcome.pending(self._store, order, what, exc)
-            return order
-
-    def _exchange(self, order: Order, renewable: bool) -> Order:
+    def _exchange(self, order: Order) -> Order:
         """Send the order's stored AuthReq; the order once the gateway's verified answer
-        or verified refusal is saved. Raises what ``GatewayClient`` raises for any other
-        answer."""
+        is saved."""
         assert order.auth_request and order.auth_rrpid and order.auth_request_digest
         log.info(
             "order %s: AuthReq %s sent to the gateway", order.short_id, short(order.auth_rrpid)
         )
         state = AuthRequestState(order.auth_rrpid, order.xid, order.auth_request_digest)
-        try:
-            result = self._gateway.authorize(order.auth_request, state)
-            _check_authorized_amount(order, result.data.auth_res_payload.auth_header)
-        except PeerError as exc:
-            if not outcome.is_refusal(exc):
-                raise
-            if renewable and renewal.refused_as_stale(exc):
-                return self._renew(order)
-            log.warning("order %s: gateway refused the AuthReq: %s", order.short_id, exc.code_name)
-            return self._store.record_failure(order.xid, exc.code)
+        result = self._gateway.authorize(order.auth_request, state)
         header = result.data.auth_res_payload.auth_header
+        _check_authorized_amount(order, header)
         authorization = Authorization(
             auth_code=header.auth_code,
             amount=Money.from_proto(header.auth_amt),
@@ -217,29 +209,37 @@ class Authorizer:
         )  # fmt: skip
         return done
 
-    def _renew(self, order: Order) -> Order:
-        """An AuthReq refused as too old: built afresh around the same PI and sent, or
-        left for a later try while an earlier sending might still be at the gateway.
+    def _fail(self, request: Order, error_code: int) -> Order:
+        return self._store.record_failure(request.xid, error_code)
 
-        Safe beside ``renewal``'s reasons: the gateway's ledger records each PI's XID
-        before deciding, so a PI is never authorized twice, whatever the RRPID.
-        """
-        if not renewal.may_renew(order.updated_ms):
-            log.warning(
-                "order %s: AuthReq refused as too old, but only just: outcome unknown, will retry",
-                order.short_id,
-            )
-            return order
-        assert order.auth_rrpid is not None
-        wire, state = self._build(order)
-        fresh = self._store.renew_auth_request(
-            order.xid, order.auth_rrpid, state.rrpid, wire, state.request_digest
+    def _rebuild(self, request: Order, error_code: int) -> Order:
+        """Built afresh around the same PI, the order's AuthReq replaced (the order stays
+        authorizing). Safe beside ``renewal``'s reasons: the gateway's ledger records
+        each PI's XID before deciding, so a PI is never authorized twice, whatever the
+        RRPID."""
+        assert request.auth_rrpid is not None
+        wire, state = self._build(request)
+        return self._store.renew_auth_request(
+            request.xid, request.auth_rrpid, state.rrpid, wire, state.request_digest
         )
-        log.info(
-            "order %s: AuthReq %s refused as too old, so never applied: built afresh as %s",
-            order.short_id, short(order.auth_rrpid), short(state.rrpid),
-        )  # fmt: skip
-        return self._authorize(fresh, renewable=False)
+
+    def _unanswered(self) -> list[Order]:
+        return self.pending()
+
+    def _named(self, request: Order) -> str:
+        return f"order {request.short_id}: AuthReq {short(request.auth_rrpid or b'')}"
+
+    def _stored_ms(self, request: Order) -> int:
+        # An order is made at PInit, long before its AuthReq; the AuthReq is stored (or
+        # replaced) as the order last moves, and nothing moves an authorizing order but
+        # its answer (``postpone`` leaves ``updated_ms`` alone).
+        return request.updated_ms
+
+    def _resend(self, request: Order) -> Order:
+        # What ``resume`` read may be stale by now (Purchase authorizing the order in
+        # another thread), and an order purchased has no AuthReq yet: ``authorize``'s
+        # lock and fresh read decide.
+        return self._authorize(request.xid)
 
     # -- background worker ------------------------------------------------------------
 
@@ -273,12 +273,7 @@ class Authorizer:
         first = True
         while not self._stop.is_set():
             try:
-                due_at = now_ms()
-                for order in self.pending():
-                    if self._stop.is_set():
-                        return
-                    if first or order.retry_after_ms <= due_at:
-                        self.authorize(order.xid)
+                self.resume(due_at_ms=None if first else now_ms(), stop=self._stop)
                 first = False
                 self._drain()
             except ClientError as exc:

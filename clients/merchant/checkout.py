@@ -14,14 +14,21 @@ unknown XID UNKNOWN_XID, a second different purchase for one XID PI_PREVIOUSLY_U
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from clients.errors import OrderStateError, UnknownOrder
 from clients.merchant.authorizer import APPROVED, Authorizer
 from clients.merchant.config import AnswerMode
 from clients.merchant.gateway_client import GatewayKeys
-from clients.merchant.records import OperationKind, OperationState, Order, OrderState, short
+from clients.merchant.records import (
+    Operation,
+    OperationKind,
+    OperationState,
+    Order,
+    OrderState,
+    short,
+)
 from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
 from setcore.credentials import Credentials
@@ -78,8 +85,14 @@ def completion_of(order: Order, captured: int, credited: int) -> purchase_pb2.PR
 
 def settled_amounts(store: MerchantStore, xid: bytes) -> tuple[int, int]:
     """(captured, credited) minor units of an order, net of their reversals."""
+    return settled_of(store.operations(xid))
+
+
+def settled_of(operations: Sequence[Operation]) -> tuple[int, int]:
+    """(captured, credited) minor units of an order's ``operations``, net of their
+    reversals."""
     totals = dict.fromkeys(OperationKind, 0)
-    for operation in store.operations(xid):
+    for operation in operations:
         if operation.state is OperationState.SUCCEEDED:
             totals[operation.kind] += operation.result_amount
     captured = totals[OperationKind.CAPTURE] - totals[OperationKind.CAPTURE_REVERSAL]

@@ -1,20 +1,24 @@
 """After authorization: capture, refund and reversals (batches: ``batches``).
 
-Each operation is checked against what the merchant knows (never capture more than is
-authorized, never refund more than was captured; one sent and not answered counts as
-applied wherever that leaves less to take, and the error names it), built by setcore,
-stored with its exact bytes, then sent; the gateway's verified answer settles it, and a
-verified SET Error ends it "failed", with the error's code. Anything else leaves its
-outcome unknown (``outcome``: no answer, a crash, an answer or Error that does not
-verify, an answer settling another amount, UNSPECIFIED_FAILURE, the merchant's own key
-backend or store failing on the answer): it stays "sent", the command that sent it gets
-``OutcomeUnknown`` ("outcome unknown, will retry"), and ``resume`` sends the same bytes
-again, when a merchant starts serving and every ``runtime.RESUME_SECONDS`` while it
-serves: the gateway's RRPID idempotency makes that safe. A verified refusal as too old
-(MESSAGE_TOO_OLD) of a request stored too recently for ``renewal`` to let it be built
-afresh leaves it sent too; one stored long enough ago is built afresh under a new RRPID
-and sent (``renewal`` says why that is safe, and when). That life, a batch change's
-too, is written once, in ``stored_requests``.
+Each operation is checked against what the merchant knows (``settlement_checks``: never
+capture more than is authorized, never refund more than was captured; one sent and not
+answered counts as applied wherever that leaves less to take, and the error names it),
+built by setcore, and stored with its exact bytes if the same check, run again in the
+storing transaction, still allows it: two commands at once (two threads, or a command
+beside a serving merchant on the same file) never both pass it, and the second is
+refused as it would be after the first. Then it is sent; the gateway's verified answer
+settles it, and a verified SET Error ends it "failed", with the error's code. Anything
+else leaves its outcome unknown (``outcome``: no answer, a crash, an answer or Error
+that does not verify, an answer settling another amount, UNSPECIFIED_FAILURE, the
+merchant's own key backend or store failing on the answer): it stays "sent", the
+command that sent it gets ``OutcomeUnknown`` ("outcome unknown, will retry"), and
+``resume`` sends the same bytes again, when a merchant starts serving and every
+``runtime.RESUME_SECONDS`` while it serves: the gateway's RRPID idempotency makes that
+safe. A verified refusal as too old (MESSAGE_TOO_OLD) of a request stored too recently
+for ``renewal`` to let it be built afresh leaves it sent too; one stored long enough ago
+is built afresh under a new RRPID and sent (``renewal`` says why that is safe, and
+when). That life, an authorization's and a batch change's too, is written once, in
+``stored_requests``.
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.
@@ -23,10 +27,9 @@ demo), and a failed item then never holds up others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from clients.errors import OrderStateError
-from clients.merchant.checkout import is_approved, settled_amounts
+from clients.merchant import settlement_checks as checks
 from clients.merchant.records import (
     Money,
     Operation,
@@ -36,7 +39,6 @@ from clients.merchant.records import (
     OrderState,
     short,
 )
-from clients.merchant.store import MerchantStore
 from clients.merchant.stored_requests import StoredRequests
 from setcore.amount import same_unit
 from setcore.auth_reversal import (
@@ -86,6 +88,17 @@ _KIND_OF = {
     OperationKind.CREDIT: CREDIT,
     OperationKind.CREDIT_REVERSAL: CREDIT_REVERSAL,
 }
+# How many times a command checks and builds its request when, each time, another
+# command on the same order changed it between the check and the storing in a way that
+# changes the request (took part of a default amount, replaced the capture token). Each
+# such change is another command's operation stored first; one that keeps losing that
+# race three times over is better given again than spun on.
+MAX_BUILDS = 3
+
+
+class _Changed(Exception):
+    """The order changed, between a command's check and its storing, so that the request
+    built after the check is no longer the one the check asks for."""
 
 
 class Settlement(StoredRequests[Operation]):
@@ -93,152 +106,77 @@ class Settlement(StoredRequests[Operation]):
 
     noun = "operations"
 
-    def _authorized(self, xid: bytes) -> Order:
-        order = self._store.order(xid)
-        if order.state is not OrderState.AUTHORIZED or not is_approved(order):
-            raise OrderStateError(f"order {order.short_id} is {order.state.value}, not authorized")
-        return order
-
-    def _pending(self, xid: bytes, *kinds: OperationKind) -> list[Operation]:
-        """The order's operations of ``kinds`` sent and not answered. Each may have been
-        applied: every check counts it as applied where that leaves less to take, so no
-        request is sent that the gateway would refuse should those turn out applied, in
-        whichever order they reach it."""
-        return [
-            op
-            for op in self._store.operations(xid)
-            if op.kind in kinds and op.state is OperationState.SENT
-        ]
-
-    # -- capture ----------------------------------------------------------------------
-
     def capture(self, xid: bytes, amount: int | None = None) -> Operation:
         """Capture ``amount`` (default: all that is authorized and not yet captured)."""
-        order = self._authorized(xid)
-        assert order.authorization is not None and order.auth_rrpid is not None
-        captured = _captured_gross(self._store, xid)
-        pending = self._pending(xid, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
-        # A pending reversal may have lowered the authorization to what it keeps.
-        authorized = min(
-            [order.authorization.amount.minor]
-            + [op.amount.minor for op in pending if op.kind is OperationKind.AUTH_REVERSAL]
-        )
-        taken = sum(op.amount.minor for op in pending if op.kind is OperationKind.CAPTURE)
-        left = max(0, authorized - captured - taken)
-        amount = left if amount is None else amount
-        if not 0 < amount <= left:
-            raise OrderStateError(
-                f"order {order.short_id}: {amount} cannot be captured ({left} left to capture)"
-                f"{_counted(pending)}"
-            )
-        return self._start(
-            order, OperationKind.CAPTURE, order.authorization.amount.with_minor(amount)
-        )
-
-    # -- refunds and reversals --------------------------------------------------------
-
-    def _refundable(self, xid: bytes) -> tuple[int, list[Operation]]:
-        """What is captured and not refunded, counting pending refunds and capture
-        reversals as applied; and those pending ones."""
-        captured, credited = settled_amounts(self._store, xid)
-        pending = self._pending(xid, OperationKind.CREDIT, OperationKind.CAPTURE_REVERSAL)
-        return max(0, captured - credited - sum(op.amount.minor for op in pending)), pending
+        return self._start(xid, lambda order, ops: checks.capture(order, ops, amount))
 
     def refund(self, xid: bytes, amount: int | None = None) -> Operation:
         """Credit ``amount`` back to the cardholder (default: all captured, not yet credited)."""
-        order = self._authorized(xid)
-        left, pending = self._refundable(xid)
-        amount = left if amount is None else amount
-        if not 0 < amount <= left:
-            raise OrderStateError(
-                f"order {order.short_id}: {amount} cannot be refunded ({left} captured "
-                f"and not refunded){_counted(pending)}"
-            )
-        return self._cap_rev_or_cred(order, OperationKind.CREDIT, amount)
+        return self._start(xid, lambda order, ops: checks.refund(order, ops, amount))
 
     def reverse_capture(self, capture_rrpid: bytes) -> Operation:
         """Undo a capture, named by the RRPID of its capture request."""
-        capture = self._store.operation(capture_rrpid)
-        if (
-            capture.kind is not OperationKind.CAPTURE
-            or capture.state is not OperationState.SUCCEEDED
-        ):
-            raise OrderStateError(f"operation {short(capture_rrpid)} is not a completed capture")
-        self._not_reversed(capture, OperationKind.CAPTURE_REVERSAL)
-        order = self._authorized(capture.xid)
-        left, pending = self._refundable(capture.xid)
-        if capture.result_amount > left:
-            raise OrderStateError(
-                f"order {order.short_id}: {left} captured and not refunded; this capture was "
-                f"{capture.result_amount}{_counted(pending)}"
-            )
-        return self._cap_rev_or_cred(
-            order, OperationKind.CAPTURE_REVERSAL, capture.result_amount, original=capture_rrpid
+        xid = self._store.operation(capture_rrpid).xid
+        return self._start(
+            xid, lambda order, ops: checks.reverse_capture(order, ops, capture_rrpid)
         )
 
     def reverse_credit(self, credit_rrpid: bytes) -> Operation:
         """Undo a refund, named by the RRPID of its credit request."""
-        credit = self._store.operation(credit_rrpid)
-        if credit.kind is not OperationKind.CREDIT or credit.state is not OperationState.SUCCEEDED:
-            raise OrderStateError(f"operation {short(credit_rrpid)} is not a completed refund")
-        self._not_reversed(credit, OperationKind.CREDIT_REVERSAL)
-        order = self._authorized(credit.xid)
-        return self._cap_rev_or_cred(
-            order, OperationKind.CREDIT_REVERSAL, credit.result_amount, original=credit_rrpid
-        )
-
-    def _not_reversed(self, original: Operation, reversal: OperationKind) -> None:
-        for op in self._store.operations(original.xid):
-            if op.kind is not reversal or op.original_rrpid != original.rrpid:
-                continue
-            if op.state is OperationState.SUCCEEDED:
-                raise OrderStateError(f"operation {short(original.rrpid)} is already reversed")
-            if op.state is OperationState.SENT:
-                raise OrderStateError(
-                    f"operation {short(original.rrpid)} is already being reversed{_counted([op])}"
-                )
-
-    def _cap_rev_or_cred(
-        self, order: Order, kind: OperationKind, amount: int, original: bytes = b""
-    ) -> Operation:
-        assert order.authorization is not None
-        return self._start(order, kind, order.authorization.amount.with_minor(amount), original)
+        xid = self._store.operation(credit_rrpid).xid
+        return self._start(xid, lambda order, ops: checks.reverse_credit(order, ops, credit_rrpid))
 
     def reverse_authorization(self, xid: bytes, keep: int = 0) -> Operation:
         """Release the authorization down to ``keep`` (0: release all of it)."""
-        order = self._authorized(xid)
-        assert order.authorization is not None and order.auth_rrpid is not None
-        captured = _captured_gross(self._store, xid)
-        # A pending capture may have been applied (then the order has a capture), a pending
-        # reversal may have lowered the authorization below ``keep``: either way the
-        # gateway would refuse this one, or, sent first, this one would see theirs refused.
-        pending = self._pending(xid, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
-        if pending:
-            raise OrderStateError(
-                f"order {order.short_id} cannot be reversed before the gateway answers "
-                f"what is pending{_counted(pending)}"
-            )
-        if not captured <= keep < order.authorization.amount.minor:
-            raise OrderStateError(
-                f"order {order.short_id}: keep must be at least the {captured} captured "
-                f"(a capture reversal does not give authorization back) and below "
-                f"{order.authorization.amount.minor}"
-            )
-        money = order.authorization.amount.with_minor(keep)
-        return self._start(order, OperationKind.AUTH_REVERSAL, money)
+        return self._start(xid, lambda order, ops: checks.reverse_authorization(order, ops, keep))
 
     # -- building, sending and resuming ------------------------------------------------
 
-    def _start(
-        self, order: Order, kind: OperationKind, money: Money, original: bytes = b""
-    ) -> Operation:
-        """Build the request, store it, then send it."""
-        wire, rrpid, digest = self._request(order, kind, money, original)
-        operation = self._store.add_operation(
-            order.xid, kind, rrpid, money, wire, digest, original or None
+    def _start(self, xid: bytes, check: checks.Check) -> Operation:
+        """Check, build the request, store it, then send it.
+
+        The request is built (signed, sealed to the gateway, whose certificates may have
+        to be fetched first) outside the store's write lock, which every other writer of
+        the file waits for; the check runs again in the transaction that stores it, so
+        two commands at once never both pass it: the second gets the refusal it would
+        have got after the first. An order changed in between so that the request is no
+        longer the one its check asks for is checked and built again.
+        """
+        for _ in range(MAX_BUILDS):
+            try:
+                operation = self._stored(xid, check)
+            except _Changed:
+                continue
+            return self._send(operation)
+        raise OrderStateError(
+            f"order {short(xid)} changed at every try while a request on it was built "
+            f"({MAX_BUILDS} tries): give the command again"
         )
-        log.info("order %s: %s %s for %s", order.short_id, _REQUEST_NAME[kind], short(rrpid), money)
-        return self._send(operation)
+
+    def _stored(self, xid: bytes, check: checks.Check) -> Operation:
+        """The request ``check`` allows, built and stored; ``_Changed`` if the order no
+        longer allows that one when it is stored."""
+        order = self._store.order(xid)
+        plan = check(order, self._store.operations(xid))
+        wire, rrpid, digest = self._request(order, plan.kind, plan.money, plan.original)
+
+        def admit(now: Order, operations: list[Operation]) -> None:
+            # Refused as ``check`` refuses; a request built on a capture token or an
+            # authorization since replaced, or for another default amount, is not stored.
+            allowed = check(now, operations)
+            if allowed != plan or (now.auth_rrpid, now.authorization) != (
+                order.auth_rrpid, order.authorization,
+            ):  # fmt: skip
+                raise _Changed
+
+        operation = self._store.add_operation(
+            xid, plan.kind, rrpid, plan.money, wire, digest, plan.original or None, admit=admit
+        )
+        log.info(
+            "order %s: %s %s for %s",
+            short(xid), _REQUEST_NAME[plan.kind], short(rrpid), plan.money,
+        )  # fmt: skip
+        return operation
 
     def _request(
         self, order: Order, kind: OperationKind, money: Money, original: bytes
@@ -354,30 +292,6 @@ def _named(operation: Operation) -> str:
     return f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}"
 
 
-def _captured_gross(store: MerchantStore, xid: bytes) -> int:
-    """Every capture of the order that succeeded, its reversals not deducted: the gateway
-    counts captures against the authorization gross (``gateway.ledger.holds``), so a
-    capture reversal gives money back to the cardholder, not authorization back to
-    capture again or to release."""
-    return sum(
-        op.result_amount
-        for op in store.operations(xid)
-        if op.kind is OperationKind.CAPTURE and op.state is OperationState.SUCCEEDED
-    )
-
-
-def _counted(pending: Sequence[Operation]) -> str:
-    """For an error: the unanswered operations a check counted as applied, by short id."""
-    if not pending:
-        return ""
-    named = ", ".join(
-        f"{op.kind.value} {short(op.rrpid)} "
-        f"{'keeping' if op.kind is OperationKind.AUTH_REVERSAL else 'of'} {op.amount.minor}"
-        for op in pending
-    )
-    return f"; pending, counted as applied: {named} (sent, outcome unknown, will retry)"
-
-
 def _check_answered_amount(
     operation: Operation, got: common_pb2.CurrencyAmount, *, exact: bool = False
 ) -> None:
@@ -395,12 +309,3 @@ def _check_answered_amount(
             f"the answer to {_REQUEST_NAME[operation.kind]} {short(operation.rrpid)} gives "
             f"{got.amount} ({got.currency}, exponent {got.exp10}) for {operation.amount}",
         )
-
-
-def operations_summary(operations: Sequence[Operation]) -> list[str]:
-    """One line per operation for people (no ids longer than 8 hex digits)."""
-    return [
-        f"{short(op.rrpid)} {op.kind.value:<16} {op.amount.minor:>10} {op.state.value:<9} "
-        f"{op.batch_id or '-'}"
-        for op in operations
-    ]

@@ -1,12 +1,14 @@
 """Requests stored before they are sent, and sent until the gateway's answer is final.
 
-Settlement operations (``settlement``) and batch changes (``batches``) go through the
-same life, written here once: stored byte for byte, sent; the gateway's answer judged as
-``outcome`` says (verified: saved, the request ends; a verified SET Error: it ends
-failed, or, refused as too old, is built afresh once under a new RRPID as ``renewal``
-allows; anything else: it stays sent, "outcome unknown, will retry"); sent again, the
-same bytes, by ``resume``. Each kind says how it is sent and its answer saved
-(``_exchange``), how it ends failed and how it is built afresh.
+Authorizations (``authorizer``), settlement operations (``settlement``) and batch
+changes (``batches``) go through the same life, written here once: stored byte for byte,
+sent; the gateway's answer judged as ``outcome`` says (verified: saved, the request
+ends; a verified SET Error: it ends failed, or, refused as too old, is built afresh once
+under a new RRPID as ``renewal`` allows; anything else: it stays sent, "outcome unknown,
+will retry"); sent again, the same bytes, by ``resume``. Each kind says how it is sent
+and its answer saved (``_exchange``), how it ends failed and how it is built afresh; and,
+where it differs for a reason it gives, when its bytes were stored (``_stored_ms``) and
+how ``resume`` sends one again (``_resend``).
 
 Once a request is stored, nothing that goes wrong ends it but the gateway's verified
 word: a failure of the merchant's own (its key backend opening the answer, its store
@@ -18,19 +20,20 @@ from __future__ import annotations
 
 import abc
 import logging
+import threading
 from typing import Generic, TypeVar
 
 from clients.errors import OutcomeUnknown, TransportError
 from clients.merchant import outcome, renewal
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
-from clients.merchant.records import BatchRequest, Operation, short
+from clients.merchant.records import BatchRequest, Operation, Order
 from clients.merchant.store import MerchantStore
 from setcore.credentials import Credentials
 from setcore.errors import PeerError
 
 log = logging.getLogger("setpay.merchant")
 
-R = TypeVar("R", Operation, BatchRequest)
+R = TypeVar("R", Order, Operation, BatchRequest)
 
 
 class StoredRequests(abc.ABC, Generic[R]):
@@ -77,6 +80,15 @@ class StoredRequests(abc.ABC, Generic[R]):
     def _named(self, request: R) -> str:
         """The request for the log and the command line, by short ids."""
 
+    def _stored_ms(self, request: R) -> int:
+        """When the request's bytes were stored: after they were dated, before they were
+        first sent (what ``renewal`` and ``resume``'s ``stored_before_ms`` go by)."""
+        return request.created_ms
+
+    def _resend(self, request: R) -> R:
+        """``resume``'s sending of a request still waiting: as ``_send`` says."""
+        return self._send(request)
+
     # -- the one life -------------------------------------------------------------------
 
     def _send(self, request: R, *, renewable: bool = True) -> R:
@@ -112,7 +124,7 @@ class StoredRequests(abc.ABC, Generic[R]):
 
     def _renew(self, request: R, error: PeerError) -> R:
         """A request refused as too old: built afresh and sent, failed, or left waiting."""
-        if not renewal.may_renew(request.created_ms):
+        if not renewal.may_renew(self._stored_ms(request)):
             # An earlier sending of these bytes may still be inside the gateway.
             raise outcome.pending(self._store, request, self._named(request), error) from error
         fresh = self._rebuild(request, error.code)
@@ -120,19 +132,24 @@ class StoredRequests(abc.ABC, Generic[R]):
             return self._refused(request, error)
         log.info(
             "%s refused as too old, so never applied: sent afresh as %s",
-            self._named(request), short(fresh.rrpid),
+            self._named(request), self._named(fresh),
         )  # fmt: skip
         return self._send(fresh, renewable=False)
 
     def resume(
-        self, *, stored_before_ms: int | None = None, due_at_ms: int | None = None
+        self,
+        *,
+        stored_before_ms: int | None = None,
+        due_at_ms: int | None = None,
+        stop: threading.Event | None = None,
     ) -> list[R]:
         """Send again, byte for byte, every request of this kind still waiting (one refused
         as too old may be built afresh, as ``_send`` says); those now ended.
 
         ``stored_before_ms``: only those stored before then (not one a command may still
         be sending). ``due_at_ms``: only those whose answers did not verify that are due
-        again by then (``outcome.next_try``); at start, every one goes.
+        again by then (``outcome.next_try``); at start, every one goes. ``stop``: once
+        set, the one being sent is the last.
 
         Each on its own: one whose outcome is still unknown is logged (by its short ids
         and the reason, which never holds card data: the merchant has none) and stays
@@ -143,13 +160,15 @@ class StoredRequests(abc.ABC, Generic[R]):
         waiting = [
             request
             for request in self._unanswered()
-            if (stored_before_ms is None or request.created_ms < stored_before_ms)
+            if (stored_before_ms is None or self._stored_ms(request) < stored_before_ms)
             and (due_at_ms is None or request.retry_after_ms <= due_at_ms)
         ]
         ended = []
         for number, request in enumerate(waiting):
+            if stop is not None and stop.is_set():
+                break
             try:
-                ended.append(self._send(request))
+                ended.append(self._resend(request))
             except OutcomeUnknown as exc:  # logged as it was raised
                 if isinstance(exc.cause, TransportError):
                     log.warning(

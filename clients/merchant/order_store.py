@@ -1,0 +1,224 @@
+"""The merchant's offers and orders, with each order's authorization, in its own file.
+
+An offer agreed out of band becomes an order at PInit, is purchased, and is authorized
+through the one AuthReq stored on it (``Order.auth_request``) before it is first sent
+(``MerchantStore``'s docstring says why). Each change of an order is one transaction
+that checks the state it moves from (``move_order``); settlement operations that change
+the order (an authorization reversal, ``settlement_store``) move it the same way.
+
+Errors: ``sqlite3`` failures become ``StoreError``; unknown keys ``UnknownOrder``; a
+change the order's state forbids, ``OrderStateError``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from clients.errors import OrderStateError, UnknownOrder
+from clients.merchant.database import Database, now_ms
+from clients.merchant.offers import check_offer
+from clients.merchant.records import Authorization, Money, Offer, Order, OrderState, short
+from clients.merchant.schema import ORDER_COLUMNS, ORDER_FROM, order_from_row
+
+# Listings are for people; a page larger than this is not read by anyone.
+MAX_LISTED_ORDERS = 1000
+
+
+def read_order(conn: sqlite3.Connection, xid: bytes) -> Order:
+    """The order with this XID, read on ``conn`` (inside a transaction, as it stands
+    there); ``UnknownOrder`` if none."""
+    row = conn.execute(
+        f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} WHERE o.xid = ?",  # noqa: S608 - constant SQL
+        (xid,),
+    ).fetchone()
+    if row is None:
+        raise UnknownOrder("no order with this XID")
+    return order_from_row(row)
+
+
+def move_order(
+    conn: sqlite3.Connection,
+    xid: bytes,
+    allowed: Sequence[OrderState],
+    target: OrderState,
+    **columns: object,
+) -> None:
+    """Move the order to ``target``, setting ``columns``, inside the caller's write
+    transaction; ``OrderStateError`` unless it is in one of ``allowed``."""
+    row = conn.execute("SELECT state FROM orders WHERE xid = ?", (xid,)).fetchone()
+    if row is None:
+        raise UnknownOrder("no order with this XID")
+    if OrderState(row[0]) not in allowed:
+        raise OrderStateError(f"order {short(xid)} is {row[0]}, not {target.value}-able")
+    sets = "".join(f", {name} = ?" for name in columns)
+    conn.execute(
+        f"UPDATE orders SET state = ?, updated_ms = ?{sets} WHERE xid = ?",  # noqa: S608 - names are ours
+        (target.value, now_ms(), *columns.values(), xid),
+    )
+
+
+class OrderStore(Database):
+    """Offers, orders and their authorization (``MerchantStore`` is this and more)."""
+
+    # -- offers -----------------------------------------------------------------------
+
+    def add_offer(self, lid_m: bytes, description: bytes, amount: Money, brand_id: str) -> Offer:
+        """Record an order agreed out of band, known by its LID-M; ``ConfigError`` for one
+        no purchase could complete (``offers``)."""
+        check_offer(lid_m, description, amount)
+        now = now_ms()
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM offers WHERE lid_m = ?", (lid_m,)).fetchone():
+                raise OrderStateError(f"an offer with LID-M {short(lid_m)} exists")
+            conn.execute(
+                "INSERT INTO offers VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (lid_m, description, amount.currency, amount.minor, amount.exp10, brand_id, now),
+            )
+        return Offer(lid_m, description, amount, brand_id, now, None)
+
+    def offer(self, lid_m: bytes) -> Offer:
+        """The offer with this LID-M; ``UnknownOrder`` if none."""
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT lid_m, description, currency, amount, exp10, brand_id, created_ms, xid "
+                "FROM offers WHERE lid_m = ?",
+                (lid_m,),
+            ).fetchone()
+        )
+        if row is None:
+            raise UnknownOrder("no offer with this LID-M")
+        lid, description, currency, amount, exp10, brand_id, created, xid = row
+        return Offer(lid, description, Money(currency, amount, exp10), brand_id, created, xid)
+
+    # -- orders -----------------------------------------------------------------------
+
+    def open_order(self, lid_m: bytes, xid: bytes, trans_ids: bytes, chall_m: bytes) -> Order:
+        """PInit answered: the offer becomes an order under a fresh XID.
+
+        A wallet that repeats PInit before purchasing gets a new XID; the unused order
+        it replaces is dropped. An offer already purchased is not offered again.
+        """
+        now = now_ms()
+        with self._write() as conn:
+            row = conn.execute("SELECT xid FROM offers WHERE lid_m = ?", (lid_m,)).fetchone()
+            if row is None:
+                raise UnknownOrder("no offer with this LID-M")
+            if row[0] is not None:
+                state = conn.execute("SELECT state FROM orders WHERE xid = ?", (row[0],)).fetchone()
+                if state is not None and state[0] != OrderState.INITIATED:
+                    raise OrderStateError(f"offer {short(lid_m)} is already purchased")
+                conn.execute("DELETE FROM orders WHERE xid = ?", (row[0],))
+            conn.execute(
+                "INSERT INTO orders (xid, lid_m, trans_ids, chall_m, state, created_ms, "
+                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (xid, lid_m, trans_ids, chall_m, OrderState.INITIATED.value, now, now),
+            )
+            conn.execute("UPDATE offers SET xid = ? WHERE lid_m = ?", (xid, lid_m))
+        return self.order(xid)
+
+    def order(self, xid: bytes) -> Order:
+        """The order with this XID; ``UnknownOrder`` if none."""
+        return self._read(lambda c: read_order(c, xid))
+
+    def find_order(self, prefix: str) -> Order:
+        """The order whose XID starts with the hex ``prefix`` (as listings show it)."""
+        try:
+            wanted = bytes.fromhex(prefix if len(prefix) % 2 == 0 else prefix[:-1])
+        except ValueError:
+            raise UnknownOrder("an order id is hexadecimal") from None
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} "  # noqa: S608 - constant SQL
+                "WHERE substr(o.xid, 1, ?) = ?",
+                (len(wanted), wanted),
+            ).fetchall()
+        )
+        matches = [o for r in rows if (o := order_from_row(r)).xid.hex().startswith(prefix.lower())]
+        if len(matches) != 1:
+            raise UnknownOrder(
+                "no order with this id" if not matches else "the id is ambiguous: give more digits"
+            )
+        return matches[0]
+
+    def orders(self, limit: int = MAX_LISTED_ORDERS) -> list[Order]:
+        """The most recent orders, newest first."""
+        limit = max(1, min(limit, MAX_LISTED_ORDERS))
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} "  # noqa: S608 - constant SQL
+                "ORDER BY o.created_ms DESC, o.xid LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [order_from_row(r) for r in rows]
+
+    def orders_in(self, *states: OrderState) -> list[Order]:
+        """Orders in any of ``states``, oldest first (the authorization worker's queue)."""
+        marks = ", ".join("?" for _ in states)
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {ORDER_COLUMNS} FROM {ORDER_FROM} "  # noqa: S608 - constant SQL
+                f"WHERE o.state IN ({marks}) ORDER BY o.created_ms, o.xid",
+                tuple(s.value for s in states),
+            ).fetchall()
+        )
+        return [order_from_row(r) for r in rows]
+
+    def record_purchase(
+        self, xid: bytes, cardholder_thumb: bytes, oi_data: bytes, pi: bytes
+    ) -> Order:
+        """PReq verified: keep OIData, the sealed PI as received and who signed it."""
+        with self._write() as conn:
+            move_order(
+                conn, xid, (OrderState.INITIATED,), OrderState.PURCHASED,
+                cardholder_thumb=cardholder_thumb, oi_data=oi_data, pi=pi,
+            )  # fmt: skip
+        return self.order(xid)
+
+    # -- authorization ----------------------------------------------------------------
+
+    def record_auth_request(
+        self, xid: bytes, rrpid: bytes, request: bytes, request_digest: bytes
+    ) -> Order:
+        """The AuthReq as it will be sent (and re-sent after a crash)."""
+        with self._write() as conn:
+            move_order(
+                conn, xid, (OrderState.PURCHASED,), OrderState.AUTHORIZING,
+                auth_rrpid=rrpid, auth_request=request, auth_request_digest=request_digest,
+            )  # fmt: skip
+        return self.order(xid)
+
+    def renew_auth_request(
+        self, xid: bytes, old_rrpid: bytes, rrpid: bytes, request: bytes, request_digest: bytes
+    ) -> Order:
+        """The AuthReq ``old_rrpid``, refused as too old, gives way to one built afresh."""
+        with self._write() as conn:
+            row = conn.execute("SELECT auth_rrpid FROM orders WHERE xid = ?", (xid,)).fetchone()
+            if row is not None and row[0] != old_rrpid:
+                raise OrderStateError(f"order {short(xid)}: its AuthReq was already replaced")
+            move_order(
+                conn, xid, (OrderState.AUTHORIZING,), OrderState.AUTHORIZING,
+                auth_rrpid=rrpid, auth_request=request, auth_request_digest=request_digest,
+            )  # fmt: skip
+        return self.order(xid)
+
+    def record_authorization(self, xid: bytes, result: Authorization, approved: bool) -> Order:
+        """The gateway's verified AuthRes."""
+        target = OrderState.AUTHORIZED if approved else OrderState.DECLINED
+        with self._write() as conn:
+            move_order(
+                conn, xid, (OrderState.AUTHORIZING,), target,
+                auth_code=result.auth_code, auth_amount=result.amount.minor,
+                approval_code=result.approval_code, auth_res=result.auth_res,
+                cap_token=result.cap_token, acq_card_msg=result.acq_card_msg,
+            )  # fmt: skip
+        return self.order(xid)
+
+    def record_failure(self, xid: bytes, error_code: int) -> Order:
+        """The gateway refused the AuthReq with a verified SET Error (``error_code``)."""
+        with self._write() as conn:
+            move_order(
+                conn, xid, (OrderState.AUTHORIZING,), OrderState.FAILED, error_code=error_code
+            )
+        return self.order(xid)

@@ -1,0 +1,194 @@
+"""What a settlement command may send: its checks on an order and its operations.
+
+Never capture more than is authorized, never refund more than was captured, never
+reverse twice; one operation sent and not answered counts as applied wherever that leaves
+less to take, and the refusal names it (``_pending``). Each check is a plain function of
+the order and its operations as they stand, so ``settlement`` runs it twice: before it
+builds the request, and again in the transaction that stores it (the ``admit`` of
+``add_operation``), where two commands at once cannot both pass it.
+
+A refusal is ``OrderStateError``, naming what stands in the way by short ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from clients.errors import OrderStateError
+from clients.merchant.checkout import is_approved, settled_of
+from clients.merchant.records import (
+    Authorization,
+    Money,
+    Operation,
+    OperationKind,
+    OperationState,
+    Order,
+    OrderState,
+    short,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a check allows: the operation to build, store and send."""
+
+    kind: OperationKind
+    money: Money
+    original: bytes = b""
+
+
+Check = Callable[[Order, list[Operation]], Plan]
+"""A command's check, bound to its arguments: what it may send on the order, or
+``OrderStateError`` naming why not."""
+
+
+def capture(order: Order, operations: list[Operation], amount: int | None) -> Plan:
+    """Capture ``amount`` (None: all that is authorized and not yet captured)."""
+    authorization = _authorized(order)
+    captured = _captured_gross(operations)
+    pending = _pending(operations, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
+    # A pending reversal may have lowered the authorization to what it keeps.
+    authorized = min(
+        [authorization.amount.minor]
+        + [op.amount.minor for op in pending if op.kind is OperationKind.AUTH_REVERSAL]
+    )
+    taken = sum(op.amount.minor for op in pending if op.kind is OperationKind.CAPTURE)
+    left = max(0, authorized - captured - taken)
+    amount = left if amount is None else amount
+    if not 0 < amount <= left:
+        raise OrderStateError(
+            f"order {order.short_id}: {amount} cannot be captured ({left} left to capture)"
+            f"{_counted(pending)}"
+        )
+    return Plan(OperationKind.CAPTURE, authorization.amount.with_minor(amount))
+
+
+def refund(order: Order, operations: list[Operation], amount: int | None) -> Plan:
+    """Credit ``amount`` back (None: all captured and not yet credited)."""
+    authorization = _authorized(order)
+    left, pending = _refundable(operations)
+    amount = left if amount is None else amount
+    if not 0 < amount <= left:
+        raise OrderStateError(
+            f"order {order.short_id}: {amount} cannot be refunded ({left} captured "
+            f"and not refunded){_counted(pending)}"
+        )
+    return Plan(OperationKind.CREDIT, authorization.amount.with_minor(amount))
+
+
+def reverse_capture(order: Order, operations: list[Operation], capture_rrpid: bytes) -> Plan:
+    """Undo the capture whose request had ``capture_rrpid``."""
+    capture = _named_in(operations, capture_rrpid)
+    if capture.kind is not OperationKind.CAPTURE or capture.state is not OperationState.SUCCEEDED:
+        raise OrderStateError(f"operation {short(capture_rrpid)} is not a completed capture")
+    _not_reversed(capture, operations, OperationKind.CAPTURE_REVERSAL)
+    authorization = _authorized(order)
+    left, pending = _refundable(operations)
+    if capture.result_amount > left:
+        raise OrderStateError(
+            f"order {order.short_id}: {left} captured and not refunded; this capture was "
+            f"{capture.result_amount}{_counted(pending)}"
+        )
+    money = authorization.amount.with_minor(capture.result_amount)
+    return Plan(OperationKind.CAPTURE_REVERSAL, money, capture_rrpid)
+
+
+def reverse_credit(order: Order, operations: list[Operation], credit_rrpid: bytes) -> Plan:
+    """Undo the refund whose request had ``credit_rrpid``."""
+    credit = _named_in(operations, credit_rrpid)
+    if credit.kind is not OperationKind.CREDIT or credit.state is not OperationState.SUCCEEDED:
+        raise OrderStateError(f"operation {short(credit_rrpid)} is not a completed refund")
+    _not_reversed(credit, operations, OperationKind.CREDIT_REVERSAL)
+    money = _authorized(order).amount.with_minor(credit.result_amount)
+    return Plan(OperationKind.CREDIT_REVERSAL, money, credit_rrpid)
+
+
+def reverse_authorization(order: Order, operations: list[Operation], keep: int) -> Plan:
+    """Release the authorization down to ``keep`` (0: all of it)."""
+    authorization = _authorized(order)
+    captured = _captured_gross(operations)
+    # A pending capture may have been applied (then the order has a capture), a pending
+    # reversal may have lowered the authorization below ``keep``: either way the gateway
+    # would refuse this one, or, sent first, this one would see theirs refused.
+    pending = _pending(operations, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
+    if pending:
+        raise OrderStateError(
+            f"order {order.short_id} cannot be reversed before the gateway answers "
+            f"what is pending{_counted(pending)}"
+        )
+    if not captured <= keep < authorization.amount.minor:
+        raise OrderStateError(
+            f"order {order.short_id}: keep must be at least the {captured} captured "
+            f"(a capture reversal does not give authorization back) and below "
+            f"{authorization.amount.minor}"
+        )
+    return Plan(OperationKind.AUTH_REVERSAL, authorization.amount.with_minor(keep))
+
+
+def _authorized(order: Order) -> Authorization:
+    """The order's approved authorization; ``OrderStateError`` if it has none."""
+    if order.state is not OrderState.AUTHORIZED or not is_approved(order):
+        raise OrderStateError(f"order {order.short_id} is {order.state.value}, not authorized")
+    assert order.authorization is not None and order.auth_rrpid is not None
+    return order.authorization
+
+
+def _named_in(operations: Sequence[Operation], rrpid: bytes) -> Operation:
+    """The operation with this RRPID among an order's."""
+    (found,) = [op for op in operations if op.rrpid == rrpid]
+    return found
+
+
+def _pending(operations: Sequence[Operation], *kinds: OperationKind) -> list[Operation]:
+    """The order's operations of ``kinds`` sent and not answered. Each may have been
+    applied: every check counts it as applied where that leaves less to take, so no
+    request is sent that the gateway would refuse should those turn out applied, in
+    whichever order they reach it."""
+    return [op for op in operations if op.kind in kinds and op.state is OperationState.SENT]
+
+
+def _refundable(operations: Sequence[Operation]) -> tuple[int, list[Operation]]:
+    """What is captured and not refunded, counting pending refunds and capture reversals
+    as applied; and those pending ones."""
+    captured, credited = settled_of(operations)
+    pending = _pending(operations, OperationKind.CREDIT, OperationKind.CAPTURE_REVERSAL)
+    return max(0, captured - credited - sum(op.amount.minor for op in pending)), pending
+
+
+def _not_reversed(
+    original: Operation, operations: Sequence[Operation], reversal: OperationKind
+) -> None:
+    for op in operations:
+        if op.kind is not reversal or op.original_rrpid != original.rrpid:
+            continue
+        if op.state is OperationState.SUCCEEDED:
+            raise OrderStateError(f"operation {short(original.rrpid)} is already reversed")
+        if op.state is OperationState.SENT:
+            raise OrderStateError(
+                f"operation {short(original.rrpid)} is already being reversed{_counted([op])}"
+            )
+
+
+def _captured_gross(operations: Sequence[Operation]) -> int:
+    """Every capture of the order that succeeded, its reversals not deducted: the gateway
+    counts captures against the authorization gross (``gateway.ledger.holds``), so a
+    capture reversal gives money back to the cardholder, not authorization back to
+    capture again or to release."""
+    return sum(
+        op.result_amount
+        for op in operations
+        if op.kind is OperationKind.CAPTURE and op.state is OperationState.SUCCEEDED
+    )
+
+
+def _counted(pending: Sequence[Operation]) -> str:
+    """For an error: the unanswered operations a check counted as applied, by short id."""
+    if not pending:
+        return ""
+    named = ", ".join(
+        f"{op.kind.value} {short(op.rrpid)} "
+        f"{'keeping' if op.kind is OperationKind.AUTH_REVERSAL else 'of'} {op.amount.minor}"
+        for op in pending
+    )
+    return f"; pending, counted as applied: {named} (sent, outcome unknown, will retry)"

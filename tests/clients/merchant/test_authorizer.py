@@ -1,0 +1,103 @@
+"""Authorization as a stored request (``stored_requests``), where it differs from the
+others: one sending per order at a time whoever asks, and revocation data fetched when
+an answer could not be checked without it. Against the real gateway."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from clients.merchant.config import AnswerMode
+from clients.merchant.records import Order, OrderState
+from setcore.authorization import AuthRequestState, AuthResult
+from setcore.pki.bci import RevocationUnavailable
+from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.test_purchase_flow import buy, offer
+
+# Bounds every wait on the other thread: each comes within milliseconds; this only turns
+# a hang into a failure on a loaded machine.
+WAIT_SECONDS = 20.0
+
+
+def test_a_purchase_and_the_worker_authorize_one_order_once(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's scan (``resume``) finds an order a Purchase is authorizing: it waits
+    for that authorization and sends nothing; one AuthReq reaches the gateway."""
+    merchant = make_merchant("m-auth-once", AnswerMode.ORDER_RECEIVED)
+    merchant.authorizer.stop(timeout=10)  # its scans are made by the test here
+    record = buy(make_wallet(merchant), offer(merchant, 800))
+    xid = bytes.fromhex(record.xid)
+    inside, release = threading.Event(), threading.Event()
+    sent: list[bytes] = []
+    real = merchant.gateway.authorize
+
+    def held(request: bytes, state: AuthRequestState) -> AuthResult:
+        sent.append(request)
+        inside.set()
+        assert release.wait(WAIT_SECONDS), "never released"
+        return real(request, state)
+
+    monkeypatch.setattr(merchant.gateway, "authorize", held)
+    answers: dict[str, object] = {}
+    purchase = threading.Thread(
+        target=lambda: answers.update(purchase=merchant.authorizer.authorize(xid))
+    )
+    scan = threading.Thread(target=lambda: answers.update(scan=merchant.authorizer.resume()))
+    purchase.start()
+    try:
+        assert inside.wait(WAIT_SECONDS), "the Purchase's AuthReq was never sent"
+        scan.start()
+        # The scan waits for the order (a second thread at its lock) before it is let go.
+        give_up = time.monotonic() + WAIT_SECONDS
+        while merchant.authorizer._locks.get(xid, (None, [0]))[1][0] < 2:
+            assert time.monotonic() < give_up, "the scan never came to the order"
+            time.sleep(0.01)
+    finally:
+        release.set()
+        purchase.join(WAIT_SECONDS)
+        if scan.ident is not None:  # started
+            scan.join(WAIT_SECONDS)
+    done = answers["purchase"]
+    assert isinstance(done, Order) and done.state is OrderState.AUTHORIZED
+    assert answers["scan"] == [done]
+    assert sent == [done.auth_request]
+
+
+def test_an_answer_unchecked_for_want_of_revocation_data_fetches_it(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order stays authorizing, revocation data is fetched, and the same AuthReq,
+    sent again, authorizes it."""
+    merchant = make_merchant("m-auth-revocation", AnswerMode.ORDER_RECEIVED)
+    merchant.authorizer.stop(timeout=10)
+    record = buy(make_wallet(merchant), offer(merchant, 800))
+    xid = bytes.fromhex(record.xid)
+    real, refresh = merchant.gateway.authorize, merchant.revocation.refresh
+    sent: list[bytes] = []
+    refreshed: list[bool] = []
+
+    def stale_once(request: bytes, state: AuthRequestState) -> AuthResult:
+        sent.append(request)
+        if len(sent) == 1:
+            raise RevocationUnavailable("the BCI is stale")
+        return real(request, state)
+
+    def counted_refresh() -> bool:
+        refreshed.append(True)
+        return refresh()
+
+    monkeypatch.setattr(merchant.gateway, "authorize", stale_once)
+    monkeypatch.setattr(merchant.revocation, "refresh", counted_refresh)
+    pending = merchant.authorizer.authorize(xid)
+    assert pending.state is OrderState.AUTHORIZING and pending.unverified == 0
+    assert refreshed == [True]
+    done = merchant.authorizer.authorize(xid)
+    assert done.state is OrderState.AUTHORIZED and done.auth_rrpid == pending.auth_rrpid
+    assert sent == [pending.auth_request] * 2
