@@ -21,23 +21,27 @@ Errors:
     CaError                        about the CA itself, never sent to a peer in detail
     ├── CaUnavailable              a part of the bank is away: the servicers (the CA's and
     │   │                          the gateway's) answer UNAVAILABLE, never a SET Error
-    │   ├── StoreError             ca.db unusable (sqlite3 errors, translated once in
+    │   ├── StoreError             ca.db unusable now: busy, I/O, disk full, corrupt
+    │   │   │                      (sqlite3 errors by result code, translated once in
     │   │   │                      ``store``)
     │   │   └── SchemaMismatch     ca.db of another schema version
     │   ├── IssuerUnavailable      the issuer ledger cannot answer now (translated from the
     │   │                          ledger's StoreUnavailable in ``gateway.issuer``)
     │   └── RevocationStale        the revocation data held is no longer current and the
     │                              refresh keeps failing (``watcher``)
-    ├── ConstraintViolation        ca.db refused a change (sqlite3's IntegrityError,
-    │                              translated in ``store``): a bug, never an outage; the
-    │                              servicer answers it as one
+    ├── StoreBug                   ca.db refused a statement (no such table or column,
+    │   │                          a wrong parameter, a nested BEGIN, misuse; translated
+    │   │                          in ``store``): a bug, never an outage; the servicer
+    │   │                          answers it as one
+    │   └── ConstraintViolation    ca.db refused a change (SQLITE_CONSTRAINT)
     ├── UnknownCertificate         revoke: no such serial number or thumbprint
     ├── AlreadyRevoked             revoke: revoked before
     ├── NotRevocable               revoke: the brand root (no CRL covers it)
     └── NoPendingRequest           decide_pending: nothing pended for those ids
 
 Errors of the key backend (``hsm.errors.KeyBackendError``) pass through unchanged; the
-servicer answers them with UNAVAILABLE.
+servicer answers them as the gateway does: ``TransientBackendError`` with UNAVAILABLE,
+any other (a key deleted, the PIN refused) as a failure retrying cannot fix.
 """
 
 from gateway.ca.authority import CertificateAuthority
@@ -51,6 +55,7 @@ from gateway.ca.errors import (
     NotRevocable,
     RevocationStale,
     SchemaMismatch,
+    StoreBug,
     StoreError,
     UnknownCertificate,
 )
@@ -82,6 +87,7 @@ __all__ = [
     "RevocationStale",
     "RevocationWatcher",
     "SchemaMismatch",
+    "StoreBug",
     "StoreError",
     "UnknownCertificate",
     "add_to_server",

@@ -14,11 +14,14 @@ so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced h
 renewal is also checked against ``ca.db``'s revocations in the transaction that decides
 it, so one revoked a moment before is refused all the same. A refresh that fails is
 retried later and stops no call while the data held is current; once it is not, every
-call raises ``RevocationStale`` (``gateway.ca.watcher``).
+call raises ``RevocationStale`` (``gateway.ca.watcher``). Every call also sweeps
+``ca.db`` of expired sessions and old stored answers now and then: a sweep that fails
+(ca.db busy) fails no call; it is logged, counted and tried again a little later.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from contextlib import suppress
@@ -26,7 +29,7 @@ from datetime import datetime
 
 from gateway.ca import publishing
 from gateway.ca.cardholder import CardholderRegistrar, Clock
-from gateway.ca.errors import StoreError
+from gateway.ca.errors import CaError, CaUnavailable
 from gateway.ca.issuer import IssuerDirectory
 from gateway.ca.keys import AuthorityKeys, CaSide
 from gateway.ca.merchant import MerchantRegistrar
@@ -55,9 +58,16 @@ from setpay.v1 import registration_pb2
 MAX_FETCH_CERTIFICATES = 16
 # Expired sessions and old stored answers are swept at most this often.
 HOUSEKEEPING_INTERVAL_MS = 10 * 60 * 1000
+# After a failed sweep the next try waits this long, not for the next request: a try
+# may hold its request for ca.db's busy timeout (store.BUSY_TIMEOUT_MS), so one request
+# a minute at most pays it while ca.db stays busy; what is left to sweep can wait. The
+# same pause spaces the log lines of a failure that persists.
+HOUSEKEEPING_RETRY_MS = 60 * 1000
 
 KIND_CERT = "cert"
 KIND_CERT_INQ = "cert-inq"
+
+log = logging.getLogger(__name__)
 
 
 class CertificateAuthority:
@@ -80,7 +90,8 @@ class CertificateAuthority:
         self._clock = clock
         self._watcher = RevocationWatcher(store, trust, keys=keys)
         self._watcher.check(force=True, strict=False)  # RevocationStale if nothing current
-        self._swept_ms = 0
+        self._sweep_due_ms = 0
+        self._sweep_failures = 0
         self._sweep_lock = threading.Lock()
         args = (store, trust, issuer, self._policy, self._watcher.current, clock)
         self._cardholder = CardholderRegistrar(keys.cardholder, *args)
@@ -98,20 +109,43 @@ class CertificateAuthority:
         """The watcher that keeps the trust store's revocation data current."""
         return self._watcher
 
+    @property
+    def housekeeping_failures(self) -> int:
+        """Sweeps of ``ca.db`` that failed since the CA started."""
+        return self._sweep_failures
+
     def _enter(self) -> None:
         """Before each request: current revocation data, and now and then a sweep."""
         self._watcher.check()
         now = self._clock()
-        if now - self._swept_ms < HOUSEKEEPING_INTERVAL_MS:
+        if now < self._sweep_due_ms:
             return
         if not self._sweep_lock.acquire(blocking=False):
             return  # another thread is sweeping
         try:
-            self._swept_ms = now
-            with self._store.write() as tx:
-                tx.purge(now, now - self._policy.response_retention_ms)
+            if now >= self._sweep_due_ms:  # not swept by another thread meanwhile
+                self._sweep(now)
         finally:
             self._sweep_lock.release()
+
+    def _sweep(self, now: int) -> None:
+        """Forget expired sessions and old answers; a failure is the CA's, not the request's."""
+        try:
+            with self._store.write() as tx:
+                tx.purge(now, now - self._policy.response_retention_ms)
+        except Exception as exc:
+            self._sweep_failures += 1
+            self._sweep_due_ms = now + HOUSEKEEPING_RETRY_MS
+            # ca.db away is expected now and then; anything else is a bug, traceback and all.
+            outage = isinstance(exc, CaUnavailable)
+            log.log(
+                logging.WARNING if outage else logging.ERROR,
+                "ca.db housekeeping failed (%s: %s); trying again in %d s",
+                type(exc).__name__, exc, HOUSEKEEPING_RETRY_MS // 1000,
+                exc_info=None if outage else exc,
+            )  # fmt: skip
+        else:
+            self._sweep_due_ms = now + HOUSEKEEPING_INTERVAL_MS
 
     # -- requests ---------------------------------------------------------------------
 
@@ -210,8 +244,9 @@ class CertificateAuthority:
     def error_signer(self, request: object) -> Credentials:
         """The CA that answers ``request``; never raises (an Error must always be signed)."""
         side: CaSide = self._keys.cardholder
-        # An unreadable request is answered by the Cardholder CA.
-        with suppress(ProtocolError, StoreError):
+        # An unreadable request is answered by the Cardholder CA, as is one whose CA
+        # ca.db cannot tell (away, or failing on a bug: StoreBug is no StoreError).
+        with suppress(ProtocolError, CaError):
             if isinstance(request, registration_pb2.MeAqCInitRequest):
                 kind = REQUEST_KINDS.get(request.request_type)
                 side = self._keys.side(kind.ca_type) if kind else self._keys.merchant

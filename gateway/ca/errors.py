@@ -23,7 +23,8 @@ class CaUnavailable(CaError):
 
 
 class StoreError(CaUnavailable):
-    """``ca.db`` cannot be used right now (locked too long, disk full, corrupt)."""
+    """``ca.db`` cannot be used right now (locked past the busy timeout, an I/O error, the
+    disk full, the file unreadable, corrupt or closed): retrying later can succeed."""
 
     what = "database"
 
@@ -32,7 +33,17 @@ class SchemaMismatch(StoreError):
     """``ca.db`` was written by a schema version this code does not know."""
 
 
-class ConstraintViolation(CaError):
+class StoreBug(CaError):
+    """``ca.db`` refused a statement as wrong: a bug of this code, not an outage.
+
+    SQLite's verdict on the statement itself (no such table or column, a parameter of the
+    wrong number or type, a transaction begun inside another, the library misused) is
+    the same for the same request every time: retrying cannot help, and the servicer
+    answers it as the bug it is.
+    """
+
+
+class ConstraintViolation(StoreBug):
     """``ca.db`` refused a change that breaks one of its constraints: a bug, not an outage.
 
     Every check a change depends on (a stored answer for the RRPID, a claimed key, the

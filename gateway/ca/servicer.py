@@ -9,18 +9,27 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
                                                       the local log only
     ca.db, the issuer or the key backend unavailable, gRPC UNAVAILABLE "certificate
     or no current revocation data (``CaUnavailable``, authority <what> unavailable", in
-    ``KeyBackendError``)                              every call, signed or not: the client
+    ``TransientBackendError``)                        every call, signed or not: the client
                                                       sends the same bytes again later;
                                                       never a SET Error, which it would
                                                       record as a refusal
-    anything else (a bug, ``ConstraintViolation``     a signed UNSPECIFIED_FAILURE Error;
-    among them)                                       the two unsigned reads
+    a key backend failure retrying cannot fix         as the gateway answers it
+    (any other ``KeyBackendError``: a key deleted,    (``gateway.answers``): a signed
+    the PIN refused)                                  UNSPECIFIED_FAILURE Error, the cause
+                                                      logged in a line; INTERNAL on the
+                                                      unsigned reads
+    anything else (a bug: ``StoreBug`` and            a signed UNSPECIFIED_FAILURE Error;
+    ``ConstraintViolation`` among them)               the two unsigned reads
                                                       (GetBrandCRLIdentifier,
                                                       GetCertificates), which have no Error
                                                       to answer with, gRPC INTERNAL
                                                       "certificate authority internal
                                                       error"; the traceback is logged here,
                                                       never sent to the peer
+    an Error the key backend cannot sign (any         gRPC UNAVAILABLE "certificate
+    ``KeyBackendError``)                              authority key backend unavailable",
+                                                      as the gateway answers it: there is
+                                                      no refusal to send
 
 Every SET Error answered is counted (``setpay_rpc_errors_total{method,code}``), as the
 gateway's are.
@@ -38,7 +47,7 @@ import grpc
 from gateway import metrics
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.errors import CaUnavailable
-from hsm.errors import KeyBackendError
+from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.purchase import header
@@ -49,7 +58,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # The bank's own parts being away (``_outages_unavailable``): never taken for a bug.
-_OUTAGES = (CaUnavailable, KeyBackendError)
+_OUTAGES = (CaUnavailable, TransientBackendError)
 
 
 def _unavailable(context: grpc.ServicerContext, what: str) -> NoReturn:
@@ -85,9 +94,25 @@ def _outages_unavailable(context: grpc.ServicerContext, request: object) -> Iter
     except CaUnavailable as exc:
         _outage(request, exc)
         _unavailable(context, exc.what)
-    except KeyBackendError:
-        log.exception("CA key backend unavailable")
+    except TransientBackendError as exc:
+        # The backend's words name a token or a label, never a PIN or key material.
+        log.warning(
+            "%s: certificate authority key backend unavailable: %s: %s",
+            type(request).__name__, type(exc).__name__, exc,
+        )  # fmt: skip
         _unavailable(context, "key backend")
+
+
+def _failed(request: object, exc: Exception) -> None:
+    """Log a failure answered as a bug: a key backend's in a line (what the operator has
+    to fix: a key deleted, the PIN refused), anything else with its traceback."""
+    if isinstance(exc, KeyBackendError):
+        log.error(
+            "%s: certificate authority key backend failed: %s: %s",
+            type(request).__name__, type(exc).__name__, exc,
+        )  # fmt: skip
+    else:
+        log.exception("unexpected failure answering %s", type(request).__name__)
 
 
 def _read(context: grpc.ServicerContext, request: object, read: Callable[[], T]) -> T:
@@ -98,8 +123,8 @@ def _read(context: grpc.ServicerContext, request: object, read: Callable[[], T])
             return read()
         except (ProtocolError, *_OUTAGES):
             raise
-        except Exception:
-            log.exception("unexpected failure answering %s", type(request).__name__)
+        except Exception as exc:  # noqa: BLE001  logged by _failed, answered as a bug
+            _failed(request, exc)
             _internal(context)
 
 
@@ -125,12 +150,21 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
                 code = exc.code
             except _OUTAGES:
                 raise
-            except Exception:
-                log.exception("unexpected failure answering %s", type(request).__name__)
+            except Exception as exc:  # noqa: BLE001  logged by _failed, answered as a bug
+                _failed(request, exc)
                 code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
-            # An Error the key backend cannot sign is an outage like any other.
             signer = self._ca.error_signer(request)
-            error = build_error(signer, code, rrpid=rrpid, bad_message=raw)
+            try:
+                error = build_error(signer, code, rrpid=rrpid, bad_message=raw)
+            except KeyBackendError as exc:
+                # No Error to send, whatever the backend's trouble: UNAVAILABLE, as the
+                # gateway answers (gateway.answers), rather than gRPC's UNKNOWN.
+                log.log(
+                    logging.WARNING if isinstance(exc, TransientBackendError) else logging.ERROR,
+                    "%s: certificate authority key backend cannot sign the Error: %s: %s",
+                    type(request).__name__, type(exc).__name__, exc,
+                )  # fmt: skip
+                _unavailable(context, "key backend")
         # Counted like the gateway's (gateway.answers), once the refusal is answered: the
         # RPC is the request type's name.
         metrics.refused(type(request).__name__.removesuffix("Request"), code)

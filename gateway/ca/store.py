@@ -29,10 +29,13 @@ locking: writers take BEGIN IMMEDIATE, everyone waits up to a busy timeout.
 
 The queries live by domain: ``registration_store`` (sessions, responses, requests, keys)
 and ``certificate_store`` (certificates, revocations, CRLs, BCIs); ``StoreTransaction``
-offers both. sqlite3's errors are translated here, once: a constraint the database
+offers both. sqlite3's errors are translated here, once, by SQLite's result code: the
+database cannot be used now (busy or locked past the busy timeout, I/O, disk full,
+cannot open, corrupt; or the store closed) is ``StoreError``, an outage; a constraint it
 refuses is ``ConstraintViolation`` (a bug: every check a change relies on is made in its
-own write transaction, and writers are serialized), anything else ``StoreError`` (the
-database cannot be used now: locked too long, disk full, corrupt, closed).
+own write transaction, and writers are serialized); anything else (no such table or
+column, a wrong parameter, a nested BEGIN, misuse) is ``StoreBug``. Only the first is
+answered UNAVAILABLE: resending the same request into a bug cannot help.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 from gateway.ca.certificate_store import CertificateQueries
-from gateway.ca.errors import ConstraintViolation, SchemaMismatch, StoreError
+from gateway.ca.errors import CaError, ConstraintViolation, SchemaMismatch, StoreBug, StoreError
 from gateway.ca.registration_store import RegistrationQueries
 from gateway.ca.schema import INDEXES, SCHEMA, SCHEMA_VERSION
 from gateway.cpu_turn import holding
@@ -55,6 +58,32 @@ from gateway.cpu_turn import holding
 BUSY_TIMEOUT_MS = 5000
 # ca.db and its -wal / -shm files: readable and writable by the bank's user only.
 DATABASE_MODE = 0o600
+
+# SQLite primary result codes (the low byte of the extended code a sqlite3 exception
+# carries) that mean "ca.db cannot be used now", not "the statement is wrong": BUSY,
+# LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB. The ledger's
+# list (gateway.ledger.sqlite), mirrored rather than imported: it is private to the
+# ledger's SQLite backend, which the CA does not otherwise depend on, and the CA adds
+# CORRUPT and NOTADB: a damaged ca.db waits for the operator to restore it, and a
+# requester told UNAVAILABLE comes back then, where a SET Error would be its refusal.
+_OUTAGE_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+_CONSTRAINT_CODE = 19  # SQLITE_CONSTRAINT
+
+
+def translate_error(exc: sqlite3.Error) -> CaError:
+    """The CA's error for a sqlite3 one: ``StoreError`` (an outage),
+    ``ConstraintViolation`` or ``StoreBug``; SQLite's messages name tables, columns and
+    parameter positions, never a value bound to a statement."""
+    # Errors the sqlite3 module raises itself (a wrong number or type of parameters)
+    # carry no result code: they are bugs too.
+    code = getattr(exc, "sqlite_errorcode", None)
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    primary = None if code is None else code & 0xFF
+    if primary in _OUTAGE_CODES:
+        return StoreError(f"CA database unavailable ({name}): {exc}")
+    if primary == _CONSTRAINT_CODE or isinstance(exc, sqlite3.IntegrityError):
+        return ConstraintViolation(f"CA database refused a change: {exc}")
+    return StoreBug(f"CA database refused a statement ({name}): {exc}")
 
 
 class StoreTransaction(RegistrationQueries, CertificateQueries):
@@ -86,6 +115,7 @@ class CaStore:
         self._db = connection
         self._path = path
         self._lock = threading.RLock()
+        self._closed = False
 
     @property
     def path(self) -> Path:
@@ -95,20 +125,27 @@ class CaStore:
     @classmethod
     def open(cls, path: Path, *, create: bool = False) -> CaStore:
         """Open ``ca.db`` (creating its schema when ``create``); checks the schema version."""
-        if not create and not path.exists():
-            raise StoreError(f"no CA database at {path}")
-        try:
-            if not path.exists():
+        if create:
+            try:
                 # Owner only: the store keeps the wallets' back keys (SQLite gives the
                 # -wal and -shm files the database file's permissions).
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_MODE))
-        except OSError as exc:
-            raise StoreError(f"cannot create CA database {path}: {exc.strerror}") from exc
+            except FileExistsError:
+                pass  # made before, or by another process just now: its schema is checked
+            except OSError as exc:
+                raise StoreError(f"cannot create CA database {path}: {exc.strerror}") from exc
+        elif not path.exists():
+            raise StoreError(f"no CA database at {path}")
         try:
-            # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for
-            # writers), never implicitly by the sqlite3 module.
+            # mode=rw: SQLite never makes the file (above, with its mode, or not at all),
+            # even when it goes away after the check. isolation_level=None: transactions
+            # are begun explicitly (BEGIN IMMEDIATE for writers), never by sqlite3.
             db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+                f"{path.resolve().as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
@@ -178,6 +215,7 @@ class CaStore:
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
+            self._closed = True
             self._db.close()
 
     @contextmanager
@@ -185,21 +223,20 @@ class CaStore:
         # Waited for without the worker's turn to compute: a merchant's registration opens
         # its ledger account inside this lock (gateway.cpu_turn.holding).
         with holding(self._lock):
+            if self._closed:
+                # A request still running while the bank shuts down: an outage, answered
+                # UNAVAILABLE; the requester sends it again once the CA is back.
+                raise StoreError("CA database closed")
             try:
                 self._db.execute(begin)
             except sqlite3.Error as exc:
-                raise StoreError(f"CA database unavailable: {exc}") from exc
+                raise translate_error(exc) from exc
             try:
                 yield StoreTransaction(self._db)
                 self._db.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                self._rollback()
-                # SQLite names the constraint ("UNIQUE constraint failed: t.c"), never
-                # the values: the message carries no request data.
-                raise ConstraintViolation(f"CA database refused a change: {exc}") from exc
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StoreError(f"CA database error: {exc}") from exc
+                raise translate_error(exc) from exc
             except BaseException:
                 self._rollback()
                 raise

@@ -48,8 +48,8 @@ POLL_INTERVAL_S = 1.0
 REFRESH_RETRY_S = 60.0
 
 # What a refresh meets when the key backend or ca.db is away, or ca.db holds a BCI that
-# does not verify. Not ``ConstraintViolation``: ca.db refusing a new CRL or BCI is a bug,
-# and its traceback goes to the log.
+# does not verify. Not ``StoreBug`` (``ConstraintViolation`` among them): ca.db refusing a
+# new CRL or BCI, or a statement, is a bug, and its traceback goes to the log.
 _EXPECTED = (CaUnavailable, KeyBackendError, ProtocolError)
 
 log = logging.getLogger(__name__)

@@ -85,6 +85,12 @@ def publish_dated(store: CaStore, pki: BankPki, age: timedelta) -> None:
         publish(tx, authority_keys(pki, pki.backend), (), datetime.now(UTC) - age)
 
 
+# ca.db's busy timeout where a test waits it out (``gateway.ca.store.BUSY_TIMEOUT_MS``
+# patched before the store opens): long enough for SQLite's busy handler to wait at least
+# once, short enough that the wait costs the test nothing.
+SHORT_BUSY_TIMEOUT_MS = 200
+
+
 @contextmanager
 def locked(store: CaStore) -> Iterator[None]:
     """ca.db's write lock held by another connection (as ``setpay ca revoke`` holds it)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ca import store as ca_store
 from gateway.ca.errors import CaError, CaUnavailable, SchemaMismatch, StoreError
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.replay import replayed, request_digest
@@ -53,6 +54,60 @@ def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
         CaStore.open(tmp_path / "other.db")
     with pytest.raises(StoreError):
         CaStore.open(tmp_path / "missing.db")
+
+
+def test_a_ca_db_made_by_another_process_meanwhile_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process makes ca.db between this one's look and its create (the file's
+    owner-only create is O_EXCL): the database it made is opened, its schema checked,
+    rather than the create failing as if ca.db could not be used."""
+    path = tmp_path / "ca.db"
+    real_open = os.open
+    raced: list[Path] = []
+
+    def racing_open(file: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if not raced and Path(file) == path:
+            raced.append(path)
+            CaStore.open(path, create=True).close()  # the other process, done meanwhile
+        return real_open(file, flags, mode)
+
+    monkeypatch.setattr(os, "open", racing_open)  # the os module ca_store uses
+    store = CaStore.open(path, create=True)
+    monkeypatch.undo()
+    try:
+        with store.write() as tx:
+            tx.claim_key(b"\x07" * 32, b"r" * 32, None, 0)
+    finally:
+        store.close()
+    assert raced == [path]
+    assert path.stat().st_mode & 0o777 == ca_store.DATABASE_MODE
+
+
+def test_a_ca_db_gone_after_the_look_is_not_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``create`` SQLite never makes ca.db, even when it goes away between the
+    look and the open: no empty database with the default mode is left behind."""
+    path = tmp_path / "ca.db"
+    CaStore.open(path, create=True).close()
+    real_exists = Path.exists
+    looked: list[Path] = []
+
+    def exists_then_gone(self: Path, *args: object, **kwargs: object) -> bool:
+        found = real_exists(self)
+        if self == path and not looked:
+            looked.append(path)
+            path.unlink()  # another process removes it right after the first look
+        return found
+
+    monkeypatch.setattr(Path, "exists", exists_then_gone)
+    with pytest.raises(StoreError, match="cannot open CA database") as refused:
+        CaStore.open(path)
+    monkeypatch.undo()
+    assert looked == [path]
+    assert not isinstance(refused.value, SchemaMismatch)
+    assert not path.exists()
 
 
 def _open_descriptors(path: Path) -> list[str]:
