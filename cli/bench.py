@@ -227,14 +227,13 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
     config_path = spawn.init_bank(workdir / "bank", args.profile, args.keys)
     config = load(config_path)
     workers = SPAWN_WORKERS if args.workers is None else args.workers
-    metrics_port = spawn.free_port() if args.metrics else None
-    server = spawn.serve_bank(config_path, workdir, workers, metrics_port=metrics_port)
+    server = spawn.serve_bank(config_path, workdir, workers, metrics=args.metrics)
     stack.callback(server.stop)
     ca_port = server.ports[1] if len(server.ports) > 1 else 0
     access = GatewayAccess.from_tls_dir(server.target, _tls(config))
     page = no_page
-    if metrics_port is not None:
-        page = page_probe(f"http://{LOOPBACK}:{metrics_port}/metrics")
+    if server.metrics_port is not None:
+        page = page_probe(f"http://{LOOPBACK}:{server.metrics_port}/metrics")
     pid = server.process.pid
     return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}", cpu.tree_cpu([pid]),
                 workers, [server], page, cpu.children_cpu(pid),

@@ -2,6 +2,11 @@
 
 The bank runs as worker processes under a supervisor (``gateway.workers``); settings
 come from the configuration file, then ``SETPAY_*`` variables, then these flags.
+
+``--port-file`` gets "GATEWAY_PORT CA_PORT" once every worker serves, for scripts and
+tests that asked for port 0; with metrics on a port the OS picked (``--metrics-port
+any``) a third number follows, the metrics port. A file with a fixed metrics port or
+none keeps its two numbers, so readers written for two go on working.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from gateway import workers
-from gateway.config import CONFIG_FILE, ConfigError, load, validate
+from gateway.config import (
+    CONFIG_FILE,
+    METRICS_ANY_PORT,
+    BankConfig,
+    ConfigError,
+    MetricsPort,
+    load,
+    parse_metrics_port,
+    validate,
+)
 from gateway.ports import write_port_file
 
 
@@ -30,17 +44,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--workers", type=int, help="worker processes (default: configuration, else one per CPU)"
     )
     s.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus metrics on this port (0: off)"
+        "--metrics-port",
+        type=_metrics_port,
+        help=f"serve Prometheus metrics on this port (0: off; {METRICS_ANY_PORT}: one the OS "
+        "picks)",
     )
     s.add_argument(
-        "--port-file", type=Path, help="write the bound ports (gateway, CA) here once serving"
+        "--port-file",
+        type=Path,
+        help="write the bound ports (gateway, CA, and metrics if the OS picked it) here once "
+        "serving",
     )
 
 
-def _announce(args: argparse.Namespace, bound: workers.Bound) -> None:
+def _metrics_port(text: str) -> MetricsPort:
+    try:
+        return parse_metrics_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number or {METRICS_ANY_PORT}, not {text!r}"
+        ) from None
+
+
+def _announce(args: argparse.Namespace, config: BankConfig, bound: workers.Bound) -> None:
     if args.port_file is not None:
-        # "GATEWAY_PORT CA_PORT", for scripts and tests that asked for port 0.
-        write_port_file(args.port_file, bound.port, bound.ca_port)
+        ports = [bound.port, bound.ca_port]
+        # Only when the OS picked it: a reader of two numbers never meets a third.
+        if config.metrics_port == METRICS_ANY_PORT and bound.metrics_port is not None:
+            ports.append(bound.metrics_port)
+        write_port_file(args.port_file, *ports)
     metrics = f", metrics on port {bound.metrics_port}" if bound.metrics_port is not None else ""
     print(f"setpay gateway: PaymentGateway on port {bound.port}, "
           f"CertificateAuthority on port {bound.ca_port}, "
@@ -64,7 +96,8 @@ def check_port_file(path: Path) -> str | None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM or SIGINT; then drain within the grace period and exit 0."""
+    """Serve until SIGTERM or SIGINT; then drain within the grace period; the exit status
+    (``gateway.workers``)."""
     config = load(args.config)
     if args.no_reflection:
         config = replace(config, reflection=False)
@@ -72,11 +105,12 @@ def serve(args: argparse.Namespace) -> int:
         config = replace(config, workers=args.workers)
     if args.metrics_port is not None:
         config = replace(config, metrics_port=args.metrics_port)
+    config = validate(config)
     return workers.serve(
-        validate(config),
+        config,
         listen=args.listen,
         ca_listen=args.ca_listen,
-        on_ready=lambda bound: _announce(args, bound),
+        on_ready=lambda bound: _announce(args, config, bound),
     )
 
 

@@ -5,7 +5,7 @@ module-level settings. Relative paths in the file are relative to the file's dir
 Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``,
 ``SETPAY_KEYS``, ``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_THREADS``,
 ``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``, ``SETPAY_REFLECTION``,
-``SETPAY_SCHEDULING``, ``SETPAY_LEDGER_SERVICE``).
+``SETPAY_SCHEDULING``, ``SETPAY_LEDGER_SERVICE``, ``SETPAY_GRACE_SECONDS``).
 
 A refusal names where the value came from: the file and the key (``setpay.toml:
 gateway.workers must be ...``), or the environment variable (``SETPAY_WORKERS: ...``).
@@ -24,11 +24,13 @@ Example (``setpay init`` writes one)::
     listen = "127.0.0.1:7443"     # PaymentGateway, mutual TLS
     ca_listen = "127.0.0.1:7444"  # CertificateAuthority, server TLS
     workers = 2                   # worker processes; default: the CPUs this process may use
-    metrics_port = 9464           # Prometheus scrape port; 0 (the default) turns metrics off
+    metrics_port = 9464           # Prometheus scrape port; 0 (the default) turns metrics off;
+                                  # "any": a port the OS picks (the port file says which)
     metrics_host = "127.0.0.1"    # loopback unless the scraper runs elsewhere
     reflection = true
     insecure = false              # plaintext gRPC: local experiments only
     scheduling = "batch"          # workers' CPU policy: "batch" (SCHED_BATCH) or "normal"
+    grace_seconds = 5             # SIGTERM: how long calls in flight may take to finish
 
     [ledger]
     store = "sqlite:ledger.db"    # or a postgresql:// URL
@@ -42,7 +44,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gateway.ledger.ledger import LedgerConfig
 from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
@@ -69,6 +71,12 @@ DEFAULT_THREADS = 8
 DEFAULT_HOLD_EXPIRY_MS = 7 * 24 * 3600 * 1000
 # SIGTERM: in-flight calls get this long to finish before the server stops.
 DEFAULT_GRACE_SECONDS = 5.0
+# The longest grace period a bank may configure (5 minutes). A slow token makes a call
+# take seconds, not minutes: a call still running after five minutes is stuck, and waiting
+# longer only delays the stop. It also catches milliseconds written for seconds (5000
+# would hold a stop for over an hour). An orchestrator's stop timeout must exceed the
+# grace period plus the workers' closing margin (``gateway.workers.STOP_MARGIN_SECONDS``).
+MAX_GRACE_SECONDS = 300.0
 # Worker processes at most: far beyond the cores of one gateway host, and it bounds the
 # key-backend sessions and database connections one bank opens.
 MAX_WORKERS = 64
@@ -78,6 +86,10 @@ MAX_WORKERS = 64
 DEFAULT_LEDGER_SERVICE = False
 # Metrics are for the operator's own scraper: served on loopback unless configured.
 DEFAULT_METRICS_HOST = "127.0.0.1"
+# ``metrics_port`` for "serve metrics on a port the OS picks", as port 0 is for ``listen``;
+# 0 itself has always meant "no metrics", and configurations rely on it.
+METRICS_ANY_PORT: Literal["any"] = "any"
+MetricsPort = int | Literal["any"]
 
 
 def default_workers() -> int:
@@ -124,7 +136,7 @@ class BankConfig:
     threads: int = DEFAULT_THREADS
     reflection: bool = True
     insecure: bool = False
-    metrics_port: int = 0
+    metrics_port: MetricsPort = 0
     metrics_host: str = DEFAULT_METRICS_HOST
     ledger: str = "sqlite:ledger.db"
     ledger_service: bool = DEFAULT_LEDGER_SERVICE
@@ -182,6 +194,7 @@ _FILE_KEYS: dict[str, str] = {
     "max_message_bytes": "gateway.max_message_bytes",
     "max_concurrent_rpcs": "gateway.max_concurrent_rpcs",
     "scheduling": "gateway.scheduling",
+    "grace_seconds": "gateway.grace_seconds",
     "tls": "gateway.tls",
     "ledger": "ledger.store",
     "ledger_service": "ledger.service",
@@ -208,6 +221,11 @@ _ENV_STRINGS = {
 _ENV_INTEGERS = {
     "SETPAY_WORKERS": "workers",
     "SETPAY_THREADS": "threads",
+}
+_ENV_NUMBERS = {
+    "SETPAY_GRACE_SECONDS": "grace_seconds",
+}
+_ENV_PORTS = {
     "SETPAY_METRICS_PORT": "metrics_port",
 }
 _ENV_FLAGS = {
@@ -245,6 +263,22 @@ def _get(table: Mapping[str, Any], where: str, key: str, kind: type, default: An
     return value
 
 
+def _number(table: Mapping[str, Any], where: str, key: str, default: float) -> float:
+    """A number of the file, integer or not (``grace_seconds = 5`` as ``5.0``)."""
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}.{key} must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+def parse_metrics_port(text: str) -> MetricsPort:
+    """A metrics port as written on the command line or in the environment: a number,
+    or ``any``; raises ``ValueError`` for anything else."""
+    if text.strip().lower() == METRICS_ANY_PORT:
+        return METRICS_ANY_PORT
+    return int(text)
+
+
 def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> tuple[BankConfig, dict[str, str]]:
     """The configuration with the environment's values, and which variable set which field."""
     changes: dict[str, Any] = {}
@@ -257,6 +291,18 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> tuple[BankConf
                 changes[attr] = int(env[name])
             except ValueError:
                 raise ConfigError(f"{name} must be an integer") from None
+    for name, attr in _ENV_NUMBERS.items():
+        if name in env:
+            try:
+                changes[attr] = float(env[name])
+            except ValueError:
+                raise ConfigError(f"{name} must be a number of seconds") from None
+    for name, attr in _ENV_PORTS.items():
+        if name in env:
+            try:
+                changes[attr] = parse_metrics_port(env[name])
+            except ValueError:
+                raise ConfigError(f"{name} must be a port number or {METRICS_ANY_PORT}") from None
     for name, attr in _ENV_FLAGS.items():
         if name in env:
             flag = env[name].lower()
@@ -265,7 +311,7 @@ def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> tuple[BankConf
             changes[attr] = flag in _TRUE
     sources = {
         attr: name
-        for table in (_ENV_STRINGS, _ENV_INTEGERS, _ENV_FLAGS)
+        for table in (_ENV_STRINGS, _ENV_INTEGERS, _ENV_NUMBERS, _ENV_PORTS, _ENV_FLAGS)
         for name, attr in table.items()
         if name in env
     }
@@ -293,8 +339,11 @@ def validate(config: BankConfig) -> BankConfig:
             raise _refuse(name, f"must be HOST:PORT (port 0 to {MAX_PORT}), not {value!r}")
     if not 1 <= config.workers <= MAX_WORKERS:
         raise _refuse("workers", f"must be between 1 and {MAX_WORKERS}")
-    if not 0 <= config.metrics_port <= MAX_PORT:
-        raise _refuse("metrics_port", f"must be between 0 (off) and {MAX_PORT}")
+    port = config.metrics_port
+    if port != METRICS_ANY_PORT and not (isinstance(port, int) and 0 <= port <= MAX_PORT):
+        raise _refuse(
+            "metrics_port", f"must be between 0 (off) and {MAX_PORT}, or {METRICS_ANY_PORT!r}"
+        )
     if not config.metrics_host:
         raise _refuse("metrics_host", "must name an address")
     if config.scheduling not in POLICIES:
@@ -305,6 +354,11 @@ def validate(config: BankConfig) -> BankConfig:
         raise _refuse("max_message_bytes", f"must be between 1 and {MAX_MESSAGE_BYTES_LIMIT}")
     if not 1 <= config.max_concurrent_rpcs <= MAX_CONCURRENT_RPCS_LIMIT:
         raise _refuse("max_concurrent_rpcs", f"must be between 1 and {MAX_CONCURRENT_RPCS_LIMIT}")
+    # Written so that NaN is refused too (every comparison with it is false).
+    if not 0 < config.grace_seconds <= MAX_GRACE_SECONDS:
+        raise _refuse(
+            "grace_seconds", f"must be more than 0 and at most {MAX_GRACE_SECONDS:g} seconds"
+        )
     if not config.insecure and config.tls is None:
         raise _refuse("tls", "(cert, key, client_ca) is required unless gateway.insecure = true")
     if not config.ledger.startswith(("sqlite:", "postgresql://", "postgres://")):
@@ -315,6 +369,19 @@ def validate(config: BankConfig) -> BankConfig:
     except ValueError:
         raise _refuse("hold_expiry_ms", f"must be between 1 and {MAX_HOLD_LIFETIME_MS}") from None
     return config
+
+
+def _metrics_port(gw: Mapping[str, Any]) -> MetricsPort:
+    if gw.get("metrics_port") == METRICS_ANY_PORT:
+        return METRICS_ANY_PORT
+    try:
+        port: int = _get(gw, "gateway", "metrics_port", int, 0)
+    except ConfigError:
+        found = type(gw["metrics_port"]).__name__
+        raise ConfigError(
+            f'gateway.metrics_port must be int or "{METRICS_ANY_PORT}", not {found}'
+        ) from None
+    return port
 
 
 def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
@@ -344,13 +411,14 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
         threads=_get(gw, "gateway", "threads", int, DEFAULT_THREADS),
         reflection=_get(gw, "gateway", "reflection", bool, True),
         insecure=_get(gw, "gateway", "insecure", bool, False),
-        metrics_port=_get(gw, "gateway", "metrics_port", int, 0),
+        metrics_port=_metrics_port(gw),
         metrics_host=_get(gw, "gateway", "metrics_host", str, DEFAULT_METRICS_HOST),
         max_message_bytes=_get(gw, "gateway", "max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES),
         max_concurrent_rpcs=_get(
             gw, "gateway", "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS
         ),
         scheduling=_get(gw, "gateway", "scheduling", str, DEFAULT_POLICY),
+        grace_seconds=_number(gw, "gateway", "grace_seconds", DEFAULT_GRACE_SECONDS),
         hold_expiry_ms=_get(ledger, "ledger", "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
         ledger=_get(ledger, "ledger", "store", str, "sqlite:ledger.db"),
         ledger_service=_get(ledger, "ledger", "service", bool, DEFAULT_LEDGER_SERVICE),

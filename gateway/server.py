@@ -361,12 +361,78 @@ class Server(grpc.Server):
             pool.shutdown(wait=False)
 
 
+class _Health(health.HealthServicer):
+    """grpc_health's servicer, whose Watch streams end once the server is stopping.
+
+    A Watch stream is a call in flight until it ends, and gRPC's ``stop(grace)`` waits for
+    every call: one open stream (a load balancer's, a client's own health checking) held
+    every stopping worker for its whole grace period with nothing else to finish.
+    ``end_watches`` ends each stream (status OK) once NOT_SERVING has been sent on it, and
+    a Watch that starts after that gets the status and its end at once. The health
+    checking protocol has a client retry a Watch that ends with any status but
+    UNIMPLEMENTED, and NOT_SERVING has already told it to go elsewhere.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._ending = threading.Lock()
+        self._ended = False
+        self._watches: set[Callable[[object], None]] = set()
+
+    def Watch(  # noqa: N802 - gRPC's method name
+        self,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.ServicerContext,
+        send_response_callback: Callable[[object], None] | None = None,
+    ) -> None:
+        """As grpc_health's (non-blocking), ended by ``end_watches``."""
+        assert send_response_callback is not None  # non-blocking, as built above
+        send = _once_ended(send_response_callback)
+        with self._ending:
+            super().Watch(request, context, send)  # sends the current status
+            if self._ended:
+                send(None)
+                return
+            self._watches.add(send)
+        context.add_callback(lambda: self._forget(send))
+
+    def _forget(self, send: Callable[[object], None]) -> None:
+        with self._ending:
+            self._watches.discard(send)
+
+    def end_watches(self) -> None:
+        """End every Watch stream, and any that starts from now on (after its status)."""
+        with self._ending:
+            self._ended = True
+            watches, self._watches = self._watches, set()
+        for send in watches:
+            send(None)
+
+
+def _once_ended(send: Callable[[object], None]) -> Callable[[object], None]:
+    """``send``, which ignores everything once it was given None (the end of its stream):
+    the servicer's own close callback gives it None again, and gRPC would try to send a
+    second status."""
+    ended = threading.Lock()
+    done = False
+
+    def once(response: object) -> None:
+        nonlocal done
+        with ended:
+            if done:
+                return
+            done = response is None
+            send(response)
+
+    return once
+
+
 class HealthMonitor:
     """Feeds grpc.health.v1 from probes of the key backend and the database."""
 
     def __init__(
         self,
-        servicer: health.HealthServicer,
+        servicer: _Health,
         services: Sequence[str],
         probes: Sequence[Callable[[], None]],
         interval: float = HEALTH_PROBE_SECONDS,
@@ -420,10 +486,12 @@ class HealthMonitor:
             self.probe()
 
     def stop(self) -> None:
-        """Stop probing and report NOT_SERVING (the server is going away)."""
+        """Stop probing, report NOT_SERVING (the server is going away), and then end the
+        Watch streams, which would otherwise hold the server's stop for its grace period."""
         with self._publishing:
             self._stop.set()
             self._set(False)
+        self._servicer.end_watches()
 
 
 def create_server(
@@ -454,7 +522,7 @@ def create_server(
         options=options,
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs + HEALTH_RESERVE + SHED_BACKLOG,
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.full_name for b in bindings]
     if reflection_enabled:

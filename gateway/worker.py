@@ -7,7 +7,10 @@ opens the bank with SO_REUSEPORT on the reserved ports, and writes "GATEWAY_PORT
 to its ready pipe once it serves. It serves until SIGTERM or SIGINT, or until its
 supervisor is gone, then stops within the grace period and returns exit status 0, or
 CALLS_CUT if calls were still in flight when the grace period ended (gRPC cancelled them):
-it logs how many at WARNING, so a stop that cut calls never reads as a clean one.
+it logs how many at WARNING, so a stop that cut calls never reads as a clean one. A
+failure once it has served (draining, closing its key sessions or the ledger) is raised
+as ``StopFailed``, so that its supervisor does not report a worker that served as one
+that could not.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ PARENT_CHECK_SECONDS = 1.0
 # The exit status of a worker that stopped but cut calls at the end of the grace period
 # (the supervisor exits with it too): 1 is a failure and 2 a usage error, so 3.
 CALLS_CUT = 3
+
+
+class StopFailed(Exception):
+    """A worker that served failed while stopping; ``fault`` is what failed."""
+
+    def __init__(self, fault: Exception) -> None:
+        super().__init__(f"failed while stopping: {type(fault).__name__}: {fault}")
+        self.fault = fault
 
 
 @dataclass(frozen=True)
@@ -79,13 +90,17 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
             index,
             plan.config.grace_seconds,
         )
-    cut = running.drain(plan.config.grace_seconds)
-    if cut:
-        # Said now, not once closed: the ledger first commits what the cut calls queued,
-        # and a worker the supervisor kills for taking too long would never say it.
-        log.warning(
-            "worker %d: %d call%s still in flight when the grace period (%s s) ended: cut",
-            index, cut, "" if cut == 1 else "s", plan.config.grace_seconds,
-        )  # fmt: skip
-    running.close()
+    try:
+        cut = running.drain(plan.config.grace_seconds)
+        if cut:
+            # Said now, not once closed: the ledger first commits what the cut calls
+            # queued, and a worker the supervisor kills for taking too long would never
+            # say it.
+            log.warning(
+                "worker %d: %d call%s still in flight when the grace period (%s s) ended: cut",
+                index, cut, "" if cut == 1 else "s", plan.config.grace_seconds,
+            )  # fmt: skip
+        running.close()
+    except Exception as exc:
+        raise StopFailed(exc) from exc
     return CALLS_CUT if cut else 0

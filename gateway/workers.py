@@ -18,20 +18,28 @@ Every worker must be serving within WORKER_START_SECONDS, and a worker that fail
 it serves (a wrong PIN, a missing token or file) stops the bank at once: starting it again
 would fail again, and HSMs lock a PIN after a few refused logins. A worker that dies while
 serving is reported and restarted, at most MAX_RESTARTS times per RESTART_WINDOW_SECONDS;
-beyond that the supervisor stops the bank and exits 1 (a crash loop is for the operator).
+beyond that the supervisor stops the bank and exits 1 (a crash loop is for the operator;
+``gateway.restarts``).
 
 Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SIGTERM.
+They are held from the moment ``serve`` starts until it has cleaned up
+(``gateway.supervisor_signals``): one that comes before the loop runs stops the bank
+before any worker starts, and still removes what ``serve`` prepared.
 A worker sets its health NOT_SERVING, lets calls in flight finish within the grace
 period, closes its key sessions and the ledger, and exits 0, or CALLS_CUT if calls were
 still in flight when the grace period ended (gRPC cancels them; the worker logs how
 many). A worker whose supervisor vanished stops by itself. The supervisor is gone within
-the grace period plus STOP_MARGIN_SECONDS (stragglers are killed).
+the grace period (``grace_seconds``) plus STOP_MARGIN_SECONDS (stragglers are killed). A
+child that fails logs whether it could not serve or failed while stopping.
 
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
 first, the workers once it serves; it is restarted under the same budget if it dies, and
 stopped only after the last worker has gone, so draining workers keep their ledger (it
 ignores the SIGINT a terminal's Ctrl-C sends the whole process group).
+
+Metrics. With ``metrics_port = "any"`` the scrape endpoint binds a port the OS picks, and
+``Bound.metrics_port`` says which: nothing else can take it between the pick and the bind.
 
 Errors: ``WorkerError`` (a port cannot be reserved, metrics cannot be served), from
 ``serve`` before any worker starts. Then the exit status: 0 when every child stopped
@@ -49,10 +57,8 @@ import selectors
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from types import FrameType
+from dataclasses import dataclass
 
 from gateway import metrics
 from gateway.bank_pki import ProvisioningError
@@ -61,8 +67,10 @@ from gateway.config import BankConfig
 from gateway.ledger import LedgerError
 from gateway.ledger_process import LedgerSocket, run_ledger_process
 from gateway.ports import PortError, reserve
+from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, RestartBudget
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
-from gateway.worker import CALLS_CUT, WorkerPlan, run_worker
+from gateway.supervisor_signals import WATCHED, SupervisorSignals
+from gateway.worker import CALLS_CUT, StopFailed, WorkerPlan, run_worker
 from hsm.errors import KeyBackendError
 
 log = logging.getLogger("setpay.workers")
@@ -70,10 +78,6 @@ log = logging.getLogger("setpay.workers")
 # Every worker must be serving this long after it was forked: opening a PKCS#11 token and
 # logging in (serialized across processes) and loading the PKI take a few seconds at most.
 WORKER_START_SECONDS = 60.0
-# Restarts allowed within RESTART_WINDOW_SECONDS before the supervisor gives up: enough to
-# ride out a rare crash, few enough that a crash loop stops the bank within a minute.
-MAX_RESTARTS = 5
-RESTART_WINDOW_SECONDS = 60.0
 # After the grace period, workers get this long to close key sessions and the ledger.
 STOP_MARGIN_SECONDS = 10.0
 # The supervisor's loop wakes at least this often to check its deadlines; signals, worker
@@ -81,38 +85,15 @@ STOP_MARGIN_SECONDS = 10.0
 LOOP_SECONDS = 1.0
 # A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one.
 READY_LINE_BYTES = 64
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
 # The ledger process's index among the children (workers count from 0).
 LEDGER_INDEX = -1
-# What a worker may meet while opening the bank, none of them a bug: logged in one line.
+# What a child may meet while opening the bank or closing it, none of them a bug: logged
+# in one line.
 _STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSError)
 
 
 class WorkerError(Exception):
     """The workers cannot be started as configured."""
-
-
-# --- restarts -----------------------------------------------------------------------------
-
-
-@dataclass
-class RestartBudget:
-    """At most ``limit`` restarts within any ``window_seconds``."""
-
-    limit: int = MAX_RESTARTS
-    window_seconds: float = RESTART_WINDOW_SECONDS
-    clock: Callable[[], float] = time.monotonic
-    _recent: deque[float] = field(default_factory=deque)
-
-    def take(self) -> bool:
-        """Spend one restart if the budget allows it now."""
-        now = self.clock()
-        while self._recent and now - self._recent[0] >= self.window_seconds:
-            self._recent.popleft()
-        if len(self._recent) >= self.limit:
-            return False
-        self._recent.append(now)
-        return True
 
 
 @dataclass
@@ -133,6 +114,14 @@ def _child_name(index: int) -> str:
     return "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
 
 
+def _log_fault(what: str, fault: BaseException) -> None:
+    if isinstance(fault, _STARTUP_FAULTS):
+        # The operator's to fix (a PIN, a token, a file, a port): one line says it.
+        log.error("%s: %s: %s", what, type(fault).__name__, fault)
+    else:
+        log.error("%s", what, exc_info=fault)
+
+
 # --- the supervisor -----------------------------------------------------------------------
 
 
@@ -144,12 +133,14 @@ class Supervisor:
         plan: WorkerPlan,
         workers: int,
         *,
+        signals: SupervisorSignals,
         inherited: list[Callable[[], None]],
         scrape: ScrapeEndpoint | None = None,
         on_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self._plan = plan
         self._count = workers
+        self._signals = signals
         self._inherited = inherited
         self._scrape = scrape
         if scrape is not None:
@@ -159,43 +150,29 @@ class Supervisor:
         self._ledger: _Worker | None = None  # the ledger process, if the plan has one
         self._budget = RestartBudget()
         self._selector = selectors.DefaultSelector()
-        self._stop_requested = False
         self._stopping_since: float | None = None
         self._failed = False
         self._cut = False  # a worker cut calls at the end of the grace period
         self._announced = False
         self._expected = [plan.listen.rpartition(":")[2], plan.ca_listen.rpartition(":")[2]]
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-
-    # -- signals
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            self._stop_requested = True
-        # SIGCHLD needs nothing here: the wakeup pipe wakes the loop, which reaps.
 
     def run(self) -> int:
         """Start the workers and supervise them until they are all gone; the exit status."""
-        previous = {s: signal.signal(s, self._on_signal) for s in _SIGNALS}
-        previous_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._signals.catch()
+        self._selector.register(self._signals.fileno(), selectors.EVENT_READ, "wake")
         if self._scrape is not None:
             self._selector.register(self._scrape.fileno(), selectors.EVENT_READ, "scrape")
         try:
+            if self._signals.stop_requested:  # held while serve prepared: nothing to stop
+                log.info("stop requested before any worker started")
+                return 0
             if self._plan.ledger_socket is not None:
                 self._spawn_ledger()  # the workers follow once it serves
             else:
                 self._spawn_workers()
             self._loop()
         finally:
-            signal.set_wakeup_fd(previous_wakeup)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
             self._selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
         return 1 if self._failed else CALLS_CUT if self._cut else 0
 
     # -- workers
@@ -208,7 +185,7 @@ class Supervisor:
         """Fork a child that runs ``_become_child(index, ...)``; the child as watched."""
         read_fd, write_fd = os.pipe()
         # Signals stay blocked across fork so the child never runs our handlers.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
         try:
             pid = os.fork()
             if pid == 0:  # the child; never returns
@@ -238,10 +215,8 @@ class Supervisor:
         what = _child_name(index)
         try:
             # Drop what belongs to the supervisor: its loop, its sockets, other ready pipes.
-            signal.set_wakeup_fd(-1)
+            self._signals.forget()
             self._selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
             for child in self._children():
                 if child.ready_fd is not None:
                     os.close(child.ready_fd)
@@ -255,9 +230,10 @@ class Supervisor:
                 )  # fmt: skip
             else:
                 code = run_worker(self._plan, index, ready_fd, mask)
+        except StopFailed as exc:
+            _log_fault(f"{what} failed while stopping", exc.fault)
         except _STARTUP_FAULTS as exc:
-            # The operator's to fix (a PIN, a token, a file, a port): one line says it.
-            log.error("%s cannot serve: %s: %s", what, type(exc).__name__, exc)
+            _log_fault(f"{what} cannot serve", exc)
         except BaseException:
             log.exception("%s failed", what)
         finally:
@@ -414,9 +390,7 @@ class Supervisor:
         while self._workers or self._ledger is not None:
             for key, _ in self._selector.select(LOOP_SECONDS):
                 if key.data == "wake":
-                    with contextlib.suppress(BlockingIOError):
-                        while os.read(self._wake_r, 512):
-                            pass
+                    self._signals.drain()
                 elif key.data == "scrape":
                     assert self._scrape is not None
                     self._scrape.handle()
@@ -426,7 +400,7 @@ class Supervisor:
                         worker = self._ledger
                     if worker is not None and worker.ready_fd is not None:
                         self._read_ready(worker)
-            if self._stop_requested and not self._stopping():
+            if self._signals.stop_requested and not self._stopping():
                 log.info("stop requested")
                 self._begin_stop()
             self._reap()
@@ -455,6 +429,7 @@ def serve(
 ) -> int:
     """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT; the exit
     status (0: every worker stopped cleanly). ``on_ready`` runs once all are serving."""
+    signals = SupervisorSignals()  # first: a stop from now on is no kill
     inherited: list[Callable[[], None]] = []  # what the supervisor holds, workers close
     directory: MultiprocessDirectory | None = None
     ledger_socket: LedgerSocket | None = None  # removed by the supervisor alone
@@ -471,7 +446,8 @@ def serve(
             try:
                 directory = prepare_multiprocess_directory()
                 metrics.enable_supervisor(config.workers)
-                endpoint = ScrapeEndpoint(config.metrics_host, config.metrics_port, directory)
+                port = config.metrics_port if isinstance(config.metrics_port, int) else 0
+                endpoint = ScrapeEndpoint(config.metrics_host, port, directory)
             except metrics.MetricsError as exc:
                 raise WorkerError(str(exc)) from exc
             inherited.append(endpoint.close)
@@ -484,7 +460,7 @@ def serve(
         )  # fmt: skip
         bound = Bound(gateway.port, ca.port, endpoint.port if endpoint else None, config.workers)
         supervisor = Supervisor(
-            plan, config.workers, inherited=inherited, scrape=endpoint,
+            plan, config.workers, signals=signals, inherited=inherited, scrape=endpoint,
             on_ready=lambda: on_ready(bound),
         )  # fmt: skip
         return supervisor.run()
@@ -495,3 +471,4 @@ def serve(
             directory.remove()
         if ledger_socket is not None:
             ledger_socket.close()
+        signals.close()  # last: until here a stop signal is only noted

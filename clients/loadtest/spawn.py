@@ -1,6 +1,8 @@
 """Processes the bench starts: a bank (``setpay init`` then ``setpay gateway serve``) and
 the ceiling and echo services (``setpay bench serve``), each on loopback ports chosen by
-the OS, written to a port file once it serves.
+the OS, written to a port file once it serves. The bank's metrics port too
+(``serve_bank(metrics=True)``): a port picked here and handed over could be taken by
+another process before the bank binds it.
 
 They are started as ``python -m cli.main`` with this interpreter, so the bench measures
 the installed code whatever ``PATH`` holds; their output goes to a log file beside the
@@ -28,13 +30,17 @@ INIT_SECONDS = 300.0
 # A server loads its keys and certificates, opens its stores and binds; a PKCS#11 login
 # of several workers is serialized, so this leaves room for a slow token.
 STARTUP_SECONDS = 120.0
-# SIGTERM lets a server drain (its own grace period is 5 s by default) before SIGKILL.
+# SIGTERM lets a server drain (the grace period of a bank made by ``init_bank``: 5 s) before
+# SIGKILL.
 STOP_SECONDS = 15.0
 # Lines of a failed process's log shown in the error.
 LOG_TAIL_LINES = 20
 # How often to look for the port file while a server starts.
 POLL_SECONDS = 0.05
 LOOPBACK_ANY_PORT = "127.0.0.1:0"
+# ``setpay gateway serve --metrics-port`` for a port the OS picks (then the third number
+# of the port file).
+ANY_METRICS_PORT = "any"
 # A port handed to a server that binds it a moment later comes from below the kernel's
 # ephemeral range: a port the kernel picked for a probe goes back to that range, where any
 # outgoing connection may take it first (a test suite's metrics endpoint once failed with
@@ -60,8 +66,9 @@ def _tail(log: Path) -> str:
 def free_port() -> int:
     """A loopback port nobody listens on right now, outside the ephemeral range.
 
-    For a server option that takes a fixed port (the bank's metrics). Another process may
-    still bind it first; the server then fails to start and says so."""
+    For a server option that takes only a fixed port. Another process may still bind it
+    first; the server then fails to start and says so. The bank's metrics need none:
+    ``serve_bank(metrics=True)`` has the OS pick their port as the bank binds it."""
     below = int(EPHEMERAL_RANGE.read_text().split()[0])
     for port in random.sample(range(FIXED_PORTS_FROM, below), PORT_TRIES):
         with socket.socket() as sock:
@@ -96,6 +103,8 @@ class Server:
     process: subprocess.Popen[bytes]
     ports: tuple[int, ...]
     log: Path
+    metrics_port: int | None = None
+    """The bank's Prometheus page, on loopback, when it serves one."""
 
     @property
     def port(self) -> int:
@@ -145,10 +154,16 @@ def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
 
 
 def serve_bank(
-    config: Path, workdir: Path, workers: int, *, metrics_port: int | None = None
+    config: Path,
+    workdir: Path,
+    workers: int,
+    *,
+    metrics: bool = False,
+    metrics_port: int | None = None,
 ) -> Server:
-    """``setpay gateway serve`` with ``workers`` workers on loopback ports chosen by the OS
-    (with ``metrics_port``: its Prometheus page on that loopback port)."""
+    """``setpay gateway serve`` with ``workers`` workers on loopback ports chosen by the OS;
+    with ``metrics``, its Prometheus page on a loopback port the OS chooses too (or on
+    ``metrics_port``, fixed), in ``Server.metrics_port``."""
     port_file = workdir / "bank.ports"
     # Always passed: without it the bank runs its configured count (the cores here).
     argv = _setpay(
@@ -158,7 +173,18 @@ def serve_bank(
     )  # fmt: skip
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port)]
-    return start("bank", argv, port_file, workdir / "bank.log")
+    elif metrics:
+        argv += ["--metrics-port", ANY_METRICS_PORT]
+    server = start("bank", argv, port_file, workdir / "bank.log")
+    if metrics_port is not None:
+        server.metrics_port = metrics_port
+    elif metrics:
+        # "GATEWAY_PORT CA_PORT METRICS_PORT": the bank adds the port the OS picked.
+        if len(server.ports) != 3:
+            server.stop()
+            raise SpawnError(f"the bank's port file has no metrics port: {server.ports}")
+        server.metrics_port = server.ports[2]
+    return server
 
 
 def serve_reference(

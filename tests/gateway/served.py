@@ -1,8 +1,8 @@
 """A bank run as ``setpay gateway serve`` in a subprocess, for the worker and metrics tests.
 
 ``ServedBank`` starts the real command (supervisor plus forked workers) on ports the OS
-picks (gateway, CA) or the test picks (metrics), opens merchant channels that each get a
-connection of their own, and gives the actors of ``actors.py`` a ``World`` whose ledger is
+picks (gateway, CA, metrics: the port file says which), opens merchant channels that each
+get a connection of their own, and gives the actors of ``actors.py`` a ``World`` whose ledger is
 the same SQLite file opened from the test process. Output goes to files, never to pipes
 nobody reads. Every wait is bounded.
 """
@@ -15,14 +15,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients.loadtest.spawn import free_port
 from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger
@@ -33,6 +32,7 @@ from setpay.v1 import services_pb2_grpc
 
 from .actors import World
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 # The bank is up within seconds; on a loaded 2-core CI machine allow much more.
 START_SECONDS = 60.0
 STOP_SECONDS = 60.0
@@ -180,7 +180,7 @@ class Launched:
     ports: Path
     stdout: Path
     stderr: Path
-    metrics_port: int | None
+    metrics: bool
 
     def log(self) -> str:
         """Everything the bank wrote to stderr so far."""
@@ -195,28 +195,33 @@ def launch(
     keys: str | None = None,
     extra_env: dict[str, str] | None = None,
     prepare: Callable[[Path], None] = lambda directory: None,
+    command: Sequence[str] = ("cli.main",),
 ) -> Launched:
     """``setpay init`` a bank under ``root`` and start serving it; returns at once.
 
-    The bank runs in a session of its own, so a test can signal its whole process group
-    (what a terminal's Ctrl-C does) without signalling itself."""
+    ``command``: the module run as ``setpay`` and its own arguments (a test's wrapper,
+    which then runs ``setpay`` itself). The bank runs in a session of its own, so a test
+    can signal its whole process group (what a terminal's Ctrl-C does) without
+    signalling itself."""
     directory = root / "bank"
     init_bank(directory, profile="ec", keys=keys, env={})
     prepare(directory)
     ports = root / "ports"
-    metrics_port = free_port() if metrics else None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SETPAY_", "PROMETHEUS_"))}
     env.update(extra_env or {})
     stdout, stderr = root / "stdout.txt", root / "stderr.txt"
     argv = [
-        sys.executable, "-m", "cli.main", "--log-level", "INFO", "gateway", "serve",
+        sys.executable, "-m", *command, "--log-level", "INFO", "gateway", "serve",
         "--config", str(directory / "setpay.toml"), "--listen", "127.0.0.1:0",
         "--ca-listen", "127.0.0.1:0", "--workers", str(workers), "--port-file", str(ports),
-        "--metrics-port", str(metrics_port or 0),
+        # "any": a port the OS picks as the bank binds it, the port file's third number.
+        "--metrics-port", "any" if metrics else "0",
     ]  # fmt: skip
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=err, start_new_session=True)
-    return Launched(directory, process, ports, stdout, stderr, metrics_port)
+        process = subprocess.Popen(
+            argv, env=env, cwd=REPOSITORY, stdout=out, stderr=err, start_new_session=True
+        )
+    return Launched(directory, process, ports, stdout, stderr, metrics)
 
 
 def serve_bank(root: Path, **options: object) -> ServedBank:
@@ -230,7 +235,9 @@ def serve_bank(root: Path, **options: object) -> ServedBank:
             time.sleep(0.05)
         if not ports.exists():
             raise AssertionError(f"the bank did not start:\n{started.log()}")
-        port, ca_port = (int(p) for p in ports.read_text().split())
+        numbers = [int(p) for p in ports.read_text().split()]
+        assert len(numbers) == (3 if started.metrics else 2), numbers
+        port, ca_port, *metrics_port = numbers
         world = _world(started.directory, port, ca_port)
     except BaseException:
         process.kill()
@@ -238,7 +245,7 @@ def serve_bank(root: Path, **options: object) -> ServedBank:
         raise
     return ServedBank(
         started.directory, process, started.stdout, started.stderr, port, ca_port,
-        started.metrics_port, world,
+        metrics_port[0] if metrics_port else None, world,
     )  # fmt: skip
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,25 +15,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from clients.loadtest.spawn import free_port
 from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
 from gateway.ca import CaStore
 from gateway.ca.publishing import current_revocation
 from gateway.ca.watcher import valid_until
-from gateway.provisioning import init_bank
 from setcore.pki.bci import BCI_LIFETIME
 from setpay.v1 import registration_pb2, services_pb2_grpc
 
 from .ca.revocation_support import bank_trust, publish_dated
-from .served import (
-    START_SECONDS,
-    STOP_SECONDS,
-    ServedBank,
-    _world,
-    value,
-    wait_for,
-    workers_of,
-)
+from .served import ServedBank, serve_bank, value, wait_for, workers_of
 from .test_metrics import assert_labels_from_fixed_sets, check_with_promtool
 
 FAILURES = "setpay_revocation_refresh_failures_total"
@@ -43,41 +31,13 @@ VALID_UNTIL = "setpay_revocation_valid_until_seconds"
 # What a worker logs when its re-publishing fails (``gateway.ca.watcher``).
 PUBLISH_FAILED = "revocation refresh failed (re-publishing"
 WORKER_SERVING = re.compile(r"worker \d+ serving \(pid ")
-REPOSITORY = Path(__file__).resolve().parents[2]
 # A BCI published this long ago is long due for re-publishing and current for 5 h more.
 ALERT_AGE = BCI_LIFETIME - timedelta(hours=5)
 
 
 def _serve(root: Path, flag: Path, workers: int) -> ServedBank:
     """``served.serve_bank``, run through ``token_gone_serve`` with ``flag``."""
-    directory = root / "bank"
-    init_bank(directory, profile="ec", env={})
-    ports, metrics_port = root / "ports", free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SETPAY_", "PROMETHEUS_"))}
-    stdout, stderr = root / "stdout.txt", root / "stderr.txt"
-    argv = [
-        sys.executable, "-m", "tests.gateway.token_gone_serve", str(flag),
-        "--log-level", "INFO", "gateway", "serve", "--config", str(directory / "setpay.toml"),
-        "--listen", "127.0.0.1:0", "--ca-listen", "127.0.0.1:0", "--workers", str(workers),
-        "--port-file", str(ports), "--metrics-port", str(metrics_port),
-    ]  # fmt: skip
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(
-            argv, env=env, cwd=REPOSITORY, stdout=out, stderr=err, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while not ports.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not ports.exists():
-            raise AssertionError(f"the bank did not start:\n{stderr.read_text()}")
-        port, ca_port = (int(p) for p in ports.read_text().split())
-        world = _world(directory, port, ca_port)
-    except BaseException:
-        process.kill()
-        process.wait(timeout=STOP_SECONDS)
-        raise
-    return ServedBank(directory, process, stdout, stderr, port, ca_port, metrics_port, world)
+    return serve_bank(root, workers=workers, command=("tests.gateway.token_gone_serve", str(flag)))
 
 
 def _ask_until(bank: ServedBank, pki: BankPki, what: str, done: Callable[[], bool]) -> None:

@@ -1,33 +1,25 @@
 """How ``setpay gateway serve --workers N`` says that a stop cut calls in flight.
 
-The real command runs in a subprocess (through ``short_grace_serve``, for a grace period
-short enough to outlast); a real authorization is held in flight by the ledger's write
+The real command runs in a subprocess, its grace period set short enough to outlast
+(``SETPAY_GRACE_SECONDS``); a real authorization is held in flight by the ledger's write
 lock, taken from the test as a third process, as ``test_workers`` does for a clean drain.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
 
-from clients.loadtest.spawn import free_port
-from gateway.provisioning import init_bank
-
 from .actors import auth_request, purchase, register_cardholder, register_merchant
-from .served import START_SECONDS, STOP_SECONDS, ServedBank, _world, value, wait_for
+from .served import STOP_SECONDS, ServedBank, serve_bank, value, wait_for
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 # Far shorter than the ledger's busy timeout (5 s), which would otherwise end the held
 # calls itself, and long enough that they are seen in flight before it ends.
 GRACE_SECONDS = 1.0
@@ -37,35 +29,9 @@ CALLS_CUT = 3
 
 
 def _serve(root: Path, workers: int) -> ServedBank:
-    """``served.serve_bank``, run through ``short_grace_serve`` with GRACE_SECONDS."""
-    directory = root / "bank"
-    init_bank(directory, profile="ec", env={})
-    ports, metrics_port = root / "ports", free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SETPAY_", "PROMETHEUS_"))}
-    stdout, stderr = root / "stdout.txt", root / "stderr.txt"
-    argv = [
-        sys.executable, "-m", "tests.gateway.short_grace_serve", str(GRACE_SECONDS),
-        "--log-level", "INFO", "gateway", "serve", "--config", str(directory / "setpay.toml"),
-        "--listen", "127.0.0.1:0", "--ca-listen", "127.0.0.1:0", "--workers", str(workers),
-        "--port-file", str(ports), "--metrics-port", str(metrics_port),
-    ]  # fmt: skip
-    with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(
-            argv, env=env, cwd=REPOSITORY, stdout=out, stderr=err, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while not ports.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not ports.exists():
-            raise AssertionError(f"the bank did not start:\n{stderr.read_text()}")
-        port, ca_port = (int(p) for p in ports.read_text().split())
-        world = _world(directory, port, ca_port)
-    except BaseException:
-        process.kill()
-        process.wait(timeout=STOP_SECONDS)
-        raise
-    return ServedBank(directory, process, stdout, stderr, port, ca_port, metrics_port, world)
+    """``served.serve_bank`` with a grace period of GRACE_SECONDS, as an operator sets it."""
+    env = {"SETPAY_GRACE_SECONDS": str(GRACE_SECONDS)}
+    return serve_bank(root, workers=workers, extra_env=env)
 
 
 def test_a_stop_that_cuts_calls_says_so_and_exits_calls_cut(tmp_path: Path) -> None:

@@ -38,22 +38,24 @@ TARGET_WORKERS = 2
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("bench-target")
     with pytest.MonkeyPatch.context() as env:
-        # Read by the bank and by the bench alike, as both load the same configuration.
-        env.setenv("SETPAY_CA_LISTEN", f"0.0.0.0:{spawn.free_port()}")
+        # Read by the bank and by the bench alike, as both load the same configuration:
+        # port 0 for the bank, which binds one the OS picks; that one for the bench.
+        env.setenv("SETPAY_CA_LISTEN", "0.0.0.0:0")
         env.setenv("SETPAY_WORKERS", str(TARGET_WORKERS))
         config = spawn.init_bank(work / "bank", "ec", None)
-        metrics_port = spawn.free_port()
         server = spawn.start(
             "bank",
             [
                 sys.executable, "-m", "cli.main", "gateway", "serve", "--config", str(config),
                 "--listen", "127.0.0.1:0", "--port-file", str(work / "bank.ports"),
-                "--metrics-port", str(metrics_port),
+                "--metrics-port", spawn.ANY_METRICS_PORT,
             ],
             work / "bank.ports",
             work / "bank.log",
         )  # fmt: skip
         try:
+            _, ca_port, metrics_port = server.ports
+            env.setenv("SETPAY_CA_LISTEN", f"0.0.0.0:{ca_port}")
             report = work / "report.json"
             argv = [
                 "authorize", "--target", server.target, "--bank-config", str(config),

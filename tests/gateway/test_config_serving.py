@@ -1,0 +1,97 @@
+"""The configuration of how the bank stops and where it serves metrics: the grace period
+(``grace_seconds``, ``SETPAY_GRACE_SECONDS``) and a metrics port the OS picks
+(``metrics_port = "any"``), each refused clearly when wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import (
+    DEFAULT_GRACE_SECONDS,
+    MAX_GRACE_SECONDS,
+    METRICS_ANY_PORT,
+    ConfigError,
+    load,
+)
+
+# An insecure bank needs no TLS files: the smallest configuration that loads.
+MINIMAL = "[gateway]\ninsecure = true\n"
+GRACE_RULE = f"gateway.grace_seconds must be more than 0 and at most {MAX_GRACE_SECONDS:g} seconds"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "setpay.toml"
+    path.write_text(text)
+    return path
+
+
+def _refused(path: Path, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={} if env is None else env)
+    return str(caught.value)
+
+
+def test_the_grace_period_comes_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL)
+    assert load(path, env={}).grace_seconds == DEFAULT_GRACE_SECONDS
+    path = _write(tmp_path, MINIMAL + "grace_seconds = 30\n")
+    assert load(path, env={}).grace_seconds == 30.0
+    assert load(path, env={"SETPAY_GRACE_SECONDS": "2.5"}).grace_seconds == 2.5
+    path = _write(tmp_path, MINIMAL + f"grace_seconds = {MAX_GRACE_SECONDS}\n")
+    assert load(path, env={}).grace_seconds == MAX_GRACE_SECONDS
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "-1", "0.0", str(MAX_GRACE_SECONDS + 1), "5000", "inf", "nan"]
+)
+def test_a_grace_period_out_of_bounds_is_refused_naming_the_file(
+    tmp_path: Path, value: str
+) -> None:
+    path = _write(tmp_path, MINIMAL + f"grace_seconds = {value}\n")
+    assert _refused(path) == f"{path}: {GRACE_RULE}"
+
+
+@pytest.mark.parametrize(("value", "kind"), [('"5"', "str"), ("true", "bool"), ("[5]", "list")])
+def test_a_grace_period_that_is_no_number_is_refused(tmp_path: Path, value: str, kind: str) -> None:
+    path = _write(tmp_path, MINIMAL + f"grace_seconds = {value}\n")
+    assert _refused(path) == f"{path}: gateway.grace_seconds must be a number, not {kind}"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("0", f": {GRACE_RULE}"),
+        ("-3", f": {GRACE_RULE}"),
+        ("301", f": {GRACE_RULE}"),
+        ("nan", f": {GRACE_RULE}"),
+        ("inf", f": {GRACE_RULE}"),
+        ("5s", " must be a number of seconds"),
+        ("", " must be a number of seconds"),
+    ],
+)
+def test_a_refused_grace_period_from_the_environment_names_its_variable(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    message = _refused(_write(tmp_path, MINIMAL), {"SETPAY_GRACE_SECONDS": value})
+    assert message == f"SETPAY_GRACE_SECONDS{says}"
+
+
+def test_metrics_port_any_is_a_port_the_os_picks_and_zero_is_still_off(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL)
+    assert load(path, env={}).metrics_port == 0
+    assert load(path, env={"SETPAY_METRICS_PORT": "any"}).metrics_port == METRICS_ANY_PORT
+    assert load(path, env={"SETPAY_METRICS_PORT": "ANY"}).metrics_port == METRICS_ANY_PORT
+    path = _write(tmp_path, MINIMAL + 'metrics_port = "any"\n')
+    assert load(path, env={}).metrics_port == METRICS_ANY_PORT
+    assert load(path, env={"SETPAY_METRICS_PORT": "0"}).metrics_port == 0
+
+
+def test_a_metrics_port_neither_a_number_nor_any_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL + 'metrics_port = "anywhere"\n')
+    assert _refused(path) == f'{path}: gateway.metrics_port must be int or "any", not str'
+    message = _refused(_write(tmp_path, MINIMAL), {"SETPAY_METRICS_PORT": "anywhere"})
+    assert message == "SETPAY_METRICS_PORT must be a port number or any"
+    message = _refused(_write(tmp_path, MINIMAL), {"SETPAY_METRICS_PORT": "-1"})
+    assert message.startswith("SETPAY_METRICS_PORT: gateway.metrics_port must be between 0")
