@@ -28,7 +28,8 @@ Where authorization differs from a settlement operation, it says why at the hook
   known is "order received", which is true; the wallet may inquire later.
 - An answer that could not be checked for want of current revocation data fetches it
   for the next try: no caller keeps it current before authorizing, as a settlement
-  command does at its start and a serving merchant's resume rounds do (``runtime``).
+  command does at its start and a serving merchant's resume rounds do (``runtime``). A
+  CA away then is no more than the gateway away: the order stays authorizing.
 
 The background worker serves the "order received" answer mode (authorize after the
 wallet has its answer) and retries authorizations whose outcome is unknown in either
@@ -54,7 +55,7 @@ from setcore.amount import same_unit
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
-from setcore.errors import ErrorCode, fail
+from setcore.errors import ErrorCode, SetcoreError, fail
 from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import authorization_pb2, purchase_pb2
@@ -157,9 +158,18 @@ class Authorizer(StoredRequests[Order]):
                 return self._send(self._stored(order))
             except OutcomeUnknown as exc:
                 if isinstance(exc.cause, RevocationUnavailable):
-                    # Fetched now, the same answer is checked at the next try.
-                    self._revocation.refresh()
+                    self._fetch_revocation(order)
                 raise
+
+    def _fetch_revocation(self, order: Order) -> None:
+        """Fetch revocation data now, so that the same answer is checked at the next try."""
+        try:
+            self._revocation.refresh()
+        except (ClientError, SetcoreError) as exc:
+            # The CA away (or data that does not verify) changes nothing for the order:
+            # it stays authorizing, the wallet hears "order received" as for the gateway
+            # away, and the next try fetches again.
+            log.warning("order %s: revocation data not fetched now: %s", order.short_id, exc)
 
     def _stored(self, order: Order) -> Order:
         """The order authorizing, its AuthReq stored (built now if it has none)."""
@@ -268,13 +278,12 @@ class Authorizer(StoredRequests[Order]):
         return self._store.orders_in(OrderState.PURCHASED, OrderState.AUTHORIZING)
 
     def _run(self) -> None:
-        # The first scan sends every pending AuthReq, even one put off after answers that
-        # did not verify (``outcome.next_try``): a restart is how an operator asks now.
-        first = True
+        # The scans send every pending AuthReq, even one put off after answers that did
+        # not verify (``outcome.next_try``), until one has reached them all (``resume``):
+        # a restart is how an operator asks now, the gateway away at start or not.
         while not self._stop.is_set():
             try:
-                self.resume(due_at_ms=None if first else now_ms(), stop=self._stop)
-                first = False
+                self.resume(due_at_ms=now_ms(), stop=self._stop)
                 self._drain()
             except ClientError as exc:
                 log.error("authorization worker: %s", exc)

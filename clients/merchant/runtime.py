@@ -43,9 +43,9 @@ log = logging.getLogger("setpay.merchant")
 
 # A serving merchant sends again, this often, the settlement operations and batch
 # changes still waiting for an answer: sent by a command while the gateway was
-# unreachable, or left by a crash (one whose answers did not verify, only once it is due
-# again: ``outcome.next_try``). Only those stored more than RESUME_AFTER_MS ago: a
-# command's own sending ends within its deadline
+# unreachable, or left by a crash (one whose answers did not verify, once a round reached
+# them all since the start, only when it is due again: ``outcome.next_try``). Only those
+# stored more than RESUME_AFTER_MS ago: a command's own sending ends within its deadline
 # (``gateway_client.SETTLEMENT_DEADLINE_SECONDS``) well before.
 RESUME_SECONDS = 30.0
 RESUME_AFTER_MS = 60_000
@@ -161,7 +161,8 @@ class Merchant:
     ) -> None:
         """Send again what a previous run (or a CLI command) left unanswered: at start all
         of it, in the rounds only what ``stored_before_ms`` and ``due_at_ms`` let through
-        (``StoredRequests.resume``).
+        (``StoredRequests.resume``: every one due or not until a round reached them all).
+        A round stops after the request in flight once ``close`` asks.
 
         Never stops the start or the serving: each operation's failure is logged by
         ``resume``; one here (the store unreadable) leaves them all for the next round.
@@ -171,8 +172,12 @@ class Merchant:
         """
         try:
             self.revocation.ensure_fresh()
-            resumed = self.settlement.resume(stored_before_ms=stored_before_ms, due_at_ms=due_at_ms)
-            batches = self.batches.resume(stored_before_ms=stored_before_ms, due_at_ms=due_at_ms)
+            resumed = self.settlement.resume(
+                stored_before_ms=stored_before_ms, due_at_ms=due_at_ms, stop=self._stop_resuming
+            )
+            batches = self.batches.resume(
+                stored_before_ms=stored_before_ms, due_at_ms=due_at_ms, stop=self._stop_resuming
+            )
         except (ClientError, SetcoreError) as exc:
             log.warning("unanswered operations not resumed now: %s", exc)
             return
@@ -189,7 +194,9 @@ class Merchant:
     def close(self) -> None:
         """Stop serving (in-flight calls get the grace period), the worker, and close all.
 
-        Closing twice is harmless.
+        The resume rounds and the worker stop after the request each has in flight (its
+        call bounded by its deadline); what they had not reached yet stays waiting for the
+        next start. Closing twice is harmless.
         """
         if self._closed:
             return

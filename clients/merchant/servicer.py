@@ -64,11 +64,21 @@ class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
         )  # fmt: skip
 
     def PInit(  # noqa: N802 - gRPC method name
-        self, request: purchase_pb2.PInitRequest, context: grpc.ServicerContext
+        self,
+        request: purchase_pb2.PInitRequest,
+        context: grpc.ServicerContext,
+        received: bytes | None = None,
     ) -> purchase_pb2.PInitResponse:
-        """PInitReq -> PInitRes."""
+        """PInitReq -> PInitRes.
+
+        ``received``: the bytes the request came as (the server passes them). PInitReq is
+        the call's frame itself, not bytes inside it as PReq and InqReq are, and its
+        Error names the message as received: parsed and serialized again, it may differ
+        (fields in another order, an unknown one dropped or moved).
+        """
         response: purchase_pb2.PInitResponse = self._serve(
-            context, "PInit", request, request.SerializeToString(),
+            context, "PInit", request,
+            request.SerializeToString() if received is None else received,
             purchase_pb2.PInitResponse, self._checkout.pinit,
         )  # fmt: skip
         return response
@@ -110,34 +120,50 @@ class _Unparseable:
     """Stands in for a request whose outer frame did not parse."""
 
 
+@dataclass(frozen=True)
+class _Received:
+    """A request frame as parsed, and the bytes it came as."""
+
+    message: Message
+    data: bytes
+
+
 def _parser(cls: type[Message]) -> Callable[[bytes], object]:
     def parse(data: bytes) -> object:
         try:
-            return cls.FromString(data)
+            return _Received(cls.FromString(data), data)
         except DecodeError:
             return _Unparseable()
 
     return parse
 
 
-def _guarded(method: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
-    def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        if isinstance(request, _Unparseable):
+def _guarded(
+    method: Callable[..., Any], *, with_frame: bool = False
+) -> Callable[[object, grpc.ServicerContext], Any]:
+    """The method, given the parsed request (and, ``with_frame``, the bytes it came as)."""
+
+    def handle(request: object, context: grpc.ServicerContext) -> Any:
+        if not isinstance(request, _Received):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
-        return method(request, context)
+        assert isinstance(request, _Received)  # abort always raises
+        if with_frame:
+            return method(request.message, context, request.data)
+        return method(request.message, context)
 
     return handle
 
 
 def _handler(servicer: MerchantServicer) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-    messages: dict[str, tuple[type[Message], Callable[..., Any]]] = {
-        "PInit": (purchase_pb2.PInitRequest, servicer.PInit),
-        "Purchase": (purchase_pb2.PurchaseRequest, servicer.Purchase),
-        "Inquiry": (purchase_pb2.InquiryRequest, servicer.Inquiry),
+    messages: dict[str, tuple[type[Message], Callable[[object, grpc.ServicerContext], Any]]] = {
+        # PInitReq is its frame: its Error names the bytes received (``PInit``).
+        "PInit": (purchase_pb2.PInitRequest, _guarded(servicer.PInit, with_frame=True)),
+        "Purchase": (purchase_pb2.PurchaseRequest, _guarded(servicer.Purchase)),
+        "Inquiry": (purchase_pb2.InquiryRequest, _guarded(servicer.Inquiry)),
     }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            _guarded(method),
+            method,
             request_deserializer=_parser(request_cls),
             response_serializer=lambda m: m.SerializeToString(),
         )

@@ -55,6 +55,11 @@ class StoredRequests(abc.ABC, Generic[R]):
         self._gateway = gateway
         self._keys = gateway_keys
         self._merchant_id = merchant_id
+        # Until a round of ``resume`` has reached every request waiting, each round sends
+        # them all, due or not: a process starting is how an operator asks again now
+        # (``outcome``), and a round an unreachable gateway or a stop cut short has not
+        # asked. Kept on the object, so per process: a merchant opens one of each kind.
+        self._asked_all = False
 
     # -- what each kind says for itself ---------------------------------------------------
 
@@ -148,8 +153,10 @@ class StoredRequests(abc.ABC, Generic[R]):
 
         ``stored_before_ms``: only those stored before then (not one a command may still
         be sending). ``due_at_ms``: only those whose answers did not verify that are due
-        again by then (``outcome.next_try``); at start, every one goes. ``stop``: once
-        set, the one being sent is the last.
+        again by then (``outcome.next_try``), once a round of this process has reached
+        every one waiting; until then every one goes, so that a start with the gateway
+        away still asks at once for all of them when it is back. ``stop``: once set, the
+        one being sent is the last.
 
         Each on its own: one whose outcome is still unknown is logged (by its short ids
         and the reason, which never holds card data: the merchant has none) and stays
@@ -157,11 +164,12 @@ class StoredRequests(abc.ABC, Generic[R]):
         unreachable, and every other request would wait out the same retries before
         failing the same way.
         """
+        due = due_at_ms if self._asked_all else None
         waiting = [
             request
             for request in self._unanswered()
             if (stored_before_ms is None or self._stored_ms(request) < stored_before_ms)
-            and (due_at_ms is None or request.retry_after_ms <= due_at_ms)
+            and (due is None or request.retry_after_ms <= due)
         ]
         ended = []
         for number, request in enumerate(waiting):
@@ -176,4 +184,6 @@ class StoredRequests(abc.ABC, Generic[R]):
                         len(waiting) - number, self.noun,
                     )  # fmt: skip
                     break
+        else:
+            self._asked_all = True
         return ended

@@ -1,19 +1,27 @@
 """Authorization as a stored request (``stored_requests``), where it differs from the
 others: one sending per order at a time whoever asks, and revocation data fetched when
-an answer could not be checked without it. Against the real gateway."""
+an answer could not be checked without it, the CA away or not. Against the real
+gateway."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+import grpc
 import pytest
 
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import Order, OrderState
+from gateway.ca import CertificateAuthorityServicer
+from gateway.process import tls_config
+from gateway.server import HealthMonitor, ServiceBinding, create_server
 from setcore.authorization import AuthRequestState, AuthResult
 from setcore.pki.bci import RevocationUnavailable
+from tests.clients.bank_support import LIMITS, RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.outage_support import restart
 from tests.clients.test_purchase_flow import buy, offer
 
 # Bounds every wait on the other thread: each comes within milliseconds; this only turns
@@ -101,3 +109,68 @@ def test_an_answer_unchecked_for_want_of_revocation_data_fetches_it(
     done = merchant.authorizer.authorize(xid)
     assert done.state is OrderState.AUTHORIZED and done.auth_rrpid == pending.auth_rrpid
     assert sent == [pending.auth_request] * 2
+
+
+def _serve_ca(bank: RunningBank, port: int = 0) -> tuple[grpc.Server, int, HealthMonitor]:
+    """The bank's CertificateAuthority service on a server of its own, to stop."""
+    binding = ServiceBinding(
+        "CertificateAuthorityService", CertificateAuthorityServicer(bank.authority)
+    )
+    return create_server(
+        [binding], f"127.0.0.1:{port}", LIMITS, tls=tls_config(bank.config, mutual=False),
+        reflection_enabled=False,
+    )  # fmt: skip
+
+
+def test_a_ca_away_when_an_answer_needs_revocation_data_leaves_the_order_received(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The gateway authorizes, its answer cannot be checked for want of current
+    revocation data, and the CA that would give it is away: the Purchase is answered
+    "order received" at its first attempt, as for the gateway away (not UNAVAILABLE,
+    which only the wallet's retry of the same PReq turned into that answer), and the
+    order stays authorizing; the same AuthReq, the CA back, authorizes it."""
+    first = make_merchant("m-auth-ca-away")
+    first.close()  # started again below, on a CA of its own that can go away
+    ca = [_serve_ca(bank)]
+    ca_port = ca[0][1]
+    monkeypatch.setenv("SETPAY_MERCHANT_CA", f"127.0.0.1:{ca_port}")
+    merchant = restart(first.config.base_dir)
+    try:
+        merchant.authorizer.stop(timeout=10)  # its scans would race the Purchase
+        wallet = make_wallet(merchant)
+        server, _, health = ca.pop()
+        health.stop()
+        server.stop(grace=None).wait()
+        real = merchant.gateway.authorize
+        sent: list[bytes] = []
+
+        def unchecked_once(request: bytes, state: AuthRequestState) -> AuthResult:
+            sent.append(request)
+            answered = real(request, state)  # the gateway did authorize
+            if len(sent) == 1:
+                raise RevocationUnavailable("the BrandCRLIdentifier is not current")
+            return answered
+
+        monkeypatch.setattr(merchant.gateway, "authorize", unchecked_once)
+        caplog.set_level(logging.INFO, logger="setpay.clients.transport")
+        record = buy(wallet, offer(merchant, 800))
+        assert record.completion == "COMPLETION_CODE_ORDER_RECEIVED"
+        retried = [m for m in caplog.messages if "merchant Purchase" in m]
+        assert retried == [], "the merchant's first answer was a transport failure"
+        xid = bytes.fromhex(record.xid)
+        pending = merchant.store.order(xid)
+        assert pending.state is OrderState.AUTHORIZING and sent == [pending.auth_request]
+        assert any("revocation data not fetched now" in m for m in caplog.messages)
+        ca.append(_serve_ca(bank, ca_port))
+        done = merchant.authorizer.authorize(xid)
+        assert done.state is OrderState.AUTHORIZED and sent == [pending.auth_request] * 2
+    finally:
+        merchant.close()
+        for server, _, health in ca:
+            health.stop()
+            server.stop(grace=None).wait()

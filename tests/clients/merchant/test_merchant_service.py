@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 
@@ -16,7 +17,7 @@ from clients.transport import Caller, ChannelConfig, open_channel
 from clients.wallet.purchases import PurchaseBook
 from hsm.errors import TransientBackendError
 from setcore.authorization import AuthRequestState, AuthResult
-from setcore.error_message import open_error
+from setcore.error_message import ERROR_CT, open_error
 from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import new_id
 from setcore.pan import PAN
@@ -29,8 +30,11 @@ from setcore.purchase import (
     open_pinit_response,
     open_purchase_response,
 )
-from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
+from setcore.signed import open_signed, parse_signed
+from setcore.signers import signer
+from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, error_pb2, purchase_pb2
 from tests.clients.bank_support import EUR, WALLET_PASSPHRASE, RunningBank, serve_gateway
+from tests.clients.bank_support import test_pan as card_number  # not a test of this module
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.outage_support import (
     JUST_PAST_MS,
@@ -82,6 +86,31 @@ def test_pinit_refusals_are_signed_errors(
     error = open_error(response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid)
     assert error.code == code
     assert error.args[0].count("peer refused") == 1  # a fixed text, no detail
+
+
+def test_a_pinit_error_names_the_request_as_it_was_received(
+    bank: RunningBank, make_merchant: MerchantFactory
+) -> None:
+    """PInitReq is the call's frame itself: its Error's digest is of the bytes sent (here
+    its fields in another order than a serializer writes them), not of the request
+    parsed and serialized again, as for PReq and InqReq."""
+    merchant = make_merchant("m-pinit-as-sent")
+    request, _ = build_pinit_request(PAN(card_number(1)), "otherbrand", b"lid-c", lid_m=b"lid")
+    rest = purchase_pb2.PInitRequest()
+    rest.CopyFrom(request)
+    rest.ClearField("brand_id")
+    sent = purchase_pb2.PInitRequest(brand_id="otherbrand").SerializeToString()
+    sent += rest.SerializeToString()  # the brand (field 7) first
+    parsed = purchase_pb2.PInitRequest.FromString(sent)
+    assert parsed == request and parsed.SerializeToString() != sent
+    caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
+    response = caller.call(f"{SERVICE}/PInit", sent, purchase_pb2.PInitResponse, deadline=5)
+    refused = open_error(response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid)
+    assert refused.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
+    signed = parse_signed(response.error.signed_error)
+    tbs = open_signed(signed, ERROR_CT, signer(merchant.trust, MERCHANT)).tbs
+    named = error_pb2.ErrorTBS.FromString(tbs).bad_message_digest
+    assert named == hashlib.sha256(sent).digest()
 
 
 def test_a_refusal_the_key_backend_cannot_sign_is_unavailable(
