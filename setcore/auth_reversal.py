@@ -19,7 +19,6 @@ negative new amount.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,14 +42,14 @@ from setcore.capture import (
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
 from setcore.envelope import Recipient
-from setcore.error_message import open_error
+from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_rrpid, new_id
 from setcore.link import seal_with_baggage
-from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header, header
+from setcore.signers import GatewayIdentity
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2
 
@@ -237,20 +236,17 @@ def open_auth_reversal_response(
     state: AuthRevRequestState,
     trust: TrustStore,
     *,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> AuthRevResult:
     """Verify AuthRevRes: gateway signature and chain, our RRPID, our name, our request.
 
-    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    ``gateway_identity`` as for ``authorization.open_auth_response``.
     """
     if response.WhichOneof("result") == "error":
-        raise open_error(
-            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
-            gateway_signers=gateway_signers,
-        )  # fmt: skip
+        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
     t1, envelope, gateway = open_gateway_response(
         credentials, trust, response.auth_rev_res, AUTH_REV_RES_CT, AUTH_REV_RES_BAGGAGE_CT,
-        xid=state.xid, rrpid=state.rrpid, gateway_signers=gateway_signers,
+        xid=state.xid, rrpid=state.rrpid, gateway_identity=gateway_identity,
     )  # fmt: skip
     data = parse_strict(authorization_pb2.AuthRevResData, t1)
     ids = data.trans_ids

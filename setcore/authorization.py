@@ -21,7 +21,6 @@ Replay (a PI used before) is decided by the ledger, which keeps the store of use
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,16 +36,16 @@ from setcore.dualsig import (
 )
 from setcore.encoding import content_type_of, digest, parse_strict
 from setcore.envelope import Recipient
-from setcore.error_message import open_error
+from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
 from setcore.link import open_with_baggage, seal_with_baggage
 from setcore.pan import PAN, InvalidPAN, check_blinded_account, check_expiry
-from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
+from setcore.pki.roles import CARDHOLDER, MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header, header, hod
-from setcore.signers import gateway_signer, signer
+from setcore.signers import GatewayIdentity, gateway_signer, signer
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
 
@@ -425,18 +424,17 @@ def open_gateway_response(
     *,
     xid: bytes,
     rrpid: bytes,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> tuple[bytes, crypto_pb2.SealedWithBaggage, VerifiedCertificate]:
     """Open an EncB response from the gateway: signed t, the envelope, the gateway.
 
-    ``gateway_signers``: the signature certificates answers are accepted from
-    (``signers.gateway_signer``).
+    Signed by a certificate of ``gateway_identity`` only (``signers.gateway_signer``).
     """
     envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
     kex_key, my_thumb = credentials.require_key_exchange()
     t1, verified = open_with_baggage(
         envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
-        gateway_signer(trust, gateway_signers), xid=xid, rrpid=rrpid,
+        gateway_signer(trust, gateway_identity), xid=xid, rrpid=rrpid,
     )  # fmt: skip
     return t1, envelope, verified.signer
 
@@ -457,21 +455,19 @@ def open_auth_response(
     state: AuthRequestState,
     trust: TrustStore,
     *,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> AuthResult:
     """Verify AuthRes: gateway signature and chain, our RRPID, our name, our request.
 
-    ``gateway_signers``: the gateway signature certificates the merchant's PCertRes named
-    (``signers.gateway_signer``); None accepts any gateway of the brand.
+    ``gateway_identity``: the merchant's gateway, as its verified PCertRes named it
+    (``signers.GatewayIdentity``); an answer, or an Error, signed by any other gateway is
+    not its word, whatever root certified it.
     """
     if response.WhichOneof("result") == "error":
-        raise open_error(
-            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
-            gateway_signers=gateway_signers,
-        )  # fmt: skip
+        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
     t1, envelope, gateway = open_gateway_response(
         credentials, trust, response.auth_res, AUTH_RES_CT, AUTH_RES_BAGGAGE_CT,
-        xid=state.xid, rrpid=state.rrpid, gateway_signers=gateway_signers,
+        xid=state.xid, rrpid=state.rrpid, gateway_identity=gateway_identity,
     )  # fmt: skip
     data = parse_strict(authorization_pb2.AuthResData, t1)
     tags, ids = data.auth_tags.auth_rr_tags, data.auth_tags.trans_ids

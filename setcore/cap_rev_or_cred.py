@@ -20,7 +20,7 @@ item that does not name the capture or credit it undoes, or a credit item that n
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,14 +47,14 @@ from setcore.capture import (
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
 from setcore.envelope import Recipient
-from setcore.error_message import open_error
+from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_rrpid, new_id, now_ms
 from setcore.link import seal_with_baggage
-from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header_without_transaction, header
+from setcore.signers import GatewayIdentity
 from setcore.token_seal import TokenKey
 from setpay.v1 import capture_pb2, common_pb2, error_pb2
 
@@ -360,17 +360,15 @@ def _open_cap_rev_or_cred_response(
     credentials: Credentials,
     state: CapRevOrCredState,
     trust: TrustStore,
-    gateway_signers: Collection[bytes] | None,
+    gateway_identity: GatewayIdentity,
 ) -> CapRevOrCredResult:
     if state.kind != kind:
         raise ValueError("this state belongs to a request of another kind")
     if error is not None:
-        raise open_error(
-            error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid, gateway_signers=gateway_signers
-        )
+        raise open_gateway_error(error, trust, gateway_identity, rrpid=state.rrpid)
     t1, gateway = open_gateway_sealed(
         credentials, trust, sealed_bytes, CAP_REV_OR_CRED_RES_CT, rrpid=state.rrpid,
-        gateway_signers=gateway_signers,
+        gateway_identity=gateway_identity,
     )  # fmt: skip
     data = parse_strict(capture_pb2.CapRevOrCredResData, t1)
     check_header_without_transaction(plain, data.rr_tags.rrpid)
@@ -388,16 +386,16 @@ def open_capture_reversal_response(
     state: CapRevOrCredState,
     trust: TrustStore,
     *,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> CapRevOrCredResult:
     """Verify CapRevRes: gateway, our RRPID, the kind, our name, our request, our items.
 
-    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    ``gateway_identity`` as for ``authorization.open_auth_response``.
     """
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
         CAPTURE_REVERSAL, error, response.header, response.cap_rev_res, credentials, state,
-        trust, gateway_signers,
+        trust, gateway_identity,
     )  # fmt: skip
 
 
@@ -407,16 +405,16 @@ def open_credit_response(
     state: CapRevOrCredState,
     trust: TrustStore,
     *,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> CapRevOrCredResult:
     """Verify CredRes: gateway, our RRPID, the kind, our name, our request, our items.
 
-    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    ``gateway_identity`` as for ``authorization.open_auth_response``.
     """
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
         CREDIT, error, response.header, response.cred_res, credentials, state, trust,
-        gateway_signers,
+        gateway_identity,
     )  # fmt: skip
 
 
@@ -426,14 +424,14 @@ def open_credit_reversal_response(
     state: CapRevOrCredState,
     trust: TrustStore,
     *,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> CapRevOrCredResult:
     """Verify CredRevRes: gateway, our RRPID, the kind, our name, our request, our items.
 
-    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    ``gateway_identity`` as for ``authorization.open_auth_response``.
     """
     error = response.error if response.WhichOneof("result") == "error" else None
     return _open_cap_rev_or_cred_response(
         CREDIT_REVERSAL, error, response.header, response.cred_rev_res, credentials, state,
-        trust, gateway_signers,
+        trust, gateway_identity,
     )  # fmt: skip

@@ -40,7 +40,7 @@ and ``PeerError`` when the gateway answered with a SET Error.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -56,15 +56,15 @@ from setcore.authorization import (
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
 from setcore.envelope import Recipient
-from setcore.error_message import open_error
+from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_rrpid, new_id, now_ms
 from setcore.link import open_sealed_signed, seal_signed, seal_with_baggage
-from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY
+from setcore.pki.roles import MERCHANT
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header_without_transaction, header
-from setcore.signers import gateway_signer, signer
+from setcore.signers import GatewayIdentity, gateway_signer, signer
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2, crypto_pb2
 
@@ -239,18 +239,17 @@ def open_gateway_sealed(
     *,
     rrpid: bytes,
     xid: bytes = b"",
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> tuple[bytes, VerifiedCertificate]:
     """Open an Enc response from the gateway: its signed t and the gateway.
 
-    ``gateway_signers``: the signature certificates answers are accepted from
-    (``signers.gateway_signer``).
+    Signed by a certificate of ``gateway_identity`` only (``signers.gateway_signer``).
     """
     sealed = parse_strict(crypto_pb2.Sealed, sealed_bytes, own_content_type=False)
     kex_key, my_thumb = credentials.require_key_exchange()
     verified, _ = open_sealed_signed(
         sealed, credentials.backend, kex_key, my_thumb, content_type,
-        gateway_signer(trust, gateway_signers), xid=xid, rrpid=rrpid,
+        gateway_signer(trust, gateway_identity), xid=xid, rrpid=rrpid,
     )  # fmt: skip
     return verified.tbs, verified.signer
 
@@ -420,20 +419,17 @@ def open_capture_response(
     state: CaptureState,
     trust: TrustStore,
     *,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> CaptureResult:
     """Verify CapRes: gateway signature and chain, our RRPID, our name, our request, our items.
 
-    ``gateway_signers`` as for ``authorization.open_auth_response``.
+    ``gateway_identity`` as for ``authorization.open_auth_response``.
     """
     if response.WhichOneof("result") == "error":
-        raise open_error(
-            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
-            gateway_signers=gateway_signers,
-        )  # fmt: skip
+        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
     t1, gateway = open_gateway_sealed(
         credentials, trust, response.cap_res, CAP_RES_CT, rrpid=state.rrpid,
-        gateway_signers=gateway_signers,
+        gateway_identity=gateway_identity,
     )  # fmt: skip
     data = parse_strict(capture_pb2.CapResData, t1)
     check_header_without_transaction(response.header, data.cap_rr_tags.rrpid)

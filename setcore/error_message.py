@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Collection
 
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.freshness import new_id, now_ms
-from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.pki.truststore import TrustStore
-from setcore.signed import open_signed, parse_signed, sign
-from setcore.signers import gateway_signer, signer
+from setcore.pki.verified import VerifiedCertificate
+from setcore.signed import SignerResolver, open_signed, parse_signed, sign
+from setcore.signers import GatewayIdentity, gateway_signer, signer
 from setpay.v1 import error_pb2
 
 ERROR_CT = content_type_of(error_pb2.ErrorTBS)
@@ -65,12 +64,7 @@ def build_error(
 
 
 def open_error(
-    error: error_pb2.SetError,
-    trust: TrustStore,
-    signer_type: int,
-    *,
-    rrpid: bytes,
-    gateway_signers: Collection[bytes] | None = None,
+    error: error_pb2.SetError, trust: TrustStore, signer_type: int, *, rrpid: bytes
 ) -> PeerError | ProtocolError:
     """A peer's Error as the exception to raise: ``PeerError`` when it is the peer's word
     on our request, ``ProtocolError`` when it is not.
@@ -80,19 +74,29 @@ def open_error(
     7.6: an Error identifies the message it refuses). An Error that is unsigned, does not
     verify or answers another request says nothing about what the peer did with ours: a
     ``ProtocolError``, so that the requester treats it as an answer it could not check
-    (an operation it stays unsure of), never as a refusal. A gateway's Error is its word
-    only when signed by one of ``gateway_signers`` (``signers.gateway_signer``).
+    (an operation it stays unsure of), never as a refusal. Any gateway of the brand is
+    taken for a PAYMENT_GATEWAY here, which only PCertRes wants (the answer the merchant
+    learns its gateway from); every later answer is opened by ``open_gateway_error``.
     """
+    return _open(error, signer(trust, signer_type), rrpid)
+
+
+def open_gateway_error(
+    error: error_pb2.SetError, trust: TrustStore, gateway: GatewayIdentity, *, rrpid: bytes
+) -> PeerError | ProtocolError:
+    """``open_error`` for the merchant's gateway: its word only when signed by a
+    certificate of ``gateway`` (``signers.gateway_signer``)."""
+    return _open(error, gateway_signer(trust, gateway), rrpid)
+
+
+def _open(
+    error: error_pb2.SetError, resolve: SignerResolver[VerifiedCertificate], rrpid: bytes
+) -> PeerError | ProtocolError:
     if error.WhichOneof("error") != "signed_error":
         return ProtocolError(
             ErrorCode.ERROR_CODE_SIGNATURE_REQUIRED, "unsigned error from the peer"
         )
     try:
-        resolve = (
-            gateway_signer(trust, gateway_signers)
-            if signer_type == PAYMENT_GATEWAY
-            else signer(trust, signer_type)
-        )
         verified = open_signed(parse_signed(error.signed_error), ERROR_CT, resolve)
         tbs = parse_strict(error_pb2.ErrorTBS, verified.tbs)
     except ProtocolError as exc:

@@ -21,13 +21,14 @@ named for a batch to open), a page larger than MAX_TRANSACTION_DETAILS or starti
 MAX_STARTING_POINT, and answers about other brands or batches;
 WRONG_CERTIFICATE_ROLE / MISSING_CERTIFICATE / INVALID_CERTIFICATE from the PKI for a
 PCertRes thumbprint that is not a gateway certificate of the right usage and brand, or of
-another gateway than the PCertRes's signer: the merchant takes answers from the gateway
-whose signature certificate its PCertRes named only (``signers.gateway_signer``).
+another gateway than the PCertRes's signer: the merchant takes answers only from the
+gateway (the subject name) whose signature certificate its PCertRes named
+(``signers.GatewayIdentity``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,7 +45,7 @@ from setcore.capture import (
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict, thumbprint
 from setcore.envelope import Recipient
-from setcore.error_message import open_error
+from setcore.error_message import open_error, open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
 from setcore.link import seal_signed
@@ -54,7 +55,7 @@ from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header_without_transaction, header
 from setcore.signed import VerifiedSigned, open_signed, parse_signed, sign
-from setcore.signers import signer
+from setcore.signers import GatewayIdentity, signer
 from setpay.v1 import common_pb2, crypto_pb2, gateway_admin_pb2
 
 PCERT_REQ_CT = content_type_of(gateway_admin_pb2.PCertReqData)
@@ -476,17 +477,14 @@ def open_batch_admin_response(
     state: BatchAdminState,
     trust: TrustStore,
     *,
-    gateway_signers: Collection[bytes] | None = None,
+    gateway_identity: GatewayIdentity,
 ) -> BatchAdminResult:
     """Verify BatchAdminRes: gateway, our RRPID, our name, our request, our batch, our page."""
     if response.WhichOneof("result") == "error":
-        raise open_error(
-            response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid,
-            gateway_signers=gateway_signers,
-        )  # fmt: skip
+        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
     t, gateway = open_gateway_sealed(
         credentials, trust, response.batch_admin_res, BATCH_ADMIN_RES_CT, rrpid=state.rrpid,
-        gateway_signers=gateway_signers,
+        gateway_identity=gateway_identity,
     )  # fmt: skip
     data = parse_strict(gateway_admin_pb2.BatchAdminResData, t)
     check_header_without_transaction(response.header, data.batch_admin_rr_tags.rrpid)

@@ -127,7 +127,10 @@ class Bench:
 
         def open_one(index: int, response: authorization_pb2.AuthorizeResponse) -> AuthResult:
             state = prepared[index % len(prepared)].state
-            return open_auth_response(response, merchant.credentials, state, merchant.trust)
+            return open_auth_response(
+                response, merchant.credentials, state, merchant.trust,
+                gateway_identity=merchant.gateway_identity,
+            )  # fmt: skip
 
         return auth_judge(open_one)
 

@@ -64,6 +64,7 @@ from setcore.registration_merchant import (
     open_me_aq_c_init_response,
     open_merchant_cert_response,
 )
+from setcore.signers import GatewayIdentity
 from setpay.v1 import common_pb2, gateway_admin_pb2, registration_pb2, services_pb2
 
 # Local labels (LID-C, LID-M, LID-EE) are the owner's choice; 8 random bytes are plenty
@@ -120,13 +121,18 @@ class Population:
 
 @dataclass(frozen=True)
 class Merchant:
-    """The bench's merchant: its credentials and the gateway certificates it fetched."""
+    """The bench's merchant: its credentials and the gateway certificates it fetched.
+
+    ``gateway_identity`` is the gateway its PCertRes named, whose answers alone it takes
+    (as ``setpay merchant`` does): the ceiling answers with the same bank's gateway keys.
+    """
 
     merchant_id: str
     credentials: Credentials
     trust: TrustStore
     gateway_kex: VerifiedCertificate
     gateway_chain: tuple[bytes, ...]
+    gateway_identity: GatewayIdentity
 
 
 @dataclass(frozen=True)
@@ -209,9 +215,12 @@ class Parties:
         )  # fmt: skip
         certs = open_pcert_response(answer, credentials, pstate, trust)
         item = certs.items[0]
-        if item.key_exchange is None:
+        if item.key_exchange is None or item.signature is None:
             raise RegistrationError(f"the gateway has no certificate for BIN {pop.bin}", item.code)
-        self.merchant = Merchant(pop.merchant_id, credentials, trust, item.key_exchange, item.chain)
+        self.merchant = Merchant(
+            pop.merchant_id, credentials, trust, item.key_exchange, item.chain,
+            GatewayIdentity.of(item.signature),
+        )  # fmt: skip
         return self.merchant
 
     def register_cardholder(self) -> Cardholder:

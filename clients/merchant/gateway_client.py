@@ -8,11 +8,15 @@ first time. Every response is verified with setcore's opener before it is return
 an answer that does not verify raises ``ProtocolError``, a gateway SET Error raises
 ``PeerError``, a transport failure ``TransportError``.
 
-Answers are accepted only when signed by a signature certificate that a verified
-PCertRes of this gateway named for the merchant's brand (SET-PROTOCOL.md 7.4): another
-gateway, even one the same brand root certified, cannot answer in its name. The client
-keeps the last ``MAX_GATEWAY_SIGNERS`` of them, and sends a PCertReq itself before its
-first answer if no PCertRes came yet.
+Answers are accepted only from the gateway the client's first verified PCertRes named
+(SET-PROTOCOL.md 7.4): signed by a signature certificate with that certificate's subject
+name, of the merchant's brand, chaining to the brand root, valid and unrevoked
+(``setcore.signers.GatewayIdentity``). Another gateway, even one the same brand root
+certified, cannot answer in its name; the same gateway's renewed certificate, and the
+one it signed a stored answer with before a renewal, can. The client sends a PCertReq
+itself before its first answer if no PCertRes came yet, and refuses a later PCertRes
+naming another gateway (the pin is per process: a restart learns it again, over the
+same channel to the configured gateway).
 
 ``GatewayKeys`` keeps the gateway's certificates from PCertRes: fetched at start, again
 after ``GATEWAY_CERTIFICATES_TTL`` or when the key-exchange certificate nears its end.
@@ -44,6 +48,7 @@ from setcore.cap_rev_or_cred import (
 from setcore.capture import CaptureResult, CaptureState, open_capture_response
 from setcore.credentials import Credentials
 from setcore.envelope import Recipient
+from setcore.errors import ErrorCode, fail
 from setcore.gateway_admin import (
     SUCCESS,
     BatchAdminResult,
@@ -54,6 +59,7 @@ from setcore.gateway_admin import (
     open_pcert_response,
 )
 from setcore.pki.truststore import TrustStore
+from setcore.signers import GatewayIdentity
 from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, services_pb2
 
 log = logging.getLogger("setpay.merchant.gateway")
@@ -71,11 +77,6 @@ CERTIFICATES_DEADLINE_SECONDS = 5.0
 # Gateway certificates are asked for again after this long, so a gateway key rotation
 # reaches PInitRes within the hour.
 GATEWAY_CERTIFICATES_TTL = timedelta(hours=1)
-# Gateway signature certificates answers are accepted from: the newest ones PCertRes
-# named. More than one because a gateway re-keyed since it answered a request still
-# returns that stored answer, signed by its previous certificate, to a retry; four cover
-# a few re-keyings while requests are pending, and bound what a long run keeps.
-MAX_GATEWAY_SIGNERS = 4
 
 
 def _method(name: str) -> str:
@@ -93,22 +94,35 @@ class GatewayClient:
         self._trust = trust
         self._merchant_id = merchant_id
         self._lock = threading.Lock()
-        self._signers: tuple[bytes, ...] = ()  # oldest first
+        self._identity: GatewayIdentity | None = None
 
-    def _accept(self, certificates: GatewayCertificate) -> None:
-        """Accept answers signed by the signature certificate a PCertRes named."""
+    def _pin(self, certificates: GatewayCertificate) -> None:
+        """Take answers from the gateway a verified PCertRes named; the first one decides."""
         assert certificates.signature is not None
-        thumb = certificates.signature.thumbprint
+        named = GatewayIdentity.of(certificates.signature)
         with self._lock:
-            kept = tuple(t for t in self._signers if t != thumb)
-            self._signers = (*kept, thumb)[-MAX_GATEWAY_SIGNERS:]
+            pinned = self._identity
+            if pinned is None:
+                self._identity = named
+                log.info("gateway: answers taken from %s", named)
+                return
+        if named != pinned:
+            # Another gateway answering PCertReq at our gateway's address: its key-exchange
+            # certificate must not reach wallets, nor its answers count as our gateway's.
+            raise fail(
+                ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
+                f"PCertRes names gateway {named}, not {pinned}, the gateway this merchant"
+                " has taken answers from since its first PCertRes",
+            )
 
-    def gateway_signers(self) -> frozenset[bytes]:
-        """The gateway signature certificates answers are accepted from (PCertReq first if
-        none is known yet)."""
-        if not self._signers:
+    def gateway_identity(self) -> GatewayIdentity:
+        """The gateway answers are accepted from (PCertReq first if none is known yet)."""
+        identity = self._identity
+        if identity is None:
             self.gateway_certificates(self._trust.brand_id)
-        return frozenset(self._signers)
+            identity = self._identity
+            assert identity is not None
+        return identity
 
     def authorize(self, request: bytes, state: AuthRequestState) -> AuthResult:
         """AuthReq -> verified AuthRes."""
@@ -118,7 +132,7 @@ class GatewayClient:
         )  # fmt: skip
         return open_auth_response(
             response, self._credentials, state, self._trust,
-            gateway_signers=self.gateway_signers(),
+            gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
     def reverse_authorization(self, request: bytes, state: AuthRevRequestState) -> AuthRevResult:
@@ -129,7 +143,7 @@ class GatewayClient:
         )  # fmt: skip
         return open_auth_reversal_response(
             response, self._credentials, state, self._trust,
-            gateway_signers=self.gateway_signers(),
+            gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
     def capture(self, request: bytes, state: CaptureState) -> CaptureResult:
@@ -140,7 +154,7 @@ class GatewayClient:
         )  # fmt: skip
         return open_capture_response(
             response, self._credentials, state, self._trust,
-            gateway_signers=self.gateway_signers(),
+            gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
     def reverse_capture(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
@@ -151,7 +165,7 @@ class GatewayClient:
         )  # fmt: skip
         return open_capture_reversal_response(
             response, self._credentials, state, self._trust,
-            gateway_signers=self.gateway_signers(),
+            gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
     def credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
@@ -162,7 +176,7 @@ class GatewayClient:
         )  # fmt: skip
         return open_credit_response(
             response, self._credentials, state, self._trust,
-            gateway_signers=self.gateway_signers(),
+            gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
     def reverse_credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
@@ -173,7 +187,7 @@ class GatewayClient:
         )  # fmt: skip
         return open_credit_reversal_response(
             response, self._credentials, state, self._trust,
-            gateway_signers=self.gateway_signers(),
+            gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
     def batch_admin(self, request: bytes, state: BatchAdminState) -> BatchAdminResult:
@@ -184,11 +198,15 @@ class GatewayClient:
         )  # fmt: skip
         return open_batch_admin_response(
             response, self._credentials, state, self._trust,
-            gateway_signers=self.gateway_signers(),
+            gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
     def gateway_certificates(self, brand_id: str, bin_: str = "") -> GatewayCertificate:
-        """PCertReq for one brand (and BIN) -> the verified gateway certificates for it."""
+        """PCertReq for one brand (and BIN) -> the verified gateway certificates for it.
+
+        Refused (INVALID_CERTIFICATE) when they are another gateway's than the one this
+        client's first PCertRes named.
+        """
         request, state = build_pcert_request(
             self._credentials, [(brand_id, bin_)], self._merchant_id
         )
@@ -202,7 +220,7 @@ class GatewayClient:
         if item.code != SUCCESS or item.key_exchange is None:
             name = gateway_admin_pb2.PCertCode.Name(item.code)
             raise ConfigError(f"the gateway serves no certificate for brand {brand_id}: {name}")
-        self._accept(item)
+        self._pin(item)
         return item
 
 

@@ -63,6 +63,7 @@ from setcore.registration_merchant import (
     open_me_aq_c_init_response,
     open_merchant_cert_response,
 )
+from setcore.signers import GatewayIdentity
 from setpay.v1 import authorization_pb2, common_pb2, registration_pb2, services_pb2_grpc
 
 EUR = 978
@@ -156,6 +157,8 @@ class Merchant:
     trust: TrustStore
     gateway_kex: VerifiedCertificate
     gateway_chain: tuple[bytes, ...]
+    #: The gateway its PCertRes named: the one whose answers it takes.
+    gateway_identity: GatewayIdentity
 
 
 def register_merchant(world: World, merchant_id: str) -> Merchant:
@@ -174,7 +177,9 @@ def register_merchant(world: World, merchant_id: str) -> Merchant:
         world.gateway.GatewayCertificates(request), credentials, pstate, trust
     )
     item = certs.items[0]
-    return Merchant(merchant_id, credentials, trust, item.key_exchange, item.chain)
+    assert item.key_exchange is not None and item.signature is not None
+    gateway = GatewayIdentity.of(item.signature)
+    return Merchant(merchant_id, credentials, trust, item.key_exchange, item.chain, gateway)
 
 
 @dataclass
@@ -269,8 +274,9 @@ def authorize(
     """AuthReq -> AuthRes through the real gateway, verified as the merchant does."""
     request, state = auth_request(merchant, bought, amount)
     return open_auth_response(
-        world.gateway.Authorize(request), merchant.credentials, state, merchant.trust
-    )
+        world.gateway.Authorize(request), merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
 
 
 def decline_left_unanswered(

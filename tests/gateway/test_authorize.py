@@ -47,7 +47,10 @@ def _refused(world: World, merchant: Merchant, request: a.AuthorizeRequest, stat
     assert response.WhichOneof("result") == "error"
     assert response.error.WhichOneof("error") == "signed_error"
     with pytest.raises(PeerError) as exc:
-        open_auth_response(response, merchant.credentials, state, merchant.trust)  # type: ignore[arg-type]
+        open_auth_response(
+            response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
     return exc.value.code_name
 
 
@@ -69,7 +72,10 @@ def test_end_to_end_authorization(world: World, merchant: Merchant) -> None:
     step("AuthReq built by the merchant (PI forwarded as baggage)")
     response = world.gateway.Authorize(request)
     step("Authorize RPC (gateway: open, verify, ledger, sign)")
-    result = open_auth_response(response, merchant.credentials, state, merchant.trust)
+    result = open_auth_response(
+        response, merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     step("AuthRes verified by the merchant")
     assert _decision(result) == ("AUTH_CODE_APPROVED", "RESP_REASON_UNSPECIFIED", 1999)
     assert result.baggage.cap_token
@@ -274,11 +280,11 @@ def test_garbage_inside_the_frame_is_a_signed_error(
     request = a.AuthorizeRequest(auth_req=inner)
     response = ec_world.gateway.Authorize(request)
     assert response.WhichOneof("result") == "error"
-    from setcore.error_message import open_error
-    from setcore.pki.roles import PAYMENT_GATEWAY
+    from setcore.error_message import open_gateway_error
 
     # No header, so no RRPID to name: the Error names none either.
-    error = open_error(response.error, ec_merchant.trust, PAYMENT_GATEWAY, rrpid=b"")
+    gateway = ec_merchant.gateway_identity
+    error = open_gateway_error(response.error, ec_merchant.trust, gateway, rrpid=b"")
     assert error.code_name == code
 
 
@@ -296,8 +302,9 @@ def test_concurrent_authorizations_race_for_one_limit(
         result = open_auth_response(
             ec_world.gateway.Authorize(request),
             ec_merchant.credentials,
-            state,
-            ec_merchant.trust,  # type: ignore[arg-type]
+            state,  # type: ignore[arg-type]
+            ec_merchant.trust,
+            gateway_identity=ec_merchant.gateway_identity,
         )
         return _decision(result)[0]
 
@@ -338,7 +345,10 @@ def test_a_decision_whose_answer_failed_is_answered_by_the_retry(
     request, state, cardholder = decline_left_unanswered(ec_world, ec_merchant, monkeypatch)
     _after_the_freshness_window(monkeypatch)
     again = ec_world.gateway.Authorize(request)
-    result = open_auth_response(again, ec_merchant.credentials, state, ec_merchant.trust)  # type: ignore[arg-type]
+    result = open_auth_response(
+        again, ec_merchant.credentials, state, ec_merchant.trust,  # type: ignore[arg-type]
+        gateway_identity=ec_merchant.gateway_identity,
+    )  # fmt: skip
     assert _decision(result) == ("AUTH_CODE_DECLINED", "RESP_REASON_INSUFFICIENT_FUNDS", 0)
     assert ec_world.gateway.Authorize(request).auth_res == again.auth_res
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
@@ -358,7 +368,10 @@ def test_an_answer_built_later_is_checked_as_of_the_first_check_not_the_decision
     send_failing_declines(ec_world, request, monkeypatch)
     clocks_moved(monkeypatch, 0)  # the retry, on the wall clock: aged out
     again = ec_world.gateway.Authorize(request)
-    result = open_auth_response(again, ec_merchant.credentials, state, ec_merchant.trust)  # type: ignore[arg-type]
+    result = open_auth_response(
+        again, ec_merchant.credentials, state, ec_merchant.trust,  # type: ignore[arg-type]
+        gateway_identity=ec_merchant.gateway_identity,
+    )  # fmt: skip
     assert _decision(result) == ("AUTH_CODE_DECLINED", "RESP_REASON_INSUFFICIENT_FUNDS", 0)
     assert ec_world.gateway.Authorize(request).auth_res == again.auth_res
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
@@ -377,7 +390,10 @@ def test_a_revocation_since_the_decision_does_not_stop_its_answer(
     ec_world.running.authority.revoke(thumb=thumbprint(bystander.credentials.signature_cert))
     _after_the_freshness_window(monkeypatch)
     again = ec_world.gateway.Authorize(request)
-    result = open_auth_response(again, ec_merchant.credentials, state, ec_merchant.trust)  # type: ignore[arg-type]
+    result = open_auth_response(
+        again, ec_merchant.credentials, state, ec_merchant.trust,  # type: ignore[arg-type]
+        gateway_identity=ec_merchant.gateway_identity,
+    )  # fmt: skip
     assert _decision(result) == ("AUTH_CODE_DECLINED", "RESP_REASON_INSUFFICIENT_FUNDS", 0)
     assert ec_world.running.ledger.card_account(cardholder.account_id).pending == 0
 

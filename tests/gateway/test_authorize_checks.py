@@ -48,7 +48,10 @@ def _refused(world: World, merchant: Merchant, request: a.AuthorizeRequest, stat
     response = world.gateway.Authorize(request)
     assert response.WhichOneof("result") == "error"
     with pytest.raises(PeerError) as caught:
-        open_auth_response(response, merchant.credentials, state, merchant.trust)  # type: ignore[arg-type]
+        open_auth_response(
+            response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
     return caught.value.code_name
 
 
@@ -58,6 +61,7 @@ def _decision(world: World, merchant: Merchant, request: a.AuthorizeRequest, sta
         merchant.credentials,
         state,  # type: ignore[arg-type]
         merchant.trust,
+        gateway_identity=merchant.gateway_identity,
     )
     return result.data.auth_res_payload
 
@@ -277,8 +281,9 @@ def test_a_merchant_unknown_to_the_acquirers_books_spends_no_pi(
     )
     creds = Credentials(ec_world.keys, sig, sig_der, ec_merchant.credentials.chain, kex, kex_der)
     merchant = Merchant(
-        merchant_id, creds, ec_merchant.trust, ec_merchant.gateway_kex, ec_merchant.gateway_chain
-    )
+        merchant_id, creds, ec_merchant.trust, ec_merchant.gateway_kex, ec_merchant.gateway_chain,
+        ec_merchant.gateway_identity,
+    )  # fmt: skip
     cardholder = register_cardholder(ec_world)
     bought = purchase(merchant, cardholder, 210)
     request, state = auth_request(merchant, bought)

@@ -81,7 +81,10 @@ def _observed_bank_ops(world: World, merchant: Merchant, amount: int) -> list[Ke
         request, state = auth_request(merchant, purchase(merchant, cardholder, amount))
         answer = gateway_authorize.authorize(bank, request)
         response = a.AuthorizeResponse(header=request.header, auth_res=answer)
-        result = open_auth_response(response, merchant.credentials, state, merchant.trust)
+        result = open_auth_response(
+            response, merchant.credentials, state, merchant.trust,
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
         assert result.data.auth_res_payload.auth_header.auth_code == a.AUTH_CODE_APPROVED
         return ops.seen
     finally:
@@ -99,8 +102,9 @@ def test_the_ceiling_does_the_authorizations_key_operations_and_no_others(
     cardholder = register_cardholder(ec_world)
     request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 300))
     result = open_auth_response(
-        stub.Authorize(request, timeout=30), ec_merchant.credentials, state, ec_merchant.trust
-    )
+        stub.Authorize(request, timeout=30), ec_merchant.credentials, state, ec_merchant.trust,
+        gateway_identity=ec_merchant.gateway_identity,
+    )  # fmt: skip
     assert result.data.auth_res_payload.auth_header.auth_code == a.AUTH_CODE_APPROVED
     # Open the AuthReq, open the PI (key exchange each), sign the AuthRes: as the bank does.
     assert sorted(ceiling_ops.seen) == sorted(bank_ops)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -127,7 +128,10 @@ def refused(world: World, merchant: Merchant, request: a.AuthorizeRequest, state
     """Send an AuthReq that must be refused; the gateway's signed Error code name."""
     response = world.gateway.Authorize(request)
     with pytest.raises(PeerError) as exc:
-        open_auth_response(response, merchant.credentials, state, merchant.trust)  # type: ignore[arg-type]
+        open_auth_response(
+            response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
     return exc.value.code_name
 
 
@@ -157,8 +161,9 @@ def test_registered_parties_keep_working_after_a_renewal(served: Served) -> None
 
     # An AuthReq built before the renewal, PI and all, sent after the restart.
     result = open_auth_response(
-        world.gateway.Authorize(request), merchant.credentials, state, merchant.trust
-    )
+        world.gateway.Authorize(request), merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     assert result.auth_code == APPROVED
     # Signed with the new key, and the merchant accepts it.
     assert result.gateway.thumbprint == renewal.signature.thumb != old_sig
@@ -185,8 +190,9 @@ def test_registered_parties_keep_working_after_a_renewal(served: Served) -> None
         merchant.credentials, merchant.gateway_kex.recipient(), [item], merchant.merchant_id
     )
     captured = open_capture_response(
-        world.gateway.Capture(cap), merchant.credentials, cap_state, merchant.trust
-    )
+        world.gateway.Capture(cap), merchant.credentials, cap_state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     payload = captured.data.cap_res_items[0].cap_res_payload
     assert payload.cap_code == a.CAP_CODE_SUCCESS
     assert captured.gateway.thumbprint == renewal.signature.thumb
@@ -235,7 +241,10 @@ def test_a_revoked_older_certificate_no_longer_opens_envelopes(served: Served) -
         assert time.monotonic() < deadline, "the revocation never reached the bank"
         time.sleep(0.2)
     with pytest.raises(PeerError) as exc:
-        open_auth_response(response, merchant.credentials, state, merchant.trust)
+        open_auth_response(
+            response, merchant.credentials, state, merchant.trust,
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
     assert exc.value.code_name == "ERROR_CODE_WRONG_RECIPIENT"
     # The new certificate opens as before.
     fresh = refreshed(world, merchant)
@@ -256,8 +265,9 @@ def test_a_second_renewal_keeps_both_older_certificates(served: Served) -> None:
     assert second.kept.name == older_kex_name(2)
     for (request, state), party in ((sealed_to_v1, merchant), (sealed_to_v2, middle)):
         result = open_auth_response(
-            world.gateway.Authorize(request), party.credentials, state, party.trust
-        )
+            world.gateway.Authorize(request), party.credentials, state, party.trust,
+            gateway_identity=party.gateway_identity,
+        )  # fmt: skip
         assert result.auth_code == APPROVED
         assert result.gateway.thumbprint == second.signature.thumb
     assert refreshed(world, merchant).gateway_kex.thumbprint == second.key_exchange.thumb
@@ -323,33 +333,57 @@ def test_keys_made_but_never_certified_do_not_stop_the_bank(served: Served) -> N
     assert refreshed(world, merchant).gateway_kex.thumbprint == renewal.key_exchange.thumb
 
 
-@pytest.mark.xfail(
-    reason="the merchant client accepts answers only from the signature certificates its"
-    " PCertRes named (setcore.signers.gateway_signer), and asks PCertReq again only when it"
-    " knows none (clients.merchant.gateway_client.GatewayClient.gateway_signers)",
-)
+@contextmanager
+def merchant_client(served: Served, merchant: Merchant) -> Iterator[GatewayClient]:
+    """clients.merchant's own gateway client for ``merchant``, on a channel of its own that
+    outlives a restart (the bank comes back on the same port)."""
+    world = served.world
+    channel, other = channels_for(served.directory, world.running.port, world.running.ca_port)
+    other.close()
+    caller = Caller(channel, "gateway", RetryPolicy(attempts=1))
+    try:
+        yield GatewayClient(caller, merchant.credentials, merchant.trust, merchant.merchant_id)
+    finally:
+        channel.close()
+
+
 def test_the_merchant_client_takes_the_new_signature_after_a_renewal(served: Served) -> None:
-    # clients.merchant's own gateway client, holding what a PCertRes before the renewal
-    # named, given an AuthReq it built before the renewal.
+    """A running merchant whose PCertRes came before the renewal. Before: every answer
+    refused until its next PCertReq (up to an hour), each authorization "outcome unknown"."""
     world = served.world
     merchant = register_merchant(world, "M-renew-7")
     cardholder = register_cardholder(world)
     request, state = auth_request(merchant, purchase(merchant, cardholder, 250))
-
-    # A channel of its own, outliving the restart: the bank comes back on the same port.
-    channel, other = channels_for(served.directory, world.running.port, world.running.ca_port)
-    other.close()
-    caller = Caller(channel, "gateway", RetryPolicy(attempts=1))
-    client = GatewayClient(caller, merchant.credentials, merchant.trust, merchant.merchant_id)
-
-    client.gateway_certificates("setpay")
-    _, renewal = served.renew()
-    try:
+    with merchant_client(served, merchant) as client:
+        before = client.gateway_certificates("setpay")
+        _, renewal = served.renew()
         result = client.authorize(request.SerializeToString(), state)
-    finally:
-        channel.close()
+        after = client.gateway_certificates("setpay")  # the same gateway: no refusal
     assert result.auth_code == APPROVED
+    assert before.signature is not None and before.signature.thumbprint != result.gateway.thumbprint
     assert result.gateway.thumbprint == renewal.signature.thumb
+    assert after.key_exchange is not None
+    assert after.key_exchange.thumbprint == renewal.key_exchange.thumb
+
+
+def test_an_answer_stored_before_a_renewal_reaches_a_restarted_merchant(served: Served) -> None:
+    """The gateway answered before its renewal and the merchant never saw the answer; the
+    merchant, restarted since, knows only the new certificate. The retry gets the stored
+    answer, signed with the old one. Before: refused, and retried without end."""
+    world = served.world
+    merchant = register_merchant(world, "M-renew-8")
+    cardholder = register_cardholder(world)
+    request, state = auth_request(merchant, purchase(merchant, cardholder, 350))
+    first = world.gateway.Authorize(request)  # answered, and the answer lost on its way
+    assert first.WhichOneof("result") == "auth_res"
+    old_sig = thumbprint(certificate(world.directory, "gateway-sig.der"))
+    _, renewal = served.renew()
+    with merchant_client(served, merchant) as client:
+        fresh = client.gateway_certificates("setpay")
+        assert fresh.signature is not None and fresh.signature.thumbprint == renewal.signature.thumb
+        result = client.authorize(request.SerializeToString(), state)
+    assert result.auth_code == APPROVED
+    assert result.gateway.thumbprint == old_sig != renewal.signature.thumb
 
 
 def test_a_running_bank_is_not_renewed(served: Served) -> None:

@@ -74,8 +74,9 @@ def test_a_renewal_on_the_token(served: Served, capsys: pytest.CaptureFixture[st
     assert len(rows) == 4 and all(" live " in row for row in rows)
 
     result = open_auth_response(
-        world.gateway.Authorize(request), merchant.credentials, state, merchant.trust
-    )
+        world.gateway.Authorize(request), merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     assert result.auth_code == APPROVED
     assert result.gateway.thumbprint == renewal.signature.thumb
     fresh = refreshed(world, merchant)

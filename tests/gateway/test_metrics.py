@@ -94,7 +94,10 @@ def _code(bank: ServedBank, merchant: Merchant, pair: tuple[a.AuthorizeRequest, 
     request, state = pair
     response = bank.world.gateway.Authorize(request, timeout=30)
     try:
-        result = open_auth_response(response, merchant.credentials, state, merchant.trust)  # type: ignore[arg-type]
+        result = open_auth_response(
+            response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
     except PeerError as exc:
         return exc.code_name
     return a.AuthCode.Name(result.data.auth_res_payload.auth_header.auth_code)
@@ -646,8 +649,9 @@ def test_served_in_process_bank_counts_its_calls(
     cardholder = register_cardholder(ec_world, limit=1000)
     request, state = auth_request(ec_merchant, purchase(ec_merchant, cardholder, 2000))
     result = open_auth_response(
-        ec_world.gateway.Authorize(request), ec_merchant.credentials, state, ec_merchant.trust
-    )
+        ec_world.gateway.Authorize(request), ec_merchant.credentials, state, ec_merchant.trust,
+        gateway_identity=ec_merchant.gateway_identity,
+    )  # fmt: skip
     assert (
         a.AuthCode.Name(result.data.auth_res_payload.auth_header.auth_code) == "AUTH_CODE_DECLINED"
     )

@@ -83,7 +83,10 @@ def capture(world: World, merchant: Merchant, auth: Authorized, amount: int, stu
         merchant.credentials, merchant.gateway_kex.recipient(), [item], merchant.merchant_id
     )
     response = (stub or world.gateway).Capture(request)
-    result = open_capture_response(response, merchant.credentials, state, merchant.trust)
+    result = open_capture_response(
+        response, merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     payload = result.data.cap_res_items[0].cap_res_payload
     return a.CapCode.Name(payload.cap_code), payload.cap_amt.amount, state.rrpid, payload.batch_id
 
@@ -100,8 +103,9 @@ def credit(world: World, merchant: Merchant, auth: Authorized, amount: int) -> t
         merchant.merchant_id,
     )  # fmt: skip
     result = open_credit_response(
-        world.gateway.Credit(request), merchant.credentials, state, merchant.trust
-    )
+        world.gateway.Credit(request), merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     return c.CapRevOrCredCode.Name(result.items[0].code), state.rrpid
 
 
@@ -139,8 +143,9 @@ def test_credit_at_most_captured_and_reversals(ec_world: World, ec_merchant: Mer
         [_item(auth, 200, credit_rrpid)], ec_merchant.merchant_id,
     )  # fmt: skip
     result = open_credit_reversal_response(
-        ec_world.gateway.CreditReversal(request), ec_merchant.credentials, state, ec_merchant.trust
-    )
+        ec_world.gateway.CreditReversal(request), ec_merchant.credentials, state, ec_merchant.trust,
+        gateway_identity=ec_merchant.gateway_identity,
+    )  # fmt: skip
     assert result.items[0].code == c.CAP_REV_OR_CRED_CODE_SUCCESS
     assert ledger.card_account(auth.account_id).posted_debt == 600
     # A capture that was refunded cannot be reversed; a fresh one can.
@@ -151,7 +156,11 @@ def test_credit_at_most_captured_and_reversals(ec_world: World, ec_merchant: Mer
         [_item(other, 300, other_capture)], ec_merchant.merchant_id,
     )  # fmt: skip
     result = open_capture_reversal_response(
-        ec_world.gateway.CaptureReversal(request), ec_merchant.credentials, state, ec_merchant.trust
+        ec_world.gateway.CaptureReversal(request),
+        ec_merchant.credentials,
+        state,
+        ec_merchant.trust,
+        gateway_identity=ec_merchant.gateway_identity,
     )
     assert result.items[0].code == c.CAP_REV_OR_CRED_CODE_SUCCESS
     assert ledger.card_account(other.account_id).posted_debt == 0
@@ -173,8 +182,9 @@ def test_a_reversal_for_another_amount_moves_nothing(
         ec_merchant.credentials, gateway, [_item(auth, 50, credit_rrpid)], ec_merchant.merchant_id
     )
     result = open_credit_reversal_response(
-        ec_world.gateway.CreditReversal(request), ec_merchant.credentials, state, ec_merchant.trust
-    )
+        ec_world.gateway.CreditReversal(request), ec_merchant.credentials, state, ec_merchant.trust,
+        gateway_identity=ec_merchant.gateway_identity,
+    )  # fmt: skip
     assert (result.items[0].code, result.items[0].actual_amt.amount) == (
         c.CAP_REV_OR_CRED_CODE_CAP_DATA_MISMATCH,
         0,
@@ -187,7 +197,11 @@ def test_a_reversal_for_another_amount_moves_nothing(
         ec_merchant.merchant_id,
     )  # fmt: skip
     result = open_capture_reversal_response(
-        ec_world.gateway.CaptureReversal(request), ec_merchant.credentials, state, ec_merchant.trust
+        ec_world.gateway.CaptureReversal(request),
+        ec_merchant.credentials,
+        state,
+        ec_merchant.trust,
+        gateway_identity=ec_merchant.gateway_identity,
     )
     assert (result.items[0].code, result.items[0].actual_amt.amount) == (
         c.CAP_REV_OR_CRED_CODE_CAP_DATA_MISMATCH,
@@ -207,8 +221,9 @@ def test_authorization_reversal_releases_the_hold(world: World, merchant: Mercha
             auth.rrpid, token, eur(new_amount), merchant.merchant_id,
         )  # fmt: skip
         result = open_auth_reversal_response(
-            world.gateway.AuthReversal(request), merchant.credentials, state, merchant.trust
-        )
+            world.gateway.AuthReversal(request), merchant.credentials, state, merchant.trust,
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
         return result.auth_rev_code, result.baggage.cap_token_new
 
     code, new_token = reverse(400, auth.token)
@@ -274,8 +289,9 @@ def test_expired_card_is_declined(ec_world: World, ec_merchant: Merchant) -> Non
 
         request, state = auth_request(ec_merchant, bought)
         result = open_auth_response(
-            stub.Authorize(request), ec_merchant.credentials, state, ec_merchant.trust
-        )
+            stub.Authorize(request), ec_merchant.credentials, state, ec_merchant.trust,
+            gateway_identity=ec_merchant.gateway_identity,
+        )  # fmt: skip
         header = result.data.auth_res_payload.auth_header
         assert a.AuthCode.Name(header.auth_code) == "AUTH_CODE_EXPIRED_CARD"
         assert a.RespReason.Name(header.response_data.resp_reason) == "RESP_REASON_EXPIRED_CARD"
@@ -297,8 +313,9 @@ def test_batch_close_and_summary(ec_world: World) -> None:
             **kw,  # type: ignore[arg-type]
         )
         return open_batch_admin_response(
-            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust
-        )
+            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust,
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
 
     summary = admin(g.BATCH_OPERATION_REQUEST, batch_id=batch_id, return_summary=True)
     assert summary.data.status == g.BATCH_ADMIN_STATUS_SUCCESS
@@ -336,8 +353,9 @@ def test_opening_a_batch_under_an_id_of_the_merchants_opens_nothing(ec_world: Wo
     )  # fmt: skip
     with pytest.raises(PeerError) as raised:
         open_batch_admin_response(
-            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust
-        )
+            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust,
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
     assert raised.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
     with pytest.raises(UnknownBatch):
         ec_world.running.ledger.batch_summary(merchant.merchant_id)
@@ -354,8 +372,9 @@ def test_closing_with_a_page_past_any_sequence_number_closes_nothing(ec_world: W
     )  # fmt: skip
     with pytest.raises(PeerError) as raised:
         open_batch_admin_response(
-            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust
-        )
+            ec_world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust,
+            gateway_identity=merchant.gateway_identity,
+        )  # fmt: skip
     assert raised.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
     assert ec_world.running.ledger.batch_summary(merchant.merchant_id, batch_id).status == "open"
 

@@ -32,8 +32,9 @@ def _batch(world: World, merchant: Merchant, op: int, **kw: object) -> BatchAdmi
         **kw,  # type: ignore[arg-type]
     )  # fmt: skip
     return open_batch_admin_response(
-        world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust
-    )
+        world.gateway.BatchAdmin(request), merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
 
 
 def _reverse(
@@ -50,7 +51,10 @@ def _reverse(
         merchant.credentials, merchant.gateway_kex.recipient(), [_item(auth, amount, of)],
         merchant.merchant_id,
     )  # fmt: skip
-    return open_response(send(request), merchant.credentials, state, merchant.trust).items[0]
+    return open_response(
+        send(request), merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    ).items[0]  # fmt: skip
 
 
 def test_batch_totals_show_reversals_and_the_net(ec_world: World) -> None:
@@ -132,8 +136,9 @@ def _reverse_authorization(
         auth.rrpid, token, eur(new_amount), merchant.merchant_id,
     )  # fmt: skip
     result = open_auth_reversal_response(
-        stub.AuthReversal(request), merchant.credentials, state, merchant.trust
-    )
+        stub.AuthReversal(request), merchant.credentials, state, merchant.trust,
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     return result.auth_rev_code, result.data.auth_new_amt.amount, result.baggage.cap_token_new
 
 

@@ -91,7 +91,10 @@ def _auth_code(
 ) -> str:
     request, state = pair
     response = stub.Authorize(request, timeout=30)
-    result = open_auth_response(response, merchant.credentials, state, merchant.trust)  # type: ignore[arg-type]
+    result = open_auth_response(
+        response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+        gateway_identity=merchant.gateway_identity,
+    )  # fmt: skip
     return a.AuthCode.Name(result.data.auth_res_payload.auth_header.auth_code)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -26,6 +27,7 @@ from setcore.link import seal_with_baggage
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2
 
 from .certified import Certified, eur, recipient_of, refused, trans_ids
+from .pinning_support import gateway_of
 
 APPROVED = authorization_pb2.AUTH_REV_CODE_APPROVED
 
@@ -85,7 +87,9 @@ def test_auth_reversal_round_trip(certified: Certified) -> None:
     assert verified.merchant_kex.cert_thumb == c.merchant.key_exchange_thumb
 
     payload = build_auth_reversal_response(c.gateway, verified, _approve(c, verified))
-    result = open_auth_reversal_response(_auth_rev_response(payload), c.merchant, state, c.trust())
+    result = open_auth_reversal_response(
+        _auth_rev_response(payload), c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    )
     assert result.auth_rev_code == APPROVED
     assert result.data.auth_new_amt.amount == 500
     assert result.data.pe_thumb == c.gateway.key_exchange_thumb
@@ -104,7 +108,9 @@ def test_full_auth_reversal_has_amount_zero(ec_certified: Certified) -> None:
     verified = _open_auth_rev(c, request)
     decision = AuthRevDecision(APPROVED, eur(0))
     payload = build_auth_reversal_response(c.gateway, verified, decision)
-    result = open_auth_reversal_response(_auth_rev_response(payload), c.merchant, state, c.trust())
+    result = open_auth_reversal_response(
+        _auth_rev_response(payload), c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    )
     assert result.data.auth_new_amt.amount == 0
     assert result.baggage.cap_token_new == b""
 
@@ -249,7 +255,7 @@ def test_auth_reversal_response_header_naming_other_ids_is_refused(
     payload = build_auth_reversal_response(c.gateway, verified, _approve(c, verified))
     response = _auth_rev_response(payload)
     response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
-    open_ = open_auth_reversal_response
+    open_ = partial(open_auth_reversal_response, gateway_identity=gateway_of(c))
     assert open_(response, c.merchant, state, c.trust()).auth_rev_code == APPROVED
     response.header.lid_c = ids.lid_c  # every signed id named still opens
     assert open_(response, c.merchant, state, c.trust()).auth_rev_code == APPROVED
@@ -273,6 +279,7 @@ def _auth_rev_refused_at_merchant(
         c.merchant,
         state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
 
 
@@ -322,4 +329,5 @@ def test_auth_reversal_response_signed_by_a_merchant_is_refused(
         c.merchant,
         state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )

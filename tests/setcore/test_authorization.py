@@ -38,6 +38,7 @@ from setcore.purchase import Order, open_purchase_request
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
 
 from .certified import Certified, certify, eur, refused
+from .pinning_support import gateway_of
 from .test_purchase import Shop, _preq, _shop
 
 
@@ -282,7 +283,9 @@ def _answered(
 
 def _open_res(c: Certified, payload: bytes, state: AuthRequestState) -> object:
     response = authorization_pb2.AuthorizeResponse(auth_res=payload)
-    return open_auth_response(response, c.merchant, state, c.trust())
+    return open_auth_response(
+        response, c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    )
 
 
 def test_an_auth_response_for_this_request_is_accepted(ec: Certified) -> None:
@@ -304,18 +307,17 @@ def test_an_auth_response_header_naming_other_ids_is_refused(ec: Certified, fiel
         header=request.header,  # as the gateway answers: the request's ids echoed
         auth_res=build_auth_response(ec.gateway, verified, decision),
     )
-    assert open_auth_response(response, ec.merchant, state, ec.trust()).auth_code == (
-        authorization_pb2.AUTH_CODE_APPROVED
-    )
+    gateway = gateway_of(ec)
+    opened = open_auth_response(response, ec.merchant, state, ec.trust(), gateway_identity=gateway)
+    assert opened.auth_code == authorization_pb2.AUTH_CODE_APPROVED
     ids = verified.data.auth_tags.trans_ids
     response.header.lid_c = ids.lid_c  # every signed id named still opens
-    assert open_auth_response(response, ec.merchant, state, ec.trust()).data.auth_tags == (
-        verified.data.auth_tags
-    )
+    opened = open_auth_response(response, ec.merchant, state, ec.trust(), gateway_identity=gateway)
+    assert opened.data.auth_tags == verified.data.auth_tags
     setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
     reason = refused(
         ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_auth_response, response, ec.merchant,
-        state, ec.trust(),
+        state, ec.trust(), gateway_identity=gateway_of(ec),
     )  # fmt: skip
     assert "header ids differ" in reason
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -31,6 +32,7 @@ from setcore.freshness import FRESHNESS_WINDOW_MS, new_id, now_ms
 from setpay.v1 import capture_pb2, common_pb2, crypto_pb2
 
 from .certified import Certified, eur, recipient_of, refused, trans_ids
+from .pinning_support import gateway_of
 
 SUCCESS = capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS
 
@@ -95,16 +97,21 @@ def _request(
 
 
 def _respond(kind: int, payload: bytes, c: Certified, state: CapRevOrCredState) -> object:
-    trust = c.trust()
+    trust, gateway = c.trust(), gateway_of(c)
     if kind == CAPTURE_REVERSAL:
         response = capture_pb2.CaptureReversalResponse(cap_rev_res=payload)
-        return open_capture_reversal_response(response, c.merchant, state, trust)
+        return open_capture_reversal_response(
+            response, c.merchant, state, trust, gateway_identity=gateway
+        )
     if kind == CREDIT:
         return open_credit_response(
-            capture_pb2.CreditResponse(cred_res=payload), c.merchant, state, trust
-        )
+            capture_pb2.CreditResponse(cred_res=payload), c.merchant, state, trust,
+            gateway_identity=gateway,
+        )  # fmt: skip
     response_ = capture_pb2.CreditReversalResponse(cred_rev_res=payload)
-    return open_credit_reversal_response(response_, c.merchant, state, trust)
+    return open_credit_reversal_response(
+        response_, c.merchant, state, trust, gateway_identity=gateway
+    )
 
 
 def _decisions(verified: VerifiedCapRevOrCredRequest) -> list[CapRevOrCredDecision]:
@@ -283,7 +290,7 @@ def test_response_header_naming_other_ids_is_refused(
     payload = build_cap_rev_or_cred_response(c.gateway, verified, _decisions(verified))
     plain = common_pb2.Header()
     plain.CopyFrom(request.header)  # type: ignore[attr-defined]
-    opener = _OPEN_RESPONSE[kind]
+    opener = partial(_OPEN_RESPONSE[kind], gateway_identity=gateway_of(c))
     # As the gateway answers: the request's ids echoed.
     result = opener(_with_header(kind, payload, plain), c.merchant, state, c.trust())
     assert result.data.kind == kind  # type: ignore[attr-defined]
@@ -360,5 +367,9 @@ def test_response_opener_of_another_kind_is_a_caller_bug(ec_certified: Certified
     _, state = _request(c, CREDIT, [_item(c, CREDIT)])
     with pytest.raises(ValueError, match="another kind"):
         open_capture_reversal_response(
-            capture_pb2.CaptureReversalResponse(), c.merchant, state, c.trust()
+            capture_pb2.CaptureReversalResponse(),
+            c.merchant,
+            state,
+            c.trust(),
+            gateway_identity=gateway_of(c),
         )

@@ -38,6 +38,7 @@ from .certified import (
     refused,
     trans_ids,
 )
+from .pinning_support import gateway_of
 
 SUCCESS = authorization_pb2.CAP_CODE_SUCCESS
 
@@ -115,6 +116,7 @@ def test_capture_round_trip(certified: Certified) -> None:
         c.merchant,
         state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
     assert result.gateway.thumbprint == c.gateway.signature_thumb
     codes = [i.cap_res_payload.cap_code for i in result.items]
@@ -324,11 +326,13 @@ def test_response_header_naming_other_ids_is_refused(ec_certified: Certified, fi
     verified = open_capture_request(request, c.gateway, c.trust(), c.token_key)
     response = _response(build_capture_response(c.gateway, verified, _decisions(verified)))
     response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
-    assert open_capture_response(response, c.merchant, state, c.trust()).items
+    assert open_capture_response(
+        response, c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    ).items
     setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
     reason = refused(
         ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_capture_response, response, c.merchant,
-        state, c.trust(),
+        state, c.trust(), gateway_identity=gateway_of(c),
     )  # fmt: skip
     assert "header ids differ" in reason
 
@@ -351,6 +355,7 @@ def test_response_naming_another_merchant_is_refused(ec_certified: Certified) ->
         c.merchant,
         state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
 
 
@@ -370,6 +375,7 @@ def test_response_to_another_request_is_refused(ec_certified: Certified) -> None
         c.merchant,
         first,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
 
 
@@ -385,6 +391,7 @@ def test_response_with_another_rrpid_is_refused(ec_certified: Certified) -> None
         c.merchant,
         other_state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
 
 
@@ -400,6 +407,7 @@ def test_response_sealed_to_another_merchant_is_refused(ec_certified: Certified)
         c.merchant,
         state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
 
 
@@ -414,6 +422,7 @@ def test_response_signed_by_a_merchant_is_refused(ec_certified: Certified) -> No
         c.merchant,
         state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
 
 
@@ -446,6 +455,7 @@ def test_response_answering_other_items_is_refused(ec_certified: Certified) -> N
         c.merchant,
         state,
         c.trust(),
+        gateway_identity=gateway_of(c),
     )
 
 
@@ -455,7 +465,11 @@ def test_gateway_error_is_raised_with_its_code(ec_certified: Certified) -> None:
     error = build_error(c.gateway, ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, rrpid=state.rrpid)
     with pytest.raises(PeerError) as caught:
         open_capture_response(
-            capture_pb2.CaptureResponse(error=error), c.merchant, state, c.trust()
+            capture_pb2.CaptureResponse(error=error),
+            c.merchant,
+            state,
+            c.trust(),
+            gateway_identity=gateway_of(c),
         )
     assert caught.value.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
 
@@ -466,11 +480,11 @@ def test_an_error_is_the_gateways_refusal_only_for_this_request(ec_certified: Ce
     code = ErrorCode.ERROR_CODE_DIGEST_MISMATCH
     ours = capture_pb2.CaptureResponse(error=build_error(c.gateway, code, rrpid=state.rrpid))
     with pytest.raises(PeerError) as refused:
-        open_capture_response(ours, c.merchant, state, c.trust())
+        open_capture_response(ours, c.merchant, state, c.trust(), gateway_identity=gateway_of(c))
     assert refused.value.code == code
     # The gateway's signed Error about another capture says nothing about this one: the
     # merchant keeps the capture sent rather than failing it.
     other = capture_pb2.CaptureResponse(error=build_error(c.gateway, code, rrpid=new_id()))
     with pytest.raises(ProtocolError) as unknown:
-        open_capture_response(other, c.merchant, state, c.trust())
+        open_capture_response(other, c.merchant, state, c.trust(), gateway_identity=gateway_of(c))
     assert unknown.value.code == ErrorCode.ERROR_CODE_UNKNOWN_RRPID

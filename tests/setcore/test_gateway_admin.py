@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -39,6 +40,7 @@ from setcore.signed import parse_signed, sign
 from setpay.v1 import common_pb2, gateway_admin_pb2
 
 from .certified import Certified, eur, recipient_of, refused
+from .pinning_support import gateway_of
 from .pki.conftest import TEST_PAN
 
 P_SUCCESS = gateway_admin_pb2.P_CERT_CODE_SUCCESS
@@ -369,7 +371,9 @@ def test_batch_admin_round_trip(certified: Certified) -> None:
     assert verified.data.return_batch_summary_ind
 
     payload = build_batch_admin_response(c.gateway, verified, _decision())
-    result = open_batch_admin_response(_batch_response(payload), c.merchant, state, c.trust())
+    result = open_batch_admin_response(
+        _batch_response(payload), c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    )
     assert result.status == BA_SUCCESS
     assert result.gateway.thumbprint == c.gateway.signature_thumb
     assert result.data.batch_id == "batch-7"
@@ -384,7 +388,9 @@ def test_opening_a_batch_leaves_the_id_to_the_gateway(ec_certified: Certified) -
     payload = build_batch_admin_response(
         c.gateway, verified, BatchAdminDecision(BA_SUCCESS, "assigned-1")
     )
-    result = open_batch_admin_response(_batch_response(payload), c.merchant, state, c.trust())
+    result = open_batch_admin_response(
+        _batch_response(payload), c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    )
     assert result.data.batch_id == "assigned-1"
 
 
@@ -451,12 +457,14 @@ def test_batch_admin_response_header_naming_other_ids_is_refused(
         build_batch_admin_response(c.gateway, _open_batch(c, request), _decision())
     )
     response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
-    result = open_batch_admin_response(response, c.merchant, state, c.trust())
+    result = open_batch_admin_response(
+        response, c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    )
     assert result.status == BA_SUCCESS
     setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
     reason = refused(
         ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_batch_admin_response, response,
-        c.merchant, state, c.trust(),
+        c.merchant, state, c.trust(), gateway_identity=gateway_of(c),
     )  # fmt: skip
     assert "header ids differ" in reason
 
@@ -474,7 +482,8 @@ def _batch_refused_at_merchant(
     payload = build_batch_admin_response(
         gateway or c.gateway, forge(verified), decision or _decision()
     )
-    refused(code, open_batch_admin_response, _batch_response(payload), c.merchant, state, c.trust())
+    opener = partial(open_batch_admin_response, gateway_identity=gateway_of(c))
+    refused(code, opener, _batch_response(payload), c.merchant, state, c.trust())
 
 
 def test_batch_admin_response_naming_another_merchant_is_refused(

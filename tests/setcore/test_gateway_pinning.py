@@ -1,20 +1,33 @@
 """Whose answers the merchant takes for its gateway's, and which gateway a wallet seals to.
 
-SET-PROTOCOL.md 7.4: the merchant learns its gateway's certificates for its brand from
-PCertRes, and accepts that gateway's answers only (``gateway_signers``). A PCertRes may
-name the certificates of the gateway that signed it only. The end-to-end proof against
-a running bank is ``tests/clients/merchant/test_gateway_brand.py``.
+SET-PROTOCOL.md 7.4: the merchant learns its gateway for its brand from PCertRes, and
+accepts that gateway's answers only (``signers.GatewayIdentity``: the subject name of
+the signature certificate PCertRes named). The same gateway's renewed certificate, and
+the one it signed a stored answer with before a renewal, are its word; another gateway,
+even one the same Payment Gateway CA certified, is not; a certificate of the gateway
+that expired or was revoked is refused as any other. A PCertRes may name the
+certificates of the gateway that signed it only. The end-to-end proofs against a running
+bank are ``tests/clients/merchant/test_gateway_brand.py`` and
+``tests/gateway/test_gateway_renewal.py``.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hsm.base import KeyBackend, KeyUsage
 from hsm.software import SoftwareBackend
-from setcore.capture import build_capture_response, open_capture_request, open_capture_response
+from setcore.capture import (
+    CaptureState,
+    build_capture_response,
+    open_capture_request,
+    open_capture_response,
+)
 from setcore.credentials import Credentials
-from setcore.errors import ErrorCode
+from setcore.error_message import build_error, open_gateway_error
+from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.freshness import new_id
 from setcore.gateway_admin import (
     build_pcert_request,
@@ -23,17 +36,23 @@ from setcore.gateway_admin import (
     open_pcert_response,
 )
 from setcore.pki import CertificateUsage, issue_gateway
+from setcore.pki.certificate import load_certificate
 from setcore.pki.hierarchy import create_brand
 from setcore.pki.issuance import kem_for
+from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.profiles import EC
 from setcore.purchase import build_pinit_request, build_pinit_response, open_pinit_response
+from setcore.signers import GatewayIdentity
 from setpay.v1 import capture_pb2, common_pb2, gateway_admin_pb2
 
 from .certified import Certified, certify, refused
+from .pinning_support import gateway_of
 from .test_capture import _decisions, _item, _request
 from .test_purchase import _cardholder
 
 P_SUCCESS = gateway_admin_pb2.P_CERT_CODE_SUCCESS
+# The name ``certified`` gives its gateway.
+GATEWAY_NAME = "gateway-1"
 
 
 @pytest.fixture
@@ -41,39 +60,104 @@ def ec(backend: KeyBackend) -> Certified:
     return certify(backend, EC)
 
 
-def _another_gateway(c: Certified, name: str = "gateway-2") -> Credentials:
-    """A second gateway the brand's own Payment Gateway CA certified, with the first one's
-    key-exchange certificate beside its signature certificate."""
+def _gateway(c: Certified, name: str = "gateway-2", **issue: datetime | timedelta) -> Credentials:
+    """A gateway signature certificate the brand's own Payment Gateway CA issues to
+    ``name`` (``GATEWAY_NAME``: the gateway renewed), with the first one's key-exchange
+    certificate beside it."""
     pca = c.world.brand.gateway_ca.ca
     key = c.world.key(KeyUsage.SIGNATURE)
-    der = issue_gateway(pca, key.public_key, CertificateUsage.SIGNATURE, name)
+    der = issue_gateway(pca, key.public_key, CertificateUsage.SIGNATURE, name, **issue)  # type: ignore[arg-type]
     return Credentials(
         c.world.backend, key, der, (pca.der,), c.gateway.key_exchange_key,
         c.gateway.key_exchange_cert,
     )  # fmt: skip
 
 
+def _answer(c: Certified, signer: Credentials) -> tuple[capture_pb2.CaptureResponse, CaptureState]:
+    """The gateway's CapRes for a fresh capture, signed by ``signer``."""
+    request, state = _request(c, [_item(c, 1000)])
+    verified = open_capture_request(request, c.gateway, c.trust(), c.token_key)
+    payload = build_capture_response(signer, verified, _decisions(verified))
+    return capture_pb2.CaptureResponse(cap_res=payload), state
+
+
 def test_a_capture_answer_of_another_gateway_is_refused(ec: Certified) -> None:
-    other = _another_gateway(ec)
-    request, state = _request(ec, [_item(ec, 1000)])
-    verified = open_capture_request(request, ec.gateway, ec.trust(), ec.token_key)
-    response = capture_pb2.CaptureResponse(
-        cap_res=build_capture_response(other, verified, _decisions(verified))
-    )
-    # Without a pin (tools, tests) any gateway of the brand is taken at its word.
-    assert open_capture_response(response, ec.merchant, state, ec.trust()).items
-    ours = {ec.gateway.signature_thumb}
+    response, state = _answer(ec, _gateway(ec))
     reason = refused(
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, open_capture_response, response, ec.merchant,
-        state, ec.trust(), gateway_signers=ours,
+        state, ec.trust(), gateway_identity=gateway_of(ec),
     )  # fmt: skip
-    assert "not one the merchant's PCertRes named" in reason
+    assert "answer signed by gateway 'CN=gateway-2," in reason
+    assert f"not by 'CN={GATEWAY_NAME}," in reason
+    assert "the gateway the merchant's PCertRes named" in reason
+
+
+def test_the_gateways_renewed_and_previous_certificates_are_its_word(ec: Certified) -> None:
+    """A renewal: the same Payment Gateway CA, the same name, a new key."""
+    renewed = _gateway(ec, GATEWAY_NAME)
+    response, state = _answer(ec, renewed)
+    # Pinned before the renewal: the renewed certificate's answer.
+    opened = open_capture_response(
+        response, ec.merchant, state, ec.trust(), gateway_identity=gateway_of(ec)
+    )
+    assert opened.gateway.thumbprint == renewed.signature_thumb
+    # Pinned after it (a merchant that knows only the new certificate): an answer the
+    # gateway signed before the renewal, as it returns a stored one to a retry.
+    after = GatewayIdentity.of(opened.gateway)
+    assert after == gateway_of(ec)
+    response, state = _answer(ec, ec.gateway)
+    opened = open_capture_response(response, ec.merchant, state, ec.trust(), gateway_identity=after)
+    assert opened.gateway.thumbprint == ec.gateway.signature_thumb
+
+
+def test_an_expired_certificate_of_the_gateway_is_refused(ec: Certified) -> None:
+    ended = _gateway(
+        ec, GATEWAY_NAME, at=datetime.now(UTC) - timedelta(days=10), lifetime=timedelta(days=1)
+    )
+    response, state = _answer(ec, ended)
+    refused(
+        ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE, open_capture_response, response, ec.merchant,
+        state, ec.trust(), gateway_identity=gateway_of(ec),
+    )  # fmt: skip
+
+
+def test_a_revoked_certificate_of_the_gateway_is_refused(ec: Certified) -> None:
+    revoked = _gateway(ec, GATEWAY_NAME)
+    pca = ec.world.brand.gateway_ca.ca
+    serial = load_certificate(revoked.signature_cert).serial_number
+    trust = ec.trust()
+    assert trust.update_revocation(*ec.world.publish(2, {pca.thumbprint: [serial]}))
+    response, state = _answer(ec, revoked)
+    with pytest.raises(ProtocolError) as caught:
+        open_capture_response(response, ec.merchant, state, trust, gateway_identity=gateway_of(ec))
+    assert "revoked" in caught.value.reason
+
+
+def test_an_error_is_the_gateways_word_only_when_the_gateway_signed_it(ec: Certified) -> None:
+    rrpid, code = new_id(), ErrorCode.ERROR_CODE_DECODING_FAILURE
+    ours = gateway_of(ec)
+    renewed = build_error(_gateway(ec, GATEWAY_NAME), code, rrpid=rrpid)
+    assert isinstance(open_gateway_error(renewed, ec.trust(), ours, rrpid=rrpid), PeerError)
+    other = build_error(_gateway(ec), code, rrpid=rrpid)
+    opened = open_gateway_error(other, ec.trust(), ours, rrpid=rrpid)
+    assert not isinstance(opened, PeerError)
+    assert opened.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
+    assert "'CN=gateway-2," in opened.reason
+
+
+def test_a_gateway_identity_is_a_gateway_signature_certificates(ec: Certified) -> None:
+    kex = ec.trust().resolve(
+        ec.gateway.key_exchange_thumb or b"", ec.gateway.bundle(), PAYMENT_GATEWAY,
+        CertificateUsage.KEY_EXCHANGE,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="gateway signature certificate"):
+        GatewayIdentity.of(kex)
 
 
 def test_a_pcertres_naming_another_gateways_certificate_is_refused(ec: Certified) -> None:
     """Signed by gateway-2, naming gateway-1's key-exchange certificate: the merchant would
     hand wallets one gateway's key and take another's answers."""
-    other = _another_gateway(ec)
+    other = _gateway(ec)
     request, state = build_pcert_request(ec.merchant, [(ec.brand_id, "411111")], ec.merchant_id)
     verified = open_pcert_request(request, ec.trust())
     payload = build_pcert_response(other, verified, [P_SUCCESS])
@@ -93,7 +177,7 @@ def test_a_wallet_refuses_a_gateway_of_another_brand(ec: Certified) -> None:
     pca = brand.gateway_ca.ca
     kex = backend.generate("other-kex", KeyUsage.KEY_EXCHANGE, EC.key_exchange_key)
     der = issue_gateway(
-        pca, kex.public_key, CertificateUsage.KEY_EXCHANGE, "gateway-1", kem=kem_for(kex)
+        pca, kex.public_key, CertificateUsage.KEY_EXCHANGE, GATEWAY_NAME, kem=kem_for(kex)
     )
     _, card = _cardholder(ec)
     request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c")

@@ -72,6 +72,7 @@ from setpay.v1 import (
 )
 
 from .certified import Certified, certify, refused
+from .pinning_support import gateway_of
 from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
 from .test_capture import _decisions, _item, _request
 from .test_purchase import Shop, _preq, _shop
@@ -204,7 +205,14 @@ def test_an_auth_response_twin_is_refused(ec: Certified, monkeypatch: pytest.Mon
     with signing_high_s(monkeypatch):
         payload = build_auth_response(ec.gateway, verified, decision)
     response = authorization_pb2.AuthorizeResponse(auth_res=payload)
-    _refused_high_s(open_auth_response, response, ec.merchant, state, ec.trust())
+    _refused_high_s(
+        open_auth_response,
+        response,
+        ec.merchant,
+        state,
+        ec.trust(),
+        gateway_identity=gateway_of(ec),
+    )
 
 
 # --- open_signed inside Enc: CapRes at the merchant -----------------------------------
@@ -216,7 +224,14 @@ def test_a_capture_response_twin_is_refused(ec: Certified, monkeypatch: pytest.M
     with signing_high_s(monkeypatch):
         payload = build_capture_response(ec.gateway, verified, _decisions(verified))
     response = capture_pb2.CaptureResponse(cap_res=payload)
-    _refused_high_s(open_capture_response, response, ec.merchant, state, ec.trust())
+    _refused_high_s(
+        open_capture_response,
+        response,
+        ec.merchant,
+        state,
+        ec.trust(),
+        gateway_identity=gateway_of(ec),
+    )
 
 
 # --- a signed Error: a twin is no word of the peer ------------------------------------

@@ -1,22 +1,25 @@
 """The merchant accepts answers from its own gateway only (SET-PROTOCOL.md 2.2, 7.4).
 
 The merchant picks its gateway per brand and learns, from PCertRes, that gateway's
-key-exchange certificate (it seals to) and signature certificate. An answer signed by
-another gateway certificate, even one the same brand's Payment Gateway CA issued, is not
-its gateway's word. Here a second gateway signature certificate is issued by the running
-bank's real Payment Gateway CA under another name, and the gateway's true answer is
-re-signed with it on its way to the merchant (``tampering_support``): someone between
-the two, or another gateway of the brand, answering in its name.
+key-exchange certificate (it seals to) and signature certificate, whose subject name is
+the gateway's identity. An answer signed by a certificate of another name, even one the
+same brand's Payment Gateway CA issued, is not its gateway's word. Here a second gateway
+signature certificate is issued by the running bank's real Payment Gateway CA under
+another name, and the gateway's true answer is re-signed with it on its way to the
+merchant (``tampering_support``): someone between the two, or another gateway of the
+brand, answering in its name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from clients.merchant.runtime import Merchant
+from clients.transport import Caller
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.authorization import AUTH_RES_CT, AuthRequestState
@@ -24,14 +27,15 @@ from setcore.credentials import Credentials
 from setcore.envelope import Recipient, open_sealed
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.gateway_admin import SUCCESS, build_pcert_response, open_pcert_request
 from setcore.link import link_content_type, seal_signed
 from setcore.pki import CertificateUsage, issue_gateway
 from setcore.pki.certificate import common_name_of, load_certificate
 from setcore.pki.hierarchy import create_brand
-from setcore.pki.issuance import IssuingCA
+from setcore.pki.issuance import IssuingCA, kem_for
 from setcore.profiles import EC
 from setcore.signed import parse_signed
-from setpay.v1 import crypto_pb2
+from setpay.v1 import crypto_pb2, gateway_admin_pb2
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.tampering_support import Exchange, TamperingGateway
@@ -106,7 +110,8 @@ def test_answers_are_accepted_from_the_gateway_pcertres_named(
     bank: RunningBank, make_merchant: MerchantFactory, make_wallet: WalletFactory
 ) -> None:
     merchant, request, state = _authorized(make_merchant, make_wallet, "m-own-gateway")
-    assert merchant.gateway.gateway_signers() == {bank.pki.gateway.signature_thumb}
+    identity = merchant.gateway.gateway_identity()
+    assert identity.subject == load_certificate(bank.pki.gateway.signature_cert).subject
     result = merchant.gateway.authorize(request, state)  # the same bytes: the stored answer
     assert result.gateway.thumbprint == bank.pki.gateway.signature_thumb
 
@@ -125,7 +130,8 @@ def test_an_answer_signed_by_another_gateway_of_the_brand_is_refused(
     with pytest.raises(ProtocolError) as caught:
         merchant.gateway.authorize(request, state)
     assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
-    assert "not one the merchant's PCertRes named" in caught.value.reason
+    assert "the gateway the merchant's PCertRes named" in caught.value.reason
+    assert "'CN=another-gateway," in caught.value.reason
     assert other.signature_thumb.hex()[:16] in caught.value.reason
 
 
@@ -143,7 +149,7 @@ def test_an_error_signed_by_another_gateway_of_the_brand_is_not_a_refusal(
     with pytest.raises(ProtocolError) as caught:
         merchant.gateway.authorize(request, state)
     assert not isinstance(caught.value, PeerError)
-    assert "not one the merchant's PCertRes named" in caught.value.reason
+    assert "the gateway the merchant's PCertRes named" in caught.value.reason
 
 
 def test_an_answer_signed_by_a_gateway_of_another_brand_is_refused(
@@ -152,8 +158,8 @@ def test_an_answer_signed_by_a_gateway_of_another_brand_is_refused(
     make_wallet: WalletFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Same name as the bank's gateway, another brand root: refused by the pin, and (as
-    before the pin) by the chain, which ends at the merchant's own brand root only."""
+    """Same CommonName as the bank's gateway, another brand root: refused by the chain,
+    which ends at the merchant's own brand root only, before any name is compared."""
     brand = create_brand(SoftwareBackend.ephemeral(), EC, "otherbrand")
     name = common_name_of(load_certificate(bank.pki.gateway.signature_cert))
     other = _gateway_signing(brand.gateway_ca.ca, name)
@@ -163,3 +169,45 @@ def test_an_answer_signed_by_a_gateway_of_another_brand_is_refused(
     with pytest.raises(ProtocolError) as caught:
         merchant.gateway.authorize(request, state)
     assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
+
+
+def _answering_pcertreq(bank: RunningBank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on PCertReq is answered by another gateway the bank's own Payment Gateway
+    CA certified, naming its own certificates: a PCertRes that verifies."""
+    signing = _other_gateway(bank)
+    pca = bank.pki.pca
+    ca = IssuingCA(bank.pki.backend, pca.signature_key, pca.signature_cert, (bank.pki.root_der,))
+    template = bank.pki.gateway.key_exchange_key
+    assert template is not None
+    kex = signing.backend.generate("another-gateway-kex", KeyUsage.KEY_EXCHANGE, template.algorithm)
+    kex_der = issue_gateway(
+        ca, kex.public_key, CertificateUsage.KEY_EXCHANGE, "another-gateway", kem=kem_for(kex)
+    )
+    other = replace(signing, key_exchange_key=kex, key_exchange_cert=kex_der)
+    real = Caller.call
+
+    def call(caller: Caller, method: str, request: bytes, response_cls: Any, **kw: Any) -> Any:
+        response = real(caller, method, request, response_cls, **kw)
+        if method.endswith("/GatewayCertificates"):
+            asked = gateway_admin_pb2.GatewayCertificatesRequest.FromString(request)
+            verified = open_pcert_request(asked, bank.pki.trust)
+            response.p_cert_res = build_pcert_response(other, verified, [SUCCESS])
+        return response
+
+    monkeypatch.setattr(Caller, "call", call)
+
+
+def test_a_later_pcertres_naming_another_gateway_is_refused(
+    bank: RunningBank, make_merchant: MerchantFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merchant's first PCertRes decides its gateway: a later one naming another keeps
+    that gateway's key-exchange certificate from wallets and its answers from counting."""
+    merchant = make_merchant("m-later-pcertres")
+    ours = merchant.gateway.gateway_identity()
+    _answering_pcertreq(bank, monkeypatch)
+    with pytest.raises(ProtocolError) as caught:
+        merchant.gateway.gateway_certificates(merchant.config.brand_id)
+    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
+    assert "PCertRes names gateway 'CN=another-gateway," in caught.value.reason
+    assert f"not {ours}" in caught.value.reason
+    assert merchant.gateway.gateway_identity() == ours
