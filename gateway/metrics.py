@@ -50,6 +50,12 @@ amount, an identifier or a peer's text.
                                                         (alert when under 6 h away; past
                                                         it, certificates cannot be judged
                                                         and calls are answered UNAVAILABLE)
+    setpay_ca_housekeeping_failures_total{cause}        failed sweeps of ca.db's expired
+                                                        sessions and old answers, each
+                                                        tried again a minute later: outage
+                                                        (ca.db busy, I/O, full, damaged),
+                                                        bug (anything else: every sweep
+                                                        fails until it is mended)
     setpay_ledger_commit_duration_seconds               histogram per durable commit
     setpay_ledger_commit_operations                     histogram: group size per commit
     setpay_ledger_commit_retries_total                  serialization retries (PostgreSQL)
@@ -72,17 +78,19 @@ counter can take where those are few: requests and shed calls by method of the b
 services (not gRPC's health and reflection services, which the bank's code never handles);
 authorizations by outcome and reason; replays by kind; failed answers by method of the
 payment gateway; key-backend errors by op and error class (the one product: four ops by a
-dozen classes); certificate cache lookups by result; failed refreshes by step. Unlabelled
-counters are at zero anyway, and each worker's own ``setpay_worker_rpcs_total`` series is
-made at start. Left to appear at their first: errors by method and code (every method by
-every gRPC status and SET code, some 700 series per worker, nearly all forever 0: alert
-on their rate next to the requests'), and the histograms and the in-flight gauge, which
-are read as rates, quantiles and levels, where a missing first sample costs nothing.
+dozen classes); certificate cache lookups by result; failed refreshes by step; failed
+sweeps by cause. Unlabelled counters are at zero anyway, and each worker's own
+``setpay_worker_rpcs_total`` series is made at start. Left to appear at their first:
+errors by method and code (every method by every gRPC status and SET code, some 700
+series per worker, nearly all forever 0: alert on their rate next to the requests'), and
+the histograms and the in-flight gauge, which are read as rates, quantiles and levels,
+where a missing first sample costs nothing.
 
 Where things are: this module (turning metrics on, what the serving code calls);
 ``metrics_labels`` (the label sets and the combinations above); ``metrics_sampler`` (the
-counters kept by the trust store, the session pool and the revocation watcher, copied in
-the background); ``metrics_supervisor`` (the supervisor's own, and dead processes' files).
+counters kept by the trust store, the session pool, the revocation watcher and the CA's
+ca.db sweeps, copied in the background); ``metrics_supervisor`` (the supervisor's own,
+and dead processes' files).
 
 Errors: ``MetricsError`` (metrics cannot be turned on as configured).
 """

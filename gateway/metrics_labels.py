@@ -44,6 +44,8 @@ REPLAY_KINDS = ("pi_reused", "rrpid_reused")
 CACHE_RESULTS = ("hit", "miss")
 # The revocation watcher's two steps (``gateway.ca.watcher.WatcherCounters``).
 REFRESH_STEPS = ("publish", "install")
+# Why a sweep of ca.db failed (``gateway.ca.authority.HousekeepingCounters``).
+HOUSEKEEPING_CAUSES = ("outage", "bug")
 
 
 def _key_error_kinds() -> tuple[str, ...]:
@@ -87,6 +89,7 @@ LABEL_VALUES: Mapping[str, frozenset[str]] = {
         "error": set(_KEY_ERRORS),
         "worker": {str(i) for i in range(MAX_WORKER_LABELS)},
         "step": set(REFRESH_STEPS),
+        "cause": set(HOUSEKEEPING_CAUSES),
     }.items()
 }
 """Every label name used and the values it may take (``other`` for anything unexpected)."""

@@ -1,11 +1,12 @@
 """Counters kept by others, copied into a worker's metrics in the background.
 
 The trust store counts its certificate cache's hits and misses, the PKCS#11 session pool
-its leases and waits, the revocation watcher its failed refresh steps; none of them knows
-of Prometheus. ``Sampler`` reads them every SAMPLE_SECONDS and adds what they gained, and
-sets the gauges of what they hold now: the pool's sessions, and when the revocation data
-held stops being current. Its metric objects are made by ``enable`` (``gateway.metrics``
-calls it), once per process, like the rest of a worker's.
+its leases and waits, the revocation watcher its failed refresh steps, the certificate
+authority its failed sweeps of ca.db; none of them knows of Prometheus. ``Sampler``
+reads them every SAMPLE_SECONDS and adds what they gained, and sets the gauges of what
+they hold now: the pool's sessions, and when the revocation data held stops being
+current. Its metric objects are made by ``enable`` (``gateway.metrics`` calls it), once
+per process, like the rest of a worker's.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gateway.metrics_labels import CACHE_RESULTS, REFRESH_STEPS
+from gateway.metrics_labels import CACHE_RESULTS, HOUSEKEEPING_CAUSES, REFRESH_STEPS
 from hsm.session_pool import PoolStats
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Gauge
 
+    from gateway.ca.authority import HousekeepingCounters
     from gateway.ca.watcher import WatcherCounters
     from setcore.pki.truststore import TrustCounters, TrustStore
 
@@ -46,6 +48,14 @@ class RevocationHealth(Protocol):
 
     def held_until(self) -> datetime | None:
         """Until when the revocation data held is current; None while none is held."""
+
+
+class HousekeepingHealth(Protocol):
+    """What the CA tells of its ca.db sweeps (``gateway.ca.authority.CertificateAuthority``)."""
+
+    @property
+    def housekeeping(self) -> HousekeepingCounters:
+        """Failed sweeps so far, by cause."""
 
 
 class _PoolMetrics:
@@ -89,11 +99,19 @@ class _SampledMetrics:
             "CRLs and BCI; install: installing ca.db's newest BCI)",
             ["step"], registry=registry,
         )  # fmt: skip
+        self.housekeeping_failures = Counter(
+            "setpay_ca_housekeeping_failures_total",
+            "Failed sweeps of ca.db's expired sessions and old stored answers (outage: "
+            "ca.db could not be used; bug: anything else)",
+            ["cause"], registry=registry,
+        )  # fmt: skip
         # At zero from the start: an alert on increase() sees the first failure too.
         for result in CACHE_RESULTS:
             self.cache.labels(result)
         for step in REFRESH_STEPS:
             self.refresh_failures.labels(step)
+        for cause in HOUSEKEEPING_CAUSES:
+            self.housekeeping_failures.labels(cause)
         self._pool: _PoolMetrics | None = None
         self._valid_until: Gauge | None = None
 
@@ -146,17 +164,25 @@ def disable() -> None:
 
 
 class Sampler:
-    """Copies the trust store's, the key backend's and the revocation watcher's counters
-    into the metrics."""
+    """Copies the trust store's, the key backend's, the revocation watcher's and the CA's
+    counters into the metrics (the CA's sweeps: when ``housekeeping`` is given)."""
 
-    def __init__(self, trust: TrustStore, backend: object, revocation: RevocationHealth) -> None:
+    def __init__(
+        self,
+        trust: TrustStore,
+        backend: object,
+        revocation: RevocationHealth,
+        housekeeping: HousekeepingHealth | None = None,
+    ) -> None:
         self._trust = trust
         self._pool = backend if isinstance(backend, PooledBackend) else None
         self._revocation = revocation
+        self._housekeeping = housekeeping
         self._lock = threading.Lock()
         self._seen_trust: TrustCounters | None = None
         self._seen_pool: PoolStats | None = None
         self._seen_refresh: WatcherCounters | None = None
+        self._seen_sweeps: HousekeepingCounters | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -184,6 +210,7 @@ class Sampler:
         with self._lock:
             self._sample_trust(m)
             self._sample_revocation(m)
+            self._sample_housekeeping(m)
             if self._pool is None:
                 return
             pool = self._pool.pool_stats
@@ -223,6 +250,20 @@ class Sampler:
         until = self._revocation.held_until()
         # None held: as lapsed as can be, and the alert on it fires, as it should.
         m.valid_until(0.0 if until is None else until.timestamp())
+
+    def _sample_housekeeping(self, m: _SampledMetrics) -> None:
+        if self._housekeeping is None:
+            return
+        failed = self._housekeeping.housekeeping
+        before = self._seen_sweeps
+        self._seen_sweeps = failed
+        gained = {
+            "outage": failed.outages - (before.outages if before else 0),
+            "bug": failed.bugs - (before.bugs if before else 0),
+        }
+        for cause, count in gained.items():
+            if count > 0:
+                m.housekeeping_failures.labels(cause).inc(count)
 
     def stop(self) -> None:
         """Stop sampling after one last sample (the worker is going away)."""

@@ -151,7 +151,7 @@ def start_bank(
         # Before the servers: create_server starts each serving, and its health SERVING,
         # before it returns, and the page must have the revocation data's end by then.
         # Samples at once, which writes to the sample directory and so can fail too.
-        sampler = metrics.Sampler(pki.trust, pki.backend, authority.watcher).start()
+        sampler = metrics.Sampler(pki.trust, pki.backend, authority.watcher, authority).start()
         undo.callback(sampler.stop)
         probes = (pki.backend.check_health, ledger.check_health)
         server, port, health = create_server(

@@ -16,7 +16,8 @@ it, so one revoked a moment before is refused all the same. A refresh that fails
 retried later and stops no call while the data held is current; once it is not, every
 call raises ``RevocationStale`` (``gateway.ca.watcher``). Every call also sweeps
 ``ca.db`` of expired sessions and old stored answers now and then: a sweep that fails
-(ca.db busy) fails no call; it is logged, counted and tried again a little later.
+(ca.db busy) fails no call; it is logged, counted (``housekeeping``, copied into the
+metrics) and tried again a little later.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.ca import publishing
@@ -70,6 +72,18 @@ KIND_CERT_INQ = "cert-inq"
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class HousekeepingCounters:
+    """Failed sweeps of ``ca.db`` since the CA started, by cause (copied into metrics)."""
+
+    #: ca.db could not be used (``CaUnavailable``: busy past its timeout, I/O, disk full,
+    #: damaged): expected now and then, alarming only when it lasts.
+    outages: int
+    #: Anything else: a bug, which fails every sweep alike until it is mended, while
+    #: expired sessions and old answers pile up in ca.db.
+    bugs: int
+
+
 class CertificateAuthority:
     """The brand's CAs: registration for cardholders, merchants and gateways; revocation."""
 
@@ -91,7 +105,9 @@ class CertificateAuthority:
         self._watcher = RevocationWatcher(store, trust, keys=keys)
         self._watcher.check(force=True, strict=False)  # RevocationStale if nothing current
         self._sweep_due_ms = 0
-        self._sweep_failures = 0
+        # Failed sweeps by cause: changed under _sweep_lock, read by the metrics' sampler.
+        self._sweep_outages = 0
+        self._sweep_bugs = 0
         self._sweep_lock = threading.Lock()
         args = (store, trust, issuer, self._policy, self._watcher.current, clock)
         self._cardholder = CardholderRegistrar(keys.cardholder, *args)
@@ -110,9 +126,14 @@ class CertificateAuthority:
         return self._watcher
 
     @property
+    def housekeeping(self) -> HousekeepingCounters:
+        """Sweeps of ``ca.db`` that failed since the CA started, by cause."""
+        return HousekeepingCounters(self._sweep_outages, self._sweep_bugs)
+
+    @property
     def housekeeping_failures(self) -> int:
-        """Sweeps of ``ca.db`` that failed since the CA started."""
-        return self._sweep_failures
+        """Sweeps of ``ca.db`` that failed since the CA started, whatever the cause."""
+        return self._sweep_outages + self._sweep_bugs
 
     def _enter(self) -> None:
         """Before each request: current revocation data, and now and then a sweep."""
@@ -134,10 +155,13 @@ class CertificateAuthority:
             with self._store.write() as tx:
                 tx.purge(now, now - self._policy.response_retention_ms)
         except Exception as exc:
-            self._sweep_failures += 1
             self._sweep_due_ms = now + HOUSEKEEPING_RETRY_MS
             # ca.db away is expected now and then; anything else is a bug, traceback and all.
             outage = isinstance(exc, CaUnavailable)
+            if outage:
+                self._sweep_outages += 1
+            else:
+                self._sweep_bugs += 1
             log.log(
                 logging.WARNING if outage else logging.ERROR,
                 "ca.db housekeeping failed (%s: %s); trying again in %d s",

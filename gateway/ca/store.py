@@ -29,9 +29,10 @@ locking: writers take BEGIN IMMEDIATE, everyone waits up to a busy timeout.
 
 The queries live by domain: ``registration_store`` (sessions, responses, requests, keys)
 and ``certificate_store`` (certificates, revocations, CRLs, BCIs); ``StoreTransaction``
-offers both. sqlite3's errors are translated here, once, by SQLite's result code: the
-database cannot be used now (busy or locked past the busy timeout, I/O, disk full,
-cannot open, corrupt; or the store closed) is ``StoreError``, an outage; a constraint it
+offers both. sqlite3's errors are translated here, once, by SQLite's result code, sorted
+as for the ledger's SQLite store (``gateway.sqlite_errors``): the database cannot be used
+now (busy or locked past the busy timeout, I/O, disk full, cannot open, a damaged file or
+one that is no database; or the store closed) is ``StoreError``, an outage; a constraint it
 refuses is ``ConstraintViolation`` (a bug: every check a change relies on is made in its
 own write transaction, and writers are serialized); anything else (no such table or
 column, a wrong parameter, a nested BEGIN, misuse) is ``StoreBug``. Only the first is
@@ -52,6 +53,7 @@ from gateway.ca.errors import CaError, ConstraintViolation, SchemaMismatch, Stor
 from gateway.ca.registration_store import RegistrationQueries
 from gateway.ca.schema import INDEXES, SCHEMA, SCHEMA_VERSION
 from gateway.cpu_turn import holding
+from gateway.sqlite_errors import SqliteFault, classify, error_name
 
 # How long a statement waits for another process's transaction: issuance and revocation
 # hold the lock for a few signatures; five seconds covers a slow disk without hanging.
@@ -59,31 +61,17 @@ BUSY_TIMEOUT_MS = 5000
 # ca.db and its -wal / -shm files: readable and writable by the bank's user only.
 DATABASE_MODE = 0o600
 
-# SQLite primary result codes (the low byte of the extended code a sqlite3 exception
-# carries) that mean "ca.db cannot be used now", not "the statement is wrong": BUSY,
-# LOCKED, NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB. The ledger's
-# list (gateway.ledger.sqlite), mirrored rather than imported: it is private to the
-# ledger's SQLite backend, which the CA does not otherwise depend on, and the CA adds
-# CORRUPT and NOTADB: a damaged ca.db waits for the operator to restore it, and a
-# requester told UNAVAILABLE comes back then, where a SET Error would be its refusal.
-_OUTAGE_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
-_CONSTRAINT_CODE = 19  # SQLITE_CONSTRAINT
-
 
 def translate_error(exc: sqlite3.Error) -> CaError:
     """The CA's error for a sqlite3 one: ``StoreError`` (an outage),
     ``ConstraintViolation`` or ``StoreBug``; SQLite's messages name tables, columns and
     parameter positions, never a value bound to a statement."""
-    # Errors the sqlite3 module raises itself (a wrong number or type of parameters)
-    # carry no result code: they are bugs too.
-    code = getattr(exc, "sqlite_errorcode", None)
-    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    primary = None if code is None else code & 0xFF
-    if primary in _OUTAGE_CODES:
-        return StoreError(f"CA database unavailable ({name}): {exc}")
-    if primary == _CONSTRAINT_CODE or isinstance(exc, sqlite3.IntegrityError):
+    fault = classify(exc)
+    if fault is SqliteFault.OUTAGE:
+        return StoreError(f"CA database unavailable ({error_name(exc)}): {exc}")
+    if fault is SqliteFault.CONSTRAINT:
         return ConstraintViolation(f"CA database refused a change: {exc}")
-    return StoreBug(f"CA database refused a statement ({name}): {exc}")
+    return StoreBug(f"CA database refused a statement ({error_name(exc)}): {exc}")
 
 
 class StoreTransaction(RegistrationQueries, CertificateQueries):

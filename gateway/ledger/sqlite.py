@@ -9,8 +9,10 @@
 - Reads run on a small pool of ``query_only`` connections, each read in one snapshot.
 - The schema is migrated when the store opens; a database newer than the code is refused.
 
-sqlite3 exceptions are translated here, once: busy, locked, I/O, full-disk and
-cannot-open errors become StoreUnavailable; anything else (a constraint, a bug) StoreError.
+sqlite3 exceptions are translated here, once, as ``gateway.sqlite_errors`` sorts them for
+the CA's ca.db too: the database cannot be used now (busy, locked, I/O, disk full, cannot
+open, a damaged file or one that is no database) is StoreUnavailable, answered
+UNAVAILABLE; anything else (a constraint, a bug) StoreError.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from gateway.ledger.group_commit import Completion, GroupCommitConfig, GroupComm
 from gateway.ledger.schema import SQLITE, migrate
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
 from gateway.ledger.write_lock import WriteTurn
+from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
 
 R = TypeVar("R")
 
@@ -42,11 +45,6 @@ READ_CONNECTIONS = 4
 # How long a read waits for a free read connection before StoreUnavailable.
 READ_WAIT_SECONDS = 10.0
 
-# SQLite primary result codes that mean "not now" rather than "wrong":
-# BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
-_TRANSIENT_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
-# BUSY and LOCKED: another connection holds what we need; opening tries again.
-_BUSY_CODES = frozenset({5, 6})
 # Pause between tries of opening a busy database.
 OPEN_RETRY_PAUSE_SECONDS = 0.02
 
@@ -63,16 +61,15 @@ class SqliteStoreConfig:
 
 def translate_error(exc: sqlite3.Error) -> StoreError:
     """The ledger's error for a sqlite3 one (its message names no stored value)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+    fault = classify(exc)
     error: StoreError
-    if code is not None and code & 0xFF in _TRANSIENT_CODES:
-        error = StoreUnavailable(f"SQLite is unavailable ({name})")
-    elif isinstance(exc, sqlite3.IntegrityError):
+    if fault is SqliteFault.OUTAGE:
+        error = StoreUnavailable(f"SQLite is unavailable ({error_name(exc)})")
+    elif fault is SqliteFault.CONSTRAINT:
         # SQLite names the constraint ("UNIQUE constraint failed: t.c"), never the values.
         error = StoreError(f"SQLite refused a change: {exc}")
     else:
-        error = StoreError(f"SQLite failed ({name})")
+        error = StoreError(f"SQLite failed ({error_name(exc)})")
     error.__cause__ = exc
     return error
 
@@ -135,11 +132,6 @@ def _open_connection(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite
     return conn
 
 
-def _busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _BUSY_CODES
-
-
 def _retrying_busy(opening: Callable[[], R], busy_timeout_ms: int) -> R:
     """``opening()``, tried again while SQLite answers BUSY or LOCKED, up to the timeout.
 
@@ -153,7 +145,7 @@ def _retrying_busy(opening: Callable[[], R], busy_timeout_ms: int) -> R:
         try:
             return opening()
         except sqlite3.Error as exc:
-            if not _busy(exc) or time.monotonic() >= deadline:
+            if not is_busy(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(OPEN_RETRY_PAUSE_SECONDS)
 

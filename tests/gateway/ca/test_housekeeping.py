@@ -5,8 +5,9 @@ Every request may sweep ca.db of expired sessions and old answers (at most once 
 for the sweep's write (``setpay ca revoke`` holding the lock) failed with UNAVAILABLE a
 request that needed no write at all. Now the sweep's failure is logged and counted, and
 tried again ``HOUSEKEEPING_RETRY_MS`` later, not at every request (each try may wait out
-the busy timeout). Real parts: a scratch ca.db held by another connection, the CA served
-by a gRPC server on port 0.
+the busy timeout). Each failure is counted by cause, outage or bug, for the metrics
+(``setpay_ca_housekeeping_failures_total``). Real parts: a scratch ca.db held by another
+connection, the CA served by a gRPC server on port 0.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
+from gateway import metrics
 from gateway.ca import CertificateAuthority
 from gateway.ca import authority as ca_authority
 from gateway.ca import store as ca_store
+from gateway.ca.authority import HousekeepingCounters
 from gateway.ca.records import Session
 from setcore.freshness import now_ms
 from setpay.v1 import registration_pb2, services_pb2_grpc
@@ -38,6 +42,7 @@ from .revocation_support import (
 )
 
 S = registration_pb2
+HOUSEKEEPING_FAILURES = "setpay_ca_housekeeping_failures_total"
 
 
 class Clock:
@@ -147,3 +152,46 @@ def test_a_sweep_meeting_a_bug_fails_no_request_and_logs_its_traceback(
     (record,) = caplog.records
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert "no such table: responses" in caplog.text
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    """This process's metrics on, in a registry of the test's own."""
+    registry = CollectorRegistry()
+    metrics.enable(0, registry)
+    try:
+        yield registry
+    finally:
+        metrics.disable()
+
+
+def test_failed_sweeps_are_counted_by_cause_into_the_metrics(
+    served: Served, ec_bank: Bank, registry: CollectorRegistry
+) -> None:
+    """The CA counts each failed sweep as an outage (ca.db busy) or a bug (a table gone);
+    the sampler adds what the counts gained to ``setpay_ca_housekeeping_failures_total``,
+    at zero from the start."""
+    sampler = metrics.Sampler(bank_trust(ec_bank.pki), object(), served.ca.watcher, served.ca)
+
+    def failed(cause: str) -> float | None:
+        return registry.get_sample_value(HOUSEKEEPING_FAILURES, {"cause": cause})
+
+    assert (failed("outage"), failed("bug")) == (0, 0)
+    with locked(served.ca._store):
+        _bci(served)
+    assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=0)
+    sampler.sample()
+    assert (failed("outage"), failed("bug")) == (1, 0)
+
+    db = sqlite3.connect(served.path, isolation_level=None)
+    try:
+        db.execute("DROP TABLE responses")
+    finally:
+        db.close()
+    served.clock.ahead = ca_authority.HOUSEKEEPING_RETRY_MS
+    _bci(served)
+    assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=1)
+    assert served.ca.housekeeping_failures == 2
+    sampler.sample()
+    sampler.sample()  # nothing gained since: nothing added
+    assert (failed("outage"), failed("bug")) == (1, 1)
