@@ -89,7 +89,7 @@ def open_ledger(
 class LedgerDirectory:
     """What the CA asks the issuer: does this card exist, is this merchant known.
 
-    The ledger's ``StoreUnavailable`` (its database unreachable, busy or closed) becomes
+    The ledger's ``StoreUnavailable`` (its database unreachable, busy, damaged or closed) becomes
     the CA's ``IssuerUnavailable`` here, the one place between the two: the CA answers it
     with UNAVAILABLE, as an outage of the bank's own parts, never as a refusal.
     """

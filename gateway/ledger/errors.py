@@ -25,7 +25,7 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
     ├── SchemaError         the database schema is newer than this code, or unknown
     └── StoreError          the database failed in a way the rules did not expect
         ├── OutcomeUnreadable a decision awaiting its answer is stored in a form not ours
-        └── StoreUnavailable  the database is unreachable, busy or closed: retry later
+        └── StoreUnavailable  the database is unreachable, busy, damaged or closed: retry later
 """
 
 from __future__ import annotations
@@ -99,4 +99,5 @@ class OutcomeUnreadable(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The database is unreachable, busy beyond its timeout, or the store is closed."""
+    """The database is unreachable, busy beyond its timeout, damaged (until the operator
+    restores it), or the store is closed."""
