@@ -2,7 +2,10 @@
 
 ``create_server(...)`` returns ``(server, port)`` like the gRPC examples; tests bind port 0.
 Requests are parsed by our own deserializer so an unparseable outer frame is answered
-with INVALID_ARGUMENT instead of gRPC's INTERNAL. Every call is counted and timed here for
+with INVALID_ARGUMENT instead of gRPC's INTERNAL; a servicer method with a ``received``
+parameter is also given the bytes its request came as (the CA's CardCInit and
+Me-AqCInit, whose request is the frame itself: their Error names it as received, which a
+parse and a serialization again may change). Every call is counted and timed here for
 the metrics (``gateway.metrics``), with the status it ended with. gRPC Python can either require a
 client certificate or not ask for one (there is no "optional"), so the bank runs two
 servers: PaymentGateway with mutual TLS for merchants, CertificateAuthority with
@@ -39,6 +42,7 @@ stops, the threads of its pool and of the refusals end with it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -136,14 +140,33 @@ class _Unparseable:
 _UNPARSEABLE = _Unparseable()
 
 
-def _deserializer(cls: type[Message]) -> Callable[[bytes], object]:
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """A request as parsed, and the bytes it came as (for a method taking ``received``)."""
+
+    message: Message
+    data: bytes
+
+
+def _deserializer(cls: type[Message], *, with_frame: bool = False) -> Callable[[bytes], object]:
     def parse(data: bytes) -> object:
         try:
-            return cls.FromString(data)
+            message = cls.FromString(data)
         except DecodeError:
             return _UNPARSEABLE
+        # gRPC's own bytes object, kept (not copied) until the call ends.
+        return _Received(message, data) if with_frame else message
 
     return parse
+
+
+def _given_frame(method: Callable[..., Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+    """``method``, called with the parsed request and the bytes it came as."""
+
+    def call(request: _Received, context: grpc.ServicerContext) -> Any:
+        return method(request.message, context, received=request.data)
+
+    return call
 
 
 def _behaviour(
@@ -173,9 +196,13 @@ def _generic_handler(binding: ServiceBinding) -> grpc.GenericRpcHandler:  # type
     handlers = {}
     for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
+        behaviour = getattr(binding.servicer, method.name)
+        with_frame = "received" in inspect.signature(behaviour).parameters
+        if with_frame:
+            behaviour = _given_frame(behaviour)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _behaviour(service.full_name, method.name, getattr(binding.servicer, method.name)),
-            request_deserializer=_deserializer(request_cls),
+            _behaviour(service.full_name, method.name, behaviour),
+            request_deserializer=_deserializer(request_cls, with_frame=with_frame),
             response_serializer=lambda m: m.SerializeToString(),
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -37,12 +37,15 @@ gateway's are.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import Message
 
 from gateway import metrics
 from gateway.ca.authority import CertificateAuthority
@@ -51,7 +54,7 @@ from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.purchase import header
-from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2_grpc
+from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2, services_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +186,14 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         return error_pb2.SetError(signed_error=signed.SerializeToString())
 
     def CardCInit(  # noqa: N802 - gRPC method name
-        self, request: registration_pb2.CardCInitRequest, context: grpc.ServicerContext
+        self,
+        request: registration_pb2.CardCInitRequest,
+        context: grpc.ServicerContext,
+        received: bytes | None = None,
     ) -> registration_pb2.CardCInitResponse:
-        """Cardholder step 1."""
+        """Cardholder step 1; ``received``: the bytes the request came as (``_frame``)."""
         body, error = self._answer(
-            context, request, request.rrpid, request.SerializeToString(),
+            context, request, request.rrpid, _frame(request, received),
             lambda: self._ca.card_c_init(request),
         )  # fmt: skip
         response = registration_pb2.CardCInitResponse(header=header(rrpid=request.rrpid))
@@ -213,11 +219,14 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         return response
 
     def MeAqCInit(  # noqa: N802 - gRPC method name
-        self, request: registration_pb2.MeAqCInitRequest, context: grpc.ServicerContext
+        self,
+        request: registration_pb2.MeAqCInitRequest,
+        context: grpc.ServicerContext,
+        received: bytes | None = None,
     ) -> registration_pb2.MeAqCInitResponse:
-        """Merchant or gateway step 1."""
+        """Merchant or gateway step 1; ``received`` as for CardCInit."""
         body, error = self._answer(
-            context, request, request.rrpid, request.SerializeToString(),
+            context, request, request.rrpid, _frame(request, received),
             lambda: self._ca.me_aq_c_init(request),
         )  # fmt: skip
         response = registration_pb2.MeAqCInitResponse(header=header(rrpid=request.rrpid))
@@ -289,8 +298,52 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         return registration_pb2.GetCertificatesResponse(header=header(), certificates=found)
 
 
+def _frame(request: Message, received: bytes | None) -> bytes:
+    """What the Error names for a request that is its call's frame itself (CardCInit,
+    Me-AqCInit), not a SET message in a bytes field of it (RegForm, Cert, CertInq).
+
+    The bytes it came as, which the servers pass (``add_to_server``, ``gateway.server``):
+    parsed and serialized again, a request may differ from them (its fields in another
+    order, a varint written shorter, an unknown field dropped), and its requester could
+    not tell the Error answers what it sent. A direct call, without them, gets the
+    serialization.
+    """
+    return request.SerializeToString() if received is None else received
+
+
+def _handler(method: Callable[..., Message], request_cls: type[Message]) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
+    """``method``'s handler, requests parsed as gRPC's generated code does; a method that
+    takes ``received`` is also given the bytes its request came as (``_frame``)."""
+    if "received" not in inspect.signature(method).parameters:
+        return grpc.unary_unary_rpc_method_handler(
+            method,
+            request_deserializer=request_cls.FromString,
+            response_serializer=lambda m: m.SerializeToString(),
+        )
+
+    def parse(data: bytes) -> tuple[Message, bytes]:
+        # gRPC's own bytes object, kept (not copied) until the call ends.
+        return request_cls.FromString(data), data
+
+    def call(request: tuple[Message, bytes], context: grpc.ServicerContext) -> Message:
+        return method(request[0], context, received=request[1])
+
+    return grpc.unary_unary_rpc_method_handler(
+        call, request_deserializer=parse, response_serializer=lambda m: m.SerializeToString()
+    )
+
+
 def add_to_server(authority: CertificateAuthority, server: grpc.Server) -> None:
-    """Register the CA service on a gRPC server."""
-    services_pb2_grpc.add_CertificateAuthorityServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        CertificateAuthorityServicer(authority), server
+    """Register the CA service on a gRPC server (the bank's own are made by
+    ``gateway.server.create_server``, which passes the frames the same way)."""
+    servicer = CertificateAuthorityServicer(authority)
+    service = services_pb2.DESCRIPTOR.services_by_name["CertificateAuthorityService"]
+    handlers = {
+        method.name: _handler(
+            getattr(servicer, method.name), message_factory.GetMessageClass(method.input_type)
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )

@@ -1,0 +1,153 @@
+"""The CA's Errors name the request as it was received, on both ways of serving the CA.
+
+CardCInitReq and Me-AqCInitReq are their call's frame itself, not a SET message in a
+bytes field of it as RegFormReq, CertReq and CertInqReq are. Their Error's digest used to
+be of the request parsed and serialized again, which is not what was sent when the sender
+wrote its fields in another order: the requester could not match the Error to its
+request. Served by ``add_to_server`` (the CA's tests, a plain gRPC server) and by
+``gateway.server.create_server`` (the bank's own servers), both real, on port 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+
+from gateway.ca import CertificateAuthorityServicer, add_to_server
+from gateway.server import ServerLimits, ServiceBinding, create_server
+from setcore.error_message import ERROR_CT, MAX_ECHO_BYTES
+from setcore.errors import ErrorCode
+from setcore.freshness import new_id
+from setcore.purchase import header
+from setcore.registration import ca_error
+from setcore.registration_cardholder import build_card_c_init_request
+from setcore.registration_merchant import MerchantIdentity, build_me_aq_c_init_request
+from setcore.signed import open_signed, parse_signed
+from setcore.signers import signer
+from setpay.v1 import error_pb2, registration_pb2
+
+from .conftest import Bank
+from .flows import new_trust
+
+S = registration_pb2
+SERVICE = "/setpay.v1.CertificateAuthorityService"
+# Far above these tests' requests (a few hundred bytes each).
+MAX_MESSAGE_BYTES = 1 << 20
+# The tests call one RPC at a time.
+SERVER_THREADS = 2
+# A local call answers in milliseconds; the deadline only keeps a hung server from
+# hanging the test run.
+CALL_TIMEOUT_S = 10
+
+Call = Callable[[str, bytes, type[Message]], Any]
+
+
+@pytest.fixture(params=["add_to_server", "create_server"])
+def call(request: pytest.FixtureRequest, ec_bank: Bank) -> Iterator[Call]:
+    """Sends bytes as they are to a method of the EC bank's CA, served one way or the other."""
+    stops: list[Callable[[], object]] = []
+    if request.param == "add_to_server":
+        server = grpc.server(ThreadPoolExecutor(max_workers=SERVER_THREADS))
+        add_to_server(ec_bank.ca, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        stops.append(lambda: server.stop(None))
+    else:
+        servicer = CertificateAuthorityServicer(ec_bank.ca)
+        limits = ServerLimits(
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            max_concurrent_rpcs=SERVER_THREADS,
+            threads=SERVER_THREADS,
+        )
+        served, port, health = create_server(
+            [ServiceBinding("CertificateAuthorityService", servicer)], "127.0.0.1:0", limits
+        )
+        stops += [health.stop, lambda: served.stop(None)]
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+    def send(method: str, sent: bytes, response_cls: type[Message]) -> Any:
+        unary = channel.unary_unary(
+            f"{SERVICE}/{method}",
+            request_serializer=None,
+            response_deserializer=response_cls.FromString,
+        )
+        return unary(sent, timeout=CALL_TIMEOUT_S)
+
+    try:
+        yield send
+    finally:
+        channel.close()
+        for stop in stops:
+            stop()
+
+
+def _brand_first(request: Message) -> bytes:
+    """``request``'s bytes with its brand written first, before fields numbered lower:
+    a valid encoding of the same message that a serializer never writes."""
+    rest = type(request)()
+    rest.CopyFrom(request)
+    rest.ClearField("brand_id")
+    brand = type(request)(brand_id=request.brand_id)  # type: ignore[attr-defined]
+    sent = brand.SerializeToString() + rest.SerializeToString()
+    parsed = type(request).FromString(sent)
+    assert parsed == request and parsed.SerializeToString() != sent
+    return sent
+
+
+def _named(error: error_pb2.SetError, bank: Bank, ca_type: int, rrpid: bytes) -> tuple[int, bytes]:
+    """The code of the CA's signed Error and the digest it names the bad message by."""
+    trust = new_trust(bank)
+    code = ca_error(error, trust, ca_type, rrpid).code  # installs the stapled BCI
+    tbs = open_signed(parse_signed(error.signed_error), ERROR_CT, signer(trust, ca_type)).tbs
+    return code, error_pb2.ErrorTBS.FromString(tbs).bad_message_digest
+
+
+def _digest(sent: bytes) -> bytes:
+    return hashlib.sha256(sent[:MAX_ECHO_BYTES]).digest()
+
+
+def test_a_card_c_init_error_names_the_bytes_sent(call: Call, ec_bank: Bank) -> None:
+    request, _ = build_card_c_init_request("another-brand", b"lid-ee")
+    sent = _brand_first(request)
+    response = call("CardCInit", sent, S.CardCInitResponse)
+    assert response.WhichOneof("result") == "error"
+    code, named = _named(response.error, ec_bank, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid)
+    assert code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+    assert named == _digest(sent)
+
+
+def test_a_me_aq_c_init_error_names_the_bytes_sent(call: Call, ec_bank: Bank) -> None:
+    identity = MerchantIdentity(f"m-as-sent-{new_id().hex()[:8]}", "as sent shop", "400000")
+    request, _ = build_me_aq_c_init_request(
+        S.REQUEST_TYPE_MER_INITIAL_BOTH, identity, "another-brand", b"lid-ee"
+    )
+    sent = _brand_first(request)
+    response = call("MeAqCInit", sent, S.MeAqCInitResponse)
+    assert response.WhichOneof("result") == "error"
+    code, named = _named(response.error, ec_bank, S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid)
+    assert code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
+    assert named == _digest(sent)
+
+
+def test_a_request_in_a_bytes_field_is_named_as_sent(call: Call, ec_bank: Bank) -> None:
+    # CertReq travels as bytes inside its frame: the Error names those bytes, not the frame.
+    rrpid = new_id()
+    inner = b"\x0a\x03not a certificate request"
+    frame = S.CertRequest(header=header(rrpid=rrpid), cert_req=inner).SerializeToString()
+    response = call("Cert", frame, S.CertResponse)
+    assert response.WhichOneof("result") == "error"
+    _, named = _named(response.error, ec_bank, S.CERTIFICATE_TYPE_CARDHOLDER_CA, rrpid)
+    assert named == _digest(inner)
+
+
+def test_a_card_c_init_as_sent_is_answered(call: Call, ec_bank: Bank) -> None:
+    # The same path with nothing to refuse: the bytes kept do not get in the answer's way.
+    request, _ = build_card_c_init_request(ec_bank.brand_id, b"lid-ee")
+    response = call("CardCInit", _brand_first(request), S.CardCInitResponse)
+    assert response.WhichOneof("result") == "card_c_init_res"
