@@ -28,7 +28,7 @@ amount, an identifier or a peer's text.
                                                         bank's two services, requests +
                                                         shed is the load offered, short of
                                                         the calls past gRPC's backstop
-                                                        (``gateway.server``), which are
+                                                        (``gateway.admission``), which are
                                                         refused uncounted. Health and
                                                         reflection calls are counted here
                                                         when shed, never in requests
@@ -347,7 +347,7 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
 
 def rpc_shed(service: str, method: str) -> None:
     """A call of ``service``'s ``method`` was refused RESOURCE_EXHAUSTED without being
-    handled: the worker had its limit of calls in flight (``gateway.server``'s refusal;
+    handled: the worker had its limit of calls in flight (``gateway.admission``'s refusal;
     gRPC's backstop refuses without calling this)."""
     m = _sinks.worker
     if m is not None:

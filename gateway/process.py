@@ -23,16 +23,10 @@ from gateway.ca.authority import CertificateAuthority
 from gateway.ca.servicer import CertificateAuthorityServicer
 from gateway.ca.store import CaStore
 from gateway.config import BankConfig
+from gateway.health_monitor import HealthMonitor
 from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
-from gateway.server import (
-    HealthMonitor,
-    Server,
-    ServerLimits,
-    ServiceBinding,
-    TlsConfig,
-    create_server,
-)
+from gateway.server import Server, ServerLimits, ServiceBinding, TlsConfig, create_server
 from gateway.servicer import PaymentGatewayServicer
 
 log = logging.getLogger("setpay.gateway")

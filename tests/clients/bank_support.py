@@ -35,11 +35,12 @@ from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
 from gateway.ca import CaStore, CertificateAuthority, CertificateAuthorityServicer
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
+from gateway.health_monitor import HealthMonitor
 from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
 from gateway.process import tls_config
 from gateway.provisioning import init_bank
-from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, create_server
+from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 from hsm.uri import open_backend
 from setcore.pan import PAN, luhn_valid

@@ -21,8 +21,9 @@ from gateway import bank_pki, process
 from gateway.ca.errors import StoreError
 from gateway.ca.store import CaStore
 from gateway.config import BankConfig
+from gateway.health_monitor import HealthMonitor
 from gateway.process import tls_config
-from gateway.server import HealthMonitor, ServerLimits, ServiceBinding, create_server
+from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 
 from .actors import Merchant, World, auth_request, channels_for, purchase, register_cardholder

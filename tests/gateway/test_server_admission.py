@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 
-from gateway import metrics, server
+from gateway import admission, metrics, server
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from setpay.v1 import authorization_pb2, services_pb2_grpc
@@ -66,7 +66,7 @@ def registry() -> Iterator[CollectorRegistry]:
 class _Served:
     """A running server with a blocking servicer, its pool, and a channel to it."""
 
-    def __init__(self, limit: int, threads: int, pools: list[server._InFlightPool]) -> None:
+    def __init__(self, limit: int, threads: int, pools: list[admission.InFlightPool]) -> None:
         self.servicer = _Blocking()
         self.server, port, self.health = create_server(
             [ServiceBinding("PaymentGatewayService", self.servicer)],
@@ -93,16 +93,16 @@ class _Served:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., _Served]]:
     opened: list[_Served] = []
-    pools: list[server._InFlightPool] = []
+    pools: list[admission.InFlightPool] = []
 
-    class _Kept(server._InFlightPool):
+    class _Kept(admission.InFlightPool):
         """The server's own pool, kept where the test can read its count."""
 
         def __init__(self, threads: int) -> None:
             super().__init__(threads)
             pools.append(self)
 
-    monkeypatch.setattr(server, "_InFlightPool", _Kept)
+    monkeypatch.setattr(server, "InFlightPool", _Kept)
 
     def open_one(limit: int, threads: int) -> _Served:
         opened.append(_Served(limit, threads, pools))
@@ -246,7 +246,7 @@ def test_health_checks_past_their_reserve_are_shed(
     s = served(limit=1, threads=1)
     held = s.authorize.future(b"", timeout=BLOCK_SECONDS)
     _entered(s, 1)
-    flood = server.HEALTH_RESERVE + 3
+    flood = admission.HEALTH_RESERVE + 3
     request = health_pb2.HealthCheckRequest()
     checks = [s.check.future(request, timeout=BLOCK_SECONDS) for _ in range(flood)]
     refused = _settled(checks, 3)
@@ -256,7 +256,7 @@ def test_health_checks_past_their_reserve_are_shed(
     assert _code(held) is grpc.StatusCode.OK
     served_checks = [c.result(timeout=WAIT_SECONDS) for c in checks if c not in refused]
     assert [c.status for c in served_checks] == [health_pb2.HealthCheckResponse.SERVING] * (
-        server.HEALTH_RESERVE
+        admission.HEALTH_RESERVE
     )
 
 
@@ -285,7 +285,7 @@ def test_a_call_cancelled_before_it_runs_gives_its_slot_back(
 
 
 def test_the_pool_counts_until_the_call_is_done_however_it_ends() -> None:
-    pool = server._InFlightPool(threads=1)
+    pool = admission.InFlightPool(threads=1)
     gate = threading.Event()
     first = pool.submit(gate.wait, WAIT_SECONDS)
     second = pool.submit(gate.wait, WAIT_SECONDS)
@@ -310,8 +310,8 @@ def test_a_refusal_tells_the_client_when_to_retry(served: Callable[..., _Served]
     assert exc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     delay = _retry_delay(exc.value)
     assert delay is not None, "no google.rpc.RetryInfo in the refusal's status"
-    assert delay == timedelta(seconds=server.SHED_RETRY_SECONDS)
-    assert exc.value.details() == server.SHED_DETAILS
+    assert delay == timedelta(seconds=admission.SHED_RETRY_SECONDS)
+    assert exc.value.details() == admission.SHED_DETAILS
     s.servicer.release.set()
     assert _code(held) is grpc.StatusCode.OK
 
@@ -323,20 +323,20 @@ def test_past_the_shed_backlog_calls_get_grpcs_refusal_at_once_and_go_uncounted(
 ) -> None:
     # The refusals' thread is held at its first refusal, as a flood starving it of the GIL
     # would hold it: without the backstop, every refusal after it would wait too.
-    answer = server._Refusal.__call__
+    answer = admission.Refusal.__call__
     unheld = threading.Event()
 
     def held(refusal: Any, requests: Any, context: grpc.ServicerContext) -> None:
         unheld.wait(BLOCK_SECONDS)
         answer(refusal, requests, context)
 
-    monkeypatch.setattr(server._Refusal, "__call__", held)
+    monkeypatch.setattr(admission.Refusal, "__call__", held)
     monkeypatch.setattr(server, "SHED_BACKLOG", 4)  # a small flood does
     s = served(limit=1, threads=1)
     try:
         admitted = s.authorize.future(b"", timeout=BLOCK_SECONDS)
         _entered(s, 1)
-        waiting = server.HEALTH_RESERVE + server.SHED_BACKLOG  # refusals let wait
+        waiting = admission.HEALTH_RESERVE + server.SHED_BACKLOG  # refusals let wait
         past = 5
         flood = [s.authorize.future(b"", timeout=BLOCK_SECONDS) for _ in range(waiting + past)]
         bare = _settled(flood, past)
@@ -345,7 +345,7 @@ def test_past_the_shed_backlog_calls_get_grpcs_refusal_at_once_and_go_uncounted(
         unheld.set()
         ours = [c for c in flood if c not in bare]
         assert [_code(c) for c in ours] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * waiting
-        delay = timedelta(seconds=server.SHED_RETRY_SECONDS)
+        delay = timedelta(seconds=admission.SHED_RETRY_SECONDS)
         assert [_retry_delay(c) for c in ours] == [delay] * waiting
         # Counted: exactly the calls the server's own refusal answered.
         assert _shed(registry, PG, "Authorize") == waiting

@@ -12,7 +12,7 @@ from clients.errors import TransportError
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.renewal import RENEW_MARGIN_MS
 from clients.merchant.runtime import Merchant
-from gateway.server import HealthMonitor
+from gateway.health_monitor import HealthMonitor
 from setcore.freshness import FRESHNESS_WINDOW_MS
 from tests.clients.bank_support import RunningBank, serve_gateway
 

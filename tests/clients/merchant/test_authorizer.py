@@ -15,8 +15,9 @@ import pytest
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import Order, OrderState
 from gateway.ca import CertificateAuthorityServicer
+from gateway.health_monitor import HealthMonitor
 from gateway.process import tls_config
-from gateway.server import HealthMonitor, ServiceBinding, create_server
+from gateway.server import ServiceBinding, create_server
 from setcore.authorization import AuthRequestState, AuthResult
 from setcore.pki.bci import RevocationUnavailable
 from tests.clients.bank_support import LIMITS, RunningBank

@@ -22,8 +22,9 @@ from clients.merchant.records import OperationState, OrderState
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
 from gateway.bank import Bank
+from gateway.health_monitor import HealthMonitor
 from gateway.process import tls_config
-from gateway.server import HealthMonitor, ServiceBinding, create_server
+from gateway.server import ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 from setcore.freshness import now_ms
 from setpay.v1 import gateway_admin_pb2

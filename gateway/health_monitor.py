@@ -1,0 +1,150 @@
+"""grpc.health.v1 for a worker's server: probes of the key backend and the database, and
+Watch streams that end when the server stops."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+
+log = logging.getLogger("setpay.server")
+
+# How often the health monitor probes the key backend and the database. One second keeps
+# NOT_SERVING prompt for a load balancer without adding measurable load.
+HEALTH_PROBE_SECONDS = 1.0
+
+
+class WatchEndingHealth(health.HealthServicer):
+    """grpc_health's servicer, whose Watch streams end once the server is stopping.
+
+    A Watch stream is a call in flight until it ends, and gRPC's ``stop(grace)`` waits for
+    every call: one open stream (a load balancer's, a client's own health checking) held
+    every stopping worker for its whole grace period with nothing else to finish.
+    ``end_watches`` ends each stream (status OK) once NOT_SERVING has been sent on it, and
+    a Watch that starts after that gets the status and its end at once. The health
+    checking protocol has a client retry a Watch that ends with any status but
+    UNIMPLEMENTED, and NOT_SERVING has already told it to go elsewhere.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._ending = threading.Lock()
+        self._ended = False
+        self._watches: set[Callable[[object], None]] = set()
+
+    def Watch(  # noqa: N802 - gRPC's method name
+        self,
+        request: health_pb2.HealthCheckRequest,
+        context: grpc.ServicerContext,
+        send_response_callback: Callable[[object], None] | None = None,
+    ) -> None:
+        """As grpc_health's (non-blocking), ended by ``end_watches``."""
+        assert send_response_callback is not None  # non-blocking, as built above
+        send = _once_ended(send_response_callback)
+        with self._ending:
+            super().Watch(request, context, send)  # sends the current status
+            if self._ended:
+                send(None)
+                return
+            self._watches.add(send)
+        context.add_callback(lambda: self._forget(send))
+
+    def _forget(self, send: Callable[[object], None]) -> None:
+        with self._ending:
+            self._watches.discard(send)
+
+    def end_watches(self) -> None:
+        """End every Watch stream, and any that starts from now on (after its status)."""
+        with self._ending:
+            self._ended = True
+            watches, self._watches = self._watches, set()
+        for send in watches:
+            send(None)
+
+
+def _once_ended(send: Callable[[object], None]) -> Callable[[object], None]:
+    """``send``, which ignores everything once it was given None (the end of its stream):
+    the servicer's own close callback gives it None again, and gRPC would try to send a
+    second status."""
+    ended = threading.Lock()
+    done = False
+
+    def once(response: object) -> None:
+        nonlocal done
+        with ended:
+            if done:
+                return
+            done = response is None
+            send(response)
+
+    return once
+
+
+class HealthMonitor:
+    """Feeds grpc.health.v1 from probes of the key backend and the database."""
+
+    def __init__(
+        self,
+        servicer: WatchEndingHealth,
+        services: Sequence[str],
+        probes: Sequence[Callable[[], None]],
+        interval: float = HEALTH_PROBE_SECONDS,
+    ) -> None:
+        self._servicer = servicer
+        self._services = ("", *services)
+        self._probes = probes
+        self._interval = interval
+        self._stop = threading.Event()
+        # Held from a probe's "still running?" check to the end of its publishing, and by
+        # stop(): a probe that ends as the server stops can never publish SERVING after
+        # stop() published NOT_SERVING.
+        self._publishing = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+        self.serving = False
+
+    def _set(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in self._services:
+            self._servicer.set(name, status)
+        if serving != self.serving:
+            log.log(logging.INFO if serving else logging.WARNING, "health: %s",
+                    "SERVING" if serving else "NOT_SERVING")  # fmt: skip
+        self.serving = serving
+
+    def probe(self) -> bool:
+        """Run every probe once; set and return the resulting health."""
+        ok = True
+        for probe in self._probes:
+            try:
+                probe()
+            except Exception as exc:  # noqa: BLE001 - any failure means not serving
+                log.warning("health probe failed: %s", type(exc).__name__)
+                ok = False
+        with self._publishing:
+            if not self._stop.is_set():
+                self._set(ok)
+        return ok
+
+    def start(self) -> None:
+        """Probe once now, then every interval in the background."""
+        self.probe()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.probe()
+
+    def stop(self) -> None:
+        """Stop probing, report NOT_SERVING (the server is going away), and then end the
+        Watch streams, which would otherwise hold the server's stop for its grace period."""
+        with self._publishing:
+            self._stop.set()
+            self._set(False)
+        self._servicer.end_watches()
