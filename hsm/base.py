@@ -153,7 +153,13 @@ class KeyBackend(abc.ABC):
 
     @abc.abstractmethod
     def sign(self, key: KeyHandle, data: bytes) -> bytes:
-        """Sign ``data`` (the whole message; hashing is part of the algorithm)."""
+        """Sign ``data`` (the whole message; hashing is part of the algorithm).
+
+        An ECDSA signature comes back low-S (s <= n/2), whichever s the token or OpenSSL
+        picked: for every valid (r, s), (r, n - s) verifies too, and setpay makes and
+        accepts only the low one on a SET message, so that a signed message has one valid
+        encoding.
+        """
 
     @abc.abstractmethod
     def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:

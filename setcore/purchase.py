@@ -175,8 +175,10 @@ def open_pinit_response(
         data.pe_thumb, signed.bundle, PAYMENT_GATEWAY, CertificateUsage.KEY_EXCHANGE, at
     )
     # SET-PROTOCOL.md 5.2: the gateway's chain too is of the brand the cardholder picked.
-    # One trust store holds one brand's root, so its chain check refuses another brand
-    # already; said here so that it stays true if a store ever holds several roots.
+    # Never true today, kept as a guard: one TrustStore pins one brand root and validates
+    # only certificates of that root's brand, and the merchant's check above already
+    # made that brand the one picked. It is what stops a gateway of another brand if a
+    # store ever holds several roots (the pinning tests reach it with such a store).
     if gateway.brand_id != state.brand_id:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "gateway is not of this brand")
     return MerchantOffer(data.trans_ids, data.chall_m, merchant, gateway)

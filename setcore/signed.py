@@ -9,9 +9,15 @@ valid input to another.
 
 ECDSA signatures are low-S only: for every valid (r, s), (r, n - s) verifies too, so
 anyone holding a signed message could make a second encoding of it (other bytes, same
-content) without the key. Every signature made here has s <= n/2 (``low_s``), and a
-verifier refuses the other half as a bad signature. Ed25519 (S < L) and RSA-PSS have no
-such twin that a third party can make.
+content) without the key. Every signature made here has s <= n/2 (``low_s``), and
+``verify_signature`` refuses the other half as a bad signature. Ed25519 (S < L) and
+RSA-PSS have no such twin that a third party can make.
+
+Every ECDSA signature setpay makes is low-S: SET messages here, certificates and CRLs in
+``setcore.pki.backend_key``. Refusing the high half is for SET messages only: a
+BrandCRLIdentifier is accepted either way (``setcore.pki.bci`` says why), and
+certificates and CRLs are verified by ``cryptography``, which accepts either s
+(``setcore.pki.chain`` says why that stays so).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ MIN_RSA_BITS = 2048
 # RSA-PSS salt length: the digest length, fixed so that every backend agrees.
 PSS_SALT_BYTES = 32
 # The order n of P-256's base point (SEC 2). An ECDSA s above n // 2 is the high half,
-# which setpay neither makes nor accepts (see the module docstring).
+# which setpay never makes and refuses on a SET message (see the module docstring).
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = P256_ORDER // 2
 
@@ -77,7 +83,9 @@ def _signature(
     algorithm = key.signature_algorithm.value
     value = backend.sign(key, signature_input(content_type, algorithm, tbs))
     if key.signature_algorithm is SignatureAlgorithm.ECDSA_P256_SHA256:
-        # A KeyBackend promises no low-S (software keys pick either s), so it is made here.
+        # ``KeyBackend.sign`` promises low-S; made here again all the same, because a
+        # backend that broke the promise (a new one, a token whose answer changed) would
+        # otherwise have every peer refuse about half of what we sign.
         value = low_s(value)
     return crypto_pb2.Signature(signer_cert_thumb=signer_cert_thumb, alg=algorithm, value=value)
 

@@ -50,8 +50,10 @@ class BackendECKey(ec.EllipticCurvePrivateKey):
             signature_algorithm.algorithm, hashes.SHA256
         ):
             raise ConfigurationError("backend EC keys sign ECDSA with SHA-256 only")
-        # Low-S, as every setpay signature: a certificate or CRL is named by the hash of
-        # its bytes, and anyone could otherwise re-encode it under another thumbprint.
+        # Low-S, as every ECDSA signature setpay makes, so that of a certificate's two
+        # encodings the one the CA issued is the low-S one. It does not stop anyone making
+        # the high-S twin (another thumbprint), which verifiers accept: ``setcore.pki.chain``
+        # says why, and why a twin is harmless.
         return low_s(self._backend.sign(self._handle, bytes(data)))
 
     def public_key(self) -> ec.EllipticCurvePublicKey:

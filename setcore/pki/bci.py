@@ -167,10 +167,11 @@ def open_brand_crl_identifier(
             )
         return root_key, None
 
-    # High-S accepted here only: the BCI a bank published before it signed low-S is what
-    # its ca.db and every peer hold for up to BCI_LIFETIME, and refusing it would stop the
-    # bank's start and every chain check until the next one. A BCI's twin changes nothing:
-    # a sequence number already held is never installed again (``TrustStore``).
+    # Of the signed SET messages, the BCI alone is accepted high-S (as certificates and
+    # CRLs are: ``setcore.pki.chain``): the BCI a bank published before it signed low-S
+    # is what its ca.db and every peer hold for up to BCI_LIFETIME, and refusing it would
+    # stop the bank's start and every chain check until the next one. A BCI's twin changes
+    # nothing: a sequence number already held is never installed again (``TrustStore``).
     signed = open_signed(parse_signed(bci), BCI_CONTENT_TYPE, signed_by_root, accept_high_s=True)
     tbs = parse_strict(registration_pb2.BrandCRLIdentifierTBS, signed.tbs)
     if tbs.brand_id != brand_id:

@@ -29,6 +29,19 @@ A path that cannot be built to the root, or a certificate whose signature does n
 verify, is INVALID_CERTIFICATE. Revocation is current state: a revoked certificate is
 refused whatever ``at`` says. For an ``at`` before the current BCI was issued, that BCI
 serves: it lists every revocation up to its issue.
+
+A certificate's ECDSA signature is accepted with either s (``verify_directly_issued_by``
+does not look), unlike a SET message's (``setcore.signed``): a bank's root and CA
+certificates issued before setpay signed low-S may be high-S, and a root cannot be
+reissued without a new bank. So anyone can make a certificate's twin, (r, n - s): other
+DER, another thumbprint, the same key, names, serial and validity. Validation gives the
+twin the answer it gives the certificate (revocation goes by issuer and serial), and a
+path through a CA certificate's twin is refused once a BCI is loaded, as the BCI names
+each CA's CRL by that CA's thumbprint. Beyond that, a twin is harmless as long as a
+thumbprint is only a name to fetch bytes, key a cache or check an echo (a twin named
+there fails to match, which an active attacker could have had by dropping the message);
+whatever decides something about a certificate, its revocation above all, must go by
+issuer and serial instead.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Each CA publishes its own CRL with a cRLNumber that grows with every issue; the brand
 root publishes the one that covers the CA certificates. Which CRL is current is not
 decided here but by the brand's signed BrandCRLIdentifier (``setcore.pki.bci``).
+
+A CRL's ECDSA signature is accepted with either s, as a certificate's is
+(``setcore.pki.chain``), but a CRL's twin is never used: the BCI names each CRL by its
+thumbprint, and a twin, another thumbprint, is a CRL the BCI lists that is missing.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 For every valid ECDSA signature (r, s), (r, n - s) verifies too; setcore refuses the high
 one as a malleable twin. The PKCS#11 backend gets r || s from the token, and the software
 backend gets a signature from OpenSSL; either may pick either s, and each backend returns
-the low one, so that the backends agree. setcore's signer (``setcore.signed.sign``) makes
-every SET signature low-S whatever backend it is given; that is checked here on each kind.
+the low one, as ``KeyBackend.sign`` promises. setcore's signer (``setcore.signed.sign``)
+makes every SET signature low-S even from a backend that broke that promise: checked here
+on each kind behind ``HighSBackend``, which turns every signature into its high-S twin.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from hsm.base import KeyAlgorithm, KeyBackend, KeyUsage
-from setcore.signed import sign
+from setcore.signed import sign, verify_signature
+from tests.setcore.high_s import HighSBackend, is_high_s
 
 from .keycheck import verify
 from .testbed import BackendFactory
@@ -44,11 +46,19 @@ def test_every_backend_returns_low_s_signatures(backend_factory: BackendFactory)
 
 
 def test_setcore_signs_low_s_on_every_backend(backend_factory: BackendFactory) -> None:
-    backend: KeyBackend = backend_factory.open()
+    """Through a backend whose every signature is high-S: what setcore sends is low-S all
+    the same (and verifies), so its own normalization is what is tested, not the
+    backend's. Without it, every one of these would be high."""
+    inner: KeyBackend = backend_factory.open()
     try:
+        backend = HighSBackend(inner)
         key = backend.generate("low-s", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        assert is_high_s(backend.sign(key, b"the double works")), backend_factory.kind
         for n in range(SIGNATURES):
-            signed = sign(backend, key, b"\x01" * 32, "setpay.v1.Test", n.to_bytes(4, "big"))
-            assert _s(signed.signatures[0].value) <= P256_ORDER // 2, (backend_factory.kind, n)
+            tbs = n.to_bytes(4, "big")
+            signed = sign(backend, key, b"\x01" * 32, "setpay.v1.Test", tbs)
+            signature = signed.signatures[0]
+            assert _s(signature.value) <= P256_ORDER // 2, (backend_factory.kind, n)
+            verify_signature(key.public_key, signature, "setpay.v1.Test", tbs)
     finally:
-        backend.close()
+        inner.close()

@@ -13,6 +13,7 @@ bank are ``tests/clients/merchant/test_gateway_brand.py`` and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,15 +36,21 @@ from setcore.gateway_admin import (
     open_pcert_request,
     open_pcert_response,
 )
-from setcore.pki import CertificateUsage, issue_gateway
+from setcore.pki import CertificateUsage, TrustStore, issue_gateway
 from setcore.pki.certificate import load_certificate
 from setcore.pki.hierarchy import create_brand
 from setcore.pki.issuance import kem_for
 from setcore.pki.roles import PAYMENT_GATEWAY
+from setcore.pki.verified import VerifiedCertificate
 from setcore.profiles import EC
-from setcore.purchase import build_pinit_request, build_pinit_response, open_pinit_response
+from setcore.purchase import (
+    PInitState,
+    build_pinit_request,
+    build_pinit_response,
+    open_pinit_response,
+)
 from setcore.signers import GatewayIdentity
-from setpay.v1 import capture_pb2, common_pb2, gateway_admin_pb2
+from setpay.v1 import capture_pb2, common_pb2, crypto_pb2, gateway_admin_pb2, purchase_pb2
 
 from .certified import Certified, certify, refused
 from .pinning_support import gateway_of
@@ -169,9 +176,20 @@ def test_a_pcertres_naming_another_gateways_certificate_is_refused(ec: Certified
     assert "certificates of another gateway" in reason
 
 
+def _pinit(
+    c: Certified, kex_der: bytes, chain: tuple[bytes, ...], brand_id: str
+) -> tuple[purchase_pb2.PInitResponse, PInitState]:
+    """A PInitRes of ``c``'s merchant naming ``kex_der`` as the gateway, to a wallet that
+    picked ``brand_id``."""
+    _, card = _cardholder(c)
+    request, state = build_pinit_request(card.pan, brand_id, b"lid-c")
+    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
+    return build_pinit_response(c.merchant, request, trans, new_id(), kex_der, chain), state
+
+
 def test_a_wallet_refuses_a_gateway_of_another_brand(ec: Certified) -> None:
     """PEThumb naming a gateway key-exchange certificate under another brand's root (the
-    same gateway name): refused (by the chain, which ends at the wallet's brand root)."""
+    same gateway name): refused by the chain, which ends at the wallet's brand root."""
     backend = SoftwareBackend.ephemeral()
     brand = create_brand(backend, EC, "otherbrand")
     pca = brand.gateway_ca.ca
@@ -179,10 +197,49 @@ def test_a_wallet_refuses_a_gateway_of_another_brand(ec: Certified) -> None:
     der = issue_gateway(
         pca, kex.public_key, CertificateUsage.KEY_EXCHANGE, GATEWAY_NAME, kem=kem_for(kex)
     )
-    _, card = _cardholder(ec)
-    request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c")
-    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
-    response = build_pinit_response(ec.merchant, request, trans, new_id(), der, (pca.der,))
-    refused(
+    response, state = _pinit(ec, der, (pca.der,), ec.brand_id)
+    reason = refused(
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, open_pinit_response, response, state, ec.trust()
     )
+    assert reason == "no chain to the pinned brand root"
+
+
+def test_a_wallet_refuses_a_merchant_of_another_brand_than_it_picked(ec: Certified) -> None:
+    """The wallet picked a brand its trust store is not pinned to: every certificate the
+    store validates is of the store's brand, so the merchant's is not of the one picked."""
+    kex = ec.gateway.key_exchange_cert or b""
+    response, state = _pinit(ec, kex, (ec.world.brand.gateway_ca.ca.der,), "otherbrand")
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, open_pinit_response, response, state, ec.trust()
+    )
+    assert reason == "merchant is not of this brand"
+
+
+class _GatewaysOfAnotherBrand(TrustStore):
+    """A real trust store that reports every gateway certificate as of ``otherbrand``:
+    what one holding several brand roots would give for another brand's gateway whose
+    chain is good. (One store pins one root today, so the guard is otherwise unreachable.)"""
+
+    def resolve(
+        self,
+        signature_thumb: bytes,
+        bundle: crypto_pb2.CertBundle | None,
+        expected_type: int,
+        usage: CertificateUsage | str,
+        at: datetime | None = None,
+    ) -> VerifiedCertificate:
+        verified = super().resolve(signature_thumb, bundle, expected_type, usage, at)
+        if expected_type != PAYMENT_GATEWAY:
+            return verified
+        return replace(verified, brand_id="otherbrand")
+
+
+def test_a_gateway_whose_chain_passes_but_of_another_brand_is_refused(ec: Certified) -> None:
+    trust = _GatewaysOfAnotherBrand(ec.world.root.der)
+    trust.update_revocation(ec.world.bci, ec.world.crls)
+    kex = ec.gateway.key_exchange_cert or b""
+    response, state = _pinit(ec, kex, (ec.world.brand.gateway_ca.ca.der,), ec.brand_id)
+    reason = refused(
+        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, open_pinit_response, response, state, trust
+    )
+    assert reason == "gateway is not of this brand"

@@ -42,6 +42,7 @@ from setcore.freshness import new_id
 from setcore.pan import PAN
 from setcore.pki import CertificateUsage, TrustStore, issue_gateway
 from setcore.pki.bci import issue_brand_crl_identifier
+from setcore.pki.crl import issue_crl
 from setcore.pki.roles import PAYMENT_GATEWAY
 from setcore.profiles import EC
 from setcore.purchase import (
@@ -72,31 +73,18 @@ from setpay.v1 import (
 )
 
 from .certified import Certified, certify, refused
+from .high_s import P256_ORDER, HighSBackend, high_s, is_high_s
 from .pinning_support import gateway_of
 from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
 from .test_capture import _decisions, _item, _request
 from .test_purchase import Shop, _preq, _shop
 from .test_registration import _ca, _form, _key
 
-# Enough signatures that a signer choosing s at random would show a high one many times
-# over (each is high with probability 1/2: 200 in a row low is 2**-200).
-SIGNATURES_PER_SIGNER = 200
-# Certificates are slower to make; 40 in a row low-S by chance is 2**-40.
-CERTIFICATES_PER_SIGNER = 40
+# Signatures made through ``HighSBackend``, each of which would go out high-S without
+# setcore's normalization: a handful shows it, more only costs time.
+SIGNATURES_PER_SIGNER = 20
+CERTIFICATES_PER_SIGNER = 5
 WHY = "s above n/2"
-# The order n of P-256's base point (SEC 2), stated here apart from the code under test.
-P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-def is_high_s(der: bytes) -> bool:
-    """Whether a DER ECDSA P-256 signature's s is in the upper half, above n/2."""
-    return decode_dss_signature(der)[1] > P256_ORDER // 2
-
-
-def high_s(der: bytes) -> bytes:
-    """The high-S one of the two DER signatures (r, s) and (r, n - s)."""
-    r, s = decode_dss_signature(der)
-    return der if is_high_s(der) else encode_dss_signature(r, P256_ORDER - s)
 
 
 def twin(der: bytes) -> bytes:
@@ -130,22 +118,31 @@ def world() -> World:
     return make_world(SoftwareBackend.ephemeral(), EC)
 
 
-# --- signers ------------------------------------------------------------------------
+# --- signers: low-S even from a backend that returns high-S ----------------------------
+# Every backend returns low-S (``tests/hsm/test_low_s``), so only a backend that does not
+# shows setcore's own normalization at work: ``HighSBackend`` turns every signature into
+# its high-S twin.
 
 
 def test_setcore_signs_low_s_only(ec: Certified) -> None:
     c = ec.merchant
+    backend = HighSBackend(c.backend)
     for n in range(SIGNATURES_PER_SIGNER):
-        made = sign(c.backend, c.signature_key, c.signature_thumb, "setpay.v1.X", n.to_bytes(4))
+        made = sign(backend, c.signature_key, c.signature_thumb, "setpay.v1.X", n.to_bytes(4))
         assert not is_high_s(made.signatures[0].value), n
 
 
-def test_certificates_are_signed_low_s_only(ec: Certified) -> None:
-    pca = ec.world.brand.gateway_ca.ca
+def test_certificates_and_crls_are_signed_low_s_only(ec: Certified) -> None:
+    """Low-S although verifiers accept either (``setcore.pki.chain``): of a certificate's
+    two encodings, the one setpay issued is the low-S one."""
+    real = ec.world.brand.gateway_ca.ca
+    pca = replace(real, backend=HighSBackend(real.backend))
     key = ec.world.key(KeyUsage.SIGNATURE)
     for n in range(CERTIFICATES_PER_SIGNER):
         der = issue_gateway(pca, key.public_key, CertificateUsage.SIGNATURE, f"gateway-{n}")
         assert not is_high_s(x509.load_der_x509_certificate(der).signature), n
+        crl = issue_crl(pca, [], n + 1)
+        assert not is_high_s(x509.load_der_x509_crl(crl).signature), n
 
 
 # --- open_signed: a Signed message (PInitRes) -----------------------------------------
