@@ -3,6 +3,7 @@
     setpay merchant [--dir DIR] register --root ROOT.pem [--profile ec|rsa] [--form K=V]...
     setpay merchant [--dir DIR] renew [--profile ec|rsa]
     setpay merchant [--dir DIR] serve
+    setpay merchant [--dir DIR] forget-gateway
     setpay merchant [--dir DIR] orders [list | new --description D --amount N]
     setpay merchant [--dir DIR] capture ORDER [--amount N]
     setpay merchant [--dir DIR] refund ORDER [--amount N]
@@ -19,7 +20,10 @@ unknown (no answer, one that did not verify, or the merchant's own keys or datab
 failing on it) exits 4: the request stays sent, and ``serve`` sends the same request
 again, as does the same batch command given again. ``orders`` marks an authorization or
 an operation whose answers did not verify, with when ``serve`` asks again
-(``clients.merchant.outcome``): something needs mending.
+(``clients.merchant.outcome``): something needs mending. ``forget-gateway`` clears the
+gateway the merchant takes answers from (the one its first PCertRes named, kept in its
+database), for a merchant that changed gateways on purpose: run it with ``serve``
+stopped; the next start takes the gateway that answers its first PCertReq.
 """
 
 from __future__ import annotations
@@ -102,6 +106,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     w.add_argument("--profile", choices=sorted(PROFILES), default="ec")
 
     ops.add_parser("serve", help="serve wallets (PInit, Purchase, Inquiry)")
+    ops.add_parser(
+        "forget-gateway", help="clear the gateway pinned at the first start (changing gateways)"
+    )
 
     o = ops.add_parser("orders", help="list orders, or create one (SET Initiation)")
     o_ops = o.add_subparsers(dest="orders_command")
@@ -209,17 +216,40 @@ def _serve(config: MerchantConfig) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # The start-up's resume round runs in this thread before anything serves: it must
+        # hear the stop too, and end after the request in flight.
+        merchant.request_stop()
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         port = merchant.serve()
+        if port == 0:  # stopped while starting: what it had not sent yet waits for a start
+            print(f"merchant {config.merchant_id} stopped before serving", flush=True)
+            return 0
         print(f"merchant {config.merchant_id} serving on port {port}", flush=True)
         stop.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         merchant.close()
+    return 0
+
+
+def _forget_gateway(config: MerchantConfig) -> int:
+    store = MerchantStore(config.store)
+    try:
+        forgotten = store.forget_gateway()
+    finally:
+        store.close()
+    if forgotten is None:
+        print("no gateway pinned: the next start takes the one its first PCertRes names")
+        return 0
+    since = datetime.fromtimestamp(forgotten.pinned_ms / 1000, UTC)
+    print(
+        f"forgot gateway {forgotten.identity}, pinned since {since:%Y-%m-%d %H:%M:%S} UTC: "
+        "the next start takes the one its first PCertRes names"
+    )
     return 0
 
 
@@ -362,6 +392,8 @@ def run(args: argparse.Namespace) -> int:
             return _renew(config, args)
         if command == "serve":
             return _serve(config)
+        if command == "forget-gateway":
+            return _forget_gateway(config)
         if command == "orders":
             return _orders(config, args)
         return _settle(config, args)

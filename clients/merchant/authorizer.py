@@ -26,6 +26,11 @@ Where authorization differs from a settlement operation, it says why at the hook
 - Whoever asks hears the order, never ``OutcomeUnknown``: the cardholder may be waiting
   (``AnswerMode.AFTER_AUTHORIZATION``), and SET's answer for an authorization not yet
   known is "order received", which is true; the wallet may inquire later.
+- Building the AuthReq may itself call out (the gateway's certificates fetched again
+  once stale, revocation data for them): a failure there leaves the order purchased,
+  nothing stored nor sent, and is met as a sending's would be (``_stored``): "order
+  received" to the wallet, and no answer at all ends a ``resume`` round as the gateway
+  unreachable.
 - An answer that could not be checked for want of current revocation data fetches it
   for the next try: no caller keeps it current before authorizing, as a settlement
   command does at its start and a serving merchant's resume rounds do (``runtime``). A
@@ -45,12 +50,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clients.errors import ClientError, OutcomeUnknown
+from clients.errors import ClientError, OutcomeUnknown, TransportError
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.store import MerchantStore
 from clients.merchant.stored_requests import StoredRequests
 from clients.revocation import RevocationFeed
+from hsm.errors import KeyBackendError
 from setcore.amount import same_unit
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
@@ -137,12 +143,13 @@ class Authorizer(StoredRequests[Order]):
 
         A verified answer is final: the order is authorized, declined, or failed by the
         gateway's verified SET Error. Anything else leaves it authorizing, outcome
-        unknown, and the worker sends the same bytes again (``outcome``). If another
+        unknown, and the worker sends the same bytes again (``outcome``); or, its AuthReq
+        not built now, purchased, for the worker to build (``_stored``). If another
         thread is authorizing the same order, this waits for it and reports its outcome.
         """
         try:
             return self._authorize(xid)
-        except OutcomeUnknown:  # logged as it was raised; the order says "authorizing"
+        except OutcomeUnknown:  # logged as it was raised; "authorizing", or "purchased" yet
             return self._store.order(xid)
 
     def _authorize(self, xid: bytes) -> Order:
@@ -172,11 +179,31 @@ class Authorizer(StoredRequests[Order]):
             log.warning("order %s: revocation data not fetched now: %s", order.short_id, exc)
 
     def _stored(self, order: Order) -> Order:
-        """The order authorizing, its AuthReq stored (built now if it has none)."""
+        """The order authorizing, its AuthReq stored (built now if it has none).
+
+        Building may need the gateway's certificates fetched again (a PCertReq, revocation
+        data from the CA), the key backend and the store: any of them failing leaves the
+        order purchased, nothing sent, and raises ``OutcomeUnknown`` as a sending would,
+        so that the wallet hears "order received" and ``resume`` takes no answer from
+        the gateway at all as "gateway unreachable".
+        """
         if order.state is OrderState.AUTHORIZING:
             return order
-        wire, state = self._build(order)
-        return self._store.record_auth_request(order.xid, state.rrpid, wire, state.request_digest)
+        try:
+            wire, state = self._build(order)
+            return self._store.record_auth_request(
+                order.xid, state.rrpid, wire, state.request_digest
+            )
+        except Exception as exc:  # the order's AuthReq is not built: nothing is lost
+            quiet = isinstance(exc, TransportError)  # the gateway or the CA away
+            known = isinstance(exc, ClientError | SetcoreError | KeyBackendError)
+            reason = f"AuthReq not built now, nothing sent: {type(exc).__name__}: {exc}"
+            log.log(
+                logging.WARNING if quiet else logging.ERROR,
+                "order %s: stays purchased, will retry (%s)", order.short_id, reason,
+                exc_info=None if known else exc,
+            )  # fmt: skip
+            raise OutcomeUnknown(f"order {order.short_id}", reason, exc) from exc
 
     def _build(self, order: Order) -> tuple[bytes, AuthRequestState]:
         """A new AuthReq for the order (a fresh RRPID and date), its PI as baggage."""

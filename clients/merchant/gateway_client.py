@@ -8,15 +8,16 @@ first time. Every response is verified with setcore's opener before it is return
 an answer that does not verify raises ``ProtocolError``, a gateway SET Error raises
 ``PeerError``, a transport failure ``TransportError``.
 
-Answers are accepted only from the gateway the client's first verified PCertRes named
+Answers are accepted only from the gateway the merchant's first verified PCertRes named
 (SET-PROTOCOL.md 7.4): signed by a signature certificate with that certificate's subject
 name, of the merchant's brand, chaining to the brand root, valid and unrevoked
 (``setcore.signers.GatewayIdentity``). Another gateway, even one the same brand root
 certified, cannot answer in its name; the same gateway's renewed certificate, and the
-one it signed a stored answer with before a renewal, can. The client sends a PCertReq
-itself before its first answer if no PCertRes came yet, and refuses a later PCertRes
-naming another gateway (the pin is per process: a restart learns it again, over the
-same channel to the configured gateway).
+one it signed a stored answer with before a renewal, can. The pin is kept in the
+merchant's database (``gateway_pin``), so it holds across starts and for every process
+on that database: a PCertRes naming another gateway is refused, at a start too, naming
+both, until an operator clears the pin (``setpay merchant forget-gateway``). The client
+sends a PCertReq itself before its first answer if no gateway is pinned yet.
 
 ``GatewayKeys`` keeps the gateway's certificates from PCertRes: fetched at start, again
 after ``GATEWAY_CERTIFICATES_TTL`` or when the key-exchange certificate nears its end.
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from clients.errors import ConfigError
+from clients.merchant.gateway_pin import GatewayPin, GatewayPinStore
 from clients.transport import Caller
 from setcore.auth_reversal import (
     AuthRevRequestState,
@@ -49,6 +51,7 @@ from setcore.capture import CaptureResult, CaptureState, open_capture_response
 from setcore.credentials import Credentials
 from setcore.envelope import Recipient
 from setcore.errors import ErrorCode, fail
+from setcore.freshness import now_ms
 from setcore.gateway_admin import (
     SUCCESS,
     BatchAdminResult,
@@ -87,42 +90,67 @@ class GatewayClient:
     """Sends merchant requests to one payment gateway and verifies its answers."""
 
     def __init__(
-        self, caller: Caller, credentials: Credentials, trust: TrustStore, merchant_id: str
+        self,
+        caller: Caller,
+        credentials: Credentials,
+        trust: TrustStore,
+        merchant_id: str,
+        pins: GatewayPinStore | None = None,
     ) -> None:
+        """``pins``: where the pin is kept, the merchant's database; None keeps it in this
+        client alone (a tool or a test with no merchant database)."""
         self._caller = caller
         self._credentials = credentials
         self._trust = trust
         self._merchant_id = merchant_id
+        self._pins = pins
         self._lock = threading.Lock()
-        self._identity: GatewayIdentity | None = None
+        self._pinned: GatewayPin | None = None
+
+    def _stored_pin(self) -> GatewayPin | None:
+        """The pin, read from the database once it is there (caller holds the lock)."""
+        if self._pinned is None and self._pins is not None:
+            self._pinned = self._pins.gateway_pin()
+            if self._pinned is not None:
+                log.info("gateway: answers taken from %s, as before", self._pinned.identity)
+        return self._pinned
 
     def _pin(self, certificates: GatewayCertificate) -> None:
-        """Take answers from the gateway a verified PCertRes named; the first one decides."""
+        """Take answers from the gateway a verified PCertRes named; the first one decides,
+        in this process or any before it on the same database."""
         assert certificates.signature is not None
         named = GatewayIdentity.of(certificates.signature)
         with self._lock:
-            pinned = self._identity
+            pinned = self._stored_pin()
             if pinned is None:
-                self._identity = named
-                log.info("gateway: answers taken from %s", named)
-                return
-        if named != pinned:
+                if self._pins is None:
+                    pinned = GatewayPin(named, now_ms())
+                else:
+                    pinned = self._pins.pin_gateway(certificates.signature.der, named.brand_id)
+                self._pinned = pinned
+                if pinned.identity == named:
+                    log.info("gateway: answers taken from %s from now on", named)
+        if named != pinned.identity:
             # Another gateway answering PCertReq at our gateway's address: its key-exchange
             # certificate must not reach wallets, nor its answers count as our gateway's.
+            since = datetime.fromtimestamp(pinned.pinned_ms / 1000, UTC)
             raise fail(
                 ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
-                f"PCertRes names gateway {named}, not {pinned}, the gateway this merchant"
-                " has taken answers from since its first PCertRes",
+                f"PCertRes names gateway {named}, not {pinned.identity}, the gateway this"
+                f" merchant has taken answers from since its first PCertRes"
+                f" ({since:%Y-%m-%d %H:%M:%S} UTC); if the merchant changed gateways on"
+                " purpose, 'setpay merchant forget-gateway' clears that pin",
             )
 
     def gateway_identity(self) -> GatewayIdentity:
-        """The gateway answers are accepted from (PCertReq first if none is known yet)."""
-        identity = self._identity
-        if identity is None:
+        """The gateway answers are accepted from (PCertReq first if none is pinned yet)."""
+        with self._lock:
+            pinned = self._stored_pin()
+        if pinned is None:
             self.gateway_certificates(self._trust.brand_id)
-            identity = self._identity
-            assert identity is not None
-        return identity
+            pinned = self._pinned
+            assert pinned is not None
+        return pinned.identity
 
     def authorize(self, request: bytes, state: AuthRequestState) -> AuthResult:
         """AuthReq -> verified AuthRes."""
@@ -204,8 +232,8 @@ class GatewayClient:
     def gateway_certificates(self, brand_id: str, bin_: str = "") -> GatewayCertificate:
         """PCertReq for one brand (and BIN) -> the verified gateway certificates for it.
 
-        Refused (INVALID_CERTIFICATE) when they are another gateway's than the one this
-        client's first PCertRes named.
+        Refused (INVALID_CERTIFICATE) when they are another gateway's than the one the
+        merchant's first PCertRes named (``gateway_pin``).
         """
         request, state = build_pcert_request(
             self._credentials, [(brand_id, bin_)], self._merchant_id

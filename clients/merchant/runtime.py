@@ -91,8 +91,9 @@ class Merchant:
         authority = AuthorityClient(Caller(ca_channel, "CA"))
         revocation = RevocationFeed(trust, lambda: authority.revocation(config.brand_id))
         gateway_channel = open_channel(config.gateway.channel(), "gateway")
+        store = MerchantStore(config.store)
         gateway = GatewayClient(
-            Caller(gateway_channel, "gateway"), credentials, trust, config.merchant_id
+            Caller(gateway_channel, "gateway"), credentials, trust, config.merchant_id, store
         )
 
         def fetch_gateway_certificates() -> GatewayCertificate:
@@ -100,7 +101,6 @@ class Merchant:
             return gateway.gateway_certificates(config.brand_id)
 
         keys = GatewayKeys(fetch_gateway_certificates)
-        store = MerchantStore(config.store)
         authorizer = Authorizer(store, credentials, gateway, keys, config.merchant_id, revocation)
         checkout = Checkout(
             credentials, trust, store, keys, authorizer, revocation, config.brand_id,
@@ -116,13 +116,18 @@ class Merchant:
         )  # fmt: skip
 
     def serve(self) -> int:
-        """Fetch revocation data and gateway certificates, start the worker and the service.
+        """Fetch revocation data and gateway certificates, send again what a previous run
+        left unanswered, start the worker and the service.
 
-        Returns the bound port (the configuration may ask for port 0).
+        Returns the bound port (the configuration may ask for port 0); 0 when
+        ``request_stop`` came during the start-up, which then starts nothing.
         """
         self.revocation.refresh()
         self.gateway_keys.current()
         self._resume_operations()
+        if self._stop_resuming.is_set():
+            log.info("merchant %s: stopped while starting, before serving", self.config.merchant_id)
+            return 0
         self.authorizer.start()
         self._resumer = threading.Thread(target=self._resume_loop, name="resumer", daemon=True)
         self._resumer.start()
@@ -185,6 +190,13 @@ class Merchant:
             log.info(
                 "resumed %d unanswered operations and %d batch requests", len(resumed), len(batches)
             )
+
+    def request_stop(self) -> None:
+        """Ask the merchant to stop, from a signal handler too: a resume round (the
+        start-up's, run by ``serve`` before anything serves, or a later one) ends after
+        the request in flight, and a ``serve`` still starting starts nothing more.
+        ``close`` still closes."""
+        self._stop_resuming.set()
 
     def wait(self) -> None:
         """Block until the server stops."""

@@ -31,7 +31,7 @@ from clients.merchant.records import (
     short,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE offers (
@@ -112,6 +112,16 @@ CREATE TABLE batch_requests (
     updated_ms      INTEGER NOT NULL
 )
 """
+# One row at most: the merchant has one gateway. Its signature certificate is kept for
+# its subject name alone (``GatewayIdentity``), which outlives the certificate.
+_GATEWAY_PIN = """
+CREATE TABLE gateway_pin (
+    one          INTEGER PRIMARY KEY CHECK (one = 1),
+    certificate  BLOB NOT NULL,
+    brand_id     TEXT NOT NULL,
+    pinned_ms    INTEGER NOT NULL
+)
+"""
 
 # What brings a file of version N to N + 1, by N.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -125,6 +135,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         for table in ("orders", "operations", "batch_requests")
         for column in ("unverified", "retry_after_ms")
     ),
+    # 5: the gateway the first PCertRes named, kept across starts (``gateway_pin``).
+    4: (_GATEWAY_PIN,),
 }
 
 # The column lists are in the order ``order_from_row``, ``operation_from_row`` and

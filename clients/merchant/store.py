@@ -3,9 +3,9 @@
 One SQLite file (``clients.merchant.database``: durable, shared by the merchant's
 processes). The tables, their version and how a row becomes a record are
 ``clients.merchant.schema``'s; the transactions over them live by domain:
-``order_store`` (offers, orders and their authorization) and ``settlement_store``
-(settlement operations and batch changes). ``MerchantStore`` is both, and what spans
-them.
+``order_store`` (offers, orders and their authorization), ``settlement_store``
+(settlement operations and batch changes) and ``gateway_pin`` (the gateway answers are
+taken from). ``MerchantStore`` is all three, and what spans them.
 
 Every request that may change something at the gateway (an authorization, a capture, a
 batch close; not a query) is stored, as the exact bytes sent, *before* it is sent:
@@ -20,6 +20,7 @@ change the order's state forbids, ``OrderStateError``.
 
 from __future__ import annotations
 
+from clients.merchant.gateway_pin import GatewayPinStore
 from clients.merchant.order_store import OrderStore
 from clients.merchant.records import BatchRequest, Operation, OperationState, Order, OrderState
 from clients.merchant.settlement_store import SettlementStore
@@ -32,7 +33,7 @@ _WAITING: dict[type, tuple[str, str, str]] = {
 }
 
 
-class MerchantStore(OrderStore, SettlementStore):
+class MerchantStore(OrderStore, SettlementStore, GatewayPinStore):
     """The merchant's records in its SQLite file (thread-safe, as ``Database`` is)."""
 
     def postpone(

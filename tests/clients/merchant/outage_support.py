@@ -4,6 +4,7 @@ again on its directory (after a crash), and time that passes (``tests.clocks``).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -13,8 +14,12 @@ from clients.merchant.config import load as load_merchant_config
 from clients.merchant.renewal import RENEW_MARGIN_MS
 from clients.merchant.runtime import Merchant
 from gateway.health_monitor import HealthMonitor
+from gateway.ports import reserve
+from gateway.process import tls_config
+from gateway.server import ServiceBinding, create_server
+from gateway.servicer import PaymentGatewayServicer
 from setcore.freshness import FRESHNESS_WINDOW_MS
-from tests.clients.bank_support import RunningBank, serve_gateway
+from tests.clients.bank_support import LIMITS, RunningBank
 
 # Past the freshness window and the margin after which the merchant builds a request the
 # gateway refused as too old afresh.
@@ -27,12 +32,28 @@ RECONNECT_SECONDS = 20.0
 
 
 class GatewayOutage:
-    """A PaymentGateway server of the bank's own, on a port that outlives its stops."""
+    """A PaymentGateway server of the bank's own, on a port that outlives its stops.
+
+    The port is held by a socket that never listens (``gateway.ports``): no other process
+    takes it while the gateway is away, and a merchant's calls meanwhile are refused as
+    by a gateway down.
+    """
 
     def __init__(self, bank: RunningBank) -> None:
         self._bank = bank
-        server, self.port, health = serve_gateway(bank.bank, bank.config)
-        self._running: list[tuple[grpc.Server, HealthMonitor]] = [(server, health)]
+        self._held = reserve("127.0.0.1:0")
+        self.port = self._held.port
+        self._running: list[tuple[grpc.Server, HealthMonitor]] = []
+        self.serve(PaymentGatewayServicer(bank.bank))
+
+    def serve(self, servicer: PaymentGatewayServicer) -> None:
+        """The gateway is (back) on its port, answering with ``servicer``."""
+        server, _, health = create_server(
+            [ServiceBinding("PaymentGatewayService", servicer)], self.target,
+            replace(LIMITS, reuse_port=True),  # bound beside the reservation
+            tls=tls_config(self._bank.config, mutual=True), reflection_enabled=False,
+        )  # fmt: skip
+        self._running.append((server, health))
 
     @property
     def target(self) -> str:
@@ -46,10 +67,14 @@ class GatewayOutage:
             server.stop(grace=None).wait()
         self._running.clear()
 
+    def release(self) -> None:
+        """The gateway goes away for good, its port with it."""
+        self.stop()
+        self._held.close()
+
     def end(self, merchant: Merchant) -> None:
         """The gateway is back on the same port; wait until ``merchant`` reaches it."""
-        server, _, health = serve_gateway(self._bank.bank, self._bank.config, self.port)
-        self._running.append((server, health))
+        self.serve(PaymentGatewayServicer(self._bank.bank))
         give_up = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:

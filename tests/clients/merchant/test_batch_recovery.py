@@ -279,7 +279,7 @@ def test_a_close_sent_in_a_long_outage_is_built_afresh_once_it_is_too_old(
         assert gateway_batches(bank, merchant.config.merchant_id)[batch] == "closed"
     finally:
         merchant.close()
-        outage.stop()
+        outage.release()
 
 
 def test_a_query_is_not_stored(

@@ -13,50 +13,34 @@ brand, answering in its name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from clients.merchant.runtime import Merchant
-from clients.transport import Caller
-from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.authorization import AUTH_RES_CT, AuthRequestState
 from setcore.credentials import Credentials
 from setcore.envelope import Recipient, open_sealed
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, PeerError, ProtocolError
-from setcore.gateway_admin import SUCCESS, build_pcert_response, open_pcert_request
 from setcore.link import link_content_type, seal_signed
-from setcore.pki import CertificateUsage, issue_gateway
 from setcore.pki.certificate import common_name_of, load_certificate
 from setcore.pki.hierarchy import create_brand
-from setcore.pki.issuance import IssuingCA, kem_for
 from setcore.profiles import EC
 from setcore.signed import parse_signed
-from setpay.v1 import crypto_pb2, gateway_admin_pb2
+from setpay.v1 import crypto_pb2
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.gateway_support import (
+    answering_pcertreq,
+    gateway_signing,
+    other_gateway,
+)
 from tests.clients.merchant.tampering_support import Exchange, TamperingGateway
 from tests.clients.test_purchase_flow import buy, offer
 
 Tamper = Callable[[Any, Exchange, TamperingGateway], None]
-
-
-def _gateway_signing(ca: IssuingCA, name: str) -> Credentials:
-    """A gateway signature certificate ``ca`` issues to ``name``, with its key."""
-    backend = SoftwareBackend.ephemeral()
-    key = backend.generate(name, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    der = issue_gateway(ca, key.public_key, CertificateUsage.SIGNATURE, name)
-    return Credentials(backend, key, der, (ca.der,))
-
-
-def _other_gateway(bank: RunningBank) -> Credentials:
-    """Another gateway, certified by the bank's own Payment Gateway CA (same brand root)."""
-    pca = bank.pki.pca
-    ca = IssuingCA(bank.pki.backend, pca.signature_key, pca.signature_cert, (bank.pki.root_der,))
-    return _gateway_signing(ca, "another-gateway")
 
 
 def _resigned_by(signer: Credentials, merchant: Merchant) -> Tamper:
@@ -123,7 +107,7 @@ def test_an_answer_signed_by_another_gateway_of_the_brand_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Before: accepted as the gateway's AuthRes (``result.gateway`` the other one)."""
-    other = _other_gateway(bank)
+    other = other_gateway(bank)
     merchant, request, state = _authorized(make_merchant, make_wallet, "m-other-gateway")
     gateway = TamperingGateway(monkeypatch, bank)
     gateway.tamper("Authorize", _resigned_by(other, merchant))
@@ -142,7 +126,7 @@ def test_an_error_signed_by_another_gateway_of_the_brand_is_not_a_refusal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Before: a PeerError, the merchant taking it as its gateway's refusal."""
-    other = _other_gateway(bank)
+    other = other_gateway(bank)
     merchant, request, state = _authorized(make_merchant, make_wallet, "m-other-error")
     gateway = TamperingGateway(monkeypatch, bank)
     gateway.tamper("Authorize", _error_signed_by(other))
@@ -162,39 +146,13 @@ def test_an_answer_signed_by_a_gateway_of_another_brand_is_refused(
     which ends at the merchant's own brand root only, before any name is compared."""
     brand = create_brand(SoftwareBackend.ephemeral(), EC, "otherbrand")
     name = common_name_of(load_certificate(bank.pki.gateway.signature_cert))
-    other = _gateway_signing(brand.gateway_ca.ca, name)
+    other = gateway_signing(brand.gateway_ca.ca, name)
     merchant, request, state = _authorized(make_merchant, make_wallet, "m-other-brand")
     gateway = TamperingGateway(monkeypatch, bank)
     gateway.tamper("Authorize", _resigned_by(other, merchant))
     with pytest.raises(ProtocolError) as caught:
         merchant.gateway.authorize(request, state)
     assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
-
-
-def _answering_pcertreq(bank: RunningBank, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on PCertReq is answered by another gateway the bank's own Payment Gateway
-    CA certified, naming its own certificates: a PCertRes that verifies."""
-    signing = _other_gateway(bank)
-    pca = bank.pki.pca
-    ca = IssuingCA(bank.pki.backend, pca.signature_key, pca.signature_cert, (bank.pki.root_der,))
-    template = bank.pki.gateway.key_exchange_key
-    assert template is not None
-    kex = signing.backend.generate("another-gateway-kex", KeyUsage.KEY_EXCHANGE, template.algorithm)
-    kex_der = issue_gateway(
-        ca, kex.public_key, CertificateUsage.KEY_EXCHANGE, "another-gateway", kem=kem_for(kex)
-    )
-    other = replace(signing, key_exchange_key=kex, key_exchange_cert=kex_der)
-    real = Caller.call
-
-    def call(caller: Caller, method: str, request: bytes, response_cls: Any, **kw: Any) -> Any:
-        response = real(caller, method, request, response_cls, **kw)
-        if method.endswith("/GatewayCertificates"):
-            asked = gateway_admin_pb2.GatewayCertificatesRequest.FromString(request)
-            verified = open_pcert_request(asked, bank.pki.trust)
-            response.p_cert_res = build_pcert_response(other, verified, [SUCCESS])
-        return response
-
-    monkeypatch.setattr(Caller, "call", call)
 
 
 def test_a_later_pcertres_naming_another_gateway_is_refused(
@@ -204,7 +162,7 @@ def test_a_later_pcertres_naming_another_gateway_is_refused(
     that gateway's key-exchange certificate from wallets and its answers from counting."""
     merchant = make_merchant("m-later-pcertres")
     ours = merchant.gateway.gateway_identity()
-    _answering_pcertreq(bank, monkeypatch)
+    answering_pcertreq(bank, monkeypatch)
     with pytest.raises(ProtocolError) as caught:
         merchant.gateway.gateway_certificates(merchant.config.brand_id)
     assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE

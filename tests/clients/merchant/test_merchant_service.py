@@ -333,7 +333,7 @@ def test_an_authorization_pending_past_the_freshness_window_is_built_afresh(
         assert again.error_code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
     finally:
         merchant.close()
-        outage.stop()
+        outage.release()
 
 
 @pytest.mark.parametrize(

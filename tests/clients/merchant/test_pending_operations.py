@@ -144,4 +144,4 @@ def test_an_authorization_reversal_waits_for_a_pending_capture(
         assert gateway_hold(bank, xid).captured == 400
     finally:
         merchant.close()
-        outage.stop()
+        outage.release()

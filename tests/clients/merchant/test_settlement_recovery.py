@@ -189,7 +189,7 @@ def _capture_in_outage(
         yield merchant, xid, outage
     finally:
         merchant.close()
-        outage.stop()
+        outage.release()
 
 
 def _batch_totals(merchant: Merchant, batch_id: str) -> tuple[int, int]:

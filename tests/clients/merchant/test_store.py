@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clients.errors import StoreError
-from clients.merchant.records import OperationKind, OperationState
+from clients.merchant.records import OperationKind, OperationState, OrderState
 from clients.merchant.schema import SCHEMA_VERSION
 from clients.merchant.store import MerchantStore
 from tests.clients.merchant.store_support import EUR, batch_request, purchased
@@ -22,8 +22,15 @@ _VERSION_4_COLUMNS = {
 }
 
 
+def _back_to_version_4(conn: sqlite3.Connection) -> None:
+    """Make a file of this setpay one of version 4, as a setpay of then wrote it."""
+    conn.execute("DROP TABLE gateway_pin")
+    conn.execute("PRAGMA user_version=4")
+
+
 def _back_to_version_3(conn: sqlite3.Connection) -> None:
     """Make a file of this setpay one of version 3, as a setpay of then wrote it."""
+    _back_to_version_4(conn)
     for table, columns in _VERSION_4_COLUMNS.items():
         for column in columns:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
@@ -72,7 +79,7 @@ def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=1")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 4
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
         (operation,) = migrated.operations(xid)
         assert (operation.request, operation.state, operation.error_code) == (
             b"req", OperationState.SENT, 0,
@@ -95,7 +102,7 @@ def test_a_version_2_file_gets_the_batch_requests_table(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=2")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 4
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
         assert [op.request for op in migrated.operations(xid)] == [b"req"]
         assert migrated.batch_requests() == []
         assert migrated.add_batch_request(batch_request(b"q" * 32)).state is OperationState.SENT
@@ -119,7 +126,7 @@ def test_a_version_3_file_gets_the_columns_of_answers_that_did_not_verify(
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 4
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
         order, (operation,), (batch,) = (
             migrated.order(xid),
             migrated.operations(xid),
@@ -130,6 +137,25 @@ def test_a_version_3_file_gets_the_columns_of_answers_that_did_not_verify(
         )  # fmt: skip
         for waiting in (order, operation, batch):
             assert (waiting.unverified, waiting.retry_after_ms) == (0, 0)
+    finally:
+        migrated.close()
+
+
+def test_a_version_4_file_gets_the_gateway_pin_table(tmp_path: Path) -> None:
+    """A file from before the gateway pin was kept: its rows stay, and no gateway is
+    pinned yet (its next start pins the gateway its first PCertRes names)."""
+    path = tmp_path / "merchant.db"
+    first = MerchantStore(path)
+    xid = purchased(first)
+    first.close()
+    with sqlite3.connect(path) as conn:
+        _back_to_version_4(conn)
+    conn.close()
+    migrated = MerchantStore(path)
+    try:
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
+        assert migrated.order(xid).state is OrderState.PURCHASED
+        assert migrated.gateway_pin() is None
     finally:
         migrated.close()
 
