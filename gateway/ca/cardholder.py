@@ -113,9 +113,20 @@ def refuse_revoked_renewal(tx: StoreTransaction, keys: ProvenKeys) -> None:
     holder whose certificates were revoked to free its merchant ID could renew them.
     Raised inside the transaction, so nothing is written: the answer a renewal signed by
     a revoked certificate gets anyway (a SET Error).
+
+    The renewed certificate is looked up by its issuer and serial, as its CRL names it: the
+    requester chose its thumbprint, which is its twin's if it sent the twin (the same
+    certificate: ``setcore.pki.chain``). The CAs above it go by thumbprint: the trust
+    store refuses a path through a CA's twin (the BCI names each CA's CRL by that CA's
+    thumbprint), so theirs are the ones ca.db records.
     """
     renewed = keys.renewed
-    if renewed is not None and any(tx.is_revoked(t) for t in renewed.chain_thumbs):
+    if renewed is None:
+        return
+    issuers = renewed.chain_thumbs[1:]
+    if tx.serial_revoked(issuers[0], renewed.serial_number) or any(
+        tx.is_revoked(t) for t in issuers
+    ):
         raise fail(ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, "the renewed certificate is revoked")
 
 

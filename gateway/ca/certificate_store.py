@@ -119,9 +119,23 @@ class CertificateQueries:
         )
 
     def is_revoked(self, thumb: bytes) -> bool:
-        """True when the certificate was revoked."""
+        """True when the certificate ca.db records under this thumbprint was revoked.
+
+        Only for a thumbprint read from ca.db, or one a validated chain vouches for: a
+        certificate's twin has another (``serial_revoked`` answers for both).
+        """
         row = self._db.execute(
             "SELECT 1 FROM revocations WHERE cert_thumb = ?", (thumb,)
+        ).fetchone()
+        return row is not None
+
+    def serial_revoked(self, issuer_thumb: bytes, serial: int) -> bool:
+        """True when the CA with this certificate thumbprint revoked this serial number:
+        the certificate or its twin, as its CRL says (``setcore.pki.chain``)."""
+        # Answered from the index on (issuer_thumb, serial) (schema.INDEXES).
+        row = self._db.execute(
+            "SELECT 1 FROM revocations WHERE issuer_thumb = ? AND serial = ?",
+            (issuer_thumb, format(serial, "x")),
         ).fetchone()
         return row is not None
 

@@ -90,8 +90,11 @@ SCHEMA = (
 # Indexes that only speed queries up: created at every writable open, so a version-1
 # database made before them gains them without a new schema version (an index changes
 # no record's meaning). A merchant's or gateway's initial registration asks whether its
-# ID already holds a live certificate; without this, that read every certificate row.
+# ID already holds a live certificate; without the first, that read every certificate
+# row. Every renewal asks, holding the write lock, whether its CA revoked the renewed
+# certificate's serial; without the second, that read every revocation of that CA.
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS certificates_by_subject "
     "ON certificates (subject, certificate_type)",
+    "CREATE INDEX IF NOT EXISTS revocations_by_serial ON revocations (issuer_thumb, serial)",
 )
