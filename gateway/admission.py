@@ -11,7 +11,10 @@ with a ``google.rpc.RetryInfo`` (``SHED_RETRY_SECONDS``) without reading the req
 refusal never waits behind the real work queued in the pool. Health checks have a small
 reserve above the limit (``HEALTH_RESERVE``) but no thread of their own: a busy worker
 still answers SERVING, after the calls queued ahead; a worker whose threads are all stuck
-answers late, and a balancer rightly reads it as down.
+answers late, and a balancer rightly reads it as down. A server reflection stream runs on
+the pool and counts against the limit too, but apart from the calls
+(``InFlightPool.streams``): a client may keep one open and idle, and a stop ends it
+rather than wait for it or count it as cut (``gateway.server``).
 
 The backstop. That one thread answers one refusal at a time, each some tens of
 microseconds of Python competing for the GIL with the admitted work, so a flood (on the
@@ -76,7 +79,11 @@ _T = TypeVar("_T")
 
 
 class InFlightPool(futures.ThreadPoolExecutor):
-    """The server's thread pool; counts the calls handed to it and not yet finished."""
+    """The server's thread pool; counts the calls handed to it and not yet finished.
+
+    Long-lived streams that are no call a stop should wait for (server reflection's) are
+    handed to it through ``streams``: they run on the same threads and count against the
+    same limit, but apart from the calls a stop cuts (``calls_in_flight``)."""
 
     def __init__(self, threads: int) -> None:
         super().__init__(max_workers=threads, thread_name_prefix="rpc")
@@ -84,10 +91,18 @@ class InFlightPool(futures.ThreadPoolExecutor):
         # documentation says so), so this path of every call takes no lock: measured a
         # few tenths of a microsecond cheaper per call than a lock around an int.
         self._calls: deque[None] = deque()
+        self._streams: deque[None] = deque()
+        self.streams: futures.ThreadPoolExecutor = _StreamLane(self)
 
     @property
     def in_flight(self) -> int:
-        """Calls handed to the pool and not yet finished (queued or running)."""
+        """Calls handed to the pool and not yet finished (queued or running), streams
+        included: what the limit of calls in flight counts."""
+        return len(self._calls) + len(self._streams)
+
+    @property
+    def calls_in_flight(self) -> int:
+        """``in_flight`` but the streams handed over through ``streams``."""
         return len(self._calls)
 
     def submit(
@@ -101,11 +116,47 @@ class InFlightPool(futures.ThreadPoolExecutor):
             self._calls.pop()
             raise
         # Runs once however the call ends, cancelled unrun included: a slot never leaks.
-        future.add_done_callback(self._done)
+        future.add_done_callback(self._call_done)
         return future
 
-    def _done(self, _future: object) -> None:
+    def _call_done(self, _future: object) -> None:
         self._calls.pop()
+
+    def submit_stream(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> futures.Future[_T]:
+        """``submit``, counted among the streams (``streams`` calls it)."""
+        self._streams.append(None)
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._streams.pop()
+            raise
+        future.add_done_callback(self._stream_done)
+        return future
+
+    def _stream_done(self, _future: object) -> None:
+        self._streams.pop()
+
+
+class _StreamLane(futures.ThreadPoolExecutor):
+    """``InFlightPool.streams``: submits to that pool, counted as a stream.
+
+    A ThreadPoolExecutor only because grpcio takes nothing else as a behaviour's
+    ``experimental_thread_pool`` (``Refusal`` says more); it starts no thread of its own."""
+
+    def __init__(self, pool: InFlightPool) -> None:
+        super().__init__(max_workers=1)
+        self._pool = pool
+
+    def submit(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> futures.Future[_T]:
+        """Queue ``fn`` on the pool's threads, counted among its streams."""
+        return self._pool.submit_stream(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing: the threads are the pool's, and end with it."""
 
 
 def _shed_status() -> grpc.Status:

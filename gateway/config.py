@@ -271,10 +271,16 @@ def _number(table: Mapping[str, Any], where: str, key: str, default: float) -> f
     return float(value)
 
 
+def means_any_port(text: str) -> bool:
+    """Whether ``text`` asks for a metrics port the OS picks: ``any``, in any case, spaces
+    around it allowed; the one rule for the file, the environment and the command line."""
+    return text.strip().lower() == METRICS_ANY_PORT
+
+
 def parse_metrics_port(text: str) -> MetricsPort:
     """A metrics port as written on the command line or in the environment: a number,
-    or ``any``; raises ``ValueError`` for anything else."""
-    if text.strip().lower() == METRICS_ANY_PORT:
+    or ``any`` (``means_any_port``); raises ``ValueError`` for anything else."""
+    if means_any_port(text):
         return METRICS_ANY_PORT
     return int(text)
 
@@ -372,7 +378,9 @@ def validate(config: BankConfig) -> BankConfig:
 
 
 def _metrics_port(gw: Mapping[str, Any]) -> MetricsPort:
-    if gw.get("metrics_port") == METRICS_ANY_PORT:
+    """The file's metrics port: an integer, or a string that ``means_any_port``."""
+    given = gw.get("metrics_port")
+    if isinstance(given, str) and means_any_port(given):
         return METRICS_ANY_PORT
     try:
         port: int = _get(gw, "gateway", "metrics_port", int, 0)

@@ -44,8 +44,9 @@ REPLAY_KINDS = ("pi_reused", "rrpid_reused")
 CACHE_RESULTS = ("hit", "miss")
 # The revocation watcher's two steps (``gateway.ca.watcher.WatcherCounters``).
 REFRESH_STEPS = ("publish", "install")
-# Why a sweep of ca.db failed (``gateway.ca.authority.HousekeepingCounters``).
-HOUSEKEEPING_CAUSES = ("outage", "bug")
+# Why a sweep of ca.db failed, each with the field of
+# ``gateway.ca.authority.HousekeepingCounters`` that counts it.
+HOUSEKEEPING_CAUSES: Mapping[str, str] = {"outage": "outages", "bug": "bugs"}
 
 
 def _key_error_kinds() -> tuple[str, ...]:

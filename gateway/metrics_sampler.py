@@ -257,11 +257,8 @@ class Sampler:
         failed = self._housekeeping.housekeeping
         before = self._seen_sweeps
         self._seen_sweeps = failed
-        gained = {
-            "outage": failed.outages - (before.outages if before else 0),
-            "bug": failed.bugs - (before.bugs if before else 0),
-        }
-        for cause, count in gained.items():
+        for cause, counted_in in HOUSEKEEPING_CAUSES.items():
+            count = getattr(failed, counted_in) - (getattr(before, counted_in) if before else 0)
             if count > 0:
                 m.housekeeping_failures.labels(cause).inc(count)
 

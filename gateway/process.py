@@ -57,8 +57,9 @@ class RunningBank:
 
     def drain(self, grace: float | None) -> int:
         """NOT_SERVING, let in-flight calls finish within ``grace``, stop serving; how many
-        calls were still in flight when the grace period ended (cut: gRPC cancels them,
-        and their callers get UNAVAILABLE, "Cancelling all calls", not an answer)."""
+        calls, on both servers, were still in flight when the grace period ended (cut: gRPC
+        cancels them, and their callers get UNAVAILABLE, "Cancelling all calls", not an
+        answer). Health Watch and reflection streams are ended at once, and never counted."""
         self.health.stop()
         self.ca_health.stop()
         # No grace is a grace of none: what is in flight now is cut, and counted so.
@@ -68,9 +69,13 @@ class RunningBank:
         servers = (self.server, self.ca_server)
         stopping = [server.stop(grace) for server in servers]
         cut = 0
+        # Each server is counted when the one grace period ends, before any is waited for
+        # to the end: gRPC cancels the calls of both at about that time, so a wait for the
+        # first one's stop outlasts the second one's cut, whose calls would go uncounted.
         for server, stopped in zip(servers, stopping, strict=True):
             if not stopped.wait(max(0.0, ends - time.monotonic())):
                 cut += server.in_flight
+        for stopped in stopping:
             stopped.wait()
         return cut
 

@@ -11,7 +11,9 @@ client certificate or not ask for one (there is no "optional"), so the bank runs
 servers: PaymentGateway with mutual TLS for merchants, CertificateAuthority with
 server-authenticated TLS for wallets.
 
-Load shedding is ``gateway.admission``'s, health ``gateway.health_monitor``'s.
+Server reflection (on unless turned off) is grpc_reflection's servicer, whose streams a
+stop ends (``EndingReflection``). Load shedding is ``gateway.admission``'s, health
+``gateway.health_monitor``'s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +30,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway import metrics
 from gateway.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool
@@ -145,21 +147,102 @@ def _generic_handler(binding: ServiceBinding) -> grpc.GenericRpcHandler:  # type
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-class Server(grpc.Server):
-    """gRPC's server, whose stop lets the thread pools it was given go once it stopped,
-    and which tells how many calls it has in flight."""
+class EndingReflection:
+    """grpc_reflection's servicer, whose streams are no calls a stop waits for or cuts.
+
+    A reflection stream stays open as long as its client keeps it (grpcurl closes it at
+    once; a GUI client may hold one idle for its whole session), on a pool thread waiting
+    for the next request. gRPC's ``stop(grace)`` waits for every call: one idle stream held
+    every stop for its whole grace period, and was counted as a call cut. Its streams
+    therefore run on the pool's stream lane (``InFlightPool.streams``: not in the count of
+    calls cut), and ``end_streams`` cancels each when the server stops: gRPC gives a server
+    no other way to end a stream whose handler waits for a request. Its client sees the
+    stream fail (CANCELLED, or UNAVAILABLE if the server's shutdown reaches it first) and
+    sends its next query to a server that serves; a stream that starts after that is
+    answered UNAVAILABLE at once.
+    """
+
+    def __init__(self, service_names: Sequence[str], lane: futures.ThreadPoolExecutor) -> None:
+        # Any: its stubs type the stream method as returning None, not the responses.
+        self._servicer: Any = reflection.ReflectionServicer(service_names)
+        self._lane = lane
+        self._ending = threading.Lock()
+        self._ended = False
+        self._open: set[grpc.ServicerContext] = set()
+
+    def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+        """The service's handler, its streams run on the lane."""
+        info = grpc.stream_stream_rpc_method_handler(
+            _OnLane(self._info, self._lane),
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(
+            reflection.SERVICE_NAME, {"ServerReflectionInfo": info}
+        )
+
+    def _info(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        """ServerReflectionInfo as grpc_reflection's, ended by ``end_streams``."""
+        with self._ending:
+            ended = self._ended
+            if not ended:
+                self._open.add(context)
+        if ended:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
+        if not context.add_callback(lambda: self._forget(context)):
+            self._forget(context)  # already over
+        yield from self._servicer.ServerReflectionInfo(request_iterator, context)
+
+    def _forget(self, context: grpc.ServicerContext) -> None:
+        with self._ending:
+            self._open.discard(context)
+
+    def end_streams(self) -> None:
+        """Cancel every stream, and answer any that starts from now on UNAVAILABLE."""
+        with self._ending:
+            self._ended = True
+            streams, self._open = self._open, set()
+        for context in streams:
+            context.cancel()  # type: ignore[no-untyped-call]  # grpc.RpcContext's, documented
+
+
+class _OnLane:
+    """A behaviour grpcio runs on ``lane`` instead of the server's pool (``Refusal`` in
+    ``gateway.admission`` says how)."""
 
     def __init__(
-        self, server: grpc.Server, pool: InFlightPool, refusals: futures.ThreadPoolExecutor
+        self, method: Callable[[Any, grpc.ServicerContext], Any], lane: futures.ThreadPoolExecutor
+    ) -> None:
+        self._method = method
+        self.experimental_thread_pool = lane
+
+    def __call__(self, requests: Any, context: grpc.ServicerContext) -> Any:
+        return self._method(requests, context)
+
+
+class Server(grpc.Server):
+    """gRPC's server, whose stop ends its reflection streams and lets the thread pools it
+    was given go once it stopped, and which tells how many calls it has in flight."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        pool: InFlightPool,
+        refusals: futures.ThreadPoolExecutor,
+        reflection: EndingReflection | None = None,
     ) -> None:
         self._server = server
         self._pool = pool
         self._pools = (pool, refusals)
+        self._reflection = reflection
 
     @property
     def in_flight(self) -> int:
-        """Calls admitted and not yet finished (queued or running); refusals not counted."""
-        return self._pool.in_flight
+        """Calls admitted and not yet finished (queued or running): what a stop would cut.
+        Neither refusals nor reflection streams are counted."""
+        return self._pool.calls_in_flight
 
     def add_generic_rpc_handlers(
         self,
@@ -193,8 +276,12 @@ class Server(grpc.Server):
         return self._server.wait_for_termination(timeout)
 
     def stop(self, grace: float | None = None) -> threading.Event:
-        """As gRPC's; once it has stopped, the pools' threads end as they fall idle."""
+        """As gRPC's, reflection streams ended at once; once it has stopped, the pools'
+        threads end as they fall idle."""
         stopped = self._server.stop(grace)
+        if self._reflection is not None:
+            # After gRPC's stop began: from then on no new stream can start.
+            self._reflection.end_streams()
         if stopped.is_set():  # without grace gRPC returns once it has stopped
             self._let_pools_go()
         else:
@@ -244,12 +331,14 @@ def create_server(
     health_servicer = WatchEndingHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.full_name for b in bindings]
+    ending: EndingReflection | None = None
     if reflection_enabled:
-        reflection.enable_server_reflection(
+        ending = EndingReflection(
             (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME),
-            server,
+            pool.streams,
         )  # fmt: skip
+        server.add_generic_rpc_handlers([ending.handler()])
     try:
         if tls is None:
             port = server.add_insecure_port(listen)
@@ -267,4 +356,4 @@ def create_server(
     monitor = HealthMonitor(health_servicer, names, probes)
     server.start()
     monitor.start()
-    return Server(server, pool, admission.refusals), port, monitor
+    return Server(server, pool, admission.refusals, ending), port, monitor

@@ -46,7 +46,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11 import (
     KDF,
     MGF,
@@ -86,6 +85,7 @@ from hsm.policy import (
     check_label,
     check_same_key,
     check_version,
+    low_s_signature,
     require_decapsulate,
     require_sign,
 )
@@ -113,9 +113,6 @@ T = TypeVar("T")
 
 #: Size of a P-256 ECDSA signature as the token returns it: r || s, 32 bytes each.
 _ECDSA_RAW_LENGTH = 64
-#: The order n of P-256's base point (SEC 2): an s above n // 2 is the high one of the pair.
-#: (Also in ``setcore.signed``, which verifies; hsm may not import setcore.)
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 #: The mechanism that generates each key type on a token.
 _KEYGEN_MECHANISM = {
@@ -275,9 +272,7 @@ class Pkcs11Backend(KeyBackend):
                 )
             half = _ECDSA_RAW_LENGTH // 2
             r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-            # The token picks either of the two s that verify; (r, n - s) is as valid, so
-            # the low one is returned (setcore refuses the high one as a malleable twin).
-            return encode_dss_signature(r, min(s, _P256_ORDER - s))
+            return low_s_signature(r, s)
 
     def decapsulate(self, key: KeyHandle, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
         """Open a key transport on the token: ECDH shared secret or OAEP plaintext."""

@@ -1,4 +1,5 @@
-"""Rules every key backend applies the same way: labels, usage, algorithms, certificates.
+"""Rules every key backend applies the same way: labels, usage, algorithms, certificates,
+low-S ECDSA signatures.
 
 Backends differ in where a key lives, not in what a key may do; keeping the rules here
 means the software backend (the test double) and the PKCS#11 backend cannot drift apart.
@@ -12,6 +13,7 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey, PublicKey
 from hsm.errors import (
@@ -36,6 +38,11 @@ PSS_SALT_LENGTH = 32
 
 #: SEC1 uncompressed P-256 point: 0x04 || X (32 bytes) || Y (32 bytes).
 P256_POINT_LENGTH = 65
+
+#: The order n of P-256's base point (SEC 2), the only ECDSA curve admitted here: an s
+#: above n // 2 is the high one of the pair that verifies. (``setcore.signed``, which
+#: verifies, has its own: hsm may not import setcore.)
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 #: The ``cryptography`` classes behind ``hsm.base.PrivateKey`` / ``PublicKey``, for isinstance.
 PRIVATE_KEY_TYPES = (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
@@ -165,6 +172,16 @@ def require_decapsulate(key: KeyHandle, kem: KemAlgorithm) -> None:
         raise UnsupportedAlgorithm(
             f"key {key.label!r} v{key.version} accepts {accepted}, not {kem.value}"
         )
+
+
+def low_s_signature(r: int, s: int) -> bytes:
+    """The DER ECDSA P-256 signature (r, s) with the low s (s <= n/2) of the two that verify.
+
+    Whoever made it (OpenSSL, a token) picks either s; (r, n - s) is as valid, and every
+    backend returns the low one, as ``KeyBackend.sign`` promises (setcore refuses the high
+    one as a malleable twin).
+    """
+    return encode_dss_signature(r, min(s, P256_ORDER - s))
 
 
 def public_key_der(public_key: PublicKey) -> bytes:

@@ -35,10 +35,7 @@ import threading
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from hsm.base import (
     KemAlgorithm,
@@ -64,16 +61,12 @@ from hsm.policy import (
     check_same_key,
     check_version,
     default_kem,
+    low_s_signature,
     require_decapsulate,
     require_sign,
 )
 
 _KeyId = tuple[str, int]
-
-#: The order n of P-256's base point (SEC 2), the only curve ``hsm.policy`` admits: an s
-#: above n // 2 is the high one of the pair. (Also in ``hsm.pkcs11``, whose module this one
-#: does not import, and in ``setcore.signed``, which verifies; hsm may not import setcore.)
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class SoftwareBackend(KeyBackend):
@@ -187,11 +180,7 @@ class SoftwareBackend(KeyBackend):
             private_key = self._private_key(record)
             if isinstance(private_key, ec.EllipticCurvePrivateKey):
                 der = private_key.sign(data, ec.ECDSA(hashes.SHA256()))
-                # OpenSSL picks either of the two s that verify; (r, n - s) is as valid, so
-                # the low one is returned, as the PKCS#11 backend does (setcore refuses the
-                # high one as a malleable twin).
-                r, s = decode_dss_signature(der)
-                return encode_dss_signature(r, min(s, _P256_ORDER - s))
+                return low_s_signature(*decode_dss_signature(der))
             if isinstance(private_key, ed25519.Ed25519PrivateKey):
                 return private_key.sign(data)
             return private_key.sign(

@@ -15,19 +15,23 @@ renewal is also checked against ``ca.db``'s revocations in the transaction that 
 it, so one revoked a moment before is refused all the same. A refresh that fails is
 retried later and stops no call while the data held is current; once it is not, every
 call raises ``RevocationStale`` (``gateway.ca.watcher``). Every call also sweeps
-``ca.db`` of expired sessions and old stored answers now and then: a sweep that fails
-(ca.db busy) fails no call; it is logged, counted (``housekeeping``, copied into the
-metrics) and tried again a little later.
+``ca.db`` of expired sessions and old stored answers now and then. A sweep never waits
+for ca.db: it tries once, on a connection of its own that does not wait for a lock
+(``_sweep_store``), so neither the request that sweeps nor one that needs ca.db meanwhile
+waits behind it. A sweep that fails (ca.db busy) fails no call; it is logged, counted
+(``housekeeping``, copied into the metrics) and tried again a little later.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from gateway.ca import publishing
 from gateway.ca.cardholder import CardholderRegistrar, Clock
@@ -38,7 +42,7 @@ from gateway.ca.merchant import MerchantRegistrar
 from gateway.ca.policy import CaPolicy
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.replay import replayed, request_digest
-from gateway.ca.store import CaStore
+from gateway.ca.store import CaStore, translate_error
 from gateway.ca.watcher import RevocationWatcher
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError, fail
@@ -60,11 +64,16 @@ from setpay.v1 import registration_pb2
 MAX_FETCH_CERTIFICATES = 16
 # Expired sessions and old stored answers are swept at most this often.
 HOUSEKEEPING_INTERVAL_MS = 10 * 60 * 1000
-# After a failed sweep the next try waits this long, not for the next request: a try
-# may hold its request for ca.db's busy timeout (store.BUSY_TIMEOUT_MS), so one request
-# a minute at most pays it while ca.db stays busy; what is left to sweep can wait. The
-# same pause spaces the log lines of a failure that persists.
+# After a failed sweep the next try waits this long, not for the next request: ca.db
+# found busy (``setpay ca revoke``, a slow disk) is likely still busy a moment later, and
+# what is left to sweep can wait a minute. The pause also spaces the log lines of a
+# failure that persists to one a minute per worker.
 HOUSEKEEPING_RETRY_MS = 60 * 1000
+# A sweep's wait for ca.db's lock: none. A sweep that waited out the store's busy timeout
+# (store.BUSY_TIMEOUT_MS, 5 s) would hold up the request that sweeps, and every user of
+# the store's connection in the worker (the revocation watcher's poll of an
+# authorization among them); a sweep skipped now costs nothing.
+SWEEP_BUSY_TIMEOUT_SECONDS = 0.0
 
 KIND_CERT = "cert"
 KIND_CERT_INQ = "cert-inq"
@@ -82,6 +91,30 @@ class HousekeepingCounters:
     #: Anything else: a bug, which fails every sweep alike until it is mended, while
     #: expired sessions and old answers pile up in ca.db.
     bugs: int
+
+
+@contextmanager
+def _sweep_store(path: Path) -> Iterator[CaStore]:
+    """``ca.db`` on a connection of the sweep's own, which never waits for a lock
+    (``SWEEP_BUSY_TIMEOUT_SECONDS``): not the store's, whose lock every request of the
+    worker takes, and whose busy timeout a write would wait out on a busy ca.db."""
+    try:
+        # As CaStore.open connects (mode=rw: SQLite never makes the file), without its
+        # pragmas: WAL stays from the store's creation, and a purge deletes rows no
+        # foreign key refers to.
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            timeout=SWEEP_BUSY_TIMEOUT_SECONDS,
+        )
+    except sqlite3.Error as exc:
+        raise translate_error(exc) from exc
+    store = CaStore(db, path)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 class CertificateAuthority:
@@ -152,7 +185,7 @@ class CertificateAuthority:
     def _sweep(self, now: int) -> None:
         """Forget expired sessions and old answers; a failure is the CA's, not the request's."""
         try:
-            with self._store.write() as tx:
+            with _sweep_store(self._store.path) as store, store.write() as tx:
                 tx.purge(now, now - self._policy.response_retention_ms)
         except Exception as exc:
             self._sweep_due_ms = now + HOUSEKEEPING_RETRY_MS

@@ -88,6 +88,16 @@ def test_metrics_port_any_is_a_port_the_os_picks_and_zero_is_still_off(tmp_path:
     assert load(path, env={"SETPAY_METRICS_PORT": "0"}).metrics_port == 0
 
 
+@pytest.mark.parametrize("word", ["any", "ANY", "Any", " any ", "any\t"])
+def test_any_is_one_rule_in_the_file_and_the_environment(tmp_path: Path, word: str) -> None:
+    """``any`` in any case, spaces around it allowed, wherever it is written. Before, the
+    file took exactly "any" and refused what the environment and the command line took."""
+    path = _write(tmp_path, MINIMAL + f"metrics_port = {word!r}\n".replace("'", '"'))
+    assert load(path, env={}).metrics_port == METRICS_ANY_PORT
+    path = _write(tmp_path, MINIMAL)
+    assert load(path, env={"SETPAY_METRICS_PORT": word}).metrics_port == METRICS_ANY_PORT
+
+
 def test_a_metrics_port_neither_a_number_nor_any_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, MINIMAL + 'metrics_port = "anywhere"\n')
     assert _refused(path) == f'{path}: gateway.metrics_port must be int or "any", not str'

@@ -13,6 +13,8 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from hsm.base import KeyAlgorithm, KeyBackend, KeyUsage
+from hsm.policy import P256_ORDER as POLICY_P256_ORDER
+from hsm.policy import low_s_signature
 from setcore.signed import sign, verify_signature
 from tests.setcore.high_s import HighSBackend, is_high_s
 
@@ -62,3 +64,14 @@ def test_setcore_signs_low_s_on_every_backend(backend_factory: BackendFactory) -
             verify_signature(key.public_key, signature, "setpay.v1.Test", tbs)
     finally:
         inner.close()
+
+
+def test_the_one_rule_both_backends_apply_keeps_a_low_s_and_turns_a_high_one_low() -> None:
+    """``hsm.policy.low_s_signature``, which each backend calls with the (r, s) it got: at
+    the half order and on either side of it."""
+    assert POLICY_P256_ORDER == P256_ORDER
+    half = P256_ORDER // 2
+    for s in (1, half):
+        assert decode_dss_signature(low_s_signature(7, s)) == (7, s)
+    for s in (half + 1, P256_ORDER - 1):
+        assert decode_dss_signature(low_s_signature(7, s)) == (7, P256_ORDER - s)
