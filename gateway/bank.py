@@ -43,10 +43,15 @@ class Bank:
 
     def opener(self, envelope: bytes, peek: Peek) -> Credentials:
         """The credentials that open ``envelope``: those of the key-exchange certificate
-        it is sealed to, if the bank holds it and it is still valid; else the newest."""
+        it is sealed to, if the bank holds it and it is still valid; else the newest.
+        ``gateway.opening_keys.RecipientNotLoaded`` if it is sealed to a live certificate
+        of the bank that this process does not hold."""
         if self.opening is None:
             return self.credentials
-        older = self.opening.opener(envelope, peek, self.trust, self.as_of_time)
+        older = self.opening.opener(
+            envelope, peek, self.trust, self.as_of_time,
+            newest=self.credentials.key_exchange_thumb,
+        )  # fmt: skip
         return self.credentials if older is None else older
 
     @property

@@ -11,7 +11,11 @@ and ``certs/gateway-kex.der`` certify the newest versions, and each older key-ex
 certificate stays as ``certs/gateway-kex.vN.der`` (N its key's version) so that envelopes
 sealed to it still open (``gateway.opening_keys``) until it ends. For these two labels the
 bank uses the key version its certificate certifies, even when a newer one exists (a
-renewal stopped before its certificates were written), and says so in its log.
+renewal stopped before its certificates were written), and says so in its log. It also
+warns about a live certificate ``ca.db`` records for a newer version of those keys, which
+no file holds (``unused_gateway_certificates``: a renewal killed after recording it) and
+the next renewal revokes; and it hands ``ca.db`` to ``gateway.opening_keys`` for envelopes
+sealed to a certificate renewed since it started.
 
 Errors: ``ProvisioningError`` (``BankExists``, ``BankIncomplete``), one tree for making
 and for loading a bank; the key backend's and the CA store's own errors pass through.
@@ -28,10 +32,11 @@ from urllib.parse import unquote
 from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import current_revocation, refresh
+from gateway.ca.records import IssuedCertificate
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import valid_until
 from gateway.config import BankConfig
-from gateway.opening_keys import OpeningKeys
+from gateway.opening_keys import IssuedKeyExchange, OpeningKeys, ca_db_reader
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.observer import Observer
@@ -39,7 +44,7 @@ from hsm.uri import encode_uri_value, open_backend
 from setcore.credentials import Credentials
 from setcore.errors import ProtocolError
 from setcore.pki import roles
-from setcore.pki.certificate import load_certificate, public_key_of
+from setcore.pki.certificate import common_name_of, load_certificate, public_key_of
 from setcore.pki.tls import TransportCA
 from setcore.pki.truststore import TrustStore
 from setcore.registration import spki_of
@@ -134,10 +139,18 @@ class BankPki:
     pca: Credentials
     #: Older gateway key-exchange keys with their certificates, unexpired at start.
     older_key_exchange: tuple[tuple[KeyHandle, bytes], ...] = ()
+    #: The bank's ca.db, read for envelopes sealed to a certificate of the bank renewed
+    #: since this start (``gateway.opening_keys``); None: not read for them.
+    ca_db: Path | None = None
 
     def opening_keys(self) -> OpeningKeys:
         """The gateway's key-exchange keys envelopes may be sealed to, newest first."""
-        return OpeningKeys.with_older(self.gateway, self.older_key_exchange)
+        issued = None
+        if self.ca_db is not None:
+            subject = common_name_of(load_certificate(self.gateway.signature_cert))
+            reader = ca_db_reader(self.ca_db, subject, self.pca.signature_thumb)
+            issued = IssuedKeyExchange(reader)
+        return OpeningKeys.with_older(self.gateway, self.older_key_exchange, issued)
 
     def authority_keys(self) -> AuthorityKeys:
         """The CA keys as the certificate authority uses them."""
@@ -200,12 +213,14 @@ def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankP
             root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
             token_key=backend.get(GATEWAY_TOKEN_LABEL), token_seed=stored(TOKEN_SEED_FILE),
             cca=cca, mca=mca, pca=pca, older_key_exchange=older,
+            ca_db=config.path(config.ca_db),
         )  # fmt: skip
         known = [c.signature_cert for c in (cca, mca, pca, gateway)]
         known += [c.key_exchange_cert for c in (cca, mca, pca, gateway) if c.key_exchange_cert]
         known += [cert for _, cert in older]
         pki.trust.add_certificates(known)
         _load_revocation(config, pki)
+        _warn_unused(config, pki)
     except BaseException:
         backend.close()
         raise
@@ -334,6 +349,63 @@ def _older_key_exchange(
         log.info("older gateway key-exchange certificates still open envelopes: %s",
                  ", ".join(ends))  # fmt: skip
     return tuple(kept)
+
+
+def unused_gateway_certificates(
+    store: CaStore, pki: BankPki, at: datetime | None = None
+) -> list[IssuedCertificate]:
+    """Live certificates ca.db records for a version of the gateway's own keys newer than
+    the version the bank uses: left by a renewal killed after recording them
+    (``gateway.gateway_renewal``), and held by no file. Merchants take any signature
+    certificate naming the gateway (they pin its name), so such a one should not stay
+    live; the next renewal revokes them. The certificates a finished renewal replaced
+    certify older versions, and stay live until they end."""
+    newer: dict[bytes, KeyHandle] = {}
+    for used in (pki.gateway.signature_key, pki.gateway.key_exchange_key):
+        assert used is not None
+        # Versions above the one in use are keys a renewal made and never installed;
+        # a normal start has none, and reads nothing more.
+        for version in range(used.version + 1, pki.backend.get(used.label).version + 1):
+            try:
+                key = pki.backend.get(used.label, version)
+            except KeyNotFound:  # deleted by hand
+                continue
+            newer[spki_of(key.public_key)] = key
+    if not newer:
+        return []
+    subject = common_name_of(load_certificate(pki.gateway.signature_cert))
+    now = int((at or datetime.now(UTC)).timestamp() * 1000)
+    with store.read() as tx:
+        listed = [cert for cert, _ in tx.listed_certificates(subject=subject, live_at_ms=now)]
+    # Matched by key, never by name alone: the Payment Gateway CA certifies other
+    # gateways too, and their certificates are theirs.
+    return [
+        cert for cert in listed
+        if cert.issuer_thumb == pki.pca.signature_thumb
+        and cert.certificate_type == roles.PAYMENT_GATEWAY
+        and spki_of(public_key_of(load_certificate(cert.der))) in newer
+    ]  # fmt: skip
+
+
+def _warn_unused(config: BankConfig, pki: BankPki) -> None:
+    """Log the certificates ``unused_gateway_certificates`` finds; never stops a start."""
+    try:
+        store = CaStore.open_readonly(config.path(config.ca_db))
+        try:
+            unused = unused_gateway_certificates(store, pki)
+        finally:
+            store.close()
+    except (CaError, KeyBackendError, OSError) as exc:
+        log.warning("could not look for unused gateway certificates in ca.db: %s", exc)
+        return
+    for cert in unused:
+        log.warning(
+            "ca.db holds a live %s certificate of a gateway key version newer than the"
+            " one in use, that no file in %s holds (a renewal that did not finish?): %s;"
+            " the next setpay ca renew-gateway revokes it, or revoke it with setpay ca"
+            " revoke --thumb",
+            cert.usage, config.certs_dir, cert.thumb.hex(),
+        )  # fmt: skip
 
 
 def load_transport_ca(config: BankConfig, backend: KeyBackend) -> TransportCA:

@@ -11,28 +11,56 @@ hands out the new key-exchange certificate, and still opens what is sealed to an
 one until that ends (``gateway.opening_keys``): merchants and wallets never register
 again.
 
-All or nothing. The steps run in this order, so that the bank starts on the old keys
-until the last one: keys, certificates (also stored beside their keys), the older
-certificate kept under its own name, one ``ca.db`` transaction, then the two files
-renamed into place (key exchange first). A failure before the renames takes back the
-key versions it made; the bank uses the version its certificate certifies
-(``gateway.bank_pki.certified_version``), so even a renewal killed half way leaves a bank
-that starts. A failure during the renames puts the old files back and revokes the two
-certificates just recorded.
+The steps run in this order, so that the bank starts on the old keys until the last
+one: keys, certificates (also stored beside their keys), the older certificate kept
+under its own name, one ``ca.db`` transaction, then the two files renamed into place
+(key exchange first).
 
-The bank must be stopped: a running one keeps the old keys until it restarts, and a
-worker restarted by its supervisor meanwhile would load the new ones beside it. A bank
-whose configured ports are held is refused (``BankRunning``); one configured on port 0
-cannot be told apart from a stopped one, and must be stopped first.
+A renewal that fails is taken back: a failure before the renames takes back the key
+versions it made and the files it wrote; one during the renames puts the old files back
+as well and revokes the two certificates just recorded. If putting the old files back
+fails too (the disk full), nothing more is taken back, since the files in place may
+already name the new keys: ``RenewalHalfInstalled`` says what is in place; the bank
+starts on it, and running the renewal again finishes the job.
 
-Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankRunning`` here); the key
-backend's and the CA store's own errors pass through.
+A renewal killed part way is not taken back, but leaves a bank that starts:
+
+- before the ``ca.db`` transaction: on its old keys; the key versions it made are never
+  certified, and the bank uses the version its certificate certifies
+  (``gateway.bank_pki.certified_version``), warning about the newer one;
+- after it, before the renames: on its old keys, with two certificates live in ``ca.db``
+  that no file holds;
+- between the renames: on the new key-exchange key and the old signature key (the older
+  key-exchange certificate is kept by then, so what was sealed to it opens), with the
+  new signature certificate live in ``ca.db`` and held by no file.
+
+A live certificate of a newer version of the gateway's keys than the bank uses is one
+no file holds, yet a merchant would take a signature from it (merchants pin the
+gateway's name), so the bank warns about such certificates at start
+(``gateway.bank_pki.unused_gateway_certificates``) and the next renewal revokes them
+before it makes anything. The certificates a finished renewal replaced certify older
+versions: they stay live until they end.
+
+The bank must be stopped: a running process keeps the old keys until it restarts, and a
+worker restarted by its supervisor meanwhile would load the new ones beside it. Until
+then, an envelope sealed to the new key-exchange certificate (handed out by a process
+already restarted, on this host or another sharing the bank's state) is answered
+UNAVAILABLE by a process on the old keys, never refused (``gateway.opening_keys``). A
+bank whose configured ports are held is refused (``BankRunning``); one configured on port
+0, started with other addresses than its configuration's, or on another host cannot be
+seen from here, and must be stopped (or restarted promptly after the renewal) by the
+operator.
+
+Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankRunning`` and
+``RenewalHalfInstalled`` here); the key backend's and the CA store's own errors, and the
+file system's, pass through.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,12 +74,13 @@ from gateway.bank_pki import (
     load_bank_pki,
     older_kex_name,
     open_ca_store,
+    unused_gateway_certificates,
 )
 from gateway.ca.errors import CaError
 from gateway.ca.publishing import record_certificate, revoke
 from gateway.config import BankConfig
-from gateway.ports import PortError, parse_port, reserve
-from gateway.provisioning import GATEWAY_NAME
+from gateway.ports import parse_port
+from gateway.provisioning import GATEWAY_NAME, write_new
 from hsm.base import KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError
 from setcore.encoding import thumbprint
@@ -66,6 +95,12 @@ log = logging.getLogger("setpay.provisioning")
 
 class BankRunning(ProvisioningError):
     """The bank's ports are held: it (or something else on them) is running."""
+
+
+class RenewalHalfInstalled(ProvisioningError):
+    """The renewal failed as it renamed its certificates into place, and putting the old
+    ones back failed too: nothing is taken back, and the message says what is in place
+    (the bank starts on it) and what to do."""
 
 
 @dataclass(frozen=True)
@@ -88,36 +123,41 @@ class Renewal:
 
 
 def check_stopped(config: BankConfig) -> None:
-    """Refuse if any port the bank is configured to hold is held (the check a starting
-    bank makes, ``gateway.ports.reserve``); ports 0 name no port and are not checked."""
+    """Refuse if anything listens on a port the bank is configured to hold; ports 0 name
+    no port and are not checked."""
     addresses = [("gateway", config.listen), ("CA", config.ca_listen)]
     if config.metrics_port:
         addresses.append(("metrics", f"{config.metrics_host}:{config.metrics_port}"))
     for what, address in addresses:
-        if not parse_port(address.rpartition(":")[2]):
+        host, _, port_text = address.rpartition(":")
+        port = parse_port(port_text)
+        if not port:
             continue
         try:
-            reserve(address).close()
-        except PortError as exc:
-            raise BankRunning(
-                f"the bank's {what} address {address} is in use ({exc.__cause__}): stop"
-                " the bank before renewing its keys"
+            family, _, _, _, where = socket.getaddrinfo(
+                host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+        except OSError as exc:
+            raise ProvisioningError(
+                f"cannot check the bank's {what} address {address}: {exc}"
             ) from exc
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # Past the connections of a bank just stopped, still in TIME_WAIT, which
+            # ``gateway.ports.reserve`` (made for a starting bank) is not when the server
+            # did not share its port: only a listener, or a bank's reservation, holds it.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                raise BankRunning(
+                    f"the bank's {what} address {address} is in use ({exc}): stop the bank"
+                    " before renewing its keys"
+                ) from exc
 
 
 def _issue(pca: IssuingCA, key: KeyHandle, usage: CertificateUsage, at: datetime) -> bytes:
     kem = kem_for(key) if usage is CertificateUsage.KEY_EXCHANGE else None
     return issue_gateway(pca, key.public_key, usage, GATEWAY_NAME, kem=kem, at=at)
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (never replacing a file) and make it durable."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync_directory(directory: Path) -> None:
@@ -152,7 +192,7 @@ def _stage(certs: Path, pki: BankPki, sig_der: bytes, kex_der: bytes, staged: _S
         if staged.kept.read_bytes() != current:
             raise ProvisioningError(f"{staged.kept} exists and is not the current certificate")
     else:
-        _write_new(staged.kept, current)
+        write_new(staged.kept, current)
         staged.kept_is_new = True
     staged.sig = _write_staged(certs, GATEWAY_SIG_LABEL, sig_der)
     staged.kex = _write_staged(certs, GATEWAY_KEX_LABEL, kex_der)
@@ -162,7 +202,7 @@ def _stage(certs: Path, pki: BankPki, sig_der: bytes, kex_der: bytes, staged: _S
 def _write_staged(certs: Path, label: str, der: bytes) -> Path:
     path = certs / f".{label}{CERT_SUFFIX}.new"
     path.unlink(missing_ok=True)  # the staging file of a renewal that stopped
-    _write_new(path, der)
+    write_new(path, der)
     return path
 
 
@@ -183,7 +223,7 @@ def _record(
 
 def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
     """Rename the staged files into place, key exchange first; on failure put back what
-    was renamed and raise."""
+    was renamed and raise (``RenewalHalfInstalled`` if that fails too)."""
     done: list[str] = []
     try:
         for name, path in ((GATEWAY_KEX_LABEL, staged.kex), (GATEWAY_SIG_LABEL, staged.sig)):
@@ -191,13 +231,38 @@ def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
             os.replace(path, certs / f"{name}{CERT_SUFFIX}")
             done.append(name)
         _sync_directory(certs)
-    except BaseException:
-        for name in done:
-            back = certs / f".{name}{CERT_SUFFIX}.old"
-            back.unlink(missing_ok=True)
-            _write_new(back, old[name])
-            os.replace(back, certs / f"{name}{CERT_SUFFIX}")
+    except BaseException as failure:
+        try:
+            if done:
+                # Last renamed first: what is in place at any moment is what a renewal
+                # killed between the renames leaves, a state the bank starts on.
+                while done:
+                    back = certs / f".{done[-1]}{CERT_SUFFIX}.old"
+                    back.unlink(missing_ok=True)
+                    write_new(back, old[done[-1]])
+                    os.replace(back, certs / f"{done[-1]}{CERT_SUFFIX}")
+                    done.pop()
+                _sync_directory(certs)
+        # Whatever stops the putting back (an interrupt too) leaves files that may name
+        # the new keys: taking those back would leave a bank that cannot start.
+        except BaseException as undo:  # noqa: BLE001 - raised again as what it means
+            raise RenewalHalfInstalled(_half_installed(done, failure, undo)) from failure
         raise
+
+
+def _half_installed(renewed: list[str], failure: BaseException, undo: BaseException) -> str:
+    files = ", ".join(
+        f"{name}{CERT_SUFFIX} {'renewed' if name in renewed else 'as before'}"
+        for name in (GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL)
+    )
+    return (
+        f"the renewal failed as it installed its certificates ({failure}), and putting the"
+        f" old ones back failed too ({undo}); in place now: {files}, perhaps not yet on"
+        " disk. The bank starts on that, and nothing was taken back: delete no key version"
+        " and no file in the certificates directory. Once the cause is fixed, run"
+        " setpay ca renew-gateway again: it revokes the certificates this renewal recorded"
+        " that no file holds, and renews both keys"
+    )
 
 
 def _take_back(pki: BankPki, keys: list[KeyHandle]) -> None:
@@ -227,14 +292,31 @@ def _revoke_unused(config: BankConfig, pki: BankPki, ders: list[bytes]) -> None:
         store.close()
 
 
+def _revoke_left_over(config: BankConfig, pki: BankPki, certs: Path, at: datetime) -> None:
+    """Revoke the live certificates of newer gateway key versions than those in use,
+    left by a renewal killed after recording them (``unused_gateway_certificates``)."""
+    store = open_ca_store(config)
+    try:
+        for cert in unused_gateway_certificates(store, pki, at):
+            revoke(store, pki.authority_keys(), thumb=cert.thumb, at=at)
+            log.warning(
+                "revoked the gateway's %s certificate %s: recorded in ca.db by a renewal"
+                " that did not finish, and held by no file in %s",
+                cert.usage, cert.thumb.hex(), certs.name,
+            )  # fmt: skip
+    finally:
+        store.close()
+
+
 def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
     """Make, certify and install the next version of the gateway's signature and
-    key-exchange keys on a stopped bank; all or nothing."""
+    key-exchange keys on a stopped bank; a failure is taken back (see the module)."""
     check_stopped(config)
     when = utc(at)
     certs = config.path(config.certs_dir)
     pki = load_bank_pki(config)  # refuses a bank that would not start as it is
     try:
+        _revoke_left_over(config, pki, certs, when)
         old_kex = pki.gateway.key_exchange_key
         assert old_kex is not None and pki.gateway.key_exchange_cert is not None
         old = {
@@ -263,6 +345,8 @@ def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Ren
             raise
         try:
             _install(certs, staged, old)
+        except RenewalHalfInstalled:
+            raise  # the files in place may name the new keys: they stay, and so does ca.db
         except BaseException:
             staged.discard()
             _take_back(pki, made)

@@ -6,24 +6,43 @@ before the restart, a merchant's cached PCertRes. Each older certificate keeps o
 what is sealed to it until it ends or is revoked; the envelope's recipient thumbprint
 (``setcore.envelope``, clear in every Sealed) picks the key.
 
-An envelope sealed to a thumbprint the bank does not hold, or to an older certificate
-that has ended or been revoked since, is opened with the bank's own (newest) credentials
-as before any renewal, so it gets the refusal it always got (WRONG_RECIPIENT). The newest
+An envelope sealed to a key-exchange certificate this bank issued itself and this
+process does not hold, still unexpired and unrevoked in ``ca.db``, was sealed to keys
+renewed since this process started: by a renewal on this host, or on another host
+sharing the bank's state, whose restarted processes hand the new certificate out while
+this one still runs on the old keys. Refusing it would be final (a merchant records a
+WRONG_RECIPIENT as the gateway's answer, and the purchase fails), so it is
+``RecipientNotLoaded``, answered UNAVAILABLE: the merchant sends the same bytes again,
+and they reach a process on the new keys, or this one once restarted. ``ca.db`` is read
+only for such a thumbprint, never for the newest or an older one held here, and at most
+once every ``ISSUED_RECHECK_SECONDS``.
+
+An envelope sealed to a thumbprint the bank never issued, or to a certificate that has
+ended or been revoked since, is opened with the bank's own (newest) credentials as
+before any renewal, so it gets the refusal it always got (WRONG_RECIPIENT). The newest
 certificate itself is not checked here, as it was not before renewals existed. Only the
 older keys are held here: the newest are the bank's ``credentials``, never a copy that
 could drift from them.
 
-Errors: none of its own; an envelope that does not parse is left for setcore's opener
-to refuse.
+Errors: ``RecipientNotLoaded`` (an ``AnswerUnavailable``); ``ca.db``'s own
+(``gateway.ca.errors``, a ``CaUnavailable`` when it cannot be read: whether the
+certificate is the bank's cannot be told, so it is not refused either). An envelope that
+does not parse is left for setcore's opener to refuse.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
+from gateway.answers import AnswerUnavailable
+from gateway.ca.store import CaStore
+from gateway.cpu_turn import holding
 from hsm.base import KeyHandle
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict
@@ -33,6 +52,71 @@ from setcore.pki.truststore import TrustStore
 from setpay.v1 import crypto_pb2, purchase_pb2
 
 log = logging.getLogger("setpay.gateway")
+
+# How long one reading of ca.db's gateway certificates answers for thumbprints this
+# process holds no key for. Such envelopes are rare (a renewal not yet restarted here, a
+# merchant's mistake), and one read a second per process bounds what a stream of them
+# costs; a certificate recorded since is seen a second later at most, long before a
+# process restarted on it hands it out.
+ISSUED_RECHECK_SECONDS = 1.0
+
+
+class RecipientNotLoaded(AnswerUnavailable):
+    """An envelope sealed to a live key-exchange certificate of this bank that this
+    process does not hold (renewed since it started): answered UNAVAILABLE, never a
+    refusal, so that the merchant sends it again to a process that holds it."""
+
+
+#: Reads ca.db: each unrevoked key-exchange certificate of the bank's gateway, by
+#: thumbprint, with its end (Unix ms).
+IssuedReader = Callable[[], Mapping[bytes, int]]
+
+
+def ca_db_reader(ca_db: Path, subject: str, issuer_thumb: bytes) -> IssuedReader:
+    """Read ``ca_db`` for the gateway certificates ``issuer_thumb`` (the Payment Gateway
+    CA) issued under ``subject``, the bank's gateway's own name."""
+
+    def read() -> Mapping[bytes, int]:
+        store = CaStore.open_readonly(ca_db)
+        try:
+            with store.read() as tx:
+                return {
+                    cert.thumb: cert.not_after_ms
+                    for cert, revoked_ms in tx.listed_certificates(subject=subject)
+                    if revoked_ms is None
+                    and cert.issuer_thumb == issuer_thumb
+                    and cert.certificate_type == PAYMENT_GATEWAY
+                    and cert.usage == CertificateUsage.KEY_EXCHANGE.value
+                }
+        finally:
+            store.close()
+
+    return read
+
+
+class IssuedKeyExchange:
+    """The bank's live key-exchange certificates as ca.db records them, read again at most
+    every ``ISSUED_RECHECK_SECONDS``, and only when asked."""
+
+    def __init__(self, read: IssuedReader, clock: Callable[[], float] = time.monotonic) -> None:
+        self._read = read
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ends: Mapping[bytes, int] = {}
+        self._read_at: float | None = None
+
+    def live(self, thumb: bytes, at: datetime | None = None) -> bool:
+        """True when ``thumb`` is one of them, unrevoked and unexpired at ``at``."""
+        # Waited for aside: the holder may be reading ca.db, whose store waits so too.
+        with holding(self._lock):
+            now = self._clock()
+            if self._read_at is None or now - self._read_at >= ISSUED_RECHECK_SECONDS:
+                self._ends = self._read()
+                self._read_at = now
+            ends = self._ends.get(thumb)
+        moment = datetime.now(UTC) if at is None else at
+        return ends is not None and ends >= int(moment.timestamp() * 1000)
+
 
 #: Reads the recipient thumbprint an envelope names, or b"" if it does not parse.
 Peek = Callable[[bytes], bytes]
@@ -65,9 +149,12 @@ pi_recipient = _peek(
 @dataclass(frozen=True)
 class OpeningKeys:
     """The bank's signing credentials with each older key-exchange key and certificate,
-    by that certificate's thumbprint (the newest is not among them)."""
+    by that certificate's thumbprint (the newest is not among them), and the bank's live
+    key-exchange certificates in ca.db for the thumbprints none of them is."""
 
     older: Sequence[Credentials] = ()
+    #: None: an envelope sealed to a thumbprint not held here is refused unread.
+    issued: IssuedKeyExchange | None = None
     _by_thumb: dict[bytes, Credentials] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,7 +163,10 @@ class OpeningKeys:
 
     @classmethod
     def with_older(
-        cls, newest: Credentials, older: Sequence[tuple[KeyHandle, bytes]]
+        cls,
+        newest: Credentials,
+        older: Sequence[tuple[KeyHandle, bytes]],
+        issued: IssuedKeyExchange | None = None,
     ) -> OpeningKeys:
         """For each (key handle, certificate) of ``older`` but ``newest``'s own, the
         signing credentials of ``newest`` opening with that key."""
@@ -85,16 +175,27 @@ class OpeningKeys:
                 replace(newest, key_exchange_key=key, key_exchange_cert=der)
                 for key, der in older
                 if der != newest.key_exchange_cert
-            )
+            ),
+            issued,
         )
 
     def for_recipient(
         self, thumb: bytes, trust: TrustStore, at: datetime | None = None
     ) -> Credentials | None:
         """The credentials whose key-exchange certificate is ``thumb``, if it is an older
-        one still valid at ``at`` (unexpired, unrevoked); else None: the newest."""
+        one still valid at ``at`` (unexpired, unrevoked); else None: the newest.
+
+        ``RecipientNotLoaded`` if no key here opens it but ``thumb`` is a live
+        key-exchange certificate of the bank (``issued``)."""
         older = self._by_thumb.get(thumb)
         if older is None:
+            if self.issued is not None and self.issued.live(thumb, at):
+                raise RecipientNotLoaded(
+                    f"envelope sealed to the gateway's key-exchange certificate"
+                    f" {thumb.hex()[:8]}, which the bank issued and this process does not"
+                    " hold (renewed since it started?): answered UNAVAILABLE until it is"
+                    " restarted on the renewed keys"
+                )
             return None
         assert older.key_exchange_cert is not None  # only such are indexed
         try:
@@ -114,10 +215,20 @@ class OpeningKeys:
         return older
 
     def opener(
-        self, envelope: bytes, peek: Peek, trust: TrustStore, at: datetime | None = None
+        self,
+        envelope: bytes,
+        peek: Peek,
+        trust: TrustStore,
+        at: datetime | None = None,
+        *,
+        newest: bytes | None = None,
     ) -> Credentials | None:
         """The credentials to open ``envelope`` with (``peek`` reads whom it is sealed
-        to); None, the newest, without parsing when no older key is held."""
-        if not self._by_thumb:
+        to); None for the newest, whose thumbprint is ``newest``. Nothing is parsed when
+        no older key is held and ``issued`` is None."""
+        if not self._by_thumb and self.issued is None:
             return None
-        return self.for_recipient(peek(envelope), trust, at)
+        thumb = peek(envelope)
+        if not thumb or thumb == newest:
+            return None
+        return self.for_recipient(thumb, trust, at)

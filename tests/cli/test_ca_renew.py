@@ -28,7 +28,10 @@ def _ca(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 @pytest.fixture
 def made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InitResult]:
-    # The bank's ports, as a stopped bank's: free, and nobody else's default ones.
+    # The bank's ports, as a stopped bank's: free, and nobody else's default ones. Never
+    # bound here, only probed by the renewal; free_port picks below the kernel's
+    # ephemeral range, so no outgoing connection or port-0 bind of a test running beside
+    # this one holds it when probed (only another free_port pick, one in thousands).
     monkeypatch.setenv("SETPAY_LISTEN", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("SETPAY_CA_LISTEN", f"127.0.0.1:{free_port()}")
     yield init_bank(tmp_path / "bank", env={})
@@ -87,3 +90,22 @@ def test_renew_gateway_refuses_while_the_bank_port_is_held(
     assert "stop the bank before renewing its keys" in err
     assert _cert(made, "gateway-sig.der") == before
     assert not (made.directory / "certs" / "gateway-kex.v1.der").exists()
+
+
+def test_renew_gateway_right_after_the_bank_stopped(
+    made: InitResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bank closed its calls as it stopped: their sockets wait in TIME_WAIT on its port
+    for a minute. Before: refused as a running bank when its server did not share the
+    port (a bank started in one process, as tests start it), so tests that renew right
+    after a stop failed now and then."""
+    host, _, port = load(made.config_path).listen.rpartition(":")
+    with socket.create_server((host, int(port))) as listener:
+        client = socket.create_connection((host, int(port)))
+        accepted, _ = listener.accept()
+        accepted.close()  # the bank's side closes first, and its port keeps the TIME_WAIT
+        client.recv(1)  # the FIN has arrived
+        client.close()
+    code, out, err = _ca(["renew-gateway", "--config", str(made.config_path)], capsys)
+    assert code == 0, err
+    assert out.startswith("renewed gateway-sig v2: ")

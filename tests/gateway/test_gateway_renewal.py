@@ -72,6 +72,10 @@ class Served:
         init_bank(directory, profile=profile, keys=keys, env={})
         self.directory = directory
         self.profile = profile
+        # Picked once, released, and bound again at each start: free_port picks below
+        # the kernel's ephemeral range, where no outgoing connection and no port-0 bind
+        # (every other served test's) lands; only another free_port caller's random
+        # pick, one in thousands, could take it between a stop and the next start.
         self.ports = {"SETPAY_LISTEN": f"127.0.0.1:{free_port()}",
                       "SETPAY_CA_LISTEN": f"127.0.0.1:{free_port()}"}  # fmt: skip
         self.current: World | None = None
