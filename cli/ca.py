@@ -21,9 +21,9 @@ request. ``--serial`` takes decimal, ``0x``-prefixed hex, or colon-separated hex
 ``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem (the transport CA)
 into DIR.
 ``renew-gateway`` makes and certifies the next version of the gateway's signature and
-key-exchange keys on a stopped bank; a failure is taken back (``gateway.gateway_renewal``) (``gateway.gateway_renewal``); the bank
-uses them from its next start, and keeps opening envelopes sealed to the key-exchange
-certificate they replace until it ends.
+key-exchange keys on a stopped bank; a failure is taken back (``gateway.gateway_renewal``).
+The bank uses them from its next start, and keeps opening envelopes sealed to the
+key-exchange certificate they replace until it ends.
 Exit status: 0 on success, 1 when the operation is refused, 2 for usage errors.
 """
 
