@@ -45,6 +45,7 @@ from clients.errors import ClientError, OutcomeUnknown
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
+from clients.merchant.gateway_client import pinned_since
 from clients.merchant.records import Money, Operation, OperationState, Order, OrderState, short
 from clients.merchant.registration import MerchantRegistrar, Registered
 from clients.merchant.runtime import Merchant
@@ -245,9 +246,8 @@ def _forget_gateway(config: MerchantConfig) -> int:
     if forgotten is None:
         print("no gateway pinned: the next start takes the one its first PCertRes names")
         return 0
-    since = datetime.fromtimestamp(forgotten.pinned_ms / 1000, UTC)
     print(
-        f"forgot gateway {forgotten.identity}, pinned since {since:%Y-%m-%d %H:%M:%S} UTC: "
+        f"forgot gateway {forgotten.identity}, pinned since {pinned_since(forgotten)}: "
         "the next start takes the one its first PCertRes names"
     )
     return 0

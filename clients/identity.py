@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from clients.errors import ConfigError
 from hsm.base import KeyBackend
 from hsm.errors import KeyNotFound
+from hsm.keystore import fsync_directory
 from hsm.uri import encode_uri_value
 from setcore.credentials import Credentials
 
@@ -78,11 +79,7 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)
 
 
 def write_certificates(path: Path, ders: Iterable[bytes]) -> None:

@@ -109,34 +109,26 @@ class InFlightPool(futures.ThreadPoolExecutor):
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> futures.Future[_T]:
         """Queue ``fn`` (a call gRPC admitted) and count it until it is done."""
-        self._calls.append(None)
-        try:
-            future = super().submit(fn, *args, **kwargs)
-        except BaseException:
-            self._calls.pop()
-            raise
-        # Runs once however the call ends, cancelled unrun included: a slot never leaks.
-        future.add_done_callback(self._call_done)
-        return future
-
-    def _call_done(self, _future: object) -> None:
-        self._calls.pop()
+        return self._counted_submit(self._calls, fn, *args, **kwargs)
 
     def submit_stream(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> futures.Future[_T]:
         """``submit``, counted among the streams (``streams`` calls it)."""
-        self._streams.append(None)
+        return self._counted_submit(self._streams, fn, *args, **kwargs)
+
+    def _counted_submit(
+        self, count: deque[None], fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> futures.Future[_T]:
+        count.append(None)
         try:
             future = super().submit(fn, *args, **kwargs)
         except BaseException:
-            self._streams.pop()
+            count.pop()
             raise
-        future.add_done_callback(self._stream_done)
+        # Runs once however the call ends, cancelled unrun included: a slot never leaks.
+        future.add_done_callback(lambda _: count.pop())
         return future
-
-    def _stream_done(self, _future: object) -> None:
-        self._streams.pop()
 
 
 class _StreamLane(futures.ThreadPoolExecutor):

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -218,16 +218,6 @@ _ENV_STRINGS = {
     "SETPAY_METRICS_HOST": "metrics_host",
     "SETPAY_SCHEDULING": "scheduling",
 }
-_ENV_INTEGERS = {
-    "SETPAY_WORKERS": "workers",
-    "SETPAY_THREADS": "threads",
-}
-_ENV_NUMBERS = {
-    "SETPAY_GRACE_SECONDS": "grace_seconds",
-}
-_ENV_PORTS = {
-    "SETPAY_METRICS_PORT": "metrics_port",
-}
 _ENV_FLAGS = {
     "SETPAY_REFLECTION": "reflection",
     "SETPAY_LEDGER_SERVICE": "ledger_service",
@@ -285,39 +275,42 @@ def parse_metrics_port(text: str) -> MetricsPort:
     return int(text)
 
 
+# Environment variables read as a value of their own kind: the field each overrides, how
+# its text is read (ValueError if it cannot be), and what the refusal says it must be.
+_ENV_PARSED: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "SETPAY_WORKERS": ("workers", int, "an integer"),
+    "SETPAY_THREADS": ("threads", int, "an integer"),
+    "SETPAY_GRACE_SECONDS": ("grace_seconds", float, "a number of seconds"),
+    "SETPAY_METRICS_PORT": (
+        "metrics_port",
+        parse_metrics_port,
+        f"a port number or {METRICS_ANY_PORT}",
+    ),
+}
+
+
 def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> tuple[BankConfig, dict[str, str]]:
     """The configuration with the environment's values, and which variable set which field."""
     changes: dict[str, Any] = {}
     for name, attr in _ENV_STRINGS.items():
         if name in env:
             changes[attr] = env[name]
-    for name, attr in _ENV_INTEGERS.items():
+    for name, (attr, parse, must_be) in _ENV_PARSED.items():
         if name in env:
             try:
-                changes[attr] = int(env[name])
+                changes[attr] = parse(env[name])
             except ValueError:
-                raise ConfigError(f"{name} must be an integer") from None
-    for name, attr in _ENV_NUMBERS.items():
-        if name in env:
-            try:
-                changes[attr] = float(env[name])
-            except ValueError:
-                raise ConfigError(f"{name} must be a number of seconds") from None
-    for name, attr in _ENV_PORTS.items():
-        if name in env:
-            try:
-                changes[attr] = parse_metrics_port(env[name])
-            except ValueError:
-                raise ConfigError(f"{name} must be a port number or {METRICS_ANY_PORT}") from None
+                raise ConfigError(f"{name} must be {must_be}") from None
     for name, attr in _ENV_FLAGS.items():
         if name in env:
             flag = env[name].lower()
             if flag not in _TRUE | _FALSE:
                 raise ConfigError(f"{name} must be one of {', '.join(sorted(_TRUE | _FALSE))}")
             changes[attr] = flag in _TRUE
+    parsed = {name: attr for name, (attr, _, _) in _ENV_PARSED.items()}
     sources = {
         attr: name
-        for table in (_ENV_STRINGS, _ENV_INTEGERS, _ENV_NUMBERS, _ENV_PORTS, _ENV_FLAGS)
+        for table in (_ENV_STRINGS, parsed, _ENV_FLAGS)
         for name, attr in table.items()
         if name in env
     }

@@ -61,6 +61,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -77,12 +78,14 @@ from gateway.bank_pki import (
     unused_gateway_certificates,
 )
 from gateway.ca.errors import CaError
+from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import record_certificate, revoke
 from gateway.config import BankConfig
 from gateway.ports import parse_port
 from gateway.provisioning import GATEWAY_NAME, write_new
 from hsm.base import KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError
+from hsm.keystore import fsync_directory
 from setcore.encoding import thumbprint
 from setcore.errors import SetcoreError
 from setcore.pki.certificate import load_certificate
@@ -160,14 +163,6 @@ def _issue(pca: IssuingCA, key: KeyHandle, usage: CertificateUsage, at: datetime
     return issue_gateway(pca, key.public_key, usage, GATEWAY_NAME, kem=kem, at=at)
 
 
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class _Staged:
     """Files written for the renewal and not yet in place."""
@@ -196,7 +191,7 @@ def _stage(certs: Path, pki: BankPki, sig_der: bytes, kex_der: bytes, staged: _S
         staged.kept_is_new = True
     staged.sig = _write_staged(certs, GATEWAY_SIG_LABEL, sig_der)
     staged.kex = _write_staged(certs, GATEWAY_KEX_LABEL, kex_der)
-    _sync_directory(certs)
+    fsync_directory(certs)
 
 
 def _write_staged(certs: Path, label: str, der: bytes) -> Path:
@@ -230,7 +225,7 @@ def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
             assert path is not None
             os.replace(path, certs / f"{name}{CERT_SUFFIX}")
             done.append(name)
-        _sync_directory(certs)
+        fsync_directory(certs)
     except BaseException as failure:
         try:
             if done:
@@ -242,7 +237,7 @@ def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
                     write_new(back, old[done[-1]])
                     os.replace(back, certs / f"{done[-1]}{CERT_SUFFIX}")
                     done.pop()
-                _sync_directory(certs)
+                fsync_directory(certs)
         # Whatever stops the putting back (an interrupt too) leaves files that may name
         # the new keys: taking those back would leave a bank that cannot start.
         except BaseException as undo:  # noqa: BLE001 - raised again as what it means
@@ -277,33 +272,39 @@ def _take_back(pki: BankPki, keys: list[KeyHandle]) -> None:
             )  # fmt: skip
 
 
-def _revoke_unused(config: BankConfig, pki: BankPki, ders: list[bytes]) -> None:
+def _revoke_unheld(
+    config: BankConfig,
+    pki: BankPki,
+    keys: AuthorityKeys,
+    at: datetime,
+    recorded: Sequence[bytes] | None = None,
+) -> None:
+    """Revoke live certificates of the gateway's keys that no file holds.
+
+    Without ``recorded``, before the renewal makes anything: those a renewal killed after
+    recording them left (``unused_gateway_certificates`` at ``at``), revoked at ``at``; a
+    failure raises, and nothing is renewed. With ``recorded`` (DER), taking back a failed
+    renewal: its own, revoked now (after anything revoked at its start); one that cannot
+    be revoked is logged for the operator, since the renewal's failure is what is raised."""
     store = open_ca_store(config)
     try:
-        for der in ders:
+        if recorded is None:
+            for cert in unused_gateway_certificates(store, pki, at):
+                revoke(store, keys, thumb=cert.thumb, at=at)
+                log.warning(
+                    "revoked the gateway's %s certificate %s: recorded in ca.db by a renewal"
+                    " that did not finish, and held by no file in %s",
+                    cert.usage, cert.thumb.hex(), config.path(config.certs_dir).name,
+                )  # fmt: skip
+            return
+        for thumb in map(thumbprint, recorded):
             try:
-                revoke(store, pki.authority_keys(), thumb=thumbprint(der))
+                revoke(store, keys, thumb=thumb)
             except (CaError, KeyBackendError, SetcoreError) as exc:
                 log.warning(
                     "certificate %s was recorded but never used and could not be revoked (%s):"
-                    " revoke it with setpay ca revoke", thumbprint(der).hex(), exc,
+                    " revoke it with setpay ca revoke", thumb.hex(), exc,
                 )  # fmt: skip
-    finally:
-        store.close()
-
-
-def _revoke_left_over(config: BankConfig, pki: BankPki, certs: Path, at: datetime) -> None:
-    """Revoke the live certificates of newer gateway key versions than those in use,
-    left by a renewal killed after recording them (``unused_gateway_certificates``)."""
-    store = open_ca_store(config)
-    try:
-        for cert in unused_gateway_certificates(store, pki, at):
-            revoke(store, pki.authority_keys(), thumb=cert.thumb, at=at)
-            log.warning(
-                "revoked the gateway's %s certificate %s: recorded in ca.db by a renewal"
-                " that did not finish, and held by no file in %s",
-                cert.usage, cert.thumb.hex(), certs.name,
-            )  # fmt: skip
     finally:
         store.close()
 
@@ -316,14 +317,15 @@ def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Ren
     certs = config.path(config.certs_dir)
     pki = load_bank_pki(config)  # refuses a bank that would not start as it is
     try:
-        _revoke_left_over(config, pki, certs, when)
+        keys = pki.authority_keys()
+        _revoke_unheld(config, pki, keys, when)
         old_kex = pki.gateway.key_exchange_key
         assert old_kex is not None and pki.gateway.key_exchange_cert is not None
         old = {
             GATEWAY_SIG_LABEL: pki.gateway.signature_cert,
             GATEWAY_KEX_LABEL: pki.gateway.key_exchange_cert,
         }
-        pca = pki.authority_keys().gateway.issuing
+        pca = keys.gateway.issuing
         staged = _Staged(certs / older_kex_name(old_kex.version))
         made: list[KeyHandle] = []
         try:
@@ -350,7 +352,7 @@ def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Ren
         except BaseException:
             staged.discard()
             _take_back(pki, made)
-            _revoke_unused(config, pki, [sig_der, kex_der])
+            _revoke_unheld(config, pki, keys, when, recorded=[sig_der, kex_der])
             raise
     finally:
         pki.close()

@@ -1,11 +1,13 @@
 """grpc.health.v1 for a worker's server: probes of the key backend and the database, and
-Watch streams that end when the server stops."""
+Watch streams that end when the server stops (``OpenStreams``, which the server's
+reflection streams use too)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2
@@ -15,6 +17,44 @@ log = logging.getLogger("setpay.server")
 # How often the health monitor probes the key backend and the database. One second keeps
 # NOT_SERVING prompt for a load balancer without adding measurable load.
 HEALTH_PROBE_SECONDS = 1.0
+
+_S = TypeVar("_S")
+
+
+class OpenStreams(Generic[_S]):
+    """A service's open streams, which a stop ends rather than waits for: each held until
+    its call is over; ``end_all`` ends those held and refuses any that starts after.
+
+    What ends a stream is the service's own (a Watch's send callback, a reflection
+    stream's context): ``end_all`` is given it, ``open`` the stream to hold."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ended = False
+        self._open: set[_S] = set()
+
+    def open(self, stream: _S, context: grpc.ServicerContext) -> bool:
+        """Hold ``stream`` until ``context``'s call is over; False, holding nothing, once
+        ``end_all`` has run: the caller ends it at once."""
+        with self._lock:
+            if self._ended:
+                return False
+            self._open.add(stream)
+        if not context.add_callback(lambda: self._forget(stream)):
+            self._forget(stream)  # already over
+        return True
+
+    def _forget(self, stream: _S) -> None:
+        with self._lock:
+            self._open.discard(stream)
+
+    def end_all(self, end: Callable[[_S], object]) -> None:
+        """``end`` every stream held, and refuse any from now on (``open``)."""
+        with self._lock:
+            self._ended = True
+            streams, self._open = self._open, set()
+        for stream in streams:
+            end(stream)
 
 
 class WatchEndingHealth(health.HealthServicer):
@@ -31,9 +71,7 @@ class WatchEndingHealth(health.HealthServicer):
 
     def __init__(self) -> None:
         super().__init__(experimental_non_blocking=True)
-        self._ending = threading.Lock()
-        self._ended = False
-        self._watches: set[Callable[[object], None]] = set()
+        self._watches: OpenStreams[Callable[[object], None]] = OpenStreams()
 
     def Watch(  # noqa: N802 - gRPC's method name
         self,
@@ -44,25 +82,13 @@ class WatchEndingHealth(health.HealthServicer):
         """As grpc_health's (non-blocking), ended by ``end_watches``."""
         assert send_response_callback is not None  # non-blocking, as built above
         send = _once_ended(send_response_callback)
-        with self._ending:
-            super().Watch(request, context, send)  # sends the current status
-            if self._ended:
-                send(None)
-                return
-            self._watches.add(send)
-        context.add_callback(lambda: self._forget(send))
-
-    def _forget(self, send: Callable[[object], None]) -> None:
-        with self._ending:
-            self._watches.discard(send)
+        super().Watch(request, context, send)  # sends the current status
+        if not self._watches.open(send, context):
+            send(None)
 
     def end_watches(self) -> None:
         """End every Watch stream, and any that starts from now on (after its status)."""
-        with self._ending:
-            self._ended = True
-            watches, self._watches = self._watches, set()
-        for send in watches:
-            send(None)
+        self._watches.end_all(lambda send: send(None))
 
 
 def _once_ended(send: Callable[[object], None]) -> Callable[[object], None]:

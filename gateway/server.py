@@ -35,7 +35,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from gateway import metrics
 from gateway.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool
 from gateway.cpu_turn import PROCESS_TURN
-from gateway.health_monitor import HealthMonitor, WatchEndingHealth
+from gateway.health_monitor import HealthMonitor, OpenStreams, WatchEndingHealth
 from setpay.v1 import services_pb2
 
 
@@ -166,9 +166,7 @@ class EndingReflection:
         # Any: its stubs type the stream method as returning None, not the responses.
         self._servicer: Any = reflection.ReflectionServicer(service_names)
         self._lane = lane
-        self._ending = threading.Lock()
-        self._ended = False
-        self._open: set[grpc.ServicerContext] = set()
+        self._streams: OpenStreams[grpc.ServicerContext] = OpenStreams()
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
         """The service's handler, its streams run on the lane."""
@@ -185,27 +183,14 @@ class EndingReflection:
         self, request_iterator: Iterator[Any], context: grpc.ServicerContext
     ) -> Iterator[Any]:
         """ServerReflectionInfo as grpc_reflection's, ended by ``end_streams``."""
-        with self._ending:
-            ended = self._ended
-            if not ended:
-                self._open.add(context)
-        if ended:
+        if not self._streams.open(context, context):
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
-        if not context.add_callback(lambda: self._forget(context)):
-            self._forget(context)  # already over
         yield from self._servicer.ServerReflectionInfo(request_iterator, context)
-
-    def _forget(self, context: grpc.ServicerContext) -> None:
-        with self._ending:
-            self._open.discard(context)
 
     def end_streams(self) -> None:
         """Cancel every stream, and answer any that starts from now on UNAVAILABLE."""
-        with self._ending:
-            self._ended = True
-            streams, self._open = self._open, set()
-        for context in streams:
-            context.cancel()  # type: ignore[no-untyped-call]  # grpc.RpcContext's, documented
+        # grpc.RpcContext's cancel, documented (grpc-stubs lacks its types).
+        self._streams.end_all(lambda context: context.cancel())  # type: ignore[no-untyped-call]
 
 
 class _OnLane:

@@ -257,10 +257,10 @@ class Keystore:
                 # Metadata first: the version stops existing before its key file goes.
                 for path in (paths.meta, paths.cert, paths.public, paths.key):
                     path.unlink(missing_ok=True)
-            _fsync_dir(self._directory / "keys" / label)
+            fsync_directory(self._directory / "keys" / label)
             if not os.listdir(self._directory / "keys" / label):
                 os.rmdir(self._directory / "keys" / label)
-                _fsync_dir(self._directory / "keys")
+                fsync_directory(self._directory / "keys")
         return doomed
 
     def write_certificate(self, key: KeyHandle, der: bytes) -> None:
@@ -417,7 +417,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(temp, path)
-        _fsync_dir(path.parent)
+        fsync_directory(path.parent)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise PermanentBackendError(
@@ -425,7 +425,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
         ) from exc
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
+    """Flush directory ``path``, so that a file created, renamed or removed in it stays so
+    through a crash: a file's own fsync does not cover its name. (The bank's and the
+    clients' files use it too: ``hsm`` is the layer below both.)"""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

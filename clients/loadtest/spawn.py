@@ -12,9 +12,7 @@ bank, whose last lines are shown when one does not come up.
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,14 +39,6 @@ LOOPBACK_ANY_PORT = "127.0.0.1:0"
 # ``setpay gateway serve --metrics-port`` for a port the OS picks (then the third number
 # of the port file).
 ANY_METRICS_PORT = "any"
-# A port handed to a server that binds it a moment later comes from below the kernel's
-# ephemeral range: a port the kernel picked for a probe goes back to that range, where any
-# outgoing connection may take it first (a test suite's metrics endpoint once failed with
-# "Address already in use" exactly so).
-FIXED_PORTS_FROM = 20000
-EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-# Random ports tried before giving up.
-PORT_TRIES = 200
 
 
 def _setpay(*args: str) -> list[str]:
@@ -61,23 +51,6 @@ def _tail(log: Path) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(lines[-LOG_TAIL_LINES:])
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now, outside the ephemeral range.
-
-    For a server option that takes only a fixed port. Another process may still bind it
-    first; the server then fails to start and says so. The bank's metrics need none:
-    ``serve_bank(metrics=True)`` has the OS pick their port as the bank binds it."""
-    below = int(EPHEMERAL_RANGE.read_text().split()[0])
-    for port in random.sample(range(FIXED_PORTS_FROM, below), PORT_TRIES):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SpawnError(f"no free loopback port in {FIXED_PORTS_FROM}-{below - 1}")
 
 
 def init_bank(directory: Path, profile: str, keys: str | None) -> Path:
@@ -153,17 +126,10 @@ def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
     raise SpawnError(f"{name} did not serve within {STARTUP_SECONDS:.0f} s:\n{_tail(log)}")
 
 
-def serve_bank(
-    config: Path,
-    workdir: Path,
-    workers: int,
-    *,
-    metrics: bool = False,
-    metrics_port: int | None = None,
-) -> Server:
+def serve_bank(config: Path, workdir: Path, workers: int, *, metrics: bool = False) -> Server:
     """``setpay gateway serve`` with ``workers`` workers on loopback ports chosen by the OS;
-    with ``metrics``, its Prometheus page on a loopback port the OS chooses too (or on
-    ``metrics_port``, fixed), in ``Server.metrics_port``."""
+    with ``metrics``, its Prometheus page on a loopback port the OS chooses too, in
+    ``Server.metrics_port``."""
     port_file = workdir / "bank.ports"
     # Always passed: without it the bank runs its configured count (the cores here).
     argv = _setpay(
@@ -171,14 +137,10 @@ def serve_bank(
         "--ca-listen", LOOPBACK_ANY_PORT, "--port-file", str(port_file),
         "--workers", str(workers),
     )  # fmt: skip
-    if metrics_port is not None:
-        argv += ["--metrics-port", str(metrics_port)]
-    elif metrics:
+    if metrics:
         argv += ["--metrics-port", ANY_METRICS_PORT]
     server = start("bank", argv, port_file, workdir / "bank.log")
-    if metrics_port is not None:
-        server.metrics_port = metrics_port
-    elif metrics:
+    if metrics:
         # "GATEWAY_PORT CA_PORT METRICS_PORT": the bank adds the port the OS picked.
         if len(server.ports) != 3:
             server.stop()

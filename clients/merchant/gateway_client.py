@@ -86,6 +86,11 @@ def _method(name: str) -> str:
     return f"/{_SERVICE}/{name}"
 
 
+def pinned_since(pin: GatewayPin) -> str:
+    """When ``pin`` was taken, as the merchant's messages say it: UTC, to the second."""
+    return f"{datetime.fromtimestamp(pin.pinned_ms / 1000, UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
 class GatewayClient:
     """Sends merchant requests to one payment gateway and verifies its answers."""
 
@@ -133,12 +138,11 @@ class GatewayClient:
         if named != pinned.identity:
             # Another gateway answering PCertReq at our gateway's address: its key-exchange
             # certificate must not reach wallets, nor its answers count as our gateway's.
-            since = datetime.fromtimestamp(pinned.pinned_ms / 1000, UTC)
             raise fail(
                 ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
                 f"PCertRes names gateway {named}, not {pinned.identity}, the gateway this"
                 f" merchant has taken answers from since its first PCertRes"
-                f" ({since:%Y-%m-%d %H:%M:%S} UTC); if the merchant changed gateways on"
+                f" ({pinned_since(pinned)}); if the merchant changed gateways on"
                 " purpose, 'setpay merchant forget-gateway' clears that pin",
             )
 

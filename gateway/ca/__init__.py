@@ -64,7 +64,7 @@ from gateway.ca.keys import AuthorityKeys, CaSide
 from gateway.ca.policy import CaPolicy
 from gateway.ca.publishing import current_revocation, publish_initial, refresh, revoke
 from gateway.ca.records import IssuedCertificate
-from gateway.ca.servicer import CertificateAuthorityServicer, add_to_server
+from gateway.ca.servicer import CertificateAuthorityServicer
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import RevocationWatcher
 
@@ -90,7 +90,6 @@ __all__ = [
     "StoreBug",
     "StoreError",
     "UnknownCertificate",
-    "add_to_server",
     "current_revocation",
     "publish_initial",
     "refresh",

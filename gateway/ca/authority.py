@@ -17,21 +17,19 @@ retried later and stops no call while the data held is current; once it is not, 
 call raises ``RevocationStale`` (``gateway.ca.watcher``). Every call also sweeps
 ``ca.db`` of expired sessions and old stored answers now and then. A sweep never waits
 for ca.db: it tries once, on a connection of its own that does not wait for a lock
-(``_sweep_store``), so neither the request that sweeps nor one that needs ca.db meanwhile
-waits behind it. A sweep that fails (ca.db busy) fails no call; it is logged, counted
+(``CaStore.open_for_sweep``), so neither the request that sweeps nor one that needs ca.db
+meanwhile waits behind it. A sweep that fails (ca.db busy) fails no call; it is logged, counted
 (``housekeeping``, copied into the metrics) and tried again a little later.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from gateway.ca import publishing
 from gateway.ca.cardholder import CardholderRegistrar, Clock
@@ -42,7 +40,7 @@ from gateway.ca.merchant import MerchantRegistrar
 from gateway.ca.policy import CaPolicy
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.replay import replayed, request_digest
-from gateway.ca.store import CaStore, translate_error
+from gateway.ca.store import CaStore
 from gateway.ca.watcher import RevocationWatcher
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError, fail
@@ -73,7 +71,7 @@ HOUSEKEEPING_RETRY_MS = 60 * 1000
 # (store.BUSY_TIMEOUT_MS, 5 s) would hold up the request that sweeps, and every user of
 # the store's connection in the worker (the revocation watcher's poll of an
 # authorization among them); a sweep skipped now costs nothing.
-SWEEP_BUSY_TIMEOUT_SECONDS = 0.0
+SWEEP_BUSY_TIMEOUT_MS = 0
 
 KIND_CERT = "cert"
 KIND_CERT_INQ = "cert-inq"
@@ -91,30 +89,6 @@ class HousekeepingCounters:
     #: Anything else: a bug, which fails every sweep alike until it is mended, while
     #: expired sessions and old answers pile up in ca.db.
     bugs: int
-
-
-@contextmanager
-def _sweep_store(path: Path) -> Iterator[CaStore]:
-    """``ca.db`` on a connection of the sweep's own, which never waits for a lock
-    (``SWEEP_BUSY_TIMEOUT_SECONDS``): not the store's, whose lock every request of the
-    worker takes, and whose busy timeout a write would wait out on a busy ca.db."""
-    try:
-        # As CaStore.open connects (mode=rw: SQLite never makes the file), without its
-        # pragmas: WAL stays from the store's creation, and a purge deletes rows no
-        # foreign key refers to.
-        db = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=rw",
-            uri=True,
-            isolation_level=None,
-            timeout=SWEEP_BUSY_TIMEOUT_SECONDS,
-        )
-    except sqlite3.Error as exc:
-        raise translate_error(exc) from exc
-    store = CaStore(db, path)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 class CertificateAuthority:
@@ -163,11 +137,6 @@ class CertificateAuthority:
         """Sweeps of ``ca.db`` that failed since the CA started, by cause."""
         return HousekeepingCounters(self._sweep_outages, self._sweep_bugs)
 
-    @property
-    def housekeeping_failures(self) -> int:
-        """Sweeps of ``ca.db`` that failed since the CA started, whatever the cause."""
-        return self._sweep_outages + self._sweep_bugs
-
     def _enter(self) -> None:
         """Before each request: current revocation data, and now and then a sweep."""
         self._watcher.check()
@@ -185,7 +154,10 @@ class CertificateAuthority:
     def _sweep(self, now: int) -> None:
         """Forget expired sessions and old answers; a failure is the CA's, not the request's."""
         try:
-            with _sweep_store(self._store.path) as store, store.write() as tx:
+            # A connection of the sweep's own (``SWEEP_BUSY_TIMEOUT_MS``), not the store's,
+            # whose lock every request of the worker takes.
+            sweeping = CaStore.open_for_sweep(self._store.path, SWEEP_BUSY_TIMEOUT_MS)
+            with closing(sweeping) as store, store.write() as tx:
                 tx.purge(now, now - self._policy.response_retention_ms)
         except Exception as exc:
             self._sweep_due_ms = now + HOUSEKEEPING_RETRY_MS

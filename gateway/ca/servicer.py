@@ -37,14 +37,12 @@ gateway's are.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
 import grpc
-from google.protobuf import message_factory
 from google.protobuf.message import Message
 
 from gateway import metrics
@@ -54,7 +52,7 @@ from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.purchase import header
-from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2, services_pb2_grpc
+from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -302,48 +300,10 @@ def _frame(request: Message, received: bytes | None) -> bytes:
     """What the Error names for a request that is its call's frame itself (CardCInit,
     Me-AqCInit), not a SET message in a bytes field of it (RegForm, Cert, CertInq).
 
-    The bytes it came as, which the servers pass (``add_to_server``, ``gateway.server``):
+    The bytes it came as, which ``gateway.server`` passes to a method taking ``received``:
     parsed and serialized again, a request may differ from them (its fields in another
     order, a varint written shorter, an unknown field dropped), and its requester could
     not tell the Error answers what it sent. A direct call, without them, gets the
     serialization.
     """
     return request.SerializeToString() if received is None else received
-
-
-def _handler(method: Callable[..., Message], request_cls: type[Message]) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
-    """``method``'s handler, requests parsed as gRPC's generated code does; a method that
-    takes ``received`` is also given the bytes its request came as (``_frame``)."""
-    if "received" not in inspect.signature(method).parameters:
-        return grpc.unary_unary_rpc_method_handler(
-            method,
-            request_deserializer=request_cls.FromString,
-            response_serializer=lambda m: m.SerializeToString(),
-        )
-
-    def parse(data: bytes) -> tuple[Message, bytes]:
-        # gRPC's own bytes object, kept (not copied) until the call ends.
-        return request_cls.FromString(data), data
-
-    def call(request: tuple[Message, bytes], context: grpc.ServicerContext) -> Message:
-        return method(request[0], context, received=request[1])
-
-    return grpc.unary_unary_rpc_method_handler(
-        call, request_deserializer=parse, response_serializer=lambda m: m.SerializeToString()
-    )
-
-
-def add_to_server(authority: CertificateAuthority, server: grpc.Server) -> None:
-    """Register the CA service on a gRPC server (the bank's own are made by
-    ``gateway.server.create_server``, which passes the frames the same way)."""
-    servicer = CertificateAuthorityServicer(authority)
-    service = services_pb2.DESCRIPTOR.services_by_name["CertificateAuthorityService"]
-    handlers = {
-        method.name: _handler(
-            getattr(servicer, method.name), message_factory.GetMessageClass(method.input_type)
-        )
-        for method in service.methods
-    }
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
-    )

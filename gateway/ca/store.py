@@ -125,16 +125,7 @@ class CaStore:
         elif not path.exists():
             raise StoreError(f"no CA database at {path}")
         try:
-            # mode=rw: SQLite never makes the file (above, with its mode, or not at all),
-            # even when it goes away after the check. isolation_level=None: transactions
-            # are begun explicitly (BEGIN IMMEDIATE for writers), never by sqlite3.
-            db = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=rw",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
+            db = _connect(path, "rw", BUSY_TIMEOUT_MS)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
         store = cls(db, path)
@@ -162,13 +153,7 @@ class CaStore:
         if not path.exists():
             raise StoreError(f"no CA database at {path}")
         try:
-            db = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
+            db = _connect(path, "ro", BUSY_TIMEOUT_MS)
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
@@ -180,6 +165,18 @@ class CaStore:
             store.close()
             raise
         return store
+
+    @classmethod
+    def open_for_sweep(cls, path: Path, busy_timeout_ms: int) -> CaStore:
+        """``ca.db`` on a connection of its own that waits ``busy_timeout_ms`` for a lock
+        (the CA's sweep: none), without ``open``'s pragmas and schema check: WAL stays
+        from the store's creation, a purge deletes rows no foreign key refers to, and the
+        worker opened the store with ``open`` before."""
+        try:
+            db = _connect(path, "rw", busy_timeout_ms)
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
+        return cls(db, path)
 
     def _prepare(self, create: bool) -> None:
         with self._lock:
@@ -241,6 +238,22 @@ class CaStore:
     def write(self) -> AbstractContextManager[StoreTransaction]:
         """A write transaction: taken at once (BEGIN IMMEDIATE), committed durably on exit."""
         return self._transaction("BEGIN IMMEDIATE")
+
+
+def _connect(path: Path, mode: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection to ``ca.db`` at ``path``, opened ``mode`` (``rw`` or ``ro``).
+
+    Either way SQLite never makes the file (``CaStore.open`` makes it, with its mode, or
+    nothing does), even when it goes away after a check. isolation_level=None:
+    transactions are begun explicitly (BEGIN IMMEDIATE for writers), never by sqlite3.
+    """
+    return sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode={mode}",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=busy_timeout_ms / 1000,
+    )
 
 
 def _check_version(path: Path, found: int | None) -> None:

@@ -11,11 +11,11 @@ import pytest
 
 from cli import ca
 from cli.fingerprint import colon_hex
-from clients.loadtest.spawn import free_port
 from gateway.bank_pki import load_bank_pki
 from gateway.config import load
 from gateway.provisioning import GATEWAY_NAME, InitResult, init_bank
 from setcore.encoding import thumbprint
+from tests.gateway.renewal_support import free_port
 
 
 def _ca(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

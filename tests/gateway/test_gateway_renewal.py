@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from cli import ca
-from clients.loadtest.spawn import free_port
 from clients.merchant.gateway_client import GatewayClient
 from clients.transport import Caller, RetryPolicy
 from gateway import authorize as gateway_authorize
@@ -52,6 +51,7 @@ from .actors import (
     register_cardholder,
     register_merchant,
 )
+from .renewal_support import free_port
 
 APPROVED = a.AUTH_CODE_APPROVED
 # The bank's revocation watcher reads ca.db at most once a second; allow a slow machine.

@@ -23,17 +23,16 @@ from gateway.bank_pki import (
     GATEWAY_KEX_LABEL,
     GATEWAY_SIG_LABEL,
     ProvisioningError,
-    bank_keys_uri,
     open_ca_store,
 )
 from gateway.config import load
 from gateway.gateway_renewal import renew_gateway_keys
 from gateway.provisioning import GATEWAY_NAME
-from hsm.uri import open_backend
 from setcore.authorization import open_auth_response
 from setcore.encoding import thumbprint
 
 from .actors import auth_request, authorize, purchase, register_cardholder, register_merchant
+from .renewal_support import key_versions
 from .test_gateway_renewal import APPROVED, Served, certificate, refreshed
 
 # The exit status of a renewal killed at its step: one the renewal never exits with.
@@ -48,14 +47,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
     bank = Served(tmp_path / "bank")
     yield bank
     bank.stop()
-
-
-def _versions(served: Served) -> set[tuple[str, int]]:
-    backend = open_backend(bank_keys_uri(served.config()))
-    try:
-        return {(k.label, k.version) for k in backend.list_keys()}
-    finally:
-        backend.close()
 
 
 def _gateway_certificates(served: Served) -> dict[bytes, bool]:
@@ -107,7 +98,7 @@ def test_a_failed_putting_back_takes_nothing_back(
     new_kex = certificate(directory, "gateway-kex.der")
     assert new_kex != merchant.gateway_kex.der
     assert certificate(directory, "gateway-sig.der") == old_sig
-    assert {(GATEWAY_SIG_LABEL, 2), (GATEWAY_KEX_LABEL, 2)} <= _versions(served)
+    assert {(GATEWAY_SIG_LABEL, 2), (GATEWAY_KEX_LABEL, 2)} <= key_versions(served.config())
     recorded = _gateway_certificates(served)
     assert recorded[thumbprint(new_kex)] is False
 

@@ -12,14 +12,14 @@ import pytest
 
 from cli import ca
 from gateway import gateway_renewal
-from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL, bank_keys_uri
+from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL
 from gateway.provisioning import GATEWAY_NAME
-from hsm.uri import open_backend
 from setcore.authorization import open_auth_response
 from setcore.encoding import thumbprint
 from tests.hsm.testbed import SoftToken, session_softhsm
 
 from .actors import auth_request, authorize, purchase, register_cardholder, register_merchant
+from .renewal_support import key_versions
 from .test_gateway_renewal import APPROVED, Served, certificate, refreshed
 
 
@@ -35,14 +35,6 @@ def served(request: pytest.FixtureRequest, tmp_path: Path, token: SoftToken) -> 
     bank = Served(tmp_path / "bank", keys=token.uri(), profile=request.param)
     yield bank
     bank.stop()
-
-
-def _versions(served: Served) -> set[tuple[str, int]]:
-    backend = open_backend(bank_keys_uri(served.config()))
-    try:
-        return {(k.label, k.version) for k in backend.list_keys()}
-    finally:
-        backend.close()
 
 
 def _gateway_rows(served: Served, capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -62,7 +54,7 @@ def test_a_renewal_on_the_token(served: Served, capsys: pytest.CaptureFixture[st
     request, state = auth_request(merchant, purchase(merchant, cardholder, 1000))
     world, renewal = served.renew()
 
-    assert {(GATEWAY_SIG_LABEL, 2), (GATEWAY_KEX_LABEL, 2)} <= _versions(served)
+    assert {(GATEWAY_SIG_LABEL, 2), (GATEWAY_KEX_LABEL, 2)} <= key_versions(served.config())
     backend = world.running.pki.backend
     # The certificates sit beside their keys on the token, as init leaves them.
     for label in (GATEWAY_SIG_LABEL, GATEWAY_KEX_LABEL):
@@ -93,7 +85,7 @@ def test_a_renewal_failing_as_it_installs_is_taken_back(
     served.stop()
     certs = served.directory / "certs"
     before = {p.name: p.read_bytes() for p in certs.iterdir()}
-    versions = _versions(served)
+    versions = key_versions(served.config())
     renames: list[str] = []
     real_replace = os.replace
 
@@ -109,7 +101,7 @@ def test_a_renewal_failing_as_it_installs_is_taken_back(
     monkeypatch.undo()
 
     assert {p.name: p.read_bytes() for p in certs.iterdir()} == before
-    assert _versions(served) == versions
+    assert key_versions(served.config()) == versions
     # Recorded before the renames, so revoked rather than left live and unused.
     rows = _gateway_rows(served, capsys)
     assert sorted(" revoked " in row for row in rows) == [False, False, True, True]

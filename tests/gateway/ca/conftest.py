@@ -8,7 +8,7 @@ certificates, ca.db, the servicer and its stub.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,10 @@ import grpc
 import pytest
 
 from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
-from gateway.ca import CertificateAuthority, add_to_server
+from gateway.ca import CertificateAuthority, CertificateAuthorityServicer
 from gateway.config import BankConfig, load
 from gateway.provisioning import init_bank
+from gateway.server import ServerLimits, ServiceBinding, create_server
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2, services_pb2_grpc
 
@@ -74,28 +75,53 @@ class Bank:
 
 # Server threads: the tests call one RPC at a time; a few threads leave room for retries.
 SERVER_THREADS = 4
+# Far above these tests' requests and answers (a few certificates each).
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+@contextmanager
+def serving_channel(ca: CertificateAuthority) -> Iterator[grpc.Channel]:
+    """``ca`` served as the bank serves it (``gateway.server.create_server``), on port 0;
+    a channel to it."""
+    limits = ServerLimits(
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        max_concurrent_rpcs=SERVER_THREADS,
+        threads=SERVER_THREADS,
+    )
+    binding = ServiceBinding("CertificateAuthorityService", CertificateAuthorityServicer(ca))
+    server, port, health = create_server([binding], "127.0.0.1:0", limits)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel
+    finally:
+        channel.close()
+        health.stop()
+        server.stop(None)
+
+
+@contextmanager
+def serving(
+    ca: CertificateAuthority,
+) -> Iterator[services_pb2_grpc.CertificateAuthorityServiceStub]:
+    """``ca`` served as ``serving_channel`` serves it; a stub to it."""
+    with serving_channel(ca) as channel:
+        yield services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="session")
 def banks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bank]]:
     """Banks by profile, made lazily (RSA key generation is slow on tokens: make each once)."""
     made: dict[str, Bank] = {}
-    cleanup: list[tuple[grpc.Server, grpc.Channel, BankPki]] = []
+    cleanup = ExitStack()
 
     def make(profile: str) -> Bank:
         directory = tmp_path_factory.mktemp(f"bank-{profile}") / "bank"
         result = init_bank(directory, profile=profile, env={})
         config = load(result.config_path, env={})
-        pki = load_bank_pki(config)
+        pki = cleanup.enter_context(closing(load_bank_pki(config)))
         issuer = DictIssuer({CARD: (EXPIRY, COMPLETE), REVIEW_CARD: (EXPIRY, PENDED)})
         ca = CertificateAuthority(pki.authority_keys(), open_ca_store(config), pki.trust, issuer)
-        server = grpc.server(ThreadPoolExecutor(max_workers=SERVER_THREADS))
-        add_to_server(ca, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        stub = services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
-        cleanup.append((server, channel, pki))
+        stub = cleanup.enter_context(serving(ca))
         return Bank(result.directory, config, pki, ca, issuer, stub, profile)
 
     class Lazy(dict[str, Bank]):
@@ -104,11 +130,8 @@ def banks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bank]]
             return bank
 
     made = Lazy()
-    yield made
-    for server, channel, pki in cleanup:
-        channel.close()
-        server.stop(None)
-        pki.close()
+    with cleanup:
+        yield made
 
 
 @pytest.fixture(params=["ec", "rsa"])

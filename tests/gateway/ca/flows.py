@@ -12,19 +12,15 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.bank_pki import open_ca_store
-from gateway.ca import CertificateAuthority, add_to_server
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.credentials import Credentials
@@ -63,7 +59,7 @@ from setcore.registration_merchant import (
     open_merchant_cert_response,
 )
 from setcore.signed import countersign, sign
-from setpay.v1 import registration_pb2, services_pb2_grpc
+from setpay.v1 import registration_pb2
 
 from .conftest import Bank
 
@@ -87,23 +83,6 @@ def new_key(bank: Bank, usage: KeyUsage) -> KeyHandle:
 def new_trust(bank: Bank) -> TrustStore:
     """A requester's trust store: only the pinned root (the CA staples the BCI)."""
     return TrustStore(bank.pki.root_der)
-
-
-@contextmanager
-def serving(
-    ca: CertificateAuthority,
-) -> Iterator[services_pb2_grpc.CertificateAuthorityServiceStub]:
-    """``ca`` served by a gRPC server of its own on port 0; a stub to it."""
-    server = grpc.server(ThreadPoolExecutor(max_workers=2))
-    add_to_server(ca, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield services_pb2_grpc.CertificateAuthorityServiceStub(channel)  # type: ignore[no-untyped-call]
-    finally:
-        channel.close()
-        server.stop(None)
 
 
 # --- cardholder ------------------------------------------------------------------------

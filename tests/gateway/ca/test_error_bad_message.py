@@ -1,26 +1,21 @@
-"""The CA's Errors name the request as it was received, on both ways of serving the CA.
+"""The CA's Errors name the request as it was received.
 
 CardCInitReq and Me-AqCInitReq are their call's frame itself, not a SET message in a
 bytes field of it as RegFormReq, CertReq and CertInqReq are. Their Error's digest used to
 be of the request parsed and serialized again, which is not what was sent when the sender
 wrote its fields in another order: the requester could not match the Error to its
-request. Served by ``add_to_server`` (the CA's tests, a plain gRPC server) and by
-``gateway.server.create_server`` (the bank's own servers), both real, on port 0.
+request. Served as the bank serves it (``gateway.server.create_server``), on port 0.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import grpc
 import pytest
 from google.protobuf.message import Message
 
-from gateway.ca import CertificateAuthorityServicer, add_to_server
-from gateway.server import ServerLimits, ServiceBinding, create_server
 from setcore.error_message import ERROR_CT, MAX_ECHO_BYTES
 from setcore.errors import ErrorCode
 from setcore.freshness import new_id
@@ -32,15 +27,11 @@ from setcore.signed import open_signed, parse_signed
 from setcore.signers import signer
 from setpay.v1 import error_pb2, registration_pb2
 
-from .conftest import Bank
+from .conftest import Bank, serving_channel
 from .flows import new_trust
 
 S = registration_pb2
 SERVICE = "/setpay.v1.CertificateAuthorityService"
-# Far above these tests' requests (a few hundred bytes each).
-MAX_MESSAGE_BYTES = 1 << 20
-# The tests call one RPC at a time.
-SERVER_THREADS = 2
 # A local call answers in milliseconds; the deadline only keeps a hung server from
 # hanging the test run.
 CALL_TIMEOUT_S = 10
@@ -48,43 +39,20 @@ CALL_TIMEOUT_S = 10
 Call = Callable[[str, bytes, type[Message]], Any]
 
 
-@pytest.fixture(params=["add_to_server", "create_server"])
-def call(request: pytest.FixtureRequest, ec_bank: Bank) -> Iterator[Call]:
-    """Sends bytes as they are to a method of the EC bank's CA, served one way or the other."""
-    stops: list[Callable[[], object]] = []
-    if request.param == "add_to_server":
-        server = grpc.server(ThreadPoolExecutor(max_workers=SERVER_THREADS))
-        add_to_server(ec_bank.ca, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        stops.append(lambda: server.stop(None))
-    else:
-        servicer = CertificateAuthorityServicer(ec_bank.ca)
-        limits = ServerLimits(
-            max_message_bytes=MAX_MESSAGE_BYTES,
-            max_concurrent_rpcs=SERVER_THREADS,
-            threads=SERVER_THREADS,
-        )
-        served, port, health = create_server(
-            [ServiceBinding("CertificateAuthorityService", servicer)], "127.0.0.1:0", limits
-        )
-        stops += [health.stop, lambda: served.stop(None)]
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+@pytest.fixture
+def call(ec_bank: Bank) -> Iterator[Call]:
+    """Sends bytes as they are to a method of the EC bank's CA, served on a server of its own."""
+    with serving_channel(ec_bank.ca) as channel:
 
-    def send(method: str, sent: bytes, response_cls: type[Message]) -> Any:
-        unary = channel.unary_unary(
-            f"{SERVICE}/{method}",
-            request_serializer=None,
-            response_deserializer=response_cls.FromString,
-        )
-        return unary(sent, timeout=CALL_TIMEOUT_S)
+        def send(method: str, sent: bytes, response_cls: type[Message]) -> Any:
+            unary = channel.unary_unary(
+                f"{SERVICE}/{method}",
+                request_serializer=None,
+                response_deserializer=response_cls.FromString,
+            )
+            return unary(sent, timeout=CALL_TIMEOUT_S)
 
-    try:
         yield send
-    finally:
-        channel.close()
-        for stop in stops:
-            stop()
 
 
 def _brand_first(request: Message) -> bytes:

@@ -26,12 +26,11 @@ from setcore.freshness import new_id
 from setcore.registration_cardholder import open_card_cert_response
 from setcore.registration_merchant import MerchantIdentity, open_merchant_cert_response
 
-from .conftest import CARD, EXPIRY, Bank
+from .conftest import CARD, EXPIRY, Bank, serving
 from .flows import (
     card_request,
     merchant_request,
     new_key,
-    serving,
     start_cardholder,
     start_merchant,
 )

@@ -31,8 +31,8 @@ from setcore.pan import PAN
 from setcore.registration_cardholder import build_card_cert_request, open_card_cert_response
 from tests.gateway.ledger.damaged_files import ScratchLedger
 
-from .conftest import CARD, COMPLETE, EXPIRY, Bank
-from .flows import REQUESTERS, new_key, serving, start_cardholder
+from .conftest import CARD, COMPLETE, EXPIRY, Bank, serving
+from .flows import REQUESTERS, new_key, start_cardholder
 from .revocation_support import authority_keys, bank_trust, new_ca_db
 
 EUR = 978

@@ -46,8 +46,8 @@ from setcore.registration_cardholder import (
 from setpay.v1 import registration_pb2
 from tests.hsm.testbed import SoftToken, session_softhsm
 
-from .conftest import CARD, COMPLETE, EXPIRY, PENDED, REVIEW_CARD, Bank, DictIssuer
-from .flows import CARD_INITIAL, new_trust, serving
+from .conftest import CARD, COMPLETE, EXPIRY, PENDED, REVIEW_CARD, Bank, DictIssuer, serving
+from .flows import CARD_INITIAL, new_trust
 
 S = registration_pb2
 CCA_SIG = CA_LABELS[CARDHOLDER_CA]

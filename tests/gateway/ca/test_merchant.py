@@ -30,7 +30,7 @@ from setcore.registration_merchant import (
 )
 from setpay.v1 import crypto_pb2, registration_pb2
 
-from .conftest import Bank
+from .conftest import Bank, serving
 from .flows import (
     MER_INITIAL,
     MER_RENEWAL,
@@ -44,7 +44,6 @@ from .flows import (
     openssl_verify,
     purge_answers,
     register_merchant,
-    serving,
     start_merchant,
 )
 

@@ -45,7 +45,7 @@ from setcore.registration_cardholder import build_card_c_init_request, open_card
 from setcore.registration_merchant import MerchantIdentity
 from setpay.v1 import registration_pb2
 
-from .conftest import CARD, EXPIRY, Bank
+from .conftest import CARD, EXPIRY, Bank, serving
 from .flows import (
     CARD_RENEWAL,
     MER_RENEWAL,
@@ -55,7 +55,6 @@ from .flows import (
     new_key,
     register_cardholder,
     register_merchant,
-    serving,
     start_cardholder,
     start_merchant,
 )
