@@ -13,7 +13,6 @@ from gateway.ledger import (
     TransactionKind,
     UnknownBatch,
 )
-from gateway.opening_keys import sealed_recipient
 from gateway.outcomes import batch_status_for
 from setcore.currency import exponent_for
 from setcore.gateway_admin import (
@@ -117,9 +116,8 @@ def _decision(
 def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> bytes:
     """BatchAdminReq -> BatchAdminRes: open, close, purge or query a settlement batch."""
     verified = open_batch_admin_request(
-        request, bank.opener(request.batch_admin_req, sealed_recipient), bank.trust,
-        at=bank.as_of_time, now=bank.as_of_ms,
-    )  # fmt: skip
+        request, bank.opening_credentials(), bank.trust, at=bank.as_of_time, now=bank.as_of_ms
+    )
     data = verified.data
     op = data.batch_operation
     merchant_id = verified.merchant_id

@@ -23,7 +23,6 @@ from gateway.ledger import (
     Responder,
     new_hold_id,
 )
-from gateway.opening_keys import baggage_recipient, pi_recipient
 from gateway.outcomes import auth_code_for, resp_reason_for
 from setcore.authorization import (
     AuthDecision,
@@ -92,13 +91,11 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
     """Process one AuthReq; the AuthRes bytes (identical on an idempotent retry)."""
     # Each envelope is opened with the key-exchange key it names: the PI may be sealed to
     # an older certificate than the AuthReq around it (``gateway.opening_keys``).
+    opening = bank.opening_credentials()
     verified = open_auth_request(
-        request, bank.opener(request.auth_req, baggage_recipient), bank.trust,
-        at=bank.as_of_time, now=bank.as_of_ms,
-    )  # fmt: skip
-    pi = open_payment_instruction(
-        verified, bank.opener(verified.pi_bytes, pi_recipient), bank.trust, at=bank.as_of_time
+        request, opening, bank.trust, at=bank.as_of_time, now=bank.as_of_ms
     )
+    pi = open_payment_instruction(verified, opening, bank.trust, at=bank.as_of_time)
     check_agreement(verified, pi)
     if log.isEnabledFor(logging.INFO):
         log.info(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.ledger import Ledger
-from gateway.opening_keys import OpeningKeys, Peek
+from gateway.opening_keys import OpeningKeys
 from setcore.credentials import Credentials
 from setcore.pki.truststore import TrustStore
 from setcore.token_seal import TokenKey
@@ -41,18 +42,20 @@ class Bank:
         """This bank checking requests as of ``moment_ms`` (Unix ms)."""
         return dataclasses.replace(self, as_of_ms=moment_ms)
 
-    def opener(self, envelope: bytes, peek: Peek) -> Credentials:
-        """The credentials that open ``envelope``: those of the key-exchange certificate
-        it is sealed to, if the bank holds it and it is still valid; else the newest.
-        ``gateway.opening_keys.RecipientNotLoaded`` if it is sealed to a live certificate
-        of the bank that this process does not hold."""
+    def opening_credentials(self) -> Credentials:
+        """``credentials`` opening each envelope with the key-exchange key of the
+        certificate it is sealed to, if the bank holds it and it is still valid as of
+        ``as_of_time``; else with the newest (``OpeningKeys.key_exchange_for``). Their
+        opener raises ``gateway.opening_keys.RecipientNotLoaded`` for an envelope sealed
+        to a live certificate of the bank that this process does not hold."""
         if self.opening is None:
             return self.credentials
-        older = self.opening.opener(
-            envelope, peek, self.trust, self.as_of_time,
-            newest=self.credentials.key_exchange_thumb,
-        )  # fmt: skip
-        return self.credentials if older is None else older
+        # Bound to this request's moment; the newest key is ``credentials``' own, so
+        # credentials swapped in (``dataclasses.replace``) never open with a stale copy.
+        choose = functools.partial(
+            self.opening.key_exchange_for, self.credentials, self.trust, self.as_of_time
+        )
+        return self.credentials.choosing_key_exchange(choose)
 
     @property
     def as_of_time(self) -> datetime | None:

@@ -15,7 +15,7 @@ WRONG_RECIPIENT as the gateway's answer, and the purchase fails), so it is
 ``RecipientNotLoaded``, answered UNAVAILABLE: the merchant sends the same bytes again,
 and they reach a process on the new keys, or this one once restarted. ``ca.db`` is read
 only for such a thumbprint, never for the newest or an older one held here, and at most
-once every ``ISSUED_RECHECK_SECONDS``.
+once every ``ISSUED_RECHECK_SECONDS``, whether the read succeeded or failed.
 
 An envelope sealed to a thumbprint the bank never issued, or to a certificate that has
 ended or been revoked since, is opened with the bank's own (newest) credentials as
@@ -24,14 +24,20 @@ certificate itself is not checked here, as it was not before renewals existed. O
 older keys are held here: the newest are the bank's ``credentials``, never a copy that
 could drift from them.
 
+Nothing here parses an envelope: setcore's opener reads the thumbprint as it
+opens it, and asks its credentials for the key
+(``setcore.credentials.Credentials.key_exchange_for``, which the bank answers with
+``OpeningKeys.key_exchange_for``), so each message is parsed once.
+
 Errors: ``RecipientNotLoaded`` (an ``AnswerUnavailable``); ``ca.db``'s own
 (``gateway.ca.errors``, a ``CaUnavailable`` when it cannot be read: whether the
-certificate is the bank's cannot be told, so it is not refused either). An envelope that
-does not parse is left for setcore's opener to refuse.
+certificate is the bank's cannot be told, so it is not refused either; raised again,
+unread, until the next read is due).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -45,19 +51,18 @@ from gateway.ca.store import CaStore
 from gateway.cpu_turn import holding
 from hsm.base import KeyHandle
 from setcore.credentials import Credentials
-from setcore.encoding import parse_strict
 from setcore.errors import ProtocolError
 from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
-from setpay.v1 import crypto_pb2, purchase_pb2
 
 log = logging.getLogger("setpay.gateway")
 
 # How long one reading of ca.db's gateway certificates answers for thumbprints this
 # process holds no key for. Such envelopes are rare (a renewal not yet restarted here, a
 # merchant's mistake), and one read a second per process bounds what a stream of them
-# costs; a certificate recorded since is seen a second later at most, long before a
-# process restarted on it hands it out.
+# costs, also while ca.db cannot be read (each try may wait out its busy timeout, under
+# the lock every such envelope waits on); a certificate recorded since is seen a second
+# later at most, long before a process restarted on it hands it out.
 ISSUED_RECHECK_SECONDS = 1.0
 
 
@@ -96,13 +101,17 @@ def ca_db_reader(ca_db: Path, subject: str, issuer_thumb: bytes) -> IssuedReader
 
 class IssuedKeyExchange:
     """The bank's live key-exchange certificates as ca.db records them, read again at most
-    every ``ISSUED_RECHECK_SECONDS``, and only when asked."""
+    every ``ISSUED_RECHECK_SECONDS``, and only when asked.
+
+    A read that fails is not tried again before then either: until it is, ``live``
+    raises a copy of that failure (the certificate's standing cannot be told)."""
 
     def __init__(self, read: IssuedReader, clock: Callable[[], float] = time.monotonic) -> None:
         self._read = read
         self._clock = clock
         self._lock = threading.Lock()
         self._ends: Mapping[bytes, int] = {}
+        self._failed: Exception | None = None
         self._read_at: float | None = None
 
     def live(self, thumb: bytes, at: datetime | None = None) -> bool:
@@ -111,39 +120,20 @@ class IssuedKeyExchange:
         with holding(self._lock):
             now = self._clock()
             if self._read_at is None or now - self._read_at >= ISSUED_RECHECK_SECONDS:
-                self._ends = self._read()
                 self._read_at = now
+                try:
+                    self._ends, self._failed = self._read(), None
+                except Exception as exc:
+                    self._ends, self._failed = {}, exc
+                    raise
+            failed = self._failed
             ends = self._ends.get(thumb)
+        if failed is not None:
+            # A copy, never the same object raised again: each raise would add its frames
+            # to the one traceback, and threads would raise it at once.
+            raise copy.copy(failed) from failed
         moment = datetime.now(UTC) if at is None else at
         return ends is not None and ends >= int(moment.timestamp() * 1000)
-
-
-#: Reads the recipient thumbprint an envelope names, or b"" if it does not parse.
-Peek = Callable[[bytes], bytes]
-
-
-def _peek(read: Callable[[bytes], bytes]) -> Peek:
-    def peek(envelope: bytes) -> bytes:
-        try:
-            return read(envelope)
-        except ProtocolError:
-            return b""
-
-    return peek
-
-
-#: EncB requests (AuthReq, AuthRevReq, CapReq, CapRevReq, CredReq, CredRevReq).
-baggage_recipient = _peek(
-    lambda raw: parse_strict(crypto_pb2.SealedWithBaggage, raw).sealed.recipient_cert_thumb
-)
-#: Enc requests (BatchAdminReq).
-sealed_recipient = _peek(
-    lambda raw: parse_strict(crypto_pb2.Sealed, raw, own_content_type=False).recipient_cert_thumb
-)
-#: The cardholder's PI, forwarded inside AuthReq.
-pi_recipient = _peek(
-    lambda raw: parse_strict(purchase_pb2.PIDualSigned, raw).ex_pi.recipient_cert_thumb
-)
 
 
 @dataclass(frozen=True)
@@ -214,21 +204,15 @@ class OpeningKeys:
             return None
         return older
 
-    def opener(
-        self,
-        envelope: bytes,
-        peek: Peek,
-        trust: TrustStore,
-        at: datetime | None = None,
-        *,
-        newest: bytes | None = None,
-    ) -> Credentials | None:
-        """The credentials to open ``envelope`` with (``peek`` reads whom it is sealed
-        to); None for the newest, whose thumbprint is ``newest``. Nothing is parsed when
-        no older key is held and ``issued`` is None."""
-        if not self._by_thumb and self.issued is None:
-            return None
-        thumb = peek(envelope)
-        if not thumb or thumb == newest:
-            return None
-        return self.for_recipient(thumb, trust, at)
+    def key_exchange_for(
+        self, newest: Credentials, trust: TrustStore, at: datetime | None, thumb: bytes
+    ) -> tuple[KeyHandle, bytes]:
+        """The key-exchange key and certificate thumbprint that open an envelope sealed to
+        ``thumb``: an older one's (``for_recipient``), else ``newest``'s own (refused by
+        the opener as sealed to another, if it is not ``thumb`` either). Reads nothing for
+        the newest thumbprint, nor for an empty one (never a certificate's)."""
+        if thumb and thumb != newest.key_exchange_thumb:
+            older = self.for_recipient(thumb, trust, at)
+            if older is not None:
+                return older.require_key_exchange()
+        return newest.require_key_exchange()

@@ -23,7 +23,6 @@ from gateway.ledger import (
     ReversalItem,
     UnknownHold,
 )
-from gateway.opening_keys import baggage_recipient
 from gateway.outcomes import auth_rev_code_for, cap_code_for, cap_rev_or_cred_code_for
 from setcore.auth_reversal import (
     AuthRevDecision,
@@ -79,9 +78,9 @@ def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) ->
     A refusal's AuthNewAmt is what the authorization still stands at, never the amount
     in the merchant's capture token, which an earlier reversal may have made stale.
     """
-    opener = bank.opener(request.auth_rev_req, baggage_recipient)
+    opening = bank.opening_credentials()
     verified = open_auth_reversal_request(
-        request, opener, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+        request, opening, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
     )
     token = verified.cap_token
     new_amount = verified.data.auth_new_amt
@@ -123,9 +122,9 @@ def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) ->
 
 def capture(bank: Bank, request: capture_pb2.CaptureRequest) -> bytes:
     """CapReq -> CapRes: post each item against its hold, never above what is authorized."""
-    opener = bank.opener(request.cap_req, baggage_recipient)
+    opening = bank.opening_credentials()
     verified: VerifiedCaptureRequest = open_capture_request(
-        request, opener, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+        request, opening, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
     )
     items = [
         CaptureItem(
@@ -212,9 +211,9 @@ def _reversal_items(verified: VerifiedCapRevOrCredRequest) -> list[ReversalItem]
 
 def capture_reversal(bank: Bank, request: capture_pb2.CaptureReversalRequest) -> bytes:
     """CapRevReq -> CapRevRes: undo the named captures."""
-    opener = bank.opener(request.cap_rev_req, baggage_recipient)
+    opening = bank.opening_credentials()
     verified = open_capture_reversal_request(
-        request, opener, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+        request, opening, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
     )
     items = _reversal_items(verified)
     return bank.ledger.reverse_capture(
@@ -229,9 +228,9 @@ def capture_reversal(bank: Bank, request: capture_pb2.CaptureReversalRequest) ->
 
 def credit(bank: Bank, request: capture_pb2.CreditRequest) -> bytes:
     """CredReq -> CredRes: refund at most what was captured."""
-    opener = bank.opener(request.cred_req, baggage_recipient)
+    opening = bank.opening_credentials()
     verified = open_credit_request(
-        request, opener, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+        request, opening, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
     )
     items = [
         CreditItem(
@@ -254,9 +253,9 @@ def credit(bank: Bank, request: capture_pb2.CreditRequest) -> bytes:
 
 def credit_reversal(bank: Bank, request: capture_pb2.CreditReversalRequest) -> bytes:
     """CredRevReq -> CredRevRes: undo the named credits."""
-    opener = bank.opener(request.cred_rev_req, baggage_recipient)
+    opening = bank.opening_credentials()
     verified = open_credit_reversal_request(
-        request, opener, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
+        request, opening, bank.trust, bank.token_key, at=bank.as_of_time, now=bank.as_of_ms
     )
     items = _reversal_items(verified)
     return bank.ledger.reverse_credit(

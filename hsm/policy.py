@@ -40,8 +40,9 @@ PSS_SALT_LENGTH = 32
 P256_POINT_LENGTH = 65
 
 #: The order n of P-256's base point (SEC 2), the only ECDSA curve admitted here: an s
-#: above n // 2 is the high one of the pair that verifies. (``setcore.signed``, which
-#: verifies, has its own: hsm may not import setcore.)
+#: above n // 2 is the high one of the pair that verifies. The one definition:
+#: ``setcore.signed``, which refuses the high one and normalizes again what it signs,
+#: takes it and ``low_s_signature`` from here (setcore may import hsm, never the reverse).
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 #: The ``cryptography`` classes behind ``hsm.base.PrivateKey`` / ``PublicKey``, for isinstance.

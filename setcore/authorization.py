@@ -32,7 +32,7 @@ from setcore.dualsig import (
     verify_as_gateway,
 )
 from setcore.dualsig import (
-    open_payment_instruction as _open_pi,
+    open_parsed_payment_instruction as _open_pi,
 )
 from setcore.encoding import content_type_of, digest, parse_strict
 from setcore.envelope import Recipient
@@ -171,9 +171,13 @@ def open_merchant_request(
     *,
     at: datetime | None = None,
 ) -> tuple[bytes, VerifiedCertificate, crypto_pb2.SealedWithBaggage, crypto_pb2.CertBundle]:
-    """Open an EncB request from a merchant: its signed t, the merchant, the envelope, bundle."""
+    """Open an EncB request from a merchant: its signed t, the merchant, the envelope, bundle.
+
+    Opened with the key-exchange key of the certificate it is sealed to, as
+    ``credentials`` choose it (``Credentials.key_exchange_for``).
+    """
     envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
-    kex_key, my_thumb = credentials.require_key_exchange()
+    kex_key, my_thumb = credentials.key_exchange_for(envelope.sealed.recipient_cert_thumb)
     t1, verified = open_with_baggage(
         envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
         signer(trust, MERCHANT, at=at),
@@ -274,9 +278,15 @@ def open_payment_instruction(
     *,
     at: datetime | None = None,
 ) -> PaymentInstruction:
-    """Gateway checklist step 3: open the PI, verify cardholder chain, dual signature, PAN."""
-    kex_key, my_thumb = credentials.require_key_exchange()
-    view = _open_pi(request.pi_bytes, credentials.backend, kex_key, my_thumb, xid=request.xid)
+    """Gateway checklist step 3: open the PI, verify cardholder chain, dual signature, PAN.
+
+    The PI is opened with the key-exchange key of the certificate it is sealed to, as
+    ``credentials`` choose it: the wallet may have sealed it to another certificate of
+    the gateway than the merchant sealed the AuthReq to (a renewal between the two).
+    """
+    pi = parse_strict(purchase_pb2.PIDualSigned, request.pi_bytes)
+    kex_key, my_thumb = credentials.key_exchange_for(pi.ex_pi.recipient_cert_thumb)
+    view = _open_pi(pi, credentials.backend, kex_key, my_thumb, xid=request.xid)
     thumb = view.pi.pi_signature.signature.signer_cert_thumb
     cardholder = trust.resolve(
         thumb, view.pi.cardholder_certs, CARDHOLDER, CertificateUsage.SIGNATURE, at

@@ -204,9 +204,13 @@ def open_merchant_sealed(
     *,
     at: datetime | None = None,
 ) -> tuple[bytes, VerifiedCertificate, crypto_pb2.Sealed, crypto_pb2.CertBundle]:
-    """Open an Enc request from a merchant: its signed t, the merchant, the envelope, bundle."""
+    """Open an Enc request from a merchant: its signed t, the merchant, the envelope, bundle.
+
+    Opened with the key-exchange key ``credentials`` choose for the certificate it is
+    sealed to (``Credentials.key_exchange_for``).
+    """
     sealed = parse_strict(crypto_pb2.Sealed, sealed_bytes, own_content_type=False)
-    kex_key, my_thumb = credentials.require_key_exchange()
+    kex_key, my_thumb = credentials.key_exchange_for(sealed.recipient_cert_thumb)
     verified, _ = open_sealed_signed(
         sealed, credentials.backend, kex_key, my_thumb, content_type,
         signer(trust, MERCHANT, at=at),

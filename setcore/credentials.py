@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hsm.base import KeyBackend, KeyHandle
 from setcore.encoding import thumbprint
 from setpay.v1 import crypto_pb2
+
+#: Picks the key-exchange key that opens an envelope sealed to a certificate thumbprint:
+#: (the key, the thumbprint of its certificate). A thumbprint it holds no key for gets
+#: some key all the same, whose certificate the opener then finds is not the one named
+#: (WRONG_RECIPIENT); anything else it raises reaches the opener's caller.
+KeyExchangeChooser = Callable[[bytes], tuple[KeyHandle, bytes]]
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,10 @@ class Credentials:
 
     ``chain`` holds the issuing CA certificates up to, not including, the brand root.
     The bundle that travels with every signed message is built once here.
+
+    ``key_exchange_chooser``, if any, picks the key each envelope is opened with by the
+    certificate it is sealed to (a gateway that kept its older key-exchange keys after a
+    renewal); without one, every envelope is opened with ``key_exchange_key``.
     """
 
     backend: KeyBackend
@@ -23,6 +35,9 @@ class Credentials:
     chain: tuple[bytes, ...] = ()
     key_exchange_key: KeyHandle | None = None
     key_exchange_cert: bytes | None = None
+    key_exchange_chooser: KeyExchangeChooser | None = field(
+        default=None, kw_only=True, compare=False, repr=False
+    )
     signature_thumb: bytes = field(init=False)
     key_exchange_thumb: bytes | None = field(init=False)
     _bundle: bytes = field(init=False, repr=False)
@@ -47,3 +62,18 @@ class Credentials:
         if self.key_exchange_key is None or self.key_exchange_thumb is None:
             raise ValueError("these credentials have no key-exchange key")
         return self.key_exchange_key, self.key_exchange_thumb
+
+    def key_exchange_for(self, thumb: bytes) -> tuple[KeyHandle, bytes]:
+        """The key-exchange key that opens an envelope sealed to the certificate ``thumb``
+        names, and its certificate's thumbprint (``key_exchange_chooser``'s, else ours)."""
+        if self.key_exchange_chooser is not None:
+            return self.key_exchange_chooser(thumb)
+        return self.require_key_exchange()
+
+    def choosing_key_exchange(self, chooser: KeyExchangeChooser) -> Credentials:
+        """These credentials opening with the key ``chooser`` picks for each envelope."""
+        # A shallow copy: the thumbprints and the bundle stay as computed, where
+        # ``dataclasses.replace`` would hash and serialize them again on every request.
+        chosen = copy.copy(self)
+        object.__setattr__(chosen, "key_exchange_chooser", chooser)
+        return chosen

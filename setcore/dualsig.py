@@ -155,6 +155,19 @@ def open_payment_instruction(
     certificate is resolved.
     """
     pi = parse_strict(purchase_pb2.PIDualSigned, pi_bytes)
+    return open_parsed_payment_instruction(pi, backend, key, my_cert_thumb, xid=xid)
+
+
+def open_parsed_payment_instruction(
+    pi: purchase_pb2.PIDualSigned,
+    backend: KeyBackend,
+    key: KeyHandle,
+    my_cert_thumb: bytes,
+    *,
+    xid: bytes,
+) -> GatewayView:
+    """``open_payment_instruction`` of a PI already parsed (strictly): by a caller that read
+    whom it is sealed to first, to choose the key that opens it."""
     opened = open_sealed(
         pi.ex_pi, backend, key, my_cert_thumb, PITBE_CT, extra_type=PAN_DATA_CT, xid=xid
     )

@@ -29,12 +29,10 @@ from typing import Generic, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from hsm.base import KeyBackend, KeyHandle, PublicKey, SignatureAlgorithm
+from hsm.policy import P256_ORDER, low_s_signature
 from setcore.encoding import parse_strict, signature_input
 from setcore.errors import ErrorCode, fail
 from setpay.v1 import crypto_pb2
@@ -43,18 +41,19 @@ from setpay.v1 import crypto_pb2
 MIN_RSA_BITS = 2048
 # RSA-PSS salt length: the digest length, fixed so that every backend agrees.
 PSS_SALT_BYTES = 32
-# The order n of P-256's base point (SEC 2). An ECDSA s above n // 2 is the high half,
-# which setpay never makes and refuses on a SET message (see the module docstring).
-P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+# An ECDSA s above n // 2 (n the order of P-256's base point, ``hsm.policy``'s, which
+# every backend normalizes with) is the high half, which setpay never makes and refuses
+# on a SET message (see the module docstring).
 _P256_HALF_ORDER = P256_ORDER // 2
 
 
 def low_s(der: bytes) -> bytes:
-    """The low-S form of a DER ECDSA P-256 signature: itself if s <= n/2, else (r, n - s)."""
+    """The low-S form of a DER ECDSA P-256 signature: itself if s <= n/2, else (r, n - s)
+    (``hsm.policy.low_s_signature``, the backends' rule)."""
     r, s = decode_dss_signature(der)
     if s <= _P256_HALF_ORDER:
         return der
-    return encode_dss_signature(r, P256_ORDER - s)
+    return low_s_signature(r, s)
 
 
 def is_high_s(der: bytes) -> bool:

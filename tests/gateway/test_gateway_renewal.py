@@ -25,7 +25,6 @@ from gateway import gateway_renewal
 from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL, bank_keys_uri, older_kex_name
 from gateway.config import BankConfig, load
 from gateway.gateway_renewal import BankRunning, Renewal, renew_gateway_keys
-from gateway.opening_keys import pi_recipient
 from gateway.process import start_bank
 from gateway.provisioning import init_bank
 from hsm.software import SoftwareBackend
@@ -37,7 +36,7 @@ from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
 from setcore.pki.certificate import load_certificate
 from setpay.v1 import authorization_pb2 as a
-from setpay.v1 import services_pb2_grpc
+from setpay.v1 import purchase_pb2, services_pb2_grpc
 
 from .actors import (
     TEST_BIN,
@@ -56,6 +55,11 @@ from .renewal_support import free_port
 APPROVED = a.AUTH_CODE_APPROVED
 # The bank's revocation watcher reads ca.db at most once a second; allow a slow machine.
 REVOCATION_SECONDS = 30.0
+
+
+def pi_recipient(pi: bytes) -> bytes:
+    """The thumbprint of the gateway certificate a wallet sealed ``pi`` to."""
+    return purchase_pb2.PIDualSigned.FromString(pi).ex_pi.recipient_cert_thumb
 
 
 def certificate(directory: Path, name: str) -> bytes:
