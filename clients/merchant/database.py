@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from clients.errors import StoreError
+from clients.errors import StoreError, UnknownOrder
 from clients.merchant.schema import migrate
 
 # A writer in another process (a CLI capture while the server runs) holds the lock for a
@@ -100,3 +100,10 @@ class Database:
                 return work(self._conn)
             except sqlite3.Error as exc:
                 raise StoreError(f"merchant database read failed: {exc}") from exc
+
+    def _one(self, sql: str, key: bytes, missing: str) -> tuple[Any, ...]:
+        """The one row ``sql`` finds for ``key``; ``UnknownOrder(missing)`` if none."""
+        row: tuple[Any, ...] | None = self._read(lambda c: c.execute(sql, (key,)).fetchone())
+        if row is None:
+            raise UnknownOrder(missing)
+        return row

@@ -79,15 +79,11 @@ class OrderStore(Database):
 
     def offer(self, lid_m: bytes) -> Offer:
         """The offer with this LID-M; ``UnknownOrder`` if none."""
-        row = self._read(
-            lambda c: c.execute(
-                "SELECT lid_m, description, currency, amount, exp10, brand_id, created_ms, xid "
-                "FROM offers WHERE lid_m = ?",
-                (lid_m,),
-            ).fetchone()
-        )
-        if row is None:
-            raise UnknownOrder("no offer with this LID-M")
+        row = self._one(
+            "SELECT lid_m, description, currency, amount, exp10, brand_id, created_ms, xid "
+            "FROM offers WHERE lid_m = ?",
+            lid_m, "no offer with this LID-M",
+        )  # fmt: skip
         lid, description, currency, amount, exp10, brand_id, created, xid = row
         return Offer(lid, description, Money(currency, amount, exp10), brand_id, created, xid)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from clients.errors import UnknownOrder
 from clients.merchant import request_rows
 from clients.merchant.database import Database, now_ms
 from clients.merchant.order_store import move_order, read_order
@@ -179,14 +178,10 @@ class SettlementStore(Database):
 
     def operation(self, rrpid: bytes) -> Operation:
         """The operation with this RRPID."""
-        row = self._read(
-            lambda c: c.execute(
-                f"SELECT {OPERATION_COLUMNS} FROM operations WHERE rrpid = ?",  # noqa: S608 - constant SQL
-                (rrpid,),
-            ).fetchone()
-        )
-        if row is None:
-            raise UnknownOrder("no operation with this RRPID")
+        row = self._one(
+            f"SELECT {OPERATION_COLUMNS} FROM operations WHERE rrpid = ?",  # noqa: S608 - constant SQL
+            rrpid, "no operation with this RRPID",
+        )  # fmt: skip
         return operation_from_row(row)
 
     def operations(self, xid: bytes | None = None) -> list[Operation]:
@@ -281,14 +276,10 @@ class SettlementStore(Database):
 
     def batch_request(self, rrpid: bytes) -> BatchRequest:
         """The batch request with this RRPID."""
-        row = self._read(
-            lambda c: c.execute(
-                f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests WHERE rrpid = ?",  # noqa: S608 - constant SQL
-                (rrpid,),
-            ).fetchone()
-        )
-        if row is None:
-            raise UnknownOrder("no batch request with this RRPID")
+        row = self._one(
+            f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests WHERE rrpid = ?",  # noqa: S608 - constant SQL
+            rrpid, "no batch request with this RRPID",
+        )  # fmt: skip
         return batch_request_from_row(row)
 
     def batch_requests(self, state: OperationState | None = None) -> list[BatchRequest]:
