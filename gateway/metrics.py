@@ -52,8 +52,10 @@ amount, an identifier or a peer's text.
                                                         and calls are answered UNAVAILABLE)
     setpay_ca_housekeeping_failures_total{cause}        failed sweeps of ca.db's expired
                                                         sessions and old answers, each
-                                                        tried again a minute later: outage
-                                                        (ca.db busy, I/O, full, damaged),
+                                                        tried again a minute later: busy
+                                                        (skipped: another connection was
+                                                        writing), outage (I/O, full,
+                                                        damaged),
                                                         bug (anything else: every sweep
                                                         fails until it is mended)
     setpay_ledger_commit_duration_seconds               histogram per durable commit

@@ -46,7 +46,7 @@ CACHE_RESULTS = ("hit", "miss")
 REFRESH_STEPS = ("publish", "install")
 # Why a sweep of ca.db failed, each with the field of
 # ``gateway.ca.authority.HousekeepingCounters`` that counts it.
-HOUSEKEEPING_CAUSES: Mapping[str, str] = {"outage": "outages", "bug": "bugs"}
+HOUSEKEEPING_CAUSES: Mapping[str, str] = {"busy": "busy", "outage": "outages", "bug": "bugs"}
 
 
 def _key_error_kinds() -> tuple[str, ...]:

@@ -101,8 +101,9 @@ class _SampledMetrics:
         )  # fmt: skip
         self.housekeeping_failures = Counter(
             "setpay_ca_housekeeping_failures_total",
-            "Failed sweeps of ca.db's expired sessions and old stored answers (outage: "
-            "ca.db could not be used; bug: anything else)",
+            "Failed sweeps of ca.db's expired sessions and old stored answers (busy: "
+            "skipped, another connection was writing; outage: ca.db could not be used; "
+            "bug: anything else)",
             ["cause"], registry=registry,
         )  # fmt: skip
         # At zero from the start: an alert on increase() sees the first failure too.

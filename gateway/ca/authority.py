@@ -25,6 +25,7 @@ meanwhile waits behind it. A sweep that fails (ca.db busy) fails no call; it is 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Sequence
 from contextlib import closing, suppress
@@ -42,6 +43,7 @@ from gateway.ca.records import IssuedCertificate
 from gateway.ca.replay import replayed, request_digest
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import RevocationWatcher
+from gateway.sqlite_errors import is_busy
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.freshness import now_ms
@@ -83,8 +85,12 @@ log = logging.getLogger(__name__)
 class HousekeepingCounters:
     """Failed sweeps of ``ca.db`` since the CA started, by cause (copied into metrics)."""
 
-    #: ca.db could not be used (``CaUnavailable``: busy past its timeout, I/O, disk full,
-    #: damaged): expected now and then, alarming only when it lasts.
+    #: Another connection was writing ca.db (a registration, ``setpay ca revoke``): the
+    #: sweep never waits, so it skipped. Expected whenever the CA is busy; alarming only
+    #: at every retry for hours, as nothing is swept and ca.db grows.
+    busy: int
+    #: ca.db could not be used (``CaUnavailable``: I/O, disk full, damaged, gone):
+    #: expected now and then, alarming only when it lasts.
     outages: int
     #: Anything else: a bug, which fails every sweep alike until it is mended, while
     #: expired sessions and old answers pile up in ca.db.
@@ -113,6 +119,7 @@ class CertificateAuthority:
         self._watcher.check(force=True, strict=False)  # RevocationStale if nothing current
         self._sweep_due_ms = 0
         # Failed sweeps by cause: changed under _sweep_lock, read by the metrics' sampler.
+        self._sweep_busy = 0
         self._sweep_outages = 0
         self._sweep_bugs = 0
         self._sweep_lock = threading.Lock()
@@ -135,7 +142,7 @@ class CertificateAuthority:
     @property
     def housekeeping(self) -> HousekeepingCounters:
         """Sweeps of ``ca.db`` that failed since the CA started, by cause."""
-        return HousekeepingCounters(self._sweep_outages, self._sweep_bugs)
+        return HousekeepingCounters(self._sweep_busy, self._sweep_outages, self._sweep_bugs)
 
     def _enter(self) -> None:
         """Before each request: current revocation data, and now and then a sweep."""
@@ -161,17 +168,22 @@ class CertificateAuthority:
                 tx.purge(now, now - self._policy.response_retention_ms)
         except Exception as exc:
             self._sweep_due_ms = now + HOUSEKEEPING_RETRY_MS
-            # ca.db away is expected now and then; anything else is a bug, traceback and all.
-            outage = isinstance(exc, CaUnavailable)
-            if outage:
+            # Another writer now and then is the CA at work; ca.db away is expected now and
+            # then; anything else is a bug, traceback and all.
+            busy = isinstance(exc, CaUnavailable) and _busy_cause(exc)
+            outage = isinstance(exc, CaUnavailable) and not busy
+            if busy:
+                self._sweep_busy += 1
+            elif outage:
                 self._sweep_outages += 1
             else:
                 self._sweep_bugs += 1
             log.log(
-                logging.WARNING if outage else logging.ERROR,
-                "ca.db housekeeping failed (%s: %s); trying again in %d s",
+                logging.INFO if busy else logging.WARNING if outage else logging.ERROR,
+                "ca.db housekeeping %s (%s: %s); trying again in %d s",
+                "skipped, ca.db busy" if busy else "failed",
                 type(exc).__name__, exc, HOUSEKEEPING_RETRY_MS // 1000,
-                exc_info=None if outage else exc,
+                exc_info=None if busy or outage else exc,
             )  # fmt: skip
         else:
             self._sweep_due_ms = now + HOUSEKEEPING_INTERVAL_MS
@@ -297,3 +309,9 @@ class CertificateAuthority:
     def _check_brand(self, brand_id: str) -> None:
         if brand_id != self._keys.brand_id:
             raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "brand not served here")
+
+
+def _busy_cause(exc: BaseException) -> bool:
+    """Whether ``exc`` comes of SQLite's BUSY or LOCKED: another connection writing."""
+    cause = exc.__cause__
+    return isinstance(cause, sqlite3.Error) and is_busy(cause)

@@ -5,9 +5,10 @@ Every request may sweep ca.db of expired sessions and old answers (at most once 
 for the sweep's write (``setpay ca revoke`` holding the lock) failed with UNAVAILABLE a
 request that needed no write at all. Now the sweep's failure is logged and counted, and
 tried again ``HOUSEKEEPING_RETRY_MS`` later, not at every request (each try may wait out
-the busy timeout). Each failure is counted by cause, outage or bug, for the metrics
-(``setpay_ca_housekeeping_failures_total``). Real parts: a scratch ca.db held by another
-connection, the CA served by a gRPC server on port 0.
+the busy timeout). Each failure is counted by cause for the metrics
+(``setpay_ca_housekeeping_failures_total``): busy (another writer; the sweep never
+waits), outage, or bug. Real parts: a scratch ca.db held by another connection, the CA
+served by a gRPC server on port 0.
 """
 
 from __future__ import annotations
@@ -118,12 +119,13 @@ def test_a_busy_ca_db_during_the_sweep_fails_no_request(
     _put_expired(served, b"E" * 16)
     with locked(served.ca._store), caplog.at_level(logging.INFO, logger=ca_authority.__name__):
         _bci(served)  # the first request sweeps: ca.db is busy
-        assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=0)
+        assert served.ca.housekeeping == HousekeepingCounters(busy=1, outages=0, bugs=0)
         _bci(served)  # the retry waits for its pause: this request pays no busy timeout
-        assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=0)
+        assert served.ca.housekeeping == HousekeepingCounters(busy=1, outages=0, bugs=0)
     (record,) = caplog.records
-    assert record.levelno == logging.WARNING and record.exc_info is None
-    assert "housekeeping failed (StoreError" in record.getMessage()
+    # Another writer is the CA at work, not an outage: said at INFO, counted as busy.
+    assert record.levelno == logging.INFO and record.exc_info is None
+    assert "housekeeping skipped, ca.db busy (StoreError" in record.getMessage()
     assert "SQLITE_BUSY" in record.getMessage()
     assert _sessions(served.path) == 1  # not swept
 
@@ -134,7 +136,7 @@ def test_a_busy_ca_db_during_the_sweep_fails_no_request(
     served.clock.ahead = retry
     _bci(served)
     assert _sessions(served.path) == 0  # swept at the retry
-    assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=0)
+    assert served.ca.housekeeping == HousekeepingCounters(busy=1, outages=0, bugs=0)
 
     # Swept: the next sweep waits for the whole interval again.
     _put_expired(served, b"F" * 16)
@@ -169,7 +171,7 @@ def test_a_sweep_on_a_busy_ca_db_holds_up_no_request(ec_bank: Bank, tmp_path: Pa
             polled = time.monotonic() - meanwhile
             sweeping.result(timeout=ca_store.BUSY_TIMEOUT_MS / 1000 * 3)
             answered = time.monotonic() - started
-        assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=0)
+        assert served.ca.housekeeping == HousekeepingCounters(busy=1, outages=0, bugs=0)
         assert _sessions(served.path) == 1  # skipped, for the retry
     assert answered < PROMPT_SECONDS and polled < PROMPT_SECONDS, (answered, polled)
 
@@ -186,10 +188,37 @@ def test_a_sweep_meeting_a_bug_fails_no_request_and_logs_its_traceback(
         db.close()
     with caplog.at_level(logging.INFO, logger=ca_authority.__name__):
         _bci(served)
-    assert served.ca.housekeeping == HousekeepingCounters(outages=0, bugs=1)
+    assert served.ca.housekeeping == HousekeepingCounters(busy=0, outages=0, bugs=1)
     (record,) = caplog.records
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert "no such table: responses" in caplog.text
+
+
+@contextmanager
+def _ca_db_away(served: Served) -> Iterator[None]:
+    """ca.db's file gone from its path (a volume unmounted) while the CA's own connection
+    keeps it open: the sweep, which opens the path anew, meets an outage."""
+    away = served.path.with_name("away.db")
+    served.path.rename(away)
+    try:
+        yield
+    finally:
+        away.rename(served.path)
+
+
+def test_a_sweep_that_cannot_open_ca_db_is_an_outage_and_fails_no_request(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not busy: ca.db cannot be had at all. Counted and logged as an outage (WARNING),
+    apart from the sweeps another writer made skip, which are the CA at work."""
+    _put_expired(served, b"H" * 16)
+    with _ca_db_away(served), caplog.at_level(logging.INFO, logger=ca_authority.__name__):
+        _bci(served)
+    assert served.ca.housekeeping == HousekeepingCounters(busy=0, outages=1, bugs=0)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "housekeeping failed (StoreError" in record.getMessage()
+    assert _sessions(served.path) == 1  # not swept
 
 
 @pytest.fixture
@@ -206,7 +235,8 @@ def registry() -> Iterator[CollectorRegistry]:
 def test_failed_sweeps_are_counted_by_cause_into_the_metrics(
     served: Served, ec_bank: Bank, registry: CollectorRegistry
 ) -> None:
-    """The CA counts each failed sweep as an outage (ca.db busy) or a bug (a table gone);
+    """The CA counts each failed sweep as busy (another writer), an outage (ca.db gone)
+    or a bug (a table gone);
     the sampler adds what the counts gained to ``setpay_ca_housekeeping_failures_total``,
     at zero from the start."""
     sampler = metrics.Sampler(bank_trust(ec_bank.pki), object(), served.ca.watcher, served.ca)
@@ -214,24 +244,34 @@ def test_failed_sweeps_are_counted_by_cause_into_the_metrics(
     def failed(cause: str) -> float | None:
         return registry.get_sample_value(HOUSEKEEPING_FAILURES, {"cause": cause})
 
-    assert (failed("outage"), failed("bug")) == (0, 0)
+    def counts() -> tuple[float | None, ...]:
+        return failed("busy"), failed("outage"), failed("bug")
+
+    assert counts() == (0, 0, 0)
     with locked(served.ca._store):
         _bci(served)
-    assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=0)
+    assert served.ca.housekeeping == HousekeepingCounters(busy=1, outages=0, bugs=0)
     sampler.sample()
-    assert (failed("outage"), failed("bug")) == (1, 0)
+    assert counts() == (1, 0, 0)
+
+    with _ca_db_away(served):
+        served.clock.ahead = ca_authority.HOUSEKEEPING_RETRY_MS
+        _bci(served)
+    assert served.ca.housekeeping == HousekeepingCounters(busy=1, outages=1, bugs=0)
+    sampler.sample()
+    assert counts() == (1, 1, 0)
 
     db = sqlite3.connect(served.path, isolation_level=None)
     try:
         db.execute("DROP TABLE responses")
     finally:
         db.close()
-    served.clock.ahead = ca_authority.HOUSEKEEPING_RETRY_MS
+    served.clock.ahead = 2 * ca_authority.HOUSEKEEPING_RETRY_MS
     _bci(served)
-    assert served.ca.housekeeping == HousekeepingCounters(outages=1, bugs=1)
+    assert served.ca.housekeeping == HousekeepingCounters(busy=1, outages=1, bugs=1)
     sampler.sample()
     sampler.sample()  # nothing gained since: nothing added
-    assert (failed("outage"), failed("bug")) == (1, 1)
+    assert counts() == (1, 1, 1)
 
 
 def test_every_count_of_failed_sweeps_has_its_cause_label() -> None:
