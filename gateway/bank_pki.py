@@ -17,8 +17,12 @@ no file holds (``unused_gateway_certificates``: a renewal killed after recording
 the next renewal revokes; and it hands ``ca.db`` to ``gateway.opening_keys`` for envelopes
 sealed to a certificate renewed since it started.
 
-Errors: ``ProvisioningError`` (``BankExists``, ``BankIncomplete``), one tree for making
-and for loading a bank; the key backend's and the CA store's own errors pass through.
+A bank is not loaded while a renewal or pruning of the gateway's keys holds the bank's
+lock (``gateway.renewal_lock``): it would read half of one.
+
+Errors: ``ProvisioningError`` (``BankExists``, ``BankIncomplete``, ``KeysLocked``;
+``gateway.bank_errors``), one tree for making and for loading a bank; the key backend's
+and the CA store's own errors pass through.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
+# Re-exported: callers import the bank's errors from here, as before they moved.
+from gateway.bank_errors import BankExists as BankExists  # noqa: PLC0414
+from gateway.bank_errors import BankIncomplete as BankIncomplete  # noqa: PLC0414
+from gateway.bank_errors import ProvisioningError as ProvisioningError  # noqa: PLC0414
 from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import current_revocation, refresh
@@ -37,6 +45,7 @@ from gateway.ca.store import CaStore
 from gateway.ca.watcher import valid_until
 from gateway.config import BankConfig
 from gateway.opening_keys import IssuedKeyExchange, OpeningKeys, ca_db_reader
+from gateway.renewal_lock import KeysLock, check_unlocked
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.observer import Observer
@@ -76,18 +85,6 @@ ALL_LABELS = (
     GATEWAY_TOKEN_LABEL,
     TLS_CA_LABEL,
 )
-
-
-class ProvisioningError(Exception):
-    """A bank cannot be created or loaded as asked."""
-
-
-class BankExists(ProvisioningError):
-    """The directory or the key backend already holds a bank: nothing is overwritten."""
-
-
-class BankIncomplete(ProvisioningError):
-    """A bank directory lacks a file ``setpay init`` writes (a certificate, ca.db)."""
 
 
 # --- key URIs ----------------------------------------------------------------------
@@ -172,9 +169,14 @@ def open_ca_store(config: BankConfig) -> CaStore:
     return CaStore.open(config.path(config.ca_db))
 
 
-def load_bank_pki(config: BankConfig, observer: Observer | None = None) -> BankPki:
+def load_bank_pki(
+    config: BankConfig, observer: Observer | None = None, *, locked: KeysLock | None = None
+) -> BankPki:
     """Open the key backend (reporting to ``observer``: metrics) and load the certificates
-    and current revocation data."""
+    and current revocation data; refused (``KeysLocked``) while a renewal or pruning of
+    the gateway's keys runs, unless the caller is that one (``locked``)."""
+    if locked is None:
+        check_unlocked(config)
     certs = config.path(config.certs_dir)
 
     def stored(name: str) -> bytes:

@@ -41,6 +41,11 @@ gateway's name), so the bank warns about such certificates at start
 before it makes anything. The certificates a finished renewal replaced certify older
 versions: they stay live until they end.
 
+One renewal at a time: it holds the bank's lock (``gateway.renewal_lock``) from before
+it looks at the bank until it has finished or been taken back; a second one is refused
+at once (``KeysLocked``) and changes nothing, and so is a bank process starting
+meanwhile. A renewal killed part way leaves no lock behind.
+
 The bank must be stopped: a running process keeps the old keys until it restarts, and a
 worker restarted by its supervisor meanwhile would load the new ones beside it. Until
 then, an envelope sealed to the new key-exchange certificate (handed out by a process
@@ -52,8 +57,8 @@ seen from here, and must be stopped (or restarted promptly after the renewal) by
 operator.
 
 Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankRunning`` and
-``RenewalHalfInstalled`` here); the key backend's and the CA store's own errors, and the
-file system's, pass through.
+``RenewalHalfInstalled`` here, ``KeysLocked``); the key backend's and the CA store's own
+errors, and the file system's, pass through.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ from gateway.ca.publishing import record_certificate, revoke
 from gateway.config import BankConfig
 from gateway.ports import parse_port
 from gateway.provisioning import GATEWAY_NAME, write_new
+from gateway.renewal_lock import RENEW_TASK, KeysLock, holding_keys_lock
 from hsm.base import KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError
 from hsm.keystore import fsync_directory
@@ -125,9 +131,9 @@ class Renewal:
     kept: Path
 
 
-def check_stopped(config: BankConfig) -> None:
+def check_stopped(config: BankConfig, before: str = "renewing its keys") -> None:
     """Refuse if anything listens on a port the bank is configured to hold; ports 0 name
-    no port and are not checked."""
+    no port and are not checked. ``before``: what the bank must be stopped for."""
     addresses = [("gateway", config.listen), ("CA", config.ca_listen)]
     if config.metrics_port:
         addresses.append(("metrics", f"{config.metrics_host}:{config.metrics_port}"))
@@ -154,7 +160,7 @@ def check_stopped(config: BankConfig) -> None:
             except OSError as exc:
                 raise BankRunning(
                     f"the bank's {what} address {address} is in use ({exc}): stop the bank"
-                    " before renewing its keys"
+                    f" before {before}"
                 ) from exc
 
 
@@ -312,10 +318,15 @@ def _revoke_unheld(
 def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
     """Make, certify and install the next version of the gateway's signature and
     key-exchange keys on a stopped bank; a failure is taken back (see the module)."""
-    check_stopped(config)
-    when = utc(at)
+    # Before the port check: a bank started after it is refused by the lock.
+    with holding_keys_lock(config, RENEW_TASK) as locked:
+        check_stopped(config)
+        return _renew(config, utc(at), locked)
+
+
+def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
     certs = config.path(config.certs_dir)
-    pki = load_bank_pki(config)  # refuses a bank that would not start as it is
+    pki = load_bank_pki(config, locked=locked)  # refuses a bank that would not start as it is
     try:
         keys = pki.authority_keys()
         _revoke_unheld(config, pki, keys, when)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -72,8 +72,14 @@ class Served:
     does it; ``world`` is the one serving now. Fixed ports, so that the renewal's check
     for a running bank sees them and a merchant's channel reaches the bank restarted."""
 
-    def __init__(self, directory: Path, keys: str | None = None, profile: str = "ec") -> None:
-        init_bank(directory, profile=profile, keys=keys, env={})
+    def __init__(
+        self,
+        directory: Path,
+        keys: str | None = None,
+        profile: str = "ec",
+        made_at: datetime | None = None,
+    ) -> None:
+        init_bank(directory, profile=profile, keys=keys, env={}, at=made_at)
         self.directory = directory
         self.profile = profile
         # Picked once, released, and bound again at each start: free_port picks below
