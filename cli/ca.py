@@ -4,6 +4,7 @@
     setpay ca revoke    --config FILE (--serial N | --thumb HEX)
     setpay ca issue-tls --config FILE --role client|server --name NAME --out DIR
     setpay ca renew-gateway --config FILE
+    setpay ca prune-gateway --config FILE [--yes]
 
 ``list`` prints the SET certificates the brand's CAs issued, from ``ca.db`` opened
 read-only and without opening the key backend, one line each: SHA-256 thumbprint, serial
@@ -23,7 +24,12 @@ into DIR.
 ``renew-gateway`` makes and certifies the next version of the gateway's signature and
 key-exchange keys on a stopped bank; a failure is taken back (``gateway.gateway_renewal``).
 The bank uses them from its next start, and keeps opening envelopes sealed to the
-key-exchange certificate they replace until it ends.
+key-exchange certificate they replace until it ends. A second renewal while one runs is
+refused at once, and so is a bank starting meanwhile (``gateway.renewal_lock``).
+``prune-gateway`` lists the kept key-exchange certificate files and the older versions of
+the gateway's keys that no valid certificate needs any more (``gateway.gateway_pruning``)
+on a stopped bank, and deletes them with ``--yes``; it prints names and key versions,
+never key material.
 Exit status: 0 on success, 1 when the operation is refused, 2 for usage errors.
 """
 
@@ -45,6 +51,7 @@ from gateway.ca.publishing import revoke
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.store import CaStore
 from gateway.config import BankConfig, ConfigError, load
+from gateway.gateway_pruning import prune_gateway_keys
 from gateway.gateway_renewal import renew_gateway_keys
 from gateway.provisioning import TLS_ROLES, issue_tls_files
 from hsm.errors import KeyBackendError
@@ -110,6 +117,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     renew.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
 
+    prune = commands.add_parser(
+        "prune-gateway",
+        help="delete older gateway key versions and kept certificates no longer valid"
+        " (bank stopped; a dry run without --yes)",
+    )
+    prune.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
+    prune.add_argument("--yes", action="store_true", help="delete them (default: only list)")
+
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one ``setpay ca`` subcommand; the exit status."""
@@ -119,6 +134,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return _list(args, out, err)
     if args.ca_command == "renew-gateway":
         return _renew_gateway(args, out, err)
+    if args.ca_command == "prune-gateway":
+        return _prune_gateway(args, out, err)
     try:
         config = load(args.config)
         pki = load_bank_pki(config)
@@ -168,6 +185,29 @@ def _renew_gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "start the bank to use the new keys",
         file=out,
     )
+    return 0
+
+
+def _prune_gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        config = load(args.config)
+        pruning = prune_gateway_keys(config, apply=args.yes)
+    except (ConfigError, ProvisioningError, KeyBackendError, SetcoreError, CaError, OSError) as exc:
+        print(f"setpay ca prune-gateway: {exc}", file=err)
+        return 1
+    if not pruning.items:
+        print(
+            "nothing to prune: no kept key-exchange certificate has ended or been revoked,"
+            " and a valid certificate still certifies every older version of the gateway's"
+            " keys",
+            file=out,
+        )
+        return 0
+    done = "deleted" if pruning.applied else "would delete"
+    for item in pruning.items:
+        print(f"{done} {item.what}: {item.reason}", file=out)
+    if not pruning.applied:
+        print("nothing deleted: run again with --yes to delete them", file=out)
     return 0
 
 

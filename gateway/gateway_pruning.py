@@ -1,0 +1,233 @@
+"""Pruning what renewals of the gateway's keys leave: ``setpay ca prune-gateway``.
+
+A renewal (``gateway.gateway_renewal``) keeps the key-exchange certificate it replaces as
+``certs/gateway-kex.vN.der``, and the key versions it replaces stay in the key backend, so
+that what was sealed to the older certificate still opens until it ends. Nothing ever
+removed them: the bank skips a kept certificate that has ended, and an unused private key
+is only one more to lose. A pruning, on a stopped bank and under the renewal's lock
+(``gateway.renewal_lock``), removes:
+
+- each kept key-exchange certificate file whose certificate is no longer valid;
+- each version of ``gateway-sig`` and ``gateway-kex`` that no valid certificate certifies,
+  never the version the bank uses (the one its ``certs/`` file certifies).
+
+Valid means unexpired and unrevoked. A certificate revoked but not yet ended counts as
+ended: the bank already refuses an envelope sealed to it (``gateway.opening_keys``) and
+a merchant a signature from it, and a revocation is never lifted, so its key will never
+open or sign anything again; keeping it would only keep a key someone thought
+compromised. A replaced signature key is kept while its certificate is valid, although
+the bank signs with the newest only: that certificate is still the gateway's word on
+the answers it signed, and a key is deleted only once nothing valid names it. A version
+newer than the one in use that no valid certificate certifies is what a renewal that
+did not finish left; one with a valid certificate (recorded by a renewal killed before
+its renames) is kept: the next renewal revokes that certificate, the pruning after it
+deletes the key.
+
+The certificates looked at, matched to a key by its public key: those ``ca.db`` records
+for the bank's gateway (its name, issued by the Payment Gateway CA, with their
+revocations), the kept files, and the one stored beside each key in the backend. ``ca.db``
+is read, never changed: the certificates stay recorded (``setpay ca list --all``).
+
+Files go first, then keys: a pruning stopped between them leaves keys whose files are
+gone (deleted by the next pruning), never a kept file whose key is gone. A failure says
+what was deleted before it (``PruningStopped``); running the pruning again goes on.
+
+Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankRunning``,
+``KeysLocked``, ``PruningStopped``); the key backend's, the CA store's and the file
+system's own pass through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.bank_pki import (
+    GATEWAY_KEX_LABEL,
+    GATEWAY_SIG_LABEL,
+    BankPki,
+    ProvisioningError,
+    load_bank_pki,
+    older_kex_files,
+    open_ca_store,
+)
+from gateway.config import BankConfig
+from gateway.gateway_renewal import check_stopped
+from gateway.renewal_lock import PRUNE_TASK, holding_keys_lock
+from hsm.errors import KeyBackendError
+from hsm.keystore import fsync_directory
+from setcore.encoding import thumbprint
+from setcore.pki import roles
+from setcore.pki.certificate import common_name_of, load_certificate, public_key_of
+from setcore.pki.issuance import utc
+from setcore.registration import spki_of
+
+log = logging.getLogger("setpay.provisioning")
+
+RENEWED_LABELS = (GATEWAY_SIG_LABEL, GATEWAY_KEX_LABEL)
+
+
+class PruningStopped(ProvisioningError):
+    """A pruning failed part way; the message says what it had deleted."""
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """One thing a pruning deletes, a kept certificate file or a key version, and why."""
+
+    what: str  # "certs/gateway-kex.v1.der", or "key gateway-kex v1"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What a pruning deletes (or, in a dry run, would delete): files, then keys."""
+
+    files: tuple[Pruned, ...]
+    keys: tuple[Pruned, ...]
+    applied: bool
+
+    @property
+    def items(self) -> tuple[Pruned, ...]:
+        """Everything, in the order it goes."""
+        return self.files + self.keys
+
+
+@dataclass(frozen=True)
+class _Certificate:
+    """A certificate of one of the gateway's keys, as the pruning weighs it."""
+
+    not_after: datetime
+    revoked: bool
+
+    def valid(self, at: datetime) -> bool:
+        return not self.revoked and self.not_after > at
+
+    def why_not(self) -> str:
+        return "revoked" if self.revoked else f"ended {self.not_after:%Y-%m-%d}"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    pruning: Pruning
+    paths: tuple[Path, ...]
+    versions: tuple[tuple[str, int], ...]
+
+
+def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None = None) -> Pruning:
+    """What to delete of the gateway's older keys and kept certificates on a stopped
+    bank, deleted when ``apply`` (else a dry run); see the module for what goes."""
+    with holding_keys_lock(config, PRUNE_TASK) as locked:
+        check_stopped(config, before="pruning its keys")
+        pki = load_bank_pki(config, locked=locked)  # refuses a bank that would not start
+        try:
+            plan = _plan(config, pki, utc(at))
+            if apply:
+                _delete(config, pki, plan)
+        finally:
+            pki.close()
+    if not apply:
+        return plan.pruning
+    return Pruning(plan.pruning.files, plan.pruning.keys, applied=True)
+
+
+def _recorded(config: BankConfig, pki: BankPki) -> dict[bytes, tuple[bytes, _Certificate]]:
+    """ca.db's certificates of the bank's gateway, by thumbprint: public key and standing."""
+    subject = common_name_of(load_certificate(pki.gateway.signature_cert))
+    store = open_ca_store(config)
+    try:
+        with store.read() as tx:
+            listed = list(tx.listed_certificates(subject=subject))
+    finally:
+        store.close()
+    found = {}
+    for cert, revoked_ms in listed:
+        # Matched by issuer and type, never by name alone: the Payment Gateway CA
+        # certifies other gateways too.
+        if cert.issuer_thumb != pki.pca.signature_thumb:
+            continue
+        if cert.certificate_type != roles.PAYMENT_GATEWAY:
+            continue
+        ends = datetime.fromtimestamp(cert.not_after_ms / 1000, tz=UTC)
+        spki = spki_of(public_key_of(load_certificate(cert.der)))
+        found[cert.thumb] = (spki, _Certificate(ends, revoked_ms is not None))
+    return found
+
+
+def _standing(der: bytes, recorded: dict[bytes, tuple[bytes, _Certificate]]) -> _Certificate:
+    """A certificate's standing: as ca.db records it, else from the certificate itself
+    (unrevoked, for all that can be told: kept rather than deleted)."""
+    known = recorded.get(thumbprint(der))
+    if known is not None:
+        return known[1]
+    return _Certificate(load_certificate(der).not_valid_after_utc, revoked=False)
+
+
+def _plan(config: BankConfig, pki: BankPki, at: datetime) -> _Plan:
+    recorded = _recorded(config, pki)
+    by_key: dict[bytes, list[_Certificate]] = {}
+    for spki, cert in recorded.values():
+        by_key.setdefault(spki, []).append(cert)
+
+    certs = config.path(config.certs_dir)
+    files, paths = [], []
+    for _, path in older_kex_files(certs):
+        der = path.read_bytes()
+        cert = _standing(der, recorded)
+        by_key.setdefault(spki_of(public_key_of(load_certificate(der))), []).append(cert)
+        # The current certificate kept under its older name too (a renewal stopped
+        # after keeping it) is the current one: never gone.
+        if der == pki.gateway.key_exchange_cert or cert.valid(at):
+            continue
+        files.append(Pruned(f"{certs.name}/{path.name}", f"its certificate {cert.why_not()}"))
+        paths.append(path)
+
+    in_use = {
+        (key.label, key.version)
+        for key in (pki.gateway.signature_key, pki.gateway.key_exchange_key)
+        if key is not None
+    }
+    keys, versions = [], []
+    for key in pki.backend.list_keys():
+        if key.label not in RENEWED_LABELS or (key.label, key.version) in in_use:
+            continue
+        spki = spki_of(key.public_key)
+        beside = pki.backend.certificate(key)
+        standing = by_key.get(spki, []) + ([_standing(beside, recorded)] if beside else [])
+        if any(cert.valid(at) for cert in standing):
+            continue
+        keys.append(Pruned(f"key {key.label} v{key.version}", _why_key(standing)))
+        versions.append((key.label, key.version))
+    return _Plan(Pruning(tuple(files), tuple(keys), applied=False), tuple(paths), tuple(versions))
+
+
+def _why_key(standing: Iterable[_Certificate]) -> str:
+    reasons = sorted({cert.why_not() for cert in standing})
+    if not reasons:
+        return "no certificate certifies it (a renewal that did not finish?)"
+    return f"its certificate {', '.join(reasons)}"
+
+
+def _delete(config: BankConfig, pki: BankPki, plan: _Plan) -> None:
+    done: list[Pruned] = []
+    try:
+        for path, item in zip(plan.paths, plan.pruning.files, strict=True):
+            path.unlink(missing_ok=True)
+            done.append(item)
+        if plan.paths:
+            fsync_directory(config.path(config.certs_dir))
+        for (label, version), item in zip(plan.versions, plan.pruning.keys, strict=True):
+            pki.backend.delete(label, version)
+            done.append(item)
+    except (KeyBackendError, OSError) as exc:
+        deleted = ", ".join(item.what for item in done) or "nothing"
+        raise PruningStopped(
+            f"the pruning failed ({type(exc).__name__}: {exc}) after deleting {deleted};"
+            " the bank starts as it is: run setpay ca prune-gateway again once the cause is"
+            " fixed"
+        ) from exc
+    for item in done:
+        log.info("pruned %s: %s", item.what, item.reason)
