@@ -25,7 +25,8 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
     ├── SchemaError         the database schema is newer than this code, or unknown
     └── StoreError          the database failed in a way the rules did not expect
         ├── OutcomeUnreadable a decision awaiting its answer is stored in a form not ours
-        └── StoreUnavailable  the database is unreachable, busy, damaged or closed: retry later
+        └── StoreUnavailable  the database is unreachable, busy, damaged, read-only (a hot
+                              standby) or closed: send the same request again later
 """
 
 from __future__ import annotations
@@ -100,4 +101,7 @@ class OutcomeUnreadable(StoreError):
 
 class StoreUnavailable(StoreError):
     """The database is unreachable, busy beyond its timeout, damaged (until the operator
-    restores it), or the store is closed."""
+    restores it), refuses writes (a hot standby, until a failover completes), or the store
+    is closed. The change may still have been made (a commit whose acknowledgement was
+    lost, a caller that stopped waiting for its group): the same request, sent again, is
+    answered by its RRPID either way."""

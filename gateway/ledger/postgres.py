@@ -11,14 +11,36 @@
   the winner's row and answers accordingly (a stored response, PiPreviouslyUsed, ...).
   A repeated hold id is not such a race but the caller's error: it fails at once.
 - Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per read.
-- Connections come from a small bounded pool; broken ones are dropped and replaced.
+- Connections come from a small bounded pool; broken ones, and any an outage was met on,
+  are dropped and replaced.
 - A caller holding its worker's turn to compute (``gateway.cpu_turn``) gives it up for the
   whole operation: the round trips to the server (and the wait for a pooled connection)
   must not stop the worker's other requests from computing.
 
-psycopg exceptions are translated here, once: connection and timeout failures become
-StoreUnavailable; anything else StoreError, naming the SQLSTATE and constraint but never
-a value (PostgreSQL's error detail would quote the key).
+psycopg exceptions are translated here, once, naming the SQLSTATE and constraint but never
+a value (PostgreSQL's error detail would quote the key). What an error means is decided
+by its SQLSTATE, as ``gateway.sqlite_errors`` decides it for SQLite, so that one fault is
+answered alike whichever database the bank runs on:
+
+    StoreUnavailable  the database cannot be used now, whatever the statement: the
+                      connection (class 08), resources (53: disk full, out of memory,
+                      too many connections), a lock or statement timeout (55P03, 57014),
+                      the server shutting down, crashed or starting (57P01..57P03), a
+                      system or I/O error (58), serialization failures and deadlocks
+                      past ``MAX_ATTEMPTS`` (40), a read-only transaction (25006: the
+                      server is a hot standby, as after a failover), a session ended by
+                      the server's idle-in-transaction timeout (25P03), and damaged data
+                      or a damaged index (XX001, XX002). Answered UNAVAILABLE: nothing
+                      was decided, and the requester sends the same request again.
+    StoreError        anything else: a constraint, the statement itself wrong (42), or
+                      over one of PostgreSQL's program limits (54: the same every time),
+                      answered with a signed SET Error.
+
+Damaged data is an outage, not a failure, for the reason ``gateway.sqlite_errors``
+gives: nothing was decided, only the operator can mend it, and a signed Error would be
+recorded by the merchant as the bank's final refusal. After an outage the connection is
+dropped, not pooled again: the next operation connects afresh, and so follows a failover
+that moved the server's name to the new primary.
 """
 
 from __future__ import annotations
@@ -95,14 +117,36 @@ class PostgresStoreConfig:
     max_attempts: int = MAX_ATTEMPTS
 
 
-def translate_error(exc: psycopg.Error) -> StoreError:
+# SQLSTATEs of a database that cannot be used now that psycopg does not class as an
+# OperationalError (it classes 25 and XX as InternalError); the module docstring says why.
+_OUTAGE_SQLSTATES = frozenset({"25006", "25P03", "XX001", "XX002"})
+# SQLSTATE classes psycopg calls OperationalError that are the statement's own fault, the
+# same on every try: program limits (54) such as too many arguments or columns.
+_STATEMENT_CLASSES = frozenset({"54"})
+# Read-only transaction (25006): in a READ ONLY snapshot of our own it is a write the
+# query should not make, a bug; anywhere else the server refuses writes (hot standby).
+_READ_ONLY_TRANSACTION = "25006"
+
+
+def is_outage(exc: psycopg.Error, *, read_only: bool = False) -> bool:
+    """Whether ``exc`` says the database cannot be used now (the module docstring);
+    ``read_only``: raised inside a READ ONLY transaction the store itself opened."""
+    sqlstate = exc.sqlstate or ""
+    if sqlstate == _READ_ONLY_TRANSACTION:
+        return not read_only
+    if sqlstate in _OUTAGE_SQLSTATES:
+        return True
+    return isinstance(exc, psycopg.OperationalError) and sqlstate[:2] not in _STATEMENT_CLASSES
+
+
+def translate_error(exc: psycopg.Error, *, read_only: bool = False) -> StoreError:
     """The ledger's error for a psycopg one (SQLSTATE and constraint, never values)."""
     constraint = exc.diag.constraint_name if exc.diag is not None else None
     what = f"{type(exc).__name__}, SQLSTATE {exc.sqlstate or 'none'}"
     if constraint:
         what += f", constraint {constraint}"
     error: StoreError
-    if isinstance(exc, psycopg.OperationalError):
+    if is_outage(exc, read_only=read_only):
         error = StoreUnavailable(f"PostgreSQL is unavailable ({what})")
     else:
         error = StoreError(f"PostgreSQL failed ({what})")
@@ -166,6 +210,12 @@ class _Pool:
             except queue.Empty:
                 conn = self._connect()
             yield conn
+        except psycopg.Error as exc:
+            # Retried races keep their connection; after an outage it may be bound to a
+            # server that can no longer serve (a demoted primary): start afresh.
+            if conn is not None and not _retryable(exc) and is_outage(exc):
+                conn.close()
+            raise
         finally:
             if conn is not None:
                 if conn.closed or conn.broken:
@@ -261,7 +311,7 @@ class PostgresLedgerStore(LedgerStore):
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return query(PostgresTransaction(conn))
         except psycopg.Error as exc:
-            raise translate_error(exc) from exc
+            raise translate_error(exc, read_only=True) from exc
 
     def close(self) -> None:
         """Close the pooled connections; later calls raise StoreUnavailable."""
