@@ -11,6 +11,10 @@ status codes for infrastructure (DESIGN.md 5.2).
     CaUnavailable (gateway.ca)         gRPC UNAVAILABLE "certificate authority <what>
                                        unavailable": ca.db, or no current revocation data
                                        (``Bank.refresh_revocation``, the CA's watcher)
+    RecipientNotLoaded (opening_keys)  gRPC UNAVAILABLE "recipient key not loaded": sealed
+                                       to a live gateway certificate renewed since this
+                                       process started; another process, or this one
+                                       restarted, opens it
     AnswerUnavailable (here)           gRPC UNAVAILABLE "answer unavailable"
     anything else                      signed SET Error UNSPECIFIED_FAILURE, logged here
 
@@ -91,6 +95,16 @@ def answer(
     try:
         return work()
     except AnswerUnavailable as exc:
+        # opening_keys subclasses AnswerUnavailable from here, so it is imported once
+        # both are loaded: at the top of this module the import would be circular.
+        from gateway.opening_keys import RecipientNotLoaded  # noqa: PLC0415
+
+        if isinstance(exc, RecipientNotLoaded):
+            # Expected for a while after a renewal, not a fault of this process; the
+            # status names no certificate (the log does, by thumbprint prefix).
+            log.warning("%s: %s", rpc, exc)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "recipient key not loaded")
+            raise  # abort raises; this line is never reached
         log.error("%s: %s", rpc, exc)
         context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
         raise  # abort raises; this line is never reached
