@@ -22,10 +22,10 @@ from datetime import datetime
 from cryptography import x509
 
 from setcore.encoding import thumbprint
-from setcore.errors import ErrorCode, fail
+from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.pki.bci import RevocationSnapshot, open_brand_crl_identifier, peek_sequence_num
 from setcore.pki.certificate import load_certificate
-from setcore.pki.chain import Anchor, Candidate, IssuerLookup, validate
+from setcore.pki.chain import MAX_ISSUER_CANDIDATES, Anchor, Candidate, IssuerLookup, validate
 from setcore.pki.issuance import utc
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.verified import VerifiedCertificate
@@ -170,6 +170,32 @@ class TrustStore:
 
         return lookup
 
+    @staticmethod
+    def _issuer_choices(leaf: Candidate, lookup: IssuerLookup) -> Iterator[IssuerLookup]:
+        """``lookup`` narrowed to one candidate for the leaf's issuer at a time.
+
+        Path building takes the first candidate whose key signed the leaf, and a CA
+        certificate's look-alike (same subject and key, another serial or validity, e.g.
+        remembered from a bundle) signs as well as the real one, whose chain it may not
+        complete (expired, or not in the BCI). Only the leaf's issuer is a choice: above
+        it the path must end at the pinned root, which is tried first, within
+        MAX_CHAIN_CERTIFICATES (3). So a refused chain costs at most
+        MAX_ISSUER_CANDIDATES more validations, never a search over combinations.
+        """
+        wanted = leaf.cert.issuer
+        seen: set[bytes] = set()
+        for candidate in lookup(wanted):
+            if len(seen) >= MAX_ISSUER_CANDIDATES:
+                return
+            if candidate.thumb in seen or candidate.cert.subject != wanted:
+                continue
+            seen.add(candidate.thumb)
+
+            def narrowed(subject: x509.Name, only: Candidate = candidate) -> Iterable[Candidate]:
+                return [only] if subject == wanted else lookup(subject)
+
+            yield narrowed
+
     # -- validation -----------------------------------------------------------------
 
     def _cached(
@@ -222,16 +248,27 @@ class TrustStore:
             generation, revocation = self._generation, self._revocation
         leaf = self._parse(leaf_der, leaf_thumb)
         given = [self._parse(der) for der in intermediates]
-        verified, until = validate(
-            self._anchor,
-            leaf,
-            self._lookup(given),
-            expected_type,
-            usage,
-            at,
-            revocation,
-            self._require_revocation,
-        )
+        lookup = self._lookup(given)
+
+        def through(issuers: IssuerLookup) -> tuple[VerifiedCertificate, datetime | None]:
+            return validate(
+                self._anchor, leaf, issuers, expected_type, usage, at,
+                revocation, self._require_revocation,
+            )  # fmt: skip
+
+        try:
+            verified, until = through(lookup)
+        except ProtocolError as refused:
+            # The first issuer that signed the leaf led nowhere: try each other candidate
+            # before refusing, and refuse as the first try did if none leads to the root.
+            for issuers in self._issuer_choices(leaf, lookup):
+                try:
+                    verified, until = through(issuers)
+                    break
+                except ProtocolError:
+                    continue
+            else:
+                raise refused
         with self._lock:
             if generation == self._generation and until is not None:
                 if len(self._chains) >= self._max_chains:
