@@ -28,12 +28,14 @@ from gateway.cpu_turn import CpuTurn
 from gateway.ledger import Ledger, LedgerKeys, LedgerStore, Outcome, SqliteLedgerStore
 from gateway.ledger.remote import RemoteLedgerStore
 from gateway.ledger.service import LedgerService
+from setcore.pan import random_pan
 
 EUR = 978
 EXPIRY = "203012"
 MERCHANT = "bench-merchant"
 # Test card numbers (Luhn-valid test PANs): the stalled one and the unrelated one.
-STALLED_PAN, OTHER_PAN = "4111111111111111", "5555555555554444"
+# Made as the run starts: no card number is written in the tree.
+STALLED_PAN, OTHER_PAN = random_pan("411111").reveal(), random_pan("555555").reveal()
 
 
 def _ask(ledger: Ledger, pan: str, amount: int, respond: object) -> bytes:

@@ -17,9 +17,11 @@ from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import AccountExists, Ledger, UnknownAccount
 from gateway.provisioning import InitResult, init_bank
+from tests.cards import card, wrong_check_digit
 
 # A valid test card number (Luhn) that no test here opens unless it says so.
-TEST_PAN = "4999990000000106"
+TEST_BIN = "499999"
+TEST_PAN = card(TEST_BIN, 10)
 EXPIRY = "203012"
 
 
@@ -91,7 +93,7 @@ def test_an_unusable_card_out_opens_no_account(
 def test_a_refused_account_leaves_no_card_file(
     made: InitResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], ledger: Ledger
 ) -> None:
-    pan = "4999990000000205"
+    pan = card(TEST_BIN, 20)
     ledger.open_card_account(pan, EXPIRY, 100, 978)
     out = tmp_path / "card.json"
     code, _, err = _bank(_open(made, "--pan-file", str(_pan_file(tmp_path, pan)),
@@ -110,7 +112,7 @@ def test_pan_file_errors_are_clear(
     missing = tmp_path / "no-such-pan.txt"
     code, _, err = _bank(_open(made, "--pan-file", str(missing), "--card-out", str(out)), capsys)
     assert code == 1 and err.startswith(f"setpay bank: cannot read --pan-file {missing}")
-    bad = "4999990000000107"  # fails the Luhn check
+    bad = wrong_check_digit(TEST_PAN)
     code, _, err = _bank(
         _open(made, "--pan-file", str(_pan_file(tmp_path, bad)), "--card-out", str(out)), capsys
     )
@@ -137,7 +139,7 @@ def test_card_data_that_cannot_be_written_closes_the_account(
     ledger: Ledger,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pan = "4999990000000304"
+    pan = card(TEST_BIN, 30)
     out = tmp_path / "card.json"
 
     def disk_full(fd: int) -> None:

@@ -12,6 +12,7 @@ import pytest
 from cli.demo import scan_for_pan
 from cli.main import main
 from setcore.pan import PAN, luhn_valid
+from tests.cards import MASTERCARD, VISA, luhn_complete
 from tests.clients.pan_scan import files_with_pans, lines_with_pans, luhn_runs, pan_like_runs
 
 # Masks every Luhn-valid run in a failure message, hexadecimal names included: masking
@@ -117,19 +118,19 @@ def test_demo_with_the_bank_keys_on_a_softhsm_token(
 
 
 def test_a_failure_message_shows_card_numbers_masked() -> None:
-    text = "order 7: card 4111111111111111 accepted, port 45899, id 1399ed92493731f0"
+    text = f"order 7: card {VISA} accepted, port 45899, id 1399ed92493731f0"
     assert _masked(text) == (
         "order 7: card 411111******1111 accepted, port 45899, id 1399ed92493731f0"
     )
 
 
 def test_the_demo_scan_finds_its_card_and_not_a_hex_name(tmp_path: Path) -> None:
-    card = PAN("4111111111111111")
+    card = PAN(VISA)
     (tmp_path / "deep").mkdir()
     (tmp_path / "deep" / "merchant.db-wal").write_bytes(b"\x00\x10" + card.reveal().encode())
     # A cardholder certificate's subject id in one run: its hex holds a Luhn-valid run.
-    ca_name = b"3d08f83e377759299875647e392c270e"
+    ca_name = b"3d08f83e" + luhn_complete("3777592" + "9987564").encode() + b"e392c270e"
     assert luhn_runs(ca_name) == ["377759...5647"]
     (tmp_path / "ca.der").write_bytes(b"\x0c " + ca_name)
-    (tmp_path / "other-card.txt").write_bytes(b"5555555555554444")
+    (tmp_path / "other-card.txt").write_bytes(MASTERCARD.encode())
     assert scan_for_pan(tmp_path, card) == ["deep/merchant.db-wal"]

@@ -4,7 +4,7 @@ One kind of text is set aside: a long hexadecimal token, such as a digest or a r
 id. That is a run of letters and digits at least ``HEX_TOKEN_CHARS`` long, all of them
 hex digits and at least one a letter. Random hex holds a Luhn-valid run of 13-19 decimal
 digits surprisingly often (about 0.4 % of 64-character strings; the merchant's order
-listing once showed the 16-character id ``0393119277894bad``), the bench and client
+listing once showed a 16-character id whose first 13 were such a run), the bench and client
 tests write dozens of such ids and thumbprints, and a card number is never written
 inside one. ``luhn_runs`` is the scan without that exception.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.cards import VISA, luhn_complete, wrong_check_digit
 from tests.clients.pan_scan import (
     HEX_TOKEN_CHARS,
     files_with_pans,
@@ -12,8 +13,8 @@ from tests.clients.pan_scan import (
     pan_like_runs,
 )
 
-CARD = b"4111111111111111"  # a Luhn-valid test card
-NOT_LUHN = b"4111111111111112"
+CARD = VISA.encode()
+NOT_LUHN = wrong_check_digit(VISA).encode()
 
 
 def test_a_card_number_in_text_or_binary_is_found_masked() -> None:
@@ -41,7 +42,7 @@ def test_a_long_hex_token_is_a_digest_not_a_card() -> None:
 
 def test_a_short_hex_id_is_set_aside_from_its_length_on() -> None:
     # A 64-bit id the merchant's order listing showed: 13 digits, Luhn-valid, then hex.
-    short_id = b"0393119277894bad"
+    short_id = luhn_complete("039311927789").encode() + b"bad"
     assert len(short_id) == HEX_TOKEN_CHARS
     assert luhn_runs(short_id) == ["039311...7894"]
     assert pan_like_runs(b"order " + short_id + b" authorized\n") == []

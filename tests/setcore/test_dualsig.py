@@ -21,10 +21,9 @@ from setcore.encoding import digest
 from setcore.envelope import seal
 from setcore.errors import ErrorCode, ProtocolError
 from setpay.v1 import common_pb2, crypto_pb2, purchase_pb2
+from tests.cards import VISA
 
 from .conftest import Party
-
-VISA = "4111111111111111"
 
 
 def _purchase(

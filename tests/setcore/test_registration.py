@@ -90,6 +90,7 @@ from setcore.registration_merchant_ca import (
     open_merchant_cert_request,
 )
 from setpay.v1 import common_pb2, registration_pb2
+from tests.cards import MASTERCARD
 
 from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
 
@@ -236,7 +237,7 @@ def test_cardholder_round_trip_and_the_wallets_certificate_checks(world: World) 
     assert good.complete and good.card is not None
     refused(
         ErrorCode.ERROR_CODE_ACCOUNT_MISMATCH,
-        open_card_cert_response, answer_with(issue("5555555555554444", key)), state, trust,
+        open_card_cert_response, answer_with(issue(MASTERCARD, key)), state, trust,
     )  # fmt: skip
     refused(
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,

@@ -33,6 +33,7 @@ from setcore.purchase import (
 from setcore.signed import open_signed, parse_signed
 from setcore.signers import signer
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, error_pb2, purchase_pb2
+from tests.cards import VISA
 from tests.clients.bank_support import EUR, WALLET_PASSPHRASE, RunningBank, serve_gateway
 from tests.clients.bank_support import test_pan as card_number  # not a test of this module
 from tests.clients.conftest import MerchantFactory, WalletFactory
@@ -77,7 +78,7 @@ def test_pinit_refusals_are_signed_errors(
 ) -> None:
     # A merchant per case: the session's bank registers a merchant ID once.
     merchant = make_merchant(f"m-pinit-{brand}-{lid_m.hex()}")
-    request, _ = build_pinit_request(PAN("4111111111111111"), brand, b"lid-c", lid_m=lid_m)
+    request, _ = build_pinit_request(PAN(VISA), brand, b"lid-c", lid_m=lid_m)
     caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
     response = caller.call(
         f"{SERVICE}/PInit", request.SerializeToString(), purchase_pb2.PInitResponse, deadline=5
@@ -125,7 +126,7 @@ def test_a_refusal_the_key_backend_cannot_sign_is_unavailable(
 
     merchant = make_merchant("m-pinit-unsigned")
     monkeypatch.setattr(answers, "build_error", token_gone)
-    request, _ = build_pinit_request(PAN("4111111111111111"), "otherbrand", b"lid-c", lid_m=b"l")
+    request, _ = build_pinit_request(PAN(VISA), "otherbrand", b"lid-c", lid_m=b"l")
     caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
     with pytest.raises(TransportError) as caught:
         caller.call(

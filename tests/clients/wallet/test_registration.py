@@ -13,6 +13,7 @@ from clients.wallet.vault import open_vault
 from setcore.pan import PAN
 from setcore.profiles import EC
 from setpay.v1 import registration_pb2
+from tests.cards import VISA_ZEROS
 from tests.clients.bank_support import EXPIRY, WALLET_PASSPHRASE, RunningBank, new_wallet
 from tests.clients.conftest import MerchantFactory
 from tests.clients.test_purchase_flow import buy, offer
@@ -63,7 +64,7 @@ def test_unknown_card_is_refused(bank: RunningBank, tmp_path: Path) -> None:
     wallet = new_wallet(bank, tmp_path / "wallet", None, register=False)
     try:
         with pytest.raises(RegistrationError) as caught:
-            wallet.registrar(WALLET_PASSPHRASE).register(PAN("4000000000000002"), EXPIRY, EC)
+            wallet.registrar(WALLET_PASSPHRASE).register(PAN(VISA_ZEROS), EXPIRY, EC)
         assert caught.value.status == registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
         assert not wallet.config.card_file.exists()
     finally:

@@ -20,9 +20,10 @@ from clients.wallet.vault import (
     seal,
 )
 from setcore.pan import PAN
+from tests.cards import VISA
 from tests.clients.pan_scan import pan_like_runs
 
-TEST_PAN = "4111111111111111"
+TEST_PAN = VISA
 PASSPHRASE = "correct horse battery staple"
 
 

@@ -22,16 +22,17 @@ from gateway.provisioning import init_bank
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2, services_pb2_grpc
+from tests.cards import MASTERCARD, VISA, VISA_2
 
 COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 PENDED = registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
 UNKNOWN_ACCOUNT = registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
 REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
 
-# Test cards (Luhn-valid, the brands' published test numbers).
-CARD = "4111111111111111"
-REVIEW_CARD = "5555555555554444"
-UNKNOWN_CARD = "4012888888881881"
+# Test cards (the brands' published test numbers, ``tests.cards``).
+CARD = VISA
+REVIEW_CARD = MASTERCARD
+UNKNOWN_CARD = VISA_2
 EXPIRY = "203012"
 ALL_TEST_CARDS = (CARD, REVIEW_CARD, UNKNOWN_CARD)
 

@@ -15,6 +15,7 @@ from setcore.registration_cardholder import (
     open_card_cert_response,
 )
 from setpay.v1 import registration_pb2
+from tests.cards import VISA_4242, VISA_DEBIT
 
 from .conftest import CARD, EXPIRY, UNKNOWN_CARD, Bank
 from .flows import (
@@ -47,8 +48,8 @@ def test_cardholder_registration_end_to_end(bank: Bank, tmp_path: Path) -> None:
 
 
 def test_certificate_never_outlives_the_card(ec_bank: Bank) -> None:
-    ec_bank.issuer.cards["4000056655665556"] = ("202712", S.CERT_STATUS_CODE_REQUEST_COMPLETE)
-    outcome, *_ = register_cardholder(ec_bank, "4000056655665556", "202712")
+    ec_bank.issuer.cards[VISA_DEBIT] = ("202712", S.CERT_STATUS_CODE_REQUEST_COMPLETE)
+    outcome, *_ = register_cardholder(ec_bank, VISA_DEBIT, "202712")
     assert outcome.certificate is not None
     assert outcome.certificate.cert.not_valid_after_utc <= card_expiry_end("202712")
 
@@ -98,8 +99,8 @@ def test_expiry_mismatch(ec_bank: Bank) -> None:
 
 
 def test_expired_card_is_refused_without_the_issuer(ec_bank: Bank) -> None:
-    ec_bank.issuer.cards["4242424242424242"] = ("202001", S.CERT_STATUS_CODE_REQUEST_COMPLETE)
-    outcome, *_ = register_cardholder(ec_bank, "4242424242424242", "202001")
+    ec_bank.issuer.cards[VISA_4242] = ("202001", S.CERT_STATUS_CODE_REQUEST_COMPLETE)
+    outcome, *_ = register_cardholder(ec_bank, VISA_4242, "202001")
     assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_ISSUER
 
 

@@ -223,7 +223,7 @@ def test_an_rrpid_answers_one_request(tmp_path: Path) -> None:
 def test_no_pan_in_ca_db(ec_bank: Bank) -> None:
     for pan in (CARD, REVIEW_CARD, UNKNOWN_CARD):
         register_cardholder(ec_bank, pan, EXPIRY)
-    register_merchant(ec_bank, MerchantIdentity("m-scan", "Scan Ltd"), account="4111111111111111")
+    register_merchant(ec_bank, MerchantIdentity("m-scan", "Scan Ltd"), account=CARD)
     files = [p for p in ec_bank.directory.iterdir() if p.name.startswith("ca.db")]
     assert files, "ca.db not found"
     data = b"".join(p.read_bytes() for p in files)

@@ -33,6 +33,7 @@ from gateway.ledger import (
 )
 from gateway.ledger.service import LedgerService
 from gateway.ledger.store import Transaction
+from tests.cards import MASTERCARD, VISA, VISA_2
 
 # Where Debian puts the server binaries (one directory per major version).
 DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
@@ -112,10 +113,10 @@ class PgCluster:
         return self.conninfo(TEST_DATABASE, name)
 
 
-# Test card numbers (the well-known Luhn-valid test PANs of the card brands).
-PAN_A = "4111111111111111"
-PAN_B = "5555555555554444"
-PAN_C = "4012888888881881"
+# Test card numbers (the card brands' published test numbers, ``tests.cards``).
+PAN_A = VISA
+PAN_B = MASTERCARD
+PAN_C = VISA_2
 EXPIRY = "203012"
 EUR = 978
 USD = 840

@@ -129,8 +129,8 @@ def test_a_repeated_hold_id_fails_and_changes_nothing(bank: Bank) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda ledger: ledger.find_card_account(4111111111111111),
-        lambda ledger: ledger.open_card_account(4111111111111111, EXPIRY, 100, EUR),
+        lambda ledger: ledger.find_card_account(int(PAN_A)),
+        lambda ledger: ledger.open_card_account(int(PAN_A), EXPIRY, 100, EUR),
         lambda ledger: ledger.find_card_account(None),
     ],
     ids=["find", "open", "none"],
@@ -140,7 +140,7 @@ def test_a_pan_is_a_string(bank: Bank, call: Callable[[Ledger], object]) -> None
 
 
 def test_a_pan_given_as_a_number_to_authorize_is_refused(bank: Bank) -> None:
-    _refused(bank, lambda: _authorize_with(bank, pan=4111111111111111), "pan")
+    _refused(bank, lambda: _authorize_with(bank, pan=int(PAN_A)), "pan")
 
 
 # -- settlement items

@@ -222,7 +222,7 @@ def test_an_unanswered_decision_keeps_the_moment_its_request_was_checked(
     assert second.checked_at_ms == second.decided_at_ms == clock.now_ms - 1_000
 
 
-@pytest.mark.parametrize("moment", [True, 1.5, "1700000000000"])
+@pytest.mark.parametrize("moment", [True, 1.5, str(1_700_000_000_000)])
 def test_a_moment_of_check_that_is_not_an_integer_changes_nothing(
     bank: Bank, moment: object
 ) -> None:

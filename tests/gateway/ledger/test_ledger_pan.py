@@ -6,6 +6,7 @@ import pytest
 
 from gateway.ledger import InvalidRequest, LedgerKeys, PanUnreadable
 from gateway.ledger.pan import mask_pan, open_pan, pan_index, seal_pan, validate_pan
+from tests.cards import AMEX, NINETEEN_DIGITS
 from tests.gateway.ledger.ledger_support import PAN_A, PAN_B
 
 
@@ -60,9 +61,9 @@ def test_index_is_keyed_and_deterministic() -> None:
 @pytest.mark.parametrize(
     ("pan", "masked"),
     [
-        ("4111111111111111", "411111******1111"),
-        ("6011000990139424527", "601100*********4527"),
-        ("378282246310005", "37828******0005"),
+        (PAN_A, "411111******1111"),
+        (NINETEEN_DIGITS, "601100*********4520"),
+        (AMEX, "37828******0005"),
         ("501800000009", "50******0009"),
     ],
 )
@@ -76,7 +77,7 @@ def test_mask_shows_bin_and_last_four_and_hides_at_least_six(pan: str, masked: s
     [
         "",
         "41111111111",
-        "41111111111111111111",
+        "4" + "1" * 19,
         "4111 1111 1111 1111",
         "\uff14\uff11\uff11\uff11" * 4,
     ],

@@ -34,8 +34,9 @@ from setcore.pki import (
 )
 from setcore.pki.issuance import card_expiry_end
 from setcore.profiles import Profile
+from tests.cards import VISA
 
-TEST_PAN = "4111111111111111"
+TEST_PAN = VISA
 # Far enough ahead that the yearly certificate lifetime, not the card, sets notAfter.
 TEST_EXPIRY = "203012"
 MERCHANT = MerchantData("m-0001", "Corner Shop", pan_allowed=False)
