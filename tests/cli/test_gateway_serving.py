@@ -7,9 +7,7 @@ Each test runs the real command in a subprocess, on ports the OS picks."""
 from __future__ import annotations
 
 import os
-import random
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.provisioning import InitResult, init_bank
+from tests.ports import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # A bank that is refused exits at once; one that serves is up within seconds (a loaded
@@ -26,12 +25,6 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 START_SECONDS = 60.0
 STOP_SECONDS = 60.0
 REFUSED = "gateway.grace_seconds must be more than 0 and at most 300 seconds"
-# A fixed metrics port is drawn from here up to the kernel's first ephemeral port: above
-# the ports services are commonly configured on (Prometheus's 9090, its exporters' 91xx);
-# one taken all the same is skipped.
-FIXED_PORTS_FROM = 20_000
-# Random draws of a free fixed port before the test gives up: one nearly always does.
-FIXED_PORT_TRIES = 20
 
 
 @pytest.fixture(scope="module")
@@ -110,20 +103,6 @@ def test_metrics_on_a_port_the_os_picks_are_the_port_files_third_number(
         assert process.wait(timeout=STOP_SECONDS) == 0, out.read_text()
 
 
-def _fixed_port() -> int:
-    """A port free now, below the range the kernel hands out for port 0 (Linux's
-    ip_local_port_range): no bank or client of another test is given it meanwhile."""
-    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(FIXED_PORTS_FROM, first_ephemeral), FIXED_PORT_TRIES):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free port below {first_ephemeral} in {FIXED_PORT_TRIES} tries")
-
-
 @pytest.mark.parametrize("metrics_port", ["0", "fixed"])
 def test_a_fixed_or_no_metrics_port_keeps_the_port_file_at_two_numbers(
     made: InitResult, tmp_path: Path, metrics_port: str
@@ -131,7 +110,7 @@ def test_a_fixed_or_no_metrics_port_keeps_the_port_file_at_two_numbers(
     # Readers written for "GATEWAY_PORT CA_PORT" go on working: only a bank asked for
     # a metrics port the OS picks writes a third number.
     port_file, out = tmp_path / "ports", tmp_path / "out.txt"
-    fixed = _fixed_port() if metrics_port == "fixed" else None
+    fixed = free_port() if metrics_port == "fixed" else None
     argv = _argv(made.config_path, port_file, "--metrics-port", str(fixed or 0))
     with out.open("wb") as stdout:
         process = subprocess.Popen(

@@ -25,6 +25,7 @@ from gateway.health_monitor import HealthMonitor
 from gateway.process import tls_config
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
+from tests.ports import free_port
 
 from .actors import Merchant, World, auth_request, channels_for, purchase, register_cardholder
 
@@ -207,9 +208,7 @@ def test_a_bank_that_cannot_bind_its_ca_port_leaves_nothing_running(
         return opened[-1]
 
     monkeypatch.setattr(process, "open_ca_store", open_ca_store)
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        gateway_port = free.getsockname()[1]
+    gateway_port = free_port()
     threads = _health_threads()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
