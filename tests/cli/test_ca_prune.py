@@ -14,7 +14,8 @@ from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL
 from gateway.config import load
 from gateway.provisioning import InitResult, init_bank
 from setcore.encoding import thumbprint
-from tests.gateway.renewal_support import free_port, key_versions
+from tests.gateway.renewal_support import key_versions
+from tests.ports import free_port
 
 
 def _ca(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -15,7 +15,7 @@ from gateway.bank_pki import load_bank_pki
 from gateway.config import load
 from gateway.provisioning import GATEWAY_NAME, InitResult, init_bank
 from setcore.encoding import thumbprint
-from tests.gateway.renewal_support import free_port
+from tests.ports import free_port
 
 
 def _ca(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -37,6 +37,7 @@ from setcore.gateway_admin import build_pcert_request, open_pcert_response
 from setcore.pki.certificate import load_certificate
 from setpay.v1 import authorization_pb2 as a
 from setpay.v1 import purchase_pb2, services_pb2_grpc
+from tests.ports import free_port
 
 from .actors import (
     TEST_BIN,
@@ -50,7 +51,6 @@ from .actors import (
     register_cardholder,
     register_merchant,
 )
-from .renewal_support import free_port
 
 APPROVED = a.AUTH_CODE_APPROVED
 # The bank's revocation watcher reads ca.db at most once a second; allow a slow machine.
