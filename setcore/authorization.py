@@ -16,6 +16,10 @@ The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it r
 The amount (AuthReqAmt <= PurchAmt, same currency and exponent) is a business decision:
 ``amount_agrees`` lets the gateway answer with a signed decline rather than an Error.
 Replay (a PI used before) is decided by the ledger, which keeps the store of used PIs.
+
+What AuthReq shares with the merchant's other requests to the gateway (RRTags, opening an
+EncB request, an answer naming its request) is ``gateway_exchange``'s, re-exported here
+(``__all__``) for the modules that import it from ``authorization``.
 """
 
 from __future__ import annotations
@@ -34,18 +38,27 @@ from setcore.dualsig import (
 from setcore.dualsig import (
     open_parsed_payment_instruction as _open_pi,
 )
-from setcore.encoding import content_type_of, digest, parse_strict
+from setcore.encoding import content_type_of, parse_strict
 from setcore.envelope import Recipient
 from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
-from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
-from setcore.link import open_with_baggage, seal_with_baggage
+from setcore.freshness import check_id, check_rrpid, new_id, now_ms
+from setcore.gateway_exchange import (
+    check_names_us,
+    check_rr_tags,
+    merchant_id_of,
+    open_gateway_response,
+    open_merchant_request,
+    peek_rrpid,
+    request_digest,
+)
+from setcore.link import seal_with_baggage
 from setcore.pan import PAN, InvalidPAN, check_blinded_account, check_expiry
-from setcore.pki.roles import CARDHOLDER, MERCHANT, CertificateUsage
+from setcore.pki.roles import CARDHOLDER, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.purchase import check_header, header, hod
-from setcore.signers import GatewayIdentity, gateway_signer, signer
+from setcore.signers import GatewayIdentity
 from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2, crypto_pb2, purchase_pb2
 
@@ -55,18 +68,6 @@ AUTH_RES_BAGGAGE_CT = content_type_of(authorization_pb2.AuthResBaggage)
 CAP_TOKEN_CT = content_type_of(authorization_pb2.CapTokenData)
 PI_CT = content_type_of(purchase_pb2.PIDualSigned)
 AUTHORIZE_REQUEST_CT = content_type_of(authorization_pb2.AuthorizeRequest)
-
-
-def request_digest(wire_type: str, request_bytes: bytes) -> bytes:
-    """The digest a gateway response carries to name the exact request it answers."""
-    return digest(wire_type, request_bytes)
-
-
-def merchant_id_of(cert: VerifiedCertificate) -> str:
-    """The merchant id a merchant certificate carries; INVALID_CERTIFICATE without one."""
-    if cert.merchant_data is None:
-        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "merchant certificate lacks its id")
-    return cert.merchant_data.merchant_id
 
 
 # --- merchant side: AuthReq ---------------------------------------------------------
@@ -150,66 +151,6 @@ class VerifiedAuthRequest:
     def xid(self) -> bytes:
         """The transaction this authorization is for."""
         return self.data.auth_tags.trans_ids.xid
-
-
-def peek_rrpid(request_bytes: bytes) -> bytes:
-    """The RRPID a sealed request claims in clear (for idempotency lookups before opening).
-
-    Unauthenticated: it only selects a stored response, which is returned only for the
-    same request bytes.
-    """
-    envelope = parse_strict(crypto_pb2.SealedWithBaggage, request_bytes)
-    return envelope.sealed.rrpid
-
-
-def open_merchant_request(
-    credentials: Credentials,
-    trust: TrustStore,
-    envelope_bytes: bytes,
-    content_type: str,
-    baggage_type: str,
-    *,
-    at: datetime | None = None,
-) -> tuple[bytes, VerifiedCertificate, crypto_pb2.SealedWithBaggage, crypto_pb2.CertBundle]:
-    """Open an EncB request from a merchant: its signed t, the merchant, the envelope, bundle.
-
-    Opened with the key-exchange key of the certificate it is sealed to, as
-    ``credentials`` choose it (``Credentials.key_exchange_for``).
-    """
-    envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
-    kex_key, my_thumb = credentials.key_exchange_for(envelope.sealed.recipient_cert_thumb)
-    t1, verified = open_with_baggage(
-        envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
-        signer(trust, MERCHANT, at=at),
-    )  # fmt: skip
-    return t1, verified.signer, envelope, verified.signed.bundle
-
-
-def check_rr_tags(
-    tags: common_pb2.RRTags,
-    envelope: crypto_pb2.SealedWithBaggage | crypto_pb2.Sealed,
-    merchant: VerifiedCertificate,
-    bundle: crypto_pb2.CertBundle,
-    trust: TrustStore,
-    *,
-    at: datetime | None = None,
-    now: int | None = None,
-) -> tuple[str, Recipient]:
-    """Checks every merchant request shares: ids, freshness, merchant id, response key."""
-    sealed = envelope.sealed if isinstance(envelope, crypto_pb2.SealedWithBaggage) else envelope
-    check_id(tags.rrpid, "RRPID")
-    if sealed.rrpid != tags.rrpid:
-        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope RRPID differs")
-    check_date(tags.date_unix_ms, now_ms() if now is None else now)
-    merchant_id = merchant_id_of(merchant)
-    if tags.mer_term_ids.merchant_id != merchant_id:
-        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "MerchantID differs from certificate")
-    kex = trust.resolve(
-        tags.response_cert_thumb, bundle, MERCHANT, CertificateUsage.KEY_EXCHANGE, at
-    )
-    if merchant_id_of(kex) != merchant_id:
-        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "response key of another merchant")
-    return merchant_id, kex.recipient()
 
 
 def open_auth_request(
@@ -425,40 +366,6 @@ class AuthResult:
         return self.data.auth_res_payload.auth_header.auth_code
 
 
-def open_gateway_response(
-    credentials: Credentials,
-    trust: TrustStore,
-    envelope_bytes: bytes,
-    content_type: str,
-    baggage_type: str,
-    *,
-    xid: bytes,
-    rrpid: bytes,
-    gateway_identity: GatewayIdentity,
-) -> tuple[bytes, crypto_pb2.SealedWithBaggage, VerifiedCertificate]:
-    """Open an EncB response from the gateway: signed t, the envelope, the gateway.
-
-    Signed by a certificate of ``gateway_identity`` only (``signers.gateway_signer``).
-    """
-    envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
-    kex_key, my_thumb = credentials.require_key_exchange()
-    t1, verified = open_with_baggage(
-        envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
-        gateway_signer(trust, gateway_identity), xid=xid, rrpid=rrpid,
-    )  # fmt: skip
-    return t1, envelope, verified.signer
-
-
-def check_names_us(
-    credentials: Credentials, merchant_cert_thumb: bytes, digest_got: bytes, digest_sent: bytes
-) -> None:
-    """A gateway response must name this merchant and the exact request it answers."""
-    if not hmac.compare_digest(merchant_cert_thumb, credentials.signature_thumb):
-        raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "response names another merchant")
-    if not hmac.compare_digest(digest_got, digest_sent):
-        raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "response answers another request")
-
-
 def open_auth_response(
     response: authorization_pb2.AuthorizeResponse,
     credentials: Credentials,
@@ -486,3 +393,34 @@ def open_auth_response(
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
     baggage = parse_strict(authorization_pb2.AuthResBaggage, envelope.baggage)
     return AuthResult(data, baggage, gateway)
+
+
+__all__ = [
+    "AUTHORIZE_REQUEST_CT",
+    "AUTH_REQ_CT",
+    "AUTH_RES_BAGGAGE_CT",
+    "AUTH_RES_CT",
+    "CAP_TOKEN_CT",
+    "PI_CT",
+    "AuthDecision",
+    "AuthRequestState",
+    "AuthResult",
+    "PaymentInstruction",
+    "VerifiedAuthRequest",
+    "amount_agrees",
+    "build_auth_request",
+    "build_auth_response",
+    "check_agreement",
+    "check_names_us",
+    "check_rr_tags",
+    "merchant_id_of",
+    "open_auth_request",
+    "open_auth_response",
+    "open_cap_token",
+    "open_gateway_response",
+    "open_merchant_request",
+    "open_payment_instruction",
+    "peek_rrpid",
+    "request_digest",
+    "seal_cap_token",
+]
