@@ -85,3 +85,9 @@ def certified(backend: KeyBackend, profile: Profile) -> Certified:
 def ec_certified(backend: KeyBackend) -> Certified:
     """The same for the ec profile only: for checks that do not depend on the keys."""
     return certify(backend, EC)
+
+
+@pytest.fixture
+def ec(ec_certified: Certified) -> Certified:
+    """``ec_certified`` by the short name the purchase checks use."""
+    return ec_certified
