@@ -12,10 +12,10 @@ from gateway.answers import AnswerUnavailable, answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
 from gateway.ledger import RrpidReused, Unanswered
-from setcore.authorization import peek_rrpid, request_digest
 from setcore.capture import peek_sealed_rrpid
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import ID_BYTES, now_ms
+from setcore.gateway_exchange import peek_rrpid, request_digest
 from setcore.purchase import header
 from setpay.v1 import (
     authorization_pb2,

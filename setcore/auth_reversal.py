@@ -23,16 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from setcore.amount import check_amount, same_unit
-from setcore.authorization import (
-    CAP_TOKEN_CT,
-    check_names_us,
-    check_rr_tags,
-    open_cap_token,
-    open_gateway_response,
-    open_merchant_request,
-    request_digest,
-    seal_cap_token,
-)
+from setcore.authorization import CAP_TOKEN_CT, open_cap_token, seal_cap_token
 from setcore.capture import (
     ItemRef,
     check_envelope_xid,
@@ -45,6 +36,13 @@ from setcore.envelope import Recipient
 from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_rrpid, new_id
+from setcore.gateway_exchange import (
+    check_names_us,
+    check_rr_tags,
+    open_gateway_response,
+    open_merchant_request,
+    request_digest,
+)
 from setcore.link import seal_with_baggage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate

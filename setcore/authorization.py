@@ -18,8 +18,7 @@ The amount (AuthReqAmt <= PurchAmt, same currency and exponent) is a business de
 Replay (a PI used before) is decided by the ledger, which keeps the store of used PIs.
 
 What AuthReq shares with the merchant's other requests to the gateway (RRTags, opening an
-EncB request, an answer naming its request) is ``gateway_exchange``'s, re-exported here
-(``__all__``) for the modules that import it from ``authorization``.
+EncB request, an answer naming its request) is ``setcore.gateway_exchange``'s.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ from setcore.gateway_exchange import (
     merchant_id_of,
     open_gateway_response,
     open_merchant_request,
-    peek_rrpid,
     request_digest,
 )
 from setcore.link import seal_with_baggage
@@ -393,34 +391,3 @@ def open_auth_response(
     check_names_us(credentials, data.merchant_cert_thumb, data.request_digest, state.request_digest)
     baggage = parse_strict(authorization_pb2.AuthResBaggage, envelope.baggage)
     return AuthResult(data, baggage, gateway)
-
-
-__all__ = [
-    "AUTHORIZE_REQUEST_CT",
-    "AUTH_REQ_CT",
-    "AUTH_RES_BAGGAGE_CT",
-    "AUTH_RES_CT",
-    "CAP_TOKEN_CT",
-    "PI_CT",
-    "AuthDecision",
-    "AuthRequestState",
-    "AuthResult",
-    "PaymentInstruction",
-    "VerifiedAuthRequest",
-    "amount_agrees",
-    "build_auth_request",
-    "build_auth_response",
-    "check_agreement",
-    "check_names_us",
-    "check_rr_tags",
-    "merchant_id_of",
-    "open_auth_request",
-    "open_auth_response",
-    "open_cap_token",
-    "open_gateway_response",
-    "open_merchant_request",
-    "open_payment_instruction",
-    "peek_rrpid",
-    "request_digest",
-    "seal_cap_token",
-]

@@ -24,12 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from setcore.authorization import (
-    check_names_us,
-    check_rr_tags,
-    open_merchant_request,
-    request_digest,
-)
 from setcore.capture import (
     CAP_TOKEN_SEQ_CT,
     ItemRef,
@@ -50,6 +44,12 @@ from setcore.envelope import Recipient
 from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_id, check_rrpid, new_id, now_ms
+from setcore.gateway_exchange import (
+    check_names_us,
+    check_rr_tags,
+    open_merchant_request,
+    request_digest,
+)
 from setcore.link import seal_with_baggage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate

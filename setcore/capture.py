@@ -4,8 +4,8 @@
     CapRes = Enc(P, M, CapResData)                  sealed to RRTags.response_cert_thumb
 
 The gateway's opener runs, in order: the envelope, the merchant's signature and chain and
-the link to exactly the token sequence carried (``authorization.open_merchant_request``);
-the ids, date, merchant id and response key (``authorization.check_rr_tags``); then each
+the link to exactly the token sequence carried (``gateway_exchange.open_merchant_request``);
+the ids, date, merchant id and response key (``gateway_exchange.check_rr_tags``); then each
 item against its token (``open_item_tokens``): one token per item, sealed by this gateway,
 of this merchant, for the item's XID and authorization RRPID; the amount positive and in
 the token's currency. How much may be captured and whether a request was seen before is
@@ -46,19 +46,19 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from setcore.amount import check_amount, same_unit
-from setcore.authorization import (
-    check_names_us,
-    check_rr_tags,
-    open_cap_token,
-    open_merchant_request,
-    request_digest,
-)
+from setcore.authorization import open_cap_token
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
 from setcore.envelope import Recipient
 from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_rrpid, new_id, now_ms
+from setcore.gateway_exchange import (
+    check_names_us,
+    check_rr_tags,
+    open_merchant_request,
+    request_digest,
+)
 from setcore.link import open_sealed_signed, seal_signed, seal_with_baggage
 from setcore.pki.roles import MERCHANT
 from setcore.pki.truststore import TrustStore
@@ -190,7 +190,7 @@ def check_one_per_item(results: int, items: int) -> None:
 def peek_sealed_rrpid(request_bytes: bytes) -> bytes:
     """The RRPID an Enc request claims in clear (for idempotency lookups before opening).
 
-    Unauthenticated, like ``authorization.peek_rrpid``: it only selects a stored response,
+    Unauthenticated, like ``gateway_exchange.peek_rrpid``: it only selects a stored response,
     which is returned only for the same request bytes.
     """
     return parse_strict(crypto_pb2.Sealed, request_bytes, own_content_type=False).rrpid

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from setcore.authorization import check_names_us, check_rr_tags, merchant_id_of, request_digest
 from setcore.capture import (
     check_batch_id,
     check_envelope_xid,
@@ -48,6 +47,7 @@ from setcore.envelope import Recipient
 from setcore.error_message import open_error, open_gateway_error
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
+from setcore.gateway_exchange import check_names_us, check_rr_tags, merchant_id_of, request_digest
 from setcore.link import seal_signed
 from setcore.pan import is_bin
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
