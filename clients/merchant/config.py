@@ -5,6 +5,8 @@ Loaded once at start, validated, passed down as a frozen dataclass. Relative pat
 relative to the merchant directory. The environment overrides the file:
 ``SETPAY_MERCHANT_ID``, ``SETPAY_MERCHANT_KEYS``, ``SETPAY_MERCHANT_LISTEN``,
 ``SETPAY_MERCHANT_GATEWAY`` and ``SETPAY_MERCHANT_CA`` (targets), ``SETPAY_MERCHANT_ANSWER``.
+A table or key the file may not hold is refused, naming the file and the key
+(``clients.config_file``), as is a file that is not UTF-8.
 
 Example::
 
@@ -16,12 +18,15 @@ Example::
     answer = "after-authorization"     # or "order-received"
     root = "certs/root.pem"            # the brand root, pinned, placed here out of band
     chain = "certs/chain.pem"          # the Merchant CA certificate (written by register)
+    store = "merchant.db"              # orders and settlement (SQLite)
 
     [server]                           # the Merchant service for wallets
     listen = "127.0.0.1:8443"
     tls_cert = "tls/server.pem"
     tls_key = "tls/server.key"
     insecure = false
+    threads = 8                        # DEFAULT_THREADS
+    max_concurrent_rpcs = 64           # DEFAULT_MAX_CONCURRENT_RPCS
 
     [gateway]                          # mutual TLS
     target = "127.0.0.1:7443"
@@ -39,12 +44,13 @@ from __future__ import annotations
 import enum
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from clients import config_file
+from clients.config_file import PEER_KEYS
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
 from clients.peers import PeerConfig, check_target, get, peer_table, subtable, toml_table
@@ -58,6 +64,16 @@ DEFAULT_MAX_CONCURRENT_RPCS = 64
 DEFAULT_THREADS = 8
 # Merchant ids become a certificate CommonName (ub-common-name 64).
 _MERCHANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Every table and key merchant.toml may hold; anything else is refused (``answr =`` would
+# otherwise leave the default answer mode in force without a word).
+_TABLES: dict[str, frozenset[str]] = {
+    "merchant": frozenset({"id", "name", "brand", "keys", "answer", "root", "chain", "store"}),
+    "server": frozenset(
+        {"listen", "tls_cert", "tls_key", "insecure", "threads", "max_concurrent_rpcs"}
+    ),
+    "gateway": PEER_KEYS,
+    "ca": PEER_KEYS,
+}
 
 
 class AnswerMode(enum.StrEnum):
@@ -173,12 +189,8 @@ def validate(config: MerchantConfig) -> MerchantConfig:
 def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfig:
     """Load ``directory/merchant.toml``, apply the environment, validate."""
     path = directory / CONFIG_FILE
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no merchant configuration at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    raw = config_file.read(path, "merchant")
+    config_file.refuse_unknown(raw, _TABLES, path)
     base = directory.resolve()
     m = _table(raw, "merchant", path)
     config = MerchantConfig(

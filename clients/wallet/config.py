@@ -31,18 +31,21 @@ Example::
 
 Environment overrides: ``SETPAY_WALLET_KEYS``, ``SETPAY_WALLET_CA`` and
 ``SETPAY_WALLET_MERCHANT`` (targets); the passphrase itself comes only from
-``SETPAY_WALLET_PASSPHRASE`` or the passphrase file, never from this file.
+``SETPAY_WALLET_PASSPHRASE`` or the passphrase file, never from this file. A table or
+key the file may not hold is refused, naming the file and the key
+(``clients.config_file``), as is a file that is not UTF-8.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from clients import config_file
+from clients.config_file import PEER_KEYS
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
 from clients.peers import PeerConfig, get, peer_table, subtable, toml_table
@@ -51,6 +54,15 @@ from setcore.language import MAX_LANGUAGE_CHARS, is_language_tag
 CONFIG_FILE = "wallet.toml"
 CARD_FILE = "card.sealed"
 PURCHASES_FILE = "purchases.json"
+# Every table and key wallet.toml may hold; anything else is refused (a misspelt key
+# would otherwise leave its default in force without a word).
+_TABLES: dict[str, frozenset[str]] = {
+    "wallet": frozenset(
+        {"brand", "keys", "key_label", "language", "root", "chain", "passphrase_file"}
+    ),
+    "ca": PEER_KEYS,
+    "merchant": PEER_KEYS,
+}
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,13 @@ class WalletConfig:
     def require_merchant(self) -> PeerConfig:
         """The default merchant peer; ``ConfigError`` when the configuration names none."""
         if self.merchant is None:
-            raise ConfigError("wallet.toml has no [merchant] table (or give --merchant)")
+            # An address alone is not enough: the merchant's TLS CA (tls_ca) is what the
+            # channel trusts, and only the table names it.
+            raise ConfigError(
+                f"{self.base_dir / CONFIG_FILE} has no [merchant] table: add one with the "
+                "merchant's target and tls_ca (--merchant and SETPAY_WALLET_MERCHANT only "
+                "replace its target)"
+            )
         return self.merchant
 
 
@@ -104,12 +122,8 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     """Load ``directory/wallet.toml``, apply the environment, validate."""
     env = os.environ if env is None else env
     path = directory / CONFIG_FILE
-    try:
-        raw: dict[str, Any] = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no wallet configuration at {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    raw = config_file.read(path, "wallet")
+    config_file.refuse_unknown(raw, _TABLES, path)
     base = directory.resolve()
     w = subtable(raw, "wallet", path) or {}
     ca, merchant = subtable(raw, "ca", path), subtable(raw, "merchant", path)
