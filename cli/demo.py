@@ -48,7 +48,7 @@ from gateway.bank_pki import bank_keys_uri
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.process import RunningBank, start_bank
-from gateway.provisioning import destroy_bank_keys, init_bank
+from gateway.provisioning import destroy_bank_keys, init_bank, write_new
 from hsm.uri import open_backend
 from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore
@@ -154,10 +154,13 @@ class Demo:
     def _party_dir(self, name: str, tls_files: tuple[str, ...]) -> Path:
         directory = self.base / name
         (directory / "tls").mkdir(parents=True)
+        # Created with their final mode (O_EXCL, never over a planted file): written first
+        # and chmod-ed after, a key or the passphrase would be readable by all for a moment
+        # in a directory others may enter (--dir keeps the umask's modes).
         for file in tls_files:
-            shutil.copy2(self.base / "bank" / "tls" / file, directory / "tls" / file)
-        (directory / "keys.pass").write_text(self.passphrase)
-        os.chmod(directory / "keys.pass", 0o600)
+            data = (self.base / "bank" / "tls" / file).read_bytes()
+            write_new(directory / "tls" / file, data, private=file.endswith(".key"))
+        write_new(directory / "keys.pass", self.passphrase.encode(), private=True)
         return directory
 
     def bank(self) -> tuple[RunningBank, PAN]:

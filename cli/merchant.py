@@ -1,6 +1,7 @@
 """``setpay merchant``: register with the Merchant CA, serve wallets, settle orders.
 
     setpay merchant [--dir DIR] register --root ROOT.pem [--profile ec|rsa] [--form K=V]...
+                                         [--account-file FILE]
     setpay merchant [--dir DIR] renew [--profile ec|rsa]
     setpay merchant [--dir DIR] serve
     setpay merchant [--dir DIR] forget-gateway
@@ -23,7 +24,11 @@ an operation whose answers did not verify, with when ``serve`` asks again
 (``clients.merchant.outcome``): something needs mending. ``forget-gateway`` clears the
 gateway the merchant takes answers from (the one its first PCertRes named, kept in its
 database), for a merchant that changed gateways on purpose: run it with ``serve``
-stopped; the next start takes the gateway that answers its first PCertReq.
+stopped; the next start takes the gateway that answers its first PCertReq. A file the
+command cannot read or write (a directory where a file is wanted, a permission) is named
+on stderr, exit 1. The settlement account comes from ``--account-file``, a file only its
+owner may read (as the passphrase files): ``--account`` puts it on the command line, where
+``ps`` and the shell's history show it to others.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ from clients.merchant.registration import MerchantRegistrar, Registered
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
 from clients.transport import Caller, open_channel
-from hsm.errors import KeyBackendError
+from hsm.errors import KeyBackendError, PermanentBackendError
+from hsm.pinsource import PinSource
 from hsm.uri import open_backend
 from setcore.currency import exponent_for
 from setcore.errors import ErrorCode, SetcoreError
@@ -101,7 +107,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     r.add_argument("--root", type=Path, help="the brand root (PEM or DER), pinned on first use")
     r.add_argument("--profile", choices=sorted(PROFILES), default="ec")
     r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
-    r.add_argument("--account", help="settlement account identification (sealed to the CA)")
+    account = r.add_mutually_exclusive_group()
+    account.add_argument(
+        "--account-file", type=Path, metavar="FILE",
+        help="file holding the settlement account identification (sealed to the CA); "
+        "only its owner may read it (chmod 600)",
+    )  # fmt: skip
+    account.add_argument(
+        "--account",
+        help="the settlement account on the command line: unsafe, ps and the shell's "
+        "history show it to others; prefer --account-file",
+    )
 
     w = ops.add_parser("renew", help="new keys and certificates, proving the current key")
     w.add_argument("--profile", choices=sorted(PROFILES), default="ec")
@@ -169,7 +185,21 @@ def _with_registrar(
         backend.close()
 
 
+def _account(args: argparse.Namespace) -> str | None:
+    """The settlement account: from ``--account-file`` (owner-only, like a passphrase
+    file), else ``--account``, else none."""
+    if args.account_file is None:
+        account: str | None = args.account
+        return account
+    try:
+        return PinSource("file", str(args.account_file)).read()
+    except PermanentBackendError as exc:
+        raise ClientError(f"--account-file: {exc}") from None
+
+
 def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
+    # Read first: a wrong account file costs no root pinned and no keys made.
+    account = _account(args)
     if not config.root.exists():
         if args.root is None:
             print(f"setpay merchant: no pinned root at {config.root}: give --root", file=sys.stderr)
@@ -180,7 +210,7 @@ def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
     done = _with_registrar(
         config,
         lambda registrar: registrar.register(
-            profile_named(args.profile), form=_form(args.form), account=args.account
+            profile_named(args.profile), form=_form(args.form), account=account
         ),
     )
     if not done.complete:
@@ -403,3 +433,17 @@ def run(args: argparse.Namespace) -> int:
     except (ClientError, SetcoreError, KeyBackendError, ValueError) as exc:
         print(f"setpay merchant: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A file of the merchant directory, or one a command names: said with its path,
+        # not as a traceback.
+        print(f"setpay merchant: {_os_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError for people: the file (both of a rename or copy) and the reason."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.filename is None:
+        return str(exc) or reason
+    paths = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{paths}: {reason}"
