@@ -64,7 +64,12 @@ def build_error(
 
 
 def open_error(
-    error: error_pb2.SetError, trust: TrustStore, signer_type: int, *, rrpid: bytes
+    error: error_pb2.SetError,
+    trust: TrustStore,
+    signer_type: int,
+    *,
+    rrpid: bytes,
+    only: bytes | None = None,
 ) -> PeerError | ProtocolError:
     """A peer's Error as the exception to raise: ``PeerError`` when it is the peer's word
     on our request, ``ProtocolError`` when it is not.
@@ -77,8 +82,10 @@ def open_error(
     (an operation it stays unsure of), never as a refusal. Any gateway of the brand is
     taken for a PAYMENT_GATEWAY here, which only PCertRes wants (the answer the merchant
     learns its gateway from); every later answer is opened by ``open_gateway_error``.
+    ``only``: the thumbprint of the one certificate whose word it may be (the merchant
+    a purchase was made with), as for the answer it stands in for.
     """
-    return _open(error, signer(trust, signer_type), rrpid)
+    return _open(error, signer(trust, signer_type, only=only), rrpid)
 
 
 def open_gateway_error(

@@ -4,8 +4,10 @@ Builders take plain values and credentials; openers take wire messages, raise
 ``ProtocolError`` for every failed check of SET-PROTOCOL.md 5.5 and 9.3 and return what
 the caller may rely on. The wallet checks the merchant's chain and that the gateway key
 it will seal the PI to is a gateway key-exchange certificate named by the merchant's
-signed PEThumb; the merchant checks that the order, challenges and ids are its own and
-that the cardholder's dual signature and chain verify, without ever seeing the PAN.
+signed PEThumb, and that PRes and InqRes answer the offered transaction with amounts
+within the agreed one (``setcore.purchase_answer``); the merchant checks that the order,
+challenges and ids are its own and that the cardholder's dual signature and chain verify,
+without ever seeing the PAN.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from setcore.pan import PAN, is_bin, trans_stain
 from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
+from setcore.purchase_answer import check_answer_ids, check_reported_amounts
 from setcore.signed import open_signed, parse_signed, sign
 from setcore.signers import signer
 from setpay.v1 import common_pb2, purchase_pb2
@@ -207,12 +210,17 @@ class Order:
 
 @dataclass(frozen=True)
 class PurchaseState:
-    """What the wallet remembers between PReq and PRes (and for later inquiries)."""
+    """What the wallet remembers between PReq and PRes (and for later inquiries).
+
+    ``purch_amt``: the amount the cardholder agreed, which no amount an answer reports may
+    exceed or differ from in unit; None (a purchase recorded without it) checks none.
+    """
 
     rrpid: bytes
     chall_c: bytes
     trans_ids: common_pb2.TransIDs
     merchant_thumb: bytes
+    purch_amt: common_pb2.CurrencyAmount | None = None
 
 
 def build_purchase_request(
@@ -253,35 +261,39 @@ def build_purchase_request(
         header=header(rrpid=rrpid, xid=xid, lid_c=offer.trans_ids.lid_c),
         p_req=dual.to_proto().SerializeToString(),
     )
-    return request, PurchaseState(rrpid, chall_c, offer.trans_ids, offer.merchant.thumbprint)
+    bought = PurchaseState(rrpid, chall_c, offer.trans_ids, offer.merchant.thumbprint, order.amount)
+    return request, bought
 
 
 def _open_pres(
-    signed_bytes: bytes, plain: common_pb2.Header, trust: TrustStore, merchant_thumb: bytes,
-    rrpid: bytes, chall: bytes, xid: bytes,
+    signed_bytes: bytes, plain: common_pb2.Header, trust: TrustStore, purchase: PurchaseState,
+    rrpid: bytes, chall: bytes, what: str,
 ) -> purchase_pb2.PResData:  # fmt: skip
     signed = parse_signed(signed_bytes)
-    verified = open_signed(signed, PRES_CT, signer(trust, MERCHANT, only=merchant_thumb))
+    verified = open_signed(signed, PRES_CT, signer(trust, MERCHANT, only=purchase.merchant_thumb))
     data = parse_strict(purchase_pb2.PResData, verified.tbs)
     ids = data.trans_ids
     check_header(plain, data.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     check_rrpid(rrpid, data.rrpid)
     check_echo(chall, data.chall_c, "Chall-C")
-    if data.trans_ids.xid != xid:
-        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "PRes is for another transaction")
+    check_answer_ids(ids, purchase.trans_ids, what)
+    if purchase.purch_amt is not None:
+        check_reported_amounts(data.payloads, purchase.purch_amt, what)
     return data
 
 
 def open_purchase_response(
     response: purchase_pb2.PurchaseResponse, state: PurchaseState, trust: TrustStore
 ) -> purchase_pb2.PResData:
-    """Verify PRes: signed by the merchant of the offer, echoing our RRPID and challenge."""
+    """Verify PRes: signed by the merchant of the offer, echoing our RRPID and challenge,
+    about the offered transaction, reporting no amount beyond the agreed one."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid)
+        raise open_error(
+            response.error, trust, MERCHANT, rrpid=state.rrpid, only=state.merchant_thumb
+        )
     return _open_pres(
-        response.p_res, response.header, trust, state.merchant_thumb, state.rrpid,
-        state.chall_c, state.trans_ids.xid,
-    )  # fmt: skip
+        response.p_res, response.header, trust, state, state.rrpid, state.chall_c, "PRes"
+    )
 
 
 @dataclass(frozen=True)
@@ -316,14 +328,13 @@ def build_inquiry_request(
 def open_inquiry_response(
     response: purchase_pb2.InquiryResponse, state: InquiryState, trust: TrustStore
 ) -> purchase_pb2.PResData:
-    """Verify InqRes: same merchant, our RRPID and fresh challenge echoed."""
-    if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid)
+    """Verify InqRes: as PRes, with our RRPID and fresh challenge echoed."""
     p = state.purchase
+    if response.WhichOneof("result") == "error":
+        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid, only=p.merchant_thumb)
     return _open_pres(
-        response.inq_res, response.header, trust, p.merchant_thumb, state.rrpid, state.chall_c2,
-        p.trans_ids.xid,
-    )  # fmt: skip
+        response.inq_res, response.header, trust, p, state.rrpid, state.chall_c2, "InqRes"
+    )
 
 
 # --- merchant side ----------------------------------------------------------------
