@@ -9,34 +9,52 @@
 The passphrase that seals the card comes from $SETPAY_WALLET_PASSPHRASE or the
 configured passphrase file; a ``soft:DIR`` keystore whose key URI names no pin-source
 (``keys = "soft:keys"``, the default) reads its own from $SETPAY_KEYSTORE_PASSPHRASE.
-``CARD.json`` is what ``setpay bank open-account --card-out`` wrote. Output shows the
-card as BIN and last four only. A registration the Cardholder CA pends exits 3 (run
-``register`` again later).
+``CARD.json`` is what ``setpay bank open-account --card-out`` wrote: the card number in
+clear, to delete once the card is registered (the wallet keeps it sealed); the command
+warns when others can read it. ``--root`` pins the brand root on first use; a later
+``--root`` naming another root is refused. Output shows the card as BIN and last four only.
+
+Exit status: 0 done (a purchase prints the merchant's verified answer, a decline
+included); 1 refused or failed (a SET Error from the merchant or the CA, a wrong file or
+passphrase, a failure before the purchase request left); 2 usage error (an option missing
+or malformed); 3 a registration the Cardholder CA pends (run ``register`` again later); 4
+a purchase whose outcome is unknown: its request left and no answer the wallet could
+verify came back (none, one whose checks failed, or one it could not record), so the card
+may be authorized; the purchase stays recorded as SENT, and ``setpay wallet inquire
+ORDER`` asks the merchant what became of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import shutil
+import stat
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+from cli.fingerprint import colon_hex
 from clients.errors import ClientError
-from clients.identity import read_root
+from clients.identity import read_root, write_certificates
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
-from clients.wallet.purchases import Initiation, PurchaseBook, PurchaseRecord
-from clients.wallet.runtime import Wallet
+from clients.wallet.purchases import (
+    Initiation,
+    PurchaseBook,
+    PurchaseOutcomeUnknown,
+    PurchaseRecord,
+)
+from clients.wallet.runtime import PENDING_PENDED, PENDING_SENT, Wallet, WalletSummary
 from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
 from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
 from setcore.currency import exponent_for
 from setcore.errors import SetcoreError
-from setcore.pan import PAN, InvalidPAN
+from setcore.pan import PAN, InvalidPAN, check_expiry
 from setcore.profiles import PROFILES, profile_named
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
 
@@ -48,6 +66,14 @@ MAX_CARD_FILE_BYTES = 4096
 MAX_INITIATION_FILE_BYTES = 8 * MAX_ORDER_DESCRIPTION_BYTES
 # What a SET Initiation must name; exp10 defaults to the currency's minor unit.
 INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
+# Exit statuses beside 0 and 1 (the module docstring says when each is given).
+EXIT_USAGE = 2
+EXIT_PENDED = 3
+EXIT_OUTCOME_UNKNOWN = 4
+
+
+class UsageError(ClientError):
+    """The command line is incomplete or malformed (exit 2, as argparse's own errors)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -59,7 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             f"The cardholder's wallet. The card is sealed under ${CARD_PASSPHRASE_ENV} (or "
             f"wallet.toml's passphrase_file); a soft: keystore whose key URI names no "
             f'pin-source (keys = "soft:keys", the default) reads its passphrase from '
-            f"${KEYSTORE_PASSPHRASE_ENV}."
+            f"${KEYSTORE_PASSPHRASE_ENV}. Exit status: 0 done, 1 refused or failed, 2 usage "
+            f"error, 3 registration pended (run register again later), 4 purchase outcome "
+            f"unknown (the card may be authorized: run setpay wallet inquire ORDER)."
         ),
     )
     p.add_argument(
@@ -74,7 +102,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     r.add_argument("--profile", choices=sorted(PROFILES), default="ec")
     r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
 
-    b = ops.add_parser("purchase", help="buy: PInit then the dual-signed purchase request")
+    b = ops.add_parser(
+        "purchase",
+        help="buy: PInit then the dual-signed purchase request",
+        description=(
+            "Buy: PInit, then the dual-signed purchase request. Exit status 4 when the "
+            "request left and no answer the wallet could verify came back: the card may be "
+            "authorized; run setpay wallet inquire ORDER to learn the outcome."
+        ),
+    )
     b.add_argument("--initiation", type=Path, help="SET Initiation JSON from the merchant")
     b.add_argument("--lid-m", help="the merchant's order id (hex)")
     b.add_argument("--description", help="the order description agreed with the merchant")
@@ -157,7 +193,7 @@ def _initiation(args: argparse.Namespace) -> Initiation:
             raise ClientError(f"{args.initiation}: {exc}") from None
         return initiation
     if args.lid_m is None or args.description is None or args.amount is None:
-        raise ClientError("give --initiation FILE, or --lid-m, --description and --amount")
+        raise UsageError("give --initiation FILE, or --lid-m, --description and --amount")
     initiation = Initiation(
         _hex(args.lid_m, "--lid-m"), args.description.encode(), args.currency, args.amount,
         exponent_for(args.currency) if args.exp10 is None else args.exp10,
@@ -182,67 +218,130 @@ def record_line(record: PurchaseRecord) -> str:
 
 
 def read_card(path: Path) -> tuple[PAN, str]:
-    """The PAN and expiry of a card file (``setpay bank open-account --card-out``)."""
+    """The PAN and expiry of a card file (``setpay bank open-account --card-out``): a
+    number that is a card number, an expiry that is a month not yet over (UTC)."""
     data = _read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict):
             raise TypeError("not a JSON object")
-        return PAN(str(raw["pan"])), str(raw["expiry"])
+        pan, expiry = PAN(str(raw["pan"])), raw["expiry"]
     except (ValueError, KeyError, TypeError, InvalidPAN) as exc:
         # The parse error is not chained: its text could quote the card number.
         raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
+    try:
+        check_expiry(expiry if isinstance(expiry, str) else "")
+    except SetcoreError:
+        # The value is not quoted: a file with its fields swapped would show the card number.
+        raise ClientError(f"{path}: the card's expiry is not YYYYMM") from None
+    now = datetime.now(UTC)
+    if int(expiry) < now.year * 100 + now.month:
+        raise ClientError(f"{path}: the card expired ({expiry[4:]}/{expiry[:4]})")
+    return pan, expiry
 
 
-def _register(wallet: Wallet, args: argparse.Namespace, passphrase: str) -> int:
-    config = wallet.config
-    pan, expiry = read_card(args.card)
-    form = dict(item.partition("=")[::2] for item in args.form)
-    done = wallet.registrar(passphrase).register(
-        pan, expiry, profile_named(args.profile), form=form
-    )
+def _warn_if_shared(path: Path) -> None:
+    """A card file others can read gives them the card number: say so, and what to do."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        print(
+            f"setpay wallet: warning: {path} holds the card number in clear and others can "
+            "read it: delete it once the card is registered (the wallet keeps the card "
+            "sealed)",
+            file=sys.stderr,
+        )
+
+
+def _form(values: list[str]) -> dict[str, str]:
+    form = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--form takes NAME=VALUE, not {item!r}")
+        form[name] = value
+    return form
+
+
+def _register(
+    wallet: Wallet, passphrase: str, card: tuple[PAN, str], profile: str, form: dict[str, str]
+) -> int:
+    pan, expiry = card
+    done = wallet.registrar(passphrase).register(pan, expiry, profile_named(profile), form=form)
     if not done.complete:
-        print("certificate request pended by the Cardholder CA: run register again later")
-        return 3
+        print(
+            f"certificate request of card {done.masked_pan} pended by the Cardholder CA: run "
+            "register again later"
+        )
+        return EXIT_PENDED
     print(
-        f"registered card {pan.masked}: certificate {done.certificate_thumb.hex()[:16]}; "
-        f"card sealed in {config.card_file.name}"
+        f"registered card {done.masked_pan}: certificate {done.certificate_thumb.hex()[:16]}; "
+        f"card sealed in {wallet.config.card_file.name}"
     )
     return 0
 
 
+def _fingerprint(der: bytes) -> str:
+    return f"SHA-256 {colon_hex(hashlib.sha256(der).digest())}"
+
+
 def _pin_root(config: WalletConfig, root: Path | None) -> None:
+    """Pin ``--root`` on first use (written whole or not at all); later, refuse a
+    ``--root`` that is not the pinned root rather than go on trusting another."""
     if config.root.exists():
+        if root is not None:
+            pinned, given = read_root(config.root), read_root(root)
+            if pinned != given:
+                raise ClientError(
+                    f"--root {root} ({_fingerprint(given)}) is not the brand root pinned at "
+                    f"{config.root} ({_fingerprint(pinned)}): the wallet trusts only the "
+                    "pinned root"
+                )
         return
     if root is None:
-        raise ClientError(f"no pinned brand root at {config.root}: give --root")
-    read_root(root)
-    config.root.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(root, config.root)
+        raise UsageError(f"no pinned brand root at {config.root}: give --root")
+    write_certificates(config.root, [read_root(root)])
+
+
+def _show(summary: WalletSummary) -> None:
+    s = summary
+    if s.registered:
+        state = "registered"
+    elif s.pending == PENDING_SENT:
+        state = "certificate request sent, no answer yet (run register again)"
+    elif s.pending == PENDING_PENDED:
+        state = "certificate request pended by the CA (run register again later)"
+    else:
+        state = "unregistered"
+    print(f"card {s.masked_pan} expiry {s.expiry} {state}")
+    if s.certificate_thumb:
+        print(f"certificate {s.certificate_thumb} {s.certificate_subject} "
+              f"valid until {s.certificate_not_after:%Y-%m-%d}")  # fmt: skip
+    print(f"{s.purchases} purchases")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one wallet command; errors are printed (with the masked PAN at most)."""
     try:
         command = args.wallet_command
-        # Read before anything is opened: a wrong file costs no passphrase or key work.
+        # Read before anything is opened: a wrong file costs no passphrase, key work or call.
         initiation = _initiation(args) if command == "purchase" else None
+        card = read_card(args.card) if command == "register" else None
+        form = _form(args.form) if command == "register" else {}
+        if command == "register":
+            _warn_if_shared(args.card)
         config = load(args.dir)
         if command == "register":
             _pin_root(config, args.root)
         passphrase = read_passphrase(passphrase_source(config.passphrase_file))
         wallet = Wallet.open(config)
         try:
-            if command == "register":
-                return _register(wallet, args, passphrase)
+            if card is not None:
+                return _register(wallet, passphrase, card, args.profile, form)
             if command == "show":
-                s = wallet.summary(passphrase)
-                state = "registered" if s.registered else "pended" if s.pending else "unregistered"
-                print(f"card {s.masked_pan} expiry {s.expiry} {state}")
-                if s.certificate_thumb:
-                    print(f"certificate {s.certificate_thumb} {s.certificate_subject} "
-                          f"valid until {s.certificate_not_after:%Y-%m-%d}")  # fmt: skip
-                print(f"{s.purchases} purchases")
+                _show(wallet.summary(passphrase))
                 return 0
             shopper = wallet.shopper(passphrase)
             if initiation is not None:
@@ -256,6 +355,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         finally:
             wallet.close()
+    except UsageError as exc:
+        print(f"setpay wallet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PurchaseOutcomeUnknown as exc:
+        print(f"setpay wallet: {exc}", file=sys.stderr)
+        return EXIT_OUTCOME_UNKNOWN
     except (ClientError, SetcoreError, KeyBackendError, ValueError, OSError) as exc:
         print(f"setpay wallet: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ directory: they are public, and ``openssl`` can read them.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote
@@ -25,6 +25,8 @@ from hsm.uri import encode_uri_value
 from setcore.credentials import Credentials
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
+# The random part of a temporary file's name: 64 bits never collide between writers.
+TEMP_NAME_BYTES = 8
 
 
 def resolve_soft_uri(uri: str, base_dir: Path) -> str:
@@ -65,19 +67,29 @@ def read_certificates(path: Path) -> tuple[bytes, ...]:
     return tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
 
 
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, so readers never see half."""
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, so readers never see half.
+
+    ``mode`` None leaves the permissions to the umask, as ``open`` would: for public files
+    (certificates), whose readers the operator chooses. A private file names its mode
+    (0600), set before any byte is written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temp = path.parent / f".{path.name}.{secrets.token_hex(TEMP_NAME_BYTES)}"
+    # O_EXCL: never write through a name someone else placed there first.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = os.open(temp, flags, 0o666 if mode is None else mode)
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
+            if mode is not None:
+                # Exactly this mode, whatever the umask took away or left.
+                os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
 
@@ -87,6 +99,7 @@ def write_certificates(path: Path, ders: Iterable[bytes]) -> None:
     pem = b"".join(
         x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM) for der in ders
     )
+    # Public: only certificates, which every peer sees anyway; the umask decides who reads.
     write_atomically(path, pem)
 
 
@@ -109,7 +122,8 @@ def load_credentials(
         signature_key = backend.get(signature_label)
         kex_key = backend.get(key_exchange_label) if key_exchange_label else None
     except KeyNotFound as exc:
-        raise ConfigError(f"no key {exc} in the key backend: register first") from exc
+        # The backend's message already says "no key 'LABEL'" and where it looked.
+        raise ConfigError(f"{exc}: register first") from exc
     signature_cert = backend.certificate(signature_key)
     kex_cert = backend.certificate(kex_key) if kex_key is not None else None
     if signature_cert is None or (kex_key is not None and kex_cert is None):

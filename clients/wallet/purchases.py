@@ -10,7 +10,10 @@ The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purc
 the amount and the last state the merchant reported; never card data. A purchase is
 recorded as ``SENT`` before its PReq leaves, so that a PRes lost on the way back (a
 deadline, a dropped connection) leaves a purchase the wallet can still ask about; the
-PRes, or a later inquiry, replaces that state with the merchant's.
+PRes, or a later inquiry, replaces that state with the merchant's. Once the PReq has
+left, a failure to get a verified answer (no answer, one whose checks fail, or one the
+wallet cannot record) is ``PurchaseOutcomeUnknown``, never a refusal: the card may be
+authorized. A refusal is the merchant's signed Error (setcore's ``PeerError``).
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
-from clients.errors import ConfigError, TransportError, UnknownOrder
+from clients.errors import ClientError, ConfigError, TransportError, UnknownOrder
 from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import Caller, open_channel
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
+from setcore.currency import exponent_for
 from setcore.errors import ProtocolError
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.truststore import TrustStore
@@ -64,8 +68,25 @@ LID_BYTES = 16
 # The state of a purchase whose PReq left and whose PRes has not been verified yet: the
 # wallet's own word, not a CompletionCode (the merchant may or may not have the order).
 SENT = "SENT"
+# purchases.json is the cardholder's shopping history: readable by its owner only.
+PURCHASES_FILE_MODE = 0o600
 
 T = TypeVar("T")
+
+
+class PurchaseOutcomeUnknown(ClientError):
+    """The PReq left, and no answer the wallet could verify came back: the merchant may
+    hold the order and the card an authorization. The purchase stays recorded as ``SENT``;
+    ``inquire`` asks the merchant what became of it. ``cause``: the transport failure, the
+    answer's failed check, or the wallet's own failure to record the answer."""
+
+    def __init__(self, short_id: str, reason: str, cause: Exception) -> None:
+        super().__init__(
+            f"purchase {short_id} sent, outcome unknown ({reason}): the card may be "
+            f"authorized; ask with `setpay wallet inquire {short_id}`"
+        )
+        self.short_id = short_id
+        self.cause = cause
 
 
 def _method(name: str) -> str:
@@ -125,7 +146,12 @@ class PurchaseRecord:
     def purchase_state(self) -> PurchaseState:
         """Enough of the purchase to sign an inquiry about it."""
         trans_ids = common_pb2.TransIDs.FromString(base64.b64decode(self.trans_ids, validate=True))
-        return PurchaseState(b"", b"", trans_ids, bytes.fromhex(self.merchant_thumb))
+        # The exponent is not recorded: ``Initiation.order`` admitted only the currency's
+        # own ISO 4217 minor unit, so it is that. No answer may report more than this.
+        agreed = common_pb2.CurrencyAmount(
+            currency=self.currency, amount=self.amount, exp10=exponent_for(self.currency)
+        )
+        return PurchaseState(b"", b"", trans_ids, bytes.fromhex(self.merchant_thumb), agreed)
 
     @property
     def short_id(self) -> str:
@@ -184,7 +210,9 @@ class PurchaseBook:
     def save(self, record: PurchaseRecord) -> None:
         """Add or replace a purchase."""
         records = [r for r in self.all() if r.xid != record.xid] + [record]
-        write_atomically(self._path, json.dumps([asdict(r) for r in records], indent=1).encode())
+        data = json.dumps([asdict(r) for r in records], indent=1).encode()
+        # Private, whatever the umask: what the cardholder bought, where and for how much.
+        write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
 
 
 def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
@@ -281,14 +309,22 @@ class Shopper:
                     deadline=PURCHASE_DEADLINE_SECONDS,
                 )  # fmt: skip
             except TransportError as exc:
-                raise TransportError(
-                    f"merchant Purchase {sent.short_id} sent, no answer (ask with "
-                    f"`setpay wallet inquire {sent.short_id}`)",
-                    exc.status,
-                ) from exc
+                raise PurchaseOutcomeUnknown(sent.short_id, f"no answer: {exc}", exc) from exc
+        try:
             data = open_purchase_response(pres, state, self._trust)
+        except ProtocolError as exc:
+            # An answer that does not verify is not the merchant's word: a refusal is a
+            # signed Error naming our PReq (PeerError), which is let through as such.
+            raise PurchaseOutcomeUnknown(
+                sent.short_id, f"the answer did not verify: {exc}", exc
+            ) from exc
         record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
-        self._book.save(record)
+        try:
+            self._book.save(record)
+        except (OSError, ClientError) as exc:
+            raise PurchaseOutcomeUnknown(
+                sent.short_id, f"the verified answer could not be recorded: {exc}", exc
+            ) from exc
         log.info("PRes verified: %s %s", record.short_id, record.completion)
         return record
 

@@ -91,15 +91,23 @@ NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 
 @dataclass(frozen=True)
 class RegisteredCard:
-    """The outcome: a certificate (its thumbprint) or a pended request."""
+    """The outcome for the card it names (BIN and last four): a certificate (its
+    thumbprint) or a pended request."""
 
     status: int
+    masked_pan: str
     certificate_thumb: bytes = b""
 
     @property
     def complete(self) -> bool:
         """True when the certificate is stored and the card sealed with its PANSecret."""
         return bool(self.certificate_thumb)
+
+
+def request_unanswered(held: CardSecrets) -> bool:
+    """True while the held CertReq has no verified answer from the CA (sent, or about to
+    be): its bytes are kept until then, and dropped once the CA pends it."""
+    return held.pending is not None and "cert_request" in held.pending
 
 
 def _b64(data: bytes) -> str:
@@ -142,11 +150,22 @@ class CardholderRegistrar:
     def register(
         self, pan: PAN, expiry: str, profile: Profile, *, form: Mapping[str, str] | None = None
     ) -> RegisteredCard:
-        """Register the card (or resume a pended request): certificate, chain, sealed card."""
+        """Register the card (or resume its pended request): certificate, chain, sealed card.
+
+        A pending request of another card is refused: only one card is registered at a
+        time, and resuming it under this card's name would report the wrong card.
+        """
         config = self._config
+        held = open_vault(self._card_file, self._passphrase) if self._card_file.exists() else None
+        if held is not None and held.pending and held.pan != pan:
+            raise RegistrationError(
+                f"{self._card_file} holds the pending registration of card {held.pan.masked}, "
+                f"not {pan.masked}: finish it with `setpay wallet register --card` naming "
+                f"that card's file, or drop it by removing {self._card_file} (the CA's answer "
+                "to it is then never collected)"
+            )
         RevocationFeed(self._trust, lambda: self._authority.revocation(config.brand_id)).refresh()
-        if self._card_file.exists():
-            held = open_vault(self._card_file, self._passphrase)
+        if held is not None:
             if held.pending:
                 resumed = self._resume(held)
                 if resumed is not None:
@@ -190,7 +209,7 @@ class CardholderRegistrar:
         if result.status == REQUEST_PENDED:
             self._seal_pending(state)
             log.info("CertReq pended by the Cardholder CA; run register again later")
-            return RegisteredCard(result.status)
+            return RegisteredCard(result.status, state.pan.masked)
         if not result.complete or result.certificate is None or result.card is None:
             self._card_file.unlink(missing_ok=True)
             name = CERT_STATUS_NAMES.get(result.status, str(result.status))
@@ -207,7 +226,7 @@ class CardholderRegistrar:
             "registered card %s: certificate %s",
             card.pan.masked, result.certificate.thumbprint.hex()[:8],
         )  # fmt: skip
-        return RegisteredCard(result.status, result.certificate.thumbprint)
+        return RegisteredCard(result.status, card.pan.masked, result.certificate.thumbprint)
 
     # -- the sealed pending state -----------------------------------------------------
 

@@ -18,7 +18,7 @@ from clients.revocation import RevocationFeed
 from clients.transport import Caller, open_channel
 from clients.wallet.config import WalletConfig
 from clients.wallet.purchases import PurchaseBook, Shopper
-from clients.wallet.registration import CardholderRegistrar
+from clients.wallet.registration import CardholderRegistrar, request_unanswered
 from clients.wallet.vault import CardSecrets, open_vault
 from hsm.base import KeyBackend
 from hsm.errors import KeyNotFound
@@ -37,11 +37,24 @@ class WalletSummary:
     masked_pan: str
     expiry: str
     registered: bool
-    pending: bool
+    #: A certificate request sent whose answer never came or did not verify (``sent``),
+    #: or one the CA answered "pended" (``pended``); "" when none is held.
+    pending: str
     certificate_thumb: str = ""
     certificate_subject: str = ""
     certificate_not_after: datetime | None = None
     purchases: int = 0
+
+
+# What ``WalletSummary.pending`` says of a held certificate request.
+PENDING_SENT = "sent"
+PENDING_PENDED = "pended"
+
+
+def _pending_state(held: CardSecrets) -> str:
+    if not held.pending:
+        return ""
+    return PENDING_SENT if request_unanswered(held) else PENDING_PENDED
 
 
 @dataclass
@@ -104,7 +117,7 @@ class Wallet:
         held = self.card(passphrase)
         purchases = len(PurchaseBook(self.config.purchases_file).all())
         summary = WalletSummary(
-            held.pan.masked, held.expiry, held.pan_secret is not None, bool(held.pending),
+            held.pan.masked, held.expiry, held.pan_secret is not None, _pending_state(held),
             purchases=purchases,
         )  # fmt: skip
         try:

@@ -39,6 +39,15 @@ FORMAT = 1
 SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
+# The file names its own parameters, so anyone who can write it chooses what opening it
+# costs: scrypt allocates 128 x N x r bytes and mixes that p times. Bounded at 8 times our
+# memory (256 MiB) and 32 times our work (some 2 s here), r and p each at 8 and 16 times
+# ours, so that a rewritten file makes the wallet refuse it, never exhaust the machine
+# or hang. N needs no bound of its own: with r at least ours, the memory bound caps it.
+MAX_SCRYPT_R = 64
+MAX_SCRYPT_P = 16
+MAX_SCRYPT_MEMORY_BYTES = 256 * 1024 * 1024
+MAX_SCRYPT_WORK_BYTES = 1024 * 1024 * 1024
 SALT_BYTES = 16
 KEY_BYTES = 32
 # GCM's standard 96-bit nonce; fresh for every write under a key used for few writes.
@@ -139,6 +148,29 @@ def _read(path: Path) -> dict[str, Any]:
     return sealed
 
 
+def _scrypt_memory(n: int, r: int) -> int:
+    return 128 * n * r
+
+
+def _check_scrypt(path: Path, n: int, r: int, p: int) -> None:
+    """Refuse parameters weaker than ours (an attacker who rewrites the file must not make
+    our next write cheap to guess) or costlier than the named bounds (nor make opening it
+    exhaust the machine)."""
+    if n < SCRYPT_N or r < SCRYPT_R or p < SCRYPT_P:
+        raise VaultError(f"{path}: scrypt parameters weaker than the wallet's")
+    if (
+        r > MAX_SCRYPT_R
+        or p > MAX_SCRYPT_P
+        or _scrypt_memory(n, r) > MAX_SCRYPT_MEMORY_BYTES
+        or _scrypt_memory(n, r) * p > MAX_SCRYPT_WORK_BYTES
+    ):
+        raise VaultError(
+            f"{path}: scrypt parameters out of range (at most r {MAX_SCRYPT_R}, p "
+            f"{MAX_SCRYPT_P}, {MAX_SCRYPT_MEMORY_BYTES} bytes of memory, "
+            f"{MAX_SCRYPT_WORK_BYTES} bytes of work): the file was altered"
+        )
+
+
 def open_vault(path: Path, passphrase: str) -> CardSecrets:
     """Open the sealed card file; ``VaultError`` for a wrong passphrase or altered file."""
     sealed = _read(path)
@@ -146,11 +178,8 @@ def open_vault(path: Path, passphrase: str) -> CardSecrets:
         kdf = sealed["kdf"]
         if kdf["name"] != "scrypt" or sealed["aead"] != "aes-256-gcm":
             raise VaultError(f"{path}: unknown KDF or cipher")
-        # The parameters come from the file: refuse any weaker than ours, so an attacker
-        # who rewrites the file cannot make our next write cheap to guess.
         n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        if n < SCRYPT_N or r < SCRYPT_R or p < SCRYPT_P or n > 2**20:
-            raise VaultError(f"{path}: scrypt parameters out of range")
+        _check_scrypt(path, n, r, p)
         salt = base64.b64decode(kdf["salt"], validate=True)
         nonce = base64.b64decode(sealed["nonce"], validate=True)
         ciphertext = base64.b64decode(sealed["ciphertext"], validate=True)
@@ -160,6 +189,11 @@ def open_vault(path: Path, passphrase: str) -> CardSecrets:
         plain = AESGCM(_key(passphrase, salt, n, r, p)).decrypt(nonce, ciphertext, _AD + salt)
     except (InvalidTag, ValueError):
         raise VaultError("wrong wallet passphrase, or the card file was altered") from None
+    except MemoryError:
+        raise VaultError(
+            f"{path}: not enough memory for its scrypt parameters ({_scrypt_memory(n, r)} "
+            "bytes): free some, or the file was altered"
+        ) from None
     try:
         card = json.loads(plain)
         pending = card.get("pending") or None

@@ -11,7 +11,7 @@ from cli.wallet import record_line
 from clients.errors import TransportError
 from clients.transport import Caller
 from clients.wallet import purchases
-from clients.wallet.purchases import SENT, PurchaseBook
+from clients.wallet.purchases import SENT, PurchaseBook, PurchaseOutcomeUnknown
 from clients.wallet.runtime import Wallet
 from setcore.errors import ErrorCode, PeerError
 from tests.clients.bank_support import WALLET_PASSPHRASE
@@ -52,7 +52,7 @@ def test_a_lost_pres_leaves_a_purchase_inquire_finds(
     wallet = make_wallet(merchant)
     initiation = offer(merchant, 900)
     monkeypatch.setattr(purchases, "Caller", AnswerLost)
-    with pytest.raises(TransportError) as caught:
+    with pytest.raises(PurchaseOutcomeUnknown) as caught:
         buy(wallet, initiation)
     monkeypatch.setattr(purchases, "Caller", Caller)
 
@@ -60,7 +60,8 @@ def test_a_lost_pres_leaves_a_purchase_inquire_finds(
     assert sent.completion == SENT and not sent.answered
     assert sent.amount == 900 and sent.currency == initiation.currency
     # The error names the purchase and how to learn what became of it.
-    assert caught.value.status == "DEADLINE_EXCEEDED"
+    assert isinstance(caught.value.cause, TransportError)
+    assert caught.value.cause.status == "DEADLINE_EXCEEDED"
     assert f"setpay wallet inquire {sent.short_id}" in str(caught.value)
     assert record_line(sent).startswith(f"{sent.short_id}  SENT")
 
@@ -79,7 +80,7 @@ def test_a_preq_that_never_arrived_stays_recorded_and_can_be_bought_again(
     wallet = make_wallet(merchant)
     initiation = offer(merchant, 450)
     monkeypatch.setattr(purchases, "Caller", RequestLost)
-    with pytest.raises(TransportError):
+    with pytest.raises(PurchaseOutcomeUnknown):
         buy(wallet, initiation)
     monkeypatch.setattr(purchases, "Caller", Caller)
     (sent,) = _book(wallet).all()

@@ -30,6 +30,16 @@ def test_round_trip(tmp_path: Path) -> None:
     assert found.purchase_state().trans_ids == TRANS_IDS
 
 
+def test_an_inquiry_holds_the_answer_to_the_amount_agreed() -> None:
+    """The state an inquiry is opened with carries the agreed amount, in the currency's
+    own exponent, so an InqRes reporting more than was agreed is refused
+    (``setcore.purchase_answer``), as a PRes is."""
+    agreed = RECORD.purchase_state().purch_amt
+    assert agreed == common_pb2.CurrencyAmount(currency=978, amount=1250, exp10=2)
+    yen = replace(RECORD, currency=392, amount=1250).purchase_state().purch_amt
+    assert yen == common_pb2.CurrencyAmount(currency=392, amount=1250, exp10=0)
+
+
 @pytest.mark.parametrize(
     ("damaged", "reason"),
     [

@@ -1,0 +1,145 @@
+"""``setpay wallet``: usage errors exit 2 (as the merchant's and argparse's do), and the
+brand root is pinned once, whole, and never silently replaced."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.fingerprint import colon_hex
+from clients.identity import read_root, write_certificates
+from clients.peers import PeerConfig
+from clients.wallet.config import load, write_config
+from tests.cards import VISA
+from tests.clients.cli_support import run_cli
+from tests.clients.wallet.self_signed import self_signed
+
+USAGE = 2
+# A file-size limit below any certificate: the pin's write fails part way.
+FILE_SIZE_LIMIT_BYTES = 64
+# Bounds the child; it fails in well under a second.
+CHILD_TIMEOUT_SECONDS = 60
+
+
+def _wallet(tmp_path: Path) -> Path:
+    """A configured wallet directory; its CA is never called by these tests."""
+    directory = tmp_path / "wallet"
+    write_config(directory, ca=PeerConfig("127.0.0.1:9", directory / "tls/root.pem"))
+    return directory
+
+
+def _card(tmp_path: Path) -> Path:
+    path = tmp_path / "card.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pan": VISA, "expiry": "203012"}, handle)
+    return path
+
+
+def _root(tmp_path: Path, name: str) -> tuple[Path, bytes]:
+    der = self_signed(name)
+    path = tmp_path / f"{name}.der"
+    path.write_bytes(der)
+    return path, der
+
+
+def _sha256(der: bytes) -> str:
+    return colon_hex(hashlib.sha256(der).digest())
+
+
+def test_purchase_without_its_options_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["wallet", "--dir", str(_wallet(tmp_path)), "purchase", "--lid-m", "ab"]
+    status, out, err = run_cli(argv, capsys)
+    assert (status, out) == (USAGE, "")
+    assert err == "setpay wallet: give --initiation FILE, or --lid-m, --description and --amount\n"
+
+
+def test_a_first_register_without_root_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = _wallet(tmp_path)
+    argv = ["wallet", "--dir", str(directory), "register", "--card", str(_card(tmp_path))]
+    status, _, err = run_cli(argv, capsys)
+    assert status == USAGE
+    assert err == f"setpay wallet: no pinned brand root at {load(directory).root}: give --root\n"
+
+
+@pytest.mark.parametrize("given", ["foo", "name"])
+def test_a_form_field_without_a_value_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """Refused before the root is pinned or anything is asked of the CA."""
+    directory = _wallet(tmp_path)
+    root, _ = _root(tmp_path, "brand")
+    argv = ["wallet", "--dir", str(directory), "register", "--card", str(_card(tmp_path)),
+            "--root", str(root), "--form", "a=1", "--form", given]  # fmt: skip
+    status, out, err = run_cli(argv, capsys)
+    assert (status, out) == (USAGE, "")
+    assert err == f"setpay wallet: --form takes NAME=VALUE, not {given!r}\n"
+    assert not load(directory).root.exists()
+
+
+def test_another_root_than_the_pinned_one_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = _wallet(tmp_path)
+    pinned = self_signed("the brand")
+    write_certificates(load(directory).root, [pinned])
+    before = load(directory).root.read_bytes()
+    other, other_der = _root(tmp_path, "another")
+    argv = ["wallet", "--dir", str(directory), "register", "--card", str(_card(tmp_path)),
+            "--root", str(other)]  # fmt: skip
+    status, out, err = run_cli(argv, capsys)
+    assert (status, out) == (1, "")
+    assert f"--root {other} (SHA-256 {_sha256(other_der)})" in err
+    assert f"pinned at {load(directory).root} (SHA-256 {_sha256(pinned)})" in err
+    assert load(directory).root.read_bytes() == before
+
+
+def test_the_pin_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A write that fails part way (here a file-size limit; a full disk alike) leaves no
+    pinned root, rather than a truncated one every later command would trip over."""
+    directory = _wallet(tmp_path)
+    root, _ = _root(tmp_path, "brand")
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT_BYTES, FILE_SIZE_LIMIT_BYTES))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "wallet", "--dir", str(directory), "register",
+         "--card", str(_card(tmp_path)), "--root", str(root)],
+        check=False, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS,
+        cwd=Path(__file__).resolve().parents[2], preexec_fn=small_files,
+    )  # fmt: skip
+    assert done.returncode == 1 and "File too large" in done.stderr
+    pin = load(directory).root
+    assert not pin.exists()
+    left = [p.name for p in pin.parent.iterdir()] if pin.parent.exists() else []
+    assert left == []
+
+
+def test_the_pin_holds_the_root_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DER given, the pin is the same certificate (as PEM); the same root again is fine."""
+    directory = _wallet(tmp_path)
+    root, der = _root(tmp_path, "brand")
+    argv = ["wallet", "--dir", str(directory), "register", "--card", str(_card(tmp_path)),
+            "--root", str(root)]  # fmt: skip
+    # No passphrase: the command stops after pinning, before any key work or call.
+    monkeypatch.delenv("SETPAY_WALLET_PASSPHRASE", raising=False)
+    for _ in range(2):
+        status, _, err = run_cli(argv, capsys)
+        assert status == 1 and "SETPAY_WALLET_PASSPHRASE" in err
+        assert read_root(load(directory).root) == der
