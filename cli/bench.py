@@ -14,9 +14,11 @@ by group (``clients.loadtest.compare``).
 
 This module is the one place that knows both the bank (its ledger, its configuration)
 and the load generator (``clients.loadtest``), which never import each other. Exit
-status: 0 when every request was accounted for, 1 when the run failed or requests were
-unaccounted for, 2 for usage errors (argparse's, and options that make no runnable plan:
-``PlanError``).
+status (``EXIT_STATUS``): 0 when every step of every service ran clean, 1 when the run
+failed or a request was unaccounted for (the figures cannot be trusted), 2 for usage
+errors (argparse's, and options that make no runnable plan: ``PlanError``), 3 when the
+run completed and every request was accounted for but a step was not clean (errors,
+timeouts, a closed loop that ran out of requests): the reports are written all the same.
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ LOOPBACK = "127.0.0.1"
 # The machine entries of the reference loop timed before and after the run.
 BEFORE = "reference loop ms (before)"
 AFTER = "reference loop ms (after)"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_CLEAN = 3
+EXIT_STATUS = ("exit status: 0 every step ran clean; 1 the run failed, or a request was "
+               "unaccounted for; 2 usage error; 3 a step had errors or timeouts or ran out of "
+               "requests (a sweep past capacity does), reports written")  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -97,7 +105,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    a = ops.add_parser("authorize", help="drive AuthReq traffic at a gateway and report")
+    a = ops.add_parser(
+        "authorize", help="drive AuthReq traffic at a gateway and report", epilog=EXIT_STATUS
+    )
     where = a.add_mutually_exclusive_group(required=True)
     where.add_argument("--spawn", action="store_true", help="start a bank of our own")
     where.add_argument("--target", metavar="HOST:PORT", help="a running PaymentGateway")
@@ -216,11 +226,6 @@ class Bank:
     process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
     spread: WorkerSpread | None = None
 
-    @property
-    def tls_dir(self) -> Path | None:
-        """The bank's TLS files (None for an insecure bank)."""
-        return None if self.config.insecure else self.config.base_dir / "tls"
-
 
 def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> Bank:
     _say(f"creating a {args.profile} bank in {workdir / 'bank'}")
@@ -241,6 +246,7 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
 
 
 def _tls(config: BankConfig) -> Path | None:
+    """A bank's TLS files (None for an insecure bank)."""
     return None if config.insecure else config.base_dir / "tls"
 
 
@@ -280,7 +286,7 @@ def _references(bank: Bank, workdir: Path, stack: ExitStack) -> list[Target]:
 
 
 def _channel(bank: Bank, target: str, *, mutual: bool) -> grpc.Channel:
-    tls = bank.tls_dir
+    tls = _tls(bank.config)
     if tls is None:
         return open_channel(ChannelConfig(target, insecure=True), "bench")
     return open_channel(
@@ -431,7 +437,9 @@ def _report(args: argparse.Namespace, result: BenchResult) -> int:
         plot(result, args.plot)
     counted = [t for step in result.steps for t in step.tallies.values()]
     counted += list(result.warmup.values())
-    return 0 if all(t.accounted for t in counted) else 1
+    if not all(t.accounted for t in counted):
+        return EXIT_FAILED
+    return 0 if all(t.clean for t in counted) else EXIT_NOT_CLEAN
 
 
 def compare_reports(args: argparse.Namespace) -> int:
@@ -483,8 +491,8 @@ def run(args: argparse.Namespace) -> int:
         return handler(args)
     except PlanError as exc:  # the options ask for something that cannot run: usage
         print(f"setpay bench: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except _FAILURES as exc:
         what = str(exc) or type(exc).__name__
         print(f"setpay bench: {what}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED

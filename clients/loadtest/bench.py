@@ -69,16 +69,42 @@ class BenchResult:
     warmup: dict[Service, Tally] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
 
-    def sustained(self, service: Service = Service.GATEWAY) -> float | None:
-        """The highest open-loop rate that ran clean with p99 within ``plan.p99_max_ms``."""
-        best = None
+    def _sweep(self, service: Service) -> list[tuple[float, bool]]:
+        """The open-loop rates run against ``service``, lowest first, and whether each ran
+        clean with p99 within ``plan.p99_max_ms``."""
+        rates = []
         for step in self.steps:
             counted = step.tallies.get(service)
             if not isinstance(step.shape, OpenLoop) or counted is None:
                 continue
-            if counted.clean and counted.latency and counted.latency.p99 <= self.plan.p99_max_ms:
-                best = max(best or 0.0, step.shape.rate)
+            within = counted.latency is not None and counted.latency.p99 <= self.plan.p99_max_ms
+            rates.append((step.shape.rate, counted.clean and within))
+        return sorted(rates, key=lambda rate: rate[0])
+
+    def sustained(self, service: Service = Service.GATEWAY) -> float | None:
+        """The highest open-loop rate below the lowest that failed (not clean, or p99
+        beyond ``plan.p99_max_ms``): a rate that passed above a failure is luck, not a
+        rate the service sustains (``sweep_doubts`` names it)."""
+        best = None
+        for rate, passed in self._sweep(service):
+            if not passed:
+                break
+            best = rate
         return best
+
+    def sweep_doubts(self, service: Service = Service.GATEWAY) -> list[str]:
+        """The rates that passed above a lower rate that failed."""
+        failed: float | None = None
+        found = []
+        for rate, passed in self._sweep(service):
+            if not passed:
+                failed = rate if failed is None else failed
+            elif failed is not None:
+                found.append(
+                    f"the {service} passed at {rate:,g}/s after failing at {failed:,g}/s: the "
+                    "sustained rate stops below the failure; repeat the sweep"
+                )
+        return found
 
 
 class Bench:

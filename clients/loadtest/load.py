@@ -159,6 +159,9 @@ class Recording:
     # how many times the channels were dialled again because a worker had none.
     connections: tuple[int, ...] | None = None
     redials: int = 0
+    # The calls the sender started, counted apart from ``samples`` so that the tally can
+    # check one against the other (None: not counted).
+    calls_started: int | None = None
 
 
 class LeastBusy:
@@ -199,8 +202,10 @@ class _Sender:
         self._picker = LeastBusy(len(calls))
         self.in_flight = 0
         self.peak = 0
+        self.started = 0
 
     async def send(self, sample: Sample) -> None:
+        self.started += 1
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         lane = self._picker.take()
@@ -313,7 +318,7 @@ async def _run(
         client_cpu=cpu1 - cpu0,
         server_cpu=None if server0 is None or server1 is None else server1 - server0,
         max_in_flight=sender.peak, send_lag_max=lag, exhausted=exhausted,
-        connections=reached, redials=redials,
+        connections=reached, redials=redials, calls_started=sender.started,
     )  # fmt: skip
 
 

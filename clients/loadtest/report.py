@@ -3,9 +3,11 @@
 Ratios compare the gateway with the reference services run in the same shape:
 ``throughput`` is the gateway's verified answers per second over the reference's (the
 figure that matters in a closed loop, where each service runs as fast as it can), and
-``server_cpu`` is the reference's server CPU per request over the gateway's (the share of
-the gateway's CPU that the reference work accounts for: in an open loop both keep up with
-the same rate, and this is what tells them apart).
+``server_cpu_per_answer`` is the reference's server CPU per verified answer over the
+gateway's (the share of the gateway's CPU that the reference work accounts for: in an
+open loop both keep up with the same rate, and this is what tells them apart).
+``server_cpu`` is the same ratio per request sent, as reports of schema 2 gave it before
+the per-answer figures were added.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from clients.loadtest.bank_page import WorkerCalls
 from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
-from clients.loadtest.tally import Tally
+from clients.loadtest.tally import LATE_SEND_MS, P999_SAMPLES, Latency, Tally
 
 SCHEMA = "setpay.bench.authorize/2"
 REFERENCES = (Service.CEILING, Service.ECHO)
@@ -34,12 +36,18 @@ def ratios(step: StepResult) -> dict[str, dict[str, float | None]]:
         other = step.tallies.get(service)
         if other is None:
             continue
-        mine, theirs = gateway.server_cpu_per_request_us, other.server_cpu_per_request_us
         found[f"gateway/{service}"] = {
             "throughput": gateway.throughput / other.throughput if other.throughput else None,
-            "server_cpu": theirs / mine if mine and theirs is not None else None,
+            "server_cpu": _over(other.server_cpu_per_request_us, gateway.server_cpu_per_request_us),
+            "server_cpu_per_answer": _over(
+                other.server_cpu_per_answer_us, gateway.server_cpu_per_answer_us
+            ),
         }
     return found
+
+
+def _over(theirs: float | None, mine: float | None) -> float | None:
+    return theirs / mine if mine and theirs is not None else None
 
 
 # A ceiling does part of the gateway's work in the same process model, so in a closed loop
@@ -55,13 +63,28 @@ SPEED_DIFFERENCE_TOLERANCE = 0.25
 SPEED_READINGS_FOR_DOUBT = 5
 
 
-def doubts(step: StepResult) -> list[str]:
-    """What makes this step's ratios untrustworthy (empty when nothing does)."""
+# An open loop's sends may lag their schedule by this fraction of the p99 bound (at the
+# 99th percentile) before the step's p99 is doubted: beyond it, a good part of the p99 it
+# reports is the bench's own lateness, not the service's.
+SEND_LAG_P99_FRACTION = 0.1
+
+
+def doubts(step: StepResult, p99_max_ms: float | None = None) -> list[str]:
+    """What makes this step's figures untrustworthy (empty when nothing does); with
+    ``p99_max_ms``, an open loop's sends too late for its p99 to be judged against it."""
+    found = []
+    if isinstance(step.shape, OpenLoop) and p99_max_ms is not None:
+        for counted in step.tallies.values():
+            if counted.send_lag_p99_ms > p99_max_ms * SEND_LAG_P99_FRACTION:
+                found.append(
+                    f"the bench sent to the {counted.target} {counted.send_lag_p99_ms:,.1f} ms"
+                    f" late at its p99, more than {SEND_LAG_P99_FRACTION:.0%} of the"
+                    f" {p99_max_ms:g} ms bound: its CPU was short; the p99 is partly its own"
+                )
     gateway = step.tallies.get(Service.GATEWAY)
     ceiling = step.tallies.get(Service.CEILING)
     if isinstance(step.shape, OpenLoop) or gateway is None or ceiling is None:
-        return []
-    found = []
+        return found
     if ceiling.throughput < gateway.throughput * (1 - CEILING_SLOWER_TOLERANCE):
         found.append(
             f"the ceiling answered {ceiling.throughput:,.0f}/s, fewer than the gateway's "
@@ -113,9 +136,11 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "errors": counted.errors,
                 "timeouts": counted.timeouts,
                 "accounted": counted.accounted,
+                "unaccounted": list(counted.unaccounted),
                 "clean": counted.clean,
                 "throughput": counted.throughput,
-                "latency_ms": counted.latency.as_dict() if counted.latency else None,
+                "latency_ms": _latency(counted.latency),
+                "latency_ok_ms": _latency(counted.latency_ok),
                 "outcomes": counted.outcomes,
                 "errors_by_grpc_status": counted.grpc_errors,
                 "errors_by_set_code": counted.set_errors,
@@ -123,8 +148,12 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "client_cpu_us_per_request": counted.client_cpu_per_request_us,
                 "server_cpu_s": counted.server_cpu_seconds,
                 "server_cpu_us_per_request": counted.server_cpu_per_request_us,
+                "server_cpu_us_per_answer": counted.server_cpu_per_answer_us,
                 "max_in_flight": counted.max_in_flight,
                 "send_lag_max_ms": counted.send_lag_max_ms,
+                "send_lag_p50_ms": counted.send_lag_p50_ms,
+                "send_lag_p99_ms": counted.send_lag_p99_ms,
+                "late_sends": counted.late_sends,
                 "ran_out_of_requests": counted.exhausted,
                 "ledger_commits": counted.ledger.as_dict() if counted.ledger else None,
                 "worker_calls": list(counted.workers.calls) if counted.workers else None,
@@ -139,6 +168,10 @@ def tally_json(counted: Tally) -> dict[str, Any]:
             }
         )
     )
+
+
+def _latency(latency: Latency | None) -> dict[str, Any] | None:
+    return latency.as_dict() if latency else None
 
 
 def to_json(result: BenchResult) -> dict[str, Any]:
@@ -165,16 +198,23 @@ def to_json(result: BenchResult) -> dict[str, Any]:
                 "mode": "open" if isinstance(step.shape, OpenLoop) else "closed",
                 "results": {str(s): tally_json(t) for s, t in step.tallies.items()},
                 "ratios": _rounded(ratios(step)),
-                "doubts": doubts(step),
+                "doubts": doubts(step, plan.p99_max_ms),
             }
             for step in result.steps
         ],
-        "sustained_rate": {
-            str(service): result.sustained(service)
-            for service in (Service.GATEWAY, *REFERENCES)
-            if any(service in step.tallies for step in result.steps)
-        },
+        "sustained_rate": {str(service): result.sustained(service) for service in _swept(result)},
+        "sweep_doubts": [
+            doubt for service in _swept(result) for doubt in result.sweep_doubts(service)
+        ],
     }
+
+
+def _swept(result: BenchResult) -> list[Service]:
+    return [
+        service
+        for service in (Service.GATEWAY, *REFERENCES)
+        if any(service in step.tallies for step in result.steps)
+    ]
 
 
 def write_json(result: BenchResult, path: Path) -> None:
@@ -186,21 +226,30 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+# Server CPU per verified answer (what an answer costs the server), the bench's per
+# request sent (what a send costs the bench).
 _HEADER = (
     f"  {'service':<8}{'sent':>8}{'ok':>8}{'err':>6}{'t/o':>6}{'answers/s':>11}"
     f"{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>8}  ms"
-    f"{'server CPU':>12}{'bench CPU':>11} us/req"
+    f"{'server CPU':>12}{'bench CPU':>11} us"
 )
+_UNITS = f"  {'':<91}{'/answer':>12}{'/request':>11}"
+# Marks a p99.9 of fewer than tally.P999_SAMPLES values: the maximum itself.
+_P999_IS_MAX = "*"
 
 
 def _row(counted: Tally) -> str:
     lat = counted.latency
-    cells = (lat.p50, lat.p90, lat.p99, lat.p999, lat.max) if lat else (None,) * 5
+    cells = [
+        _num(c) for c in ((lat.p50, lat.p90, lat.p99, lat.p999, lat.max) if lat else (None,) * 5)
+    ]
+    if lat is not None and lat.p999_is_max:
+        cells[3] += _P999_IS_MAX
     return (
         f"  {counted.target:<8}{counted.sent:>8,}{counted.ok:>8,}{counted.errors:>6,}"
         f"{counted.timeouts:>6,}{counted.throughput:>11,.0f}"
-        + "".join(f"{_num(c):>8}" for c in cells)
-        + f"    {_num(counted.server_cpu_per_request_us, 0):>12}"
+        + "".join(f"{c:>8}" for c in cells)
+        + f"    {_num(counted.server_cpu_per_answer_us, 0):>12}"
         f"{_num(counted.client_cpu_per_request_us, 0):>11}"
     )
 
@@ -216,7 +265,12 @@ def _details(counted: Tally, channels: int) -> list[str]:
     if failures:
         lines.append(f"    {counted.target} errors: {', '.join(failures)}")
     if not counted.accounted:
-        lines.append(f"    {counted.target}: REQUESTS UNACCOUNTED FOR")
+        why = "; ".join(counted.unaccounted) or "the counts do not add up"
+        lines.append(f"    {counted.target}: REQUESTS UNACCOUNTED FOR: {why}")
+    if counted.latency_ok is not None and counted.ok < counted.sent:
+        ok = counted.latency_ok
+        lines.append(f"    {counted.target} latency of the {counted.ok:,} verified answers: p50 "
+                     f"{_num(ok.p50)}, p99 {_num(ok.p99)}, max {_num(ok.max)} ms")  # fmt: skip
     if counted.exhausted:
         lines.append(f"    {counted.target}: ran out of prepared requests (raise --requests)")
     if counted.ledger is not None:
@@ -236,9 +290,12 @@ def _details(counted: Tally, channels: int) -> list[str]:
         lines.append(f"    {counted.target} machine speed: reference loop {speed.median:.1f} ms"
                      f" (median of {len(speed.readings)} readings, {speed.fastest:.1f}"
                      f"-{speed.slowest:.1f})")  # fmt: skip
-    if counted.send_lag_max_ms > 1.0:
-        lines.append(f"    {counted.target}: the bench sent up to {counted.send_lag_max_ms:,.1f} ms"
-                     " late (its CPU is shared; the lateness is inside the latencies)")  # fmt: skip
+    if counted.late_sends:
+        lines.append(f"    {counted.target}: the bench sent {counted.late_sends:,} of "
+                     f"{counted.sent:,} requests more than {LATE_SEND_MS:g} ms late (p50 "
+                     f"{counted.send_lag_p50_ms:,.1f}, p99 {counted.send_lag_p99_ms:,.1f}, max "
+                     f"{counted.send_lag_max_ms:,.1f} ms; its CPU is shared; the lateness is "
+                     "inside the latencies)")  # fmt: skip
     return lines
 
 
@@ -299,18 +356,26 @@ def to_text(result: BenchResult) -> str:
         warm = ", ".join(f"{t.target} {t.ok}/{t.sent} ok" for t in result.warmup.values())
         lines.append(f"  warm-up (one AuthReq per cardholder, not counted below): {warm}")
     for step in result.steps:
-        lines += ["", f"{step.shape.label}, {step.shape.duration:g} s", _HEADER]
+        lines += ["", f"{step.shape.label}, {step.shape.duration:g} s", _HEADER, _UNITS]
         lines += [_row(t) for t in step.tallies.values()]
         for counted in step.tallies.values():
             lines += _details(counted, result.plan.channels)
         for name, values in ratios(step).items():
-            lines.append(f"    {name}: throughput {_num(values['throughput'], 2)}, "
-                         f"server CPU per request {_num(values['server_cpu'], 2)}")  # fmt: skip
-        lines += [f"    DOUBT: {doubt}" for doubt in doubts(step)]
+            reference = name.split("/")[1]
+            lines.append(f"    {name}: throughput {_num(values['throughput'], 2)}; server CPU "
+                         f"per answer, {reference}/gateway: "
+                         f"{_num(values['server_cpu_per_answer'], 2)}")  # fmt: skip
+        lines += [f"    DOUBT: {doubt}" for doubt in doubts(step, result.plan.p99_max_ms)]
+    if any(t.latency and t.latency.p999_is_max for s in result.steps for t in s.tallies.values()):
+        lines += [
+            "",
+            f"  {_P999_IS_MAX} p99.9 of fewer than {P999_SAMPLES:,} requests: their maximum",
+        ]
     sustained = result.sustained()
     if any(isinstance(s.shape, OpenLoop) for s in result.steps):
         lines.append("")
         best = f"{sustained:,.0f}/s" if sustained is not None else "none of the rates"
         lines.append(f"highest open-loop rate with p99 <= {result.plan.p99_max_ms:g} ms and "
                      f"no errors: {best}")  # fmt: skip
+        lines += [f"DOUBT: {doubt}" for doubt in result.sweep_doubts()]
     return "\n".join(lines) + "\n"

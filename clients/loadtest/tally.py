@@ -9,9 +9,21 @@ a verified, signed approval. Every request sent ends in exactly one of three cou
               or an answer that did not verify
     timeouts  DEADLINE_EXCEEDED: no answer within the per-call deadline
 
+Those three counts add up to the requests recorded by construction, so "every request
+accounted for" is checked against counts kept apart from the tally (``unaccounted`` lists
+what does not match): an open loop must have recorded every request it scheduled, each
+with its send time; the calls the sender started must be the requests recorded; and when
+the bank's metrics page was read, the calls its workers handled during the run must be
+the requests sent, and the operations its ledger committed the decisions verified (each
+approval and each decline is one ledger operation). A run with errors or timeouts cannot
+be held to equality there (a call refused before it reached a worker, or still running
+when the page was read, is not in the bank's count), so it is held to bounds: at least
+the verified answers, at most the requests sent.
+
 Latency percentiles are over every request, whatever its outcome (a timeout, or a call
 given up on, counts with the time it waited): leaving failures out would flatter exactly
-the runs that go wrong.
+the runs that go wrong. They are given over the verified answers alone too, which is
+what a caller that was answered saw.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from clients.loadtest.bank_page import Activity, LedgerCommits, WorkerCalls
-from clients.loadtest.load import Recording, Sample
+from clients.loadtest.load import ClosedLoop, OpenLoop, Recording, Sample
 from clients.loadtest.speed import Speed
 from setcore.authorization import AuthResult
 from setcore.errors import PeerError, ProtocolError
@@ -37,6 +49,11 @@ NO_ANSWER = "NO_ANSWER"
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
 APPROVED = "approved"
 ECHOED = "echoed"
+# The event loop's timers have millisecond resolution (``load``), so an open-loop send up
+# to this late is the timer's grain; a later one is the bench falling behind its schedule.
+LATE_SEND_MS = 1.0
+# Below this many values the 99.9th percentile is the maximum itself (nearest rank).
+P999_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -92,11 +109,18 @@ class Latency:
     p999: float
     max: float
     mean: float
+    count: int = 0  # the values they are taken over (0: not said)
 
-    def as_dict(self) -> dict[str, float]:
+    @property
+    def p999_is_max(self) -> bool:
+        """Too few values for a 99.9th percentile other than the maximum."""
+        return 0 < self.count < P999_SAMPLES
+
+    def as_dict(self) -> dict[str, float | int | bool]:
         """The JSON form (keys as people write them: p99.9)."""
         return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "p99.9": self.p999,
-                "max": self.max, "mean": self.mean}  # fmt: skip
+                "max": self.max, "mean": self.mean, "count": self.count,
+                "p99.9_is_max": self.p999_is_max}  # fmt: skip
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -114,7 +138,7 @@ def latency_of(seconds: Sequence[float]) -> Latency | None:
         return None
     ordered = sorted(s * 1000.0 for s in seconds)
     p50, p90, p99, p999 = (percentile(ordered, q) for _, q in PERCENTILES)
-    return Latency(p50, p90, p99, p999, ordered[-1], sum(ordered) / len(ordered))
+    return Latency(p50, p90, p99, p999, ordered[-1], sum(ordered) / len(ordered), len(ordered))
 
 
 @dataclass
@@ -149,11 +173,21 @@ class Tally:
     redials: int = 0
     # The machine's speed during the run (``speed``), if the bench sampled it.
     speed: Speed | None = None
+    # What the independent counts say that the tally's does not (the module docstring).
+    unaccounted: tuple[str, ...] = ()
+    # Latency over the verified answers alone (``latency`` is over every request).
+    latency_ok: Latency | None = None
+    # Open loop: the sends' lateness against their schedule, and the sends later than
+    # LATE_SEND_MS (zero for a closed loop, which sends when it is ready).
+    send_lag_p50_ms: float = 0.0
+    send_lag_p99_ms: float = 0.0
+    late_sends: int = 0
 
     @property
     def accounted(self) -> bool:
-        """Every request sent is ok, an error or a timeout."""
-        return self.sent == self.ok + self.errors + self.timeouts
+        """Every request sent is ok, an error or a timeout, and the counts kept apart from
+        the tally (the bench's own, the bank's) agree with it."""
+        return self.sent == self.ok + self.errors + self.timeouts and not self.unaccounted
 
     @property
     def approved(self) -> int:
@@ -162,10 +196,20 @@ class Tally:
 
     @property
     def server_cpu_per_request_us(self) -> float | None:
-        """Server CPU microseconds per request sent (None when not observed)."""
+        """Server CPU microseconds per request sent (None when not observed); kept for the
+        JSON's ``server_cpu_us_per_request``: ``server_cpu_per_answer_us`` is the figure."""
         if self.server_cpu_seconds is None or not self.sent:
             return None
         return self.server_cpu_seconds / self.sent * 1e6
+
+    @property
+    def server_cpu_per_answer_us(self) -> float | None:
+        """Server CPU microseconds per verified answer (None when not observed or none):
+        a server that sheds calls spends little on them, and per request sent it would
+        look cheaper the more it refuses."""
+        if self.server_cpu_seconds is None or not self.ok:
+            return None
+        return self.server_cpu_seconds / self.ok * 1e6
 
     @property
     def client_cpu_per_request_us(self) -> float | None:
@@ -174,8 +218,9 @@ class Tally:
 
     @property
     def clean(self) -> bool:
-        """No errors, no timeouts, and the closed loop did not run dry."""
-        return self.errors == 0 and self.timeouts == 0 and not self.exhausted
+        """Every request accounted for, no errors, no timeouts, and the closed loop did not
+        run dry."""
+        return self.accounted and self.errors == 0 and self.timeouts == 0 and not self.exhausted
 
 
 def tally(
@@ -195,17 +240,25 @@ def tally(
     grpc_errors: Counter[str] = Counter()
     set_errors: Counter[str] = Counter()
     ok = errors = timeouts = 0
+    answered: list[float] = []  # the verified answers' latencies
     for sample in recording.samples:
         kind = _count(sample, judge, outcomes, grpc_errors, set_errors)
         ok += kind == "ok"
         errors += kind == "error"
         timeouts += kind == "timeout"
+        if kind == "ok" and not math.isnan(sample.took):
+            answered.append(sample.took)
     shape = recording.shape
     waited = [s.took for s in recording.samples if not math.isnan(s.took)]
+    sent = len(recording.samples)
+    lags = _send_lags(recording)
+    # A warm-up ends when its requests run out, long before its bound: say how long it ran.
+    limited = isinstance(shape, ClosedLoop) and shape.limit is not None
     return Tally(
         target=target, shape=shape.label,
-        offered_rate=getattr(shape, "rate", None), duration=shape.duration,
-        sent=len(recording.samples), ok=ok, errors=errors, timeouts=timeouts,
+        offered_rate=getattr(shape, "rate", None),
+        duration=recording.window if limited else shape.duration,
+        sent=sent, ok=ok, errors=errors, timeouts=timeouts,
         throughput=ok / recording.window if recording.window > 0 else 0.0,
         latency=latency_of(waited), client_cpu_seconds=recording.client_cpu,
         server_cpu_seconds=recording.server_cpu, max_in_flight=recording.max_in_flight,
@@ -214,7 +267,52 @@ def tally(
         ledger=during.ledger if during else None, workers=during.workers if during else None,
         process_cpu_shares=process_cpu_shares, connections=recording.connections,
         redials=recording.redials, speed=speed,
+        unaccounted=_unaccounted(recording, ok, errors + timeouts, during),
+        latency_ok=latency_of(answered),
+        send_lag_p50_ms=percentile(lags, 50.0) if lags else 0.0,
+        send_lag_p99_ms=percentile(lags, 99.0) if lags else 0.0,
+        late_sends=sum(lag > LATE_SEND_MS for lag in lags),
     )  # fmt: skip
+
+
+def _send_lags(recording: Recording) -> list[float]:
+    """An open loop's sends' lateness, milliseconds, sorted (none for a closed loop)."""
+    if not isinstance(recording.shape, OpenLoop):
+        return []
+    return sorted((s.sent - s.due) * 1000.0 for s in recording.samples if not math.isnan(s.sent))
+
+
+def _unaccounted(
+    recording: Recording, ok: int, failed: int, during: Activity | None
+) -> tuple[str, ...]:
+    """Where the counts kept apart from the tally disagree with it (module docstring)."""
+    found = []
+    samples = recording.samples
+    sent = len(samples)
+    shape = recording.shape
+    if isinstance(shape, OpenLoop) and sent != shape.requests:
+        found.append(f"{shape.requests:,} requests scheduled, {sent:,} recorded")
+    unsent = sum(math.isnan(s.sent) for s in samples)
+    if unsent:
+        found.append(f"{unsent:,} requests recorded without a send time")
+    if recording.calls_started is not None and recording.calls_started != sent:
+        found.append(f"{recording.calls_started:,} calls started, {sent:,} recorded")
+    if during is not None and during.workers is not None:
+        handled = during.workers.total
+        if not _within(handled, ok, sent, failed):
+            found.append(f"the bank's workers handled {handled:,} calls, the bench sent {sent:,}")
+    if during is not None and during.ledger is not None:
+        operations = during.ledger.operations
+        if not _within(operations, ok, sent, failed):
+            found.append(f"the bank's ledger committed {operations:,} operations, the bench "
+                         f"verified {ok:,} decisions")  # fmt: skip
+    return tuple(found)
+
+
+def _within(banked: int, ok: int, sent: int, failed: int) -> bool:
+    """The bank's count matches a run's ``ok`` answers of ``sent``: equal when nothing
+    failed, otherwise between the two (module docstring)."""
+    return banked == ok if not failed else ok <= banked <= sent
 
 
 def _count(

@@ -141,7 +141,9 @@ def test_the_plot_draws_the_report_s_numbers(
 def test_the_json_report_keeps_its_schema() -> None:
     # Machines read these keys, so they are pinned here. A key removed, renamed or given
     # another meaning is a new schema version (compare reads only its own); a key added,
-    # as plan.requests and plan.warmup were, leaves every reader of /2 working.
+    # as plan.requests and plan.warmup were (and the per-answer CPU, the send lag's
+    # percentiles, the latency of the verified answers, the reasons a run is unaccounted
+    # for and the sweep's doubts after them), leaves every reader of /2 working.
     plan = Plan(duration=10.0, rates=(100.0,), requests=500, warmup=False)
     result = BenchResult({"profile": "ec"}, plan)
     result.steps.append(
@@ -149,7 +151,9 @@ def test_the_json_report_keeps_its_schema() -> None:
     )
     report = to_json(result)
     assert report["schema"] == "setpay.bench.authorize/2"
-    assert set(report) == {"schema", "setting", "plan", "warmup", "steps", "sustained_rate"}
+    assert set(report) == {
+        "schema", "setting", "plan", "warmup", "steps", "sustained_rate", "sweep_doubts"
+    }  # fmt: skip
     # The plan as it ran, every option that shapes the traffic included.
     assert report["plan"] == {
         "duration_s": 10.0, "rates": [100.0], "concurrency": None, "load_fraction": None,
@@ -163,9 +167,10 @@ def test_the_json_report_keeps_its_schema() -> None:
         "errors_by_set_code", "client_cpu_s", "client_cpu_us_per_request", "server_cpu_s",
         "server_cpu_us_per_request", "max_in_flight", "send_lag_max_ms", "ran_out_of_requests",
         "ledger_commits", "worker_calls", "process_cpu_shares", "connections_per_worker",
-        "redials", "machine_speed",
+        "redials", "machine_speed", "unaccounted", "latency_ok_ms", "server_cpu_us_per_answer",
+        "send_lag_p50_ms", "send_lag_p99_ms", "late_sends",
     }  # fmt: skip
     assert set(step["results"]["gateway"]["latency_ms"]) == {
-        "p50", "p90", "p99", "p99.9", "max", "mean"
+        "p50", "p90", "p99", "p99.9", "max", "mean", "count", "p99.9_is_max"
     }  # fmt: skip
     assert report["sustained_rate"] == {"gateway": 100.0}

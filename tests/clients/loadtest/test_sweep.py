@@ -63,3 +63,24 @@ def test_a_closed_loop_is_no_rate_of_the_sweep() -> None:
     result.steps.append(StepResult(ClosedLoop(4, 10.0), {Service.GATEWAY: _tally(None, 1.0)}))
     assert result.sustained() is None
     assert "highest open-loop rate" not in to_text(result)
+
+
+def test_a_rate_that_passed_above_one_that_failed_is_not_sustained_but_doubted() -> None:
+    # Rates in any order: judged from the lowest up, and the sustained rate stops below
+    # the first that failed, however a higher one fared by luck.
+    result = _sweep(
+        (400.0, _tally(400.0, 20.0)),
+        (100.0, _tally(100.0, 10.0)),
+        (200.0, _tally(200.0, P99_MAX * 4)),
+        (300.0, _tally(300.0, 5.0, errors=1)),
+    )
+    assert result.sustained() == 100.0
+    doubt = (
+        "the gateway passed at 400/s after failing at 200/s: the sustained rate stops below"
+        " the failure; repeat the sweep"
+    )
+    assert result.sweep_doubts() == [doubt]
+    assert to_json(result)["sweep_doubts"] == [doubt]
+    text = to_text(result)
+    assert "p99 <= 50 ms and no errors: 100/s\n" in text
+    assert f"\nDOUBT: {doubt}\n" in text
