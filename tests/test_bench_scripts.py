@@ -20,6 +20,11 @@ from typing import Any
 
 import pytest
 
+from clients.loadtest.bench import BenchResult, StepResult
+from clients.loadtest.load import ClosedLoop
+from clients.loadtest.plan import Plan, Service
+from clients.loadtest.report import write_json
+from clients.loadtest.tally import Latency, Tally
 from gateway.ledger import PrebuiltApproval
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,10 +97,12 @@ def test_handler_cost_measures_every_handler() -> None:
 
 def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
     out_dir = tmp_path / "campaign"
-    out = _run("authorize_campaign.py", "--runs", "1", "--duration", "1", "--requests", "200",
+    # Requests enough that the closed loop does not run dry in its second: a run that does
+    # is not clean, and the campaign leaves it out of its medians.
+    out = _run("authorize_campaign.py", "--runs", "1", "--duration", "1", "--requests", "3000",
                "--out", str(out_dir))  # fmt: skip
     assert _number(out, r"gateway / ceiling\s+([\d.]+)") > 0
-    # A closed loop of 200 requests may end before the first reading; the ceiling's lasts.
+    # A short closed loop may end before the gateway's first reading; the ceiling's lasts.
     assert _number(out, r"ceiling closed-loop speed ms\s+([\d.]+)") > 0
     report = json.loads((out_dir / "ec-1.json").read_text())
     steps = report["steps"]
@@ -117,6 +124,48 @@ def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
         stored = closed["ratios"]["gateway/ceiling"]["throughput"]
         assert line.group(1).endswith(": 1 of 1 runs)"), line.group(1)
         assert line.group(1).split()[0] == f"{stored:.3f}", (line.group(1), stored)
+
+
+def _campaign_report(path: Path, *, errors: int) -> None:
+    """A report of a closed loop against the gateway and the ceiling, the gateway's with
+    ``errors`` errors."""
+    tallies = {}
+    for service, throughput, failed in (
+        (Service.GATEWAY, 800.0, errors),
+        (Service.CEILING, 1600.0, 0),
+    ):
+        sent = int(throughput * 10)
+        tallies[service] = Tally(
+            target=str(service), shape="x", offered_rate=None, duration=10.0, sent=sent,
+            ok=sent - failed, errors=failed, timeouts=0, throughput=throughput,
+            latency=Latency(1.0, 5.0, 9.0, 9.0, 9.0, 2.0), client_cpu_seconds=1.0,
+            server_cpu_seconds=1.0, max_in_flight=32, send_lag_max_ms=0.0, exhausted=False,
+        )  # fmt: skip
+    result = BenchResult({}, Plan(duration=10.0, concurrency=32))
+    result.steps.append(StepResult(ClosedLoop(32, 10.0), tallies))
+    write_json(result, path)
+
+
+def test_authorize_campaign_leaves_an_unclean_run_out_of_its_medians(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The bench itself is not run: each "run" writes the report a run would have.
+    campaign = _script_module("authorize_campaign.py")
+    written = iter([0, 5, 0])
+
+    def one_run(args: Any, report: Path) -> None:
+        _campaign_report(report, errors=next(written))
+
+    monkeypatch.setattr(campaign, "one_run", one_run)
+    monkeypatch.setattr(sys, "argv", ["campaign", "--runs", "3", "--out", str(tmp_path)])
+    campaign.main()
+    out = capsys.readouterr().out
+    assert "run 2: NOT CLEAN (closed loop x32, gateway: 5 errors): left out of the medians" in out
+    assert "median of 2 (ec-1.json, ec-3.json)" in out
+    written = iter([5, 5])
+    monkeypatch.setattr(sys, "argv", ["campaign", "--runs", "2", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="none of the 2 runs was clean"):
+        campaign.main()
 
 
 def _script_module(script: str) -> Any:

@@ -8,6 +8,11 @@ value. The gateway/ceiling ratio is given a second time over the runs whose clos
 carries no DOUBT. From the second group on, each median is also shown as a multiple of
 the first group's.
 
+A run with a service-run that was not clean (a request unaccounted for, an error, a
+timeout, a closed loop that ran out of requests: the report's ``clean``) is named NOT
+CLEAN with what went wrong; its figures stay in the medians, which the line says, so that
+a reader decides whether to drop the run.
+
 A report is read from its closed-loop step (the first) and the open-loop step that
 follows it; a figure the report lacks (no ceiling, no open loop, no server CPU against
 a remote target) is left out of that run's values.
@@ -54,6 +59,15 @@ def _closed(service: str, *path: str) -> Callable[[Step | None, Step | None], fl
     return lambda closed, _: _result(closed, service, *path)
 
 
+def _cpu_per_answer(service: str) -> Callable[[Step | None, Step | None], float | None]:
+    # Reports written before the per-answer figure have only the per-request one.
+    def figure(closed: Step | None, _: Step | None) -> float | None:
+        found = _result(closed, service, "server_cpu_us_per_answer")
+        return found if found is not None else _result(closed, service, "server_cpu_us_per_request")
+
+    return figure
+
+
 def _open(service: str, *path: str) -> Callable[[Step | None, Step | None], float | None]:
     return lambda _, following: _result(following, service, *path)
 
@@ -64,8 +78,8 @@ FIGURES: dict[str, Callable[[Step | None, Step | None], float | None]] = {
     "ceiling closed-loop answers/s": _closed("ceiling", "throughput"),
     "echo closed-loop answers/s": _closed("echo", "throughput"),
     RATIO: _ratio,
-    "gateway server CPU us/auth": _closed("gateway", "server_cpu_us_per_request"),
-    "ceiling server CPU us/auth": _closed("ceiling", "server_cpu_us_per_request"),
+    "gateway server CPU us/auth": _cpu_per_answer("gateway"),
+    "ceiling server CPU us/auth": _cpu_per_answer("ceiling"),
     "open loop rate/s": _open("gateway", "offered_rate"),
     "gateway open-loop p99 ms": _open("gateway", "latency_ms", "p99"),
     "ceiling open-loop p99 ms": _open("ceiling", "latency_ms", "p99"),
@@ -84,8 +98,13 @@ class Run:
     """Only the figures the report has."""
     doubted: bool
     """Its closed loop carries a DOUBT (the ratio is not to be trusted)."""
-    clean: bool
-    """Every request of every service-run was accounted for."""
+    problems: tuple[str, ...] = ()
+    """What was not clean, by step and service (empty: every service-run was clean)."""
+
+    @property
+    def clean(self) -> bool:
+        """Every service-run of every step was clean."""
+        return not self.problems
 
 
 def read_run(path: Path) -> Run:
@@ -104,18 +123,28 @@ def read_run(path: Path) -> Run:
         value = where(closed, following)
         if value is not None:
             figures[name] = value
-    results = [
-        result
+    problems = tuple(
+        f"{step.get('shape', 'a step')}, {service}: {_problem(result)}"
         for step in steps
-        for result in step.get("results", {}).values()
-        if isinstance(result, dict)
-    ]
-    return Run(
-        name=path.name,
-        figures=figures,
-        doubted=bool(closed and closed.get("doubts")),
-        clean=all(result.get("accounted") is True for result in results),
+        for service, result in step.get("results", {}).items()
+        if not isinstance(result, dict) or result.get("clean") is not True
     )
+    return Run(path.name, figures, bool(closed and closed.get("doubts")), problems)
+
+
+def _problem(result: Any) -> str:
+    """What made a service-run's result not clean, in a few words."""
+    if not isinstance(result, dict):
+        return "no result"
+    found = []
+    if result.get("accounted") is not True:
+        found.append("requests unaccounted for")
+    for key, name in (("errors", "errors"), ("timeouts", "timeouts")):
+        if result.get(key):
+            found.append(f"{result[key]:,} {name}")
+    if result.get("ran_out_of_requests"):
+        found.append("ran out of prepared requests")
+    return ", ".join(found) or "not clean"
 
 
 @dataclass(frozen=True)
@@ -175,7 +204,8 @@ def to_text(groups: Sequence[Group]) -> str:
         lines.append(f"{group.label}: median of {len(group.runs)} ({names})")
         for run in group.runs:
             if not run.clean:
-                lines.append(f"  NOT CLEAN: {run.name} did not account for every request")
+                lines.append(f"  NOT CLEAN: {run.name} ({'; '.join(run.problems)}): its "
+                             "figures are in the medians below")  # fmt: skip
         for figure in [*FIGURES, UNDOUBTED]:
             line = _line(group, figure, first if group is not first else None)
             if line is not None:

@@ -13,8 +13,10 @@ shared two-core machine single runs differ by tens of per cent, so the figures w
 quoting are the medians this prints, with every run's value beside them. The ratio is
 printed a second time over the runs whose closed loop the bench did not doubt (a DOUBT
 line in its report: the machine changed speed between the gateway's run and the
-ceiling's, or the ceiling's run was disturbed). A run whose report is not clean (a
-request not accounted for) stops the campaign.
+ceiling's, or the ceiling's run was disturbed). A run that failed, or left a request
+unaccounted for (the bench's exit status 1), stops the campaign. A run that was not
+clean (errors, timeouts, a closed loop that ran out of requests: exit status 3) is named,
+with what went wrong, and left out of the medians; with no clean run there are none.
 
 A SoftHSM bank needs a fresh token per run (``setpay init`` refuses a token that already
 holds a bank): give ``--keys`` with ``{token}`` in it and a token is made per run in a
@@ -31,6 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cli.bench import EXIT_NOT_CLEAN
 from clients.loadtest import compare
 
 SOFTHSM_SO_PIN = "so-bench-1357"
@@ -72,7 +75,7 @@ def one_run(args: argparse.Namespace, report: Path) -> None:
             argv += ["--keys", keys]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     report.with_suffix(".txt").write_text(done.stdout)  # the text report, for people
-    if done.returncode != 0:
+    if done.returncode not in (0, EXIT_NOT_CLEAN):  # an unclean run is judged by its report
         raise SystemExit(f"bench run failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
 
@@ -97,11 +100,15 @@ def main() -> None:
         one_run(args, report)
         run = compare.read_run(report)
         if not run.clean:
-            raise SystemExit(f"run {number}: a service did not account for every request")
+            print(f"run {number}: NOT CLEAN ({'; '.join(run.problems)}): left out of the "
+                  "medians", flush=True)  # fmt: skip
+            continue
         runs.append(run)
         print(f"run {number}: gateway {run.figures['gateway closed-loop answers/s']:.0f}/s, "
               f"ratio {run.figures[compare.RATIO]:.2f}{' (doubted)' if run.doubted else ''}",
               flush=True)  # fmt: skip
+    if not runs:
+        raise SystemExit(f"none of the {args.runs} runs was clean: no medians")
     label = f"{args.profile}, keys {args.keys or 'software'}, {args.workers} workers"
     print("\n" + compare.to_text([compare.Group(label, runs)]), end="")
 

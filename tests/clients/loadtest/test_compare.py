@@ -30,14 +30,15 @@ def _tally(
     rate: float | None = None,
     p99: float = 10.0,
     ok: int | None = None,
+    errors: int = 0,
     speed: Speed = SAME_SPEED,
 ) -> Tally:
     """Ten seconds at ``throughput``, a second of server CPU; ``ok`` below what was sent
-    leaves requests unaccounted for."""
+    (and not made up by ``errors``) leaves requests unaccounted for."""
     sent = int(throughput * 10)
     return Tally(
         target=str(service), shape="x", offered_rate=rate, duration=10.0, sent=sent,
-        ok=sent if ok is None else ok, errors=0, timeouts=0, throughput=throughput,
+        ok=sent - errors if ok is None else ok, errors=errors, timeouts=0, throughput=throughput,
         latency=Latency(1.0, 5.0, p99, p99, p99, 2.0), client_cpu_seconds=1.0,
         server_cpu_seconds=1.0, max_in_flight=32, send_lag_max_ms=0.0, exhausted=False,
         speed=speed,
@@ -52,11 +53,14 @@ def _report(
     p99: float = 20.0,
     ceiling_speed: Speed = SAME_SPEED,
     lost: bool = False,
+    open_errors: int = 0,
 ) -> Path:
     """A report of a closed loop and the open loop at 80 % that follows it."""
     closed = {Service.GATEWAY: _tally(Service.GATEWAY, gateway, ok=0 if lost else None)}
     rate = gateway * 0.8
-    following = {Service.GATEWAY: _tally(Service.GATEWAY, rate, rate=rate, p99=p99)}
+    following = {
+        Service.GATEWAY: _tally(Service.GATEWAY, rate, rate=rate, p99=p99, errors=open_errors)
+    }
     if ceiling is not None:
         closed[Service.CEILING] = _tally(Service.CEILING, ceiling, speed=ceiling_speed)
         following[Service.CEILING] = _tally(Service.CEILING, rate, rate=rate, p99=p99 / 4)
@@ -138,9 +142,22 @@ def test_a_group_without_a_ceiling_shows_no_ratio_and_an_unclean_run_is_named(
         compare.read_run(_report(tmp_path / "y.json", 700, None, lost=True)),
     ])  # fmt: skip
     text = compare.to_text([group])
-    assert "NOT CLEAN: y.json did not account for every request" in text
+    assert (
+        "NOT CLEAN: y.json (closed loop x32, gateway: requests unaccounted for): its figures"
+        " are in the medians below" in text
+    )
     assert "gateway / ceiling" not in text and "ceiling closed-loop" not in text
     assert re.search(r"gateway closed-loop answers/s\s+600.00\s+\(500, 700\)\n", text)
+
+
+def test_a_run_with_errors_is_not_clean_though_every_request_was_accounted_for(
+    tmp_path: Path,
+) -> None:
+    run = compare.read_run(_report(tmp_path / "e.json", 800, 1600, open_errors=12))
+    assert not run.clean
+    assert run.problems == ("open loop 640/s, gateway: 12 errors",)
+    text = compare.to_text([compare.Group("errors", [run])])
+    assert "NOT CLEAN: e.json (open loop 640/s, gateway: 12 errors)" in text
 
 
 @pytest.mark.parametrize(
