@@ -18,7 +18,9 @@ echo     the same service answering every Authorize with one fixed response, no 
 Both run the bank's process model: the same sync ``grpc.server`` from
 ``gateway.server.create_server`` with the bank's limits (threads, concurrent RPCs, message
 size), the same TLS (mutual, the bank's certificates), and ``workers`` processes sharing
-one port with SO_REUSEPORT, each opening its key backend after the fork.
+one port with SO_REUSEPORT, each opening its key backend after the fork. Like the bank's
+workers (``gateway.worker``), each stops when its parent is gone: a parent killed with
+SIGKILL cannot stop them, and they would go on serving the port.
 
 Errors: a request the ceiling cannot open is a broken bench, not a protocol event; it is
 answered with FAILED_PRECONDITION naming the SET error code (never a PAN: setcore's
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -77,6 +80,9 @@ WORKER_START_SECONDS = 120.0
 WORKER_POLL_SECONDS = 0.1
 # Largest injected delay of the echo (ms): enough to model any slow server in a test.
 MAX_DELAY_MS = 60_000.0
+# How often a worker looks whether its parent is still there (as ``gateway.worker`` does):
+# an orphan stops serving within about this long.
+PARENT_CHECK_SECONDS = 1.0
 
 
 class CeilingServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
@@ -206,7 +212,7 @@ def _nothing() -> None:
 
 
 def _worker(
-    config: BankConfig, options: ReferenceOptions, listen: str, ready: ProcessEvent
+    config: BankConfig, options: ReferenceOptions, listen: str, ready: ProcessEvent, parent: int
 ) -> None:
     # A worker process: keys and gRPC are opened here, after the fork (DESIGN.md 5.4).
     stop = threading.Event()
@@ -215,7 +221,10 @@ def _worker(
     scheduling.apply(config.scheduling)  # the bank's workers' policy, before any thread
     _, _, close = _serve_one(config, options, listen, reuse_port=True)
     ready.set()
-    stop.wait()
+    while not stop.wait(PARENT_CHECK_SECONDS):
+        if os.getppid() != parent:
+            log.error("%s worker: the parent process is gone; stopping", options.mode)
+            break
     close()
 
 
@@ -241,7 +250,9 @@ def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) 
     try:
         for _ in range(options.workers):
             ready = context.Event()
-            worker = context.Process(target=_worker, args=(config, options, listen, ready))
+            worker = context.Process(
+                target=_worker, args=(config, options, listen, ready, os.getpid())
+            )
             worker.start()
             workers.append((worker, ready))
         _wait_ready(options.mode, workers)

@@ -7,10 +7,17 @@ another process before the bank binds it.
 They are started as ``python -m cli.main`` with this interpreter, so the bench measures
 the installed code whatever ``PATH`` holds; their output goes to a log file beside the
 bank, whose last lines are shown when one does not come up.
+
+Each is started in a session (and process group) of its own, so that SIGKILL, when a
+server does not stop or does not come up, reaches its workers too: killed alone, a
+parent leaves them serving on its port. That also keeps the terminal's Ctrl-C from
+reaching them behind the bench's back: the bench stops them itself on its way out, and
+stops a server it was still starting when it is interrupted (Ctrl-C, SIGTERM, any error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -94,35 +101,51 @@ class Server:
         return descendants([self.process.pid])
 
     def stop(self) -> None:
-        """SIGTERM, wait for the drain, SIGKILL if it does not end."""
+        """SIGTERM, wait for the drain, SIGKILL to its whole group if it does not end."""
         if self.process.poll() is not None:
+            _kill_group(self.process)  # its workers, if it died without stopping them
             return
         self.process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_SECONDS)
+        _kill_group(self.process)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group ``process`` leads (nothing when none of it is left)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(STOP_SECONDS)
 
 
 def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
-    """Start ``argv`` (which writes ``port_file`` once serving) and wait for its ports."""
+    """Start ``argv`` (which writes ``port_file`` once serving) and wait for its ports;
+    stopped (its whole group) if anything ends the wait, an interruption included."""
     port_file.unlink(missing_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
-        )
+            list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        ports = _wait_for_ports(name, process, port_file, log)
+    except BaseException:
+        _kill_group(process)
+        raise
+    return Server(name, process, ports, log)
+
+
+def _wait_for_ports(
+    name: str, process: subprocess.Popen[bytes], port_file: Path, log: Path
+) -> tuple[int, ...]:
     give_up = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < give_up:
         if process.poll() is not None:
             raise SpawnError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
         text = port_file.read_text() if port_file.exists() else ""
         if text.endswith("\n"):
-            ports = tuple(int(p) for p in text.split())
-            return Server(name, process, ports, log)
+            return tuple(int(p) for p in text.split())
         time.sleep(POLL_SECONDS)
-    process.kill()
-    process.wait()
     raise SpawnError(f"{name} did not serve within {STARTUP_SECONDS:.0f} s:\n{_tail(log)}")
 
 
