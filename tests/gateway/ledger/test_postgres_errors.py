@@ -9,9 +9,10 @@ A damaged page or index used to be a plain ``StoreError``, and a read-only serve
 Each error here is raised by the real server of the test cluster: for a real cause where
 one can be made on a shared cluster (a damaged page or index of a temporary table, a
 session refusing writes as every session on a hot standby does, a terminated session, a
-lock held, too many arguments); else by PL/pgSQL's ``RAISE ... USING ERRCODE``, the server raising that
-SQLSTATE for no cause of its own (a crash of another backend, a server not yet accepting
-connections, an I/O error, a full disk cannot be had without disturbing the other tests).
+lock held, too many arguments); else by PL/pgSQL's ``RAISE ... USING ERRCODE``, the
+server raising that SQLSTATE for no cause of its own (a crash of another backend, a
+server not yet accepting connections, an I/O error, a full disk cannot be had without
+disturbing the other tests).
 """
 
 from __future__ import annotations
