@@ -1,8 +1,10 @@
 """After authorization: reversal, capture, capture reversal, credit, credit reversal.
 
-Each handler opens the request with setcore (merchant, chain, capture tokens), hands the
-items to the issuer ledger (which decides amounts, duplicates and batches) and builds the
-signed response inside the ledger's transaction, so the stored bytes are the ones sent.
+Each handler opens the request with setcore (merchant, chain, capture tokens) and hands
+the items to the issuer ledger, which decides amounts, duplicates and batches and commits
+the decision; the signed response is built after that commit, outside any transaction,
+and the ledger stores those bytes under the RRPID, so a retry is sent the same ones
+(``gateway.ledger.idempotency``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from gateway.ledger.errors import (
     InvalidRequest,
     LedgerError,
     LedgerImbalance,
+    OutcomeUnreadable,
     PanUnreadable,
     PiPreviouslyUsed,
     RrpidReused,
@@ -59,6 +60,7 @@ from gateway.ledger.remote import RemoteLedgerStore
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
 from gateway.ledger.sqlite import SqliteLedgerStore, SqliteStoreConfig
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore
+from gateway.ledger.sweeper import HoldSweeper
 
 __all__ = [
     "GATEWAY_DECLINES",
@@ -84,6 +86,7 @@ __all__ = [
     "Declined",
     "GroupCommitConfig",
     "Hold",
+    "HoldSweeper",
     "InvalidRequest",
     "KindTotals",
     "Ledger",
@@ -94,6 +97,7 @@ __all__ = [
     "LedgerStore",
     "MerchantAccount",
     "Outcome",
+    "OutcomeUnreadable",
     "PanUnreadable",
     "PiPreviouslyUsed",
     "Posted",

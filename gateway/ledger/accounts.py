@@ -99,11 +99,13 @@ def card_expired(expiry: str, now_ms: int) -> bool:
 
 
 def effective_pending(tx: Transaction, card: Row, now_ms: int) -> int:
-    """What the card's holds still hold at ``now_ms``: its pending balance less expired holds.
+    """What the card's holds still hold at ``now_ms``, as a read shows it: its pending
+    balance less the holds past their expiry whose release is not yet posted.
 
-    Expired holds stop counting at once, even before ``expire_holds`` posts their
-    release; the posting only catches the books up. Only the expired, not yet released
-    holds are read (an index range), so the cost does not grow with the card's holds.
+    Reads only: a decision releases the card's due holds instead (``expiry``), so that
+    what it took as expired stays expired for every later decision, whatever its clock.
+    Only the expired, not yet released holds are read (an index range), so the cost does
+    not grow with the card's live holds.
     """
     row = tx.one(
         "SELECT COALESCE(SUM(pending), 0) AS expired FROM holds"

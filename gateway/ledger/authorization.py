@@ -14,13 +14,14 @@
 ``reverse_authorization`` lowers an authorization to a new amount (zero reverses it in
 full), releasing the difference; it cannot go below what is already captured. A refusal
 says what the authorization still stands at (``ReversalDeclined``).
-``expire_holds`` posts the release of holds past their expiry (they stopped counting
-against available credit at that moment already).
+Expiry (``expiry``): an authorization first releases its card's due holds, then counts
+what the card holds as it stands; an authorization reversal that finds its hold expired
+releases it; ``expiry.expire_holds`` sweeps the holds no decision touched.
 """
 
 from __future__ import annotations
 
-from gateway.ledger import accounts, books
+from gateway.ledger import accounts, books, expiry
 from gateway.ledger.accounts import AccountStatus
 from gateway.ledger.books import Phase, TransferKind
 from gateway.ledger.errors import PiPreviouslyUsed
@@ -102,7 +103,7 @@ def authorize(
         pan_expiry=pan_expiry,
         amount=amount,
         currency=currency,
-        pending=accounts.effective_pending(tx, card, now_ms),
+        pending=expiry.pending_after_release(tx, card, now_ms),
         now_ms=now_ms,
     )
     if reason is not None:
@@ -173,6 +174,8 @@ def reverse_authorization(
     hold = lock_hold(tx, hold_id)
     assert hold is not None  # holds are never deleted
     if is_expired(hold, now_ms):
+        if hold["status"] == "pending":
+            expiry.release(tx, hold, now_ms)  # this decision saw it expired: so will all later
         return ReversalDeclined(Decline.HOLD_EXPIRED, still_authorized(hold, now_ms))
     amount, captured = int(hold["amount"]), int(hold["captured"])
     if not captured <= new_amount < amount:
@@ -200,36 +203,3 @@ def reverse_authorization(
     return AuthorizationReversed(
         hold_id=hold_id, amount=new_amount, released=released, currency=int(hold["currency"])
     )
-
-
-def expire_holds(tx: Transaction, *, now_ms: int, limit: int) -> int:
-    """Release up to ``limit`` holds past their expiry; return how many were released."""
-    due = tx.all(
-        "SELECT id, card_account_id FROM holds WHERE status = 'pending' AND expires_at_ms <= ?"
-        " ORDER BY expires_at_ms, id LIMIT ?",
-        now_ms,
-        limit,
-    )
-    released = 0
-    # Every card first, in id order, then the holds, then (through the postings) the
-    # merchants: the locking order ``store`` documents.
-    for card_id in sorted({str(r["card_account_id"]) for r in due}):
-        accounts.lock_card(tx, card_id)
-    for ref in sorted(due, key=lambda r: (str(r["card_account_id"]), str(r["id"]))):
-        hold = lock_hold(tx, str(ref["id"]))
-        if hold is None or hold["status"] != "pending" or int(hold["expires_at_ms"]) > now_ms:
-            continue  # captured or released meanwhile (PostgreSQL, another host)
-        books.post_transfer(
-            tx,
-            kind=TransferKind.EXPIRY,
-            phase=Phase.VOID,
-            debit_account_id=str(hold["card_account_id"]),
-            credit_account_id=str(hold["merchant_account_id"]),
-            amount=int(hold["pending"]),
-            currency=int(hold["currency"]),
-            now_ms=now_ms,
-            hold_id=str(hold["id"]),
-        )
-        update_hold(tx, hold, pending=0, status="expired")
-        released += 1
-    return released

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from gateway.ledger import accounts, authorization, books, holds
+from gateway.ledger import accounts, books, expiry, holds
 from gateway.ledger.accounts import CardAccount, MerchantAccount, StatusChange
 from gateway.ledger.books import CurrencyTotals
 from gateway.ledger.holds import Hold
@@ -34,6 +34,7 @@ from gateway.ledger.limits import (
 from gateway.ledger.money import MoneyOperations
 from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_pan, validate_pan
 from gateway.ledger.store import LedgerStore, Row, Transaction
+from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, BatchObserver, HoldSweeper
 
 # How long an authorization holds funds unless the caller says otherwise: seven days,
 # the usual scheme lifetime of a card-not-present authorization.
@@ -90,9 +91,13 @@ class Ledger(MoneyOperations):
         self._keys = keys
         self._config = config or LedgerConfig()
         self._clock = clock
+        self._sweeper: HoldSweeper | None = None
 
     def close(self) -> None:
-        """Close the store (queued work is committed first)."""
+        """Stop the hold sweeper, if one runs, then close the store (queued work is
+        committed first)."""
+        if self._sweeper is not None:
+            self._sweeper.stop()
         self._store.close()
 
     # Card and merchant accounts.
@@ -209,7 +214,23 @@ class Ledger(MoneyOperations):
         """Post the release of up to ``limit`` expired holds; return how many (call often)."""
         check_expire_limit(limit)
         now = self._clock()
-        return self._store.execute(partial(authorization.expire_holds, now_ms=now, limit=limit))
+        return self._store.execute(partial(expiry.expire_holds, now_ms=now, limit=limit))
+
+    def has_due_holds(self) -> bool:
+        """Whether some hold is past its expiry and its release not yet posted (a read)."""
+        return self._store.read(partial(expiry.any_due, now_ms=self._clock()))
+
+    def start_hold_sweeper(
+        self,
+        interval_seconds: float = SWEEP_INTERVAL_SECONDS,
+        observer: BatchObserver | None = None,
+    ) -> HoldSweeper:
+        """Release due holds now and every ``interval_seconds``, on a thread of its own,
+        until ``close`` (``sweeper``); ``observer`` hears each batch's count."""
+        if self._sweeper is not None:
+            raise RuntimeError("this ledger already runs a hold sweeper")
+        self._sweeper = HoldSweeper(self, interval_seconds=interval_seconds, observer=observer)
+        return self._sweeper.start()
 
     def totals(self) -> tuple[CurrencyTotals, ...]:
         """The four balance sums per currency."""

@@ -15,8 +15,13 @@ item declined does not stop the others. Captures and credits are known afterward
 (hold id, request RRPID), which is how reversals name the original; so one request may
 name each hold only once.
 
-Holds and card accounts are locked in the order ``store`` documents: every card the
-request touches (sorted), then each hold, then the merchant.
+Locks are taken in the order ``store`` documents: every card the request touches
+(sorted), then the merchant, then each hold as its item comes.
+
+A hold past its expiry is released by the decision that finds it so (``expiry``): a
+capture declines HOLD_EXPIRED and posts the release, so no later capture, whatever its
+clock, spends credit an authorization may already have been given; a credit reversal
+releases its card's due holds before it counts the card's available credit.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gateway.ledger import accounts, batches, books
+from gateway.ledger import accounts, batches, books, expiry
 from gateway.ledger.books import Phase, TransferKind
-from gateway.ledger.holds import is_expired, lock_hold, update_hold
+from gateway.ledger.holds import is_expired, update_hold
 from gateway.ledger.outcomes import (
     Decline,
     Declined,
@@ -86,11 +91,17 @@ def _lock_cards(tx: Transaction, merchant_account_id: str, hold_ids: Sequence[st
 
 
 def _own_hold(tx: Transaction, merchant: Row, hold_id: str) -> Row | None:
-    """The locked hold if it exists and belongs to this merchant (others' look unknown)."""
-    hold = lock_hold(tx, hold_id)
-    if hold is None or hold["merchant_account_id"] != merchant["id"]:
-        return None
-    return hold
+    """The locked hold if it exists and belongs to this merchant (others' look unknown).
+
+    The merchant is part of the locking read: a row lock covers only the rows a query
+    returns, so another merchant's hold is never locked (its card is not among those
+    ``_lock_cards`` took, and the lock would be out of the documented order).
+    """
+    return tx.one(
+        f"SELECT * FROM holds WHERE id = ? AND merchant_account_id = ?{tx.row_lock}",  # noqa: S608  lock suffix only
+        hold_id,
+        merchant["id"],
+    )
 
 
 def _post(
@@ -151,6 +162,8 @@ def capture_hold(
     if item.currency != int(hold["currency"]):
         return Declined(Decline.CURRENCY_MISMATCH)
     if is_expired(hold, now_ms):
+        if hold["status"] == "pending":
+            expiry.release(tx, hold, now_ms)  # this decision saw it expired: so will all later
         return Declined(Decline.HOLD_EXPIRED)
     if item.amount > int(hold["pending"]):
         return Declined(Decline.AMOUNT_EXCEEDS_AUTHORIZATION)
@@ -187,7 +200,8 @@ def _each_item(
     items: Sequence[ItemT],
     post_one: Callable[[Row, ItemT], Posted | Declined],
 ) -> PostingOutcome:
-    """Lock in the documented order (cards, then the merchant), then post each item."""
+    """Lock in the documented order (cards, then the merchant, then each item's hold),
+    then post each item."""
     merchant = accounts.merchant_row(tx, merchant_id)
     _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
     merchant = accounts.merchant_row(tx, merchant_id, lock=True)
@@ -343,7 +357,7 @@ def _reverse_credit_one(
     amount = int(original["amount"])
     card = accounts.lock_card(tx, str(hold["card_account_id"]))
     assert card is not None  # a hold's card account is never deleted
-    pending = accounts.effective_pending(tx, card, now_ms)
+    pending = expiry.pending_after_release(tx, card, now_ms)
     if amount > accounts.available_credit(card, pending):
         return Declined(Decline.INSUFFICIENT_FUNDS)
     result = _post(

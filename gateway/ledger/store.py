@@ -19,8 +19,14 @@ time (SQLite, serialized by its write lock).
 
 Locking order (PostgreSQL; SQLite has a single writer): a transaction that changes a card
 account or its holds first locks the card's ``accounts`` row, cards in id order when it
-touches several, then the hold rows, then the merchant's ``accounts`` row. Merchant
-balances change only through atomic ``UPDATE ... SET x = x + ?`` statements.
+touches several. A hold row is locked only under its card's lock, so no two transactions
+wait on each other for holds, and holds and merchants come after the cards in the order
+each rule needs: settlement locks the merchant's ``accounts`` row, then each item's hold;
+authorization and expiry lock holds, then reach the merchants through their postings.
+Merchant balances change only through atomic ``UPDATE ... SET x = x + ?`` statements. A
+transaction that releases expired holds (``expiry``) may update several merchants' rows
+in no set order: two such on different cards can deadlock, which the PostgreSQL store
+detects and retries; the sweep keeps it rare, since it leaves decisions little to release.
 """
 
 from __future__ import annotations

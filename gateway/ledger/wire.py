@@ -54,6 +54,7 @@ SHIPPED_MODULES = frozenset(
         "gateway.ledger.batches",
         "gateway.ledger.books",
         "gateway.ledger.errors",
+        "gateway.ledger.expiry",
         "gateway.ledger.holds",
         "gateway.ledger.idempotency",
         "gateway.ledger.ledger",

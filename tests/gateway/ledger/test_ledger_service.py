@@ -31,7 +31,7 @@ from gateway.ledger import (
     StoreError,
     StoreUnavailable,
     Unanswered,
-    authorization,
+    expiry,
     idempotency,
     new_hold_id,
     wire,
@@ -233,10 +233,10 @@ def test_an_operation_holding_other_code_never_leaves_the_worker(
 
 
 def test_ledger_code_and_values_travel_by_value() -> None:
-    operation = functools.partial(authorization.expire_holds, now_ms=1, limit=5)
+    operation = functools.partial(expiry.expire_holds, now_ms=1, limit=5)
     loaded = wire.load(wire.dump_operation(operation))
     assert (loaded.func, loaded.args, loaded.keywords) == (
-        authorization.expire_holds,
+        expiry.expire_holds,
         (),
         {"now_ms": 1, "limit": 5},
     )

@@ -1,0 +1,111 @@
+"""The hold sweeper: posts the release of every hold past its expiry, in bounded batches.
+
+A decision releases the due holds of the cards it touches (``expiry``); the sweeper
+releases the rest, the holds of cards no decision touches, so that merchants' pending
+balances and the books' pending sums come down when the holds expire, and a decision
+seldom finds anything to release. Each batch is one transaction of its own (at most
+``batch`` holds), with a pause after a full one, so a backlog is worked off without
+holding the writer long or taking much of its time.
+
+One sweeper per bank is enough, and more are harmless: ``expiry.expire_holds`` locks each
+card and reads each hold again under the lock, so a hold released meanwhile (by a
+decision, another sweeper, another host) is skipped. An idle round costs one read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gateway.ledger.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from gateway.ledger.ledger import Ledger
+
+log = logging.getLogger("setpay.ledger")
+
+# How often the sweeper looks for due holds. Holds live for days; a minute's lag leaves a
+# released hold on a merchant's pending balance for a minute, while the card's own
+# decisions release it at once.
+SWEEP_INTERVAL_SECONDS = 60.0
+# Holds released in one transaction: about a hundred postings (5 statements each), a few
+# milliseconds of the writer, so requests queued behind a batch wait no longer than
+# behind a handful of authorizations.
+SWEEP_BATCH = 100
+# The pause after a full batch: with a few milliseconds a batch, a backlog takes about a
+# tenth of the writer's time until it is gone.
+SWEEP_PAUSE_SECONDS = 0.05
+
+BatchObserver = Callable[[int], None]
+"""Called after each batch with how many holds it released (metrics hook; must not raise)."""
+
+
+class HoldSweeper:
+    """Releases a ledger's due holds: one ``sweep`` on demand, or every interval on a
+    thread of its own (``start``, ``stop``)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        interval_seconds: float = SWEEP_INTERVAL_SECONDS,
+        batch: int = SWEEP_BATCH,
+        pause_seconds: float = SWEEP_PAUSE_SECONDS,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        """Sweep ``ledger`` (as of its clock), ``batch`` holds a transaction."""
+        if not interval_seconds > 0 or not pause_seconds >= 0:
+            raise ValueError("the interval must be positive and the pause not negative")
+        self._ledger = ledger
+        self._interval = interval_seconds
+        self._batch = batch
+        self._pause = pause_seconds
+        self._observer = observer
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> int:
+        """Release the holds due now, batch by batch, until none is left (or ``stop``);
+        return how many were released. Store errors are raised to the caller."""
+        released = 0
+        while not self._stopping.is_set() and self._ledger.has_due_holds():
+            count = self._ledger.expire_holds(self._batch)
+            released += count
+            if self._observer is not None:
+                self._observer(count)
+            # Fewer than a batch: the rest were released meanwhile, or none is left; a
+            # hold that falls due from now on is the next round's.
+            if count < self._batch or self._stopping.wait(self._pause):
+                break
+        return released
+
+    def start(self) -> HoldSweeper:
+        """Sweep now, then every interval, on a daemon thread until ``stop``."""
+        self._thread = threading.Thread(target=self._run, name="hold-sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sweeping; return once a batch under way has committed."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                released = self.sweep()
+                if released:
+                    log.info("hold sweeper: released %d expired holds", released)
+            except StoreUnavailable as exc:
+                # The ledger's outage is answered elsewhere (health, UNAVAILABLE); the
+                # next round tries again.
+                log.warning("hold sweeper: the ledger is unavailable (%s)", type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001  a sweeper that died would stop silently
+                log.error(
+                    "hold sweeper: %s; next round in %s s", type(exc).__name__, self._interval
+                )
+            if self._stopping.wait(self._interval):
+                return
