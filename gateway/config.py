@@ -35,6 +35,7 @@ Example (``setpay init`` writes one)::
     [ledger]
     store = "sqlite:ledger.db"    # or a postgresql:// URL
     service = false               # SQLite: true has one ledger process commit for all workers
+    settlement_currency = 978     # ISO 4217 numeric code of merchant accounts the CA opens
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
 from gateway.ports import MAX_PORT, parse_port
 from gateway.scheduling import DEFAULT_POLICY, POLICIES
 from hsm.uri import encode_uri_value
+from setcore.currency import minor_unit
 
 CONFIG_FILE = "setpay.toml"
 # gRPC's own default is 4 MB; SET messages with a few certificate chains stay far below
@@ -84,6 +86,10 @@ MAX_WORKERS = 64
 # (gateway.ledger_process) rather than by a writer thread in each worker. Off by default:
 # measured side by side, neither was faster (docs/BENCHMARKS-HISTORY.md, fourth round).
 DEFAULT_LEDGER_SERVICE = False
+# The currency of the settlement account opened for each merchant the CA registers (ISO
+# 4217 numeric, EUR). It must be the currency of the bank's cards: an authorization whose
+# card and merchant accounts differ in currency is declined (CURRENCY_MISMATCH).
+DEFAULT_SETTLEMENT_CURRENCY = 978
 # Metrics are for the operator's own scraper: served on loopback unless configured.
 DEFAULT_METRICS_HOST = "127.0.0.1"
 # ``metrics_port`` for "serve metrics on a port the OS picks", as port 0 is for ``listen``;
@@ -140,6 +146,7 @@ class BankConfig:
     metrics_host: str = DEFAULT_METRICS_HOST
     ledger: str = "sqlite:ledger.db"
     ledger_service: bool = DEFAULT_LEDGER_SERVICE
+    settlement_currency: int = DEFAULT_SETTLEMENT_CURRENCY
     ca_db: Path = field(default=Path("ca.db"))
     certs_dir: Path = field(default=Path("certs"))
     ledger_keys: Path = field(default=Path("ledger.keys"))
@@ -199,6 +206,7 @@ _FILE_KEYS: dict[str, str] = {
     "ledger": "ledger.store",
     "ledger_service": "ledger.service",
     "hold_expiry_ms": "ledger.hold_expiry_ms",
+    "settlement_currency": "ledger.settlement_currency",
 }
 # Every table and key the file may hold; anything else is refused.
 _TABLES: dict[str, frozenset[str]] = {
@@ -207,7 +215,7 @@ _TABLES: dict[str, frozenset[str]] = {
         {key.partition(".")[2] for key in _FILE_KEYS.values() if key.startswith("gateway.")}
     ),
     "gateway.tls": frozenset({"cert", "key", "client_ca"}),
-    "ledger": frozenset({"store", "service", "hold_expiry_ms"}),
+    "ledger": frozenset({"store", "service", "hold_expiry_ms", "settlement_currency"}),
 }
 # Environment variables by the field they override.
 _ENV_STRINGS = {
@@ -367,6 +375,12 @@ def validate(config: BankConfig) -> BankConfig:
         LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)  # the ledger's own rule
     except ValueError:
         raise _refuse("hold_expiry_ms", f"must be between 1 and {MAX_HOLD_LIFETIME_MS}") from None
+    if minor_unit(config.settlement_currency) is None:
+        raise _refuse(
+            "settlement_currency",
+            "must be the ISO 4217 numeric code of a currency with a minor unit (978 for EUR),"
+            f" not {config.settlement_currency}",
+        )
     return config
 
 
@@ -423,6 +437,9 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
         hold_expiry_ms=_get(ledger, "ledger", "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
         ledger=_get(ledger, "ledger", "store", str, "sqlite:ledger.db"),
         ledger_service=_get(ledger, "ledger", "service", bool, DEFAULT_LEDGER_SERVICE),
+        settlement_currency=_get(
+            ledger, "ledger", "settlement_currency", int, DEFAULT_SETTLEMENT_CURRENCY
+        ),
         tls=tls,
     )
 

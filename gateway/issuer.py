@@ -3,14 +3,14 @@ file, and the directory the CA asks whether a card or merchant exists."""
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 
 from gateway.bank_pki import BankIncomplete
 from gateway.ca.errors import IssuerUnavailable
-from gateway.config import BankConfig
+from gateway.config import DEFAULT_SETTLEMENT_CURRENCY, BankConfig
 from gateway.ledger import (
     AccountExists,
     AccountStatus,
@@ -29,8 +29,7 @@ from gateway.ledger import (
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2
 
-# The merchant's settlement currency when registration does not say (EUR).
-DEFAULT_MERCHANT_CURRENCY = 978
+log = logging.getLogger("setpay.issuer")
 
 
 def write_ledger_keys(path: Path) -> None:
@@ -89,12 +88,16 @@ def open_ledger(
 class LedgerDirectory:
     """What the CA asks the issuer: does this card exist, is this merchant known.
 
+    Merchants' settlement accounts are opened in ``currency``, the bank's
+    ``ledger.settlement_currency``: the currency of its cards, or every authorization
+    would be declined CURRENCY_MISMATCH.
+
     The ledger's ``StoreUnavailable`` (its database unreachable, busy, damaged or closed) becomes
     the CA's ``IssuerUnavailable`` here, the one place between the two: the CA answers it
     with UNAVAILABLE, as an outage of the bank's own parts, never as a refusal.
     """
 
-    def __init__(self, ledger: Ledger, currency: int = DEFAULT_MERCHANT_CURRENCY) -> None:
+    def __init__(self, ledger: Ledger, currency: int = DEFAULT_SETTLEMENT_CURRENCY) -> None:
         self._ledger = ledger
         self._currency = currency
 
@@ -111,9 +114,24 @@ class LedgerDirectory:
         return registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 
     def merchant_registered(self, merchant_id: str, name: str) -> None:
-        """Open the merchant's settlement account (once)."""
+        """Open the merchant's settlement account (once).
+
+        An account opened before in another currency is left as it is (it may hold
+        settled money) and said at WARNING: its authorizations are declined until the
+        bank moves it.
+        """
         try:
-            with contextlib.suppress(AccountExists):
+            try:
                 self._ledger.open_merchant_account(merchant_id, self._currency)
+            except AccountExists:
+                held = self._ledger.merchant_account(merchant_id).currency
+                if held != self._currency:
+                    log.warning(
+                        "merchant %s has a settlement account in currency %d, not the"
+                        " bank's %d: its authorizations are declined CURRENCY_MISMATCH",
+                        merchant_id,
+                        held,
+                        self._currency,
+                    )
         except StoreUnavailable as exc:
             raise IssuerUnavailable("the issuer ledger cannot open the merchant account") from exc

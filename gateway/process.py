@@ -138,7 +138,10 @@ def start_bank(
         ca_store = open_ca_store(config)
         undo.callback(ca_store.close)
         authority = CertificateAuthority(
-            pki.authority_keys(), ca_store, pki.trust, LedgerDirectory(ledger)
+            pki.authority_keys(),
+            ca_store,
+            pki.trust,
+            LedgerDirectory(ledger, config.settlement_currency),
         )
         bank = replace(bank, refresh_revocation=authority.watcher.check)
         limits = ServerLimits(
