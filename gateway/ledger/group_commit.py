@@ -78,6 +78,9 @@ GROUP_LINGER_SECONDS = 0.001
 # StoreUnavailable. Generous: a stalled disk, not load, is what should trip it. A caller
 # that gives up may still see its change committed; RRPID idempotency makes a retry safe.
 SUBMIT_TIMEOUT_SECONDS = 30.0
+# How often a writer that has stopped looks again for work that submitters already past
+# the closed check are still putting (they are few, and each is quick or times out).
+_STOPPED_DRAIN_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,11 @@ class GroupCommitWriter:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=config.max_queued)
         self._closed = False
         self._close_lock = threading.Lock()
+        # Submitters past the closed check whose put is under way. Each waits for room
+        # outside the lock (waiting under it, the k-th caller of a full queue would wait k
+        # timeouts), so the writer's last drain waits for them instead.
+        self._putting = 0
+        self._puts_done = threading.Condition(self._close_lock)
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._thread = threading.Thread(
@@ -177,15 +185,8 @@ class GroupCommitWriter:
         """Run ``work`` in the next group; return its result once the group is committed."""
         job: _Job[R] = _Job(work)
         timeout = self._config.submit_timeout_seconds
-        # Checked and queued under one lock, so nothing lands behind the writer's last drain.
         with self._cpu.aside():
-            with self._close_lock:
-                if self._closed:
-                    raise StoreUnavailable("the ledger store is closed")
-                try:
-                    self._queue.put(job, timeout=timeout)
-                except queue.Full as exc:
-                    raise StoreUnavailable("the ledger writer's queue stayed full") from exc
+            self._enqueue(job)
             assert job.done is not None  # made without a completion
             if not job.done.wait(timeout):
                 raise StoreUnavailable("the ledger writer did not commit in time")
@@ -196,14 +197,25 @@ class GroupCommitWriter:
     def submit_async(self, work: Callable[[Transaction], R], on_done: Completion[R]) -> None:
         """Queue ``work`` for the next group and return at once; ``on_done`` gets its result
         or exception on the writer thread after the commit. Waits while the queue is full."""
-        job: _Job[R] = _Job(work, on_done)
+        self._enqueue(_Job(work, on_done))
+
+    def _enqueue(self, job: _Job[Any]) -> None:
+        """Queue ``job`` unless the writer is closed, waiting up to the submit timeout for
+        room; StoreUnavailable otherwise. Nothing lands behind the writer's last drain:
+        ``close`` and a stopping writer wait for the puts under way (``_putting``)."""
         with self._close_lock:
             if self._closed:
                 raise StoreUnavailable("the ledger store is closed")
-            try:
-                self._queue.put(job, timeout=self._config.submit_timeout_seconds)
-            except queue.Full as exc:
-                raise StoreUnavailable("the ledger writer's queue stayed full") from exc
+            self._putting += 1
+        try:
+            self._queue.put(job, timeout=self._config.submit_timeout_seconds)
+        except queue.Full as exc:
+            raise StoreUnavailable("the ledger writer's queue stayed full") from exc
+        finally:
+            with self._close_lock:
+                self._putting -= 1
+                if self._putting == 0:
+                    self._puts_done.notify_all()
 
     def close(self) -> None:
         """Let the writer finish what is queued, then stop it."""
@@ -211,7 +223,10 @@ class GroupCommitWriter:
             if self._closed:
                 return
             self._closed = True
-            # Blocking put: the writer keeps draining, so room appears.
+            # The puts under way land before the stop mark (the writer keeps draining, so
+            # room appears), then the blocking put of the mark itself.
+            while self._putting:
+                self._puts_done.wait()
             self._queue.put(_STOP)
         self._thread.join()
 
@@ -238,6 +253,14 @@ class GroupCommitWriter:
         finally:
             with self._close_lock:
                 self._closed = True
+            # Work put by submitters already past the closed check is failed as it lands
+            # (the draining makes room for those waiting on a full queue).
+            while True:
+                self._fail_queued()
+                with self._close_lock:
+                    if not self._putting:
+                        break
+                    self._puts_done.wait(_STOPPED_DRAIN_SECONDS)
             self._fail_queued()
             conn.close()
 
