@@ -171,7 +171,9 @@ class Demo:
         if self.temporary and self.keys is not None:
             # Registered first, so it runs last: after the bank has stopped using them.
             self.stack.callback(_delete_bank_keys, config)
-        running = start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
+        running = start_bank(
+            config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0", sweep_holds=True
+        )
         self.stack.callback(running.stop, SHUTDOWN_GRACE_SECONDS)
         pan = random_pan(DEFAULT_BIN)
         account = running.ledger.open_card_account(pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR)

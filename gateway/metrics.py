@@ -61,6 +61,9 @@ amount, an identifier or a peer's text.
     setpay_ledger_commit_duration_seconds               histogram per durable commit
     setpay_ledger_commit_operations                     histogram: group size per commit
     setpay_ledger_commit_retries_total                  serialization retries (PostgreSQL)
+    setpay_ledger_holds_expired_total                   expired holds the hold sweeper
+                                                        released (worker 0; a decision's
+                                                        own releases are not counted)
     setpay_key_operation_duration_seconds{op,algorithm} histogram per key-backend call
     setpay_key_errors_total{op,error}                   key-backend errors by class
     setpay_key_relogins_total                           token re-logins after a loss
@@ -246,6 +249,10 @@ class _WorkerMetrics:
         self.commit_retries = Counter(
             "setpay_ledger_commit_retries_total", "Ledger commit attempts retried", registry=r
         )
+        self.holds_expired = Counter(
+            "setpay_ledger_holds_expired_total",
+            "Expired holds the hold sweeper released", registry=r,
+        )  # fmt: skip
         self.key_duration = Histogram(
             "setpay_key_operation_duration_seconds", "Time of one key-backend operation",
             ["op", "algorithm"], buckets=LATENCY_BUCKETS, registry=r,
@@ -402,6 +409,13 @@ def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | Non
         m.key_errors.labels(op, allowed("error", error_kind)).inc()
     if op == "relogin":
         m.relogins.inc()
+
+
+def holds_expired(count: int) -> None:
+    """The hold sweeper's batch observer (``gateway.ledger.sweeper.BatchObserver``)."""
+    m = _sinks.worker
+    if m is not None and count > 0:
+        m.holds_expired.inc(count)
 
 
 def ledger_commit(stats: CommitStats) -> None:

@@ -115,10 +115,12 @@ def start_bank(
     ca_listen: str | None = None,
     reuse_port: bool = False,
     ledger_service: str | None = None,
+    sweep_holds: bool = False,
 ) -> RunningBank:
     """Open keys, ledger and CA; serve PaymentGateway (mutual TLS) and CertificateAuthority
     (server TLS) each on its own port. ``ledger_service``: the socket of the ledger
-    process that commits for this worker, if there is one."""
+    process that commits for this worker, if there is one. ``sweep_holds``: run the
+    ledger's hold sweeper in this process (one per bank: worker 0)."""
     on = metrics.enabled()
     # Whatever is opened or started is undone, newest first, if a later step fails: a bank
     # that cannot start leaves no server serving, no prober probing, no database open.
@@ -127,6 +129,8 @@ def start_bank(
         undo.callback(pki.close)
         ledger = open_ledger(config, metrics.ledger_commit if on else None, service=ledger_service)
         undo.callback(ledger.close)
+        if sweep_holds:
+            ledger.start_hold_sweeper(observer=metrics.holds_expired if on else None)
         bank = Bank(
             credentials=pki.gateway,
             trust=pki.trust,

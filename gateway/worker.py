@@ -77,6 +77,9 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
         ca_listen=plan.ca_listen,
         reuse_port=True,
         ledger_service=plan.ledger_socket,
+        # One sweeper per bank is enough and worker 0 exists in every mode (a replaced
+        # worker 0 starts its own); more would be harmless, each hold released once.
+        sweep_holds=index == 0,
     )
     os.write(ready_fd, f"{running.port} {running.ca_port}\n".encode())
     os.close(ready_fd)

@@ -1,0 +1,79 @@
+"""Which bank process sweeps expired holds, and the count it reports.
+
+The sweeper itself (batches, concurrency, idle rounds) is ``ledger/test_ledger_sweeper``'s.
+Here: ``start_bank(sweep_holds=True)`` runs one, a bank started without it runs none
+(worker 0 passes True, every other worker False: ``gateway.worker``), it stops with the
+bank, and the batches it reports reach ``setpay_ledger_holds_expired_total``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway import metrics, process
+from gateway.ledger.sweeper import HoldSweeper
+
+from .actors import World
+
+HOLDS_EXPIRED = "setpay_ledger_holds_expired_total"
+
+
+def _sweepers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "hold-sweeper" and t.is_alive()]
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics.enable(0, registry)
+    try:
+        yield registry
+    finally:
+        metrics.disable()
+
+
+@pytest.mark.parametrize("sweep_holds", [True, False])
+def test_a_bank_sweeps_holds_only_where_asked_and_stops_sweeping_with_it(
+    ec_world: World, sweep_holds: bool
+) -> None:
+    before = len(_sweepers())
+    running = process.start_bank(
+        ec_world.config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0", sweep_holds=sweep_holds
+    )
+    try:
+        assert len(_sweepers()) == before + sweep_holds
+    finally:
+        running.stop(None)
+    assert len(_sweepers()) == before
+
+
+def test_the_sweepers_batches_are_counted(registry: CollectorRegistry) -> None:
+    """What each batch released is added; an empty batch adds nothing."""
+    assert registry.get_sample_value(HOLDS_EXPIRED) == 0
+    metrics.holds_expired(3)
+    metrics.holds_expired(0)
+    metrics.holds_expired(2)
+    assert registry.get_sample_value(HOLDS_EXPIRED) == 5
+
+
+def test_the_bank_hands_the_sweeper_the_counting_observer(
+    ec_world: World, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With metrics on, the sweeper the bank starts reports to the counter."""
+    observers: list[object] = []
+    start = HoldSweeper.__init__
+
+    def recording(self: HoldSweeper, *args: object, **kwargs: object) -> None:
+        observers.append(kwargs.get("observer"))
+        start(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HoldSweeper, "__init__", recording)
+    running = process.start_bank(
+        ec_world.config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0", sweep_holds=True
+    )
+    running.stop(None)
+    assert observers == [metrics.holds_expired]
