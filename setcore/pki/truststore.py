@@ -259,9 +259,14 @@ class TrustStore:
         try:
             verified, until = through(lookup)
         except ProtocolError as refused:
-            # The first issuer that signed the leaf led nowhere: try each other candidate
-            # before refusing, and refuse as the first try did if none leads to the root.
-            for issuers in self._issuer_choices(leaf, lookup):
+            # The first issuer that signed the leaf led nowhere: with look-alikes about,
+            # try each candidate alone before refusing, and refuse as the first try did
+            # if none leads to the root. With one candidate, the first try was the only
+            # one: a refused chain (revoked, expired, wrong role) costs one validation.
+            choices = list(self._issuer_choices(leaf, lookup))
+            if len(choices) < 2:
+                raise
+            for issuers in choices:
                 try:
                     verified, until = through(issuers)
                     break

@@ -87,3 +87,26 @@ def test_the_candidates_tried_are_bounded(ec_world: World, monkeypatch: pytest.M
     bundle = [_look_alike(ec_world) for _ in range(pki_truststore.MAX_BUNDLE_CERTIFICATES)]
     _remember(store, ec_world, bundle)
     assert len(validations) == 1 + MAX_ISSUER_CANDIDATES
+
+
+def test_a_refused_chain_without_look_alikes_is_validated_once(
+    ec_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The retry is for look-alikes only: with one candidate issuer the first try was the
+    # only one, and a chain refused for itself (here a merchant's certificate where a
+    # cardholder's is required) must not cost a second validation.
+    store = ec_world.store()
+    store.add_certificates([ec_world.brand.merchant_ca.ca.der])
+    validations: list[int] = []
+    validate: Callable[..., object] = pki_chain.validate
+
+    def counted(*args: object, **kwargs: object) -> object:
+        validations.append(1)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(pki_truststore, "validate", counted)
+    refused(
+        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
+        store.verify_chain, ec_world.merchant_sig, [], roles.CARDHOLDER, SIG,
+    )  # fmt: skip
+    assert len(validations) == 1
