@@ -120,6 +120,9 @@ class _Plan:
 def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None = None) -> Pruning:
     """What to delete of the gateway's older keys and kept certificates on a stopped
     bank, deleted when ``apply`` (else a dry run); see the module for what goes."""
+    # Before the lock as well as under it, as ``renew_gateway_keys`` does and for its
+    # reason: a dry run on a running bank must not make a restarted worker fail.
+    check_stopped(config, before="pruning its keys")
     with holding_keys_lock(config, PRUNE_TASK) as locked:
         check_stopped(config, before="pruning its keys")
         pki = load_bank_pki(config, locked=locked)  # refuses a bank that would not start

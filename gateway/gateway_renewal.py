@@ -318,7 +318,11 @@ def _revoke_unheld(
 def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
     """Make, certify and install the next version of the gateway's signature and
     key-exchange keys on a stopped bank; a failure is taken back (see the module)."""
-    # Before the port check: a bank started after it is refused by the lock.
+    # Once before the lock, so that a renewal run on a running bank says so without
+    # taking the lock a worker the supervisor restarts meanwhile would be refused by;
+    # once after, so that a bank started in between is either refused by the lock or
+    # seen here.
+    check_stopped(config)
     with holding_keys_lock(config, RENEW_TASK) as locked:
         check_stopped(config)
         return _renew(config, utc(at), locked)

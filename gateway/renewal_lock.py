@@ -44,6 +44,8 @@ KEYS_LOCK_FILE = "gateway-keys.lock"
 # much of it, whatever else was written into the file.
 HOLDER_NOTE_BYTES = 128
 RENEW_TASK = "renew-gateway"
+# Readable by all, writable by its owner: see ``_create_readable``.
+LOCK_FILE_MODE = 0o644
 PRUNE_TASK = "prune-gateway"
 
 
@@ -70,6 +72,7 @@ def holding_keys_lock(config: BankConfig, task: str) -> Iterator[KeysLock]:
     """Hold the bank's lock for ``task`` through the block; ``KeysLocked`` at once if
     another holds it."""
     path = lock_path(config)
+    _create_readable(path)
     with contextlib.ExitStack() as held:
         try:
             # No wait: a renewal takes seconds to minutes on a token, and an operator
@@ -107,9 +110,32 @@ def check_unlocked(config: BankConfig) -> None:
         except BlockingIOError as exc:
             raise KeysLocked(
                 f"{_holder(path)} holds the lock on the bank's gateway keys ({path}):"
-                " the bank starts once it has finished"
+                " nothing that loads them starts until it has finished"
             ) from exc
         fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _create_readable(path: Path) -> None:
+    """Create the lock file readable by all (it holds a PID and a task name, no secret):
+    ``check_unlocked`` runs as the bank's user, and a file only a renewal's user (an
+    operator with sudo) could read would stop the bank from starting."""
+    try:
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+            LOCK_FILE_MODE,
+        )
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise ProvisioningError(
+            f"cannot create the lock on the bank's gateway keys ({path}):"
+            f" {exc.strerror or type(exc).__name__}"
+        ) from exc
+    try:
+        os.fchmod(fd, LOCK_FILE_MODE)  # whatever the umask
     finally:
         os.close(fd)
 

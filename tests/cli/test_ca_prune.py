@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cli import ca
 from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL
 from gateway.config import load
 from gateway.provisioning import InitResult, init_bank
+from gateway.renewal_lock import KEYS_LOCK_FILE, RENEW_TASK, holding_keys_lock
 from setcore.encoding import thumbprint
 from tests.gateway.renewal_support import key_versions
 from tests.ports import free_port
@@ -103,3 +105,30 @@ def test_prune_refuses_while_the_bank_port_is_held(
     assert "setpay ca prune-gateway: the bank's gateway address" in err
     assert "stop the bank before pruning its keys" in err
     assert _kept(renewed).exists() and len(_gateway_keys(renewed)) == 4
+
+
+def test_on_a_running_bank_neither_renewal_nor_prune_takes_the_lock(
+    renewed: InitResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # While they hold it, a worker the supervisor restarts is refused and the whole bank
+    # stops: both must say the bank is running before they take it. Here the lock is
+    # held by the test, so taking it would be refused as "another ... holds the lock".
+    config = str(renewed.config_path)
+    host, _, port = load(renewed.config_path).listen.rpartition(":")
+    with (
+        socket.create_server((host, int(port))),
+        holding_keys_lock(load(renewed.config_path), RENEW_TASK),
+    ):
+        for command in (["renew-gateway"], ["prune-gateway"]):
+            code, _, err = _ca([*command, "--config", config], capsys)
+            assert code == 1
+            assert "the bank's gateway address" in err and "holds the lock" not in err, err
+
+
+def test_the_lock_file_is_readable_by_the_banks_user_whoever_renewed(
+    renewed: InitResult,
+) -> None:
+    # A renewal run with sudo must not leave a lock file the bank's own user cannot open
+    # to check it: that bank would never start again. It holds a PID and a task name.
+    lock = renewed.directory / KEYS_LOCK_FILE
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o644

@@ -194,7 +194,7 @@ def test_the_bank_does_not_start_during_a_renewal(
             bank.wait(timeout=PROCESS_SECONDS)
     said = log.read_text()
     assert f"another setpay ca renew-gateway (pid {held.process.pid}) holds the lock" in said
-    assert "the bank starts once it has finished" in said
+    assert "nothing that loads them starts until it has finished" in said
 
     assert held.release() == 0, held.stderr.read_text()
     world = served.start()
