@@ -37,7 +37,7 @@ from clients.transport import Caller, open_channel
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
 from setcore.currency import exponent_for
-from setcore.errors import ProtocolError
+from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import (
@@ -146,8 +146,9 @@ class PurchaseRecord:
     def purchase_state(self) -> PurchaseState:
         """Enough of the purchase to sign an inquiry about it."""
         trans_ids = common_pb2.TransIDs.FromString(base64.b64decode(self.trans_ids, validate=True))
-        # The exponent is not recorded: ``Initiation.order`` admitted only the currency's
-        # own ISO 4217 minor unit, so it is that. No answer may report more than this.
+        # The exponent is not recorded: ``Initiation.order`` admits only the currency's
+        # own ISO 4217 minor unit (since before 0.1.0's first release; a development
+        # snapshot took any), so it is that. No answer may report more than this.
         agreed = common_pb2.CurrencyAmount(
             currency=self.currency, amount=self.amount, exp10=exponent_for(self.currency)
         )
@@ -311,12 +312,24 @@ class Shopper:
             except TransportError as exc:
                 raise PurchaseOutcomeUnknown(sent.short_id, f"no answer: {exc}", exc) from exc
         try:
-            data = open_purchase_response(pres, state, self._trust)
-        except ProtocolError as exc:
-            # An answer that does not verify is not the merchant's word: a refusal is a
-            # signed Error naming our PReq (PeerError), which is let through as such.
+            # Revocation data that went stale during the call is fetched again, as for the
+            # PInitRes: a stale BCI is no reason to doubt the merchant's answer.
+            data = self._checked(lambda: open_purchase_response(pres, state, self._trust))
+        except (ProtocolError, ClientError) as exc:
+            # An answer that does not verify (or could not be checked: the CA unreachable
+            # for fresh revocation data) is not the merchant's word: a refusal is a signed
+            # Error naming our PReq (PeerError), which is let through as such.
             raise PurchaseOutcomeUnknown(
                 sent.short_id, f"the answer did not verify: {exc}", exc
+            ) from exc
+        except PeerError as exc:
+            if exc.code != ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED:
+                raise
+            # Our XID is fresh, so the PI "already used" is our own: a copy of this PReq
+            # that gRPC resent while the first was being decided. That first may well be
+            # authorizing the card now.
+            raise PurchaseOutcomeUnknown(
+                sent.short_id, "the merchant already holds this purchase (a resent copy)", exc
             ) from exc
         record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
         try:

@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from clients.errors import OrderStateError
+from clients.merchant.order_store import OrderStore
 from clients.merchant.runtime import Merchant
 from clients.wallet.purchases import SENT, PurchaseBook
 from clients.wallet.runtime import Wallet
@@ -132,3 +134,23 @@ def test_a_refusal_still_exits_1(shop_through: Shop, capsys: pytest.CaptureFixtu
     assert (status, out) == (1, "")
     assert "peer refused the request: ERROR_CODE_DIGEST_MISMATCH" in err
     assert "outcome unknown" not in err
+
+
+@pytest.mark.parametrize("shop_through", [_pass_on], indirect=True)
+def test_the_merchants_answer_that_a_copy_got_there_first_exits_4(
+    shop_through: Shop, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gRPC resends a PReq after UNAVAILABLE; a copy that reaches the merchant while the
+    first is being decided gets its signed PI_PREVIOUSLY_USED, about our own fresh XID.
+    That is no refusal: the first copy may be authorizing the card. Here the merchant's
+    store says the copy came second, as it does in that race."""
+
+    def second(*args: object, **kwargs: object) -> object:
+        raise OrderStateError("this XID is already paid")
+
+    monkeypatch.setattr(OrderStore, "record_purchase", second)
+    status, out, err = shop_through.purchase(1300, capsys)
+    (sent,) = PurchaseBook(shop_through.wallet.config.purchases_file).all()
+    assert (status, out) == (OUTCOME_UNKNOWN, ""), err
+    assert sent.completion == SENT
+    assert "already holds this purchase" in err and "the card may be authorized" in err
