@@ -34,6 +34,9 @@ from clients.loadtest import metrics_page
 OPERATIONS = "setpay_ledger_commit_operations"
 DURATION = "setpay_ledger_commit_duration_seconds"
 WORKER_CALLS = "setpay_worker_rpcs_total"
+# The gateway's count of authorization decisions it answered (approved or declined),
+# counted before the answer leaves the handler, so it never trails the answers.
+DECISIONS = "setpay_authorizations_total"
 _COMMITS = f"{OPERATIONS}_count"
 _OPERATIONS = f"{OPERATIONS}_sum"
 _SECONDS = f"{DURATION}_sum"
@@ -56,6 +59,7 @@ class Reading:
 
     commits: CommitCounts = CommitCounts()
     worker_calls: Mapping[str, float] = field(default_factory=dict)
+    decisions: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class Activity:
 
     ledger: LedgerCommits | None = None
     workers: WorkerCalls | None = None
+    #: Authorization decisions the gateway answered (``setpay_authorizations_total``).
+    decisions: int | None = None
 
 
 PageProbe = Callable[[], Reading | None]
@@ -132,7 +138,8 @@ def read(text: str) -> Reading:
         seconds=found.get(_SECONDS, 0.0),
         seen=bool(found),
     )
-    return Reading(commits, metrics_page.sums_by_label(text, WORKER_CALLS, "worker"))
+    decided = metrics_page.sums(text, frozenset({DECISIONS})).get(DECISIONS)
+    return Reading(commits, metrics_page.sums_by_label(text, WORKER_CALLS, "worker"), decided)
 
 
 def probe_of(url: str) -> PageProbe:
@@ -155,9 +162,14 @@ def between(before: Reading | None, after: Reading | None, workers: int) -> Acti
     """What happened between two readings of a bank with ``workers`` workers."""
     if before is None or after is None:
         return Activity()
+    decisions = None
+    if before.decisions is not None and after.decisions is not None:
+        decided = round(after.decisions - before.decisions)
+        decisions = decided if decided >= 0 else None  # the bank restarted meanwhile
     return Activity(
         _commits_between(before.commits, after.commits),
         _calls_between(before.worker_calls, after.worker_calls, workers),
+        decisions,
     )
 
 

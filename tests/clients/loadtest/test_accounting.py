@@ -2,7 +2,7 @@
 
 The tally's three counts (ok, errors, timeouts) add up to the requests recorded whatever
 happens, so the check is against what was scheduled, what the sender started, and what
-the bank's own metrics page counted (its workers' calls, its ledger's operations). The
+the bank's own metrics page counted (its workers' calls, its authorization decisions). The
 bank here is a real gRPC server on port 0 with a servicer that counts its calls, the way
 the bank's ``setpay_worker_rpcs_total`` does, read through the bench's page probe seam.
 """
@@ -152,16 +152,34 @@ def _approve(index: int, response: bytes) -> Verdict:
     return Verdict(outcome="approved")
 
 
-def test_the_ledger_s_operations_must_be_the_decisions_verified() -> None:
+def test_the_banks_decisions_must_be_the_decisions_verified() -> None:
     recording = _recording(OpenLoop(100.0, 1.0), _answered(100))
-    committed = Activity(LedgerCommits(commits=20, operations=100, seconds=0.1))
-    assert tally("gateway", recording, _approve, committed).accounted
-    short = Activity(LedgerCommits(commits=20, operations=97, seconds=0.1))
-    counted = tally("gateway", recording, _approve, short)
+    assert tally("gateway", recording, _approve, Activity(decisions=100)).accounted
+    counted = tally("gateway", recording, _approve, Activity(decisions=97))
     assert not counted.accounted
     assert counted.unaccounted == (
-        "the bank's ledger committed 97 operations, the bench verified 100 decisions",
+        "the bank answered 97 authorization decisions, the bench verified 100",
     )
+
+
+def test_ledger_operations_are_not_held_to_the_decisions() -> None:
+    # A decline takes two ledger writes and the hold sweeper commits too: a clean run
+    # whose ledger committed more operations than decisions is still accounted for.
+    recording = _recording(OpenLoop(100.0, 1.0), _answered(100))
+    during = Activity(LedgerCommits(commits=20, operations=130, seconds=0.1), decisions=100)
+    assert tally("gateway", recording, _approve, during).accounted
+
+
+def test_the_page_reading_counts_decisions_of_every_outcome() -> None:
+    page = (
+        'setpay_authorizations_total{outcome="approved",reason="none"} 7.0\n'
+        'setpay_authorizations_total{outcome="declined",reason="AMOUNT_MISMATCH"} 3.0\n'
+    )
+    before = bank_page.read("")
+    assert before.decisions is None
+    assert bank_page.between(bank_page.read(page), bank_page.read(page), 1).decisions == 0
+    after = bank_page.read(page.replace(" 3.0", " 5.0"))
+    assert bank_page.between(bank_page.read(page), after, 1).decisions == 2
 
 
 def test_a_run_that_failed_is_held_to_bounds_not_to_equality() -> None:
@@ -201,3 +219,23 @@ def test_the_exit_status_says_unaccounted_and_unclean_apart(
     assert "gateway: REQUESTS UNACCOUNTED FOR: 100 requests scheduled, 50 recorded" in (
         capsys.readouterr().out
     )
+
+
+def test_a_warm_up_with_an_error_leaves_clean_steps_clean(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The warm-up is reported apart and "not counted below": a cold start's failure in
+    # it is no step's, while a warm-up request unaccounted for still fails the run.
+    args = argparse.Namespace(json=None, plot=None)
+    clean = tally("gateway", _recording(OpenLoop(100.0, 1.0), _answered(100)), echo_judge)
+    samples = _answered(49) + _answered(1, status=TIMEOUT_STATUS)
+    for index, sample in enumerate(samples):
+        sample.index = index
+    warm = tally("gateway", _recording(OpenLoop(50.0, 1.0), samples), echo_judge)
+    assert warm.accounted and not warm.clean
+    result = _result(clean)
+    result.warmup[Service.GATEWAY] = warm
+    assert cli_bench._report(args, result) == 0
+    lost = tally("gateway", _recording(OpenLoop(100.0, 1.0), _answered(50)), echo_judge)
+    result.warmup[Service.GATEWAY] = lost
+    assert cli_bench._report(args, result) == 1
