@@ -95,6 +95,12 @@ def test_handler_cost_measures_every_handler() -> None:
         assert re.search(rf"^\s+{handler}\s+\d+\s+\(", out, re.MULTILINE), out
 
 
+def test_context_switches_counts_them_per_answer() -> None:
+    # Long enough for the gateway to be busy past the seconds dropped at each end.
+    out = _run("context_switches.py", "--duration", "8", "--requests", "12000")
+    assert _number(out, r"^gateway\s+\d+\s+[\d.]+\s+\d+\s+\d+\s+([\d.]+)") > 0
+
+
 def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:
     out_dir = tmp_path / "campaign"
     # Requests enough that the closed loop does not run dry in its second: a run that does
