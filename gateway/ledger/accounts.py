@@ -3,8 +3,9 @@
 A card account is a credit line: ``credit_limit`` in minor units of one currency, a status
 (active, blocked, closed) and an expiry month. What the cardholder owes is
 ``debits_posted - credits_posted`` of its ledger account; what is on hold is the sum of
-its unexpired pending holds. Available credit is the limit minus both. A merchant account
-collects captures and pays out credits; its balance is ``credits_posted - debits_posted``.
+its pending holds, less the due ones a decision on the card releases first (``holds``).
+Available credit is the limit minus both. A merchant account collects captures and pays
+out credits; its balance is ``credits_posted - debits_posted``.
 
 Status rules: block and unblock toggle between active and blocked; close is final. A
 blocked or closed card takes no new authorization, but holds already granted can still
@@ -25,6 +26,7 @@ from gateway.ledger.errors import (
     UnknownAccount,
     UnknownMerchant,
 )
+from gateway.ledger.holds import releasable_for_card
 from gateway.ledger.store import Row, Transaction
 
 
@@ -58,7 +60,7 @@ class CardAccount:
     posted_debt: int
     """What the cardholder owes: captures and credit reversals less refunds and reversals."""
     pending: int
-    """Held by unexpired authorizations."""
+    """Held by its pending holds, less the due ones a decision would release first."""
     available: int
     """``credit_limit - posted_debt - pending`` (negative after a limit is lowered)."""
     opened_at_ms: int
@@ -99,22 +101,17 @@ def card_expired(expiry: str, now_ms: int) -> bool:
 
 
 def effective_pending(tx: Transaction, card: Row, now_ms: int) -> int:
-    """What the card's holds still hold at ``now_ms``, as a read shows it: its pending
-    balance less the holds past their expiry whose release is not yet posted.
+    """What the card's holds hold at ``now_ms`` as a decision would count it: its pending
+    balance less the due holds a decision would release first (``holds.due_for_card``).
 
-    Reads only: a decision releases the card's due holds instead (``expiry``), so that
-    what it took as expired stays expired for every later decision, whatever its clock.
-    Only the expired, not yet released holds are read (an index range), so the cost does
-    not grow with the card's live holds.
+    Reads only: a decision releases those holds instead (``expiry``), so that what it took
+    as expired stays expired for every later decision, whatever its clock. Due holds
+    beyond that batch count here as they count in the decision, so the available credit a
+    read shows is what an authorization would be granted. Only due, not yet released
+    holds are read (a bounded index range), so the cost does not grow with the card's
+    live holds.
     """
-    row = tx.one(
-        "SELECT COALESCE(SUM(pending), 0) AS expired FROM holds"
-        " WHERE card_account_id = ? AND status = 'pending' AND expires_at_ms <= ?",
-        card["id"],
-        now_ms,
-    )
-    expired = 0 if row is None else int(row["expired"])
-    return int(card["debits_pending"]) - expired
+    return int(card["debits_pending"]) - releasable_for_card(tx, str(card["id"]), now_ms)
 
 
 def available_credit(card: Row, pending: int) -> int:

@@ -14,9 +14,10 @@
 ``reverse_authorization`` lowers an authorization to a new amount (zero reverses it in
 full), releasing the difference; it cannot go below what is already captured. A refusal
 says what the authorization still stands at (``ReversalDeclined``).
-Expiry (``expiry``): an authorization first releases its card's due holds, then counts
-what the card holds as it stands; an authorization reversal that finds its hold expired
-releases it; ``expiry.expire_holds`` sweeps the holds no decision touched.
+Expiry (``expiry``): an authorization first releases its card's due holds (a batch of
+them, having locked their merchants and its own in id order), then counts what the card
+holds as it stands; an authorization reversal that finds its hold expired releases it;
+``expiry.expire_holds`` sweeps the holds no decision touched.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def authorize(
         pan_expiry=pan_expiry,
         amount=amount,
         currency=currency,
-        pending=expiry.pending_after_release(tx, card, now_ms),
+        pending=expiry.pending_after_release(
+            tx, card, merchant_account_id=str(merchant["id"]), now_ms=now_ms
+        ),
         now_ms=now_ms,
     )
     if reason is not None:

@@ -11,27 +11,28 @@ hold's status becomes ``expired``), and from then on every decision sees it expi
 whatever its clock:
 
 - a decision that counts a card's available credit (an authorization, a credit reversal)
-  first releases that card's due holds (``release_due_for_card``), then counts the card's
-  ``debits_pending`` as it stands;
+  first releases that card's due holds, at most ``holds.CARD_EXPIRE_BATCH``
+  (``release_due_for_cards``), then counts the card's ``debits_pending`` as it stands;
+  a read of the card counts the same holds as released (``accounts.effective_pending``);
 - a capture or an authorization reversal that finds its hold expired releases that hold
   before declining;
 - ``expire_holds`` releases the due holds no decision touched (the periodic sweep,
   ``sweeper``), so the merchants' pending balances and the books catch up.
 
-Every one of them holds the card's lock when it releases the card's holds (``store``).
+Every one of them holds the card's lock when it releases the card's holds, and a release
+changes the balance of the hold's merchant, who may not be the decision's: so every
+merchant a transaction changes is locked, in id order and in one statement, before the
+first change (``lock_merchants``), the order ``store`` documents.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gateway.ledger import accounts, books
 from gateway.ledger.books import Phase, TransferKind
-from gateway.ledger.holds import lock_hold, update_hold
+from gateway.ledger.holds import due_for_card, lock_hold, update_hold
 from gateway.ledger.store import Row, Transaction
-
-# Due holds one decision releases for its card. A card whose holds fell due since the
-# sweep last ran has a few; a bound keeps a card with a backlog (the sweep stopped for a
-# while) from holding the writer through thousands of postings in one authorization.
-CARD_EXPIRE_BATCH = 50
 
 
 def release(tx: Transaction, hold: Row, now_ms: int) -> int:
@@ -52,44 +53,65 @@ def release(tx: Transaction, hold: Row, now_ms: int) -> int:
     return amount
 
 
-def release_due_for_card(tx: Transaction, card: Row, now_ms: int) -> int:
-    """Release the locked card's holds due at ``now_ms``, the longest due first, at most
-    CARD_EXPIRE_BATCH of them; return the amount they held.
+def lock_merchants(tx: Transaction, merchant_account_ids: Iterable[str]) -> None:
+    """Lock these merchants' ``accounts`` rows until commit, in id order, in one statement.
 
-    One indexed range read (``holds_by_card``), empty unless a hold fell due since the
-    sweep last ran. Due holds beyond the batch keep counting against the card until the
-    sweep or a later decision releases them: a decision may decline that could have
-    approved, never the reverse.
+    A transaction that changes several merchants' balances takes them all here, before the
+    first change, so that of two such transactions one may wait for the other but never
+    each for the other (``store``). The database sorts them in the statement itself, so
+    every such lock agrees on the order whatever the ids' collation.
     """
-    due = tx.all(
-        "SELECT * FROM holds WHERE card_account_id = ? AND status = 'pending'"  # noqa: S608  lock suffix only
-        f" AND expires_at_ms <= ? ORDER BY expires_at_ms, id LIMIT ?{tx.row_lock}",
-        card["id"],
-        now_ms,
-        CARD_EXPIRE_BATCH,
-    )
+    ids = sorted(set(merchant_account_ids))
+    if not ids or not tx.row_lock:
+        return  # one writer at a time (SQLite): there is no order to keep
+    marks = ", ".join("?" for _ in ids)
+    tx.all(f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{tx.row_lock}", *ids)  # noqa: S608  placeholders and lock suffix only
+
+
+def release_due_for_cards(
+    tx: Transaction, card_ids: Iterable[str], *, merchant_account_id: str, now_ms: int
+) -> int:
+    """Release the due holds (``holds.due_for_card``) of these locked cards; return the
+    amount they held.
+
+    The merchants of those holds and ``merchant_account_id``, the decision's own, which it
+    changes next, are locked first, together (``lock_merchants``). Due holds beyond a
+    card's batch keep counting against it until the sweep or a later decision releases
+    them: a decision may decline that could have approved, never the reverse.
+    """
+    due = [hold for card_id in sorted(set(card_ids)) for hold in due_for_card(tx, card_id, now_ms)]
+    if not due:
+        return 0  # the usual case: the decision changes its own merchant only
+    lock_merchants(tx, [merchant_account_id, *(str(h["merchant_account_id"]) for h in due)])
     return sum(release(tx, hold, now_ms) for hold in due)
 
 
-def pending_after_release(tx: Transaction, card: Row, now_ms: int) -> int:
+def pending_after_release(
+    tx: Transaction, card: Row, *, merchant_account_id: str, now_ms: int
+) -> int:
     """What the locked card's holds hold once its due holds are released (``card`` is the
-    row as locked, before the release)."""
-    return int(card["debits_pending"]) - release_due_for_card(tx, card, now_ms)
+    row as locked, before the release; ``merchant_account_id`` the decision's merchant)."""
+    released = release_due_for_cards(
+        tx, [str(card["id"])], merchant_account_id=merchant_account_id, now_ms=now_ms
+    )
+    return int(card["debits_pending"]) - released
 
 
 def expire_holds(tx: Transaction, *, now_ms: int, limit: int) -> int:
     """Release up to ``limit`` holds past their expiry; return how many were released."""
     due = tx.all(
-        "SELECT id, card_account_id FROM holds WHERE status = 'pending' AND expires_at_ms <= ?"
-        " ORDER BY expires_at_ms, id LIMIT ?",
+        "SELECT id, card_account_id, merchant_account_id FROM holds"
+        " WHERE status = 'pending' AND expires_at_ms <= ? ORDER BY expires_at_ms, id LIMIT ?",
         now_ms,
         limit,
     )
     released = 0
-    # Every card first, in id order, then the holds, then (through the postings) the
-    # merchants: the locking order ``store`` documents.
+    # Every card first, in id order, then every merchant, in id order, then the holds:
+    # the locking order ``store`` documents. A hold's card and merchant never change, so
+    # the unlocked read names them rightly; a hold released meanwhile is skipped below.
     for card_id in sorted({str(r["card_account_id"]) for r in due}):
         accounts.lock_card(tx, card_id)
+    lock_merchants(tx, (str(r["merchant_account_id"]) for r in due))
     for ref in sorted(due, key=lambda r: (str(r["card_account_id"]), str(r["id"]))):
         hold = lock_hold(tx, str(ref["id"]))
         if hold is None or hold["status"] != "pending" or int(hold["expires_at_ms"]) > now_ms:

@@ -11,8 +11,15 @@ A hold keeps the figures every later operation checks against:
 
 Invariants (also CHECK constraints): captured <= amount, and what is refunded net never
 exceeds what is captured net. Status is ``pending`` while something is held, ``closed``
-once fully captured or released, ``expired`` once the expiry released the rest. A hold
-past its ``expires_at_ms`` counts as expired at once, before the sweep posts its release.
+once fully captured or released, ``expired`` once the expiry released the rest.
+
+A hold past its ``expires_at_ms`` (due) is expired at once as a hold: a capture or
+reversal of it declines HOLD_EXPIRED and posts its release, and a read shows it
+``expired``. Against its card's credit it counts until its release is posted: a decision
+on the card first releases the card's due holds, at most ``CARD_EXPIRE_BATCH`` of them,
+and a read of the card counts as released exactly those (``due_for_card``), so the
+available credit a read shows is the credit a decision at that moment counts. Due holds
+beyond the batch wait for the sweep (``sweeper``) or the card's next decisions.
 
 What the authorization stands at (``still_authorized``) is what was captured plus what is
 still held: ``amount`` while the hold lives, only the captured part once it has expired.
@@ -24,6 +31,21 @@ from dataclasses import dataclass
 
 from gateway.ledger.errors import UnknownHold
 from gateway.ledger.store import Row, Transaction
+
+# Due holds one decision releases for its card (``expiry``). A card whose holds fell due
+# since the sweep last ran has a few; the bound keeps a card with a backlog (the sweep
+# stopped for a while) from holding its lock and the writer through thousands of
+# postings in one authorization. The rest keep counting against the card, in decisions
+# and reads alike, until the sweep or later decisions release them: a card with a
+# backlog may be declined what it could have had, never granted more than it has.
+CARD_EXPIRE_BATCH = 50
+
+# A card's due holds in the order decisions release them, the longest due first, at most
+# ``CARD_EXPIRE_BATCH`` (the ``?`` after LIMIT): one range of the ``holds_by_card`` index.
+_DUE_FOR_CARD = (
+    "SELECT {columns} FROM holds WHERE card_account_id = ? AND status = 'pending'"
+    " AND expires_at_ms <= ? ORDER BY expires_at_ms, id LIMIT ?"
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,30 @@ def hold_from_row(row: Row, now_ms: int) -> Hold:
         expires_at_ms=int(row["expires_at_ms"]),
         created_at_ms=int(row["created_at_ms"]),
     )
+
+
+def due_for_card(tx: Transaction, card_id: str, now_ms: int) -> list[Row]:
+    """The due holds a decision at ``now_ms`` releases before it counts the card's credit,
+    locked (call it holding the card's lock, ``store``)."""
+    return tx.all(
+        _DUE_FOR_CARD.format(columns="*") + tx.row_lock,
+        card_id,
+        now_ms,
+        CARD_EXPIRE_BATCH,
+    )
+
+
+def releasable_for_card(tx: Transaction, card_id: str, now_ms: int) -> int:
+    """What ``due_for_card``'s holds hold: what a decision at ``now_ms`` would release
+    before counting the card's credit (a read)."""
+    row = tx.one(
+        "SELECT COALESCE(SUM(pending), 0) AS due FROM"  # noqa: S608  fixed text, bound values
+        f" ({_DUE_FOR_CARD.format(columns='pending')}) AS due_holds",
+        card_id,
+        now_ms,
+        CARD_EXPIRE_BATCH,
+    )
+    return 0 if row is None else int(row["due"])
 
 
 def lock_hold(tx: Transaction, hold_id: str) -> Row | None:

@@ -20,8 +20,10 @@ Locks are taken in the order ``store`` documents: every card the request touches
 
 A hold past its expiry is released by the decision that finds it so (``expiry``): a
 capture declines HOLD_EXPIRED and posts the release, so no later capture, whatever its
-clock, spends credit an authorization may already have been given; a credit reversal
-releases its card's due holds before it counts the card's available credit.
+clock, spends credit an authorization may already have been given. A credit reversal
+counts its cards' available credit, so it first releases their due holds: once the cards
+are locked, before any item, with the merchants of those holds locked together with its
+own (they are changed too, and merchants are locked in id order).
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ class ReversalItem:
     amount: int | None = None
 
 
-def _lock_cards(tx: Transaction, merchant_account_id: str, hold_ids: Sequence[str]) -> None:
-    """Lock every card the request touches, in id order, before any hold or merchant."""
+def _lock_cards(tx: Transaction, merchant_account_id: str, hold_ids: Sequence[str]) -> list[str]:
+    """Lock every card the request touches, in id order, before any hold or merchant;
+    return their ids."""
     marks = ", ".join("?" for _ in hold_ids)
     rows = tx.all(
         f"SELECT DISTINCT card_account_id FROM holds WHERE id IN ({marks})"  # noqa: S608
@@ -86,8 +89,10 @@ def _lock_cards(tx: Transaction, merchant_account_id: str, hold_ids: Sequence[st
         *hold_ids,
         merchant_account_id,
     )
-    for card_id in sorted(str(r["card_account_id"]) for r in rows):
+    card_ids = sorted(str(r["card_account_id"]) for r in rows)
+    for card_id in card_ids:
         accounts.lock_card(tx, card_id)
+    return card_ids
 
 
 def _own_hold(tx: Transaction, merchant: Row, hold_id: str) -> Row | None:
@@ -199,11 +204,17 @@ def _each_item(
     merchant_id: str,
     items: Sequence[ItemT],
     post_one: Callable[[Row, ItemT], Posted | Declined],
+    release_due_at_ms: int | None = None,
 ) -> PostingOutcome:
     """Lock in the documented order (cards, then the merchant, then each item's hold),
-    then post each item."""
+    then post each item. With ``release_due_at_ms``, release the cards' due holds as of
+    that moment first (``expiry``), which locks their merchants with this one."""
     merchant = accounts.merchant_row(tx, merchant_id)
-    _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
+    card_ids = _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
+    if release_due_at_ms is not None:
+        expiry.release_due_for_cards(
+            tx, card_ids, merchant_account_id=str(merchant["id"]), now_ms=release_due_at_ms
+        )
     merchant = accounts.merchant_row(tx, merchant_id, lock=True)
     return PostingOutcome(tuple(post_one(merchant, item) for item in items))
 
@@ -341,7 +352,11 @@ def reverse_credit(
 ) -> PostingOutcome:
     """Undo each named credit in full, if the card can absorb it."""
     return _each_item(
-        tx, merchant_id, items, lambda m, item: _reverse_credit_one(tx, m, item, rrpid, now_ms)
+        tx,
+        merchant_id,
+        items,
+        lambda m, item: _reverse_credit_one(tx, m, item, rrpid, now_ms),
+        release_due_at_ms=now_ms,
     )
 
 
@@ -355,10 +370,10 @@ def _reverse_credit_one(
     if isinstance(original, Decline):
         return Declined(original)
     amount = int(original["amount"])
+    # Locked already, its due holds released (``reverse_credit``): read as it stands now.
     card = accounts.lock_card(tx, str(hold["card_account_id"]))
     assert card is not None  # a hold's card account is never deleted
-    pending = expiry.pending_after_release(tx, card, now_ms)
-    if amount > accounts.available_credit(card, pending):
+    if amount > accounts.available_credit(card, int(card["debits_pending"])):
         return Declined(Decline.INSUFFICIENT_FUNDS)
     result = _post(
         tx,

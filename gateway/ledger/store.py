@@ -17,16 +17,24 @@ dialect difference the rules see is ``Transaction.row_lock``: a row lock clause 
 database has concurrent writers (PostgreSQL), empty where one writer owns the database at a
 time (SQLite, serialized by its write lock).
 
-Locking order (PostgreSQL; SQLite has a single writer): a transaction that changes a card
-account or its holds first locks the card's ``accounts`` row, cards in id order when it
-touches several. A hold row is locked only under its card's lock, so no two transactions
-wait on each other for holds, and holds and merchants come after the cards in the order
-each rule needs: settlement locks the merchant's ``accounts`` row, then each item's hold;
-authorization and expiry lock holds, then reach the merchants through their postings.
+Locking order (PostgreSQL; SQLite has a single writer): cards, then merchants, each in
+id order, so that no two transactions wait for each other in a cycle.
+
+- A transaction that changes a card account or its holds first locks the card's
+  ``accounts`` row, cards in id order when it touches several.
+- A hold row is locked only under its card's lock, so no transaction waits for a hold
+  (it waited for the card), and holds may be locked anywhere after their card.
+- Merchants come after every card. A transaction that changes several merchants'
+  balances (one that releases due holds of other merchants than its own: ``expiry``)
+  locks all their ``accounts`` rows before it changes the first, in one ``SELECT ...
+  ORDER BY id`` with the row lock (``expiry.lock_merchants``). One that changes a single
+  merchant may lock it at its first change (settlement locks it before its holds, an
+  authorization reaches it through its posting), since it waits for no other merchant
+  while holding it. A merchant's batches change only under its lock.
+
 Merchant balances change only through atomic ``UPDATE ... SET x = x + ?`` statements. A
-transaction that releases expired holds (``expiry``) may update several merchants' rows
-in no set order: two such on different cards can deadlock, which the PostgreSQL store
-detects and retries; the sweep keeps it rare, since it leaves decisions little to release.
+deadlock here is a rule out of this order: the PostgreSQL store retries it, but only
+after the server's ``deadlock_timeout`` (1 s by default) has passed.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,9 +89,16 @@ class PgCluster:
     def data(self) -> Path:
         return self.root / "data"
 
-    def conninfo(self, dbname: str, schema: str | None = None) -> str:
+    def conninfo(
+        self, dbname: str, schema: str | None = None, settings: Mapping[str, str] | None = None
+    ) -> str:
+        """A libpq connection string; ``settings`` are server settings for its sessions."""
         info = f"host={self.root} port={self.port} user=ledger dbname={dbname}"
-        return info if schema is None else f"{info} options='-c search_path={schema}'"
+        options = {} if schema is None else {"search_path": schema}
+        options.update(settings or {})
+        if not options:
+            return info
+        return info + " options='" + " ".join(f"-c {k}={v}" for k, v in options.items()) + "'"
 
     def pg_ctl(self, *args: str) -> None:
         subprocess.run(
@@ -101,8 +108,9 @@ class PgCluster:
             timeout=PG_CTL_TIMEOUT_SECONDS,
         )
 
-    def new_schema(self) -> str:
-        """A conninfo whose tables land in a fresh, empty schema of the test database.
+    def new_schema(self, settings: Mapping[str, str] | None = None) -> str:
+        """A conninfo whose tables land in a fresh, empty schema of the test database
+        (its sessions with ``settings``, server settings the superuser may set).
 
         A schema per test is as isolated as a database per test, and ten times cheaper
         (CREATE DATABASE with fsync on costs ~0.3 s here).
@@ -110,7 +118,7 @@ class PgCluster:
         name = f"ledger_test_{next(self._names)}"
         with psycopg.connect(self.conninfo(TEST_DATABASE), autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"'.encode())
-        return self.conninfo(TEST_DATABASE, name)
+        return self.conninfo(TEST_DATABASE, name, settings)
 
 
 # Test card numbers (the card brands' published test numbers, ``tests.cards``).

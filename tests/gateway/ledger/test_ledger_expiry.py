@@ -22,7 +22,7 @@ from gateway.ledger import (
     PostingOutcome,
     ReversalDeclined,
     ReversalItem,
-    expiry,
+    holds,
 )
 from tests.gateway.ledger.ledger_support import (
     EUR,
@@ -159,7 +159,7 @@ def test_an_authorization_posts_the_release_of_its_cards_due_holds_only(
 def test_an_authorization_releases_a_bounded_batch_and_counts_the_rest(
     ledger: Ledger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(expiry, "CARD_EXPIRE_BATCH", 2)
+    monkeypatch.setattr(holds, "CARD_EXPIRE_BATCH", 2)
     ledger.open_merchant_account(MERCHANT, EUR)
     ledger.open_card_account(PAN_C, EXPIRY, 1000, EUR)
     bank = Bank(ledger)
@@ -173,6 +173,34 @@ def test_an_authorization_releases_a_bounded_batch_and_counts_the_rest(
     assert ledger.merchant_account(MERCHANT).pending == 500
     approved(bank.authorize(PAN_C, 600))  # this one releases the other two first
     assert ledger.merchant_account(MERCHANT).pending == 600
+
+
+def test_a_card_read_shows_the_credit_a_decision_counts_beyond_the_batch(
+    ledger: Ledger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more due holds than a decision releases, a read counts the rest as held too:
+    the credit it shows available is the credit an authorization is granted."""
+    monkeypatch.setattr(holds, "CARD_EXPIRE_BATCH", 2)
+    ledger.open_merchant_account(MERCHANT, EUR)
+    bank = Bank(ledger)
+    start = clock.now_ms
+    twins = (PAN_B, PAN_C)  # two cards alike: one to refuse a unit more, one to grant it
+    for pan in twins:
+        ledger.open_card_account(pan, EXPIRY, 1000, EUR)
+        for _ in range(5):
+            approved(bank.authorize(pan, 200, expires_at_ms=start + LIFETIME_MS))
+    clock.now_ms = start + LIFETIME_MS
+    for pan in twins:
+        card = ledger.find_card_account(pan)
+        assert (card.pending, card.available) == (600, 400)
+        assert ledger.card_account(card.account_id).available == 400
+    assert bank.authorize(PAN_B, 401) == Declined(Decline.INSUFFICIENT_FUNDS)
+    approved(bank.authorize(PAN_C, 400))
+    # Each released two; a read counts the next two as a decision would release them.
+    assert ledger.find_card_account(PAN_B).available == 800
+    assert ledger.find_card_account(PAN_C).available == 400
+    assert bank.authorize(PAN_B, 801) == Declined(Decline.INSUFFICIENT_FUNDS)
+    approved(bank.authorize(PAN_C, 400))
 
 
 def test_a_reversal_of_a_live_hold_is_untouched_by_expiry(bank: Bank, clock: FakeClock) -> None:
