@@ -1,20 +1,24 @@
 """Which bank process sweeps expired holds, and the count it reports.
 
 The sweeper itself (batches, concurrency, idle rounds) is ``ledger/test_ledger_sweeper``'s.
-Here: ``start_bank(sweep_holds=True)`` runs one, a bank started without it runs none
-(worker 0 passes True, every other worker False: ``gateway.worker``), it stops with the
-bank, and the batches it reports reach ``setpay_ledger_holds_expired_total``.
+Here: ``start_bank(sweep_holds=True)`` runs one, a bank started without it runs none,
+worker 0 starts its bank with it and every other worker without (``gateway.worker``), it
+stops with the bank, and the batches it reports reach ``setpay_ledger_holds_expired_total``.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway import metrics, process
+from gateway import metrics, process, worker
+from gateway.config import BankConfig
 from gateway.ledger.sweeper import HoldSweeper
 
 from .actors import World
@@ -77,3 +81,57 @@ def test_the_bank_hands_the_sweeper_the_counting_observer(
     )
     running.stop(None)
     assert observers == [metrics.holds_expired]
+
+
+class _StoppedAlready:
+    """``StopSignals`` for a worker told to stop as soon as it serves."""
+
+    def __init__(self, signals: Collection[int]) -> None:
+        pass
+
+    def wait(self, seconds: float) -> bool:
+        return True
+
+
+class _ServingBank:
+    """What ``start_bank`` returns, as far as ``run_worker`` uses it."""
+
+    port, ca_port = 1, 2
+
+    def drain(self, grace_seconds: float) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_worker_0_and_no_other_starts_its_bank_with_the_sweeper(
+    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run_worker`` as the supervisor's fork calls it, its bank a stand-in."""
+    sweeps: list[object] = []
+
+    def start_bank(config: BankConfig, **options: object) -> _ServingBank:
+        sweeps.append(options["sweep_holds"])
+        return _ServingBank()
+
+    monkeypatch.setattr(worker, "start_bank", start_bank)
+    monkeypatch.setattr(worker, "StopSignals", _StoppedAlready)
+    plan = worker.WorkerPlan(
+        config=BankConfig(base_dir=tmp_path, scheduling="normal"),  # leave pytest's policy
+        listen="127.0.0.1:0",
+        ca_listen="127.0.0.1:0",
+        metrics=False,
+        supervisor_pid=os.getppid(),
+    )
+    ready, ready_fd = os.pipe()
+    sigchld = signal.getsignal(signal.SIGCHLD)
+    try:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the mask as it is
+        assert worker.run_worker(plan, index, ready_fd, mask) == 0
+    finally:
+        signal.signal(signal.SIGCHLD, sigchld)
+    with os.fdopen(ready) as pipe:
+        assert pipe.read() == "1 2\n"
+    assert sweeps == [index == 0]
