@@ -3,7 +3,9 @@
 ``open-account`` prints only the masked PAN; the full card data goes only to the file
 the operator names with ``--card-out`` (created with mode 0600), for handing to the
 cardholder's wallet. That file is created, exclusively, before the account is opened: an
-account is never opened whose card data has nowhere to go.
+account is never opened whose card data has nowhere to go. A ``--currency`` no account is
+kept in, or a ``--bin`` that is not six digits, is a usage error (exit 2), refused before
+the ledger is opened.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from cli.currency import currency_code
 from gateway.bank_pki import ProvisioningError
 from gateway.config import CONFIG_FILE, load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger, LedgerError
-from setcore.pan import PAN, random_pan
+from setcore.pan import PAN, is_bin, random_pan
 
 # The bank's own issuer BIN when none is given: a BIN in the 4xxxxx range, like a test card.
 DEFAULT_BIN = "411111"
@@ -33,6 +36,20 @@ class BankCommandError(Exception):
     """A bank command cannot run as given (its message names the option or file)."""
 
 
+def _bin(text: str) -> str:
+    """``--bin``'s value: the six digits a generated card number starts with, or argparse's
+    usage error (random_pan would pad a shorter one with random digits, giving the card a
+    BIN nobody chose)."""
+    if not is_bin(text):
+        # The value is not repeated: a card number given by mistake would be shown.
+        raise argparse.ArgumentTypeError(
+            f"a BIN is six digits 0-9 (given: {len(text)} characters), the first six of "
+            f"the {PAN_DIGITS}-digit card number, whose other digits are random and a Luhn "
+            "check digit"
+        )
+    return text
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the subcommand."""
     p = sub.add_parser("bank", help="issuer account operations")
@@ -40,9 +57,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ops = p.add_subparsers(dest="bank_command", required=True)
     o = ops.add_parser("open-account", help="open a card account (prints the masked PAN)")
     o.add_argument("--limit", type=int, required=True, help="credit limit in minor units")
-    o.add_argument("--currency", type=int, default=978, help="ISO 4217 numeric (default EUR)")
+    o.add_argument(
+        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
+    )
     o.add_argument("--expiry", required=True, help="card expiry YYYYMM")
-    o.add_argument("--bin", default=DEFAULT_BIN, help="issuer BIN for a generated PAN")
+    o.add_argument(
+        "--bin", type=_bin, default=DEFAULT_BIN,
+        help=f"issuer BIN for a generated PAN: six digits (default {DEFAULT_BIN})",
+    )  # fmt: skip
     o.add_argument("--pan-file", type=Path, help="read the PAN from this file instead")
     o.add_argument("--card-out", type=Path, required=True, help="write the card data here")
     for name, text in (
@@ -55,7 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         q.add_argument("--account", required=True, help="card account id")
     m = ops.add_parser("open-merchant", help="open a merchant settlement account")
     m.add_argument("--merchant-id", required=True)
-    m.add_argument("--currency", type=int, default=978)
+    m.add_argument(
+        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
+    )
 
 
 def _read_pan(path: Path) -> PAN:

@@ -1,7 +1,10 @@
 """The ``setpay`` command: one front door with subcommands.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
-``run(args) -> int``; this module only wires them and sets up logging.
+``run(args) -> int``; this module only wires them and sets up logging. It imports only
+the module of the subcommand the command line names: one whose code (or a library under
+it) fails to import breaks that subcommand alone, not ``setpay wallet`` beside it, and
+``setpay --help`` lists every subcommand from the table below without importing any.
 """
 
 from __future__ import annotations
@@ -10,47 +13,60 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-# Subcommand -> module, in the order ``setpay --help`` lists them.
-SUBCOMMANDS: dict[str, str] = {
-    "init": "cli.init",
-    "bank": "cli.bank",
-    "ca": "cli.ca",
-    "gateway": "cli.gateway",
-    "merchant": "cli.merchant",
-    "wallet": "cli.wallet",
-    "demo": "cli.demo",
-    "bench": "cli.bench",
-    "health": "cli.health",
-    "keys": "cli.keys",
+# Subcommand -> (module, its line in ``setpay --help``), in the order the help lists them.
+# Each line repeats the one the module's add_parser gives (a test holds them equal), so
+# that the listing imports no module.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("cli.init", "create a new bank directory"),
+    "bank": ("cli.bank", "issuer account operations"),
+    "ca": ("cli.ca", "certificate authority operations"),
+    "gateway": ("cli.gateway", "run the bank's gRPC services"),
+    "merchant": ("cli.merchant", "the merchant: register, serve wallets, settle orders"),
+    "wallet": ("cli.wallet", "the cardholder's wallet: register, purchase, inquire"),
+    "demo": ("cli.demo", "run the whole SET story on this machine"),
+    "bench": ("cli.bench", "load-test the authorization path"),
+    "health": ("cli.health", "check a setpay server's health (exit 0 when SERVING)"),
+    "keys": ("cli.keys", "manage keys in a key backend"),
 }
+# What ``--log-level`` takes, in any case: the names of logging's levels.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, every subcommand registered."""
+def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: the subcommands in ``wired`` (every one by default) with their
+    own options, their modules imported; the others by name and help line only."""
     parser = argparse.ArgumentParser(
         prog="setpay", description="SET (Secure Electronic Transaction) over gRPC."
     )
     parser.add_argument(
-        "--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default) or ERROR"
-    )
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default="WARNING",
+        help="DEBUG, INFO, WARNING (default), ERROR or CRITICAL, in any case",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in SUBCOMMANDS.values():
-        module = importlib.import_module(module_name)
-        module.add_parser(sub)
+    for name, (module_name, help_line) in SUBCOMMANDS.items():
+        if wired is None or name in wired:
+            importlib.import_module(module_name).add_parser(sub)
+        else:
+            # Stands in for the subcommand: listed by --help, and found by a first parse
+            # that leaves the subcommand's own arguments (and -h) unread.
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the setpay command line; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    # The first parse imports nothing: it finds the subcommand, or itself answers
+    # ``setpay --help`` and a wrong top-level option or subcommand (exit 2).
+    named, _ = build_parser(wired=()).parse_known_args(words)
+    args = build_parser(wired=(named.command,)).parse_args(words)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    module = importlib.import_module(SUBCOMMANDS[args.command])
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
     code: int = module.run(args)
     return code
 

@@ -14,7 +14,11 @@
 
 ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a capture's or
 refund's id as the capture and refund commands print it. Output shows ids shortened and
-never a card number: the merchant never has one. A command the gateway refuses (a capture
+never a card number: the merchant never has one. ``register --root`` pins the brand root on
+first use, written whole or not at all; a later ``--root`` naming another root is refused,
+both roots named by SHA-256 fingerprint. A command line incomplete or malformed (no
+``--root`` before a root is pinned, a ``--form`` without ``=``, a ``--currency`` no account
+is kept in) exits 2, as argparse's own errors do. A command the gateway refuses (a capture
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
 (run it again later); a settlement command or a batch open, close or purge whose outcome is
 unknown (no answer, one that did not verify, or the merchant's own keys or database
@@ -34,9 +38,9 @@ owner may read (as the passphrase files): ``--account`` puts it on the command l
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -45,9 +49,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from cli.currency import currency_code
+from cli.fingerprint import colon_hex
 from clients.authority import AuthorityClient
 from clients.errors import ClientError, OutcomeUnknown
-from clients.identity import read_root
+from clients.identity import read_root, write_certificates
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
 from clients.merchant.gateway_client import pinned_since
@@ -68,6 +74,8 @@ from setcore.profiles import PROFILES, profile_named
 from setpay.v1 import authorization_pb2, gateway_admin_pb2
 
 DIR_ENV = "SETPAY_MERCHANT_DIR"
+# A command line incomplete or malformed: argparse's own status for its errors.
+EXIT_USAGE = 2
 # LID-M printed for a new order: short enough to type, random enough never to repeat.
 LID_M_BYTES = 8
 _BATCH_OPERATIONS = {
@@ -84,12 +92,16 @@ _BATCH_HELP = {
 }
 
 
+class UsageError(ClientError):
+    """The command line is incomplete or malformed (exit 2, as argparse's own errors)."""
+
+
 def _form(values: list[str]) -> dict[str, str]:
     form = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep:
-            raise ClientError(f"--form takes NAME=VALUE, not {item!r}")
+            raise UsageError(f"--form takes NAME=VALUE, not {item!r}")
         form[name] = value
     return form
 
@@ -135,7 +147,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     n = o_ops.add_parser("new", help="create an order and print its SET Initiation")
     n.add_argument("--description", required=True)
     n.add_argument("--amount", type=int, required=True, help="minor units (cents)")
-    n.add_argument("--currency", type=int, default=978, help="ISO 4217 numeric (default EUR)")
+    n.add_argument(
+        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
+    )
     n.add_argument(
         "--exp10", type=int, help="decimal exponent of the minor unit (default: the currency's)"
     )
@@ -197,20 +211,42 @@ def _account(args: argparse.Namespace) -> str | None:
         raise ClientError(f"--account-file: {exc}") from None
 
 
+def _fingerprint(der: bytes) -> str:
+    return f"SHA-256 {colon_hex(hashlib.sha256(der).digest())}"
+
+
+def _pin_root(config: MerchantConfig, root: Path | None) -> None:
+    """Pin ``--root`` on first use (written whole or not at all); later, refuse a
+    ``--root`` that is not the pinned root rather than go on trusting another.
+
+    The wallet's ``_pin_root`` does the same with its own words; sharing it would take
+    either an error class outside ``clients.errors``' tree or the command line's
+    fingerprint format below the command line.
+    """
+    if config.root.exists():
+        if root is not None:
+            pinned, given = read_root(config.root), read_root(root)
+            if pinned != given:
+                raise ClientError(
+                    f"--root {root} ({_fingerprint(given)}) is not the brand root pinned at "
+                    f"{config.root} ({_fingerprint(pinned)}): the merchant trusts only the "
+                    "pinned root"
+                )
+        return
+    if root is None:
+        raise UsageError(f"no pinned brand root at {config.root}: give --root")
+    write_certificates(config.root, [read_root(root)])
+
+
 def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
-    # Read first: a wrong account file costs no root pinned and no keys made.
+    # Read first: a wrong account file or form costs no root pinned and no keys made.
     account = _account(args)
-    if not config.root.exists():
-        if args.root is None:
-            print(f"setpay merchant: no pinned root at {config.root}: give --root", file=sys.stderr)
-            return 2
-        read_root(args.root)  # exactly one certificate
-        config.root.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.root, config.root)
+    form = _form(args.form)
+    _pin_root(config, args.root)
     done = _with_registrar(
         config,
         lambda registrar: registrar.register(
-            profile_named(args.profile), form=_form(args.form), account=account
+            profile_named(args.profile), form=form, account=account
         ),
     )
     if not done.complete:
@@ -389,8 +425,7 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
             operation = settlement.reverse_capture(_operation_id(merchant.store, args.capture))
         else:
             if not args.order:
-                print("setpay merchant: ORDER is required", file=sys.stderr)
-                return 2
+                raise UsageError("ORDER is required")
             xid = merchant.store.find_order(args.order).xid
             if command == "capture":
                 operation = settlement.capture(xid, args.amount)
@@ -427,6 +462,9 @@ def run(args: argparse.Namespace) -> int:
         if command == "orders":
             return _orders(config, args)
         return _settle(config, args)
+    except UsageError as exc:
+        print(f"setpay merchant: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OutcomeUnknown as exc:
         print(f"setpay merchant: {exc}", file=sys.stderr)
         return 4

@@ -36,6 +36,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cli.currency import currency_code
 from cli.fingerprint import colon_hex
 from clients.errors import ClientError
 from clients.identity import read_root, write_certificates
@@ -115,7 +116,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b.add_argument("--lid-m", help="the merchant's order id (hex)")
     b.add_argument("--description", help="the order description agreed with the merchant")
     b.add_argument("--amount", type=int, help="minor units (cents)")
-    b.add_argument("--currency", type=int, default=978)
+    b.add_argument(
+        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
+    )
     b.add_argument("--exp10", type=int, help="default: the currency's minor unit")
     b.add_argument("--merchant", help="merchant HOST:PORT (default: wallet.toml)")
 

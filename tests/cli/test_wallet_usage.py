@@ -143,3 +143,17 @@ def test_the_pin_holds_the_root_read(
         status, _, err = run_cli(argv, capsys)
         assert status == 1 and "SETPAY_WALLET_PASSPHRASE" in err
         assert read_root(load(directory).root) == der
+
+
+@pytest.mark.parametrize("currency", ["0", "1000", "999", "959"])
+def test_a_purchase_in_no_currency_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str
+) -> None:
+    """It was refused later, as a failure (exit 1) rather than a mistyped option."""
+    argv = ["wallet", "--dir", str(_wallet(tmp_path)), "purchase", "--lid-m", "ab",
+            "--description", "a lamp", "--amount", "3300", "--currency", currency]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(argv, capsys)
+    assert stopped.value.code == USAGE
+    err = capsys.readouterr().err
+    assert "argument --currency: not an ISO 4217 numeric currency code with a minor unit" in err

@@ -27,8 +27,7 @@ from tests.clients.cli_support import run_cli
 # period is 5 s); these bound a hang, they are not performance assertions.
 START_SECONDS = 60
 STOP_SECONDS = 30
-# Runs ``setpay merchant`` in a process of its own (cli.main wires every subcommand,
-# some of which other parts of the team are still writing).
+# Runs ``setpay merchant`` in a process of its own, through the subcommand's module alone.
 RUNNER = (
     "import argparse, sys, cli.merchant as m; p = argparse.ArgumentParser(); "
     "m.add_parser(p.add_subparsers(dest='command')); sys.exit(m.run(p.parse_args()))"

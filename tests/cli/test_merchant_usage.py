@@ -1,0 +1,148 @@
+"""``setpay merchant``: usage errors exit 2 (as the wallet's and argparse's do), and the
+brand root is pinned once, whole, and never silently replaced, as the wallet's is."""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli.fingerprint import colon_hex
+from clients.identity import read_root, write_certificates
+from clients.merchant.config import load, write_config
+from clients.peers import PeerConfig
+from hsm.uri import PASSPHRASE_ENV
+from tests.clients.cli_support import run_cli
+from tests.clients.wallet.self_signed import self_signed
+
+USAGE = 2
+# A file-size limit below any certificate: the pin's write fails part way.
+FILE_SIZE_LIMIT_BYTES = 64
+# Bounds the child; it fails in well under a second.
+CHILD_TIMEOUT_SECONDS = 60
+
+
+def _merchant(tmp_path: Path) -> Path:
+    """A configured merchant directory; its CA and gateway are never called by these tests."""
+    directory = tmp_path / "shop"
+    peer = PeerConfig("127.0.0.1:9", directory / "tls/root.pem")
+    write_config(directory, merchant_id="m-usage", name="Shop", gateway=peer, ca=peer)
+    return directory
+
+
+def _root(tmp_path: Path, name: str) -> tuple[Path, bytes]:
+    der = self_signed(name)
+    path = tmp_path / f"{name}.der"
+    path.write_bytes(der)
+    return path, der
+
+
+def _sha256(der: bytes) -> str:
+    return colon_hex(hashlib.sha256(der).digest())
+
+
+def _register(directory: Path, *extra: str) -> list[str]:
+    return ["merchant", "--dir", str(directory), "register", *extra]
+
+
+def test_a_first_register_without_root_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = _merchant(tmp_path)
+    status, out, err = run_cli(_register(directory), capsys)
+    assert (status, out) == (USAGE, "")
+    assert err == f"setpay merchant: no pinned brand root at {load(directory).root}: give --root\n"
+
+
+@pytest.mark.parametrize("given", ["foo", "name"])
+def test_a_form_field_without_a_value_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """Refused before the root is pinned, keys are made or anything is asked of the CA."""
+    directory = _merchant(tmp_path)
+    root, _ = _root(tmp_path, "brand")
+    argv = _register(directory, "--root", str(root), "--form", "a=1", "--form", given)
+    status, out, err = run_cli(argv, capsys)
+    assert (status, out) == (USAGE, "")
+    assert err == f"setpay merchant: --form takes NAME=VALUE, not {given!r}\n"
+    assert not load(directory).root.exists()
+    assert not (directory / "keys").exists()
+
+
+def test_another_root_than_the_pinned_one_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to be ignored: the merchant went on trusting the pinned root, unsaid."""
+    directory = _merchant(tmp_path)
+    pinned = self_signed("the brand")
+    write_certificates(load(directory).root, [pinned])
+    before = load(directory).root.read_bytes()
+    other, other_der = _root(tmp_path, "another")
+    status, out, err = run_cli(_register(directory, "--root", str(other)), capsys)
+    assert (status, out) == (1, "")
+    assert f"--root {other} (SHA-256 {_sha256(other_der)})" in err
+    assert f"pinned at {load(directory).root} (SHA-256 {_sha256(pinned)})" in err
+    assert err.endswith("the merchant trusts only the pinned root\n")
+    assert load(directory).root.read_bytes() == before
+    assert not (directory / "keys").exists()
+
+
+def test_the_pin_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A write that fails part way (here a file-size limit; a full disk alike) leaves no
+    pinned root, rather than a truncated one every later command would trip over."""
+    directory = _merchant(tmp_path)
+    root, _ = _root(tmp_path, "brand")
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT_BYTES, FILE_SIZE_LIMIT_BYTES))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *_register(directory, "--root", str(root))],
+        check=False, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS,
+        cwd=Path(__file__).resolve().parents[2], preexec_fn=small_files,
+    )  # fmt: skip
+    assert done.returncode == 1 and "File too large" in done.stderr
+    pin = load(directory).root
+    assert not pin.exists()
+    left = [p.name for p in pin.parent.iterdir()] if pin.parent.exists() else []
+    assert left == []
+
+
+def test_the_pin_holds_the_root_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DER given, the pin is the same certificate as PEM (the file's name says PEM); the
+    same root again is fine."""
+    directory = _merchant(tmp_path)
+    root, der = _root(tmp_path, "brand")
+    # No keystore passphrase: the command stops after pinning, before any key work or call.
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    for _ in range(2):
+        status, _, err = run_cli(_register(directory, "--root", str(root)), capsys)
+        assert status == 1 and PASSPHRASE_ENV in err
+        pin = load(directory).root
+        assert pin.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+        assert read_root(pin) == der
+
+
+@pytest.mark.parametrize("currency", ["0", "1000", "999", "959", "-1", "EUR"])
+def test_an_order_in_no_currency_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str
+) -> None:
+    """Refused before the merchant's database is opened (it was refused after, exit 1): no
+    offer a wallet could not pay."""
+    directory = _merchant(tmp_path)
+    argv = ["merchant", "--dir", str(directory), "orders", "new", "--description", "a lamp",
+            "--amount", "3300", "--currency", currency]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(argv, capsys)
+    assert stopped.value.code == USAGE
+    err = capsys.readouterr().err
+    assert "argument --currency: not an ISO 4217 numeric currency code with a minor unit" in err
+    assert not (directory / "merchant.db").exists()
