@@ -38,7 +38,6 @@ owner may read (as the passphrase files): ``--account`` puts it on the command l
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -50,10 +49,10 @@ from pathlib import Path
 from types import FrameType
 
 from cli.currency import currency_code
-from cli.fingerprint import colon_hex
+from cli.party_options import UsageError, parse_form, pin_root
 from clients.authority import AuthorityClient
 from clients.errors import ClientError, OutcomeUnknown
-from clients.identity import read_root, write_certificates
+from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
 from clients.merchant.gateway_client import pinned_since
@@ -90,20 +89,6 @@ _BATCH_HELP = {
     "purge": "retire the detail of a closed batch",
     "query": "show a batch's totals (and, with --details, its transactions)",
 }
-
-
-class UsageError(ClientError):
-    """The command line is incomplete or malformed (exit 2, as argparse's own errors)."""
-
-
-def _form(values: list[str]) -> dict[str, str]:
-    form = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--form takes NAME=VALUE, not {item!r}")
-        form[name] = value
-    return form
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -211,38 +196,11 @@ def _account(args: argparse.Namespace) -> str | None:
         raise ClientError(f"--account-file: {exc}") from None
 
 
-def _fingerprint(der: bytes) -> str:
-    return f"SHA-256 {colon_hex(hashlib.sha256(der).digest())}"
-
-
-def _pin_root(config: MerchantConfig, root: Path | None) -> None:
-    """Pin ``--root`` on first use (written whole or not at all); later, refuse a
-    ``--root`` that is not the pinned root rather than go on trusting another.
-
-    The wallet's ``_pin_root`` does the same with its own words; sharing it would take
-    either an error class outside ``clients.errors``' tree or the command line's
-    fingerprint format below the command line.
-    """
-    if config.root.exists():
-        if root is not None:
-            pinned, given = read_root(config.root), read_root(root)
-            if pinned != given:
-                raise ClientError(
-                    f"--root {root} ({_fingerprint(given)}) is not the brand root pinned at "
-                    f"{config.root} ({_fingerprint(pinned)}): the merchant trusts only the "
-                    "pinned root"
-                )
-        return
-    if root is None:
-        raise UsageError(f"no pinned brand root at {config.root}: give --root")
-    write_certificates(config.root, [read_root(root)])
-
-
 def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
     # Read first: a wrong account file or form costs no root pinned and no keys made.
     account = _account(args)
-    form = _form(args.form)
-    _pin_root(config, args.root)
+    form = parse_form(args.form)
+    pin_root(config.root, args.root, "merchant")
     done = _with_registrar(
         config,
         lambda registrar: registrar.register(

@@ -27,7 +27,6 @@ ORDER`` asks the merchant what became of it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import stat
@@ -37,9 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli.currency import currency_code
-from cli.fingerprint import colon_hex
+from cli.party_options import UsageError, parse_form, pin_root
 from clients.errors import ClientError
-from clients.identity import read_root, write_certificates
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
 from clients.wallet.purchases import (
@@ -71,10 +69,6 @@ INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 EXIT_USAGE = 2
 EXIT_PENDED = 3
 EXIT_OUTCOME_UNKNOWN = 4
-
-
-class UsageError(ClientError):
-    """The command line is incomplete or malformed (exit 2, as argparse's own errors)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -258,16 +252,6 @@ def _warn_if_shared(path: Path) -> None:
         )
 
 
-def _form(values: list[str]) -> dict[str, str]:
-    form = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--form takes NAME=VALUE, not {item!r}")
-        form[name] = value
-    return form
-
-
 def _register(
     wallet: Wallet, passphrase: str, card: tuple[PAN, str], profile: str, form: dict[str, str]
 ) -> int:
@@ -284,28 +268,6 @@ def _register(
         f"card sealed in {wallet.config.card_file.name}"
     )
     return 0
-
-
-def _fingerprint(der: bytes) -> str:
-    return f"SHA-256 {colon_hex(hashlib.sha256(der).digest())}"
-
-
-def _pin_root(config: WalletConfig, root: Path | None) -> None:
-    """Pin ``--root`` on first use (written whole or not at all); later, refuse a
-    ``--root`` that is not the pinned root rather than go on trusting another."""
-    if config.root.exists():
-        if root is not None:
-            pinned, given = read_root(config.root), read_root(root)
-            if pinned != given:
-                raise ClientError(
-                    f"--root {root} ({_fingerprint(given)}) is not the brand root pinned at "
-                    f"{config.root} ({_fingerprint(pinned)}): the wallet trusts only the "
-                    "pinned root"
-                )
-        return
-    if root is None:
-        raise UsageError(f"no pinned brand root at {config.root}: give --root")
-    write_certificates(config.root, [read_root(root)])
 
 
 def _show(summary: WalletSummary) -> None:
@@ -332,12 +294,12 @@ def run(args: argparse.Namespace) -> int:
         # Read before anything is opened: a wrong file costs no passphrase, key work or call.
         initiation = _initiation(args) if command == "purchase" else None
         card = read_card(args.card) if command == "register" else None
-        form = _form(args.form) if command == "register" else {}
+        form = parse_form(args.form) if command == "register" else {}
         if command == "register":
             _warn_if_shared(args.card)
         config = load(args.dir)
         if command == "register":
-            _pin_root(config, args.root)
+            pin_root(config.root, args.root, "wallet")
         passphrase = read_passphrase(passphrase_source(config.passphrase_file))
         wallet = Wallet.open(config)
         try:

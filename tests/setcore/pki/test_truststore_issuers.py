@@ -70,12 +70,8 @@ def test_only_look_alikes_are_still_refused(ec_world: World) -> None:
     _remember(store, ec_world, [_look_alike(ec_world), _look_alike(ec_world)])
 
 
-def test_the_candidates_tried_are_bounded(ec_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A bundle stuffed with look-alikes costs a bounded number of validations: the
-    # first, then one per candidate up to MAX_ISSUER_CANDIDATES; the real certificate
-    # behind them all is not reached.
-    store = ec_world.store()
-    store.add_certificates([ec_world.brand.merchant_ca.ca.der])
+def _counted_validations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gains an item for each chain validation the trust store makes."""
     validations: list[int] = []
     validate: Callable[..., object] = pki_chain.validate
 
@@ -84,6 +80,16 @@ def test_the_candidates_tried_are_bounded(ec_world: World, monkeypatch: pytest.M
         return validate(*args, **kwargs)
 
     monkeypatch.setattr(pki_truststore, "validate", counted)
+    return validations
+
+
+def test_the_candidates_tried_are_bounded(ec_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bundle stuffed with look-alikes costs a bounded number of validations: the
+    # first, then one per candidate up to MAX_ISSUER_CANDIDATES; the real certificate
+    # behind them all is not reached.
+    store = ec_world.store()
+    store.add_certificates([ec_world.brand.merchant_ca.ca.der])
+    validations = _counted_validations(monkeypatch)
     bundle = [_look_alike(ec_world) for _ in range(pki_truststore.MAX_BUNDLE_CERTIFICATES)]
     _remember(store, ec_world, bundle)
     assert len(validations) == 1 + MAX_ISSUER_CANDIDATES
@@ -97,14 +103,7 @@ def test_a_refused_chain_without_look_alikes_is_validated_once(
     # cardholder's is required) must not cost a second validation.
     store = ec_world.store()
     store.add_certificates([ec_world.brand.merchant_ca.ca.der])
-    validations: list[int] = []
-    validate: Callable[..., object] = pki_chain.validate
-
-    def counted(*args: object, **kwargs: object) -> object:
-        validations.append(1)
-        return validate(*args, **kwargs)
-
-    monkeypatch.setattr(pki_truststore, "validate", counted)
+    validations = _counted_validations(monkeypatch)
     refused(
         ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
         store.verify_chain, ec_world.merchant_sig, [], roles.CARDHOLDER, SIG,
