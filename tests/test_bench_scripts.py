@@ -99,6 +99,7 @@ def test_context_switches_counts_them_per_answer() -> None:
     # Long enough for the gateway to be busy past the seconds dropped at each end.
     out = _run("context_switches.py", "--duration", "8", "--requests", "12000")
     assert _number(out, r"^gateway\s+\d+\s+[\d.]+\s+\d+\s+\d+\s+([\d.]+)") > 0
+    assert _number(out, r"one hand-off between two threads: ([\d.]+) us") > 0
 
 
 def test_authorize_campaign_writes_a_report_per_run(tmp_path: Path) -> None:

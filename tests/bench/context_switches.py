@@ -6,6 +6,8 @@ the bench spawned (``/proc/PID/task/*/status``, ``/proc/PID/stat``). For each se
 keeps the seconds the service was busy (its processes used more than ``BUSY_CORES``),
 drops the first and last ``EDGE_SECONDS`` of them (start and drain), and divides the
 switches in the rest by the answers per second the bench reports for that service.
+Before the load it measures what one switch costs here: two threads handing a lock back
+and forth, the CPU per hand-off (a wake and a switch each), median of ``PING_RUNS``.
 
 A voluntary switch is a thread that slept (a lock, a condition, a read) and was woken:
 the hand-offs between threads and the waits for I/O. docs/BENCHMARKS.md (twenty-fourth
@@ -20,9 +22,11 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +37,31 @@ BUSY_CORES = 0.8
 EDGE_SECONDS = 2
 SERVICES = {"gateway serve": "gateway", "--mode ceiling": "ceiling", "--mode echo": "echo"}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The hand-off measurement: round trips per run, and runs (median).
+PING_ROUNDS = 20_000
+PING_RUNS = 3
+
+
+def _handoff_cpu_us() -> float:
+    """CPU microseconds per hand-off between two threads on locks (one wake and switch)."""
+    ping, pong = threading.Lock(), threading.Lock()
+    ping.acquire()
+    pong.acquire()
+
+    def other() -> None:
+        for _ in range(PING_ROUNDS):
+            ping.acquire()
+            pong.release()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    started = time.process_time()
+    for _ in range(PING_ROUNDS):
+        ping.release()
+        pong.acquire()
+    spent = time.process_time() - started
+    thread.join()
+    return spent / (2 * PING_ROUNDS) * 1e6
 
 
 def _children(pid: int) -> list[int]:
@@ -117,6 +146,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--requests", type=int, default=30000)
     args = parser.parse_args()
+    handoff = statistics.median(_handoff_cpu_us() for _ in range(PING_RUNS))
+    print(f"one hand-off between two threads: {handoff:.1f} us of CPU (median of {PING_RUNS})")
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "bench.json"
         bench = subprocess.Popen(
