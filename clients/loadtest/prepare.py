@@ -33,6 +33,7 @@ from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
+from setcore.currency import exponent_for
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
 from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore
@@ -111,12 +112,14 @@ class Population:
     credit_limit: int
     currency: int
     amount: int
-    exp10: int = 2
     merchant_id: str = field(default_factory=bench_merchant_id)
 
     def money(self, amount: int) -> common_pb2.CurrencyAmount:
-        """An amount in this population's currency."""
-        return common_pb2.CurrencyAmount(currency=self.currency, amount=amount, exp10=self.exp10)
+        """An amount in this population's currency, at its ISO 4217 minor unit (the only
+        exponent an amount is taken in: 0 for JPY, 3 for BHD, 2 for most)."""
+        return common_pb2.CurrencyAmount(
+            currency=self.currency, amount=amount, exp10=exponent_for(self.currency)
+        )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,10 @@ from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.channels import AUTHORIZE_METHOD, GatewayAccess
 from clients.loadtest.load import ClosedLoop, OpenLoop, Recording, Sample
 from clients.loadtest.plan import Plan, Service
+from clients.loadtest.prepare import Population
 from clients.loadtest.tally import TIMEOUT_STATUS, Verdict, echo_judge, tally
+from setcore.amount import check_amount
+from setcore.profiles import profile_named
 
 
 class _CountingBank:
@@ -239,3 +242,16 @@ def test_a_warm_up_with_an_error_leaves_clean_steps_clean(
     lost = tally("gateway", _recording(OpenLoop(100.0, 1.0), _answered(50)), echo_judge)
     result.warmup[Service.GATEWAY] = lost
     assert cli_bench._report(args, result) == 1
+
+
+@pytest.mark.parametrize(("currency", "exponent"), [(978, 2), (392, 0), (48, 3)])
+def test_the_bench_buys_in_its_currencys_own_exponent(currency: int, exponent: int) -> None:
+    # A bank whose settlement currency has no two decimals (JPY, BHD) used to fail the
+    # bench's own purchases, built at 2 whatever the currency.
+    population = Population(
+        profile=profile_named("ec"), brand_id="setpay", bin="411111", cardholders=1,
+        expiry="203012", credit_limit=10_000, currency=currency, amount=1000,
+    )  # fmt: skip
+    money = population.money(1000)
+    assert (money.currency, money.exp10) == (currency, exponent)
+    check_amount(money)
