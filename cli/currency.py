@@ -1,5 +1,7 @@
 """The ``--currency`` option the subcommands share: an ISO 4217 numeric code with a minor
-unit, or a usage error (exit 2) before anything is opened.
+unit, or a usage error (exit 2) before anything is opened. ``setcore.currency`` gives
+every code from 1 to 999 it does not list two decimals, assigned or not, so an
+unassigned code passes here as it does in the ledger.
 
 The check is ``setcore.currency``'s, the one the ledger and every amount are held to: a
 code it gives no minor unit would be refused later anyway, by the ledger (after the bank

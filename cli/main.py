@@ -30,8 +30,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "health": ("cli.health", "check a setpay server's health (exit 0 when SERVING)"),
     "keys": ("cli.keys", "manage keys in a key backend"),
 }
-# What ``--log-level`` takes, in any case: the names of logging's levels.
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# What ``--log-level`` takes, in any case: the names of logging's levels, and the two
+# aliases logging itself accepts (WARN, FATAL).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
 
 
 def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParser:
@@ -59,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the setpay command line; returns the exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
     # The first parse imports nothing: it finds the subcommand, or itself answers
-    # ``setpay --help`` and a wrong top-level option or subcommand (exit 2).
+    # ``setpay --help`` and a wrong subcommand (exit 2). An unknown top-level option is
+    # set aside here and refused by the second parse, after the subcommand's import.
     named, _ = build_parser(wired=()).parse_known_args(words)
     args = build_parser(wired=(named.command,)).parse_args(words)
     logging.basicConfig(

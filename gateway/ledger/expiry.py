@@ -20,9 +20,12 @@ whatever its clock:
   ``sweeper``), so the merchants' pending balances and the books catch up.
 
 Every one of them holds the card's lock when it releases the card's holds, and a release
-changes the balance of the hold's merchant, who may not be the decision's: so every
-merchant a transaction changes is locked, in id order and in one statement, before the
-first change (``lock_merchants``), the order ``store`` documents.
+changes the balance of the hold's merchant, who may not be the decision's: so a
+transaction that changes several merchants locks them all, in id order and in one
+statement, before the first change (``lock_merchants``; on PostgreSQL, as SQLite has a
+single writer), the order ``store`` documents. One that changes one merchant (a capture
+or reversal releasing its own hold, an authorization with nothing due) locks it as it
+always did.
 """
 
 from __future__ import annotations

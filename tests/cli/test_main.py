@@ -30,13 +30,14 @@ def test_an_unknown_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str
     out, err = capsys.readouterr()
     assert out == ""
     assert "argument --log-level: invalid choice: 'VERBOSE'" in err
-    assert "'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'" in err
+    assert "'DEBUG', 'INFO', 'WARNING', 'WARN', 'ERROR', 'CRITICAL', 'FATAL'" in err
 
 
 @pytest.mark.parametrize(
     ("given", "level"),
-    [("debug", "DEBUG"), ("Info", "INFO"), ("WARNING", "WARNING"), ("error", "ERROR")],
-)
+    [("debug", "DEBUG"), ("Info", "INFO"), ("WARNING", "WARNING"), ("error", "ERROR"),
+     ("warn", "WARN"), ("fatal", "FATAL")],
+)  # fmt: skip
 def test_a_log_level_is_taken_in_any_case(given: str, level: str) -> None:
     args = build_parser().parse_args(["--log-level", given, "health", "--target", "h:1"])
     assert args.log_level == level
