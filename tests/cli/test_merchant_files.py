@@ -12,8 +12,7 @@ import pytest
 
 import cli.merchant
 from clients.merchant.config import load
-from hsm.uri import PASSPHRASE_ENV
-from tests.clients.bank_support import RunningBank, configure_merchant, start_bank
+from tests.clients.bank_support import RunningBank, configure_merchant, serving_bank
 from tests.clients.cli_support import run_cli
 
 KEYSTORE_PASSPHRASE = "keystore passphrase for the merchant CLI tests"
@@ -24,17 +23,8 @@ ACCOUNT = "DE44 5001 0517 5407 3249 31"
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBank]:
     """A real bank (Merchant CA over TLS) for this module, its keystore passphrase set."""
-    previous = os.environ.get(PASSPHRASE_ENV)
-    os.environ[PASSPHRASE_ENV] = KEYSTORE_PASSPHRASE
-    running = start_bank(tmp_path_factory.mktemp("bank") / "bank")
-    try:
+    with serving_bank(tmp_path_factory.mktemp("bank") / "bank", KEYSTORE_PASSPHRASE) as running:
         yield running
-    finally:
-        running.stop()
-        if previous is None:
-            os.environ.pop(PASSPHRASE_ENV, None)
-        else:
-            os.environ[PASSPHRASE_ENV] = previous
 
 
 def _register(directory: Path, bank: RunningBank, *extra: str) -> list[str]:

@@ -3,28 +3,24 @@ brand root is pinned once, whole, and never silently replaced, as the wallet's i
 
 from __future__ import annotations
 
-import hashlib
-import resource
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from cli.fingerprint import colon_hex
 from clients.identity import read_root, write_certificates
 from clients.merchant.config import load, write_config
 from clients.peers import PeerConfig
 from hsm.uri import PASSPHRASE_ENV
+from tests.cli.root_pin_support import (
+    assert_nothing_pinned,
+    brand_root,
+    run_with_small_files,
+    sha256,
+)
 from tests.clients.cli_support import run_cli
 from tests.clients.wallet.self_signed import self_signed
 
 USAGE = 2
-# A file-size limit below any certificate: the pin's write fails part way.
-FILE_SIZE_LIMIT_BYTES = 64
-# Bounds the child; it fails in well under a second.
-CHILD_TIMEOUT_SECONDS = 60
 
 
 def _merchant(tmp_path: Path) -> Path:
@@ -33,17 +29,6 @@ def _merchant(tmp_path: Path) -> Path:
     peer = PeerConfig("127.0.0.1:9", directory / "tls/root.pem")
     write_config(directory, merchant_id="m-usage", name="Shop", gateway=peer, ca=peer)
     return directory
-
-
-def _root(tmp_path: Path, name: str) -> tuple[Path, bytes]:
-    der = self_signed(name)
-    path = tmp_path / f"{name}.der"
-    path.write_bytes(der)
-    return path, der
-
-
-def _sha256(der: bytes) -> str:
-    return colon_hex(hashlib.sha256(der).digest())
 
 
 def _register(directory: Path, *extra: str) -> list[str]:
@@ -65,7 +50,7 @@ def test_a_form_field_without_a_value_is_a_usage_error(
 ) -> None:
     """Refused before the root is pinned, keys are made or anything is asked of the CA."""
     directory = _merchant(tmp_path)
-    root, _ = _root(tmp_path, "brand")
+    root, _ = brand_root(tmp_path, "brand")
     argv = _register(directory, "--root", str(root), "--form", "a=1", "--form", given)
     status, out, err = run_cli(argv, capsys)
     assert (status, out) == (USAGE, "")
@@ -82,11 +67,11 @@ def test_another_root_than_the_pinned_one_is_refused(
     pinned = self_signed("the brand")
     write_certificates(load(directory).root, [pinned])
     before = load(directory).root.read_bytes()
-    other, other_der = _root(tmp_path, "another")
+    other, other_der = brand_root(tmp_path, "another")
     status, out, err = run_cli(_register(directory, "--root", str(other)), capsys)
     assert (status, out) == (1, "")
-    assert f"--root {other} (SHA-256 {_sha256(other_der)})" in err
-    assert f"pinned at {load(directory).root} (SHA-256 {_sha256(pinned)})" in err
+    assert f"--root {other} (SHA-256 {sha256(other_der)})" in err
+    assert f"pinned at {load(directory).root} (SHA-256 {sha256(pinned)})" in err
     assert err.endswith("the merchant trusts only the pinned root\n")
     assert load(directory).root.read_bytes() == before
     assert not (directory / "keys").exists()
@@ -96,22 +81,10 @@ def test_the_pin_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
     """A write that fails part way (here a file-size limit; a full disk alike) leaves no
     pinned root, rather than a truncated one every later command would trip over."""
     directory = _merchant(tmp_path)
-    root, _ = _root(tmp_path, "brand")
-
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT_BYTES, FILE_SIZE_LIMIT_BYTES))
-
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", *_register(directory, "--root", str(root))],
-        check=False, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS,
-        cwd=Path(__file__).resolve().parents[2], preexec_fn=small_files,
-    )  # fmt: skip
+    root, _ = brand_root(tmp_path, "brand")
+    done = run_with_small_files(_register(directory, "--root", str(root)))
     assert done.returncode == 1 and "File too large" in done.stderr
-    pin = load(directory).root
-    assert not pin.exists()
-    left = [p.name for p in pin.parent.iterdir()] if pin.parent.exists() else []
-    assert left == []
+    assert_nothing_pinned(load(directory).root)
 
 
 def test_the_pin_holds_the_root_read(
@@ -120,7 +93,7 @@ def test_the_pin_holds_the_root_read(
     """DER given, the pin is the same certificate as PEM (the file's name says PEM); the
     same root again is fine."""
     directory = _merchant(tmp_path)
-    root, der = _root(tmp_path, "brand")
+    root, der = brand_root(tmp_path, "brand")
     # No keystore passphrase: the command stops after pinning, before any key work or call.
     monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
     for _ in range(2):

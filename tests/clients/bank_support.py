@@ -12,7 +12,10 @@ card for a person to look at (``IssuerDesk``), which the pended-registration tes
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +45,7 @@ from gateway.process import tls_config
 from gateway.provisioning import init_bank
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
-from hsm.uri import open_backend
+from hsm.uri import PASSPHRASE_ENV, open_backend
 from setcore.pan import PAN, luhn_valid
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import EC, Profile
@@ -133,6 +136,23 @@ class RunningBank:
         self.ca_store.close()
         self.ledger.close()
         self.pki.close()
+
+
+@contextmanager
+def serving_bank(directory: Path, keystore_passphrase: str) -> Iterator[RunningBank]:
+    """``start_bank`` with the merchants' keystore passphrase in the environment for as
+    long as the bank serves; both undone at the end."""
+    previous = os.environ.get(PASSPHRASE_ENV)
+    os.environ[PASSPHRASE_ENV] = keystore_passphrase
+    running = start_bank(directory)
+    try:
+        yield running
+    finally:
+        running.stop()
+        if previous is None:
+            os.environ.pop(PASSPHRASE_ENV, None)
+        else:
+            os.environ[PASSPHRASE_ENV] = previous
 
 
 def start_bank(directory: Path) -> RunningBank:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -12,8 +11,7 @@ import pytest
 from clients.merchant.config import AnswerMode
 from clients.merchant.runtime import Merchant
 from clients.wallet.runtime import Wallet
-from hsm.uri import PASSPHRASE_ENV
-from tests.clients.bank_support import RunningBank, new_merchant, new_wallet, start_bank
+from tests.clients.bank_support import RunningBank, new_merchant, new_wallet, serving_bank
 
 KEYSTORE_PASSPHRASE = "keystore passphrase for tests"
 
@@ -21,17 +19,8 @@ KEYSTORE_PASSPHRASE = "keystore passphrase for tests"
 @pytest.fixture(scope="session")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBank]:
     """The bank, initialised and serving for the whole session."""
-    previous = os.environ.get(PASSPHRASE_ENV)
-    os.environ[PASSPHRASE_ENV] = KEYSTORE_PASSPHRASE
-    running = start_bank(tmp_path_factory.mktemp("bank") / "bank")
-    try:
+    with serving_bank(tmp_path_factory.mktemp("bank") / "bank", KEYSTORE_PASSPHRASE) as running:
         yield running
-    finally:
-        running.stop()
-        if previous is None:
-            os.environ.pop(PASSPHRASE_ENV, None)
-        else:
-            os.environ[PASSPHRASE_ENV] = previous
 
 
 class MerchantFactory(Protocol):
