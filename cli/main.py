@@ -60,9 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the setpay command line; returns the exit status."""
     words = sys.argv[1:] if argv is None else list(argv)
     # The first parse imports nothing: it finds the subcommand, or itself answers
-    # ``setpay --help`` and a wrong subcommand (exit 2). An unknown top-level option is
-    # set aside here and refused by the second parse, after the subcommand's import.
-    named, _ = build_parser(wired=()).parse_known_args(words)
+    # ``setpay --help`` and a wrong subcommand (exit 2). The words up to the subcommand's
+    # name are the top-level options: parsed strictly, so an unknown one is refused
+    # (exit 2) before the subcommand's module is imported, not after an ImportError.
+    listing = build_parser(wired=())
+    named, _ = listing.parse_known_args(words)
+    listing.parse_args(words[: words.index(named.command) + 1])
     args = build_parser(wired=(named.command,)).parse_args(words)
     logging.basicConfig(
         level=getattr(logging, args.log_level),

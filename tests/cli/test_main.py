@@ -81,3 +81,22 @@ def test_the_listing_is_the_subcommands_own() -> None:
 def test_a_wrong_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert _exit_status(["wallets", "show"]) == USAGE
     assert "argument COMMAND: invalid choice: 'wallets'" in capsys.readouterr().err
+
+
+def test_an_unknown_top_level_option_is_refused_before_any_import(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bank's module would fail to import: the usage error must come first.
+    monkeypatch.setitem(sys.modules, "cli.bank", None)
+    assert _exit_status(["--verbose", "bank", "show-account", "--account", "a"]) == USAGE
+    assert "unrecognized arguments: --verbose" in capsys.readouterr().err
+
+
+def test_a_subcommand_option_is_left_to_the_subcommand(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Options after the subcommand's name are its own, even one the top level lacks."""
+    assert _exit_status(["health", "--target", "h:1", "--verbose"]) == USAGE
+    assert "unrecognized arguments: --verbose" in capsys.readouterr().err
+    assert _exit_status(["health", "--help"]) == 0
+    assert "--target" in capsys.readouterr().out
