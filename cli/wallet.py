@@ -37,15 +37,10 @@ from pathlib import Path
 
 from cli.currency import currency_code
 from cli.party_options import UsageError, parse_form, pin_root
-from clients.errors import ClientError
+from clients.errors import ClientError, PurchaseOutcomeUnknown
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
-from clients.wallet.purchases import (
-    Initiation,
-    PurchaseBook,
-    PurchaseOutcomeUnknown,
-    PurchaseRecord,
-)
+from clients.wallet.purchases import Initiation, PurchaseBook, PurchaseRecord
 from clients.wallet.runtime import PENDING_PENDED, PENDING_SENT, Wallet, WalletSummary
 from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from clients.wallet.vault import passphrase_source, read_passphrase

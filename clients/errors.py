@@ -8,6 +8,10 @@
     │                        not be verified, or could not be opened or saved here:
     │                        whether it applied the request is unknown, the request
     │                        stays pending and goes again, byte for byte
+    ├── PurchaseOutcomeUnknown
+    │                        the wallet's PReq left and no answer it could verify came
+    │                        back: the card may be authorized; the purchase stays SENT
+    │                        and ``setpay wallet inquire`` asks the merchant
     ├── StoreError           the merchant's database failed (sqlite3 translated here)
     ├── UnknownOrder         no order with that XID or LID-M
     ├── OrderStateError      the order cannot do this now (capture before authorization,
@@ -48,6 +52,21 @@ class OutcomeUnknown(ClientError):
 
     def __init__(self, what: str, reason: str, cause: Exception) -> None:
         super().__init__(f"{what}: outcome unknown, will retry ({reason})")
+        self.cause = cause
+
+
+class PurchaseOutcomeUnknown(ClientError):
+    """The PReq left, and no answer the wallet could verify came back: the merchant may
+    hold the order and the card an authorization. The purchase stays recorded as ``SENT``;
+    ``inquire`` asks the merchant what became of it. ``cause``: the transport failure, the
+    answer's failed check, or the wallet's own failure to record the answer."""
+
+    def __init__(self, short_id: str, reason: str, cause: Exception) -> None:
+        super().__init__(
+            f"purchase {short_id} sent, outcome unknown ({reason}): the card may be "
+            f"authorized; ask with `setpay wallet inquire {short_id}`"
+        )
+        self.short_id = short_id
         self.cause = cause
 
 

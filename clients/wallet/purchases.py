@@ -29,7 +29,13 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
-from clients.errors import ClientError, ConfigError, TransportError, UnknownOrder
+from clients.errors import (
+    ClientError,
+    ConfigError,
+    PurchaseOutcomeUnknown,
+    TransportError,
+    UnknownOrder,
+)
 from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
@@ -72,21 +78,6 @@ SENT = "SENT"
 PURCHASES_FILE_MODE = 0o600
 
 T = TypeVar("T")
-
-
-class PurchaseOutcomeUnknown(ClientError):
-    """The PReq left, and no answer the wallet could verify came back: the merchant may
-    hold the order and the card an authorization. The purchase stays recorded as ``SENT``;
-    ``inquire`` asks the merchant what became of it. ``cause``: the transport failure, the
-    answer's failed check, or the wallet's own failure to record the answer."""
-
-    def __init__(self, short_id: str, reason: str, cause: Exception) -> None:
-        super().__init__(
-            f"purchase {short_id} sent, outcome unknown ({reason}): the card may be "
-            f"authorized; ask with `setpay wallet inquire {short_id}`"
-        )
-        self.short_id = short_id
-        self.cause = cause
 
 
 def _method(name: str) -> str:

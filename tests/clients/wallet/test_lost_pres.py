@@ -8,10 +8,10 @@ import pytest
 from google.protobuf.message import Message
 
 from cli.wallet import record_line
-from clients.errors import TransportError
+from clients.errors import PurchaseOutcomeUnknown, TransportError
 from clients.transport import Caller
 from clients.wallet import purchases
-from clients.wallet.purchases import SENT, PurchaseBook, PurchaseOutcomeUnknown
+from clients.wallet.purchases import SENT, PurchaseBook
 from clients.wallet.runtime import Wallet
 from setcore.errors import ErrorCode, PeerError
 from tests.clients.bank_support import WALLET_PASSPHRASE
