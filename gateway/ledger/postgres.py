@@ -32,8 +32,9 @@ answered alike whichever database the bank runs on:
                       the server's idle-in-transaction timeout (25P03), and damaged data
                       or a damaged index (XX001, XX002). Answered UNAVAILABLE: nothing
                       was decided, and the requester sends the same request again.
-    StoreError        anything else: a constraint, the statement itself wrong (42), or
-                      over one of PostgreSQL's program limits (54: the same every time),
+    StoreError        anything else: a constraint, the statement itself wrong (42),
+                      over one of PostgreSQL's program limits (54), or asking of an object
+                      a state it is not in (55000, 55P02, 55P04): the same every time,
                       answered with a signed SET Error.
 
 Damaged data is an outage, not a failure, for the reason ``gateway.sqlite_errors``
@@ -123,6 +124,15 @@ _OUTAGE_SQLSTATES = frozenset({"25006", "25P03", "XX001", "XX002"})
 # SQLSTATE classes psycopg calls OperationalError that are the statement's own fault, the
 # same on every try: program limits (54) such as too many arguments or columns.
 _STATEMENT_CLASSES = frozenset({"54"})
+# Class 55 SQLSTATEs (psycopg's OperationalError too) that are the program's or the
+# schema's bug, the same on every try: an object not in the state the statement needs
+# (55000: say, currval before nextval), a setting only the server's start may change
+# (55P02), an enum value used in the transaction that added it (55P04). The standby's
+# 55000s (WAL control functions, strong locks during recovery) come from statements the
+# ledger never makes: its writes there fail first as 25006. The rest of class 55 is the
+# database's state, not the statement: a lock not available (55P03), an object in use by
+# other sessions (55006).
+_STATEMENT_SQLSTATES = frozenset({"55000", "55P02", "55P04"})
 # Read-only transaction (25006): in a READ ONLY snapshot of our own it is a write the
 # query should not make, a bug; anywhere else the server refuses writes (hot standby).
 _READ_ONLY_TRANSACTION = "25006"
@@ -136,7 +146,9 @@ def is_outage(exc: psycopg.Error, *, read_only: bool = False) -> bool:
         return not read_only
     if sqlstate in _OUTAGE_SQLSTATES:
         return True
-    return isinstance(exc, psycopg.OperationalError) and sqlstate[:2] not in _STATEMENT_CLASSES
+    if sqlstate[:2] in _STATEMENT_CLASSES or sqlstate in _STATEMENT_SQLSTATES:
+        return False
+    return isinstance(exc, psycopg.OperationalError)
 
 
 def translate_error(exc: psycopg.Error, *, read_only: bool = False) -> StoreError:
