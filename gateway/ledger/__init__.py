@@ -35,7 +35,7 @@ from gateway.ledger.errors import (
 from gateway.ledger.group_commit import GroupCommitConfig
 from gateway.ledger.holds import Hold
 from gateway.ledger.ledger import Clock, Ledger, LedgerConfig, wall_clock_ms
-from gateway.ledger.money import new_hold_id
+from gateway.ledger.money_authorization import new_hold_id
 from gateway.ledger.outcomes import (
     GATEWAY_DECLINES,
     AuthorizationReversed,

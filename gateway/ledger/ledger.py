@@ -4,8 +4,8 @@
 never see a PAN), stamps the time from its clock, and hands each operation to its store.
 
 Money operations (authorize, reversals, capture, credit, batch admin) are idempotent on
-the RRPID; ``Ledger`` inherits them from ``money.MoneyOperations``, and ``money`` states
-the contract.
+the RRPID; ``Ledger`` inherits them, by domain, from ``money_authorization``,
+``money_settlement`` and ``money_batches``, and ``money`` states the contract.
 
 Account admin (open, block, close, limits) is durable but not RRPID-keyed: it comes from
 the bank's own tooling, not from SET messages. It stays here, with the holds and the books.
@@ -31,7 +31,9 @@ from gateway.ledger.limits import (
     check_expire_limit,
     check_text,
 )
-from gateway.ledger.money import MoneyOperations
+from gateway.ledger.money_authorization import AuthorizationOperations
+from gateway.ledger.money_batches import BatchOperations
+from gateway.ledger.money_settlement import SettlementOperations
 from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_pan, validate_pan
 from gateway.ledger.store import LedgerStore, Row, Transaction
 from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, BatchObserver, HoldSweeper
@@ -75,7 +77,7 @@ def _answers(tx: Transaction) -> Row | None:
     return tx.one("SELECT 1 AS ok")
 
 
-class Ledger(MoneyOperations):
+class Ledger(AuthorizationOperations, SettlementOperations, BatchOperations):
     """The issuer ledger over a store: accounts, authorizations, settlement, batches."""
 
     def __init__(

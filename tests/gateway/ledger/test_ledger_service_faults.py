@@ -174,7 +174,7 @@ def test_a_worker_that_hangs_up_before_its_answer_leaves_it_decided_once(
             request_digest=b"digest-1",
             now_ms=1,
             checked_at_ms=None,
-            decide=functools.partial(money._given, outcome=declined),
+            decide=functools.partial(money.decided_by_caller, outcome=declined),
             prebuilt=None,
         )
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:

@@ -97,7 +97,7 @@ def test_operations_in_turn_are_answered_under_their_own_numbers(
         request_digest=b"digest-1",
         now_ms=1,
         checked_at_ms=None,
-        decide=functools.partial(money._given, outcome=declined),
+        decide=functools.partial(money.decided_by_caller, outcome=declined),
         prebuilt=None,
     )
     answer = functools.partial(
