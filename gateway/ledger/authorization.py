@@ -14,9 +14,10 @@
 ``reverse_authorization`` lowers an authorization to a new amount (zero reverses it in
 full), releasing the difference; it cannot go below what is already captured. A refusal
 says what the authorization still stands at (``ReversalDeclined``).
-Expiry (``expiry``): an authorization first releases its card's due holds (a batch of
-them, having locked their merchants and its own in id order), then counts what the card
-holds as it stands; an authorization reversal that finds its hold expired releases it;
+Expiry (``expiry``): an authorization that passes every check but the credit releases
+its card's due holds (a batch of them, having locked their merchants and its own in id
+order), then counts what the card holds as it stands; one refused before that releases
+nothing. An authorization reversal that finds its hold expired releases it;
 ``expiry.expire_holds`` sweeps the holds no decision touched.
 """
 
@@ -45,15 +46,9 @@ _STATUS_DECLINES = {
 
 
 def _decline_reason(
-    card: Row,
-    merchant: Row,
-    *,
-    pan_expiry: str,
-    amount: int,
-    currency: int,
-    pending: int,
-    now_ms: int,
+    card: Row, merchant: Row, *, pan_expiry: str, currency: int, now_ms: int
 ) -> Decline | None:
+    """Why the card cannot have this authorization, whatever its credit."""
     status_decline = _STATUS_DECLINES.get(str(card["status"]))
     if status_decline is not None:
         return status_decline
@@ -61,8 +56,6 @@ def _decline_reason(
         return Decline.EXPIRED_CARD
     if currency != int(card["currency"]) or currency != int(merchant["currency"]):
         return Decline.CURRENCY_MISMATCH
-    if amount > accounts.available_credit(card, pending):
-        return Decline.INSUFFICIENT_FUNDS
     return None
 
 
@@ -99,18 +92,13 @@ def authorize(
         return Declined(Decline.UNKNOWN_ACCOUNT)
     card_id = str(card["id"])
     reason = _decline_reason(
-        card,
-        merchant,
-        pan_expiry=pan_expiry,
-        amount=amount,
-        currency=currency,
-        pending=expiry.pending_after_release(
-            tx, card, merchant_account_id=str(merchant["id"]), now_ms=now_ms
-        ),
-        now_ms=now_ms,
+        card, merchant, pan_expiry=pan_expiry, currency=currency, now_ms=now_ms
     )
     if reason is not None:
-        return Declined(reason)
+        return Declined(reason)  # before counting the credit: no release (``expiry``)
+    due = expiry.DueReleases(tx, [card_id], merchant_account_id=str(merchant["id"]), now_ms=now_ms)
+    if amount > accounts.available_credit(card, due.count(card)):
+        return Declined(Decline.INSUFFICIENT_FUNDS)  # the releases it counted stand
     tx.run(
         "INSERT INTO holds (id, card_account_id, merchant_account_id, xid, auth_rrpid, currency,"
         " amount, pending, status, expires_at_ms, created_at_ms)"

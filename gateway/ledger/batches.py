@@ -104,6 +104,17 @@ def batch_for_posting(
     return str(row["id"])
 
 
+def refusal(tx: Transaction, merchant_account_id: str, requested: str | None) -> Decline | None:
+    """Why ``batch_for_posting`` would refuse the requested batch, found by a read (None:
+    it would not; the merchant's open batch is always to be had, opened if need be)."""
+    if requested is None:
+        return None
+    row = _find(tx, merchant_account_id, requested)
+    if row is None:
+        return Decline.BATCH_UNKNOWN
+    return None if row["status"] == "open" else Decline.BATCH_CLOSED
+
+
 def next_seq(tx: Transaction, batch_id: str) -> int:
     """Take the batch's next sequence number."""
     row = tx.one(

@@ -12,7 +12,8 @@ whatever its clock:
 
 - a decision that counts a card's available credit (an authorization, a credit reversal)
   first releases that card's due holds, at most ``holds.CARD_EXPIRE_BATCH``
-  (``release_due_for_cards``), then counts the card's ``debits_pending`` as it stands;
+  (``DueReleases``), then counts the card's ``debits_pending`` as it stands; a request
+  refused before it counts the credit releases nothing (the rule above ``DueReleases``);
   a read of the card counts the same holds as released (``accounts.effective_pending``);
 - a capture or an authorization reversal that finds its hold expired releases that hold
   before declining;
@@ -71,33 +72,50 @@ def lock_merchants(tx: Transaction, merchant_account_ids: Iterable[str]) -> None
     tx.all(f"SELECT id FROM accounts WHERE id IN ({marks}) ORDER BY id{tx.row_lock}", *ids)  # noqa: S608  placeholders and lock suffix only
 
 
-def release_due_for_cards(
-    tx: Transaction, card_ids: Iterable[str], *, merchant_account_id: str, now_ms: int
-) -> int:
-    """Release the due holds (``holds.due_for_card``) of these locked cards; return the
-    amount they held.
+# Which decisions release due holds, and when. A decision releases a card's due holds
+# only as it comes to count the card's available credit: every check that needs no credit
+# (the request's own figures: the original it names, its amount, batch, currency or PAN
+# data expiry; the account's state) comes first, and a request refused by one of them
+# changes no balance, hold or journal entry, as a bad call must not (``limits``); only its
+# decision is kept, under its RRPID. Once a decision has counted the card's credit, the
+# releases it counted are committed with whatever it decides, a refusal for want of credit
+# included: it took those holds as expired, so every later decision must, whatever its
+# clock. ``DueReleases`` applies it for an authorization and a credit reversal alike.
 
-    The merchants of those holds and ``merchant_account_id``, the decision's own, which it
-    changes next, are locked first, together (``lock_merchants``). Due holds beyond a
-    card's batch keep counting against it until the sweep or a later decision releases
-    them: a decision may decline that could have approved, never the reverse.
+
+class DueReleases:
+    """The due holds (``holds.due_for_card``) of a decision's locked cards, each card's
+    released by ``count`` as the decision comes to count that card's credit.
+
+    Made once the cards are locked and before the decision's own merchant is: it locks
+    the due holds, then their merchants and ``merchant_account_id``, the decision's own,
+    together (``lock_merchants``), since any of them may change later in the transaction.
+    Due holds beyond a card's batch keep counting against it until the sweep or a later
+    decision releases them: a decision may decline that could have approved, never the
+    reverse.
     """
-    due = [hold for card_id in sorted(set(card_ids)) for hold in due_for_card(tx, card_id, now_ms)]
-    if not due:
-        return 0  # the usual case: the decision changes its own merchant only
-    lock_merchants(tx, [merchant_account_id, *(str(h["merchant_account_id"]) for h in due)])
-    return sum(release(tx, hold, now_ms) for hold in due)
 
+    def __init__(
+        self, tx: Transaction, card_ids: Iterable[str], *, merchant_account_id: str, now_ms: int
+    ) -> None:
+        """Lock the due holds of ``card_ids`` (locked already) and every merchant they name."""
+        self._tx = tx
+        self._now_ms = now_ms
+        self._due = {
+            card_id: due_for_card(tx, card_id, now_ms) for card_id in sorted(set(card_ids))
+        }
+        merchants = [str(h["merchant_account_id"]) for due in self._due.values() for h in due]
+        if merchants:  # else the usual case: the decision changes its own merchant only
+            lock_merchants(tx, [merchant_account_id, *merchants])
 
-def pending_after_release(
-    tx: Transaction, card: Row, *, merchant_account_id: str, now_ms: int
-) -> int:
-    """What the locked card's holds hold once its due holds are released (``card`` is the
-    row as locked, before the release; ``merchant_account_id`` the decision's merchant)."""
-    released = release_due_for_cards(
-        tx, [str(card["id"])], merchant_account_id=merchant_account_id, now_ms=now_ms
-    )
-    return int(card["debits_pending"]) - released
+    def count(self, card: Row) -> int:
+        """What the locked ``card`` holds once its due holds are released, releasing them
+        the first time the decision counts the card (``card``: its row as read before
+        this call)."""
+        released = sum(
+            release(self._tx, hold, self._now_ms) for hold in self._due.pop(str(card["id"]), [])
+        )
+        return int(card["debits_pending"]) - released
 
 
 def expire_holds(tx: Transaction, *, now_ms: int, limit: int) -> int:

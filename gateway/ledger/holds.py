@@ -16,7 +16,7 @@ once fully captured or released, ``expired`` once the expiry released the rest.
 A hold past its ``expires_at_ms`` (due) is expired at once as a hold: a capture or
 reversal of it declines HOLD_EXPIRED and posts its release, and a read shows it
 ``expired``. Against its card's credit it counts until its release is posted: a decision
-on the card first releases the card's due holds, at most ``CARD_EXPIRE_BATCH`` of them,
+that counts the card's credit first releases its due holds, at most ``CARD_EXPIRE_BATCH``,
 and a read of the card counts as released exactly those (``due_for_card``), so the
 available credit a read shows is the credit a decision at that moment counts. Due holds
 beyond the batch wait for the sweep (``sweeper``) or the card's next decisions.

@@ -86,7 +86,8 @@ class TransactionKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Declined:
-    """The request was refused for ``reason``; nothing changed."""
+    """The request was refused for ``reason``; nothing changed but the release of holds
+    the decision took as expired (``expiry``)."""
 
     reason: Decline
 

@@ -21,9 +21,10 @@ Locks are taken in the order ``store`` documents: every card the request touches
 A hold past its expiry is released by the decision that finds it so (``expiry``): a
 capture declines HOLD_EXPIRED and posts the release, so no later capture, whatever its
 clock, spends credit an authorization may already have been given. A credit reversal
-counts its cards' available credit, so it first releases their due holds: once the cards
-are locked, before any item, with the merchants of those holds locked together with its
-own (they are changed too, and merchants are locked in id order).
+counts its cards' available credit, so it releases a card's due holds as an item comes to
+count it, after that item's own checks (original, amount, batch): an item refused by one
+of those releases nothing. The merchants of those holds are locked with its own once the
+cards are, before any item (they may change too, and merchants are locked in id order).
 """
 
 from __future__ import annotations
@@ -204,17 +205,11 @@ def _each_item(
     merchant_id: str,
     items: Sequence[ItemT],
     post_one: Callable[[Row, ItemT], Posted | Declined],
-    release_due_at_ms: int | None = None,
 ) -> PostingOutcome:
     """Lock in the documented order (cards, then the merchant, then each item's hold),
-    then post each item. With ``release_due_at_ms``, release the cards' due holds as of
-    that moment first (``expiry``), which locks their merchants with this one."""
+    then post each item."""
     merchant = accounts.merchant_row(tx, merchant_id)
-    card_ids = _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
-    if release_due_at_ms is not None:
-        expiry.release_due_for_cards(
-            tx, card_ids, merchant_account_id=str(merchant["id"]), now_ms=release_due_at_ms
-        )
+    _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
     merchant = accounts.merchant_row(tx, merchant_id, lock=True)
     return PostingOutcome(tuple(post_one(merchant, item) for item in items))
 
@@ -350,18 +345,28 @@ def reverse_credit(
     rrpid: bytes,
     now_ms: int,
 ) -> PostingOutcome:
-    """Undo each named credit in full, if the card can absorb it."""
-    return _each_item(
-        tx,
-        merchant_id,
-        items,
-        lambda m, item: _reverse_credit_one(tx, m, item, rrpid, now_ms),
-        release_due_at_ms=now_ms,
+    """Undo each named credit in full, if the card can absorb it.
+
+    Locks as ``_each_item`` does, and between the cards and the merchant the cards' due
+    holds and every merchant they name (``expiry.DueReleases``), released as an item comes
+    to count its card's credit.
+    """
+    merchant = accounts.merchant_row(tx, merchant_id)
+    card_ids = _lock_cards(tx, str(merchant["id"]), [i.hold_id for i in items])
+    due = expiry.DueReleases(tx, card_ids, merchant_account_id=str(merchant["id"]), now_ms=now_ms)
+    merchant = accounts.merchant_row(tx, merchant_id, lock=True)
+    return PostingOutcome(
+        tuple(_reverse_credit_one(tx, merchant, item, rrpid, now_ms, due) for item in items)
     )
 
 
 def _reverse_credit_one(
-    tx: Transaction, merchant: Row, item: ReversalItem, rrpid: bytes, now_ms: int
+    tx: Transaction,
+    merchant: Row,
+    item: ReversalItem,
+    rrpid: bytes,
+    now_ms: int,
+    due: expiry.DueReleases,
 ) -> Posted | Declined:
     hold = _own_hold(tx, merchant, item.hold_id)
     if hold is None:
@@ -369,12 +374,16 @@ def _reverse_credit_one(
     original = _original(tx, hold, TransactionKind.CREDIT, item)
     if isinstance(original, Decline):
         return Declined(original)
+    # The batch too is the request's own figure, checked before the credit is counted
+    # (``expiry``): ``_post`` would refuse it only after the card's due holds were released.
+    refused = batches.refusal(tx, str(merchant["id"]), item.batch_id)
+    if refused is not None:
+        return Declined(refused)
     amount = int(original["amount"])
-    # Locked already, its due holds released (``reverse_credit``): read as it stands now.
-    card = accounts.lock_card(tx, str(hold["card_account_id"]))
+    card = accounts.lock_card(tx, str(hold["card_account_id"]))  # locked already: as it stands
     assert card is not None  # a hold's card account is never deleted
-    if amount > accounts.available_credit(card, int(card["debits_pending"])):
-        return Declined(Decline.INSUFFICIENT_FUNDS)
+    if amount > accounts.available_credit(card, due.count(card)):
+        return Declined(Decline.INSUFFICIENT_FUNDS)  # the releases it counted stand
     result = _post(
         tx,
         kind=TransactionKind.CREDIT_REVERSAL,

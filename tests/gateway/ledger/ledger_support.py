@@ -165,6 +165,8 @@ class Backend:
     """Open a store on this backend's database; takes an optional ``observer``."""
     raw_execute: Callable[[str], None]
     files: Callable[[], list[Path]]
+    raw_query: Callable[[str], list[tuple[object, ...]]]
+    """Every row of a query, read over a connection of its own."""
 
 
 def sqlite_backend(path: Path) -> Backend:
@@ -176,11 +178,19 @@ def sqlite_backend(path: Path) -> Backend:
         finally:
             conn.close()
 
+    def query(sql: str) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(path)
+        try:
+            return list(conn.execute(sql))
+        finally:
+            conn.close()
+
     return Backend(
         name="sqlite",
         open_store=lambda observer=None: SqliteLedgerStore(path, observer=observer),
         raw_execute=raw,
         files=lambda: sorted(path.parent.glob(path.name + "*")),
+        raw_query=query,
     )
 
 
@@ -218,6 +228,7 @@ def served_sqlite_backend(path: Path) -> Backend:
         open_store=lambda observer=None: ServedSqliteStore(path, observer),
         raw_execute=plain.raw_execute,
         files=plain.files,
+        raw_query=plain.raw_query,
     )
 
 
@@ -226,11 +237,16 @@ def postgres_backend(conninfo: str) -> Backend:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(sql.encode())
 
+    def query(sql: str) -> list[tuple[object, ...]]:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            return list(conn.execute(sql.encode()).fetchall())
+
     return Backend(
         name="postgres",
         open_store=lambda observer=None: PostgresLedgerStore(conninfo, observer=observer),
         raw_execute=raw,
         files=lambda: [],
+        raw_query=query,
     )
 
 
