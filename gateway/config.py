@@ -52,7 +52,7 @@ from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
 from gateway.ports import MAX_PORT, parse_port
 from gateway.scheduling import DEFAULT_POLICY, POLICIES
 from hsm.uri import encode_uri_value
-from setcore.currency import minor_unit
+from setcore.currency import why_refused
 
 CONFIG_FILE = "setpay.toml"
 # gRPC's own default is 4 MB; SET messages with a few certificate chains stay far below
@@ -375,11 +375,12 @@ def validate(config: BankConfig) -> BankConfig:
         LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)  # the ledger's own rule
     except ValueError:
         raise _refuse("hold_expiry_ms", f"must be between 1 and {MAX_HOLD_LIFETIME_MS}") from None
-    if minor_unit(config.settlement_currency) is None:
+    refused = why_refused(config.settlement_currency)
+    if refused is not None:
         raise _refuse(
             "settlement_currency",
-            "must be the ISO 4217 numeric code of a currency with a minor unit (978 for EUR),"
-            f" not {config.settlement_currency}",
+            "must be the ISO 4217 numeric code of a currency with a minor unit (978 for EUR):"
+            f" {refused}",
         )
     return config
 

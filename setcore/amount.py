@@ -13,14 +13,14 @@ Errors: ``ProtocolError`` DECODING_FAILURE for an amount no currency could have.
 
 from __future__ import annotations
 
-from setcore.currency import MAX_CURRENCY, MIN_CURRENCY, minor_unit
+from setcore.currency import minor_unit, why_refused
 from setcore.errors import ErrorCode, fail
 from setpay.v1 import common_pb2
 
 
 def check_amount(amount: common_pb2.CurrencyAmount, *, allow_zero: bool = False) -> None:
-    """Refuse a non-positive amount (zero if allowed), a code that is no ISO 4217 currency,
-    or an exponent other than the currency's ISO 4217 minor unit.
+    """Refuse a non-positive amount (zero if allowed), a code that is no current ISO 4217
+    currency with a minor unit, or an exponent other than that minor unit.
 
     The protocol text calls the exponent informational and names no rule for it; the
     safe reading is ISO's. The ledger counts minor units, so an amount in another unit
@@ -29,14 +29,13 @@ def check_amount(amount: common_pb2.CurrencyAmount, *, allow_zero: bool = False)
     if amount.amount < 0 or (amount.amount == 0 and not allow_zero):
         least = "non-negative" if allow_zero else "positive"
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, f"amount must be {least}")
-    if not MIN_CURRENCY <= amount.currency <= MAX_CURRENCY:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "currency must be an ISO 4217 number")
+    # Current codes only, even for the capture of a hold placed before ISO withdrew its
+    # currency: the list drops a code after its currency has left circulation, and a hold
+    # that is never captured is released at its expiry, so no sum is lost or misbooked.
+    refused = why_refused(amount.currency)
+    if refused is not None:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, refused)
     digits = minor_unit(amount.currency)
-    if digits is None:
-        raise fail(
-            ErrorCode.ERROR_CODE_DECODING_FAILURE,
-            f"currency {amount.currency} has no ISO 4217 minor unit: no card pays in it",
-        )
     if amount.exp10 != digits:
         raise fail(
             ErrorCode.ERROR_CODE_DECODING_FAILURE,

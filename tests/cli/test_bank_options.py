@@ -95,3 +95,25 @@ def test_a_six_digit_bin_and_a_currency_with_a_minor_unit_are_taken() -> None:
         _parse(["open-account", "--limit", "1", "--expiry", EXPIRY, "--card-out", "c"]).bin
         == bank.DEFAULT_BIN
     )
+
+
+@pytest.mark.parametrize(
+    ("currency", "says"),
+    [
+        ("1", "currency 1 is not assigned in ISO 4217"),
+        ("2", "currency 2 is not assigned in ISO 4217"),
+        ("932", "currency 932 (ZWL) was withdrawn from ISO 4217"),
+    ],
+)
+def test_an_account_in_a_code_iso_4217_does_not_list_now_is_refused_by_its_number(
+    made: InitResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str, says: str
+) -> None:
+    """The old code took every code from 1 to 999 as two-digit money and opened the card."""
+    out = tmp_path / "card.json"
+    err = _refused(_open(made, out, "--currency", currency), capsys)
+    assert "argument --currency: not an ISO 4217 numeric currency code with a minor unit" in err
+    assert says in err
+    assert not out.exists()
+    argv = ["--config", str(made.directory / "setpay.toml"), "open-merchant",
+            "--merchant-id", "m-options", "--currency", currency]  # fmt: skip
+    assert says in _refused(argv, capsys)

@@ -119,3 +119,21 @@ def test_an_order_in_no_currency_is_a_usage_error(
     err = capsys.readouterr().err
     assert "argument --currency: not an ISO 4217 numeric currency code with a minor unit" in err
     assert not (directory / "merchant.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("currency", "says"),
+    [("1", "currency 1 is not assigned"), ("694", "currency 694 (SLL) was withdrawn")],
+)
+def test_an_order_in_a_code_iso_4217_does_not_list_now_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str, says: str
+) -> None:
+    """The old code wrote the offer (code 1 as two-digit money)."""
+    directory = _merchant(tmp_path)
+    argv = ["merchant", "--dir", str(directory), "orders", "new", "--description", "a lamp",
+            "--amount", "3300", "--currency", currency]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(argv, capsys)
+    assert stopped.value.code == USAGE
+    assert says in capsys.readouterr().err
+    assert not (directory / "merchant.db").exists()

@@ -131,3 +131,18 @@ def test_a_purchase_in_no_currency_is_a_usage_error(
     assert stopped.value.code == USAGE
     err = capsys.readouterr().err
     assert "argument --currency: not an ISO 4217 numeric currency code with a minor unit" in err
+
+
+@pytest.mark.parametrize(
+    ("currency", "says"),
+    [("2", "currency 2 is not assigned"), ("937", "currency 937 (VEF) was withdrawn")],
+)
+def test_a_purchase_in_a_code_iso_4217_does_not_list_now_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str, says: str
+) -> None:
+    argv = ["wallet", "--dir", str(_wallet(tmp_path)), "purchase", "--lid-m", "ab",
+            "--description", "a lamp", "--amount", "3300", "--currency", currency]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(argv, capsys)
+    assert stopped.value.code == USAGE
+    assert says in capsys.readouterr().err

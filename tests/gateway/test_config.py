@@ -192,3 +192,33 @@ def test_a_setting_the_environment_replaces_is_judged_as_replaced(tmp_path: Path
     assert load(path, env={"SETPAY_LISTEN": "127.0.0.1:7443"}).listen == "127.0.0.1:7443"
     message = _refused(path)
     assert message.startswith(f"{path}: ") and "listen must be HOST:PORT" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("1", "currency 1 is not assigned in ISO 4217"),
+        ("2", "currency 2 is not assigned in ISO 4217"),
+        ("932", "currency 932 (ZWL) was withdrawn from ISO 4217"),
+        ("975", "currency 975 (BGN) was withdrawn from ISO 4217"),
+    ],
+)
+def test_a_settlement_currency_iso_4217_does_not_list_now_is_refused_by_its_number(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    """The CA opens merchant accounts in it: the old code took any code from 1 to 999."""
+    message = _refused(_write(tmp_path, MINIMAL + f"[ledger]\nsettlement_currency = {value}\n"))
+    assert "ledger.settlement_currency must be the ISO 4217 numeric code" in message
+    assert says in message
+
+
+@pytest.mark.parametrize("value", [924, 925, 532])  # ZWG, SLE, XCG: the successors
+def test_a_settlement_currency_iso_4217_added_lately_is_taken(tmp_path: Path, value: int) -> None:
+    path = _write(tmp_path, MINIMAL + f"[ledger]\nsettlement_currency = {value}\n")
+    assert load(path, env={}).settlement_currency == value
+
+
+def test_a_settlement_currency_out_of_range_is_not_repeated(tmp_path: Path) -> None:
+    """A long number there could be a card number pasted in the wrong place."""
+    message = _refused(_write(tmp_path, MINIMAL + "[ledger]\nsettlement_currency = 4999\n"))
+    assert "1 to 999" in message and "4999" not in message

@@ -47,6 +47,22 @@ def test_a_code_without_a_minor_unit_is_no_money_to_pay_in(currency: int) -> Non
 
 
 @pytest.mark.parametrize(
+    ("currency", "says"),
+    [
+        (1, "currency 1 is not assigned in ISO 4217"),
+        (2, "currency 2 is not assigned in ISO 4217"),
+        (932, "currency 932 (ZWL) was withdrawn from ISO 4217"),
+    ],
+)
+def test_a_code_iso_4217_does_not_list_now_is_refused_by_its_number(
+    currency: int, says: str
+) -> None:
+    """The old code took any code from 1 to 999 as two-digit money."""
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, check_amount, eur(1999, currency))
+    assert says in reason
+
+
+@pytest.mark.parametrize(
     ("amount", "says"),
     [
         (eur(0), "positive"),

@@ -106,6 +106,25 @@ def test_an_auth_amount_not_in_the_currencys_minor_unit_is_refused(
     assert "exponent must be 2 for currency 978" in reason
 
 
+@pytest.mark.parametrize("currency", [1, 2, 694])  # unassigned, unassigned, SLL (withdrawn)
+def test_an_auth_amount_in_a_code_iso_4217_does_not_list_now_is_refused_by_its_number(
+    ec: Certified, currency: int
+) -> None:
+    request = _auth_req(_bought(ec), auth_amount=eur(1999, currency))
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _open, ec, request)
+    assert f"currency {currency} " in reason and "ISO 4217" in reason
+
+
+@pytest.mark.parametrize("currency", [1, 2, 694])
+def test_the_wallet_refuses_a_purchase_in_a_code_iso_4217_does_not_list_now(
+    ec: Certified, currency: int
+) -> None:
+    shop = _shop(ec)
+    order = Order(b"1 book", eur(1999, currency))
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, _preq, shop, order)
+    assert f"currency {currency} " in reason and "ISO 4217" in reason
+
+
 def test_the_wallet_refuses_a_purchase_amount_exponent_outside_iso_4217(ec: Certified) -> None:
     shop = _shop(ec)
     order = Order(b"1 book", common_pb2.CurrencyAmount(currency=978, amount=1999, exp10=-7))
