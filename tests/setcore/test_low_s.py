@@ -76,9 +76,9 @@ from .certified import Certified, certify, refused
 from .high_s import P256_ORDER, HighSBackend, high_s, is_high_s
 from .pinning_support import gateway_of
 from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
+from .registration_support import _ca, _form, _key
 from .test_capture import _decisions, _item, _request
 from .test_purchase import Shop, _preq, _shop
-from .test_registration import _ca, _form, _key
 
 # Signatures made through ``HighSBackend``, each of which would go out high-S without
 # setcore's normalization: a handful shows it, more only costs time.
