@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from gateway.ledger.errors import InvalidRequest
 from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
-from setcore.currency import minor_unit
+from setcore.currency import why_refused
 
 # Largest amount of one operation or credit limit, in minor units: 10^12 cents is ten
 # billion in major units, beyond any card, and keeps a lifetime of sums inside int64.
@@ -66,11 +66,12 @@ def check_amount(name: str, value: int, *, allow_zero: bool = False) -> None:
 
 
 def check_currency(value: int) -> None:
-    """An ISO 4217 numeric currency code with a minor unit, the unit the ledger counts."""
-    if isinstance(value, bool) or not isinstance(value, int) or minor_unit(value) is None:
-        raise InvalidRequest(
-            "currency must be an ISO 4217 numeric code (1 to 999) with a minor unit"
-        )
+    """A currency ISO 4217 lists now, with a minor unit: the unit the ledger counts."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest("currency must be an ISO 4217 numeric code")
+    refused = why_refused(value)
+    if refused is not None:
+        raise InvalidRequest(refused)
 
 
 def check_bytes(name: str, value: bytes) -> None:
