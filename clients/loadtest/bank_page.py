@@ -18,6 +18,10 @@ measures one worker, not the bank. So the bench reports the calls each worker ha
 (``setpay_worker_rpcs_total{worker}``), counting a worker the page never names as one
 that handled none.
 
+**Calls in flight.** The gauge of calls being handled (``setpay_rpc_in_flight``, summed
+over methods and workers) tells when the bank is at rest (``settle``): a page read while
+a call the bench gave up on still runs would count it in the wrong run.
+
 A probe returns None when the page cannot be read; a page without the commit metrics (a
 ledger that has not committed yet) counts as zero, so that the first run still has its
 figures. A run whose pages both lack them has no figures at all (another service, or
@@ -37,6 +41,9 @@ WORKER_CALLS = "setpay_worker_rpcs_total"
 # The gateway's count of authorization decisions it answered (approved or declined),
 # counted before the answer leaves the handler, so it never trails the answers.
 DECISIONS = "setpay_authorizations_total"
+# The gateway's calls between their handler's start and its end, per method. It appears on
+# the page at the first call: absent, nothing has been in flight.
+IN_FLIGHT = "setpay_rpc_in_flight"
 _COMMITS = f"{OPERATIONS}_count"
 _OPERATIONS = f"{OPERATIONS}_sum"
 _SECONDS = f"{DURATION}_sum"
@@ -55,11 +62,13 @@ class CommitCounts:
 
 @dataclass(frozen=True)
 class Reading:
-    """The bank's page at one moment: commit counters and calls per worker index."""
+    """The bank's page at one moment: commit counters, calls per worker index, decisions,
+    and the calls being handled."""
 
     commits: CommitCounts = CommitCounts()
     worker_calls: Mapping[str, float] = field(default_factory=dict)
     decisions: float | None = None
+    in_flight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,9 @@ class Activity:
     workers: WorkerCalls | None = None
     #: Authorization decisions the gateway answered (``setpay_authorizations_total``).
     decisions: int | None = None
+    #: Why a reading was taken while the bank was not at rest (``settle``): the figures
+    #: above may count calls of the run before or miss some of this one.
+    unsettled: tuple[str, ...] = ()
 
 
 PageProbe = Callable[[], Reading | None]
@@ -138,8 +150,13 @@ def read(text: str) -> Reading:
         seconds=found.get(_SECONDS, 0.0),
         seen=bool(found),
     )
-    decided = metrics_page.sums(text, frozenset({DECISIONS})).get(DECISIONS)
-    return Reading(commits, metrics_page.sums_by_label(text, WORKER_CALLS, "worker"), decided)
+    counted = metrics_page.sums(text, frozenset({DECISIONS, IN_FLIGHT}))
+    return Reading(
+        commits,
+        metrics_page.sums_by_label(text, WORKER_CALLS, "worker"),
+        counted.get(DECISIONS),
+        counted.get(IN_FLIGHT, 0.0),
+    )
 
 
 def probe_of(url: str) -> PageProbe:

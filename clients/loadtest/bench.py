@@ -5,6 +5,10 @@ gateway, then the ceiling and the echo with the same shape and the same bytes (t
 no replay store, so they may see a request again), then open every answer. Channels are
 opened and connected per target and step, before its clock starts.
 
+The bank's page is read before and after each run once the bank is at rest (``settle``):
+a call an earlier run gave up on, still running in the bank, would otherwise be counted
+in this run.
+
 AuthReqs carry their signing date and are refused after five minutes: a batch that would
 grow older than ``FRESHNESS_BUDGET_MS`` before a target's run ends is rebuilt first.
 """
@@ -13,9 +17,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from clients.loadtest import bank_page, cpu, load
+from clients.loadtest import bank_page, cpu, load, settle
 from clients.loadtest.load import ClosedLoop, OpenLoop, Shape
 from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.prepare import Parties, PreparedAuth, build_authorizations
@@ -119,6 +123,7 @@ class Bench:
         say: Say,
         progress: Callable[[str, int], ProgressBar] = ProgressBar,
         speed: SpeedProbe = no_speed,
+        settle_seconds: float = settle.SETTLE_SECONDS,
     ) -> None:
         self._parties = parties
         self._targets = list(targets)
@@ -126,6 +131,7 @@ class Bench:
         self._say = say
         self._progress = progress
         self._speed = speed
+        self._settle = settle_seconds  # the longest wait for the bank's page at rest
         self._rotation = 0
 
     def prepare(self, count: int) -> list[PreparedAuth]:
@@ -161,7 +167,8 @@ class Bench:
         return auth_judge(open_one)
 
     def _fresh(self, prepared: list[PreparedAuth], duration: float) -> list[PreparedAuth]:
-        ends_ms = time.time_ns() // 1_000_000 + int(duration * 1000)
+        # The wait for the bank at rest comes before the run, and may last its bound.
+        ends_ms = time.time_ns() // 1_000_000 + int((self._settle + duration) * 1000)
         if ends_ms - prepared[0].built_ms <= FRESHNESS_BUDGET_MS:
             return prepared
         self._say("prepared AuthReqs would grow stale: preparing a fresh batch")
@@ -173,7 +180,8 @@ class Bench:
         """One run of ``shape`` against ``target``, tallied."""
         what = "warm-up" if warmup else f"{shape.label} for {shape.duration:g} s"
         self._say(f"{what} against the {target.service}")
-        before, processes = target.page(), target.process_cpu()
+        before = settle.at_rest(target.page, self._settle)
+        processes = target.process_cpu()
         recording = load.run(
             shape, target.access, [p.request for p in prepared], channels=self._plan.channels,
             timeout=self._plan.timeout, reuse=not target.single_use,
@@ -181,7 +189,9 @@ class Bench:
         )  # fmt: skip
         speed = self._speed(*_monotonic_window(recording))
         shares = cpu.shares_between(processes, target.process_cpu())
-        during = bank_page.between(before, target.page(), target.workers)
+        after = settle.at_rest(target.page, self._settle)
+        during = bank_page.between(before.reading, after.reading, target.workers)
+        during = replace(during, unsettled=settle.unrest(before, after))
         judge = self._judge(target, prepared)
         return tally(
             str(target.service), recording, judge, during, process_cpu_shares=shares, speed=speed

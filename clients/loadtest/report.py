@@ -137,6 +137,7 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "timeouts": counted.timeouts,
                 "accounted": counted.accounted,
                 "unaccounted": list(counted.unaccounted),
+                "accounting_doubts": list(counted.accounting_doubts),
                 "clean": counted.clean,
                 "throughput": counted.throughput,
                 "latency_ms": _latency(counted.latency),
@@ -267,6 +268,7 @@ def _details(counted: Tally, channels: int) -> list[str]:
     if not counted.accounted:
         why = "; ".join(counted.unaccounted) or "the counts do not add up"
         lines.append(f"    {counted.target}: REQUESTS UNACCOUNTED FOR: {why}")
+    lines += [f"    DOUBT: {counted.target}: {doubt}" for doubt in counted.accounting_doubts]
     if counted.latency_ok is not None and counted.ok < counted.sent:
         ok = counted.latency_ok
         lines.append(f"    {counted.target} latency of the {counted.ok:,} verified answers: p50 "
@@ -355,6 +357,8 @@ def to_text(result: BenchResult) -> str:
     if result.warmup:
         warm = ", ".join(f"{t.target} {t.ok}/{t.sent} ok" for t in result.warmup.values())
         lines.append(f"  warm-up (one AuthReq per cardholder, not counted below): {warm}")
+        lines += [f"  DOUBT: warm-up {t.target}: {doubt}"
+                  for t in result.warmup.values() for doubt in t.accounting_doubts]  # fmt: skip
     for step in result.steps:
         lines += ["", f"{step.shape.label}, {step.shape.duration:g} s", _HEADER, _UNITS]
         lines += [_row(t) for t in step.tallies.values()]

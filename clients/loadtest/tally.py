@@ -22,7 +22,10 @@ decision, then its answer) and the hold sweeper commits too. A run with errors o
 timeouts cannot be held to equality (a call refused before it reached a worker, or still
 running when the page was read, is not in the bank's count), so it is held to bounds: at
 least the verified answers, at most the requests sent. ``unaccounted`` lists what does
-not match.
+not match. The page is read once the bank has no call in flight (``settle``), so that a
+call the bench gave up on counts in its own run; a page read while the bank was still busy
+after the wait's bound is not held to the bench's counts either way: the tally says why,
+and what the page said, in ``accounting_doubts``.
 
 Latency percentiles are over every request, whatever its outcome (a timeout, or a call
 given up on, counts with the time it waited): leaving failures out would flatter exactly
@@ -179,6 +182,9 @@ class Tally:
     speed: Speed | None = None
     # What the independent counts say that the tally's does not (the module docstring).
     unaccounted: tuple[str, ...] = ()
+    # The bank's counts that could not be held to the tally's: its page was read while it
+    # was still busy (the module docstring).
+    accounting_doubts: tuple[str, ...] = ()
     # Latency over the verified answers alone (``latency`` is over every request).
     latency_ok: Latency | None = None
     # Open loop: the sends' lateness against their schedule, and the sends later than
@@ -256,6 +262,10 @@ def tally(
     waited = [s.took for s in recording.samples if not math.isnan(s.took)]
     sent = len(recording.samples)
     lags = _send_lags(recording)
+    banked = _banked(ok, sent, errors + timeouts, during)
+    # Doubt only a check there was: a page without the counts said nothing to hold.
+    checked = during is not None and (during.workers, during.decisions) != (None, None)
+    unsettled = during.unsettled if during is not None and checked else ()
     # A warm-up ends when its requests run out, long before its bound: say how long it ran.
     limited = isinstance(shape, ClosedLoop) and shape.limit is not None
     return Tally(
@@ -271,7 +281,8 @@ def tally(
         ledger=during.ledger if during else None, workers=during.workers if during else None,
         process_cpu_shares=process_cpu_shares, connections=recording.connections,
         redials=recording.redials, speed=speed,
-        unaccounted=_unaccounted(recording, ok, errors + timeouts, during),
+        unaccounted=_unaccounted(recording) + (() if unsettled else banked),
+        accounting_doubts=_doubts(unsettled, banked) if unsettled else (),
         latency_ok=latency_of(answered),
         send_lag_p50_ms=percentile(lags, 50.0) if lags else 0.0,
         send_lag_p99_ms=percentile(lags, 99.0) if lags else 0.0,
@@ -286,10 +297,8 @@ def _send_lags(recording: Recording) -> list[float]:
     return sorted((s.sent - s.due) * 1000.0 for s in recording.samples if not math.isnan(s.sent))
 
 
-def _unaccounted(
-    recording: Recording, ok: int, failed: int, during: Activity | None
-) -> tuple[str, ...]:
-    """Where the counts kept apart from the tally disagree with it (module docstring)."""
+def _unaccounted(recording: Recording) -> tuple[str, ...]:
+    """Where the bench's own counts kept apart from the tally disagree with it."""
     found = []
     samples = recording.samples
     sent = len(samples)
@@ -301,6 +310,12 @@ def _unaccounted(
         found.append(f"{unsent:,} requests recorded without a send time")
     if recording.calls_started is not None and recording.calls_started != sent:
         found.append(f"{recording.calls_started:,} calls started, {sent:,} recorded")
+    return tuple(found)
+
+
+def _banked(ok: int, sent: int, failed: int, during: Activity | None) -> tuple[str, ...]:
+    """Where the bank's own counts disagree with a run's ``ok`` answers of ``sent``."""
+    found = []
     if during is not None and during.workers is not None:
         handled = during.workers.total
         if not _within(handled, ok, sent, failed):
@@ -311,6 +326,15 @@ def _unaccounted(
             found.append(f"the bank answered {decided:,} authorization decisions, the bench "
                          f"verified {ok:,}")  # fmt: skip
     return tuple(found)
+
+
+def _doubts(unsettled: tuple[str, ...], banked: tuple[str, ...]) -> tuple[str, ...]:
+    """Why the bank's counts were not held to the tally's, and what they said."""
+    said = "; ".join(banked) or (
+        "they agree, but may count calls of the run before or miss some of this one"
+    )
+    return (f"the bank was busy when its page was read ({'; '.join(unsettled)}), so its "
+            f"counts were not held to the bench's: {said}",)  # fmt: skip
 
 
 def _within(banked: int, ok: int, sent: int, failed: int) -> bool:

@@ -143,7 +143,8 @@ def test_the_json_report_keeps_its_schema() -> None:
     # another meaning is a new schema version (compare reads only its own); a key added,
     # as plan.requests and plan.warmup were (and the per-answer CPU, the send lag's
     # percentiles, the latency of the verified answers, the reasons a run is unaccounted
-    # for and the sweep's doubts after them), leaves every reader of /2 working.
+    # for and the sweep's doubts after them, the doubts on a run's accounting), leaves
+    # every reader of /2 working.
     plan = Plan(duration=10.0, rates=(100.0,), requests=500, warmup=False)
     result = BenchResult({"profile": "ec"}, plan)
     result.steps.append(
@@ -168,7 +169,7 @@ def test_the_json_report_keeps_its_schema() -> None:
         "server_cpu_us_per_request", "max_in_flight", "send_lag_max_ms", "ran_out_of_requests",
         "ledger_commits", "worker_calls", "process_cpu_shares", "connections_per_worker",
         "redials", "machine_speed", "unaccounted", "latency_ok_ms", "server_cpu_us_per_answer",
-        "send_lag_p50_ms", "send_lag_p99_ms", "late_sends",
+        "send_lag_p50_ms", "send_lag_p99_ms", "late_sends", "accounting_doubts",
     }  # fmt: skip
     assert set(step["results"]["gateway"]["latency_ms"]) == {
         "p50", "p90", "p99", "p99.9", "max", "mean", "count", "p99.9_is_max"

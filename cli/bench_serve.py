@@ -1,0 +1,44 @@
+"""``setpay bench serve``: the crypto ceiling or the echo service, with a bank's keys and
+limits (``gateway.ceiling``), until SIGTERM or SIGINT. ``setpay bench authorize --ceiling``
+starts both itself; this command serves one by hand.
+
+Its errors are ``cli.bench``'s (a configuration that does not load, a worker that does
+not start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from gateway.ceiling import MODES, ReferenceOptions, serve
+from gateway.config import load
+
+
+def add_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``serve`` among the bench's subcommands."""
+    s = ops.add_parser("serve", help="serve the crypto ceiling or the echo service")
+    s.add_argument("--mode", choices=MODES, required=True)
+    s.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
+    s.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any)")
+    s.add_argument("--port-file", type=Path, help="write the bound port here once serving")
+    s.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    s.add_argument("--threads", type=int, help="server threads per worker (the bank's)")
+    s.add_argument("--delay-ms", type=float, default=0.0, help="echo: hold each call")
+    s.set_defaults(bench_handler=serve_reference)
+
+
+def serve_reference(args: argparse.Namespace) -> int:
+    """Serve the ceiling or echo until SIGTERM or SIGINT."""
+    config = load(args.config)
+    options = ReferenceOptions(
+        mode=args.mode, listen=args.listen, workers=args.workers, threads=args.threads,
+        delay_ms=args.delay_ms, port_file=args.port_file,
+    )  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    serve(config, options, stop)
+    return 0
