@@ -72,8 +72,10 @@ from setcore.pki.verified import VerifiedCertificate
 # Leaf, its CA, the brand root: the longest path setpay's tree has (roles.py). Anything
 # longer is refused before more signatures are spent on it.
 MAX_CHAIN_CERTIFICATES = 3
-# Issuers sharing one subject name that are tried per link: a CA overlapping an old and a
-# re-keyed certificate needs two; a bundle stuffed with look-alikes gets no more.
+# Issuers sharing one subject name that are tried per link, the pinned root among them
+# when it bears the name (``TrustStore`` retries as many, one at a time): a CA overlapping
+# an old and a re-keyed certificate needs two; a bundle stuffed with look-alikes gets no
+# more.
 MAX_ISSUER_CANDIDATES = 4
 # The only extensions setpay understands when marked critical.
 _CRITICAL_ALLOWED = frozenset(
@@ -141,7 +143,7 @@ def build_path(anchor: Anchor, leaf: Candidate, lookup: IssuerLookup) -> list[Ca
             named.append(anchor.root)
         seen = {c.thumb for c in path} | {anchor.root.thumb}
         for candidate in lookup(wanted):
-            if len(named) > MAX_ISSUER_CANDIDATES:
+            if len(named) >= MAX_ISSUER_CANDIDATES:
                 break
             # A self-issued certificate other than the pinned root can never lead to it.
             self_issued = candidate.cert.issuer == candidate.cert.subject

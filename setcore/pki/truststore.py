@@ -7,6 +7,12 @@ until the first of: the end of its chain's validity, the end of the BCI's window
 CRL's nextUpdate, or the next change of revocation data (which clears the cache). A
 hit still enforces the requested role and key usage.
 
+Certificates are kept only once a path through them validated to the root: the leaf
+and its CA certificate, so that later messages may leave them out of their bundles. A
+bundle's other certificates, and all of a refused one's, are parsed for that validation
+and dropped: whoever reaches a port that resolves bundles (a renewal CertReq at the CA,
+an AuthReq at the gateway) cannot make the store hold anything a brand CA did not issue.
+
 Thread-safe: the caches are only changed under one lock; readers take a plain dict
 lookup, which is atomic in CPython. A validation that raced a revocation update is not
 cached, nor one made past the BCI's window (allowed without ``require_revocation``).
@@ -33,8 +39,11 @@ from setpay.v1 import crypto_pb2
 
 # A bundle carries a leaf and its CA (a few chains at most); more is not a setpay peer.
 MAX_BUNDLE_CERTIFICATES = 16
-# Cache bounds: a gateway sees many cardholders; 100k entries of a few KB each stay in
-# the low hundreds of MB at worst, and the oldest entries are dropped first.
+# Cache bounds, oldest dropped first: a gateway sees many cardholders. Both caches hold
+# certificates of validated paths only, which the brand's CAs issued: a leaf kept with its
+# verified chain costs about 10 KiB of the process (measured, EC profile), so both caches
+# full stay near 1 GiB. A bundle's certificates count against neither before their path
+# validates (see the module docstring).
 DEFAULT_MAX_CACHED_CHAINS = 100_000
 DEFAULT_MAX_CACHED_CERTIFICATES = 100_000
 
@@ -70,7 +79,7 @@ class TrustStore:
         self._max_certificates = max_cached_certificates
         self._lock = threading.Lock()
         self._chains: dict[bytes, _CachedChain] = {}
-        self._certificates: dict[bytes, Candidate] = {}  # seen in bundles, bounded
+        self._certificates: dict[bytes, Candidate] = {}  # on validated paths, bounded
         self._local: dict[bytes, Candidate] = {}  # added by the owner, kept
         self._by_subject: dict[x509.Name, list[bytes]] = {}
         self._revocation: RevocationSnapshot | None = None
@@ -112,7 +121,7 @@ class TrustStore:
                 return
             if len(self._certificates) >= self._max_certificates:
                 # Oldest first; certificates added with add_certificates live elsewhere,
-                # so a peer flooding us with bundles cannot push them out.
+                # so the chains of many peers cannot push them out.
                 oldest = next(iter(self._certificates))
                 evicted = self._certificates.pop(oldest)
                 self._unindex(evicted)
@@ -130,13 +139,19 @@ class TrustStore:
         return self._local.get(thumb) or self._certificates.get(thumb)
 
     def _parse(self, der: bytes, thumb: bytes | None = None) -> Candidate:
+        """The known certificate, or ``der`` parsed and not kept (``_remember_path``)."""
         thumb = thumbprint(der) if thumb is None else thumb
         known = self._known(thumb)
         if known is not None:
             return known
-        candidate = Candidate(der, load_certificate(der), thumb)
-        self._remember(candidate)
-        return candidate
+        return Candidate(der, load_certificate(der), thumb)
+
+    def _remember_path(self, verified: VerifiedCertificate, parsed: Iterable[Candidate]) -> None:
+        """Keep the certificates of a path that validated (the pinned root is kept anyway)."""
+        on_path = set(verified.chain_thumbs) - {self._anchor.root.thumb}
+        for candidate in parsed:
+            if candidate.thumb in on_path and self._known(candidate.thumb) is None:
+                self._remember(candidate)
 
     def add_certificates(self, ders: Iterable[bytes]) -> None:
         """Keep certificates (e.g. CA certificates) for good, so bundles may leave them out.
@@ -153,7 +168,7 @@ class TrustStore:
                         thumbs.append(candidate.thumb)
 
     def certificate(self, thumb: bytes) -> bytes | None:
-        """A known certificate (added, or seen in a bundle) by thumbprint."""
+        """A known certificate (added, or on a path that validated) by thumbprint."""
         known = self._known(thumb)
         return None if known is None else known.der
 
@@ -176,10 +191,10 @@ class TrustStore:
 
         Path building takes the first candidate whose key signed the leaf, and a CA
         certificate's look-alike (same subject and key, another serial or validity, e.g.
-        remembered from a bundle) signs as well as the real one, whose chain it may not
-        complete (expired, or not in the BCI). Only the leaf's issuer is a choice: above
-        it the path must end at the pinned root, which is tried first, within
-        MAX_CHAIN_CERTIFICATES (3). So a refused chain costs at most
+        in the bundle, or kept from a path it completed before) signs as well as the real
+        one, whose chain it may not complete (expired, or not in the BCI). Only the leaf's
+        issuer is a choice: above it the path must end at the pinned root, which is tried
+        first, within MAX_CHAIN_CERTIFICATES (3). So a refused chain costs at most
         MAX_ISSUER_CANDIDATES more validations, never a search over combinations.
         """
         wanted = leaf.cert.issuer
@@ -274,6 +289,7 @@ class TrustStore:
                     continue
             else:
                 raise refused
+        self._remember_path(verified, [leaf, *given])
         with self._lock:
             if generation == self._generation and until is not None:
                 if len(self._chains) >= self._max_chains:

@@ -17,9 +17,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hsm.base import KemAlgorithm
-from setcore.errors import ErrorCode
-from setcore.pki import TrustStore, extensions, roles
-from setcore.pki.chain import MAX_CHAIN_CERTIFICATES
+from setcore.encoding import thumbprint
+from setcore.errors import ErrorCode, ProtocolError
+from setcore.pki import TrustStore, extensions, issue_ca_certificate, roles
+from setcore.pki.certificate import common_name_of, load_certificate
+from setcore.pki.chain import (
+    MAX_CHAIN_CERTIFICATES,
+    MAX_ISSUER_CANDIDATES,
+    Anchor,
+    Candidate,
+    build_path,
+)
 from setcore.pki.crl import load_crl, verify_crl_issuer
 from setcore.pki.issuance import IssuingCA, key_usage, random_serial, sign_with_backend
 from setcore.pki.roles import CertificateUsage
@@ -157,6 +165,37 @@ def test_a_chain_longer_than_the_brand_tree_is_refused(ec_world: World) -> None:
         leaf.public_bytes(Encoding.DER), [sub, mca.der], roles.MERCHANT, SIG,
     )  # fmt: skip
     assert "chain too long" in reason
+
+
+@pytest.mark.parametrize("others", [MAX_ISSUER_CANDIDATES - 1, MAX_ISSUER_CANDIDATES])
+def test_no_more_issuer_candidates_than_the_bound_are_tried(ec_world: World, others: int) -> None:
+    # Certificates under the Merchant CA's name with other keys come first; the real one
+    # after them is reached while fewer than MAX_ISSUER_CANDIDATES stand before it, and
+    # not otherwise (the TrustStore's one-at-a-time retries stop at the same bound).
+    mca = ec_world.brand.merchant_ca.ca
+    common_name = common_name_of(mca.certificate)
+
+    def candidate(der: bytes) -> Candidate:
+        return Candidate(der, load_certificate(der), thumbprint(der))
+
+    strangers = [
+        candidate(issue_ca_certificate(
+            ec_world.root, _ec_key(), roles.MERCHANT_CA, common_name=common_name
+        ))
+        for _ in range(others)
+    ]  # fmt: skip
+    real = candidate(mca.der)
+
+    def lookup(subject: x509.Name) -> list[Candidate]:
+        return [*strangers, real] if subject == mca.certificate.subject else []
+
+    anchor = Anchor.from_der(ec_world.root.der, ec_world.root.thumbprint)
+    leaf = candidate(ec_world.merchant_sig)
+    if others < MAX_ISSUER_CANDIDATES:
+        assert [c.thumb for c in build_path(anchor, leaf, lookup)][1] == real.thumb
+    else:
+        with pytest.raises(ProtocolError, match="signature does not verify"):
+            build_path(anchor, leaf, lookup)
 
 
 BRAND = "testbrand"
