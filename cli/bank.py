@@ -1,4 +1,5 @@
-"""``setpay bank``: the issuer's account operations (open, block, unblock, close, show).
+"""``setpay bank``: the issuer's and acquirer's account operations (open, block, unblock,
+close, show).
 
 ``open-account`` prints only the masked PAN; the full card data goes only to the file
 the operator names with ``--card-out`` (created with mode 0600), for handing to the
@@ -6,6 +7,11 @@ cardholder's wallet. That file is created, exclusively, before the account is op
 account is never opened whose card data has nowhere to go. A ``--currency`` no account is
 kept in, or a ``--bin`` that is not six digits, is a usage error (exit 2), refused before
 the ledger is opened.
+
+``open-merchant`` and ``show-merchant`` print the merchant's settlement account id: the
+bank gives it to the merchant out of band, and the Merchant CA registers a merchant ID
+the acquirer already holds an account for only when the request's account data names
+that id (``setpay merchant register --account-file``).
 """
 
 from __future__ import annotations
@@ -75,11 +81,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ):
         q = ops.add_parser(name, help=text)
         q.add_argument("--account", required=True, help="card account id")
-    m = ops.add_parser("open-merchant", help="open a merchant settlement account")
+    m = ops.add_parser(
+        "open-merchant", help="open a merchant settlement account (prints its account id)"
+    )
     m.add_argument("--merchant-id", required=True)
     m.add_argument(
         "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
     )
+    s = ops.add_parser("show-merchant", help="show a merchant settlement account")
+    s.add_argument("--merchant-id", required=True)
 
 
 def _read_pan(path: Path) -> PAN:
@@ -148,7 +158,14 @@ def run(args: argparse.Namespace) -> int:
             return _open_account(ledger, args)
         if cmd == "open-merchant":
             merchant = ledger.open_merchant_account(args.merchant_id, args.currency)
-            print(f"opened merchant account {merchant.merchant_id}")
+            print(f"opened merchant {merchant.merchant_id} account {merchant.account_id} "
+                  f"({merchant.currency})")  # fmt: skip
+            return 0
+        if cmd == "show-merchant":
+            merchant = ledger.merchant_account(args.merchant_id)
+            print(f"merchant {merchant.merchant_id} account {merchant.account_id} "
+                  f"({merchant.currency}) balance {merchant.balance} "
+                  f"pending {merchant.pending}")  # fmt: skip
             return 0
         change = {
             "block-account": ledger.block_card_account,

@@ -174,3 +174,27 @@ def test_a_damaged_ledger_keys_file_is_named(
     assert code == 1 and stdout == ""
     assert err.startswith(f"setpay bank: {keys} is not a ledger keys file")
     assert "Traceback" not in err and not out.exists()
+
+
+def test_a_merchant_account_id_is_printed_when_opened_and_shown(
+    made: InitResult, capsys: pytest.CaptureFixture[str], ledger: Ledger
+) -> None:
+    """The bank hands the id to the merchant: the CA asks for it to register the ID again."""
+    config = ["--config", str(made.directory / "setpay.toml")]
+    code, opened, err = _bank([*config, "open-merchant", "--merchant-id", "shop-cli"], capsys)
+    assert (code, err) == (0, "")
+    account_id = ledger.merchant_account("shop-cli").account_id
+    assert opened.split() == ["opened", "merchant", "shop-cli", "account", account_id, "(978)"]
+    code, shown, err = _bank([*config, "show-merchant", "--merchant-id", "shop-cli"], capsys)
+    assert (code, err) == (0, "")
+    assert shown.split() == ["merchant", "shop-cli", "account", account_id, "(978)",
+                             "balance", "0", "pending", "0"]  # fmt: skip
+
+
+def test_an_unknown_merchant_is_a_clear_error(
+    made: InitResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ["--config", str(made.directory / "setpay.toml")]
+    code, out, err = _bank([*config, "show-merchant", "--merchant-id", "no-such-shop"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("setpay bank: ") and "no-such-shop" in err
