@@ -29,6 +29,13 @@ commits (``gateway.ledger.group_commit``).
 The turn is re-entrant per thread (a nested RPC helper taking it again is harmless), and
 ``aside`` in a thread that does not hold it does nothing: code that runs outside a
 request (the CLI, tests, background jobs) is unaffected.
+
+A request waits for the turn for a bounded time (``held(within=...)``, raising
+``TurnNotFree``): a holder that does not give it back (a token call that does not
+return) must not hold every other request of the worker with it. ``gateway.server``
+derives the bound from the call's deadline. Taking a free turn costs the same with a
+bound as without: the lock is tried without blocking first, and only a taken one is
+waited for with a timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+
+class TurnNotFree(Exception):
+    """The turn stayed taken for the whole of a bounded wait (``CpuTurn.held(within=...)``)."""
 
 
 class CpuTurn:
@@ -69,18 +80,26 @@ class CpuTurn:
         return int(getattr(self._mine, "depth", 0))
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the turn for the block (waiting for it if another thread has it)."""
+    def held(self, within: float | None = None) -> Iterator[None]:
+        """Hold the turn for the block, waiting for it if another thread has it: for ever,
+        or at most ``within`` seconds, then raising ``TurnNotFree``."""
         outermost = self._depth() == 0
         if outermost:
             self._want(1)
         try:
-            with self._lock:
+            # acquire(timeout=...) tries without blocking first, as acquire() does: a free
+            # turn costs no more with a bound than without.
+            timeout = -1.0 if within is None else min(max(within, 0.0), threading.TIMEOUT_MAX)
+            if not self._lock.acquire(timeout=timeout):
+                raise TurnNotFree(f"the turn to compute stayed taken for {within:.3f} s")
+            try:
                 self._mine.depth = self._depth() + 1
                 try:
                     yield
                 finally:
                     self._mine.depth -= 1
+            finally:
+                self._lock.release()
         finally:
             if outermost:
                 self._want(-1)

@@ -11,6 +11,16 @@ client certificate or not ask for one (there is no "optional"), so the bank runs
 servers: PaymentGateway with mutual TLS for merchants, CertificateAuthority with
 server-authenticated TLS for wallets.
 
+A call computes under the worker's turn (``gateway.cpu_turn``), waited for at most until
+its deadline and never longer than ``ServerLimits.turn_wait_seconds``: a call that gets no
+turn in time is answered UNAVAILABLE without its handler running (nothing is stored; the
+client sends it again), or, once its deadline has passed, ends DEADLINE_EXCEEDED as its
+client already saw. Once it has the turn, a call whose client has given up (deadline
+passed, cancelled) is not handled either: nothing would be decided after its client was
+told it failed. Such a call is still counted as a call handled, with the status its client
+got; gRPC never sets a code on the context when a deadline passes or a client cancels, so
+the metrics take it from the call's state.
+
 Server reflection (on unless turned off) is grpc_reflection's servicer, whose streams a
 stop ends (``EndingReflection``). Load shedding is ``gateway.admission``'s, health
 ``gateway.health_monitor``'s.
@@ -24,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import message_factory
@@ -34,7 +44,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway import metrics
 from gateway.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool
-from gateway.cpu_turn import PROCESS_TURN
+from gateway.cpu_turn import PROCESS_TURN, TurnNotFree
 from gateway.health_monitor import HealthMonitor, OpenStreams, WatchEndingHealth
 from setpay.v1 import services_pb2
 
@@ -52,6 +62,15 @@ class ServiceBinding:
         return str(services_pb2.DESCRIPTOR.services_by_name[self.service_name].full_name)
 
 
+#: Longest a call waits for the worker's turn to compute, whatever its deadline (and the
+#: only bound for a call without one). A call computes for about a millisecond and the
+#: ledger's waits are taken aside, so a turn taken for seconds means its holder is stuck
+#: (a token call that does not return): the waiters are told UNAVAILABLE, to send the same
+#: request again, instead of being held with it. 5 s as the key backend's own wait for a
+#: token session (``hsm.token_session.DEFAULT_POOL_WAIT_SECONDS``), for the same reason.
+TURN_WAIT_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     """Every limit of the server, named (DESIGN.md 7: every limit is explicit)."""
@@ -60,6 +79,7 @@ class ServerLimits:
     max_concurrent_rpcs: int  # calls queued or running before new ones are shed
     threads: int
     reuse_port: bool = False
+    turn_wait_seconds: float = TURN_WAIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -108,8 +128,39 @@ def _given_frame(method: Callable[..., Any]) -> Callable[[Any, grpc.ServicerCont
     return call
 
 
+def _given_up(context: grpc.ServicerContext) -> grpc.StatusCode | None:
+    """The status a call's client already has if it gave up (its deadline passed, it
+    cancelled), else None."""
+    # Our clock first: the deadline travels as a duration, so the client's passed no later
+    # than ours, while gRPC marks the call inactive only once its poll thread has run.
+    if context.time_remaining() <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return None if context.is_active() else grpc.StatusCode.CANCELLED
+
+
+def _unless_given_up(context: grpc.ServicerContext) -> None:
+    """End (``abort``) a call whose client gave up while it waited: whatever it would
+    decide, its client was told it failed."""
+    gone = _given_up(context)
+    if gone is not None:
+        context.abort(gone, "the client gave up before the call was handled")
+
+
+def _no_turn(context: grpc.ServicerContext, wait_seconds: float) -> NoReturn:
+    """End (``abort``) a call that found the turn taken for all of its wait."""
+    _unless_given_up(context)  # its deadline ended the wait: its client knows
+    context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        f"the gateway worker had no turn to compute within {wait_seconds:g} s; "
+        "nothing was done, send the request again",
+    )
+
+
 def _behaviour(
-    service: str, name: str, method: Callable[[Any, grpc.ServicerContext], Any]
+    service: str,
+    name: str,
+    method: Callable[[Any, grpc.ServicerContext], Any],
+    turn_wait_seconds: float,
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
@@ -118,19 +169,24 @@ def _behaviour(
         try:
             if request is _UNPARSEABLE:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
-            with PROCESS_TURN.held():
-                response = method(request, context)
+            try:
+                with PROCESS_TURN.held(min(context.time_remaining(), turn_wait_seconds)):
+                    _unless_given_up(context)
+                    response = method(request, context)
+            except TurnNotFree:  # only a wait for the turn raises it, never a holder
+                _no_turn(context, turn_wait_seconds)
             status = None
             return response
         finally:
-            # code() is what abort() or set_code() chose (grpc-stubs lacks it; grpcio has it).
-            status = context.code() or status  # type: ignore[attr-defined]
-            metrics.rpc_finished(service, name, time.perf_counter() - started, status)
+            # code() is what abort() or set_code() chose (grpc-stubs lacks it; grpcio has
+            # it); gRPC sets none when the client's deadline passes or it cancels.
+            code = context.code() or _given_up(context)  # type: ignore[attr-defined]
+            metrics.rpc_finished(service, name, time.perf_counter() - started, code or status)
 
     return handle
 
 
-def _generic_handler(binding: ServiceBinding) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+def _generic_handler(binding: ServiceBinding, turn_wait_seconds: float) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
     service = services_pb2.DESCRIPTOR.services_by_name[binding.service_name]
     handlers = {}
     for method in service.methods:
@@ -140,7 +196,7 @@ def _generic_handler(binding: ServiceBinding) -> grpc.GenericRpcHandler:  # type
         if with_frame:
             behaviour = _given_frame(behaviour)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _behaviour(service.full_name, method.name, behaviour),
+            _behaviour(service.full_name, method.name, behaviour, turn_wait_seconds),
             request_deserializer=_deserializer(request_cls, with_frame=with_frame),
             response_serializer=lambda m: m.SerializeToString(),
         )
@@ -308,7 +364,7 @@ def create_server(
     # reserve and the refusals let wait: short of it, every refusal is ours, counted.
     server = grpc.server(
         pool,
-        handlers=[_generic_handler(b) for b in bindings],
+        handlers=[_generic_handler(b, limits.turn_wait_seconds) for b in bindings],
         interceptors=[admission],
         options=options,
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs + HEALTH_RESERVE + SHED_BACKLOG,

@@ -8,8 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.ca.store import CaStore
-from gateway.cpu_turn import PROCESS_TURN, CpuTurn, holding
+from gateway.cpu_turn import PROCESS_TURN, CpuTurn, TurnNotFree, holding
 from gateway.ledger import GroupCommitConfig, SqliteLedgerStore, SqliteStoreConfig
 
 WAIT = 2.0
@@ -172,3 +174,36 @@ def test_wanting_counts_the_holder_and_the_waiters_but_not_a_thread_aside() -> N
             assert turn.wanting == 0
         assert turn.wanting == 1
     assert turn.wanting == 0
+
+
+def test_a_bounded_wait_for_a_taken_turn_gives_up_and_is_no_longer_counted() -> None:
+    turn = CpuTurn()
+    failed: list[BaseException] = []
+    given_up = threading.Event()
+
+    def waiter() -> None:
+        try:
+            with turn.held(within=0.1):
+                pass
+        except TurnNotFree as exc:
+            failed.append(exc)
+        given_up.set()
+
+    with turn.held():
+        thread = threading.Thread(target=waiter, daemon=True)
+        thread.start()
+        assert given_up.wait(WAIT), "the bounded wait did not end while the turn was held"
+        assert turn.wanting == 1  # the holder only
+    thread.join(WAIT)
+    assert len(failed) == 1
+    with turn.held(within=0.0):  # free: taken at once, even without waiting at all
+        assert not _try_in_another_thread(turn, 0.1)
+
+
+def test_a_bounded_wait_in_the_thread_that_holds_the_turn_never_fails() -> None:
+    turn = CpuTurn()
+    with turn.held(), turn.held(within=0.0):  # re-entrant: already ours
+        assert turn.wanting == 1
+    with pytest.raises(ZeroDivisionError), turn.held(within=0.0):
+        raise ZeroDivisionError  # the turn is given back however the block ends
+    assert _try_in_another_thread(turn, WAIT)
