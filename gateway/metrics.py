@@ -18,7 +18,11 @@ only (``gateway.metrics_labels``; anything else is counted as ``other``): never 
 amount, an identifier or a peer's text.
 
     setpay_rpc_requests_total{service,method}           handled calls
-    setpay_rpc_errors_total{method,code}                SET Error code or gRPC status name
+    setpay_rpc_errors_total{method,code}                SET Error code or gRPC status name;
+                                                        DEADLINE_EXCEEDED or CANCELLED for
+                                                        a call whose client gave up (not
+                                                        handled if it gave up waiting for
+                                                        the worker's turn)
     setpay_rpc_duration_seconds{method}                 histogram, 0.5 ms to 5 s
     setpay_rpc_in_flight{method}                        calls being handled now
     setpay_rpc_shed_total{service,method}               calls refused RESOURCE_EXHAUSTED,
