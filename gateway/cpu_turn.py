@@ -2,7 +2,7 @@
 
 A worker runs several handler threads, but only one of them can run Python at a time
 (the GIL) and the bank runs one worker per core. What threads buy is overlap with waiting
-(a ledger commit, a token call), not parallel computing. Yet ``cryptography`` releases the
+(a ledger commit), not parallel computing. Yet ``cryptography`` releases the
 GIL inside each ECDH, verification or RSA operation (tens of microseconds), and with other
 handlers waiting for the GIL every such release hands it over: two context switches per
 operation, several operations per authorization. Measured here (in one process, 8
