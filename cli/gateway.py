@@ -1,7 +1,10 @@
 """``setpay gateway serve``: run the bank (PaymentGateway and CertificateAuthority).
 
 The bank runs as worker processes under a supervisor (``gateway.workers``); settings
-come from the configuration file, then ``SETPAY_*`` variables, then these flags.
+come from the configuration file, then ``SETPAY_*`` variables, then these flags, and are
+judged once all are in: a flag replaces a variable's value unread. A value a flag gave
+that the configuration's rules refuse is a usage error (exit 2) naming the flag; the
+file's and the environment's are refused with exit 1.
 
 ``--port-file`` gets "GATEWAY_PORT CA_PORT" once every worker serves, for scripts and
 tests that asked for port 0; with metrics on a port the OS picked (``--metrics-port
@@ -14,20 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gateway import workers
-from gateway.config import (
-    CONFIG_FILE,
-    METRICS_ANY_PORT,
-    BankConfig,
-    ConfigError,
-    MetricsPort,
-    load,
-    parse_metrics_port,
-    validate,
-)
+from gateway.config import CONFIG_FILE, BankConfig, ConfigError, load
+from gateway.environment import METRICS_ANY_PORT, MetricsPort, parse_metrics_port, parse_whole
 from gateway.ports import write_port_file
 
 
@@ -41,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     s.add_argument("--ca-listen", help="CertificateAuthority HOST:PORT (overrides it too)")
     s.add_argument("--no-reflection", action="store_true", help="turn server reflection off")
     s.add_argument(
-        "--workers", type=int, help="worker processes (default: configuration, else one per CPU)"
+        "--workers",
+        type=_whole,
+        help="worker processes (default: configuration, else one per CPU)",
     )
     s.add_argument(
         "--metrics-port",
@@ -55,6 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="write the bound ports (gateway, CA, and metrics if the OS picked it) here once "
         "serving",
     )
+
+
+def _whole(text: str) -> int:
+    try:
+        return parse_whole(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in digits 0-9, not {text!r}") from None
 
 
 def _metrics_port(text: str) -> MetricsPort:
@@ -95,23 +99,27 @@ def check_port_file(path: Path) -> str | None:
     return None
 
 
-def serve(args: argparse.Namespace) -> int:
+def flag_overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """The settings the command line gives: ``BankConfig`` field -> (flag, value)."""
+    given: dict[str, tuple[str, Any]] = {}
+    if args.no_reflection:
+        given["reflection"] = ("--no-reflection", False)
+    for setting, flag in (
+        ("listen", "--listen"),
+        ("ca_listen", "--ca-listen"),
+        ("workers", "--workers"),
+        ("metrics_port", "--metrics-port"),
+    ):
+        value = getattr(args, setting)
+        if value is not None:
+            given[setting] = (flag, value)
+    return given
+
+
+def serve(args: argparse.Namespace, config: BankConfig) -> int:
     """Serve until SIGTERM or SIGINT; then drain within the grace period; the exit status
     (``gateway.workers``)."""
-    config = load(args.config)
-    if args.no_reflection:
-        config = replace(config, reflection=False)
-    if args.workers is not None:
-        config = replace(config, workers=args.workers)
-    if args.metrics_port is not None:
-        config = replace(config, metrics_port=args.metrics_port)
-    config = validate(config)
-    return workers.serve(
-        config,
-        listen=args.listen,
-        ca_listen=args.ca_listen,
-        on_ready=lambda bound: _announce(args, config, bound),
-    )
+    return workers.serve(config, on_ready=lambda bound: _announce(args, config, bound))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,10 +127,16 @@ def run(args: argparse.Namespace) -> int:
     if args.port_file is not None and (problem := check_port_file(args.port_file)):
         print(f"setpay gateway: {problem}", file=sys.stderr)
         return 1
+    flags = flag_overrides(args)
     try:
-        return serve(args)
-    except (ConfigError, workers.WorkerError) as exc:
-        # Refused, as every command refuses a bad configuration or a port it cannot
-        # have (exit 1); 2 is for a command line argparse rejects.
+        config = load(args.config, overrides=flags)
+    except ConfigError as exc:
+        print(f"setpay gateway: {exc}", file=sys.stderr)
+        # A value on the command line is a usage error, as argparse's own refusals are
+        # (exit 2); a bad configuration is refused as every command refuses one (exit 1).
+        return 2 if exc.setting in flags else 1
+    try:
+        return serve(args, config)
+    except workers.WorkerError as exc:  # a port it cannot have
         print(f"setpay gateway: {exc}", file=sys.stderr)
         return 1

@@ -5,10 +5,13 @@ module-level settings. Relative paths in the file are relative to the file's dir
 Environment variables override the file (``SETPAY_LISTEN``, ``SETPAY_CA_LISTEN``,
 ``SETPAY_KEYS``, ``SETPAY_LEDGER``, ``SETPAY_WORKERS``, ``SETPAY_THREADS``,
 ``SETPAY_METRICS_PORT``, ``SETPAY_METRICS_HOST``, ``SETPAY_REFLECTION``,
-``SETPAY_SCHEDULING``, ``SETPAY_LEDGER_SERVICE``, ``SETPAY_GRACE_SECONDS``).
+``SETPAY_SCHEDULING``, ``SETPAY_LEDGER_SERVICE``, ``SETPAY_GRACE_SECONDS``,
+``SETPAY_NOT_SERVING_SECONDS``; ``gateway.environment``), and a command's flags override
+both (``load``'s ``overrides``).
 
 A refusal names where the value came from: the file and the key (``setpay.toml:
-gateway.workers must be ...``), or the environment variable (``SETPAY_WORKERS: ...``).
+gateway.workers must be ...``), the environment variable (``SETPAY_WORKERS: ...``), or
+the flag (``--workers: ...``); every setting is judged once, after all of them are in.
 An unknown key or table is refused, not ignored: a misspelled setting would otherwise
 leave its default in force unnoticed. Values that may hold a secret (the ledger URL, the
 key URI) are never repeated in a message.
@@ -30,7 +33,8 @@ Example (``setpay init`` writes one)::
     reflection = true
     insecure = false              # plaintext gRPC: local experiments only
     scheduling = "batch"          # workers' CPU policy: "batch" (SCHED_BATCH) or "normal"
-    grace_seconds = 5             # SIGTERM: how long calls in flight may take to finish
+    not_serving_seconds = 1       # SIGTERM: health says NOT_SERVING this long first
+    grace_seconds = 5             # then how long calls in flight may take to finish
 
     [ledger]
     store = "sqlite:ledger.db"    # or a postgresql:// URL
@@ -42,11 +46,17 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from gateway.environment import (
+    METRICS_ANY_PORT,
+    MetricsPort,
+    environment_overrides,
+    means_any_port,
+)
 from gateway.ledger.ledger import LedgerConfig
 from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
 from gateway.ports import MAX_PORT, parse_port
@@ -68,6 +78,9 @@ DEFAULT_MAX_CONCURRENT_RPCS = 256
 MAX_CONCURRENT_RPCS_LIMIT = 10_000
 # Server threads per worker: crypto releases the GIL, so a few threads keep a core busy.
 DEFAULT_THREADS = 8
+# Server threads per worker at most: far more than keep a core busy, each one a stack of
+# its own, and it catches a typo that would have a worker start thousands.
+MAX_THREADS = 256
 # An authorization hold is released if not captured within this time (7 days, a common
 # card-scheme hold period).
 DEFAULT_HOLD_EXPIRY_MS = 7 * 24 * 3600 * 1000
@@ -77,8 +90,17 @@ DEFAULT_GRACE_SECONDS = 5.0
 # take seconds, not minutes: a call still running after five minutes is stuck, and waiting
 # longer only delays the stop. It also catches milliseconds written for seconds (5000
 # would hold a stop for over an hour). An orchestrator's stop timeout must exceed the
-# grace period plus the workers' closing margin (``gateway.workers.STOP_MARGIN_SECONDS``).
+# NOT_SERVING notice, the grace period and the workers' closing margin together
+# (``gateway.workers.STOP_MARGIN_SECONDS``).
 MAX_GRACE_SECONDS = 300.0
+# SIGTERM: how long a worker's health answers NOT_SERVING, its calls still served, before
+# the grace period begins. gRPC refuses new connections once a server stops, so without it
+# a load balancer polling health Check would see "connection refused", never NOT_SERVING
+# (only open Watch streams are told); set it to the balancer's check interval. 0 skips it.
+DEFAULT_NOT_SERVING_SECONDS = 1.0
+# The longest such notice: longer than any balancer's health check interval, and it too
+# catches milliseconds written for seconds.
+MAX_NOT_SERVING_SECONDS = 60.0
 # Worker processes at most: far beyond the cores of one gateway host, and it bounds the
 # key-backend sessions and database connections one bank opens.
 MAX_WORKERS = 64
@@ -92,10 +114,6 @@ DEFAULT_LEDGER_SERVICE = False
 DEFAULT_SETTLEMENT_CURRENCY = 978
 # Metrics are for the operator's own scraper: served on loopback unless configured.
 DEFAULT_METRICS_HOST = "127.0.0.1"
-# ``metrics_port`` for "serve metrics on a port the OS picks", as port 0 is for ``listen``;
-# 0 itself has always meant "no metrics", and configurations rely on it.
-METRICS_ANY_PORT: Literal["any"] = "any"
-MetricsPort = int | Literal["any"]
 
 
 def default_workers() -> int:
@@ -155,6 +173,7 @@ class BankConfig:
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     hold_expiry_ms: int = DEFAULT_HOLD_EXPIRY_MS
     grace_seconds: float = DEFAULT_GRACE_SECONDS
+    not_serving_seconds: float = DEFAULT_NOT_SERVING_SECONDS
     scheduling: str = DEFAULT_POLICY
 
     def path(self, p: Path) -> Path:
@@ -202,6 +221,7 @@ _FILE_KEYS: dict[str, str] = {
     "max_concurrent_rpcs": "gateway.max_concurrent_rpcs",
     "scheduling": "gateway.scheduling",
     "grace_seconds": "gateway.grace_seconds",
+    "not_serving_seconds": "gateway.not_serving_seconds",
     "tls": "gateway.tls",
     "ledger": "ledger.store",
     "ledger_service": "ledger.service",
@@ -217,22 +237,6 @@ _TABLES: dict[str, frozenset[str]] = {
     "gateway.tls": frozenset({"cert", "key", "client_ca"}),
     "ledger": frozenset({"store", "service", "hold_expiry_ms", "settlement_currency"}),
 }
-# Environment variables by the field they override.
-_ENV_STRINGS = {
-    "SETPAY_LISTEN": "listen",
-    "SETPAY_CA_LISTEN": "ca_listen",
-    "SETPAY_KEYS": "keys",
-    "SETPAY_LEDGER": "ledger",
-    "SETPAY_METRICS_HOST": "metrics_host",
-    "SETPAY_SCHEDULING": "scheduling",
-}
-_ENV_FLAGS = {
-    "SETPAY_REFLECTION": "reflection",
-    "SETPAY_LEDGER_SERVICE": "ledger_service",
-}
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -269,62 +273,6 @@ def _number(table: Mapping[str, Any], where: str, key: str, default: float) -> f
     return float(value)
 
 
-def means_any_port(text: str) -> bool:
-    """Whether ``text`` asks for a metrics port the OS picks: ``any``, in any case, spaces
-    around it allowed; the one rule for the file, the environment and the command line."""
-    return text.strip().lower() == METRICS_ANY_PORT
-
-
-def parse_metrics_port(text: str) -> MetricsPort:
-    """A metrics port as written on the command line or in the environment: a number,
-    or ``any`` (``means_any_port``); raises ``ValueError`` for anything else."""
-    if means_any_port(text):
-        return METRICS_ANY_PORT
-    return int(text)
-
-
-# Environment variables read as a value of their own kind: the field each overrides, how
-# its text is read (ValueError if it cannot be), and what the refusal says it must be.
-_ENV_PARSED: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "SETPAY_WORKERS": ("workers", int, "an integer"),
-    "SETPAY_THREADS": ("threads", int, "an integer"),
-    "SETPAY_GRACE_SECONDS": ("grace_seconds", float, "a number of seconds"),
-    "SETPAY_METRICS_PORT": (
-        "metrics_port",
-        parse_metrics_port,
-        f"a port number or {METRICS_ANY_PORT}",
-    ),
-}
-
-
-def _env_overrides(config: BankConfig, env: Mapping[str, str]) -> tuple[BankConfig, dict[str, str]]:
-    """The configuration with the environment's values, and which variable set which field."""
-    changes: dict[str, Any] = {}
-    for name, attr in _ENV_STRINGS.items():
-        if name in env:
-            changes[attr] = env[name]
-    for name, (attr, parse, must_be) in _ENV_PARSED.items():
-        if name in env:
-            try:
-                changes[attr] = parse(env[name])
-            except ValueError:
-                raise ConfigError(f"{name} must be {must_be}") from None
-    for name, attr in _ENV_FLAGS.items():
-        if name in env:
-            flag = env[name].lower()
-            if flag not in _TRUE | _FALSE:
-                raise ConfigError(f"{name} must be one of {', '.join(sorted(_TRUE | _FALSE))}")
-            changes[attr] = flag in _TRUE
-    parsed = {name: attr for name, (attr, _, _) in _ENV_PARSED.items()}
-    sources = {
-        attr: name
-        for table in (_ENV_STRINGS, parsed, _ENV_FLAGS)
-        for name, attr in table.items()
-        if name in env
-    }
-    return replace(config, **changes), sources
-
-
 def _host_port(value: str) -> bool:
     host, sep, port = value.rpartition(":")
     return bool(sep and host and parse_port(port) is not None)
@@ -355,8 +303,8 @@ def validate(config: BankConfig) -> BankConfig:
         raise _refuse("metrics_host", "must name an address")
     if config.scheduling not in POLICIES:
         raise _refuse("scheduling", f"must be one of {', '.join(POLICIES)}")
-    if not 1 <= config.threads <= 256:
-        raise _refuse("threads", "must be between 1 and 256")
+    if not 1 <= config.threads <= MAX_THREADS:
+        raise _refuse("threads", f"must be between 1 and {MAX_THREADS}")
     if not 1 <= config.max_message_bytes <= MAX_MESSAGE_BYTES_LIMIT:
         raise _refuse("max_message_bytes", f"must be between 1 and {MAX_MESSAGE_BYTES_LIMIT}")
     if not 1 <= config.max_concurrent_rpcs <= MAX_CONCURRENT_RPCS_LIMIT:
@@ -365,6 +313,10 @@ def validate(config: BankConfig) -> BankConfig:
     if not 0 < config.grace_seconds <= MAX_GRACE_SECONDS:
         raise _refuse(
             "grace_seconds", f"must be more than 0 and at most {MAX_GRACE_SECONDS:g} seconds"
+        )
+    if not 0 <= config.not_serving_seconds <= MAX_NOT_SERVING_SECONDS:
+        raise _refuse(
+            "not_serving_seconds", f"must be between 0 and {MAX_NOT_SERVING_SECONDS:g} seconds"
         )
     if not config.insecure and config.tls is None:
         raise _refuse("tls", "(cert, key, client_ca) is required unless gateway.insecure = true")
@@ -435,6 +387,9 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
         ),
         scheduling=_get(gw, "gateway", "scheduling", str, DEFAULT_POLICY),
         grace_seconds=_number(gw, "gateway", "grace_seconds", DEFAULT_GRACE_SECONDS),
+        not_serving_seconds=_number(
+            gw, "gateway", "not_serving_seconds", DEFAULT_NOT_SERVING_SECONDS
+        ),
         hold_expiry_ms=_get(ledger, "ledger", "hold_expiry_ms", int, DEFAULT_HOLD_EXPIRY_MS),
         ledger=_get(ledger, "ledger", "store", str, "sqlite:ledger.db"),
         ledger_service=_get(ledger, "ledger", "service", bool, DEFAULT_LEDGER_SERVICE),
@@ -445,8 +400,14 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
     )
 
 
-def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
-    """Load, override from the environment, and validate a configuration file."""
+def load(
+    path: Path,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, tuple[str, Any]] | None = None,
+) -> BankConfig:
+    """Load a configuration file, override it from the environment, then from
+    ``overrides`` (``BankConfig`` field -> the flag that gave it and its value), and
+    validate it; a refusal names the file, the variable or the flag."""
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -461,10 +422,17 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> BankConfig:
         config = _from_file(path, raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}", exc.setting) from None
-    config, sources = _env_overrides(config, os.environ if env is None else env)
+    flags = dict(overrides or {})
     try:
-        # Once, after the overrides: a setting the environment replaces is judged as
-        # replaced, and an error names where its value came from.
+        changes, sources = environment_overrides(os.environ if env is None else env, flags)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    changes.update({setting: value for setting, (_, value) in flags.items()})
+    sources.update({setting: flag for setting, (flag, _) in flags.items()})
+    config = replace(config, **changes)
+    try:
+        # Once, after the overrides: a setting the environment or a flag replaces is judged
+        # as replaced, and an error names where its value came from.
         return validate(config)
     except ConfigError as exc:
         where = sources.get(exc.setting or "") or path

@@ -22,15 +22,25 @@ from pathlib import Path
 # TCP ports are 16 bits. The resolver would take a larger number modulo 65536 (70000 would
 # become 4464, 65536 a port the OS picks), so a port outside this range is refused first.
 MAX_PORT = 65535
-_PORT = re.compile(r"[0-9]{1,5}")
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def parse_integer(text: str) -> int | None:
+    """The integer ``text`` writes in ASCII digits, a minus sign allowed, or None: the one
+    reading of a number a bank setting takes from text. ``int`` alone would take fullwidth
+    and other Unicode digits, underscores (``1_6``) and spaces around them."""
+    if not _INTEGER.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (thousands): no setting's value
+        return None
 
 
 def parse_port(text: str) -> int | None:
-    """The port ``text`` names (ASCII digits, 0 to MAX_PORT), or None: ``int`` alone would
-    take fullwidth digits and choke on others ('²')."""
-    if not _PORT.fullmatch(text) or int(text) > MAX_PORT:
-        return None
-    return int(text)
+    """The port ``text`` names (``parse_integer``, 0 to MAX_PORT), or None; never "-0"."""
+    port = None if text.startswith("-") else parse_integer(text)
+    return port if port is not None and 0 <= port <= MAX_PORT else None
 
 
 class PortError(Exception):

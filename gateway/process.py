@@ -48,6 +48,9 @@ class RunningBank:
     authority: CertificateAuthority
     ca_store: CaStore
     sampler: metrics.Sampler
+    not_serving_seconds: float = 0.0
+    """How long ``drain`` answers health checks NOT_SERVING before its grace period (none
+    when it has no grace period: a stop at once)."""
 
     def stop(self, grace: float | None) -> int:
         """``drain``, then ``close``; how many calls the drain cut."""
@@ -56,13 +59,19 @@ class RunningBank:
         return cut
 
     def drain(self, grace: float | None) -> int:
-        """NOT_SERVING, let in-flight calls finish within ``grace``, stop serving; how many
-        calls, on both servers, were still in flight when the grace period ended (cut: gRPC
-        cancels them, and their callers get UNAVAILABLE, "Cancelling all calls", not an
-        answer). Health Watch and reflection streams are ended at once, and never counted."""
+        """NOT_SERVING, still serving for ``not_serving_seconds``, then let in-flight calls
+        finish within ``grace`` and stop serving; how many calls, on both servers, were
+        still in flight when the grace period ended (cut: gRPC cancels them, and their
+        callers get UNAVAILABLE, "Cancelling all calls", not an answer). Health Watch and
+        reflection streams are ended at once, and never counted."""
         self.health.stop()
         self.ca_health.stop()
-        # No grace is a grace of none: what is in flight now is cut, and counted so.
+        if grace is not None:
+            # A stopped server refuses new connections: a load balancer that polls health
+            # Check, rather than keeping a Watch open, sees NOT_SERVING only in this pause.
+            time.sleep(self.not_serving_seconds)
+        # No grace is a grace of none, and no notice: what is in flight now is cut, and
+        # counted so.
         grace = 0.0 if grace is None else grace
         # Taken before gRPC starts its own timers, so the count comes before its cut.
         ends = time.monotonic() + grace
@@ -187,5 +196,5 @@ def start_bank(
     log.info("gateway on port %d, CA on port %d (%s)", port, ca_port, mode)
     return RunningBank(
         server, port, health, ca_server, ca_port, ca_health, bank, pki, ledger, authority,
-        ca_store, sampler,
+        ca_store, sampler, config.not_serving_seconds,
     )  # fmt: skip

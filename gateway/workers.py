@@ -25,12 +25,14 @@ Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SI
 They are held from the moment ``serve`` starts until it has cleaned up
 (``gateway.supervisor_signals``): one that comes before the loop runs stops the bank
 before any worker starts, and still removes what ``serve`` prepared.
-A worker sets its health NOT_SERVING, lets calls in flight finish within the grace
-period, closes its key sessions and the ledger, and exits 0, or CALLS_CUT if calls were
-still in flight when the grace period ended (gRPC cancels them; the worker logs how
-many). A worker whose supervisor vanished stops by itself. The supervisor is gone within
-the grace period (``grace_seconds``) plus STOP_MARGIN_SECONDS (stragglers are killed). A
-child that fails logs whether it could not serve or failed while stopping.
+A worker sets its health NOT_SERVING, keeps serving for ``not_serving_seconds`` so that
+health checks see it, lets calls in flight finish within the grace period, closes its key
+sessions and the ledger, and exits 0, or CALLS_CUT if calls were still in flight when the
+grace period ended (gRPC cancels them; the worker logs how many). A worker whose
+supervisor vanished stops by itself. The supervisor is gone within those two periods plus
+STOP_MARGIN_SECONDS (stragglers are killed); a child still starting is given until its
+start is due first (``stop_deadline``). A child that fails logs whether it could not serve
+or failed while stopping (``gateway.child``).
 
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
@@ -55,23 +57,19 @@ import logging
 import os
 import selectors
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import metrics
-from gateway.bank_pki import ProvisioningError
-from gateway.ca.errors import CaError
+from gateway.child import LEDGER_INDEX, become_child, child_name
 from gateway.config import BankConfig
-from gateway.ledger import LedgerError
-from gateway.ledger_process import LedgerSocket, run_ledger_process
+from gateway.ledger_process import LedgerSocket
 from gateway.ports import PortError, reserve
 from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, RestartBudget
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
 from gateway.supervisor_signals import WATCHED, SupervisorSignals
-from gateway.worker import CALLS_CUT, StopFailed, WorkerPlan, run_worker
-from hsm.errors import KeyBackendError
+from gateway.worker import CALLS_CUT, WorkerPlan
 
 log = logging.getLogger("setpay.workers")
 
@@ -85,11 +83,6 @@ STOP_MARGIN_SECONDS = 10.0
 LOOP_SECONDS = 1.0
 # A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one.
 READY_LINE_BYTES = 64
-# The ledger process's index among the children (workers count from 0).
-LEDGER_INDEX = -1
-# What a child may meet while opening the bank or closing it, none of them a bug: logged
-# in one line.
-_STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSError)
 
 
 class WorkerError(Exception):
@@ -102,24 +95,33 @@ class _Worker:
     pid: int
     ready_fd: int | None
     started: float
-    ready: bool = False
+    ready_at: float | None = None  # when it said it serves
     received: bytes = b""
+    killed: bool = False
 
     @property
     def name(self) -> str:
-        return _child_name(self.index)
+        return child_name(self.index)
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_at is not None
 
 
-def _child_name(index: int) -> str:
-    return "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
+def stop_deadline(
+    bank_deadline: float, started: float, ready_at: float | None, stop: float
+) -> float:
+    """When a child must be gone, the bank being asked to stop by ``bank_deadline``.
 
-
-def _log_fault(what: str, fault: BaseException) -> None:
-    if isinstance(fault, _STARTUP_FAULTS):
-        # The operator's to fix (a PIN, a token, a file, a port): one line says it.
-        log.error("%s: %s: %s", what, type(fault).__name__, fault)
-    else:
-        log.error("%s", what, exc_info=fault)
+    One still starting is never killed for the stop before its start is due
+    (WORKER_START_SECONDS after its fork): it may be logging in to the token, which other
+    processes wait for and which a kill can leave half written. It acts on the stop once it
+    serves, and from then on gets ``stop`` seconds (its notice, grace and closing margin),
+    as it would have had if it had served when the stop began.
+    """
+    if ready_at is None:
+        return max(bank_deadline, started + WORKER_START_SECONDS)
+    return max(bank_deadline, ready_at + stop)
 
 
 # --- the supervisor -----------------------------------------------------------------------
@@ -150,7 +152,8 @@ class Supervisor:
         self._ledger: _Worker | None = None  # the ledger process, if the plan has one
         self._budget = RestartBudget()
         self._selector = selectors.DefaultSelector()
-        self._stopping_since: float | None = None
+        self._deadline: float | None = None  # once stopping: when serving children are due
+        self._ledger_due = 0.0  # the ledger process's, no earlier than any worker's
         self._failed = False
         self._cut = False  # a worker cut calls at the end of the grace period
         self._announced = False
@@ -211,38 +214,18 @@ class Supervisor:
         return [*self._workers.values(), *([self._ledger] if self._ledger else [])]
 
     def _become_child(self, index: int, ready_fd: int, mask: set[int]) -> None:
-        code = 1
-        what = _child_name(index)
-        try:
-            # Drop what belongs to the supervisor: its loop, its sockets, other ready pipes.
-            self._signals.forget()
-            self._selector.close()
-            for child in self._children():
-                if child.ready_fd is not None:
-                    os.close(child.ready_fd)
-            for close in self._inherited:
-                close()
-            if index == LEDGER_INDEX:
-                assert self._plan.ledger_socket is not None
-                code = run_ledger_process(
-                    self._plan.config, self._plan.ledger_socket, ready_fd, mask,
-                    with_metrics=self._plan.metrics, supervisor_pid=self._plan.supervisor_pid,
-                )  # fmt: skip
-            else:
-                code = run_worker(self._plan, index, ready_fd, mask)
-        except StopFailed as exc:
-            _log_fault(f"{what} failed while stopping", exc.fault)
-        except _STARTUP_FAULTS as exc:
-            _log_fault(f"{what} cannot serve", exc)
-        except BaseException:
-            log.exception("%s failed", what)
-        finally:
-            # Never return into the supervisor's stack (its finally blocks are not ours).
-            logging.shutdown()
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
+        become_child(self._plan, index, ready_fd, mask, drop=self._drop_in_child)
+
+    def _drop_in_child(self) -> None:
+        """In a child: close what belongs to the supervisor (its loop, its sockets, the
+        other children's ready pipes)."""
+        self._signals.forget()
+        self._selector.close()
+        for child in self._children():
+            if child.ready_fd is not None:
+                os.close(child.ready_fd)
+        for close in self._inherited:
+            close()
 
     def _read_ready(self, worker: _Worker) -> None:
         assert worker.ready_fd is not None
@@ -253,7 +236,7 @@ class Supervisor:
         worker.received += chunk
         line, newline, _ = worker.received.partition(b"\n")
         if newline and worker is self._ledger:
-            worker.ready = True
+            worker.ready_at = time.monotonic()
             log.info("ledger process serving (pid %d)", worker.pid)
             if not self._workers and not self._stopping():
                 self._spawn_workers()
@@ -262,7 +245,7 @@ class Supervisor:
             if ports != self._expected:
                 log.error("worker %d serves on %s, not %s", worker.index, ports, self._expected)
                 self._fail("a worker bound other ports than the reserved ones")
-            worker.ready = True
+            worker.ready_at = time.monotonic()
             log.info("worker %d serving (pid %d)", worker.index, worker.pid)
         if newline or not chunk or len(worker.received) > READY_LINE_BYTES:
             self._selector.unregister(worker.ready_fd)
@@ -346,7 +329,12 @@ class Supervisor:
     # -- stopping
 
     def _stopping(self) -> bool:
-        return self._stopping_since is not None
+        return self._deadline is not None
+
+    def _stop_seconds(self) -> float:
+        """How long a serving child may take to stop: notice, grace, closing margin."""
+        config = self._plan.config
+        return config.not_serving_seconds + config.grace_seconds + STOP_MARGIN_SECONDS
 
     def _fail(self, why: str) -> None:
         log.error("stopping the bank: %s", why)
@@ -356,7 +344,7 @@ class Supervisor:
     def _begin_stop(self) -> None:
         if self._stopping():
             return
-        self._stopping_since = time.monotonic()
+        self._deadline = time.monotonic() + self._stop_seconds()
         log.info(
             "stopping %d workers (grace %.1f s)",
             len(self._workers),
@@ -370,21 +358,35 @@ class Supervisor:
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
-        if self._stopping_since is not None:
-            limit = self._plan.config.grace_seconds + STOP_MARGIN_SECONDS
-            if now - self._stopping_since > limit:
-                for worker in self._children():
-                    log.error("%s (pid %d) did not stop: killing it", worker.name, worker.pid)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(worker.pid, signal.SIGKILL)
-                self._failed = True
-                self._stopping_since = now  # another round for the kills to land
+        if self._deadline is not None:
+            self._kill_stragglers(now, self._deadline)
             return
         late = [
             w for w in self._children() if not w.ready and now - w.started > WORKER_START_SECONDS
         ]
         if late:
             self._fail(f"{late[0].name} was not serving after {WORKER_START_SECONDS:.0f} s")
+
+    def _kill_stragglers(self, now: float, bank_deadline: float) -> None:
+        """Kill each child past its ``stop_deadline``. The ledger process is asked to stop
+        only once the last worker is gone, so it is due no earlier than any worker was."""
+        stop = self._stop_seconds()
+        due = {
+            child.pid: stop_deadline(bank_deadline, child.started, child.ready_at, stop)
+            for child in self._children()
+        }
+        if self._ledger is not None:
+            # The latest seen, kept: the workers it outlives may be gone by the time it
+            # is asked to stop.
+            self._ledger_due = max(self._ledger_due, *due.values())
+            due[self._ledger.pid] = self._ledger_due
+        for child in self._children():
+            if now > due[child.pid] and not child.killed:
+                log.error("%s (pid %d) did not stop: killing it", child.name, child.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
+                child.killed = True
+                self._failed = True
 
     def _loop(self) -> None:
         while self._workers or self._ledger is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import config as settings
 from gateway.bank_pki import bank_keys_uri
 from gateway.config import BankConfig, ConfigError, load
 from hsm.uri import SoftwareKeyURI, parse_key_uri
@@ -126,6 +127,32 @@ def test_a_refused_environment_override_names_its_variable(
 ) -> None:
     message = _refused(_write(tmp_path, MINIMAL), {variable: value})
     assert message.startswith(variable) and says in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "must_be"),
+    [
+        ("SETPAY_WORKERS", "an integer"),
+        ("SETPAY_THREADS", "an integer"),
+        ("SETPAY_METRICS_PORT", "a port number or any"),
+    ],
+)
+@pytest.mark.parametrize("value", ["\uff12", "1_6", " 2", "2 ", "+2", "2.0"])  # fullwidth 2
+def test_a_number_in_the_environment_is_ascii_digits_only(
+    tmp_path: Path, variable: str, must_be: str, value: str
+) -> None:
+    """int() took a fullwidth digit as 2, 1_6 as 16 and spaces around either: a value
+    that is not what it looks like in a unit file or a shell, and which ``parse_port``
+    already refused in an address."""
+    assert _refused(_write(tmp_path, MINIMAL), {variable: value}) == f"{variable} must be {must_be}"
+
+
+def test_the_threads_limit_is_the_named_one(tmp_path: Path) -> None:
+    limit = settings.MAX_THREADS
+    path = _write(tmp_path, MINIMAL)
+    assert load(path, env={"SETPAY_THREADS": str(limit)}).threads == limit
+    message = _refused(path, {"SETPAY_THREADS": str(limit + 1)})
+    assert message == f"SETPAY_THREADS: gateway.threads must be between 1 and {limit}"
 
 
 def test_a_refused_ledger_url_is_never_echoed(tmp_path: Path) -> None:

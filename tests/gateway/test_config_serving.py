@@ -1,6 +1,7 @@
 """The configuration of how the bank stops and where it serves metrics: the grace period
-(``grace_seconds``, ``SETPAY_GRACE_SECONDS``) and a metrics port the OS picks
-(``metrics_port = "any"``), each refused clearly when wrong."""
+(``grace_seconds``, ``SETPAY_GRACE_SECONDS``), the NOT_SERVING notice before it
+(``not_serving_seconds``) and a metrics port the OS picks (``metrics_port = "any"``),
+each refused clearly when wrong."""
 
 from __future__ import annotations
 
@@ -8,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import (
-    DEFAULT_GRACE_SECONDS,
-    MAX_GRACE_SECONDS,
-    METRICS_ANY_PORT,
-    ConfigError,
-    load,
-)
+from gateway import config as settings
+from gateway.config import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS, ConfigError, load
+from gateway.environment import METRICS_ANY_PORT
 
 # An insecure bank needs no TLS files: the smallest configuration that loads.
 MINIMAL = "[gateway]\ninsecure = true\n"
@@ -65,10 +62,15 @@ def test_a_grace_period_that_is_no_number_is_refused(tmp_path: Path, value: str,
         ("0", f": {GRACE_RULE}"),
         ("-3", f": {GRACE_RULE}"),
         ("301", f": {GRACE_RULE}"),
-        ("nan", f": {GRACE_RULE}"),
-        ("inf", f": {GRACE_RULE}"),
         ("5s", " must be a number of seconds"),
         ("", " must be a number of seconds"),
+        # What float() reads but an operator does not write: no number of seconds either.
+        ("nan", " must be a number of seconds"),
+        ("inf", " must be a number of seconds"),
+        ("1e1", " must be a number of seconds"),
+        ("1_0", " must be a number of seconds"),
+        (" 5", " must be a number of seconds"),
+        ("\uff15", " must be a number of seconds"),  # a fullwidth 5
     ],
 )
 def test_a_refused_grace_period_from_the_environment_names_its_variable(
@@ -76,6 +78,24 @@ def test_a_refused_grace_period_from_the_environment_names_its_variable(
 ) -> None:
     message = _refused(_write(tmp_path, MINIMAL), {"SETPAY_GRACE_SECONDS": value})
     assert message == f"SETPAY_GRACE_SECONDS{says}"
+
+
+def test_the_not_serving_notice_comes_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL)
+    assert load(path, env={}).not_serving_seconds == settings.DEFAULT_NOT_SERVING_SECONDS
+    path = _write(tmp_path, MINIMAL + "not_serving_seconds = 0\n")
+    assert load(path, env={}).not_serving_seconds == 0.0  # no notice: stop at once
+    assert load(path, env={"SETPAY_NOT_SERVING_SECONDS": "2.5"}).not_serving_seconds == 2.5
+
+
+@pytest.mark.parametrize("value", ["-1", "61", "inf", "nan"])  # 61: past the limit, 60
+def test_a_not_serving_notice_out_of_bounds_is_refused(tmp_path: Path, value: str) -> None:
+    path = _write(tmp_path, MINIMAL + f"not_serving_seconds = {value}\n")
+    rule = f"must be between 0 and {settings.MAX_NOT_SERVING_SECONDS:g} seconds"
+    assert _refused(path) == f"{path}: gateway.not_serving_seconds {rule}"
+    if value not in {"inf", "nan"}:
+        message = _refused(_write(tmp_path, MINIMAL), {"SETPAY_NOT_SERVING_SECONDS": value})
+        assert message == f"SETPAY_NOT_SERVING_SECONDS: gateway.not_serving_seconds {rule}"
 
 
 def test_metrics_port_any_is_a_port_the_os_picks_and_zero_is_still_off(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 a load balancer or a client with health checking keeps one (told NOT_SERVING, then ended),
 or a server reflection stream, as a GUI client keeps one idle (ended). Either way a worker
 with nothing else in flight stops at once and cleanly, instead of after its whole grace
-period with the stream counted as a call cut."""
+period with the stream counted as a call cut. And a health Check, as a load balancer
+polls, during the notice a stopping worker gives (``not_serving_seconds``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from .served import STOP_SECONDS, ServedBank, serve_bank
 GRACE_SECONDS = 30.0
 # A stop with nothing in flight takes well under a second; a loaded CI machine, more.
 QUICK_STOP_SECONDS = 10.0
+# The stop notice of the test that polls health Check in it: ample time for a few polls,
+# and longer than the supervisor's margin in ``slow_start_serve``.
+NOTICE_SECONDS = 3.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # How a client sees its reflection stream ended by a stopping server.
@@ -123,3 +127,34 @@ def test_an_open_reflection_stream_is_ended_and_holds_no_stop(tmp_path: Path) ->
             sent.close()
     assert ended_in < QUICK_STOP_SECONDS and stopped_in < QUICK_STOP_SECONDS, (ended_in, stopped_in)
     assert "cut" not in bank.log()
+
+
+def test_a_health_check_in_the_stop_notice_answers_not_serving(tmp_path: Path) -> None:
+    """A load balancer that polls Check on new connections sees NOT_SERVING while the
+    worker still serves. Before, health went NOT_SERVING as the server stopped, which
+    refuses new connections: such a balancer saw SERVING, then "connection refused". The
+    supervisor's short closing margin (``slow_start_serve``) would kill a worker whose
+    notice it did not allow for."""
+    env = {"SETPAY_GRACE_SECONDS": "1", "SETPAY_NOT_SERVING_SECONDS": str(NOTICE_SECONDS)}
+    command = ("tests.gateway.slow_start_serve", str(tmp_path / "never"))
+    request = health_pb2.HealthCheckRequest(service="")
+    with contextlib.closing(
+        serve_bank(tmp_path, workers=1, metrics=False, extra_env=env, command=command)
+    ) as bank:
+        assert _health(bank).Check(request, timeout=10).status == SERVING
+        sent = time.monotonic()
+        bank.process.send_signal(signal.SIGTERM)
+        seen: list[object] = []
+        while bank.process.poll() is None and time.monotonic() - sent < QUICK_STOP_SECONDS:
+            try:  # a new connection each time, as a balancer's probe makes
+                seen.append(_health(bank).Check(request, timeout=2).status)
+            except grpc.RpcError as refused:
+                seen.append(refused.code())
+            if seen[-1] == NOT_SERVING:
+                break
+            time.sleep(0.05)
+        assert NOT_SERVING in seen, seen
+        assert bank.process.wait(timeout=STOP_SECONDS) == 0, bank.log()
+        stopped = time.monotonic() - sent
+    assert stopped >= NOTICE_SECONDS, stopped
+    assert "did not stop" not in bank.log()

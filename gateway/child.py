@@ -1,0 +1,77 @@
+"""A child of the supervisor (``gateway.workers``) from the moment it is forked: it drops
+what belongs to the supervisor, runs as a worker (``gateway.worker``) or as the ledger
+process (``gateway.ledger_process``), and exits with its status, never returning into the
+supervisor's stack. A child that fails logs whether it could not serve or failed while
+stopping; a fault the operator is to fix (a PIN, a token, a file, a port) in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from gateway.bank_pki import ProvisioningError
+from gateway.ca.errors import CaError
+from gateway.ledger import LedgerError
+from gateway.ledger_process import run_ledger_process
+from gateway.worker import StopFailed, WorkerPlan, run_worker
+from hsm.errors import KeyBackendError
+
+log = logging.getLogger("setpay.workers")
+
+# The ledger process's index among the children (workers count from 0).
+LEDGER_INDEX = -1
+# What a child may meet while opening the bank or closing it, none of them a bug: logged
+# in one line.
+STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSError)
+
+
+def child_name(index: int) -> str:
+    """How the log names the child ``index``."""
+    return "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
+
+
+def _log_fault(what: str, fault: BaseException) -> None:
+    if isinstance(fault, STARTUP_FAULTS):
+        log.error("%s: %s: %s", what, type(fault).__name__, fault)
+    else:
+        log.error("%s", what, exc_info=fault)
+
+
+def become_child(
+    plan: WorkerPlan, index: int, ready_fd: int, mask: set[int], drop: Callable[[], None]
+) -> NoReturn:
+    """Run child ``index`` in this freshly forked process and exit with its status.
+
+    ``drop`` closes what the supervisor holds (its loop, its sockets, other children's
+    ready pipes); ``mask`` is the signal mask to restore once the child's handlers are in.
+    """
+    code = 1
+    what = child_name(index)
+    try:
+        drop()
+        if index == LEDGER_INDEX:
+            assert plan.ledger_socket is not None
+            code = run_ledger_process(
+                plan.config, plan.ledger_socket, ready_fd, mask,
+                with_metrics=plan.metrics, supervisor_pid=plan.supervisor_pid,
+            )  # fmt: skip
+        else:
+            code = run_worker(plan, index, ready_fd, mask)
+    except StopFailed as exc:
+        _log_fault(f"{what} failed while stopping", exc.fault)
+    except STARTUP_FAULTS as exc:
+        _log_fault(f"{what} cannot serve", exc)
+    except BaseException:
+        log.exception("%s failed", what)
+    finally:
+        # Never return into the supervisor's stack (its finally blocks are not ours).
+        logging.shutdown()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)

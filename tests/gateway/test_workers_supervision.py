@@ -1,0 +1,148 @@
+"""How ``setpay gateway serve``'s supervisor gives up on its children: a crash loop, a
+worker stuck past its stop, a stop while a worker is still starting, and a worker left
+behind by a supervisor that was killed.
+
+Each test runs the real command in a session of its own, its grace period short, and
+signals only the processes of the bank it started. ``slow_start_serve`` holds a worker in
+its start as a worker queued on a token's login is held, and shortens the supervisor's
+closing margin, so that a straggler is killed within seconds rather than ten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway import workers
+from gateway.restarts import MAX_RESTARTS
+
+from .served import STOP_SECONDS, ServedBank, launch, serve_bank, wait_for, workers_of
+from .slow_start_serve import MARGIN_SECONDS, started_path
+
+GRACE_SECONDS = 1.0
+SHORT = {"SETPAY_GRACE_SECONDS": str(GRACE_SECONDS), "SETPAY_NOT_SERVING_SECONDS": "0"}
+# How long the supervisor lets a serving worker take to stop, in ``slow_start_serve``.
+STOP_ALLOWED = GRACE_SECONDS + MARGIN_SECONDS
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie nobody reaped has too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _serving(bank: ServedBank, times: int) -> Callable[[], bool]:
+    """Whether the bank has said ``times`` times that a worker serves."""
+    return lambda: bank.log().count(" serving (pid ") == times
+
+
+def test_more_restarts_than_the_budget_allows_stop_the_bank(tmp_path: Path) -> None:
+    with contextlib.closing(
+        serve_bank(tmp_path, workers=1, metrics=False, extra_env=SHORT)
+    ) as bank:
+        for killed in range(1, MAX_RESTARTS + 2):
+            (worker,) = workers_of(bank.process.pid)
+            os.kill(worker, signal.SIGKILL)
+            if killed <= MAX_RESTARTS:
+                wait_for(f"replacement {killed} serving", _serving(bank, killed + 1))
+        status = bank.process.wait(timeout=STOP_SECONDS)
+        log = bank.log()
+    assert status == 1, log
+    assert log.count("worker 0 restarted") == MAX_RESTARTS
+    assert f"stopping the bank: more than {MAX_RESTARTS} restarts within 60 s" in log
+
+
+def test_a_worker_stuck_past_its_stop_is_killed_and_the_bank_exits_1(tmp_path: Path) -> None:
+    started = launch(
+        tmp_path, workers=1, metrics=False, extra_env=SHORT,
+        command=("tests.gateway.slow_start_serve", str(tmp_path / "never")),
+    )  # fmt: skip
+    worker = None
+    try:
+        wait_for("the worker serving", started.ports.exists)
+        (worker,) = workers_of(started.process.pid)
+        os.kill(worker, signal.SIGSTOP)
+        sent = time.monotonic()
+        started.process.send_signal(signal.SIGTERM)
+        status = started.process.wait(timeout=STOP_SECONDS)
+        took = time.monotonic() - sent
+    finally:
+        if started.process.poll() is None:
+            started.process.kill()
+            started.process.wait(timeout=STOP_SECONDS)
+        if worker is not None and not _gone(worker):  # stopped, it would wait forever
+            os.kill(worker, signal.SIGKILL)
+    log = started.log()
+    assert status == 1, log
+    assert took >= STOP_ALLOWED, took
+    assert re.search(rf"worker 0 \(pid {worker}\) did not stop: killing it$", log, re.MULTILINE)
+    assert f"worker 0 (pid {worker}) stopped with signal SIGKILL" in log
+
+
+def test_a_stop_waits_for_a_worker_still_starting_then_exits_0(tmp_path: Path) -> None:
+    """A worker queued on a token's login when the stop came was killed once the grace
+    period and margin had passed, mid-login, and the bank exited 1. Its start is due only
+    WORKER_START_SECONDS after its fork: until then it is left to finish, then stops."""
+    flag = tmp_path / "hold"
+    flag.touch()
+    started = launch(
+        tmp_path, workers=1, metrics=False, extra_env=SHORT,
+        command=("tests.gateway.slow_start_serve", str(flag)),
+    )  # fmt: skip
+    try:
+        wait_for("the worker starting", started_path(flag).exists)
+        (worker,) = workers_of(started.process.pid)
+        started.process.send_signal(signal.SIGTERM)
+        wait_for("the stop noted", lambda: "stopping 1 workers" in started.log())
+        time.sleep(STOP_ALLOWED + 1.0)  # past the deadline of a worker that served
+        alive = not _gone(worker)
+        flag.unlink()
+        status = started.process.wait(timeout=STOP_SECONDS)
+    finally:
+        flag.unlink(missing_ok=True)
+        if started.process.poll() is None:
+            started.process.kill()
+            started.process.wait(timeout=STOP_SECONDS)
+    log = started.log()
+    assert alive, log
+    assert status == 0, log
+    assert "did not stop" not in log
+    assert re.search(rf"worker 0 \(pid {worker}\) stopped$", log, re.MULTILINE), log
+    assert not started.ports.exists()  # it served only after the stop: never announced
+
+
+def test_a_child_is_due_at_the_later_of_the_stop_and_its_own_start_or_stop() -> None:
+    stop = STOP_ALLOWED
+    # Serving when the stop came: the bank's deadline.
+    assert workers.stop_deadline(100.0, started=0.0, ready_at=10.0, stop=stop) == 100.0
+    # Still starting: not before its start is due, however early the bank's deadline.
+    assert workers.stop_deadline(100.0, started=90.0, ready_at=None, stop=stop) == 90.0 + (
+        workers.WORKER_START_SECONDS
+    )
+    assert workers.stop_deadline(500.0, started=90.0, ready_at=None, stop=stop) == 500.0
+    # Served only after the stop came: a whole stop from then on.
+    assert workers.stop_deadline(100.0, started=90.0, ready_at=120.0, stop=stop) == 120.0 + stop
+
+
+def test_a_worker_whose_supervisor_was_killed_stops_by_itself(tmp_path: Path) -> None:
+    with contextlib.closing(
+        serve_bank(tmp_path, workers=1, metrics=False, extra_env=SHORT)
+    ) as bank:
+        (worker,) = workers_of(bank.process.pid)
+        try:
+            bank.process.kill()
+            bank.process.wait(timeout=STOP_SECONDS)
+            wait_for("the orphaned worker gone", lambda: _gone(worker))
+        finally:
+            if not _gone(worker):
+                os.kill(worker, signal.SIGKILL)
+        log = bank.log()
+    assert "worker 0: the supervisor is gone; stopping" in log
+    assert "failed" not in log and "Traceback" not in log
