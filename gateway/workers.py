@@ -70,6 +70,7 @@ from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, RestartBudget
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
 from gateway.supervisor_signals import WATCHED, SupervisorSignals
 from gateway.worker import CALLS_CUT, WorkerPlan
+from hsm.cryptoki import check_not_initialized
 
 log = logging.getLogger("setpay.workers")
 
@@ -186,6 +187,9 @@ class Supervisor:
 
     def _fork(self, index: int) -> _Worker:
         """Fork a child that runs ``_become_child(index, ...)``; the child as watched."""
+        # Each worker opens its own token sessions after the fork (DESIGN.md 5.4): a module
+        # initialized here would be inherited, and its connections shared, by every child.
+        check_not_initialized("fork a worker")
         read_fd, write_fd = os.pipe()
         # Signals stay blocked across fork so the child never runs our handlers.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)

@@ -5,8 +5,12 @@ python-pkcs11 raises one exception class per CKR code. Each class falls into one
 
     PIN           wrong, locked or expired PIN: PermanentBackendError at once, no retry
                   (a real HSM locks the PIN after a few wrong tries)
-    TOKEN_LOST    token or session gone: reconnect (re-initialize, log in) and retry
-                  once; TransientBackendError if the token is still not there
+    TOKEN_LOST    token gone: reconnect (re-initialize, log in) and retry once;
+                  TransientBackendError if the token is still not there
+    DEAD_SESSION  one session closed under us (a network HSM ends idle ones): if the
+                  token is there and the login holds, close that session and retry once
+                  on a new one; reconnect only if that fails too. Not a token loss: a
+                  module restart would log out every backend of the process
     STALE_OBJECT  a cached object handle is dead (the object was destroyed, e.g. by
                   another process): drop the object caches and retry once on the same
                   session; KeyNotFound if the object is really gone. Not a token loss: a
@@ -52,6 +56,7 @@ class Fault(enum.Enum):
 
     PIN = "pin"
     TOKEN_LOST = "token-lost"  # noqa: S105 - a fault name, not a password
+    DEAD_SESSION = "dead-session"
     STALE_OBJECT = "stale-object"
     LOGGED_OUT = "logged-out"
     BUSY = "busy"
@@ -73,8 +78,8 @@ _FAULTS: dict[type[p11.PKCS11Error], Fault] = {
     p11.DeviceError: Fault.TOKEN_LOST,
     p11.TokenNotPresent: Fault.TOKEN_LOST,
     p11.TokenNotRecognised: Fault.TOKEN_LOST,
-    p11.SessionClosed: Fault.TOKEN_LOST,
-    p11.SessionHandleInvalid: Fault.TOKEN_LOST,
+    p11.SessionClosed: Fault.DEAD_SESSION,
+    p11.SessionHandleInvalid: Fault.DEAD_SESSION,
     p11.ObjectHandleInvalid: Fault.STALE_OBJECT,
     p11.KeyHandleInvalid: Fault.STALE_OBJECT,
     p11.SlotIDInvalid: Fault.TOKEN_LOST,
@@ -147,7 +152,7 @@ def translate(exc: p11.PKCS11Error, fault: Fault, action: str, token: str) -> Ke
     AMBIGUOUS fault by probing the token.
     """
     name = ckr_name(exc)
-    if fault in (Fault.TOKEN_LOST, Fault.LOGGED_OUT, Fault.BUSY):
+    if fault in (Fault.TOKEN_LOST, Fault.DEAD_SESSION, Fault.LOGGED_OUT, Fault.BUSY):
         return TransientBackendError(f"{token} cannot {action} now ({name})")
     if fault is Fault.INPUT and action == "decapsulate":
         # Bad input is the one fault a sender controls: every kind of it must look the

@@ -9,7 +9,8 @@ shape this module:
   process. (python-pkcs11 offers no way to pass CKF_OS_LOCKING_OK.)
 - PKCS#11 state does not survive ``fork``. A child that inherited an initialized module
   (its pid differs from the pid that initialized) must ``C_Finalize``/``C_Initialize``
-  before use; ``Cryptoki.library()`` does so on first use in each process.
+  before use; ``Cryptoki.library()`` does so on first use in each process. A process
+  that forks workers checks it initialized nothing first (``check_not_initialized``).
 - SoftHSM lists tokens and slots at ``C_Initialize``; a token removed and put back, or
   created after initialization, is seen only after re-initialization. Each
   re-initialization bumps ``generation``: sessions and handles from an older generation
@@ -103,6 +104,36 @@ def cryptoki(path: str) -> Cryptoki:
         if found is None:
             found = _registry[key] = Cryptoki(path)
         return found
+
+
+def loaded_modules() -> list[str]:
+    """The PKCS#11 modules this process has initialized (their paths), for a check.
+
+    "Initialized after fork, never before": a process that forks workers calls
+    ``check_not_initialized`` first. A child does re-initialize what it inherited, but
+    the parent's logins and sessions then share the token with it, and SoftHSM's
+    file-backed state was copied mid-use.
+    """
+    pid = os.getpid()
+    with _registry_lock:
+        return sorted(
+            module.path
+            for module in _registry.values()
+            if module._library is not None and module._pid == pid
+        )
+
+
+def check_not_initialized(before: str) -> None:
+    """Raise ``PermanentBackendError`` if this process has initialized a PKCS#11 module.
+
+    ``before``: what is about to happen (for the message), e.g. "fork a worker".
+    """
+    loaded = loaded_modules()
+    if loaded:
+        raise PermanentBackendError(
+            f"PKCS#11 module {', '.join(loaded)} was initialized in this process before "
+            f"it could {before}: open key backends only in the processes it forks"
+        )
 
 
 def on_fork_in_child(listener: Any) -> None:

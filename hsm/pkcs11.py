@@ -14,7 +14,9 @@ Operations:
     RSA-PSS       CKM_SHA256_RSA_PKCS_PSS, SHA-256 / MGF1-SHA-256 / salt 32, given
                   explicitly (python-pkcs11's defaults are SHA-1)
     P-256 ECDH    CKM_ECDH1_DERIVE, KDF NULL, into a session secret (not sensitive,
-                  extractable); read CKA_VALUE, destroy; the static key never leaves
+                  extractable); read CKA_VALUE, destroy; the static key never leaves.
+                  The point is checked in Python first, so the token refusing it is
+                  the token's fault (TransientBackendError), not a bad envelope
     RSA-OAEP      CKM_RSA_PKCS_OAEP decrypt on the token, never OAEP decoding in Python
                   over raw RSA (padding oracle). SHA-256 if the token accepts it, else
                   SHA-1 (SoftHSM 2.6 refuses SHA-256 with CKR_ARGUMENTS_BAD): detected once
@@ -33,7 +35,8 @@ Key versions are claimed under an inter-process lock, each with a random CKA_ID 
 own: a label deleted and made again by another process is never found, under the old
 key's id, by a backend that still lists the old key. ``object_id`` gives a key's
 CKA_ID (for ``pkcs11-tool --id``). Making a key version is all or nothing: if a step
-fails, whatever carries its new CKA_ID is destroyed before the error is raised.
+fails, whatever carries its new CKA_ID is destroyed before the error is raised (a token
+lost just after making it is the exception: see ``hsm.token_creation``).
 
 Errors raised are those of ``hsm.errors``.
 """
@@ -72,6 +75,7 @@ from hsm.errors import (
     KeyNotFound,
     KeyUsageError,
     PermanentBackendError,
+    TransientBackendError,
     UnsupportedAlgorithm,
 )
 from hsm.observer import Observer, observed
@@ -92,11 +96,10 @@ from hsm.policy import (
 from hsm.session_keeper import TokenSession
 from hsm.session_pool import PoolStats
 from hsm.token_catalog import (
-    KEY_CLASSES,
     OAEP_PARAMETERS,
     TokenCatalog,
-    metadata_objects,
     objects,
+    objects_of,
 )
 from hsm.token_creation import adopt_key, create_key
 from hsm.token_objects import (
@@ -222,10 +225,7 @@ class Pkcs11Backend(KeyBackend):
             if not doomed:
                 which = "any version" if version is None else f"v{version}"
                 raise KeyNotFound(f"no key {label!r} ({which}) on {self._link.name}")
-            ids = {key.ck_id for key in doomed}
-            victims = objects(session, KEY_CLASSES, ids)
-            victims += objects(session, (ObjectClass.CERTIFICATE,), ids)
-            victims += [obj for obj, meta in metadata_objects(session) if meta["id"] in ids]
+            victims = objects_of(session, label, {key.ck_id for key in doomed}, self._link.name)
             self._link.invalidate_objects()
             for obj in victims:
                 obj.destroy()
@@ -364,7 +364,15 @@ class Pkcs11Backend(KeyBackend):
                     secret.destroy()
             return value
 
-        return self._run_on_key(record, derive, "decapsulate", peer_input=True)
+        try:
+            # Not peer input: the point passed the check above, so a general error is the
+            # token's (run once more, as for the bank's own data), and a refusal that
+            # stays says nothing about the sender, who must not be told "bad envelope".
+            return self._run_on_key(record, derive, "decapsulate")
+        except DecapsulationError:
+            raise TransientBackendError(
+                f"{self._link.name} cannot decapsulate now (it refused a valid P-256 point)"
+            ) from None
 
     def _oaep_decrypt(self, record: TokenKey, kem: KemAlgorithm, ciphertext: bytes) -> bytes:
         token_hash, token_mgf, _ = OAEP_PARAMETERS[kem]

@@ -189,6 +189,30 @@ def objects(session: TokenSession, classes: tuple[ObjectClass, ...], ids: set[by
     ]
 
 
+def objects_of(session: TokenSession, label: str, ids: set[bytes], token: str) -> list[Any]:
+    """Every object of the key versions of ``label`` with these CKA_IDs, to destroy them.
+
+    Refused when an id reaches further: two private or two public keys under one id
+    (another tool made them so), or setpay metadata naming another label. Destroying
+    by id would take the other key with it.
+    """
+    metadata = [(obj, meta) for obj, meta in metadata_objects(session) if meta["id"] in ids]
+    victims = []
+    for ck_id in ids:
+        keys = [objects(session, (object_class,), {ck_id}) for object_class in KEY_CLASSES]
+        strangers = [meta for _, meta in metadata if meta["id"] == ck_id and meta["label"] != label]
+        if any(len(found) > 1 for found in keys) or strangers:
+            raise PermanentBackendError(
+                f"CKA_ID {ck_id.hex()} of key {label!r} on {token} is also another key's: "
+                "nothing destroyed; give each key its own CKA_ID first"
+            )
+        victims += [obj for found in keys for obj in found]
+        victims += objects(session, (ObjectClass.CERTIFICATE,), {ck_id})
+    # Metadata last: a key left without it, should destroying stop half-way, would be
+    # taken for another tool's and used with a usage guessed from its attributes.
+    return victims + [obj for obj, _ in metadata]
+
+
 def metadata_objects(session: TokenSession) -> list[tuple[Any, dict[str, Any]]]:
     """setpay's data objects on the token, each with its decoded metadata.
 

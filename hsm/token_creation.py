@@ -8,6 +8,8 @@ metadata would be adopted with a usage guessed from its attributes. If any step 
 every object made under the new CKA_ID is destroyed before the error is raised, under
 the same locks, including objects the token kept from a call it refused (SoftHSM 2.6
 keeps the public key whose template lacks a required attribute, with its label and id).
+Once made, the key is read back from the token; should the token stop answering right
+then, the version is past taking back, and the error's note names it.
 
 A key made by another tool is adopted only if it is sensitive and not extractable: its
 usage is recorded in a data object and its capability attributes are narrowed to that
@@ -25,7 +27,7 @@ from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11
 
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
-from hsm.errors import KeyExists, PermanentBackendError, UnsupportedAlgorithm
+from hsm.errors import KeyBackendError, KeyExists, PermanentBackendError, UnsupportedAlgorithm
 from hsm.policy import check_combination
 from hsm.session_keeper import TokenSession
 from hsm.token_catalog import KEY_CLASSES, KeyId, TokenCatalog, objects
@@ -69,7 +71,16 @@ def create_key(
 
     with link.admin_lock():
         label_version = link.run(add, f"create a {algorithm.value} key", retry=False)
-    return catalog.handle_after_change(label_version)
+    try:
+        return catalog.handle_after_change(label_version)
+    except KeyBackendError as exc:
+        # Made, then the token stopped answering: past taking back. The caller has no
+        # handle of this version, so the error names it.
+        exc.add_note(
+            f"key {label!r} v{label_version[1]} was made on {link.name} and may be there "
+            "once it answers: delete it if it is not wanted"
+        )
+        raise
 
 
 def adopt_key(

@@ -21,10 +21,14 @@ adopted when the capabilities their key type can use make the usage unambiguous:
 P-256, CKA_SIGN without CKA_DERIVE means ``signature`` and the reverse ``key-exchange``;
 for RSA the same with CKA_DECRYPT; Ed25519 only signs. (SoftHSM turns CKA_DECRYPT and
 CKA_UNWRAP on by default, and pkcs11-tool cannot turn them off, so on an EC key they are
-ignored: no EC mechanism decrypts.) Anything else, an algorithm off the allow-list, or a
-label already used by setpay keys, is left alone until adopted explicitly
-(``Pkcs11Backend.adopt``). Inferred keys are version 1 under their CKA_LABEL (or
-``id-HEX`` when it is unusable).
+ignored: no EC mechanism decrypts.) Anything else, an algorithm off the allow-list, a
+label already used by setpay keys, or a label another such key carries too, is left
+alone until adopted explicitly (``Pkcs11Backend.adopt``).
+
+Inferred keys are version 1 under their CKA_LABEL (or ``id-HEX`` when it is unusable).
+
+A CKA_ID held by two private keys or two public keys (another tool may make them so)
+ties no key to its objects: neither key is used, each needs an id of its own first.
 
 This module builds templates and decodes attributes; it opens no sessions.
 """
@@ -32,7 +36,9 @@ This module builds templates and decodes attributes; it opens no sessions.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +82,8 @@ PRIVATE_KEY_ATTRIBUTES = (
     Attribute.EXTRACTABLE,
 )
 PUBLIC_KEY_ATTRIBUTES = (Attribute.ID, Attribute.KEY_TYPE, Attribute.EC_PARAMS, Attribute.EC_POINT)
+
+_log = logging.getLogger(__name__)
 
 _X962 = serialization.Encoding.X962
 _UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
@@ -306,6 +314,8 @@ def build_catalog(
 ) -> list[TokenKey]:
     """Key versions from the attributes of the token's data, private and public objects."""
     by_id = {meta["id"]: meta for meta in metadata}
+    private_keys, public_keys = list(private_keys), list(public_keys)
+    shared = shared_ids(private_keys, public_keys)
     publics = {attrs.get(Attribute.ID, b""): attrs for attrs in public_keys}
     own: list[TokenKey] = []
     foreign: list[TokenKey] = []
@@ -313,6 +323,14 @@ def build_catalog(
         if not stays_on_token(attrs):
             continue
         ck_id = attrs.get(Attribute.ID, b"")
+        if ck_id in shared:
+            # Which public key is this key's, and what would deleting it destroy? The id
+            # cannot say, so neither key is used until each has an id of its own.
+            _log.warning(
+                "keys sharing CKA_ID %s are not used: give each its own CKA_ID, then adopt",
+                ck_id.hex() or "(empty)",
+            )
+            continue
         described = describe_key(attrs, publics.get(ck_id))
         if described is None:
             continue
@@ -331,15 +349,35 @@ def build_catalog(
         handle = KeyHandle(label, version, usage, algorithm, public_key, kem)
         (own if meta is not None else foreign).append(TokenKey(handle, ck_id, meta is None))
     own_labels = {key.handle.label for key in own}
-    seen: set[str] = set()
+    held = Counter(key.handle.label for key in foreign)
     for key in foreign:
         # One adopted key per label, and never beside setpay's own versions of that label:
-        # versions must mean the same thing everywhere.
-        if key.handle.label not in own_labels and key.handle.label not in seen:
-            seen.add(key.handle.label)
+        # versions must mean the same thing everywhere. A label two foreign keys carry
+        # names neither: the token's listing order is no choice (``adopt`` makes one).
+        if key.handle.label in own_labels:
+            continue
+        if held[key.handle.label] > 1:
+            _log.warning(
+                "%d keys made by another tool carry label %r: none is used until one is "
+                "adopted by its CKA_ID",
+                held[key.handle.label],
+                key.handle.label,
+            )
+            held[key.handle.label] = 0  # one warning per label
+            continue
+        if held[key.handle.label] == 1:
             own.append(key)
     own.sort(key=lambda key: (key.handle.label, key.handle.version))
     return own
+
+
+def shared_ids(
+    private_keys: Iterable[dict[Attribute, Any]], public_keys: Iterable[dict[Attribute, Any]]
+) -> set[bytes]:
+    """CKA_IDs held by more than one private key or more than one public key."""
+    privates = Counter(attrs.get(Attribute.ID, b"") for attrs in private_keys)
+    publics = Counter(attrs.get(Attribute.ID, b"") for attrs in public_keys)
+    return {ck_id for ck_id, count in (privates | publics).items() if count > 1}
 
 
 def stays_on_token(private: dict[Attribute, Any]) -> bool:

@@ -221,9 +221,12 @@ class TokenLink:
                     ended = session is not None and session.ended is exc
                     fault = fault_of(exc)
                     ambiguous = fault is Fault.AMBIGUOUS
-                    if fault in (Fault.AMBIGUOUS, Fault.STALE_OBJECT):
+                    if fault in (Fault.AMBIGUOUS, Fault.STALE_OBJECT, Fault.DEAD_SESSION):
                         fault = self._settle(fault, session)
                     again = attempt + 1 < attempts
+                    if fault is Fault.DEAD_SESSION and attempt:
+                        # A new session died too: more than one session's trouble.
+                        fault = Fault.TOKEN_LOST
                     if fault in (Fault.TOKEN_LOST, Fault.LOGGED_OUT):
                         lease.evict()  # dead anyway once the module restarts to reconnect
                         self._broken = True
@@ -241,6 +244,8 @@ class TokenLink:
                     passing = ambiguous and fault is Fault.INPUT and not peer_input
                     if passing and not isinstance(exc, p11.NoSuchKey) and again:
                         continue
+                    if fault is Fault.DEAD_SESSION and again:
+                        continue  # retired above: the next run opens a new session
                     if isinstance(exc, p11.OperationActive) and again:
                         # Left active on that session by an earlier call, not this one's
                         # fault: the new session has nothing active.
@@ -435,7 +440,8 @@ class TokenLink:
         return item
 
     def _settle(self, fault: Fault, session: TokenSession | None) -> Fault:
-        """What an AMBIGUOUS fault or a dead object handle means: ask the token.
+        """What an AMBIGUOUS fault, a dead object handle or a dead session means: ask
+        the token.
 
         SoftHSM answers "no such object" (or a dead handle) alike for bad input, for an
         object destroyed elsewhere, for a vanished token directory and for a session
@@ -444,6 +450,13 @@ class TokenLink:
         """
         if not self._token_present():
             return Fault.TOKEN_LOST
+        if fault is Fault.DEAD_SESSION:
+            # That session cannot be asked; the login session says whether we are still
+            # logged in (it is the one that keeps the process so).
+            login = self._sessions.login
+            if login is None or not self._calls.logged_in(login):
+                return Fault.LOGGED_OUT
+            return fault
         if session is not None and not self._calls.logged_in(session.session):
             return Fault.LOGGED_OUT
         return Fault.INPUT if fault is Fault.AMBIGUOUS else fault

@@ -124,3 +124,76 @@ def test_metadata_written_without_the_pin_is_not_believed(
     assert backend.list_keys() == before
     assert backend.get("gw-sign") == signing
     assert backend.get("gw-kex") == exchange
+
+
+def _labels_on_token(token: SoftToken, object_type: str) -> list[str]:
+    listing = pkcs11_tool(token, "--list-objects", "--type", object_type).stdout
+    labels = [line.split(":", 1)[1].strip() for line in listing.splitlines() if "label:" in line]
+    return sorted(labels)
+
+
+def _keypairgen(token: SoftToken, ck_id: str, label: str) -> None:
+    pkcs11_tool(
+        token, "--keypairgen", "--key-type", "EC:prime256v1", "--id", ck_id,
+        "--label", label, "--usage-sign",
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+def test_two_foreign_keys_under_one_id_are_neither_used_nor_destroyed_together(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    _keypairgen(token, "01", "app-a")
+    _keypairgen(token, "01", "app-b")
+    # The id cannot tell which public key is whose: listing either would give one of
+    # them the other's public key.
+    assert backend.list_keys() == []
+    with pytest.raises(KeyNotFound):
+        backend.get("app-a")
+    with pytest.raises(KeyNotFound):
+        backend.delete("app-a")
+    assert _labels_on_token(token, "privkey") == ["app-a", "app-b"]
+    assert _labels_on_token(token, "pubkey") == ["app-a", "app-b"]
+
+
+@pytest.mark.integration
+def test_a_foreign_key_made_under_a_setpay_keys_id_is_never_destroyed_with_it(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    key = backend.generate("gw-sign", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    ck_id = backend.object_id(key).hex()
+    _keypairgen(token, ck_id, "intruder")
+    assert backend.list_keys() == []
+    with pytest.raises(KeyNotFound):
+        backend.delete("gw-sign")
+    assert _labels_on_token(token, "privkey") == ["gw-sign", "intruder"]
+
+
+@pytest.mark.integration
+def test_delete_refuses_an_id_another_key_took_since_the_token_was_read(
+    backend: Pkcs11Backend, token: SoftToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = backend.generate("gw-sign", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    before = backend._link.run(backend._catalog.scan, "list keys")
+    _keypairgen(token, backend.object_id(key).hex(), "intruder")
+    # The key list as read just before the other tool ran: what ``delete`` believes.
+    monkeypatch.setattr(backend._catalog, "scan", lambda session: before)
+    with pytest.raises(PermanentBackendError, match="also another key's: nothing destroyed"):
+        backend.delete("gw-sign")
+    assert _labels_on_token(token, "privkey") == ["gw-sign", "intruder"]
+    assert _labels_on_token(token, "pubkey") == ["gw-sign", "intruder"]
+
+
+@pytest.mark.integration
+def test_a_label_two_foreign_keys_carry_names_neither_until_one_is_adopted(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    _keypairgen(token, "01", "gw")
+    _keypairgen(token, "02", "gw")
+    # Which one the token lists first is no choice an operator made.
+    assert backend.list_keys() == []
+    with pytest.raises(KeyNotFound):
+        backend.get("gw")
+    adopted = backend.adopt(b"\x02", "gw", KeyUsage.SIGNATURE)
+    assert [(k.label, k.version) for k in backend.list_keys()] == [("gw", 1)]
+    assert backend.object_id(backend.get("gw")) == b"\x02" == backend.object_id(adopted)
