@@ -18,10 +18,13 @@ A version exists once its JSON file exists (written last), so a crash mid-write 
 no half key behind. The JSON file's stamp (``KeyStamp``: device, inode, size,
 modification and change times) tells a reader cheaply whether the version it loaded is
 still there and still the same: a version deleted and written again is a new file.
+A removal cut short leaves files of a number no version holds: the next version given
+that number clears its certificate before anything else. Certificates are written under
+the lock, beside the very public key they were checked against.
 
 PKCS#8 encryption in ``cryptography`` is PBES2 with only 2048 PBKDF2 rounds, too few for
 a passphrase; so the passphrase is first stretched with scrypt (salt per keystore) and
-the result is the PKCS#8 password. The scrypt runs once per open.
+the result is the PKCS#8 password. The scrypt runs once per open (``hsm.keystore_header``).
 
 Errors raised (``hsm.errors``): ``PermanentBackendError`` (wrong passphrase, not a
 keystore, unsafe permissions, corrupt file), ``TransientBackendError`` (lock held too
@@ -30,27 +33,21 @@ long), ``KeyNotFound``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey
+from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey, PublicKey
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.filelock import exclusive_lock
-from hsm.pinsource import has_surrogates
+from hsm.keystore_header import new_header, pem_password, unlock
 from hsm.policy import (
     LABEL_PATTERN,
     PRIVATE_KEY_TYPES,
@@ -59,38 +56,14 @@ from hsm.policy import (
     check_label,
 )
 
-#: Format of each key version's JSON file (the header has its own, ``HEADER_FORMAT``).
+#: Format of each key version's JSON file (the header has its own: ``hsm.keystore_header``).
 FORMAT = 1
-# The header (keystore.json) writes its salt and check in base64 since format 2. In hex,
-# about one header in 160 (measured over 200,000 random ones) held a Luhn-valid run of
-# 13-19 digits, and PAN scanners, the demo's among them, then reported a card number in
-# keystore.json. Format 1 headers (hex) are still read.
-HEADER_FORMAT = 2
-_HEADER_FORMATS: dict[int, Callable[[str], bytes]] = {
-    1: binascii.unhexlify,
-    2: lambda text: base64.b64decode(text, validate=True),
-}
-
-#: scrypt cost: 2^15 x 8 x 128 bytes = 32 MiB and ~70 ms here, the interactive-login
-#: figure of RFC 7914's authors; paid once per open, so guessing costs an attacker the same.
-SCRYPT_N = 2**15
-SCRYPT_R = 8
-SCRYPT_P = 1
-SALT_BYTES = 16
-DERIVED_BYTES = 32
-
-#: Most memory a keystore header may make scrypt use (128 x r x n bytes). The header is
-#: read from disk, so a tampered one must not make every open allocate more: 1 GiB is 32
-#: times our own 32 MiB, room for a stronger setting, and still fits a small host.
-MAX_SCRYPT_MEMORY_BYTES = 2**30
 
 #: Key versions are claimed under a lock; a holder that takes longer than this is stuck.
 LOCK_TIMEOUT_SECONDS = 10.0
 
 #: Metadata and certificate files are small; refuse anything larger as not ours.
 MAX_FILE_BYTES = 64 * 1024
-
-_CHECK_INPUT = b"setpay keystore passphrase check v1"
 
 #: A key version's JSON file as ``os.stat`` sees it: (device, inode, size, mtime, ctime).
 KeyStamp = tuple[int, int, int, int, int]
@@ -132,11 +105,11 @@ class Keystore:
                 )
             with exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS):
                 if not header_path.exists():
-                    header, derived = _new_header(passphrase)
+                    header, derived = new_header(passphrase)
                     _write_atomic(header_path, json.dumps(header).encode())
-                    return cls(root, _pem_password(derived))
+                    return cls(root, pem_password(derived))
         header = _read_json(header_path)
-        return cls(root, _unlock(root, header, passphrase))
+        return cls(root, unlock(root, header, passphrase))
 
     @property
     def directory(self) -> Path:
@@ -153,18 +126,24 @@ class Keystore:
         if not keys_dir.is_dir():
             return []
         handles = []
-        # A stray file or link under keys/ (a note, an editor's backup) is not a key:
-        # only directories setpay made, not links to elsewhere, hold key versions.
-        labels = sorted(
-            entry.name
-            for entry in os.scandir(keys_dir)
-            if entry.is_dir(follow_symlinks=False) and LABEL_PATTERN.fullmatch(entry.name)
-        )
+        try:
+            # A stray file or link under keys/ (a note, an editor's backup) is not a key:
+            # only directories setpay made, not links to elsewhere, hold key versions.
+            with os.scandir(keys_dir) as entries:
+                labels = sorted(
+                    entry.name
+                    for entry in entries
+                    if entry.is_dir(follow_symlinks=False) and LABEL_PATTERN.fullmatch(entry.name)
+                )
+        except OSError as exc:
+            raise _unreadable(keys_dir, exc) from exc
         for label in labels:
             try:
                 names = os.listdir(keys_dir / label)
             except FileNotFoundError:
                 continue  # its last version was deleted since the directory was listed
+            except OSError as exc:
+                raise _unreadable(keys_dir / label, exc) from exc
             for name in names:
                 stem = name.removesuffix(".json")
                 if stem != name and stem.isdigit():
@@ -218,15 +197,16 @@ class Keystore:
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(self._pem_password),
         )
-        public_pem = public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        public_pem = _public_pem(public_key)
         label_dir = self._directory / "keys" / label
         with exclusive_lock(str(self._directory / ".lock"), LOCK_TIMEOUT_SECONDS):
             _ensure_private_dir(self._directory / "keys")
             _ensure_private_dir(label_dir)
             version = 1 + max(self._versions(label), default=0)
             paths = self._paths(label, version)
+            # A removal cut short (it unlinks the JSON file first) may have left this
+            # number's certificate behind: it certifies the old key, never this one.
+            _unlink(paths.cert)
             _write_atomic(paths.key, key_pem)
             _write_atomic(paths.public, public_pem)
             meta = {
@@ -252,37 +232,62 @@ class Keystore:
             if not doomed:
                 which = "any version" if version is None else f"v{version}"
                 raise KeyNotFound(f"no key {label!r} ({which}) in keystore")
-            for number in doomed:
-                paths = self._paths(label, number)
-                # Metadata first: the version stops existing before its key file goes.
-                for path in (paths.meta, paths.cert, paths.public, paths.key):
-                    path.unlink(missing_ok=True)
-            fsync_directory(self._directory / "keys" / label)
-            if not os.listdir(self._directory / "keys" / label):
-                os.rmdir(self._directory / "keys" / label)
-                fsync_directory(self._directory / "keys")
+            label_dir = self._directory / "keys" / label
+            try:
+                for number in doomed:
+                    paths = self._paths(label, number)
+                    # Metadata first: the version stops existing before its key file goes.
+                    for path in (paths.meta, paths.cert, paths.public, paths.key):
+                        path.unlink(missing_ok=True)
+                fsync_directory(label_dir)
+                if not os.listdir(label_dir):
+                    os.rmdir(label_dir)
+                    fsync_directory(self._directory / "keys")
+            except OSError as exc:
+                raise PermanentBackendError(
+                    f"cannot remove key {label!r} from {label_dir}: "
+                    f"{exc.strerror or type(exc).__name__}"
+                ) from exc
         return doomed
 
     def write_certificate(self, key: KeyHandle, der: bytes) -> None:
         """Store (or replace) the certificate beside a key version."""
         paths = self._paths(key.label, key.version)
-        if not paths.meta.exists():
-            raise KeyNotFound(f"key {key.label!r} v{key.version} is gone from the keystore")
-        _write_atomic(paths.cert, der)
+        # Under the lock every removal and every new version takes: the version checked
+        # here is still the one written beside, not one removed (or made again) since.
+        with exclusive_lock(str(self._directory / ".lock"), LOCK_TIMEOUT_SECONDS):
+            try:
+                public_pem = _read_small(paths.public) if paths.meta.exists() else None
+            except FileNotFoundError:
+                public_pem = None
+            except OSError as exc:
+                raise PermanentBackendError(f"cannot read keystore file {paths.public}") from exc
+            if public_pem is None or public_pem != _public_pem(key.public_key):
+                raise KeyNotFound(f"key {key.label!r} v{key.version} is gone from the keystore")
+            _write_atomic(paths.cert, der)
 
     def read_certificate(self, key: KeyHandle) -> bytes | None:
         """The certificate stored beside a key version, if any."""
+        path = self._paths(key.label, key.version).cert
         try:
-            return _read_small(self._paths(key.label, key.version).cert)
+            return _read_small(path)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise PermanentBackendError(
+                f"cannot read keystore file {path}: {exc.strerror or type(exc).__name__}"
+            ) from exc
 
     def _versions(self, label: str) -> list[int]:
         check_label(label)  # a label becomes a path: no "..", no "/"
         label_dir = self._directory / "keys" / label
         if not label_dir.is_dir():
             return []
-        stems = (name.removesuffix(".json") for name in os.listdir(label_dir))
+        try:
+            names = os.listdir(label_dir)
+        except OSError as exc:
+            raise _unreadable(label_dir, exc) from exc
+        stems = (name.removesuffix(".json") for name in names)
         return sorted(int(stem) for stem in stems if stem.isdigit())
 
     def _paths(self, label: str, version: int) -> _Paths:
@@ -333,59 +338,6 @@ class Keystore:
         return handle, stamp
 
 
-def _new_header(passphrase: str) -> tuple[dict[str, Any], bytes]:
-    """A new keystore header and the key derived from the passphrase with it."""
-    salt = secrets.token_bytes(SALT_BYTES)
-    derived = _stretch(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    check = hmac.new(derived, _CHECK_INPUT, hashlib.sha256).digest()
-    header = {
-        "format": HEADER_FORMAT,
-        "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(salt)},
-        "check": _b64(check),
-    }
-    return header, derived
-
-
-def _unlock(root: Path, header: dict[str, Any], passphrase: str) -> bytes:
-    """The PKCS#8 password for this keystore, or ``PermanentBackendError``."""
-    try:
-        decode = _HEADER_FORMATS.get(header["format"])
-        if decode is None or header["kdf"]["name"] != "scrypt":
-            raise PermanentBackendError(f"keystore {root} has an unknown format")
-        kdf = header["kdf"]
-        derived = _stretch(
-            passphrase, decode(kdf["salt"]), int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        )
-        expected = decode(header["check"])
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise PermanentBackendError(f"corrupt keystore header {root / 'keystore.json'}") from exc
-    actual = hmac.new(derived, _CHECK_INPUT, hashlib.sha256).digest()
-    if not hmac.compare_digest(actual, expected):
-        raise PermanentBackendError(f"wrong passphrase for keystore {root}")
-    return _pem_password(derived)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _pem_password(derived: bytes) -> bytes:
-    # Hex keeps the PKCS#8 password printable for any tool that insists on text.
-    return derived.hex().encode("ascii")
-
-
-def _stretch(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    # The header is read from disk: bound its cost (see MAX_SCRYPT_MEMORY_BYTES).
-    if not (
-        2 <= n <= 2**20 and 1 <= r <= 16 and 1 <= p <= 4 and 128 * r * n <= MAX_SCRYPT_MEMORY_BYTES
-    ):
-        raise PermanentBackendError("keystore scrypt parameters out of range")
-    if has_surrogates(passphrase):
-        # Checked, not caught: a UnicodeEncodeError's args hold the whole passphrase.
-        raise PermanentBackendError("keystore passphrase is not UTF-8 text")
-    return Scrypt(salt=salt, length=DERIVED_BYTES, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
-
-
 def _ensure_private_dir(path: Path) -> None:
     """Create ``path`` 0700, or check an existing one is not open to others."""
     try:
@@ -434,6 +386,27 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _public_pem(public_key: PublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _unreadable(path: Path, exc: OSError) -> PermanentBackendError:
+    return PermanentBackendError(
+        f"cannot read keystore directory {path}: {exc.strerror or type(exc).__name__}"
+    )
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise PermanentBackendError(
+            f"cannot remove {path}: {exc.strerror or type(exc).__name__}"
+        ) from exc
 
 
 def _read_small(path: Path) -> bytes:

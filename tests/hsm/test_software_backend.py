@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from hsm import keystore as keystore_module
+from hsm import keystore_header
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.keystore import Keystore
@@ -311,7 +312,7 @@ def test_keystore_scrypt_memory_is_bounded_at_one_gib(
         ran.append((kwargs["n"], kwargs["r"]))
         raise _ScryptRan
 
-    monkeypatch.setattr(keystore_module, "Scrypt", scrypt)
+    monkeypatch.setattr(keystore_header, "Scrypt", scrypt)
     if allowed:
         with pytest.raises(_ScryptRan):
             Keystore.open(tmp_path / "ks", PASSPHRASE)
