@@ -3,20 +3,28 @@
     setpay keys generate --keys URI --label L --usage U --algorithm A
     setpay keys import   --keys URI --label L --usage U --pem FILE [--pem-passphrase-file F]
     setpay keys list     --keys URI
-    setpay keys delete   --keys URI --label L [--version N]
+    setpay keys delete   --keys URI --label L (--version N | --all-versions) [--config FILE]
     setpay keys adopt    --keys URI --id HEX --label L --usage U     (PKCS#11 tokens only)
 
 ``--keys`` is a key URI (see ``hsm.uri``); it is echoed only through ``describe_uri``.
 Nothing secret is printed: handles show public facts (label, version, usage, algorithm,
 KEM and the SHA-256 fingerprint of the public key). Exit status: 0 on success, 1 when
 the backend refuses, 2 for usage errors (argparse).
+
+``delete`` destroys every version of a label only when told so (``--all-versions``):
+the version in use goes with the others. The bank's own keys (``gateway-sig``,
+``gateway-kex``) are deleted only with ``--config`` naming the bank: then under the
+bank's key lock, as renewals and prunings are (``gateway.renewal_lock``), and only while
+the bank is stopped, as they check it.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +38,12 @@ from hsm.uri import describe_uri, open_backend
 
 #: A PEM private key file is a few kilobytes (RSA-3072 PKCS#8 is ~2.5 KiB).
 MAX_PEM_BYTES = 64 * 1024
+
+#: The bank's own labels (``gateway.bank_pki``), spelled here so that the keys command
+#: does not load the gateway package for every key it touches.
+BANK_LABELS = frozenset({"gateway-sig", "gateway-kex"})
+#: The task named in the bank's key lock while a deletion holds it.
+DELETE_TASK = "keys delete"
 
 _USAGES = [usage.value for usage in KeyUsage]
 _ALGORITHMS = [algorithm.value for algorithm in KeyAlgorithm]
@@ -62,7 +76,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     delete = commands.add_parser("delete", help="destroy a key version, or all versions")
     _backend_argument(delete)
     delete.add_argument("--label", required=True)
-    delete.add_argument("--version", type=int, help="only this version (default: all)")
+    which = delete.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", type=int, help="only this version")
+    which.add_argument(
+        "--all-versions", action="store_true", help="every version, the one in use too"
+    )
+    delete.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the bank's setpay.toml: delete under its key lock, only while it is stopped "
+        "(required for the gateway's own labels)",
+    )
 
     adopt = commands.add_parser("adopt", help="take a token key made by another tool")
     _backend_argument(adopt)
@@ -75,6 +99,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     """Run one ``setpay keys`` subcommand; the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.keys_command == "delete":
+        return _delete_guarded(args, out, err)
+    return _run(args, out, err)
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         backend = open_backend(args.keys)
     except KeyBackendError as exc:
@@ -88,6 +118,38 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     finally:
         backend.close()
     return 0
+
+
+def _delete_guarded(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``delete``, under the bank's key lock and only on a stopped bank if ``--config``."""
+    if args.config is None:
+        if args.label in BANK_LABELS:
+            print(
+                f"setpay keys delete: {args.label!r} is the bank's own key: pass --config "
+                "with the bank's setpay.toml, so that the deletion waits for no renewal "
+                "and the bank is checked to be stopped",
+                file=err,
+            )
+            return 1
+        return _run(args, out, err)
+    # Imported here: only a bank's deletion needs the gateway package.
+    from gateway.bank_errors import ProvisioningError  # noqa: PLC0415
+    from gateway.config import ConfigError, load  # noqa: PLC0415
+    from gateway.gateway_renewal import check_stopped  # noqa: PLC0415
+    from gateway.renewal_lock import holding_keys_lock  # noqa: PLC0415
+
+    before = f"deleting {args.label!r}"
+    try:
+        config = load(Path(args.config), env=os.environ)
+        # As a renewal does: before the lock, so that a running bank is named without
+        # taking it; after, so that a bank started meanwhile is seen.
+        check_stopped(config, before=before)
+        with holding_keys_lock(config, DELETE_TASK):
+            check_stopped(config, before=before)
+            return _run(args, out, err)
+    except (ConfigError, ProvisioningError) as exc:
+        print(f"setpay keys delete: {exc}", file=err)
+        return 1
 
 
 def _generate(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
@@ -142,7 +204,8 @@ def _list(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _delete(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
-    backend.delete(args.label, args.version)
+    # Every version only when asked by name (argparse requires one of the two).
+    backend.delete(args.label, None if args.all_versions else args.version)
     which = "every version" if args.version is None else f"v{args.version}"
     print(f"deleted {args.label!r} ({which})", file=out)
 

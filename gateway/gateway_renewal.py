@@ -17,7 +17,8 @@ under its own name, one ``ca.db`` transaction, then the two files renamed into p
 (key exchange first).
 
 A renewal that fails is taken back: a failure before the renames takes back the key
-versions it made and the files it wrote; one during the renames puts the old files back
+versions it made (every version of the two labels newer than those it found, also one a
+failed ``generate`` made) and the files it wrote; one during the renames puts the old files back
 as well and revokes the two certificates just recorded. If putting the old files back
 fails too (the disk full), nothing more is taken back, since the files in place may
 already name the new keys: ``RenewalHalfInstalled`` says what is in place; the bank
@@ -266,15 +267,47 @@ def _half_installed(renewed: list[str], failure: BaseException, undo: BaseExcept
     )
 
 
-def _take_back(pki: BankPki, keys: list[KeyHandle]) -> None:
-    for key in keys:
+def _newest_versions(pki: BankPki) -> dict[str, int]:
+    """The newest version of each of the gateway's labels, before the renewal makes any."""
+    listed = pki.backend.list_keys()
+    return {
+        label: max((k.version for k in listed if k.label == label), default=0)
+        for label in (GATEWAY_SIG_LABEL, GATEWAY_KEX_LABEL)
+    }
+
+
+def _take_back(pki: BankPki, newest: dict[str, int]) -> None:
+    """Delete every version of the gateway's labels newer than ``newest``: the renewal's.
+
+    Not only the handles ``generate`` returned: one that failed after the backend made
+    the key (the token lost as it answered) made a version no handle names. Backend
+    messages name keys, tokens and files, never a PIN or key material: they are logged.
+    """
+    try:
+        doomed = [
+            (key.label, key.version)
+            for key in pki.backend.list_keys()
+            if key.label in newest and key.version > newest[key.label]
+        ]
+    except KeyBackendError as exc:
+        for label, version in newest.items():
+            log.warning(
+                "renewal failed and the key backend could not list its keys (%s: %s): any"
+                " version of %r newer than v%d is this renewal's and unused (the bank starts"
+                " on v%d); once the backend answers, delete it with setpay keys delete"
+                " --config (the bank's setpay.toml) --label %s --version N",
+                type(exc).__name__, exc, label, version, version, label,
+            )  # fmt: skip
+        return
+    for label, version in doomed:
         try:
-            pki.backend.delete(key.label, key.version)
+            pki.backend.delete(label, version)
         except KeyBackendError as exc:
             log.warning(
-                "renewal failed and could not delete key %r v%d (%s): the bank starts on the"
-                " old version; delete it with setpay keys delete",
-                key.label, key.version, type(exc).__name__,
+                "renewal failed and could not delete key %r v%d (%s: %s): the bank starts on"
+                " the old version; delete it with setpay keys delete --config (the bank's"
+                " setpay.toml) --label %s --version %d",
+                label, version, type(exc).__name__, exc, label, version,
             )  # fmt: skip
 
 
@@ -342,14 +375,12 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
         }
         pca = keys.gateway.issuing
         staged = _Staged(certs / older_kex_name(old_kex.version))
-        made: list[KeyHandle] = []
+        newest = _newest_versions(pki)
         try:
             sig = pki.backend.generate(
                 GATEWAY_SIG_LABEL, KeyUsage.SIGNATURE, pki.gateway.signature_key.algorithm
             )
-            made.append(sig)
             kex = pki.backend.generate(GATEWAY_KEX_LABEL, KeyUsage.KEY_EXCHANGE, old_kex.algorithm)
-            made.append(kex)
             sig_der = _issue(pca, sig, CertificateUsage.SIGNATURE, when)
             kex_der = _issue(pca, kex, CertificateUsage.KEY_EXCHANGE, when)
             pki.backend.store_certificate(sig, sig_der)
@@ -358,7 +389,7 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
             _record(config, pca, [(sig, sig_der), (kex, kex_der)], when)
         except BaseException:
             staged.discard()
-            _take_back(pki, made)
+            _take_back(pki, newest)
             raise
         try:
             _install(certs, staged, old)
@@ -366,7 +397,7 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
             raise  # the files in place may name the new keys: they stay, and so does ca.db
         except BaseException:
             staged.discard()
-            _take_back(pki, made)
+            _take_back(pki, newest)
             _revoke_unheld(config, pki, keys, when, recorded=[sig_der, kex_der])
             raise
     finally:

@@ -64,7 +64,9 @@ def test_generate_list_delete(keystore_uri: str, capsys: pytest.CaptureFixture[s
         ["gw-kex", "1", "key-exchange", "ec-p256", "p256-hkdf-sha256"],
         ["gw-sig", "1", "signature", "ed25519", "-"],
     ]
-    code, out, _ = _keys(["delete", "--keys", keystore_uri, "--label", "gw-kex"], capsys)
+    code, out, _ = _keys(
+        ["delete", "--keys", keystore_uri, "--label", "gw-kex", "--all-versions"], capsys
+    )
     assert (code, out) == (0, "deleted 'gw-kex' (every version)\n")
     code, out, _ = _keys(["list", "--keys", keystore_uri], capsys)
     assert [line.split()[0] for line in out.splitlines()] == ["LABEL", "gw-sig"]

@@ -29,7 +29,7 @@ from gateway.process import start_bank
 from gateway.provisioning import init_bank
 from hsm.software import SoftwareBackend
 from hsm.uri import open_backend
-from setcore.authorization import open_auth_response
+from setcore.authorization import AuthRequestState, open_auth_response
 from setcore.capture import CaptureItem, build_capture_request, open_capture_response
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, PeerError, ProtocolError
@@ -43,6 +43,7 @@ from .actors import (
     TEST_BIN,
     Merchant,
     World,
+    as_sent,
     auth_request,
     authorize,
     channels_for,
@@ -138,12 +139,14 @@ def refreshed(world: World, merchant: Merchant) -> Merchant:
     return replace(merchant, gateway_kex=item.key_exchange, gateway_chain=item.chain)
 
 
-def refused(world: World, merchant: Merchant, request: a.AuthorizeRequest, state: object) -> str:
+def refused(
+    world: World, merchant: Merchant, request: a.AuthorizeRequest, state: AuthRequestState
+) -> str:
     """Send an AuthReq that must be refused; the gateway's signed Error code name."""
     response = world.gateway.Authorize(request)
     with pytest.raises(PeerError) as exc:
         open_auth_response(
-            response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+            response, merchant.credentials, as_sent(state, request), merchant.trust,
             gateway_identity=merchant.gateway_identity,
         )  # fmt: skip
     return exc.value.code_name
