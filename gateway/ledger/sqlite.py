@@ -17,9 +17,11 @@ UNAVAILABLE; anything else (a constraint, a bug) StoreError.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +36,12 @@ from gateway.ledger.write_lock import WriteTurn
 from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
 
 R = TypeVar("R")
+
+# ledger.db and its -wal and -shm files (which SQLite creates with the database file's
+# permissions) are the bank's user's alone, whatever the umask: they hold the sealed PANs,
+# the balances, and each card's masked number and expiry in clear.
+DATABASE_MODE = 0o600
+_WAL_SUFFIXES = ("-wal", "-shm")
 
 # How long a write waits for another process's write lock before StoreUnavailable: long
 # enough to ride out a peer's group commit or a WAL checkpoint, short enough to give up
@@ -105,6 +113,21 @@ class SqliteTransaction(Transaction):
         return self._conn.execute(sql, params).rowcount
 
 
+def _make_private(path: str) -> None:
+    """Create the database file owner-only before SQLite opens it; narrow it, and its
+    -wal and -shm files, where an older setpay left them wider."""
+    # An existing file was made before, or by another worker just now.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DATABASE_MODE))
+    for name in (path, *(path + suffix for suffix in _WAL_SUFFIXES)):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & ~DATABASE_MODE:
+            os.chmod(name, mode & DATABASE_MODE)
+
+
 def _open_connection(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path,
@@ -173,6 +196,12 @@ class SqliteLedgerStore(LedgerStore):
         self._path = os.fspath(path)
         self._config = config or SqliteStoreConfig()
         self._closed = False
+        try:
+            _make_private(self._path)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot make {os.path.basename(self._path)} private: {exc.strerror}"
+            ) from exc
         try:
             _retrying_busy(self._migrate, self._config.busy_timeout_ms)
         except sqlite3.Error as exc:

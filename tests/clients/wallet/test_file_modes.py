@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,6 @@ from clients.identity import read_certificates, write_atomically, write_certific
 from clients.wallet.purchases import SENT, PurchaseBook, PurchaseRecord
 from setpay.v1 import common_pb2
 from tests.clients.wallet.self_signed import self_signed
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    """Each test sets the umask it needs; the process gets its own back."""
-    previous = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def _mode(path: Path) -> int:
