@@ -34,7 +34,15 @@ from gateway.ledger.limits import (
 from gateway.ledger.money_authorization import AuthorizationOperations
 from gateway.ledger.money_batches import BatchOperations
 from gateway.ledger.money_settlement import SettlementOperations
-from gateway.ledger.pan import LedgerKeys, mask_pan, open_pan, pan_index, seal_pan, validate_pan
+from gateway.ledger.pan import (
+    LedgerKeys,
+    card_refusals_key,
+    mask_pan,
+    open_pan,
+    pan_index,
+    seal_pan,
+    validate_pan,
+)
 from gateway.ledger.store import LedgerStore, Row, Transaction
 from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, BatchObserver, HoldSweeper
 
@@ -169,6 +177,13 @@ class Ledger(AuthorizationOperations, SettlementOperations, BatchOperations):
         check_text("account_id", account_id)
         now = self._clock()
         return self._store.read(partial(accounts.card_by_id, account_id=account_id, now_ms=now))
+
+    def card_refusals_key(self, pan: str) -> bytes:
+        """A keyed hash of ``pan`` for the CA's count of refused registrations
+        (``pan.card_refusals_key``): it recognises a card without holding its number, and
+        is not the ledger's own index, so the two stores share no value."""
+        validate_pan(pan)
+        return card_refusals_key(self._keys, pan)
 
     def find_card_account(self, pan: str) -> CardAccount:
         """A card account by PAN; raise UnknownAccount."""

@@ -44,6 +44,11 @@ MIN_HIDDEN_DIGITS = 6
 # the same key.
 _SEAL_CONTEXT = b"setpay.v1.ledger.pan-seal\x00"
 _INDEX_CONTEXT = b"setpay.v1.ledger.pan-index\x00"
+# The card's name in the CA's count of refused registrations (ca.db): a keyed hash of its
+# own, so that the CA's rows cannot be joined with the ledger's by value.
+_CARD_REFUSALS_CONTEXT = b"setpay.v1.ca.card-refusals\x00"
+# AES-GCM's tag: a sealed PAN shorter than a nonce and a tag is damaged, not a PAN.
+TAG_BYTES = 16
 
 
 @dataclass(frozen=True, repr=False)
@@ -86,6 +91,14 @@ def pan_index(keys: LedgerKeys, pan: str) -> bytes:
     return hmac.new(keys.index_key, _INDEX_CONTEXT + pan.encode("ascii"), hashlib.sha256).digest()
 
 
+def card_refusals_key(keys: LedgerKeys, pan: str) -> bytes:
+    """The keyed hash under which the CA counts a card's refused registrations: under the
+    index key, with a label of its own, never equal to ``pan_index``."""
+    return hmac.new(
+        keys.index_key, _CARD_REFUSALS_CONTEXT + pan.encode("ascii"), hashlib.sha256
+    ).digest()
+
+
 def _associated_data(account_id: str) -> bytes:
     return _SEAL_CONTEXT + account_id.encode("utf-8")
 
@@ -99,6 +112,8 @@ def seal_pan(keys: LedgerKeys, account_id: str, pan: str) -> bytes:
 
 def open_pan(keys: LedgerKeys, account_id: str, sealed: bytes) -> str:
     """Decrypt a PAN sealed for ``account_id``; raise PanUnreadable if it does not authenticate."""
+    if len(sealed) < NONCE_BYTES + TAG_BYTES:
+        raise PanUnreadable(f"the stored PAN of account {account_id} is too short to open")
     nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
     try:
         plain = AESGCM(keys.data_key).decrypt(nonce, ciphertext, _associated_data(account_id))

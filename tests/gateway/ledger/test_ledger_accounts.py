@@ -14,6 +14,7 @@ from gateway.ledger import (
     UnknownAccount,
     UnknownMerchant,
 )
+from gateway.ledger.pan import pan_index
 from tests.gateway.ledger.ledger_support import EUR, EXPIRY, PAN_A, PAN_B, PAN_C, USD, Backend, Bank
 
 
@@ -32,6 +33,19 @@ def test_find_card_account_by_pan_and_by_id(ledger: Ledger) -> None:
     assert ledger.find_card_account(PAN_A) == a
     assert ledger.find_card_account(PAN_B) == b
     assert ledger.card_account(b.account_id) == b
+
+
+def test_the_cas_key_for_a_card_is_stable_keyed_and_not_the_ledgers_index(
+    ledger: Ledger,
+) -> None:
+    """What the CA counts a card's refusals under: the same for one card, not its number,
+    and no value the ledger's own rows hold (the two stores cannot be joined)."""
+    key = ledger.card_refusals_key(PAN_A)
+    assert key == ledger.card_refusals_key(PAN_A) != ledger.card_refusals_key(PAN_B)
+    assert PAN_A.encode() not in key and PAN_A not in key.hex()
+    assert key != pan_index(ledger._keys, PAN_A)
+    with pytest.raises(InvalidRequest):
+        ledger.card_refusals_key("not a card number")
 
 
 def test_reveal_pan_decrypts_the_stored_pan(ledger: Ledger) -> None:

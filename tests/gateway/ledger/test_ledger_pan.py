@@ -46,6 +46,13 @@ def test_sealed_pan_does_not_open_under_another_key() -> None:
         open_pan(LedgerKeys.generate(), "card-1", sealed)
 
 
+@pytest.mark.parametrize("length", [0, 5, 11, 27])
+def test_a_stored_pan_too_short_to_hold_a_nonce_and_a_tag_is_unreadable(length: int) -> None:
+    """A damaged row is PanUnreadable, as a wrong key is, never a bare ValueError."""
+    with pytest.raises(PanUnreadable, match="too short"):
+        open_pan(LedgerKeys.generate(), "card-1", bytes(length))
+
+
 def test_sealing_is_randomized() -> None:
     keys = LedgerKeys.generate()
     assert seal_pan(keys, "card-1", PAN_A) != seal_pan(keys, "card-1", PAN_A)
