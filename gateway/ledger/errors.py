@@ -11,6 +11,8 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
 
     LedgerError
     ├── InvalidRequest      arguments refused before any state is read (amount, PAN format)
+    │   └── LedgerMisuse    the gateway called the ledger in a way it never should: a bug
+    │                       on the bank's side, not the request's fault
     ├── UnknownAccount      no card account with that id or PAN
     ├── UnknownMerchant     no merchant account for that merchant id
     ├── AccountExists       that PAN or merchant id already has an account
@@ -38,6 +40,12 @@ class LedgerError(Exception):
 
 class InvalidRequest(LedgerError):
     """The arguments are malformed or out of range; nothing was read or changed."""
+
+
+class LedgerMisuse(InvalidRequest):
+    """The gateway's own call is wrong (a prebuilt approval for another hold, a decline
+    reason only the issuer gives): nothing was read or changed, and the request that led
+    to it may be sound, so it is not answered as the requester's bad input."""
 
 
 class UnknownAccount(LedgerError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 
 from gateway.ledger import accounts, authorization
-from gateway.ledger.errors import InvalidRequest
+from gateway.ledger.errors import LedgerMisuse
 from gateway.ledger.identifiers import new_ordered_id
 from gateway.ledger.limits import (
     check_amount,
@@ -31,11 +31,11 @@ def new_hold_id() -> str:
 
 def _check_prebuilt(prebuilt: object, hold_id: str) -> None:
     if not isinstance(prebuilt, PrebuiltApproval):
-        raise InvalidRequest("prebuilt must be a PrebuiltApproval")
+        raise LedgerMisuse("prebuilt must be a PrebuiltApproval")
     if prebuilt.hold_id != hold_id:
-        raise InvalidRequest("the prebuilt approval names another hold id")
+        raise LedgerMisuse("the prebuilt approval names another hold id")
     if not isinstance(prebuilt.response, bytes) or not prebuilt.response:
-        raise InvalidRequest("the prebuilt approval's response must be non-empty bytes")
+        raise LedgerMisuse("the prebuilt approval's response must be non-empty bytes")
 
 
 class AuthorizationOperations(MoneyOperations):
@@ -130,7 +130,7 @@ class AuthorizationOperations(MoneyOperations):
         issuer never decided on it).
         """
         if reason not in GATEWAY_DECLINES:
-            raise InvalidRequest(f"the gateway does not decide {reason.value}: the issuer does")
+            raise LedgerMisuse(f"the gateway does not decide {reason.value}: the issuer does")
         outcome = Declined(reason)
         return self._once(
             rrpid=rrpid,
