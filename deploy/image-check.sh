@@ -21,6 +21,9 @@ readonly PROGRAM="image-check"
 readonly HEALTH_WAIT_SECONDS=90
 # The gateway's own health monitor probes the token every second; a few rounds.
 readonly TOKEN_WAIT_SECONDS=20
+# Docker's default stop timeout (10 s) is shorter than a drain may take: health's
+# NOT_SERVING notice (1 s) + the grace period (5 s) + the supervisor's margin (10 s).
+readonly STOP_TIMEOUT_SECONDS=20
 readonly KEYS='pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=setpay-bank;pin-source=file:/etc/setpay/token.pin'
 
 (($# == 1)) || { echo "usage: image-check.sh IMAGE" >&2; exit 2; }
@@ -85,7 +88,7 @@ in_volumes -v "$so_pin_dir:/run/setpay-so" --entrypoint setpay-provision-token "
     || fail "the SO PIN file is not 0600 and the container user's"
 
 begin "2. serve with the image's default command, PIN volume read-only"
-docker run -d --name "$gateway" --network host \
+docker run -d --name "$gateway" --network host --stop-timeout "$STOP_TIMEOUT_SECONDS" \
     -v "$tokens:/var/lib/softhsm/tokens" -v "$etc:/etc/setpay:ro" \
     -v "$bank:/var/lib/setpay" "$image" >/dev/null
 wait_for "$HEALTH_WAIT_SECONDS" "the HEALTHCHECK did not report healthy" healthy
