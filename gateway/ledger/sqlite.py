@@ -199,8 +199,10 @@ class SqliteLedgerStore(LedgerStore):
         try:
             _make_private(self._path)
         except OSError as exc:
-            raise StoreError(
-                f"cannot make {os.path.basename(self._path)} private: {exc.strerror}"
+            # As SQLite's own CANTOPEN is: the file's place is not there or not ours now
+            # (a volume not mounted), which the operator mends and a retry then finds.
+            raise StoreUnavailable(
+                f"cannot create or narrow {os.path.basename(self._path)}: {exc.strerror}"
             ) from exc
         try:
             _retrying_busy(self._migrate, self._config.busy_timeout_ms)
