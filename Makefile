@@ -6,8 +6,14 @@ VENV        := .venv
 BIN         := $(VENV)/bin
 PY          := $(BIN)/python
 # Debian packages the tests use for real: SoftHSM and pkcs11-tool for the PKCS#11
-# backend, PostgreSQL for the scale-out store, openssl for chain checks, promtool.
-DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus shellcheck
+# backend, PostgreSQL's initdb and pg_ctl for the scale-out store (the tests make their own
+# cluster), openssl for chain checks, promtool (in prometheus), shellcheck for deploy/, and
+# Debian's python3, which a test runs as another user (who may not reach the venv).
+DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus shellcheck python3
+# Exact versions of everything the venv gets: the runtime's (the image's too) and the
+# tools' (a new grpcio-tools or ruff must not change `make lint` on an unchanged tree).
+CONSTRAINTS := deploy/constraints.txt deploy/dev-constraints.txt
+PIP_PINS    := $(foreach file,$(CONSTRAINTS),-c $(file))
 PROTO_DIR   := protos
 PROTO_FILES := $(wildcard $(PROTO_DIR)/setpay/v1/*.proto)
 PYTEST_ARGS ?=
@@ -18,24 +24,31 @@ all: test
 
 # The plot extra too, so that the suite draws a real plot. Debian's own python3 makes a
 # venv only with python3-venv (ensurepip): a first attempt that fails leaves a venv
-# without pip, which is removed, the package installed and the venv made again.
-$(VENV)/.installed: pyproject.toml Makefile
+# without pip, which is removed, the package installed and the venv made again. Pinned
+# throughout, setuptools in the build environment too; a changed pin reinstalls.
+$(VENV)/.installed: pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || \
 	  { rm -rf $(VENV) && $(MAKE) --no-print-directory system-deps DEB_PACKAGES=python3-venv && \
 	    $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,plot]'
+	$(PY) -m pip install --quiet $(PIP_PINS) --upgrade pip
+	$(PY) -m pip install --quiet $(PIP_PINS) --build-constraint deploy/dev-constraints.txt \
+	  -e '.[dev,plot]'
 	touch $@
 
 venv: $(VENV)/.installed
 
+# Installed means dpkg's "ii": `dpkg -s` also succeeds for a package removed but not
+# purged ("rc"), whose programs are gone. Recommends stay out: the tests need the programs,
+# not the services they suggest (opensc's pcscd, prometheus's node exporter).
 system-deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
-	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  [ "$$(dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null)" = "ii " ] || \
+	    missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" -ne 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 demo: venv

@@ -18,7 +18,6 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 import grpc
@@ -45,11 +44,11 @@ from .dockerfile import (
     in_stage,
     instructions,
 )
+from .pins import RUNTIME_PINS, pins
 
 BUILD, RUNTIME = "build", "runtime"
 # Where the image keeps the bank directory (a volume), and so its TLS files and config.
 BANK_VOLUME = "/var/lib/setpay"
-CONSTRAINTS = REPO / "deploy" / "constraints.txt"
 SOFTHSM_CONF = REPO / "deploy" / "softhsm2.conf"
 # Upstream versions the tests run against; the image pins Debian's packages of them.
 TESTED_UPSTREAM = {"softhsm2": "2.6.1", "opensc": "0.23.0"}
@@ -190,7 +189,7 @@ def test_build_context_is_what_the_image_copies_and_nothing_local() -> None:
 def test_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
     # The stage's COPY lines, file by file as the context holds them, then its pip step for
     # setpay itself (in an isolated build environment, as in the image; the dependencies'
-    # wheels are what deploy/constraints.txt pins, checked below).
+    # wheels are what deploy/constraints.txt pins: test_constraints.py).
     source = tmp_path / "src"
     for name in (f for s in _build_sources() for f in _context_files(s)):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
@@ -218,54 +217,11 @@ def test_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
         assert module in names, module
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
     assert "setpay = cli.main:main" in entry_points
-    pinned = _pins()
+    pinned = pins(RUNTIME_PINS)
     for text in requires:
         requirement = Requirement(text)
         if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
             assert canonicalize_name(requirement.name) in pinned, requirement.name
-
-
-def _pins() -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for text in CONSTRAINTS.read_text().splitlines():
-        line = text.split("#", 1)[0].strip()
-        if line:
-            name, sep, version = line.partition("==")
-            assert sep, f"not an exact pin: {line}"
-            pins[canonicalize_name(name)] = version
-    return pins
-
-
-def test_constraints_pin_exactly_the_runtime_dependencies() -> None:
-    # Walk setpay's requirements (extras as requested) down to the leaves, through the
-    # installed distributions. Where the installed version is not the pinned one, its own
-    # requirements may differ from the pinned version's: the walk stops there, and stale
-    # pins are judged only when every step of the walk was a pinned version.
-    pins = _pins()
-    needed: set[str] = set()
-    complete = True
-    pending: list[tuple[str, frozenset[str]]] = [("setpay", frozenset())]
-    while pending:
-        name, extras = pending.pop()
-        for text in metadata.requires(name) or []:
-            requirement = Requirement(text)
-            marker = requirement.marker
-            if marker is not None and not any(
-                marker.evaluate({"extra": extra}) for extra in {"", *extras}
-            ):
-                continue
-            key = canonicalize_name(requirement.name)
-            assert key in pins, f"{requirement.name} is a runtime dependency without a pin"
-            assert requirement.specifier.contains(pins[key], prereleases=True), (
-                f"the pin {key}=={pins[key]} does not satisfy {name}'s {text}"
-            )
-            if metadata.version(requirement.name) != pins[key]:
-                complete = False
-            elif key not in needed or requirement.extras:
-                pending.append((requirement.name, frozenset(requirement.extras)))
-            needed.add(key)
-    if complete:
-        assert set(pins) == needed, f"pinned but not needed: {sorted(set(pins) - needed)}"
 
 
 # --- the image's command and health check, run here -----------------------------------------
