@@ -101,7 +101,8 @@ def _decision(
         return BatchAdminDecision(
             status=batch_status_for(outcome.reason), batch_id=verified.data.batch_id
         )
-    assert isinstance(outcome, BatchOutcome)
+    if not isinstance(outcome, BatchOutcome):
+        raise TypeError(f"unexpected outcome {type(outcome).__name__}")
     summary = outcome.summary
     details, next_point = _transaction_details(page)
     return BatchAdminDecision(

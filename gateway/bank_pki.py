@@ -364,7 +364,8 @@ def unused_gateway_certificates(
     certify older versions, and stay live until they end."""
     newer: dict[bytes, KeyHandle] = {}
     for used in (pki.gateway.signature_key, pki.gateway.key_exchange_key):
-        assert used is not None
+        if used is None:
+            raise BankIncomplete("the gateway's credentials lack a key")
         # Versions above the one in use are keys a renewal made and never installed;
         # a normal start has none, and reads nothing more.
         for version in range(used.version + 1, pki.backend.get(used.label).version + 1):

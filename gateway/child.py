@@ -55,7 +55,8 @@ def become_child(
     try:
         drop()
         if index == LEDGER_INDEX:
-            assert plan.ledger_socket is not None
+            if plan.ledger_socket is None:
+                raise RuntimeError("the ledger process needs the plan's ledger socket")
             code = run_ledger_process(
                 plan.config, plan.ledger_socket, ready_fd, mask,
                 with_metrics=plan.metrics, supervisor_pid=plan.supervisor_pid,

@@ -188,7 +188,8 @@ class _Staged:
 
 def _stage(certs: Path, pki: BankPki, sig_der: bytes, kex_der: bytes, staged: _Staged) -> None:
     current = pki.gateway.key_exchange_cert
-    assert current is not None and pki.gateway.key_exchange_key is not None
+    if current is None or pki.gateway.key_exchange_key is None:
+        raise ProvisioningError("the gateway has no key-exchange key to renew")
     if staged.kept.exists():
         # Left by an earlier renewal that stopped after keeping it: the same bytes.
         if staged.kept.read_bytes() != current:
@@ -226,10 +227,12 @@ def _record(
 def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
     """Rename the staged files into place, key exchange first; on failure put back what
     was renamed and raise (``RenewalHalfInstalled`` if that fails too)."""
+    kex, sig = staged.kex, staged.sig
+    if kex is None or sig is None:
+        raise ProvisioningError("the renewal's certificates were not staged")
     done: list[str] = []
     try:
-        for name, path in ((GATEWAY_KEX_LABEL, staged.kex), (GATEWAY_SIG_LABEL, staged.sig)):
-            assert path is not None
+        for name, path in ((GATEWAY_KEX_LABEL, kex), (GATEWAY_SIG_LABEL, sig)):
             os.replace(path, certs / f"{name}{CERT_SUFFIX}")
             done.append(name)
         fsync_directory(certs)
@@ -368,7 +371,8 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
         keys = pki.authority_keys()
         _revoke_unheld(config, pki, keys, when)
         old_kex = pki.gateway.key_exchange_key
-        assert old_kex is not None and pki.gateway.key_exchange_cert is not None
+        if old_kex is None or pki.gateway.key_exchange_cert is None:
+            raise ProvisioningError("the gateway has no key-exchange key to renew")
         old = {
             GATEWAY_SIG_LABEL: pki.gateway.signature_cert,
             GATEWAY_KEX_LABEL: pki.gateway.key_exchange_cert,

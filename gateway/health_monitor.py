@@ -80,7 +80,8 @@ class WatchEndingHealth(health.HealthServicer):
         send_response_callback: Callable[[object], None] | None = None,
     ) -> None:
         """As grpc_health's (non-blocking), ended by ``end_watches``."""
-        assert send_response_callback is not None  # non-blocking, as built above
+        if send_response_callback is None:
+            raise TypeError("Watch is non-blocking here (as built above): it needs a callback")
         send = _once_ended(send_response_callback)
         super().Watch(request, context, send)  # sends the current status
         if not self._watches.open(send, context):

@@ -187,7 +187,8 @@ class OpeningKeys:
                     " restarted on the renewed keys"
                 )
             return None
-        assert older.key_exchange_cert is not None  # only such are indexed
+        if older.key_exchange_cert is None:
+            return None  # only credentials with a key-exchange certificate are indexed
         try:
             # Cached by the trust store, and dropped from its cache when revocation data
             # changes: a revocation reaches this check as it reaches any other.

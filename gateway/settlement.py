@@ -57,7 +57,8 @@ def _items(outcome: Outcome, count: int) -> Sequence[Posted | Declined]:
     """The per-item results of a posting; a whole-request decline applies to every item."""
     if isinstance(outcome, PostingOutcome):
         return outcome.items
-    assert isinstance(outcome, Declined), f"unexpected outcome {type(outcome).__name__}"
+    if not isinstance(outcome, Declined):
+        raise TypeError(f"unexpected outcome {type(outcome).__name__}")
     return (outcome,) * count
 
 
@@ -100,7 +101,8 @@ def auth_reversal(bank: Bank, request: authorization_pb2.AuthReversalRequest) ->
                 cap_token_new=new_token,
             )
         else:
-            assert isinstance(outcome, Declined), f"unexpected outcome {type(outcome).__name__}"
+            if not isinstance(outcome, Declined):
+                raise TypeError(f"unexpected outcome {type(outcome).__name__}")
             standing = _amount(
                 token.auth_amt.currency,
                 _still_authorized(bank, outcome, token.hold_id),

@@ -231,10 +231,9 @@ class Supervisor:
         for close in self._inherited:
             close()
 
-    def _read_ready(self, worker: _Worker) -> None:
-        assert worker.ready_fd is not None
+    def _read_ready(self, worker: _Worker, ready_fd: int) -> None:
         try:
-            chunk = os.read(worker.ready_fd, READY_LINE_BYTES)
+            chunk = os.read(ready_fd, READY_LINE_BYTES)
         except BlockingIOError:
             return
         worker.received += chunk
@@ -252,8 +251,8 @@ class Supervisor:
             worker.ready_at = time.monotonic()
             log.info("worker %d serving (pid %d)", worker.index, worker.pid)
         if newline or not chunk or len(worker.received) > READY_LINE_BYTES:
-            self._selector.unregister(worker.ready_fd)
-            os.close(worker.ready_fd)
+            self._selector.unregister(ready_fd)
+            os.close(ready_fd)
             worker.ready_fd = None
         everyone = len(self._workers) == self._count and all(
             w.ready for w in self._workers.values()
@@ -397,15 +396,14 @@ class Supervisor:
             for key, _ in self._selector.select(LOOP_SECONDS):
                 if key.data == "wake":
                     self._signals.drain()
-                elif key.data == "scrape":
-                    assert self._scrape is not None
+                elif key.data == "scrape" and self._scrape is not None:
                     self._scrape.handle()
                 else:
                     worker = self._workers.get(key.data)
                     if worker is None and self._ledger and self._ledger.pid == key.data:
                         worker = self._ledger
                     if worker is not None and worker.ready_fd is not None:
-                        self._read_ready(worker)
+                        self._read_ready(worker, worker.ready_fd)
             if self._signals.stop_requested and not self._stopping():
                 log.info("stop requested")
                 self._begin_stop()

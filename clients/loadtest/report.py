@@ -286,7 +286,8 @@ def _details(counted: Tally, channels: int) -> list[str]:
         shares = " / ".join(f"{s:.0%}" for s in counted.process_cpu_shares)
         lines.append(f"    {counted.target} CPU per child process: {shares}")
     if counted.connections is not None:
-        lines.append(f"    {counted.target} connections per worker: {_connections(counted)}")
+        connections = _connections(counted.connections, counted.redials)
+        lines.append(f"    {counted.target} connections per worker: {connections}")
     if counted.speed is not None:
         speed = counted.speed
         lines.append(f"    {counted.target} machine speed: reference loop {speed.median:.1f} ms"
@@ -329,13 +330,12 @@ def _worker_calls(workers: WorkerCalls, channels: int) -> str:
     return text
 
 
-def _connections(counted: Tally) -> str:
-    assert counted.connections is not None
-    text = " / ".join(str(n) for n in counted.connections)
-    if counted.redials:
-        times = "once" if counted.redials == 1 else f"{counted.redials} times"
+def _connections(connections: tuple[int, ...], redials: int) -> str:
+    text = " / ".join(str(n) for n in connections)
+    if redials:
+        times = "once" if redials == 1 else f"{redials} times"
         text += f" (dialled again {times}: a worker had none of the connections)"
-    idle = [str(i) for i, n in enumerate(counted.connections) if n == 0]
+    idle = [str(i) for i, n in enumerate(connections) if n == 0]
     if idle:
         who = f"workers {', '.join(idle)}" if len(idle) > 1 else f"worker {idle[0]}"
         text += f"; {who} had no connection, so this run measured the others alone"

@@ -108,8 +108,8 @@ class SpeedSampler:
         self._reader.start()
 
     def _collect(self) -> None:
-        assert self._child.stdout is not None
-        for line in self._child.stdout:
+        # stdout=PIPE gives a pipe; no pipe (never), no readings.
+        for line in self._child.stdout or ():
             at, _, ms = line.partition(" ")
             try:
                 self.readings.add(float(at), float(ms))

@@ -26,7 +26,7 @@ from __future__ import annotations
 from gateway.ledger import accounts, books, expiry
 from gateway.ledger.accounts import AccountStatus
 from gateway.ledger.books import Phase, TransferKind
-from gateway.ledger.errors import PiPreviouslyUsed
+from gateway.ledger.errors import PiPreviouslyUsed, StoreError
 from gateway.ledger.holds import is_expired, lock_hold, still_authorized, update_hold
 from gateway.ledger.outcomes import (
     AuthorizationReversed,
@@ -130,7 +130,8 @@ def authorize(
     if capture_now:
         locked_merchant = accounts.merchant_row(tx, merchant_id, lock=True)
         hold = lock_hold(tx, hold_id)
-        assert hold is not None  # inserted above
+        if hold is None:
+            raise StoreError(f"the hold {hold_id} inserted in this transaction is missing")
         sale = capture_hold(
             tx,
             merchant=locked_merchant,
@@ -141,7 +142,8 @@ def authorize(
         )
         # The hold was made for this amount a moment ago and the open batch is found or
         # opened on the spot, so nothing can decline this capture.
-        assert isinstance(sale, Posted), sale
+        if not isinstance(sale, Posted):
+            raise StoreError(f"the capture of the hold {hold_id} just made was refused: {sale}")
         captured = sale
     return Authorized(
         hold_id=hold_id,
@@ -163,7 +165,8 @@ def reverse_authorization(
         return ReversalDeclined(Decline.UNKNOWN_HOLD, authorized=0)
     accounts.lock_card(tx, str(ref["card_account_id"]))
     hold = lock_hold(tx, hold_id)
-    assert hold is not None  # holds are never deleted
+    if hold is None:  # holds are never deleted
+        raise StoreError(f"the hold {hold_id} found in this transaction is missing")
     if is_expired(hold, now_ms):
         if hold["status"] == "pending":
             expiry.release(tx, hold, now_ms)  # this decision saw it expired: so will all later

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.ledger import accounts
-from gateway.ledger.errors import UnknownBatch
+from gateway.ledger.errors import StoreError, UnknownBatch
 from gateway.ledger.identifiers import new_id
 from gateway.ledger.outcomes import (
     BatchOutcome,
@@ -120,7 +120,8 @@ def next_seq(tx: Transaction, batch_id: str) -> int:
     row = tx.one(
         "UPDATE batches SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", batch_id
     )
-    assert row is not None  # the batch was just found or created in this transaction
+    if row is None:  # the batch was just found or created in this transaction
+        raise StoreError(f"the batch {batch_id} is missing")
     return int(row["last_seq"])
 
 
@@ -151,7 +152,8 @@ def open_batch(tx: Transaction, merchant: Row, now_ms: int) -> BatchOutcome | De
         return Declined(Decline.BATCH_ALREADY_OPEN)
     batch_id = _open(tx, str(merchant["id"]), now_ms)
     batch = _find(tx, str(merchant["id"]), batch_id)
-    assert batch is not None  # just inserted
+    if batch is None:
+        raise StoreError(f"the batch {batch_id} inserted in this transaction is missing")
     return BatchOutcome(summary_of(tx, batch, merchant))
 
 
@@ -168,7 +170,8 @@ def close_batch(
         "UPDATE batches SET status = 'closed', closed_at_ms = ? WHERE id = ?", now_ms, batch["id"]
     )
     closed = _find(tx, str(merchant["id"]), str(batch["id"]))
-    assert closed is not None  # just updated
+    if closed is None:
+        raise StoreError(f"the batch {batch['id']} updated in this transaction is missing")
     return BatchOutcome(summary_of(tx, closed, merchant))
 
 
@@ -181,7 +184,8 @@ def purge_batch(tx: Transaction, merchant: Row, batch_id: str) -> BatchOutcome |
         return Declined(Decline.BATCH_NOT_CLOSED)
     tx.run("UPDATE batches SET status = 'purged' WHERE id = ?", batch_id)
     purged = _find(tx, str(merchant["id"]), batch_id)
-    assert purged is not None  # just updated
+    if purged is None:
+        raise StoreError(f"the batch {batch_id} updated in this transaction is missing")
     return BatchOutcome(summary_of(tx, purged, merchant))
 
 

@@ -25,7 +25,7 @@ import enum
 from collections import defaultdict
 from dataclasses import dataclass
 
-from gateway.ledger.errors import LedgerImbalance
+from gateway.ledger.errors import LedgerImbalance, StoreError
 from gateway.ledger.store import Transaction
 
 
@@ -114,7 +114,8 @@ def post_transfer(
         batch_seq,
         now_ms,
     )
-    assert row is not None  # INSERT ... RETURNING always yields the new row
+    if row is None:  # INSERT ... RETURNING always yields the new row
+        raise StoreError("a transfer's INSERT ... RETURNING returned no row")
     pending, posted = _DELTAS[phase]
     tx.run(
         "UPDATE accounts SET debits_pending = debits_pending + ?,"

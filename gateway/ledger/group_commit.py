@@ -112,11 +112,14 @@ class _Job(Generic[R]):
     __slots__ = ("done", "error", "on_done", "result", "work")
 
     def __init__(
-        self, work: Callable[[Transaction], R], on_done: Completion[R] | None = None
+        self,
+        work: Callable[[Transaction], R],
+        on_done: Completion[R] | None = None,
+        done: threading.Event | None = None,
     ) -> None:
         self.work = work
-        # A waiting caller sleeps on this; one with a completion never waits.
-        self.done = threading.Event() if on_done is None else None
+        # A waiting caller sleeps on ``done``; one with a completion never waits.
+        self.done = done
         self.on_done = on_done
         self.result: R | None = None
         self.error: BaseException | None = None
@@ -125,11 +128,10 @@ class _Job(Generic[R]):
         """Tell the caller: wake it, or hand the outcome to its completion."""
         if self.done is not None:
             self.done.set()
-            return
-        assert self.on_done is not None
-        # A completion must never stop the writer; it answers for itself.
-        with contextlib.suppress(Exception):
-            self.on_done(self.result, self.error)
+        if self.on_done is not None:
+            # A completion must never stop the writer; it answers for itself.
+            with contextlib.suppress(Exception):
+                self.on_done(self.result, self.error)
 
 
 class _GroupAborted(Exception):
@@ -183,12 +185,12 @@ class GroupCommitWriter:
 
     def submit(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in the next group; return its result once the group is committed."""
-        job: _Job[R] = _Job(work)
+        done = threading.Event()
+        job: _Job[R] = _Job(work, done=done)
         timeout = self._config.submit_timeout_seconds
         with self._cpu.aside():
             self._enqueue(job)
-            assert job.done is not None  # made without a completion
-            if not job.done.wait(timeout):
+            if not done.wait(timeout):
                 raise StoreUnavailable("the ledger writer did not commit in time")
         if job.error is not None:
             raise job.error
@@ -374,10 +376,12 @@ class GroupCommitWriter:
             job.error = error
 
     def _notify(self, stats: CommitStats) -> None:
-        assert self._observer is not None
+        observer = self._observer
+        if observer is None:
+            return
         # A metrics hook must never stop the ledger.
         with contextlib.suppress(Exception):
-            self._observer(stats)
+            observer(stats)
 
     def _fail_queued(self) -> None:
         """Fail whatever is still queued when the writer stops."""

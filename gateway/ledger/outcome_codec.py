@@ -96,7 +96,8 @@ def _decode(value: Any, kind: Any) -> Any:
         return _decode_union(value, typing.get_args(kind))
     if origin is tuple:
         item_kind, ellipsis = typing.get_args(kind)
-        assert ellipsis is Ellipsis, "outcomes hold only homogeneous tuples"
+        if ellipsis is not Ellipsis:
+            raise TypeError("outcomes hold only homogeneous tuples")
         return tuple(_decode(item, item_kind) for item in _expect(value, list))
     if origin is dict:
         key_kind, item_kind = typing.get_args(kind)

@@ -312,7 +312,8 @@ class PostgresLedgerStore(LedgerStore):
                 if not _retryable(exc):
                     raise translate_error(exc) from exc
                 last = exc
-        assert last is not None
+        if last is None:
+            raise StoreError(f"max_attempts is {self._config.max_attempts}: nothing was tried")
         raise translate_error(last) from last
 
     def read(self, query: Callable[[Transaction], R]) -> R:

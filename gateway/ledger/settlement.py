@@ -35,6 +35,7 @@ from typing import TypeVar
 
 from gateway.ledger import accounts, batches, books, expiry
 from gateway.ledger.books import Phase, TransferKind
+from gateway.ledger.errors import StoreError
 from gateway.ledger.holds import is_expired, update_hold
 from gateway.ledger.outcomes import (
     Decline,
@@ -381,7 +382,8 @@ def _reverse_credit_one(
         return Declined(refused)
     amount = int(original["amount"])
     card = accounts.lock_card(tx, str(hold["card_account_id"]))  # locked already: as it stands
-    assert card is not None  # a hold's card account is never deleted
+    if card is None:  # a hold's card account is never deleted
+        raise StoreError(f"the card account of the hold {hold['id']} is missing")
     if amount > accounts.available_credit(card, due.count(card)):
         return Declined(Decline.INSUFFICIENT_FUNDS)  # the releases it counted stand
     result = _post(
