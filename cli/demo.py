@@ -52,7 +52,7 @@ from gateway.provisioning import destroy_bank_keys, init_bank, write_new
 from hsm.uri import open_backend
 from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore
-from setcore.profiles import profile_named
+from setcore.profiles import PROFILES, profile_named
 from setpay.v1 import purchase_pb2
 
 EUR = 978
@@ -62,15 +62,23 @@ CREDIT_LIMIT = 50_000
 ORDER_AMOUNT, CAPTURED, REFUNDED, REVERSED_AMOUNT = 4250, 3000, 1000, 1500
 EXPIRY = "203012"
 MERCHANT_ID = "demo-shop"
+# The passphrase files each party's directory holds, named relative to it in the
+# configuration the demo writes, so that a directory --dir keeps works where it is moved.
+KEYSTORE_PASSPHRASE_FILE = "keys.pass"  # noqa: S105 - a file name, not a passphrase
+CARD_PASSPHRASE_FILE = "card.pass"  # noqa: S105 - a file name, not a passphrase
+KEYS_URI = f"soft:keys;pin-source=file:{KEYSTORE_PASSPHRASE_FILE}"
 # Grace for in-flight calls when the demo shuts its servers down.
 SHUTDOWN_GRACE_SECONDS = 2.0
+# Random bytes in each passphrase the demo makes: 192 bits, past any guessing whatever
+# the key derivation's cost.
+PASSPHRASE_BYTES = 24
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the subcommand."""
     p = sub.add_parser("demo", help="run the whole SET story on this machine")
     p.add_argument("--dir", type=Path, help="work directory (default: a new temporary one)")
-    p.add_argument("--profile", choices=("ec", "rsa"), default="ec")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="ec")
     p.add_argument("--keys", help="key URI for the bank's keys (default: a software keystore)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
 
@@ -111,15 +119,28 @@ def scan_for_pan(root: Path, pan: PAN) -> list[str]:
     return hits
 
 
+def _stop_on_purpose(running: RunningBank) -> None:
+    """Stop the bank's servers, their health log saying only errors meanwhile: NOT_SERVING
+    is a warning for a server that goes away unasked, news to no one here."""
+    logger = logging.getLogger("setpay.server")
+    old_level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        running.stop(SHUTDOWN_GRACE_SECONDS)
+    finally:
+        logger.setLevel(old_level)
+
+
 @contextmanager
 def _story_logging(story: Story) -> Iterator[None]:
-    handler = StoryHandler(story)
     logger = logging.getLogger("setpay")
     old_level, old_propagate = logger.level, logger.propagate
+    asked = logger.getEffectiveLevel()
+    handler = StoryHandler(story, asked)
     logger.addHandler(handler)
     # The story needs INFO; a caller that asked for DEBUG keeps it.
-    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
-    logger.propagate = False  # the story prints the parties' lines itself
+    logger.setLevel(min(asked, logging.INFO))
+    logger.propagate = False  # the handler tells or passes on each line itself
     try:
         yield
     finally:
@@ -149,9 +170,13 @@ class Demo:
         # A temporary bank's keys go with it: those on a token named by --keys too.
         self.temporary = temporary
         self.stack = ExitStack()
-        self.passphrase = secrets.token_urlsafe(24)
+        # The wallet's card has a passphrase of its own, apart from its keystore's (and
+        # the merchant's): one file must not open both, least of all the merchant's.
+        self.card_passphrase = secrets.token_urlsafe(PASSPHRASE_BYTES)
 
     def _party_dir(self, name: str, tls_files: tuple[str, ...]) -> Path:
+        """``name``'s directory: the bank's TLS files it needs, and ``keys.pass``, its
+        keystore's passphrase (its own: no other party's file opens its keys)."""
         directory = self.base / name
         (directory / "tls").mkdir(parents=True)
         # Created with their final mode (O_EXCL, never over a planted file): written first
@@ -160,13 +185,15 @@ class Demo:
         for file in tls_files:
             data = (self.base / "bank" / "tls" / file).read_bytes()
             write_new(directory / "tls" / file, data, private=file.endswith(".key"))
-        write_new(directory / "keys.pass", self.passphrase.encode(), private=True)
+        keystore_passphrase = secrets.token_urlsafe(PASSPHRASE_BYTES)
+        write_new(directory / KEYSTORE_PASSPHRASE_FILE, keystore_passphrase.encode(), private=True)
         return directory
 
     def bank(self) -> tuple[RunningBank, PAN]:
         s = self.story
         s.step(1)
         result = init_bank(self.base / "bank", profile=self.profile, keys=self.keys)
+        s.say("bank", f"brand root, three CAs and gateway keys made ({self.profile} profile)")
         config = load_bank_config(result.config_path)
         if self.temporary and self.keys is not None:
             # Registered first, so it runs last: after the bank has stopped using them.
@@ -174,31 +201,28 @@ class Demo:
         running = start_bank(
             config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0", sweep_holds=True
         )
-        self.stack.callback(running.stop, SHUTDOWN_GRACE_SECONDS)
+        self.stack.callback(_stop_on_purpose, running)
         pan = random_pan(DEFAULT_BIN)
         account = running.ledger.open_card_account(pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR)
-        s.say("bank", f"brand root, three CAs and gateway keys made ({self.profile} profile)")
-        s.say("bank", f"gateway on 127.0.0.1:{running.port} (mutual TLS), "
-                      f"CA on 127.0.0.1:{running.ca_port} (TLS)")  # fmt: skip
         s.say("bank", f"account {account.account_id}: card {pan.masked}, expiry {EXPIRY}, "
                       f"limit {_money(CREDIT_LIMIT)}")  # fmt: skip
-        s.say("issuer ledger", "keeps the PAN AES-GCM sealed, found by an HMAC index")
+        s.say("issuer", "keeps the PAN in its ledger AES-GCM sealed, found by an HMAC index")
         return running, pan
 
     def wallet(self, running: RunningBank, pan: PAN) -> Wallet:
         s = self.story
         s.step(2)
         directory = self._party_dir("wallet", ("root.pem",))
+        write_new(directory / CARD_PASSPHRASE_FILE, self.card_passphrase.encode(), private=True)
         ca = PeerConfig(f"127.0.0.1:{running.ca_port}", directory / "tls/root.pem")
         write_wallet_config(
-            directory, ca=ca, keys=f"soft:keys;pin-source=file:{directory / 'keys.pass'}",
-            passphrase_file="keys.pass",  # noqa: S106 - a file name, not a passphrase
+            directory, ca=ca, keys=KEYS_URI, passphrase_file=CARD_PASSPHRASE_FILE
         )  # fmt: skip
         config = load_wallet_config(directory)
         write_certificates(config.root, [running.pki.root_der])
         wallet = Wallet.open(config)
         self.stack.callback(wallet.close)
-        registered = wallet.registrar(self.passphrase).register(
+        registered = wallet.registrar(self.card_passphrase).register(
             pan, EXPIRY, profile_named(self.profile)
         )
         _expect(registered.complete, "the Cardholder CA issued no certificate")
@@ -207,8 +231,9 @@ class Demo:
         _expect(pan.reveal().encode() not in der, "the cardholder certificate shows the PAN")
         s.say("CA", "saw the PAN, expiry and CardSecret (sealed to it); the certificate it "
                     "issued holds only a keyed hash of the account")  # fmt: skip
+        shown = wallet.summary(self.card_passphrase).masked_pan
         s.say("wallet", f"certificate {registered.certificate_thumb.hex()[:16]}: no PAN in it "
-                        f"(wallet shows {wallet.summary(self.passphrase).masked_pan})")  # fmt: skip
+                        f"(wallet shows {shown})")  # fmt: skip
         return wallet
 
     def merchant(self, running: RunningBank) -> Merchant:
@@ -224,7 +249,7 @@ class Demo:
         ca = PeerConfig(f"127.0.0.1:{running.ca_port}", directory / "tls/root.pem")
         write_merchant_config(
             directory, merchant_id=MERCHANT_ID, name="Demo Shop", gateway=gateway, ca=ca,
-            keys=f"soft:keys;pin-source=file:{directory / 'keys.pass'}", listen="127.0.0.1:0",
+            keys=KEYS_URI, listen="127.0.0.1:0",
             tls_cert="tls/merchant-server.pem", tls_key="tls/merchant-server.key",
         )  # fmt: skip
         config = load_merchant_config(directory)
@@ -241,9 +266,7 @@ class Demo:
             backend.close()
         merchant = Merchant.open(config)
         self.stack.callback(merchant.close)
-        port = merchant.serve()
-        s.say("merchant", f"signature and key-exchange certificates from the Merchant CA; "
-                          f"serving wallets on 127.0.0.1:{port} (TLS)")  # fmt: skip
+        merchant.serve()
         s.sees("merchant", "its own keys and the gateway's key-exchange certificate",
                "any card data")  # fmt: skip
         return merchant
@@ -254,7 +277,7 @@ class Demo:
         lid_m = os.urandom(8)
         merchant.store.add_offer(lid_m, description, Money(EUR, amount), merchant.config.brand_id)
         peer = PeerConfig(f"127.0.0.1:{merchant.port}", self.base / "wallet" / "tls" / "root.pem")
-        return wallet.shopper(self.passphrase).purchase(
+        return wallet.shopper(self.card_passphrase).purchase(
             peer, Initiation(lid_m, description, EUR, amount), **kw
         )
 
@@ -305,7 +328,7 @@ class Demo:
             )
             account = running.ledger.find_card_account(pan.reveal())
             s.say(
-                "issuer ledger",
+                "issuer",
                 f"card {account.masked_pan}: owes {_money(account.posted_debt)}, "
                 f"held {_money(account.pending)}, available {_money(account.available)}",
             )

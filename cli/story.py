@@ -32,21 +32,33 @@ _MARKERS: tuple[tuple[str, str, int], ...] = (
     ("setpay.gateway", "AuthReq ", 9),
     ("setpay.gateway", "AuthRes ", 10),
 )
-# Which party a logger speaks for.
+# The parties the story speaks for; its column is as wide as the widest name.
+PARTIES: tuple[str, ...] = (
+    "customer", "wallet", "merchant", "gateway", "CA", "bank", "issuer", "demo"
+)  # fmt: skip
+_WIDTH = max(len(party) for party in PARTIES)
+# Which party a logger speaks for. A logger not named here is plumbing, not the story:
+# the transport and the revocation feed serve the wallet and the merchant alike, so their
+# lines cannot say whose they are, and the servers' health is for load balancers. Their
+# lines go to the ordinary log, at the level asked for (--log-level; WARNING by default).
 _PARTIES: tuple[tuple[str, str], ...] = (
     ("setpay.merchant", "merchant"),
     ("setpay.wallet", "wallet"),
     ("setpay.gateway", "gateway"),
     ("setpay.ca", "CA"),
+    ("setpay.bank", "bank"),
+    ("setpay.provisioning", "bank"),
+    ("setpay.issuer", "issuer"),
+    ("setpay.ledger", "issuer"),
 )
 
 
-def party_of(logger: str) -> str:
-    """The party a logger name speaks for."""
-    for prefix, party in _PARTIES:
-        if logger.startswith(prefix):
+def party_of(logger: str) -> str | None:
+    """The party a logger name speaks for; None for one of the plumbing's loggers."""
+    for name, party in _PARTIES:
+        if logger == name or logger.startswith(name + "."):
             return party
-    return logger.removeprefix("setpay.")
+    return None
 
 
 @dataclass
@@ -78,13 +90,13 @@ class Story:
         """One thing a party did or learned."""
         self.events.append({"party": party, "text": text})
         if not self.json_mode:
-            print(f"     {party:>8}: {text}", file=self.out, flush=True)
+            print(f"     {party:>{_WIDTH}}: {text}", file=self.out, flush=True)
 
     def sees(self, party: str, saw: str, not_seen: str) -> None:
         """What a party could and could not see at this step."""
         self.events.append({"party": party, "sees": saw, "does_not_see": not_seen})
         if not self.json_mode:
-            print(f"     {party:>8} sees {saw}; does NOT see {not_seen}", file=self.out)
+            print(f"     {party:>{_WIDTH}} sees {saw}; does NOT see {not_seen}", file=self.out)
 
     def where(self) -> str:
         """Where the story is: its latest step or section, for a failure message."""
@@ -107,17 +119,24 @@ class Story:
 
 
 class StoryHandler(logging.Handler):
-    """Routes the parties' INFO log lines into the story, advancing steps on markers."""
+    """Tells the parties' log lines in the story, advancing steps on markers; passes the
+    plumbing's lines, and any below INFO, on to the ordinary log at the level asked for."""
 
-    def __init__(self, story: Story) -> None:
-        super().__init__(logging.INFO)
+    def __init__(self, story: Story, asked: int) -> None:
+        super().__init__(logging.NOTSET)
         self._story = story
+        self._asked = asked
 
     def emit(self, record: logging.LogRecord) -> None:
+        party = party_of(record.name)
+        if party is None or record.levelno < logging.INFO:
+            if record.levelno >= self._asked:
+                logging.getLogger().handle(record)
+            return
         message = record.getMessage()
         for prefix, start, number in _MARKERS:
             if record.name.startswith(prefix) and message.startswith(start):
                 if number > self._story.current:
                     self._story.step(number)
                 break
-        self._story.say(party_of(record.name), message)
+        self._story.say(party, message)

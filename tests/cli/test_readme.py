@@ -14,7 +14,10 @@ from clients.wallet.config import load as load_wallet
 from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+# Makefile targets that are not tasks of their own: ``all`` is ``make test`` by another name.
+_NOT_TASKS = {"all"}
 
 
 def _blocks(language: str) -> list[str]:
@@ -38,6 +41,20 @@ def test_the_readme_opens_with_make_demo_and_make_test() -> None:
     assert [shlex.split(line, comments=True) for line in first.splitlines()] == [
         ["make", "demo"], ["make", "test"]
     ]  # fmt: skip
+
+
+def test_the_readme_shows_every_task_of_the_makefile() -> None:
+    """STYLE.md: one front door for every task, and the README shows it."""
+    phony = re.search(r"^\.PHONY:(.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert phony is not None
+    tasks = set(phony[1].split()) - _NOT_TASKS
+    shown = {
+        words[1]
+        for block in _blocks("sh")
+        for words in (shlex.split(line, comments=True) for line in block.splitlines())
+        if words[:1] == ["make"] and len(words) > 1
+    }
+    assert sorted(tasks - shown) == []
 
 
 @pytest.mark.parametrize("argv", _setpay_commands(), ids=" ".join)
