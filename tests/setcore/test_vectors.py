@@ -23,8 +23,10 @@ from setcore.encoding import (
 )
 from setcore.envelope import open_sealed
 from setcore.errors import ErrorCode, ProtocolError
+from setcore.link import link_content_type
+from setcore.purchase import hod
 from setcore.signed import verify_signature
-from setpay.v1 import crypto_pb2
+from setpay.v1 import common_pb2, crypto_pb2
 
 from .test_low_s import P256_ORDER, is_high_s
 
@@ -55,6 +57,25 @@ def test_framing_vectors() -> None:
     assert ad.hex() == d["expected_hex"]
     d = v["thumbprint"]
     assert thumbprint(bytes.fromhex(d["der_hex"])).hex() == d["expected_hex"]
+
+
+def test_hod_vector() -> None:
+    """Wallet and merchant compute HOD apart and the gateway compares them: its layout is
+    the one both sides must keep."""
+    v = _load("framing.json")
+    assert isinstance(v, dict)
+    d = v["hod"]
+    amount = common_pb2.CurrencyAmount(currency=d["currency"], amount=d["amount"], exp10=d["exp10"])
+    got = hod(bytes.fromhex(d["od_hex"]), amount, bytes.fromhex(d["od_salt_hex"]))
+    assert got.hex() == d["expected_hex"]
+
+
+def test_link_content_type_vector() -> None:
+    """The content type an EncB's Link is signed and sealed under: both ends derive it."""
+    v = _load("framing.json")
+    assert isinstance(v, dict)
+    d = v["link_content_type"]
+    assert link_content_type(d["t1_content_type"]) == d["expected"]
 
 
 def test_parts_framing_is_unambiguous() -> None:
