@@ -5,6 +5,9 @@ status codes for infrastructure (DESIGN.md 5.2).
     ProtocolError (setcore)            signed SET Error with its code
     PiPreviouslyUsed (ledger)          signed SET Error PI_PREVIOUSLY_USED
     RrpidReused (ledger)               signed SET Error RRPID_REUSED
+    LedgerMisuse (ledger)              signed SET Error UNSPECIFIED_FAILURE, logged here:
+                                       the gateway's own call was wrong, so the merchant
+                                       must not take it as a final refusal of its request
     InvalidRequest (ledger)            signed SET Error DECODING_FAILURE
     StoreUnavailable (ledger)          gRPC UNAVAILABLE "database unavailable"
     TransientBackendError (hsm)        gRPC UNAVAILABLE "key backend unavailable"
@@ -22,8 +25,10 @@ An outage of the bank's own parts is UNAVAILABLE, never a SET Error: a merchant 
 an Error as the gateway's refusal, while UNAVAILABLE has it send the same bytes later.
 
 The peer never sees a stack trace or which check failed beyond the code. The local log
-gets the code, the reason and the request's RRPID, never a PAN (setcore's reasons and the
-ledger's messages never carry one). Every SET Error answered is counted here by code
+gets the code, the reason and the request's RRPID (its header's, in hex: not a secret,
+and what the merchant's own log names the request by), never a PAN (setcore's reasons
+and the ledger's messages never carry one; a peer's value they quote is cut short,
+``setcore.errors.quoted``). Every SET Error answered is counted here by code
 (``gateway.metrics.refused``); gRPC statuses are counted by the server.
 """
 
@@ -41,6 +46,7 @@ from gateway.ledger import (
     AnswerNotStored,
     InvalidRequest,
     LedgerError,
+    LedgerMisuse,
     PiPreviouslyUsed,
     RrpidReused,
     StoreUnavailable,
@@ -49,6 +55,7 @@ from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.credentials import Credentials
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, ProtocolError
+from setcore.freshness import ID_BYTES
 from setpay.v1 import error_pb2
 
 log = logging.getLogger("setpay.gateway")
@@ -66,6 +73,21 @@ class AnswerUnavailable(Exception):
     """
 
 
+# The log names a request by the first bytes of its RRPID, as the gateway's other lines
+# do: 8 hex digits find it among a day's requests, and can never read as a card number to
+# a log scanner (a whole 64-digit RRPID often holds a run of 13 or more decimal digits).
+RRPID_LOG_BYTES = 4
+
+
+def _rrpid_for_log(rrpid: bytes) -> str:
+    """The header's RRPID as the log names it: its first bytes in hex, and its length when
+    that is not an RRPID's (the header is the peer's to fill)."""
+    if not rrpid:
+        return "(no RRPID)"
+    shown = rrpid[:RRPID_LOG_BYTES].hex()
+    return shown if len(rrpid) == ID_BYTES else f"{shown}... ({len(rrpid)} bytes)"
+
+
 def _error_code(exc: Exception) -> int | None:
     if isinstance(exc, ProtocolError):
         return exc.code
@@ -73,6 +95,8 @@ def _error_code(exc: Exception) -> int | None:
         return ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
     if isinstance(exc, RrpidReused):
         return ErrorCode.ERROR_CODE_RRPID_REUSED
+    if isinstance(exc, LedgerMisuse):
+        return None  # UNSPECIFIED_FAILURE, logged at ERROR as the ledger's failures are
     if isinstance(exc, InvalidRequest):
         return ErrorCode.ERROR_CODE_DECODING_FAILURE
     return None
@@ -82,15 +106,17 @@ def answer(
     context: grpc.ServicerContext,
     credentials: Credentials,
     rpc: str,
-    request_bytes: bytes,
+    request: bytes,
     rrpid: bytes,
     work: Callable[[], R],
     on_error: Callable[[error_pb2.SetError], R],
 ) -> R:
     """Run ``work``; map any failure to a signed SET Error (via ``on_error``) or a status.
 
-    The Error names ``rrpid``, the request header's, so that the requester can tell it
-    answers its own request (``setcore.error_message.open_error``).
+    The Error names ``rrpid``, the request header's, and ``request``, the request's
+    ``setcore.error_message.request_digest`` over its bytes as received: the requester
+    takes it for the answer to its own request only when both are its request's
+    (``setcore.error_message.open_error``). The header's RRPID alone is anyone's to copy.
     """
     try:
         return work()
@@ -125,17 +151,18 @@ def answer(
         raise  # abort raises; this line is never reached
     except Exception as exc:
         code = _error_code(exc)
+        named = _rrpid_for_log(rrpid)
         if code is None:
             if isinstance(exc, LedgerError | KeyBackendError):
-                log.error("%s: %s: %s", rpc, type(exc).__name__, exc)
+                log.error("%s %s: %s: %s", rpc, named, type(exc).__name__, exc)
             else:
-                log.exception("%s: unexpected failure", rpc)
+                log.exception("%s %s: unexpected failure", rpc, named)
             code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
         else:
             reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
-            log.info("%s refused: %s (%s)", rpc, ErrorCode.Name(code), reason)
+            log.info("%s %s refused: %s (%s)", rpc, named, ErrorCode.Name(code), reason)
         try:
-            error = build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes)
+            error = build_error(credentials, code, rrpid=rrpid, request=request)
         except KeyBackendError as signing:
             # The Error cannot be signed either (the token went away): a status, never
             # the backend's own words in gRPC's "Exception calling application".

@@ -75,6 +75,9 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         handler: Callable[[Bank, Any], bytes],
     ) -> Any:
         hdr = reply_header(request.header)
+        # The exact request, as every answer to it names it: a stored answer is looked up
+        # by it, and a refusal carries it.
+        digest = request_digest(request.DESCRIPTOR.full_name, request_bytes)
 
         def work() -> Any:
             if self._bank.refresh_revocation is not None:
@@ -87,7 +90,7 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             except ProtocolError:
                 # A retry of a request already decided may no longer pass the checks (its
                 # date aged out of the window): it gets the answer it got, or would have.
-                recorded = self._recorded_answer(request, request_bytes, handler)
+                recorded = self._recorded_answer(request, request_bytes, digest, handler)
                 if recorded is None:
                     raise
                 result = recorded
@@ -96,12 +99,14 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         def on_error(error: error_pb2.SetError) -> Any:
             return response_cls(header=hdr, error=error)
 
-        return answer(
-            context, self._bank.credentials, rpc, request_bytes, hdr.rrpid, work, on_error
-        )
+        return answer(context, self._bank.credentials, rpc, digest, hdr.rrpid, work, on_error)
 
     def _recorded_answer(
-        self, request: Any, request_bytes: bytes, handler: Callable[[Bank, Any], bytes]
+        self,
+        request: Any,
+        request_bytes: bytes,
+        digest: bytes,
+        handler: Callable[[Bank, Any], bytes],
     ) -> bytes | None:
         """The answer to exactly these request bytes if the ledger decided them before.
 
@@ -123,7 +128,6 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
                 continue
         if len(rrpid) != ID_BYTES:
             return None
-        digest = request_digest(request.DESCRIPTOR.full_name, request_bytes)
         try:
             recorded = self._bank.ledger.stored_response(rrpid, digest)
         except RrpidReused:

@@ -84,7 +84,7 @@ def build_auth_reversal_request(
     rrpid = rrpid or new_id()
     data = authorization_pb2.AuthRevReqData(
         content_type=AUTH_REV_REQ_CT,
-        auth_rev_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid),
+        auth_rev_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid, gateway),
         trans_ids=trans_ids, auth_rrpid=auth_rrpid, auth_new_amt=auth_new_amt,
     ).SerializeToString()  # fmt: skip
     envelope = seal_with_baggage(
@@ -241,7 +241,9 @@ def open_auth_reversal_response(
     ``gateway_identity`` as for ``authorization.open_auth_response``.
     """
     if response.WhichOneof("result") == "error":
-        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
+        raise open_gateway_error(
+            response.error, trust, gateway_identity, rrpid=state.rrpid, request=state.request_digest
+        )
     t1, envelope, gateway = open_gateway_response(
         credentials, trust, response.auth_rev_res, AUTH_REV_RES_CT, AUTH_REV_RES_BAGGAGE_CT,
         xid=state.xid, rrpid=state.rrpid, gateway_identity=gateway_identity,

@@ -5,11 +5,13 @@ The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it r
 1. ``open_auth_request``: open the envelope with the gateway key-exchange key, verify the
    merchant's signature and chain, check the signed link names exactly the PI carried,
    check the ids agree with the envelope and the plaintext header, the date is fresh,
-   and the response key is this merchant's own key-exchange certificate.
+   the merchant signed for the gateway certificate the request is sealed to, and the
+   response key is this merchant's own key-exchange certificate.
 2. ``open_payment_instruction``: open the PI (sealed to this gateway, naming this gateway
    key), verify the cardholder's chain and dual signature, check the PAN against the
-   blinded account in the cardholder certificate, and refuse a PI asking for an
-   installment or recurring plan (MESSAGE_NOT_SUPPORTED: setpay runs none).
+   blinded account in the cardholder certificate and PANData's padding (one size for
+   every PAN, ``dualsig.build_pan_data``), and refuse a PI asking for an installment or
+   recurring plan (MESSAGE_NOT_SUPPORTED: setpay runs none).
 3. ``check_agreement``: what the merchant says equals what the cardholder signed (order
    digests, HOD, transaction ids, merchant identity, brand).
 
@@ -31,6 +33,7 @@ from setcore.amount import check_amount, same_unit
 from setcore.credentials import Credentials
 from setcore.dualsig import (
     GatewayView,
+    check_pan_data_padding,
     oi_data_digest,
     verify_as_gateway,
 )
@@ -104,6 +107,7 @@ def build_auth_request(
             auth_rr_tags=common_pb2.RRTags(
                 rrpid=rrpid, mer_term_ids=common_pb2.MerTermIDs(merchant_id=merchant_id),
                 date_unix_ms=now_ms(), response_cert_thumb=kex_thumb,
+                recipient_cert_thumb=gateway.cert_thumb,
             ),
             trans_ids=trans_ids,
         ),
@@ -235,6 +239,7 @@ def open_payment_instruction(
         pan = PAN(view.pan_data.pan)
     except InvalidPAN as exc:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PANData holds no valid PAN") from exc
+    check_pan_data_padding(view.pan_data)
     expiry = check_expiry(view.pan_data.card_expiry)
     check_id(view.pan_data.ex_nonce, "EXNonce")
     if cardholder.blinded_account is None:
@@ -379,7 +384,9 @@ def open_auth_response(
     not its word, whatever root certified it.
     """
     if response.WhichOneof("result") == "error":
-        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
+        raise open_gateway_error(
+            response.error, trust, gateway_identity, rrpid=state.rrpid, request=state.request_digest
+        )
     t1, envelope, gateway = open_gateway_response(
         credentials, trust, response.auth_res, AUTH_RES_CT, AUTH_RES_BAGGAGE_CT,
         xid=state.xid, rrpid=state.rrpid, gateway_identity=gateway_identity,

@@ -114,7 +114,7 @@ def _build_cap_rev_or_cred(
     data = capture_pb2.CapRevOrCredReqData(
         content_type=CAP_REV_OR_CRED_REQ_CT,
         kind=kind,  # type: ignore[arg-type]
-        rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid),
+        rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid, gateway),
     )
     date = now_ms()
     for item in items:
@@ -365,7 +365,9 @@ def _open_cap_rev_or_cred_response(
     if state.kind != kind:
         raise ValueError("this state belongs to a request of another kind")
     if error is not None:
-        raise open_gateway_error(error, trust, gateway_identity, rrpid=state.rrpid)
+        raise open_gateway_error(
+            error, trust, gateway_identity, rrpid=state.rrpid, request=state.request_digest
+        )
     t1, gateway = open_gateway_sealed(
         credentials, trust, sealed_bytes, CAP_REV_OR_CRED_RES_CT, rrpid=state.rrpid,
         gateway_identity=gateway_identity,

@@ -5,11 +5,12 @@
 
 The gateway's opener runs, in order: the envelope, the merchant's signature and chain and
 the link to exactly the token sequence carried (``gateway_exchange.open_merchant_request``);
-the ids, date, merchant id and response key (``gateway_exchange.check_rr_tags``); then each
-item against its token (``open_item_tokens``): one token per item, sealed by this gateway,
-of this merchant, for the item's XID and authorization RRPID; the amount positive and in
-the token's currency. How much may be captured and whether a request was seen before is
-the ledger's decision, reported per item as a CapCode, never as an Error.
+the ids, the gateway certificate named, date, merchant id and response key
+(``gateway_exchange.check_rr_tags``); then each item against its token
+(``open_item_tokens``): one token per item, sealed by this gateway, of this merchant, for
+the item's XID and authorization RRPID; the amount positive and in the token's currency.
+How much may be captured and whether a request was seen before is the ledger's decision,
+reported per item as a CapCode, never as an Error.
 
 The merchant's opener checks the gateway's signature and chain, that the answer names
 this merchant and the exact request sent (fix of SET-PROTOCOL.md 9.3.2), and that it
@@ -27,6 +28,8 @@ the containers and the PKI,
                           oversize batch id; a response with another item count
     MESSAGE_TOO_BIG       more than MAX_ITEMS items
     MERCHANT_MISMATCH     a token of another merchant; a response naming another merchant
+    WRONG_RECIPIENT       a request signed naming no gateway certificate, or another than
+                          the one it is sealed to
     UNKNOWN_XID           a token or response item for another transaction
     UNKNOWN_RRPID         a token or response item for another authorization; a response
                           to another request
@@ -104,16 +107,19 @@ class ItemWithToken(Generic[ItemT]):
 
 
 def merchant_rr_tags(
-    credentials: Credentials, merchant_id: str, rrpid: bytes, *, response_key: bool = True
+    credentials: Credentials, merchant_id: str, rrpid: bytes, gateway: Recipient | None
 ) -> common_pb2.RRTags:
-    """RRTags of a merchant request, naming the merchant's key-exchange key for the answer."""
+    """RRTags of a merchant request sealed to ``gateway``: naming the gateway certificate it
+    is sealed to and the merchant's key-exchange key for the answer (neither for None: a
+    PCertReq, signed only)."""
     tags = common_pb2.RRTags(
         rrpid=rrpid,
         mer_term_ids=common_pb2.MerTermIDs(merchant_id=merchant_id),
         date_unix_ms=now_ms(),
     )
-    if response_key:
+    if gateway is not None:
         tags.response_cert_thumb = credentials.require_key_exchange()[1]
+        tags.recipient_cert_thumb = gateway.cert_thumb
     return tags
 
 
@@ -248,9 +254,12 @@ def open_gateway_sealed(
     """Open an Enc response from the gateway: its signed t and the gateway.
 
     Signed by a certificate of ``gateway_identity`` only (``signers.gateway_signer``).
+    Opened with the key-exchange key of the certificate it is sealed to, as
+    ``credentials`` choose it (``Credentials.key_exchange_for``): the one the request
+    named, which may be a key the merchant has renewed since it stored the request.
     """
     sealed = parse_strict(crypto_pb2.Sealed, sealed_bytes, own_content_type=False)
-    kex_key, my_thumb = credentials.require_key_exchange()
+    kex_key, my_thumb = credentials.key_exchange_for(sealed.recipient_cert_thumb)
     verified, _ = open_sealed_signed(
         sealed, credentials.backend, kex_key, my_thumb, content_type,
         gateway_signer(trust, gateway_identity), xid=xid, rrpid=rrpid,
@@ -297,7 +306,8 @@ def build_capture_request(
     rrpid = rrpid or new_id()
     cap_date = now_ms() if cap_date_unix_ms is None else cap_date_unix_ms
     data = capture_pb2.CapReqData(
-        content_type=CAP_REQ_CT, cap_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid)
+        content_type=CAP_REQ_CT,
+        cap_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid, gateway),
     )
     for item in items:
         payload = capture_pb2.CapPayload(cap_date_unix_ms=cap_date, cap_req_amt=item.amount)
@@ -430,7 +440,9 @@ def open_capture_response(
     ``gateway_identity`` as for ``authorization.open_auth_response``.
     """
     if response.WhichOneof("result") == "error":
-        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
+        raise open_gateway_error(
+            response.error, trust, gateway_identity, rrpid=state.rrpid, request=state.request_digest
+        )
     t1, gateway = open_gateway_sealed(
         credentials, trust, response.cap_res, CAP_RES_CT, rrpid=state.rrpid,
         gateway_identity=gateway_identity,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,8 +26,11 @@ class Credentials:
     The bundle that travels with every signed message is built once here.
 
     ``key_exchange_chooser``, if any, picks the key each envelope is opened with by the
-    certificate it is sealed to (a gateway that kept its older key-exchange keys after a
-    renewal); without one, every envelope is opened with ``key_exchange_key``.
+    certificate it is sealed to (a gateway, or a merchant, that kept its older
+    key-exchange keys after a renewal); without one, every envelope is opened with
+    ``key_exchange_key``. ``earlier_signature_thumbs`` are the thumbprints of this party's
+    signature certificates before its renewals, which the answers to requests it signed
+    with them still name (``signs_as``).
     """
 
     backend: KeyBackend
@@ -37,6 +41,9 @@ class Credentials:
     key_exchange_cert: bytes | None = None
     key_exchange_chooser: KeyExchangeChooser | None = field(
         default=None, kw_only=True, compare=False, repr=False
+    )
+    earlier_signature_thumbs: frozenset[bytes] = field(
+        default=frozenset(), kw_only=True, compare=False, repr=False
     )
     signature_thumb: bytes = field(init=False)
     key_exchange_thumb: bytes | None = field(init=False)
@@ -69,6 +76,14 @@ class Credentials:
         if self.key_exchange_chooser is not None:
             return self.key_exchange_chooser(thumb)
         return self.require_key_exchange()
+
+    def signs_as(self, thumb: bytes) -> bool:
+        """True when ``thumb`` names this party's signature certificate: the current one or
+        one of ``earlier_signature_thumbs``."""
+        return any(
+            hmac.compare_digest(thumb, own)
+            for own in (self.signature_thumb, *self.earlier_signature_thumbs)
+        )
 
     def choosing_key_exchange(self, chooser: KeyExchangeChooser) -> Credentials:
         """These credentials opening with the key ``chooser`` picks for each envelope."""

@@ -13,6 +13,8 @@ verifies the same signature without seeing the order. Neither can swap its half.
 names the gateway key the PI was sealed to and the merchant it is meant for
 (SET-PROTOCOL.md 9.3.1), and each verifier checks the PITBS it was given holds exactly
 the digests it computed itself before it checks the signature over those bytes.
+PANData is padded to one size (``build_pan_data``): the merchant sees the extra part's
+ciphertext, whose length would otherwise be the PAN's plus a constant.
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ from hsm.base import KeyBackend, KeyHandle, PublicKey
 from setcore.encoding import content_type_of, digest, digest_parts, parse_strict
 from setcore.envelope import Recipient, open_sealed, seal
 from setcore.errors import ErrorCode, fail
+from setcore.pan import MAX_PAN_DIGITS, PAN
 from setcore.signed import sign_detached, verify_detached
 from setpay.v1 import crypto_pb2, purchase_pb2
 
 PI_DATA_CONTENT_TYPE = "setpay.v1.PIData"
+# The PAN is PANData's only field of varying size (13 to 19 digits; expiry, PANSecret and
+# EXNonce have fixed ones, which the gateway checks). Zero padding brings the digits and
+# the padding to 20 bytes together, one more than the longest PAN: a 19-digit PAN then
+# still gets one byte, as proto3 would leave an empty padding field out and make its
+# PANData two bytes shorter. So every PANData, and the PI's extra part the merchant
+# sees, is of one size, which tells nothing of the card number's length.
+PAN_DATA_PADDED_DIGITS = MAX_PAN_DIGITS + 1
 OI_CT = content_type_of(purchase_pb2.OIData)
 PI_HEAD_CT = content_type_of(purchase_pb2.PIHead)
 PAN_DATA_CT = content_type_of(purchase_pb2.PANData)
@@ -38,6 +48,23 @@ PITBE_CT = content_type_of(purchase_pb2.PITBE)
 def pi_data_digest(pi_head: bytes, pan_data: bytes) -> bytes:
     """DD(PIData) over the exact PIHead and PANData bytes."""
     return digest_parts(PI_DATA_CONTENT_TYPE, (pi_head, pan_data))
+
+
+def build_pan_data(pan: PAN, expiry: str, pan_secret: bytes, ex_nonce: bytes) -> bytes:
+    """Wallet side: the PANData bytes for the PI, padded to PANData's one size."""
+    digits = pan.reveal()
+    return purchase_pb2.PANData(
+        content_type=PAN_DATA_CT, pan=digits, card_expiry=expiry, pan_secret=pan_secret,
+        ex_nonce=ex_nonce, padding=bytes(PAN_DATA_PADDED_DIGITS - len(digits)),
+    ).SerializeToString()  # fmt: skip
+
+
+def check_pan_data_padding(pan_data: purchase_pb2.PANData) -> None:
+    """Gateway side: DECODING_FAILURE unless the padding is the zero bytes that bring this
+    PAN to PAN_DATA_PADDED_DIGITS (a wallet that pads otherwise shows the PAN's length)."""
+    wanted = PAN_DATA_PADDED_DIGITS - len(pan_data.pan)
+    if wanted < 1 or pan_data.padding != bytes(wanted):
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PANData padding is not the agreed one")
 
 
 def oi_data_digest(oi_data: bytes) -> bytes:

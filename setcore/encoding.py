@@ -25,7 +25,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from setcore.errors import ErrorCode, fail
+from setcore.errors import ErrorCode, fail, quoted
 from setcore.freshness import check_id
 
 DD_LABEL = b"setpay/v1 DD\x00"
@@ -225,6 +225,6 @@ def parse_strict(message_class: type[M], data: bytes, *, own_content_type: bool 
         if found != expected:
             raise fail(
                 ErrorCode.ERROR_CODE_DECODING_FAILURE,
-                f"content type {found!r} where {expected!r} was expected",
+                f"content type {quoted(found)} where {expected!r} was expected",
             )
     return message

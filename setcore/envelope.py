@@ -35,8 +35,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hsm.base import KemAlgorithm, KeyBackend, KeyHandle, PublicKey
 from hsm.errors import DecapsulationError, KeyUsageError
+from hsm.policy import P256_POINT_LENGTH
 from setcore.encoding import KDF_LABEL, aead_associated_data, check_bound_ids
-from setcore.errors import ErrorCode, fail
+from setcore.errors import ErrorCode, fail, quoted
 from setpay.v1 import crypto_pb2
 
 AEAD_ALG = "aes-256-gcm"
@@ -45,8 +46,6 @@ NONCE_BYTES = 12
 # Length of the RSA KEM seed and of each derived AES-256 key.
 SEED_BYTES = 32
 KEY_BYTES = 32
-# SEC1 uncompressed P-256 point: 0x04 || X || Y.
-P256_POINT_BYTES = 65
 BODY_PART = "body"
 
 
@@ -158,13 +157,17 @@ def _check_header(
         raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed to another certificate")
     check_bound_ids(sealed.xid, sealed.rrpid)
     if key.kem is None or sealed.kem_alg != key.kem.value:
-        raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"KEM {sealed.kem_alg!r} refused")
+        raise fail(
+            ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"KEM {quoted(sealed.kem_alg)} refused"
+        )
     if sealed.aead_alg != AEAD_ALG:
-        raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"AEAD {sealed.aead_alg!r} refused")
+        raise fail(
+            ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"AEAD {quoted(sealed.aead_alg)} refused"
+        )
     if sealed.content_type != content_type:
         raise fail(
             ErrorCode.ERROR_CODE_DECODING_FAILURE,
-            f"sealed {sealed.content_type!r} where {content_type!r} was expected",
+            f"sealed {quoted(sealed.content_type)} where {content_type!r} was expected",
         )
     has_extra = bool(sealed.extra_ciphertext or sealed.extra_nonce or sealed.extra_content_type)
     if extra_type is None and has_extra:
@@ -175,7 +178,8 @@ def _check_header(
         extra_type is not None and len(sealed.extra_nonce) != NONCE_BYTES
     ):
         raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad nonce length")
-    if key.kem is KemAlgorithm.P256_HKDF_SHA256 and len(sealed.kem_ciphertext) != P256_POINT_BYTES:
+    # SEC1's uncompressed point: ``hsm.policy``'s length, the one every backend decapsulates.
+    if key.kem is KemAlgorithm.P256_HKDF_SHA256 and len(sealed.kem_ciphertext) != P256_POINT_LENGTH:
         raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "bad KEM ciphertext length")
     return key.kem
 

@@ -16,6 +16,11 @@ from setpay.v1 import error_pb2
 
 ErrorCode = error_pb2.ErrorCode
 
+# A peer's value quoted in a reason (a content type, an algorithm name) is cut to this
+# many characters: enough to tell one such name from another, and one request cannot
+# write more into the log, which gets every refusal's reason (``gateway.answers``).
+MAX_QUOTED_CHARS = 64
+
 
 class SetcoreError(Exception):
     """Base of every error setcore raises."""
@@ -39,16 +44,31 @@ class ProtocolError(SetcoreError):
         return ErrorCode.Name(self.code)
 
 
+def quoted(value: str) -> str:
+    """``value`` as a reason quotes what a peer sent: its repr (control characters
+    escaped, so one line stays one line), of at most MAX_QUOTED_CHARS of it, and how
+    long it was when it was longer."""
+    if len(value) <= MAX_QUOTED_CHARS:
+        return repr(value)
+    return f"{value[:MAX_QUOTED_CHARS]!r}... ({len(value)} characters)"
+
+
 def fail(code: int, reason: str) -> ProtocolError:
     """Build a ProtocolError (``raise fail(...)`` reads as the check that failed)."""
     return ProtocolError(code, reason)
 
 
 class PeerError(SetcoreError):
-    """The peer answered with a SET Error instead of a response."""
+    """The peer answered with a SET Error instead of a response.
+
+    ``message`` is the Error's text, the peer's own words (signed, but any peer may sign
+    anything): the exception's text quotes it (``quoted``), so that what a command prints
+    or a log line records is one line of bounded length, whatever the peer sent.
+    """
 
     def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(f"peer refused the request: {ErrorCode.Name(code)} {message}".strip())
+        said = f" {quoted(message)}" if message else ""
+        super().__init__(f"peer refused the request: {ErrorCode.Name(code)}{said}")
         self.code = code
 
     @property

@@ -11,9 +11,9 @@ each thumbprint the gateway signed as a PAYMENT_GATEWAY certificate of the right
 (key exchange, signature) of the brand asked for. PCert is signed only: it carries no
 secret, and the merchant may not yet know a gateway key to seal to.
 
-Gateway openers check the merchant's signature and chain, the RRTags (ids, date,
-merchant id, and for BatchAdmin the response key), and the request's bounds. What a
-batch operation does is the ledger's decision, answered with a BatchAdminStatus.
+Gateway openers check the merchant's signature and chain, the RRTags (ids, date, merchant
+id; for BatchAdmin the response key and the gateway certificate it is sealed to), and the
+request's bounds. What a batch operation does is the ledger's decision (a BatchAdminStatus).
 
 Errors are setcore's, as listed in ``setcore.capture``, plus DECODING_FAILURE for no or
 malformed brand/BIN entries, an unknown batch operation, a missing batch id (or one
@@ -113,7 +113,7 @@ def build_pcert_request(
     rrpid = rrpid or new_id()
     data = gateway_admin_pb2.PCertReqData(
         content_type=PCERT_REQ_CT,
-        p_cert_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid, response_key=False),
+        p_cert_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid, None),
         brand_and_bins=[common_pb2.BrandAndBIN(brand_id=b, bin=n) for b, n in brand_and_bins],
     ).SerializeToString()
     signed = sign(
@@ -280,7 +280,8 @@ def open_pcert_response(
 ) -> GatewayCertificates:
     """Verify PCertRes: gateway signature and chain, our request, and every certificate named."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid)
+        sent = state.request_digest
+        raise open_error(response.error, trust, PAYMENT_GATEWAY, rrpid=state.rrpid, request=sent)
     signed = parse_signed(response.p_cert_res)
     verified = open_signed(signed, PCERT_RES_CT, signer(trust, PAYMENT_GATEWAY, at=at))
     data = parse_strict(gateway_admin_pb2.PCertResTBS, verified.tbs)
@@ -331,7 +332,7 @@ def build_batch_admin_request(
     rrpid = rrpid or new_id()
     data = gateway_admin_pb2.BatchAdminReqData(
         content_type=BATCH_ADMIN_REQ_CT,
-        batch_admin_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid),
+        batch_admin_rr_tags=merchant_rr_tags(credentials, merchant_id, rrpid, gateway),
         batch_id=batch_id,
         batch_operation=operation,  # type: ignore[arg-type]
         return_batch_summary_ind=return_summary,
@@ -481,7 +482,8 @@ def open_batch_admin_response(
 ) -> BatchAdminResult:
     """Verify BatchAdminRes: gateway, our RRPID, our name, our request, our batch, our page."""
     if response.WhichOneof("result") == "error":
-        raise open_gateway_error(response.error, trust, gateway_identity, rrpid=state.rrpid)
+        ours, sent = gateway_identity, state.request_digest
+        raise open_gateway_error(response.error, trust, ours, rrpid=state.rrpid, request=sent)
     t, gateway = open_gateway_sealed(
         credentials, trust, response.batch_admin_res, BATCH_ADMIN_RES_CT, rrpid=state.rrpid,
         gateway_identity=gateway_identity,

@@ -1,7 +1,8 @@
 """What every merchant request to the gateway and the gateway's answer share.
 
 AuthReq, AuthRevReq, CapReq, CapRevOrCredReq and BatchAdminReq each carry RRTags
-(SET-PROTOCOL.md 3.2: a new RRPID, the merchant's ids, the date, the key to answer to);
+(SET-PROTOCOL.md 3.2: a new RRPID, the merchant's ids, the date, the key to answer to;
+and, 9.3.3, the gateway certificate the request is sealed to);
 the EncB ones are opened the same way, and every answer must name the merchant and the
 exact request it answers (``request_digest``). The message modules (``authorization``,
 ``auth_reversal``, ``capture``, ``cap_rev_or_cred``, ``gateway_admin``) build on these.
@@ -80,11 +81,22 @@ def check_rr_tags(
     at: datetime | None = None,
     now: int | None = None,
 ) -> tuple[str, Recipient]:
-    """Checks every merchant request shares: ids, freshness, merchant id, response key."""
+    """Checks every merchant request shares: ids, freshness, merchant id, response key, and
+    that the merchant signed for the gateway certificate the request is sealed to.
+
+    The envelope's recipient is the certificate that opened it, this gateway's (the
+    current one or one kept since a renewal); the signed one names it, or whoever could
+    open the envelope could seal the merchant's request again to another gateway
+    (SET-PROTOCOL.md 9.3.3). Naming none is refused as naming another.
+    """
     sealed = envelope.sealed if isinstance(envelope, crypto_pb2.SealedWithBaggage) else envelope
     check_id(tags.rrpid, "RRPID")
     if sealed.rrpid != tags.rrpid:
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "envelope RRPID differs")
+    if not tags.recipient_cert_thumb or not hmac.compare_digest(
+        tags.recipient_cert_thumb, sealed.recipient_cert_thumb
+    ):
+        raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "request signed for another gateway")
     check_date(tags.date_unix_ms, now_ms() if now is None else now)
     merchant_id = merchant_id_of(merchant)
     if tags.mer_term_ids.merchant_id != merchant_id:
@@ -111,9 +123,12 @@ def open_gateway_response(
     """Open an EncB response from the gateway: signed t, the envelope, the gateway.
 
     Signed by a certificate of ``gateway_identity`` only (``signers.gateway_signer``).
+    Opened with the key-exchange key of the certificate it is sealed to, as
+    ``credentials`` choose it (``Credentials.key_exchange_for``): the one the request
+    named, which may be a key the merchant has renewed since it stored the request.
     """
     envelope = parse_strict(crypto_pb2.SealedWithBaggage, envelope_bytes)
-    kex_key, my_thumb = credentials.require_key_exchange()
+    kex_key, my_thumb = credentials.key_exchange_for(envelope.sealed.recipient_cert_thumb)
     t1, verified = open_with_baggage(
         envelope, credentials.backend, kex_key, my_thumb, content_type, baggage_type,
         gateway_signer(trust, gateway_identity), xid=xid, rrpid=rrpid,
@@ -124,8 +139,13 @@ def open_gateway_response(
 def check_names_us(
     credentials: Credentials, merchant_cert_thumb: bytes, digest_got: bytes, digest_sent: bytes
 ) -> None:
-    """A gateway response must name this merchant and the exact request it answers."""
-    if not hmac.compare_digest(merchant_cert_thumb, credentials.signature_thumb):
+    """A gateway response must name this merchant and the exact request it answers.
+
+    The merchant is named by the signature certificate the request was signed with: its
+    current one, or one it had before a renewal (``Credentials.signs_as``), for a request
+    stored before it and sent again since.
+    """
+    if not credentials.signs_as(merchant_cert_thumb):
         raise fail(ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, "response names another merchant")
     if not hmac.compare_digest(digest_got, digest_sent):
         raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "response answers another request")

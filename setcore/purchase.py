@@ -4,7 +4,8 @@ Builders take plain values and credentials; openers take wire messages, raise
 ``ProtocolError`` for every failed check of SET-PROTOCOL.md 5.5 and 9.3 and return what
 the caller may rely on. The wallet checks the merchant's chain and that the gateway key
 it will seal the PI to is a gateway key-exchange certificate named by the merchant's
-signed PEThumb, and that PRes and InqRes answer the offered transaction with amounts
+signed PEThumb, and that PRes and InqRes come from that merchant (its merchant ID: a
+renewed certificate too) and answer the offered transaction with one outcome, amounts
 within the agreed one (``setcore.purchase_answer``); the merchant checks that the order,
 challenges and ids are its own and that the cardholder's dual signature and chain verify,
 without ever seeing the PAN.
@@ -20,24 +21,29 @@ from datetime import datetime
 
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
-from setcore.dualsig import MerchantView, build_dual_signed, parse_purchase, verify_as_merchant
-from setcore.encoding import content_type_of, digest_parts, parse_strict, thumbprint
-from setcore.error_message import open_error
-from setcore.errors import ErrorCode, fail
-from setcore.freshness import (
-    check_echo,
-    check_id,
-    check_lid,
-    check_rrpid,
-    new_id,
-    now_ms,
+from setcore.dualsig import (
+    MerchantView,
+    build_dual_signed,
+    build_pan_data,
+    parse_purchase,
+    verify_as_merchant,
 )
+from setcore.encoding import content_type_of, digest_parts, parse_strict, thumbprint
+from setcore.error_message import open_error, request_digest
+from setcore.errors import ErrorCode, fail
+from setcore.freshness import check_echo, check_id, check_lid, check_rrpid, new_id, now_ms
 from setcore.language import check_language
 from setcore.pan import PAN, is_bin, trans_stain
 from setcore.pki.roles import CARDHOLDER, MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
-from setcore.purchase_answer import check_answer_ids, check_reported_amounts
+from setcore.purchase_answer import (
+    MerchantIdentity,
+    PurchaseState,
+    check_answer,
+    merchant_signer,
+    open_merchant_error,
+)
 from setcore.signed import open_signed, parse_signed, sign
 from setcore.signers import signer
 from setpay.v1 import common_pb2, purchase_pb2
@@ -48,7 +54,6 @@ HOD_CT = "setpay.v1.HODInput"
 PINIT_RES_CT = content_type_of(purchase_pb2.PInitResData)
 OI_CT = content_type_of(purchase_pb2.OIData)
 PI_HEAD_CT = content_type_of(purchase_pb2.PIHead)
-PAN_DATA_CT = content_type_of(purchase_pb2.PANData)
 PRES_CT = content_type_of(purchase_pb2.PResData)
 INQ_REQ_CT = content_type_of(purchase_pb2.InqReqData)
 # Order descriptions are agreed out of band; this bounds what a wallet may make us hash.
@@ -114,7 +119,7 @@ def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class PInitState:
-    """What the wallet remembers between PInitReq and PInitRes."""
+    """What the wallet remembers between PInitReq and PInitRes, the request's digest too."""
 
     rrpid: bytes
     chall_c: bytes
@@ -122,19 +127,22 @@ class PInitState:
     brand_id: str
     bin: str
     lid_m: bytes = b""
+    request_digest: bytes = b""
 
 
 def build_pinit_request(
     pan: PAN, brand_id: str, lid_c: bytes, *, lid_m: bytes = b"", language: str = "en"
 ) -> tuple[purchase_pb2.PInitRequest, PInitState]:
     """PInitReq: plaintext, no secrets (only the BIN of the card)."""
-    state = PInitState(new_id(), new_id(), lid_c, brand_id, pan.bin, lid_m)
+    rrpid, chall_c = new_id(), new_id()
     request = purchase_pb2.PInitRequest(
-        header=header(rrpid=state.rrpid, lid_c=lid_c, lid_m=lid_m),
-        rrpid=state.rrpid, language=language, lid_c=lid_c, lid_m=lid_m,
-        chall_c=state.chall_c, brand_id=brand_id, bin=pan.bin,
+        header=header(rrpid=rrpid, lid_c=lid_c, lid_m=lid_m),
+        rrpid=rrpid, language=language, lid_c=lid_c, lid_m=lid_m,
+        chall_c=chall_c, brand_id=brand_id, bin=pan.bin,
     )  # fmt: skip
-    return request, state
+    # PInitReq is its call's frame itself: the bytes sent are the frame's.
+    sent = request_digest(request.DESCRIPTOR.full_name, request.SerializeToString())
+    return request, PInitState(rrpid, chall_c, lid_c, brand_id, pan.bin, lid_m, sent)
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,9 @@ def open_pinit_response(
 ) -> MerchantOffer:
     """Verify PInitRes: merchant signature and chain, echoes, and the gateway it names."""
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid)
+        raise open_error(
+            response.error, trust, MERCHANT, rrpid=state.rrpid, request=state.request_digest
+        )
     signed = parse_signed(response.p_init_res)
     trust.update_from_bundle(signed.bundle, at)
     verified = open_signed(signed, PINIT_RES_CT, signer(trust, MERCHANT, at=at))
@@ -208,21 +218,6 @@ class Order:
     amount: common_pb2.CurrencyAmount
 
 
-@dataclass(frozen=True)
-class PurchaseState:
-    """What the wallet remembers between PReq and PRes (and for later inquiries).
-
-    ``purch_amt``: the amount the cardholder agreed, which no amount an answer reports may
-    exceed or differ from in unit; None (a purchase recorded without it) checks none.
-    """
-
-    rrpid: bytes
-    chall_c: bytes
-    trans_ids: common_pb2.TransIDs
-    merchant_thumb: bytes
-    purch_amt: common_pb2.CurrencyAmount | None = None
-
-
 def build_purchase_request(
     credentials: Credentials,
     offer: MerchantOffer,
@@ -248,37 +243,31 @@ def build_purchase_request(
         merchant_sig_cert_thumb=offer.merchant.thumbprint, pe_thumb=offer.gateway.thumbprint,
         trans_stain=trans_stain(card.card_secret, xid), sw_ident=SW_IDENT,
     ).SerializeToString()  # fmt: skip
-    pan_data = purchase_pb2.PANData(
-        content_type=PAN_DATA_CT, pan=card.pan.reveal(), card_expiry=card.expiry,
-        pan_secret=card.pan_secret, ex_nonce=new_id(),
-    ).SerializeToString()  # fmt: skip
+    pan_data = build_pan_data(card.pan, card.expiry, card.pan_secret, ex_nonce=new_id())
     dual = build_dual_signed(
         credentials.backend, credentials.signature_key, credentials.signature_thumb,
-        credentials.bundle(), oi, head, pan_data, offer.gateway.recipient(),
-        xid=xid, rrpid=rrpid,
+        credentials.bundle(), oi, head, pan_data, offer.gateway.recipient(), xid=xid, rrpid=rrpid,
     )  # fmt: skip
     request = purchase_pb2.PurchaseRequest(
         header=header(rrpid=rrpid, xid=xid, lid_c=offer.trans_ids.lid_c),
         p_req=dual.to_proto().SerializeToString(),
     )
-    bought = PurchaseState(rrpid, chall_c, offer.trans_ids, offer.merchant.thumbprint, order.amount)
-    return request, bought
+    sent = request_digest(request.DESCRIPTOR.full_name, request.p_req)
+    who, thumb = MerchantIdentity.of(offer.merchant), offer.merchant.thumbprint
+    return request, PurchaseState(rrpid, chall_c, offer.trans_ids, thumb, order.amount, sent, who)
 
 
 def _open_pres(
     signed_bytes: bytes, plain: common_pb2.Header, trust: TrustStore, purchase: PurchaseState,
     rrpid: bytes, chall: bytes, what: str,
 ) -> purchase_pb2.PResData:  # fmt: skip
-    signed = parse_signed(signed_bytes)
-    verified = open_signed(signed, PRES_CT, signer(trust, MERCHANT, only=purchase.merchant_thumb))
+    verified = open_signed(parse_signed(signed_bytes), PRES_CT, merchant_signer(trust, purchase))
     data = parse_strict(purchase_pb2.PResData, verified.tbs)
     ids = data.trans_ids
     check_header(plain, data.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     check_rrpid(rrpid, data.rrpid)
     check_echo(chall, data.chall_c, "Chall-C")
-    check_answer_ids(ids, purchase.trans_ids, what)
-    if purchase.purch_amt is not None:
-        check_reported_amounts(data.payloads, purchase.purch_amt, what)
+    check_answer(data, purchase, what)
     return data
 
 
@@ -286,10 +275,11 @@ def open_purchase_response(
     response: purchase_pb2.PurchaseResponse, state: PurchaseState, trust: TrustStore
 ) -> purchase_pb2.PResData:
     """Verify PRes: signed by the merchant of the offer, echoing our RRPID and challenge,
-    about the offered transaction, reporting no amount beyond the agreed one."""
+    about the offered transaction, reporting one outcome and no amount beyond the agreed
+    one."""
     if response.WhichOneof("result") == "error":
-        raise open_error(
-            response.error, trust, MERCHANT, rrpid=state.rrpid, only=state.merchant_thumb
+        raise open_merchant_error(
+            response.error, trust, state, rrpid=state.rrpid, request=state.request_digest
         )
     return _open_pres(
         response.p_res, response.header, trust, state, state.rrpid, state.chall_c, "PRes"
@@ -298,31 +288,31 @@ def open_purchase_response(
 
 @dataclass(frozen=True)
 class InquiryState:
-    """What the wallet remembers between InqReq and InqRes."""
+    """What the wallet remembers between InqReq and InqRes (``request_digest`` as for PReq)."""
 
     rrpid: bytes
     chall_c2: bytes
     purchase: PurchaseState
+    request_digest: bytes = b""
 
 
 def build_inquiry_request(
     credentials: Credentials, purchase: PurchaseState
 ) -> tuple[purchase_pb2.InquiryRequest, InquiryState]:
     """InqReq: signed by the cardholder, with a fresh challenge."""
-    state = InquiryState(new_id(), new_id(), purchase)
+    rrpid, chall_c2 = new_id(), new_id()
     data = purchase_pb2.InqReqData(
-        content_type=INQ_REQ_CT, trans_ids=purchase.trans_ids, rrpid=state.rrpid,
-        chall_c2=state.chall_c2,
+        content_type=INQ_REQ_CT, trans_ids=purchase.trans_ids, rrpid=rrpid, chall_c2=chall_c2,
     ).SerializeToString()  # fmt: skip
     signed = sign(
         credentials.backend, credentials.signature_key, credentials.signature_thumb,
         INQ_REQ_CT, data, credentials.bundle(),
     )  # fmt: skip
     request = purchase_pb2.InquiryRequest(
-        header=header(rrpid=state.rrpid, xid=purchase.trans_ids.xid),
-        inq_req=signed.SerializeToString(),
+        header=header(rrpid=rrpid, xid=purchase.trans_ids.xid), inq_req=signed.SerializeToString()
     )
-    return request, state
+    sent = request_digest(request.DESCRIPTOR.full_name, request.inq_req)
+    return request, InquiryState(rrpid, chall_c2, purchase, sent)
 
 
 def open_inquiry_response(
@@ -331,7 +321,9 @@ def open_inquiry_response(
     """Verify InqRes: as PRes, with our RRPID and fresh challenge echoed."""
     p = state.purchase
     if response.WhichOneof("result") == "error":
-        raise open_error(response.error, trust, MERCHANT, rrpid=state.rrpid, only=p.merchant_thumb)
+        raise open_merchant_error(
+            response.error, trust, p, rrpid=state.rrpid, request=state.request_digest
+        )
     return _open_pres(
         response.inq_res, response.header, trust, p, state.rrpid, state.chall_c2, "InqRes"
     )

@@ -321,6 +321,19 @@ def fills_form(data: registration_pb2.CertReqData, form: FormTemplate) -> bool:
     )
 
 
+def completes_form(data: registration_pb2.CertReqData, form: FormTemplate) -> bool:
+    """True when a CertReq fills in ``form`` (``fills_form``) and names every field it asks
+    for: a cardholder's request leaving one out is not the registration the CA's form
+    describes (SET-PROTOCOL.md 4.3: the filled form is what the issuer checks).
+
+    A field may be filled in empty: the wallet sends what its holder gave, and nothing
+    checks a value yet; a value the issuer can check (an enrolment code) would be refused
+    empty by the issuer, not here.
+    """
+    names = {field.name for field in data.reg_form}
+    return fills_form(data, form) and names == set(form.fields)
+
+
 # --- the CA as a requester sees it ---------------------------------------------------
 
 
@@ -358,10 +371,11 @@ def ca_error(
     ca_type: int,
     rrpid: bytes,
     *,
+    request: bytes,
     at: datetime | None = None,
 ) -> PeerError | ProtocolError:
-    """A CA's Error as the exception to raise (``open_error``), after installing the BCI
-    it staples.
+    """A CA's Error as the exception to raise (``open_error``: naming ``rrpid`` and
+    ``request``, the request's digest as sent), after installing the BCI it staples.
 
     A requester refused on its first message holds no BCI yet; the CA staples one to its
     Errors so that they can be verified. A stapled BCI that does not verify is ignored
@@ -370,7 +384,7 @@ def ca_error(
     if error.WhichOneof("error") == "signed_error":
         with suppress(ProtocolError):
             trust.update_from_bundle(parse_signed(error.signed_error).bundle, at)
-    return open_error(error, trust, ca_type, rrpid=rrpid)
+    return open_error(error, trust, ca_type, rrpid=rrpid, request=request)
 
 
 def resolve_ca_key_exchange(
@@ -407,6 +421,7 @@ __all__ = [
     "check_form",
     "check_thumbs",
     "check_thumbs_echo",
+    "completes_form",
     "fills_form",
     "form_fields",
     "key_thumbprint",

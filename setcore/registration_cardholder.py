@@ -30,6 +30,7 @@ from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, digest, parse_strict
 from setcore.envelope import KEY_BYTES, open_with_key, seal
+from setcore.error_message import request_digest
 from setcore.errors import ConfigurationError, ErrorCode, fail
 from setcore.freshness import check_echo, check_id, check_lid, check_rrpid, new_id, now_ms
 from setcore.pan import PAN, check_blinded_account, check_expiry, pan_secret
@@ -81,25 +82,29 @@ def require_cardholder_kind(request_type: int) -> None:
 
 @dataclass(frozen=True)
 class CardCInitState:
-    """What the wallet remembers between CardCInitReq and CardCInitRes."""
+    """What the wallet remembers between CardCInitReq and CardCInitRes; ``request_digest``:
+    of the request as sent, which the CA's Error must name (as in every state here)."""
 
     rrpid: bytes
     lid_ee: bytes
     chall_ee: bytes
     brand_id: str
     thumbs: tuple[bytes, ...]
+    request_digest: bytes = b""
 
 
 def build_card_c_init_request(
     brand_id: str, lid_ee: bytes, *, thumbs: Sequence[bytes] = ()
 ) -> tuple[registration_pb2.CardCInitRequest, CardCInitState]:
     """CardCInitReq: plaintext, a fresh RRPID and Chall-EE."""
-    state = CardCInitState(new_id(), lid_ee, new_id(), brand_id, tuple(thumbs))
+    rrpid, chall = new_id(), new_id()
     request = registration_pb2.CardCInitRequest(
-        header=header(rrpid=state.rrpid), rrpid=state.rrpid, lid_ee=lid_ee,
-        chall_ee=state.chall_ee, brand_id=brand_id, thumbs=thumbs_message(thumbs),
+        header=header(rrpid=rrpid), rrpid=rrpid, lid_ee=lid_ee,
+        chall_ee=chall, brand_id=brand_id, thumbs=thumbs_message(thumbs),
     )  # fmt: skip
-    return request, state
+    # CardCInitReq is its call's frame itself: the bytes sent are the frame's.
+    sent = request_digest(request.DESCRIPTOR.full_name, request.SerializeToString())
+    return request, CardCInitState(rrpid, lid_ee, chall, brand_id, tuple(thumbs), sent)
 
 
 def open_card_c_init_response(
@@ -111,7 +116,8 @@ def open_card_c_init_response(
 ) -> CaContact:
     """Verify CardCInitRes: the Cardholder CA's chain, our echoes, its key-exchange key."""
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, at=at)
+        sent = state.request_digest
+        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, request=sent, at=at)
     verified = open_ca_answer(
         response.card_c_init_res, CARD_C_INIT_RES_CT, trust, CARDHOLDER_CA, at=at
     )
@@ -144,6 +150,7 @@ class RegFormState:
     request_type: int
     ca: CaContact
     thumbs: tuple[bytes, ...]
+    request_digest: bytes = b""
 
 
 def build_reg_form_request(
@@ -171,7 +178,8 @@ def build_reg_form_request(
     request = registration_pb2.RegFormRequest(
         header=header(rrpid=rrpid), reg_form_req=sealed.SerializeToString()
     )
-    return request, RegFormState(rrpid, chall, lid_ee, request_type, ca, tuple(thumbs))
+    sent = request_digest(request.DESCRIPTOR.full_name, request.reg_form_req)
+    return request, RegFormState(rrpid, chall, lid_ee, request_type, ca, tuple(thumbs), sent)
 
 
 def open_reg_form_response(
@@ -183,7 +191,8 @@ def open_reg_form_response(
 ) -> RegistrationForm:
     """Verify RegFormRes: signed by the same CA, our echoes, the CA's challenge."""
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, at=at)
+        sent = state.request_digest
+        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, request=sent, at=at)
     verified = open_ca_answer(
         response.reg_form_res, REG_FORM_RES_CT, trust, CARDHOLDER_CA,
         only=state.ca.signer.thumbprint, at=at,
@@ -229,12 +238,18 @@ def build_card_cert_request(
     pan: PAN,
     expiry: str,
     *,
-    filled: Sequence[tuple[str, str]] = (),
+    filled: Sequence[tuple[str, str]] | None = None,
     renewing: Credentials | None = None,
     thumbs: Sequence[bytes] = (),
 ) -> tuple[registration_pb2.CertRequest, CardRequestState]:
-    """CertReq (EncX): signed by the new key (and the renewed one), PANData0 as extra."""
+    """CertReq (EncX): signed by the new key (and the renewed one), PANData0 as extra.
+
+    ``filled``: the form's fields as (name, value); by default every field the form asks
+    for, empty (the CA refuses a request that leaves one out).
+    """
     check_expiry(expiry)
+    if filled is None:
+        filled = [(name, "") for name in form.fields]
     kind = request_kind(form.request_type)
     if kind.subject_type != CARDHOLDER or kind.renewal != (renewing is not None):
         raise ConfigurationError("a renewal needs the credentials being renewed, and only it")
@@ -258,7 +273,10 @@ def build_card_cert_request(
     request = seal_cert_request(
         data, backend, new_key, ca.recipient(), extra=(PAN_DATA0_CT, pan_data0), renewing=renewing
     )
-    exchange = Exchange(rrpid, chall, registration.lid_ee, ca.lid_ca, ca.signer, tuple(thumbs))
+    sent = request_digest(request.DESCRIPTOR.full_name, request.cert_req)
+    exchange = Exchange(
+        rrpid, chall, registration.lid_ee, ca.lid_ca, ca.signer, tuple(thumbs), sent
+    )
     state = CardRequestState(
         exchange, form.request_type, new_key, pan, expiry, card_secret, back_key
     )
@@ -304,7 +322,10 @@ def open_card_cert_response(
     and the blinded account we recompute from PANSecret (ACCOUNT_MISMATCH otherwise).
     """
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, CARDHOLDER_CA, state.exchange.rrpid, at=at)
+        ex = state.exchange
+        raise ca_error(
+            response.error, trust, CARDHOLDER_CA, ex.rrpid, request=ex.request_digest, at=at
+        )
     sealed = parse_strict(crypto_pb2.KeySealed, response.cert_res, own_content_type=False)
     plaintext = open_with_key(sealed, state.back_key, CERT_RES_CT, rrpid=state.exchange.rrpid)
     signed = parse_signed(plaintext)
@@ -338,7 +359,8 @@ def build_card_cert_inquiry(
     request, rrpid, chall = build_cert_inquiry(
         backend, state.key, ex.lid_ee, ex.lid_ca, thumbs=thumbs
     )
-    exchange = Exchange(rrpid, chall, ex.lid_ee, ex.lid_ca, ex.ca, tuple(thumbs))
+    sent = request_digest(request.DESCRIPTOR.full_name, request.cert_inq_req)
+    exchange = Exchange(rrpid, chall, ex.lid_ee, ex.lid_ca, ex.ca, tuple(thumbs), sent)
     return request, CardRequestState(
         exchange, state.request_type, state.key, state.pan, state.expiry,
         state.card_secret, state.back_key,

@@ -305,7 +305,8 @@ def sign_cert_result(
 
 @dataclass(frozen=True)
 class Exchange:
-    """What a requester remembers to check the CA's CertRes against."""
+    """What a requester remembers to check the CA's CertRes against; ``request_digest``:
+    of the CertReq or CertInqReq as sent, which the CA's Error must name."""
 
     rrpid: bytes
     chall_ee3: bytes
@@ -313,6 +314,7 @@ class Exchange:
     lid_ca: bytes
     ca: VerifiedCertificate
     thumbs: tuple[bytes, ...] = ()
+    request_digest: bytes = b""
 
 
 def open_cert_result(

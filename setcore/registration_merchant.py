@@ -23,6 +23,7 @@ from datetime import datetime
 from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
+from setcore.error_message import request_digest
 from setcore.errors import ConfigurationError, ErrorCode, fail
 from setcore.freshness import check_echo, check_lid, check_rrpid, new_id, now_ms
 from setcore.pki.extensions import MAX_MERCHANT_ID_CHARS, MAX_MERCHANT_NAME_CHARS
@@ -158,7 +159,8 @@ def require_merchant_kind(request_type: int) -> RequestKind:
 
 @dataclass(frozen=True)
 class MeAqCInitState:
-    """What the requester remembers between Me-AqCInitReq and Me-AqCInitRes."""
+    """What the requester remembers between Me-AqCInitReq and Me-AqCInitRes;
+    ``request_digest``: of the request as sent, which the CA's Error must name."""
 
     rrpid: bytes
     lid_ee: bytes
@@ -167,6 +169,7 @@ class MeAqCInitState:
     identity: Identity
     brand_id: str
     thumbs: tuple[bytes, ...]
+    request_digest: bytes = b""
 
 
 def build_me_aq_c_init_request(
@@ -182,15 +185,18 @@ def build_me_aq_c_init_request(
     kind = require_merchant_kind(request_type)
     if isinstance(identity, MerchantIdentity) != (kind.subject_type == MERCHANT):
         raise ConfigurationError("the identity does not fit the request type")
-    state = MeAqCInitState(
-        new_id(), lid_ee, new_id(), request_type, identity, brand_id, tuple(thumbs)
-    )
+    rrpid, chall = new_id(), new_id()
     request = registration_pb2.MeAqCInitRequest(
-        header=header(rrpid=state.rrpid), rrpid=state.rrpid, lid_ee=lid_ee,
-        chall_ee=state.chall_ee, request_type=request_type,  # type: ignore[arg-type]
+        header=header(rrpid=rrpid), rrpid=rrpid, lid_ee=lid_ee,
+        chall_ee=chall, request_type=request_type,  # type: ignore[arg-type]
         id_data=id_data_of(identity), brand_id=brand_id, language=language,
         thumbs=thumbs_message(thumbs),
     )  # fmt: skip
+    # Me-AqCInitReq is its call's frame itself: the bytes sent are the frame's.
+    sent = request_digest(request.DESCRIPTOR.full_name, request.SerializeToString())
+    state = MeAqCInitState(
+        rrpid, lid_ee, chall, request_type, identity, brand_id, tuple(thumbs), sent
+    )
     return request, state
 
 
@@ -212,7 +218,8 @@ def open_me_aq_c_init_response(
     """Verify Me-AqCInitRes: the right kind of CA, our echoes, its key-exchange key."""
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, kind.ca_type, state.rrpid, at=at)
+        sent = state.request_digest
+        raise ca_error(response.error, trust, kind.ca_type, state.rrpid, request=sent, at=at)
     verified = open_ca_answer(
         response.me_aq_c_init_res, ME_AQ_C_INIT_RES_CT, trust, kind.ca_type, at=at
     )
@@ -294,7 +301,8 @@ def build_merchant_cert_request(
     request = seal_cert_request(
         data, backend, signature_key, ca.recipient(), extra=extra, renewing=renewing
     )
-    exchange = Exchange(rrpid, chall, state.lid_ee, ca.lid_ca, ca.signer, tuple(thumbs))
+    sent = request_digest(request.DESCRIPTOR.full_name, request.cert_req)
+    exchange = Exchange(rrpid, chall, state.lid_ee, ca.lid_ca, ca.signer, tuple(thumbs), sent)
     return request, MerchantRequestState(
         exchange, state.request_type, state.identity, signature_key, key_exchange_key
     )
@@ -335,7 +343,10 @@ def open_merchant_cert_response(
     """Verify CertRes: our CA, our request; the certificates certify our keys and name us."""
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
-        raise ca_error(response.error, trust, kind.ca_type, state.exchange.rrpid, at=at)
+        ex = state.exchange
+        raise ca_error(
+            response.error, trust, kind.ca_type, ex.rrpid, request=ex.request_digest, at=at
+        )
     signed = parse_signed(response.cert_res)
     data = open_cert_result(signed, response.header, state.exchange, trust, at=at)
     status = data.cert_status.cert_status_code
@@ -371,7 +382,8 @@ def build_merchant_cert_inquiry(
     request, rrpid, chall = build_cert_inquiry(
         backend, state.signature_key, ex.lid_ee, ex.lid_ca, thumbs=thumbs
     )
-    exchange = Exchange(rrpid, chall, ex.lid_ee, ex.lid_ca, ex.ca, tuple(thumbs))
+    sent = request_digest(request.DESCRIPTOR.full_name, request.cert_inq_req)
+    exchange = Exchange(rrpid, chall, ex.lid_ee, ex.lid_ca, ex.ca, tuple(thumbs), sent)
     return request, MerchantRequestState(
         exchange, state.request_type, state.identity, state.signature_key,
         state.key_exchange_key,

@@ -107,7 +107,9 @@ class MerchantRequest:
     opened: OpenedCertRequest
     keys: ProvenKeys
     identity: Identity
-    has_account: bool
+    account: str | None
+    """AcctData's AcctIdentification, if the request carried AcctData: the settlement
+    account the requester names, for the acquirer to compare with the one it holds."""
 
     @property
     def data(self) -> registration_pb2.CertReqData:
@@ -121,12 +123,14 @@ def verify_merchant_cert_request(
     """Verify the signatures and keys (``refusal_status`` on failure), then the identity."""
     keys = verify_cert_request(opened, trust, at=at)
     identity = identity_of(opened.data.id_data, keys.kind)
+    account = None
     if opened.extra is not None:
-        account = parse_strict(registration_pb2.AcctData, opened.extra)
-        check_id(account.ex_nonce, "EXNonce")
-        if not 0 < len(account.acct_identification) <= MAX_ACCOUNT_CHARS:
+        acct_data = parse_strict(registration_pb2.AcctData, opened.extra)
+        check_id(acct_data.ex_nonce, "EXNonce")
+        account = acct_data.acct_identification
+        if not 0 < len(account) <= MAX_ACCOUNT_CHARS:
             raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "account identification")
-    return MerchantRequest(opened, keys, identity, opened.extra is not None)
+    return MerchantRequest(opened, keys, identity, account)
 
 
 def build_merchant_cert_response(

@@ -32,15 +32,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from hsm.base import KeyBackend, KeyHandle, PublicKey, SignatureAlgorithm
-from hsm.policy import P256_ORDER, low_s_signature
+from hsm.policy import P256_ORDER, PSS_SALT_LENGTH, low_s_signature
 from setcore.encoding import parse_strict, signature_input
-from setcore.errors import ErrorCode, fail
+from setcore.errors import ErrorCode, fail, quoted
 from setpay.v1 import crypto_pb2
 
 # RSA below this is refused outright (DESIGN.md section 3).
 MIN_RSA_BITS = 2048
-# RSA-PSS salt length: the digest length, fixed so that every backend agrees.
-PSS_SALT_BYTES = 32
+# RSA-PSS salt length: ``hsm.policy``'s, the one every backend signs with, so that what
+# setpay verifies cannot drift from what a backend makes.
+PSS_SALT_BYTES = PSS_SALT_LENGTH
 # An ECDSA s above n // 2 (n the order of P-256's base point, ``hsm.policy``'s, which
 # every backend normalizes with) is the high half, which setpay never makes and refuses
 # on a SET message (see the module docstring).
@@ -142,7 +143,8 @@ def verify_signature(
     if signature.alg != expected.value:
         raise fail(
             ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
-            f"signature algorithm {signature.alg!r} does not match the key ({expected.value})",
+            f"signature algorithm {quoted(signature.alg)} does not match the key"
+            f" ({expected.value})",
         )
     data = signature_input(content_type, expected.value, tbs)
     try:
@@ -174,7 +176,7 @@ def verify_detached(
     if detached.content_type != content_type:
         raise fail(
             ErrorCode.ERROR_CODE_DECODING_FAILURE,
-            f"detached signature for {detached.content_type!r}, expected {content_type!r}",
+            f"detached signature for {quoted(detached.content_type)}, expected {content_type!r}",
         )
     verify_signature(public_key, detached.signature, content_type, tbs)
 
@@ -216,7 +218,7 @@ def open_signed(
     if signed.content_type != content_type:
         raise fail(
             ErrorCode.ERROR_CODE_DECODING_FAILURE,
-            f"signed {signed.content_type!r} where {content_type!r} was expected",
+            f"signed {quoted(signed.content_type)} where {content_type!r} was expected",
         )
     if len(signed.signatures) != 1:
         raise fail(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "exactly one signature expected")

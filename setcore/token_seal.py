@@ -8,12 +8,13 @@ party. Instead:
 
     token seed  = a KEM ciphertext to the token-sealing key, made once (``setpay init``)
                   and stored beside the bank's certificates (it is useless without the key)
-    master key  = HKDF-SHA-256(decapsulate(token key, token seed), info = KDF label,
-                  TOKEN_KEM, key id)            -- once per process, through the key backend
+    master key  = HKDF-SHA-256(decapsulate(token key, token seed), info = KDF label ||
+                  TOKEN_KEM || 0x00 "master" 0x00 || key id)
+                                                -- once per process, through the key backend
     key id      = DD(token key SPKI || token seed): names the master key in each token
     per token   = salt (32 random bytes), nonce (12 random bytes),
-                  token key = HKDF-SHA-256(master, salt, info = KDF label, TOKEN_KEM,
-                  content type, key id)
+                  token key = HKDF-SHA-256(master, salt, info = KDF label || TOKEN_KEM ||
+                  0x00 || content type || 0x00 || key id)
                   AES-256-GCM(token key, plaintext, AD(content type, "body", key id, XID, RRPID))
 
 A fresh key per token keeps GCM far from its random-nonce limit (2^32 messages per key)
@@ -43,7 +44,7 @@ from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import DecapsulationError, KeyUsageError
 from setcore.encoding import KDF_LABEL, aead_associated_data, check_bound_ids, digest
 from setcore.envelope import AEAD_ALG, BODY_PART, KEY_BYTES, NONCE_BYTES, Recipient, encapsulate
-from setcore.errors import ConfigurationError, ErrorCode, fail
+from setcore.errors import ConfigurationError, ErrorCode, fail, quoted
 from setpay.v1 import crypto_pb2
 
 # The KEM name a self-sealed token carries: no key transport, a salt under the master key.
@@ -125,16 +126,17 @@ class TokenKey:
         check_bound_ids(sealed.xid, sealed.rrpid)
         if sealed.kem_alg != TOKEN_KEM:
             raise fail(
-                ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"KEM {sealed.kem_alg!r} refused"
+                ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"KEM {quoted(sealed.kem_alg)} refused"
             )
         if sealed.aead_alg != AEAD_ALG:
             raise fail(
-                ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, f"AEAD {sealed.aead_alg!r} refused"
+                ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
+                f"AEAD {quoted(sealed.aead_alg)} refused",
             )
         if sealed.content_type != content_type:
             raise fail(
                 ErrorCode.ERROR_CODE_DECODING_FAILURE,
-                f"sealed {sealed.content_type!r} where {content_type!r} was expected",
+                f"sealed {quoted(sealed.content_type)} where {content_type!r} was expected",
             )
         if sealed.extra_ciphertext or sealed.extra_nonce or sealed.extra_content_type:
             raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unexpected extra part")

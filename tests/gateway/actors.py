@@ -12,7 +12,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from gateway.provisioning import init_bank
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.authorization import (
+    AUTHORIZE_REQUEST_CT,
     AuthRequestState,
     AuthResult,
     build_auth_request,
@@ -33,6 +34,7 @@ from setcore.authorization import (
 )
 from setcore.credentials import Credentials
 from setcore.dualsig import MerchantView
+from setcore.error_message import request_digest
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
 from setcore.pan import PAN, luhn_valid
 from setcore.pki.truststore import TrustStore
@@ -246,6 +248,14 @@ def purchase(
     view = open_purchase_request(preq)
     cert = verify_purchase(view, mine, merchant.trust)
     return Purchase(view, mine, cert)
+
+
+def as_sent(
+    state: AuthRequestState, request: authorization_pb2.AuthorizeRequest
+) -> AuthRequestState:
+    """``state`` for ``request`` as it is sent now: a test that rewrites a request after
+    building it plays the merchant that sent those bytes, which the gateway's Error names."""
+    return replace(state, request_digest=request_digest(AUTHORIZE_REQUEST_CT, request.auth_req))
 
 
 def auth_request(

@@ -19,10 +19,12 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway import metrics
+from gateway import answers, metrics
 from gateway.answers import answer
+from gateway.ledger import InvalidRequest, LedgerMisuse
 from gateway.opening_keys import RecipientNotLoaded
 from setcore.credentials import Credentials
+from setcore.errors import ErrorCode
 from setpay.v1 import error_pb2
 
 SERVICE = "setpay.test.Answers"
@@ -105,3 +107,12 @@ def test_an_envelope_for_a_key_not_loaded_here_is_unavailable_and_never_refused(
     [record] = [r for r in caplog.records if r.name == "setpay.gateway"]
     assert record.levelno == logging.WARNING
     assert THUMB.hex() not in record.getMessage()
+
+
+def test_the_gateways_own_wrong_call_to_the_ledger_is_no_refusal_of_the_request() -> None:
+    """DECODING_FAILURE tells the merchant its request was bad, for good; a bug on the
+    bank's side is UNSPECIFIED_FAILURE (``None`` here), which it does not record as final."""
+    assert answers._error_code(InvalidRequest("amount out of range")) == (
+        ErrorCode.ERROR_CODE_DECODING_FAILURE
+    )
+    assert answers._error_code(LedgerMisuse("the prebuilt approval names another hold")) is None

@@ -9,7 +9,12 @@ import grpc
 import pytest
 
 from setcore import purchase as purchase_module
-from setcore.authorization import build_auth_request, open_auth_response
+from setcore.authorization import (
+    AUTHORIZE_REQUEST_CT,
+    AuthRequestState,
+    build_auth_request,
+    open_auth_response,
+)
 from setcore.errors import PeerError
 from setcore.freshness import FRESHNESS_WINDOW_MS
 from setcore.pki.issuance import card_expiry_end, issue_cardholder
@@ -22,6 +27,7 @@ from .actors import (
     Cardholder,
     Merchant,
     World,
+    as_sent,
     auth_request,
     authorize,
     decline_left_unanswered,
@@ -41,14 +47,16 @@ def _decision(result: object) -> tuple[str, str, int]:
     )
 
 
-def _refused(world: World, merchant: Merchant, request: a.AuthorizeRequest, state: object) -> str:
+def _refused(
+    world: World, merchant: Merchant, request: a.AuthorizeRequest, state: AuthRequestState
+) -> str:
     """Send an AuthReq that must be refused; the peer's signed Error code name."""
     response = world.gateway.Authorize(request)
     assert response.WhichOneof("result") == "error"
     assert response.error.WhichOneof("error") == "signed_error"
     with pytest.raises(PeerError) as exc:
         open_auth_response(
-            response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+            response, merchant.credentials, as_sent(state, request), merchant.trust,
             gateway_identity=merchant.gateway_identity,
         )  # fmt: skip
     return exc.value.code_name
@@ -280,11 +288,12 @@ def test_garbage_inside_the_frame_is_a_signed_error(
     request = a.AuthorizeRequest(auth_req=inner)
     response = ec_world.gateway.Authorize(request)
     assert response.WhichOneof("result") == "error"
-    from setcore.error_message import open_gateway_error
+    from setcore.error_message import open_gateway_error, request_digest
 
-    # No header, so no RRPID to name: the Error names none either.
+    # No header, so no RRPID to name: the Error names none either; it names the bytes.
     gateway = ec_merchant.gateway_identity
-    error = open_gateway_error(response.error, ec_merchant.trust, gateway, rrpid=b"")
+    sent = request_digest(AUTHORIZE_REQUEST_CT, inner)
+    error = open_gateway_error(response.error, ec_merchant.trust, gateway, rrpid=b"", request=sent)
     assert error.code_name == code
 
 

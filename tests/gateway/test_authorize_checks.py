@@ -14,7 +14,7 @@ import pytest
 from gateway import authorize as gateway_authorize
 from hsm.base import KeyUsage
 from hsm.errors import TransientBackendError
-from setcore.authorization import build_auth_request, open_auth_response
+from setcore.authorization import AuthRequestState, build_auth_request, open_auth_response
 from setcore.credentials import Credentials
 from setcore.errors import PeerError
 from setcore.freshness import FRESHNESS_WINDOW_MS
@@ -33,6 +33,7 @@ from .actors import (
     Merchant,
     Purchase,
     World,
+    as_sent,
     auth_request,
     eur,
     purchase,
@@ -43,13 +44,15 @@ from .actors import (
 USD = 840
 
 
-def _refused(world: World, merchant: Merchant, request: a.AuthorizeRequest, state: object) -> str:
+def _refused(
+    world: World, merchant: Merchant, request: a.AuthorizeRequest, state: AuthRequestState
+) -> str:
     """The code of the signed SET Error the gateway answers ``request`` with."""
     response = world.gateway.Authorize(request)
     assert response.WhichOneof("result") == "error"
     with pytest.raises(PeerError) as caught:
         open_auth_response(
-            response, merchant.credentials, state, merchant.trust,  # type: ignore[arg-type]
+            response, merchant.credentials, as_sent(state, request), merchant.trust,
             gateway_identity=merchant.gateway_identity,
         )  # fmt: skip
     return caught.value.code_name

@@ -199,7 +199,7 @@ def test_auth_reversal_envelope_for_another_transaction_is_refused(
     token = c.token(ids.xid, auth_rrpid)
     data = authorization_pb2.AuthRevReqData(
         content_type=AUTH_REV_REQ_CT,
-        auth_rev_rr_tags=merchant_rr_tags(c.merchant, c.merchant_id, rrpid),
+        auth_rev_rr_tags=merchant_rr_tags(c.merchant, c.merchant_id, rrpid, c.gateway_kex),
         trans_ids=ids,
         auth_rrpid=auth_rrpid,
         auth_new_amt=eur(1),

@@ -191,7 +191,8 @@ def _signed_request(
     """
     rrpid = new_id()
     data = capture_pb2.CapReqData(
-        content_type=CAP_REQ_CT, cap_rr_tags=merchant_rr_tags(c.merchant, c.merchant_id, rrpid)
+        content_type=CAP_REQ_CT,
+        cap_rr_tags=merchant_rr_tags(c.merchant, c.merchant_id, rrpid, c.gateway_kex),
     )
     for item in items:
         data.cap_items.add(
@@ -462,7 +463,10 @@ def test_response_answering_other_items_is_refused(ec_certified: Certified) -> N
 def test_gateway_error_is_raised_with_its_code(ec_certified: Certified) -> None:
     c = ec_certified
     _, state = _verified(c)
-    error = build_error(c.gateway, ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, rrpid=state.rrpid)
+    error = build_error(
+        c.gateway, ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, rrpid=state.rrpid,
+        request=state.request_digest,
+    )  # fmt: skip
     with pytest.raises(PeerError) as caught:
         open_capture_response(
             capture_pb2.CaptureResponse(error=error),
@@ -478,13 +482,16 @@ def test_an_error_is_the_gateways_refusal_only_for_this_request(ec_certified: Ce
     c = ec_certified
     _, state = _request(c, [_item(c)])
     code = ErrorCode.ERROR_CODE_DIGEST_MISMATCH
-    ours = capture_pb2.CaptureResponse(error=build_error(c.gateway, code, rrpid=state.rrpid))
+    named = build_error(c.gateway, code, rrpid=state.rrpid, request=state.request_digest)
+    ours = capture_pb2.CaptureResponse(error=named)
     with pytest.raises(PeerError) as refused:
         open_capture_response(ours, c.merchant, state, c.trust(), gateway_identity=gateway_of(c))
     assert refused.value.code == code
     # The gateway's signed Error about another capture says nothing about this one: the
     # merchant keeps the capture sent rather than failing it.
-    other = capture_pb2.CaptureResponse(error=build_error(c.gateway, code, rrpid=new_id()))
+    other = capture_pb2.CaptureResponse(
+        error=build_error(c.gateway, code, rrpid=new_id(), request=state.request_digest)
+    )
     with pytest.raises(ProtocolError) as unknown:
         open_capture_response(other, c.merchant, state, c.trust(), gateway_identity=gateway_of(c))
     assert unknown.value.code == ErrorCode.ERROR_CODE_UNKNOWN_RRPID

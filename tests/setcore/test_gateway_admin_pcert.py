@@ -198,7 +198,10 @@ def test_pcert_naming_another_merchant_or_request_is_refused(ec_certified: Certi
 def test_pcert_error_is_raised_with_its_code(ec_certified: Certified) -> None:
     c = ec_certified
     _, state = _pcert(c)
-    error = build_error(c.gateway, ErrorCode.ERROR_CODE_DECODING_FAILURE, rrpid=state.rrpid)
+    error = build_error(
+        c.gateway, ErrorCode.ERROR_CODE_DECODING_FAILURE, rrpid=state.rrpid,
+        request=state.request_digest,
+    )  # fmt: skip
     with pytest.raises(PeerError) as caught:
         open_pcert_response(
             gateway_admin_pb2.GatewayCertificatesResponse(error=error),

@@ -141,12 +141,13 @@ def test_a_revoked_certificate_of_the_gateway_is_refused(ec: Certified) -> None:
 
 
 def test_an_error_is_the_gateways_word_only_when_the_gateway_signed_it(ec: Certified) -> None:
-    rrpid, code = new_id(), ErrorCode.ERROR_CODE_DECODING_FAILURE
+    rrpid, sent, code = new_id(), new_id(), ErrorCode.ERROR_CODE_DECODING_FAILURE
     ours = gateway_of(ec)
-    renewed = build_error(_gateway(ec, GATEWAY_NAME), code, rrpid=rrpid)
-    assert isinstance(open_gateway_error(renewed, ec.trust(), ours, rrpid=rrpid), PeerError)
-    other = build_error(_gateway(ec), code, rrpid=rrpid)
-    opened = open_gateway_error(other, ec.trust(), ours, rrpid=rrpid)
+    renewed = build_error(_gateway(ec, GATEWAY_NAME), code, rrpid=rrpid, request=sent)
+    opened = open_gateway_error(renewed, ec.trust(), ours, rrpid=rrpid, request=sent)
+    assert isinstance(opened, PeerError)
+    other = build_error(_gateway(ec), code, rrpid=rrpid, request=sent)
+    opened = open_gateway_error(other, ec.trust(), ours, rrpid=rrpid, request=sent)
     assert not isinstance(opened, PeerError)
     assert opened.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
     assert "'CN=gateway-2," in opened.reason

@@ -237,13 +237,14 @@ def test_a_capture_response_twin_is_refused(ec: Certified, monkeypatch: pytest.M
 def test_a_signed_error_twin_is_not_the_peers_word(
     ec: Certified, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rrpid = new_id()
+    rrpid, sent = new_id(), new_id()
     code = ErrorCode.ERROR_CODE_DECODING_FAILURE
-    honest = build_error(ec.gateway, code, rrpid=rrpid)
-    assert isinstance(open_error(honest, ec.trust(), PAYMENT_GATEWAY, rrpid=rrpid), PeerError)
+    honest = build_error(ec.gateway, code, rrpid=rrpid, request=sent)
+    opened = open_error(honest, ec.trust(), PAYMENT_GATEWAY, rrpid=rrpid, request=sent)
+    assert isinstance(opened, PeerError)
     with signing_high_s(monkeypatch):
-        error = build_error(ec.gateway, code, rrpid=rrpid)
-    opened = open_error(error, ec.trust(), PAYMENT_GATEWAY, rrpid=rrpid)
+        error = build_error(ec.gateway, code, rrpid=rrpid, request=sent)
+    opened = open_error(error, ec.trust(), PAYMENT_GATEWAY, rrpid=rrpid, request=sent)
     assert isinstance(opened, ProtocolError)
     assert opened.code == ErrorCode.ERROR_CODE_SIGNATURE_FAILURE and WHY in opened.reason
 

@@ -76,10 +76,15 @@ def test_wallet_refuses_a_pinitres_for_another_order(ec: Certified) -> None:
 # --- PRes (SET-PROTOCOL.md 5.6, 3.3) ------------------------------------------------
 
 
+# What an answer about a purchase reports (SET-PROTOCOL.md 5.6): exactly one payload.
+RECEIVED = (purchase_pb2.PResPayload(completion_code=purchase_pb2.COMPLETION_CODE_ORDER_RECEIVED),)
+
+
 def _pres(
     shop: Shop, merchant: Credentials | None = None, **change: bytes
 ) -> tuple[purchase_pb2.PurchaseResponse, PurchaseState]:
-    """A PRes for the shop's purchase, as ``merchant`` signs it, with ids ``change``d."""
+    """A PRes for the shop's purchase ("order received"), as ``merchant`` signs it, with
+    ids ``change``d."""
     _, bought = build_purchase_request(
         shop.cardholder, shop.offer, Order(b"1 book", eur(1999)), shop.card, shop.state
     )
@@ -88,14 +93,16 @@ def _pres(
     trans.xid = change.get("xid", trans.xid)
     signed = build_purchase_response(
         merchant or shop.c.merchant, trans, change.get("rrpid", bought.rrpid),
-        change.get("chall_c", bought.chall_c), [],
+        change.get("chall_c", bought.chall_c), RECEIVED,
     )  # fmt: skip
     return purchase_pb2.PurchaseResponse(p_res=signed), bought
 
 
 def test_wallet_accepts_the_pres_of_its_purchase(ec: Certified) -> None:
     response, state = _pres(_shop(ec))
-    assert open_purchase_response(response, state, ec.trust()).rrpid == state.rrpid
+    opened = open_purchase_response(response, state, ec.trust())
+    assert opened.rrpid == state.rrpid
+    assert list(opened.payloads) == list(RECEIVED)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +124,7 @@ def test_wallet_refuses_a_pres_signed_by_another_merchant(ec: Certified) -> None
         ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, open_purchase_response, response, state,
         ec.trust(),
     )  # fmt: skip
-    assert "unexpected party" in reason
+    assert f"signed by merchant {ec.other_merchant_id!r}" in reason
 
 
 # --- the plaintext headers the wallet receives (SET-PROTOCOL.md 3.1) ------------------
@@ -169,7 +176,9 @@ def test_wallet_refuses_an_inqres_header_naming_other_ids(ec: Certified, field: 
         shop.cardholder, shop.offer, Order(b"1 book", eur(1999)), shop.card, shop.state
     )
     _, state = build_inquiry_request(shop.cardholder, bought)
-    signed = build_purchase_response(ec.merchant, bought.trans_ids, state.rrpid, state.chall_c2, [])
+    signed = build_purchase_response(
+        ec.merchant, bought.trans_ids, state.rrpid, state.chall_c2, RECEIVED
+    )
     response = purchase_pb2.InquiryResponse(
         header=_named(bought.trans_ids, state.rrpid), inq_res=signed
     )

@@ -3,8 +3,9 @@
 * PInitRes: signed by a merchant (not a gateway), naming by PEThumb a gateway
   key-exchange certificate that is present, unrevoked and not the gateway's signature
   certificate, with an XID and Chall-M of the protocol's size (SET-PROTOCOL.md 5.2);
-* PRes and InqRes: about the offered transaction, every TransIDs field (5.6, 5.7), and
-  reporting no amount above the agreed one or in another unit (9.3 item 11);
+* PRes and InqRes: about the offered transaction, every TransIDs field (5.6, 5.7),
+  reporting one outcome (one payload, with a completion code) and no amount above the
+  agreed one or in another unit (9.3 item 11);
 * an Error in their place: the merchant's word only if that merchant signed it (7.6).
 """
 
@@ -17,9 +18,9 @@ from cryptography import x509
 
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
-from setcore.error_message import build_error
-from setcore.errors import ErrorCode, PeerError, ProtocolError
-from setcore.freshness import new_id
+from setcore.error_message import ERROR_CT, build_error, request_digest
+from setcore.errors import MAX_QUOTED_CHARS, ErrorCode, PeerError, ProtocolError
+from setcore.freshness import new_id, now_ms
 from setcore.purchase import (
     PINIT_RES_CT,
     InquiryState,
@@ -35,7 +36,7 @@ from setcore.purchase import (
     open_purchase_response,
 )
 from setcore.signed import sign
-from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2
+from setpay.v1 import authorization_pb2, common_pb2, error_pb2, purchase_pb2
 
 from .certified import Certified, eur, refused
 from .test_purchase import Shop, _cardholder, _shop
@@ -137,11 +138,13 @@ def test_an_error_for_pinit_is_the_merchants_word_only_if_a_merchant_signed_it(
 ) -> None:
     _, state = _pinit(ec)
     code = ErrorCode.ERROR_CODE_UNKNOWN_LID
-    answer = purchase_pb2.PInitResponse(error=build_error(ec.merchant, code, rrpid=state.rrpid))
+    error = build_error(ec.merchant, code, rrpid=state.rrpid, request=state.request_digest)
+    answer = purchase_pb2.PInitResponse(error=error)
     with pytest.raises(PeerError) as caught:
         open_pinit_response(answer, state, ec.trust())
     assert caught.value.code == code
-    answer = purchase_pb2.PInitResponse(error=build_error(ec.gateway, code, rrpid=state.rrpid))
+    error = build_error(ec.gateway, code, rrpid=state.rrpid, request=state.request_digest)
+    answer = purchase_pb2.PInitResponse(error=error)
     refused(ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, open_pinit_response, answer, state,
             ec.trust())  # fmt: skip
 
@@ -269,10 +272,29 @@ def test_an_answer_reporting_an_amount_not_agreed_is_refused(
     assert f"{kind} reports {field}_amt {amount.amount}" in reason
 
 
-def test_every_payload_of_an_answer_is_checked(ec: Certified) -> None:
-    payloads = (_payload(eur(AGREED)), _payload(eur(AGREED + 1)))
-    response, state, opener = _answer(_shop(ec), "PRes", payloads=payloads)
-    refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, opener, response, state, ec.trust())
+@ANSWERS
+@pytest.mark.parametrize(
+    ("payloads", "says"),
+    [
+        ((), "has 0 payloads"),
+        ((_payload(eur(AGREED)), _payload(eur(AGREED))), "has 2 payloads"),
+        ((purchase_pb2.PResPayload(),), "has no completion code"),
+        (
+            (purchase_pb2.PResPayload(auth_code=authorization_pb2.AUTH_CODE_APPROVED),),
+            "has no completion code",
+        ),
+    ],
+    ids=["none", "two", "empty", "no-completion-code"],
+)
+def test_an_answer_that_does_not_report_one_outcome_is_refused(
+    ec: Certified, kind: str, payloads: tuple[purchase_pb2.PResPayload, ...], says: str
+) -> None:
+    # SET-PROTOCOL.md 5.6: one payload per authorization, and setpay authorizes a purchase
+    # once. Accepted, an empty answer would replace SENT with "unspecified" (nothing the
+    # merchant said), and the second of two would be dropped unread.
+    response, state, opener = _answer(_shop(ec), kind, payloads=payloads)
+    reason = refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, opener, response, state, ec.trust())
+    assert reason == f"{kind} {says}" or reason.startswith(f"{kind} {says};")
 
 
 @pytest.mark.parametrize(
@@ -289,7 +311,7 @@ def test_an_inqres_for_another_inquiry_or_from_another_merchant_is_refused(
 ) -> None:
     shop = _shop(ec)
     response, state, opener = _answer(
-        shop, "InqRes",
+        shop, "InqRes", payloads=(_payload(),),
         rrpid=new_id() if part == "rrpid" else None,
         chall=new_id() if part == "chall" else None,
         trans=_other_ids(shop, xid=new_id()) if part == "xid" else None,
@@ -304,7 +326,7 @@ def test_an_inqres_answering_the_purchase_not_the_inquiry_is_refused(ec: Certifi
     bought = _bought(shop)
     _, state = build_inquiry_request(shop.cardholder, bought)
     signed = build_purchase_response(
-        ec.merchant, bought.trans_ids, bought.rrpid, bought.chall_c, []
+        ec.merchant, bought.trans_ids, bought.rrpid, bought.chall_c, [_payload()]
     )
     response = purchase_pb2.InquiryResponse(inq_res=signed)
     refused(ErrorCode.ERROR_CODE_UNKNOWN_RRPID, open_inquiry_response, response, state, ec.trust())
@@ -314,15 +336,18 @@ def test_an_inqres_answering_the_purchase_not_the_inquiry_is_refused(ec: Certifi
 
 
 def _error_answer(
-    shop: Shop, kind: str, signer: Credentials
+    shop: Shop, kind: str, signer: Credentials, *, named: bytes | None = None
 ) -> tuple[object, PurchaseState | InquiryState, Opener]:
+    """An Error in place of ``kind``, naming the wallet's request (or ``named``)."""
     bought = _bought(shop)
     code = ErrorCode.ERROR_CODE_UNKNOWN_XID
     if kind == "PRes":
-        error = build_error(signer, code, rrpid=bought.rrpid)
+        sent = bought.request_digest if named is None else named
+        error = build_error(signer, code, rrpid=bought.rrpid, request=sent)
         return purchase_pb2.PurchaseResponse(error=error), bought, open_purchase_response
     _, inquiry = build_inquiry_request(shop.cardholder, bought)
-    error = build_error(signer, code, rrpid=inquiry.rrpid)
+    sent = inquiry.request_digest if named is None else named
+    error = build_error(signer, code, rrpid=inquiry.rrpid, request=sent)
     return purchase_pb2.InquiryResponse(error=error), inquiry, open_inquiry_response
 
 
@@ -337,16 +362,64 @@ def test_an_error_signed_by_the_merchant_of_the_purchase_is_its_word(
 
 
 @ANSWERS
-@pytest.mark.parametrize("signer", ["gateway", "other_merchant"])
+@pytest.mark.parametrize(
+    ("signer", "code", "says"),
+    [
+        ("gateway", ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, "MERCHANT is required"),
+        ("other_merchant", ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "signed by merchant"),
+    ],
+)
 def test_an_error_signed_by_another_party_is_not_the_merchants_word(
-    ec: Certified, kind: str, signer: str
+    ec: Certified, kind: str, signer: str, code: int, says: str
 ) -> None:
     # The gateway, or a merchant of the same brand but not the one the purchase was made
-    # with: what it refuses says nothing of this purchase, as its PRes would not. The
-    # certificate is the merchant's of the offer or none (as for the PRes itself), so
-    # both are refused before the role is looked at.
+    # with: what it refuses says nothing of this purchase, as its PRes would not. Only a
+    # merchant certificate of the purchase's merchant ID speaks for it (as for the PRes).
     response, state, opener = _error_answer(_shop(ec), kind, getattr(ec, signer))
     with pytest.raises(ProtocolError) as caught:
         opener(response, state, ec.trust())
-    assert caught.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
-    assert "unexpected party" in caught.value.reason
+    assert not isinstance(caught.value, PeerError)
+    assert caught.value.code == code
+    assert caught.value.reason.startswith("the peer's error message did not verify")
+    assert says in caught.value.reason
+
+
+@ANSWERS
+def test_an_error_about_other_bytes_under_our_rrpid_is_not_the_merchants_word(
+    ec: Certified, kind: str
+) -> None:
+    # Garbage sent to the merchant under the wallet's RRPID (copied from the plain header)
+    # gets a genuine Error of the merchant's, naming those bytes as it received them.
+    # Taken for the refusal of the wallet's own request, which the merchant may well have
+    # authorized, it would have the cardholder buy again.
+    frame = purchase_pb2.PurchaseRequest if kind == "PRes" else purchase_pb2.InquiryRequest
+    garbage = request_digest(frame.DESCRIPTOR.full_name, b"\xff" * 64)
+    response, state, opener = _error_answer(_shop(ec), kind, ec.merchant, named=garbage)
+    with pytest.raises(ProtocolError) as caught:
+        opener(response, state, ec.trust())
+    assert not isinstance(caught.value, PeerError)
+    assert caught.value.code == ErrorCode.ERROR_CODE_DIGEST_MISMATCH
+
+
+def test_the_merchants_own_words_in_an_error_are_quoted(ec: Certified) -> None:
+    # The Error's text is the merchant's, signed but free: what the wallet prints or logs
+    # of it is one line, and bounded, whatever the merchant wrote.
+    bought = _bought(_shop(ec))
+    words = "declined\nsetpay wallet: purchase approved " + "x" * 500
+    tbs = error_pb2.ErrorTBS(
+        content_type=ERROR_CT, error_code=ErrorCode.ERROR_CODE_UNKNOWN_XID, error_nonce=new_id(),
+        rrpid=bought.rrpid, bad_message_digest=bought.request_digest, error_msg=words,
+        date_unix_ms=now_ms(),
+    )  # fmt: skip
+    m = ec.merchant
+    signed = sign(m.backend, m.signature_key, m.signature_thumb, ERROR_CT,
+                  tbs.SerializeToString(), m.bundle())  # fmt: skip
+    answer = purchase_pb2.PurchaseResponse(
+        error=error_pb2.SetError(signed_error=signed.SerializeToString())
+    )
+    with pytest.raises(PeerError) as caught:
+        open_purchase_response(answer, bought, ec.trust())
+    said = str(caught.value)
+    assert "\n" not in said and len(said) < 2 * MAX_QUOTED_CHARS + 80
+    assert said.startswith("peer refused the request: ERROR_CODE_UNKNOWN_XID 'declined\\n")
+    assert said.endswith(f"({len(words)} characters)")

@@ -15,7 +15,14 @@ from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pan import PAN
 from setcore.profiles import EC
-from setcore.registration import load_public_key, refusal_status, spki_of
+from setcore.registration import (
+    FormTemplate,
+    completes_form,
+    fills_form,
+    load_public_key,
+    refusal_status,
+    spki_of,
+)
 from setcore.registration_cardholder import build_card_cert_request
 from setcore.registration_cardholder_ca import open_card_cert_request
 from setcore.registration_certreq import (
@@ -158,3 +165,18 @@ def test_cert_request_signature_shape(world: World) -> None:
     stripped = replace(opened, extra=None, extra_type=None)
     reason = refused(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, verify_cert_request, stripped, trust)
     assert reason == "signed extra part is missing"
+
+
+def test_a_cardholder_request_names_every_field_of_the_form_once() -> None:
+    form = FormTemplate("form-1", ("name", "postcode"), "policy")
+
+    def data(*names: str, form_id: str = "form-1") -> S.CertReqData:
+        fields = [S.RegField(name=n, value="") for n in names]
+        return S.CertReqData(reg_form_id=form_id, reg_form=fields)
+
+    assert completes_form(data("postcode", "name"), form)
+    assert fills_form(data("name"), form) and not completes_form(data("name"), form)
+    assert not completes_form(data(), form)
+    assert not completes_form(data("name", "postcode", "name"), form)
+    assert not completes_form(data("name", "postcode", "other"), form)
+    assert not completes_form(data("name", "postcode", form_id="form-2"), form)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16setpay/v1/common.proto\x12\tsetpay.v1\"A\n\x0e\x43urrencyAmount\x12\x10\n\x08\x63urrency\x18\x01 \x01(\r\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\r\n\x05\x65xp10\x18\x03 \x01(\x05\"v\n\x08TransIDs\x12\r\n\x05lid_c\x18\x01 \x01(\x0c\x12\r\n\x05lid_m\x18\x02 \x01(\x0c\x12\x0b\n\x03xid\x18\x03 \x01(\x0c\x12\x19\n\x11preq_date_unix_ms\x18\x04 \x01(\x03\x12\x12\n\npay_sys_id\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\"o\n\nMerTermIDs\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x11\n\tagent_num\x18\x03 \x01(\t\x12\x11\n\tchain_num\x18\x04 \x01(\t\x12\x11\n\tstore_num\x18\x05 \x01(\t\"w\n\x06RRTags\x12\r\n\x05rrpid\x18\x01 \x01(\x0c\x12+\n\x0cmer_term_ids\x18\x02 \x01(\x0b\x32\x15.setpay.v1.MerTermIDs\x12\x14\n\x0c\x64\x61te_unix_ms\x18\x03 \x01(\x03\x12\x1b\n\x13response_cert_thumb\x18\x04 \x01(\x0c\"\x18\n\x06Thumbs\x12\x0e\n\x06thumbs\x18\x01 \x03(\x0c\"\xb2\x01\n\x10InstallRecurData\x12\x1d\n\x13install_total_trans\x18\x01 \x01(\rH\x00\x12:\n\trecurring\x18\x02 \x01(\x0b\x32%.setpay.v1.InstallRecurData.RecurringH\x00\x1a;\n\tRecurring\x12\x16\n\x0e\x66requency_days\x18\x01 \x01(\r\x12\x16\n\x0e\x65xpiry_unix_ms\x18\x02 \x01(\x03\x42\x06\n\x04plan\"{\n\x06Header\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x14\n\x0c\x64\x61te_unix_ms\x18\x02 \x01(\x03\x12\r\n\x05lid_c\x18\x03 \x01(\x0c\x12\r\n\x05lid_m\x18\x04 \x01(\x0c\x12\x0b\n\x03xid\x18\x05 \x01(\x0c\x12\r\n\x05rrpid\x18\x06 \x01(\x0c\x12\x10\n\x08sw_ident\x18\x07 \x01(\t\",\n\x0b\x42randAndBIN\x12\x10\n\x08\x62rand_id\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16setpay/v1/common.proto\x12\tsetpay.v1\"A\n\x0e\x43urrencyAmount\x12\x10\n\x08\x63urrency\x18\x01 \x01(\r\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\r\n\x05\x65xp10\x18\x03 \x01(\x05\"v\n\x08TransIDs\x12\r\n\x05lid_c\x18\x01 \x01(\x0c\x12\r\n\x05lid_m\x18\x02 \x01(\x0c\x12\x0b\n\x03xid\x18\x03 \x01(\x0c\x12\x19\n\x11preq_date_unix_ms\x18\x04 \x01(\x03\x12\x12\n\npay_sys_id\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\"o\n\nMerTermIDs\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x13\n\x0bterminal_id\x18\x02 \x01(\t\x12\x11\n\tagent_num\x18\x03 \x01(\t\x12\x11\n\tchain_num\x18\x04 \x01(\t\x12\x11\n\tstore_num\x18\x05 \x01(\t\"\x95\x01\n\x06RRTags\x12\r\n\x05rrpid\x18\x01 \x01(\x0c\x12+\n\x0cmer_term_ids\x18\x02 \x01(\x0b\x32\x15.setpay.v1.MerTermIDs\x12\x14\n\x0c\x64\x61te_unix_ms\x18\x03 \x01(\x03\x12\x1b\n\x13response_cert_thumb\x18\x04 \x01(\x0c\x12\x1c\n\x14recipient_cert_thumb\x18\x05 \x01(\x0c\"\x18\n\x06Thumbs\x12\x0e\n\x06thumbs\x18\x01 \x03(\x0c\"\xb2\x01\n\x10InstallRecurData\x12\x1d\n\x13install_total_trans\x18\x01 \x01(\rH\x00\x12:\n\trecurring\x18\x02 \x01(\x0b\x32%.setpay.v1.InstallRecurData.RecurringH\x00\x1a;\n\tRecurring\x12\x16\n\x0e\x66requency_days\x18\x01 \x01(\r\x12\x16\n\x0e\x65xpiry_unix_ms\x18\x02 \x01(\x03\x42\x06\n\x04plan\"{\n\x06Header\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x14\n\x0c\x64\x61te_unix_ms\x18\x02 \x01(\x03\x12\r\n\x05lid_c\x18\x03 \x01(\x0c\x12\r\n\x05lid_m\x18\x04 \x01(\x0c\x12\x0b\n\x03xid\x18\x05 \x01(\x0c\x12\r\n\x05rrpid\x18\x06 \x01(\x0c\x12\x10\n\x08sw_ident\x18\x07 \x01(\t\",\n\x0b\x42randAndBIN\x12\x10\n\x08\x62rand_id\x18\x01 \x01(\t\x12\x0b\n\x03\x62in\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,16 +37,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSIDS']._serialized_end=222
   _globals['_MERTERMIDS']._serialized_start=224
   _globals['_MERTERMIDS']._serialized_end=335
-  _globals['_RRTAGS']._serialized_start=337
-  _globals['_RRTAGS']._serialized_end=456
-  _globals['_THUMBS']._serialized_start=458
-  _globals['_THUMBS']._serialized_end=482
-  _globals['_INSTALLRECURDATA']._serialized_start=485
-  _globals['_INSTALLRECURDATA']._serialized_end=663
-  _globals['_INSTALLRECURDATA_RECURRING']._serialized_start=596
-  _globals['_INSTALLRECURDATA_RECURRING']._serialized_end=655
-  _globals['_HEADER']._serialized_start=665
-  _globals['_HEADER']._serialized_end=788
-  _globals['_BRANDANDBIN']._serialized_start=790
-  _globals['_BRANDANDBIN']._serialized_end=834
+  _globals['_RRTAGS']._serialized_start=338
+  _globals['_RRTAGS']._serialized_end=487
+  _globals['_THUMBS']._serialized_start=489
+  _globals['_THUMBS']._serialized_end=513
+  _globals['_INSTALLRECURDATA']._serialized_start=516
+  _globals['_INSTALLRECURDATA']._serialized_end=694
+  _globals['_INSTALLRECURDATA_RECURRING']._serialized_start=627
+  _globals['_INSTALLRECURDATA_RECURRING']._serialized_end=686
+  _globals['_HEADER']._serialized_start=696
+  _globals['_HEADER']._serialized_end=819
+  _globals['_BRANDANDBIN']._serialized_start=821
+  _globals['_BRANDANDBIN']._serialized_end=865
 # @@protoc_insertion_point(module_scope)

@@ -47,16 +47,18 @@ class MerTermIDs(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., terminal_id: _Optional[str] = ..., agent_num: _Optional[str] = ..., chain_num: _Optional[str] = ..., store_num: _Optional[str] = ...) -> None: ...
 
 class RRTags(_message.Message):
-    __slots__ = ("rrpid", "mer_term_ids", "date_unix_ms", "response_cert_thumb")
+    __slots__ = ("rrpid", "mer_term_ids", "date_unix_ms", "response_cert_thumb", "recipient_cert_thumb")
     RRPID_FIELD_NUMBER: _ClassVar[int]
     MER_TERM_IDS_FIELD_NUMBER: _ClassVar[int]
     DATE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_CERT_THUMB_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_CERT_THUMB_FIELD_NUMBER: _ClassVar[int]
     rrpid: bytes
     mer_term_ids: MerTermIDs
     date_unix_ms: int
     response_cert_thumb: bytes
-    def __init__(self, rrpid: _Optional[bytes] = ..., mer_term_ids: _Optional[_Union[MerTermIDs, _Mapping]] = ..., date_unix_ms: _Optional[int] = ..., response_cert_thumb: _Optional[bytes] = ...) -> None: ...
+    recipient_cert_thumb: bytes
+    def __init__(self, rrpid: _Optional[bytes] = ..., mer_term_ids: _Optional[_Union[MerTermIDs, _Mapping]] = ..., date_unix_ms: _Optional[int] = ..., response_cert_thumb: _Optional[bytes] = ..., recipient_cert_thumb: _Optional[bytes] = ...) -> None: ...
 
 class Thumbs(_message.Message):
     __slots__ = ("thumbs",)

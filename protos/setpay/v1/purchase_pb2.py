@@ -28,15 +28,15 @@ from setpay.v1 import crypto_pb2 as setpay_dot_v1_dot_crypto__pb2
 from setpay.v1 import error_pb2 as setpay_dot_v1_dot_error__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18setpay/v1/purchase.proto\x12\tsetpay.v1\x1a\x1dsetpay/v1/authorization.proto\x1a\x16setpay/v1/common.proto\x1a\x16setpay/v1/crypto.proto\x1a\x15setpay/v1/error.proto\"\xc3\x01\n\x0cPInitRequest\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\r\n\x05rrpid\x18\x02 \x01(\x0c\x12\x10\n\x08language\x18\x03 \x01(\t\x12\r\n\x05lid_c\x18\x04 \x01(\x0c\x12\r\n\x05lid_m\x18\x05 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x06 \x01(\x0c\x12\x10\n\x08\x62rand_id\x18\x07 \x01(\t\x12\x0b\n\x03\x62in\x18\x08 \x01(\t\x12!\n\x06thumbs\x18\t \x01(\x0b\x32\x11.setpay.v1.Thumbs\"\xb2\x01\n\x0cPInitResData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x04 \x01(\x0c\x12\x0f\n\x07\x63hall_m\x18\x05 \x01(\x0c\x12\x10\n\x08pe_thumb\x18\x06 \x01(\x0c\x12!\n\x06thumbs\x18\x07 \x01(\x0b\x32\x11.setpay.v1.Thumbs\"x\n\rPInitResponse\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x14\n\np_init_res\x18\x02 \x01(\x0cH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.setpay.v1.SetErrorH\x00\x42\x08\n\x06result\"\xb4\x01\n\x06OIData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x04 \x01(\x0c\x12\x0b\n\x03hod\x18\x05 \x01(\x0c\x12\x0f\n\x07od_salt\x18\x06 \x01(\x0c\x12\x0f\n\x07\x63hall_m\x18\x07 \x01(\x0c\x12\x10\n\x08\x62rand_id\x18\x08 \x01(\t\x12\x0b\n\x03\x62in\x18\t \x01(\t\"\xa4\x02\n\x06PIHead\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\x0b\n\x03hod\x18\x03 \x01(\x0c\x12,\n\tpurch_amt\x18\x04 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12\x13\n\x0bmerchant_id\x18\x05 \x01(\t\x12\x1f\n\x17merchant_sig_cert_thumb\x18\x06 \x01(\x0c\x12\x10\n\x08pe_thumb\x18\x07 \x01(\x0c\x12\x32\n\rinstall_recur\x18\x08 \x01(\x0b\x32\x1b.setpay.v1.InstallRecurData\x12\x13\n\x0btrans_stain\x18\t \x01(\x0c\x12\x10\n\x08sw_ident\x18\n \x01(\t\"g\n\x07PANData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0b\n\x03pan\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61rd_expiry\x18\x03 \x01(\t\x12\x12\n\npan_secret\x18\x04 \x01(\x0c\x12\x10\n\x08\x65x_nonce\x18\x05 \x01(\x0c\"W\n\x05PITBE\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07pi_head\x18\x02 \x01(\x0c\x12\x12\n\ndd_oi_data\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64\x64_pan_data\x18\x04 \x01(\x0c\"E\n\x05PITBS\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x12\n\ndd_pi_data\x18\x02 \x01(\x0c\x12\x12\n\ndd_oi_data\x18\x03 \x01(\x0c\"\xa5\x01\n\x0cPIDualSigned\x12\x32\n\x0cpi_signature\x18\x01 \x01(\x0b\x32\x1c.setpay.v1.DetachedSignature\x12 \n\x05\x65x_pi\x18\x02 \x01(\x0b\x32\x11.setpay.v1.Sealed\x12\x0e\n\x06pi_tbs\x18\x03 \x01(\x0c\x12/\n\x10\x63\x61rdholder_certs\x18\x04 \x01(\x0b\x32\x15.setpay.v1.CertBundle\"3\n\x0cOIDualSigned\x12\x0f\n\x07oi_data\x18\x01 \x01(\x0c\x12\x12\n\ndd_pi_data\x18\x02 \x01(\x0c\"@\n\x0ePReqDualSigned\x12\x16\n\x0epi_dual_signed\x18\x01 \x01(\x0c\x12\x16\n\x0eoi_dual_signed\x18\x02 \x01(\x0c\"C\n\x0fPurchaseRequest\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\r\n\x05p_req\x18\x02 \x01(\x0c\"\x8e\x02\n\x0bPResPayload\x12\x32\n\x0f\x63ompletion_code\x18\x01 \x01(\x0e\x32\x19.setpay.v1.CompletionCode\x12&\n\tauth_code\x18\x02 \x01(\x0e\x32\x13.setpay.v1.AuthCode\x12+\n\x08\x61uth_amt\x18\x03 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12/\n\x0c\x63\x61ptured_amt\x18\x04 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12/\n\x0c\x63redited_amt\x18\x05 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12\x14\n\x0c\x61\x63q_card_msg\x18\x06 \x01(\x0c\"\x92\x01\n\x08PResData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x04 \x01(\x0c\x12(\n\x08payloads\x18\x05 \x03(\x0b\x32\x16.setpay.v1.PResPayload\"v\n\x10PurchaseResponse\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x0f\n\x05p_res\x18\x02 \x01(\x0cH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.setpay.v1.SetErrorH\x00\x42\x08\n\x06result\"k\n\nInqReqData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x10\n\x08\x63hall_c2\x18\x04 \x01(\x0c\"D\n\x0eInquiryRequest\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x0f\n\x07inq_req\x18\x02 \x01(\x0c\"w\n\x0fInquiryResponse\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x11\n\x07inq_res\x18\x02 \x01(\x0cH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.setpay.v1.SetErrorH\x00\x42\x08\n\x06result*\xc2\x02\n\x0e\x43ompletionCode\x12\x1f\n\x1b\x43OMPLETION_CODE_UNSPECIFIED\x10\x00\x12%\n!COMPLETION_CODE_MEANINGLESS_RATIO\x10\x01\x12\"\n\x1e\x43OMPLETION_CODE_ORDER_REJECTED\x10\x02\x12\"\n\x1e\x43OMPLETION_CODE_ORDER_RECEIVED\x10\x03\x12&\n\"COMPLETION_CODE_ORDER_NOT_RECEIVED\x10\x04\x12+\n\'COMPLETION_CODE_AUTHORIZATION_PERFORMED\x10\x05\x12%\n!COMPLETION_CODE_CAPTURE_PERFORMED\x10\x06\x12$\n COMPLETION_CODE_CREDIT_PERFORMED\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18setpay/v1/purchase.proto\x12\tsetpay.v1\x1a\x1dsetpay/v1/authorization.proto\x1a\x16setpay/v1/common.proto\x1a\x16setpay/v1/crypto.proto\x1a\x15setpay/v1/error.proto\"\xc3\x01\n\x0cPInitRequest\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\r\n\x05rrpid\x18\x02 \x01(\x0c\x12\x10\n\x08language\x18\x03 \x01(\t\x12\r\n\x05lid_c\x18\x04 \x01(\x0c\x12\r\n\x05lid_m\x18\x05 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x06 \x01(\x0c\x12\x10\n\x08\x62rand_id\x18\x07 \x01(\t\x12\x0b\n\x03\x62in\x18\x08 \x01(\t\x12!\n\x06thumbs\x18\t \x01(\x0b\x32\x11.setpay.v1.Thumbs\"\xb2\x01\n\x0cPInitResData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x04 \x01(\x0c\x12\x0f\n\x07\x63hall_m\x18\x05 \x01(\x0c\x12\x10\n\x08pe_thumb\x18\x06 \x01(\x0c\x12!\n\x06thumbs\x18\x07 \x01(\x0b\x32\x11.setpay.v1.Thumbs\"x\n\rPInitResponse\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x14\n\np_init_res\x18\x02 \x01(\x0cH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.setpay.v1.SetErrorH\x00\x42\x08\n\x06result\"\xb4\x01\n\x06OIData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x04 \x01(\x0c\x12\x0b\n\x03hod\x18\x05 \x01(\x0c\x12\x0f\n\x07od_salt\x18\x06 \x01(\x0c\x12\x0f\n\x07\x63hall_m\x18\x07 \x01(\x0c\x12\x10\n\x08\x62rand_id\x18\x08 \x01(\t\x12\x0b\n\x03\x62in\x18\t \x01(\t\"\xa4\x02\n\x06PIHead\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\x0b\n\x03hod\x18\x03 \x01(\x0c\x12,\n\tpurch_amt\x18\x04 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12\x13\n\x0bmerchant_id\x18\x05 \x01(\t\x12\x1f\n\x17merchant_sig_cert_thumb\x18\x06 \x01(\x0c\x12\x10\n\x08pe_thumb\x18\x07 \x01(\x0c\x12\x32\n\rinstall_recur\x18\x08 \x01(\x0b\x32\x1b.setpay.v1.InstallRecurData\x12\x13\n\x0btrans_stain\x18\t \x01(\x0c\x12\x10\n\x08sw_ident\x18\n \x01(\t\"x\n\x07PANData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0b\n\x03pan\x18\x02 \x01(\t\x12\x13\n\x0b\x63\x61rd_expiry\x18\x03 \x01(\t\x12\x12\n\npan_secret\x18\x04 \x01(\x0c\x12\x10\n\x08\x65x_nonce\x18\x05 \x01(\x0c\x12\x0f\n\x07padding\x18\x06 \x01(\x0c\"W\n\x05PITBE\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07pi_head\x18\x02 \x01(\x0c\x12\x12\n\ndd_oi_data\x18\x03 \x01(\x0c\x12\x13\n\x0b\x64\x64_pan_data\x18\x04 \x01(\x0c\"E\n\x05PITBS\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x12\n\ndd_pi_data\x18\x02 \x01(\x0c\x12\x12\n\ndd_oi_data\x18\x03 \x01(\x0c\"\xa5\x01\n\x0cPIDualSigned\x12\x32\n\x0cpi_signature\x18\x01 \x01(\x0b\x32\x1c.setpay.v1.DetachedSignature\x12 \n\x05\x65x_pi\x18\x02 \x01(\x0b\x32\x11.setpay.v1.Sealed\x12\x0e\n\x06pi_tbs\x18\x03 \x01(\x0c\x12/\n\x10\x63\x61rdholder_certs\x18\x04 \x01(\x0b\x32\x15.setpay.v1.CertBundle\"3\n\x0cOIDualSigned\x12\x0f\n\x07oi_data\x18\x01 \x01(\x0c\x12\x12\n\ndd_pi_data\x18\x02 \x01(\x0c\"@\n\x0ePReqDualSigned\x12\x16\n\x0epi_dual_signed\x18\x01 \x01(\x0c\x12\x16\n\x0eoi_dual_signed\x18\x02 \x01(\x0c\"C\n\x0fPurchaseRequest\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\r\n\x05p_req\x18\x02 \x01(\x0c\"\x8e\x02\n\x0bPResPayload\x12\x32\n\x0f\x63ompletion_code\x18\x01 \x01(\x0e\x32\x19.setpay.v1.CompletionCode\x12&\n\tauth_code\x18\x02 \x01(\x0e\x32\x13.setpay.v1.AuthCode\x12+\n\x08\x61uth_amt\x18\x03 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12/\n\x0c\x63\x61ptured_amt\x18\x04 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12/\n\x0c\x63redited_amt\x18\x05 \x01(\x0b\x32\x19.setpay.v1.CurrencyAmount\x12\x14\n\x0c\x61\x63q_card_msg\x18\x06 \x01(\x0c\"\x92\x01\n\x08PResData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63hall_c\x18\x04 \x01(\x0c\x12(\n\x08payloads\x18\x05 \x03(\x0b\x32\x16.setpay.v1.PResPayload\"v\n\x10PurchaseResponse\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x0f\n\x05p_res\x18\x02 \x01(\x0cH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.setpay.v1.SetErrorH\x00\x42\x08\n\x06result\"k\n\nInqReqData\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12&\n\ttrans_ids\x18\x02 \x01(\x0b\x32\x13.setpay.v1.TransIDs\x12\r\n\x05rrpid\x18\x03 \x01(\x0c\x12\x10\n\x08\x63hall_c2\x18\x04 \x01(\x0c\"D\n\x0eInquiryRequest\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x0f\n\x07inq_req\x18\x02 \x01(\x0c\"w\n\x0fInquiryResponse\x12!\n\x06header\x18\x01 \x01(\x0b\x32\x11.setpay.v1.Header\x12\x11\n\x07inq_res\x18\x02 \x01(\x0cH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.setpay.v1.SetErrorH\x00\x42\x08\n\x06result*\xc2\x02\n\x0e\x43ompletionCode\x12\x1f\n\x1b\x43OMPLETION_CODE_UNSPECIFIED\x10\x00\x12%\n!COMPLETION_CODE_MEANINGLESS_RATIO\x10\x01\x12\"\n\x1e\x43OMPLETION_CODE_ORDER_REJECTED\x10\x02\x12\"\n\x1e\x43OMPLETION_CODE_ORDER_RECEIVED\x10\x03\x12&\n\"COMPLETION_CODE_ORDER_NOT_RECEIVED\x10\x04\x12+\n\'COMPLETION_CODE_AUTHORIZATION_PERFORMED\x10\x05\x12%\n!COMPLETION_CODE_CAPTURE_PERFORMED\x10\x06\x12$\n COMPLETION_CODE_CREDIT_PERFORMED\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'setpay.v1.purchase_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMPLETIONCODE']._serialized_start=2584
-  _globals['_COMPLETIONCODE']._serialized_end=2906
+  _globals['_COMPLETIONCODE']._serialized_start=2601
+  _globals['_COMPLETIONCODE']._serialized_end=2923
   _globals['_PINITREQUEST']._serialized_start=142
   _globals['_PINITREQUEST']._serialized_end=337
   _globals['_PINITRESDATA']._serialized_start=340
@@ -48,29 +48,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PIHEAD']._serialized_start=826
   _globals['_PIHEAD']._serialized_end=1118
   _globals['_PANDATA']._serialized_start=1120
-  _globals['_PANDATA']._serialized_end=1223
-  _globals['_PITBE']._serialized_start=1225
-  _globals['_PITBE']._serialized_end=1312
-  _globals['_PITBS']._serialized_start=1314
-  _globals['_PITBS']._serialized_end=1383
-  _globals['_PIDUALSIGNED']._serialized_start=1386
-  _globals['_PIDUALSIGNED']._serialized_end=1551
-  _globals['_OIDUALSIGNED']._serialized_start=1553
-  _globals['_OIDUALSIGNED']._serialized_end=1604
-  _globals['_PREQDUALSIGNED']._serialized_start=1606
-  _globals['_PREQDUALSIGNED']._serialized_end=1670
-  _globals['_PURCHASEREQUEST']._serialized_start=1672
-  _globals['_PURCHASEREQUEST']._serialized_end=1739
-  _globals['_PRESPAYLOAD']._serialized_start=1742
-  _globals['_PRESPAYLOAD']._serialized_end=2012
-  _globals['_PRESDATA']._serialized_start=2015
-  _globals['_PRESDATA']._serialized_end=2161
-  _globals['_PURCHASERESPONSE']._serialized_start=2163
-  _globals['_PURCHASERESPONSE']._serialized_end=2281
-  _globals['_INQREQDATA']._serialized_start=2283
-  _globals['_INQREQDATA']._serialized_end=2390
-  _globals['_INQUIRYREQUEST']._serialized_start=2392
-  _globals['_INQUIRYREQUEST']._serialized_end=2460
-  _globals['_INQUIRYRESPONSE']._serialized_start=2462
-  _globals['_INQUIRYRESPONSE']._serialized_end=2581
+  _globals['_PANDATA']._serialized_end=1240
+  _globals['_PITBE']._serialized_start=1242
+  _globals['_PITBE']._serialized_end=1329
+  _globals['_PITBS']._serialized_start=1331
+  _globals['_PITBS']._serialized_end=1400
+  _globals['_PIDUALSIGNED']._serialized_start=1403
+  _globals['_PIDUALSIGNED']._serialized_end=1568
+  _globals['_OIDUALSIGNED']._serialized_start=1570
+  _globals['_OIDUALSIGNED']._serialized_end=1621
+  _globals['_PREQDUALSIGNED']._serialized_start=1623
+  _globals['_PREQDUALSIGNED']._serialized_end=1687
+  _globals['_PURCHASEREQUEST']._serialized_start=1689
+  _globals['_PURCHASEREQUEST']._serialized_end=1756
+  _globals['_PRESPAYLOAD']._serialized_start=1759
+  _globals['_PRESPAYLOAD']._serialized_end=2029
+  _globals['_PRESDATA']._serialized_start=2032
+  _globals['_PRESDATA']._serialized_end=2178
+  _globals['_PURCHASERESPONSE']._serialized_start=2180
+  _globals['_PURCHASERESPONSE']._serialized_end=2298
+  _globals['_INQREQDATA']._serialized_start=2300
+  _globals['_INQREQDATA']._serialized_end=2407
+  _globals['_INQUIRYREQUEST']._serialized_start=2409
+  _globals['_INQUIRYREQUEST']._serialized_end=2477
+  _globals['_INQUIRYRESPONSE']._serialized_start=2479
+  _globals['_INQUIRYRESPONSE']._serialized_end=2598
 # @@protoc_insertion_point(module_scope)

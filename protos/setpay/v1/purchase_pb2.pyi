@@ -127,18 +127,20 @@ class PIHead(_message.Message):
     def __init__(self, content_type: _Optional[str] = ..., trans_ids: _Optional[_Union[_common_pb2.TransIDs, _Mapping]] = ..., hod: _Optional[bytes] = ..., purch_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., merchant_id: _Optional[str] = ..., merchant_sig_cert_thumb: _Optional[bytes] = ..., pe_thumb: _Optional[bytes] = ..., install_recur: _Optional[_Union[_common_pb2.InstallRecurData, _Mapping]] = ..., trans_stain: _Optional[bytes] = ..., sw_ident: _Optional[str] = ...) -> None: ...
 
 class PANData(_message.Message):
-    __slots__ = ("content_type", "pan", "card_expiry", "pan_secret", "ex_nonce")
+    __slots__ = ("content_type", "pan", "card_expiry", "pan_secret", "ex_nonce", "padding")
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     PAN_FIELD_NUMBER: _ClassVar[int]
     CARD_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     PAN_SECRET_FIELD_NUMBER: _ClassVar[int]
     EX_NONCE_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
     content_type: str
     pan: str
     card_expiry: str
     pan_secret: bytes
     ex_nonce: bytes
-    def __init__(self, content_type: _Optional[str] = ..., pan: _Optional[str] = ..., card_expiry: _Optional[str] = ..., pan_secret: _Optional[bytes] = ..., ex_nonce: _Optional[bytes] = ...) -> None: ...
+    padding: bytes
+    def __init__(self, content_type: _Optional[str] = ..., pan: _Optional[str] = ..., card_expiry: _Optional[str] = ..., pan_secret: _Optional[bytes] = ..., ex_nonce: _Optional[bytes] = ..., padding: _Optional[bytes] = ...) -> None: ...
 
 class PITBE(_message.Message):
     __slots__ = ("content_type", "pi_head", "dd_oi_data", "dd_pan_data")
