@@ -3,6 +3,7 @@ file, and the directory the CA asks whether a card or merchant exists."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from gateway.ledger import (
     SqliteLedgerStore,
     StoreUnavailable,
     UnknownAccount,
+    UnknownMerchant,
 )
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2
@@ -102,7 +104,8 @@ class LedgerDirectory:
         self._currency = currency
 
     def check_card(self, pan: PAN, expiry: str) -> int:
-        """REQUEST_COMPLETE for an active card with this expiry, else why not."""
+        """REQUEST_COMPLETE for an active card with this expiry, else why not (for the
+        CA's log: the CA answers the requester one refusal for all)."""
         try:
             account = self._ledger.find_card_account(pan.reveal())
         except UnknownAccount:
@@ -112,6 +115,33 @@ class LedgerDirectory:
         if account.expiry != expiry or account.status is not AccountStatus.ACTIVE:
             return registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
         return registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
+
+    def card_key(self, pan: PAN) -> bytes:
+        """The keyed hash the CA counts the card's refused registrations under
+        (``gateway.ledger.pan.card_refusals_key``): its key stays in the ledger keys file,
+        never in ``ca.db``, and it is not the ledger's own index."""
+        return self._ledger.card_refusals_key(pan.reveal())
+
+    def may_register_merchant(self, merchant_id: str, account: str | None) -> bool:
+        """True when the ledger holds no account for ``merchant_id``, or ``account`` is
+        that account's id.
+
+        The ledger keeps no settlement account data of the merchant's own: its account id
+        is what the bank knows the merchant's account by, and gives the merchant out of
+        band (``setpay bank open-merchant`` enrols an ID before its first registration).
+        Compared in constant time: the id is 120 random bits, and the credential that
+        lets a merchant register its ID again once its certificates expired or were
+        revoked.
+        """
+        try:
+            held = self._ledger.merchant_account(merchant_id)
+        except UnknownMerchant:
+            return True
+        except StoreUnavailable as exc:
+            raise IssuerUnavailable("the issuer ledger cannot look up the merchant") from exc
+        if account is None:
+            return False
+        return hmac.compare_digest(account.encode(), held.account_id.encode())
 
     def merchant_registered(self, merchant_id: str, name: str) -> None:
         """Open the merchant's settlement account (once).

@@ -8,13 +8,22 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
    CA's clock; a renewed certificate ca.db holds revoked when the decision is taken is
    refused like one the trust store knew revoked (a SET Error, REVOKED_CERTIFICATE);
 3. the session and its Chall-CA, issued in RegFormRes for this request type and not yet
-   used (CHALLENGE_MISMATCH); the brand, and the form this CA handed out, filled in with
-   its own fields (REJECTED_BY_AGENT);
+   used (CHALLENGE_MISMATCH); the brand, and the form this CA handed out, every field of
+   it filled in, and none other (REJECTED_BY_AGENT);
 4. the key was never claimed by any request before (KEY_ALREADY_CERTIFIED);
-5. the issuer knows the card (UNKNOWN_ACCOUNT, REJECTED_BY_ISSUER, or REQUEST_PENDED for
-   a person to decide);
+5. the card is not past its limit of refusals (``card_failures``), and the issuer knows
+   it (REQUEST_PENDED for a person to decide). Every refusal of the card, whatever the
+   reason (no such account, another expiry, an account not active, a card that ended,
+   one past its limit), is answered REJECTED_BY_ISSUER and the reason logged, never the
+   card number: told apart, the answers would say which numbers are cards of this bank
+   and, a month at a time, their expiry;
 6. Nonce-CCA, PANSecret, the blinded account; a certificate valid no longer than the
    card; everything recorded and the answer stored in one transaction.
+
+A refusal is kept as its stored answer only (``replay``), which a resend gets again until
+the answer is purged: not as a decided request, whose wallet back key and card expiry
+month the CA has no use for, and whose rows anyone could add without end. A CertInq
+about it finds no request (UNKNOWN_LID): the wallet registers again.
 """
 
 from __future__ import annotations
@@ -24,12 +33,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from gateway.ca.card_failures import card_refused, count_failure, forget_failures
 from gateway.ca.errors import NoPendingRequest
-from gateway.ca.issuer import IssuerDirectory
+from gateway.ca.issuer import CardKeys, IssuerDirectory
 from gateway.ca.keys import CaSide
 from gateway.ca.policy import CaPolicy
 from gateway.ca.publishing import record_certificate
-from gateway.ca.records import RequestRecord, Session
+from gateway.ca.records import PendedRenewal, RequestRecord, Session
 from gateway.ca.replay import replayed, request_digest
 from gateway.ca.store import CaStore, StoreTransaction
 from setcore.errors import ErrorCode, ProtocolError, fail
@@ -38,14 +48,16 @@ from setcore.pan import blinded_account, pan_secret
 from setcore.pki.issuance import card_expiry_end, issue_cardholder
 from setcore.pki.truststore import TrustStore
 from setcore.registration import (
+    CERT_STATUS_NAMES,
     REJECTED_BY_AGENT,
     REQUEST_COMPLETE,
     REQUEST_PENDED,
     RevocationData,
-    fills_form,
+    completes_form,
     key_thumbprint,
     load_public_key,
     refusal_status,
+    request_kind,
 )
 from setcore.registration_cardholder_ca import (
     CardRequest,
@@ -63,9 +75,8 @@ from setpay.v1 import registration_pb2
 CHALLENGE_MISMATCH = registration_pb2.CERT_STATUS_CODE_CHALLENGE_MISMATCH
 KEY_ALREADY_CERTIFIED = registration_pb2.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
 REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
-UNKNOWN_ACCOUNT = registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
-# What an IssuerDirectory may answer; anything else is treated as a refusal.
-ISSUER_ANSWERS = frozenset({REQUEST_COMPLETE, REQUEST_PENDED, UNKNOWN_ACCOUNT, REJECTED_BY_ISSUER})
+# What an IssuerDirectory may answer for a card to go on; anything else is a refusal.
+ISSUER_ACCEPTS = frozenset({REQUEST_COMPLETE, REQUEST_PENDED})
 # LID-CA: the CA's own label for a registration; 16 random bytes cannot collide.
 LID_CA_BYTES = 16
 
@@ -103,6 +114,13 @@ def challenge_matches(session: Session, chall_ca: bytes, request_type: int) -> b
     )
 
 
+def renewed_revoked(tx: StoreTransaction, renewed: PendedRenewal) -> bool:
+    """True when ca.db holds a revocation of the renewed certificate (by its issuer and
+    serial) or of a CA above it (by thumbprint): see ``refuse_revoked_renewal``."""
+    issuers = renewed.chain_thumbs
+    return tx.serial_revoked(issuers[0], renewed.serial) or any(tx.is_revoked(t) for t in issuers)
+
+
 def refuse_revoked_renewal(tx: StoreTransaction, keys: ProvenKeys) -> None:
     """REVOKED_CERTIFICATE when ca.db, in the deciding transaction, holds a revocation of
     the renewed certificate or of a CA above it.
@@ -123,10 +141,7 @@ def refuse_revoked_renewal(tx: StoreTransaction, keys: ProvenKeys) -> None:
     renewed = keys.renewed
     if renewed is None:
         return
-    issuers = renewed.chain_thumbs[1:]
-    if tx.serial_revoked(issuers[0], renewed.serial_number) or any(
-        tx.is_revoked(t) for t in issuers
-    ):
+    if renewed_revoked(tx, PendedRenewal(renewed.serial_number, renewed.chain_thumbs[1:])):
         raise fail(ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, "the renewed certificate is revoked")
 
 
@@ -261,27 +276,23 @@ class CardholderRegistrar:
             return CHALLENGE_MISMATCH, None, b""
         if not challenge_matches(session, data.chall_ca, data.request_type):
             return CHALLENGE_MISMATCH, None, b""
-        if data.brand_id != self._side.issuing.brand_id or not fills_form(
+        if data.brand_id != self._side.issuing.brand_id or not completes_form(
             data, self._policy.cardholder_form
         ):
             return REJECTED_BY_AGENT, None, b""
         key_thumb = key_thumbprint(request.keys.signature_spki)
         if tx.key_claimed(key_thumb):
             return KEY_ALREADY_CERTIFIED, None, b""
-        status: int = REJECTED_BY_ISSUER  # an expired card is refused without asking
-        if card_expiry_end(request.expiry) > now_utc(now):
-            word = self._issuer.check_card(request.pan, request.expiry)
-            status = word if word in ISSUER_ANSWERS else REJECTED_BY_ISSUER
+        status = self._card_status(tx, request, now)
         tx.use_challenge(data.lid_ca)
+        if status not in ISSUER_ACCEPTS:
+            return REJECTED_BY_ISSUER, None, b""  # kept as the stored answer only
         record = RequestRecord(
             rrpid=data.rrpid, lid_ee=data.lid_ee, lid_ca=data.lid_ca,
             ca_type=self._side.ca_type, request_type=data.request_type, status=status,
             sig_spki=request.keys.signature_spki, card_expiry=request.expiry,
             back_key=data.back_key,
         )  # fmt: skip
-        if status not in (REQUEST_COMPLETE, REQUEST_PENDED):
-            tx.put_request(record, now)
-            return status, None, b""
         nonce = new_id()
         secret = pan_secret(request.card_secret, nonce)
         blinded = blinded_account(secret, request.pan, request.expiry)
@@ -289,10 +300,46 @@ class CardholderRegistrar:
         tx.claim_key(key_thumb, data.rrpid, None, now)
         if status == REQUEST_PENDED:
             tx.put_request(record, now)
+            renewed = request.keys.renewed
+            if renewed is not None:
+                # For decide_pending: the renewed certificate may be revoked meanwhile.
+                tx.put_pended_renewal(
+                    data.rrpid, PendedRenewal(renewed.serial_number, renewed.chain_thumbs[1:])
+                )
             return REQUEST_PENDED, None, b""
         der, cert_thumb = self._issue(tx, record, now)
         tx.put_request(replace(record, cert_thumbs=(cert_thumb,)), now)
         return REQUEST_COMPLETE, der, nonce
+
+    def _card_status(self, tx: StoreTransaction, request: CardRequest, now: int) -> int:
+        """REQUEST_COMPLETE or REQUEST_PENDED as the issuer answers for the card, else
+        REJECTED_BY_ISSUER, counted against the card; the reason goes to the log."""
+        card = self._issuer.card_key(request.pan) if isinstance(self._issuer, CardKeys) else None
+        if card is not None and card_refused(tx, card, now):
+            self._log_refusal(request, "the card is past its limit of refusals")
+            return REJECTED_BY_ISSUER
+        if card_expiry_end(request.expiry) <= now_utc(now):
+            reason = "the card has ended"  # refused without asking
+        else:
+            word = self._issuer.check_card(request.pan, request.expiry)
+            if word in ISSUER_ACCEPTS:
+                if card is not None:
+                    forget_failures(tx, card)
+                return word
+            reason = f"the issuer answered {CERT_STATUS_NAMES.get(word, str(word))}"
+        if card is not None and count_failure(tx, card, now):
+            reason += "; the card is now refused for a while (its limit of refusals)"
+        self._log_refusal(request, reason)
+        return REJECTED_BY_ISSUER
+
+    @staticmethod
+    def _log_refusal(request: CardRequest, reason: str) -> None:
+        # The registration by its LID-CA (the requester's messages carry it in clear),
+        # never the card number.
+        log.info(
+            "cardholder CertReq of registration %s refused REJECTED_BY_ISSUER: %s",
+            request.data.lid_ca.hex(), reason,
+        )  # fmt: skip
 
     def _issue(self, tx: StoreTransaction, record: RequestRecord, now: int) -> tuple[bytes, bytes]:
         if record.blinded_account is None or record.card_expiry is None:
@@ -310,7 +357,8 @@ class CardholderRegistrar:
 
     def decide_pending(self, lid_ee: bytes, lid_ca: bytes, *, approve: bool) -> int:
         """Issue (or refuse) a pended request; CertInq then reports the outcome. A card
-        that ended while its request waited is refused (REJECTED_BY_ISSUER)."""
+        that ended while its request waited is refused (REJECTED_BY_ISSUER), as is a
+        renewal whose renewed certificate (or a CA above it) was revoked meanwhile."""
         now = self._clock()
         with self._store.write() as tx:
             record = tx.latest_request(lid_ee, lid_ca)
@@ -319,12 +367,36 @@ class CardholderRegistrar:
             # A card that ended while its request waited gets no certificate: one never
             # outlives the card (and could only end before it began).
             card_end = card_expiry_end(record.card_expiry) if record.card_expiry else None
-            if not approve or card_end is None or card_end <= now_utc(now):
+            refused = (
+                not approve
+                or card_end is None
+                or card_end <= now_utc(now)
+                or self._renewal_revoked(tx, record)
+            )
+            tx.forget_pended_renewal(record.rrpid)  # decided either way
+            if refused:
                 tx.update_request(record.rrpid, REJECTED_BY_ISSUER, (), now)
                 return REJECTED_BY_ISSUER
             _, cert_thumb = self._issue(tx, record, now)
             tx.update_request(record.rrpid, REQUEST_COMPLETE, (cert_thumb,), now)
         return REQUEST_COMPLETE
+
+    @staticmethod
+    def _renewal_revoked(tx: StoreTransaction, record: RequestRecord) -> bool:
+        """True for a pended renewal whose renewed certificate, or a CA above it, ca.db
+        holds revoked now; or whose renewed certificate it never recorded (a renewal
+        pended before ``pended_renewals`` existed: whether it was revoked is unknown, and
+        the holder can renew again)."""
+        if not request_kind(record.request_type).renewal:
+            return False
+        renewed = tx.pended_renewal(record.rrpid)
+        if renewed is None:
+            log.warning("pended renewal without its renewed certificate recorded: refused")
+            return True
+        if renewed_revoked(tx, renewed):
+            log.info("pended renewal refused: the renewed certificate was revoked meanwhile")
+            return True
+        return False
 
     def answer_inquiry(
         self, tx: StoreTransaction, record: RequestRecord, answer: CertAnswer

@@ -1,7 +1,8 @@
 """What the CA needs from the issuer and the acquirer: ``IssuerDirectory``.
 
 The CA validates a cardholder's card with the issuer before it certifies anything
-(SET-PROTOCOL.md 4.3 rule 5) and tells the acquirer's books about a newly certified
+(SET-PROTOCOL.md 4.3 rule 5), asks the acquirer whether a merchant's initial request may
+have the merchant ID it names, and tells the acquirer's books about a newly certified
 merchant. The bank wires this to its issuer ledger (``gateway.issuer.LedgerDirectory``,
 which translates the ledger's outages into ``IssuerUnavailable``); tests use a small
 in-memory one.
@@ -9,7 +10,7 @@ in-memory one.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from setcore.pan import PAN
 
@@ -22,10 +23,25 @@ class IssuerDirectory(Protocol):
 
         REQUEST_COMPLETE when the account exists, is active and ``expiry`` (YYYYMM) is the
         card's; UNKNOWN_ACCOUNT when there is no such account; REJECTED_BY_ISSUER when
-        the account is not active or the expiry differs. REQUEST_PENDED means the issuer
-        wants a person to decide first (the CA then waits for ``decide_pending``).
+        the account is not active or the expiry differs. The CA logs which, and answers
+        the requester REJECTED_BY_ISSUER for all three: told apart, they would say which
+        card numbers exist and, one month at a time, their expiry. REQUEST_PENDED means
+        the issuer wants a person to decide first (the CA then waits for
+        ``decide_pending``).
         ``IssuerUnavailable`` when the issuer cannot answer now: the request is answered
         UNAVAILABLE, never refused, and changes nothing.
+        """
+        ...
+
+    def may_register_merchant(self, merchant_id: str, account: str | None) -> bool:
+        """Whether an initial registration may be certified under ``merchant_id``.
+
+        True when the acquirer holds no settlement account for the ID (the registration
+        then opens one), or when ``account``, the request's AcctData, names the one it
+        holds; False otherwise: the ID is taken, and certificates under it would settle
+        into that account. Not asked for renewals (the requester proved possession of a
+        live certificate of the ID). ``IssuerUnavailable`` when the acquirer cannot look
+        now: the request is answered UNAVAILABLE and changes nothing.
         """
         ...
 
@@ -34,4 +50,20 @@ class IssuerDirectory(Protocol):
         CA's transaction before it commits: the certification may still fail after it, and
         a retry calls it again, so it must be idempotent. ``IssuerUnavailable`` when the
         acquirer's books cannot take it now: the certification is rolled back."""
+        ...
+
+
+@runtime_checkable
+class CardKeys(Protocol):
+    """An issuer that can name a card without its number: the CA counts a card's refused
+    registrations under this name (``gateway.ca.card_failures``).
+
+    The bank's ``gateway.issuer.LedgerDirectory`` is one. A directory that is not (a
+    test's) gets no per-card limit on refused registrations.
+    """
+
+    def card_key(self, pan: PAN) -> bytes:
+        """A keyed hash of the card number (the same for every call, at most 64 bytes),
+        whose key the CA does not hold: ``ca.db`` keeps it, and without the key a card
+        number cannot be found from it by trying every number of a BIN."""
         ...

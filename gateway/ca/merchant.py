@@ -13,9 +13,12 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
    merchants (CHALLENGE_MISMATCH), and the brand, the identity the registration started
    with and the form this CA handed out, filled in with its own fields; and an initial
    request must name a merchant ID (gateway name) holding no live certificate of this
-   kind in ca.db (unexpired, unrevoked): nothing validates requesters out of band, so a
-   name stays with its holder, who renews, until the operator revokes its certificates
-   or they expire (REJECTED_BY_AGENT);
+   kind in ca.db (unexpired, unrevoked): a name stays with its holder, who renews, until
+   the operator revokes its certificates or they expire; and for a merchant ID the
+   acquirer already holds a settlement account for (a lapsed merchant's, or one the bank
+   enrolled first), the request's AcctData must name that account
+   (``IssuerDirectory.may_register_merchant``), or whoever asked first after the lapse
+   would settle into the old merchant's account (REJECTED_BY_AGENT);
 4. neither key was ever claimed before, and the two keys differ (KEY_ALREADY_CERTIFIED);
 5. a signature and a key-exchange certificate (the latter naming the KEM the key accepts),
    recorded with the keys and the stored answer in one transaction; the acquirer's books
@@ -198,6 +201,23 @@ class MerchantRegistrar:
         log.info("initial CertReq refused: %r holds live certificates", name)
         return True
 
+    def _takes_an_account_over(self, request: MerchantRequest) -> bool:
+        # Initial merchant requests only: a renewal is the live certificate's holder, and
+        # a gateway has no settlement account.
+        if request.keys.renewed is not None or not isinstance(request.identity, MerchantIdentity):
+            return False
+        merchant_id = request.identity.merchant_id
+        if self._issuer.may_register_merchant(merchant_id, request.account):
+            return False
+        # The operator's lead: the merchant needs the account id the bank holds for it.
+        log.info(
+            "initial CertReq refused: the acquirer holds a settlement account for %r and"
+            " the request's AcctData %s",
+            merchant_id,
+            "does not name it" if request.account is not None else "is missing",
+        )
+        return True
+
     def _decide(
         self, tx: StoreTransaction, request: MerchantRequest, now: int
     ) -> tuple[int, tuple[bytes, ...]]:
@@ -215,6 +235,7 @@ class MerchantRegistrar:
             or not self._renews_same_subject(request)
             or not fills_form(data, self._policy.form_for(self._side.ca_type))
             or self._names_a_live_subject(tx, request, now)
+            or self._takes_an_account_over(request)
         ):
             return REJECTED_BY_AGENT, ()
         thumbs = request.keys.key_thumbs

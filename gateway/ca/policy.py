@@ -11,9 +11,12 @@ from setcore.registration import FormTemplate
 # hour is generous for that and bounds how long an unused Chall-CA stays acceptable.
 SESSION_LIFETIME_MS = 60 * 60 * 1000
 # Answers are kept this long for retries of the same request bytes; a week outlasts any
-# sensible retry. A CertInq needs none of them: it is answered from the decided request,
-# kept for good. A CertReq resent after this gets MESSAGE_TOO_OLD (its date aged out)
-# although it was decided: a requester asks with CertInq before it registers again.
+# sensible retry. A CertInq needs none of them: it is answered from a certified or pended
+# request, kept for good. A refused cardholder request is kept only as its answer, so
+# after this a CertInq about it finds no request (UNKNOWN_LID), as for one that never
+# arrived. A CertReq resent after this is refused (RRPID_REUSED for a certified or pended
+# request, MESSAGE_TOO_OLD by its date otherwise): a requester asks with CertInq before it
+# registers again.
 RESPONSE_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
 
 CARDHOLDER_FORM = FormTemplate(

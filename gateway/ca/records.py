@@ -56,6 +56,25 @@ class RequestRecord:
 
 
 @dataclass(frozen=True)
+class CardFailures:
+    """A card's refused registrations: how many since ``window_start_ms``, and until when
+    (``locked_until_ms``, 0 if never) the card is refused without asking the issuer."""
+
+    failures: int
+    window_start_ms: int
+    locked_until_ms: int
+
+
+@dataclass(frozen=True)
+class PendedRenewal:
+    """The certificate a pended renewal renews, as its CRL names it (issuer and serial),
+    and the CAs above it (``chain_thumbs``: its issuer first)."""
+
+    serial: int
+    chain_thumbs: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class IssuedCertificate:
     """A certificate of the brand as ca.db records it."""
 

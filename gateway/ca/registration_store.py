@@ -1,5 +1,5 @@
-"""``ca.db``'s registrations: sessions, stored answers, decided requests and claimed keys
-(the queries ``store.StoreTransaction`` offers on them)."""
+"""``ca.db``'s registrations: sessions, stored answers, decided requests, claimed keys,
+refused cards and pended renewals (the queries ``store.StoreTransaction`` offers on them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import sqlite3
 from collections.abc import Sequence
 
 from gateway.ca.certificate_store import join_thumbs, split_thumbs
-from gateway.ca.records import RequestRecord, Session, StoredResponse
+from gateway.ca.records import (
+    CardFailures,
+    PendedRenewal,
+    RequestRecord,
+    Session,
+    StoredResponse,
+)
 
 
 class RegistrationQueries:
@@ -71,7 +77,8 @@ class RegistrationQueries:
     # -- requests -------------------------------------------------------------------
 
     def request_decided(self, rrpid: bytes) -> bool:
-        """True when a certificate request was decided under ``rrpid`` (kept for good)."""
+        """True when a certificate request was certified or pended under ``rrpid`` (kept
+        for good; a cardholder's refusal is kept only as its stored answer)."""
         row = self._db.execute("SELECT 1 FROM requests WHERE rrpid = ?", (rrpid,)).fetchone()
         return row is not None
 
@@ -133,3 +140,50 @@ class RegistrationQueries:
             "UPDATE certified_keys SET cert_thumb = ? WHERE key_thumb = ?",
             (cert_thumb, key_thumb),
         )
+
+    # -- refused cards --------------------------------------------------------------
+
+    def card_failures(self, card_key: bytes) -> CardFailures | None:
+        """The refusals counted against a card (by the issuer's keyed hash of its number)."""
+        row = self._db.execute(
+            "SELECT failures, window_start_ms, locked_until_ms FROM card_failures "
+            "WHERE card_key = ?",
+            (card_key,),
+        ).fetchone()
+        return None if row is None else CardFailures(row[0], row[1], row[2])
+
+    def put_card_failures(self, card_key: bytes, counted: CardFailures, expires_ms: int) -> None:
+        """Record a card's refusals, to be forgotten at ``expires_ms``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO card_failures VALUES (?, ?, ?, ?, ?)",
+            (card_key, counted.failures, counted.window_start_ms, counted.locked_until_ms,
+             expires_ms),
+        )  # fmt: skip
+
+    def forget_card_failures(self, card_key: bytes) -> None:
+        """A card registered: its earlier refusals no longer count."""
+        self._db.execute("DELETE FROM card_failures WHERE card_key = ?", (card_key,))
+
+    def drop_expired_card_failures(self, now_ms: int) -> None:
+        """Forget every card whose window and refusal period have both passed."""
+        self._db.execute("DELETE FROM card_failures WHERE expires_ms <= ?", (now_ms,))
+
+    # -- pended renewals ------------------------------------------------------------
+
+    def put_pended_renewal(self, rrpid: bytes, renewed: PendedRenewal) -> None:
+        """Keep the certificate a pended renewal renews, for its decision."""
+        self._db.execute(
+            "INSERT INTO pended_renewals VALUES (?, ?, ?)",
+            (rrpid, format(renewed.serial, "x"), join_thumbs(renewed.chain_thumbs)),
+        )
+
+    def pended_renewal(self, rrpid: bytes) -> PendedRenewal | None:
+        """The certificate the pended renewal ``rrpid`` renews (None: not recorded)."""
+        row = self._db.execute(
+            "SELECT serial, chain_thumbs FROM pended_renewals WHERE rrpid = ?", (rrpid,)
+        ).fetchone()
+        return None if row is None else PendedRenewal(int(row[0], 16), split_thumbs(row[1]))
+
+    def forget_pended_renewal(self, rrpid: bytes) -> None:
+        """The pended renewal was decided: its renewed certificate is no longer needed."""
+        self._db.execute("DELETE FROM pended_renewals WHERE rrpid = ?", (rrpid,))

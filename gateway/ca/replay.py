@@ -4,9 +4,11 @@ RRPID is the idempotency key (DESIGN.md 5.3). An answer is stored with a digest 
 exact request bytes it answers, in the same transaction as the state it reports; a
 request under a stored RRPID gets those bytes back if it is the same request, and
 RRPID_REUSED otherwise. Answers are purged after ``CaPolicy.response_retention_ms``,
-decided certificate requests are kept for good: a request under the RRPID of a decided
-one whose answer is gone is RRPID_REUSED too (a retry of that very request is past its
-date by then; its requester asks with CertInq).
+certified and pended requests are kept for good: a request under the RRPID of one whose
+answer is gone is RRPID_REUSED too (a retry of that very request is past its date by
+then; its requester asks with CertInq). A cardholder's request refused by the issuer is
+kept as its answer only, purged with the others: a retry of it after that is refused
+MESSAGE_TOO_OLD by its date, and a CertInq about it finds no request (UNKNOWN_LID).
 
 Plaintext requests (CardCInit, Me-AqCInit) are digested over a deterministic
 serialization without their header (whose date changes between retries): that digest
@@ -31,7 +33,7 @@ def request_digest(kind: str, request_bytes: bytes) -> bytes:
 
 def replayed(tx: StoreTransaction, rrpid: bytes, kind: str, request: bytes) -> bytes | None:
     """The stored answer for a retry of this request; RRPID_REUSED for another request,
-    or under the RRPID of a decided certificate request whose answer was purged."""
+    or under the RRPID of a certified or pended request whose answer was purged."""
     stored = tx.response(rrpid)
     if stored is None:
         if tx.request_decided(rrpid):

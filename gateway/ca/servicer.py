@@ -49,7 +49,7 @@ from gateway import metrics
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.errors import CaUnavailable
 from hsm.errors import KeyBackendError, TransientBackendError
-from setcore.error_message import build_error
+from setcore.error_message import build_error, request_digest
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.purchase import header
 from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2_grpc
@@ -138,7 +138,7 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
     def _answer(
         self,
         context: grpc.ServicerContext,
-        request: object,
+        request: Message,
         rrpid: bytes,
         raw: bytes,
         work: Callable[[], bytes],
@@ -156,7 +156,8 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
                 code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
             signer = self._ca.error_signer(request)
             try:
-                error = build_error(signer, code, rrpid=rrpid, bad_message=raw)
+                sent = request_digest(request.DESCRIPTOR.full_name, raw)
+                error = build_error(signer, code, rrpid=rrpid, request=sent)
             except KeyBackendError as exc:
                 # No Error to send, whatever the backend's trouble: UNAVAILABLE, as the
                 # gateway answers (gateway.answers), rather than gRPC's UNKNOWN.

@@ -78,6 +78,12 @@ class IssuerDesk:
             return registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
         return self._directory.check_card(pan, expiry)
 
+    def card_key(self, pan: PAN) -> bytes:
+        return self._directory.card_key(pan)
+
+    def may_register_merchant(self, merchant_id: str, account: str | None) -> bool:
+        return self._directory.may_register_merchant(merchant_id, account)
+
     def merchant_registered(self, merchant_id: str, name: str) -> None:
         self._directory.merchant_registered(merchant_id, name)
 

@@ -57,3 +57,20 @@ def test_the_ledger_away_is_the_issuer_unavailable(ledger: Ledger) -> None:
     with pytest.raises(IssuerUnavailable) as booked:
         directory.merchant_registered("m-issuer-2", "Issuer Test Ltd")
     assert isinstance(booked.value.__cause__, StoreUnavailable)
+
+
+def test_a_merchant_id_with_an_account_is_the_account_holder_s(ledger: Ledger) -> None:
+    directory = LedgerDirectory(ledger)
+    # No account yet: any initial registration may have the ID (and opens the account).
+    assert directory.may_register_merchant("m-issuer-3", None)
+    directory.merchant_registered("m-issuer-3", "Issuer Test Ltd")
+    held = ledger.merchant_account("m-issuer-3").account_id
+    # Then only a request naming that account: not none, not another, not a near miss.
+    assert not directory.may_register_merchant("m-issuer-3", None)
+    for other in ("acct-of-someone-else", held[:-1], held + " ", held.upper()):
+        assert not directory.may_register_merchant("m-issuer-3", other), other
+    assert directory.may_register_merchant("m-issuer-3", held)
+    ledger.close()
+    with pytest.raises(IssuerUnavailable) as looked_up:
+        directory.may_register_merchant("m-issuer-3", held)
+    assert isinstance(looked_up.value.__cause__, StoreUnavailable)

@@ -61,21 +61,38 @@ def test_pended_request_is_resumed_with_cert_inq(
 
 
 def test_unknown_card_is_refused(bank: RunningBank, tmp_path: Path) -> None:
+    """As a wrong expiry is: the CA does not say which (no card-number oracle)."""
     wallet = new_wallet(bank, tmp_path / "wallet", None, register=False)
     try:
         with pytest.raises(RegistrationError) as caught:
             wallet.registrar(WALLET_PASSPHRASE).register(PAN(VISA_ZEROS), EXPIRY, EC)
-        assert caught.value.status == registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT
+        assert caught.value.status == registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
         assert not wallet.config.card_file.exists()
     finally:
         wallet.close()
 
 
 def test_registered_wallet_does_not_register_twice(bank: RunningBank, tmp_path: Path) -> None:
+    """And says what to do instead: renew the certificate."""
     wallet = new_wallet(bank, tmp_path / "wallet", None)
     try:
         pan, expiry = bank.new_card()
-        with pytest.raises(RegistrationError, match="already"):
+        with pytest.raises(RegistrationError, match="already") as refused:
             wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC)
+        assert "setpay wallet renew" in str(refused.value)
+    finally:
+        wallet.close()
+
+
+def test_a_form_field_the_ca_does_not_ask_for_is_refused(bank: RunningBank, tmp_path: Path) -> None:
+    """A misspelt field name is named in the refusal, not dropped from the request."""
+    wallet = new_wallet(bank, tmp_path / "wallet", None, register=False)
+    try:
+        pan, expiry = bank.new_card()
+        form = {"cardholder-name": "A. Holder", "postcode": "1000"}
+        with pytest.raises(RegistrationError, match="no field postcode") as refused:
+            wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC, form=form)
+        assert "billing-postcode" in str(refused.value)
+        assert not wallet.config.card_file.exists()
     finally:
         wallet.close()

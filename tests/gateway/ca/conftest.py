@@ -7,6 +7,7 @@ certificates, ca.db, the servicer and its stub.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from gateway.ca import CertificateAuthority, CertificateAuthorityServicer
 from gateway.config import BankConfig, load
 from gateway.provisioning import init_bank
 from gateway.server import ServerLimits, ServiceBinding, create_server
+from setcore.freshness import new_id
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2, services_pb2_grpc
 from tests.cards import MASTERCARD, VISA, VISA_2
@@ -39,10 +41,13 @@ ALL_TEST_CARDS = (CARD, REVIEW_CARD, UNKNOWN_CARD)
 
 @dataclass
 class DictIssuer:
-    """An IssuerDirectory over a dict: PAN digits -> (expiry, what the issuer says)."""
+    """An IssuerDirectory over a dict: PAN digits -> (expiry, what the issuer says); the
+    acquirer's side as ``gateway.issuer.LedgerDirectory`` answers it, over a dict of
+    merchant ID -> settlement account id."""
 
     cards: dict[str, tuple[str, int]]
     merchants: list[tuple[str, str]] = field(default_factory=list)
+    accounts: dict[str, str] = field(default_factory=dict)
 
     def check_card(self, pan: PAN, expiry: str) -> int:
         entry = self.cards.get(pan.reveal())
@@ -53,8 +58,17 @@ class DictIssuer:
             return REJECTED_BY_ISSUER
         return answer
 
+    def card_key(self, pan: PAN) -> bytes:
+        # The bank keys it with the ledger's index key; a test needs it only stable.
+        return hashlib.sha256(b"test card key\x00" + pan.reveal().encode()).digest()
+
+    def may_register_merchant(self, merchant_id: str, account: str | None) -> bool:
+        held = self.accounts.get(merchant_id)
+        return held is None or account == held
+
     def merchant_registered(self, merchant_id: str, name: str) -> None:
         self.merchants.append((merchant_id, name))
+        self.accounts.setdefault(merchant_id, f"merchant-{new_id().hex()[:24]}")
 
 
 @dataclass

@@ -13,12 +13,14 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from google.protobuf.message import Message
 
 from gateway.bank_pki import open_ca_store
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
@@ -26,6 +28,7 @@ from hsm.software import SoftwareBackend
 from setcore.credentials import Credentials
 from setcore.encoding import digest
 from setcore.envelope import seal
+from setcore.error_message import request_digest
 from setcore.freshness import new_id, now_ms
 from setcore.pan import PAN
 from setcore.pki.issuance import kem_for
@@ -85,6 +88,30 @@ def new_trust(bank: Bank) -> TrustStore:
     return TrustStore(bank.pki.root_der)
 
 
+# The field a request frame carries its SET message in; a frame without one (CardCInit,
+# Me-AqCInit) is the message itself.
+_SET_FIELDS = ("reg_form_req", "cert_req", "cert_inq_req")
+
+
+# The state of a CertReq or CertInqReq, a cardholder's or a merchant's.
+Requested = TypeVar("Requested", CardRequestState, MerchantRequestState)
+
+
+def sent_as(state: Requested, request: Message) -> Requested:
+    """``state`` for ``request`` as it is sent now: a test that changes a request after
+    building it plays the wallet that sent those bytes, which the CA's Error names."""
+    return replace(state, exchange=replace(state.exchange, request_digest=sent_digest(request)))
+
+
+def sent_digest(request: Message) -> bytes:
+    """The digest a CA's Error names ``request`` by, as its requester sent it."""
+    fields = request.DESCRIPTOR.fields_by_name
+    sent = next((getattr(request, f) for f in _SET_FIELDS if f in fields), None)
+    return request_digest(
+        request.DESCRIPTOR.full_name, request.SerializeToString() if sent is None else sent
+    )
+
+
 # --- cardholder ------------------------------------------------------------------------
 
 
@@ -113,6 +140,11 @@ def start_cardholder(
     return CardSession(trust, registration, form, lid_ee)
 
 
+def filled_form(fields: Sequence[str]) -> list[tuple[str, str]]:
+    """Every field of a cardholder's form, filled in."""
+    return [(name, "A. Tester" if name == "cardholder-name" else "X1 1XX") for name in fields]
+
+
 def register_cardholder(
     bank: Bank,
     pan: str,
@@ -127,7 +159,7 @@ def register_cardholder(
     key = key or new_key(bank, KeyUsage.SIGNATURE)
     request, state = build_card_cert_request(
         REQUESTERS, key, session.form, session.registration, PAN(pan), expiry, renewing=renewing,
-        filled=(("cardholder-name", "A. Tester"),),
+        filled=filled_form(session.form.fields),
     )  # fmt: skip
     outcome = open_card_cert_response(bank.stub.Cert(request), state, session.trust)
     return outcome, state, key, session
@@ -147,10 +179,12 @@ def card_request(
     request_date: int | None = None,
     brand_id: str | None = None,
     reg_form_id: str | None = None,
-    filled: Sequence[tuple[str, str]] = (),
+    filled: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[registration_pb2.CertRequest, CardRequestState]:
-    """A cardholder CertReq built by hand, with one thing changed on request."""
+    """A cardholder CertReq built by hand, with one thing changed on request (``filled``:
+    by default every field of the form, filled in)."""
     ca, form = session.registration.ca, session.form
+    filled = filled_form(form.fields) if filled is None else filled
     rrpid = rrpid or new_id()
     chall, card_secret, back_key = new_id(), new_id(), os.urandom(32)
     pan_data0 = registration_pb2.PANData0(
@@ -183,7 +217,8 @@ def card_request(
     request = registration_pb2.CertRequest(
         header=header(rrpid=rrpid), cert_req=sealed.SerializeToString()
     )
-    exchange = Exchange(rrpid, chall, session.lid_ee, ca.lid_ca, ca.signer)
+    sent = sent_digest(request)
+    exchange = Exchange(rrpid, chall, session.lid_ee, ca.lid_ca, ca.signer, request_digest=sent)
     state = CardRequestState(
         exchange, form.request_type, key, PAN(pan), expiry, card_secret, back_key
     )
@@ -284,7 +319,8 @@ def merchant_request(
     request = registration_pb2.CertRequest(
         header=header(rrpid=rrpid), cert_req=sealed.SerializeToString()
     )
-    exchange = Exchange(rrpid, chall, state.lid_ee, ca.lid_ca, ca.signer)
+    sent = sent_digest(request)
+    exchange = Exchange(rrpid, chall, state.lid_ee, ca.lid_ca, ca.signer, request_digest=sent)
     return request, MerchantRequestState(exchange, state.request_type, state.identity, sig, kex)
 
 

@@ -25,6 +25,8 @@ from .conftest import CARD, EXPIRY, Bank
 from .flows import (
     card_request,
     new_key,
+    sent_as,
+    sent_digest,
     start_cardholder,
 )
 
@@ -47,11 +49,18 @@ def test_tampered_sealed_request(ec_bank: Bank) -> None:
         body[len(body) // 2] ^= 1
         sealed.ciphertext = bytes(body)
 
-    response = ec_bank.stub.Cert(_tampered(request, flip))
-    # Without the back key no CertRes can be addressed to the wallet: a signed SET Error.
+    tampered = _tampered(request, flip)
+    response = ec_bank.stub.Cert(tampered)
+    # Without the back key no CertRes can be addressed to the wallet: a signed SET Error,
+    # about the bytes that arrived. The wallet that sent them reads the CA's refusal; the
+    # one whose request was changed on the way cannot tell what the CA did with its own.
+    sent = sent_as(state, tampered)
     with pytest.raises(PeerError) as caught:
-        open_card_cert_response(response, state, session.trust)
+        open_card_cert_response(response, sent, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
+    with pytest.raises(ProtocolError) as unsure:
+        open_card_cert_response(response, state, session.trust)
+    assert unsure.value.code == ErrorCode.ERROR_CODE_DIGEST_MISMATCH
 
 
 def test_changed_envelope_rrpid_does_not_open(ec_bank: Bank) -> None:
@@ -65,8 +74,9 @@ def test_changed_envelope_rrpid_does_not_open(ec_bank: Bank) -> None:
     changed = _tampered(request, move)
     changed.header.rrpid = other
     error = ca_error(
-        ec_bank.stub.Cert(changed).error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, other
-    )
+        ec_bank.stub.Cert(changed).error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, other,
+        request=sent_digest(changed),
+    )  # fmt: skip
     assert isinstance(error, PeerError)
     assert error.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
 
@@ -81,8 +91,9 @@ def test_header_rrpid_must_match_the_envelope(ec_bank: Bank) -> None:
         open_card_cert_response(response, state, session.trust)
     assert unknown.value.code == ErrorCode.ERROR_CODE_UNKNOWN_RRPID
     error = ca_error(
-        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
-    )
+        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert isinstance(error, PeerError)
     assert error.code == ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH
 
@@ -105,8 +116,10 @@ def test_wrong_content_type(ec_bank: Bank) -> None:
     def retype(sealed: crypto_pb2.Sealed) -> None:
         sealed.content_type = "setpay.v1.RegFormReqTBE"
 
+    tampered = _tampered(request, retype)
     with pytest.raises(PeerError) as caught:
-        open_card_cert_response(ec_bank.stub.Cert(_tampered(request, retype)), state, session.trust)
+        sent = sent_as(state, tampered)
+        open_card_cert_response(ec_bank.stub.Cert(tampered), sent, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
 
 
@@ -119,8 +132,9 @@ def test_a_reg_form_request_is_not_a_cert_request(ec_bank: Bank) -> None:
     response = ec_bank.stub.Cert(request)
     assert response.WhichOneof("result") == "error"
     error = ca_error(
-        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
-    )
+        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert isinstance(error, PeerError)
     assert error.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
 
@@ -179,8 +193,9 @@ def test_a_refusal_is_counted_by_method_and_code(ec_bank: Bank) -> None:
         request.header.rrpid = new_id()  # no longer the envelope's: refused
         response = ec_bank.stub.Cert(request)
         error = ca_error(
-            response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
-        )
+            response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid,
+            request=sent_digest(request),
+        )  # fmt: skip
         assert isinstance(error, PeerError)
         code = ErrorCode.Name(error.code)
         labels = {"method": "Cert", "code": code}

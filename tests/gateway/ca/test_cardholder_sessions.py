@@ -31,6 +31,7 @@ from .flows import (
     new_key,
     purge_answers,
     register_cardholder,
+    sent_digest,
     start_cardholder,
 )
 
@@ -46,7 +47,10 @@ def test_card_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
     response = ec_bank.stub.CardCInit(request)
     assert response.WhichOneof("result") == "error"
     trust = new_trust(ec_bank)
-    error = ca_error(response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid)
+    error = ca_error(
+        response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
 
@@ -62,8 +66,9 @@ def test_card_c_init_retry_and_rrpid_reuse(ec_bank: Bank) -> None:
     response = ec_bank.stub.CardCInit(request)
     assert response.WhichOneof("result") == "error"
     error = ca_error(
-        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid
-    )
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_RRPID_REUSED
 
 
@@ -109,7 +114,10 @@ def test_reg_form_on_a_decided_registration_is_refused_and_changes_nothing(
     assert outcome.complete
     response, state = _reg_form_again(ec_bank, session)
     assert response.WhichOneof("result") == "error"
-    error = ca_error(response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, state.rrpid)
+    error = ca_error(
+        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, state.rrpid,
+        request=state.request_digest,
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
     # The used challenge was not reset: it still answers no further request.
     again, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)
@@ -133,8 +141,9 @@ def test_reg_form_again_does_not_spoil_the_pending_cert_request(ec_bank: Bank) -
     other_type, other_state = _reg_form_again(ec_bank, session, CARD_RENEWAL)
     assert other_type.WhichOneof("result") == "error"
     error = ca_error(
-        other_type.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, other_state.rrpid
-    )
+        other_type.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, other_state.rrpid,
+        request=other_state.request_digest,
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
     # The wallet's CertReq, built from its own RegFormRes, still spends its challenge.
     outcome, *_ = register_cardholder(ec_bank, CARD, EXPIRY, session=session)
@@ -225,8 +234,9 @@ def test_cert_inquiry_for_an_unknown_registration(ec_bank: Bank) -> None:
     response = ec_bank.stub.CertInq(request)
     assert response.WhichOneof("result") == "error"
     error = ca_error(
-        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid
-    )
+        response.error, session.trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.header.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
 
 

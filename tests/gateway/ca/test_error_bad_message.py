@@ -9,14 +9,13 @@ request. Served as the bank serves it (``gateway.server.create_server``), on por
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from google.protobuf.message import Message
 
-from setcore.error_message import ERROR_CT, MAX_ECHO_BYTES
+from setcore.error_message import ERROR_CT, request_digest
 from setcore.errors import ErrorCode
 from setcore.freshness import new_id
 from setcore.purchase import header
@@ -68,16 +67,19 @@ def _brand_first(request: Message) -> bytes:
     return sent
 
 
-def _named(error: error_pb2.SetError, bank: Bank, ca_type: int, rrpid: bytes) -> tuple[int, bytes]:
-    """The code of the CA's signed Error and the digest it names the bad message by."""
+def _named(
+    error: error_pb2.SetError, bank: Bank, ca_type: int, rrpid: bytes, sent: bytes
+) -> tuple[int, bytes]:
+    """The code of the CA's signed Error, opened as the requester of ``sent`` opens it,
+    and the digest it names the bad message by."""
     trust = new_trust(bank)
-    code = ca_error(error, trust, ca_type, rrpid).code  # installs the stapled BCI
+    code = ca_error(error, trust, ca_type, rrpid, request=sent).code  # installs the BCI
     tbs = open_signed(parse_signed(error.signed_error), ERROR_CT, signer(trust, ca_type)).tbs
     return code, error_pb2.ErrorTBS.FromString(tbs).bad_message_digest
 
 
-def _digest(sent: bytes) -> bytes:
-    return hashlib.sha256(sent[:MAX_ECHO_BYTES]).digest()
+def _digest(frame: type[Message], sent: bytes) -> bytes:
+    return request_digest(frame.DESCRIPTOR.full_name, sent)
 
 
 def test_a_card_c_init_error_names_the_bytes_sent(call: Call, ec_bank: Bank) -> None:
@@ -85,9 +87,11 @@ def test_a_card_c_init_error_names_the_bytes_sent(call: Call, ec_bank: Bank) -> 
     sent = _brand_first(request)
     response = call("CardCInit", sent, S.CardCInitResponse)
     assert response.WhichOneof("result") == "error"
-    code, named = _named(response.error, ec_bank, S.CERTIFICATE_TYPE_CARDHOLDER_CA, request.rrpid)
+    digest = _digest(S.CardCInitRequest, sent)
+    ca_type = S.CERTIFICATE_TYPE_CARDHOLDER_CA
+    code, named = _named(response.error, ec_bank, ca_type, request.rrpid, digest)
     assert code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
-    assert named == _digest(sent)
+    assert named == digest
 
 
 def test_a_me_aq_c_init_error_names_the_bytes_sent(call: Call, ec_bank: Bank) -> None:
@@ -98,9 +102,11 @@ def test_a_me_aq_c_init_error_names_the_bytes_sent(call: Call, ec_bank: Bank) ->
     sent = _brand_first(request)
     response = call("MeAqCInit", sent, S.MeAqCInitResponse)
     assert response.WhichOneof("result") == "error"
-    code, named = _named(response.error, ec_bank, S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid)
+    digest = _digest(S.MeAqCInitRequest, sent)
+    ca_type = S.CERTIFICATE_TYPE_MERCHANT_CA
+    code, named = _named(response.error, ec_bank, ca_type, request.rrpid, digest)
     assert code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
-    assert named == _digest(sent)
+    assert named == digest
 
 
 def test_a_request_in_a_bytes_field_is_named_as_sent(call: Call, ec_bank: Bank) -> None:
@@ -110,8 +116,9 @@ def test_a_request_in_a_bytes_field_is_named_as_sent(call: Call, ec_bank: Bank) 
     frame = S.CertRequest(header=header(rrpid=rrpid), cert_req=inner).SerializeToString()
     response = call("Cert", frame, S.CertResponse)
     assert response.WhichOneof("result") == "error"
-    _, named = _named(response.error, ec_bank, S.CERTIFICATE_TYPE_CARDHOLDER_CA, rrpid)
-    assert named == _digest(inner)
+    digest = _digest(S.CertRequest, inner)
+    _, named = _named(response.error, ec_bank, S.CERTIFICATE_TYPE_CARDHOLDER_CA, rrpid, digest)
+    assert named == digest
 
 
 def test_a_card_c_init_as_sent_is_answered(call: Call, ec_bank: Bank) -> None:

@@ -25,6 +25,7 @@ from hsm.base import KeyUsage
 from setcore.freshness import new_id
 from setcore.registration_cardholder import open_card_cert_response
 from setcore.registration_merchant import MerchantIdentity, open_merchant_cert_response
+from setpay.v1 import registration_pb2
 
 from .conftest import CARD, EXPIRY, Bank, serving
 from .flows import (
@@ -36,6 +37,7 @@ from .flows import (
 )
 
 EUR = 978
+REJECTED_BY_AGENT = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
 
 
 @pytest.fixture
@@ -112,3 +114,28 @@ def test_a_merchant_the_acquirer_cannot_book_now_is_unavailable(
         assert back.merchant_account(identity.merchant_id).merchant_id == identity.merchant_id
     finally:
         back.close()
+
+
+def test_a_merchant_id_the_bank_enrolled_registers_only_with_its_account(
+    ec_bank: Bank, tmp_path: Path, ledger_keys: LedgerKeys
+) -> None:
+    # The bank opened the settlement account first (``setpay bank open-merchant``): the
+    # ID is taken, and its account id is what the bank gives its merchant.
+    ledger = _ledger(tmp_path / "ledger.db", ledger_keys)
+    identity = MerchantIdentity(f"m-enrolled-{new_id().hex()[:8]}", "Enrolled Ltd")
+    enrolled = ledger.open_merchant_account(identity.merchant_id, EUR)
+    try:
+        with _ca_asking(ec_bank, ledger) as bank:
+            session = start_merchant(bank, identity)
+            sig, kex = new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE)
+            for account in (None, "acct-of-someone-else", enrolled.account_id.upper()):
+                request, state = merchant_request(session, sig, kex, account=account)
+                outcome = open_merchant_cert_response(bank.stub.Cert(request), state, session.trust)
+                assert outcome.status == REJECTED_BY_AGENT, account
+            # Nothing was spent by the refusals: the same session and keys register.
+            request, state = merchant_request(session, sig, kex, account=enrolled.account_id)
+            outcome = open_merchant_cert_response(bank.stub.Cert(request), state, session.trust)
+        assert outcome.complete
+        assert ledger.merchant_account(identity.merchant_id) == enrolled
+    finally:
+        ledger.close()

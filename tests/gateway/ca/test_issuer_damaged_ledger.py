@@ -32,7 +32,7 @@ from setcore.registration_cardholder import build_card_cert_request, open_card_c
 from tests.gateway.ledger.damaged_files import ScratchLedger
 
 from .conftest import CARD, COMPLETE, EXPIRY, Bank, serving
-from .flows import REQUESTERS, new_key, start_cardholder
+from .flows import REQUESTERS, filled_form, new_key, start_cardholder
 from .revocation_support import authority_keys, bank_trust, new_ca_db
 
 EUR = 978
@@ -57,6 +57,12 @@ class ReopenedIssuer:
 
     def check_card(self, pan: PAN, expiry: str) -> int:
         return LedgerDirectory(self.ledger).check_card(pan, expiry)
+
+    def card_key(self, pan: PAN) -> bytes:
+        return LedgerDirectory(self.ledger).card_key(pan)
+
+    def may_register_merchant(self, merchant_id: str, account: str | None) -> bool:
+        return LedgerDirectory(self.ledger).may_register_merchant(merchant_id, account)
 
     def merchant_registered(self, merchant_id: str, name: str) -> None:
         LedgerDirectory(self.ledger).merchant_registered(merchant_id, name)
@@ -95,7 +101,7 @@ def test_a_cert_request_meeting_a_damaged_ledger_is_unavailable_until_restored(
     key = new_key(bank, KeyUsage.SIGNATURE)
     request, state = build_card_cert_request(
         REQUESTERS, key, session.form, session.registration, PAN(CARD), EXPIRY,
-        filled=(("cardholder-name", "A. Tester"),),
+        filled=filled_form(session.form.fields),
     )  # fmt: skip
 
     served.issuer.closed().damage_table("card_accounts")

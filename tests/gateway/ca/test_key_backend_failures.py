@@ -47,7 +47,7 @@ from setpay.v1 import registration_pb2
 from tests.hsm.testbed import SoftToken, session_softhsm
 
 from .conftest import CARD, COMPLETE, EXPIRY, PENDED, REVIEW_CARD, Bank, DictIssuer, serving
-from .flows import CARD_INITIAL, new_trust
+from .flows import CARD_INITIAL, new_trust, sent_digest
 
 S = registration_pb2
 CCA_SIG = CA_LABELS[CARDHOLDER_CA]
@@ -129,8 +129,9 @@ def test_a_key_deleted_is_answered_with_a_signed_error_not_unavailable(
     assert isinstance(response, S.RegFormResponse)
     assert response.WhichOneof("result") == "error"
     error = ca_error(
-        response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, form_request.header.rrpid
-    )
+        response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, form_request.header.rrpid,
+        request=sent_digest(form_request),
+    )  # fmt: skip
     assert isinstance(error, PeerError) and error.code == UNSPECIFIED_FAILURE
     (record,) = _logged(caplog, logging.ERROR)
     assert record.exc_info is None

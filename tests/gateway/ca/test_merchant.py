@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,19 @@ from gateway.provisioning import GATEWAY_NAME
 from hsm.base import KeyHandle, KeyUsage
 from setcore.error_message import open_error
 from setcore.errors import ErrorCode, PeerError
-from setcore.freshness import new_id, now_ms
-from setcore.pki.issuance import END_ENTITY_LIFETIME
+from setcore.freshness import new_id
 from setcore.pki.roles import MERCHANT, PAYMENT_GATEWAY, CertificateUsage
 from setcore.registration import ca_error, key_thumbprint, spki_of
 from setcore.registration_merchant import (
     GatewayIdentity,
     MerchantIdentity,
     build_me_aq_c_init_request,
-    open_me_aq_c_init_response,
     open_merchant_cert_response,
 )
 from setpay.v1 import crypto_pb2, registration_pb2
 
 from .conftest import Bank, serving
 from .flows import (
-    MER_INITIAL,
     MER_RENEWAL,
     PGWY_INITIAL,
     REQUESTERS,
@@ -44,6 +40,8 @@ from .flows import (
     openssl_verify,
     purge_answers,
     register_merchant,
+    sent_as,
+    sent_digest,
     start_merchant,
 )
 
@@ -100,8 +98,9 @@ def test_gateway_registration_is_not_served_unless_the_policy_allows_it(
     response = ec_bank.stub.MeAqCInit(request)
     assert response.WhichOneof("result") == "error"
     error = ca_error(
-        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA, request.rrpid
-    )
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA, request.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
     # Nor a CertReq sealed to the Payment Gateway CA's key (a session opened elsewhere).
     session = start_merchant(gateway_ca, identity, request_type=PGWY_INITIAL)
@@ -111,7 +110,7 @@ def test_gateway_registration_is_not_served_unless_the_policy_allows_it(
     assert response.WhichOneof("result") == "error"
     error = ca_error(
         response.error, session.trust, S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA,
-        cert_request.header.rrpid,
+        cert_request.header.rrpid, request=sent_digest(cert_request),
     )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
     assert certificates_naming(ec_bank, identity.acquirer_business_id) == []
@@ -139,13 +138,13 @@ def test_merchant_request_sealed_to_the_gateway_ca_is_refused(gateway_ca: Bank) 
     # A merchant request (merchant identity and request type) sealed to the PCA's key.
     misdirected = MerchantSession(merchant.trust, merchant.state, gateway.registration)
     sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
-    request, _ = merchant_request(misdirected, sig, kex)
+    request, state = merchant_request(misdirected, sig, kex)
     response = ec_bank.stub.Cert(request)
     assert response.WhichOneof("result") == "error"
     # The CA whose key it was sealed to (the PCA) answers, and says why.
     error = open_error(
         response.error, merchant.trust, S.CERTIFICATE_TYPE_PAYMENT_GATEWAY_CA,
-        rrpid=request.header.rrpid,
+        rrpid=request.header.rrpid, request=state.exchange.request_digest,
     )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
@@ -230,7 +229,8 @@ def test_wrong_content_type(ec_bank: Bank) -> None:
     sealed.content_type = "setpay.v1.CertInqReqTBS"
     request.cert_req = sealed.SerializeToString()
     with pytest.raises(PeerError) as caught:
-        open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+        sent = sent_as(state, request)
+        open_merchant_cert_response(ec_bank.stub.Cert(request), sent, session.trust)
     assert caught.value.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
 
 
@@ -263,8 +263,9 @@ def test_unknown_request_type_is_not_served(ec_bank: Bank) -> None:
     assert response.WhichOneof("result") == "error"
     # A requester with only the root: the Error staples the BCI needed to verify it.
     error = ca_error(
-        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid
-    )
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
 
@@ -316,8 +317,9 @@ def test_me_aq_c_init_for_another_brand_is_not_served(ec_bank: Bank) -> None:
     response = ec_bank.stub.MeAqCInit(request)
     assert response.WhichOneof("result") == "error"
     error = ca_error(
-        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid
-    )
+        response.error, new_trust(ec_bank), S.CERTIFICATE_TYPE_MERCHANT_CA, request.rrpid,
+        request=sent_digest(request),
+    )  # fmt: skip
     assert error.code == ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED
 
 
@@ -331,95 +333,6 @@ def _key_claimed(bank: Bank, key: KeyHandle) -> bool:
             return tx.key_claimed(key_thumbprint(spki_of(key.public_key)))
     finally:
         store.close()
-
-
-def test_a_merchant_id_with_live_certificates_is_not_registered_again(ec_bank: Bank) -> None:
-    identity = _merchant("taken")
-    first, *_ = register_merchant(ec_bank, identity)
-    assert first.signature is not None and first.key_exchange is not None
-    held = certificates_naming(ec_bank, identity.merchant_id)
-    assert [thumb for thumb, _ in held] == [
-        first.signature.thumbprint,
-        first.key_exchange.thumbprint,
-    ]
-    # A stranger starts a registration under the same merchant ID, with keys of its own.
-    session = start_merchant(ec_bank, identity)
-    sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
-    request, state = merchant_request(session, sig, kex)
-    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
-    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
-    assert outcome.signature is None and outcome.key_exchange is None
-    # Nothing changed: no certificate, no key taken, the acquirer's books told once.
-    assert certificates_naming(ec_bank, identity.merchant_id) == held
-    assert not _key_claimed(ec_bank, sig) and not _key_claimed(ec_bank, kex)
-    assert ec_bank.issuer.merchants.count(identity.subject) == 1
-    # One of the two certificates revoked: the other still holds the name.
-    ec_bank.ca.revoke(thumb=first.signature.thumbprint)
-    request, state = merchant_request(session, sig, kex)
-    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
-    assert outcome.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
-    # Both revoked (as the operator does with ``setpay ca revoke``): the same session's
-    # Chall-CA and the same keys were left unspent, and now register.
-    ec_bank.ca.revoke(thumb=first.key_exchange.thumbprint)
-    again, *_ = register_merchant(ec_bank, identity, session=session, keys=(sig, kex))
-    assert again.complete and again.signature is not None
-    assert again.signature.certificate_type == MERCHANT
-    assert again.signature.merchant_data is not None
-    assert again.signature.merchant_data.merchant_id == identity.merchant_id
-    assert ec_bank.issuer.merchants.count(identity.subject) == 2
-
-
-def test_a_live_merchant_renews_rather_than_registers_again(ec_bank: Bank) -> None:
-    identity = _merchant("renews")
-    first, state, _ = register_merchant(ec_bank, identity)
-    assert first.complete
-    second, *_ = register_merchant(ec_bank, identity)
-    assert second.status == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
-    # The holder proves possession of the live certificate's key: renewed.
-    session = start_merchant(ec_bank, identity, request_type=MER_RENEWAL)
-    renewed, *_ = register_merchant(
-        ec_bank, identity, session=session, renewing=first.credentials(REQUESTERS, state)
-    )
-    assert renewed.complete and renewed.signature is not None
-    assert len(certificates_naming(ec_bank, identity.merchant_id)) == 4
-
-
-def test_a_merchant_id_whose_certificates_expired_registers_again(ec_bank: Bank) -> None:
-    identity = _merchant("lapsed")
-    # A CA whose clock runs a year and two days behind issues certificates that have
-    # expired by now (the same keys, ca.db and acquirer's books as the served CA).
-    behind = END_ENTITY_LIFETIME + timedelta(days=2)
-    then = now_ms() - int(behind.total_seconds() * 1000)
-    store = open_ca_store(ec_bank.config)
-    try:
-        past = CertificateAuthority(
-            ec_bank.pki.authority_keys(), store, ec_bank.pki.trust, ec_bank.issuer,
-            clock=lambda: then,
-        )  # fmt: skip
-        trust = new_trust(ec_bank)
-        init, init_state = build_me_aq_c_init_request(
-            MER_INITIAL, identity, ec_bank.brand_id, os.urandom(8)
-        )
-        answer = S.MeAqCInitResponse(me_aq_c_init_res=past.me_aq_c_init(init))
-        registration = open_me_aq_c_init_response(answer, init_state, trust)
-        sig, kex = new_key(ec_bank, KeyUsage.SIGNATURE), new_key(ec_bank, KeyUsage.KEY_EXCHANGE)
-        # Dated by the CA's clock, which judges the date.
-        session = MerchantSession(trust, init_state, registration)
-        request, _ = merchant_request(session, sig, kex, request_date=then)
-        past.cert(request)  # its certificates are expired today: not opened here
-        with store.read() as tx:
-            assert tx.holds_live_certificate(identity.merchant_id, MERCHANT, then)
-            assert not tx.holds_live_certificate(identity.merchant_id, MERCHANT, now_ms())
-    finally:
-        store.close()
-    held = certificates_naming(ec_bank, identity.merchant_id)
-    assert len(held) == 2 and all(not_after < now_ms() for _, not_after in held)
-    assert ec_bank.issuer.merchants.count(identity.subject) == 1
-    # Today the name is free again.
-    outcome, *_ = register_merchant(ec_bank, identity)
-    assert outcome.complete and outcome.signature is not None
-    assert len(certificates_naming(ec_bank, identity.merchant_id)) == 4
-    assert ec_bank.issuer.merchants.count(identity.subject) == 2
 
 
 def test_a_gateway_name_with_live_certificates_is_not_registered_again(gateway_ca: Bank) -> None:

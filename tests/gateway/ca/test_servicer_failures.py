@@ -47,6 +47,7 @@ from .flows import (
     new_key,
     new_trust,
     register_cardholder,
+    sent_digest,
     start_cardholder,
 )
 from .revocation_support import DUE_AGE, WallClock, authority_keys, bank_trust, new_ca_db
@@ -54,7 +55,7 @@ from .revocation_support import DUE_AGE, WallClock, authority_keys, bank_trust, 
 S = registration_pb2
 UNSPECIFIED_FAILURE = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
 # The form the Cardholder CA hands out asks for the cardholder's name (CaPolicy).
-FILLED = (("cardholder-name", "A. Tester"),)
+FILLED = (("cardholder-name", "A. Tester"), ("billing-postcode", "X1 1XX"))
 # How long the race waits for both workers to queue for ca.db's write lock; the busy
 # timeout (store.BUSY_TIMEOUT_MS, five seconds) must not run out meanwhile.
 QUEUE_WAIT_S = 4.0
@@ -92,7 +93,10 @@ def test_a_lid_ca_drawn_twice_is_answered_as_a_bug(
     assert isinstance(response, S.CardCInitResponse)
     assert response.WhichOneof("result") == "error"
     trust = new_trust(ec_bank)
-    error = ca_error(response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, second.rrpid)
+    error = ca_error(
+        response.error, trust, S.CERTIFICATE_TYPE_CARDHOLDER_CA, second.rrpid,
+        request=sent_digest(second),
+    )  # fmt: skip
     assert error.code == UNSPECIFIED_FAILURE
     _bug_logged(caplog, "sessions.lid_ca")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
 from gateway.ca import CaStore, CertificateAuthority
 from gateway.ca import errors as ca_errors
@@ -32,7 +33,7 @@ from setcore.registration_cardholder import build_card_c_init_request
 from setpay.v1 import error_pb2, registration_pb2
 
 from .conftest import Bank, serving
-from .flows import new_trust
+from .flows import new_trust, sent_digest
 from .revocation_support import (
     SHORT_BUSY_TIMEOUT_MS,
     authority_keys,
@@ -169,9 +170,16 @@ def _drop(path: Path, table: str) -> None:
         db.close()
 
 
-def _signed_error(bank: Bank, error: error_pb2.SetError, rrpid: bytes) -> PeerError:
-    """The Cardholder CA's signed Error, verified as a wallet verifies it."""
-    opened = ca_error(error, new_trust(bank), S.CERTIFICATE_TYPE_CARDHOLDER_CA, rrpid)
+def _signed_error(bank: Bank, error: error_pb2.SetError, request: Message) -> PeerError:
+    """The Cardholder CA's signed Error, verified as the wallet that sent ``request`` does."""
+    rrpid = request.rrpid  # type: ignore[attr-defined]
+    opened = ca_error(
+        error,
+        new_trust(bank),
+        S.CERTIFICATE_TYPE_CARDHOLDER_CA,
+        rrpid,
+        request=sent_digest(request),
+    )
     assert isinstance(opened, PeerError), repr(opened)
     return opened
 
@@ -190,7 +198,7 @@ def test_a_signed_call_meeting_a_dropped_table_is_answered_as_a_bug(
         except grpc.RpcError as exc:
             pytest.fail(f"answered {exc.code()} ({exc.details()}), not as a bug")  # type: ignore[attr-defined]
     assert response.WhichOneof("result") == "error"
-    error = _signed_error(ec_bank, response.error, request.rrpid)
+    error = _signed_error(ec_bank, response.error, request)
     assert error.code == ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
     # The servicer's alone: the server's health says NOT_SERVING as it stops.
     (record,) = [r for r in caplog.records if r.name == ca_servicer.__name__]
