@@ -1,6 +1,8 @@
-"""``setpay wallet``: register a card with the Cardholder CA, buy, ask, show.
+"""``setpay wallet``: register a card with the Cardholder CA, renew, buy, ask, show.
 
     setpay wallet [--dir DIR] register --card CARD.json [--root ROOT.pem] [--profile ec|rsa]
+                                       [--form NAME=VALUE ...]
+    setpay wallet [--dir DIR] renew [--profile ec|rsa] [--form NAME=VALUE ...]
     setpay wallet [--dir DIR] purchase (--initiation FILE | --lid-m HEX --description D
                                         --amount N [--currency 978]) [--merchant HOST:PORT]
     setpay wallet [--dir DIR] inquire ORDER [--merchant HOST:PORT]
@@ -12,16 +14,22 @@ configured passphrase file; a ``soft:DIR`` keystore whose key URI names no pin-s
 ``CARD.json`` is what ``setpay bank open-account --card-out`` wrote: the card number in
 clear, to delete once the card is registered (the wallet keeps it sealed); the command
 warns when others can read it. ``--root`` pins the brand root on first use; a later
-``--root`` naming another root is refused. Output shows the card as BIN and last four only.
+``--root`` naming another root is refused. ``--form`` fills in a field of the form the
+Cardholder CA hands out (a name it does not ask for is refused); fields not given are sent
+empty. ``renew`` asks for a new certificate for the registered card, with a new version of
+its key, before the current one ends (a cardholder certificate lasts at most a year, and
+never past the card); the current certificate is used until the new one is stored, and
+is kept for inquiries about the purchases it paid for. Output shows the card as BIN and
+last four only.
 
 Exit status: 0 done (a purchase prints the merchant's verified answer, a decline
 included); 1 refused or failed (a SET Error from the merchant or the CA, a wrong file or
 passphrase, a failure before the purchase request left); 2 usage error (an option missing
-or malformed); 3 a registration the Cardholder CA pends (run ``register`` again later); 4
-a purchase whose outcome is unknown: its request left and no answer the wallet could
-verify came back (none, one whose checks failed, or one it could not record), so the card
-may be authorized; the purchase stays recorded as SENT, and ``setpay wallet inquire
-ORDER`` asks the merchant what became of it.
+or malformed); 3 a registration or renewal the Cardholder CA pends (run ``register`` or
+``renew`` again later); 4 a purchase whose outcome is unknown: its request left and no
+answer the wallet could verify came back (none, one whose checks failed, or one it could
+not record), so the card may be authorized; the purchase stays recorded as SENT, and
+``setpay wallet inquire ORDER`` asks the merchant what became of it.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from cli.party_options import UsageError, parse_form, pin_root
 from clients.errors import ClientError, PurchaseOutcomeUnknown
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
-from clients.wallet.purchases import Initiation, PurchaseBook, PurchaseRecord
+from clients.wallet.purchases import REFUSED, Initiation, PurchaseBook, PurchaseRecord
 from clients.wallet.runtime import PENDING_PENDED, PENDING_SENT, Wallet, WalletSummary
 from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from clients.wallet.vault import passphrase_source, read_passphrase
@@ -64,6 +72,10 @@ INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 EXIT_USAGE = 2
 EXIT_PENDED = 3
 EXIT_OUTCOME_UNKNOWN = 4
+FORM_HELP = (
+    "a field of the Cardholder CA's form (repeatable; a name the form does not ask for is "
+    "refused, fields not given are sent empty)"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -76,7 +88,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             f"wallet.toml's passphrase_file); a soft: keystore whose key URI names no "
             f'pin-source (keys = "soft:keys", the default) reads its passphrase from '
             f"${KEYSTORE_PASSPHRASE_ENV}. Exit status: 0 done, 1 refused or failed, 2 usage "
-            f"error, 3 registration pended (run register again later), 4 purchase outcome "
+            f"error, 3 registration or renewal pended (run it again later), 4 purchase outcome "
             f"unknown (the card may be authorized: run setpay wallet inquire ORDER)."
         ),
     )
@@ -90,7 +102,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     r.add_argument("--card", type=Path, required=True, help="card file from the bank (JSON)")
     r.add_argument("--root", type=Path, help="the brand root (PEM or DER), pinned on first use")
     r.add_argument("--profile", choices=sorted(PROFILES), default="ec")
-    r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--form", action="append", default=[], metavar="NAME=VALUE", help=FORM_HELP)
+
+    n = ops.add_parser(
+        "renew",
+        help="a new certificate for the registered card, with a new key",
+        description=(
+            "Renew the registered card's certificate before it ends: a new version of the "
+            "key, the request signed by it and by the current certificate. The current "
+            "certificate is used until the new one is stored, and kept for inquiries about "
+            "the purchases it paid for. Exit status 3 when the Cardholder CA pends the "
+            "renewal: run renew again later. A revoked or ended certificate cannot be "
+            "renewed: register the card again."
+        ),
+    )
+    n.add_argument("--profile", choices=sorted(PROFILES), default="ec")
+    n.add_argument("--form", action="append", default=[], metavar="NAME=VALUE", help=FORM_HELP)
 
     b = ops.add_parser(
         "purchase",
@@ -201,6 +228,11 @@ def record_line(record: PurchaseRecord) -> str:
             f"{record.short_id}  SENT  amount {record.amount} ({record.currency}): no answer "
             f"from the merchant yet (ask with `setpay wallet inquire {record.short_id}`)"
         )
+    if record.completion == REFUSED:
+        return (
+            f"{record.short_id}  REFUSED  {record.refusal.removeprefix('ERROR_CODE_')}  amount "
+            f"{record.amount} ({record.currency}): the merchant refused the purchase request"
+        )
     return (
         f"{record.short_id}  {record.completion.removeprefix('COMPLETION_CODE_')}  "
         f"{record.auth_code.removeprefix('AUTH_CODE_')}  amount {record.amount} "
@@ -265,9 +297,26 @@ def _register(
     return 0
 
 
+def _renew(wallet: Wallet, passphrase: str, profile: str, form: dict[str, str]) -> int:
+    done = wallet.registrar(passphrase).renew(profile_named(profile), form=form)
+    if not done.complete:
+        print(
+            f"renewal of the certificate of card {done.masked_pan} pended by the Cardholder "
+            "CA: run renew again later (the current certificate is used meanwhile)"
+        )
+        return EXIT_PENDED
+    print(f"renewed the certificate of card {done.masked_pan}: certificate "
+          f"{done.certificate_thumb.hex()[:16]}")  # fmt: skip
+    return 0
+
+
 def _show(summary: WalletSummary) -> None:
     s = summary
-    if s.registered:
+    if s.registered and s.pending == PENDING_SENT:
+        state = "registered, renewal sent, no answer yet (run renew again)"
+    elif s.registered and s.pending == PENDING_PENDED:
+        state = "registered, renewal pended by the CA (run renew again later)"
+    elif s.registered:
         state = "registered"
     elif s.pending == PENDING_SENT:
         state = "certificate request sent, no answer yet (run register again)"
@@ -289,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
         # Read before anything is opened: a wrong file costs no passphrase, key work or call.
         initiation = _initiation(args) if command == "purchase" else None
         card = read_card(args.card) if command == "register" else None
-        form = parse_form(args.form) if command == "register" else {}
+        form = parse_form(args.form) if command in ("register", "renew") else {}
         if command == "register":
             _warn_if_shared(args.card)
         config = load(args.dir)
@@ -300,10 +349,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             if card is not None:
                 return _register(wallet, passphrase, card, args.profile, form)
+            if command == "renew":
+                return _renew(wallet, passphrase, args.profile, form)
             if command == "show":
                 _show(wallet.summary(passphrase))
                 return 0
-            shopper = wallet.shopper(passphrase)
+            shopper = wallet.shopper(
+                passphrase, inquiring=args.order if command == "inquire" else None
+            )
             if initiation is not None:
                 record = shopper.purchase(_merchant(config, args.merchant), initiation)
             else:

@@ -7,7 +7,7 @@ The wallet directory holds::
     card.sealed          PAN, expiry, CardSecret, PANSecret: AES-256-GCM under the
                          passphrase (mode 0600; see ``clients.wallet.vault``)
     certs/root.pem       the brand root, pinned (placed here out of band)
-    certs/chain.pem      the Cardholder CA certificate (written by registration)
+    certs/chain.pem      the Cardholder CA certificate (written by registration and renewal)
     purchases.json       the wallet's purchases (ids and amounts, no card data)
     keys/                the software keystore, when the key URI is soft:keys
 
@@ -18,11 +18,11 @@ Example::
     keys = "soft:keys"               # passphrase from $SETPAY_KEYSTORE_PASSPHRASE; or
                                      # soft:keys;pin-source=file:keys.pass, or
                                      # pkcs11:module=...;token=...;pin-source=file:...
-    key_label = "cardholder-sig"
+    key_label = "cardholder-sig"     # every certified version is kept (see renew)
     passphrase_file = "passphrase"   # else $SETPAY_WALLET_PASSPHRASE
 
-    [ca]
-    target = "127.0.0.1:7443"
+    [ca]                             # the bank's CertificateAuthority port
+    target = "127.0.0.1:7444"
     tls_ca = "certs/tls-ca.pem"
 
     [merchant]                       # the default merchant (server-authenticated TLS)

@@ -6,23 +6,28 @@
     InqReq   -> InqRes:   the order's state, signed by the same merchant
 
 The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purchase is in
-``purchases.json``: the transaction ids, the merchant's certificate thumbprint and target,
-the amount and the last state the merchant reported; never card data. A purchase is
-recorded as ``SENT`` before its PReq leaves, so that a PRes lost on the way back (a
+``purchases.json``: the transaction ids, the merchant (its ID and brand, whose renewed
+certificates answer for it too, and the certificate that signed the PInitRes) and its
+target, the amount and the last state the merchant reported; never card data. A purchase
+is recorded as ``SENT`` before its PReq leaves, so that a PRes lost on the way back (a
 deadline, a dropped connection) leaves a purchase the wallet can still ask about; the
 PRes, or a later inquiry, replaces that state with the merchant's. Once the PReq has
 left, a failure to get a verified answer (no answer, one whose checks fail, or one the
 wallet cannot record) is ``PurchaseOutcomeUnknown``, never a refusal: the card may be
-authorized. A refusal is the merchant's signed Error (setcore's ``PeerError``).
+authorized. A refusal is the merchant's signed Error (setcore's ``PeerError``), recorded
+as ``REFUSED`` with its code. Two wallet commands at once (a purchase and an inquiry, say)
+each update ``purchases.json`` under a lock, so neither loses the other's record.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TypeVar
@@ -58,6 +63,7 @@ from setcore.purchase import (
     open_pinit_response,
     open_purchase_response,
 )
+from setcore.purchase_answer import MerchantIdentity
 from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2, services_pb2
 
 log = logging.getLogger("setpay.wallet")
@@ -74,8 +80,13 @@ LID_BYTES = 16
 # The state of a purchase whose PReq left and whose PRes has not been verified yet: the
 # wallet's own word, not a CompletionCode (the merchant may or may not have the order).
 SENT = "SENT"
-# purchases.json is the cardholder's shopping history: readable by its owner only.
+# The state of a purchase the merchant refused with its signed Error (the code is kept in
+# ``refusal``): the wallet's own word too, since SET's CompletionCode has none for it.
+REFUSED = "REFUSED"
+# purchases.json is the cardholder's shopping history: readable by its owner only. Its
+# lock file holds nothing, but is kept as private as what it guards.
 PURCHASES_FILE_MODE = 0o600
+LOCK_SUFFIX = ".lock"
 
 T = TypeVar("T")
 
@@ -120,7 +131,16 @@ class Initiation:
 
 @dataclass(frozen=True)
 class PurchaseRecord:
-    """What the wallet remembers of one purchase (no card data)."""
+    """What the wallet remembers of one purchase (no card data).
+
+    ``merchant_brand`` and ``merchant_id``: the merchant, whose certificates of that ID
+    answer for the purchase; "" in a record a development snapshot wrote, whose answers
+    only the certificate ``merchant_thumb`` may sign. ``refusal``: the ErrorCode of the
+    merchant's signed refusal (completion ``REFUSED``), "" otherwise. ``cardholder_thumb``:
+    the certificate that paid (hex), which alone may sign an inquiry about the purchase
+    once the card's certificate was renewed; "" in a record written before renewal
+    existed (paid with the first).
+    """
 
     xid: str
     merchant_target: str
@@ -133,6 +153,10 @@ class PurchaseRecord:
     auth_amount: int
     captured: int
     credited: int
+    merchant_brand: str = ""
+    merchant_id: str = ""
+    refusal: str = ""
+    cardholder_thumb: str = ""
 
     def purchase_state(self) -> PurchaseState:
         """Enough of the purchase to sign an inquiry about it."""
@@ -143,7 +167,11 @@ class PurchaseRecord:
         agreed = common_pb2.CurrencyAmount(
             currency=self.currency, amount=self.amount, exp10=exponent_for(self.currency)
         )
-        return PurchaseState(b"", b"", trans_ids, bytes.fromhex(self.merchant_thumb), agreed)
+        merchant = None
+        if self.merchant_id:
+            merchant = MerchantIdentity(self.merchant_brand, self.merchant_id)
+        thumb = bytes.fromhex(self.merchant_thumb)
+        return PurchaseState(b"", b"", trans_ids, thumb, agreed, merchant=merchant)
 
     @property
     def short_id(self) -> str:
@@ -172,6 +200,10 @@ def _record(item: object) -> PurchaseRecord:
             raise TypeError(f"a purchase's {f.name} is not {kind.__name__}")
     if not bytes.fromhex(record.xid) or not bytes.fromhex(record.merchant_thumb):
         raise ValueError("a purchase has no XID or merchant")
+    if record.cardholder_thumb and not bytes.fromhex(record.cardholder_thumb):
+        raise ValueError("a purchase names an empty paying certificate")
+    if bool(record.merchant_id) != bool(record.merchant_brand):
+        raise ValueError("a purchase names its merchant's ID or brand without the other")
     record.purchase_state()
     return record
 
@@ -181,6 +213,7 @@ class PurchaseBook:
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._lock = path.with_name(path.name + LOCK_SUFFIX)
 
     def all(self) -> list[PurchaseRecord]:
         """Every recorded purchase."""
@@ -201,16 +234,34 @@ class PurchaseBook:
 
     def save(self, record: PurchaseRecord) -> None:
         """Add or replace a purchase."""
-        records = [r for r in self.all() if r.xid != record.xid] + [record]
-        data = json.dumps([asdict(r) for r in records], indent=1).encode()
-        # Private, whatever the umask: what the cardholder bought, where and for how much.
-        write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
+        with self._locked():
+            records = [r for r in self.all() if r.xid != record.xid] + [record]
+            data = json.dumps([asdict(r) for r in records], indent=1).encode()
+            # Private, whatever the umask: what the cardholder bought, where and for how much.
+            write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The book to this process alone while it reads, changes and writes it back: two
+        commands saving at once would each write the list it read, without the other's
+        record. Readers need no lock: the file is replaced whole (``write_atomically``)."""
+        self._lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PURCHASES_FILE_MODE)
+        try:
+            os.fchmod(fd, PURCHASES_FILE_MODE)
+            # Blocks without a limit: a holder only reads and writes this one small file.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
-    """The record fields a PRes or InqRes reports."""
-    payload = data.payloads[0] if data.payloads else purchase_pb2.PResPayload()
+    """The record fields a verified PRes or InqRes reports (its one payload, setcore's
+    ``check_answer``); they replace any earlier state, a refusal's too."""
+    payload = data.payloads[0]
     return {
+        "refusal": "",
         "completion": purchase_pb2.CompletionCode.Name(payload.completion_code),
         "auth_code": authorization_pb2.AuthCode.Name(payload.auth_code),
         "auth_amount": payload.auth_amt.amount,
@@ -289,6 +340,9 @@ class Shopper:
                 trans_ids=base64.b64encode(offer.trans_ids.SerializeToString()).decode(),
                 currency=order.amount.currency, amount=order.amount.amount, completion=SENT,
                 auth_code="", auth_amount=0, captured=0, credited=0,
+                merchant_brand=state.merchant.brand_id if state.merchant else "",
+                merchant_id=state.merchant.merchant_id if state.merchant else "",
+                cardholder_thumb=self._credentials.signature_thumb.hex(),
             )  # fmt: skip
             self._book.save(sent)
             log.info(
@@ -315,6 +369,7 @@ class Shopper:
             ) from exc
         except PeerError as exc:
             if exc.code != ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED:
+                self._record_refusal(sent, exc)
                 raise
             # Our XID is fresh, so the PI "already used" is our own: a copy of this PReq
             # that gRPC resent while the first was being decided. That first may well be
@@ -331,6 +386,20 @@ class Shopper:
             ) from exc
         log.info("PRes verified: %s %s", record.short_id, record.completion)
         return record
+
+    def _record_refusal(self, sent: PurchaseRecord, refusal: PeerError) -> None:
+        """The merchant's verified refusal of the PReq replaces SENT: its signed Error says
+        it did not process the PReq (SET-PROTOCOL.md 7.6), and the record says so and why
+        rather than waiting for an answer for ever."""
+        refused = replace(sent, completion=REFUSED, refusal=refusal.code_name)
+        try:
+            self._book.save(refused)
+        except (OSError, ClientError) as exc:
+            # The refusal is still the merchant's word, raised as such; the record stays
+            # SENT, as before any answer, for an inquiry to settle.
+            log.warning("purchase %s refused, not recorded: %s", sent.short_id, exc)
+            return
+        log.info("PReq %s refused: %s", sent.short_id, refusal.code_name)
 
     def inquire(self, merchant: PeerConfig, prefix: str) -> PurchaseRecord:
         """InqReq about a recorded purchase; the record updated with the merchant's answer."""

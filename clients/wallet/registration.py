@@ -1,4 +1,4 @@
-"""The cardholder's registration with the brand's Cardholder CA.
+"""The cardholder's registration with the brand's Cardholder CA, and its renewal.
 
     CardCInit -> RegForm (PAN sealed to the CA) -> CertReq (PANData0 sealed to the CA)
     -> CertRes (Nonce-CCA under the wallet's back key) | pended -> CertInq ... -> CertRes
@@ -15,45 +15,64 @@ Until the CA's first answer is verified, the pending state also holds the CertRe
 bytes: a request lost on the way, or whose answer was lost, is sent again as it was, and
 the CA answers a repeated RRPID with the answer it stored (or, never having seen it,
 processes it now). The CA keeps stored answers only for its retention (a week): a resend
-after that is refused whether or not the CA decided it (RRPID_REUSED for a request it
-decided, MESSAGE_TOO_OLD for one it never saw), so the wallet then asks with CertInq,
-which the CA answers from the decided request for good (the certificate, for the key the
-wallet holds, or a pended or refused status). Only a CertInq answered UNKNOWN_LID, no
-request for this registration, means the CertReq never reached the CA: the pending state
-is discarded and the registration starts over with a new key. Any other refusal leaves
-the pending state for a later run.
+after that is refused (RRPID_REUSED for a request it certified or pended, MESSAGE_TOO_OLD
+for one it refused or never saw), so the wallet then asks with CertInq, which the CA
+answers from a certified or pended request, kept for good (the certificate, for the key
+the wallet holds, or the pended status). A CertInq answered UNKNOWN_LID means the CA
+holds no request for this registration: the CertReq never arrived, or the CA refused it
+more than its retention ago (a refusal is kept only as its stored answer). Nothing was
+certified either way: the pending state is discarded and the registration starts over
+with a new key. Any other refusal leaves the pending state for a later run.
+
+``renew`` (CARD_RENEWAL_SIG) runs the same exchange for the registered card with a new
+version of the key, the CertReq signed by the new key and by the current certificate's
+(SET-PROTOCOL.md 4.3 rule 2), and a new CardSecret kept in the pending state: the card
+file keeps the current PANSecret, so the card buys with the current certificate until
+the new one and its PANSecret are stored, and a lost answer resumes as above. Older
+certified versions are kept (``clients.wallet.credentials`` says why); a renewal the CA
+refuses, or that never reached it, takes back its new key version. A certificate that
+expired or was revoked cannot be renewed: ``register`` then registers the card (or its
+replacement) again under a new key version.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-from google.protobuf.message import DecodeError
+from typing import NoReturn
 
 from clients.authority import AuthorityClient
 from clients.errors import RegistrationError
-from clients.identity import write_certificates
+from clients.identity import read_certificates, write_certificates
 from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
+from clients.wallet.credentials import card_credentials, certified_versions
+from clients.wallet.pending import (
+    pending_record,
+    pending_version,
+    renewal_pending,
+    resumed_state,
+)
 from clients.wallet.vault import CardSecrets, open_vault, seal
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
-from hsm.errors import KeyNotFound
-from setcore.errors import ErrorCode, PeerError
-from setcore.freshness import new_id
+from hsm.errors import KeyBackendError, KeyNotFound
+from setcore.credentials import Credentials
+from setcore.encoding import thumbprint
+from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.pan import PAN
-from setcore.pki.roles import CARDHOLDER_CA, CertificateUsage
+from setcore.pki.roles import CARDHOLDER, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
-from setcore.registration import CERT_STATUS_NAMES, REQUEST_PENDED
+from setcore.registration import CERT_STATUS_NAMES, REQUEST_PENDED, RegistrationForm
 from setcore.registration_cardholder import (
     CardCertificate,
     CardRequestState,
+    RegFormState,
     build_card_c_init_request,
     build_card_cert_inquiry,
     build_card_cert_request,
@@ -62,8 +81,7 @@ from setcore.registration_cardholder import (
     open_card_cert_response,
     open_reg_form_response,
 )
-from setcore.registration_certreq import Exchange
-from setpay.v1 import registration_pb2
+from setpay.v1 import crypto_pb2, registration_pb2
 
 log = logging.getLogger("setpay.wallet")
 
@@ -74,19 +92,31 @@ PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
 # Refusals of a resent CertReq that do not say whether the CA decided it: its date is
-# outside the window, its RRPID names a decided request whose answer was purged after the
-# CA's retention (the wallet resends its own bytes, so that request is this one), or no
-# registration by these LIDs. The CA is asked with CertInq before anything else is done.
+# outside the window (a request the CA refused, whose answer was purged after its
+# retention, or one it never saw), or its RRPID names a certified or pended request whose
+# answer was purged (the wallet resends its own bytes, so that request is this one). The
+# CA is asked with CertInq before anything else is done.
 ASK_BEFORE_REGISTERING = frozenset(
-    {
-        ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD,
-        ErrorCode.ERROR_CODE_RRPID_REUSED,
-        ErrorCode.ERROR_CODE_UNKNOWN_LID,
-    }
+    {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_RRPID_REUSED}
 )
-# The one answer meaning the CA never decided the request: a CertInq finds no request for
-# the registration. The CA keeps decided requests for good: no purge ever causes it.
+# The one answer meaning the CA holds no request for the registration: a CertInq finds
+# none. The CertReq never arrived, or the CA refused it more than its retention ago; no
+# certificate was issued either way.
 NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
+# The CA's Errors to a renewal that no later run can change: the certificate it renews
+# is revoked or has ended. Its pending state and new key are taken back at once.
+RENEWAL_IMPOSSIBLE = frozenset(
+    {ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE}
+)
+# Why a held certificate can no longer sign, by the trust store's (or the CA's) refusal.
+_UNUSABLE: dict[int, str] = {
+    ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE: "revoked",
+    ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE: "expired",
+}
+_REGISTER_AGAIN = (
+    "it cannot be renewed; register the card again with `setpay wallet register --card "
+    "CARD.json` (the file of the card the bank issued in its place, if it did)"
+)
 
 
 @dataclass(frozen=True)
@@ -104,18 +134,21 @@ class RegisteredCard:
         return bool(self.certificate_thumb)
 
 
-def request_unanswered(held: CardSecrets) -> bool:
-    """True while the held CertReq has no verified answer from the CA (sent, or about to
-    be): its bytes are kept until then, and dropped once the CA pends it."""
-    return held.pending is not None and "cert_request" in held.pending
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _filled(form: RegistrationForm, given: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every field the CA's form asks for, with the value given or empty; a name it does
+    not ask for is refused rather than dropped: it is most likely a misspelt field, which
+    would otherwise go to the CA empty."""
+    unknown = sorted(set(given) - set(form.fields))
+    if unknown:
+        raise RegistrationError(
+            f"the Cardholder CA's form {form.form_id} has no field {', '.join(unknown)} "
+            f"(its fields: {', '.join(form.fields) or 'none'})"
+        )
+    return [(name, given.get(name, "")) for name in form.fields]
 
 
 class CardholderRegistrar:
-    """Runs (or resumes) the wallet's registration against the Cardholder CA."""
+    """Runs (or resumes) the wallet's registration, or renewal, with the Cardholder CA."""
 
     def __init__(
         self,
@@ -137,15 +170,42 @@ class CardholderRegistrar:
     def _card_file(self) -> Path:
         return self._config.card_file
 
-    def _new_key(self, profile: Profile) -> KeyHandle:
+    def _new_key(self, profile: Profile, *, replacing: bool = False) -> KeyHandle:
+        """A new version of the signature key; refused while a certified version can still
+        sign, unless it is the card's own being ``replacing``: this wallet is registered."""
         label = self._config.key_label
-        try:
-            existing = self._backend.get(label)
-        except KeyNotFound:
-            existing = None
-        if existing is not None and self._backend.certificate(existing) is not None:
-            raise RegistrationError(f"{label} is already certified: this wallet is registered")
+        for key, der in certified_versions(self._backend, label):
+            if not replacing and not self._unusable(der):
+                raise RegistrationError(
+                    f"{label} version {key.version} holds a certificate that can still sign, "
+                    f"but {self._card_file.name} holds no card registered with it: register "
+                    "in a new wallet directory"
+                )
+        # An uncertified key left by an interrupted registration is simply superseded.
         return self._backend.generate(label, KeyUsage.SIGNATURE, profile.signature_key)
+
+    def _refresh_revocation(self) -> None:
+        brand = self._config.brand_id
+        RevocationFeed(self._trust, lambda: self._authority.revocation(brand)).refresh()
+
+    def _unusable(self, der: bytes) -> str:
+        """Why a certificate of ours can no longer sign (revoked, expired), "" if it can."""
+        bundle = crypto_pb2.CertBundle(certificates=[der, *read_certificates(self._config.chain)])
+        try:
+            self._trust.resolve(thumbprint(der), bundle, CARDHOLDER, CertificateUsage.SIGNATURE)
+        except ProtocolError as exc:
+            if exc.code not in _UNUSABLE:
+                raise
+            return _UNUSABLE[exc.code]
+        return ""
+
+    def _current(self, held: CardSecrets) -> tuple[Credentials, str]:
+        """The registered card's credentials and why they can no longer sign ("" when
+        they can)."""
+        current = card_credentials(
+            self._backend, self._config.key_label, self._config.chain, held.card()
+        )
+        return current, self._unusable(current.signature_cert)
 
     def register(
         self, pan: PAN, expiry: str, profile: Profile, *, form: Mapping[str, str] | None = None
@@ -153,10 +213,15 @@ class CardholderRegistrar:
         """Register the card (or resume its pended request): certificate, chain, sealed card.
 
         A pending request of another card is refused: only one card is registered at a
-        time, and resuming it under this card's name would report the wrong card.
+        time, and resuming it under this card's name would report the wrong card. A
+        registered card whose certificate can still sign is refused too: ``renew`` it.
         """
-        config = self._config
         held = open_vault(self._card_file, self._passphrase) if self._card_file.exists() else None
+        if held is not None and renewal_pending(held):
+            raise RegistrationError(
+                f"the renewal of the certificate of card {held.pan.masked} is unfinished: "
+                "run `setpay wallet renew` to finish it"
+            )
         if held is not None and held.pending and held.pan != pan:
             raise RegistrationError(
                 f"{self._card_file} holds the pending registration of card {held.pan.masked}, "
@@ -164,42 +229,128 @@ class CardholderRegistrar:
                 f"that card's file, or drop it by removing {self._card_file} (the CA's answer "
                 "to it is then never collected)"
             )
-        RevocationFeed(self._trust, lambda: self._authority.revocation(config.brand_id)).refresh()
+        self._refresh_revocation()
+        replacing = False
         if held is not None:
             if held.pending:
                 resumed = self._resume(held)
                 if resumed is not None:
                     return resumed
                 log.warning(
-                    "the Cardholder CA has no record of the pending registration of card %s "
-                    "(its request never arrived): registering again",
+                    "the Cardholder CA holds no request for the pending registration of card "
+                    "%s (it never arrived, or was refused more than a week ago): registering "
+                    "again",
                     held.pan.masked,
                 )  # fmt: skip
                 self._card_file.unlink()
             elif held.pan_secret is not None:
-                raise RegistrationError("this wallet already holds a registered card")
-        key = self._new_key(profile)
+                current, unusable = self._current(held)
+                if not unusable:
+                    raise RegistrationError(
+                        f"this wallet already holds the registered card {held.pan.masked} "
+                        f"(certificate {current.signature_thumb.hex()[:16]}): renew its "
+                        "certificate with `setpay wallet renew`; another card needs a wallet "
+                        "directory of its own"
+                    )
+                log.warning(
+                    "the certificate of card %s is %s: registering %s with a new key",
+                    held.pan.masked, unusable, pan.masked,
+                )  # fmt: skip
+                replacing = True
+        key = self._new_key(profile, replacing=replacing)
+        filled_form, reg_state = self._form(pan, registration_pb2.REQUEST_TYPE_CARD_INITIAL_SIG)
+        request, state = build_card_cert_request(
+            self._backend, key, filled_form, reg_state, pan, expiry,
+            filled=_filled(filled_form, form or {}),
+        )  # fmt: skip
+        self._seal_pending(state, None, request.SerializeToString())
+        result = open_card_cert_response(self._authority.cert(request), state, self._trust)
+        return self._finish(result, state, None)
+
+    def renew(self, profile: Profile, *, form: Mapping[str, str] | None = None) -> RegisteredCard:
+        """Renew the registered card's certificate with a new key version (or resume the
+        renewal under way); the current certificate signs until the new one is stored."""
+        if not self._card_file.exists():
+            raise RegistrationError("this wallet holds no card: run `setpay wallet register`")
+        held = open_vault(self._card_file, self._passphrase)
+        if held.pending and not renewal_pending(held):
+            raise RegistrationError(
+                f"the registration of card {held.pan.masked} is unfinished: run `setpay "
+                "wallet register` to finish it"
+            )
+        self._refresh_revocation()
+        if held.pending:
+            resumed = self._resume(held)
+            if resumed is not None:
+                return resumed
+            log.warning(
+                "the Cardholder CA holds no request for the pending renewal of card %s (it "
+                "never arrived, or was refused more than a week ago): renewing again",
+                held.pan.masked,
+            )  # fmt: skip
+            held = self._take_back(held, pending_version(held))
+        if held.pan_secret is None:
+            raise RegistrationError(f"card {held.pan.masked} is not registered: run register")
+        current, unusable = self._current(held)
+        if unusable:
+            raise RegistrationError(
+                f"the certificate {current.signature_thumb.hex()[:16]} of card "
+                f"{held.pan.masked} is {unusable}: {_REGISTER_AGAIN}"
+            )
+        renewal = registration_pb2.REQUEST_TYPE_CARD_RENEWAL_SIG
+        filled_form, reg_state = self._form(held.pan, renewal)
+        filled = _filled(filled_form, form or {})
+        key = self._backend.generate(
+            self._config.key_label, KeyUsage.SIGNATURE, profile.signature_key
+        )
+        try:
+            request, state = build_card_cert_request(
+                self._backend, key, filled_form, reg_state, held.pan, held.expiry,
+                filled=filled, renewing=current,
+            )  # fmt: skip
+            self._seal_pending(state, held, request.SerializeToString())
+        except BaseException:
+            self._discard(key)
+            raise
+        try:
+            result = open_card_cert_response(self._authority.cert(request), state, self._trust)
+        except PeerError as exc:
+            self._renewal_refused(exc, held, key.version)
+        return self._finish(result, state, held)
+
+    def _renewal_refused(self, exc: PeerError, current: CardSecrets, version: int) -> NoReturn:
+        """Re-raise the CA's Error to a renewal; one no later run can change (the renewed
+        certificate revoked or ended) takes the renewal back and says what to do instead."""
+        if exc.code not in RENEWAL_IMPOSSIBLE:
+            raise exc
+        self._take_back(current, version)
+        raise RegistrationError(
+            f"the Cardholder CA refused to renew the certificate of card {current.pan.masked}: "
+            f"it is {_UNUSABLE[exc.code]}; {_REGISTER_AGAIN}"
+        ) from exc
+
+    def _form(self, pan: PAN, request_type: int) -> tuple[RegistrationForm, RegFormState]:
+        """CardCInit and RegForm: the CA's form for this card and request type."""
         lid_ee = os.urandom(LID_BYTES)
-        init, init_state = build_card_c_init_request(config.brand_id, lid_ee)
+        init, init_state = build_card_c_init_request(self._config.brand_id, lid_ee)
         ca = open_card_c_init_response(self._authority.card_c_init(init), init_state, self._trust)
         log.info("CardCInit: Cardholder CA %s", ca.signer.subject_id)
-        reg_form, reg_state = build_reg_form_request(ca, pan, lid_ee, language=config.language)
+        reg_form, reg_state = build_reg_form_request(
+            ca, pan, lid_ee, request_type=request_type, language=self._config.language
+        )
         filled_form = open_reg_form_response(
             self._authority.reg_form(reg_form), reg_state, self._trust
         )
         if filled_form.referral:
             raise RegistrationError(f"the CA refers this card elsewhere: {filled_form.referral}")
         log.info("RegForm: card %s accepted for form %s", pan.masked, filled_form.form_id)
-        given = form or {}
-        request, state = build_card_cert_request(
-            self._backend, key, filled_form, reg_state, pan, expiry,
-            filled=[(name, given.get(name, "")) for name in filled_form.fields],
-        )  # fmt: skip
-        self._seal_pending(state, request.SerializeToString())
-        result = open_card_cert_response(self._authority.cert(request), state, self._trust)
-        return self._finish(result, state)
+        return filled_form, reg_state
 
-    def _finish(self, result: CardCertificate, state: CardRequestState) -> RegisteredCard:
+    def _finish(
+        self, result: CardCertificate, state: CardRequestState, current: CardSecrets | None
+    ) -> RegisteredCard:
+        """Poll a pended request, then store what the CA decided. ``current``: for a
+        renewal, the card as registered before it (kept until the renewal is done)."""
         for _ in range(PENDED_POLLS):
             if result.status != REQUEST_PENDED:
                 break
@@ -207,13 +358,21 @@ class CardholderRegistrar:
             inquiry, state = build_card_cert_inquiry(self._backend, state)
             result = open_card_cert_response(self._authority.cert_inq(inquiry), state, self._trust)
         if result.status == REQUEST_PENDED:
-            self._seal_pending(state)
-            log.info("CertReq pended by the Cardholder CA; run register again later")
+            self._seal_pending(state, current)
+            log.info(
+                "CertReq pended by the Cardholder CA; run %s again later",
+                "renew" if current is not None else "register",
+            )  # fmt: skip
             return RegisteredCard(result.status, state.pan.masked)
         if not result.complete or result.certificate is None or result.card is None:
-            self._card_file.unlink(missing_ok=True)
+            if current is not None:
+                self._take_back(current, state.key.version)
+            else:
+                self._card_file.unlink(missing_ok=True)
             name = CERT_STATUS_NAMES.get(result.status, str(result.status))
             raise RegistrationError(f"the Cardholder CA refused: {name}", result.status)
+        # The certificate first: a crash before the card file is sealed leaves the pending
+        # state, whose next run stores both (``clients.wallet.credentials`` for purchases).
         self._backend.store_certificate(state.key, result.certificate.der)
         write_certificates(self._config.chain, result.chain)
         card = result.card
@@ -223,70 +382,62 @@ class CardholderRegistrar:
             self._passphrase,
         )
         log.info(
-            "registered card %s: certificate %s",
+            "%s card %s: certificate %s", "renewed" if current is not None else "registered",
             card.pan.masked, result.certificate.thumbprint.hex()[:8],
         )  # fmt: skip
         return RegisteredCard(result.status, card.pan.masked, result.certificate.thumbprint)
 
     # -- the sealed pending state -----------------------------------------------------
 
-    def _seal_pending(self, state: CardRequestState, request: bytes | None = None) -> None:
-        """Seal what resuming needs; with ``request``, the CertReq whose answer is awaited."""
-        ex = state.exchange
-        pending = {
-            "lid_ee": _b64(ex.lid_ee),
-            "lid_ca": _b64(ex.lid_ca),
-            "ca_certificate": _b64(ex.ca.der),
-            "request_type": str(state.request_type),
-            "key_version": str(state.key.version),
-            "back_key": _b64(state.back_key),
-        }
-        if request is not None:
-            pending |= {
-                "cert_request": _b64(request),
-                "rrpid": _b64(ex.rrpid),
-                "chall_ee3": _b64(ex.chall_ee3),
-            }
-        secrets = CardSecrets(state.pan, state.expiry, state.card_secret, None, pending)
+    def _seal_pending(
+        self, state: CardRequestState, current: CardSecrets | None, request: bytes | None = None
+    ) -> None:
+        """Seal what resuming needs (``clients.wallet.pending``): for a renewal beside the
+        card as registered (``current``), for a registration in place of any card."""
+        pending = pending_record(state, request, renewal=current is not None)
+        if current is not None:
+            secrets = replace(current, pending=pending)
+        else:
+            secrets = CardSecrets(state.pan, state.expiry, state.card_secret, None, pending)
         seal(self._card_file, secrets, self._passphrase)
+
+    def _take_back(self, held: CardSecrets, version: int | None) -> CardSecrets:
+        """Drop a renewal that will never be certified: the card sealed again as it was,
+        then the renewal's new key ``version`` destroyed."""
+        current = replace(held, pending=None)
+        seal(self._card_file, current, self._passphrase)
+        if version is not None:
+            with suppress(KeyNotFound):  # destroyed by an earlier run
+                self._discard(self._backend.get(self._config.key_label, version))
+        return current
+
+    def _discard(self, key: KeyHandle) -> None:
+        if self._backend.certificate(key) is not None:
+            return  # a certified version is never destroyed: an inquiry may need it
+        try:
+            self._backend.delete(key.label, key.version)
+        except KeyNotFound:
+            pass
+        except KeyBackendError as exc:  # harmless: an uncertified key is never used
+            log.warning("could not destroy the uncertified %r: %s", key, exc)
 
     def _resume(self, held: CardSecrets) -> RegisteredCard | None:
         """Send the unanswered CertReq again, or ask about a pended one with CertInq.
 
-        None when a CertInq finds no request of this registration: it never arrived.
+        None when a CertInq finds no request of this registration: it never arrived, or
+        the CA refused it more than its retention ago.
         """
-        pending = held.pending or {}
-        request = None
-        try:
-            ca = self._trust.verify_chain(
-                base64.b64decode(pending["ca_certificate"]), (), CARDHOLDER_CA,
-                CertificateUsage.SIGNATURE,
-            )  # fmt: skip
-            rrpid, chall_ee3 = new_id(), new_id()
-            if "cert_request" in pending:
-                request = registration_pb2.CertRequest.FromString(
-                    base64.b64decode(pending["cert_request"])
-                )
-                rrpid = base64.b64decode(pending["rrpid"])
-                chall_ee3 = base64.b64decode(pending["chall_ee3"])
-            exchange = Exchange(
-                rrpid, chall_ee3, base64.b64decode(pending["lid_ee"]),
-                base64.b64decode(pending["lid_ca"]), ca,
-            )  # fmt: skip
-            key = self._backend.get(self._config.key_label, int(pending["key_version"]))
-            state = CardRequestState(
-                exchange, int(pending["request_type"]), key, held.pan, held.expiry,
-                held.card_secret, base64.b64decode(pending["back_key"]),
-            )  # fmt: skip
-        except (ValueError, KeyError, KeyNotFound, DecodeError) as exc:
-            raise RegistrationError(f"the pended registration cannot be resumed: {exc}") from exc
+        state, request = resumed_state(held, self._backend, self._config.key_label, self._trust)
+        current = replace(held, pending=None) if renewal_pending(held) else None
         try:
             response, state = self._ask(state, request)
         except PeerError as exc:
             if exc.code == NEVER_RECEIVED:
                 return None
+            if current is not None:
+                self._renewal_refused(exc, current, state.key.version)
             raise
-        return self._finish(response, state)
+        return self._finish(response, state, current)
 
     def _ask(
         self, state: CardRequestState, request: registration_pb2.CertRequest | None

@@ -7,21 +7,23 @@ only when a command needs it, with the passphrase, and never kept on disk in cle
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import grpc
 
 from clients.authority import AuthorityClient
-from clients.identity import load_credentials, read_root
+from clients.errors import ConfigError
+from clients.identity import read_root
 from clients.revocation import RevocationFeed
 from clients.transport import Caller, open_channel
 from clients.wallet.config import WalletConfig
+from clients.wallet.credentials import card_credentials, purchase_credentials
+from clients.wallet.pending import request_unanswered
 from clients.wallet.purchases import PurchaseBook, Shopper
-from clients.wallet.registration import CardholderRegistrar, request_unanswered
+from clients.wallet.registration import CardholderRegistrar
 from clients.wallet.vault import CardSecrets, open_vault
 from hsm.base import KeyBackend
-from hsm.errors import KeyNotFound
 from hsm.uri import describe_uri, open_backend
 from setcore.encoding import thumbprint
 from setcore.pki.certificate import load_certificate
@@ -98,18 +100,30 @@ class Wallet:
         return open_vault(self.config.card_file, passphrase)
 
     def registrar(self, passphrase: str) -> CardholderRegistrar:
-        """Registration with the Cardholder CA."""
+        """Registration and renewal with the Cardholder CA."""
         return CardholderRegistrar(
             self.config, self.backend, self.authority, self.trust, passphrase
         )
 
-    def shopper(self, passphrase: str) -> Shopper:
-        """Purchases and inquiries with the registered card."""
-        credentials = load_credentials(self.backend, self.config.key_label, self.config.chain)
+    def shopper(self, passphrase: str, *, inquiring: str | None = None) -> Shopper:
+        """Purchases with the registered card, signed by its current certificate; with
+        ``inquiring`` (the start of an XID), inquiries signed by the certificate that paid
+        for that purchase (``clients.wallet.credentials``)."""
+        card = self.card(passphrase).card()
+        book = PurchaseBook(self.config.purchases_file)
+        config = self.config
+        if inquiring is None:
+            credentials = card_credentials(self.backend, config.key_label, config.chain, card)
+        else:
+            paid_with = book.find(inquiring).cardholder_thumb
+            credentials = purchase_credentials(
+                self.backend, config.key_label, config.chain,
+                bytes.fromhex(paid_with) if paid_with else None,
+            )  # fmt: skip
         self.trust.add_certificates(credentials.chain)
         return Shopper(
-            credentials, self.card(passphrase).card(), self.trust, self.revocation,
-            PurchaseBook(self.config.purchases_file), self.config.brand_id, self.config.language,
+            credentials, card, self.trust, self.revocation, book, config.brand_id,
+            config.language,
         )  # fmt: skip
 
     def summary(self, passphrase: str) -> WalletSummary:
@@ -120,17 +134,19 @@ class Wallet:
             held.pan.masked, held.expiry, held.pan_secret is not None, _pending_state(held),
             purchases=purchases,
         )  # fmt: skip
-        try:
-            der = self.backend.certificate(self.backend.get(self.config.key_label))
-        except KeyNotFound:
-            der = None
-        if der is None:
+        if held.pan_secret is None:
             return summary
+        config = self.config
+        try:
+            current = card_credentials(self.backend, config.key_label, config.chain, held.card())
+        except ConfigError:
+            return summary  # the key backend holds no certificate for this card
+        der = current.signature_cert
         cert = load_certificate(der)
-        return WalletSummary(
-            summary.masked_pan, summary.expiry, summary.registered, summary.pending,
-            thumbprint(der).hex()[:16], cert.subject.rfc4514_string(), cert.not_valid_after_utc,
-            purchases,
+        return replace(
+            summary, certificate_thumb=thumbprint(der).hex()[:16],
+            certificate_subject=cert.subject.rfc4514_string(),
+            certificate_not_after=cert.not_valid_after_utc,
         )  # fmt: skip
 
     def close(self) -> None:

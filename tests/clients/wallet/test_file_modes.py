@@ -36,6 +36,8 @@ def test_the_purchase_history_is_private_whatever_the_umask(tmp_path: Path, mask
     book = PurchaseBook(tmp_path / "purchases.json")
     book.save(_record())
     assert _mode(tmp_path / "purchases.json") == 0o600
+    # The lock two commands take to save in turn: empty, and as private as the book.
+    assert _mode(tmp_path / "purchases.json.lock") == 0o600
     # An older, wider file is narrowed by the next write.
     (tmp_path / "purchases.json").chmod(0o644)
     book.save(_record())

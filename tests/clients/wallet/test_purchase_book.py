@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from clients.errors import ConfigError
-from clients.wallet.purchases import SENT, PurchaseBook, PurchaseRecord
+from clients.wallet.purchases import REFUSED, SENT, PurchaseBook, PurchaseRecord
 from setpay.v1 import common_pb2
 
 XID = bytes(range(32))
@@ -28,6 +30,59 @@ def test_round_trip(tmp_path: Path) -> None:
     found = book.find(XID.hex()[:8])
     assert found == RECORD
     assert found.purchase_state().trans_ids == TRANS_IDS
+
+
+def test_a_record_of_a_development_snapshot_is_read(tmp_path: Path) -> None:
+    """Written before the merchant's ID, brand and a refusal were recorded: read with
+    none, so its answers are held to the certificate it names (``merchant_signer``)."""
+    path = tmp_path / "purchases.json"
+    old = {k: v for k, v in asdict(RECORD).items()
+           if k not in ("merchant_brand", "merchant_id", "refusal")}  # fmt: skip
+    path.write_text(json.dumps([old]))
+    (found,) = PurchaseBook(path).all()
+    assert (found.merchant_id, found.merchant_brand, found.refusal) == ("", "", "")
+    assert found.purchase_state().merchant is None
+    named = replace(RECORD, merchant_brand="setpay", merchant_id="m-1")
+    assert named.purchase_state().merchant is not None
+    assert named.purchase_state().merchant_thumb == bytes.fromhex(RECORD.merchant_thumb)
+
+
+def test_a_refusal_is_recorded_with_its_code(tmp_path: Path) -> None:
+    book = PurchaseBook(tmp_path / "purchases.json")
+    refused = replace(RECORD, completion=REFUSED, refusal="ERROR_CODE_DIGEST_MISMATCH")
+    book.save(RECORD)
+    book.save(refused)
+    assert book.all() == [refused]
+    assert refused.answered
+
+
+# Enough saves that two processes overlap many times (each is a read, a write and an
+# fsync): without the lock, records were lost in every run of 2 x 100.
+SAVES_PER_PROCESS = 60
+
+
+def _save_many(path: str, start: multiprocessing.synchronize.Barrier) -> None:
+    """One wallet command after another: each saves a purchase of its own."""
+    book = PurchaseBook(Path(path))
+    start.wait()
+    for _ in range(SAVES_PER_PROCESS):
+        xid = os.urandom(32)
+        ids = base64.b64encode(common_pb2.TransIDs(xid=xid, lid_c=b"c").SerializeToString())
+        book.save(replace(RECORD, xid=xid.hex(), trans_ids=ids.decode()))
+
+
+def test_two_processes_saving_at_once_lose_no_record(tmp_path: Path) -> None:
+    # Two real processes, as two `setpay wallet` commands run from two shells would be.
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    path = str(tmp_path / "purchases.json")
+    workers = [spawn.Process(target=_save_many, args=(path, start)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    assert len(PurchaseBook(Path(path)).all()) == 2 * SAVES_PER_PROCESS
 
 
 def test_an_inquiry_holds_the_answer_to_the_amount_agreed() -> None:
@@ -50,6 +105,8 @@ def test_an_inquiry_holds_the_answer_to_the_amount_agreed() -> None:
         ({**asdict(RECORD), "merchant_thumb": "not hex"}, "non-hexadecimal"),
         ({**asdict(RECORD), "trans_ids": "AAAA////"}, "TransIDs"),
         ({**asdict(RECORD), "trans_ids": "not base64!"}, "base64"),
+        ({**asdict(RECORD), "merchant_id": "m-1"}, "ID or brand without the other"),
+        ({**asdict(RECORD), "merchant_brand": "setpay"}, "ID or brand without the other"),
         ("a purchase", "not a JSON object"),
     ],
 )

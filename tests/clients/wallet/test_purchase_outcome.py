@@ -2,7 +2,8 @@
 
 A lost PRes, or one whose checks fail, leaves the card possibly authorized: the command
 exits 4 and says to run ``inquire``, which then reports what the merchant did. A refusal
-(the merchant's signed Error on the PReq) still exits 1.
+(the merchant's signed Error on the PReq) still exits 1, and is recorded as
+refused, with its code.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from cli.wallet import record_line
 from clients.errors import OrderStateError
 from clients.merchant.order_store import OrderStore
 from clients.merchant.runtime import Merchant
-from clients.wallet.purchases import SENT, PurchaseBook
+from clients.wallet.purchases import REFUSED, SENT, PurchaseBook
 from clients.wallet.runtime import Wallet
 from setpay.v1 import crypto_pb2, error_pb2, purchase_pb2
 from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, new_wallet
@@ -138,8 +140,18 @@ def test_a_refusal_still_exits_1(shop_through: Shop, capsys: pytest.CaptureFixtu
         capsys,
     )  # fmt: skip
     assert (status, out) == (1, "")
-    assert "peer refused the request: ERROR_CODE_DIGEST_MISMATCH" in err
-    assert "outcome unknown" not in err
+    # Recorded as refused, with the merchant's code, not SENT for ever: nothing was bought.
+    (refused,) = PurchaseBook(shop.wallet.config.purchases_file).all()
+    assert (refused.completion, refused.refusal) == (REFUSED, "ERROR_CODE_DIGEST_MISMATCH")
+    assert refused.answered
+    assert record_line(refused) == (
+        f"{refused.short_id}  REFUSED  DIGEST_MISMATCH  amount 999 (978): the merchant "
+        "refused the purchase request"
+    )
+    # The merchant's own text, quoted: a peer's words never end the line or run on.
+    assert err == (
+        "setpay wallet: peer refused the request: ERROR_CODE_DIGEST_MISMATCH 'digest mismatch'\n"
+    )
 
 
 @pytest.mark.parametrize("shop_through", [_as_it_came], indirect=True)

@@ -1,9 +1,10 @@
 """A certificate request lost on the way, or whose answer was lost, does not strand the wallet.
 
 Nor does it make a second certificate for the card: a resend the CA refuses after its
-retention (its stored answer purged: RRPID_REUSED, or MESSAGE_TOO_OLD for a request it
-never saw) is followed by a CertInq, and the wallet
-registers again only when the CA holds no request for the registration (UNKNOWN_LID).
+retention (its stored answer purged: RRPID_REUSED for a request it certified or pended,
+MESSAGE_TOO_OLD for one it refused or never saw) is followed by a CertInq, and the wallet
+registers again only when the CA holds no request for the registration (UNKNOWN_LID): it
+never arrived, or the CA refused it more than its retention ago.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from clients.errors import TransportError
+from clients.errors import RegistrationError, TransportError
 from clients.wallet.registration import CardholderRegistrar
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import open_vault, seal
 from gateway.ca.policy import RESPONSE_RETENTION_MS
 from setcore import freshness
 from setcore.encoding import thumbprint
-from setcore.error_message import build_error, open_error
+from setcore.error_message import build_error, open_error, request_digest
 from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import FRESHNESS_WINDOW_MS
 from setcore.pan import PAN
@@ -37,6 +38,8 @@ from tests.clocks import clocks_moved
 
 CertCall = Callable[[registration_pb2.CertRequest], registration_pb2.CertResponse]
 InqCall = Callable[[registration_pb2.CertInqRequest], registration_pb2.CertInqResponse]
+# A CertInq sent and the CA's answer to it.
+Inquiry = tuple[registration_pb2.CertInqRequest, registration_pb2.CertInqResponse]
 
 # How long before the resend the first CertReq was sent: a day past the CA's retention of
 # its answers, so the CA's housekeeping has purged the answer and the request's date is
@@ -207,19 +210,22 @@ def _pending_rrpid(wallet: Wallet) -> bytes:
     return base64.b64decode(pending["rrpid"])
 
 
-def _counting(real: InqCall, calls: list[registration_pb2.CertInqResponse]) -> InqCall:
+def _counting(real: InqCall, calls: list[Inquiry]) -> InqCall:
     def cert_inq(request: registration_pb2.CertInqRequest) -> registration_pb2.CertInqResponse:
         answer = real(request)
-        calls.append(answer)
+        calls.append((request, answer))
         return answer
 
     return cert_inq
 
 
-def _refusal(wallet: Wallet, answer: registration_pb2.CertInqResponse) -> int:
+def _refusal(wallet: Wallet, inquiry: Inquiry) -> int:
     """The code of the CA's signed Error in a CertInq answer."""
+    request, answer = inquiry
     assert answer.WhichOneof("result") == "error"
-    refused = open_error(answer.error, wallet.trust, CARDHOLDER_CA, rrpid=answer.header.rrpid)
+    sent = request_digest(request.DESCRIPTOR.full_name, request.cert_inq_req)
+    rrpid = answer.header.rrpid
+    refused = open_error(answer.error, wallet.trust, CARDHOLDER_CA, rrpid=rrpid, request=sent)
     assert isinstance(refused, PeerError)
     return refused.code
 
@@ -255,7 +261,7 @@ def test_a_lost_answer_resent_after_the_retention_takes_the_issued_certificate(
     assert len(issued) == 1
     clocks_moved(monkeypatch, 0)
     _ca_housekeeping(bank, _pending_rrpid(wallet))
-    inquiries: list[registration_pb2.CertInqResponse] = []
+    inquiries: list[Inquiry] = []
     monkeypatch.setattr(
         wallet.authority, "cert_inq", _counting(wallet.authority.cert_inq, inquiries)
     )
@@ -286,7 +292,7 @@ def test_a_request_that_never_reached_the_ca_registers_after_the_retention(
     assert _brand_certificates(bank) == before
     clocks_moved(monkeypatch, 0)
     _ca_housekeeping(bank, _pending_rrpid(wallet))
-    inquiries: list[registration_pb2.CertInqResponse] = []
+    inquiries: list[Inquiry] = []
     monkeypatch.setattr(
         wallet.authority, "cert_inq", _counting(wallet.authority.cert_inq, inquiries)
     )
@@ -296,7 +302,9 @@ def test_a_request_that_never_reached_the_ca_registers_after_the_retention(
 
     assert done.complete and _registered(wallet)
     # The CA was asked before the wallet registered again, and said it had no request.
-    assert [_refusal(wallet, answer) for answer in inquiries] == [ErrorCode.ERROR_CODE_UNKNOWN_LID]
+    assert [_refusal(wallet, inquiry) for inquiry in inquiries] == [
+        ErrorCode.ERROR_CODE_UNKNOWN_LID
+    ]
     assert "registering again" in caplog.text and pan.reveal() not in caplog.text
     assert _brand_certificates(bank) - before == {done.certificate_thumb}
     key, certificate = _certified_key(wallet)
@@ -350,7 +358,7 @@ def test_a_cert_inq_refused_as_too_old_keeps_the_pended_request(
         rrpid = request.header.rrpid
         error = build_error(
             bank.authority.error_signer(request), ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD,
-            rrpid=rrpid, bad_message=request.cert_inq_req,
+            rrpid=rrpid, request=request_digest(request.DESCRIPTOR.full_name, request.cert_inq_req),
         )  # fmt: skip
         return registration_pb2.CertInqResponse(header=header(rrpid=rrpid), error=error)
 
@@ -359,3 +367,37 @@ def test_a_cert_inq_refused_as_too_old_keeps_the_pended_request(
         _registrar(wallet).register(pan, expiry, EC)
     assert caught.value.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
     assert open_vault(wallet.config.card_file, WALLET_PASSPHRASE).pending == held
+
+
+def test_a_request_refused_before_the_retention_registers_again(
+    bank: RunningBank,
+    wallet: Wallet,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The CA refused the CertReq (an expiry that is not the card's) and the answer was
+    lost; a refusal is kept only as its stored answer, so after the retention CertInq finds
+    no request, as for one that never arrived. The wallet registers again, and says it
+    cannot tell which of the two it was."""
+    pan, _ = bank.new_card()
+    not_the_cards = "203111"  # the account's expiry is EXPIRY
+    _ca_follows_moved_clocks(bank, monkeypatch)
+    clocks_moved(monkeypatch, -AFTER_RETENTION_MS)
+    _register_once_failing(
+        wallet, pan, not_the_cards, _answer_lost(wallet.authority.cert), monkeypatch
+    )
+    clocks_moved(monkeypatch, 0)
+    _ca_housekeeping(bank, _pending_rrpid(wallet))
+    inquiries: list[Inquiry] = []
+    monkeypatch.setattr(
+        wallet.authority, "cert_inq", _counting(wallet.authority.cert_inq, inquiries)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="setpay.wallet"), pytest.raises(RegistrationError):
+        wallet.registrar(WALLET_PASSPHRASE).register(pan, not_the_cards, EC)
+
+    assert [_refusal(wallet, inquiry) for inquiry in inquiries] == [
+        ErrorCode.ERROR_CODE_UNKNOWN_LID
+    ]
+    assert "never arrived, or was refused more than a week ago" in caplog.text
+    assert pan.reveal() not in caplog.text

@@ -78,3 +78,43 @@ def test_wrong_passphrase_is_refused(
     monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", "not the passphrase")
     status, out, err = run_cli(["wallet", "--dir", str(wallet_dir), "show"], capsys)
     assert status == 1 and "wrong wallet passphrase" in err and out == ""
+
+
+def test_renew_then_buy_and_ask_about_the_earlier_purchase(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", WALLET_PASSPHRASE)
+    merchant = make_merchant("m-cli-renew", AnswerMode.AFTER_AUTHORIZATION)
+    wallet_dir = tmp_path / "wallet-renew"
+    new_wallet(bank, wallet_dir, f"127.0.0.1:{merchant.port}", register=False).close()
+    _, card = _card_file(bank, tmp_path)
+    wallet = ["wallet", "--dir", str(wallet_dir)]
+    form = ["--form", "cardholder-name=A. Holder"]
+    assert run_cli([*wallet, "register", "--card", str(card), *form], capsys)[0] == 0
+
+    def purchase(amount: str) -> str:
+        status, out, _ = run_cli(
+            ["merchant", "--dir", str(merchant.config.base_dir), "orders", "new",
+             "--description", "a lamp", "--amount", amount], capsys,
+        )  # fmt: skip
+        assert status == 0
+        initiation = tmp_path / f"initiation-{amount}.json"
+        initiation.write_text(out)
+        status, out, err = run_cli([*wallet, "purchase", "--initiation", str(initiation)], capsys)
+        assert (status, err) == (0, "") and "APPROVED" in out
+        return out.split()[0]
+
+    earlier = purchase("1100")
+    status, out, err = run_cli([*wallet, "renew", *form], capsys)
+    assert (status, err) == (0, "") and "renewed the certificate of card" in out
+    assert run_cli([*wallet, "show"], capsys)[1].split("\n")[0].endswith(" registered")
+    purchase("1200")
+    status, out, err = run_cli([*wallet, "inquire", earlier], capsys)
+    assert (status, err) == (0, "") and "APPROVED" in out
+
+    status, out, err = run_cli([*wallet, "renew", "--form", "nickname=x"], capsys)
+    assert status == 1 and "no field nickname" in err and out == ""

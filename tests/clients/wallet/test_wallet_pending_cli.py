@@ -121,5 +121,6 @@ def test_a_purchase_before_registering_says_so_once(
             "--lid-m", "ab", "--description", "d", "--amount", "1"]  # fmt: skip
     status, out, err = run_cli(argv, capsys)
     assert (status, out) == (1, "")
-    assert err.startswith(f"setpay wallet: no key {wallet.config.key_label!r}")
-    assert err.count("no key") == 1 and err.endswith(": register first\n")
+    # The card file is opened first: it names the certificate to sign with.
+    assert err.startswith(f"setpay wallet: no card file at {wallet.config.card_file}")
+    assert err.count("register") == 1 and err.endswith(": register the card first\n")

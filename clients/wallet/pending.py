@@ -1,0 +1,120 @@
+"""The state of a certificate request held in the sealed card file until the CA decides it.
+
+Registration and renewal seal it there before their CertReq leaves (with the request's
+exact bytes, dropped once the CA pends it) and the next ``register`` or ``renew`` rebuilds
+from it what sends the request again or asks about it with CertInq. All of it is
+JSON-able text; the card file is sealed (``clients.wallet.vault``), so the back key and a
+renewal's new CardSecret are never on disk in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from google.protobuf.message import DecodeError
+
+from clients.errors import RegistrationError
+from clients.wallet.vault import CardSecrets
+from hsm.base import KeyBackend
+from hsm.errors import KeyNotFound
+from setcore.error_message import request_digest
+from setcore.errors import ProtocolError
+from setcore.freshness import new_id
+from setcore.pki.roles import CARDHOLDER_CA, CertificateUsage
+from setcore.pki.truststore import TrustStore
+from setcore.registration import request_kind
+from setcore.registration_cardholder import CardRequestState
+from setcore.registration_certreq import Exchange
+from setpay.v1 import registration_pb2
+
+# The key of a renewal's new CardSecret: a registration's is the card file's own, but a
+# renewal keeps the card's current one (and PANSecret) there until it is done.
+RENEWAL_CARD_SECRET = "card_secret"  # noqa: S105 - a field name, not a secret
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def request_unanswered(held: CardSecrets) -> bool:
+    """True while the held CertReq has no verified answer from the CA (sent, or about to
+    be): its bytes are kept until then, and dropped once the CA pends it."""
+    return held.pending is not None and "cert_request" in held.pending
+
+
+def renewal_pending(held: CardSecrets) -> bool:
+    """True while the held request is a renewal of the card's certificate."""
+    if held.pending is None:
+        return False
+    try:
+        return request_kind(int(held.pending["request_type"])).renewal
+    except (KeyError, ValueError, ProtocolError) as exc:
+        raise RegistrationError(f"the pending request cannot be resumed: {exc}") from exc
+
+
+def pending_record(
+    state: CardRequestState, request: bytes | None, *, renewal: bool
+) -> dict[str, str]:
+    """What resuming needs; with ``request``, the CertReq whose answer is awaited."""
+    ex = state.exchange
+    pending = {
+        "lid_ee": _b64(ex.lid_ee),
+        "lid_ca": _b64(ex.lid_ca),
+        "ca_certificate": _b64(ex.ca.der),
+        "request_type": str(state.request_type),
+        "key_version": str(state.key.version),
+        "back_key": _b64(state.back_key),
+    }
+    if request is not None:
+        pending |= {
+            "cert_request": _b64(request),
+            "rrpid": _b64(ex.rrpid),
+            "chall_ee3": _b64(ex.chall_ee3),
+        }
+    if renewal:
+        pending[RENEWAL_CARD_SECRET] = _b64(state.card_secret)
+    return pending
+
+
+def pending_version(held: CardSecrets) -> int | None:
+    """The key version the held request asks to certify, if it names one."""
+    try:
+        return int((held.pending or {})["key_version"])
+    except (KeyError, ValueError):
+        return None
+
+
+def resumed_state(
+    held: CardSecrets, backend: KeyBackend, label: str, trust: TrustStore
+) -> tuple[CardRequestState, registration_pb2.CertRequest | None]:
+    """The held request's state, and the CertReq to send again if it is still unanswered."""
+    pending = held.pending or {}
+    request = None
+    try:
+        ca = trust.verify_chain(
+            base64.b64decode(pending["ca_certificate"]), (), CARDHOLDER_CA,
+            CertificateUsage.SIGNATURE,
+        )  # fmt: skip
+        rrpid, chall_ee3, sent = new_id(), new_id(), b""
+        if "cert_request" in pending:
+            request = registration_pb2.CertRequest.FromString(
+                base64.b64decode(pending["cert_request"])
+            )
+            rrpid = base64.b64decode(pending["rrpid"])
+            chall_ee3 = base64.b64decode(pending["chall_ee3"])
+            sent = request_digest(request.DESCRIPTOR.full_name, request.cert_req)
+        exchange = Exchange(
+            rrpid, chall_ee3, base64.b64decode(pending["lid_ee"]),
+            base64.b64decode(pending["lid_ca"]), ca, request_digest=sent,
+        )  # fmt: skip
+        key = backend.get(label, int(pending["key_version"]))
+        card_secret = held.card_secret
+        if renewal_pending(held):
+            card_secret = base64.b64decode(pending[RENEWAL_CARD_SECRET])
+        state = CardRequestState(
+            exchange, int(pending["request_type"]), key, held.pan, held.expiry,
+            card_secret, base64.b64decode(pending["back_key"]),
+        )  # fmt: skip
+    except (ValueError, KeyError, KeyNotFound, DecodeError) as exc:
+        raise RegistrationError(f"the pended registration cannot be resumed: {exc}") from exc
+    return state, request
