@@ -3,7 +3,7 @@
     setpay merchant [--dir DIR] register --root ROOT.pem [--profile ec|rsa] [--form K=V]...
                                          [--account-file FILE]
     setpay merchant [--dir DIR] renew [--profile ec|rsa]
-    setpay merchant [--dir DIR] serve
+    setpay merchant [--dir DIR] serve [--metrics-port PORT|any]
     setpay merchant [--dir DIR] forget-gateway
     setpay merchant [--dir DIR] orders [list | new --description D --amount N]
     setpay merchant [--dir DIR] capture ORDER [--amount N]
@@ -32,7 +32,10 @@ stopped; the next start takes the gateway that answers its first PCertReq. A fil
 command cannot read or write (a directory where a file is wanted, a permission) is named
 on stderr, exit 1. The settlement account comes from ``--account-file``, a file only its
 owner may read (as the passphrase files): ``--account`` puts it on the command line, where
-``ps`` and the shell's history show it to others.
+``ps`` and the shell's history show it to others. ``serve --metrics-port`` serves the
+merchant's Prometheus metrics (``clients.merchant.metrics``) on that port of
+``server.metrics_host`` (loopback by default), in place of ``server.metrics_port``: 0
+turns them off, ``any`` takes a port the OS picks; the port is printed once serving.
 """
 
 from __future__ import annotations
@@ -54,7 +57,14 @@ from clients.authority import AuthorityClient
 from clients.errors import ClientError, OutcomeUnknown
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
-from clients.merchant.config import CONFIG_FILE, MerchantConfig, load
+from clients.merchant.config import (
+    CONFIG_FILE,
+    METRICS_ANY_PORT,
+    MerchantConfig,
+    MetricsPort,
+    load,
+    parse_metrics_port,
+)
 from clients.merchant.gateway_client import pinned_since
 from clients.merchant.records import Money, Operation, OperationState, Order, OrderState, short
 from clients.merchant.registration import MerchantRegistrar, Registered
@@ -119,7 +129,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     w = ops.add_parser("renew", help="new keys and certificates, proving the current key")
     w.add_argument("--profile", choices=sorted(PROFILES), default="ec")
 
-    ops.add_parser("serve", help="serve wallets (PInit, Purchase, Inquiry)")
+    s = ops.add_parser("serve", help="serve wallets (PInit, Purchase, Inquiry)")
+    s.add_argument(
+        "--metrics-port", type=_metrics_port, metavar="PORT",
+        help=f"serve Prometheus metrics on this port (0: off; {METRICS_ANY_PORT}: one the OS "
+        "picks); overrides server.metrics_port",
+    )  # fmt: skip
     ops.add_parser(
         "forget-gateway", help="clear the gateway pinned at the first start (changing gateways)"
     )
@@ -163,6 +178,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         one.add_argument(
             "--details", type=int, default=0, metavar="N", help="list up to N transactions"
         )
+
+
+def _metrics_port(text: str) -> MetricsPort:
+    try:
+        return parse_metrics_port(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number (0 to 65535) or {METRICS_ANY_PORT}, not {text!r}"
+        ) from None
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -236,7 +260,9 @@ def _renew(config: MerchantConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(config: MerchantConfig) -> int:
+def _serve(config: MerchantConfig, args: argparse.Namespace) -> int:
+    if args.metrics_port is not None:
+        config = config.with_metrics_port(args.metrics_port)
     merchant = Merchant.open(config)
     stop = threading.Event()
 
@@ -253,6 +279,10 @@ def _serve(config: MerchantConfig) -> int:
             print(f"merchant {config.merchant_id} stopped before serving", flush=True)
             return 0
         print(f"merchant {config.merchant_id} serving on port {port}", flush=True)
+        if merchant.metrics_port:
+            print(
+                f"merchant {config.merchant_id} metrics on port {merchant.metrics_port}", flush=True
+            )
         stop.wait()
     finally:
         for s, handler in previous.items():
@@ -414,7 +444,7 @@ def run(args: argparse.Namespace) -> int:
         if command == "renew":
             return _renew(config, args)
         if command == "serve":
-            return _serve(config)
+            return _serve(config, args)
         if command == "forget-gateway":
             return _forget_gateway(config)
         if command == "orders":

@@ -12,6 +12,8 @@
     answers         failures -> signed SET Errors or gRPC status, in one place
     registration    certificates from the Merchant CA
     runtime         ``Merchant``: all of the above opened from a configuration
+    metrics         its Prometheus page (``serve --metrics-port``); label sets in
+                    ``metrics_labels``
 
 The merchant never holds, stores or logs a PAN: the PI it forwards is sealed to the
 gateway and kept as opaque bytes. Errors are those of ``clients.errors`` plus setcore's

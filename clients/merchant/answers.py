@@ -18,6 +18,7 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from clients.errors import StoreError, TransportError
+from clients.merchant import metrics
 from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.credentials import Credentials
 from setcore.error_message import build_error
@@ -41,14 +42,15 @@ def answer(
     context: grpc.ServicerContext,
     credentials: Credentials,
     rpc: str,
-    request_bytes: bytes,
+    request: bytes,
     rrpid: bytes,
     work: Callable[[], R],
     on_error: Callable[[error_pb2.SetError], R],
 ) -> R:
     """Run ``work``; turn a failure into a signed SET Error (via ``on_error``) or a status.
 
-    The Error names ``rrpid``, the request header's, as the gateway's do.
+    The Error names ``rrpid``, the request header's, and ``request``, the request's
+    ``request_digest`` over its bytes as received, as the gateway's do.
     """
     try:
         return work()
@@ -65,7 +67,8 @@ def answer(
         log.exception("%s: unexpected failure", rpc)
         code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
     try:
-        error = build_error(credentials, code, rrpid=rrpid, bad_message=request_bytes)
+        error = build_error(credentials, code, rrpid=rrpid, request=request)
     except KeyBackendError as exc:  # the Error cannot be signed either: named, not quoted
         _unavailable(context, rpc, "merchant key backend", type(exc).__name__)
+    metrics.refused(rpc, code)  # a gRPC status (the abort above) is counted by the server
     return on_error(error)

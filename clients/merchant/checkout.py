@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from clients.errors import OrderStateError, UnknownOrder
+from clients.merchant import metrics
 from clients.merchant.authorizer import APPROVED, Authorizer
 from clients.merchant.config import AnswerMode
 from clients.merchant.gateway_client import GatewayKeys
@@ -32,6 +33,7 @@ from clients.merchant.records import (
 from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
 from setcore.credentials import Credentials
+from setcore.dualsig import MerchantView
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import new_id, now_ms
 from setcore.pki.bci import RevocationUnavailable
@@ -67,6 +69,17 @@ def completion_of(order: Order, captured: int, credited: int) -> purchase_pb2.PR
         return payload
     if order.state is OrderState.FAILED or auth is None:
         payload.completion_code = C.COMPLETION_CODE_ORDER_REJECTED
+        return payload
+    if order.state is OrderState.REVERSED:
+        # The whole authorization given back (allowed only while nothing was captured):
+        # the order will not be fulfilled. SET's CompletionCode has no "reversed"
+        # (SET-PROTOCOL.md 5.6, 7.7); orderRejected says so, and no AuthCode is reported,
+        # since no authorization stands: nothing held, captured or credited.
+        payload.completion_code = C.COMPLETION_CODE_ORDER_REJECTED
+        nothing = auth.amount.with_minor(0).to_proto()
+        for amount in (payload.auth_amt, payload.captured_amt, payload.credited_amt):
+            amount.CopyFrom(nothing)
+        payload.acq_card_msg = auth.acq_card_msg
         return payload
     # Stored from a verified AuthRes, whose parse refused undefined AuthCode values.
     payload.auth_code = cast(authorization_pb2.AuthCode, auth.auth_code)
@@ -160,7 +173,6 @@ class Checkout:
         if offer.brand_id != request.brand_id:
             raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "the order is for another brand")
         gateway = self._gateway_keys.current()
-        assert gateway.key_exchange is not None
         xid, chall_m = new_id(), new_id()
         trans_ids = common_pb2.TransIDs(
             lid_c=request.lid_c, lid_m=request.lid_m, xid=xid, preq_date_unix_ms=now_ms(),
@@ -187,10 +199,7 @@ class Checkout:
         oi = view.oi_data
         order = self._order(oi.trans_ids.xid)
         if order.state is not OrderState.INITIATED:
-            if order.oi_data != view.oi_bytes or order.pi != view.pi_bytes:
-                raise fail(ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid")
-            log.info("Purchase %s repeated: answering with its current state", order.short_id)
-            return self._pres(order, oi.rrpid, oi.chall_c)
+            return self._repeated(order, view, "repeated")
         mine = MerchantOrder(
             order.trans_ids_proto(), order.chall_m, order.description, order.amount.to_proto(),
             order.brand_id,
@@ -201,10 +210,13 @@ class Checkout:
                 order.xid, cardholder.thumbprint, view.oi_bytes, view.pi_bytes
             )
         except OrderStateError:
-            # A concurrent identical Purchase got there first.
-            raise fail(
-                ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid"
-            ) from None
+            # Another Purchase for this XID was recorded while this one was verified: the
+            # same one sent twice at once (answered as a repeat), or a different one.
+            return self._repeated(self._order(order.xid), view, "sent twice at once")
+        except UnknownOrder:
+            # A PInit for the same LID-M while this one was verified dropped the unpaid
+            # order for a new XID: this XID is no longer known (SET-PROTOCOL.md 5.5).
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "no order with this XID") from None
         log.info(
             "Purchase %s: dual signature verified, cardholder %s; PI kept sealed for the gateway",
             order.short_id, cardholder.thumbprint.hex()[:8],
@@ -215,6 +227,16 @@ class Checkout:
             self._authorizer.submit(order.xid)
         return self._pres(order, oi.rrpid, oi.chall_c)
 
+    def _repeated(
+        self, order: Order, view: MerchantView, how: str
+    ) -> purchase_pb2.PurchaseResponse:
+        """A PReq for an order already purchased: the same one again is answered with the
+        order's current state (SET duplicates are not errors), another is refused."""
+        if order.oi_data != view.oi_bytes or order.pi != view.pi_bytes:
+            raise fail(ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid")
+        log.info("Purchase %s %s: answering with its current state", order.short_id, how)
+        return self._pres(order, view.oi_data.rrpid, view.oi_data.chall_c)
+
     def _pres(self, order: Order, rrpid: bytes, chall_c: bytes) -> purchase_pb2.PurchaseResponse:
         payload = self._payload(order)
         trans_ids = order.trans_ids_proto()
@@ -223,6 +245,7 @@ class Checkout:
             "PRes %s: %s", order.short_id,
             purchase_pb2.CompletionCode.Name(payload.completion_code),
         )  # fmt: skip
+        metrics.purchase_answered(payload.completion_code)
         return purchase_pb2.PurchaseResponse(
             header=header(rrpid=rrpid, xid=order.xid, lid_c=trans_ids.lid_c, lid_m=order.lid_m),
             p_res=signed,

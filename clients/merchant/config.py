@@ -4,7 +4,8 @@
 Loaded once at start, validated, passed down as a frozen dataclass. Relative paths are
 relative to the merchant directory. The environment overrides the file:
 ``SETPAY_MERCHANT_ID``, ``SETPAY_MERCHANT_KEYS``, ``SETPAY_MERCHANT_LISTEN``,
-``SETPAY_MERCHANT_GATEWAY`` and ``SETPAY_MERCHANT_CA`` (targets), ``SETPAY_MERCHANT_ANSWER``.
+``SETPAY_MERCHANT_GATEWAY`` and ``SETPAY_MERCHANT_CA`` (targets), ``SETPAY_MERCHANT_ANSWER``;
+``setpay merchant serve --metrics-port`` overrides both (``with_metrics_port``).
 A table or key the file may not hold is refused, naming the file and the key
 (``clients.config_file``), as is a file that is not UTF-8.
 
@@ -27,6 +28,10 @@ Example::
     insecure = false
     threads = 8                        # DEFAULT_THREADS
     max_concurrent_rpcs = 64           # DEFAULT_MAX_CONCURRENT_RPCS
+    metrics_port = 9465                # Prometheus page (``clients.merchant.metrics``); 0
+                                       # (the default) turns it off; "any": a port the OS
+                                       # picks (``serve`` prints it)
+    metrics_host = "127.0.0.1"         # loopback unless the scraper runs elsewhere
 
     [gateway]                          # mutual TLS
     target = "127.0.0.1:7443"
@@ -47,13 +52,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from clients import config_file
 from clients.config_file import PEER_KEYS
 from clients.errors import ConfigError
 from clients.identity import resolve_soft_uri
-from clients.peers import PeerConfig, check_target, get, peer_table, subtable, toml_table
+from clients.peers import (
+    MAX_PORT,
+    PeerConfig,
+    check_target,
+    get,
+    peer_table,
+    subtable,
+    toml_table,
+)
 
 CONFIG_FILE = "merchant.toml"
 # Requests the Merchant service serves at once before new ones get RESOURCE_EXHAUSTED: a
@@ -62,6 +75,14 @@ DEFAULT_MAX_CONCURRENT_RPCS = 64
 # Server threads: each Purchase may wait on the gateway in after-authorization mode, so
 # a few more threads than cores keep PInit answered while authorizations are in flight.
 DEFAULT_THREADS = 8
+# ``server.metrics_port`` for "serve metrics on a port the OS picks", as port 0 is for
+# ``listen``: 0 itself means "no metrics", as for the bank's ``gateway.metrics_port``.
+METRICS_ANY_PORT: Literal["any"] = "any"
+MetricsPort = int | Literal["any"]
+# The metrics page shows what the merchant is doing to whoever can reach it: loopback
+# unless the operator names another address.
+DEFAULT_METRICS_HOST = "127.0.0.1"
+_METRICS_PORT = re.compile(r"[0-9]{1,5}")  # ASCII only: int() would take fullwidth digits
 # Merchant ids become a certificate CommonName (ub-common-name 64).
 _MERCHANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Every table and key merchant.toml may hold; anything else is refused (``answr =`` would
@@ -70,6 +91,7 @@ _TABLES: dict[str, frozenset[str]] = {
     "merchant": frozenset({"id", "name", "brand", "keys", "answer", "root", "chain", "store"}),
     "server": frozenset(
         {"listen", "tls_cert", "tls_key", "insecure", "threads", "max_concurrent_rpcs"}
+        | {"metrics_port", "metrics_host"}
     ),
     "gateway": PEER_KEYS,
     "ca": PEER_KEYS,
@@ -95,6 +117,34 @@ class ServerConfig:
     insecure: bool = False
     threads: int = DEFAULT_THREADS
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
+    #: The Prometheus page's port: 0 off, ``METRICS_ANY_PORT`` one the OS picks.
+    metrics_port: MetricsPort = 0
+    metrics_host: str = DEFAULT_METRICS_HOST
+
+
+def parse_metrics_port(text: str) -> MetricsPort:
+    """A metrics port as written on the command line: ASCII digits, 0 to 65535, or
+    ``any`` (in any case, spaces around it allowed); ``ValueError`` for anything else."""
+    if text.strip().lower() == METRICS_ANY_PORT:
+        return METRICS_ANY_PORT
+    if not _METRICS_PORT.fullmatch(text) or int(text) > MAX_PORT:
+        raise ValueError(text)
+    return int(text)
+
+
+def _metrics_port(table: Mapping[str, Any]) -> MetricsPort:
+    """The file's metrics port: an integer 0 to 65535, or the string ``any``."""
+    given = table.get("metrics_port", 0)
+    if isinstance(given, str) and given.strip().lower() == METRICS_ANY_PORT:
+        return METRICS_ANY_PORT
+    if isinstance(given, bool) or not isinstance(given, int):
+        found = type(given).__name__
+        raise ConfigError(f'server.metrics_port must be int or "{METRICS_ANY_PORT}", not {found}')
+    if not 0 <= given <= MAX_PORT:
+        raise ConfigError(
+            f"server.metrics_port must be between 0 (off) and {MAX_PORT}, or {METRICS_ANY_PORT!r}"
+        )
+    return given
 
 
 @dataclass(frozen=True)
@@ -118,6 +168,11 @@ class MerchantConfig:
         """The key URI, a relative ``soft:DIR`` resolved against the merchant directory."""
         return resolve_soft_uri(self.keys, self.base_dir)
 
+    def with_metrics_port(self, port: MetricsPort) -> MerchantConfig:
+        """The same configuration with ``server.metrics_port`` replaced (a command's flag,
+        read by ``parse_metrics_port``)."""
+        return replace(self, server=replace(self.server, metrics_port=port))
+
 
 def _path(base_dir: Path, text: str) -> Path:
     p = Path(text)
@@ -140,11 +195,15 @@ def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:
         max_concurrent_rpcs=get(
             table, "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS, "server"
         ),
+        metrics_port=_metrics_port(table),
+        metrics_host=get(table, "metrics_host", str, DEFAULT_METRICS_HOST, "server").strip(),
     )
     if not config.insecure and (config.tls_cert is None or config.tls_key is None):
         raise ConfigError("server.tls_cert and server.tls_key are required unless insecure")
     if not 1 <= config.threads <= 256 or not 1 <= config.max_concurrent_rpcs <= 10_000:
         raise ConfigError("server.threads must be 1..256, max_concurrent_rpcs 1..10000")
+    if not config.metrics_host:
+        raise ConfigError("server.metrics_host must name an address")
     return config
 
 

@@ -10,8 +10,10 @@ over these transactions; ``sqlite3`` failures become ``StoreError`` here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +27,13 @@ from clients.merchant.schema import migrate
 # A writer in another process (a CLI capture while the server runs) holds the lock for a
 # few milliseconds; five seconds only bounds a stuck one.
 BUSY_TIMEOUT_MS = 5000
+# merchant.db and its -wal and -shm files: the merchant's user's alone, whatever the
+# umask. They hold the orders, the cardholders' certificate thumbprints, the sealed PIs
+# and the capture tokens. SQLite gives the -wal and -shm files it creates the database
+# file's permissions.
+DATABASE_MODE = 0o600
+# The files SQLite keeps beside the database in WAL mode.
+_WAL_SUFFIXES = ("-wal", "-shm")
 
 T = TypeVar("T")
 
@@ -34,14 +43,32 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _make_private(path: Path) -> None:
+    """Create the database file owner-only before SQLite opens it; narrow it, and its
+    -wal and -shm files, to owner-only where an older setpay left them wider."""
+    # An existing file was made before, or by another of the merchant's processes just now.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DATABASE_MODE))
+    for name in (path, *(path.with_name(path.name + suffix) for suffix in _WAL_SUFFIXES)):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & ~DATABASE_MODE:
+            os.chmod(name, mode & DATABASE_MODE)
+
+
 class Database:
     """One connection to the merchant's file under a lock (thread-safe)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
         self._lock = threading.Lock()
+        # Files it cannot make or narrow raise their OSError, naming the file, as the
+        # directory's does.
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self._path)
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False,
                 timeout=BUSY_TIMEOUT_MS / 1000,

@@ -29,10 +29,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from clients.errors import ConfigError
+from clients.merchant import metrics
 from clients.merchant.gateway_pin import GatewayPin, GatewayPinStore
+from clients.merchant.metrics_labels import AUTHORIZATION, BATCH, GATEWAY_CERTIFICATES
+from clients.merchant.records import OperationKind
 from clients.transport import Caller
 from setcore.auth_reversal import (
     AuthRevRequestState,
@@ -62,6 +66,7 @@ from setcore.gateway_admin import (
     open_pcert_response,
 )
 from setcore.pki.truststore import TrustStore
+from setcore.pki.verified import VerifiedCertificate
 from setcore.signers import GatewayIdentity
 from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, services_pb2
 
@@ -84,6 +89,26 @@ GATEWAY_CERTIFICATES_TTL = timedelta(hours=1)
 
 def _method(name: str) -> str:
     return f"/{_SERVICE}/{name}"
+
+
+@dataclass(frozen=True)
+class ServedCertificates:
+    """The gateway's verified certificates for a brand it serves: the key-exchange one
+    named in PInitRes and sealed to, the signature one its answers are checked against,
+    and the CA certificates between the key-exchange one and the brand root."""
+
+    key_exchange: VerifiedCertificate
+    signature: VerifiedCertificate
+    chain: tuple[bytes, ...]
+
+
+def served(item: GatewayCertificate) -> ServedCertificates:
+    """A PCertRes item's certificates; ``ConfigError`` if it serves none for its brand."""
+    key_exchange, signature = item.key_exchange, item.signature
+    if item.code != SUCCESS or key_exchange is None or signature is None:
+        name = gateway_admin_pb2.PCertCode.Name(item.code)
+        raise ConfigError(f"the gateway serves no certificate for brand {item.brand_id}: {name}")
+    return ServedCertificates(key_exchange, signature, item.chain)
 
 
 def pinned_since(pin: GatewayPin) -> str:
@@ -120,18 +145,18 @@ class GatewayClient:
                 log.info("gateway: answers taken from %s, as before", self._pinned.identity)
         return self._pinned
 
-    def _pin(self, certificates: GatewayCertificate) -> None:
-        """Take answers from the gateway a verified PCertRes named; the first one decides,
-        in this process or any before it on the same database."""
-        assert certificates.signature is not None
-        named = GatewayIdentity.of(certificates.signature)
+    def _pin(self, signature: VerifiedCertificate) -> GatewayIdentity:
+        """Take answers from the gateway whose signature certificate a verified PCertRes
+        named; the first one decides, in this process or any before it on the same
+        database. Returns that gateway; refused (INVALID_CERTIFICATE) if it is another."""
+        named = GatewayIdentity.of(signature)
         with self._lock:
             pinned = self._stored_pin()
             if pinned is None:
                 if self._pins is None:
                     pinned = GatewayPin(named, now_ms())
                 else:
-                    pinned = self._pins.pin_gateway(certificates.signature.der, named.brand_id)
+                    pinned = self._pins.pin_gateway(signature.der, named.brand_id)
                 self._pinned = pinned
                 if pinned.identity == named:
                     log.info("gateway: answers taken from %s from now on", named)
@@ -145,17 +170,17 @@ class GatewayClient:
                 f" ({pinned_since(pinned)}); if the merchant changed gateways on"
                 " purpose, 'setpay merchant forget-gateway' clears that pin",
             )
+        return named
 
     def gateway_identity(self) -> GatewayIdentity:
         """The gateway answers are accepted from (PCertReq first if none is pinned yet)."""
         with self._lock:
             pinned = self._stored_pin()
         if pinned is None:
-            self.gateway_certificates(self._trust.brand_id)
-            pinned = self._pinned
-            assert pinned is not None
+            return self._fetch_certificates(self._trust.brand_id)[1]
         return pinned.identity
 
+    @metrics.gateway_call(AUTHORIZATION)
     def authorize(self, request: bytes, state: AuthRequestState) -> AuthResult:
         """AuthReq -> verified AuthRes."""
         response = self._caller.call(
@@ -167,6 +192,7 @@ class GatewayClient:
             gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
+    @metrics.gateway_call(OperationKind.AUTH_REVERSAL)
     def reverse_authorization(self, request: bytes, state: AuthRevRequestState) -> AuthRevResult:
         """AuthRevReq -> verified AuthRevRes."""
         response = self._caller.call(
@@ -178,6 +204,7 @@ class GatewayClient:
             gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
+    @metrics.gateway_call(OperationKind.CAPTURE)
     def capture(self, request: bytes, state: CaptureState) -> CaptureResult:
         """CapReq -> verified CapRes."""
         response = self._caller.call(
@@ -189,6 +216,7 @@ class GatewayClient:
             gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
+    @metrics.gateway_call(OperationKind.CAPTURE_REVERSAL)
     def reverse_capture(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CapRevReq -> verified CapRevRes."""
         response = self._caller.call(
@@ -200,6 +228,7 @@ class GatewayClient:
             gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
+    @metrics.gateway_call(OperationKind.CREDIT)
     def credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CredReq -> verified CredRes."""
         response = self._caller.call(
@@ -211,6 +240,7 @@ class GatewayClient:
             gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
+    @metrics.gateway_call(OperationKind.CREDIT_REVERSAL)
     def reverse_credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CredRevReq -> verified CredRevRes."""
         response = self._caller.call(
@@ -222,6 +252,7 @@ class GatewayClient:
             gateway_identity=self.gateway_identity(),
         )  # fmt: skip
 
+    @metrics.gateway_call(BATCH)
     def batch_admin(self, request: bytes, state: BatchAdminState) -> BatchAdminResult:
         """BatchAdminReq -> verified BatchAdminRes."""
         response = self._caller.call(
@@ -239,6 +270,14 @@ class GatewayClient:
         Refused (INVALID_CERTIFICATE) when they are another gateway's than the one the
         merchant's first PCertRes named (``gateway_pin``).
         """
+        return self._fetch_certificates(brand_id, bin_)[0]
+
+    # Counted here, so that the PCertReq ``gateway_identity`` sends is counted too.
+    @metrics.gateway_call(GATEWAY_CERTIFICATES)
+    def _fetch_certificates(
+        self, brand_id: str, bin_: str = ""
+    ) -> tuple[GatewayCertificate, GatewayIdentity]:
+        """``gateway_certificates``, and the gateway they pin (the one answers come from)."""
         request, state = build_pcert_request(
             self._credentials, [(brand_id, bin_)], self._merchant_id
         )
@@ -249,11 +288,7 @@ class GatewayClient:
         )  # fmt: skip
         answer = open_pcert_response(response, self._credentials, state, self._trust)
         item = answer.items[0]
-        if item.code != SUCCESS or item.key_exchange is None:
-            name = gateway_admin_pb2.PCertCode.Name(item.code)
-            raise ConfigError(f"the gateway serves no certificate for brand {brand_id}: {name}")
-        self._pin(item)
-        return item
+        return item, self._pin(served(item).signature)
 
 
 class GatewayKeys:
@@ -265,16 +300,16 @@ class GatewayKeys:
         ttl: timedelta = GATEWAY_CERTIFICATES_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``fetch``: a verified PCertRes item for the merchant's brand; one that serves
+        no certificates is refused as ``gateway_certificates`` refuses it (``served``)."""
         self._fetch = fetch
         self._ttl = ttl.total_seconds()
         self._clock = clock
         self._lock = threading.Lock()
-        self._current: GatewayCertificate | None = None
+        self._current: ServedCertificates | None = None
         self._fetched_at = 0.0
 
-    def _stale(self, current: GatewayCertificate | None) -> bool:
-        if current is None or current.key_exchange is None:
-            return True
+    def _stale(self, current: ServedCertificates) -> bool:
         if self._clock() - self._fetched_at >= self._ttl:
             return True
         # Ask again before the certificate ends rather than hand out one about to expire.
@@ -283,26 +318,22 @@ class GatewayKeys:
     def _ttl_delta(self) -> timedelta:
         return timedelta(seconds=self._ttl)
 
-    def current(self) -> GatewayCertificate:
+    def current(self) -> ServedCertificates:
         """The gateway's verified certificates, fetched again when stale."""
         current = self._current
-        if not self._stale(current):
-            assert current is not None
+        if current is not None and not self._stale(current):
             return current
         with self._lock:
-            if self._stale(self._current):
-                fetched = self._fetch()
-                self._current, self._fetched_at = fetched, self._clock()
-                assert fetched.key_exchange is not None
+            current = self._current
+            if current is None or self._stale(current):
+                current = served(self._fetch())
+                self._current, self._fetched_at = current, self._clock()
                 log.info(
                     "gateway certificates: key exchange %s (%s)",
-                    fetched.key_exchange.thumbprint.hex()[:8], fetched.key_exchange.subject_id,
+                    current.key_exchange.thumbprint.hex()[:8], current.key_exchange.subject_id,
                 )  # fmt: skip
-            assert self._current is not None
-            return self._current
+            return current
 
     def recipient(self) -> Recipient:
         """The gateway key-exchange key requests are sealed to."""
-        key_exchange = self.current().key_exchange
-        assert key_exchange is not None
-        return key_exchange.recipient()
+        return self.current().key_exchange.recipient()

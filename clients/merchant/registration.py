@@ -18,7 +18,9 @@ signature key and by the current one (SET-PROTOCOL.md 4.3 rule 2). The merchant 
 newest version of each key that holds a certificate (``current_credentials``), so the new
 keys displace the old only as their certificates are stored, by the same path and with
 the same ``registration.json`` as a registration; a renewal the CA refuses, or that fails
-before an answer, destroys the new keys and leaves the current ones as they were.
+before an answer, destroys the new keys and leaves the current ones as they were. The old
+keys and certificates are kept: the gateway's answers to requests stored before the
+renewal are sealed to the old key-exchange key and name the old signature certificate.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +41,8 @@ from clients.merchant.config import MerchantConfig
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, KeyNotFound
-from setcore.credentials import Credentials
+from setcore.credentials import Credentials, KeyExchangeChooser
+from setcore.encoding import thumbprint
 from setcore.errors import SetcoreError
 from setcore.freshness import new_id
 from setcore.pki.roles import MERCHANT_CA, CertificateUsage
@@ -101,24 +104,56 @@ def _fill(
     return [(name, given.get(name, known.get(name, ""))) for name in form.fields]
 
 
-def _certified(backend: KeyBackend, label: str) -> KeyHandle | None:
+def _certified_versions(backend: KeyBackend, label: str) -> Iterator[tuple[KeyHandle, bytes]]:
+    """Each version of ``label`` that holds a certificate, with it, newest first."""
     versions = [key for key in backend.list_keys() if key.label == label]
     for key in sorted(versions, key=lambda k: k.version, reverse=True):
-        if backend.certificate(key) is not None:
-            return key
-    return None
+        der = backend.certificate(key)
+        if der is not None:
+            yield key, der
+
+
+def _certified(backend: KeyBackend, label: str) -> KeyHandle | None:
+    newest = next(_certified_versions(backend, label), None)
+    return None if newest is None else newest[0]
+
+
+def _opening_by_thumbprint(exchanges: list[tuple[KeyHandle, bytes]]) -> KeyExchangeChooser:
+    """Opens an answer with the certified key-exchange key its envelope is sealed to;
+    one sealed to no certificate of ours with the newest key, which the opener then finds
+    is not the one named (WRONG_RECIPIENT)."""
+    keys = {thumbprint(der): key for key, der in exchanges}
+    newest_key, newest_der = exchanges[0]
+    newest = (newest_key, thumbprint(newest_der))
+
+    def choose(thumb: bytes) -> tuple[KeyHandle, bytes]:
+        key = keys.get(thumb)
+        return newest if key is None else (key, thumb)
+
+    return choose
 
 
 def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
     """The merchant's credentials: the newest version of each key that holds a certificate
-    (new keys of a renewal under way are not used until they are certified)."""
-    signature_key = _certified(backend, SIGNATURE_LABEL)
-    kex_key = _certified(backend, KEY_EXCHANGE_LABEL)
-    if signature_key is None or kex_key is None:
+    (new keys of a renewal under way are not used until they are certified).
+
+    Every older certified version still answers for what it signed or was named in: a
+    request stored before a renewal and sent again after it names the certificates it was
+    built with, and the gateway seals its answer to that key-exchange key and names that
+    signature certificate. So the credentials open each answer with the key it is sealed
+    to and take the earlier signature certificates as the merchant's own
+    (``Credentials.signs_as``); they sign and are named in new requests with the newest
+    only. Nothing here deletes an older version: ``renew`` keeps them.
+    """
+    signatures = list(_certified_versions(backend, SIGNATURE_LABEL))
+    exchanges = list(_certified_versions(backend, KEY_EXCHANGE_LABEL))
+    if not signatures or not exchanges:
         raise ConfigError("this merchant is not registered yet: run register first")
+    (signature_key, signature_der), (kex_key, kex_der) = signatures[0], exchanges[0]
     return Credentials(
-        backend, signature_key, backend.certificate(signature_key) or b"",
-        read_certificates(chain), kex_key, backend.certificate(kex_key),
+        backend, signature_key, signature_der, read_certificates(chain), kex_key, kex_der,
+        key_exchange_chooser=_opening_by_thumbprint(exchanges),
+        earlier_signature_thumbs=frozenset(thumbprint(der) for _, der in signatures[1:]),
     )  # fmt: skip
 
 

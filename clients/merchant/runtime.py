@@ -1,8 +1,9 @@
 """The merchant process put together: keys, trust, store, gateway and CA clients, services.
 
 ``Merchant.open(config)`` opens everything the configuration names; ``serve()`` starts
-the authorization worker, the Merchant service for wallets, and a thread that sends
-again the settlement operations and batch changes still waiting for an answer; the
+the authorization worker, the Merchant service for wallets, a thread that sends
+again the settlement operations and batch changes still waiting for an answer, and,
+when ``server.metrics_port`` asks for it, the Prometheus page (``metrics``); the
 CLI's capture, refund and batch commands use ``settlement`` and ``batches`` on an opened
 merchant without serving.
 """
@@ -18,10 +19,11 @@ import grpc
 from clients.authority import AuthorityClient
 from clients.errors import ClientError, ConfigError
 from clients.identity import read_root
+from clients.merchant import metrics
 from clients.merchant.authorizer import Authorizer
 from clients.merchant.batches import Batches
 from clients.merchant.checkout import Checkout
-from clients.merchant.config import MerchantConfig
+from clients.merchant.config import METRICS_ANY_PORT, MerchantConfig, ServerConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.registration import current_credentials
 from clients.merchant.servicer import GRACE_SECONDS, MerchantServicer, ServerSettings, start_server
@@ -51,6 +53,20 @@ RESUME_SECONDS = 30.0
 RESUME_AFTER_MS = 60_000
 
 
+def server_tls(server: ServerConfig) -> tuple[bytes, bytes] | None:
+    """The Merchant service's TLS certificate chain and key, read from their files; None
+    when ``insecure``. ``ConfigError`` when either is unnamed or unreadable: the loaded
+    configuration refuses that already, but one built otherwise may still ask for it."""
+    if server.insecure:
+        return None
+    if server.tls_cert is None or server.tls_key is None:
+        raise ConfigError("server.tls_cert and server.tls_key are required unless insecure")
+    try:
+        return server.tls_cert.read_bytes(), server.tls_key.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the server TLS files: {exc.strerror}") from exc
+
+
 @dataclass
 class Merchant:
     """An opened merchant: everything its services and commands use."""
@@ -73,6 +89,9 @@ class Merchant:
     _stop_resuming: threading.Event = field(default_factory=threading.Event)
     #: The port the Merchant service listens on, once serving.
     port: int = 0
+    _metrics: metrics.MetricsEndpoint | None = None
+    #: The port of the metrics page, once serving it (0: metrics off).
+    metrics_port: int = 0
     _closed: bool = False
 
     @classmethod
@@ -120,8 +139,10 @@ class Merchant:
         left unanswered, start the worker and the service.
 
         Returns the bound port (the configuration may ask for port 0); 0 when
-        ``request_stop`` came during the start-up, which then starts nothing.
+        ``request_stop`` came during the start-up, which then starts nothing. The metrics
+        page, if configured, comes first: the start-up's own gateway calls are counted.
         """
+        self._serve_metrics()
         self.revocation.refresh()
         self.gateway_keys.current()
         self._resume_operations()
@@ -132,16 +153,9 @@ class Merchant:
         self._resumer = threading.Thread(target=self._resume_loop, name="resumer", daemon=True)
         self._resumer.start()
         server_config = self.config.server
-        tls = None
-        if not server_config.insecure:
-            assert server_config.tls_cert is not None and server_config.tls_key is not None
-            try:
-                tls = (server_config.tls_cert.read_bytes(), server_config.tls_key.read_bytes())
-            except OSError as exc:
-                raise ConfigError(f"cannot read the server TLS files: {exc.strerror}") from exc
         settings = ServerSettings(
             listen=server_config.listen, threads=server_config.threads,
-            max_concurrent_rpcs=server_config.max_concurrent_rpcs, tls=tls,
+            max_concurrent_rpcs=server_config.max_concurrent_rpcs, tls=server_tls(server_config),
         )  # fmt: skip
         self._server, port = start_server(
             MerchantServicer(self.checkout, self.credentials), settings
@@ -152,6 +166,14 @@ class Merchant:
             self.config.merchant_id, port, self.config.answer.value,
         )  # fmt: skip
         return port
+
+    def _serve_metrics(self) -> None:
+        server_config = self.config.server
+        if server_config.metrics_port == 0:
+            return
+        port = 0 if server_config.metrics_port == METRICS_ANY_PORT else server_config.metrics_port
+        self._metrics = metrics.start(self.config.store, server_config.metrics_host, port)
+        self.metrics_port = self._metrics.port
 
     def _resume_loop(self) -> None:
         while not self._stop_resuming.wait(RESUME_SECONDS):
@@ -220,6 +242,9 @@ class Merchant:
         if self._resumer is not None:
             self._resumer.join()
         self.authorizer.stop()
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
         for channel in self._channels:
             channel.close()
         self.store.close()

@@ -17,10 +17,12 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from clients.merchant import metrics
 from clients.merchant.answers import answer
 from clients.merchant.checkout import Checkout
 from clients.transport import MAX_MESSAGE_BYTES
 from setcore.credentials import Credentials
+from setcore.error_message import request_digest
 from setcore.purchase import header
 from setpay.v1 import common_pb2, error_pb2, purchase_pb2, services_pb2, services_pb2_grpc
 
@@ -58,8 +60,9 @@ class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
         def on_error(error: error_pb2.SetError) -> Any:
             return response_cls(header=_reply_header(request.header), error=error)
 
+        sent = request_digest(request.DESCRIPTOR.full_name, request_bytes)
         return answer(
-            context, self._credentials, rpc, request_bytes, request.header.rrpid,
+            context, self._credentials, rpc, sent, request.header.rrpid,
             lambda: work(request), on_error,
         )  # fmt: skip
 
@@ -146,7 +149,6 @@ def _guarded(
     def handle(request: object, context: grpc.ServicerContext) -> Any:
         if not isinstance(request, _Received):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
-        assert isinstance(request, _Received)  # abort always raises
         if with_frame:
             return method(request.message, context, request.data)
         return method(request.message, context)
@@ -163,7 +165,7 @@ def _handler(servicer: MerchantServicer) -> grpc.GenericRpcHandler:  # type: ign
     }
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            method,
+            metrics.served(name, method),
             request_deserializer=_parser(request_cls),
             response_serializer=lambda m: m.SerializeToString(),
         )

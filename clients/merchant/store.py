@@ -14,12 +14,23 @@ with the response it already committed (to two senders at once, too: it is saved
 ``request_rows``). The PI is kept byte for byte, sealed to the gateway; the capture
 token likewise. The merchant never holds a PAN, so none is here.
 
+``WaitingRequests`` counts the requests still waiting for a final answer, by kind, for
+the merchant's metrics: on a read-only connection of its own, so that a scrape never
+waits for the merchant's lock nor holds it.
+
 Errors: ``sqlite3`` failures become ``StoreError``; unknown keys ``UnknownOrder``; a
 change the order's state forbids, ``OrderStateError``.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from clients.errors import StoreError
+from clients.merchant.database import BUSY_TIMEOUT_MS
 from clients.merchant.gateway_pin import GatewayPinStore
 from clients.merchant.order_store import OrderStore
 from clients.merchant.records import BatchRequest, Operation, OperationState, Order, OrderState
@@ -50,3 +61,64 @@ class MerchantStore(OrderStore, SettlementStore, GatewayPinStore):
                 f"WHERE {column} = ? AND state = ?",
                 (unverified, at_ms, key, state),
             )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How many requests of one kind wait for the gateway's final answer, and how many of
+    those last had an answer that did not verify (``outcome.next_try``)."""
+
+    kind: str
+    count: int
+    unverified: int
+
+
+# One statement for all three tables: an order waiting is one purchased or authorizing
+# (``Authorizer.pending``: its AuthReq not built yet, or sent); an operation or a batch
+# change, one sent. The orders, by far the largest table, are found by their state's
+# index; operations and batch changes are read whole (neither table has one on state).
+_WAITING_SQL = """
+SELECT 'authorization', count(*), count(*) FILTER (WHERE unverified > 0)
+  FROM orders WHERE state IN (?, ?)
+UNION ALL
+SELECT kind, count(*), count(*) FILTER (WHERE unverified > 0)
+  FROM operations WHERE state = ? GROUP BY kind
+UNION ALL
+SELECT 'batch', count(*), count(*) FILTER (WHERE unverified > 0)
+  FROM batch_requests WHERE state = ?
+"""
+_WAITING_STATES = (
+    OrderState.PURCHASED.value,
+    OrderState.AUTHORIZING.value,
+    OperationState.SENT.value,
+    OperationState.SENT.value,
+)
+
+
+class WaitingRequests:
+    """Reads, on a read-only connection of its own, how many requests of each kind wait
+    for the gateway's final answer (thread-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the merchant database {path}: {exc}") from exc
+
+    def counts(self) -> list[Waiting]:
+        """Every kind with requests waiting (a kind with none may be left out)."""
+        with self._lock:
+            try:
+                rows = self._conn.execute(_WAITING_SQL, _WAITING_STATES).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"merchant database read failed: {exc}") from exc
+        return [Waiting(str(kind), int(count), int(unverified)) for kind, count, unverified in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()

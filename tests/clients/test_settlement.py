@@ -119,8 +119,9 @@ def test_authorization_reversal_partial_then_full(
     seen = wallet.shopper(WALLET_PASSPHRASE).inquire(
         wallet.config.require_merchant(), record.xid[:8]
     )
+    # Nothing authorized any more: the order will not be fulfilled.
     assert seen.completion == purchase_pb2.CompletionCode.Name(
-        purchase_pb2.COMPLETION_CODE_AUTHORIZATION_PERFORMED
+        purchase_pb2.COMPLETION_CODE_ORDER_REJECTED
     )
     assert seen.auth_amount == 0
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import grpc
 
 from setpay.v1 import registration_pb2, services_pb2_grpc
+from tests.metrics_page import check_with_promtool
 
 from .served import ServedBank, serve_bank, value, wait_for
-from .test_metrics import assert_labels_from_fixed_sets, check_with_promtool
+from .test_metrics import assert_labels_from_fixed_sets
 
 FAILURES = "setpay_ca_housekeeping_failures_total"
 # What a worker logs when its sweep skips (``gateway.ca.authority``).

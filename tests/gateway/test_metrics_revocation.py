@@ -21,10 +21,11 @@ from gateway.ca.publishing import current_revocation
 from gateway.ca.watcher import valid_until
 from setcore.pki.bci import BCI_LIFETIME
 from setpay.v1 import registration_pb2, services_pb2_grpc
+from tests.metrics_page import check_with_promtool
 
 from .ca.revocation_support import bank_trust, publish_dated
 from .served import ServedBank, serve_bank, value, wait_for, workers_of
-from .test_metrics import assert_labels_from_fixed_sets, check_with_promtool
+from .test_metrics import assert_labels_from_fixed_sets
 
 FAILURES = "setpay_revocation_refresh_failures_total"
 VALID_UNTIL = "setpay_revocation_valid_until_seconds"

@@ -20,10 +20,11 @@ from setcore.authorization import open_auth_response
 from setcore.errors import PeerError
 from setpay.v1 import authorization_pb2 as a
 from setpay.v1 import services_pb2
+from tests.metrics_page import check_with_promtool, promtool
 
 from .actors import Merchant, auth_request, purchase, register_cardholder, register_merchant
 from .served import WAIT_SECONDS, ServedBank, children_of, serve_bank, served, value, wait_for
-from .test_metrics import PG, assert_labels_from_fixed_sets, check_with_promtool, promtool
+from .test_metrics import PG, assert_labels_from_fixed_sets
 
 CA = "setpay.v1.CertificateAuthorityService"
 HEALTH = "grpc.health.v1.Health"

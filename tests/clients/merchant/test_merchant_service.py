@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 
@@ -17,7 +16,7 @@ from clients.transport import Caller, ChannelConfig, open_channel
 from clients.wallet.purchases import PurchaseBook
 from hsm.errors import TransientBackendError
 from setcore.authorization import AuthRequestState, AuthResult
-from setcore.error_message import ERROR_CT, open_error
+from setcore.error_message import ERROR_CT, open_error, request_digest
 from setcore.errors import ErrorCode, PeerError
 from setcore.freshness import new_id
 from setcore.pan import PAN
@@ -78,13 +77,16 @@ def test_pinit_refusals_are_signed_errors(
 ) -> None:
     # A merchant per case: the session's bank registers a merchant ID once.
     merchant = make_merchant(f"m-pinit-{brand}-{lid_m.hex()}")
-    request, _ = build_pinit_request(PAN(VISA), brand, b"lid-c", lid_m=lid_m)
+    request, state = build_pinit_request(PAN(VISA), brand, b"lid-c", lid_m=lid_m)
     caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
     response = caller.call(
         f"{SERVICE}/PInit", request.SerializeToString(), purchase_pb2.PInitResponse, deadline=5
     )
     assert response.WhichOneof("result") == "error"
-    error = open_error(response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid)
+    error = open_error(
+        response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid,
+        request=state.request_digest,
+    )  # fmt: skip
     assert error.code == code
     assert error.args[0].count("peer refused") == 1  # a fixed text, no detail
 
@@ -106,12 +108,15 @@ def test_a_pinit_error_names_the_request_as_it_was_received(
     assert parsed == request and parsed.SerializeToString() != sent
     caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
     response = caller.call(f"{SERVICE}/PInit", sent, purchase_pb2.PInitResponse, deadline=5)
-    refused = open_error(response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid)
+    as_sent = request_digest(request.DESCRIPTOR.full_name, sent)
+    refused = open_error(
+        response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid, request=as_sent
+    )
     assert refused.code == ErrorCode.ERROR_CODE_DECODING_FAILURE
     signed = parse_signed(response.error.signed_error)
     tbs = open_signed(signed, ERROR_CT, signer(merchant.trust, MERCHANT)).tbs
     named = error_pb2.ErrorTBS.FromString(tbs).bad_message_digest
-    assert named == hashlib.sha256(sent).digest()
+    assert named == as_sent
 
 
 def test_a_refusal_the_key_backend_cannot_sign_is_unavailable(
@@ -157,15 +162,16 @@ def test_inquiry_about_an_unknown_transaction(
     wallet = make_wallet(merchant)
     credentials = load_credentials(wallet.backend, wallet.config.key_label, wallet.config.chain)
     state = PurchaseState(b"", b"", common_pb2.TransIDs(xid=new_id()), b"")
-    request, _ = build_inquiry_request(credentials, state)
+    request, inquiry = build_inquiry_request(credentials, state)
     caller = _caller(merchant.port, wallet.config.require_merchant().channel().ca_pem or b"")
     response = caller.call(
         f"{SERVICE}/Inquiry", request.SerializeToString(), purchase_pb2.InquiryResponse,
         deadline=5,
     )  # fmt: skip
     assert open_error(
-        response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid
-    ).code == (ErrorCode.ERROR_CODE_UNKNOWN_XID)
+        response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid,
+        request=inquiry.request_digest,
+    ).code == (ErrorCode.ERROR_CODE_UNKNOWN_XID)  # fmt: skip
 
 
 def test_authorization_survives_a_gateway_outage(
@@ -277,14 +283,17 @@ def test_repeated_purchase_request_is_answered_not_authorized_again(
     assert order.authorization is not None
     assert [a.payloads[0].auth_amt.amount for a in answers] == [650, 650]
     # A different PReq for the same XID (another PI) is refused.
-    other, _ = build_purchase_request(credentials, offered, initiation.order(), card, pinit_state)
+    other, again = build_purchase_request(
+        credentials, offered, initiation.order(), card, pinit_state
+    )
     refused = caller.call(
         f"{SERVICE}/Purchase", other.SerializeToString(), purchase_pb2.PurchaseResponse,
         deadline=30,
     )  # fmt: skip
-    assert open_error(refused.error, merchant.trust, MERCHANT, rrpid=other.header.rrpid).code == (
-        ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
-    )
+    assert open_error(
+        refused.error, merchant.trust, MERCHANT, rrpid=other.header.rrpid,
+        request=again.request_digest,
+    ).code == (ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED)  # fmt: skip
 
 
 def test_an_authorization_pending_past_the_freshness_window_is_built_afresh(

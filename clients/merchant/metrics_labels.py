@@ -1,0 +1,85 @@
+"""The label values of the merchant's metrics: fixed sets, and the guard that keeps them so.
+
+A label value is never taken from a request or an answer as it is: ``allowed`` looks it
+up in its set (``LABEL_VALUES``) and anything else is counted as ``other``. So the page
+never carries a PAN (the merchant has none), an amount, an XID, a merchant id, a peer's
+text or key material, and there are never more series than the sets allow. The sets come
+from the protos and the enums they name, and change with them.
+
+The gateway calls are named by the kind of request the merchant sends (``KINDS``); the
+same names count the requests stored and waiting for an answer (``WAITING_KINDS``, the
+kinds ``clients.merchant.store.WaitingRequests`` reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+
+from clients.merchant.records import OperationKind
+from setcore.errors import ErrorCode
+from setpay.v1 import purchase_pb2, services_pb2
+
+OTHER = "other"
+
+# The Merchant service's methods: the only calls the merchant's own code handles (gRPC's
+# health service beside it is not counted).
+MERCHANT_METHODS = tuple(
+    m.name for m in services_pb2.DESCRIPTOR.services_by_name["MerchantService"].methods
+)
+AUTHORIZATION = "authorization"
+BATCH = "batch"
+GATEWAY_CERTIFICATES = "gateway-certificates"
+# Requests stored before they are sent and sent until the gateway's answer is final: an
+# order's AuthReq, a settlement operation (by its kind, as the store names it), a batch
+# change. ``GATEWAY_CERTIFICATES`` (PCertReq) is asked, never stored.
+WAITING_KINDS = (AUTHORIZATION, *(k.value for k in OperationKind), BATCH)
+KINDS = (*WAITING_KINDS, GATEWAY_CERTIFICATES)
+
+# A gateway call's result, when it is no SET Error code nor gRPC status: the answer
+# verified and said yes or no; it came and did not verify; it could not be checked for
+# want of current revocation data; the merchant's own key backend or store failed on it.
+APPROVED = "approved"
+DECLINED = "declined"
+UNVERIFIED = "unverified"
+REVOCATION_UNAVAILABLE = "revocation_unavailable"
+MERCHANT_FAILURE = "merchant_failure"
+# ``clients.transport``'s own names for a call that ended with no gRPC status of the
+# peer's: its deadline spent between attempts, an answer that did not parse.
+TRANSPORT_STATUSES = ("DEADLINE_EXCEEDED", "UNPARSEABLE_RESPONSE")
+
+_ERROR_CODES = frozenset(ErrorCode.keys())
+_STATUSES = frozenset(c.name for c in grpc.StatusCode)
+
+LABEL_VALUES: Mapping[str, frozenset[str]] = {
+    name: frozenset(values) | {OTHER}
+    for name, values in {
+        "method": set(MERCHANT_METHODS),
+        "code": _ERROR_CODES | _STATUSES,
+        "kind": set(KINDS),
+        "result": {APPROVED, DECLINED, UNVERIFIED, REVOCATION_UNAVAILABLE, MERCHANT_FAILURE}
+        | _ERROR_CODES
+        | _STATUSES
+        | set(TRANSPORT_STATUSES),
+        "completion": set(purchase_pb2.CompletionCode.keys()),
+    }.items()
+}
+"""Every label name used and the values it may take (``other`` for anything unexpected)."""
+
+# --- the combinations counters start at zero with -------------------------------------
+
+GATEWAY_CALL_LABELS: tuple[tuple[str, str], ...] = tuple(
+    (kind, result) for kind in KINDS for result in (APPROVED, DECLINED)
+)
+"""(kind, result) of every kind's answers that verified: the two results each kind sees
+in a healthy merchant's life, so that ``increase()`` sees the first of each."""
+
+# Every code but UNSPECIFIED (0).
+COMPLETIONS: tuple[str, ...] = tuple(n for n, i in purchase_pb2.CompletionCode.items() if i)
+"""The completions a PRes may report."""
+
+
+def allowed(label: str, value: str) -> str:
+    """``value`` if it is in ``label``'s set, else ``other``."""
+    return value if value in LABEL_VALUES[label] else OTHER
