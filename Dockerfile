@@ -9,8 +9,9 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Only what the wheel is made of: tests, docs and tooling stay out of the image.
-COPY pyproject.toml README.md ./
+# Only what the wheel is made of, LICENSE included (setuptools puts its text in the wheel,
+# found by its default license-files): tests, docs and tooling stay out of the image.
+COPY pyproject.toml README.md LICENSE ./
 COPY deploy/constraints.txt deploy/constraints.txt
 COPY protos protos
 COPY setcore setcore

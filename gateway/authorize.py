@@ -79,7 +79,8 @@ def decision_for(bank: Bank, request: VerifiedAuthRequest, outcome: Outcome) -> 
             cap_token=_cap_token(bank, request, outcome),
             cap_res_payload=cap_res,
         )
-    assert isinstance(outcome, Declined), f"unexpected outcome {type(outcome).__name__}"
+    if not isinstance(outcome, Declined):
+        raise TypeError(f"unexpected outcome {type(outcome).__name__}")
     return AuthDecision(
         auth_code=auth_code_for(outcome.reason),
         auth_amt=common_pb2.CurrencyAmount(currency=asked.currency, amount=0, exp10=asked.exp10),

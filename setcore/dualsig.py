@@ -198,12 +198,14 @@ def open_parsed_payment_instruction(
     opened = open_sealed(
         pi.ex_pi, backend, key, my_cert_thumb, PITBE_CT, extra_type=PAN_DATA_CT, xid=xid
     )
-    assert opened.extra is not None  # open_sealed returns the extra when extra_type is set
+    sealed_pan_data = opened.extra
+    if sealed_pan_data is None:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "PI carries no PANData")
     tbe = parse_strict(purchase_pb2.PITBE, opened.plaintext)
-    if not hmac.compare_digest(tbe.dd_pan_data, digest(PAN_DATA_CT, opened.extra)):
+    if not hmac.compare_digest(tbe.dd_pan_data, digest(PAN_DATA_CT, sealed_pan_data)):
         raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "PANData is not the linked one")
     head = parse_strict(purchase_pb2.PIHead, tbe.pi_head)
-    pan_data = parse_strict(purchase_pb2.PANData, opened.extra)
+    pan_data = parse_strict(purchase_pb2.PANData, sealed_pan_data)
     if not hmac.compare_digest(head.pe_thumb, my_cert_thumb):
         raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "PI names another gateway key")
     if head.trans_ids.xid != xid:
@@ -213,7 +215,7 @@ def open_parsed_payment_instruction(
         pi_head=head,
         pan_data=pan_data,
         dd_oi_data=tbe.dd_oi_data,
-        dd_pi_data=pi_data_digest(tbe.pi_head, opened.extra),
+        dd_pi_data=pi_data_digest(tbe.pi_head, sealed_pan_data),
     )
 
 

@@ -50,7 +50,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clients.errors import ClientError, OutcomeUnknown, TransportError
+from clients.errors import ClientError, OutcomeUnknown, StoreError, TransportError
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.store import MerchantStore
@@ -98,6 +98,25 @@ def _check_authorized_amount(order: Order, header: authorization_pb2.AuthHeader)
             f"AuthRes gives {got.amount} ({got.currency}, exponent {got.exp10}) for an order "
             f"of {order.amount}",
         )
+
+
+def _damaged(order: Order, missing: str) -> StoreError:
+    """An order whose row lacks what its state says it holds: setpay writes them together
+    (``record_purchase``, ``record_auth_request``), so the file was changed by hand or
+    damaged. Sending nothing is all that is safe: the error names the order."""
+    return StoreError(
+        f"merchant database damaged: order {order.short_id} is {order.state.value} "
+        f"without {missing}"
+    )
+
+
+def _sent_auth_request(order: Order) -> tuple[bytes, AuthRequestState]:
+    """The order's stored AuthReq bytes, and what the gateway's answer to them is checked
+    against; ``StoreError`` if the order has none (``_damaged``)."""
+    rrpid, request, digest = order.auth_rrpid, order.auth_request, order.auth_request_digest
+    if not (rrpid and request and digest):
+        raise _damaged(order, "its AuthReq")
+    return request, AuthRequestState(rrpid, order.xid, digest)
 
 
 class Authorizer(StoredRequests[Order]):
@@ -207,11 +226,13 @@ class Authorizer(StoredRequests[Order]):
 
     def _build(self, order: Order) -> tuple[bytes, AuthRequestState]:
         """A new AuthReq for the order (a fresh RRPID and date), its PI as baggage."""
-        assert order.oi_data is not None and order.pi is not None
-        oi = parse_strict(purchase_pb2.OIData, order.oi_data)
+        oi_data, pi = order.oi_data, order.pi
+        if oi_data is None or pi is None:
+            raise _damaged(order, "the OIData and PI of its purchase")
+        oi = parse_strict(purchase_pb2.OIData, oi_data)
         request, state = build_auth_request(
-            self._credentials, self._keys.recipient(), order.pi, order.trans_ids_proto(),
-            order.oi_data, order.description, order.amount.to_proto(), oi.od_salt,
+            self._credentials, self._keys.recipient(), pi, order.trans_ids_proto(),
+            oi_data, order.description, order.amount.to_proto(), oi.od_salt,
             order.amount.to_proto(), self._merchant_id,
         )  # fmt: skip
         return request.SerializeToString(), state
@@ -221,12 +242,9 @@ class Authorizer(StoredRequests[Order]):
     def _exchange(self, order: Order) -> Order:
         """Send the order's stored AuthReq; the order once the gateway's verified answer
         is saved."""
-        assert order.auth_request and order.auth_rrpid and order.auth_request_digest
-        log.info(
-            "order %s: AuthReq %s sent to the gateway", order.short_id, short(order.auth_rrpid)
-        )
-        state = AuthRequestState(order.auth_rrpid, order.xid, order.auth_request_digest)
-        result = self._gateway.authorize(order.auth_request, state)
+        request, state = _sent_auth_request(order)
+        log.info("order %s: AuthReq %s sent to the gateway", order.short_id, short(state.rrpid))
+        result = self._gateway.authorize(request, state)
         header = result.data.auth_res_payload.auth_header
         _check_authorized_amount(order, header)
         authorization = Authorization(
@@ -254,10 +272,10 @@ class Authorizer(StoredRequests[Order]):
         authorizing). Safe beside ``renewal``'s reasons: the gateway's ledger records
         each PI's XID before deciding, so a PI is never authorized twice, whatever the
         RRPID."""
-        assert request.auth_rrpid is not None
+        _, sent = _sent_auth_request(request)
         wire, state = self._build(request)
         return self._store.renew_auth_request(
-            request.xid, request.auth_rrpid, state.rrpid, wire, state.request_digest
+            request.xid, sent.rrpid, state.rrpid, wire, state.request_digest
         )
 
     def _unanswered(self) -> list[Order]:

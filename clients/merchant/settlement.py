@@ -182,23 +182,23 @@ class Settlement(StoredRequests[Operation]):
         self, order: Order, kind: OperationKind, money: Money, original: bytes
     ) -> tuple[bytes, bytes, bytes]:
         """``kind``'s request on ``order``, built by setcore: (wire bytes, RRPID, digest)."""
-        assert order.authorization is not None and order.auth_rrpid is not None
-        token = order.authorization.cap_token
+        token = checks.approved_authorization(order).cap_token
+        auth_rrpid = checks.auth_rrpid(order)
         recipient = self._keys.recipient()
         if kind is OperationKind.AUTH_REVERSAL:
             rev, rev_state = build_auth_reversal_request(
-                self._credentials, recipient, order.trans_ids_proto(), order.auth_rrpid, token,
+                self._credentials, recipient, order.trans_ids_proto(), auth_rrpid, token,
                 money.to_proto(), self._merchant_id,
             )  # fmt: skip
             return rev.SerializeToString(), rev_state.rrpid, rev_state.request_digest
         if kind is OperationKind.CAPTURE:
-            item = CaptureItem(order.trans_ids_proto(), order.auth_rrpid, token, money.to_proto())
+            item = CaptureItem(order.trans_ids_proto(), auth_rrpid, token, money.to_proto())
             cap, cap_state = build_capture_request(
                 self._credentials, recipient, [item], self._merchant_id
             )
             return cap.SerializeToString(), cap_state.rrpid, cap_state.request_digest
         entry = CapRevOrCredItem(
-            order.trans_ids_proto(), order.auth_rrpid, token, money.to_proto(),
+            order.trans_ids_proto(), auth_rrpid, token, money.to_proto(),
             original_rrpid=original,
         )  # fmt: skip
         request, state = _BUILD[kind](self._credentials, recipient, [entry], self._merchant_id)
@@ -225,8 +225,7 @@ class Settlement(StoredRequests[Operation]):
     def _exchange(self, operation: Operation) -> Operation:
         """Send the operation's stored bytes; save the gateway's verified answer."""
         order = self._store.order(operation.xid)
-        assert order.auth_rrpid is not None
-        refs = (ItemRef(order.xid, order.auth_rrpid),)
+        refs = (ItemRef(order.xid, checks.auth_rrpid(order)),)
         wire = operation.request
         if operation.kind is OperationKind.CAPTURE:
             cap = self._gateway.capture(

@@ -7,7 +7,9 @@ the order and its operations as they stand, so ``settlement`` runs it twice: bef
 builds the request, and again in the transaction that stores it (the ``admit`` of
 ``add_operation``), where two commands at once cannot both pass it.
 
-A refusal is ``OrderStateError``, naming what stands in the way by short ids.
+A refusal is ``OrderStateError``, naming what stands in the way by short ids; an
+authorized order without the RRPID of its AuthReq, which every request on it names, is a
+damaged file: ``StoreError``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from clients.errors import OrderStateError
+from clients.errors import OrderStateError, StoreError
 from clients.merchant.checkout import is_approved, settled_of
 from clients.merchant.records import (
     Authorization,
@@ -45,7 +47,7 @@ Check = Callable[[Order, list[Operation]], Plan]
 
 def capture(order: Order, operations: list[Operation], amount: int | None) -> Plan:
     """Capture ``amount`` (None: all that is authorized and not yet captured)."""
-    authorization = _authorized(order)
+    authorization = approved_authorization(order)
     captured = _captured_gross(operations)
     pending = _pending(operations, OperationKind.CAPTURE, OperationKind.AUTH_REVERSAL)
     # A pending reversal may have lowered the authorization to what it keeps.
@@ -66,7 +68,7 @@ def capture(order: Order, operations: list[Operation], amount: int | None) -> Pl
 
 def refund(order: Order, operations: list[Operation], amount: int | None) -> Plan:
     """Credit ``amount`` back (None: all captured and not yet credited)."""
-    authorization = _authorized(order)
+    authorization = approved_authorization(order)
     left, pending = _refundable(operations)
     amount = left if amount is None else amount
     if not 0 < amount <= left:
@@ -83,7 +85,7 @@ def reverse_capture(order: Order, operations: list[Operation], capture_rrpid: by
     if capture.kind is not OperationKind.CAPTURE or capture.state is not OperationState.SUCCEEDED:
         raise OrderStateError(f"operation {short(capture_rrpid)} is not a completed capture")
     _not_reversed(capture, operations, OperationKind.CAPTURE_REVERSAL)
-    authorization = _authorized(order)
+    authorization = approved_authorization(order)
     left, pending = _refundable(operations)
     if capture.result_amount > left:
         raise OrderStateError(
@@ -100,13 +102,13 @@ def reverse_credit(order: Order, operations: list[Operation], credit_rrpid: byte
     if credit.kind is not OperationKind.CREDIT or credit.state is not OperationState.SUCCEEDED:
         raise OrderStateError(f"operation {short(credit_rrpid)} is not a completed refund")
     _not_reversed(credit, operations, OperationKind.CREDIT_REVERSAL)
-    money = _authorized(order).amount.with_minor(credit.result_amount)
+    money = approved_authorization(order).amount.with_minor(credit.result_amount)
     return Plan(OperationKind.CREDIT_REVERSAL, money, credit_rrpid)
 
 
 def reverse_authorization(order: Order, operations: list[Operation], keep: int) -> Plan:
     """Release the authorization down to ``keep`` (0: all of it)."""
-    authorization = _authorized(order)
+    authorization = approved_authorization(order)
     captured = _captured_gross(operations)
     # A pending capture may have been applied (then the order has a capture), a pending
     # reversal may have lowered the authorization below ``keep``: either way the gateway
@@ -126,12 +128,26 @@ def reverse_authorization(order: Order, operations: list[Operation], keep: int) 
     return Plan(OperationKind.AUTH_REVERSAL, authorization.amount.with_minor(keep))
 
 
-def _authorized(order: Order) -> Authorization:
-    """The order's approved authorization; ``OrderStateError`` if it has none."""
-    if order.state is not OrderState.AUTHORIZED or not is_approved(order):
+def approved_authorization(order: Order) -> Authorization:
+    """The order's approved authorization; ``OrderStateError`` if it has none,
+    ``StoreError`` if it lacks the RRPID a request on it would name (``auth_rrpid``)."""
+    authorization = order.authorization
+    if authorization is None or order.state is not OrderState.AUTHORIZED or not is_approved(order):
         raise OrderStateError(f"order {order.short_id} is {order.state.value}, not authorized")
-    assert order.authorization is not None and order.auth_rrpid is not None
-    return order.authorization
+    auth_rrpid(order)
+    return authorization
+
+
+def auth_rrpid(order: Order) -> bytes:
+    """The RRPID of the AuthReq the order's authorization answered, which every request on
+    it names; ``StoreError`` if it has none: setpay stores it with the AuthReq, before
+    any authorization (``record_auth_request``), so the file was changed or damaged."""
+    if order.auth_rrpid is None:
+        raise StoreError(
+            f"merchant database damaged: order {order.short_id} is {order.state.value} "
+            "without the RRPID of its AuthReq"
+        )
+    return order.auth_rrpid
 
 
 def _named_in(operations: Sequence[Operation], rrpid: bytes) -> Operation:

@@ -12,7 +12,7 @@ from packaging.requirements import Requirement
 
 from .commands import REPO, run, venv_bin
 
-# What a wheel is made of (the Dockerfile's build stage copies these too, but LICENSE).
+# What a wheel is made of (the Dockerfile's build stage copies these too).
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "protos", "setcore", "hsm", "gateway",
            "clients", "cli")  # fmt: skip
 
