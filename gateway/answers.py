@@ -106,17 +106,18 @@ def answer(
     context: grpc.ServicerContext,
     credentials: Credentials,
     rpc: str,
-    request: bytes,
+    request: Callable[[], bytes],
     rrpid: bytes,
     work: Callable[[], R],
     on_error: Callable[[error_pb2.SetError], R],
 ) -> R:
     """Run ``work``; map any failure to a signed SET Error (via ``on_error``) or a status.
 
-    The Error names ``rrpid``, the request header's, and ``request``, the request's
-    ``setcore.error_message.request_digest`` over its bytes as received: the requester
+    The Error names ``rrpid``, the request header's, and ``request()``, the request's
+    ``setcore.gateway_exchange.request_digest`` over its bytes as received: the requester
     takes it for the answer to its own request only when both are its request's
     (``setcore.error_message.open_error``). The header's RRPID alone is anyone's to copy.
+    A callable, so that a request answered normally is not hashed here a second time.
     """
     try:
         return work()
@@ -162,7 +163,7 @@ def answer(
             reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
             log.info("%s %s refused: %s (%s)", rpc, named, ErrorCode.Name(code), reason)
         try:
-            error = build_error(credentials, code, rrpid=rrpid, request=request)
+            error = build_error(credentials, code, rrpid=rrpid, request=request())
         except KeyBackendError as signing:
             # The Error cannot be signed either (the token went away): a status, never
             # the backend's own words in gRPC's "Exception calling application".

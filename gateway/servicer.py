@@ -75,9 +75,12 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         handler: Callable[[Bank, Any], bytes],
     ) -> Any:
         hdr = reply_header(request.header)
-        # The exact request, as every answer to it names it: a stored answer is looked up
-        # by it, and a refusal carries it.
-        digest = request_digest(request.DESCRIPTOR.full_name, request_bytes)
+
+        def digest() -> bytes:
+            # The exact request, as every answer to it names it: a stored answer is looked
+            # up by it, and a refusal carries it. Only those paths need it (the handler's
+            # own checks hash the same bytes), so it is not computed for every call.
+            return request_digest(request.DESCRIPTOR.full_name, request_bytes)
 
         def work() -> Any:
             if self._bank.refresh_revocation is not None:
@@ -90,7 +93,7 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             except ProtocolError:
                 # A retry of a request already decided may no longer pass the checks (its
                 # date aged out of the window): it gets the answer it got, or would have.
-                recorded = self._recorded_answer(request, request_bytes, digest, handler)
+                recorded = self._recorded_answer(request, request_bytes, digest(), handler)
                 if recorded is None:
                     raise
                 result = recorded

@@ -51,7 +51,9 @@ class _Answering:
             return error.SerializeToString()
 
         # No Error may be built: credentials that cannot sign make sure of it.
-        return answer(context, cast(Credentials, None), METHOD, request, b"r" * 32, work, on_error)
+        return answer(
+            context, cast(Credentials, None), METHOD, lambda: request, b"r" * 32, work, on_error
+        )
 
 
 @pytest.fixture
