@@ -125,11 +125,15 @@ def start_bank(
     reuse_port: bool = False,
     ledger_service: str | None = None,
     sweep_holds: bool = False,
+    announce_stop: bool = False,
 ) -> RunningBank:
     """Open keys, ledger and CA; serve PaymentGateway (mutual TLS) and CertificateAuthority
     (server TLS) each on its own port. ``ledger_service``: the socket of the ledger
     process that commits for this worker, if there is one. ``sweep_holds``: run the
-    ledger's hold sweeper in this process (one per bank: worker 0)."""
+    ledger's hold sweeper in this process (one per bank: worker 0). ``announce_stop``:
+    say NOT_SERVING for ``config.not_serving_seconds`` before a stop drains, for the load
+    balancers that poll a served worker (``gateway.worker``); a bank run in-process (the
+    demo, tests, tools) has none to tell, and stops without the pause."""
     on = metrics.enabled()
     # Whatever is opened or started is undone, newest first, if a later step fails: a bank
     # that cannot start leaves no server serving, no prober probing, no database open.
@@ -196,5 +200,5 @@ def start_bank(
     log.info("gateway on port %d, CA on port %d (%s)", port, ca_port, mode)
     return RunningBank(
         server, port, health, ca_server, ca_port, ca_health, bank, pki, ledger, authority,
-        ca_store, sampler, config.not_serving_seconds,
+        ca_store, sampler, config.not_serving_seconds if announce_stop else 0.0,
     )  # fmt: skip

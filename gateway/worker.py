@@ -76,6 +76,7 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
         listen=plan.listen,
         ca_listen=plan.ca_listen,
         reuse_port=True,
+        announce_stop=True,
         ledger_service=plan.ledger_socket,
         # One sweeper per bank is enough and worker 0 exists in every mode (a replaced
         # worker 0 starts its own); more would be harmless, each hold released once.
@@ -89,8 +90,9 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
             break
     else:
         log.info(
-            "worker %d: stop signal received; draining (up to %s s)",
+            "worker %d: stop signal received; NOT_SERVING for %s s, then draining (up to %s s)",
             index,
+            plan.config.not_serving_seconds,
             plan.config.grace_seconds,
         )
     try:

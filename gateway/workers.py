@@ -427,8 +427,6 @@ class Bound:
 def serve(
     config: BankConfig,
     *,
-    listen: str | None = None,
-    ca_listen: str | None = None,
     on_ready: Callable[[Bound], None] = lambda bound: None,
 ) -> int:
     """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT; the exit
@@ -439,9 +437,9 @@ def serve(
     ledger_socket: LedgerSocket | None = None  # removed by the supervisor alone
     try:
         try:
-            gateway = reserve(listen or config.listen)
+            gateway = reserve(config.listen)
             inherited.append(gateway.close)
-            ca = reserve(ca_listen or config.ca_listen)
+            ca = reserve(config.ca_listen)
             inherited.append(ca.close)
         except PortError as exc:
             raise WorkerError(str(exc)) from exc
