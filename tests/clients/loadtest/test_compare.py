@@ -160,6 +160,23 @@ def test_a_run_with_errors_is_not_clean_though_every_request_was_accounted_for(
     assert "NOT CLEAN: e.json (open loop 640/s, gateway: 12 errors)" in text
 
 
+def test_a_run_whose_counts_were_not_checked_against_the_bank_is_not_clean(
+    tmp_path: Path,
+) -> None:
+    """The bench exits 3 when the bank was still busy as its page was read; the campaign
+    and compare, which judge by the report, must not take that run's figures as clean."""
+    path = _report(tmp_path / "d.json", 800, 1600)
+    document = json.loads(path.read_text())
+    results = document["steps"][1]["results"]["gateway"]
+    results["accounting_doubts"] = ["the bank still had 1 call in flight after 10 s"]
+    path.write_text(json.dumps(document))
+    run = compare.read_run(path)
+    assert not run.clean
+    assert run.problems == (
+        "open loop 640/s, gateway: requests not checked against the bank's page",
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
