@@ -28,7 +28,7 @@ from .served import (
 
 LEDGER_PROCESS = {"SETPAY_LEDGER_SERVICE": "1"}
 # What a worker logs when it notices a stop signal (gateway.worker.run_worker).
-_NOTICED = ": stop signal received; draining"
+_NOTICED = ": stop signal received; NOT_SERVING for"
 # tgkill(2): a signal for one thread of a process, as the kernel hands a process's signal to
 # any thread that does not block it (two signals arriving together often land that way).
 _SYS_TGKILL = {"x86_64": 234, "aarch64": 131}
