@@ -12,6 +12,14 @@ the ledger is opened.
 bank gives it to the merchant out of band, and the Merchant CA registers a merchant ID
 the acquirer already holds an account for only when the request's account data names
 that id (``setpay merchant register --account-file``).
+
+``release-card`` forgets a card's refused registrations at the Cardholder CA
+(``gateway.ca.card_failures``), so that a card refused outright there registers again at
+once: the holder's recourse when someone else's tries locked it. ca.db keeps the count
+under a keyed hash of the card number only the ledger keys can compute, so the command
+reads the card (its file, or a PAN file) and the ledger keys, and prints the masked PAN
+only. It may run beside the bank: ca.db takes each writer in turn (BEGIN IMMEDIATE,
+waiting out the others' transactions).
 """
 
 from __future__ import annotations
@@ -20,15 +28,18 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 from cli.currency import currency_code
-from gateway.bank_pki import ProvisioningError
-from gateway.config import CONFIG_FILE, load
+from gateway.bank_pki import ProvisioningError, open_ca_store
+from gateway.ca.card_failures import release
+from gateway.ca.errors import CaError
+from gateway.config import CONFIG_FILE, BankConfig, load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger, LedgerError
-from setcore.pan import PAN, is_bin, random_pan
+from setcore.pan import PAN, InvalidPAN, is_bin, random_pan
 
 # The bank's own issuer BIN when none is given: a BIN in the 4xxxxx range, like a test card.
 DEFAULT_BIN = "411111"
@@ -36,6 +47,9 @@ DEFAULT_BIN = "411111"
 PAN_DIGITS = 16
 # A PAN file holds at most 19 digits and a newline; anything longer is the wrong file.
 MAX_PAN_FILE_BYTES = 64
+# A card file (``open-account --card-out``) is three short fields; anything larger is the
+# wrong file.
+MAX_CARD_FILE_BYTES = 4096
 
 
 class BankCommandError(Exception):
@@ -90,6 +104,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     s = ops.add_parser("show-merchant", help="show a merchant settlement account")
     s.add_argument("--merchant-id", required=True)
+    r = ops.add_parser(
+        "release-card",
+        help="let a card refused outright at registration register again (prints whether "
+        "the Cardholder CA counted refusals of it)",
+    )
+    card = r.add_mutually_exclusive_group(required=True)
+    card.add_argument("--card", type=Path, help="the card file open-account --card-out wrote")
+    card.add_argument("--pan-file", type=Path, help="read the PAN from this file instead")
 
 
 def _read_pan(path: Path) -> PAN:
@@ -103,6 +125,51 @@ def _read_pan(path: Path) -> PAN:
         raise BankCommandError(f"--pan-file {path} is too large to hold a PAN")
     # InvalidPAN's messages never quote the digits.
     return PAN(raw.decode("ascii", errors="replace").strip())
+
+
+def _read_card_pan(path: Path) -> PAN:
+    """The PAN of a card file (``open-account --card-out``), from ``--card``."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CARD_FILE_BYTES + 1)
+    except OSError as exc:
+        raise BankCommandError(f"cannot read --card {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CARD_FILE_BYTES:
+        raise BankCommandError(f"--card {path} is too large to be a card file")
+    try:
+        card = json.loads(raw)
+        if not isinstance(card, dict):
+            raise TypeError("not a JSON object")
+        return PAN(str(card["pan"]))
+    except (ValueError, KeyError, TypeError, InvalidPAN) as exc:
+        # Not chained, and the value not quoted: the parser's text could hold the number.
+        raise BankCommandError(f"--card {path} is not a card file ({type(exc).__name__})") from None
+
+
+def _release_card(config: BankConfig, ledger: Ledger, args: argparse.Namespace) -> int:
+    """Forget the card's refused registrations in ca.db; say whether any were counted."""
+    pan = _read_card_pan(args.card) if args.card is not None else _read_pan(args.pan_file)
+    key = ledger.card_refusals_key(pan.reveal())
+    store = open_ca_store(config)
+    try:
+        with store.write() as tx:
+            counted = release(tx, key)
+    finally:
+        store.close()
+    if counted is None:
+        print(f"card {pan.masked}: no refused registrations counted; nothing to release")
+        return 0
+    refused = ""
+    if counted.locked_until_ms > 0:
+        refused = f", refused outright until {_utc(counted.locked_until_ms)}"
+    print(f"card {pan.masked}: released {counted.failures} refused registrations counted "
+          f"since {_utc(counted.window_start_ms)}{refused}; it may register again")  # fmt: skip
+    return 0
+
+
+def _utc(ms: int) -> str:
+    """A Unix-milliseconds time for people, in UTC to the minute."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _create_card_file(path: Path) -> IO[str]:
@@ -148,7 +215,8 @@ def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run one bank operation; errors are printed (never with a PAN), status 1."""
     try:
-        ledger = open_ledger(load(args.config))
+        config = load(args.config)
+        ledger = open_ledger(config)
     except (LedgerError, ProvisioningError, ValueError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
@@ -156,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
         cmd = args.bank_command
         if cmd == "open-account":
             return _open_account(ledger, args)
+        if cmd == "release-card":
+            return _release_card(config, ledger, args)
         if cmd == "open-merchant":
             merchant = ledger.open_merchant_account(args.merchant_id, args.currency)
             print(f"opened merchant {merchant.merchant_id} account {merchant.account_id} "
@@ -177,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{account.account_id} {account.masked_pan} {account.status.value} "
               f"limit {account.credit_limit} available {account.available}")  # fmt: skip
         return 0
-    except (BankCommandError, LedgerError, ValueError, OSError) as exc:
+    except (BankCommandError, LedgerError, CaError, ValueError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
     finally:

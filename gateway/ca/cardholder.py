@@ -29,13 +29,13 @@ about it finds no request (UNKNOWN_LID): the wallet registers again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.ca.card_failures import card_refused, count_failure, forget_failures
 from gateway.ca.errors import NoPendingRequest
-from gateway.ca.issuer import CardKeys, IssuerDirectory
+from gateway.ca.issuer import IssuerDirectory
 from gateway.ca.keys import CaSide
 from gateway.ca.policy import CaPolicy
 from gateway.ca.publishing import record_certificate
@@ -114,11 +114,11 @@ def challenge_matches(session: Session, chall_ca: bytes, request_type: int) -> b
     )
 
 
-def renewed_revoked(tx: StoreTransaction, renewed: PendedRenewal) -> bool:
-    """True when ca.db holds a revocation of the renewed certificate (by its issuer and
-    serial) or of a CA above it (by thumbprint): see ``refuse_revoked_renewal``."""
-    issuers = renewed.chain_thumbs
-    return tx.serial_revoked(issuers[0], renewed.serial) or any(tx.is_revoked(t) for t in issuers)
+def renewed_revoked(tx: StoreTransaction, serial: int, issuers: Sequence[bytes]) -> bool:
+    """True when ca.db holds a revocation of the renewed certificate (by its issuer, the
+    first of ``issuers``, and ``serial``) or of a CA above it (by thumbprint, ``issuers``
+    from its issuer up): see ``refuse_revoked_renewal``."""
+    return tx.serial_revoked(issuers[0], serial) or any(tx.is_revoked(t) for t in issuers)
 
 
 def refuse_revoked_renewal(tx: StoreTransaction, keys: ProvenKeys) -> None:
@@ -141,7 +141,7 @@ def refuse_revoked_renewal(tx: StoreTransaction, keys: ProvenKeys) -> None:
     renewed = keys.renewed
     if renewed is None:
         return
-    if renewed_revoked(tx, PendedRenewal(renewed.serial_number, renewed.chain_thumbs[1:])):
+    if renewed_revoked(tx, renewed.serial_number, renewed.chain_thumbs[1:]):
         raise fail(ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, "the renewed certificate is revoked")
 
 
@@ -314,8 +314,8 @@ class CardholderRegistrar:
     def _card_status(self, tx: StoreTransaction, request: CardRequest, now: int) -> int:
         """REQUEST_COMPLETE or REQUEST_PENDED as the issuer answers for the card, else
         REJECTED_BY_ISSUER, counted against the card; the reason goes to the log."""
-        card = self._issuer.card_key(request.pan) if isinstance(self._issuer, CardKeys) else None
-        if card is not None and card_refused(tx, card, now):
+        card = self._issuer.card_key(request.pan)
+        if card_refused(tx, card, now):
             self._log_refusal(request, "the card is past its limit of refusals")
             return REJECTED_BY_ISSUER
         if card_expiry_end(request.expiry) <= now_utc(now):
@@ -323,11 +323,10 @@ class CardholderRegistrar:
         else:
             word = self._issuer.check_card(request.pan, request.expiry)
             if word in ISSUER_ACCEPTS:
-                if card is not None:
-                    forget_failures(tx, card)
+                forget_failures(tx, card)
                 return word
             reason = f"the issuer answered {CERT_STATUS_NAMES.get(word, str(word))}"
-        if card is not None and count_failure(tx, card, now):
+        if count_failure(tx, card, now):
             reason += "; the card is now refused for a while (its limit of refusals)"
         self._log_refusal(request, reason)
         return REJECTED_BY_ISSUER
@@ -393,7 +392,7 @@ class CardholderRegistrar:
         if renewed is None:
             log.warning("pended renewal without its renewed certificate recorded: refused")
             return True
-        if renewed_revoked(tx, renewed):
+        if renewed_revoked(tx, renewed.serial, renewed.chain_thumbs):
             log.info("pended renewal refused: the renewed certificate was revoked meanwhile")
             return True
         return False

@@ -75,7 +75,7 @@ class CertificateQueries:
 
     def holds_live_certificate(self, subject: str, certificate_type: int, now_ms: int) -> bool:
         """True when a certificate of this type, unexpired and unrevoked, names ``subject``."""
-        # Answered from the index on (subject, certificate_type) (schema.INDEXES).
+        # Answered from the index on (subject, certificate_type) (schema.ADDED_INDEXES).
         row = self._db.execute(
             "SELECT 1 FROM certificates AS c WHERE c.subject = ? AND c.certificate_type = ? "
             "AND c.not_after_ms >= ? "
@@ -132,7 +132,7 @@ class CertificateQueries:
     def serial_revoked(self, issuer_thumb: bytes, serial: int) -> bool:
         """True when the CA with this certificate thumbprint revoked this serial number:
         the certificate or its twin, as its CRL says (``setcore.pki.chain``)."""
-        # Answered from the index on (issuer_thumb, serial) (schema.INDEXES).
+        # Answered from the index on (issuer_thumb, serial) (schema.ADDED_INDEXES).
         row = self._db.execute(
             "SELECT 1 FROM revocations WHERE issuer_thumb = ? AND serial = ?",
             (issuer_thumb, format(serial, "x")),

@@ -10,7 +10,7 @@ in-memory one.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from setcore.pan import PAN
 
@@ -33,6 +33,14 @@ class IssuerDirectory(Protocol):
         """
         ...
 
+    def card_key(self, pan: PAN) -> bytes:
+        """A keyed hash of the card number (the same for every call, at most 64 bytes),
+        under which the CA counts the card's refused registrations
+        (``gateway.ca.card_failures``). Its key is not the CA's: ``ca.db`` keeps the hash,
+        and without the key a card number cannot be found from it by trying every number
+        of a BIN."""
+        ...
+
     def may_register_merchant(self, merchant_id: str, account: str | None) -> bool:
         """Whether an initial registration may be certified under ``merchant_id``.
 
@@ -40,7 +48,9 @@ class IssuerDirectory(Protocol):
         then opens one), or when ``account``, the request's AcctData, names the one it
         holds; False otherwise: the ID is taken, and certificates under it would settle
         into that account. Not asked for renewals (the requester proved possession of a
-        live certificate of the ID). ``IssuerUnavailable`` when the acquirer cannot look
+        live certificate of the ID). The request that opened the account, resent after its
+        certification failed, is let in by the CA although this answers False for it
+        (``gateway.ca.merchant``). ``IssuerUnavailable`` when the acquirer cannot look
         now: the request is answered UNAVAILABLE and changes nothing.
         """
         ...
@@ -50,20 +60,4 @@ class IssuerDirectory(Protocol):
         CA's transaction before it commits: the certification may still fail after it, and
         a retry calls it again, so it must be idempotent. ``IssuerUnavailable`` when the
         acquirer's books cannot take it now: the certification is rolled back."""
-        ...
-
-
-@runtime_checkable
-class CardKeys(Protocol):
-    """An issuer that can name a card without its number: the CA counts a card's refused
-    registrations under this name (``gateway.ca.card_failures``).
-
-    The bank's ``gateway.issuer.LedgerDirectory`` is one. A directory that is not (a
-    test's) gets no per-card limit on refused registrations.
-    """
-
-    def card_key(self, pan: PAN) -> bytes:
-        """A keyed hash of the card number (the same for every call, at most 64 bytes),
-        whose key the CA does not hold: ``ca.db`` keeps it, and without the key a card
-        number cannot be found from it by trying every number of a BIN."""
         ...

@@ -23,10 +23,21 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
 5. a signature and a key-exchange certificate (the latter naming the KEM the key accepts),
    recorded with the keys and the stored answer in one transaction; the acquirer's books
    learn of a new merchant before that transaction commits.
+
+The acquirer opens a new merchant's settlement account in its own transaction, inside
+the CA's, which can still fail after it (signing the answer, storing it, the commit):
+the merchant resends the same request, which would now find an account its AcctData does
+not name. So an initial merchant request the acquirer would let in is first recorded in
+``merchant_openings``, in a transaction committed before the deciding one: that very
+request (same RRPID, same bytes) gets in again while its session lasts; another one is
+refused as before. A crash before the account was opened leaves the row and no account:
+whoever asks next is let in as if nothing had happened (and replaces the row); a crash
+after leaves both, for the request that opened the account.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 
@@ -83,6 +94,20 @@ KIND_ME_AQ_C_INIT = "me-aq-c-init"
 KIND_CERT = "cert"
 
 log = logging.getLogger(__name__)
+
+
+def _opens_an_account(request: MerchantRequest) -> str | None:
+    """The merchant ID whose settlement account an initial merchant request may open; None
+    for a renewal (the live certificate's holder) or a gateway (no settlement account)."""
+    if request.keys.renewed is not None or not isinstance(request.identity, MerchantIdentity):
+        return None
+    return request.identity.merchant_id
+
+
+def _same_request(opening: tuple[bytes, bytes], rrpid: bytes, digest: bytes) -> bool:
+    """The recorded opening is this request: its RRPID and the digest of its bytes."""
+    recorded_rrpid, recorded_digest = opening
+    return recorded_rrpid == rrpid and hmac.compare_digest(recorded_digest, digest)
 
 
 class MerchantRegistrar:
@@ -171,11 +196,17 @@ class MerchantRegistrar:
             return respond(refused)
         if request.keys.kind.ca_type != self._side.ca_type:
             raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "request for another CA")
+        if _opens_an_account(request) is not None:
+            with self._store.write() as tx:
+                stored = replayed(tx, data.rrpid, KIND_CERT, digest)
+                if stored is not None:
+                    return stored
+                self._note_opening(tx, request, digest, now)
         with self._store.write() as tx:
             stored = replayed(tx, data.rrpid, KIND_CERT, digest)
             if stored is not None:
                 return stored
-            status, certificates = self._decide(tx, request, now)
+            status, certificates = self._decide(tx, request, digest, now)
             body = respond(status, certificates)
             tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
         return body
@@ -201,13 +232,45 @@ class MerchantRegistrar:
         log.info("initial CertReq refused: %r holds live certificates", name)
         return True
 
-    def _takes_an_account_over(self, request: MerchantRequest) -> bool:
-        # Initial merchant requests only: a renewal is the live certificate's holder, and
-        # a gateway has no settlement account.
-        if request.keys.renewed is not None or not isinstance(request.identity, MerchantIdentity):
-            return False
-        merchant_id = request.identity.merchant_id
+    def _note_opening(
+        self, tx: StoreTransaction, request: MerchantRequest, digest: bytes, now: int
+    ) -> None:
+        """Record an initial merchant request the acquirer would let in now, before the
+        deciding transaction opens its account (the module docstring says why).
+
+        Only a request of a live session, with its Chall-CA and identity, is recorded:
+        one row per merchant ID, which a session names, and gone once that session has
+        expired (the request cannot be certified after that).
+        """
+        merchant_id = _opens_an_account(request)
+        data = request.data
+        session = tx.session(data.lid_ca)
+        if (
+            merchant_id is None
+            or session is None
+            or not session_valid(session, data.lid_ee, self._side.ca_type, now)
+            or not challenge_matches(session, data.chall_ca, data.request_type)
+            or request.identity.subject != (session.subject_id, session.subject_name)
+        ):
+            return
+        tx.drop_expired_merchant_openings(now)
         if self._issuer.may_register_merchant(merchant_id, request.account):
+            tx.put_merchant_opening(merchant_id, data.rrpid, digest, session.expires_ms)
+
+    def _takes_an_account_over(
+        self, tx: StoreTransaction, request: MerchantRequest, digest: bytes, now: int
+    ) -> bool:
+        merchant_id = _opens_an_account(request)
+        if merchant_id is None:
+            return False
+        if self._issuer.may_register_merchant(merchant_id, request.account):
+            return False
+        opening = tx.merchant_opening(merchant_id, now)
+        if opening is not None and _same_request(opening, request.data.rrpid, digest):
+            # Its certification failed after the account was opened for it.
+            log.info(
+                "initial CertReq for %r sent again: the account was opened for it", merchant_id
+            )
             return False
         # The operator's lead: the merchant needs the account id the bank holds for it.
         log.info(
@@ -219,7 +282,7 @@ class MerchantRegistrar:
         return True
 
     def _decide(
-        self, tx: StoreTransaction, request: MerchantRequest, now: int
+        self, tx: StoreTransaction, request: MerchantRequest, digest: bytes, now: int
     ) -> tuple[int, tuple[bytes, ...]]:
         data = request.data
         refuse_revoked_renewal(tx, request.keys)
@@ -235,7 +298,7 @@ class MerchantRegistrar:
             or not self._renews_same_subject(request)
             or not fills_form(data, self._policy.form_for(self._side.ca_type))
             or self._names_a_live_subject(tx, request, now)
-            or self._takes_an_account_over(request)
+            or self._takes_an_account_over(tx, request, digest, now)
         ):
             return REJECTED_BY_AGENT, ()
         thumbs = request.keys.key_thumbs
@@ -259,6 +322,8 @@ class MerchantRegistrar:
             now,
         )  # fmt: skip
         if isinstance(request.identity, MerchantIdentity):
+            # Its live certificates guard the ID from now on.
+            tx.forget_merchant_opening(request.identity.merchant_id)
             self._issuer.merchant_registered(*subject)
         return REQUEST_COMPLETE, certificates
 

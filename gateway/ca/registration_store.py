@@ -1,5 +1,6 @@
 """``ca.db``'s registrations: sessions, stored answers, decided requests, claimed keys,
-refused cards and pended renewals (the queries ``store.StoreTransaction`` offers on them)."""
+refused cards, pended renewals and merchant account openings (the queries
+``store.StoreTransaction`` offers on them)."""
 
 from __future__ import annotations
 
@@ -77,8 +78,10 @@ class RegistrationQueries:
     # -- requests -------------------------------------------------------------------
 
     def request_decided(self, rrpid: bytes) -> bool:
-        """True when a certificate request was certified or pended under ``rrpid`` (kept
-        for good; a cardholder's refusal is kept only as its stored answer)."""
+        """True when ca.db keeps a decided certificate request under ``rrpid``: for good,
+        whatever its status (certified, pended, or refused once pended, or refused by an
+        earlier version of the CA, which kept refusals too); a cardholder's refusal is kept
+        now only as its stored answer."""
         row = self._db.execute("SELECT 1 FROM requests WHERE rrpid = ?", (rrpid,)).fetchone()
         return row is not None
 
@@ -165,7 +168,7 @@ class RegistrationQueries:
         self._db.execute("DELETE FROM card_failures WHERE card_key = ?", (card_key,))
 
     def drop_expired_card_failures(self, now_ms: int) -> None:
-        """Forget every card whose window and refusal period have both passed."""
+        """Forget every card whose count and refusal period have both run out."""
         self._db.execute("DELETE FROM card_failures WHERE expires_ms <= ?", (now_ms,))
 
     # -- pended renewals ------------------------------------------------------------
@@ -187,3 +190,32 @@ class RegistrationQueries:
     def forget_pended_renewal(self, rrpid: bytes) -> None:
         """The pended renewal was decided: its renewed certificate is no longer needed."""
         self._db.execute("DELETE FROM pended_renewals WHERE rrpid = ?", (rrpid,))
+
+    # -- merchant account openings --------------------------------------------------
+
+    def put_merchant_opening(
+        self, merchant_id: str, rrpid: bytes, request_digest: bytes, expires_ms: int
+    ) -> None:
+        """Record the request about to open the acquirer's account for ``merchant_id``
+        (replacing any earlier one), to be forgotten at ``expires_ms``."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO merchant_openings VALUES (?, ?, ?, ?)",
+            (merchant_id, rrpid, request_digest, expires_ms),
+        )
+
+    def merchant_opening(self, merchant_id: str, now_ms: int) -> tuple[bytes, bytes] | None:
+        """The RRPID and request digest last recorded for ``merchant_id``, unless expired."""
+        row = self._db.execute(
+            "SELECT rrpid, request_digest FROM merchant_openings "
+            "WHERE merchant_id = ? AND expires_ms > ?",
+            (merchant_id, now_ms),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def forget_merchant_opening(self, merchant_id: str) -> None:
+        """A request under ``merchant_id`` was certified: its certificates guard the ID."""
+        self._db.execute("DELETE FROM merchant_openings WHERE merchant_id = ?", (merchant_id,))
+
+    def drop_expired_merchant_openings(self, now_ms: int) -> None:
+        """Forget every opening whose request's session has expired."""
+        self._db.execute("DELETE FROM merchant_openings WHERE expires_ms <= ?", (now_ms,))

@@ -1,5 +1,5 @@
 """The schema of ``ca.db`` (version 1); ``gateway.ca.store`` describes each table (and
-``ADDED_TABLES`` the two added since).
+``ADDED_TABLES`` those added since).
 
 A database written by another version is refused at open (``SchemaMismatch``) rather than
 guessed at: the CA's records decide which keys were certified, so they are not migrated
@@ -88,20 +88,28 @@ SCHEMA = (
         issued_ms INTEGER NOT NULL)""",
 )
 
-# Tables added to version 1: created at every writable open (with ``INDEXES``), so a
-# version-1 database made before them gains them empty without a new schema version.
-# Neither changes the meaning of a record written before it: an empty ``card_failures``
-# is a card refused nowhere yet, and a pended renewal without its ``pended_renewals`` row
-# is one made before this table, which ``CardholderRegistrar.decide_pending`` refuses
-# (it cannot tell whether the renewed certificate was revoked since).
+# Tables added to version 1: created at every writable open (before ``ADDED_INDEXES``), so
+# a version-1 database made before them gains them empty without a new schema version.
+# None changes the meaning of a record written before it: an empty ``card_failures`` is a
+# card refused nowhere yet; a pended renewal without its ``pended_renewals`` row is one
+# made before this table, which ``CardholderRegistrar.decide_pending`` refuses (it cannot
+# tell whether the renewed certificate was revoked since); an empty ``merchant_openings``
+# is no merchant registration under way.
 #
-#     card_failures    refused cardholder registrations per card, under the issuer's
-#                      keyed hash of the card number (never the number): how many in the
-#                      current window, and until when the card is refused outright;
-#                      a row is deleted once both have passed (``expires_ms``)
-#     pended_renewals  for a pended cardholder renewal, the renewed certificate as its
-#                      CRL names it (issuer thumbprint and serial) and the thumbprints of
-#                      the CAs above it, so the decision can refuse one revoked meanwhile
+#     card_failures      refused cardholder registrations per card, under the issuer's
+#                        keyed hash of the card number (never the number): how many since
+#                        the count began (``window_start_ms``: its first refusal), and
+#                        until when the card is refused outright; a row is deleted once
+#                        it has run out (``expires_ms``: ``gateway.ca.card_failures``)
+#     pended_renewals    for a pended cardholder renewal, the renewed certificate as its
+#                        CRL names it (issuer thumbprint and serial) and the thumbprints of
+#                        the CAs above it, so the decision can refuse one revoked meanwhile
+#     merchant_openings  per merchant ID, the initial request (RRPID and digest of its
+#                        bytes) last allowed to open the acquirer's settlement account for
+#                        it, recorded before the account is opened: that request, resent
+#                        after its certification failed, gets in although the account now
+#                        exists (``gateway.ca.merchant``); deleted when a request under the
+#                        ID is certified, or once its session has expired (``expires_ms``)
 ADDED_TABLES = (
     """CREATE TABLE IF NOT EXISTS card_failures (
         card_key BLOB PRIMARY KEY,
@@ -114,17 +122,21 @@ ADDED_TABLES = (
         rrpid BLOB PRIMARY KEY,
         serial TEXT NOT NULL,
         chain_thumbs BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS merchant_openings (
+        merchant_id TEXT PRIMARY KEY,
+        rrpid BLOB NOT NULL,
+        request_digest BLOB NOT NULL,
+        expires_ms INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS merchant_openings_by_expiry ON merchant_openings (expires_ms)",
 )
 
-# Indexes that only speed queries up: created at every writable open, so a version-1
-# database made before them gains them without a new schema version (an index changes
-# no record's meaning). A merchant's or gateway's initial registration asks whether its
-# ID already holds a live certificate; without the first, that read every certificate
-# row. Every renewal asks, holding the write lock, whether its CA revoked the renewed
-# certificate's serial; without the second, that read every revocation of that CA.
-# ``gateway.ca.store`` runs this tuple at every writable open, ``ADDED_TABLES`` first.
-INDEXES = (
-    *ADDED_TABLES,
+# Indexes on version-1 tables that only speed queries up: created at every writable open,
+# so a version-1 database made before them gains them without a new schema version (an
+# index changes no record's meaning). A merchant's or gateway's initial registration asks
+# whether its ID already holds a live certificate; without the first, that read every
+# certificate row. Every renewal asks, holding the write lock, whether its CA revoked the
+# renewed certificate's serial; without the second, that read every revocation of that CA.
+ADDED_INDEXES = (
     "CREATE INDEX IF NOT EXISTS certificates_by_subject "
     "ON certificates (subject, certificate_type)",
     "CREATE INDEX IF NOT EXISTS revocations_by_serial ON revocations (issuer_thumb, serial)",

@@ -51,7 +51,7 @@ from pathlib import Path
 from gateway.ca.certificate_store import CertificateQueries
 from gateway.ca.errors import CaError, ConstraintViolation, SchemaMismatch, StoreBug, StoreError
 from gateway.ca.registration_store import RegistrationQueries
-from gateway.ca.schema import INDEXES, SCHEMA, SCHEMA_VERSION
+from gateway.ca.schema import ADDED_INDEXES, ADDED_TABLES, SCHEMA, SCHEMA_VERSION
 from gateway.cpu_turn import holding
 from gateway.sqlite_errors import SqliteFault, classify, error_name
 
@@ -190,7 +190,8 @@ class CaStore:
                         self._db.execute(statement)
                     self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
                 _check_version(self._path, StoreTransaction(self._db).schema_version())
-                for statement in INDEXES:
+                # Tables first: an added index may be on an added table.
+                for statement in (*ADDED_TABLES, *ADDED_INDEXES):
                     self._db.execute(statement)
                 self._db.execute("COMMIT")
             except BaseException:

@@ -1,5 +1,6 @@
-"""The count of a card's refused registrations in ca.db, by the clock: the window, the
-period a card past its limit is refused, and rows that run out."""
+"""The count of a card's refused registrations in ca.db, by the clock: how long a refusal
+counts, the period a card at its limit is refused, a guesser pacing itself, and rows that
+run out."""
 
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ import pytest
 
 from gateway.ca.card_failures import (
     CARD_FAILURE_LIMIT,
-    CARD_FAILURE_WINDOW_MS,
+    CARD_FAILURE_MEMORY_MS,
     CARD_REFUSAL_MS,
     card_refused,
     count_failure,
     forget_failures,
+    release,
 )
 from gateway.ca.store import CaStore
 
 T0 = 1_700_000_000_000
 CARD = b"k" * 32
+DAY_MS = 24 * 60 * 60 * 1000
+# The expiry months a guesser tries: five years of them.
+EXPIRY_MONTHS = 60
 
 
 @pytest.fixture
@@ -40,9 +45,7 @@ def _refused(store: CaStore, card: bytes, at: int) -> bool:
         return card_refused(tx, card, at)
 
 
-def test_the_limit_within_a_window_refuses_the_card_for_the_refusal_period(
-    store: CaStore,
-) -> None:
+def test_the_limit_refuses_the_card_for_the_refusal_period(store: CaStore) -> None:
     for n in range(1, CARD_FAILURE_LIMIT + 1):
         assert _fail(store, CARD, T0 + n) == (n == CARD_FAILURE_LIMIT)
     last = T0 + CARD_FAILURE_LIMIT
@@ -50,10 +53,38 @@ def test_the_limit_within_a_window_refuses_the_card_for_the_refusal_period(
     assert not _refused(store, CARD, last + CARD_REFUSAL_MS)
 
 
-def test_refusals_in_another_window_start_the_count_again(store: CaStore) -> None:
+def test_a_guesser_trying_fewer_than_the_limit_a_day_is_refused_outright(
+    store: CaStore,
+) -> None:
+    """Four wrong expiry months a day: the count must not start again with the calendar.
+    Counted per day, all sixty months were tried in fifteen days and none refused outright."""
+    tried, first_refused_day = 0, None
+    for day in range(EXPIRY_MONTHS):
+        for n in range(CARD_FAILURE_LIMIT - 1):
+            at = T0 + day * DAY_MS + n * 1000
+            if _refused(store, CARD, at):
+                first_refused_day = day if first_refused_day is None else first_refused_day
+                continue
+            _fail(store, CARD, at)
+            tried += 1
+    assert first_refused_day == 1  # the fifth try, on the second day, hit the limit
+    # Past the limit, one try per refusal period: the months take the better part of a year.
+    assert tried <= CARD_FAILURE_LIMIT + EXPIRY_MONTHS * DAY_MS // CARD_REFUSAL_MS + 1
+
+
+def test_waiting_out_the_refusal_period_does_not_clear_the_count(store: CaStore) -> None:
+    for n in range(CARD_FAILURE_LIMIT):
+        _fail(store, CARD, T0 + n)
+    after = T0 + CARD_FAILURE_LIMIT + CARD_REFUSAL_MS
+    assert not _refused(store, CARD, after)
+    assert _fail(store, CARD, after)  # one more wrong try: refused outright again
+    assert _refused(store, CARD, after + CARD_REFUSAL_MS - 1)
+
+
+def test_refusals_further_apart_than_the_memory_start_the_count_again(store: CaStore) -> None:
     for n in range(CARD_FAILURE_LIMIT - 1):
         _fail(store, CARD, T0 + n)
-    later = T0 + CARD_FAILURE_WINDOW_MS
+    later = T0 + CARD_FAILURE_LIMIT - 2 + CARD_FAILURE_MEMORY_MS
     assert not _fail(store, CARD, later)
     assert not _refused(store, CARD, later)
 
@@ -66,19 +97,31 @@ def test_a_certified_card_forgets_its_refusals(store: CaStore) -> None:
     assert not _fail(store, CARD, T0 + CARD_FAILURE_LIMIT)
 
 
-def test_a_requester_cycling_card_numbers_leaves_one_window_of_rows(store: CaStore) -> None:
-    """Each number refused once: its row is gone once its window has passed."""
+def test_a_released_card_is_no_longer_refused(store: CaStore) -> None:
+    for n in range(CARD_FAILURE_LIMIT):
+        _fail(store, CARD, T0 + n)
+    with store.write() as tx:
+        counted = release(tx, CARD)
+        assert release(tx, CARD) is None
+    assert counted is not None and counted.failures == CARD_FAILURE_LIMIT
+    assert counted.window_start_ms == T0
+    assert not _refused(store, CARD, T0 + CARD_FAILURE_LIMIT)
+    assert not _fail(store, CARD, T0 + CARD_FAILURE_LIMIT)  # counted from one again
+
+
+def test_a_requester_cycling_card_numbers_leaves_one_memory_of_rows(store: CaStore) -> None:
+    """Each number refused once: its row is gone once a refusal no longer counts."""
     for n in range(50):
         _fail(store, n.to_bytes(32, "big"), T0 + n)
     assert _rows(store) == 50
-    _fail(store, CARD, T0 + 50 + CARD_FAILURE_WINDOW_MS)
+    _fail(store, CARD, T0 + 50 + CARD_FAILURE_MEMORY_MS)
     assert _rows(store) == 1
-    # A card refused outright is kept until its refusal period has passed.
+    # A card refused outright stays refused while its row lives.
     locked = b"l" * 32
     for n in range(CARD_FAILURE_LIMIT):
         _fail(store, locked, T0 + n)
-    _fail(store, CARD, T0 + 2 * CARD_FAILURE_WINDOW_MS)
-    assert _refused(store, locked, T0 + 2 * CARD_FAILURE_WINDOW_MS)
+    _fail(store, CARD, T0 + CARD_REFUSAL_MS - 1)
+    assert _refused(store, locked, T0 + CARD_REFUSAL_MS - 1)
 
 
 def _rows(store: CaStore) -> int:

@@ -125,7 +125,8 @@ def test_the_issuer_answers_alike_for_an_unknown_card_and_a_wrong_expiry(
 def test_a_card_past_its_limit_of_refusals_is_refused_even_with_the_right_expiry(
     ec_bank: Bank, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Proof R2: the expiry of a known card number was found in 43 tries, then certified."""
+    """Trying one expiry month after another finds a known card number's expiry in at
+    most sixty tries: once the card reaches its limit, even the right month is refused."""
     guessed = _card(3)
     ec_bank.issuer.cards[guessed] = (EXPIRY, COMPLETE)
     for expiry in _wrong_expiries(CARD_FAILURE_LIMIT):

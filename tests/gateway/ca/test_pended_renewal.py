@@ -42,7 +42,8 @@ def _pended_renewal(bank: Bank, serial: int) -> tuple[Credentials, CardRequestSt
 
 
 def test_a_pended_renewal_of_a_certificate_revoked_meanwhile_is_refused(ec_bank: Bank) -> None:
-    """Proof R2: the approval issued a certificate for the holder of a revoked one."""
+    """Approving it must not issue a certificate to the holder of a revoked one: the
+    revocation, made after the renewal was pended, is checked again at the decision."""
     old, state, session = _pended_renewal(ec_bank, 1)
     ec_bank.ca.revoke(serial=load_certificate(old.signature_cert).serial_number)
     ex = state.exchange
