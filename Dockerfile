@@ -19,10 +19,19 @@ COPY hsm hsm
 COPY gateway gateway
 COPY clients clients
 COPY cli cli
-# The venv has no pip of its own: the base image's pip fills it, and the runtime stage
-# gets setpay and its dependencies only.
-RUN python -m venv --without-pip /opt/setpay \
-    && pip wheel --constraint deploy/constraints.txt --wheel-dir /wheels . \
+# The wheel's build environment is pinned as the dependencies are, to the setuptools that
+# `make venv` builds with (deploy/dev-constraints.txt; tests/deploy checks that they agree):
+# --constraint leaves it to the newest setuptools, --build-constraint does not. That needs
+# pip 25.3 or later, and the base image's pip (the one its Python bundles) is older: pip
+# is first upgraded to its pin. The venv has no pip of its own: that pip fills it, and the
+# runtime stage gets setpay and its dependencies only.
+ARG PIP_VERSION=26.3
+ARG SETUPTOOLS_VERSION=84.2.1
+RUN python -m pip install "pip==${PIP_VERSION}" \
+    && echo "setuptools==${SETUPTOOLS_VERSION}" >deploy/build-constraints.txt \
+    && python -m venv --without-pip /opt/setpay \
+    && pip wheel --constraint deploy/constraints.txt \
+        --build-constraint deploy/build-constraints.txt --wheel-dir /wheels . \
     && pip --python /opt/setpay/bin/python install --no-index --find-links /wheels \
         /wheels/setpay-*.whl
 

@@ -37,13 +37,17 @@ $(VENV)/.installed: pyproject.toml Makefile $(CONSTRAINTS)
 
 venv: $(VENV)/.installed
 
-# Installed means dpkg's "ii": `dpkg -s` also succeeds for a package removed but not
-# purged ("rc"), whose programs are gone. Recommends stay out: the tests need the programs,
-# not the services they suggest (opensc's pcscd, prometheus's node exporter).
+# Installed means dpkg's status "installed", the second letter of its abbreviation, with
+# no error flag (a third letter R asks for a reinstall), whatever the selection in the first
+# ("ii", or "hi" for a package on hold): `dpkg -s` also succeeds for a package removed but
+# not purged ("rc"), whose programs are gone. Recommends stay out: the tests need the
+# programs, not the services they suggest (opensc's pcscd, prometheus's node exporter).
 system-deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
-	  [ "$$(dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null)" = "ii " ] || \
-	    missing="$$missing $$p"; done; \
+	  case "$$(dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null)" in \
+	    ?"i ") ;; \
+	    *) missing="$$missing $$p" ;; \
+	  esac; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" -ne 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \

@@ -15,13 +15,17 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from . import pins as pins_module
 from .commands import REPO
 from .pins import RUNTIME_PINS, TOOL_PINS, Walk, pins, walk
 
@@ -30,30 +34,37 @@ ALLOW_UNPINNED = "SETPAY_TEST_ALLOW_UNPINNED"
 INSTALLER = {"pip"}
 
 
-def _installed_as_pinned(found: Walk, pinned: dict[str, str]) -> None:
-    """Fail (or skip, where allowed) unless every package ``pinned`` names is installed
-    at its pin."""
+def _apart_from_the_pins(found: Walk, pinned: dict[str, str]) -> str:
+    """Where the venv's versions part from ``pinned``: a skip here and now where the
+    environment allows it, else the failure message ("" where they do not part).
+
+    Called before any other check of ``found``: its unpinned and unsatisfied lists come
+    from the installed distributions' requirements, so in a venv that is not make's they
+    describe that venv, not the pins.
+    """
     differing = [text for key, text in found.differing.items() if key in pinned]
     for key in INSTALLER & set(pinned):
         if Version(metadata.version(key)) != Version(pinned[key]):
             differing.append(f"{key}: installed {metadata.version(key)}, pinned {pinned[key]}")
     if not differing:
-        return
+        return ""
     message = (
         f"the venv does not hold the pinned versions: {sorted(differing)}; `make venv` "
         f"installs them (or set {ALLOW_UNPINNED}=1 in an environment that is not make's)"
     )
     if os.environ.get(ALLOW_UNPINNED) == "1":
         pytest.skip(message)
-    pytest.fail(message)
+    return message
 
 
 def test_constraints_pin_exactly_the_runtime_dependencies() -> None:
     runtime = pins(RUNTIME_PINS)
     found = walk(frozenset(), runtime)
+    apart = _apart_from_the_pins(found, runtime)
     assert not found.unpinned, f"runtime dependencies without a pin: {found.unpinned}"
     assert not found.unsatisfied, f"pins that do not satisfy a requirement: {found.unsatisfied}"
-    _installed_as_pinned(found, runtime)
+    if apart:
+        pytest.fail(apart)
     assert set(runtime) == found.needed, (
         f"pinned, not needed: {sorted(set(runtime) - found.needed)}"
     )
@@ -65,9 +76,11 @@ def test_dev_constraints_pin_exactly_the_tools() -> None:
         f"pinned in both files: {sorted(set(runtime) & set(tools))}"
     )
     found = walk(frozenset({"dev", "plot"}), runtime | tools)
+    apart = _apart_from_the_pins(found, tools)
     assert not found.unpinned, f"tools without a pin in {TOOL_PINS.name}: {found.unpinned}"
     assert not found.unsatisfied, f"pins that do not satisfy a requirement: {found.unsatisfied}"
-    _installed_as_pinned(found, tools)
+    if apart:
+        pytest.fail(apart)
     wanted = (found.needed - set(runtime)) | INSTALLER
     assert set(tools) == wanted, f"pinned, not needed: {sorted(set(tools) - wanted)}"
 
@@ -100,3 +113,60 @@ def test_make_installs_the_venv_with_both_files(tmp_path: Path) -> None:
     assert len(installs) == 2  # pip itself, then setpay with its extras
     assert all("$(PIP_PINS)" in line for line in installs), installs
     assert f"--build-constraint {files[1]}" in recipe
+
+
+class _OtherVenv:
+    """importlib.metadata as a venv that is not make's answers: this venv's distributions,
+    except one at another version, with one more requirement."""
+
+    PackageNotFoundError = metadata.PackageNotFoundError
+    installed = metadata  # the real one: the tests' modules see this class in its place
+
+    def __init__(self, name: str, version: str, new_requirement: str) -> None:
+        self.name, self.changed_version, self.new_requirement = name, version, new_requirement
+
+    def version(self, name: str) -> str:
+        """The changed distribution's other version, else this venv's."""
+        if canonicalize_name(name) == self.name:
+            return self.changed_version
+        return self.installed.version(name)
+
+    def requires(self, name: str) -> list[str] | None:
+        """The changed distribution's requirements plus the new one, else this venv's."""
+        requires = self.installed.requires(name)
+        if canonicalize_name(name) == self.name:
+            return [*(requires or []), self.new_requirement]
+        return requires
+
+
+# What a venv apart from the pins makes the walk find: a requirement with no pin, or one
+# that the pinned version does not satisfy.
+NEW_REQUIREMENTS = {
+    "newdep>=1": r"without a pin.*'newdep \(required by {changed}\)'",
+    "typing-extensions>=99": r"do not satisfy.*typing-extensions==\S+ against {changed}'s",
+}
+
+
+@pytest.mark.parametrize("requirement", NEW_REQUIREMENTS)
+@pytest.mark.parametrize(
+    ("check", "changed"),
+    [
+        (test_constraints_pin_exactly_the_runtime_dependencies, "grpcio"),
+        (test_dev_constraints_pin_exactly_the_tools, "mypy"),
+    ],
+)
+def test_a_venv_apart_from_the_pins_fails_unless_allowed(
+    check: Callable[[], None], changed: str, requirement: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A distribution at a version of its own, with a requirement of its own: what a
+    # developer's or a Linux distribution's venv may hold. CI fails on it as ever; where
+    # allowed, it is a skip.
+    other = _OtherVenv(changed, "9.9", requirement)
+    monkeypatch.setattr(pins_module, "metadata", other)
+    monkeypatch.setattr(sys.modules[__name__], "metadata", other)
+    monkeypatch.delenv(ALLOW_UNPINNED, raising=False)
+    with pytest.raises(AssertionError, match=NEW_REQUIREMENTS[requirement].format(changed=changed)):
+        check()
+    monkeypatch.setenv(ALLOW_UNPINNED, "1")
+    with pytest.raises(pytest.skip.Exception, match=rf"{changed}: installed 9\.9, pinned "):
+        check()

@@ -1,7 +1,8 @@
 """The container image, checked without a Docker engine (none here, none in CI).
 
 hadolint lints the Dockerfile; the build context comes from .dockerignore; the build
-stage's wheel is built here from exactly the files the stage copies; the runtime stage's
+stage's wheel is built here from exactly the files the stage copies, with the setuptools
+the stage pins (fetched from the package index: build_stage.py); the runtime stage's
 settings agree with deploy/; and the image's ENTRYPOINT + CMD and HEALTHCHECK run here,
 paths and ports mapped, against a bank on a SoftHSM token: SERVING, NOT_SERVING and
 UNAVAILABLE while the token is gone, SERVING again when it is back, without a restart.
@@ -15,7 +16,6 @@ import signal
 import stat
 import subprocess
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -24,6 +24,7 @@ import grpc
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from setcore.pki.truststore import TrustStore
 from setcore.registration_cardholder import (
@@ -32,6 +33,16 @@ from setcore.registration_cardholder import (
 )
 from setpay.v1 import services_pb2_grpc
 
+from .build_stage import (
+    BUILD,
+    SETPAY_LICENCE,
+    Wheel,
+    build_constraints,
+    build_sources,
+    build_steps,
+    build_wheel,
+    context_files,
+)
 from .commands import REPO, ProvisionedBank, command_env, run, venv_bin
 from .dockerfile import (
     DOCKERFILE,
@@ -44,9 +55,11 @@ from .dockerfile import (
     in_stage,
     instructions,
 )
-from .pins import RUNTIME_PINS, pins
+from .pins import RUNTIME_PINS, TOOL_PINS, pins
 
-BUILD, RUNTIME = "build", "runtime"
+RUNTIME = "runtime"
+# The first pip with --build-constraint (25.3): older ones refuse it as an unknown option.
+PIP_WITH_BUILD_CONSTRAINT = Version("25.3")
 # Where the image keeps the bank directory (a volume), and so its TLS files and config.
 BANK_VOLUME = "/var/lib/setpay"
 SOFTHSM_CONF = REPO / "deploy" / "softhsm2.conf"
@@ -147,32 +160,16 @@ def test_token_software_is_the_tested_version() -> None:
 # --- the build context and the build stage ------------------------------------------------
 
 
-def _build_sources() -> list[str]:
-    sources: list[str] = []
-    for instruction in in_stage(BUILD, "COPY"):
-        parts = instruction.arguments.split()
-        assert not parts[0].startswith("--"), instruction.arguments
-        sources += parts[:-1]
-    return sources
-
-
-def _context_files(source: str) -> list[str]:
-    """The files under ``source`` that Docker sends, as paths relative to the repo."""
-    patterns = ignore_patterns()
-    root = REPO / source
-    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    names = [p.relative_to(REPO).as_posix() for p in paths]
-    return [name for name in names if not excluded(name, patterns)]
-
-
 def test_build_context_is_what_the_image_copies_and_nothing_local() -> None:
     patterns = ignore_patterns()
-    copied = _build_sources()
+    copied = build_sources()
+    # setuptools puts LICENSE's text in the wheel, found by its default license-files.
+    assert "LICENSE" in copied
     copied += [
         i.arguments.split()[-2] for i in in_stage(RUNTIME, "COPY") if "--from" not in i.arguments
     ]
     for source in copied:
-        files = _context_files(source)
+        files = context_files(source)
         assert files, f"{source} is copied by the Dockerfile but left out of the context"
         every = [p.relative_to(REPO).as_posix() for p in (REPO / source).rglob("*.py")]
         missing = [name for name in every if "__pycache__" not in name and name not in files]
@@ -186,42 +183,57 @@ def test_build_context_is_what_the_image_copies_and_nothing_local() -> None:
         assert excluded(local, patterns), local
 
 
-def test_build_stage_makes_a_complete_wheel(tmp_path: Path) -> None:
+def test_build_stage_pins_its_build_environment_as_make_does() -> None:
+    # `pip wheel --constraint` leaves the build environment to the newest setuptools:
+    # only a build constraint pins it, to the version `make venv` builds setpay with.
+    tools = pins(TOOL_PINS)
+    assert build_constraints() == {"setuptools": tools["setuptools"]}, (
+        f"the build stage's pip wheel must pin setuptools to {TOOL_PINS.name}'s "
+        "(--build-constraint, the Dockerfile's SETUPTOOLS_VERSION)"
+    )
+    # ... which needs a pip that knows --build-constraint: the pinned one, first.
+    steps = build_steps()
+    wheel = steps.index(next(step for step in steps if step[:2] == ["pip", "wheel"]))
+    upgrades = [step for step in steps[:wheel] if step[:4] == ["python", "-m", "pip", "install"]]
+    assert upgrades == [["python", "-m", "pip", "install", f"pip=={tools['pip']}"]], (
+        f"the build stage must first upgrade pip to {TOOL_PINS.name}'s (PIP_VERSION): {upgrades}"
+    )
+    assert Version(tools["pip"]) >= PIP_WITH_BUILD_CONSTRAINT
+
+
+@pytest.fixture(scope="module")
+def image_wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
+    """The build stage's wheel of setpay, built once with the stage's setuptools."""
+    setuptools = build_constraints().get("setuptools")
+    if setuptools is None:
+        pytest.fail("the build stage does not pin setuptools (test above)")
+    return build_wheel(tmp_path_factory.mktemp("image-wheel"), setuptools)
+
+
+def test_build_stage_makes_a_complete_wheel(image_wheel: Wheel) -> None:
     # The stage's COPY lines, file by file as the context holds them, then its pip step for
     # setpay itself (in an isolated build environment, as in the image; the dependencies'
     # wheels are what deploy/constraints.txt pins: test_constraints.py).
-    source = tmp_path / "src"
-    for name in (f for s in _build_sources() for f in _context_files(s)):
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, source / name)
-    wheels = tmp_path / "wheels"
-    run(
-        [str(venv_bin() / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps",
-         "--wheel-dir", str(wheels), str(source)],
-    )  # fmt: skip
-    (wheel,) = wheels.glob("setpay-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-        info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        entry_points = archive.read(info).decode()
-        wheel_metadata = archive.read(info.replace("entry_points.txt", "METADATA")).decode()
-    requires = [
-        line.split(":", 1)[1].strip()
-        for line in wheel_metadata.splitlines()
-        if line.startswith("Requires-Dist:")
-    ]
+    names = image_wheel.names
     for package in ("setcore", "hsm", "gateway", "clients", "cli"):
         assert f"{package}/py.typed" in names, package
     for module in ("setpay/v1/services_pb2_grpc.py", "cli/main.py", "cli/health.py",
                    "hsm/pkcs11.py", "gateway/provisioning.py"):  # fmt: skip
         assert module in names, module
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
-    assert "setpay = cli.main:main" in entry_points
+    assert "setpay = cli.main:main" in image_wheel.info["entry_points.txt"]
     pinned = pins(RUNTIME_PINS)
-    for text in requires:
+    for text in image_wheel.fields("Requires-Dist"):
         requirement = Requirement(text)
         if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
             assert canonicalize_name(requirement.name) in pinned, requirement.name
+
+
+def test_build_stage_wheel_is_made_by_the_pinned_setuptools_with_the_license(
+    image_wheel: Wheel,
+) -> None:
+    assert image_wheel.generator() == f"setuptools ({pins(TOOL_PINS)['setuptools']})"
+    assert image_wheel.licence() == SETPAY_LICENCE
 
 
 # --- the image's command and health check, run here -----------------------------------------
