@@ -20,6 +20,7 @@ import argparse
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
@@ -44,12 +45,12 @@ from clients.wallet.config import load as load_wallet_config
 from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.purchases import Initiation
 from clients.wallet.runtime import Wallet
-from gateway.bank_pki import bank_keys_uri
+from gateway.bank_pki import ALL_LABELS, bank_keys_uri
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.process import RunningBank, start_bank
 from gateway.provisioning import destroy_bank_keys, init_bank, write_new
-from hsm.uri import open_backend
+from hsm.uri import describe_uri, open_backend
 from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import PROFILES, profile_named
@@ -382,18 +383,26 @@ class Demo:
 
 def _delete_bank_keys(config: BankConfig) -> None:
     """Remove the keys ``setpay init`` made for a temporary bank from its key backend."""
+    uri = bank_keys_uri(config)
     try:
-        backend = open_backend(bank_keys_uri(config))
+        backend = open_backend(uri)
         try:
             left = destroy_bank_keys(backend)
         finally:
             backend.close()
+        labels = [entry.partition(" ")[0] for entry in left]  # "label (error type)"
     except Exception as exc:  # noqa: BLE001 - the story's own outcome must not be hidden
-        left = [f"all ({type(exc).__name__}: {exc})"]
+        left, labels = [f"all ({type(exc).__name__}: {exc})"], list(ALL_LABELS)
     if left:
+        # --no-bank: the bank, its configuration and its key lock went with the directory.
+        commands = "".join(
+            f"\n  setpay keys delete --keys {shlex.quote(describe_uri(uri))} --no-bank "
+            f"--label {label} --all-versions"
+            for label in labels
+        )
         print(
             f"setpay demo: could not remove the demo bank's keys {', '.join(left)}; remove "
-            "them with setpay keys delete",
+            f"them with:{commands}",
             file=sys.stderr,
         )
 

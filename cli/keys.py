@@ -3,7 +3,8 @@
     setpay keys generate --keys URI --label L --usage U --algorithm A
     setpay keys import   --keys URI --label L --usage U --pem FILE [--pem-passphrase-file F]
     setpay keys list     --keys URI
-    setpay keys delete   --keys URI --label L (--version N | --all-versions) [--config FILE]
+    setpay keys delete   --keys URI --label L (--version N | --all-versions) [--no-bank]
+    setpay keys delete   --config FILE --label L (--version N | --all-versions)
     setpay keys adopt    --keys URI --id HEX --label L --usage U     (PKCS#11 tokens only)
 
 ``--keys`` is a key URI (see ``hsm.uri``); it is echoed only through ``describe_uri``.
@@ -13,9 +14,11 @@ the backend refuses, 2 for usage errors (argparse).
 
 ``delete`` destroys every version of a label only when told so (``--all-versions``):
 the version in use goes with the others. The bank's own keys (``gateway-sig``,
-``gateway-kex``) are deleted only with ``--config`` naming the bank: then under the
+``gateway-kex``) are deleted only with ``--config`` naming the bank: then from the key
+backend that configuration names (a ``--keys`` naming another is refused), under the
 bank's key lock, as renewals and prunings are (``gateway.renewal_lock``), and only while
-the bank is stopped, as they check it.
+the bank is stopped, as they check it. ``--no-bank`` deletes them from a backend no bank
+uses (one a demo's bank, gone since, left keys on): nothing is locked or checked.
 """
 
 from __future__ import annotations
@@ -74,18 +77,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _backend_argument(listed)
 
     delete = commands.add_parser("delete", help="destroy a key version, or all versions")
-    _backend_argument(delete)
+    _backend_argument(delete, required=False)
     delete.add_argument("--label", required=True)
     which = delete.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", type=int, help="only this version")
     which.add_argument(
         "--all-versions", action="store_true", help="every version, the one in use too"
     )
-    delete.add_argument(
+    bank = delete.add_mutually_exclusive_group()
+    bank.add_argument(
         "--config",
         metavar="FILE",
-        help="the bank's setpay.toml: delete under its key lock, only while it is stopped "
-        "(required for the gateway's own labels)",
+        help="the bank's setpay.toml: delete from its key backend, under its key lock, only "
+        "while it is stopped (required for the gateway's own labels)",
+    )
+    bank.add_argument(
+        "--no-bank",
+        action="store_true",
+        help="the key backend is no bank's (a demo's bank, gone since, left keys on it): "
+        "delete the gateway's own labels without a bank to lock or check",
     )
 
     adopt = commands.add_parser("adopt", help="take a token key made by another tool")
@@ -104,11 +114,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     return _run(args, out, err)
 
 
-def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO, uri: str | None = None) -> int:
+    uri = uri or args.keys
     try:
-        backend = open_backend(args.keys)
+        backend = open_backend(uri)
     except KeyBackendError as exc:
-        print(f"setpay keys: cannot open {describe_uri(args.keys)}: {exc}", file=err)
+        print(f"setpay keys: cannot open {describe_uri(uri)}: {exc}", file=err)
         return 1
     try:
         _COMMANDS[args.keys_command](backend, args, out)
@@ -121,19 +132,26 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _delete_guarded(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``delete``, under the bank's key lock and only on a stopped bank if ``--config``."""
+    """``delete``: from the bank's key backend, under its key lock and only on a stopped
+    bank if ``--config``."""
     if args.config is None:
-        if args.label in BANK_LABELS:
+        if args.keys is None:
+            print("setpay keys delete: pass --keys, or --config with the bank's setpay.toml",
+                  file=err)  # fmt: skip
+            return 2
+        if args.label in BANK_LABELS and not args.no_bank:
             print(
                 f"setpay keys delete: {args.label!r} is the bank's own key: pass --config "
                 "with the bank's setpay.toml, so that the deletion waits for no renewal "
-                "and the bank is checked to be stopped",
+                "and the bank is checked to be stopped (or --no-bank if no bank uses this "
+                "key backend)",
                 file=err,
             )
             return 1
         return _run(args, out, err)
     # Imported here: only a bank's deletion needs the gateway package.
     from gateway.bank_errors import ProvisioningError  # noqa: PLC0415
+    from gateway.bank_pki import bank_keys_uri  # noqa: PLC0415
     from gateway.config import ConfigError, load  # noqa: PLC0415
     from gateway.gateway_renewal import check_stopped  # noqa: PLC0415
     from gateway.renewal_lock import holding_keys_lock  # noqa: PLC0415
@@ -141,12 +159,23 @@ def _delete_guarded(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     before = f"deleting {args.label!r}"
     try:
         config = load(Path(args.config), env=os.environ)
+        # The lock and the check are the bank's: so must the keys be. As the bank reads
+        # it (relative paths against its directory); the URI as written is accepted too.
+        uri = bank_keys_uri(config)
+        if args.keys is not None and args.keys not in (config.keys, uri):
+            print(
+                f"setpay keys delete: --keys {describe_uri(args.keys)} is not the key backend "
+                f"{args.config} names ({describe_uri(config.keys)}): leave --keys out, "
+                "--config says which",
+                file=err,
+            )
+            return 2
         # As a renewal does: before the lock, so that a running bank is named without
         # taking it; after, so that a bank started meanwhile is seen.
         check_stopped(config, before=before)
         with holding_keys_lock(config, DELETE_TASK):
             check_stopped(config, before=before)
-            return _run(args, out, err)
+            return _run(args, out, err, uri)
     except (ConfigError, ProvisioningError) as exc:
         print(f"setpay keys delete: {exc}", file=err)
         return 1
@@ -233,12 +262,13 @@ def _fingerprint(key: KeyHandle) -> str:
     return colon_hex(hashlib.sha256(public_key_der(key.public_key)).digest())
 
 
-def _backend_argument(parser: argparse.ArgumentParser) -> None:
+def _backend_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument(
         "--keys",
-        required=True,
+        required=required,
         metavar="URI",
-        help="key URI: soft:ephemeral, soft:DIR[;pin-source=...], pkcs11:module=...;token=...",
+        help="key URI: soft:ephemeral, soft:DIR[;pin-source=...], pkcs11:module=...;token=..."
+        + ("" if required else " (with --config: the bank's, the default)"),
     )
 
 

@@ -297,9 +297,10 @@ def _take_back(pki: BankPki, newest: dict[str, int]) -> None:
             log.warning(
                 "renewal failed and the key backend could not list its keys (%s: %s): any"
                 " version of %r newer than v%d is this renewal's and unused (the bank starts"
-                " on v%d); once the backend answers, delete it with setpay keys delete"
-                " --config (the bank's setpay.toml) --label %s --version N",
-                type(exc).__name__, exc, label, version, version, label,
+                " on v%d); once the backend answers, delete each with: setpay keys delete"
+                " --config FILE --label %s --version N (FILE: the bank's setpay.toml; N: a"
+                " version above v%d)",
+                type(exc).__name__, exc, label, version, version, label, version,
             )  # fmt: skip
         return
     for label, version in doomed:
@@ -308,8 +309,8 @@ def _take_back(pki: BankPki, newest: dict[str, int]) -> None:
         except KeyBackendError as exc:
             log.warning(
                 "renewal failed and could not delete key %r v%d (%s: %s): the bank starts on"
-                " the old version; delete it with setpay keys delete --config (the bank's"
-                " setpay.toml) --label %s --version %d",
+                " the old version; delete it with: setpay keys delete --config FILE --label %s"
+                " --version %d (FILE: the bank's setpay.toml)",
                 label, version, type(exc).__name__, exc, label, version,
             )  # fmt: skip
 

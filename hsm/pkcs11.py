@@ -24,7 +24,7 @@ Operations:
 
 Usage is enforced twice: in Python before any token call, and by the key's own
 attributes on the token (a key-exchange key has CKA_SIGN false). Keys made by other
-tools are used when their usage is unambiguous (see ``hsm.token_objects``) or once
+tools are used when their usage is unambiguous (see ``hsm.token_catalog``) or once
 ``adopt`` has recorded their usage and narrowed their attributes, and in either case
 only if they are sensitive and not extractable.
 
@@ -69,6 +69,7 @@ from hsm.base import (
     KeyHandle,
     KeyUsage,
     PrivateKey,
+    PublicKey,
 )
 from hsm.errors import (
     DecapsulationError,
@@ -103,8 +104,11 @@ from hsm.token_catalog import (
 )
 from hsm.token_creation import adopt_key, create_key
 from hsm.token_objects import (
+    PRIVATE_KEY_ATTRIBUTES,
+    PUBLIC_KEY_ATTRIBUTES,
     TokenKey,
     certificate_attributes,
+    describe_key,
     import_attributes,
     keypair_template,
 )
@@ -168,9 +172,9 @@ class Pkcs11Backend(KeyBackend):
         check_combination(usage, algorithm)
         self._require_mechanism(_KEYGEN_MECHANISM[algorithm], f"generate {algorithm.value} keys")
 
-        def create(session: TokenSession, version: int, ck_id: bytes) -> None:
+        def create(session: TokenSession, version: int, ck_id: bytes) -> PublicKey:
             template = keypair_template(label, ck_id, usage, algorithm)
-            session.session.generate_keypair(
+            public, private = session.session.generate_keypair(
                 template.key_type,
                 template.key_length,
                 store=True,
@@ -178,6 +182,15 @@ class Pkcs11Backend(KeyBackend):
                 public_template=template.public,
                 private_template=template.private,
             )
+            described = describe_key(
+                private.get_attributes(PRIVATE_KEY_ATTRIBUTES),
+                public.get_attributes(PUBLIC_KEY_ATTRIBUTES),
+            )
+            if described is None or described[1] is not algorithm:
+                raise PermanentBackendError(
+                    f"{self._link.name} made a key pair setpay cannot read as {algorithm.value}"
+                )
+            return described[0]
 
         return create_key(self._link, self._catalog, label, usage, algorithm, create)
 
@@ -187,10 +200,11 @@ class Pkcs11Backend(KeyBackend):
         algorithm = algorithm_of_private(private_key)
         check_combination(usage, algorithm)
 
-        def create(session: TokenSession, version: int, ck_id: bytes) -> None:
+        def create(session: TokenSession, version: int, ck_id: bytes) -> PublicKey:
             private, public = import_attributes(label, ck_id, usage, private_key)
             session.session.create_object(private)
             session.session.create_object(public)
+            return private_key.public_key()
 
         return create_key(self._link, self._catalog, label, usage, algorithm, create)
 

@@ -8,6 +8,29 @@ encrypts a random value in software to the first RSA decryption key it finds and
 the token to decrypt it with SHA-256 parameters, then SHA-1 (SoftHSM 2.6 refuses SHA-256
 with CKR_ARGUMENTS_BAD). Never OAEP decoding in Python over raw RSA.
 
+Private keys without a setpay data object (made by ``pkcs11-tool`` or another tool) are
+adopted when the capabilities their key type can use make the usage unambiguous: for
+P-256, CKA_SIGN without CKA_DERIVE means ``signature`` and the reverse ``key-exchange``;
+for RSA the same with CKA_DECRYPT; Ed25519 only signs. (SoftHSM turns CKA_DECRYPT and
+CKA_UNWRAP on by default, and pkcs11-tool cannot turn them off, so on an EC key they are
+ignored: no EC mechanism decrypts.) Anything else, an algorithm off the allow-list, a
+label already used by setpay keys, or a label another such key carries too, is left
+alone until adopted explicitly (``Pkcs11Backend.adopt``).
+
+Inferred keys are version 1 under their CKA_LABEL (or ``id-HEX`` when it is unusable).
+
+A CKA_ID held by two private keys or two public keys (another tool may make them so)
+ties no key made by another tool to its objects: neither is used, each needs an id of
+its own first. A setpay key's public key object is the one its metadata vouches for
+(``public``): the metadata is private, so only a logged-in user writes it, while anyone
+reaching the token without its PIN can create public objects under any CKA_ID (setpay's
+public keys and certificates show the ids), so other public key objects under its id
+are ignored. Metadata written before setpay recorded ``public`` (or while its key was
+being made) vouches for none: such a key is not used while another public key object
+carries its id. Nor is a setpay key whose id another private key object carries (one
+with CKA_PRIVATE false needs no login either): the id cannot say which is setpay's, and
+operations find the key by its id.
+
 Errors raised: ``KeyNotFound``, ``PermanentBackendError``, and those of
 ``TokenLink.run``.
 """
@@ -15,8 +38,11 @@ Errors raised: ``KeyNotFound``, ``PermanentBackendError``, and those of
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import threading
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -24,19 +50,23 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pkcs11 import MGF, Attribute, DecryptMixin, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
-from hsm.base import KemAlgorithm, KeyHandle
+from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
 from hsm.ckr import Fault, fault_of
 from hsm.cryptoki import on_fork_in_child
 from hsm.errors import KeyNotFound, PermanentBackendError
-from hsm.policy import check_label, check_version
+from hsm.policy import LABEL_PATTERN, check_label, check_version
 from hsm.session_keeper import TokenSession
 from hsm.token_objects import (
     APPLICATION,
     PRIVATE_KEY_ATTRIBUTES,
     PUBLIC_KEY_ATTRIBUTES,
     TokenKey,
-    build_catalog,
+    describe_key,
+    holds_public_key,
+    kem_for,
     parse_metadata,
+    public_fingerprint,
+    stays_on_token,
 )
 from hsm.token_session import TokenLink
 
@@ -54,6 +84,8 @@ OAEP_PARAMETERS: dict[KemAlgorithm, tuple[Mechanism, MGF, type[hashes.HashAlgori
 
 #: Bytes encrypted to the token in the OAEP trial: a random AES-256 key's worth.
 OAEP_TRIAL_BYTES = 32
+
+_log = logging.getLogger(__name__)
 
 
 class TokenCatalog:
@@ -179,6 +211,160 @@ class TokenCatalog:
         return None
 
 
+def build_catalog(
+    metadata: Iterable[dict[str, Any]],
+    private_keys: Iterable[dict[Attribute, Any]],
+    public_keys: Iterable[dict[Attribute, Any]],
+    rsa_kem: KemAlgorithm | None,
+) -> list[TokenKey]:
+    """Key versions from the attributes of the token's data, private and public objects."""
+    by_id: dict[bytes, dict[str, Any]] = {}
+    for found in metadata:
+        # A creation stopped between writing its final metadata and destroying the first
+        # leaves both: the one that vouches for a public key is the key's.
+        if by_id.get(found["id"], {}).get("public") is None:
+            by_id[found["id"]] = found
+    private_keys, public_keys = list(private_keys), list(public_keys)
+    shared = shared_ids(private_keys, public_keys)
+    privates_per_id = Counter(attrs.get(Attribute.ID, b"") for attrs in private_keys)
+    publics: dict[bytes, list[dict[Attribute, Any]]] = {}
+    for attrs in public_keys:
+        publics.setdefault(attrs.get(Attribute.ID, b""), []).append(attrs)
+    own: list[TokenKey] = []
+    foreign: list[TokenKey] = []
+    refused: set[bytes] = set()
+    for attrs in private_keys:
+        if not stays_on_token(attrs):
+            continue
+        ck_id = attrs.get(Attribute.ID, b"")
+        meta = by_id.get(ck_id) if ck_id else None
+        if meta is not None:
+            if ck_id in refused:
+                continue  # said once per id, not once per private key object under it
+            described = _described_own(attrs, meta, publics.get(ck_id, []), privates_per_id)
+            if described is None:
+                refused.add(ck_id)
+        elif ck_id in shared:
+            # Which public key is this key's, and what would deleting it destroy? The id
+            # cannot say, so neither key is used until each has an id of its own.
+            _log.warning(
+                "keys sharing CKA_ID %s are not used: give each its own CKA_ID, then adopt",
+                ck_id.hex() or "(empty)",
+            )
+            continue
+        else:
+            described = describe_key(attrs, next(iter(publics.get(ck_id, [])), None))
+        if described is None:
+            continue
+        public_key, algorithm = described
+        if meta is not None:
+            if meta["algorithm"] is not algorithm:
+                continue
+            label, version, usage = meta["label"], meta["version"], meta["usage"]
+        else:
+            adopted_usage = _usage_from_attributes(attrs, algorithm)
+            if adopted_usage is None:
+                continue
+            label, version, usage = _adopted_label(attrs, ck_id), 1, adopted_usage
+        kem = kem_for(usage, algorithm, rsa_kem)
+        handle = KeyHandle(label, version, usage, algorithm, public_key, kem)
+        (own if meta is not None else foreign).append(TokenKey(handle, ck_id, meta is None))
+    own_labels = {key.handle.label for key in own}
+    held = Counter(key.handle.label for key in foreign)
+    for key in foreign:
+        # One adopted key per label, and never beside setpay's own versions of that label:
+        # versions must mean the same thing everywhere. A label two foreign keys carry
+        # names neither: the token's listing order is no choice (``adopt`` makes one).
+        if key.handle.label in own_labels:
+            continue
+        if held[key.handle.label] > 1:
+            _log.warning(
+                "%d keys made by another tool carry label %r: none is used until one is "
+                "adopted by its CKA_ID",
+                held[key.handle.label],
+                key.handle.label,
+            )
+            held[key.handle.label] = 0  # one warning per label
+            continue
+        if held[key.handle.label] == 1:
+            own.append(key)
+    own.sort(key=lambda key: (key.handle.label, key.handle.version))
+    return own
+
+
+def _described_own(
+    private: dict[Attribute, Any],
+    meta: dict[str, Any],
+    publics: list[dict[Attribute, Any]],
+    privates_per_id: Counter[bytes],
+) -> tuple[PublicKey, KeyAlgorithm] | None:
+    """Public key and algorithm of a key setpay's metadata describes; None (said) if unusable."""
+    which = f"key {meta['label']!r} v{meta['version']}"
+    ck_id = meta["id"]
+    if privates_per_id[ck_id] > 1:
+        # Creating a private key object needs no login either (CKA_PRIVATE false), and
+        # an operation finds the key by its id: two would make every one fail.
+        _log.warning(
+            "%s is not used: another private key object carries its CKA_ID %s; remove "
+            "the one setpay did not make (pkcs11-tool --list-objects --id %s lists both)",
+            which, ck_id.hex(), ck_id.hex(),
+        )  # fmt: skip
+        return None
+    if meta.get("public") is None:
+        if len(publics) > 1:
+            _log.warning(
+                "%s is not used: another public key object carries its CKA_ID %s, and its "
+                "metadata, older than the record of its public key, cannot say which is its"
+                " own; remove the other (pkcs11-tool --list-objects --id %s lists both)",
+                which, ck_id.hex(), ck_id.hex(),
+            )  # fmt: skip
+            return None
+        return describe_key(private, publics[0] if publics else None)
+    # Copies of one public key all hold it: any of them is the key's.
+    held = [public for public in publics if holds_public_key(public, meta["public"])]
+    described = describe_key(private, held[0] if held else None)
+    if described is None or public_fingerprint(described[0]) != meta["public"]:
+        # RSA keys carry their public half in the private object: checked too.
+        _log.warning(
+            "%s is not used: no key object with its CKA_ID %s holds the public key its "
+            "metadata records",
+            which, ck_id.hex(),
+        )  # fmt: skip
+        return None
+    return described
+
+
+def shared_ids(
+    private_keys: Iterable[dict[Attribute, Any]], public_keys: Iterable[dict[Attribute, Any]]
+) -> set[bytes]:
+    """CKA_IDs held by more than one private key or more than one public key."""
+    privates = Counter(attrs.get(Attribute.ID, b"") for attrs in private_keys)
+    publics = Counter(attrs.get(Attribute.ID, b"") for attrs in public_keys)
+    return {ck_id for ck_id, count in (privates | publics).items() if count > 1}
+
+
+def _usage_from_attributes(attrs: dict[Attribute, Any], algorithm: KeyAlgorithm) -> KeyUsage | None:
+    signs = bool(attrs.get(Attribute.SIGN))
+    if algorithm is KeyAlgorithm.EC_P256:
+        opens = bool(attrs.get(Attribute.DERIVE))
+    elif algorithm.is_rsa:
+        opens = bool(attrs.get(Attribute.DECRYPT))
+    else:
+        opens = False
+    if signs and not opens:
+        return KeyUsage.SIGNATURE
+    if opens and not signs:
+        return KeyUsage.KEY_EXCHANGE
+    return None
+
+
+def _adopted_label(attrs: dict[Attribute, Any], ck_id: bytes) -> str:
+    label = attrs.get(Attribute.LABEL) or ""
+    if isinstance(label, str) and LABEL_PATTERN.fullmatch(label):
+        return label
+    return f"id-{ck_id.hex()}"[:64]
+
+
 def objects(session: TokenSession, classes: tuple[ObjectClass, ...], ids: set[bytes]) -> list[Any]:
     """Every object of these classes whose CKA_ID is in ``ids`` (searches run to the end)."""
     return [
@@ -192,21 +378,33 @@ def objects(session: TokenSession, classes: tuple[ObjectClass, ...], ids: set[by
 def objects_of(session: TokenSession, label: str, ids: set[bytes], token: str) -> list[Any]:
     """Every object of the key versions of ``label`` with these CKA_IDs, to destroy them.
 
-    Refused when an id reaches further: two private or two public keys under one id
-    (another tool made them so), or setpay metadata naming another label. Destroying
-    by id would take the other key with it.
+    Public key objects under an id whose metadata vouches for a public key go only if
+    they hold that key: the others are not the key's (see the module). Refused when an
+    id reaches further: two private keys, or two public keys under metadata that vouches
+    for none, or setpay metadata naming another label. Destroying by id would take the
+    other key with it. The catalog lists no such key, so only an object made between
+    its reading and this search meets the refusal; it stays, as that race is real.
     """
     metadata = [(obj, meta) for obj, meta in metadata_objects(session) if meta["id"] in ids]
     victims = []
     for ck_id in ids:
-        keys = [objects(session, (object_class,), {ck_id}) for object_class in KEY_CLASSES]
+        privates = objects(session, (ObjectClass.PRIVATE_KEY,), {ck_id})
+        publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
+        mine = [meta for _, meta in metadata if meta["id"] == ck_id and meta["label"] == label]
+        vouched = next((meta for meta in mine if meta["public"] is not None), None)
+        if vouched is not None:
+            publics = [
+                obj
+                for obj in publics
+                if holds_public_key(obj.get_attributes(PUBLIC_KEY_ATTRIBUTES), vouched["public"])
+            ]
         strangers = [meta for _, meta in metadata if meta["id"] == ck_id and meta["label"] != label]
-        if any(len(found) > 1 for found in keys) or strangers:
+        if len(privates) > 1 or (vouched is None and len(publics) > 1) or strangers:
             raise PermanentBackendError(
                 f"CKA_ID {ck_id.hex()} of key {label!r} on {token} is also another key's: "
                 "nothing destroyed; give each key its own CKA_ID first"
             )
-        victims += [obj for found in keys for obj in found]
+        victims += privates + publics
         victims += objects(session, (ObjectClass.CERTIFICATE,), {ck_id})
     # Metadata last: a key left without it, should destroying stop half-way, would be
     # taken for another tool's and used with a usage guessed from its attributes.

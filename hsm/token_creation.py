@@ -4,15 +4,19 @@ Both claim the next version of a label under the inter-process admin lock
 (``TokenLink.admin_lock``), then re-read the catalog. A version setpay makes gets a
 random CKA_ID of its own, and its setpay data object (the metadata) is written first: a
 data object whose key never came is ignored by every reader, where a key without its
-metadata would be adopted with a usage guessed from its attributes. If any step fails,
+metadata would be adopted with a usage guessed from its attributes. Once the key is
+made, metadata that also records its public key (which public key object is the key's,
+``hsm.token_catalog``) replaces the first. If any step fails,
 every object made under the new CKA_ID is destroyed before the error is raised, under
 the same locks, including objects the token kept from a call it refused (SoftHSM 2.6
 keeps the public key whose template lacks a required attribute, with its label and id).
 Once made, the key is read back from the token; should the token stop answering right
-then, the version is past taking back, and the error's note names it.
+then, the version is past taking back, and the error's message names it (as it names
+objects a failed creation could not destroy).
 
-A key made by another tool is adopted only if it is sensitive and not extractable: its
-usage is recorded in a data object and its capability attributes are narrowed to that
+A key made by another tool is adopted only if it is sensitive and not extractable, and
+only if no other private or public key object carries its CKA_ID: its usage and public
+key are recorded in a data object and its capability attributes are narrowed to that
 usage, so the token enforces it too.
 
 Errors raised are those of ``hsm.errors``.
@@ -26,7 +30,7 @@ from typing import Any
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11
 
-from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
+from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
 from hsm.errors import KeyBackendError, KeyExists, PermanentBackendError, UnsupportedAlgorithm
 from hsm.policy import check_combination
 from hsm.session_keeper import TokenSession
@@ -42,8 +46,9 @@ from hsm.token_objects import (
 )
 from hsm.token_session import TokenLink
 
-#: Makes a claimed key version's objects on the session: (session, version, CKA_ID).
-KeyMaker = Callable[[TokenSession, int, bytes], None]
+#: Makes a claimed key version's objects on the session, (session, version, CKA_ID), and
+#: returns the public key it made (the metadata vouches for it).
+KeyMaker = Callable[[TokenSession, int, bytes], PublicKey]
 
 
 def create_key(
@@ -55,32 +60,47 @@ def create_key(
     make: KeyMaker,
 ) -> KeyHandle:
     """Claim the next version of ``label`` and make it with ``make``: all or nothing."""
+    left: list[str] = []  # what a failed creation could not take back, for its message
 
     def add(session: TokenSession) -> KeyId:
         versions = [k.handle.version for k in catalog.scan(session) if k.handle.label == label]
         version = 1 + max(versions, default=0)
         ck_id = new_key_id()
-        metadata = metadata_attributes(label, version, usage, algorithm, ck_id)
+        # First metadata that vouches for no public key (none exists yet), then, once the
+        # key is made, metadata that does: tokens refuse to change a data object's value,
+        # so the first is replaced. Stopped in between, the key is used under the rule
+        # for metadata written before ``public`` (hsm.token_catalog).
+        first = metadata_attributes(label, version, usage, algorithm, ck_id, None)
+        written = [first]
         try:
-            session.session.create_object(metadata)
-            make(session, version, ck_id)
-        except BaseException as exc:
-            _unmake(link, session, ck_id, metadata, exc)
+            pending = session.session.create_object(first)
+            public_key = make(session, version, ck_id)
+            written.append(metadata_attributes(label, version, usage, algorithm, ck_id, public_key))
+            session.session.create_object(written[-1])
+            pending.destroy()
+        except BaseException:
+            left.extend(_unmake(link, session, ck_id, written))
             raise
         return (label, version)
 
     with link.admin_lock():
-        label_version = link.run(add, f"create a {algorithm.value} key", retry=False)
+        try:
+            label_version = link.run(add, f"create a {algorithm.value} key", retry=False)
+        except KeyBackendError as exc:
+            if not left:
+                raise
+            raise _with_message(exc, f"{exc}; {left[0]}") from exc
     try:
         return catalog.handle_after_change(label_version)
     except KeyBackendError as exc:
         # Made, then the token stopped answering: past taking back. The caller has no
-        # handle of this version, so the error names it.
-        exc.add_note(
-            f"key {label!r} v{label_version[1]} was made on {link.name} and may be there "
-            "once it answers: delete it if it is not wanted"
-        )
-        raise
+        # handle of this version, so the error names it, in its message: the CLI prints
+        # and logs show only that.
+        raise _with_message(
+            exc,
+            f"{exc}; key {label!r} v{label_version[1]} was made on {link.name} and may be "
+            "there once it answers: delete it if it is not wanted",
+        ) from exc
 
 
 def adopt_key(
@@ -94,6 +114,16 @@ def adopt_key(
         if managed and not managed[0].adopted:
             found = managed[0].handle
             raise KeyExists(f"CKA_ID {ck_id.hex()} is already key {found.label!r} v{found.version}")
+        # Before anything changes: for a shared id, the catalog could not list the key
+        # this would make, and the token would keep narrowed attributes and metadata.
+        privates = objects(session, (ObjectClass.PRIVATE_KEY,), {ck_id})
+        publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
+        if len(privates) > 1 or len(publics) > 1:
+            raise PermanentBackendError(
+                f"CKA_ID {ck_id.hex()} is carried by {len(privates)} private and "
+                f"{len(publics)} public key objects: nothing adopted; give each key its "
+                "own CKA_ID first"
+            )
         private = session.find(ObjectClass.PRIVATE_KEY, ck_id)
         attributes = private.get_attributes(PRIVATE_KEY_ATTRIBUTES)
         if not stays_on_token(attributes):
@@ -102,7 +132,6 @@ def adopt_key(
                 "true or CKA_SENSITIVE false): setpay uses only keys that never do; "
                 "generate or import the key again as sensitive and not extractable"
             )
-        publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
         described = describe_key(
             attributes,
             publics[0].get_attributes(PUBLIC_KEY_ATTRIBUTES) if publics else None,
@@ -111,7 +140,7 @@ def adopt_key(
             raise UnsupportedAlgorithm(
                 f"key with CKA_ID {ck_id.hex()} is not P-256, Ed25519, RSA-2048 or RSA-3072"
             )
-        algorithm = described[1]
+        public_key, algorithm = described
         check_combination(usage, algorithm)
         for attribute, value in capability_attributes(usage, algorithm).items():
             private[attribute] = value
@@ -120,7 +149,9 @@ def adopt_key(
             k.handle.version for k in listed if k.handle.label == label and k.ck_id != ck_id
         ]
         version = 1 + max(versions, default=0)
-        session.session.create_object(metadata_attributes(label, version, usage, algorithm, ck_id))
+        session.session.create_object(
+            metadata_attributes(label, version, usage, algorithm, ck_id, public_key)
+        )
         link.invalidate_objects()
         return (label, version)
 
@@ -131,28 +162,34 @@ def adopt_key(
     return catalog.handle_after_change(label_version)
 
 
+def _with_message(exc: KeyBackendError, message: str) -> KeyBackendError:
+    """``exc``'s kind (callers tell transient from permanent by it) with a longer message."""
+    return type(exc)(message)
+
+
 def _unmake(
     link: TokenLink,
     session: TokenSession,
     ck_id: bytes,
-    metadata: dict[Attribute, Any],
-    failure: BaseException,
-) -> None:
+    metadata: list[dict[Attribute, Any]],
+) -> list[str]:
     """Destroy what a failed key creation made: its key objects, then its metadata.
 
     The CKA_ID is new and random, so whatever carries it is this creation's. Should
-    the token refuse this too (it went away), the failure says what is left.
+    the token refuse this too (it went away), the answer says what is left.
     """
     try:
         victims = objects(session, KEY_CLASSES, {ck_id})
         # Data objects have no CKA_ID: found by their whole value, which holds it.
         kept = (Attribute.CLASS, Attribute.APPLICATION, Attribute.VALUE)
-        victims += session.search({attribute: metadata[attribute] for attribute in kept})
+        for written in metadata:
+            victims += session.search({attribute: written[attribute] for attribute in kept})
         for obj in victims:
             obj.destroy()
     except p11.PKCS11Error:
-        failure.add_note(
+        return [
             f"objects with CKA_ID {ck_id.hex()} may be left on {link.name} "
             "(pkcs11-tool --list-objects shows them; the data object has the id in "
             "its value)"
-        )
+        ]
+    return []

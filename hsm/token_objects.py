@@ -8,7 +8,8 @@ One key version on a token is up to four objects sharing one CKA_ID:
                   nothing else (no unwrap, no sign-recover)
     public key    same label and id (EC keys keep their point only here)
     data object   CKA_APPLICATION "setpay", CKA_LABEL=label, CKA_VALUE = JSON metadata:
-                  label, version, usage, algorithm, id (data objects have no CKA_ID)
+                  label, version, usage, algorithm, id (data objects have no CKA_ID),
+                  public: SHA-256 of the public key's SubjectPublicKeyInfo DER
     certificate   X.509, same label and id, once one is stored
 
 Only private keys that can never leave the token are used (CKA_SENSITIVE true and
@@ -16,30 +17,14 @@ CKA_EXTRACTABLE false, both read back from the token; a token that does not repo
 is taken at its worst): "private keys never leave the key backend" must hold for keys
 other tools made, too. The rest are skipped, and ``adopt`` refuses them.
 
-Private keys without a setpay data object (made by ``pkcs11-tool`` or another tool) are
-adopted when the capabilities their key type can use make the usage unambiguous: for
-P-256, CKA_SIGN without CKA_DERIVE means ``signature`` and the reverse ``key-exchange``;
-for RSA the same with CKA_DECRYPT; Ed25519 only signs. (SoftHSM turns CKA_DECRYPT and
-CKA_UNWRAP on by default, and pkcs11-tool cannot turn them off, so on an EC key they are
-ignored: no EC mechanism decrypts.) Anything else, an algorithm off the allow-list, a
-label already used by setpay keys, or a label another such key carries too, is left
-alone until adopted explicitly (``Pkcs11Backend.adopt``).
-
-Inferred keys are version 1 under their CKA_LABEL (or ``id-HEX`` when it is unusable).
-
-A CKA_ID held by two private keys or two public keys (another tool may make them so)
-ties no key to its objects: neither key is used, each needs an id of its own first.
-
 This module builds templates and decodes attributes; it opens no sessions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
 import secrets
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +34,13 @@ from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
 
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey, PublicKey
 from hsm.errors import UnsupportedAlgorithm
-from hsm.policy import LABEL_PATTERN, RSA_PUBLIC_EXPONENT, algorithm_of_public
+from hsm.policy import RSA_PUBLIC_EXPONENT, algorithm_of_public, public_key_der
 
 #: CKA_APPLICATION of setpay's metadata data objects.
 APPLICATION = "setpay"
 
-#: Metadata format written and understood by this code.
+#: Metadata format written and understood by this code. ``public`` came later as an
+#: optional field, not a new format: setpay versions before it read these keys as before.
 METADATA_FORMAT = 1
 
 #: CKA_ID length: 16 random bytes make a collision between key versions negligible
@@ -81,9 +67,17 @@ PRIVATE_KEY_ATTRIBUTES = (
     Attribute.SENSITIVE,
     Attribute.EXTRACTABLE,
 )
-PUBLIC_KEY_ATTRIBUTES = (Attribute.ID, Attribute.KEY_TYPE, Attribute.EC_PARAMS, Attribute.EC_POINT)
+PUBLIC_KEY_ATTRIBUTES = (
+    Attribute.ID,
+    Attribute.KEY_TYPE,
+    Attribute.EC_PARAMS,
+    Attribute.EC_POINT,
+    Attribute.MODULUS,
+    Attribute.PUBLIC_EXPONENT,
+)
 
-_log = logging.getLogger(__name__)
+#: Bytes of the SHA-256 of a public key that metadata records (``public``).
+PUBLIC_FINGERPRINT_BYTES = 32
 
 _X962 = serialization.Encoding.X962
 _UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
@@ -251,9 +245,18 @@ def import_attributes(
 
 
 def metadata_attributes(
-    label: str, version: int, usage: KeyUsage, algorithm: KeyAlgorithm, ck_id: bytes
+    label: str,
+    version: int,
+    usage: KeyUsage,
+    algorithm: KeyAlgorithm,
+    ck_id: bytes,
+    public_key: PublicKey | None,
 ) -> dict[Attribute, Any]:
-    """The data object recording a key version's label, version and usage."""
+    """The data object recording a key version's label, version, usage and public key.
+
+    ``public_key`` None while the key is being made: the metadata comes first (see
+    ``hsm.token_creation``), and vouches for a public key once it is known.
+    """
     value = {
         "format": METADATA_FORMAT,
         "label": label,
@@ -261,6 +264,7 @@ def metadata_attributes(
         "usage": usage.value,
         "algorithm": algorithm.value,
         "id": ck_id.hex(),
+        "public": None if public_key is None else public_fingerprint(public_key).hex(),
     }
     return {
         Attribute.CLASS: ObjectClass.DATA,
@@ -295,89 +299,32 @@ def parse_metadata(value: bytes) -> dict[str, Any] | None:
         meta = json.loads(value)
         if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
             return None
+        public = meta.get("public")
+        if public is not None:
+            public = bytes.fromhex(public)
+            if len(public) != PUBLIC_FINGERPRINT_BYTES:
+                return None
         return {
             "label": str(meta["label"]),
             "version": int(meta["version"]),
             "usage": KeyUsage(meta["usage"]),
             "algorithm": KeyAlgorithm(meta["algorithm"]),
             "id": bytes.fromhex(meta["id"]),
+            "public": public,
         }
     except (ValueError, KeyError, TypeError):
         return None
 
 
-def build_catalog(
-    metadata: Iterable[dict[str, Any]],
-    private_keys: Iterable[dict[Attribute, Any]],
-    public_keys: Iterable[dict[Attribute, Any]],
-    rsa_kem: KemAlgorithm | None,
-) -> list[TokenKey]:
-    """Key versions from the attributes of the token's data, private and public objects."""
-    by_id = {meta["id"]: meta for meta in metadata}
-    private_keys, public_keys = list(private_keys), list(public_keys)
-    shared = shared_ids(private_keys, public_keys)
-    publics = {attrs.get(Attribute.ID, b""): attrs for attrs in public_keys}
-    own: list[TokenKey] = []
-    foreign: list[TokenKey] = []
-    for attrs in private_keys:
-        if not stays_on_token(attrs):
-            continue
-        ck_id = attrs.get(Attribute.ID, b"")
-        if ck_id in shared:
-            # Which public key is this key's, and what would deleting it destroy? The id
-            # cannot say, so neither key is used until each has an id of its own.
-            _log.warning(
-                "keys sharing CKA_ID %s are not used: give each its own CKA_ID, then adopt",
-                ck_id.hex() or "(empty)",
-            )
-            continue
-        described = describe_key(attrs, publics.get(ck_id))
-        if described is None:
-            continue
-        public_key, algorithm = described
-        meta = by_id.get(ck_id) if ck_id else None
-        if meta is not None:
-            if meta["algorithm"] is not algorithm:
-                continue
-            label, version, usage = meta["label"], meta["version"], meta["usage"]
-        else:
-            adopted_usage = _usage_from_attributes(attrs, algorithm)
-            if adopted_usage is None:
-                continue
-            label, version, usage = _adopted_label(attrs, ck_id), 1, adopted_usage
-        kem = kem_for(usage, algorithm, rsa_kem)
-        handle = KeyHandle(label, version, usage, algorithm, public_key, kem)
-        (own if meta is not None else foreign).append(TokenKey(handle, ck_id, meta is None))
-    own_labels = {key.handle.label for key in own}
-    held = Counter(key.handle.label for key in foreign)
-    for key in foreign:
-        # One adopted key per label, and never beside setpay's own versions of that label:
-        # versions must mean the same thing everywhere. A label two foreign keys carry
-        # names neither: the token's listing order is no choice (``adopt`` makes one).
-        if key.handle.label in own_labels:
-            continue
-        if held[key.handle.label] > 1:
-            _log.warning(
-                "%d keys made by another tool carry label %r: none is used until one is "
-                "adopted by its CKA_ID",
-                held[key.handle.label],
-                key.handle.label,
-            )
-            held[key.handle.label] = 0  # one warning per label
-            continue
-        if held[key.handle.label] == 1:
-            own.append(key)
-    own.sort(key=lambda key: (key.handle.label, key.handle.version))
-    return own
+def public_fingerprint(public_key: PublicKey) -> bytes:
+    """SHA-256 of the public key's SubjectPublicKeyInfo DER, as metadata records it."""
+    return hashlib.sha256(public_key_der(public_key)).digest()
 
 
-def shared_ids(
-    private_keys: Iterable[dict[Attribute, Any]], public_keys: Iterable[dict[Attribute, Any]]
-) -> set[bytes]:
-    """CKA_IDs held by more than one private key or more than one public key."""
-    privates = Counter(attrs.get(Attribute.ID, b"") for attrs in private_keys)
-    publics = Counter(attrs.get(Attribute.ID, b"") for attrs in public_keys)
-    return {ck_id for ck_id, count in (privates | publics).items() if count > 1}
+def holds_public_key(public: dict[Attribute, Any], fingerprint: bytes) -> bool:
+    """True if the public key object holds the key with this fingerprint (``public``)."""
+    key = public_object_key(public)
+    return key is not None and public_fingerprint(key) == fingerprint
 
 
 def stays_on_token(private: dict[Attribute, Any]) -> bool:
@@ -411,46 +358,24 @@ def describe_key(
         return None
 
 
-def _usage_from_attributes(attrs: dict[Attribute, Any], algorithm: KeyAlgorithm) -> KeyUsage | None:
-    signs = bool(attrs.get(Attribute.SIGN))
-    if algorithm is KeyAlgorithm.EC_P256:
-        opens = bool(attrs.get(Attribute.DERIVE))
-    elif algorithm.is_rsa:
-        opens = bool(attrs.get(Attribute.DECRYPT))
-    else:
-        opens = False
-    if signs and not opens:
-        return KeyUsage.SIGNATURE
-    if opens and not signs:
-        return KeyUsage.KEY_EXCHANGE
-    return None
-
-
-def _adopted_label(attrs: dict[Attribute, Any], ck_id: bytes) -> str:
-    label = attrs.get(Attribute.LABEL) or ""
-    if isinstance(label, str) and LABEL_PATTERN.fullmatch(label):
-        return label
-    return f"id-{ck_id.hex()}"[:64]
-
-
 def _public_key(
     private: dict[Attribute, Any], public: dict[Attribute, Any] | None
 ) -> PublicKey | None:
     """The public half, from the private object (RSA) or the matching public object (EC)."""
     key_type = private.get(Attribute.KEY_TYPE)
+    if key_type == KeyType.RSA:
+        return _rsa_public_key(private)
+    if public is None or public.get(Attribute.KEY_TYPE) != key_type:
+        return None
+    return public_object_key(public)
+
+
+def public_object_key(public: dict[Attribute, Any]) -> PublicKey | None:
+    """The key a public key object holds; None if unreadable or of a type setpay skips."""
+    key_type = public.get(Attribute.KEY_TYPE)
+    if key_type == KeyType.RSA:
+        return _rsa_public_key(public)
     try:
-        if key_type == KeyType.RSA:
-            modulus, exponent = (
-                private.get(Attribute.MODULUS),
-                private.get(Attribute.PUBLIC_EXPONENT),
-            )
-            if not modulus or not exponent:
-                return None
-            return rsa.RSAPublicNumbers(
-                int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")
-            ).public_key()
-        if public is None or public.get(Attribute.KEY_TYPE) != key_type:
-            return None
         params, point = public.get(Attribute.EC_PARAMS), public.get(Attribute.EC_POINT)
         if not isinstance(point, bytes):
             return None
@@ -462,6 +387,18 @@ def _public_key(
     except ValueError:
         return None
     return None
+
+
+def _rsa_public_key(attrs: dict[Attribute, Any]) -> PublicKey | None:
+    modulus, exponent = attrs.get(Attribute.MODULUS), attrs.get(Attribute.PUBLIC_EXPONENT)
+    if not modulus or not exponent:
+        return None
+    try:
+        return rsa.RSAPublicNumbers(
+            int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")
+        ).public_key()
+    except ValueError:
+        return None
 
 
 def _unwrap_point(point: bytes, raw_length: int) -> bytes:

@@ -15,7 +15,7 @@ from pkcs11 import Attribute, KeyType
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_objects import build_catalog
+from hsm.token_catalog import build_catalog
 
 from .testbed import SOFTHSM_MODULE, SoftToken, pkcs11_tool
 
