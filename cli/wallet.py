@@ -19,8 +19,9 @@ Cardholder CA hands out (a name it does not ask for is refused); fields not give
 empty. ``renew`` asks for a new certificate for the registered card, with a new version of
 its key, before the current one ends (a cardholder certificate lasts at most a year, and
 never past the card); the current certificate is used until the new one is stored, and
-is kept for inquiries about the purchases it paid for. Output shows the card as BIN and
-last four only.
+is kept for inquiries about the purchases it paid for, until it expires (the merchant
+checks an inquiry's signer as of the inquiry). Output shows the card as BIN and last four
+only.
 
 Exit status: 0 done (a purchase prints the merchant's verified answer, a decline
 included); 1 refused or failed (a SET Error from the merchant or the CA, a wrong file or
@@ -111,7 +112,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "Renew the registered card's certificate before it ends: a new version of the "
             "key, the request signed by it and by the current certificate. The current "
             "certificate is used until the new one is stored, and kept for inquiries about "
-            "the purchases it paid for. Exit status 3 when the Cardholder CA pends the "
+            "the purchases it paid for until it expires (the merchant checks an inquiry's "
+            "signer as of the inquiry). Exit status 3 when the Cardholder CA pends the "
             "renewal: run renew again later. A revoked or ended certificate cannot be "
             "renewed: register the card again."
         ),

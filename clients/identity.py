@@ -1,16 +1,17 @@
-"""A client's own certificates: the pinned brand root, its issuing chain, its credentials.
+"""A client's own certificates: the pinned brand root, its issuing chain, its certified keys.
 
 Private keys stay in the key backend (``soft:DIR`` keystore or a PKCS#11 token) under
-fixed labels, each certificate stored beside its key. The issuing CA certificates (below
-the brand root) and the pinned root itself are ordinary PEM files in the client's
-directory: they are public, and ``openssl`` can read them.
+fixed labels, each certificate stored beside its key's version (``certified_versions``).
+The issuing CA certificates (below the brand root) and the pinned root itself are
+ordinary PEM files in the client's directory: they are public, and ``openssl`` can read
+them.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -18,11 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from clients.errors import ConfigError
-from hsm.base import KeyBackend
-from hsm.errors import KeyNotFound
+from hsm.base import KeyBackend, KeyHandle
 from hsm.keystore import fsync_directory
 from hsm.uri import encode_uri_value
-from setcore.credentials import Credentials
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 # The random part of a temporary file's name: 64 bits never collide between writers.
@@ -111,28 +110,15 @@ def read_root(path: Path) -> bytes:
     return certs[0]
 
 
-def load_credentials(
-    backend: KeyBackend,
-    signature_label: str,
-    chain_path: Path,
-    key_exchange_label: str | None = None,
-) -> Credentials:
-    """Credentials from backend keys and the certificates stored beside them."""
-    try:
-        signature_key = backend.get(signature_label)
-        kex_key = backend.get(key_exchange_label) if key_exchange_label else None
-    except KeyNotFound as exc:
-        # The backend's message already says "no key 'LABEL'" and where it looked.
-        raise ConfigError(f"{exc}: register first") from exc
-    signature_cert = backend.certificate(signature_key)
-    kex_cert = backend.certificate(kex_key) if kex_key is not None else None
-    if signature_cert is None or (kex_key is not None and kex_cert is None):
-        raise ConfigError("the keys have no certificates yet: register first")
-    return Credentials(
-        backend=backend,
-        signature_key=signature_key,
-        signature_cert=signature_cert,
-        chain=read_certificates(chain_path),
-        key_exchange_key=kex_key,
-        key_exchange_cert=kex_cert,
-    )
+def certified_versions(backend: KeyBackend, label: str) -> Iterator[tuple[KeyHandle, bytes]]:
+    """Each version of ``label`` that holds a certificate, with it, newest first.
+
+    A renewal makes a new version before its certificate is stored beside it: the newest
+    version is not always certified, and older certified ones still answer for what they
+    signed or were named in.
+    """
+    versions = [key for key in backend.list_keys() if key.label == label]
+    for key in sorted(versions, key=lambda k: k.version, reverse=True):
+        der = backend.certificate(key)
+        if der is not None:
+            yield key, der

@@ -42,15 +42,16 @@ def answer(
     context: grpc.ServicerContext,
     credentials: Credentials,
     rpc: str,
-    request: bytes,
+    request: Callable[[], bytes],
     rrpid: bytes,
     work: Callable[[], R],
     on_error: Callable[[error_pb2.SetError], R],
 ) -> R:
     """Run ``work``; turn a failure into a signed SET Error (via ``on_error``) or a status.
 
-    The Error names ``rrpid``, the request header's, and ``request``, the request's
-    ``request_digest`` over its bytes as received, as the gateway's do.
+    The Error names ``rrpid``, the request header's, and ``request()``, the request's
+    ``request_digest`` over its bytes as received, as the gateway's do. A callable: only
+    a refusal needs it, so a request answered is not hashed for it.
     """
     try:
         return work()
@@ -67,7 +68,7 @@ def answer(
         log.exception("%s: unexpected failure", rpc)
         code = ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE
     try:
-        error = build_error(credentials, code, rrpid=rrpid, request=request)
+        error = build_error(credentials, code, rrpid=rrpid, request=request())
     except KeyBackendError as exc:  # the Error cannot be signed either: named, not quoted
         _unavailable(context, rpc, "merchant key backend", type(exc).__name__)
     metrics.refused(rpc, code)  # a gRPC status (the abort above) is counted by the server

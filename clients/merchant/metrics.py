@@ -42,7 +42,9 @@ merchant id, a peer's text or key material.
                                                         revocation_unavailable (one that
                                                         could not be checked yet),
                                                         merchant_failure (the merchant's
-                                                        own keys or store failed on it), or
+                                                        own keys or store failed on it, or
+                                                        the gateway certificates it needed
+                                                        were refused), or
                                                         a gRPC status name (no answer,
                                                         after the bounded retries). All
                                                         but approved, declined and a final
@@ -92,6 +94,7 @@ from clients.merchant.metrics_labels import (
     COMPLETIONS,
     DECLINED,
     GATEWAY_CALL_LABELS,
+    GATEWAY_CERTIFICATES,
     LABEL_VALUES,
     MERCHANT_FAILURE,
     MERCHANT_METHODS,
@@ -398,7 +401,7 @@ def gateway_call(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             try:
                 result = call(*args, **kwargs)
             except Exception as exc:
-                _record_call(m, kind, _failure(exc), started)
+                _record_call(m, kind, _failure(kind, exc), started)
                 raise
             _record_call(m, kind, APPROVED if _says_yes(result) else DECLINED, started)
             return result
@@ -414,8 +417,9 @@ def _record_call(m: _Metrics, kind: str, result: str, started: float) -> None:
     m.gateway_duration.labels(kind).observe(time.perf_counter() - started)
 
 
-def _failure(exc: Exception) -> str:
-    """The result of a call that raised ``exc`` instead of returning a verified answer."""
+def _failure(kind: str, exc: Exception) -> str:
+    """The result of a ``kind`` of call that raised ``exc`` instead of returning a verified
+    answer."""
     if isinstance(exc, TransportError):
         return exc.status
     if isinstance(exc, PeerError):
@@ -424,7 +428,11 @@ def _failure(exc: Exception) -> str:
         return REVOCATION_UNAVAILABLE
     if isinstance(exc, ProtocolError):
         return UNVERIFIED
-    if isinstance(exc, ConfigError):  # PCertRes: the gateway serves no certificate for it
+    # A verified PCertRes that serves no certificate for the brand says no to what was
+    # asked. The same error reaches the calls that needed those certificates (an
+    # authorization's answer checked against the gateway they name): for those it is the
+    # merchant's setup that fails, and the gateway's answer is not a refusal.
+    if isinstance(exc, ConfigError) and kind == GATEWAY_CERTIFICATES:
         return DECLINED
     return MERCHANT_FAILURE
 

@@ -30,13 +30,18 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from clients.authority import AuthorityClient
 from clients.errors import ConfigError, RegistrationError
-from clients.identity import read_certificates, write_atomically, write_certificates
+from clients.identity import (
+    certified_versions,
+    read_certificates,
+    write_atomically,
+    write_certificates,
+)
 from clients.merchant.config import MerchantConfig
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
@@ -104,17 +109,8 @@ def _fill(
     return [(name, given.get(name, known.get(name, ""))) for name in form.fields]
 
 
-def _certified_versions(backend: KeyBackend, label: str) -> Iterator[tuple[KeyHandle, bytes]]:
-    """Each version of ``label`` that holds a certificate, with it, newest first."""
-    versions = [key for key in backend.list_keys() if key.label == label]
-    for key in sorted(versions, key=lambda k: k.version, reverse=True):
-        der = backend.certificate(key)
-        if der is not None:
-            yield key, der
-
-
 def _certified(backend: KeyBackend, label: str) -> KeyHandle | None:
-    newest = next(_certified_versions(backend, label), None)
+    newest = next(certified_versions(backend, label), None)
     return None if newest is None else newest[0]
 
 
@@ -145,8 +141,8 @@ def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
     (``Credentials.signs_as``); they sign and are named in new requests with the newest
     only. Nothing here deletes an older version: ``renew`` keeps them.
     """
-    signatures = list(_certified_versions(backend, SIGNATURE_LABEL))
-    exchanges = list(_certified_versions(backend, KEY_EXCHANGE_LABEL))
+    signatures = list(certified_versions(backend, SIGNATURE_LABEL))
+    exchanges = list(certified_versions(backend, KEY_EXCHANGE_LABEL))
     if not signatures or not exchanges:
         raise ConfigError("this merchant is not registered yet: run register first")
     (signature_key, signature_der), (kex_key, kex_der) = signatures[0], exchanges[0]

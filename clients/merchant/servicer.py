@@ -57,12 +57,16 @@ class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
         response_cls: Callable[..., Any],
         work: Callable[[Any], Any],
     ) -> Any:
+        def digest() -> bytes:
+            # The exact request, as a refusal names it: only a refusal needs it, and most
+            # calls are answered, so a call answered is not hashed for it.
+            return request_digest(request.DESCRIPTOR.full_name, request_bytes)
+
         def on_error(error: error_pb2.SetError) -> Any:
             return response_cls(header=_reply_header(request.header), error=error)
 
-        sent = request_digest(request.DESCRIPTOR.full_name, request_bytes)
         return answer(
-            context, self._credentials, rpc, sent, request.header.rrpid,
+            context, self._credentials, rpc, digest, request.header.rrpid,
             lambda: work(request), on_error,
         )  # fmt: skip
 

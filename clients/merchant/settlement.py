@@ -217,7 +217,7 @@ class Settlement(StoredRequests[Operation]):
         return self._store.renew_operation(request, error_code, rrpid, wire, digest)
 
     def _unanswered(self) -> list[Operation]:
-        return [op for op in self._store.operations() if op.state is OperationState.SENT]
+        return self._store.operations(state=OperationState.SENT)
 
     def _named(self, request: Operation) -> str:
         return _named(request)

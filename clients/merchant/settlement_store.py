@@ -34,7 +34,9 @@ from clients.merchant.records import (
 from clients.merchant.schema import (
     BATCH_REQUEST_COLUMNS,
     OPERATION_COLUMNS,
+    SENT_ONLY,
     batch_request_from_row,
+    in_state,
     operation_from_row,
 )
 
@@ -43,9 +45,16 @@ Admit = Callable[[Order, list[Operation]], None]
 refuse what is about to be stored."""
 
 
-def read_operations(conn: sqlite3.Connection, xid: bytes | None = None) -> list[Operation]:
-    """An order's operations (or all of them), oldest first, read on ``conn``."""
-    where, params = ("WHERE xid = ?", (xid,)) if xid is not None else ("", ())
+def read_operations(
+    conn: sqlite3.Connection, xid: bytes | None = None, state: OperationState | None = None
+) -> list[Operation]:
+    """An order's operations (or all of them; those in ``state``, or all), oldest first,
+    read on ``conn``."""
+    terms = [in_state(state)] if state is not None else []
+    params: tuple[bytes, ...] = ()
+    if xid is not None:
+        terms, params = [*terms, "xid = ?"], (xid,)
+    where = f"WHERE {' AND '.join(terms)}" if terms else ""
     rows = conn.execute(
         f"SELECT {OPERATION_COLUMNS} FROM operations {where} "  # noqa: S608 - constant SQL
         "ORDER BY created_ms, rrpid",
@@ -184,9 +193,11 @@ class SettlementStore(Database):
         )  # fmt: skip
         return operation_from_row(row)
 
-    def operations(self, xid: bytes | None = None) -> list[Operation]:
-        """An order's operations (or all of them), oldest first."""
-        return self._read(lambda c: read_operations(c, xid))
+    def operations(
+        self, xid: bytes | None = None, state: OperationState | None = None
+    ) -> list[Operation]:
+        """An order's operations (or all of them; those in ``state``, or all), oldest first."""
+        return self._read(lambda c: read_operations(c, xid, state))
 
     # -- batches ----------------------------------------------------------------------
 
@@ -224,8 +235,8 @@ class SettlementStore(Database):
         with self._write() as conn:
             row = conn.execute(
                 f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests "  # noqa: S608 - constant SQL
-                "WHERE batch_id = ? AND state = ? ORDER BY created_ms, rrpid",
-                (request.batch_id, OperationState.SENT.value),
+                f"WHERE batch_id = ? AND {SENT_ONLY} ORDER BY created_ms, rrpid",
+                (request.batch_id,),
             ).fetchone()
             if row is not None:
                 return batch_request_from_row(row)
@@ -284,12 +295,11 @@ class SettlementStore(Database):
 
     def batch_requests(self, state: OperationState | None = None) -> list[BatchRequest]:
         """Batch requests (those in ``state``, or all), oldest first."""
-        where, params = ("WHERE state = ?", (state.value,)) if state is not None else ("", ())
+        where = f"WHERE {in_state(state)}" if state is not None else ""
         rows = self._read(
             lambda c: c.execute(
                 f"SELECT {BATCH_REQUEST_COLUMNS} FROM batch_requests {where} "  # noqa: S608 - constant SQL
-                "ORDER BY created_ms, rrpid",
-                params,
+                "ORDER BY created_ms, rrpid"
             ).fetchall()
         )
         return [batch_request_from_row(r) for r in rows]

@@ -34,6 +34,7 @@ from clients.merchant.database import BUSY_TIMEOUT_MS
 from clients.merchant.gateway_pin import GatewayPinStore
 from clients.merchant.order_store import OrderStore
 from clients.merchant.records import BatchRequest, Operation, OperationState, Order, OrderState
+from clients.merchant.schema import SENT_ONLY
 from clients.merchant.settlement_store import SettlementStore
 
 # Where each kind of request waits for its answer: its table, its key, its waiting state.
@@ -73,26 +74,22 @@ class Waiting:
     unverified: int
 
 
-# One statement for all three tables: an order waiting is one purchased or authorizing
-# (``Authorizer.pending``: its AuthReq not built yet, or sent); an operation or a batch
-# change, one sent. The orders, by far the largest table, are found by their state's
-# index; operations and batch changes are read whole (neither table has one on state).
-_WAITING_SQL = """
+# One statement for all three tables, read at every scrape: an order waiting is one
+# purchased or authorizing (``Authorizer.pending``: its AuthReq not built yet, or sent);
+# an operation or a batch change, one sent. Each table's waiting rows are found by an
+# index (orders by their state's; operations and batch changes by the partial indexes
+# of the sent ones alone, which ``SENT_ONLY`` names), never by reading the table whole.
+_WAITING_SQL = f"""
 SELECT 'authorization', count(*), count(*) FILTER (WHERE unverified > 0)
   FROM orders WHERE state IN (?, ?)
 UNION ALL
 SELECT kind, count(*), count(*) FILTER (WHERE unverified > 0)
-  FROM operations WHERE state = ? GROUP BY kind
+  FROM operations WHERE {SENT_ONLY} GROUP BY kind
 UNION ALL
 SELECT 'batch', count(*), count(*) FILTER (WHERE unverified > 0)
-  FROM batch_requests WHERE state = ?
-"""
-_WAITING_STATES = (
-    OrderState.PURCHASED.value,
-    OrderState.AUTHORIZING.value,
-    OperationState.SENT.value,
-    OperationState.SENT.value,
-)
+  FROM batch_requests WHERE {SENT_ONLY}
+"""  # noqa: S608 - constant SQL
+_WAITING_STATES = (OrderState.PURCHASED.value, OrderState.AUTHORIZING.value)
 
 
 class WaitingRequests:

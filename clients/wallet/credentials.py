@@ -4,7 +4,10 @@ The signature key is kept under one label in the key backend; ``setpay wallet re
 makes a new version of it and stores the new certificate beside that version. Every
 older certified version is kept: a merchant answers an inquiry only when it is signed
 by the certificate that paid for the purchase (the one it recorded from the PReq), so a
-purchase made before a renewal is asked about with the key that made it.
+purchase made before a renewal is asked about with the key that made it. Only until
+that certificate expires (or is revoked): the merchant checks an inquiry's signer as of
+the inquiry, not of the purchase, and refuses one signed by a certificate no longer
+valid.
 
 A purchase is signed with the newest certified version whose certificate carries the
 blinded account of the card's PANSecret as the card file holds it. The certificate and
@@ -17,27 +20,17 @@ here always agrees, and the renewal that stored the certificate finishes on its 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
 from pathlib import Path
 
 from clients.errors import ConfigError
-from clients.identity import read_certificates
-from hsm.base import KeyBackend, KeyHandle
+from clients.identity import certified_versions, read_certificates
+from hsm.base import KeyBackend
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
 from setcore.pan import blinded_account
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_blinded_account
 from setcore.purchase import CardData
-
-
-def certified_versions(backend: KeyBackend, label: str) -> Iterator[tuple[KeyHandle, bytes]]:
-    """Each version of ``label`` that holds a certificate, with it, newest first."""
-    versions = [key for key in backend.list_keys() if key.label == label]
-    for key in sorted(versions, key=lambda k: k.version, reverse=True):
-        der = backend.certificate(key)
-        if der is not None:
-            yield key, der
 
 
 def _carries(der: bytes, card: CardData) -> bool:

@@ -48,10 +48,10 @@ from typing import NoReturn
 
 from clients.authority import AuthorityClient
 from clients.errors import RegistrationError
-from clients.identity import read_certificates, write_certificates
+from clients.identity import certified_versions, read_certificates, write_certificates
 from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
-from clients.wallet.credentials import card_credentials, certified_versions
+from clients.wallet.credentials import card_credentials
 from clients.wallet.pending import (
     pending_record,
     pending_version,

@@ -1,8 +1,11 @@
-"""The merchant store's tests' own records: an offer purchased, a batch change, damage."""
+"""The merchant store's tests' own records: an offer purchased, a batch change, damage;
+and the tables a query reads whole."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from clients.merchant.records import BatchRequest, Money, OperationState
@@ -36,3 +39,9 @@ def damage(path: Path, statement: str) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute(statement)
     conn.close()
+
+
+def full_scans(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> list[str]:
+    """The steps of ``sql``'s plan that read a table whole, row by row (no index)."""
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    return [step[3] for step in plan if re.fullmatch(r"SCAN (TABLE )?\w+", step[3])]

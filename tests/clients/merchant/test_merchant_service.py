@@ -8,11 +8,12 @@ import time
 import pytest
 
 from clients.errors import TransportError
-from clients.identity import load_credentials
 from clients.merchant import authorizer as authorizer_module
+from clients.merchant import servicer as servicer_module
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import OrderState
 from clients.transport import Caller, ChannelConfig, open_channel
+from clients.wallet.credentials import card_credentials
 from clients.wallet.purchases import PurchaseBook
 from hsm.errors import TransientBackendError
 from setcore.authorization import AuthRequestState, AuthResult
@@ -160,7 +161,9 @@ def test_inquiry_about_an_unknown_transaction(
 ) -> None:
     merchant = make_merchant("m-inq-unknown")
     wallet = make_wallet(merchant)
-    credentials = load_credentials(wallet.backend, wallet.config.key_label, wallet.config.chain)
+    card = wallet.card(WALLET_PASSPHRASE).card()
+    config = wallet.config
+    credentials = card_credentials(wallet.backend, config.key_label, config.chain, card)
     state = PurchaseState(b"", b"", common_pb2.TransIDs(xid=new_id()), b"")
     request, inquiry = build_inquiry_request(credentials, state)
     caller = _caller(merchant.port, wallet.config.require_merchant().channel().ca_pem or b"")
@@ -172,6 +175,39 @@ def test_inquiry_about_an_unknown_transaction(
         response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid,
         request=inquiry.request_digest,
     ).code == (ErrorCode.ERROR_CODE_UNKNOWN_XID)  # fmt: skip
+
+
+def test_only_a_refusal_hashes_the_request_it_names(
+    bank: RunningBank,
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The request digest a SET Error names is computed for a refusal alone: a PInit and
+    a Purchase answered, none; a PInit refused, its own, which its Error names."""
+    hashed: list[str] = []
+    real = servicer_module.request_digest
+
+    def counted(name: str, data: bytes) -> bytes:
+        hashed.append(name)
+        return real(name, data)
+
+    monkeypatch.setattr(servicer_module, "request_digest", counted)
+    merchant = make_merchant("m-digest")
+    record = buy(make_wallet(merchant), offer(merchant, 700))
+    assert record.completion == "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
+    assert hashed == []
+    request, state = build_pinit_request(PAN(VISA), "setpay", b"lid-c", lid_m=b"never-offered")
+    caller = _caller(merchant.port, (bank.tls / "root.pem").read_bytes())
+    response = caller.call(
+        f"{SERVICE}/PInit", request.SerializeToString(), purchase_pb2.PInitResponse, deadline=5
+    )
+    refused = open_error(
+        response.error, merchant.trust, MERCHANT, rrpid=request.header.rrpid,
+        request=state.request_digest,
+    )  # fmt: skip
+    assert refused.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
+    assert hashed == [request.DESCRIPTOR.full_name]
 
 
 def test_authorization_survives_a_gateway_outage(
@@ -255,8 +291,9 @@ def test_repeated_purchase_request_is_answered_not_authorized_again(
     merchant = make_merchant("m-retry")
     wallet = make_wallet(merchant)
     initiation = offer(merchant, 650)
-    credentials = load_credentials(wallet.backend, wallet.config.key_label, wallet.config.chain)
     card = wallet.card(WALLET_PASSPHRASE).card()
+    config = wallet.config
+    credentials = card_credentials(wallet.backend, config.key_label, config.chain, card)
     wallet.revocation.ensure_fresh()
     caller = _caller(merchant.port, wallet.config.require_merchant().channel().ca_pem or b"")
     pinit, pinit_state = build_pinit_request(card.pan, "setpay", b"lid-c", lid_m=initiation.lid_m)

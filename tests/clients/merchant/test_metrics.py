@@ -16,7 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients.errors import ConfigError, StoreError, TransportError
 from clients.merchant import metrics
-from clients.merchant.metrics_labels import LABEL_VALUES, OTHER, WAITING_KINDS
+from clients.merchant.metrics_labels import (
+    AUTHORIZATION,
+    GATEWAY_CERTIFICATES,
+    LABEL_VALUES,
+    OTHER,
+    WAITING_KINDS,
+)
 from clients.merchant.records import Authorization, OperationKind
 from clients.merchant.store import MerchantStore
 from hsm.errors import TransientBackendError
@@ -139,7 +145,7 @@ def test_calls_and_refusals_are_counted_in_bounded_labels(page: int) -> None:
             "revocation_unavailable",
         ),
         (TransientBackendError("token gone"), "merchant_failure"),
-        (ConfigError("the gateway serves no certificate for brand setpay"), "declined"),
+        (ConfigError("the gateway serves no certificate for brand setpay"), "merchant_failure"),
     ],
 )
 def test_a_gateway_call_that_fails_is_counted_by_why(
@@ -155,6 +161,30 @@ def test_a_gateway_call_that_fails_is_counted_by_why(
     assert value(samples, CALLS, kind="authorization", result=result) == 1
     assert value(samples, "setpay_merchant_gateway_call_duration_seconds_count",
                  kind="authorization") == 1  # fmt: skip
+
+
+def test_certificates_refused_inside_an_authorization_are_no_authorization_declined(
+    page: int,
+) -> None:
+    """``GatewayClient.authorize`` checks the answer against the gateway a PCertReq names,
+    sent from inside it: a PCertRes serving no certificate for the brand is that PCertReq
+    declined, and the authorization's own failure, its outcome still unknown."""
+    refused = ConfigError("the gateway serves no certificate for brand setpay")
+
+    @metrics.gateway_call(GATEWAY_CERTIFICATES)
+    def fetch_certificates() -> None:
+        raise refused
+
+    @metrics.gateway_call(AUTHORIZATION)
+    def authorize() -> None:
+        fetch_certificates()
+
+    with pytest.raises(ConfigError):
+        authorize()
+    samples = samples_of(scrape_text(page))
+    assert value(samples, CALLS, kind=GATEWAY_CERTIFICATES, result="declined") == 1
+    assert value(samples, CALLS, kind=AUTHORIZATION, result="declined") == 0
+    assert value(samples, CALLS, kind=AUTHORIZATION, result="merchant_failure") == 1
 
 
 def test_the_requests_waiting_are_read_from_the_store_at_each_scrape(

@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from clients.identity import load_credentials
 from clients.merchant.checkout import Checkout
 from clients.merchant.records import OrderState
 from clients.merchant.runtime import Merchant
 from clients.transport import Caller
+from clients.wallet.credentials import card_credentials
 from clients.wallet.runtime import Wallet
 from setcore.errors import ErrorCode, PeerError
 from setcore.pki.verified import VerifiedCertificate
@@ -42,8 +42,9 @@ class _PReq:
 
     def __init__(self, merchant: Merchant, wallet: Wallet, amount: int) -> None:
         initiation = offer(merchant, amount)
-        credentials = load_credentials(wallet.backend, wallet.config.key_label, wallet.config.chain)
         card = wallet.card(WALLET_PASSPHRASE).card()
+        config = wallet.config
+        credentials = card_credentials(wallet.backend, config.key_label, config.chain, card)
         wallet.revocation.ensure_fresh()
         self.trust = wallet.trust
         self._caller: Caller = _caller(

@@ -13,8 +13,14 @@ import pytest
 from clients.errors import StoreError
 from clients.merchant.records import OperationKind, OperationState, OrderState
 from clients.merchant.schema import SCHEMA_VERSION
-from clients.merchant.store import MerchantStore
-from tests.clients.merchant.store_support import EUR, batch_request, purchased
+from clients.merchant.store import (
+    _WAITING_SQL,
+    _WAITING_STATES,
+    MerchantStore,
+    Waiting,
+    WaitingRequests,
+)
+from tests.clients.merchant.store_support import EUR, batch_request, full_scans, purchased
 
 # The columns version 4 added, by table.
 _VERSION_4_COLUMNS = {
@@ -22,8 +28,16 @@ _VERSION_4_COLUMNS = {
 }
 
 
+def _back_to_version_5(conn: sqlite3.Connection) -> None:
+    """Make a file of this setpay one of version 5, as a setpay of then wrote it."""
+    conn.execute("DROP INDEX IF EXISTS operations_sent")
+    conn.execute("DROP INDEX IF EXISTS batch_requests_sent")
+    conn.execute("PRAGMA user_version=5")
+
+
 def _back_to_version_4(conn: sqlite3.Connection) -> None:
     """Make a file of this setpay one of version 4, as a setpay of then wrote it."""
+    _back_to_version_5(conn)
     conn.execute("DROP TABLE gateway_pin")
     conn.execute("PRAGMA user_version=4")
 
@@ -79,7 +93,7 @@ def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=1")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
         (operation,) = migrated.operations(xid)
         assert (operation.request, operation.state, operation.error_code) == (
             b"req", OperationState.SENT, 0,
@@ -102,7 +116,7 @@ def test_a_version_2_file_gets_the_batch_requests_table(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=2")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
         assert [op.request for op in migrated.operations(xid)] == [b"req"]
         assert migrated.batch_requests() == []
         assert migrated.add_batch_request(batch_request(b"q" * 32)).state is OperationState.SENT
@@ -126,7 +140,7 @@ def test_a_version_3_file_gets_the_columns_of_answers_that_did_not_verify(
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
         order, (operation,), (batch,) = (
             migrated.order(xid),
             migrated.operations(xid),
@@ -153,10 +167,41 @@ def test_a_version_4_file_gets_the_gateway_pin_table(tmp_path: Path) -> None:
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 5
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
         assert migrated.order(xid).state is OrderState.PURCHASED
         assert migrated.gateway_pin() is None
     finally:
+        migrated.close()
+
+
+def test_a_version_5_file_finds_the_requests_waiting_by_index(tmp_path: Path) -> None:
+    """A file from before the sent requests had their own indexes gets them: a metrics
+    scrape no longer reads the operations and batch changes whole, request bytes and
+    all, and still counts what waits."""
+    path = tmp_path / "merchant.db"
+    first = MerchantStore(path)
+    xid = purchased(first)
+    first.add_operation(xid, OperationKind.CAPTURE, b"r" * 32, EUR, b"req", b"dig")
+    done = first.add_operation(xid, OperationKind.CREDIT, b"s" * 32, EUR, b"req", b"dig")
+    first.settle_operation(done.rrpid, True, 1, 1250)
+    first.add_batch_request(batch_request(b"q" * 32))
+    first.close()
+    with sqlite3.connect(path) as conn:
+        _back_to_version_5(conn)
+        assert full_scans(conn, _WAITING_SQL, _WAITING_STATES) == [
+            "SCAN operations", "SCAN batch_requests",
+        ]  # fmt: skip
+    conn.close()
+    migrated = MerchantStore(path)
+    waiting = WaitingRequests(path)
+    try:
+        assert full_scans(migrated._conn, _WAITING_SQL, _WAITING_STATES) == []
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
+        assert sorted(waiting.counts(), key=lambda w: w.kind) == [
+            Waiting("authorization", 1, 0), Waiting("batch", 1, 0), Waiting("capture", 1, 0),
+        ]  # fmt: skip
+    finally:
+        waiting.close()
         migrated.close()
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from clients.errors import RegistrationError, TransportError
+from clients.identity import certified_versions
 from clients.merchant.config import AnswerMode
 from clients.merchant.runtime import Merchant
-from clients.wallet.credentials import card_credentials, certified_versions
+from clients.wallet.credentials import card_credentials
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import CardSecrets, open_vault, seal
 from setcore.errors import PeerError
