@@ -30,6 +30,7 @@ from pkcs11 import exceptions as p11
 from hsm.cryptoki import Cryptoki
 from hsm.errors import TransientBackendError
 from hsm.session_pool import Lease, SessionPool
+from hsm.token_objects import search_template
 
 
 @dataclass
@@ -48,13 +49,14 @@ class TokenSession:
     def find(self, object_class: ObjectClass, ck_id: bytes) -> Any:
         """The object of this class and CKA_ID, cached (a lookup costs ~0.25-0.7 ms).
 
+        Private keys only among private objects (``hsm.token_objects.search_template``).
         Raises python-pkcs11's ``NoSuchKey`` or ``MultipleObjectsReturned``, as its
         ``get_key`` does, but only once the search has ended (see ``search``).
         """
         key = (object_class, ck_id)
         found = self.objects.get(key)
         if found is None:
-            matches = self.search({Attribute.CLASS: object_class, Attribute.ID: ck_id})
+            matches = self.search(search_template(object_class, ck_id))
             if not matches:
                 raise p11.NoSuchKey(f"no {object_class.name} object with CKA_ID {ck_id.hex()}")
             if len(matches) > 1:

@@ -27,9 +27,13 @@ reaching the token without its PIN can create public objects under any CKA_ID (s
 public keys and certificates show the ids), so other public key objects under its id
 are ignored. Metadata written before setpay recorded ``public`` (or while its key was
 being made) vouches for none: such a key is not used while another public key object
-carries its id. Nor is a setpay key whose id another private key object carries (one
-with CKA_PRIVATE false needs no login either): the id cannot say which is setpay's, and
-operations find the key by its id.
+carries its id.
+
+Private key objects that are public objects (CKA_PRIVATE false) are never read: anyone
+without the PIN can create one, under a setpay key's id or a label of their choosing,
+from a value they know (``hsm.token_objects.search_template``). A setpay key whose
+id another private one carries (made by a logged-in user) is not used: the id cannot say
+which is setpay's, and operations find the key by its id.
 
 Errors raised: ``KeyNotFound``, ``PermanentBackendError``, and those of
 ``TokenLink.run``.
@@ -64,8 +68,10 @@ from hsm.token_objects import (
     describe_key,
     holds_public_key,
     kem_for,
+    made_logged_in,
     parse_metadata,
     public_fingerprint,
+    search_template,
     stays_on_token,
 )
 from hsm.token_session import TokenLink
@@ -148,11 +154,11 @@ class TokenCatalog:
         # Attributes are read once each search has ended (see TokenSession.search).
         privates = [
             obj.get_attributes(PRIVATE_KEY_ATTRIBUTES)
-            for obj in session.search({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            for obj in session.search(search_template(ObjectClass.PRIVATE_KEY))
         ]
         publics = [
             obj.get_attributes(PUBLIC_KEY_ATTRIBUTES)
-            for obj in session.search({Attribute.CLASS: ObjectClass.PUBLIC_KEY})
+            for obj in session.search(search_template(ObjectClass.PUBLIC_KEY))
         ]
         # SoftHSM answers searches with "nothing" when its token directory is gone.
         session.confirm_token()
@@ -224,7 +230,9 @@ def build_catalog(
         # leaves both: the one that vouches for a public key is the key's.
         if by_id.get(found["id"], {}).get("public") is None:
             by_id[found["id"]] = found
-    private_keys, public_keys = list(private_keys), list(public_keys)
+    # Read as TokenSession.find reads: only private objects can be a key's (see module).
+    private_keys = [attrs for attrs in private_keys if made_logged_in(attrs)]
+    public_keys = list(public_keys)
     shared = shared_ids(private_keys, public_keys)
     privates_per_id = Counter(attrs.get(Attribute.ID, b"") for attrs in private_keys)
     publics: dict[bytes, list[dict[Attribute, Any]]] = {}
@@ -302,8 +310,8 @@ def _described_own(
     which = f"key {meta['label']!r} v{meta['version']}"
     ck_id = meta["id"]
     if privates_per_id[ck_id] > 1:
-        # Creating a private key object needs no login either (CKA_PRIVATE false), and
-        # an operation finds the key by its id: two would make every one fail.
+        # Made by someone with the PIN (another tool, by mistake): an operation finds
+        # the key by its id, and two would make every one fail.
         _log.warning(
             "%s is not used: another private key object carries its CKA_ID %s; remove "
             "the one setpay did not make (pkcs11-tool --list-objects --id %s lists both)",
@@ -366,12 +374,15 @@ def _adopted_label(attrs: dict[Attribute, Any], ck_id: bytes) -> str:
 
 
 def objects(session: TokenSession, classes: tuple[ObjectClass, ...], ids: set[bytes]) -> list[Any]:
-    """Every object of these classes whose CKA_ID is in ``ids`` (searches run to the end)."""
+    """Every object of these classes whose CKA_ID is in ``ids`` (searches run to the end).
+
+    Private keys only among private objects, as everywhere (see the module).
+    """
     return [
         obj
         for object_class in classes
         for ck_id in ids
-        for obj in session.search({Attribute.CLASS: object_class, Attribute.ID: ck_id})
+        for obj in session.search(search_template(object_class, ck_id))
     ]
 
 

@@ -15,7 +15,10 @@ One key version on a token is up to four objects sharing one CKA_ID:
 Only private keys that can never leave the token are used (CKA_SENSITIVE true and
 CKA_EXTRACTABLE false, both read back from the token; a token that does not report them
 is taken at its worst): "private keys never leave the key backend" must hold for keys
-other tools made, too. The rest are skipped, and ``adopt`` refuses them.
+other tools made, too. The rest are skipped, and ``adopt`` refuses them. Nor is a
+private key object that is a public object (CKA_PRIVATE false) ever looked at: anyone
+reaching the token without its PIN can create one, from a value they know, under a
+setpay key's CKA_ID or a label of their choosing (``search_template``).
 
 This module builds templates and decodes attributes; it opens no sessions.
 """
@@ -64,6 +67,7 @@ PRIVATE_KEY_ATTRIBUTES = (
     Attribute.EC_PARAMS,
     Attribute.MODULUS,
     Attribute.PUBLIC_EXPONENT,
+    Attribute.PRIVATE,
     Attribute.SENSITIVE,
     Attribute.EXTRACTABLE,
 )
@@ -327,11 +331,37 @@ def holds_public_key(public: dict[Attribute, Any], fingerprint: bytes) -> bool:
     return key is not None and public_fingerprint(key) == fingerprint
 
 
+def search_template(object_class: ObjectClass, ck_id: bytes | None = None) -> dict[Attribute, Any]:
+    """Search template for the objects of a class setpay may use (under ``ck_id``).
+
+    Private keys only among private objects (CKA_PRIVATE true), which only a logged-in
+    user can create: a private key object made without the PIN is a public object, may
+    hold a value its maker knows, and under a setpay key's CKA_ID would make every
+    lookup by that id find two keys. Every search for key objects uses this template,
+    so such an object is neither listed, nor counted, nor used, nor destroyed.
+    """
+    template: dict[Attribute, Any] = {Attribute.CLASS: object_class}
+    if ck_id is not None:
+        template[Attribute.ID] = ck_id
+    if object_class is ObjectClass.PRIVATE_KEY:
+        template[Attribute.PRIVATE] = True
+    return template
+
+
 def stays_on_token(private: dict[Attribute, Any]) -> bool:
-    """True if the private key's value can never be read off the token (see above)."""
+    """True if the private key's value can never be read off the token (see above).
+
+    CKA_PRIVATE true too: a key made without the PIN may have been made from a value
+    its maker holds off the token.
+    """
     sensitive = private.get(Attribute.SENSITIVE)
     extractable = private.get(Attribute.EXTRACTABLE)
-    return sensitive is True and extractable is False
+    return made_logged_in(private) and sensitive is True and extractable is False
+
+
+def made_logged_in(private: dict[Attribute, Any]) -> bool:
+    """True if the private key object is a private object (``search_template``)."""
+    return private.get(Attribute.PRIVATE) is True
 
 
 def kem_for(

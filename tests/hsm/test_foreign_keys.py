@@ -65,11 +65,15 @@ def _rsa_private_attributes(**protection: bool) -> dict[Attribute, Any]:
 @pytest.mark.parametrize(
     ("protection", "listed"),
     [
-        ({"sensitive": True, "extractable": False}, True),
-        ({"sensitive": False, "extractable": False}, False),
-        ({"sensitive": True, "extractable": True}, False),
-        ({"extractable": False}, False),  # a token that does not say: assume the worst
-        ({"sensitive": True}, False),
+        ({"private": True, "sensitive": True, "extractable": False}, True),
+        ({"private": True, "sensitive": False, "extractable": False}, False),
+        ({"private": True, "sensitive": True, "extractable": True}, False),
+        # A token that does not say: assume the worst.
+        ({"private": True, "extractable": False}, False),
+        ({"private": True, "sensitive": True}, False),
+        ({"sensitive": True, "extractable": False}, False),
+        # Made without the PIN (only private objects need it): its maker may know it.
+        ({"private": False, "sensitive": True, "extractable": False}, False),
     ],
 )
 def test_catalog_lists_only_keys_that_cannot_leave_the_token(

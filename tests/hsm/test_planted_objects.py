@@ -1,8 +1,10 @@
-"""Key objects anyone reaching a token without its PIN can create under a setpay key's
-CKA_ID (public objects: setpay's public keys and certificates show the ids).
+"""Key objects anyone reaching a token without its PIN can create: under a setpay key's
+CKA_ID (public objects: setpay's public keys and certificates show the ids), or under a
+label of its own.
 
-A public key object must neither hide the key nor take its place; what it cannot be
-kept from doing is said plainly, without advice that does not fit a setpay key.
+Such an object must neither hide the key nor take its place, nor pass for a key of
+another tool; what it cannot be kept from doing is said plainly, without advice that
+does not fit a setpay key.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType
 
 from hsm.base import KeyAlgorithm, KeyUsage
-from hsm.errors import PermanentBackendError
+from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.policy import public_key_der
 from hsm.token_catalog import build_catalog, metadata_objects
@@ -29,37 +31,40 @@ from .keycheck import verify
 from .testbed import DATA, SOFTHSM_MODULE, SoftToken, pkcs11_tool
 
 # Run in a process of its own that never logs in (login state belongs to the process).
-# Makes a key object of the given kind under the given CKA_ID, labelled "planted".
+# Makes key objects of the given kind under the given CKA_ID and label; a private key is
+# sensitive and not extractable, as a key of another tool may be, yet its maker knows it.
 _PLANT = """
 import sys
 import pkcs11
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType, ObjectClass
-module, label, kind, ck_id = sys.argv[1], sys.argv[2], sys.argv[3], bytes.fromhex(sys.argv[4])
+module, label, kind, ck_id, key_label = sys.argv[1:6]
 def big(value):
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
-common = {Attribute.ID: ck_id, Attribute.LABEL: "planted", Attribute.TOKEN: True,
-          Attribute.PRIVATE: False}
-if kind == "ec-public":
-    point = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    template = {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.EC,
-                Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107"),
-                Attribute.EC_POINT: bytes([4, len(point)]) + point}
-elif kind == "rsa-public":
+common = {Attribute.ID: bytes.fromhex(ck_id), Attribute.LABEL: key_label,
+          Attribute.TOKEN: True, Attribute.PRIVATE: False}
+p256 = bytes.fromhex("06082a8648ce3d030107")
+key = ec.generate_private_key(ec.SECP256R1())
+point = key.public_key().public_bytes(
+    serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+ec_public = {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.EC,
+             Attribute.EC_PARAMS: p256, Attribute.EC_POINT: bytes([4, len(point)]) + point}
+ec_private = {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC,
+              Attribute.EC_PARAMS: p256, Attribute.SIGN: True, Attribute.SENSITIVE: True,
+              Attribute.EXTRACTABLE: False,
+              Attribute.VALUE: key.private_numbers().private_value.to_bytes(32, "big")}
+if kind == "rsa-public":
     numbers = rsa.generate_private_key(65537, 2048).public_key().public_numbers()
-    template = {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
-                Attribute.MODULUS: big(numbers.n), Attribute.PUBLIC_EXPONENT: big(numbers.e)}
+    templates = [{Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.RSA,
+                  Attribute.MODULUS: big(numbers.n), Attribute.PUBLIC_EXPONENT: big(numbers.e)}]
 else:
-    value = ec.generate_private_key(ec.SECP256R1()).private_numbers().private_value
-    template = {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC,
-                Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107"),
-                Attribute.VALUE: value.to_bytes(32, "big"), Attribute.SIGN: True,
-                Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
+    templates = {"ec-public": [ec_public], "ec-private": [ec_private],
+                 "ec-pair": [ec_private, ec_public]}[kind]
 token = pkcs11.lib(module).get_token(token_label=label)
 with token.open(rw=True) as session:
-    session.create_object({**common, **template})
+    for template in templates:
+        session.create_object({**common, **template})
 """
 
 
@@ -71,9 +76,9 @@ def backend(token: SoftToken) -> Iterator[Pkcs11Backend]:
     opened.close()
 
 
-def _plant(token: SoftToken, kind: str, ck_id: bytes) -> None:
+def _plant(token: SoftToken, kind: str, ck_id: bytes, label: str = "planted") -> None:
     done = subprocess.run(
-        [sys.executable, "-c", _PLANT, SOFTHSM_MODULE, token.label, kind, ck_id.hex()],
+        [sys.executable, "-c", _PLANT, SOFTHSM_MODULE, token.label, kind, ck_id.hex(), label],
         capture_output=True,
         text=True,
         check=False,
@@ -145,24 +150,46 @@ def test_adopting_an_id_two_public_keys_carry_changes_nothing(
 
 
 @pytest.mark.integration
-def test_a_private_key_object_planted_under_a_setpay_keys_id_is_named_in_the_warning(
+def test_a_private_key_object_planted_under_a_setpay_keys_id_hides_nothing(
     backend: Pkcs11Backend, token: SoftToken, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = backend.generate("gateway-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    ck_id = backend.object_id(key)
-    # A private key object that is a public object: no login needed to make it either.
-    _plant(token, "ec-private", ck_id)
-    with caplog.at_level(logging.WARNING, logger="hsm.token_catalog"):
-        # Operations find the key by its id, and two objects answer: not used.
-        assert backend.list_keys() == []
-    warnings = [record.getMessage() for record in caplog.records]
-    assert warnings[0].startswith(
-        f"key 'gateway-sig' v1 is not used: another private key object carries its CKA_ID "
-        f"{ck_id.hex()}"
-    )
-    # Advice for two keys of other tools (new ids, then adopt) does not fit a setpay key.
-    assert "adopt" not in warnings[0]
-    assert len(warnings) == 1  # once per id, not per object under it
+    # A private key object that is a public object (CKA_PRIVATE false): no login needed.
+    _plant(token, "ec-private", backend.object_id(key))
+    with caplog.at_level(logging.WARNING, logger="hsm"):
+        # It used to take the key out of the catalog: two private key objects, one id.
+        assert backend.list_keys() == [key]
+    assert caplog.records == []
+    reopened = Pkcs11Backend(token.config())
+    try:
+        # Operations find the key by its id, which the planted object must not answer.
+        assert reopened.get("gateway-sig") == key
+        verify(key.public_key, reopened.sign(key, DATA), DATA)
+    finally:
+        reopened.close()
+    # Deleting the key takes its own objects and leaves the stranger's.
+    backend.delete("gateway-sig", 1)
+    assert backend.list_keys() == []
+    assert _labels_on_token(token, "privkey") == ["planted"]
+
+
+@pytest.mark.integration
+def test_a_key_planted_under_a_free_label_is_neither_listed_nor_adopted(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    # Sensitive, not extractable, signing only: it looks like another tool's key, but
+    # whoever made it without the PIN knows its value.
+    _plant(token, "ec-pair", b"\x01", label="gateway-sig")
+    # It used to be listed as another tool's key, found by label without any adoption.
+    assert backend.list_keys() == []
+    with pytest.raises(KeyNotFound):
+        backend.get("gateway-sig")
+    with pytest.raises(KeyNotFound, match="CKA_ID 01"):
+        backend.adopt(b"\x01", "gateway-sig", KeyUsage.SIGNATURE)
+    assert _labels_on_token(token, "data") == []
+    # The label is free for setpay's own first version.
+    made = backend.generate("gateway-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    assert made.version == 1 and backend.list_keys() == [made]
 
 
 def _ec_public_attributes(ck_id: bytes) -> dict[Attribute, Any]:
@@ -176,9 +203,9 @@ def _ec_public_attributes(ck_id: bytes) -> dict[Attribute, Any]:
     }
 
 
-def test_metadata_older_than_the_public_key_record_keeps_the_old_rule_and_says_so(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def _rsa_setpay_key() -> tuple[dict[Attribute, Any], dict[str, Any]]:
+    """A setpay RSA signing key's private key attributes, and metadata older than
+    ``public``."""
     ck_id = bytes.fromhex("a1b2c3d4e5f60718")
     numbers = rsa.generate_private_key(65537, 2048).public_key().public_numbers()
     private = {
@@ -187,6 +214,7 @@ def test_metadata_older_than_the_public_key_record_keeps_the_old_rule_and_says_s
         Attribute.KEY_TYPE: KeyType.RSA,
         Attribute.SIGN: True,
         Attribute.DECRYPT: False,
+        Attribute.PRIVATE: True,
         Attribute.SENSITIVE: True,
         Attribute.EXTRACTABLE: False,
         Attribute.MODULUS: numbers.n.to_bytes(256, "big"),
@@ -200,6 +228,35 @@ def test_metadata_older_than_the_public_key_record_keeps_the_old_rule_and_says_s
         "id": ck_id,
         "public": None,
     }
+    return private, meta
+
+
+def test_a_second_private_key_object_only_a_logged_in_user_could_make_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    private, meta = _rsa_setpay_key()
+    public = {Attribute.ID: meta["id"], Attribute.KEY_TYPE: KeyType.RSA}
+    # One made without the PIN is not the key's (nor anything setpay uses): ignored.
+    planted = {**private, Attribute.PRIVATE: False}
+    assert build_catalog([meta], [private, planted], [public], None)[0].ck_id == meta["id"]
+    # CKA_PRIVATE true: the id cannot say which is setpay's, and operations find it by id.
+    twin = dict(private)
+    with caplog.at_level(logging.WARNING, logger="hsm.token_catalog"):
+        assert build_catalog([meta], [private, twin], [public], None) == []
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert warning.startswith(
+        f"key 'gateway-sig' v1 is not used: another private key object carries its CKA_ID "
+        f"{meta['id'].hex()}"
+    )
+    # Advice for two keys of other tools (new ids, then adopt) does not fit a setpay key.
+    assert "adopt" not in warning
+
+
+def test_metadata_older_than_the_public_key_record_keeps_the_old_rule_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    private, meta = _rsa_setpay_key()
+    ck_id = meta["id"]
     public = {Attribute.ID: ck_id, Attribute.KEY_TYPE: KeyType.RSA}
     assert [k.handle.label for k in build_catalog([meta], [private], [public], None)] == [
         "gateway-sig"
