@@ -25,12 +25,12 @@ from setcore.purchase import (
     verify_purchase,
 )
 from setpay.v1 import common_pb2, purchase_pb2
+from tests.cards import MASTERCARD, VISA
 
 from .certified import Certified, eur
 
-VISA = "4111111111111111"
 # Another Luhn-valid test card: an impostor's, or one the certificate does not blind.
-OTHER_CARD = "5555555555554444"
+OTHER_CARD = MASTERCARD
 EXPIRY = "203012"
 
 
