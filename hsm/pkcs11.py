@@ -108,6 +108,7 @@ from hsm.token_objects import (
     PUBLIC_KEY_ATTRIBUTES,
     TokenKey,
     certificate_attributes,
+    certificates_of,
     describe_key,
     import_attributes,
     keypair_template,
@@ -319,7 +320,15 @@ class Pkcs11Backend(KeyBackend):
             self._run_on_key(record, store, "store a certificate", retry=False)
 
     def certificate(self, key: KeyHandle) -> bytes | None:
-        """The DER certificate stored beside the key, if any."""
+        """The DER certificate stored beside the key, if any.
+
+        Only a certificate of the key's own public key (which its metadata vouches for)
+        is the key's; others under its CKA_ID are ignored (``certificates_of``). Two
+        different ones are refused: the token cannot say which the CA issued, and
+        whoever planted one chooses its dates, so "the newest" would be theirs. One
+        alone is returned, whoever issued it: peers check every certificate up to the
+        brand root, so one the CA never issued gets no message of this key's accepted.
+        """
         record = self._record(key)
 
         def read(session: TokenSession) -> bytes | None:
@@ -327,11 +336,19 @@ class Pkcs11Backend(KeyBackend):
             # it is KeyNotFound, as from the software backend.
             session.confirm(ObjectClass.PRIVATE_KEY, record.ck_id)
             found = objects(session, (ObjectClass.CERTIFICATE,), {record.ck_id})
-            if not found:
+            own = certificates_of(record.handle, [obj[Attribute.VALUE] for obj in found])
+            if len(own) > 1:
+                ck_id = record.ck_id.hex()
+                raise PermanentBackendError(
+                    f"{len(own)} different certificates with CKA_ID {ck_id} on "
+                    f"{self._link.name} certify {_describe(record)}: setpay cannot tell "
+                    "which its CA issued; remove the others (pkcs11-tool --list-objects "
+                    f"--type cert --id {ck_id} lists them)"
+                )
+            if not own:
                 session.confirm_token()  # "none" must not mean "token gone"
                 return None
-            value: bytes = found[0][Attribute.VALUE]
-            return value
+            return own[0]
 
         return self._run_on_key(record, read, "read a certificate")
 

@@ -14,10 +14,10 @@ Once made, the key is read back from the token; should the token stop answering 
 then, the version is past taking back, and the error's message names it (as it names
 objects a failed creation could not destroy).
 
-A key made by another tool is adopted only if it is sensitive and not extractable, and
-only if no other private or public key object carries its CKA_ID: its usage and public
-key are recorded in a data object and its capability attributes are narrowed to that
-usage, so the token enforces it too.
+A key made by another tool is adopted only if it is a private object, sensitive and not
+extractable, and only if no other private or public key object carries its CKA_ID: its
+usage and public key are recorded in a data object and its capability attributes are
+narrowed to that usage, so the token enforces it too.
 
 Errors raised are those of ``hsm.errors``.
 """
@@ -42,6 +42,7 @@ from hsm.token_objects import (
     describe_key,
     metadata_attributes,
     new_key_id,
+    public_object_template,
     stays_on_token,
 )
 from hsm.token_session import TokenLink
@@ -118,6 +119,14 @@ def adopt_key(
         # this would make, and the token would keep narrowed attributes and metadata.
         privates = objects(session, (ObjectClass.PRIVATE_KEY,), {ck_id})
         publics = objects(session, (ObjectClass.PUBLIC_KEY,), {ck_id})
+        if not privates and session.search(public_object_template(ck_id)):
+            # Every search for keys skips such objects: "not on the token" would puzzle
+            # an operator whose tool made the key so.
+            raise PermanentBackendError(
+                f"key with CKA_ID {ck_id.hex()} is a public object (CKA_PRIVATE false): "
+                "anyone can make such objects without the PIN; make or import the key "
+                "again as a private object"
+            )
         if len(privates) > 1 or len(publics) > 1:
             raise PermanentBackendError(
                 f"CKA_ID {ck_id.hex()} is carried by {len(privates)} private and "

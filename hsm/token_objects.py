@@ -10,7 +10,9 @@ One key version on a token is up to four objects sharing one CKA_ID:
     data object   CKA_APPLICATION "setpay", CKA_LABEL=label, CKA_VALUE = JSON metadata:
                   label, version, usage, algorithm, id (data objects have no CKA_ID),
                   public: SHA-256 of the public key's SubjectPublicKeyInfo DER
-    certificate   X.509, same label and id, once one is stored
+    certificate   X.509, same label and id, once one is stored; a public object, so
+                  only one that certifies the key's own public key is the key's
+                  (``certificates_of``)
 
 Only private keys that can never leave the token are used (CKA_SENSITIVE true and
 CKA_EXTRACTABLE false, both read back from the token; a token that does not report them
@@ -28,16 +30,23 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm as CryptographyUnsupported
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
 
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey, PublicKey
-from hsm.errors import UnsupportedAlgorithm
-from hsm.policy import RSA_PUBLIC_EXPONENT, algorithm_of_public, public_key_der
+from hsm.errors import InvalidCertificate, UnsupportedAlgorithm
+from hsm.policy import (
+    RSA_PUBLIC_EXPONENT,
+    algorithm_of_public,
+    check_certificate,
+    public_key_der,
+)
 
 #: CKA_APPLICATION of setpay's metadata data objects.
 APPLICATION = "setpay"
@@ -297,6 +306,27 @@ def certificate_attributes(
     }
 
 
+def certificates_of(key: KeyHandle, values: Iterable[bytes]) -> list[bytes]:
+    """The distinct DER certificates among ``values`` whose public key is ``key``'s.
+
+    Certificates are public objects: anyone reaching the token without its PIN can put
+    one under a key's CKA_ID. One for another key would pair this key with another
+    identity, or make a version the CA never certified look certified; it is no
+    certificate of this key's, so it is skipped, as anything that is not X.509 is. One
+    for this key's own public key the token cannot tell from the CA's: the caller decides.
+    """
+    own: list[bytes] = []
+    for der in values:
+        try:
+            check_certificate(key, der)
+        except (InvalidCertificate, CryptographyUnsupported):
+            # cryptography parses lazily: a key type it does not know fails only here.
+            continue
+        if der not in own:
+            own.append(der)  # copies of one certificate are one certificate
+    return own
+
+
 def parse_metadata(value: bytes) -> dict[str, Any] | None:
     """Decode a setpay data object's value; None when it is not one we understand."""
     try:
@@ -346,6 +376,12 @@ def search_template(object_class: ObjectClass, ck_id: bytes | None = None) -> di
     if object_class is ObjectClass.PRIVATE_KEY:
         template[Attribute.PRIVATE] = True
     return template
+
+
+def public_object_template(ck_id: bytes) -> dict[Attribute, Any]:
+    """Search template for private key objects under ``ck_id`` that ``search_template``
+    skips (public objects), to say why a key there is not used."""
+    return {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: ck_id, Attribute.PRIVATE: False}
 
 
 def stays_on_token(private: dict[Attribute, Any]) -> bool:

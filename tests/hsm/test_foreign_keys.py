@@ -9,13 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType
 
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_catalog import build_catalog
+from hsm.token_objects import import_attributes
+from hsm.token_session import TokenSession
 
 from .testbed import SOFTHSM_MODULE, SoftToken, pkcs11_tool
 
@@ -201,3 +203,28 @@ def test_a_label_two_foreign_keys_carry_names_neither_until_one_is_adopted(
     adopted = backend.adopt(b"\x02", "gw", KeyUsage.SIGNATURE)
     assert [(k.label, k.version) for k in backend.list_keys()] == [("gw", 1)]
     assert backend.object_id(backend.get("gw")) == b"\x02" == backend.object_id(adopted)
+
+
+@pytest.mark.integration
+def test_adopting_a_key_another_tool_made_as_a_public_object_says_so(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    # Logged in, as an operator's tool would be: CKA_PRIVATE false is the tool's choice.
+    private, public = import_attributes("app", b"\x01", KeyUsage.SIGNATURE, key)
+
+    def make(session: TokenSession) -> None:
+        session.session.create_object({**private, Attribute.PRIVATE: False})
+        session.session.create_object(public)
+
+    backend._link.run(make, "make a key as another tool would", retry=False)
+    # It used to say "key with CKA_ID 01 is not on token ...": there it is, listed.
+    assert _labels_on_token(token, "privkey") == ["app"]
+    with pytest.raises(PermanentBackendError) as refused:
+        backend.adopt(b"\x01", "app", KeyUsage.SIGNATURE)
+    assert str(refused.value) == (
+        "key with CKA_ID 01 is a public object (CKA_PRIVATE false): anyone can make such "
+        "objects without the PIN; make or import the key again as a private object"
+    )
+    assert backend.list_keys() == []
+    assert _labels_on_token(token, "data") == []

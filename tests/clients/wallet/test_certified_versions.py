@@ -4,8 +4,10 @@ from. A renewal makes the new version before its certificate is stored."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,7 +15,10 @@ from cryptography.x509.oid import NameOID
 
 from clients.identity import certified_versions
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
+from hsm.pkcs11 import Pkcs11Backend
 from hsm.software import SoftwareBackend
+from tests.hsm.test_planted_certificates import plant_certificate
+from tests.hsm.testbed import session_softhsm
 
 LABEL = "cardholder-signature"
 
@@ -49,3 +54,25 @@ def test_certified_versions_newest_first_and_a_renewal_under_way_left_out() -> N
     assert under_way.version > second.version > first.version
     assert found == [(v, certificates[v]) for v in (second.version, first.version)]
     assert list(certified_versions(backend, "no-such-key")) == []
+
+
+@pytest.mark.integration
+def test_a_certificate_planted_on_a_token_certifies_no_version(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    token = session_softhsm(tmp_path_factory).init_token()
+    backend = Pkcs11Backend(token.config())
+    try:
+        first, under_way = (
+            backend.generate(LABEL, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256) for _ in range(2)
+        )
+        certificate = _certificate_for(first)
+        backend.store_certificate(first, certificate)
+        # Copied under the renewal's id by someone without the PIN: it used to make that
+        # version the newest certified one, signing with a key its certificate does not name.
+        plant_certificate(token, backend.object_id(under_way), certificate)
+        found = [(key.version, der) for key, der in certified_versions(backend, LABEL)]
+    finally:
+        backend.close()
+        shutil.rmtree(token.directory, ignore_errors=True)
+    assert found == [(first.version, certificate)]
