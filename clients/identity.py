@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from clients.errors import ConfigError
 from hsm.base import KeyBackend, KeyHandle
+from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.keystore import fsync_directory
 from hsm.uri import encode_uri_value
 
@@ -122,3 +124,17 @@ def certified_versions(backend: KeyBackend, label: str) -> Iterator[tuple[KeyHan
         der = backend.certificate(key)
         if der is not None:
             yield key, der
+
+
+def discard_uncertified(backend: KeyBackend, key: KeyHandle, log: logging.Logger) -> None:
+    """Destroy ``key``, a version no certificate names and none ever will.
+
+    Already gone is fine (destroyed by an earlier run); a backend that refuses is only a
+    warning on the caller's ``log``, since an uncertified key is never used.
+    """
+    try:
+        backend.delete(key.label, key.version)
+    except KeyNotFound:
+        pass
+    except KeyBackendError as exc:
+        log.warning("could not destroy the uncertified %r: %s", key, exc)

@@ -38,6 +38,7 @@ from clients.authority import AuthorityClient
 from clients.errors import ConfigError, RegistrationError
 from clients.identity import (
     certified_versions,
+    discard_uncertified,
     read_certificates,
     write_atomically,
     write_certificates,
@@ -45,7 +46,7 @@ from clients.identity import (
 from clients.merchant.config import MerchantConfig
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
-from hsm.errors import KeyBackendError, KeyNotFound
+from hsm.errors import KeyNotFound
 from setcore.credentials import Credentials, KeyExchangeChooser
 from setcore.encoding import thumbprint
 from setcore.errors import SetcoreError
@@ -270,12 +271,7 @@ class MerchantRegistrar:
 
     def _discard(self, *keys: KeyHandle) -> None:
         for key in keys:
-            try:
-                self._backend.delete(key.label, key.version)
-            except KeyNotFound:
-                pass
-            except KeyBackendError as exc:  # harmless: an uncertified key is never used
-                log.warning("could not destroy the uncertified %r: %s", key, exc)
+            discard_uncertified(self._backend, key, log)
 
     def _finish(self, result: MerchantCertificates, state: MerchantRequestState) -> Registered:
         for _ in range(PENDED_POLLS):

@@ -48,7 +48,12 @@ from typing import NoReturn
 
 from clients.authority import AuthorityClient
 from clients.errors import RegistrationError
-from clients.identity import certified_versions, read_certificates, write_certificates
+from clients.identity import (
+    certified_versions,
+    discard_uncertified,
+    read_certificates,
+    write_certificates,
+)
 from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
 from clients.wallet.credentials import card_credentials
@@ -60,7 +65,7 @@ from clients.wallet.pending import (
 )
 from clients.wallet.vault import CardSecrets, open_vault, seal
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
-from hsm.errors import KeyBackendError, KeyNotFound
+from hsm.errors import KeyNotFound
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, PeerError, ProtocolError
@@ -414,12 +419,7 @@ class CardholderRegistrar:
     def _discard(self, key: KeyHandle) -> None:
         if self._backend.certificate(key) is not None:
             return  # a certified version is never destroyed: an inquiry may need it
-        try:
-            self._backend.delete(key.label, key.version)
-        except KeyNotFound:
-            pass
-        except KeyBackendError as exc:  # harmless: an uncertified key is never used
-            log.warning("could not destroy the uncertified %r: %s", key, exc)
+        discard_uncertified(self._backend, key, log)
 
     def _resume(self, held: CardSecrets) -> RegisteredCard | None:
         """Send the unanswered CertReq again, or ask about a pended one with CertInq.

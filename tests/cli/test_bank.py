@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -18,19 +17,12 @@ from gateway.issuer import open_ledger
 from gateway.ledger import AccountExists, Ledger, UnknownAccount
 from gateway.provisioning import InitResult, init_bank
 from tests.cards import card, wrong_check_digit
+from tests.cli.command_support import run_bank
 
 # A valid test card number (Luhn) that no test here opens unless it says so.
 TEST_BIN = "499999"
 TEST_PAN = card(TEST_BIN, 10)
 EXPIRY = "203012"
-
-
-def _bank(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="setpay")
-    bank.add_parser(parser.add_subparsers(dest="command", required=True))
-    code = bank.run(parser.parse_args(["bank", *argv]))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +52,7 @@ def test_open_account_writes_the_card_file_owner_only(
     made: InitResult, tmp_path: Path, capsys: pytest.CaptureFixture[str], ledger: Ledger
 ) -> None:
     out = tmp_path / "card.json"
-    code, stdout, err = _bank(_open(made, "--card-out", str(out)), capsys)
+    code, stdout, err = run_bank(_open(made, "--card-out", str(out)), capsys)
     assert (code, err) == (0, "")
     card = json.loads(out.read_text())
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -80,7 +72,7 @@ def test_an_unusable_card_out_opens_no_account(
     if where == "existing":
         out.write_text("the cardholder's earlier card")
     argv = _open(made, "--pan-file", str(_pan_file(tmp_path)), "--card-out", str(out))
-    code, stdout, err = _bank(argv, capsys)
+    code, stdout, err = run_bank(argv, capsys)
     assert code == 1 and stdout == ""
     assert err.startswith("setpay bank: cannot create --card-out") and str(out) in err
     assert "Traceback" not in err and TEST_PAN not in err
@@ -96,7 +88,7 @@ def test_a_refused_account_leaves_no_card_file(
     pan = card(TEST_BIN, 20)
     ledger.open_card_account(pan, EXPIRY, 100, 978)
     out = tmp_path / "card.json"
-    code, _, err = _bank(_open(made, "--pan-file", str(_pan_file(tmp_path, pan)),
+    code, _, err = run_bank(_open(made, "--pan-file", str(_pan_file(tmp_path, pan)),
                                "--card-out", str(out)), capsys)  # fmt: skip
     assert code == 1 and err.startswith("setpay bank: ") and pan not in err
     assert "Luhn" not in err  # refused by the ledger, not before
@@ -110,10 +102,10 @@ def test_pan_file_errors_are_clear(
 ) -> None:
     out = tmp_path / "card.json"
     missing = tmp_path / "no-such-pan.txt"
-    code, _, err = _bank(_open(made, "--pan-file", str(missing), "--card-out", str(out)), capsys)
+    code, _, err = run_bank(_open(made, "--pan-file", str(missing), "--card-out", str(out)), capsys)
     assert code == 1 and err.startswith(f"setpay bank: cannot read --pan-file {missing}")
     bad = wrong_check_digit(TEST_PAN)
-    code, _, err = _bank(
+    code, _, err = run_bank(
         _open(made, "--pan-file", str(_pan_file(tmp_path, bad)), "--card-out", str(out)), capsys
     )
     assert code == 1 and "Luhn" in err and bad not in err
@@ -126,7 +118,7 @@ def test_a_missing_config_is_a_clear_error(
     out = tmp_path / "card.json"
     argv = ["--config", str(tmp_path / "setpay.toml"), "open-account", "--limit", "1",
             "--expiry", EXPIRY, "--card-out", str(out)]  # fmt: skip
-    code, stdout, err = _bank(argv, capsys)
+    code, stdout, err = run_bank(argv, capsys)
     assert code == 1 and stdout == ""
     assert err.startswith("setpay bank: no configuration file at")
     assert not out.exists()
@@ -146,7 +138,7 @@ def test_card_data_that_cannot_be_written_closes_the_account(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(bank.os, "fsync", disk_full)
-    code, _, err = _bank(_open(made, "--pan-file", str(_pan_file(tmp_path, pan)),
+    code, _, err = run_bank(_open(made, "--pan-file", str(_pan_file(tmp_path, pan)),
                                "--card-out", str(out)), capsys)  # fmt: skip
     assert code == 1 and "cannot write --card-out" in err and "closed again" in err
     assert not out.exists()
@@ -170,7 +162,7 @@ def test_a_damaged_ledger_keys_file_is_named(
     keys = made.directory / "ledger.keys"
     keys.write_text(content)
     out = tmp_path / "card.json"
-    code, stdout, err = _bank(_open(made, "--card-out", str(out)), capsys)
+    code, stdout, err = run_bank(_open(made, "--card-out", str(out)), capsys)
     assert code == 1 and stdout == ""
     assert err.startswith(f"setpay bank: {keys} is not a ledger keys file")
     assert "Traceback" not in err and not out.exists()
@@ -181,11 +173,11 @@ def test_a_merchant_account_id_is_printed_when_opened_and_shown(
 ) -> None:
     """The bank hands the id to the merchant: the CA asks for it to register the ID again."""
     config = ["--config", str(made.directory / "setpay.toml")]
-    code, opened, err = _bank([*config, "open-merchant", "--merchant-id", "shop-cli"], capsys)
+    code, opened, err = run_bank([*config, "open-merchant", "--merchant-id", "shop-cli"], capsys)
     assert (code, err) == (0, "")
     account_id = ledger.merchant_account("shop-cli").account_id
     assert opened.split() == ["opened", "merchant", "shop-cli", "account", account_id, "(978)"]
-    code, shown, err = _bank([*config, "show-merchant", "--merchant-id", "shop-cli"], capsys)
+    code, shown, err = run_bank([*config, "show-merchant", "--merchant-id", "shop-cli"], capsys)
     assert (code, err) == (0, "")
     assert shown.split() == ["merchant", "shop-cli", "account", account_id, "(978)",
                              "balance", "0", "pending", "0"]  # fmt: skip
@@ -195,6 +187,6 @@ def test_an_unknown_merchant_is_a_clear_error(
     made: InitResult, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = ["--config", str(made.directory / "setpay.toml")]
-    code, out, err = _bank([*config, "show-merchant", "--merchant-id", "no-such-shop"], capsys)
+    code, out, err = run_bank([*config, "show-merchant", "--merchant-id", "no-such-shop"], capsys)
     assert (code, out) == (1, "")
     assert err.startswith("setpay bank: ") and "no-such-shop" in err

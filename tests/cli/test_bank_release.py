@@ -4,7 +4,6 @@ the bank (the CA's own connection to ca.db open, even in a write transaction).""
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from cli import bank
 from gateway.bank_pki import open_ca_store
 from gateway.ca.card_failures import CARD_FAILURE_LIMIT, card_refused, count_failure
 from gateway.ca.store import CaStore
@@ -24,6 +22,7 @@ from gateway.provisioning import InitResult, init_bank
 from setcore.freshness import now_ms
 from setcore.pan import PAN
 from tests.cards import card
+from tests.cli.command_support import run_bank
 
 # Cards of these tests' own: BIN and serials.
 TEST_BIN = "499998"
@@ -31,14 +30,6 @@ EXPIRY = "203012"
 # How long the running bank holds ca.db's write lock while the command runs: well under
 # the store's busy timeout (five seconds), long enough to see the command wait for it.
 HOLD_SECONDS = 0.5
-
-
-def _bank(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="setpay")
-    bank.add_parser(parser.add_subparsers(dest="command", required=True))
-    code = bank.run(parser.parse_args(["bank", *argv]))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +87,17 @@ def test_a_card_refused_outright_is_released_by_its_card_file(
     opening = ["--config", str(made.directory / "setpay.toml"), "open-account", "--limit",
                "5000", "--expiry", EXPIRY, "--pan-file", str(tmp_path / "pan.txt"),
                "--card-out", str(card_file)]  # fmt: skip
-    code, _, err = _bank(opening, capsys)
+    code, _, err = run_bank(opening, capsys)
     assert (code, err) == (0, "")
     key = _refused_outright(running, ledger, pan)
-    code, out, err = _bank(_release(made, "--card", str(card_file)), capsys)
+    code, out, err = run_bank(_release(made, "--card", str(card_file)), capsys)
     assert (code, err) == (0, "")
     assert f"card {PAN(pan).masked}: released {CARD_FAILURE_LIMIT} refused registrations" in out
     assert "refused outright until" in out and pan not in out
     with running.read() as tx:  # the running CA sees it at once: the card registers again
         assert tx.card_failures(key) is None
         assert not card_refused(tx, key, now_ms())
-    code, out, err = _bank(_release(made, "--card", str(card_file)), capsys)
+    code, out, err = run_bank(_release(made, "--card", str(card_file)), capsys)
     assert (code, err) == (0, "")
     assert out == f"card {PAN(pan).masked}: no refused registrations counted; nothing to release\n"
 
@@ -134,7 +125,7 @@ def test_the_release_waits_for_the_running_banks_write_transaction(
     try:
         holding.wait()
         started = time.monotonic()
-        code, out, err = _bank(_release(made, "--pan-file", str(pan_file)), capsys)
+        code, out, err = run_bank(_release(made, "--pan-file", str(pan_file)), capsys)
         waited = time.monotonic() - started
     finally:
         worker.join()
@@ -151,10 +142,10 @@ def test_a_file_that_is_no_card_file_is_named_not_quoted(
     pan = card(TEST_BIN, 3)
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"number": pan}))
-    code, out, err = _bank(_release(made, "--card", str(wrong)), capsys)
+    code, out, err = run_bank(_release(made, "--card", str(wrong)), capsys)
     assert (code, out) == (1, "")
     assert err == f"setpay bank: --card {wrong} is not a card file (KeyError)\n"
-    code, out, err = _bank(_release(made, "--card", str(tmp_path / "missing.json")), capsys)
+    code, out, err = run_bank(_release(made, "--card", str(tmp_path / "missing.json")), capsys)
     assert code == 1 and err.startswith("setpay bank: cannot read --card")
     assert pan not in err
 
@@ -163,9 +154,9 @@ def test_the_card_is_named_once(
     made: InitResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as usage:
-        _bank(_release(made), capsys)
+        run_bank(_release(made), capsys)
     assert usage.value.code == 2
     both = ["--card", str(tmp_path / "c.json"), "--pan-file", str(tmp_path / "p.txt")]
     with pytest.raises(SystemExit) as usage:
-        _bank(_release(made, *both), capsys)
+        run_bank(_release(made, *both), capsys)
     assert usage.value.code == 2

@@ -11,6 +11,7 @@ from clients.identity import read_root, write_certificates
 from clients.merchant.config import load, write_config
 from clients.peers import PeerConfig
 from hsm.uri import PASSPHRASE_ENV
+from tests.cli.command_support import USAGE, refused_as_usage
 from tests.cli.root_pin_support import (
     assert_nothing_pinned,
     brand_root,
@@ -19,8 +20,6 @@ from tests.cli.root_pin_support import (
 )
 from tests.clients.cli_support import run_cli
 from tests.clients.wallet.self_signed import self_signed
-
-USAGE = 2
 
 
 def _merchant(tmp_path: Path) -> Path:
@@ -33,6 +32,11 @@ def _merchant(tmp_path: Path) -> Path:
 
 def _register(directory: Path, *extra: str) -> list[str]:
     return ["merchant", "--dir", str(directory), "register", *extra]
+
+
+def _new_order(directory: Path, currency: str) -> list[str]:
+    return ["merchant", "--dir", str(directory), "orders", "new", "--description", "a lamp",
+            "--amount", "3300", "--currency", currency]  # fmt: skip
 
 
 def test_a_first_register_without_root_is_a_usage_error(
@@ -111,12 +115,7 @@ def test_an_order_in_no_currency_is_a_usage_error(
     """Refused before the merchant's database is opened (it was refused after, exit 1): no
     offer a wallet could not pay."""
     directory = _merchant(tmp_path)
-    argv = ["merchant", "--dir", str(directory), "orders", "new", "--description", "a lamp",
-            "--amount", "3300", "--currency", currency]  # fmt: skip
-    with pytest.raises(SystemExit) as stopped:
-        run_cli(argv, capsys)
-    assert stopped.value.code == USAGE
-    err = capsys.readouterr().err
+    err = refused_as_usage(_new_order(directory, currency), capsys)
     assert "argument --currency: not an ISO 4217 numeric currency code with a minor unit" in err
     assert not (directory / "merchant.db").exists()
 
@@ -130,10 +129,5 @@ def test_an_order_in_a_code_iso_4217_does_not_list_now_names_it(
 ) -> None:
     """The old code wrote the offer (code 1 as two-digit money)."""
     directory = _merchant(tmp_path)
-    argv = ["merchant", "--dir", str(directory), "orders", "new", "--description", "a lamp",
-            "--amount", "3300", "--currency", currency]  # fmt: skip
-    with pytest.raises(SystemExit) as stopped:
-        run_cli(argv, capsys)
-    assert stopped.value.code == USAGE
-    assert says in capsys.readouterr().err
+    assert says in refused_as_usage(_new_order(directory, currency), capsys)
     assert not (directory / "merchant.db").exists()

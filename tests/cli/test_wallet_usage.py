@@ -13,6 +13,7 @@ from clients.identity import read_root, write_certificates
 from clients.peers import PeerConfig
 from clients.wallet.config import load, write_config
 from tests.cards import VISA
+from tests.cli.command_support import USAGE, refused_as_usage
 from tests.cli.root_pin_support import (
     assert_nothing_pinned,
     brand_root,
@@ -22,14 +23,17 @@ from tests.cli.root_pin_support import (
 from tests.clients.cli_support import run_cli
 from tests.clients.wallet.self_signed import self_signed
 
-USAGE = 2
-
 
 def _wallet(tmp_path: Path) -> Path:
     """A configured wallet directory; its CA is never called by these tests."""
     directory = tmp_path / "wallet"
     write_config(directory, ca=PeerConfig("127.0.0.1:9", directory / "tls/root.pem"))
     return directory
+
+
+def _purchase(tmp_path: Path, currency: str) -> list[str]:
+    return ["wallet", "--dir", str(_wallet(tmp_path)), "purchase", "--lid-m", "ab",
+            "--description", "a lamp", "--amount", "3300", "--currency", currency]  # fmt: skip
 
 
 def _card(tmp_path: Path) -> Path:
@@ -124,12 +128,7 @@ def test_a_purchase_in_no_currency_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str
 ) -> None:
     """It was refused later, as a failure (exit 1) rather than a mistyped option."""
-    argv = ["wallet", "--dir", str(_wallet(tmp_path)), "purchase", "--lid-m", "ab",
-            "--description", "a lamp", "--amount", "3300", "--currency", currency]  # fmt: skip
-    with pytest.raises(SystemExit) as stopped:
-        run_cli(argv, capsys)
-    assert stopped.value.code == USAGE
-    err = capsys.readouterr().err
+    err = refused_as_usage(_purchase(tmp_path, currency), capsys)
     assert "argument --currency: not an ISO 4217 numeric currency code with a minor unit" in err
 
 
@@ -140,9 +139,4 @@ def test_a_purchase_in_no_currency_is_a_usage_error(
 def test_a_purchase_in_a_code_iso_4217_does_not_list_now_names_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str, says: str
 ) -> None:
-    argv = ["wallet", "--dir", str(_wallet(tmp_path)), "purchase", "--lid-m", "ab",
-            "--description", "a lamp", "--amount", "3300", "--currency", currency]  # fmt: skip
-    with pytest.raises(SystemExit) as stopped:
-        run_cli(argv, capsys)
-    assert stopped.value.code == USAGE
-    assert says in capsys.readouterr().err
+    assert says in refused_as_usage(_purchase(tmp_path, currency), capsys)

@@ -1,10 +1,16 @@
-"""A running bank per profile for the gateway tests (made once: RSA keygen is slow)."""
+"""A running bank per profile for the gateway tests (made once: RSA keygen is slow), this
+process's metrics in a registry of a test's own, and a fresh SoftHSM token."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway import metrics
+from tests.hsm.testbed import SoftToken, session_softhsm
 
 from .actors import Merchant, World, open_world, register_merchant
 
@@ -53,3 +59,22 @@ def merchant(world: World, merchants: dict[str, Merchant]) -> Merchant:
 @pytest.fixture
 def ec_merchant(merchants: dict[str, Merchant]) -> Merchant:
     return merchants["ec"]
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    """This process's metrics on, in a registry of the test's own; off again after it."""
+    registry = CollectorRegistry()
+    metrics.enable(0, registry)
+    try:
+        yield registry
+    finally:
+        metrics.disable()
+
+
+@pytest.fixture
+def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftToken]:
+    """A fresh token on the session's SoftHSM, removed after the test."""
+    made = session_softhsm(tmp_path_factory).init_token()
+    yield made
+    shutil.rmtree(made.directory, ignore_errors=True)

@@ -8,7 +8,6 @@ token back); on a real token, pulled at that moment, ``generate`` fails the same
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,17 +18,10 @@ from gateway.gateway_renewal import renew_gateway_keys
 from hsm.errors import TransientBackendError
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_catalog import KeyId, TokenCatalog
-from tests.hsm.testbed import SoftToken, session_softhsm
+from tests.hsm.testbed import SoftToken
 
 from .renewal_support import key_versions
 from .test_gateway_renewal import Served
-
-
-@pytest.fixture
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftToken]:
-    made = session_softhsm(tmp_path_factory).init_token()
-    yield made
-    shutil.rmtree(made.directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ nothing a valid certificate still names does, and the bank starts and serves aft
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,6 @@ from hsm.software import SoftwareBackend
 from hsm.uri import open_backend
 from setcore.encoding import thumbprint
 from setcore.pki.certificate import load_certificate
-from tests.hsm.testbed import SoftToken, session_softhsm
 
 from .actors import authorize, purchase, register_cardholder, register_merchant
 from .renewal_support import key_versions
@@ -55,13 +53,6 @@ def _kept(served: Served) -> list[str]:
 
 def _listed(pruning: Pruning) -> list[str]:
     return [f"{item.what}: {item.reason}" for item in pruning.items]
-
-
-@pytest.fixture
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftToken]:
-    made = session_softhsm(tmp_path_factory).init_token()
-    yield made
-    shutil.rmtree(made.directory, ignore_errors=True)
 
 
 @pytest.fixture

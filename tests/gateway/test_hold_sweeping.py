@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -28,16 +28,6 @@ HOLDS_EXPIRED = "setpay_ledger_holds_expired_total"
 
 def _sweepers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "hold-sweeper" and t.is_alive()]
-
-
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    metrics.enable(0, registry)
-    try:
-        yield registry
-    finally:
-        metrics.disable()
 
 
 @pytest.mark.parametrize("sweep_holds", [True, False])

@@ -4,7 +4,6 @@ label sets) that the live-page tests share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import grpc
@@ -37,16 +36,6 @@ PG = "setpay.v1.PaymentGatewayService"
 def assert_labels_from_fixed_sets(text: str) -> None:
     """Every label value comes from the bank's fixed sets; nothing of a PAN's shape."""
     assert_labels_from(text, metrics.LABEL_VALUES, "setpay_")
-
-
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    metrics.enable(0, registry)
-    try:
-        yield registry
-    finally:
-        metrics.disable()
 
 
 def test_decisions_and_refusals_land_in_their_labels(registry: CollectorRegistry) -> None:

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 
-from gateway import admission, metrics, server
+from gateway import admission, server
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from setpay.v1 import authorization_pb2, services_pb2_grpc
@@ -51,16 +51,6 @@ class _Blocking(services_pb2_grpc.PaymentGatewayServiceServicer):
         with PROCESS_TURN.aside():  # as a handler waiting for the ledger does
             self.release.wait(BLOCK_SECONDS)
         return authorization_pb2.AuthorizeResponse()
-
-
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    metrics.enable(0, registry)
-    try:
-        yield registry
-    finally:
-        metrics.disable()
 
 
 class _Served:

@@ -18,7 +18,6 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway import metrics
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from setpay.v1 import authorization_pb2, capture_pb2, services_pb2_grpc
@@ -93,16 +92,6 @@ class _Served:
         self.channel.close()
         self.health.stop()
         self.server.stop(None).wait()
-
-
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    metrics.enable(0, registry)
-    try:
-        yield registry
-    finally:
-        metrics.disable()
 
 
 @pytest.fixture

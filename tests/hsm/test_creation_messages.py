@@ -3,7 +3,6 @@ message: ``setpay keys generate`` prints only that, and logs show only that."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -17,15 +16,11 @@ from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_catalog import KeyId, TokenCatalog
 from hsm.token_session import TokenLink, TokenSession
 
-from .testbed import SoftToken
-
 
 @pytest.fixture
-def backend(token: SoftToken) -> Iterator[Pkcs11Backend]:
-    """A PKCS#11 backend on a fresh token."""
-    opened = Pkcs11Backend(token.config())
-    yield opened
-    opened.close()
+def backend(pkcs11_backend: Pkcs11Backend) -> Pkcs11Backend:
+    """The PKCS#11 backend alone (overrides the contract suite's fixture)."""
+    return pkcs11_backend
 
 
 @pytest.mark.integration

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,11 +22,9 @@ from .testbed import SOFTHSM_MODULE, SoftToken, pkcs11_tool
 
 
 @pytest.fixture
-def backend(token: SoftToken) -> Iterator[Pkcs11Backend]:
-    """A PKCS#11 backend on a fresh token."""
-    opened = Pkcs11Backend(token.config())
-    yield opened
-    opened.close()
+def backend(pkcs11_backend: Pkcs11Backend) -> Pkcs11Backend:
+    """The PKCS#11 backend alone (overrides the contract suite's fixture)."""
+    return pkcs11_backend
 
 
 @pytest.mark.integration

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import pytest
 
 from hsm.base import KeyHandle, KeyUsage
+from hsm.software import SoftwareBackend
 from setcore.credentials import Credentials
 from setcore.errors import ProtocolError
 from setcore.freshness import new_id
 from setcore.pan import PAN
 from setcore.pki.truststore import TrustStore
+from setcore.profiles import EC
 from setcore.registration import FormTemplate, RevocationData
 from setcore.registration_cardholder import (
     build_card_c_init_request,
@@ -43,10 +45,16 @@ from setcore.registration_merchant import (
 from setcore.registration_merchant_ca import build_me_aq_c_init_response, open_merchant_cert_request
 from setpay.v1 import registration_pb2
 
-from .pki.conftest import TEST_PAN, World
+from .pki.conftest import TEST_PAN, World, make_world
 
 S = registration_pb2
 FORM = FormTemplate("form-1", ("name",), "policy")
+
+
+def registration_world() -> World:
+    """The brand tree a registration test module runs on (its module-scoped ``world``): an
+    EC tree, in a software backend of its own."""
+    return make_world(SoftwareBackend.ephemeral(), EC)
 
 
 def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:

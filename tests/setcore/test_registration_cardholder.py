@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 
 from hsm.base import KeyHandle, KeyUsage
-from hsm.software import SoftwareBackend
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import new_id
 from setcore.pan import PAN, blinded_account, pan_secret
@@ -46,13 +45,23 @@ from setcore.registration_cardholder_ca import (
 from setcore.registration_certreq import CertAnswer, peek_cert_request
 from tests.cards import MASTERCARD
 
-from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
-from .registration_support import FORM, S, _ca, _contact, _form, _key, _revocation, refused
+from .pki.conftest import TEST_EXPIRY, TEST_PAN, World
+from .registration_support import (
+    FORM,
+    S,
+    _ca,
+    _contact,
+    _form,
+    _key,
+    _revocation,
+    refused,
+    registration_world,
+)
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return make_world(SoftwareBackend.ephemeral(), EC)
+    return registration_world()
 
 
 def test_card_c_init_checks_the_echoes(world: World) -> None:

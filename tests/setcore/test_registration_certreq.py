@@ -10,11 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hsm.base import KeyUsage, SignatureAlgorithm
-from hsm.software import SoftwareBackend
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pan import PAN
-from setcore.profiles import EC
 from setcore.registration import (
     FormTemplate,
     completes_form,
@@ -33,13 +31,13 @@ from setcore.registration_certreq import (
     verify_cert_request,
 )
 
-from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
-from .registration_support import S, _ca, _form, _key, refused
+from .pki.conftest import TEST_EXPIRY, TEST_PAN, World
+from .registration_support import S, _ca, _form, _key, refused, registration_world
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return make_world(SoftwareBackend.ephemeral(), EC)
+    return registration_world()
 
 
 def test_proof_of_possession_and_renewal_signatures(world: World) -> None:

@@ -7,12 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from hsm.software import SoftwareBackend
 from setcore.errors import ErrorCode
 from setcore.freshness import new_id
 from setcore.pan import PAN
 from setcore.pki.truststore import TrustStore
-from setcore.profiles import EC
 from setcore.purchase import header
 from setcore.registration import REQUEST_PENDED
 from setcore.registration_cardholder import (
@@ -49,7 +47,7 @@ from setcore.registration_merchant_ca import (
 )
 from setpay.v1 import common_pb2
 
-from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
+from .pki.conftest import TEST_EXPIRY, TEST_PAN, World
 from .registration_support import (
     FORM,
     S,
@@ -60,12 +58,13 @@ from .registration_support import (
     _merchant_cert_request,
     _revocation,
     refused,
+    registration_world,
 )
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return make_world(SoftwareBackend.ephemeral(), EC)
+    return registration_world()
 
 
 # --- the plaintext header of the CA's answers (SET-PROTOCOL.md 3.1) ---------------------

@@ -7,12 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from hsm.software import SoftwareBackend
 from setcore.errors import ErrorCode
 from setcore.freshness import new_id
 from setcore.pki import CertificateUsage, MerchantData, issue_merchant, kem_for
 from setcore.pki.truststore import TrustStore
-from setcore.profiles import EC
 from setcore.registration import REQUEST_COMPLETE
 from setcore.registration_certreq import CertAnswer
 from setcore.registration_merchant import (
@@ -26,13 +24,21 @@ from setcore.registration_merchant_ca import (
     build_merchant_cert_response,
 )
 
-from .pki.conftest import World, make_world
-from .registration_support import FORM, S, _ca, _merchant_cert_request, _revocation, refused
+from .pki.conftest import World
+from .registration_support import (
+    FORM,
+    S,
+    _ca,
+    _merchant_cert_request,
+    _revocation,
+    refused,
+    registration_world,
+)
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return make_world(SoftwareBackend.ephemeral(), EC)
+    return registration_world()
 
 
 def test_merchant_certificates_must_name_the_merchant(world: World) -> None:

@@ -1,16 +1,26 @@
-"""What the bench's tests share: running ``setpay bench`` in this process, and the real
-echo service with a request it answers without opening."""
+"""What the bench's tests share: running ``setpay bench`` in this process, the real echo
+service with a request it answers without opening, and a bank of the test's own answering
+Authorize on a real gRPC server."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
+from typing import Any
+
+import grpc
 
 from cli import bench
 from clients.loadtest import spawn
+from clients.loadtest.channels import AUTHORIZE_METHOD
 from gateway.provisioning import init_bank
 from setpay.v1 import authorization_pb2, common_pb2
+
+# Threads answering a test bank's calls: more than the calls its tests keep in flight at
+# once (three, a closed loop's), so that a slowed call never keeps another one waiting.
+BANK_THREADS = 4
 
 
 def run_bench(argv: list[str]) -> int:
@@ -18,6 +28,20 @@ def run_bench(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="setpay")
     bench.add_parser(parser.add_subparsers(dest="command", required=True))
     return bench.run(parser.parse_args(["bench", *argv]))
+
+
+def serve_authorize(handle: Callable[[bytes, Any], bytes]) -> tuple[grpc.Server, int]:
+    """A real gRPC server on 127.0.0.1 port 0 answering the bench's Authorize method with
+    ``handle`` (the request's bytes and the call's context in, the answer's bytes out),
+    started; with the port it listens on. The caller stops it."""
+    service, method = AUTHORIZE_METHOD.lstrip("/").split("/")
+    handler = grpc.method_handlers_generic_handler(
+        service, {method: grpc.unary_unary_rpc_method_handler(handle)}
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(BANK_THREADS), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
 
 
 def png_size(data: bytes) -> tuple[int, int]:

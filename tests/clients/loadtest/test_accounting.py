@@ -13,7 +13,6 @@ import argparse
 import math
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -31,6 +30,8 @@ from clients.loadtest.tally import TIMEOUT_STATUS, Verdict, echo_judge, tally
 from setcore.amount import check_amount
 from setcore.profiles import profile_named
 
+from .conftest import serve_authorize
+
 
 class _CountingBank:
     """A real gRPC server on port 0 answering Authorize, counting the calls it handled."""
@@ -38,13 +39,7 @@ class _CountingBank:
     def __init__(self) -> None:
         self.calls = 0
         self._lock = threading.Lock()
-        service, method = AUTHORIZE_METHOD.lstrip("/").split("/")
-        handler = grpc.method_handlers_generic_handler(
-            service, {method: grpc.unary_unary_rpc_method_handler(self._handle)}
-        )
-        self.server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
+        self.server, self.port = serve_authorize(self._handle)
 
     def _handle(self, request: bytes, context: Any) -> bytes:
         with self._lock:

@@ -14,23 +14,23 @@ import argparse
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any, cast
 
-import grpc
 import pytest
 
 from cli import bench as cli_bench
 from clients.loadtest import bank_page
 from clients.loadtest.bank_page import Reading
 from clients.loadtest.bench import Bench, BenchResult, StepResult
-from clients.loadtest.channels import AUTHORIZE_METHOD, GatewayAccess
+from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.prepare import Parties, PreparedAuth
 from clients.loadtest.report import tally_json, to_text
 from clients.loadtest.tally import Tally
 from setcore.authorization import AuthRequestState
+
+from .conftest import serve_authorize
 
 SLOW = b"slow"
 QUICK = b"quick"
@@ -52,13 +52,7 @@ class _Bank:
         self.decisions = 0
         self.calls = 0
         self._lock = threading.Lock()
-        service, method = AUTHORIZE_METHOD.lstrip("/").split("/")
-        handler = grpc.method_handlers_generic_handler(
-            service, {method: grpc.unary_unary_rpc_method_handler(self._handle)}
-        )
-        self.server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
+        self.server, self.port = serve_authorize(self._handle)
 
     def _handle(self, request: bytes, context: Any) -> bytes:
         with self._lock:

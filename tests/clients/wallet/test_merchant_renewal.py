@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from clients.merchant.config import AnswerMode
-from tests.clients.bank_support import WALLET_PASSPHRASE
-from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.outage_support import restart
 from tests.clients.test_purchase_flow import buy, offer
+
+from .conftest import Setpay
 
 MERCHANT_ID = "m-renewed-since"
 
@@ -22,8 +20,7 @@ def test_a_purchase_made_before_the_merchant_renewed_can_be_asked_about(
     make_merchant: MerchantFactory,
     make_wallet: WalletFactory,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    setpay: Setpay,
 ) -> None:
     merchant = make_merchant(MERCHANT_ID, AnswerMode.AFTER_AUTHORIZATION)
     wallet = make_wallet(merchant)
@@ -31,16 +28,14 @@ def test_a_purchase_made_before_the_merchant_renewed_can_be_asked_about(
     assert record.completion == "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
     signed_with = merchant.credentials.signature_thumb
     merchant.close()
-    status, _, err = run_cli(["merchant", "--dir", str(tmp_path / MERCHANT_ID), "renew"], capsys)
+    status, _, err = setpay(["merchant", "--dir", str(tmp_path / MERCHANT_ID), "renew"])
     assert (status, err) == (0, "")
     renewed = restart(tmp_path / MERCHANT_ID)
     try:
         assert renewed.credentials.signature_thumb != signed_with
-        monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", WALLET_PASSPHRASE)
-        status, out, err = run_cli(
+        status, out, err = setpay(
             ["wallet", "--dir", str(wallet.config.base_dir), "inquire", record.short_id,
-             "--merchant", f"127.0.0.1:{renewed.port}"],
-            capsys,
+             "--merchant", f"127.0.0.1:{renewed.port}"]
         )  # fmt: skip
         assert (status, err) == (0, "")
         assert out.startswith(f"{record.short_id}  AUTHORIZATION_PERFORMED  APPROVED  amount 1200")

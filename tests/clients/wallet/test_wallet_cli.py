@@ -14,6 +14,8 @@ from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory
 from tests.clients.pan_scan import files_with_pans, pan_like_runs
 
+from .conftest import Setpay
+
 
 def _card_file(bank: RunningBank, directory: Path) -> tuple[str, Path]:
     """What ``setpay bank open-account --card-out`` hands the cardholder."""
@@ -29,35 +31,33 @@ def test_register_purchase_inquire_show(
     bank: RunningBank,
     make_merchant: MerchantFactory,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    setpay: Setpay,
 ) -> None:
-    monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", WALLET_PASSPHRASE)
     merchant = make_merchant("m-cli", AnswerMode.AFTER_AUTHORIZATION)
     wallet_dir = tmp_path / "wallet-cli"
     new_wallet(bank, wallet_dir, f"127.0.0.1:{merchant.port}", register=False).close()
     pan, card = _card_file(bank, tmp_path)
     wallet = ["wallet", "--dir", str(wallet_dir)]
 
-    status, out, err = run_cli([*wallet, "register", "--card", str(card)], capsys)
+    status, out, err = setpay([*wallet, "register", "--card", str(card)])
     assert (status, err) == (0, "")
     assert pan[:6] + "******" + pan[-4:] in out and pan not in out
 
-    status, out, _ = run_cli(
+    status, out, _ = setpay(
         ["merchant", "--dir", str(merchant.config.base_dir), "orders", "new",
-         "--description", "a lamp", "--amount", "3450"], capsys,
+         "--description", "a lamp", "--amount", "3450"]
     )  # fmt: skip
     assert status == 0
     initiation = tmp_path / "initiation.json"
     initiation.write_text(out)
-    status, out, err = run_cli([*wallet, "purchase", "--initiation", str(initiation)], capsys)
+    status, out, err = setpay([*wallet, "purchase", "--initiation", str(initiation)])
     assert (status, err) == (0, "")
     assert "AUTHORIZATION_PERFORMED" in out and "APPROVED" in out
     xid_prefix = out.split()[0]
-    status, out, _ = run_cli([*wallet, "inquire", xid_prefix], capsys)
+    status, out, _ = setpay([*wallet, "inquire", xid_prefix])
     assert status == 0 and "AUTHORIZATION_PERFORMED" in out
 
-    status, out, err = run_cli([*wallet, "show"], capsys)
+    status, out, err = setpay([*wallet, "show"])
     assert status == 0
     assert f"card {pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]} expiry" in out
     assert pan not in out and pan_like_runs(out.encode()) == []
@@ -84,37 +84,35 @@ def test_renew_then_buy_and_ask_about_the_earlier_purchase(
     bank: RunningBank,
     make_merchant: MerchantFactory,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    setpay: Setpay,
 ) -> None:
-    monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", WALLET_PASSPHRASE)
     merchant = make_merchant("m-cli-renew", AnswerMode.AFTER_AUTHORIZATION)
     wallet_dir = tmp_path / "wallet-renew"
     new_wallet(bank, wallet_dir, f"127.0.0.1:{merchant.port}", register=False).close()
     _, card = _card_file(bank, tmp_path)
     wallet = ["wallet", "--dir", str(wallet_dir)]
     form = ["--form", "cardholder-name=A. Holder"]
-    assert run_cli([*wallet, "register", "--card", str(card), *form], capsys)[0] == 0
+    assert setpay([*wallet, "register", "--card", str(card), *form])[0] == 0
 
     def purchase(amount: str) -> str:
-        status, out, _ = run_cli(
+        status, out, _ = setpay(
             ["merchant", "--dir", str(merchant.config.base_dir), "orders", "new",
-             "--description", "a lamp", "--amount", amount], capsys,
+             "--description", "a lamp", "--amount", amount]
         )  # fmt: skip
         assert status == 0
         initiation = tmp_path / f"initiation-{amount}.json"
         initiation.write_text(out)
-        status, out, err = run_cli([*wallet, "purchase", "--initiation", str(initiation)], capsys)
+        status, out, err = setpay([*wallet, "purchase", "--initiation", str(initiation)])
         assert (status, err) == (0, "") and "APPROVED" in out
         return out.split()[0]
 
     earlier = purchase("1100")
-    status, out, err = run_cli([*wallet, "renew", *form], capsys)
+    status, out, err = setpay([*wallet, "renew", *form])
     assert (status, err) == (0, "") and "renewed the certificate of card" in out
-    assert run_cli([*wallet, "show"], capsys)[1].split("\n")[0].endswith(" registered")
+    assert setpay([*wallet, "show"])[1].split("\n")[0].endswith(" registered")
     purchase("1200")
-    status, out, err = run_cli([*wallet, "inquire", earlier], capsys)
+    status, out, err = setpay([*wallet, "inquire", earlier])
     assert (status, err) == (0, "") and "APPROVED" in out
 
-    status, out, err = run_cli([*wallet, "renew", "--form", "nickname=x"], capsys)
+    status, out, err = setpay([*wallet, "renew", "--form", "nickname=x"])
     assert status == 1 and "no field nickname" in err and out == ""

@@ -221,17 +221,6 @@ def test_a_sweep_that_cannot_open_ca_db_is_an_outage_and_fails_no_request(
     assert _sessions(served.path) == 1  # not swept
 
 
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    """This process's metrics on, in a registry of the test's own."""
-    registry = CollectorRegistry()
-    metrics.enable(0, registry)
-    try:
-        yield registry
-    finally:
-        metrics.disable()
-
-
 def test_failed_sweeps_are_counted_by_cause_into_the_metrics(
     served: Served, ec_bank: Bank, registry: CollectorRegistry
 ) -> None:
