@@ -23,6 +23,10 @@ Where authorization differs from a settlement operation, it says why at the hook
   the order by ``authorize`` itself (an order purchased has none yet), its bytes stored
   when the order last moved (``_stored_ms``), and ``resume`` sends one again through
   ``authorize`` (``_resend``), one thread per order at a time.
+- Purchase, the worker's queue and its scans may each choose to send one order from a
+  read of it: whoever comes second sends nothing if the first has tried it since
+  (``_tried_since``), so that one answer that did not verify counts once, and its wait
+  (``outcome.next_try``) is not cut short by a sending chosen before it.
 - Whoever asks hears the order, never ``OutcomeUnknown``: the cardholder may be waiting
   (``AnswerMode.AFTER_AUTHORIZATION``), and SET's answer for an authorization not yet
   known is "order received", which is true; the wallet may inquire later.
@@ -79,8 +83,6 @@ RETRY_SECONDS = 5.0
 MAX_QUEUED = 1000
 
 APPROVED = authorization_pb2.AUTH_CODE_APPROVED
-# Put in the queue to wake the worker when it should stop (never a real XID: those are 32 bytes).
-_WAKE_UP = b""
 
 
 def _check_authorized_amount(order: Order, header: authorization_pb2.AuthHeader) -> None:
@@ -110,6 +112,16 @@ def _damaged(order: Order, missing: str) -> StoreError:
     )
 
 
+def _tried_since(read: Order, now: Order) -> bool:
+    """True when the order read ``now`` (under its lock) shows a try since it was ``read``:
+    its AuthReq stored or replaced, or an answer that did not verify counted. A try that
+    got no answer at all leaves no trace, and sending again at once is then no more than
+    the fast retries do (``outcome``)."""
+    return (now.state, now.auth_rrpid, now.unverified, now.retry_after_ms) != (
+        read.state, read.auth_rrpid, read.unverified, read.retry_after_ms,
+    )  # fmt: skip
+
+
 def _sent_auth_request(order: Order) -> tuple[bytes, AuthRequestState]:
     """The order's stored AuthReq bytes, and what the gateway's answer to them is checked
     against; ``StoreError`` if the order has none (``_damaged``)."""
@@ -135,7 +147,8 @@ class Authorizer(StoredRequests[Order]):
     ) -> None:
         super().__init__(store, credentials, gateway, gateway_keys, merchant_id)
         self._revocation = revocation
-        self._queue: queue.Queue[bytes] = queue.Queue(MAX_QUEUED)
+        # Orders just purchased, and None to wake the worker when it should stop.
+        self._queue: queue.Queue[Order | None] = queue.Queue(MAX_QUEUED)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # One authorization per order at a time, whether asked by Purchase or the worker:
@@ -157,7 +170,7 @@ class Authorizer(StoredRequests[Order]):
                 if users[0] == 0:
                     del self._locks[xid]
 
-    def authorize(self, xid: bytes) -> Order:
+    def authorize(self, xid: bytes, *, as_read: Order | None = None) -> Order:
         """Authorize one purchased order now; the order as it stands afterwards.
 
         A verified answer is final: the order is authorized, declined, or failed by the
@@ -165,14 +178,20 @@ class Authorizer(StoredRequests[Order]):
         unknown, and the worker sends the same bytes again (``outcome``); or, its AuthReq
         not built now, purchased, for the worker to build (``_stored``). If another
         thread is authorizing the same order, this waits for it and reports its outcome.
+
+        ``as_read``: the order as the caller read it when it chose to send it; if another
+        thread has tried it since (``_tried_since``), that try stands and nothing is sent.
+        Without it, the order is sent whatever was tried before (a caller asking now).
         """
         try:
-            return self._authorize(xid)
+            done = self._authorize(xid, as_read)
         except OutcomeUnknown:  # logged as it was raised; "authorizing", or "purchased" yet
-            return self._store.order(xid)
+            done = None
+        return self._store.order(xid) if done is None else done
 
-    def _authorize(self, xid: bytes) -> Order:
-        """``authorize``, but an outcome left unknown raises ``OutcomeUnknown``."""
+    def _authorize(self, xid: bytes, as_read: Order | None) -> Order | None:
+        """``authorize``, but an outcome left unknown raises ``OutcomeUnknown``, and an
+        order another thread tried since ``as_read``, still pending, is None."""
         # Purchase and the worker may both ask for one order: the order's moves end its
         # authorization once (a second save of the same answer is refused), and an order
         # purchased must have one AuthReq stored, not two.
@@ -180,6 +199,9 @@ class Authorizer(StoredRequests[Order]):
             order = self._store.order(xid)
             if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
                 return order  # ended meanwhile, by another thread
+            if as_read is not None and _tried_since(as_read, order):
+                log.debug("order %s: tried by another thread meanwhile", order.short_id)
+                return None
             try:
                 return self._send(self._stored(order))
             except OutcomeUnknown as exc:
@@ -290,20 +312,23 @@ class Authorizer(StoredRequests[Order]):
         # its answer (``postpone`` leaves ``updated_ms`` alone).
         return request.updated_ms
 
-    def _resend(self, request: Order) -> Order:
+    def _resend(self, request: Order) -> Order | None:
         # What ``resume`` read may be stale by now (Purchase authorizing the order in
         # another thread), and an order purchased has no AuthReq yet: ``authorize``'s
         # lock and fresh read decide.
-        return self._authorize(request.xid)
+        return self._authorize(request.xid, request)
 
     # -- background worker ------------------------------------------------------------
 
-    def submit(self, xid: bytes) -> None:
-        """Queue an order for the worker (dropped if the queue is full: the scan finds it)."""
+    def submit(self, order: Order) -> None:
+        """Queue an order just purchased for the worker (dropped if the queue is full: the
+        scan finds it). A scan may send it first: the worker then leaves it to the scans."""
         try:
-            self._queue.put_nowait(xid)
+            self._queue.put_nowait(order)
         except queue.Full:
-            log.warning("authorization queue full; order %s waits for the next scan", short(xid))
+            log.warning(
+                "authorization queue full; order %s waits for the next scan", order.short_id
+            )
 
     def start(self) -> None:
         """Start the worker thread (first scanning for unfinished authorizations)."""
@@ -314,7 +339,7 @@ class Authorizer(StoredRequests[Order]):
         """Stop the worker after the authorization in progress, if any."""
         self._stop.set()
         with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_WAKE_UP)
+            self._queue.put_nowait(None)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -339,12 +364,12 @@ class Authorizer(StoredRequests[Order]):
 
     def _drain(self) -> None:
         try:
-            xid = self._queue.get(timeout=RETRY_SECONDS)
+            order = self._queue.get(timeout=RETRY_SECONDS)
         except queue.Empty:
             return
-        while not self._stop.is_set() and xid != _WAKE_UP:
-            self.authorize(xid)
+        while not self._stop.is_set() and order is not None:
+            self.authorize(order.xid, as_read=order)
             try:
-                xid = self._queue.get_nowait()
+                order = self._queue.get_nowait()
             except queue.Empty:
                 return

@@ -222,9 +222,10 @@ class Checkout:
             order.short_id, cardholder.thumbprint.hex()[:8],
         )  # fmt: skip
         if self._answer is AnswerMode.AFTER_AUTHORIZATION:
-            order = self._authorizer.authorize(order.xid)
+            # The worker's scan may have found the order purchased and sent it already.
+            order = self._authorizer.authorize(order.xid, as_read=order)
         else:
-            self._authorizer.submit(order.xid)
+            self._authorizer.submit(order)
         return self._pres(order, oi.rrpid, oi.chall_c)
 
     def _repeated(

@@ -90,8 +90,9 @@ class StoredRequests(abc.ABC, Generic[R]):
         first sent (what ``renewal`` and ``resume``'s ``stored_before_ms`` go by)."""
         return request.created_ms
 
-    def _resend(self, request: R) -> R:
-        """``resume``'s sending of a request still waiting: as ``_send`` says."""
+    def _resend(self, request: R) -> R | None:
+        """``resume``'s sending of a request still waiting: as ``_send`` says; None when
+        another thread tried it since ``resume`` read it, and nothing was sent."""
         return self._send(request)
 
     # -- the one life -------------------------------------------------------------------
@@ -176,7 +177,7 @@ class StoredRequests(abc.ABC, Generic[R]):
             if stop is not None and stop.is_set():
                 break
             try:
-                ended.append(self._resend(request))
+                done = self._resend(request)
             except OutcomeUnknown as exc:  # logged as it was raised
                 if isinstance(exc.cause, TransportError):
                     log.warning(
@@ -184,6 +185,9 @@ class StoredRequests(abc.ABC, Generic[R]):
                         len(waiting) - number, self.noun,
                     )  # fmt: skip
                     break
+                continue
+            if done is not None:
+                ended.append(done)
         else:
             self._asked_all = True
         return ended
