@@ -19,9 +19,9 @@ import pytest
 from clients.merchant import authorizer as authorizer_module
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import Order, OrderState
-from setcore.authorization import AuthRequestState, AuthResult
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.authorizer_support import purchase_against_scan
 from tests.clients.merchant.tampering_support import TamperingGateway, unparseable
 from tests.clients.test_purchase_flow import buy, offer
 
@@ -92,34 +92,7 @@ def test_a_purchase_sent_first_is_not_sent_again_by_a_scan_that_read_it_before(
     merchant.authorizer.stop(timeout=10)  # its scans are made by the test here
     gateway.tamper("Authorize", unparseable, unparseable)
     xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 800)).xid)
-    inside, release = threading.Event(), threading.Event()
-    real = merchant.gateway.authorize
-
-    def held(request: bytes, state: AuthRequestState) -> AuthResult:
-        inside.set()
-        assert release.wait(WAIT_SECONDS), "never released"
-        return real(request, state)
-
-    monkeypatch.setattr(merchant.gateway, "authorize", held)
-    answers: dict[str, object] = {}
-    purchase = threading.Thread(
-        target=lambda: answers.update(purchase=merchant.authorizer.authorize(xid))
-    )
-    scan = threading.Thread(target=lambda: answers.update(scan=merchant.authorizer.resume()))
-    purchase.start()
-    try:
-        assert inside.wait(WAIT_SECONDS), "the Purchase's AuthReq was never sent"
-        scan.start()
-        # The scan has read the order and waits for it (a second thread at its lock).
-        give_up = time.monotonic() + WAIT_SECONDS
-        while merchant.authorizer._locks.get(xid, (None, [0]))[1][0] < 2:
-            assert time.monotonic() < give_up, "the scan never came to the order"
-            time.sleep(0.01)
-    finally:
-        release.set()
-        purchase.join(WAIT_SECONDS)
-        if scan.ident is not None:  # started
-            scan.join(WAIT_SECONDS)
+    answers, _ = purchase_against_scan(merchant, xid, monkeypatch)
     pending = merchant.store.order(xid)
     assert (pending.state, pending.unverified) == (OrderState.AUTHORIZING, 1)
     assert gateway.sent("Authorize") == [pending.auth_request]

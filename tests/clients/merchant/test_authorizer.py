@@ -7,7 +7,6 @@ gateway."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -28,6 +27,7 @@ from setcore.authorization import AuthRequestState, AuthResult
 from setcore.pki.bci import RevocationUnavailable
 from tests.clients.bank_support import LIMITS, RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.authorizer_support import purchase_against_scan
 from tests.clients.merchant.outage_support import GatewayOutage, restart
 from tests.clients.test_purchase_flow import buy, offer
 
@@ -47,36 +47,7 @@ def test_a_purchase_and_the_worker_authorize_one_order_once(
     merchant.authorizer.stop(timeout=10)  # its scans are made by the test here
     record = buy(make_wallet(merchant), offer(merchant, 800))
     xid = bytes.fromhex(record.xid)
-    inside, release = threading.Event(), threading.Event()
-    sent: list[bytes] = []
-    real = merchant.gateway.authorize
-
-    def held(request: bytes, state: AuthRequestState) -> AuthResult:
-        sent.append(request)
-        inside.set()
-        assert release.wait(WAIT_SECONDS), "never released"
-        return real(request, state)
-
-    monkeypatch.setattr(merchant.gateway, "authorize", held)
-    answers: dict[str, object] = {}
-    purchase = threading.Thread(
-        target=lambda: answers.update(purchase=merchant.authorizer.authorize(xid))
-    )
-    scan = threading.Thread(target=lambda: answers.update(scan=merchant.authorizer.resume()))
-    purchase.start()
-    try:
-        assert inside.wait(WAIT_SECONDS), "the Purchase's AuthReq was never sent"
-        scan.start()
-        # The scan waits for the order (a second thread at its lock) before it is let go.
-        give_up = time.monotonic() + WAIT_SECONDS
-        while merchant.authorizer._locks.get(xid, (None, [0]))[1][0] < 2:
-            assert time.monotonic() < give_up, "the scan never came to the order"
-            time.sleep(0.01)
-    finally:
-        release.set()
-        purchase.join(WAIT_SECONDS)
-        if scan.ident is not None:  # started
-            scan.join(WAIT_SECONDS)
+    answers, sent = purchase_against_scan(merchant, xid, monkeypatch)
     done = answers["purchase"]
     assert isinstance(done, Order) and done.state is OrderState.AUTHORIZED
     assert answers["scan"] == [done]
