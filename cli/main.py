@@ -1,7 +1,8 @@
 """The ``setpay`` command: one front door with subcommands.
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
-``run(args) -> int``; this module only wires them and sets up logging. It imports only
+``run(args) -> int``; this module only wires them, hardens the process before anything
+else (``cli.hardening``: no core file, not dumpable) and sets up logging. It imports only
 the module of the subcommand the command line names: one whose code (or a library under
 it) fails to import breaks that subcommand alone, not ``setpay wallet`` beside it, and
 ``setpay --help`` lists every subcommand from the table below without importing any.
@@ -12,8 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Collection, Sequence
+
+from cli import hardening
 
 # Subcommand -> (module, its line in ``setpay --help``), in the order the help lists them.
 # Each line repeats the one the module's add_parser gives (a test holds them equal), so
@@ -58,6 +62,8 @@ def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParse
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the setpay command line; returns the exit status."""
+    # Before any secret is read or any worker forked: they inherit it.
+    hardened = hardening.harden_process(os.environ)
     words = sys.argv[1:] if argv is None else list(argv)
     # The first parse imports nothing: it finds the subcommand, or itself answers
     # ``setpay --help`` and a wrong subcommand (exit 2). The words up to the subcommand's
@@ -71,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    hardening.report(hardened, logging.getLogger("setpay"))
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     code: int = module.run(args)
     return code

@@ -1,9 +1,10 @@
 """Card numbers and the secrets that hide them (SET-PROTOCOL.md section 2.5).
 
-A ``PAN`` never shows its digits through ``str``, ``repr`` or ``format``: only the BIN
-and the last four (``411111******1111``). The digits come out only through
-``reveal()``, whose callers are the few places that seal a PAN to the gateway or CA, or
-that blind it.
+A ``PAN`` never shows its digits through ``str``, ``repr`` or ``format``: only its
+masked form (``mask_pan``: at most the BIN and the last four, and never fewer than six
+digits hidden, so ``411111******1111`` but ``411******1119`` for a 13-digit card). The
+ledger stores and prints that same form. The digits come out only through ``reveal()``,
+whose callers are the few places that seal a PAN to the gateway or CA, or that blind it.
 
     PANSecret        = HMAC-SHA-256(CardSecret, "setpay/v1 PANSecret" 0x00 Nonce-CCA)
     blinded account  = HMAC-SHA-256(PANSecret, "setpay/v1 account" 0x00 PAN 0x00 expiry)
@@ -23,9 +24,18 @@ import secrets
 
 from setcore.errors import ErrorCode, fail
 
-# ISO/IEC 7812 card numbers are 13 to 19 digits long.
+# ISO/IEC 7812 allows 8 to 19 digits, but SET's payment cards are 13 to 19 (a 12-digit
+# Maestro number is no SET card): every part of setpay, the issuer ledger included, takes
+# these two bounds from here.
 MIN_PAN_DIGITS = 13
 MAX_PAN_DIGITS = 19
+# PCI DSS lets a display show at most the first six and the last four digits.
+SHOWN_HEAD_DIGITS = 6
+SHOWN_TAIL_DIGITS = 4
+# However short the card, at least six digits stay hidden: one of them is fixed by the
+# Luhn check, so 10^5 candidates remain. BIN and last four of a 13-digit card would hide
+# three digits, about ten candidates once the Luhn check is applied.
+MIN_HIDDEN_DIGITS = 6
 # Secrets, nonces and challenges are 32 random bytes (DESIGN.md section 3).
 SECRET_BYTES = 32
 
@@ -41,6 +51,14 @@ _BIN = re.compile(r"[0-9]{6}")  # the same care: a BIN selects the gateway and t
 def is_bin(text: str) -> bool:
     """True when ``text`` is a bank identification number: exactly six ASCII digits."""
     return _BIN.fullmatch(text) is not None
+
+
+def mask_pan(digits: str) -> str:
+    """The one displayed form of a card number: at most the BIN and the last four, the rest
+    as ``*``, never fewer than ``MIN_HIDDEN_DIGITS`` stars (a short PAN shows less BIN)."""
+    tail = min(SHOWN_TAIL_DIGITS, max(0, len(digits) - MIN_HIDDEN_DIGITS))
+    head = min(SHOWN_HEAD_DIGITS, max(0, len(digits) - tail - MIN_HIDDEN_DIGITS))
+    return digits[:head] + "*" * (len(digits) - head - tail) + digits[len(digits) - tail :]
 
 
 class InvalidPAN(ValueError):
@@ -67,7 +85,9 @@ class PAN:
         if not digits.isascii() or not digits.isdigit():
             raise InvalidPAN("a PAN is made of digits only")
         if not MIN_PAN_DIGITS <= len(digits) <= MAX_PAN_DIGITS:
-            raise InvalidPAN(f"a PAN has 13 to 19 digits, not {len(digits)}")
+            raise InvalidPAN(
+                f"a PAN has {MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} digits, not {len(digits)}"
+            )
         if not luhn_valid(digits):
             raise InvalidPAN("the PAN fails the Luhn check")
         self._digits = digits
@@ -84,8 +104,8 @@ class PAN:
 
     @property
     def masked(self) -> str:
-        """BIN and last four, the rest starred: the only form ever displayed."""
-        return self.bin + "*" * (len(self._digits) - 10) + self.last4
+        """``mask_pan`` of the digits: the only form ever displayed."""
+        return mask_pan(self._digits)
 
     def reveal(self) -> str:
         """The digits, for sealing to the gateway or CA and for blinding. Never log them."""

@@ -7,7 +7,8 @@ The ledger never stores a PAN in the clear. Each card account keeps
 - an HMAC-SHA-256 of the PAN under a separate index key, to find the account by PAN
   without decrypting anything (a keyed hash: without the key, the 10^n PAN space cannot
   be enumerated against it);
-- the masked PAN (BIN and last four) for display.
+- the masked PAN for display: ``setcore.pan.mask_pan``, the one form every part of
+  setpay shows a card in.
 
 Both keys are 32 bytes, chosen by the caller (the bank's key custody), and never appear
 in a repr, a log or an exception message.
@@ -24,20 +25,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.ledger.errors import InvalidRequest, PanUnreadable
+from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, mask_pan
 
 # AES-256 and HMAC-SHA-256 both want 32-byte keys; anything else is a configuration error.
 KEY_BYTES = 32
 # AES-GCM's standard 96-bit nonce; random per seal, so one data key may seal ~2^32 PANs
 # before nonce collisions become a concern (far beyond one issuer's card base).
 NONCE_BYTES = 12
-# ISO/IEC 7812 PANs in use today run from 12 to 19 digits.
-MIN_PAN_DIGITS = 12
-MAX_PAN_DIGITS = 19
-# PCI DSS allows at most the first six and last four digits to be shown.
-SHOWN_HEAD_DIGITS = 6
-SHOWN_TAIL_DIGITS = 4
-# Never show so much of a short PAN that fewer than six digits stay hidden.
-MIN_HIDDEN_DIGITS = 6
 
 # Domain separation (DESIGN.md section 3): fixed content-type prefixes for the AEAD
 # associated data and the index MAC, so neither can be confused with any other use of
@@ -76,8 +70,8 @@ class LedgerKeys:
 
 
 def validate_pan(pan: str) -> None:
-    """Raise InvalidRequest unless ``pan`` is a string of 12 to 19 ASCII digits (the PAN
-    is not echoed)."""
+    """Raise InvalidRequest unless ``pan`` is a string of ``MIN_PAN_DIGITS`` to
+    ``MAX_PAN_DIGITS`` ASCII digits, the bounds of a SET card (the PAN is not echoed)."""
     if (
         not isinstance(pan, str)
         or not MIN_PAN_DIGITS <= len(pan) <= MAX_PAN_DIGITS
@@ -122,8 +116,18 @@ def open_pan(keys: LedgerKeys, account_id: str, sealed: bytes) -> str:
     return plain.decode("ascii")
 
 
-def mask_pan(pan: str) -> str:
-    """BIN and last four, the rest as ``*``; short PANs show fewer leading digits."""
-    head = max(0, min(SHOWN_HEAD_DIGITS, len(pan) - SHOWN_TAIL_DIGITS - MIN_HIDDEN_DIGITS))
-    hidden = len(pan) - head - SHOWN_TAIL_DIGITS
-    return pan[:head] + "*" * hidden + pan[-SHOWN_TAIL_DIGITS:]
+# ``mask_pan`` is setcore's, so that a card shows one way in the ledger and everywhere else.
+__all__ = [
+    "KEY_BYTES",
+    "MAX_PAN_DIGITS",
+    "MIN_PAN_DIGITS",
+    "NONCE_BYTES",
+    "TAG_BYTES",
+    "LedgerKeys",
+    "card_refusals_key",
+    "mask_pan",
+    "open_pan",
+    "pan_index",
+    "seal_pan",
+    "validate_pan",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import pytest
 from hypothesis import given
@@ -11,16 +12,23 @@ from hypothesis import strategies as st
 
 from setcore.errors import ProtocolError
 from setcore.pan import (
+    MAX_PAN_DIGITS,
+    MIN_HIDDEN_DIGITS,
+    MIN_PAN_DIGITS,
     PAN,
     InvalidPAN,
     blinded_account,
     check_blinded_account,
     check_expiry,
     luhn_valid,
+    mask_pan,
     pan_secret,
     trans_stain,
 )
-from tests.cards import MASTERCARD, VISA, wrong_check_digit
+from tests.cards import MASTERCARD, VISA, luhn_complete, wrong_check_digit
+
+# At most the BIN, then at least six stars, then exactly the last four.
+_MASKED = re.compile(r"(?P<head>[0-9]{0,6})\*{6,}(?P<tail>[0-9]{4})")
 
 
 def test_luhn_known_values() -> None:
@@ -59,6 +67,43 @@ def test_pan_never_shows_its_digits() -> None:
     with pytest.raises(TypeError):
         pickle.dumps(pan)
     assert not hasattr(pan, "__dict__")
+
+
+@pytest.mark.parametrize(
+    ("length", "shown_head"), [(13, 3), (14, 4), (15, 5), (16, 6), (17, 6), (18, 6), (19, 6)]
+)
+def test_a_pan_of_any_length_hides_six_digits_and_shows_at_most_the_last_four(
+    length: int, shown_head: int
+) -> None:
+    """BIN and last four of a 13-digit card left three digits hidden: ~10 candidates once
+    the Luhn check is applied. Six hidden digits leave 10^5, whatever the length."""
+    digits = luhn_complete("4" + "2" * (length - 2))
+    pan = PAN(digits)
+    match = _MASKED.fullmatch(pan.masked)
+    assert match is not None, pan.masked
+    assert len(pan.masked) == length
+    assert pan.masked.count("*") >= MIN_HIDDEN_DIGITS
+    assert match["head"] == digits[:shown_head] and match["tail"] == digits[-4:]
+    percent = "%s" % (pan,)  # noqa: UP031 - the old formatting path must mask too
+    assert [str(pan), f"{pan}", format(pan), f"{pan:>30}".strip(), percent] == [pan.masked] * 5
+    assert repr(pan) == f"PAN({pan.masked})"
+    for shown in (str(pan), repr(pan), f"{pan:>30}", str([pan])):
+        assert digits not in shown and digits[:-4] not in shown
+
+
+@given(st.text(alphabet="0123456789", max_size=25))
+def test_the_mask_hides_six_digits_of_anything_it_is_given(digits: str) -> None:
+    masked = mask_pan(digits)
+    assert len(masked) == len(digits)
+    assert masked.count("*") >= min(MIN_HIDDEN_DIGITS, len(digits))
+    assert sum(c != "*" for c in masked) <= 10
+
+
+def test_the_length_bounds_are_set_cards() -> None:
+    """ISO/IEC 7812 allows 8 to 19 digits; SET's cards are 13 to 19, the ledger's too."""
+    assert (MIN_PAN_DIGITS, MAX_PAN_DIGITS) == (13, 19)
+    with pytest.raises(InvalidPAN, match="13 to 19 digits, not 12"):
+        PAN(luhn_complete("4" * 11))
 
 
 def test_pan_secret_needs_both_halves() -> None:

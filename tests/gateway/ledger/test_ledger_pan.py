@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gateway.ledger import InvalidRequest, LedgerKeys, PanUnreadable
+from gateway.ledger import InvalidRequest, Ledger, LedgerKeys, PanUnreadable
 from gateway.ledger.pan import mask_pan, open_pan, pan_index, seal_pan, validate_pan
-from tests.cards import AMEX, NINETEEN_DIGITS
-from tests.gateway.ledger.ledger_support import PAN_A, PAN_B
+from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, PAN
+from tests.cards import AMEX, NINETEEN_DIGITS, luhn_complete
+from tests.gateway.ledger.ledger_support import EUR, EXPIRY, PAN_A, PAN_B, sqlite_backend
+
+# A card of each length a SET card may have (a 4, then twos, and the Luhn check digit).
+CARDS = [luhn_complete("4" + "2" * (n - 2)) for n in range(MIN_PAN_DIGITS, MAX_PAN_DIGITS + 1)]
 
 
 def test_keys_repr_hides_both_keys() -> None:
@@ -71,7 +77,7 @@ def test_index_is_keyed_and_deterministic() -> None:
         (PAN_A, "411111******1111"),
         (NINETEEN_DIGITS, "601100*********4520"),
         (AMEX, "37828******0005"),
-        ("501800000009", "50******0009"),
+        (CARDS[0], "422******2222"),
     ],
 )
 def test_mask_shows_bin_and_last_four_and_hides_at_least_six(pan: str, masked: str) -> None:
@@ -84,6 +90,7 @@ def test_mask_shows_bin_and_last_four_and_hides_at_least_six(pan: str, masked: s
     [
         "",
         "41111111111",
+        "4" + "1" * 11,  # 12 digits: an ISO/IEC 7812 PAN, but no SET card (setcore.pan)
         "4" + "1" * 19,
         "4111 1111 1111 1111",
         "\uff14\uff11\uff11\uff11" * 4,
@@ -94,3 +101,23 @@ def test_malformed_pan_refused_without_echo(pan: str) -> None:
         validate_pan(pan)
     if pan:
         assert pan not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("digits", CARDS, ids=lambda digits: f"{len(digits)}-digits")
+def test_the_ledger_masks_a_card_as_setcore_does(digits: str) -> None:
+    """One card, one printed form: the ledger's column and ``PAN.masked`` agree."""
+    assert mask_pan(digits) == PAN(digits).masked == str(PAN(digits))
+
+
+def test_an_opened_account_shows_the_card_as_the_pan_does(tmp_path: Path) -> None:
+    ledger = Ledger(sqlite_backend(tmp_path / "ledger.db").open_store(), LedgerKeys.generate())
+    try:
+        for digits in (CARDS[0], AMEX, PAN_A):
+            card = ledger.open_card_account(digits, EXPIRY, 1000, EUR)
+            assert card.masked_pan == PAN(digits).masked
+            assert ledger.find_card_account(digits).masked_pan == PAN(digits).masked
+        # The ledger takes no card setcore would refuse (none could register or pay).
+        with pytest.raises(InvalidRequest, match="13 to 19 digits"):
+            ledger.open_card_account(luhn_complete("4" * 11), EXPIRY, 1000, EUR)
+    finally:
+        ledger.close()
