@@ -41,11 +41,12 @@ class AuthorityClient:
         return response.brand_crl_identifier, tuple(response.crls)
 
     def card_c_init(
-        self, request: registration_pb2.CardCInitRequest
+        self, request: registration_pb2.CardCInitRequest, *, sent: bytes | None = None
     ) -> registration_pb2.CardCInitResponse:
-        """Cardholder registration, step 1."""
+        """Cardholder registration, step 1; ``sent``: the request's bytes as its builder
+        serialized and hashed them (``CardCInitState.sent``), sent as they are."""
         return self._caller.call(
-            method("CardCInit"), request.SerializeToString(),
+            method("CardCInit"), request.SerializeToString() if sent is None else sent,
             registration_pb2.CardCInitResponse, deadline=CA_DEADLINE_SECONDS,
         )  # fmt: skip
 
@@ -59,11 +60,12 @@ class AuthorityClient:
         )  # fmt: skip
 
     def me_aq_c_init(
-        self, request: registration_pb2.MeAqCInitRequest
+        self, request: registration_pb2.MeAqCInitRequest, *, sent: bytes | None = None
     ) -> registration_pb2.MeAqCInitResponse:
-        """Merchant registration, step 1."""
+        """Merchant registration, step 1; ``sent``: the request's bytes as its builder
+        serialized and hashed them (``MeAqCInitState.sent``), sent as they are."""
         return self._caller.call(
-            method("MeAqCInit"), request.SerializeToString(),
+            method("MeAqCInit"), request.SerializeToString() if sent is None else sent,
             registration_pb2.MeAqCInitResponse, deadline=CA_DEADLINE_SECONDS,
         )  # fmt: skip
 

@@ -2,10 +2,14 @@
 
 Requests travel as the exact bytes the caller serialized once: a retry re-sends those
 bytes, so the peer's idempotency (keyed by RRPID, checked against the request bytes)
-sees the same request and answers with its stored response. Only RESOURCE_EXHAUSTED and
-UNAVAILABLE are retried: the first means the peer shed load before doing anything, the
-second that the call did not reach it or the peer asked us to come back. Any other
-status ends the call at once as ``TransportError``.
+sees the same request and answers with its stored response. Only two statuses are
+retried. UNAVAILABLE: the call did not reach the peer, or the peer asked us to come back.
+RESOURCE_EXHAUSTED only when the peer's status carries a ``google.rpc.RetryInfo`` (the
+bank's servers shed load so, before reading the request: ``gateway.admission``), after
+the delay it asks for: gRPC raises RESOURCE_EXHAUSTED on the client too, for an answer
+larger than ``MAX_MESSAGE_BYTES``, after the peer did the work, and sending the request
+again would only make it do the work again. Any other status ends the call at once as
+``TransportError``.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from typing import TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status
 
 from clients.errors import ConfigError, TransportError
+from setcore.errors import quoted
 
 log = logging.getLogger("setpay.clients.transport")
 
@@ -42,7 +49,6 @@ MAX_BACKOFF_SECONDS = 1.0
 MIN_RECONNECT_BACKOFF_MS = 200
 MAX_RECONNECT_BACKOFF_MS = 5000
 
-_RETRYABLE = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
 
 M = TypeVar("M", bound=Message)
 
@@ -97,6 +103,22 @@ def open_channel(config: ChannelConfig, peer: str) -> grpc.Channel:
 
 def _identity(data: bytes) -> bytes:
     return data
+
+
+def _peer_retry_delay(exc: grpc.RpcError) -> float | None:
+    """The delay the peer asked for in its status's RetryInfo; None when it sent none
+    (the status is gRPC's own, or the peer's without that detail)."""
+    if not isinstance(exc, grpc.Call):
+        return None
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:  # rich status at odds with the call's own: not the peer's word
+        return None
+    for detail in status.details if status is not None else ():
+        retry = error_details_pb2.RetryInfo()
+        if detail.Unpack(retry):
+            return float(max(0.0, retry.retry_delay.ToTimedelta().total_seconds()))
+    return None
 
 
 @dataclass(frozen=True)
@@ -154,13 +176,26 @@ class Caller:
                 break
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-                if code not in _RETRYABLE or attempt >= self._policy.attempts:
+                asked = 0.0
+                retryable = code is grpc.StatusCode.UNAVAILABLE
+                if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    delay = _peer_retry_delay(exc)
+                    retryable, asked = delay is not None, delay or 0.0
+                if not retryable or attempt >= self._policy.attempts:
                     log.warning(
                         "%s %s failed: %s (attempt %d)",
                         self._peer, _short(method), code.name, attempt,
                     )  # fmt: skip
-                    raise TransportError(f"{self._peer} {_short(method)}", code.name) from exc
-                pause = min(self._policy.backoff(attempt), max(0.0, remaining))
+                    what = f"{self._peer} {_short(method)}"
+                    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and not retryable:
+                        # Likely gRPC's own (an answer over MAX_MESSAGE_BYTES): its words
+                        # say which, and that the peer may have done the work.
+                        said = exc.details() if isinstance(exc, grpc.Call) else ""
+                        what = f"{what} (not retried: {quoted(said or '')})"
+                    raise TransportError(what, code.name) from exc
+                # At least the delay the peer asked for, jittered beyond it so that callers
+                # it shed together do not come back together.
+                pause = min(asked + self._policy.backoff(attempt), max(0.0, remaining))
                 log.info(
                     "%s %s: %s, retrying the same request in %.2fs",
                     self._peer, _short(method), code.name, pause,

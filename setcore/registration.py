@@ -9,6 +9,7 @@
                              PANData0) and CertRes (EncK under the wallet's back key)
     registration_merchant    Me-AqCInit, the merchant / gateway CertReq (Enc, or EncX with
                              AcctData) and CertRes (signed only)
+    registration_errors      whose Error a requester takes as its CA's word (``ca_error``)
 
 A key that has no certificate yet is named, in the ``signer_cert_thumb`` of its proof of
 possession, by the SHA-256 of its DER SubjectPublicKeyInfo (``key_thumbprint``).
@@ -34,7 +35,6 @@ Builders take plain values and credentials; openers take wire messages, raise
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,16 +46,16 @@ from hsm.base import PublicKey
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
 from setcore.envelope import Recipient
-from setcore.error_message import open_error
-from setcore.errors import ConfigurationError, ErrorCode, PeerError, ProtocolError, fail
+from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
 from setcore.freshness import check_id
 from setcore.pki import roles
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
+from setcore.registration_errors import ca_error
 from setcore.signed import VerifiedSigned, algorithm_for_public_key, open_signed, parse_signed
 from setcore.signers import signer
-from setpay.v1 import common_pb2, crypto_pb2, error_pb2, registration_pb2
+from setpay.v1 import common_pb2, crypto_pb2, registration_pb2
 
 REQUEST_COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 REQUEST_PENDED = registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
@@ -72,9 +72,16 @@ CERT_STATUS_NAMES: dict[int, str] = {
 # A requester names only the few certificates, CRLs and BCI relevant to this exchange
 # (SET-PROTOCOL.md 2.6): its CA's chain and the brand's BCI. More is not a setpay peer.
 MAX_THUMBS = 16
-# Registration form fields: a form has a handful; the bound keeps a request small.
+# Registration form fields: a form has a handful; the bound keeps a request small. A
+# field's name or value is a label or a short answer.
 MAX_FORM_FIELDS = 32
 MAX_FORM_TEXT_CHARS = 256
+# What a CA's form says, which a requester prints or logs: a form id is a short name
+# (setpay's are about 20 characters); a policy a paragraph or two; a referral a sentence
+# or an address. Anything longer is not a form a person is meant to read.
+MAX_FORM_ID_CHARS = 64
+MAX_POLICY_TEXT_CHARS = 4096
+MAX_REFERRAL_CHARS = 512
 # SHA-256 thumbprints are 32 bytes.
 THUMB_BYTES = 32
 
@@ -275,11 +282,24 @@ class RegistrationForm:
 def read_form(
     request_type: int, chall_ca: bytes, form: registration_pb2.RegFormData, referral: str
 ) -> RegistrationForm:
-    """A RegistrationForm from a signed answer; a form, unlike a referral, needs Chall-CA."""
+    """A RegistrationForm from a signed answer; a form, unlike a referral, needs Chall-CA.
+
+    Its text, which the requester prints, is bounded (the CA's signature says who wrote
+    it, not that a person can read it): DECODING_FAILURE naming the part too long."""
     if not referral:
         check_id(chall_ca, "Chall-CA")
     if len(form.reg_template) > MAX_FORM_FIELDS:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "registration form too large")
+    for what, text, bound in (
+        ("form id", form.reg_form_id, MAX_FORM_ID_CHARS),
+        ("policy text", form.policy_text, MAX_POLICY_TEXT_CHARS),
+        ("referral", referral, MAX_REFERRAL_CHARS),
+        *(("field name", f.name, MAX_FORM_TEXT_CHARS) for f in form.reg_template),
+    ):
+        if len(text) > bound:
+            raise fail(
+                ErrorCode.ERROR_CODE_DECODING_FAILURE, f"form {what} over {bound} characters"
+            )
     return RegistrationForm(
         request_type=request_type,
         chall_ca=chall_ca,
@@ -363,28 +383,6 @@ def open_ca_answer(
     signed = parse_signed(data)
     trust.update_from_bundle(signed.bundle, at)
     return open_signed(signed, content_type, signer(trust, ca_type, only=only, at=at))
-
-
-def ca_error(
-    error: error_pb2.SetError,
-    trust: TrustStore,
-    ca_type: int,
-    rrpid: bytes,
-    *,
-    request: bytes,
-    at: datetime | None = None,
-) -> PeerError | ProtocolError:
-    """A CA's Error as the exception to raise (``open_error``: naming ``rrpid`` and
-    ``request``, the request's digest as sent), after installing the BCI it staples.
-
-    A requester refused on its first message holds no BCI yet; the CA staples one to its
-    Errors so that they can be verified. A stapled BCI that does not verify is ignored
-    here: the Error's own verification then reports the failure.
-    """
-    if error.WhichOneof("error") == "signed_error":
-        with suppress(ProtocolError):
-            trust.update_from_bundle(parse_signed(error.signed_error).bundle, at)
-    return open_error(error, trust, ca_type, rrpid=rrpid, request=request)
 
 
 def resolve_ca_key_exchange(

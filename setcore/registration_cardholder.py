@@ -83,7 +83,8 @@ def require_cardholder_kind(request_type: int) -> None:
 @dataclass(frozen=True)
 class CardCInitState:
     """What the wallet remembers between CardCInitReq and CardCInitRes; ``request_digest``:
-    of the request as sent, which the CA's Error must name (as in every state here)."""
+    of the request as sent, which the CA's Error must name (as in every state here);
+    ``sent``: those bytes, serialized once (SET-PROTOCOL.md 11.1), which the wallet sends."""
 
     rrpid: bytes
     lid_ee: bytes
@@ -91,6 +92,7 @@ class CardCInitState:
     brand_id: str
     thumbs: tuple[bytes, ...]
     request_digest: bytes = b""
+    sent: bytes = field(default=b"", repr=False)
 
 
 def build_card_c_init_request(
@@ -102,9 +104,11 @@ def build_card_c_init_request(
         header=header(rrpid=rrpid), rrpid=rrpid, lid_ee=lid_ee,
         chall_ee=chall, brand_id=brand_id, thumbs=thumbs_message(thumbs),
     )  # fmt: skip
-    # CardCInitReq is its call's frame itself: the bytes sent are the frame's.
-    sent = request_digest(request.DESCRIPTOR.full_name, request.SerializeToString())
-    return request, CardCInitState(rrpid, lid_ee, chall, brand_id, tuple(thumbs), sent)
+    # CardCInitReq is its call's frame itself: the bytes sent are the frame's, and the
+    # digest an Error must name is of these very bytes.
+    frame = request.SerializeToString()
+    sent = request_digest(request.DESCRIPTOR.full_name, frame)
+    return request, CardCInitState(rrpid, lid_ee, chall, brand_id, tuple(thumbs), sent, frame)
 
 
 def open_card_c_init_response(
@@ -117,7 +121,10 @@ def open_card_c_init_response(
     """Verify CardCInitRes: the Cardholder CA's chain, our echoes, its key-exchange key."""
     if response.WhichOneof("result") == "error":
         sent = state.request_digest
-        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, request=sent, at=at)
+        raise ca_error(
+            response.error, trust, CARDHOLDER_CA, state.rrpid, request=sent,
+            brand=state.brand_id, at=at,
+        )  # fmt: skip
     verified = open_ca_answer(
         response.card_c_init_res, CARD_C_INIT_RES_CT, trust, CARDHOLDER_CA, at=at
     )
@@ -192,7 +199,10 @@ def open_reg_form_response(
     """Verify RegFormRes: signed by the same CA, our echoes, the CA's challenge."""
     if response.WhichOneof("result") == "error":
         sent = state.request_digest
-        raise ca_error(response.error, trust, CARDHOLDER_CA, state.rrpid, request=sent, at=at)
+        raise ca_error(
+            response.error, trust, CARDHOLDER_CA, state.rrpid, request=sent,
+            only=state.ca.signer.thumbprint, at=at,
+        )  # fmt: skip
     verified = open_ca_answer(
         response.reg_form_res, REG_FORM_RES_CT, trust, CARDHOLDER_CA,
         only=state.ca.signer.thumbprint, at=at,
@@ -324,8 +334,9 @@ def open_card_cert_response(
     if response.WhichOneof("result") == "error":
         ex = state.exchange
         raise ca_error(
-            response.error, trust, CARDHOLDER_CA, ex.rrpid, request=ex.request_digest, at=at
-        )
+            response.error, trust, CARDHOLDER_CA, ex.rrpid, request=ex.request_digest,
+            only=ex.ca.thumbprint, at=at,
+        )  # fmt: skip
     sealed = parse_strict(crypto_pb2.KeySealed, response.cert_res, own_content_type=False)
     plaintext = open_with_key(sealed, state.back_key, CERT_RES_CT, rrpid=state.exchange.rrpid)
     signed = parse_signed(plaintext)
@@ -342,7 +353,7 @@ def open_card_cert_response(
         state.key.public_key, at=at,
     )  # fmt: skip
     secret = pan_secret(state.card_secret, nonce_cca)
-    if cert.blinded_account is None:
+    if cert.blinded_account is None:  # the trust store refuses such a cardholder certificate
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "no blinded account")
     check_blinded_account(cert.blinded_account, secret, state.pan, state.expiry)
     card = CardData(state.pan, state.expiry, state.card_secret, secret)

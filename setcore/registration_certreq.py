@@ -339,6 +339,9 @@ def open_cert_result(
     status = data.cert_status.cert_status_code
     if status not in CERT_STATUS_NAMES:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unknown CertStatusCode")
+    if len(data.cert_status.ee_message) > MAX_EE_MESSAGE_CHARS:
+        reason = f"EEMessage over {MAX_EE_MESSAGE_CHARS} characters"
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, reason)
     if status == DECRYPTION_ERROR:
         return data
     check_echo(exchange.chall_ee3, data.chall_ee3, "Chall-EE3")

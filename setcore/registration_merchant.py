@@ -160,7 +160,8 @@ def require_merchant_kind(request_type: int) -> RequestKind:
 @dataclass(frozen=True)
 class MeAqCInitState:
     """What the requester remembers between Me-AqCInitReq and Me-AqCInitRes;
-    ``request_digest``: of the request as sent, which the CA's Error must name."""
+    ``request_digest``: of the request as sent, which the CA's Error must name; ``sent``:
+    those bytes, serialized once (SET-PROTOCOL.md 11.1), which the requester sends."""
 
     rrpid: bytes
     lid_ee: bytes
@@ -170,6 +171,7 @@ class MeAqCInitState:
     brand_id: str
     thumbs: tuple[bytes, ...]
     request_digest: bytes = b""
+    sent: bytes = field(default=b"", repr=False)
 
 
 def build_me_aq_c_init_request(
@@ -192,10 +194,12 @@ def build_me_aq_c_init_request(
         id_data=id_data_of(identity), brand_id=brand_id, language=language,
         thumbs=thumbs_message(thumbs),
     )  # fmt: skip
-    # Me-AqCInitReq is its call's frame itself: the bytes sent are the frame's.
-    sent = request_digest(request.DESCRIPTOR.full_name, request.SerializeToString())
+    # Me-AqCInitReq is its call's frame itself: the bytes sent are the frame's, and the
+    # digest an Error must name is of these very bytes.
+    frame = request.SerializeToString()
+    sent = request_digest(request.DESCRIPTOR.full_name, frame)
     state = MeAqCInitState(
-        rrpid, lid_ee, chall, request_type, identity, brand_id, tuple(thumbs), sent
+        rrpid, lid_ee, chall, request_type, identity, brand_id, tuple(thumbs), sent, frame
     )
     return request, state
 
@@ -219,7 +223,10 @@ def open_me_aq_c_init_response(
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
         sent = state.request_digest
-        raise ca_error(response.error, trust, kind.ca_type, state.rrpid, request=sent, at=at)
+        raise ca_error(
+            response.error, trust, kind.ca_type, state.rrpid, request=sent,
+            brand=state.brand_id, at=at,
+        )  # fmt: skip
     verified = open_ca_answer(
         response.me_aq_c_init_res, ME_AQ_C_INIT_RES_CT, trust, kind.ca_type, at=at
     )
@@ -345,8 +352,9 @@ def open_merchant_cert_response(
     if response.WhichOneof("result") == "error":
         ex = state.exchange
         raise ca_error(
-            response.error, trust, kind.ca_type, ex.rrpid, request=ex.request_digest, at=at
-        )
+            response.error, trust, kind.ca_type, ex.rrpid, request=ex.request_digest,
+            only=ex.ca.thumbprint, at=at,
+        )  # fmt: skip
     signed = parse_signed(response.cert_res)
     data = open_cert_result(signed, response.header, state.exchange, trust, at=at)
     status = data.cert_status.cert_status_code

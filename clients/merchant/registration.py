@@ -5,34 +5,40 @@ The merchant's two keys are made in its key backend under ``merchant-sig`` and
 stored beside its key, the Merchant CA certificate in ``certs/chain.pem``. The protocol
 and every check of the CA's answers are setcore's (``setcore.registration_merchant``).
 
-A request the CA pends is polled with CertInq a few times; if still pended, what is
-needed to ask again later (no secret: the keys stay in the backend) is kept in
-``registration.json`` and the next ``register`` resumes from it. The same file is kept
+Before the CertReq leaves, what resuming needs (its exact bytes among it) is recorded in
+``registration.json`` (``clients.merchant.registration_pending``): an answer lost after
+the CA issued is collected by the next ``register``, which sends the same bytes again
+(the CA answers them from its store) or asks with CertInq. A request the CA pends is
+polled with CertInq a few times, then left recorded for a later run. The record is kept
 while the two issued certificates are stored, one after the other, and removed only once
 both are: a backend that fails between the two leaves a registration the next
 ``register`` finishes (CertInq returns the certificates again), not a half-certified
-merchant that can neither register nor open.
+merchant that can neither register nor open. A CertInq the CA answers UNKNOWN_LID (it
+holds no request of this registration: the CertReq never arrived, or was refused longer
+ago than its retention) certified nothing: the record is dropped and ``register``
+starts over. A verified refusal (a CertStatus other than complete, or the CA's Error to
+the CertReq) removes it too.
 
 ``renew`` makes new versions of both keys and asks for a renewal, signed by the new
 signature key and by the current one (SET-PROTOCOL.md 4.3 rule 2). The merchant uses the
 newest version of each key that holds a certificate (``current_credentials``), so the new
 keys displace the old only as their certificates are stored, by the same path and with
-the same ``registration.json`` as a registration; a renewal the CA refuses, or that fails
-before an answer, destroys the new keys and leaves the current ones as they were. The old
+the same ``registration.json`` as a registration. Only a verified refusal destroys the
+new keys (and leaves the current ones as they were): a renewal whose answer is lost or
+cannot be verified keeps them and its record, and the next ``renew`` resumes it. The old
 keys and certificates are kept: the gateway's answers to requests stored before the
 renewal are sealed to the old key-exchange key and name the old signature certificate.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clients.authority import AuthorityClient
 from clients.errors import ConfigError, RegistrationError
@@ -40,18 +46,24 @@ from clients.identity import (
     certified_versions,
     discard_uncertified,
     read_certificates,
-    write_atomically,
     write_certificates,
 )
 from clients.merchant.config import MerchantConfig
+from clients.merchant.registration_pending import (
+    KEY_EXCHANGE_LABEL,
+    PENDING_FILE,
+    SIGNATURE_LABEL,
+    is_renewal,
+    pending_keys,
+    read_pending,
+    resumed_state,
+    save_pending,
+)
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
-from hsm.errors import KeyNotFound
 from setcore.credentials import Credentials, KeyExchangeChooser
 from setcore.encoding import thumbprint
-from setcore.errors import SetcoreError
-from setcore.freshness import new_id
-from setcore.pki.roles import MERCHANT_CA, CertificateUsage
+from setcore.errors import ErrorCode, PeerError, quoted
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
 from setcore.registration import (
@@ -60,7 +72,6 @@ from setcore.registration import (
     RegistrationForm,
     request_kind,
 )
-from setcore.registration_certreq import Exchange
 from setcore.registration_merchant import (
     MeAqCInitState,
     MerchantCertificates,
@@ -77,9 +88,14 @@ from setpay.v1 import registration_pb2
 
 log = logging.getLogger("setpay.merchant")
 
-SIGNATURE_LABEL = "merchant-sig"
-KEY_EXCHANGE_LABEL = "merchant-kex"
-PENDING_FILE = "registration.json"
+__all__ = [
+    "KEY_EXCHANGE_LABEL",
+    "PENDING_FILE",
+    "SIGNATURE_LABEL",
+    "MerchantRegistrar",
+    "Registered",
+    "current_credentials",
+]
 # A pended request is asked about this many times, this far apart, before the command
 # gives up and leaves registration.json for a later run: a CA that decides automatically
 # answers within these seconds; one waiting for a person will not, whatever we wait.
@@ -87,6 +103,15 @@ PENDED_POLLS = 3
 PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
+# Refusals of a CertReq sent again that do not say whether the CA decided it: its date is
+# outside the window (a request refused, or never seen, whose stored answer is purged),
+# or its RRPID names a certified or pended request whose answer is purged (these are our
+# own bytes, so that request is this one). The CA is asked with CertInq instead.
+ASK_BEFORE_REGISTERING = frozenset(
+    {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_RRPID_REUSED}
+)
+# The CA holds no request of this registration: nothing was certified.
+NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,16 @@ class Registered:
 def _fill(
     form: RegistrationForm, config: MerchantConfig, given: Mapping[str, str]
 ) -> list[tuple[str, str]]:
+    """Every field the CA's form asks for, with the value given (or known); a name it does
+    not ask for is refused rather than dropped: most likely a misspelt field, which would
+    otherwise go to the CA empty."""
+    unknown = sorted(set(given) - set(form.fields))
+    if unknown:
+        raise RegistrationError(
+            f"the Merchant CA's form {quoted(form.form_id)} has no field "
+            f"{', '.join(map(quoted, unknown))} (its fields: "
+            f"{', '.join(map(quoted, form.fields)) or 'none'})"
+        )
     known = {"legal-name": config.name or config.merchant_id}
     return [(name, given.get(name, known.get(name, ""))) for name in form.fields]
 
@@ -191,12 +226,21 @@ class MerchantRegistrar:
         form: Mapping[str, str] | None = None,
         account: str | None = None,
     ) -> Registered:
-        """Register (or resume a pended registration); certificates stored when issued."""
+        """Register (or resume an unfinished registration); certificates stored when
+        issued."""
         self._refresh_revocation()
         if self._pending_path.exists():
-            if self._pending_is_renewal():
+            record = read_pending(self._pending_path)
+            if is_renewal(record):
                 raise RegistrationError("a renewal is unfinished: run renew to finish it")
-            return self._resume()
+            resumed = self._resume(record)
+            if resumed is not None:
+                return resumed
+            log.warning(
+                "the Merchant CA holds no request for the unfinished registration (it never "
+                "arrived, or was refused more than its retention ago): registering again"
+            )
+            self._pending_path.unlink()
         config = self._config
         signature_key = _new_key(self._backend, SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile)
         kex_key = _new_key(self._backend, KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile)
@@ -207,8 +251,7 @@ class MerchantRegistrar:
             self._backend, signature_key, kex_key, registration, init_state,
             filled=_fill(registration.form, config, form or {}), account=account,
         )  # fmt: skip
-        result = open_merchant_cert_response(self._authority.cert(cert_request), state, self._trust)
-        return self._finish(result, state)
+        return self._send(cert_request, state)
 
     def renew(self, profile: Profile) -> Registered:
         """Renew both certificates with new keys, proving the current signature key; the
@@ -220,13 +263,23 @@ class MerchantRegistrar:
                     "run register to finish it"
                 )
             self._refresh_revocation()
-            return self._resume()
+            record = read_pending(self._pending_path)
+            resumed = self._resume(record)
+            if resumed is not None:
+                return resumed
+            log.warning(
+                "the Merchant CA holds no request for the unfinished renewal (it never "
+                "arrived, or was refused more than its retention ago): renewing again"
+            )
+            self._pending_path.unlink()
+            self._discard(*pending_keys(record, self._backend))
         config = self._config
         current = current_credentials(self._backend, config.chain)
         self._refresh_revocation()
         registration, init_state = self._me_aq_c_init(
             registration_pb2.REQUEST_TYPE_MER_RENEWAL_BOTH
         )
+        filled = _fill(registration.form, config, {})
         signature_key = self._backend.generate(
             SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile.signature_key
         )
@@ -236,17 +289,40 @@ class MerchantRegistrar:
         try:
             cert_request, state = build_merchant_cert_request(
                 self._backend, signature_key, kex_key, registration, init_state,
-                filled=_fill(registration.form, config, {}), renewing=current,
+                filled=filled, renewing=current,
             )  # fmt: skip
-            result = open_merchant_cert_response(
-                self._authority.cert(cert_request), state, self._trust
-            )
-            return self._finish(result, state)
+            self._save_pending(state, cert_request.SerializeToString())
         except BaseException:
-            # No answer kept for a later CertInq: the new keys can never be certified.
-            if not self._pending_path.exists():
-                self._discard(signature_key, kex_key)
+            # Never sent: the new keys can never be certified.
+            self._discard(signature_key, kex_key)
             raise
+        return self._send(cert_request, state, recorded=True)
+
+    def _send(
+        self,
+        request: registration_pb2.CertRequest,
+        state: MerchantRequestState,
+        *,
+        recorded: bool = False,
+    ) -> Registered:
+        """Record the CertReq (unless ``recorded``), send it and finish with the answer. A
+        lost or unverifiable answer leaves the record for the next run."""
+        if not recorded:
+            self._save_pending(state, request.SerializeToString())
+        try:
+            response = self._authority.cert(request)
+            result = open_merchant_cert_response(response, state, self._trust)
+        except PeerError:
+            self._refused(state)
+            raise
+        return self._finish(result, state)
+
+    def _refused(self, state: MerchantRequestState) -> None:
+        """The CA's verified word that it will not certify this request: its record goes,
+        and a renewal's new keys with it (an initial request's are superseded later)."""
+        self._pending_path.unlink(missing_ok=True)
+        if request_kind(state.request_type).renewal:
+            self._discard(state.signature_key, state.key_exchange_key)
 
     def _me_aq_c_init(self, request_type: int) -> tuple[MerchantRegistration, MeAqCInitState]:
         """Me-AqCInit for this merchant: the CA's form and the state the CertReq goes on."""
@@ -256,7 +332,7 @@ class MerchantRegistrar:
             request_type, identity, config.brand_id, os.urandom(LID_BYTES)
         )
         registration = open_me_aq_c_init_response(
-            self._authority.me_aq_c_init(request), init_state, self._trust
+            self._authority.me_aq_c_init(request, sent=init_state.sent), init_state, self._trust
         )
         log.info(
             "Me-AqCInit: Merchant CA %s answered with form %s",
@@ -271,7 +347,8 @@ class MerchantRegistrar:
 
     def _discard(self, *keys: KeyHandle) -> None:
         for key in keys:
-            discard_uncertified(self._backend, key, log)
+            if self._backend.certificate(key) is None:  # a certified one may sign already
+                discard_uncertified(self._backend, key, log)
 
     def _finish(self, result: MerchantCertificates, state: MerchantRequestState) -> Registered:
         for _ in range(PENDED_POLLS):
@@ -288,9 +365,7 @@ class MerchantRegistrar:
             log.info("CertReq pended by the Merchant CA; run register again later")
             return Registered(result.status)
         if not result.complete or result.signature is None or result.key_exchange is None:
-            self._pending_path.unlink(missing_ok=True)
-            if request_kind(state.request_type).renewal:
-                self._discard(state.signature_key, state.key_exchange_key)
+            self._refused(state)
             raise RegistrationError(f"the Merchant CA refused: {name}", result.status)
         # The backend stores one certificate at a time: until both are in, what resumes
         # the registration stays on disk.
@@ -309,49 +384,49 @@ class MerchantRegistrar:
             result.status, result.signature.thumbprint, result.key_exchange.thumbprint
         )
 
-    # -- a pended request across runs -------------------------------------------------
+    # -- an unfinished request across runs ---------------------------------------------
 
-    def _save_pending(self, state: MerchantRequestState) -> None:
-        ex = state.exchange
-        record = {
-            "lid_ee": base64.b64encode(ex.lid_ee).decode(),
-            "lid_ca": base64.b64encode(ex.lid_ca).decode(),
-            "ca_certificate": base64.b64encode(ex.ca.der).decode(),
-            "request_type": state.request_type,
-            "merchant_id": self._config.merchant_id,
-            "merchant_name": self._config.name or self._config.merchant_id,
-            "signature_version": state.signature_key.version,
-            "key_exchange_version": state.key_exchange_key.version,
-        }
-        write_atomically(self._pending_path, json.dumps(record, indent=1).encode())
+    def _save_pending(self, state: MerchantRequestState, request: bytes | None = None) -> None:
+        save_pending(self._pending_path, state, self._config, request)
 
     def _pending_is_renewal(self) -> bool:
-        try:
-            record = json.loads(self._pending_path.read_text())
-            return request_kind(int(record["request_type"])).renewal
-        except (OSError, ValueError, KeyError, TypeError, SetcoreError) as exc:
-            raise RegistrationError(f"{self._pending_path} cannot be resumed: {exc}") from exc
+        return is_renewal(read_pending(self._pending_path))
 
-    def _resume(self) -> Registered:
+    def _resume(self, record: dict[str, Any]) -> Registered | None:
+        """Finish the recorded request; None when the CA holds no request of this
+        registration (nothing was certified)."""
+        state, request = resumed_state(self._pending_path, record, self._backend, self._trust)
         try:
-            record = json.loads(self._pending_path.read_text())
-            ca = self._trust.verify_chain(
-                base64.b64decode(record["ca_certificate"]), (), MERCHANT_CA,
-                CertificateUsage.SIGNATURE,
-            )  # fmt: skip
-            exchange = Exchange(
-                new_id(), new_id(), base64.b64decode(record["lid_ee"]),
-                base64.b64decode(record["lid_ca"]), ca,
-            )  # fmt: skip
-            state = MerchantRequestState(
-                exchange, int(record["request_type"]),
-                MerchantIdentity(record["merchant_id"], record["merchant_name"]),
-                self._backend.get(SIGNATURE_LABEL, int(record["signature_version"])),
-                self._backend.get(KEY_EXCHANGE_LABEL, int(record["key_exchange_version"])),
-            )  # fmt: skip
-        except (OSError, ValueError, KeyError, KeyNotFound) as exc:
-            raise RegistrationError(f"{self._pending_path} cannot be resumed: {exc}") from exc
-        log.info("resuming the unfinished registration with CertInq")
-        inquiry, state = build_merchant_cert_inquiry(self._backend, state)
-        result = open_merchant_cert_response(self._authority.cert_inq(inquiry), state, self._trust)
+            result, state = self._ask(state, request)
+        except PeerError as exc:
+            if exc.code == NEVER_RECEIVED:
+                return None
+            raise
         return self._finish(result, state)
+
+    def _ask(
+        self, state: MerchantRequestState, request: registration_pb2.CertRequest | None
+    ) -> tuple[MerchantCertificates, MerchantRequestState]:
+        """The CA's answer about the recorded request: to the CertReq sent again, else (or
+        when that refusal leaves open whether the CA decided it) to a CertInq."""
+        if request is not None:
+            log.info("sending the unanswered certificate request again")
+            try:
+                response = self._authority.cert(request)
+                return open_merchant_cert_response(response, state, self._trust), state
+            except PeerError as exc:
+                if exc.code == NEVER_RECEIVED:
+                    raise
+                if exc.code not in ASK_BEFORE_REGISTERING:
+                    self._refused(state)
+                    raise
+                log.info(
+                    "the Merchant CA refused the request sent again (%s): asking with "
+                    "CertInq whether it decided it",
+                    exc.code_name,
+                )  # fmt: skip
+        else:
+            log.info("resuming the unfinished request with CertInq")
+        inquiry, state = build_merchant_cert_inquiry(self._backend, state)
+        response_inq = self._authority.cert_inq(inquiry)
+        return open_merchant_cert_response(response_inq, state, self._trust), state

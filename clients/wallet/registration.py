@@ -68,7 +68,7 @@ from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyNotFound
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
-from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.errors import ErrorCode, PeerError, ProtocolError, quoted
 from setcore.pan import PAN
 from setcore.pki.roles import CARDHOLDER, CertificateUsage
 from setcore.pki.truststore import TrustStore
@@ -338,7 +338,8 @@ class CardholderRegistrar:
         """CardCInit and RegForm: the CA's form for this card and request type."""
         lid_ee = os.urandom(LID_BYTES)
         init, init_state = build_card_c_init_request(self._config.brand_id, lid_ee)
-        ca = open_card_c_init_response(self._authority.card_c_init(init), init_state, self._trust)
+        answer = self._authority.card_c_init(init, sent=init_state.sent)
+        ca = open_card_c_init_response(answer, init_state, self._trust)
         log.info("CardCInit: Cardholder CA %s", ca.signer.subject_id)
         reg_form, reg_state = build_reg_form_request(
             ca, pan, lid_ee, request_type=request_type, language=self._config.language
@@ -347,7 +348,9 @@ class CardholderRegistrar:
             self._authority.reg_form(reg_form), reg_state, self._trust
         )
         if filled_form.referral:
-            raise RegistrationError(f"the CA refers this card elsewhere: {filled_form.referral}")
+            raise RegistrationError(
+                f"the CA refers this card elsewhere: {quoted(filled_form.referral)}"
+            )
         log.info("RegForm: card %s accepted for form %s", pan.masked, filled_form.form_id)
         return filled_form, reg_state
 

@@ -23,6 +23,7 @@ from setcore.pki.tls import (
     issue_tls_server,
 )
 from setpay.v1 import common_pb2
+from tests.clients.transport_support import shed_status
 
 METHOD = "/setpay.test.Flaky/Call"
 # Tight backoff so the retry tests take milliseconds.
@@ -31,10 +32,12 @@ FAST = RetryPolicy(attempts=4, first_backoff=0.001, max_backoff=0.002)
 
 @dataclass
 class Flaky:
-    """Fails the first ``failures`` calls with ``status``, then echoes a Header."""
+    """Fails the first ``failures`` calls with ``status`` (with a RetryInfo asking for
+    ``retry_delay`` seconds, if set, as the bank's servers shed), then echoes a Header."""
 
     failures: int = 0
     status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+    retry_delay: float | None = None
     hang: threading.Event | None = None
     received: list[bytes] = field(default_factory=list)
 
@@ -43,6 +46,8 @@ class Flaky:
         if self.hang is not None:
             self.hang.wait(5)
         if len(self.received) <= self.failures:
+            if self.retry_delay is not None:
+                context.abort_with_status(shed_status(self.status, self.retry_delay))
             context.abort(self.status, "try later")
         return common_pb2.Header(sw_ident="ok", rrpid=request[:4]).SerializeToString()
 
@@ -68,6 +73,7 @@ def flaky() -> Iterator[tuple[Flaky, grpc.Channel]]:
 def test_retries_resend_the_same_bytes(flaky: tuple[Flaky, grpc.Channel]) -> None:
     behaviour, channel = flaky
     behaviour.failures, behaviour.status = 2, grpc.StatusCode.RESOURCE_EXHAUSTED
+    behaviour.retry_delay = 0.001
     reply = Caller(channel, "test", FAST).call(
         METHOD, b"\x01\x02request", common_pb2.Header, deadline=5
     )

@@ -8,15 +8,24 @@ import pytest
 
 from clients.authority import AuthorityClient
 from clients.errors import RegistrationError, TransportError
+from clients.identity import read_root
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.records import OrderState
-from clients.merchant.registration import KEY_EXCHANGE_LABEL, PENDING_FILE, SIGNATURE_LABEL
+from clients.merchant.registration import (
+    KEY_EXCHANGE_LABEL,
+    PENDING_FILE,
+    SIGNATURE_LABEL,
+    MerchantRegistrar,
+)
 from clients.merchant.runtime import Merchant
+from clients.transport import Caller, open_channel
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import TransientBackendError
 from hsm.uri import open_backend
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
+from setcore.pki.truststore import TrustStore
+from setcore.profiles import EC
 from setcore.registration import REJECTED_BY_AGENT
 from tests.clients import bank_support
 from tests.clients.bank_support import RunningBank, configure_merchant, register_merchant
@@ -167,6 +176,9 @@ def test_a_renewal_whose_call_fails_leaves_the_current_keys_in_use(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The CertReq never reaches the CA: the current keys stay in use, the new ones are
+    kept with the recorded request (a failed call does not prove the CA never decided
+    it), and the next ``renew`` sends it and finishes."""
     directory = tmp_path / "m-cut"
     configure_merchant(bank, directory, "m-cut")
     register_merchant(directory)
@@ -182,9 +194,39 @@ def test_a_renewal_whose_call_fails_leaves_the_current_keys_in_use(
     status, _, err = _renew(directory, capsys)
     assert status == 1 and "UNAVAILABLE" in err
     monkeypatch.undo()
-    assert _key_versions(directory) == held
+    assert sorted(_key_versions(directory)) == sorted(
+        [*held, (KEY_EXCHANGE_LABEL, 2, False), (SIGNATURE_LABEL, 2, False)]
+    )
+    assert (directory / PENDING_FILE).exists()
     reopened = Merchant.open(load_merchant_config(directory))
     try:
         assert reopened.credentials.signature_thumb == thumb
     finally:
         reopened.close()
+
+    status, _, err = _renew(directory, capsys)
+    assert (status, err) == (0, "")
+    assert sorted(_key_versions(directory)) == sorted(
+        [*held, (KEY_EXCHANGE_LABEL, 2, True), (SIGNATURE_LABEL, 2, True)]
+    )
+    assert not (directory / PENDING_FILE).exists()
+
+
+def test_a_form_field_the_ca_does_not_ask_for_is_refused(bank: RunningBank, tmp_path: Path) -> None:
+    """A misspelt field would otherwise go to the CA empty, and the value be lost."""
+    directory = tmp_path / "m-form"
+    configure_merchant(bank, directory, "m-form")
+    config = load_merchant_config(directory)
+    backend = open_backend(config.keys_uri())
+    try:
+        with open_channel(config.ca.channel(), "CA") as channel:
+            registrar = MerchantRegistrar(
+                config, backend, AuthorityClient(Caller(channel, "CA")),
+                TrustStore(read_root(config.root)),
+            )  # fmt: skip
+            with pytest.raises(RegistrationError) as refused:
+                registrar.register(EC, form={"legal-nmae": "Shop Ltd"})
+    finally:
+        backend.close()
+    assert "has no field 'legal-nmae'" in str(refused.value)
+    assert not (directory / PENDING_FILE).exists()

@@ -125,10 +125,10 @@ def test_a_certificate_revoked_while_it_is_renewed_is_refused_by_the_ca(
     real = wallet.authority.card_c_init
 
     def revoked_meanwhile(
-        request: registration_pb2.CardCInitRequest,
+        request: registration_pb2.CardCInitRequest, *, sent: bytes | None = None
     ) -> registration_pb2.CardCInitResponse:
         bank.authority.revoke(thumb=current)
-        return real(request)
+        return real(request, sent=sent)
 
     monkeypatch.setattr(wallet.authority, "card_c_init", revoked_meanwhile)
     with pytest.raises(RegistrationError) as refused:

@@ -1,0 +1,131 @@
+"""The merchant's certificate request kept in ``registration.json`` until the CA decides it.
+
+It is written (0600, atomically) before the CertReq leaves, with the request's exact bytes:
+an answer lost after the CA issued (a deadline, a dropped connection, the process gone)
+would otherwise leave a merchant whose ID holds live certificates it cannot collect, and
+whose next initial request the CA refuses (REJECTED_BY_AGENT). The next ``register`` or
+``renew`` sends those bytes again, which the CA answers from its store (a repeated RRPID
+with the same request digest), or asks with CertInq. The bytes are dropped once the CA
+pends the request; the record goes once a final answer is verified and stored.
+
+Nothing in it is secret: the keys stay in the backend, and the CertReq (with the
+settlement account, if any) is sealed to the CA.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from clients.errors import RegistrationError
+from clients.identity import write_atomically
+from clients.merchant.config import MerchantConfig
+from hsm.base import KeyBackend, KeyHandle
+from hsm.errors import KeyNotFound
+from setcore.error_message import request_digest
+from setcore.errors import SetcoreError
+from setcore.freshness import new_id
+from setcore.pki.roles import MERCHANT_CA, CertificateUsage
+from setcore.pki.truststore import TrustStore
+from setcore.registration import request_kind
+from setcore.registration_certreq import Exchange
+from setcore.registration_merchant import MerchantIdentity, MerchantRequestState
+from setpay.v1 import registration_pb2
+
+PENDING_FILE = "registration.json"
+# Owner only, like every private file of the merchant's directory: it names the keys and
+# the registration an inquiry is signed for.
+PENDING_MODE = 0o600
+SIGNATURE_LABEL = "merchant-sig"
+KEY_EXCHANGE_LABEL = "merchant-kex"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def save_pending(
+    path: Path, state: MerchantRequestState, config: MerchantConfig, request: bytes | None
+) -> None:
+    """Record what resuming needs; with ``request``, the CertReq whose answer is awaited."""
+    ex = state.exchange
+    record: dict[str, Any] = {
+        "lid_ee": _b64(ex.lid_ee),
+        "lid_ca": _b64(ex.lid_ca),
+        "ca_certificate": _b64(ex.ca.der),
+        "request_type": state.request_type,
+        "merchant_id": config.merchant_id,
+        "merchant_name": config.name or config.merchant_id,
+        "signature_version": state.signature_key.version,
+        "key_exchange_version": state.key_exchange_key.version,
+    }
+    if request is not None:
+        record |= {"cert_request": _b64(request), "rrpid": _b64(ex.rrpid)}
+        record["chall_ee3"] = _b64(ex.chall_ee3)
+    write_atomically(path, json.dumps(record, indent=1).encode(), PENDING_MODE)
+
+
+def read_pending(path: Path) -> dict[str, Any]:
+    """The record at ``path``; RegistrationError when it cannot be read."""
+    try:
+        record = json.loads(path.read_text())
+        request_kind(int(record["request_type"]))
+    except (OSError, ValueError, KeyError, TypeError, SetcoreError) as exc:
+        raise RegistrationError(f"{path} cannot be resumed: {exc}") from exc
+    if not isinstance(record, dict):
+        raise RegistrationError(f"{path} cannot be resumed: not a record")
+    return record
+
+
+def is_renewal(record: dict[str, Any]) -> bool:
+    """True when the recorded request renews the merchant's certificates."""
+    return request_kind(int(record["request_type"])).renewal
+
+
+def pending_keys(record: dict[str, Any], backend: KeyBackend) -> list[KeyHandle]:
+    """The key versions the recorded request asks to certify (those still in the backend)."""
+    keys = []
+    versions = (SIGNATURE_LABEL, "signature_version"), (KEY_EXCHANGE_LABEL, "key_exchange_version")
+    for label, name in versions:
+        try:
+            keys.append(backend.get(label, int(record[name])))
+        except (KeyError, ValueError, TypeError, KeyNotFound):
+            continue
+    return keys
+
+
+def resumed_state(
+    path: Path, record: dict[str, Any], backend: KeyBackend, trust: TrustStore
+) -> tuple[MerchantRequestState, registration_pb2.CertRequest | None]:
+    """The recorded request's state, and the CertReq to send again if still unanswered."""
+    try:
+        ca = trust.verify_chain(
+            base64.b64decode(record["ca_certificate"]), (), MERCHANT_CA,
+            CertificateUsage.SIGNATURE,
+        )  # fmt: skip
+        request = None
+        rrpid, chall_ee3, sent = new_id(), new_id(), b""
+        if "cert_request" in record:
+            request = registration_pb2.CertRequest.FromString(
+                base64.b64decode(record["cert_request"])
+            )
+            rrpid = base64.b64decode(record["rrpid"])
+            chall_ee3 = base64.b64decode(record["chall_ee3"])
+            sent = request_digest(request.DESCRIPTOR.full_name, request.cert_req)
+        exchange = Exchange(
+            rrpid, chall_ee3, base64.b64decode(record["lid_ee"]),
+            base64.b64decode(record["lid_ca"]), ca, request_digest=sent,
+        )  # fmt: skip
+        state = MerchantRequestState(
+            exchange, int(record["request_type"]),
+            MerchantIdentity(record["merchant_id"], record["merchant_name"]),
+            backend.get(SIGNATURE_LABEL, int(record["signature_version"])),
+            backend.get(KEY_EXCHANGE_LABEL, int(record["key_exchange_version"])),
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError, KeyNotFound, DecodeError) as exc:
+        raise RegistrationError(f"{path} cannot be resumed: {exc}") from exc
+    return state, request
