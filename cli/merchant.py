@@ -9,21 +9,25 @@
     setpay merchant [--dir DIR] capture ORDER [--amount N]
     setpay merchant [--dir DIR] refund ORDER [--amount N]
     setpay merchant [--dir DIR] reverse (ORDER [--keep N] | --capture OP | --credit OP)
-    setpay merchant [--dir DIR] batch open [--details N]
-    setpay merchant [--dir DIR] batch {close,purge,query} --batch ID [--details N]
+    setpay merchant [--dir DIR] batch open
+    setpay merchant [--dir DIR] batch purge --batch ID
+    setpay merchant [--dir DIR] batch {close,query} --batch ID [--details N [--start K]]
 
 ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a capture's or
-refund's id as the capture and refund commands print it. Output shows ids shortened and
+refund's id as the capture and refund commands print it; an empty one (an unset shell
+variable) is a usage error, never "the whole authorization". Output shows ids shortened and
 never a card number: the merchant never has one. ``register --root`` pins the brand root on
 first use, written whole or not at all; a later ``--root`` naming another root is refused,
 both roots named by SHA-256 fingerprint. A command line incomplete or malformed (no
 ``--root`` before a root is pinned, a ``--form`` without ``=``, a ``--currency`` no account
 is kept in) exits 2, as argparse's own errors do. A command the gateway refuses (a capture
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
-(run it again later); a settlement command or a batch open, close or purge whose outcome is
-unknown (no answer, one that did not verify, or the merchant's own keys or database
-failing on it) exits 4: the request stays sent, and ``serve`` sends the same request
-again, as does the same batch command given again. ``orders`` marks an authorization or
+(run it again later); a batch close or query whose totals differ from the merchant's own
+operations exits 5, each difference printed (``cli.merchant_batch``); a settlement
+command or a batch open, close or purge whose outcome is unknown (no answer, one that
+did not verify, or the merchant's own keys or database failing on it) exits 4: the
+request stays sent, and ``serve`` sends the same request again, as does the same batch
+command given again. ``orders`` marks an authorization or
 an operation whose answers did not verify, with when ``serve`` asks again
 (``clients.merchant.outcome``): something needs mending. ``forget-gateway`` clears the
 gateway the merchant takes answers from (the one its first PCertRes named, kept in its
@@ -52,6 +56,7 @@ from pathlib import Path
 from types import FrameType
 
 from cli.currency import currency_code
+from cli.merchant_batch import add_batch_parser, check_batch_usage, run_batch
 from cli.party_options import UsageError, parse_form, pin_root
 from clients.authority import AuthorityClient
 from clients.errors import ClientError, OutcomeUnknown
@@ -77,28 +82,15 @@ from hsm.uri import open_backend
 from setcore.currency import exponent_for
 from setcore.errors import ErrorCode, SetcoreError
 from setcore.freshness import new_id
-from setcore.gateway_admin import TransactionPage
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import PROFILES, profile_named
-from setpay.v1 import authorization_pb2, gateway_admin_pb2
+from setpay.v1 import authorization_pb2
 
 DIR_ENV = "SETPAY_MERCHANT_DIR"
 # A command line incomplete or malformed: argparse's own status for its errors.
 EXIT_USAGE = 2
 # LID-M printed for a new order: short enough to type, random enough never to repeat.
 LID_M_BYTES = 8
-_BATCH_OPERATIONS = {
-    "open": gateway_admin_pb2.BATCH_OPERATION_OPEN,
-    "close": gateway_admin_pb2.BATCH_OPERATION_CLOSE,
-    "purge": gateway_admin_pb2.BATCH_OPERATION_PURGE,
-    "query": gateway_admin_pb2.BATCH_OPERATION_REQUEST,
-}
-_BATCH_HELP = {
-    "open": "open a batch",
-    "close": "close a batch: its captures and refunds go to settlement",
-    "purge": "retire the detail of a closed batch",
-    "query": "show a batch's totals (and, with --details, its transactions)",
-}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -164,20 +156,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     v.add_argument("order", nargs="?", help="the start of the order's XID")
     what = v.add_mutually_exclusive_group()
     what.add_argument("--keep", type=int, default=0, help="authorization: amount that stays")
-    what.add_argument("--capture", metavar="OP", help="reverse this capture (its id)")
-    what.add_argument("--credit", metavar="OP", help="reverse this refund (its id)")
+    what.add_argument(
+        "--capture", type=_operation_prefix, metavar="OP", help="reverse this capture (its id)"
+    )
+    what.add_argument(
+        "--credit", type=_operation_prefix, metavar="OP", help="reverse this refund (its id)"
+    )
 
-    b = ops.add_parser("batch", help="settlement batches at the gateway")
-    b_ops = b.add_subparsers(dest="operation", required=True)
-    for name, text in _BATCH_HELP.items():
-        one = b_ops.add_parser(name, help=text)
-        if name == "open":  # the gateway names the batch it opens
-            one.set_defaults(batch="")
-        else:  # the gateway cannot guess which batch to close, purge or show
-            one.add_argument("--batch", required=True, metavar="ID", help="the batch's id")
-        one.add_argument(
-            "--details", type=int, default=0, metavar="N", help="list up to N transactions"
+    add_batch_parser(ops)
+
+
+def _operation_prefix(text: str) -> str:
+    """An operation id's start: an empty one would name every operation, and the reverse
+    command without its ``--capture`` or ``--credit`` reverses the authorization."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "an operation id, as capture and refund print it, not empty"
         )
+    try:
+        int(text, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an operation id is hexadecimal, not {text!r}") from None
+    return text
 
 
 def _metrics_port(text: str) -> MetricsPort:
@@ -380,36 +380,18 @@ def operation_line(operation: Operation) -> str:
 
 
 def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
+    if args.merchant_command == "batch":
+        check_batch_usage(args)  # before anything is opened, stored or sent
     merchant = Merchant.open(config)
     try:
         merchant.revocation.refresh()
         settlement = merchant.settlement
         command = args.merchant_command
         if command == "batch":
-            page = TransactionPage(0, args.details) if args.details else None
-            asked = _BATCH_OPERATIONS[args.operation]
-            data = merchant.batches.administer(asked, args.batch, page=page)
-            status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
-            named = f"batch {data.batch_id or args.batch or '-'}: "
-            named += status.removeprefix("BATCH_ADMIN_STATUS_")
-            if data.status != gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS:
-                print(named)
-                return 1
-            summary = data.batch_status
-            print(
-                f"{named}{' closed' if summary.closed else ''}; captured "
-                f"{summary.captured_total.amount} in {summary.capture_count}, refunded "
-                f"{summary.credited_total.amount} in {summary.credit_count}, captures reversed "
-                f"{summary.capture_reversed_total.amount} in {summary.capture_reversal_count}, "
-                f"refunds reversed {summary.credit_reversed_total.amount} in "
-                f"{summary.credit_reversal_count}; net {summary.net_total.amount}"
-            )
-            for detail in data.transaction_details:
-                print(f"  {detail.kind:<16} {detail.xid.hex()[:8]} {detail.amount.amount:>9}")
-            return 0
-        if command == "reverse" and args.credit:
+            return run_batch(merchant, args)
+        if command == "reverse" and args.credit is not None:
             operation = settlement.reverse_credit(_operation_id(merchant.store, args.credit))
-        elif command == "reverse" and args.capture:
+        elif command == "reverse" and args.capture is not None:
             operation = settlement.reverse_capture(_operation_id(merchant.store, args.capture))
         else:
             if not args.order:

@@ -105,6 +105,10 @@ def _decision(
         raise TypeError(f"unexpected outcome {type(outcome).__name__}")
     summary = outcome.summary
     details, next_point = _transaction_details(page)
+    # BatchStatus goes in every success, whatever return_batch_summary_ind asks: the
+    # ledger has made it already for the decision, it is a few numbers, and it is what
+    # the merchant records of the batch (whether it is closed) and reconciles against; an
+    # answer without it would leave a merchant that asked for none unable to tell a close.
     return BatchAdminDecision(
         status=gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS,
         batch_id=summary.batch_id,
@@ -152,7 +156,7 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
     if op == gateway_admin_pb2.BATCH_OPERATION_CLOSE:
         return ledger.close_batch(
             merchant_id,
-            data.batch_id or None,
+            data.batch_id,  # never empty: setcore refuses a close naming no batch
             rrpid=rrpid,
             request_digest=digest,
             respond=respond_closed,
@@ -170,7 +174,8 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
         )
     # REQUEST: a read; nothing changes, so nothing is stored. An open batch takes
     # postings while it is read, so its totals and its detail come from one snapshot.
-    batch_id = data.batch_id or None
+    # The batch is always named (setcore refuses a query naming none).
+    batch_id = data.batch_id
     try:
         if not verified.maximum_items:
             return respond(BatchOutcome(summary=ledger.batch_summary(merchant_id, batch_id)))

@@ -185,6 +185,7 @@ def _cap_rev_or_cred_respond(
                         code=capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS,
                         actual_amt=_amount(result.currency, result.amount, asked.exp10),
                         batch_id=result.batch_id,
+                        batch_sequence_num=result.batch_seq,
                     )
                 )
             else:

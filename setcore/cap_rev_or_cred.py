@@ -309,6 +309,8 @@ class CapRevOrCredDecision:
     code: int
     actual_amt: common_pb2.CurrencyAmount
     batch_id: str = ""
+    #: Where the transaction sits in ``batch_id`` (SET's BatchSequenceNum); 0: none.
+    batch_sequence_num: int = 0
 
 
 def build_cap_rev_or_cred_response(
@@ -329,6 +331,7 @@ def build_cap_rev_or_cred_response(
             trans_ids=paired.item.trans_ids, auth_rrpid=paired.item.auth_rrpid,
             code=decision.code,
             actual_amt=decision.actual_amt, batch_id=decision.batch_id,
+            batch_sequence_num=decision.batch_sequence_num,
         )  # fmt: skip
     return seal_to_merchant(
         credentials, CAP_REV_OR_CRED_RES_CT, data.SerializeToString(), request.merchant_kex,

@@ -63,9 +63,11 @@ def test_capture_full_partial_several_refund_and_reversals(
     batch = _batch_of(merchant, xid)
     status, out, _ = merchant_cli("batch", "query", "--batch", batch, "--details", "20")
     assert status == 0 and f"batch {batch}: SUCCESS;" in out
-    listed = [line.split() for line in out.splitlines()[1:]]
-    assert [kind for kind, _, _ in listed].count("capture") == 3
-    assert {xid_prefix for _, xid_prefix, _ in listed} == {record.xid[:8]}
+    assert f"batch {batch}: agrees with the merchant's operations" in out
+    # Detail lines: sequence number, kind, XID start, amount.
+    listed = [line.split() for line in out.splitlines() if line.startswith("  ")]
+    assert [kind for _, kind, _, _ in listed].count("capture") == 3
+    assert {xid_prefix for _, _, xid_prefix, _ in listed} == {record.xid[:8]}
     status, out, _ = merchant_cli("batch", "close", "--batch", batch)
     assert status == 0 and f"batch {batch}: SUCCESS closed" in out
     assert (batch, True) in [(b, closed) for b, _, closed in merchant.store.batches()]

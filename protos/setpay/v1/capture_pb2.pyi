@@ -163,18 +163,20 @@ class CapRevOrCredReqData(_message.Message):
     def __init__(self, content_type: _Optional[str] = ..., kind: _Optional[_Union[CapRevOrCredKind, str]] = ..., rr_tags: _Optional[_Union[_common_pb2.RRTags, _Mapping]] = ..., items: _Optional[_Iterable[_Union[CapRevOrCredReqItem, _Mapping]]] = ..., m_thumbs: _Optional[_Union[_common_pb2.Thumbs, _Mapping]] = ...) -> None: ...
 
 class CapRevOrCredResItem(_message.Message):
-    __slots__ = ("trans_ids", "auth_rrpid", "code", "actual_amt", "batch_id")
+    __slots__ = ("trans_ids", "auth_rrpid", "code", "actual_amt", "batch_id", "batch_sequence_num")
     TRANS_IDS_FIELD_NUMBER: _ClassVar[int]
     AUTH_RRPID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     ACTUAL_AMT_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SEQUENCE_NUM_FIELD_NUMBER: _ClassVar[int]
     trans_ids: _common_pb2.TransIDs
     auth_rrpid: bytes
     code: CapRevOrCredCode
     actual_amt: _common_pb2.CurrencyAmount
     batch_id: str
-    def __init__(self, trans_ids: _Optional[_Union[_common_pb2.TransIDs, _Mapping]] = ..., auth_rrpid: _Optional[bytes] = ..., code: _Optional[_Union[CapRevOrCredCode, str]] = ..., actual_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., batch_id: _Optional[str] = ...) -> None: ...
+    batch_sequence_num: int
+    def __init__(self, trans_ids: _Optional[_Union[_common_pb2.TransIDs, _Mapping]] = ..., auth_rrpid: _Optional[bytes] = ..., code: _Optional[_Union[CapRevOrCredCode, str]] = ..., actual_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., batch_id: _Optional[str] = ..., batch_sequence_num: _Optional[int] = ...) -> None: ...
 
 class CapRevOrCredResData(_message.Message):
     __slots__ = ("content_type", "kind", "rr_tags", "merchant_cert_thumb", "request_digest", "items")

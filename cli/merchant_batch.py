@@ -1,0 +1,145 @@
+"""``setpay merchant batch``: open, close, purge and query settlement batches; reconcile.
+
+    setpay merchant [--dir DIR] batch open
+    setpay merchant [--dir DIR] batch purge --batch ID
+    setpay merchant [--dir DIR] batch {close,query} --batch ID [--details N [--start K]]
+
+``--details N`` lists up to N of the batch's transactions (1 to MAX_TRANSACTION_DETAILS, the
+gateway's page), after sequence number K with ``--start K`` (0, the first page, by
+default); when the batch holds more, the command says the ``--start`` of the next page.
+An opened batch holds nothing yet and a purged one no longer lists anything, so open and
+purge take neither.
+
+``close`` and ``query`` reconcile (SET-PROTOCOL.md 7.5): the gateway's totals of each kind
+(captures, refunds, and their reversals: count and sum) against the merchant's own
+operations the gateway answered as filed in that batch. The command prints that the batch
+agrees, or each difference, and then exits 5 (``EXIT_DIFFERS``): the batch's figures stand
+as printed, and someone has to look (``clients.merchant.reconciliation``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cli.party_options import UsageError
+from clients.merchant.reconciliation import reconcile, reconciliation_lines
+from clients.merchant.runtime import Merchant
+from setcore.gateway_admin import MAX_STARTING_POINT, MAX_TRANSACTION_DETAILS, TransactionPage
+from setpay.v1 import gateway_admin_pb2
+
+# The gateway's batch totals and the merchant's operations disagree: not a refusal (1),
+# a usage error (2), a pending request (3) or an unknown outcome (4).
+EXIT_DIFFERS = 5
+
+_OPERATIONS = {
+    "open": gateway_admin_pb2.BATCH_OPERATION_OPEN,
+    "close": gateway_admin_pb2.BATCH_OPERATION_CLOSE,
+    "purge": gateway_admin_pb2.BATCH_OPERATION_PURGE,
+    "query": gateway_admin_pb2.BATCH_OPERATION_REQUEST,
+}
+_HELP = {
+    "open": "open a batch",
+    "close": "close a batch: its captures and refunds go to settlement; reconcile it",
+    "purge": "retire the detail of a closed batch",
+    "query": "show and reconcile a batch's totals (and, with --details, its transactions)",
+}
+# What the gateway answers with a page of transactions and totals worth reconciling: a
+# batch just opened holds nothing, and a purged one lists nothing.
+_LISTED = frozenset({"close", "query"})
+
+
+def _details(text: str) -> int:
+    """``--details``: a page the gateway serves, never one it refuses after a close."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= MAX_TRANSACTION_DETAILS:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_TRANSACTION_DETAILS} (the gateway's page), not {text!r}"
+        )
+    return value
+
+
+def _start(text: str) -> int:
+    """``--start``: a sequence number the gateway can look up (``MAX_STARTING_POINT``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_STARTING_POINT:
+        raise argparse.ArgumentTypeError(
+            f"must be a batch sequence number (0 to {MAX_STARTING_POINT}), not {text!r}"
+        )
+    return value
+
+
+def add_batch_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``batch`` and its operations under the merchant's subcommands."""
+    b = ops.add_parser("batch", help="settlement batches at the gateway")
+    b_ops = b.add_subparsers(dest="operation", required=True)
+    for name, text in _HELP.items():
+        one = b_ops.add_parser(name, help=text)
+        if name == "open":  # the gateway names the batch it opens
+            one.set_defaults(batch="")
+        else:  # the gateway cannot guess which batch to close, purge or show
+            one.add_argument("--batch", required=True, metavar="ID", help="the batch's id")
+        if name in _LISTED:
+            one.add_argument(
+                "--details", type=_details, metavar="N",
+                help=f"list up to N transactions (1 to {MAX_TRANSACTION_DETAILS})",
+            )  # fmt: skip
+            one.add_argument(
+                "--start", type=_start, metavar="K",
+                help="list those after sequence number K (as the previous page said; "
+                "default 0, the first page)",
+            )  # fmt: skip
+        else:
+            one.set_defaults(details=None, start=None)
+
+
+def check_batch_usage(args: argparse.Namespace) -> None:
+    """What argparse cannot say alone, refused before anything is opened or sent."""
+    if args.start is not None and args.details is None:
+        raise UsageError("--start pages a list: give --details N with it")
+
+
+def run_batch(merchant: Merchant, args: argparse.Namespace) -> int:
+    """Run one batch operation: print the gateway's answer and, for close and query, the
+    reconciliation; the exit status."""
+    page = TransactionPage(args.start or 0, args.details) if args.details else None
+    data = merchant.batches.administer(_OPERATIONS[args.operation], args.batch, page=page)
+    status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
+    batch_id = data.batch_id or args.batch
+    named = f"batch {batch_id or '-'}: " + status.removeprefix("BATCH_ADMIN_STATUS_")
+    if data.status != gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS:
+        print(named)
+        return 1
+    summary = data.batch_status
+    print(
+        f"{named}{' closed' if summary.closed else ''}; captured "
+        f"{summary.captured_total.amount} in {summary.capture_count}, refunded "
+        f"{summary.credited_total.amount} in {summary.credit_count}, captures reversed "
+        f"{summary.capture_reversed_total.amount} in {summary.capture_reversal_count}, "
+        f"refunds reversed {summary.credit_reversed_total.amount} in "
+        f"{summary.credit_reversal_count}; net {summary.net_total.amount}"
+    )
+    for detail in data.transaction_details:
+        print(
+            f"  {detail.batch_sequence_num:>6}  {detail.kind:<16} {detail.xid.hex()[:8]} "
+            f"{detail.amount.amount:>9}"
+        )
+    if data.next_starting_point:
+        print(
+            f"  more after {data.next_starting_point}: batch query --batch {batch_id} "
+            f"--details {args.details} --start {data.next_starting_point}"
+        )
+    if args.operation not in _LISTED:
+        return 0
+    if not data.HasField("batch_status"):
+        print(f"batch {batch_id}: the gateway sent no totals; not reconciled")
+        return EXIT_DIFFERS
+    result = reconcile(batch_id, summary, merchant.store.operations())
+    for line in reconciliation_lines(result):
+        print(line)
+    return 0 if result.agrees else EXIT_DIFFERS
