@@ -134,17 +134,30 @@ def test_a_merchant_registration_and_a_revocation_check_do_not_wait_for_each_oth
             tx.latest_bci_sequence()
         b_done.set()
 
-    first = threading.Thread(target=request_a, daemon=True)
-    first.start()
-    assert a_inside.wait(WAIT)
-    second = threading.Thread(target=request_b, daemon=True)
-    second.start()
-    time.sleep(0.2)  # B takes the turn A gave up, then finds the CA store taken
-    os.close(lock_fd)  # the other process is done
+    # The thread behind each change of the turn's count (the sink runs in that thread).
+    changes: list[int | None] = []
+    PROCESS_TURN.publish(lambda _wanting: changes.append(threading.get_ident()))
+    try:
+        first = threading.Thread(target=request_a, daemon=True)
+        first.start()
+        assert a_inside.wait(WAIT)
+        second = threading.Thread(target=request_b, daemon=True)
+        second.start()
+        # B takes the turn A gave up (one change), finds the CA store taken and steps
+        # aside to wait for it (a second): only then is the race set. A B that waited
+        # for the store with the turn never makes the second, and deadlocks below.
+        deadline = time.monotonic() + WAIT
+        while changes.count(second.ident) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        b_waited_aside = changes.count(second.ident) >= 2
+    finally:
+        PROCESS_TURN.publish(None)
+        os.close(lock_fd)  # the other process is done
     first.join(WAIT)
     second.join(WAIT)
     # Checked before closing: had they deadlocked, closing the store would wait forever.
     assert not first.is_alive() and not second.is_alive(), "the two requests deadlocked"
+    assert b_waited_aside, "B never waited for the CA store: the race was not set up"
     assert a_result == [-1]  # A's operation committed (CREATE TABLE changes no row)
     assert b_done.is_set()
     ledger_store.close()

@@ -134,10 +134,12 @@ class _SlowHealth:
         self.status: dict[str, int] = {}
         self.publishing = threading.Event()
         self.release = threading.Event()
+        self.prober: threading.Thread | None = None
 
     def set(self, name: str, status: int) -> None:
         serving = status == health_pb2.HealthCheckResponse.SERVING
         if serving and threading.current_thread().name == "health":
+            self.prober = threading.current_thread()
             self.publishing.set()
             self.release.wait(10)
         self.status[name] = status
@@ -146,17 +148,42 @@ class _SlowHealth:
         """No Watch streams here to end."""
 
 
+class _WaitedLock:
+    """A lock that tells when a thread found it taken and waits for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waited = threading.Event()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self.waited.set()
+            self._lock.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self._lock.release()
+
+
 def test_a_probe_finishing_as_the_server_stops_never_brings_serving_back() -> None:
     servicer = _SlowHealth()
     monitor = HealthMonitor(servicer, ["setpay.v1.Service"], probes=(), interval=0.01)  # type: ignore[arg-type]
+    # Watched, so the test knows when stop() waits behind the probe's publishing.
+    publishing = monitor._publishing = _WaitedLock()  # type: ignore[assignment]
     monitor.start()
     assert servicer.publishing.wait(10)  # the background probe is publishing SERVING
     stopper = threading.Thread(target=monitor.stop)
     stopper.start()
-    time.sleep(0.2)  # SIGTERM's NOT_SERVING, while the probe is still publishing
+    # SIGTERM's NOT_SERVING, while the probe is still publishing: stop() waits for it (or,
+    # not waiting, has already published and returned).
+    deadline = time.monotonic() + 10
+    while not publishing.waited.is_set() and stopper.is_alive():
+        assert time.monotonic() < deadline, "stop() neither waited nor returned"
+        time.sleep(0.001)
     servicer.release.set()
     stopper.join(10)
-    time.sleep(0.1)  # whatever the probe thread was going to publish, it has
+    assert servicer.prober is not None
+    servicer.prober.join(10)  # whatever the probe thread was going to publish, it has
+    assert not servicer.prober.is_alive()
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
     assert servicer.status == {"": not_serving, "setpay.v1.Service": not_serving}
     assert not monitor.serving

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-
-import pytest
 
 from hsm.base import KeyBackend, KeyUsage
 from setcore.authorization import seal_cap_token
 from setcore.credentials import Credentials
 from setcore.envelope import Recipient
-from setcore.errors import ProtocolError
 from setcore.freshness import new_id, now_ms
 from setcore.pki import CertificateUsage, MerchantData, TrustStore, issue_gateway, issue_merchant
 from setcore.pki.issuance import kem_for
@@ -31,6 +27,7 @@ from setcore.token_seal import TokenKey
 from setpay.v1 import authorization_pb2, common_pb2
 
 from .pki.conftest import MERCHANT, World, make_world
+from .refusals import refused  # noqa: F401 - re-exported to the tests importing it from here
 
 OTHER_MERCHANT = MerchantData("m-0002", "Other Shop", pan_allowed=False)
 EUR = 978
@@ -113,14 +110,6 @@ def trans_ids(xid: bytes | None = None) -> common_pb2.TransIDs:
     return common_pb2.TransIDs(
         lid_c=b"order-c", lid_m=b"order-m", xid=xid or new_id(), preq_date_unix_ms=now_ms()
     )
-
-
-def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:
-    """Run ``call`` expecting a ProtocolError with ``code``; return its reason."""
-    with pytest.raises(ProtocolError) as caught:
-        call(*args, **kwargs)
-    assert caught.value.code == code, caught.value
-    return caught.value.reason
 
 
 def _merchant(world: World, data: MerchantData) -> Credentials:

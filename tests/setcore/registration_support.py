@@ -9,15 +9,11 @@ with the same setcore functions and one thing changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-
-import pytest
 
 from hsm.base import KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.credentials import Credentials
-from setcore.errors import ProtocolError
 from setcore.freshness import new_id
 from setcore.pan import PAN
 from setcore.pki.truststore import TrustStore
@@ -46,6 +42,7 @@ from setcore.registration_merchant_ca import build_me_aq_c_init_response, open_m
 from setpay.v1 import registration_pb2
 
 from .pki.conftest import TEST_PAN, World, make_world
+from .refusals import refused  # noqa: F401 - re-exported to the tests importing it from here
 
 S = registration_pb2
 FORM = FormTemplate("form-1", ("name",), "policy")
@@ -55,14 +52,6 @@ def registration_world() -> World:
     """The brand tree a registration test module runs on (its module-scoped ``world``): an
     EC tree, in a software backend of its own."""
     return make_world(SoftwareBackend.ephemeral(), EC)
-
-
-def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:
-    """Run ``call`` expecting a ProtocolError with ``code``; its reason."""
-    with pytest.raises(ProtocolError) as caught:
-        call(*args, **kwargs)
-    assert caught.value.code == code, caught.value
-    return caught.value.reason
 
 
 def _ca(world: World, which: str = "cardholder") -> Credentials:

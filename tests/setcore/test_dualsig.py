@@ -19,11 +19,12 @@ from setcore.dualsig import (
 )
 from setcore.encoding import digest
 from setcore.envelope import seal
-from setcore.errors import ErrorCode, ProtocolError
+from setcore.errors import ProtocolError
 from setpay.v1 import common_pb2, crypto_pb2, purchase_pb2
 from tests.cards import VISA
 
 from .conftest import Party
+from .refusals import code_name
 
 
 def _purchase(
@@ -66,10 +67,6 @@ def _preq(dual: DualSignedPurchase) -> bytes:
     return dual.to_proto().SerializeToString()
 
 
-def _code(exc: pytest.ExceptionInfo[ProtocolError]) -> str:
-    return ErrorCode.Name(exc.value.code)
-
-
 def test_merchant_and_gateway_both_verify(cardholder: Party, gateway: Party) -> None:
     xid = os.urandom(32)
     dual, oi, head = _purchase(cardholder, gateway, xid=xid)
@@ -100,7 +97,7 @@ def test_pi_moved_to_another_order_is_rejected(cardholder: Party, gateway: Party
     ).SerializeToString()
     with pytest.raises(ProtocolError) as exc:
         verify_as_merchant(parse_purchase(spliced), cardholder.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
     # Gateway side: a PI whose signed PITBS is swapped for another order's.
     pi = purchase_pb2.PIDualSigned.FromString(first.pi_dual_signed)
     other = purchase_pb2.PIDualSigned.FromString(second.pi_dual_signed)
@@ -111,7 +108,7 @@ def test_pi_moved_to_another_order_is_rejected(cardholder: Party, gateway: Party
     )
     with pytest.raises(ProtocolError) as exc:
         verify_as_gateway(gview, cardholder.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
 
 
 def test_pi_sealed_to_another_gateway_is_rejected(
@@ -124,7 +121,7 @@ def test_pi_sealed_to_another_gateway_is_rejected(
         open_payment_instruction(
             dual.pi_dual_signed, gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
         )
-    assert _code(exc) == "ERROR_CODE_WRONG_RECIPIENT"
+    assert code_name(exc) == "ERROR_CODE_WRONG_RECIPIENT"
 
 
 def test_pi_naming_another_gateway_key_is_rejected(cardholder: Party, gateway: Party) -> None:
@@ -134,7 +131,7 @@ def test_pi_naming_another_gateway_key_is_rejected(cardholder: Party, gateway: P
         open_payment_instruction(
             dual.pi_dual_signed, gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
         )
-    assert _code(exc) == "ERROR_CODE_WRONG_RECIPIENT"
+    assert code_name(exc) == "ERROR_CODE_WRONG_RECIPIENT"
 
 
 def test_pi_for_another_transaction_is_rejected(cardholder: Party, gateway: Party) -> None:
@@ -143,7 +140,7 @@ def test_pi_for_another_transaction_is_rejected(cardholder: Party, gateway: Part
         open_payment_instruction(
             dual.pi_dual_signed, gateway.backend, gateway.kex, gateway.kex_thumb, xid=b"b" * 32
         )
-    assert _code(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
 
 
 def test_signature_by_another_cardholder_is_rejected(
@@ -154,13 +151,13 @@ def test_signature_by_another_cardholder_is_rejected(
     view = parse_purchase(_preq(dual))
     with pytest.raises(ProtocolError) as exc:
         verify_as_merchant(view, merchant.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
     gview = open_payment_instruction(
         view.pi_bytes, gateway.backend, gateway.kex, gateway.kex_thumb, xid=xid
     )
     with pytest.raises(ProtocolError) as exc:
         verify_as_gateway(gview, merchant.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
 
 
 # --- each link checked on its own: only one part differs, only one check can refuse --
@@ -190,7 +187,7 @@ def test_merchant_refuses_the_oidata_of_another_preq_for_the_same_order(
     preq = _swapped(one, two, _dd_pi(one))
     with pytest.raises(ProtocolError) as exc:
         verify_as_merchant(parse_purchase(preq), cardholder.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
     assert "another order" in exc.value.reason
 
 
@@ -201,7 +198,7 @@ def test_merchant_refuses_the_pi_digest_of_another_preq(cardholder: Party, gatew
     preq = _swapped(one, one, _dd_pi(two))  # PReq 1 whole but for PReq 2's PI digest
     with pytest.raises(ProtocolError) as exc:
         verify_as_merchant(parse_purchase(preq), cardholder.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
     assert "another payment" in exc.value.reason
 
 
@@ -250,7 +247,7 @@ def test_gateway_refuses_a_pi_sealed_with_another_order_digest(
     )
     with pytest.raises(ProtocolError) as exc:
         verify_as_gateway(view, cardholder.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
     assert "another order" in exc.value.reason
 
 
@@ -262,7 +259,7 @@ def test_gateway_refuses_a_pi_sealed_with_another_pandata(
     view = _gateway_opens(gateway, _resealed(dual, gateway, xid, head, _pan()), xid)
     with pytest.raises(ProtocolError) as exc:
         verify_as_gateway(view, cardholder.sig.public_key)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
     assert "another payment" in exc.value.reason
 
 
@@ -274,7 +271,7 @@ def test_gateway_refuses_pandata_that_is_not_the_linked_one(
     pi = _resealed(dual, gateway, xid, head, pan, dd_pan=digest(PAN_DATA_CT, _pan()))
     with pytest.raises(ProtocolError) as exc:
         _gateway_opens(gateway, pi, xid)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
     assert "PANData" in exc.value.reason
 
 
@@ -288,5 +285,5 @@ def test_gateway_refuses_a_pihead_for_another_transaction(
     _, _, other_head = _purchase(cardholder, gateway, xid=os.urandom(32), pan=pan)
     with pytest.raises(ProtocolError) as exc:
         _gateway_opens(gateway, _resealed(dual, gateway, xid, other_head, pan), xid)
-    assert _code(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
     assert "another transaction" in exc.value.reason

@@ -10,18 +10,16 @@ from setcore.encoding import (
     content_type_of,
     parse_strict,
 )
-from setcore.errors import ErrorCode, ProtocolError
+from setcore.errors import ProtocolError
 from setpay.v1 import authorization_pb2, common_pb2, error_pb2, gateway_admin_pb2, purchase_pb2
+
+from .refusals import code_name
 
 
 def _oi() -> purchase_pb2.OIData:
     return purchase_pb2.OIData(
         content_type="setpay.v1.OIData", trans_ids=common_pb2.TransIDs(xid=b"x"), rrpid=b"r"
     )
-
-
-def _code(exc: pytest.ExceptionInfo[ProtocolError]) -> str:
-    return ErrorCode.Name(exc.value.code)
 
 
 def test_content_type_is_the_full_proto_name() -> None:
@@ -35,21 +33,21 @@ def test_round_trip() -> None:
 def test_wrong_content_type_is_refused() -> None:
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.PIHead, _oi().SerializeToString())
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_missing_content_type_is_refused() -> None:
     data = purchase_pb2.OIData(rrpid=b"r").SerializeToString()
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.OIData, data)
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_unknown_top_level_field_is_refused() -> None:
     data = _oi().SerializeToString() + bytes([0xA8, 0x06, 0x01])  # field 101, varint 1
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.OIData, data)
-    assert _code(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
+    assert code_name(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
 
 
 def test_unknown_nested_field_is_refused() -> None:
@@ -61,7 +59,7 @@ def test_unknown_nested_field_is_refused() -> None:
     )
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.OIData, data)
-    assert _code(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
+    assert code_name(exc) == "ERROR_CODE_UNRECOGNIZED_EXTENSION"
     assert "setpay.v1.OIData.trans_ids" in str(exc.value)  # the path of the unknown field
 
 
@@ -91,7 +89,7 @@ def test_an_enum_value_the_schema_does_not_define_is_refused_at_any_depth() -> N
     for message_class, message, path in cases:
         with pytest.raises(ProtocolError) as exc:
             parse_strict(message_class, message.SerializeToString())  # type: ignore[type-var]
-        assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+        assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
         assert path in str(exc.value)
 
 
@@ -115,13 +113,13 @@ def test_a_repeated_field_is_not_taken_for_an_unknown_one() -> None:
 def test_garbage_is_a_decoding_failure() -> None:
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.OIData, b"\xff\xff\xff\xff")
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_oversize_is_refused_before_parsing() -> None:
     with pytest.raises(ProtocolError) as exc:
         parse_strict(purchase_pb2.OIData, b"\x00" * (MAX_MESSAGE_BYTES + 1))
-    assert _code(exc) == "ERROR_CODE_MESSAGE_TOO_BIG"
+    assert code_name(exc) == "ERROR_CODE_MESSAGE_TOO_BIG"
 
 
 def test_an_associated_data_field_too_long_for_its_prefix_is_a_clear_error() -> None:

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from hsm.base import KemAlgorithm, KeyHandle
 from setcore.envelope import Recipient, open_sealed, open_with_key, seal, seal_with_key
-from setcore.errors import ErrorCode, ProtocolError
+from setcore.errors import ProtocolError
 from setpay.v1 import crypto_pb2
 
 from .conftest import Party
+from .refusals import code_name
 
 CT = "setpay.v1.PITBE"
 EXTRA_CT = "setpay.v1.PANData"
@@ -41,10 +42,6 @@ def _open(p: Party, sealed: crypto_pb2.Sealed, extra: bool = True) -> bytes | No
     )
     assert opened.plaintext == b"inner plaintext"
     return opened.extra
-
-
-def _code(exc: pytest.ExceptionInfo[ProtocolError]) -> str:
-    return ErrorCode.Name(exc.value.code)
 
 
 def test_round_trip_with_and_without_extra(gateway: Party) -> None:
@@ -79,13 +76,13 @@ def test_single_byte_mutation_is_rejected(gateway: Party, field: str, data: st.D
     setattr(sealed, field, bytes(original))
     with pytest.raises(ProtocolError) as exc:
         _open(gateway, sealed)
-    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
 
 
 def test_sealed_to_another_recipient_is_refused(gateway: Party, merchant: Party) -> None:
     with pytest.raises(ProtocolError) as exc:
         _open(merchant, _seal(gateway))
-    assert _code(exc) == "ERROR_CODE_WRONG_RECIPIENT"
+    assert code_name(exc) == "ERROR_CODE_WRONG_RECIPIENT"
 
 
 def test_recipient_thumb_swapped_fails_the_tag(gateway: Party, merchant: Party) -> None:
@@ -98,14 +95,14 @@ def test_recipient_thumb_swapped_fails_the_tag(gateway: Party, merchant: Party) 
     )
     with pytest.raises(ProtocolError) as exc:
         open_sealed(sealed, merchant.backend, merchant.kex, merchant.kex_thumb, CT)
-    assert _code(exc) in {"ERROR_CODE_DECRYPTION_FAILURE", "ERROR_CODE_ALGORITHM_NOT_ALLOWED"}
+    assert code_name(exc) in {"ERROR_CODE_DECRYPTION_FAILURE", "ERROR_CODE_ALGORITHM_NOT_ALLOWED"}
 
 
 def test_wrong_content_type_is_refused(gateway: Party) -> None:
     sealed = _seal(gateway)
     with pytest.raises(ProtocolError) as exc:
         open_sealed(sealed, gateway.backend, gateway.kex, gateway.kex_thumb, "setpay.v1.OIData")
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_relabelled_content_type_fails_the_tag(gateway: Party) -> None:
@@ -113,7 +110,7 @@ def test_relabelled_content_type_fails_the_tag(gateway: Party) -> None:
     sealed.content_type = "setpay.v1.OIData"
     with pytest.raises(ProtocolError) as exc:
         open_sealed(sealed, gateway.backend, gateway.kex, gateway.kex_thumb, "setpay.v1.OIData")
-    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
 
 
 def test_kem_downgrade_is_refused(gateway: Party) -> None:
@@ -121,7 +118,26 @@ def test_kem_downgrade_is_refused(gateway: Party) -> None:
     sealed.kem_alg = "rsa-oaep-sha1"
     with pytest.raises(ProtocolError) as exc:
         _open(gateway, sealed)
-    assert _code(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+    assert code_name(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    ("key_of", "kem", "reason"),
+    [
+        ("rsa", KemAlgorithm.P256_HKDF_SHA256, "ECDH KEM needs an EC key"),
+        ("ec", KemAlgorithm.RSA_OAEP_SHA256, "RSA KEM needs an RSA key"),
+    ],
+)
+def test_a_recipient_whose_kem_does_not_fit_its_key_is_refused_before_sealing(
+    parties: dict[str, dict[str, Party]], key_of: str, kem: KemAlgorithm, reason: str
+) -> None:
+    # No certificate pairs them (the trust store checks a certificate's KEM against its
+    # key), but a Recipient is also built by hand (token keys, tests): seal refuses it.
+    key = parties[key_of]["p"].kex.public_key
+    with pytest.raises(ProtocolError) as exc:
+        seal(CT, b"inner plaintext", Recipient(key, os.urandom(32), kem))
+    assert code_name(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+    assert exc.value.reason == reason
 
 
 def test_aead_downgrade_is_refused(gateway: Party) -> None:
@@ -129,16 +145,16 @@ def test_aead_downgrade_is_refused(gateway: Party) -> None:
     sealed.aead_alg = "aes-128-gcm"
     with pytest.raises(ProtocolError) as exc:
         _open(gateway, sealed)
-    assert _code(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+    assert code_name(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
 
 
 def test_missing_or_unexpected_extra_is_refused(gateway: Party) -> None:
     with pytest.raises(ProtocolError) as exc:
         _open(gateway, _seal(gateway, extra=False), extra=True)
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
     with pytest.raises(ProtocolError) as exc:
         _open(gateway, _seal(gateway, extra=True), extra=False)
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_extra_type_relabel_fails_the_tag(gateway: Party) -> None:
@@ -149,7 +165,7 @@ def test_extra_type_relabel_fails_the_tag(gateway: Party) -> None:
             sealed, gateway.backend, gateway.kex, gateway.kex_thumb, CT,
             extra_type="setpay.v1.PANOnly",
         )  # fmt: skip
-    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
 
 
 def test_expected_ids_are_enforced(gateway: Party) -> None:
@@ -158,7 +174,7 @@ def test_expected_ids_are_enforced(gateway: Party) -> None:
             _seal(gateway, extra=False), gateway.backend, gateway.kex, gateway.kex_thumb, CT,
             xid=b"y" * 32,
         )  # fmt: skip
-    assert _code(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_WRAPPER_MSG_MISMATCH"
 
 
 def test_rsa_oaep_sha1_kem_for_tokens() -> None:
@@ -180,16 +196,16 @@ def test_key_sealed_round_trip_and_mutations() -> None:
     assert open_with_key(sealed, key, "setpay.v1.Signed", rrpid=RRPID) == b"cert res"
     with pytest.raises(ProtocolError) as exc:
         open_with_key(sealed, os.urandom(32), "setpay.v1.Signed", rrpid=RRPID)
-    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
     with pytest.raises(ProtocolError) as exc:
         open_with_key(sealed, key, "setpay.v1.Signed", rrpid=b"other")
-    assert _code(exc) == "ERROR_CODE_UNKNOWN_RRPID"
+    assert code_name(exc) == "ERROR_CODE_UNKNOWN_RRPID"
     tampered = crypto_pb2.KeySealed()
     tampered.CopyFrom(sealed)
     tampered.ciphertext = bytes([sealed.ciphertext[0] ^ 1]) + sealed.ciphertext[1:]
     with pytest.raises(ProtocolError) as exc:
         open_with_key(tampered, key, "setpay.v1.Signed", rrpid=RRPID)
-    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
 
 
 # --- ids in clear: checked before any key is used ------------------------------------
@@ -217,7 +233,7 @@ def test_an_id_of_another_length_is_refused_before_decapsulation(
     setattr(sealed, field, value)  # anyone can: the ids travel outside the AEAD
     with pytest.raises(ProtocolError) as exc:
         _open(gateway, sealed)
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
     assert len(calls) == 1
 
 
@@ -256,7 +272,7 @@ def test_a_nonce_of_another_length_is_refused(gateway: Party, field: str, length
     setattr(sealed, field, os.urandom(length))
     with pytest.raises(ProtocolError) as exc:
         _open(gateway, sealed)
-    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
 
 
 def test_an_ephemeral_point_not_in_uncompressed_form_is_refused() -> None:
@@ -281,7 +297,7 @@ def test_an_ephemeral_point_not_in_uncompressed_form_is_refused() -> None:
         sealed.kem_ciphertext = kem_ciphertext
         with pytest.raises(ProtocolError) as exc:
             open_sealed(sealed, backend, key, thumb, CT)
-        assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+        assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
 
 
 @pytest.mark.parametrize("seed_bytes", [0, 16, 31, 33, 64])
@@ -304,4 +320,4 @@ def test_an_rsa_seed_of_another_length_is_refused(seed_bytes: int) -> None:
     sealed.kem_ciphertext = private.public_key().encrypt(os.urandom(seed_bytes), oaep)
     with pytest.raises(ProtocolError) as exc:
         open_sealed(sealed, backend, key, thumb, CT)
-    assert _code(exc) == "ERROR_CODE_DECRYPTION_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECRYPTION_FAILURE"

@@ -52,9 +52,10 @@ from setcore.purchase import (
 from setcore.signers import GatewayIdentity
 from setpay.v1 import capture_pb2, common_pb2, crypto_pb2, gateway_admin_pb2, purchase_pb2
 
-from .certified import Certified, certify, refused
+from .capture_support import capture_item, capture_request, decisions_for
+from .certified import Certified, certify
 from .pinning_support import gateway_of
-from .test_capture import _decisions, _item, _request
+from .refusals import refused
 from .test_purchase import _cardholder
 
 P_SUCCESS = gateway_admin_pb2.P_CERT_CODE_SUCCESS
@@ -82,9 +83,9 @@ def _gateway(c: Certified, name: str = "gateway-2", **issue: datetime | timedelt
 
 def _answer(c: Certified, signer: Credentials) -> tuple[capture_pb2.CaptureResponse, CaptureState]:
     """The gateway's CapRes for a fresh capture, signed by ``signer``."""
-    request, state = _request(c, [_item(c, 1000)])
+    request, state = capture_request(c, [capture_item(c, 1000)])
     verified = open_capture_request(request, c.gateway, c.trust(), c.token_key)
-    payload = build_capture_response(signer, verified, _decisions(verified))
+    payload = build_capture_response(signer, verified, decisions_for(verified))
     return capture_pb2.CaptureResponse(cap_res=payload), state
 
 

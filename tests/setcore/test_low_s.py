@@ -72,12 +72,13 @@ from setpay.v1 import (
     registration_pb2,
 )
 
-from .certified import Certified, certify, refused
+from .capture_support import capture_item, capture_request, decisions_for
+from .certified import Certified, certify
 from .high_s import P256_ORDER, HighSBackend, high_s, is_high_s
 from .pinning_support import gateway_of
 from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, make_world
+from .refusals import refused
 from .registration_support import _ca, _form, _key
-from .test_capture import _decisions, _item, _request
 from .test_purchase import Shop, _preq, _shop
 
 # Signatures made through ``HighSBackend``, each of which would go out high-S without
@@ -216,10 +217,10 @@ def test_an_auth_response_twin_is_refused(ec: Certified, monkeypatch: pytest.Mon
 
 
 def test_a_capture_response_twin_is_refused(ec: Certified, monkeypatch: pytest.MonkeyPatch) -> None:
-    request, state = _request(ec, [_item(ec, 1000)])
+    request, state = capture_request(ec, [capture_item(ec, 1000)])
     verified = open_capture_request(request, ec.gateway, ec.trust(), ec.token_key)
     with signing_high_s(monkeypatch):
-        payload = build_capture_response(ec.gateway, verified, _decisions(verified))
+        payload = build_capture_response(ec.gateway, verified, decisions_for(verified))
     response = capture_pb2.CaptureResponse(cap_res=payload)
     _refused_high_s(
         open_capture_response,

@@ -162,6 +162,7 @@ def test_an_expiry_is_six_ascii_digits_and_nothing_more(bad: str) -> None:
     with pytest.raises(ProtocolError) as exc:
         check_expiry(bad)
     assert exc.value.code_name == "ERROR_CODE_DECODING_FAILURE"
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError) as exc:
         blinded_account(os.urandom(32), PAN(VISA), bad)
+    assert exc.value.code_name == "ERROR_CODE_DECODING_FAILURE"
     assert check_expiry("203012") == "203012"

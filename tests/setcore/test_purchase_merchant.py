@@ -25,7 +25,8 @@ from setcore.purchase import (
 )
 from setpay.v1 import common_pb2, purchase_pb2
 
-from .certified import Certified, eur, refused
+from .certified import Certified, eur
+from .refusals import refused
 from .test_purchase import OTHER_CARD, _cardholder, _forge, _preq, _shop, _verify
 
 
@@ -138,6 +139,23 @@ def test_merchant_checks_each_part_of_the_order(ec: Certified, change: str, code
     elif change == "brand":
         order = dataclasses.replace(order, brand_id="other-brand")
     refused(code, _verify, shop, preq, order)
+
+
+def test_merchant_refuses_a_cardholder_certified_by_another_brand_than_the_order(
+    ec: Certified,
+) -> None:
+    # The wallet asked for another brand than its card's, and the merchant, which takes
+    # that brand too, recorded the order under it: OIData and order agree on the brand,
+    # but the cardholder's certificate chains to this brand's root, not to that one.
+    shop = _shop(ec)
+    other = "other-brand"
+    shop = dataclasses.replace(
+        shop,
+        state=dataclasses.replace(shop.state, brand_id=other),
+        order=dataclasses.replace(shop.order, brand_id=other),
+    )
+    reason = refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, _verify, shop, _preq(shop))
+    assert reason == "cardholder of another brand"
 
 
 @pytest.mark.parametrize(("field", "name"), [("rrpid", "RRPID"), ("chall_c", "Chall-C"),

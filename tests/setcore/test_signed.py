@@ -27,6 +27,7 @@ from setcore.signed import (
 from setpay.v1 import crypto_pb2
 
 from .conftest import Party
+from .refusals import code_name
 
 CT = "setpay.v1.PInitResData"
 MUTATION = settings(
@@ -41,10 +42,6 @@ def _resolver(p: Party):  # type: ignore[no-untyped-def]
         return p.sig.public_key, "signer-ok"
 
     return resolve
-
-
-def _code(exc: pytest.ExceptionInfo[ProtocolError]) -> str:
-    return ErrorCode.Name(exc.value.code)
 
 
 def test_signed_round_trip(merchant: Party) -> None:
@@ -66,7 +63,7 @@ def test_signed_single_byte_mutation(merchant: Party, field: str, data: st.DataO
     setattr(target, field, bytes(original))
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
 
 
 def test_signature_under_another_content_type_fails(merchant: Party) -> None:
@@ -74,10 +71,10 @@ def test_signature_under_another_content_type_fails(merchant: Party) -> None:
     signed.content_type = "setpay.v1.PResData"
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, "setpay.v1.PResData", _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_algorithm_is_tied_to_the_key(merchant: Party) -> None:
@@ -85,14 +82,14 @@ def test_algorithm_is_tied_to_the_key(merchant: Party) -> None:
     signed.signatures[0].alg = "ed25519"
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+    assert code_name(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
 
 
 def test_other_signer_key_fails(merchant: Party, cardholder: Party) -> None:
     signed = sign(cardholder.backend, cardholder.sig, merchant.sig_thumb, CT, b"tbs")
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
 
 
 def test_zero_or_two_signatures_refused(merchant: Party) -> None:
@@ -100,19 +97,19 @@ def test_zero_or_two_signatures_refused(merchant: Party) -> None:
     signed.signatures.append(signed.signatures[0])
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
     assert "exactly one signature" in exc.value.reason
     del signed.signatures[:]
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
 
 
 def test_unknown_signer_propagates_resolver_error(merchant: Party, cardholder: Party) -> None:
     signed = sign(merchant.backend, merchant.sig, b"\x00" * 32, CT, b"tbs")
     with pytest.raises(ProtocolError) as exc:
         open_signed(signed, CT, _resolver(merchant))
-    assert _code(exc) == "ERROR_CODE_MISSING_CERTIFICATE"
+    assert code_name(exc) == "ERROR_CODE_MISSING_CERTIFICATE"
 
 
 def test_detached_signature(cardholder: Party) -> None:
@@ -120,14 +117,14 @@ def test_detached_signature(cardholder: Party) -> None:
     verify_detached(cardholder.sig.public_key, det, CT, b"pi-tbs")
     with pytest.raises(ProtocolError) as exc:
         verify_detached(cardholder.sig.public_key, det, CT, b"pi-tbz")
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
     with pytest.raises(ProtocolError) as exc:
         verify_detached(cardholder.sig.public_key, det, "setpay.v1.OIData", b"pi-tbs")
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
     # The same bytes under another content type: another signature input, no signature.
     with pytest.raises(ProtocolError) as exc:
         verify_signature(cardholder.sig.public_key, det.signature, "setpay.v1.OIData", b"pi-tbs")
-    assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
 
 
 def test_link_checks_digest_and_types() -> None:
@@ -135,10 +132,10 @@ def test_link_checks_digest_and_types() -> None:
     assert check_link(link, "setpay.v1.AuthReqData", "setpay.v1.PIDualSigned", b"pi") == b"t1"
     with pytest.raises(ProtocolError) as exc:
         check_link(link, "setpay.v1.AuthReqData", "setpay.v1.PIDualSigned", b"pj")
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
     with pytest.raises(ProtocolError) as exc:
         check_link(link, "setpay.v1.CapReqData", "setpay.v1.PIDualSigned", b"pi")
-    assert _code(exc) == "ERROR_CODE_DECODING_FAILURE"
+    assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
 
 
 def test_enc_round_trip(merchant: Party, gateway: Party) -> None:
@@ -184,7 +181,7 @@ def test_encb_baggage_mutation_is_rejected(
     env.baggage = bytes(baggage)
     with pytest.raises(ProtocolError) as exc:
         _open_encb(gateway, merchant, env)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
 
 
 def test_encb_baggage_swapped_between_requests(merchant: Party, gateway: Party) -> None:
@@ -193,7 +190,7 @@ def test_encb_baggage_swapped_between_requests(merchant: Party, gateway: Party) 
     a.baggage = b.baggage
     with pytest.raises(ProtocolError) as exc:
         _open_encb(gateway, merchant, a)
-    assert _code(exc) == "ERROR_CODE_DIGEST_MISMATCH"
+    assert code_name(exc) == "ERROR_CODE_DIGEST_MISMATCH"
 
 
 # --- encodings and keys off the allow-list -------------------------------------------
@@ -229,7 +226,7 @@ def test_an_ecdsa_signature_in_any_encoding_but_der_is_refused() -> None:
         bad = crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=value)
         with pytest.raises(ProtocolError) as exc:
             verify_signature(key.public_key(), bad, CT, b"tbs")
-        assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE", name
+        assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE", name
 
 
 def test_keys_off_the_allow_list_are_refused_before_any_verification() -> None:
@@ -251,7 +248,22 @@ def test_keys_off_the_allow_list_are_refused_before_any_verification() -> None:
     for public_key, alg, value in cases:
         with pytest.raises(ProtocolError) as exc:
             verify_signature(public_key, crypto_pb2.Signature(alg=alg, value=value), CT, b"tbs")
-        assert _code(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+        assert code_name(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+
+
+def test_a_key_of_a_type_off_the_allow_list_is_refused_for_its_type() -> None:
+    # Every way in filters key types first, with reasons of its own (a certificate's
+    # public_key_of, a requested key's load_public_key): this is the allow-list's own
+    # answer to a key of any other type handed straight to it.
+    from cryptography.hazmat.primitives.asymmetric import dsa, x25519
+
+    dsa_key = dsa.generate_private_key(1024).public_key()
+    for public_key in (dsa_key, x25519.X25519PrivateKey.generate().public_key()):
+        signature = crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=b"\x30\x00")
+        with pytest.raises(ProtocolError) as exc:
+            verify_signature(public_key, signature, CT, b"tbs")  # type: ignore[arg-type]
+        assert code_name(exc) == "ERROR_CODE_ALGORITHM_NOT_ALLOWED"
+        assert exc.value.reason == "unsupported public key type"
 
 
 def test_rsa_signatures_are_pss_sha256_with_a_32_byte_salt_only() -> None:
@@ -286,7 +298,7 @@ def test_rsa_signatures_are_pss_sha256_with_a_32_byte_salt_only() -> None:
         bad = crypto_pb2.Signature(alg="rsa-pss-sha256", value=value)
         with pytest.raises(ProtocolError) as exc:
             verify_signature(key.public_key(), bad, CT, b"tbs")
-        assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE", name
+        assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE", name
 
 
 def test_the_algorithm_identifier_is_inside_the_signed_bytes() -> None:
@@ -314,4 +326,4 @@ def test_the_algorithm_identifier_is_inside_the_signed_bytes() -> None:
                 key.public_key(), crypto_pb2.Signature(alg="ecdsa-p256-sha256", value=value),
                 CT, b"tbs",
             )  # fmt: skip
-        assert _code(exc) == "ERROR_CODE_SIGNATURE_FAILURE"
+        assert code_name(exc) == "ERROR_CODE_SIGNATURE_FAILURE"

@@ -290,9 +290,10 @@ def test_a_query_is_not_stored(
     gateway = TamperingGateway(monkeypatch, bank)
     merchant = make_merchant("m-batch-query")
     batch = _opened(merchant)
-    gateway.tamper("BatchAdmin", EVERY_TAMPERING[0])
-    with pytest.raises(ProtocolError):
+    gateway.tamper("BatchAdmin", EVERY_TAMPERING[0])  # its AEAD tag flipped
+    with pytest.raises(ProtocolError) as refused:
         merchant.batches.administer(QUERY, batch)
+    assert refused.value.code == ErrorCode.ERROR_CODE_DECRYPTION_FAILURE
     assert merchant.batches.administer(QUERY, batch).status == SUCCESS
     first, second = gateway.sent("BatchAdmin")[-2:]
     assert first != second

@@ -13,6 +13,7 @@ from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, PeerError
 from setcore.pki.truststore import MAX_BUNDLE_CERTIFICATES
+from setcore.registration_cardholder import open_card_cert_response
 from tests.setcore.pki.junk import junk_certificate
 
 from .conftest import CARD, EXPIRY, Bank
@@ -46,8 +47,10 @@ def test_a_cardholder_renewal_with_a_junk_bundle_leaves_nothing(ec_bank: Bank) -
     session = start_cardholder(ec_bank, CARD, request_type=CARD_RENEWAL)
     renewing, junk = _junk_credentials(ec_bank)
     key = new_key(ec_bank, KeyUsage.SIGNATURE)
-    request, _ = card_request(session, key, CARD, EXPIRY, renewing=renewing)
-    assert ec_bank.stub.Cert(request).WhichOneof("result") == "error"
+    request, state = card_request(session, key, CARD, EXPIRY, renewing=renewing)
+    with pytest.raises(PeerError) as refused:
+        open_card_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert refused.value.code == ErrorCode.ERROR_CODE_INVALID_CERTIFICATE
     assert _kept(ec_bank, junk) == []
     # A real certificate renewed: its path validated, and it is kept.
     first, _, first_key, _ = register_cardholder(ec_bank, CARD, EXPIRY)

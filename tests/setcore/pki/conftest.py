@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
-from setcore.errors import ProtocolError
 from setcore.pan import PAN, blinded_account
 from setcore.pki import (
     Brand,
@@ -35,6 +34,7 @@ from setcore.pki import (
 from setcore.pki.issuance import card_expiry_end
 from setcore.profiles import Profile
 from tests.cards import VISA
+from tests.setcore.refusals import refused  # noqa: F401 - re-exported to the tests importing it from here
 
 TEST_PAN = VISA
 # Far enough ahead that the yearly certificate lifetime, not the card, sets notAfter.
@@ -183,14 +183,6 @@ def later(days: float) -> datetime:
 
 SIG = CertificateUsage.SIGNATURE
 KEX = CertificateUsage.KEY_EXCHANGE
-
-
-def refused(code: int, call: Callable[..., object], *args: object, **kwargs: object) -> str:
-    """Run ``call`` expecting a ProtocolError with ``code``; return its reason."""
-    with pytest.raises(ProtocolError) as caught:
-        call(*args, **kwargs)
-    assert caught.value.code == code, caught.value
-    return caught.value.reason
 
 
 def mca_bundle(world: World) -> list[bytes]:

@@ -102,8 +102,5 @@ def test_rsa_profile_signs_pss_salt_32(tmp_path: Path, world: World) -> None:
 def test_openssl_refuses_a_tampered_certificate(tmp_path: Path, world: World, flip: int) -> None:
     tampered = bytearray(world.gateway_sig)
     tampered[flip] ^= 0x01
-    try:
-        output = _verify(tmp_path, world, bytes(tampered), world.brand.gateway_ca.ca)
-    except ValueError:
-        return  # no longer even parses: refused all the same
+    output = _verify(tmp_path, world, bytes(tampered), world.brand.gateway_ca.ca)
     assert not output.strip().endswith(": OK")
