@@ -1,5 +1,5 @@
 """``setpay bank``: the issuer's and acquirer's account operations (open, block, unblock,
-close, show).
+close, show), and the ledger's retention (prune-ledger).
 
 ``open-account`` prints only the masked PAN; the full card data goes only to the file
 the operator names with ``--card-out`` (created with mode 0600), for handing to the
@@ -20,6 +20,15 @@ under a keyed hash of the card number only the ledger keys can compute, so the c
 reads the card (its file, or a PAN file) and the ledger keys, and prints the masked PAN
 only. It may run beside the bank: ca.db takes each writer in turn (BEGIN IMMEDIATE,
 waiting out the others' transactions).
+
+``prune-ledger`` drops what ``[ledger] retention_days`` lets go (``gateway.ledger.retention``
+says what and why): stored answers and used XIDs, in short transactions, beside a running
+bank as ``open-account`` is; ``--dry-run`` only counts them. It prints one line per table
+and exits 0, or 1 on an error (a bad setting names its key).
+
+``seal-ledger-keys`` rewrites an older bank's plaintext ``ledger.keys`` sealed under the
+key backend (``gateway.ledger_keys``), with the same keys; the bank refuses to start on a
+plaintext one and names this command.
 """
 
 from __future__ import annotations
@@ -33,12 +42,18 @@ from pathlib import Path
 from typing import IO
 
 from cli.currency import currency_code
-from gateway.bank_pki import ProvisioningError, open_ca_store
+from gateway.bank_pki import ProvisioningError, bank_keys_uri, open_ca_store
 from gateway.ca.card_failures import release
 from gateway.ca.errors import CaError
 from gateway.config import CONFIG_FILE, BankConfig, load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger, LedgerError
+from gateway.ledger.ledger import wall_clock_ms as ledger_now_ms
+from gateway.ledger.pruning import prune
+from gateway.ledger.retention import DAY_MS
+from gateway.ledger_keys import seal_ledger_keys
+from hsm.errors import KeyBackendError
+from hsm.uri import open_backend
 from setcore.pan import PAN, InvalidPAN, is_bin, random_pan
 
 # The bank's own issuer BIN when none is given: a BIN in the 4xxxxx range, like a test card.
@@ -112,6 +127,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     card = r.add_mutually_exclusive_group(required=True)
     card.add_argument("--card", type=Path, help="the card file open-account --card-out wrote")
     card.add_argument("--pan-file", type=Path, help="read the PAN from this file instead")
+    g = ops.add_parser(
+        "prune-ledger",
+        help="drop stored answers and used XIDs older than [ledger] retention_days (may run "
+        "beside the bank)",
+    )
+    g.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
+    ops.add_parser(
+        "seal-ledger-keys",
+        help="seal a plaintext ledger.keys (an older bank's) under the key backend, with the "
+        "same keys",
+    )
 
 
 def _read_pan(path: Path) -> PAN:
@@ -212,12 +238,43 @@ def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_ledger(config: BankConfig, ledger: Ledger, args: argparse.Namespace) -> int:
+    """Prune (or with ``--dry-run`` count) to the configured retention; one line a table."""
+    days = config.retention_days
+    before = _utc(ledger_now_ms() - days * DAY_MS)
+    if args.dry_run:
+        counted = ledger.prunable(days)
+        print(f"requests: {counted.requests} stored answers would go (decided before {before})")
+        print(f"pi_uses: {counted.pi_uses} used XIDs would go (cards expired before {before})")
+        return 0
+    pruned = prune(ledger, days)
+    print(f"requests: {pruned.requests} stored answers pruned (decided before {before})")
+    print(f"pi_uses: {pruned.pi_uses} used XIDs pruned (cards expired before {before})")
+    return 0
+
+
+def _seal_ledger_keys(config: BankConfig) -> int:
+    """``seal-ledger-keys``: before the ledger is opened, which a plaintext file stops."""
+    with open_backend(bank_keys_uri(config)) as backend:
+        done = seal_ledger_keys(config, backend)
+    if not done.sealed_now:
+        print(f"{done.path} is already sealed, to key {done.key}: nothing changed")
+        return 0
+    print(
+        f"{done.path} sealed to key {done.key}, with the same ledger keys; backups made"
+        " before hold them in plaintext: destroy them, or keep them as the token is kept"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one bank operation; errors are printed (never with a PAN), status 1."""
     try:
         config = load(args.config)
+        if args.bank_command == "seal-ledger-keys":
+            return _seal_ledger_keys(config)
         ledger = open_ledger(config)
-    except (LedgerError, ProvisioningError, ValueError, OSError) as exc:
+    except (LedgerError, ProvisioningError, KeyBackendError, ValueError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
     try:
@@ -226,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
             return _open_account(ledger, args)
         if cmd == "release-card":
             return _release_card(config, ledger, args)
+        if cmd == "prune-ledger":
+            return _prune_ledger(config, ledger, args)
         if cmd == "open-merchant":
             merchant = ledger.open_merchant_account(args.merchant_id, args.currency)
             print(f"opened merchant {merchant.merchant_id} account {merchant.account_id} "

@@ -40,6 +40,7 @@ Example (``setpay init`` writes one)::
     store = "sqlite:ledger.db"    # or a postgresql:// URL
     service = false               # SQLite: true has one ledger process commit for all workers
     settlement_currency = 978     # ISO 4217 numeric code of merchant accounts the CA opens
+    retention_days = 400          # stored answers and dead XIDs older than this are pruned
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.cpu_quota import CGROUP_ROOT, cgroup_cpus
 from gateway.environment import (
     METRICS_ANY_PORT,
     MetricsPort,
@@ -59,6 +61,7 @@ from gateway.environment import (
 )
 from gateway.ledger.ledger import LedgerConfig
 from gateway.ledger.limits import MAX_HOLD_LIFETIME_MS
+from gateway.ledger.retention import DEFAULT_RETENTION_DAYS, check_retention_days
 from gateway.ports import MAX_PORT, parse_port
 from gateway.scheduling import DEFAULT_POLICY, POLICIES
 from hsm.uri import encode_uri_value
@@ -116,12 +119,16 @@ DEFAULT_SETTLEMENT_CURRENCY = 978
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
 
-def default_workers() -> int:
-    """One worker per CPU this process may run on (at most MAX_WORKERS)."""
+def default_workers(root: Path = CGROUP_ROOT) -> int:
+    """One worker per CPU this process may run on: its affinity, cut to its cgroup CPU
+    quota (``gateway.cpu_quota``; at most MAX_WORKERS)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux: no affinity call
         cpus = os.cpu_count() or 1
+    quota = cgroup_cpus(root)
+    if quota is not None:
+        cpus = min(cpus, quota)
     return max(1, min(cpus, MAX_WORKERS))
 
 
@@ -172,6 +179,7 @@ class BankConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS
     hold_expiry_ms: int = DEFAULT_HOLD_EXPIRY_MS
+    retention_days: int = DEFAULT_RETENTION_DAYS
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     not_serving_seconds: float = DEFAULT_NOT_SERVING_SECONDS
     scheduling: str = DEFAULT_POLICY
@@ -227,6 +235,7 @@ _FILE_KEYS: dict[str, str] = {
     "ledger_service": "ledger.service",
     "hold_expiry_ms": "ledger.hold_expiry_ms",
     "settlement_currency": "ledger.settlement_currency",
+    "retention_days": "ledger.retention_days",
 }
 # Every table and key the file may hold; anything else is refused.
 _TABLES: dict[str, frozenset[str]] = {
@@ -235,7 +244,9 @@ _TABLES: dict[str, frozenset[str]] = {
         {key.partition(".")[2] for key in _FILE_KEYS.values() if key.startswith("gateway.")}
     ),
     "gateway.tls": frozenset({"cert", "key", "client_ca"}),
-    "ledger": frozenset({"store", "service", "hold_expiry_ms", "settlement_currency"}),
+    "ledger": frozenset(
+        {"store", "service", "hold_expiry_ms", "settlement_currency", "retention_days"}
+    ),
 }
 
 
@@ -327,6 +338,10 @@ def validate(config: BankConfig) -> BankConfig:
         LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)  # the ledger's own rule
     except ValueError:
         raise _refuse("hold_expiry_ms", f"must be between 1 and {MAX_HOLD_LIFETIME_MS}") from None
+    try:
+        check_retention_days(config.retention_days)  # the ledger's own rule
+    except ValueError as exc:
+        raise _refuse("retention_days", str(exc)) from None
     refused = why_refused(config.settlement_currency)
     if refused is not None:
         raise _refuse(
@@ -396,6 +411,7 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
         settlement_currency=_get(
             ledger, "ledger", "settlement_currency", int, DEFAULT_SETTLEMENT_CURRENCY
         ),
+        retention_days=_get(ledger, "ledger", "retention_days", int, DEFAULT_RETENTION_DAYS),
         tls=tls,
     )
 

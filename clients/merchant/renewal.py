@@ -9,10 +9,15 @@ That refusal proves the gateway holds no answer to those bytes: it checks a requ
 date while opening it, before the ledger sees it (``check_rr_tags`` in
 ``setcore.authorization``), and when a check fails it first answers from the response
 its ledger stored under the request's RRPID for those exact bytes, if any
-(``gateway.servicer``); the ledger never drops a stored response. A decision of those
-bytes whose answer was never stored is answered then, or gets UNAVAILABLE, never the
-refusal. So the same request built afresh, under a new RRPID and date, is not applied
-twice.
+(``gateway.servicer``). The ledger keeps a stored response for ``[ledger] retention_days``
+after the decision (400 days by default, never fewer than 31), and a refund's, or a
+decision's whose answer was never stored, for good (``gateway.ledger.retention``). A
+decision of those bytes whose answer was never stored is answered then, or gets
+UNAVAILABLE, never the refusal. So the same request built afresh, under a new RRPID and
+date, is not applied twice. A request that waited longer than the retention may be
+refused although it was decided; built afresh, it moves no money (the ledger's own rules
+decline it: its hold expired, its PI used or its card expired), but the merchant then
+holds that answer, not the first decision's.
 
 One case escapes that proof: an earlier sending of the same bytes, let in while its date
 was fresh, still inside the gateway when the refusal was decided (its ledger may take

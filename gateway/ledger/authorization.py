@@ -36,6 +36,7 @@ from gateway.ledger.outcomes import (
     Posted,
     ReversalDeclined,
 )
+from gateway.ledger.retention import pi_dead_after_ms
 from gateway.ledger.settlement import CaptureItem, capture_hold
 from gateway.ledger.store import Row, Transaction
 
@@ -77,12 +78,13 @@ def authorize(
 ) -> Authorized | Declined:
     """Decide one authorization and, if approved, place its hold."""
     recorded = tx.run(
-        "INSERT INTO pi_uses (xid, pi_digest, rrpid, used_at_ms) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (xid) DO NOTHING",
+        "INSERT INTO pi_uses (xid, pi_digest, rrpid, used_at_ms, dead_after_ms)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (xid) DO NOTHING",
         xid,
         pi_digest,
         rrpid,
         now_ms,
+        pi_dead_after_ms(pan_expiry),  # the XID's life (``retention``)
     )
     if recorded == 0:
         raise PiPreviouslyUsed("the payment instruction's XID was already used")

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from gateway.ledger import accounts, books, expiry, holds
+from gateway.ledger import accounts, books, expiry, holds, retention
 from gateway.ledger.accounts import CardAccount, MerchantAccount, StatusChange
 from gateway.ledger.books import CurrencyTotals
+from gateway.ledger.errors import InvalidRequest
 from gateway.ledger.holds import Hold
 from gateway.ledger.identifiers import new_id
 from gateway.ledger.limits import (
@@ -43,6 +44,7 @@ from gateway.ledger.pan import (
     seal_pan,
     validate_pan,
 )
+from gateway.ledger.retention import RETENTION_BATCH, Prunable, Pruned, check_retention_days
 from gateway.ledger.store import LedgerStore, Row, Transaction
 from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, BatchObserver, HoldSweeper
 
@@ -64,10 +66,19 @@ class LedgerConfig:
     """Ledger policy (defaults as the module constants say)."""
 
     hold_lifetime_ms: int = HOLD_LIFETIME_MS
+    retention_days: int | None = None
+    """How long ``requests`` and dead ``pi_uses`` rows are kept (``retention``); None: the
+    ledger prunes nothing on its own (``setpay bank prune-ledger`` still may)."""
 
     def __post_init__(self) -> None:
         """Refuse a hold lifetime that would expire holds at once, or outlast the longest
-        hold a bank allows (``limits.MAX_HOLD_LIFETIME_MS``)."""
+        hold a bank allows (``limits.MAX_HOLD_LIFETIME_MS``), and a retention outside
+        ``retention``'s bounds."""
+        if self.retention_days is not None:
+            try:
+                check_retention_days(self.retention_days)
+            except ValueError as exc:
+                raise ValueError(f"retention_days {exc}") from None
         lifetime = self.hold_lifetime_ms
         if isinstance(lifetime, bool) or not isinstance(lifetime, int):
             raise ValueError("hold_lifetime_ms must be an integer")
@@ -248,6 +259,42 @@ class Ledger(AuthorizationOperations, SettlementOperations, BatchOperations):
             raise RuntimeError("this ledger already runs a hold sweeper")
         self._sweeper = HoldSweeper(self, interval_seconds=interval_seconds, observer=observer)
         return self._sweeper.start()
+
+    # Retention of stored answers and used XIDs (``retention``).
+
+    @property
+    def retention_days(self) -> int | None:
+        """The retention the sweeper prunes to, if the ledger was given one."""
+        return self._config.retention_days
+
+    def _cutoff(self, retention_days: int) -> int:
+        try:
+            days = check_retention_days(retention_days)
+        except ValueError as exc:
+            raise InvalidRequest(f"retention_days {exc}") from None
+        return self._clock() - days * retention.DAY_MS
+
+    def prune_requests(self, retention_days: int, limit: int = RETENTION_BATCH) -> Pruned:
+        """One transaction: drop stored answers older than ``retention_days`` that may go."""
+        retention.check_prune_limit(limit)
+        cutoff = self._cutoff(retention_days)
+        return self._store.execute(partial(retention.prune_requests, cutoff_ms=cutoff, limit=limit))
+
+    def prune_pi_uses(self, retention_days: int, limit: int = RETENTION_BATCH) -> Pruned:
+        """One transaction: drop XIDs whose PI has been unapprovable for ``retention_days``."""
+        retention.check_prune_limit(limit)
+        cutoff = self._cutoff(retention_days)
+        return self._store.execute(partial(retention.prune_pi_uses, cutoff_ms=cutoff, limit=limit))
+
+    def has_prunable(self, retention_days: int) -> tuple[bool, bool]:
+        """Whether ``requests`` and ``pi_uses`` hold rows to drop (one read)."""
+        cutoff = self._cutoff(retention_days)
+        return self._store.read(partial(retention.anything_left, cutoff_ms=cutoff))
+
+    def prunable(self, retention_days: int) -> Prunable:
+        """How many rows a prune now would drop, by table (a read of whole index ranges)."""
+        cutoff = self._cutoff(retention_days)
+        return self._store.read(partial(retention.count_prunable, cutoff_ms=cutoff))
 
     def totals(self) -> tuple[CurrencyTotals, ...]:
         """The four balance sums per currency."""

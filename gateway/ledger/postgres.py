@@ -3,16 +3,22 @@
 - Each operation is one READ COMMITTED transaction that locks the rows it decides on
   (``SELECT ... FOR NO KEY UPDATE``, in the order ``store`` documents); balances change through
   atomic ``x = x + ?`` updates. Two hosts racing for one card serialize on its row.
-- Durability: every session runs with ``synchronous_commit = on``, whatever the server's
-  default, so a commit has reached the WAL on disk before the call returns. Grouping is
-  left to PostgreSQL (``commit_delay`` on the server, if wanted).
+- Durability: every transaction runs with ``synchronous_commit = on``, whatever the
+  server's or the role's default, so a commit has reached the WAL on disk before the call
+  returns. It is set in each transaction (``SET LOCAL``), as are the statement timeout and
+  the isolation level (in ``BEGIN``), never once per session: behind a pooler in
+  transaction mode (PgBouncer) the next transaction may run on another server session.
+  Grouping is left to PostgreSQL (``commit_delay`` on the server, if wanted).
 - Serialization failures, deadlocks and unique-key races (two hosts inserting the same
   RRPID, XID or batch at once) roll back and retry the whole operation; the retry sees
   the winner's row and answers accordingly (a stored response, PiPreviouslyUsed, ...).
   A repeated hold id is not such a race but the caller's error: it fails at once.
 - Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per read.
 - Connections come from a small bounded pool; broken ones, and any an outage was met on,
-  are dropped and replaced.
+  are dropped and replaced, and with them every idle one (they lead to the same server).
+  A transaction whose ``BEGIN`` fails on a connection that idled in the pool, as every
+  idle one does after the server restarted, is begun once more on a new connection:
+  nothing of it had reached the server.
 - A caller holding its worker's turn to compute (``gateway.cpu_turn``) gives it up for the
   whole operation: the round trips to the server (and the wait for a pooled connection)
   must not stop the worker's other requests from computing.
@@ -30,18 +36,23 @@ answered alike whichever database the bank runs on:
                       past ``MAX_ATTEMPTS`` (40), a read-only transaction (25006: the
                       server is a hot standby, as after a failover), a session ended by
                       the server's idle-in-transaction timeout (25P03), and damaged data
-                      or a damaged index (XX001, XX002). Answered UNAVAILABLE: nothing
-                      was decided, and the requester sends the same request again.
+                      or a damaged index (XX001, XX002). Answered UNAVAILABLE: the
+                      requester sends the same request again. Nothing was decided,
+                      except when the connection was lost with COMMIT in flight:
+                      then the outcome is unknown (the server may have committed), and
+                      the request sent again with the same RRPID is answered from
+                      what was committed (``idempotency``), never decided twice.
     StoreError        anything else: a constraint, the statement itself wrong (42),
                       over one of PostgreSQL's program limits (54), or asking of an object
                       a state it is not in (55000, 55P02, 55P04): the same every time,
                       answered with a signed SET Error.
 
 Damaged data is an outage, not a failure, for the reason ``gateway.sqlite_errors``
-gives: nothing was decided, only the operator can mend it, and a signed Error would be
-recorded by the merchant as the bank's final refusal. After an outage the connection is
-dropped, not pooled again: the next operation connects afresh, and so follows a failover
-that moved the server's name to the new primary.
+gives: the statement that met it decided nothing, only the operator can mend it, and a
+signed Error would be recorded by the merchant as the bank's final refusal. After an
+outage the connection is dropped, not pooled again, and so is every idle one: the next
+operation connects afresh, and so follows a failover that moved the server's name to the
+new primary.
 """
 
 from __future__ import annotations
@@ -201,7 +212,7 @@ class PostgresTransaction(Transaction):
 
 
 class _Pool:
-    """A bounded pool of autocommit connections (transactions are explicit)."""
+    """A bounded pool of autocommit connections, each transaction begun here."""
 
     def __init__(
         self, connect: Callable[[], psycopg.Connection[dict[str, Any]]], config: PostgresStoreConfig
@@ -210,23 +221,53 @@ class _Pool:
         self._wait = config.pool_wait_seconds
         self._permits = threading.BoundedSemaphore(config.pool_size)
         self._idle: queue.LifoQueue[psycopg.Connection[dict[str, Any]]] = queue.LifoQueue()
+        # Set in each transaction (SET LOCAL), never once per session: behind a pooler in
+        # transaction mode (PgBouncer) consecutive transactions run on different server
+        # sessions, and a session's SET stays behind on the one it was made on. One
+        # statement, one round trip: ~15 us on a local socket, against milliseconds for
+        # the commit's WAL flush.
+        self._settings = (
+            "SELECT set_config('synchronous_commit', 'on', true),"
+            f" set_config('statement_timeout', '{int(config.statement_timeout_ms)}', true)"
+        )
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def transaction(
+        self, *, read_only: bool = False
+    ) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection inside a transaction of its own, committed when the block ends
+        (rolled back if it raises); ``read_only``: a REPEATABLE READ, READ ONLY snapshot."""
         if not self._permits.acquire(timeout=self._wait):
             raise StoreUnavailable("no ledger database connection came free")
         conn: psycopg.Connection[dict[str, Any]] | None = None
         try:
             try:
-                conn = self._idle.get_nowait()
+                conn, reused = self._idle.get_nowait(), True
             except queue.Empty:
+                conn, reused = self._connect(), False
+            try:
+                begun = self._begin(conn, read_only)
+            except psycopg.Error as exc:
+                if not (reused and is_outage(exc, read_only=read_only)):
+                    raise
+                # The server went away while this connection idled here (a restart, a
+                # failover): it fails at BEGIN, before anything of the transaction was
+                # sent, so nothing can have been decided and one more try is safe. It
+                # goes to a new connection, and the other idle ones go too: they lead to
+                # the same server. Only once: a server still down fails the new one.
+                conn.close()
+                self.close_idle()
                 conn = self._connect()
-            yield conn
+                begun = self._begin(conn, read_only)
+            with begun:
+                yield conn
         except psycopg.Error as exc:
             # Retried races keep their connection; after an outage it may be bound to a
-            # server that can no longer serve (a demoted primary): start afresh.
-            if conn is not None and not _retryable(exc) and is_outage(exc):
+            # server that can no longer serve (a demoted primary), and so may every idle
+            # one: start afresh.
+            if conn is not None and not _retryable(exc) and is_outage(exc, read_only=read_only):
                 conn.close()
+                self.close_idle()
             raise
         finally:
             if conn is not None:
@@ -236,7 +277,19 @@ class _Pool:
                     self._idle.put(conn)
             self._permits.release()
 
-    def close(self) -> None:
+    def _begin(
+        self, conn: psycopg.Connection[dict[str, Any]], read_only: bool
+    ) -> contextlib.ExitStack:
+        """Begin a transaction on ``conn``; closing the stack returned ends it."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(conn.transaction())
+            if read_only:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute(self._settings)
+            return stack.pop_all()
+
+    def close_idle(self) -> None:
+        """Close every idle connection (those in use are closed or kept when returned)."""
         while True:
             try:
                 self._idle.get_nowait().close()
@@ -260,14 +313,20 @@ class PostgresLedgerStore(LedgerStore):
         self._closed = False
         self._pool = _Pool(self._connect, self._config)
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._pool.transaction() as conn:
+                # No statement timeout in this one transaction (SET LOCAL ends with it): a
+                # migration's CREATE INDEX on a ledger of many millions of rows takes
+                # minutes, and so does the wait for the lock while another host migrates.
+                # Cancelled at STATEMENT_TIMEOUT_MS, the migration would roll back at every
+                # start and the store would never open.
+                conn.execute("SET LOCAL statement_timeout = 0")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
                 migrate(PostgresTransaction(conn), POSTGRES)
         except psycopg.Error as exc:
-            self._pool.close()
+            self._pool.close_idle()
             raise translate_error(exc) from exc
         except BaseException:
-            self._pool.close()
+            self._pool.close_idle()
             raise
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
@@ -280,13 +339,9 @@ class PostgresLedgerStore(LedgerStore):
             )
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
-        try:
-            conn.execute("SET synchronous_commit = on")
-            conn.execute("SET default_transaction_isolation = 'read committed'")
-            conn.execute(f"SET statement_timeout = {int(self._config.statement_timeout_ms)}")
-        except psycopg.Error as exc:
-            conn.close()
-            raise translate_error(exc) from exc
+        # In each BEGIN, not SET for the session, for the reason ``_Pool`` sets the rest
+        # in each transaction.
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return conn
 
     def execute(self, work: Callable[[Transaction], R]) -> R:
@@ -301,13 +356,12 @@ class PostgresLedgerStore(LedgerStore):
             if attempt:
                 time.sleep(random.uniform(0, RETRY_PAUSE_SECONDS))  # noqa: S311  jitter, not a secret
             try:
-                with self._pool.connection() as conn:
+                with self._pool.transaction() as conn:
                     started = time.perf_counter()
-                    with conn.transaction():
-                        result = work(PostgresTransaction(conn))
-                    elapsed = time.perf_counter() - started
-                    self._notify(CommitStats(seconds=elapsed, operations=1, retries=attempt))
-                    return result
+                    result = work(PostgresTransaction(conn))
+                elapsed = time.perf_counter() - started
+                self._notify(CommitStats(seconds=elapsed, operations=1, retries=attempt))
+                return result
             except psycopg.Error as exc:
                 if not _retryable(exc):
                     raise translate_error(exc) from exc
@@ -320,8 +374,7 @@ class PostgresLedgerStore(LedgerStore):
         """Run ``query`` in one REPEATABLE READ, READ ONLY snapshot."""
         self._check_open()
         try:
-            with PROCESS_TURN.aside(), self._pool.connection() as conn, conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            with PROCESS_TURN.aside(), self._pool.transaction(read_only=True) as conn:
                 return query(PostgresTransaction(conn))
         except psycopg.Error as exc:
             raise translate_error(exc, read_only=True) from exc
@@ -329,7 +382,7 @@ class PostgresLedgerStore(LedgerStore):
     def close(self) -> None:
         """Close the pooled connections; later calls raise StoreUnavailable."""
         self._closed = True
-        self._pool.close()
+        self._pool.close_idle()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -17,13 +17,16 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
   moves the balances: ``pending`` (hold), ``post`` (capture of a hold), ``void``
   (release or expiry of a hold), ``single`` (one-phase: credits and reversals).
 - ``batches``: settlement batches, at most one open per merchant.
-- ``pi_uses``: the payment-instruction replay store, keyed by XID.
+- ``pi_uses``: the payment-instruction replay store, keyed by XID; (version 4)
+  ``dead_after_ms``, from when no decision can approve the PI again.
 - ``requests``: one row per RRPID decided (idempotency): the response bytes stored for
   it, or (version 2) while the response is still being built outside the transaction,
   an empty ``response`` and the decided ``outcome`` as JSON (``outcome_codec``), which
   is set back to NULL when the response is stored; and (version 3) ``checked_at_ms``,
   the moment the gateway checked the request, so that an unanswered decision's answer
   can be built later with every check made as of that moment.
+- ``retention_marks`` (version 4): how far the pruning of ``requests`` has gone
+  (``retention``, which says what is pruned and why it is safe).
 """
 
 from __future__ import annotations
@@ -170,7 +173,25 @@ _V2 = ("ALTER TABLE requests ADD COLUMN outcome TEXT",)
 # the decision's time stands in.
 _V3 = ("ALTER TABLE requests ADD COLUMN checked_at_ms {int64}",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Version 4: retention (``retention``). Each request row is found by age, and a refund by
+# its RRPID (a partial index: only credits pay for it), so a prune batch reads index
+# ranges, never a table; each XID keeps the moment its PI can no longer be approved; and
+# the mark records how far the scan of ``requests`` has gone. The indexes are built when
+# the store opens: minutes on a ledger of many millions of rows, once.
+_V4 = (
+    "CREATE INDEX requests_by_age ON requests (created_at_ms, rrpid)",
+    "CREATE INDEX transfers_credit_by_rrpid ON transfers (rrpid) WHERE kind = 'credit'",
+    "ALTER TABLE pi_uses ADD COLUMN dead_after_ms {int64}",
+    "CREATE INDEX pi_uses_by_death ON pi_uses (dead_after_ms)",
+    """CREATE TABLE retention_marks (
+        name TEXT PRIMARY KEY,
+        through_ms {int64} NOT NULL,
+        through_key TEXT NOT NULL
+    ){table_options}""",
+    "INSERT INTO retention_marks (name, through_ms, through_key) VALUES ('requests', -1, '')",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 """Statement lists, one per schema version; append, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -186,9 +207,43 @@ def _render(statement: str, dialect: Dialect) -> str:
     )
 
 
-def current_version(tx: Transaction) -> int:
+# The tables and views a ledger would be created among: SQLite's whole file (less its
+# own sqlite_ tables), PostgreSQL's schema that CREATE TABLE puts them in (the first of
+# the search_path that exists).
+_TABLES_SQL = {
+    SQLITE.name: "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+    " AND name NOT LIKE 'sqlite!_%' ESCAPE '!'",
+    POSTGRES.name: "SELECT c.relname AS name FROM pg_catalog.pg_class c"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+}
+
+
+def _refuse_another_programs_database(tx: Transaction, dialect: Dialect) -> None:
+    """SchemaError if the database records no ledger version yet holds tables: it belongs
+    to another program (a CA's ``ca.db``, a shared schema), and a ledger created among
+    its tables would mix with them and be backed up, restored and dropped with them."""
+    names = {str(row["name"]) for row in tx.all(_TABLES_SQL[dialect.name])}
+    if "schema_version" in names and tx.all("SELECT version FROM schema_version"):
+        return  # a ledger's: current_version checks its record
+    others = sorted(names - {"schema_version"})
+    if others:
+        raise SchemaError(
+            "the database is not a ledger database: it records no ledger schema version"
+            f" but holds {len(others)} table(s) of another program (first: {others[0]});"
+            " nothing was changed: give the ledger a database (or schema) of its own"
+        )
+
+
+def current_version(tx: Transaction, dialect: Dialect | None = None) -> int:
     """The schema version recorded in the database (0 for an empty one); SchemaError if
-    the record is not one a release of this code wrote: one row, a version from 1 up."""
+    the record is not one a release of this code wrote: one row, a version from 1 up.
+
+    With ``dialect`` (``migrate`` gives it), first SchemaError for another program's
+    database, before anything is created in it.
+    """
+    if dialect is not None:
+        _refuse_another_programs_database(tx, dialect)
     tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     rows = tx.all("SELECT version FROM schema_version")
     if not rows:
@@ -210,7 +265,7 @@ def migrate(tx: Transaction, dialect: Dialect) -> int:
     The caller holds whatever lock makes this exclusive (SQLite's write lock, a
     PostgreSQL advisory lock) and commits.
     """
-    found = current_version(tx)
+    found = current_version(tx, dialect)
     if found > SCHEMA_VERSION:
         raise SchemaError(
             f"the ledger database has schema version {found}; this code knows up to"

@@ -7,7 +7,9 @@
   (``write_lock``: ``<database>.write-lock``) before each BEGIN IMMEDIATE, rather than
   in SQLite's busy handler, whose millisecond sleeps were the latency under load.
 - Reads run on a small pool of ``query_only`` connections, each read in one snapshot.
-- The schema is migrated when the store opens; a database newer than the code is refused.
+- The schema is migrated when the store opens; a database newer than the code is refused,
+  and so is another program's (``schema``), read over a read-only connection before the
+  store changes anything of the file (its mode, its journal mode).
 
 sqlite3 exceptions are translated here, once, as ``gateway.sqlite_errors`` sorts them for
 the CA's ca.db too: the database cannot be used now (busy, locked, I/O, disk full, cannot
@@ -25,12 +27,13 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.group_commit import Completion, GroupCommitConfig, GroupCommitWriter
-from gateway.ledger.schema import SQLITE, migrate
+from gateway.ledger.schema import SQLITE, current_version, migrate
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
 from gateway.ledger.write_lock import WriteTurn
 from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
@@ -128,6 +131,47 @@ def _make_private(path: str) -> None:
             os.chmod(name, mode & DATABASE_MODE)
 
 
+# Any table or view of a program (SQLite's own sqlite_ tables aside): a file without one is
+# new or empty, the ledger's to create.
+_ANY_TABLE = (
+    "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view')"
+    " AND name NOT LIKE 'sqlite!_%' ESCAPE '!' LIMIT 1"
+)
+
+
+def _refuse_another_programs_file(path: str, busy_timeout_ms: int) -> None:
+    """SchemaError (``schema.current_version``) if the file at ``path`` holds another
+    program's database, read before this store changes anything of it.
+
+    The store narrows its file to ``DATABASE_MODE`` and switches it to WAL for good: done
+    to a CA's ``ca.db`` named by mistake, both would outlast the refusal and change how
+    that program's file is shared and journaled. So the check comes first, read-only (a
+    ``mode=ro`` connection writes nothing, and in a file holding tables the check's
+    ``CREATE TABLE IF NOT EXISTS`` finds its table or is never reached).
+    """
+    try:
+        if os.stat(path).st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    conn = sqlite3.connect(
+        f"{Path(path).absolute().as_uri()}?mode=ro",
+        timeout=busy_timeout_ms / 1000,
+        isolation_level=None,
+        uri=True,
+    )
+    try:
+        conn.row_factory = _dict_row
+        conn.execute("BEGIN")
+        try:
+            if conn.execute(_ANY_TABLE).fetchone() is not None:
+                current_version(SqliteTransaction(conn), SQLITE)
+        finally:
+            conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 def _open_connection(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path,
@@ -196,6 +240,11 @@ class SqliteLedgerStore(LedgerStore):
         self._path = os.fspath(path)
         self._config = config or SqliteStoreConfig()
         self._closed = False
+        try:
+            busy_ms = self._config.busy_timeout_ms
+            _retrying_busy(lambda: _refuse_another_programs_file(self._path, busy_ms), busy_ms)
+        except sqlite3.Error as exc:
+            raise translate_error(exc) from exc
         try:
             _make_private(self._path)
         except OSError as exc:

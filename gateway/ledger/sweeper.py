@@ -3,7 +3,9 @@
 A decision releases the due holds of the cards it touches (``expiry``); the sweeper
 releases the rest, the holds of cards no decision touches, so that merchants' pending
 balances and the books' pending sums come down when the holds expire, and a decision
-seldom finds anything to release. Each batch is one transaction of its own (at most
+seldom finds anything to release. When the ledger was given a retention
+(``LedgerConfig.retention_days``), each round then prunes ``requests`` and ``pi_uses`` to
+it (``pruning``, ``retention``). Each batch is one transaction of its own (at most
 ``batch`` holds), with a pause after a full one, so a backlog is worked off without
 holding the writer long or taking much of its time.
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.ledger.errors import StoreUnavailable
+from gateway.ledger.pruning import prune
 
 if TYPE_CHECKING:
     from gateway.ledger.ledger import Ledger
@@ -43,8 +46,9 @@ BatchObserver = Callable[[int], None]
 
 
 class HoldSweeper:
-    """Releases a ledger's due holds: one ``sweep`` on demand, or every interval on a
-    thread of its own (``start``, ``stop``)."""
+    """Releases a ledger's due holds (and prunes to its retention): one ``sweep`` or
+    ``run_round`` on demand, or a round every interval on a thread of its own (``start``,
+    ``stop``)."""
 
     def __init__(
         self,
@@ -93,12 +97,30 @@ class HoldSweeper:
         if self._thread is not None:
             self._thread.join()
 
+    def run_round(self) -> None:
+        """One round of the thread: release the due holds, then prune to the ledger's
+        retention if it was given one. Store errors are raised to the caller."""
+        released = self.sweep()
+        if released:
+            log.info("hold sweeper: released %d expired holds", released)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Drop what the ledger's retention lets go (``pruning``), if it was given one."""
+        days = self._ledger.retention_days
+        if days is None:
+            return
+        pruned = prune(self._ledger, days, stopping=self._stopping)
+        if pruned.requests or pruned.pi_uses:
+            log.info(
+                "hold sweeper: pruned %d stored answers and %d used XIDs past %d days",
+                pruned.requests, pruned.pi_uses, days,
+            )  # fmt: skip
+
     def _run(self) -> None:
         while True:
             try:
-                released = self.sweep()
-                if released:
-                    log.info("hold sweeper: released %d expired holds", released)
+                self.run_round()
             except StoreUnavailable as exc:
                 # The ledger's outage is answered elsewhere (health, UNAVAILABLE); the
                 # next round tries again.

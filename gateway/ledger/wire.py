@@ -60,6 +60,7 @@ SHIPPED_MODULES = frozenset(
         "gateway.ledger.ledger",
         "gateway.ledger.money",
         "gateway.ledger.outcomes",
+        "gateway.ledger.retention",
         "gateway.ledger.schema",
         "gateway.ledger.settlement",
     }

@@ -8,8 +8,10 @@ they never skip.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import pwd
 import shutil
 import sqlite3
 import subprocess
@@ -108,6 +110,15 @@ class PgCluster:
             timeout=PG_CTL_TIMEOUT_SECONDS,
         )
 
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = f"-k {self.root} -p {self.port} -c listen_addresses='' -c fsync=on"
+        self.pg_ctl("-l", str(self.root / "server.log"), "-w", "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: its sessions are told, as in a restart or failover)."""
+        self.pg_ctl("-m", mode, "-w", "stop")
+
     def new_schema(self, settings: Mapping[str, str] | None = None) -> str:
         """A conninfo whose tables land in a fresh, empty schema of the test database
         (its sessions with ``settings``, server settings the superuser may set).
@@ -119,6 +130,53 @@ class PgCluster:
         with psycopg.connect(self.conninfo(TEST_DATABASE), autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"'.encode())
         return self.conninfo(TEST_DATABASE, name, settings)
+
+
+@contextlib.contextmanager
+def throwaway_pg_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster started in a temporary directory, with ``TEST_DATABASE``;
+    stopped and removed when the block ends."""
+    bindir = find_pg_bindir()
+    root = Path(tempfile.mkdtemp(prefix="setpay-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    cluster = PgCluster(bindir=bindir, root=root, port=CLUSTER_PORT, run_as=run_as)
+    try:
+        subprocess.run(
+            [
+                *run_as,
+                str(bindir / "initdb"),
+                "-D",
+                str(cluster.data),
+                "-U",
+                "ledger",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",  # the cluster's own bootstrap; the server itself runs with fsync on
+            ],
+            check=True,
+            capture_output=True,
+            timeout=PG_CTL_TIMEOUT_SECONDS,
+        )
+        cluster.start()
+        with psycopg.connect(cluster.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{TEST_DATABASE}"'.encode())
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')}")
+    try:
+        yield cluster
+    finally:
+        try:
+            # A test may have left it stopped: pg_ctl then says so, and nothing is to stop.
+            if (cluster.data / "postmaster.pid").exists():
+                cluster.stop("immediate")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 # Test card numbers (the card brands' published test numbers, ``tests.cards``).

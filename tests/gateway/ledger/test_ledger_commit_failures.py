@@ -346,7 +346,7 @@ def _pg_probe_values(store: PostgresLedgerStore) -> list[int]:
     return [int(r["value"]) for r in rows]
 
 
-@pytest.mark.parametrize("cut", ["mid-operation", "at-commit"])
+@pytest.mark.parametrize("cut", ["mid-operation", "killed-before-commit"])
 def test_a_postgres_connection_lost_commits_nothing_and_is_replaced(
     pg_cluster: PgCluster, cut: str
 ) -> None:
@@ -367,7 +367,9 @@ def test_a_postgres_connection_lost_commits_nothing_and_is_replaced(
                 )
             if cut == "mid-operation":
                 tx.run("INSERT INTO probe (value) VALUES (?)", 2)
-            return 1  # else the COMMIT is what meets the lost connection
+            # Else COMMIT, sent only after the backend is gone, meets the lost connection;
+            # an answer to COMMIT lost after the server got it: test_ledger_pg_commit_lost.
+            return 1
 
         with pytest.raises(StoreUnavailable, match="PostgreSQL is unavailable"):
             store.execute(cut_off)

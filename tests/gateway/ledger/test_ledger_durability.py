@@ -215,11 +215,24 @@ def test_a_schema_version_that_is_not_an_integer_is_refused(tmp_path: Path, valu
         SqliteLedgerStore(path)
 
 
+def _undo_version_4(backend: Backend) -> None:
+    """Take away what schema version 4 added (retention), as a rewind to an older one must."""
+    for statement in (
+        "DROP TABLE retention_marks",
+        "DROP INDEX pi_uses_by_death",
+        "ALTER TABLE pi_uses DROP COLUMN dead_after_ms",
+        "DROP INDEX transfers_credit_by_rrpid",
+        "DROP INDEX requests_by_age",
+    ):
+        backend.raw_execute(statement)
+
+
 def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
     backend: Backend, keys: LedgerKeys
 ) -> None:
     backend.open_store().close()
     # Back to what version 1 of the code left: nowhere to keep an outcome.
+    _undo_version_4(backend)
     backend.raw_execute("ALTER TABLE requests DROP COLUMN checked_at_ms")
     backend.raw_execute("ALTER TABLE requests DROP COLUMN outcome")
     backend.raw_execute("UPDATE schema_version SET version = 1")
@@ -238,7 +251,7 @@ def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
         ledger.close()
     store = backend.open_store()
     try:
-        assert store.execute(schema.current_version) == SCHEMA_VERSION == 3
+        assert store.execute(schema.current_version) == SCHEMA_VERSION == 4
     finally:
         store.close()
 
@@ -259,6 +272,7 @@ def test_a_decision_left_unanswered_under_version_2_is_checked_as_of_its_decisio
         ledger.close()
     decided_at = clock.now_ms
     # Back to what version 2 of the code left: no moment of the check.
+    _undo_version_4(backend)
     backend.raw_execute("ALTER TABLE requests DROP COLUMN checked_at_ms")
     backend.raw_execute("UPDATE schema_version SET version = 2")
     clock.advance(60_000)
