@@ -20,7 +20,8 @@ BrandCRLIdentifier; running bank processes pick it up within a second of their n
 request. ``--serial`` takes decimal, ``0x``-prefixed hex, or colon-separated hex as
 ``openssl x509 -serial`` and ``-text`` print it; ``--thumb`` the SHA-256 fingerprint.
 ``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem (the transport CA)
-into DIR.
+into DIR, and prints the certificate's notAfter (UTC, ISO 8601): transport certificates
+last 90 days (``setcore.pki.tls.TLS_LIFETIME``), and a peer's handshakes fail after it.
 ``renew-gateway`` makes and certifies the next version of the gateway's signature and
 key-exchange keys on a stopped bank; a failure is taken back (``gateway.gateway_renewal``).
 The bank uses them from its next start, and keeps opening envelopes sealed to the
@@ -57,6 +58,7 @@ from gateway.provisioning import TLS_ROLES, issue_tls_files
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
 from setcore.pki import roles
+from setcore.pki.tls import NOT_AFTER_FORMAT, chain_not_after
 
 # SHA-256 fingerprints are 32 bytes.
 THUMB_BYTES = 32
@@ -159,6 +161,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             return 0
         paths = issue_tls_files(config, pki, args.role, args.name, args.out)
         print(f"wrote {paths.certificate} and {paths.key}", file=out)
+        ends = chain_not_after(paths.certificate.read_bytes())
+        print(f"notAfter {ends.strftime(NOT_AFTER_FORMAT)}", file=out)
         return 0
     except (CaError, ProvisioningError, KeyBackendError, SetcoreError, OSError) as exc:
         print(f"setpay ca {args.ca_command}: {exc}", file=err)

@@ -193,7 +193,9 @@ class Demo:
     def bank(self) -> tuple[RunningBank, PAN]:
         s = self.story
         s.step(1)
-        result = init_bank(self.base / "bank", profile=self.profile, keys=self.keys)
+        result = init_bank(
+            self.base / "bank", profile=self.profile, keys=self.keys, merchant_tls=True
+        )
         s.say("bank", f"brand root, three CAs and gateway keys made ({self.profile} profile)")
         config = load_bank_config(result.config_path)
         if self.temporary and self.keys is not None:

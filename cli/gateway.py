@@ -4,7 +4,8 @@ The bank runs as worker processes under a supervisor (``gateway.workers``); sett
 come from the configuration file, then ``SETPAY_*`` variables, then these flags, and are
 judged once all are in: a flag replaces a variable's value unread. A value a flag gave
 that the configuration's rules refuse is a usage error (exit 2) naming the flag; the
-file's and the environment's are refused with exit 1.
+file's and the environment's are refused with exit 1, as is a TLS server certificate that
+has ended (before any worker starts: ``gateway.workers``).
 
 ``--port-file`` gets "GATEWAY_PORT CA_PORT" once every worker serves, for scripts and
 tests that asked for port 0; with metrics on a port the OS picked (``--metrics-port
@@ -137,6 +138,6 @@ def run(args: argparse.Namespace) -> int:
         return 2 if exc.setting in flags else 1
     try:
         return serve(args, config)
-    except workers.WorkerError as exc:  # a port it cannot have
+    except workers.WorkerError as exc:  # an ended TLS certificate, a port it cannot have
         print(f"setpay gateway: {exc}", file=sys.stderr)
         return 1

@@ -1,9 +1,15 @@
 """``setpay init``: create a bank directory (brand PKI, CA database, TLS, ledger keys, config).
 
-    setpay init DIR [--profile ec|rsa] [--keys URI] [--brand ID] [--insecure]
+    setpay init DIR [--profile ec|rsa] [--keys URI] [--brand ID] [--insecure] [--merchant-tls]
 
 Keys default to a software keystore in ``DIR/keys`` whose passphrase comes from
 SETPAY_KEYSTORE_PASSPHRASE or, when that is unset, a generated ``DIR/keys.pass`` (0600).
+``--merchant-tls`` also writes a merchant's TLS credentials into ``DIR/tls`` (the demo and
+``bench --spawn`` ask for them); a bank issues its merchants theirs with ``setpay ca
+issue-tls``.
+It prints what it made, the TLS server certificate's notAfter among it (UTC, ISO 8601, as
+``setpay ca issue-tls`` prints one): it lasts 90 days (``setcore.pki.tls.TLS_LIFETIME``),
+and the bank refuses to start on it once ended.
 An existing bank is never overwritten. Exit status: 0 on success, 1 when the bank cannot
 be created, 2 for usage errors (argparse).
 """
@@ -18,10 +24,12 @@ from typing import TextIO
 from cli.fingerprint import colon_hex
 from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
+from gateway.config import load
 from gateway.provisioning import init_bank
 from hsm.errors import KeyBackendError
 from hsm.uri import describe_uri
 from setcore.errors import SetcoreError
+from setcore.pki.tls import NOT_AFTER_FORMAT, chain_not_after
 from setcore.profiles import PROFILES
 
 
@@ -38,6 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--insecure", action="store_true", help="plaintext gRPC (local experiments only)"
     )
+    parser.add_argument(
+        "--merchant-tls",
+        action="store_true",
+        help="also write a merchant's TLS client and server credentials into DIR/tls "
+        "(demos and benchmarks on one machine only)",
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -51,6 +65,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             keys=args.keys,
             brand_id=args.brand,
             insecure=args.insecure,
+            merchant_tls=args.merchant_tls,
         )
     except (ProvisioningError, KeyBackendError, SetcoreError, CaError, OSError) as exc:
         print(f"setpay init: {exc}", file=err)
@@ -60,4 +75,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     print(f"  brand {result.brand_id}, profile {result.profile}, keys {keys}", file=out)
     print(f"  brand root SHA-256 {colon_hex(result.root_thumbprint)}", file=out)
     print(f"  configuration {result.config_path}", file=out)
+    # The file's own settings (no SETPAY_* variable): the certificate this bank serves.
+    tls = load(result.config_path, env={}).tls
+    if tls is not None:
+        ends = chain_not_after(tls.cert.read_bytes())
+        print(f"  TLS server certificate {tls.cert} notAfter {ends.strftime(NOT_AFTER_FORMAT)}",
+              file=out)  # fmt: skip
     return 0

@@ -99,9 +99,15 @@ docker exec "$gateway" setpay keys list --keys "$KEYS" | tee "$backup_dir/keys.t
 grep -q '^brand-root ' "$backup_dir/keys.txt" || fail "no brand-root key on the token"
 
 begin "4. authorizations from inside the container (setpay bench authorize --target)"
+# setpay init writes no merchant credential into a bank; the bench presents the one its
+# tls/ holds, so one is issued there for the run and removed after it.
+docker exec "$gateway" setpay ca issue-tls --config /var/lib/setpay/setpay.toml \
+    --role client --name merchant-client --out /var/lib/setpay/tls >/dev/null
 docker exec "$gateway" setpay bench authorize --target 127.0.0.1:7443 \
     --bank-config /var/lib/setpay/setpay.toml \
     --rate 50 --duration 4 --cardholders 10 --json /tmp/bench.json >"$backup_dir/bench.txt"
+docker exec "$gateway" rm /var/lib/setpay/tls/merchant-client.pem \
+    /var/lib/setpay/tls/merchant-client.key
 sed -n '/^open loop/,$p' "$backup_dir/bench.txt"
 docker exec "$gateway" python -c '
 import json, sys
@@ -132,6 +138,15 @@ grep -q 'var/lib/setpay/ledger.db$' "$backup_dir/listing.txt" || fail "the backu
 grep -q 'var/lib/softhsm/tokens/.*/token.object$' "$backup_dir/listing.txt" \
     || fail "the backup holds no token"
 if grep -q '\.pin$' "$backup_dir/listing.txt"; then fail "the backup holds a PIN file"; fi
+# ledger.keys is sealed to the token's gateway-token key: no secret without the token and
+# its PIN, which the archive must not hold (above). One in plaintext (a bank made before,
+# never sealed with setpay bank seal-ledger-keys) would put the key to every PAN beside
+# the PANs.
+tar -xzf "$backup_dir/setpay-state.tar.gz" -C "$backup_dir" var/lib/setpay/ledger.keys
+if grep -q '"data_key"' "$backup_dir/var/lib/setpay/ledger.keys" \
+    || ! grep -q '"format": "setpay-ledger-keys/2"' "$backup_dir/var/lib/setpay/ledger.keys"; then
+    fail "the backup holds the ledger keys in plaintext"
+fi
 docker start "$gateway" >/dev/null
 wait_for "$TOKEN_WAIT_SECONDS" "the gateway did not serve again after the backup" serving
 

@@ -1,25 +1,21 @@
-"""The issuer side of the bank: opening the ledger from the configuration, the ledger keys
-file, and the directory the CA asks whether a card or merchant exists."""
+"""The issuer side of the bank: opening the ledger from the configuration (its keys through
+the key backend, ``gateway.ledger_keys``), and the directory the CA asks whether a card or
+merchant exists."""
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
-import os
-from pathlib import Path
 
-from gateway.bank_pki import BankIncomplete
+from gateway.bank_pki import bank_keys_uri
 from gateway.ca.errors import IssuerUnavailable
 from gateway.config import DEFAULT_SETTLEMENT_CURRENCY, BankConfig
 from gateway.ledger import (
     AccountExists,
     AccountStatus,
     CommitObserver,
-    InvalidRequest,
     Ledger,
     LedgerConfig,
-    LedgerKeys,
     LedgerStore,
     PostgresLedgerStore,
     RemoteLedgerStore,
@@ -28,40 +24,13 @@ from gateway.ledger import (
     UnknownAccount,
     UnknownMerchant,
 )
+from gateway.ledger_keys import read_ledger_keys
+from hsm.base import KeyBackend
+from hsm.uri import open_backend
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2
 
 log = logging.getLogger("setpay.issuer")
-
-
-def write_ledger_keys(path: Path) -> None:
-    """Create the two 32-byte ledger keys in a new file readable by the owner only."""
-    keys = {"data_key": os.urandom(32).hex(), "index_key": os.urandom(32).hex()}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(keys, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_ledger_keys(path: Path) -> LedgerKeys:
-    """Load the ledger keys; the file must not be readable by group or others.
-
-    ``BankIncomplete`` names a file that is not what ``write_ledger_keys`` wrote; the
-    message never holds the file's content.
-    """
-    if path.stat().st_mode & 0o077:
-        raise PermissionError(f"{path} must be readable by its owner only (chmod 600)")
-    try:
-        raw = json.loads(path.read_bytes())
-        if not isinstance(raw, dict):
-            raise TypeError("not a JSON object")
-        return LedgerKeys(
-            data_key=bytes.fromhex(raw["data_key"]), index_key=bytes.fromhex(raw["index_key"])
-        )
-    except (ValueError, KeyError, TypeError, InvalidRequest) as exc:
-        # Not chained: a parser's message may quote what it read.
-        raise BankIncomplete(f"{path} is not a ledger keys file ({type(exc).__name__})") from None
 
 
 def open_store(config: BankConfig, observer: CommitObserver | None = None) -> LedgerStore:
@@ -78,11 +47,22 @@ def open_ledger(
     observer: CommitObserver | None = None,
     *,
     service: str | None = None,
+    backend: KeyBackend | None = None,
 ) -> Ledger:
     """The issuer ledger of this bank (commits reported to ``observer``); through the
-    ledger service listening at ``service`` if given (it then reports the commits)."""
-    keys = read_ledger_keys(config.path(config.ledger_keys))
-    policy = LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)
+    ledger service listening at ``service`` if given (it then reports the commits).
+
+    Its keys are opened through ``backend``, the bank's key backend a bank process has
+    open already; without one (a command that opens the ledger alone), through the bank's
+    backend opened for that and closed again."""
+    if backend is not None:
+        keys = read_ledger_keys(config, backend)
+    else:
+        with open_backend(bank_keys_uri(config)) as own:
+            keys = read_ledger_keys(config, own)
+    policy = LedgerConfig(
+        hold_lifetime_ms=config.hold_expiry_ms, retention_days=config.retention_days
+    )
     store = RemoteLedgerStore(service) if service else open_store(config, observer)
     return Ledger(store, keys, config=policy)
 

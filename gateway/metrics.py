@@ -54,6 +54,12 @@ amount, an identifier or a peer's text.
                                                         (alert when under 6 h away; past
                                                         it, certificates cannot be judged
                                                         and calls are answered UNAVAILABLE)
+    setpay_tls_certificate_valid_until_seconds          when the TLS server certificate the
+                                                        workers serve ends (notAfter), Unix
+                                                        seconds: the earliest of the live
+                                                        workers' (alert when under 14 days
+                                                        away; past it every handshake
+                                                        fails)
     setpay_ca_housekeeping_failures_total{cause}        failed sweeps of ca.db's expired
                                                         sessions and old answers, each
                                                         tried again a minute later: busy
@@ -160,6 +166,7 @@ __all__ = [
     "rpc_finished",
     "rpc_shed",
     "rpc_started",
+    "tls_certificate_valid_until",
     "worker_gone",
     "worker_restarted",
 ]
@@ -267,6 +274,8 @@ class _WorkerMetrics:
         self.relogins = Counter(
             "setpay_key_relogins_total", "Token re-logins after a lost session", registry=r
         )
+        self.registry = r
+        self.tls_valid_until: Gauge | None = None  # made with its value: see its setter
         # The serving path's children (``Children``): looked up once, not per call.
         self.my_rpcs = self.worker_rpcs.labels(worker)
         self.in_flight_of = Children(self.in_flight, "method")
@@ -413,6 +422,26 @@ def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | Non
         m.key_errors.labels(op, allowed("error", error_kind)).inc()
     if op == "relogin":
         m.relogins.inc()
+
+
+def tls_certificate_valid_until(seconds: float) -> None:
+    """The TLS server certificate this process serves ends at ``seconds`` (Unix)."""
+    m = _sinks.worker
+    if m is None:
+        return
+    if m.tls_valid_until is None:
+        from prometheus_client import Gauge  # noqa: PLC0415 - see the module docstring
+
+        # livemin: the page shows the earliest end a live worker serves (a worker started
+        # before the file was replaced serves the old one), and a dead worker's file does
+        # not hold it. Made with its value, as setpay_revocation_valid_until_seconds is: a
+        # gauge made at enable would read 0, long ended, until the bank had started.
+        m.tls_valid_until = Gauge(
+            "setpay_tls_certificate_valid_until_seconds",
+            "When the TLS server certificate served ends (notAfter), Unix seconds",
+            multiprocess_mode="livemin", registry=m.registry,
+        )  # fmt: skip
+    m.tls_valid_until.set(seconds)
 
 
 def holds_expired(count: int) -> None:

@@ -5,6 +5,17 @@ process can call it after fork (DESIGN.md 5.4: sessions and gRPC are never inher
 When metrics are on in this process (``gateway.metrics.enable``), the key backend and the
 ledger report to them and a sampler copies the counters of the trust store, the pool and
 the revocation watcher.
+
+The TLS server certificate (``[gateway.tls] cert``, both servers') is judged once per
+bank start (``check_tls_certificate``): a bank refuses to start on one that has ended,
+since every handshake would fail (its clients would see only UNAVAILABLE), and warns when
+it ends within TLS_EXPIRY_WARNING. ``start_bank`` judges it for a bank run in-process; the
+supervisor of ``setpay gateway serve`` judges it before it forks (``gateway.workers``),
+and its workers (``supervised``) only read its end. A bank already serving is never
+stopped for it: its open connections keep working past the end, as TLS checks validity at
+the handshake, so a worker restarted after the end serves, and says at WARNING that new
+handshakes with it fail, rather than refuse (a worker that cannot start stops the whole
+bank, and with it those connections). Metrics show the end (``gateway.metrics``).
 """
 
 from __future__ import annotations
@@ -13,11 +24,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import grpc
 
 from gateway import metrics
 from gateway.bank import Bank
+from gateway.bank_errors import ProvisioningError
 from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.servicer import CertificateAuthorityServicer
@@ -28,8 +41,15 @@ from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
 from gateway.server import Server, ServerLimits, ServiceBinding, TlsConfig, create_server
 from gateway.servicer import PaymentGatewayServicer
+from setcore.errors import ConfigurationError
+from setcore.pki.tls import NOT_AFTER_FORMAT, chain_not_after
 
 log = logging.getLogger("setpay.gateway")
+
+# A bank starting on a TLS server certificate that ends sooner than this warns: two weeks
+# leave room to issue a new one (``setpay ca issue-tls``), install it and restart within
+# a change window, and are short enough that the warning is not routinely ignored.
+TLS_EXPIRY_WARNING = timedelta(days=14)
 
 
 @dataclass
@@ -112,6 +132,59 @@ def tls_config(config: BankConfig, *, mutual: bool) -> TlsConfig | None:
     )
 
 
+def tls_not_after(config: BankConfig) -> datetime | None:
+    """When the bank's TLS server certificate ends (None for an insecure bank), unjudged."""
+    if config.insecure or config.tls is None:
+        return None
+    path = config.tls.cert
+    try:
+        return chain_not_after(path.read_bytes())
+    except ConfigurationError as exc:
+        raise ProvisioningError(f"TLS server certificate {path}: {exc}") from exc
+
+
+def check_tls_certificate(config: BankConfig, now: datetime | None = None) -> datetime | None:
+    """When the bank's TLS server certificate ends (None for an insecure bank); refuses
+    one that has ended (``ProvisioningError``), warns of one within TLS_EXPIRY_WARNING.
+    Once per bank start: see the module docstring."""
+    ends = tls_not_after(config)
+    if ends is None or config.tls is None:
+        return None
+    path = config.tls.cert
+    left = ends - (now or datetime.now(UTC))
+    shown = ends.strftime(NOT_AFTER_FORMAT)
+    if left <= timedelta(0):
+        raise ProvisioningError(
+            f"the TLS server certificate {path} ended at {shown} (notAfter): every TLS"
+            " handshake would fail; issue a new one (setpay ca issue-tls --role server),"
+            " point [gateway.tls] cert and key at it, and start the bank again"
+        )
+    if left < TLS_EXPIRY_WARNING:
+        log.warning(
+            "the TLS server certificate %s ends at %s (notAfter), in %.1f days: every TLS"
+            " handshake fails after that; issue a new one (setpay ca issue-tls --role"
+            " server) and restart the bank on it",
+            path, shown, left / timedelta(days=1),
+        )  # fmt: skip
+    return ends
+
+
+def _served_tls_ends(config: BankConfig, supervised: bool) -> datetime | None:
+    """The TLS server certificate's end: judged (a bank's start), or, for a worker whose
+    supervisor judged it, only read, and its end said at WARNING once passed."""
+    if not supervised:
+        return check_tls_certificate(config)
+    ends = tls_not_after(config)
+    if ends is not None and config.tls is not None and ends <= datetime.now(UTC):
+        log.warning(
+            "the TLS server certificate %s ended at %s (notAfter): this worker serves, but"
+            " every new TLS handshake with it fails; issue a new one (setpay ca issue-tls"
+            " --role server) and restart the bank on it",
+            config.tls.cert, ends.strftime(NOT_AFTER_FORMAT),
+        )  # fmt: skip
+    return ends
+
+
 def _stop_at_once(server: grpc.Server, health: HealthMonitor) -> None:
     health.stop()
     server.stop(None).wait()
@@ -126,6 +199,7 @@ def start_bank(
     ledger_service: str | None = None,
     sweep_holds: bool = False,
     announce_stop: bool = False,
+    supervised: bool = False,
 ) -> RunningBank:
     """Open keys, ledger and CA; serve PaymentGateway (mutual TLS) and CertificateAuthority
     (server TLS) each on its own port. ``ledger_service``: the socket of the ledger
@@ -133,14 +207,22 @@ def start_bank(
     ledger's hold sweeper in this process (one per bank: worker 0). ``announce_stop``:
     say NOT_SERVING for ``config.not_serving_seconds`` before a stop drains, for the load
     balancers that poll a served worker (``gateway.worker``); a bank run in-process (the
-    demo, tests, tools) has none to tell, and stops without the pause."""
+    demo, tests, tools) has none to tell, and stops without the pause. ``supervised``: a
+    worker, whose supervisor judged the TLS server certificate for the whole bank (see
+    the module docstring)."""
     on = metrics.enabled()
+    tls_ends = _served_tls_ends(config, supervised)  # first: nothing is open to undo yet
     # Whatever is opened or started is undone, newest first, if a later step fails: a bank
     # that cannot start leaves no server serving, no prober probing, no database open.
     with contextlib.ExitStack() as undo:
         pki = load_bank_pki(config, metrics.key_operation if on else None)
         undo.callback(pki.close)
-        ledger = open_ledger(config, metrics.ledger_commit if on else None, service=ledger_service)
+        ledger = open_ledger(
+            config,
+            metrics.ledger_commit if on else None,
+            service=ledger_service,
+            backend=pki.backend,
+        )
         undo.callback(ledger.close)
         if sweep_holds:
             ledger.start_hold_sweeper(observer=metrics.holds_expired if on else None)
@@ -172,6 +254,8 @@ def start_bank(
         # Samples at once, which writes to the sample directory and so can fail too.
         sampler = metrics.Sampler(pki.trust, pki.backend, authority.watcher, authority).start()
         undo.callback(sampler.stop)
+        if on and tls_ends is not None:
+            metrics.tls_certificate_valid_until(tls_ends.timestamp())
         probes = (pki.backend.check_health, ledger.check_health)
         server, port, health = create_server(
             [ServiceBinding("PaymentGatewayService", PaymentGatewayServicer(bank))],

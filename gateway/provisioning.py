@@ -8,10 +8,15 @@
     certs/*.der       brand-root, cca, cca-kex, mca, mca-kex, pca, pca-kex, gateway-sig,
                       gateway-kex (key labels in the backend are the same names)
     ca.db             every certificate and certified key, the first CRLs and BCI 1
+    certs/gateway-token.seed
+                      the token seed (``setcore.token_seal``): opens only with the key
     tls/              root.pem; gateway.pem + .key (server, 127.0.0.1 and localhost);
-                      client-ca.pem (mTLS); merchant-client.pem + .key and
-                      merchant-server.pem + .key for the demo; keys are PEM, mode 0600
-    ledger.keys       the ledger's data key and index key (0600)
+                      client-ca.pem (mTLS); keys are PEM, mode 0600; with
+                      ``merchant_tls`` also merchant-client.pem + .key and
+                      merchant-server.pem + .key, a merchant's credentials for the demo
+                      and the bench's own bank
+    ledger.keys       the ledger's data key and index key, sealed to the gateway-token
+                      key (``gateway.ledger_keys``; 0600): opens only with the backend
 
 Private keys of the brand, the CAs and the gateway are made in the key backend and never
 leave it; TLS keys are ordinary PEM files (gRPC takes them that way). An existing bank
@@ -59,7 +64,7 @@ from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import publish_initial, record_certificate
 from gateway.ca.store import CaStore
 from gateway.config import CONFIG_FILE, BankConfig
-from gateway.issuer import write_ledger_keys
+from gateway.ledger_keys import write_ledger_keys
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.uri import PASSPHRASE_ENV, open_backend
@@ -95,6 +100,9 @@ _CA_TITLES = {
 GATEWAY_NAME = "gateway-1"
 # Name of the merchant TLS client certificate made for the demo.
 DEMO_MERCHANT_TLS_NAME = "merchant"
+# The merchant credentials ``merchant_tls`` writes into tls/ (NAME.pem and NAME.key).
+MERCHANT_CLIENT_TLS = "merchant-client"
+MERCHANT_SERVER_TLS = "merchant-server"
 PASSPHRASE_FILE = "keys.pass"  # noqa: S105 - a file name, not a secret
 # 32 random bytes, base64url: as strong as any key the passphrase protects.
 PASSPHRASE_BYTES = 32
@@ -271,7 +279,7 @@ def _write_ca_db(path: Path, keys: AuthorityKeys, made: list[_Made], at: datetim
         store.close()
 
 
-def _write_tls(directory: Path, transport: TransportCA) -> None:
+def _write_tls(directory: Path, transport: TransportCA, *, merchant_tls: bool) -> None:
     tls = directory / TLS_DIR
     tls.mkdir(mode=DIRECTORY_MODE)
     gateway = issue_tls_server(transport)
@@ -279,8 +287,13 @@ def _write_tls(directory: Path, transport: TransportCA) -> None:
     (tls / "root.pem").write_bytes(gateway.root_certificate_pem)
     # The gateway accepts client certificates from setpay's transport CA only.
     (tls / "client-ca.pem").write_bytes(gateway.root_certificate_pem)
-    write_tls_files(tls, "merchant-client", issue_tls_client(transport, DEMO_MERCHANT_TLS_NAME))
-    write_tls_files(tls, "merchant-server", issue_tls_server(transport))
+    if merchant_tls:
+        # A working client credential for the gateway's mutual TLS: only where a merchant
+        # of the same machine needs one (the demo, a bench's own bank), never by default
+        # in a bank's directory, where it would let whoever reads it past the mTLS.
+        client = issue_tls_client(transport, DEMO_MERCHANT_TLS_NAME)
+        write_tls_files(tls, MERCHANT_CLIENT_TLS, client)
+        write_tls_files(tls, MERCHANT_SERVER_TLS, issue_tls_server(transport))
 
 
 def destroy_bank_keys(backend: KeyBackend) -> list[str]:
@@ -310,7 +323,13 @@ def _empty(directory: Path, made: bool) -> None:
 
 
 def _provision(
-    backend: KeyBackend, config: BankConfig, profile: str, brand_id: str, when: datetime
+    backend: KeyBackend,
+    config: BankConfig,
+    profile: str,
+    brand_id: str,
+    when: datetime,
+    *,
+    merchant_tls: bool,
 ) -> IssuingCA:
     """Keys, certificates, ca.db, TLS files and ledger keys of a new bank; its root."""
     root, made = _make_keys_and_certificates(backend, profile, brand_id, when)
@@ -339,9 +358,9 @@ def _provision(
     transport = create_transport_ca(backend, tls_key, brand_id)
     (certs / f"{TLS_CA_LABEL}.der").write_bytes(transport.der)
     backend.store_certificate(tls_key, transport.der)
-    _write_tls(config.base_dir, transport)
-    # The issuer ledger's format (gateway.issuer reads it back).
-    write_ledger_keys(config.path(config.ledger_keys))
+    _write_tls(config.base_dir, transport, merchant_tls=merchant_tls)
+    # Sealed to the token key: the file opens no PAN without the backend.
+    write_ledger_keys(config.path(config.ledger_keys), backend, token_key)
     return root
 
 
@@ -352,11 +371,13 @@ def init_bank(
     keys: str | None = None,
     brand_id: str = "setpay",
     insecure: bool = False,
+    merchant_tls: bool = False,
     env: Mapping[str, str] | None = None,
     at: datetime | None = None,
 ) -> InitResult:
     """Create a bank in ``directory`` (which must not exist or be empty); on failure,
-    leave the directory and the key backend as they were."""
+    leave the directory and the key backend as they were. ``merchant_tls``: also write
+    a merchant's TLS client and server credentials into tls/ (the demo's, a bench's)."""
     profile_named(profile)  # an unknown profile fails before anything is written
     _refuse_existing(directory)
     made_directory = not directory.exists()
@@ -371,7 +392,9 @@ def init_bank(
         try:
             _refuse_labels(backend)
             try:
-                root = _provision(backend, config, profile, brand_id, utc(at))
+                root = _provision(
+                    backend, config, profile, brand_id, utc(at), merchant_tls=merchant_tls
+                )
             except BaseException:
                 # None of the labels was there before (above).
                 if left := destroy_bank_keys(backend):

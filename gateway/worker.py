@@ -77,6 +77,7 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
         ca_listen=plan.ca_listen,
         reuse_port=True,
         announce_stop=True,
+        supervised=True,  # the supervisor judged the TLS certificate before forking
         ledger_service=plan.ledger_socket,
         # One sweeper per bank is enough and worker 0 exists in every mode (a replaced
         # worker 0 starts its own); more would be harmless, each hold released once.

@@ -7,6 +7,13 @@ only before its first object exists, and PKCS#11 sessions belong to the process 
 opened them. Each worker calls ``start_bank(..., reuse_port=True)`` and serves
 (``gateway.worker``).
 
+TLS. The supervisor judges the TLS server certificate once, before reserving anything
+(``gateway.process.check_tls_certificate``): it refuses an ended one (``WorkerError``)
+and warns of one near its end, once for the bank, not once per worker. Workers only read
+its end, for the metrics page: one restarted after the end serves all the same, saying so
+at WARNING, so that the bank and its other workers' open connections live on
+(``gateway.process``).
+
 Ports. The supervisor reserves each address before forking (``gateway.ports``) and keeps
 the reservation until it exits: a port 0 becomes a real port before any worker starts,
 and every worker, restarted ones too, binds that same port with SO_REUSEPORT.
@@ -43,7 +50,8 @@ ignores the SIGINT a terminal's Ctrl-C sends the whole process group).
 Metrics. With ``metrics_port = "any"`` the scrape endpoint binds a port the OS picks, and
 ``Bound.metrics_port`` says which: nothing else can take it between the pick and the bind.
 
-Errors: ``WorkerError`` (a port cannot be reserved, metrics cannot be served), from
+Errors: ``WorkerError`` (the TLS server certificate has ended or cannot be read, a port
+cannot be reserved, metrics cannot be served), from
 ``serve`` before any worker starts. Then the exit status: 0 when every child stopped
 cleanly; 1 when one could not start, crashed too often, or failed or was killed as it
 stopped; 3 (CALLS_CUT) when none failed but a worker cut calls at the end of the grace
@@ -62,10 +70,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import metrics
+from gateway.bank_errors import ProvisioningError
 from gateway.child import LEDGER_INDEX, become_child, child_name
 from gateway.config import BankConfig
 from gateway.ledger_process import LedgerSocket
 from gateway.ports import PortError, reserve
+from gateway.process import check_tls_certificate
 from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, RestartBudget
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
 from gateway.supervisor_signals import WATCHED, SupervisorSignals
@@ -436,6 +446,10 @@ def serve(
     directory: MultiprocessDirectory | None = None
     ledger_socket: LedgerSocket | None = None  # removed by the supervisor alone
     try:
+        try:
+            check_tls_certificate(config)  # once for the bank: see the module docstring
+        except ProvisioningError as exc:
+            raise WorkerError(str(exc)) from exc
         try:
             gateway = reserve(config.listen)
             inherited.append(gateway.close)

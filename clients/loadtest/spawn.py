@@ -61,8 +61,9 @@ def _tail(log: Path) -> str:
 
 
 def init_bank(directory: Path, profile: str, keys: str | None) -> Path:
-    """``setpay init DIRECTORY``; returns its ``setpay.toml``."""
-    argv = _setpay("init", str(directory), "--profile", profile)
+    """``setpay init DIRECTORY``, with the merchant TLS credentials the bench's channels
+    present; returns its ``setpay.toml``."""
+    argv = _setpay("init", str(directory), "--profile", profile, "--merchant-tls")
     if keys:
         argv += ["--keys", keys]
     log = directory.parent / f"{directory.name}-init.log"

@@ -18,7 +18,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -41,6 +41,9 @@ from setcore.pki.issuance import (
 TLS_LIFETIME = timedelta(days=90)
 # The transport root lives as long as the brand root (ten years).
 TRANSPORT_CA_LIFETIME = timedelta(days=3650)
+# How a notAfter is shown to operators: ISO 8601 in UTC, to the second (a certificate's
+# times have no finer resolution).
+NOT_AFTER_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True)
@@ -196,3 +199,13 @@ def issue_tls_client(
     if not _CLIENT_NAME.fullmatch(name):
         raise ConfigurationError("TLS client names are DNS-style labels of 1..64 characters")
     return _issue(ca, name, [x509.DNSName(name)], ExtendedKeyUsageOID.CLIENT_AUTH, lifetime)
+
+
+def chain_not_after(certificate_chain_pem: bytes) -> datetime:
+    """When the leaf (first certificate) of a PEM chain ends (notAfter, UTC); the chain
+    as ``TlsCredentials.certificate_chain_pem`` holds it and gRPC serves it."""
+    try:
+        leaf = x509.load_pem_x509_certificates(certificate_chain_pem)[0]
+    except ValueError as exc:
+        raise ConfigurationError(f"not a PEM certificate chain: {exc}") from exc
+    return leaf.not_valid_after_utc

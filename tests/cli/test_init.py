@@ -19,7 +19,7 @@ from cli import init
 from gateway import provisioning
 from gateway.bank_pki import ALL_LABELS, BankExists, bank_keys_uri, load_bank_pki
 from gateway.config import load
-from gateway.issuer import read_ledger_keys
+from gateway.ledger_keys import read_ledger_keys
 from gateway.provisioning import init_bank
 from hsm.base import KemAlgorithm, KeyUsage
 from hsm.errors import PermanentBackendError
@@ -32,10 +32,7 @@ CERTIFICATES = (
     "brand-root", "cca", "cca-kex", "mca", "mca-kex", "pca", "pca-kex", "gateway-sig",
     "gateway-kex",
 )  # fmt: skip
-PRIVATE_FILES = (
-    "keys.pass", "ledger.keys", "ca.db", "tls/gateway.key", "tls/merchant-client.key",
-    "tls/merchant-server.key",
-)  # fmt: skip
+PRIVATE_FILES = ("keys.pass", "ledger.keys", "ca.db", "tls/gateway.key")
 
 
 def _init(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -83,7 +80,8 @@ def test_init_then_load(
     assert (config.profile, config.brand_id, config.insecure) == (profile, "testbrand", False)
     assert config.keys == "soft:keys;pin-source=file:keys.pass"
     assert config.tls is not None and config.tls.cert.is_file() and config.tls.key.is_file()
-    read_ledger_keys(config.path(config.ledger_keys))
+    with open_backend(bank_keys_uri(config)) as backend:
+        read_ledger_keys(config, backend)
 
     pki = load_bank_pki(config)
     try:
@@ -122,7 +120,14 @@ def test_init_then_load(
             str(pem / "pca.pem"), str(pem / f"{leaf}.pem"),
         )  # fmt: skip
         assert output.strip().endswith(": OK"), output
-    for chain in ("gateway.pem", "merchant-client.pem", "merchant-server.pem"):
+    # A plain init writes no merchant credential (``--merchant-tls``: test_init_merchant_tls).
+    assert sorted(p.name for p in tls.iterdir()) == [
+        "client-ca.pem",
+        "gateway.key",
+        "gateway.pem",
+        "root.pem",
+    ]
+    for chain in ("gateway.pem",):
         output = _openssl_verify(
             "-CAfile", str(tls / "root.pem"), "-untrusted", str(tls / chain), str(tls / chain)
         )
@@ -148,7 +153,7 @@ def test_init_refuses_a_backend_that_holds_a_bank(tmp_path: Path) -> None:
         init_bank(tmp_path / "second", keys=shared, env={})
 
 
-def _full_disk(path: Path) -> None:
+def _full_disk(*_: object) -> None:
     """Fails as a full disk does, on the last file ``init`` writes before the config."""
     raise OSError(errno.ENOSPC, "No space left on device")
 

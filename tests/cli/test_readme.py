@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -20,19 +21,43 @@ README = (ROOT / "README.md").read_text()
 _NOT_TASKS = {"all"}
 
 
+# Where a command's words end: a redirection, a pipe, the next command.
+_COMMAND_ENDS = {">", "|", "&&", ";"}
+# A shell variable set for the one command: ``NAME=VALUE setpay ...``.
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def fenced_blocks(text: str, language: str) -> list[str]:
+    """The bodies of ``text``'s fenced code blocks of ``language``."""
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
 def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+    return fenced_blocks(README, language)
+
+
+def setpay_commands(lines: Iterable[str]) -> list[list[str]]:
+    """The arguments of every ``setpay`` command in these shell lines (continuations
+    joined), without comment, redirection or pipe: the command may follow variables set
+    for it or ``docker exec CONTAINER``, or be one quoted word (``--health-cmd``)."""
+    commands = []
+    for line in "\n".join(lines).replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        ends = [i for i, word in enumerate(words) if word in _COMMAND_ENDS]
+        words = words[: ends[0]] if ends else words
+        commands += [shlex.split(w)[1:] for w in words if w.startswith("setpay ")]
+        while words and _ASSIGNMENT.match(words[0]):
+            words = words[1:]
+        if words[:2] == ["docker", "exec"]:
+            words = words[3:]
+        if words[:1] == ["setpay"]:
+            commands.append(words[1:])
+    return commands
 
 
 def _setpay_commands() -> list[list[str]]:
-    """Every ``setpay`` command of the README's shell blocks, without comment or redirection."""
-    commands = []
-    for block in _blocks("sh"):
-        for line in block.splitlines():
-            words = shlex.split(line, comments=True)
-            if words[:1] == ["setpay"]:
-                commands.append(words[1 : words.index(">")] if ">" in words else words[1:])
-    return commands
+    """Every ``setpay`` command of the README's shell blocks."""
+    return setpay_commands(line for block in _blocks("sh") for line in block.splitlines())
 
 
 def test_the_readme_opens_with_make_demo_and_make_test() -> None:

@@ -163,7 +163,7 @@ def serving_bank(directory: Path, keystore_passphrase: str) -> Iterator[RunningB
 
 def start_bank(directory: Path) -> RunningBank:
     """``setpay init`` into ``directory``, then serve gateway and CA on ports chosen by the OS."""
-    init_bank(directory, profile=EC.name)
+    init_bank(directory, profile=EC.name, merchant_tls=True)
     config = load_bank_config(directory / "setpay.toml")
     pki = load_bank_pki(config)
     ledger = open_ledger(config)

@@ -44,7 +44,7 @@ SIGNATURE_KEYS = ("gateway-sig",)
 KEY_EXCHANGE_KEYS = ("cca-kex", "mca-kex", "pca-kex", "gateway-kex")
 TOKEN_SEALING_KEYS = ("gateway-token",)
 SET_LABELS = CA_KEYS + SIGNATURE_KEYS + KEY_EXCHANGE_KEYS + TOKEN_SEALING_KEYS
-# The transport (TLS) root: it signs the gateway's and the demo's TLS certificates.
+# The transport (TLS) root: it signs the gateway's TLS certificates (and the demo's).
 TLS_ROOT = "tls-ca"
 BANK_LABELS = (*SET_LABELS, TLS_ROOT)
 # Certificate -> the certificate of its issuer (the two roots are self-signed).
@@ -139,7 +139,8 @@ def test_nothing_key_like_is_written_under_the_bank_directory(
     assert not (bank.directory / "keys.pass").exists()
     files = [p for p in bank.directory.rglob("*") if p.is_file()]
     tls_keys = sorted(p.relative_to(bank.directory).as_posix() for p in files if p.suffix == ".key")
-    assert tls_keys == ["tls/gateway.key", "tls/merchant-client.key", "tls/merchant-server.key"]
+    # A production init writes no merchant credential (setpay init --merchant-tls does).
+    assert tls_keys == ["tls/gateway.key"]
     for path in files:
         name = path.relative_to(bank.directory).as_posix()
         data = path.read_bytes()
@@ -178,7 +179,7 @@ def test_certificates_certify_the_token_keys_and_verify_with_openssl(
     tls = bank.directory / "tls"
     tls_root = x509.load_pem_x509_certificate((tls / "root.pem").read_bytes())
     assert tls_root == _certificate(bank, TLS_ROOT)
-    for chain_file in ("gateway.pem", "merchant-client.pem", "merchant-server.pem"):
+    for chain_file in ("gateway.pem",):
         chain_pem = str(tls / chain_file)
         output = openssl(
             "verify", "-CAfile", str(tls / "root.pem"), "-untrusted", chain_pem, chain_pem

@@ -371,7 +371,7 @@ def test_image_command_serves_from_the_token_and_health_follows_the_token(
 
 @pytest.mark.integration
 def test_gateway_port_needs_a_client_certificate(
-    running_image: RunningImage, ec_bank: ProvisionedBank
+    running_image: RunningImage, ec_bank: ProvisionedBank, tmp_path: Path
 ) -> None:
     # Why the HEALTHCHECK probes the CA port: the PaymentGateway port is mutual TLS.
     tls = ec_bank.directory / "tls"
@@ -379,7 +379,16 @@ def test_gateway_port_needs_a_client_certificate(
     refused = run(["setpay", "health", *target], check=False)
     assert refused.returncode == 1
     assert "UNAVAILABLE" in refused.stderr
-    client = ["--cert", str(tls / "merchant-client.pem"), "--key", str(tls / "merchant-client.key")]
+    # The bank's directory holds no merchant credential: one issued as a merchant's is.
+    mine = tmp_path / "client"
+    run(["setpay", "ca", "issue-tls", "--config", str(ec_bank.directory / "setpay.toml"),
+         "--role", "client", "--name", "merchant-client", "--out", str(mine)])  # fmt: skip
+    client = [
+        "--cert",
+        str(mine / "merchant-client.pem"),
+        "--key",
+        str(mine / "merchant-client.key"),
+    ]
     served = run(["setpay", "health", *target, *client], check=False)
     assert (served.returncode, served.stdout.strip()) == (
         0, f"127.0.0.1:{running_image.gateway_port}: SERVING",

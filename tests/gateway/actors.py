@@ -138,7 +138,7 @@ def channels_for(directory: Path, gateway_port: int, ca_port: int) -> tuple[grpc
 def open_world(directory: Path, profile: str, *, create: bool = True) -> World:
     """``setpay init`` (unless the bank exists) and serve it on ports 0."""
     if create:
-        init_bank(directory, profile=profile, env={})
+        init_bank(directory, profile=profile, merchant_tls=True, env={})
     config = load(directory / "setpay.toml", env={})
     running = start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
     gw_channel, ca_channel = channels_for(directory, running.port, running.ca_port)

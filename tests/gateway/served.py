@@ -204,7 +204,7 @@ def launch(
     can signal its whole process group (what a terminal's Ctrl-C does) without
     signalling itself."""
     directory = root / "bank"
-    init_bank(directory, profile="ec", keys=keys, env={})
+    init_bank(directory, profile="ec", keys=keys, merchant_tls=True, env={})
     prepare(directory)
     ports = root / "ports"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SETPAY_", "PROMETHEUS_"))}

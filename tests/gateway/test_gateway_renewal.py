@@ -80,7 +80,7 @@ class Served:
         profile: str = "ec",
         made_at: datetime | None = None,
     ) -> None:
-        init_bank(directory, profile=profile, keys=keys, env={}, at=made_at)
+        init_bank(directory, profile=profile, keys=keys, merchant_tls=True, env={}, at=made_at)
         self.directory = directory
         self.profile = profile
         # Picked once, released, and bound again at each start: free_port picks below

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from gateway.issuer import open_store, read_ledger_keys
+from gateway.issuer import open_store
 from gateway.ledger import Ledger, UnknownBatch
+from gateway.ledger_keys import read_ledger_keys
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import PaymentGatewayServicer
 from setcore.auth_reversal import (
@@ -241,7 +242,7 @@ def _gateway_with_clock(
     """A second PaymentGateway server on the same bank whose ledger clock runs ahead."""
     config = world.config
     ledger = Ledger(
-        open_store(config), read_ledger_keys(config.path(config.ledger_keys)),
+        open_store(config), read_ledger_keys(config, world.running.pki.backend),
         clock=lambda: int(time.time() * 1000) + offset_ms,
     )  # fmt: skip
     bank = replace(world.running.bank, ledger=ledger)

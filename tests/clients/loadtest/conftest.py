@@ -56,7 +56,7 @@ def serve_echo(
 ) -> Iterator[spawn.Server]:
     """A fixture body: a bank's files under ``work`` and its echo service with ``workers``
     workers, each call held ``delay_ms`` on ``threads`` threads; stopped afterwards."""
-    init_bank(work / "bank", profile="ec", env={})
+    init_bank(work / "bank", profile="ec", merchant_tls=True, env={})
     server = spawn.serve_reference(
         "echo", work / "bank" / "setpay.toml", work, workers, delay_ms=delay_ms, threads=threads
     )
