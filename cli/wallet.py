@@ -46,7 +46,7 @@ from pathlib import Path
 
 from cli.currency import currency_code
 from cli.party_options import UsageError, parse_form, pin_root
-from clients.errors import ClientError, PurchaseOutcomeUnknown
+from clients.errors import ClientError, ConfigError, PurchaseOutcomeUnknown
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
 from clients.wallet.purchases import REFUSED, Initiation, PurchaseBook, PurchaseRecord
@@ -138,13 +138,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
     )
     b.add_argument("--exp10", type=int, help="default: the currency's minor unit")
-    b.add_argument("--merchant", help="merchant HOST:PORT (default: wallet.toml)")
+    b.add_argument("--merchant", type=_target, help="merchant HOST:PORT (default: wallet.toml)")
 
     q = ops.add_parser("inquire", help="ask the merchant about a purchase")
     q.add_argument("order", help="the start of the purchase's XID")
-    q.add_argument("--merchant", help="merchant HOST:PORT (default: where it was bought)")
+    q.add_argument(
+        "--merchant", type=_target, help="merchant HOST:PORT (default: where it was bought)"
+    )
 
     ops.add_parser("show", help="the card (BIN and last four only) and its certificate")
+
+
+def _target(text: str) -> str:
+    """A ``--merchant`` value, refused by argparse (exit 2) before any passphrase is read
+    or key opened, like every other malformed option."""
+    try:
+        return check_target(text, "--merchant")
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, not {text!r}") from None
 
 
 def _merchant(config: WalletConfig, target: str | None) -> PeerConfig:

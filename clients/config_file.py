@@ -4,6 +4,7 @@ Shared by ``merchant.toml`` and ``wallet.toml``. A misspelt setting (``answr =``
 ``answer =``) would otherwise be ignored and its default used without a word, which is
 worse than refusing to start: every error here names the file and the setting, as the
 bank's ``setpay.toml`` does (``gateway.config``, which clients may not import).
+``check_keys`` refuses, in either file or its variable, a key URI no client can use.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.errors import ConfigError
+from clients.identity import is_ephemeral_uri
 from clients.peers import PeerConfig
 
 #: The keys of a peer table (``[gateway]``, ``[ca]``, ``[merchant]`` in the wallet):
@@ -56,3 +58,24 @@ def refuse_unknown(
             unknown = sorted(set(value) - tables[name])
             if unknown:
                 raise ConfigError(f"{path}: unknown setting {name}.{unknown[0]}")
+
+
+def check_keys(uri: str, what: str) -> str:
+    """``uri``, a client's key URI setting; ``ConfigError`` naming ``what`` (the file's key
+    or the variable it came from) when it is empty or ``soft:ephemeral``.
+
+    Only these are refused here: the rest of the URI is read when a command opens the
+    keys, which some commands never do.
+    """
+    if not uri:
+        raise ConfigError(f"{what} (a key URI) is required")
+    if is_ephemeral_uri(uri):
+        # register would certify keys that are gone when it exits: the merchant ID (or
+        # the card) would then hold live certificates nobody can use, and the Merchant CA
+        # refuses that ID a new registration.
+        raise ConfigError(
+            f"{what} must not be soft:ephemeral: its keys are gone when the command exits, "
+            "so no certificate issued for them could ever be used (give soft:DIR or a "
+            "pkcs11: URI)"
+        )
+    return uri

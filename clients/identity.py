@@ -28,17 +28,53 @@ from hsm.uri import encode_uri_value
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 # The random part of a temporary file's name: 64 bits never collide between writers.
 TEMP_NAME_BYTES = 8
+# The location of a ``soft:`` URI that means "keys in memory, gone on exit" (``hsm.uri``).
+_EPHEMERAL = "ephemeral"
 
 
-def resolve_soft_uri(uri: str, base_dir: Path) -> str:
-    """A ``soft:DIR`` key URI with a relative DIR, and a relative ``pin-source=file:PATH``,
-    made relative to ``base_dir`` (the client's directory, not the current one)."""
-    if not uri.startswith("soft:") or uri.startswith("soft:ephemeral"):
+def is_ephemeral_uri(uri: str) -> bool:
+    """Whether ``uri`` names ``soft:ephemeral``, keys held in memory until the process
+    exits: its location decoded is that word exactly, as ``hsm.uri`` reads it, so a
+    keystore directory such as ``soft:ephemeral-keys`` is not one."""
+    scheme, sep, rest = uri.partition(":")
+    return sep == ":" and scheme == "soft" and _decoded(rest.split(";")[0]) == _EPHEMERAL
+
+
+def resolve_key_uri(uri: str, base_dir: Path) -> str:
+    """A key URI with its relative paths made relative to ``base_dir`` (the client's
+    directory, not the current one): a ``soft:DIR`` keystore directory, and the PATH of a
+    ``pin-source=file:PATH`` in a ``soft:`` or a ``pkcs11:`` URI.
+
+    Anything else is left as written, for ``hsm.uri`` to read or refuse when the keys
+    are opened: ``soft:ephemeral``, absolute paths, a location it could not decode.
+    """
+    scheme, sep, rest = uri.partition(":")
+    if sep and scheme == "pkcs11":
+        # The attributes sit in the path (``;``) and, RFC 7512's query form, after ``?``.
+        path, qsep, query = rest.partition("?")
+        items = ";".join(_resolve_pin_file(a, base_dir) for a in path.split(";"))
+        if qsep:
+            items += qsep + "&".join(_resolve_pin_file(a, base_dir) for a in query.split("&"))
+        return f"pkcs11:{items}"
+    if not sep or scheme != "soft" or is_ephemeral_uri(uri):
         return uri
-    directory, *attributes = uri[len("soft:") :].split(";")
-    if not Path(directory).is_absolute():
+    directory, *attributes = rest.split(";")
+    decoded = _decoded(directory)
+    if not decoded:
+        # No directory (``soft:``), or not %-encoded UTF-8: the parser says which. Made
+        # relative, the first would name the client's directory itself as the keystore.
+        return uri
+    if not Path(decoded).is_absolute():
         directory = f"{encode_uri_value(str(base_dir))}/{directory}"
     return ";".join([f"soft:{directory}", *(_resolve_pin_file(a, base_dir) for a in attributes)])
+
+
+def _decoded(text: str) -> str | None:
+    """A URI location %-decoded as ``hsm.uri`` decodes it; None when it cannot be."""
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        return None
 
 
 def _resolve_pin_file(attribute: str, base_dir: Path) -> str:

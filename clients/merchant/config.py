@@ -7,7 +7,9 @@ relative to the merchant directory. The environment overrides the file:
 ``SETPAY_MERCHANT_GATEWAY`` and ``SETPAY_MERCHANT_CA`` (targets), ``SETPAY_MERCHANT_ANSWER``;
 ``setpay merchant serve --metrics-port`` overrides both (``with_metrics_port``).
 A table or key the file may not hold is refused, naming the file and the key
-(``clients.config_file``), as is a file that is not UTF-8.
+(``clients.config_file``), as is a file that is not UTF-8. Each value is checked where
+it is read, and a refusal names the file's key or the variable it came from; the file's
+``merchant.id`` alone is checked only when ``SETPAY_MERCHANT_ID`` does not replace it.
 
 Example::
 
@@ -39,8 +41,8 @@ Example::
     tls_cert = "tls/client.pem"
     tls_key = "tls/client.key"
 
-    [ca]
-    target = "127.0.0.1:7443"
+    [ca]                               # the bank's CertificateAuthority port
+    target = "127.0.0.1:7444"
     tls_ca = "tls/ca.pem"
 """
 
@@ -55,9 +57,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clients import config_file
-from clients.config_file import PEER_KEYS
+from clients.config_file import PEER_KEYS, check_keys
 from clients.errors import ConfigError
-from clients.identity import resolve_soft_uri
+from clients.identity import resolve_key_uri
 from clients.peers import (
     MAX_PORT,
     PeerConfig,
@@ -67,6 +69,7 @@ from clients.peers import (
     subtable,
     toml_table,
 )
+from setcore.pki.extensions import MAX_MERCHANT_NAME_CHARS
 
 CONFIG_FILE = "merchant.toml"
 # Requests the Merchant service serves at once before new ones get RESOURCE_EXHAUSTED: a
@@ -75,6 +78,11 @@ DEFAULT_MAX_CONCURRENT_RPCS = 64
 # Server threads: each Purchase may wait on the gateway in after-authorization mode, so
 # a few more threads than cores keep PInit answered while authorizations are in flight.
 DEFAULT_THREADS = 8
+# Server threads at most: far more than a shop front keeps busy, each one a stack of its
+# own, and it catches a typo that would start thousands.
+MAX_THREADS = 256
+# Calls in flight at most: each holds a queue slot and its buffers; a typo stops here.
+MAX_CONCURRENT_RPCS_LIMIT = 10_000
 # ``server.metrics_port`` for "serve metrics on a port the OS picks", as port 0 is for
 # ``listen``: 0 itself means "no metrics", as for the bank's ``gateway.metrics_port``.
 METRICS_ANY_PORT: Literal["any"] = "any"
@@ -165,8 +173,9 @@ class MerchantConfig:
     store: Path
 
     def keys_uri(self) -> str:
-        """The key URI, a relative ``soft:DIR`` resolved against the merchant directory."""
-        return resolve_soft_uri(self.keys, self.base_dir)
+        """The key URI, its relative paths (``soft:DIR``, ``pin-source=file:PATH``)
+        resolved against the merchant directory."""
+        return resolve_key_uri(self.keys, self.base_dir)
 
     def with_metrics_port(self, port: MetricsPort) -> MerchantConfig:
         """The same configuration with ``server.metrics_port`` replaced (a command's flag,
@@ -179,6 +188,17 @@ def _path(base_dir: Path, text: str) -> Path:
     return p if p.is_absolute() else base_dir / p
 
 
+def _name(table: Mapping[str, Any]) -> str:
+    """The merchant's name, empty for the merchant ID in its place. The Merchant CA
+    refuses a longer one, but only when ``register`` asks it: said here, at start."""
+    name: str = get(table, "name", str, "", "merchant")
+    if len(name) > MAX_MERCHANT_NAME_CHARS:
+        raise ConfigError(
+            f"merchant.name must be at most {MAX_MERCHANT_NAME_CHARS} characters, not {len(name)}"
+        )
+    return name
+
+
 def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
     return subtable(raw, key, path) or {}
 
@@ -187,7 +207,7 @@ def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:
     cert = get(table, "tls_cert", str, None, "server")
     key = get(table, "tls_key", str, None, "server")
     config = ServerConfig(
-        listen=check_target(get(table, "listen", str, "127.0.0.1:8443", "server"), "listen"),
+        listen=check_target(get(table, "listen", str, "127.0.0.1:8443", "server"), "server.listen"),
         tls_cert=_path(base_dir, cert) if cert else None,
         tls_key=_path(base_dir, key) if key else None,
         insecure=get(table, "insecure", bool, False, "server"),
@@ -200,8 +220,13 @@ def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:
     )
     if not config.insecure and (config.tls_cert is None or config.tls_key is None):
         raise ConfigError("server.tls_cert and server.tls_key are required unless insecure")
-    if not 1 <= config.threads <= 256 or not 1 <= config.max_concurrent_rpcs <= 10_000:
-        raise ConfigError("server.threads must be 1..256, max_concurrent_rpcs 1..10000")
+    if not 1 <= config.threads <= MAX_THREADS:
+        raise ConfigError(f"server.threads must be 1..{MAX_THREADS}, not {config.threads}")
+    if not 1 <= config.max_concurrent_rpcs <= MAX_CONCURRENT_RPCS_LIMIT:
+        raise ConfigError(
+            f"server.max_concurrent_rpcs must be 1..{MAX_CONCURRENT_RPCS_LIMIT}, not "
+            f"{config.max_concurrent_rpcs}"
+        )
     if not config.metrics_host:
         raise ConfigError("server.metrics_host must name an address")
     return config
@@ -210,11 +235,11 @@ def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:
 def _env_overrides(config: MerchantConfig, env: Mapping[str, str]) -> MerchantConfig:
     changes: dict[str, Any] = {}
     if "SETPAY_MERCHANT_ID" in env:
-        changes["merchant_id"] = env["SETPAY_MERCHANT_ID"]
+        changes["merchant_id"] = _merchant_id(env["SETPAY_MERCHANT_ID"], "SETPAY_MERCHANT_ID")
     if "SETPAY_MERCHANT_KEYS" in env:
-        changes["keys"] = env["SETPAY_MERCHANT_KEYS"]
+        changes["keys"] = check_keys(env["SETPAY_MERCHANT_KEYS"], "SETPAY_MERCHANT_KEYS")
     if "SETPAY_MERCHANT_ANSWER" in env:
-        changes["answer"] = _answer(env["SETPAY_MERCHANT_ANSWER"])
+        changes["answer"] = _answer(env["SETPAY_MERCHANT_ANSWER"], "SETPAY_MERCHANT_ANSWER")
     if "SETPAY_MERCHANT_LISTEN" in env:
         listen = check_target(env["SETPAY_MERCHANT_LISTEN"], "SETPAY_MERCHANT_LISTEN")
         changes["server"] = replace(config.server, listen=listen)
@@ -226,22 +251,28 @@ def _env_overrides(config: MerchantConfig, env: Mapping[str, str]) -> MerchantCo
     return replace(config, **changes)
 
 
-def _answer(text: str) -> AnswerMode:
+def _answer(text: str, what: str) -> AnswerMode:
+    """The answer mode ``text`` names; ``what``: the key or variable it came from."""
     try:
         return AnswerMode(text)
     except ValueError:
         modes = ", ".join(m.value for m in AnswerMode)
-        raise ConfigError(f"answer must be one of {modes}, not {text!r}") from None
+        raise ConfigError(f"{what} must be one of {modes}, not {text!r}") from None
+
+
+def _merchant_id(text: str, what: str) -> str:
+    """``text`` if it is a merchant ID; ``what``: the key or variable it came from."""
+    if not _MERCHANT_ID.fullmatch(text):
+        raise ConfigError(f"{what} must be 1..64 letters, digits, '.', '_' or '-'")
+    return text
 
 
 def validate(config: MerchantConfig) -> MerchantConfig:
     """Refuse inconsistent settings with a message naming the setting."""
-    if not _MERCHANT_ID.fullmatch(config.merchant_id):
-        raise ConfigError("merchant.id must be 1..64 letters, digits, '.', '_' or '-'")
+    _merchant_id(config.merchant_id, "merchant.id")
     if not config.brand_id:
         raise ConfigError("merchant.brand is required")
-    if not config.keys:
-        raise ConfigError("merchant.keys (a key URI) is required")
+    check_keys(config.keys, "merchant.keys")
     return config
 
 
@@ -255,10 +286,13 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfi
     config = MerchantConfig(
         base_dir=base,
         merchant_id=get(m, "id", str, "", "merchant"),
-        name=get(m, "name", str, "", "merchant"),
+        name=_name(m),
         brand_id=get(m, "brand", str, "setpay", "merchant"),
-        keys=get(m, "keys", str, "soft:keys", "merchant"),
-        answer=_answer(get(m, "answer", str, AnswerMode.AFTER_AUTHORIZATION.value, "merchant")),
+        keys=check_keys(get(m, "keys", str, "soft:keys", "merchant"), "merchant.keys"),
+        answer=_answer(
+            get(m, "answer", str, AnswerMode.AFTER_AUTHORIZATION.value, "merchant"),
+            "merchant.answer",
+        ),
         root=_path(base, get(m, "root", str, "certs/root.pem", "merchant")),
         chain=_path(base, get(m, "chain", str, "certs/chain.pem", "merchant")),
         server=_server(_table(raw, "server", path), base),

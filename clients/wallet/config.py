@@ -30,7 +30,8 @@ Example::
     tls_ca = "certs/tls-ca.pem"
 
 Environment overrides: ``SETPAY_WALLET_KEYS``, ``SETPAY_WALLET_CA`` and
-``SETPAY_WALLET_MERCHANT`` (targets); the passphrase itself comes only from
+``SETPAY_WALLET_MERCHANT`` (targets: without their table, refused by the commands that
+call that peer, not by the others); the passphrase itself comes only from
 ``SETPAY_WALLET_PASSPHRASE`` or the passphrase file, never from this file. A table or
 key the file may not hold is refused, naming the file and the key
 (``clients.config_file``), as is a file that is not UTF-8.
@@ -45,10 +46,10 @@ from pathlib import Path
 from typing import Any
 
 from clients import config_file
-from clients.config_file import PEER_KEYS
+from clients.config_file import PEER_KEYS, check_keys
 from clients.errors import ConfigError
-from clients.identity import resolve_soft_uri
-from clients.peers import PeerConfig, get, peer_table, subtable, toml_table
+from clients.identity import resolve_key_uri
+from clients.peers import PeerConfig, check_target, get, peer_table, subtable, toml_table
 from setcore.language import MAX_LANGUAGE_CHARS, is_language_tag
 
 CONFIG_FILE = "wallet.toml"
@@ -91,13 +92,17 @@ class WalletConfig:
         return self.base_dir / PURCHASES_FILE
 
     def keys_uri(self) -> str:
-        """The key URI, a relative ``soft:DIR`` resolved against the wallet directory."""
-        return resolve_soft_uri(self.keys, self.base_dir)
+        """The key URI, its relative paths (``soft:DIR``, ``pin-source=file:PATH``)
+        resolved against the wallet directory."""
+        return resolve_key_uri(self.keys, self.base_dir)
 
     def require_ca(self) -> PeerConfig:
         """The CA peer; ``ConfigError`` when the configuration names none."""
         if self.ca is None:
-            raise ConfigError("wallet.toml has no [ca] table")
+            raise ConfigError(
+                f"{self.base_dir / CONFIG_FILE} has no [ca] table: add one with the CA's "
+                "target and tls_ca (SETPAY_WALLET_CA only replaces its target)"
+            )
         return self.ca
 
     def require_merchant(self) -> PeerConfig:
@@ -118,6 +123,25 @@ def _path(base: Path, text: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
+def _required(table: Mapping[str, Any], key: str, default: str) -> str:
+    value: str = get(table, key, str, default, "wallet")
+    if not value:
+        raise ConfigError(f"wallet.{key} must not be empty")
+    return value
+
+
+def _peer(peer: PeerConfig | None, env: Mapping[str, str], variable: str) -> PeerConfig | None:
+    """``peer`` with its target replaced by ``variable`` when set. Without the table the
+    variable cannot apply (it replaces only the target); the commands that use the peer
+    say so (``require_ca``, ``require_merchant``), not the ones that never call it."""
+    if variable not in env:
+        return peer
+    if peer is None:
+        check_target(env[variable], variable)
+        return None
+    return peer.with_target(env[variable], variable)
+
+
 def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     """Load ``directory/wallet.toml``, apply the environment, validate."""
     env = os.environ if env is None else env
@@ -130,9 +154,9 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
     passphrase_file = get(w, "passphrase_file", str, None, "wallet")
     config = WalletConfig(
         base_dir=base,
-        brand_id=get(w, "brand", str, "setpay", "wallet"),
-        keys=get(w, "keys", str, "soft:keys", "wallet"),
-        key_label=get(w, "key_label", str, "cardholder-sig", "wallet"),
+        brand_id=_required(w, "brand", "setpay"),
+        keys=check_keys(get(w, "keys", str, "soft:keys", "wallet"), "wallet.keys"),
+        key_label=_required(w, "key_label", "cardholder-sig"),
         language=get(w, "language", str, "en", "wallet"),
         root=_path(base, get(w, "root", str, "certs/root.pem", "wallet")),
         chain=_path(base, get(w, "chain", str, "certs/chain.pem", "wallet")),
@@ -140,18 +164,13 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
         ca=None if ca is None else PeerConfig.from_table(ca, "ca", base),
         merchant=None if merchant is None else PeerConfig.from_table(merchant, "merchant", base),
     )
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {
+        "ca": _peer(config.ca, env, "SETPAY_WALLET_CA"),
+        "merchant": _peer(config.merchant, env, "SETPAY_WALLET_MERCHANT"),
+    }
     if "SETPAY_WALLET_KEYS" in env:
-        changes["keys"] = env["SETPAY_WALLET_KEYS"]
-    if "SETPAY_WALLET_CA" in env:
-        changes["ca"] = config.require_ca().with_target(env["SETPAY_WALLET_CA"], "SETPAY_WALLET_CA")
-    if "SETPAY_WALLET_MERCHANT" in env:
-        changes["merchant"] = config.require_merchant().with_target(
-            env["SETPAY_WALLET_MERCHANT"], "SETPAY_WALLET_MERCHANT"
-        )
+        changes["keys"] = check_keys(env["SETPAY_WALLET_KEYS"], "SETPAY_WALLET_KEYS")
     config = replace(config, **changes)
-    if not config.brand_id or not config.key_label or not config.keys:
-        raise ConfigError("wallet.brand, wallet.keys and wallet.key_label must not be empty")
     if not is_language_tag(config.language):
         # Merchants refuse a PInitReq whose language is not such a tag: said here, at start.
         raise ConfigError(

@@ -140,3 +140,29 @@ def test_a_purchase_in_a_code_iso_4217_does_not_list_now_names_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: str, says: str
 ) -> None:
     assert says in refused_as_usage(_purchase(tmp_path, currency), capsys)
+
+
+@pytest.mark.parametrize("merchant", ["nowhere", "shop:", "shop:70000"])
+def test_a_malformed_merchant_option_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], merchant: str
+) -> None:
+    """It was refused with exit 1 once the passphrase was read and the keys opened."""
+    for argv in (
+        [*_purchase(tmp_path, "978"), "--merchant", merchant],
+        ["wallet", "--dir", str(tmp_path / "wallet"), "inquire", "ab", "--merchant", merchant],
+    ):
+        err = refused_as_usage(argv, capsys)
+        assert f"argument --merchant: must be HOST:PORT, not {merchant!r}" in err
+
+
+def test_a_merchant_variable_without_its_table_leaves_show_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``show`` never calls a merchant: it goes on to ask for the card's passphrase (absent
+    here), where it stopped at load on the missing [merchant] table."""
+    directory = _wallet(tmp_path)
+    monkeypatch.setenv("SETPAY_WALLET_MERCHANT", "shop.example:8443")
+    monkeypatch.delenv("SETPAY_WALLET_PASSPHRASE", raising=False)
+    status, out, err = run_cli(["wallet", "--dir", str(directory), "show"], capsys)
+    assert (status, out) == (1, "")
+    assert "SETPAY_WALLET_PASSPHRASE" in err and "[merchant]" not in err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.identity import resolve_soft_uri
+from clients.identity import resolve_key_uri
 from clients.wallet.config import load
 from hsm.base import KeyUsage
 from hsm.uri import SoftwareKeyURI, open_backend, parse_key_uri
@@ -23,7 +23,7 @@ def _parsed(uri: str) -> SoftwareKeyURI:
 
 def test_relative_directory_and_pin_file_resolve_against_the_base(tmp_path: Path) -> None:
     base = tmp_path / "a shop%"  # a space and a percent sign survive the URI's %-encoding
-    parsed = _parsed(resolve_soft_uri("soft:keys;pin-source=file:keys.pass", base))
+    parsed = _parsed(resolve_key_uri("soft:keys;pin-source=file:keys.pass", base))
     assert parsed.directory == str(base / "keys")
     assert parsed.pin_source.describe() == f"file:{base / 'keys.pass'}"
 
@@ -33,15 +33,15 @@ def test_relative_directory_and_pin_file_resolve_against_the_base(tmp_path: Path
     [
         "soft:/etc/setpay/keys;pin-source=file:/etc/setpay/keys.pass",
         "soft:ephemeral",
-        "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=t;pin-source=file:pin",
+        "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=t;pin-source=file:/etc/pin",
     ],
 )
 def test_absolute_paths_and_other_uris_are_left_alone(uri: str, tmp_path: Path) -> None:
-    assert resolve_soft_uri(uri, tmp_path) == uri
+    assert resolve_key_uri(uri, tmp_path) == uri
 
 
 def test_pin_source_env_is_left_alone(tmp_path: Path) -> None:
-    parsed = _parsed(resolve_soft_uri("soft:keys;pin-source=env:MY_PASSPHRASE", tmp_path))
+    parsed = _parsed(resolve_key_uri("soft:keys;pin-source=env:MY_PASSPHRASE", tmp_path))
     assert parsed.directory == str(tmp_path / "keys")
     assert parsed.pin_source.describe() == "env:MY_PASSPHRASE"
 
