@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from cli.bench import EXIT_NOT_CLEAN
 from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.load import ClosedLoop
 from clients.loadtest.plan import Plan, Service
@@ -153,26 +154,35 @@ def _campaign_report(path: Path, *, errors: int) -> None:
     write_json(result, path)
 
 
-def test_authorize_campaign_leaves_an_unclean_run_out_of_its_medians(
+def test_authorize_campaign_keeps_an_unclean_run_in_its_medians_and_names_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The bench itself is not run: each "run" writes the report a run would have.
+    # The bench itself is not run: each "run" writes the report a run would have, and
+    # exits as the bench would (3: not clean, the report written).
     campaign = _script_module("authorize_campaign.py")
     written = iter([0, 5, 0])
 
-    def one_run(args: Any, report: Path) -> None:
-        _campaign_report(report, errors=next(written))
+    def one_run(args: Any, report: Path) -> int:
+        errors = next(written)
+        _campaign_report(report, errors=errors)
+        return EXIT_NOT_CLEAN if errors else 0
 
     monkeypatch.setattr(campaign, "one_run", one_run)
     monkeypatch.setattr(sys, "argv", ["campaign", "--runs", "3", "--out", str(tmp_path)])
     campaign.main()
     out = capsys.readouterr().out
-    assert "run 2: NOT CLEAN (closed loop x32, gateway: 5 errors): left out of the medians" in out
-    assert "median of 2 (ec-1.json, ec-3.json)" in out
+    assert "run 2 (exit 3): gateway 800/s" in out
+    assert "NOT CLEAN (closed loop x32, gateway: 5 errors)" in out
+    # Every run in the medians, the unclean one named; then the clean ones alone, labelled.
+    assert "every run: median of 3 (ec-1.json, ec-2.json, ec-3.json)" in out
+    assert "NOT CLEAN: ec-2.json (closed loop x32, gateway: 5 errors)" in out
+    assert "clean runs alone (2 of 3): median of 2 (ec-1.json, ec-3.json)" in out
     written = iter([5, 5])
     monkeypatch.setattr(sys, "argv", ["campaign", "--runs", "2", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="none of the 2 runs was clean"):
-        campaign.main()
+    campaign.main()
+    out = capsys.readouterr().out
+    assert "every run: median of 2" in out
+    assert "none of the 2 runs was clean: no medians over clean runs alone" in out
 
 
 def _script_module(script: str) -> Any:

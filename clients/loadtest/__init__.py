@@ -6,6 +6,7 @@
     load        open loop (fixed arrival rate, latency from the scheduled time) and
                 closed loop (fixed number of callers)
     tally       every request accounted for; answers opened and verified afterwards
+    holds       the holds the bank's ledger made in a run, held to the approvals
     plan        the steps of a run and the services they hit (gateway, ceiling, echo)
     bench       a run: warm-up, steps, tallies
     report      text and JSON; plot (matplotlib, optional) draws latency against rate
@@ -16,5 +17,6 @@
     errors      the error tree (``BenchError``), documented there
 
 The bank is reached only over gRPC and through callables the command line gives (opening
-card accounts in the bank's ledger): the clients never import the bank.
+card accounts in the bank's ledger, reading its debit sums): the clients never import the
+bank.
 """

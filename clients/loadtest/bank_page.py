@@ -41,6 +41,10 @@ WORKER_CALLS = "setpay_worker_rpcs_total"
 # The gateway's count of authorization decisions it answered (approved or declined),
 # counted before the answer leaves the handler, so it never trails the answers.
 DECISIONS = "setpay_authorizations_total"
+# ... and the label that says which decision, with the value of an approval: the approvals
+# are held to the bench's verified approvals, not only the decisions to its answers.
+OUTCOME = "outcome"
+APPROVED = "approved"
 # The gateway's calls between their handler's start and its end, per method. It appears on
 # the page at the first call: absent, nothing has been in flight.
 IN_FLIGHT = "setpay_rpc_in_flight"
@@ -63,12 +67,13 @@ class CommitCounts:
 @dataclass(frozen=True)
 class Reading:
     """The bank's page at one moment: commit counters, calls per worker index, decisions,
-    and the calls being handled."""
+    the calls being handled, and the decisions that approved (None: no decision series)."""
 
     commits: CommitCounts = CommitCounts()
     worker_calls: Mapping[str, float] = field(default_factory=dict)
     decisions: float | None = None
     in_flight: float = 0.0
+    approvals: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class Activity:
     workers: WorkerCalls | None = None
     #: Authorization decisions the gateway answered (``setpay_authorizations_total``).
     decisions: int | None = None
+    #: Those of them that approved (its ``outcome="approved"`` series).
+    approvals: int | None = None
     #: Why a reading was taken while the bank was not at rest (``settle``): the figures
     #: above may count calls of the run before or miss some of this one.
     unsettled: tuple[str, ...] = ()
@@ -151,11 +158,15 @@ def read(text: str) -> Reading:
         seen=bool(found),
     )
     counted = metrics_page.sums(text, frozenset({DECISIONS, IN_FLIGHT}))
+    decisions = counted.get(DECISIONS)
+    by_outcome = metrics_page.sums_by_label(text, DECISIONS, OUTCOME)
     return Reading(
         commits,
         metrics_page.sums_by_label(text, WORKER_CALLS, "worker"),
-        counted.get(DECISIONS),
+        decisions,
         counted.get(IN_FLIGHT, 0.0),
+        # No approval yet is a count of zero once the page has the decisions' series.
+        None if decisions is None else by_outcome.get(APPROVED, 0.0),
     )
 
 
@@ -179,15 +190,21 @@ def between(before: Reading | None, after: Reading | None, workers: int) -> Acti
     """What happened between two readings of a bank with ``workers`` workers."""
     if before is None or after is None:
         return Activity()
-    decisions = None
-    if before.decisions is not None and after.decisions is not None:
-        decided = round(after.decisions - before.decisions)
-        decisions = decided if decided >= 0 else None  # the bank restarted meanwhile
     return Activity(
         _commits_between(before.commits, after.commits),
         _calls_between(before.worker_calls, after.worker_calls, workers),
-        decisions,
+        _grown(before.decisions, after.decisions),
+        _grown(before.approvals, after.approvals),
     )
+
+
+def _grown(before: float | None, after: float | None) -> int | None:
+    """A counter's growth; None when either reading lacks it, or it went back (the bank
+    restarted meanwhile)."""
+    if before is None or after is None:
+        return None
+    grown = round(after - before)
+    return grown if grown >= 0 else None
 
 
 def _commits_between(before: CommitCounts, after: CommitCounts) -> LedgerCommits | None:

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from clients.loadtest import bank_page, cpu
+from clients.loadtest import bank_page, cpu, holds
 from clients.loadtest.channels import MAX_CHANNELS, GatewayAccess
 from clients.loadtest.errors import PlanError
 from clients.loadtest.load import (
@@ -59,7 +59,7 @@ class Target:
     """A service to drive, how to reach it, how to watch its CPU (in all, and per child
     process when the bench started it) and which of its workers each connection reached
     (when the bench started it), and its metrics page (its ledger's commits and its
-    ``workers`` workers' calls)."""
+    ``workers`` workers' calls), and its ledger (the holds it makes: a bank only)."""
 
     service: Service
     access: GatewayAccess
@@ -68,6 +68,7 @@ class Target:
     workers: int = 1
     process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
     spread: WorkerSpread | None = None  # its workers' connections, when the bench can see them
+    ledger: holds.LedgerProbe = holds.no_ledger
 
     @property
     def single_use(self) -> bool:

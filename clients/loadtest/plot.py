@@ -3,6 +3,11 @@
 matplotlib is an optional extra (``pip install 'setpay[plot]'``), imported only here and
 only when a plot is asked for; without it the bench says how to get it before it runs
 (``require``), not after.
+
+Two kinds of point are drawn hollow, and the legend says which: a p99.9 over fewer than
+``tally.P999_SAMPLES`` requests (it is their maximum, not a percentile), and every point
+of a rate the service shed (errors or timeouts: its latencies are over calls that were
+refused or given up on, beside the answered ones, and do not read like the others').
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from clients.loadtest.bench import BenchResult
 from clients.loadtest.errors import PlotError
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Service
+from clients.loadtest.tally import P999_SAMPLES, Latency, Tally
 
 _STYLES = {Service.GATEWAY: "-", Service.CEILING: "--", Service.ECHO: ":"}
 # One colour per percentile, one line style per service: a percentile reads across services.
@@ -41,6 +47,32 @@ def require() -> None:
     _pyplot()
 
 
+def _hollow(counted: Tally, attribute: str) -> bool:
+    """Whether a point stands for less than its name says (module docstring)."""
+    shed = counted.errors + counted.timeouts > 0
+    latency = counted.latency
+    return shed or (attribute == "p999" and latency is not None and latency.p999_is_max)
+
+
+def _draw(
+    axes: Any, style: str, colour: str, label: str, points: list[tuple[float, float, bool]]
+) -> None:
+    """One line through ``points`` (rate, value, hollow), filled or hollow markers."""
+    axes.plot([p[0] for p in points], [p[1] for p in points], style, color=colour, label=label)
+    for hollow in (False, True):
+        chosen = [p for p in points if p[2] == hollow]
+        if chosen:
+            axes.plot([p[0] for p in chosen], [p[1] for p in chosen], "o", color=colour,
+                      markerfacecolor="none" if hollow else colour)  # fmt: skip
+
+
+def _explain_hollow(axes: Any, drawn: bool) -> None:
+    if drawn:
+        axes.plot([], [], "o", color="grey", markerfacecolor="none",
+                  label=f"hollow: shed calls (errors or timeouts), or p99.9 of fewer than "
+                  f"{P999_SAMPLES:,} requests (their max)")  # fmt: skip
+
+
 def plot(result: BenchResult, path: Path) -> None:
     """Latency percentiles (log scale) against offered rate, one line style per service."""
     steps = [s for s in result.steps if isinstance(s.shape, OpenLoop)]
@@ -48,11 +80,12 @@ def plot(result: BenchResult, path: Path) -> None:
         raise PlotError("--plot needs open-loop steps (--rate, --rates or --load-fraction)")
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=FIGURE_INCHES)
+    hollow_drawn = False
     try:
         for service, style in _STYLES.items():
             points = sorted(
                 (
-                    (s.shape.rate, s.tallies[service].latency)
+                    (s.shape.rate, s.tallies[service])
                     for s in steps
                     if isinstance(s.shape, OpenLoop)
                     and service in s.tallies
@@ -62,14 +95,16 @@ def plot(result: BenchResult, path: Path) -> None:
             )
             if not points:
                 continue
-            rates = [rate for rate, _ in points]
             for attribute, name, colour in _PERCENTILES:
-                values = [getattr(latency, attribute) for _, latency in points]
-                axes.plot(rates, values, style, color=colour, marker="o", label=f"{service} {name}")
+                drawn = [(rate, _value(t.latency, attribute), _hollow(t, attribute))
+                         for rate, t in points]  # fmt: skip
+                hollow_drawn = hollow_drawn or any(hollow for _, _, hollow in drawn)
+                _draw(axes, style, colour, f"{service} {name}", drawn)
         axes.axhline(
             result.plan.p99_max_ms, color="grey", linewidth=0.8,
             label=f"p99 bound {result.plan.p99_max_ms:g} ms",
         )  # fmt: skip
+        _explain_hollow(axes, hollow_drawn)
         axes.set_yscale("log")
         axes.set_xlabel("offered rate (AuthReq/s)")
         axes.set_ylabel("latency from scheduled send (ms)")
@@ -80,3 +115,7 @@ def plot(result: BenchResult, path: Path) -> None:
         figure.savefig(path, dpi=DPI)
     finally:
         plt.close(figure)
+
+
+def _value(latency: Latency | None, attribute: str) -> float:
+    return float(getattr(latency, attribute))

@@ -157,6 +157,8 @@ def tally_json(counted: Tally) -> dict[str, Any]:
                 "late_sends": counted.late_sends,
                 "ran_out_of_requests": counted.exhausted,
                 "ledger_commits": counted.ledger.as_dict() if counted.ledger else None,
+                "ledger_holds": counted.holds.as_dict() if counted.holds else None,
+                "bank_checked": counted.bank_checked,
                 "worker_calls": list(counted.workers.calls) if counted.workers else None,
                 "process_cpu_shares": (
                     list(counted.process_cpu_shares) if counted.process_cpu_shares else None
@@ -204,10 +206,26 @@ def to_json(result: BenchResult) -> dict[str, Any]:
             for step in result.steps
         ],
         "sustained_rate": {str(service): result.sustained(service) for service in _swept(result)},
+        # Every DOUBT of the run, beside the rate it bears on (the bench exits 3 with any).
+        "doubts": all_doubts(result),
         "sweep_doubts": [
             doubt for service in _swept(result) for doubt in result.sweep_doubts(service)
         ],
     }
+
+
+def all_doubts(result: BenchResult) -> list[str]:
+    """Every DOUBT the report states: the setting's, each run's accounting, each step's and
+    the sweep's (empty when the figures stand as they are)."""
+    found = list(result.doubts)
+    found += [f"warm-up, {t.target}: {doubt}"
+              for t in result.warmup.values() for doubt in t.accounting_doubts]  # fmt: skip
+    for step in result.steps:
+        found += [f"{step.shape.label}, {t.target}: {doubt}"
+                  for t in step.tallies.values() for doubt in t.accounting_doubts]  # fmt: skip
+        found += [f"{step.shape.label}: {doubt}" for doubt in doubts(step, result.plan.p99_max_ms)]
+    found += [doubt for service in _swept(result) for doubt in result.sweep_doubts(service)]
+    return found
 
 
 def _swept(result: BenchResult) -> list[Service]:
@@ -280,6 +298,10 @@ def _details(counted: Tally, channels: int) -> list[str]:
         lines.append(f"    {counted.target} ledger: {ledger.commits:,} commits carrying "
                      f"{ledger.operations:,} operations ({_num(ledger.operations_per_commit, 2)}"
                      f" per commit), {_num(ledger.mean_commit_ms, 2)} ms per commit")  # fmt: skip
+    if counted.holds is not None and counted.holds.made is not None:
+        lines.append(f"    {counted.target} ledger holds: {counted.holds.made:,} made for "
+                     f"{counted.approved:,} approvals (pending debits "
+                     f"{counted.holds.pending:+,})")  # fmt: skip
     if counted.workers is not None:
         lines.append(f"    {counted.target} workers: {_worker_calls(counted.workers, channels)}")
     if counted.process_cpu_shares is not None:
@@ -352,6 +374,7 @@ def to_text(result: BenchResult) -> str:
     machine = setting.get("machine")
     if isinstance(machine, dict):
         lines.append("  machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    lines += [f"  DOUBT: {doubt}" for doubt in result.doubts]
     lines.append("  latency is from each request's scheduled send time (open loop) or its "
                  "send (closed loop), over every request")  # fmt: skip
     if result.warmup:

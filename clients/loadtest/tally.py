@@ -21,11 +21,15 @@ bench verified. Ledger operations are not that count: a decline takes two writes
 decision, then its answer) and the hold sweeper commits too. A run with errors or
 timeouts cannot be held to equality (a call refused before it reached a worker, or still
 running when the page was read, is not in the bank's count), so it is held to bounds: at
-least the verified answers, at most the requests sent. ``unaccounted`` lists what does
-not match. The page is read once the bank has no call in flight (``settle``), so that a
-call the bench gave up on counts in its own run; a page read while the bank was still busy
-after the wait's bound is not held to the bench's counts either way: the tally says why,
-and what the page said, in ``accounting_doubts``.
+least the verified answers, at most the requests sent; the page's approvals likewise, to
+the verified approvals. The bank's ledger is the other independent count (``holds``): the
+holds it made during the run must be the verified approvals, or within the same bounds.
+``unaccounted`` lists what does not match. The page is read once the bank has no call in
+flight (``settle``), so that a call the bench gave up on counts in its own run; a page
+read while the bank was still busy after the wait's bound is not held to the bench's
+counts either way: the tally says why, and what the page said, in ``accounting_doubts``.
+A bank's run for which neither the page's counts nor the ledger could be read is not
+checked against the bank at all, which ``accounting_doubts`` says too.
 
 Latency percentiles are over every request, whatever its outcome (a timeout, or a call
 given up on, counts with the time it waited): leaving failures out would flatter exactly
@@ -42,7 +46,9 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
+from clients.loadtest import holds as ledger_holds
 from clients.loadtest.bank_page import Activity, LedgerCommits, WorkerCalls
+from clients.loadtest.holds import Holds
 from clients.loadtest.load import ClosedLoop, OpenLoop, Recording, Sample
 from clients.loadtest.speed import Speed
 from setcore.authorization import AuthResult
@@ -61,6 +67,10 @@ ECHOED = "echoed"
 LATE_SEND_MS = 1.0
 # Below this many values the 99.9th percentile is the maximum itself (nearest rank).
 P999_SAMPLES = 1000
+# A bank's run with neither its page's counts nor its ledger read: nothing independent of
+# the bench's own loop says its answers were the bank's decisions.
+UNCHECKED = ("not checked against the bank: neither its metrics page (--metrics, "
+             "--metrics-url) nor its ledger could be read")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,11 @@ class Tally:
     send_lag_p50_ms: float = 0.0
     send_lag_p99_ms: float = 0.0
     late_sends: int = 0
+    # What the bank's ledger recorded during the run (``holds``), if the bench read it.
+    holds: Holds | None = None
+    # Whether anything of the bank's own (its page's counts, its ledger) was read and held
+    # to the tally's; a reference service has no bank, and nothing to check.
+    bank_checked: bool = False
 
     @property
     def accounted(self) -> bool:
@@ -241,11 +256,17 @@ def tally(
     *,
     process_cpu_shares: tuple[float, ...] | None = None,
     speed: Speed | None = None,
+    held: Holds | None = None,
+    carried: int = 0,
+    bank: bool = False,
 ) -> Tally:
     """Count ``recording``, opening every answer with ``judge``; ``during``: what the
     bank's metrics page said about the run (its commits, its workers' calls), if read;
     ``process_cpu_shares``: each child process's part of the server's CPU, if known;
-    ``speed``: the machine's speed readings during the run, if sampled."""
+    ``speed``: the machine's speed readings during the run, if sampled; ``held``: what
+    the bank's ledger recorded during it, if read, with ``carried`` calls of earlier runs
+    that may have made their holds since; ``bank``: the target is a bank, whose run is in
+    doubt when nothing of its own could be read."""
     outcomes: Counter[str] = Counter()
     grpc_errors: Counter[str] = Counter()
     set_errors: Counter[str] = Counter()
@@ -262,10 +283,18 @@ def tally(
     waited = [s.took for s in recording.samples if not math.isnan(s.took)]
     sent = len(recording.samples)
     lags = _send_lags(recording)
-    banked = _banked(ok, sent, errors + timeouts, during)
+    approved = outcomes.get(APPROVED, 0)
+    # Only a bank's answers are decisions to hold the page's approvals to (not an echo's).
+    banked = _banked(approved if bank else None, ok, sent, errors + timeouts, during)
     # Doubt only a check there was: a page without the counts said nothing to hold.
     checked = during is not None and (during.workers, during.decisions) != (None, None)
     unsettled = during.unsettled if during is not None and checked else ()
+    in_ledger = () if held is None else ledger_holds.problems(held, approved, errors + timeouts,
+                                                              carried)  # fmt: skip
+    doubts = _doubts(unsettled, banked) if unsettled else ()
+    doubts += () if held is None else ledger_holds.unknown(held)
+    if bank and not checked and held is None:
+        doubts += (UNCHECKED,)
     # A warm-up ends when its requests run out, long before its bound: say how long it ran.
     limited = isinstance(shape, ClosedLoop) and shape.limit is not None
     return Tally(
@@ -281,12 +310,13 @@ def tally(
         ledger=during.ledger if during else None, workers=during.workers if during else None,
         process_cpu_shares=process_cpu_shares, connections=recording.connections,
         redials=recording.redials, speed=speed,
-        unaccounted=_unaccounted(recording) + (() if unsettled else banked),
-        accounting_doubts=_doubts(unsettled, banked) if unsettled else (),
+        unaccounted=_unaccounted(recording) + (() if unsettled else banked) + in_ledger,
+        accounting_doubts=doubts,
         latency_ok=latency_of(answered),
         send_lag_p50_ms=percentile(lags, 50.0) if lags else 0.0,
         send_lag_p99_ms=percentile(lags, 99.0) if lags else 0.0,
         late_sends=sum(lag > LATE_SEND_MS for lag in lags),
+        holds=held, bank_checked=checked or held is not None,
     )  # fmt: skip
 
 
@@ -313,8 +343,11 @@ def _unaccounted(recording: Recording) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _banked(ok: int, sent: int, failed: int, during: Activity | None) -> tuple[str, ...]:
-    """Where the bank's own counts disagree with a run's ``ok`` answers of ``sent``."""
+def _banked(
+    approved: int | None, ok: int, sent: int, failed: int, during: Activity | None
+) -> tuple[str, ...]:
+    """Where the bank's own counts disagree with a run's ``ok`` answers of ``sent``, of
+    which ``approved`` approvals."""
     found = []
     if during is not None and during.workers is not None:
         handled = during.workers.total
@@ -325,6 +358,11 @@ def _banked(ok: int, sent: int, failed: int, during: Activity | None) -> tuple[s
         if not _within(decided, ok, sent, failed):
             found.append(f"the bank answered {decided:,} authorization decisions, the bench "
                          f"verified {ok:,}")  # fmt: skip
+    if approved is not None and during is not None and during.approvals is not None:
+        approvals = during.approvals
+        if not _within(approvals, approved, approved + failed, failed):
+            found.append(f"the bank answered {approvals:,} approvals, the bench verified "
+                         f"{approved:,}")  # fmt: skip
     return tuple(found)
 
 

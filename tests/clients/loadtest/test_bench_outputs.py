@@ -96,8 +96,11 @@ class _Axes:
     def __init__(self) -> None:
         self.lines: dict[str, tuple[list[float], list[float]]] = {}
 
-    def plot(self, xs: list[float], ys: list[float], *_: Any, label: str, **__: Any) -> None:
-        self.lines[label] = (list(xs), list(ys))
+    def plot(
+        self, xs: list[float], ys: list[float], *_: Any, label: str | None = None, **__: Any
+    ) -> None:
+        if label is not None:  # a line; its markers are drawn unlabelled, filled or hollow
+            self.lines[label] = (list(xs), list(ys))
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
@@ -143,8 +146,9 @@ def test_the_json_report_keeps_its_schema() -> None:
     # another meaning is a new schema version (compare reads only its own); a key added,
     # as plan.requests and plan.warmup were (and the per-answer CPU, the send lag's
     # percentiles, the latency of the verified answers, the reasons a run is unaccounted
-    # for and the sweep's doubts after them, the doubts on a run's accounting), leaves
-    # every reader of /2 working.
+    # for and the sweep's doubts after them, the doubts on a run's accounting, the ledger's
+    # holds, whether the bank checked a run, every doubt of the run), leaves every reader
+    # of /2 working.
     plan = Plan(duration=10.0, rates=(100.0,), requests=500, warmup=False)
     result = BenchResult({"profile": "ec"}, plan)
     result.steps.append(
@@ -153,7 +157,8 @@ def test_the_json_report_keeps_its_schema() -> None:
     report = to_json(result)
     assert report["schema"] == "setpay.bench.authorize/2"
     assert set(report) == {
-        "schema", "setting", "plan", "warmup", "steps", "sustained_rate", "sweep_doubts"
+        "schema", "setting", "plan", "warmup", "steps", "sustained_rate", "sweep_doubts",
+        "doubts",
     }  # fmt: skip
     # The plan as it ran, every option that shapes the traffic included.
     assert report["plan"] == {
@@ -170,6 +175,7 @@ def test_the_json_report_keeps_its_schema() -> None:
         "ledger_commits", "worker_calls", "process_cpu_shares", "connections_per_worker",
         "redials", "machine_speed", "unaccounted", "latency_ok_ms", "server_cpu_us_per_answer",
         "send_lag_p50_ms", "send_lag_p99_ms", "late_sends", "accounting_doubts",
+        "ledger_holds", "bank_checked",
     }  # fmt: skip
     assert set(step["results"]["gateway"]["latency_ms"]) == {
         "p50", "p90", "p99", "p99.9", "max", "mean", "count", "p99.9_is_max"

@@ -19,6 +19,7 @@ from clients.loadtest.plot import DPI, FIGURE_INCHES
 from tests.clients.pan_scan import pan_like_runs
 
 from .conftest import png_size, run_bench
+from .went_right import LATE_SENDS, went_right
 
 RATE = 25
 DURATION = 2.0
@@ -45,8 +46,8 @@ def gateway_results(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_every_request_is_accounted_for(spawned: dict[str, Any]) -> None:
-    assert spawned["code"] == 0
     report = spawned["report"]
+    assert went_right(spawned["code"], report), (spawned["code"], report.get("doubts"))
     (step,) = report["steps"]
     assert set(step["results"]) == {"gateway", "ceiling", "echo"}
     for result in step["results"].values():
@@ -69,6 +70,12 @@ def test_approvals_are_the_holds_in_the_ledger(spawned: dict[str, Any]) -> None:
     assert approved == RATE * DURATION + CARDHOLDERS  # the steps plus the warm-up
     assert holds == approved
     assert cards == CARDHOLDERS
+    # The bench held each run to the holds the ledger made in it, read from the ledger.
+    for result in gateway_results(spawned["report"]):
+        made = result["ledger_holds"]
+        assert made["holds_made"] == result["outcomes"]["approved"], result["ledger_holds"]
+        assert made["posted_debits_change"] == 0 and result["bank_checked"] is True
+    assert all(LATE_SENDS in doubt for doubt in spawned["report"]["doubts"])
 
 
 def test_the_gateway_s_commits_carry_its_authorizations(spawned: dict[str, Any]) -> None:
@@ -125,8 +132,9 @@ def test_a_spawned_bank_runs_the_workers_asked_for(tmp_path: Path) -> None:
         "--rate", "10", "--duration", "1", "--cardholders", "2", "--channels", "2",
         "--metrics", "--json", str(report),
     ])  # fmt: skip
-    assert code == 0
-    (step,) = json.loads(report.read_text())["steps"]
+    document = json.loads(report.read_text())
+    assert went_right(code, document), (code, document.get("doubts"))
+    (step,) = document["steps"]
     assert step["results"]["gateway"]["worker_calls"] == [10]
     assert step["results"]["gateway"]["connections_per_worker"] == [2]
     assert step["results"]["gateway"]["redials"] == 0
