@@ -2,10 +2,12 @@
 
 The protocol checks are setcore's (SET-PROTOCOL.md 6.2 and 9.3); this module orders them,
 asks the issuer ledger for the decision and gives it the answer to store under the RRPID,
-so a retry gets the exact bytes it got. The answer is never signed inside the ledger's
-transaction (``gateway.ledger.idempotency``). The decision is counted
-(``gateway.metrics``) once its answer is committed; a retry answered from the stored
-bytes decides nothing and is not counted again.
+so a retry gets the exact signed AuthRes bytes the first call got (the reply's
+``auth_res``; its plaintext routing header is dated anew for each reply:
+``gateway.ledger.idempotency`` says what is the same). The answer is never signed inside
+the ledger's transaction. The decision is counted (``gateway.metrics``) once its answer
+is committed; a retry answered from the stored bytes decides nothing and is not counted
+again.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Worker processes: ``setpay gateway serve --workers N`` (DESIGN.md 5.4).
 
 The supervisor is the process the operator started. It has loaded and validated the
-configuration; it reserves the two ports, prepares the metrics directory, then forks N
-workers. It never creates a gRPC object or opens a key backend: gRPC supports ``fork``
-only before its first object exists, and PKCS#11 sessions belong to the process that
-opened them. Each worker calls ``start_bank(..., reuse_port=True)`` and serves
-(``gateway.worker``).
+configuration; it brings the ledger's schema up to date (once, alone: see ``serve``),
+reserves the two ports, prepares the metrics directory, then forks N workers. It never
+creates a gRPC object or opens a key backend: gRPC supports ``fork`` only before its
+first object exists, and PKCS#11 sessions belong to the process that opened them. Each
+worker calls ``start_bank(..., reuse_port=True)`` and serves (``gateway.worker``).
 
 TLS. The supervisor judges the TLS server certificate once, before reserving anything
 (``gateway.process.check_tls_certificate``): it refuses an ended one (``WorkerError``)
@@ -50,8 +50,8 @@ ignores the SIGINT a terminal's Ctrl-C sends the whole process group).
 Metrics. With ``metrics_port = "any"`` the scrape endpoint binds a port the OS picks, and
 ``Bound.metrics_port`` says which: nothing else can take it between the pick and the bind.
 
-Errors: ``WorkerError`` (the TLS server certificate has ended or cannot be read, a port
-cannot be reserved, metrics cannot be served), from
+Errors: ``WorkerError`` (the ledger cannot be opened, the TLS server certificate has
+ended or cannot be read, a port cannot be reserved, metrics cannot be served), from
 ``serve`` before any worker starts. Then the exit status: 0 when every child stopped
 cleanly; 1 when one could not start, crashed too often, or failed or was killed as it
 stopped; 3 (CALLS_CUT) when none failed but a worker cut calls at the end of the grace
@@ -73,6 +73,8 @@ from gateway import metrics
 from gateway.bank_errors import ProvisioningError
 from gateway.child import LEDGER_INDEX, become_child, child_name
 from gateway.config import BankConfig
+from gateway.issuer import open_store
+from gateway.ledger import LedgerError
 from gateway.ledger_process import LedgerSocket
 from gateway.ports import PortError, reserve
 from gateway.process import check_tls_certificate
@@ -264,9 +266,8 @@ class Supervisor:
             self._selector.unregister(ready_fd)
             os.close(ready_fd)
             worker.ready_fd = None
-        everyone = len(self._workers) == self._count and all(
-            w.ready for w in self._workers.values()
-        )
+        serving = [w.ready for w in self._workers.values()]
+        everyone = len(serving) == self._count and all(serving)
         if everyone and not self._announced and not self._stopping():
             self._announced = True
             self._on_ready()
@@ -358,11 +359,8 @@ class Supervisor:
         if self._stopping():
             return
         self._deadline = time.monotonic() + self._stop_seconds()
-        log.info(
-            "stopping %d workers (grace %.1f s)",
-            len(self._workers),
-            self._plan.config.grace_seconds,
-        )
+        grace = self._plan.config.grace_seconds
+        log.info("stopping %d workers (grace %.1f s)", len(self._workers), grace)
         for pid in self._workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -434,14 +432,22 @@ class Bound:
     workers: int
 
 
-def serve(
-    config: BankConfig,
-    *,
-    on_ready: Callable[[Bound], None] = lambda bound: None,
-) -> int:
+def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda bound: None) -> int:
     """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT; the exit
     status (0: every worker stopped cleanly). ``on_ready`` runs once all are serving."""
-    signals = SupervisorSignals()  # first: a stop from now on is no kill
+    # Opening the store migrates its schema. Left to the workers, all would open it at once:
+    # on SQLite one migrates under the write lock while the others give up after its busy
+    # timeout, failing their start and so the bank; a ledger process must serve within
+    # WORKER_START_SECONDS; and the indexes of a big ledger take minutes. Safe before fork
+    # (DESIGN.md 5.4): no key backend, no gRPC object, and ``close`` ends every SQLite or
+    # PostgreSQL connection, joins the store's writer thread and closes its lock file. Done
+    # before the stop signals are held: nothing is prepared yet that a stop must undo, and
+    # a stop during a migration of minutes ends it (its transaction rolls back).
+    try:
+        open_store(config).close()
+    except LedgerError as exc:
+        raise WorkerError(f"the ledger cannot be opened: {exc}") from exc
+    signals = SupervisorSignals()  # before anything is prepared: a stop from now on is no kill
     inherited: list[Callable[[], None]] = []  # what the supervisor holds, workers close
     directory: MultiprocessDirectory | None = None
     ledger_socket: LedgerSocket | None = None  # removed by the supervisor alone

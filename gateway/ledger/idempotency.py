@@ -22,8 +22,15 @@ single writer (SQLite) or a card's row locks (PostgreSQL) while it does. So:
 A caller that fails between 1 and 3 (its signature failed, its process died) leaves the
 decision committed and unanswered: a retry of the same request finds it in step 1 and
 answers it, and never decides again. The state change and the decision are atomic; only
-the response bytes follow. Nothing is returned before it is durably stored, so the bytes
-a merchant receives are the bytes a retry gets.
+the response bytes follow. Nothing is returned before it is durably stored, so the
+response bytes a merchant receives are the bytes a retry gets: the signed message (an
+AuthRes, CapRes, ...), which the gateway's reply carries as its result field
+(``AuthorizeResponse.auth_res``, ...). The reply's plaintext routing header is not
+stored: each reply gets one of its own (``gateway.servicer.reply_header``: the request's
+ids, this reply's date), so two replies to one request may differ in their
+``header.date_unix_ms``. Nor is a SET Error stored: nothing is kept for a refused request,
+and each try of it is refused, and signed, afresh. To check idempotency, compare the
+result field, not whole replies.
 
 Two concurrent requests with one RRPID cannot both decide: the RRPID is the primary key
 of ``requests``, so the later insert fails, rolls back (with what it changed) and,
