@@ -9,9 +9,12 @@ carries no DOUBT. From the second group on, each median is also shown as a multi
 the first group's.
 
 A run with a service-run that was not clean (a request unaccounted for, an error, a
-timeout, a closed loop that ran out of requests: the report's ``clean``) is named NOT
-CLEAN with what went wrong; its figures stay in the medians, which the line says, so that
-a reader decides whether to drop the run.
+timeout, a closed loop that ran out of requests: the report's ``clean``), or whose report
+states a DOUBT (its ``doubts``: a ledger on tmpfs, sends too late for the p99, a closed
+loop at two speeds, ...; the bench exited 3 for either), is named NOT CLEAN with what
+went wrong; its figures stay in the medians, which the line says, so that a reader
+decides whether to drop the run. Reports written before the report listed its doubts
+are judged by their service-runs alone.
 
 A report is read from its closed-loop step (the first) and the open-loop step that
 follows it; a figure the report lacks (no ceiling, no open loop, no server CPU against
@@ -99,11 +102,12 @@ class Run:
     doubted: bool
     """Its closed loop carries a DOUBT (the ratio is not to be trusted)."""
     problems: tuple[str, ...] = ()
-    """What was not clean, by step and service (empty: every service-run was clean)."""
+    """What was not clean, by step and service, then the report's DOUBTs (empty: every
+    service-run was clean and the report doubts nothing)."""
 
     @property
     def clean(self) -> bool:
-        """Every service-run of every step was clean."""
+        """Every service-run of every step was clean, and the report doubts nothing."""
         return not self.problems
 
 
@@ -131,7 +135,24 @@ def read_run(path: Path) -> Run:
         or result.get("clean") is not True
         or result.get("accounting_doubts")
     )
+    problems += tuple(f"DOUBT: {doubt}" for doubt in _doubts(document, steps))
     return Run(path.name, figures, bool(closed and closed.get("doubts")), problems)
+
+
+def _doubts(document: dict[str, Any], steps: list[Step]) -> list[str]:
+    """The report's DOUBTs (none in a report written before it listed them), but those
+    of a service-run's accounting: ``_problem`` names them already."""
+    found = document.get("doubts")
+    if not isinstance(found, list):
+        return []
+    named = {
+        f"{step.get('shape')}, {service}: {doubt}"
+        for step in steps
+        for service, result in step.get("results", {}).items()
+        if isinstance(result, dict)
+        for doubt in result.get("accounting_doubts") or []
+    }
+    return [str(doubt) for doubt in found if doubt not in named]
 
 
 def _problem(result: Any) -> str:

@@ -200,7 +200,7 @@ class Parties:
             os.urandom(LID_BYTES),
         )  # fmt: skip
         registration = open_me_aq_c_init_response(
-            self._authority.me_aq_c_init(request), state, trust
+            self._authority.me_aq_c_init(request, sent=state.sent), state, trust
         )
         sig, kex = self._key(KeyUsage.SIGNATURE), self._key(KeyUsage.KEY_EXCHANGE)
         cert_request, req_state = build_merchant_cert_request(
@@ -234,7 +234,8 @@ class Parties:
         trust = TrustStore(self._root)
         lid = os.urandom(LID_BYTES)
         request, state = build_card_c_init_request(pop.brand_id, lid)
-        contact = open_card_c_init_response(self._authority.card_c_init(request), state, trust)
+        answer = self._authority.card_c_init(request, sent=state.sent)
+        contact = open_card_c_init_response(answer, state, trust)
         form_request, reg = build_reg_form_request(contact, pan, lid)
         form = open_reg_form_response(self._authority.reg_form(form_request), reg, trust)
         key = self._key(KeyUsage.SIGNATURE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,10 @@ def _report(
     ceiling_speed: Speed = SAME_SPEED,
     lost: bool = False,
     open_errors: int = 0,
+    doubts: Sequence[str] = (),
 ) -> Path:
-    """A report of a closed loop and the open loop at 80 % that follows it."""
+    """A report of a closed loop and the open loop at 80 % that follows it; ``doubts``: the
+    run's own (its setting's)."""
     closed = {Service.GATEWAY: _tally(Service.GATEWAY, gateway, ok=0 if lost else None)}
     rate = gateway * 0.8
     following = {
@@ -69,7 +72,7 @@ def _report(
         StepResult(OpenLoop(rate=rate, duration=10.0), following),
     ]
     plan = Plan(duration=10.0, concurrency=32, load_fraction=0.8)
-    write_json(BenchResult(setting={}, plan=plan, steps=steps), path)
+    write_json(BenchResult(setting={}, plan=plan, steps=steps, doubts=list(doubts)), path)
     return path
 
 
@@ -92,7 +95,14 @@ def test_a_closed_loop_at_two_speeds_is_doubted_and_a_lost_request_unclean(
     tmp_path: Path,
 ) -> None:
     doubted = compare.read_run(_report(tmp_path / "d.json", 800, 1600, ceiling_speed=SLOW_SPEED))
-    assert doubted.doubted and doubted.clean
+    # Doubted, its ratio is left out of the undoubted ones; and as any DOUBT made the bench
+    # exit 3, the run is not clean either.
+    assert doubted.doubted and not doubted.clean
+    assert doubted.problems == (
+        "DOUBT: closed loop x32: the machine ran at different speeds for the gateway and the "
+        "ceiling (reference loop 24.2 against 40.0 ms, medians): repeat the run before using "
+        "the ratio",
+    )
     lost = compare.read_run(_report(tmp_path / "l.json", 800, 1600, lost=True))
     assert not lost.clean and not lost.doubted
 
@@ -122,7 +132,9 @@ def test_groups_give_medians_against_the_first_and_leave_doubted_ratios_out(
         r"gateway closed-loop answers/s\s+950.00\s+\(900, 1,000\)\s+1.36 x before\n", after_text
     )
     assert re.search(r"gateway / ceiling, undoubted runs\s+none of 2 runs\n", after_text)
-    assert "NOT CLEAN" not in text
+    # The runs at two speeds are named; their figures stay in the medians.
+    named = re.findall(r"NOT CLEAN: (\S+) \(DOUBT: closed loop x32: the machine ran at", text)
+    assert named == ["b3.json", "a1.json", "a2.json"]
 
 
 def test_a_ratio_is_shown_as_the_report_stored_it_not_rounded_twice(tmp_path: Path) -> None:
@@ -174,6 +186,43 @@ def test_a_run_whose_counts_were_not_checked_against_the_bank_is_not_clean(
     assert not run.clean
     assert run.problems == (
         "open loop 640/s, gateway: requests not checked against the bank's page",
+    )
+
+
+TMPFS = "the spawned bank's ledger is on tmpfs (the temporary directory): a commit's fsync"
+
+
+def test_a_run_whose_report_states_a_doubt_is_not_clean_and_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The bench exits 3 for any DOUBT, a ledger on tmpfs as much as a lost request: a
+    # run counted clean here would sit among the clean ones a campaign takes medians of.
+    path = _report(tmp_path / "t.json", 800, 1600, doubts=[TMPFS])
+    run = compare.read_run(path)
+    assert not run.clean and not run.doubted  # the closed loop's own ratio stands
+    assert run.problems == (f"DOUBT: {TMPFS}",)
+    assert run_bench(["compare", str(path)]) == 0
+    assert f"NOT CLEAN: t.json (DOUBT: {TMPFS}): its figures are in the medians" in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_report_older_than_its_doubts_list_is_read_and_a_doubt_named_once(
+    tmp_path: Path,
+) -> None:
+    path = _report(tmp_path / "o.json", 800, 1600)
+    document = json.loads(path.read_text())
+    del document["doubts"]
+    path.write_text(json.dumps(document))
+    assert compare.read_run(path).clean
+    # An accounting doubt is in its service-run and in the report's list: named once.
+    late = "the bank still had 1 call in flight after 10 s"
+    document["steps"][1]["results"]["gateway"]["accounting_doubts"] = [late]
+    document["doubts"] = [f"open loop 640/s, gateway: {late}", TMPFS]
+    path.write_text(json.dumps(document))
+    assert compare.read_run(path).problems == (
+        "open loop 640/s, gateway: requests not checked against the bank's page",
+        f"DOUBT: {TMPFS}",
     )
 
 
