@@ -124,12 +124,26 @@ def check_retention_days(days: object) -> int:
     return days
 
 
+# The first moment the calendar arithmetic below can name (1 January of year 1, UTC).
+# ``accounts.validate_expiry`` accepts any four digits for the year, so a PI may carry
+# year 0000, whose months ended before that moment: such a PI counts as dead from it,
+# later than its true end (its XID is only kept longer, never dropped early) and some
+# two thousand years before any clock, so the XID goes at the next prune, and the PI is
+# declined EXPIRED_CARD (``accounts.card_expired``) like any other expired card's.
+_EARLIEST_DEAD_AFTER_MS = calendar.timegm((1, 1, 1, 0, 0, 0)) * 1000
+
+
 def pi_dead_after_ms(pan_expiry: str) -> int:
     """The moment from which no decision approves a PI of card expiry ``pan_expiry``
-    (YYYYMM): the first millisecond of the next month, UTC."""
+    (YYYYMM): the first millisecond of the next month, UTC (for year 0000, the earliest
+    moment the calendar names)."""
     year, month = int(pan_expiry[:4]), int(pan_expiry[4:])
-    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return calendar.timegm((year, month, 1, 0, 0, 0)) * 1000
+    if year < 1:
+        return _EARLIEST_DEAD_AFTER_MS
+    # The month's start plus its length, never the next month's start: after December
+    # 9999 (an expiry validation accepts) comes year 10000, which the calendar cannot name.
+    start_ms = calendar.timegm((year, month, 1, 0, 0, 0)) * 1000
+    return start_ms + calendar.monthrange(year, month)[1] * DAY_MS
 
 
 @dataclass(frozen=True)
@@ -148,17 +162,21 @@ class Prunable:
     pi_uses: int
 
 
-# What becomes of a request row looked at: kept for good (it posted a refund), kept while
-# its decision awaits an answer, or deleted.
-_FATE = (
+# What becomes of a request row ``r``: kept for good (it posted a refund), kept while its
+# decision awaits an answer, or deleted ('prunable'). The rule is written here once: a
+# batch deletes the rows it names 'prunable', and the dry run counts the same rows.
+_FATE_OF = (
     "CASE WHEN EXISTS (SELECT 1 FROM transfers t WHERE t.kind = 'credit'"
     " AND t.rrpid = r.rrpid) THEN 'refund' WHEN r.outcome IS NOT NULL THEN 'unanswered'"
-    " ELSE 'prunable' END AS fate"
+    " ELSE 'prunable' END"
 )
+_FATE = f"{_FATE_OF} AS fate"
+# The rows of ``requests r`` the scan has still to look at: created before the cutoff
+# (the first parameter) and past the mark (the next two).
+_PAST_MARK = "r.created_at_ms < ? AND (r.created_at_ms, r.rrpid) > (?, ?)"
 # Requests looked at by one batch, in the mark's order, and what becomes of each.
 _REQUEST_BATCH = (
-    f"SELECT r.rrpid, r.created_at_ms, {_FATE}"  # noqa: S608  a constant, no input
-    " FROM requests r WHERE r.created_at_ms < ? AND (r.created_at_ms, r.rrpid) > (?, ?)"
+    f"SELECT r.rrpid, r.created_at_ms, {_FATE} FROM requests r WHERE {_PAST_MARK}"  # noqa: S608  constants, no input
     " ORDER BY r.created_at_ms, r.rrpid LIMIT ?"
 )
 _ONE_REQUEST = f"SELECT {_FATE} FROM requests r WHERE r.rrpid = ?"  # noqa: S608  a constant
@@ -175,10 +193,10 @@ _UNANSWERED_NAMES = _UNANSWERED + "%"
 # decision left unanswered for good costs a read a day, and one answered late goes within
 # a day of its answer.
 UNANSWERED_REVISIT_MS = DAY_MS
-_DUE_UNANSWERED = (
-    "SELECT name, through_key FROM retention_marks WHERE name LIKE ? AND through_ms <= ?"
-    " ORDER BY through_ms, name LIMIT ?"
-)
+# The marks of rows the scan passed unanswered that are due to be looked at again (the
+# pattern, then the cutoff less ``UNANSWERED_REVISIT_MS``).
+_DUE_MARKS = "SELECT name, through_key FROM retention_marks WHERE name LIKE ? AND through_ms <= ?"
+_DUE_UNANSWERED = f"{_DUE_MARKS} ORDER BY through_ms, name LIMIT ?"
 
 
 def _mark(tx: Transaction, *, lock: bool) -> tuple[int, bytes]:
@@ -261,8 +279,7 @@ def anything_left(tx: Transaction, *, cutoff_ms: int) -> tuple[bool, bool]:
     nothing)."""
     through_ms, through_key = _mark(tx, lock=False)
     requests = tx.one(
-        "SELECT 1 AS found FROM requests WHERE created_at_ms < ?"
-        " AND (created_at_ms, rrpid) > (?, ?) LIMIT 1",
+        f"SELECT 1 AS found FROM requests r WHERE {_PAST_MARK} LIMIT 1",  # noqa: S608  a constant
         cutoff_ms,
         through_ms,
         through_key,
@@ -278,10 +295,8 @@ def count_prunable(tx: Transaction, *, cutoff_ms: int) -> Prunable:
     each index: for an operator's dry run, not for a loop)."""
     through_ms, through_key = _mark(tx, lock=False)
     requests = tx.one(
-        "SELECT COUNT(*) AS n FROM requests r WHERE r.created_at_ms < ?"
-        " AND (r.created_at_ms, r.rrpid) > (?, ?) AND r.outcome IS NULL"
-        " AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.kind = 'credit'"
-        " AND t.rrpid = r.rrpid)",
+        f"SELECT COUNT(*) AS n FROM requests r WHERE {_PAST_MARK}"  # noqa: S608  constants
+        f" AND {_FATE_OF} = 'prunable'",
         cutoff_ms,
         through_ms,
         through_key,
@@ -291,7 +306,7 @@ def count_prunable(tx: Transaction, *, cutoff_ms: int) -> Prunable:
     answered_since = sum(
         1
         for entry in tx.all(
-            "SELECT through_key FROM retention_marks WHERE name LIKE ? AND through_ms <= ?",
+            _DUE_MARKS,
             _UNANSWERED_NAMES,
             cutoff_ms - UNANSWERED_REVISIT_MS,
         )
