@@ -2,10 +2,11 @@
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
 ``run(args) -> int``; this module only wires them, hardens the process before anything
-else (``cli.hardening``: no core file, not dumpable) and sets up logging. It imports only
-the module of the subcommand the command line names: one whose code (or a library under
-it) fails to import breaks that subcommand alone, not ``setpay wallet`` beside it, and
-``setpay --help`` lists every subcommand from the table below without importing any.
+else when it is the program (``cli.hardening``: no core file, not dumpable) and sets up
+logging. It imports only the module of the subcommand the command line names: one whose
+code (or a library under it) fails to import breaks that subcommand alone, not ``setpay
+wallet`` beside it, and ``setpay --help`` lists every subcommand from the table below
+without importing any.
 """
 
 from __future__ import annotations
@@ -61,10 +62,21 @@ def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the setpay command line; returns the exit status."""
-    # Before any secret is read or any worker forked: they inherit it.
-    hardened = hardening.harden_process(os.environ)
-    words = sys.argv[1:] if argv is None else list(argv)
+    """Run the setpay command line; returns the exit status.
+
+    Without ``argv`` this is the program (the ``setpay`` console script, ``python -m
+    cli.main``): it reads ``sys.argv`` and hardens its own process first. With ``argv`` it
+    is a call from inside another program (a test), whose process it leaves as it was: the
+    hardening lasts for the whole process (a hard limit cannot be raised again), and would
+    be the test session's from then on.
+    """
+    if argv is None:
+        # Before any secret is read or any worker forked: they inherit it.
+        return _run(sys.argv[1:], hardening.harden_process(os.environ))
+    return _run(list(argv), None)
+
+
+def _run(words: list[str], hardened: hardening.Outcome | None) -> int:
     # The first parse imports nothing: it finds the subcommand, or itself answers
     # ``setpay --help`` and a wrong subcommand (exit 2). The words up to the subcommand's
     # name are the top-level options: parsed strictly, so an unknown one is refused
@@ -77,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    hardening.report(hardened, logging.getLogger("setpay"))
+    if hardened is not None:
+        hardening.report(hardened, logging.getLogger("setpay"))
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     code: int = module.run(args)
     return code

@@ -8,6 +8,13 @@ They are started as ``python -m cli.main`` with this interpreter, so the bench m
 the installed code whatever ``PATH`` holds; their output goes to a log file beside the
 bank, whose last lines are shown when one does not come up.
 
+The servers are started with ``SETPAY_ALLOW_INSPECTION=1``: no core file, as for any
+setpay process, but dumpable, so that the bench may read their ``/proc/PID/fd`` (which
+worker took each connection) without ``CAP_SYS_PTRACE``, as any non-root user does. Not
+dumpable, their ``/proc`` is shut to the bench: it cannot see how its connections spread
+over the workers, nor redial those piled on one. They are throwaway banks with keys of
+their own, and the warning the variable brings is in their log.
+
 Each is started in a session (and process group) of its own, so that SIGKILL, when a
 server does not stop or does not come up, reaches its workers too: killed alone, a
 parent leaves them serving on its port. That also keeps the terminal's Ctrl-C from
@@ -43,6 +50,9 @@ LOG_TAIL_LINES = 20
 # How often to look for the port file while a server starts.
 POLL_SECONDS = 0.05
 LOOPBACK_ANY_PORT = "127.0.0.1:0"
+# What leaves a setpay process dumpable (``cli.hardening.ALLOW_INSPECTION``, which clients
+# may not import; a test holds the two equal).
+ALLOW_INSPECTION = "SETPAY_ALLOW_INSPECTION"
 # ``setpay gateway serve --metrics-port`` for a port the OS picks (then the third number
 # of the port file).
 ANY_METRICS_PORT = "any"
@@ -125,8 +135,8 @@ def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
     port_file.unlink(missing_ok=True)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
-            start_new_session=True,
+            list(argv), stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, ALLOW_INSPECTION: "1"}, start_new_session=True,
         )  # fmt: skip
     try:
         ports = _wait_for_ports(name, process, port_file, log)

@@ -5,6 +5,11 @@ picks (gateway, CA, metrics: the port file says which), opens merchant channels 
 get a connection of their own, and gives the actors of ``actors.py`` a ``World`` whose ledger is
 the same SQLite file opened from the test process. Output goes to files, never to pipes
 nobody reads. Every wait is bounded.
+
+The bank runs with ``SETPAY_ALLOW_INSPECTION=1`` unless a test asks otherwise: the tests
+read its processes' ``/proc/PID/fd`` and ``maps``, which a bank that is not dumpable shuts
+to every process of its user that lacks ``CAP_SYS_PTRACE``: to the whole suite when a
+non-root user runs it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.hardening import ALLOW_INSPECTION
 from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger
@@ -196,18 +202,22 @@ def launch(
     extra_env: dict[str, str] | None = None,
     prepare: Callable[[Path], None] = lambda directory: None,
     command: Sequence[str] = ("cli.main",),
+    inspectable: bool = True,
 ) -> Launched:
     """``setpay init`` a bank under ``root`` and start serving it; returns at once.
 
     ``command``: the module run as ``setpay`` and its own arguments (a test's wrapper,
     which then runs ``setpay`` itself). The bank runs in a session of its own, so a test
     can signal its whole process group (what a terminal's Ctrl-C does) without
-    signalling itself."""
+    signalling itself. ``inspectable``: dumpable (``SETPAY_ALLOW_INSPECTION=1``), so
+    that its ``/proc`` files are open to the tests as to any process of their user."""
     directory = root / "bank"
     init_bank(directory, profile="ec", keys=keys, merchant_tls=True, env={})
     prepare(directory)
     ports = root / "ports"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SETPAY_", "PROMETHEUS_"))}
+    if inspectable:
+        env[ALLOW_INSPECTION] = "1"
     env.update(extra_env or {})
     stdout, stderr = root / "stdout.txt", root / "stderr.txt"
     argv = [
