@@ -83,7 +83,14 @@ def check_header(
     The RRPID and XID are always compared (a message without an XID must not name one);
     the LID-C and LID-M only where the caller has one to compare it with (``b""``: the
     message has none, so the header must name none). Requests and responses alike.
+    A version other than the one this code speaks is refused (SET 3.1, 7.6); 0, a
+    header without one, is let through as its ids are: every setpay sender writes one
+    (``header``), but the header is only a hint, and a message may come without it.
     """
+    if plain.version not in (0, PROTOCOL_VERSION):
+        old = plain.version < PROTOCOL_VERSION
+        code = ErrorCode.ERROR_CODE_VERSION_TOO_OLD if old else ErrorCode.ERROR_CODE_VERSION_TOO_NEW
+        raise fail(code, f"header version {plain.version}, not {PROTOCOL_VERSION}")
     if (
         (plain.rrpid and plain.rrpid != rrpid)
         or (plain.xid and plain.xid != xid)
@@ -227,6 +234,8 @@ def build_purchase_request(
 ) -> tuple[purchase_pb2.PurchaseRequest, PurchaseState]:
     """PReq: OIData for the merchant, the PI sealed to the gateway, one dual signature."""
     check_amount(order.amount)
+    # Narrowing only: the trust store refuses a merchant certificate without merchantData
+    # (setcore/pki/chain.py), and ``offer.merchant`` is one it verified.
     if offer.merchant.merchant_data is None:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "merchant certificate lacks its id")
     rrpid, chall_c, od_salt = new_id(), new_id(), new_id()

@@ -35,6 +35,11 @@ Where authorization differs from a settlement operation, it says why at the hook
   nothing stored nor sent, and is met as a sending's would be (``_stored``): "order
   received" to the wallet, and no answer at all ends a ``resume`` round as the gateway
   unreachable.
+- Every AuthReq of an order is signed under the signature certificate that signed its
+  PInitRes (``Order.signer_thumb``): the cardholder's PI names that one, and the gateway
+  refuses an AuthReq signed by another (MERCHANT_MISMATCH, SET 9.3.1). After ``renew``,
+  an order purchased before it but built only now (the gateway away, or ``_rebuild``)
+  is signed with the earlier key version, which ``renew`` keeps (``_signing_as``).
 - An answer that could not be checked for want of current revocation data fetches it
   for the next try: no caller keeps it current before authorizing, as a settlement
   command does at its start and a serving merchant's resume rounds do (``runtime``). A
@@ -48,15 +53,22 @@ mode, including those a previous process left unfinished (``resume``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hmac
 import logging
 import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
-from clients.errors import ClientError, OutcomeUnknown, StoreError, TransportError
+from cryptography import x509
+
+from clients.errors import ClientError, ConfigError, OutcomeUnknown, StoreError, TransportError
+from clients.identity import certified_versions
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
+from clients.merchant.registration_pending import SIGNATURE_LABEL
 from clients.merchant.store import MerchantStore
 from clients.merchant.stored_requests import StoredRequests
 from clients.revocation import RevocationFeed
@@ -64,7 +76,7 @@ from hsm.errors import KeyBackendError
 from setcore.amount import same_unit
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
-from setcore.encoding import parse_strict
+from setcore.encoding import parse_strict, thumbprint
 from setcore.errors import ErrorCode, SetcoreError, fail
 from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
@@ -155,6 +167,9 @@ class Authorizer(StoredRequests[Order]):
         # a lock per order in flight, with the number of threads holding or awaiting it.
         self._locks: dict[bytes, tuple[threading.Lock, list[int]]] = {}
         self._locks_guard = threading.Lock()
+        # Credentials signing with an earlier signature key, by its certificate's
+        # thumbprint (``_signing_as``): found once, not at every AuthReq.
+        self._earlier: dict[bytes, Credentials] = {}
 
     @contextmanager
     def _exclusive(self, xid: bytes) -> Iterator[None]:
@@ -253,11 +268,41 @@ class Authorizer(StoredRequests[Order]):
             raise _damaged(order, "the OIData and PI of its purchase")
         oi = parse_strict(purchase_pb2.OIData, oi_data)
         request, state = build_auth_request(
-            self._credentials, self._keys.recipient(), pi, order.trans_ids_proto(),
+            self._signing_as(order), self._keys.recipient(), pi, order.trans_ids_proto(),
             oi_data, order.description, order.amount.to_proto(), oi.od_salt,
             order.amount.to_proto(), self._merchant_id,
         )  # fmt: skip
         return request.SerializeToString(), state
+
+    def _signing_as(self, order: Order) -> Credentials:
+        """The credentials that sign the order's AuthReq: the signature key whose
+        certificate signed its PInitRes (the one the PI names), the current one but after
+        a renewal. ``ConfigError`` when that key is gone or its certificate has expired:
+        the gateway would refuse any AuthReq for the order, so none is built."""
+        wanted, current = order.signer_thumb, self._credentials
+        if wanted is None or hmac.compare_digest(wanted, current.signature_thumb):
+            return current
+        signing = self._earlier.get(wanted)
+        if signing is None:
+            versions = certified_versions(current.backend, SIGNATURE_LABEL)
+            found = next(((k, der) for k, der in versions if thumbprint(der) == wanted), None)
+            if found is None:
+                raise ConfigError(
+                    f"order {order.short_id} cannot be authorized: the signature key whose "
+                    f"certificate {wanted.hex()[:16]} its PI names is no longer held"
+                )
+            key, der = found
+            # The key-exchange key stays the current one: the answer is sealed to the
+            # certificate the AuthReq names, and every certified one opens it.
+            signing = dataclasses.replace(current, signature_key=key, signature_cert=der)
+            self._earlier[wanted] = signing
+        expiry = x509.load_der_x509_certificate(signing.signature_cert).not_valid_after_utc
+        if expiry <= datetime.now(UTC):
+            raise ConfigError(
+                f"order {order.short_id} cannot be authorized: the signature certificate "
+                f"{wanted.hex()[:16]} its PI names expired at {expiry:%Y-%m-%d %H:%M} UTC"
+            )
+        return signing
 
     # -- the stored request's life (``stored_requests``) --------------------------------
 

@@ -179,7 +179,12 @@ class Checkout:
             language=request.language,
         )  # fmt: skip
         try:
-            self._store.open_order(request.lid_m, xid, trans_ids.SerializeToString(), chall_m)
+            # The PInitRes is signed with the current signature certificate, which the PI
+            # will name: its AuthReq must be signed under it, after a renewal too.
+            self._store.open_order(
+                request.lid_m, xid, trans_ids.SerializeToString(), chall_m,
+                self._credentials.signature_thumb,
+            )  # fmt: skip
         except OrderStateError:
             raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "this order is already paid") from None
         log.info(

@@ -89,13 +89,22 @@ class OrderStore(Database):
 
     # -- orders -----------------------------------------------------------------------
 
-    def open_order(self, lid_m: bytes, xid: bytes, trans_ids: bytes, chall_m: bytes) -> Order:
-        """PInit answered: the offer becomes an order under a fresh XID.
+    def open_order(
+        self,
+        lid_m: bytes,
+        xid: bytes,
+        trans_ids: bytes,
+        chall_m: bytes,
+        signer_thumb: bytes | None = None,
+    ) -> Order:
+        """PInit answered: the offer becomes an order under a fresh XID, with the
+        thumbprint of the signature certificate its PInitRes is signed with
+        (``Order.signer_thumb``).
 
         A wallet that repeats PInit before purchasing gets a new XID; the unused order
         it replaces is dropped. An offer already purchased is not offered again.
         """
-        now = now_ms()
+        now, initiated = now_ms(), OrderState.INITIATED.value
         with self._write() as conn:
             row = conn.execute("SELECT xid FROM offers WHERE lid_m = ?", (lid_m,)).fetchone()
             if row is None:
@@ -107,8 +116,8 @@ class OrderStore(Database):
                 conn.execute("DELETE FROM orders WHERE xid = ?", (row[0],))
             conn.execute(
                 "INSERT INTO orders (xid, lid_m, trans_ids, chall_m, state, created_ms, "
-                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (xid, lid_m, trans_ids, chall_m, OrderState.INITIATED.value, now, now),
+                "updated_ms, signer_thumb) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (xid, lid_m, trans_ids, chall_m, initiated, now, now, signer_thumb),
             )
             conn.execute("UPDATE offers SET xid = ? WHERE lid_m = ?", (xid, lid_m))
         return self.order(xid)

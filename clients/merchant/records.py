@@ -141,6 +141,10 @@ class Order:
     #: the worker does not send the AuthReq again (``outcome.next_try``); 0 and 0 otherwise.
     unverified: int = 0
     retry_after_ms: int = 0
+    #: The thumbprint of the signature certificate that signed the order's PInitRes: the
+    #: one the cardholder's PI names, under which every AuthReq for it is signed. None
+    #: for an order opened before setpay kept it (signed then with the current one).
+    signer_thumb: bytes | None = None
 
     def trans_ids_proto(self) -> common_pb2.TransIDs:
         """The TransIDs as the wire message."""

@@ -36,7 +36,7 @@ from clients.merchant.records import (
     short,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def in_state(state: OperationState) -> str:
@@ -162,6 +162,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: (_GATEWAY_PIN,),
     # 6: the requests still waiting found without reading their tables whole.
     5: _SENT_INDEXES,
+    # 7: the signature certificate that signed an order's PInitRes, which its PI names
+    # and every AuthReq for it must be signed under (``authorizer``), renewal or not.
+    6: ("ALTER TABLE orders ADD COLUMN signer_thumb BLOB",),
 }
 
 # The column lists are in the order ``order_from_row``, ``operation_from_row`` and
@@ -171,7 +174,7 @@ ORDER_COLUMNS = (
     "f.brand_id, o.state, o.created_ms, o.updated_ms, o.cardholder_thumb, o.oi_data, o.pi, "
     "o.auth_rrpid, o.auth_request, o.auth_request_digest, o.auth_code, o.auth_amount, "
     "o.approval_code, o.auth_res, o.cap_token, o.acq_card_msg, o.error_code, o.unverified, "
-    "o.retry_after_ms"
+    "o.retry_after_ms, o.signer_thumb"
 )
 ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
 OPERATION_COLUMNS = (
@@ -239,7 +242,7 @@ def order_from_row(row: Sequence[Any]) -> Order:
     (xid, lid_m, trans_ids, chall_m, description, currency, amount, exp10, brand_id, state,
      created, updated, cardholder, oi_data, pi, auth_rrpid, auth_request, auth_digest,
      auth_code, auth_amount, approval, auth_res, cap_token, acq_card_msg,
-     error_code, unverified, retry_after_ms) = row  # fmt: skip
+     error_code, unverified, retry_after_ms, signer_thumb) = row  # fmt: skip
     money = Money(currency, amount, exp10)
     authorization = None
     if auth_code is not None:
@@ -254,7 +257,7 @@ def order_from_row(row: Sequence[Any]) -> Order:
         updated_ms=updated, cardholder_thumb=cardholder, oi_data=oi_data, pi=pi,
         auth_rrpid=auth_rrpid, auth_request=auth_request, auth_request_digest=auth_digest,
         authorization=authorization, error_code=error_code, unverified=unverified,
-        retry_after_ms=retry_after_ms,
+        retry_after_ms=retry_after_ms, signer_thumb=signer_thumb,
     )  # fmt: skip
 
 

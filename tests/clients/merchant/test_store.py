@@ -28,8 +28,15 @@ _VERSION_4_COLUMNS = {
 }
 
 
+def _back_to_version_6(conn: sqlite3.Connection) -> None:
+    """Make a file of this setpay one of version 6, as a setpay of then wrote it."""
+    conn.execute("ALTER TABLE orders DROP COLUMN signer_thumb")
+    conn.execute("PRAGMA user_version=6")
+
+
 def _back_to_version_5(conn: sqlite3.Connection) -> None:
     """Make a file of this setpay one of version 5, as a setpay of then wrote it."""
+    _back_to_version_6(conn)
     conn.execute("DROP INDEX IF EXISTS operations_sent")
     conn.execute("DROP INDEX IF EXISTS batch_requests_sent")
     conn.execute("PRAGMA user_version=5")
@@ -93,7 +100,7 @@ def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=1")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 7
         (operation,) = migrated.operations(xid)
         assert (operation.request, operation.state, operation.error_code) == (
             b"req", OperationState.SENT, 0,
@@ -116,7 +123,7 @@ def test_a_version_2_file_gets_the_batch_requests_table(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=2")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 7
         assert [op.request for op in migrated.operations(xid)] == [b"req"]
         assert migrated.batch_requests() == []
         assert migrated.add_batch_request(batch_request(b"q" * 32)).state is OperationState.SENT
@@ -140,7 +147,7 @@ def test_a_version_3_file_gets_the_columns_of_answers_that_did_not_verify(
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 7
         order, (operation,), (batch,) = (
             migrated.order(xid),
             migrated.operations(xid),
@@ -167,7 +174,7 @@ def test_a_version_4_file_gets_the_gateway_pin_table(tmp_path: Path) -> None:
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 7
         assert migrated.order(xid).state is OrderState.PURCHASED
         assert migrated.gateway_pin() is None
     finally:
@@ -196,12 +203,36 @@ def test_a_version_5_file_finds_the_requests_waiting_by_index(tmp_path: Path) ->
     waiting = WaitingRequests(path)
     try:
         assert full_scans(migrated._conn, _WAITING_SQL, _WAITING_STATES) == []
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 6
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 7
         assert sorted(waiting.counts(), key=lambda w: w.kind) == [
             Waiting("authorization", 1, 0), Waiting("batch", 1, 0), Waiting("capture", 1, 0),
         ]  # fmt: skip
     finally:
         waiting.close()
+        migrated.close()
+
+
+def test_a_version_6_file_keeps_its_orders_and_records_who_signs_new_ones(
+    tmp_path: Path,
+) -> None:
+    """An order opened before setpay kept the certificate that signed its PInitRes has
+    none (it is authorized under the current one, as then); one opened after has it."""
+    path = tmp_path / "merchant.db"
+    first = MerchantStore(path)
+    xid = purchased(first)
+    first.close()
+    with sqlite3.connect(path) as conn:
+        _back_to_version_6(conn)
+    conn.close()
+    migrated = MerchantStore(path)
+    try:
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 7
+        order = migrated.order(xid)
+        assert (order.state, order.signer_thumb) == (OrderState.PURCHASED, None)
+        migrated.add_offer(b"lid-2", b"a pen", EUR, "setpay")
+        opened = migrated.open_order(b"lid-2", b"y" * 32, b"trans-ids", b"c" * 32, b"s" * 32)
+        assert migrated.order(opened.xid).signer_thumb == b"s" * 32
+    finally:
         migrated.close()
 
 
