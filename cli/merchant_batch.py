@@ -14,7 +14,9 @@ purge take neither.
 (captures, refunds, and their reversals: count and sum) against the merchant's own
 operations the gateway answered as filed in that batch. The command prints that the batch
 agrees, or each difference, and then exits 5 (``EXIT_DIFFERS``): the batch's figures stand
-as printed, and someone has to look (``clients.merchant.reconciliation``).
+as printed, and someone has to look (``clients.merchant.reconciliation``). An open batch's
+figures are the gateway's at the moment it answered: an operation filed after that shows
+as a difference, and the output says so. The exit statuses are in each command's --help.
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ _HELP = {
 # What the gateway answers with a page of transactions and totals worth reconciling: a
 # batch just opened holds nothing, and a purged one lists nothing.
 _LISTED = frozenset({"close", "query"})
+# The exit statuses of close and query, in their --help: a script that reconciles reads
+# them, and the docstring is not where it looks.
+_EXITS = {
+    "close": (
+        "exit status: 0 the batch agrees with the merchant's operations; 1 refused (the "
+        "batch unknown, already closed) or failed; 2 a usage error; 4 outcome unknown: the "
+        "close stays sent, and serve (or the same command) sends it again; 5 the totals "
+        "differ, each difference printed, or the gateway sent none"
+    ),
+    "query": (
+        "exit status: 0 the batch agrees with the merchant's operations (an open batch's "
+        "figures are those of the moment the gateway answered); 1 refused (the batch "
+        "unknown) or failed; 2 a usage error; 5 the totals differ, each difference "
+        "printed, or the gateway sent none"
+    ),
+}
 
 
 def _details(text: str) -> int:
@@ -79,7 +97,7 @@ def add_batch_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[t
     b = ops.add_parser("batch", help="settlement batches at the gateway")
     b_ops = b.add_subparsers(dest="operation", required=True)
     for name, text in _HELP.items():
-        one = b_ops.add_parser(name, help=text)
+        one = b_ops.add_parser(name, help=text, description=text, epilog=_EXITS.get(name))
         if name == "open":  # the gateway names the batch it opens
             one.set_defaults(batch="")
         else:  # the gateway cannot guess which batch to close, purge or show
@@ -115,6 +133,11 @@ def run_batch(merchant: Merchant, args: argparse.Namespace) -> int:
     if data.status != gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS:
         print(named)
         return 1
+    listed = args.operation in _LISTED
+    if not data.HasField("batch_status"):
+        # Said before anything else: no zeros printed as if they were the batch's totals.
+        print(f"{named}: the gateway sent no totals" + ("; not reconciled" if listed else ""))
+        return EXIT_DIFFERS if listed else 0
     summary = data.batch_status
     print(
         f"{named}{' closed' if summary.closed else ''}; captured "
@@ -134,12 +157,14 @@ def run_batch(merchant: Merchant, args: argparse.Namespace) -> int:
             f"  more after {data.next_starting_point}: batch query --batch {batch_id} "
             f"--details {args.details} --start {data.next_starting_point}"
         )
-    if args.operation not in _LISTED:
+    if not listed:
         return 0
-    if not data.HasField("batch_status"):
-        print(f"batch {batch_id}: the gateway sent no totals; not reconciled")
-        return EXIT_DIFFERS
     result = reconcile(batch_id, summary, merchant.store.operations())
     for line in reconciliation_lines(result):
         print(line)
+    if not summary.closed:
+        print(
+            f"batch {batch_id} is open: these are the gateway's figures when it answered; an "
+            "operation filed in it since shows as a difference until it is queried again"
+        )
     return 0 if result.agrees else EXIT_DIFFERS

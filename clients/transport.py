@@ -4,12 +4,14 @@ Requests travel as the exact bytes the caller serialized once: a retry re-sends 
 bytes, so the peer's idempotency (keyed by RRPID, checked against the request bytes)
 sees the same request and answers with its stored response. Only two statuses are
 retried. UNAVAILABLE: the call did not reach the peer, or the peer asked us to come back.
-RESOURCE_EXHAUSTED only when the peer's status carries a ``google.rpc.RetryInfo`` (the
-bank's servers shed load so, before reading the request: ``gateway.admission``), after
-the delay it asks for: gRPC raises RESOURCE_EXHAUSTED on the client too, for an answer
-larger than ``MAX_MESSAGE_BYTES``, after the peer did the work, and sending the request
-again would only make it do the work again. Any other status ends the call at once as
-``TransportError``.
+RESOURCE_EXHAUSTED only when the peer shed the call before reading it: its status carries
+a ``google.rpc.RetryInfo`` (the bank's servers shed load so: ``gateway.admission``), and
+the retry waits the delay it asks for; or it is a gRPC server's own refusal past its
+``maximum_concurrent_rpcs`` (``GRPC_CONCURRENCY_REFUSAL``: the merchant's server sheds
+wallets so, and the bank's past its own admission). gRPC raises RESOURCE_EXHAUSTED on the
+client too, for an answer larger than ``MAX_MESSAGE_BYTES``, after the peer did the work,
+and sending the request again would only make it do the work again. Any other status ends
+the call at once as ``TransportError``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ MAX_ATTEMPTS = 4
 # that clients shed together do not come back together.
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 1.0
+# The details of a gRPC server's refusal past its ``maximum_concurrent_rpcs``, word for
+# word (grpcio's ``grpc/_server.py``, where it refuses the call in its poll thread before
+# any handler runs): the peer never read the request, so sending it again is safe. It comes
+# without RetryInfo, from the merchant's server and the bank's backstop alike. The client's
+# refusal of an answer too large says "Received message larger than max ...", never this.
+# Not a documented string: test_transport_concurrency pins it against a real server, so a
+# grpcio that words it otherwise fails that test rather than stop our retries silently.
+GRPC_CONCURRENCY_REFUSAL = "Concurrent RPC limit exceeded!"
 
 # After a peer went away, gRPC waits before reconnecting, doubling up to two minutes by
 # default. A merchant must notice its gateway is back within seconds (pending
@@ -121,6 +131,11 @@ def _peer_retry_delay(exc: grpc.RpcError) -> float | None:
     return None
 
 
+def _refused_unread(exc: grpc.RpcError) -> bool:
+    """Whether a gRPC server refused the call past its concurrency limit, unread."""
+    return isinstance(exc, grpc.Call) and exc.details() == GRPC_CONCURRENCY_REFUSAL
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently a call is retried (the module constants by default)."""
@@ -180,6 +195,8 @@ class Caller:
                 retryable = code is grpc.StatusCode.UNAVAILABLE
                 if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
                     delay = _peer_retry_delay(exc)
+                    if delay is None and _refused_unread(exc):
+                        delay = 0.0  # asks for no delay: the backoff alone spaces retries
                     retryable, asked = delay is not None, delay or 0.0
                 if not retryable or attempt >= self._policy.attempts:
                     log.warning(

@@ -8,16 +8,23 @@ and every check of the CA's answers are setcore's (``setcore.registration_mercha
 Before the CertReq leaves, what resuming needs (its exact bytes among it) is recorded in
 ``registration.json`` (``clients.merchant.registration_pending``): an answer lost after
 the CA issued is collected by the next ``register``, which sends the same bytes again
-(the CA answers them from its store) or asks with CertInq. A request the CA pends is
-polled with CertInq a few times, then left recorded for a later run. The record is kept
-while the two issued certificates are stored, one after the other, and removed only once
-both are: a backend that fails between the two leaves a registration the next
-``register`` finishes (CertInq returns the certificates again), not a half-certified
-merchant that can neither register nor open. A CertInq the CA answers UNKNOWN_LID (it
-holds no request of this registration: the CertReq never arrived, or was refused longer
-ago than its retention) certified nothing: the record is dropped and ``register``
-starts over. A verified refusal (a CertStatus other than complete, or the CA's Error to
-the CertReq) removes it too.
+(the CA answers them from its store) or asks with CertInq; a refusal of the bytes sent
+again is not final (the CA verifies them again before it looks for its stored answer:
+a certificate expired or revoked since, a new CA key-exchange certificate, an answer
+purged), CertInq's answer is. The record names the merchant ID, name, brand and CA
+target the request was made with: a resume under a merchant.toml that says otherwise is
+refused unless the CA holds no such request (``clients.merchant.registration_pending``).
+A request the CA pends is polled with CertInq a few times, then left recorded for a
+later run. The record is kept while the two issued certificates are stored, one after
+the other, and removed only once both are: a backend that fails between the two leaves
+a registration the next ``register`` finishes (CertInq returns the certificates again),
+not a half-certified merchant that can neither register nor open. A CertInq the CA
+answers UNKNOWN_LID (it holds no request of this registration: the CertReq never
+arrived, or was refused longer ago than its retention) certified nothing: the record is
+dropped and ``register`` starts over (or, for a request made with a form or an
+account, stops: the next ``register`` needs them again). A verified refusal of a first
+send (a CertStatus other than complete, or the CA's Error to the CertReq) removes it
+too.
 
 ``renew`` makes new versions of both keys and asks for a renewal, signed by the new
 signature key and by the current one (SET-PROTOCOL.md 4.3 rule 2). The merchant uses the
@@ -41,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.authority import AuthorityClient
-from clients.errors import ConfigError, RegistrationError
+from clients.errors import ConfigError, RegistrationError, TransportError
 from clients.identity import (
     certified_versions,
     discard_uncertified,
@@ -50,10 +57,14 @@ from clients.identity import (
 )
 from clients.merchant.config import MerchantConfig
 from clients.merchant.registration_pending import (
+    CA_TARGET,
     KEY_EXCHANGE_LABEL,
     PENDING_FILE,
     SIGNATURE_LABEL,
+    changed_config_refusal,
+    config_changes,
     is_renewal,
+    made_with_of,
     pending_keys,
     read_pending,
     resumed_state,
@@ -63,7 +74,7 @@ from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from setcore.credentials import Credentials, KeyExchangeChooser
 from setcore.encoding import thumbprint
-from setcore.errors import ErrorCode, PeerError, quoted
+from setcore.errors import ErrorCode, PeerError, SetcoreError, quoted
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
 from setcore.registration import (
@@ -88,6 +99,12 @@ from setpay.v1 import registration_pb2
 
 log = logging.getLogger("setpay.merchant")
 
+_UNFINISHED_WITH_OPTIONS = (
+    "a registration is unfinished (registration.json): its request is sent again exactly "
+    "as it was made, so --form and --account-file would not be used: run register without "
+    "them to finish it"
+)
+
 __all__ = [
     "KEY_EXCHANGE_LABEL",
     "PENDING_FILE",
@@ -103,13 +120,6 @@ PENDED_POLLS = 3
 PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
-# Refusals of a CertReq sent again that do not say whether the CA decided it: its date is
-# outside the window (a request refused, or never seen, whose stored answer is purged),
-# or its RRPID names a certified or pended request whose answer is purged (these are our
-# own bytes, so that request is this one). The CA is asked with CertInq instead.
-ASK_BEFORE_REGISTERING = frozenset(
-    {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_RRPID_REUSED}
-)
 # The CA holds no request of this registration: nothing was certified.
 NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 
@@ -189,11 +199,15 @@ def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
     )  # fmt: skip
 
 
-def _new_key(backend: KeyBackend, label: str, usage: KeyUsage, profile: Profile) -> KeyHandle:
+def _refuse_certified(backend: KeyBackend, label: str) -> None:
     if _certified(backend, label) is not None:
         raise RegistrationError(
             f"{label} is already certified: this merchant is registered (renew instead)"
         )
+
+
+def _new_key(backend: KeyBackend, label: str, usage: KeyUsage, profile: Profile) -> KeyHandle:
+    _refuse_certified(backend, label)
     algorithm = (
         profile.key_exchange_key if usage is KeyUsage.KEY_EXCHANGE else profile.signature_key
     )
@@ -218,6 +232,8 @@ class MerchantRegistrar:
         self._trust = trust
         self._sleep = sleep
         self._pending_path = config.base_dir / PENDING_FILE
+        # What the request under way was made with beyond merchant.toml, recorded with it.
+        self._made_with: frozenset[str] = frozenset()
 
     def register(
         self,
@@ -228,42 +244,57 @@ class MerchantRegistrar:
     ) -> Registered:
         """Register (or resume an unfinished registration); certificates stored when
         issued."""
-        self._refresh_revocation()
+        given = frozenset(name for name, value in (("form", form), ("account", account)) if value)
         if self._pending_path.exists():
             record = read_pending(self._pending_path)
             if is_renewal(record):
                 raise RegistrationError("a renewal is unfinished: run renew to finish it")
+            if given:
+                raise RegistrationError(_UNFINISHED_WITH_OPTIONS)
             resumed = self._resume(record)
             if resumed is not None:
                 return resumed
+            self._pending_path.unlink()
+            needed = made_with_of(record)
+            if needed:
+                raise RegistrationError(
+                    "the Merchant CA holds no request for the unfinished registration (it "
+                    "never arrived, or was refused more than its retention ago), so it is "
+                    f"discarded; it was made with {' and '.join(sorted(needed))}: run "
+                    "register again with them"
+                )
             log.warning(
                 "the Merchant CA holds no request for the unfinished registration (it never "
                 "arrived, or was refused more than its retention ago): registering again"
             )
-            self._pending_path.unlink()
         config = self._config
-        signature_key = _new_key(self._backend, SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile)
-        kex_key = _new_key(self._backend, KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile)
+        # Nothing made before the CA's form is filled in: a misspelt field costs no keys.
+        for label in (SIGNATURE_LABEL, KEY_EXCHANGE_LABEL):
+            _refuse_certified(self._backend, label)
+        self._refresh_revocation()
         registration, init_state = self._me_aq_c_init(
             registration_pb2.REQUEST_TYPE_MER_INITIAL_BOTH
         )
+        filled = _fill(registration.form, config, form or {})
+        signature_key = _new_key(self._backend, SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile)
+        kex_key = _new_key(self._backend, KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile)
         cert_request, state = build_merchant_cert_request(
             self._backend, signature_key, kex_key, registration, init_state,
-            filled=_fill(registration.form, config, form or {}), account=account,
+            filled=filled, account=account,
         )  # fmt: skip
+        self._made_with = given
         return self._send(cert_request, state)
 
     def renew(self, profile: Profile) -> Registered:
         """Renew both certificates with new keys, proving the current signature key; the
         current certificates stay in use until the new ones are stored."""
         if self._pending_path.exists():
-            if not self._pending_is_renewal():
+            record = read_pending(self._pending_path)
+            if not is_renewal(record):
                 raise RegistrationError(
                     "this merchant is not registered yet: its registration is unfinished, "
                     "run register to finish it"
                 )
-            self._refresh_revocation()
-            record = read_pending(self._pending_path)
             resumed = self._resume(record)
             if resumed is not None:
                 return resumed
@@ -387,16 +418,21 @@ class MerchantRegistrar:
     # -- an unfinished request across runs ---------------------------------------------
 
     def _save_pending(self, state: MerchantRequestState, request: bytes | None = None) -> None:
-        save_pending(self._pending_path, state, self._config, request)
-
-    def _pending_is_renewal(self) -> bool:
-        return is_renewal(read_pending(self._pending_path))
+        save_pending(self._pending_path, state, self._config, request, self._made_with)
 
     def _resume(self, record: dict[str, Any]) -> Registered | None:
         """Finish the recorded request; None when the CA holds no request of this
         registration (nothing was certified)."""
+        changes = config_changes(record, self._config)
+        if any(where == CA_TARGET for where, _, _ in changes):
+            # Only the CA it went to can say whether it holds it: nothing is sent.
+            raise RegistrationError(changed_config_refusal(self._pending_path, changes))
+        self._refresh_revocation()
         state, request = resumed_state(self._pending_path, record, self._backend, self._trust)
+        self._made_with = made_with_of(record)
         try:
+            if changes:
+                self._refuse_changes(changes, state)
             result, state = self._ask(state, request)
         except PeerError as exc:
             if exc.code == NEVER_RECEIVED:
@@ -404,29 +440,57 @@ class MerchantRegistrar:
             raise
         return self._finish(result, state)
 
+    def _refuse_changes(
+        self, changes: list[tuple[str, str, str]], state: MerchantRequestState
+    ) -> None:
+        """merchant.toml changed since the recorded request was made: NEVER_RECEIVED (a
+        PeerError) when the CA holds no request of it, so a new one is made with the new
+        values; a RegistrationError naming both values otherwise."""
+        refusal = changed_config_refusal(self._pending_path, changes)
+        try:
+            self._inquire(state)
+        except PeerError as exc:
+            if exc.code == NEVER_RECEIVED:
+                raise
+            raise RegistrationError(f"{refusal} (CertInq: {exc})") from exc
+        except (SetcoreError, TransportError) as exc:
+            raise RegistrationError(f"{refusal} (CertInq: {exc})") from exc
+        raise RegistrationError(refusal)
+
     def _ask(
         self, state: MerchantRequestState, request: registration_pb2.CertRequest | None
     ) -> tuple[MerchantCertificates, MerchantRequestState]:
         """The CA's answer about the recorded request: to the CertReq sent again, else (or
-        when that refusal leaves open whether the CA decided it) to a CertInq."""
-        if request is not None:
-            log.info("sending the unanswered certificate request again")
-            try:
-                response = self._authority.cert(request)
-                return open_merchant_cert_response(response, state, self._trust), state
-            except PeerError as exc:
-                if exc.code == NEVER_RECEIVED:
-                    raise
-                if exc.code not in ASK_BEFORE_REGISTERING:
-                    self._refused(state)
-                    raise
-                log.info(
-                    "the Merchant CA refused the request sent again (%s): asking with "
-                    "CertInq whether it decided it",
-                    exc.code_name,
-                )  # fmt: skip
-        else:
+        when the CA refuses it) to a CertInq.
+
+        A refusal of the request sent again is not final: the CA verifies it again before
+        it looks up its stored answer, so a certificate of ours expired or revoked since, a
+        new CA key-exchange certificate, or an answer purged after its retention refuses
+        the resend of a request it may have certified the first time. Only CertInq says.
+        """
+        if request is None:
             log.info("resuming the unfinished request with CertInq")
+            return self._inquire(state)
+        log.info("sending the unanswered certificate request again")
+        try:
+            response = self._authority.cert(request)
+            result = open_merchant_cert_response(response, state, self._trust)
+        except PeerError as exc:
+            refusal = exc.code_name
+        else:
+            if result.complete or result.status == REQUEST_PENDED:
+                return result, state
+            refusal = CERT_STATUS_NAMES.get(result.status, str(result.status))
+        log.info(
+            "the Merchant CA refused the request sent again (%s): asking with CertInq "
+            "whether it decided it",
+            refusal,
+        )
+        return self._inquire(state)
+
+    def _inquire(
+        self, state: MerchantRequestState
+    ) -> tuple[MerchantCertificates, MerchantRequestState]:
         inquiry, state = build_merchant_cert_inquiry(self._backend, state)
-        response_inq = self._authority.cert_inq(inquiry)
-        return open_merchant_cert_response(response_inq, state, self._trust), state
+        response = self._authority.cert_inq(inquiry)
+        return open_merchant_cert_response(response, state, self._trust), state

@@ -8,6 +8,11 @@ whose next initial request the CA refuses (REJECTED_BY_AGENT). The next ``regist
 with the same request digest), or asks with CertInq. The bytes are dropped once the CA
 pends the request; the record goes once a final answer is verified and stored.
 
+It also names the merchant ID, name, brand and CA target the request was made with, and
+whether a form or an account went with it: a resume compares them with merchant.toml, and
+a new request made in place of one the CA never received needs that form and account
+again.
+
 Nothing in it is secret: the keys stay in the backend, and the CertReq (with the
 settlement account, if any) is sealed to the CA.
 """
@@ -27,7 +32,7 @@ from clients.merchant.config import MerchantConfig
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyNotFound
 from setcore.error_message import request_digest
-from setcore.errors import SetcoreError
+from setcore.errors import SetcoreError, quoted
 from setcore.freshness import new_id
 from setcore.pki.roles import MERCHANT_CA, CertificateUsage
 from setcore.pki.truststore import TrustStore
@@ -48,18 +53,46 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+# What a request is made of that merchant.toml also says, by record key and by where
+# merchant.toml says it. The recorded request is sent again, or its certificates
+# collected, exactly as it was made: a value changed since would be certified under the
+# old value while the merchant (and the operator) believe the new one.
+CA_TARGET = "[ca] target"
+COMPARED = (
+    ("merchant_id", "[merchant] id"),
+    ("merchant_name", "[merchant] name"),
+    ("brand_id", "[merchant] brand"),
+    ("ca_target", CA_TARGET),
+)
+
+
+def _config_values(config: MerchantConfig) -> dict[str, str]:
+    return {
+        "merchant_id": config.merchant_id,
+        "merchant_name": config.name or config.merchant_id,
+        "brand_id": config.brand_id,
+        "ca_target": config.ca.target,
+    }
+
+
 def save_pending(
-    path: Path, state: MerchantRequestState, config: MerchantConfig, request: bytes | None
+    path: Path,
+    state: MerchantRequestState,
+    config: MerchantConfig,
+    request: bytes | None,
+    made_with: frozenset[str] = frozenset(),
 ) -> None:
-    """Record what resuming needs; with ``request``, the CertReq whose answer is awaited."""
+    """Record what resuming needs; with ``request``, the CertReq whose answer is awaited.
+    ``made_with`` names what the request was made with beyond merchant.toml (``form``,
+    ``account``): a new request made in its place needs them again."""
     ex = state.exchange
     record: dict[str, Any] = {
         "lid_ee": _b64(ex.lid_ee),
         "lid_ca": _b64(ex.lid_ca),
         "ca_certificate": _b64(ex.ca.der),
         "request_type": state.request_type,
-        "merchant_id": config.merchant_id,
-        "merchant_name": config.name or config.merchant_id,
+        **_config_values(config),
+        "made_with": sorted(made_with),
         "signature_version": state.signature_key.version,
         "key_exchange_version": state.key_exchange_key.version,
     }
@@ -79,6 +112,40 @@ def read_pending(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise RegistrationError(f"{path} cannot be resumed: not a record")
     return record
+
+
+def config_changes(record: dict[str, Any], config: MerchantConfig) -> list[tuple[str, str, str]]:
+    """Where merchant.toml now differs from what the recorded request was made with:
+    (where merchant.toml says it, the recorded value, merchant.toml's value)."""
+    now = _config_values(config)
+    # A record written before the brand and the CA target were recorded is compared on
+    # what it holds.
+    return [
+        (where, str(record[key]), now[key])
+        for key, where in COMPARED
+        if key in record and str(record[key]) != now[key]
+    ]
+
+
+def changed_config_refusal(path: Path, changes: list[tuple[str, str, str]]) -> str:
+    """Why a resume under a changed merchant.toml is refused, and the way out."""
+    differ = "; ".join(
+        f"{where} {quoted(recorded)} then, {quoted(now)} now" for where, recorded, now in changes
+    )
+    return (
+        f"merchant.toml changed since the unfinished {path.name} was made ({differ}), and "
+        "the Merchant CA it went to holds that request or cannot say: put the recorded "
+        "values back in merchant.toml and run this command again to finish it under them; "
+        f"or remove {path.name} and run it again to register "
+        "under merchant.toml's values, after which the CA's operator revokes any "
+        "certificates issued to the recorded ones"
+    )
+
+
+def made_with_of(record: dict[str, Any]) -> frozenset[str]:
+    """What the recorded request was made with beyond merchant.toml (``form``, ``account``)."""
+    given = record.get("made_with", [])
+    return frozenset(str(name) for name in given) if isinstance(given, list) else frozenset()
 
 
 def is_renewal(record: dict[str, Any]) -> bool:

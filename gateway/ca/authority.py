@@ -5,9 +5,11 @@ sealed) answer, or raise ``setcore.errors.ProtocolError`` when the request canno
 processed; the servicer turns that into a signed SET Error from the CA named by
 ``error_signer``. Which CA answers is decided by the request: cardholder messages go to
 the Cardholder CA; Me-AqCInit by its RequestType; CertReq by the key-exchange
-certificate it is sealed to; CertInq by the request it asks about. The Payment Gateway
-CA answers no registration unless ``CaPolicy.gateway_registration`` says so
-(MESSAGE_NOT_SUPPORTED): a gateway certificate is what wallets seal PANs to.
+certificate it is sealed to (an earlier one of a CA's too, for its WRONG_RECIPIENT);
+CertInq by the request it asks about, else by its session or its LID-CA (an UNKNOWN_LID
+from the requester's own CA). The Payment Gateway CA answers no registration unless
+``CaPolicy.gateway_registration`` says so (MESSAGE_NOT_SUPPORTED): a gateway certificate
+is what wallets seal PANs to.
 
 Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
 so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here; a
@@ -37,7 +39,7 @@ from gateway.ca.cardholder import CardholderRegistrar, Clock
 from gateway.ca.errors import CaError, CaUnavailable
 from gateway.ca.issuer import IssuerDirectory
 from gateway.ca.keys import AuthorityKeys, CaSide
-from gateway.ca.merchant import MerchantRegistrar
+from gateway.ca.merchant import MerchantRegistrar, lid_ca_type
 from gateway.ca.policy import CaPolicy
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.replay import replayed, request_digest
@@ -47,7 +49,7 @@ from gateway.sqlite_errors import is_busy
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.freshness import now_ms
-from setcore.pki.roles import CARDHOLDER_CA, PAYMENT_GATEWAY_CA
+from setcore.pki.roles import CARDHOLDER_CA, PAYMENT_GATEWAY_CA, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.registration import REQUEST_KINDS, RevocationData
 from setcore.registration_certreq import (
@@ -283,7 +285,16 @@ class CertificateAuthority:
     # -- who signs an Error --------------------------------------------------------------
 
     def error_signer(self, request: object) -> Credentials:
-        """The CA that answers ``request``; never raises (an Error must always be signed)."""
+        """The CA that answers ``request``; never raises (an Error must always be signed).
+
+        A requester takes a registration's Errors from its own CA only, so the signer is
+        whatever names that CA best: a CertReq's recipient, current or one of the CAs'
+        key-exchange certificates ca.db recorded before (a resend sealed to it is
+        WRONG_RECIPIENT); a CertInq's request record, else its session, else its LID-CA,
+        which a Merchant or Payment Gateway CA makes naming itself
+        (``gateway.ca.merchant.new_lid_ca``): UNKNOWN_LID is how a merchant learns that
+        the CA never received its CertReq, and it is long after the session was swept.
+        """
         side: CaSide = self._keys.cardholder
         # An unreadable request is answered by the Cardholder CA, as is one whose CA
         # ca.db cannot tell (away, or failing on a bug: StoreBug is no StoreError).
@@ -292,15 +303,32 @@ class CertificateAuthority:
                 kind = REQUEST_KINDS.get(request.request_type)
                 side = self._keys.side(kind.ca_type) if kind else self._keys.merchant
             elif isinstance(request, registration_pb2.CertRequest):
-                envelope = peek_cert_request(request)
-                side = self._keys.side_for_recipient(envelope.recipient_thumb) or side
+                thumb = peek_cert_request(request).recipient_thumb
+                side = self._keys.side_for_recipient(thumb) or self._former_recipient(thumb) or side
             elif isinstance(request, registration_pb2.CertInqRequest):
                 tbs, _ = read_cert_inquiry(request)
-                with self._store.read() as tx:
-                    record = tx.latest_request(tbs.lid_ee, tbs.lid_ca)
-                if record is not None:
-                    side = self._keys.side(record.ca_type)
+                side = self._inquired_side(tbs.lid_ee, tbs.lid_ca) or side
         return side.credentials
+
+    def _former_recipient(self, thumb: bytes) -> CaSide | None:
+        """The CA whose earlier key-exchange certificate (in ca.db) has this thumbprint."""
+        with self._store.read() as tx:
+            cert = tx.certificate(thumb)
+        if cert is None or cert.usage != CertificateUsage.KEY_EXCHANGE.value:
+            return None
+        return next((s for s in self._keys.sides if s.ca_type == cert.certificate_type), None)
+
+    def _inquired_side(self, lid_ee: bytes, lid_ca: bytes) -> CaSide | None:
+        """The CA a CertInq about (``lid_ee``, ``lid_ca``) is for, as far as it can tell."""
+        with self._store.read() as tx:
+            record = tx.latest_request(lid_ee, lid_ca)
+            session = tx.session(lid_ca) if record is None else None
+        if record is not None:
+            return self._keys.side(record.ca_type)
+        if session is not None:  # a LID-CA made before LID-CAs named their CA
+            return self._keys.side(session.ca_type)
+        ca_type = lid_ca_type(lid_ca)
+        return self._keys.side(ca_type) if ca_type is not None else None
 
     def _check_served(self, ca_type: int) -> None:
         if ca_type == PAYMENT_GATEWAY_CA and not self._policy.gateway_registration:

@@ -64,7 +64,7 @@ from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.freshness import new_id
 from setcore.pki.extensions import MerchantData
 from setcore.pki.issuance import issue_gateway, issue_merchant
-from setcore.pki.roles import MERCHANT, CertificateUsage
+from setcore.pki.roles import MERCHANT, MERCHANT_CA, PAYMENT_GATEWAY_CA, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.registration import (
     DECRYPTION_ERROR,
@@ -93,7 +93,34 @@ from setpay.v1 import registration_pb2
 KIND_ME_AQ_C_INIT = "me-aq-c-init"
 KIND_CERT = "cert"
 
+# A Merchant or Payment Gateway CA's LID-CA names its CA: ``TYPED_LID_PREFIX``, the CA's
+# CertificateType in one byte, then LID_CA_BYTES random bytes (21 bytes in all, within
+# SET's 32). SET's CertInq names no CA, one door serves all three, and the session that
+# knew the CA is swept an hour after Me-AqCInit: a merchant asking days later about a
+# CertReq the CA never received must still get UNKNOWN_LID from its own CA, the only one
+# whose Errors it takes (``CertificateAuthority.error_signer``). A cardholder's LID-CA is
+# LID_CA_BYTES long, so it never reads as one of these. Not authenticated, and need not
+# be: it only picks which CA signs a refusal, which anyone may have from any CA.
+TYPED_LID_PREFIX = b"SETc"
+_TYPED_LID_BYTES = len(TYPED_LID_PREFIX) + 1 + LID_CA_BYTES
+_TYPED_CAS = frozenset({MERCHANT_CA, PAYMENT_GATEWAY_CA})
+
 log = logging.getLogger(__name__)
+
+
+def new_lid_ca(ca_type: int) -> bytes:
+    """A fresh LID-CA of the Merchant or Payment Gateway CA (``lid_ca_type`` reads it)."""
+    if ca_type not in _TYPED_CAS:
+        raise ValueError(f"no typed LID-CA for CA type {ca_type}")
+    return TYPED_LID_PREFIX + bytes([ca_type]) + new_id()[:LID_CA_BYTES]
+
+
+def lid_ca_type(lid_ca: bytes) -> int | None:
+    """The CA a LID-CA of ``new_lid_ca`` was made by; None for any other LID-CA."""
+    if len(lid_ca) != _TYPED_LID_BYTES or not lid_ca.startswith(TYPED_LID_PREFIX):
+        return None
+    ca_type = lid_ca[len(TYPED_LID_PREFIX)]
+    return ca_type if ca_type in _TYPED_CAS else None
 
 
 def _opens_an_account(request: MerchantRequest) -> str | None:
@@ -147,7 +174,7 @@ class MerchantRegistrar:
             stored = replayed(tx, request.rrpid, KIND_ME_AQ_C_INIT, digest)
             if stored is not None:
                 return stored
-            lid_ca, chall_ca = new_id()[:LID_CA_BYTES], new_id()
+            lid_ca, chall_ca = new_lid_ca(self._side.ca_type), new_id()
             tx.put_session(
                 Session(
                     lid_ca, request.lid_ee, self._side.ca_type, request.request_type, chall_ca,

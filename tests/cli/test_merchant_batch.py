@@ -3,13 +3,16 @@ unknown outcome exits with."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
+from cli.merchant_batch import EXIT_DIFFERS, run_batch
 from clients.merchant.config import write_config
 from clients.merchant.records import OperationState
 from clients.peers import PeerConfig
+from setpay.v1 import gateway_admin_pb2
 from tests.clients import conftest as clients_conftest
 from tests.clients.bank_support import RunningBank
 from tests.clients.cli_support import run_cli
@@ -91,3 +94,37 @@ def test_a_batch_close_whose_answer_does_not_verify_exits_4_and_finishes_when_ru
     assert (status, err) == (0, "")
     assert out.startswith(f"batch {batch}: SUCCESS closed;")
     assert gateway.sent("BatchAdmin")[-2:] == [sent.request] * 2
+
+
+@pytest.mark.parametrize("operation", ["close", "query"])
+def test_close_and_query_name_their_exit_statuses_in_their_help(
+    capsys: pytest.CaptureFixture[str], operation: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_cli(["merchant", "batch", operation, "--help"], capsys)
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the epilog
+    assert "exit status: 0 the batch agrees" in shown
+    assert "5 the totals differ" in shown and "2 a usage error" in shown
+
+
+class _NoTotals:
+    """A merchant whose gateway answers a query without its BatchStatus (a unit test of
+    the command's output: the gateway would never, but the answer allows it)."""
+
+    class batches:  # noqa: N801 - stands in for Merchant.batches
+        @staticmethod
+        def administer(*_: object, **__: object) -> gateway_admin_pb2.BatchAdminResData:
+            return gateway_admin_pb2.BatchAdminResData(
+                batch_id="b-7", status=gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS
+            )
+
+
+def test_a_query_answered_without_totals_says_not_reconciled_before_any_figure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = argparse.Namespace(operation="query", batch="b-7", details=None, start=None)
+    assert run_batch(_NoTotals(), args) == EXIT_DIFFERS  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "batch b-7: SUCCESS: the gateway sent no totals; not reconciled"
+    assert "captured" not in out  # no zeros as if they were the batch's totals

@@ -129,8 +129,10 @@ def test_a_batch_that_differs_from_the_merchants_books_says_how_and_exits_5(
     assert f"batch {capture.batch_id}: differs from the merchant's operations" in out
     assert "  capture: gateway 4000 in 1, merchant 4001 in 1" in out.splitlines()
     assert "credit:" not in out  # the refund agrees: only the difference is said
+    assert f"batch {capture.batch_id} is open: these are the gateway's figures when" in out
 
     status, out, _ = run_cli([*base, "batch", "close", "--batch", capture.batch_id], capsys)
     assert status == 5 and "closed;" in out  # closed all the same: the figures stand
+    assert "is open:" not in out
     assert "  capture: gateway 4000 in 1, merchant 4001 in 1" in out.splitlines()
     assert gateway_batches(bank, merchant.config.merchant_id)[capture.batch_id] == "closed"
