@@ -1,8 +1,10 @@
 """``setpay bank``: the issuer's and acquirer's account operations (open, block, unblock,
 close, show), and the ledger's retention (prune-ledger).
 
-``open-account`` prints only the masked PAN; the full card data goes only to the file
-the operator names with ``--card-out`` (created with mode 0600), for handing to the
+``open-account`` prints only the masked PAN; the full card data, with the card's new
+enrolment code (``gateway.ledger.enrolment``: the secret the Cardholder CA asks for at
+registration, of which the ledger keeps only a keyed hash), goes only to the file the
+operator names with ``--card-out`` (created with mode 0600), for handing to the
 cardholder's wallet. That file is created, exclusively, before the account is opened: an
 account is never opened whose card data has nowhere to go. A ``--currency`` no account is
 kept in, or a ``--bin`` that is not six digits, is a usage error (exit 2), refused before
@@ -21,6 +23,12 @@ reads the card (its file, or a PAN file) and the ledger keys, and prints the mas
 only. It may run beside the bank: ca.db takes each writer in turn (BEGIN IMMEDIATE,
 waiting out the others' transactions).
 
+``issue-enrolment-code`` gives a card a new enrolment code, written with the card data
+to a new ``--card-out`` file before the ledger takes it: a card opened before codes
+existed, whose refused registrations the Cardholder CA counts and locks, is no longer
+locked once it has one; a card whose code was lost gets another, and the earlier one
+stops working.
+
 ``prune-ledger`` drops what ``[ledger] retention_days`` lets go (``gateway.ledger.retention``
 says what and why): stored answers and used XIDs, in short transactions, beside a running
 bank as ``open-account`` is; ``--dry-run`` only counts them. It prints one line per table
@@ -28,7 +36,9 @@ and exits 0, or 1 on an error (a bad setting names its key).
 
 ``seal-ledger-keys`` rewrites an older bank's plaintext ``ledger.keys`` sealed under the
 key backend (``gateway.ledger_keys``), with the same keys; the bank refuses to start on a
-plaintext one and names this command.
+plaintext one and names this command. The keys must first be the ledger's own
+(``gateway.ledger.key_check``): a plaintext file from elsewhere (an old backup's, another
+bank's) is refused, and nothing changes.
 """
 
 from __future__ import annotations
@@ -46,8 +56,9 @@ from gateway.bank_pki import ProvisioningError, bank_keys_uri, open_ca_store
 from gateway.ca.card_failures import release
 from gateway.ca.errors import CaError
 from gateway.config import CONFIG_FILE, BankConfig, load
-from gateway.issuer import open_ledger
+from gateway.issuer import open_ledger, open_store
 from gateway.ledger import Ledger, LedgerError
+from gateway.ledger.enrolment import new_enrolment_code
 from gateway.ledger.ledger import wall_clock_ms as ledger_now_ms
 from gateway.ledger.pruning import prune
 from gateway.ledger.retention import DAY_MS
@@ -102,6 +113,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )  # fmt: skip
     o.add_argument("--pan-file", type=Path, help="read the PAN from this file instead")
     o.add_argument("--card-out", type=Path, required=True, help="write the card data here")
+    e = ops.add_parser(
+        "issue-enrolment-code",
+        help="give a card a new enrolment code (the earlier one stops working), written with "
+        "the card data to --card-out",
+    )
+    code_card = e.add_mutually_exclusive_group(required=True)
+    code_card.add_argument("--card", type=Path, help="the card file open-account wrote")
+    code_card.add_argument("--pan-file", type=Path, help="read the PAN from this file instead")
+    e.add_argument("--card-out", type=Path, required=True, help="write the new card file here")
     for name, text in (
         ("block-account", "block a card account"),
         ("unblock-account", "unblock a card account"),
@@ -215,12 +235,15 @@ def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
     out: Path = args.card_out
     handle = _create_card_file(out)
     with handle:
+        code = new_enrolment_code()
         try:
-            account = ledger.open_card_account(pan.reveal(), args.expiry, args.limit, args.currency)
+            account = ledger.open_card_account(
+                pan.reveal(), args.expiry, args.limit, args.currency, enrolment_code=code
+            )
         except BaseException:
             out.unlink(missing_ok=True)
             raise
-        card = {"pan": pan.reveal(), "expiry": args.expiry, "account": account.account_id}
+        card = _card_data(pan, args.expiry, account.account_id, code)
         try:
             json.dump(card, handle)
             handle.flush()
@@ -235,6 +258,39 @@ def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
             ) from None
     print(f"opened {account.account_id} card {pan.masked} expiry {args.expiry} "
           f"limit {args.limit} ({args.currency}); card data in {out}")  # fmt: skip
+    return 0
+
+
+def _card_data(pan: PAN, expiry: str, account_id: str, code: str) -> dict[str, str]:
+    """What a card file holds: the card, its account and its enrolment code."""
+    return {"pan": pan.reveal(), "expiry": expiry, "account": account_id, "enrolment_code": code}
+
+
+def _issue_enrolment_code(ledger: Ledger, args: argparse.Namespace) -> int:
+    """Write the card file with a new code, then give the card that code in the ledger:
+    a code the holder could never be given must not replace the one it has."""
+    pan = _read_card_pan(args.card) if args.card is not None else _read_pan(args.pan_file)
+    account = ledger.find_card_account(pan.reveal())
+    out: Path = args.card_out
+    code = new_enrolment_code()
+    with _create_card_file(out) as handle:
+        try:
+            json.dump(_card_data(pan, account.expiry, account.account_id, code), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            out.unlink(missing_ok=True)
+            raise BankCommandError(
+                f"cannot write --card-out {out}: {exc.strerror}; the card's code is unchanged"
+            ) from None
+    try:
+        ledger.set_enrolment_code(account.account_id, code)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    print(f"card {pan.masked} account {account.account_id}: new enrolment code in {out}; "
+          "any earlier code of the card no longer works, and its refused registrations "
+          "no longer lock it")  # fmt: skip
     return 0
 
 
@@ -254,9 +310,11 @@ def _prune_ledger(config: BankConfig, ledger: Ledger, args: argparse.Namespace) 
 
 
 def _seal_ledger_keys(config: BankConfig) -> int:
-    """``seal-ledger-keys``: before the ledger is opened, which a plaintext file stops."""
-    with open_backend(bank_keys_uri(config)) as backend:
-        done = seal_ledger_keys(config, backend)
+    """``seal-ledger-keys``: before the ledger is opened, which a plaintext file stops;
+    its store alone, for the keys to be checked against (a file not the ledger's is
+    refused, not sealed)."""
+    with open_backend(bank_keys_uri(config)) as backend, open_store(config) as store:
+        done = seal_ledger_keys(config, backend, store)
     if not done.sealed_now:
         print(f"{done.path} is already sealed, to key {done.key}: nothing changed")
         return 0
@@ -281,6 +339,8 @@ def run(args: argparse.Namespace) -> int:
         cmd = args.bank_command
         if cmd == "open-account":
             return _open_account(ledger, args)
+        if cmd == "issue-enrolment-code":
+            return _issue_enrolment_code(ledger, args)
         if cmd == "release-card":
             return _release_card(config, ledger, args)
         if cmd == "prune-ledger":

@@ -48,6 +48,7 @@ from clients.wallet.runtime import Wallet
 from gateway.bank_pki import ALL_LABELS, bank_keys_uri
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
+from gateway.ledger.enrolment import new_enrolment_code
 from gateway.process import RunningBank, start_bank
 from gateway.provisioning import destroy_bank_keys, init_bank, write_new
 from hsm.uri import describe_uri, open_backend
@@ -190,7 +191,7 @@ class Demo:
         write_new(directory / KEYSTORE_PASSPHRASE_FILE, keystore_passphrase.encode(), private=True)
         return directory
 
-    def bank(self) -> tuple[RunningBank, PAN]:
+    def bank(self) -> tuple[RunningBank, tuple[PAN, str]]:
         s = self.story
         s.step(1)
         result = init_bank(
@@ -205,14 +206,17 @@ class Demo:
             config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0", sweep_holds=True
         )
         self.stack.callback(_stop_on_purpose, running)
-        pan = random_pan(DEFAULT_BIN)
-        account = running.ledger.open_card_account(pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR)
+        pan, code = random_pan(DEFAULT_BIN), new_enrolment_code()
+        account = running.ledger.open_card_account(
+            pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR, enrolment_code=code
+        )
         s.say("bank", f"account {account.account_id}: card {pan.masked}, expiry {EXPIRY}, "
-                      f"limit {_money(CREDIT_LIMIT)}")  # fmt: skip
-        s.say("issuer", "keeps the PAN in its ledger AES-GCM sealed, found by an HMAC index")
-        return running, pan
+                      f"limit {_money(CREDIT_LIMIT)}, sent with its enrolment code")  # fmt: skip
+        s.say("issuer", "keeps the PAN in its ledger AES-GCM sealed, found by an HMAC index, "
+                        "and only a keyed hash of the enrolment code")  # fmt: skip
+        return running, (pan, code)
 
-    def wallet(self, running: RunningBank, pan: PAN) -> Wallet:
+    def wallet(self, running: RunningBank, card: tuple[PAN, str]) -> Wallet:
         s = self.story
         s.step(2)
         directory = self._party_dir("wallet", ("root.pem",))
@@ -225,8 +229,9 @@ class Demo:
         write_certificates(config.root, [running.pki.root_der])
         wallet = Wallet.open(config)
         self.stack.callback(wallet.close)
+        pan, code = card
         registered = wallet.registrar(self.card_passphrase).register(
-            pan, EXPIRY, profile_named(self.profile)
+            pan, EXPIRY, profile_named(self.profile), enrolment_code=code
         )
         _expect(registered.complete, "the Cardholder CA issued no certificate")
         der = wallet.backend.certificate(wallet.backend.get(wallet.config.key_label)) or b""
@@ -302,8 +307,9 @@ class Demo:
         is not the one it must be."""
         s = self.story
         with self.stack:
-            running, pan = self.bank()
-            wallet = self.wallet(running, pan)
+            running, card = self.bank()
+            pan = card[0]
+            wallet = self.wallet(running, card)
             merchant = self.merchant(running)
             s.step(4)
             s.say("customer", f"orders '2 SET paperbacks' for {_money(ORDER_AMOUNT)} at demo-shop")

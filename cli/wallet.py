@@ -11,12 +11,15 @@
 The passphrase that seals the card comes from $SETPAY_WALLET_PASSPHRASE or the
 configured passphrase file; a ``soft:DIR`` keystore whose key URI names no pin-source
 (``keys = "soft:keys"``, the default) reads its own from $SETPAY_KEYSTORE_PASSPHRASE.
-``CARD.json`` is what ``setpay bank open-account --card-out`` wrote: the card number in
-clear, to delete once the card is registered (the wallet keeps it sealed); the command
-warns when others can read it. ``--root`` pins the brand root on first use; a later
-``--root`` naming another root is refused. ``--form`` fills in a field of the form the
-Cardholder CA hands out (a name it does not ask for is refused); fields not given are sent
-empty. ``renew`` asks for a new certificate for the registered card, with a new version of
+``CARD.json`` is what ``setpay bank open-account --card-out`` wrote: the card number and
+its enrolment code in clear, to delete once the card is registered (the wallet keeps
+them sealed, and gives the code again at renewals); the command warns when others can
+read it. ``--root`` pins the brand root on first use; a later ``--root`` naming another
+root is refused. ``--form`` fills in a field of the form the Cardholder CA hands out (a
+name it does not ask for is refused); fields not given are sent empty (but
+``enrolment-code``, from the card file; a wallet registered before its card had a code
+gives the bank's new code at its next renewal as ``--form enrolment-code=CODE``).
+``renew`` asks for a new certificate for the registered card, with a new version of
 its key, before the current one ends (a cardholder certificate lasts at most a year, and
 never past the card); the current certificate is used until the new one is stored, and
 is kept for inquiries about the purchases it paid for, until it expires (the merchant
@@ -255,14 +258,23 @@ def record_line(record: PurchaseRecord) -> str:
 
 
 def read_card(path: Path) -> tuple[PAN, str]:
-    """The PAN and expiry of a card file (``setpay bank open-account --card-out``): a
-    number that is a card number, an expiry that is a month not yet over (UTC)."""
+    """The PAN and expiry of a card file (``read_card_file``)."""
+    pan, expiry, _ = read_card_file(path)
+    return pan, expiry
+
+
+def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
+    """The PAN, expiry and enrolment code (None: the card has none) of a card file
+    (``setpay bank open-account --card-out``): a number that is a card number, an expiry
+    that is a month not yet over (UTC), a code that is text (the CA judges the rest)."""
     data = _read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict):
             raise TypeError("not a JSON object")
-        pan, expiry = PAN(str(raw["pan"])), raw["expiry"]
+        pan, expiry, code = PAN(str(raw["pan"])), raw["expiry"], raw.get("enrolment_code")
+        if code is not None and not isinstance(code, str):
+            raise TypeError("enrolment_code is not text")
     except (ValueError, KeyError, TypeError, InvalidPAN) as exc:
         # The parse error is not chained: its text could quote the card number.
         raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
@@ -274,7 +286,7 @@ def read_card(path: Path) -> tuple[PAN, str]:
     now = datetime.now(UTC)
     if int(expiry) < now.year * 100 + now.month:
         raise ClientError(f"{path}: the card expired ({expiry[4:]}/{expiry[:4]})")
-    return pan, expiry
+    return pan, expiry, code or None
 
 
 def _warn_if_shared(path: Path) -> None:
@@ -293,10 +305,16 @@ def _warn_if_shared(path: Path) -> None:
 
 
 def _register(
-    wallet: Wallet, passphrase: str, card: tuple[PAN, str], profile: str, form: dict[str, str]
+    wallet: Wallet,
+    passphrase: str,
+    card: tuple[PAN, str, str | None],
+    profile: str,
+    form: dict[str, str],
 ) -> int:
-    pan, expiry = card
-    done = wallet.registrar(passphrase).register(pan, expiry, profile_named(profile), form=form)
+    pan, expiry, code = card
+    done = wallet.registrar(passphrase).register(
+        pan, expiry, profile_named(profile), form=form, enrolment_code=code
+    )
     if not done.complete:
         print(
             f"certificate request of card {done.masked_pan} pended by the Cardholder CA: run "
@@ -350,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
         command = args.wallet_command
         # Read before anything is opened: a wrong file costs no passphrase, key work or call.
         initiation = _initiation(args) if command == "purchase" else None
-        card = read_card(args.card) if command == "register" else None
+        card = read_card_file(args.card) if command == "register" else None
         form = parse_form(args.form) if command in ("register", "renew") else {}
         if command == "register":
             _warn_if_shared(args.card)

@@ -8,6 +8,7 @@ import hmac
 import logging
 
 from gateway.bank_pki import bank_keys_uri
+from gateway.ca.enrolment import CardWord
 from gateway.ca.errors import IssuerUnavailable
 from gateway.config import DEFAULT_SETTLEMENT_CURRENCY, BankConfig
 from gateway.ledger import (
@@ -24,13 +25,16 @@ from gateway.ledger import (
     UnknownAccount,
     UnknownMerchant,
 )
-from gateway.ledger_keys import read_ledger_keys
+from gateway.ledger.key_check import KeyCheck
+from gateway.ledger_keys import check_belongs, read_ledger_keys
 from hsm.base import KeyBackend
 from hsm.uri import open_backend
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2
 
 log = logging.getLogger("setpay.issuer")
+
+REJECTED = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
 
 
 def open_store(config: BankConfig, observer: CommitObserver | None = None) -> LedgerStore:
@@ -54,7 +58,8 @@ def open_ledger(
 
     Its keys are opened through ``backend``, the bank's key backend a bank process has
     open already; without one (a command that opens the ledger alone), through the bank's
-    backend opened for that and closed again."""
+    backend opened for that and closed again. Then they must be the ledger's own
+    (``gateway.ledger_keys.check_belongs``): NotThisLedgersKeys, and nothing opened, if not."""
     if backend is not None:
         keys = read_ledger_keys(config, backend)
     else:
@@ -64,6 +69,13 @@ def open_ledger(
         hold_lifetime_ms=config.hold_expiry_ms, retention_days=config.retention_days
     )
     store = RemoteLedgerStore(service) if service else open_store(config, observer)
+    try:
+        how = check_belongs(config, store, keys)
+    except BaseException:
+        store.close()
+        raise
+    if how is not KeyCheck.MATCHED:
+        log.info("ledger keys: %s", how.value)
     return Ledger(store, keys, config=policy)
 
 
@@ -95,6 +107,22 @@ class LedgerDirectory:
         if account.expiry != expiry or account.status is not AccountStatus.ACTIVE:
             return registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
         return registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
+
+    def check_enrolled_card(self, pan: PAN, expiry: str, enrolment_code: str | None) -> CardWord:
+        """``check_card``, and for a card with an enrolment code, REJECTED_BY_ISSUER
+        unless ``enrolment_code`` is that code (the ledger compares in constant time)."""
+        try:
+            found = self._ledger.check_enrolment(pan.reveal(), enrolment_code)
+        except UnknownAccount:
+            return CardWord(registration_pb2.CERT_STATUS_CODE_UNKNOWN_ACCOUNT)
+        except StoreUnavailable as exc:
+            raise IssuerUnavailable("the issuer ledger cannot look up the card") from exc
+        account, has_code = found.account, found.has_code
+        if has_code and not found.code_matches:
+            return CardWord(REJECTED, has_code, "the enrolment code is not the card's")
+        if account.expiry != expiry or account.status is not AccountStatus.ACTIVE:
+            return CardWord(REJECTED, has_code)
+        return CardWord(registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE, has_code)
 
     def card_key(self, pan: PAN) -> bytes:
         """The keyed hash the CA counts the card's refused registrations under

@@ -29,9 +29,16 @@ start: the workers of a bank start together and would race to rewrite it, a star
 write to a directory an operator may have mounted read-only, and the operator sealing it
 must know that every earlier backup of the file still holds the keys in plaintext.
 
+A file that opens is not yet the ledger's: anyone who can write it can seal keys of
+their choosing (sealing needs only the token key's public half), and an old backup's or
+another bank's opens as well. So the keys are held against the ledger's own key check
+(``gateway.ledger.key_check``) at every open (``check_belongs``), and by
+``seal_ledger_keys`` before it seals: keys that are not the ledger's are refused
+(``NotThisLedgersKeys``) before a PAN is sealed or looked up under them.
+
 Errors: ``BankIncomplete`` (``gateway.bank_errors``) for a file that is missing, damaged
-or not ours, with ``PlaintextLedgerKeys`` and ``LedgerKeysMismatch`` below it; no message
-holds any of the file's bytes.
+or not ours, with ``PlaintextLedgerKeys``, ``LedgerKeysMismatch`` and
+``NotThisLedgersKeys`` below it; no message holds any of the file's bytes.
 """
 
 from __future__ import annotations
@@ -50,7 +57,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gateway.bank_errors import BankIncomplete
 from gateway.bank_pki import GATEWAY_TOKEN_LABEL
 from gateway.config import CONFIG_FILE, BankConfig
-from gateway.ledger import InvalidRequest, LedgerKeys
+from gateway.ledger import InvalidRequest, LedgerKeys, LedgerStore
+from gateway.ledger.key_check import ForeignLedgerKeys, KeyCheck, check_ledger_keys
+from gateway.ledger.ledger import wall_clock_ms
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyNotFound
 from setcore.encoding import KDF_LABEL
@@ -76,6 +85,26 @@ class PlaintextLedgerKeys(BankIncomplete):
 class LedgerKeysMismatch(BankIncomplete):
     """The file is sealed to a key this bank's backend does not hold (another bank's file,
     or another bank's backend)."""
+
+
+class NotThisLedgersKeys(BankIncomplete):
+    """The file opens, to keys this ledger is not kept under (a forged file, an old
+    backup's, another bank's): nothing is sealed or looked up under them."""
+
+
+def check_belongs(config: BankConfig, store: LedgerStore, keys: LedgerKeys) -> KeyCheck:
+    """How ``keys`` were found to be the ones the ledger in ``store`` is kept under
+    (``gateway.ledger.key_check``, which writes the ledger's key check if it has none);
+    NotThisLedgersKeys if they are not."""
+    try:
+        return check_ledger_keys(store, keys, wall_clock_ms())
+    except ForeignLedgerKeys as exc:
+        path = config.path(config.ledger_keys)
+        raise NotThisLedgersKeys(
+            f"ledger.keys does not belong to this ledger: {path} opens, but {exc}"
+            " (an older backup's file, another bank's, or one not written by this bank?);"
+            " nothing was opened under it: put back the file this ledger was kept under"
+        ) from None
 
 
 def seal_command(config: BankConfig) -> str:
@@ -241,18 +270,21 @@ class SealOutcome:
     key: str
 
 
-def seal_ledger_keys(config: BankConfig, backend: KeyBackend) -> SealOutcome:
+def seal_ledger_keys(config: BankConfig, backend: KeyBackend, store: LedgerStore) -> SealOutcome:
     """Rewrite a plaintext ledger.keys sealed to the bank's gateway-token key, with the
     same keys (so every stored PAN and PAN index keeps working); a sealed one is only
-    checked. The new file replaces the old atomically (a file beside it, 0600, synced,
-    then renamed); on any failure the old file is left as it was."""
+    checked. Either way the keys must first be the ones the ledger in ``store`` is kept
+    under (``check_belongs``): a plaintext file from elsewhere is refused, not sealed.
+    The new file replaces the old atomically (a file beside it, 0600, synced, then
+    renamed); on any failure the old file is left as it was."""
     path = config.path(config.ledger_keys)
     document = _load(path)
     if not is_plaintext(document):
         sealed = _sealed(path, document)
-        _unseal(path, sealed, backend)
+        check_belongs(config, store, _unseal(path, sealed, backend))
         return SealOutcome(path, False, f"{sealed.label!r} v{sealed.version}")
     keys = _plaintext_keys(path, document)
+    check_belongs(config, store, keys)
     key = backend.get(SEALING_LABEL)
     data = sealed_bytes(backend, key, keys)
     # Checked before the rename: the file written must open, through this backend, to the

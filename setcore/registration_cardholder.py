@@ -69,6 +69,10 @@ REG_FORM_REQ_CT = content_type_of(registration_pb2.RegFormReqTBE)
 REG_FORM_RES_CT = content_type_of(registration_pb2.RegFormResTBS)
 PAN_ONLY_CT = content_type_of(registration_pb2.PANOnly)
 PAN_DATA0_CT = content_type_of(registration_pb2.PANData0)
+# The form field in which a Cardholder CA asks for the card's enrolment code, the secret
+# the issuer sent with the card: the CA's form names it, the wallet fills it from the
+# card file, and the CA hands it to the issuer (``gateway.ca.enrolment``).
+ENROLMENT_CODE_FIELD = "enrolment-code"
 
 
 def require_cardholder_kind(request_type: int) -> None:
@@ -380,6 +384,7 @@ def build_card_cert_inquiry(
 
 __all__ = [
     "CARD_C_INIT_RES_CT",
+    "ENROLMENT_CODE_FIELD",
     "PAN_DATA0_CT",
     "PAN_ONLY_CT",
     "REG_FORM_REQ_CT",

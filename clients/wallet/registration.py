@@ -24,6 +24,9 @@ more than its retention ago (a refusal is kept only as its stored answer). Nothi
 certified either way: the pending state is discarded and the registration starts over
 with a new key. Any other refusal leaves the pending state for a later run.
 
+The card's enrolment code (from the issuer's card file) fills the CA's form field for
+it, and is sealed with the card: renewals need it too (``gateway.ca.enrolment``).
+
 ``renew`` (CARD_RENEWAL_SIG) runs the same exchange for the registered card with a new
 version of the key, the CertReq signed by the new key and by the current certificate's
 (SET-PROTOCOL.md 4.3 rule 2), and a new CardSecret kept in the pending state: the card
@@ -75,6 +78,7 @@ from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
 from setcore.registration import CERT_STATUS_NAMES, REQUEST_PENDED, RegistrationForm
 from setcore.registration_cardholder import (
+    ENROLMENT_CODE_FIELD,
     CardCertificate,
     CardRequestState,
     RegFormState,
@@ -139,8 +143,11 @@ class RegisteredCard:
         return bool(self.certificate_thumb)
 
 
-def _filled(form: RegistrationForm, given: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Every field the CA's form asks for, with the value given or empty; a name it does
+def _filled(
+    form: RegistrationForm, given: Mapping[str, str], code: str | None = None
+) -> list[tuple[str, str]]:
+    """Every field the CA's form asks for, with the value given or empty, and the card's
+    enrolment ``code`` where the form asks for it and no value was given; a name it does
     not ask for is refused rather than dropped: it is most likely a misspelt field, which
     would otherwise go to the CA empty."""
     unknown = sorted(set(given) - set(form.fields))
@@ -149,7 +156,10 @@ def _filled(form: RegistrationForm, given: Mapping[str, str]) -> list[tuple[str,
             f"the Cardholder CA's form {form.form_id} has no field {', '.join(unknown)} "
             f"(its fields: {', '.join(form.fields) or 'none'})"
         )
-    return [(name, given.get(name, "")) for name in form.fields]
+    values = dict(given)
+    if code is not None and ENROLMENT_CODE_FIELD in form.fields:
+        values.setdefault(ENROLMENT_CODE_FIELD, code)
+    return [(name, values.get(name, "")) for name in form.fields]
 
 
 class CardholderRegistrar:
@@ -170,6 +180,8 @@ class CardholderRegistrar:
         self._trust = trust
         self._passphrase = passphrase
         self._sleep = sleep
+        # The card's enrolment code for the request under way: sealed with the card.
+        self._code: str | None = None
 
     @property
     def _card_file(self) -> Path:
@@ -213,15 +225,26 @@ class CardholderRegistrar:
         return current, self._unusable(current.signature_cert)
 
     def register(
-        self, pan: PAN, expiry: str, profile: Profile, *, form: Mapping[str, str] | None = None
+        self,
+        pan: PAN,
+        expiry: str,
+        profile: Profile,
+        *,
+        form: Mapping[str, str] | None = None,
+        enrolment_code: str | None = None,
     ) -> RegisteredCard:
         """Register the card (or resume its pended request): certificate, chain, sealed card.
+        ``enrolment_code``: the one the issuer's card file gives, if any (the CA's form
+        asks for it; a ``form`` value of that field takes precedence).
 
         A pending request of another card is refused: only one card is registered at a
         time, and resuming it under this card's name would report the wrong card. A
         registered card whose certificate can still sign is refused too: ``renew`` it.
         """
         held = open_vault(self._card_file, self._passphrase) if self._card_file.exists() else None
+        self._code = (form or {}).get(ENROLMENT_CODE_FIELD) or enrolment_code
+        if self._code is None and held is not None and held.pan == pan:
+            self._code = held.enrolment_code
         if held is not None and renewal_pending(held):
             raise RegistrationError(
                 f"the renewal of the certificate of card {held.pan.masked} is unfinished: "
@@ -266,7 +289,7 @@ class CardholderRegistrar:
         filled_form, reg_state = self._form(pan, registration_pb2.REQUEST_TYPE_CARD_INITIAL_SIG)
         request, state = build_card_cert_request(
             self._backend, key, filled_form, reg_state, pan, expiry,
-            filled=_filled(filled_form, form or {}),
+            filled=_filled(filled_form, form or {}, self._code),
         )  # fmt: skip
         self._seal_pending(state, None, request.SerializeToString())
         result = open_card_cert_response(self._authority.cert(request), state, self._trust)
@@ -278,6 +301,7 @@ class CardholderRegistrar:
         if not self._card_file.exists():
             raise RegistrationError("this wallet holds no card: run `setpay wallet register`")
         held = open_vault(self._card_file, self._passphrase)
+        self._code = (form or {}).get(ENROLMENT_CODE_FIELD) or held.enrolment_code
         if held.pending and not renewal_pending(held):
             raise RegistrationError(
                 f"the registration of card {held.pan.masked} is unfinished: run `setpay "
@@ -304,7 +328,7 @@ class CardholderRegistrar:
             )
         renewal = registration_pb2.REQUEST_TYPE_CARD_RENEWAL_SIG
         filled_form, reg_state = self._form(held.pan, renewal)
-        filled = _filled(filled_form, form or {})
+        filled = _filled(filled_form, form or {}, self._code)
         key = self._backend.generate(
             self._config.key_label, KeyUsage.SIGNATURE, profile.signature_key
         )
@@ -386,7 +410,7 @@ class CardholderRegistrar:
         card = result.card
         seal(
             self._card_file,
-            CardSecrets(card.pan, card.expiry, card.card_secret, card.pan_secret),
+            CardSecrets(card.pan, card.expiry, card.card_secret, card.pan_secret, None, self._code),
             self._passphrase,
         )
         log.info(
@@ -404,9 +428,11 @@ class CardholderRegistrar:
         card as registered (``current``), for a registration in place of any card."""
         pending = pending_record(state, request, renewal=current is not None)
         if current is not None:
-            secrets = replace(current, pending=pending)
+            secrets = replace(current, pending=pending, enrolment_code=self._code)
         else:
-            secrets = CardSecrets(state.pan, state.expiry, state.card_secret, None, pending)
+            secrets = CardSecrets(
+                state.pan, state.expiry, state.card_secret, None, pending, self._code
+            )
         seal(self._card_file, secrets, self._passphrase)
 
     def _take_back(self, held: CardSecrets, version: int | None) -> CardSecrets:

@@ -5,10 +5,11 @@
 
 The file (JSON: format, KDF parameters, salt, nonce, ciphertext, all but the ciphertext
 in clear) is written atomically with mode 0600, and refused when group or others can
-read it. It holds the PAN, the card expiry, CardSecret and, once registration is done,
-PANSecret; while a certificate request is unanswered or pended, the registration state
-it needs to resume. Opening with a wrong passphrase, or a file that was altered, fails the GCM tag:
-``VaultError`` says so without saying more.
+read it. It holds the PAN, the card expiry, the card's enrolment code if it has one,
+CardSecret and, once registration is done, PANSecret; while a certificate request is
+unanswered or pended, the registration state it needs to resume. Opening with a wrong
+passphrase, or a file that was altered, fails the GCM tag: ``VaultError`` says so
+without saying more.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class CardSecrets:
     #: An unanswered or pended certificate request's state (JSON-able; no PAN in clear):
     #: enough to send the request again or to ask about it with CertInq.
     pending: dict[str, str] | None = field(default=None, repr=False)
+    #: The card's enrolment code from the issuer's card file, if it had one: the
+    #: Cardholder CA asks for it at every registration and renewal of the card.
+    enrolment_code: str | None = field(default=None, repr=False)
 
     def card(self) -> CardData:
         """The card as the purchase protocol needs it (registered cards only)."""
@@ -112,6 +116,7 @@ def seal(path: Path, secrets: CardSecrets, passphrase: str) -> None:
         "card_secret": _b64(secrets.card_secret),
         "pan_secret": _b64(secrets.pan_secret) if secrets.pan_secret else "",
         "pending": secrets.pending or {},
+        "enrolment_code": secrets.enrolment_code or "",
     }
     salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
     key = _key(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
@@ -203,6 +208,7 @@ def open_vault(path: Path, passphrase: str) -> CardSecrets:
             card_secret=base64.b64decode(card["card_secret"]),
             pan_secret=base64.b64decode(card["pan_secret"]) if card["pan_secret"] else None,
             pending=dict(pending) if pending else None,
+            enrolment_code=str(card.get("enrolment_code") or "") or None,
         )
     except (KeyError, TypeError, ValueError, InvalidPAN, ProtocolError) as exc:
         # Never chain the parse error: its message could quote the card data.

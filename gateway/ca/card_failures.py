@@ -16,9 +16,12 @@ either. Past the limit a guesser gets one try per refusal period: finding the ex
 takes months, not days. A certified (or pended) request forgets the card's count, and so
 does the bank's ``setpay bank release-card`` (``release``).
 
-That is the price of answering no card-number oracle: whoever holds a card number can
-keep its holder from registering (a refusal is counted whoever sent it). The holder's
-recourse is the bank, which releases the card.
+Only a card without an enrolment code is counted (``gateway.ca.enrolment``): for one
+with a code, the code's 80 bits make guessing the expiry hopeless, and counting would let
+whoever holds the number keep its holder from registering (a refusal is counted whoever
+sent it). A card opened before codes existed still pays that price until the bank gives
+it a code (``setpay bank issue-enrolment-code``), which also frees it from a lock; until
+then the holder's recourse is the bank, which releases the card.
 
 Each row is deleted once a refusal period and ``CARD_FAILURE_MEMORY_MS`` have passed since
 its last refusal, at the next refusal of any card: a requester cycling through card

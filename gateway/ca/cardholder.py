@@ -9,14 +9,15 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
    refused like one the trust store knew revoked (a SET Error, REVOKED_CERTIFICATE);
 3. the session and its Chall-CA, issued in RegFormRes for this request type and not yet
    used (CHALLENGE_MISMATCH); the brand, and the form this CA handed out, every field of
-   it filled in, and none other (REJECTED_BY_AGENT);
+   it filled in but perhaps the enrolment code, and none other (REJECTED_BY_AGENT);
 4. the key was never claimed by any request before (KEY_ALREADY_CERTIFIED);
-5. the card is not past its limit of refusals (``card_failures``), and the issuer knows
-   it (REQUEST_PENDED for a person to decide). Every refusal of the card, whatever the
-   reason (no such account, another expiry, an account not active, a card that ended,
-   one past its limit), is answered REJECTED_BY_ISSUER and the reason logged, never the
-   card number: told apart, the answers would say which numbers are cards of this bank
-   and, a month at a time, their expiry;
+5. the issuer knows the card, with its enrolment code if it has one (``enrolment``;
+   REQUEST_PENDED for a person to decide), and a card without a code is not past its
+   limit of refusals (``card_failures``). Every refusal of the card, whatever the reason
+   (no such account, another expiry, a wrong or missing enrolment code, an account not
+   active, a card that ended, one past its limit), is answered REJECTED_BY_ISSUER and the
+   reason logged, never the card number or the code: told apart, the answers would say
+   which numbers are cards of this bank and, a month at a time, their expiry;
 6. Nonce-CCA, PANSecret, the blinded account; a certificate valid no longer than the
    card; everything recorded and the answer stored in one transaction.
 
@@ -34,6 +35,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.ca.card_failures import card_refused, count_failure, forget_failures
+from gateway.ca.enrolment import ask_issuer, completes_but_code, given_code, with_code_field
 from gateway.ca.errors import NoPendingRequest
 from gateway.ca.issuer import IssuerDirectory
 from gateway.ca.keys import CaSide
@@ -53,7 +55,6 @@ from setcore.registration import (
     REQUEST_COMPLETE,
     REQUEST_PENDED,
     RevocationData,
-    completes_form,
     key_thumbprint,
     load_public_key,
     refusal_status,
@@ -186,6 +187,7 @@ class CardholderRegistrar:
         self._policy = policy
         self._revocation = revocation
         self._clock = clock
+        self._form = with_code_field(policy.cardholder_form)
 
     def card_c_init(self, request: registration_pb2.CardCInitRequest) -> bytes:
         """Open a session (LID-CA) and answer with the CA's certificates."""
@@ -228,7 +230,7 @@ class CardholderRegistrar:
                 raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "no such registration session")
             chall_ca = reg_form_challenge(tx, session, tbe.request_type)
             body = build_reg_form_response(
-                self._side.credentials, tbe, chall_ca, self._policy.cardholder_form,
+                self._side.credentials, tbe, chall_ca, self._form,
                 revocation=self._revocation(),
             )  # fmt: skip
             tx.put_response(tbe.rrpid, KIND_REG_FORM, digest, body, now)
@@ -276,9 +278,7 @@ class CardholderRegistrar:
             return CHALLENGE_MISMATCH, None, b""
         if not challenge_matches(session, data.chall_ca, data.request_type):
             return CHALLENGE_MISMATCH, None, b""
-        if data.brand_id != self._side.issuing.brand_id or not completes_form(
-            data, self._policy.cardholder_form
-        ):
+        if data.brand_id != self._side.issuing.brand_id or not completes_but_code(data, self._form):
             return REJECTED_BY_AGENT, None, b""
         key_thumb = key_thumbprint(request.keys.signature_spki)
         if tx.key_claimed(key_thumb):
@@ -313,20 +313,32 @@ class CardholderRegistrar:
 
     def _card_status(self, tx: StoreTransaction, request: CardRequest, now: int) -> int:
         """REQUEST_COMPLETE or REQUEST_PENDED as the issuer answers for the card, else
-        REJECTED_BY_ISSUER, counted against the card; the reason goes to the log."""
+        REJECTED_BY_ISSUER, counted against a card without an enrolment code (``enrolment``:
+        one with a code is never locked); the reason goes to the log.
+
+        The issuer is asked first, even about a card past its limit, since only its word
+        says whether the card has a code; the requester gets the same refusal either way.
+        """
         card = self._issuer.card_key(request.pan)
-        if card_refused(tx, card, now):
+        code = given_code(request.data)
+        word = ask_issuer(self._issuer, request.pan, request.expiry, code)
+        if not word.has_code and card_refused(tx, card, now):
             self._log_refusal(request, "the card is past its limit of refusals")
             return REJECTED_BY_ISSUER
         if card_expiry_end(request.expiry) <= now_utc(now):
-            reason = "the card has ended"  # refused without asking
+            reason = "the card has ended"
+        elif word.status in ISSUER_ACCEPTS:
+            forget_failures(tx, card)
+            return word.status
         else:
-            word = self._issuer.check_card(request.pan, request.expiry)
-            if word in ISSUER_ACCEPTS:
-                forget_failures(tx, card)
-                return word
-            reason = f"the issuer answered {CERT_STATUS_NAMES.get(word, str(word))}"
-        if count_failure(tx, card, now):
+            reason = word.reason or (
+                f"the issuer answered {CERT_STATUS_NAMES.get(word.status, str(word.status))}"
+            )
+        if word.has_code:
+            # 80 bits of code: a guesser cannot get there by trying, so nothing is counted
+            # that would let whoever knows the number lock its holder out.
+            reason += " (not counted: the card has an enrolment code)"
+        elif count_failure(tx, card, now):
             reason += "; the card is now refused for a while (its limit of refusals)"
         self._log_refusal(request, reason)
         return REJECTED_BY_ISSUER

@@ -171,8 +171,10 @@ def open_card(
     credit_limit: int,
     currency: int,
     now_ms: int,
+    enrolment_hash: bytes | None = None,
 ) -> CardAccount:
-    """Create a card account; raise AccountExists if the PAN already has one."""
+    """Create a card account (with its enrolment code's hash, if it has one); raise
+    AccountExists if the PAN already has one."""
     if tx.one("SELECT account_id FROM card_accounts WHERE pan_index = ?", pan_index) is not None:
         raise AccountExists("a card account for this PAN already exists")
     tx.run(
@@ -183,13 +185,14 @@ def open_card(
     )
     tx.run(
         "INSERT INTO card_accounts (account_id, pan_index, pan_sealed, masked_pan, expiry,"
-        " status, credit_limit) VALUES (?, ?, ?, ?, ?, 'active', ?)",
+        " status, credit_limit, enrolment_hash) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
         account_id,
         pan_index,
         pan_sealed,
         masked_pan,
         expiry,
         credit_limit,
+        enrolment_hash,
     )
     return card_by_id(tx, account_id, now_ms)
 
@@ -257,6 +260,40 @@ def card_by_index(tx: Transaction, pan_index: bytes, now_ms: int) -> CardAccount
     if row is None:
         raise UnknownAccount("no card account for this PAN")
     return _card_record(tx, row, now_ms)
+
+
+def card_enrolment_by_index(
+    tx: Transaction, pan_index: bytes, now_ms: int
+) -> tuple[CardAccount, bytes | None]:
+    """A card account by PAN index with its enrolment code's hash (None: the card has no
+    code); raise UnknownAccount (naming no PAN)."""
+    row = tx.one(
+        f"SELECT {_CARD_COLUMNS}, c.enrolment_hash FROM accounts a"  # noqa: S608  fixed columns, bound values
+        " JOIN card_accounts c ON c.account_id = a.id WHERE c.pan_index = ?",
+        pan_index,
+    )
+    if row is None:
+        raise UnknownAccount("no card account for this PAN")
+    held = row["enrolment_hash"]
+    return _card_record(tx, row, now_ms), None if held is None else bytes(held)
+
+
+def set_enrolment_hash(
+    tx: Transaction, *, account_id: str, enrolment_hash: bytes, now_ms: int
+) -> CardAccount:
+    """Give a card account a new enrolment code's hash, replacing any earlier one (a
+    closed account's cannot change: it registers nothing again)."""
+    row = lock_card(tx, account_id)
+    if row is None:
+        raise UnknownAccount(f"no card account {account_id}")
+    if row["status"] == AccountStatus.CLOSED.value:
+        raise AccountStateError(f"card account {account_id} is closed")
+    tx.run(
+        "UPDATE card_accounts SET enrolment_hash = ? WHERE account_id = ?",
+        enrolment_hash,
+        account_id,
+    )
+    return card_by_id(tx, account_id, now_ms)
 
 
 def sealed_pan(tx: Transaction, account_id: str) -> bytes:

@@ -13,6 +13,7 @@ the bank's own tooling, not from SET messages. It stays here, with the holds and
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from functools import partial
 from gateway.ledger import accounts, books, expiry, holds, retention
 from gateway.ledger.accounts import CardAccount, MerchantAccount, StatusChange
 from gateway.ledger.books import CurrencyTotals
+from gateway.ledger.enrolment import CardEnrolment, normalize_enrolment_code
 from gateway.ledger.errors import InvalidRequest
 from gateway.ledger.holds import Hold
 from gateway.ledger.identifiers import new_id
@@ -38,12 +40,14 @@ from gateway.ledger.money_settlement import SettlementOperations
 from gateway.ledger.pan import (
     LedgerKeys,
     card_refusals_key,
+    enrolment_code_hash,
     mask_pan,
     open_pan,
     pan_index,
     seal_pan,
     validate_pan,
 )
+from gateway.ledger.reports import MerchantHolds, merchant_holds
 from gateway.ledger.retention import RETENTION_BATCH, Prunable, Pruned, check_retention_days
 from gateway.ledger.store import LedgerStore, Row, Transaction
 from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, BatchObserver, HoldSweeper
@@ -124,9 +128,16 @@ class Ledger(AuthorizationOperations, SettlementOperations, BatchOperations):
     # Card and merchant accounts.
 
     def open_card_account(
-        self, pan: str, expiry: str, credit_limit: int, currency: int
+        self,
+        pan: str,
+        expiry: str,
+        credit_limit: int,
+        currency: int,
+        *,
+        enrolment_code: str | None = None,
     ) -> CardAccount:
-        """Open an active card account; raise AccountExists if the PAN has one."""
+        """Open an active card account, with ``enrolment_code`` (``enrolment``) if given;
+        raise AccountExists if the PAN has one."""
         validate_pan(pan)
         accounts.validate_expiry(expiry)
         check_amount("credit_limit", credit_limit, allow_zero=True)
@@ -135,6 +146,9 @@ class Ledger(AuthorizationOperations, SettlementOperations, BatchOperations):
         index = pan_index(self._keys, pan)
         sealed = seal_pan(self._keys, account_id, pan)
         masked = mask_pan(pan)
+        code_hash = None
+        if enrolment_code is not None:
+            code_hash = self._enrolment_hash(account_id, enrolment_code)
         now = self._clock()
         return self._store.execute(
             partial(
@@ -147,8 +161,49 @@ class Ledger(AuthorizationOperations, SettlementOperations, BatchOperations):
                 credit_limit=credit_limit,
                 currency=currency,
                 now_ms=now,
+                enrolment_hash=code_hash,
             )
         )
+
+    def _enrolment_hash(self, account_id: str, code: str) -> bytes:
+        canonical = normalize_enrolment_code(code)
+        if canonical is None:
+            raise InvalidRequest("the enrolment code is not one enrolment.new_enrolment_code makes")
+        return enrolment_code_hash(self._keys, account_id, canonical)
+
+    def set_enrolment_code(self, account_id: str, enrolment_code: str) -> CardAccount:
+        """Give a card account ``enrolment_code``: the one it had before matches no more;
+        raise AccountStateError if the account is closed."""
+        check_text("account_id", account_id)
+        code_hash = self._enrolment_hash(account_id, enrolment_code)
+        now = self._clock()
+        return self._store.execute(
+            partial(
+                accounts.set_enrolment_hash,
+                account_id=account_id,
+                enrolment_hash=code_hash,
+                now_ms=now,
+            )
+        )
+
+    def check_enrolment(self, pan: str, enrolment_code: str | None) -> CardEnrolment:
+        """The card account of ``pan``, whether it has an enrolment code and whether
+        ``enrolment_code`` is it (compared in constant time; text that is no code, or
+        None, matches nothing); raise UnknownAccount."""
+        validate_pan(pan)
+        index = pan_index(self._keys, pan)
+        now = self._clock()
+        account, held = self._store.read(
+            partial(accounts.card_enrolment_by_index, pan_index=index, now_ms=now)
+        )
+        if held is None:
+            return CardEnrolment(account, has_code=False, code_matches=False)
+        canonical = normalize_enrolment_code(enrolment_code or "")
+        # A wrong-shaped code is hashed all the same (as the empty text), so a refusal
+        # takes the same time whatever was sent.
+        given = enrolment_code_hash(self._keys, account.account_id, canonical or "")
+        matches = hmac.compare_digest(given, held) and canonical is not None
+        return CardEnrolment(account, has_code=True, code_matches=matches)
 
     def _change_status(self, account_id: str, change: StatusChange) -> CardAccount:
         check_text("account_id", account_id)
@@ -307,3 +362,9 @@ class Ledger(AuthorizationOperations, SettlementOperations, BatchOperations):
     def check_health(self) -> None:
         """Raise StoreUnavailable unless the database answers a trivial read."""
         self._store.read(_answers)
+
+    def merchant_holds(self, merchant_id: str) -> MerchantHolds:
+        """How many holds were ever made for a merchant, and their amounts summed (a read,
+        ``reports``); raise UnknownMerchant."""
+        check_text("merchant_id", merchant_id)
+        return self._store.read(partial(merchant_holds, merchant_id=merchant_id))

@@ -41,6 +41,8 @@ _INDEX_CONTEXT = b"setpay.v1.ledger.pan-index\x00"
 # The card's name in the CA's count of refused registrations (ca.db): a keyed hash of its
 # own, so that the CA's rows cannot be joined with the ledger's by value.
 _CARD_REFUSALS_CONTEXT = b"setpay.v1.ca.card-refusals\x00"
+# A card's enrolment code as the ledger keeps it: a keyed hash with a label of its own.
+_ENROLMENT_CONTEXT = b"setpay.v1.ledger.enrolment-code\x00"
 # AES-GCM's tag: a sealed PAN shorter than a nonce and a tag is damaged, not a PAN.
 TAG_BYTES = 16
 
@@ -93,6 +95,15 @@ def card_refusals_key(keys: LedgerKeys, pan: str) -> bytes:
     ).digest()
 
 
+def enrolment_code_hash(keys: LedgerKeys, account_id: str, code: str) -> bytes:
+    """The keyed hash a card account keeps of its enrolment code (canonical form,
+    ``enrolment.normalize_enrolment_code``): under the index key with a label of its own,
+    and bound to the account, so a hash copied onto another card's row matches nothing.
+    Keyed, so the ledger's file alone does not let anyone try the codes against it."""
+    message = _ENROLMENT_CONTEXT + account_id.encode("utf-8") + b"\x00" + code.encode("ascii")
+    return hmac.new(keys.index_key, message, hashlib.sha256).digest()
+
+
 def _associated_data(account_id: str) -> bytes:
     return _SEAL_CONTEXT + account_id.encode("utf-8")
 
@@ -125,6 +136,7 @@ __all__ = [
     "TAG_BYTES",
     "LedgerKeys",
     "card_refusals_key",
+    "enrolment_code_hash",
     "mask_pan",
     "open_pan",
     "pan_index",

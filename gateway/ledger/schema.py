@@ -10,7 +10,8 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
   A transfer debits one account and credits another; the four columns are the running
   sums, and ``check_balanced`` recomputes them from ``transfers``.
 - ``card_accounts`` / ``merchant_accounts``: what the issuer knows about each account.
-  The PAN is only sealed (``pan_sealed``) and keyed-hashed (``pan_index``).
+  The PAN is only sealed (``pan_sealed``) and keyed-hashed (``pan_index``); (version 5)
+  ``enrolment_hash``, the keyed hash of the card's enrolment code, NULL for none.
 - ``holds``: one per approved authorization, the pending transfer card -> merchant and
   what has since been captured, refunded and reversed against it.
 - ``transfers``: the append-only journal of postings. ``phase`` says how a transfer
@@ -27,6 +28,9 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
   can be built later with every check made as of that moment.
 - ``retention_marks`` (version 4): how far the pruning of ``requests`` has gone
   (``retention``, which says what is pruned and why it is safe).
+- ``ledger_key_check`` (version 5): one row, a MAC under the index key and a ciphertext
+  under the data key of fixed texts, that says which ledger keys the ledger is kept under
+  (``key_check``).
 """
 
 from __future__ import annotations
@@ -191,7 +195,23 @@ _V4 = (
     "INSERT INTO retention_marks (name, through_ms, through_key) VALUES ('requests', -1, '')",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# V5: a card account's enrolment code, as its keyed hash (``pan.enrolment_code_hash``);
+# NULL for a card opened before codes existed, which the CA still locks after repeated
+# refusals (``gateway.ca.card_failures``) until the bank gives it a code.
+# And the ledger's key check (``key_check``): which ledger keys the ledger is kept under,
+# so that a keys file that is not its own is refused. One row, or none before the first
+# open with keys.
+_V5 = (
+    "ALTER TABLE card_accounts ADD COLUMN enrolment_hash {blob}",
+    """CREATE TABLE ledger_key_check (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        index_check {blob} NOT NULL,
+        data_check {blob} NOT NULL,
+        written_at_ms {int64} NOT NULL
+    ){table_options}""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 """Statement lists, one per schema version; append, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
