@@ -15,16 +15,16 @@ their own (``bench_serve``, ``bench_compare``); their errors are dispatched here
 
 This module is the one place that knows both the bank (its ledger, its configuration)
 and the load generator (``clients.loadtest``), which never import each other: it reads
-the bank's ledger for the bench (``ledger_probe``: the holds each gateway run made) and
-names the filesystem the ledger is on. Exit status (``EXIT_STATUS``): 0 when every step
-of every service ran clean and the report doubts nothing, 1 when the run failed or a
-request was unaccounted for (the figures cannot be trusted), 2 for usage errors
-(argparse's, and options that make no runnable plan: ``PlanError``), 3 when the run
-completed and every request was accounted for but a step was not clean (errors, timeouts,
-a closed loop that ran out of requests) or the report says DOUBT (requests the bank's page
-or ledger could not check, the bench sending late, the machine changing speed, a ceiling
-slower than the gateway, a sweep that passed above a failure, a ledger kept in memory):
-the reports are written all the same.
+the bank's ledger for the bench (``ledger_probe``: the holds each gateway run made for
+the run's own merchant) and names the filesystem the ledger is on. Exit status
+(``EXIT_STATUS``): 0 when every step of every service ran clean and the report doubts
+nothing, 1 when the run failed or a request was unaccounted for (the figures cannot be
+trusted), 2 for usage errors (argparse's, and options that make no runnable plan:
+``PlanError``), 3 when the run completed and every request was accounted for but a step
+was not clean (errors, timeouts, a closed loop that ran out of requests) or the report
+says DOUBT (requests the bank's page or ledger could not check, the bench sending late,
+the machine changing speed, a ceiling slower than the gateway, a sweep that passed above
+a failure, a ledger kept in memory): the reports are written all the same.
 """
 
 from __future__ import annotations
@@ -390,7 +390,14 @@ def authorize(args: argparse.Namespace) -> int:
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
         ledger = open_ledger(bank.config)
         stack.callback(ledger.close)
-        probe = ledger_probe(ledger, bank.config.settlement_currency)
+        population = Population(
+            profile=profile_named(bank.config.profile), brand_id=bank.config.brand_id,
+            bin=args.bin, cardholders=args.cardholders, expiry=DEFAULT_EXPIRY,
+            credit_limit=DEFAULT_CREDIT_LIMIT, currency=bank.config.settlement_currency,
+            amount=args.amount,
+        )  # fmt: skip
+        # The run's merchant is its own: its holds are the bench's alone (``holds``).
+        probe = ledger_probe(ledger, population.merchant_id)
         targets = [
             Target(Service.GATEWAY, bank.gateway, bank.gateway_cpu, page=bank.page,
                    workers=bank.workers, process_cpu=bank.process_cpu, spread=bank.spread,
@@ -398,12 +405,6 @@ def authorize(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if args.ceiling:
             targets += _references(bank, workdir, stack)
-        population = Population(
-            profile=profile_named(bank.config.profile), brand_id=bank.config.brand_id,
-            bin=args.bin, cardholders=args.cardholders, expiry=DEFAULT_EXPIRY,
-            credit_limit=DEFAULT_CREDIT_LIMIT, currency=bank.config.settlement_currency,
-            amount=args.amount,
-        )  # fmt: skip
         parties = _register(bank, population, ledger)
         stack.callback(parties.close)
         described = {**machine.describe(), BEFORE: round(machine.reference_loop_ms(), 1)}

@@ -1,6 +1,7 @@
-"""The bank's ledger as ``setpay bench authorize`` reads it: the debit sums that count the
-holds each gateway run made (``clients.loadtest.holds``), and the filesystem its commits
-go to (a ledger kept in memory commits for nothing: ``clients.loadtest.machine``).
+"""The bank's ledger as ``setpay bench authorize`` reads it: the holds made for the bench's
+merchant, which count the holds each gateway run made (``clients.loadtest.holds``), and the
+filesystem its commits go to (a ledger kept in memory commits for nothing:
+``clients.loadtest.machine``).
 """
 
 from __future__ import annotations
@@ -13,18 +14,16 @@ from gateway.config import BankConfig
 from gateway.ledger import Ledger, LedgerError
 
 
-def ledger_probe(ledger: Ledger, currency: int) -> LedgerProbe:
-    """A probe of the ledger's debit sums in ``currency`` (None when it cannot be read)."""
+def ledger_probe(ledger: Ledger, merchant_id: str) -> LedgerProbe:
+    """A probe of the holds ``ledger`` has for ``merchant_id``, the bench's merchant (None
+    when they cannot be read: the ledger is unreachable, or the merchant has no account)."""
 
     def probe() -> LedgerReading | None:
         try:
-            sums = ledger.totals()
+            held = ledger.merchant_holds(merchant_id)
         except LedgerError:
             return None
-        for t in sums:
-            if t.currency == currency:
-                return LedgerReading(t.debits_pending, t.debits_posted)
-        return LedgerReading(0, 0)  # no account in that currency holds anything yet
+        return LedgerReading(held.count, held.amount)
 
     return probe
 

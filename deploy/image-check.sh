@@ -103,17 +103,32 @@ begin "4. authorizations from inside the container (setpay bench authorize --tar
 # tls/ holds, so one is issued there for the run and removed after it.
 docker exec "$gateway" setpay ca issue-tls --config /var/lib/setpay/setpay.toml \
     --role client --name merchant-client --out /var/lib/setpay/tls >/dev/null
+# The bench exits 3 when it doubts its figures (a loaded container sends late, the
+# machine changes speed): a doubt about speed, not about what the bank did, which the
+# report below is judged on. Any other status is a failure.
+bench_status=0
 docker exec "$gateway" setpay bench authorize --target 127.0.0.1:7443 \
     --bank-config /var/lib/setpay/setpay.toml \
-    --rate 50 --duration 4 --cardholders 10 --json /tmp/bench.json >"$backup_dir/bench.txt"
+    --rate 50 --duration 4 --cardholders 10 --json /tmp/bench.json >"$backup_dir/bench.txt" \
+    || bench_status=$?
 docker exec "$gateway" rm /var/lib/setpay/tls/merchant-client.pem \
     /var/lib/setpay/tls/merchant-client.key
 sed -n '/^open loop/,$p' "$backup_dir/bench.txt"
+case $bench_status in
+    0 | 3) ;;
+    *) fail "setpay bench authorize exited $bench_status" ;;
+esac
 docker exec "$gateway" python -c '
 import json, sys
-step = json.load(open("/tmp/bench.json"))["steps"][0]["results"]["gateway"]
-sys.exit(0 if step["sent"] == step["ok"] == step["outcomes"].get("approved") else 1)
-' || fail "not every AuthReq was approved"
+report = json.load(open("/tmp/bench.json"))
+step = report["steps"][0]["results"]["gateway"]
+for doubt in report["doubts"]:
+    print("image-check: the bench doubts (not a failure here):", doubt)
+approved = step["outcomes"].get("approved")
+holds = step["ledger_holds"] or {}
+sys.exit(0 if step["accounted"] and not step["unaccounted"] and step["bank_checked"]
+         and step["sent"] == step["ok"] == approved == holds.get("holds_made") else 1)
+' || fail "not every AuthReq was approved, accounted for and held in the ledger"
 
 begin "5. the token goes away: NOT_SERVING; it comes back: SERVING, no restart"
 started=$(docker inspect --format '{{.State.StartedAt}}' "$gateway")

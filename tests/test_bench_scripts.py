@@ -251,3 +251,35 @@ def test_handler_cost_stub_answers_with_the_prebuilt_approval_as_the_ledger_does
     assert ledger.authorize(**asked, prebuilt=other) == b"built afterwards"
     assert ledger.authorize(**asked, prebuilt=None) == b"built afterwards"
     assert len(built) == 2
+
+
+# A report's own doubt, as the bench lists it at the top of its JSON.
+DOUBT = "the machine changed speed"
+
+
+def test_authorize_campaign_keeps_its_bank_on_disk_and_prints_each_run_s_doubts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bank in the temporary directory (a tmpfs on many hosts) would be doubted every run.
+    campaign = _script_module("authorize_campaign.py")
+    workdirs: list[Path] = []
+
+    def run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        workdir = Path(argv[argv.index("--workdir") + 1])
+        workdirs.append(workdir)
+        workdir.mkdir(parents=True)  # as the bench makes it
+        report = Path(argv[argv.index("--json") + 1])
+        _campaign_report(report, errors=0)
+        document = json.loads(report.read_text())
+        document["doubts"] = [DOUBT]
+        report.write_text(json.dumps(document))
+        return subprocess.CompletedProcess(argv, EXIT_NOT_CLEAN, "setpay bench authorize\n", "")
+
+    monkeypatch.setattr(campaign.subprocess, "run", run)
+    monkeypatch.setattr(sys, "argv", ["campaign", "--runs", "1", "--out", str(tmp_path)])
+    campaign.main()
+    out = capsys.readouterr().out
+    assert "run 1 (exit 3): gateway 800/s" in out and "; NOT CLEAN\n" in out, out
+    assert f"\n    DOUBT: {DOUBT}\n" in out, out
+    (workdir,) = workdirs
+    assert workdir.parent.name == "build" and not workdir.exists()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -42,6 +43,10 @@ PACKAGES = ("grpcio", "cryptography", "protobuf")
 # minutes of the seventeenth round.
 REFERENCE_ITERATIONS = 1_000_000
 REFERENCE_RUNS = 3
+# How the kernel writes a byte of a mount point that would break the table's fields
+# (space, tab, newline, backslash): a backslash and three octal digits. Every other byte,
+# UTF-8 or not, is written as itself.
+_MOUNT_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 def additions_ms(iterations: int, clock: Callable[[], float] = time.perf_counter) -> float:
@@ -106,18 +111,24 @@ def describe(proc: Path = Path("/proc"), sys_root: Path = Path("/sys")) -> dict[
 def filesystem_of(path: Path, proc: Path = Path("/proc")) -> str | None:
     """The type of the filesystem ``path`` lies on (its longest mount point that contains
     it, in this process's mount table); None if the table cannot be read."""
-    table = _read(proc / "self" / "mountinfo")
-    if table is None:
+    try:
+        table = (proc / "self" / "mountinfo").read_bytes()
+    except OSError:
         return None
     target = path.resolve()
     found, depth = None, -1
     for line in table.splitlines():
-        fields, _, after = line.partition(" - ")
+        fields, _, after = line.partition(b" - ")
         parts = fields.split()
-        if len(parts) < 5 or not after:
+        if len(parts) < 5 or not after.split():
             continue
-        # Spaces and the like in a mount point are written as octal escapes ("\040").
-        point = Path(parts[4].encode().decode("unicode_escape"))
+        point = mount_point(parts[4])
         if (target == point or point in target.parents) and len(point.parts) >= depth:
-            found, depth = after.split()[0], len(point.parts)
+            found, depth = os.fsdecode(after.split()[0]), len(point.parts)
     return found
+
+
+def mount_point(field: bytes) -> Path:
+    """A mount point as the mount table writes it: its octal escapes undone, in bytes,
+    then decoded as the filesystem encoding decodes any path (``os.fsdecode``)."""
+    return Path(os.fsdecode(_MOUNT_ESCAPE.sub(lambda m: bytes([int(m[1], 8)]), field)))

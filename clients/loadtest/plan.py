@@ -59,7 +59,8 @@ class Target:
     """A service to drive, how to reach it, how to watch its CPU (in all, and per child
     process when the bench started it) and which of its workers each connection reached
     (when the bench started it), and its metrics page (its ledger's commits and its
-    ``workers`` workers' calls), and its ledger (the holds it makes: a bank only)."""
+    ``workers`` workers' calls), and its ledger (the holds it makes for the bench's
+    merchant: a bank only)."""
 
     service: Service
     access: GatewayAccess

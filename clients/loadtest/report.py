@@ -298,10 +298,10 @@ def _details(counted: Tally, channels: int) -> list[str]:
         lines.append(f"    {counted.target} ledger: {ledger.commits:,} commits carrying "
                      f"{ledger.operations:,} operations ({_num(ledger.operations_per_commit, 2)}"
                      f" per commit), {_num(ledger.mean_commit_ms, 2)} ms per commit")  # fmt: skip
-    if counted.holds is not None and counted.holds.made is not None:
-        lines.append(f"    {counted.target} ledger holds: {counted.holds.made:,} made for "
-                     f"{counted.approved:,} approvals (pending debits "
-                     f"{counted.holds.pending:+,})")  # fmt: skip
+    if counted.holds is not None:
+        lines.append(f"    {counted.target} ledger holds: {counted.holds.made:,} made for the "
+                     f"bench's merchant, {counted.approved:,} approvals (held "
+                     f"{counted.holds.total:+,})")  # fmt: skip
     if counted.workers is not None:
         lines.append(f"    {counted.target} workers: {_worker_calls(counted.workers, channels)}")
     if counted.process_cpu_shares is not None:

@@ -18,9 +18,14 @@ unaccounted for (the bench's exit status 1), stops the campaign. A run that was 
 clean or that its report doubts (errors, timeouts, a closed loop that ran out of
 requests, requests not checked against the bank: exit status 3, recorded beside the
 run) stays in the medians and is named NOT CLEAN with what went wrong, as ``setpay bench
-compare`` does: leaving it out would flatter exactly the figures that went wrong (an
-open-loop p99 is worst in the runs that had timeouts). The medians are then printed a
-second time over the clean runs alone, labelled so.
+compare`` does, each DOUBT of its report on a line of its own: leaving it out would
+flatter exactly the figures that went wrong (an open-loop p99 is worst in the runs that
+had timeouts). The medians are then printed a second time over the clean runs alone,
+labelled so.
+
+Each run's bank is kept in a directory of the repository's ``build/`` (``--workdir``),
+removed after the run: the bench's own default, the temporary directory, is a tmpfs on
+many hosts, where a ledger's fsync costs nothing and every run would be doubted.
 
 A SoftHSM bank needs a fresh token per run (``setpay init`` refuses a token that already
 holds a bank): give ``--keys`` with ``{token}`` in it and a token is made per run in a
@@ -31,7 +36,9 @@ throwaway SOFTHSM2_CONF, e.g.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +49,8 @@ from clients.loadtest import compare
 
 SOFTHSM_SO_PIN = "so-bench-1357"
 SOFTHSM_PIN = "bench-pin-2468"
+# Where each run's bank is kept: on the repository's disk (the module docstring).
+BANK_DIRECTORY = Path(__file__).resolve().parents[2] / "build" / "bench-campaign"
 
 
 def _softhsm_env(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -64,11 +73,25 @@ def _softhsm_env(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 def one_run(args: argparse.Namespace, report: Path) -> int:
     """One bench invocation, its JSON report written to ``report``; its exit status."""
+    shutil.rmtree(BANK_DIRECTORY, ignore_errors=True)  # a run stopped half-way left it
     argv = [
         sys.executable, "-m", "cli.main", "bench", "authorize", "--spawn", "--ceiling",
         "--workers", str(args.workers), "--duration", str(args.duration),
         "--requests", str(args.requests), "--profile", args.profile, "--json", str(report),
+        "--workdir", str(BANK_DIRECTORY),
     ]  # fmt: skip
+    try:
+        done = _bench(args, argv)
+    finally:
+        shutil.rmtree(BANK_DIRECTORY, ignore_errors=True)
+    report.with_suffix(".txt").write_text(done.stdout)  # the text report, for people
+    if done.returncode not in (0, EXIT_NOT_CLEAN):  # an unclean run is judged by its report
+        raise SystemExit(f"bench run failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return done.returncode
+
+
+def _bench(args: argparse.Namespace, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """The bench run ``argv`` asks, with a SoftHSM token of its own if ``--keys`` wants one."""
     with tempfile.TemporaryDirectory(prefix="setpay-campaign-") as tmp:
         env = dict(os.environ)
         if args.keys:
@@ -77,11 +100,13 @@ def one_run(args: argparse.Namespace, report: Path) -> int:
                 env, names = _softhsm_env(Path(tmp))
                 keys = keys.format(**names)
             argv += ["--keys", keys]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    report.with_suffix(".txt").write_text(done.stdout)  # the text report, for people
-    if done.returncode not in (0, EXIT_NOT_CLEAN):  # an unclean run is judged by its report
-        raise SystemExit(f"bench run failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return done.returncode
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+
+def report_doubts(report: Path) -> list[str]:
+    """The DOUBTs a report states for the whole run (its top-level ``doubts``)."""
+    found = json.loads(report.read_text()).get("doubts")
+    return [str(doubt) for doubt in found] if isinstance(found, list) else []
 
 
 def main() -> None:
@@ -106,11 +131,18 @@ def main() -> None:
         run = compare.read_run(report)
         runs.append(run)
         figures = run.figures
+        doubts = report_doubts(report)
+        # The report's DOUBTs get lines of their own below, whether or not the comparison
+        # names them among its problems too.
+        problems = [p for p in run.problems if not p.startswith("DOUBT: ")]
+        not_clean = f" ({'; '.join(problems)})" if problems else ""
         print(f"run {number} (exit {status}): gateway "
               f"{figures.get('gateway closed-loop answers/s', 0.0):.0f}/s, ratio "
               f"{figures.get(compare.RATIO, 0.0):.2f}{' (doubted)' if run.doubted else ''}"
-              + ("" if run.clean else f"; NOT CLEAN ({'; '.join(run.problems)})"),
+              + ("" if run.clean and not doubts else f"; NOT CLEAN{not_clean}"),
               flush=True)  # fmt: skip
+        for doubt in doubts:
+            print(f"    DOUBT: {doubt}", flush=True)
     label = f"{args.profile}, keys {args.keys or 'software'}, {args.workers} workers"
     print("\n" + compare.to_text([compare.Group(f"{label}, every run", runs)]), end="")
     clean = [run for run in runs if run.clean]

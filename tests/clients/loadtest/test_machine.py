@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from clients.loadtest import machine
@@ -58,3 +59,35 @@ def test_the_reference_loop_is_reported_per_million_additions() -> None:
     short = machine.reference_loop_ms(iterations=10_000, runs=5)
     assert full > 0 and short > 0
     assert full / 10 < short < full * 10
+
+
+def _mountinfo(proc: Path, table: bytes) -> Path:
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_bytes(table)
+    return proc
+
+
+def test_a_mount_point_outside_ascii_is_read_as_the_path_it_is(tmp_path: Path) -> None:
+    # The kernel writes a mount point's bytes as they are but for space, tab, newline and
+    # backslash (octal escapes): a tmpfs at a UTF-8 name is that name's, not its parent's.
+    proc = _mountinfo(
+        tmp_path / "proc",
+        b"22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        b"30 22 0:26 / /srv/b\xc3\xa4nk rw,nosuid shared:5 - tmpfs tmpfs rw\n"
+        b"31 22 0:27 / /srv/b\xc3\xa4nk\\040two\\134x rw shared:6 - ramfs none rw\n",
+    )
+    assert machine.filesystem_of(Path("/srv/bänk/bank/ledger"), proc) == "tmpfs"
+    assert machine.filesystem_of(Path("/srv/bänk two\\x/bank"), proc) == "ramfs"
+    assert machine.filesystem_of(Path("/srv/bank"), proc) == "ext4"
+
+
+def test_a_mount_point_that_is_no_utf8_is_read_as_the_path_it_is(tmp_path: Path) -> None:
+    # Not every path is UTF-8 (a Latin-1 name): it is matched as the bytes it is.
+    proc = _mountinfo(
+        tmp_path / "proc",
+        b"22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        b"30 22 0:26 / /srv/caf\xe9 rw,nosuid shared:5 - tmpfs tmpfs rw\n",
+    )
+    ledger = Path(os.fsdecode(b"/srv/caf\xe9/bank"))
+    assert machine.filesystem_of(ledger, proc) == "tmpfs"
+    assert machine.filesystem_of(Path("/srv/cafe/bank"), proc) == "ext4"
