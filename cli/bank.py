@@ -27,7 +27,9 @@ waiting out the others' transactions).
 to a new ``--card-out`` file before the ledger takes it: a card opened before codes
 existed, whose refused registrations the Cardholder CA counts and locks, is no longer
 locked once it has one; a card whose code was lost gets another, and the earlier one
-stops working.
+stops working. A ledger that cannot say whether it took the code (StoreUnavailable: a
+commit whose acknowledgement was lost) leaves the file, which may hold the card's only
+copy of it: the command says so, and is run again.
 
 ``prune-ledger`` drops what ``[ledger] retention_days`` lets go (``gateway.ledger.retention``
 says what and why): stored answers and used XIDs, in short transactions, beside a running
@@ -47,6 +49,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -57,7 +60,7 @@ from gateway.ca.card_failures import release
 from gateway.ca.errors import CaError
 from gateway.config import CONFIG_FILE, BankConfig, load
 from gateway.issuer import open_ledger, open_store
-from gateway.ledger import Ledger, LedgerError
+from gateway.ledger import Ledger, LedgerError, StoreUnavailable
 from gateway.ledger.enrolment import new_enrolment_code
 from gateway.ledger.ledger import wall_clock_ms as ledger_now_ms
 from gateway.ledger.pruning import prune
@@ -227,6 +230,21 @@ def _create_card_file(path: Path) -> IO[str]:
     return os.fdopen(fd, "w")
 
 
+def _write_card_file(
+    handle: IO[str], out: Path, card: dict[str, str], undo: Callable[[], str]
+) -> None:
+    """Write the card data into the card file just created, and to disk before the
+    command says it is there. On failure the file goes (a partial card file is no card
+    file) and ``undo`` takes back what the ledger did for it, saying what."""
+    try:
+        json.dump(card, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    except OSError as exc:
+        out.unlink(missing_ok=True)
+        raise BankCommandError(f"cannot write --card-out {out}: {exc.strerror}; {undo()}") from None
+
+
 def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
     """Create the card file, open the account, write the card data into the file."""
     pan = (
@@ -243,19 +261,14 @@ def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
         except BaseException:
             out.unlink(missing_ok=True)
             raise
-        card = _card_data(pan, args.expiry, account.account_id, code)
-        try:
-            json.dump(card, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError as exc:
+
+        def close_again() -> str:
             # The card data is lost with the file: close the account nobody can use.
-            out.unlink(missing_ok=True)
             ledger.close_card_account(account.account_id)
-            raise BankCommandError(
-                f"cannot write --card-out {out}: {exc.strerror}; account {account.account_id} "
-                "closed again"
-            ) from None
+            return f"account {account.account_id} closed again"
+
+        card = _card_data(pan, args.expiry, account.account_id, code)
+        _write_card_file(handle, out, card, close_again)
     print(f"opened {account.account_id} card {pan.masked} expiry {args.expiry} "
           f"limit {args.limit} ({args.currency}); card data in {out}")  # fmt: skip
     return 0
@@ -273,18 +286,19 @@ def _issue_enrolment_code(ledger: Ledger, args: argparse.Namespace) -> int:
     account = ledger.find_card_account(pan.reveal())
     out: Path = args.card_out
     code = new_enrolment_code()
+    card = _card_data(pan, account.expiry, account.account_id, code)
     with _create_card_file(out) as handle:
-        try:
-            json.dump(_card_data(pan, account.expiry, account.account_id, code), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        except OSError as exc:
-            out.unlink(missing_ok=True)
-            raise BankCommandError(
-                f"cannot write --card-out {out}: {exc.strerror}; the card's code is unchanged"
-            ) from None
+        _write_card_file(handle, out, card, lambda: "the card's code is unchanged")
     try:
         ledger.set_enrolment_code(account.account_id, code)
+    except StoreUnavailable as exc:
+        # Unknown outcome (a commit whose acknowledgement was lost): the ledger may hold
+        # this code, and the file may be its only copy, so the file stays.
+        raise BankCommandError(
+            f"{exc}; the ledger may or may not hold the code in {out} (kept): run "
+            f"issue-enrolment-code again with another --card-out once the ledger answers, "
+            f"then destroy {out}"
+        ) from exc
     except BaseException:
         out.unlink(missing_ok=True)
         raise

@@ -2,7 +2,7 @@
 
     setpay wallet [--dir DIR] register --card CARD.json [--root ROOT.pem] [--profile ec|rsa]
                                        [--form NAME=VALUE ...]
-    setpay wallet [--dir DIR] renew [--profile ec|rsa] [--form NAME=VALUE ...]
+    setpay wallet [--dir DIR] renew [--card CARD.json] [--profile ec|rsa] [--form NAME=VALUE ...]
     setpay wallet [--dir DIR] purchase (--initiation FILE | --lid-m HEX --description D
                                         --amount N [--currency 978]) [--merchant HOST:PORT]
     setpay wallet [--dir DIR] inquire ORDER [--merchant HOST:PORT]
@@ -17,8 +17,10 @@ them sealed, and gives the code again at renewals); the command warns when other
 read it. ``--root`` pins the brand root on first use; a later ``--root`` naming another
 root is refused. ``--form`` fills in a field of the form the Cardholder CA hands out (a
 name it does not ask for is refused); fields not given are sent empty (but
-``enrolment-code``, from the card file; a wallet registered before its card had a code
-gives the bank's new code at its next renewal as ``--form enrolment-code=CODE``).
+``enrolment-code``, from the card file; a wallet registered before its card had a code,
+or whose card the bank gave a new one, gives it at its next renewal with ``renew --card
+CARD.json``, the card file the bank wrote with it: a code given as ``--form`` is on the
+command line, where other users' ``ps`` and the shell's history show it).
 ``renew`` asks for a new certificate for the registered card, with a new version of
 its key, before the current one ends (a cardholder certificate lasts at most a year, and
 never past the card); the current certificate is used until the new one is stored, and
@@ -49,7 +51,7 @@ from pathlib import Path
 
 from cli.currency import currency_code
 from cli.party_options import UsageError, parse_form, pin_root
-from clients.errors import ClientError, ConfigError, PurchaseOutcomeUnknown
+from clients.errors import ClientError, ConfigError, PurchaseOutcomeUnknown, RegistrationError
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
 from clients.wallet.purchases import REFUSED, Initiation, PurchaseBook, PurchaseRecord
@@ -63,6 +65,7 @@ from setcore.errors import SetcoreError
 from setcore.pan import PAN, InvalidPAN, check_expiry
 from setcore.profiles import PROFILES, profile_named
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
+from setpay.v1 import registration_pb2
 
 DIR_ENV = "SETPAY_WALLET_DIR"
 # A card file from the bank is a few fields; anything larger is the wrong file.
@@ -76,6 +79,7 @@ INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 EXIT_USAGE = 2
 EXIT_PENDED = 3
 EXIT_OUTCOME_UNKNOWN = 4
+REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
 FORM_HELP = (
     "a field of the Cardholder CA's form (repeatable; a name the form does not ask for is "
     "refused, fields not given are sent empty)"
@@ -121,8 +125,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "renewed: register the card again."
         ),
     )
+    n.add_argument(
+        "--card", type=Path,
+        help="the card file from the bank with the card's new enrolment code (JSON): the "
+        "way to give the code, which --form would show on the command line",
+    )  # fmt: skip
     n.add_argument("--profile", choices=sorted(PROFILES), default="ec")
-    n.add_argument("--form", action="append", default=[], metavar="NAME=VALUE", help=FORM_HELP)
+    n.add_argument(
+        "--form", action="append", default=[], metavar="NAME=VALUE",
+        help=f"{FORM_HELP}; give an enrolment code with --card, not here",
+    )  # fmt: skip
 
     b = ops.add_parser(
         "purchase",
@@ -328,8 +340,26 @@ def _register(
     return 0
 
 
-def _renew(wallet: Wallet, passphrase: str, profile: str, form: dict[str, str]) -> int:
-    done = wallet.registrar(passphrase).renew(profile_named(profile), form=form)
+def _renew(
+    wallet: Wallet,
+    passphrase: str,
+    profile: str,
+    form: dict[str, str],
+    card: tuple[PAN, str, str | None] | None,
+) -> int:
+    given = (card[0], card[2]) if card is not None else None
+    try:
+        done = wallet.registrar(passphrase).renew(profile_named(profile), form=form, card=given)
+    except RegistrationError as exc:
+        if exc.status != REJECTED_BY_ISSUER:
+            raise
+        # The CA's one refusal does not say why (a wrong code and an ended card look alike),
+        # but the likeliest cause a renewal can fix is a code the wallet does not hold.
+        raise RegistrationError(
+            f"{exc}; if the bank gave the card an enrolment code, renew with `setpay wallet "
+            "renew --card CARD.json`, the card file it wrote with the code",
+            exc.status,
+        ) from exc
     if not done.complete:
         print(
             f"renewal of the certificate of card {done.masked_pan} pended by the Cardholder "
@@ -368,9 +398,10 @@ def run(args: argparse.Namespace) -> int:
         command = args.wallet_command
         # Read before anything is opened: a wrong file costs no passphrase, key work or call.
         initiation = _initiation(args) if command == "purchase" else None
-        card = read_card_file(args.card) if command == "register" else None
+        renew_card = command == "renew" and args.card is not None
+        card = read_card_file(args.card) if command == "register" or renew_card else None
         form = parse_form(args.form) if command in ("register", "renew") else {}
-        if command == "register":
+        if card is not None:
             _warn_if_shared(args.card)
         config = load(args.dir)
         if command == "register":
@@ -378,10 +409,10 @@ def run(args: argparse.Namespace) -> int:
         passphrase = read_passphrase(passphrase_source(config.passphrase_file))
         wallet = Wallet.open(config)
         try:
-            if card is not None:
+            if command == "register" and card is not None:
                 return _register(wallet, passphrase, card, args.profile, form)
             if command == "renew":
-                return _renew(wallet, passphrase, args.profile, form)
+                return _renew(wallet, passphrase, args.profile, form, card)
             if command == "show":
                 _show(wallet.summary(passphrase))
                 return 0

@@ -50,6 +50,8 @@ MAX_BACKOFF_SECONDS = 1.0
 # refusal of an answer too large says "Received message larger than max ...", never this.
 # Not a documented string: test_transport_concurrency pins it against a real server, so a
 # grpcio that words it otherwise fails that test rather than stop our retries silently.
+# The bank's admission sheds with the same words (gateway.admission SHED_DETAILS, which a
+# client may not import; test_shed_words holds the two equal).
 GRPC_CONCURRENCY_REFUSAL = "Concurrent RPC limit exceeded!"
 
 # After a peer went away, gRPC waits before reconnecting, doubling up to two minutes by

@@ -70,7 +70,9 @@ SHED_BACKLOG = 32
 # long (a random 0-100 ms) before their first retry.
 SHED_RETRY_SECONDS = 0.1
 # gRPC's own words for this refusal, so logs and searches written for it still match (its
-# backstop answers with them too).
+# backstop answers with them too). The bank's clients match them as clients/transport.py
+# GRPC_CONCURRENCY_REFUSAL (a copy: clients may not import gateway; test_shed_words holds
+# the two equal).
 SHED_DETAILS = "Concurrent RPC limit exceeded!"
 _HEALTH_PATH = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/"
 

@@ -17,6 +17,8 @@
                       and the bench's own bank
     ledger.keys       the ledger's data key and index key, sealed to the gateway-token
                       key (``gateway.ledger_keys``; 0600): opens only with the backend
+    ledger.db         the SQLite ledger, holding only its key check of those keys
+                      (``gateway.ledger.key_check``), written while init holds them
 
 Private keys of the brand, the CAs and the gateway are made in the key backend and never
 leave it; TLS keys are ordinary PEM files (gRPC takes them that way). An existing bank
@@ -64,7 +66,8 @@ from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import publish_initial, record_certificate
 from gateway.ca.store import CaStore
 from gateway.config import CONFIG_FILE, BankConfig
-from gateway.ledger_keys import write_ledger_keys
+from gateway.issuer import open_store
+from gateway.ledger_keys import check_belongs, read_ledger_keys, write_ledger_keys
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.uri import PASSPHRASE_ENV, open_backend
@@ -361,7 +364,21 @@ def _provision(
     _write_tls(config.base_dir, transport, merchant_tls=merchant_tls)
     # Sealed to the token key: the file opens no PAN without the backend.
     write_ledger_keys(config.path(config.ledger_keys), backend, token_key)
+    _bind_ledger_keys(config, backend)
     return root
+
+
+def _bind_ledger_keys(config: BankConfig, backend: KeyBackend) -> None:
+    """Give the new (default, SQLite) ledger its key check of the keys just written, while
+    init holds them: left to the first open, a ledger.keys forged in between (sealing one
+    takes only the token key's public half) would be the keys the ledger is bound to. A
+    PostgreSQL ledger configured later is still bound by its first open."""
+    keys = read_ledger_keys(config, backend)
+    store = open_store(config)
+    try:
+        check_belongs(config, store, keys)
+    finally:
+        store.close()
 
 
 def init_bank(

@@ -22,7 +22,9 @@ not a half-certified merchant that can neither register nor open. A CertInq the 
 answers UNKNOWN_LID (it holds no request of this registration: the CertReq never
 arrived, or was refused longer ago than its retention) certified nothing: the record is
 dropped and ``register`` starts over (or, for a request made with a form or an
-account, stops: the next ``register`` needs them again). A verified refusal of a first
+account, stops: the next ``register`` needs them again); unless the resend was answered
+with a CertRes refusing it: the CA's decision of this request (it keeps only the requests
+it certified), raised as the refusal it is. A verified refusal of a first
 send (a CertStatus other than complete, or the CA's Error to the CertReq) removes it
 too.
 
@@ -56,6 +58,7 @@ from clients.identity import (
     write_certificates,
 )
 from clients.merchant.config import MerchantConfig
+from clients.merchant.form_filling import filled_fields
 from clients.merchant.registration_pending import (
     CA_TARGET,
     KEY_EXCHANGE_LABEL,
@@ -74,13 +77,12 @@ from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from setcore.credentials import Credentials, KeyExchangeChooser
 from setcore.encoding import thumbprint
-from setcore.errors import ErrorCode, PeerError, SetcoreError, quoted
+from setcore.errors import ErrorCode, PeerError, SetcoreError
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
 from setcore.registration import (
     CERT_STATUS_NAMES,
     REQUEST_PENDED,
-    RegistrationForm,
     request_kind,
 )
 from setcore.registration_merchant import (
@@ -136,23 +138,6 @@ class Registered:
     def complete(self) -> bool:
         """True when both certificates are stored beside their keys."""
         return bool(self.signature_thumb)
-
-
-def _fill(
-    form: RegistrationForm, config: MerchantConfig, given: Mapping[str, str]
-) -> list[tuple[str, str]]:
-    """Every field the CA's form asks for, with the value given (or known); a name it does
-    not ask for is refused rather than dropped: most likely a misspelt field, which would
-    otherwise go to the CA empty."""
-    unknown = sorted(set(given) - set(form.fields))
-    if unknown:
-        raise RegistrationError(
-            f"the Merchant CA's form {quoted(form.form_id)} has no field "
-            f"{', '.join(map(quoted, unknown))} (its fields: "
-            f"{', '.join(map(quoted, form.fields)) or 'none'})"
-        )
-    known = {"legal-name": config.name or config.merchant_id}
-    return [(name, given.get(name, known.get(name, ""))) for name in form.fields]
 
 
 def _certified(backend: KeyBackend, label: str) -> KeyHandle | None:
@@ -275,7 +260,7 @@ class MerchantRegistrar:
         registration, init_state = self._me_aq_c_init(
             registration_pb2.REQUEST_TYPE_MER_INITIAL_BOTH
         )
-        filled = _fill(registration.form, config, form or {})
+        filled = filled_fields(registration.form, config, form or {})
         signature_key = _new_key(self._backend, SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile)
         kex_key = _new_key(self._backend, KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile)
         cert_request, state = build_merchant_cert_request(
@@ -310,7 +295,7 @@ class MerchantRegistrar:
         registration, init_state = self._me_aq_c_init(
             registration_pb2.REQUEST_TYPE_MER_RENEWAL_BOTH
         )
-        filled = _fill(registration.form, config, {})
+        filled = filled_fields(registration.form, config, {})
         signature_key = self._backend.generate(
             SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile.signature_key
         )
@@ -472,6 +457,7 @@ class MerchantRegistrar:
             log.info("resuming the unfinished request with CertInq")
             return self._inquire(state)
         log.info("sending the unanswered certificate request again")
+        decided: int | None = None  # a CertRes refusing the resend: the CA decided it
         try:
             response = self._authority.cert(request)
             result = open_merchant_cert_response(response, state, self._trust)
@@ -480,13 +466,22 @@ class MerchantRegistrar:
         else:
             if result.complete or result.status == REQUEST_PENDED:
                 return result, state
-            refusal = CERT_STATUS_NAMES.get(result.status, str(result.status))
+            decided = result.status
+            refusal = CERT_STATUS_NAMES.get(decided, str(decided))
         log.info(
             "the Merchant CA refused the request sent again (%s): asking with CertInq "
             "whether it decided it",
             refusal,
         )
-        return self._inquire(state)
+        try:
+            return self._inquire(state)
+        except PeerError as exc:
+            # The CA keeps only certified requests (UNKNOWN_LID for a refused one): not
+            # "never arrived", and a new request would only be refused again.
+            if exc.code != NEVER_RECEIVED or decided is None:
+                raise
+            self._refused(state)
+            raise RegistrationError(f"the Merchant CA refused: {refusal}", decided) from exc
 
     def _inquire(
         self, state: MerchantRequestState

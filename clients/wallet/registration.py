@@ -60,6 +60,7 @@ from clients.identity import (
 from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
 from clients.wallet.credentials import card_credentials
+from clients.wallet.form_filling import filled_fields
 from clients.wallet.pending import (
     pending_record,
     pending_version,
@@ -141,25 +142,6 @@ class RegisteredCard:
     def complete(self) -> bool:
         """True when the certificate is stored and the card sealed with its PANSecret."""
         return bool(self.certificate_thumb)
-
-
-def _filled(
-    form: RegistrationForm, given: Mapping[str, str], code: str | None = None
-) -> list[tuple[str, str]]:
-    """Every field the CA's form asks for, with the value given or empty, and the card's
-    enrolment ``code`` where the form asks for it and no value was given; a name it does
-    not ask for is refused rather than dropped: it is most likely a misspelt field, which
-    would otherwise go to the CA empty."""
-    unknown = sorted(set(given) - set(form.fields))
-    if unknown:
-        raise RegistrationError(
-            f"the Cardholder CA's form {form.form_id} has no field {', '.join(unknown)} "
-            f"(its fields: {', '.join(form.fields) or 'none'})"
-        )
-    values = dict(given)
-    if code is not None and ENROLMENT_CODE_FIELD in form.fields:
-        values.setdefault(ENROLMENT_CODE_FIELD, code)
-    return [(name, values.get(name, "")) for name in form.fields]
 
 
 class CardholderRegistrar:
@@ -289,19 +271,33 @@ class CardholderRegistrar:
         filled_form, reg_state = self._form(pan, registration_pb2.REQUEST_TYPE_CARD_INITIAL_SIG)
         request, state = build_card_cert_request(
             self._backend, key, filled_form, reg_state, pan, expiry,
-            filled=_filled(filled_form, form or {}, self._code),
+            filled=filled_fields(filled_form, form or {}, self._code),
         )  # fmt: skip
         self._seal_pending(state, None, request.SerializeToString())
         result = open_card_cert_response(self._authority.cert(request), state, self._trust)
         return self._finish(result, state, None)
 
-    def renew(self, profile: Profile, *, form: Mapping[str, str] | None = None) -> RegisteredCard:
+    def renew(
+        self,
+        profile: Profile,
+        *,
+        form: Mapping[str, str] | None = None,
+        card: tuple[PAN, str | None] | None = None,
+    ) -> RegisteredCard:
         """Renew the registered card's certificate with a new key version (or resume the
-        renewal under way); the current certificate signs until the new one is stored."""
+        renewal under way); the current certificate signs until the new one is stored.
+        ``card``: the number and enrolment code of the bank's card file (a new code for
+        the card), refused unless it names this wallet's card; a ``form`` value wins."""
         if not self._card_file.exists():
             raise RegistrationError("this wallet holds no card: run `setpay wallet register`")
         held = open_vault(self._card_file, self._passphrase)
-        self._code = (form or {}).get(ENROLMENT_CODE_FIELD) or held.enrolment_code
+        if card is not None and card[0] != held.pan:
+            raise RegistrationError(
+                f"the card file is of card {card[0].masked}, this wallet's card is "
+                f"{held.pan.masked}: renew with the file of this wallet's card"
+            )
+        given = (form or {}).get(ENROLMENT_CODE_FIELD) or (card[1] if card else None)
+        self._code = given or held.enrolment_code
         if held.pending and not renewal_pending(held):
             raise RegistrationError(
                 f"the registration of card {held.pan.masked} is unfinished: run `setpay "
@@ -328,7 +324,7 @@ class CardholderRegistrar:
             )
         renewal = registration_pb2.REQUEST_TYPE_CARD_RENEWAL_SIG
         filled_form, reg_state = self._form(held.pan, renewal)
-        filled = _filled(filled_form, form or {}, self._code)
+        filled = filled_fields(filled_form, form or {}, self._code)
         key = self._backend.generate(
             self._config.key_label, KeyUsage.SIGNATURE, profile.signature_key
         )

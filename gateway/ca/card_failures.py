@@ -9,19 +9,23 @@ the issuer's keyed hash of its number (``IssuerDirectory.card_key``), never the 
 The count runs from the card's first refusal after its last certification (or pend), for
 as long as refusals keep coming less than ``CARD_FAILURE_MEMORY_MS`` apart: however slowly
 a guesser goes, its tries add up. The ``CARD_FAILURE_LIMIT``-th refusal, and every one
-after it, refuses the card for ``CARD_REFUSAL_MS`` whatever the request says, without
-asking the issuer; the answer is the one every refusal of the card gets
+after it, refuses the card for ``CARD_REFUSAL_MS`` whatever the request says: the issuer
+is still asked first (only its word says whether the card has a code), and its answer
+then not used. The answer is the one every refusal of the card gets
 (REJECTED_BY_ISSUER), so the requester cannot tell a locked card from a wrong expiry
 either. Past the limit a guesser gets one try per refusal period: finding the expiry
 takes months, not days. A certified (or pended) request forgets the card's count, and so
 does the bank's ``setpay bank release-card`` (``release``).
 
-Only a card without an enrolment code is counted (``gateway.ca.enrolment``): for one
-with a code, the code's 80 bits make guessing the expiry hopeless, and counting would let
-whoever holds the number keep its holder from registering (a refusal is counted whoever
-sent it). A card opened before codes existed still pays that price until the bank gives
-it a code (``setpay bank issue-enrolment-code``), which also frees it from a lock; until
-then the holder's recourse is the bank, which releases the card.
+Only a card without an enrolment code is locked (``gateway.ca.enrolment``): for one with
+a code, the code's 80 bits make guessing the expiry hopeless, and a lock would let whoever
+holds the number keep its holder from registering (a refusal is counted whoever sent it).
+Its refusals are still counted (counted, never locked): the same reads and writes of
+``ca.db`` for every refusal, so that how long a refusal takes does not tell whether the
+number is a card of this bank with a code. A card opened before codes existed still pays
+the price of a lock until the bank gives it a code (``setpay bank
+issue-enrolment-code``), which also frees it from one; until then the holder's recourse
+is the bank, which releases the card.
 
 Each row is deleted once a refusal period and ``CARD_FAILURE_MEMORY_MS`` have passed since
 its last refusal, at the next refusal of any card: a requester cycling through card
@@ -52,23 +56,27 @@ CARD_REFUSAL_MS = 7 * 24 * 60 * 60 * 1000
 
 
 def card_refused(tx: StoreTransaction, card_key: bytes, now_ms: int) -> bool:
-    """True while the card is refused outright: refused without asking the issuer."""
+    """True while the card is refused outright: refused whatever the issuer answers."""
     counted = tx.card_failures(card_key)
     return counted is not None and now_ms < counted.locked_until_ms
 
 
-def count_failure(tx: StoreTransaction, card_key: bytes, now_ms: int) -> bool:
+def count_failure(
+    tx: StoreTransaction, card_key: bytes, now_ms: int, *, lockable: bool = True
+) -> bool:
     """Count one refusal of the card (forgetting every row that has run out first); True
-    when this refusal refuses the card outright for the refusal period."""
+    when this refusal refuses the card outright for the refusal period, which only a
+    ``lockable`` card (one without an enrolment code) ever is."""
     tx.drop_expired_card_failures(now_ms)
     counted = tx.card_failures(card_key) or CardFailures(0, now_ms, 0)
     failures = counted.failures + 1
     locked_until = counted.locked_until_ms
-    if failures >= CARD_FAILURE_LIMIT:
+    locks = lockable and failures >= CARD_FAILURE_LIMIT
+    if locks:
         locked_until = max(locked_until, now_ms + CARD_REFUSAL_MS)
     updated = CardFailures(failures, counted.window_start_ms, locked_until)
     tx.put_card_failures(card_key, updated, max(now_ms + CARD_FAILURE_MEMORY_MS, locked_until))
-    return failures >= CARD_FAILURE_LIMIT
+    return locks
 
 
 def forget_failures(tx: StoreTransaction, card_key: bytes) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.config import BankConfig
 from gateway.issuer import open_ledger, open_store
 from gateway.ledger import Ledger, LedgerKeys
+from tests.gateway.key_binding_support import forget_key_check
 
 
 def held_keys(config: BankConfig) -> LedgerKeys:
@@ -51,7 +52,9 @@ def open_accounts_as_before(config: BankConfig, keys: LedgerKeys, pans: list[str
 
 def make_older_bank(config: BankConfig, pans: list[str]) -> tuple[LedgerKeys, list[str]]:
     """Turn a new bank into an older one: a plaintext ledger.keys with new keys, and
-    accounts for ``pans`` opened under them."""
+    accounts for ``pans`` opened under them, in a ledger without a key check (an older
+    init wrote no ledger: its first open made one)."""
+    forget_key_check(config)
     keys = LedgerKeys.generate()
     write_plaintext(config.path(config.ledger_keys), keys)
     return keys, open_accounts_as_before(config, keys, pans)

@@ -12,7 +12,7 @@ import pytest
 from gateway.bank_pki import BankIncomplete
 from gateway.config import BankConfig, load
 from gateway.issuer import open_ledger
-from gateway.ledger import LedgerKeys, UnknownAccount
+from gateway.ledger import LedgerKeys
 from gateway.process import start_bank
 from gateway.provisioning import init_bank
 from tests.cards import card
@@ -47,10 +47,11 @@ def _refused(config: BankConfig, chosen: LedgerKeys) -> str:
     return message
 
 
-def test_the_first_open_writes_the_key_check_and_later_opens_check_it(tmp_path: Path) -> None:
+def test_init_writes_the_key_check_and_every_open_checks_it(tmp_path: Path) -> None:
     config = _bank(tmp_path / "bank")
-    held = held_keys(config)  # the first open
-    rows = key_check_rows(config)
+    rows = key_check_rows(config)  # before any open
+    held = held_keys(config)
+    assert key_check_rows(config) == rows
     assert len(rows) == 1
     for trace in traces(held):
         assert all(trace not in value for value in rows[0])  # it reveals neither key
@@ -129,18 +130,13 @@ def test_a_file_with_only_the_index_key_wrong_is_refused(tmp_path: Path) -> None
     assert "its index key does not match" in message and "data key" not in message
 
 
-def test_a_forged_file_before_the_first_open_of_a_new_ledger_is_its_keys(tmp_path: Path) -> None:
-    # The limit of the key check (nothing but being first binds a new ledger's keys), and
-    # the proof that the refusals above are the key check's: the forged file opens.
+def test_a_forged_file_before_the_first_open_of_a_new_ledger_is_refused(tmp_path: Path) -> None:
+    # init writes the SQLite ledger's key check while it holds the keys: a file forged
+    # between init and the first open is refused as one forged later is. (A PostgreSQL
+    # ledger, configured after init, is bound by its first open: test_ledger_keys_first_open.)
     config = _bank(tmp_path / "bank")
     chosen = LedgerKeys.generate()
     forge_sealed_file(config, chosen)
-    assert held_keys(config) == chosen
-    account = _open_card(config, PANS[0])
-    ledger = open_ledger(config)
-    try:
-        assert ledger.find_card_account(PANS[0]).account_id == account
-        with pytest.raises(UnknownAccount):
-            ledger.find_card_account(PANS[1])
-    finally:
-        ledger.close()
+    message = _refused(config, chosen)
+    assert "index key" in message and "data key" in message
+    assert len(key_check_rows(config)) == 1  # init's, before any open

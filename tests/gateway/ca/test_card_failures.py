@@ -130,3 +130,14 @@ def _rows(store: CaStore) -> int:
         return int(db.execute("SELECT COUNT(*) FROM card_failures").fetchone()[0])
     finally:
         db.close()
+
+
+def test_a_card_that_is_not_lockable_is_counted_but_never_locked(store: CaStore) -> None:
+    """A card with an enrolment code: every refusal written as any other card's, none locks."""
+    for n in range(1, 3 * CARD_FAILURE_LIMIT):
+        with store.write() as tx:
+            assert not count_failure(tx, CARD, T0 + n, lockable=False)
+    assert not _refused(store, CARD, T0 + 3 * CARD_FAILURE_LIMIT)
+    with store.read() as tx:
+        counted = tx.card_failures(CARD)
+    assert counted is not None and counted.failures == 3 * CARD_FAILURE_LIMIT - 1

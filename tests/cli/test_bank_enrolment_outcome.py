@@ -1,0 +1,125 @@
+"""``setpay bank issue-enrolment-code`` when a step fails: a card file that cannot be written
+leaves the card's code unchanged; a ledger that cannot say whether it took the new code
+leaves the card file, perhaps the code's only copy, and the command says so."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import gateway.issuer
+from cli import bank
+from cli.wallet import read_card_file
+from gateway.config import BankConfig, load
+from gateway.issuer import LedgerDirectory, open_ledger
+from gateway.ledger import Ledger, LedgerStore, StoreUnavailable, accounts
+from gateway.provisioning import InitResult, init_bank
+from setcore.pan import PAN
+from setpay.v1 import registration_pb2
+from tests.cards import card
+from tests.cli.command_support import run_bank
+
+# Cards of these tests' own: BIN and serials.
+TEST_BIN = "499995"
+EXPIRY = "203012"
+COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
+R = TypeVar("R")
+
+
+class _AcknowledgementLost:
+    """The bank's own ledger store, whose commit of an enrolment code is made and whose
+    acknowledgement is lost, as a broken connection to PostgreSQL or to the ledger
+    service loses it (StoreUnavailable after the commit)."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+
+    def execute(self, work: Callable[[Any], R]) -> R:
+        done = self._store.execute(work)
+        if getattr(work, "func", None) is accounts.set_enrolment_hash:
+            raise StoreUnavailable("the connection broke before the commit was acknowledged")
+        return done
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
+    return init_bank(tmp_path_factory.mktemp("bank-enrolment-outcome") / "bank", env={})
+
+
+@pytest.fixture
+def ledger(made: InitResult) -> Iterator[Ledger]:
+    opened = open_ledger(load(made.directory / "setpay.toml"))
+    yield opened
+    opened.close()
+
+
+def test_a_lost_commit_acknowledgement_keeps_the_card_file(
+    made: InitResult,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ledger: Ledger,
+) -> None:
+    pan = card(TEST_BIN, 1)
+    ledger.open_card_account(pan, EXPIRY, 5000, 978)
+    pan_file, card_out = tmp_path / "pan.txt", tmp_path / "new.json"
+    pan_file.write_text(pan + "\n")
+    real_open_store = gateway.issuer.open_store
+
+    def losing(config: BankConfig, *args: Any, **kwargs: Any) -> LedgerStore:
+        return _AcknowledgementLost(real_open_store(config, *args, **kwargs))  # type: ignore[return-value]
+
+    monkeypatch.setattr(gateway.issuer, "open_store", losing)
+    status, out, err = run_bank(
+        ["--config", str(made.directory / "setpay.toml"), "issue-enrolment-code",
+         "--pan-file", str(pan_file), "--card-out", str(card_out)],
+        capsys,
+    )  # fmt: skip
+    monkeypatch.undo()
+    assert (status, out) == (1, "")
+    # The ledger took the code: the kept file is the only way the holder ever gets it.
+    assert card_out.exists(), "the card file of a code the ledger may hold was deleted"
+    assert stat.S_IMODE(card_out.stat().st_mode) == 0o600
+    assert "may or may not hold the code" in err and "run issue-enrolment-code again" in err
+    assert pan not in err
+    code = read_card_file(card_out)[2]
+    assert code is not None and code not in err
+    word = LedgerDirectory(ledger).check_enrolled_card(PAN(pan), EXPIRY, code)
+    assert (word.status, word.has_code) == (COMPLETE, True)
+
+
+def test_a_card_file_that_cannot_be_written_leaves_the_code_unchanged(
+    made: InitResult,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ledger: Ledger,
+) -> None:
+    pan = card(TEST_BIN, 2)
+    ledger.open_card_account(pan, EXPIRY, 5000, 978)
+    pan_file, card_out = tmp_path / "pan.txt", tmp_path / "new.json"
+    pan_file.write_text(pan + "\n")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(bank.os, "fsync", disk_full)
+    status, out, err = run_bank(
+        ["--config", str(made.directory / "setpay.toml"), "issue-enrolment-code",
+         "--pan-file", str(pan_file), "--card-out", str(card_out)],
+        capsys,
+    )  # fmt: skip
+    assert (status, out) == (1, "")
+    assert "cannot write --card-out" in err and "the card's code is unchanged" in err
+    assert not card_out.exists()
+    word = LedgerDirectory(ledger).check_enrolled_card(PAN(pan), EXPIRY, None)
+    assert (word.status, word.has_code) == (COMPLETE, False)
