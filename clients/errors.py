@@ -2,6 +2,8 @@
 
     ClientError
     ├── ConfigError          configuration missing, malformed or unsafe (names the setting)
+    │   └── SignerGone       the signature key or certificate an order's PI names is no
+    │                        longer usable: no AuthReq the gateway would take can be built
     ├── TransportError       a call to a peer (gateway, merchant, CA) failed at the gRPC
     │                        level, after the bounded retries; carries the status name
     ├── OutcomeUnknown       the gateway's answer to a stored request never came, could
@@ -33,6 +35,12 @@ class ClientError(Exception):
 
 class ConfigError(ClientError):
     """The configuration is missing, malformed or unsafe."""
+
+
+class SignerGone(ConfigError):
+    """The signature key whose certificate an order's PI names is no longer held, or that
+    certificate has expired: the gateway refuses an AuthReq signed under any other (SET
+    9.3.1), so none can be built for the order."""
 
 
 class TransportError(ClientError):

@@ -198,7 +198,7 @@ class Supervisor:
             self._spawn(index)
 
     def _fork(self, index: int) -> _Worker:
-        """Fork a child that runs ``_become_child(index, ...)``; the child as watched."""
+        """Fork a child that runs ``gateway.child.become_child``; the child as watched."""
         # Each worker opens its own token sessions after the fork (DESIGN.md 5.4): a module
         # initialized here would be inherited, and its connections shared, by every child.
         check_not_initialized("fork a worker")
@@ -209,7 +209,7 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:  # the child; never returns
                 os.close(read_fd)
-                self._become_child(index, write_fd, mask)
+                become_child(self._plan, index, write_fd, mask, drop=self._drop_in_child)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
@@ -228,9 +228,6 @@ class Supervisor:
 
     def _children(self) -> list[_Worker]:
         return [*self._workers.values(), *([self._ledger] if self._ledger else [])]
-
-    def _become_child(self, index: int, ready_fd: int, mask: set[int]) -> None:
-        become_child(self._plan, index, ready_fd, mask, drop=self._drop_in_child)
 
     def _drop_in_child(self) -> None:
         """In a child: close what belongs to the supervisor (its loop, its sockets, the
@@ -441,8 +438,12 @@ def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda boun
     # WORKER_START_SECONDS; and the indexes of a big ledger take minutes. Safe before fork
     # (DESIGN.md 5.4): no key backend, no gRPC object, and ``close`` ends every SQLite or
     # PostgreSQL connection, joins the store's writer thread and closes its lock file. Done
-    # before the stop signals are held: nothing is prepared yet that a stop must undo, and
-    # a stop during a migration of minutes ends it (its transaction rolls back).
+    # before the stop signals are held: nothing is prepared yet that a stop must undo. A
+    # stop is then not prompt: on SQLite, Ctrl-C takes effect only once the running C
+    # statement (a CREATE INDEX) returns; SIGTERM, with no handler yet, ends the process at
+    # once, but setpay as PID 1 in Docker is spared a signal it has no handler for: SIGTERM
+    # is ignored until the handlers are installed after the migration, and ``docker stop``
+    # SIGKILLs after its timeout. Either way the transaction rolls back: no harm done.
     try:
         open_store(config).close()
     except LedgerError as exc:

@@ -8,12 +8,18 @@ They are started as ``python -m cli.main`` with this interpreter, so the bench m
 the installed code whatever ``PATH`` holds; their output goes to a log file beside the
 bank, whose last lines are shown when one does not come up.
 
-The servers are started with ``SETPAY_ALLOW_INSPECTION=1``: no core file, as for any
-setpay process, but dumpable, so that the bench may read their ``/proc/PID/fd`` (which
-worker took each connection) without ``CAP_SYS_PTRACE``, as any non-root user does. Not
-dumpable, their ``/proc`` is shut to the bench: it cannot see how its connections spread
-over the workers, nor redial those piled on one. They are throwaway banks with keys of
-their own, and the warning the variable brings is in their log.
+The servers are started with ``SETPAY_ALLOW_INSPECTION=1`` when no secret of the bank's
+keys is in their environment (``inspectable``): no core file, as for any setpay process,
+but dumpable, so that the bench may read their ``/proc/PID/fd`` (which worker took each
+connection) without ``CAP_SYS_PTRACE``, as any non-root user does. A dumpable process's
+``/proc/PID/environ`` is open to every process of the same user too, so a bank whose key
+URI reads its PIN or passphrase from the environment (``--keys
+pkcs11:...;pin-source=env:NAME``) is served hardened: its ``/proc`` is shut to the bench,
+which then cannot see how its connections spread over the workers, nor redial those
+piled on one, and reports them unknown (a line in the server's log says why). The bank
+the bench makes without ``--keys`` always reads a passphrase file of its own, whatever
+the bench's environment holds, so it stays inspectable; the warning the variable brings
+is in the server's log.
 
 Each is started in a session (and process group) of its own, so that SIGKILL, when a
 server does not stop or does not come up, reaches its workers too: killed alone, a
@@ -30,12 +36,15 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from clients.loadtest.cpu import descendants
 from clients.loadtest.errors import SpawnError
+from hsm.errors import InvalidKeyURI
+from hsm.uri import PASSPHRASE_ENV, parse_key_uri
 
 # Creating a bank makes a brand PKI (RSA-2048 keys take a while, a token longer still).
 INIT_SECONDS = 300.0
@@ -53,6 +62,10 @@ LOOPBACK_ANY_PORT = "127.0.0.1:0"
 # What leaves a setpay process dumpable (``cli.hardening.ALLOW_INSPECTION``, which clients
 # may not import; a test holds the two equal).
 ALLOW_INSPECTION = "SETPAY_ALLOW_INSPECTION"
+# The variable that overrides a bank's configured key URI, and the URI when neither gives
+# one (``gateway.config``, which clients may not import either).
+KEYS_ENV = "SETPAY_KEYS"
+DEFAULT_KEYS = "soft:keys"
 # ``setpay gateway serve --metrics-port`` for a port the OS picks (then the third number
 # of the port file).
 ANY_METRICS_PORT = "any"
@@ -74,13 +87,19 @@ def init_bank(directory: Path, profile: str, keys: str | None) -> Path:
     """``setpay init DIRECTORY``, with the merchant TLS credentials the bench's channels
     present; returns its ``setpay.toml``."""
     argv = _setpay("init", str(directory), "--profile", profile, "--merchant-tls")
+    env = dict(os.environ)
     if keys:
         argv += ["--keys", keys]
+    else:
+        # Without it, init would key the throwaway keystore to the passphrase the user's
+        # environment holds, which a dumpable server would then show (``inspectable``).
+        env.pop(PASSPHRASE_ENV, None)
     log = directory.parent / f"{directory.name}-init.log"
     with log.open("wb") as out:
         done = subprocess.run(
-            argv, stdout=out, stderr=subprocess.STDOUT, timeout=INIT_SECONDS, check=False
-        )
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=INIT_SECONDS,
+            check=False,
+        )  # fmt: skip
     if done.returncode != 0:
         raise SpawnError(f"setpay init failed ({done.returncode}):\n{_tail(log)}")
     return directory / "setpay.toml"
@@ -129,14 +148,35 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait(STOP_SECONDS)
 
 
-def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
+def inspectable(config: Path) -> bool:
+    """Whether servers of the bank ``config`` describes may be left dumpable: only when
+    the key URI they will use (``SETPAY_KEYS``, else the file's) reads its secret from a
+    file, so that none sits in their environment. Anything unreadable: no."""
+    try:
+        with config.open("rb") as file:
+            configured = tomllib.load(file).get("bank", {}).get("keys", DEFAULT_KEYS)
+        parsed = parse_key_uri(os.environ.get(KEYS_ENV) or str(configured))
+    except (OSError, tomllib.TOMLDecodeError, AttributeError, InvalidKeyURI):
+        return False
+    return parsed.pin_source.kind == "file"
+
+
+def start(
+    name: str, argv: Sequence[str], port_file: Path, log: Path, *, inspect: bool = False
+) -> Server:
     """Start ``argv`` (which writes ``port_file`` once serving) and wait for its ports;
-    stopped (its whole group) if anything ends the wait, an interruption included."""
+    stopped (its whole group) if anything ends the wait, an interruption included.
+    ``inspect``: left dumpable (``inspectable``), without a keystore passphrase variable,
+    which such a server does not read."""
     port_file.unlink(missing_ok=True)
+    env = dict(os.environ)
+    if inspect:
+        env[ALLOW_INSPECTION] = "1"
+        env.pop(PASSPHRASE_ENV, None)
     with log.open("ab") as out:
         process = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, ALLOW_INSPECTION: "1"}, start_new_session=True,
+            list(argv), stdout=out, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
         )  # fmt: skip
     try:
         ports = _wait_for_ports(name, process, port_file, log)
@@ -144,6 +184,18 @@ def start(name: str, argv: Sequence[str], port_file: Path, log: Path) -> Server:
         _kill_group(process)
         raise
     return Server(name, process, ports, log)
+
+
+def _serve(name: str, argv: Sequence[str], port_file: Path, log: Path, config: Path) -> Server:
+    """``start`` a server of the bank ``config``, inspectable if it may be."""
+    inspect = inspectable(config)
+    if not inspect:
+        with log.open("a") as out:
+            out.write(
+                f"setpay bench: {name} left hardened, the bank's key URI reading its secret "
+                "from the environment: the bench cannot see its connections per worker\n"
+            )
+    return start(name, argv, port_file, log, inspect=inspect)
 
 
 def _wait_for_ports(
@@ -173,7 +225,7 @@ def serve_bank(config: Path, workdir: Path, workers: int, *, metrics: bool = Fal
     )  # fmt: skip
     if metrics:
         argv += ["--metrics-port", ANY_METRICS_PORT]
-    server = start("bank", argv, port_file, workdir / "bank.log")
+    server = _serve("bank", argv, port_file, workdir / "bank.log", config)
     if metrics:
         # "GATEWAY_PORT CA_PORT METRICS_PORT": the bank adds the port the OS picked.
         if len(server.ports) != 3:
@@ -203,4 +255,4 @@ def serve_reference(
         argv += ["--delay-ms", f"{delay_ms:g}"]
     if threads is not None:
         argv += ["--threads", str(threads)]
-    return start(mode, argv, port_file, workdir / f"{mode}.log")
+    return _serve(mode, argv, port_file, workdir / f"{mode}.log", config)

@@ -39,7 +39,10 @@ Where authorization differs from a settlement operation, it says why at the hook
   PInitRes (``Order.signer_thumb``): the cardholder's PI names that one, and the gateway
   refuses an AuthReq signed by another (MERCHANT_MISMATCH, SET 9.3.1). After ``renew``,
   an order purchased before it but built only now (the gateway away, or ``_rebuild``)
-  is signed with the earlier key version, which ``renew`` keeps (``_signing_as``).
+  is signed with the earlier key version, which ``renew`` keeps (``_signing_as``). When
+  that key is gone or its certificate has expired (``SignerGone``), no AuthReq the
+  gateway would take can be built: one refused as too old ends failed with the
+  gateway's code (``_rebuild``), and one with none sent ends failed (``_stored``).
 - An answer that could not be checked for want of current revocation data fetches it
   for the next try: no caller keeps it current before authorizing, as a settlement
   command does at its start and a serving merchant's resume rounds do (``runtime``). A
@@ -64,7 +67,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from clients.errors import ClientError, ConfigError, OutcomeUnknown, StoreError, TransportError
+from clients.errors import ClientError, OutcomeUnknown, SignerGone, StoreError, TransportError
 from clients.identity import certified_versions
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
@@ -218,7 +221,10 @@ class Authorizer(StoredRequests[Order]):
                 log.debug("order %s: tried by another thread meanwhile", order.short_id)
                 return None
             try:
-                return self._send(self._stored(order))
+                stored = self._stored(order)
+                if stored.state is not OrderState.AUTHORIZING:
+                    return stored  # ended unsent (``_stored``)
+                return self._send(stored)
             except OutcomeUnknown as exc:
                 if isinstance(exc.cause, RevocationUnavailable):
                     self._fetch_revocation(order)
@@ -241,7 +247,8 @@ class Authorizer(StoredRequests[Order]):
         data from the CA), the key backend and the store: any of them failing leaves the
         order purchased, nothing sent, and raises ``OutcomeUnknown`` as a sending would,
         so that the wallet hears "order received" and ``resume`` takes no answer from
-        the gateway at all as "gateway unreachable".
+        the gateway at all as "gateway unreachable". But for ``SignerGone``: the order
+        ends failed (INVALID_CERTIFICATE), and is returned so.
         """
         if order.state is OrderState.AUTHORIZING:
             return order
@@ -250,6 +257,11 @@ class Authorizer(StoredRequests[Order]):
             return self._store.record_auth_request(
                 order.xid, state.rrpid, wire, state.request_digest
             )
+        except SignerGone as exc:
+            # No retry can change this, and nothing was ever sent: the gateway holds
+            # nothing for the order, so ending it loses no hold. Said once, not every round.
+            log.error("order %s: failed, nothing sent: %s", order.short_id, exc)
+            return self._store.record_failure(order.xid, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE)
         except Exception as exc:  # the order's AuthReq is not built: nothing is lost
             quiet = isinstance(exc, TransportError)  # the gateway or the CA away
             known = isinstance(exc, ClientError | SetcoreError | KeyBackendError)
@@ -277,7 +289,7 @@ class Authorizer(StoredRequests[Order]):
     def _signing_as(self, order: Order) -> Credentials:
         """The credentials that sign the order's AuthReq: the signature key whose
         certificate signed its PInitRes (the one the PI names), the current one but after
-        a renewal. ``ConfigError`` when that key is gone or its certificate has expired:
+        a renewal. ``SignerGone`` when that key is gone or its certificate has expired:
         the gateway would refuse any AuthReq for the order, so none is built."""
         wanted, current = order.signer_thumb, self._credentials
         if wanted is None or hmac.compare_digest(wanted, current.signature_thumb):
@@ -287,7 +299,7 @@ class Authorizer(StoredRequests[Order]):
             versions = certified_versions(current.backend, SIGNATURE_LABEL)
             found = next(((k, der) for k, der in versions if thumbprint(der) == wanted), None)
             if found is None:
-                raise ConfigError(
+                raise SignerGone(
                     f"order {order.short_id} cannot be authorized: the signature key whose "
                     f"certificate {wanted.hex()[:16]} its PI names is no longer held"
                 )
@@ -298,7 +310,7 @@ class Authorizer(StoredRequests[Order]):
             self._earlier[wanted] = signing
         expiry = x509.load_der_x509_certificate(signing.signature_cert).not_valid_after_utc
         if expiry <= datetime.now(UTC):
-            raise ConfigError(
+            raise SignerGone(
                 f"order {order.short_id} cannot be authorized: the signature certificate "
                 f"{wanted.hex()[:16]} its PI names expired at {expiry:%Y-%m-%d %H:%M} UTC"
             )
@@ -334,13 +346,19 @@ class Authorizer(StoredRequests[Order]):
     def _fail(self, request: Order, error_code: int) -> Order:
         return self._store.record_failure(request.xid, error_code)
 
-    def _rebuild(self, request: Order, error_code: int) -> Order:
+    def _rebuild(self, request: Order, error_code: int) -> Order | None:
         """Built afresh around the same PI, the order's AuthReq replaced (the order stays
         authorizing). Safe beside ``renewal``'s reasons: the gateway's ledger records
         each PI's XID before deciding, so a PI is never authorized twice, whatever the
-        RRPID."""
+        RRPID. None when no AuthReq the gateway would take can be built (``SignerGone``):
+        sending the refused bytes again would only be refused again, every round, so the
+        order ends failed with the gateway's verified code."""
         _, sent = _sent_auth_request(request)
-        wire, state = self._build(request)
+        try:
+            wire, state = self._build(request)
+        except SignerGone as exc:
+            log.error("%s: not built afresh: %s", self._named(request), exc)
+            return None
         return self._store.renew_auth_request(
             request.xid, sent.rrpid, state.rrpid, wire, state.request_digest
         )

@@ -221,9 +221,11 @@ class OrderStore(Database):
         return self.order(xid)
 
     def record_failure(self, xid: bytes, error_code: int) -> Order:
-        """The gateway refused the AuthReq with a verified SET Error (``error_code``)."""
+        """The gateway refused the AuthReq with a verified SET Error (``error_code``); or,
+        the order purchased, none it would take can be built, and none was ever sent."""
         with self._write() as conn:
             move_order(
-                conn, xid, (OrderState.AUTHORIZING,), OrderState.FAILED, error_code=error_code
-            )
+                conn, xid, (OrderState.PURCHASED, OrderState.AUTHORIZING), OrderState.FAILED,
+                error_code=error_code,
+            )  # fmt: skip
         return self.order(xid)

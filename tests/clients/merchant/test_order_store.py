@@ -69,9 +69,13 @@ def test_transitions_out_of_order_refused(store: MerchantStore) -> None:
     xid = store.open_order(b"lid-1", b"x" * 32, b"trans-ids", b"c" * 32).xid
     with pytest.raises(OrderStateError):
         store.record_auth_request(xid, b"r" * 32, b"request", b"digest")
+    with pytest.raises(OrderStateError):  # nothing paid for yet: nothing to fail
+        store.record_failure(xid, 8)
     store.record_purchase(xid, b"t" * 32, b"oi", b"pi")
     with pytest.raises(OrderStateError):
         store.record_purchase(xid, b"t" * 32, b"oi", b"pi")
+    # A purchased order may end failed (no AuthReq it would take can be built), once.
+    assert store.record_failure(xid, 8).state is OrderState.FAILED
     with pytest.raises(OrderStateError):
         store.record_failure(xid, 8)
 

@@ -22,6 +22,7 @@ from clients.merchant.registration import SIGNATURE_LABEL
 from clients.merchant.runtime import Merchant
 from gateway.servicer import PaymentGatewayServicer
 from setcore.encoding import thumbprint
+from setcore.errors import ErrorCode
 from setcore.pki.certificate import load_certificate
 from tests.clients.bank_support import RunningBank
 from tests.clients.cli_support import run_cli
@@ -117,11 +118,12 @@ def _purchased_then_renewed(
     make_wallet: WalletFactory,
     capsys: pytest.CaptureFixture[str],
     merchant_id: str,
+    gateway_target: str | None = None,
 ) -> tuple[Merchant, bytes, bytes]:
     """An order purchased, its AuthReq not built, then ``renew``: the merchant opened
     again without serving (no worker), the order's XID and the earlier certificate's
     thumbprint."""
-    merchant = make_merchant(merchant_id, AnswerMode.ORDER_RECEIVED)
+    merchant = make_merchant(merchant_id, AnswerMode.ORDER_RECEIVED, gateway_target)
     merchant.authorizer.stop(timeout=10)
     old_thumb = merchant.credentials.signature_thumb
     xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 500)).xid)
@@ -131,6 +133,18 @@ def _purchased_then_renewed(
     return Merchant.open(load_merchant_config(directory)), xid, old_thumb
 
 
+def _forget_earlier_keys(merchant: Merchant) -> None:
+    """Every signature key but the current one deleted from the merchant's backend."""
+    earlier = [
+        key
+        for key in merchant.backend.list_keys()
+        if key.label == SIGNATURE_LABEL and key != merchant.credentials.signature_key
+    ]
+    assert earlier
+    for key in earlier:
+        merchant.backend.delete(key.label, key.version)
+
+
 def test_an_order_whose_signature_key_is_gone_is_not_sent(
     make_merchant: MerchantFactory,
     make_wallet: WalletFactory,
@@ -138,22 +152,17 @@ def test_an_order_whose_signature_key_is_gone_is_not_sent(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The earlier signature key deleted after the renewal: no AuthReq can be built that
-    the gateway would take; the order stays purchased, nothing sent, and the log says
-    why by name."""
+    the gateway would take; the order fails, nothing sent, and the log says why by
+    name."""
     again, xid, old_thumb = _purchased_then_renewed(
         make_merchant, make_wallet, capsys, "m-renew-gone"
     )
     try:
-        earlier = [
-            key
-            for key in again.backend.list_keys()
-            if key.label == SIGNATURE_LABEL and key != again.credentials.signature_key
-        ]
-        assert earlier
-        for key in earlier:
-            again.backend.delete(key.label, key.version)
+        _forget_earlier_keys(again)
         left = again.authorizer.authorize(xid)
-        assert left.state is OrderState.PURCHASED and left.auth_request is None
+        assert (left.state, left.error_code, left.auth_request) == (
+            OrderState.FAILED, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, None,
+        )  # fmt: skip
         said = f"cannot be authorized: the signature key whose certificate {old_thumb.hex()[:16]}"
         assert any(said in m for m in caplog.messages)
     finally:
@@ -168,7 +177,8 @@ def test_an_order_whose_earlier_certificate_has_expired_is_not_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The order waited past the end of the certificate its PI names: the gateway would
-    refuse any AuthReq signed under it, so none is built, and the log says so."""
+    refuse any AuthReq signed under it, so none is built: the order fails, and the log
+    says so."""
     again, xid, old_thumb = _purchased_then_renewed(
         make_merchant, make_wallet, capsys, "m-renew-expired"
     )
@@ -186,7 +196,9 @@ def test_an_order_whose_earlier_certificate_has_expired_is_not_sent(
         # Not raising: the code before this check had no clock to move.
         monkeypatch.setattr(authorizer_module, "datetime", _AfterItsEnd, raising=False)
         left = again.authorizer.authorize(xid)
-        assert left.state is OrderState.PURCHASED and left.auth_request is None
+        assert (left.state, left.error_code, left.auth_request) == (
+            OrderState.FAILED, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, None,
+        )  # fmt: skip
         said = f"the signature certificate {old_thumb.hex()[:16]} its PI names expired at"
         assert any(said in m for m in caplog.messages)
     finally:
