@@ -45,12 +45,13 @@ from clients.wallet.config import load as load_wallet_config
 from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.purchases import Initiation
 from clients.wallet.runtime import Wallet
+from gateway.bank_files import write_new
 from gateway.bank_pki import ALL_LABELS, bank_keys_uri
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.ledger.enrolment import new_enrolment_code
 from gateway.process import RunningBank, start_bank
-from gateway.provisioning import destroy_bank_keys, init_bank, write_new
+from gateway.provisioning import destroy_bank_keys, init_bank
 from hsm.uri import describe_uri, open_backend
 from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore

@@ -72,6 +72,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from gateway.bank_files import write_new
 from gateway.bank_pki import (
     CERT_SUFFIX,
     GATEWAY_KEX_LABEL,
@@ -88,7 +89,7 @@ from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import record_certificate, revoke
 from gateway.config import BankConfig
 from gateway.ports import parse_port
-from gateway.provisioning import GATEWAY_NAME, write_new
+from gateway.provisioning import GATEWAY_NAME
 from gateway.renewal_lock import RENEW_TASK, KeysLock, holding_keys_lock
 from hsm.base import KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError

@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.bank_errors import BankIncomplete
+from gateway.bank_files import write_private
 from gateway.bank_pki import GATEWAY_TOKEN_LABEL
 from gateway.config import CONFIG_FILE, BankConfig
 from gateway.ledger import InvalidRequest, LedgerKeys, LedgerStore
@@ -75,7 +76,6 @@ _WRAP_INFO = KDF_LABEL + FORMAT.encode() + b"\x00wrap\x00"
 # A sealed file is a few hundred bytes (an RSA-3072 KEM ciphertext the largest part); one
 # larger than this is not a ledger keys file, and is not read whole into memory.
 MAX_FILE_BYTES = 16 * 1024
-PRIVATE_MODE = 0o600
 
 
 class PlaintextLedgerKeys(BankIncomplete):
@@ -142,22 +142,11 @@ def sealed_bytes(backend: KeyBackend, key: KeyHandle, keys: LedgerKeys) -> bytes
     return json.dumps(document, indent=1).encode() + b"\n"
 
 
-def _write_durably(fd: int, data: bytes) -> None:
-    try:
-        os.fchmod(fd, PRIVATE_MODE)  # whatever the umask did
-        view = memoryview(data)
-        while view:  # a write may take less than it is given (a full disk, a signal)
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_ledger_keys(path: Path, backend: KeyBackend, key: KeyHandle) -> None:
     """Create two new 32-byte ledger keys, sealed to ``key``, in a new file (0600)."""
     keys = LedgerKeys(data_key=os.urandom(KEY_BYTES), index_key=os.urandom(KEY_BYTES))
     data = sealed_bytes(backend, key, keys)
-    _write_durably(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE), data)
+    write_private(path, data)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -295,7 +284,7 @@ def seal_ledger_keys(config: BankConfig, backend: KeyBackend, store: LedgerStore
     fresh = path.with_name(f".{path.name}.sealing")
     fresh.unlink(missing_ok=True)  # left by a sealing that was killed: never renamed
     try:
-        _write_durably(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE), data)
+        write_private(fresh, data)
         os.replace(fresh, path)
     except BaseException:
         fresh.unlink(missing_ok=True)

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from gateway.bank_files import write_private
 from gateway.bank_pki import (
     ALL_LABELS,
     CA_LABELS,
@@ -110,35 +111,9 @@ PASSPHRASE_FILE = "keys.pass"  # noqa: S105 - a file name, not a secret
 # 32 random bytes, base64url: as strong as any key the passphrase protects.
 PASSPHRASE_BYTES = 32
 TLS_DIR = "tls"
-PRIVATE_MODE = 0o600
-# A public file (a certificate) made by ``write_new``: readable by all, less the umask.
-PUBLIC_MODE = 0o644
 DIRECTORY_MODE = 0o700
 
 log = logging.getLogger("setpay.provisioning")
-
-
-def write_new(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Create ``path`` holding ``data``, durably; refuse to replace an existing file.
-
-    ``private``: readable by its owner only, whatever the umask; else ``PUBLIC_MODE``
-    less the umask. The renewal of the gateway's keys writes its certificates so too."""
-    mode = PRIVATE_MODE if private else PUBLIC_MODE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        if private:
-            os.fchmod(fd, PRIVATE_MODE)  # whatever the umask did
-        view = memoryview(data)
-        while view:  # a write may take less than it is given (a full disk, a signal)
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` readable by its owner only; refuse to replace an existing file."""
-    write_new(path, data, private=True)
 
 
 @dataclass(frozen=True)

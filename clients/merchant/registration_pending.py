@@ -29,15 +29,13 @@ from google.protobuf.message import DecodeError
 from clients.errors import RegistrationError
 from clients.identity import write_atomically
 from clients.merchant.config import MerchantConfig
+from clients.pending_request import resumed_exchange
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyNotFound
-from setcore.error_message import request_digest
 from setcore.errors import SetcoreError, quoted
-from setcore.freshness import new_id
-from setcore.pki.roles import MERCHANT_CA, CertificateUsage
+from setcore.pki.roles import MERCHANT_CA
 from setcore.pki.truststore import TrustStore
 from setcore.registration import request_kind
-from setcore.registration_certreq import Exchange
 from setcore.registration_merchant import MerchantIdentity, MerchantRequestState
 from setpay.v1 import registration_pb2
 
@@ -170,23 +168,7 @@ def resumed_state(
 ) -> tuple[MerchantRequestState, registration_pb2.CertRequest | None]:
     """The recorded request's state, and the CertReq to send again if still unanswered."""
     try:
-        ca = trust.verify_chain(
-            base64.b64decode(record["ca_certificate"]), (), MERCHANT_CA,
-            CertificateUsage.SIGNATURE,
-        )  # fmt: skip
-        request = None
-        rrpid, chall_ee3, sent = new_id(), new_id(), b""
-        if "cert_request" in record:
-            request = registration_pb2.CertRequest.FromString(
-                base64.b64decode(record["cert_request"])
-            )
-            rrpid = base64.b64decode(record["rrpid"])
-            chall_ee3 = base64.b64decode(record["chall_ee3"])
-            sent = request_digest(request.DESCRIPTOR.full_name, request.cert_req)
-        exchange = Exchange(
-            rrpid, chall_ee3, base64.b64decode(record["lid_ee"]),
-            base64.b64decode(record["lid_ca"]), ca, request_digest=sent,
-        )  # fmt: skip
+        exchange, request = resumed_exchange(record, trust, MERCHANT_CA)
         state = MerchantRequestState(
             exchange, int(record["request_type"]),
             MerchantIdentity(record["merchant_id"], record["merchant_name"]),

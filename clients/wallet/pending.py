@@ -14,17 +14,15 @@ import base64
 from google.protobuf.message import DecodeError
 
 from clients.errors import RegistrationError
+from clients.pending_request import resumed_exchange
 from clients.wallet.vault import CardSecrets
 from hsm.base import KeyBackend
 from hsm.errors import KeyNotFound
-from setcore.error_message import request_digest
 from setcore.errors import ProtocolError
-from setcore.freshness import new_id
-from setcore.pki.roles import CARDHOLDER_CA, CertificateUsage
+from setcore.pki.roles import CARDHOLDER_CA
 from setcore.pki.truststore import TrustStore
 from setcore.registration import request_kind
 from setcore.registration_cardholder import CardRequestState
-from setcore.registration_certreq import Exchange
 from setpay.v1 import registration_pb2
 
 # The key of a renewal's new CardSecret: a registration's is the card file's own, but a
@@ -89,24 +87,8 @@ def resumed_state(
 ) -> tuple[CardRequestState, registration_pb2.CertRequest | None]:
     """The held request's state, and the CertReq to send again if it is still unanswered."""
     pending = held.pending or {}
-    request = None
     try:
-        ca = trust.verify_chain(
-            base64.b64decode(pending["ca_certificate"]), (), CARDHOLDER_CA,
-            CertificateUsage.SIGNATURE,
-        )  # fmt: skip
-        rrpid, chall_ee3, sent = new_id(), new_id(), b""
-        if "cert_request" in pending:
-            request = registration_pb2.CertRequest.FromString(
-                base64.b64decode(pending["cert_request"])
-            )
-            rrpid = base64.b64decode(pending["rrpid"])
-            chall_ee3 = base64.b64decode(pending["chall_ee3"])
-            sent = request_digest(request.DESCRIPTOR.full_name, request.cert_req)
-        exchange = Exchange(
-            rrpid, chall_ee3, base64.b64decode(pending["lid_ee"]),
-            base64.b64decode(pending["lid_ca"]), ca, request_digest=sent,
-        )  # fmt: skip
+        exchange, request = resumed_exchange(pending, trust, CARDHOLDER_CA)
         key = backend.get(label, int(pending["key_version"]))
         card_secret = held.card_secret
         if renewal_pending(held):

@@ -223,15 +223,21 @@ def change_card_status(
     return card_by_id(tx, account_id, now_ms)
 
 
-def set_credit_limit(
-    tx: Transaction, *, account_id: str, credit_limit: int, now_ms: int
-) -> CardAccount:
-    """Change a card account's credit limit (a closed account's cannot change)."""
+def _lock_changeable_card(tx: Transaction, account_id: str) -> None:
+    """Lock a card account whose terms may still change; raise UnknownAccount, or
+    AccountStateError for a closed one."""
     row = lock_card(tx, account_id)
     if row is None:
         raise UnknownAccount(f"no card account {account_id}")
     if row["status"] == AccountStatus.CLOSED.value:
         raise AccountStateError(f"card account {account_id} is closed")
+
+
+def set_credit_limit(
+    tx: Transaction, *, account_id: str, credit_limit: int, now_ms: int
+) -> CardAccount:
+    """Change a card account's credit limit (a closed account's cannot change)."""
+    _lock_changeable_card(tx, account_id)
     tx.run(
         "UPDATE card_accounts SET credit_limit = ? WHERE account_id = ?", credit_limit, account_id
     )
@@ -250,23 +256,9 @@ def card_by_id(tx: Transaction, account_id: str, now_ms: int) -> CardAccount:
     return _card_record(tx, row, now_ms)
 
 
-def card_by_index(tx: Transaction, pan_index: bytes, now_ms: int) -> CardAccount:
-    """A card account by PAN index; raise UnknownAccount (naming no PAN)."""
-    row = tx.one(
-        f"SELECT {_CARD_COLUMNS} FROM accounts a JOIN card_accounts c ON c.account_id = a.id"  # noqa: S608  fixed columns, bound values
-        " WHERE c.pan_index = ?",
-        pan_index,
-    )
-    if row is None:
-        raise UnknownAccount("no card account for this PAN")
-    return _card_record(tx, row, now_ms)
-
-
-def card_enrolment_by_index(
-    tx: Transaction, pan_index: bytes, now_ms: int
-) -> tuple[CardAccount, bytes | None]:
-    """A card account by PAN index with its enrolment code's hash (None: the card has no
-    code); raise UnknownAccount (naming no PAN)."""
+def _card_row_by_index(tx: Transaction, pan_index: bytes) -> Row:
+    """A card account's row by PAN index, with its enrolment code's hash; raise
+    UnknownAccount (naming no PAN)."""
     row = tx.one(
         f"SELECT {_CARD_COLUMNS}, c.enrolment_hash FROM accounts a"  # noqa: S608  fixed columns, bound values
         " JOIN card_accounts c ON c.account_id = a.id WHERE c.pan_index = ?",
@@ -274,6 +266,20 @@ def card_enrolment_by_index(
     )
     if row is None:
         raise UnknownAccount("no card account for this PAN")
+    return row
+
+
+def card_by_index(tx: Transaction, pan_index: bytes, now_ms: int) -> CardAccount:
+    """A card account by PAN index; raise UnknownAccount (naming no PAN)."""
+    return _card_record(tx, _card_row_by_index(tx, pan_index), now_ms)
+
+
+def card_enrolment_by_index(
+    tx: Transaction, pan_index: bytes, now_ms: int
+) -> tuple[CardAccount, bytes | None]:
+    """A card account by PAN index with its enrolment code's hash (None: the card has no
+    code); raise UnknownAccount (naming no PAN)."""
+    row = _card_row_by_index(tx, pan_index)
     held = row["enrolment_hash"]
     return _card_record(tx, row, now_ms), None if held is None else bytes(held)
 
@@ -283,11 +289,7 @@ def set_enrolment_hash(
 ) -> CardAccount:
     """Give a card account a new enrolment code's hash, replacing any earlier one (a
     closed account's cannot change: it registers nothing again)."""
-    row = lock_card(tx, account_id)
-    if row is None:
-        raise UnknownAccount(f"no card account {account_id}")
-    if row["status"] == AccountStatus.CLOSED.value:
-        raise AccountStateError(f"card account {account_id} is closed")
+    _lock_changeable_card(tx, account_id)
     tx.run(
         "UPDATE card_accounts SET enrolment_hash = ? WHERE account_id = ?",
         enrolment_hash,

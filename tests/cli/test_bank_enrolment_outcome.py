@@ -62,6 +62,27 @@ def ledger(made: InitResult) -> Iterator[Ledger]:
     opened.close()
 
 
+def _card_account(ledger: Ledger, serial: int) -> str:
+    """A new card account of these tests' BIN; its PAN."""
+    pan = card(TEST_BIN, serial)
+    ledger.open_card_account(pan, EXPIRY, 5000, 978)
+    return pan
+
+
+def _issue_code(
+    made: InitResult, pan: str, card_out: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """``setpay bank issue-enrolment-code`` for ``pan`` (read from a file beside
+    ``card_out``, never the command line) to ``card_out``; (status, stdout, stderr)."""
+    pan_file = card_out.with_name("pan.txt")
+    pan_file.write_text(pan + "\n")
+    return run_bank(
+        ["--config", str(made.directory / "setpay.toml"), "issue-enrolment-code",
+         "--pan-file", str(pan_file), "--card-out", str(card_out)],
+        capsys,
+    )  # fmt: skip
+
+
 def test_a_lost_commit_acknowledgement_keeps_the_card_file(
     made: InitResult,
     tmp_path: Path,
@@ -69,21 +90,15 @@ def test_a_lost_commit_acknowledgement_keeps_the_card_file(
     monkeypatch: pytest.MonkeyPatch,
     ledger: Ledger,
 ) -> None:
-    pan = card(TEST_BIN, 1)
-    ledger.open_card_account(pan, EXPIRY, 5000, 978)
-    pan_file, card_out = tmp_path / "pan.txt", tmp_path / "new.json"
-    pan_file.write_text(pan + "\n")
+    pan = _card_account(ledger, 1)
+    card_out = tmp_path / "new.json"
     real_open_store = gateway.issuer.open_store
 
     def losing(config: BankConfig, *args: Any, **kwargs: Any) -> LedgerStore:
         return _AcknowledgementLost(real_open_store(config, *args, **kwargs))  # type: ignore[return-value]
 
     monkeypatch.setattr(gateway.issuer, "open_store", losing)
-    status, out, err = run_bank(
-        ["--config", str(made.directory / "setpay.toml"), "issue-enrolment-code",
-         "--pan-file", str(pan_file), "--card-out", str(card_out)],
-        capsys,
-    )  # fmt: skip
+    status, out, err = _issue_code(made, pan, card_out, capsys)
     monkeypatch.undo()
     assert (status, out) == (1, "")
     # The ledger took the code: the kept file is the only way the holder ever gets it.
@@ -104,20 +119,14 @@ def test_a_card_file_that_cannot_be_written_leaves_the_code_unchanged(
     monkeypatch: pytest.MonkeyPatch,
     ledger: Ledger,
 ) -> None:
-    pan = card(TEST_BIN, 2)
-    ledger.open_card_account(pan, EXPIRY, 5000, 978)
-    pan_file, card_out = tmp_path / "pan.txt", tmp_path / "new.json"
-    pan_file.write_text(pan + "\n")
+    pan = _card_account(ledger, 2)
+    card_out = tmp_path / "new.json"
 
     def disk_full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(bank.os, "fsync", disk_full)
-    status, out, err = run_bank(
-        ["--config", str(made.directory / "setpay.toml"), "issue-enrolment-code",
-         "--pan-file", str(pan_file), "--card-out", str(card_out)],
-        capsys,
-    )  # fmt: skip
+    status, out, err = _issue_code(made, pan, card_out, capsys)
     assert (status, out) == (1, "")
     assert "cannot write --card-out" in err and "the card's code is unchanged" in err
     assert not card_out.exists()

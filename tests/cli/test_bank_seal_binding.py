@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import BankConfig, load
+from gateway.config import BankConfig
 from gateway.ledger import LedgerKeys
-from gateway.provisioning import init_bank
 from tests.cards import card
-from tests.cli.command_support import run_bank
+from tests.cli.seal_support import new_bank, run_seal
 from tests.gateway.key_binding_support import forge_sealed_file, key_check_rows
 from tests.gateway.ledger_keys_support import (
     held_keys,
@@ -24,21 +23,12 @@ PANS = [card("499999", serial) for serial in (61, 62)]
 REFUSED = "ledger.keys does not belong to this ledger"
 
 
-def _bank(directory: Path) -> BankConfig:
-    init_bank(directory, profile="ec", env={})
-    return load(directory / "setpay.toml", env={})
-
-
-def _seal(config: BankConfig, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    return run_bank(["--config", str(config.base_dir / "setpay.toml"), "seal-ledger-keys"], capsys)
-
-
 def _refused_and_unchanged(
     config: BankConfig, capsys: pytest.CaptureFixture[str], given: LedgerKeys
 ) -> None:
     path = config.path(config.ledger_keys)
     before, rows = path.read_bytes(), key_check_rows(config)
-    code, out, err = _seal(config, capsys)
+    code, out, err = run_seal(config, capsys)
     assert (code, out) == (1, "") and REFUSED in err
     for trace in traces(given):
         assert trace not in err.encode()
@@ -50,7 +40,7 @@ def _refused_and_unchanged(
 def test_another_banks_plaintext_file_is_not_sealed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     held_keys(config)  # the ledger has its key check
     other = LedgerKeys.generate()
     write_plaintext(config.path(config.ledger_keys), other)
@@ -60,7 +50,7 @@ def test_another_banks_plaintext_file_is_not_sealed(
 def test_a_plaintext_file_not_the_older_ledgers_is_not_sealed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     own, _ = make_older_bank(config, PANS)  # cards, and no key check
     assert key_check_rows(config) == []
     other = LedgerKeys.generate()
@@ -70,7 +60,7 @@ def test_a_plaintext_file_not_the_older_ledgers_is_not_sealed(
 
     # Its own file is checked against a card, sealed, and the ledger gets its key check.
     write_plaintext(config.path(config.ledger_keys), own)
-    code, out, err = _seal(config, capsys)
+    code, out, err = run_seal(config, capsys)
     assert (code, err) == (0, "") and "sealed to key 'gateway-token' v1" in out
     assert held_keys(config) == own
     assert len(key_check_rows(config)) == 1
@@ -79,7 +69,7 @@ def test_a_plaintext_file_not_the_older_ledgers_is_not_sealed(
 def test_a_sealed_file_that_is_not_the_ledgers_is_refused_when_checked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     held_keys(config)
     chosen = LedgerKeys.generate()
     forge_sealed_file(config, chosen)

@@ -251,21 +251,28 @@ def new_merchant(
     return merchant
 
 
-def register_merchant(directory: Path, profile: Profile = EC) -> None:
-    """The merchant's registration, as ``setpay merchant register`` runs it."""
+@contextmanager
+def merchant_registrar(directory: Path) -> Iterator[MerchantRegistrar]:
+    """The registrar ``setpay merchant register`` and ``renew`` run, on merchant.toml as
+    it is now, with the merchant's keys and the CA (both closed after)."""
     config = load_merchant_config(directory)
     backend = open_backend(config.keys_uri())
     try:
         with open_channel(config.ca.channel(), "CA") as channel:
-            registrar = MerchantRegistrar(
+            yield MerchantRegistrar(
                 config, backend, AuthorityClient(Caller(channel, "CA")),
                 TrustStore(read_root(config.root)),
             )  # fmt: skip
-            done = registrar.register(profile)
-            if not done.complete:
-                raise ClientError("merchant registration pended")
     finally:
         backend.close()
+
+
+def register_merchant(directory: Path, profile: Profile = EC) -> None:
+    """The merchant's registration, as ``setpay merchant register`` runs it."""
+    with merchant_registrar(directory) as registrar:
+        done = registrar.register(profile)
+        if not done.complete:
+            raise ClientError("merchant registration pended")
 
 
 def new_wallet(

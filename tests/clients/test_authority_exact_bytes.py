@@ -8,42 +8,23 @@ are (SET-PROTOCOL.md 11.1). A real gRPC server on port 0 records what arrives.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent import futures
 
-import grpc
 import pytest
 
 from clients.authority import AuthorityClient
-from clients.transport import Caller, ChannelConfig, open_channel
+from clients.transport import Caller
 from setcore.error_message import request_digest
 from setcore.registration_cardholder import build_card_c_init_request
 from setcore.registration_merchant import MerchantIdentity, build_me_aq_c_init_request
-from setpay.v1 import registration_pb2, services_pb2
-
-_SERVICE = services_pb2.DESCRIPTOR.services_by_name["CertificateAuthorityService"].full_name
+from setpay.v1 import registration_pb2
+from tests.clients.transport_support import recording_ca
 
 
 @pytest.fixture
 def received() -> Iterator[tuple[dict[str, bytes], AuthorityClient]]:
     """A CA stand-in that records each request's bytes and answers with an empty message."""
-    seen: dict[str, bytes] = {}
-
-    def recorder(name: str):  # type: ignore[no-untyped-def]
-        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
-            seen[name] = request
-            return b""
-
-        return grpc.unary_unary_rpc_method_handler(handle)
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handlers = {name: recorder(name) for name in ("CardCInit", "MeAqCInit")}
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(_SERVICE, handlers)])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = open_channel(ChannelConfig(f"127.0.0.1:{port}", insecure=True), "CA")
-    yield seen, AuthorityClient(Caller(channel, "CA"))
-    channel.close()
-    server.stop(grace=None)
+    with recording_ca() as (seen, channel):
+        yield seen, AuthorityClient(Caller(channel, "CA"))
 
 
 def test_card_c_init_sends_the_bytes_it_was_hashed_over(

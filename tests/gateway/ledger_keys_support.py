@@ -1,5 +1,6 @@
-"""What the ledger keys tests share: a bank's keys as its ledger holds them, and an older
-bank's plaintext ledger.keys with accounts opened under it."""
+"""What the ledger keys tests share: a new bank, a card account opened and found again
+through its ledger, the bank's keys as its ledger holds them, and an older bank's
+plaintext ledger.keys with accounts opened under it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,36 @@ import json
 import os
 from pathlib import Path
 
-from gateway.config import BankConfig
+from gateway.config import BankConfig, load
 from gateway.issuer import open_ledger, open_store
 from gateway.ledger import Ledger, LedgerKeys
+from gateway.provisioning import init_bank
 from tests.gateway.key_binding_support import forget_key_check
+
+
+def new_bank(directory: Path, keys: str | None = None) -> BankConfig:
+    """A new EC bank made by ``setpay init`` in ``directory`` (its keys behind the key URI
+    ``keys``, or in the default keystore), its configuration loaded."""
+    init_bank(directory, profile="ec", keys=keys, env={})
+    return load(directory / "setpay.toml", env={})
+
+
+def open_card(config: BankConfig, pan: str) -> str:
+    """A card account for ``pan`` opened through the bank's ledger, closed after; its id."""
+    ledger = open_ledger(config)
+    try:
+        return ledger.open_card_account(pan, "203012", 5000, 978).account_id
+    finally:
+        ledger.close()
+
+
+def found_account(config: BankConfig, pan: str) -> str:
+    """The id of ``pan``'s card account as a new open of the bank's ledger finds it."""
+    ledger = open_ledger(config)
+    try:
+        return ledger.find_card_account(pan).account_id
+    finally:
+        ledger.close()
 
 
 def held_keys(config: BankConfig) -> LedgerKeys:

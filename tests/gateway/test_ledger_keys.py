@@ -11,25 +11,19 @@ from pathlib import Path
 import pytest
 
 from gateway.bank_pki import BankIncomplete
-from gateway.config import BankConfig, load
+from gateway.config import BankConfig
 from gateway.issuer import open_ledger
 from gateway.process import start_bank
-from gateway.provisioning import init_bank
 from tests.cards import card
 
-from .ledger_keys_support import held_keys, make_older_bank, traces
+from .ledger_keys_support import held_keys, make_older_bank, new_bank, open_card, traces
 
 PANS = [card("499999", serial) for serial in (21, 22)]
 
 
-def _bank(directory: Path) -> BankConfig:
-    init_bank(directory, profile="ec", env={})
-    return load(directory / "setpay.toml", env={})
-
-
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> BankConfig:
-    return _bank(tmp_path_factory.mktemp("sealed") / "bank")
+    return new_bank(tmp_path_factory.mktemp("sealed") / "bank")
 
 
 def test_a_new_banks_file_holds_neither_key(bank: BankConfig) -> None:
@@ -40,11 +34,7 @@ def test_a_new_banks_file_holds_neither_key(bank: BankConfig) -> None:
 
 
 def test_every_process_of_the_bank_opens_the_same_keys(bank: BankConfig) -> None:
-    ledger = open_ledger(bank)
-    try:
-        account = ledger.open_card_account(PANS[0], "203012", 5000, 978).account_id
-    finally:
-        ledger.close()
+    account = open_card(bank, PANS[0])
     again = open_ledger(bank)
     try:
         assert again.find_card_account(PANS[0]).account_id == account
@@ -54,7 +44,7 @@ def test_every_process_of_the_bank_opens_the_same_keys(bank: BankConfig) -> None
 
 
 def test_a_plaintext_file_is_refused_naming_the_command_that_seals_it(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     keys, _ = make_older_bank(config, PANS)
     path = config.path(config.ledger_keys)
     before = path.read_bytes()
@@ -71,7 +61,7 @@ def test_a_plaintext_file_is_refused_naming_the_command_that_seals_it(tmp_path: 
 
 
 def test_a_file_moved_to_another_bank_is_refused(bank: BankConfig, tmp_path: Path) -> None:
-    other = _bank(tmp_path / "other")
+    other = new_bank(tmp_path / "other")
     moved = other.path(other.ledger_keys)
     kept = moved.read_bytes()
     shutil.copy2(bank.path(bank.ledger_keys), moved)
@@ -85,7 +75,7 @@ def test_a_file_moved_to_another_bank_is_refused(bank: BankConfig, tmp_path: Pat
 
 
 def test_a_damaged_file_is_refused_without_its_content(bank: BankConfig, tmp_path: Path) -> None:
-    other = _bank(tmp_path / "other")
+    other = new_bank(tmp_path / "other")
     path = other.path(other.ledger_keys)
     document = json.loads(path.read_bytes())
     document["ciphertext"] = ("00" if document["ciphertext"][:2] != "00" else "11") + document[

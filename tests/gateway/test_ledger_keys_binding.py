@@ -10,31 +10,17 @@ from pathlib import Path
 import pytest
 
 from gateway.bank_pki import BankIncomplete
-from gateway.config import BankConfig, load
+from gateway.config import BankConfig
 from gateway.issuer import open_ledger
 from gateway.ledger import LedgerKeys
 from gateway.process import start_bank
-from gateway.provisioning import init_bank
 from tests.cards import card
 
 from .key_binding_support import forge_sealed_file, forget_key_check, key_check_rows
-from .ledger_keys_support import held_keys, traces
+from .ledger_keys_support import found_account, held_keys, new_bank, open_card, traces
 
 PANS = [card("499999", serial) for serial in (51, 52)]
 REFUSED = "ledger.keys does not belong to this ledger"
-
-
-def _bank(directory: Path) -> BankConfig:
-    init_bank(directory, profile="ec", env={})
-    return load(directory / "setpay.toml", env={})
-
-
-def _open_card(config: BankConfig, pan: str) -> str:
-    ledger = open_ledger(config)
-    try:
-        return ledger.open_card_account(pan, "203012", 5000, 978).account_id
-    finally:
-        ledger.close()
 
 
 def _refused(config: BankConfig, chosen: LedgerKeys) -> str:
@@ -48,25 +34,21 @@ def _refused(config: BankConfig, chosen: LedgerKeys) -> str:
 
 
 def test_init_writes_the_key_check_and_every_open_checks_it(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     rows = key_check_rows(config)  # before any open
     held = held_keys(config)
     assert key_check_rows(config) == rows
     assert len(rows) == 1
     for trace in traces(held):
         assert all(trace not in value for value in rows[0])  # it reveals neither key
-    account = _open_card(config, PANS[0])
+    account = open_card(config, PANS[0])
     assert key_check_rows(config) == rows  # checked, not written again
-    ledger = open_ledger(config)
-    try:
-        assert ledger.find_card_account(PANS[0]).account_id == account
-    finally:
-        ledger.close()
+    assert found_account(config, PANS[0]) == account
 
 
 def test_a_file_forged_with_the_public_key_is_refused(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
-    account = _open_card(config, PANS[0])
+    config = new_bank(tmp_path / "bank")
+    account = open_card(config, PANS[0])
     rows = key_check_rows(config)
     kept = config.path(config.ledger_keys).read_bytes()
     chosen = LedgerKeys.generate()
@@ -79,15 +61,11 @@ def test_a_file_forged_with_the_public_key_is_refused(tmp_path: Path) -> None:
     assert key_check_rows(config) == rows
     # The bank's own file, put back, opens its card as before.
     config.path(config.ledger_keys).write_bytes(kept)
-    ledger = open_ledger(config)
-    try:
-        assert ledger.find_card_account(PANS[0]).account_id == account
-    finally:
-        ledger.close()
+    assert found_account(config, PANS[0]) == account
 
 
 def test_a_forged_file_is_refused_on_a_ledger_opened_but_without_cards(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     held_keys(config)
     chosen = LedgerKeys.generate()
     forge_sealed_file(config, chosen)
@@ -97,22 +75,18 @@ def test_a_forged_file_is_refused_on_a_ledger_opened_but_without_cards(tmp_path:
 def test_an_older_banks_ledger_is_checked_against_a_card_then_gets_its_key_check(
     tmp_path: Path,
 ) -> None:
-    config = _bank(tmp_path / "bank")
-    accounts = [_open_card(config, pan) for pan in PANS]
+    config = new_bank(tmp_path / "bank")
+    accounts = [open_card(config, pan) for pan in PANS]
     forget_key_check(config)  # as a release before the key check left it
-    ledger = open_ledger(config)
-    try:
-        assert ledger.find_card_account(PANS[1]).account_id == accounts[1]
-    finally:
-        ledger.close()
+    assert found_account(config, PANS[1]) == accounts[1]
     assert len(key_check_rows(config)) == 1
 
 
 def test_a_wrong_file_on_an_older_banks_ledger_is_refused_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
-    config = _bank(tmp_path / "bank")
-    _open_card(config, PANS[0])
+    config = new_bank(tmp_path / "bank")
+    open_card(config, PANS[0])
     forget_key_check(config)
     chosen = LedgerKeys.generate()
     forge_sealed_file(config, chosen)
@@ -122,7 +96,7 @@ def test_a_wrong_file_on_an_older_banks_ledger_is_refused_and_writes_nothing(
 
 
 def test_a_file_with_only_the_index_key_wrong_is_refused(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     held = held_keys(config)
     chosen = LedgerKeys(data_key=held.data_key, index_key=LedgerKeys.generate().index_key)
     forge_sealed_file(config, chosen)
@@ -134,7 +108,7 @@ def test_a_forged_file_before_the_first_open_of_a_new_ledger_is_refused(tmp_path
     # init writes the SQLite ledger's key check while it holds the keys: a file forged
     # between init and the first open is refused as one forged later is. (A PostgreSQL
     # ledger, configured after init, is bound by its first open: test_ledger_keys_first_open.)
-    config = _bank(tmp_path / "bank")
+    config = new_bank(tmp_path / "bank")
     chosen = LedgerKeys.generate()
     forge_sealed_file(config, chosen)
     message = _refused(config, chosen)

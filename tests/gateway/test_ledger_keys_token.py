@@ -10,51 +10,34 @@ from pathlib import Path
 import pytest
 
 from gateway.bank_pki import BankIncomplete
-from gateway.config import BankConfig, load
 from gateway.issuer import open_ledger
-from gateway.provisioning import init_bank
 from tests.cards import card
 from tests.cli.command_support import run_bank
 from tests.hsm.testbed import SoftToken, session_softhsm
 
-from .ledger_keys_support import held_keys, make_older_bank, traces
+from .ledger_keys_support import held_keys, make_older_bank, new_bank, open_card, traces
 
 PANS = [card("499999", serial) for serial in (41, 42)]
 
 
 @pytest.fixture
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftToken]:
-    made = session_softhsm(tmp_path_factory).init_token()
-    yield made
-    shutil.rmtree(made.directory, ignore_errors=True)
-
-
-@pytest.fixture
 def other_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftToken]:
+    """A second token beside the ``token`` of tests/gateway/conftest.py: another bank's."""
     made = session_softhsm(tmp_path_factory).init_token()
     yield made
     shutil.rmtree(made.directory, ignore_errors=True)
-
-
-def _bank(directory: Path, token: SoftToken) -> BankConfig:
-    init_bank(directory, profile="ec", keys=token.uri(), env={})
-    return load(directory / "setpay.toml", env={})
 
 
 @pytest.mark.integration
 def test_a_bank_on_a_token_seals_its_keys_to_it(
     tmp_path: Path, token: SoftToken, other_token: SoftToken
 ) -> None:
-    config = _bank(tmp_path / "bank", token)
+    config = new_bank(tmp_path / "bank", token.uri())
     data = config.path(config.ledger_keys).read_bytes()
     keys = held_keys(config)
     for trace in traces(keys):
         assert trace not in data
-    ledger = open_ledger(config)
-    try:
-        account = ledger.open_card_account(PANS[0], "203012", 5000, 978).account_id
-    finally:
-        ledger.close()
+    account = open_card(config, PANS[0])
     again = open_ledger(config)
     try:
         assert again.reveal_pan(again.find_card_account(PANS[0]).account_id) == PANS[0]
@@ -63,7 +46,7 @@ def test_a_bank_on_a_token_seals_its_keys_to_it(
         again.close()
 
     # The file in a bank on another token: refused, naming the mismatch.
-    other = _bank(tmp_path / "other", other_token)
+    other = new_bank(tmp_path / "other", other_token.uri())
     shutil.copy2(config.path(config.ledger_keys), other.path(other.ledger_keys))
     with pytest.raises(BankIncomplete, match="sealed to another key 'gateway-token' v1") as no:
         open_ledger(other)
@@ -75,7 +58,7 @@ def test_a_bank_on_a_token_seals_its_keys_to_it(
 def test_an_older_bank_on_a_token_is_refused_then_sealed_with_its_accounts(
     tmp_path: Path, token: SoftToken, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = _bank(tmp_path / "bank", token)
+    config = new_bank(tmp_path / "bank", token.uri())
     keys, accounts = make_older_bank(config, PANS)
     with pytest.raises(BankIncomplete, match=r"in plaintext.*seal-ledger-keys"):
         open_ledger(config)

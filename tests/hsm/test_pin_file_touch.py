@@ -5,10 +5,8 @@ content is unchanged, and its modification time is what tells setpay to try it a
 from __future__ import annotations
 
 import multiprocessing
-import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,18 +14,13 @@ from hsm.cryptoki import cryptoki
 from hsm.errors import PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
 
+from .pin_file_support import open_in_child, refusal_records_naming, write_pin
 from .testbed import SOFTHSM_MODULE, CountingPinSource, SoftToken
 
 # The PIN the operator put in the file, which the token is later reset to.
 RESET_PIN = "reset-pin-4242"
 # A child process imports nothing new and opens one token: ample on a loaded machine.
 CHILD_SECONDS = 60
-
-
-def _write_pin(path: Path, pin: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(pin + "\n")
 
 
 def _reset_token_pin(token: SoftToken, new_pin: str) -> None:
@@ -39,23 +32,11 @@ def _reset_token_pin(token: SoftToken, new_pin: str) -> None:
             session.set_pin(token.pin, new_pin)
 
 
-def _open_in_child(config: Pkcs11Config, results: Any) -> None:
-    """Another process (a worker, a restarted gateway): open the token; report PIN reads
-    and the outcome."""
-    assert isinstance(config.pin_source, CountingPinSource)
-    try:
-        Pkcs11Backend(config).close()
-        outcome = "opened"
-    except BaseException as exc:
-        outcome = f"{type(exc).__name__}: {exc}"
-    results.put((len(config.pin_source.reads), outcome))
-
-
 def _open_elsewhere(config: Pkcs11Config) -> tuple[int, str]:
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     fresh = replace(config, pin_source=CountingPinSource("file", config.pin_source.location))
-    child = context.Process(target=_open_in_child, args=(fresh, results))
+    child = context.Process(target=open_in_child, args=(fresh, results))
     child.start()
     try:
         answer: tuple[int, str] = results.get(timeout=CHILD_SECONDS)
@@ -67,7 +48,7 @@ def _open_elsewhere(config: Pkcs11Config) -> tuple[int, str]:
 @pytest.mark.integration
 def test_touching_the_pin_file_releases_its_refusal(token: SoftToken, tmp_path: Path) -> None:
     pin_file = tmp_path / "token.pin"
-    _write_pin(pin_file, RESET_PIN)
+    write_pin(pin_file, RESET_PIN)
     config = replace(token.config(), pin_source=CountingPinSource("file", str(pin_file)))
     with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
         Pkcs11Backend(config)
@@ -83,5 +64,4 @@ def test_touching_the_pin_file_releases_its_refusal(token: SoftToken, tmp_path: 
     assert after.st_mtime_ns != before.st_mtime_ns and pin_file.read_text() == RESET_PIN + "\n"
     assert _open_elsewhere(config) == (1, "opened")
     # The login that was let through removed the record for every other process.
-    records = [p.read_text() for p in token.lock_dir.iterdir() if p.name.endswith(".refused")]
-    assert [record for record in records if str(pin_file) in record] == []
+    assert refusal_records_naming(token, pin_file) == []

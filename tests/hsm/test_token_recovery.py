@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
-import os
 import shutil
 import threading
 import time
@@ -25,19 +24,14 @@ from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
 from hsm.errors import KeyBackendError, PermanentBackendError, TransientBackendError
 from hsm.pinsource import PinSource
-from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
+from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_catalog import TokenCatalog
 from hsm.token_objects import TokenKey
 from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenLink, TokenSession
 
 from .keycheck import verify
+from .pin_file_support import open_in_child, refusal_records_naming, write_pin
 from .testbed import DATA, SOFTHSM_MODULE, CountingPinSource, SoftHsm, SoftToken
-
-
-def _write_pin(path: Path, pin: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(pin + "\n")
 
 
 class _SessionInfo(ctypes.Structure):
@@ -82,7 +76,7 @@ def test_refused_pin_is_not_tried_again_until_the_pin_source_changes(
         token.directory.rename(tmp_path / "away")
         with pytest.raises(TransientBackendError):
             backend.sign(key, DATA)
-        _write_pin(token.pin_file, "wrong-pin-000")
+        write_pin(token.pin_file, "wrong-pin-000")
         (tmp_path / "away").rename(token.directory)
         time.sleep(ABSENT_RESCAN_SECONDS)  # until the backend looks for the token again
         reads, events_before = len(source.reads), len(events)
@@ -96,7 +90,7 @@ def test_refused_pin_is_not_tried_again_until_the_pin_source_changes(
         logins = [e for e in events[events_before:] if e[0] in ("login", "relogin")]
         assert logins == [("relogin", "PermanentBackendError")]
         # The operator fixes the PIN file: the next call logs in with it.
-        _write_pin(token.pin_file, token.pin)
+        write_pin(token.pin_file, token.pin)
         backend.sign(key, DATA)
         backend.check_health()
         assert len(source.reads) - reads == 2
@@ -131,17 +125,6 @@ def test_refused_pin_from_the_environment_waits_for_a_new_value(
         backend.close()
 
 
-def _open_in_child(config: Pkcs11Config, results: Any) -> None:
-    """Another process: open the token with ``config``; report PIN reads and the outcome."""
-    assert isinstance(config.pin_source, CountingPinSource)
-    try:
-        Pkcs11Backend(config).close()
-        outcome = "opened"
-    except BaseException as exc:
-        outcome = f"{type(exc).__name__}: {exc}"
-    results.put((len(config.pin_source.reads), outcome))
-
-
 @pytest.mark.integration
 def test_pin_file_refused_in_one_process_is_not_offered_by_the_next(
     token: SoftToken, tmp_path: Path
@@ -149,7 +132,7 @@ def test_pin_file_refused_in_one_process_is_not_offered_by_the_next(
     # A gateway's workers start together, and a restarted one comes later: each would
     # offer the refused PIN once more, and a real HSM locks the PIN after a few.
     pin_file = tmp_path / "token.pin"
-    _write_pin(pin_file, "wrong-pin-000")
+    write_pin(pin_file, "wrong-pin-000")
     config = replace(token.config(), pin_source=CountingPinSource("file", str(pin_file)))
     with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
         Pkcs11Backend(config)
@@ -157,7 +140,7 @@ def test_pin_file_refused_in_one_process_is_not_offered_by_the_next(
     results = context.Queue()
     for _ in range(2):
         child = context.Process(
-            target=_open_in_child,
+            target=open_in_child,
             args=(replace(config, pin_source=CountingPinSource("file", str(pin_file))), results),
         )
         child.start()
@@ -167,20 +150,19 @@ def test_pin_file_refused_in_one_process_is_not_offered_by_the_next(
         assert "login refused (PinIncorrect)" in outcome and "wrong-pin-000" not in outcome
         assert reads == 0  # refused without reading the PIN, so without a C_Login
     # The operator fixes the file: the next process logs in, and clears the record.
-    _write_pin(pin_file, token.pin)
+    write_pin(pin_file, token.pin)
     fixed = replace(config, pin_source=CountingPinSource("file", str(pin_file)))
-    child = context.Process(target=_open_in_child, args=(fixed, results))
+    child = context.Process(target=open_in_child, args=(fixed, results))
     child.start()
     assert results.get(timeout=60) == (1, "opened")
     child.join(timeout=60)
-    records = [p.read_text() for p in token.lock_dir.iterdir() if p.name.endswith(".refused")]
-    assert [record for record in records if str(pin_file) in record] == []
+    assert refusal_records_naming(token, pin_file) == []
 
 
 @pytest.mark.integration
 def test_refused_login_leaves_no_session_open(token: SoftToken, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.pin"
-    _write_pin(wrong, "wrong-pin-000")
+    write_pin(wrong, "wrong-pin-000")
     with pytest.raises(PermanentBackendError, match="PinIncorrect"):
         Pkcs11Backend(replace(token.config(), pin_source=PinSource("file", str(wrong))))
     assert _open_sessions(token.label) == 0

@@ -9,6 +9,7 @@ import pytest
 
 from setcore.capture import (
     CAP_RES_CT,
+    CaptureResult,
     CaptureState,
     VerifiedCaptureRequest,
     build_capture_response,
@@ -36,6 +37,20 @@ from .pinning_support import gateway_of
 from .refusals import refused
 
 
+def _open_answer(
+    c: Certified, response: capture_pb2.CaptureResponse, state: CaptureState
+) -> CaptureResult:
+    """The merchant opening ``response`` to the request it kept ``state`` of."""
+    return open_capture_response(
+        response, c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
+    )
+
+
+def _answer_refused(c: Certified, code: int, payload: bytes, state: CaptureState) -> str:
+    """The merchant refusing the sealed CapRes ``payload`` with ``code``; the reason."""
+    return refused(code, _open_answer, c, capture_response(payload), state)
+
+
 @pytest.mark.parametrize("field", ["rrpid", "xid", "lid_c", "lid_m"])
 def test_response_header_naming_other_ids_is_refused(ec_certified: Certified, field: str) -> None:
     # SET-PROTOCOL.md 3.1: CapRes signs its RRPID and no transaction of its own; a header
@@ -47,14 +62,9 @@ def test_response_header_naming_other_ids_is_refused(ec_certified: Certified, fi
         build_capture_response(c.gateway, verified, decisions_for(verified))
     )
     response.header.CopyFrom(request.header)  # as the gateway answers: the request's ids echoed
-    assert open_capture_response(
-        response, c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
-    ).items
+    assert _open_answer(c, response, state).items
     setattr(response.header, field, new_id() if field in ("rrpid", "xid") else b"forged")
-    reason = refused(
-        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, open_capture_response, response, c.merchant,
-        state, c.trust(), gateway_identity=gateway_of(c),
-    )  # fmt: skip
+    reason = refused(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, _open_answer, c, response, state)
     assert "header ids differ" in reason
 
 
@@ -69,15 +79,7 @@ def test_response_naming_another_merchant_is_refused(ec_certified: Certified) ->
     )
     forged = dataclasses.replace(verified, merchant=other)
     payload = build_capture_response(c.gateway, forged, decisions_for(verified))
-    refused(
-        ErrorCode.ERROR_CODE_MERCHANT_MISMATCH,
-        open_capture_response,
-        capture_response(payload),
-        c.merchant,
-        state,
-        c.trust(),
-        gateway_identity=gateway_of(c),
-    )
+    _answer_refused(c, ErrorCode.ERROR_CODE_MERCHANT_MISMATCH, payload, state)
 
 
 def test_response_to_another_request_is_refused(ec_certified: Certified) -> None:
@@ -89,15 +91,7 @@ def test_response_to_another_request_is_refused(ec_certified: Certified) -> None
     verified = open_capture_request(second, c.gateway, c.trust(), c.token_key)
     payload = build_capture_response(c.gateway, verified, decisions_for(verified))
     # The items differ too, but the request digest is checked first.
-    refused(
-        ErrorCode.ERROR_CODE_DIGEST_MISMATCH,
-        open_capture_response,
-        capture_response(payload),
-        c.merchant,
-        first,
-        c.trust(),
-        gateway_identity=gateway_of(c),
-    )
+    _answer_refused(c, ErrorCode.ERROR_CODE_DIGEST_MISMATCH, payload, first)
 
 
 def test_response_with_another_rrpid_is_refused(ec_certified: Certified) -> None:
@@ -105,15 +99,7 @@ def test_response_with_another_rrpid_is_refused(ec_certified: Certified) -> None
     verified, _ = verified_capture(c)
     _, other_state = capture_request(c, [capture_item(c)])
     payload = build_capture_response(c.gateway, verified, decisions_for(verified))
-    refused(
-        ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH,
-        open_capture_response,
-        capture_response(payload),
-        c.merchant,
-        other_state,
-        c.trust(),
-        gateway_identity=gateway_of(c),
-    )
+    _answer_refused(c, ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, payload, other_state)
 
 
 def test_response_sealed_to_another_merchant_is_refused(ec_certified: Certified) -> None:
@@ -121,30 +107,14 @@ def test_response_sealed_to_another_merchant_is_refused(ec_certified: Certified)
     verified, state = verified_capture(c)
     forged = dataclasses.replace(verified, merchant_kex=recipient_of(c.other_merchant))
     payload = build_capture_response(c.gateway, forged, decisions_for(verified))
-    refused(
-        ErrorCode.ERROR_CODE_WRONG_RECIPIENT,
-        open_capture_response,
-        capture_response(payload),
-        c.merchant,
-        state,
-        c.trust(),
-        gateway_identity=gateway_of(c),
-    )
+    _answer_refused(c, ErrorCode.ERROR_CODE_WRONG_RECIPIENT, payload, state)
 
 
 def test_response_signed_by_a_merchant_is_refused(ec_certified: Certified) -> None:
     c = ec_certified
     verified, state = verified_capture(c)
     payload = build_capture_response(c.other_merchant, verified, decisions_for(verified))
-    refused(
-        ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
-        open_capture_response,
-        capture_response(payload),
-        c.merchant,
-        state,
-        c.trust(),
-        gateway_identity=gateway_of(c),
-    )
+    _answer_refused(c, ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, payload, state)
 
 
 def _signed_answer(
@@ -173,14 +143,6 @@ def _signed_answer(
 
 def _sent(verified: VerifiedCaptureRequest) -> list[tuple[TransIDs, bytes]]:
     return [(p.item.trans_ids, p.item.auth_rrpid) for p in verified.items]
-
-
-def _open_answer(
-    c: Certified, response: capture_pb2.CaptureResponse, state: CaptureState
-) -> object:
-    return open_capture_response(
-        response, c.merchant, state, c.trust(), gateway_identity=gateway_of(c)
-    )
 
 
 def test_response_answering_other_items_is_refused(ec_certified: Certified) -> None:
@@ -234,13 +196,7 @@ def test_gateway_error_is_raised_with_its_code(ec_certified: Certified) -> None:
         request=state.request_digest,
     )  # fmt: skip
     with pytest.raises(PeerError) as caught:
-        open_capture_response(
-            capture_pb2.CaptureResponse(error=error),
-            c.merchant,
-            state,
-            c.trust(),
-            gateway_identity=gateway_of(c),
-        )
+        _open_answer(c, capture_pb2.CaptureResponse(error=error), state)
     assert caught.value.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
 
 
@@ -251,7 +207,7 @@ def test_an_error_is_the_gateways_refusal_only_for_this_request(ec_certified: Ce
     named = build_error(c.gateway, code, rrpid=state.rrpid, request=state.request_digest)
     ours = capture_pb2.CaptureResponse(error=named)
     with pytest.raises(PeerError) as refused:
-        open_capture_response(ours, c.merchant, state, c.trust(), gateway_identity=gateway_of(c))
+        _open_answer(c, ours, state)
     assert refused.value.code == code
     # The gateway's signed Error about another capture says nothing about this one: the
     # merchant keeps the capture sent rather than failing it.
@@ -259,5 +215,5 @@ def test_an_error_is_the_gateways_refusal_only_for_this_request(ec_certified: Ce
         error=build_error(c.gateway, code, rrpid=new_id(), request=state.request_digest)
     )
     with pytest.raises(ProtocolError) as unknown:
-        open_capture_response(other, c.merchant, state, c.trust(), gateway_identity=gateway_of(c))
+        _open_answer(c, other, state)
     assert unknown.value.code == ErrorCode.ERROR_CODE_UNKNOWN_RRPID

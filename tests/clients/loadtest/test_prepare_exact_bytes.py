@@ -10,55 +10,34 @@ end each registration there.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from typing import Any
 
-import grpc
 import pytest
 
 from clients.loadtest import prepare
 from clients.loadtest.prepare import Parties, Population
-from clients.transport import ChannelConfig, open_channel
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore.errors import ProtocolError
 from setcore.pki.issuance import create_brand_root
 from setcore.profiles import EC
-from setpay.v1 import services_pb2
-
-_SERVICE = services_pb2.DESCRIPTOR.services_by_name["CertificateAuthorityService"].full_name
+from tests.clients.transport_support import recording_ca
 
 
 @pytest.fixture
 def parties() -> Iterator[tuple[dict[str, bytes], Parties]]:
     """The bench's parties with a CA stand-in that records each request's bytes and answers
     with an empty message."""
-    seen: dict[str, bytes] = {}
-
-    def recorder(name: str) -> grpc.RpcMethodHandler[bytes, bytes]:
-        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
-            seen[name] = request
-            return b""
-
-        return grpc.unary_unary_rpc_method_handler(handle)
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handlers = {name: recorder(name) for name in ("CardCInit", "MeAqCInit")}
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(_SERVICE, handlers)])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = open_channel(ChannelConfig(f"127.0.0.1:{port}", insecure=True), "CA")
-    keys = SoftwareBackend.ephemeral()
-    root = create_brand_root(
-        keys, keys.generate("root", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256), "testbrand"
-    )
-    population = Population(EC, "testbrand", "400000", 1, "203012", 100_000, 978, 1000)
-    found = Parties(population, root.der, channel, channel, lambda *_: None)
-    yield seen, found
-    found.close()
-    keys.close()
-    channel.close()
-    server.stop(grace=None)
+    with recording_ca() as (seen, channel):
+        keys = SoftwareBackend.ephemeral()
+        root = create_brand_root(
+            keys, keys.generate("root", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256), "testbrand"
+        )
+        population = Population(EC, "testbrand", "400000", 1, "203012", 100_000, 978, 1000)
+        found = Parties(population, root.der, channel, channel, lambda *_: None)
+        yield seen, found
+        found.close()
+        keys.close()
 
 
 def _changed_after_hashing(

@@ -8,27 +8,28 @@ import pytest
 
 from clients.authority import AuthorityClient
 from clients.errors import RegistrationError, TransportError
-from clients.identity import read_root
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.records import OrderState
 from clients.merchant.registration import (
     KEY_EXCHANGE_LABEL,
     PENDING_FILE,
     SIGNATURE_LABEL,
-    MerchantRegistrar,
 )
 from clients.merchant.runtime import Merchant
-from clients.transport import Caller, open_channel
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import TransientBackendError
 from hsm.uri import open_backend
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
-from setcore.pki.truststore import TrustStore
 from setcore.profiles import EC
 from setcore.registration import REJECTED_BY_AGENT
 from tests.clients import bank_support
-from tests.clients.bank_support import RunningBank, configure_merchant, register_merchant
+from tests.clients.bank_support import (
+    RunningBank,
+    configure_merchant,
+    merchant_registrar,
+    register_merchant,
+)
 from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.test_purchase_flow import buy, offer
@@ -216,17 +217,7 @@ def test_a_form_field_the_ca_does_not_ask_for_is_refused(bank: RunningBank, tmp_
     """A misspelt field would otherwise go to the CA empty, and the value be lost."""
     directory = tmp_path / "m-form"
     configure_merchant(bank, directory, "m-form")
-    config = load_merchant_config(directory)
-    backend = open_backend(config.keys_uri())
-    try:
-        with open_channel(config.ca.channel(), "CA") as channel:
-            registrar = MerchantRegistrar(
-                config, backend, AuthorityClient(Caller(channel, "CA")),
-                TrustStore(read_root(config.root)),
-            )  # fmt: skip
-            with pytest.raises(RegistrationError) as refused:
-                registrar.register(EC, form={"legal-nmae": "Shop Ltd"})
-    finally:
-        backend.close()
+    with merchant_registrar(directory) as registrar, pytest.raises(RegistrationError) as refused:
+        registrar.register(EC, form={"legal-nmae": "Shop Ltd"})
     assert "has no field 'legal-nmae'" in str(refused.value)
     assert not (directory / PENDING_FILE).exists()

@@ -10,30 +10,36 @@ answers them from its store with the certificates it issued the first time.
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from clients.authority import AuthorityClient
 from clients.errors import TransportError
-from clients.identity import read_root
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.registration import (
     KEY_EXCHANGE_LABEL,
     PENDING_FILE,
     SIGNATURE_LABEL,
-    MerchantRegistrar,
 )
 from clients.merchant.runtime import Merchant
-from clients.transport import Caller, open_channel
 from hsm.uri import open_backend
-from setcore.pki.truststore import TrustStore
 from setcore.profiles import EC
 from setcore.signed import parse_signed
 from setpay.v1 import registration_pb2
-from tests.clients.bank_support import RunningBank, configure_merchant, register_merchant
+from tests.clients.bank_support import (
+    RunningBank,
+    configure_merchant,
+    merchant_registrar,
+    register_merchant,
+)
 from tests.clients.conftest import WalletFactory
 from tests.clients.test_purchase_flow import buy, offer
+
+# What a fault set up by ``_left_unfinished`` gives back (the certificates of a lost answer).
+Made = TypeVar("Made")
 
 
 def _answer_lost(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
@@ -51,6 +57,24 @@ def _answer_lost(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return issued
 
 
+def _left_unfinished(
+    bank: RunningBank,
+    directory: Path,
+    merchant_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: Callable[[pytest.MonkeyPatch], Made],
+) -> Made:
+    """Configure ``directory`` as ``merchant_id`` and register it with ``fault`` in place
+    (undone after): the registration fails with a TransportError, its request recorded.
+    Returns what ``fault`` did."""
+    configure_merchant(bank, directory, merchant_id)
+    made = fault(monkeypatch)
+    with pytest.raises(TransportError):
+        register_merchant(directory)
+    monkeypatch.undo()
+    return made
+
+
 def _stored(directory: Path) -> dict[tuple[str, int], bytes | None]:
     """Every merchant key version and the certificate stored beside it."""
     backend = open_backend(load_merchant_config(directory).keys_uri())
@@ -62,17 +86,8 @@ def _stored(directory: Path) -> dict[tuple[str, int], bytes | None]:
 
 def _renew(directory: Path) -> None:
     """The merchant's renewal, as ``setpay merchant renew`` runs it."""
-    config = load_merchant_config(directory)
-    backend = open_backend(config.keys_uri())
-    try:
-        with open_channel(config.ca.channel(), "CA") as channel:
-            registrar = MerchantRegistrar(
-                config, backend, AuthorityClient(Caller(channel, "CA")),
-                TrustStore(read_root(config.root)),
-            )  # fmt: skip
-            assert registrar.renew(EC).complete
-    finally:
-        backend.close()
+    with merchant_registrar(directory) as registrar:
+        assert registrar.renew(EC).complete
 
 
 def test_a_lost_certres_is_collected_by_the_next_register(
@@ -82,11 +97,7 @@ def test_a_lost_certres_is_collected_by_the_next_register(
     make_wallet: WalletFactory,
 ) -> None:
     directory = tmp_path / "m-lost"
-    configure_merchant(bank, directory, "m-lost")
-    issued = _answer_lost(monkeypatch)
-    with pytest.raises(TransportError):
-        register_merchant(directory)
-    monkeypatch.undo()
+    issued = _left_unfinished(bank, directory, "m-lost", monkeypatch, _answer_lost)
     assert len(issued) > 2, "the CA issued nothing: the answer under test was not lost"
     pending = directory / PENDING_FILE
     mode = stat.S_IMODE(pending.stat().st_mode) if pending.exists() else None

@@ -8,8 +8,7 @@ answer lost after the CA decided is the one of ``test_registration_lost_answer``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +16,32 @@ import pytest
 
 from clients.authority import AuthorityClient
 from clients.errors import RegistrationError, TransportError
-from clients.identity import read_root
 from clients.merchant import registration as registration_module
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.registration import (
     KEY_EXCHANGE_LABEL,
     PENDING_FILE,
     SIGNATURE_LABEL,
-    MerchantRegistrar,
     Registered,
 )
-from clients.transport import Caller, open_channel
 from hsm.uri import open_backend
 from setcore import registration_merchant
 from setcore.freshness import FRESHNESS_WINDOW_MS, now_ms
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
-from setcore.pki.truststore import TrustStore
 from setcore.profiles import EC
 from setpay.v1 import registration_pb2
-from tests.clients.bank_support import RunningBank, configure_merchant, register_merchant
-from tests.clients.merchant.test_registration_lost_answer import _answer_lost, _stored
+from tests.clients.bank_support import (
+    RunningBank,
+    configure_merchant,
+    merchant_registrar,
+    register_merchant,
+)
+from tests.clients.merchant.test_registration_lost_answer import (
+    _answer_lost,
+    _left_unfinished,
+    _stored,
+)
 
 # How far before the CA's clock a request is dated to be past its window: a minute more
 # than the window, far beyond any drift between the test's steps.
@@ -53,23 +57,8 @@ def _unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(AuthorityClient, "cert", unreachable)
 
 
-@contextmanager
-def _registrar(directory: Path) -> Iterator[MerchantRegistrar]:
-    """The registrar ``setpay merchant register`` runs, on merchant.toml as it is now."""
-    config = load_merchant_config(directory)
-    backend = open_backend(config.keys_uri())
-    try:
-        with open_channel(config.ca.channel(), "CA") as channel:
-            yield MerchantRegistrar(
-                config, backend, AuthorityClient(Caller(channel, "CA")),
-                TrustStore(read_root(config.root)),
-            )  # fmt: skip
-    finally:
-        backend.close()
-
-
 def _register(directory: Path, form: Mapping[str, str] | None = None) -> Registered:
-    with _registrar(directory) as registrar:
+    with merchant_registrar(directory) as registrar:
         return registrar.register(EC, form=form)
 
 
@@ -103,11 +92,7 @@ def test_a_corrected_merchant_id_registers_anew_once_certinq_says_the_ca_never_s
     bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = tmp_path / "m"
-    configure_merchant(bank, directory, "m-typo")
-    _unreachable(monkeypatch)
-    with pytest.raises(TransportError):
-        register_merchant(directory)
-    monkeypatch.undo()
+    _left_unfinished(bank, directory, "m-typo", monkeypatch, _unreachable)
     configure_merchant(bank, directory, "m-right")
     register_merchant(directory)
     assert _certified_id(directory) == "m-right"
@@ -117,11 +102,7 @@ def test_a_changed_merchant_id_is_refused_while_the_ca_holds_the_request(
     bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = tmp_path / "m"
-    configure_merchant(bank, directory, "m-held")
-    issued = _answer_lost(monkeypatch)
-    with pytest.raises(TransportError):
-        register_merchant(directory)
-    monkeypatch.undo()
+    issued = _left_unfinished(bank, directory, "m-held", monkeypatch, _answer_lost)
 
     configure_merchant(bank, directory, "m-other")
     with pytest.raises(RegistrationError) as refused:
@@ -142,11 +123,7 @@ def test_a_changed_ca_target_is_refused_before_anything_is_sent(
     bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = tmp_path / "m"
-    configure_merchant(bank, directory, "m-moved")
-    _unreachable(monkeypatch)
-    with pytest.raises(TransportError):
-        register_merchant(directory)
-    monkeypatch.undo()
+    _left_unfinished(bank, directory, "m-moved", monkeypatch, _unreachable)
     toml = directory / "merchant.toml"
     toml.write_text(toml.read_text().replace(bank.ca_target, "localhost:1"))
     with pytest.raises(RegistrationError) as refused:
@@ -159,11 +136,7 @@ def test_a_form_on_a_resume_is_refused_before_anything_is_sent(
     bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = tmp_path / "m"
-    configure_merchant(bank, directory, "m-form-later")
-    _unreachable(monkeypatch)
-    with pytest.raises(TransportError):
-        register_merchant(directory)
-    monkeypatch.undo()
+    _left_unfinished(bank, directory, "m-form-later", monkeypatch, _unreachable)
     sent = _sent(monkeypatch)
     with pytest.raises(RegistrationError, match="without them to finish it"):
         _register(directory, form={"contact-email": "shop@example.org"})
@@ -205,11 +178,7 @@ def test_a_resend_whose_answer_was_purged_is_collected_with_certinq(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     directory = tmp_path / "m"
-    configure_merchant(bank, directory, "m-purged")
-    issued = _answer_lost(monkeypatch)
-    with pytest.raises(TransportError):
-        register_merchant(directory)
-    monkeypatch.undo()
+    issued = _left_unfinished(bank, directory, "m-purged", monkeypatch, _answer_lost)
     _purge_answers(bank)
     with caplog.at_level("INFO", logger="setpay.merchant"):
         register_merchant(directory)
@@ -238,12 +207,8 @@ def test_a_resend_the_ca_never_saw_past_its_window_registers_anew(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     directory = tmp_path / "m"
-    configure_merchant(bank, directory, "m-never-seen")
     _dated_in_the_past(monkeypatch)
-    _unreachable(monkeypatch)
-    with pytest.raises(TransportError):
-        register_merchant(directory)
-    monkeypatch.undo()
+    _left_unfinished(bank, directory, "m-never-seen", monkeypatch, _unreachable)
     with caplog.at_level("INFO", logger="setpay.merchant"):
         register_merchant(directory)
     assert any("ERROR_CODE_MESSAGE_TOO_OLD" in m for m in caplog.messages), caplog.messages

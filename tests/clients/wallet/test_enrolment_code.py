@@ -18,11 +18,7 @@ from clients.transport import Caller
 from clients.wallet.registration import CardholderRegistrar
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import open_vault
-from gateway.bank_pki import open_ca_store
-from gateway.ca import CertificateAuthority, CertificateAuthorityServicer
-from gateway.issuer import LedgerDirectory
 from gateway.ledger.enrolment import new_enrolment_code
-from gateway.server import ServerLimits, ServiceBinding, create_server
 from setcore.pan import PAN
 from setcore.profiles import EC
 from setcore.registration_cardholder import ENROLMENT_CODE_FIELD
@@ -36,34 +32,21 @@ from tests.clients.bank_support import (
     RunningBank,
     new_wallet,
 )
+from tests.clients.wallet.ledger_ca_support import ledger_asking_ca
 
 # Cards of these tests' own: BIN and serials.
 TEST_BIN = "499997"
-# The CA's server: small, explicit (one wallet calls it at a time).
-LIMITS = ServerLimits(max_message_bytes=1 << 20, max_concurrent_rpcs=8, threads=2)
 
 
 @contextmanager
 def _registrar(bank: RunningBank, wallet: Wallet) -> Iterator[CardholderRegistrar]:
     """The wallet's registrar, talking to a CA over the bank's keys and ca.db that asks the
     bank's ledger itself (the bank's own CA asks a test desk that takes no code)."""
-    store = open_ca_store(bank.config)
-    ca = CertificateAuthority(
-        bank.pki.authority_keys(), store, bank.pki.trust, LedgerDirectory(bank.ledger)
-    )
-    binding = ServiceBinding("CertificateAuthorityService", CertificateAuthorityServicer(ca))
-    server, port, health = create_server([binding], "127.0.0.1:0", LIMITS)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    with ledger_asking_ca(bank) as port, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         authority = AuthorityClient(Caller(channel, "CA"))
         yield CardholderRegistrar(
             wallet.config, wallet.backend, authority, wallet.trust, WALLET_PASSPHRASE
         )
-    finally:
-        channel.close()
-        health.stop()
-        server.stop(None)
-        store.close()
 
 
 def _card_with_code(bank: RunningBank, serial: int) -> tuple[PAN, str]:

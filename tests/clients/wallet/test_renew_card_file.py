@@ -17,12 +17,8 @@ import pytest
 import cli.wallet
 from clients.wallet.config import load as load_wallet_config
 from clients.wallet.vault import open_vault
-from gateway.bank_pki import open_ca_store
-from gateway.ca import CertificateAuthority, CertificateAuthorityServicer
-from gateway.issuer import LedgerDirectory
 from gateway.ledger.enrolment import new_enrolment_code
 from gateway.process import tls_config
-from gateway.server import ServerLimits, ServiceBinding, create_server
 from setcore.pan import PAN
 from tests.cards import card
 from tests.clients.bank_support import (
@@ -33,13 +29,12 @@ from tests.clients.bank_support import (
     RunningBank,
     new_wallet,
 )
+from tests.clients.wallet.ledger_ca_support import ledger_asking_ca
 
 from .conftest import Setpay
 
 # Cards of these tests' own: BIN and serials.
 TEST_BIN = "499996"
-# The CA's server: small, explicit (one wallet calls it at a time).
-LIMITS = ServerLimits(max_message_bytes=1 << 20, max_concurrent_rpcs=8, threads=2)
 
 
 @contextmanager
@@ -47,20 +42,9 @@ def _wallet_asking_the_ledger(bank: RunningBank, directory: Path) -> Iterator[li
     """A wallet directory whose Cardholder CA (the bank's keys, ca.db and TLS) asks the
     bank's ledger, which knows enrolment codes (the bank's own CA asks a test desk that
     takes none); the ``setpay wallet --dir`` words for it."""
-    store = open_ca_store(bank.config)
-    ca = CertificateAuthority(
-        bank.pki.authority_keys(), store, bank.pki.trust, LedgerDirectory(bank.ledger)
-    )
-    binding = ServiceBinding("CertificateAuthorityService", CertificateAuthorityServicer(ca))
-    tls = tls_config(bank.config, mutual=False)
-    server, port, health = create_server([binding], "127.0.0.1:0", LIMITS, tls=tls)
-    try:
+    with ledger_asking_ca(bank, tls_config(bank.config, mutual=False)) as port:
         new_wallet(replace(bank, ca_port=port), directory, None, register=False).close()
         yield ["wallet", "--dir", str(directory)]
-    finally:
-        health.stop()
-        server.stop(None)
-        store.close()
 
 
 def _card_file(path: Path, pan: str, code: str | None = None) -> Path:

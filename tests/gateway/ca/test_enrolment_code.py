@@ -8,17 +8,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from gateway.bank_pki import open_ca_store
-from gateway.ca import CertificateAuthority
 from gateway.ca.card_failures import CARD_FAILURE_LIMIT
 from gateway.ca.records import CardFailures
-from gateway.issuer import LedgerDirectory
 from gateway.ledger import Ledger, LedgerKeys, SqliteLedgerStore
 from gateway.ledger.enrolment import new_enrolment_code, normalize_enrolment_code
 from gateway.ledger.pan import card_refusals_key
@@ -31,8 +27,9 @@ from setcore.registration_cardholder import (
 from setpay.v1 import registration_pb2
 from tests.cards import card
 
-from .conftest import EXPIRY, Bank, serving
+from .conftest import EXPIRY, Bank
 from .flows import card_request, filled_form, new_key, start_cardholder
+from .ledger_issuer_support import ca_asking
 
 S = registration_pb2
 REJECTED_BY_ISSUER = S.CERT_STATUS_CODE_REJECTED_BY_ISSUER
@@ -55,20 +52,6 @@ def ledger(tmp_path: Path, keys: LedgerKeys) -> Iterator[Ledger]:
     opened = Ledger(SqliteLedgerStore(tmp_path / "ledger.db"), keys)
     yield opened
     opened.close()
-
-
-@contextmanager
-def _ca_asking(bank: Bank, ledger: Ledger) -> Iterator[Bank]:
-    """A CA over the bank's keys and ca.db asking ``ledger``, served on port 0."""
-    store = open_ca_store(bank.config)
-    try:
-        ca = CertificateAuthority(
-            bank.pki.authority_keys(), store, bank.pki.trust, LedgerDirectory(ledger)
-        )
-        with serving(ca) as stub:
-            yield replace(bank, ca=ca, stub=stub)
-    finally:
-        store.close()
 
 
 def _register(
@@ -111,7 +94,7 @@ def test_a_card_with_a_code_registers_with_it_in_any_typed_form(
     ledger.open_card_account(pan, EXPIRY, 50_000, EUR, enrolment_code=code)
     # As a person copies it from the letter: lower case, no dashes, O for 0 and l for 1.
     typed = code.replace("-", "").lower().replace("0", "o").replace("1", "l")
-    with _ca_asking(ec_bank, ledger) as bank:
+    with ca_asking(ec_bank, ledger) as bank:
         outcome, _ = _register(bank, pan, EXPIRY, typed)
     assert outcome.complete and outcome.certificate is not None
 
@@ -132,7 +115,7 @@ def test_wrong_code_missing_code_and_wrong_expiry_are_refused_alike_and_never_lo
         ("203111", code, False),  # the right code, a wrong expiry
     ]
     answers: list[tuple[int, int, bool, object]] = []
-    with _ca_asking(ec_bank, ledger) as bank, caplog.at_level(logging.INFO):
+    with ca_asking(ec_bank, ledger) as bank, caplog.at_level(logging.INFO):
         for i in range(MANY_TRIES):
             expiry, given, leave_out = tries[i % len(tries)]
             outcome, sent = _register(bank, pan, expiry, given, leave_out=leave_out)
@@ -168,7 +151,7 @@ def test_a_refusal_of_a_card_with_a_code_does_the_bookkeeping_of_an_unknown_numb
     coded, code = card(TEST_BIN, 6), new_enrolment_code()
     ledger.open_card_account(coded, EXPIRY, 50_000, EUR, enrolment_code=code)
     unknown = card(TEST_BIN, 98)
-    with _ca_asking(ec_bank, ledger) as bank:
+    with ca_asking(ec_bank, ledger) as bank:
         for pan in (coded, unknown):
             refused, _ = _register(bank, pan, "203111", code)
             assert refused.status == REJECTED_BY_ISSUER
@@ -182,7 +165,7 @@ def test_a_card_without_a_code_still_locks_until_the_bank_gives_it_one(
 ) -> None:
     pan = card(TEST_BIN, 4)
     account = ledger.open_card_account(pan, EXPIRY, 50_000, EUR)
-    with _ca_asking(ec_bank, ledger) as bank:
+    with ca_asking(ec_bank, ledger) as bank:
         for month in range(1, CARD_FAILURE_LIMIT + 1):
             refused, _ = _register(bank, pan, f"2031{month:02d}", None)
             assert refused.status == REJECTED_BY_ISSUER
@@ -205,7 +188,7 @@ def test_a_new_code_replaces_the_earlier_one(ec_bank: Bank, ledger: Ledger) -> N
     account = ledger.open_card_account(pan, EXPIRY, 50_000, EUR, enrolment_code=first)
     second = new_enrolment_code()
     ledger.set_enrolment_code(account.account_id, second)
-    with _ca_asking(ec_bank, ledger) as bank:
+    with ca_asking(ec_bank, ledger) as bank:
         old, _ = _register(bank, pan, EXPIRY, first)
         new, _ = _register(bank, pan, EXPIRY, second)
     assert old.status == REJECTED_BY_ISSUER

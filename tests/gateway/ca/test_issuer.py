@@ -9,17 +9,11 @@ the ledger's ``StoreUnavailable``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 
-from gateway.bank_pki import open_ca_store
-from gateway.ca import CertificateAuthority
-from gateway.issuer import LedgerDirectory
 from gateway.ledger import Ledger, LedgerKeys, SqliteLedgerStore
 from hsm.base import KeyUsage
 from setcore.freshness import new_id
@@ -27,7 +21,7 @@ from setcore.registration_cardholder import open_card_cert_response
 from setcore.registration_merchant import MerchantIdentity, open_merchant_cert_response
 from setpay.v1 import registration_pb2
 
-from .conftest import CARD, EXPIRY, Bank, serving
+from .conftest import CARD, EXPIRY, Bank
 from .flows import (
     card_request,
     merchant_request,
@@ -35,6 +29,7 @@ from .flows import (
     start_cardholder,
     start_merchant,
 )
+from .ledger_issuer_support import ca_asking
 
 EUR = 978
 REJECTED_BY_AGENT = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
@@ -49,20 +44,6 @@ def _ledger(path: Path, keys: LedgerKeys) -> Ledger:
     return Ledger(SqliteLedgerStore(path), keys)
 
 
-@contextmanager
-def _ca_asking(bank: Bank, ledger: Ledger) -> Iterator[Bank]:
-    """The bank's CA (its keys, ca.db and trust store) asking ``ledger``, served on port 0."""
-    store = open_ca_store(bank.config)
-    try:
-        ca = CertificateAuthority(
-            bank.pki.authority_keys(), store, bank.pki.trust, LedgerDirectory(ledger)
-        )
-        with serving(ca) as stub:
-            yield replace(bank, ca=ca, stub=stub)
-    finally:
-        store.close()
-
-
 def _assert_issuer_unavailable(failed: pytest.ExceptionInfo[grpc.RpcError]) -> None:
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     assert failed.value.details() == "certificate authority issuer unavailable"  # type: ignore[attr-defined]
@@ -75,7 +56,7 @@ def test_a_card_the_issuer_cannot_look_up_now_is_unavailable(
     away = _ledger(path, ledger_keys)
     away.open_card_account(CARD, EXPIRY, 100_000, EUR)
     away.close()
-    with _ca_asking(ec_bank, away) as bank:
+    with ca_asking(ec_bank, away) as bank:
         session = start_cardholder(bank, CARD)
         request, state = card_request(session, new_key(bank, KeyUsage.SIGNATURE), CARD, EXPIRY)
         with pytest.raises(grpc.RpcError) as failed:
@@ -85,7 +66,7 @@ def test_a_card_the_issuer_cannot_look_up_now_is_unavailable(
     # ledger is back, get the certificate.
     back = _ledger(path, ledger_keys)
     try:
-        with _ca_asking(ec_bank, back) as bank:
+        with ca_asking(ec_bank, back) as bank:
             outcome = open_card_cert_response(bank.stub.Cert(request), state, session.trust)
         assert outcome.complete
     finally:
@@ -99,7 +80,7 @@ def test_a_merchant_the_acquirer_cannot_book_now_is_unavailable(
     away = _ledger(path, ledger_keys)
     away.close()
     identity = MerchantIdentity(f"m-unbooked-{new_id().hex()[:8]}", "Unbooked Ltd")
-    with _ca_asking(ec_bank, away) as bank:
+    with ca_asking(ec_bank, away) as bank:
         session = start_merchant(bank, identity)
         sig, kex = new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE)
         request, state = merchant_request(session, sig, kex)
@@ -108,7 +89,7 @@ def test_a_merchant_the_acquirer_cannot_book_now_is_unavailable(
         _assert_issuer_unavailable(failed)
     back = _ledger(path, ledger_keys)
     try:
-        with _ca_asking(ec_bank, back) as bank:
+        with ca_asking(ec_bank, back) as bank:
             outcome = open_merchant_cert_response(bank.stub.Cert(request), state, session.trust)
         assert outcome.complete
         assert back.merchant_account(identity.merchant_id).merchant_id == identity.merchant_id
@@ -125,7 +106,7 @@ def test_a_merchant_id_the_bank_enrolled_registers_only_with_its_account(
     identity = MerchantIdentity(f"m-enrolled-{new_id().hex()[:8]}", "Enrolled Ltd")
     enrolled = ledger.open_merchant_account(identity.merchant_id, EUR)
     try:
-        with _ca_asking(ec_bank, ledger) as bank:
+        with ca_asking(ec_bank, ledger) as bank:
             session = start_merchant(bank, identity)
             sig, kex = new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE)
             for account in (None, "acct-of-someone-else", enrolled.account_id.upper()):

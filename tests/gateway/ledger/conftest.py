@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ledger import CommitStats, Ledger, LedgerKeys
+from gateway.ledger import CommitStats, Ledger, LedgerConfig, LedgerKeys
 from tests.gateway.ledger.ledger_support import (
     EUR,
     EXPIRY,
@@ -23,6 +23,7 @@ from tests.gateway.ledger.ledger_support import (
     sqlite_backend,
     throwaway_pg_cluster,
 )
+from tests.gateway.ledger.retention_support import DAYS
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +78,14 @@ def bank(ledger: Ledger) -> Bank:
     ledger.open_card_account(PAN_A, EXPIRY, 10_000, EUR)
     ledger.open_card_account(PAN_B, EXPIRY, 5_000, EUR)
     return Bank(ledger)
+
+
+@pytest.fixture
+def retaining(backend: Backend, keys: LedgerKeys, clock: FakeClock) -> Iterator[Ledger]:
+    """A second ledger on the fixture's database, as a bank given ``retention_days`` opens
+    it (``gateway.issuer.open_ledger``): the one its sweeper runs on."""
+    opened = Ledger(
+        backend.open_store(), keys, clock=clock, config=LedgerConfig(retention_days=DAYS)
+    )
+    yield opened
+    opened.close()

@@ -19,7 +19,7 @@ from gateway.ledger import (
 )
 from gateway.ledger.outcomes import Decline, PostingOutcome
 from gateway.ledger.pruning import prune
-from gateway.ledger.retention import DAY_MS, MIN_RETENTION_DAYS, Pruned
+from gateway.ledger.retention import DAY_MS, Pruned
 from tests.gateway.ledger.ledger_support import (
     EUR,
     MERCHANT,
@@ -29,19 +29,12 @@ from tests.gateway.ledger.ledger_support import (
     Bank,
     FakeClock,
 )
-
-DAYS = MIN_RETENTION_DAYS
-# A card whose expiry month is over before the tests' clock reaches the horizon: the
-# clock starts in October 2025.
-SHORT_EXPIRY = "202511"
-# The first moment of the month after SHORT_EXPIRY, UTC (2025-12-01).
-SHORT_DEAD_AFTER_MS = 1_764_547_200_000
-
-
-def _count(backend: Backend, table: str) -> int:
-    ((n,),) = backend.raw_query(f"SELECT COUNT(*) FROM {table}")
-    assert isinstance(n, int)
-    return n
+from tests.gateway.ledger.retention_support import (
+    DAYS,
+    SHORT_DEAD_AFTER_MS,
+    SHORT_EXPIRY,
+    count_rows,
+)
 
 
 def _state(backend: Backend) -> list[object]:
@@ -75,9 +68,9 @@ def test_rows_older_than_the_horizon_go_and_younger_ones_stay(
     for rrpid in old:
         assert bank.ledger.stored_response(rrpid, digests[rrpid]) is None
     assert bank.ledger.stored_response(young, b"young") is not None
-    assert _count(backend, "requests") == 1
+    assert count_rows(backend, "requests") == 1
     # Holds, transfers and accounts are the books: all four authorizations' stay.
-    assert _count(backend, "holds") == 4
+    assert count_rows(backend, "holds") == 4
     assert bank.ledger.prunable(DAYS).requests == 0
     assert prune(bank.ledger, DAYS).requests == 0  # nothing left: an idle round
 
@@ -93,7 +86,7 @@ def test_batches_are_bounded_and_each_is_one_transaction(
 
     def seen(table: str, done: Pruned) -> None:
         batches.append((table, done.examined, done.deleted))
-        left.append(_count(backend, "requests"))
+        left.append(count_rows(backend, "requests"))
 
     commits.clear()
     totals = prune(bank.ledger, DAYS, batch=3, pause_seconds=0, observer=seen)
@@ -135,7 +128,7 @@ def test_a_posted_refund_and_an_unanswered_decision_are_kept(
     # posted twice (the test below shows what a refund built afresh would do).
     assert bank.ledger.stored_response(refund_rrpid, refund_digest) is not None
     assert bank.ledger.stored_response(b"unanswered", b"d") is not None
-    assert _count(backend, "requests") == 2
+    assert count_rows(backend, "requests") == 2
 
 
 def test_a_refund_built_afresh_would_be_posted_again_which_is_why_it_is_kept(

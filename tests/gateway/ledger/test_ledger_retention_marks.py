@@ -6,41 +6,20 @@ from __future__ import annotations
 import pytest
 
 from gateway.ledger import AnswerNotStored, Authorized, CaptureItem, CreditItem
-from gateway.ledger.outcomes import Decline, Outcome
 from gateway.ledger.pruning import prune
-from gateway.ledger.retention import DAY_MS, MIN_RETENTION_DAYS, UNANSWERED_REVISIT_MS
+from gateway.ledger.retention import DAY_MS, UNANSWERED_REVISIT_MS
 from tests.gateway.ledger.ledger_support import EUR, MERCHANT, Backend, Bank, FakeClock
-
-DAYS = MIN_RETENTION_DAYS
-
-
-def _unsigned(outcome: Outcome) -> bytes:
-    raise RuntimeError("the signing key went away")
-
-
-def _count(backend: Backend, table: str) -> int:
-    ((n,),) = backend.raw_query(f"SELECT COUNT(*) FROM {table}")
-    assert isinstance(n, int)
-    return n
-
-
-def _decline(bank: Bank, rrpid: bytes, *, answered: bool) -> None:
-    """A decline under ``rrpid``; unanswered (its signature fails) unless ``answered``, as
-    a retry of the same request answers it."""
-    respond = bank.respond if answered else _unsigned
-    bank.ledger.decline(
-        Decline.AMOUNT_MISMATCH, rrpid=rrpid, request_digest=b"digest", respond=respond
-    )
+from tests.gateway.ledger.retention_support import DAYS, count_rows, decline, unsigned
 
 
 def test_a_decision_answered_after_the_scan_passed_it_goes_a_day_later(
     bank: Bank, clock: FakeClock, backend: Backend
 ) -> None:
     with pytest.raises(AnswerNotStored):
-        _decline(bank, b"late", answered=False)
+        decline(bank, b"late", answered=False)
     clock.advance(DAYS * DAY_MS + 1)
     assert prune(bank.ledger, DAYS, pause_seconds=0).requests == 0  # awaiting its answer
-    _decline(bank, b"late", answered=True)  # the merchant's retry, long after
+    decline(bank, b"late", answered=True)  # the merchant's retry, long after
     assert bank.ledger.stored_response(b"late", b"digest") is not None
     # Looked at again once a day, not every round: until then an idle round writes nothing.
     assert bank.ledger.has_prunable(DAYS) == (False, False)
@@ -48,15 +27,15 @@ def test_a_decision_answered_after_the_scan_passed_it_goes_a_day_later(
     assert bank.ledger.prunable(DAYS).requests == 1
     assert prune(bank.ledger, DAYS, pause_seconds=0).requests == 1
     assert bank.ledger.stored_response(b"late", b"digest") is None
-    assert _count(backend, "requests") == 0
-    assert _count(backend, "retention_marks") == 1  # the scan's own, nothing left to look at
+    assert count_rows(backend, "requests") == 0
+    assert count_rows(backend, "retention_marks") == 1  # the scan's own, nothing left to look at
 
 
 def test_a_decision_never_answered_stays_and_is_looked_at_once_a_day(
     bank: Bank, clock: FakeClock, backend: Backend
 ) -> None:
     with pytest.raises(AnswerNotStored):
-        _decline(bank, b"never", answered=False)
+        decline(bank, b"never", answered=False)
     clock.advance(DAYS * DAY_MS + 1)
     prune(bank.ledger, DAYS, pause_seconds=0)
     for _ in range(2):
@@ -64,7 +43,7 @@ def test_a_decision_never_answered_stays_and_is_looked_at_once_a_day(
         clock.advance(UNANSWERED_REVISIT_MS)
         looked = bank.ledger.prune_requests(DAYS)
         assert (looked.examined, looked.deleted) == (1, 0)
-    assert _count(backend, "requests") == 1
+    assert count_rows(backend, "requests") == 1
     assert bank.ledger.has_prunable(DAYS) == (False, False)
 
 
@@ -86,7 +65,7 @@ def test_a_refund_answered_after_the_scan_passed_it_stays(
         )
 
     with pytest.raises(AnswerNotStored):
-        refund(_unsigned)
+        refund(unsigned)
     clock.advance(DAYS * DAY_MS + 1)
     assert prune(bank.ledger, DAYS, pause_seconds=0).requests == 2  # authorization, capture
     refund(bank.respond)
@@ -95,4 +74,4 @@ def test_a_refund_answered_after_the_scan_passed_it_stays(
     assert prune(bank.ledger, DAYS, pause_seconds=0).requests == 0
     assert bank.ledger.stored_response(b"refund", b"digest") is not None
     assert bank.ledger.hold(hold.hold_id).credited == 300
-    assert _count(backend, "retention_marks") == 1  # a refund stays for good: not looked at
+    assert count_rows(backend, "retention_marks") == 1  # a refund stays for good: not looked at

@@ -5,19 +5,17 @@ off (every store)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from gateway.ledger import Authorized, HoldSweeper, Ledger, LedgerConfig, LedgerKeys
-from gateway.ledger.retention import DAY_MS, MIN_RETENTION_DAYS
+from gateway.ledger import Authorized, HoldSweeper, Ledger
+from gateway.ledger.retention import DAY_MS
 from tests.gateway.ledger.ledger_support import EUR, PAN_C, Backend, Bank, FakeClock
+from tests.gateway.ledger.retention_support import (
+    DAYS,
+    SHORT_DEAD_AFTER_MS,
+    SHORT_EXPIRY,
+    count_rows,
+)
 
-DAYS = MIN_RETENTION_DAYS
-# A card whose expiry month is over long before the horizon, so its XIDs may go too and
-# both tables have a backlog: the first moment of the month after it (2025-12-01, UTC).
-SHORT_EXPIRY = "202511"
-SHORT_DEAD_AFTER_MS = 1_764_547_200_000
 # Rows a table may lose in one round: 2 batches of 2.
 BATCH, BATCHES = 2, 2
 # Authorizations decided, each a row in both tables: more than one round may prune, and
@@ -28,26 +26,10 @@ DECIDED = 2 * BATCH * BATCHES - 1
 WORKED_OFF_SECONDS = 20.0
 
 
-def _count(backend: Backend, table: str) -> int:
-    ((n,),) = backend.raw_query(f"SELECT COUNT(*) FROM {table}")
-    assert isinstance(n, int)
-    return n
-
-
-@pytest.fixture
-def retaining(backend: Backend, keys: LedgerKeys, clock: FakeClock) -> Iterator[Ledger]:
-    """A second ledger on the fixture's database, as a bank given ``retention_days`` opens
-    it: the one its sweeper runs on."""
-    ledger = Ledger(
-        backend.open_store(), keys, clock=clock, config=LedgerConfig(retention_days=DAYS)
-    )
-    yield ledger
-    ledger.close()
-
-
 def _backlog(bank: Bank, clock: FakeClock, backend: Backend) -> list[str]:
-    """``DECIDED`` authorizations on a card of short expiry, then the clock past the
-    horizon of every row: all their holds due, all their rows prunable."""
+    """``DECIDED`` authorizations on a card of short expiry (its XIDs may go too: both
+    tables have a backlog), then the clock past the horizon of every row: all their holds
+    due, all their rows prunable."""
     bank.ledger.open_card_account(PAN_C, SHORT_EXPIRY, 10_000, EUR)
     holds = []
     for _ in range(DECIDED):
@@ -55,7 +37,7 @@ def _backlog(bank: Bank, clock: FakeClock, backend: Backend) -> list[str]:
         assert isinstance(outcome, Authorized), outcome
         holds.append(outcome.hold_id)
     clock.now_ms = SHORT_DEAD_AFTER_MS + DAYS * DAY_MS + 1
-    assert _count(backend, "requests") == _count(backend, "pi_uses") == DECIDED
+    assert count_rows(backend, "requests") == count_rows(backend, "pi_uses") == DECIDED
     return holds
 
 
@@ -68,12 +50,12 @@ def test_a_round_releases_due_holds_and_prunes_at_most_its_budget(
     more = sweeper.run_round()
     assert [bank.ledger.hold(h).status for h in holds] == ["expired"] * DECIDED
     left = DECIDED - BATCH * BATCHES
-    assert _count(backend, "requests") == left
-    assert _count(backend, "pi_uses") == left
+    assert count_rows(backend, "requests") == left
+    assert count_rows(backend, "pi_uses") == left
     assert more is True  # rows left for the next round
 
     more = sweeper.run_round()
-    assert _count(backend, "requests") == _count(backend, "pi_uses") == 0
+    assert count_rows(backend, "requests") == count_rows(backend, "pi_uses") == 0
     assert more is False  # the last batch found the end
     assert sweeper.run_round() is False  # an idle round
     assert retaining.prunable(DAYS).requests == retaining.prunable(DAYS).pi_uses == 0
@@ -92,11 +74,11 @@ def test_the_thread_carries_a_backlog_on_at_once_not_after_the_interval(
     ).start()
     try:
         deadline = time.monotonic() + WORKED_OFF_SECONDS
-        while _count(backend, "requests") and time.monotonic() < deadline:
+        while count_rows(backend, "requests") and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _count(backend, "requests") == 0
-        while _count(backend, "pi_uses") and time.monotonic() < deadline:
+        assert count_rows(backend, "requests") == 0
+        while count_rows(backend, "pi_uses") and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _count(backend, "pi_uses") == 0
+        assert count_rows(backend, "pi_uses") == 0
     finally:
         sweeper.stop()

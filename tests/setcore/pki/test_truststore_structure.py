@@ -51,6 +51,18 @@ def _leaf_builder(
     )
 
 
+def _signed_by_the_merchant_ca(world: World, builder: x509.CertificateBuilder) -> bytes:
+    """``builder``'s certificate, signed by the brand's Merchant CA; its DER."""
+    mca = world.brand.merchant_ca.ca
+    return sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
+
+
+def _refused_as_merchant(world: World, store: TrustStore, code: int, der: bytes) -> str:
+    """Validate ``der`` as a merchant's signature certificate under the Merchant CA,
+    expecting ``code``; the reason."""
+    return refused(code, store.verify_chain, der, mca_bundle(world), roles.MERCHANT, SIG)
+
+
 def test_issuer_that_is_no_ca_refused(world: World, store: TrustStore) -> None:
     # A "Merchant CA" certificate from the root that is not a CA (cA=FALSE) signs a leaf.
     fake_key = world.key(KeyUsage.SIGNATURE)
@@ -83,15 +95,8 @@ def test_unknown_critical_extension_refused(world: World, store: TrustStore) -> 
             critical=True,
         )
     )
-    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
-    refused(
-        ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION,
-        store.verify_chain,
-        der,
-        mca_bundle(world),
-        roles.MERCHANT,
-        SIG,
-    )
+    der = _signed_by_the_merchant_ca(world, builder)
+    _refused_as_merchant(world, store, ErrorCode.ERROR_CODE_UNRECOGNIZED_EXTENSION, der)
 
 
 def test_signature_algorithm_off_the_allow_list_refused(world: World, store: TrustStore) -> None:
@@ -110,14 +115,8 @@ def test_signature_algorithm_off_the_allow_list_refused(world: World, store: Tru
     )
     pkcs1 = builder.sign(rsa.generate_private_key(65537, 2048), hashes.SHA256())
     for cert in (sha384, pss_salt_20, pkcs1):
-        refused(
-            ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
-            store.verify_chain,
-            cert.public_bytes(Encoding.DER),
-            mca_bundle(world),
-            roles.MERCHANT,
-            SIG,
-        )
+        der = cert.public_bytes(Encoding.DER)
+        _refused_as_merchant(world, store, ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, der)
 
 
 def test_end_entity_marked_ca_refused(world: World, store: TrustStore) -> None:
@@ -125,15 +124,8 @@ def test_end_entity_marked_ca_refused(world: World, store: TrustStore) -> None:
     builder = _leaf_builder(world, mca.certificate.subject, roles.MERCHANT).add_extension(
         x509.BasicConstraints(ca=True, path_length=0), True
     )
-    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
-    reason = refused(
-        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
-        store.verify_chain,
-        der,
-        mca_bundle(world),
-        roles.MERCHANT,
-        SIG,
-    )
+    der = _signed_by_the_merchant_ca(world, builder)
+    reason = _refused_as_merchant(world, store, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, der)
     assert "marked as a CA" in reason
 
 
@@ -141,15 +133,8 @@ def test_certificate_of_another_brand_refused(world: World, store: TrustStore) -
     mca = world.brand.merchant_ca.ca
     builder = _leaf_builder(world, mca.certificate.subject, roles.MERCHANT, brand="otherbrand")
     builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
-    reason = refused(
-        ErrorCode.ERROR_CODE_INVALID_CERTIFICATE,
-        store.verify_chain,
-        der,
-        mca_bundle(world),
-        roles.MERCHANT,
-        SIG,
-    )
+    der = _signed_by_the_merchant_ca(world, builder)
+    reason = _refused_as_merchant(world, store, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, der)
     assert "another brand" in reason
 
 
@@ -171,14 +156,9 @@ def test_a_certificate_restricted_to_other_purposes_is_refused(
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
             .add_extension(x509.ExtendedKeyUsage(purposes), critical=critical)
         )
-        der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
-        reason = refused(
-            ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE,
-            store.verify_chain,
-            der,
-            mca_bundle(world),
-            roles.MERCHANT,
-            SIG,
+        der = _signed_by_the_merchant_ca(world, builder)
+        reason = _refused_as_merchant(
+            world, store, ErrorCode.ERROR_CODE_WRONG_CERTIFICATE_ROLE, der
         )
         assert "extendedKeyUsage" in reason
     # anyExtendedKeyUsage restricts nothing.
@@ -187,5 +167,5 @@ def test_a_certificate_restricted_to_other_purposes_is_refused(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]), False)
     )
-    der = sign_with_backend(builder, mca.backend, mca.key).public_bytes(Encoding.DER)
+    der = _signed_by_the_merchant_ca(world, builder)
     store.verify_chain(der, mca_bundle(world), roles.MERCHANT, SIG)

@@ -1,0 +1,37 @@
+"""What the tests of a refused PIN file share: writing the file as an operator does, and
+opening the token from another process, as a worker or a restarted gateway would."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
+
+from .testbed import CountingPinSource, SoftToken
+
+
+def write_pin(path: Path, pin: str) -> None:
+    """``pin`` as the content of the PIN file ``path`` (owner-only, one line)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(pin + "\n")
+
+
+def open_in_child(config: Pkcs11Config, results: Any) -> None:
+    """Another process (a worker, a restarted gateway): open the token with ``config``;
+    put its PIN reads and the outcome on ``results``."""
+    assert isinstance(config.pin_source, CountingPinSource)
+    try:
+        Pkcs11Backend(config).close()
+        outcome = "opened"
+    except BaseException as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    results.put((len(config.pin_source.reads), outcome))
+
+
+def refusal_records_naming(token: SoftToken, pin_file: Path) -> list[str]:
+    """The token's recorded PIN refusals that name ``pin_file``."""
+    records = [p.read_text() for p in token.lock_dir.iterdir() if p.name.endswith(".refused")]
+    return [record for record in records if str(pin_file) in record]
