@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO
 
 from cli.currency import currency_code
+from cli.number_options import whole
 from gateway.bank_pki import ProvisioningError, bank_keys_uri, open_ca_store
 from gateway.ca.card_failures import release
 from gateway.ca.errors import CaError
@@ -63,6 +64,7 @@ from gateway.issuer import open_ledger, open_store
 from gateway.ledger import Ledger, LedgerError, StoreUnavailable
 from gateway.ledger.enrolment import new_enrolment_code
 from gateway.ledger.ledger import wall_clock_ms as ledger_now_ms
+from gateway.ledger.limits import MAX_AMOUNT
 from gateway.ledger.pruning import prune
 from gateway.ledger.retention import DAY_MS
 from gateway.ledger_keys import seal_ledger_keys
@@ -105,7 +107,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--config", type=Path, default=Path(CONFIG_FILE), help="bank setpay.toml")
     ops = p.add_subparsers(dest="bank_command", required=True)
     o = ops.add_parser("open-account", help="open a card account (prints the masked PAN)")
-    o.add_argument("--limit", type=int, required=True, help="credit limit in minor units")
+    o.add_argument(
+        "--limit", type=whole(0, MAX_AMOUNT, "(minor units)"), required=True,
+        help="credit limit in minor units",
+    )  # fmt: skip
     o.add_argument(
         "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
     )

@@ -45,6 +45,7 @@ import grpc
 
 from cli import bench_compare, bench_serve
 from cli.bench_ledger import ledger_filesystem, ledger_probe, memory_ledger_doubt
+from cli.bench_options import read_numbers
 from clients.errors import ClientError
 from clients.loadtest import cpu, machine, spawn
 from clients.loadtest.bank_page import PageProbe
@@ -53,7 +54,7 @@ from clients.loadtest.bank_page import probe_of as page_probe
 from clients.loadtest.bench import Bench, BenchResult
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.errors import BenchError, PlanError
-from clients.loadtest.plan import Plan, Service, Target, parse_rates
+from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.plot import plot, require
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
@@ -146,28 +147,26 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
     a.add_argument("--keys", metavar="URI", help="--spawn: key backend URI for setpay init")
     a.add_argument(
         "--workers",
-        type=int,
         help=f"gateway worker processes (--spawn: {SPAWN_WORKERS}; --target: the bank "
         "configuration's), also those of the ceiling and echo services",
     )
     a.add_argument("--workdir", type=Path, help="--spawn: keep the bank in this new directory")
-    a.add_argument("--rate", type=float, help="open loop at this many AuthReq/s")
+    a.add_argument("--rate", help="open loop at this many AuthReq/s")
     a.add_argument("--rates", help="a sweep: open loop at each of these rates (a,b,c)")
-    a.add_argument("--concurrency", type=int, help="closed loop with this many callers")
+    a.add_argument("--concurrency", help="closed loop with this many callers")
     a.add_argument(
         "--load-fraction",
-        type=float,
         help="after the closed loop, open loop at this fraction of its throughput",
     )
-    a.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
-    a.add_argument("--channels", type=int, default=8, help="gRPC channels (connections)")
-    a.add_argument("--timeout", type=float, default=5.0, help="per-call deadline, s (5)")
-    a.add_argument("--requests", type=int, help="AuthReqs prepared for a closed loop")
-    a.add_argument("--p99-max", type=float, default=50.0, help="p99 bound of a sweep, ms")
+    a.add_argument("--duration", default=10.0, help="seconds per run (10)")
+    a.add_argument("--channels", default=8, help="gRPC channels (connections)")
+    a.add_argument("--timeout", default=5.0, help="per-call deadline, s (5)")
+    a.add_argument("--requests", help="AuthReqs prepared for a closed loop")
+    a.add_argument("--p99-max", default=50.0, help="p99 bound of a sweep, ms")
     a.add_argument("--no-warmup", action="store_true", help="skip the warm-up")
-    a.add_argument("--cardholders", type=int, default=DEFAULT_CARDHOLDERS)
+    a.add_argument("--cardholders", default=DEFAULT_CARDHOLDERS)
     a.add_argument("--bin", default=DEFAULT_BIN, help="the cards' BIN (6 digits)")
-    a.add_argument("--amount", type=int, default=DEFAULT_AMOUNT, help="minor units per AuthReq")
+    a.add_argument("--amount", default=DEFAULT_AMOUNT, help="minor units per AuthReq")
     a.add_argument(
         "--ceiling",
         action="store_true",
@@ -188,7 +187,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     if args.rate is not None:
         rates += (args.rate,)
     if args.rates:
-        rates += parse_rates(args.rates)
+        rates += args.rates
     concurrency, fraction = args.concurrency, args.load_fraction
     if not rates and concurrency is None:
         concurrency = DEFAULT_CONCURRENCY
@@ -381,6 +380,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def authorize(args: argparse.Namespace) -> int:
     """Prepare, drive, report."""
+    read_numbers(args)  # argparse left them as typed (``cli.bench_options`` says why)
     plan = plan_from(args)
     _check_options(args)
     _check_outputs(args, plan)

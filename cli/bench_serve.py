@@ -13,8 +13,9 @@ import signal
 import threading
 from pathlib import Path
 
-from gateway.ceiling import MODES, ReferenceOptions, serve
-from gateway.config import load
+from cli.number_options import decimal, whole
+from gateway.ceiling import MAX_DELAY_MS, MODES, ReferenceOptions, serve
+from gateway.config import MAX_THREADS, MAX_WORKERS, load
 
 
 def add_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -24,9 +25,16 @@ def add_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     s.add_argument("--config", type=Path, required=True, help="the bank's setpay.toml")
     s.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any)")
     s.add_argument("--port-file", type=Path, help="write the bound port here once serving")
-    s.add_argument("--workers", type=int, default=1, help="processes sharing the port")
-    s.add_argument("--threads", type=int, help="server threads per worker (the bank's)")
-    s.add_argument("--delay-ms", type=float, default=0.0, help="echo: hold each call")
+    s.add_argument(
+        "--workers", type=whole(1, MAX_WORKERS), default=1, help="processes sharing the port"
+    )
+    s.add_argument(
+        "--threads", type=whole(1, MAX_THREADS), help="server threads per worker (the bank's)"
+    )
+    s.add_argument(
+        "--delay-ms", type=decimal(0, MAX_DELAY_MS, unit="ms"), default=0.0,
+        help="echo: hold each call",
+    )  # fmt: skip
     s.set_defaults(bench_handler=serve_reference)
 
 

@@ -18,7 +18,8 @@ printed in colon-hex like the thumbprint, for the reason ``cli.fingerprint`` giv
 ``revoke`` records the revocation in ``ca.db`` with a new CRL of the issuing CA and a new
 BrandCRLIdentifier; running bank processes pick it up within a second of their next
 request. ``--serial`` takes decimal, ``0x``-prefixed hex, or colon-separated hex as
-``openssl x509 -serial`` and ``-text`` print it; ``--thumb`` the SHA-256 fingerprint.
+``openssl x509 -serial`` and ``-text`` print it, in ASCII only (a sign, an underscore or
+another script's digits is a usage error); ``--thumb`` the SHA-256 fingerprint.
 ``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem (the transport CA)
 into DIR, and prints the certificate's notAfter (UTC, ISO 8601): transport certificates
 last 90 days (``setcore.pki.tls.TLS_LIFETIME``), and a peer's handshakes fail after it.
@@ -38,14 +39,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from cli.fingerprint import colon_hex
+from cli.number_options import shown
 from gateway.bank_pki import ProvisioningError, load_bank_pki, open_ca_store
 from gateway.ca.errors import CaError
 from gateway.ca.publishing import revoke
@@ -62,17 +65,31 @@ from setcore.pki.tls import NOT_AFTER_FORMAT, chain_not_after
 
 # SHA-256 fingerprints are 32 bytes.
 THUMB_BYTES = 32
+# A serial is at most 20 octets (RFC 5280 4.1.2.2): 59 characters in colon-hex, the
+# longest form; a longer text is no serial (and int() refuses 4300 digits and more).
+MAX_SERIAL_CHARS = 64
+# ``revoke --serial``'s forms, each in ASCII only: int() alone took a sign, underscores
+# and other scripts' digits ("+5", "1_0", fullwidth digits), each a number nobody typed on
+# purpose, and a revocation is not taken back. Spaces around it are allowed: serials are
+# copied from ``openssl x509 -text``, indented. Form, what to strip, base.
+_SERIAL_FORMS: tuple[tuple[re.Pattern[str], Callable[[str], str], int], ...] = (
+    (re.compile(r"[0-9]+"), str, 10),
+    (re.compile(r"0[xX][0-9a-fA-F]+"), lambda text: text[2:], 16),
+    (re.compile(r"[0-9a-fA-F]+(?::[0-9a-fA-F]+)+"), lambda text: text.replace(":", ""), 16),
+)
 
 
 def parse_serial(text: str) -> int:
-    """A certificate serial number as decimal, 0x-hex or colon-separated hex."""
-    cleaned = text.strip()
-    try:
-        if ":" in cleaned:
-            return int(cleaned.replace(":", ""), 16)
-        return int(cleaned, 16) if cleaned.lower().startswith("0x") else int(cleaned, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a serial number") from None
+    """A certificate serial number as decimal, 0x-hex or colon-separated hex, in ASCII
+    (``_SERIAL_FORMS``), spaces around it allowed; argparse's usage error otherwise."""
+    cleaned = text.strip(" \t")
+    for pattern, strip, base in _SERIAL_FORMS:
+        if len(cleaned) <= MAX_SERIAL_CHARS and pattern.fullmatch(cleaned):
+            return int(strip(cleaned), base)
+    raise argparse.ArgumentTypeError(
+        "a serial number is decimal (digits 0-9), 0x and hex digits, or hex digits in "
+        f"pairs with colons, as list prints it; not {shown(text)}"
+    )
 
 
 def parse_thumb(text: str) -> bytes:

@@ -33,6 +33,7 @@ from typing import TextIO
 from cryptography.hazmat.primitives import serialization
 
 from cli.fingerprint import colon_hex
+from cli.number_options import whole
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
 from hsm.pinsource import PinSource
@@ -45,6 +46,9 @@ MAX_PEM_BYTES = 64 * 1024
 #: The bank's own labels (``gateway.bank_pki``), spelled here so that the keys command
 #: does not load the gateway package for every key it touches.
 BANK_LABELS = frozenset({"gateway-sig", "gateway-kex"})
+#: The highest ``delete --version``: a key rotated every day for a thousand years has fewer
+#: versions; the bound keeps a pasted number (a card's, an id) from being looked up.
+MAX_KEY_VERSION = 999_999
 #: The task named in the bank's key lock while a deletion holds it.
 DELETE_TASK = "keys delete"
 
@@ -80,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _backend_argument(delete, required=False)
     delete.add_argument("--label", required=True)
     which = delete.add_mutually_exclusive_group(required=True)
-    which.add_argument("--version", type=int, help="only this version")
+    which.add_argument("--version", type=whole(1, MAX_KEY_VERSION), help="only this version")
     which.add_argument(
         "--all-versions", action="store_true", help="every version, the one in use too"
     )

@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -57,6 +58,7 @@ from types import FrameType
 
 from cli.currency import currency_code
 from cli.merchant_batch import add_batch_parser, check_batch_usage, run_batch
+from cli.number_options import integer, shown, whole
 from cli.party_options import UsageError, parse_form, pin_root
 from clients.authority import AuthorityClient
 from clients.errors import ClientError, OutcomeUnknown
@@ -71,6 +73,7 @@ from clients.merchant.config import (
     parse_metrics_port,
 )
 from clients.merchant.gateway_client import pinned_since
+from clients.merchant.order_store import MAX_LISTED_ORDERS
 from clients.merchant.records import Money, Operation, OperationState, Order, OrderState, short
 from clients.merchant.registration import MerchantRegistrar, Registered
 from clients.merchant.runtime import Merchant
@@ -91,6 +94,10 @@ DIR_ENV = "SETPAY_MERCHANT_DIR"
 EXIT_USAGE = 2
 # LID-M printed for a new order: short enough to type, random enough never to repeat.
 LID_M_BYTES = 8
+# An operation id's start as the capture and refund commands print it: ASCII hex only
+# (``int(text, 16)`` took a sign, underscores, spaces and other scripts' digits, none of
+# which any id starts with).
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -134,28 +141,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     o = ops.add_parser("orders", help="list orders, or create one (SET Initiation)")
     o_ops = o.add_subparsers(dest="orders_command")
     o_ops.add_parser("list", help="list orders (the default)").add_argument(
-        "--limit", type=int, default=50
-    )
+        "--limit", type=whole(1, MAX_LISTED_ORDERS), default=50,
+        help=f"the newest N orders (1 to {MAX_LISTED_ORDERS}; default 50)",
+    )  # fmt: skip
     n = o_ops.add_parser("new", help="create an order and print its SET Initiation")
     n.add_argument("--description", required=True)
-    n.add_argument("--amount", type=int, required=True, help="minor units (cents)")
+    n.add_argument("--amount", type=integer, required=True, help="minor units (cents)")
     n.add_argument(
         "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
     )
     n.add_argument(
-        "--exp10", type=int, help="decimal exponent of the minor unit (default: the currency's)"
+        "--exp10", type=integer, help="decimal exponent of the minor unit (default: the currency's)"
     )
     n.add_argument("--lid-m", help="the order's local id (hex; default random)")
 
     for name, text in (("capture", "capture an authorized order"), ("refund", "refund")):
         c = ops.add_parser(name, help=text)
         c.add_argument("order", help="the start of the order's XID")
-        c.add_argument("--amount", type=int, help="minor units (default: all that is left)")
+        c.add_argument("--amount", type=integer, help="minor units (default: all that is left)")
 
     v = ops.add_parser("reverse", help="reverse an authorization, a capture or a refund")
     v.add_argument("order", nargs="?", help="the start of the order's XID")
     what = v.add_mutually_exclusive_group()
-    what.add_argument("--keep", type=int, default=0, help="authorization: amount that stays")
+    what.add_argument(
+        "--keep", type=integer, default=0, help="authorization: amount that stays (default 0)"
+    )
     what.add_argument(
         "--capture", type=_operation_prefix, metavar="OP", help="reverse this capture (its id)"
     )
@@ -173,10 +183,10 @@ def _operation_prefix(text: str) -> str:
         raise argparse.ArgumentTypeError(
             "an operation id, as capture and refund print it, not empty"
         )
-    try:
-        int(text, 16)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"an operation id is hexadecimal, not {text!r}") from None
+    if not _HEX.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"an operation id is hexadecimal, 0-9 and a-f, not {shown(text)}"
+        )
     return text
 
 
@@ -185,7 +195,8 @@ def _metrics_port(text: str) -> MetricsPort:
         return parse_metrics_port(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be a port number (0 to 65535) or {METRICS_ANY_PORT}, not {text!r}"
+            f"must be a port number (0 to 65535) in digits 0-9 or {METRICS_ANY_PORT}, not "
+            f"{shown(text)}"
         ) from None
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 
+from cli.number_options import whole
 from cli.party_options import UsageError
 from clients.merchant.reconciliation import reconcile, reconciliation_lines
 from clients.merchant.runtime import Merchant
@@ -66,30 +67,10 @@ _EXITS = {
 }
 
 
-def _details(text: str) -> int:
-    """``--details``: a page the gateway serves, never one it refuses after a close."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= MAX_TRANSACTION_DETAILS:
-        raise argparse.ArgumentTypeError(
-            f"must be 1 to {MAX_TRANSACTION_DETAILS} (the gateway's page), not {text!r}"
-        )
-    return value
-
-
-def _start(text: str) -> int:
-    """``--start``: a sequence number the gateway can look up (``MAX_STARTING_POINT``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_STARTING_POINT:
-        raise argparse.ArgumentTypeError(
-            f"must be a batch sequence number (0 to {MAX_STARTING_POINT}), not {text!r}"
-        )
-    return value
+# ``--details``: a page the gateway serves, never one it refuses after a close.
+_details = whole(1, MAX_TRANSACTION_DETAILS, "(the gateway's page)")
+# ``--start``: a sequence number the gateway can look up (``MAX_STARTING_POINT``).
+_start = whole(0, MAX_STARTING_POINT, "(a batch sequence number)")
 
 
 def add_batch_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

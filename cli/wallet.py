@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli.currency import currency_code
+from cli.number_options import integer, read_whole, shown
 from cli.party_options import UsageError, parse_form, pin_root
 from clients.errors import ClientError, ConfigError, PurchaseOutcomeUnknown, RegistrationError
 from clients.peers import PeerConfig, check_target
@@ -148,11 +149,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b.add_argument("--initiation", type=Path, help="SET Initiation JSON from the merchant")
     b.add_argument("--lid-m", help="the merchant's order id (hex)")
     b.add_argument("--description", help="the order description agreed with the merchant")
-    b.add_argument("--amount", type=int, help="minor units (cents)")
+    b.add_argument("--amount", type=integer, help="minor units (cents)")
     b.add_argument(
         "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
     )
-    b.add_argument("--exp10", type=int, help="default: the currency's minor unit")
+    b.add_argument("--exp10", type=integer, help="default: the currency's minor unit")
     b.add_argument("--merchant", type=_target, help="merchant HOST:PORT (default: wallet.toml)")
 
     q = ops.add_parser("inquire", help="ask the merchant about a purchase")
@@ -170,7 +171,7 @@ def _target(text: str) -> str:
     try:
         return check_target(text, "--merchant")
     except ConfigError:
-        raise argparse.ArgumentTypeError(f"must be HOST:PORT, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, not {shown(text)}") from None
 
 
 def _merchant(config: WalletConfig, target: str | None) -> PeerConfig:
@@ -186,13 +187,15 @@ def _hex(text: object, what: str) -> bytes:
 
 
 def _number(value: object, what: str) -> int:
-    # JSON true/false are ints to Python; an amount is never one.
+    # JSON true/false are ints to Python; an amount is never one. Text is read as the
+    # command line's numbers are (``cli.number_options``): "+5", "5_000" or a 5 in
+    # fullwidth is no amount a merchant wrote.
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ClientError(f"{what} is not an integer")
-    try:
-        return int(value)
-    except ValueError:
-        raise ClientError(f"{what} is not an integer") from None
+    number = value if isinstance(value, int) else read_whole(value)
+    if number is None:
+        raise ClientError(f"{what} is not an integer")
+    return number
 
 
 def _read_bounded(path: Path, limit: int, what: str) -> bytes:
