@@ -211,7 +211,14 @@ def _read_bounded(path: Path, limit: int, what: str) -> bytes:
 
 
 def read_initiation(path: Path) -> Initiation:
-    """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON)."""
+    """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON).
+
+    Its ``brand``, when present, is kept, for ``check_brand``. Its ``merchant`` is read
+    by no one: it is the address the merchant listens on (its ``server.listen``, often
+    a wildcard), not the target a wallet reaches it by nor anything the merchant signs.
+    The merchant is the one ``--merchant`` or the configuration names, and its PInitRes
+    proves who it is; a merchant that never offered the LID-M refuses it (UNKNOWN_LID).
+    """
     data = _read_bounded(path, MAX_INITIATION_FILE_BYTES, "a SET Initiation")
     try:
         raw = json.loads(data)
@@ -226,10 +233,24 @@ def read_initiation(path: Path) -> Initiation:
         raise ClientError(f"{path}: description is not text")
     currency = _number(raw["currency"], f"{path}: currency")
     exp10 = raw["exp10"] if "exp10" in raw else exponent_for(currency)
+    brand = raw.get("brand", "")
+    if not isinstance(brand, str):
+        raise ClientError(f"{path}: brand is not text")
     return Initiation(
         _hex(raw["lid_m"], f"{path}: lid_m"), raw["description"].encode(), currency,
         _number(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
+        brand_id=brand,
     )  # fmt: skip
+
+
+def check_brand(initiation: Initiation, config: WalletConfig) -> None:
+    """Refuse an initiation for another brand than the wallet's card, before the
+    passphrase is asked for: the merchant would only refuse its PInitReq."""
+    if initiation.brand_id and initiation.brand_id != config.brand_id:
+        raise ClientError(
+            f"the order is for brand {initiation.brand_id!r}; this wallet's card is of "
+            f"brand {config.brand_id!r}"
+        )
 
 
 def _initiation(args: argparse.Namespace) -> Initiation:
@@ -407,6 +428,8 @@ def run(args: argparse.Namespace) -> int:
         if card is not None:
             _warn_if_shared(args.card)
         config = load(args.dir)
+        if initiation is not None:
+            check_brand(initiation, config)
         if command == "register":
             pin_root(config.root, args.root, "wallet")
         passphrase = read_passphrase(passphrase_source(config.passphrase_file))

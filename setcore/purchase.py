@@ -44,6 +44,7 @@ from setcore.purchase_answer import (
     merchant_signer,
     open_merchant_error,
 )
+from setcore.purchase_offer import MerchantOffer, PInitState, check_offered_ids
 from setcore.signed import open_signed, parse_signed, sign
 from setcore.signers import signer
 from setpay.v1 import common_pb2, purchase_pb2
@@ -124,19 +125,6 @@ def hod(od: bytes, amount: common_pb2.CurrencyAmount, od_salt: bytes) -> bytes:
 # --- wallet side ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PInitState:
-    """What the wallet remembers between PInitReq and PInitRes, the request's digest too."""
-
-    rrpid: bytes
-    chall_c: bytes
-    lid_c: bytes
-    brand_id: str
-    bin: str
-    lid_m: bytes = b""
-    request_digest: bytes = b""
-
-
 def build_pinit_request(
     pan: PAN, brand_id: str, lid_c: bytes, *, lid_m: bytes = b"", language: str = "en"
 ) -> tuple[purchase_pb2.PInitRequest, PInitState]:
@@ -149,17 +137,10 @@ def build_pinit_request(
     )  # fmt: skip
     # PInitReq is its call's frame itself: the bytes sent are the frame's.
     sent = request_digest(request.DESCRIPTOR.full_name, request.SerializeToString())
-    return request, PInitState(rrpid, chall_c, lid_c, brand_id, pan.bin, lid_m, sent)
-
-
-@dataclass(frozen=True)
-class MerchantOffer:
-    """What a verified PInitRes tells the wallet: the transaction and whom to trust."""
-
-    trans_ids: common_pb2.TransIDs
-    chall_m: bytes
-    merchant: VerifiedCertificate
-    gateway: VerifiedCertificate
+    return request, PInitState(
+        rrpid, chall_c, lid_c, brand_id, pan.bin, lid_m=lid_m, request_digest=sent,
+        language=language,
+    )  # fmt: skip
 
 
 def open_pinit_response(
@@ -169,7 +150,8 @@ def open_pinit_response(
     *,
     at: datetime | None = None,
 ) -> MerchantOffer:
-    """Verify PInitRes: merchant signature and chain, echoes, and the gateway it names."""
+    """Verify PInitRes: merchant signature and chain, echoes, the TransIDs fields the
+    merchant chose (``setcore.purchase_offer``), and the gateway it names."""
     if response.WhichOneof("result") == "error":
         raise open_error(
             response.error, trust, MERCHANT, rrpid=state.rrpid, request=state.request_digest
@@ -188,6 +170,7 @@ def open_pinit_response(
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "PInitRes is for another LID-M")
     check_id(data.trans_ids.xid, "XID")
     check_id(data.chall_m, "Chall-M")
+    check_offered_ids(ids, state, at)
     merchant = verified.signer
     if merchant.brand_id != state.brand_id:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "merchant is not of this brand")

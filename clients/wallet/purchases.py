@@ -38,17 +38,16 @@ from clients.errors import (
     ClientError,
     ConfigError,
     PurchaseOutcomeUnknown,
-    TransportError,
     UnknownOrder,
 )
 from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
-from clients.transport import Caller, open_channel
+from clients.transport import MAX_MESSAGE_BYTES, Caller, open_channel
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
 from setcore.currency import exponent_for
-from setcore.errors import ErrorCode, PeerError, ProtocolError
+from setcore.errors import ErrorCode, PeerError, ProtocolError, fail
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import (
@@ -83,6 +82,19 @@ SENT = "SENT"
 # The state of a purchase the merchant refused with its signed Error (the code is kept in
 # ``refusal``): the wallet's own word too, since SET's CompletionCode has none for it.
 REFUSED = "REFUSED"
+# The merchant's signed Errors on a PReq that do not say it did nothing with it: the
+# catch-all for a failure of its own (a merchant turns any unexpected exception into
+# UNSPECIFIED_FAILURE, even once it has recorded the purchase and authorized the card),
+# the code of no meaning (0), and PI_PREVIOUSLY_USED, which says the merchant holds a PI
+# for our fresh XID: a copy of this PReq gRPC resent, the first perhaps authorizing now.
+# Every other code names a check of the PReq as received, made before the merchant acts.
+UNDECIDED_REFUSALS = frozenset(
+    {
+        ErrorCode.ERROR_CODE_UNSPECIFIED,
+        ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE,
+        ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
+    }
+)
 # purchases.json is the cardholder's shopping history: readable by its owner only. Its
 # lock file holds nothing, but is kept as private as what it guards.
 PURCHASES_FILE_MODE = 0o600
@@ -97,13 +109,17 @@ def _method(name: str) -> str:
 
 @dataclass(frozen=True)
 class Initiation:
-    """SET Initiation: what wallet and merchant agreed out of band before PInit."""
+    """SET Initiation: what wallet and merchant agreed out of band before PInit.
+
+    ``brand_id``: the brand the merchant named for the order, "" when it named none.
+    """
 
     lid_m: bytes
     description: bytes
     currency: int
     amount: int
     exp10: int = 2
+    brand_id: str = ""
 
     def order(self) -> Order:
         """The order as the purchase protocol takes it (a description setcore will hash);
@@ -171,7 +187,11 @@ class PurchaseRecord:
         if self.merchant_id:
             merchant = MerchantIdentity(self.merchant_brand, self.merchant_id)
         thumb = bytes.fromhex(self.merchant_thumb)
-        return PurchaseState(b"", b"", trans_ids, thumb, agreed, merchant=merchant)
+        # No RRPID, challenge or request digest: those are each inquiry's own.
+        return PurchaseState(
+            rrpid=b"", chall_c=b"", trans_ids=trans_ids, merchant_thumb=thumb, purch_amt=agreed,
+            merchant=merchant,
+        )  # fmt: skip
 
     @property
     def short_id(self) -> str:
@@ -256,6 +276,15 @@ class PurchaseBook:
             os.close(fd)  # releases the lock
 
 
+def _undecided(refusal: PeerError) -> str:
+    """Why a signed Error in ``UNDECIDED_REFUSALS`` leaves the purchase unknown."""
+    if refusal.code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED:
+        # Our XID is fresh, so the PI "already used" is our own: a copy of this PReq that
+        # gRPC resent while the first was being decided, which may be authorizing now.
+        return "the merchant already holds this purchase (a resent copy)"
+    return f"the merchant failed, maybe after taking the order: {refusal.code_name}"
+
+
 def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
     """The record fields a verified PRes or InqRes reports (its one payload, setcore's
     ``check_answer``); they replace any earlier state, a refusal's too."""
@@ -332,6 +361,14 @@ class Shopper:
             preq, state = build_purchase_request(self._credentials, offer, order, self._card, pinit)
             if unsafe_rewrite is not None:
                 unsafe_rewrite(preq)
+            frame = preq.SerializeToString()
+            if len(frame) > MAX_MESSAGE_BYTES:
+                # gRPC would refuse to send it, after the record below said SENT: refused
+                # here, before anything leaves, the purchase never happened.
+                raise fail(
+                    ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG,
+                    f"the PReq would be {len(frame)} bytes, over {MAX_MESSAGE_BYTES}",
+                )
             # Recorded before the PReq leaves: once it has, the merchant may hold the order
             # and the card an authorization, whether or not the PRes makes it back.
             sent = PurchaseRecord(
@@ -351,36 +388,32 @@ class Shopper:
             )  # fmt: skip
             try:
                 pres = caller.call(
-                    _method("Purchase"), preq.SerializeToString(), purchase_pb2.PurchaseResponse,
+                    _method("Purchase"), frame, purchase_pb2.PurchaseResponse,
                     deadline=PURCHASE_DEADLINE_SECONDS,
                 )  # fmt: skip
-            except TransportError as exc:
+            except Exception as exc:
+                # Sent, whatever failed after: not TransportError alone, any failure.
                 raise PurchaseOutcomeUnknown(sent.short_id, f"no answer: {exc}", exc) from exc
         try:
             # Revocation data that went stale during the call is fetched again, as for the
             # PInitRes: a stale BCI is no reason to doubt the merchant's answer.
             data = self._checked(lambda: open_purchase_response(pres, state, self._trust))
-        except (ProtocolError, ClientError) as exc:
-            # An answer that does not verify (or could not be checked: the CA unreachable
-            # for fresh revocation data) is not the merchant's word: a refusal is a signed
-            # Error naming our PReq (PeerError), which is let through as such.
-            raise PurchaseOutcomeUnknown(
-                sent.short_id, f"the answer did not verify: {exc}", exc
-            ) from exc
         except PeerError as exc:
-            if exc.code != ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED:
+            if exc.code not in UNDECIDED_REFUSALS:
                 self._record_refusal(sent, exc)
                 raise
-            # Our XID is fresh, so the PI "already used" is our own: a copy of this PReq
-            # that gRPC resent while the first was being decided. That first may well be
-            # authorizing the card now.
+            raise PurchaseOutcomeUnknown(sent.short_id, _undecided(exc), exc) from exc
+        except Exception as exc:
+            # An answer that does not verify (or could not be checked: the CA unreachable
+            # for fresh revocation data, a certificate cryptography cannot read) is not the
+            # merchant's word: only a signed Error naming our PReq (PeerError) is.
             raise PurchaseOutcomeUnknown(
-                sent.short_id, "the merchant already holds this purchase (a resent copy)", exc
+                sent.short_id, f"the answer did not verify: {exc}", exc
             ) from exc
         record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
         try:
             self._book.save(record)
-        except (OSError, ClientError) as exc:
+        except Exception as exc:
             raise PurchaseOutcomeUnknown(
                 sent.short_id, f"the verified answer could not be recorded: {exc}", exc
             ) from exc

@@ -28,8 +28,9 @@ def load_certificate(der: bytes) -> x509.Certificate:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, f"certificate of {len(der)} bytes")
     try:
         cert = x509.load_der_x509_certificate(der)
-        # Extensions are parsed lazily; touch them now so a malformed one fails here.
-        _ = cert.extensions
+        # Extensions and names are parsed lazily; touch them now so that a malformed one
+        # fails here, not as a ValueError wherever a path builder compares names.
+        _ = cert.extensions, cert.subject, cert.issuer
         version = cert.version
     except (ValueError, x509.InvalidVersion, x509.DuplicateExtension) as exc:
         # cryptography reports a version number X.509 does not define and an extension

@@ -81,7 +81,9 @@ def test_pcert_round_trip_feeds_pinit(certified: Certified) -> None:
 
     # What the merchant learnt is what a wallet needs: PInitRes naming this gateway key.
     pinit, pinit_state = build_pinit_request(PAN(TEST_PAN), c.brand_id, b"wallet-order")
-    ids = common_pb2.TransIDs(lid_c=b"wallet-order", xid=new_id(), preq_date_unix_ms=now_ms())
+    ids = common_pb2.TransIDs(
+        lid_c=b"wallet-order", xid=new_id(), preq_date_unix_ms=now_ms(), language="en"
+    )
     pinit_res = build_pinit_response(
         c.merchant, pinit, ids, new_id(), ours.key_exchange.der, ours.chain
     )

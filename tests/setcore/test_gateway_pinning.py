@@ -29,7 +29,7 @@ from setcore.capture import (
 from setcore.credentials import Credentials
 from setcore.error_message import build_error, open_gateway_error
 from setcore.errors import ErrorCode, PeerError, ProtocolError
-from setcore.freshness import new_id
+from setcore.freshness import new_id, now_ms
 from setcore.gateway_admin import (
     build_pcert_request,
     build_pcert_response,
@@ -185,7 +185,9 @@ def _pinit(
     picked ``brand_id``."""
     _, card = _cardholder(c)
     request, state = build_pinit_request(card.pan, brand_id, b"lid-c")
-    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
+    trans = common_pb2.TransIDs(
+        lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id(), preq_date_unix_ms=now_ms(), language="en"
+    )
     return build_pinit_response(c.merchant, request, trans, new_id(), kex_der, chain), state
 
 

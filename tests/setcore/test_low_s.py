@@ -38,7 +38,7 @@ from setcore.capture import build_capture_response, open_capture_request, open_c
 from setcore.credentials import Credentials
 from setcore.error_message import build_error, open_error
 from setcore.errors import ErrorCode, PeerError, ProtocolError
-from setcore.freshness import new_id
+from setcore.freshness import new_id, now_ms
 from setcore.pan import PAN
 from setcore.pki import CertificateUsage, TrustStore, issue_gateway
 from setcore.pki.bci import issue_brand_crl_identifier
@@ -152,7 +152,9 @@ def test_certificates_and_crls_are_signed_low_s_only(ec: Certified) -> None:
 def test_a_pinitres_twin_is_refused(ec: Certified) -> None:
     shop = _shop(ec)
     request, state = build_pinit_request(shop.card.pan, ec.brand_id, b"lid-c")
-    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
+    trans = common_pb2.TransIDs(
+        lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id(), preq_date_unix_ms=now_ms(), language="en"
+    )
     kex = ec.gateway.key_exchange_cert or b""
     response = build_pinit_response(
         ec.merchant, request, trans, new_id(), kex, (ec.world.brand.gateway_ca.ca.der,)

@@ -62,7 +62,7 @@ def _shop(c: Certified, *, gateway_kex: bytes | None = None) -> Shop:
     cardholder, card = _cardholder(c)
     request, state = build_pinit_request(card.pan, c.brand_id, b"lid-c")
     trans = common_pb2.TransIDs(
-        lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id(), preq_date_unix_ms=now_ms()
+        lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id(), preq_date_unix_ms=now_ms(), language="en"
     )
     chall_m = new_id()
     response = build_pinit_response(

@@ -11,7 +11,7 @@ import pytest
 from setcore import purchase
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError
-from setcore.freshness import new_id
+from setcore.freshness import new_id, now_ms
 from setcore.purchase import (
     Order,
     PurchaseState,
@@ -30,6 +30,12 @@ from .certified import Certified, eur, refused
 from .test_purchase import Shop, _cardholder, _forge, _shop
 
 
+def _offered() -> dict[str, object]:
+    """The TransIDs fields a merchant fills as the wallet checks them: dated now, in the
+    language ``build_pinit_request`` asks for."""
+    return {"preq_date_unix_ms": now_ms(), "language": "en"}
+
+
 def test_wallet_refuses_a_merchant_key_exchange_cert_as_the_gateway(ec: Certified) -> None:
     # The merchant names its own key-exchange certificate where a gateway's is required.
     with pytest.raises(ProtocolError) as exc:
@@ -40,7 +46,7 @@ def test_wallet_refuses_a_merchant_key_exchange_cert_as_the_gateway(ec: Certifie
 def test_wallet_refuses_a_pinitres_for_another_request(ec: Certified) -> None:
     _, card = _cardholder(ec)
     request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c")
-    trans = common_pb2.TransIDs(lid_c=b"lid-c", xid=new_id())
+    trans = common_pb2.TransIDs(lid_c=b"lid-c", xid=new_id(), **_offered())
     args = (
         trans,
         new_id(),
@@ -63,12 +69,12 @@ def test_wallet_refuses_a_pinitres_for_another_order(ec: Certified) -> None:
     request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c", lid_m=b"lid-m")
     gateway = (ec.gateway.key_exchange_cert or b"", (ec.world.brand.gateway_ca.ca.der,))
     for lid_m in (b"another-order", b""):
-        trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=lid_m, xid=new_id())
+        trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=lid_m, xid=new_id(), **_offered())
         response = build_pinit_response(ec.merchant, request, trans, new_id(), *gateway)
         reason = refused(ErrorCode.ERROR_CODE_UNKNOWN_LID, open_pinit_response, response, state,
                          ec.trust())  # fmt: skip
         assert "LID-M" in reason
-    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
+    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id(), **_offered())
     response = build_pinit_response(ec.merchant, request, trans, new_id(), *gateway)
     assert open_pinit_response(response, state, ec.trust()).trans_ids.lid_m == b"lid-m"
 
@@ -142,7 +148,7 @@ def _named(trans: common_pb2.TransIDs, rrpid: bytes) -> common_pb2.Header:
 def test_wallet_refuses_a_pinitres_header_naming_other_ids(ec: Certified, field: str) -> None:
     _, card = _cardholder(ec)
     request, state = build_pinit_request(card.pan, ec.brand_id, b"lid-c", lid_m=b"lid-m")
-    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id())
+    trans = common_pb2.TransIDs(lid_c=b"lid-c", lid_m=b"lid-m", xid=new_id(), **_offered())
     gateway = (ec.gateway.key_exchange_cert or b"", (ec.world.brand.gateway_ca.ca.der,))
     response = build_pinit_response(ec.merchant, request, trans, new_id(), *gateway)
     assert open_pinit_response(response, state, ec.trust()).trans_ids.xid == trans.xid

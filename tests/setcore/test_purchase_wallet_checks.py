@@ -64,7 +64,10 @@ def _pinit(
     gateway_kex = c.gateway.key_exchange_cert or b""
     data = purchase_pb2.PInitResData(
         content_type=PINIT_RES_CT,
-        trans_ids=common_pb2.TransIDs(lid_c=b"lid-c", xid=new_id() if xid is None else xid),
+        trans_ids=common_pb2.TransIDs(
+            lid_c=b"lid-c", xid=new_id() if xid is None else xid, preq_date_unix_ms=now_ms(),
+            language="en",
+        ),
         rrpid=request.rrpid, chall_c=request.chall_c,
         chall_m=new_id() if chall_m is None else chall_m,
         pe_thumb=thumbprint(gateway_kex) if pe_thumb is None else pe_thumb,

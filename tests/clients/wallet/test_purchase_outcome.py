@@ -16,8 +16,10 @@ import pytest
 
 from cli.wallet import record_line
 from clients.errors import OrderStateError
+from clients.merchant import checkout
 from clients.merchant.order_store import OrderStore
 from clients.merchant.runtime import Merchant
+from clients.wallet import purchases
 from clients.wallet.purchases import REFUSED, SENT, PurchaseBook
 from clients.wallet.runtime import Wallet
 from setpay.v1 import crypto_pb2, error_pb2, purchase_pb2
@@ -172,3 +174,56 @@ def test_the_merchants_answer_that_a_copy_got_there_first_exits_4(
     assert (status, out) == (OUTCOME_UNKNOWN, ""), err
     assert sent.completion == SENT
     assert "already holds this purchase" in err and "the card may be authorized" in err
+
+
+def _unchanged(answer: bytes, context: grpc.ServicerContext) -> bytes:
+    """The merchant's answer, untouched (a merchant ID of its own, as ``_as_it_came``)."""
+    return answer
+
+
+def _verbatim(answer: bytes, context: grpc.ServicerContext) -> bytes:
+    """The merchant's answer, untouched (a merchant ID of its own, as ``_as_it_came``)."""
+    return answer
+
+
+@pytest.mark.parametrize("shop_through", [_unchanged], indirect=True)
+def test_the_merchants_unspecified_failure_after_authorizing_exits_4(
+    shop_through: Shop, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merchant turns any failure of its own into a signed UNSPECIFIED_FAILURE, here one
+    met after it recorded the purchase and the gateway approved it: no refusal."""
+
+    def broken(code: int) -> None:
+        raise RuntimeError("a fault after the authorization")
+
+    working = checkout.metrics.purchase_answered
+    monkeypatch.setattr(checkout.metrics, "purchase_answered", broken)
+    status, out, err = shop_through.purchase(1300, capsys)
+    (sent,) = PurchaseBook(shop_through.wallet.config.purchases_file).all()
+    assert (status, out) == (OUTCOME_UNKNOWN, ""), err
+    assert (sent.completion, sent.refusal) == (SENT, "")
+    assert "UNSPECIFIED_FAILURE" in err and "the card may be authorized" in err
+
+    # Not ``undo``: the fixture's passphrase variable is set on the same monkeypatch.
+    monkeypatch.setattr(checkout.metrics, "purchase_answered", working)
+    status, out, err = run_cli([*shop_through.argv, "inquire", sent.short_id], capsys)
+    assert (status, err) == (0, "")
+    assert "AUTHORIZATION_PERFORMED" in out and "APPROVED" in out
+
+
+@pytest.mark.parametrize("shop_through", [_verbatim], indirect=True)
+def test_a_foreign_exception_opening_the_answer_exits_4(
+    shop_through: Shop, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error outside setpay's classes once the PReq has left (a ValueError from a
+    parser, cryptography's UnsupportedAlgorithm) is no refusal either."""
+
+    def unreadable(*args: object) -> None:
+        raise ValueError("error parsing asn1 value")
+
+    monkeypatch.setattr(purchases, "open_purchase_response", unreadable)
+    status, out, err = shop_through.purchase(1300, capsys)
+    (sent,) = PurchaseBook(shop_through.wallet.config.purchases_file).all()
+    assert (status, out) == (OUTCOME_UNKNOWN, ""), err
+    assert sent.completion == SENT
+    assert "error parsing asn1 value" in err and "the card may be authorized" in err
