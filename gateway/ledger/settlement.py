@@ -268,14 +268,22 @@ def _credit_one(
     return result
 
 
+_ORIGINAL = (
+    "SELECT t.id, t.amount, b.status AS batch_status FROM transfers t"
+    " JOIN batches b ON b.id = t.batch_id"
+    " WHERE t.hold_id = ? AND t.kind = ? AND t.kind IN ('capture', 'credit') AND t.rrpid = ?"
+)
+
+
 def _original(
     tx: Transaction, hold: Row, kind: TransactionKind, item: ReversalItem
 ) -> Row | Decline:
     """The capture or credit being reversed, or why it cannot be."""
+    # The literal kind list is the predicate of the partial index transfers_by_request:
+    # from the bound kind alone the planner cannot tell the index covers the row, and
+    # SQLite walked every transfer of the hold (transfers_by_hold) instead.
     original = tx.one(
-        "SELECT t.id, t.amount, b.status AS batch_status FROM transfers t"
-        " JOIN batches b ON b.id = t.batch_id"
-        " WHERE t.hold_id = ? AND t.kind = ? AND t.rrpid = ?",
+        _ORIGINAL,
         hold["id"],
         kind.value,
         item.original_rrpid,

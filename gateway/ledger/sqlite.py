@@ -191,6 +191,11 @@ def _open_connection(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite
         # op, within the benchmark's run-to-run spread).
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA foreign_keys = ON")
+        # No automatic checkpoint on any connection of the store: SQLite runs it inside the
+        # COMMIT that crosses 1,000 WAL pages, making that group's callers wait for it. The
+        # group-commit writer checkpoints instead, after answering them (``group_commit``);
+        # every write of the store (the sweeper's, prune-ledger's, the CLI's) is its.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         if reader:
             conn.execute("PRAGMA query_only = ON")
     except BaseException:
