@@ -238,13 +238,23 @@ def type_label(certificate_type: int) -> str:
     return name.lower().replace("_", "-")
 
 
+def _printable(text: str) -> str:
+    """``text`` with each character that is not printable, and each backslash, escaped
+    (``\\n``, ``\\u202e``): a name stored before names were checked for control
+    characters could forge lines of the listing or turn it around on screen."""
+    return "".join(
+        ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def _shown_subject(cert: IssuedCertificate) -> str:
     if cert.certificate_type != roles.CARDHOLDER:
-        return cert.subject
+        return _printable(cert.subject)
     try:
         return colon_hex(bytes.fromhex(cert.subject))
     except ValueError:
-        return cert.subject
+        return _printable(cert.subject)
 
 
 def _stored_subjects(name: str) -> Sequence[str | None]:

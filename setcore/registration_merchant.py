@@ -16,6 +16,7 @@ CA's side (opening, verifying, answering) is ``registration_merchant_ca``.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,6 +123,20 @@ def _bad(reason: str) -> Exception:
     return fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, reason)
 
 
+# Unicode categories no name holds: controls (a newline forged lines in ``setpay ca
+# list`` and in logs), format characters (a right-to-left override turns a name around
+# on screen), and line and paragraph separators.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _check_text(what: str, text: str, limit: int, *, required: bool = True) -> None:
+    """Refuse ``text`` out of its bounds, or holding a character no name holds."""
+    if not int(required) <= len(text) <= limit:
+        raise _bad(f"{what} out of bounds")
+    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
+        raise _bad(f"{what} holds a control or format character")
+
+
 def identity_of(id_data: registration_pb2.IDData, kind: RequestKind) -> Identity:
     """The identity IDData names, checked against the request kind and the bounds."""
     which = id_data.WhichOneof("id")
@@ -129,20 +144,17 @@ def identity_of(id_data: registration_pb2.IDData, kind: RequestKind) -> Identity
         m = id_data.merchant
         if which != "merchant":
             raise _bad("merchant request without MerchantAcquirerID")
-        if not 0 < len(m.merchant_id) <= MAX_MERCHANT_ID_CHARS:
-            raise _bad("merchant id out of bounds")
-        if not 0 < len(m.merchant_name) <= MAX_MERCHANT_NAME_CHARS:
-            raise _bad("merchant name out of bounds")
-        if len(m.merchant_bin) > MAX_BIN_CHARS:
-            raise _bad("merchant BIN out of bounds")
+        _check_text("merchant id", m.merchant_id, MAX_MERCHANT_ID_CHARS)
+        _check_text("merchant name", m.merchant_name, MAX_MERCHANT_NAME_CHARS)
+        _check_text("merchant BIN", m.merchant_bin, MAX_BIN_CHARS, required=False)
         return MerchantIdentity(m.merchant_id, m.merchant_name, m.merchant_bin)
     a = id_data.acquirer
     if which != "acquirer":
         raise _bad("gateway request without AcquirerID")
-    if not 0 < len(a.acquirer_bin) <= MAX_BIN_CHARS:
-        raise _bad("acquirer BIN out of bounds")
-    if len(a.acquirer_business_id) > MAX_GATEWAY_NAME_CHARS:
-        raise _bad("acquirer business id out of bounds")
+    _check_text("acquirer BIN", a.acquirer_bin, MAX_BIN_CHARS)
+    _check_text(
+        "acquirer business id", a.acquirer_business_id, MAX_GATEWAY_NAME_CHARS, required=False
+    )
     return GatewayIdentity(a.acquirer_bin, a.acquirer_business_id)
 
 

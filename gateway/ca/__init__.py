@@ -27,8 +27,10 @@ Errors:
     │   │   └── SchemaMismatch     ca.db of another schema version
     │   ├── IssuerUnavailable      the issuer ledger cannot answer now (translated from the
     │   │                          ledger's StoreUnavailable in ``gateway.issuer``)
-    │   └── RevocationStale        the revocation data held is no longer current and the
-    │                              refresh keeps failing (``watcher``)
+    │   ├── RevocationStale        the revocation data held is no longer current and the
+    │   │                          refresh keeps failing (``watcher``)
+    │   └── CaCertificateUnusable  the answering CA's own certificate or key-exchange
+    │                              certificate is revoked or expired (``authority``)
     ├── StoreBug                   ca.db refused a statement (no such table or column,
     │   │                          a wrong parameter, a nested BEGIN, misuse; translated
     │   │                          in ``store``): a bug, never an outage; the servicer
@@ -47,6 +49,7 @@ any other (a key deleted, the PIN refused) as a failure retrying cannot fix.
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.errors import (
     AlreadyRevoked,
+    CaCertificateUnusable,
     CaError,
     CaUnavailable,
     ConstraintViolation,
@@ -71,6 +74,7 @@ from gateway.ca.watcher import RevocationWatcher
 __all__ = [
     "AlreadyRevoked",
     "AuthorityKeys",
+    "CaCertificateUnusable",
     "CaError",
     "CaPolicy",
     "CaSide",

@@ -9,7 +9,8 @@ certificate it is sealed to (an earlier one of a CA's too, for its WRONG_RECIPIE
 CertInq by the request it asks about, else by its session or its LID-CA (an UNKNOWN_LID
 from the requester's own CA). The Payment Gateway CA answers no registration unless
 ``CaPolicy.gateway_registration`` says so (MESSAGE_NOT_SUPPORTED): a gateway certificate
-is what wallets seal PANs to.
+is what wallets seal PANs to. A CA whose own certificate or key-exchange certificate is
+revoked or has expired answers no registration (``gateway.ca.standing``: UNAVAILABLE).
 
 Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
 so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here; a
@@ -35,14 +36,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.ca import publishing
-from gateway.ca.cardholder import CardholderRegistrar, Clock
+from gateway.ca.cardholder import CardholderRegistrar, Clock, now_utc
 from gateway.ca.errors import CaError, CaUnavailable
 from gateway.ca.issuer import IssuerDirectory
 from gateway.ca.keys import AuthorityKeys, CaSide
 from gateway.ca.merchant import MerchantRegistrar, lid_ca_type
 from gateway.ca.policy import CaPolicy
 from gateway.ca.records import IssuedCertificate
-from gateway.ca.replay import replayed, request_digest
+from gateway.ca.replay import KIND_CERT, KIND_CERT_INQ, SESSION_KINDS, replayed, request_digest
+from gateway.ca.standing import CaStanding
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import RevocationWatcher
 from gateway.sqlite_errors import is_busy
@@ -76,9 +78,6 @@ HOUSEKEEPING_RETRY_MS = 60 * 1000
 # the store's connection in the worker (the revocation watcher's poll of an
 # authorization among them); a sweep skipped now costs nothing.
 SWEEP_BUSY_TIMEOUT_MS = 0
-
-KIND_CERT = "cert"
-KIND_CERT_INQ = "cert-inq"
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +118,7 @@ class CertificateAuthority:
         self._clock = clock
         self._watcher = RevocationWatcher(store, trust, keys=keys)
         self._watcher.check(force=True, strict=False)  # RevocationStale if nothing current
+        self._standing = CaStanding(keys, trust)
         self._sweep_due_ms = 0
         # Failed sweeps by cause: changed under _sweep_lock, read by the metrics' sampler.
         self._sweep_busy = 0
@@ -167,7 +167,12 @@ class CertificateAuthority:
             # whose lock every request of the worker takes.
             sweeping = CaStore.open_for_sweep(self._store.path, SWEEP_BUSY_TIMEOUT_MS)
             with closing(sweeping) as store, store.write() as tx:
-                tx.purge(now, now - self._policy.response_retention_ms)
+                tx.purge(
+                    now,
+                    now - self._policy.response_retention_ms,
+                    session_kinds=SESSION_KINDS,
+                    session_answers_before_ms=now - self._policy.session_lifetime_ms,
+                )
         except Exception as exc:
             self._sweep_due_ms = now + HOUSEKEEPING_RETRY_MS
             # Another writer now and then is the CA at work; ca.db away is expected now and
@@ -196,11 +201,13 @@ class CertificateAuthority:
         """CardCInitRes bytes: Signed(CardCInitResTBS)."""
         self._enter()
         self._check_brand(request.brand_id)
+        self._check_standing(CARDHOLDER_CA)
         return self._cardholder.card_c_init(request)
 
     def reg_form(self, request: registration_pb2.RegFormRequest) -> bytes:
         """RegFormRes bytes: Signed(RegFormResTBS)."""
         self._enter()
+        self._check_standing(CARDHOLDER_CA)
         return self._cardholder.reg_form(request)
 
     def me_aq_c_init(self, request: registration_pb2.MeAqCInitRequest) -> bytes:
@@ -209,6 +216,7 @@ class CertificateAuthority:
         kind, identity = check_me_aq_c_init_request(request)
         self._check_served(kind.ca_type)
         self._check_brand(request.brand_id)
+        self._check_standing(kind.ca_type)
         return self._merchants[kind.ca_type].me_aq_c_init(request, kind, identity)
 
     def cert(self, request: registration_pb2.CertRequest) -> bytes:
@@ -219,6 +227,7 @@ class CertificateAuthority:
         if side is None:
             raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed to no key of this CA")
         self._check_served(side.ca_type)
+        self._check_standing(side.ca_type)
         digest = request_digest(KIND_CERT, request.cert_req)
         with self._store.read() as tx:
             stored = replayed(tx, envelope.rrpid, KIND_CERT, digest)
@@ -242,6 +251,7 @@ class CertificateAuthority:
             if record is None:
                 raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "no request for this registration")
             verify_cert_inquiry(signed, record.sig_spki)
+            self._check_standing(record.ca_type)
             answer = CertAnswer(
                 tbs.rrpid, tbs.lid_ee, tbs.chall_ee3, tbs.lid_ca, tuple(tbs.thumbs.thumbs)
             )
@@ -333,6 +343,11 @@ class CertificateAuthority:
     def _check_served(self, ca_type: int) -> None:
         if ca_type == PAYMENT_GATEWAY_CA and not self._policy.gateway_registration:
             raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "no gateway registration here")
+
+    def _check_standing(self, ca_type: int) -> None:
+        # Before an answer is built: nothing the CA signs now is trusted, and nothing sealed
+        # to its key-exchange certificate should be sent to it.
+        self._standing.require(ca_type, now_utc(self._clock()))
 
     def _check_brand(self, brand_id: str) -> None:
         if brand_id != self._keys.brand_id:

@@ -42,7 +42,7 @@ from gateway.ca.keys import CaSide
 from gateway.ca.policy import CaPolicy
 from gateway.ca.publishing import record_certificate
 from gateway.ca.records import PendedRenewal, RequestRecord, Session
-from gateway.ca.replay import replayed, request_digest
+from gateway.ca.replay import KIND_CARD_C_INIT, KIND_CERT, KIND_REG_FORM, replayed, request_digest
 from gateway.ca.store import CaStore, StoreTransaction
 from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.freshness import new_id
@@ -80,10 +80,6 @@ REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
 ISSUER_ACCEPTS = frozenset({REQUEST_COMPLETE, REQUEST_PENDED})
 # LID-CA: the CA's own label for a registration; 16 random bytes cannot collide.
 LID_CA_BYTES = 16
-
-KIND_CARD_C_INIT = "card-c-init"
-KIND_REG_FORM = "reg-form"
-KIND_CERT = "cert"
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +316,7 @@ class CardholderRegistrar:
         The issuer is asked first, even about a card past its limit, since only its word
         says whether the card has a code; the requester gets the same refusal either way.
         """
+        # Asked under ca.db's write lock on purpose: guesses at one card take turns at its count.
         card = self._issuer.card_key(request.pan)
         code = given_code(request.data)
         word = ask_issuer(self._issuer, request.pan, request.expiry, code)

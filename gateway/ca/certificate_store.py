@@ -139,11 +139,14 @@ class CertificateQueries:
         ).fetchone()
         return row is not None
 
-    def revoked_by(self, issuer_thumb: bytes) -> list[tuple[int, int]]:
-        """(serial, revoked at ms) of every certificate of one CA that was revoked."""
+    def revoked_by(self, issuer_thumb: bytes, ending_from_ms: int) -> list[tuple[int, int]]:
+        """(serial, revoked at ms) of every certificate of one CA that was revoked and
+        ends (notAfter) at ``ending_from_ms`` or later."""
         rows = self._db.execute(
-            "SELECT serial, revoked_ms FROM revocations WHERE issuer_thumb = ? ORDER BY rowid",
-            (issuer_thumb,),
+            "SELECT r.serial, r.revoked_ms FROM revocations AS r "
+            "JOIN certificates AS c ON c.thumb = r.cert_thumb "
+            "WHERE r.issuer_thumb = ? AND c.not_after_ms >= ? ORDER BY r.rowid",
+            (issuer_thumb, ending_from_ms),
         ).fetchall()
         return [(int(serial, 16), revoked_ms) for serial, revoked_ms in rows]
 

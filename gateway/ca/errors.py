@@ -70,6 +70,15 @@ class RevocationStale(CaUnavailable):
     what = "revocation data"
 
 
+class CaCertificateUnusable(CaUnavailable):
+    """The answering CA's own certificate or key-exchange certificate is revoked or has
+    expired: no requester would trust what it signs, or should seal to it. Answered
+    UNAVAILABLE, never a SET Error (the CA would sign that too); the log names what the
+    operator must do."""
+
+    what = "certificate"
+
+
 class UnknownCertificate(CaError):
     """No certificate of this CA matches the serial number or thumbprint given."""
 

@@ -56,7 +56,7 @@ from gateway.ca.keys import CaSide
 from gateway.ca.policy import CaPolicy
 from gateway.ca.publishing import record_certificate
 from gateway.ca.records import RequestRecord, Session
-from gateway.ca.replay import replayed, request_digest
+from gateway.ca.replay import KIND_CERT, KIND_ME_AQ_C_INIT, replayed, request_digest
 from gateway.ca.store import CaStore, StoreTransaction
 from hsm.base import KemAlgorithm
 from setcore.encoding import thumbprint
@@ -89,9 +89,6 @@ from setcore.registration_merchant_ca import (
     verify_merchant_cert_request,
 )
 from setpay.v1 import registration_pb2
-
-KIND_ME_AQ_C_INIT = "me-aq-c-init"
-KIND_CERT = "cert"
 
 # A Merchant or Payment Gateway CA's LID-CA names its CA: ``TYPED_LID_PREFIX``, the CA's
 # CertificateType in one byte, then LID_CA_BYTES random bytes (21 bytes in all, within

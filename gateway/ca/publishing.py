@@ -2,9 +2,10 @@
 
 After every revocation, in the same transaction as the revocation itself: a new CRL
 (next cRLNumber) of the CA that issued the certificate, listing everything that CA has
-revoked, and a new BCI (sequence + 1) naming the current CRL of every CA of the brand.
-Before a CRL's nextUpdate or the BCI's notAfter comes near, ``refresh`` re-issues them the
-same way, so verifiers never see stale revocation data while the bank runs.
+revoked but what expired more than ``EXPIRED_CRL_GRACE`` ago, and a new BCI (sequence + 1)
+naming the current CRL of every CA of the brand. Before a CRL's nextUpdate or the BCI's
+notAfter comes near, ``refresh`` re-issues them the same way, so verifiers never see stale
+revocation data while the bank runs.
 
 Readers (``current_revocation``, the revocation watcher) take the newest BCI and exactly
 the CRLs it lists.
@@ -34,6 +35,13 @@ from setcore.registration import RevocationData
 # fetched the previous one just before that still holds a valid one, and a bank that is
 # down for less than half a lifetime comes back before anything lapses.
 REFRESH_FRACTION = 0.5
+# A revoked certificate stays on its CA's CRLs until it has been expired this long, then
+# leaves them (RFC 5280 5.1.2.6): every verifier refuses it as expired by then, and CRLs
+# stapled to every CA answer no longer grow with every revocation ever made (at ~39 bytes
+# an entry they would pass the 1 MiB message limit near 27,000). One CRL lifetime puts
+# it on at least one CRL issued after it expired (refreshed every half lifetime), as the
+# RFC asks, and a clock a little behind still finds it there.
+EXPIRED_CRL_GRACE = CRL_LIFETIME
 # How a CA certificate's usage is recorded (end entities: signature / key-exchange).
 CA_USAGE = "ca"
 
@@ -77,7 +85,7 @@ def _issue_crl(tx: StoreTransaction, ca: IssuingCA, at: datetime) -> CrlRecord:
     number = 1 if latest is None else latest.crl_number + 1
     revoked = [
         RevokedCertificate(serial, datetime.fromtimestamp(ms / 1000, tz=UTC))
-        for serial, ms in tx.revoked_by(ca.thumbprint)
+        for serial, ms in tx.revoked_by(ca.thumbprint, _ms(at - EXPIRED_CRL_GRACE))
     ]
     der = issue_crl(ca, revoked, number, at=at)
     record = CrlRecord(

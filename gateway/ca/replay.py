@@ -9,6 +9,9 @@ answer is gone is RRPID_REUSED too (a retry of that very request is past its dat
 then; its requester asks with CertInq). A cardholder's request refused by the issuer is
 kept as its answer only, purged with the others: a retry of it after that is refused
 MESSAGE_TOO_OLD by its date, and a CertInq about it finds no request (UNKNOWN_LID).
+The answers that open or fill a session (``SESSION_KINDS``) are purged once a session's
+lifetime has passed: a retry after that opens a new session (CardCInit, Me-AqCInit) or
+finds its session gone (RegForm, UNKNOWN_LID), as it would with the answer kept.
 
 Plaintext requests (CardCInit, Me-AqCInit) are digested over a deterministic
 serialization without their header (whose date changes between retries): that digest
@@ -24,6 +27,17 @@ from setcore.encoding import digest
 from setcore.errors import ErrorCode, fail
 
 _DIGEST_TYPE = "setpay.v1.ca.request"
+
+# The kinds of request an answer is stored under (``responses.kind``).
+KIND_CARD_C_INIT = "card-c-init"
+KIND_REG_FORM = "reg-form"
+KIND_ME_AQ_C_INIT = "me-aq-c-init"
+KIND_CERT = "cert"
+KIND_CERT_INQ = "cert-inq"
+# Answers inside a session, which anyone may ask for without a key or a card: kept only
+# as long as a session lasts (``CaPolicy.session_lifetime_ms``), not for a week, so
+# anonymous requests cannot fill ca.db; a retry after that finds the session gone anyway.
+SESSION_KINDS = (KIND_CARD_C_INIT, KIND_REG_FORM, KIND_ME_AQ_C_INIT)
 
 
 def request_digest(kind: str, request_bytes: bytes) -> bytes:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
@@ -90,10 +90,23 @@ class StoreTransaction(RegistrationQueries, CertificateQueries):
         row = self._db.execute("SELECT version FROM schema_version").fetchone()
         return None if row is None else int(row[0])
 
-    def purge(self, sessions_before_ms: int, responses_before_ms: int) -> None:
-        """Forget expired sessions and old stored answers (decided requests are kept)."""
+    def purge(
+        self,
+        sessions_before_ms: int,
+        responses_before_ms: int,
+        *,
+        session_kinds: Sequence[str] = (),
+        session_answers_before_ms: int = 0,
+    ) -> None:
+        """Forget expired sessions and old stored answers (decided requests are kept); the
+        answers of ``session_kinds`` made before ``session_answers_before_ms`` too."""
         self._db.execute("DELETE FROM sessions WHERE expires_ms < ?", (sessions_before_ms,))
         self._db.execute("DELETE FROM responses WHERE created_ms < ?", (responses_before_ms,))
+        for kind in session_kinds:
+            self._db.execute(
+                "DELETE FROM responses WHERE kind = ? AND created_ms < ?",
+                (kind, session_answers_before_ms),
+            )
 
 
 class CaStore:

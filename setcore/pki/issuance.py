@@ -356,9 +356,13 @@ def issue_ca_key_exchange(
     *,
     kem: KemAlgorithm | None = None,
     at: datetime | None = None,
-    lifetime: timedelta = END_ENTITY_LIFETIME,
+    lifetime: timedelta = CA_LIFETIME,
 ) -> bytes:
-    """The CA's own key-exchange certificate (registration data is sealed to it)."""
+    """The CA's own key-exchange certificate (registration data is sealed to it); by
+    default it lasts as long as the CA's certificate."""
+    # Not END_ENTITY_LIFETIME: nothing renews it on its own, and a CA whose key-exchange
+    # certificate ended a year after the bank was made registered nobody. Its key is the
+    # CA's own, kept in custody as the CA's signing key is.
     if ca.certificate_type == roles.BRAND_ROOT:
         raise ConfigurationError("the brand root receives no registration data")
     suffix = " key exchange"

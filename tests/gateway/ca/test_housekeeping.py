@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import grpc
@@ -31,12 +31,15 @@ from gateway.ca import CertificateAuthority
 from gateway.ca import authority as ca_authority
 from gateway.ca import store as ca_store
 from gateway.ca.authority import HousekeepingCounters
+from gateway.ca.policy import CaPolicy
 from gateway.ca.records import Session
 from gateway.metrics_labels import HOUSEKEEPING_CAUSES
 from setcore.freshness import now_ms
+from setcore.registration_merchant import MerchantIdentity
 from setpay.v1 import registration_pb2, services_pb2_grpc
 
-from .conftest import Bank, serving
+from .conftest import CARD, EXPIRY, Bank, serving
+from .flows import register_cardholder, start_merchant
 from .revocation_support import (
     SHORT_BUSY_TIMEOUT_MS,
     authority_keys,
@@ -268,3 +271,35 @@ def test_every_count_of_failed_sweeps_has_its_cause_label() -> None:
     every one: a count added to the CA and not to the set would reach no series."""
     counted = sorted(field.name for field in fields(HousekeepingCounters))
     assert sorted(HOUSEKEEPING_CAUSES.values()) == counted
+
+
+def _answers(path: Path) -> dict[str, int]:
+    """Stored answers by kind."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT kind, count(*) FROM responses GROUP BY kind").fetchall()
+    finally:
+        db.close()
+    return {str(kind): int(count) for kind, count in rows}
+
+
+def test_anonymous_answers_are_swept_once_their_session_is_over(
+    ec_bank: Bank, tmp_path: Path
+) -> None:
+    """CardCInit, RegForm and Me-AqCInit need no key and no card: their answers (a few
+    KB each) were kept a week, so anyone could fill ca.db. They go once a session's
+    lifetime is over; a CertReq's answer stays for retries (``response_retention_ms``)."""
+    with _served(ec_bank, tmp_path / "ca.db") as served:
+        bank = replace(ec_bank, ca=served.ca, stub=served.stub)
+        register_cardholder(bank, CARD, EXPIRY)
+        start_merchant(bank, MerchantIdentity("corner-shop-1", "Corner Shop Ltd", ""))
+        made = {"card-c-init": 1, "reg-form": 1, "me-aq-c-init": 1, "cert": 1}
+        assert _answers(served.path) == made
+
+        lifetime = CaPolicy().session_lifetime_ms
+        served.clock.ahead = lifetime - 1
+        _bci(served)  # a sweep (the first request's swept nothing): within the session
+        assert _answers(served.path) == made
+        served.clock.ahead = lifetime + ca_authority.HOUSEKEEPING_INTERVAL_MS
+        _bci(served)
+        assert _answers(served.path) == {"cert": 1}

@@ -149,3 +149,17 @@ def test_a_merchant_id_whose_certificates_expired_registers_again_with_its_accou
     assert outcome.complete and outcome.signature is not None
     assert len(certificates_naming(ec_bank, identity.merchant_id)) == 4
     assert ec_bank.issuer.merchants.count(identity.subject) == 2
+
+
+def test_one_key_as_signature_and_key_exchange_key_is_refused_and_claimed_by_nobody(
+    ec_bank: Bank,
+) -> None:
+    """A key certified twice would be certified for two uses (SET-PROTOCOL.md 4.3 rule 4):
+    KEY_ALREADY_CERTIFIED, and the key stays free for a request that names it once."""
+    session = start_merchant(ec_bank, _merchant("one-key"))
+    key = new_key(ec_bank, KeyUsage.SIGNATURE)
+    request, state = merchant_request(session, key, key)
+    outcome = open_merchant_cert_response(ec_bank.stub.Cert(request), state, session.trust)
+    assert outcome.status == S.CERT_STATUS_CODE_KEY_ALREADY_CERTIFIED
+    assert outcome.signature is None and outcome.key_exchange is None
+    assert not _key_claimed(ec_bank, key)
