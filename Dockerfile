@@ -2,6 +2,10 @@
 # token. Build with `docker build -t setpay .`; docs/OPERATIONS.md says how to make the
 # token, provision the bank on it, run it, check its health and back it up.
 
+# A tag, which moves: each rebuild may get another Python and another Debian underneath.
+# An operator who must rebuild the image that was tested pins it by digest, checked with
+# `docker buildx imagetools inspect` against a registry they trust:
+# --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: a wheel of setpay and wheels of its pinned dependencies, into a venv -------
@@ -84,7 +88,10 @@ EXPOSE 7443 7444
 # The probe asks the CertificateAuthority port: it needs no client certificate, and both
 # ports report the same probes (key backend and ledger). The TLS certificate from
 # `setpay init` names 127.0.0.1, so the probe verifies it as any client does. The probe's
-# own deadline is 3 s; a 10 s timeout also covers Python starting up.
+# own deadline is 3 s; a 10 s timeout also covers Python starting up. The port is that of
+# SETPAY_CA_LISTEN above: exec form, so that no shell runs in the probe. An operator who
+# sets SETPAY_CA_LISTEN to another port gives the probe the same one (`docker run
+# --health-cmd`, or a compose file's healthcheck), else the container reports unhealthy.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["setpay", "health", "--target", "127.0.0.1:7444", "--ca", "/var/lib/setpay/tls/root.pem"]
 ENTRYPOINT ["setpay"]

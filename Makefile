@@ -8,8 +8,9 @@ PY          := $(BIN)/python
 # Debian packages the tests use for real: SoftHSM and pkcs11-tool for the PKCS#11
 # backend, PostgreSQL's initdb and pg_ctl for the scale-out store (the tests make their own
 # cluster), openssl for chain checks, promtool (in prometheus), shellcheck for deploy/, and
-# Debian's python3, which a test runs as another user (who may not reach the venv).
-DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus shellcheck python3
+# Debian's python3, which a test runs as another user (who may not reach the venv), with
+# python3-venv, which Debian's python3 needs to make the venv.
+DEB_PACKAGES := softhsm2 opensc postgresql openssl prometheus shellcheck python3 python3-venv
 # Exact versions of everything the venv gets: the runtime's (the image's too) and the
 # tools' (a new grpcio-tools or ruff must not change `make lint` on an unchanged tree).
 CONSTRAINTS := deploy/constraints.txt deploy/dev-constraints.txt
@@ -17,8 +18,24 @@ PIP_PINS    := $(foreach file,$(CONSTRAINTS),-c $(file))
 PROTO_DIR   := protos
 PROTO_FILES := $(wildcard $(PROTO_DIR)/setpay/v1/*.proto)
 PYTEST_ARGS ?=
+# What the tools keep between runs stays in the clone, under build/ (make clean removes
+# it), not in the user's home or the shared temporary directory: pip's wheels and buf's
+# modules (both under XDG_CACHE_HOME), matplotlib's font cache, pytest's temporary
+# directories.
+# Tests that listen on a Unix socket in their tmp_path need its path under the 108 bytes
+# of sun_path: pytest cuts a test's directory name to 30 characters, so the clone's path
+# may have some 45 bytes. A clone deeper than that keeps pytest's own temporary directory
+# (a socket that did not fit would fail its test).
+CACHE_DIR     := $(CURDIR)/build/cache
+PYTEST_BASE   := $(shell dir='$(CURDIR)'; [ $${#dir} -le 45 ] && echo "$$dir/build/pytest")
+export XDG_CACHE_HOME := $(CACHE_DIR)
+export PIP_CACHE_DIR  := $(CACHE_DIR)/pip
+export MPLCONFIGDIR   := $(CACHE_DIR)/matplotlib
 
 .PHONY: all demo test lint protos check-protos system-deps venv bench image-check clean
+# One recipe at a time, whatever -j says: `make -j test` would otherwise run system-deps
+# and a venv that needs python3-venv side by side, two apt-get runs on one dpkg lock.
+.NOTPARALLEL:
 
 all: test
 
@@ -59,7 +76,8 @@ demo: venv
 	$(BIN)/setpay demo
 
 test: system-deps venv
-	$(BIN)/pytest $(PYTEST_ARGS)
+	mkdir -p build
+	$(BIN)/pytest $(if $(PYTEST_BASE),--basetemp=$(PYTEST_BASE)) $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -110,4 +128,5 @@ image-check:
 	deploy/image-check.sh setpay:check
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+	  .import_linter_cache build

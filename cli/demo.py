@@ -4,14 +4,16 @@ A bank (CAs, gateway, issuer ledger), a merchant and a wallet run in this proces
 loopback ports the OS chooses, over real TLS (mutual between merchant and gateway), with
 real keys (software keystores, or the PKCS#11 token ``--keys`` names for the bank) and
 real SQLite stores. The story: the ten steps of DESIGN.md section 1, then a partial
-capture, a partial refund, an authorization reversed, a decline over the credit limit and
-a tampered payment instruction refused by the gateway. Nothing is simulated.
+capture, a partial refund, an authorization reversed, a decline over the credit limit, a
+tampered payment instruction refused by the gateway, and the settlement batch closed, its
+totals checked against the bank's ledger. Nothing is simulated.
 
 Every outcome the story tells is checked as it happens: one that is not what it must be
 stops the demo, which then says on stderr at which step and why, and exits 1. Without
 ``--dir`` the demo works in a new temporary directory and removes it at the end, keys and
 passphrase files with it (and, with ``--keys``, the bank's keys it made on the token), so
-that nothing secret outlives a run and the next run starts as the first did.
+that nothing secret outlives a run and the next run starts as the first did: also when
+SIGINT, SIGTERM or SIGHUP stops it, which it says in one line on stderr.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import argparse
 import logging
 import os
 import secrets
-import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import traceback
@@ -31,11 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from cli.bank import DEFAULT_BIN
-from cli.story import Story, StoryHandler
+from cli.demo_parts import (
+    Stopped,
+    delete_bank_keys,
+    scan_for_pan,
+    stop_on_purpose,
+    stopped_by_signals,
+    tamper,
+)
+from cli.story import Story, StoryHandler, money
 from clients.authority import AuthorityClient
 from clients.identity import write_certificates
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.config import write_config as write_merchant_config
+from clients.merchant.reconciliation import reconcile
 from clients.merchant.records import Money, Operation, OperationState
 from clients.merchant.registration import MerchantRegistrar
 from clients.merchant.runtime import Merchant
@@ -46,17 +57,15 @@ from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.purchases import Initiation
 from clients.wallet.runtime import Wallet
 from gateway.bank_files import write_new
-from gateway.bank_pki import ALL_LABELS, bank_keys_uri
-from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 from gateway.ledger.enrolment import new_enrolment_code
 from gateway.process import RunningBank, start_bank
-from gateway.provisioning import destroy_bank_keys, init_bank
-from hsm.uri import describe_uri, open_backend
+from gateway.provisioning import init_bank
+from hsm.uri import open_backend
 from setcore.pan import PAN, random_pan
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import PROFILES, profile_named
-from setpay.v1 import purchase_pb2
+from setpay.v1 import gateway_admin_pb2
 
 EUR = 978
 # The demo card: a 500.00 EUR limit, so a 600.00 EUR order is over it.
@@ -70,8 +79,6 @@ MERCHANT_ID = "demo-shop"
 KEYSTORE_PASSPHRASE_FILE = "keys.pass"  # noqa: S105 - a file name, not a passphrase
 CARD_PASSPHRASE_FILE = "card.pass"  # noqa: S105 - a file name, not a passphrase
 KEYS_URI = f"soft:keys;pin-source=file:{KEYSTORE_PASSPHRASE_FILE}"
-# Grace for in-flight calls when the demo shuts its servers down.
-SHUTDOWN_GRACE_SECONDS = 2.0
 # Random bytes in each passphrase the demo makes: 192 bits, past any guessing whatever
 # the key derivation's cost.
 PASSPHRASE_BYTES = 24
@@ -96,42 +103,16 @@ def _expect(condition: bool, what: str) -> None:
         raise DemoFailed(what)
 
 
-def _settled(operation: Operation, what: str) -> None:
+def _settled(operation: Operation, what: str) -> Operation:
     _expect(
         operation.state is OperationState.SUCCEEDED,
         f"the {what} was {operation.state.value}, not succeeded",
     )
+    return operation
 
 
 def _money(amount: int) -> str:
-    return f"{amount // 100}.{amount % 100:02d} EUR"
-
-
-def scan_for_pan(root: Path, pan: PAN) -> list[str]:
-    """Files under ``root`` holding ``pan``'s digits (names only).
-
-    The card the demo opened, not any Luhn-valid run of 13 to 19 digits: the merchant
-    keeps the cardholder's certificate, whose subject is a random hexadecimal id, and
-    such an id holds a Luhn-valid run of that length now and then.
-    """
-    digits = pan.reveal().encode()
-    hits = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and digits in path.read_bytes():
-            hits.append(str(path.relative_to(root)))
-    return hits
-
-
-def _stop_on_purpose(running: RunningBank) -> None:
-    """Stop the bank's servers, their health log saying only errors meanwhile: NOT_SERVING
-    is a warning for a server that goes away unasked, news to no one here."""
-    logger = logging.getLogger("setpay.server")
-    old_level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        running.stop(SHUTDOWN_GRACE_SECONDS)
-    finally:
-        logger.setLevel(old_level)
+    return money(amount, EUR)
 
 
 @contextmanager
@@ -150,17 +131,6 @@ def _story_logging(story: Story) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
         logger.propagate = old_propagate
-
-
-def _tamper(request: purchase_pb2.PurchaseRequest) -> None:
-    """Flip one bit of the PI's sealed ciphertext after the wallet signed it."""
-    preq = purchase_pb2.PReqDualSigned.FromString(request.p_req)
-    pi = purchase_pb2.PIDualSigned.FromString(preq.pi_dual_signed)
-    ciphertext = bytearray(pi.ex_pi.ciphertext)
-    ciphertext[len(ciphertext) // 2] ^= 0x01
-    pi.ex_pi.ciphertext = bytes(ciphertext)
-    preq.pi_dual_signed = pi.SerializeToString()
-    request.p_req = preq.SerializeToString()
 
 
 class Demo:
@@ -202,11 +172,11 @@ class Demo:
         config = load_bank_config(result.config_path)
         if self.temporary and self.keys is not None:
             # Registered first, so it runs last: after the bank has stopped using them.
-            self.stack.callback(_delete_bank_keys, config)
+            self.stack.callback(delete_bank_keys, config)
         running = start_bank(
             config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0", sweep_holds=True
         )
-        self.stack.callback(_stop_on_purpose, running)
+        self.stack.callback(stop_on_purpose, running)
         pan, code = random_pan(DEFAULT_BIN), new_enrolment_code()
         account = running.ledger.open_card_account(
             pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR, enrolment_code=code
@@ -323,7 +293,7 @@ class Demo:
             xid = bytes.fromhex(record.xid)
 
             s.section(f"The merchant ships part of the order and captures {_money(CAPTURED)}")
-            _settled(merchant.settlement.capture(xid, CAPTURED), "capture")
+            batch_id = _settled(merchant.settlement.capture(xid, CAPTURED), "capture").batch_id
             s.section(f"The customer returns one item: the merchant refunds {_money(REFUNDED)}")
             _settled(merchant.settlement.refund(xid, REFUNDED), "refund")
 
@@ -336,6 +306,8 @@ class Demo:
                 merchant.settlement.reverse_authorization(bytes.fromhex(cancelled.xid)),
                 "authorization reversal",
             )
+            s.say("demo", f"a reversal names the amount that stays authorized: 0.00 EUR, so "
+                          f"the whole hold of {_money(REVERSED_AMOUNT)} is released")  # fmt: skip
             account = running.ledger.find_card_account(pan.reveal())
             s.say(
                 "issuer",
@@ -358,7 +330,7 @@ class Demo:
 
             s.section("A tampered payment instruction: one bit of the sealed PI flipped")
             s.say("wallet", "(demo only) flips a bit inside the PI after signing it")
-            tampered = self.buy(wallet, merchant, b"1 bookmark", 300, unsafe_rewrite=_tamper)
+            tampered = self.buy(wallet, merchant, b"1 bookmark", 300, unsafe_rewrite=tamper)
             s.say(
                 "wallet", f"PRes: {tampered.completion}, {tampered.auth_code or 'no authorization'}"
             )
@@ -369,6 +341,7 @@ class Demo:
                 f"the tampered payment instruction was answered {tampered.completion}",
             )
 
+            settled = self.settle(running, merchant, batch_id)
             running.ledger.check_balanced()
             leaks = scan_for_pan(self.base / "merchant", pan)
             s.section("PAN scan of every merchant file")
@@ -383,68 +356,109 @@ class Demo:
             "captured": CAPTURED,
             "refunded": REFUNDED,
             "reversed": True,
+            "batch": settled,
             "declined": declined.auth_code,
             "tampered": tampered.completion,
             "pan_in_merchant_files": False,
             "ledger": "balanced",
         }
 
+    def settle(self, running: RunningBank, merchant: Merchant, batch_id: str) -> dict[str, Any]:
+        """Close the batch the capture and the refund were filed in: the totals the gateway
+        signs must be the merchant's own and the bank ledger's."""
+        s = self.story
+        s.section("End of the day: the merchant closes its settlement batch")
+        data = merchant.batches.administer(gateway_admin_pb2.BATCH_OPERATION_CLOSE, batch_id)
+        status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
+        _expect(
+            data.status == gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS
+            and data.HasField("batch_status") and data.batch_status.closed,
+            f"batch {batch_id} was not closed: {status}",
+        )  # fmt: skip
+        totals = data.batch_status
+        got = (totals.captured_total.amount, totals.credited_total.amount, totals.net_total.amount)
+        s.say("merchant", f"batch {batch_id} closed, signed by the gateway: captured "
+                          f"{_money(got[0])}, refunded {_money(got[1])}, net {_money(got[2])} "
+                          "to the merchant")  # fmt: skip
+        net = CAPTURED - REFUNDED
+        _expect(
+            got == (CAPTURED, REFUNDED, net),
+            f"batch {batch_id} should show {_money(CAPTURED)} captured, {_money(REFUNDED)} "
+            f"refunded and {_money(net)} net",
+        )
+        _expect(
+            reconcile(batch_id, totals, merchant.store.operations()).agrees,
+            f"batch {batch_id}'s totals differ from the merchant's own operations",
+        )
+        ledger = running.ledger.batch_summary(MERCHANT_ID, batch_id)
+        s.say("bank", f"ledger: batch {ledger.status}, captured {_money(ledger.captured_net)}, "
+                      f"credited {_money(ledger.credited_net)}, net {_money(ledger.net)}: the "
+                      "figures the merchant was sent")  # fmt: skip
+        _expect(
+            (ledger.status, ledger.captured_net, ledger.credited_net, ledger.net)
+            == ("closed", *got),
+            f"the bank's ledger holds other figures for batch {batch_id}",
+        )
+        return {"id": batch_id, "captured": got[0], "credited": got[1], "net": got[2]}
 
-def _delete_bank_keys(config: BankConfig) -> None:
-    """Remove the keys ``setpay init`` made for a temporary bank from its key backend."""
-    uri = bank_keys_uri(config)
-    try:
-        backend = open_backend(uri)
-        try:
-            left = destroy_bank_keys(backend)
-        finally:
-            backend.close()
-        labels = [entry.partition(" ")[0] for entry in left]  # "label (error type)"
-    except Exception as exc:  # noqa: BLE001 - the story's own outcome must not be hidden
-        left, labels = [f"all ({type(exc).__name__}: {exc})"], list(ALL_LABELS)
-    if left:
-        # --no-bank: the bank, its configuration and its key lock went with the directory.
-        commands = "".join(
-            f"\n  setpay keys delete --keys {shlex.quote(describe_uri(uri))} --no-bank "
-            f"--label {label} --all-versions"
-            for label in labels
-        )
-        print(
-            f"setpay demo: could not remove the demo bank's keys {', '.join(left)}; remove "
-            f"them with:{commands}",
-            file=sys.stderr,
-        )
+
+def _closing(summary: dict[str, Any]) -> str:
+    """The successful story in one sentence, for people (JSON has the summary itself)."""
+    batch = summary["batch"]
+    return (
+        f"Every outcome was as it must be: {_money(ORDER_AMOUNT)} authorized, "
+        f"{_money(CAPTURED)} captured and {_money(REFUNDED)} refunded, {_money(REVERSED_AMOUNT)} "
+        f"released by a reversal, batch {batch['id']} closed with {_money(batch['net'])} net "
+        "to the merchant, the order over the limit declined, the tampered payment "
+        "instruction refused by the gateway, no merchant file holding the card number, and "
+        "the issuer ledger balanced"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; exit 0 when the story went as it must, 1 (saying where) when not."""
+    """Run the demo; exit 0 when the story went as it must, 1 (saying where) when not, and
+    128 plus the signal's number when SIGINT, SIGTERM or SIGHUP stops it (after the
+    cleanup of a normal end)."""
     given = args.dir
     if given is not None and given.exists() and (not given.is_dir() or any(given.iterdir())):
         print(f"setpay demo: {given} is not an empty directory", file=sys.stderr)
         return 2
+    try:
+        with stopped_by_signals():
+            return _run(args)
+    except Stopped as stopped:
+        name = signal.Signals(stopped.signum).name
+        left = "its temporary directory removed" if args.dir is None else f"{args.dir} kept"
+        print(f"setpay demo: stopped by {name}; {left}", file=sys.stderr)
+        return 128 + stopped.signum
+
+
+def _run(args: argparse.Namespace) -> int:
     temporary = args.dir is None
     base = Path(tempfile.mkdtemp(prefix="setpay-demo-")) if temporary else args.dir
-    base.mkdir(parents=True, exist_ok=True)
-    # Absolute from here on: the configurations it writes are read relative to their own
-    # directories, where a path relative to the current directory would be doubled.
-    base = base.resolve()
-    story = Story(json_mode=args.json)
-    if not args.json:
-        kept = "removed at the end; --dir DIR keeps one" if temporary else "kept"
-        print(f"setpay demo in {base} ({args.profile} profile; {kept})")
     try:
-        with _story_logging(story):
-            summary = Demo(base, args.profile, args.keys, story, temporary=temporary).run()
-    except Exception as exc:  # noqa: BLE001 - any failure ends the story, said plainly
-        reason = str(exc) if isinstance(exc, DemoFailed) else f"{type(exc).__name__}: {exc}"
-        failure = f"at {story.where()}: {reason}"
-        story.finish({"ok": False, "failure": failure})
-        print(f"setpay demo: FAILED {failure}", file=sys.stderr)
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            traceback.print_exc()
-        return 1
+        base.mkdir(parents=True, exist_ok=True)
+        # Absolute from here on: the configurations it writes are read relative to their
+        # own directories, where a path relative to the current directory would be doubled.
+        base = base.resolve()
+        story = Story(json_mode=args.json)
+        if not args.json:
+            kept = "removed at the end; --dir DIR keeps one" if temporary else "kept"
+            # Flushed: a supervisor reading a pipe learns the directory before any stop.
+            print(f"setpay demo in {base} ({args.profile} profile; {kept})", flush=True)
+        try:
+            with _story_logging(story):
+                summary = Demo(base, args.profile, args.keys, story, temporary=temporary).run()
+        except Exception as exc:  # noqa: BLE001 - any failure ends the story, said plainly
+            reason = str(exc) if isinstance(exc, DemoFailed) else f"{type(exc).__name__}: {exc}"
+            failure = f"at {story.where()}: {reason}"
+            story.finish({"ok": False, "failure": failure})
+            print(f"setpay demo: FAILED {failure}", file=sys.stderr)
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                traceback.print_exc()
+            return 1
     finally:
         if temporary:
             shutil.rmtree(base, ignore_errors=True)
-    story.finish(summary)
+    story.finish(summary, _closing(summary))
     return 0

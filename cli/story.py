@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 # The ten steps of the SET story (DESIGN.md section 1), as the demo prints them.
 STEPS: dict[int, str] = {
-    1: "The bank opens a card account for the customer",
+    1: "The bank sets up its CAs and gateway, and opens a card account for the customer",
     2: "The wallet registers with the Cardholder CA and receives a signature certificate",
     3: "The merchant registers with the Merchant CA (the gateway holds its pair already)",
     4: "The customer places an order",
@@ -51,6 +52,31 @@ _PARTIES: tuple[tuple[str, str], ...] = (
     ("setpay.issuer", "issuer"),
     ("setpay.ledger", "issuer"),
 )
+
+
+# The currencies the story tells amounts in: ISO 4217 number -> code and minor-unit digits.
+CURRENCIES: dict[int, tuple[str, int]] = {978: ("EUR", 2)}
+# How the parties log an amount: minor units, then the ISO 4217 number in parentheses
+# ("4250 (978)"). The story tells it as people read it ("42.50 EUR"), as the demo's own
+# lines do; a currency not in CURRENCIES is left as logged.
+_LOGGED_AMOUNT = re.compile(r"(?<![\w.-])(\d+) \((\d{3})\)")
+
+
+def money(amount: int, currency: int) -> str:
+    """``amount`` minor units of ``currency`` as people read it: ``42.50 EUR``."""
+    code, digits = CURRENCIES[currency]
+    units, minor = divmod(amount, 10**digits)
+    return f"{units}.{minor:0{digits}d} {code}" if digits else f"{units} {code}"
+
+
+def _readable_amounts(message: str) -> str:
+    def one(found: re.Match[str]) -> str:
+        currency = int(found.group(2))
+        if currency not in CURRENCIES:
+            return found.group(0)
+        return money(int(found.group(1)), currency)
+
+    return _LOGGED_AMOUNT.sub(one, message)
 
 
 def party_of(logger: str) -> str | None:
@@ -106,8 +132,8 @@ class Story:
             return f"step {self.current} ({STEPS[self.current]})"
         return "the start"
 
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Print the JSON document (JSON mode) or the closing summary."""
+    def finish(self, summary: dict[str, Any], sentence: str = "") -> None:
+        """Print the JSON document (JSON mode) or the closing ``sentence``."""
         if self.json_mode:
             json.dump({"events": self.events, "summary": summary}, self.out, indent=2)
             print(file=self.out)
@@ -115,7 +141,7 @@ class Story:
         if summary.get("ok") is False:
             print(f"\n[FAILED] {summary.get('failure', '')}", file=self.out)
             return
-        print("\n[ok] " + "; ".join(f"{k}: {v}" for k, v in summary.items()), file=self.out)
+        print(f"\n[ok] {sentence or 'the story went as it must'}", file=self.out)
 
 
 class StoryHandler(logging.Handler):
@@ -133,7 +159,7 @@ class StoryHandler(logging.Handler):
             if record.levelno >= self._asked:
                 logging.getLogger().handle(record)
             return
-        message = record.getMessage()
+        message = _readable_amounts(record.getMessage())
         for prefix, start, number in _MARKERS:
             if record.name.startswith(prefix) and message.startswith(start):
                 if number > self._story.current:

@@ -43,7 +43,7 @@ def test_a_successful_story_names_only_its_parties_and_ends_on_success(
     assert len([line for line in lines if re.search(rf"(?:port |:){port[1]}\b", line)]) == 1
     # Nothing after the last check but the verdict: the servers stop without a word.
     assert lines[-2].startswith("         demo: card ") and "in no merchant file" in lines[-2]
-    assert lines[-1].startswith("[ok] ok: True;")
+    assert lines[-1].startswith("[ok] Every outcome was as it must be: ")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 

@@ -103,7 +103,8 @@ def test_the_configuration_examples_load(tmp_path: Path) -> None:
     (tmp_path / "wallet").mkdir()
     (tmp_path / "wallet" / "wallet.toml").write_text(wallet_toml)
     wallet = load_wallet(tmp_path / "wallet", env={})
-    assert wallet.keys == "soft:keys" and wallet.passphrase_file is None
+    assert wallet.keys == "soft:keys;pin-source=file:keys.pass"
+    assert wallet.passphrase_file is not None and wallet.passphrase_file.name == "card.pass"
 
 
 def test_the_passphrases_the_wallet_reads_are_documented(
@@ -124,3 +125,14 @@ def test_each_table_row_has_the_cells_of_its_header() -> None:
         rows = [re.split(r"(?<!\\)\|", line.strip())[1:-1] for line in table.splitlines()]
         widths = {len(row) for row in rows}
         assert len(widths) == 1, [" | ".join(row) for row in rows if len(row) != len(rows[0])]
+
+
+def test_the_walk_through_runs_on_what_make_installs() -> None:
+    """It starts where `make demo` leaves a reader (setpay in the venv, not on PATH), needs
+    no program the Makefile does not install, and puts no passphrase in the environment
+    or the shell's history: each is a file only its owner reads, as OPERATIONS does."""
+    walk = _blocks("sh")[1].splitlines()
+    assert walk[0].split("#")[0].split() == [".", ".venv/bin/activate"]
+    assert not [line for line in walk if re.search(r"\bopenssl\b|\bexport\b", line)]
+    secrets = [line for line in walk if ".pass" in line.split("#")[0] and "base64 >" in line]
+    assert [line.startswith("(umask 077; ") for line in secrets] == [True, True]
