@@ -150,11 +150,20 @@ def write_ledger_keys(path: Path, backend: KeyBackend, key: KeyHandle) -> None:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    """The file's JSON object; refused if others may read it or it is not JSON."""
-    if path.stat().st_mode & 0o077:
-        raise PermissionError(f"{path} must be readable by its owner only (chmod 600)")
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_FILE_BYTES + 1)
+    """The file's JSON object; refused (BankIncomplete) if missing, unreadable, readable
+    by others, or not JSON."""
+    try:
+        with path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_mode & 0o077:
+                raise BankIncomplete(f"{path} must be readable by its owner only (chmod 600)")
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise BankIncomplete(
+            f"{path} is missing: the ledger keys `setpay init` wrote are needed to open the"
+            " ledger (put back the file this ledger was kept under)"
+        ) from None
+    except OSError as exc:
+        raise BankIncomplete(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from exc
     try:
         if len(raw) > MAX_FILE_BYTES:
             raise ValueError("too large")

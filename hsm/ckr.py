@@ -5,6 +5,10 @@ python-pkcs11 raises one exception class per CKR code. Each class falls into one
 
     PIN           wrong, locked or expired PIN: PermanentBackendError at once, no retry
                   (a real HSM locks the PIN after a few wrong tries)
+    NO_USER_PIN   the token has no user PIN yet (initialized, its user PIN not set: an
+                  operator between ``--init-token`` and ``--init-pin``): no PIN was
+                  refused and no retry counter moved, so TransientBackendError, and the
+                  next login rescans (SoftHSM reads PIN state only at initialization)
     TOKEN_LOST    token gone: reconnect (re-initialize, log in) and retry once;
                   TransientBackendError if the token is still not there
     DEAD_SESSION  one session closed under us (a network HSM ends idle ones): if the
@@ -55,6 +59,7 @@ class Fault(enum.Enum):
     """What kind of failure a CKR code reports (see the module docstring)."""
 
     PIN = "pin"
+    NO_USER_PIN = "no-user-pin"
     TOKEN_LOST = "token-lost"  # noqa: S105 - a fault name, not a password
     DEAD_SESSION = "dead-session"
     STALE_OBJECT = "stale-object"
@@ -73,7 +78,7 @@ _FAULTS: dict[type[p11.PKCS11Error], Fault] = {
     p11.PinLenRange: Fault.PIN,
     p11.PinExpired: Fault.PIN,
     p11.PinLocked: Fault.PIN,
-    p11.UserPinNotInitialized: Fault.PIN,
+    p11.UserPinNotInitialized: Fault.NO_USER_PIN,
     p11.DeviceRemoved: Fault.TOKEN_LOST,
     p11.DeviceError: Fault.TOKEN_LOST,
     p11.TokenNotPresent: Fault.TOKEN_LOST,
@@ -152,6 +157,11 @@ def translate(exc: p11.PKCS11Error, fault: Fault, action: str, token: str) -> Ke
     AMBIGUOUS fault by probing the token.
     """
     name = ckr_name(exc)
+    if fault is Fault.NO_USER_PIN:
+        return TransientBackendError(
+            f"{token} has no user PIN yet ({name}): its security officer sets it; "
+            "no PIN was refused"
+        )
     if fault in (Fault.TOKEN_LOST, Fault.DEAD_SESSION, Fault.LOGGED_OUT, Fault.BUSY):
         return TransientBackendError(f"{token} cannot {action} now ({name})")
     if fault is Fault.INPUT and action == "decapsulate":

@@ -9,12 +9,19 @@ shape this module:
   process. (python-pkcs11 offers no way to pass CKF_OS_LOCKING_OK.)
 - PKCS#11 state does not survive ``fork``. A child that inherited an initialized module
   (its pid differs from the pid that initialized) must ``C_Finalize``/``C_Initialize``
-  before use; ``Cryptoki.library()`` does so on first use in each process. A process
+  before use; ``Cryptoki.library()`` does so on first use in each process, for the
+  backends the child opens itself. A backend opened before the fork is refused in the
+  child (``hsm.token_session``), never silently logged in again there. A process
   that forks workers checks it initialized nothing first (``check_not_initialized``).
 - SoftHSM lists tokens and slots at ``C_Initialize``; a token removed and put back, or
   created after initialization, is seen only after re-initialization. Each
   re-initialization bumps ``generation``: sessions and handles from an older generation
   are dead, and their owners reconnect.
+- SoftHSM also reads a token's PIN state (user PIN set or not, its value) only at
+  ``C_Initialize``: a PIN set or reset by another process (``pkcs11-tool --init-pin``)
+  is not seen before a re-initialization. ``initialized_ns`` says when this process's
+  view was taken, and ``mark_stale`` names tokens whose login state the view is known
+  to hold out of date; ``hsm.token_session`` re-initializes before logging in to them.
 
 The registry of modules is process state by nature (the C library is process state), so
 it lives at module level, reset in a child after fork. Errors raised are
@@ -26,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -44,8 +52,17 @@ class Cryptoki:
         self.lock = threading.RLock()
         #: Bumped on every (re-)initialization; sessions from an older one are dead.
         self.generation = 0
+        #: When the last (re-)initialization in this process began (``time.time_ns()``,
+        #: taken before ``C_Initialize``: its view of the tokens is at least this new).
+        self.initialized_ns = 0
         self._library: Any = None
         self._pid: int | None = None
+        # Tokens (their link keys) whose login state this initialization may hold out of
+        # date: a PIN was refused, or no user PIN was set, since. Emptied by the next one.
+        self._stale: set[str] = set()
+        # PIN files (keyed with their token) and the change time they had when seen just
+        # before an initialization began: that view, and every later one, is newer.
+        self._seen: dict[str, int] = {}
 
     def library(self) -> Any:
         """The initialized ``pkcs11.lib`` for this process (call with ``lock`` held)."""
@@ -56,6 +73,7 @@ class Cryptoki:
         # child at all: the parent may have loaded the module without this registry, and
         # one needless restart (~1 ms) is cheaper than a child on its parent's state.
         inherited = (self._pid is not None and self._pid != pid) or _forked
+        started = time.time_ns()
         try:
             library = pkcs11.lib(self.path)
         except p11.PKCS11Error as exc:
@@ -64,14 +82,43 @@ class Cryptoki:
         if inherited:
             # The parent's initialization is not ours: its sessions, logins and locks
             # were copied by fork but belong to the parent's token state.
+            started = time.time_ns()
             self._restart(library)
-        self.generation += 1
+        self._initialized(started)
         return library
 
     def reinitialize(self) -> None:
         """``C_Finalize`` + ``C_Initialize``: rescan tokens, kill every session and login."""
         library = self.library()
+        started = time.time_ns()
         self._restart(library)
+        self._initialized(started)
+
+    def view_since(self) -> int | None:
+        """``initialized_ns`` if this process has initialized the module, else None."""
+        if self._library is None or self._pid != os.getpid():
+            return None
+        return self.initialized_ns
+
+    def mark_stale(self, token: str) -> None:
+        """The login state this initialization holds for ``token`` may be out of date."""
+        self._stale.add(token)
+
+    def is_stale(self, token: str) -> bool:
+        """Whether ``mark_stale`` named ``token`` since the last initialization."""
+        return token in self._stale
+
+    def cover(self, key: str, changed_ns: int) -> None:
+        """A PIN file in the state ``changed_ns`` was seen before the next initialization."""
+        self._seen[key] = changed_ns
+
+    def covers(self, key: str, changed_ns: int) -> bool:
+        """Whether an initialization begun after the file was seen so is this view's."""
+        return self._seen.get(key) == changed_ns
+
+    def _initialized(self, started: int) -> None:
+        self.initialized_ns = started
+        self._stale.clear()
         self.generation += 1
 
     def after_fork_in_child(self) -> None:

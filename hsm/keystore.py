@@ -169,6 +169,10 @@ class Keystore:
             ) from exc
         return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
 
+    def key_file(self, label: str, version: int) -> Path:
+        """A version's private key file (``DIR/keys/LABEL/N.key.pem``), for messages."""
+        return self._paths(label, version).key
+
     def load_private(self, key: KeyHandle) -> PrivateKey:
         """Decrypt one version's private key."""
         path = self._paths(key.label, key.version).key

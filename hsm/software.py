@@ -303,7 +303,16 @@ class SoftwareBackend(KeyBackend):
                 raise KeyNotFound(f"no key {record.label!r} v{record.version}")
             private_key = self._keystore.load_private(record)
             if private_key.public_key() != record.public_key:
-                # The file was replaced since the record was read: made again elsewhere.
+                # A version made again elsewhere changes its JSON file's stamp (removal
+                # unlinks that file first, a new version writes it last): only then is
+                # it another key. With the stamp we read, the key file itself is wrong.
+                held = self._stamps.get(key_id)
+                if held is not None and self._keystore.stamp(*key_id) == held:
+                    path = self._keystore.key_file(record.label, record.version)
+                    raise PermanentBackendError(
+                        f"keystore entry {path}: key file does not hold the key of "
+                        f"{record.version}.pub.pem (damaged or swapped)"
+                    )
                 self._forget(key_id)
                 raise KeyNotFound(
                     f"key {record.label!r} v{record.version} was deleted and made again "

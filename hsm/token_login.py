@@ -25,6 +25,15 @@ holds the file's name and identity and the message, nothing of the PIN; the next
 accepted login removes it. An environment PIN's refusal stays in its process: its
 identity is a keyed hash whose key must not be written down.
 
+What a record means: the file, unchanged since, was refused by a view of the token
+taken after the file last changed. A module keeps the token's PIN state from its
+initialization (SoftHSM re-reads it only then), so a process whose view is older than
+the file may refuse a PIN the token now takes (its security officer reset the PIN to
+the file's, and the file was touched); ``hsm.token_session`` therefore re-initializes
+before it offers a file changed since its view (``changed_ns``), and a refusal it
+records is never one of a stale view, which would keep fresh processes from a PIN the
+token takes.
+
 Errors raised: ``PermanentBackendError`` (the module's function list is unusable, or a
 latched PIN refusal) and python-pkcs11 exceptions for C_Login's return codes.
 """
@@ -43,6 +52,7 @@ from typing import Any
 
 from pkcs11 import exceptions as p11
 
+from hsm.cryptoki import Cryptoki
 from hsm.errors import PermanentBackendError
 from hsm.pinsource import PinSource
 
@@ -75,6 +85,12 @@ _USER_STATES = frozenset({1, 3})  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS
 #: A shared refusal record is a file name, five numbers and a message: 4 KiB is ample,
 #: and reading no more keeps a stray large file from costing anything.
 MAX_REFUSAL_RECORD_BYTES = 4096
+
+#: How much newer than a PIN file's change the module's view of the token must be to
+#: count as taken after it. File times come from the kernel's coarse clock, up to one
+#: tick (10 ms at HZ=100, the coarsest Linux tick) behind the clock the view's time is
+#: read from; twice that errs on the side of one more module restart.
+FILE_CLOCK_SLACK_NS = 20_000_000
 
 _CKR_OK = 0
 _CKR_USER_ALREADY_LOGGED_IN = 0x100
@@ -216,6 +232,23 @@ class PinLatch:
             return ("file", exc.errno)
         return ("file", found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
 
+    @property
+    def location(self) -> str:
+        """Where the PIN comes from (a file's path, a variable's name), as configured."""
+        return self._source.location
+
+    def changed_ns(self) -> int | None:
+        """When a PIN file last changed (the later of its modification and inode change
+        times: a rename or a copy keeping an old mtime is a change too); None for a
+        source that is not a file, or a file that cannot be found."""
+        if self._source.kind != "file":
+            return None
+        try:
+            found = os.stat(self._source.location)
+        except OSError:
+            return None
+        return max(found.st_mtime_ns, found.st_ctime_ns)
+
     def check(self) -> None:
         """Raise the latched refusal again if the PIN source has not changed since."""
         if self._refused is None:
@@ -276,3 +309,23 @@ class PinLatch:
 def _as_json(identity: Hashable) -> object:
     """A file identity as it reads back from JSON (tuples come back as lists)."""
     return list(identity) if isinstance(identity, tuple) else identity
+
+
+def view_may_be_stale(module: Cryptoki, token: str, latch: PinLatch) -> bool:
+    """Whether ``module``'s view of ``token`` may hold an outdated PIN state: marked so
+    (``Cryptoki.mark_stale``), or taken before the PIN file last changed (the token's PIN
+    may have been reset to the file's since). Call it just before the login's first
+    attempt, which re-initializes when it says True: the file's state it saw is then
+    covered, and the next login (another backend's) restarts nothing for it."""
+    since = module.view_since()
+    changed = latch.changed_ns()
+    key = f"{token}\0{latch.location}"
+    if changed is not None:
+        fresh = since is not None and (
+            module.covers(key, changed) or since > changed + FILE_CLOCK_SLACK_NS
+        )
+        # Not yet initialized here: the initialization the login makes is newer too.
+        module.cover(key, changed)
+        if not fresh and since is not None:
+            return True
+    return since is not None and module.is_stale(token)

@@ -10,12 +10,13 @@ goes through ``TokenLink.run``, which:
    waiting at most as long as for the pool: a token call that never returns (a network
    HSM gone quiet) holds it, and callers and ``check_health`` then answer
    ``TransientBackendError`` instead of waiting behind it for ever;
-3. reconnects if needed: after a fork, after anyone re-initialized the module, after the
-   token went away. Reconnecting = re-initialize, find the token by label or serial
-   (never slot number), log in, under an exclusive file lock shared by every process
-   using that token, with bounded attempts. A wrong PIN is never retried, and once
-   refused it is not offered again until the PIN source changes (a PIN file: by no
-   process of this host; ``hsm.token_login``);
+3. reconnects if needed: after anyone re-initialized the module, after the token went
+   away. Reconnecting = re-initialize, find the token by label or serial (never slot
+   number), log in, under an exclusive file lock shared by every process using that
+   token, with bounded attempts. A wrong PIN is never retried, and once refused it is
+   not offered again until the PIN source changes (a PIN file: by no process of this
+   host; ``hsm.token_login``). A login re-initializes first when the module's view of
+   the token's PIN state may be out of date (``hsm.token_login.view_may_be_stale``);
 4. validates the leased session (same process, same module generation) or opens one;
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
    and retry once (token lost, logged out), to drop the object caches and retry once (a
@@ -28,9 +29,15 @@ goes through ``TokenLink.run``, which:
 
 When the token disappears, operations and ``check_health`` raise
 ``TransientBackendError``; once it is back, the next call reconnects and logs in again,
-without a restart. While it is away, the module is restarted to look for it at most
-once per ``ABSENT_RESCAN_SECONDS``: a restart logs out every backend of the process.
-Logins and re-logins are reported to the observer ("login", "relogin").
+without a restart. While it is away, or has no user PIN yet (re-initialized, its user
+PIN still to be set), the module is restarted to look again at most once per
+``ABSENT_RESCAN_SECONDS``: a restart logs out every backend of the process. Logins and
+re-logins are reported to the observer ("login", "relogin").
+
+A link belongs to the process that opened it: in a child forked after that, calls and
+``check_health`` raise ``PermanentBackendError`` ("opened before fork"), since logging in
+again there would first finalize module state (a client-server HSM library's
+connections) the fork copied from the parent. ``close`` closes nothing of the parent's.
 
 Known limit: if two backends in one process use the same token, the second finds the
 process already logged in (CKR_USER_ALREADY_LOGGED_IN, taken as success) and its PIN is
@@ -69,7 +76,7 @@ from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
 from hsm.session_keeper import SessionKeeper, TokenSession
 from hsm.session_pool import Lease, PoolStats
-from hsm.token_login import LoginCalls, PinLatch
+from hsm.token_login import LoginCalls, PinLatch, view_may_be_stale
 
 __all__ = [
     "ABSENT_RESCAN_SECONDS",
@@ -106,11 +113,12 @@ LOGIN_RETRY_PAUSE_SECONDS = 0.02
 #: Longest wait for another process's login (or key generation) to finish.
 LOCK_TIMEOUT_SECONDS = 30.0
 
-#: While a known token is absent, the shortest time between two module restarts made to
-#: look for it. A restart (C_Finalize + C_Initialize) kills every session of the process,
-#: so every other token's backend must log in again; a health watcher polling an absent
-#: token would otherwise cause that on each poll. Calls in between get the cached
-#: "not present" at no cost, and a token that is put back is used within this time.
+#: While a known token is absent (or has no user PIN yet), the shortest time between two
+#: module restarts made to look at it again. A restart (C_Finalize + C_Initialize) kills
+#: every session of the process, so every other token's backend must log in again; a
+#: health watcher polling an absent token would otherwise cause that on each poll. Calls
+#: in between get the cached error at no cost, and a token that is put back (or given
+#: its user PIN) is used within this time.
 ABSENT_RESCAN_SECONDS = 1.0
 
 
@@ -167,13 +175,16 @@ class TokenLink:
         self._closed = False
         self._logins = 0
         self._failed_connects = 0
-        # When our last rescan found the known token absent (time.monotonic()), or None.
-        self._absent_at: float | None = None
+        # When our last rescan found the token not usable yet (time.monotonic()), and the
+        # error it gave: absent (a known token), or without a user PIN. None otherwise.
+        self._unready: tuple[float, str] | None = None
         self._epoch = 0
+        self._pid = os.getpid()
         self.mechanisms: frozenset[Mechanism] = frozenset()
         lock_key = "\0".join(
             (os.path.realpath(config.module), config.token_label or "", config.token_serial or "")
         )
+        self._token_key = lock_key
         self._lock_stem = os.path.join(
             lock_directory(config.lock_dir),
             f"setpay-pkcs11-{hashlib.sha256(lock_key.encode()).hexdigest()[:16]}",
@@ -203,7 +214,7 @@ class TokenLink:
         processes open one token together), so a repeatable operation runs once more
         before the error counts as the operation's own.
         """
-        self._refuse_if_closed()
+        self._refuse_if_unusable()
         with self._sessions.pool.lease() as lease, self._sessions.module_lock(action):
             attempts = 2 if retry else 1
             for attempt in range(attempts):
@@ -295,7 +306,7 @@ class TokenLink:
 
     def check_health(self) -> None:
         """Raise ``TransientBackendError`` unless the token is there and we are logged in."""
-        self._refuse_if_closed()
+        self._refuse_if_unusable()
         with self._sessions.module_lock("report its health"):
             self._ensure_connected()
             if not self._token_present():
@@ -308,20 +319,25 @@ class TokenLink:
         self._sessions.close()
 
     def after_fork_in_child(self) -> None:
-        """The parent's sessions are not ours: forget them (the next call reconnects)."""
+        """The parent's sessions are not ours: forget them without closing any (this link
+        is refused in the child, see the module docstring; ``close`` still works)."""
         self._sessions.after_fork_in_child()
         self._token = None
         self._broken = True
-        self._absent_at = None  # this process has not looked for the token yet
 
-    def _refuse_if_closed(self) -> None:
+    def _refuse_if_unusable(self) -> None:
         # Also before waiting for the pool or the module lock: a closed backend says so at
         # once, even while a token call that does not return holds the module.
         if self._closed:
             raise PermanentBackendError(f"pkcs11 backend for {self.name} is closed")
+        if os.getpid() != self._pid:
+            raise PermanentBackendError(
+                f"pkcs11 backend for {self.name} was opened before fork: open the key "
+                "backend in this process"
+            )
 
     def _ensure_connected(self) -> None:
-        self._refuse_if_closed()
+        self._refuse_if_unusable()
         if not self._sessions.current():
             self._broken = True
         if self._broken:
@@ -329,13 +345,13 @@ class TokenLink:
 
     def _connect(self) -> None:
         # Before any lock, restart or observer report: a latched refusal tries nothing,
-        # and a token found absent a moment ago is not looked for again yet.
+        # and a token found unusable a moment ago is not looked at again yet.
         self._pin_latch.check()
         if (
-            self._absent_at is not None
-            and time.monotonic() - self._absent_at < ABSENT_RESCAN_SECONDS
+            self._unready is not None
+            and time.monotonic() - self._unready[0] < ABSENT_RESCAN_SECONDS
         ):
-            raise TransientBackendError(f"{self.name} is not present")
+            raise TransientBackendError(self._unready[1])
         op = "relogin" if self._logins else "login"
         with (
             observed(self._observer, op, ""),
@@ -347,6 +363,8 @@ class TokenLink:
             restart = self._logins > 0 and (
                 self._sessions.generation == self._cryptoki.generation or self._failed_connects > 0
             )
+            # Also before offering a PIN to a view of the token that may be out of date.
+            restart = restart or view_may_be_stale(self._cryptoki, self._token_key, self._pin_latch)
             # Another process may have had this PIN file refused while we waited.
             self._pin_latch.check_shared()
             self._sessions.forget(self._sessions.pool.drain())
@@ -356,8 +374,9 @@ class TokenLink:
                 if attempt:
                     time.sleep(LOGIN_RETRY_PAUSE_SECONDS * attempt)
                 login: Any = None
+                rescanned = restart or attempt > 0
                 try:
-                    if restart or attempt:
+                    if rescanned:
                         self._cryptoki.reinitialize()
                     library = self._cryptoki.library()
                     token = self._find_token(library)
@@ -372,20 +391,26 @@ class TokenLink:
                         # logged in, unknown to us, until the module restarts.
                         with contextlib.suppress(p11.PKCS11Error):
                             login.close()
-                    if fault_of(exc) is Fault.PIN:
+                    fault = fault_of(exc)
+                    if fault in (Fault.PIN, Fault.NO_USER_PIN):
+                        # Whatever the token does next (its PIN reset, set at last), this
+                        # module sees it only after a restart: the next login makes one.
+                        self._cryptoki.mark_stale(self._token_key)
+                    if fault is Fault.PIN:
                         source = self.config.pin_source.describe()
                         message = (
                             f"{self.name}: login refused ({ckr_name(exc)}); check the PIN "
                             f"from {source} (not tried again until {source} changes)"
                         )
                         self._pin_latch.latch(pin_identity, message)
-                        # The token answered: no module restart is needed to try again.
-                        self._failed_connects = 0
                         raise PermanentBackendError(message) from exc
                     last = exc
-                    if isinstance(exc, p11.NoSuchToken) and self._logins and (restart or attempt):
-                        # Known token, fresh rescan, still absent: it is gone. Fail fast;
-                        # every call while it is away would otherwise sleep and rescan.
+                    if rescanned and (
+                        fault is Fault.NO_USER_PIN
+                        or (isinstance(exc, p11.NoSuchToken) and self._logins)
+                    ):
+                        # Fresh rescan, the known token still absent or without a user PIN:
+                        # fail fast; each call meanwhile would otherwise sleep and rescan.
                         break
                     continue
                 self._pin_latch.accepted()
@@ -394,18 +419,21 @@ class TokenLink:
                 self._broken = False
                 self._logins += 1
                 self._failed_connects = 0
-                self._absent_at = None
+                self._unready = None
                 self._epoch += 1
                 return
             self._failed_connects += 1
             if isinstance(last, p11.NoSuchToken):
                 if self._logins:
-                    self._absent_at = time.monotonic()
-                    raise TransientBackendError(f"{self.name} is not present") from last
+                    self._unready = (time.monotonic(), f"{self.name} is not present")
+                    raise TransientBackendError(self._unready[1]) from last
                 raise PermanentBackendError(
                     f"no {self.name} in PKCS#11 module {self.config.module}"
                 ) from last
-            raise translate(last, fault_of(last), "log in", self.name) from last
+            error = translate(last, fault_of(last), "log in", self.name)
+            if fault_of(last) is Fault.NO_USER_PIN:
+                self._unready = (time.monotonic(), str(error))
+            raise error from last
 
     def _find_token(self, library: Any) -> Any:
         serial = self.config.token_serial

@@ -87,3 +87,24 @@ def test_a_damaged_file_is_refused_without_its_content(bank: BankConfig, tmp_pat
     path.write_text('{"format": "setpay-ledger-keys/2", "key": 7}')
     with pytest.raises(BankIncomplete, match="is not a ledger keys file"):
         open_ledger(other)
+
+
+def test_a_missing_or_unreadable_file_is_named_as_the_banks_not_a_raw_os_error(
+    tmp_path: Path,
+) -> None:
+    other = new_bank(tmp_path / "other")
+    path = other.path(other.ledger_keys)
+    kept = path.read_bytes()
+    path.unlink()
+    with pytest.raises(BankIncomplete, match=r"ledger\.keys is missing: the ledger keys"):
+        open_ledger(other)
+    path.mkdir()  # not a file: unreadable as one
+    with pytest.raises(BankIncomplete, match=r"cannot read .*ledger\.keys"):
+        open_ledger(other)
+    path.rmdir()
+    path.write_bytes(kept)
+    path.chmod(0o644)
+    with pytest.raises(BankIncomplete, match=r"readable by its owner only \(chmod 600\)"):
+        open_ledger(other)
+    path.chmod(0o600)
+    open_ledger(other).close()

@@ -143,6 +143,36 @@ def test_corrupt_metadata_is_reported_with_its_file(tmp_path: Path) -> None:
         backend.list_keys()
 
 
+def test_swapped_key_file_is_named_not_taken_for_a_key_made_again(tmp_path: Path) -> None:
+    # A restore gone wrong: another key's file copied over sig's. Its entry was not
+    # deleted and made again (its JSON file is untouched), so "get the key again" would
+    # be said for ever; the entry is damaged, and named.
+    directory = tmp_path / "ks"
+    backend = SoftwareBackend.open(directory, PASSPHRASE)
+    sig = backend.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+    backend.generate("zzz", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.close()
+    damaged = directory / "keys" / "sig" / "1.key.pem"
+    damaged.write_bytes((directory / "keys" / "kex" / "1.key.pem").read_bytes())
+    refusal = rf"keystore entry {damaged}: key file does not hold the key of 1\.pub\.pem"
+    reopened = SoftwareBackend.open(directory, PASSPHRASE)  # decrypts the newest: zzz v1
+    for _ in range(2):
+        with pytest.raises(PermanentBackendError, match=refusal + r" \(damaged or swapped\)"):
+            reopened.sign(reopened.get("sig"), b"data")
+    reopened.delete("zzz")
+    with pytest.raises(PermanentBackendError, match=refusal):
+        SoftwareBackend.open(directory, PASSPHRASE)  # now the newest: sig v1, by label
+    # A version really made again elsewhere is still told apart: its stamp changed.
+    reopened.generate("zzz", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    elsewhere = SoftwareBackend.open(directory, PASSPHRASE)
+    elsewhere.delete("sig")
+    elsewhere.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    with pytest.raises(KeyNotFound):
+        reopened.sign(sig, b"data")
+    verify(reopened.get("sig").public_key, reopened.sign(reopened.get("sig"), b"data"), b"data")
+
+
 def test_half_written_version_is_invisible(tmp_path: Path) -> None:
     backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
     backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
