@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cli.number_options import shown
 from gateway import workers
 from gateway.config import CONFIG_FILE, BankConfig, ConfigError, load
 from gateway.environment import METRICS_ANY_PORT, MetricsPort, parse_metrics_port, parse_whole
@@ -59,7 +60,9 @@ def _whole(text: str) -> int:
     try:
         return parse_whole(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in digits 0-9, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be a number in digits 0-9, not {shown(text)}"
+        ) from None
 
 
 def _metrics_port(text: str) -> MetricsPort:
@@ -67,7 +70,7 @@ def _metrics_port(text: str) -> MetricsPort:
         return parse_metrics_port(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be a port number or {METRICS_ANY_PORT}, not {text!r}"
+            f"must be a port number or {METRICS_ANY_PORT}, not {shown(text)}"
         ) from None
 
 

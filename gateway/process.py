@@ -50,6 +50,11 @@ log = logging.getLogger("setpay.gateway")
 # leave room to issue a new one (``setpay ca issue-tls``), install it and restart within
 # a change window, and are short enough that the warning is not routinely ignored.
 TLS_EXPIRY_WARNING = timedelta(days=14)
+# ``RunningBank.drain`` cuts the calls left at the end of the grace period itself; the stop
+# it begins gives gRPC a grace this much longer, so gRPC's own cut is only a backstop (for
+# a drain that fails between the two) and never comes before the count. A second is far
+# more than drain takes from the grace end to its cut, and still bounds a stop.
+CUT_BACKSTOP_SECONDS = 1.0
 
 
 @dataclass
@@ -93,17 +98,21 @@ class RunningBank:
         # No grace is a grace of none, and no notice: what is in flight now is cut, and
         # counted so.
         grace = 0.0 if grace is None else grace
-        # Taken before gRPC starts its own timers, so the count comes before its cut.
+        # The rule for what was cut: a call whose handler had not returned when its
+        # server's calls were cancelled. So drain cuts them itself, each server's count
+        # read just before its cut: gRPC's own cut at the grace end completes its stop
+        # within milliseconds, while the handlers it cancelled still run, and a count taken
+        # only if the stop had not completed by then read such calls as finished.
         ends = time.monotonic() + grace
         servers = (self.server, self.ca_server)
-        stopping = [server.stop(grace) for server in servers]
+        stopping = [server.stop(grace + CUT_BACKSTOP_SECONDS) for server in servers]
         cut = 0
-        # Each server is counted when the one grace period ends, before any is waited for
-        # to the end: gRPC cancels the calls of both at about that time, so a wait for the
-        # first one's stop outlasts the second one's cut, whose calls would go uncounted.
         for server, stopped in zip(servers, stopping, strict=True):
+            # One wait for both: the grace period is one, and the second server's calls
+            # are cut at its end too, not after the first one's cut.
             if not stopped.wait(max(0.0, ends - time.monotonic())):
                 cut += server.in_flight
+                server.stop(None)  # the cut: gRPC cancels its calls now
         for stopped in stopping:
             stopped.wait()
         return cut

@@ -1,17 +1,52 @@
-"""How often the supervisor (``gateway.workers``) starts a child again that died while
-serving: a few times, then the crash loop is the operator's to look at."""
+"""When the supervisor (``gateway.workers``) starts again a child that died while serving,
+and when it gives up instead.
+
+Back-off, per worker index (``Backoff``). A worker's first death, or one after it served
+STEADY_SECONDS, is followed by a new worker at once: a rare crash costs its index only the
+new worker's start. Each further death within STEADY_SECONDS of serving waits longer,
+FIRST_BACKOFF_SECONDS doubling up to MAX_BACKOFF_SECONDS: a request that crashes its
+worker, retried by its clients, then finds that index down, not a new worker to crash
+six times in three seconds.
+
+Giving up. While another worker serves, a death never stops the bank: stopping would end
+the healthy workers too, and every connection they hold, for one index's crash loop; that
+index goes on being restarted, at least MAX_BACKOFF_SECONDS apart, each death logged at
+ERROR and counted (``setpay_worker_restarts_total``). A death that leaves no worker
+serving spends one restart of the bank's ``RestartBudget``, MAX_RESTARTS within
+RESTART_WINDOW_SECONDS, and so does every death of the ledger process, which every worker
+needs: one beyond it stops the bank (exit 1), as a bank serving nothing in a crash loop is
+the operator's to look at.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Restarts allowed within RESTART_WINDOW_SECONDS before the supervisor gives up: enough to
-# ride out a rare crash, few enough that a crash loop stops the bank within a minute.
+from gateway.child import LEDGER_INDEX
+
+log = logging.getLogger("setpay.workers")
+
+# Restarts with nothing serving allowed within RESTART_WINDOW_SECONDS before the
+# supervisor gives up: enough to ride out a rare crash of a lone worker, few enough that a
+# crash loop serving nothing stops the bank within a minute.
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
+# The wait before the second quick start of an index, doubled for each one after: about
+# three times a worker's start, so a worker crashed at once costs little CPU, and short
+# enough that a second crash within a minute is back within a second.
+FIRST_BACKOFF_SECONDS = 0.5
+# The longest wait: a crash loop on one index restarts it twice a minute, a load the
+# machine and the log carry, and a worker fixed by then (a token back, a file restored)
+# serves within half a minute.
+MAX_BACKOFF_SECONDS = 30.0
+# A worker that served this long without dying ends its index's crash loop: its next
+# death is a rare crash again, restarted at once. A minute is longer than a client's
+# retries of one request and far shorter than the interval between real crashes.
+STEADY_SECONDS = 60.0
 
 
 @dataclass
@@ -32,3 +67,77 @@ class RestartBudget:
             return False
         self._recent.append(now)
         return True
+
+
+@dataclass
+class Backoff:
+    """When each worker index is due to start again (see the module docstring)."""
+
+    clock: Callable[[], float] = time.monotonic
+    _quick: dict[int, int] = field(default_factory=dict)  # deaths in a row, per index
+    _due: dict[int, float] = field(default_factory=dict)  # indexes waiting, and until when
+
+    def died(self, index: int, served_seconds: float) -> float:
+        """Note that ``index``'s worker died after serving ``served_seconds``; how long its
+        replacement waits (then ``due`` lists it)."""
+        quick = 0 if served_seconds >= STEADY_SECONDS else self._quick.get(index, 0)
+        self._quick[index] = quick + 1
+        wait = (
+            0.0
+            if quick == 0
+            else min(FIRST_BACKOFF_SECONDS * 2 ** (quick - 1), MAX_BACKOFF_SECONDS)
+        )
+        self._due[index] = self.clock() + wait
+        return wait
+
+    def due(self) -> list[int]:
+        """The indexes whose wait is over, taken: the caller starts each."""
+        now = self.clock()
+        ready = sorted(index for index, due in self._due.items() if due <= now)
+        for index in ready:
+            del self._due[index]
+        return ready
+
+    def waiting(self) -> bool:
+        """Whether an index still waits to start again."""
+        return bool(self._due)
+
+    def next_in(self, most: float) -> float:
+        """Seconds until the next index is due, at most ``most`` (none waiting: ``most``)."""
+        if not self._due:
+            return most
+        return max(0.0, min(most, min(self._due.values()) - self.clock()))
+
+    def cancel(self) -> None:
+        """Start no one again: the bank is stopping."""
+        self._due.clear()
+
+
+class Restarts:
+    """The supervisor's judgement on a child that died while the bank serves: start it
+    again (a worker after its ``Backoff``, the ledger process at once), or stop the bank."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.backoff = Backoff(clock)
+        self._budget = RestartBudget(clock=clock)
+        self._clock = clock
+
+    def refusal(self, name: str, index: int, ready_at: float | None, serving: bool) -> str | None:
+        """Why the bank stops rather than start child ``name`` (of ``index``) again, or
+        None; when it said it serves, and whether another worker still serves. A worker to
+        start again waits in ``backoff``; the ledger process is started at once."""
+        ledger = index == LEDGER_INDEX
+        if ready_at is None:
+            # Starting again would fail again, and may cost a token's PIN retry counter.
+            return f"{'the ledger process' if ledger else 'a worker'} failed to start"
+        if (ledger or not serving) and not self._budget.take():
+            alone = "" if ledger else " with no other worker serving"
+            return (
+                f"{name} died{alone}, after {MAX_RESTARTS} restarts within"
+                f" {RESTART_WINDOW_SECONDS:.0f} s: a crash loop"
+            )
+        if not ledger:
+            wait = self.backoff.died(index, self._clock() - ready_at)
+            if wait:
+                log.warning("%s starts again in %.1f s (back-off)", name, wait)
+        return None

@@ -1,16 +1,28 @@
 """How a bank process waits for the signals that stop it (a worker, the ledger process).
 
 The supervisor (``gateway.workers``) keeps its own wake-up pipe, which also carries
-SIGCHLD; this is the plain form for a process that only has to stop.
+SIGCHLD; this is the plain form for a process that only has to stop. Both answer a stop
+signal that comes while already stopping in the log (``RepeatNotice``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
-from collections.abc import Collection
+import threading
+import time
+from collections.abc import Callable, Collection
 from types import FrameType
+
+# How often the thread that answers repeated stop signals looks whether the stop is done:
+# it only ends that thread, a daemon, so a second costs nothing.
+ANSWER_POLL_SECONDS = 1.0
+# A stop request within this long of the stop's beginning, or of the last notice, is not
+# answered again: a terminal's Ctrl-C reaches every process of the bank, each worker gets
+# the supervisor's SIGTERM too, and a held key repeats; one line a second says it all.
+REPEAT_NOTICE_SECONDS = 1.0
 
 
 class StopSignals:
@@ -23,7 +35,8 @@ class StopSignals:
     main thread, so it was noticed only when that wait timed out. Instead the
     interpreter's own low-level handler writes every signal to a pipe
     (``signal.set_wakeup_fd``), whichever thread it lands on, and the main thread waits on
-    the pipe. Set up in the main thread, before any other thread starts.
+    the pipe. Set up in the main thread, before any other thread starts. Once the main
+    thread stops waiting, a stop under way, ``answer_repeats`` reads the pipe instead.
     """
 
     def __init__(self, signals: Collection[int]) -> None:
@@ -47,6 +60,46 @@ class StopSignals:
             return False
         return any(signum in self._signals for signum in received)
 
+    def answer_repeats(self, answer: Callable[[], None], done: threading.Event) -> None:
+        """Once stopping, while the main thread drains: call ``answer`` on a thread of its
+        own for each stop signal that comes before ``done`` is set (signals that come
+        together are one)."""
+
+        def watch() -> None:
+            while not done.is_set():
+                if self.wait(ANSWER_POLL_SECONDS):
+                    answer()
+
+        threading.Thread(target=watch, name="stop-repeats", daemon=True).start()
+
 
 def _noted(signum: int, frame: FrameType | None) -> None:
     """Nothing to do: the wakeup pipe has the signal already (``StopSignals``)."""
+
+
+class RepeatNotice:
+    """Says at INFO that a stop request came while already stopping, and when the stop is
+    due to end: at most once per REPEAT_NOTICE_SECONDS, and not within that long of the
+    stop's beginning."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        said: str,
+        ends: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """The stop begins now; ``said`` leads the notice, ``ends`` is when the stop is due
+        to end (on ``clock``)."""
+        self._log = log
+        self._said = said
+        self._ends = ends
+        self._clock = clock
+        self._quiet_until = clock() + REPEAT_NOTICE_SECONDS
+
+    def repeated(self) -> None:
+        """A stop request came while already stopping."""
+        now = self._clock()
+        if now >= self._quiet_until:
+            self._quiet_until = now + REPEAT_NOTICE_SECONDS
+            self._log.info("%s within %.0f s", self._said, max(0.0, self._ends() - now))

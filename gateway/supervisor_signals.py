@@ -9,8 +9,11 @@ handlers are installed before they are unblocked, so a pending one is taken at o
 request to stop; and the handlers stay until the cleanup is done. The workers do the same
 with the mask they inherit (``gateway.worker``).
 
-The handlers only note the request; the interpreter's own low-level handler writes each
-signal, SIGCHLD too, to a wakeup pipe that the supervisor's loop waits on.
+The handlers only count the requests; the interpreter's own low-level handler writes each
+signal, SIGCHLD too, to a wakeup pipe that the supervisor's loop waits on. A request that
+comes while the bank is already stopping changes nothing (the stop has its deadlines),
+but is answered in the log (``gateway.stop_signals.RepeatNotice``), so that an operator's
+second Ctrl-C is not met with silence.
 """
 
 from __future__ import annotations
@@ -33,12 +36,23 @@ class SupervisorSignals:
     def __init__(self) -> None:
         """Block the stop signals, before anything is prepared that a stop must undo."""
         self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        self.stop_requested = False
+        self._requests = 0  # stop signals taken so far
+        self._seen = 0  # of them, those ``new_request`` has told of
         self._previous: dict[int, Any] = {}
         self._previous_wakeup = -1
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop signal has been taken."""
+        return self._requests > 0
+
+    def new_request(self) -> bool:
+        """Whether a stop signal came since this was last asked (any number, told once)."""
+        new, self._seen = self._requests > self._seen, self._requests
+        return new
 
     def fileno(self) -> int:
         """The wakeup pipe's end, for the supervisor's selector."""
@@ -55,7 +69,7 @@ class SupervisorSignals:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum in STOP_SIGNALS:
-            self.stop_requested = True
+            self._requests += 1
         # SIGCHLD needs nothing here: the wakeup pipe wakes the loop, which reaps.
 
     def drain(self) -> None:

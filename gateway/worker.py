@@ -7,7 +7,8 @@ opens the bank with SO_REUSEPORT on the reserved ports, and writes "GATEWAY_PORT
 to its ready pipe once it serves. It serves until SIGTERM or SIGINT, or until its
 supervisor is gone, then stops within the grace period and returns exit status 0, or
 CALLS_CUT if calls were still in flight when the grace period ended (gRPC cancelled them):
-it logs how many at WARNING, so a stop that cut calls never reads as a clean one. A
+it logs how many at WARNING, so a stop that cut calls never reads as a clean one. A stop
+signal while it drains is answered "already stopping" in the log (``RepeatNotice``). A
 failure once it has served (draining, closing its key sessions or the ledger) is raised
 as ``StopFailed``, so that its supervisor does not report a worker that served as one
 that could not.
@@ -18,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
 from dataclasses import dataclass
 
 from gateway import metrics, scheduling
@@ -25,7 +28,7 @@ from gateway.config import BankConfig
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.demand import DemandBoard, demand_path
 from gateway.process import start_bank
-from gateway.stop_signals import StopSignals
+from gateway.stop_signals import RepeatNotice, StopSignals
 
 log = logging.getLogger("setpay.workers")
 
@@ -96,6 +99,12 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
             plan.config.not_serving_seconds,
             plan.config.grace_seconds,
         )
+    # A stop signal while draining changes nothing, but is answered: silence would read as
+    # a worker that hangs.
+    grace_ends = time.monotonic() + plan.config.not_serving_seconds + plan.config.grace_seconds
+    drained = threading.Event()
+    said = f"worker {index}: already stopping, its grace period ends"
+    stopping.answer_repeats(RepeatNotice(log, said, lambda: grace_ends).repeated, drained)
     try:
         cut = running.drain(plan.config.grace_seconds)
         if cut:
@@ -109,4 +118,6 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
         running.close()
     except Exception as exc:
         raise StopFailed(exc) from exc
+    finally:
+        drained.set()
     return CALLS_CUT if cut else 0

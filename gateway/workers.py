@@ -7,12 +7,9 @@ creates a gRPC object or opens a key backend: gRPC supports ``fork`` only before
 first object exists, and PKCS#11 sessions belong to the process that opened them. Each
 worker calls ``start_bank(..., reuse_port=True)`` and serves (``gateway.worker``).
 
-TLS. The supervisor judges the TLS server certificate once, before reserving anything
-(``gateway.process.check_tls_certificate``): it refuses an ended one (``WorkerError``)
-and warns of one near its end, once for the bank, not once per worker. Workers only read
-its end, for the metrics page: one restarted after the end serves all the same, saying so
-at WARNING, so that the bank and its other workers' open connections live on
-(``gateway.process``).
+TLS. The supervisor judges the TLS server certificate once for the bank, before reserving
+anything: it refuses an ended one (``WorkerError``) and warns of one near its end. Workers
+only read its end (``gateway.process`` says why).
 
 Ports. The supervisor reserves each address before forking (``gateway.ports``) and keeps
 the reservation until it exits: a port 0 becomes a real port before any worker starts,
@@ -24,31 +21,26 @@ workers' ready pipes and the metrics endpoint. A worker reports its ports once s
 Every worker must be serving within WORKER_START_SECONDS, and a worker that fails before
 it serves (a wrong PIN, a missing token or file) stops the bank at once: starting it again
 would fail again, and HSMs lock a PIN after a few refused logins. A worker that dies while
-serving is reported and restarted, at most MAX_RESTARTS times per RESTART_WINDOW_SECONDS;
-beyond that the supervisor stops the bank and exits 1 (a crash loop is for the operator;
-``gateway.restarts``).
+serving is started again after a back-off that grows while its index keeps crashing (the
+loop wakes for it); the bank gives up (exit 1) only on a crash loop with no worker serving
+(``gateway.restarts``).
 
-Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SIGTERM.
-They are held from the moment ``serve`` starts until it has cleaned up
-(``gateway.supervisor_signals``): one that comes before the loop runs stops the bank
-before any worker starts, and still removes what ``serve`` prepared.
-A worker sets its health NOT_SERVING, keeps serving for ``not_serving_seconds`` so that
-health checks see it, lets calls in flight finish within the grace period, closes its key
-sessions and the ledger, and exits 0, or CALLS_CUT if calls were still in flight when the
-grace period ended (gRPC cancels them; the worker logs how many). A worker whose
-supervisor vanished stops by itself. The supervisor is gone within those two periods plus
-STOP_MARGIN_SECONDS (stragglers are killed); a child still starting is given until its
-start is due first (``stop_deadline``). A child that fails logs whether it could not serve
-or failed while stopping (``gateway.child``).
+Stopping. SIGTERM or SIGINT to the supervisor is forwarded to every worker as SIGTERM
+(one more is answered "already stopping" in the log). Both are held from the moment
+``serve`` starts until it has cleaned up (``gateway.supervisor_signals``): one before the
+loop runs stops the bank before any worker starts, and still removes what serve prepared.
+A worker says NOT_SERVING for ``not_serving_seconds``, drains within the grace period,
+closes, and exits 0, or CALLS_CUT if it cut calls (``gateway.worker``); an orphan stops by
+itself. The supervisor is gone within those two periods plus STOP_MARGIN_SECONDS
+(stragglers are killed; one still starting is given until its start is due first:
+``stop_deadline``). A child that fails logs whether it could not serve or failed while
+stopping (``gateway.child``).
 
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
-first, the workers once it serves; it is restarted under the same budget if it dies, and
-stopped only after the last worker has gone, so draining workers keep their ledger (it
-ignores the SIGINT a terminal's Ctrl-C sends the whole process group).
-
-Metrics. With ``metrics_port = "any"`` the scrape endpoint binds a port the OS picks, and
-``Bound.metrics_port`` says which: nothing else can take it between the pick and the bind.
+first, the workers once it serves; it is restarted at once if it dies, and stopped only
+after the last worker has gone, so draining workers keep their ledger (it ignores the
+SIGINT a terminal's Ctrl-C sends the whole process group).
 
 Errors: ``WorkerError`` (the ledger cannot be opened, the TLS server certificate has
 ended or cannot be read, a port cannot be reserved, metrics cannot be served), from
@@ -78,8 +70,9 @@ from gateway.ledger import LedgerError
 from gateway.ledger_process import LedgerSocket
 from gateway.ports import PortError, reserve
 from gateway.process import check_tls_certificate
-from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, RestartBudget
+from gateway.restarts import Restarts
 from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
+from gateway.stop_signals import RepeatNotice
 from gateway.supervisor_signals import WATCHED, SupervisorSignals
 from gateway.worker import CALLS_CUT, WorkerPlan
 from hsm.cryptoki import check_not_initialized
@@ -163,7 +156,8 @@ class Supervisor:
         self._on_ready = on_ready
         self._workers: dict[int, _Worker] = {}
         self._ledger: _Worker | None = None  # the ledger process, if the plan has one
-        self._budget = RestartBudget()
+        self._restarts = Restarts()
+        self._repeats: RepeatNotice | None = None  # once stopping
         self._selector = selectors.DefaultSelector()
         self._deadline: float | None = None  # once stopping: when serving children are due
         self._ledger_due = 0.0  # the ledger process's, no earlier than any worker's
@@ -250,7 +244,7 @@ class Supervisor:
         if newline and worker is self._ledger:
             worker.ready_at = time.monotonic()
             log.info("ledger process serving (pid %d)", worker.pid)
-            if not self._workers and not self._stopping():
+            if not self._workers and not self._restarts.backoff.waiting() and not self._stopping():
                 self._spawn_workers()
         elif newline:
             ports = line.decode("ascii", "replace").split()
@@ -289,7 +283,7 @@ class Supervisor:
                 os.close(worker.ready_fd)
             code = os.waitstatus_to_exitcode(status)
             metrics.worker_gone(pid, len(self._workers))
-            self._worker_exited(worker, code)
+            self._to_restart(worker, code)  # if so, the loop starts it when due
             if not self._workers and self._stopping():
                 self._stop_ledger()  # its last client is gone
 
@@ -307,12 +301,6 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._ledger.pid, signal.SIGTERM)
 
-    def _worker_exited(self, worker: _Worker, code: int) -> None:
-        if self._to_restart(worker, code):
-            self._spawn(worker.index)
-            metrics.worker_restarted(len(self._workers))
-            log.warning("worker %d restarted", worker.index)
-
     def _to_restart(self, child: _Worker, code: int) -> bool:
         """Say how ``child`` ended; whether to start it again (if not, the bank stops)."""
         how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
@@ -327,15 +315,11 @@ class Supervisor:
                 log.info("%s (pid %d) stopped", child.name, child.pid)
             return False
         log.error("%s (pid %d) died: %s", child.name, child.pid, how)
-        if not child.ready:
-            # Starting again would fail again, and may cost a token's PIN retry counter.
-            failed = "the ledger process" if child.index == LEDGER_INDEX else "a worker"
-            self._fail(f"{failed} failed to start")
-        elif not self._budget.take():
-            self._fail(f"more than {MAX_RESTARTS} restarts within {RESTART_WINDOW_SECONDS:.0f} s")
-        else:
-            return True
-        return False
+        serving = any(w.ready for w in self._workers.values())
+        why = self._restarts.refusal(child.name, child.index, child.ready_at, serving)
+        if why is not None:
+            self._fail(why)
+        return why is None
 
     # -- stopping
 
@@ -355,7 +339,12 @@ class Supervisor:
     def _begin_stop(self) -> None:
         if self._stopping():
             return
-        self._deadline = time.monotonic() + self._stop_seconds()
+        self._deadline = deadline = time.monotonic() + self._stop_seconds()
+        self._restarts.backoff.cancel()
+        self._repeats = RepeatNotice(
+            log, "already stopping, workers due to end",
+            lambda: max(self._dues(deadline).values(), default=deadline),
+        )  # fmt: skip
         grace = self._plan.config.grace_seconds
         log.info("stopping %d workers (grace %.1f s)", len(self._workers), grace)
         for pid in self._workers:
@@ -375,19 +364,24 @@ class Supervisor:
         if late:
             self._fail(f"{late[0].name} was not serving after {WORKER_START_SECONDS:.0f} s")
 
-    def _kill_stragglers(self, now: float, bank_deadline: float) -> None:
-        """Kill each child past its ``stop_deadline``. The ledger process is asked to stop
-        only once the last worker is gone, so it is due no earlier than any worker was."""
+    def _dues(self, bank_deadline: float) -> dict[int, float]:
+        """When each child must be gone (``stop_deadline``). The ledger process is asked to
+        stop only once the last worker is gone, so it is due no earlier than any worker."""
         stop = self._stop_seconds()
         due = {
-            child.pid: stop_deadline(bank_deadline, child.started, child.ready_at, stop)
-            for child in self._children()
+            c.pid: stop_deadline(bank_deadline, c.started, c.ready_at, stop)
+            for c in self._children()
         }
         if self._ledger is not None:
             # The latest seen, kept: the workers it outlives may be gone by the time it
             # is asked to stop.
             self._ledger_due = max(self._ledger_due, *due.values())
             due[self._ledger.pid] = self._ledger_due
+        return due
+
+    def _kill_stragglers(self, now: float, bank_deadline: float) -> None:
+        """Kill each child past its ``stop_deadline``."""
+        due = self._dues(bank_deadline)
         for child in self._children():
             if now > due[child.pid] and not child.killed:
                 log.error("%s (pid %d) did not stop: killing it", child.name, child.pid)
@@ -397,8 +391,8 @@ class Supervisor:
                 self._failed = True
 
     def _loop(self) -> None:
-        while self._workers or self._ledger is not None:
-            for key, _ in self._selector.select(LOOP_SECONDS):
+        while self._workers or self._ledger is not None or self._restarts.backoff.waiting():
+            for key, _ in self._selector.select(self._restarts.backoff.next_in(LOOP_SECONDS)):
                 if key.data == "wake":
                     self._signals.drain()
                 elif key.data == "scrape" and self._scrape is not None:
@@ -409,11 +403,18 @@ class Supervisor:
                         worker = self._ledger
                     if worker is not None and worker.ready_fd is not None:
                         self._read_ready(worker, worker.ready_fd)
-            if self._signals.stop_requested and not self._stopping():
-                log.info("stop requested")
-                self._begin_stop()
+            if self._signals.new_request():
+                if self._repeats is not None:
+                    self._repeats.repeated()
+                else:
+                    log.info("stop requested")
+                    self._begin_stop()
             self._reap()
             self._check_deadlines()
+            for index in [] if self._stopping() else self._restarts.backoff.due():
+                self._spawn(index)
+                metrics.worker_restarted(len(self._workers))
+                log.warning("worker %d restarted", index)
 
 
 # --- the command --------------------------------------------------------------------------
@@ -421,7 +422,8 @@ class Supervisor:
 
 @dataclass(frozen=True)
 class Bound:
-    """What the bank serves on, once every worker is serving."""
+    """What the bank serves on, once every worker is serving. With ``metrics_port = "any"``
+    the scrape endpoint binds a port the OS picks: nothing else can take it in between."""
 
     port: int
     ca_port: int

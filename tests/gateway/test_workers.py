@@ -21,7 +21,7 @@ import pytest
 
 from gateway.config import ConfigError, default_workers, load
 from gateway.ports import PortError, reserve, write_port_file
-from gateway.workers import RestartBudget
+from gateway.restarts import RestartBudget
 from setcore.authorization import open_auth_response
 from setcore.gateway_admin import build_pcert_request, open_pcert_response
 from setpay.v1 import authorization_pb2 as a
@@ -291,7 +291,7 @@ def test_a_worker_that_cannot_start_stops_the_bank(tmp_path: Path) -> None:
     log = str(failed.value)
     assert "stopping the bank: a worker failed to start" in log
     # The operator's problem in one line, not a stack trace.
-    assert re.search(r"worker \d cannot serve: PermissionError: .*ledger.keys must be", log)
+    assert re.search(r"worker \d cannot serve: BankIncomplete: .*ledger.keys must be", log)
     assert "Traceback" not in log
 
 

@@ -56,7 +56,48 @@ def test_more_restarts_than_the_budget_allows_stop_the_bank(tmp_path: Path) -> N
         log = bank.log()
     assert status == 1, log
     assert log.count("worker 0 restarted") == MAX_RESTARTS
-    assert f"stopping the bank: more than {MAX_RESTARTS} restarts within 60 s" in log
+    assert (
+        "stopping the bank: worker 0 died with no other worker serving, after"
+        f" {MAX_RESTARTS} restarts within 60 s: a crash loop"
+    ) in log
+    # Each quick death after the first waited longer (``gateway.restarts``).
+    waits = re.findall(r"worker 0 starts again in ([0-9.]+) s \(back-off\)", log)
+    assert waits == ["0.5", "1.0", "2.0", "4.0"], log
+
+
+def _serving_pid(bank: ServedBank, index: int) -> int:
+    """The pid of the latest worker ``index`` that said it serves."""
+    *_, pid = re.findall(rf"worker {index} serving \(pid (\d+)\)", bank.log())
+    return int(pid)
+
+
+def test_a_crash_loop_beside_a_serving_worker_backs_off_and_never_stops_the_bank(
+    tmp_path: Path,
+) -> None:
+    """Before, each death was restarted at once and spent the bank's budget: the sixth of
+    worker 0 within seconds stopped the bank (exit 1), and worker 1, serving, with it."""
+    with contextlib.closing(
+        serve_bank(tmp_path, workers=2, metrics=False, extra_env=SHORT)
+    ) as bank:
+        survivor = _serving_pid(bank, 1)
+        for killed in range(1, MAX_RESTARTS + 2):
+            crashed = _serving_pid(bank, 0)
+            os.kill(crashed, signal.SIGKILL)
+            if killed <= MAX_RESTARTS:
+                wait_for(f"replacement {killed} serving", _serving(bank, killed + 2))
+        wait_for("the last death seen", lambda: f"(pid {crashed}) died" in bank.log())
+        time.sleep(0.5)  # the old supervisor stopped the bank at once
+        alive = bank.process.poll() is None
+        survived = survivor in workers_of(bank.process.pid)
+        bank.process.send_signal(signal.SIGTERM)  # worker 0 still waiting: not started
+        status = bank.process.wait(timeout=STOP_SECONDS)
+        log = bank.log()
+    assert alive and survived, log
+    assert status == 0, log
+    assert "stopping the bank" not in log
+    waits = re.findall(r"worker 0 starts again in ([0-9.]+) s \(back-off\)", log)
+    assert waits == ["0.5", "1.0", "2.0", "4.0", "8.0"], log
+    assert log.count("worker 0 restarted") == MAX_RESTARTS
 
 
 def test_a_worker_stuck_past_its_stop_is_killed_and_the_bank_exits_1(tmp_path: Path) -> None:
