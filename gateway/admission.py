@@ -1,232 +1,39 @@
-"""Load shedding: which calls a worker's server admits, and the answer to the others.
+"""The bank's load shedding: ``setcore.admission``'s, its refusals counted as
+``setpay_rpc_shed_total`` (``metrics.rpc_shed``).
 
-Load shedding (``ServerLimits.max_concurrent_rpcs``, calls in flight per worker). gRPC's own
-``maximum_concurrent_rpcs`` refuses a call in its poll thread where no code of ours runs, so
-the calls it shed never reached the metrics. The server admits calls itself instead: its
-pool counts the calls handed to it and not yet finished (queued or running: "in flight"),
-and an interceptor, which gRPC calls for every call before handing it to the pool, admits
-a call while fewer than the limit are in flight. Any other call is given a handler that,
-on a thread of its own, counts it (``metrics.rpc_shed``) and answers RESOURCE_EXHAUSTED
-with a ``google.rpc.RetryInfo`` (``SHED_RETRY_SECONDS``) without reading the request, so a
-refusal never waits behind the real work queued in the pool. Health checks have a small
-reserve above the limit (``HEALTH_RESERVE``) but no thread of their own: a busy worker
-still answers SERVING, after the calls queued ahead; a worker whose threads are all stuck
-answers late, and a balancer rightly reads it as down. A server reflection stream runs on
-the pool and counts against the limit too, but apart from the calls
-(``InFlightPool.streams``): a client may keep one open and idle, and a stop ends it
-rather than wait for it or count it as cut (``gateway.server``).
-
-The backstop. That one thread answers one refusal at a time, each some tens of
-microseconds of Python competing for the GIL with the admitted work, so a flood (on the
-CA's port no client certificate is needed to send one) could queue refusals faster than
-they are answered, each later than the last. gRPC's own limit therefore stays on, above
-ours: ``max_concurrent_rpcs + HEALTH_RESERVE + SHED_BACKLOG``. gRPC counts a call as
-active from when it is handed to a pool, the server's or the refusals', until it is
-answered (grpcio's ``_server.py``, not documented: test_server_admission pins it), so at
-most ``HEALTH_RESERVE + SHED_BACKLOG`` refusals ever wait. A call past
-the backstop gets gRPC's own refusal in its poll thread, which holds the poll loop back
-as a flood should: RESOURCE_EXHAUSTED with the same details, but no RetryInfo, and not
-counted in ``setpay_rpc_shed_total`` (gRPC runs the interceptor for it too, but only the
-refusal handler counts). Health checks are refused there too: a worker that far behind
-with its refusals is overloaded, and a balancer may as well read it so. When the server
-stops, the threads of its pool and of the refusals end with it.
+The merchant sheds the same way (``clients.merchant.servicer``), so the mechanism and its
+limits live in setcore, which both may import; this module binds it to the bank's metrics
+and keeps the names the bank's server and tests use.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent import futures
-from datetime import timedelta
-from typing import ParamSpec, TypeVar
-
-import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
-from grpc_health.v1 import health_pb2
-from grpc_status import rpc_status
-
 from gateway import metrics
+from setcore import admission as _shared
+from setcore.admission import (
+    HEALTH_RESERVE,
+    SHED_BACKLOG,
+    SHED_DETAILS,
+    SHED_RETRY_SECONDS,
+    SHED_THREADS,
+    InFlightPool,
+    Refusal,
+)
 
-# In-flight calls above max_concurrent_rpcs that only health checks may take. A load
-# balancer keeps about one check in flight per backend from each of its few nodes; refusing
-# one reads as "down" and moves this worker's share onto the others, which are as loaded.
-# 16 covers a handful of balancers and still bounds a flood of health calls, shed past it.
-HEALTH_RESERVE = 16
-# Threads that answer shed calls. A refusal is some tens of microseconds of Python, so one
-# thread answers thousands a second; more would only take the GIL from the admitted work.
-SHED_THREADS = 1
-# Shed calls that may wait for that thread beyond the health reserve, before gRPC's own
-# limit refuses new calls in its poll thread (the backstop, module docstring). A refusal
-# costs its thread 25-30 us of CPU (measured on the 2-core development machine, RetryInfo
-# included): 32 are about a millisecond, and even if every one waited out a whole GIL
-# switch interval (5 ms) behind the admitted work, the last of HEALTH_RESERVE +
-# SHED_BACKLOG would be answered within a quarter of a second. Room for a burst to get the
-# counted refusal and its retry delay; a flood past it gets gRPC's.
-SHED_BACKLOG = 32
-# The retry delay a refusal asks for (google.rpc.RetryInfo). A worker at its limit answers
-# hundreds of calls a second, so in 100 ms it frees tens of places; a longer delay would
-# leave callers idle that it could soon take again. The bank's own clients wait up to as
-# long (a random 0-100 ms) before their first retry.
-SHED_RETRY_SECONDS = 0.1
-# gRPC's own words for this refusal, so logs and searches written for it still match (its
-# backstop answers with them too). The bank's clients match them as clients/transport.py
-# GRPC_CONCURRENCY_REFUSAL (a copy: clients may not import gateway; test_shed_words holds
-# the two equal).
-SHED_DETAILS = "Concurrent RPC limit exceeded!"
-_HEALTH_PATH = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/"
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
+__all__ = [
+    "HEALTH_RESERVE",
+    "SHED_BACKLOG",
+    "SHED_DETAILS",
+    "SHED_RETRY_SECONDS",
+    "SHED_THREADS",
+    "Admission",
+    "InFlightPool",
+    "Refusal",
+]
 
 
-class InFlightPool(futures.ThreadPoolExecutor):
-    """The server's thread pool; counts the calls handed to it and not yet finished.
-
-    Long-lived streams that are no call a stop should wait for (server reflection's) are
-    handed to it through ``streams``: they run on the same threads and count against the
-    same limit, but apart from the calls a stop cuts (``calls_in_flight``)."""
-
-    def __init__(self, threads: int) -> None:
-        super().__init__(max_workers=threads, thread_name_prefix="rpc")
-        # One item per call in flight. A deque's append and pop are thread-safe (its
-        # documentation says so), so this path of every call takes no lock: measured a
-        # few tenths of a microsecond cheaper per call than a lock around an int.
-        self._calls: deque[None] = deque()
-        self._streams: deque[None] = deque()
-        self.streams: futures.ThreadPoolExecutor = _StreamLane(self)
-
-    @property
-    def in_flight(self) -> int:
-        """Calls handed to the pool and not yet finished (queued or running), streams
-        included: what the limit of calls in flight counts."""
-        return len(self._calls) + len(self._streams)
-
-    @property
-    def calls_in_flight(self) -> int:
-        """``in_flight`` but the streams handed over through ``streams``."""
-        return len(self._calls)
-
-    def submit(
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> futures.Future[_T]:
-        """Queue ``fn`` (a call gRPC admitted) and count it until it is done."""
-        return self._counted_submit(self._calls, fn, *args, **kwargs)
-
-    def submit_stream(
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> futures.Future[_T]:
-        """``submit``, counted among the streams (``streams`` calls it)."""
-        return self._counted_submit(self._streams, fn, *args, **kwargs)
-
-    def _counted_submit(
-        self, count: deque[None], fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> futures.Future[_T]:
-        count.append(None)
-        try:
-            future = super().submit(fn, *args, **kwargs)
-        except BaseException:
-            count.pop()
-            raise
-        # Runs once however the call ends, cancelled unrun included: a slot never leaks.
-        future.add_done_callback(lambda _: count.pop())
-        return future
-
-
-class _StreamLane(futures.ThreadPoolExecutor):
-    """``InFlightPool.streams``: submits to that pool, counted as a stream.
-
-    A ThreadPoolExecutor only because grpcio takes nothing else as a behaviour's
-    ``experimental_thread_pool`` (``Refusal`` says more); it starts no thread of its own."""
-
-    def __init__(self, pool: InFlightPool) -> None:
-        super().__init__(max_workers=1)
-        self._pool = pool
-
-    def submit(
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> futures.Future[_T]:
-        """Queue ``fn`` on the pool's threads, counted among its streams."""
-        return self._pool.submit_stream(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Nothing: the threads are the pool's, and end with it."""
-
-
-def _shed_status() -> grpc.Status:
-    """RESOURCE_EXHAUSTED with its RetryInfo in the trailers (gRPC's rich status)."""
-    retry = error_details_pb2.RetryInfo()
-    retry.retry_delay.FromTimedelta(timedelta(seconds=SHED_RETRY_SECONDS))
-    detail = any_pb2.Any()
-    detail.Pack(retry)
-    status = status_pb2.Status(
-        code=code_pb2.RESOURCE_EXHAUSTED, message=SHED_DETAILS, details=[detail]
-    )
-    return rpc_status.to_status(status)
-
-
-# Built once, at import: every refusal sends these same trailers, so none pays for them.
-_SHED_STATUS = _shed_status()
-
-
-class Refusal:
-    """The behaviour of a shed call of one method: counted, then RESOURCE_EXHAUSTED with
-    its retry delay, the request left unread."""
-
-    def __init__(self, service: str, method: str, pool: futures.ThreadPoolExecutor) -> None:
-        self._service = service
-        self._method = method
-        # grpcio runs a behaviour that carries this attribute on that pool instead of the
-        # server's (grpc_health relies on it too). It is not in gRPC's documented API:
-        # test_server_admission fails if refusals ever queue behind the admitted calls.
-        self.experimental_thread_pool = pool
-
-    def __call__(self, requests: Iterator[object], context: grpc.ServicerContext) -> None:
-        # Counted here, where it is answered: a call past gRPC's backstop passes the
-        # interceptor too, but gRPC refuses it without running this.
-        metrics.rpc_shed(self._service, self._method)
-        context.abort_with_status(_SHED_STATUS)
-
-
-class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Admits a call while fewer than the limit are in flight; hands the others to the
-    refusal (``Refusal``), which counts them.
-
-    grpcio calls this in its poll thread, for one call at a time, and hands an admitted
-    call to the pool (``InFlightPool.submit``) before it calls this for the next: so the
-    count read here includes every call admitted before and the limit is never passed.
-    That order is grpcio's, not documented; test_server_admission pins it (exactly the
-    limit is admitted). Exact counting of shed calls does not depend on it: the refusal
-    counts the calls it answers."""
+class Admission(_shared.Admission):
+    """``setcore.admission.Admission``, each refusal counted in the bank's metrics."""
 
     def __init__(self, pool: InFlightPool, limit: int) -> None:
-        self._pool = pool
-        self._limit = limit
-        self._health_limit = limit + HEALTH_RESERVE
-        self.refusals = futures.ThreadPoolExecutor(
-            max_workers=SHED_THREADS, thread_name_prefix="shed"
-        )
-        # A refusal per method shed so far, made at its first: only methods the server
-        # has get here (the others have no handler), so it stays as small as they are few.
-        self._shed: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],  # type: ignore[type-arg]
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:  # type: ignore[type-arg]
-        """The call's handler if it is admitted (or unknown: gRPC answers UNIMPLEMENTED),
-        else the refusal."""
-        handler = continuation(handler_call_details)
-        in_flight = self._pool.in_flight
-        if handler is None or in_flight < self._limit:
-            return handler
-        path = handler_call_details.method
-        if in_flight < self._health_limit and path.startswith(_HEALTH_PATH):
-            return handler
-        refusal = self._shed.get(path)
-        if refusal is None:
-            service, _, method = path[1:].partition("/")
-            refusal = grpc.stream_unary_rpc_method_handler(Refusal(service, method, self.refusals))
-            self._shed[path] = refusal
-        return refusal
+        super().__init__(pool, limit, metrics.rpc_shed)

@@ -37,8 +37,12 @@ amount, an identifier or a peer's text.
                                                         reflection calls are counted here
                                                         when shed, never in requests
     setpay_worker_rpcs_total{worker}                    handled calls per worker process
-    setpay_authorizations_total{outcome,reason}         approved/none, declined/RespReason,
-                                                        error/ErrorCode (committed decisions)
+    setpay_authorizations_total{outcome,reason}         approved/none and declined/RespReason
+                                                        (decisions committed), error/ErrorCode
+                                                        (every signed SET Error answered to
+                                                        Authorize, none committed: each
+                                                        merchant retry after
+                                                        UNSPECIFIED_FAILURE counted again)
     setpay_authorized_amount_minor_units{currency}      histogram of approved amounts
     setpay_replays_refused_total{kind}                  pi_reused, rrpid_reused
     setpay_answers_failed_total{method}                 committed decisions left unanswered
@@ -74,7 +78,8 @@ amount, an identifier or a peer's text.
     setpay_ledger_holds_expired_total                   expired holds the hold sweeper
                                                         released (worker 0; a decision's
                                                         own releases are not counted)
-    setpay_key_operation_duration_seconds{op,algorithm} histogram per key-backend call
+    setpay_key_operation_duration_seconds{op,algorithm} histogram per key-backend call,
+                                                        25 us to 1 s (KEY_BUCKETS)
     setpay_key_errors_total{op,error}                   key-backend errors by class
     setpay_key_relogins_total                           token re-logins after a loss
     setpay_key_sessions_in_use / setpay_key_sessions    PKCS#11 pool: leased now / size
@@ -175,6 +180,14 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Latency buckets from 0.5 ms (a cached, signature-only answer) to 5 s (the SQLite busy
 # timeout and the default grace period): beyond that a call has failed for other reasons.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Key-backend operations from 25 us (a software EC signature or ECDH, tens of microseconds)
+# through a token's EC operations (a fraction of a millisecond on SoftHSM) and its RSA
+# signatures (milliseconds) to 1 s (a token session awaited or a re-login): the RPC
+# buckets start at 0.5 ms, where every EC operation fell into the first bucket.
+KEY_BUCKETS = (
+    0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+)  # fmt: skip
 # Approved amounts in minor units, 1 to 100 000 major units of a two-decimal currency.
 AMOUNT_BUCKETS = (100, 1_000, 5_000, 10_000, 50_000, 100_000, 1_000_000, 10_000_000)
 # Operations per ledger commit: the SQLite group commit's batches are powers of two apart.
@@ -266,7 +279,7 @@ class _WorkerMetrics:
         )  # fmt: skip
         self.key_duration = Histogram(
             "setpay_key_operation_duration_seconds", "Time of one key-backend operation",
-            ["op", "algorithm"], buckets=LATENCY_BUCKETS, registry=r,
+            ["op", "algorithm"], buckets=KEY_BUCKETS, registry=r,
         )  # fmt: skip
         self.key_errors = Counter(
             "setpay_key_errors_total", "Key-backend errors", ["op", "error"], registry=r

@@ -46,6 +46,7 @@ from gateway import metrics
 from gateway.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool
 from gateway.cpu_turn import PROCESS_TURN, TurnNotFree
 from gateway.health_monitor import HealthMonitor, OpenStreams, WatchEndingHealth
+from setcore.admission import given_up
 from setpay.v1 import services_pb2
 
 
@@ -128,20 +129,10 @@ def _given_frame(method: Callable[..., Any]) -> Callable[[Any, grpc.ServicerCont
     return call
 
 
-def _given_up(context: grpc.ServicerContext) -> grpc.StatusCode | None:
-    """The status a call's client already has if it gave up (its deadline passed, it
-    cancelled), else None."""
-    # Our clock first: the deadline travels as a duration, so the client's passed no later
-    # than ours, while gRPC marks the call inactive only once its poll thread has run.
-    if context.time_remaining() <= 0:
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    return None if context.is_active() else grpc.StatusCode.CANCELLED
-
-
 def _unless_given_up(context: grpc.ServicerContext) -> None:
     """End (``abort``) a call whose client gave up while it waited: whatever it would
     decide, its client was told it failed."""
-    gone = _given_up(context)
+    gone = given_up(context)
     if gone is not None:
         context.abort(gone, "the client gave up before the call was handled")
 
@@ -180,7 +171,7 @@ def _behaviour(
         finally:
             # code() is what abort() or set_code() chose (grpc-stubs lacks it; grpcio has
             # it); gRPC sets none when the client's deadline passes or it cancels.
-            code = context.code() or _given_up(context)  # type: ignore[attr-defined]
+            code = context.code() or given_up(context)  # type: ignore[attr-defined]
             metrics.rpc_finished(service, name, time.perf_counter() - started, code or status)
 
     return handle

@@ -13,28 +13,21 @@ from gateway.authorize import authorize
 from gateway.bank import Bank
 from gateway.ledger import RrpidReused, Unanswered
 from setcore.capture import peek_sealed_rrpid
+from setcore.echoed_ids import reply_header
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import ID_BYTES, now_ms
 from setcore.gateway_exchange import peek_rrpid, request_digest
-from setcore.purchase import header
 from setpay.v1 import (
     authorization_pb2,
     capture_pb2,
-    common_pb2,
     error_pb2,
     gateway_admin_pb2,
     services_pb2_grpc,
 )
 
-
-def reply_header(request_header: common_pb2.Header) -> common_pb2.Header:
-    """The response's routing header: the request's ids echoed, our date."""
-    return header(
-        rrpid=request_header.rrpid,
-        xid=request_header.xid,
-        lid_c=request_header.lid_c,
-        lid_m=request_header.lid_m,
-    )
+# reply_header is setcore's (its ids echoed only where well sized); gateway.ceiling answers
+# with it too.
+__all__ = ["PaymentGatewayServicer", "reply_header"]
 
 
 def _rpc(

@@ -61,6 +61,7 @@ import hmac
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -173,6 +174,9 @@ class Authorizer(StoredRequests[Order]):
         # Credentials signing with an earlier signature key, by its certificate's
         # thumbprint (``_signing_as``): found once, not at every AuthReq.
         self._earlier: dict[bytes, Credentials] = {}
+        # ``authorize``'s ``answer_by``, per thread: read by ``_exchange``, which
+        # ``stored_requests`` calls with the request alone, on the same thread.
+        self._answer_by = threading.local()
 
     @contextmanager
     def _exclusive(self, xid: bytes) -> Iterator[None]:
@@ -188,7 +192,9 @@ class Authorizer(StoredRequests[Order]):
                 if users[0] == 0:
                     del self._locks[xid]
 
-    def authorize(self, xid: bytes, *, as_read: Order | None = None) -> Order:
+    def authorize(
+        self, xid: bytes, *, as_read: Order | None = None, answer_by: float | None = None
+    ) -> Order:
         """Authorize one purchased order now; the order as it stands afterwards.
 
         A verified answer is final: the order is authorized, declined, or failed by the
@@ -200,11 +206,18 @@ class Authorizer(StoredRequests[Order]):
         ``as_read``: the order as the caller read it when it chose to send it; if another
         thread has tried it since (``_tried_since``), that try stands and nothing is sent.
         Without it, the order is sent whatever was tried before (a caller asking now).
+
+        ``answer_by`` (``time.monotonic()``): when the caller must have its answer (a
+        wallet waiting for its PRes): the AuthReq's wait for the gateway ends then,
+        leaving the order authorizing, for the worker to send again, as any lost answer.
         """
+        self._answer_by.at = answer_by
         try:
             done = self._authorize(xid, as_read)
         except OutcomeUnknown:  # logged as it was raised; "authorizing", or "purchased" yet
             done = None
+        finally:
+            self._answer_by.at = None
         return self._store.order(xid) if done is None else done
 
     def _authorize(self, xid: bytes, as_read: Order | None) -> Order | None:
@@ -323,7 +336,11 @@ class Authorizer(StoredRequests[Order]):
         is saved."""
         request, state = _sent_auth_request(order)
         log.info("order %s: AuthReq %s sent to the gateway", order.short_id, short(state.rrpid))
-        result = self._gateway.authorize(request, state)
+        answer_by: float | None = getattr(self._answer_by, "at", None)
+        if answer_by is None:
+            result = self._gateway.authorize(request, state)
+        else:
+            result = self._gateway.authorize(request, state, deadline=answer_by - time.monotonic())
         header = result.data.auth_res_payload.auth_header
         _check_authorized_amount(order, header)
         authorization = Authorization(

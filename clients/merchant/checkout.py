@@ -198,8 +198,13 @@ class Checkout:
 
     # -- Purchase ---------------------------------------------------------------------
 
-    def purchase(self, request: purchase_pb2.PurchaseRequest) -> purchase_pb2.PurchaseResponse:
-        """PReq -> PRes: verify, keep the sealed PI, authorize now or in the background."""
+    def purchase(
+        self, request: purchase_pb2.PurchaseRequest, *, answer_by: float | None = None
+    ) -> purchase_pb2.PurchaseResponse:
+        """PReq -> PRes: verify, keep the sealed PI, authorize now or in the background.
+
+        ``answer_by`` (``time.monotonic()``): when the wallet must have its PRes; an
+        authorization still waiting on the gateway then is answered "order received"."""
         view = open_purchase_request(request)
         oi = view.oi_data
         order = self._order(oi.trans_ids.xid)
@@ -228,7 +233,7 @@ class Checkout:
         )  # fmt: skip
         if self._answer is AnswerMode.AFTER_AUTHORIZATION:
             # The worker's scan may have found the order purchased and sent it already.
-            order = self._authorizer.authorize(order.xid, as_read=order)
+            order = self._authorizer.authorize(order.xid, as_read=order, answer_by=answer_by)
         else:
             self._authorizer.submit(order)
         return self._pres(order, oi.rrpid, oi.chall_c)

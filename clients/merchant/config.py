@@ -29,7 +29,7 @@ Example::
     tls_key = "tls/server.key"
     insecure = false
     threads = 8                        # DEFAULT_THREADS
-    max_concurrent_rpcs = 64           # DEFAULT_MAX_CONCURRENT_RPCS
+    max_concurrent_rpcs = 16           # DEFAULT_MAX_CONCURRENT_RPCS, then shed
     metrics_port = 9465                # Prometheus page (``clients.merchant.metrics``); 0
                                        # (the default) turns it off; "any": a port the OS
                                        # picks (``serve`` prints it)
@@ -72,12 +72,16 @@ from clients.peers import (
 from setcore.pki.extensions import MAX_MERCHANT_NAME_CHARS
 
 CONFIG_FILE = "merchant.toml"
-# Requests the Merchant service serves at once before new ones get RESOURCE_EXHAUSTED: a
-# shop front sees far fewer concurrent wallets than a gateway sees merchants.
-DEFAULT_MAX_CONCURRENT_RPCS = 64
-# Server threads: each Purchase may wait on the gateway in after-authorization mode, so
-# a few more threads than cores keep PInit answered while authorizations are in flight.
+# Server threads. In after-authorization mode a Purchase holds its thread while it waits
+# on the gateway (at most until its wallet's deadline, ``servicer``), so a few more
+# threads than cores keep PInit and Inquiry answered while authorizations are in flight.
 DEFAULT_THREADS = 8
+# Calls in flight (running or queued for a thread) before new ones are shed with a retry
+# delay (``setcore.admission``): the threads, and a backlog of 8 that a PInit or Inquiry,
+# milliseconds each, gets through quickly. A deeper queue only holds calls behind
+# Purchases that may wait tens of seconds on the gateway, until their wallets give up:
+# an immediate "retry shortly" serves them better.
+DEFAULT_MAX_CONCURRENT_RPCS = DEFAULT_THREADS + 8
 # Server threads at most: far more than a shop front keeps busy, each one a stack of its
 # own, and it catches a typo that would start thousands.
 MAX_THREADS = 256

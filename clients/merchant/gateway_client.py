@@ -181,11 +181,17 @@ class GatewayClient:
         return pinned.identity
 
     @metrics.gateway_call(AUTHORIZATION)
-    def authorize(self, request: bytes, state: AuthRequestState) -> AuthResult:
-        """AuthReq -> verified AuthRes."""
+    def authorize(
+        self,
+        request: bytes,
+        state: AuthRequestState,
+        *,
+        deadline: float = AUTHORIZE_DEADLINE_SECONDS,
+    ) -> AuthResult:
+        """AuthReq -> verified AuthRes; ``deadline``: a shorter one (a wallet waiting)."""
         response = self._caller.call(
             _method("Authorize"), request, authorization_pb2.AuthorizeResponse,
-            deadline=AUTHORIZE_DEADLINE_SECONDS,
+            deadline=min(deadline, AUTHORIZE_DEADLINE_SECONDS),
         )  # fmt: skip
         return open_auth_response(
             response, self._credentials, state, self._trust,

@@ -26,9 +26,16 @@ merchant id, a peer's text or key material.
     setpay_merchant_rpc_duration_seconds{method}        histogram, 1 ms to 30 s (a
                                                         Purchase may wait on the gateway)
     setpay_merchant_rpc_in_flight{method}               calls being handled now
+    setpay_merchant_rpc_shed_total{method}              calls refused RESOURCE_EXHAUSTED,
+                                                        unhandled, with a retry delay: the
+                                                        limit of calls in flight was
+                                                        reached (``other``: a health check
+                                                        past its reserve); not counted in
+                                                        the requests
     setpay_merchant_purchases_total{completion}         PRes sent, by the CompletionCode it
                                                         reports (a Purchase repeated is
-                                                        answered, and counted, again)
+                                                        answered, and counted, again); not
+                                                        one whose wallet gave up first
     setpay_merchant_gateway_calls_total{kind,result}    requests sent to the gateway, by
                                                         kind (authorization, capture,
                                                         capture-reversal, credit,
@@ -65,9 +72,9 @@ merchant id, a peer's text or key material.
     setpay_merchant_waiting_read_failures_total         scrapes that could not read them
                                                         (the two gauges are then left out)
 
-Counters at zero from the start, where their series are few: requests by method,
-purchases by completion, gateway calls by kind with approved and declined; the read
-failures. Left to appear at their first: errors by method and code, gateway calls with
+Counters at zero from the start, where their series are few: requests and shed calls by
+method, purchases by completion, gateway calls by kind with approved and declined; the
+read failures. Left to appear at their first: errors by method and code, gateway calls with
 any other result (each a product of large sets, nearly all forever 0: alert on their
 rate next to the requests'), and the histograms and in-flight gauge, read as rates,
 quantiles and levels. The waiting gauges show every kind, at 0 when none waits.
@@ -105,6 +112,7 @@ from clients.merchant.metrics_labels import (
     allowed,
 )
 from clients.merchant.store import WaitingRequests
+from setcore.admission import given_up
 from setcore.auth_reversal import AuthRevResult
 from setcore.authorization import AuthResult
 from setcore.cap_rev_or_cred import CapRevOrCredResult
@@ -112,7 +120,7 @@ from setcore.capture import CaptureResult
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.gateway_admin import BatchAdminResult
 from setcore.pki.bci import RevocationUnavailable
-from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, purchase_pb2
+from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, purchase_pb2, services_pb2
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -127,6 +135,7 @@ __all__ = [
     "gateway_call",
     "purchase_answered",
     "refused",
+    "rpc_shed",
     "served",
     "start",
 ]
@@ -137,6 +146,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_SERVICE = services_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_name
 # Latency buckets from 1 ms (a PInit: one signature) to 30 s (the gateway's Authorize
 # deadline, ``gateway_client.AUTHORIZE_DEADLINE_SECONDS``, which a Purchase answered after
 # authorization may wait out): past it a call has failed for other reasons.
@@ -167,6 +177,11 @@ class _Metrics:
             "setpay_merchant_rpc_in_flight", "Merchant service calls being handled", ["method"],
             registry=r,
         )  # fmt: skip
+        self.shed = Counter(
+            "setpay_merchant_rpc_shed_total",
+            "Merchant service calls refused unhandled: too many in flight", ["method"],
+            registry=r,
+        )  # fmt: skip
         self.purchases = Counter(
             "setpay_merchant_purchases_total", "PRes sent, by the completion they report",
             ["completion"], registry=r,
@@ -181,11 +196,12 @@ class _Metrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.all = (
-            self.requests, self.errors, self.duration, self.in_flight, self.purchases,
-            self.gateway_calls, self.gateway_duration,
+            self.requests, self.errors, self.duration, self.in_flight, self.shed,
+            self.purchases, self.gateway_calls, self.gateway_duration,
         )  # fmt: skip
         for method in MERCHANT_METHODS:
             self.requests.labels(method)
+            self.shed.labels(method)
         for completion in COMPLETIONS:
             self.purchases.labels(completion)
         for kind, result in GATEWAY_CALL_LABELS:
@@ -277,6 +293,10 @@ class _Sinks:
 # without a merchant at hand, as the bank's does: one merchant serves per process, so the
 # sinks are process-wide. Set by ``start``, cleared by ``MetricsEndpoint.close``.
 _sinks = _Sinks()
+# The completions of the PRes a served call is about to send, per thread (a call runs on
+# one): counted by ``served`` once the call ends with its client still there, as its
+# requests are, so a PRes whose wallet gave up before it was sent is not counted sent.
+_answering = threading.local()
 
 
 class MetricsEndpoint:
@@ -354,13 +374,21 @@ def served(
         started = time.perf_counter()
         m.in_flight.labels(name).inc()
         status: grpc.StatusCode | None = grpc.StatusCode.UNKNOWN  # if the method raises
+        completions: list[str] = []
+        _answering.completions = completions
         try:
             response = handle(request, context)
             status = None
             return response
         finally:
-            # code() is what abort() or set_code() chose (grpc-stubs lacks it; grpcio has it).
-            code = context.code() or status  # type: ignore[attr-defined]
+            _answering.completions = None
+            # code() is what abort() or set_code() chose (grpc-stubs lacks it; grpcio has
+            # it); gRPC sets none when the wallet's deadline passes or it cancels, so a call
+            # answered after that is counted with the status the wallet got.
+            code = context.code() or given_up(context) or status  # type: ignore[attr-defined]
+            if code is None or code is grpc.StatusCode.OK:
+                for completion in completions:
+                    m.purchases.labels(completion).inc()
             m.in_flight.labels(name).dec()
             m.requests.labels(name).inc()
             m.duration.labels(name).observe(time.perf_counter() - started)
@@ -368,6 +396,14 @@ def served(
                 m.errors.labels(name, code.name).inc()
 
     return counted
+
+
+def rpc_shed(service: str, method: str) -> None:
+    """A call of ``service``'s ``method`` was shed (``setcore.admission``)."""
+    m = _sinks.metrics
+    if m is not None:
+        name = method if service == _SERVICE else OTHER
+        m.shed.labels(allowed("method", name)).inc()
 
 
 def refused(method: str, code: int) -> None:
@@ -379,12 +415,19 @@ def refused(method: str, code: int) -> None:
 
 
 def purchase_answered(completion: int) -> None:
-    """A PRes reporting ``completion`` (a ``CompletionCode``) was sent."""
+    """A PRes reporting ``completion`` (a ``CompletionCode``) is sent: counted at once, or,
+    inside a served call, once it ends delivered (``served``)."""
     m = _sinks.metrics
     if m is not None:
         known = completion in purchase_pb2.CompletionCode.values()
-        name = purchase_pb2.CompletionCode.Name(completion) if known else OTHER
-        m.purchases.labels(allowed("completion", name)).inc()
+        name = allowed(
+            "completion", purchase_pb2.CompletionCode.Name(completion) if known else OTHER
+        )
+        pending: list[str] | None = getattr(_answering, "completions", None)
+        if pending is None:
+            m.purchases.labels(name).inc()
+        else:
+            pending.append(name)
 
 
 def gateway_call(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:

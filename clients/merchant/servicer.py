@@ -8,8 +8,8 @@ server-authenticated TLS (SET never asked wallets for client certificates).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +21,11 @@ from clients.merchant import metrics
 from clients.merchant.answers import answer
 from clients.merchant.checkout import Checkout
 from clients.transport import MAX_MESSAGE_BYTES
+from setcore.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool
 from setcore.credentials import Credentials
+from setcore.echoed_ids import echoed_id, reply_header
 from setcore.error_message import request_digest
-from setcore.purchase import header
-from setpay.v1 import common_pb2, error_pb2, purchase_pb2, services_pb2, services_pb2_grpc
+from setpay.v1 import error_pb2, purchase_pb2, services_pb2, services_pb2_grpc
 
 log = logging.getLogger("setpay.merchant")
 
@@ -32,13 +33,10 @@ SERVICE_NAME = services_pb2.DESCRIPTOR.services_by_name["MerchantService"].full_
 # How long in-flight calls may finish when the merchant stops: a Purchase waiting on the
 # gateway needs up to the Authorize deadline; past this the wallet retries with Inquiry.
 GRACE_SECONDS = 5.0
-
-
-def _reply_header(request_header: common_pb2.Header) -> common_pb2.Header:
-    return header(
-        rrpid=request_header.rrpid, xid=request_header.xid,
-        lid_c=request_header.lid_c, lid_m=request_header.lid_m,
-    )  # fmt: skip
+# Of a Purchase's deadline, what is kept to sign and send the PRes once the wait for the
+# gateway ends: a signature is a millisecond or so, the rest covers a loaded host and the
+# network back, so the wallet hears "order received" before its own deadline passes.
+ANSWER_MARGIN_SECONDS = 1.0
 
 
 class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
@@ -63,10 +61,10 @@ class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
             return request_digest(request.DESCRIPTOR.full_name, request_bytes)
 
         def on_error(error: error_pb2.SetError) -> Any:
-            return response_cls(header=_reply_header(request.header), error=error)
+            return response_cls(header=reply_header(request.header), error=error)
 
         return answer(
-            context, self._credentials, rpc, digest, request.header.rrpid,
+            context, self._credentials, rpc, digest, echoed_id(request.header.rrpid),
             lambda: work(request), on_error,
         )  # fmt: skip
 
@@ -93,10 +91,11 @@ class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
     def Purchase(  # noqa: N802 - gRPC method name
         self, request: purchase_pb2.PurchaseRequest, context: grpc.ServicerContext
     ) -> purchase_pb2.PurchaseResponse:
-        """PReq -> PRes."""
+        """PReq -> PRes, before the wallet's deadline (``ANSWER_MARGIN_SECONDS``)."""
+        answer_by = time.monotonic() + context.time_remaining() - ANSWER_MARGIN_SECONDS
         response: purchase_pb2.PurchaseResponse = self._serve(
-            context, "Purchase", request, request.p_req,
-            purchase_pb2.PurchaseResponse, self._checkout.purchase,
+            context, "Purchase", request, request.p_req, purchase_pb2.PurchaseResponse,
+            lambda r: self._checkout.purchase(r, answer_by=answer_by),
         )  # fmt: skip
         return response
 
@@ -179,15 +178,23 @@ def _handler(servicer: MerchantServicer) -> grpc.GenericRpcHandler:  # type: ign
 
 
 def start_server(servicer: MerchantServicer, settings: ServerSettings) -> tuple[grpc.Server, int]:
-    """Build and start the Merchant service (with grpc.health.v1); returns it and its port."""
+    """Build and start the Merchant service (with grpc.health.v1); returns it and its port.
+
+    Calls past ``settings.max_concurrent_rpcs`` in flight (queued or running) are shed as
+    the bank sheds them (``setcore.admission``): RESOURCE_EXHAUSTED with a retry delay,
+    counted (``metrics.rpc_shed``), health checks with a reserve of their own. gRPC's own
+    limit stays on only as the backstop above ours."""
+    pool = InFlightPool(settings.threads)
+    admission = Admission(pool, settings.max_concurrent_rpcs, metrics.rpc_shed)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="merchant"),
+        pool,
         handlers=[_handler(servicer)],
+        interceptors=[admission],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
         ],
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs + HEALTH_RESERVE + SHED_BACKLOG,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

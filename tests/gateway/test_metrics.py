@@ -118,6 +118,27 @@ def test_key_and_ledger_observers(registry: CollectorRegistry) -> None:
     assert get("setpay_ledger_commit_retries_total") == 2
 
 
+def test_key_operations_are_told_apart_below_half_a_millisecond(
+    registry: CollectorRegistry,
+) -> None:
+    # A software EC signature takes tens of microseconds and a SoftHSM one a fraction of a
+    # millisecond: with the RPC buckets (0.5 ms first) every one fell into the first.
+    labels = {"op": "sign", "algorithm": "ecdsa-p256-sha256"}
+    for seconds in (0.00003, 0.00008, 0.0003):
+        metrics.key_operation("sign", "ecdsa-p256-sha256", seconds, None)
+
+    def below(le: str) -> float | None:
+        return registry.get_sample_value(
+            "setpay_key_operation_duration_seconds_bucket", {**labels, "le": le}
+        )
+
+    assert below("2.5e-05") == 0
+    assert below("5e-05") == 1
+    assert below("0.0001") == 2
+    assert below("0.0005") == 3
+    assert below("1.0") == 3
+
+
 def test_sampler_copies_trust_and_pool_counters(
     registry: CollectorRegistry, ec_world: World, ec_merchant: Merchant
 ) -> None:

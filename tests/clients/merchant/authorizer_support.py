@@ -28,11 +28,11 @@ def purchase_against_scan(
     sent: list[bytes] = []
     real = merchant.gateway.authorize
 
-    def held(request: bytes, state: AuthRequestState) -> AuthResult:
+    def held(request: bytes, state: AuthRequestState, **deadline: float) -> AuthResult:
         sent.append(request)
         inside.set()
         assert release.wait(WAIT_SECONDS), "never released"
-        return real(request, state)
+        return real(request, state, **deadline)
 
     monkeypatch.setattr(merchant.gateway, "authorize", held)
     answers: dict[str, object] = {}

@@ -69,11 +69,11 @@ def test_an_answer_unchecked_for_want_of_revocation_data_fetches_it(
     sent: list[bytes] = []
     refreshed: list[bool] = []
 
-    def stale_once(request: bytes, state: AuthRequestState) -> AuthResult:
+    def stale_once(request: bytes, state: AuthRequestState, **deadline: float) -> AuthResult:
         sent.append(request)
         if len(sent) == 1:
             raise RevocationUnavailable("the BCI is stale")
-        return real(request, state)
+        return real(request, state, **deadline)
 
     def counted_refresh() -> bool:
         refreshed.append(True)
@@ -132,9 +132,11 @@ def test_a_ca_away_when_an_answer_needs_revocation_data_leaves_the_order_receive
         real = merchant.gateway.authorize
         sent: list[bytes] = []
 
-        def unchecked_once(request: bytes, state: AuthRequestState) -> AuthResult:
+        def unchecked_once(
+            request: bytes, state: AuthRequestState, **deadline: float
+        ) -> AuthResult:
             sent.append(request)
-            answered = real(request, state)  # the gateway did authorize
+            answered = real(request, state, **deadline)  # the gateway did authorize
             if len(sent) == 1:
                 raise RevocationUnavailable("the BrandCRLIdentifier is not current")
             return answered

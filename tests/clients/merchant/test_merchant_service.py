@@ -266,11 +266,11 @@ def test_an_unspecified_gateway_failure_leaves_the_authorization_pending(
     sent: list[bytes] = []
     real = merchant.gateway.authorize
 
-    def fails_once(request: bytes, state: AuthRequestState) -> object:
+    def fails_once(request: bytes, state: AuthRequestState, **deadline: float) -> object:
         sent.append(request)
         if len(sent) == 1:
             raise PeerError(ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE)
-        return real(request, state)
+        return real(request, state, **deadline)
 
     monkeypatch.setattr(merchant.gateway, "authorize", fails_once)
     record = buy(make_wallet(merchant), offer(merchant, 800))
@@ -407,8 +407,10 @@ def test_an_approval_for_another_amount_is_not_recorded(
     merchant.authorizer.stop(timeout=10)
     real = merchant.gateway.authorize
 
-    def approves_another_amount(request: bytes, state: AuthRequestState) -> AuthResult:
-        result = real(request, state)
+    def approves_another_amount(
+        request: bytes, state: AuthRequestState, **deadline: float
+    ) -> AuthResult:
+        result = real(request, state, **deadline)
         header = result.data.auth_res_payload.auth_header
         assert header.auth_code == authorization_pb2.AUTH_CODE_APPROVED
         header.auth_amt.currency, header.auth_amt.amount = currency, amount
@@ -438,11 +440,11 @@ def test_the_authorization_worker_outlives_a_lost_key_token(
     real = merchant.gateway.authorize
     failures: list[bytes] = []
 
-    def token_lost_once(request: bytes, state: AuthRequestState) -> AuthResult:
+    def token_lost_once(request: bytes, state: AuthRequestState, **deadline: float) -> AuthResult:
         if not failures:
             failures.append(request)
             raise TransientBackendError("the token is gone")
-        return real(request, state)
+        return real(request, state, **deadline)
 
     monkeypatch.setattr(merchant.gateway, "authorize", token_lost_once)
     record = buy(make_wallet(merchant), offer(merchant, 800))

@@ -54,19 +54,27 @@ def page(store: MerchantStore, tmp_path: Path) -> Iterator[int]:
 class _Context:
     """The part of a gRPC servicer context the counting reads (a unit test's double)."""
 
-    def __init__(self) -> None:
+    def __init__(self, remaining: float = 30.0, active: bool = True) -> None:
         self._code: grpc.StatusCode | None = None
+        self._remaining = remaining
+        self._active = active
 
     def code(self) -> grpc.StatusCode | None:
         return self._code
+
+    def time_remaining(self) -> float:
+        return self._remaining
+
+    def is_active(self) -> bool:
+        return self._active
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         self._code = code
         raise RuntimeError(details)
 
 
-def _context() -> grpc.ServicerContext:
-    return cast(grpc.ServicerContext, _Context())
+def _context(remaining: float = 30.0, active: bool = True) -> grpc.ServicerContext:
+    return cast(grpc.ServicerContext, _Context(remaining, active))
 
 
 def test_the_page_holds_what_the_docstring_lists_and_nothing_else(page: int) -> None:
@@ -129,6 +137,44 @@ def test_calls_and_refusals_are_counted_in_bounded_labels(page: int) -> None:
     completion = "setpay_merchant_purchases_total"
     assert value(samples, completion, completion="COMPLETION_CODE_ORDER_RECEIVED") == 1
     assert value(samples, completion, completion=OTHER) == 1
+    check_page(text)
+
+
+@pytest.mark.parametrize(
+    ("context", "status"),
+    [
+        (_context(remaining=0.0), "DEADLINE_EXCEEDED"),
+        (_context(active=False), "CANCELLED"),
+    ],
+)
+def test_a_call_answered_after_its_wallet_gave_up_is_no_pres_sent(
+    page: int, context: grpc.ServicerContext, status: str
+) -> None:
+    # The handler answered, but its wallet had given up: the PRes never reached it, and
+    # the call ended for the wallet with the status it got, as the bank counts its calls.
+    def purchase(request: Any, context: Any) -> str:
+        metrics.purchase_answered(purchase_pb2.COMPLETION_CODE_ORDER_RECEIVED)
+        return "PRes"
+
+    assert metrics.served("Purchase", purchase)(object(), context) == "PRes"
+    samples = samples_of(scrape_text(page))
+    assert value(samples, "setpay_merchant_rpc_requests_total", method="Purchase") == 1
+    assert value(samples, "setpay_merchant_rpc_errors_total", method="Purchase", code=status) == 1
+    completion = "setpay_merchant_purchases_total"
+    assert value(samples, completion, completion="COMPLETION_CODE_ORDER_RECEIVED") == 0
+
+
+def test_shed_calls_are_counted_by_method(page: int) -> None:
+    metrics.rpc_shed("setpay.v1.MerchantService", "Purchase")
+    metrics.rpc_shed("grpc.health.v1.Health", "Check")  # past its reserve
+    metrics.rpc_shed("setpay.v1.MerchantService", MADE_UP)
+    text = scrape_text(page)
+    samples = samples_of(text)
+    shed = "setpay_merchant_rpc_shed_total"
+    assert value(samples, shed, method="Purchase") == 1
+    assert value(samples, shed, method=OTHER) == 2
+    # A shed call was never handled: no request counted for it.
+    assert value(samples, "setpay_merchant_rpc_requests_total", method="Purchase") == 0
     check_page(text)
 
 

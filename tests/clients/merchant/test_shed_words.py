@@ -5,7 +5,7 @@ two copies of one string (clients may not import gateway), held equal here."""
 from __future__ import annotations
 
 from clients.transport import GRPC_CONCURRENCY_REFUSAL
-from gateway.admission import SHED_DETAILS
+from setcore.admission import SHED_DETAILS
 
 
 def test_the_bank_sheds_with_the_words_its_clients_retry() -> None:
