@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 
-from cli import demo, keys
+from cli import demo_parts, keys
 from gateway.bank_pki import ALL_LABELS, GATEWAY_KEX_LABEL, BankPki, bank_keys_uri
 from gateway.config import load
 from gateway.gateway_renewal import _take_back
@@ -246,9 +246,9 @@ def test_no_bank_deletes_the_gateways_labels_from_a_backend_no_bank_uses(
 def test_the_demos_hint_deletes_the_keys_its_bank_left(
     bank: Bank, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    opened = demo.open_backend
-    monkeypatch.setattr(demo, "open_backend", lambda uri: _Refusing(opened(uri)))
-    demo._delete_bank_keys(load(bank.config))
+    opened = demo_parts.open_backend
+    monkeypatch.setattr(demo_parts, "open_backend", lambda uri: _Refusing(opened(uri)))
+    demo_parts.delete_bank_keys(load(bank.config))
     monkeypatch.undo()
     err = capsys.readouterr().err
     assert err.startswith(
