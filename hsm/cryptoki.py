@@ -9,10 +9,10 @@ shape this module:
   process. (python-pkcs11 offers no way to pass CKF_OS_LOCKING_OK.)
 - PKCS#11 state does not survive ``fork``. A child that inherited an initialized module
   (its pid differs from the pid that initialized) must ``C_Finalize``/``C_Initialize``
-  before use; ``Cryptoki.library()`` does so on first use in each process, for the
-  backends the child opens itself. A backend opened before the fork is refused in the
-  child (``hsm.token_session``), never silently logged in again there. A process
-  that forks workers checks it initialized nothing first (``check_not_initialized``).
+  before use; ``Cryptoki.library()`` does so on first use in each process. A backend
+  opened before the fork is still refused in the child (``hsm.token_session``): its
+  sessions and login are the parent's, not the child's. A process that forks workers
+  checks it initialized nothing first (``check_not_initialized``).
 - SoftHSM lists tokens and slots at ``C_Initialize``; a token removed and put back, or
   created after initialization, is seen only after re-initialization. Each
   re-initialization bumps ``generation``: sessions and handles from an older generation
@@ -20,8 +20,9 @@ shape this module:
 - SoftHSM also reads a token's PIN state (user PIN set or not, its value) only at
   ``C_Initialize``: a PIN set or reset by another process (``pkcs11-tool --init-pin``)
   is not seen before a re-initialization. ``initialized_ns`` says when this process's
-  view was taken, and ``mark_stale`` names tokens whose login state the view is known
-  to hold out of date; ``hsm.token_session`` re-initializes before logging in to them.
+  view was taken, ``mark_stale`` names tokens whose login state the view is known to
+  hold out of date, and ``note_pin_file_seen`` what state of a PIN file a login saw
+  before a later view was taken; ``hsm.token_login.view_may_be_stale`` reads them.
 
 The registry of modules is process state by nature (the C library is process state), so
 it lives at module level, reset in a child after fork. Errors raised are
@@ -60,9 +61,10 @@ class Cryptoki:
         # Tokens (their link keys) whose login state this initialization may hold out of
         # date: a PIN was refused, or no user PIN was set, since. Emptied by the next one.
         self._stale: set[str] = set()
-        # PIN files (keyed with their token) and the change time they had when seen just
-        # before an initialization began: that view, and every later one, is newer.
-        self._seen: dict[str, int] = {}
+        # Per PIN file (keyed with its token): the change time a login last saw it with,
+        # the generation then (every later initialization's view is newer than that
+        # change), and when a login of it last restarted the module (time.monotonic()).
+        self._pin_files: dict[str, tuple[int, int, float | None]] = {}
 
     def library(self) -> Any:
         """The initialized ``pkcs11.lib`` for this process (call with ``lock`` held)."""
@@ -108,13 +110,23 @@ class Cryptoki:
         """Whether ``mark_stale`` named ``token`` since the last initialization."""
         return token in self._stale
 
-    def cover(self, key: str, changed_ns: int) -> None:
-        """A PIN file in the state ``changed_ns`` was seen before the next initialization."""
-        self._seen[key] = changed_ns
+    def note_pin_file_seen(self, key: str, changed_ns: int, *, restarting: bool) -> None:
+        """A login saw PIN file ``key`` as changed at ``changed_ns``: every initialization
+        from now on is newer than that change. ``restarting``: the login restarts now."""
+        seen = self._pin_files.get(key)
+        restarted = time.monotonic() if restarting else (seen[2] if seen else None)
+        self._pin_files[key] = (changed_ns, self.generation, restarted)
 
-    def covers(self, key: str, changed_ns: int) -> bool:
-        """Whether an initialization begun after the file was seen so is this view's."""
-        return self._seen.get(key) == changed_ns
+    def pin_file_seen_before_init(self, key: str, changed_ns: int) -> bool:
+        """Whether a login saw PIN file ``key`` as changed at ``changed_ns`` before the
+        initialization that took the current view (a count, not a clock: exact)."""
+        seen = self._pin_files.get(key)
+        return seen is not None and seen[0] == changed_ns and seen[1] < self.generation
+
+    def pin_file_restarted_within(self, key: str, seconds: float) -> bool:
+        """Whether a login of PIN file ``key`` restarted the module ``seconds`` ago or less."""
+        seen = self._pin_files.get(key)
+        return seen is not None and seen[2] is not None and time.monotonic() - seen[2] <= seconds
 
     def _initialized(self, started: int) -> None:
         self.initialized_ns = started

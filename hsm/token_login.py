@@ -26,13 +26,21 @@ accepted login removes it. An environment PIN's refusal stays in its process: it
 identity is a keyed hash whose key must not be written down.
 
 What a record means: the file, unchanged since, was refused by a view of the token
-taken after the file last changed. A module keeps the token's PIN state from its
-initialization (SoftHSM re-reads it only then), so a process whose view is older than
-the file may refuse a PIN the token now takes (its security officer reset the PIN to
-the file's, and the file was touched); ``hsm.token_session`` therefore re-initializes
-before it offers a file changed since its view (``changed_ns``), and a refusal it
-records is never one of a stale view, which would keep fresh processes from a PIN the
-token takes.
+taken inside that login (the module initialized after the login lock was taken). A
+module keeps a token's PIN state from its initialization (SoftHSM re-reads it only
+then), so an older view may refuse a PIN the token now takes (its PIN was changed, or
+reset to the file's, after the view was taken). Such a refusal is latched in its own
+backend only (``latch(..., share=False)``) and the module is marked stale, so that the
+process's next login restarts it first; other processes are never kept from the PIN.
+To spare that refusal, ``hsm.token_session`` also restarts the module before it offers
+a file changed since the view (``view_may_be_stale``): file times only decide whether
+that restart is worth its cost, never what is shared.
+
+"The file changed" means two things here. For the latch, its device, inode,
+modification time or size changed (new content, a new file, ``touch``): only that
+releases a refusal. For the restart, the later of its modification and inode change
+times is newer than the view, so a ``chmod`` or ``chown`` also restarts the module (once:
+``Cryptoki.note_pin_file_seen``) but does not release a refusal; the PIN read is the same.
 
 Errors raised: ``PermanentBackendError`` (the module's function list is unusable, or a
 latched PIN refusal) and python-pkcs11 exceptions for C_Login's return codes.
@@ -87,9 +95,12 @@ _USER_STATES = frozenset({1, 3})  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS
 MAX_REFUSAL_RECORD_BYTES = 4096
 
 #: How much newer than a PIN file's change the module's view of the token must be to
-#: count as taken after it. File times come from the kernel's coarse clock, up to one
-#: tick (10 ms at HZ=100, the coarsest Linux tick) behind the clock the view's time is
-#: read from; twice that errs on the side of one more module restart.
+#: count as taken after it (no restart is then made for the file). Local file times come
+#: from the kernel's coarse clock, up to one tick (10 ms at HZ=100, the coarsest Linux
+#: tick) behind the clock the view's time is read from: twice that. Coarser or remote
+#: times (1 s or 2 s timestamps, an NFS server's clock skew) can make a file changed
+#: after the view look older than it, and no restart is made: a login may then be refused
+#: by the older view, which that backend alone latches (see the module docstring).
 FILE_CLOCK_SLACK_NS = 20_000_000
 
 _CKR_OK = 0
@@ -167,6 +178,19 @@ class LoginCalls:
             return
         error = _LOGIN_ERRORS.get(rv)
         raise error() if error else p11.PKCS11Error(f"Unmapped error code {hex(rv)}")
+
+    def open_logged_in(self, token: Any, pin_source: PinSource) -> Any:
+        """A new session on ``token``, logged in; closed again if the login fails."""
+        pin = pin_source.read()
+        # Not Token.open(user_pin=...): it leaves its session open when C_Login fails.
+        session = token.open(rw=True)
+        try:
+            self.log_in(session, pin)
+        except BaseException:
+            with contextlib.suppress(p11.PKCS11Error):
+                session.close()
+            raise
+        return session
 
     def logged_in(self, session: Any) -> bool:
         """True if the normal user is logged in on this python-pkcs11 session."""
@@ -280,10 +304,12 @@ class PinLatch:
             self._refused = (identity, record["message"])
             raise PermanentBackendError(record["message"])
 
-    def latch(self, identity: Hashable, message: str) -> None:
-        """Remember that the PIN read from the source as ``identity`` was refused."""
+    def latch(self, identity: Hashable, message: str, *, share: bool) -> None:
+        """Remember that the PIN read from the source as ``identity`` was refused;
+        ``share``: record it for other processes too (a view taken inside this login
+        refused it, see the module docstring)."""
         self._refused = (identity, message)
-        if self._shared_path is None:
+        if self._shared_path is None or not share:
             return
         record = {"source": self._source.describe(), "identity": _as_json(identity)}
         data = json.dumps({**record, "message": message}).encode()
@@ -311,21 +337,36 @@ def _as_json(identity: Hashable) -> object:
     return list(identity) if isinstance(identity, tuple) else identity
 
 
-def view_may_be_stale(module: Cryptoki, token: str, latch: PinLatch) -> bool:
-    """Whether ``module``'s view of ``token`` may hold an outdated PIN state: marked so
-    (``Cryptoki.mark_stale``), or taken before the PIN file last changed (the token's PIN
-    may have been reset to the file's since). Call it just before the login's first
-    attempt, which re-initializes when it says True: the file's state it saw is then
-    covered, and the next login (another backend's) restarts nothing for it."""
+def _pin_file_key(token: str, latch: PinLatch) -> str:
+    return f"{token}\0{latch.location}"
+
+
+def view_may_be_stale(
+    module: Cryptoki, token: str, latch: PinLatch, file_restart_seconds: float
+) -> bool:
+    """Whether ``module``'s view of ``token`` may hold an outdated PIN state, so that a
+    login should restart the module first: marked so (``Cryptoki.mark_stale``), or taken
+    before the PIN file last changed (its PIN may have been reset to the file's since),
+    unless a login of that file restarted the module ``file_restart_seconds`` ago or
+    less. A query only: the login records what it saw with ``note_login_view``."""
     since = module.view_since()
+    if since is None:
+        return False  # not initialized here: the login's own initialization is newer
+    if module.is_stale(token):
+        return True
     changed = latch.changed_ns()
-    key = f"{token}\0{latch.location}"
+    if changed is None:
+        return False
+    key = _pin_file_key(token, latch)
+    if module.pin_file_seen_before_init(key, changed) or since > changed + FILE_CLOCK_SLACK_NS:
+        return False
+    return not module.pin_file_restarted_within(key, file_restart_seconds)
+
+
+def note_login_view(module: Cryptoki, token: str, latch: PinLatch, *, restarting: bool) -> None:
+    """Record the PIN file's state a login saw before its first attempt (the login lock
+    held, no refusal found): the next initialization, this login's if ``restarting``, is
+    newer, and later logins restart nothing for that state."""
+    changed = latch.changed_ns()
     if changed is not None:
-        fresh = since is not None and (
-            module.covers(key, changed) or since > changed + FILE_CLOCK_SLACK_NS
-        )
-        # Not yet initialized here: the initialization the login makes is newer too.
-        module.cover(key, changed)
-        if not fresh and since is not None:
-            return True
-    return since is not None and module.is_stale(token)
+        module.note_pin_file_seen(_pin_file_key(token, latch), changed, restarting=restarting)

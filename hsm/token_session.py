@@ -17,6 +17,7 @@ goes through ``TokenLink.run``, which:
    not offered again until the PIN source changes (a PIN file: by no process of this
    host; ``hsm.token_login``). A login re-initializes first when the module's view of
    the token's PIN state may be out of date (``hsm.token_login.view_may_be_stale``);
+   a refusal by a view older than the login stays in its backend, not shared;
 4. validates the leased session (same process, same module generation) or opens one;
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
    and retry once (token lost, logged out), to drop the object caches and retry once (a
@@ -35,9 +36,9 @@ PIN still to be set), the module is restarted to look again at most once per
 re-logins are reported to the observer ("login", "relogin").
 
 A link belongs to the process that opened it: in a child forked after that, calls and
-``check_health`` raise ``PermanentBackendError`` ("opened before fork"), since logging in
-again there would first finalize module state (a client-server HSM library's
-connections) the fork copied from the parent. ``close`` closes nothing of the parent's.
+``check_health`` raise ``PermanentBackendError`` ("opened before fork"), since its
+sessions and its login are the parent's, not the child's (a backend the child opens
+itself logs in on its own). ``close`` closes nothing of the parent's.
 
 Known limit: if two backends in one process use the same token, the second finds the
 process already logged in (CKR_USER_ALREADY_LOGGED_IN, taken as success) and its PIN is
@@ -76,7 +77,7 @@ from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
 from hsm.session_keeper import SessionKeeper, TokenSession
 from hsm.session_pool import Lease, PoolStats
-from hsm.token_login import LoginCalls, PinLatch, view_may_be_stale
+from hsm.token_login import LoginCalls, PinLatch, note_login_view, view_may_be_stale
 
 __all__ = [
     "ABSENT_RESCAN_SECONDS",
@@ -118,7 +119,9 @@ LOCK_TIMEOUT_SECONDS = 30.0
 #: every session of the process, so every other token's backend must log in again; a
 #: health watcher polling an absent token would otherwise cause that on each poll. Calls
 #: in between get the cached error at no cost, and a token that is put back (or given
-#: its user PIN) is used within this time.
+#: its user PIN) is used within this time. Also the shortest time between two restarts
+#: made for changes of one PIN file: a file whose times move at every look (rewritten by
+#: an agent, a secret store reporting "now") would otherwise restart it at every login.
 ABSENT_RESCAN_SECONDS = 1.0
 
 
@@ -363,10 +366,13 @@ class TokenLink:
             restart = self._logins > 0 and (
                 self._sessions.generation == self._cryptoki.generation or self._failed_connects > 0
             )
-            # Also before offering a PIN to a view of the token that may be out of date.
-            restart = restart or view_may_be_stale(self._cryptoki, self._token_key, self._pin_latch)
             # Another process may have had this PIN file refused while we waited.
             self._pin_latch.check_shared()
+            # Also before offering a PIN to a view of the token that may be out of date.
+            key, latch, module = self._token_key, self._pin_latch, self._cryptoki
+            restart = restart or view_may_be_stale(module, key, latch, ABSENT_RESCAN_SECONDS)
+            note_login_view(module, key, latch, restarting=restart)
+            old_view = module.generation
             self._sessions.forget(self._sessions.pool.drain())
             self._epoch += 1
             last: p11.PKCS11Error = p11.NoSuchToken()
@@ -383,7 +389,7 @@ class TokenLink:
                     # Taken before the PIN is read: a source changed in between is at
                     # worst offered once more, never latched with a PIN not yet tried.
                     pin_identity = self._pin_latch.identity()
-                    login = self._log_in(token)
+                    login = self._calls.open_logged_in(token, self.config.pin_source)
                     mechanisms = frozenset(token.slot.get_mechanisms())
                 except p11.PKCS11Error as exc:
                     if login is not None:
@@ -402,7 +408,8 @@ class TokenLink:
                             f"{self.name}: login refused ({ckr_name(exc)}); check the PIN "
                             f"from {source} (not tried again until {source} changes)"
                         )
-                        self._pin_latch.latch(pin_identity, message)
+                        # Shared only when a view taken inside this login refused it.
+                        latch.latch(pin_identity, message, share=module.generation > old_view)
                         raise PermanentBackendError(message) from exc
                     last = exc
                     if rescanned and (
@@ -441,19 +448,6 @@ class TokenLink:
             token_label=self.config.token_label or None,
             token_serial=serial.encode() if serial else None,
         )
-
-    def _log_in(self, token: Any) -> Any:
-        """A new session, logged in; closed again if the login fails."""
-        pin = self.config.pin_source.read()
-        # Not Token.open(user_pin=...): it leaves its session open when C_Login fails.
-        session = token.open(rw=True)
-        try:
-            self._calls.log_in(session, pin)
-        except BaseException:
-            with contextlib.suppress(p11.PKCS11Error):
-                session.close()
-            raise
-        return session
 
     def _session_for(self, lease: Lease[TokenSession]) -> TokenSession:
         """The lease's session if still valid (validated on borrow), else a new one."""

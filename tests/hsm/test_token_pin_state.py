@@ -5,11 +5,21 @@ then): a process must re-initialize before it offers a PIN to a view that may be
 date, or it refuses a PIN the token takes, and its recorded refusal keeps every fresh
 process from that PIN too. Every token change here is made by another process
 (``pkcs11-tool``), as an operator makes it.
+
+Two mechanisms see such a change, each with a test that fails without it: a token whose
+PIN was refused (or unset) is marked stale in its module, so the process's next login
+restarts first (the environment PIN's test); and a PIN file changed after the module's
+view was taken restarts it before its login (the old view's test). The operator's story
+(the first test) passes with either. A refusal by a view older than the login is kept
+in its backend; and a PIN file whose times keep moving does not restart the module at
+every login.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +29,9 @@ import pytest
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
 from hsm.errors import PermanentBackendError, TransientBackendError
+from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
+from hsm.token_login import FILE_CLOCK_SLACK_NS
 from hsm.token_session import ABSENT_RESCAN_SECONDS
 
 from .keycheck import verify
@@ -29,6 +41,7 @@ from .testbed import (
     SO_PIN,
     SOFTHSM_MODULE,
     CountingPinSource,
+    SoftHsm,
     SoftToken,
     pkcs11_tool,
     run_tool,
@@ -144,3 +157,81 @@ def test_a_process_with_an_old_view_does_not_keep_a_fresh_one_from_the_right_pin
     assert _open_elsewhere(config) == (1, "opened")
     assert here == "opened"
     assert refusal_records_naming(token, pin_file) == []
+
+
+@pytest.mark.integration
+def test_a_refusal_by_a_view_older_than_the_login_is_not_shared(
+    token: SoftToken, softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    # The operator writes the new PIN into the file first, then changes it on the token;
+    # in between, a backend on another token of the module takes this process's view.
+    pin_file = tmp_path / "token.pin"
+    write_pin(pin_file, NEW_PIN)
+    time.sleep(2 * FILE_CLOCK_SLACK_NS / 1e9)  # the view is then clearly the newer
+    other = softhsm.init_token()
+    neighbour = Pkcs11Backend(other.config())
+    try:
+        pkcs11_tool(token, "--change-pin", "--new-pin", NEW_PIN)
+        config = replace(token.config(), pin_source=CountingPinSource("file", str(pin_file)))
+        # The file is older than the view, so no restart: the old view refuses the PIN.
+        with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
+            Pkcs11Backend(config)
+        # That refusal is not the token's word on the PIN: nothing is recorded, and a
+        # fresh process (a restarted worker) reads the PIN and opens the token.
+        assert refusal_records_naming(token, pin_file) == []
+        assert _open_elsewhere(config) == (1, "opened")
+        # The module was marked stale: this process's next backend restarts it first.
+        Pkcs11Backend(config).close()
+    finally:
+        neighbour.close()
+        shutil.rmtree(other.directory, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_an_env_pin_reset_on_the_token_is_seen_by_a_new_backend(
+    token: SoftToken, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No file whose times could say the token changed: only the module's stale mark does.
+    monkeypatch.setenv("SETPAY_TEST_TOKEN_PIN", NEW_PIN)
+    config = replace(token.config(), pin_source=PinSource("env", "SETPAY_TEST_TOKEN_PIN"))
+    with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
+        Pkcs11Backend(config)
+    _as_security_officer(token, "--init-pin", "--pin", NEW_PIN)
+    backend = Pkcs11Backend(config)
+    try:
+        backend.check_health()
+    finally:
+        backend.close()
+
+
+@pytest.mark.integration
+def test_pin_files_whose_times_keep_moving_do_not_restart_the_module_at_each_login(
+    token: SoftToken, softhsm: SoftHsm
+) -> None:
+    # Two tokens of one module in one process, each PIN file touched before every call
+    # (an agent rewriting it, a secret store reporting "now"): a restart made for one
+    # file logs the other token's backend out, whose login must not restart in turn.
+    other = softhsm.init_token()
+    first, second = Pkcs11Backend(token.config()), Pkcs11Backend(other.config())
+    try:
+        keys = [
+            (backend, backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256))
+            for backend in (first, second)
+        ]
+        module = cryptoki(SOFTHSM_MODULE)
+        with module.lock:
+            module.reinitialize()  # one restart (a token lost and found) logs both out
+        before, started = module.generation, time.monotonic()
+        for _ in range(50):
+            for backend, key in keys:
+                os.utime(token.pin_file)
+                os.utime(other.pin_file)
+                verify(key.public_key, backend.sign(key, DATA), DATA)
+        restarts = module.generation - before
+        # At most one restart per file per ABSENT_RESCAN_SECONDS begun.
+        allowed = 2 * (1 + int((time.monotonic() - started) / ABSENT_RESCAN_SECONDS))
+        assert restarts <= allowed, f"{restarts} module restarts for 100 signatures"
+    finally:
+        first.close()
+        second.close()
+        shutil.rmtree(other.directory, ignore_errors=True)
