@@ -17,9 +17,12 @@ printed in colon-hex like the thumbprint, for the reason ``cli.fingerprint`` giv
 
 ``revoke`` records the revocation in ``ca.db`` with a new CRL of the issuing CA and a new
 BrandCRLIdentifier; running bank processes pick it up within a second of their next
-request. ``--serial`` takes decimal, ``0x``-prefixed hex, or colon-separated hex as
-``openssl x509 -serial`` and ``-text`` print it, in ASCII only (a sign, an underscore or
-another script's digits is a usage error); ``--thumb`` the SHA-256 fingerprint.
+request. ``--serial`` takes decimal, ``0x``-prefixed hex, or colon-separated hex, in
+ASCII only (a sign, an underscore or another script's digits is a usage error): each form
+``openssl x509 -text`` prints (a long serial in colon-hex on the line after ``Serial
+Number:``, a short one as ``4660 (0x1234)``). ``openssl x509 -serial`` prints bare hex
+(``serial=1234``), which would be read as decimal: give it with ``0x`` before it.
+``--thumb`` takes the SHA-256 fingerprint.
 ``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem (the transport CA)
 into DIR, and prints the certificate's notAfter (UTC, ISO 8601): transport certificates
 last 90 days (``setcore.pki.tls.TLS_LIFETIME``), and a peer's handshakes fail after it.

@@ -22,7 +22,6 @@ import argparse
 import logging
 import os
 import secrets
-import shutil
 import signal
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from typing import Any
 from cli.bank import DEFAULT_BIN
 from cli.demo_parts import (
     Stopped,
+    StopSignals,
+    Workdir,
     delete_bank_keys,
     scan_for_pan,
     stop_on_purpose,
@@ -137,9 +138,17 @@ class Demo:
     """The story, step by step, over real servers."""
 
     def __init__(
-        self, base: Path, profile: str, keys: str | None, story: Story, *, temporary: bool = False
+        self,
+        base: Path,
+        profile: str,
+        keys: str | None,
+        story: Story,
+        *,
+        temporary: bool = False,
+        stops: StopSignals | None = None,
     ) -> None:
         self.base, self.profile, self.keys, self.story = base, profile, keys, story
+        self.stops = stops or StopSignals()
         # A temporary bank's keys go with it: those on a token named by --keys too.
         self.temporary = temporary
         self.stack = ExitStack()
@@ -165,14 +174,20 @@ class Demo:
     def bank(self) -> tuple[RunningBank, tuple[PAN, str]]:
         s = self.story
         s.step(1)
-        result = init_bank(
-            self.base / "bank", profile=self.profile, keys=self.keys, merchant_tls=True
-        )
+        # A stop signal waits until the deletion of the keys init makes is registered:
+        # stopped between the two, the demo left them on the token. (Stopped inside
+        # init_bank, init deletes what it made; but the deletion cannot be registered
+        # before it, as init refuses a token that holds a bank's keys already, and those
+        # are not the demo's to delete.)
+        with self.stops.held():
+            result = init_bank(
+                self.base / "bank", profile=self.profile, keys=self.keys, merchant_tls=True
+            )
+            config = load_bank_config(result.config_path)
+            if self.temporary and self.keys is not None:
+                # Registered first, so it runs last: after the bank has stopped using them.
+                self.stack.callback(delete_bank_keys, config)
         s.say("bank", f"brand root, three CAs and gateway keys made ({self.profile} profile)")
-        config = load_bank_config(result.config_path)
-        if self.temporary and self.keys is not None:
-            # Registered first, so it runs last: after the bank has stopped using them.
-            self.stack.callback(delete_bank_keys, config)
         running = start_bank(
             config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0", sweep_holds=True
         )
@@ -276,80 +291,85 @@ class Demo:
     def run(self) -> dict[str, Any]:
         """The whole story; a summary of what it showed. Raises at the first outcome that
         is not the one it must be."""
+        try:
+            return self._story()
+        finally:
+            self.stops.begin_cleanup()
+            self.stack.close()
+
+    def _story(self) -> dict[str, Any]:
+        """The story itself; ``run`` cleans up after it."""
         s = self.story
-        with self.stack:
-            running, card = self.bank()
-            pan = card[0]
-            wallet = self.wallet(running, card)
-            merchant = self.merchant(running)
-            s.step(4)
-            s.say("customer", f"orders '2 SET paperbacks' for {_money(ORDER_AMOUNT)} at demo-shop")
-            s.sees("gateway", "nothing yet", "the order description, ever (only its salted hash)")
-            record = self.purchase(wallet, merchant, b"2 SET paperbacks", ORDER_AMOUNT)
-            s.sees("merchant", "the order, the amount, the dual signature, DD(PI)",
-                   "the PAN, the expiry, PANSecret (sealed to the gateway)")  # fmt: skip
-            s.sees("gateway", "the PAN, the amount, the order's salted hash HOD",
-                   "the order description")  # fmt: skip
-            xid = bytes.fromhex(record.xid)
+        running, card = self.bank()
+        pan = card[0]
+        wallet = self.wallet(running, card)
+        merchant = self.merchant(running)
+        s.step(4)
+        s.say("customer", f"orders '2 SET paperbacks' for {_money(ORDER_AMOUNT)} at demo-shop")
+        s.sees("gateway", "nothing yet", "the order description, ever (only its salted hash)")
+        record = self.purchase(wallet, merchant, b"2 SET paperbacks", ORDER_AMOUNT)
+        s.sees("merchant", "the order, the amount, the dual signature, DD(PI)",
+               "the PAN, the expiry, PANSecret (sealed to the gateway)")  # fmt: skip
+        s.sees("gateway", "the PAN, the amount, the order's salted hash HOD",
+               "the order description")  # fmt: skip
+        xid = bytes.fromhex(record.xid)
 
-            s.section(f"The merchant ships part of the order and captures {_money(CAPTURED)}")
-            batch_id = _settled(merchant.settlement.capture(xid, CAPTURED), "capture").batch_id
-            s.section(f"The customer returns one item: the merchant refunds {_money(REFUNDED)}")
-            _settled(merchant.settlement.refund(xid, REFUNDED), "refund")
+        s.section(f"The merchant ships part of the order and captures {_money(CAPTURED)}")
+        batch_id = _settled(merchant.settlement.capture(xid, CAPTURED), "capture").batch_id
+        s.section(f"The customer returns one item: the merchant refunds {_money(REFUNDED)}")
+        _settled(merchant.settlement.refund(xid, REFUNDED), "refund")
 
-            s.section(
-                f"A second order ({_money(REVERSED_AMOUNT)}) is cancelled before it ships: "
-                "the merchant reverses its authorization"
-            )
-            cancelled = self.purchase(wallet, merchant, b"a city map", REVERSED_AMOUNT)
-            _settled(
-                merchant.settlement.reverse_authorization(bytes.fromhex(cancelled.xid)),
-                "authorization reversal",
-            )
-            s.say("demo", f"a reversal names the amount that stays authorized: 0.00 EUR, so "
-                          f"the whole hold of {_money(REVERSED_AMOUNT)} is released")  # fmt: skip
-            account = running.ledger.find_card_account(pan.reveal())
-            s.say(
-                "issuer",
-                f"card {account.masked_pan}: owes {_money(account.posted_debt)}, "
-                f"held {_money(account.pending)}, available {_money(account.available)}",
-            )
-            owes, held = CAPTURED - REFUNDED, ORDER_AMOUNT - CAPTURED
-            _expect(
-                (account.posted_debt, account.pending) == (owes, held),
-                f"the issuer ledger should show {_money(owes)} owed and {_money(held)} held",
-            )
+        s.section(
+            f"A second order ({_money(REVERSED_AMOUNT)}) is cancelled before it ships: "
+            "the merchant reverses its authorization"
+        )
+        cancelled = self.purchase(wallet, merchant, b"a city map", REVERSED_AMOUNT)
+        _settled(
+            merchant.settlement.reverse_authorization(bytes.fromhex(cancelled.xid)),
+            "authorization reversal",
+        )
+        s.say("demo", f"a reversal names the amount that stays authorized: 0.00 EUR, so "
+                      f"the whole hold of {_money(REVERSED_AMOUNT)} is released")  # fmt: skip
+        account = running.ledger.find_card_account(pan.reveal())
+        s.say(
+            "issuer",
+            f"card {account.masked_pan}: owes {_money(account.posted_debt)}, "
+            f"held {_money(account.pending)}, available {_money(account.available)}",
+        )
+        owes, held = CAPTURED - REFUNDED, ORDER_AMOUNT - CAPTURED
+        _expect(
+            (account.posted_debt, account.pending) == (owes, held),
+            f"the issuer ledger should show {_money(owes)} owed and {_money(held)} held",
+        )
 
-            s.section("A third order over the credit limit (600.00 EUR) is declined")
-            declined = self.buy(wallet, merchant, b"a very large telescope", 60_000)
-            s.say("wallet", f"PRes: {declined.completion}, {declined.auth_code}")
-            _expect(
-                declined.auth_code == "AUTH_CODE_DECLINED",
-                f"the order over the credit limit was answered {declined.auth_code or 'nothing'}",
-            )
+        s.section("A third order over the credit limit (600.00 EUR) is declined")
+        declined = self.buy(wallet, merchant, b"a very large telescope", 60_000)
+        s.say("wallet", f"PRes: {declined.completion}, {declined.auth_code}")
+        _expect(
+            declined.auth_code == "AUTH_CODE_DECLINED",
+            f"the order over the credit limit was answered {declined.auth_code or 'nothing'}",
+        )
 
-            s.section("A tampered payment instruction: one bit of the sealed PI flipped")
-            s.say("wallet", "(demo only) flips a bit inside the PI after signing it")
-            tampered = self.buy(wallet, merchant, b"1 bookmark", 300, unsafe_rewrite=tamper)
-            s.say(
-                "wallet", f"PRes: {tampered.completion}, {tampered.auth_code or 'no authorization'}"
-            )
-            s.sees("merchant", "a dual signature that verifies (it covers digests, not ciphertext)",
-                   "that the PI was tampered with; only the gateway can tell")  # fmt: skip
-            _expect(
-                tampered.completion == "COMPLETION_CODE_ORDER_REJECTED",
-                f"the tampered payment instruction was answered {tampered.completion}",
-            )
+        s.section("A tampered payment instruction: one bit of the sealed PI flipped")
+        s.say("wallet", "(demo only) flips a bit inside the PI after signing it")
+        tampered = self.buy(wallet, merchant, b"1 bookmark", 300, unsafe_rewrite=tamper)
+        s.say("wallet", f"PRes: {tampered.completion}, {tampered.auth_code or 'no authorization'}")
+        s.sees("merchant", "a dual signature that verifies (it covers digests, not ciphertext)",
+               "that the PI was tampered with; only the gateway can tell")  # fmt: skip
+        _expect(
+            tampered.completion == "COMPLETION_CODE_ORDER_REJECTED",
+            f"the tampered payment instruction was answered {tampered.completion}",
+        )
 
-            settled = self.settle(running, merchant, batch_id)
-            running.ledger.check_balanced()
-            leaks = scan_for_pan(self.base / "merchant", pan)
-            s.section("PAN scan of every merchant file")
-            s.say(
-                "demo",
-                f"card {pan.masked} in no merchant file" if not leaks else f"FOUND IN {leaks}",
-            )
-            _expect(not leaks, f"the card's PAN is in merchant files: {leaks}")
+        settled = self.settle(running, merchant, batch_id)
+        running.ledger.check_balanced()
+        leaks = scan_for_pan(self.base / "merchant", pan)
+        s.section("PAN scan of every merchant file")
+        s.say(
+            "demo",
+            f"card {pan.masked} in no merchant file" if not leaks else f"FOUND IN {leaks}",
+        )
+        _expect(not leaks, f"the card's PAN is in merchant files: {leaks}")
         return {
             "ok": True,
             "approved": True,
@@ -418,24 +438,34 @@ def _closing(summary: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 when the story went as it must, 1 (saying where) when not, and
     128 plus the signal's number when SIGINT, SIGTERM or SIGHUP stops it (after the
-    cleanup of a normal end)."""
+    cleanup of a normal end; a signal during the cleanup lets it finish, then is said)."""
     given = args.dir
     if given is not None and given.exists() and (not given.is_dir() or any(given.iterdir())):
         print(f"setpay demo: {given} is not an empty directory", file=sys.stderr)
         return 2
+    work = Workdir()
     try:
-        with stopped_by_signals():
-            return _run(args)
+        with stopped_by_signals() as stops:
+            code = _run(args, stops, work)
+            stops.raise_noted()
+            return code
     except Stopped as stopped:
         name = signal.Signals(stopped.signum).name
-        left = "its temporary directory removed" if args.dir is None else f"{args.dir} kept"
+        if args.dir is not None:
+            left = f"{args.dir} kept"
+        elif work.left_behind:
+            left = f"its temporary directory {work.path} could not be removed (said above)"
+        else:
+            left = "its temporary directory removed"
         print(f"setpay demo: stopped by {name}; {left}", file=sys.stderr)
         return 128 + stopped.signum
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, stops: StopSignals, work: Workdir) -> int:
     temporary = args.dir is None
     base = Path(tempfile.mkdtemp(prefix="setpay-demo-")) if temporary else args.dir
+    if temporary:
+        work.path = base
     try:
         base.mkdir(parents=True, exist_ok=True)
         # Absolute from here on: the configurations it writes are read relative to their
@@ -448,7 +478,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"setpay demo in {base} ({args.profile} profile; {kept})", flush=True)
         try:
             with _story_logging(story):
-                summary = Demo(base, args.profile, args.keys, story, temporary=temporary).run()
+                demo = Demo(base, args.profile, args.keys, story, temporary=temporary, stops=stops)
+                summary = demo.run()
         except Exception as exc:  # noqa: BLE001 - any failure ends the story, said plainly
             reason = str(exc) if isinstance(exc, DemoFailed) else f"{type(exc).__name__}: {exc}"
             failure = f"at {story.where()}: {reason}"
@@ -458,7 +489,7 @@ def _run(args: argparse.Namespace) -> int:
                 traceback.print_exc()
             return 1
     finally:
-        if temporary:
-            shutil.rmtree(base, ignore_errors=True)
+        stops.begin_cleanup()  # also when the story never began
+        work.remove()
     story.finish(summary, _closing(summary))
     return 0

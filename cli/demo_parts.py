@@ -1,15 +1,18 @@
 """The parts of ``setpay demo`` that are not its story: the PAN scan, the tampering, the
-bank's stop and its token keys' removal, and the signals that end a run early."""
+bank's stop, its token keys' and its directory's removal, and the signals that end a run
+early."""
 
 from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.bank_pki import ALL_LABELS, bank_keys_uri
@@ -22,6 +25,31 @@ from setpay.v1 import purchase_pb2
 
 # Grace for in-flight calls when the demo shuts its servers down.
 SHUTDOWN_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class Workdir:
+    """The temporary directory a run made, if it made one yet."""
+
+    path: Path | None = None
+
+    @property
+    def left_behind(self) -> bool:
+        """Whether the directory is still there."""
+        return self.path is not None and self.path.exists()
+
+    def remove(self) -> None:
+        """Remove the directory, saying so on stderr when it stays: it holds keys and
+        passphrase files."""
+        if self.path is None:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.left_behind:
+            print(
+                f"setpay demo: could not remove {self.path}, which holds keys and passphrase "
+                "files: remove it",
+                file=sys.stderr,
+            )
 
 
 def scan_for_pan(root: Path, pan: PAN) -> list[str]:
@@ -105,24 +133,73 @@ class Stopped(BaseException):
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-@contextmanager
-def stopped_by_signals() -> Iterator[None]:
-    # Handlers can be set in the main thread only; elsewhere (a caller's worker thread)
-    # the signals stay as they were.
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class StopSignals:
+    """Where a stop signal ends the demo at once (``Stopped``) and where it waits.
 
-    def stop(signum: int, _frame: object) -> None:
+    While the story runs, a signal raises ``Stopped`` wherever the main thread is. Inside
+    ``held()`` and once ``begin_cleanup()`` was called, it is only noted: raised inside a
+    cleanup, ``Stopped`` cut it short (``shutil.rmtree`` left keys and passphrase files,
+    an ``except Exception`` around the token keys' deletion let it through); raised
+    between the bank's init and the registration of its keys' deletion, it left the keys
+    on the token. A noted signal is raised as ``Stopped`` at the end of ``held()``, and
+    after the cleanup by ``raise_noted()``. Python runs a signal's handler in the main
+    thread whichever thread the signal reached, so a flag it reads there is enough; a
+    signal mask would hold back only the threads it was set in, not the servers'.
+    """
+
+    def __init__(self) -> None:
+        self._holding = 0
+        self._cleaning = False
+        self._noted: int | None = None
+
+    def handle(self, signum: int, _frame: object) -> None:
+        """The handler of each stop signal."""
+        if self._holding or self._cleaning:
+            if self._noted is None:
+                self._noted = signum
+            return
+        self._stop(signum)
+
+    def _stop(self, signum: int) -> None:
         # One stop: a second signal (Ctrl-C pressed twice) must not cut the cleanup short.
         # It is bounded (the servers' grace, a few deletes); SIGKILL still ends it.
         for number in _STOP_SIGNALS:
             signal.signal(number, signal.SIG_IGN)
         raise Stopped(signum)
 
-    previous = {number: signal.signal(number, stop) for number in _STOP_SIGNALS}
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A stop signal waits for the block's end, then raises ``Stopped``."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+        self.raise_noted()
+
+    def begin_cleanup(self) -> None:
+        """From now on a stop signal is only noted, until ``raise_noted``."""
+        self._cleaning = True
+
+    def raise_noted(self) -> None:
+        """``Stopped`` for a signal noted meanwhile, if one was (outside ``held``)."""
+        if self._noted is not None and not self._holding:
+            signum, self._noted = self._noted, None
+            self._stop(signum)
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[StopSignals]:
+    """SIGINT, SIGTERM and SIGHUP handled by the ``StopSignals`` given, inside the block."""
+    stops = StopSignals()
+    # Handlers can be set in the main thread only; elsewhere (a caller's worker thread)
+    # the signals stay as they were.
+    if threading.current_thread() is not threading.main_thread():
+        yield stops
+        return
+    previous = {number: signal.signal(number, stops.handle) for number in _STOP_SIGNALS}
     try:
-        yield
+        yield stops
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

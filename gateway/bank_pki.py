@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -41,6 +41,7 @@ from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import current_revocation, refresh
 from gateway.ca.records import IssuedCertificate
+from gateway.ca.standing import CaStanding
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import valid_until
 from gateway.config import BankConfig
@@ -60,10 +61,6 @@ from setcore.registration import spki_of
 from setcore.token_seal import TokenKey
 
 log = logging.getLogger("setpay.bank")
-
-# A CA's certificate or key-exchange certificate this close to its end is named in the
-# log at every start: a month leaves an operator time to act before registration stops.
-ENDING_WARNING = timedelta(days=30)
 
 # The labels both sides agree on: init makes a key under each, a bank process loads it.
 ROOT_LABEL = "brand-root"
@@ -418,22 +415,10 @@ def _warn_unused(config: BankConfig, pki: BankPki) -> None:
 
 def _warn_ending(pki: BankPki, now: datetime) -> None:
     """Log each CA certificate or CA key-exchange certificate that ends within
-    ``ENDING_WARNING``: once it has, that CA answers no registration."""
-    for credentials in (pki.cca, pki.mca, pki.pca):
-        pairs = (("certificate", credentials.signature_cert),
-                 ("key-exchange certificate", credentials.key_exchange_cert))  # fmt: skip
-        for what, der in pairs:
-            if der is None:
-                continue
-            cert = load_certificate(der)
-            end = cert.not_valid_after_utc
-            if end - now > ENDING_WARNING:
-                continue
-            when = "has ended" if end <= now else f"ends in {(end - now).days} days"
-            log.warning(
-                "%s: its %s %s (%s UTC); from then on that CA answers no registration",
-                common_name_of(cert), what, when, f"{end:%Y-%m-%d %H:%M}",
-            )  # fmt: skip
+    ``gateway.ca.standing.ENDING_WARNING`` (a running CA repeats it once a day,
+    ``gateway.ca.authority``)."""
+    for line in CaStanding(pki.authority_keys(), pki.trust).ending(now):
+        log.warning("%s", line)
 
 
 def load_transport_ca(config: BankConfig, backend: KeyBackend) -> TransportCA:

@@ -108,12 +108,15 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
 
         Its stored bytes; or, for a decision whose answer was never stored (the gateway
         failed in between), the answer built now from the same request, its date and
-        every certificate checked as of the moment they were checked the first time. None
-        if the ledger
-        never decided them. If a decided request fails its checks even so (a
-        certificate it names revoked since), AnswerUnavailable: a retryable status,
-        never the refusal, so the merchant does not build it afresh and have it applied
-        twice.
+        every certificate checked as of the moment they were checked the first time,
+        against the revocation data held now. None if the ledger never decided them. If a
+        decided request fails its checks even so (a certificate it names revoked since,
+        and still on its CRL), AnswerUnavailable: a retryable status, never the refusal,
+        so the merchant does not build it afresh and have it applied twice. A revoked
+        certificate leaves its CRL once it has been expired for
+        ``gateway.ca.publishing.EXPIRED_CRL_GRACE``; from then on the answer is built and
+        sent: the decision was valid when it was made, and it is the one the ledger
+        applied.
         """
         rrpid = b""
         for peek in (peek_rrpid, peek_sealed_rrpid):  # EncB requests, then Enc ones

@@ -16,7 +16,6 @@ CA's side (opening, verifying, answering) is ``registration_merchant_ca``.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,7 @@ from setcore.encoding import content_type_of, parse_strict
 from setcore.error_message import request_digest
 from setcore.errors import ConfigurationError, ErrorCode, fail
 from setcore.freshness import check_echo, check_lid, check_rrpid, new_id, now_ms
+from setcore.names import refused_character
 from setcore.pki.extensions import MAX_MERCHANT_ID_CHARS, MAX_MERCHANT_NAME_CHARS
 from setcore.pki.issuance import kem_for
 from setcore.pki.roles import MERCHANT, CertificateUsage
@@ -123,18 +123,13 @@ def _bad(reason: str) -> Exception:
     return fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, reason)
 
 
-# Unicode categories no name holds: controls (a newline forged lines in ``setpay ca
-# list`` and in logs), format characters (a right-to-left override turns a name around
-# on screen), and line and paragraph separators.
-_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
-
-
 def _check_text(what: str, text: str, limit: int, *, required: bool = True) -> None:
-    """Refuse ``text`` out of its bounds, or holding a character no name holds."""
+    """Refuse ``text`` out of its bounds, or holding a character no name holds
+    (``setcore.names``)."""
     if not int(required) <= len(text) <= limit:
         raise _bad(f"{what} out of bounds")
-    if any(unicodedata.category(ch) in _UNPRINTABLE_CATEGORIES for ch in text):
-        raise _bad(f"{what} holds a control or format character")
+    if refused_character(text) is not None:
+        raise _bad(f"{what} holds a control, separator or bidirectional character")
 
 
 def identity_of(id_data: registration_pb2.IDData, kind: RequestKind) -> Identity:

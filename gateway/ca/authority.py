@@ -9,8 +9,10 @@ certificate it is sealed to (an earlier one of a CA's too, for its WRONG_RECIPIE
 CertInq by the request it asks about, else by its session or its LID-CA (an UNKNOWN_LID
 from the requester's own CA). The Payment Gateway CA answers no registration unless
 ``CaPolicy.gateway_registration`` says so (MESSAGE_NOT_SUPPORTED): a gateway certificate
-is what wallets seal PANs to. A CA whose own certificate or key-exchange certificate is
-revoked or has expired answers no registration (``gateway.ca.standing``: UNAVAILABLE).
+is what wallets seal PANs to. A CA whose own certificate is revoked or has expired
+issues nothing and answers nothing (``gateway.ca.standing``: UNAVAILABLE); one whose
+key-exchange certificate alone is starts no registration and opens no new CertReq, but
+answers CertInq and a retried CertReq, which need its signature only.
 
 Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
 so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here; a
@@ -22,7 +24,9 @@ call raises ``RevocationStale`` (``gateway.ca.watcher``). Every call also sweeps
 for ca.db: it tries once, on a connection of its own that does not wait for a lock
 (``CaStore.open_for_sweep``), so neither the request that sweeps nor one that needs ca.db
 meanwhile waits behind it. A sweep that fails (ca.db busy) fails no call; it is logged, counted
-(``housekeeping``, copied into the metrics) and tried again a little later.
+(``housekeeping``, copied into the metrics) and tried again a little later. Once a day a
+sweep also logs, as the bank's start does, each of the CAs' own certificates that ends
+within a month (``gateway.ca.standing.ENDING_WARNING``).
 """
 
 from __future__ import annotations
@@ -73,6 +77,11 @@ HOUSEKEEPING_INTERVAL_MS = 10 * 60 * 1000
 # what is left to sweep can wait a minute. The pause also spaces the log lines of a
 # failure that persists to one a minute per worker.
 HOUSEKEEPING_RETRY_MS = 60 * 1000
+# A running CA repeats start's warning of its own certificates' ends this often: a bank
+# that runs for months said it only at a start nobody reads any more, then registration
+# stopped. A line a day per worker, per ending certificate, is read and not a flood; the
+# warning comes with a sweep, so an idle CA says it at its next request.
+ENDING_WARNING_INTERVAL_MS = 24 * 60 * 60 * 1000
 # A sweep's wait for ca.db's lock: none. A sweep that waited out the store's busy timeout
 # (store.BUSY_TIMEOUT_MS, 5 s) would hold up the request that sweeps, and every user of
 # the store's connection in the worker (the revocation watcher's poll of an
@@ -120,6 +129,9 @@ class CertificateAuthority:
         self._watcher.check(force=True, strict=False)  # RevocationStale if nothing current
         self._standing = CaStanding(keys, trust)
         self._sweep_due_ms = 0
+        # The bank's start has just warned (``gateway.bank_pki``): the next warning is due
+        # a day after it.
+        self._ending_due_ms = clock() + ENDING_WARNING_INTERVAL_MS
         # Failed sweeps by cause: changed under _sweep_lock, read by the metrics' sampler.
         self._sweep_busy = 0
         self._sweep_outages = 0
@@ -156,9 +168,18 @@ class CertificateAuthority:
             return  # another thread is sweeping
         try:
             if now >= self._sweep_due_ms:  # not swept by another thread meanwhile
+                self._warn_ending(now)
                 self._sweep(now)
         finally:
             self._sweep_lock.release()
+
+    def _warn_ending(self, now: int) -> None:
+        """Log the CAs' own certificates that end soon, at most once a day."""
+        if now < self._ending_due_ms:
+            return
+        self._ending_due_ms = now + ENDING_WARNING_INTERVAL_MS
+        for line in self._standing.ending(now_utc(now)):
+            log.warning("%s", line)
 
     def _sweep(self, now: int) -> None:
         """Forget expired sessions and old answers; a failure is the CA's, not the request's."""
@@ -227,12 +248,13 @@ class CertificateAuthority:
         if side is None:
             raise fail(ErrorCode.ERROR_CODE_WRONG_RECIPIENT, "sealed to no key of this CA")
         self._check_served(side.ca_type)
-        self._check_standing(side.ca_type)
+        self._check_signing(side.ca_type)
         digest = request_digest(KIND_CERT, request.cert_req)
         with self._store.read() as tx:
             stored = replayed(tx, envelope.rrpid, KIND_CERT, digest)
         if stored is not None:
-            return stored
+            return stored  # the answer to a request opened when the CA could be sealed to
+        self._check_standing(side.ca_type)
         if side.ca_type == CARDHOLDER_CA:
             return self._cardholder.cert(envelope, digest)
         return self._merchants[side.ca_type].cert(envelope, digest)
@@ -251,7 +273,8 @@ class CertificateAuthority:
             if record is None:
                 raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "no request for this registration")
             verify_cert_inquiry(signed, record.sig_spki)
-            self._check_standing(record.ca_type)
+            # Signed, never sealed to the CA: its key-exchange certificate is no concern.
+            self._check_signing(record.ca_type)
             answer = CertAnswer(
                 tbs.rrpid, tbs.lid_ee, tbs.chall_ee3, tbs.lid_ca, tuple(tbs.thumbs.thumbs)
             )
@@ -281,7 +304,11 @@ class CertificateAuthority:
     # -- operators ----------------------------------------------------------------------
 
     def decide_pending(self, lid_ee: bytes, lid_ca: bytes, *, approve: bool) -> int:
-        """Issue or refuse a cardholder request the issuer pended; the new status."""
+        """Issue or refuse a cardholder request the issuer pended; the new status. A
+        Cardholder CA whose certificate is revoked or expired issues nothing
+        (``CaCertificateUnusable``; the request stays pended)."""
+        self._watcher.check()  # a revocation of the CA made elsewhere, seen as by a request
+        self._check_signing(CARDHOLDER_CA)
         return self._cardholder.decide_pending(lid_ee, lid_ca, approve=approve)
 
     def revoke(
@@ -348,6 +375,11 @@ class CertificateAuthority:
         # Before an answer is built: nothing the CA signs now is trusted, and nothing sealed
         # to its key-exchange certificate should be sent to it.
         self._standing.require(ca_type, now_utc(self._clock()))
+
+    def _check_signing(self, ca_type: int) -> None:
+        # Before an answer that asks nothing to be sealed to the CA: only its signature
+        # must be one a requester trusts.
+        self._standing.require_signing(ca_type, now_utc(self._clock()))
 
     def _check_brand(self, brand_id: str) -> None:
         if brand_id != self._keys.brand_id:

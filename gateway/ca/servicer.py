@@ -31,6 +31,11 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
                                                       as the gateway answers it: there is
                                                       no refusal to send
 
+A reply echoes the request's RRPID, in its header and in a signed Error, only when it has
+an RRPID's size (``setcore.echoed_ids``): anyone may call this port without a client
+certificate, and an RRPID of hundreds of kilobytes, echoed twice, made a reply past the
+message limit, refused by gRPC instead of answered.
+
 Every SET Error answered is counted (``setpay_rpc_errors_total{method,code}``), as the
 gateway's are.
 """
@@ -49,6 +54,7 @@ from gateway import metrics
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.errors import CaUnavailable
 from hsm.errors import KeyBackendError, TransientBackendError
+from setcore.echoed_ids import echoed_id
 from setcore.error_message import build_error, request_digest
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.purchase import header
@@ -191,11 +197,12 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         received: bytes | None = None,
     ) -> registration_pb2.CardCInitResponse:
         """Cardholder step 1; ``received``: the bytes the request came as (``_frame``)."""
+        rrpid = echoed_id(request.rrpid)
         body, error = self._answer(
-            context, request, request.rrpid, _frame(request, received),
+            context, request, rrpid, _frame(request, received),
             lambda: self._ca.card_c_init(request),
         )  # fmt: skip
-        response = registration_pb2.CardCInitResponse(header=header(rrpid=request.rrpid))
+        response = registration_pb2.CardCInitResponse(header=header(rrpid=rrpid))
         if error is not None:
             response.error.CopyFrom(error)
         else:
@@ -206,7 +213,7 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.RegFormRequest, context: grpc.ServicerContext
     ) -> registration_pb2.RegFormResponse:
         """Cardholder step 2."""
-        rrpid = request.header.rrpid
+        rrpid = echoed_id(request.header.rrpid)
         body, error = self._answer(
             context, request, rrpid, request.reg_form_req, lambda: self._ca.reg_form(request)
         )
@@ -224,11 +231,12 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         received: bytes | None = None,
     ) -> registration_pb2.MeAqCInitResponse:
         """Merchant or gateway step 1; ``received`` as for CardCInit."""
+        rrpid = echoed_id(request.rrpid)
         body, error = self._answer(
-            context, request, request.rrpid, _frame(request, received),
+            context, request, rrpid, _frame(request, received),
             lambda: self._ca.me_aq_c_init(request),
         )  # fmt: skip
-        response = registration_pb2.MeAqCInitResponse(header=header(rrpid=request.rrpid))
+        response = registration_pb2.MeAqCInitResponse(header=header(rrpid=rrpid))
         if error is not None:
             response.error.CopyFrom(error)
         else:
@@ -239,7 +247,7 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.CertRequest, context: grpc.ServicerContext
     ) -> registration_pb2.CertResponse:
         """Issue or renew certificates."""
-        rrpid = request.header.rrpid
+        rrpid = echoed_id(request.header.rrpid)
         body, error = self._answer(
             context, request, rrpid, request.cert_req, lambda: self._ca.cert(request)
         )
@@ -254,7 +262,7 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.CertInqRequest, context: grpc.ServicerContext
     ) -> registration_pb2.CertInqResponse:
         """Poll a pended request."""
-        rrpid = request.header.rrpid
+        rrpid = echoed_id(request.header.rrpid)
         body, error = self._answer(
             context, request, rrpid, request.cert_inq_req, lambda: self._ca.cert_inq(request)
         )

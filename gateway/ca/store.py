@@ -101,12 +101,14 @@ class StoreTransaction(RegistrationQueries, CertificateQueries):
         """Forget expired sessions and old stored answers (decided requests are kept); the
         answers of ``session_kinds`` made before ``session_answers_before_ms`` too."""
         self._db.execute("DELETE FROM sessions WHERE expires_ms < ?", (sessions_before_ms,))
-        self._db.execute("DELETE FROM responses WHERE created_ms < ?", (responses_before_ms,))
-        for kind in session_kinds:
-            self._db.execute(
-                "DELETE FROM responses WHERE kind = ? AND created_ms < ?",
-                (kind, session_answers_before_ms),
-            )
+        # One statement, so one pass over responses (no index serves either condition): a
+        # statement per kind read the whole table once more each, in the sweep's write
+        # transaction.
+        marks = ", ".join("?" * len(session_kinds)) or "NULL"
+        self._db.execute(
+            f"DELETE FROM responses WHERE created_ms < ? OR (kind IN ({marks}) AND created_ms < ?)",  # noqa: S608 - fixed text
+            (responses_before_ms, *session_kinds, session_answers_before_ms),
+        )
 
 
 class CaStore:

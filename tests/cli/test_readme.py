@@ -129,8 +129,10 @@ def test_each_table_row_has_the_cells_of_its_header() -> None:
 
 def test_the_walk_through_runs_on_what_make_installs() -> None:
     """It starts where `make demo` leaves a reader (setpay in the venv, not on PATH), needs
-    no program the Makefile does not install, and puts no passphrase in the environment
-    or the shell's history: each is a file only its owner reads, as OPERATIONS does."""
+    no program `make demo` does not bring (it makes the venv only; openssl comes with
+    `make test`'s system packages, so passphrases are made with coreutils' head and
+    base64), and puts no passphrase in the environment or the shell's history: each is a
+    file only its owner reads, as OPERATIONS does."""
     walk = _blocks("sh")[1].splitlines()
     assert walk[0].split("#")[0].split() == [".", ".venv/bin/activate"]
     assert not [line for line in walk if re.search(r"\bopenssl\b|\bexport\b", line)]

@@ -44,7 +44,7 @@ def test_a_bank_warns_at_start_of_ca_certificates_ending_within_a_month(
     config = load(result.config_path, env={})
     with caplog.at_level(logging.WARNING, logger="setpay.bank"):
         load_bank_pki(config).close()
-    ending = [r.getMessage() for r in caplog.records if "answers no registration" in r.getMessage()]
+    ending = [r.getMessage() for r in caplog.records if "from then on that CA" in r.getMessage()]
     assert len(ending) == 6  # three CAs, each its certificate and its key-exchange one
     assert any(
         m.startswith("setpay Cardholder CA") and "its key-exchange certificate ends in 9 days" in m
@@ -59,4 +59,4 @@ def test_a_fresh_bank_warns_of_nothing_ending(
     config = load(result.config_path, env={})
     with caplog.at_level(logging.WARNING, logger="setpay.bank"):
         load_bank_pki(config).close()
-    assert not [r for r in caplog.records if "answers no registration" in r.getMessage()]
+    assert not [r for r in caplog.records if "from then on that CA" in r.getMessage()]

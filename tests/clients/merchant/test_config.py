@@ -149,6 +149,35 @@ def test_a_name_the_merchant_ca_would_refuse_is_refused_at_load(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Corner\u202eShop", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("Corner\nShop", "U+000A control character"),
+        ("Corner\u2028Shop", "U+2028 LINE SEPARATOR"),
+    ],
+)
+def test_a_name_with_a_character_the_ca_refuses_is_refused_at_load(
+    tmp_path: Path, name: str, message: str
+) -> None:
+    _write(tmp_path, name=name)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, env={})
+    assert (
+        str(caught.value)
+        == f"merchant.name holds {message}, which the Merchant CA refuses in a name"
+    )
+
+
+def test_a_name_with_joiners_is_taken_at_load(tmp_path: Path) -> None:
+    name = "\u0645\u06cc\u200c\u062e\u0627\u0646\u0647 \U0001f468\u200d\U0001f469"
+    _write(tmp_path)
+    # Written in the file as UTF-8, as an editor writes it.
+    path = tmp_path / "merchant.toml"
+    path.write_text(path.read_text().replace('"Corner Shop"', f'"{name}"'), encoding="utf-8")
+    assert load(tmp_path, env={}).name == name
+
+
+@pytest.mark.parametrize(
     ("line", "message"),
     [
         ('listen = "8443"', "server.listen must be HOST:PORT, not '8443'"),

@@ -12,77 +12,42 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
 from cryptography import x509
 
-from gateway.ca import CertificateAuthority
+from gateway.ca import authority
 from gateway.ca import servicer as ca_servicer
-from gateway.ca.publishing import record_certificate
-from setcore.credentials import Credentials
+from gateway.ca.errors import CaCertificateUnusable
+from gateway.ca.store import CaStore
+from hsm.base import KeyUsage
 from setcore.encoding import thumbprint
-from setcore.freshness import now_ms
-from setcore.pki.issuance import END_ENTITY_LIFETIME, issue_ca_key_exchange, kem_for
-from setcore.registration_cardholder import build_card_c_init_request
-from setcore.registration_merchant import MerchantIdentity
+from setcore.pki.issuance import END_ENTITY_LIFETIME
+from setcore.registration_cardholder import (
+    build_card_c_init_request,
+    build_card_cert_inquiry,
+    open_card_cert_response,
+)
+from setcore.registration_merchant import (
+    MerchantIdentity,
+    MerchantRequestState,
+    open_merchant_cert_response,
+)
+from setpay.v1 import registration_pb2
 
-from .conftest import Bank, serving
-from .flows import start_merchant
-from .revocation_support import authority_keys, bank_trust, new_ca_db
-
-
-@dataclass
-class Clock:
-    """The CA's clock (ms): now, or set by the test."""
-
-    at_ms: int | None = None
-
-    def __call__(self) -> int:
-        return now_ms() if self.at_ms is None else self.at_ms
-
-
-def _kex(credentials: Credentials) -> bytes:
-    assert credentials.key_exchange_cert is not None
-    return credentials.key_exchange_cert
-
-
-@contextmanager
-def _own_ca(
-    ec_bank: Bank, path: Path, *, kex_lifetime: timedelta | None = None
-) -> Iterator[tuple[Bank, Clock]]:
-    """A CA of the EC bank's keys on a ca.db of its own that records the CAs'
-    certificates (so they can be revoked there), served on port 0; with
-    ``kex_lifetime``, the Cardholder CA's key-exchange certificate re-issued to last that
-    long, as ``setpay init`` issued it before (a year)."""
-    store = new_ca_db(path, ec_bank.pki)
-    keys = authority_keys(ec_bank.pki, ec_bank.pki.backend)
-    at = datetime.now(UTC)
-    if kex_lifetime is not None:
-        cca = keys.cardholder
-        kex_key = cca.credentials.key_exchange_key
-        assert kex_key is not None
-        der = issue_ca_key_exchange(
-            cca.issuing, kex_key.public_key, kem=kem_for(kex_key), lifetime=kex_lifetime
-        )
-        credentials = replace(cca.credentials, key_exchange_cert=der)
-        keys = replace(keys, cardholder=replace(cca, credentials=credentials))
-    with store.write() as tx:
-        for side in keys.sides:
-            record_certificate(tx, side.credentials.signature_cert, keys.root, at)
-            record_certificate(tx, _kex(side.credentials), side.issuing, at)
-    clock = Clock()
-    try:
-        ca = CertificateAuthority(keys, store, bank_trust(ec_bank.pki), ec_bank.issuer, clock=clock)
-        with serving(ca) as stub:
-            yield replace(ec_bank, ca=ca, stub=stub), clock
-    finally:
-        store.close()
+from .conftest import EXPIRY, REVIEW_CARD, Bank
+from .flows import (
+    REQUESTERS,
+    MerchantSession,
+    merchant_request,
+    new_key,
+    register_cardholder,
+    start_merchant,
+)
+from .standing_support import kex_of, own_ca
 
 
 def _card_c_init(bank: Bank) -> None:
@@ -103,13 +68,14 @@ def _unavailable(call: Callable[[], object], caplog: pytest.LogCaptureFixture) -
     return caplog.text
 
 
+S = registration_pb2
 SHOP = MerchantIdentity("standing-shop-1", "Standing Shop Ltd")
 
 
 def test_a_ca_whose_certificate_is_revoked_answers_no_registration(
     ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with _own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
+    with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
         _card_c_init(bank)  # answers while it stands
         bank.ca.revoke(thumb=bank.ca.keys.cardholder.issuing.thumbprint)
         logged = _unavailable(lambda: _card_c_init(bank), caplog)
@@ -124,8 +90,8 @@ def test_a_ca_whose_certificate_is_revoked_answers_no_registration(
 def test_a_ca_whose_key_exchange_certificate_expired_says_what_it_needs(
     ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with _own_ca(ec_bank, tmp_path / "ca.db", kex_lifetime=END_ENTITY_LIFETIME) as (bank, clock):
-        kex_der = _kex(bank.ca.keys.cardholder.credentials)
+    with own_ca(ec_bank, tmp_path / "ca.db", kex_lifetime=END_ENTITY_LIFETIME) as (bank, clock):
+        kex_der = kex_of(bank.ca.keys.cardholder.credentials)
         end = x509.load_der_x509_certificate(kex_der).not_valid_after_utc
         clock.at_ms = int(end.timestamp() * 1000)
         _card_c_init(bank)  # its last moment
@@ -134,3 +100,126 @@ def test_a_ca_whose_key_exchange_certificate_expired_says_what_it_needs(
         assert "its key-exchange certificate expired at" in logged
         assert "the CA needs a new key-exchange key and certificate" in logged
         assert thumbprint(kex_der).hex() not in logged
+
+
+# -- what needs the CA's signature only ---------------------------------------------------
+#
+# A CA whose key-exchange certificate is revoked or expired refused CertInq too, though
+# CertInq and its answer are signed, never sealed to that key: a cardholder whose pended
+# request was approved could not fetch the certificate issued to it, nor could anyone of a
+# bank made before key-exchange certificates lasted the CA's life once its ended (a year).
+
+
+def test_a_certificate_issued_is_fetched_after_the_cas_key_exchange_certificate_is_revoked(
+    ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
+        outcome, state, _, session = register_cardholder(bank, REVIEW_CARD, EXPIRY)
+        assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+        ex = state.exchange
+        approved = bank.ca.decide_pending(ex.lid_ee, ex.lid_ca, approve=True)
+        assert approved == S.CERT_STATUS_CODE_REQUEST_COMPLETE
+        bank.ca.revoke(thumb=bank.ca.keys.cardholder.key_exchange_thumb)
+
+        inquiry, inquiry_state = build_card_cert_inquiry(REQUESTERS, state)
+        fetched = open_card_cert_response(bank.stub.CertInq(inquiry), inquiry_state, session.trust)
+        assert fetched.status == S.CERT_STATUS_CODE_REQUEST_COMPLETE
+        assert fetched.certificate is not None
+        # Nothing new is sealed to the revoked key: no new registration starts.
+        logged = _unavailable(lambda: _card_c_init(bank), caplog)
+        assert "Cardholder CA: its key-exchange certificate is revoked" in logged
+
+
+def test_a_retried_cert_request_gets_its_answer_after_the_key_exchange_certificate_is_revoked(
+    ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
+        session, waiting = start_merchant(bank, SHOP), start_merchant(bank, SHOP)
+        request, state = _merchant_request(bank, session)
+        first = open_merchant_cert_response(bank.stub.Cert(request), state, session.trust)
+        assert first.complete
+        bank.ca.revoke(thumb=bank.ca.keys.merchant.key_exchange_thumb)
+
+        # The answer was lost: the very request again gets it again.
+        again = open_merchant_cert_response(bank.stub.Cert(request), state, session.trust)
+        assert again.signature is not None and first.signature is not None
+        assert again.signature.thumbprint == first.signature.thumbprint
+        # A new request, sealed to the revoked key, is not opened.
+        fresh, _ = _merchant_request(bank, waiting)
+        logged = _unavailable(lambda: bank.stub.Cert(fresh), caplog)
+        assert "Merchant CA: its key-exchange certificate is revoked" in logged
+
+
+def test_a_cardholder_ca_whose_certificate_is_revoked_answers_no_cert_inquiry(
+    ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
+        outcome, state, _, _ = register_cardholder(bank, REVIEW_CARD, EXPIRY)
+        assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+        bank.ca.revoke(thumb=bank.ca.keys.cardholder.issuing.thumbprint)
+        inquiry, _ = build_card_cert_inquiry(REQUESTERS, state)
+        logged = _unavailable(lambda: bank.stub.CertInq(inquiry), caplog)
+        assert "Cardholder CA: its certificate is revoked" in logged
+
+
+def test_a_revoked_cardholder_ca_issues_no_pended_certificate(
+    ec_bank: Bank, tmp_path: Path
+) -> None:
+    with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
+        outcome, state, _, _ = register_cardholder(bank, REVIEW_CARD, EXPIRY)
+        assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+        bank.ca.revoke(thumb=bank.ca.keys.cardholder.issuing.thumbprint)
+        ex = state.exchange
+        with pytest.raises(CaCertificateUnusable, match="its certificate is revoked"):
+            bank.ca.decide_pending(ex.lid_ee, ex.lid_ca, approve=True)
+        store = CaStore.open(tmp_path / "ca.db")
+        try:
+            with store.read() as tx:
+                record = tx.latest_request(ex.lid_ee, ex.lid_ca)
+        finally:
+            store.close()
+        assert record is not None and record.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+        assert record.cert_thumbs == ()
+
+
+def _merchant_request(
+    bank: Bank, session: MerchantSession
+) -> tuple[registration_pb2.CertRequest, MerchantRequestState]:
+    sig, kex = new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE)
+    fields = session.registration.form.fields
+    return merchant_request(session, sig, kex, filled=[(f, "Standing Shop Ltd") for f in fields])
+
+
+# -- the warning of an end, repeated ---------------------------------------------------
+
+
+def _ending_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records if r.name == authority.__name__]
+    caplog.clear()
+    return [line for line in lines if "from then on that CA" in line]
+
+
+def test_a_running_ca_repeats_the_warning_of_an_end_once_a_day(
+    ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The bank's start warned once; a bank that runs for months warned no more, and its
+    # registration stopped with the start's line long gone from anyone's screen.
+    with own_ca(ec_bank, tmp_path / "ca.db", kex_lifetime=END_ENTITY_LIFETIME) as (bank, clock):
+        end = x509.load_der_x509_certificate(kex_of(bank.ca.keys.cardholder.credentials))
+        ends_ms = int(end.not_valid_after_utc.timestamp() * 1000)
+        minute, day = 60 * 1000, 24 * 60 * 60 * 1000
+        with caplog.at_level(logging.WARNING, logger=authority.__name__):
+            clock.at_ms = ends_ms - 40 * day  # not within the month yet
+            _card_c_init(bank)
+            assert _ending_lines(caplog) == []
+            clock.at_ms = ends_ms - 10 * day - minute  # a request the next day: within it
+            _card_c_init(bank)
+            (line,) = _ending_lines(caplog)
+            assert line.startswith("setpay Cardholder CA: its key-exchange certificate ends in")
+            assert line.endswith("from then on that CA starts no registration")
+            clock.at_ms += 12 * 60 * minute  # swept again, but said once a day
+            _card_c_init(bank)
+            assert _ending_lines(caplog) == []
+            clock.at_ms += 12 * 60 * minute + minute
+            _card_c_init(bank)
+            assert len(_ending_lines(caplog)) == 1

@@ -12,7 +12,7 @@ import pytest
 from gateway.ca import store as ca_store
 from gateway.ca.errors import CaError, CaUnavailable, SchemaMismatch, StoreError
 from gateway.ca.records import IssuedCertificate
-from gateway.ca.replay import replayed, request_digest
+from gateway.ca.replay import SESSION_KINDS, replayed, request_digest
 from gateway.ca.store import CaStore
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pki.roles import MERCHANT, MERCHANT_CA, PAYMENT_GATEWAY
@@ -218,6 +218,27 @@ def test_an_rrpid_answers_one_request(tmp_path: Path) -> None:
                 replayed(tx, rrpid, kind, other)
             assert caught.value.code == ErrorCode.ERROR_CODE_RRPID_REUSED
     store.close()
+
+
+def test_a_sweep_reads_the_stored_answers_once(tmp_path: Path) -> None:
+    # A DELETE per session kind read the whole table (no index on it) three more times in
+    # the sweep's write transaction: one statement reads it once.
+    store = CaStore.open(tmp_path / "ca.db", create=True)
+    digest = request_digest("cert", b"request")
+    answers = {1: ("cert", 10), 2: ("cert", 500), 3: ("card-c-init", 150), 4: ("reg-form", 300)}
+    with store.write() as tx:
+        for n, (kind, made_ms) in answers.items():
+            tx.put_response(bytes([n]) * 32, kind, digest, b"answer", made_ms)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    with store.write() as tx:
+        tx.purge(0, 100, session_kinds=SESSION_KINDS, session_answers_before_ms=200)
+    store._db.set_trace_callback(None)
+    kept = {row[0][0] for row in store._db.execute("SELECT rrpid FROM responses")}
+    store.close()
+    assert len([s for s in statements if "FROM responses" in s]) == 1, statements
+    # Gone: an answer past the retention, a session's answer past a session's life.
+    assert kept == {2, 4}
 
 
 def test_no_pan_in_ca_db(ec_bank: Bank) -> None:
