@@ -5,7 +5,8 @@
     │   └── SignerGone       the signature key or certificate an order's PI names is no
     │                        longer usable: no AuthReq the gateway would take can be built
     ├── TransportError       a call to a peer (gateway, merchant, CA) failed at the gRPC
-    │                        level, after the bounded retries; carries the status name
+    │   │                    level, after the bounded retries; carries the status name
+    │   └── NotRead          the peer read none of it: every attempt shed unread
     ├── OutcomeUnknown       the gateway's answer to a stored request never came, could
     │                        not be verified, or could not be opened or saved here:
     │                        whether it applied the request is unknown, the request
@@ -14,6 +15,8 @@
     │                        the wallet's PReq left and no answer it could verify came
     │                        back: the card may be authorized; the purchase stays SENT
     │                        and ``setpay wallet inquire`` asks the merchant
+    ├── PurchaseNotSent      the merchant shed the wallet's PReq unread at every attempt:
+    │                        nothing was bought, the purchase is not recorded
     ├── StoreError           the merchant's database failed (sqlite3 translated here)
     ├── UnknownOrder         no order with that XID or LID-M
     ├── OrderStateError      the order cannot do this now (capture before authorization,
@@ -51,6 +54,13 @@ class TransportError(ClientError):
         self.status = status
 
 
+class NotRead(TransportError):
+    """The peer read none of the request: every attempt was shed before any handler of
+    the peer's read it (RESOURCE_EXHAUSTED with RetryInfo, or gRPC's own refusal past its
+    concurrency limit), or none could be made within the deadline. The peer holds nothing
+    of it: the same request may be sent again later, and nothing it asks for was done."""
+
+
 class OutcomeUnknown(ClientError):
     """Whether the gateway applied a stored request is unknown: it stays pending, to be
     sent again byte for byte (the gateway's RRPID idempotency answers that with what it
@@ -75,6 +85,19 @@ class PurchaseOutcomeUnknown(ClientError):
             f"authorized; ask with `setpay wallet inquire {short_id}`"
         )
         self.short_id = short_id
+        self.cause = cause
+
+
+class PurchaseNotSent(ClientError):
+    """The merchant shed the PReq unread at every attempt (too busy): it holds no purchase
+    for it and the card no authorization, so the wallet keeps no record of it and the
+    same order may be bought again. ``cause``: the ``NotRead`` transport failure."""
+
+    def __init__(self, cause: NotRead) -> None:
+        super().__init__(
+            "purchase not made: the merchant was too busy to read the purchase request "
+            f"({cause}); nothing was bought, buy again later"
+        )
         self.cause = cause
 
 

@@ -5,13 +5,15 @@ bytes, so the peer's idempotency (keyed by RRPID, checked against the request by
 sees the same request and answers with its stored response. Only two statuses are
 retried. UNAVAILABLE: the call did not reach the peer, or the peer asked us to come back.
 RESOURCE_EXHAUSTED only when the peer shed the call before reading it: its status carries
-a ``google.rpc.RetryInfo`` (the bank's servers shed load so: ``gateway.admission``), and
-the retry waits the delay it asks for; or it is a gRPC server's own refusal past its
-``maximum_concurrent_rpcs`` (``GRPC_CONCURRENCY_REFUSAL``: the merchant's server sheds
-wallets so, and the bank's past its own admission). gRPC raises RESOURCE_EXHAUSTED on the
-client too, for an answer larger than ``MAX_MESSAGE_BYTES``, after the peer did the work,
-and sending the request again would only make it do the work again. Any other status ends
-the call at once as ``TransportError``.
+a ``google.rpc.RetryInfo`` (the bank's servers and the merchant's shed load so:
+``setcore.admission``), and the retry waits the delay it asks for; or it is a gRPC
+server's own refusal past its ``maximum_concurrent_rpcs`` (``GRPC_CONCURRENCY_REFUSAL``:
+the backstop above that admission). gRPC raises RESOURCE_EXHAUSTED on the client too, for
+an answer larger than ``MAX_MESSAGE_BYTES``, after the peer did the work, and sending the
+request again would only make it do the work again. Any other status ends the call at
+once as ``TransportError``. A call whose every attempt was shed unread ends as
+``NotRead``: the peer holds nothing of it, which a caller may tell its user (a wallet's
+purchase request shed so bought nothing).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
-from clients.errors import ConfigError, TransportError
+from clients.errors import ConfigError, NotRead, TransportError
+from setcore.admission import GRPC_CONCURRENCY_REFUSAL
 from setcore.errors import quoted
 
 log = logging.getLogger("setpay.clients.transport")
@@ -43,16 +46,6 @@ MAX_ATTEMPTS = 4
 # that clients shed together do not come back together.
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 1.0
-# The details of a gRPC server's refusal past its ``maximum_concurrent_rpcs``, word for
-# word (grpcio's ``grpc/_server.py``, where it refuses the call in its poll thread before
-# any handler runs): the peer never read the request, so sending it again is safe. It comes
-# without RetryInfo, from the merchant's server and the bank's backstop alike. The client's
-# refusal of an answer too large says "Received message larger than max ...", never this.
-# Not a documented string: test_transport_concurrency pins it against a real server, so a
-# grpcio that words it otherwise fails that test rather than stop our retries silently.
-# The bank's admission sheds with the same words (gateway.admission SHED_DETAILS, which a
-# client may not import; test_shed_words holds the two equal).
-GRPC_CONCURRENCY_REFUSAL = "Concurrent RPC limit exceeded!"
 
 # After a peer went away, gRPC waits before reconnecting, doubling up to two minutes by
 # default. A merchant must notice its gateway is back within seconds (pending
@@ -134,7 +127,9 @@ def _peer_retry_delay(exc: grpc.RpcError) -> float | None:
 
 
 def _refused_unread(exc: grpc.RpcError) -> bool:
-    """Whether a gRPC server refused the call past its concurrency limit, unread."""
+    """Whether a gRPC server refused the call past its concurrency limit, unread. Its
+    client-side refusal of an answer too large says "Received message larger than max
+    ...", never this."""
     return isinstance(exc, grpc.Call) and exc.details() == GRPC_CONCURRENCY_REFUSAL
 
 
@@ -176,18 +171,22 @@ class Caller:
         """Call ``method`` (``/package.Service/Method``) with ``request`` bytes.
 
         ``deadline`` bounds the whole call including retries; each attempt gets what is
-        left of it. Raises ``TransportError`` with the final gRPC status.
+        left of it. Raises ``TransportError`` with the final gRPC status; ``NotRead``
+        when every attempt made was shed before the peer read it.
         """
         stub = self._channel.unary_unary(
             method, request_serializer=_identity, response_deserializer=_identity
         )
         give_up_at = time.monotonic() + deadline
         attempt = 0
+        # Whether the peer read none of the attempts so far (each shed unread).
+        unread = True
         while True:
             attempt += 1
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
-                raise TransportError(f"{self._peer} {_short(method)}", "DEADLINE_EXCEEDED")
+                failure = NotRead if unread else TransportError
+                raise failure(f"{self._peer} {_short(method)}", "DEADLINE_EXCEEDED")
             try:
                 raw: bytes = stub(request, timeout=remaining)
                 break
@@ -200,6 +199,9 @@ class Caller:
                     if delay is None and _refused_unread(exc):
                         delay = 0.0  # asks for no delay: the backoff alone spaces retries
                     retryable, asked = delay is not None, delay or 0.0
+                    unread = unread and retryable
+                else:
+                    unread = False
                 if not retryable or attempt >= self._policy.attempts:
                     log.warning(
                         "%s %s failed: %s (attempt %d)",
@@ -211,7 +213,7 @@ class Caller:
                         # say which, and that the peer may have done the work.
                         said = exc.details() if isinstance(exc, grpc.Call) else ""
                         what = f"{what} (not retried: {quoted(said or '')})"
-                    raise TransportError(what, code.name) from exc
+                    raise (NotRead if unread else TransportError)(what, code.name) from exc
                 # At least the delay the peer asked for, jittered beyond it so that callers
                 # it shed together do not come back together.
                 pause = min(asked + self._policy.backoff(attempt), max(0.0, remaining))

@@ -73,10 +73,17 @@ SHED_BACKLOG = 32
 # leave callers idle that it could soon take again. The bank's own clients wait up to as
 # long (a random 0-100 ms) before their first retry.
 SHED_RETRY_SECONDS = 0.1
-# gRPC's own words for this refusal, so logs and searches written for it still match (its
-# backstop answers with them too). The bank's clients match them as clients/transport.py
-# GRPC_CONCURRENCY_REFUSAL (test_shed_words holds the two equal).
-SHED_DETAILS = "Concurrent RPC limit exceeded!"
+# The details of gRPC's own refusal past its ``maximum_concurrent_rpcs``, word for word
+# (grpcio's ``grpc/_server.py``, where it refuses the call in its poll thread before any
+# handler runs): our backstop answers with them, without RetryInfo. Not a documented
+# string: the clients' test_transport_concurrency pins it against a real server, so a
+# grpcio that words it otherwise fails that test rather than stop the clients' retries
+# (``clients.transport`` reads it as "refused unread") silently.
+GRPC_CONCURRENCY_REFUSAL = "Concurrent RPC limit exceeded!"
+# Our own refusal's details: gRPC's words, so that logs and searches written for its
+# refusal match ours too, and a client that does not read the RetryInfo still sees the
+# same refusal whichever of the two shed it.
+SHED_DETAILS = GRPC_CONCURRENCY_REFUSAL
 _HEALTH_PATH = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/"
 
 _P = ParamSpec("_P")

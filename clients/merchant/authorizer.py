@@ -180,17 +180,44 @@ class Authorizer(StoredRequests[Order]):
 
     @contextmanager
     def _exclusive(self, xid: bytes) -> Iterator[None]:
+        """The order to this thread alone; waited for only until the caller's answer is
+        due (``authorize``'s ``answer_by``): past it, ``OutcomeUnknown``, nothing sent."""
         with self._locks_guard:
             lock, users = self._locks.setdefault(xid, (threading.Lock(), [0]))
             users[0] += 1
         try:
-            with lock:
+            left = self._time_left()
+            if not lock.acquire(timeout=-1 if left is None else max(0.0, left)):
+                raise self._out_of_time(short(xid), "while another thread authorized it")
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             with self._locks_guard:
                 users[0] -= 1
                 if users[0] == 0:
                     del self._locks[xid]
+
+    def _time_left(self) -> float | None:
+        """Seconds before this thread's caller must have its answer (``authorize``'s
+        ``answer_by``); None when it set no such bound."""
+        answer_by: float | None = getattr(self._answer_by, "at", None)
+        return None if answer_by is None else answer_by - time.monotonic()
+
+    def _out_of_time(self, short_id: str, when: str) -> OutcomeUnknown:
+        """The caller's answer is due and nothing was sent: the order stays as it is, for
+        the worker (purchased or authorizing, both pending). No gateway call was made, so
+        none is counted or logged as one that failed."""
+        reason = f"the wallet's answer came due {when}; nothing sent, left for the worker"
+        log.info("order %s: %s", short_id, reason)
+        return OutcomeUnknown(f"order {short_id}", reason, TimeoutError(reason))
+
+    def _in_time(self, short_id: str, before: str) -> None:
+        """``_out_of_time`` raised once the caller's answer is due."""
+        left = self._time_left()
+        if left is not None and left <= 0:
+            raise self._out_of_time(short_id, before)
 
     def authorize(
         self, xid: bytes, *, as_read: Order | None = None, answer_by: float | None = None
@@ -209,10 +236,13 @@ class Authorizer(StoredRequests[Order]):
 
         ``answer_by`` (``time.monotonic()``): when the caller must have its answer (a
         wallet waiting for its PRes): the AuthReq's wait for the gateway ends then,
-        leaving the order authorizing, for the worker to send again, as any lost answer.
+        leaving the order authorizing, for the worker to send again, as any lost answer;
+        nor does the wait for another thread authorizing it, nor is an AuthReq built or
+        sent once it is due (the order then stays as it is, for the worker).
         """
         self._answer_by.at = answer_by
         try:
+            self._in_time(short(xid), "before its turn")
             done = self._authorize(xid, as_read)
         except OutcomeUnknown:  # logged as it was raised; "authorizing", or "purchased" yet
             done = None
@@ -234,6 +264,8 @@ class Authorizer(StoredRequests[Order]):
                 log.debug("order %s: tried by another thread meanwhile", order.short_id)
                 return None
             try:
+                if order.state is OrderState.PURCHASED:
+                    self._in_time(order.short_id, "before its AuthReq was built")
                 stored = self._stored(order)
                 if stored.state is not OrderState.AUTHORIZING:
                     return stored  # ended unsent (``_stored``)
@@ -335,12 +367,13 @@ class Authorizer(StoredRequests[Order]):
         """Send the order's stored AuthReq; the order once the gateway's verified answer
         is saved."""
         request, state = _sent_auth_request(order)
+        self._in_time(order.short_id, "before its AuthReq was sent")
+        left = self._time_left()
         log.info("order %s: AuthReq %s sent to the gateway", order.short_id, short(state.rrpid))
-        answer_by: float | None = getattr(self._answer_by, "at", None)
-        if answer_by is None:
+        if left is None:
             result = self._gateway.authorize(request, state)
         else:
-            result = self._gateway.authorize(request, state, deadline=answer_by - time.monotonic())
+            result = self._gateway.authorize(request, state, deadline=left)
         header = result.data.auth_res_payload.auth_header
         _check_authorized_amount(order, header)
         authorization = Authorization(

@@ -14,13 +14,14 @@ unknown XID UNKNOWN_XID, a second different purchase for one XID PI_PREVIOUSLY_U
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import cast
 
 from clients.errors import OrderStateError, UnknownOrder
 from clients.merchant import metrics
 from clients.merchant.authorizer import APPROVED, Authorizer
-from clients.merchant.config import AnswerMode
+from clients.merchant.config import DEFAULT_THREADS, AnswerMode
 from clients.merchant.gateway_client import GatewayKeys
 from clients.merchant.records import (
     Operation,
@@ -55,6 +56,19 @@ from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2
 log = logging.getLogger("setpay.merchant")
 
 C = purchase_pb2
+
+# Server threads a Purchase waiting on the gateway never takes: each waits up to its
+# wallet's deadline (tens of seconds), so with every thread held a PInit or Inquiry
+# admitted behind them would wait out its own deadline in the queue. Two keep one for the
+# quick calls and one more for a health check or a call that is slow for another reason.
+THREADS_KEPT_FROM_THE_GATEWAY = 2
+
+
+def gateway_waits(threads: int) -> int:
+    """How many Purchases of a server of ``threads`` may wait on the gateway at once (at
+    least one): the threads but those kept for the quick calls. A Purchase past it is
+    answered "order received" at once, its authorization left to the worker."""
+    return max(1, threads - THREADS_KEPT_FROM_THE_GATEWAY)
 
 
 def completion_of(order: Order, captured: int, credited: int) -> purchase_pb2.PResPayload:
@@ -126,7 +140,10 @@ class Checkout:
         revocation: RevocationFeed,
         brand_id: str,
         answer: AnswerMode,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
+        """``threads``: the server's, of which the Purchases waiting on the gateway hold
+        no more than ``gateway_waits`` says."""
         self._credentials = credentials
         self._trust = trust
         self._store = store
@@ -135,6 +152,8 @@ class Checkout:
         self._revocation = revocation
         self._brand_id = brand_id
         self._answer = answer
+        self._threads = threads
+        self._gateway_waits = threading.BoundedSemaphore(gateway_waits(threads))
 
     def _order(self, xid: bytes) -> Order:
         try:
@@ -204,7 +223,9 @@ class Checkout:
         """PReq -> PRes: verify, keep the sealed PI, authorize now or in the background.
 
         ``answer_by`` (``time.monotonic()``): when the wallet must have its PRes; an
-        authorization still waiting on the gateway then is answered "order received"."""
+        authorization still waiting on the gateway then is answered "order received". So
+        is one found with ``gateway_waits`` Purchases waiting on the gateway already, at
+        once, and left to the worker: they never hold every thread of the server."""
         view = open_purchase_request(request)
         oi = view.oi_data
         order = self._order(oi.trans_ids.xid)
@@ -231,10 +252,21 @@ class Checkout:
             "Purchase %s: dual signature verified, cardholder %s; PI kept sealed for the gateway",
             order.short_id, cardholder.thumbprint.hex()[:8],
         )  # fmt: skip
-        if self._answer is AnswerMode.AFTER_AUTHORIZATION:
-            # The worker's scan may have found the order purchased and sent it already.
-            order = self._authorizer.authorize(order.xid, as_read=order, answer_by=answer_by)
+        if self._answer is AnswerMode.AFTER_AUTHORIZATION and self._gateway_waits.acquire(
+            blocking=False
+        ):
+            try:
+                # The worker's scan may have found the order purchased and sent it already.
+                order = self._authorizer.authorize(order.xid, as_read=order, answer_by=answer_by)
+            finally:
+                self._gateway_waits.release()
         else:
+            if self._answer is AnswerMode.AFTER_AUTHORIZATION:
+                log.info(
+                    "Purchase %s: %d Purchases wait on the gateway already; answered "
+                    "order received, authorized in the background",
+                    order.short_id, gateway_waits(self._threads),
+                )  # fmt: skip
             self._authorizer.submit(order)
         return self._pres(order, oi.rrpid, oi.chall_c)
 

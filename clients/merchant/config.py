@@ -29,7 +29,7 @@ Example::
     tls_key = "tls/server.key"
     insecure = false
     threads = 8                        # DEFAULT_THREADS
-    max_concurrent_rpcs = 16           # DEFAULT_MAX_CONCURRENT_RPCS, then shed
+    max_concurrent_rpcs = 16           # threads + DEFAULT_BACKLOG by default, then shed
     metrics_port = 9465                # Prometheus page (``clients.merchant.metrics``); 0
                                        # (the default) turns it off; "any": a port the OS
                                        # picks (``serve`` prints it)
@@ -69,6 +69,7 @@ from clients.peers import (
     subtable,
     toml_table,
 )
+from setcore.names import describe, refused_character
 from setcore.pki.extensions import MAX_MERCHANT_NAME_CHARS
 
 CONFIG_FILE = "merchant.toml"
@@ -77,11 +78,14 @@ CONFIG_FILE = "merchant.toml"
 # threads than cores keep PInit and Inquiry answered while authorizations are in flight.
 DEFAULT_THREADS = 8
 # Calls in flight (running or queued for a thread) before new ones are shed with a retry
-# delay (``setcore.admission``): the threads, and a backlog of 8 that a PInit or Inquiry,
-# milliseconds each, gets through quickly. A deeper queue only holds calls behind
-# Purchases that may wait tens of seconds on the gateway, until their wallets give up:
-# an immediate "retry shortly" serves them better.
-DEFAULT_MAX_CONCURRENT_RPCS = DEFAULT_THREADS + 8
+# delay (``setcore.admission``), unless ``server.max_concurrent_rpcs`` says otherwise: the
+# configured threads, whatever their number, and a backlog of DEFAULT_BACKLOG that a PInit
+# or Inquiry, milliseconds each, gets through quickly (the Purchases waiting on the
+# gateway never hold every thread: ``checkout.gateway_waits``). A deeper queue only holds
+# calls its wallets give up on: an immediate "retry shortly" serves them better.
+DEFAULT_BACKLOG = 8
+# ``max_concurrent_rpcs``'s default at the default threads (``default_max_concurrent_rpcs``).
+DEFAULT_MAX_CONCURRENT_RPCS = DEFAULT_THREADS + DEFAULT_BACKLOG
 # Server threads at most: far more than a shop front keeps busy, each one a stack of its
 # own, and it catches a typo that would start thousands.
 MAX_THREADS = 256
@@ -194,11 +198,17 @@ def _path(base_dir: Path, text: str) -> Path:
 
 def _name(table: Mapping[str, Any]) -> str:
     """The merchant's name, empty for the merchant ID in its place. The Merchant CA
-    refuses a longer one, but only when ``register`` asks it: said here, at start."""
+    refuses a longer one, or one holding a character no name holds (``setcore.names``),
+    but only when ``register`` asks it: said here, at start."""
     name: str = get(table, "name", str, "", "merchant")
     if len(name) > MAX_MERCHANT_NAME_CHARS:
         raise ConfigError(
             f"merchant.name must be at most {MAX_MERCHANT_NAME_CHARS} characters, not {len(name)}"
+        )
+    refused = refused_character(name)
+    if refused is not None:
+        raise ConfigError(
+            f"merchant.name holds {describe(refused)}, which the Merchant CA refuses in a name"
         )
     return name
 
@@ -207,17 +217,24 @@ def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
     return subtable(raw, key, path) or {}
 
 
+def default_max_concurrent_rpcs(threads: int) -> int:
+    """``server.max_concurrent_rpcs`` when merchant.toml leaves it out: ``threads`` and
+    the backlog (``DEFAULT_BACKLOG``), so that more threads admit more calls."""
+    return threads + DEFAULT_BACKLOG
+
+
 def _server(table: Mapping[str, Any], base_dir: Path) -> ServerConfig:
     cert = get(table, "tls_cert", str, None, "server")
     key = get(table, "tls_key", str, None, "server")
+    threads: int = get(table, "threads", int, DEFAULT_THREADS, "server")
     config = ServerConfig(
         listen=check_target(get(table, "listen", str, "127.0.0.1:8443", "server"), "server.listen"),
         tls_cert=_path(base_dir, cert) if cert else None,
         tls_key=_path(base_dir, key) if key else None,
         insecure=get(table, "insecure", bool, False, "server"),
-        threads=get(table, "threads", int, DEFAULT_THREADS, "server"),
+        threads=threads,
         max_concurrent_rpcs=get(
-            table, "max_concurrent_rpcs", int, DEFAULT_MAX_CONCURRENT_RPCS, "server"
+            table, "max_concurrent_rpcs", int, default_max_concurrent_rpcs(threads), "server"
         ),
         metrics_port=_metrics_port(table),
         metrics_host=get(table, "metrics_host", str, DEFAULT_METRICS_HOST, "server").strip(),

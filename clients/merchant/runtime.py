@@ -26,7 +26,13 @@ from clients.merchant.checkout import Checkout
 from clients.merchant.config import METRICS_ANY_PORT, MerchantConfig, ServerConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.registration import current_credentials
-from clients.merchant.servicer import GRACE_SECONDS, MerchantServicer, ServerSettings, start_server
+from clients.merchant.servicer import (
+    GRACE_SECONDS,
+    MerchantServer,
+    MerchantServicer,
+    ServerSettings,
+    start_server,
+)
 from clients.merchant.settlement import Settlement
 from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
@@ -84,7 +90,7 @@ class Merchant:
     settlement: Settlement
     batches: Batches
     _channels: list[grpc.Channel] = field(default_factory=list)
-    _server: grpc.Server | None = None
+    _server: MerchantServer | None = None
     _resumer: threading.Thread | None = None
     _stop_resuming: threading.Event = field(default_factory=threading.Event)
     #: The port the Merchant service listens on, once serving.
@@ -123,7 +129,7 @@ class Merchant:
         authorizer = Authorizer(store, credentials, gateway, keys, config.merchant_id, revocation)
         checkout = Checkout(
             credentials, trust, store, keys, authorizer, revocation, config.brand_id,
-            config.answer,
+            config.answer, config.server.threads,
         )  # fmt: skip
         settlement = Settlement(store, credentials, gateway, keys, config.merchant_id)
         batches = Batches(store, credentials, gateway, keys, config.merchant_id)

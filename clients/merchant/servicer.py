@@ -8,8 +8,10 @@ server-authenticated TLS (SET never asked wallets for client certificates).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,7 @@ from clients.merchant import metrics
 from clients.merchant.answers import answer
 from clients.merchant.checkout import Checkout
 from clients.transport import MAX_MESSAGE_BYTES
-from setcore.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool
+from setcore.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool, given_up
 from setcore.credentials import Credentials
 from setcore.echoed_ids import echoed_id, reply_header
 from setcore.error_message import request_digest
@@ -150,6 +152,12 @@ def _guarded(
     """The method, given the parsed request (and, ``with_frame``, the bytes it came as)."""
 
     def handle(request: object, context: grpc.ServicerContext) -> Any:
+        # A call queued for a thread while its wallet gave up: no answer reaches it, and
+        # a Purchase would still wait on the gateway, holding a thread for nobody (its
+        # PReq unread, nothing bought: the wallet was told the call failed).
+        gone = given_up(context)
+        if gone is not None:
+            context.abort(gone, "the wallet gave up before the call was handled")
         if not isinstance(request, _Received):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unparseable request frame")
         if with_frame:
@@ -177,13 +185,48 @@ def _handler(servicer: MerchantServicer) -> grpc.GenericRpcHandler:  # type: ign
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-def start_server(servicer: MerchantServicer, settings: ServerSettings) -> tuple[grpc.Server, int]:
+class MerchantServer:
+    """The Merchant service's gRPC server, and the pools its calls and refusals run on."""
+
+    def __init__(self, server: grpc.Server, pools: tuple[futures.ThreadPoolExecutor, ...]) -> None:
+        self._server = server
+        self._pools = pools
+
+    def stop(self, grace: float | None) -> threading.Event:
+        """gRPC's ``stop``; the pools' threads end once it has stopped."""
+        stopped: threading.Event = self._server.stop(grace)
+        if stopped.is_set():  # without grace gRPC returns once it has stopped
+            self._let_pools_go()
+        else:
+            threading.Thread(
+                target=self._let_pools_go, args=(stopped,), name="server-stop", daemon=True
+            ).start()
+        return stopped
+
+    def _let_pools_go(self, stopped: threading.Event | None = None) -> None:
+        # Not before gRPC has stopped: until then its poll thread may still hand a call to
+        # a pool, and a pool that was shut down raises there. Nor waiting for the pools: a
+        # call still running (gRPC cancels it at stop) ends on its own thread.
+        if stopped is not None:
+            stopped.wait()
+        for pool in self._pools:
+            pool.shutdown(wait=False)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        """gRPC's ``wait_for_termination``."""
+        return bool(self._server.wait_for_termination(timeout))
+
+
+def start_server(
+    servicer: MerchantServicer, settings: ServerSettings
+) -> tuple[MerchantServer, int]:
     """Build and start the Merchant service (with grpc.health.v1); returns it and its port.
 
     Calls past ``settings.max_concurrent_rpcs`` in flight (queued or running) are shed as
     the bank sheds them (``setcore.admission``): RESOURCE_EXHAUSTED with a retry delay,
     counted (``metrics.rpc_shed``), health checks with a reserve of their own. gRPC's own
-    limit stays on only as the backstop above ours."""
+    limit stays on only as the backstop above ours. Once it has stopped
+    (``MerchantServer.stop``), the threads of both pools end, as the bank's do."""
     pool = InFlightPool(settings.threads)
     admission = Admission(pool, settings.max_concurrent_rpcs, metrics.rpc_shed)
     server = grpc.server(
@@ -205,9 +248,11 @@ def start_server(servicer: MerchantServicer, settings: ServerSettings) -> tuple[
         chain, key = settings.tls
         port = server.add_secure_port(settings.listen, grpc.ssl_server_credentials([(key, chain)]))
     if port == 0:
+        pool.shutdown(wait=False)
+        admission.refusals.shutdown(wait=False)
         raise OSError(f"could not bind {settings.listen}")
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("Merchant service listening on port %d", port)
-    return server, port
+    return MerchantServer(server, (pool, admission.refusals)), port

@@ -14,7 +14,9 @@ deadline, a dropped connection) leaves a purchase the wallet can still ask about
 PRes, or a later inquiry, replaces that state with the merchant's. Once the PReq has
 left, a failure to get a verified answer (no answer, one whose checks fail, or one the
 wallet cannot record) is ``PurchaseOutcomeUnknown``, never a refusal: the card may be
-authorized. A refusal is the merchant's signed Error (setcore's ``PeerError``), recorded
+authorized; but a PReq the merchant shed unread at every attempt (too busy) bought
+nothing: its record is removed and the purchase fails (``PurchaseNotSent``), to be made
+again later. A refusal is the merchant's signed Error (setcore's ``PeerError``), recorded
 as ``REFUSED`` with its code. Two wallet commands at once (a purchase and an inquiry, say)
 each update ``purchases.json`` under a lock, so neither loses the other's record.
 """
@@ -37,13 +39,15 @@ from google.protobuf.message import DecodeError
 from clients.errors import (
     ClientError,
     ConfigError,
+    NotRead,
+    PurchaseNotSent,
     PurchaseOutcomeUnknown,
     UnknownOrder,
 )
 from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
-from clients.transport import MAX_MESSAGE_BYTES, Caller, open_channel
+from clients.transport import MAX_MESSAGE_BYTES, Caller, RetryPolicy, open_channel
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
 from setcore.currency import exponent_for
@@ -74,6 +78,12 @@ INQUIRY_DEADLINE_SECONDS = 10.0
 # A merchant answering after authorization waits on the gateway (whose Authorize deadline
 # is 30 s): the purchase gets that and some room for the merchant's own work.
 PURCHASE_DEADLINE_SECONDS = 45.0
+# The PReq's retries against a merchant that sheds it unread (too busy; its refusal asks
+# for 100 ms): the transport's default four attempts give up within about a second, while
+# a merchant's burst of Purchases waiting on the gateway lasts seconds. Ten attempts,
+# backing off to 2 s, wait out up to 13 s (about half that with the jitter), leaving more
+# than 30 s of the deadline for the merchant's own wait on the gateway once it reads it.
+PURCHASE_RETRIES = RetryPolicy(attempts=10, first_backoff=0.2, max_backoff=2.0)
 # LID-C: the wallet's own label for a transaction.
 LID_BYTES = 16
 # The state of a purchase whose PReq left and whose PRes has not been verified yet: the
@@ -252,6 +262,13 @@ class PurchaseBook:
             raise UnknownOrder("no such purchase" if not matches else "ambiguous purchase id")
         return matches[0]
 
+    def discard(self, xid: str) -> None:
+        """Forget a purchase (one whose PReq the merchant never read)."""
+        with self._locked():
+            records = [r for r in self.all() if r.xid != xid]
+            data = json.dumps([asdict(r) for r in records], indent=1).encode()
+            write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
+
     def save(self, record: PurchaseRecord) -> None:
         """Add or replace a purchase."""
         with self._locked():
@@ -387,10 +404,13 @@ class Shopper:
                 sent.short_id, self._card.pan.masked, order.amount.amount, order.amount.currency,
             )  # fmt: skip
             try:
-                pres = caller.call(
+                pres = Caller(channel, "merchant", PURCHASE_RETRIES).call(
                     _method("Purchase"), frame, purchase_pb2.PurchaseResponse,
                     deadline=PURCHASE_DEADLINE_SECONDS,
                 )  # fmt: skip
+            except NotRead as exc:
+                self._not_sent(sent, exc)
+                raise PurchaseNotSent(exc) from exc
             except Exception as exc:
                 # Sent, whatever failed after: not TransportError alone, any failure.
                 raise PurchaseOutcomeUnknown(sent.short_id, f"no answer: {exc}", exc) from exc
@@ -419,6 +439,19 @@ class Shopper:
             ) from exc
         log.info("PRes verified: %s %s", record.short_id, record.completion)
         return record
+
+    def _not_sent(self, sent: PurchaseRecord, shed: NotRead) -> None:
+        """The merchant shed the PReq unread at every attempt: it holds no purchase for
+        the XID (an inquiry would be told so), so the record goes, as for any failure
+        before the PReq left. A new PInit for the same order gets a new XID."""
+        try:
+            self._book.discard(sent.xid)
+        except (OSError, ClientError) as exc:
+            # Still nothing bought; the record stays SENT, and an inquiry about it is
+            # refused (no purchase for this XID), which says as much.
+            log.warning("purchase %s not made, its record not removed: %s", sent.short_id, exc)
+            return
+        log.info("PReq %s not read by the merchant (busy: %s): not recorded", sent.short_id, shed)
 
     def _record_refusal(self, sent: PurchaseRecord, refusal: PeerError) -> None:
         """The merchant's verified refusal of the PReq replaces SENT: its signed Error says

@@ -1,9 +1,10 @@
 """A call a gRPC server refused past its ``maximum_concurrent_rpcs`` is sent again.
 
-The merchant's server sheds wallets so (and the bank's past its own admission), with
-RESOURCE_EXHAUSTED and no RetryInfo, before any handler reads the request: a wallet's
-PReq refused so used to end the purchase though the merchant never saw it. Real gRPC
-servers on port 0, limited to one call at a time.
+The backstop of every server of ours (above the admission of ``setcore.admission``)
+sheds so, with RESOURCE_EXHAUSTED and no RetryInfo, before any handler reads the request:
+a wallet's PReq refused so used to end the purchase though the merchant never saw it.
+Refused so at every attempt, the call is ``NotRead``. Real gRPC servers on port 0,
+limited to one call at a time.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from concurrent import futures
 import grpc
 import pytest
 
-from clients.errors import TransportError
+from clients.errors import NotRead, TransportError
 from clients.transport import (
-    GRPC_CONCURRENCY_REFUSAL,
     MAX_MESSAGE_BYTES,
     Caller,
     ChannelConfig,
     RetryPolicy,
     open_channel,
 )
+from setcore.admission import GRPC_CONCURRENCY_REFUSAL
 from setpay.v1 import common_pb2
 
 METHOD = "/setpay.test.Busy/Call"
@@ -133,7 +134,7 @@ def test_a_call_refused_past_the_limit_every_time_ends_as_resource_exhausted(
     first = _first_call(Caller(channel, "test"), behaviour)
     pauses: list[float] = []
     caller = Caller(channel, "test", PATIENT, sleep=pauses.append)
-    with pytest.raises(TransportError) as refused:
+    with pytest.raises(NotRead) as refused:
         caller.call(METHOD, b"second", common_pb2.Header, deadline=WAIT_SECONDS)
     assert refused.value.status == "RESOURCE_EXHAUSTED"
     assert len(pauses) == PATIENT.attempts - 1
@@ -155,5 +156,6 @@ def test_an_answer_too_large_is_not_sent_again(busy: tuple[Busy, grpc.Channel]) 
             METHOD, b"work", common_pb2.Header, deadline=WAIT_SECONDS
         )
     assert refused.value.status == "RESOURCE_EXHAUSTED"
+    assert not isinstance(refused.value, NotRead)  # the peer did the work
     assert "not retried" in str(refused.value)
     assert pauses == [] and behaviour.received == [b"work"]

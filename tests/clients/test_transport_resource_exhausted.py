@@ -1,6 +1,7 @@
 """RESOURCE_EXHAUSTED is retried only as the peer's own word (its RetryInfo), never when
 gRPC raised it on the client: an answer larger than the client takes means the peer did
-the work, and sending the request again would make it do the work again."""
+the work, and sending the request again would make it do the work again. A call shed at
+every attempt is ``NotRead``; one whose any attempt may have been read is not."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from clients.errors import TransportError
+from clients.errors import NotRead, TransportError
 from clients.transport import (
     MAX_MESSAGE_BYTES,
     Caller,
@@ -36,10 +37,14 @@ class Heavy:
         self.answer = common_pb2.Header(sw_ident="ok").SerializeToString()
         self.shed = 0
         self.refusal: grpc.Status | None = None
+        # Refusals for the first calls, in order, before ``refusal`` for the rest.
+        self.first_refusals: list[grpc.Status] = []
 
     def __call__(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self.received.append(request)
         if len(self.received) <= self.shed:
+            if self.first_refusals:
+                context.abort_with_status(self.first_refusals.pop(0))
             if self.refusal is not None:
                 context.abort_with_status(self.refusal)
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
@@ -97,3 +102,28 @@ def test_a_shed_call_waits_the_delay_the_peer_asked(heavy: tuple[Heavy, grpc.Cha
     assert behaviour.received == [b"work"] * 3
     assert len(pauses) == 2
     assert all(ASKED_SECONDS <= pause <= ASKED_SECONDS + FAST.max_backoff for pause in pauses)
+
+
+def test_a_call_shed_at_every_attempt_is_not_read(heavy: tuple[Heavy, grpc.Channel]) -> None:
+    # A wallet's PReq shed so bought nothing: the wallet must be able to say so.
+    behaviour, channel = heavy
+    behaviour.shed = FAST.attempts
+    behaviour.refusal = shed_status(grpc.StatusCode.RESOURCE_EXHAUSTED, 0.001)
+    with pytest.raises(NotRead) as caught:
+        Caller(channel, "test", FAST).call(METHOD, b"work", common_pb2.Header, deadline=5)
+    assert caught.value.status == "RESOURCE_EXHAUSTED"
+    assert len(behaviour.received) == FAST.attempts
+
+
+def test_a_call_one_attempt_of_which_may_have_been_read_is_not_not_read(
+    heavy: tuple[Heavy, grpc.Channel],
+) -> None:
+    # UNAVAILABLE may come after the peer read the request (a connection cut mid-call).
+    behaviour, channel = heavy
+    behaviour.shed = FAST.attempts
+    behaviour.first_refusals = [shed_status(grpc.StatusCode.UNAVAILABLE, 0.001)]
+    behaviour.refusal = shed_status(grpc.StatusCode.RESOURCE_EXHAUSTED, 0.001)
+    with pytest.raises(TransportError) as caught:
+        Caller(channel, "test", FAST).call(METHOD, b"work", common_pb2.Header, deadline=5)
+    assert caught.value.status == "RESOURCE_EXHAUSTED"
+    assert not isinstance(caught.value, NotRead)

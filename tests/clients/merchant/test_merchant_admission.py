@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from clients.merchant import metrics
+from clients.merchant import servicer as servicer_module
 from clients.merchant.checkout import Checkout
 from clients.merchant.servicer import MerchantServicer, ServerSettings, start_server
 from clients.merchant.store import MerchantStore
@@ -174,3 +175,67 @@ def _header(field: str, value: bytes) -> common_pb2.Header:
     made = common_pb2.Header()
     setattr(made, field, value)
     return made
+
+
+class _GaveUp:
+    """A call's context whose deadline passed while it was queued, before gRPC's poll
+    thread marked it inactive (the window gRPC's own check leaves open)."""
+
+    def __init__(self) -> None:
+        self.aborted: grpc.StatusCode | None = None
+
+    def time_remaining(self) -> float:
+        return -0.01
+
+    def is_active(self) -> bool:
+        return True
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.aborted = code
+        raise grpc.RpcError(details)
+
+
+def test_a_call_found_past_its_deadline_is_not_handled() -> None:
+    handled: list[object] = []
+    handle = servicer_module._guarded(lambda request, context: handled.append(request))
+    context = _GaveUp()
+    request = servicer_module._parser(purchase_pb2.PInitRequest)(b"")
+    with pytest.raises(grpc.RpcError):
+        handle(request, cast(grpc.ServicerContext, context))
+    assert handled == [] and context.aborted is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_call_whose_wallet_gave_up_while_queued_is_not_handled() -> None:
+    # One thread, held: the second call waits in the queue past its wallet's deadline.
+    s = _Served(limit=4, threads=1)
+    try:
+        held = s.pinit.future(b"", timeout=WAIT_SECONDS * 3)
+        s.entered(1)
+        with pytest.raises(grpc.RpcError) as exc:
+            s.pinit(b"", timeout=0.3)
+        assert exc.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        s.checkout.release.set()
+        assert held.result() == b""
+        # The queued call's turn came after its wallet gave up: skipped, not handled.
+        answered = s.pinit(b"", timeout=WAIT_SECONDS)
+        assert answered == b""
+        assert s.checkout.entered == 2  # the first and the last, never the one given up
+    finally:
+        s.close()
+
+
+def test_the_threads_of_the_calls_and_the_refusals_end_with_the_server() -> None:
+    before = set(threading.enumerate())
+    s = _Served(limit=1, threads=2)
+    held = s.pinit.future(b"", timeout=WAIT_SECONDS * 3)
+    s.entered(1)
+    with pytest.raises(grpc.RpcError):  # shed: a refusal thread starts
+        s.pinit(b"", timeout=WAIT_SECONDS)
+    s.checkout.release.set()
+    assert held.result() == b""
+    started = [t for t in set(threading.enumerate()) - before if t.name.startswith(("rpc", "shed"))]
+    assert {t.name.split("_")[0] for t in started} == {"rpc", "shed"}
+    s.close()
+    for thread in started:
+        thread.join(WAIT_SECONDS)
+    assert [t.name for t in started if t.is_alive()] == []

@@ -1,12 +1,14 @@
-"""The bank's admission sheds a call with the words the clients' transport (the merchant's
-calls to the gateway and the CA among them) reads as "refused unread, send it again":
-two copies of one string (clients may not import gateway), held equal here."""
+"""Every server of ours (the bank's and the merchant's) sheds a call with the words the
+clients' transport reads as "refused unread, send it again": its own refusal carries
+RetryInfo, but gRPC's backstop above it does not, and says it with gRPC's words. Ours are
+that one string, defined once (``setcore.admission``), which the transport matches."""
 
 from __future__ import annotations
 
-from clients.transport import GRPC_CONCURRENCY_REFUSAL
-from setcore.admission import SHED_DETAILS
+from clients import transport
+from setcore.admission import GRPC_CONCURRENCY_REFUSAL, SHED_DETAILS
 
 
-def test_the_bank_sheds_with_the_words_its_clients_retry() -> None:
+def test_our_servers_shed_with_the_words_their_clients_retry() -> None:
     assert SHED_DETAILS == GRPC_CONCURRENCY_REFUSAL
+    assert transport.GRPC_CONCURRENCY_REFUSAL is GRPC_CONCURRENCY_REFUSAL
