@@ -111,6 +111,12 @@ class RunningBank:
             # One wait for both: the grace period is one, and the second server's calls
             # are cut at its end too, not after the first one's cut.
             if not stopped.wait(max(0.0, ends - time.monotonic())):
+                # Read before the cut, so a handler that returns in the microseconds
+                # between the two is counted cut though its caller got its answer: the
+                # race's chosen side. Read after, the calls cut whose handlers returned
+                # meanwhile would go uncounted, a stop that cut calls exiting 0 (what this
+                # count is for); the pool counts calls, not which gRPC cancelled, so no
+                # read is exact, and a stop that may have cut calls reads as one that did.
                 cut += server.in_flight
                 server.stop(None)  # the cut: gRPC cancels its calls now
         for stopped in stopping:

@@ -6,12 +6,14 @@ STEADY_SECONDS, is followed by a new worker at once: a rare crash costs its inde
 new worker's start. Each further death within STEADY_SECONDS of serving waits longer,
 FIRST_BACKOFF_SECONDS doubling up to MAX_BACKOFF_SECONDS: a request that crashes its
 worker, retried by its clients, then finds that index down, not a new worker to crash
-six times in three seconds.
+six times in three seconds. With a ledger process, an index that is due waits too while
+a restarted ledger process does not serve yet (``Restarts.due``).
 
 Giving up. While another worker serves, a death never stops the bank: stopping would end
 the healthy workers too, and every connection they hold, for one index's crash loop; that
-index goes on being restarted, at least MAX_BACKOFF_SECONDS apart, each death logged at
-ERROR and counted (``setpay_worker_restarts_total``). A death that leaves no worker
+index goes on being restarted, at once after its first quick death, then after the
+back-off's waits (FIRST_BACKOFF_SECONDS doubling, at most MAX_BACKOFF_SECONDS), each death
+logged at ERROR and counted (``setpay_worker_restarts_total``). A death that leaves no worker
 serving spends one restart of the bank's ``RestartBudget``, MAX_RESTARTS within
 RESTART_WINDOW_SECONDS, and so does every death of the ledger process, which every worker
 needs: one beyond it stops the bank (exit 1), as a bank serving nothing in a crash loop is
@@ -121,6 +123,22 @@ class Restarts:
         self.backoff = Backoff(clock)
         self._budget = RestartBudget(clock=clock)
         self._clock = clock
+        # Whether a worker started now finds its ledger: there is no ledger process, or it
+        # said it serves (the supervisor sets it as it forks one, and as one is ready).
+        self.ledger_serves = True
+
+    def due(self) -> list[int]:
+        """The worker indexes to start again now, taken: those whose back-off is over, once
+        the ledger process (if the bank has one) serves (``ledger_serves``). A worker dials
+        it as it starts (``RemoteLedgerStore``): started while a restarted one does not
+        serve yet, it would fail to start, and a worker that cannot start stops the bank."""
+        return self.backoff.due() if self.ledger_serves else []
+
+    def next_in(self, most: float) -> float:
+        """Seconds until ``due`` may list an index, at most ``most``. Held for the ledger
+        process, due indexes wait for its ready line, which wakes the supervisor: the
+        back-off would say they are due now, again and again."""
+        return self.backoff.next_in(most) if self.ledger_serves else most
 
     def refusal(self, name: str, index: int, ready_at: float | None, serving: bool) -> str | None:
         """Why the bank stops rather than start child ``name`` (of ``index``) again, or

@@ -1,8 +1,10 @@
 """How a bank process waits for the signals that stop it (a worker, the ledger process).
 
 The supervisor (``gateway.workers``) keeps its own wake-up pipe, which also carries
-SIGCHLD; this is the plain form for a process that only has to stop. Both answer a stop
-signal that comes while already stopping in the log (``RepeatNotice``).
+SIGCHLD; this is the plain form for a process that only has to stop. The supervisor and
+a worker answer a stop signal that comes while already stopping in the log
+(``RepeatNotice``); the ledger process does not: it ignores SIGINT, and is sent SIGTERM
+only once the last worker has gone, when its stop is only closing the store.
 """
 
 from __future__ import annotations

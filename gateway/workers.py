@@ -38,9 +38,9 @@ stopping (``gateway.child``).
 
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
-first, the workers once it serves; it is restarted at once if it dies, and stopped only
-after the last worker has gone, so draining workers keep their ledger (it ignores the
-SIGINT a terminal's Ctrl-C sends the whole process group).
+first, the workers once it serves; it is restarted at once if it dies (workers due to
+start meanwhile wait until it serves), and stopped only after the last worker has gone,
+so draining workers keep their ledger (it ignores a terminal's Ctrl-C).
 
 Errors: ``WorkerError`` (the ledger cannot be opened, the TLS server certificate has
 ended or cannot be read, a port cannot be reserved, metrics cannot be served), from
@@ -217,7 +217,7 @@ class Supervisor:
         log.info("worker %d started (pid %d)", index, worker.pid)
 
     def _spawn_ledger(self) -> None:
-        self._ledger = self._fork(LEDGER_INDEX)
+        self._ledger, self._restarts.ledger_serves = self._fork(LEDGER_INDEX), False
         log.info("ledger process started (pid %d)", self._ledger.pid)
 
     def _children(self) -> list[_Worker]:
@@ -242,7 +242,7 @@ class Supervisor:
         worker.received += chunk
         line, newline, _ = worker.received.partition(b"\n")
         if newline and worker is self._ledger:
-            worker.ready_at = time.monotonic()
+            worker.ready_at, self._restarts.ledger_serves = time.monotonic(), True
             log.info("ledger process serving (pid %d)", worker.pid)
             if not self._workers and not self._restarts.backoff.waiting() and not self._stopping():
                 self._spawn_workers()
@@ -392,7 +392,7 @@ class Supervisor:
 
     def _loop(self) -> None:
         while self._workers or self._ledger is not None or self._restarts.backoff.waiting():
-            for key, _ in self._selector.select(self._restarts.backoff.next_in(LOOP_SECONDS)):
+            for key, _ in self._selector.select(self._restarts.next_in(LOOP_SECONDS)):
                 if key.data == "wake":
                     self._signals.drain()
                 elif key.data == "scrape" and self._scrape is not None:
@@ -411,7 +411,7 @@ class Supervisor:
                     self._begin_stop()
             self._reap()
             self._check_deadlines()
-            for index in [] if self._stopping() else self._restarts.backoff.due():
+            for index in [] if self._stopping() else self._restarts.due():
                 self._spawn(index)
                 metrics.worker_restarted(len(self._workers))
                 log.warning("worker %d restarted", index)

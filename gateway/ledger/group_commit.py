@@ -78,9 +78,12 @@ GROUP_LINGER_SECONDS = 0.001
 # StoreUnavailable. Generous: a stalled disk, not load, is what should trip it. A caller
 # that gives up may still see its change committed; RRPID idempotency makes a retry safe.
 SUBMIT_TIMEOUT_SECONDS = 30.0
-# Commits of this writer between its WAL checkpoints (``_checkpoint_if_due``); 0 leaves
-# the WAL to whoever checkpoints it. 32 groups of ~4 authorizations are ~1,000 WAL pages,
-# SQLite's own cadence; with two workers on one file, 1,000-2,500 pages (4-10 MB) measured.
+# Commits of this writer between its WAL checkpoints (``_checkpoint_if_due``); it also
+# checkpoints as it closes, if it committed since its last one. 32 groups of ~4
+# authorizations are ~1,000 WAL pages, SQLite's own cadence; with two workers on one
+# file, 1,000-2,500 pages (4-10 MB) measured. At least 1: SQLite's automatic checkpoint
+# is off on every connection of the store, so a writer that never checkpoints leaves the
+# WAL to grow without bound.
 CHECKPOINT_EVERY_COMMITS = 32
 # How often a writer that has stopped looks again for work that submitters already past
 # the closed check are still putting (they are few, and each is quick or times out).
@@ -104,6 +107,8 @@ class GroupCommitConfig:
             raise ValueError("group commit limits must be at least 1")
         if self.window_seconds < 0 or self.linger_seconds < 0 or self.submit_timeout_seconds <= 0:
             raise ValueError("group commit times must be positive")
+        if self.checkpoint_every < 1:
+            raise ValueError("the writer must checkpoint at least every commit (1)")
 
 
 Completion = Callable[[R | None, BaseException | None], None]
@@ -270,6 +275,7 @@ class GroupCommitWriter:
                         break
                     self._puts_done.wait(_STOPPED_DRAIN_SECONDS)
             self._fail_queued()
+            self._checkpoint_before_close(conn)
             conn.close()
 
     def _commit_group(self, conn: sqlite3.Connection, tx: Transaction) -> bool:
@@ -318,7 +324,7 @@ class GroupCommitWriter:
 
         SQLite's own automatic checkpoint (off on every connection of the store, see
         ``sqlite``) ran inside the COMMIT of one group in ~31, so that group's callers
-        waited 5-10 ms for it (up to 85 ms). Here it runs after they are answered, still
+        waited for it: 5-10 ms median, up to 85 ms. Here it runs after they are answered, still
         inside the write turn: no process appends meanwhile, so the checkpoint can reach
         the end of the WAL and the next writer starts it again from the top (a checkpoint
         on another thread, racing the writers, never caught up and the WAL grew without
@@ -327,13 +333,33 @@ class GroupCommitWriter:
         is in the WAL, and the next open replays it. A failed checkpoint changes nothing
         committed, so it is only tried again at the next due commit.
         """
-        every = self._config.checkpoint_every
         self._commits_since_checkpoint += 1
-        if every <= 0 or self._commits_since_checkpoint < every:
-            return
+        if self._commits_since_checkpoint >= self._config.checkpoint_every:
+            self._checkpoint(conn)
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
         self._commits_since_checkpoint = 0
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpoint_before_close(self, conn: sqlite3.Connection) -> None:
+        """Copy back what this writer committed since its last checkpoint, in the write
+        turn, before its connection closes.
+
+        A store that lives for a few commits (a ``setpay bank`` command beside a serving
+        bank) never reaches ``checkpoint_every``, and its close is not the last connection
+        to the file (the one that checkpoints by itself), while an idle bank commits
+        nothing and so never checkpoints either: without this, each such command's pages
+        stayed in the WAL, which grew with every command (600 one-commit stores: 4 to
+        17 MB), and the bank's first due checkpoint then copied them all holding the turn.
+        Whatever fails here (the turn, the checkpoint) loses nothing committed, and must
+        not keep the connection open: the next checkpoint, of any writer, copies those
+        pages too.
+        """
+        if not self._commits_since_checkpoint:
+            return
+        with contextlib.suppress(Exception), self._turn():
+            self._checkpoint(conn)
 
     def _apply_group(
         self, conn: sqlite3.Connection, tx: Transaction, group: list[_Job[Any]]

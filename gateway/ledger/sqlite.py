@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.group_commit import Completion, GroupCommitConfig, GroupCommitWriter
-from gateway.ledger.schema import SQLITE, current_version, migrate
+from gateway.ledger.schema import SCHEMA_VERSION, SQLITE, current_version, migrate
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
 from gateway.ledger.write_lock import WriteTurn
 from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
@@ -193,8 +193,9 @@ def _open_connection(path: str, busy_timeout_ms: int, *, reader: bool) -> sqlite
         conn.execute("PRAGMA foreign_keys = ON")
         # No automatic checkpoint on any connection of the store: SQLite runs it inside the
         # COMMIT that crosses 1,000 WAL pages, making that group's callers wait for it. The
-        # group-commit writer checkpoints instead, after answering them (``group_commit``);
-        # every write of the store (the sweeper's, prune-ledger's, the CLI's) is its.
+        # group-commit writer checkpoints instead, after answering them and as it closes
+        # (``group_commit``); every write of the store (the sweeper's, prune-ledger's, the
+        # CLI's) is its, but a migration's, which checkpoints itself (``_migrate``).
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         if reader:
             conn.execute("PRAGMA query_only = ON")
@@ -289,11 +290,19 @@ class SqliteLedgerStore(LedgerStore):
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                migrate(SqliteTransaction(conn), SQLITE)
+                found = migrate(SqliteTransaction(conn), SQLITE)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if found < SCHEMA_VERSION:
+                # The migration's pages (a big ledger's new indexes) are copied back here:
+                # the writer copies back only its own commits, and a close does only as
+                # the file's last connection, which this is not while another process has
+                # the file open. Outside the write turn (not open yet), a writer may append
+                # meanwhile: PASSIVE then copies less, and never waits.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             conn.close()
 

@@ -110,3 +110,15 @@ def test_the_ledger_process_always_spends_the_budget_and_waits_for_nothing() -> 
 def test_a_child_that_never_served_stops_the_bank(index: int, who: str) -> None:
     restarts = Restarts(_Clock())
     assert restarts.refusal("x", index, ready_at=None, serving=True) == f"{who} failed to start"
+
+
+def test_a_due_index_waits_while_a_restarted_ledger_process_does_not_serve_yet() -> None:
+    restarts = Restarts(_Clock())
+    restarts.ledger_serves = False  # the supervisor forked a ledger process: not ready yet
+    restarts.refusal("worker 0", 0, 0.0, serving=True)  # a first death: due at once
+    assert restarts.due() == []
+    # Its ready line wakes the supervisor: a due index must not make the loop spin.
+    assert restarts.next_in(1.0) == 1.0
+    restarts.ledger_serves = True
+    assert restarts.next_in(1.0) == 0.0
+    assert restarts.due() == [0]

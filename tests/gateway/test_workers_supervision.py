@@ -1,11 +1,12 @@
 """How ``setpay gateway serve``'s supervisor gives up on its children: a crash loop, a
 worker stuck past its stop, a stop while a worker is still starting, and a worker left
-behind by a supervisor that was killed.
+behind by a supervisor that was killed; and how a restart waits for the ledger process.
 
 Each test runs the real command in a session of its own, its grace period short, and
 signals only the processes of the bank it started. ``slow_start_serve`` holds a worker in
 its start as a worker queued on a token's login is held, and shortens the supervisor's
-closing margin, so that a straggler is killed within seconds rather than ten.
+closing margin, so that a straggler is killed within seconds rather than ten;
+``slow_ledger_serve`` holds a ledger process in its start.
 """
 
 from __future__ import annotations
@@ -21,13 +22,25 @@ from pathlib import Path
 from gateway import workers
 from gateway.restarts import MAX_RESTARTS
 
-from .served import STOP_SECONDS, ServedBank, launch, serve_bank, wait_for, workers_of
+from .served import (
+    STOP_SECONDS,
+    ServedBank,
+    launch,
+    ledger_process_of,
+    serve_bank,
+    wait_for,
+    workers_of,
+)
+from .slow_ledger_serve import started_path as ledger_started_path
 from .slow_start_serve import MARGIN_SECONDS, started_path
 
 GRACE_SECONDS = 1.0
 SHORT = {"SETPAY_GRACE_SECONDS": str(GRACE_SECONDS), "SETPAY_NOT_SERVING_SECONDS": "0"}
 # How long the supervisor lets a serving worker take to stop, in ``slow_start_serve``.
 STOP_ALLOWED = GRACE_SECONDS + MARGIN_SECONDS
+# How long a restart due at once is watched for while the ledger process is held: the
+# supervisor forked one within milliseconds, so a second is plenty.
+HELD_SECONDS = 1.0
 
 
 def _gone(pid: int) -> bool:
@@ -187,3 +200,44 @@ def test_a_worker_whose_supervisor_was_killed_stops_by_itself(tmp_path: Path) ->
         log = bank.log()
     assert "worker 0: the supervisor is gone; stopping" in log
     assert "failed" not in log and "Traceback" not in log
+
+
+def test_a_restart_due_while_the_ledger_process_restarts_waits_until_it_serves(
+    tmp_path: Path,
+) -> None:
+    """Before, a worker index due to start again was forked whether or not a restarted
+    ledger process served yet: the new worker dials it as it starts, failed to start, and
+    a worker that cannot start stops the bank (exit 1), serving workers and all."""
+    flag = tmp_path / "hold"
+    with contextlib.closing(
+        serve_bank(
+            tmp_path,
+            workers=2,
+            metrics=False,
+            extra_env={**SHORT, "SETPAY_LEDGER_SERVICE": "1"},
+            command=("tests.gateway.slow_ledger_serve", str(flag)),
+        )
+    ) as bank:
+        flag.touch()  # from now on a ledger process is held in its start
+        try:
+            (ledger,) = ledger_process_of(bank.process.pid)
+            os.kill(ledger, signal.SIGKILL)
+            wait_for("the new ledger process held", ledger_started_path(flag).exists)
+            crashed = _serving_pid(bank, 0)
+            os.kill(crashed, signal.SIGKILL)  # its first death: due at once
+            wait_for("its death seen", lambda: f"(pid {crashed}) died" in bank.log())
+            time.sleep(HELD_SECONDS)
+            forked_early = bank.log().count("worker 0 started") > 1
+        finally:
+            flag.unlink(missing_ok=True)
+        assert not forked_early, bank.log()
+        wait_for("worker 0 serving again", lambda: bank.log().count("worker 0 serving (pid") == 2)
+        alive = bank.process.poll() is None
+        bank.process.send_signal(signal.SIGTERM)
+        status = bank.process.wait(timeout=STOP_SECONDS)
+        log = bank.log()
+    assert alive, log
+    assert status == 0, log
+    assert "stopping the bank" not in log
+    # Started once the new ledger process said it serves.
+    assert log.index("worker 0 restarted") > log.rindex("ledger process serving (pid"), log

@@ -1,5 +1,7 @@
 """The writer checkpoints the WAL after answering a group's callers, never inside the
-COMMIT they wait for, and the WAL stays bounded with two processes writing one file."""
+COMMIT they wait for, and as it closes; the WAL stays bounded with two processes writing
+one file, and beside an idle bank while short-lived stores (``setpay bank`` commands)
+and migrations write."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway.ledger import SqliteLedgerStore
+from gateway.ledger import SqliteLedgerStore, sqlite
+from gateway.ledger.group_commit import GroupCommitConfig
+from gateway.ledger.schema import Dialect
 from gateway.ledger.store import Transaction
 
 # Commits per process in the bound test, and the bound: each commit adds about six pages
@@ -22,6 +26,14 @@ COMMITS_PER_PROCESS = 200
 # More commits than the writer's checkpoint interval (32).
 COMMITS_PAST_A_CHECKPOINT = 40
 WAL_BOUND_BYTES = 4 * 1024 * 1024
+# Short-lived stores, each one commit of a 20 kB row (about six pages), beside an idle
+# one: copied back by none, their pages would leave a WAL of ~3 MB; each copied back as
+# its store closes, the next one writes the WAL from its top again, some 40 kB.
+SHORT_LIVED_STORES = 150
+SHORT_LIVED_WAL_BOUND_BYTES = 1024 * 1024
+# Migrations, each writing 200 kB (a big ledger's new index, in small), beside an idle
+# store: ~4 MB if none is copied back.
+MIGRATIONS = 20
 
 
 def _pad(tx: Transaction) -> int:
@@ -104,3 +116,63 @@ def test_two_processes_keep_the_wal_bounded(tmp_path: Path) -> None:
     finally:
         keeper.close()
     assert max(largest) < WAL_BOUND_BYTES, largest
+
+
+def _wal_size(path: Path) -> int:
+    return os.path.getsize(f"{path}-wal")
+
+
+def test_short_lived_stores_beside_an_idle_one_keep_the_wal_bounded(tmp_path: Path) -> None:
+    """Before, a store closed after fewer commits than its checkpoint interval left its
+    pages in the WAL: the idle store (a serving bank) keeps the file open, so no close was
+    the last one, and it commits nothing, so it never checkpointed either."""
+    path = tmp_path / "ledger.db"
+    _make_pad_table(path)
+    idle = SqliteLedgerStore(path)
+    try:
+        largest = 0
+        for _ in range(SHORT_LIVED_STORES):
+            command = SqliteLedgerStore(path)
+            try:
+                command.execute(_pad)
+            finally:
+                command.close()
+            largest = max(largest, _wal_size(path))
+        assert idle.read(lambda tx: tx.one("SELECT COUNT(*) AS n FROM pad")) == {
+            "n": SHORT_LIVED_STORES
+        }
+    finally:
+        idle.close()
+    assert largest < SHORT_LIVED_WAL_BOUND_BYTES, largest
+
+
+def test_a_migration_beside_an_idle_store_is_copied_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration commits on a connection of its own, not the writer's: before, its
+    pages stayed in the WAL whenever another process had the file open."""
+    path = tmp_path / "ledger.db"
+    _make_pad_table(path)
+    real_migrate = sqlite.migrate
+
+    def bulky_migration(tx: Transaction, dialect: Dialect) -> int:
+        real_migrate(tx, dialect)
+        tx.run("INSERT INTO pad (b) VALUES (randomblob(200000))")
+        return 0  # as found before a real migration: it wrote
+
+    monkeypatch.setattr(sqlite, "migrate", bulky_migration)
+    idle = SqliteLedgerStore(path)
+    try:
+        largest = 0
+        for _ in range(MIGRATIONS):
+            SqliteLedgerStore(path).close()
+            largest = max(largest, _wal_size(path))
+    finally:
+        idle.close()
+    assert largest < SHORT_LIVED_WAL_BOUND_BYTES, largest
+
+
+def test_a_writer_that_never_checkpoints_is_refused() -> None:
+    # Automatic checkpoints are off on every connection: nobody else would copy its WAL.
+    with pytest.raises(ValueError, match="checkpoint"):
+        GroupCommitConfig(checkpoint_every=0)
