@@ -25,6 +25,7 @@ from gateway.ledger import (
     Responder,
     new_hold_id,
 )
+from gateway.ledger.limits import MAX_AMOUNT
 from gateway.outcomes import auth_code_for, resp_reason_for
 from setcore.authorization import (
     AuthDecision,
@@ -107,7 +108,13 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
             verified.rrpid.hex()[:8], verified.merchant_id, pi.pan.masked,
             pi.cardholder.thumbprint.hex()[:8],
         )  # fmt: skip
-    agrees = amount_agrees(verified, pi)
+    # An amount the ledger could never hold (above MAX_AMOUNT) is declined as an amount
+    # error, like one above PurchAmt: the merchant asked it and the cardholder may have
+    # signed it, so it is a signed answer to a well-formed request, not a SET Error.
+    agrees = (
+        amount_agrees(verified, pi)
+        and verified.data.auth_req_payload.auth_req_amt.amount <= MAX_AMOUNT
+    )
     hold_id = new_hold_id()
     built: dict[bytes, Outcome] = {}  # every answer ``build`` made, by its bytes
 

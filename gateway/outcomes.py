@@ -30,17 +30,24 @@ _AUTH_REV: dict[Decline, int] = {
     Decline.INVALID_AMOUNT: a.AUTH_REV_CODE_INVALID_AMOUNT,
 }
 
-# Decline -> CapCode for CapRes items.
+# Decline -> CapCode for CapRes items. CURRENCY_MISMATCH does not reach it from the
+# gateway: setcore refuses an item whose currency is not its capture token's, which is the
+# hold's (``setcore.capture.check_item_amount``), before the ledger sees it. Mapped all the
+# same, as the item's data disagreeing with the authorization's, should that check move.
 _CAP: dict[Decline, a.CapCode] = {
     Decline.UNKNOWN_HOLD: a.CAP_CODE_UNKNOWN_XID,
     Decline.HOLD_EXPIRED: a.CAP_CODE_AUTH_EXPIRED,
     Decline.AMOUNT_EXCEEDS_AUTHORIZATION: a.CAP_CODE_AMOUNT_EXCEEDS_AUTHORIZATION,
     Decline.INVALID_AMOUNT: a.CAP_CODE_INVALID_AUTH_DATA,
+    Decline.CURRENCY_MISMATCH: a.CAP_CODE_INVALID_AUTH_DATA,
     Decline.BATCH_CLOSED: a.CAP_CODE_BATCH_CLOSED,
     Decline.BATCH_UNKNOWN: a.CAP_CODE_BATCH_UNKNOWN,
 }
 
 # Decline -> CapRevOrCredCode for capture reversal, credit and credit reversal items.
+# CURRENCY_MISMATCH (a credit's) is refused by setcore first, as for a capture above.
+# INSUFFICIENT_FUNDS comes only from a credit reversal: taking a refund back from the card
+# would take it over its limit.
 _CAP_REV_OR_CRED: dict[Decline, int] = {
     Decline.UNKNOWN_HOLD: c.CAP_REV_OR_CRED_CODE_ORIGINAL_NOT_FOUND,
     Decline.UNKNOWN_ORIGINAL: c.CAP_REV_OR_CRED_CODE_ORIGINAL_NOT_FOUND,
@@ -50,6 +57,8 @@ _CAP_REV_OR_CRED: dict[Decline, int] = {
     Decline.AMOUNT_EXCEEDS_CAPTURED: c.CAP_REV_OR_CRED_CODE_AMOUNT_EXCEEDS_ORIGINAL,
     Decline.AMOUNT_EXCEEDS_AUTHORIZATION: c.CAP_REV_OR_CRED_CODE_AMOUNT_EXCEEDS_ORIGINAL,
     Decline.INVALID_AMOUNT: c.CAP_REV_OR_CRED_CODE_CAP_DATA_MISMATCH,
+    Decline.CURRENCY_MISMATCH: c.CAP_REV_OR_CRED_CODE_CAP_DATA_MISMATCH,
+    Decline.INSUFFICIENT_FUNDS: c.CAP_REV_OR_CRED_CODE_INSUFFICIENT_FUNDS,
     Decline.BATCH_CLOSED: c.CAP_REV_OR_CRED_CODE_BATCH_CLOSED,
     Decline.BATCH_UNKNOWN: c.CAP_REV_OR_CRED_CODE_BATCH_UNKNOWN,
 }
@@ -59,6 +68,7 @@ _BATCH: dict[Decline, int] = {
     Decline.BATCH_UNKNOWN: g.BATCH_ADMIN_STATUS_BATCH_UNKNOWN,
     Decline.BATCH_CLOSED: g.BATCH_ADMIN_STATUS_BATCH_CLOSED,
     Decline.BATCH_ALREADY_OPEN: g.BATCH_ADMIN_STATUS_BATCH_ALREADY_OPEN,
+    Decline.BATCH_NOT_CLOSED: g.BATCH_ADMIN_STATUS_BATCH_NOT_CLOSED,
 }
 
 

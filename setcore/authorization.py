@@ -6,7 +6,9 @@ The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it r
    merchant's signature and chain, check the signed link names exactly the PI carried,
    check the ids agree with the envelope and the plaintext header, the date is fresh,
    the merchant signed for the gateway certificate the request is sealed to, and the
-   response key is this merchant's own key-exchange certificate.
+   response key is this merchant's own key-exchange certificate; refuse a subsequent
+   authorization or an AuthReq carrying SaleDetail (MESSAGE_NOT_SUPPORTED: setpay issues
+   no AuthToken, and files a sale in the merchant's open batch).
 2. ``open_payment_instruction``: open the PI (sealed to this gateway, naming this gateway
    key), verify the cardholder's chain and dual signature, check the PAN against the
    blinded account in the cardholder certificate and PANData's padding (one size for
@@ -184,6 +186,14 @@ def open_auth_request(
             ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED,
             "subsequent authorizations are not supported",
         )
+    if data.sale_detail.ByteSize():
+        # Signed settlement data (a batch, its sequence number) the gateway would not act
+        # on: a sale is filed in the merchant's open batch. Refused, not quietly ignored;
+        # a merchant that chooses its batch authorizes, then captures with a CapReq.
+        raise fail(
+            ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED,
+            "SaleDetail in an AuthReq is not supported",
+        )
     return VerifiedAuthRequest(
         data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
         pi_bytes=envelope.baggage,
@@ -264,7 +274,7 @@ def check_agreement(request: VerifiedAuthRequest, pi: PaymentInstruction) -> Non
     if not hmac.compare_digest(digests.hod2, pi.head.hod):
         raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "HOD2 differs from the PI's HOD")
     said, signed = request.data.auth_tags.trans_ids, pi.head.trans_ids
-    if said.SerializeToString() != signed.SerializeToString():
+    if said != signed:
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "TransIDs differ from the PI's")
     if pi.head.merchant_id != request.merchant_id or not hmac.compare_digest(
         pi.head.merchant_sig_cert_thumb, request.merchant.thumbprint

@@ -23,6 +23,10 @@ beyond the batch wait for the sweep (``sweeper``) or the card's next decisions.
 
 What the authorization stands at (``still_authorized``) is what was captured plus what is
 still held: ``amount`` while the hold lives, only the captured part once it has expired.
+Since ``captured`` stays gross, the part of an authorization a capture reversal undid is
+spent as an authorization: it cannot be captured again, and no authorization reversal
+goes below it. The card's credit is not tied up by it (the reversal gave the money back
+and it is not held); the merchant needs a new authorization to take it again.
 """
 
 from __future__ import annotations

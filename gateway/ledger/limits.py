@@ -14,7 +14,15 @@ from gateway.ledger.settlement import CaptureItem, CreditItem, ReversalItem
 from setcore.currency import why_refused
 
 # Largest amount of one operation or credit limit, in minor units: 10^12 cents is ten
-# billion in major units, beyond any card, and keeps a lifetime of sums inside int64.
+# billion in major units, beyond any card. It bounds each posting, not an account's
+# running sums (debits_posted, credits_posted), which only grow: a refund and its
+# reversal add at most the card's credit limit to each of the card's two, and may be
+# repeated. So some 9.2 million such pairs on a card with the largest limit would pass
+# int64; what keeps real cards far below is their limit (at ten thousand in major units,
+# a million times as many pairs). Should a sum get there, the posting is refused
+# whole on either store (StoreError, nothing written): SQLite's STRICT column will not
+# take the REAL its overflowing sum becomes, PostgreSQL raises numeric_value_out_of_range
+# for the BIGINT. The sum never wraps.
 MAX_AMOUNT = 10**12
 # Items in one capture, credit or reversal request: SET batches captures per request;
 # bounding it bounds the time one request holds its card locks.

@@ -18,7 +18,9 @@ Which operation yields which outcome:
 Suggested SET codes for each decline reason (the gateway owns the mapping):
 
     INSUFFICIENT_FUNDS ... CURRENCY_MISMATCH   AuthCode DECLINED (EXPIRED_CARD: EXPIRED_CARD)
-                                               with the RespReason of the same name
+                                               with the RespReason of the same name;
+                                               INSUFFICIENT_FUNDS of a credit reversal:
+                                               CapRevOrCredCode INSUFFICIENT_FUNDS
     UNKNOWN_HOLD                 CapCode UNKNOWN_XID, AuthRevCode INVALID_TRANSACTION,
                                  CapRevOrCredCode ORIGINAL_NOT_FOUND
     HOLD_EXPIRED                 CapCode AUTH_EXPIRED
@@ -30,7 +32,7 @@ Suggested SET codes for each decline reason (the gateway owns the mapping):
     ORIGINAL_PURGED              CapRevOrCredCode CAP_PURGED
     BATCH_UNKNOWN / BATCH_CLOSED CapCode / CapRevOrCredCode / BatchAdminStatus of that name
     BATCH_ALREADY_OPEN           BatchAdminStatus BATCH_ALREADY_OPEN
-    BATCH_NOT_CLOSED             BatchAdminStatus UNSPECIFIED_FAILURE
+    BATCH_NOT_CLOSED             BatchAdminStatus BATCH_NOT_CLOSED
     AMOUNT_MISMATCH              AuthCode AMOUNT_ERROR, RespReason AMOUNT_MISMATCH
 """
 
@@ -97,9 +99,11 @@ class ReversalDeclined(Declined):
     """An authorization reversal refused for ``reason``; nothing changed, and the
     authorization stands at ``authorized``.
 
-    The merchant is told what it may still capture against, not what its (perhaps
+    The merchant is told what the authorization stands at, not what its (perhaps
     stale) capture token says: ``holds.still_authorized`` as the ledger read it when it
-    decided, 0 for a hold it does not know for this merchant.
+    decided, 0 for a hold it does not know for this merchant. That is what was captured,
+    gross (a capture reversal does not give it back), which no reversal may go below,
+    plus what is still held (nothing once expired), which alone may still be captured.
     """
 
     authorized: int

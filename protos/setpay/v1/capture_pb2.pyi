@@ -26,6 +26,7 @@ class CapRevOrCredCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAP_REV_OR_CRED_CODE_BATCH_UNKNOWN: _ClassVar[CapRevOrCredCode]
     CAP_REV_OR_CRED_CODE_BATCH_CLOSED: _ClassVar[CapRevOrCredCode]
     CAP_REV_OR_CRED_CODE_AMOUNT_EXCEEDS_ORIGINAL: _ClassVar[CapRevOrCredCode]
+    CAP_REV_OR_CRED_CODE_INSUFFICIENT_FUNDS: _ClassVar[CapRevOrCredCode]
 
 class CapRevOrCredKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -47,6 +48,7 @@ CAP_REV_OR_CRED_CODE_INVALID_CAP_TOKEN: CapRevOrCredCode
 CAP_REV_OR_CRED_CODE_BATCH_UNKNOWN: CapRevOrCredCode
 CAP_REV_OR_CRED_CODE_BATCH_CLOSED: CapRevOrCredCode
 CAP_REV_OR_CRED_CODE_AMOUNT_EXCEEDS_ORIGINAL: CapRevOrCredCode
+CAP_REV_OR_CRED_CODE_INSUFFICIENT_FUNDS: CapRevOrCredCode
 CAP_REV_OR_CRED_KIND_UNSPECIFIED: CapRevOrCredKind
 CAP_REV_OR_CRED_KIND_CAPTURE_REVERSAL: CapRevOrCredKind
 CAP_REV_OR_CRED_KIND_CREDIT: CapRevOrCredKind

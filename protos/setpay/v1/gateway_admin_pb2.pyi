@@ -33,6 +33,7 @@ class BatchAdminStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_ADMIN_STATUS_BATCH_CLOSED: _ClassVar[BatchAdminStatus]
     BATCH_ADMIN_STATUS_BATCH_ALREADY_OPEN: _ClassVar[BatchAdminStatus]
     BATCH_ADMIN_STATUS_UNSPECIFIED_FAILURE: _ClassVar[BatchAdminStatus]
+    BATCH_ADMIN_STATUS_BATCH_NOT_CLOSED: _ClassVar[BatchAdminStatus]
 P_CERT_CODE_UNSPECIFIED: PCertCode
 P_CERT_CODE_SUCCESS: PCertCode
 P_CERT_CODE_UNSPECIFIED_FAILURE: PCertCode
@@ -49,6 +50,7 @@ BATCH_ADMIN_STATUS_BATCH_UNKNOWN: BatchAdminStatus
 BATCH_ADMIN_STATUS_BATCH_CLOSED: BatchAdminStatus
 BATCH_ADMIN_STATUS_BATCH_ALREADY_OPEN: BatchAdminStatus
 BATCH_ADMIN_STATUS_UNSPECIFIED_FAILURE: BatchAdminStatus
+BATCH_ADMIN_STATUS_BATCH_NOT_CLOSED: BatchAdminStatus
 
 class PCertReqData(_message.Message):
     __slots__ = ("content_type", "p_cert_rr_tags", "m_thumbs", "brand_and_bins")
