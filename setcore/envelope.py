@@ -11,7 +11,9 @@ Sealing to a key-exchange certificate:
 
 The extra part (PANData, PANOnly, PANData0, AcctData) is what SET put inside the RSA
 block: only the recipient opens it, and the body links it by digest so the sender's
-signature covers it. Keys are fresh per envelope, so each key encrypts one message.
+signature covers it. A sealed envelope's keys are fresh per envelope, so each encrypts one
+message. The back-key envelope (EncK, ``seal_with_key``) is the exception: the wallet's
+back key encrypts the CA's CertRes and then each CertInqRes about the same request.
 
 Opening checks, in order: the envelope is addressed to this certificate
 (WRONG_RECIPIENT), the XID and RRPID it is bound to are absent or identifiers
@@ -41,7 +43,11 @@ from setcore.errors import ErrorCode, fail, quoted
 from setpay.v1 import crypto_pb2
 
 AEAD_ALG = "aes-256-gcm"
-# GCM's standard 96-bit nonce; keys are single-use so random nonces cannot collide.
+# GCM's standard 96-bit nonce, random. A sealed envelope's keys encrypt one message each.
+# A back key encrypts a CertRes and one CertInqRes per inquiry (a resent inquiry gets the
+# stored answer, not a new one), and only the holder of the requested key can inquire (the
+# CA verifies the inquiry with it): a handful of messages, where SP 800-38D (8.3) allows
+# random nonces 2^32 under one key, the point at which a repeat has odds of 2^-32.
 NONCE_BYTES = 12
 # Length of the RSA KEM seed and of each derived AES-256 key.
 SEED_BYTES = 32
@@ -83,6 +89,11 @@ def _oaep(kem: KemAlgorithm) -> padding.OAEP:
 
 
 def _derive(kem: KemAlgorithm, ikm: bytes, content_type: str, kem_ct: bytes, thumb: bytes) -> bytes:
+    # No length prefixes, yet one way only to split the info: the KEM name and content
+    # type (setpay's own constants, never a peer's text) hold no NUL and each ends with
+    # one, and the thumbprint, last, is always SHA-256's 32 bytes, so kem_ct is what lies
+    # between. Any new part must keep that (a fixed length, or a terminator it cannot
+    # hold); the layout is pinned by the envelope vectors and cannot change in place.
     info = b"".join(
         (KDF_LABEL, kem.value.encode(), b"\x00", content_type.encode(), b"\x00", kem_ct, thumb)
     )

@@ -393,7 +393,7 @@ def verify_purchase(
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "OIData names another transaction")
     if oi.trans_ids.lid_m != mine.lid_m:
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "OIData names another LID-M")
-    if oi.trans_ids.SerializeToString() != mine.SerializeToString():
+    if oi.trans_ids != mine:
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "OIData TransIDs differ from ours")
     check_echo(order.chall_m, oi.chall_m, "Chall-M")
     check_id(oi.rrpid, "RRPID")

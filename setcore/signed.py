@@ -31,14 +31,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from hsm.base import KeyBackend, KeyHandle, PublicKey, SignatureAlgorithm
-from hsm.policy import P256_ORDER, PSS_SALT_LENGTH, low_s_signature
+from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, PublicKey, SignatureAlgorithm
+from hsm.policy import P256_ORDER, PSS_SALT_LENGTH, RSA_PUBLIC_EXPONENT, low_s_signature
 from setcore.encoding import parse_strict, signature_input
 from setcore.errors import ErrorCode, fail, quoted
 from setpay.v1 import crypto_pb2
 
-# RSA below this is refused outright (DESIGN.md section 3).
-MIN_RSA_BITS = 2048
+# The RSA moduli setpay accepts: exactly the sizes a backend holds (``hsm.base``'s key
+# types, 2048 and 3072), not merely "2048 or more": a verification's cost grows with the
+# square of the modulus, and a peer's certificate may carry up to RSA-16384 (the largest
+# OpenSSL verifies), ~20 times an RSA-3072 check, for a key no setpay party ever holds.
+RSA_KEY_BITS = frozenset(algorithm.rsa_bits for algorithm in KeyAlgorithm if algorithm.is_rsa)
+_RSA_SIZES = " and ".join(f"RSA-{bits}" for bits in sorted(RSA_KEY_BITS))
 # RSA-PSS salt length: ``hsm.policy``'s, the one every backend signs with, so that what
 # setpay verifies cannot drift from what a backend makes.
 PSS_SALT_BYTES = PSS_SALT_LENGTH
@@ -71,8 +75,17 @@ def algorithm_for_public_key(public_key: PublicKey) -> SignatureAlgorithm:
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return SignatureAlgorithm.ED25519
     if isinstance(public_key, rsa.RSAPublicKey):
-        if public_key.key_size < MIN_RSA_BITS:
-            raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "RSA key below 2048 bits")
+        if public_key.key_size not in RSA_KEY_BITS:
+            raise fail(
+                ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED,
+                f"RSA-{public_key.key_size} key: only {_RSA_SIZES} are allowed",
+            )
+        # The only public exponent accepted is the one every backend generates
+        # (``hsm.policy``'s). A verification costs a modular multiplication per bit of e,
+        # and OpenSSL bounds e only above RSA-3072: an RSA-3072 key with an e of ~3070
+        # bits costs ~80 times an e = 65537 one for every signature checked with it.
+        if public_key.public_numbers().e != RSA_PUBLIC_EXPONENT:
+            raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "RSA public exponent not 65537")
         return SignatureAlgorithm.RSA_PSS_SHA256
     raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "unsupported public key type")
 

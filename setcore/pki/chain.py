@@ -75,7 +75,8 @@ MAX_CHAIN_CERTIFICATES = 3
 # Issuers sharing one subject name that are tried per link, the pinned root among them
 # when it bears the name (``TrustStore`` retries as many, one at a time): a CA overlapping
 # an old and a re-keyed certificate needs two; a bundle stuffed with look-alikes gets no
-# more.
+# more. A candidate whose key is off the allow-list is passed over before its signature
+# check and does not count: its key was read, nothing was verified with it.
 MAX_ISSUER_CANDIDATES = 4
 # The only extensions setpay understands when marked critical.
 _CRITICAL_ALLOWED = frozenset(
@@ -144,15 +145,28 @@ def build_path(anchor: Anchor, leaf: Candidate, lookup: IssuerLookup) -> list[Ca
         if anchor.root.cert.subject == wanted:
             named.append(anchor.root)
         seen = {c.thumb for c in path} | {anchor.root.thumb}
+        off_list: ProtocolError | None = None
         for candidate in lookup(wanted):
             if len(named) >= MAX_ISSUER_CANDIDATES:
                 break
             # A self-issued certificate other than the pinned root can never lead to it.
             self_issued = candidate.cert.issuer == candidate.cert.subject
-            if candidate.thumb not in seen and candidate.cert.subject == wanted and not self_issued:
-                named.append(candidate)
+            if candidate.thumb in seen or candidate.cert.subject != wanted or self_issued:
+                continue
+            # The key is checked before a signature is verified with it: one verification
+            # with a look-alike's RSA key of a huge exponent costs ~80 normal ones
+            # (``setcore.signed.algorithm_for_public_key``), and _check_every, which
+            # refuses that key too, runs only once the path is built.
+            try:
+                public_key_of(candidate.cert)
+            except ProtocolError as refused:
+                off_list = off_list or refused
+                continue
+            named.append(candidate)
         if not named:
-            raise _invalid("no chain to the pinned brand root")
+            # The key's own refusal (ALGORITHM_NOT_ALLOWED), as before the key was checked
+            # here, when an issuer named was found but none had an allowed key.
+            raise off_list or _invalid("no chain to the pinned brand root")
         issuer = next((c for c in named if _signed_by(child, c.cert)), None)
         if issuer is None:
             raise _invalid("certificate signature does not verify")

@@ -3,6 +3,8 @@ renewal and CertInqReq signatures, the keys requested and the request's shape.""
 
 from __future__ import annotations
 
+import math
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -31,7 +33,7 @@ from setcore.registration_certreq import (
     verify_cert_request,
 )
 
-from .pki.conftest import TEST_EXPIRY, TEST_PAN, World
+from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, label
 from .registration_support import S, _ca, _form, _key, refused, registration_world
 
 
@@ -117,6 +119,36 @@ def test_a_signature_naming_another_algorithm_is_a_bad_signature(world: World) -
     assert refusal_status(ProtocolError(ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, "stale")) is None
 
 
+def _rsa_key_with_exponent(exponent: int) -> rsa.RSAPrivateKey:
+    """A real RSA-2048 key pair whose public exponent is ``exponent`` (cryptography
+    generates only e = 3 or 65537)."""
+    while True:
+        base = rsa.generate_private_key(65537, 2048).private_numbers()
+        p, q = base.p, base.q
+        phi = (p - 1) * (q - 1)
+        if math.gcd(exponent, phi) == 1:
+            break
+    d = pow(exponent, -1, phi)
+    return rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(exponent, p * q),
+    ).private_key()  # fmt: skip
+
+
+def test_a_cert_request_for_an_rsa_key_of_another_exponent_is_refused(world: World) -> None:
+    # Signed by the key it asks to certify, as a wallet would send it: a CA that certified
+    # it would hand every verifier of that key's signatures a costlier check than setpay
+    # allows (and a key no backend generates).
+    trust, reg, form = _form(world)
+    odd = world.backend.import_key(
+        label("odd-e"), KeyUsage.SIGNATURE, _rsa_key_with_exponent(65539)
+    )
+    request, _ = build_card_cert_request(world.backend, odd, form, reg, PAN(TEST_PAN), TEST_EXPIRY)
+    opened = open_card_cert_request(peek_cert_request(request), _ca(world))
+    error = _refusal(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, verify_cert_request, opened, trust)
+    assert refusal_status(error) == S.CERT_STATUS_CODE_REJECTED_BY_AGENT
+
+
 def _refusal(code: int, call: Callable[..., object], *args: object) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
         call(*args)
@@ -127,6 +159,11 @@ def _refusal(code: int, call: Callable[..., object], *args: object) -> ProtocolE
 def test_requested_keys_are_allow_listed_and_canonical() -> None:
     weak = rsa.generate_private_key(65537, 1024).public_key()
     refused(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, load_public_key, spki_of(weak), "key")
+    # RSA-4096: a size no backend holds, whose every verification costs more (the
+    # allow-list reads the size, never the factors: any odd modulus of the size will do).
+    modulus = secrets.randbits(4096) | (1 << 4095) | 1
+    big = rsa.RSAPublicNumbers(65537, modulus).public_key()
+    refused(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, load_public_key, spki_of(big), "key")
     refused(ErrorCode.ERROR_CODE_DECODING_FAILURE, load_public_key, b"\x30\x03\x02\x01\x00", "key")
 
 
