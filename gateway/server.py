@@ -46,7 +46,7 @@ from gateway import metrics
 from gateway.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool
 from gateway.cpu_turn import PROCESS_TURN, TurnNotFree
 from gateway.health_monitor import HealthMonitor, OpenStreams, WatchEndingHealth
-from setcore.admission import given_up
+from setcore.admission import given_up, release_pools
 from setpay.v1 import services_pb2
 
 
@@ -314,22 +314,8 @@ class Server(grpc.Server):
         if self._reflection is not None:
             # After gRPC's stop began: from then on no new stream can start.
             self._reflection.end_streams()
-        if stopped.is_set():  # without grace gRPC returns once it has stopped
-            self._let_pools_go()
-        else:
-            threading.Thread(
-                target=self._let_pools_go, args=(stopped,), name="server-stop", daemon=True
-            ).start()
+        release_pools(stopped, self._pools)
         return stopped
-
-    def _let_pools_go(self, stopped: threading.Event | None = None) -> None:
-        # Not before gRPC has stopped: until then its poll thread may still hand a call to
-        # a pool, and a pool that was shut down raises there. Nor waiting for the pools: a
-        # call still running (gRPC cancels it at stop) ends on its own thread.
-        if stopped is not None:
-            stopped.wait()
-        for pool in self._pools:
-            pool.shutdown(wait=False)
 
 
 def create_server(

@@ -35,13 +35,14 @@ as a flood should: RESOURCE_EXHAUSTED with the same details, but no RetryInfo, a
 counted (gRPC runs the interceptor for it too, but only the
 refusal handler counts). Health checks are refused there too: a worker that far behind
 with its refusals is overloaded, and a balancer may as well read it so. When the server
-stops, the threads of its pool and of the refusals end with it.
+stops, the threads of its pool and of the refusals end with it (``release_pools``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
@@ -258,3 +259,24 @@ def given_up(context: grpc.ServicerContext) -> grpc.StatusCode | None:
     if context.time_remaining() <= 0:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     return None if context.is_active() else grpc.StatusCode.CANCELLED
+
+
+def release_pools(stopped: threading.Event, pools: Iterable[futures.Executor]) -> None:
+    """Let ``pools`` go once a server's ``stop`` (which returned ``stopped``) has stopped
+    it: their threads end as they fall idle. Returns at once either way."""
+    if stopped.is_set():  # without grace gRPC returns once it has stopped
+        _shut_down(pools)
+    else:
+        threading.Thread(
+            target=_shut_down, args=(pools, stopped), name="server-stop", daemon=True
+        ).start()
+
+
+def _shut_down(pools: Iterable[futures.Executor], stopped: threading.Event | None = None) -> None:
+    # Not before gRPC has stopped: until then its poll thread may still hand a call to a
+    # pool, and a pool that was shut down raises there. Nor waiting for the pools: a call
+    # still running (gRPC cancels it at stop) ends on its own thread.
+    if stopped is not None:
+        stopped.wait()
+    for pool in pools:
+        pool.shutdown(wait=False)

@@ -23,7 +23,14 @@ from clients.merchant import metrics
 from clients.merchant.answers import answer
 from clients.merchant.checkout import Checkout
 from clients.transport import MAX_MESSAGE_BYTES
-from setcore.admission import HEALTH_RESERVE, SHED_BACKLOG, Admission, InFlightPool, given_up
+from setcore.admission import (
+    HEALTH_RESERVE,
+    SHED_BACKLOG,
+    Admission,
+    InFlightPool,
+    given_up,
+    release_pools,
+)
 from setcore.credentials import Credentials
 from setcore.echoed_ids import echoed_id, reply_header
 from setcore.error_message import request_digest
@@ -195,22 +202,8 @@ class MerchantServer:
     def stop(self, grace: float | None) -> threading.Event:
         """gRPC's ``stop``; the pools' threads end once it has stopped."""
         stopped: threading.Event = self._server.stop(grace)
-        if stopped.is_set():  # without grace gRPC returns once it has stopped
-            self._let_pools_go()
-        else:
-            threading.Thread(
-                target=self._let_pools_go, args=(stopped,), name="server-stop", daemon=True
-            ).start()
+        release_pools(stopped, self._pools)
         return stopped
-
-    def _let_pools_go(self, stopped: threading.Event | None = None) -> None:
-        # Not before gRPC has stopped: until then its poll thread may still hand a call to
-        # a pool, and a pool that was shut down raises there. Nor waiting for the pools: a
-        # call still running (gRPC cancels it at stop) ends on its own thread.
-        if stopped is not None:
-            stopped.wait()
-        for pool in self._pools:
-            pool.shutdown(wait=False)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         """gRPC's ``wait_for_termination``."""

@@ -12,10 +12,10 @@ import pytest
 from cryptography import x509
 
 from cli import ca
-from gateway.ca import CaStore, current_revocation
 from gateway.config import load
 from gateway.provisioning import InitResult, init_bank
 from setcore.encoding import thumbprint
+from tests.ca_db import published_revocation
 
 ROOT_SERIAL_NOTE = "no CRL of this brand covers that certificate"
 
@@ -36,13 +36,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
 
 
 def _sequence(result: InitResult) -> int:
-    store = CaStore.open(result.directory / "ca.db")
-    try:
-        found = current_revocation(store)
-    finally:
-        store.close()
-    assert found is not None
-    return found[0].sequence_num
+    return published_revocation(result.directory)[0].sequence_num
 
 
 def _serial(result: InitResult, name: str) -> int:

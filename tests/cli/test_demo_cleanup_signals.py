@@ -22,7 +22,11 @@ import pytest
 
 from cli import demo
 from cli.main import main
-from hsm.uri import open_backend
+from tests.cli.demo_support import (
+    assert_no_key_left,
+    temporary_directories_in,
+    token_for_a_demo_here,
+)
 
 real_rmtree = shutil.rmtree
 
@@ -45,14 +49,24 @@ def _demo(*more: str) -> int:
     return main(["demo", "--json", *more])
 
 
-def test_a_signal_as_the_directory_is_removed_leaves_no_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    monkeypatch.setattr(shutil, "rmtree", _signalled_removal(removes=True))
+def _signalled_in_cleanup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    *, removes: bool,
+) -> str:  # fmt: skip
+    """Run the demo, signalled as it removes its temporary directory (made in
+    ``tmp_path``), which then goes or stays: its stderr, once it exited on the signal."""
+    temporary_directories_in(tmp_path, monkeypatch)
+    monkeypatch.setattr(shutil, "rmtree", _signalled_removal(removes))
     code = _demo()
     err = capsys.readouterr().err
     assert code == 128 + signal.SIGTERM, err
+    return err
+
+
+def test_a_signal_as_the_directory_is_removed_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _signalled_in_cleanup(tmp_path, monkeypatch, capsys, removes=True)
     assert list(tmp_path.rglob("*")) == []
     assert err == "setpay demo: stopped by SIGTERM; its temporary directory removed\n"
 
@@ -60,13 +74,9 @@ def test_a_signal_as_the_directory_is_removed_leaves_no_file(
 def test_a_directory_that_stays_is_not_said_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    monkeypatch.setattr(shutil, "rmtree", _signalled_removal(removes=False))
-    code = _demo()
-    err = capsys.readouterr().err
+    err = _signalled_in_cleanup(tmp_path, monkeypatch, capsys, removes=False)
     (left,) = tmp_path.glob("setpay-demo-*")
     real_rmtree(left)
-    assert code == 128 + signal.SIGTERM, err
     assert err == (
         f"setpay demo: could not remove {left}, which holds keys and passphrase files: "
         f"remove it\nsetpay demo: stopped by SIGTERM; its temporary directory {left} could "
@@ -78,10 +88,7 @@ def test_a_signal_just_after_the_banks_init_takes_its_keys_off_the_token(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from tests.hsm.testbed import session_softhsm
-
-    token = session_softhsm(tmp_path_factory).init_token()
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    token = token_for_a_demo_here(tmp_path, tmp_path_factory, monkeypatch)
     real_init = demo.init_bank
 
     def init_bank(*args: Any, **kwargs: Any) -> Any:
@@ -94,8 +101,4 @@ def test_a_signal_just_after_the_banks_init_takes_its_keys_off_the_token(
     err = capsys.readouterr().err
     assert code == 128 + signal.SIGTERM, err
     assert list(tmp_path.glob("setpay-demo-*")) == []
-    backend = open_backend(token.uri())
-    try:
-        assert backend.list_keys() == []
-    finally:
-        backend.close()
+    assert_no_key_left(token)

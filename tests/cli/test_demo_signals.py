@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm.uri import open_backend
+from tests.cli.demo_support import assert_no_key_left, demo_token
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # The demo is past its merchant's registration within seconds; a loaded 2-core CI
@@ -70,16 +70,10 @@ def test_a_signal_mid_story_removes_every_secret(tmp_path: Path, signum: int) ->
 def test_a_signal_mid_story_takes_the_bank_keys_off_the_token(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from tests.hsm.testbed import session_softhsm
-
     # The token's configuration reaches the subprocess through the environment it sets.
-    token = session_softhsm(tmp_path_factory).init_token()
+    token = demo_token(tmp_path_factory)
     code, tmp, stderr = _stopped_mid_story(tmp_path, signal.SIGTERM, "--keys", token.uri())
     assert code == 128 + signal.SIGTERM, stderr
     # (The PKCS#11 backend's per-user lock directory stays, as for any token user.)
     assert list(tmp.glob("setpay-demo-*")) == []
-    backend = open_backend(token.uri())
-    try:
-        assert backend.list_keys() == []
-    finally:
-        backend.close()
+    assert_no_key_left(token)

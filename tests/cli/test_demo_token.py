@@ -9,17 +9,14 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from hsm.uri import open_backend
+from tests.cli.demo_support import assert_no_key_left, token_for_a_demo_here
 
 
 def test_the_demo_runs_twice_on_one_token_and_leaves_it_empty(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from tests.hsm.testbed import session_softhsm
-
-    token = session_softhsm(tmp_path_factory).init_token()
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    token = token_for_a_demo_here(tmp_path, tmp_path_factory, monkeypatch)
     for run in (1, 2):
         code = main(["demo", "--keys", token.uri(), "--json"])
         out = capsys.readouterr()
@@ -27,8 +24,4 @@ def test_the_demo_runs_twice_on_one_token_and_leaves_it_empty(
         assert json.loads(out.out)["summary"]["ok"] is True
     # (The PKCS#11 backend's per-user lock directory stays, as for any token user.)
     assert list(tmp_path.glob("setpay-demo-*")) == []
-    backend = open_backend(token.uri())
-    try:
-        assert backend.list_keys() == []
-    finally:
-        backend.close()
+    assert_no_key_left(token)

@@ -22,11 +22,11 @@ from cli.number_options import (
     shown,
     whole,
 )
-from gateway.ca import CaStore, current_revocation
 from gateway.ports import parse_integer
 from gateway.provisioning import InitResult, init_bank
 from hsm.uri import PASSPHRASE_ENV
 from setcore.pan import MIN_PAN_DIGITS
+from tests.ca_db import published_revocation
 from tests.cards import card
 from tests.cli.command_support import USAGE, run_bank, run_command
 from tests.clients.loadtest.conftest import run_bench
@@ -105,13 +105,7 @@ def test_a_credit_limit_not_in_digits_opens_no_account(
 
 
 def _revocations(made: InitResult) -> int:
-    store = CaStore.open(made.directory / "ca.db")
-    try:
-        found = current_revocation(store)
-    finally:
-        store.close()
-    assert found is not None
-    return found[0].sequence_num
+    return published_revocation(made.directory)[0].sequence_num
 
 
 @pytest.mark.parametrize("form", ["sign", "underscore", "fullwidth"])

@@ -20,12 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from gateway.bank_pki import ALL_LABELS, load_bank_pki
-from gateway.ca.publishing import current_revocation
-from gateway.ca.store import CaStore
 from gateway.config import load
 from hsm.base import KemAlgorithm, KeyUsage
 from hsm.pkcs11 import Pkcs11Backend
 from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
+from tests.ca_db import published_revocation
 from tests.hsm.testbed import SOFTHSM_MODULE, SoftHsm
 
 from .commands import (
@@ -197,13 +196,7 @@ def test_certificates_certify_the_token_keys_and_verify_with_openssl(
 def test_crls_signed_on_the_token_verify_with_openssl(
     bank: ProvisionedBank, tmp_path: Path
 ) -> None:
-    store = CaStore.open(bank.directory / "ca.db")
-    try:
-        found = current_revocation(store)
-    finally:
-        store.close()
-    assert found is not None
-    _, revocation = found
+    _, revocation = published_revocation(bank.directory)
     by_subject = {_certificate(bank, label).subject: label for label in CA_KEYS}
     issuers_seen = set()
     everything = tmp_path / "crls.pem"

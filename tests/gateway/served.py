@@ -66,6 +66,8 @@ def children_of(pid: int) -> list[int]:
 
 
 LEDGER_PROCESS_NAME = PROCESS_NAME.decode()
+# The environment of a bank whose ledger runs in a process of its own.
+LEDGER_PROCESS = {"SETPAY_LEDGER_SERVICE": "1"}
 
 
 def _named(pid: int) -> str:
@@ -83,6 +85,13 @@ def workers_of(pid: int) -> list[int]:
 def ledger_process_of(pid: int) -> list[int]:
     """The bank's ledger process (a list: empty while there is none)."""
     return [c for c in children_of(pid) if _named(c) == LEDGER_PROCESS_NAME]
+
+
+def the_ledger_process(bank: ServedBank) -> int:
+    """The pid of ``bank``'s one ledger process, once it runs (``LEDGER_PROCESS``)."""
+    wait_for("the ledger process", lambda: len(ledger_process_of(bank.process.pid)) == 1)
+    (ledger,) = ledger_process_of(bank.process.pid)
+    return ledger
 
 
 def threads_of(pid: int) -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from setcore.freshness import ID_BYTES, MAX_LID_BYTES
 from setpay.v1 import authorization_pb2 as a
-from setpay.v1 import common_pb2
+from tests.setcore.echo_support import assert_echoed_only_at_its_size, header_with
 
 from .actors import World
 
@@ -34,16 +34,7 @@ def test_a_refusal_echoes_a_header_id_only_at_its_size(
     ec_world: World, field: str, size: int, echoed: bool
 ) -> None:
     sent = b"i" * size
-    request = a.AuthorizeRequest(header=_header(field, sent), auth_req=b"garbage")
+    request = a.AuthorizeRequest(header=header_with(field, sent), auth_req=b"garbage")
     reply = ec_world.gateway.Authorize(request)
     assert reply.WhichOneof("result") == "error"  # the SET Error meant for it
-    assert getattr(reply.header, field) == (sent if echoed else b"")
-    # The Error names the request's RRPID where it is one, never the oversize bytes.
-    named = sent in reply.error.SerializeToString()
-    assert named == (echoed and field == "rrpid")
-
-
-def _header(field: str, value: bytes) -> common_pb2.Header:
-    made = common_pb2.Header()
-    setattr(made, field, value)
-    return made
+    assert_echoed_only_at_its_size(reply.header, reply.error, field, sent, echoed)

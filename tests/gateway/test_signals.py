@@ -19,16 +19,17 @@ from pathlib import Path
 from gateway.worker import PARENT_CHECK_SECONDS
 
 from .served import (
+    LEDGER_PROCESS,
     STOP_SECONDS,
     ServedBank,
     launch,
     ledger_process_of,
     serve_bank,
+    the_ledger_process,
     wait_for,
     workers_of,
 )
 
-LEDGER_PROCESS = {"SETPAY_LEDGER_SERVICE": "1"}
 # What a worker logs when it notices a stop signal (gateway.worker.run_worker).
 _NOTICED = ": stop signal received; NOT_SERVING for"
 # tgkill(2): a signal for one thread of a process, as the kernel hands a process's signal to
@@ -44,7 +45,7 @@ def test_ctrl_c_stops_the_ledger_process_only_after_the_workers(tmp_path: Path) 
     # A terminal's Ctrl-C sends SIGINT to every process of the group at once. The ledger
     # process must still outlive the workers, which drain their calls through it.
     with contextlib.closing(serve_bank(tmp_path, workers=2, extra_env=LEDGER_PROCESS)) as bank:
-        wait_for("the ledger process", lambda: len(ledger_process_of(bank.process.pid)) == 1)
+        the_ledger_process(bank)
         os.killpg(bank.process.pid, signal.SIGINT)
         assert bank.process.wait(timeout=STOP_SECONDS) == 0, bank.log()
         stops = _stops(bank.log())
@@ -54,8 +55,7 @@ def test_ctrl_c_stops_the_ledger_process_only_after_the_workers(tmp_path: Path) 
 
 def test_sigint_to_the_ledger_process_alone_does_not_stop_it(tmp_path: Path) -> None:
     with contextlib.closing(serve_bank(tmp_path, workers=1, extra_env=LEDGER_PROCESS)) as bank:
-        wait_for("the ledger process", lambda: len(ledger_process_of(bank.process.pid)) == 1)
-        (ledger,) = ledger_process_of(bank.process.pid)
+        ledger = the_ledger_process(bank)
         os.kill(ledger, signal.SIGINT)
         time.sleep(1.5)  # a ledger process that took it would be gone (and replaced) by now
         assert ledger_process_of(bank.process.pid) == [ledger]

@@ -23,11 +23,12 @@ from gateway import workers
 from gateway.restarts import MAX_RESTARTS
 
 from .served import (
+    LEDGER_PROCESS,
     STOP_SECONDS,
     ServedBank,
     launch,
-    ledger_process_of,
     serve_bank,
+    the_ledger_process,
     wait_for,
     workers_of,
 )
@@ -214,14 +215,13 @@ def test_a_restart_due_while_the_ledger_process_restarts_waits_until_it_serves(
             tmp_path,
             workers=2,
             metrics=False,
-            extra_env={**SHORT, "SETPAY_LEDGER_SERVICE": "1"},
+            extra_env={**SHORT, **LEDGER_PROCESS},
             command=("tests.gateway.slow_ledger_serve", str(flag)),
         )
     ) as bank:
         flag.touch()  # from now on a ledger process is held in its start
         try:
-            (ledger,) = ledger_process_of(bank.process.pid)
-            os.kill(ledger, signal.SIGKILL)
+            os.kill(the_ledger_process(bank), signal.SIGKILL)
             wait_for("the new ledger process held", ledger_started_path(flag).exists)
             crashed = _serving_pid(bank, 0)
             os.kill(crashed, signal.SIGKILL)  # its first death: due at once

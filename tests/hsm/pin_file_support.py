@@ -3,13 +3,18 @@ opening the token from another process, as a worker or a restarted gateway would
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
 
 from .testbed import CountingPinSource, SoftToken
+
+# A child process imports nothing new and opens one token: ample on a loaded machine.
+CHILD_SECONDS = 60
 
 
 def write_pin(path: Path, pin: str) -> None:
@@ -29,6 +34,21 @@ def open_in_child(config: Pkcs11Config, results: Any) -> None:
     except BaseException as exc:
         outcome = f"{type(exc).__name__}: {exc}"
     results.put((len(config.pin_source.reads), outcome))
+
+
+def open_elsewhere(config: Pkcs11Config) -> tuple[int, str]:
+    """A fresh process (a restarted worker) opens the token with ``config``, its PIN read
+    from the same file: the child's PIN reads and the outcome (``open_in_child``)."""
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    fresh = replace(config, pin_source=CountingPinSource("file", config.pin_source.location))
+    child = context.Process(target=open_in_child, args=(fresh, results))
+    child.start()
+    try:
+        answer: tuple[int, str] = results.get(timeout=CHILD_SECONDS)
+    finally:
+        child.join(timeout=CHILD_SECONDS)
+    return answer
 
 
 def refusal_records_naming(token: SoftToken, pin_file: Path) -> list[str]:

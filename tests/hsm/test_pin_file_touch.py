@@ -4,7 +4,6 @@ content is unchanged, and its modification time is what tells setpay to try it a
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,15 +11,13 @@ import pytest
 
 from hsm.cryptoki import cryptoki
 from hsm.errors import PermanentBackendError
-from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
+from hsm.pkcs11 import Pkcs11Backend
 
-from .pin_file_support import open_in_child, refusal_records_naming, write_pin
+from .pin_file_support import open_elsewhere, refusal_records_naming, write_pin
 from .testbed import SOFTHSM_MODULE, CountingPinSource, SoftToken
 
 # The PIN the operator put in the file, which the token is later reset to.
 RESET_PIN = "reset-pin-4242"
-# A child process imports nothing new and opens one token: ample on a loaded machine.
-CHILD_SECONDS = 60
 
 
 def _reset_token_pin(token: SoftToken, new_pin: str) -> None:
@@ -30,19 +27,6 @@ def _reset_token_pin(token: SoftToken, new_pin: str) -> None:
         found = module.library().get_token(token_label=token.label)
         with found.open(rw=True, user_pin=token.pin) as session:
             session.set_pin(token.pin, new_pin)
-
-
-def _open_elsewhere(config: Pkcs11Config) -> tuple[int, str]:
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    fresh = replace(config, pin_source=CountingPinSource("file", config.pin_source.location))
-    child = context.Process(target=open_in_child, args=(fresh, results))
-    child.start()
-    try:
-        answer: tuple[int, str] = results.get(timeout=CHILD_SECONDS)
-    finally:
-        child.join(timeout=CHILD_SECONDS)
-    return answer
 
 
 @pytest.mark.integration
@@ -55,13 +39,13 @@ def test_touching_the_pin_file_releases_its_refusal(token: SoftToken, tmp_path: 
     # The token's PIN is reset to what the file holds; the file is left as it was, so
     # its refusal still stands: no process offers the PIN, not even the right one now.
     _reset_token_pin(token, RESET_PIN)
-    reads, outcome = _open_elsewhere(config)
+    reads, outcome = open_elsewhere(config)
     assert reads == 0 and "login refused (PinIncorrect)" in outcome, outcome
     # ``touch``: the same content, a new modification time.
     before = pin_file.stat()
     pin_file.touch()
     after = pin_file.stat()
     assert after.st_mtime_ns != before.st_mtime_ns and pin_file.read_text() == RESET_PIN + "\n"
-    assert _open_elsewhere(config) == (1, "opened")
+    assert open_elsewhere(config) == (1, "opened")
     # The login that was let through removed the record for every other process.
     assert refusal_records_naming(token, pin_file) == []

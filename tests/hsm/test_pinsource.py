@@ -159,8 +159,7 @@ def test_keystore_passphrase_that_is_not_utf8_is_refused_without_showing_it(
 def test_pin_variable_that_is_not_utf8_stops_a_token_login(
     token: SoftToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SETPAY_TEST_PIN", NOT_UTF8_SECRET)
-    config = replace(token.config(), pin_source=PinSource("env", "SETPAY_TEST_PIN"))
+    config = token.env_config(monkeypatch, "SETPAY_TEST_PIN", NOT_UTF8_SECRET)
     with pytest.raises(PermanentBackendError, match="SETPAY_TEST_PIN is not UTF-8") as caught:
         Pkcs11Backend(config)
     _assert_hides_the_secret(caught.value)

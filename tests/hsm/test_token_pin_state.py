@@ -17,7 +17,6 @@ every login.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import time
@@ -29,13 +28,12 @@ import pytest
 from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
 from hsm.errors import PermanentBackendError, TransientBackendError
-from hsm.pinsource import PinSource
-from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
+from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_login import FILE_CLOCK_SLACK_NS
 from hsm.token_session import ABSENT_RESCAN_SECONDS
 
 from .keycheck import verify
-from .pin_file_support import open_in_child, refusal_records_naming, write_pin
+from .pin_file_support import open_elsewhere, refusal_records_naming, write_pin
 from .testbed import (
     DATA,
     SO_PIN,
@@ -49,8 +47,6 @@ from .testbed import (
 
 # The PIN the token is changed to behind the process's back.
 NEW_PIN = "new-pin-5678"
-# A child process imports nothing new and opens one token: ample on a loaded machine.
-CHILD_SECONDS = 60
 
 
 def _as_security_officer(token: SoftToken, *argv: str) -> None:
@@ -60,79 +56,59 @@ def _as_security_officer(token: SoftToken, *argv: str) -> None:
     )  # fmt: skip
 
 
-def _open_elsewhere(config: Pkcs11Config) -> tuple[int, str]:
-    """A fresh process (a restarted worker) opens the token: its PIN reads, the outcome."""
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    fresh = replace(config, pin_source=CountingPinSource("file", config.pin_source.location))
-    child = context.Process(target=open_in_child, args=(fresh, results))
-    child.start()
-    try:
-        answer: tuple[int, str] = results.get(timeout=CHILD_SECONDS)
-    finally:
-        child.join(timeout=CHILD_SECONDS)
-    return answer
-
-
 @pytest.mark.integration
 def test_pin_reset_on_the_token_to_the_files_is_used_once_the_file_is_touched(
-    token: SoftToken, tmp_path: Path
+    token: SoftToken, pkcs11_backend: Pkcs11Backend, tmp_path: Path
 ) -> None:
-    backend = Pkcs11Backend(token.config())
-    try:
-        key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-        pkcs11_tool(token, "--change-pin", "--new-pin", NEW_PIN)
-        # The token goes away and comes back: the file's PIN is refused, rightly.
-        token.directory.rename(tmp_path / "away")
-        with pytest.raises(TransientBackendError):
-            backend.sign(key, DATA)
-        (tmp_path / "away").rename(token.directory)
-        time.sleep(ABSENT_RESCAN_SECONDS)
-        with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
-            backend.sign(key, DATA)
-        # The operator's way (docs/OPERATIONS.md): the security officer resets the user
-        # PIN to the file's, then the file is touched.
-        _as_security_officer(token, "--init-pin", "--pin", token.pin)
-        time.sleep(0.05)  # the touch must come after the reset, as an operator's does
-        token.pin_file.touch()
-        verify(key.public_key, backend.sign(key, DATA), DATA)
-        backend.check_health()
-        assert _open_elsewhere(token.config()) == (1, "opened")
-        assert refusal_records_naming(token, token.pin_file) == []
-    finally:
-        backend.close()
+    backend = pkcs11_backend
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    pkcs11_tool(token, "--change-pin", "--new-pin", NEW_PIN)
+    # The token goes away and comes back: the file's PIN is refused, rightly.
+    token.directory.rename(tmp_path / "away")
+    with pytest.raises(TransientBackendError):
+        backend.sign(key, DATA)
+    (tmp_path / "away").rename(token.directory)
+    time.sleep(ABSENT_RESCAN_SECONDS)
+    with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
+        backend.sign(key, DATA)
+    # The operator's way (docs/OPERATIONS.md): the security officer resets the user PIN
+    # to the file's, then the file is touched.
+    _as_security_officer(token, "--init-pin", "--pin", token.pin)
+    time.sleep(0.05)  # the touch must come after the reset, as an operator's does
+    token.pin_file.touch()
+    verify(key.public_key, backend.sign(key, DATA), DATA)
+    backend.check_health()
+    assert open_elsewhere(token.config()) == (1, "opened")
+    assert refusal_records_naming(token, token.pin_file) == []
 
 
 @pytest.mark.integration
 def test_a_token_without_a_user_pin_yet_is_waited_for_not_refused(
-    token: SoftToken, tmp_path: Path
+    token: SoftToken, pkcs11_backend: Pkcs11Backend, tmp_path: Path
 ) -> None:
-    backend = Pkcs11Backend(token.config())
-    try:
+    backend = pkcs11_backend
+    backend.check_health()
+    # The operator takes the token out, re-initializes it, and sets its user PIN in a
+    # second step; the backend looks at it in between.
+    token.directory.rename(tmp_path / "away")
+    with pytest.raises(TransientBackendError, match="is not present"):
         backend.check_health()
-        # The operator takes the token out, re-initializes it, and sets its user PIN in a
-        # second step; the backend looks at it in between.
-        token.directory.rename(tmp_path / "away")
-        with pytest.raises(TransientBackendError, match="is not present"):
+    (tmp_path / "away").rename(token.directory)
+    run_tool(
+        "pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", token.label,
+        "--init-token", "--label", token.label, "--so-pin", SO_PIN,
+    )  # fmt: skip
+    time.sleep(ABSENT_RESCAN_SECONDS)  # until the backend looks at the token again
+    for _ in range(3):
+        with pytest.raises(TransientBackendError, match="has no user PIN yet"):
             backend.check_health()
-        (tmp_path / "away").rename(token.directory)
-        run_tool(
-            "pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", token.label,
-            "--init-token", "--label", token.label, "--so-pin", SO_PIN,
-        )  # fmt: skip
-        time.sleep(ABSENT_RESCAN_SECONDS)  # until the backend looks at the token again
-        for _ in range(3):
-            with pytest.raises(TransientBackendError, match="has no user PIN yet"):
-                backend.check_health()
-        # No PIN was refused: nothing is latched, here or for other processes.
-        assert refusal_records_naming(token, token.pin_file) == []
-        _as_security_officer(token, "--init-pin", "--pin", token.pin)
-        time.sleep(ABSENT_RESCAN_SECONDS)
-        backend.check_health()
-        key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-        verify(key.public_key, backend.sign(key, DATA), DATA)
-    finally:
-        backend.close()
+    # No PIN was refused: nothing is latched, here or for other processes.
+    assert refusal_records_naming(token, token.pin_file) == []
+    _as_security_officer(token, "--init-pin", "--pin", token.pin)
+    time.sleep(ABSENT_RESCAN_SECONDS)
+    backend.check_health()
+    key = backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    verify(key.public_key, backend.sign(key, DATA), DATA)
 
 
 @pytest.mark.integration
@@ -154,7 +130,7 @@ def test_a_process_with_an_old_view_does_not_keep_a_fresh_one_from_the_right_pin
         here = str(exc)
     # A fresh process (a worker restarted by the supervisor) holds the right PIN: no
     # refusal of an out-of-date view may be recorded against it.
-    assert _open_elsewhere(config) == (1, "opened")
+    assert open_elsewhere(config) == (1, "opened")
     assert here == "opened"
     assert refusal_records_naming(token, pin_file) == []
 
@@ -179,7 +155,7 @@ def test_a_refusal_by_a_view_older_than_the_login_is_not_shared(
         # That refusal is not the token's word on the PIN: nothing is recorded, and a
         # fresh process (a restarted worker) reads the PIN and opens the token.
         assert refusal_records_naming(token, pin_file) == []
-        assert _open_elsewhere(config) == (1, "opened")
+        assert open_elsewhere(config) == (1, "opened")
         # The module was marked stale: this process's next backend restarts it first.
         Pkcs11Backend(config).close()
     finally:
@@ -192,8 +168,7 @@ def test_an_env_pin_reset_on_the_token_is_seen_by_a_new_backend(
     token: SoftToken, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No file whose times could say the token changed: only the module's stale mark does.
-    monkeypatch.setenv("SETPAY_TEST_TOKEN_PIN", NEW_PIN)
-    config = replace(token.config(), pin_source=PinSource("env", "SETPAY_TEST_TOKEN_PIN"))
+    config = token.env_config(monkeypatch, "SETPAY_TEST_TOKEN_PIN", NEW_PIN)
     with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
         Pkcs11Backend(config)
     _as_security_officer(token, "--init-pin", "--pin", NEW_PIN)

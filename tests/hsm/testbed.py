@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,12 @@ class SoftToken:
             token_label=self.label,
             lock_dir=str(self.lock_dir),
         )
+
+    def env_config(self, monkeypatch: pytest.MonkeyPatch, variable: str, pin: str) -> Pkcs11Config:
+        """This token's configuration with its PIN read from the environment variable
+        ``variable``, set to ``pin`` for the test."""
+        monkeypatch.setenv(variable, pin)
+        return replace(self.config(), pin_source=PinSource("env", variable))
 
     def uri(self) -> str:
         """The key URI of this token."""

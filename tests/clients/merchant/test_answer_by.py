@@ -26,15 +26,19 @@ HELD_SECONDS = 5.0
 
 
 def _purchased(
-    make_merchant: MerchantFactory, make_wallet: WalletFactory, name: str
-) -> tuple[Merchant, bytes]:
-    """A merchant and an order purchased, its AuthReq neither built nor sent."""
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> tuple[Merchant, bytes, list[float]]:
+    """A merchant, an order purchased (its AuthReq neither built nor sent), and the
+    deadlines of the Authorize calls the merchant makes from then on."""
     merchant = make_merchant(name, AnswerMode.ORDER_RECEIVED)
     merchant.authorizer.stop(timeout=10)  # the test authorizes; no worker races it
     record = buy(make_wallet(merchant), offer(merchant, 700))
     xid = bytes.fromhex(record.xid)
     assert merchant.store.order(xid).state is OrderState.PURCHASED
-    return merchant, xid
+    return merchant, xid, _gateway_calls(monkeypatch, merchant)
 
 
 def _gateway_calls(monkeypatch: pytest.MonkeyPatch, merchant: Merchant) -> list[float]:
@@ -55,8 +59,7 @@ def test_nothing_is_built_or_sent_once_the_answer_is_due(
     make_wallet: WalletFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    merchant, xid = _purchased(make_merchant, make_wallet, "m-due")
-    calls = _gateway_calls(monkeypatch, merchant)
+    merchant, xid, calls = _purchased(make_merchant, make_wallet, monkeypatch, "m-due")
     order = merchant.authorizer.authorize(xid, answer_by=time.monotonic() - 0.5)
     assert order.state is OrderState.PURCHASED and order.auth_request is None
     # No call: none is counted (the gateway client's metrics wrap it) nor logged as failed.
@@ -70,8 +73,7 @@ def test_the_wait_for_another_thread_ends_when_the_answer_is_due(
     make_wallet: WalletFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    merchant, xid = _purchased(make_merchant, make_wallet, "m-due-lock")
-    calls = _gateway_calls(monkeypatch, merchant)
+    merchant, xid, calls = _purchased(make_merchant, make_wallet, monkeypatch, "m-due-lock")
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:

@@ -33,9 +33,10 @@ from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import ID_BYTES, MAX_LID_BYTES
 from setcore.profiles import EC
-from setpay.v1 import common_pb2, purchase_pb2
+from setpay.v1 import purchase_pb2
 from tests.clients.merchant.metrics_support import samples_of, scrape_text, value
 from tests.setcore.certified import certify
+from tests.setcore.echo_support import assert_echoed_only_at_its_size, header_with
 
 PINIT = "/setpay.v1.MerchantService/PInit"
 # Every wait is bounded; a prompt answer takes milliseconds, a loaded CI machine far more.
@@ -158,23 +159,14 @@ def test_a_refusal_echoes_a_header_id_only_at_its_size(field: str, size: int, ec
     s = _Served(limit=2, threads=2, credentials=credentials, refuse=True)
     try:
         sent = b"i" * size
-        request = purchase_pb2.PInitRequest(header=_header(field, sent))
+        request = purchase_pb2.PInitRequest(header=header_with(field, sent))
         reply = purchase_pb2.PInitResponse.FromString(
             s.pinit(request.SerializeToString(), timeout=WAIT_SECONDS)
         )
     finally:
         s.close()
     assert reply.error.signed_error  # the SET Error meant for it
-    assert getattr(reply.header, field) == (sent if echoed else b"")
-    # The Error names the request's RRPID where it is one, never the oversize bytes.
-    named = sent in reply.error.SerializeToString()
-    assert named == (echoed and field == "rrpid")
-
-
-def _header(field: str, value: bytes) -> common_pb2.Header:
-    made = common_pb2.Header()
-    setattr(made, field, value)
-    return made
+    assert_echoed_only_at_its_size(reply.header, reply.error, field, sent, echoed)
 
 
 class _GaveUp:

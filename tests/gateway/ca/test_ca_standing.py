@@ -27,6 +27,7 @@ from hsm.base import KeyUsage
 from setcore.encoding import thumbprint
 from setcore.pki.issuance import END_ENTITY_LIFETIME
 from setcore.registration_cardholder import (
+    CardRequestState,
     build_card_c_init_request,
     build_card_cert_inquiry,
     open_card_cert_response,
@@ -41,6 +42,7 @@ from setpay.v1 import registration_pb2
 from .conftest import EXPIRY, REVIEW_CARD, Bank
 from .flows import (
     REQUESTERS,
+    CardSession,
     MerchantSession,
     merchant_request,
     new_key,
@@ -53,6 +55,13 @@ from .standing_support import kex_of, own_ca
 def _card_c_init(bank: Bank) -> None:
     request, _ = build_card_c_init_request(bank.brand_id, os.urandom(8))
     bank.stub.CardCInit(request)
+
+
+def _pended(bank: Bank) -> tuple[CardRequestState, CardSession]:
+    """A cardholder registration the CA pended for review: its state and session."""
+    outcome, state, _, session = register_cardholder(bank, REVIEW_CARD, EXPIRY)
+    assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+    return state, session
 
 
 def _unavailable(call: Callable[[], object], caplog: pytest.LogCaptureFixture) -> str:
@@ -114,8 +123,7 @@ def test_a_certificate_issued_is_fetched_after_the_cas_key_exchange_certificate_
     ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
-        outcome, state, _, session = register_cardholder(bank, REVIEW_CARD, EXPIRY)
-        assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+        state, session = _pended(bank)
         ex = state.exchange
         approved = bank.ca.decide_pending(ex.lid_ee, ex.lid_ca, approve=True)
         assert approved == S.CERT_STATUS_CODE_REQUEST_COMPLETE
@@ -154,8 +162,7 @@ def test_a_cardholder_ca_whose_certificate_is_revoked_answers_no_cert_inquiry(
     ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
-        outcome, state, _, _ = register_cardholder(bank, REVIEW_CARD, EXPIRY)
-        assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+        state, _ = _pended(bank)
         bank.ca.revoke(thumb=bank.ca.keys.cardholder.issuing.thumbprint)
         inquiry, _ = build_card_cert_inquiry(REQUESTERS, state)
         logged = _unavailable(lambda: bank.stub.CertInq(inquiry), caplog)
@@ -166,8 +173,7 @@ def test_a_revoked_cardholder_ca_issues_no_pended_certificate(
     ec_bank: Bank, tmp_path: Path
 ) -> None:
     with own_ca(ec_bank, tmp_path / "ca.db") as (bank, _):
-        outcome, state, _, _ = register_cardholder(bank, REVIEW_CARD, EXPIRY)
-        assert outcome.status == S.CERT_STATUS_CODE_REQUEST_PENDED
+        state, _ = _pended(bank)
         bank.ca.revoke(thumb=bank.ca.keys.cardholder.issuing.thumbprint)
         ex = state.exchange
         with pytest.raises(CaCertificateUnusable, match="its certificate is revoked"):
