@@ -53,6 +53,7 @@ from gateway.ledger import (
 )
 from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.credentials import Credentials
+from setcore.echoed_ids import echoed_id
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import ID_BYTES
@@ -113,7 +114,9 @@ def answer(
 ) -> R:
     """Run ``work``; map any failure to a signed SET Error (via ``on_error``) or a status.
 
-    The Error names ``rrpid``, the request header's, and ``request()``, the request's
+    The Error names ``rrpid``, the request header's (only where it is an RRPID's size,
+    ``setcore.echoed_ids``; a refusal's log line shows any other by its first bytes and
+    length), and ``request()``, the request's
     ``setcore.gateway_exchange.request_digest`` over its bytes as received: the requester
     takes it for the answer to its own request only when both are its request's
     (``setcore.error_message.open_error``). The header's RRPID alone is anyone's to copy.
@@ -163,7 +166,7 @@ def answer(
             reason = exc.reason if isinstance(exc, ProtocolError) else type(exc).__name__
             log.info("%s %s refused: %s (%s)", rpc, named, ErrorCode.Name(code), reason)
         try:
-            error = build_error(credentials, code, rrpid=rrpid, request=request())
+            error = build_error(credentials, code, rrpid=echoed_id(rrpid), request=request())
         except KeyBackendError as signing:
             # The Error cannot be signed either (the token went away): a status, never
             # the backend's own words in gRPC's "Exception calling application".

@@ -95,7 +95,10 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         def on_error(error: error_pb2.SetError) -> Any:
             return response_cls(header=hdr, error=error)
 
-        return answer(context, self._bank.credentials, rpc, digest, hdr.rrpid, work, on_error)
+        # The header's own RRPID, whatever its size: a refusal logs its first bytes and
+        # length, and the signed Error names it only where it is an RRPID's size.
+        rrpid = request.header.rrpid
+        return answer(context, self._bank.credentials, rpc, digest, rrpid, work, on_error)
 
     def _recorded_answer(
         self,

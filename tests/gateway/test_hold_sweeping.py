@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pytest
@@ -81,6 +81,9 @@ class _StoppedAlready:
 
     def wait(self, seconds: float) -> bool:
         return True
+
+    def answer_repeats(self, answer: Callable[[], None], done: threading.Event) -> None:
+        pass  # no second signal comes
 
 
 class _ServingBank:
