@@ -75,6 +75,7 @@ from clients.merchant.config import (
 from clients.merchant.gateway_client import pinned_since
 from clients.merchant.order_store import MAX_LISTED_ORDERS
 from clients.merchant.records import Money, Operation, OperationState, Order, OrderState, short
+from clients.merchant.records import OperationKind as Kind
 from clients.merchant.registration import MerchantRegistrar, Registered
 from clients.merchant.runtime import Merchant
 from clients.merchant.store import MerchantStore
@@ -87,7 +88,7 @@ from setcore.errors import ErrorCode, SetcoreError
 from setcore.freshness import new_id
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import PROFILES, profile_named
-from setpay.v1 import authorization_pb2
+from setpay.v1 import authorization_pb2, capture_pb2
 
 DIR_ENV = "SETPAY_MERCHANT_DIR"
 # A command line incomplete or malformed: argparse's own status for its errors.
@@ -98,6 +99,14 @@ LID_M_BYTES = 8
 # (``int(text, 16)`` took a sign, underscores, spaces and other scripts' digits, none of
 # which any id starts with).
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# The enum an operation's result code is from: each answer names its own.
+_RESULT_CODES = {
+    Kind.CAPTURE: authorization_pb2.CapCode,
+    Kind.AUTH_REVERSAL: authorization_pb2.AuthRevCode,
+    Kind.CAPTURE_REVERSAL: capture_pb2.CapRevOrCredCode,
+    Kind.CREDIT: capture_pb2.CapRevOrCredCode,
+    Kind.CREDIT_REVERSAL: capture_pb2.CapRevOrCredCode,
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -378,6 +387,8 @@ def operation_line(operation: Operation) -> str:
     state = operation.state.value
     if operation.state is OperationState.FAILED:
         state += f" ({ErrorCode.Name(operation.error_code)})"
+    elif operation.state is OperationState.REFUSED:
+        state += f" ({_result_code_name(operation)})"
     elif operation.state is OperationState.SENT and operation.unverified:
         unverified = _unverified(operation.unverified, operation.retry_after_ms)
         state += f" (outcome unknown, will retry: {unverified})"
@@ -388,6 +399,15 @@ def operation_line(operation: Operation) -> str:
         f"{state}, {operation.result_amount} "
         f"{('in batch ' + operation.batch_id) if operation.batch_id else ''}"
     ).rstrip()
+
+
+def _result_code_name(operation: Operation) -> str:
+    """The gateway's code for a refused operation, named from its kind's enum."""
+    codes = _RESULT_CODES[operation.kind]
+    try:
+        return codes.Name(operation.result_code)
+    except ValueError:  # stored by a merchant that knew a code this one does not
+        return f"{codes.DESCRIPTOR.name} {operation.result_code}"
 
 
 def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:

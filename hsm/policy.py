@@ -112,8 +112,33 @@ def default_kem(usage: KeyUsage, algorithm: KeyAlgorithm) -> KemAlgorithm | None
 
 
 def algorithm_of_private(private_key: PrivateKey) -> KeyAlgorithm:
-    """The key type of a private key offered for import; ``UnsupportedAlgorithm`` if none."""
-    return algorithm_of_public(private_key.public_key())
+    """The key type of a private key offered for import; ``UnsupportedAlgorithm`` if none
+    (``algorithm_to_hold``)."""
+    return algorithm_to_hold(private_key.public_key())
+
+
+def algorithm_to_hold(public_key: PublicKey) -> KeyAlgorithm:
+    """The key type of a key coming into a backend (import, adopt); ``UnsupportedAlgorithm``
+    for one off the allow-list, an RSA key among them unless its public exponent is
+    ``RSA_PUBLIC_EXPONENT``.
+
+    setcore refuses any other exponent from everyone (``setcore.signed``): a key held with
+    one would be refused only once used, a CA's every certificate, a bank key at its start.
+    Keys already held are read with ``algorithm_of_public`` alone, so one imported before
+    this check is still listed, and can be deleted.
+    """
+    algorithm = algorithm_of_public(public_key)
+    if isinstance(public_key, rsa.RSAPublicKey):
+        exponent = public_key.public_numbers().e
+        if exponent != RSA_PUBLIC_EXPONENT:
+            # A long one is named by its size: its digits would read like a card number
+            # to a log scanner (32 bits: at most 10 digits).
+            shown = exponent if exponent.bit_length() <= 32 else f"of {exponent.bit_length()} bits"
+            raise UnsupportedAlgorithm(
+                f"RSA public exponent {shown} is not allowed: use e = {RSA_PUBLIC_EXPONENT}, "
+                "the only one setpay signs and verifies with"
+            )
+    return algorithm
 
 
 def algorithm_of_public(public_key: PublicKey) -> KeyAlgorithm:

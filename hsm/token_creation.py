@@ -32,7 +32,7 @@ from pkcs11 import exceptions as p11
 
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
 from hsm.errors import KeyBackendError, KeyExists, PermanentBackendError, UnsupportedAlgorithm
-from hsm.policy import check_combination
+from hsm.policy import algorithm_to_hold, check_combination
 from hsm.session_keeper import TokenSession
 from hsm.token_catalog import KEY_CLASSES, KeyId, TokenCatalog, objects
 from hsm.token_objects import (
@@ -150,6 +150,7 @@ def adopt_key(
                 f"key with CKA_ID {ck_id.hex()} is not P-256, Ed25519, RSA-2048 or RSA-3072"
             )
         public_key, algorithm = described
+        algorithm_to_hold(public_key)  # the exponent, which the catalog's reading passes
         check_combination(usage, algorithm)
         for attribute, value in capability_attributes(usage, algorithm).items():
             private[attribute] = value

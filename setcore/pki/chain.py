@@ -76,7 +76,10 @@ MAX_CHAIN_CERTIFICATES = 3
 # when it bears the name (``TrustStore`` retries as many, one at a time): a CA overlapping
 # an old and a re-keyed certificate needs two; a bundle stuffed with look-alikes gets no
 # more. A candidate whose key is off the allow-list is passed over before its signature
-# check and does not count: its key was read, nothing was verified with it.
+# check and does not count: its key was read, nothing was verified with it. So this bounds
+# signature checks, not key reads: those are bounded per link by the bundle's
+# certificates (``truststore.MAX_BUNDLE_CERTIFICATES``) plus the certificates already
+# known under the name (kept only from paths that validated, so a brand CA issued them).
 MAX_ISSUER_CANDIDATES = 4
 # The only extensions setpay understands when marked critical.
 _CRITICAL_ALLOWED = frozenset(

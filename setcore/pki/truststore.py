@@ -30,7 +30,7 @@ from cryptography import x509
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.pki.bci import RevocationSnapshot, open_brand_crl_identifier, peek_sequence_num
-from setcore.pki.certificate import load_certificate
+from setcore.pki.certificate import load_certificate, public_key_of
 from setcore.pki.chain import MAX_ISSUER_CANDIDATES, Anchor, Candidate, IssuerLookup, validate
 from setcore.pki.issuance import utc
 from setcore.pki.roles import CertificateUsage
@@ -196,15 +196,24 @@ class TrustStore:
         issuer is a choice: above it the path must end at the pinned root, which is tried
         first, within MAX_CHAIN_CERTIFICATES (3). So a refused chain costs at most
         MAX_ISSUER_CANDIDATES more validations, never a search over combinations.
+
+        The candidates ``build_path`` passes over on sight (self-issued, or with a key off
+        the allow-list) take none of those places, as they take none of its own: four such
+        look-alikes ahead of the real CA certificate used to keep it from being tried.
         """
         wanted = leaf.cert.issuer
         seen: set[bytes] = set()
+        passed_over: set[bytes] = set()
         for candidate in lookup(wanted):
             if len(seen) >= MAX_ISSUER_CANDIDATES:
                 return
-            if candidate.thumb in seen or candidate.cert.subject != wanted:
+            thumb = candidate.thumb
+            if thumb in seen or thumb in passed_over or candidate.cert.subject != wanted:
                 continue
-            seen.add(candidate.thumb)
+            if candidate.cert.issuer == wanted or not _key_allowed(candidate):
+                passed_over.add(thumb)
+                continue
+            seen.add(thumb)
 
             def narrowed(subject: x509.Name, only: Candidate = candidate) -> Iterable[Candidate]:
                 return [only] if subject == wanted else lookup(subject)
@@ -371,3 +380,12 @@ class TrustStore:
             if peek_sequence_num(bundle.brand_crl_identifier) <= current.sequence_num:
                 return False
         return self.update_revocation(bundle.brand_crl_identifier, bundle.crls, at)
+
+
+def _key_allowed(candidate: Candidate) -> bool:
+    """Whether path building would verify a signature with the candidate's key."""
+    try:
+        public_key_of(candidate.cert)
+    except ProtocolError:
+        return False
+    return True

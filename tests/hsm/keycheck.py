@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import secrets
 
 from cryptography import x509
@@ -66,3 +67,19 @@ def public_pem(public_key: PublicKey) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def rsa_key_with_exponent(exponent: int, bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A real RSA key pair whose public exponent is ``exponent`` (``cryptography``
+    generates only e = 3 or 65537)."""
+    while True:
+        base = rsa.generate_private_key(65537, bits).private_numbers()
+        p, q = base.p, base.q
+        phi = (p - 1) * (q - 1)
+        if math.gcd(exponent, phi) == 1:
+            break
+    d = pow(exponent, -1, phi)
+    return rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(exponent, p * q),
+    ).private_key()  # fmt: skip

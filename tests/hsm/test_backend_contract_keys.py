@@ -24,7 +24,7 @@ from hsm.errors import (
 )
 
 from .backend_contract import MESSAGE
-from .keycheck import certificate_for, encapsulate, verify
+from .keycheck import certificate_for, encapsulate, rsa_key_with_exponent, verify
 
 
 @cache
@@ -171,6 +171,18 @@ def test_import_off_the_allow_list_is_refused(
 ) -> None:
     with pytest.raises(UnsupportedAlgorithm, match=named):
         backend.import_key("weak", KeyUsage.SIGNATURE, private_key)
+
+
+@pytest.mark.parametrize("exponent", [3, 65539])
+def test_import_of_an_rsa_key_of_another_exponent_is_refused(
+    backend: KeyBackend, exponent: int
+) -> None:
+    # setcore refuses such a key from everyone: held, it would fail only once used (a CA's
+    # every certificate, a bank key at its start), with a peer's ALGORITHM_NOT_ALLOWED.
+    private_key = rsa_key_with_exponent(exponent)
+    with pytest.raises(UnsupportedAlgorithm, match=f"RSA public exponent {exponent} is not"):
+        backend.import_key("odd-e", KeyUsage.SIGNATURE, private_key)
+    assert backend.list_keys() == []
 
 
 def test_certificate_storage(backend: KeyBackend) -> None:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import Attribute, KeyType
 
 from hsm.base import KeyAlgorithm, KeyUsage
-from hsm.errors import KeyNotFound, PermanentBackendError
+from hsm.errors import KeyNotFound, PermanentBackendError, UnsupportedAlgorithm
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_catalog import build_catalog
 from hsm.token_objects import import_attributes
@@ -225,3 +225,23 @@ def test_adopting_a_key_another_tool_made_as_a_public_object_says_so(
     )
     assert backend.list_keys() == []
     assert _labels_on_token(token, "data") == []
+
+
+@pytest.mark.integration
+def test_a_foreign_rsa_key_of_another_exponent_is_not_adopted(
+    backend: Pkcs11Backend, token: SoftToken
+) -> None:
+    # Made by another tool (e = 3 is one pkcs11-tool and OpenSSL may choose): setcore would
+    # refuse every signature it made, so it is refused here, before anything changes.
+    key = rsa.generate_private_key(3, 2048)
+    private, public = import_attributes("app", b"\x01", KeyUsage.SIGNATURE, key)
+
+    def make(session: TokenSession) -> None:
+        session.session.create_object(private)
+        session.session.create_object(public)
+
+    backend._link.run(make, "make a key as another tool would", retry=False)
+    with pytest.raises(UnsupportedAlgorithm, match="RSA public exponent 3 is not allowed"):
+        backend.adopt(b"\x01", "gateway-sig", KeyUsage.SIGNATURE)
+    assert _labels_on_token(token, "data") == []  # no metadata written
+    assert "gateway-sig" not in {key.label for key in backend.list_keys()}

@@ -3,15 +3,16 @@ renewal and CertInqReq signatures, the keys requested and the request's shape.""
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from hsm.base import KeyUsage, SignatureAlgorithm
+from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage, SignatureAlgorithm
+from hsm.policy import PSS_SALT_LENGTH
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pan import PAN
@@ -32,8 +33,10 @@ from setcore.registration_certreq import (
     verify_cert_inquiry,
     verify_cert_request,
 )
+from tests.hsm.forwarding import ForwardingBackend
+from tests.hsm.keycheck import rsa_key_with_exponent
 
-from .pki.conftest import TEST_EXPIRY, TEST_PAN, World, label
+from .pki.conftest import TEST_EXPIRY, TEST_PAN, World
 from .registration_support import S, _ca, _form, _key, refused, registration_world
 
 
@@ -119,31 +122,35 @@ def test_a_signature_naming_another_algorithm_is_a_bad_signature(world: World) -
     assert refusal_status(ProtocolError(ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, "stale")) is None
 
 
-def _rsa_key_with_exponent(exponent: int) -> rsa.RSAPrivateKey:
-    """A real RSA-2048 key pair whose public exponent is ``exponent`` (cryptography
-    generates only e = 3 or 65537)."""
-    while True:
-        base = rsa.generate_private_key(65537, 2048).private_numbers()
-        p, q = base.p, base.q
-        phi = (p - 1) * (q - 1)
-        if math.gcd(exponent, phi) == 1:
-            break
-    d = pow(exponent, -1, phi)
-    return rsa.RSAPrivateNumbers(
-        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
-        rsa.RSAPublicNumbers(exponent, p * q),
-    ).private_key()  # fmt: skip
+class _SignsOutside(ForwardingBackend):
+    """Signs for ``held``'s handle with ``private_key``, a key no backend takes in (a
+    wallet's, say, whose own software holds it): the CA must refuse what it asks for."""
+
+    name = "outside"
+
+    def __init__(self, inner: KeyBackend, private_key: rsa.RSAPrivateKey) -> None:
+        super().__init__(inner)
+        self.private_key = private_key
+        self.held = KeyHandle(
+            "odd-e", 1, KeyUsage.SIGNATURE, KeyAlgorithm.RSA_2048, private_key.public_key()
+        )
+
+    def sign(self, key: KeyHandle, data: bytes) -> bytes:
+        if key is not self.held:
+            return self.inner.sign(key, data)
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
+        return self.private_key.sign(data, pss, hashes.SHA256())
 
 
 def test_a_cert_request_for_an_rsa_key_of_another_exponent_is_refused(world: World) -> None:
     # Signed by the key it asks to certify, as a wallet would send it: a CA that certified
     # it would hand every verifier of that key's signatures a costlier check than setpay
-    # allows (and a key no backend generates).
+    # allows (and a key no backend holds: ``hsm.policy.algorithm_to_hold``).
     trust, reg, form = _form(world)
-    odd = world.backend.import_key(
-        label("odd-e"), KeyUsage.SIGNATURE, _rsa_key_with_exponent(65539)
+    outside = _SignsOutside(world.backend, rsa_key_with_exponent(65539))
+    request, _ = build_card_cert_request(
+        outside, outside.held, form, reg, PAN(TEST_PAN), TEST_EXPIRY
     )
-    request, _ = build_card_cert_request(world.backend, odd, form, reg, PAN(TEST_PAN), TEST_EXPIRY)
     opened = open_card_cert_request(peek_cert_request(request), _ca(world))
     error = _refusal(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, verify_cert_request, opened, trust)
     assert refusal_status(error) == S.CERT_STATUS_CODE_REJECTED_BY_AGENT

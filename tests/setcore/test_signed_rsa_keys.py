@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from hsm.errors import UnsupportedAlgorithm
-from hsm.policy import RSA_PUBLIC_EXPONENT, algorithm_of_public
+from hsm.policy import RSA_PUBLIC_EXPONENT, algorithm_to_hold
 from setcore.encoding import signature_input
 from setcore.errors import ProtocolError
 from setcore.signed import algorithm_for_public_key, verify_signature
@@ -76,13 +76,26 @@ def test_a_good_key_still_verifies() -> None:
     verify_signature(key.public_key(), signature, CT, b"tbs")
 
 
-@pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
-def test_the_sizes_are_the_ones_a_backend_holds(bits: int) -> None:
-    # setcore's allow-list and hsm's key types cannot drift apart: a key a backend would
-    # refuse to hold is refused from a peer too, and the other way round.
-    key = public_key(bits)
+@pytest.mark.parametrize(
+    ("bits", "exponent"),
+    [
+        (1024, RSA_PUBLIC_EXPONENT),
+        (2048, RSA_PUBLIC_EXPONENT),
+        (3072, RSA_PUBLIC_EXPONENT),
+        (4096, RSA_PUBLIC_EXPONENT),
+        (2048, 3),
+        (2048, 65539),
+        (3072, HUGE_EXPONENT),
+    ],
+    ids=["rsa1024", "rsa2048", "rsa3072", "rsa4096", "rsa2048-e3", "rsa2048-e65539", "huge-e"],
+)
+def test_the_sizes_are_the_ones_a_backend_holds(bits: int, exponent: int) -> None:
+    # setcore's allow-list and what a backend takes in (import, adopt) cannot drift apart:
+    # a key a backend would refuse to hold is refused from a peer too, and the other way
+    # round. A key of another exponent used to be imported, then refused by every peer.
+    key = public_key(bits, exponent)
     try:
-        algorithm_of_public(key)
+        algorithm_to_hold(key)
         held = True
     except UnsupportedAlgorithm:
         held = False

@@ -131,3 +131,36 @@ def test_the_genuine_chain_behind_look_alikes_still_resolves(
     )
     assert verified.chain_thumbs[1] == cca.thumbprint
     assert not set(checked) & set(fakes)
+
+
+def _self_issued(world: World, signer: rsa.RSAPrivateKey, count: int) -> list[bytes]:
+    """``count`` self-issued certificates named as the Cardholder CA, each of its own key."""
+    cca = world.brand.cardholder_ca.ca.certificate.subject
+    keys = [_public_key(2048, RSA_PUBLIC_EXPONENT) for _ in range(count)]
+    return [_certificate(cca, cca, key, signer, ca=True) for key in keys]
+
+
+@pytest.mark.parametrize("kind", ["off-list-key", "self-issued"])
+def test_the_retry_passes_over_what_path_building_passes_over(
+    ec_world: World, signer: rsa.RSAPrivateKey, kind: str
+) -> None:
+    # A look-alike with the real CA's name and key "signed" the leaf and leads nowhere, so
+    # the first path fails and each candidate issuer is tried alone. Four candidates
+    # path building never uses, ahead of them in the bundle, used to take all four places
+    # of that retry: the genuine chain was refused.
+    cca = ec_world.brand.cardholder_ca.ca
+    nowhere = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nowhere")])
+    real_key = cca.certificate.public_key()
+    assert isinstance(real_key, ec.EllipticCurvePublicKey)
+    same_key = _certificate(cca.certificate.subject, nowhere, real_key, signer, ca=True)
+    ignored = (
+        _look_alikes(ec_world, signer, _public_key(3072, HUGE_EXPONENT), MAX_ISSUER_CANDIDATES)
+        if kind == "off-list-key"
+        else _self_issued(ec_world, signer, MAX_ISSUER_CANDIDATES)
+    )
+    bundle = crypto_pb2.CertBundle(certificates=[ec_world.cardholder, *ignored, same_key, cca.der])
+
+    verified = ec_world.store().resolve(
+        thumbprint(ec_world.cardholder), bundle, roles.CARDHOLDER, SIG
+    )
+    assert verified.chain_thumbs[1] == cca.thumbprint
