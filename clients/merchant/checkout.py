@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -62,6 +63,11 @@ C = purchase_pb2
 # admitted behind them would wait out its own deadline in the queue. Two keep one for the
 # quick calls and one more for a health check or a call that is slow for another reason.
 THREADS_KEPT_FROM_THE_GATEWAY = 2
+# How long a Purchase waits for one of the ``gateway_waits`` places before it is answered
+# "order received" and left to the one worker: a healthy gateway frees a place within a
+# round trip (tens of ms), so ordinary load is authorized at once; one slow for longer
+# than this still diverts the overflow, and a thread is held no longer than this for it.
+SLOT_WAIT_SECONDS = 0.3
 
 
 def gateway_waits(threads: int) -> int:
@@ -252,9 +258,7 @@ class Checkout:
             "Purchase %s: dual signature verified, cardholder %s; PI kept sealed for the gateway",
             order.short_id, cardholder.thumbprint.hex()[:8],
         )  # fmt: skip
-        if self._answer is AnswerMode.AFTER_AUTHORIZATION and self._gateway_waits.acquire(
-            blocking=False
-        ):
+        if self._answer is AnswerMode.AFTER_AUTHORIZATION and self._gateway_place(answer_by):
             try:
                 # The worker's scan may have found the order purchased and sent it already.
                 order = self._authorizer.authorize(order.xid, as_read=order, answer_by=answer_by)
@@ -262,6 +266,7 @@ class Checkout:
                 self._gateway_waits.release()
         else:
             if self._answer is AnswerMode.AFTER_AUTHORIZATION:
+                metrics.purchase_diverted()
                 log.info(
                     "Purchase %s: %d Purchases wait on the gateway already; answered "
                     "order received, authorized in the background",
@@ -269,6 +274,14 @@ class Checkout:
                 )  # fmt: skip
             self._authorizer.submit(order)
         return self._pres(order, oi.rrpid, oi.chall_c)
+
+    def _gateway_place(self, answer_by: float | None) -> bool:
+        """One of the ``gateway_waits`` places taken, waited for ``SLOT_WAIT_SECONDS`` at
+        most and never past ``answer_by``; False when none came free."""
+        wait = SLOT_WAIT_SECONDS
+        if answer_by is not None:
+            wait = max(0.0, min(wait, answer_by - time.monotonic()))
+        return self._gateway_waits.acquire(timeout=wait)
 
     def _repeated(
         self, order: Order, view: MerchantView, how: str

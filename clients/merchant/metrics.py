@@ -36,6 +36,8 @@ merchant id, a peer's text or key material.
                                                         reports (a Purchase repeated is
                                                         answered, and counted, again); not
                                                         one whose wallet gave up first
+    setpay_merchant_purchases_diverted_total            Purchases left to the worker, no place
+                                                        free (``checkout.gateway_waits``)
     setpay_merchant_gateway_calls_total{kind,result}    requests sent to the gateway, by
                                                         kind (authorization, capture,
                                                         capture-reversal, credit,
@@ -128,17 +130,9 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 __all__ = [
-    "LABEL_VALUES",
-    "OTHER",
-    "MetricsEndpoint",
-    "enabled",
-    "gateway_call",
-    "purchase_answered",
-    "refused",
-    "rpc_shed",
-    "served",
-    "start",
-]
+    "LABEL_VALUES", "OTHER", "MetricsEndpoint", "enabled", "gateway_call", "purchase_answered",
+    "purchase_diverted", "refused", "rpc_shed", "served", "start",
+]  # fmt: skip
 
 log = logging.getLogger("setpay.merchant.metrics")
 
@@ -186,6 +180,9 @@ class _Metrics:
             "setpay_merchant_purchases_total", "PRes sent, by the completion they report",
             ["completion"], registry=r,
         )  # fmt: skip
+        self.diverted = Counter(
+            "setpay_merchant_purchases_diverted", "Purchases left to the worker", registry=r
+        )
         self.gateway_calls = Counter(
             "setpay_merchant_gateway_calls_total", "Requests sent to the payment gateway",
             ["kind", "result"], registry=r,
@@ -197,7 +194,7 @@ class _Metrics:
         )  # fmt: skip
         self.all = (
             self.requests, self.errors, self.duration, self.in_flight, self.shed,
-            self.purchases, self.gateway_calls, self.gateway_duration,
+            self.purchases, self.diverted, self.gateway_calls, self.gateway_duration,
         )  # fmt: skip
         for method in MERCHANT_METHODS:
             self.requests.labels(method)
@@ -412,6 +409,11 @@ def refused(method: str, code: int) -> None:
     if m is not None:
         name = ErrorCode.Name(code) if code in ErrorCode.values() else OTHER
         m.errors.labels(allowed("method", method), name).inc()
+
+
+def purchase_diverted() -> None:  # a Purchase found no place to wait on the gateway
+    if _sinks.metrics is not None:
+        _sinks.metrics.diverted.inc()
 
 
 def purchase_answered(completion: int) -> None:

@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from clients.merchant import metrics
 from clients.merchant.answers import answer
 from clients.merchant.checkout import Checkout
+from clients.merchant.gateway_client import AUTHORIZE_DEADLINE_SECONDS
 from clients.transport import MAX_MESSAGE_BYTES
 from setcore.admission import (
     HEALTH_RESERVE,
@@ -46,6 +47,18 @@ GRACE_SECONDS = 5.0
 # gateway ends: a signature is a millisecond or so, the rest covers a loaded host and the
 # network back, so the wallet hears "order received" before its own deadline passes.
 ANSWER_MARGIN_SECONDS = 1.0
+# Past this much time left a Purchase is treated as having no due time: its deadline is
+# longer than any one Authorize may take, and a client that set none is given some 292
+# years by grpcio, too long for a lock's timeout (OverflowError).
+UNBOUNDED_ABOVE_SECONDS = AUTHORIZE_DEADLINE_SECONDS + ANSWER_MARGIN_SECONDS
+
+
+def _answer_by(remaining: float | None) -> float | None:
+    """When a Purchase's PRes must be signed (``time.monotonic()``), from its deadline's
+    ``remaining`` seconds; None when that bounds nothing (``UNBOUNDED_ABOVE_SECONDS``)."""
+    if remaining is None or remaining > UNBOUNDED_ABOVE_SECONDS:
+        return None
+    return time.monotonic() + remaining - ANSWER_MARGIN_SECONDS
 
 
 class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
@@ -101,7 +114,7 @@ class MerchantServicer(services_pb2_grpc.MerchantServiceServicer):
         self, request: purchase_pb2.PurchaseRequest, context: grpc.ServicerContext
     ) -> purchase_pb2.PurchaseResponse:
         """PReq -> PRes, before the wallet's deadline (``ANSWER_MARGIN_SECONDS``)."""
-        answer_by = time.monotonic() + context.time_remaining() - ANSWER_MARGIN_SECONDS
+        answer_by = _answer_by(context.time_remaining())
         response: purchase_pb2.PurchaseResponse = self._serve(
             context, "Purchase", request, request.p_req, purchase_pb2.PurchaseResponse,
             lambda r: self._checkout.purchase(r, answer_by=answer_by),

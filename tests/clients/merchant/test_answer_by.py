@@ -10,11 +10,15 @@ import threading
 import time
 from typing import Any
 
+import grpc
 import pytest
 
+from clients import transport
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import OrderState
 from clients.merchant.runtime import Merchant
+from clients.wallet import purchases
+from setpay.v1 import purchase_pb2
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.test_purchase_flow import buy, offer
 
@@ -93,3 +97,37 @@ def test_the_wait_for_another_thread_ends_when_the_answer_is_due(
         holder.join(WAIT_SECONDS)
     assert took < HELD_SECONDS / 2, f"waited {took:.1f} s for the order's lock"
     assert order.state is OrderState.PURCHASED and calls == []
+
+
+class _NoDeadline(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Sends every call without a deadline, as a client that sets none does."""
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_Details(details), request)
+
+
+class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, sent: Any) -> None:
+        self.method, self.metadata, self.credentials = sent.method, sent.metadata, sent.credentials
+        self.wait_for_ready, self.compression = sent.wait_for_ready, sent.compression
+        self.timeout = None
+
+
+def test_a_purchase_sent_without_a_deadline_is_authorized(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: grpcio gives a call without a deadline some 292 years, ``answer_by``
+    inherited it, and the wait for the order's lock raised OverflowError: the Purchase
+    failed (UNSPECIFIED_FAILURE) with the gateway healthy."""
+    merchant = make_merchant("m-no-deadline")
+    monkeypatch.setattr(
+        purchases,
+        "Caller",
+        lambda channel, *a: transport.Caller(grpc.intercept_channel(channel, _NoDeadline()), *a),
+    )
+    record = buy(make_wallet(merchant), offer(merchant, 900))
+    assert record.completion == purchase_pb2.CompletionCode.Name(
+        purchase_pb2.COMPLETION_CODE_AUTHORIZATION_PERFORMED
+    )
