@@ -15,7 +15,6 @@ from setcore.admission import (
     SHED_BACKLOG,
     SHED_DETAILS,
     SHED_RETRY_SECONDS,
-    SHED_THREADS,
     InFlightPool,
     Refusal,
 )
@@ -25,7 +24,6 @@ __all__ = [
     "SHED_BACKLOG",
     "SHED_DETAILS",
     "SHED_RETRY_SECONDS",
-    "SHED_THREADS",
     "Admission",
     "InFlightPool",
     "Refusal",

@@ -155,14 +155,3 @@ class Plan:
         if self.requests is not None:
             return self.requests
         return min(MAX_PREPARED, math.ceil(shape.duration * CLOSED_LOOP_POOL_RATE))
-
-
-def parse_rates(text: str) -> tuple[float, ...]:
-    """``"500,1000,2000"`` -> rates (PlanError for anything else)."""
-    try:
-        rates = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise PlanError(f"rates must be numbers separated by commas, not {text!r}") from None
-    if not rates:
-        raise PlanError("no rates given")
-    return rates

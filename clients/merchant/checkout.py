@@ -73,7 +73,8 @@ SLOT_WAIT_SECONDS = 0.3
 def gateway_waits(threads: int) -> int:
     """How many Purchases of a server of ``threads`` may wait on the gateway at once (at
     least one): the threads but those kept for the quick calls. A Purchase past it is
-    answered "order received" at once, its authorization left to the worker."""
+    answered "order received" once ``SLOT_WAIT_SECONDS`` pass without a place, its
+    authorization left to the worker."""
     return max(1, threads - THREADS_KEPT_FROM_THE_GATEWAY)
 
 
@@ -230,8 +231,9 @@ class Checkout:
 
         ``answer_by`` (``time.monotonic()``): when the wallet must have its PRes; an
         authorization still waiting on the gateway then is answered "order received". So
-        is one found with ``gateway_waits`` Purchases waiting on the gateway already, at
-        once, and left to the worker: they never hold every thread of the server."""
+        is one that finds ``gateway_waits`` Purchases waiting on the gateway for
+        ``SLOT_WAIT_SECONDS``, and left to the worker: they never hold every thread of the
+        server (from 3 threads)."""
         view = open_purchase_request(request)
         oi = view.oi_data
         order = self._order(oi.trans_ids.xid)

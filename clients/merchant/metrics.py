@@ -181,7 +181,7 @@ class _Metrics:
             ["completion"], registry=r,
         )  # fmt: skip
         self.diverted = Counter(
-            "setpay_merchant_purchases_diverted", "Purchases left to the worker", registry=r
+            "setpay_merchant_purchases_diverted_total", "Purchases left to the worker", registry=r
         )
         self.gateway_calls = Counter(
             "setpay_merchant_gateway_calls_total", "Requests sent to the payment gateway",

@@ -249,10 +249,15 @@ def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.tls is None:
         log.warning("Merchant service on %s is PLAINTEXT: local experiments only", settings.listen)
-        port = server.add_insecure_port(settings.listen)
-    else:
-        chain, key = settings.tls
-        port = server.add_secure_port(settings.listen, grpc.ssl_server_credentials([(key, chain)]))
+    try:
+        if settings.tls is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            chain, key = settings.tls
+            credentials = grpc.ssl_server_credentials([(key, chain)])
+            port = server.add_secure_port(settings.listen, credentials)
+    except RuntimeError:  # grpcio's way of saying the bind failed, as at the bank
+        port = 0
     if port == 0:
         pool.shutdown(wait=False)
         admission.refusals.shutdown(wait=False)

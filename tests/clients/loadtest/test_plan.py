@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from cli.bench_options import read_rates
 from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.channels import MAX_CHANNELS
 from clients.loadtest.errors import PlanError, PlotError
@@ -17,7 +18,6 @@ from clients.loadtest.plan import (
     MAX_DURATION_SECONDS,
     MAX_PREPARED,
     Plan,
-    parse_rates,
 )
 from clients.loadtest.plot import plot
 from clients.loadtest.tally import latency_of, percentile
@@ -54,8 +54,8 @@ def test_rates_must_be_positive_numbers() -> None:
     with pytest.raises(PlanError, match="rates must be above 0"):
         Plan(duration=1.0, rates=(0.0,))
     with pytest.raises(PlanError, match="numbers separated by commas"):
-        parse_rates("100,fast")
-    assert parse_rates("100, 200,300") == (100.0, 200.0, 300.0)
+        read_rates("100,fast")
+    assert read_rates("100, 200,300") == (100.0, 200.0, 300.0)
 
 
 def test_steps_and_their_request_counts() -> None:
@@ -135,7 +135,7 @@ def test_a_fraction_of_a_throughput_too_low_to_schedule_is_no_step() -> None:
 @pytest.mark.parametrize("text", ["", ",", "100;200", "100 200", "fast", "1,2,x"])
 def test_malformed_rates_are_refused(text: str) -> None:
     with pytest.raises(PlanError, match="rates"):
-        parse_rates(text)
+        read_rates(text)
 
 
 @pytest.mark.parametrize(
