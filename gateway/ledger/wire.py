@@ -277,9 +277,17 @@ def load(data: bytes) -> Any:
 
 def shippable_error(exc: BaseException) -> BaseException:
     """``exc`` if the worker can unpickle it (a ledger error, or a TypeError or ValueError
-    about the arguments), else a StoreError naming it."""
+    about the arguments), else the ledger error that says the same.
+
+    A frame the service could not read (``WireError``) is StoreUnavailable on the worker's
+    side, as a broken connection is: nothing ran, so the gateway answers UNAVAILABLE and
+    the merchant's retry is safe. Shipped as a plain StoreError it would be a service
+    failure, which the gateway answers with a signed Error the merchant takes as final.
+    """
     if type(exc).__module__ == "gateway.ledger.errors" or (
         type(exc).__module__ == "builtins" and type(exc).__name__ in SHIPPED_BUILTIN_ERRORS
     ):
         return exc
+    if isinstance(exc, WireError):
+        return StoreUnavailable(f"the ledger service could not read the operation: {exc}")
     return StoreError(f"the ledger service failed: {type(exc).__name__}: {exc}")

@@ -273,7 +273,8 @@ def test_a_frame_naming_code_outside_the_ledger_is_refused(
     kind, body = _raw_exchange(served.socket_path, wire.EXECUTE, evil)
     assert kind == wire.ERROR
     error = wire.load(body)
-    assert isinstance(error, StoreError)
+    # Nothing ran: the worker answers UNAVAILABLE (a retry is safe), not a final Error.
+    assert isinstance(error, StoreUnavailable)
     assert "system may not cross to the ledger" in str(error)
     assert not marker.exists()
     # Nor what a ledger module merely imports: gateway.ledger.ledger imports ``time``.
@@ -283,10 +284,12 @@ def test_a_frame_naming_code_outside_the_ledger_is_refused(
     # Nor may a frame name something held elsewhere (a persistent id: BININT1 0,
     # BINPERSID, STOP)...
     error = wire.load(_raw_exchange(served.socket_path, wire.EXECUTE, b"\x80\x05K\x00Q.")[1])
-    assert isinstance(error, StoreError) and "unreadable" in str(error)
+    assert isinstance(error, StoreUnavailable) and "unreadable" in str(error)
     # ... nor come as anything but an operation.
     kind, body = _raw_exchange(served.socket_path, wire.RESULT, pickle.dumps(1))
-    assert kind == wire.ERROR and "where an operation belongs" in str(wire.load(body))
+    error = wire.load(body)
+    assert kind == wire.ERROR and "where an operation belongs" in str(error)
+    assert isinstance(error, StoreUnavailable)
     # The service is unharmed.
     assert (
         served.read(functools.partial(idempotency.stored_response, rrpid=b"r", request_digest=b"d"))
