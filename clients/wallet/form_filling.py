@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from clients.errors import RegistrationError
+from setcore.errors import quoted
 from setcore.registration import RegistrationForm
 from setcore.registration_cardholder import ENROLMENT_CODE_FIELD
 
@@ -17,12 +18,14 @@ def filled_fields(
     """Every field the CA's form asks for, with the value given or empty, and the card's
     enrolment ``code`` where the form asks for it and no value was given; a name it does
     not ask for is refused rather than dropped: it is most likely a misspelt field, which
-    would otherwise go to the CA empty."""
+    would otherwise go to the CA empty. The refusal quotes every name (``quoted``): the
+    form's id and fields are the CA's words, a peer's, and the command prints them."""
     unknown = sorted(set(given) - set(form.fields))
     if unknown:
         raise RegistrationError(
-            f"the Cardholder CA's form {form.form_id} has no field {', '.join(unknown)} "
-            f"(its fields: {', '.join(form.fields) or 'none'})"
+            f"the Cardholder CA's form {quoted(form.form_id)} has no field "
+            f"{', '.join(map(quoted, unknown))} (its fields: "
+            f"{', '.join(map(quoted, form.fields)) or 'none'})"
         )
     values = dict(given)
     if code is not None and ENROLMENT_CODE_FIELD in form.fields:

@@ -90,7 +90,7 @@ def test_a_form_field_the_ca_does_not_ask_for_is_refused(bank: RunningBank, tmp_
     try:
         pan, expiry = bank.new_card()
         form = {"cardholder-name": "A. Holder", "postcode": "1000"}
-        with pytest.raises(RegistrationError, match="no field postcode") as refused:
+        with pytest.raises(RegistrationError, match="no field 'postcode'") as refused:
             wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC, form=form)
         assert "billing-postcode" in str(refused.value)
         assert not wallet.config.card_file.exists()

@@ -115,4 +115,4 @@ def test_renew_then_buy_and_ask_about_the_earlier_purchase(
     assert (status, err) == (0, "") and "APPROVED" in out
 
     status, out, err = setpay([*wallet, "renew", "--form", "nickname=x"])
-    assert status == 1 and "no field nickname" in err and out == ""
+    assert status == 1 and "no field 'nickname'" in err and out == ""
