@@ -269,6 +269,9 @@ class Server(grpc.Server):
         self._pool = pool
         self._pools = (pool, refusals)
         self._reflection = reflection
+        # Whether a stop has begun, under its lock: stops may come from several threads.
+        self._stopping = threading.Lock()
+        self._stop_began = False
 
     @property
     def in_flight(self) -> int:
@@ -309,12 +312,20 @@ class Server(grpc.Server):
 
     def stop(self, grace: float | None = None) -> threading.Event:
         """As gRPC's, reflection streams ended at once; once it has stopped, the pools'
-        threads end as they fall idle."""
+        threads end as they fall idle.
+
+        Only the first stop ends the streams and lets the pools go: a later one (the cut a
+        drain makes at its grace end, ``gateway.process``) only shortens gRPC's. gRPC sets
+        every stop's event at once when the server has stopped, so the first stop's
+        release comes as soon as any later stop's would."""
         stopped = self._server.stop(grace)
-        if self._reflection is not None:
-            # After gRPC's stop began: from then on no new stream can start.
-            self._reflection.end_streams()
-        release_pools(stopped, self._pools)
+        with self._stopping:
+            first, self._stop_began = not self._stop_began, True
+        if first:
+            if self._reflection is not None:
+                # After gRPC's stop began: from then on no new stream can start.
+                self._reflection.end_streams()
+            release_pools(stopped, self._pools)
         return stopped
 
 
