@@ -34,7 +34,8 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
 A reply echoes the request's RRPID, in its header and in a signed Error, only when it has
 an RRPID's size (``setcore.echoed_ids``): anyone may call this port without a client
 certificate, and an RRPID of hundreds of kilobytes, echoed twice, made a reply past the
-message limit, refused by gRPC instead of answered.
+message limit, refused by gRPC instead of answered. ``_answer`` trims it, once for every
+call and whatever the answer, as ``gateway.answers`` does for the gateway's.
 
 Every SET Error answered is counted (``setpay_rpc_errors_total{method,code}``), as the
 gateway's are.
@@ -58,7 +59,7 @@ from setcore.echoed_ids import echoed_id
 from setcore.error_message import build_error, request_digest
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.purchase import header
-from setpay.v1 import crypto_pb2, error_pb2, registration_pb2, services_pb2_grpc
+from setpay.v1 import common_pb2, crypto_pb2, error_pb2, registration_pb2, services_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,16 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         rrpid: bytes,
         raw: bytes,
         work: Callable[[], bytes],
-    ) -> tuple[bytes, error_pb2.SetError | None]:
+    ) -> tuple[common_pb2.Header, bytes, error_pb2.SetError | None]:
+        """The reply's header and either ``work()``'s body or the refusal's signed Error.
+
+        ``rrpid`` is the request's as sent: the header and the Error echo it only where it
+        has an RRPID's size (``setcore.echoed_ids``), trimmed here for every answer."""
+        echoed = echoed_id(rrpid)
         with _outages_unavailable(context, request):
             try:
-                return work(), None
+                body = work()
+                return header(rrpid=echoed), body, None
             except ProtocolError as exc:
                 log.info("%s refused: %s", type(request).__name__, exc)
                 code = exc.code
@@ -163,7 +170,7 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
             signer = self._ca.error_signer(request)
             try:
                 sent = request_digest(request.DESCRIPTOR.full_name, raw)
-                error = build_error(signer, code, rrpid=rrpid, request=sent)
+                error = build_error(signer, code, rrpid=echoed, request=sent)
             except KeyBackendError as exc:
                 # No Error to send, whatever the backend's trouble: UNAVAILABLE, as the
                 # gateway answers (gateway.answers), rather than gRPC's UNKNOWN.
@@ -176,7 +183,7 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         # Counted like the gateway's (gateway.answers), once the refusal is answered: the
         # RPC is the request type's name.
         metrics.refused(type(request).__name__.removesuffix("Request"), code)
-        return b"", self._staple(error)
+        return header(rrpid=echoed), b"", self._staple(error)
 
     def _staple(self, error: error_pb2.SetError) -> error_pb2.SetError:
         # A requester whose first message is refused holds no BCI yet; without one it
@@ -197,12 +204,11 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         received: bytes | None = None,
     ) -> registration_pb2.CardCInitResponse:
         """Cardholder step 1; ``received``: the bytes the request came as (``_frame``)."""
-        rrpid = echoed_id(request.rrpid)
-        body, error = self._answer(
-            context, request, rrpid, _frame(request, received),
+        reply, body, error = self._answer(
+            context, request, request.rrpid, _frame(request, received),
             lambda: self._ca.card_c_init(request),
         )  # fmt: skip
-        response = registration_pb2.CardCInitResponse(header=header(rrpid=rrpid))
+        response = registration_pb2.CardCInitResponse(header=reply)
         if error is not None:
             response.error.CopyFrom(error)
         else:
@@ -213,11 +219,11 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.RegFormRequest, context: grpc.ServicerContext
     ) -> registration_pb2.RegFormResponse:
         """Cardholder step 2."""
-        rrpid = echoed_id(request.header.rrpid)
-        body, error = self._answer(
-            context, request, rrpid, request.reg_form_req, lambda: self._ca.reg_form(request)
-        )
-        response = registration_pb2.RegFormResponse(header=header(rrpid=rrpid))
+        reply, body, error = self._answer(
+            context, request, request.header.rrpid, request.reg_form_req,
+            lambda: self._ca.reg_form(request),
+        )  # fmt: skip
+        response = registration_pb2.RegFormResponse(header=reply)
         if error is not None:
             response.error.CopyFrom(error)
         else:
@@ -231,12 +237,11 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         received: bytes | None = None,
     ) -> registration_pb2.MeAqCInitResponse:
         """Merchant or gateway step 1; ``received`` as for CardCInit."""
-        rrpid = echoed_id(request.rrpid)
-        body, error = self._answer(
-            context, request, rrpid, _frame(request, received),
+        reply, body, error = self._answer(
+            context, request, request.rrpid, _frame(request, received),
             lambda: self._ca.me_aq_c_init(request),
         )  # fmt: skip
-        response = registration_pb2.MeAqCInitResponse(header=header(rrpid=rrpid))
+        response = registration_pb2.MeAqCInitResponse(header=reply)
         if error is not None:
             response.error.CopyFrom(error)
         else:
@@ -247,11 +252,11 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.CertRequest, context: grpc.ServicerContext
     ) -> registration_pb2.CertResponse:
         """Issue or renew certificates."""
-        rrpid = echoed_id(request.header.rrpid)
-        body, error = self._answer(
-            context, request, rrpid, request.cert_req, lambda: self._ca.cert(request)
-        )
-        response = registration_pb2.CertResponse(header=header(rrpid=rrpid))
+        reply, body, error = self._answer(
+            context, request, request.header.rrpid, request.cert_req,
+            lambda: self._ca.cert(request),
+        )  # fmt: skip
+        response = registration_pb2.CertResponse(header=reply)
         if error is not None:
             response.error.CopyFrom(error)
         else:
@@ -262,11 +267,11 @@ class CertificateAuthorityServicer(services_pb2_grpc.CertificateAuthorityService
         self, request: registration_pb2.CertInqRequest, context: grpc.ServicerContext
     ) -> registration_pb2.CertInqResponse:
         """Poll a pended request."""
-        rrpid = echoed_id(request.header.rrpid)
-        body, error = self._answer(
-            context, request, rrpid, request.cert_inq_req, lambda: self._ca.cert_inq(request)
-        )
-        response = registration_pb2.CertInqResponse(header=header(rrpid=rrpid))
+        reply, body, error = self._answer(
+            context, request, request.header.rrpid, request.cert_inq_req,
+            lambda: self._ca.cert_inq(request),
+        )  # fmt: skip
+        response = registration_pb2.CertInqResponse(header=reply)
         if error is not None:
             response.error.CopyFrom(error)
         else:
