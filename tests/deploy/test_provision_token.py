@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.hsm.pin_file_support import write_pin
 from tests.hsm.testbed import SOFTHSM_MODULE, SoftHsm
 
 from .commands import (
@@ -46,11 +47,6 @@ def _pin_files(tmp_path: Path) -> tuple[Path, Path]:
     secrets = tmp_path / "etc"
     secrets.mkdir(mode=0o700, exist_ok=True)
     return secrets / "token.pin", secrets / "so.pin"
-
-
-def _write_pin(path: Path, pin: str, mode: int = 0o600) -> None:
-    path.write_text(pin + "\n")
-    path.chmod(mode)
 
 
 def _arguments(label: str, pin_file: Path, so_pin_file: Path, *extra: str) -> list[str]:
@@ -99,8 +95,8 @@ def test_makes_a_token_and_random_pin_files(tokens: SoftHsm, tmp_path: Path) -> 
 @pytest.mark.integration
 def test_uses_existing_pin_files_without_changing_them(tokens: SoftHsm, tmp_path: Path) -> None:
     pin_file, so_pin_file = _pin_files(tmp_path)
-    _write_pin(pin_file, "operator chosen user pin")
-    _write_pin(so_pin_file, "operator chosen so pin")
+    write_pin(pin_file, "operator chosen user pin")
+    write_pin(so_pin_file, "operator chosen so pin")
     label = _label("given")
     done = provision(*_arguments(label, pin_file, so_pin_file))
     assert done.returncode == 0, done.stderr
@@ -161,7 +157,7 @@ def test_refuses_a_label_that_is_taken(tokens: SoftHsm, tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", [0o640, 0o604])
 def test_refuses_a_pin_file_others_can_read(tokens: SoftHsm, tmp_path: Path, mode: int) -> None:
     pin_file, so_pin_file = _pin_files(tmp_path)
-    _write_pin(pin_file, "a user pin", mode)
+    write_pin(pin_file, "a user pin", mode)
     label = _label("exposed")
     done = provision(*_arguments(label, pin_file, so_pin_file))
     assert done.returncode == 1
@@ -173,7 +169,7 @@ def test_refuses_a_pin_file_others_can_read(tokens: SoftHsm, tmp_path: Path, mod
 @pytest.mark.integration
 def test_refuses_a_pin_file_of_several_lines(tokens: SoftHsm, tmp_path: Path) -> None:
     pin_file, so_pin_file = _pin_files(tmp_path)
-    _write_pin(pin_file, "first line\nsecond line")
+    write_pin(pin_file, "first line\nsecond line")
     done = provision(*_arguments(_label("lines"), pin_file, so_pin_file))
     assert done.returncode == 1
     assert f"PIN file {pin_file} must hold one line" in done.stderr

@@ -17,10 +17,12 @@ from .testbed import CountingPinSource, SoftToken
 CHILD_SECONDS = 60
 
 
-def write_pin(path: Path, pin: str) -> None:
-    """``pin`` as the content of the PIN file ``path`` (owner-only, one line)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
+def write_pin(path: Path, pin: str, mode: int = 0o600) -> None:
+    """``pin`` as the content of the PIN file ``path`` (one line): owner-only, or ``mode``
+    exactly (whatever the umask, and a file written again too) for a test of a PIN file
+    others may read. Created owner-only, so that it is never readable by others before."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        os.fchmod(handle.fileno(), mode)
         handle.write(pin + "\n")
 
 

@@ -7,17 +7,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from gateway.bank_pki import open_ca_store
-from gateway.ca import CertificateAuthority
 from gateway.ca.card_failures import CARD_FAILURE_LIMIT
-from gateway.issuer import LedgerDirectory
 from gateway.ledger import Ledger, LedgerKeys, SqliteLedgerStore
 from gateway.ledger.pan import card_refusals_key, pan_index
 from hsm.base import KeyUsage
@@ -27,7 +21,7 @@ from setcore.registration_cardholder import build_card_cert_inquiry, open_card_c
 from setpay.v1 import registration_pb2
 from tests.cards import card
 
-from .conftest import EXPIRY, Bank, serving
+from .conftest import EXPIRY, Bank
 from .flows import (
     REQUESTERS,
     card_request,
@@ -37,6 +31,7 @@ from .flows import (
     sent_digest,
     start_cardholder,
 )
+from .ledger_issuer_support import ca_asking
 
 S = registration_pb2
 COMPLETE = S.CERT_STATUS_CODE_REQUEST_COMPLETE
@@ -75,24 +70,6 @@ def _ca_db_values(bank: Bank) -> bytes:
     return b"\x00".join(values)
 
 
-@contextmanager
-def _ca_asking(bank: Bank, directory: object) -> Iterator[Bank]:
-    """Another CA over the bank's keys and ca.db (a restart, or another worker), asking
-    ``directory``, served on port 0."""
-    store = open_ca_store(bank.config)
-    try:
-        ca = CertificateAuthority(
-            bank.pki.authority_keys(),
-            store,
-            bank.pki.trust,
-            directory,  # type: ignore[arg-type]
-        )
-        with serving(ca) as stub:
-            yield replace(bank, ca=ca, stub=stub)
-    finally:
-        store.close()
-
-
 def test_the_issuer_answers_alike_for_an_unknown_card_and_a_wrong_expiry(
     ec_bank: Bank, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -103,7 +80,7 @@ def test_the_issuer_answers_alike_for_an_unknown_card_and_a_wrong_expiry(
     victim, stranger = _card(1), _card(2)
     ledger.open_card_account(victim, EXPIRY, 50_000, EUR)
     try:
-        with _ca_asking(ec_bank, LedgerDirectory(ledger)) as bank, caplog.at_level(logging.INFO):
+        with ca_asking(ec_bank, ledger) as bank, caplog.at_level(logging.INFO):
             unknown, *_ = register_cardholder(bank, stranger, EXPIRY)
             wrong, *_ = register_cardholder(bank, victim, "203111")
             right, *_ = register_cardholder(bank, victim, EXPIRY)
@@ -137,7 +114,7 @@ def test_a_card_past_its_limit_of_refusals_is_refused_even_with_the_right_expiry
     assert found.status == REJECTED_BY_ISSUER and found.certificate is None
     assert any("past its limit of refusals" in r.getMessage() for r in caplog.records)
     # Kept in ca.db: a restarted CA (or another worker) refuses the card too.
-    with _ca_asking(ec_bank, ec_bank.issuer) as restarted:
+    with ca_asking(ec_bank, ec_bank.issuer) as restarted:
         again, *_ = register_cardholder(restarted, guessed, EXPIRY)
     assert again.status == REJECTED_BY_ISSUER
     # Another card is not held back by it.
