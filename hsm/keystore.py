@@ -11,7 +11,7 @@ fsync of the directory):
     DIR/.lock                          flock held while a version is claimed or removed
     DIR/keys/LABEL/N.key.pem           version N's private key, encrypted PKCS#8
     DIR/keys/LABEL/N.pub.pem           its public key (SubjectPublicKeyInfo)
-    DIR/keys/LABEL/N.json              label, version, usage, algorithm, kem; no key bytes
+    DIR/keys/LABEL/N.json              label, version, usage, algorithm, kem, their MAC
     DIR/keys/LABEL/N.cert.der          the certificate stored beside it, if any
 
 A version exists once its JSON file exists (written last), so a crash mid-write leaves
@@ -25,6 +25,18 @@ the lock, beside the very public key they were checked against.
 PKCS#8 encryption in ``cryptography`` is PBES2 with only 2048 PBKDF2 rounds, too few for
 a passphrase; so the passphrase is first stretched with scrypt (salt per keystore) and
 the result is the PKCS#8 password. The scrypt runs once per open (``hsm.keystore_header``).
+
+A key version's metadata decides what its key may do, so N.json holds an HMAC, under a
+key derived from the passphrase, of its fields and of N.pub.pem; a version whose files
+do not match it is refused as damaged or altered when loaded (``hsm.keystore_metadata``).
+
+Keystores from before (header format 1 or 2, N.json format 1, no MAC) are upgraded when
+opened, under the lock: each N.json is rewritten with its MAC (atomically, one by one),
+then the header is rewritten in format 3, last. Until that last write the keystore is
+still an old one, so an upgrade cut short is taken up again at the next open; once the
+header says format 3, N.json without a MAC is refused, so none can be slipped in. The
+upgrade authenticates what the files say at that moment: it cannot tell an edit made
+before it. Opening an old keystore therefore needs it writable once.
 
 Errors raised (``hsm.errors``): ``PermanentBackendError`` (wrong passphrase, not a
 keystore, unsafe permissions, corrupt file), ``TransientBackendError`` (lock held too
@@ -44,20 +56,23 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PrivateKey, PublicKey
+from hsm.base import KemAlgorithm, KeyHandle, KeyUsage, PrivateKey, PublicKey
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.filelock import exclusive_lock
-from hsm.keystore_header import new_header, pem_password, unlock
+from hsm.keystore_header import (
+    KeystoreSecrets,
+    authenticated_header,
+    metadata_authenticated,
+    new_header,
+    unlock,
+)
+from hsm.keystore_metadata import FORMAT, checked_handle, metadata_file
 from hsm.policy import (
     LABEL_PATTERN,
     PRIVATE_KEY_TYPES,
-    PUBLIC_KEY_TYPES,
     algorithm_of_public,
     check_label,
 )
-
-#: Format of each key version's JSON file (the header has its own: ``hsm.keystore_header``).
-FORMAT = 1
 
 #: Key versions are claimed under a lock; a holder that takes longer than this is stuck.
 LOCK_TIMEOUT_SECONDS = 10.0
@@ -82,9 +97,9 @@ class _Paths:
 class Keystore:
     """A keystore directory opened with its passphrase (``Keystore.open``)."""
 
-    def __init__(self, directory: Path, pem_password: bytes) -> None:
+    def __init__(self, directory: Path, unlocked: KeystoreSecrets) -> None:
         self._directory = directory
-        self._pem_password = pem_password
+        self._secrets = unlocked
         # Each version's JSON path as a string, made once: ``stamp`` runs for every sign
         # and decapsulate, and building the paths each time cost more than the stat
         # (about 12 us against 2 per operation, measured). One entry per key version.
@@ -105,11 +120,20 @@ class Keystore:
                 )
             with exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS):
                 if not header_path.exists():
-                    header, derived = new_header(passphrase)
+                    header, unlocked = new_header(passphrase)
                     _write_atomic(header_path, json.dumps(header).encode())
-                    return cls(root, pem_password(derived))
+                    return cls(root, unlocked)
         header = _read_json(header_path)
-        return cls(root, unlock(root, header, passphrase))
+        if metadata_authenticated(header):
+            return cls(root, unlock(root, header, passphrase))
+        # An older keystore: upgraded under the lock every writer takes, read again under
+        # it (another process may have upgraded it meanwhile).
+        with exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS):
+            header = _read_json(header_path)
+            keystore = cls(root, unlock(root, header, passphrase))
+            if not metadata_authenticated(header):
+                keystore._upgrade(header)
+        return keystore
 
     @property
     def directory(self) -> Path:
@@ -122,10 +146,20 @@ class Keystore:
         Each with the stamp its JSON file had before it was read: a file replaced after
         that has another stamp, never the stamp of the key read here.
         """
+        handles = []
+        for label, version in self._entries():
+            found = self._load_handle(label, version)
+            if found is not None:
+                handles.append(found)
+        handles.sort(key=lambda entry: (entry[0].label, entry[0].version))
+        return handles
+
+    def _entries(self) -> list[tuple[str, int]]:
+        """(label, version) of every JSON file under keys/, unchecked."""
         keys_dir = self._directory / "keys"
         if not keys_dir.is_dir():
             return []
-        handles = []
+        found = []
         try:
             # A stray file or link under keys/ (a note, an editor's backup) is not a key:
             # only directories setpay made, not links to elsewhere, hold key versions.
@@ -147,11 +181,8 @@ class Keystore:
             for name in names:
                 stem = name.removesuffix(".json")
                 if stem != name and stem.isdigit():
-                    found = self._load_handle(label, int(stem))
-                    if found is not None:
-                        handles.append(found)
-        handles.sort(key=lambda entry: (entry[0].label, entry[0].version))
-        return handles
+                    found.append((label, int(stem)))
+        return found
 
     def stamp(self, label: str, version: int) -> KeyStamp | None:
         """The stamp of a version's JSON file; None once the version is deleted."""
@@ -181,7 +212,7 @@ class Keystore:
         except FileNotFoundError as exc:
             raise KeyNotFound(f"key {key.label!r} v{key.version} is gone from keystore") from exc
         try:
-            private_key = serialization.load_pem_private_key(pem, self._pem_password)
+            private_key = serialization.load_pem_private_key(pem, self._secrets.pem_password)
         except (ValueError, TypeError, CryptoUnsupportedAlgorithm) as exc:
             raise PermanentBackendError(
                 f"cannot decrypt {path}: wrong passphrase for this key or corrupt file"
@@ -199,7 +230,7 @@ class Keystore:
         key_pem = private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(self._pem_password),
+            serialization.BestAvailableEncryption(self._secrets.pem_password),
         )
         public_pem = _public_pem(public_key)
         label_dir = self._directory / "keys" / label
@@ -213,20 +244,13 @@ class Keystore:
             _unlink(paths.cert)
             _write_atomic(paths.key, key_pem)
             _write_atomic(paths.public, public_pem)
-            meta = {
-                "format": FORMAT,
-                "label": label,
-                "version": version,
-                "usage": usage.value,
-                "algorithm": algorithm.value,
-                "kem": kem.value if kem is not None else None,
-            }
-            _write_atomic(paths.meta, json.dumps(meta, indent=1).encode())
+            handle = KeyHandle(label, version, usage, algorithm, public_key, kem)
+            _write_atomic(paths.meta, metadata_file(self._secrets, handle, public_pem))
             # Under the lock that every removal takes: the stamp is this file's.
             stamp = self.stamp(label, version)
         if stamp is None:
             raise PermanentBackendError(f"{paths.meta} vanished as it was written")
-        return KeyHandle(label, version, usage, algorithm, public_key, kem), stamp
+        return handle, stamp
 
     def remove(self, label: str, version: int | None) -> list[int]:
         """Delete one version or all versions of ``label``; the versions removed."""
@@ -306,10 +330,18 @@ class Keystore:
 
     def _load_handle(self, label: str, version: int) -> tuple[KeyHandle, KeyStamp] | None:
         """A version's handle and stamp; None if it was deleted while being read."""
-        paths = self._paths(label, version)
         stamp = self.stamp(label, version)
         if stamp is None:
             return None
+        found = self._read_entry(label, version)
+        if found is None:
+            return None
+        entry = (label, version, self._paths(label, version).meta)
+        return checked_handle(self._secrets, entry, *found), stamp
+
+    def _read_entry(self, label: str, version: int) -> tuple[dict[str, Any], bytes] | None:
+        """A version's parsed JSON file and public key file; None if it was deleted."""
+        paths = self._paths(label, version)
         try:
             meta_bytes = _read_small(paths.meta)
             public_pem = _read_small(paths.public)
@@ -320,26 +352,26 @@ class Keystore:
             raise PermanentBackendError(f"corrupt keystore entry {paths.meta}") from None
         except OSError as exc:
             raise PermanentBackendError(f"cannot read keystore file {paths.meta}") from exc
-        meta = _parse_json(paths.meta, meta_bytes)
-        try:
-            public_key = serialization.load_pem_public_key(public_pem)
-            if not isinstance(public_key, PUBLIC_KEY_TYPES):
-                raise TypeError(type(public_key).__name__)
-            handle = KeyHandle(
-                label=str(meta["label"]),
-                version=int(meta["version"]),
-                usage=KeyUsage(meta["usage"]),
-                algorithm=KeyAlgorithm(meta["algorithm"]),
-                public_key=public_key,
-                kem=KemAlgorithm(meta["kem"]) if meta.get("kem") else None,
-            )
-        except (OSError, KeyError, ValueError, TypeError, CryptoUnsupportedAlgorithm) as exc:
-            raise PermanentBackendError(f"corrupt keystore entry {paths.meta}") from exc
-        if (handle.label, handle.version) != (label, version) or (
-            algorithm_of_public(handle.public_key) is not handle.algorithm
-        ):
-            raise PermanentBackendError(f"corrupt keystore entry {paths.meta}: names disagree")
-        return handle, stamp
+        return _parse_json(paths.meta, meta_bytes), public_pem
+
+    def _upgrade(self, header: dict[str, Any]) -> None:
+        """Give every version's JSON file its MAC, then mark the header (format 3).
+
+        Under the lock, by ``open``. The header goes last: an upgrade cut short leaves an
+        old keystore, some of whose files have their MAC, and the next open goes on.
+        """
+        for label, version in self._entries():
+            found = self._read_entry(label, version)
+            if found is None:
+                continue
+            meta, public_pem = found
+            path = self._paths(label, version).meta
+            entry = (label, version, path)
+            handle = checked_handle(self._secrets, entry, meta, public_pem, upgrading=True)
+            if meta.get("format") != FORMAT:
+                _write_atomic(path, metadata_file(self._secrets, handle, public_pem))
+        header_file = json.dumps(authenticated_header(header, self._secrets)).encode()
+        _write_atomic(self._directory / "keystore.json", header_file)
 
 
 def _ensure_private_dir(path: Path) -> None:

@@ -1,8 +1,10 @@
-"""The software keystore's header (keystore.json): passphrase stretching and check.
+"""The software keystore's header (keystore.json): passphrase stretching and check, and
+the keys the passphrase unlocks.
 
 The header holds the format, the scrypt salt and parameters, and an HMAC of a fixed
 string under the derived key, so a wrong passphrase is told at once, not at the first
-key decryption. The derived key, in hex, is every key file's PKCS#8 password.
+key decryption. The derived key, in hex, is every key file's PKCS#8 password; an HMAC key
+derived from it authenticates each key version's metadata (``hsm.keystore_metadata``).
 
 Errors raised (``hsm.errors``): ``PermanentBackendError``.
 """
@@ -15,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,13 @@ from hsm.pinsource import has_surrogates
 # about one header in 160 (measured over 200,000 random ones) held a Luhn-valid run of
 # 13-19 digits, and PAN scanners, the demo's among them, then reported a card number in
 # keystore.json. Format 1 headers (hex) are still read.
-HEADER_FORMAT = 2
+# Format 3 (base64 too) says that every key version's metadata carries its MAC and that
+# metadata without one is refused; ``hsm.keystore`` upgrades older keystores at open.
+HEADER_FORMAT = 3
 _HEADER_FORMATS: dict[int, Callable[[str], bytes]] = {
     1: binascii.unhexlify,
     2: lambda text: base64.b64decode(text, validate=True),
+    3: lambda text: base64.b64decode(text, validate=True),
 }
 
 #: scrypt cost: 2^15 x 8 x 128 bytes = 32 MiB and ~70 ms here, the interactive-login
@@ -46,26 +52,53 @@ DERIVED_BYTES = 32
 #: times our own 32 MiB, room for a stronger setting, and still fits a small host.
 MAX_SCRYPT_MEMORY_BYTES = 2**30
 
-_CHECK_INPUT = b"setpay keystore passphrase check v1"
+# What the check is an HMAC of. Format 3 checks another string than 1 and 2: a format-3
+# header edited back to format 2 (to have unauthenticated metadata believed again) then
+# fails the passphrase check; only a copy of the header from before the upgrade passes.
+_CHECK_INPUTS = {
+    1: b"setpay keystore passphrase check v1",
+    2: b"setpay keystore passphrase check v1",
+    3: b"setpay keystore passphrase check v3: key metadata authenticated",
+}
+
+#: The header format from which every key version's metadata must carry its MAC.
+METADATA_AUTHENTICATED_FORMAT = 3
+
+# Domain separation: the metadata MAC key and the passphrase check are both HMACs under
+# the derived key, of different fixed strings, so neither can stand for the other.
+_METADATA_KEY_INPUT = b"setpay keystore key metadata MAC key v1"
 
 
-def new_header(passphrase: str) -> tuple[dict[str, Any], bytes]:
-    """A new keystore header and the key derived from the passphrase with it."""
+@dataclass(frozen=True, repr=False, eq=False)
+class KeystoreSecrets:
+    """The keys a keystore's passphrase unlocks (no repr: never printed or logged)."""
+
+    #: Every key file's PKCS#8 password: the derived key in hex, printable for any tool
+    #: that insists on text.
+    pem_password: bytes
+    #: The HMAC key of every key version's metadata (``hsm.keystore_metadata``).
+    metadata_key: bytes
+    #: The format-3 passphrase check, written into the header when it is upgraded.
+    check: bytes
+
+
+def new_header(passphrase: str) -> tuple[dict[str, Any], KeystoreSecrets]:
+    """A new keystore header and the keys the passphrase unlocks with it."""
     salt = secrets.token_bytes(SALT_BYTES)
-    derived = _stretch(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    check = hmac.new(derived, _CHECK_INPUT, hashlib.sha256).digest()
+    unlocked = _secrets(_stretch(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P))
     header = {
         "format": HEADER_FORMAT,
         "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(salt)},
-        "check": _b64(check),
+        "check": _b64(unlocked.check),
     }
-    return header, derived
+    return header, unlocked
 
 
-def unlock(root: Path, header: dict[str, Any], passphrase: str) -> bytes:
-    """The PKCS#8 password for this keystore, or ``PermanentBackendError``."""
+def unlock(root: Path, header: dict[str, Any], passphrase: str) -> KeystoreSecrets:
+    """The keys this keystore's passphrase unlocks, or ``PermanentBackendError``."""
     try:
-        decode = _HEADER_FORMATS.get(header["format"])
+        header_format = header["format"]
+        decode = _HEADER_FORMATS.get(header_format)
         if decode is None or header["kdf"]["name"] != "scrypt":
             raise PermanentBackendError(f"keystore {root} has an unknown format")
         kdf = header["kdf"]
@@ -75,20 +108,38 @@ def unlock(root: Path, header: dict[str, Any], passphrase: str) -> bytes:
         expected = decode(header["check"])
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise PermanentBackendError(f"corrupt keystore header {root / 'keystore.json'}") from exc
-    actual = hmac.new(derived, _CHECK_INPUT, hashlib.sha256).digest()
+    actual = hmac.new(derived, _CHECK_INPUTS[header_format], hashlib.sha256).digest()
     if not hmac.compare_digest(actual, expected):
         raise PermanentBackendError(f"wrong passphrase for keystore {root}")
-    return pem_password(derived)
+    return _secrets(derived)
+
+
+def metadata_authenticated(header: dict[str, Any]) -> bool:
+    """Whether this header says every key version's metadata carries its MAC."""
+    return header.get("format") == METADATA_AUTHENTICATED_FORMAT
+
+
+def authenticated_header(header: dict[str, Any], unlocked: KeystoreSecrets) -> dict[str, Any]:
+    """``header`` (already unlocked) in format 3: the same salt and cost, the format-3 check.
+
+    Only the format and the check change: the derived key, and so every key file's
+    password, stays the same.
+    """
+    kdf = dict(header["kdf"])
+    kdf["salt"] = _b64(_HEADER_FORMATS[header["format"]](kdf["salt"]))
+    return {"format": METADATA_AUTHENTICATED_FORMAT, "kdf": kdf, "check": _b64(unlocked.check)}
+
+
+def _secrets(derived: bytes) -> KeystoreSecrets:
+    return KeystoreSecrets(
+        pem_password=derived.hex().encode("ascii"),
+        metadata_key=hmac.new(derived, _METADATA_KEY_INPUT, hashlib.sha256).digest(),
+        check=hmac.new(derived, _CHECK_INPUTS[HEADER_FORMAT], hashlib.sha256).digest(),
+    )
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def pem_password(derived: bytes) -> bytes:
-    """The PKCS#8 password of every key file: the derived key in hex."""
-    # Hex keeps the PKCS#8 password printable for any tool that insists on text.
-    return derived.hex().encode("ascii")
 
 
 def _stretch(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:

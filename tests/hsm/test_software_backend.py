@@ -24,6 +24,7 @@ from hsm.policy import public_key_der
 from hsm.software import SoftwareBackend
 
 from .keycheck import certificate_for, verify
+from .legacy_keystore import make_legacy
 
 PASSPHRASE = "keystore passphrase for tests"
 
@@ -43,8 +44,11 @@ def test_keystore_files_are_private_and_hold_no_plain_key(tmp_path: Path) -> Non
         assert _mode(path) == 0o700, path
     for path in [directory / "keystore.json", *label_dir.iterdir()]:
         assert _mode(path) == 0o600, path
-    assert json.loads((label_dir / "1.json").read_text()) == {
-        "format": 1,
+    meta = json.loads((label_dir / "1.json").read_text())
+    # What the key may do, and a MAC of it (tests/hsm/test_keystore_metadata.py).
+    assert len(base64.b64decode(meta.pop("mac"), validate=True)) == 32
+    assert meta == {
+        "format": 2,
         "label": "gateway-sig",
         "version": 1,
         "usage": "signature",
@@ -86,9 +90,13 @@ def test_key_file_under_another_passphrase_fails_at_open(tmp_path: Path) -> None
     other.close()
     source = tmp_path / "a" / "keys" / "k"
     target = tmp_path / "b" / "keys" / "k"
-    for name in ("1.key.pem", "1.pub.pem", "1.json"):
-        (target / name).write_bytes((source / name).read_bytes())
+    (target / "1.key.pem").write_bytes((source / "1.key.pem").read_bytes())
     with pytest.raises(PermanentBackendError, match=r"cannot decrypt .*1\.key\.pem"):
+        SoftwareBackend.open(tmp_path / "b", "other passphrase")
+    # The whole entry moved across: its metadata's MAC is under the other passphrase.
+    for name in ("1.pub.pem", "1.json"):
+        (target / name).write_bytes((source / name).read_bytes())
+    with pytest.raises(PermanentBackendError, match=r"1\.json: key 'k' v1 is damaged or altered"):
         SoftwareBackend.open(tmp_path / "b", "other passphrase")
 
 
@@ -138,7 +146,7 @@ def test_foreign_directory_is_not_taken_over(tmp_path: Path) -> None:
 def test_corrupt_metadata_is_reported_with_its_file(tmp_path: Path) -> None:
     backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
     backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    (tmp_path / "ks" / "keys" / "k" / "1.json").write_text('{"format": 1, "label": "k"}')
+    (tmp_path / "ks" / "keys" / "k" / "1.json").write_text('{"format": 2, "label": "k"}')
     with pytest.raises(PermanentBackendError, match=r"corrupt keystore entry .*1\.json"):
         backend.list_keys()
 
@@ -363,7 +371,7 @@ def test_a_new_header_is_base64_so_it_never_looks_like_a_card_number(tmp_path: P
     # scanners (the demo's) reported as a card number in keystore.json.
     SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
     _, header = _header(tmp_path)
-    assert header["format"] == 2
+    assert header["format"] == 3
     assert len(base64.b64decode(header["kdf"]["salt"], validate=True)) == 16
     assert len(base64.b64decode(header["check"], validate=True)) == 32
 
@@ -371,12 +379,8 @@ def test_a_new_header_is_base64_so_it_never_looks_like_a_card_number(tmp_path: P
 def test_a_format_1_header_in_hex_still_opens(tmp_path: Path) -> None:
     backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
     backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    path, header = _header(tmp_path)
-    # The header exactly as the format-1 code wrote it.
-    header["format"] = 1
-    header["kdf"]["salt"] = base64.b64decode(header["kdf"]["salt"]).hex()
-    header["check"] = base64.b64decode(header["check"]).hex()
-    path.write_text(json.dumps(header))
+    # The keystore exactly as the format-1 code wrote it (header in hex).
+    make_legacy(tmp_path / "ks", PASSPHRASE, header_format=1)
     reopened = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
     assert [k.label for k in reopened.list_keys()] == ["k"]
     with pytest.raises(PermanentBackendError, match="wrong passphrase"):
@@ -387,7 +391,7 @@ def test_a_format_1_header_in_hex_still_opens(tmp_path: Path) -> None:
     ("field", "value", "error"),
     [
         ("check", "not base64!", "corrupt keystore header"),
-        ("format", 3, "unknown format"),
+        ("format", 4, "unknown format"),
     ],
 )
 def test_a_damaged_header_is_refused(tmp_path: Path, field: str, value: object, error: str) -> None:
