@@ -17,7 +17,8 @@ ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a c
 refund's id as the capture and refund commands print it; an empty one (an unset shell
 variable) is a usage error, never "the whole authorization". Output shows ids shortened and
 never a card number: the merchant never has one. ``register --root`` pins the brand root on
-first use, written whole or not at all; a later ``--root`` naming another root is refused,
+first use, once the CA's revocation data verified under it, written whole or not at all
+(``cli.party_options``); a later ``--root`` naming another root is refused,
 both roots named by SHA-256 fingerprint. A command line incomplete or malformed (no
 ``--root`` before a root is pinned, a ``--form`` without ``=``, a ``--currency`` no account
 is kept in) exits 2, as argparse's own errors do. A command the gateway refuses (a capture
@@ -84,6 +85,7 @@ from hsm.errors import KeyBackendError, PermanentBackendError
 from hsm.pinsource import PinSource
 from hsm.uri import open_backend
 from setcore.currency import exponent_for
+from setcore.enum_names import code_name
 from setcore.errors import ErrorCode, SetcoreError
 from setcore.freshness import new_id
 from setcore.pki.truststore import TrustStore
@@ -244,7 +246,7 @@ def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
     # Read first: a wrong account file or form costs no root pinned and no keys made.
     account = _account(args)
     form = parse_form(args.form)
-    pin_root(config.root, args.root, "merchant")
+    pin_root(config.root, args.root, "merchant", config.ca, config.brand_id)
     done = _with_registrar(
         config,
         lambda registrar: registrar.register(
@@ -333,7 +335,9 @@ def order_line(order: Order, store: MerchantStore) -> str:
     captured, credited = settled_amounts(store, order.xid)
     auth = order.authorization
     code = (
-        authorization_pb2.AuthCode.Name(auth.auth_code).removeprefix("AUTH_CODE_") if auth else "-"
+        code_name(authorization_pb2.AuthCode, auth.auth_code).removeprefix("AUTH_CODE_")
+        if auth
+        else "-"
     )
     description = order.description.decode("utf-8", "replace")[:24]
     line = (
@@ -386,7 +390,7 @@ def operation_line(operation: Operation) -> str:
     """One settlement operation for people (a failed one with the gateway's SET Error)."""
     state = operation.state.value
     if operation.state is OperationState.FAILED:
-        state += f" ({ErrorCode.Name(operation.error_code)})"
+        state += f" ({code_name(ErrorCode, operation.error_code)})"
     elif operation.state is OperationState.REFUSED:
         state += f" ({_result_code_name(operation)})"
     elif operation.state is OperationState.SENT and operation.unverified:
@@ -403,11 +407,7 @@ def operation_line(operation: Operation) -> str:
 
 def _result_code_name(operation: Operation) -> str:
     """The gateway's code for a refused operation, named from its kind's enum."""
-    codes = _RESULT_CODES[operation.kind]
-    try:
-        return codes.Name(operation.result_code)
-    except ValueError:  # stored by a merchant that knew a code this one does not
-        return f"{codes.DESCRIPTOR.name} {operation.result_code}"
+    return code_name(_RESULT_CODES[operation.kind], operation.result_code)
 
 
 def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from cli.number_options import whole
 from cli.party_options import UsageError
 from clients.merchant.reconciliation import reconcile, reconciliation_lines
 from clients.merchant.runtime import Merchant
+from setcore.enum_names import code_name
 from setcore.gateway_admin import MAX_STARTING_POINT, MAX_TRANSACTION_DETAILS, TransactionPage
 from setpay.v1 import gateway_admin_pb2
 
@@ -108,7 +109,7 @@ def run_batch(merchant: Merchant, args: argparse.Namespace) -> int:
     reconciliation; the exit status."""
     page = TransactionPage(args.start or 0, args.details) if args.details else None
     data = merchant.batches.administer(_OPERATIONS[args.operation], args.batch, page=page)
-    status = gateway_admin_pb2.BatchAdminStatus.Name(data.status)
+    status = code_name(gateway_admin_pb2.BatchAdminStatus, data.status)
     batch_id = data.batch_id or args.batch
     named = f"batch {batch_id or '-'}: " + status.removeprefix("BATCH_ADMIN_STATUS_")
     if data.status != gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS:

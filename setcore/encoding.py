@@ -25,6 +25,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from setcore.enum_names import RESULT_CODES
 from setcore.errors import ErrorCode, fail, quoted
 from setcore.freshness import check_id
 
@@ -138,11 +139,13 @@ def _enum_plan(
     descriptor: Descriptor,
 ) -> tuple[tuple[tuple[FieldDescriptor, str, frozenset[int]], ...], tuple[FieldDescriptor, ...]]:
     """The enum fields of a message type, with their defined numbers, and the message
-    fields under which an enum field may sit (the rest need no look)."""
+    fields under which an enum field may sit (the rest need no look). A peer's result
+    codes (``enum_names.RESULT_CODES``) are not checked: a later release may add to them,
+    and their readers take any code but the success one for a refusal."""
     enums = tuple(
         (field, field.enum_type.name, frozenset(field.enum_type.values_by_number))
         for field in descriptor.fields
-        if field.enum_type is not None
+        if field.enum_type is not None and field.enum_type.full_name not in RESULT_CODES
     )
     holders = tuple(
         field
@@ -195,7 +198,7 @@ def parse_strict(message_class: type[M], data: bytes, *, own_content_type: bool 
 
     Unknown fields are SET's unrecognized critical extensions: a signed part that carries
     something this code does not understand is refused, not silently ignored; so are enum
-    values the schema does not define.
+    values the schema does not define, but in a peer's result codes (``_enum_plan``).
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_BIG, f"{len(data)} bytes")

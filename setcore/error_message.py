@@ -20,6 +20,7 @@ import hmac
 
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, parse_strict
+from setcore.enum_names import code_name
 from setcore.errors import ErrorCode, PeerError, ProtocolError
 from setcore.freshness import new_id, now_ms
 from setcore.gateway_exchange import request_digest
@@ -42,8 +43,9 @@ __all__ = [
 
 
 def error_text(code: int) -> str:
-    """The fixed, detail-free text that accompanies a code."""
-    return ErrorCode.Name(code).removeprefix("ERROR_CODE_").replace("_", " ").lower()
+    """The fixed, detail-free text that accompanies a code ("errorcode 99" for one
+    this build does not define)."""
+    return code_name(ErrorCode, code).removeprefix("ERROR_CODE_").replace("_", " ").lower()
 
 
 def build_error(

@@ -12,6 +12,7 @@ and a fixed text), and it never contains a PAN or key material.
 
 from __future__ import annotations
 
+from setcore.enum_names import code_name
 from setpay.v1 import error_pb2
 
 ErrorCode = error_pb2.ErrorCode
@@ -34,14 +35,14 @@ class ProtocolError(SetcoreError):
     """A protocol check failed; ``code`` is the SET ErrorCode to answer with."""
 
     def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{ErrorCode.Name(code)}: {reason}")
+        super().__init__(f"{code_name(ErrorCode, code)}: {reason}")
         self.code = code
         self.reason = reason
 
     @property
     def code_name(self) -> str:
         """The ErrorCode's name, e.g. ``ERROR_CODE_SIGNATURE_FAILURE``."""
-        return ErrorCode.Name(self.code)
+        return code_name(ErrorCode, self.code)
 
 
 def quoted(value: str) -> str:
@@ -63,15 +64,17 @@ class PeerError(SetcoreError):
 
     ``message`` is the Error's text, the peer's own words (signed, but any peer may sign
     anything): the exception's text quotes it (``quoted``), so that what a command prints
-    or a log line records is one line of bounded length, whatever the peer sent.
+    or a log line records is one line of bounded length, whatever the peer sent. ``code``
+    may be one this build does not define (a peer of a later release): it is named as
+    ``setcore.enum_names.code_name`` says, and is still the peer's refusal.
     """
 
     def __init__(self, code: int, message: str = "") -> None:
         said = f" {quoted(message)}" if message else ""
-        super().__init__(f"peer refused the request: {ErrorCode.Name(code)}{said}")
+        super().__init__(f"peer refused the request: {code_name(ErrorCode, code)}{said}")
         self.code = code
 
     @property
     def code_name(self) -> str:
-        """The ErrorCode's name."""
-        return ErrorCode.Name(self.code)
+        """The ErrorCode's name (``ErrorCode N`` for one this build does not define)."""
+        return code_name(ErrorCode, self.code)

@@ -81,6 +81,7 @@ from setcore.amount import same_unit
 from setcore.authorization import AuthRequestState, build_auth_request
 from setcore.credentials import Credentials
 from setcore.encoding import parse_strict, thumbprint
+from setcore.enum_names import code_name
 from setcore.errors import ErrorCode, SetcoreError, fail
 from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
@@ -388,7 +389,7 @@ class Authorizer(StoredRequests[Order]):
         done = self._store.record_authorization(order.xid, authorization, approved)
         log.info(
             "order %s: %s %s, approval code %s",
-            order.short_id, authorization_pb2.AuthCode.Name(header.auth_code),
+            order.short_id, code_name(authorization_pb2.AuthCode, header.auth_code),
             authorization.amount, authorization.approval_code or "-",
         )  # fmt: skip
         return done

@@ -5,7 +5,8 @@ RRPID would not get the first one's answer: the gateway refuses a second close a
 BATCH_CLOSED, a second purge as BATCH_UNKNOWN, a second open as BATCH_ALREADY_OPEN,
 without naming the batch opened. So each lives the life of a capture
 (``stored_requests``): its BatchAdminReq is stored byte for byte before it is sent, a
-verified answer settles it, a verified SET Error ends it "failed", and anything else
+verified answer settles it (any status but SUCCESS, one of a later release this build
+does not know too, refuses it), a verified SET Error ends it "failed", and anything else
 (``outcome``) leaves it "sent", outcome unknown: the command gets ``OutcomeUnknown``, and
 the same bytes go again when the command is given again (the same operation on the same
 batch, or any open while an open waits) and in ``resume`` (at start and in a serving
@@ -30,6 +31,7 @@ import logging
 from clients.errors import OrderStateError
 from clients.merchant.records import BatchRequest, OperationState, short
 from clients.merchant.stored_requests import StoredRequests
+from setcore.enum_names import code_name
 from setcore.errors import PeerError
 from setcore.gateway_admin import BatchAdminState, TransactionPage, build_batch_admin_request
 from setpay.v1 import gateway_admin_pb2
@@ -42,7 +44,7 @@ SUCCESS = gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS
 
 def operation_name(operation: int) -> str:
     """A batch operation as the command line names it: open, close, purge, request."""
-    name = gateway_admin_pb2.BatchOperation.Name(operation)
+    name = code_name(gateway_admin_pb2.BatchOperation, operation)
     return name.removeprefix("BATCH_OPERATION_").lower()
 
 
@@ -132,7 +134,7 @@ class Batches(StoredRequests[BatchRequest]):
         )  # fmt: skip
         log.info(
             "%s answered %s%s", _named(request),
-            gateway_admin_pb2.BatchAdminStatus.Name(data.status),
+            code_name(gateway_admin_pb2.BatchAdminStatus, data.status),
             f" for batch {data.batch_id}" if data.batch_id else "",
         )  # fmt: skip
         return done
@@ -165,6 +167,6 @@ class Batches(StoredRequests[BatchRequest]):
             )
         log.info(
             "batch %s: request -> %s", data.batch_id or "-",
-            gateway_admin_pb2.BatchAdminStatus.Name(data.status),
+            code_name(gateway_admin_pb2.BatchAdminStatus, data.status),
         )  # fmt: skip
         return data

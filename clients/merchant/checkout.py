@@ -36,6 +36,7 @@ from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
 from setcore.credentials import Credentials
 from setcore.dualsig import MerchantView
+from setcore.enum_names import code_name
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import new_id, now_ms
 from setcore.pki.bci import RevocationUnavailable
@@ -102,7 +103,8 @@ def completion_of(order: Order, captured: int, credited: int) -> purchase_pb2.PR
             amount.CopyFrom(nothing)
         payload.acq_card_msg = auth.acq_card_msg
         return payload
-    # Stored from a verified AuthRes, whose parse refused undefined AuthCode values.
+    # Stored from a verified AuthRes: an AuthCode of a later release this merchant does not
+    # know is passed on as it came (the order is declined: only APPROVED approves).
     payload.auth_code = cast(authorization_pb2.AuthCode, auth.auth_code)
     payload.auth_amt.CopyFrom(auth.amount.to_proto())
     payload.acq_card_msg = auth.acq_card_msg
@@ -301,7 +303,7 @@ class Checkout:
         signed = build_purchase_response(self._credentials, trans_ids, rrpid, chall_c, [payload])
         log.info(
             "PRes %s: %s", order.short_id,
-            purchase_pb2.CompletionCode.Name(payload.completion_code),
+            code_name(purchase_pb2.CompletionCode, payload.completion_code),
         )  # fmt: skip
         metrics.purchase_answered(payload.completion_code)
         return purchase_pb2.PurchaseResponse(
@@ -331,7 +333,7 @@ class Checkout:
         )
         log.info(
             "Inquiry %s: %s", order.short_id,
-            purchase_pb2.CompletionCode.Name(payload.completion_code),
+            code_name(purchase_pb2.CompletionCode, payload.completion_code),
         )  # fmt: skip
         return purchase_pb2.InquiryResponse(
             header=header(rrpid=data.rrpid, xid=order.xid, lid_m=order.lid_m), inq_res=signed

@@ -53,6 +53,7 @@ from setcore.cap_rev_or_cred import (
 )
 from setcore.capture import CaptureResult, CaptureState, open_capture_response
 from setcore.credentials import Credentials
+from setcore.enum_names import code_name
 from setcore.envelope import Recipient
 from setcore.errors import ErrorCode, fail
 from setcore.freshness import now_ms
@@ -106,7 +107,7 @@ def served(item: GatewayCertificate) -> ServedCertificates:
     """A PCertRes item's certificates; ``ConfigError`` if it serves none for its brand."""
     key_exchange, signature = item.key_exchange, item.signature
     if item.code != SUCCESS or key_exchange is None or signature is None:
-        name = gateway_admin_pb2.PCertCode.Name(item.code)
+        name = code_name(gateway_admin_pb2.PCertCode, item.code)
         raise ConfigError(f"the gateway serves no certificate for brand {item.brand_id}: {name}")
     return ServedCertificates(key_exchange, signature, item.chain)
 

@@ -7,7 +7,9 @@ built by setcore, and stored with its exact bytes if the same check, run again i
 storing transaction, still allows it: two commands at once (two threads, or a command
 beside a serving merchant on the same file) never both pass it, and the second is
 refused as it would be after the first. Then it is sent; the gateway's verified answer
-settles it, and a verified SET Error ends it "failed", with the error's code. Anything
+settles it (succeeded on its success code alone: any other, one of a later release this
+build does not know too, is a refusal, recorded with its code), and a verified SET Error
+ends it "failed", with the error's code. Anything
 else leaves its outcome unknown (``outcome``: no answer, a crash, an answer or Error
 that does not verify, an answer settling another amount, UNSPECIFIED_FAILURE, the
 merchant's own key backend or store failing on the answer): it stays "sent", the
@@ -62,6 +64,7 @@ from setcore.capture import (
     ItemRef,
     build_capture_request,
 )
+from setcore.enum_names import code_name
 from setcore.errors import ErrorCode, fail
 from setpay.v1 import authorization_pb2, capture_pb2, common_pb2
 
@@ -236,7 +239,7 @@ class Settlement(StoredRequests[Operation]):
             return self._settle(
                 operation, payload.cap_code == CAP_SUCCESS, payload.cap_code,
                 payload.cap_amt.amount, payload.batch_id,
-                authorization_pb2.CapCode.Name(payload.cap_code),
+                code_name(authorization_pb2.CapCode, payload.cap_code),
             )  # fmt: skip
         if operation.kind is OperationKind.AUTH_REVERSAL:
             rev = self._gateway.reverse_authorization(
@@ -251,7 +254,7 @@ class Settlement(StoredRequests[Operation]):
                 operation.rrpid, rev.auth_rev_code == AUTH_REV_APPROVED, rev.auth_rev_code,
                 kept, rev.baggage.cap_token_new,
             )  # fmt: skip
-            self._log_answer(settled, authorization_pb2.AuthRevCode.Name(rev.auth_rev_code))
+            self._log_answer(settled, code_name(authorization_pb2.AuthRevCode, rev.auth_rev_code))
             return settled
         state = CapRevOrCredState(
             _KIND_OF[operation.kind], operation.rrpid, operation.request_digest, refs
@@ -266,7 +269,7 @@ class Settlement(StoredRequests[Operation]):
         _check_answered_amount(operation, item.actual_amt)
         return self._settle(
             operation, item.code == CAP_REV_OR_CRED_SUCCESS, item.code, item.actual_amt.amount,
-            item.batch_id, capture_pb2.CapRevOrCredCode.Name(item.code),
+            item.batch_id, code_name(capture_pb2.CapRevOrCredCode, item.code),
         )  # fmt: skip
 
     def _settle(

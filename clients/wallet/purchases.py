@@ -17,8 +17,10 @@ wallet cannot record) is ``PurchaseOutcomeUnknown``, never a refusal: the card m
 authorized; but a PReq the merchant shed unread at every attempt (too busy) bought
 nothing: its record is removed and the purchase fails (``PurchaseNotSent``), to be made
 again later. A refusal is the merchant's signed Error (setcore's ``PeerError``), recorded
-as ``REFUSED`` with its code. Two wallet commands at once (a purchase and an inquiry, say)
-each update ``purchases.json`` under a lock, so neither loses the other's record.
+as ``REFUSED`` with its code; how answers and Errors are read, codes of a later release
+included, is ``merchant_answers``'s. Two wallet commands at once (a purchase and an
+inquiry, say) each update ``purchases.json`` under a lock, so neither loses the other's
+record.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import MAX_MESSAGE_BYTES, Caller, RetryPolicy, open_channel
+from clients.wallet.merchant_answers import UnknownCompletion, outcome_fields, undecided
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
 from setcore.currency import exponent_for
@@ -67,7 +70,7 @@ from setcore.purchase import (
     open_purchase_response,
 )
 from setcore.purchase_answer import MerchantIdentity
-from setpay.v1 import authorization_pb2, common_pb2, purchase_pb2, services_pb2
+from setpay.v1 import common_pb2, purchase_pb2, services_pb2
 
 log = logging.getLogger("setpay.wallet")
 
@@ -92,19 +95,6 @@ SENT = "SENT"
 # The state of a purchase the merchant refused with its signed Error (the code is kept in
 # ``refusal``): the wallet's own word too, since SET's CompletionCode has none for it.
 REFUSED = "REFUSED"
-# The merchant's signed Errors on a PReq that do not say it did nothing with it: the
-# catch-all for a failure of its own (a merchant turns any unexpected exception into
-# UNSPECIFIED_FAILURE, even once it has recorded the purchase and authorized the card),
-# the code of no meaning (0), and PI_PREVIOUSLY_USED, which says the merchant holds a PI
-# for our fresh XID: a copy of this PReq gRPC resent, the first perhaps authorizing now.
-# Every other code names a check of the PReq as received, made before the merchant acts.
-UNDECIDED_REFUSALS = frozenset(
-    {
-        ErrorCode.ERROR_CODE_UNSPECIFIED,
-        ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE,
-        ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
-    }
-)
 # purchases.json is the cardholder's shopping history: readable by its owner only. Its
 # lock file holds nothing, but is kept as private as what it guards.
 PURCHASES_FILE_MODE = 0o600
@@ -293,29 +283,6 @@ class PurchaseBook:
             os.close(fd)  # releases the lock
 
 
-def _undecided(refusal: PeerError) -> str:
-    """Why a signed Error in ``UNDECIDED_REFUSALS`` leaves the purchase unknown."""
-    if refusal.code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED:
-        # Our XID is fresh, so the PI "already used" is our own: a copy of this PReq that
-        # gRPC resent while the first was being decided, which may be authorizing now.
-        return "the merchant already holds this purchase (a resent copy)"
-    return f"the merchant failed, maybe after taking the order: {refusal.code_name}"
-
-
-def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
-    """The record fields a verified PRes or InqRes reports (its one payload, setcore's
-    ``check_answer``); they replace any earlier state, a refusal's too."""
-    payload = data.payloads[0]
-    return {
-        "refusal": "",
-        "completion": purchase_pb2.CompletionCode.Name(payload.completion_code),
-        "auth_code": authorization_pb2.AuthCode.Name(payload.auth_code),
-        "auth_amount": payload.auth_amt.amount,
-        "captured": payload.captured_amt.amount,
-        "credited": payload.credited_amt.amount,
-    }
-
-
 class Shopper:
     """The wallet's purchases and inquiries, with its credentials, card and trust store."""
 
@@ -419,10 +386,11 @@ class Shopper:
             # PInitRes: a stale BCI is no reason to doubt the merchant's answer.
             data = self._checked(lambda: open_purchase_response(pres, state, self._trust))
         except PeerError as exc:
-            if exc.code not in UNDECIDED_REFUSALS:
+            unknown = undecided(exc)
+            if unknown is None:
                 self._record_refusal(sent, exc)
                 raise
-            raise PurchaseOutcomeUnknown(sent.short_id, _undecided(exc), exc) from exc
+            raise PurchaseOutcomeUnknown(sent.short_id, unknown, exc) from exc
         except Exception as exc:
             # An answer that does not verify (or could not be checked: the CA unreachable
             # for fresh revocation data, a certificate cryptography cannot read) is not the
@@ -430,7 +398,10 @@ class Shopper:
             raise PurchaseOutcomeUnknown(
                 sent.short_id, f"the answer did not verify: {exc}", exc
             ) from exc
-        record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
+        try:
+            record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
+        except UnknownCompletion as exc:
+            raise PurchaseOutcomeUnknown(sent.short_id, str(exc), exc) from exc
         try:
             self._book.save(record)
         except Exception as exc:
@@ -480,7 +451,10 @@ class Shopper:
                 deadline=INQUIRY_DEADLINE_SECONDS,
             )  # fmt: skip
         data = self._checked(lambda: open_inquiry_response(response, state, self._trust))
-        updated = replace(record, **outcome_fields(data))  # type: ignore[arg-type]
+        try:
+            updated = replace(record, **outcome_fields(data))  # type: ignore[arg-type]
+        except UnknownCompletion as exc:
+            raise PurchaseOutcomeUnknown(record.short_id, str(exc), exc) from exc
         self._book.save(updated)
         log.info("InqRes verified: %s %s", updated.short_id, updated.completion)
         return updated

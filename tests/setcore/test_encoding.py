@@ -11,7 +11,14 @@ from setcore.encoding import (
     parse_strict,
 )
 from setcore.errors import ProtocolError
-from setpay.v1 import authorization_pb2, common_pb2, error_pb2, gateway_admin_pb2, purchase_pb2
+from setpay.v1 import (
+    authorization_pb2,
+    capture_pb2,
+    common_pb2,
+    gateway_admin_pb2,
+    purchase_pb2,
+    registration_pb2,
+)
 
 from .refusals import code_name
 
@@ -65,30 +72,25 @@ def test_unknown_nested_field_is_refused() -> None:
 
 def test_an_enum_value_the_schema_does_not_define_is_refused_at_any_depth() -> None:
     # proto3 keeps an undefined enum value as a bare number; the code reading it would act
-    # on a code it does not know, or fail where it names it (AuthCode.Name(999)).
-    top = error_pb2.ErrorTBS(content_type="setpay.v1.ErrorTBS", error_code=999)  # type: ignore[arg-type]
-    nested = authorization_pb2.AuthResData(content_type="setpay.v1.AuthResData")
-    nested.auth_res_payload.auth_header.auth_code = 999  # type: ignore[assignment]
-    repeated = gateway_admin_pb2.PCertResTBS(content_type="setpay.v1.PCertResTBS")
-    repeated.items.add(p_cert_code=gateway_admin_pb2.P_CERT_CODE_SUCCESS)  # defined
-    repeated.items.add(p_cert_code=77)  # type: ignore[arg-type]
-    # CapCode and the cardholder's AuthCode were int32 fields once: nothing checked them.
-    sale = authorization_pb2.AuthResData(content_type="setpay.v1.AuthResData")
-    sale.auth_res_payload.cap_res_payload.cap_code = 999  # type: ignore[assignment]
-    answered = purchase_pb2.PResData(content_type="setpay.v1.PResData")
-    answered.payloads.add(auth_code=999)  # type: ignore[arg-type]
+    # on a value it does not know (a batch operation, a request type). A peer's result
+    # codes are the exception, read as refusals (``test_enum_names``).
+    top = gateway_admin_pb2.BatchAdminReqData(
+        content_type="setpay.v1.BatchAdminReqData",
+        batch_operation=999,  # type: ignore[arg-type]
+    )
+    kind = capture_pb2.CapRevOrCredReqData(content_type="setpay.v1.CapRevOrCredReqData")
+    kind.kind = 999  # type: ignore[assignment]
+    nested = registration_pb2.CertResData(content_type="setpay.v1.CertResData")
+    nested.cert_status.cert_status_code = 999  # type: ignore[assignment]
     cases = [
-        (error_pb2.ErrorTBS, top, "setpay.v1.ErrorTBS.error_code"),
-        (authorization_pb2.AuthResData, nested,
-         "setpay.v1.AuthResData.auth_res_payload.auth_header.auth_code"),
-        (authorization_pb2.AuthResData, sale,
-         "setpay.v1.AuthResData.auth_res_payload.cap_res_payload.cap_code"),
-        (purchase_pb2.PResData, answered, "setpay.v1.PResData.payloads.auth_code"),
-        (gateway_admin_pb2.PCertResTBS, repeated, "setpay.v1.PCertResTBS.items.p_cert_code"),
+        (gateway_admin_pb2.BatchAdminReqData, top, "setpay.v1.BatchAdminReqData.batch_operation"),
+        (capture_pb2.CapRevOrCredReqData, kind, "setpay.v1.CapRevOrCredReqData.kind"),
+        (registration_pb2.CertResData, nested,
+         "setpay.v1.CertResData.cert_status.cert_status_code"),
     ]  # fmt: skip
     for message_class, message, path in cases:
         with pytest.raises(ProtocolError) as exc:
-            parse_strict(message_class, message.SerializeToString())  # type: ignore[type-var]
+            parse_strict(message_class, message.SerializeToString())
         assert code_name(exc) == "ERROR_CODE_DECODING_FAILURE"
         assert path in str(exc.value)
 

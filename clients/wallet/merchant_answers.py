@@ -1,0 +1,83 @@
+"""What the merchant's verified answers and signed Errors say of a purchase.
+
+A verified PRes or InqRes replaces what the wallet recorded of the purchase
+(``outcome_fields``); a signed Error naming the PReq is a refusal, recorded as such, but
+for those that do not say the merchant did nothing (``undecided``), which leave the
+outcome unknown.
+
+A merchant of a later release may answer with codes this wallet does not know
+(``setcore.enum_names``). An AuthCode it does not know is recorded by its bounded name
+(``AuthCode N``): not APPROVED, so a decline. A CompletionCode it does not know
+could say the order went through as well as that it did not: told neither "paid" nor
+"refused" (which would have the cardholder buy again), the cardholder hears that the
+outcome is unknown, and the record stays as it was (``SENT`` after a PReq). So does a
+signed Error whose code it does not know: the wallet cannot tell whether that one says
+the merchant did nothing.
+"""
+
+from __future__ import annotations
+
+from setcore.enum_names import code_name, is_known
+from setcore.errors import ErrorCode, PeerError
+from setpay.v1 import authorization_pb2, purchase_pb2
+
+# The merchant's signed Errors on a PReq that do not say it did nothing with it: the
+# catch-all for a failure of its own (a merchant turns any unexpected exception into
+# UNSPECIFIED_FAILURE, even once it has recorded the purchase and authorized the card),
+# the code of no meaning (0), and PI_PREVIOUSLY_USED, which says the merchant holds a PI
+# for our fresh XID: a copy of this PReq gRPC resent, the first perhaps authorizing now.
+# Every other code names a check of the PReq as received, made before the merchant acts;
+# a code of a later release this wallet does not define is undecided too (``undecided``).
+UNDECIDED_REFUSALS = frozenset(
+    {
+        ErrorCode.ERROR_CODE_UNSPECIFIED,
+        ErrorCode.ERROR_CODE_UNSPECIFIED_FAILURE,
+        ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
+    }
+)
+
+
+def undecided(refusal: PeerError) -> str | None:
+    """Why the merchant's signed Error leaves the purchase's outcome unknown; None when it
+    is a refusal (the merchant did nothing with the PReq)."""
+    if refusal.code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED:
+        # Our XID is fresh, so the PI "already used" is our own: a copy of this PReq that
+        # gRPC resent while the first was being decided, which may be authorizing now.
+        return "the merchant already holds this purchase (a resent copy)"
+    if not is_known(ErrorCode, refusal.code):
+        return (
+            f"the merchant refused with {refusal.code_name}, a code of a later release this "
+            "wallet cannot read, which may not say it did nothing"
+        )
+    if refusal.code in UNDECIDED_REFUSALS:
+        return f"the merchant failed, maybe after taking the order: {refusal.code_name}"
+    return None
+
+
+class UnknownCompletion(Exception):
+    """A verified PRes or InqRes reports a CompletionCode this wallet does not define."""
+
+    def __init__(self, completion: int) -> None:
+        super().__init__(
+            f"the merchant reports {code_name(purchase_pb2.CompletionCode, completion)}, a "
+            "completion code of a later release this wallet cannot read; the purchase's "
+            "record is left as it was"
+        )
+
+
+def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
+    """The record fields a verified PRes or InqRes reports (its one payload, setcore's
+    ``check_answer``); they replace any earlier state, a refusal's too.
+    ``UnknownCompletion`` for a completion code this wallet does not define."""
+    payload = data.payloads[0]
+    if not is_known(purchase_pb2.CompletionCode, payload.completion_code):
+        raise UnknownCompletion(payload.completion_code)
+    return {
+        "refusal": "",
+        "completion": code_name(purchase_pb2.CompletionCode, payload.completion_code),
+        # Any but AUTH_CODE_APPROVED is a decline, one this build does not define too.
+        "auth_code": code_name(authorization_pb2.AuthCode, payload.auth_code),
+        "auth_amount": payload.auth_amt.amount,
+        "captured": payload.captured_amt.amount,
+        "credited": payload.credited_amt.amount,
+    }

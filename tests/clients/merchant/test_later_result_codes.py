@@ -1,0 +1,178 @@
+"""A gateway of a later release answers with result codes this merchant does not know.
+
+The real bank decides each request; its answer is built with a code no enum of this
+build defines (as ``CAP_REV_OR_CRED_CODE_INSUFFICIENT_FUNDS`` was to the release before
+it) and signed as usual. The merchant takes that verified answer as a final refusal of
+the item, recorded with the code, logged and printed by a bounded name, never "outcome
+unknown, will retry" for ever; a signed SET Error of such a code ends the request
+failed; the metrics count it under ``other``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import gateway.admin
+import gateway.answers
+import gateway.settlement
+from clients.errors import ConfigError
+from clients.merchant import metrics
+from clients.merchant.gateway_client import served
+from clients.merchant.metrics_labels import OTHER
+from clients.merchant.records import OperationKind, OperationState, OrderState
+from clients.merchant.store import MerchantStore
+from setcore.errors import ErrorCode, PeerError, fail
+from setcore.gateway_admin import GatewayCertificate
+from setpay.v1 import gateway_admin_pb2
+from tests.clients.cli_support import run_cli
+from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.metrics_support import samples_of, scrape_text, value
+from tests.clients.test_purchase_flow import buy, offer
+
+# A value no result-code enum of this build defines: a later release's code.
+LATER = 99
+
+
+def answering_later(
+    monkeypatch: pytest.MonkeyPatch, module: ModuleType, builder: str, field: str
+) -> None:
+    """From now on the gateway builds ``module.builder``'s answers with ``field`` of every
+    decision set to LATER: signed, sealed and stored like any other answer."""
+    real: Callable[..., bytes] = getattr(module, builder)
+
+    def later(credentials: Any, verified: Any, decided: Any, *rest: Any, **kw: Any) -> bytes:
+        if isinstance(decided, list):
+            decided = [dataclasses.replace(d, **{field: LATER}) for d in decided]
+        else:
+            decided = dataclasses.replace(decided, **{field: LATER})
+        return real(credentials, verified, decided, *rest, **kw)
+
+    monkeypatch.setattr(module, builder, later)
+
+
+def test_settlement_answers_with_a_later_code_are_final_refusals(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    merchant = make_merchant("m-later-settle")
+    wallet = make_wallet(merchant)
+    record = buy(wallet, offer(merchant, 10_000))
+    xid = bytes.fromhex(record.xid)
+    base = ["merchant", "--dir", str(merchant.config.base_dir)]
+    caplog.set_level(logging.INFO, logger="setpay.merchant")
+
+    # A capture answered with a CapCode of a later release: refused, said so, exit 1.
+    answering_later(monkeypatch, gateway.settlement, "build_capture_response", "cap_code")
+    status, out, err = run_cli([*base, "capture", record.xid[:12], "--amount", "3000"], capsys)
+    assert (status, err) == (1, "")
+    assert ": refused (CapCode 99)" in out
+    (capture,) = merchant.store.operations(xid)
+    assert (capture.state, capture.result_code) == (OperationState.REFUSED, LATER)
+    assert "answered CapCode 99" in caplog.text
+    monkeypatch.undo()
+
+    # What a refused capture took is nothing: the whole authorization is still there.
+    done = merchant.settlement.capture(xid, 5000)
+    assert done.state is OperationState.SUCCEEDED
+
+    answering_later(monkeypatch, gateway.settlement, "build_cap_rev_or_cred_response", "code")
+    credit = merchant.settlement.refund(xid, 1000)
+    assert credit.kind is OperationKind.CREDIT
+    assert (credit.state, credit.result_code) == (OperationState.REFUSED, LATER)
+    assert "answered CapRevOrCredCode 99" in caplog.text
+    monkeypatch.undo()
+
+    other = buy(wallet, offer(merchant, 2000))
+    answering_later(
+        monkeypatch, gateway.settlement, "build_auth_reversal_response", "auth_rev_code"
+    )
+    reversal = merchant.settlement.reverse_authorization(bytes.fromhex(other.xid))
+    assert (reversal.state, reversal.result_code) == (OperationState.REFUSED, LATER)
+    assert merchant.store.order(bytes.fromhex(other.xid)).state is OrderState.AUTHORIZED
+    assert "answered AuthRevCode 99" in caplog.text
+    monkeypatch.undo()
+
+    # Nothing is left waiting to be asked again, and the lists print.
+    assert merchant.store.operations(state=OperationState.SENT) == []
+    status, out, err = run_cli([*base, "orders"], capsys)
+    assert (status, err) == (0, "")
+
+    # A batch close answered with a BatchAdminStatus of a later release: refused, exit 1.
+    batch = done.batch_id
+    answering_later(monkeypatch, gateway.admin, "build_batch_admin_response", "status")
+    status, out, err = run_cli([*base, "batch", "close", "--batch", batch], capsys)
+    assert (status, out, err) == (1, f"batch {batch}: BatchAdminStatus 99\n", "")
+    (closing,) = merchant.store.batch_requests()
+    assert (closing.state, closing.status) == (OperationState.REFUSED, LATER)
+    assert (
+        f"batch close {closing.rrpid.hex()[:8]} of batch {batch} answered BatchAdminStatus 99"
+        in (caplog.text)
+    )
+    assert "outcome unknown" not in caplog.text
+
+
+def test_a_signed_error_of_a_later_code_ends_the_request_failed(
+    make_merchant: MerchantFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    merchant = make_merchant("m-later-error")
+    real_error = gateway.answers.build_error
+
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        raise fail(ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED, "refused by the test")
+
+    def later_error(credentials: Any, code: int, **kwargs: Any) -> Any:
+        return real_error(credentials, LATER, **kwargs)
+
+    monkeypatch.setattr(gateway.admin, "open_batch_admin_request", refusing)
+    monkeypatch.setattr(gateway.answers, "build_error", later_error)
+    caplog.set_level(logging.INFO, logger="setpay.merchant")
+    with pytest.raises(PeerError) as refused:
+        merchant.batches.administer(gateway_admin_pb2.BATCH_OPERATION_OPEN)
+    assert str(refused.value) == "peer refused the request: ErrorCode 99"
+    (opening,) = merchant.store.batch_requests()
+    assert (opening.state, opening.error_code) == (OperationState.FAILED, LATER)
+    assert "refused by the gateway: ErrorCode 99" in caplog.text
+    assert "outcome unknown" not in caplog.text
+
+
+@pytest.fixture
+def page(store: MerchantStore, tmp_path: Path) -> Iterator[int]:
+    """Metrics on for a merchant whose store is ``store``; the page's port."""
+    endpoint = metrics.start(tmp_path / "merchant.db", "127.0.0.1", 0)
+    try:
+        yield endpoint.port
+    finally:
+        endpoint.close()
+
+
+def test_a_later_error_code_is_counted_as_other(page: int) -> None:
+    @metrics.gateway_call("batch")
+    def send() -> None:
+        raise PeerError(LATER)
+
+    with pytest.raises(PeerError):
+        send()
+    samples = samples_of(scrape_text(page))
+    assert value(samples, "setpay_merchant_gateway_calls_total", kind="batch", result=OTHER) == 1
+    assert not any(" " in dict(labels).get("result", "") for _, labels in samples)
+
+
+def test_a_pcert_code_of_a_later_release_serves_no_certificate() -> None:
+    answered = GatewayCertificate("setpay", "499999", LATER, None, None, ())
+    with pytest.raises(ConfigError) as refused:
+        served(answered)
+    assert str(refused.value) == (
+        "the gateway serves no certificate for brand setpay: PCertCode 99"
+    )
