@@ -24,7 +24,8 @@ trusted), 2 for usage errors (argparse's, and options that make no runnable plan
 was not clean (errors, timeouts, a closed loop that ran out of requests) or the report
 says DOUBT (requests the bank's page or ledger could not check, the bench sending late,
 the machine changing speed, a ceiling slower than the gateway, a sweep that passed above
-a failure, a ledger kept in memory): the reports are written all the same.
+a failure, a ledger kept in memory): the reports are written all the same. A run that
+failed once its options were checked writes a JSON report that says why, and no plot.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,7 @@ from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.plot import plot, require
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
-from clients.loadtest.report import all_doubts, to_text, write_json
+from clients.loadtest.report import all_doubts, to_text, write_failure, write_json
 from clients.loadtest.speed import SpeedSampler
 from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
@@ -348,7 +349,7 @@ def _check_outputs(args: argparse.Namespace, plan: Plan) -> None:
             continue
         folder = path.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise BenchError(f"{option}: cannot write {path.name} in {folder}")
+            raise PlanError(f"{option}: cannot write {path.name} in {folder}")
     if args.plot is not None:
         if not plan.has_open_loops:
             raise PlanError("--plot needs open-loop steps (--rate, --rates or --load-fraction)")
@@ -385,6 +386,30 @@ def authorize(args: argparse.Namespace) -> int:
     _check_options(args)
     _check_outputs(args, plan)
     _exit_on_sigterm()
+    try:
+        result = _measure(args, plan)
+    except PlanError:  # a usage error (exit 2): no report, as for the options above
+        raise
+    except BaseException as exc:
+        # An earlier run's reports must not pass for this one's. Unwritable, they leave the
+        # failure's own message to be said.
+        with suppress(OSError):
+            write_failure(_failure(exc), args.json, args.plot)
+        raise
+    return _report(args, result)
+
+
+def _failure(exc: BaseException) -> str:
+    """Why a run failed, as the failed run's report says it (the error's own message)."""
+    if isinstance(exc, SystemExit):
+        return "stopped by SIGTERM"  # ``_terminated``
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return str(exc) or type(exc).__name__
+
+
+def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
+    """The bank set up, its parties registered, the plan run against it."""
     with ExitStack() as stack:
         workdir = stack.enter_context(_workdir(args))
         bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
@@ -422,7 +447,7 @@ def authorize(args: argparse.Namespace) -> int:
         result = Bench(parties, targets, plan, say=_say, speed=sampler.between).run(setting)
         result.doubts += memory_ledger_doubt(str(setting["ledger filesystem"]), chosen)
         described[AFTER] = round(machine.reference_loop_ms(), 1)
-    return _report(args, result)
+    return result
 
 
 def _report(args: argparse.Namespace, result: BenchResult) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.loadtest.errors import BenchError
-from clients.loadtest.report import SCHEMA
+from clients.loadtest.report import FAILED, SCHEMA
 
 Step = dict[str, Any]
 
@@ -119,7 +119,12 @@ def read_run(path: Path) -> Run:
         raise ReportError(f"{path}: cannot read a JSON report ({exc})") from exc
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ReportError(f"{path}: not a report of setpay bench authorize ({SCHEMA})")
-    steps = [step for step in document.get("steps", []) if isinstance(step, dict)]
+    if FAILED in document:
+        raise ReportError(f"{path}: the run failed, it has no figures ({document[FAILED]})")
+    wrong = _malformed(document)
+    if wrong is not None:
+        raise ReportError(f"{path}: not a report ({wrong})")
+    steps: list[Step] = document.get("steps", [])
     closed = next((step for step in steps if step.get("mode") == "closed"), None)
     following = next((step for step in steps if step.get("mode") == "open"), None)
     figures = {}
@@ -137,6 +142,65 @@ def read_run(path: Path) -> Run:
     )
     problems += tuple(f"DOUBT: {doubt}" for doubt in _doubts(document, steps))
     return Run(path.name, figures, bool(closed and closed.get("doubts")), problems)
+
+
+# What a report's fields hold, where the figures and verdicts are read from: a field of
+# another type is refused rather than misread (a count "many", a list for an object).
+_NUMBER = (int, float)
+_TOP: dict[str, tuple[type, ...]] = {"steps": (list,), "doubts": (list,)}
+_STEP: dict[str, tuple[type, ...]] = {
+    "shape": (str,), "mode": (str,), "results": (dict,), "ratios": (dict,), "doubts": (list,),
+}  # fmt: skip
+_RESULT: dict[str, tuple[type, ...]] = {
+    "clean": (bool,), "accounted": (bool,), "ran_out_of_requests": (bool,),
+    "errors": (int,), "timeouts": (int,), "accounting_doubts": (list,),
+    "throughput": _NUMBER, "offered_rate": _NUMBER, "server_cpu_us_per_answer": _NUMBER,
+    "server_cpu_us_per_request": _NUMBER, "latency_ms": (dict,), "machine_speed": (dict,),
+}  # fmt: skip
+
+
+def _mistyped(fields: Any, kinds: dict[str, tuple[type, ...]], where: str) -> str | None:
+    """The first of ``fields`` (an object) not of its kind; None (null) passes for any."""
+    for key, kind in kinds.items():
+        value = fields.get(key)
+        # bool is an int to Python, never a count or a figure in a report.
+        if value is not None and (not isinstance(value, kind) or (
+            isinstance(value, bool) and bool not in kind
+        )):  # fmt: skip
+            names = " or ".join(k.__name__ for k in kind)
+            return f"{where}{key} is {type(value).__name__}, not {names}"
+    return None
+
+
+def _malformed(document: dict[str, Any]) -> str | None:
+    """What in ``document`` is not of the type a report has (None: every field read is)."""
+    found = _mistyped(document, _TOP, "")
+    if found is not None:
+        return found
+    for number, step in enumerate(document.get("steps") or []):
+        where = f"steps[{number}]"
+        if not isinstance(step, dict):
+            return f"{where} is {type(step).__name__}, not dict"
+        found = _malformed_step(step, where)
+        if found is not None:
+            return found
+    return None
+
+
+def _malformed_step(step: Step, where: str) -> str | None:
+    found = _mistyped(step, _STEP, f"{where}.")
+    if found is not None:
+        return found
+    for service, result in (step.get("results") or {}).items():
+        if not isinstance(result, dict):
+            return f"{where}.results.{service} is {type(result).__name__}, not dict"
+        found = _mistyped(result, _RESULT, f"{where}.results.{service}.")
+        if found is not None:
+            return found
+    ratio = (step.get("ratios") or {}).get("gateway/ceiling")
+    if ratio is not None and not isinstance(ratio, dict):
+        return f"{where}.ratios.gateway/ceiling is {type(ratio).__name__}, not dict"
+    return None
 
 
 def _doubts(document: dict[str, Any], steps: list[Step]) -> list[str]:

@@ -23,6 +23,9 @@ from clients.loadtest.plan import Service
 from clients.loadtest.tally import LATE_SEND_MS, P999_SAMPLES, Latency, Tally
 
 SCHEMA = "setpay.bench.authorize/2"
+# The key of a failed run's report (``write_failure``): why it failed. Such a report has no
+# figures, and ``setpay bench compare`` refuses it.
+FAILED = "failed"
 REFERENCES = (Service.CEILING, Service.ECHO)
 
 
@@ -208,9 +211,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "sustained_rate": {str(service): result.sustained(service) for service in _swept(result)},
         # Every DOUBT of the run, beside the rate it bears on (the bench exits 3 with any).
         "doubts": all_doubts(result),
-        "sweep_doubts": [
-            doubt for service in _swept(result) for doubt in result.sweep_doubts(service)
-        ],
+        "sweep_doubts": sweep_doubts(result),
     }
 
 
@@ -224,8 +225,14 @@ def all_doubts(result: BenchResult) -> list[str]:
         found += [f"{step.shape.label}, {t.target}: {doubt}"
                   for t in step.tallies.values() for doubt in t.accounting_doubts]  # fmt: skip
         found += [f"{step.shape.label}: {doubt}" for doubt in doubts(step, result.plan.p99_max_ms)]
-    found += [doubt for service in _swept(result) for doubt in result.sweep_doubts(service)]
+    found += sweep_doubts(result)
     return found
+
+
+def sweep_doubts(result: BenchResult) -> list[str]:
+    """The sweep's doubts, of every service swept: the JSON's ``sweep_doubts``, the last of
+    ``all_doubts`` and the text's closing DOUBT lines."""
+    return [doubt for service in _swept(result) for doubt in result.sweep_doubts(service)]
 
 
 def _swept(result: BenchResult) -> list[Service]:
@@ -239,6 +246,16 @@ def _swept(result: BenchResult) -> list[Service]:
 def write_json(result: BenchResult, path: Path) -> None:
     """Write the JSON report."""
     path.write_text(json.dumps(to_json(result), indent=2, sort_keys=False) + "\n")
+
+
+def write_failure(why: str, json_path: Path | None, plot_path: Path | None) -> None:
+    """A failed run's reports: a JSON one that says it failed and why (so that an earlier
+    run's is not taken for this one's), and no plot (an earlier run's removed)."""
+    if json_path is not None:
+        document = {"schema": SCHEMA, FAILED: why, "steps": [], "doubts": []}
+        json_path.write_text(json.dumps(document, indent=2) + "\n")
+    if plot_path is not None:
+        plot_path.unlink(missing_ok=True)
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -365,7 +382,8 @@ def _connections(connections: tuple[int, ...], redials: int) -> str:
 
 
 def to_text(result: BenchResult) -> str:
-    """The report for people."""
+    """The report for people: a DOUBT line for each of ``all_doubts``, the ones the exit
+    status counts, each beside what it bears on."""
     setting = result.setting
     lines = [
         "setpay bench authorize",
@@ -404,5 +422,5 @@ def to_text(result: BenchResult) -> str:
         best = f"{sustained:,.0f}/s" if sustained is not None else "none of the rates"
         lines.append(f"highest open-loop rate with p99 <= {result.plan.p99_max_ms:g} ms and "
                      f"no errors: {best}")  # fmt: skip
-        lines += [f"DOUBT: {doubt}" for doubt in result.sweep_doubts()]
+        lines += [f"DOUBT: {doubt}" for doubt in sweep_doubts(result)]
     return "\n".join(lines) + "\n"

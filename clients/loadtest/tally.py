@@ -51,9 +51,10 @@ from google.protobuf.message import DecodeError
 
 from clients.loadtest.bank_page import Activity, LedgerCommits, WorkerCalls
 from clients.loadtest.holds import Holds
-from clients.loadtest.load import ClosedLoop, OpenLoop, Recording, Sample
+from clients.loadtest.load import OpenLoop, Recording, Sample
 from clients.loadtest.speed import Speed
 from setcore.authorization import AuthResult
+from setcore.enum_names import code_name
 from setcore.errors import PeerError, ProtocolError
 from setpay.v1 import authorization_pb2
 
@@ -109,10 +110,11 @@ def auth_judge(
             return Verdict(set_error=f"unverifiable: {exc.code_name}")
         if result.auth_code == authorization_pb2.AUTH_CODE_APPROVED:
             return Verdict(outcome=APPROVED)
+        # Any code but APPROVED declines, one of a later release this build does not know too.
         reason = result.data.auth_res_payload.auth_header.response_data.resp_reason
         return Verdict(
-            outcome=f"declined: {authorization_pb2.AuthCode.Name(result.auth_code)}"
-            f" / {authorization_pb2.RespReason.Name(reason)}"
+            outcome=f"declined: {code_name(authorization_pb2.AuthCode, result.auth_code)}"
+            f" / {code_name(authorization_pb2.RespReason, reason)}"
         )
 
     return judge
@@ -146,7 +148,7 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     """The ``q``-th percentile of sorted values (nearest rank: a value that was observed)."""
     if not ordered:
         raise ValueError("no values")
-    # Rounded first: 99.9 / 100 * 1000 is 999.0000000000001 in binary floating point.
+    # Rounded first: 99.9 / 100 * 1000 is a hair above 999 in binary floating point.
     rank = max(1, math.ceil(round(q * len(ordered) / 100.0, 9)))
     return ordered[min(rank, len(ordered)) - 1]
 
@@ -172,7 +174,7 @@ class Tally:
     ok: int
     errors: int
     timeouts: int
-    throughput: float  # verified answers per second over the run's window
+    throughput: float  # verified answers per second over its measured interval (``load``)
     latency: Latency | None
     client_cpu_seconds: float
     server_cpu_seconds: float | None
@@ -274,6 +276,9 @@ def tally(
     set_errors: Counter[str] = Counter()
     ok = errors = timeouts = 0
     answered: list[float] = []  # the verified answers' latencies
+    measured = recording.measured
+    until = recording.started + measured
+    in_time = 0  # the verified answers that arrived within the measured interval
     for sample in recording.samples:
         kind = _count(sample, judge, outcomes, grpc_errors, set_errors)
         ok += kind == "ok"
@@ -281,6 +286,7 @@ def tally(
         timeouts += kind == "timeout"
         if kind == "ok" and not math.isnan(sample.took):
             answered.append(sample.took)
+            in_time += sample.due + sample.took <= until
     shape = recording.shape
     waited = [s.took for s in recording.samples if not math.isnan(s.took)]
     sent = len(recording.samples)
@@ -295,14 +301,13 @@ def tally(
     doubts = _doubts(unsettled, banked) if unsettled else ()
     if bank and not checked and held is None:
         doubts += (UNCHECKED,)
-    # A warm-up ends when its requests run out, long before its bound: say how long it ran.
-    limited = isinstance(shape, ClosedLoop) and shape.limit is not None
     return Tally(
         target=target, shape=shape.label,
         offered_rate=getattr(shape, "rate", None),
-        duration=recording.window if limited else shape.duration,
+        # A warm-up, or a closed loop out of requests, says how long it ran (``load``).
+        duration=measured,
         sent=sent, ok=ok, errors=errors, timeouts=timeouts,
-        throughput=ok / recording.window if recording.window > 0 else 0.0,
+        throughput=in_time / measured if measured > 0 else 0.0,
         latency=latency_of(waited), client_cpu_seconds=recording.client_cpu,
         server_cpu_seconds=recording.server_cpu, max_in_flight=recording.max_in_flight,
         send_lag_max_ms=recording.send_lag_max * 1000.0, exhausted=recording.exhausted,

@@ -25,7 +25,7 @@ from .conftest import png_size, run_bench
 def _refused(tmp_path: Path, status: int, *options: str) -> None:
     workdir = tmp_path / "bank"
     code = run_bench(["authorize", "--spawn", "--workdir", str(workdir), *options])
-    assert code == status  # 2: the options make no runnable plan; 1: this machine cannot
+    assert code == status  # 2: the options ask for what cannot be; 1: this machine cannot
     assert not workdir.exists()  # nothing was started
 
 
@@ -33,7 +33,8 @@ def _refused(tmp_path: Path, status: int, *options: str) -> None:
 def test_a_report_into_a_missing_directory_is_refused_at_once(
     tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _refused(tmp_path, 1, "--rate", "5", option, str(tmp_path / "absent" / "report"))
+    # A usage error (2), as a plot without open-loop steps is.
+    _refused(tmp_path, 2, "--rate", "5", option, str(tmp_path / "absent" / "report"))
     assert f"{option}: cannot write report in" in capsys.readouterr().err
 
 

@@ -76,6 +76,11 @@ def _report(
     return path
 
 
+def _typed(**fields: object) -> str:
+    """A document of the report's schema with ``fields``."""
+    return json.dumps({"schema": "setpay.bench.authorize/2", **fields})
+
+
 def test_a_report_reads_back_as_the_figures_it_was_written_with(tmp_path: Path) -> None:
     run = compare.read_run(_report(tmp_path / "a.json", 800.0, 1600.0, p99=30.0))
     assert run.name == "a.json" and run.clean and not run.doubted
@@ -232,6 +237,43 @@ def test_a_report_older_than_its_doubts_list_is_read_and_a_doubt_named_once(
         ("{not json", "cannot read a JSON report"),
         (json.dumps({"schema": "something/1", "steps": []}), "not a report of setpay bench"),
         (json.dumps([1, 2]), "not a report of setpay bench"),
+        # The right schema, fields of the wrong type: refused, never a traceback.
+        (_typed(steps=5), r"not a report \(steps is int, not list\)"),
+        (_typed(steps=[7]), r"not a report \(steps\[0\] is int, not dict\)"),
+        (
+            _typed(steps=[{"mode": "closed", "results": []}]),
+            r"not a report \(steps\[0\]\.results is list, not dict\)",
+        ),
+        (
+            _typed(steps=[{"mode": "closed", "ratios": [], "results": {}}]),
+            r"not a report \(steps\[0\]\.ratios is list, not dict\)",
+        ),
+        (
+            _typed(steps=[{"mode": "closed", "ratios": {"gateway/ceiling": 2}}]),
+            r"not a report \(steps\[0\]\.ratios\.gateway/ceiling is int, not dict\)",
+        ),
+        (
+            _typed(
+                steps=[
+                    {"mode": "closed", "results": {"gateway": {"clean": False, "errors": "many"}}}
+                ]
+            ),
+            r"not a report \(steps\[0\]\.results\.gateway\.errors is str, not int\)",
+        ),
+        (
+            _typed(steps=[{"mode": "closed", "results": {"gateway": {"throughput": True}}}]),
+            r"throughput is bool, not int or float",
+        ),
+        (
+            _typed(steps=[{"mode": "closed", "results": {"gateway": {"clean": "yes"}}}]),
+            r"clean is str, not bool",
+        ),
+        (
+            _typed(steps=[{"mode": "open", "results": {"gateway": 3}}]),
+            r"results\.gateway is int, not dict",
+        ),
+        (_typed(steps=[], doubts="one"), r"doubts is str, not list"),
+        (_typed(failed="setpay init failed (1)"), r"the run failed, it has no figures \(setpay"),
     ],
 )
 def test_a_file_that_is_not_a_report_is_refused_by_name(
@@ -255,12 +297,15 @@ def test_the_command_prints_groups_and_refuses_bad_input(
     assert re.search(r"gateway closed-loop answers/s\s+880.00\s+\(880\)\s+1.10 x old\n", out)
     assert run_bench(["compare", str(first), str(second)]) == 0
     assert capsys.readouterr().out.startswith("reports: median of 2 (one.json, two.json)\n")
+    odd = tmp_path / "odd.json"
+    odd.write_text(_typed(steps=[{"mode": "closed", "results": []}]))
     # Bad input: a clear message, nothing printed on stdout; exit status 2 for a usage
     # error, 1 for a report that cannot be read.
     for argv, status, message in [
         (["compare"], 2, "give the JSON reports to compare"),
         (["compare", "--group", "lonely"], 2, "--group lonely: give at least one report"),
         (["compare", str(tmp_path / "missing.json")], 1, "missing.json: cannot read"),
+        (["compare", str(odd)], 1, "odd.json: not a report (steps[0].results is list"),
     ]:
         assert run_bench(argv) == status, argv
         captured = capsys.readouterr()

@@ -1,0 +1,134 @@
+"""Throughput is the verified answers that arrived within the step's measured interval, per
+second of it (``load``'s docstring): one call stuck until its deadline, or answers that
+arrived after the step's end, change the count, never the interval; a closed loop that
+ran out of requests is measured to its last call's end, deadline included."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clients.loadtest import load
+from clients.loadtest.channels import GatewayAccess
+from clients.loadtest.load import ClosedLoop, OpenLoop, Recording, Sample
+from clients.loadtest.plan import Plan
+from clients.loadtest.tally import TIMEOUT_STATUS, echo_judge, tally
+
+from .conftest import serve_authorize
+
+# A step of ten seconds, as the bench's default.
+STEP = 10.0
+
+
+def _sample(index: int, due: float, took: float, status: str = "OK") -> Sample:
+    sample = Sample(index, due)
+    sample.sent, sample.took, sample.status = due, took, status
+    sample.response = b"answer" if status == "OK" else None
+    return sample
+
+
+def _recording(shape: OpenLoop | ClosedLoop, samples: list[Sample], exhausted: bool) -> Recording:
+    """As ``load.run`` records it: the window runs to the last call's end."""
+    window = max(s.due + s.took for s in samples)
+    return Recording(shape, samples, 0.0, window, 0.1, None, 4, 0.0, exhausted,
+                     calls_started=len(samples))  # fmt: skip
+
+
+def _answers(count: int, every: float, took: float, first: int = 0) -> list[Sample]:
+    return [_sample(first + i, i * every, took) for i in range(count)]
+
+
+def test_one_timeout_does_not_stretch_a_closed_loop_s_interval() -> None:
+    # 1,000 answers in the step's 10 s; one call sent at 9.9 s waits for its 5 s deadline.
+    samples = [*_answers(1000, 0.01, 0.005), _sample(1000, 9.9, 5.0, TIMEOUT_STATUS)]
+    counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, False), echo_judge)
+    assert counted.duration == STEP
+    assert counted.throughput == 100.0  # not 1,000 over 14.9 s (67/s)
+
+
+def test_answers_after_the_step_s_end_are_not_counted() -> None:
+    # An open loop of 100/s the server answers 2 s late: it kept up with no more than the
+    # answers that came back within the 10 s (the first 800), not with what it drained
+    # afterwards.
+    samples = _answers(1000, 0.01, 2.005)
+    counted = tally("gateway", _recording(OpenLoop(100.0, STEP), samples, False), echo_judge)
+    assert counted.ok == 1000
+    assert counted.duration == STEP
+    assert counted.throughput == 800 / STEP
+
+
+def test_a_closed_loop_out_of_requests_is_measured_to_its_last_call() -> None:
+    # 400 answers in 4 s, then nothing left to send: 100/s, over the 4 s it ran.
+    samples = _answers(400, 0.01, 0.01)
+    counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, True), echo_judge)
+    assert counted.exhausted and not counted.clean
+    assert counted.duration == pytest.approx(4.0)
+    assert counted.throughput == pytest.approx(100.0)
+
+
+def test_a_closed_loop_out_of_requests_keeps_its_stragglers_in_the_interval() -> None:
+    # Its last call waited for its deadline until 7 s: the interval runs to it, so the rate
+    # is not flattered by leaving the wait out.
+    samples = [*_answers(400, 0.01, 0.01), _sample(400, 2.0, 5.0, TIMEOUT_STATUS)]
+    counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, True), echo_judge)
+    assert counted.duration == pytest.approx(7.0)
+    assert counted.throughput == pytest.approx(400 / 7.0)
+
+
+def test_the_load_fraction_follows_the_rate_the_callers_kept_up() -> None:
+    samples = [*_answers(1000, 0.01, 0.005), _sample(1000, 9.9, 5.0, TIMEOUT_STATUS)]
+    counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, False), echo_judge)
+    plan = Plan(duration=STEP, concurrency=4, load_fraction=0.8)
+    assert plan.at_fraction(counted.throughput) == OpenLoop(80.0, STEP)
+
+
+class _StuckOnce:
+    """A real gRPC server whose first call is held until released (past its deadline)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self._first = threading.Lock()
+        self.server, self.port = serve_authorize(self._handle)
+
+    def _handle(self, request: bytes, context: Any) -> bytes:
+        if self._first.acquire(blocking=False):
+            self.release.wait(HELD_SECONDS)
+        return b"answer"
+
+
+# How long the first call is held at most: past its deadline, never for the whole test.
+HELD_SECONDS = 5.0
+# The call's deadline: twice the closed loop's duration, so the old window doubled.
+DEADLINE = 1.0
+DURATION = 0.5
+
+
+@pytest.fixture
+def stuck_once() -> Iterator[_StuckOnce]:
+    bank = _StuckOnce()
+    yield bank
+    bank.release.set()
+    bank.server.stop(None)
+
+
+def test_a_live_closed_loop_with_a_timeout_reports_the_rate_it_ran_at(
+    stuck_once: _StuckOnce,
+) -> None:
+    access = GatewayAccess(f"127.0.0.1:{stuck_once.port}", None)
+    recording = load.run(ClosedLoop(2, DURATION), access, [b"x"], channels=2, timeout=DEADLINE,
+                         reuse=True, server_cpu=lambda: None)  # fmt: skip
+    counted = tally("echo", recording, echo_judge)
+    assert counted.timeouts == 1
+    assert recording.window >= DEADLINE  # the drain ran to the stuck call's deadline
+    in_time = [
+        s for s in recording.samples
+        if s.status == "OK" and s.due + s.took <= recording.started + DURATION
+    ]  # fmt: skip
+    assert counted.duration == DURATION
+    assert counted.throughput == len(in_time) / DURATION
+    # Over the window it would have been at most half of that.
+    assert counted.ok > 4
+    assert counted.throughput >= 1.5 * counted.ok / recording.window
