@@ -30,6 +30,9 @@ Outcomes, in the one place they are mapped (DESIGN.md 5.2):
     ``KeyBackendError``)                              authority key backend unavailable",
                                                       as the gateway answers it: there is
                                                       no refusal to send
+    GetBrandCRLIdentifier naming another brand        gRPC NOT_FOUND "brand not served
+                                                      here": an unsigned read has no
+                                                      Error to answer with
 
 A reply echoes the request's RRPID, in its header and in a signed Error, only when it has
 an RRPID's size (``setcore.echoed_ids``): anyone may call this port without a client
