@@ -15,22 +15,49 @@ the PANSecret that goes with it are written one after the other (key backend, th
 file), so after a crash between the two the newest certificate may not be the card
 file's yet: a PReq pairing them would be refused by the gateway, while the pair chosen
 here always agrees, and the renewal that stored the certificate finishes on its next run.
+
+A certificate its CA revoked signs no purchase (``refuse_if_revoked``): the gateway would
+refuse its PI, after the merchant had taken the order, and the cardholder would hear only
+that the order was rejected (a PRes carries no reason). The wallet checks it against the
+revocation data it holds for the purchase anyway, before anything is sent; only a
+revocation stops it there, as the merchant and the gateway judge the rest and say why.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from pathlib import Path
 
-from clients.errors import ConfigError
+from clients.errors import ClientError, ConfigError
 from clients.identity import certified_versions, read_certificates
 from hsm.base import KeyBackend
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
+from setcore.errors import ErrorCode, ProtocolError
 from setcore.pan import blinded_account
+from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_blinded_account
+from setcore.pki.roles import CARDHOLDER, CertificateUsage
+from setcore.pki.truststore import TrustStore
 from setcore.purchase import CardData
+
+log = logging.getLogger("setpay.wallet")
+
+
+class CertificateRevoked(ClientError):
+    """The certificate a purchase would be signed with is revoked by its CA: no purchase
+    request was sent, and none can be until the card is registered again."""
+
+    def __init__(self, thumb: bytes, masked_pan: str) -> None:
+        super().__init__(
+            f"the certificate {thumb.hex()[:16]} of card {masked_pan} is revoked by its "
+            "Cardholder CA: no purchase request was sent; register the card again with "
+            "`setpay wallet register --card CARD.json` (the file of the card the bank issued "
+            "in its place, if it did)"
+        )
+        self.thumb = thumb
 
 
 def _carries(der: bytes, card: CardData) -> bool:
@@ -71,3 +98,23 @@ def purchase_credentials(
         f"the certificate {paid_with.hex()[:16]} that paid for this purchase is no longer "
         f"under {label!r} in the key backend: the merchant answers only to it"
     )
+
+
+def refuse_if_revoked(credentials: Credentials, trust: TrustStore, masked_pan: str) -> None:
+    """``CertificateRevoked`` when the revocation data ``trust`` holds lists the signing
+    certificate of ``credentials`` as revoked (or a CA above it: the same refusal).
+
+    ``RevocationUnavailable`` (no current data, or none for its CA) is raised for the
+    caller to fetch the data again; any other failure of the chain is left to the merchant
+    and the gateway, whose signed refusal says what it is.
+    """
+    try:
+        trust.verify_chain(
+            credentials.signature_cert, credentials.chain, CARDHOLDER, CertificateUsage.SIGNATURE
+        )
+    except RevocationUnavailable:
+        raise
+    except ProtocolError as exc:
+        if exc.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE:
+            raise CertificateRevoked(credentials.signature_thumb, masked_pan) from exc
+        log.info("the card's certificate does not verify here (%s): the merchant judges it", exc)

@@ -18,9 +18,12 @@ authorized; but a PReq the merchant shed unread at every attempt (too busy) boug
 nothing: its record is removed and the purchase fails (``PurchaseNotSent``), to be made
 again later. A refusal is the merchant's signed Error (setcore's ``PeerError``), recorded
 as ``REFUSED`` with its code; how answers and Errors are read, codes of a later release
-included, is ``merchant_answers``'s. Two wallet commands at once (a purchase and an
-inquiry, say) each update ``purchases.json`` under a lock, so neither loses the other's
-record.
+included, is ``merchant_answers``'s. A card whose certificate the revocation data held
+lists as revoked buys nothing: checked before PInit, and again before the PReq (the data
+may have been fetched again for the PInitRes), it fails with ``CertificateRevoked`` and
+nothing recorded, as every failure before the PReq leaves (``credentials``). Two wallet
+commands at once (a purchase and an inquiry, say) each update ``purchases.json`` under a
+lock, so neither loses the other's record.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import MAX_MESSAGE_BYTES, Caller, RetryPolicy, open_channel
+from clients.wallet.credentials import refuse_if_revoked
 from clients.wallet.merchant_answers import UnknownCompletion, outcome_fields, undecided
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
@@ -313,6 +317,17 @@ class Shopper:
             self._revocation.refresh()
             return check()
 
+    def _refuse_if_revoked(self) -> None:
+        """``CertificateRevoked`` for a card whose certificate is revoked, with current
+        revocation data; data that cannot be had is no reason to stop here (the merchant's
+        chain is checked with the same data next, and the gateway checks ours)."""
+        try:
+            self._checked(
+                lambda: refuse_if_revoked(self._credentials, self._trust, self._card.pan.masked)
+            )
+        except RevocationUnavailable as exc:
+            log.warning("the card's certificate not checked for revocation: %s", exc)
+
     def purchase(
         self,
         merchant: PeerConfig,
@@ -326,6 +341,9 @@ class Shopper:
         that ``setpay demo`` can show a tampered payment instruction being refused.
         """
         order = initiation.order()
+        # Before anything leaves: the gateway would refuse a PI signed under a revoked
+        # certificate only once the merchant had taken the order.
+        self._refuse_if_revoked()
         with open_channel(merchant.channel(), "merchant") as channel:
             caller = Caller(channel, "merchant")
             request, pinit = build_pinit_request(
@@ -342,6 +360,7 @@ class Shopper:
                 offer.merchant.subject_id, offer.gateway.thumbprint.hex()[:8],
                 offer.trans_ids.xid.hex()[:8],
             )  # fmt: skip
+            self._refuse_if_revoked()  # with what the PInitRes's check fetched, if newer
             preq, state = build_purchase_request(self._credentials, offer, order, self._card, pinit)
             if unsafe_rewrite is not None:
                 unsafe_rewrite(preq)
