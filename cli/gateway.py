@@ -26,6 +26,7 @@ from gateway import workers
 from gateway.config import CONFIG_FILE, BankConfig, ConfigError, load
 from gateway.environment import METRICS_ANY_PORT, MetricsPort, parse_metrics_port, parse_whole
 from gateway.ports import write_port_file
+from gateway.process import warn_pin_file_in_bank
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -123,6 +124,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
 def serve(args: argparse.Namespace, config: BankConfig) -> int:
     """Serve until SIGTERM or SIGINT; then drain within the grace period; the exit status
     (``gateway.workers``)."""
+    warn_pin_file_in_bank(config)  # once for the bank, as the TLS certificate is judged
     return workers.serve(config, on_ready=lambda bound: _announce(args, config, bound))
 
 

@@ -4,6 +4,9 @@
 
 Keys default to a software keystore in ``DIR/keys`` whose passphrase comes from
 SETPAY_KEYSTORE_PASSPHRASE or, when that is unset, a generated ``DIR/keys.pass`` (0600).
+That default is for trying setpay out: the file opens every key, and so every PAN of the
+ledger, for whoever holds a copy of the directory; init says where it is and what a bank
+uses instead (``--keys``).
 ``--merchant-tls`` also writes a merchant's TLS credentials into ``DIR/tls`` (the demo and
 ``bench --spawn`` ask for them); a bank issues its merchants theirs with ``setpay ca
 issue-tls``.
@@ -31,6 +34,13 @@ from hsm.uri import describe_uri
 from setcore.errors import SetcoreError
 from setcore.pki.tls import NOT_AFTER_FORMAT, chain_not_after
 from setcore.profiles import PROFILES
+
+# Said by a bank made with the default keys, whose passphrase file sits in the directory
+# beside ledger.keys: whoever copies the directory (a backup) opens every key and PAN.
+_DEMO_KEYS_NOTICE = """\
+  keystore passphrase in {path}: it opens the bank's keys, and so every card number
+    in the ledger. For trying setpay out only: a bank uses a token, or a passphrase file
+    kept outside the bank directory and its backups (--keys URI; docs/OPERATIONS.md)"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,4 +91,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         ends = chain_not_after(tls.cert.read_bytes())
         print(f"  TLS server certificate {tls.cert} notAfter {ends.strftime(NOT_AFTER_FORMAT)}",
               file=out)  # fmt: skip
+    if result.passphrase_file is not None:  # last, where it is seen
+        print(_DEMO_KEYS_NOTICE.format(path=result.passphrase_file), file=out)
     return 0

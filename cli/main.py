@@ -6,7 +6,8 @@ else when it is the program (``cli.hardening``: no core file, not dumpable) and 
 logging. It imports only the module of the subcommand the command line names: one whose
 code (or a library under it) fails to import breaks that subcommand alone, not ``setpay
 wallet`` beside it, and ``setpay --help`` lists every subcommand from the table below
-without importing any.
+without importing any. A program whose standard output is a pipe its reader closed
+(``setpay ca list | head -1``) ends quietly, with EXIT_READER_GONE, not a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import importlib
 import logging
 import os
+import select
+import signal
 import sys
 from collections.abc import Collection, Sequence
 
@@ -38,6 +41,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 # What ``--log-level`` takes, in any case: the names of logging's levels, and the two
 # aliases logging itself accepts (WARN, FATAL).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL")
+# The exit status of a command whose reader went away (``setpay ca list | head -1``): the
+# shell's for a program SIGPIPE ended, 128 + its number, as ``ls | head`` gives. Python
+# ignores SIGPIPE (a write raises BrokenPipeError instead), and setpay leaves it so: a
+# server must not die of a peer that hung up.
+EXIT_READER_GONE = 128 + signal.SIGPIPE
 
 
 def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParser:
@@ -72,8 +80,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     if argv is None:
         # Before any secret is read or any worker forked: they inherit it.
-        return _run(sys.argv[1:], hardening.harden_process(os.environ))
+        hardened = hardening.harden_process(os.environ)
+        try:
+            try:
+                code = _run(sys.argv[1:], hardened)
+            except SystemExit:  # argparse's answer to --help, or to a usage error
+                sys.stdout.flush()
+                raise
+            sys.stdout.flush()  # now, not at exit: a reader gone is seen here
+        except BrokenPipeError:
+            if not _stdout_reader_gone():
+                raise  # a socket or another pipe: a failure of its own
+            _quiet_stdout()
+            return EXIT_READER_GONE
+        return code
     return _run(list(argv), None)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe (or socket) whose reader has gone: its write
+    end then polls as an error (POLLERR), which no live pipe does."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at the null device: what is still buffered is flushed at
+    exit, and would raise BrokenPipeError again there ("Exception ignored ..."), exit
+    status 120. The idiom of the "Note on SIGPIPE" in Python's ``signal`` documentation."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, sys.stdout.fileno())
+    finally:
+        os.close(null)
 
 
 def _run(words: list[str], hardened: hardening.Outcome | None) -> int:

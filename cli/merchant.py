@@ -463,6 +463,8 @@ def run(args: argparse.Namespace) -> int:
         if command == "orders":
             return _orders(config, args)
         return _settle(config, args)
+    except BrokenPipeError:
+        raise  # standard output's reader went away (``| head``): cli.main ends quietly
     except UsageError as exc:
         print(f"setpay merchant: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,10 +1,15 @@
 """What the merchant's and the wallet's commands share: usage errors, the CA's form
 fields, and the brand root each pins on its first registration.
 
-The root is pinned on first use, written whole or not at all (a crash never leaves a
-truncated ``root.pem``); afterwards a ``--root`` naming another root is refused, both
-named by SHA-256 fingerprint, rather than silently ignored while the party goes on
-trusting the one it pinned.
+The root is pinned on first use, and only once an answer of the CA verified under it:
+the brand's revocation data (BCI and CRLs), which the brand root signs, fetched from the
+configured CA. A wrong ``--root`` is refused, naming both, and pins nothing, so the
+right one can be given next (pinned before any check, it used to leave the directory
+trusting the wrong root for good). The pin is written whole or not at all (a crash never
+leaves a truncated ``root.pem``); afterwards a ``--root`` naming another root is
+refused, both named by SHA-256 fingerprint, rather than silently ignored while the party
+goes on trusting the one it pinned, and a CA answering under another root later fails
+every check against the pinned one.
 """
 
 from __future__ import annotations
@@ -13,8 +18,13 @@ import hashlib
 from pathlib import Path
 
 from cli.fingerprint import colon_hex
+from clients.authority import AuthorityClient
 from clients.errors import ClientError
 from clients.identity import read_root, write_certificates
+from clients.peers import PeerConfig
+from clients.transport import Caller, open_channel
+from setcore.errors import SetcoreError
+from setcore.pki.truststore import TrustStore
 
 
 class UsageError(ClientError):
@@ -36,9 +46,10 @@ def _fingerprint(der: bytes) -> str:
     return f"SHA-256 {colon_hex(hashlib.sha256(der).digest())}"
 
 
-def pin_root(pinned_at: Path, root: Path | None, party: str) -> None:
-    """Pin ``root`` at ``pinned_at`` on first use; later, refuse a ``root`` that is not
-    the pinned one (``party``: who trusts it, for the message)."""
+def pin_root(pinned_at: Path, root: Path | None, party: str, ca: PeerConfig, brand_id: str) -> None:
+    """Pin ``root`` at ``pinned_at`` on first use, once the revocation data of ``ca``
+    (brand ``brand_id``) verified under it; later, refuse a ``root`` that is not the pinned
+    one (``party``: who trusts it, for the message)."""
     if pinned_at.exists():
         if root is not None:
             pinned, given = read_root(pinned_at), read_root(root)
@@ -51,4 +62,18 @@ def pin_root(pinned_at: Path, root: Path | None, party: str) -> None:
         return
     if root is None:
         raise UsageError(f"no pinned brand root at {pinned_at}: give --root")
-    write_certificates(pinned_at, [read_root(root)])
+    try:
+        trust = TrustStore(read_root(root))
+    except SetcoreError as exc:
+        raise ClientError(f"--root {root}: {exc}") from exc
+    with open_channel(ca.channel(), "CA") as channel:
+        bci, crls = AuthorityClient(Caller(channel, "CA")).revocation(brand_id)
+    try:
+        trust.update_revocation(bci, crls)
+    except SetcoreError as exc:
+        raise ClientError(
+            f"the revocation data of the CA at {ca.target} does not verify under --root "
+            f"{root} ({_fingerprint(trust.root_der)}): {exc}; nothing pinned: give the "
+            f"brand root of that CA"
+        ) from exc
+    write_certificates(pinned_at, [trust.root_der])

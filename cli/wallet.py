@@ -14,8 +14,9 @@ configured passphrase file; a ``soft:DIR`` keystore whose key URI names no pin-s
 ``CARD.json`` is what ``setpay bank open-account --card-out`` wrote: the card number and
 its enrolment code in clear, to delete once the card is registered (the wallet keeps
 them sealed, and gives the code again at renewals); the command warns when others can
-read it. ``--root`` pins the brand root on first use; a later ``--root`` naming another
-root is refused. ``--form`` fills in a field of the form the Cardholder CA hands out (a
+read it. ``--root`` pins the brand root on first use, once the CA's revocation data
+verified under it (``cli.party_options``); a later ``--root`` naming another root is
+refused. ``--form`` fills in a field of the form the Cardholder CA hands out (a
 name it does not ask for is refused); fields not given are sent empty (but
 ``enrolment-code``, from the card file; a wallet registered before its card had a code,
 or whose card the bank gave a new one, gives it at its next renewal with ``renew --card
@@ -431,7 +432,7 @@ def run(args: argparse.Namespace) -> int:
         if initiation is not None:
             check_brand(initiation, config)
         if command == "register":
-            pin_root(config.root, args.root, "wallet")
+            pin_root(config.root, args.root, "wallet", config.require_ca(), config.brand_id)
         passphrase = read_passphrase(passphrase_source(config.passphrase_file))
         wallet = Wallet.open(config)
         try:
@@ -456,6 +457,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         finally:
             wallet.close()
+    except BrokenPipeError:
+        raise  # standard output's reader went away (``| head``): cli.main ends quietly
     except UsageError as exc:
         print(f"setpay wallet: {exc}", file=sys.stderr)
         return EXIT_USAGE

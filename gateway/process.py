@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 
 from gateway import metrics
 from gateway.bank import Bank
 from gateway.bank_errors import ProvisioningError
-from gateway.bank_pki import BankPki, load_bank_pki, open_ca_store
+from gateway.bank_pki import BankPki, bank_keys_uri, load_bank_pki, open_ca_store
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.servicer import CertificateAuthorityServicer
 from gateway.ca.store import CaStore
@@ -41,6 +43,8 @@ from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
 from gateway.server import Server, ServerLimits, ServiceBinding, TlsConfig, create_server
 from gateway.servicer import PaymentGatewayServicer
+from hsm.errors import InvalidKeyURI
+from hsm.uri import SoftwareKeyURI, parse_key_uri
 from setcore.errors import ConfigurationError
 from setcore.pki.tls import NOT_AFTER_FORMAT, chain_not_after
 
@@ -182,6 +186,33 @@ def check_tls_certificate(config: BankConfig, now: datetime | None = None) -> da
             path, shown, left / timedelta(days=1),
         )  # fmt: skip
     return ends
+
+
+def warn_pin_file_in_bank(config: BankConfig) -> None:
+    """Warn, once per bank start (``setpay gateway serve``), when the key URI reads its PIN
+    or passphrase from a file inside the bank directory (symbolic links followed): the
+    default of ``setpay init`` (``keys.pass``), fine for trying setpay out, and a trap
+    for a bank, since every copy of the directory (the backup docs/OPERATIONS.md section
+    10 makes) then holds it beside ledger.keys. Names the file, never what it holds."""
+    try:
+        uri = parse_key_uri(bank_keys_uri(config))
+    except InvalidKeyURI:
+        return  # opening the backend says why
+    source = uri.pin_source
+    if source.kind != "file":
+        return
+    path = Path(os.path.realpath(config.base_dir / source.location))
+    if not path.is_relative_to(os.path.realpath(config.base_dir)):
+        return
+    opens = "the software keystore" if isinstance(uri, SoftwareKeyURI) else "the token's keys"
+    log.warning(
+        "the key URI reads its PIN or passphrase from %s, a file inside the bank directory:"
+        " whoever holds a copy of the directory (a backup of it) opens %s with it, and so"
+        " every card number in the ledger. That is for trying setpay out only: a bank"
+        " keeps the file outside the bank directory and its backups (pin-source=file:PATH"
+        " in [bank] keys), or uses a token",
+        path, opens,
+    )  # fmt: skip
 
 
 def _served_tls_ends(config: BankConfig, supervised: bool) -> datetime | None:

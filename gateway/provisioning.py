@@ -4,7 +4,10 @@
 
     setpay.toml       the configuration (``gateway.config``)
     keys/, keys.pass  the software keystore and its passphrase (0600), when the keys are
-                      ``soft:keys`` and SETPAY_KEYSTORE_PASSPHRASE is not set
+                      ``soft:keys`` and SETPAY_KEYSTORE_PASSPHRASE is not set: for trying
+                      setpay out, since a copy of the directory then opens every key (and
+                      so, with ledger.keys, every card number); ``setpay init`` says so,
+                      and ``setpay gateway serve`` warns of it at every start
     certs/*.der       brand-root, cca, cca-kex, mca, mca-kex, pca, pca-kex, gateway-sig,
                       gateway-kex (key labels in the backend are the same names)
     ca.db             every certificate and certified key, the first CRLs and BCI 1
@@ -138,12 +141,15 @@ def write_tls_files(directory: Path, name: str, tls: TlsCredentials) -> TlsFileP
 # --- setpay.toml ------------------------------------------------------------------------
 
 
-def _default_keys(directory: Path, env: Mapping[str, str]) -> str:
+def _default_keys(directory: Path, env: Mapping[str, str]) -> tuple[str, Path | None]:
+    """The key URI of a bank made without ``keys``, and the passphrase file written for
+    it (None: the passphrase comes from the environment)."""
     if env.get(PASSPHRASE_ENV):
-        return "soft:keys"
+        return "soft:keys", None
     passphrase = secrets.token_urlsafe(PASSPHRASE_BYTES)
-    write_private(directory / PASSPHRASE_FILE, passphrase.encode("ascii") + b"\n")
-    return f"soft:keys;pin-source=file:{PASSPHRASE_FILE}"
+    path = directory / PASSPHRASE_FILE
+    write_private(path, passphrase.encode("ascii") + b"\n")
+    return f"soft:keys;pin-source=file:{PASSPHRASE_FILE}", path
 
 
 def _toml(value: str) -> str:
@@ -187,6 +193,10 @@ class InitResult:
     brand_id: str
     profile: str
     root_thumbprint: bytes
+    #: The keystore passphrase file written inside the directory (keys left to their
+    #: default without SETPAY_KEYSTORE_PASSPHRASE): it opens every key of the bank, and so
+    #: the ledger's card numbers, for whoever holds a copy of the directory. None: no file.
+    passphrase_file: Path | None = None
 
 
 def _refuse_existing(directory: Path) -> None:
@@ -376,8 +386,10 @@ def init_bank(
     directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
     base = directory.resolve()
     try:
-        keys_value = (
-            keys if keys is not None else _default_keys(base, os.environ if env is None else env)
+        keys_value, passphrase_file = (
+            (keys, None)
+            if keys is not None
+            else _default_keys(base, os.environ if env is None else env)
         )
         config = BankConfig(base_dir=base, profile=profile, brand_id=brand_id, keys=keys_value)
         backend = open_backend(bank_keys_uri(config))
@@ -400,7 +412,7 @@ def init_bank(
     except BaseException:
         _empty(base, made_directory)
         raise
-    return InitResult(base, config_path, brand_id, profile, root.thumbprint)
+    return InitResult(base, config_path, brand_id, profile, root.thumbprint, passphrase_file)
 
 
 # --- TLS certificates on demand ----------------------------------------------------------

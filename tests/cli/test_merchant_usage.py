@@ -1,5 +1,6 @@
 """``setpay merchant``: usage errors exit 2 (as the wallet's and argparse's do), and the
-brand root is pinned once, whole, and never silently replaced, as the wallet's is."""
+brand root is never silently replaced, as the wallet's is (pinned on first use:
+test_root_pin_first_use)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from clients.identity import read_root, write_certificates
+from clients.identity import write_certificates
 from clients.merchant.config import load, write_config
 from clients.peers import PeerConfig
-from hsm.uri import PASSPHRASE_ENV
 from tests.cli.command_support import USAGE, refused_as_usage
-from tests.cli.root_pin_support import (
-    assert_nothing_pinned,
-    brand_root,
-    run_with_small_files,
-    sha256,
-)
+from tests.cli.root_pin_support import brand_root, sha256
 from tests.clients.cli_support import run_cli
 from tests.clients.wallet.self_signed import self_signed
 
@@ -79,33 +74,6 @@ def test_another_root_than_the_pinned_one_is_refused(
     assert err.endswith("the merchant trusts only the pinned root\n")
     assert load(directory).root.read_bytes() == before
     assert not (directory / "keys").exists()
-
-
-def test_the_pin_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
-    """A write that fails part way (here a file-size limit; a full disk alike) leaves no
-    pinned root, rather than a truncated one every later command would trip over."""
-    directory = _merchant(tmp_path)
-    root, _ = brand_root(tmp_path, "brand")
-    done = run_with_small_files(_register(directory, "--root", str(root)))
-    assert done.returncode == 1 and "File too large" in done.stderr
-    assert_nothing_pinned(load(directory).root)
-
-
-def test_the_pin_holds_the_root_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """DER given, the pin is the same certificate as PEM (the file's name says PEM); the
-    same root again is fine."""
-    directory = _merchant(tmp_path)
-    root, der = brand_root(tmp_path, "brand")
-    # No keystore passphrase: the command stops after pinning, before any key work or call.
-    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
-    for _ in range(2):
-        status, _, err = run_cli(_register(directory, "--root", str(root)), capsys)
-        assert status == 1 and PASSPHRASE_ENV in err
-        pin = load(directory).root
-        assert pin.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
-        assert read_root(pin) == der
 
 
 @pytest.mark.parametrize("currency", ["0", "1000", "999", "959", "-1", "EUR"])

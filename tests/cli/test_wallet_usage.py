@@ -1,5 +1,5 @@
 """``setpay wallet``: usage errors exit 2 (as the merchant's and argparse's do), and the
-brand root is pinned once, whole, and never silently replaced."""
+brand root is never silently replaced (pinned on first use: test_root_pin_first_use)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from clients.identity import read_root, write_certificates
+from clients.identity import write_certificates
 from clients.peers import PeerConfig
 from clients.wallet.config import load, write_config
 from tests.cards import VISA
 from tests.cli.command_support import USAGE, refused_as_usage
-from tests.cli.root_pin_support import (
-    assert_nothing_pinned,
-    brand_root,
-    run_with_small_files,
-    sha256,
-)
+from tests.cli.root_pin_support import brand_root, sha256
 from tests.clients.cli_support import run_cli
 from tests.clients.wallet.self_signed import self_signed
 
@@ -93,34 +88,6 @@ def test_another_root_than_the_pinned_one_is_refused(
     assert f"--root {other} (SHA-256 {sha256(other_der)})" in err
     assert f"pinned at {load(directory).root} (SHA-256 {sha256(pinned)})" in err
     assert load(directory).root.read_bytes() == before
-
-
-def test_the_pin_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
-    """A write that fails part way (here a file-size limit; a full disk alike) leaves no
-    pinned root, rather than a truncated one every later command would trip over."""
-    directory = _wallet(tmp_path)
-    root, _ = brand_root(tmp_path, "brand")
-    argv = ["wallet", "--dir", str(directory), "register", "--card", str(_card(tmp_path)),
-            "--root", str(root)]  # fmt: skip
-    done = run_with_small_files(argv)
-    assert done.returncode == 1 and "File too large" in done.stderr
-    assert_nothing_pinned(load(directory).root)
-
-
-def test_the_pin_holds_the_root_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """DER given, the pin is the same certificate (as PEM); the same root again is fine."""
-    directory = _wallet(tmp_path)
-    root, der = brand_root(tmp_path, "brand")
-    argv = ["wallet", "--dir", str(directory), "register", "--card", str(_card(tmp_path)),
-            "--root", str(root)]  # fmt: skip
-    # No passphrase: the command stops after pinning, before any key work or call.
-    monkeypatch.delenv("SETPAY_WALLET_PASSPHRASE", raising=False)
-    for _ in range(2):
-        status, _, err = run_cli(argv, capsys)
-        assert status == 1 and "SETPAY_WALLET_PASSPHRASE" in err
-        assert read_root(load(directory).root) == der
 
 
 @pytest.mark.parametrize("currency", ["0", "1000", "999", "959"])

@@ -1,0 +1,140 @@
+"""``setpay LIST | head -1``: a command whose reader goes away ends quietly, with the
+status a program SIGPIPE ends gets from the shell (128 + 13), not a BrokenPipeError
+traceback and exit 1 (or "Exception ignored ..." and exit 120, buffered). Only a pipe
+standard output writes to counts: any other BrokenPipeError is still an error."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import cli.wallet
+from cli import hardening
+from cli import main as cli_main
+from clients.merchant.config import write_config
+from clients.peers import PeerConfig
+from gateway.provisioning import InitResult, init_bank
+from tests.clients.cli_support import run_cli
+
+PROJECT = Path(__file__).resolve().parents[2]
+# Bounds each child; a listing takes about a second.
+CHILD_TIMEOUT_SECONDS = 60
+READER_GONE = 128 + signal.SIGPIPE
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
+    return init_bank(tmp_path_factory.mktemp("reader-gone") / "bank", env={})
+
+
+def _into_closed_pipe(argv: list[str], unbuffered: bool) -> subprocess.CompletedProcess[str]:
+    """``setpay ARGV`` writing into a pipe whose reader closed before it started."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *argv], stdout=write_end, stderr=subprocess.PIPE,
+            text=True, check=False, timeout=CHILD_TIMEOUT_SECONDS, cwd=PROJECT, env=env,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A merchant directory; its CA and gateway are never called."""
+    directory = tmp_path_factory.mktemp("reader-gone") / "shop"
+    peer = PeerConfig("127.0.0.1:9", directory / "tls/root.pem")
+    write_config(directory, merchant_id="m-reader-gone", name="Shop", gateway=peer, ca=peer)
+    return directory
+
+
+def _listing(made: InitResult, shop: Path, name: str) -> list[str]:
+    keys = made.directory / "keys"
+    return {
+        "ca": ["ca", "list", "--config", str(made.config_path)],
+        "keys": ["keys", "list", "--keys", f"soft:{keys};pin-source=file:{keys}.pass"],
+        # Its own handler took the error for a failed file: "Broken pipe", exit 1.
+        "merchant": ["merchant", "--dir", str(shop), "orders", "new", "--description",
+                     "a lamp", "--amount", "3300"],
+    }[name]  # fmt: skip
+
+
+@pytest.mark.parametrize("unbuffered", [True, False])
+@pytest.mark.parametrize("listing", ["ca", "keys", "merchant"])
+def test_a_listing_ends_quietly_when_its_reader_is_gone(
+    made: InitResult, shop: Path, listing: str, unbuffered: bool
+) -> None:
+    done = _into_closed_pipe(_listing(made, shop, listing), unbuffered)
+    assert (done.returncode, done.stderr) == (READER_GONE, "")
+
+
+def test_help_ends_quietly_when_its_reader_is_gone() -> None:
+    """Buffered, argparse's help failed only at exit: "Exception ignored", exit 120.
+    (Unbuffered, argparse itself ignores the failed write and exits 0.)"""
+    done = _into_closed_pipe(["--help"], unbuffered=False)
+    assert (done.returncode, done.stderr) == (READER_GONE, "")
+
+
+@pytest.fixture
+def pipe(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """A pipe of this process's, its ends by name ("read", "write"; a test that closes one
+    takes it out); the program's hardening left out of ``main`` (it would last for the
+    whole test session)."""
+    read_end, write_end = os.pipe()
+    ends = {"read": read_end, "write": write_end}
+    monkeypatch.setattr(hardening, "harden_process", lambda env: None)
+    yield ends
+    for fd in ends.values():
+        os.close(fd)
+
+
+def _breaks(*args: object) -> int:
+    raise BrokenPipeError(32, "Broken pipe")
+
+
+def _stdout_into(fd: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In the test itself: pytest puts its own capture back after the fixtures.
+    monkeypatch.setattr(sys, "stdout", os.fdopen(fd, "w", closefd=False))
+
+
+def test_a_broken_pipe_elsewhere_is_still_an_error(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader still at standard output: the broken pipe is another's (a socket, a
+    child's pipe), and not hidden."""
+    _stdout_into(pipe["write"], monkeypatch)
+    monkeypatch.setattr(cli_main, "_run", _breaks)
+    with pytest.raises(BrokenPipeError):
+        cli_main.main()
+
+
+def test_the_gone_reader_leaves_standard_output_on_the_null_device(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_end = pipe["write"]
+    _stdout_into(write_end, monkeypatch)
+    os.close(pipe.pop("read"))
+    monkeypatch.setattr(cli_main, "_run", _breaks)
+    assert cli_main.main() == READER_GONE
+    assert os.path.samestat(os.fstat(write_end), os.stat(os.devnull))
+    print("flushed at exit, into nothing", file=sys.stdout, flush=True)
+
+
+def test_the_wallet_leaves_a_broken_pipe_to_main(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its handler took it for a failed file ("setpay wallet: [Errno 32] Broken pipe",
+    exit 1), as the merchant's did: ``wallet show | head -1`` alike."""
+    monkeypatch.setattr(cli.wallet, "load", _breaks)
+    with pytest.raises(BrokenPipeError):
+        run_cli(["wallet", "--dir", str(tmp_path), "show"], capsys)
