@@ -351,6 +351,8 @@ def run(args: argparse.Namespace) -> int:
         if args.bank_command == "seal-ledger-keys":
             return _seal_ledger_keys(config)
         ledger = open_ledger(config)
+    except BrokenPipeError:
+        raise  # standard output's reader went away (``| head``): cli.main ends quietly
     except (LedgerError, ProvisioningError, KeyBackendError, ValueError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
@@ -385,6 +387,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{account.account_id} {account.masked_pan} {account.status.value} "
               f"limit {account.credit_limit} available {account.available}")  # fmt: skip
         return 0
+    except BrokenPipeError:
+        raise
     except (BankCommandError, LedgerError, CaError, ValueError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1

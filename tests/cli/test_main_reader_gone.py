@@ -5,6 +5,7 @@ standard output writes to counts: any other BrokenPipeError is still an error.""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import cli.bank
 import cli.wallet
 from cli import hardening
 from cli import main as cli_main
@@ -138,3 +140,14 @@ def test_the_wallet_leaves_a_broken_pipe_to_main(
     monkeypatch.setattr(cli.wallet, "load", _breaks)
     with pytest.raises(BrokenPipeError):
         run_cli(["wallet", "--dir", str(tmp_path), "show"], capsys)
+
+
+def test_the_bank_leaves_a_broken_pipe_to_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``setpay bank`` took it for a failed file ("setpay bank: [Errno 32] Broken pipe",
+    exit 1), as the wallet's and the merchant's did."""
+    monkeypatch.setattr(cli.bank, "load", _breaks)
+    args = argparse.Namespace(config=tmp_path / "setpay.toml", bank_command="show-merchant")
+    with pytest.raises(BrokenPipeError):
+        cli.bank.run(args)
