@@ -31,6 +31,8 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
 - ``ledger_key_check`` (version 5): one row, a MAC under the index key and a ciphertext
   under the data key of fixed texts, that says which ledger keys the ledger is kept under
   (``key_check``).
+
+Version 6 drops an index no statement needed (``_V6``).
 """
 
 from __future__ import annotations
@@ -211,7 +213,16 @@ _V5 = (
     ){table_options}""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# Version 6: ``transfers_by_hold`` dropped. No statement of the ledger needs it: a
+# reversal finds its original through ``transfers_by_request``, whose first column is
+# the hold; a batch's transfers, a refund's RRPID and a reversal's original have indexes
+# of their own. Only ``books.check_balanced``, an audit that reads the whole journal
+# anyway, walked it to find a transfer outside any hold; it scans the table instead.
+# Every transfer paid for it, an authorization's among them: one B-tree more to write
+# (docs/BENCHMARKS.md, twenty-eighth round).
+_V6 = ("DROP INDEX transfers_by_hold",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """Statement lists, one per schema version; append, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
