@@ -62,7 +62,7 @@ from cli.merchant_batch import add_batch_parser, check_batch_usage, run_batch
 from cli.number_options import integer, shown, whole
 from cli.party_options import UsageError, parse_form, pin_root
 from clients.authority import AuthorityClient
-from clients.errors import ClientError, OutcomeUnknown
+from clients.errors import ClientError, OutcomeUnknown, RegistrationError
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import (
@@ -90,11 +90,19 @@ from setcore.errors import ErrorCode, SetcoreError
 from setcore.freshness import new_id
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import PROFILES, profile_named
-from setpay.v1 import authorization_pb2, capture_pb2
+from setpay.v1 import authorization_pb2, capture_pb2, registration_pb2
 
 DIR_ENV = "SETPAY_MERCHANT_DIR"
 # A command line incomplete or malformed: argparse's own status for its errors.
 EXIT_USAGE = 2
+# The Merchant CA's refusal of a request that carries no settlement account for an ID the
+# bank holds one for: it sends no reason (the bank logs it), so register says the way out.
+REJECTED_BY_AGENT = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
+NO_ACCOUNT_HINT = (
+    "if the bank enrolled this merchant ID or it held certificates before, give the "
+    "settlement account id the bank handed you with --account-file FILE (a merchant ID "
+    "whose certificates are still valid runs renew instead)"
+)
 # LID-M printed for a new order: short enough to type, random enough never to repeat.
 LID_M_BYTES = 8
 # An operation id's start as the capture and refund commands print it: ASCII hex only
@@ -247,12 +255,13 @@ def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
     account = _account(args)
     form = parse_form(args.form)
     pin_root(config.root, args.root, "merchant", config.ca, config.brand_id)
-    done = _with_registrar(
-        config,
-        lambda registrar: registrar.register(
-            profile_named(args.profile), form=form, account=account
-        ),
-    )
+    profile = profile_named(args.profile)
+    try:
+        done = _with_registrar(config, lambda r: r.register(profile, form=form, account=account))
+    except RegistrationError as exc:
+        if exc.status != REJECTED_BY_AGENT or account:
+            raise
+        raise RegistrationError(f"{exc}; {NO_ACCOUNT_HINT}", exc.status) from exc
     if not done.complete:
         print("certificate request pended by the Merchant CA: run register again later")
         return 3

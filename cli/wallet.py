@@ -46,7 +46,6 @@ import json
 import os
 import stat
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,6 +81,11 @@ EXIT_USAGE = 2
 EXIT_PENDED = 3
 EXIT_OUTCOME_UNKNOWN = 4
 REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
+# A record's auth_code when the merchant's answer carried no AuthCode (none stands: the
+# order was not authorized), shown "-" as ``setpay merchant orders`` shows it: its enum's
+# zero, UNSPECIFIED, read like a reason.
+NO_AUTH_CODE = ("", "AUTH_CODE_UNSPECIFIED")
+ORDER_REJECTED = "COMPLETION_CODE_ORDER_REJECTED"
 FORM_HELP = (
     "a field of the Cardholder CA's form (repeatable; a name the form does not ask for is "
     "refused, fields not given are sent empty)"
@@ -175,9 +179,11 @@ def _target(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must be HOST:PORT, not {shown(text)}") from None
 
 
-def _merchant(config: WalletConfig, target: str | None) -> PeerConfig:
+def _merchant(config: WalletConfig, target: str | None, origin: str = "--merchant") -> PeerConfig:
+    """The merchant's peer, at ``target`` if given; ``origin``: what named that target,
+    said with it when the call fails."""
     peer = config.require_merchant()
-    return peer if target is None else replace(peer, target=check_target(target, "--merchant"))
+    return peer if target is None else peer.with_target(target, origin)
 
 
 def _hex(text: object, what: str) -> bytes:
@@ -275,7 +281,8 @@ def _initiation(args: argparse.Namespace) -> Initiation:
 
 
 def record_line(record: PurchaseRecord) -> str:
-    """One purchase for people."""
+    """One purchase for people: its columns stay where they are for any outcome (the id,
+    the completion, the AuthCode or "-", then the amounts), what follows is for people."""
     if not record.answered:
         return (
             f"{record.short_id}  SENT  amount {record.amount} ({record.currency}): no answer "
@@ -286,12 +293,18 @@ def record_line(record: PurchaseRecord) -> str:
             f"{record.short_id}  REFUSED  {record.refusal.removeprefix('ERROR_CODE_')}  amount "
             f"{record.amount} ({record.currency}): the merchant refused the purchase request"
         )
-    return (
+    no_code = record.auth_code in NO_AUTH_CODE
+    line = (
         f"{record.short_id}  {record.completion.removeprefix('COMPLETION_CODE_')}  "
-        f"{record.auth_code.removeprefix('AUTH_CODE_')}  amount {record.amount} "
-        f"({record.currency}) authorized {record.auth_amount} captured {record.captured} "
-        f"refunded {record.credited}"
+        f"{'-' if no_code else record.auth_code.removeprefix('AUTH_CODE_')}  amount "
+        f"{record.amount} ({record.currency}) authorized {record.auth_amount} captured "
+        f"{record.captured} refunded {record.credited}"
     )
+    if record.completion == ORDER_REJECTED and no_code:
+        # SET's PRes and InqRes carry no reason for a rejected order; the merchant knows it.
+        line += ": the merchant rejected the order and gave no reason (SET's answer has no "
+        line += "room for one): ask the merchant why"
+    return line
 
 
 def read_card(path: Path) -> tuple[PAN, str]:
@@ -449,10 +462,11 @@ def run(args: argparse.Namespace) -> int:
             if initiation is not None:
                 record = shopper.purchase(_merchant(config, args.merchant), initiation)
             else:
-                target = args.merchant
+                target, origin = args.merchant, "--merchant"
                 if target is None:
                     target = PurchaseBook(config.purchases_file).find(args.order).merchant_target
-                record = shopper.inquire(_merchant(config, target), args.order)
+                    origin = "the purchase's address in purchases.json; --merchant names another"
+                record = shopper.inquire(_merchant(config, target, origin), args.order)
             print(record_line(record))
             return 0
         finally:

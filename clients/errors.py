@@ -49,8 +49,10 @@ class SignerGone(ConfigError):
 class TransportError(ClientError):
     """A call to a peer failed at the gRPC level, after the bounded retries."""
 
-    def __init__(self, what: str, status: str) -> None:
-        super().__init__(f"{what}: {status}")
+    def __init__(self, what: str, status: str, *, where: str = "") -> None:
+        """``where``: the peer's address and the setting that named it, and what to check,
+        said after the status ("" when the call's channel is not known to have one)."""
+        super().__init__(f"{what}: {status}" + (f" {where}" if where else ""))
         self.status = status
 
 

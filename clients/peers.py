@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +58,27 @@ def check_target(target: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """A peer's address and the files that protect the channel to it."""
+    """A peer's address and the files that protect the channel to it.
+
+    ``origin``: the setting that named ``target`` (``ca.target in DIR/merchant.toml``, an
+    environment variable, an option), which a failed call names with the address so that
+    its user knows where to change it; not part of the peer (two configurations naming
+    the same peer are equal).
+    """
 
     target: str
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     insecure: bool = False
+    origin: str = field(default="", compare=False)
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any], where: str, base_dir: Path) -> PeerConfig:
-        """Read a peer table; relative paths are relative to ``base_dir``."""
+    def from_table(
+        cls, table: Mapping[str, Any], where: str, base_dir: Path, source: Path | None = None
+    ) -> PeerConfig:
+        """Read a peer table; relative paths are relative to ``base_dir``. ``source``: the
+        file the table is in, named with the target when a call to it fails."""
 
         def path(key: str) -> Path | None:
             text = get(table, key, str, None, where)
@@ -83,6 +93,7 @@ class PeerConfig:
             tls_cert=path("tls_cert"),
             tls_key=path("tls_key"),
             insecure=get(table, "insecure", bool, False, where),
+            origin=f"{where}.target" + (f" in {source}" if source is not None else ""),
         ).validated(where)
 
     def validated(self, where: str) -> PeerConfig:
@@ -94,8 +105,9 @@ class PeerConfig:
         return self
 
     def with_target(self, target: str, where: str) -> PeerConfig:
-        """The same peer at another address (environment overrides)."""
-        return replace(self, target=check_target(target, where))
+        """The same peer at another address, named by ``where`` (an environment variable,
+        an option)."""
+        return replace(self, target=check_target(target, where), origin=where)
 
     def channel(self) -> ChannelConfig:
         """The channel configuration, reading the PEM files now."""
@@ -114,6 +126,7 @@ class PeerConfig:
             client_cert_pem=None if self.insecure else read(self.tls_cert),
             client_key_pem=None if self.insecure else read(self.tls_key),
             insecure=self.insecure,
+            origin=self.origin,
         )
 
 

@@ -13,7 +13,10 @@ an answer larger than ``MAX_MESSAGE_BYTES``, after the peer did the work, and se
 request again would only make it do the work again. Any other status ends the call at
 once as ``TransportError``. A call whose every attempt was shed unread ends as
 ``NotRead``: the peer holds nothing of it, which a caller may tell its user (a wallet's
-purchase request shed so bought nothing).
+purchase request shed so bought nothing). Either names, after the status, the address
+the channel went to and the setting that named it (``ChannelConfig.origin``), and for
+UNAVAILABLE asks whether the peer runs there: a user who sees "CA ...: UNAVAILABLE" alone
+knows neither which address was tried nor where to change it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -64,6 +68,8 @@ class ChannelConfig:
 
     ``ca_pem`` authenticates the server; ``client_cert_pem`` and ``client_key_pem`` (both or
     neither) make it mutual TLS. ``insecure`` is plaintext gRPC for local experiments.
+    ``origin``: the setting that named ``target`` (``ca.target in DIR/merchant.toml``, an
+    environment variable, an option), said with it when a call fails; "" when unknown.
     """
 
     target: str
@@ -71,6 +77,7 @@ class ChannelConfig:
     client_cert_pem: bytes | None = field(default=None, repr=False)
     client_key_pem: bytes | None = field(default=None, repr=False)
     insecure: bool = False
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -79,6 +86,17 @@ class ChannelConfig:
             raise ConfigError("a client certificate needs its key, and a key its certificate")
         if not self.insecure and self.ca_pem is None:
             raise ConfigError(f"TLS to {self.target} needs a CA certificate (or insecure)")
+
+    def destination(self) -> str:
+        """The target, and the setting that named it, for messages."""
+        return f"at {self.target}" + (f" ({self.origin})" if self.origin else "")
+
+
+# Where each channel ``open_channel`` made goes (``ChannelConfig.destination``), for the
+# failures of the calls a ``Caller`` makes on it: kept here, the one place every client
+# channel is made, rather than handed to each of the callers. Weak keys: an entry goes
+# with its channel.
+_DESTINATIONS: weakref.WeakKeyDictionary[grpc.Channel, str] = weakref.WeakKeyDictionary()
 
 
 def open_channel(config: ChannelConfig, peer: str) -> grpc.Channel:
@@ -95,7 +113,9 @@ def open_channel(config: ChannelConfig, peer: str) -> grpc.Channel:
             "%s channel to %s is PLAINTEXT (insecure = true): local experiments only",
             peer, config.target,
         )  # fmt: skip
-        return grpc.insecure_channel(config.target, options=options)
+        channel = grpc.insecure_channel(config.target, options=options)
+        _DESTINATIONS[channel] = config.destination()
+        return channel
     credentials = grpc.ssl_channel_credentials(
         root_certificates=config.ca_pem,
         private_key=config.client_key_pem,
@@ -103,7 +123,9 @@ def open_channel(config: ChannelConfig, peer: str) -> grpc.Channel:
     )
     mutual = "mutual TLS" if config.client_cert_pem is not None else "TLS"
     log.info("%s channel to %s over %s", peer, config.target, mutual)
-    return grpc.secure_channel(config.target, credentials, options=options)
+    channel = grpc.secure_channel(config.target, credentials, options=options)
+    _DESTINATIONS[channel] = config.destination()
+    return channel
 
 
 def _identity(data: bytes) -> bytes:
@@ -161,6 +183,7 @@ class Caller:
         self._peer = peer
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
+        self._destination = _DESTINATIONS.get(channel, "")
 
     @property
     def channel(self) -> grpc.Channel:
@@ -186,7 +209,9 @@ class Caller:
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
                 failure = NotRead if unread else TransportError
-                raise failure(f"{self._peer} {_short(method)}", "DEADLINE_EXCEEDED")
+                raise failure(
+                    f"{self._peer} {_short(method)}", "DEADLINE_EXCEEDED", where=self._where(None)
+                )
             try:
                 raw: bytes = stub(request, timeout=remaining)
                 break
@@ -213,7 +238,8 @@ class Caller:
                         # say which, and that the peer may have done the work.
                         said = exc.details() if isinstance(exc, grpc.Call) else ""
                         what = f"{what} (not retried: {quoted(said or '')})"
-                    raise (NotRead if unread else TransportError)(what, code.name) from exc
+                    failure = NotRead if unread else TransportError
+                    raise failure(what, code.name, where=self._where(code)) from exc
                 # At least the delay the peer asked for, jittered beyond it so that callers
                 # it shed together do not come back together.
                 pause = min(asked + self._policy.backoff(attempt), max(0.0, remaining))
@@ -225,7 +251,17 @@ class Caller:
         try:
             return response_cls.FromString(raw)
         except DecodeError as exc:
-            raise TransportError(f"{self._peer} {_short(method)}", "UNPARSEABLE_RESPONSE") from exc
+            what = f"{self._peer} {_short(method)}"
+            raise TransportError(what, "UNPARSEABLE_RESPONSE", where=self._where(None)) from exc
+
+    def _where(self, code: grpc.StatusCode | None) -> str:
+        """Where the call went, for its failure; for UNAVAILABLE (nothing answered there,
+        or the peer is down for now) what to check. "" for a channel of unknown origin."""
+        if not self._destination:
+            return ""
+        if code is grpc.StatusCode.UNAVAILABLE:
+            return f"{self._destination}: is the {self._peer} running, and reachable there?"
+        return self._destination
 
 
 def _short(method: str) -> str:

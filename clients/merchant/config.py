@@ -317,8 +317,8 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfi
         root=_path(base, get(m, "root", str, "certs/root.pem", "merchant")),
         chain=_path(base, get(m, "chain", str, "certs/chain.pem", "merchant")),
         server=_server(_table(raw, "server", path), base),
-        gateway=PeerConfig.from_table(_table(raw, "gateway", path), "gateway", base),
-        ca=PeerConfig.from_table(_table(raw, "ca", path), "ca", base),
+        gateway=PeerConfig.from_table(_table(raw, "gateway", path), "gateway", base, path),
+        ca=PeerConfig.from_table(_table(raw, "ca", path), "ca", base, path),
         store=_path(base, get(m, "store", str, "merchant.db", "merchant")),
     )
     return validate(_env_overrides(config, os.environ if env is None else env))

@@ -161,8 +161,10 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> WalletConfig:
         root=_path(base, get(w, "root", str, "certs/root.pem", "wallet")),
         chain=_path(base, get(w, "chain", str, "certs/chain.pem", "wallet")),
         passphrase_file=_path(base, passphrase_file) if passphrase_file else None,
-        ca=None if ca is None else PeerConfig.from_table(ca, "ca", base),
-        merchant=None if merchant is None else PeerConfig.from_table(merchant, "merchant", base),
+        ca=None if ca is None else PeerConfig.from_table(ca, "ca", base, path),
+        merchant=(
+            None if merchant is None else PeerConfig.from_table(merchant, "merchant", base, path)
+        ),
     )
     changes: dict[str, Any] = {
         "ca": _peer(config.ca, env, "SETPAY_WALLET_CA"),
