@@ -6,8 +6,8 @@
     request, settling no more than was asked
     a SET Error that verifies: signed by a gateway, naming   final: failed, with its code
     our RRPID (``setcore.error_message.open_error``)
-      but UNSPECIFIED_FAILURE                                pending: it does not say the
-                                                             gateway did nothing
+      but UNSPECIFIED_FAILURE, or a code this build does     pending: it does not say the
+      not define (a gateway of a later release)              gateway did nothing
       but MESSAGE_TOO_OLD                                    ``renewal``'s: built afresh
                                                              under a new RRPID, or pending
     nothing (``TransportError``: unreachable, a deadline,    pending
@@ -36,6 +36,11 @@ background retries only after ``next_try``'s wait, which doubles at each such an
 and ``setpay merchant orders`` shows it as such; no answer at all (a gateway away), and
 a failure of the merchant's own, keep the fast retries. A merchant starting, and a
 batch command given again, send it at once: that is how an operator asks again now.
+
+A signed Error of a code this build does not define keeps the fast retries, as
+UNSPECIFIED_FAILURE does: the gateway may answer otherwise the next time. If it stored
+that Error as its decision, each retry gets it again and logs it, by its bounded name
+(``ErrorCode N``), until this merchant is upgraded to a release that reads it.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from clients.merchant import renewal
 from clients.merchant.records import BatchRequest, Operation, Order
 from clients.merchant.store import MerchantStore
 from hsm.errors import KeyBackendError
+from setcore.enum_names import is_known
 from setcore.errors import ErrorCode, PeerError, ProtocolError, SetcoreError
 from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
@@ -75,8 +81,16 @@ change sent."""
 def is_refusal(error: PeerError) -> bool:
     """True when ``error`` is the gateway's verified refusal of the request, which is
     final: a SET Error signed by the gateway naming our RRPID (``open_error`` raises no
-    other as ``PeerError``), but for UNSPECIFIED_FAILURE."""
-    return error.code != UNSPECIFIED_FAILURE
+    other as ``PeerError``), but for UNSPECIFIED_FAILURE and a code this build does not
+    define. Strict parsing lets a later release's ErrorCode through
+    (``setcore.enum_names``), and this merchant cannot tell whether it says the gateway
+    did nothing or, as UNSPECIFIED_FAILURE may, that it failed after placing a hold:
+    ended failed, an order would have the wallet told ORDER_REJECTED, and the
+    cardholder buy again (the wallet reads such a code from its merchant the same way,
+    ``clients.wallet.merchant_answers.undecided``). A result code inside a verified
+    answer (a CapCode, a BatchAdminStatus) is another matter: the answer itself says
+    what was done, and an unknown one is a final refusal."""
+    return error.code != UNSPECIFIED_FAILURE and is_known(ErrorCode, error.code)
 
 
 def did_not_verify(error: Exception) -> bool:
@@ -91,6 +105,11 @@ def why_unknown(error: Exception) -> str:
         return f"no answer from the gateway: {error}"
     if isinstance(error, PeerError) and renewal.refused_as_stale(error):
         return "refused as too old, but only just: an earlier sending may still be at the gateway"
+    if isinstance(error, PeerError) and not is_known(ErrorCode, error.code):
+        return (
+            f"the gateway refused with {error.code_name}, a code of a later release this "
+            "merchant cannot read, which may not say it did nothing"
+        )
     if isinstance(error, PeerError):
         return f"the gateway failed without saying it did nothing: {error.code_name}"
     if isinstance(error, RevocationUnavailable):

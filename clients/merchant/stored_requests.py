@@ -4,11 +4,12 @@ Authorizations (``authorizer``), settlement operations (``settlement``) and batc
 changes (``batches``) go through the same life, written here once: stored byte for byte,
 sent; the gateway's answer judged as ``outcome`` says (verified: saved, the request
 ends; a verified SET Error: it ends failed, or, refused as too old, is built afresh once
-under a new RRPID as ``renewal`` allows; anything else: it stays sent, "outcome unknown,
-will retry"); sent again, the same bytes, by ``resume``. Each kind says how it is sent
-and its answer saved (``_exchange``), how it ends failed and how it is built afresh; and,
-where it differs for a reason it gives, when its bytes were stored (``_stored_ms``) and
-how ``resume`` sends one again (``_resend``).
+under a new RRPID as ``renewal`` allows, but for the codes ``outcome.is_refusal`` holds
+back; anything else: it stays sent, "outcome unknown, will retry"); sent again, the
+same bytes, by ``resume``. Each kind says how it is sent and its answer saved
+(``_exchange``), how it ends failed and how it is built afresh; and, where it differs
+for a reason it gives, when its bytes were stored (``_stored_ms``) and how ``resume``
+sends one again (``_resend``).
 
 Once a request is stored, nothing that goes wrong ends it but the gateway's verified
 word: a failure of the merchant's own (its key backend opening the answer, its store
