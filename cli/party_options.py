@@ -5,11 +5,15 @@ The root is pinned on first use, and only once an answer of the CA verified unde
 the brand's revocation data (BCI and CRLs), which the brand root signs, fetched from the
 configured CA. A wrong ``--root`` is refused, naming both, and pins nothing, so the
 right one can be given next (pinned before any check, it used to leave the directory
-trusting the wrong root for good). The pin is written whole or not at all (a crash never
-leaves a truncated ``root.pem``); afterwards a ``--root`` naming another root is
-refused, both named by SHA-256 fingerprint, rather than silently ignored while the party
-goes on trusting the one it pinned, and a CA answering under another root later fails
-every check against the pinned one.
+trusting the wrong root for good). Wrong means the revocation data names another signer
+than that root; data that names it but fails another check (outside its validity
+window, as on a machine whose clock is off or from a CA that stopped re-signing it) is
+refused too, pinning nothing, but as not usable now: another root would not help. The
+pin is written whole or not at all (a crash never leaves a truncated ``root.pem``);
+afterwards a ``--root`` naming another root is refused, both named by SHA-256
+fingerprint, rather than silently ignored while the party goes on trusting the one it
+pinned, and a CA answering under another root later fails every check against the
+pinned one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from clients.peers import PeerConfig
 from clients.transport import Caller, open_channel
 from setcore.errors import SetcoreError
 from setcore.pki.truststore import TrustStore
+from setcore.signed import parse_signed
 
 
 class UsageError(ClientError):
@@ -71,9 +76,27 @@ def pin_root(pinned_at: Path, root: Path | None, party: str, ca: PeerConfig, bra
     try:
         trust.update_revocation(bci, crls)
     except SetcoreError as exc:
+        if _signer_of(bci) not in (None, trust.root_thumb):
+            raise ClientError(
+                f"the revocation data of the CA at {ca.target} does not verify under --root "
+                f"{root} ({_fingerprint(trust.root_der)}): {exc}; nothing pinned: give the "
+                f"brand root of that CA"
+            ) from exc
         raise ClientError(
-            f"the revocation data of the CA at {ca.target} does not verify under --root "
-            f"{root} ({_fingerprint(trust.root_der)}): {exc}; nothing pinned: give the "
-            f"brand root of that CA"
+            f"the revocation data of the CA at {ca.target} is not usable now: {exc}; check "
+            "this machine's clock and the CA; nothing pinned"
         ) from exc
     write_certificates(pinned_at, [trust.root_der])
+
+
+def _signer_of(bci: bytes) -> bytes | None:
+    """The thumbprint of the certificate the BCI names as its signer, unverified; None
+    when it does not parse or names none. Only that tells a wrong ``--root`` apart:
+    ``update_revocation``'s error codes do not (INVALID_CERTIFICATE says "not signed by
+    the pinned root" as well as "BCI of another brand"), and its messages are no
+    interface."""
+    try:
+        signatures = parse_signed(bci).signatures
+    except SetcoreError:
+        return None
+    return signatures[0].signer_cert_thumb if len(signatures) == 1 else None

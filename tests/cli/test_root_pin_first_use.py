@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,16 @@ from clients.wallet.config import load as load_wallet
 from clients.wallet.config import write_config as write_wallet_config
 from gateway.provisioning import init_bank
 from hsm.uri import PASSPHRASE_ENV
+from setcore.pki import truststore
+from setcore.pki.issuance import utc as real_utc
 from tests.cards import VISA
 from tests.cli.root_pin_support import assert_nothing_pinned, run_with_small_files, sha256
 from tests.clients.bank_support import RunningBank, configure_merchant, copy_tls, serving_bank
 from tests.clients.cli_support import run_cli
 
 KEYSTORE_PASSPHRASE = "keystore passphrase for the root pin tests"
+# Past a BCI's one-day lifetime (``setcore.pki.bci.BCI_LIFETIME``) and its clock skew.
+CLOCK_AHEAD = timedelta(days=2)
 WALLET_PASSPHRASE_ENV = "SETPAY_WALLET_PASSPHRASE"
 
 
@@ -88,6 +93,7 @@ def test_a_wrong_root_pins_nothing_and_the_right_one_is_then_taken(
         assert (status, out) == (1, ""), party
         assert f"setpay {party}: the revocation data of the CA at {bank.ca_target}" in err
         assert f"does not verify under --root {other_root}" in err
+        assert "give the brand root of that CA" in err
         assert f"(SHA-256 {sha256(other_root.read_bytes())})" in err and "nothing pinned" in err
         assert_nothing_pinned(pin)
 
@@ -101,6 +107,37 @@ def test_a_wrong_root_pins_nothing_and_the_right_one_is_then_taken(
         assert status == 1 and "trusts only the pinned root" in err
         status, _, err = run_cli([*register, "--root", str(_right_root(bank))], capsys)
         assert status == 1 and stops_at in err
+        assert read_root(pin) == bank.brand_root
+
+
+def test_revocation_data_out_of_its_window_is_not_blamed_on_the_root(
+    bank: RunningBank,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The right root, but a clock two days ahead (as a CA that stopped re-signing its
+    BCI would be): nothing pinned, and the message sends the user to the clock and the
+    CA, not to look for another root; the clock right, the same root is taken."""
+    ahead = real_utc(None) + CLOCK_AHEAD
+    for party, register, pin in (
+        ("wallet", _wallet(bank, tmp_path / "w" / "wallet"),
+         load_wallet(tmp_path / "w" / "wallet").root),
+        ("merchant", _merchant(bank, tmp_path / "m-clock"),
+         load_merchant(tmp_path / "m-clock").root),
+    ):  # fmt: skip
+        with monkeypatch.context() as clock:
+            clock.setattr(truststore, "utc", lambda at=None: real_utc(at) if at else ahead)
+            status, out, err = run_cli([*register, "--root", str(_right_root(bank))], capsys)
+        assert (status, out) == (1, ""), party
+        assert f"setpay {party}: the revocation data of the CA at {bank.ca_target} is " in err
+        assert "not usable now: " in err and "validity window" in err
+        assert "check this machine's clock and the CA; nothing pinned" in err
+        assert "give the brand root" not in err and "does not verify under" not in err
+        assert_nothing_pinned(pin)
+
+        status, _, err = run_cli([*register, "--root", str(_right_root(bank))], capsys)
+        assert status == 1 and "PASSPHRASE" in err, err  # past the pin
         assert read_root(pin) == bank.brand_root
 
 
