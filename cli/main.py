@@ -7,7 +7,9 @@ logging. It imports only the module of the subcommand the command line names: on
 code (or a library under it) fails to import breaks that subcommand alone, not ``setpay
 wallet`` beside it, and ``setpay --help`` lists every subcommand from the table below
 without importing any. A program whose standard output is a pipe its reader closed
-(``setpay ca list | head -1``) ends quietly, with EXIT_READER_GONE, not a traceback.
+(``setpay ca list | head -1``) ends quietly, with EXIT_READER_GONE, not a traceback; but
+a command that had already failed, and lost only the rest of its output, keeps its own
+status (``setpay bench ... | head`` exits 3, not 141, for a run in doubt).
 """
 
 from __future__ import annotations
@@ -82,19 +84,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before any secret is read or any worker forked: they inherit it.
         hardened = hardening.harden_process(os.environ)
         try:
-            try:
-                code = _run(sys.argv[1:], hardened)
-            except SystemExit:  # argparse's answer to --help, or to a usage error
-                sys.stdout.flush()
-                raise
-            sys.stdout.flush()  # now, not at exit: a reader gone is seen here
-        except BrokenPipeError:
-            if not _stdout_reader_gone():
-                raise  # a socket or another pipe: a failure of its own
-            _quiet_stdout()
+            code = _run(sys.argv[1:], hardened)
+        except SystemExit as done:  # argparse's answer to --help, or to a usage error
+            if not _flushed() and done.code in (0, None):
+                return EXIT_READER_GONE
+            raise
+        except BrokenPipeError as broken:
+            # Cut off while writing: what it had still to say is lost, whatever it would
+            # have returned.
+            _reader_gone(broken)
+            return EXIT_READER_GONE
+        # Now, not at exit: a reader gone is seen here. Only a command that succeeded
+        # ends as cut off; a failure keeps its own status (1, the bench's 3), so that
+        # ``setpay bench ... | head`` does not hide it.
+        if not _flushed() and code == 0:
             return EXIT_READER_GONE
         return code
     return _run(list(argv), None)
+
+
+def _flushed() -> bool:
+    """Flush standard output: False if its reader has gone (what was left to write is
+    dropped), BrokenPipeError if another pipe broke."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError as broken:
+        _reader_gone(broken)
+        return False
+    return True
+
+
+def _reader_gone(broken: BrokenPipeError) -> None:
+    """Standard output's reader has gone: it now goes to the null device. Otherwise
+    ``broken`` is raised again: a socket's or another pipe's, a failure of its own."""
+    if not _stdout_reader_gone():
+        raise broken
+    _quiet_stdout()
 
 
 def _stdout_reader_gone() -> bool:

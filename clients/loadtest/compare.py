@@ -24,6 +24,7 @@ a remote target) is left out of that run's values.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -145,8 +146,12 @@ def read_run(path: Path) -> Run:
 
 
 # What a report's fields hold, where the figures and verdicts are read from: a field of
-# another type is refused rather than misread (a count "many", a list for an object).
+# another type is refused rather than misread (a count "many", a list for an object, null
+# for the steps), and so is a number that is not finite (NaN, or 1e999 read as infinity).
+# None stands for null where the bench writes it (a figure it could not observe); a field
+# a report lacks (an older one) is read as absent.
 _NUMBER = (int, float)
+_MAYBE_NUMBER = (int, float, type(None))
 _TOP: dict[str, tuple[type, ...]] = {"steps": (list,), "doubts": (list,)}
 _STEP: dict[str, tuple[type, ...]] = {
     "shape": (str,), "mode": (str,), "results": (dict,), "ratios": (dict,), "doubts": (list,),
@@ -154,21 +159,44 @@ _STEP: dict[str, tuple[type, ...]] = {
 _RESULT: dict[str, tuple[type, ...]] = {
     "clean": (bool,), "accounted": (bool,), "ran_out_of_requests": (bool,),
     "errors": (int,), "timeouts": (int,), "accounting_doubts": (list,),
-    "throughput": _NUMBER, "offered_rate": _NUMBER, "server_cpu_us_per_answer": _NUMBER,
-    "server_cpu_us_per_request": _NUMBER, "latency_ms": (dict,), "machine_speed": (dict,),
+    "throughput": _NUMBER, "offered_rate": _MAYBE_NUMBER,
+    "server_cpu_us_per_answer": _MAYBE_NUMBER, "server_cpu_us_per_request": _MAYBE_NUMBER,
+    "latency_ms": (dict, type(None)), "machine_speed": (dict, type(None)),
+}  # fmt: skip
+# Inside a result's objects (``Latency.as_dict``, ``Speed.as_dict``) and a ratio's.
+_INSIDE: dict[str, dict[str, tuple[type, ...]]] = {
+    "latency_ms": {
+        "p50": _NUMBER, "p90": _NUMBER, "p99": _NUMBER, "p99.9": _NUMBER, "max": _NUMBER,
+        "mean": _NUMBER, "count": (int,), "p99.9_is_max": (bool,),
+    },
+    "machine_speed": {
+        "reference_loop_ms_median": _NUMBER, "reference_loop_ms_fastest": _NUMBER,
+        "reference_loop_ms_slowest": _NUMBER, "readings": (int,),
+    },
+}  # fmt: skip
+_RATIO: dict[str, tuple[type, ...]] = {
+    "throughput": _MAYBE_NUMBER, "server_cpu": _MAYBE_NUMBER,
+    "server_cpu_per_answer": _MAYBE_NUMBER,
 }  # fmt: skip
 
 
-def _mistyped(fields: Any, kinds: dict[str, tuple[type, ...]], where: str) -> str | None:
-    """The first of ``fields`` (an object) not of its kind; None (null) passes for any."""
+def _kind_name(kind: type) -> str:
+    return "null" if kind is type(None) else kind.__name__
+
+
+def _mistyped(fields: dict[str, Any], kinds: dict[str, tuple[type, ...]], where: str) -> str | None:
+    """The first of ``fields`` not of its kind, or a number of them not finite; a field
+    ``fields`` lacks passes."""
     for key, kind in kinds.items():
-        value = fields.get(key)
+        if key not in fields:
+            continue
+        value = fields[key]
         # bool is an int to Python, never a count or a figure in a report.
-        if value is not None and (not isinstance(value, kind) or (
-            isinstance(value, bool) and bool not in kind
-        )):  # fmt: skip
-            names = " or ".join(k.__name__ for k in kind)
-            return f"{where}{key} is {type(value).__name__}, not {names}"
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kind):
+            names = " or ".join(_kind_name(k) for k in kind)
+            return f"{where}{key} is {_kind_name(type(value))}, not {names}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where}{key} is {value}, not a finite number"
     return None
 
 
@@ -177,10 +205,10 @@ def _malformed(document: dict[str, Any]) -> str | None:
     found = _mistyped(document, _TOP, "")
     if found is not None:
         return found
-    for number, step in enumerate(document.get("steps") or []):
+    for number, step in enumerate(document.get("steps", [])):
         where = f"steps[{number}]"
         if not isinstance(step, dict):
-            return f"{where} is {type(step).__name__}, not dict"
+            return f"{where} is {_kind_name(type(step))}, not dict"
         found = _malformed_step(step, where)
         if found is not None:
             return found
@@ -191,16 +219,29 @@ def _malformed_step(step: Step, where: str) -> str | None:
     found = _mistyped(step, _STEP, f"{where}.")
     if found is not None:
         return found
-    for service, result in (step.get("results") or {}).items():
+    for service, result in step.get("results", {}).items():
+        place = f"{where}.results.{service}"
         if not isinstance(result, dict):
-            return f"{where}.results.{service} is {type(result).__name__}, not dict"
-        found = _mistyped(result, _RESULT, f"{where}.results.{service}.")
+            return f"{place} is {_kind_name(type(result))}, not dict"
+        found = _malformed_result(result, place)
         if found is not None:
             return found
-    ratio = (step.get("ratios") or {}).get("gateway/ceiling")
-    if ratio is not None and not isinstance(ratio, dict):
-        return f"{where}.ratios.gateway/ceiling is {type(ratio).__name__}, not dict"
-    return None
+    ratios = step.get("ratios", {})
+    if "gateway/ceiling" not in ratios:
+        return None
+    ratio, place = ratios["gateway/ceiling"], f"{where}.ratios.gateway/ceiling"
+    if not isinstance(ratio, dict):
+        return f"{place} is {_kind_name(type(ratio))}, not dict"
+    return _mistyped(ratio, _RATIO, f"{place}.")
+
+
+def _malformed_result(result: dict[str, Any], place: str) -> str | None:
+    found = _mistyped(result, _RESULT, f"{place}.")
+    for name, kinds in _INSIDE.items():
+        inside = result.get(name)
+        if found is None and isinstance(inside, dict):
+            found = _mistyped(inside, kinds, f"{place}.{name}.")
+    return found
 
 
 def _doubts(document: dict[str, Any], steps: list[Step]) -> list[str]:

@@ -1,7 +1,8 @@
 """``setpay LIST | head -1``: a command whose reader goes away ends quietly, with the
 status a program SIGPIPE ends gets from the shell (128 + 13), not a BrokenPipeError
 traceback and exit 1 (or "Exception ignored ..." and exit 120, buffered). Only a pipe
-standard output writes to counts: any other BrokenPipeError is still an error."""
+standard output writes to counts: any other BrokenPipeError is still an error. A command
+that had already returned a failure, and lost only its last output, keeps its status."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,76 @@ def test_the_bank_leaves_a_broken_pipe_to_main(
     args = argparse.Namespace(config=tmp_path / "setpay.toml", bank_command="show-merchant")
     with pytest.raises(BrokenPipeError):
         cli.bank.run(args)
+
+
+def _says_then_returns(status: int) -> Callable[..., int]:
+    """A command that writes a line (left in standard output's buffer) and returns
+    ``status``: only main's final flush meets the gone reader."""
+
+    def command(*args: object) -> int:
+        print("a line the reader never reads")
+        return status
+
+    return command
+
+
+@pytest.mark.parametrize("status", [1, 2, 3])
+def test_a_failed_command_keeps_its_status_when_only_its_last_output_is_lost(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """``setpay bench ... | head``: a run in doubt (3) or a failure (1) is not masked as
+    a reader gone (141), and still ends quietly."""
+    _stdout_into(pipe["write"], monkeypatch)
+    os.close(pipe.pop("read"))
+    monkeypatch.setattr(cli_main, "_run", _says_then_returns(status))
+    assert cli_main.main() == status
+    assert os.path.samestat(os.fstat(pipe["write"]), os.stat(os.devnull))
+
+
+def test_a_command_that_succeeded_ends_as_cut_off_when_its_last_output_is_lost(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdout_into(pipe["write"], monkeypatch)
+    os.close(pipe.pop("read"))
+    monkeypatch.setattr(cli_main, "_run", _says_then_returns(0))
+    assert cli_main.main() == READER_GONE
+    assert os.path.samestat(os.fstat(pipe["write"]), os.stat(os.devnull))
+
+
+def _says_then_exits(status: int) -> Callable[..., int]:
+    def command(*args: object) -> int:
+        print("usage: setpay ...")
+        raise SystemExit(status)
+
+    return command
+
+
+@pytest.mark.parametrize(("status", "ends"), [(2, 2), (0, READER_GONE)])
+def test_argparse_s_exit_keeps_its_status_unless_it_succeeded(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch, status: int, ends: int
+) -> None:
+    """A usage error (2) keeps its status; --help (0) ends as cut off."""
+    _stdout_into(pipe["write"], monkeypatch)
+    os.close(pipe.pop("read"))
+    monkeypatch.setattr(cli_main, "_run", _says_then_exits(status))
+    if ends == READER_GONE:
+        assert cli_main.main() == READER_GONE
+    else:
+        with pytest.raises(SystemExit) as ended:
+            cli_main.main()
+        assert ended.value.code == ends
+
+
+def test_a_command_cut_off_while_writing_ends_as_cut_off(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its write raised: what it would have returned is never known, and 141 says so."""
+    _stdout_into(pipe["write"], monkeypatch)
+    os.close(pipe.pop("read"))
+
+    def cut_off(*args: object) -> int:
+        print("a line the reader never reads", flush=True)
+        return 1
+
+    monkeypatch.setattr(cli_main, "_run", cut_off)
+    assert cli_main.main() == READER_GONE

@@ -4,9 +4,11 @@ documents ``setpay bench authorize --json`` writes."""
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -310,3 +312,89 @@ def test_the_command_prints_groups_and_refuses_bad_input(
         assert run_bench(argv) == status, argv
         captured = capsys.readouterr()
         assert captured.out == "" and message in captured.err, (argv, captured)
+
+
+def _gateway(document: dict[str, Any], step: int = 0) -> dict[str, Any]:
+    result: dict[str, Any] = document["steps"][step]["results"]["gateway"]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        # null where a report has a list or an object: a traceback before.
+        (lambda d: d.update(steps=None), r"steps is null, not list"),
+        (lambda d: d["steps"][0].update(results=None), r"steps\[0\]\.results is null, not dict"),
+        (lambda d: d["steps"][0].update(ratios=None), r"steps\[0\]\.ratios is null, not dict"),
+        (
+            lambda d: d["steps"][0]["ratios"].update({"gateway/ceiling": None}),
+            r"steps\[0\]\.ratios\.gateway/ceiling is null, not dict",
+        ),
+        (lambda d: d.update(doubts=None), r"doubts is null, not list"),
+        (
+            lambda d: _gateway(d).update(accounting_doubts=None),
+            r"gateway\.accounting_doubts is null, not list",
+        ),
+        (lambda d: _gateway(d).update(throughput=None), r"throughput is null, not int or float"),
+        # Numbers that are not: read as figures before, and into the medians.
+        (lambda d: _gateway(d).update(throughput=math.nan), r"throughput is nan, not a finite"),
+        (lambda d: _gateway(d).update(throughput=math.inf), r"throughput is inf, not a finite"),
+        (
+            lambda d: d["steps"][0]["ratios"]["gateway/ceiling"].update(throughput=-math.inf),
+            r"ceiling\.throughput is -inf, not a finite number",
+        ),
+        # Inside latency_ms and machine_speed: dropped silently before.
+        (
+            lambda d: _gateway(d, 1)["latency_ms"].update(p99="slow"),
+            r"steps\[1\]\.results\.gateway\.latency_ms\.p99 is str, not int or float",
+        ),
+        (
+            lambda d: _gateway(d)["latency_ms"].update(p50=math.nan),
+            r"gateway\.latency_ms\.p50 is nan, not a finite number",
+        ),
+        (
+            lambda d: _gateway(d)["machine_speed"].update(reference_loop_ms_median=[34.0]),
+            r"machine_speed\.reference_loop_ms_median is list, not int or float",
+        ),
+        (
+            lambda d: _gateway(d)["machine_speed"].update(readings=True),
+            r"machine_speed\.readings is bool, not int",
+        ),
+    ],
+)
+def test_a_report_with_a_null_container_or_a_number_that_is_not_is_refused(
+    tmp_path: Path, spoil: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    path = _report(tmp_path / "spoilt.json", 800.0, 1600.0)
+    document = json.loads(path.read_text())
+    spoil(document)
+    path.write_text(json.dumps(document))  # NaN and Infinity as Python's json writes them
+    with pytest.raises(compare.ReportError, match=message) as refused:
+        compare.read_run(path)
+    assert str(refused.value).startswith(f"{path}: not a report (")
+
+
+def test_a_number_too_large_for_a_float_is_refused(tmp_path: Path) -> None:
+    # 1e999 is valid JSON, and Python reads it as infinity.
+    path = _report(tmp_path / "large.json", 800.0, 1600.0)
+    path.write_text(path.read_text().replace('"throughput": 800.0', '"throughput": 1e999', 1))
+    with pytest.raises(compare.ReportError, match=r"throughput is inf, not a finite number"):
+        compare.read_run(path)
+
+
+def test_the_nulls_a_bench_writes_are_read_as_figures_not_observed(tmp_path: Path) -> None:
+    # A run against a remote target: no server CPU; no latency, no machine speed sampled.
+    path = _report(tmp_path / "remote.json", 800.0, None)
+    document = json.loads(path.read_text())
+    for step in (0, 1):
+        _gateway(document, step).update(
+            server_cpu_us_per_answer=None, server_cpu_us_per_request=None, latency_ms=None,
+            machine_speed=None,
+        )  # fmt: skip
+    path.write_text(json.dumps(document))
+    run = compare.read_run(path)
+    assert run.clean
+    assert run.figures == {
+        "gateway closed-loop answers/s": 800.0, "open loop rate/s": 640.0,
+        "gateway open-loop errors": 0.0,
+    }  # fmt: skip

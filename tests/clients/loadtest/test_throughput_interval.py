@@ -1,11 +1,13 @@
 """Throughput is the verified answers that arrived within the step's measured interval, per
 second of it (``load``'s docstring): one call stuck until its deadline, or answers that
 arrived after the step's end, change the count, never the interval; a closed loop that
-ran out of requests is measured to its last call's end, deadline included."""
+ran out of requests is measured to the moment it ran out (its first caller with nothing
+left to send), not to a straggler's deadline nor only to its last answer."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,13 +71,29 @@ def test_a_closed_loop_out_of_requests_is_measured_to_its_last_call() -> None:
     assert counted.throughput == pytest.approx(100.0)
 
 
-def test_a_closed_loop_out_of_requests_keeps_its_stragglers_in_the_interval() -> None:
-    # Its last call waited for its deadline until 7 s: the interval runs to it, so the rate
-    # is not flattered by leaving the wait out.
-    samples = [*_answers(400, 0.01, 0.01), _sample(400, 2.0, 5.0, TIMEOUT_STATUS)]
+def test_a_straggler_does_not_stretch_a_closed_loop_out_of_requests() -> None:
+    # One call sent at 2 s waits for its 5 s deadline, until 7 s; the other callers ran out
+    # at 3.995 s, when the first call after the last send (3.99 s) ended: the interval
+    # ends there, the answer still in flight then (4.005 s) is left out, the timeout counted.
+    samples = [*_answers(400, 0.01, 0.015), _sample(400, 2.0, 5.0, TIMEOUT_STATUS)]
     counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, True), echo_judge)
-    assert counted.duration == pytest.approx(7.0)
-    assert counted.throughput == pytest.approx(400 / 7.0)
+    assert (counted.ok, counted.timeouts) == (400, 1)
+    assert counted.duration == pytest.approx(3.995)  # not 7 s, the deadline's end
+    assert counted.throughput == pytest.approx(399 / 3.995)  # not 57/s
+
+
+def test_a_closed_loop_whose_last_calls_all_timed_out_keeps_their_wait() -> None:
+    # Its four callers' last calls, sent at 3.96-3.99 s, all waited for their deadline:
+    # every caller was busy until the first of them ended (8.96 s), and the interval runs
+    # to it, not to the last answer (3.965 s), which would leave the wait out.
+    samples = [
+        *_answers(396, 0.01, 0.005),
+        *(_sample(396 + i, 3.96 + i * 0.01, 5.0, TIMEOUT_STATUS) for i in range(4)),
+    ]
+    counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, True), echo_judge)
+    assert (counted.ok, counted.timeouts) == (396, 4)
+    assert counted.duration == pytest.approx(8.96)
+    assert counted.throughput == pytest.approx(396 / 8.96)
 
 
 def test_the_load_fraction_follows_the_rate_the_callers_kept_up() -> None:
@@ -132,3 +150,62 @@ def test_a_live_closed_loop_with_a_timeout_reports_the_rate_it_ran_at(
     # Over the window it would have been at most half of that.
     assert counted.ok > 4
     assert counted.throughput >= 1.5 * counted.ok / recording.window
+
+
+def test_a_live_closed_loop_out_of_requests_ends_when_it_ran_out(stuck_once: _StuckOnce) -> None:
+    # The first call is held past its deadline; the other caller sends the rest, and
+    # finds none left long before the deadline.
+    access = GatewayAccess(f"127.0.0.1:{stuck_once.port}", None)
+    recording = load.run(ClosedLoop(2, STEP), access, [b"x"] * POOL, channels=2,
+                         timeout=DEADLINE, reuse=False, server_cpu=lambda: None)  # fmt: skip
+    counted = tally("echo", recording, echo_judge)
+    assert recording.exhausted
+    assert (counted.ok, counted.timeouts) == (POOL - 1, 1)
+    last = recording.samples[-1]
+    assert counted.duration == pytest.approx(last.due + last.took - recording.started)
+    assert counted.duration < DEADLINE  # not the held call's deadline
+    assert counted.throughput == (POOL - 1) / counted.duration
+
+
+# Prepared requests for a closed loop that runs out of them: a few, quickly answered.
+POOL = 20
+
+
+class _PastTheStep:
+    """A real gRPC server answering each call only after a step of ``STEP_HELD`` has
+    passed since the call came, so after the closed loop's time is up."""
+
+    def __init__(self) -> None:
+        self._waiting = threading.Event()  # never set: waited on with a timeout only
+        self.server, self.port = serve_authorize(self._handle)
+
+    def _handle(self, request: bytes, context: Any) -> bytes:
+        end = time.perf_counter() + STEP_HELD
+        while (left := end - time.perf_counter()) > 0:
+            self._waiting.wait(left)
+        return b"answer"
+
+
+# The closed loop's duration, and how long each call is held: the loop's one call ends
+# after its step is over.
+STEP_HELD = 0.2
+
+
+@pytest.fixture
+def past_the_step() -> Iterator[_PastTheStep]:
+    bank = _PastTheStep()
+    yield bank
+    bank.server.stop(None)
+
+
+def test_a_closed_loop_that_ran_its_length_did_not_run_out(past_the_step: _PastTheStep) -> None:
+    # One prepared request, one caller: its call ends after the step's time is up, and the
+    # index it takes next is past the pool. The step lasted its length: not "ran out".
+    access = GatewayAccess(f"127.0.0.1:{past_the_step.port}", None)
+    recording = load.run(ClosedLoop(1, STEP_HELD), access, [b"x"], channels=1, timeout=30.0,
+                         reuse=False, server_cpu=lambda: None)  # fmt: skip
+    [sample] = recording.samples
+    assert sample.due + sample.took >= recording.started + STEP_HELD
+    assert not recording.exhausted
+    counted = tally("echo", recording, echo_judge)
+    assert counted.clean and counted.duration == STEP_HELD
