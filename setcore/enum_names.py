@@ -7,7 +7,9 @@ ones a peer answers with; strict parsing (``setcore.encoding``) lets their undef
 values through, because everything that reads them asks only "is it the one success
 value?", so an unknown code reads as "no": a final refusal of what was asked, never an
 approval (the wallet, for which a CompletionCode's "no" could make a cardholder pay
-twice, reads an unknown one as "outcome unknown" instead). Every other enum (what a
+twice, reads an unknown one as "outcome unknown" instead, and so do both for an
+unknown ErrorCode of a signed Error, which could mean "failed after acting" as
+UNSPECIFIED_FAILURE does). Every other enum (what a
 request asks for: a batch operation, a request type) stays refused when undefined, since
 the receiver would have to act on it.
 

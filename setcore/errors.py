@@ -66,7 +66,8 @@ class PeerError(SetcoreError):
     anything): the exception's text quotes it (``quoted``), so that what a command prints
     or a log line records is one line of bounded length, whatever the peer sent. ``code``
     may be one this build does not define (a peer of a later release): it is named as
-    ``setcore.enum_names.code_name`` says, and is still the peer's refusal.
+    ``setcore.enum_names.code_name`` says; whether it is final is the reader's call (the
+    merchant and the wallet hold such a code back as outcome unknown).
     """
 
     def __init__(self, code: int, message: str = "") -> None:

@@ -7,7 +7,8 @@ returns the answer it already committed: one purchase is never authorized twice.
 
 An authorization lives the life of every stored request (``stored_requests``), written
 once there: a verified AuthRes is final (authorized or declined), and so is a verified
-SET Error (the order fails with its code), but for UNSPECIFIED_FAILURE; one refused as
+SET Error (the order fails with its code), but for UNSPECIFIED_FAILURE and a code this
+build does not define; one refused as
 too old is built afresh around the same PI when ``renewal`` says that is safe; anything
 else (no answer, an answer or Error that does not verify, an approval for another
 amount, the merchant's own key backend or store failing on the answer) leaves the order

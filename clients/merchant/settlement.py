@@ -11,7 +11,8 @@ settles it (succeeded on its success code alone: any other, one of a later relea
 build does not know too, is a refusal, recorded with its code), and a verified SET Error
 ends it "failed", with the error's code. Anything
 else leaves its outcome unknown (``outcome``: no answer, a crash, an answer or Error
-that does not verify, an answer settling another amount, UNSPECIFIED_FAILURE, the
+that does not verify, an answer settling another amount, UNSPECIFIED_FAILURE or an
+Error code this build does not define, the
 merchant's own key backend or store failing on the answer): it stays "sent", the
 command that sent it gets ``OutcomeUnknown`` ("outcome unknown, will retry"), and
 ``resume`` sends the same bytes again, when a merchant starts serving and every
