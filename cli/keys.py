@@ -1,4 +1,5 @@
-"""``setpay keys``: generate, import, list, delete (and adopt) keys in a key backend.
+"""``setpay keys``: generate, import, list, delete (and adopt) keys in a key backend, and
+upgrade a software keystore an earlier setpay wrote.
 
     setpay keys generate --keys URI --label L --usage U --algorithm A
     setpay keys import   --keys URI --label L --usage U --pem FILE [--pem-passphrase-file F]
@@ -6,6 +7,7 @@
     setpay keys delete   --keys URI --label L (--version N | --all-versions) [--no-bank]
     setpay keys delete   --config FILE --label L (--version N | --all-versions)
     setpay keys adopt    --keys URI --id HEX --label L --usage U     (PKCS#11 tokens only)
+    setpay keys upgrade-keystore --keys URI                          (soft:DIR only)
 
 ``--keys`` is a key URI (see ``hsm.uri``); it is echoed only through ``describe_uri``.
 Nothing secret is printed: handles show public facts (label, version, usage, algorithm,
@@ -19,6 +21,10 @@ backend that configuration names (a ``--keys`` naming another is refused), under
 bank's key lock, as renewals and prunings are (``gateway.renewal_lock``), and only while
 the bank is stopped, as they check it. ``--no-bank`` deletes them from a backend no bank
 uses (one a demo's bank, gone since, left keys on): nothing is locked or checked.
+
+``upgrade-keystore`` is the only way a keystore from before authenticated key metadata
+opens again (``hsm.keystore_upgrade`` says why no open upgrades it): it prints every key
+version as ``list`` does, then gives each its MAC, and warns when some had one already.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import argparse
 import hashlib
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -36,9 +43,11 @@ from cli.fingerprint import colon_hex
 from cli.number_options import whole
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
+from hsm.keystore import Keystore
+from hsm.keystore_upgrade import Upgrade
 from hsm.pinsource import PinSource
 from hsm.policy import PRIVATE_KEY_TYPES, public_key_der
-from hsm.uri import describe_uri, open_backend
+from hsm.uri import SoftwareKeyURI, describe_uri, open_backend, parse_key_uri
 
 #: A PEM private key file is a few kilobytes (RSA-3072 PKCS#8 is ~2.5 KiB).
 MAX_PEM_BYTES = 64 * 1024
@@ -108,6 +117,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     adopt.add_argument("--label", required=True)
     adopt.add_argument("--usage", required=True, choices=_USAGES)
 
+    upgrade = commands.add_parser(
+        "upgrade-keystore",
+        help="authenticate the key metadata of a software keystore an earlier setpay wrote",
+    )
+    _backend_argument(upgrade)
+
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one ``setpay keys`` subcommand; the exit status."""
@@ -115,6 +130,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     err = err or sys.stderr
     if args.keys_command == "delete":
         return _delete_guarded(args, out, err)
+    if args.keys_command == "upgrade-keystore":
+        return _upgrade_keystore(args, out, err)
     return _run(args, out, err)
 
 
@@ -218,8 +235,12 @@ def _import(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _list(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+    _print_table(backend.list_keys(), out)
+
+
+def _print_table(keys: Iterable[KeyHandle], out: TextIO) -> None:
     rows = [("LABEL", "VERSION", "USAGE", "ALGORITHM", "KEM", "SHA-256 OF PUBLIC KEY")]
-    for key in backend.list_keys():
+    for key in keys:
         rows.append(
             (
                 key.label,
@@ -234,6 +255,50 @@ def _list(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         print("  ".join([*cells, row[-1]]), file=out)
+
+
+def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``upgrade-keystore``: show every key version, then authenticate its metadata."""
+    command = "setpay keys upgrade-keystore"
+    try:
+        parsed = parse_key_uri(args.keys)
+        if not isinstance(parsed, SoftwareKeyURI) or parsed.directory is None:
+            print(
+                f"{command}: {describe_uri(args.keys)} is not a software keystore "
+                "(soft:DIR): only those are upgraded",
+                file=err,
+            )
+            return 2
+        directory = parsed.directory
+
+        def show(plan: Upgrade) -> None:
+            if plan.authenticated:
+                names = ", ".join(f"{key.label} v{key.version}" for key in plan.authenticated)
+                print(
+                    f"{command}: WARNING: keystore.json is older than its entries: restored "
+                    f"from a pre-upgrade copy? These already carry a valid MAC: {names}. "
+                    "Check every key below before using the keystore.",
+                    file=err,
+                )
+            print(f"keystore {directory}: the key metadata to authenticate:", file=out)
+            _print_table(plan.keys, out)
+
+        result = Keystore.upgrade(directory, parsed.pin_source.read(), show)
+    except KeyBackendError as exc:
+        print(f"{command}: {exc}", file=err)
+        return 1
+    if not result.upgraded:
+        print(f"keystore {directory} is already upgraded (format 3): nothing to do", file=out)
+        return 0
+    removed = result.stale_temp_files
+    print(
+        f"upgraded keystore {directory}: the metadata of {len(result.keys)} key version(s) "
+        "is authenticated (MAC under the passphrase) and keystore.json is format 3; "
+        + (f"removed {removed} temp file(s) left by killed writes; " if removed else "")
+        + "an earlier setpay no longer opens it",
+        file=out,
+    )
+    return 0
 
 
 def _delete(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:

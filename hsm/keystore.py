@@ -30,13 +30,8 @@ A key version's metadata decides what its key may do, so N.json holds an HMAC, u
 key derived from the passphrase, of its fields and of N.pub.pem; a version whose files
 do not match it is refused as damaged or altered when loaded (``hsm.keystore_metadata``).
 
-Keystores from before (header format 1 or 2, N.json format 1, no MAC) are upgraded when
-opened, under the lock: each N.json is rewritten with its MAC (atomically, one by one),
-then the header is rewritten in format 3, last. Until that last write the keystore is
-still an old one, so an upgrade cut short is taken up again at the next open; once the
-header says format 3, N.json without a MAC is refused, so none can be slipped in. The
-upgrade authenticates what the files say at that moment: it cannot tell an edit made
-before it. Opening an old keystore therefore needs it writable once.
+Keystores from before (header format 1 or 2, N.json without MAC) are refused at open:
+only the operator upgrades one, once (``Keystore.upgrade``, ``hsm.keystore_upgrade``).
 
 Errors raised (``hsm.errors``): ``PermanentBackendError`` (wrong passphrase, not a
 keystore, unsafe permissions, corrupt file), ``TransientBackendError`` (lock held too
@@ -49,6 +44,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +56,7 @@ from hsm.base import KemAlgorithm, KeyHandle, KeyUsage, PrivateKey, PublicKey
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.filelock import exclusive_lock
 from hsm.keystore_header import (
+    LEGACY_HEADER_FORMATS,
     KeystoreSecrets,
     authenticated_header,
     metadata_authenticated,
@@ -67,6 +64,7 @@ from hsm.keystore_header import (
     unlock,
 )
 from hsm.keystore_metadata import FORMAT, checked_handle, metadata_file
+from hsm.keystore_upgrade import Upgrade, legacy_refusal, stale_temp_files
 from hsm.policy import (
     LABEL_PATTERN,
     PRIVATE_KEY_TYPES,
@@ -124,16 +122,53 @@ class Keystore:
                     _write_atomic(header_path, json.dumps(header).encode())
                     return cls(root, unlocked)
         header = _read_json(header_path)
-        if metadata_authenticated(header):
-            return cls(root, unlock(root, header, passphrase))
-        # An older keystore: upgraded under the lock every writer takes, read again under
-        # it (another process may have upgraded it meanwhile).
+        if header.get("format") in LEGACY_HEADER_FORMATS:
+            raise legacy_refusal(root)  # before any lock or write: read-only copies too
+        return cls(root, unlock(root, header, passphrase))
+
+    @classmethod
+    def upgrade(
+        cls, directory: str | os.PathLike[str], passphrase: str, show: Callable[[Upgrade], None]
+    ) -> Upgrade:
+        """Upgrade an older keystore to format 3: each N.json gets its MAC, the header last.
+
+        Under the lock, the header read under it. ``show`` is given every version before
+        anything is written (it may raise: nothing is). An entry with a MAC already (an
+        upgrade cut short, or replayed) must verify, or nothing is written. A cut upgrade
+        leaves an old keystore, which the next upgrade finishes. Format 3: nothing to do.
+        """
+        root = Path(directory)
+        _ensure_private_dir(root)
+        if not passphrase:
+            raise PermanentBackendError(f"empty passphrase for keystore {root}")
+        if not (root / "keystore.json").exists():
+            raise PermanentBackendError(f"{root} is not a setpay keystore (no keystore.json)")
         with exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS):
-            header = _read_json(header_path)
+            header = _read_json(root / "keystore.json")
             keystore = cls(root, unlock(root, header, passphrase))
-            if not metadata_authenticated(header):
-                keystore._upgrade(header)
-        return keystore
+            if metadata_authenticated(header):
+                return Upgrade((), (), 0, upgraded=False)
+            checked = []
+            for label, version in sorted(keystore._entries()):
+                found = keystore._read_entry(label, version)
+                if found is not None:
+                    path = keystore._paths(label, version).meta
+                    entry = (label, version, path)
+                    handle = checked_handle(keystore._secrets, entry, *found, upgrading=True)
+                    checked.append((handle, path, found[1], found[0].get("format") == FORMAT))
+            stale = stale_temp_files(root)
+            keys = tuple(handle for handle, *_ in checked)
+            authenticated = tuple(handle for handle, _, _, has_mac in checked if has_mac)
+            plan = Upgrade(keys, authenticated, len(stale), upgraded=True)
+            show(plan)
+            for temp in stale:
+                _unlink(temp)
+            for handle, path, public_pem, has_mac in checked:
+                if not has_mac:
+                    _write_atomic(path, metadata_file(keystore._secrets, handle, public_pem))
+            upgraded = authenticated_header(header, keystore._secrets)
+            _write_atomic(root / "keystore.json", json.dumps(upgraded).encode())
+        return plan
 
     @property
     def directory(self) -> Path:
@@ -353,25 +388,6 @@ class Keystore:
         except OSError as exc:
             raise PermanentBackendError(f"cannot read keystore file {paths.meta}") from exc
         return _parse_json(paths.meta, meta_bytes), public_pem
-
-    def _upgrade(self, header: dict[str, Any]) -> None:
-        """Give every version's JSON file its MAC, then mark the header (format 3).
-
-        Under the lock, by ``open``. The header goes last: an upgrade cut short leaves an
-        old keystore, some of whose files have their MAC, and the next open goes on.
-        """
-        for label, version in self._entries():
-            found = self._read_entry(label, version)
-            if found is None:
-                continue
-            meta, public_pem = found
-            path = self._paths(label, version).meta
-            entry = (label, version, path)
-            handle = checked_handle(self._secrets, entry, meta, public_pem, upgrading=True)
-            if meta.get("format") != FORMAT:
-                _write_atomic(path, metadata_file(self._secrets, handle, public_pem))
-        header_file = json.dumps(authenticated_header(header, self._secrets)).encode()
-        _write_atomic(self._directory / "keystore.json", header_file)
 
 
 def _ensure_private_dir(path: Path) -> None:

@@ -31,7 +31,8 @@ from hsm.pinsource import has_surrogates
 # 13-19 digits, and PAN scanners, the demo's among them, then reported a card number in
 # keystore.json. Format 1 headers (hex) are still read.
 # Format 3 (base64 too) says that every key version's metadata carries its MAC and that
-# metadata without one is refused; ``hsm.keystore`` upgrades older keystores at open.
+# metadata without one is refused; ``hsm.keystore`` refuses older keystores at open,
+# and upgrades them only when told to (``setpay keys upgrade-keystore``).
 HEADER_FORMAT = 3
 _HEADER_FORMATS: dict[int, Callable[[str], bytes]] = {
     1: binascii.unhexlify,
@@ -63,6 +64,9 @@ _CHECK_INPUTS = {
 
 #: The header format from which every key version's metadata must carry its MAC.
 METADATA_AUTHENTICATED_FORMAT = 3
+#: The header formats of keystores written before: refused at open until upgraded by
+#: the operator (``Keystore.upgrade``), never upgraded by an open.
+LEGACY_HEADER_FORMATS = frozenset({1, 2})
 
 # Domain separation: the metadata MAC key and the passphrase check are both HMACs under
 # the derived key, of different fixed strings, so neither can stand for the other.

@@ -10,7 +10,9 @@ damaged or altered, when it is loaded. ``N.key.pem`` needs no MAC of its own: it
 decrypted under the passphrase and then checked against ``N.pub.pem`` (``hsm.software``).
 
 Format 1 (no MAC) is what keystores held before; it is read only while ``hsm.keystore``
-upgrades one, never afterwards. Errors raised (``hsm.errors``): ``PermanentBackendError``.
+upgrades one (``setpay keys upgrade-keystore``), never afterwards.
+
+Errors raised (``hsm.errors``): ``PermanentBackendError``.
 """
 
 from __future__ import annotations
@@ -103,20 +105,25 @@ def checked_handle(
         public_key = serialization.load_pem_public_key(public_pem)
         if not isinstance(public_key, PUBLIC_KEY_TYPES):
             raise TypeError(type(public_key).__name__)
+        # As written, never converted: int() of a float rounds, and of Infinity overflows.
+        if type(meta["version"]) is not int:
+            raise TypeError("version is not an integer")
         handle = KeyHandle(
             label=str(meta["label"]),
-            version=int(meta["version"]),
+            version=meta["version"],
             usage=KeyUsage(meta["usage"]),
             algorithm=KeyAlgorithm(meta["algorithm"]),
             public_key=public_key,
             kem=KemAlgorithm(meta["kem"]) if meta.get("kem") else None,
         )
     except (OSError, KeyError, ValueError, TypeError, CryptoUnsupportedAlgorithm) as exc:
-        raise PermanentBackendError(f"corrupt keystore entry {path}") from exc
+        raise PermanentBackendError(f"corrupt keystore entry {path}{_remedy(entry)}") from exc
     if (handle.label, handle.version) != (label, version) or (
         algorithm_of_public(handle.public_key) is not handle.algorithm
     ):
-        raise PermanentBackendError(f"corrupt keystore entry {path}: names disagree")
+        raise PermanentBackendError(
+            f"corrupt keystore entry {path}: names disagree{_remedy(entry)}"
+        )
     return handle
 
 
@@ -124,5 +131,18 @@ def _altered(entry: tuple[str, int, Path], reason: str) -> PermanentBackendError
     label, version, path = entry
     return PermanentBackendError(
         f"keystore entry {path}: key {label!r} v{version} is damaged or altered ({reason}): "
-        "it is not used"
+        f"it is not used{_remedy(entry)}"
+    )
+
+
+def _remedy(entry: tuple[str, int, Path]) -> str:
+    # The keystore is refused whole while it holds the entry (fail-safe), so `setpay keys
+    # delete` cannot remove it: the operator's hands or a backup must.
+    version = entry[1]
+    names = ", ".join(
+        f"{version}.{suffix}" for suffix in ("json", "pub.pem", "key.pem", "cert.der")
+    )
+    return (
+        f"; the keystore does not open until that version's files ({names}) are restored "
+        "from a backup or removed by hand"
     )

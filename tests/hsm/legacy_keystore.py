@@ -3,7 +3,8 @@
 Written here from the old format's description, not with ``hsm``'s own functions: a test
 that reads an old keystore must not pass because the writer and the reader share a bug.
 Before, the header (format 1 in hex, 2 in base64) checked the passphrase with an HMAC of
-``CHECK_V1``, and each ``N.json`` was format 1: the fields alone, no MAC.
+``CHECK_V1``, and each ``N.json`` was format 1: the fields alone, no MAC. Such a keystore
+is refused at open until ``setpay keys upgrade-keystore`` (``Keystore.upgrade``) has run.
 """
 
 from __future__ import annotations

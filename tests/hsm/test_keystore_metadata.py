@@ -3,13 +3,16 @@
 Whoever can write the keystore directory, without the passphrase, must not be able to
 change what a key may do (a key-exchange key made to sign, a KEM downgraded), hand one
 key's metadata to another, or slip in metadata in the old, unauthenticated format.
-Keystores written before still open, and are upgraded when they do.
+Keystores written before are refused at open, never upgraded by it (a keystore.json from
+before the upgrade put back would have the edited metadata MAC'd): the operator upgrades
+them once (``Keystore.upgrade``, ``setpay keys upgrade-keystore``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,10 @@ from typing import Any
 import pytest
 
 from hsm import keystore as keystore_module
-from hsm.base import KeyAlgorithm, KeyUsage
+from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.errors import PermanentBackendError
+from hsm.keystore import Keystore
+from hsm.keystore_upgrade import Upgrade
 from hsm.software import SoftwareBackend
 
 from .keycheck import encapsulate, verify
@@ -39,6 +44,41 @@ def _edit(path: Path, **changes: Any) -> None:
 
 def _altered(label: str, version: int = 1) -> str:
     return rf"{version}\.json: key '{label}' v{version} is damaged or altered"
+
+
+#: What an open says of a keystore an earlier setpay wrote (and nothing else).
+OLD_KEYSTORE = (
+    r"was written by an earlier setpay: its key metadata is not authenticated; check it "
+    r"and upgrade it once with `setpay keys upgrade-keystore --keys URI` \(a read-only "
+    r"copy must first be copied somewhere writable\)"
+)
+
+
+def _upgrade(directory: Path) -> tuple[Upgrade, list[Upgrade]]:
+    """Upgrade ``directory``; what it returned, and what it showed before writing."""
+    shown: list[Upgrade] = []
+    return Keystore.upgrade(directory, PASSPHRASE, shown.append), shown
+
+
+def _files(directory: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def _pre_upgrade_header(directory: Path, backup: Path) -> bytes:
+    """The keystore.json a backup of ``directory`` taken before its upgrade holds."""
+    shutil.copytree(directory, backup)
+    make_legacy(backup, PASSPHRASE)
+    return (backup / "keystore.json").read_bytes()
+
+
+def _old_keystore(directory: Path, labels: tuple[str, ...] = ("a", "b", "c")) -> list[KeyHandle]:
+    backend = SoftwareBackend.open(directory, PASSPHRASE)
+    for label in labels:
+        backend.generate(label, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    before = backend.list_keys()
+    backend.close()
+    make_legacy(directory, PASSPHRASE)
+    return before
 
 
 def test_a_key_exchange_key_edited_to_sign_does_not_sign(tmp_path: Path) -> None:
@@ -125,9 +165,12 @@ def test_an_upgraded_header_edited_back_to_the_old_format_is_refused(tmp_path: P
     header["format"] = 2  # base64 as format 3: only the format says otherwise
     header_path.write_text(json.dumps(header))
     meta = _meta_path(directory, "gw-kex").read_bytes()
-    # The format-3 check is of another string: edited back, the passphrase check fails.
-    with pytest.raises(PermanentBackendError, match="wrong passphrase"):
+    with pytest.raises(PermanentBackendError, match=OLD_KEYSTORE):
         SoftwareBackend.open(directory, PASSPHRASE)
+    # The format-3 check is of another string: edited back, the passphrase check fails,
+    # so the upgrade cannot be made to run over an upgraded keystore's entries.
+    with pytest.raises(PermanentBackendError, match="wrong passphrase"):
+        _upgrade(directory)
     assert _meta_path(directory, "gw-kex").read_bytes() == meta
 
 
@@ -157,7 +200,7 @@ def test_the_refusal_holds_nothing_of_the_key_or_the_passphrase(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("header_format", [1, 2])
-def test_an_old_keystore_opens_works_and_is_upgraded_at_open(
+def test_an_old_keystore_is_refused_at_open_until_upgraded_then_works(
     tmp_path: Path, header_format: int
 ) -> None:
     directory = tmp_path / "ks"
@@ -167,7 +210,29 @@ def test_an_old_keystore_opens_works_and_is_upgraded_at_open(
     before = backend.list_keys()
     backend.close()
     make_legacy(directory, PASSPHRASE, header_format)
-    key_files = {path: path.read_bytes() for path in directory.glob("keys/*/*.pem")}
+    (directory / ".lock").unlink()
+    files = _files(directory)
+
+    # Refused before any lock is taken or anything written (a read-only copy alike).
+    with pytest.raises(PermanentBackendError, match=rf"keystore {directory} {OLD_KEYSTORE}"):
+        SoftwareBackend.open(directory, PASSPHRASE)
+    assert _files(directory) == files
+    assert not (directory / ".lock").exists()
+
+    done, shown = _upgrade(directory)
+    # Shown every version as it was about to be authenticated, before anything changed.
+    assert [plan.keys for plan in shown] == [tuple(before)]
+    assert (done.keys, done.authenticated, done.upgraded) == (tuple(before), (), True)
+    header = json.loads((directory / "keystore.json").read_text())
+    assert header["format"] == 3
+    for label in ("gw-sig", "gw-kex"):
+        meta = json.loads(_meta_path(directory, label).read_text())
+        assert meta["format"] == 2
+        assert len(base64.b64decode(meta["mac"], validate=True)) == 32
+    # The key files are as they were: the passphrase-derived key, their password, is too.
+    key_files = {path: data for path, data in files.items() if path.suffix == ".pem"}
+    assert {path: path.read_bytes() for path in key_files} == key_files
+    assert not list(directory.rglob("*.tmp"))
 
     reopened = SoftwareBackend.open(directory, PASSPHRASE)
     assert reopened.list_keys() == before
@@ -176,33 +241,78 @@ def test_an_old_keystore_opens_works_and_is_upgraded_at_open(
     assert exchange.kem is not None
     ciphertext, expected = encapsulate(exchange)
     assert reopened.decapsulate(exchange, exchange.kem, ciphertext) == expected
-
-    # Upgraded at that open: every N.json has its MAC, then the header says so. The key
-    # files are as they were: the passphrase-derived key, their password, is the same.
-    header = json.loads((directory / "keystore.json").read_text())
-    assert header["format"] == 3
-    for label in ("gw-sig", "gw-kex"):
-        meta = json.loads(_meta_path(directory, label).read_text())
-        assert meta["format"] == 2
-        assert len(base64.b64decode(meta["mac"], validate=True)) == 32
-    assert {path: path.read_bytes() for path in key_files} == key_files
-    assert not list(directory.rglob("*.tmp"))
+    reopened.close()
+    # Once is enough: a second upgrade finds nothing to do and writes nothing.
+    files = _files(directory)
+    again, shown = _upgrade(directory)
+    assert (again.upgraded, shown, _files(directory)) == (False, [], files)
     # And from now on, an edit is refused.
     _edit(_meta_path(directory, "gw-kex"), usage="signature", kem=None)
     with pytest.raises(PermanentBackendError, match=_altered("gw-kex")):
         SoftwareBackend.open(directory, PASSPHRASE)
 
 
-def test_an_upgrade_cut_short_is_taken_up_at_the_next_open(
+def test_a_pre_upgrade_header_put_back_is_refused_at_open_not_silently_upgraded(
+    tmp_path: Path,
+) -> None:
+    # The review's replay: keystore.json from before the upgrade (any backup has one)
+    # put back beside a key-exchange key's N.json edited, MAC dropped, to sign.
+    directory = tmp_path / "ks"
+    backend = SoftwareBackend.open(directory, PASSPHRASE)
+    backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+    backend.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.close()
+    saved_header = _pre_upgrade_header(directory, tmp_path / "backup")
+    path = _meta_path(directory, "kex")
+    path.write_text(
+        legacy_meta({**json.loads(path.read_text()), "usage": "signature", "kem": None})
+    )
+    (directory / "keystore.json").write_bytes(saved_header)
+    files = _files(directory)
+
+    with pytest.raises(PermanentBackendError, match=OLD_KEYSTORE):
+        SoftwareBackend.open(directory, PASSPHRASE)
+    assert _files(directory) == files  # nothing MAC'd
+    assert "mac" not in json.loads(path.read_text())
+
+    # The operator who runs the upgrade is told, and shown what the key now says.
+    done, shown = _upgrade(directory)
+    assert [key.label for key in done.authenticated] == ["sig"]
+    assert [(key.label, key.usage) for key in shown[0].keys] == [
+        ("kex", KeyUsage.SIGNATURE),
+        ("sig", KeyUsage.SIGNATURE),
+    ]
+
+
+def test_an_upgrade_writes_nothing_if_an_entry_with_a_mac_fails_it(tmp_path: Path) -> None:
+    directory = tmp_path / "ks"
+    _old_keystore(directory)
+    # "b" has a MAC, not of what it says: altered since it was authenticated.
+    _edit(_meta_path(directory, "b"), format=2, mac=base64.b64encode(bytes(32)).decode())
+    files = _files(directory)
+    with pytest.raises(PermanentBackendError, match=_altered("b") + r" \(its MAC"):
+        _upgrade(directory)
+    assert _files(directory) == files
+
+
+def test_an_upgrade_refused_by_whoever_checks_the_keys_writes_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "ks"
+    _old_keystore(directory)
+    files = _files(directory)
+
+    def refuse(plan: Upgrade) -> None:
+        raise PermanentBackendError(f"{len(plan.keys)} keys not as expected")
+
+    with pytest.raises(PermanentBackendError, match="3 keys not as expected"):
+        Keystore.upgrade(directory, PASSPHRASE, refuse)
+    assert _files(directory) == files
+
+
+def test_an_upgrade_cut_short_is_taken_up_by_the_next_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    for label in ("a", "b", "c"):
-        backend.generate(label, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    before = backend.list_keys()
-    backend.close()
-    make_legacy(directory, PASSPHRASE)
+    before = _old_keystore(directory)
     write = keystore_module._write_atomic
     written: list[str] = []
 
@@ -215,13 +325,18 @@ def test_an_upgrade_cut_short_is_taken_up_at_the_next_open(
 
     monkeypatch.setattr(keystore_module, "_write_atomic", cut_short)
     with pytest.raises(PermanentBackendError, match="cannot write"):
-        SoftwareBackend.open(directory, PASSPHRASE)
+        _upgrade(directory)
     monkeypatch.undo()
     # The header is written last: still an old keystore, with one entry upgraded.
     assert json.loads((directory / "keystore.json").read_text())["format"] == 2
     formats = sorted(json.loads(p.read_text())["format"] for p in directory.glob("keys/*/1.json"))
     assert formats == [1, 1, 2]
+    with pytest.raises(PermanentBackendError, match=OLD_KEYSTORE):
+        SoftwareBackend.open(directory, PASSPHRASE)
 
+    # The next upgrade says that one had its MAC already (as a replay would), and ends it.
+    done, _ = _upgrade(directory)
+    assert [key.label for key in done.authenticated] == ["a"]
     reopened = SoftwareBackend.open(directory, PASSPHRASE)
     assert reopened.list_keys() == before
     assert json.loads((directory / "keystore.json").read_text())["format"] == 3
@@ -230,28 +345,78 @@ def test_an_upgrade_cut_short_is_taken_up_at_the_next_open(
     verify(key.public_key, reopened.sign(key, b"data"), b"data")
 
 
-def test_an_old_keystore_opened_by_several_at_once_opens_for_each(tmp_path: Path) -> None:
+def test_an_old_keystore_upgraded_by_several_at_once_is_upgraded_once(tmp_path: Path) -> None:
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    backend.close()
-    make_legacy(directory, PASSPHRASE)
-    opened: list[SoftwareBackend] = []
+    _old_keystore(directory, ("k",))
+    done: list[Upgrade] = []
     failed: list[BaseException] = []
 
-    def open_it() -> None:
+    def upgrade_it() -> None:
         try:
-            opened.append(SoftwareBackend.open(directory, PASSPHRASE))
+            done.append(Keystore.upgrade(directory, PASSPHRASE, lambda plan: None))
         except BaseException as exc:
             failed.append(exc)
 
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    threads = [threading.Thread(target=upgrade_it) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert failed == []
-    for each in opened:
-        key = each.get("k")
-        verify(key.public_key, each.sign(key, b"data"), b"data")
-    assert json.loads((directory / "keystore.json").read_text())["format"] == 3
+    assert sorted(each.upgraded for each in done) == [False, False, False, True]
+    reopened = SoftwareBackend.open(directory, PASSPHRASE)
+    key = reopened.get("k")
+    verify(key.public_key, reopened.sign(key, b"data"), b"data")
+
+
+def test_an_upgrade_removes_the_temp_files_of_killed_writes_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "ks"
+    _old_keystore(directory, ("k",))
+    label_dir = directory / "keys" / "k"
+    stale = [
+        directory / ".keystore.json.4242.0a1b2c3d.tmp",
+        label_dir / ".1.json.4242.deadbeef.tmp",
+        label_dir / ".2.key.pem.77.00ff00ff.tmp",
+    ]
+    kept = [label_dir / "notes.tmp", label_dir / ".1.json.tmp", directory / ".x.1.abcdef01.tmp"]
+    for path in stale + kept:
+        path.write_text("left behind")
+    done, _ = _upgrade(directory)
+    assert done.stale_temp_files == len(stale)
+    assert [path.exists() for path in stale + kept] == [False] * len(stale) + [True] * len(kept)
+
+
+@pytest.mark.parametrize("version", [float("inf"), 1.0, True, "1"])
+def test_a_version_that_is_not_an_integer_is_a_corrupt_entry(
+    tmp_path: Path, version: object
+) -> None:
+    # json.loads reads Infinity as a float; int() of it overflowed, uncaught.
+    directory = tmp_path / "ks"
+    _old_keystore(directory, ("kex",))
+    path = _meta_path(directory, "kex")
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "version": version}))
+    with pytest.raises(PermanentBackendError, match=r"corrupt keystore entry .*1\.json"):
+        _upgrade(directory)
+
+
+def test_a_damaged_entry_says_how_to_get_the_keystore_back(tmp_path: Path) -> None:
+    # The whole keystore is refused (setpay keys delete cannot open it): the remedy is a
+    # backup or the operator's hands, and the refusal says which files.
+    directory = tmp_path / "ks"
+    backend = SoftwareBackend.open(directory, PASSPHRASE)
+    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+    backend.close()
+    _edit(_meta_path(directory, "gw-kex", 2), usage="signature", kem=None)
+    remedy = (
+        r"the keystore does not open until that version's files \(2\.json, 2\.pub\.pem, "
+        r"2\.key\.pem, 2\.cert\.der\) are restored from a backup or removed by hand"
+    )
+    with pytest.raises(PermanentBackendError, match=_altered("gw-kex", 2) + ".*" + remedy):
+        SoftwareBackend.open(directory, PASSPHRASE)
+    for suffix in ("json", "pub.pem", "key.pem"):
+        (directory / "keys" / "gw-kex" / f"2.{suffix}").unlink()
+    assert [key.version for key in SoftwareBackend.open(directory, PASSPHRASE).list_keys()] == [1]

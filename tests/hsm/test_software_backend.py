@@ -376,11 +376,16 @@ def test_a_new_header_is_base64_so_it_never_looks_like_a_card_number(tmp_path: P
     assert len(base64.b64decode(header["check"], validate=True)) == 32
 
 
-def test_a_format_1_header_in_hex_still_opens(tmp_path: Path) -> None:
+def test_a_format_1_header_in_hex_is_still_read_by_the_upgrade(tmp_path: Path) -> None:
     backend = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
     backend.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     # The keystore exactly as the format-1 code wrote it (header in hex).
     make_legacy(tmp_path / "ks", PASSPHRASE, header_format=1)
+    with pytest.raises(PermanentBackendError, match="written by an earlier setpay"):
+        SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    with pytest.raises(PermanentBackendError, match="wrong passphrase"):
+        Keystore.upgrade(tmp_path / "ks", "not the passphrase", lambda plan: None)
+    Keystore.upgrade(tmp_path / "ks", PASSPHRASE, lambda plan: None)
     reopened = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
     assert [k.label for k in reopened.list_keys()] == ["k"]
     with pytest.raises(PermanentBackendError, match="wrong passphrase"):
