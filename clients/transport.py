@@ -15,8 +15,9 @@ once as ``TransportError``. A call whose every attempt was shed unread ends as
 ``NotRead``: the peer holds nothing of it, which a caller may tell its user (a wallet's
 purchase request shed so bought nothing). Either names, after the status, the address
 the channel went to and the setting that named it (``ChannelConfig.origin``), and for
-UNAVAILABLE asks whether the peer runs there: a user who sees "CA ...: UNAVAILABLE" alone
-knows neither which address was tried nor where to change it.
+UNAVAILABLE quotes the peer's reason when the peer answered it (down for now: its
+gateway, its ledger), or else asks whether the peer runs there: a user who sees "CA ...:
+UNAVAILABLE" alone knows neither which address was tried nor where to change it.
 """
 
 from __future__ import annotations
@@ -233,13 +234,13 @@ class Caller:
                         self._peer, _short(method), code.name, attempt,
                     )  # fmt: skip
                     what = f"{self._peer} {_short(method)}"
+                    said = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
                     if code is grpc.StatusCode.RESOURCE_EXHAUSTED and not retryable:
                         # Likely gRPC's own (an answer over MAX_MESSAGE_BYTES): its words
                         # say which, and that the peer may have done the work.
-                        said = exc.details() if isinstance(exc, grpc.Call) else ""
-                        what = f"{what} (not retried: {quoted(said or '')})"
+                        what = f"{what} (not retried: {quoted(said)})"
                     failure = NotRead if unread else TransportError
-                    raise failure(what, code.name, where=self._where(code)) from exc
+                    raise failure(what, code.name, where=self._where(code, said)) from exc
                 # At least the delay the peer asked for, jittered beyond it so that callers
                 # it shed together do not come back together.
                 pause = min(asked + self._policy.backoff(attempt), max(0.0, remaining))
@@ -254,14 +255,61 @@ class Caller:
             what = f"{self._peer} {_short(method)}"
             raise TransportError(what, "UNPARSEABLE_RESPONSE", where=self._where(None)) from exc
 
-    def _where(self, code: grpc.StatusCode | None) -> str:
-        """Where the call went, for its failure; for UNAVAILABLE (nothing answered there,
-        or the peer is down for now) what to check. "" for a channel of unknown origin."""
+    def _where(self, code: grpc.StatusCode | None, said: str = "") -> str:
+        """Where the call went, for its failure; for UNAVAILABLE, what the peer ``said``
+        (its status details) when it answered itself (down for now: its gateway, its
+        ledger or its keys), or else (nothing answered there) what to check. "" for a
+        channel of unknown origin that nothing answered on."""
+        if code is grpc.StatusCode.UNAVAILABLE and said and not _grpc_own(said):
+            answered = f"the {self._peer} answered: {quoted(said)}"
+            return f"{self._destination}: {answered}" if self._destination else answered
         if not self._destination:
             return ""
         if code is grpc.StatusCode.UNAVAILABLE:
             return f"{self._destination}: is the {self._peer} running, and reachable there?"
         return self._destination
+
+
+# What gRPC itself says, lower-cased, when it made the UNAVAILABLE: no connection (refused,
+# reset, timed out, TLS handshake), no address (DNS), the connection lost or closed
+# (GOAWAY, keepalive, socket closed), or a proxy's HTTP error in place of the peer. The
+# texts of grpcio's C core (1.6x-1.8x); a peer's own reason (setpay's servers answer
+# "payment gateway unavailable", a ledger or key outage) says none of them.
+_GRPC_OWN_TEXTS = (
+    "failed to connect",
+    "connection refused",
+    "connection reset",
+    "connection timed out",
+    "connect failed",
+    "dns resolution failed",
+    "errors resolving",
+    "name resolution",
+    "empty address",
+    "no addresses",
+    "socket closed",
+    "broken pipe",
+    "endpoint",
+    "goaway",
+    "keepalive",
+    "too many pings",
+    "handshake",
+    "ssl",
+    "received http2 header with status",
+    "channel shutdown",
+    "channel is being destroyed",
+    "cancelling all calls",
+    "delayed close",
+    "stream removed",
+    "transport closed",
+    "connections to all backends failing",
+)
+
+
+def _grpc_own(details: str) -> bool:
+    """Whether an UNAVAILABLE's details are gRPC's own words (nothing answered) rather
+    than a peer's reason."""
+    lowered = details.lower()
+    return any(text in lowered for text in _GRPC_OWN_TEXTS)
 
 
 def _short(method: str) -> str:
