@@ -27,9 +27,11 @@ from clients.errors import ClientError
 from clients.identity import read_root, write_certificates
 from clients.peers import PeerConfig
 from clients.transport import Caller, open_channel
-from setcore.errors import SetcoreError
+from setcore.encoding import parse_strict
+from setcore.errors import ErrorCode, ProtocolError, SetcoreError, quoted
 from setcore.pki.truststore import TrustStore
 from setcore.signed import parse_signed
+from setpay.v1 import registration_pb2
 
 
 class UsageError(ClientError):
@@ -82,11 +84,32 @@ def pin_root(pinned_at: Path, root: Path | None, party: str, ca: PeerConfig, bra
                 f"{root} ({_fingerprint(trust.root_der)}): {exc}; nothing pinned: give the "
                 f"brand root of that CA"
             ) from exc
-        raise ClientError(
-            f"the revocation data of the CA at {ca.target} is not usable now: {exc}; check "
-            "this machine's clock and the CA; nothing pinned"
-        ) from exc
+        why = _why_unusable(exc, bci, party, brand_id, ca.origin or "ca.target")
+        raise ClientError(f"the revocation data of the CA at {ca.target} {why}") from exc
     write_certificates(pinned_at, [trust.root_der])
+
+
+def _why_unusable(exc: SetcoreError, bci: bytes, party: str, brand_id: str, address: str) -> str:
+    """Why revocation data naming the given root as its signer was refused, and what to
+    check: the clock only for data outside its validity window; for a signature that
+    does not verify, the CA's address (what answers there is not that brand's CA); for
+    the BCI of another brand, the brand setting (``merchant.brand``, ``wallet.brand``).
+    ``address``: the setting that named the CA's address."""
+    code = exc.code if isinstance(exc, ProtocolError) else None
+    if code == ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE:
+        return f"is not usable now: {exc}; check this machine's clock and the CA; nothing pinned"
+    if code == ErrorCode.ERROR_CODE_SIGNATURE_FAILURE:
+        return (
+            f"does not verify: {exc}; nothing pinned: check the CA's address ({address}):"
+            " what answers there does not hold that root's key"
+        )
+    brand = _brand_of(bci)
+    if brand is not None and brand != brand_id:
+        return (
+            f"is of brand {quoted(brand)}, not {brand_id!r}: {exc}; nothing pinned: check"
+            f" {party}.brand in the configuration, or the CA's address ({address})"
+        )
+    return f"is not usable: {exc}; nothing pinned: check the CA"
 
 
 def _signer_of(bci: bytes) -> bytes | None:
@@ -100,3 +123,12 @@ def _signer_of(bci: bytes) -> bytes | None:
     except SetcoreError:
         return None
     return signatures[0].signer_cert_thumb if len(signatures) == 1 else None
+
+
+def _brand_of(bci: bytes) -> str | None:
+    """The brand the BCI names, unverified (as ``_signer_of``); None when it does not
+    parse."""
+    try:
+        return parse_strict(registration_pb2.BrandCRLIdentifierTBS, parse_signed(bci).tbs).brand_id
+    except SetcoreError:
+        return None
