@@ -451,12 +451,15 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
 
 
 def _report(args: argparse.Namespace, result: BenchResult) -> int:
-    sys.stdout.write(to_text(result))
-    sys.stdout.flush()
-    if args.json is not None:
-        write_json(result, args.json)
-    if args.plot is not None:
-        plot(result, args.plot)
+    # The files first: a gone reader (``| head``) must not lose them. The text is left to
+    # ``cli.main``'s flush, which then ends quietly and keeps the run's status.
+    try:
+        if args.json is not None:
+            write_json(result, args.json)
+        if args.plot is not None:
+            plot(result, args.plot)
+    finally:
+        sys.stdout.write(to_text(result))
     counted = [t for step in result.steps for t in step.tallies.values()]
     warmups = list(result.warmup.values())
     if not all(t.accounted for t in counted + warmups):
@@ -485,6 +488,8 @@ def run(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], int] = args.bench_handler
     try:
         return handler(args)
+    except BrokenPipeError:
+        raise  # standard output's reader went away (``| head``): cli.main ends quietly
     except PlanError as exc:  # the options ask for something that cannot run: usage
         print(f"setpay bench: {exc}", file=sys.stderr)
         return EXIT_USAGE

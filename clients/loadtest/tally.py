@@ -51,14 +51,13 @@ from google.protobuf.message import DecodeError
 
 from clients.loadtest.bank_page import Activity, LedgerCommits, WorkerCalls
 from clients.loadtest.holds import Holds
-from clients.loadtest.load import OpenLoop, Recording, Sample
+from clients.loadtest.load import TIMEOUT_STATUS, OpenLoop, Recording, Sample
 from clients.loadtest.speed import Speed
 from setcore.authorization import AuthResult
 from setcore.enum_names import code_name
 from setcore.errors import PeerError, ProtocolError
 from setpay.v1 import authorization_pb2
 
-TIMEOUT_STATUS = "DEADLINE_EXCEEDED"
 # A request whose answer never came back to the bench (a lost callback): counted as an
 # error under this name so that the sum still closes.
 NO_ANSWER = "NO_ANSWER"

@@ -131,9 +131,10 @@ def test_a_p99_9_of_fewer_than_a_thousand_requests_is_marked_as_the_maximum() ->
 def test_the_warm_up_says_how_long_it_ran() -> None:
     warm_up = ClosedLoop(8, 60.0, limit=50)
     counted = tally("gateway", _recording(warm_up, 50), echo_judge)
-    # To when it reached its bound: the last request was sent at 49 ms, and the first call
-    # to end after it (sent at 45 ms, 5 ms) left its caller with nothing to send, at 50 ms;
-    # not to its last answer, at 54 ms.
-    assert math.isclose(counted.duration, 0.050)
+    # To its last answer, at 54 ms (the last request was sent at 49 ms), every answer
+    # counted: not to when the first call to end after the last send (at 50 ms) left its
+    # caller with nothing to send, which left the four answers in flight then out.
+    assert math.isclose(counted.duration, 0.054)
+    assert math.isclose(counted.throughput, 50 / 0.054)
     # A step runs for its duration, whatever its window.
     assert tally("gateway", _recording(ClosedLoop(8, 10.0), 50), echo_judge).duration == 10.0

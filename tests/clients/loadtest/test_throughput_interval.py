@@ -1,8 +1,9 @@
 """Throughput is the verified answers that arrived within the step's measured interval, per
 second of it (``load``'s docstring): one call stuck until its deadline, or answers that
 arrived after the step's end, change the count, never the interval; a closed loop that
-ran out of requests is measured to the moment it ran out (its first caller with nothing
-left to send), not to a straggler's deadline nor only to its last answer."""
+ran out of requests is measured to the later of its last send and its last answer, every
+answer counted, not to a straggler's deadline nor only to its first caller with nothing
+left to send."""
 
 from __future__ import annotations
 
@@ -72,28 +73,61 @@ def test_a_closed_loop_out_of_requests_is_measured_to_its_last_call() -> None:
 
 
 def test_a_straggler_does_not_stretch_a_closed_loop_out_of_requests() -> None:
-    # One call sent at 2 s waits for its 5 s deadline, until 7 s; the other callers ran out
-    # at 3.995 s, when the first call after the last send (3.99 s) ended: the interval
-    # ends there, the answer still in flight then (4.005 s) is left out, the timeout counted.
+    # One call sent at 2 s waits for its 5 s deadline, until 7 s; the others' last answer
+    # ends at 4.005 s (sent at 3.99 s): the interval ends there, and every answer counts,
+    # the one still in flight when the first caller found nothing left (3.995 s) too.
     samples = [*_answers(400, 0.01, 0.015), _sample(400, 2.0, 5.0, TIMEOUT_STATUS)]
     counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, True), echo_judge)
     assert (counted.ok, counted.timeouts) == (400, 1)
-    assert counted.duration == pytest.approx(3.995)  # not 7 s, the deadline's end
-    assert counted.throughput == pytest.approx(399 / 3.995)  # not 57/s
+    assert counted.duration == pytest.approx(4.005)  # not 7 s, the deadline's end
+    assert counted.throughput == pytest.approx(400 / 4.005)  # not 57/s, nor 399 answers
 
 
-def test_a_closed_loop_whose_last_calls_all_timed_out_keeps_their_wait() -> None:
-    # Its four callers' last calls, sent at 3.96-3.99 s, all waited for their deadline:
-    # every caller was busy until the first of them ended (8.96 s), and the interval runs
-    # to it, not to the last answer (3.965 s), which would leave the wait out.
+def test_a_closed_loop_whose_last_calls_all_timed_out_ends_at_its_last_send() -> None:
+    # Its four callers' last calls, sent at 3.96-3.99 s, all waited for their deadline
+    # (until 8.96-8.99 s); its last answer ended at 3.955 s. The interval ends at the last
+    # send, 3.99 s: the deadlines' wait would make the rate the callers kept up while they
+    # had requests look half as high (44/s), and the loop is already not clean, its four
+    # timeouts counted and reported. (Measured to the first of those deadlines, 8.96 s, as
+    # the interval was before, it blamed the rate for what the timeouts already say.)
     samples = [
         *_answers(396, 0.01, 0.005),
         *(_sample(396 + i, 3.96 + i * 0.01, 5.0, TIMEOUT_STATUS) for i in range(4)),
     ]
     counted = tally("gateway", _recording(ClosedLoop(4, STEP), samples, True), echo_judge)
     assert (counted.ok, counted.timeouts) == (396, 4)
-    assert counted.duration == pytest.approx(8.96)
-    assert counted.throughput == pytest.approx(396 / 8.96)
+    assert not counted.clean
+    assert counted.duration == pytest.approx(3.99)
+    assert counted.throughput == pytest.approx(396 / 3.99)
+
+
+def _wave(count: int, took: list[float], status: str = "OK") -> list[Sample]:
+    """``count`` requests all sent at once (as many callers), answered after ``took``."""
+    return [_sample(i, 0.0, took[i % len(took)], status) for i in range(count)]
+
+
+def test_a_closed_loop_with_no_more_requests_than_callers_counts_every_answer() -> None:
+    # 32 requests to 32 callers, all sent at once and answered in 15-25 ms: 32 answers in
+    # 25 ms, not the first one alone over the first latency (1 / 15 ms, 67/s).
+    samples = _wave(32, [0.015 + 0.010 * i / 31 for i in range(32)])
+    counted = tally("gateway", _recording(ClosedLoop(32, STEP), samples, True), echo_judge)
+    assert counted.ok == 32
+    assert counted.duration == pytest.approx(0.025)
+    assert counted.throughput == pytest.approx(32 / 0.025)
+
+
+def test_an_error_answer_ends_the_interval_and_a_call_given_up_on_does_not() -> None:
+    # The last request, sent at 80 ms, is refused at 100 ms: an answer, and the interval's
+    # end. Two calls given up on (no status) ended at 90 and 500 ms: neither an answer,
+    # the first does not end the interval early, nor the second stretch it.
+    samples = [*_answers(8, 0.01, 0.005), _sample(8, 0.08, 0.02, "UNAVAILABLE")]
+    given_up = [_sample(9, 0.075, 0.015, ""), _sample(10, 0.06, 0.44, "")]
+    counted = tally(
+        "gateway", _recording(ClosedLoop(4, STEP), [*samples, *given_up], True), echo_judge
+    )
+    assert (counted.ok, counted.errors) == (8, 3)
+    assert counted.duration == pytest.approx(0.1)
+    assert counted.throughput == pytest.approx(8 / 0.1)
 
 
 def test_the_load_fraction_follows_the_rate_the_callers_kept_up() -> None:
@@ -161,8 +195,9 @@ def test_a_live_closed_loop_out_of_requests_ends_when_it_ran_out(stuck_once: _St
     counted = tally("echo", recording, echo_judge)
     assert recording.exhausted
     assert (counted.ok, counted.timeouts) == (POOL - 1, 1)
-    last = recording.samples[-1]
-    assert counted.duration == pytest.approx(last.due + last.took - recording.started)
+    # To the last answer (every answer counts), not to the held call's deadline.
+    answers = [s.due + s.took for s in recording.samples if s.status == "OK"]
+    assert counted.duration == pytest.approx(max(answers) - recording.started)
     assert counted.duration < DEADLINE  # not the held call's deadline
     assert counted.throughput == (POOL - 1) / counted.duration
 
@@ -209,3 +244,31 @@ def test_a_closed_loop_that_ran_its_length_did_not_run_out(past_the_step: _PastT
     assert not recording.exhausted
     counted = tally("echo", recording, echo_judge)
     assert counted.clean and counted.duration == STEP_HELD
+
+
+@pytest.fixture
+def answering() -> Iterator[int]:
+    """A real gRPC server answering every call at once; its port."""
+    server, port = serve_authorize(lambda request, context: b"answer")
+    yield port
+    server.stop(None)
+
+
+def test_a_live_closed_loop_with_as_many_callers_as_requests_counts_every_answer(
+    answering: int,
+) -> None:
+    # One wave: every request is sent at the start, and the loop ran out with all of them
+    # in flight. Its figure is its answers over its last answer's end, not one answer
+    # over the first latency.
+    access = GatewayAccess(f"127.0.0.1:{answering}", None)
+    recording = load.run(ClosedLoop(WAVE, STEP), access, [b"x"] * WAVE, channels=2,
+                         timeout=DEADLINE, reuse=False, server_cpu=lambda: None)  # fmt: skip
+    counted = tally("echo", recording, echo_judge)
+    assert recording.exhausted and counted.ok == WAVE
+    ends = [s.due + s.took for s in recording.samples]
+    assert counted.duration == pytest.approx(max(ends) - recording.started)
+    assert counted.throughput * counted.duration == pytest.approx(WAVE)
+
+
+# Callers and requests of the one-wave loop.
+WAVE = 4
