@@ -43,16 +43,18 @@ calls still running at the end are the drain, not the step: measured to the last
 end instead, one call stuck until its deadline stretched a 10 s closed loop to 15 s and
 reported two thirds of the rate the callers kept up. A closed loop that ran out of
 prepared requests (or the warm-up, which stops at its bound) ends, if that came before
-the step's end, at the later of its last send and its last answer's end (an OK or an
-error answer: a call that ended at its deadline, or was given up on, is no answer), and
-every answer counts. Measured to its last call's end instead, one call stuck until its
-5 s deadline turned 331/s into 55/s (300 requests, 32 callers); ended when its first
+the step's end, at the later of its last send and its last answer's end (a call whose
+status is OK: one that ended at its deadline, was given up on, or was refused, say
+UNAVAILABLE after a wait for a turn, does not extend it), and every answer counts.
+Measured to its last call's end instead, one call stuck until its 5 s deadline turned
+331/s into 55/s (300 requests, 32 callers), and so did one refused at 4.9 s; ended when
+its first
 caller found nothing left to send (the first call to end after the last send), it left
 out the answers still in flight then, about one latency's worth: with no more requests
 than callers, one answer over one latency (32 requests to 32 callers answering in
 15-25 ms read 63/s; they were answered at about 1,200/s). A stalled end neither
-stretches the interval nor is hidden: its timeouts are counted, and the run is not
-clean. A loop of a few requests per caller is still measured mostly over its drain, when
+stretches the interval nor is hidden: its timeouts and errors are counted, and the run
+is not clean. A loop of a few requests per caller is still measured mostly over its drain, when
 fewer and fewer callers are busy, which ``report`` doubts (``POOL_PER_CALLER``).
 """
 
@@ -197,9 +199,11 @@ class Recording:
 
     def _ran_out(self) -> float:
         """When a closed loop that ran out was done: the later of its last send and its
-        last answer's end. A call that ended at its deadline (or was given up on) does not
-        extend it: a stalled end would stretch the interval and hide the rate the callers
-        kept up while they had requests; the timeouts are counted anyway."""
+        last answer's end. A call that ended at its deadline, was given up on or was
+        refused (an error status, which can come near the deadline: a worker's UNAVAILABLE
+        after waiting for a turn) does not extend it: a stalled end would stretch the
+        interval and hide the rate the callers kept up while they had requests; timeouts
+        and errors are counted anyway, and make the step not clean."""
         if not self.samples:
             return self.started
         last_sent = max(s.due for s in self.samples)
@@ -208,9 +212,9 @@ class Recording:
 
 
 def _answered(sample: Sample) -> bool:
-    """The call ended with an answer, OK or an error status, not at its deadline nor given
-    up on (a cancelled call keeps no status)."""
-    return sample.status not in ("", TIMEOUT_STATUS) and not math.isnan(sample.took)
+    """The call ended with an answer the service gave (gRPC status OK), not at its
+    deadline, given up on (a cancelled call keeps no status) or refused."""
+    return sample.status == "OK" and not math.isnan(sample.took)
 
 
 class LeastBusy:

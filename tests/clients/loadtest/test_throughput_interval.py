@@ -116,18 +116,19 @@ def test_a_closed_loop_with_no_more_requests_than_callers_counts_every_answer() 
     assert counted.throughput == pytest.approx(32 / 0.025)
 
 
-def test_an_error_answer_ends_the_interval_and_a_call_given_up_on_does_not() -> None:
-    # The last request, sent at 80 ms, is refused at 100 ms: an answer, and the interval's
-    # end. Two calls given up on (no status) ended at 90 and 500 ms: neither an answer,
-    # the first does not end the interval early, nor the second stretch it.
-    samples = [*_answers(8, 0.01, 0.005), _sample(8, 0.08, 0.02, "UNAVAILABLE")]
+def test_only_an_answer_ends_the_interval_not_a_refusal_nor_a_call_given_up_on() -> None:
+    # The last request, sent at 80 ms, is refused UNAVAILABLE at 4.9 s (a worker that
+    # waited for its turn): no answer, and it must not stretch the interval, which ends at
+    # that last send (the last answer came at 75 ms). Two calls given up on (no status)
+    # ended at 90 and 500 ms: neither stretches it either.
+    samples = [*_answers(8, 0.01, 0.005), _sample(8, 0.08, 4.82, "UNAVAILABLE")]
     given_up = [_sample(9, 0.075, 0.015, ""), _sample(10, 0.06, 0.44, "")]
     counted = tally(
         "gateway", _recording(ClosedLoop(4, STEP), [*samples, *given_up], True), echo_judge
     )
     assert (counted.ok, counted.errors) == (8, 3)
-    assert counted.duration == pytest.approx(0.1)
-    assert counted.throughput == pytest.approx(8 / 0.1)
+    assert counted.duration == pytest.approx(0.08)
+    assert counted.throughput == pytest.approx(8 / 0.08)
 
 
 def test_the_load_fraction_follows_the_rate_the_callers_kept_up() -> None:
