@@ -7,7 +7,7 @@ upgrade a software keystore an earlier setpay wrote.
     setpay keys delete   --keys URI --label L (--version N | --all-versions) [--no-bank]
     setpay keys delete   --config FILE --label L (--version N | --all-versions)
     setpay keys adopt    --keys URI --id HEX --label L --usage U     (PKCS#11 tokens only)
-    setpay keys upgrade-keystore --keys URI                          (soft:DIR only)
+    setpay keys upgrade-keystore --keys URI [--yes]                  (soft:DIR only)
 
 ``--keys`` is a key URI (see ``hsm.uri``); it is echoed only through ``describe_uri``.
 Nothing secret is printed: handles show public facts (label, version, usage, algorithm,
@@ -24,7 +24,10 @@ uses (one a demo's bank, gone since, left keys on): nothing is locked or checked
 
 ``upgrade-keystore`` is the only way a keystore from before authenticated key metadata
 opens again (``hsm.keystore_upgrade`` says why no open upgrades it): it prints every key
-version as ``list`` does, then gives each its MAC, and warns when some had one already.
+version as ``list`` does, warns when some had a MAC already, names those with no
+certificate to check their metadata against, and refuses if a certificate disagrees;
+with ``--yes`` it then gives each its MAC, and without, writes nothing (every other
+command refuses such a keystore, so this dry run is where the operator checks it).
 """
 
 from __future__ import annotations
@@ -122,6 +125,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="authenticate the key metadata of a software keystore an earlier setpay wrote",
     )
     _backend_argument(upgrade)
+    upgrade.add_argument(
+        "--yes", action="store_true", help="authenticate them (default: only show them)"
+    )
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -258,7 +264,8 @@ def _print_table(keys: Iterable[KeyHandle], out: TextIO) -> None:
 
 
 def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``upgrade-keystore``: show every key version, then authenticate its metadata."""
+    """``upgrade-keystore``: show every key version, then authenticate its metadata if
+    ``--yes`` (a dry run without)."""
     command = "setpay keys upgrade-keystore"
     try:
         parsed = parse_key_uri(args.keys)
@@ -273,7 +280,7 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
 
         def show(plan: Upgrade) -> None:
             if plan.authenticated:
-                names = ", ".join(f"{key.label} v{key.version}" for key in plan.authenticated)
+                names = _versions(plan.authenticated)
                 print(
                     f"{command}: WARNING: keystore.json is older than its entries: restored "
                     f"from a pre-upgrade copy? These already carry a valid MAC: {names}. "
@@ -282,13 +289,25 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
                 )
             print(f"keystore {directory}: the key metadata to authenticate:", file=out)
             _print_table(plan.keys, out)
+            checked = [key for key in plan.keys if key not in plan.uncertified]
+            if checked:
+                print(
+                    f"agrees with its certificate (public key, key usage): {_versions(checked)}",
+                    file=out,
+                )
+            if plan.uncertified:
+                print(f"no certificate to check against: {_versions(plan.uncertified)}", file=out)
 
-        result = Keystore.upgrade(directory, parsed.pin_source.read(), show)
+        passphrase = parsed.pin_source.read()
+        result = Keystore.upgrade(directory, passphrase, show, dry_run=not args.yes)
     except KeyBackendError as exc:
         print(f"{command}: {exc}", file=err)
         return 1
-    if not result.upgraded:
+    if not result.needed:
         print(f"keystore {directory} is already upgraded (format 3): nothing to do", file=out)
+        return 0
+    if not result.written:
+        print("nothing written: run again with --yes to authenticate these", file=out)
         return 0
     removed = result.stale_temp_files
     print(
@@ -299,6 +318,10 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
         file=out,
     )
     return 0
+
+
+def _versions(keys: Iterable[KeyHandle]) -> str:
+    return ", ".join(f"{key.label} v{key.version}" for key in keys)
 
 
 def _delete(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:

@@ -45,7 +45,8 @@ import os
 import secrets
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ from hsm.keystore_header import (
     unlock,
 )
 from hsm.keystore_metadata import FORMAT, checked_handle, metadata_file
-from hsm.keystore_upgrade import Upgrade, legacy_refusal, stale_temp_files
+from hsm.keystore_upgrade import Upgrade, check_certificates, legacy_refusal, stale_temp_files
 from hsm.policy import (
     LABEL_PATTERN,
     PRIVATE_KEY_TYPES,
@@ -128,26 +129,34 @@ class Keystore:
 
     @classmethod
     def upgrade(
-        cls, directory: str | os.PathLike[str], passphrase: str, show: Callable[[Upgrade], None]
+        cls,
+        directory: str | os.PathLike[str],
+        passphrase: str,
+        show: Callable[[Upgrade], None],
+        *,
+        dry_run: bool = False,
     ) -> Upgrade:
         """Upgrade an older keystore to format 3: each N.json gets its MAC, the header last.
 
-        Under the lock, the header read under it. ``show`` is given every version before
-        anything is written (it may raise: nothing is). An entry with a MAC already (an
-        upgrade cut short, or replayed) must verify, or nothing is written. A cut upgrade
-        leaves an old keystore, which the next upgrade finishes. Format 3: nothing to do.
+        Under the lock, the header read under it; a ``dry_run`` takes none, writes nothing.
+        Each version with a certificate must agree with it (``check_certificates``), one
+        with a MAC already (an upgrade cut short, or replayed) must verify, or nothing is
+        written. ``show`` is given every version before anything is (it may raise: nothing
+        is). A cut upgrade leaves an old keystore, which the next finishes. Format 3: no-op.
         """
         root = Path(directory)
-        _ensure_private_dir(root)
         if not passphrase:
             raise PermanentBackendError(f"empty passphrase for keystore {root}")
-        if not (root / "keystore.json").exists():
+        if not (root / "keystore.json").exists():  # first: a mistyped path stays absent
             raise PermanentBackendError(f"{root} is not a setpay keystore (no keystore.json)")
-        with exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS):
+        _ensure_private_dir(root)  # there: its mode is checked, nothing made
+        with (
+            nullcontext() if dry_run else exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS)
+        ):
             header = _read_json(root / "keystore.json")
             keystore = cls(root, unlock(root, header, passphrase))
             if metadata_authenticated(header):
-                return Upgrade((), (), 0, upgraded=False)
+                return Upgrade((), (), (), 0, needed=False, written=False)
             checked = []
             for label, version in sorted(keystore._entries()):
                 found = keystore._read_entry(label, version)
@@ -156,11 +165,14 @@ class Keystore:
                     entry = (label, version, path)
                     handle = checked_handle(keystore._secrets, entry, *found, upgrading=True)
                     checked.append((handle, path, found[1], found[0].get("format") == FORMAT))
-            stale = stale_temp_files(root)
             keys = tuple(handle for handle, *_ in checked)
+            uncertified = check_certificates([(k, keystore.read_certificate(k)) for k in keys])
+            stale = stale_temp_files(root)
             authenticated = tuple(handle for handle, _, _, has_mac in checked if has_mac)
-            plan = Upgrade(keys, authenticated, len(stale), upgraded=True)
+            plan = Upgrade(keys, authenticated, uncertified, len(stale), needed=True, written=False)
             show(plan)
+            if dry_run:
+                return plan
             for temp in stale:
                 _unlink(temp)
             for handle, path, public_pem, has_mac in checked:
@@ -168,7 +180,7 @@ class Keystore:
                     _write_atomic(path, metadata_file(keystore._secrets, handle, public_pem))
             upgraded = authenticated_header(header, keystore._secrets)
             _write_atomic(root / "keystore.json", json.dumps(upgraded).encode())
-        return plan
+        return replace(plan, written=True)
 
     @property
     def directory(self) -> Path:

@@ -6,11 +6,21 @@ is not upgraded by an open, because nothing stored in the directory can tell a f
 upgrade from a replayed one: whoever can write the directory can put back a keystore.json
 from before the upgrade (any backup holds one) beside N.json files edited to say what
 they like, and an automatic upgrade would then MAC what they said. So the operator
-upgrades it, once, with ``setpay keys upgrade-keystore`` (``Keystore.upgrade``), shown
-every key version it is about to authenticate, and warned when some already carry a MAC
-(the header is older than its entries). Each N.json is rewritten with its MAC, then the
+upgrades it, once, with ``setpay keys upgrade-keystore`` (``Keystore.upgrade``): first
+a dry run, which writes nothing and shows every key version it would authenticate,
+warning when some already carry a MAC (the header is older than its entries); then the
+same with ``--yes``, which writes. Each N.json is rewritten with its MAC, then the
 header in format 3, last: a cut upgrade leaves an old keystore, which the same command
 finishes. The upgrade also clears the temp files killed writes left.
+
+The warning is no defence on its own: whoever strips every MAC leaves nothing to warn
+of. So where a version has its certificate (N.cert.der, signed by a CA whose key the
+editor lacks), the metadata is checked against it: the certificate must be of N.pub.pem's
+key, and its keyUsage that of the usage the metadata claims (``certified_usage``). A
+disagreement refuses the upgrade, nothing written; versions without a certificate are
+named, for the operator to check by eye. The check reads the certificate; it does not
+verify its signature (``hsm`` holds no trust anchor): a certificate replaced too, by one
+its editor signed, no longer chains to the brand, which every peer checks.
 
 Errors raised (``hsm.errors``): ``PermanentBackendError``.
 """
@@ -22,9 +32,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hsm.base import KeyHandle
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from hsm.base import KeyHandle, KeyUsage
 from hsm.errors import PermanentBackendError
-from hsm.policy import LABEL_PATTERN
+from hsm.policy import LABEL_PATTERN, public_key_der
 
 #: The temp files ``hsm.keystore`` writes before each rename (``.NAME.PID.HEX.tmp``, HEX
 #: being 4 random bytes): the header's and a key version's files'. Nothing else matches.
@@ -42,10 +56,14 @@ class Upgrade:
     #: Those whose JSON file already carried a valid MAC under the old header: an upgrade
     #: cut short, or an old keystore.json put back (restored from a pre-upgrade copy).
     authenticated: tuple[KeyHandle, ...]
-    #: Temp files of killed writes, removed by the upgrade.
+    #: Those with no certificate beside them (N.cert.der): nothing to check them against.
+    uncertified: tuple[KeyHandle, ...]
+    #: Temp files of killed writes, removed by the upgrade (left alone by a dry run).
     stale_temp_files: int
-    #: False when the keystore was already in format 3: nothing was written.
-    upgraded: bool
+    #: False when the keystore was already in format 3: nothing to do, nothing shown.
+    needed: bool
+    #: True once the MACs and the format-3 header are written; False after a dry run.
+    written: bool
 
 
 def legacy_refusal(root: Path) -> PermanentBackendError:
@@ -78,3 +96,61 @@ def stale_temp_files(root: Path) -> list[Path]:
             f"cannot read keystore directory {root}: {exc.strerror or type(exc).__name__}"
         ) from exc
     return stale
+
+
+def certified_usage(usage: x509.KeyUsage) -> KeyUsage | None:
+    """The key usage a certificate's keyUsage stands for; None if none of setpay's.
+
+    As ``setcore.pki.issuance.key_usage`` sets it (``hsm`` knows nothing of SET, so it is
+    spelled here): a CA's certificate has keyCertSign (with cRLSign, and digitalSignature
+    for the CA's own messages); a key-exchange certificate keyAgreement (EC) or
+    keyEncipherment (RSA), without digitalSignature; a signing key's digitalSignature
+    alone. A token-sealing key is never certified: a certificate beside one disagrees.
+    """
+    if usage.key_cert_sign:
+        return KeyUsage.CA_SIGNING
+    if usage.key_agreement or usage.key_encipherment:
+        return None if usage.digital_signature else KeyUsage.KEY_EXCHANGE
+    return KeyUsage.SIGNATURE if usage.digital_signature else None
+
+
+def check_certificates(versions: list[tuple[KeyHandle, bytes | None]]) -> tuple[KeyHandle, ...]:
+    """Check each version's metadata against its certificate (DER, or None: none stored).
+
+    The versions without one; ``PermanentBackendError`` naming every version whose
+    certificate is of another public key or says another usage than its metadata.
+    """
+    disagreements = []
+    for handle, der in versions:
+        if der is not None:
+            reason = _disagreement(handle, der)
+            if reason is not None:
+                disagreements.append(f"key {handle.label!r} v{handle.version}: {reason}")
+    if disagreements:
+        raise PermanentBackendError(
+            "the key metadata disagrees with the certificate beside it: "
+            + "; ".join(disagreements)
+            + ". Nothing written: restore those versions' files from a backup (or remove "
+            "them by hand), then run the upgrade again"
+        )
+    return tuple(handle for handle, der in versions if der is None)
+
+
+def _disagreement(handle: KeyHandle, der: bytes) -> str | None:
+    """What is wrong with ``der`` as the certificate of ``handle``; None if it agrees."""
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        certified_key = certificate.public_key().public_bytes(*spki)
+        extension = certificate.extensions.get_extension_for_class(x509.KeyUsage)
+    except x509.ExtensionNotFound:
+        return "its certificate has no keyUsage"
+    except (ValueError, TypeError, CryptoUnsupportedAlgorithm):
+        return f"its certificate ({handle.version}.cert.der) is not DER X.509 setpay can read"
+    if certified_key != public_key_der(handle.public_key):
+        return f"its certificate is of another public key than {handle.version}.pub.pem's"
+    certified = certified_usage(extension.value)
+    if certified is handle.usage:
+        return None
+    says = f"a {certified.value} key's" if certified is not None else "none of setpay's"
+    return f"the metadata says {handle.usage.value}, its certificate's keyUsage is {says}"

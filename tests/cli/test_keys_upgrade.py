@@ -2,7 +2,8 @@
 
 An open refuses such a keystore (its key metadata has no MAC, and an automatic upgrade
 would MAC whatever an old keystore.json put back found): the command shows every key
-version, as ``keys list`` does, then authenticates them, and warns of a replay.
+version, as ``keys list`` does, warns of a replay, checks each against its certificate,
+and writes nothing unless ``--yes``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from cli import keys
-from hsm.base import KeyAlgorithm, KeyUsage
+from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from hsm.uri import PASSPHRASE_ENV
+from setcore.pki.issuance import key_usage
 from tests.hsm.legacy_keystore import legacy_meta, make_legacy
 
 PASSPHRASE = "cli keystore passphrase"
@@ -65,16 +72,29 @@ def test_an_old_keystore_is_refused_then_upgraded_then_listed(
         ) in err
     assert _files(old_keystore) == files
 
+    # Without --yes, a dry run: shown, nothing written, still refused by every command.
     code, out, err = _keys(["upgrade-keystore", "--keys", uri], capsys)
+    assert _files(old_keystore) == files
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == f"keystore {old_keystore}: the key metadata to authenticate:"
+    assert lines[-2:] == [
+        "no certificate to check against: gw-kex v1, gw-sig v1",
+        "nothing written: run again with --yes to authenticate these",
+    ]
+    shown = lines[:-1]
+    assert _keys(["list", "--keys", uri], capsys)[0] == 1
+
+    code, out, err = _keys(["upgrade-keystore", "--keys", uri, "--yes"], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[:-1] == shown  # what the dry run showed is what is authenticated
     assert lines[-1] == (
         f"upgraded keystore {old_keystore}: the metadata of 2 key version(s) is "
         "authenticated (MAC under the passphrase) and keystore.json is format 3; an earlier "
         "setpay no longer opens it"
     )
-    table = lines[1:-1]
+    table = lines[1:-2]
     # The very table `keys list` prints, now that the keystore opens.
     code, listed, _ = _keys(["list", "--keys", uri], capsys)
     assert code == 0
@@ -83,7 +103,7 @@ def test_an_old_keystore_is_refused_then_upgraded_then_listed(
         ["gw-kex", "1", "key-exchange", "ec-p256", "p256-hkdf-sha256"],
         ["gw-sig", "1", "signature", "ed25519", "-"],
     ]
-    code, out, err = _keys(["upgrade-keystore", "--keys", uri], capsys)
+    code, out, err = _keys(["upgrade-keystore", "--keys", uri, "--yes"], capsys)
     assert (code, out, err) == (
         0,
         f"keystore {old_keystore} is already upgraded (format 3): nothing to do\n",
@@ -118,8 +138,9 @@ def test_a_pre_upgrade_header_put_back_is_refused_and_the_upgrade_warns(
     assert "was written by an earlier setpay" in err
     assert "mac" not in json.loads(path.read_text())
 
+    files = _files(directory)
     code, out, err = _keys(["upgrade-keystore", "--keys", uri], capsys)
-    assert code == 0
+    assert (code, _files(directory)) == (0, files)
     assert err == (
         f"{COMMAND}: WARNING: keystore.json is older than its entries: restored from a "
         "pre-upgrade copy? These already carry a valid MAC: gw-sig v1. Check every key "
@@ -134,10 +155,11 @@ def test_a_wrong_passphrase_upgrades_nothing(
 ) -> None:
     monkeypatch.setenv(PASSPHRASE_ENV, "not the passphrase")
     files = _files(old_keystore)
-    code, out, err = _keys(["upgrade-keystore", "--keys", f"soft:{old_keystore}"], capsys)
-    assert (code, out) == (1, "")
-    assert err == f"{COMMAND}: wrong passphrase for keystore {old_keystore}\n"
-    assert _files(old_keystore) == files
+    for yes in ([], ["--yes"]):
+        code, out, err = _keys(["upgrade-keystore", "--keys", f"soft:{old_keystore}", *yes], capsys)
+        assert (code, out) == (1, "")
+        assert err == f"{COMMAND}: wrong passphrase for keystore {old_keystore}\n"
+        assert _files(old_keystore) == files
 
 
 @pytest.mark.parametrize(
@@ -158,7 +180,76 @@ def test_a_missing_keystore_is_not_created(
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     directory = tmp_path / "nothing-here"
     directory.mkdir(mode=0o700)
-    code, _, err = _keys(["upgrade-keystore", "--keys", f"soft:{directory}"], capsys)
+    code, _, err = _keys(["upgrade-keystore", "--keys", f"soft:{directory}", "--yes"], capsys)
     assert code == 1
     assert err == f"{COMMAND}: {directory} is not a setpay keystore (no keystore.json)\n"
     assert list(directory.iterdir()) == []
+
+
+@pytest.mark.parametrize("yes", [[], ["--yes"]])
+def test_a_mistyped_keystore_path_is_not_created(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    yes: list[str],
+) -> None:
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    typo = tmp_path / "keystroe"
+    code, out, err = _keys(["upgrade-keystore", "--keys", f"soft:{typo}", *yes], capsys)
+    assert (code, out) == (1, "")
+    assert err == f"{COMMAND}: {typo} is not a setpay keystore (no keystore.json)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signing_key_relabelled_a_cas_with_every_mac_stripped_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The review's demo: no MAC left to warn of a replay; the certificate still tells.
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    directory = tmp_path / "keystore"
+    uri = f"soft:{directory}"
+    backend = SoftwareBackend.open(directory, PASSPHRASE)
+    signing = backend.generate("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    backend.store_certificate(signing, _certificate(signing, key_usage(signature=True)))
+    exchange = backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+    backend.store_certificate(exchange, _certificate(exchange, key_usage(agree=True)))
+    backend.generate("gw-token", KeyUsage.TOKEN_SEALING, KeyAlgorithm.EC_P256)
+    backend.close()
+    shutil.copytree(directory, tmp_path / "as-made")
+    make_legacy(tmp_path / "as-made", PASSPHRASE)
+    make_legacy(directory, PASSPHRASE)
+    path = directory / "keys" / "gw-sig" / "1.json"
+    path.write_text(legacy_meta({**json.loads(path.read_text()), "usage": "ca-signing"}))
+    files = _files(directory)
+    for yes in ([], ["--yes"]):
+        code, out, err = _keys(["upgrade-keystore", "--keys", uri, *yes], capsys)
+        assert _files(directory) == files
+        assert (code, out) == (1, "")
+        assert err == (
+            f"{COMMAND}: the key metadata disagrees with the certificate beside it: key "
+            "'gw-sig' v1: the metadata says ca-signing, its certificate's keyUsage is a "
+            "signature key's. Nothing written: restore those versions' files from a backup "
+            "(or remove them by hand), then run the upgrade again\n"
+        )
+    # As it was made, the same keystore is shown checked, and the token key named.
+    code, out, err = _keys(["upgrade-keystore", "--keys", f"soft:{tmp_path / 'as-made'}"], capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-3:] == [
+        "agrees with its certificate (public key, key usage): gw-kex v1, gw-sig v1",
+        "no certificate to check against: gw-token v1",
+        "nothing written: run again with --yes to authenticate these",
+    ]
+
+
+def _certificate(key: KeyHandle, usage: x509.KeyUsage) -> bytes:
+    """A certificate of ``key`` with the keyUsage setpay's CAs give (``usage``)."""
+    issuer = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keystore test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .add_extension(usage, critical=True).sign(issuer, hashes.SHA256())
+    )  # fmt: skip
+    return certificate.public_bytes(serialization.Encoding.DER)

@@ -12,21 +12,29 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from hsm import keystore as keystore_module
-from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
+from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
 from hsm.errors import PermanentBackendError
 from hsm.keystore import Keystore
 from hsm.keystore_upgrade import Upgrade
 from hsm.software import SoftwareBackend
+from setcore.pki.issuance import key_usage
 
-from .keycheck import encapsulate, verify
+from .keycheck import certificate_for, encapsulate, verify
 from .legacy_keystore import derived_key, legacy_meta, make_legacy
 
 PASSPHRASE = "keystore passphrase for tests"
@@ -222,7 +230,12 @@ def test_an_old_keystore_is_refused_at_open_until_upgraded_then_works(
     done, shown = _upgrade(directory)
     # Shown every version as it was about to be authenticated, before anything changed.
     assert [plan.keys for plan in shown] == [tuple(before)]
-    assert (done.keys, done.authenticated, done.upgraded) == (tuple(before), (), True)
+    assert (done.keys, done.authenticated, done.needed, done.written) == (
+        tuple(before),
+        (),
+        True,
+        True,
+    )
     header = json.loads((directory / "keystore.json").read_text())
     assert header["format"] == 3
     for label in ("gw-sig", "gw-kex"):
@@ -245,7 +258,7 @@ def test_an_old_keystore_is_refused_at_open_until_upgraded_then_works(
     # Once is enough: a second upgrade finds nothing to do and writes nothing.
     files = _files(directory)
     again, shown = _upgrade(directory)
-    assert (again.upgraded, shown, _files(directory)) == (False, [], files)
+    assert (again.needed, again.written, shown, _files(directory)) == (False, False, [], files)
     # And from now on, an edit is refused.
     _edit(_meta_path(directory, "gw-kex"), usage="signature", kem=None)
     with pytest.raises(PermanentBackendError, match=_altered("gw-kex")):
@@ -363,7 +376,7 @@ def test_an_old_keystore_upgraded_by_several_at_once_is_upgraded_once(tmp_path: 
     for thread in threads:
         thread.join()
     assert failed == []
-    assert sorted(each.upgraded for each in done) == [False, False, False, True]
+    assert sorted(each.written for each in done) == [False, False, False, True]
     reopened = SoftwareBackend.open(directory, PASSPHRASE)
     key = reopened.get("k")
     verify(key.public_key, reopened.sign(key, b"data"), b"data")
@@ -420,3 +433,148 @@ def test_a_damaged_entry_says_how_to_get_the_keystore_back(tmp_path: Path) -> No
     for suffix in ("json", "pub.pem", "key.pem"):
         (directory / "keys" / "gw-kex" / f"2.{suffix}").unlink()
     assert [key.version for key in SoftwareBackend.open(directory, PASSPHRASE).list_keys()] == [1]
+
+
+def test_a_dry_run_shows_every_version_and_writes_nothing(tmp_path: Path) -> None:
+    # Every other command refuses an old keystore: the dry run is where it is checked.
+    directory = tmp_path / "ks"
+    before = _old_keystore(directory)
+    (directory / ".lock").unlink()
+    stale = directory / "keys" / "a" / ".1.json.4242.deadbeef.tmp"
+    stale.write_text("left behind")
+    files = _files(directory)
+    shown: list[Upgrade] = []
+    plan = Keystore.upgrade(directory, PASSPHRASE, shown.append, dry_run=True)
+    assert _files(directory) == files  # no MAC, no header, the temp file kept
+    assert not (directory / ".lock").exists()  # not even the lock: a read-only copy too
+    assert shown == [plan]
+    assert (plan.keys, plan.needed, plan.written, plan.stale_temp_files) == (
+        tuple(before),
+        True,
+        False,
+        1,
+    )
+    with pytest.raises(PermanentBackendError, match=OLD_KEYSTORE):
+        SoftwareBackend.open(directory, PASSPHRASE)
+    assert _upgrade(directory)[0].written
+    assert SoftwareBackend.open(directory, PASSPHRASE).list_keys() == before
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_upgrade_of_a_mistyped_path_creates_nothing(tmp_path: Path, dry_run: bool) -> None:
+    typo = tmp_path / "keystroe"
+    with pytest.raises(PermanentBackendError, match=rf"{typo} is not a setpay keystore"):
+        Keystore.upgrade(typo, PASSPHRASE, lambda plan: None, dry_run=dry_run)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _certificate(public_key: PublicKey, usage: x509.KeyUsage | None) -> bytes:
+    """A certificate of ``public_key`` with the keyUsage setpay's CAs give (``usage``)."""
+    issuer = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keystore test")])
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(public_key).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+    )  # fmt: skip
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    return builder.sign(issuer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+#: Keys as setpay certifies them: (label, usage, algorithm, the keyUsage setcore gives).
+CERTIFIED = (
+    ("ca", KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256, key_usage(ca=True)),
+    ("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256, key_usage(signature=True)),
+    ("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256, key_usage(agree=True)),
+    ("rsa-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048, key_usage(encipher=True)),
+)
+
+
+def _certified_old_keystore(directory: Path) -> list[KeyHandle]:
+    """An old keystore whose keys carry their certificates, and a token key without."""
+    backend = SoftwareBackend.open(directory, PASSPHRASE)
+    for label, usage, algorithm, certified in CERTIFIED:
+        key = backend.generate(label, usage, algorithm)
+        backend.store_certificate(key, _certificate(key.public_key, certified))
+    backend.generate("token", KeyUsage.TOKEN_SEALING, KeyAlgorithm.EC_P256)
+    before = backend.list_keys()
+    backend.close()
+    make_legacy(directory, PASSPHRASE)
+    return before
+
+
+def test_versions_are_checked_against_their_certificates(tmp_path: Path) -> None:
+    directory = tmp_path / "ks"
+    before = _certified_old_keystore(directory)
+    done, shown = _upgrade(directory)
+    assert done.keys == tuple(before)
+    assert [key.label for key in shown[0].uncertified] == ["token"]
+    assert SoftwareBackend.open(directory, PASSPHRASE).list_keys() == before
+
+
+@pytest.mark.parametrize(
+    ("label", "changes", "says"),
+    [
+        # The review's demo: a signing key made a CA's, every MAC stripped, so no warning.
+        ("sig", {"usage": "ca-signing"}, "the metadata says ca-signing, its certificate's "
+         "keyUsage is a signature key's"),
+        ("kex", {"usage": "signature", "kem": None}, "the metadata says signature, its "
+         "certificate's keyUsage is a key-exchange key's"),
+        ("ca", {"usage": "signature"}, "the metadata says signature, its certificate's "
+         "keyUsage is a ca-signing key's"),
+        ("rsa-kex", {"usage": "token-sealing"}, "the metadata says token-sealing, its "
+         "certificate's keyUsage is a key-exchange key's"),
+    ],
+)  # fmt: skip
+def test_metadata_that_disagrees_with_its_certificate_is_not_upgraded(
+    tmp_path: Path, label: str, changes: dict[str, Any], says: str
+) -> None:
+    directory = tmp_path / "ks"
+    _certified_old_keystore(directory)
+    path = _meta_path(directory, label)
+    path.write_text(legacy_meta({**json.loads(path.read_text()), **changes}))
+    files = _files(directory)
+    for dry_run in (True, False):
+        shown: list[Upgrade] = []
+        with pytest.raises(PermanentBackendError) as refused:
+            Keystore.upgrade(directory, PASSPHRASE, shown.append, dry_run=dry_run)
+        assert str(refused.value).startswith(
+            f"the key metadata disagrees with the certificate beside it: key {label!r} v1: "
+            f"{says}. Nothing written"
+        )
+        assert (shown, _files(directory)) == ([], files)
+
+
+@pytest.mark.parametrize(
+    ("certificate", "says"),
+    [
+        pytest.param(lambda key: _certificate(_another_key(), key_usage(signature=True)),
+                     "its certificate is of another public key than 1.pub.pem's", id="another"),
+        pytest.param(certificate_for, "its certificate has no keyUsage", id="no-key-usage"),
+        pytest.param(lambda key: b"not a certificate",
+                     "its certificate (1.cert.der) is not DER X.509", id="not-der"),
+        pytest.param(lambda key: _certificate(key, key_usage()), "the metadata says signature, "
+                     "its certificate's keyUsage is none of setpay's", id="no-usage-bit"),
+    ],
+)  # fmt: skip
+def test_a_certificate_that_cannot_vouch_for_its_key_refuses_the_upgrade(
+    tmp_path: Path, certificate: Callable[[PublicKey], bytes], says: str
+) -> None:
+    directory = tmp_path / "ks"
+    _certified_old_keystore(directory)
+    cert_path = directory / "keys" / "sig" / "1.cert.der"
+    public_key = serialization.load_pem_public_key(
+        (directory / "keys" / "sig" / "1.pub.pem").read_bytes()
+    )
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    cert_path.write_bytes(certificate(public_key))
+    files = _files(directory)
+    with pytest.raises(PermanentBackendError, match=r"key 'sig' v1: " + re.escape(says)):
+        _upgrade(directory)
+    assert _files(directory) == files
+
+
+def _another_key() -> PublicKey:
+    return ec.generate_private_key(ec.SECP256R1()).public_key()
