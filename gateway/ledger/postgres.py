@@ -14,6 +14,8 @@
   the winner's row and answers accordingly (a stored response, PiPreviouslyUsed, ...).
   A repeated hold id is not such a race but the caller's error: it fails at once.
 - Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per read.
+- The schema is migrated when the store opens, one transaction per schema version, each
+  giving way to the transactions holding a table it must lock (``postgres_migration``).
 - Connections come from a small bounded pool; broken ones, and any an outage was met on,
   are dropped and replaced, and with them every idle one (they lead to the same server).
   A transaction whose ``BEGIN`` fails on a connection that idled in the pool, as every
@@ -62,7 +64,6 @@ import functools
 import logging
 import queue
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,7 +76,7 @@ from psycopg.rows import dict_row
 
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.ledger.errors import StoreError, StoreUnavailable
-from gateway.ledger.schema import POSTGRES, migrate
+from gateway.ledger.postgres_migration import migrate_schema
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, Transaction
 
 R = TypeVar("R")
@@ -97,19 +98,6 @@ STATEMENT_TIMEOUT_MS = 30_000
 MAX_ATTEMPTS = 8
 # Upper bound of the random pause before a retry, so racing hosts fall out of step.
 RETRY_PAUSE_SECONDS = 0.005
-# Key of the advisory lock that makes schema migration exclusive across hosts.
-MIGRATION_LOCK_KEY = 0x7365747061790001  # "setpay" then 0001
-# How long a migration statement waits for a table lock before it gives way. Every
-# statement of a still-serving bank on that table queues behind the waiting request (its
-# ACCESS EXCLUSIVE for DROP INDEX or ALTER TABLE, its SHARE for CREATE INDEX), so this
-# bounds their wait, well inside STATEMENT_TIMEOUT_MS, however long a report or a
-# pg_dump keeps the table.
-MIGRATION_LOCK_TIMEOUT_MS = 2_000
-# Pause before the migration tries again after giving way: the statements that queued
-# behind its request run meanwhile.
-MIGRATION_RETRY_PAUSE_SECONDS = 1.0
-# While the migration keeps giving way, it says so again this often (not at every try).
-MIGRATION_WAIT_LOG_SECONDS = 60.0
 
 _RETRYABLE = (
     pg_errors.SerializationFailure,
@@ -226,36 +214,6 @@ class PostgresTransaction(Transaction):
         return self._conn.execute(_format_style(sql), params).rowcount
 
 
-# What names the table in the migration statements (``schema``) that lock one.
-_DROPPED_INDEX = re.compile(r"\s*DROP INDEX (?:IF EXISTS )?(\w+)", re.IGNORECASE)
-_LOCKED_TABLE = re.compile(
-    r"\b(?:ALTER TABLE|INDEX \w+ ON|INSERT INTO|UPDATE|DELETE FROM|FROM)\s+(\w+)",
-    re.IGNORECASE,
-)
-
-
-class _MigrationTransaction(PostgresTransaction):
-    """A migration's transaction, remembering the statement it runs (to name its table
-    when the statement gives way to a lock timeout)."""
-
-    statement = ""
-
-    def one(self, sql: str, *params: object) -> Row | None:
-        """The first row of a query, or None."""
-        self.statement = sql
-        return super().one(sql, *params)
-
-    def all(self, sql: str, *params: object) -> list[Row]:
-        """Every row of a query."""
-        self.statement = sql
-        return super().all(sql, *params)
-
-    def run(self, sql: str, *params: object) -> int:
-        """Execute a statement; return the number of rows it changed."""
-        self.statement = sql
-        return super().run(sql, *params)
-
-
 class _Pool:
     """A bounded pool of autocommit connections, each transaction begun here."""
 
@@ -358,72 +316,13 @@ class PostgresLedgerStore(LedgerStore):
         self._closed = False
         self._pool = _Pool(self._connect, self._config)
         try:
-            self._migrate()
+            migrate_schema(self._pool.transaction, PostgresTransaction)
         except psycopg.Error as exc:
             self._pool.close_idle()
             raise translate_error(exc) from exc
         except BaseException:
             self._pool.close_idle()
             raise
-
-    def _migrate(self) -> None:
-        """Migrate the schema in one transaction, tried again each time it gives way to
-        the transactions holding a table it must lock (``MIGRATION_LOCK_TIMEOUT_MS``).
-
-        Waiting without a limit, its lock request would queue every statement of a bank
-        of the earlier release still serving on that table behind a report or a pg_dump,
-        until each fails at its statement timeout; giving way, it holds them up for at
-        most the lock timeout, and the migration completes once the readers end.
-        """
-        waiting_since: float | None = None
-        said_at = 0.0
-        while True:
-            tx: _MigrationTransaction | None = None
-            try:
-                with self._pool.transaction() as conn:
-                    # No statement timeout in this one transaction (SET LOCAL ends with
-                    # it): a migration's CREATE INDEX on a ledger of many millions of rows
-                    # takes minutes, and so does the wait for the advisory lock while
-                    # another host migrates. Cancelled at STATEMENT_TIMEOUT_MS, the
-                    # migration would roll back at every start and the store would never
-                    # open. The lock timeout is set after the advisory lock, for the
-                    # tables only.
-                    conn.execute("SET LOCAL statement_timeout = 0")
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-                    conn.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_LOCK_TIMEOUT_MS)}")
-                    tx = _MigrationTransaction(conn)
-                    migrate(tx, POSTGRES)
-                return
-            except pg_errors.LockNotAvailable:
-                now = time.monotonic()
-                if waiting_since is None or now - said_at >= MIGRATION_WAIT_LOG_SECONDS:
-                    waiting_since = now if waiting_since is None else waiting_since
-                    said_at = now
-                    log.warning(
-                        "the ledger migration waits for the transactions on table %s to end"
-                        " (a report, a dump?): its lock timed out (SQLSTATE 55P03), %.0f s"
-                        " so far; it tries again every few seconds",
-                        self._locked_table(tx.statement if tx else ""),
-                        now - waiting_since,
-                    )
-                time.sleep(MIGRATION_RETRY_PAUSE_SECONDS)
-
-    def _locked_table(self, statement: str) -> str:
-        """The table ``statement`` (a migration's) locks, as far as its text names it."""
-        dropped = _DROPPED_INDEX.match(statement)
-        if dropped:
-            with contextlib.suppress(psycopg.Error, StoreError):
-                with self._pool.transaction(read_only=True) as conn:
-                    row = conn.execute(
-                        "SELECT tablename FROM pg_indexes"
-                        " WHERE indexname = %s AND schemaname = current_schema()",
-                        (dropped.group(1),),
-                    ).fetchone()
-                if row is not None:
-                    return str(row["tablename"])
-        named = _LOCKED_TABLE.search(statement)
-        head = statement.strip().partition("\n")[0][:60]
-        return named.group(1) if named else f"(the one {head!r} locks)"
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         try:

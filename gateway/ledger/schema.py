@@ -1,8 +1,18 @@
 """The ledger's schema as numbered migrations, one text for SQLite and PostgreSQL.
 
 ``MIGRATIONS[n - 1]`` takes a database from version ``n - 1`` to ``n``; the version is kept
-in ``schema_version``. A store applies the missing migrations when it opens, each in one
-transaction with its version bump, and refuses a database newer than this code.
+in ``schema_version``. A store applies the missing migrations when it opens and refuses a
+database newer than this code. A version's statements and its version bump are always
+committed together, so a database is at one version or the next, never between:
+
+- PostgreSQL commits each version in a transaction of its own (``migrate_next``, called
+  by ``postgres_migration`` until none is missing). Its migration gives way to the
+  transactions holding a table it must lock and tries again; in one transaction for all
+  the versions, every retry would undo and redo the finished ones, version 4's index
+  builds among them, and their locks would block the serving bank's writes again.
+- SQLite applies every missing version in one transaction (``migrate``): it holds the
+  whole file's write lock from its first statement, so nothing it does waits for a
+  reader and gives way, and a store that stops midway leaves the file as it found it.
 
 The tables (amounts are integer minor units, currencies ISO 4217 numeric):
 
@@ -293,8 +303,20 @@ def current_version(tx: Transaction, dialect: Dialect | None = None) -> int:
 def migrate(tx: Transaction, dialect: Dialect) -> int:
     """Bring the schema to ``SCHEMA_VERSION`` inside ``tx``; return the version found.
 
-    The caller holds whatever lock makes this exclusive (SQLite's write lock, a
-    PostgreSQL advisory lock) and commits.
+    The caller holds whatever lock makes this exclusive (SQLite's write lock) and commits.
+    """
+    found = migrate_next(tx, dialect)
+    for _ in range(found + 1, SCHEMA_VERSION):
+        migrate_next(tx, dialect)
+    return found
+
+
+def migrate_next(tx: Transaction, dialect: Dialect) -> int:
+    """Apply the first missing version, and only it, inside ``tx``; return the version
+    found (``SCHEMA_VERSION`` when none is missing: nothing was changed).
+
+    The caller holds whatever lock makes this exclusive (a PostgreSQL advisory lock) and
+    commits: then the database is at the version after the one returned.
     """
     found = current_version(tx, dialect)
     if found > SCHEMA_VERSION:
@@ -302,7 +324,8 @@ def migrate(tx: Transaction, dialect: Dialect) -> int:
             f"the ledger database has schema version {found}; this code knows up to"
             f" {SCHEMA_VERSION}: upgrade the code, do not downgrade the database"
         )
-    for version in range(found + 1, SCHEMA_VERSION + 1):
+    if found < SCHEMA_VERSION:
+        version = found + 1
         for statement in MIGRATIONS[version - 1]:
             tx.run(_render(statement, dialect))
         tx.run("DELETE FROM schema_version")

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from cli.main import main as setpay
 from gateway import workers
-from gateway.ledger import postgres, sqlite
-from gateway.ledger.schema import SCHEMA_VERSION, Dialect, migrate
+from gateway.ledger import postgres_migration, sqlite
+from gateway.ledger.schema import SCHEMA_VERSION, Dialect, migrate, migrate_next
 from gateway.ledger.store import Transaction
 
 # Twice the busy timeout: a worker that waits for the lock gives up after one, even if it
@@ -42,9 +42,15 @@ def main(argv: Sequence[str]) -> int:
             time.sleep(MIGRATION_SECONDS)
         return found
 
+    def slow_migrate_next(tx: Transaction, dialect: Dialect) -> int:
+        found = migrate_next(tx, dialect)
+        if found == SCHEMA_VERSION - 1:  # PostgreSQL's transaction of the last version
+            time.sleep(MIGRATION_SECONDS)
+        return found
+
     # What each store calls (it imported the name).
     sqlite.migrate = slow_migrate  # type: ignore[attr-defined]
-    postgres.migrate = slow_migrate  # type: ignore[attr-defined]
+    postgres_migration.migrate_next = slow_migrate_next  # type: ignore[attr-defined]
     workers.WORKER_START_SECONDS = START_SECONDS
     return setpay(argv)
 

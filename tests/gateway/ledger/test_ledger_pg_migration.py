@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from gateway.ledger import PostgresLedgerStore, PostgresStoreConfig, StoreUnavailable, schema
-from gateway.ledger.postgres import MIGRATION_LOCK_KEY
+from gateway.ledger.postgres_migration import MIGRATION_LOCK_KEY
 from tests.gateway.ledger.ledger_support import PgCluster
 
 # The lowered statement timeout, and how long the slow step (or a held lock) lasts: three

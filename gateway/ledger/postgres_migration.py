@@ -1,0 +1,158 @@
+"""Migrating a PostgreSQL ledger's schema (``schema``) while a bank of the earlier release
+still serves on it: one transaction per schema version, each giving way to the
+transactions that hold a table it must lock.
+
+- Every transaction takes the advisory lock ``MIGRATION_LOCK_KEY`` first, so hosts opening
+  the store at once migrate one after the other; each reads the version anew and applies
+  the next missing one (``schema.migrate_next``), with its version bump, and commits.
+- No statement timeout: version 4's CREATE INDEX on a ledger of many millions of rows
+  takes minutes, and so may the wait for the advisory lock while another host migrates.
+  Cancelled at the store's statement timeout, the migration would roll back at every
+  start and the store would never open.
+- The advisory lock is waited for without a lock timeout (the role's or database's own
+  ``lock_timeout`` too is lifted): it is not a table, and waiting for it blocks nobody.
+  The tables are waited for ``MIGRATION_LOCK_TIMEOUT_MS`` at a time: waiting without a
+  limit, the migration's lock request would queue every statement of the serving bank on
+  that table behind a report or a pg_dump, until each failed at its statement timeout.
+  Giving way (SQLSTATE 55P03), it rolls back, pauses and tries again.
+- Only the version that gave way is rolled back: the versions before it are committed.
+  In one transaction for all of them, an upgrade 3 -> 6 would build version 4's indexes
+  (SHARE locks that block the serving bank's writes on ``requests``), give way at version
+  6's DROP INDEX behind a report, undo the indexes, and build them again at every try:
+  the serving bank blocked far longer than the lock timeout at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from gateway.ledger import schema
+from gateway.ledger.errors import StoreError
+from gateway.ledger.schema import POSTGRES, migrate_next
+from gateway.ledger.store import Row, Transaction
+
+log = logging.getLogger("setpay.ledger")
+
+# Key of the advisory lock that makes schema migration exclusive across hosts.
+MIGRATION_LOCK_KEY = 0x7365_7470_6179_0001  # "setpay" then 0001
+# How long a migration statement waits for a table lock before it gives way. Every
+# statement of a still-serving bank on that table queues behind the waiting request (its
+# ACCESS EXCLUSIVE for DROP INDEX or ALTER TABLE, its SHARE for CREATE INDEX), so this
+# bounds their wait, well inside the store's statement timeout (30 s), however long a
+# report or a pg_dump keeps the table.
+MIGRATION_LOCK_TIMEOUT_MS = 2_000
+# Pause before the migration tries again after giving way: the statements that queued
+# behind its request run meanwhile.
+MIGRATION_RETRY_PAUSE_SECONDS = 1.0
+# While the migration keeps giving way, it says so again this often (not at every try).
+MIGRATION_WAIT_LOG_SECONDS = 60.0
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+class TransactionSource(Protocol):
+    """Where the migration's transactions come from (the store's pool)."""
+
+    def __call__(self, *, read_only: bool = False) -> AbstractContextManager[Connection]:
+        """A connection inside a transaction, committed when the block ends."""
+
+
+# What names the table in the migration statements (``schema``) that lock one.
+_DROPPED_INDEX = re.compile(r"\s*DROP INDEX (?:IF EXISTS )?(\w+)", re.IGNORECASE)
+_LOCKED_TABLE = re.compile(
+    r"\b(?:ALTER TABLE|INDEX \w+ ON|INSERT INTO|UPDATE|DELETE FROM|FROM)\s+(\w+)",
+    re.IGNORECASE,
+)
+
+
+class _MigrationTransaction(Transaction):
+    """A migration's transaction, remembering the statement it runs (to name its table
+    when the statement gives way to a lock timeout)."""
+
+    statement = ""
+
+    def __init__(self, inner: Transaction) -> None:
+        """Run the statements on ``inner``."""
+        self._inner = inner
+        self.row_lock = inner.row_lock
+
+    def one(self, sql: str, *params: object) -> Row | None:
+        """The first row of a query, or None."""
+        self.statement = sql
+        return self._inner.one(sql, *params)
+
+    def all(self, sql: str, *params: object) -> list[Row]:
+        """Every row of a query."""
+        self.statement = sql
+        return self._inner.all(sql, *params)
+
+    def run(self, sql: str, *params: object) -> int:
+        """Execute a statement; return the number of rows it changed."""
+        self.statement = sql
+        return self._inner.run(sql, *params)
+
+
+def migrate_schema(
+    transaction: TransactionSource, wrap: Callable[[Connection], Transaction]
+) -> None:
+    """Bring the schema to ``SCHEMA_VERSION``, one committed transaction per version,
+    each tried again while it gives way to the transactions on a table it must lock;
+    ``wrap``: the ledger rules' view of a connection inside a transaction."""
+    waiting_since: float | None = None
+    said_at = 0.0
+    while True:
+        tx: _MigrationTransaction | None = None
+        try:
+            with transaction() as conn:
+                # SET LOCAL: each ends with this transaction (the module docstring).
+                conn.execute("SET LOCAL statement_timeout = 0")
+                conn.execute("SET LOCAL lock_timeout = 0")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                conn.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_LOCK_TIMEOUT_MS)}")
+                tx = _MigrationTransaction(wrap(conn))
+                found = migrate_next(tx, POSTGRES)
+            # It applied the last version, or found none missing (read when called: a
+            # test's schema may have other versions).
+            if found >= schema.SCHEMA_VERSION - 1:
+                return
+            waiting_since = None  # a version committed: a later wait is a new one
+        except pg_errors.LockNotAvailable:
+            now = time.monotonic()
+            if waiting_since is None or now - said_at >= MIGRATION_WAIT_LOG_SECONDS:
+                waiting_since = now if waiting_since is None else waiting_since
+                said_at = now
+                log.warning(
+                    "the ledger migration waits for the transactions on table %s to end"
+                    " (a report, a dump?): its lock timed out (SQLSTATE 55P03), %.0f s"
+                    " so far; it tries again every few seconds",
+                    _locked_table(transaction, tx.statement if tx else ""),
+                    now - waiting_since,
+                )
+            time.sleep(MIGRATION_RETRY_PAUSE_SECONDS)
+
+
+def _locked_table(transaction: TransactionSource, statement: str) -> str:
+    """The table ``statement`` (a migration's) locks, as far as its text names it."""
+    dropped = _DROPPED_INDEX.match(statement)
+    if dropped:
+        with contextlib.suppress(psycopg.Error, StoreError):
+            with transaction(read_only=True) as conn:
+                row = conn.execute(
+                    "SELECT tablename FROM pg_indexes"
+                    " WHERE indexname = %s AND schemaname = current_schema()",
+                    (dropped.group(1),),
+                ).fetchone()
+            if row is not None:
+                return str(row["tablename"])
+    named = _LOCKED_TABLE.search(statement)
+    head = statement.strip().partition("\n")[0][:60]
+    return named.group(1) if named else f"(the one {head!r} locks)"
