@@ -24,8 +24,8 @@ trusted), 2 for usage errors (argparse's, and options that make no runnable plan
 was not clean (errors, timeouts, a closed loop that ran out of requests) or the report
 says DOUBT (requests the bank's page or ledger could not check, the bench sending late,
 the machine changing speed, a ceiling slower than the gateway, a sweep that passed above
-a failure, a ledger kept in memory): the reports are written all the same. A run that
-failed once its options were checked writes a JSON report that says why, and no plot.
+a failure, a closed loop out with under ten requests per caller, a ledger in memory):
+the reports are written all the same. A failed run writes a JSON report saying why.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from clients.loadtest.plan import Plan, Service, Target
 from clients.loadtest.plot import plot, require
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
-from clients.loadtest.report import all_doubts, to_text, write_failure, write_json
+from clients.loadtest.report import run_status, to_text, write_failure, write_json
 from clients.loadtest.speed import SpeedSampler
 from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
@@ -104,8 +104,10 @@ EXIT_STATUS = ("exit status: 0 every step ran clean and nothing is in doubt; 1 t
                "failed, or a request was unaccounted for (the bank's page or ledger disagrees); "
                "2 usage error; 3 a step had errors or timeouts or ran out of requests (a sweep "
                "past capacity does), or the report says DOUBT (requests not checked against "
-               "the bank, the bench sending late, the machine changing speed, a ledger on "
-               "tmpfs the bench chose), reports written")  # fmt: skip
+               "the bank, the bench sending late, the machine changing speed, a ceiling "
+               "slower than the gateway, a sweep above a failure, a closed loop with under "
+               "ten requests per caller, a ledger on tmpfs the bench chose), reports "
+               "written")  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -451,24 +453,22 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
 
 
 def _report(args: argparse.Namespace, result: BenchResult) -> int:
-    # The files first: a gone reader (``| head``) must not lose them. The text is left to
-    # ``cli.main``'s flush, which then ends quietly and keeps the run's status.
+    # The files first: a gone reader (``| head``) must not lose them. The status before
+    # the text: a write that meets a gone reader (unbuffered, or a text past the pipe's
+    # buffer) must not turn a failed or doubtful run into ``cli.main``'s 141.
     try:
         if args.json is not None:
             write_json(result, args.json)
         if args.plot is not None:
             plot(result, args.plot)
     finally:
-        sys.stdout.write(to_text(result))
-    counted = [t for step in result.steps for t in step.tallies.values()]
-    warmups = list(result.warmup.values())
-    if not all(t.accounted for t in counted + warmups):
-        return EXIT_FAILED
-    # The warm-up is no step ("not counted below"): a cold start's timeout leaves it clean.
-    # A DOUBT (requests the bank could not check, figures the bench or the machine may have
-    # bent) did not fail, nor pass: the report says why.
-    passed = all(t.clean for t in counted) and not all_doubts(result)
-    return 0 if passed else EXIT_NOT_CLEAN
+        status = run_status(result, failed=EXIT_FAILED, not_clean=EXIT_NOT_CLEAN)
+        try:
+            sys.stdout.write(to_text(result))
+        except BrokenPipeError:
+            if status == 0:
+                raise
+    return status
 
 
 _FAILURES: tuple[type[Exception], ...] = (

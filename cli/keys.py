@@ -282,8 +282,9 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
             if plan.authenticated:
                 names = _versions(plan.authenticated)
                 print(
-                    f"{command}: WARNING: keystore.json is older than its entries: restored "
-                    f"from a pre-upgrade copy? These already carry a valid MAC: {names}. "
+                    f"{command}: WARNING: keystore.json is older than its entries (an upgrade "
+                    f"cut short, or restored from a pre-upgrade copy?). These already carry a "
+                    f"valid MAC: {names}. "
                     "Check every key below before using the keystore.",
                     file=err,
                 )

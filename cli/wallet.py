@@ -465,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
                 target, origin = args.merchant, "--merchant"
                 if target is None:
                     target = PurchaseBook(config.purchases_file).find(args.order).merchant_target
-                    origin = "the purchase's address in purchases.json; --merchant names another"
+                    origin = "merchant_target in purchases.json (--merchant names another)"
                 record = shopper.inquire(_merchant(config, target, origin), args.order)
             print(record_line(record))
             return 0

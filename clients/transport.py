@@ -259,7 +259,7 @@ class Caller:
         """Where the call went, for its failure; for UNAVAILABLE, what the peer ``said``
         (its status details) when it answered itself (down for now: its gateway, its
         ledger or its keys), or else (nothing answered there) what to check. "" for a
-        channel of unknown origin that nothing answered on."""
+        channel ``open_channel`` did not make."""
         if code is grpc.StatusCode.UNAVAILABLE and said and not _grpc_own(said):
             answered = f"the {self._peer} answered: {quoted(said)}"
             return f"{self._destination}: {answered}" if self._destination else answered

@@ -29,7 +29,7 @@ from hsm.pinsource import has_surrogates
 # The header (keystore.json) writes its salt and check in base64 since format 2. In hex,
 # about one header in 160 (measured over 200,000 random ones) held a Luhn-valid run of
 # 13-19 digits, and PAN scanners, the demo's among them, then reported a card number in
-# keystore.json. Format 1 headers (hex) are still read.
+# keystore.json. Format 1 headers (hex) are still read, by ``Keystore.upgrade`` only.
 # Format 3 (base64 too) says that every key version's metadata carries its MAC and that
 # metadata without one is refused; ``hsm.keystore`` refuses older keystores at open,
 # and upgrades them only when told to (``setpay keys upgrade-keystore``).
@@ -66,7 +66,9 @@ _CHECK_INPUTS = {
 METADATA_AUTHENTICATED_FORMAT = 3
 #: The header formats of keystores written before: refused at open until upgraded by
 #: the operator (``Keystore.upgrade``), never upgraded by an open.
-LEGACY_HEADER_FORMATS = frozenset({1, 2})
+# A tuple, not a set: membership compares, so a header whose format is a list or an
+# object is refused as corrupt by ``unlock`` rather than failing to hash.
+LEGACY_HEADER_FORMATS = (1, 2)
 
 # Domain separation: the metadata MAC key and the passphrase check are both HMACs under
 # the derived key, of different fixed strings, so neither can stand for the other.

@@ -86,7 +86,13 @@ def stale_temp_files(root: Path) -> list[Path]:
     stale: list[Path] = []
     try:
         if keys_dir.is_dir():
-            labels = [name for name in os.listdir(keys_dir) if LABEL_PATTERN.fullmatch(name)]
+            # As the keystore's own walk: label directories, never links to elsewhere.
+            with os.scandir(keys_dir) as found:
+                labels = [
+                    e.name
+                    for e in found
+                    if LABEL_PATTERN.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+                ]
             directories += [keys_dir / label for label in sorted(labels)]
         for directory in directories:
             names = os.listdir(directory)

@@ -145,7 +145,7 @@ def _enum_plan(
     enums = tuple(
         (field, field.enum_type.name, frozenset(field.enum_type.values_by_number))
         for field in descriptor.fields
-        if field.enum_type is not None and field.enum_type.full_name not in RESULT_CODES
+        if _checked_enum(field)
     )
     holders = tuple(
         field
@@ -160,14 +160,21 @@ def _holds_enums(descriptor: Descriptor, seen: frozenset[str]) -> bool:
         return False
     seen = seen | {descriptor.full_name}
     return any(
-        field.enum_type is not None
+        _checked_enum(field)
         or (field.message_type is not None and _holds_enums(field.message_type, seen))
         for field in descriptor.fields
     )
 
 
+def _checked_enum(field: FieldDescriptor) -> bool:
+    """An enum field whose undefined values are refused: any but a peer's result code
+    (a message holding only those needs no walk: 5 us of every AuthRes parse)."""
+    return field.enum_type is not None and field.enum_type.full_name not in RESULT_CODES
+
+
 def _reject_undefined_enums(message: Message, path: str) -> None:
-    """Refuse an enum value the schema does not define, at any depth.
+    """Refuse an enum value the schema does not define, at any depth, but in a peer's
+    result codes (``_enum_plan``).
 
     proto3 keeps such a value as a number; setpay refuses it as a value it cannot decode
     (DECODING_FAILURE, as the openers' own checks of a status do), instead of acting on a

@@ -235,6 +235,19 @@ def to_json(result: BenchResult) -> dict[str, Any]:
     }
 
 
+def run_status(result: BenchResult, *, failed: int, not_clean: int) -> int:
+    """The run's exit status: 0, ``failed`` (a request unaccounted for) or ``not_clean``."""
+    counted = [t for step in result.steps for t in step.tallies.values()]
+    warmups = list(result.warmup.values())
+    if not all(t.accounted for t in counted + warmups):
+        return failed
+    # The warm-up is no step ("not counted below"): a cold start's timeout leaves it clean.
+    # A DOUBT (requests the bank could not check, figures the bench or the machine may have
+    # bent) did not fail, nor pass: the report says why.
+    passed = all(t.clean for t in counted) and not all_doubts(result)
+    return 0 if passed else not_clean
+
+
 def all_doubts(result: BenchResult) -> list[str]:
     """Every DOUBT the report states: the setting's, each run's accounting, each step's and
     the sweep's (empty when the figures stand as they are)."""

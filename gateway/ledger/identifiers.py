@@ -6,9 +6,9 @@ never holds a long run of decimal digits, so it cannot look like a PAN to the PA
 that check logs and merchant files for Luhn-valid 13-19 digit runs.
 
 Hold ids, minted once per authorization, lead with their creation time (``new_ordered_id``).
-A hold's id keys the holds table and the journal's index by hold; random keys land on a
-different B-tree page for every insert, time-ordered ones on the same few pages at the
-index's end. Measured here (tests/bench/ledger_pages.py, a ledger of 20,000
+A hold's id keys the holds table and leads the journal's `transfers_by_request`; random
+keys land on a different B-tree page for every insert, time-ordered ones on the same
+few pages at the index's end. Measured here (tests/bench/ledger_pages.py, a ledger of 20,000
 authorizations, medians of 3), in commits of 16 authorizations: 4.7 pages written per
 authorization against 6.8 and 98 us of the writer's CPU against 113 us; in commits of
 4: 7.5 pages against 9.2, 145 us against 158 us. The digits of the alphabet come first

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import queue
 import random
 import threading
@@ -81,7 +80,6 @@ from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, 
 
 R = TypeVar("R")
 
-log = logging.getLogger("setpay.ledger")
 
 # Connections per process: each gateway worker thread holds one for a single short
 # transaction; more connections than cores mostly adds lock contention on hot accounts.

@@ -281,7 +281,7 @@ def _original(
     """The capture or credit being reversed, or why it cannot be."""
     # The literal kind list is the predicate of the partial index transfers_by_request:
     # from the bound kind alone the planner cannot tell the index covers the row, and
-    # SQLite walked every transfer of the hold (transfers_by_hold) instead.
+    # would walk every transfer of the hold instead.
     original = tx.one(
         _ORIGINAL,
         hold["id"],

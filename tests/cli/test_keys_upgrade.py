@@ -142,9 +142,9 @@ def test_a_pre_upgrade_header_put_back_is_refused_and_the_upgrade_warns(
     code, out, err = _keys(["upgrade-keystore", "--keys", uri], capsys)
     assert (code, _files(directory)) == (0, files)
     assert err == (
-        f"{COMMAND}: WARNING: keystore.json is older than its entries: restored from a "
-        "pre-upgrade copy? These already carry a valid MAC: gw-sig v1. Check every key "
-        "below before using the keystore.\n"
+        f"{COMMAND}: WARNING: keystore.json is older than its entries (an upgrade cut "
+        "short, or restored from a pre-upgrade copy?). These already carry a valid MAC: "
+        "gw-sig v1. Check every key below before using the keystore.\n"
     )
     # What the key now says is shown, for the operator to see it is not what it was.
     assert out.splitlines()[2].split()[:3] == ["gw-kex", "1", "signature"]

@@ -30,7 +30,7 @@ from hsm import keystore as keystore_module
 from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
 from hsm.errors import PermanentBackendError
 from hsm.keystore import Keystore
-from hsm.keystore_upgrade import Upgrade
+from hsm.keystore_upgrade import Upgrade, stale_temp_files
 from hsm.software import SoftwareBackend
 from setcore.pki.issuance import key_usage
 
@@ -578,3 +578,20 @@ def test_a_certificate_that_cannot_vouch_for_its_key_refuses_the_upgrade(
 
 def _another_key() -> PublicKey:
     return ec.generate_private_key(ec.SECP256R1()).public_key()
+
+
+def test_the_temp_file_sweep_never_follows_a_label_link_out_of_the_keystore(
+    tmp_path: Path,
+) -> None:
+    """A label directory that is a link to elsewhere is not the keystore's (its own walk
+    skips it too): a file there named like the keystore's temp files stays."""
+    root = tmp_path / "ks"
+    (root / "keys").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outside = elsewhere / ".1.json.123.0badc0de.tmp"
+    outside.write_text("not the keystore's")
+    (root / "keys" / "other").symlink_to(elsewhere, target_is_directory=True)
+    inside = root / ".keystore.json.42.deadbeef.tmp"
+    inside.write_text("a killed write")
+    assert stale_temp_files(root) == [inside]

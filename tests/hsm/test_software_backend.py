@@ -397,6 +397,9 @@ def test_a_format_1_header_in_hex_is_still_read_by_the_upgrade(tmp_path: Path) -
     [
         ("check", "not base64!", "corrupt keystore header"),
         ("format", 4, "unknown format"),
+        # Not a number at all: refused, not a TypeError from hashing it.
+        ("format", [3], "corrupt keystore header|unknown format"),
+        ("format", {"v": 3}, "corrupt keystore header|unknown format"),
     ],
 )
 def test_a_damaged_header_is_refused(tmp_path: Path, field: str, value: object, error: str) -> None:

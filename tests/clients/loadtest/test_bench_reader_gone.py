@@ -30,10 +30,10 @@ class _GoneReader:
         raise BrokenPipeError(32, "Broken pipe")
 
 
-def _result() -> BenchResult:
+def _result(errors: int = 0) -> BenchResult:
     counted = Tally(
         target="gateway", shape="open loop 100/s", offered_rate=100.0, duration=1.0,
-        sent=100, ok=100, errors=0, timeouts=0, throughput=100.0,
+        sent=100, ok=100 - errors, errors=errors, timeouts=0, throughput=100.0,
         latency=Latency(p50=2.0, p90=3.0, p99=4.0, p999=5.0, max=6.0, mean=2.5),
         client_cpu_seconds=0.1, server_cpu_seconds=None, max_in_flight=4,
         send_lag_max_ms=0.0, exhausted=False,
@@ -56,6 +56,16 @@ def test_the_reports_are_written_before_the_text(
     assert document["schema"] == SCHEMA
     assert document["steps"][0]["results"]["gateway"]["ok"] == 100
     assert drawn == [args.plot]
+
+
+def test_a_run_not_clean_keeps_its_status_when_the_reader_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The write of the text itself breaks (unbuffered, as in the image, or a text past
+    the pipe's buffer): the run's 3 stands, never main's 141 for a run cut off."""
+    monkeypatch.setattr(sys, "stdout", _GoneReader())
+    args = argparse.Namespace(json=None, plot=None)
+    assert cli_bench._report(args, _result(errors=1)) == cli_bench.EXIT_NOT_CLEAN
 
 
 def test_the_text_is_written_even_when_a_report_fails(

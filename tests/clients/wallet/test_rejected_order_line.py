@@ -44,7 +44,7 @@ def test_inquire_of_a_merchant_gone_names_the_address_the_purchase_was_made_at(
                                record.short_id])  # fmt: skip
     assert (status, out) == (1, "")
     assert err == (
-        f"setpay wallet: merchant Inquiry: UNAVAILABLE at {record.merchant_target} (the "
-        "purchase's address in purchases.json; --merchant names another): is the merchant "
+        f"setpay wallet: merchant Inquiry: UNAVAILABLE at {record.merchant_target} "
+        "(merchant_target in purchases.json (--merchant names another)): is the merchant "
         "running, and reachable there?\n"
     )
