@@ -145,7 +145,7 @@ def _enum_plan(
     enums = tuple(
         (field, field.enum_type.name, frozenset(field.enum_type.values_by_number))
         for field in descriptor.fields
-        if _checked_enum(field)
+        if field.enum_type is not None and _checked_enum(field)
     )
     holders = tuple(
         field
