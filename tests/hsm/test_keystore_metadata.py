@@ -15,7 +15,7 @@ import json
 import re
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,12 +79,36 @@ def _pre_upgrade_header(directory: Path, backup: Path) -> bytes:
     return (backup / "keystore.json").read_bytes()
 
 
-def _old_keystore(directory: Path, labels: tuple[str, ...] = ("a", "b", "c")) -> list[KeyHandle]:
+#: A key of a keystore a test writes: label, usage, algorithm (as ``generate`` takes them).
+Key = tuple[str, KeyUsage, KeyAlgorithm]
+SIG: Key = ("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+KEX: Key = ("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+#: The gateway's key-exchange key, as the tests edit it to sign; and one of RSA.
+GW_KEX: Key = ("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
+GW_KEX_RSA: Key = ("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048)
+
+
+def _keystore(
+    directory: Path, *keys: Key, certified: Mapping[Key, x509.KeyUsage] | None = None
+) -> list[KeyHandle]:
+    """A keystore of ``keys``, generated in that order, those ``certified`` names with a
+    certificate of the keyUsage it gives stored beside them; closed, the keys' handles."""
     backend = SoftwareBackend.open(directory, PASSPHRASE)
-    for label in labels:
-        backend.generate(label, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    for spec in keys:
+        key = backend.generate(*spec)
+        if certified and spec in certified:
+            backend.store_certificate(key, _certificate(key.public_key, certified[spec]))
     before = backend.list_keys()
     backend.close()
+    return before
+
+
+def _old_keystore(directory: Path, labels: tuple[str, ...] = ("a", "b", "c")) -> list[KeyHandle]:
+    """A keystore of EC signing keys ``labels`` as a setpay from before authenticated
+    metadata left it; their handles."""
+    before = _keystore(
+        directory, *((label, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256) for label in labels)
+    )
     make_legacy(directory, PASSPHRASE)
     return before
 
@@ -117,10 +141,7 @@ def test_each_bound_field_edited_on_disk_is_refused_at_load(
     tmp_path: Path, field: str, value: object
 ) -> None:
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.RSA_2048)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048)
-    backend.close()
+    _keystore(directory, ("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.RSA_2048), GW_KEX_RSA)
     _edit(_meta_path(directory, "gw-kex"), **{field: value})
     with pytest.raises(PermanentBackendError, match=_altered("gw-kex") + r" \(its MAC"):
         SoftwareBackend.open(directory, PASSPHRASE)
@@ -130,11 +151,7 @@ def test_metadata_moved_onto_another_key_is_refused(tmp_path: Path) -> None:
     # The signing key's N.json and N.pub.pem put beside the key-exchange key's key file,
     # or just its public key file put beside the key-exchange key's metadata.
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    backend.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.close()
+    _keystore(directory, SIG, SIG, KEX)
     kex, sig = directory / "keys" / "kex", directory / "keys" / "sig"
     (kex / "1.pub.pem").write_bytes((sig / "2.pub.pem").read_bytes())
     with pytest.raises(PermanentBackendError, match=_altered("kex")):
@@ -151,9 +168,7 @@ def test_metadata_without_a_mac_is_refused_once_the_keystore_has_them(tmp_path: 
     # The old format, no MAC: what an attacker would write to get the old behaviour back
     # (or a process still running the code from before, making a new version).
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.close()
+    _keystore(directory, GW_KEX)
     path = _meta_path(directory, "gw-kex")
     meta = json.loads(path.read_text())
     path.write_text(legacy_meta({**meta, "usage": "signature", "kem": None}))
@@ -184,9 +199,7 @@ def test_an_upgraded_header_edited_back_to_the_old_format_is_refused(tmp_path: P
 
 def test_the_refusal_holds_nothing_of_the_key_or_the_passphrase(tmp_path: Path) -> None:
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.close()
+    _keystore(directory, GW_KEX)
     label_dir = directory / "keys" / "gw-kex"
     macs = [json.loads((label_dir / "1.json").read_text()).get("mac", "")]
     _edit(label_dir / "1.json", usage="signature", kem=None)
@@ -212,11 +225,7 @@ def test_an_old_keystore_is_refused_at_open_until_upgraded_then_works(
     tmp_path: Path, header_format: int
 ) -> None:
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048)
-    before = backend.list_keys()
-    backend.close()
+    before = _keystore(directory, ("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256), GW_KEX_RSA)
     make_legacy(directory, PASSPHRASE, header_format)
     (directory / ".lock").unlink()
     files = _files(directory)
@@ -271,10 +280,7 @@ def test_a_pre_upgrade_header_put_back_is_refused_at_open_not_silently_upgraded(
     # The review's replay: keystore.json from before the upgrade (any backup has one)
     # put back beside a key-exchange key's N.json edited, MAC dropped, to sign.
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.generate("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    backend.close()
+    _keystore(directory, KEX, SIG)
     saved_header = _pre_upgrade_header(directory, tmp_path / "backup")
     path = _meta_path(directory, "kex")
     path.write_text(
@@ -419,10 +425,7 @@ def test_a_damaged_entry_says_how_to_get_the_keystore_back(tmp_path: Path) -> No
     # The whole keystore is refused (setpay keys delete cannot open it): the remedy is a
     # backup or the operator's hands, and the refusal says which files.
     directory = tmp_path / "ks"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.close()
+    _keystore(directory, GW_KEX, GW_KEX)
     _edit(_meta_path(directory, "gw-kex", 2), usage="signature", kem=None)
     remedy = (
         r"the keystore does not open until that version's files \(2\.json, 2\.pub\.pem, "
@@ -483,24 +486,19 @@ def _certificate(public_key: PublicKey, usage: x509.KeyUsage | None) -> bytes:
     return builder.sign(issuer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-#: Keys as setpay certifies them: (label, usage, algorithm, the keyUsage setcore gives).
-CERTIFIED = (
-    ("ca", KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256, key_usage(ca=True)),
-    ("sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256, key_usage(signature=True)),
-    ("kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256, key_usage(agree=True)),
-    ("rsa-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048, key_usage(encipher=True)),
-)
+#: Keys as setpay certifies them, and the keyUsage setcore gives each one's certificate.
+CERTIFIED: dict[Key, x509.KeyUsage] = {
+    ("ca", KeyUsage.CA_SIGNING, KeyAlgorithm.EC_P256): key_usage(ca=True),
+    SIG: key_usage(signature=True),
+    KEX: key_usage(agree=True),
+    ("rsa-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.RSA_2048): key_usage(encipher=True),
+}
 
 
 def _certified_old_keystore(directory: Path) -> list[KeyHandle]:
     """An old keystore whose keys carry their certificates, and a token key without."""
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    for label, usage, algorithm, certified in CERTIFIED:
-        key = backend.generate(label, usage, algorithm)
-        backend.store_certificate(key, _certificate(key.public_key, certified))
-    backend.generate("token", KeyUsage.TOKEN_SEALING, KeyAlgorithm.EC_P256)
-    before = backend.list_keys()
-    backend.close()
+    token: Key = ("token", KeyUsage.TOKEN_SEALING, KeyAlgorithm.EC_P256)
+    before = _keystore(directory, *CERTIFIED, token, certified=CERTIFIED)
     make_legacy(directory, PASSPHRASE)
     return before
 

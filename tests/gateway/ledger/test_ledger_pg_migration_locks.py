@@ -18,6 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
@@ -46,6 +49,8 @@ VERSION_4_RUNS = "version_4_runs"
 # host's migration; that wait must outlast it this many times over.
 ROLE_LOCK_TIMEOUT_MS = 100
 ROLE_TIMEOUTS_OUTLASTED = 3
+# The requests for a lock on ``transfers`` that wait, in pg_locks.
+WAITING_ON_TRANSFERS = "FROM pg_locks WHERE NOT granted AND relation = 'transfers'::regclass"
 
 
 def _lower_the_migrations_limits(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,36 +66,62 @@ def _at_version(conninfo: str, version: int) -> None:
         PostgresLedgerStore(conninfo).close()
 
 
+def _read_one(conninfo: str, query: LiteralString) -> Any:
+    """The one value ``query`` reads, in a session of its own (as another session sees it)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
 def _version(conninfo: str) -> int:
     """The schema version committed, as another session sees it."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(_read_one(conninfo, "SELECT version FROM schema_version"))
 
 
-def _opening(conninfo: str, opened: list[PostgresLedgerStore | BaseException]) -> threading.Thread:
-    """A thread opening the store (so migrating it), started; into ``opened`` goes the
-    store or what it raised."""
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the ledger logged (the migration's warnings)."""
+    return [r.getMessage() for r in caplog.records if r.name == "setpay.ledger"]
 
-    def open_store() -> None:
+
+class _Opening:
+    """The store opening (so migrating) in a thread, started: into ``opened`` goes the
+    store or what it raised; at ``deadline`` the test stops waiting for the migration."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.opened: list[PostgresLedgerStore | BaseException] = []
+        self._thread = threading.Thread(target=self._open, args=(conninfo,), daemon=True)
+        self._thread.start()
+        self.deadline = time.monotonic() + PATIENCE_SECONDS
+
+    def _open(self, conninfo: str) -> None:
         try:
-            opened.append(PostgresLedgerStore(conninfo))
-        except BaseException as exc:  # reported by the caller's assertion
-            opened.append(exc)
+            self.opened.append(PostgresLedgerStore(conninfo))
+        except BaseException as exc:  # reported by store()'s assertion
+            self.opened.append(exc)
 
-    opener = threading.Thread(target=open_store, daemon=True)
-    opener.start()
-    return opener
+    def store(self) -> PostgresLedgerStore:
+        """The store opened, once the thread has ended (waited for within the patience)."""
+        self._thread.join(PATIENCE_SECONDS)
+        (store,) = self.opened
+        assert isinstance(store, PostgresLedgerStore), store
+        return store
+
+
+@contextmanager
+def _a_report_reading_transfers(conninfo: str) -> Iterator[None]:
+    """A report: ACCESS SHARE on ``transfers`` until its transaction ends with the block."""
+    reader = psycopg.connect(conninfo)
+    try:
+        reader.execute("SELECT count(*) FROM transfers").fetchone()
+        yield
+    finally:
+        reader.rollback()
+        reader.close()
 
 
 def _waiting_locks(conninfo: str) -> int:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'transfers'::regclass"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(_read_one(conninfo, f"SELECT count(*) {WAITING_ON_TRANSFERS}"))
 
 
 def _old_bank_read(conninfo: str) -> float:
@@ -108,30 +139,21 @@ def test_a_migration_gives_way_to_a_long_reader_and_completes_after_it(
     conninfo = pg_cluster.new_schema()
     _at_version(conninfo, 5)  # the earlier release
     _lower_the_migrations_limits(monkeypatch)
-    opened: list[PostgresLedgerStore | BaseException] = []
     caplog.set_level(logging.WARNING, logger="setpay.ledger")
-    reader = psycopg.connect(conninfo)  # a report: ACCESS SHARE until its transaction ends
-    try:
-        reader.execute("SELECT count(*) FROM transfers").fetchone()
-        opener = _opening(conninfo, opened)
-        deadline = time.monotonic() + PATIENCE_SECONDS
+    with _a_report_reading_transfers(conninfo):
+        opening = _Opening(conninfo)
         while not _waiting_locks(conninfo):  # the migration's request queues on the table
-            assert time.monotonic() < deadline, "the migration never asked for the lock"
+            assert time.monotonic() < opening.deadline, "the migration never asked for the lock"
         waits = [_old_bank_read(conninfo) for _ in range(READS)]
         assert max(waits) < MOST_WAIT_SECONDS, waits
-        assert not opened, "the migration completed while the reader held the table"
-    finally:
-        reader.rollback()
-        reader.close()
-    opener.join(PATIENCE_SECONDS)
-    (store,) = opened
-    assert isinstance(store, PostgresLedgerStore), store
+        assert not opening.opened, "the migration completed while the reader held the table"
+    store = opening.store()
     try:
         row = store.read(lambda tx: tx.one("SELECT version FROM schema_version"))
         assert row is not None and row["version"] == schema.SCHEMA_VERSION == 6
     finally:
         store.close()
-    said = [r.getMessage() for r in caplog.records if r.name == "setpay.ledger"]
+    said = _said(caplog)
     assert said, "the migration waited in silence"
     assert "table transfers" in said[0] and "55P03" in said[0], said
     assert len(said) == 1, said  # once, not at every try
@@ -139,13 +161,7 @@ def test_a_migration_gives_way_to_a_long_reader_and_completes_after_it(
 
 def _wait_on_transfers_since(conninfo: str) -> object:
     """When the wait for a lock on ``transfers`` began (None: nobody waits)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT min(waitstart) FROM pg_locks"
-            " WHERE NOT granted AND relation = 'transfers'::regclass"
-        ).fetchone()
-    assert row is not None
-    return row[0]
+    return _read_one(conninfo, f"SELECT min(waitstart) {WAITING_ON_TRANSFERS}")
 
 
 def _old_bank_write(conninfo: str, n: int) -> float:
@@ -177,48 +193,38 @@ def test_an_upgrade_keeps_the_versions_it_finished_while_a_later_one_gives_way(
         schema, "MIGRATIONS", (*schema.MIGRATIONS[:3], counted, *schema.MIGRATIONS[4:])
     )
     _lower_the_migrations_limits(monkeypatch)
-    opened: list[PostgresLedgerStore | BaseException] = []
     caplog.set_level(logging.WARNING, logger="setpay.ledger")
-    reader = psycopg.connect(conninfo)  # a report: ACCESS SHARE until its transaction ends
-    try:
-        reader.execute("SELECT count(*) FROM transfers").fetchone()
-        opener = _opening(conninfo, opened)
-        deadline = time.monotonic() + PATIENCE_SECONDS
+    with _a_report_reading_transfers(conninfo):
+        opening = _Opening(conninfo)
         while (first_wait := _wait_on_transfers_since(conninfo)) is None:
-            assert time.monotonic() < deadline, "the migration never asked for the lock"
+            assert time.monotonic() < opening.deadline, "the migration never asked for the lock"
         # Version 6 waits for the reader; 4 and 5 are committed already.
         assert _version(conninfo) == 5
         waits = [_old_bank_write(conninfo, n) for n in range(WRITES)]
         assert max(waits) < MOST_WAIT_SECONDS, waits
         # The migration gives way and asks again (a wait begun later), still at 5.
         while _wait_on_transfers_since(conninfo) in (None, first_wait):
-            assert time.monotonic() < deadline, "the migration never tried again"
+            assert time.monotonic() < opening.deadline, "the migration never tried again"
         assert _version(conninfo) == 5
-        assert not opened, "the migration completed while the reader held the table"
-    finally:
-        reader.rollback()
-        reader.close()
-    opener.join(PATIENCE_SECONDS)
-    (store,) = opened
-    assert isinstance(store, PostgresLedgerStore), store
-    store.close()
+        assert not opening.opened, "the migration completed while the reader held the table"
+    opening.store().close()
     assert _version(conninfo) == schema.SCHEMA_VERSION == 6
     with psycopg.connect(conninfo, autocommit=True) as conn:
         runs = conn.execute(f"SELECT last_value, is_called FROM {VERSION_4_RUNS}").fetchone()
     assert runs == (1, True), f"version 4 ran {runs[0] if runs and runs[1] else 0} times"
-    said = [r.getMessage() for r in caplog.records if r.name == "setpay.ledger"]
+    said = _said(caplog)
     assert len(said) == 1 and "table transfers" in said[0], said
 
 
 def _advisory_wait_seconds(conninfo: str) -> float:
     """How long the longest wait for an advisory lock has lasted so far (0: none)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(
+    return float(
+        _read_one(
+            conninfo,
             "SELECT coalesce(extract(epoch FROM clock_timestamp() - min(waitstart)), 0)"
-            " FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        ).fetchone()
-    assert row is not None
-    return float(row[0])
+            " FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        )
+    )
 
 
 def test_a_lock_timeout_of_the_role_does_not_cut_short_the_wait_for_the_migration_lock(
@@ -228,21 +234,18 @@ def test_a_lock_timeout_of_the_role_does_not_cut_short_the_wait_for_the_migratio
     # any statement of the migration ran): it rolled back, blamed "table (the one ''
     # locks)" and tried again, at every try.
     conninfo = pg_cluster.new_schema({"lock_timeout": str(ROLE_LOCK_TIMEOUT_MS)})
-    opened: list[PostgresLedgerStore | BaseException] = []
     caplog.set_level(logging.WARNING, logger="setpay.ledger")
     outlast = ROLE_TIMEOUTS_OUTLASTED * ROLE_LOCK_TIMEOUT_MS / 1000
     with psycopg.connect(conninfo, autocommit=True) as other, other.transaction():
         # Another host migrating: it holds the migration lock.
         other.execute("SELECT pg_advisory_xact_lock(%s)", (postgres_migration.MIGRATION_LOCK_KEY,))
-        opener = _opening(conninfo, opened)
-        deadline = time.monotonic() + PATIENCE_SECONDS
+        opening = _Opening(conninfo)
         while _advisory_wait_seconds(conninfo) < outlast:  # one wait, not one per try
-            assert time.monotonic() < deadline, "the wait for the migration lock was cut short"
-        assert not opened
-    opener.join(PATIENCE_SECONDS)
-    (store,) = opened
-    assert isinstance(store, PostgresLedgerStore), store
-    store.close()
+            assert time.monotonic() < opening.deadline, (
+                "the wait for the migration lock was cut short"
+            )
+        assert not opening.opened
+    opening.store().close()
     assert _version(conninfo) == schema.SCHEMA_VERSION
-    said = [r.getMessage() for r in caplog.records if r.name == "setpay.ledger"]
+    said = _said(caplog)
     assert not said, said

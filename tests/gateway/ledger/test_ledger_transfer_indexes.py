@@ -8,11 +8,7 @@ either store, with its books intact and its reversals still found by that index.
 
 from __future__ import annotations
 
-import re
-import sqlite3
 from pathlib import Path
-
-import psycopg
 
 from gateway.ledger import (
     Authorized,
@@ -24,7 +20,6 @@ from gateway.ledger import (
     PostingOutcome,
     ReversalItem,
     SqliteLedgerStore,
-    settlement,
 )
 from gateway.ledger.schema import SCHEMA_VERSION
 from tests.gateway.ledger.ledger_support import (
@@ -39,6 +34,7 @@ from tests.gateway.ledger.ledger_support import (
     postgres_backend,
     sqlite_backend,
 )
+from tests.gateway.ledger.plan_support import postgres_original_plan, sqlite_original_plan
 
 DROPPED = "transfers_by_hold"
 
@@ -122,16 +118,7 @@ def test_sqlite_finds_a_migrated_ledgers_original_by_its_request(
     path = tmp_path / "ledger.db"
     _a_ledger_of_version_5(sqlite_backend(path), keys, clock)
     SqliteLedgerStore(path).close()  # migrates
-    conn = sqlite3.connect(path)
-    try:
-        plan = " | ".join(
-            str(row[3])
-            for row in conn.execute(
-                f"EXPLAIN QUERY PLAN {settlement._ORIGINAL}", ("hold", "capture", b"rrpid")
-            )
-        )
-    finally:
-        conn.close()
+    plan = sqlite_original_plan(path)
     assert "SEARCH t USING INDEX transfers_by_request (hold_id=?" in plan, plan
 
 
@@ -141,17 +128,6 @@ def test_postgres_finds_a_migrated_ledgers_original_by_its_request(
     conninfo = pg_cluster.new_schema()
     _a_ledger_of_version_5(postgres_backend(conninfo), keys, clock)
     PostgresLedgerStore(conninfo).close()  # migrates
-    numbered = iter(range(1, 4))
-    query = re.sub(r"\?", lambda _: f"${next(numbered)}", settlement._ORIGINAL)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        # As in test_ledger_query_plans: the generic plan of the store's prepared
-        # statement, scans priced out to show which index serves.
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute("SET enable_seqscan = off")
-        conn.execute(f"PREPARE original(text, text, bytea) AS {query}".encode())
-        rows = conn.execute(
-            b"EXPLAIN EXECUTE original('hold', 'capture', '\\x00'::bytea)"
-        ).fetchall()
-    plan = " | ".join(str(row[0]) for row in rows)
+    plan = postgres_original_plan(conninfo, "capture")
     assert "transfers_by_request" in plan, plan
     assert DROPPED not in plan, plan
