@@ -1,4 +1,4 @@
-"""Fixtures for the merchant's tests: its store on a file of the test's own."""
+"""Fixtures for the merchant's tests: its store on a file of the test's own, its metrics page."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.merchant import metrics
 from clients.merchant.store import MerchantStore
 
 
@@ -16,3 +17,13 @@ def store(tmp_path: Path) -> Iterator[MerchantStore]:
     made = MerchantStore(tmp_path / "merchant.db")
     yield made
     made.close()
+
+
+@pytest.fixture
+def page(store: MerchantStore, tmp_path: Path) -> Iterator[int]:
+    """Metrics on for a merchant whose store is ``store``; the page's port."""
+    endpoint = metrics.start(tmp_path / "merchant.db", "127.0.0.1", 0)
+    try:
+        yield endpoint.port
+    finally:
+        endpoint.close()

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -31,7 +30,6 @@ from clients.merchant.gateway_client import served
 from clients.merchant.metrics_labels import OTHER
 from clients.merchant.records import Operation, OperationKind, OperationState, OrderState
 from clients.merchant.runtime import Merchant
-from clients.merchant.store import MerchantStore
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, PeerError, fail
 from setcore.gateway_admin import GatewayCertificate
@@ -259,16 +257,6 @@ def test_a_signed_error_of_a_later_code_leaves_the_operation_sent(
     monkeypatch.undo()
     (answered,) = merchant.settlement.resume()
     assert (answered.rrpid, answered.state) == (waiting.rrpid, OperationState.SUCCEEDED)
-
-
-@pytest.fixture
-def page(store: MerchantStore, tmp_path: Path) -> Iterator[int]:
-    """Metrics on for a merchant whose store is ``store``; the page's port."""
-    endpoint = metrics.start(tmp_path / "merchant.db", "127.0.0.1", 0)
-    try:
-        yield endpoint.port
-    finally:
-        endpoint.close()
 
 
 def test_a_later_error_code_is_counted_as_other(page: int) -> None:

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import cast
 
 import grpc
@@ -22,11 +21,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from clients.merchant import metrics
 from clients.merchant import servicer as servicer_module
 from clients.merchant.checkout import Checkout
 from clients.merchant.servicer import MerchantServicer, ServerSettings, start_server
-from clients.merchant.store import MerchantStore
 from hsm.software import SoftwareBackend
 from setcore.admission import SHED_DETAILS, SHED_RETRY_SECONDS
 from setcore.credentials import Credentials
@@ -87,13 +84,6 @@ class _Served:
         self.checkout.release.set()
         self.channel.close()
         self.server.stop(None).wait()
-
-
-@pytest.fixture
-def page(store: MerchantStore, tmp_path: Path) -> Iterator[int]:
-    endpoint = metrics.start(tmp_path / "merchant.db", "127.0.0.1", 0)
-    yield endpoint.port
-    endpoint.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,16 +38,6 @@ UNVERIFIED = "setpay_merchant_requests_unverified"
 # A method name, an error code and a status a peer could make up, with a PAN's shape
 # (built here: no project file holds such a run of digits).
 MADE_UP = "Evil-" + "4" * 16
-
-
-@pytest.fixture
-def page(store: MerchantStore, tmp_path: Path) -> Iterator[int]:
-    """Metrics on for a merchant whose store is ``store``; the page's port."""
-    endpoint = metrics.start(tmp_path / "merchant.db", "127.0.0.1", 0)
-    try:
-        yield endpoint.port
-    finally:
-        endpoint.close()
 
 
 class _Context:
