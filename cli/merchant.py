@@ -28,9 +28,10 @@ operations exits 5, each difference printed (``cli.merchant_batch``); a settleme
 command or a batch open, close or purge whose outcome is unknown (no answer, one that
 did not verify, or the merchant's own keys or database failing on it) exits 4: the
 request stays sent, and ``serve`` sends the same request again, as does the same batch
-command given again. ``orders`` marks an authorization or
-an operation whose answers did not verify, with when ``serve`` asks again
-(``clients.merchant.outcome``): something needs mending. ``forget-gateway`` clears the
+command given again; so does a registration or renewal answered with a CertStatus this
+release does not know (nothing installed; an upgraded setpay asks again). ``orders`` marks
+an authorization or an operation whose answers did not verify, with when ``serve`` asks
+again (``clients.merchant.outcome``): something needs mending. ``forget-gateway`` clears the
 gateway the merchant takes answers from (the one its first PCertRes named, kept in its
 database), for a merchant that changed gateways on purpose: run it with ``serve``
 stopped; the next start takes the gateway that answers its first PCertReq. A file the

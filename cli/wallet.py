@@ -36,7 +36,10 @@ or malformed); 3 a registration or renewal the Cardholder CA pends (run ``regist
 ``renew`` again later); 4 a purchase whose outcome is unknown: its request left and no
 answer the wallet could verify came back (none, one whose checks failed, or one it could
 not record), so the card may be authorized; the purchase stays recorded as SENT, and
-``setpay wallet inquire ORDER`` asks the merchant what became of it.
+``setpay wallet inquire ORDER`` asks the merchant what became of it; 4 too for a
+registration or renewal the Cardholder CA answered with a status this release does not
+know (pended or refused, it cannot tell): nothing is installed, the request is kept,
+and ``register`` or ``renew`` asks about it again once setpay is upgraded.
 """
 
 from __future__ import annotations
@@ -52,7 +55,13 @@ from pathlib import Path
 from cli.currency import currency_code
 from cli.number_options import integer, read_whole, shown
 from cli.party_options import UsageError, parse_form, pin_root
-from clients.errors import ClientError, ConfigError, PurchaseOutcomeUnknown, RegistrationError
+from clients.errors import (
+    ClientError,
+    ConfigError,
+    PurchaseOutcomeUnknown,
+    RegistrationError,
+    RegistrationOutcomeUnknown,
+)
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
 from clients.wallet.purchases import REFUSED, Initiation, PurchaseBook, PurchaseRecord
@@ -103,7 +112,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             f'pin-source (keys = "soft:keys", the default) reads its passphrase from '
             f"${KEYSTORE_PASSPHRASE_ENV}. Exit status: 0 done, 1 refused or failed, 2 usage "
             f"error, 3 registration or renewal pended (run it again later), 4 purchase outcome "
-            f"unknown (the card may be authorized: run setpay wallet inquire ORDER)."
+            f"unknown (the card may be authorized: run setpay wallet inquire ORDER), or a "
+            f"registration or renewal answered with a status this release does not know "
+            f"(upgrade setpay, then run it again)."
         ),
     )
     p.add_argument(
@@ -476,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"setpay wallet: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except PurchaseOutcomeUnknown as exc:
+    except (PurchaseOutcomeUnknown, RegistrationOutcomeUnknown) as exc:
         print(f"setpay wallet: {exc}", file=sys.stderr)
         return EXIT_OUTCOME_UNKNOWN
     except (ClientError, SetcoreError, KeyBackendError, ValueError, OSError) as exc:

@@ -8,9 +8,13 @@
     │   │                    level, after the bounded retries; carries the status name
     │   └── NotRead          the peer read none of it: every attempt shed unread
     ├── OutcomeUnknown       the gateway's answer to a stored request never came, could
-    │                        not be verified, or could not be opened or saved here:
-    │                        whether it applied the request is unknown, the request
-    │                        stays pending and goes again, byte for byte
+    │   │                    not be verified, or could not be opened or saved here:
+    │   │                    whether it applied the request is unknown, the request
+    │   │                    stays pending and goes again, byte for byte
+    │   └── RegistrationOutcomeUnknown
+    │                        the CA's verified answer to a certificate request carries a
+    │                        CertStatusCode this release does not know: pended or
+    │                        refused, nothing is installed, the request stays pending
     ├── PurchaseOutcomeUnknown
     │                        the wallet's PReq left and no answer it could verify came
     │                        back: the card may be authorized; the purchase stays SENT
@@ -72,6 +76,20 @@ class OutcomeUnknown(ClientError):
 
     def __init__(self, what: str, reason: str, cause: Exception) -> None:
         super().__init__(f"{what}: outcome unknown, will retry ({reason})")
+        self.cause = cause
+
+
+class RegistrationOutcomeUnknown(OutcomeUnknown):
+    """The CA's answer to a certificate request verified as every answer is, but its
+    CertStatusCode is one this release does not define (a CA of a later release): the CA
+    may have pended the request or refused it. Neither is assumed: no certificate is
+    installed, and the request stays pending (nothing asks again by itself), so that
+    the same request is read again by a release that knows the status. ``status``: the
+    code; ``cause``: setcore's ``CertStatusUnknown``."""
+
+    def __init__(self, message: str, status: int, cause: Exception) -> None:
+        ClientError.__init__(self, message)
+        self.status = status
         self.cause = cause
 
 

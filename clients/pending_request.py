@@ -9,20 +9,32 @@ the CertReq is unanswered its exact bytes (``cert_request``) with ``rrpid`` and
 Errors: a record that cannot be read raises ``KeyError``, ``ValueError``, ``TypeError``
 or protobuf's ``DecodeError``, which each caller turns into its ``RegistrationError``; a
 CA certificate that no longer verifies raises the trust store's error.
+
+A CA answer whose CertStatusCode this release does not know (``CertStatusUnknown``,
+raised once every other check of the answer passed) leaves the record as it is: both
+requesters' ``register`` and ``renew`` report it as ``RegistrationOutcomeUnknown``
+(``unknown_status_reported``), never as a refusal or a pended request, and install
+nothing. The next run sends the kept request again (or asks with CertInq), as for a
+lost answer, and reads the CA's answer to it: once setpay is upgraded, as what it is.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
+from clients.errors import RegistrationOutcomeUnknown
 from setcore.error_message import request_digest
 from setcore.freshness import new_id
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
-from setcore.registration_certreq import Exchange
+from setcore.registration_certreq import CertStatusUnknown, Exchange
 from setpay.v1 import registration_pb2
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def resumed_exchange(
@@ -45,3 +57,39 @@ def resumed_exchange(
         base64.b64decode(record["lid_ca"]), ca, request_digest=sent,
     )  # fmt: skip
     return exchange, request
+
+
+def unknown_status_message(ca: str, status_name: str, command: str, kept: str) -> str:
+    """What the user is told of a verified CertRes of an unknown status: the code, that
+    the outcome is unknown and nothing was installed, and what to do."""
+    return (
+        f"the {ca} answered the certificate request with {status_name}, a status this "
+        "release of setpay does not know: the outcome is unknown (the CA may have pended "
+        "or refused the request) and no certificate was installed. Upgrade setpay, then "
+        f"run `{command}` again: the pending request is kept in {kept}, so the same "
+        "request is asked about again and the CA's answer to it read"
+    )
+
+
+def unknown_status_reported(
+    ca: str, program: str, kept: str
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorates a registrar's ``register`` or ``renew``: ``CertStatusUnknown`` from it
+    becomes ``RegistrationOutcomeUnknown`` naming the code, the ``ca`` (``Merchant CA``),
+    the command to run again (``program`` and the method's name) and where the request
+    is ``kept``. Nothing else is done: the record stays as the method left it."""
+
+    def decorate(run: Callable[P, R]) -> Callable[P, R]:
+        command = f"{program} {run.__name__}"
+
+        @functools.wraps(run)
+        def reported(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return run(*args, **kwargs)
+            except CertStatusUnknown as exc:
+                message = unknown_status_message(ca, exc.status_name, command, kept)
+                raise RegistrationOutcomeUnknown(message, exc.status, exc) from exc
+
+        return reported
+
+    return decorate

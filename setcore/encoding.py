@@ -141,7 +141,7 @@ def _enum_plan(
     """The enum fields of a message type, with their defined numbers, and the message
     fields under which an enum field may sit (the rest need no look). A peer's result
     codes (``enum_names.RESULT_CODES``) are not checked: a later release may add to them,
-    and their readers take any code but the success one for a refusal."""
+    and their readers never take an unknown one for success (``enum_names`` says how)."""
     enums = tuple(
         (field, field.enum_type.name, frozenset(field.enum_type.values_by_number))
         for field in descriptor.fields

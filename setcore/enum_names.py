@@ -9,7 +9,10 @@ value?", so an unknown code reads as "no": a final refusal of what was asked, ne
 approval (the wallet, for which a CompletionCode's "no" could make a cardholder pay
 twice, reads an unknown one as "outcome unknown" instead, and so do both for an
 unknown ErrorCode of a signed Error, which could mean "failed after acting" as
-UNSPECIFIED_FAILURE does). Every other enum (what a
+UNSPECIFIED_FAILURE does). A CertStatusCode is read as neither: an unknown one could
+mean "pended" as well as "refused", so it is an outcome unknown, once the rest of the
+CA's answer is verified (``setcore.registration_certreq.CertStatusUnknown``). Every
+other enum (what a
 request asks for: a batch operation, a request type) stays refused when undefined, since
 the receiver would have to act on it.
 
@@ -42,15 +45,17 @@ from setpay.v1 import (
     error_pb2,
     gateway_admin_pb2,
     purchase_pb2,
+    registration_pb2,
 )
 
 __all__ = ["RESULT_CODES", "code_name", "is_known"]
 
 #: The full names of the enums a peer answers with (an answer's result code or reason, a
-#: SET Error's code): a peer of a later release may send values this build does not
-#: define. CertStatusCode is not among them: the CA's answer is read by
-#: ``setcore.registration_certreq``, which still refuses a status it does not know (an
-#: unknown status could as well mean "pended" as "refused").
+#: SET Error's code, a CA's CertStatusCode): a peer of a later release may send values
+#: this build does not define. An unknown CertStatusCode is not read as a refusal (it
+#: could as well mean "pended" as "refused"): ``setcore.registration_certreq`` runs every
+#: other check of the CA's answer first, then raises ``CertStatusUnknown``, which the
+#: requesters report as an outcome unknown, installing nothing and keeping the request.
 RESULT_CODES: frozenset[str] = frozenset(
     enum.DESCRIPTOR.full_name
     for enum in (
@@ -63,6 +68,7 @@ RESULT_CODES: frozenset[str] = frozenset(
         gateway_admin_pb2.PCertCode,
         gateway_admin_pb2.BatchAdminStatus,
         purchase_pb2.CompletionCode,
+        registration_pb2.CertStatusCode,
     )
 )
 

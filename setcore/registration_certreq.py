@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hsm.base import KemAlgorithm, KeyBackend, KeyHandle, PublicKey
 from setcore.credentials import Credentials
 from setcore.encoding import content_type_of, digest, parse_strict, thumbprint
+from setcore.enum_names import code_name
 from setcore.envelope import Recipient, open_sealed, seal
-from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
+from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, SetcoreError, fail
 from setcore.freshness import (
     check_date,
     check_echo,
@@ -317,6 +318,23 @@ class Exchange:
     request_digest: bytes = b""
 
 
+class CertStatusUnknown(SetcoreError):
+    """Our CA's answer to our request, verified as every answer is (signature, RRPID,
+    header, Chall-EE3, LIDs, Thumbs), carries a CertStatusCode this release does not
+    define: a CA of a later release. It may have pended the request or refused it, and
+    nothing here can tell which, so the answer is neither: the requester installs nothing
+    and keeps its request, for a release that knows the status to read the same answer.
+    ``status``: the code, named as ``setcore.enum_names.code_name`` names it."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.status_name = code_name(registration_pb2.CertStatusCode, status)
+        super().__init__(
+            f"the CA answered {self.status_name}, a status this release does not know: "
+            "the outcome of the request is unknown"
+        )
+
+
 def open_cert_result(
     signed: crypto_pb2.Signed,
     plain: common_pb2.Header,
@@ -328,7 +346,9 @@ def open_cert_result(
     """Verify CertResData: signed by our CA, answering our request with our challenge.
 
     ``plain`` is the answer's header: it may name the signed RRPID and nothing else. A
-    DECRYPTION_ERROR answer names only the RRPID (the CA could read nothing else).
+    DECRYPTION_ERROR answer names only the RRPID (the CA could read nothing else). A
+    status this release does not define raises ``CertStatusUnknown``, after every other
+    check passed: a forged or misdirected answer is refused as any other is.
     """
     trust.update_from_bundle(signed.bundle, at)
     resolve = signer(trust, exchange.ca.certificate_type, only=exchange.ca.thumbprint, at=at)
@@ -337,8 +357,8 @@ def open_cert_result(
     check_header_without_transaction(plain, data.rrpid)
     check_rrpid(exchange.rrpid, data.rrpid)
     status = data.cert_status.cert_status_code
-    if status not in CERT_STATUS_NAMES:
-        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unknown CertStatusCode")
+    if status == registration_pb2.CERT_STATUS_CODE_UNSPECIFIED:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "unspecified CertStatusCode")
     if len(data.cert_status.ee_message) > MAX_EE_MESSAGE_CHARS:
         reason = f"EEMessage over {MAX_EE_MESSAGE_CHARS} characters"
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, reason)
@@ -348,6 +368,10 @@ def open_cert_result(
     if data.lid_ee != exchange.lid_ee or data.lid_ca != exchange.lid_ca:
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "CertRes for another registration")
     check_thumbs_echo(exchange.thumbs, data.thumbs)
+    if status not in CERT_STATUS_NAMES:
+        # Only now, the answer being our CA's to this very request: a later release's
+        # status, which no reader here may take for a refusal or a pended request.
+        raise CertStatusUnknown(status)
     return data
 
 
@@ -439,6 +463,7 @@ __all__ = [
     "CERT_RES_CT",
     "CertAnswer",
     "CertRequestEnvelope",
+    "CertStatusUnknown",
     "Exchange",
     "OpenedCertRequest",
     "ProvenKeys",

@@ -354,7 +354,8 @@ def open_merchant_cert_response(
     *,
     at: datetime | None = None,
 ) -> MerchantCertificates:
-    """Verify CertRes: our CA, our request; the certificates certify our keys and name us."""
+    """Verify CertRes: our CA, our request; the certificates certify our keys and name us.
+    ``CertStatusUnknown`` for a status this release does not define (``open_cert_result``)."""
     kind = request_kind(state.request_type)
     if response.WhichOneof("result") == "error":
         ex = state.exchange

@@ -26,7 +26,7 @@ account, stops: the next ``register`` needs them again); unless the resend was a
 with a CertRes refusing it: the CA's decision of this request (it keeps only the requests
 it certified), raised as the refusal it is. A verified refusal of a first
 send (a CertStatus other than complete, or the CA's Error to the CertReq) removes it
-too.
+too; a CertStatus this release does not know keeps it (``clients.pending_request``).
 
 ``renew`` makes new versions of both keys and asks for a renewal, signed by the new
 signature key and by the current one (SET-PROTOCOL.md 4.3 rule 2). The merchant uses the
@@ -73,6 +73,7 @@ from clients.merchant.registration_pending import (
     resumed_state,
     save_pending,
 )
+from clients.pending_request import unknown_status_reported
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from setcore.credentials import Credentials, KeyExchangeChooser
@@ -124,6 +125,9 @@ PENDED_POLL_SECONDS = 1.0
 LID_BYTES = 16
 # The CA holds no request of this registration: nothing was certified.
 NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
+# A verified CertRes of a status this release does not know: outcome unknown, the
+# request kept in registration.json, nothing installed (``clients.pending_request``).
+_UNKNOWN_STATUS = unknown_status_reported("Merchant CA", "setpay merchant", PENDING_FILE)
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,7 @@ class MerchantRegistrar:
         # What the request under way was made with beyond merchant.toml, recorded with it.
         self._made_with: frozenset[str] = frozenset()
 
+    @_UNKNOWN_STATUS
     def register(
         self,
         profile: Profile,
@@ -270,6 +275,7 @@ class MerchantRegistrar:
         self._made_with = given
         return self._send(cert_request, state)
 
+    @_UNKNOWN_STATUS
     def renew(self, profile: Profile) -> Registered:
         """Renew both certificates with new keys, proving the current signature key; the
         current certificates stay in use until the new ones are stored."""

@@ -22,7 +22,8 @@ the wallet holds, or the pended status). A CertInq answered UNKNOWN_LID means th
 holds no request for this registration: the CertReq never arrived, or the CA refused it
 more than its retention ago (a refusal is kept only as its stored answer). Nothing was
 certified either way: the pending state is discarded and the registration starts over
-with a new key. Any other refusal leaves the pending state for a later run.
+with a new key. Any other refusal leaves the pending state for a later run, as does
+an answer of a CertStatus this release does not know (``clients.pending_request``).
 
 The card's enrolment code (from the issuer's card file) fills the CA's form field for
 it, and is sealed with the card: renewals need it too (``gateway.ca.enrolment``).
@@ -57,6 +58,7 @@ from clients.identity import (
     read_certificates,
     write_certificates,
 )
+from clients.pending_request import unknown_status_reported
 from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
 from clients.wallet.credentials import card_credentials
@@ -123,6 +125,9 @@ _UNUSABLE: dict[int, str] = {
     ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE: "revoked",
     ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE: "expired",
 }
+# A verified CertRes of a status this release does not know: outcome unknown, the
+# request kept in the card file, nothing installed (``clients.pending_request``).
+_UNKNOWN_STATUS = unknown_status_reported("Cardholder CA", "setpay wallet", "the sealed card file")
 _REGISTER_AGAIN = (
     "it cannot be renewed; register the card again with `setpay wallet register --card "
     "CARD.json` (the file of the card the bank issued in its place, if it did)"
@@ -206,6 +211,7 @@ class CardholderRegistrar:
         )
         return current, self._unusable(current.signature_cert)
 
+    @_UNKNOWN_STATUS
     def register(
         self,
         pan: PAN,
@@ -277,6 +283,7 @@ class CardholderRegistrar:
         result = open_card_cert_response(self._authority.cert(request), state, self._trust)
         return self._finish(result, state, None)
 
+    @_UNKNOWN_STATUS
     def renew(
         self,
         profile: Profile,

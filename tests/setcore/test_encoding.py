@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 
 from setcore.encoding import (
     MAX_MESSAGE_BYTES,
@@ -17,7 +19,6 @@ from setpay.v1 import (
     common_pb2,
     gateway_admin_pb2,
     purchase_pb2,
-    registration_pb2,
 )
 
 from .refusals import code_name
@@ -70,24 +71,54 @@ def test_unknown_nested_field_is_refused() -> None:
     assert "setpay.v1.OIData.trans_ids" in str(exc.value)  # the path of the unknown field
 
 
+def _nested_enum_message() -> type[Message]:
+    """``setpay.test.Outer``: an enum field of no peer's result codes one message down,
+    once and repeated. No setpay message holds one (CertResData's CertStatusCode, the one
+    there was, is a result code now), so the walk below the top is tested on this one."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="setpay_test_nested_enum.proto", package="setpay.test", syntax="proto3"
+    )
+    kinds = file.enum_type.add(name="Kind")
+    kinds.value.add(name="KIND_UNSPECIFIED", number=0)
+    kinds.value.add(name="KIND_ONE", number=1)
+    field = descriptor_pb2.FieldDescriptorProto
+    inner = file.message_type.add(name="Inner")
+    inner.field.add(name="kind", number=1, type=field.TYPE_ENUM, type_name=".setpay.test.Kind")
+    outer = file.message_type.add(name="Outer")
+    for number, (name, label) in enumerate(
+        (("inner", field.LABEL_OPTIONAL), ("inners", field.LABEL_REPEATED)), start=1
+    ):
+        outer.field.add(
+            name=name, number=number, label=label, type=field.TYPE_MESSAGE,
+            type_name=".setpay.test.Inner",
+        )  # fmt: skip
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("setpay.test.Outer"))
+
+
 def test_an_enum_value_the_schema_does_not_define_is_refused_at_any_depth() -> None:
     # proto3 keeps an undefined enum value as a bare number; the code reading it would act
     # on a value it does not know (a batch operation, a request type). A peer's result
-    # codes are the exception, read as refusals (``test_enum_names``).
+    # codes are the exception, never read as an approval (``test_enum_names``).
     top = gateway_admin_pb2.BatchAdminReqData(
         content_type="setpay.v1.BatchAdminReqData",
         batch_operation=999,  # type: ignore[arg-type]
     )
     kind = capture_pb2.CapRevOrCredReqData(content_type="setpay.v1.CapRevOrCredReqData")
     kind.kind = 999  # type: ignore[assignment]
-    nested = registration_pb2.CertResData(content_type="setpay.v1.CertResData")
-    nested.cert_status.cert_status_code = 999  # type: ignore[assignment]
+    outer_class = _nested_enum_message()
+    nested, repeated = outer_class(), outer_class()
+    nested.inner.kind = 999  # type: ignore[attr-defined]
+    repeated.inners.add(kind=1)  # type: ignore[attr-defined]
+    repeated.inners.add(kind=999)  # type: ignore[attr-defined]
+    assert parse_strict(outer_class, outer_class(inners=[{"kind": 1}]).SerializeToString())
     cases = [
         (gateway_admin_pb2.BatchAdminReqData, top, "setpay.v1.BatchAdminReqData.batch_operation"),
         (capture_pb2.CapRevOrCredReqData, kind, "setpay.v1.CapRevOrCredReqData.kind"),
-        (registration_pb2.CertResData, nested,
-         "setpay.v1.CertResData.cert_status.cert_status_code"),
-    ]  # fmt: skip
+        (outer_class, nested, "setpay.test.Outer.inner.kind"),
+        (outer_class, repeated, "setpay.test.Outer.inners.kind"),
+    ]
     for message_class, message, path in cases:
         with pytest.raises(ProtocolError) as exc:
             parse_strict(message_class, message.SerializeToString())

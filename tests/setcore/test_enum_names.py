@@ -23,6 +23,7 @@ from setpay.v1 import (
     error_pb2,
     gateway_admin_pb2,
     purchase_pb2,
+    registration_pb2,
 )
 
 from .certified import Certified
@@ -52,7 +53,7 @@ def test_the_name_of_an_undefined_value_is_never_a_real_one() -> None:
         authorization_pb2.AuthCode, authorization_pb2.RespReason, authorization_pb2.AuthRevCode,
         authorization_pb2.CapCode, capture_pb2.CapRevOrCredCode, error_pb2.ErrorCode,
         gateway_admin_pb2.PCertCode, gateway_admin_pb2.BatchAdminStatus,
-        purchase_pb2.CompletionCode,
+        purchase_pb2.CompletionCode, registration_pb2.CertStatusCode,
     ]  # fmt: skip
     assert {enum.DESCRIPTOR.full_name for enum in enums} == RESULT_CODES
     for enum in enums:
@@ -80,7 +81,9 @@ def _answers_with_later_codes() -> list[tuple[type[Message], Message]]:
     batch.status = LATER  # type: ignore[assignment]
     pres = purchase_pb2.PResData(content_type="setpay.v1.PResData")
     pres.payloads.add(completion_code=LATER, auth_code=LATER)
-    messages: list[Message] = [auth, rev, cap, credit, error, pcert, batch, pres]
+    cert = registration_pb2.CertResData(content_type="setpay.v1.CertResData")
+    cert.cert_status.cert_status_code = LATER  # type: ignore[assignment]
+    messages: list[Message] = [auth, rev, cap, credit, error, pcert, batch, pres, cert]
     return [(type(message), message) for message in messages]
 
 

@@ -277,7 +277,7 @@ def test_a_cert_res_with_an_unspecified_status_is_refused(world: World) -> None:
     card = _CardRequest(world)
     response = card.response(None, status=S.CERT_STATUS_CODE_UNSPECIFIED)
     reason = refused(DECODING_FAILURE, open_card_cert_response, response, card.state, card.trust)
-    assert reason == "unknown CertStatusCode"
+    assert reason == "unspecified CertStatusCode"
 
 
 # --- the CA's text, bounded -----------------------------------------------------------
