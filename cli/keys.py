@@ -25,9 +25,11 @@ uses (one a demo's bank, gone since, left keys on): nothing is locked or checked
 ``upgrade-keystore`` is the only way a keystore from before authenticated key metadata
 opens again (``hsm.keystore_upgrade`` says why no open upgrades it): it prints every key
 version as ``list`` does, warns when some had a MAC already, names those with no
-certificate to check their metadata against, and refuses if a certificate disagrees;
-with ``--yes`` it then gives each its MAC, and without, writes nothing (every other
-command refuses such a keystore, so this dry run is where the operator checks it).
+certificate to check their metadata against, and refuses if a certificate disagrees
+(public key and key usage, checked by ``hsm``; the KEM, checked here against SET's
+kemAlgorithm extension, which ``hsm`` does not read); with ``--yes`` it then gives each
+its MAC, and without, writes nothing (every other command refuses such a keystore, so
+this dry run is where the operator checks it).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cli.fingerprint import colon_hex
@@ -47,7 +50,7 @@ from cli.number_options import whole
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
 from hsm.keystore import Keystore
-from hsm.keystore_upgrade import Upgrade
+from hsm.keystore_upgrade import Upgrade, refuse_disagreements
 from hsm.pinsource import PinSource
 from hsm.policy import PRIVATE_KEY_TYPES, public_key_der
 from hsm.uri import SoftwareKeyURI, describe_uri, open_backend, parse_key_uri
@@ -279,6 +282,7 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
         directory = parsed.directory
 
         def show(plan: Upgrade) -> None:
+            _check_certified_kems(plan)  # first: a refusal shows nothing, writes nothing
             if plan.authenticated:
                 names = _versions(plan.authenticated)
                 print(
@@ -293,7 +297,8 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
             checked = [key for key in plan.keys if key not in plan.uncertified]
             if checked:
                 print(
-                    f"agrees with its certificate (public key, key usage): {_versions(checked)}",
+                    "agrees with its certificate (public key, key usage, KEM): "
+                    + _versions(checked),
                     file=out,
                 )
             if plan.uncertified:
@@ -319,6 +324,43 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
         file=out,
     )
     return 0
+
+
+def _check_certified_kems(plan: Upgrade) -> None:
+    """Refuse the upgrade, as ``hsm`` refuses a disagreeing key usage, if a version's
+    metadata names another key transport than its certificate's kemAlgorithm."""
+    found = []
+    for key, der in plan.certificates:
+        reason = _kem_disagreement(key, der) if der is not None else None
+        if reason is not None:
+            found.append((key, reason))
+    refuse_disagreements(found)
+
+
+def _kem_disagreement(key: KeyHandle, der: bytes) -> str | None:
+    """What certificate ``der`` says against the KEM ``key``'s metadata records; None if
+    they agree.
+
+    setpay's CAs name the KEM on every key-exchange certificate, and on no other (peers
+    refuse one without it): so a certificate without the extension agrees only with
+    metadata naming no KEM, its absence being a missing fact, refused as ``hsm`` refuses
+    a certificate without keyUsage.
+    """
+    # Imported here: only an upgrade reads SET's extensions, and setcore.pki loads much of
+    # setcore and protobuf, which no other keys command needs.
+    from setcore.errors import SetcoreError  # noqa: PLC0415
+    from setcore.pki.extensions import read_kem  # noqa: PLC0415
+
+    try:
+        certified = read_kem(x509.load_der_x509_certificate(der))
+    except (ValueError, SetcoreError):
+        return "its certificate's kemAlgorithm extension is not one setpay can read"
+    if certified is key.kem:
+        return None
+    says = f"says KEM {key.kem.value}" if key.kem is not None else "names no KEM"
+    if certified is None:
+        return f"the metadata {says}, its certificate has no kemAlgorithm"
+    return f"the metadata {says}, its certificate's kemAlgorithm is {certified.value}"
 
 
 def _versions(keys: Iterable[KeyHandle]) -> str:

@@ -166,10 +166,10 @@ class Keystore:
                     handle = checked_handle(keystore._secrets, entry, *found, upgrading=True)
                     checked.append((handle, path, found[1], found[0].get("format") == FORMAT))
             keys = tuple(handle for handle, *_ in checked)
-            uncertified = check_certificates([(k, keystore.read_certificate(k)) for k in keys])
+            certified = check_certificates([(k, keystore.read_certificate(k)) for k in keys])
             stale = stale_temp_files(root)
             authenticated = tuple(handle for handle, _, _, has_mac in checked if has_mac)
-            plan = Upgrade(keys, authenticated, uncertified, len(stale), needed=True, written=False)
+            plan = Upgrade(keys, authenticated, certified, len(stale), needed=True, written=False)
             show(plan)
             if dry_run:
                 return plan

@@ -20,7 +20,10 @@ key, and its keyUsage that of the usage the metadata claims (``certified_usage``
 disagreement refuses the upgrade, nothing written; versions without a certificate are
 named, for the operator to check by eye. The check reads the certificate; it does not
 verify its signature (``hsm`` holds no trust anchor): a certificate replaced too, by one
-its editor signed, no longer chains to the brand, which every peer checks.
+its editor signed, no longer chains to the brand, which every peer checks. What only a
+reader of SET's extensions can check (the key transport a key-exchange certificate
+names), the caller checks in ``show``, which the plan gives each version's certificate:
+it refuses as this module does (``refuse_disagreements``), before anything is written.
 
 Errors raised (``hsm.errors``): ``PermanentBackendError``.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +60,21 @@ class Upgrade:
     #: Those whose JSON file already carried a valid MAC under the old header: an upgrade
     #: cut short, or an old keystore.json put back (restored from a pre-upgrade copy).
     authenticated: tuple[KeyHandle, ...]
-    #: Those with no certificate beside them (N.cert.der): nothing to check them against.
-    uncertified: tuple[KeyHandle, ...]
+    #: Every version with the certificate beside it (N.cert.der, DER; None if none), as
+    #: checked against it (``check_certificates``), for the caller to check what ``hsm``
+    #: cannot read (SET's extensions).
+    certificates: tuple[tuple[KeyHandle, bytes | None], ...]
     #: Temp files of killed writes, removed by the upgrade (left alone by a dry run).
     stale_temp_files: int
     #: False when the keystore was already in format 3: nothing to do, nothing shown.
     needed: bool
     #: True once the MACs and the format-3 header are written; False after a dry run.
     written: bool
+
+    @property
+    def uncertified(self) -> tuple[KeyHandle, ...]:
+        """Those with no certificate beside them: nothing to check them against."""
+        return tuple(handle for handle, der in self.certificates if der is None)
 
 
 def legacy_refusal(root: Path) -> PermanentBackendError:
@@ -120,26 +131,34 @@ def certified_usage(usage: x509.KeyUsage) -> KeyUsage | None:
     return KeyUsage.SIGNATURE if usage.digital_signature else None
 
 
-def check_certificates(versions: list[tuple[KeyHandle, bytes | None]]) -> tuple[KeyHandle, ...]:
+def check_certificates(
+    versions: list[tuple[KeyHandle, bytes | None]],
+) -> tuple[tuple[KeyHandle, bytes | None], ...]:
     """Check each version's metadata against its certificate (DER, or None: none stored).
 
-    The versions without one; ``PermanentBackendError`` naming every version whose
+    The versions, checked; ``PermanentBackendError`` naming every version whose
     certificate is of another public key or says another usage than its metadata.
     """
-    disagreements = []
+    found = []
     for handle, der in versions:
         if der is not None:
             reason = _disagreement(handle, der)
             if reason is not None:
-                disagreements.append(f"key {handle.label!r} v{handle.version}: {reason}")
-    if disagreements:
+                found.append((handle, reason))
+    refuse_disagreements(found)
+    return tuple(versions)
+
+
+def refuse_disagreements(found: Sequence[tuple[KeyHandle, str]]) -> None:
+    """``PermanentBackendError`` naming each version (by label and version) whose metadata
+    disagrees with its certificate, and why; nothing if none does."""
+    if found:
         raise PermanentBackendError(
             "the key metadata disagrees with the certificate beside it: "
-            + "; ".join(disagreements)
+            + "; ".join(f"key {handle.label!r} v{handle.version}: {why}" for handle, why in found)
             + ". Nothing written: restore those versions' files from a backup (or remove "
             "them by hand), then run the upgrade again"
         )
-    return tuple(handle for handle, der in versions if der is None)
 
 
 def _disagreement(handle: KeyHandle, der: bytes) -> str | None:

@@ -2,42 +2,44 @@
 
 An open refuses such a keystore (its key metadata has no MAC, and an automatic upgrade
 would MAC whatever an old keystore.json put back found): the command shows every key
-version, as ``keys list`` does, warns of a replay, checks each against its certificate,
+version, as ``keys list`` does, warns of a replay, checks each against its certificate
+(public key and key usage in ``hsm``, the KEM against SET's kemAlgorithm extension here),
 and writes nothing unless ``--yes``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cli import keys
-from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage
+from hsm.base import KemAlgorithm, KeyAlgorithm, KeyUsage, PublicKey
 from hsm.software import SoftwareBackend
 from hsm.uri import PASSPHRASE_ENV
+from setcore.pki.extensions import KEM_ALGORITHM_OID, kem_extension
 from setcore.pki.issuance import key_usage
+from tests.cli.command_support import run_command
+from tests.hsm.keycheck import certificate_for
 from tests.hsm.legacy_keystore import legacy_meta, make_legacy
 
 PASSPHRASE = "cli keystore passphrase"
 COMMAND = "setpay keys upgrade-keystore"
+#: How every refusal of a version that disagrees with its certificate ends.
+REMEDY = (
+    ". Nothing written: restore those versions' files from a backup (or remove them by "
+    "hand), then run the upgrade again"
+)
 
 
 def _keys(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="setpay")
-    keys.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["keys", *argv])
-    code = args.handler(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """``setpay keys ARGV...``; (status, stdout, stderr)."""
+    return run_command(keys, ["keys", *argv], capsys)
 
 
 def _files(directory: Path) -> dict[Path, bytes]:
@@ -45,16 +47,68 @@ def _files(directory: Path) -> dict[Path, bytes]:
 
 
 @pytest.fixture
-def old_keystore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A keystore as an earlier setpay left it: a key-exchange key and a signing key."""
+def directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the test's keystore goes, its passphrase where the key URI reads it from."""
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    directory = tmp_path / "keystore"
+    return tmp_path / "keystore"
+
+
+def _make_keystore(
+    directory: Path,
+    *,
+    old: bool = True,
+    certified: bool = False,
+    exchange: KeyAlgorithm = KeyAlgorithm.EC_P256,
+) -> Path:
+    """A keystore with a key-exchange key and a signing key, as an earlier setpay left it
+    (``old``: no MAC) or as this one writes it; ``directory``.
+
+    ``certified``: each with the certificate setpay's CAs give it (keyUsage, and the KEM
+    of the key-exchange key), and a token-sealing key beside them, never certified.
+    """
     backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.generate("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.ED25519)
+    kex = backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, exchange)
+    sig = backend.generate("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.ED25519)
+    if certified:
+        usage = key_usage(encipher=True) if exchange.is_rsa else key_usage(agree=True)
+        backend.store_certificate(kex, _certificate(kex.public_key, usage, kex.kem))
+        backend.store_certificate(sig, _certificate(sig.public_key, key_usage(signature=True)))
+        backend.generate("gw-token", KeyUsage.TOKEN_SEALING, KeyAlgorithm.EC_P256)
     backend.close()
-    make_legacy(directory, PASSPHRASE)
+    if old:
+        make_legacy(directory, PASSPHRASE)
     return directory
+
+
+@pytest.fixture
+def old_keystore(directory: Path) -> Path:
+    """A keystore as an earlier setpay left it: a key-exchange key and a signing key."""
+    return _make_keystore(directory)
+
+
+@pytest.fixture
+def old_certified_keystore(directory: Path) -> Path:
+    """The same with their certificates, and a token-sealing key without one."""
+    return _make_keystore(directory, certified=True)
+
+
+def _edit(directory: Path, label: str, **fields: object) -> None:
+    """Edit version 1 of ``label`` as whoever can write the directory may (no MAC to keep)."""
+    path = directory / "keys" / label / "1.json"
+    path.write_text(legacy_meta({**json.loads(path.read_text()), **fields}))
+
+
+def _refused(directory: Path, capsys: pytest.CaptureFixture[str], disagreement: str) -> None:
+    """A dry run and ``--yes`` both refuse naming ``disagreement``, and write nothing."""
+    files = _files(directory)
+    for yes in ([], ["--yes"]):
+        code, out, err = _keys(["upgrade-keystore", "--keys", f"soft:{directory}", *yes], capsys)
+        assert _files(directory) == files
+        assert (code, out) == (1, "")
+        assert err == (
+            f"{COMMAND}: the key metadata disagrees with the certificate beside it: "
+            f"{disagreement}{REMEDY}\n"
+        )
 
 
 def test_an_old_keystore_is_refused_then_upgraded_then_listed(
@@ -112,26 +166,19 @@ def test_an_old_keystore_is_refused_then_upgraded_then_listed(
 
 
 def test_a_pre_upgrade_header_put_back_is_refused_and_the_upgrade_warns(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    directory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    directory = tmp_path / "keystore"
     uri = f"soft:{directory}"
     # A keystore as an upgrade leaves it (every N.json with its MAC, format 3), and the
     # keystore.json of a backup taken before that upgrade (same salt, old format).
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.generate("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.ED25519)
-    backend.close()
+    _make_keystore(directory, old=False)
     shutil.copytree(directory, tmp_path / "backup")
     make_legacy(tmp_path / "backup", PASSPHRASE)
     saved_header = (tmp_path / "backup" / "keystore.json").read_bytes()
     # Someone who can write the directory makes the key-exchange key sign, MAC dropped,
     # and puts back the keystore.json from before the upgrade.
+    _edit(directory, "gw-kex", usage="signature", kem=None)
     path = directory / "keys" / "gw-kex" / "1.json"
-    path.write_text(
-        legacy_meta({**json.loads(path.read_text()), "usage": "signature", "kem": None})
-    )
     (directory / "keystore.json").write_bytes(saved_header)
     code, _, err = _keys(["list", "--keys", uri], capsys)
     assert code == 1
@@ -202,54 +249,130 @@ def test_a_mistyped_keystore_path_is_not_created(
 
 
 def test_a_signing_key_relabelled_a_cas_with_every_mac_stripped_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    old_certified_keystore: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The review's demo: no MAC left to warn of a replay; the certificate still tells.
-    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    directory = tmp_path / "keystore"
-    uri = f"soft:{directory}"
-    backend = SoftwareBackend.open(directory, PASSPHRASE)
-    signing = backend.generate("gw-sig", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
-    backend.store_certificate(signing, _certificate(signing, key_usage(signature=True)))
-    exchange = backend.generate("gw-kex", KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
-    backend.store_certificate(exchange, _certificate(exchange, key_usage(agree=True)))
-    backend.generate("gw-token", KeyUsage.TOKEN_SEALING, KeyAlgorithm.EC_P256)
-    backend.close()
-    shutil.copytree(directory, tmp_path / "as-made")
-    make_legacy(tmp_path / "as-made", PASSPHRASE)
-    make_legacy(directory, PASSPHRASE)
-    path = directory / "keys" / "gw-sig" / "1.json"
-    path.write_text(legacy_meta({**json.loads(path.read_text()), "usage": "ca-signing"}))
-    files = _files(directory)
-    for yes in ([], ["--yes"]):
-        code, out, err = _keys(["upgrade-keystore", "--keys", uri, *yes], capsys)
-        assert _files(directory) == files
-        assert (code, out) == (1, "")
-        assert err == (
-            f"{COMMAND}: the key metadata disagrees with the certificate beside it: key "
-            "'gw-sig' v1: the metadata says ca-signing, its certificate's keyUsage is a "
-            "signature key's. Nothing written: restore those versions' files from a backup "
-            "(or remove them by hand), then run the upgrade again\n"
-        )
+    shutil.copytree(old_certified_keystore, tmp_path / "as-made")
+    _edit(old_certified_keystore, "gw-sig", usage="ca-signing")
+    _refused(
+        old_certified_keystore,
+        capsys,
+        "key 'gw-sig' v1: the metadata says ca-signing, its certificate's keyUsage is a "
+        "signature key's",
+    )
     # As it was made, the same keystore is shown checked, and the token key named.
     code, out, err = _keys(["upgrade-keystore", "--keys", f"soft:{tmp_path / 'as-made'}"], capsys)
     assert (code, err) == (0, "")
     assert out.splitlines()[-3:] == [
-        "agrees with its certificate (public key, key usage): gw-kex v1, gw-sig v1",
+        "agrees with its certificate (public key, key usage, KEM): gw-kex v1, gw-sig v1",
         "no certificate to check against: gw-token v1",
         "nothing written: run again with --yes to authenticate these",
     ]
 
 
-def _certificate(key: KeyHandle, usage: x509.KeyUsage) -> bytes:
-    """A certificate of ``key`` with the keyUsage setpay's CAs give (``usage``)."""
-    issuer = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keystore test")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
-        .add_extension(usage, critical=True).sign(issuer, hashes.SHA256())
-    )  # fmt: skip
-    return certificate.public_bytes(serialization.Encoding.DER)
+@pytest.mark.parametrize(
+    ("exchange", "label", "kem", "disagreement"),
+    [
+        # A key transport downgraded: the key would accept what its certificate refuses.
+        pytest.param(
+            KeyAlgorithm.RSA_2048,
+            "gw-kex",
+            "rsa-oaep-sha1",
+            "the metadata says KEM rsa-oaep-sha1, its certificate's kemAlgorithm is "
+            "rsa-oaep-sha256",
+            id="rsa-downgraded",
+        ),
+        pytest.param(
+            KeyAlgorithm.EC_P256,
+            "gw-kex",
+            "rsa-oaep-sha256",
+            "the metadata says KEM rsa-oaep-sha256, its certificate's kemAlgorithm is "
+            "p256-hkdf-sha256",
+            id="ec-given-rsa",
+        ),
+        pytest.param(
+            KeyAlgorithm.EC_P256,
+            "gw-kex",
+            None,
+            "the metadata names no KEM, its certificate's kemAlgorithm is p256-hkdf-sha256",
+            id="ec-kem-dropped",
+        ),
+        # A signing key given a key transport its certificate does not name.
+        pytest.param(
+            KeyAlgorithm.EC_P256,
+            "gw-sig",
+            "p256-hkdf-sha256",
+            "the metadata says KEM p256-hkdf-sha256, its certificate has no kemAlgorithm",
+            id="signing-key-given-kem",
+        ),
+    ],
+)
+def test_a_kem_edited_against_its_certificate_is_refused(
+    directory: Path,
+    capsys: pytest.CaptureFixture[str],
+    exchange: KeyAlgorithm,
+    label: str,
+    kem: str | None,
+    disagreement: str,
+) -> None:
+    _make_keystore(directory, certified=True, exchange=exchange)
+    _edit(directory, label, kem=kem)
+    _refused(directory, capsys, f"key {label!r} v1: {disagreement}")
+
+
+@pytest.mark.parametrize("exchange", [KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048])
+def test_a_kem_that_agrees_with_its_certificate_is_upgraded(
+    directory: Path, capsys: pytest.CaptureFixture[str], exchange: KeyAlgorithm
+) -> None:
+    _make_keystore(directory, certified=True, exchange=exchange)
+    uri = f"soft:{directory}"
+    code, out, err = _keys(["upgrade-keystore", "--keys", uri, "--yes"], capsys)
+    assert (code, err) == (0, "")
+    assert "agrees with its certificate (public key, key usage, KEM): gw-kex v1, gw-sig v1\n" in out
+    assert out.splitlines()[-1].startswith(f"upgraded keystore {directory}: ")
+    code, listed, _ = _keys(["list", "--keys", uri], capsys)
+    assert code == 0
+    kem = "p256-hkdf-sha256" if exchange is KeyAlgorithm.EC_P256 else "rsa-oaep-sha256"
+    row = listed.splitlines()[1].split()[:5]
+    assert row == ["gw-kex", "1", "key-exchange", exchange.value, kem]
+
+
+@pytest.mark.parametrize(
+    ("extension", "disagreement"),
+    [
+        # setpay's CAs name the KEM on every key-exchange certificate (and peers refuse one
+        # without): missing, it is a fact the certificate lacks, as a missing keyUsage is.
+        pytest.param(
+            None,
+            "the metadata says KEM p256-hkdf-sha256, its certificate has no kemAlgorithm",
+            id="missing",
+        ),
+        pytest.param(  # a UTF8String, "rot13": no key transport setpay knows
+            x509.UnrecognizedExtension(KEM_ALGORITHM_OID, b"\x0c\x05rot13"),
+            "its certificate's kemAlgorithm extension is not one setpay can read",
+            id="unknown-kem",
+        ),
+    ],
+)
+def test_a_key_exchange_certificate_without_a_kem_setpay_reads_is_refused(
+    old_certified_keystore: Path,
+    capsys: pytest.CaptureFixture[str],
+    extension: x509.UnrecognizedExtension | None,
+    disagreement: str,
+) -> None:
+    version = old_certified_keystore / "keys" / "gw-kex"
+    public_key = serialization.load_pem_public_key((version / "1.pub.pem").read_bytes())
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    named = [(extension, False)] if extension is not None else []
+    der = certificate_for(public_key, extensions=[(key_usage(agree=True), True), *named])
+    (version / "1.cert.der").write_bytes(der)
+    _refused(old_certified_keystore, capsys, f"key 'gw-kex' v1: {disagreement}")
+
+
+def _certificate(
+    public_key: PublicKey, usage: x509.KeyUsage, kem: KemAlgorithm | None = None
+) -> bytes:
+    """A certificate of ``public_key`` with the keyUsage setpay's CAs give (``usage``), and
+    the kemAlgorithm extension (non-critical, as setpay marks its own) if ``kem``."""
+    named = [(kem_extension(kem), False)] if kem is not None else []
+    return certificate_for(public_key, extensions=[(usage, True), *named])

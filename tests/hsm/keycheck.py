@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import math
 import secrets
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -45,11 +46,17 @@ def encapsulate(key: KeyHandle, kem: KemAlgorithm | None = None) -> tuple[bytes,
     return public_key.encrypt(secret, padding.OAEP(padding.MGF1(digest), digest, None)), secret
 
 
-def certificate_for(public_key: PublicKey, name: str = "setpay test") -> bytes:
-    """A DER certificate for ``public_key``, issued by a throwaway software CA."""
+def certificate_for(
+    public_key: PublicKey,
+    name: str = "setpay test",
+    *,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+) -> bytes:
+    """A DER certificate for ``public_key``, issued by a throwaway software CA, with
+    ``extensions`` (each with whether it is critical)."""
     issuer_key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]))
@@ -57,8 +64,10 @@ def certificate_for(public_key: PublicKey, name: str = "setpay test") -> bytes:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(issuer_key, hashes.SHA256())
     )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    certificate = builder.sign(issuer_key, hashes.SHA256())
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
