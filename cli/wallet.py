@@ -138,8 +138,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "certificate is used until the new one is stored, and kept for inquiries about "
             "the purchases it paid for until it expires (the merchant checks an inquiry's "
             "signer as of the inquiry). Exit status 3 when the Cardholder CA pends the "
-            "renewal: run renew again later. A revoked or ended certificate cannot be "
-            "renewed: register the card again."
+            "renewal: run renew again later; 4 when it answers a status this release does "
+            "not know: upgrade setpay, then run renew again. A revoked or ended certificate "
+            "cannot be renewed: register the card again."
         ),
     )
     n.add_argument(
@@ -423,13 +424,13 @@ def _renew(
 def _show(summary: WalletSummary) -> None:
     s = summary
     if s.registered and s.pending == PENDING_SENT:
-        state = "registered, renewal sent, no answer yet (run renew again)"
+        state = "registered, renewal sent, no answer read yet (run renew again)"
     elif s.registered and s.pending == PENDING_PENDED:
         state = "registered, renewal pended by the CA (run renew again later)"
     elif s.registered:
         state = "registered"
     elif s.pending == PENDING_SENT:
-        state = "certificate request sent, no answer yet (run register again)"
+        state = "certificate request sent, no answer read yet (run register again)"
     elif s.pending == PENDING_PENDED:
         state = "certificate request pended by the CA (run register again later)"
     else:

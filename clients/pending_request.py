@@ -72,16 +72,15 @@ def unknown_status_message(ca: str, status_name: str, command: str, kept: str) -
 
 
 def unknown_status_reported(
-    ca: str, program: str, kept: str
+    ca: str, command: str, kept: str
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorates a registrar's ``register`` or ``renew``: ``CertStatusUnknown`` from it
     becomes ``RegistrationOutcomeUnknown`` naming the code, the ``ca`` (``Merchant CA``),
-    the command to run again (``program`` and the method's name) and where the request
-    is ``kept``. Nothing else is done: the record stays as the method left it."""
+    the ``command`` to run again, whole (``setpay wallet register --card CARD.json``), and
+    where the request is ``kept``. Nothing else is done: the record stays as the method
+    left it."""
 
     def decorate(run: Callable[P, R]) -> Callable[P, R]:
-        command = f"{program} {run.__name__}"
-
         @functools.wraps(run)
         def reported(*args: P.args, **kwargs: P.kwargs) -> R:
             try:

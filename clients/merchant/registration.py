@@ -127,7 +127,8 @@ LID_BYTES = 16
 NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 # A verified CertRes of a status this release does not know: outcome unknown, the
 # request kept in registration.json, nothing installed (``clients.pending_request``).
-_UNKNOWN_STATUS = unknown_status_reported("Merchant CA", "setpay merchant", PENDING_FILE)
+_UNKNOWN_REGISTER = unknown_status_reported("Merchant CA", "setpay merchant register", PENDING_FILE)
+_UNKNOWN_RENEW = unknown_status_reported("Merchant CA", "setpay merchant renew", PENDING_FILE)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class MerchantRegistrar:
         # What the request under way was made with beyond merchant.toml, recorded with it.
         self._made_with: frozenset[str] = frozenset()
 
-    @_UNKNOWN_STATUS
+    @_UNKNOWN_REGISTER
     def register(
         self,
         profile: Profile,
@@ -275,7 +276,7 @@ class MerchantRegistrar:
         self._made_with = given
         return self._send(cert_request, state)
 
-    @_UNKNOWN_STATUS
+    @_UNKNOWN_RENEW
     def renew(self, profile: Profile) -> Registered:
         """Renew both certificates with new keys, proving the current signature key; the
         current certificates stay in use until the new ones are stored."""

@@ -35,8 +35,9 @@ def _b64(data: bytes) -> str:
 
 
 def request_unanswered(held: CardSecrets) -> bool:
-    """True while the held CertReq has no verified answer from the CA (sent, or about to
-    be): its bytes are kept until then, and dropped once the CA pends it."""
+    """True while the held CertReq has no answer from the CA this release could read
+    (sent, or about to be; or answered with a CertStatus it does not know): its bytes are
+    kept until then, and dropped once the CA pends it."""
     return held.pending is not None and "cert_request" in held.pending
 
 

@@ -125,9 +125,10 @@ _UNUSABLE: dict[int, str] = {
     ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE: "revoked",
     ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE: "expired",
 }
-# A verified CertRes of a status this release does not know: outcome unknown, the
-# request kept in the card file, nothing installed (``clients.pending_request``).
-_UNKNOWN_STATUS = unknown_status_reported("Cardholder CA", "setpay wallet", "the sealed card file")
+# A verified CertRes of a status unknown here: outcome unknown (clients.pending_request).
+_CA, _KEPT = "Cardholder CA", "the sealed card file"
+_UNKNOWN_REGISTER = unknown_status_reported(_CA, "setpay wallet register --card CARD.json", _KEPT)
+_UNKNOWN_RENEW = unknown_status_reported(_CA, "setpay wallet renew", _KEPT)
 _REGISTER_AGAIN = (
     "it cannot be renewed; register the card again with `setpay wallet register --card "
     "CARD.json` (the file of the card the bank issued in its place, if it did)"
@@ -211,7 +212,7 @@ class CardholderRegistrar:
         )
         return current, self._unusable(current.signature_cert)
 
-    @_UNKNOWN_STATUS
+    @_UNKNOWN_REGISTER
     def register(
         self,
         pan: PAN,
@@ -283,7 +284,7 @@ class CardholderRegistrar:
         result = open_card_cert_response(self._authority.cert(request), state, self._trust)
         return self._finish(result, state, None)
 
-    @_UNKNOWN_STATUS
+    @_UNKNOWN_RENEW
     def renew(
         self,
         profile: Profile,

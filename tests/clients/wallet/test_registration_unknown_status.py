@@ -116,7 +116,8 @@ def test_an_unknown_status_is_an_outcome_unknown_and_installs_nothing(
                               "know"), message  # fmt: skip
     for said in (
         "the outcome is unknown", "may have pended or refused the request",
-        "no certificate was installed", "Upgrade setpay, then run `setpay wallet register` again",
+        "no certificate was installed",
+        "Upgrade setpay, then run `setpay wallet register --card CARD.json` again",
         "the pending request is kept in the sealed card file",
     ):  # fmt: skip
         assert said in message, message

@@ -31,7 +31,10 @@ def test_register_answered_with_an_unknown_status_exits_4(
     assert (status, out) == (EXIT_OUTCOME_UNKNOWN, ""), err
     assert err.startswith("setpay wallet: the Cardholder CA answered the certificate request "
                           "with CertStatusCode 42"), err  # fmt: skip
-    assert "no certificate was installed" in err and "`setpay wallet register` again" in err
+    assert (
+        "no certificate was installed" in err
+        and "`setpay wallet register --card CARD.json` again" in err
+    )
     assert pan.reveal() not in err
     wallet = Wallet.open(config)
     try:

@@ -109,7 +109,7 @@ def test_show_tells_a_pended_request_from_one_never_answered(
     status, out, _ = run_cli(show, capsys)
     assert status == 0
     assert out.splitlines()[0] == (
-        f"card {pan.masked} expiry {expiry} certificate request sent, no answer yet "
+        f"card {pan.masked} expiry {expiry} certificate request sent, no answer read yet "
         "(run register again)"
     )
 
