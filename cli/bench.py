@@ -25,7 +25,9 @@ was not clean (errors, timeouts, a closed loop that ran out of requests) or the 
 says DOUBT (requests the bank's page or ledger could not check, the bench sending late,
 the machine changing speed, a ceiling slower than the gateway, a sweep that passed above
 a failure, a closed loop out with under ten requests per caller, a ledger in memory):
-the reports are written all the same. A failed run writes a JSON report saying why.
+the reports are written all the same. A failed run writes a JSON report saying why. A
+gone reader (``| head``) changes only a clean run's status, and only without --json: its
+text, its one answer, was lost (141, ``cli.main``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from pathlib import Path
 
 import grpc
 
-from cli import bench_compare, bench_serve
+from cli import bench_compare, bench_serve, stdout_reader
 from cli.bench_ledger import ledger_filesystem, ledger_probe, memory_ledger_doubt
 from cli.bench_options import read_numbers
 from clients.errors import ClientError
@@ -67,8 +69,7 @@ from gateway.ceiling import WorkerStartFailed
 from gateway.config import MAX_WORKERS, BankConfig, ConfigError, load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger
-from hsm.errors import InvalidKeyURI, KeyBackendError
-from hsm.uri import Pkcs11KeyURI, parse_key_uri
+from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
 from setcore.pan import PAN, is_bin
 from setcore.profiles import PROFILES, profile_named
@@ -107,7 +108,7 @@ EXIT_STATUS = ("exit status: 0 every step ran clean and nothing is in doubt; 1 t
                "the bank, the bench sending late, the machine changing speed, a ceiling "
                "slower than the gateway, a sweep above a failure, a closed loop with under "
                "ten requests per caller, a ledger on tmpfs the bench chose), reports "
-               "written")  # fmt: skip
+               "written; 141 a clean run without --json whose reader went (| head)")  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -309,17 +310,6 @@ def _register(bank: Bank, population: Population, ledger: Ledger) -> Parties:
     return parties
 
 
-def keys_kind(uri: str) -> str:
-    """The key backend a URI names, for the report: never a PIN, a path or a label."""
-    try:
-        parsed = parse_key_uri(uri)
-    except InvalidKeyURI:
-        return "unrecognized key URI"
-    if isinstance(parsed, Pkcs11KeyURI):
-        return f"pkcs11 ({Path(parsed.module).name})"
-    return "software keystore"
-
-
 def _exit_on_sigterm() -> None:
     # SIGTERM ends the run like Ctrl-C: the bank and services it started are stopped and
     # its temporary directory removed on the way out, instead of being left running.
@@ -436,7 +426,7 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
         stack.callback(parties.close)
         described = {**machine.describe(), BEFORE: round(machine.reference_loop_ms(), 1)}
         setting: dict[str, object] = {
-            "profile": bank.config.profile, "keys": keys_kind(bank.config.keys_uri()),
+            "profile": bank.config.profile, "keys": spawn.keys_kind(bank.config.keys_uri()),
             "workers": bank.workers, "threads per worker": bank.config.threads,
             "channels": plan.channels, "cardholders": population.cardholders,
             "bank": "spawned" if args.spawn else "target",
@@ -453,21 +443,28 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
 
 
 def _report(args: argparse.Namespace, result: BenchResult) -> int:
-    # The files first: a gone reader (``| head``) must not lose them. The status before
-    # the text: a write that meets a gone reader (unbuffered, or a text past the pipe's
-    # buffer) must not turn a failed or doubtful run into ``cli.main``'s 141.
+    # The files first: a gone reader (``| head``) must not lose them. The run's status
+    # stands whenever a script has it without the text (a run that failed or is in doubt,
+    # --json written, a file that failed): only a clean run's lost text ends with 141.
+    status = run_status(result, failed=EXIT_FAILED, not_clean=EXIT_NOT_CLEAN)
+    stands = True
     try:
         if args.json is not None:
             write_json(result, args.json)
         if args.plot is not None:
             plot(result, args.plot)
+        stands = status != 0 or args.json is not None
     finally:
-        status = run_status(result, failed=EXIT_FAILED, not_clean=EXIT_NOT_CLEAN)
         try:
-            sys.stdout.write(to_text(result))
-        except BrokenPipeError:
-            if status == 0:
-                raise
+            # A line at a time: unbuffered (the image), one write past the pipe's buffer
+            # loses the rest without an error; a line under PIPE_BUF is all or nothing.
+            for line in to_text(result).splitlines(keepends=True):
+                sys.stdout.write(line)
+            sys.stdout.flush()
+        except BrokenPipeError as broken:
+            if not stands:
+                raise  # cli.main: 141
+            stdout_reader.gone(broken)  # to the null device, as cli.main does: its flush passes
     return status
 
 

@@ -18,12 +18,11 @@ import argparse
 import importlib
 import logging
 import os
-import select
 import signal
 import sys
 from collections.abc import Collection, Sequence
 
-from cli import hardening
+from cli import hardening, stdout_reader
 
 # Subcommand -> (module, its line in ``setpay --help``), in the order the help lists them.
 # Each line repeats the one the module's add_parser gives (a test holds them equal), so
@@ -92,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError as broken:
             # Cut off while writing: what it had still to say is lost, whatever it would
             # have returned.
-            _reader_gone(broken)
+            stdout_reader.gone(broken)
             return EXIT_READER_GONE
         # Now, not at exit: a reader gone is seen here. Only a command that succeeded
         # ends as cut off; a failure keeps its own status (1, the bench's 3), so that
@@ -109,40 +108,9 @@ def _flushed() -> bool:
     try:
         sys.stdout.flush()
     except BrokenPipeError as broken:
-        _reader_gone(broken)
+        stdout_reader.gone(broken)
         return False
     return True
-
-
-def _reader_gone(broken: BrokenPipeError) -> None:
-    """Standard output's reader has gone: it now goes to the null device. Otherwise
-    ``broken`` is raised again: a socket's or another pipe's, a failure of its own."""
-    if not _stdout_reader_gone():
-        raise broken
-    _quiet_stdout()
-
-
-def _stdout_reader_gone() -> bool:
-    """Whether standard output is a pipe (or socket) whose reader has gone: its write
-    end then polls as an error (POLLERR), which no live pipe does."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-
-
-def _quiet_stdout() -> None:
-    """Point standard output at the null device: what is still buffered is flushed at
-    exit, and would raise BrokenPipeError again there ("Exception ignored ..."), exit
-    status 120. The idiom of the "Note on SIGPIPE" in Python's ``signal`` documentation."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, sys.stdout.fileno())
-    finally:
-        os.close(null)
 
 
 def _run(words: list[str], hardened: hardening.Outcome | None) -> int:

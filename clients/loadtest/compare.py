@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ Step = dict[str, Any]
 
 RATIO = "gateway / ceiling"
 UNDOUBTED = "gateway / ceiling, undoubted runs"
+# The ratio's key in a closed-loop step's ``ratios`` (``report.ratios``).
+_RATIO_KEY = "gateway/ceiling"
 
 
 class ReportError(BenchError):
@@ -55,7 +57,7 @@ def _result(step: Step | None, service: str, *path: str) -> float | None:
 
 def _ratio(closed: Step | None, _: Step | None) -> float | None:
     # The report's own ratio (``report.ratios``), not worked out again here.
-    value = (closed or {}).get("ratios", {}).get("gateway/ceiling", {}).get("throughput")
+    value = (closed or {}).get("ratios", {}).get(_RATIO_KEY, {}).get("throughput")
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -145,11 +147,13 @@ def read_run(path: Path) -> Run:
     return Run(path.name, figures, bool(closed and closed.get("doubts")), problems)
 
 
-# What a report's fields hold, where the figures and verdicts are read from: a field of
-# another type is refused rather than misread (a count "many", a list for an object, null
-# for the steps), and so is a number that is not finite (NaN, or 1e999 read as infinity).
-# None stands for null where the bench writes it (a figure it could not observe); a field
-# a report lacks (an older one) is read as absent.
+# What a report's fields hold, for the fields compare reads (``FIGURES``, ``_problem``,
+# ``_doubts`` and ``read_run``), and only those: a field of another type is refused rather
+# than misread (a count "many", a list for an object, null for the steps), and so is a
+# number that is not finite (NaN, or 1e999 read as infinity). None stands for null where
+# the bench writes it (a figure it could not observe); a field a report lacks (an older
+# one) is read as absent. A field compare never reads (a latency's p50, a ratio's CPU) is
+# left as it is: it changes nothing compare prints.
 _NUMBER = (int, float)
 _MAYBE_NUMBER = (int, float, type(None))
 _TOP: dict[str, tuple[type, ...]] = {"steps": (list,), "doubts": (list,)}
@@ -163,21 +167,15 @@ _RESULT: dict[str, tuple[type, ...]] = {
     "server_cpu_us_per_answer": _MAYBE_NUMBER, "server_cpu_us_per_request": _MAYBE_NUMBER,
     "latency_ms": (dict, type(None)), "machine_speed": (dict, type(None)),
 }  # fmt: skip
-# Inside a result's objects (``Latency.as_dict``, ``Speed.as_dict``) and a ratio's.
+# Inside a result's objects (``Latency.as_dict``, ``Speed.as_dict``) and the ratio: the
+# figures ``FIGURES`` takes from them.
 _INSIDE: dict[str, dict[str, tuple[type, ...]]] = {
-    "latency_ms": {
-        "p50": _NUMBER, "p90": _NUMBER, "p99": _NUMBER, "p99.9": _NUMBER, "max": _NUMBER,
-        "mean": _NUMBER, "count": (int,), "p99.9_is_max": (bool,),
-    },
-    "machine_speed": {
-        "reference_loop_ms_median": _NUMBER, "reference_loop_ms_fastest": _NUMBER,
-        "reference_loop_ms_slowest": _NUMBER, "readings": (int,),
-    },
-}  # fmt: skip
-_RATIO: dict[str, tuple[type, ...]] = {
-    "throughput": _MAYBE_NUMBER, "server_cpu": _MAYBE_NUMBER,
-    "server_cpu_per_answer": _MAYBE_NUMBER,
-}  # fmt: skip
+    "latency_ms": {"p99": _NUMBER},
+    "machine_speed": {"reference_loop_ms_median": _NUMBER},
+}
+_RATIO: dict[str, tuple[type, ...]] = {"throughput": _MAYBE_NUMBER}
+# What a check finds wrong in an object at a place (None: nothing).
+Check = Callable[[dict[str, Any], str], str | None]
 
 
 def _kind_name(kind: type) -> str:
@@ -200,45 +198,46 @@ def _mistyped(fields: dict[str, Any], kinds: dict[str, tuple[type, ...]], where:
     return None
 
 
+def _objects(placed: Iterable[tuple[str, Any]], check: Check) -> str | None:
+    """The first of the ``(place, value)`` pairs whose value is not a JSON object, or what
+    ``check`` finds wrong in one (None: every one is an object that passes)."""
+    for place, value in placed:
+        if not isinstance(value, dict):
+            return f"{place} is {_kind_name(type(value))}, not dict"
+        found = check(value, place)
+        if found is not None:
+            return found
+    return None
+
+
 def _malformed(document: dict[str, Any]) -> str | None:
     """What in ``document`` is not of the type a report has (None: every field read is)."""
     found = _mistyped(document, _TOP, "")
     if found is not None:
         return found
-    for number, step in enumerate(document.get("steps", [])):
-        where = f"steps[{number}]"
-        if not isinstance(step, dict):
-            return f"{where} is {_kind_name(type(step))}, not dict"
-        found = _malformed_step(step, where)
-        if found is not None:
-            return found
-    return None
+    steps = document.get("steps", [])
+    return _objects(((f"steps[{n}]", step) for n, step in enumerate(steps)), _malformed_step)
 
 
 def _malformed_step(step: Step, where: str) -> str | None:
     found = _mistyped(step, _STEP, f"{where}.")
     if found is not None:
         return found
-    for service, result in step.get("results", {}).items():
-        place = f"{where}.results.{service}"
-        if not isinstance(result, dict):
-            return f"{place} is {_kind_name(type(result))}, not dict"
-        found = _malformed_result(result, place)
-        if found is not None:
-            return found
-    ratios = step.get("ratios", {})
-    if "gateway/ceiling" not in ratios:
-        return None
-    ratio, place = ratios["gateway/ceiling"], f"{where}.ratios.gateway/ceiling"
-    if not isinstance(ratio, dict):
-        return f"{place} is {_kind_name(type(ratio))}, not dict"
-    return _mistyped(ratio, _RATIO, f"{place}.")
+    results, ratios = step.get("results", {}), step.get("ratios", {})
+    found = _objects(
+        ((f"{where}.results.{service}", result) for service, result in results.items()),
+        _malformed_result,
+    )
+    if found is not None or _RATIO_KEY not in ratios:
+        return found
+    ratio = [(f"{where}.ratios.{_RATIO_KEY}", ratios[_RATIO_KEY])]
+    return _objects(ratio, lambda fields, place: _mistyped(fields, _RATIO, f"{place}."))
 
 
 def _malformed_result(result: dict[str, Any], place: str) -> str | None:
     found = _mistyped(result, _RESULT, f"{place}.")
     for name, kinds in _INSIDE.items():
-        inside = result.get(name)
+        inside = result.get(name)  # an object or null (``_RESULT``), or absent
         if found is None and isinstance(inside, dict):
             found = _mistyped(inside, kinds, f"{place}.{name}.")
     return found

@@ -44,7 +44,7 @@ from pathlib import Path
 from clients.loadtest.cpu import descendants
 from clients.loadtest.errors import SpawnError
 from hsm.errors import InvalidKeyURI
-from hsm.uri import PASSPHRASE_ENV, parse_key_uri
+from hsm.uri import PASSPHRASE_ENV, Pkcs11KeyURI, parse_key_uri
 
 # Creating a bank makes a brand PKI (RSA-2048 keys take a while, a token longer still).
 INIT_SECONDS = 300.0
@@ -159,6 +159,17 @@ def inspectable(config: Path) -> bool:
     except (OSError, tomllib.TOMLDecodeError, AttributeError, InvalidKeyURI):
         return False
     return parsed.pin_source.kind == "file"
+
+
+def keys_kind(uri: str) -> str:
+    """The key backend a URI names, for the report: never a PIN, a path or a label."""
+    try:
+        parsed = parse_key_uri(uri)
+    except InvalidKeyURI:
+        return "unrecognized key URI"
+    if isinstance(parsed, Pkcs11KeyURI):
+        return f"pkcs11 ({Path(parsed.module).name})"
+    return "software keystore"
 
 
 def start(

@@ -1,77 +1,229 @@
 """``setpay bench ... | head``: a run whose standard output's reader is gone still writes
 its --json and --plot reports (it flushed the text first, and the BrokenPipeError lost
 them), and leaves the broken pipe to ``cli.main``, which ends quietly (not "setpay bench:
-[Errno 32] Broken pipe", exit 1)."""
+[Errno 32] Broken pipe", exit 1).
+
+Its exit status is the run's whenever a script has the run's answer without the text: a
+run that failed or is in doubt (1, 3), a clean one that wrote its --json report (0), a
+--json or --plot file that could not be written (1). Only a clean run whose text was its
+only output, lost, ends as cut off (141, as ``setpay ca list | head -1``). However long
+the text, and buffered or not (the image runs unbuffered): one past the pipe's buffer
+(64 KB on Linux) broke only at a later write, or, unbuffered, lost its end silently."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
 from cli import bench as cli_bench
+from cli import hardening
+from cli import main as cli_main
 from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Plan, Service
-from clients.loadtest.report import SCHEMA
+from clients.loadtest.report import SCHEMA, to_text
 from clients.loadtest.tally import Latency, Tally
 
-
-class _GoneReader:
-    """Standard output whose reader has gone: every write or flush breaks."""
-
-    def write(self, text: str) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
-
-    def flush(self) -> None:
-        raise BrokenPipeError(32, "Broken pipe")
+READER_GONE = 128 + signal.SIGPIPE
+# Steps of a sweep whose text is over twice the pipe's buffer (64 KB on Linux).
+LONG_SWEEP = 400
+PIPE_BUFFER = 64 * 1024
+# What the reader that leaves midway reads first, as ``head -c 100`` does.
+HEAD_BYTES = 100
 
 
-def _result(errors: int = 0) -> BenchResult:
-    counted = Tally(
-        target="gateway", shape="open loop 100/s", offered_rate=100.0, duration=1.0,
-        sent=100, ok=100 - errors, errors=errors, timeouts=0, throughput=100.0,
-        latency=Latency(p50=2.0, p90=3.0, p99=4.0, p999=5.0, max=6.0, mean=2.5),
-        client_cpu_seconds=0.1, server_cpu_seconds=None, max_in_flight=4,
-        send_lag_max_ms=0.0, exhausted=False,
-    )  # fmt: skip
-    result = BenchResult({}, Plan(duration=1.0, rates=(100.0,)))
-    result.steps.append(StepResult(OpenLoop(100.0, 1.0), {Service.GATEWAY: counted}))
+def _result(*, errors: int = 0, steps: int = 1) -> BenchResult:
+    """A sweep of ``steps`` open loops from 100/s; clean without ``errors``."""
+    rates = tuple(100.0 + n for n in range(steps))
+    result = BenchResult({}, Plan(duration=1.0, rates=rates))
+    for rate in rates:
+        counted = Tally(
+            target="gateway", shape=f"open loop {rate:g}/s", offered_rate=rate, duration=1.0,
+            sent=100, ok=100 - errors, errors=errors, timeouts=0, throughput=100.0,
+            latency=Latency(p50=2.0, p90=3.0, p99=4.0, p999=5.0, max=6.0, mean=2.5),
+            client_cpu_seconds=0.1, server_cpu_seconds=None, max_in_flight=4,
+            send_lag_max_ms=0.0, exhausted=False,
+        )  # fmt: skip
+        result.steps.append(StepResult(OpenLoop(rate, 1.0), {Service.GATEWAY: counted}))
     return result
 
 
+def _args(json_path: Path | None = None, plot_path: Path | None = None) -> argparse.Namespace:
+    return argparse.Namespace(json=json_path, plot=plot_path)
+
+
+@pytest.fixture
+def pipe(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """A pipe of this process's, its ends by name ("read", "write"; a test that closes one
+    takes it out); the program's hardening left out of ``main`` (it would last for the
+    whole test session)."""
+    read_end, write_end = os.pipe()
+    ends = {"read": read_end, "write": write_end}
+    monkeypatch.setattr(hardening, "harden_process", lambda env: None)
+    yield ends
+    for fd in ends.values():
+        os.close(fd)
+
+
+def _stdout(fd: int, *, buffered: bool) -> TextIO:
+    """Standard output on ``fd`` as Python makes it: buffered, or unbuffered (``-u``,
+    ``PYTHONUNBUFFERED``: straight to the file, no binary buffer)."""
+    if buffered:
+        return os.fdopen(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), write_through=True)
+
+
+def _reader_gone(pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch, buffered: bool) -> None:
+    # In the test itself: pytest puts its own capture back after the fixtures.
+    monkeypatch.setattr(sys, "stdout", _stdout(pipe["write"], buffered=buffered))
+    os.close(pipe.pop("read"))
+
+
+def _setpay_bench(
+    monkeypatch: pytest.MonkeyPatch, args: argparse.Namespace, result: BenchResult
+) -> int:
+    """``setpay bench authorize`` as ``cli.main`` runs it, from the run's end: the report
+    of ``result`` as ``args`` asks for it; the program's exit status."""
+
+    def authorize(_: argparse.Namespace) -> int:
+        return cli_bench._report(args, result)
+
+    def command(*_: object) -> int:
+        return cli_bench.run(argparse.Namespace(bench_handler=authorize))
+
+    monkeypatch.setattr(cli_main, "_run", command)
+    return cli_main.main()
+
+
+def test_a_long_sweep_s_text_is_longer_than_the_pipe_s_buffer() -> None:
+    assert len(to_text(_result(steps=LONG_SWEEP)).encode()) > 2 * PIPE_BUFFER
+
+
+@pytest.mark.parametrize("buffered", [True, False])
 def test_the_reports_are_written_before_the_text(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, buffered: bool
 ) -> None:
     drawn: list[Path] = []
     monkeypatch.setattr(cli_bench, "plot", lambda result, path: drawn.append(path))
-    monkeypatch.setattr(sys, "stdout", _GoneReader())
-    args = argparse.Namespace(json=tmp_path / "report.json", plot=tmp_path / "latency.png")
-    with pytest.raises(BrokenPipeError):
-        cli_bench._report(args, _result())
+    _reader_gone(pipe, monkeypatch, buffered)
+    args = _args(tmp_path / "report.json", tmp_path / "latency.png")
+    assert _setpay_bench(monkeypatch, args, _result()) == 0
     document = json.loads(args.json.read_text())
     assert document["schema"] == SCHEMA
     assert document["steps"][0]["results"]["gateway"]["ok"] == 100
     assert drawn == [args.plot]
+    assert os.path.samestat(os.fstat(pipe["write"]), os.stat(os.devnull))
 
 
-def test_a_run_not_clean_keeps_its_status_when_the_reader_is_gone(
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize("steps", [1, LONG_SWEEP])
+def test_a_clean_run_that_wrote_its_json_report_exits_0_when_the_reader_is_gone(
+    pipe: dict[str, int],
     monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    buffered: bool,
+    steps: int,
+) -> None:
+    """The script has the run's answer in the file: 0, not 141, whatever the text's
+    length (a short one broke at main's last flush, a long one at the bench's write)."""
+    _reader_gone(pipe, monkeypatch, buffered)
+    args = _args(tmp_path / "report.json")
+    assert _setpay_bench(monkeypatch, args, _result(steps=steps)) == 0
+    assert len(json.loads(args.json.read_text())["steps"]) == steps
+    assert capfd.readouterr().err == ""  # quietly
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize("plotted", [False, True])
+def test_a_clean_run_whose_text_alone_was_lost_ends_as_cut_off(
+    pipe: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    buffered: bool,
+    plotted: bool,
+) -> None:
+    """No --json: the text was the run's answer, and it is lost (a plot says nothing of
+    the run's doubts): 141, as any command cut off."""
+    monkeypatch.setattr(cli_bench, "plot", lambda result, path: None)
+    _reader_gone(pipe, monkeypatch, buffered)
+    args = _args(plot_path=tmp_path / "latency.png" if plotted else None)
+    assert _setpay_bench(monkeypatch, args, _result(steps=LONG_SWEEP)) == READER_GONE
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize("steps", [1, LONG_SWEEP])
+def test_a_run_not_clean_keeps_its_status_when_the_reader_is_gone(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch, buffered: bool, steps: int
 ) -> None:
     """The write of the text itself breaks (unbuffered, as in the image, or a text past
     the pipe's buffer): the run's 3 stands, never main's 141 for a run cut off."""
-    monkeypatch.setattr(sys, "stdout", _GoneReader())
-    args = argparse.Namespace(json=None, plot=None)
-    assert cli_bench._report(args, _result(errors=1)) == cli_bench.EXIT_NOT_CLEAN
+    _reader_gone(pipe, monkeypatch, buffered)
+    result = _result(errors=1, steps=steps)
+    assert _setpay_bench(monkeypatch, _args(), result) == cli_bench.EXIT_NOT_CLEAN
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+def test_a_json_report_that_could_not_be_written_is_a_failure_not_a_cut_off(
+    pipe: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    buffered: bool,
+) -> None:
+    """A clean run whose --json failed: 1 and why, not 141 (the broken pipe of the text
+    written after it took the failure's place)."""
+    _reader_gone(pipe, monkeypatch, buffered)
+    args = _args(tmp_path / "absent" / "report.json")
+    assert _setpay_bench(monkeypatch, args, _result(steps=LONG_SWEEP)) == cli_bench.EXIT_FAILED
+    assert "setpay bench: " in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize(("with_json", "status"), [(False, READER_GONE), (True, 0)])
+def test_a_reader_that_leaves_midway_through_a_long_text(
+    pipe: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    buffered: bool,
+    with_json: bool,
+    status: int,
+) -> None:
+    """``| head -c 100``: the reader takes the first bytes and goes while the bench is
+    still writing. Unbuffered, one write of the whole text returned short and the rest
+    was dropped without an error: exit 0, the text lost, even without --json."""
+    monkeypatch.setattr(sys, "stdout", _stdout(pipe["write"], buffered=buffered))
+    read_end = pipe.pop("read")
+
+    def head() -> None:
+        os.read(read_end, HEAD_BYTES)
+        os.close(read_end)
+
+    reader = threading.Thread(target=head)
+    reader.start()
+    args = _args(tmp_path / "report.json" if with_json else None)
+    try:
+        assert _setpay_bench(monkeypatch, args, _result(steps=LONG_SWEEP)) == status
+    finally:
+        reader.join()
 
 
 def test_the_text_is_written_even_when_a_report_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = argparse.Namespace(json=tmp_path / "absent" / "report.json", plot=None)
+    args = _args(tmp_path / "absent" / "report.json")
     with pytest.raises(FileNotFoundError):
         cli_bench._report(args, _result())
     assert "open loop 100/s" in capsys.readouterr().out

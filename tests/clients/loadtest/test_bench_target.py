@@ -184,4 +184,4 @@ def test_a_wildcard_listen_is_dialed_on_the_loopback(listen: str, dialed: str) -
     ],
 )
 def test_the_report_names_the_key_backend_never_its_secrets(uri: str, kind: str) -> None:
-    assert bench.keys_kind(uri) == kind
+    assert spawn.keys_kind(uri) == kind

@@ -349,16 +349,20 @@ def _gateway(document: dict[str, Any], step: int = 0) -> dict[str, Any]:
             r"steps\[1\]\.results\.gateway\.latency_ms\.p99 is str, not int or float",
         ),
         (
-            lambda d: _gateway(d)["latency_ms"].update(p50=math.nan),
-            r"gateway\.latency_ms\.p50 is nan, not a finite number",
+            lambda d: _gateway(d, 1)["latency_ms"].update(p99=math.nan),
+            r"gateway\.latency_ms\.p99 is nan, not a finite number",
+        ),
+        (
+            lambda d: _gateway(d, 1)["latency_ms"].update(p99=None),
+            r"gateway\.latency_ms\.p99 is null, not int or float",
         ),
         (
             lambda d: _gateway(d)["machine_speed"].update(reference_loop_ms_median=[34.0]),
             r"machine_speed\.reference_loop_ms_median is list, not int or float",
         ),
         (
-            lambda d: _gateway(d)["machine_speed"].update(readings=True),
-            r"machine_speed\.readings is bool, not int",
+            lambda d: _gateway(d)["machine_speed"].update(reference_loop_ms_median=True),
+            r"machine_speed\.reference_loop_ms_median is bool, not int or float",
         ),
     ],
 )
@@ -380,6 +384,23 @@ def test_a_number_too_large_for_a_float_is_refused(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('"throughput": 800.0', '"throughput": 1e999', 1))
     with pytest.raises(compare.ReportError, match=r"throughput is inf, not a finite number"):
         compare.read_run(path)
+
+
+def test_a_field_compare_never_reads_is_left_as_it_is(tmp_path: Path) -> None:
+    """Only what compare reads is held to its type: a field it never reads (a latency's
+    p50, the speed's readings, a ratio's CPU) changes nothing it prints, and is no reason
+    to refuse a report."""
+    path = _report(tmp_path / "unread.json", 800.0, 1600.0)
+    figures = compare.read_run(path).figures
+    document = json.loads(path.read_text())
+    for step in (0, 1):
+        gateway = _gateway(document, step)
+        gateway["latency_ms"].update(p50="fast", count=None, mean=math.nan)
+        gateway["machine_speed"].update(readings=True, reference_loop_ms_fastest=[1])
+    document["steps"][0]["ratios"]["gateway/ceiling"].update(server_cpu="half")
+    path.write_text(json.dumps(document))
+    run = compare.read_run(path)
+    assert run.clean and run.figures == figures
 
 
 def test_the_nulls_a_bench_writes_are_read_as_figures_not_observed(tmp_path: Path) -> None:
