@@ -27,7 +27,8 @@ opens again (``hsm.keystore_upgrade`` says why no open upgrades it): it prints e
 version as ``list`` does, warns when some had a MAC already, names those with no
 certificate to check their metadata against, and refuses if a certificate disagrees
 (public key and key usage, checked by ``hsm``; the KEM, checked here against SET's
-kemAlgorithm extension, which ``hsm`` does not read); with ``--yes`` it then gives each
+kemAlgorithm extension, which ``hsm`` does not read), naming every disagreement of every
+version in one refusal; with ``--yes`` it then gives each
 its MAC, and without, writes nothing (every other command refuses such a keystore, so
 this dry run is where the operator checks it).
 """
@@ -50,7 +51,7 @@ from cli.number_options import whole
 from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
 from hsm.keystore import Keystore
-from hsm.keystore_upgrade import Upgrade, refuse_disagreements
+from hsm.keystore_upgrade import Upgrade
 from hsm.pinsource import PinSource
 from hsm.policy import PRIVATE_KEY_TYPES, public_key_der
 from hsm.uri import SoftwareKeyURI, describe_uri, open_backend, parse_key_uri
@@ -282,7 +283,6 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
         directory = parsed.directory
 
         def show(plan: Upgrade) -> None:
-            _check_certified_kems(plan)  # first: a refusal shows nothing, writes nothing
             if plan.authenticated:
                 names = _versions(plan.authenticated)
                 print(
@@ -305,7 +305,11 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
                 print(f"no certificate to check against: {_versions(plan.uncertified)}", file=out)
 
         passphrase = parsed.pin_source.read()
-        result = Keystore.upgrade(directory, passphrase, show, dry_run=not args.yes)
+        # The KEM is checked with hsm's checks, before ``show``: a refusal names every
+        # disagreement found, shows nothing and writes nothing.
+        result = Keystore.upgrade(
+            directory, passphrase, show, dry_run=not args.yes, check=_kem_disagreement
+        )
     except KeyBackendError as exc:
         print(f"{command}: {exc}", file=err)
         return 1
@@ -326,20 +330,9 @@ def _upgrade_keystore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     return 0
 
 
-def _check_certified_kems(plan: Upgrade) -> None:
-    """Refuse the upgrade, as ``hsm`` refuses a disagreeing key usage, if a version's
-    metadata names another key transport than its certificate's kemAlgorithm."""
-    found = []
-    for key, der in plan.certificates:
-        reason = _kem_disagreement(key, der) if der is not None else None
-        if reason is not None:
-            found.append((key, reason))
-    refuse_disagreements(found)
-
-
 def _kem_disagreement(key: KeyHandle, der: bytes) -> str | None:
     """What certificate ``der`` says against the KEM ``key``'s metadata records; None if
-    they agree.
+    they agree (``hsm.keystore_upgrade.CertificateCheck``).
 
     setpay's CAs name the KEM on every key-exchange certificate, and on no other (peers
     refuse one without it): so a certificate without the extension agrees only with
@@ -353,6 +346,8 @@ def _kem_disagreement(key: KeyHandle, der: bytes) -> str | None:
 
     try:
         certified = read_kem(x509.load_der_x509_certificate(der))
+    except x509.DuplicateExtension:  # not a ValueError; hsm finds it first, as unreadable
+        return f"its certificate ({key.version}.cert.der) is not DER X.509 setpay can read"
     except (ValueError, SetcoreError):
         return "its certificate's kemAlgorithm extension is not one setpay can read"
     if certified is key.kem:

@@ -1,7 +1,9 @@
 """A client's own certificates: the pinned brand root, its issuing chain, its certified keys.
 
 Private keys stay in the key backend (``soft:DIR`` keystore or a PKCS#11 token) under
-fixed labels, each certificate stored beside its key's version (``certified_versions``).
+fixed labels, each certificate stored beside its key's version (``certified_versions``);
+a key-exchange key is used only if it accepts the key transport its certificate names
+(``certified_key_exchanges``).
 The issuing CA certificates (below the brand root) and the pinned root itself are
 ordinary PEM files in the client's directory: they are public, and ``openssl`` can read
 them.
@@ -24,6 +26,7 @@ from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.keystore import fsync_directory
 from hsm.uri import encode_uri_value
+from setcore.credentials import check_key_exchange_pair
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 # The random part of a temporary file's name: 64 bits never collide between writers.
@@ -160,6 +163,18 @@ def certified_versions(backend: KeyBackend, label: str) -> Iterator[tuple[KeyHan
         der = backend.certificate(key)
         if der is not None:
             yield key, der
+
+
+def certified_key_exchanges(backend: KeyBackend, label: str) -> list[tuple[KeyHandle, bytes]]:
+    """Each version of the key-exchange key ``label`` that holds a certificate, with it,
+    newest first (``certified_versions``); ``setcore.errors.ConfigurationError`` naming the
+    first whose key does not accept the key transport its certificate names
+    (``setcore.credentials.check_key_exchange_pair``): the older ones open answers too.
+    """
+    found = list(certified_versions(backend, label))
+    for key, der in found:
+        check_key_exchange_pair(key, der)
+    return found
 
 
 def discard_uncertified(backend: KeyBackend, key: KeyHandle, log: logging.Logger) -> None:

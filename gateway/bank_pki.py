@@ -17,6 +17,11 @@ no file holds (``unused_gateway_certificates``: a renewal killed after recording
 the next renewal revokes; and it hands ``ca.db`` to ``gateway.opening_keys`` for envelopes
 sealed to a certificate renewed since it started.
 
+Each key-exchange key must accept the key transport its certificate names (kemAlgorithm),
+an older one's too (``setcore.credentials.check_key_exchange_pair``): envelopes are
+opened by the key's own, peers seal by the certificate's. One that does not is refused
+(``BankIncomplete``, naming its label and version): the bank does not start.
+
 A bank is not loaded while a renewal or pruning of the gateway's keys holds the bank's
 lock (``gateway.renewal_lock``): it would read half of one.
 
@@ -51,8 +56,8 @@ from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.observer import Observer
 from hsm.uri import encode_uri_value, open_backend
-from setcore.credentials import Credentials
-from setcore.errors import ProtocolError
+from setcore.credentials import Credentials, check_key_exchange_pair
+from setcore.errors import ConfigurationError, ProtocolError
 from setcore.pki import roles
 from setcore.pki.certificate import common_name_of, load_certificate, public_key_of
 from setcore.pki.tls import TransportCA
@@ -199,14 +204,14 @@ def load_bank_pki(
 
         def ca(label: str, chain: tuple[bytes, ...] = ()) -> Credentials:
             kex = label + KEX_SUFFIX
-            return Credentials(backend, matching(label), der(label), chain, matching(kex), der(kex))
+            return _paired(backend, matching(label), der(label), chain, matching(kex), der(kex))
 
         cca, mca, pca = (ca(label) for label in CA_LABELS.values())
 
         def renewable(label: str) -> KeyHandle:
             return certified_version(backend, label, der(label))
 
-        gateway = Credentials(
+        gateway = _paired(
             backend, renewable(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
             renewable(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
         )  # fmt: skip
@@ -274,6 +279,24 @@ def _load_revocation(config: BankConfig, pki: BankPki) -> None:
         "current until %s", type(failed).__name__, failed, held.sequence_num,
         valid_until(held).isoformat(timespec="seconds"),
     )  # fmt: skip
+
+
+def _paired(
+    backend: KeyBackend,
+    signature_key: KeyHandle,
+    signature_cert: bytes,
+    chain: tuple[bytes, ...],
+    key_exchange_key: KeyHandle,
+    key_exchange_cert: bytes,
+) -> Credentials:
+    """A party of the bank's credentials; ``BankIncomplete`` if its key-exchange key does
+    not accept the key transport its certificate names (``check_key_exchange_pair``)."""
+    try:
+        return Credentials(
+            backend, signature_key, signature_cert, chain, key_exchange_key, key_exchange_cert
+        )
+    except ConfigurationError as exc:
+        raise BankIncomplete(f"{key_exchange_key.label}.der: {exc}") from exc
 
 
 def _certified_key(backend: KeyBackend, label: str, der: bytes) -> KeyHandle:
@@ -346,6 +369,10 @@ def _older_key_exchange(
             raise BankIncomplete(
                 f"key {GATEWAY_KEX_LABEL!r} v{version} is not the key {path.name} certifies"
             )
+        try:
+            check_key_exchange_pair(key, der)  # as Credentials checks the newest
+        except ConfigurationError as exc:
+            raise BankIncomplete(f"{path.name}: {exc}") from exc
         kept.append((key, der))
     if kept:
         ends = (f"v{key.version} until {load_certificate(der).not_valid_after_utc:%Y-%m-%d}"

@@ -65,7 +65,7 @@ from hsm.keystore_header import (
     unlock,
 )
 from hsm.keystore_metadata import FORMAT, checked_handle, metadata_file
-from hsm.keystore_upgrade import Upgrade, check_certificates, legacy_refusal, stale_temp_files
+from hsm.keystore_upgrade import Upgrade, legacy_refusal, plan_upgrade, refuse_unupgradable
 from hsm.policy import (
     LABEL_PATTERN,
     PRIVATE_KEY_TYPES,
@@ -135,20 +135,19 @@ class Keystore:
         show: Callable[[Upgrade], None],
         *,
         dry_run: bool = False,
+        check: Callable[[KeyHandle, bytes], str | None] | None = None,
     ) -> Upgrade:
         """Upgrade an older keystore to format 3: each N.json gets its MAC, the header last.
 
         Under the lock, the header read under it; a ``dry_run`` takes none, writes nothing.
-        Each version with a certificate must agree with it (``check_certificates``), one
-        with a MAC already (an upgrade cut short, or replayed) must verify, or nothing is
-        written. ``show`` is given every version before anything is (it may raise: nothing
-        is). A cut upgrade leaves an old keystore, which the next finishes. Format 3: no-op.
+        Each version with a certificate must agree with it (``check_certificates``, with the
+        caller's ``check``: one refusal names all), one with a MAC already (an upgrade cut
+        short, or replayed) must verify, or nothing is written. ``show`` is given every
+        version before anything is (it may raise: nothing is). A cut upgrade leaves an old
+        keystore, which the next finishes. Format 3: no-op.
         """
         root = Path(directory)
-        if not passphrase:
-            raise PermanentBackendError(f"empty passphrase for keystore {root}")
-        if not (root / "keystore.json").exists():  # first: a mistyped path stays absent
-            raise PermanentBackendError(f"{root} is not a setpay keystore (no keystore.json)")
+        refuse_unupgradable(root, passphrase)
         _ensure_private_dir(root)  # there: its mode is checked, nothing made
         with (
             nullcontext() if dry_run else exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS)
@@ -165,11 +164,8 @@ class Keystore:
                     entry = (label, version, path)
                     handle = checked_handle(keystore._secrets, entry, *found, upgrading=True)
                     checked.append((handle, path, found[1], found[0].get("format") == FORMAT))
-            keys = tuple(handle for handle, *_ in checked)
-            certified = check_certificates([(k, keystore.read_certificate(k)) for k in keys])
-            stale = stale_temp_files(root)
-            authenticated = tuple(handle for handle, _, _, has_mac in checked if has_mac)
-            plan = Upgrade(keys, authenticated, certified, len(stale), needed=True, written=False)
+            marked = [(handle, has_mac) for handle, _, _, has_mac in checked]
+            plan, stale = plan_upgrade(root, marked, keystore.read_certificate, check)
             show(plan)
             if dry_run:
                 return plan

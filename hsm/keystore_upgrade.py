@@ -16,14 +16,22 @@ finishes. The upgrade also clears the temp files killed writes left.
 The warning is no defence on its own: whoever strips every MAC leaves nothing to warn
 of. So where a version has its certificate (N.cert.der, signed by a CA whose key the
 editor lacks), the metadata is checked against it: the certificate must be of N.pub.pem's
-key, and its keyUsage that of the usage the metadata claims (``certified_usage``). A
-disagreement refuses the upgrade, nothing written; versions without a certificate are
-named, for the operator to check by eye. The check reads the certificate; it does not
-verify its signature (``hsm`` holds no trust anchor): a certificate replaced too, by one
-its editor signed, no longer chains to the brand, which every peer checks. What only a
-reader of SET's extensions can check (the key transport a key-exchange certificate
-names), the caller checks in ``show``, which the plan gives each version's certificate:
-it refuses as this module does (``refuse_disagreements``), before anything is written.
+key, and its keyUsage that of the usage the metadata claims (``certified_usage``). What
+only a reader of SET's extensions can check (the key transport a key-exchange
+certificate names), the caller's ``check`` does, on each certificate that is of its
+version's key; every disagreement found, of either, is named in one refusal
+(``refuse_disagreements``), nothing written. Versions without a certificate are named,
+for the operator to check by eye.
+
+This check is a first look, not the defence: it reads the certificate without verifying
+its signature (``hsm`` holds no trust anchor), so an editor who also replaces N.cert.der
+(with one of the same key that they made) or deletes it passes it. What stops such a
+key is the check at run time, on every keystore, upgraded or not: wherever a party pairs
+its key-exchange key with the certificate it presents, that certificate's kemAlgorithm
+must be the key transport the key accepts, or the party does not start
+(``setcore.credentials.check_key_exchange_pair``). The bank presents its CA-issued
+certs/LABEL.der, whatever lies beside the key; a client presents the certificate beside
+its key, and one its editor made does not chain to the brand, so no peer seals to it.
 
 Errors raised (``hsm.errors``): ``PermanentBackendError``.
 """
@@ -32,7 +40,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +69,7 @@ class Upgrade:
     #: cut short, or an old keystore.json put back (restored from a pre-upgrade copy).
     authenticated: tuple[KeyHandle, ...]
     #: Every version with the certificate beside it (N.cert.der, DER; None if none), as
-    #: checked against it (``check_certificates``), for the caller to check what ``hsm``
-    #: cannot read (SET's extensions).
+    #: checked against it (``check_certificates``).
     certificates: tuple[tuple[KeyHandle, bytes | None], ...]
     #: Temp files of killed writes, removed by the upgrade (left alone by a dry run).
     stale_temp_files: int
@@ -77,6 +84,11 @@ class Upgrade:
         return tuple(handle for handle, der in self.certificates if der is None)
 
 
+#: The caller's check of a version's certificate (DER) for what ``hsm`` cannot read (SET's
+#: extensions): why it disagrees with the version's metadata; None if it agrees.
+CertificateCheck = Callable[[KeyHandle, bytes], str | None]
+
+
 def legacy_refusal(root: Path) -> PermanentBackendError:
     """The refusal of an older keystore at open: what it is, and the command to run."""
     return PermanentBackendError(
@@ -84,6 +96,32 @@ def legacy_refusal(root: Path) -> PermanentBackendError:
         "authenticated; check it and upgrade it once with `setpay keys upgrade-keystore "
         "--keys URI` (a read-only copy must first be copied somewhere writable)"
     )
+
+
+def refuse_unupgradable(root: Path, passphrase: str) -> None:
+    """Refuse an upgrade without a passphrase, or of a path with no keystore.json (checked
+    first, before its mode: a mistyped path stays absent)."""
+    if not passphrase:
+        raise PermanentBackendError(f"empty passphrase for keystore {root}")
+    if not (root / "keystore.json").exists():
+        raise PermanentBackendError(f"{root} is not a setpay keystore (no keystore.json)")
+
+
+def plan_upgrade(
+    root: Path,
+    versions: Sequence[tuple[KeyHandle, bool]],
+    certificate: Callable[[KeyHandle], bytes | None],
+    check: CertificateCheck | None = None,
+) -> tuple[Upgrade, list[Path]]:
+    """The upgrade of keystore ``root``'s ``versions`` (each handle, with whether its JSON
+    file has a MAC already), each checked against its ``certificate``
+    (``check_certificates``), not written yet; and the temp files it is to remove."""
+    keys = tuple(handle for handle, _ in versions)
+    certified = check_certificates([(key, certificate(key)) for key in keys], check)
+    stale = stale_temp_files(root)
+    authenticated = tuple(handle for handle, has_mac in versions if has_mac)
+    plan = Upgrade(keys, authenticated, certified, len(stale), needed=True, written=False)
+    return plan, stale
 
 
 def stale_temp_files(root: Path) -> list[Path]:
@@ -133,18 +171,19 @@ def certified_usage(usage: x509.KeyUsage) -> KeyUsage | None:
 
 def check_certificates(
     versions: list[tuple[KeyHandle, bytes | None]],
+    check: CertificateCheck | None = None,
 ) -> tuple[tuple[KeyHandle, bytes | None], ...]:
-    """Check each version's metadata against its certificate (DER, or None: none stored).
+    """Check each version's metadata against its certificate (DER, or None: none stored),
+    and with ``check`` too where the certificate is one of the version's key.
 
-    The versions, checked; ``PermanentBackendError`` naming every version whose
-    certificate is of another public key or says another usage than its metadata.
+    The versions, checked; ``PermanentBackendError`` naming every disagreement, of every
+    version: a certificate of another public key, or unreadable, another usage than the
+    metadata's, and whatever ``check`` says.
     """
     found = []
     for handle, der in versions:
         if der is not None:
-            reason = _disagreement(handle, der)
-            if reason is not None:
-                found.append((handle, reason))
+            found += [(handle, reason) for reason in _disagreements(handle, der, check)]
     refuse_disagreements(found)
     return tuple(versions)
 
@@ -161,21 +200,30 @@ def refuse_disagreements(found: Sequence[tuple[KeyHandle, str]]) -> None:
         )
 
 
-def _disagreement(handle: KeyHandle, der: bytes) -> str | None:
-    """What is wrong with ``der`` as the certificate of ``handle``; None if it agrees."""
+def _disagreements(handle: KeyHandle, der: bytes, check: CertificateCheck | None) -> list[str]:
+    """What is wrong with ``der`` as the certificate of ``handle``; empty if it agrees."""
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    unreadable = f"its certificate ({handle.version}.cert.der) is not DER X.509 setpay can read"
     try:
         certificate = x509.load_der_x509_certificate(der)
         certified_key = certificate.public_key().public_bytes(*spki)
-        extension = certificate.extensions.get_extension_for_class(x509.KeyUsage)
-    except x509.ExtensionNotFound:
-        return "its certificate has no keyUsage"
-    except (ValueError, TypeError, CryptoUnsupportedAlgorithm):
-        return f"its certificate ({handle.version}.cert.der) is not DER X.509 setpay can read"
+        extensions = certificate.extensions
+    # An extension twice (DuplicateExtension, no ValueError) is no certificate setpay reads.
+    except (ValueError, TypeError, CryptoUnsupportedAlgorithm, x509.DuplicateExtension):
+        return [unreadable]
     if certified_key != public_key_der(handle.public_key):
-        return f"its certificate is of another public key than {handle.version}.pub.pem's"
-    certified = certified_usage(extension.value)
-    if certified is handle.usage:
-        return None
+        return [f"its certificate is of another public key than {handle.version}.pub.pem's"]
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        found = ["its certificate has no keyUsage"]
+    else:
+        certified = certified_usage(usage)
+        found = [] if certified is handle.usage else [_usage_disagreement(handle, certified)]
+    extra = check(handle, der) if check is not None else None
+    return found if extra is None else [*found, extra]
+
+
+def _usage_disagreement(handle: KeyHandle, certified: KeyUsage | None) -> str:
     says = f"a {certified.value} key's" if certified is not None else "none of setpay's"
     return f"the metadata says {handle.usage.value}, its certificate's keyUsage is {says}"

@@ -1,4 +1,11 @@
-"""A party's own signing and opening material: key handles and their certificates."""
+"""A party's own signing and opening material: key handles and their certificates.
+
+A key-exchange key is paired here with the certificate the party presents for it, and
+refused (``ConfigurationError``) unless the key transport the key accepts (``KeyHandle.kem``,
+which the envelope opener holds every envelope to) is the one the certificate names
+(kemAlgorithm): peers seal by the certificate, so a key whose metadata (or token) says
+another would accept what the brand never certified (``check_key_exchange_pair``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,12 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
 from hsm.base import KeyBackend, KeyHandle
 from setcore.encoding import thumbprint
+from setcore.errors import ConfigurationError, ProtocolError
+from setcore.pki.extensions import read_kem
 from setpay.v1 import crypto_pb2
 
 #: Picks the key-exchange key that opens an envelope sealed to a certificate thumbprint:
@@ -50,6 +61,10 @@ class Credentials:
     _bundle: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # Once per party (and per older key a gateway keeps), at start: never per request
+        # (``choosing_key_exchange`` copies, and does not run this again).
+        if self.key_exchange_key is not None and self.key_exchange_cert is not None:
+            check_key_exchange_pair(self.key_exchange_key, self.key_exchange_cert)
         object.__setattr__(self, "signature_thumb", thumbprint(self.signature_cert))
         kex_thumb = thumbprint(self.key_exchange_cert) if self.key_exchange_cert else None
         object.__setattr__(self, "key_exchange_thumb", kex_thumb)
@@ -92,3 +107,31 @@ class Credentials:
         chosen = copy.copy(self)
         object.__setattr__(chosen, "key_exchange_chooser", chooser)
         return chosen
+
+
+def check_key_exchange_pair(key: KeyHandle, der: bytes) -> None:
+    """Refuse (``ConfigurationError``, naming the key's label and version) to pair ``key``
+    with the certificate ``der`` unless the key accepts the key transport it names.
+
+    The opener holds each envelope to the key's own KEM; peers seal by the certificate's
+    kemAlgorithm: a key that says another (its metadata edited, a token's OAEP changed
+    since it was certified) would open what the brand never certified, and refuse what
+    honest peers seal.
+    """
+    name = f"key {key.label!r} v{key.version}"
+    try:
+        certified = read_kem(x509.load_der_x509_certificate(der))
+    except (ValueError, x509.DuplicateExtension, ProtocolError) as exc:
+        raise ConfigurationError(
+            f"{name}: the key-exchange certificate presented with it is not X.509 setpay "
+            "can read (its kemAlgorithm cannot be told)"
+        ) from exc
+    if certified is key.kem:
+        return
+    accepts = key.kem.value if key.kem is not None else "no key transport"
+    names = f"kemAlgorithm {certified.value}" if certified is not None else "no kemAlgorithm"
+    raise ConfigurationError(
+        f"{name} accepts {accepts}, but the key-exchange certificate presented with it "
+        f"names {names}: the key's metadata (or its token) changed since it was certified. "
+        "Refused: restore the key version from a backup, or renew the key"
+    )

@@ -52,6 +52,7 @@ from typing import Any
 from clients.authority import AuthorityClient
 from clients.errors import ConfigError, RegistrationError, TransportError
 from clients.identity import (
+    certified_key_exchanges,
     certified_versions,
     discard_uncertified,
     read_certificates,
@@ -178,7 +179,7 @@ def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
     only. Nothing here deletes an older version: ``renew`` keeps them.
     """
     signatures = list(certified_versions(backend, SIGNATURE_LABEL))
-    exchanges = list(certified_versions(backend, KEY_EXCHANGE_LABEL))
+    exchanges = certified_key_exchanges(backend, KEY_EXCHANGE_LABEL)
     if not signatures or not exchanges:
         raise ConfigError("this merchant is not registered yet: run register first")
     (signature_key, signature_der), (kex_key, kex_der) = signatures[0], exchanges[0]

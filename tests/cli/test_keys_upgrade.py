@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cli import keys
-from hsm.base import KemAlgorithm, KeyAlgorithm, KeyUsage, PublicKey
+from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
 from hsm.software import SoftwareBackend
 from hsm.uri import PASSPHRASE_ENV
 from setcore.pki.extensions import KEM_ALGORITHM_OID, kem_extension
@@ -367,6 +367,61 @@ def test_a_key_exchange_certificate_without_a_kem_setpay_reads_is_refused(
     der = certificate_for(public_key, extensions=[(key_usage(agree=True), True), *named])
     (version / "1.cert.der").write_bytes(der)
     _refused(old_certified_keystore, capsys, f"key 'gw-kex' v1: {disagreement}")
+
+
+def test_a_certificate_with_an_extension_twice_is_refused_as_unreadable(
+    old_certified_keystore: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cryptography raises DuplicateExtension (no ValueError) once the extensions are read:
+    # before, it escaped as a traceback.
+    version = old_certified_keystore / "keys" / "gw-kex"
+    public_key = serialization.load_pem_public_key((version / "1.pub.pem").read_bytes())
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    kem = kem_extension(KemAlgorithm.P256_HKDF_SHA256)
+    arcs = KEM_ALGORITHM_OID.dotted_string.rsplit(".", 1)[0]
+    other = x509.UnrecognizedExtension(x509.ObjectIdentifier(f"{arcs}.5"), kem.value)
+    usage = (key_usage(agree=True), True)
+    der = certificate_for(public_key, extensions=[usage, (kem, False), (other, False)])
+    at = der.rfind(b"\x05", 0, der.rfind(kem.value))  # the last byte of the other's OID
+    der = der[:at] + b"\x04" + der[at + 1 :]  # now the KEM's: the extension is there twice
+    with pytest.raises(x509.DuplicateExtension):
+        _ = x509.load_der_x509_certificate(der).extensions
+    (version / "1.cert.der").write_bytes(der)
+    _refused(
+        old_certified_keystore,
+        capsys,
+        "key 'gw-kex' v1: its certificate (1.cert.der) is not DER X.509 setpay can read",
+    )
+    assert keys._kem_disagreement(_handle(old_certified_keystore, "gw-kex"), der) == (
+        "its certificate (1.cert.der) is not DER X.509 setpay can read"
+    )
+
+
+def test_one_refusal_names_every_disagreement_of_every_version(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, hsm's refusal (key usage) came first and the KEM's only on the next run.
+    _make_keystore(directory, certified=True, exchange=KeyAlgorithm.RSA_2048)
+    _edit(directory, "gw-sig", usage="ca-signing")
+    _edit(directory, "gw-kex", kem="rsa-oaep-sha1", usage="signature")
+    _refused(
+        directory,
+        capsys,
+        "key 'gw-kex' v1: the metadata says signature, its certificate's keyUsage is a "
+        "key-exchange key's; key 'gw-kex' v1: the metadata says KEM rsa-oaep-sha1, its "
+        "certificate's kemAlgorithm is rsa-oaep-sha256; key 'gw-sig' v1: the metadata says "
+        "ca-signing, its certificate's keyUsage is a signature key's",
+    )
+
+
+def _handle(keystore: Path, label: str) -> KeyHandle:
+    """Version 1 of ``label`` as the upgrade reads it (no MAC checked)."""
+    public_key = serialization.load_pem_public_key(
+        (keystore / "keys" / label / "1.pub.pem").read_bytes()
+    )
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    kem = KemAlgorithm.P256_HKDF_SHA256
+    return KeyHandle(label, 1, KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256, public_key, kem)
 
 
 def _certificate(
