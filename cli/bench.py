@@ -25,9 +25,11 @@ was not clean (errors, timeouts, a closed loop that ran out of requests) or the 
 says DOUBT (requests the bank's page or ledger could not check, the bench sending late,
 the machine changing speed, a ceiling slower than the gateway, a sweep that passed above
 a failure, a closed loop out with under ten requests per caller, a ledger in memory):
-the reports are written all the same. A failed run writes a JSON report saying why. A
-gone reader (``| head``) changes only a clean run's status, and only without --json: its
-text, its one answer, was lost (141, ``cli.main``).
+the reports are written all the same (``bench_files``: one that could not be written
+fails the run). A failed run writes a JSON report saying why. A gone reader (``| head``)
+changes only a clean run's status, and only without --json: its text, its one answer, was
+lost (141, ``cli.main``). The progress on standard error is no answer: its reader gone
+(``2>&1 | head -1``), the run goes on without it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import argparse
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -46,7 +47,7 @@ from pathlib import Path
 
 import grpc
 
-from cli import bench_compare, bench_serve, stdout_reader
+from cli import bench_compare, bench_files, bench_serve, stdout_reader
 from cli.bench_ledger import ledger_filesystem, ledger_probe, memory_ledger_doubt
 from cli.bench_options import read_numbers
 from clients.errors import ClientError
@@ -58,10 +59,10 @@ from clients.loadtest.bench import Bench, BenchResult
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.errors import BenchError, PlanError
 from clients.loadtest.plan import Plan, Service, Target
-from clients.loadtest.plot import plot, require
+from clients.loadtest.plot import require
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
-from clients.loadtest.report import run_status, to_text, write_failure, write_json
+from clients.loadtest.report import run_status, to_text, write_failure
 from clients.loadtest.speed import SpeedSampler
 from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
@@ -182,7 +183,13 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _say(message: str) -> None:
-    print(f"setpay bench: {message}", file=sys.stderr, flush=True)
+    # Its reader gone (``2>&1 | head -1``), a message is lost, never the run (a progress
+    # bar alike, ``_progress``).
+    stdout_reader.say(f"setpay bench: {message}")
+
+
+def _progress(label: str, total: int) -> ProgressBar:
+    return ProgressBar(label, total, stdout_reader.Stderr())
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -300,7 +307,7 @@ def _register(bank: Bank, population: Population, ledger: Ledger) -> Parties:
         ledger.open_card_account(pan.reveal(), expiry, limit, currency)
 
     parties = Parties(population, root, ca_channel, gateway_channel, open_account)
-    bar = ProgressBar("registering merchant and cardholders", population.cardholders + 1)
+    bar = _progress("registering merchant and cardholders", population.cardholders + 1)
     try:
         parties.register(bar)
     finally:
@@ -436,7 +443,8 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
         chosen = args.target is not None or args.workdir is not None
         # The machine's speed during each run: readings from a process of their own.
         sampler = stack.enter_context(SpeedSampler())
-        result = Bench(parties, targets, plan, say=_say, speed=sampler.between).run(setting)
+        result = Bench(parties, targets, plan, say=_say, progress=_progress,
+                       speed=sampler.between).run(setting)  # fmt: skip
         result.doubts += memory_ledger_doubt(str(setting["ledger filesystem"]), chosen)
         described[AFTER] = round(machine.reference_loop_ms(), 1)
     return result
@@ -449,18 +457,11 @@ def _report(args: argparse.Namespace, result: BenchResult) -> int:
     status = run_status(result, failed=EXIT_FAILED, not_clean=EXIT_NOT_CLEAN)
     stands = True
     try:
-        if args.json is not None:
-            write_json(result, args.json)
-        if args.plot is not None:
-            plot(result, args.plot)
+        bench_files.write_reports(result, args.json, args.plot)
         stands = status != 0 or args.json is not None
     finally:
         try:
-            # A line at a time: unbuffered (the image), one write past the pipe's buffer
-            # loses the rest without an error; a line under PIPE_BUF is all or nothing.
-            for line in to_text(result).splitlines(keepends=True):
-                sys.stdout.write(line)
-            sys.stdout.flush()
+            stdout_reader.write_text(to_text(result))
         except BrokenPipeError as broken:
             if not stands:
                 raise  # cli.main: 141
@@ -488,9 +489,8 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise  # standard output's reader went away (``| head``): cli.main ends quietly
     except PlanError as exc:  # the options ask for something that cannot run: usage
-        print(f"setpay bench: {exc}", file=sys.stderr)
+        _say(str(exc))
         return EXIT_USAGE
     except _FAILURES as exc:
-        what = str(exc) or type(exc).__name__
-        print(f"setpay bench: {what}", file=sys.stderr)
+        _say(str(exc) or type(exc).__name__)
         return EXIT_FAILED

@@ -2,14 +2,16 @@
 side by side by group (``clients.loadtest.compare``).
 
 Its errors are ``cli.bench``'s: a call without reports is a usage error (``PlanError``).
+Its text is written as the bench's is (``stdout_reader.write_text``): a reader that leaves
+midway is seen, and the command ends as cut off (``cli.main``), buffered or not.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from cli import stdout_reader
 from clients.loadtest import compare
 from clients.loadtest.errors import PlanError
 
@@ -37,5 +39,5 @@ def compare_reports(args: argparse.Namespace) -> int:
     if not named:
         raise PlanError("give the JSON reports to compare")
     groups = [compare.Group(label, [compare.read_run(p) for p in paths]) for label, paths in named]
-    sys.stdout.write(compare.to_text(groups))
+    stdout_reader.write_text(compare.to_text(groups))
     return 0

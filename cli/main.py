@@ -21,8 +21,12 @@ import os
 import signal
 import sys
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 from cli import hardening, stdout_reader
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 # Subcommand -> (module, its line in ``setpay --help``), in the order the help lists them.
 # Each line repeats the one the module's add_parser gives (a test holds them equal), so
@@ -52,9 +56,7 @@ EXIT_READER_GONE = 128 + signal.SIGPIPE
 def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser: the subcommands in ``wired`` (every one by default) with their
     own options, their modules imported; the others by name and help line only."""
-    parser = argparse.ArgumentParser(
-        prog="setpay", description="SET (Secure Electronic Transaction) over gRPC."
-    )
+    parser = _Parser(prog="setpay", description="SET (Secure Electronic Transaction) over gRPC.")
     parser.add_argument(
         "--log-level", type=str.upper, choices=LOG_LEVELS, default="WARNING",
         help="DEBUG, INFO, WARNING (default), ERROR or CRITICAL, in any case",
@@ -68,6 +70,22 @@ def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParse
             # that leaves the subcommand's own arguments (and -h) unread.
             sub.add_parser(name, help=help_line, add_help=False)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too), but for a help whose reader has gone.
+
+    argparse ignores a failed write: unbuffered, ``setpay --help | true`` exited 0, where
+    buffered its flush failed in ``main``: 141. The help's write to standard output now
+    raises, and ``main`` ends either as cut off. Its messages to standard error (a usage
+    error's) are still argparse's: lost, they change nothing of the status (2).
+    """
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message and file is not None and file is sys.stdout:
+            file.write(message)  # BrokenPipeError: ``main``'s reader gone
+            return
+        super()._print_message(message, file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

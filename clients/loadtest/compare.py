@@ -118,7 +118,9 @@ def read_run(path: Path) -> Run:
     """One report's figures; ReportError if the file is not a bench report."""
     try:
         document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8, not JSON, or an integer of more digits than Python
+        # converts (4300); RecursionError: arrays nested past the parser's depth.
         raise ReportError(f"{path}: cannot read a JSON report ({exc})") from exc
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ReportError(f"{path}: not a report of setpay bench authorize ({SCHEMA})")
@@ -149,8 +151,9 @@ def read_run(path: Path) -> Run:
 
 # What a report's fields hold, for the fields compare reads (``FIGURES``, ``_problem``,
 # ``_doubts`` and ``read_run``), and only those: a field of another type is refused rather
-# than misread (a count "many", a list for an object, null for the steps), and so is a
-# number that is not finite (NaN, or 1e999 read as infinity). None stands for null where
+# than misread (a count "many", a list for an object, null for the steps, a doubt that is
+# not text), and so is a number that is not finite (NaN, 1e999 read as infinity, or an
+# integer too large for a float: a figure is read as one). None stands for null where
 # the bench writes it (a figure it could not observe); a field a report lacks (an older
 # one) is read as absent. A field compare never reads (a latency's p50, a ratio's CPU) is
 # left as it is: it changes nothing compare prints.
@@ -174,6 +177,9 @@ _INSIDE: dict[str, dict[str, tuple[type, ...]]] = {
     "machine_speed": {"reference_loop_ms_median": _NUMBER},
 }
 _RATIO: dict[str, tuple[type, ...]] = {"throughput": _MAYBE_NUMBER}
+# The lists of DOUBTs a report states, by field: compare prints each, and names a service
+# run's accounting doubts once (``_doubts``); an item of another type than text is refused.
+_TEXTS = frozenset({"doubts", "accounting_doubts"})
 # What a check finds wrong in an object at a place (None: nothing).
 Check = Callable[[dict[str, Any], str], str | None]
 
@@ -193,8 +199,29 @@ def _mistyped(fields: dict[str, Any], kinds: dict[str, tuple[type, ...]], where:
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kind):
             names = " or ".join(_kind_name(k) for k in kind)
             return f"{where}{key} is {_kind_name(type(value))}, not {names}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{where}{key} is {value}, not a finite number"
+        found = _not_finite(value) or (_not_text(value) if key in _TEXTS else None)
+        if found is not None:
+            return f"{where}{key}{found}"
+    return None
+
+
+def _not_finite(value: object) -> str | None:
+    """What makes a number not finite (None: it is, or it is no number)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f" is {value}, not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return f" is an integer of {len(str(value))} digits, not a finite number"
+    return None
+
+
+def _not_text(items: object) -> str | None:
+    """The first item of the list ``items`` that is not text (None: every one is)."""
+    for n, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, str):
+            return f"[{n}] is {_kind_name(type(item))}, not str"
     return None
 
 

@@ -1,14 +1,16 @@
 """A progress bar on stderr for the untimed preparation (never on stdout: that is the report).
 
 On a terminal the bar redraws in place; otherwise (a log, CI) it prints a line at every
-tenth, so a long preparation still shows it is moving.
+tenth, so a long preparation still shows it is moving. It draws on any stream that writes,
+flushes and says whether it is a terminal (``Out``): the command gives one that a reader
+gone from standard error does not break (``cli.stdout_reader.Stderr``).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Protocol
 
 # Redraws per second at most: more only costs the preparation CPU.
 REDRAWS_PER_SECOND = 10
@@ -17,14 +19,30 @@ BAR_WIDTH = 30
 LOG_STEPS = 10
 
 
+class Out(Protocol):
+    """Where a bar is drawn: a text stream, standard error by default."""
+
+    def write(self, text: str, /) -> int:
+        """Write ``text``."""
+        ...
+
+    def flush(self) -> None:
+        """Flush what was written."""
+        ...
+
+    def isatty(self) -> bool:
+        """Whether it is a terminal."""
+        ...
+
+
 class ProgressBar:
     """``label [#####     ] done/total`` for one piece of work."""
 
-    def __init__(self, label: str, total: int, out: TextIO | None = None) -> None:
+    def __init__(self, label: str, total: int, out: Out | None = None) -> None:
         self._label = label
         self._total = max(total, 1)
         self._done = 0
-        self._out = out or sys.stderr
+        self._out: Out = out or sys.stderr
         self._tty = self._out.isatty()
         self._last = 0.0
         self._logged = 0

@@ -81,11 +81,20 @@ def test_a_listing_ends_quietly_when_its_reader_is_gone(
     assert (done.returncode, done.stderr) == (READER_GONE, "")
 
 
-def test_help_ends_quietly_when_its_reader_is_gone() -> None:
+@pytest.mark.parametrize("unbuffered", [True, False])
+@pytest.mark.parametrize("asked", [["--help"], ["bench", "compare", "--help"]])
+def test_help_ends_quietly_when_its_reader_is_gone(asked: list[str], unbuffered: bool) -> None:
     """Buffered, argparse's help failed only at exit: "Exception ignored", exit 120.
-    (Unbuffered, argparse itself ignores the failed write and exits 0.)"""
-    done = _into_closed_pipe(["--help"], unbuffered=False)
+    Unbuffered, argparse itself ignored the failed write and exited 0: the status now
+    does not depend on the buffering."""
+    done = _into_closed_pipe(asked, unbuffered)
     assert (done.returncode, done.stderr) == (READER_GONE, "")
+
+
+def test_a_usage_error_whose_reader_is_gone_keeps_its_status() -> None:
+    """The usage goes to standard error, which is still read: 2, not the help's 141."""
+    done = _into_closed_pipe(["--log-level", "verbose", "wallet"], unbuffered=True)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
 
 
 @pytest.fixture

@@ -26,18 +26,22 @@ from typing import TextIO
 import pytest
 
 from cli import bench as cli_bench
-from cli import hardening
+from cli import bench_compare, hardening
 from cli import main as cli_main
+from clients.loadtest import compare
 from clients.loadtest.bench import BenchResult, StepResult
+from clients.loadtest.errors import BenchError
 from clients.loadtest.load import OpenLoop
 from clients.loadtest.plan import Plan, Service
-from clients.loadtest.report import SCHEMA, to_text
+from clients.loadtest.report import SCHEMA, to_json, to_text, write_json
 from clients.loadtest.tally import Latency, Tally
 
 READER_GONE = 128 + signal.SIGPIPE
 # Steps of a sweep whose text is over twice the pipe's buffer (64 KB on Linux).
 LONG_SWEEP = 400
 PIPE_BUFFER = 64 * 1024
+# Where the bench draws its plot (``cli.bench_files``), taken out of the tests.
+PLOT = "cli.bench_files.plot"
 # What the reader that leaves midway reads first, as ``head -c 100`` does.
 HEAD_BYTES = 100
 
@@ -114,7 +118,7 @@ def test_the_reports_are_written_before_the_text(
     pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, buffered: bool
 ) -> None:
     drawn: list[Path] = []
-    monkeypatch.setattr(cli_bench, "plot", lambda result, path: drawn.append(path))
+    monkeypatch.setattr(PLOT, lambda result, path: drawn.append(path))
     _reader_gone(pipe, monkeypatch, buffered)
     args = _args(tmp_path / "report.json", tmp_path / "latency.png")
     assert _setpay_bench(monkeypatch, args, _result()) == 0
@@ -156,7 +160,7 @@ def test_a_clean_run_whose_text_alone_was_lost_ends_as_cut_off(
 ) -> None:
     """No --json: the text was the run's answer, and it is lost (a plot says nothing of
     the run's doubts): 141, as any command cut off."""
-    monkeypatch.setattr(cli_bench, "plot", lambda result, path: None)
+    monkeypatch.setattr(PLOT, lambda result, path: None)
     _reader_gone(pipe, monkeypatch, buffered)
     args = _args(plot_path=tmp_path / "latency.png" if plotted else None)
     assert _setpay_bench(monkeypatch, args, _result(steps=LONG_SWEEP)) == READER_GONE
@@ -224,7 +228,7 @@ def test_the_text_is_written_even_when_a_report_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = _args(tmp_path / "absent" / "report.json")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(BenchError, match=r"--json: could not write .*report\.json"):
         cli_bench._report(args, _result())
     assert "open loop 100/s" in capsys.readouterr().out
 
@@ -235,3 +239,90 @@ def test_the_bench_leaves_a_broken_pipe_to_main() -> None:
 
     with pytest.raises(BrokenPipeError):
         cli_bench.run(argparse.Namespace(bench_handler=breaks))
+
+
+def _head(read_end: int) -> threading.Thread:
+    """``| head -c 100`` at ``read_end``, started: it reads the first bytes and goes."""
+
+    def head() -> None:
+        os.read(read_end, HEAD_BYTES)
+        os.close(read_end)
+
+    reader = threading.Thread(target=head, daemon=True)
+    reader.start()
+    return reader
+
+
+# Bounds the wait for a report's reader, in case the bench never opened the report.
+READER_SECONDS = 30
+# Runs of one report that compare lists side by side: each figure's line then names every
+# run's value, and the text is over twice the pipe's buffer.
+COMPARED_RUNS = 8000
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+def test_compare_s_long_text_ends_as_cut_off_when_its_reader_leaves_midway(
+    pipe: dict[str, int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, buffered: bool
+) -> None:
+    """``setpay bench compare ... | head -c 100``: unbuffered, one write of the whole text
+    returned short and the rest was dropped without an error: exit 0, the text lost."""
+    report = tmp_path / "run.json"
+    write_json(_result(), report)
+    args = argparse.Namespace(
+        bench_handler=bench_compare.compare_reports, reports=[report] * COMPARED_RUNS, group=[]
+    )
+    runs = [compare.read_run(report)] * COMPARED_RUNS
+    assert len(compare.to_text([compare.Group("reports", runs)]).encode()) > 2 * PIPE_BUFFER
+    monkeypatch.setattr(sys, "stdout", _stdout(pipe["write"], buffered=buffered))
+    reader = _head(pipe.pop("read"))
+    monkeypatch.setattr(cli_main, "_run", lambda *_: cli_bench.run(args))
+    try:
+        assert cli_main.main() == READER_GONE
+    finally:
+        reader.join()
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+def test_a_json_report_into_a_pipe_whose_reader_leaves_is_a_failure_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    buffered: bool,
+) -> None:
+    """``--json >(head -c 100)``: the report's broken pipe is not standard output's, whose
+    reader is still there. A traceback before (main raised it again); now the report that
+    could not be written, 1, named by its option."""
+    monkeypatch.setattr(hardening, "harden_process", lambda env: None)
+    result = _result(steps=LONG_SWEEP)
+    assert len(json.dumps(to_json(result), indent=2).encode()) > 2 * PIPE_BUFFER
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+
+    def head() -> None:
+        # Its open waits for the writer, the bench's report: the shell's ``>(head)``.
+        read_end = os.open(fifo, os.O_RDONLY)
+        os.read(read_end, HEAD_BYTES)
+        os.close(read_end)
+
+    reader = threading.Thread(target=head, daemon=True)
+    reader.start()
+    status = _setpay_bench(monkeypatch, _args(fifo), result)
+    reader.join(timeout=READER_SECONDS)
+    assert status == cli_bench.EXIT_FAILED
+    err = capfd.readouterr().err
+    assert f"setpay bench: --json: could not write {fifo}" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_json_report_that_could_not_be_written_leaves_no_earlier_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An earlier run's plot must not pass for this run's, whose verdict was never written
+    (as a failed run's reports: a JSON saying so, and no plot)."""
+    earlier = tmp_path / "latency.png"
+    earlier.write_bytes(b"an earlier run's plot")
+    args = _args(tmp_path / "absent" / "report.json", earlier)
+    report = argparse.Namespace(bench_handler=lambda _: cli_bench._report(args, _result()))
+    assert cli_bench.run(report) == cli_bench.EXIT_FAILED
+    assert not earlier.exists()
+    assert "report.json" in capsys.readouterr().err

@@ -364,6 +364,26 @@ def _gateway(document: dict[str, Any], step: int = 0) -> dict[str, Any]:
             lambda d: _gateway(d)["machine_speed"].update(reference_loop_ms_median=True),
             r"machine_speed\.reference_loop_ms_median is bool, not int or float",
         ),
+        # A doubt that is not text: a traceback before (unhashable), or printed as it was.
+        (lambda d: d.update(doubts=[{"what": "x"}]), r"\(doubts\[0\] is dict, not str\)"),
+        (lambda d: d.update(doubts=[TMPFS, ["a"]]), r"\(doubts\[1\] is list, not str\)"),
+        (
+            lambda d: _gateway(d, 1).update(accounting_doubts=[3]),
+            r"steps\[1\]\.results\.gateway\.accounting_doubts\[0\] is int, not str",
+        ),
+        (
+            lambda d: d["steps"][0].update(doubts=[None]),
+            r"steps\[0\]\.doubts\[0\] is null, not str",
+        ),
+        # An integer no float holds: an OverflowError traceback before.
+        (
+            lambda d: _gateway(d).update(throughput=10**400),
+            r"gateway\.throughput is an integer of 401 digits, not a finite number",
+        ),
+        (
+            lambda d: _gateway(d, 1).update(errors=10**400),
+            r"steps\[1\]\.results\.gateway\.errors is an integer of 401 digits, not a finite",
+        ),
     ],
 )
 def test_a_report_with_a_null_container_or_a_number_that_is_not_is_refused(
@@ -384,6 +404,35 @@ def test_a_number_too_large_for_a_float_is_refused(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace('"throughput": 800.0', '"throughput": 1e999', 1))
     with pytest.raises(compare.ReportError, match=r"throughput is inf, not a finite number"):
         compare.read_run(path)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda text: text.replace('"doubts": []', '"doubts": [{"what": "x"}]'), "doubts[0] is"),
+        (lambda text: text.replace('"throughput": 800.0', '"throughput": 1' + "0" * 400), "401"),
+        # Past the digits Python converts (4300): json.loads' ValueError named no file.
+        (
+            lambda text: text.replace('"throughput": 800.0', '"throughput": 1' + "0" * 5000),
+            "cannot read a JSON report (Exceeds the limit",
+        ),
+    ],
+)
+def test_the_command_refuses_a_malformed_figure_or_doubt_by_name(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spoil: Callable[[str], str],
+    message: str,
+) -> None:
+    """Exit 1 and the file named, as for any report it cannot read: never a traceback."""
+    path = _report(tmp_path / "spoilt.json", 800.0, 1600.0)
+    text = path.read_text()
+    assert spoil(text) != text
+    path.write_text(spoil(text))
+    assert run_bench(["compare", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"setpay bench: {path}: " in captured.err and message in captured.err, captured.err
 
 
 def test_a_field_compare_never_reads_is_left_as_it_is(tmp_path: Path) -> None:
