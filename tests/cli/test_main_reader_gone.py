@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import cli.bank
 import cli.wallet
-from cli import hardening
 from cli import main as cli_main
 from clients.merchant.config import write_config
 from clients.peers import PeerConfig
@@ -95,19 +94,6 @@ def test_a_usage_error_whose_reader_is_gone_keeps_its_status() -> None:
     """The usage goes to standard error, which is still read: 2, not the help's 141."""
     done = _into_closed_pipe(["--log-level", "verbose", "wallet"], unbuffered=True)
     assert done.returncode == 2 and "invalid choice" in done.stderr
-
-
-@pytest.fixture
-def pipe(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """A pipe of this process's, its ends by name ("read", "write"; a test that closes one
-    takes it out); the program's hardening left out of ``main`` (it would last for the
-    whole test session)."""
-    read_end, write_end = os.pipe()
-    ends = {"read": read_end, "write": write_end}
-    monkeypatch.setattr(hardening, "harden_process", lambda env: None)
-    yield ends
-    for fd in ends.values():
-        os.close(fd)
 
 
 def _breaks(*args: object) -> int:

@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -64,19 +63,6 @@ def _result(*, errors: int = 0, steps: int = 1) -> BenchResult:
 
 def _args(json_path: Path | None = None, plot_path: Path | None = None) -> argparse.Namespace:
     return argparse.Namespace(json=json_path, plot=plot_path)
-
-
-@pytest.fixture
-def pipe(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """A pipe of this process's, its ends by name ("read", "write"; a test that closes one
-    takes it out); the program's hardening left out of ``main`` (it would last for the
-    whole test session)."""
-    read_end, write_end = os.pipe()
-    ends = {"read": read_end, "write": write_end}
-    monkeypatch.setattr(hardening, "harden_process", lambda env: None)
-    yield ends
-    for fd in ends.values():
-        os.close(fd)
 
 
 def _stdout(fd: int, *, buffered: bool) -> TextIO:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from clients.authority import AuthorityClient
 from clients.errors import RegistrationOutcomeUnknown
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.registration import PENDING_FILE
@@ -28,7 +27,8 @@ from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import new_id
 from setcore.profiles import EC
 from setcore.registration_certreq import CertAnswer
-from setpay.v1 import crypto_pb2, registration_pb2
+from setpay.v1 import crypto_pb2
+from tests.clients.authority_calls import sent_cert_requests
 from tests.clients.bank_support import (
     RunningBank,
     configure_merchant,
@@ -69,19 +69,6 @@ def _bad_signature(body: bytes) -> bytes:
     return signed.SerializeToString()
 
 
-def _sent(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The bytes of every CertReq sent from now on."""
-    sent: list[bytes] = []
-    real = AuthorityClient.cert
-
-    def counted(self: AuthorityClient, request: registration_pb2.CertRequest) -> object:
-        sent.append(request.SerializeToString())
-        return real(self, request)
-
-    monkeypatch.setattr(AuthorityClient, "cert", counted)
-    return sent
-
-
 def _register(directory: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     return run_cli(["merchant", "--dir", str(directory), "register"], capsys)
 
@@ -108,7 +95,7 @@ def test_an_unknown_status_is_an_outcome_unknown_and_installs_nothing(
     directory = tmp_path / "m-later"
     configure_merchant(bank, directory, "m-later")
     _answering(monkeypatch)  # the CA certifies, and says so with a later status
-    sent = _sent(monkeypatch)
+    sent = sent_cert_requests(monkeypatch)
 
     _check_outcome_unknown(directory, *_register(directory, capsys))
     assert len(sent) == 1  # asked once, not again by itself

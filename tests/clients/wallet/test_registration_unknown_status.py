@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from clients.authority import AuthorityClient
 from clients.errors import RegistrationOutcomeUnknown
 from clients.wallet.runtime import Wallet
 from clients.wallet.vault import open_vault
@@ -29,7 +28,8 @@ from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import new_id
 from setcore.profiles import EC
 from setcore.registration_certreq import CERT_RES_CT, CertAnswer, sign_cert_result
-from setpay.v1 import crypto_pb2, registration_pb2
+from setpay.v1 import crypto_pb2
+from tests.clients.authority_calls import sent_cert_requests
 from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, new_wallet
 
 # A CertStatusCode no release of this build defines.
@@ -69,19 +69,6 @@ def _bad_signature(signed: crypto_pb2.Signed) -> None:
     signed.signatures[0].value = bytes(value)
 
 
-def _sent(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The bytes of every CertReq sent from now on."""
-    sent: list[bytes] = []
-    real = AuthorityClient.cert
-
-    def counted(self: AuthorityClient, request: registration_pb2.CertRequest) -> object:
-        sent.append(request.SerializeToString())
-        return real(self, request)
-
-    monkeypatch.setattr(AuthorityClient, "cert", counted)
-    return sent
-
-
 @pytest.fixture
 def wallet(bank: RunningBank, tmp_path: Path) -> Iterator[Wallet]:
     """A wallet with no card registered yet."""
@@ -105,7 +92,7 @@ def test_an_unknown_status_is_an_outcome_unknown_and_installs_nothing(
 ) -> None:
     pan, expiry = bank.new_card()
     _answering(monkeypatch)  # the CA certifies, and says so with a later status
-    sent = _sent(monkeypatch)
+    sent = sent_cert_requests(monkeypatch)
     registrar = wallet.registrar(WALLET_PASSPHRASE)
 
     with pytest.raises(RegistrationOutcomeUnknown) as unknown:
