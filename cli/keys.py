@@ -346,7 +346,8 @@ def _kem_disagreement(key: KeyHandle, der: bytes) -> str | None:
 
     try:
         certified = read_kem(x509.load_der_x509_certificate(der))
-    except x509.DuplicateExtension:  # not a ValueError; hsm finds it first, as unreadable
+    # Neither is a ValueError; hsm finds them first, as unreadable.
+    except (x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
         return f"its certificate ({key.version}.cert.der) is not DER X.509 setpay can read"
     except (ValueError, SetcoreError):
         return "its certificate's kemAlgorithm extension is not one setpay can read"

@@ -2,8 +2,8 @@
 
 Private keys stay in the key backend (``soft:DIR`` keystore or a PKCS#11 token) under
 fixed labels, each certificate stored beside its key's version (``certified_versions``);
-a key-exchange key is used only if it accepts the key transport its certificate names
-(``certified_key_exchanges``).
+a key-exchange key is used only if it accepts the key transport its certificate names,
+and an older one only while its certificate lasts (``certified_key_exchanges``).
 The issuing CA certificates (below the brand root) and the pinned root itself are
 ordinary PEM files in the client's directory: they are public, and ``openssl`` can read
 them.
@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -26,13 +27,15 @@ from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.keystore import fsync_directory
 from hsm.uri import encode_uri_value
-from setcore.credentials import check_key_exchange_pair
+from setcore.credentials import RESTORE_REMEDY, check_key_exchange_pair, older_version_remedy
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 # The random part of a temporary file's name: 64 bits never collide between writers.
 TEMP_NAME_BYTES = 8
 # The location of a ``soft:`` URI that means "keys in memory, gone on exit" (``hsm.uri``).
 _EPHEMERAL = "ephemeral"
+# What ``URI`` stands for in a command this module advises.
+_URI_NOTE = "URI: the keys setting of the configuration; run it from that file's directory"
 
 
 def is_ephemeral_uri(uri: str) -> bool:
@@ -165,16 +168,39 @@ def certified_versions(backend: KeyBackend, label: str) -> Iterator[tuple[KeyHan
             yield key, der
 
 
-def certified_key_exchanges(backend: KeyBackend, label: str) -> list[tuple[KeyHandle, bytes]]:
+def certified_key_exchanges(
+    backend: KeyBackend, label: str, now: datetime | None = None
+) -> list[tuple[KeyHandle, bytes]]:
     """Each version of the key-exchange key ``label`` that holds a certificate, with it,
-    newest first (``certified_versions``); ``setcore.errors.ConfigurationError`` naming the
-    first whose key does not accept the key transport its certificate names
-    (``setcore.credentials.check_key_exchange_pair``): the older ones open answers too.
+    newest first (``certified_versions``), less the older ones whose certificate has ended
+    by ``now`` (default: the clock's), as a bank leaves out its own: no peer seals to
+    those. ``setcore.errors.ConfigurationError`` names the first whose key does not
+    accept the key transport its certificate names
+    (``setcore.credentials.check_key_exchange_pair``): the older ones open answers too,
+    and the refusal of one names the command that deletes it.
     """
+    at = now or datetime.now(UTC)
     found = list(certified_versions(backend, label))
-    for key, der in found:
-        check_key_exchange_pair(key, der)
-    return found
+    kept = found[:1] + [(key, der) for key, der in found[1:] if not _ended(der, at)]
+    for index, (key, der) in enumerate(kept):
+        older = older_version_remedy(_delete_command(key), _URI_NOTE)
+        check_key_exchange_pair(key, der, RESTORE_REMEDY if index == 0 else older)
+    return kept
+
+
+def _ended(der: bytes, now: datetime) -> bool:
+    """Whether certificate ``der`` ended by ``now``; False when it cannot be read, for
+    ``check_key_exchange_pair`` to refuse."""
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc <= now
+    except ValueError:
+        return False
+
+
+def _delete_command(key: KeyHandle) -> str:
+    """The command that deletes ``key``'s version, URI standing for the client's key URI
+    (never written out here: it may name where a PIN is read from)."""
+    return f"setpay keys delete --keys URI --label {key.label} --version {key.version}"
 
 
 def discard_uncertified(backend: KeyBackend, key: KeyHandle, log: logging.Logger) -> None:

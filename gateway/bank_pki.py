@@ -20,7 +20,9 @@ sealed to a certificate renewed since it started.
 Each key-exchange key must accept the key transport its certificate names (kemAlgorithm),
 an older one's too (``setcore.credentials.check_key_exchange_pair``): envelopes are
 opened by the key's own, peers seal by the certificate's. One that does not is refused
-(``BankIncomplete``, naming its label and version): the bank does not start.
+(``BankIncomplete``, naming its label and version): the bank does not start. The refusal
+says what lets it start: for an older gateway key, the ``setpay keys delete`` that
+removes it; for a key in use, its files restored from a backup the keystore accepts.
 
 A bank is not loaded while a renewal or pruning of the gateway's keys holds the bank's
 lock (``gateway.renewal_lock``): it would read half of one.
@@ -33,6 +35,7 @@ and the CA store's own errors pass through.
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,14 +52,14 @@ from gateway.ca.records import IssuedCertificate
 from gateway.ca.standing import CaStanding
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import valid_until
-from gateway.config import BankConfig
+from gateway.config import CONFIG_FILE, BankConfig
 from gateway.opening_keys import IssuedKeyExchange, OpeningKeys, ca_db_reader
 from gateway.renewal_lock import KeysLock, check_unlocked
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.observer import Observer
 from hsm.uri import encode_uri_value, open_backend
-from setcore.credentials import Credentials, check_key_exchange_pair
+from setcore.credentials import Credentials, check_key_exchange_pair, older_version_remedy
 from setcore.errors import ConfigurationError, ProtocolError
 from setcore.pki import roles
 from setcore.pki.certificate import common_name_of, load_certificate, public_key_of
@@ -215,7 +218,7 @@ def load_bank_pki(
             backend, renewable(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
             renewable(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
         )  # fmt: skip
-        older = _older_key_exchange(backend, certs, gateway)
+        older = _older_key_exchange(backend, certs, gateway, config)
         pki = BankPki(
             backend=backend, brand_id=config.brand_id, root_der=root_der,
             root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
@@ -341,14 +344,25 @@ def older_kex_files(certs: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def delete_older_command(config: BankConfig, version: int) -> str:
+    """The command that deletes version ``version`` of the gateway's key-exchange key from
+    the bank ``config`` names, as an operator types it (``setpay keys delete``)."""
+    config_file = shlex.quote(str(config.base_dir / CONFIG_FILE))
+    return (
+        f"setpay keys delete --config {config_file} --label {GATEWAY_KEX_LABEL} --version {version}"
+    )
+
+
 def _older_key_exchange(
-    backend: KeyBackend, certs: Path, gateway: Credentials
+    backend: KeyBackend, certs: Path, gateway: Credentials, config: BankConfig
 ) -> tuple[tuple[KeyHandle, bytes], ...]:
     """Each older key-exchange key with its certificate, while that certificate lasts.
 
     One that has ended is skipped, and one whose key is gone (deleted by hand) is skipped
     with a warning: the bank starts either way, and envelopes sealed to it are refused as
-    sealed to another. Revocation is checked when an envelope names it."""
+    sealed to another. Revocation is checked when an envelope names it. As the bank starts
+    without it, the refusal of one whose key does not accept the KEM its certificate names
+    advises deleting it (``delete_older_command``)."""
     now = datetime.now(UTC)
     kept = []
     for version, path in older_kex_files(certs):
@@ -370,7 +384,10 @@ def _older_key_exchange(
                 f"key {GATEWAY_KEX_LABEL!r} v{version} is not the key {path.name} certifies"
             )
         try:
-            check_key_exchange_pair(key, der)  # as Credentials checks the newest
+            # As Credentials checks the newest; an older one the bank can do without.
+            check_key_exchange_pair(
+                key, der, older_version_remedy(delete_older_command(config, version))
+            )
         except ConfigurationError as exc:
             raise BankIncomplete(f"{path.name}: {exc}") from exc
         kept.append((key, der))

@@ -208,8 +208,16 @@ def _disagreements(handle: KeyHandle, der: bytes, check: CertificateCheck | None
         certificate = x509.load_der_x509_certificate(der)
         certified_key = certificate.public_key().public_bytes(*spki)
         extensions = certificate.extensions
-    # An extension twice (DuplicateExtension, no ValueError) is no certificate setpay reads.
-    except (ValueError, TypeError, CryptoUnsupportedAlgorithm, x509.DuplicateExtension):
+    # An extension twice (DuplicateExtension), or a general name cryptography does not
+    # model (UnsupportedGeneralNameType: an x400Address, an EDIPartyName), neither a
+    # ValueError, is no certificate setpay reads.
+    except (
+        ValueError,
+        TypeError,
+        CryptoUnsupportedAlgorithm,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ):
         return [unreadable]
     if certified_key != public_key_der(handle.public_key):
         return [f"its certificate is of another public key than {handle.version}.pub.pem's"]

@@ -109,19 +109,52 @@ class Credentials:
         return chosen
 
 
-def check_key_exchange_pair(key: KeyHandle, der: bytes) -> None:
-    """Refuse (``ConfigurationError``, naming the key's label and version) to pair ``key``
-    with the certificate ``der`` unless the key accepts the key transport it names.
+#: What a refusal of the version in use advises: nothing that loads the keys (a renewal,
+#: the CA's commands) gets past the same check, and a keystore refuses a copy from before
+#: its upgrade (no MAC), so only the version's files as they were since then, or the token
+#: (or module) that made the key, give back the KEM it was certified with.
+RESTORE_REMEDY = (
+    "restore this version's files from a backup taken after the keystore's upgrade to "
+    "this release (setpay keys upgrade-keystore; a backup from before it is refused), or, "
+    "on a token whose OAEP support changed, go back to the token or module that certified "
+    "the key"
+)
+
+
+def older_version_remedy(command: str, note: str = "") -> str:
+    """The advice for an older version of a key-exchange key that ``check_key_exchange_pair``
+    refuses: delete it with ``command`` (a ``setpay keys delete`` naming it; ``note`` says
+    what a placeholder in it stands for), or restore it as the version in use would be
+    (``RESTORE_REMEDY``)."""
+    said = f" ({note})" if note else ""
+    return (
+        "this is an older version, which opens only what was sealed to it before a "
+        f"renewal: delete it with `{command}`{said} and start again, or {RESTORE_REMEDY}"
+    )
+
+
+def check_key_exchange_pair(key: KeyHandle, der: bytes, remedy: str = RESTORE_REMEDY) -> None:
+    """Refuse (``ConfigurationError``, naming the key's label and version, and ``remedy``:
+    what to do) to pair ``key`` with the certificate ``der`` unless the key accepts the key
+    transport it names.
 
     The opener holds each envelope to the key's own KEM; peers seal by the certificate's
     kemAlgorithm: a key that says another (its metadata edited, a token's OAEP changed
     since it was certified) would open what the brand never certified, and refuse what
-    honest peers seal.
+    honest peers seal. ``RESTORE_REMEDY`` suits the version in use; an older version's
+    caller names the command that deletes it (``older_version_remedy``).
     """
     name = f"key {key.label!r} v{key.version}"
     try:
         certified = read_kem(x509.load_der_x509_certificate(der))
-    except (ValueError, x509.DuplicateExtension, ProtocolError) as exc:
+    # Neither an extension twice nor a general name cryptography does not model (an
+    # x400Address, an EDIPartyName) raises a ValueError: each is no certificate we read.
+    except (
+        ValueError,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        ProtocolError,
+    ) as exc:
         raise ConfigurationError(
             f"{name}: the key-exchange certificate presented with it is not X.509 setpay "
             "can read (its kemAlgorithm cannot be told)"
@@ -133,5 +166,5 @@ def check_key_exchange_pair(key: KeyHandle, der: bytes) -> None:
     raise ConfigurationError(
         f"{name} accepts {accepts}, but the key-exchange certificate presented with it "
         f"names {names}: the key's metadata (or its token) changed since it was certified. "
-        "Refused: restore the key version from a backup, or renew the key"
+        f"Refused: {remedy}"
     )

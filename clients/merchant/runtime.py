@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import grpc
@@ -102,10 +103,32 @@ class Merchant:
 
     @classmethod
     def open(cls, config: MerchantConfig, backend: KeyBackend | None = None) -> Merchant:
-        """Open keys, trust store, store and channels (no network call yet)."""
-        if backend is None:
-            log.info("merchant %s: keys in %s", config.merchant_id, describe_uri(config.keys_uri()))
-            backend = open_backend(config.keys_uri())
+        """Open keys, trust store, store and channels (no network call yet).
+
+        A ``backend`` handed in is the caller's until this returns; one opened here is
+        closed again when anything after refuses (keys refused at start, another merchant
+        id), as are the channels and the store, so that nothing is left open.
+        """
+        if backend is not None:
+            return cls._assemble(config, backend)
+        log.info("merchant %s: keys in %s", config.merchant_id, describe_uri(config.keys_uri()))
+        opened = open_backend(config.keys_uri())
+        try:
+            return cls._assemble(config, opened)
+        except BaseException:
+            opened.close()
+            raise
+
+    @classmethod
+    def _assemble(cls, config: MerchantConfig, backend: KeyBackend) -> Merchant:
+        """The merchant on ``backend``: its channels and store closed again if it fails."""
+        with ExitStack() as opened:
+            merchant = cls._made(config, backend, opened)
+            opened.pop_all()
+        return merchant
+
+    @classmethod
+    def _made(cls, config: MerchantConfig, backend: KeyBackend, opened: ExitStack) -> Merchant:
         credentials = current_credentials(backend, config.chain)
         merchant_data = read_merchant_data(load_certificate(credentials.signature_cert))
         if merchant_data is None or merchant_data.merchant_id != config.merchant_id:
@@ -113,10 +136,13 @@ class Merchant:
         trust = TrustStore(read_root(config.root))
         trust.add_certificates(credentials.chain)
         ca_channel = open_channel(config.ca.channel(), "CA")
+        opened.callback(ca_channel.close)
         authority = AuthorityClient(Caller(ca_channel, "CA"))
         revocation = RevocationFeed(trust, lambda: authority.revocation(config.brand_id))
         gateway_channel = open_channel(config.gateway.channel(), "gateway")
+        opened.callback(gateway_channel.close)
         store = MerchantStore(config.store)
+        opened.callback(store.close)
         gateway = GatewayClient(
             Caller(gateway_channel, "gateway"), credentials, trust, config.merchant_id, store
         )

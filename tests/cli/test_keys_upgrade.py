@@ -17,6 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID
 
 from cli import keys
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
@@ -385,6 +386,34 @@ def test_a_certificate_with_an_extension_twice_is_refused_as_unreadable(
     at = der.rfind(b"\x05", 0, der.rfind(kem.value))  # the last byte of the other's OID
     der = der[:at] + b"\x04" + der[at + 1 :]  # now the KEM's: the extension is there twice
     with pytest.raises(x509.DuplicateExtension):
+        _ = x509.load_der_x509_certificate(der).extensions
+    (version / "1.cert.der").write_bytes(der)
+    _refused(
+        old_certified_keystore,
+        capsys,
+        "key 'gw-kex' v1: its certificate (1.cert.der) is not DER X.509 setpay can read",
+    )
+    assert keys._kem_disagreement(_handle(old_certified_keystore, "gw-kex"), der) == (
+        "its certificate (1.cert.der) is not DER X.509 setpay can read"
+    )
+
+
+def test_a_certificate_with_an_x400_address_is_refused_as_unreadable(
+    old_certified_keystore: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A subjectAltName holding an x400Address: cryptography raises
+    # UnsupportedGeneralNameType (no ValueError) once the extensions are read: before, it
+    # escaped as a traceback. The certificate names the key's own KEM.
+    version = old_certified_keystore / "keys" / "gw-kex"
+    public_key = serialization.load_pem_public_key((version / "1.pub.pem").read_bytes())
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    x400 = x509.UnrecognizedExtension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, bytes.fromhex("3004a3020500")
+    )
+    kem = kem_extension(KemAlgorithm.P256_HKDF_SHA256)
+    usage = (key_usage(agree=True), True)
+    der = certificate_for(public_key, extensions=[usage, (kem, False), (x400, False)])
+    with pytest.raises(x509.UnsupportedGeneralNameType):
         _ = x509.load_der_x509_certificate(der).extensions
     (version / "1.cert.der").write_bytes(der)
     _refused(

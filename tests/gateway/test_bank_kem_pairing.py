@@ -10,10 +10,13 @@ opened by the key's SHA-1, and honest ones refused. Now the bank does not start.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser
+from cli.main import main as setpay
 from gateway.bank_pki import BankIncomplete, load_bank_pki
 from gateway.config import BankConfig, load
 from gateway.gateway_renewal import renew_gateway_keys
@@ -23,10 +26,16 @@ from hsm.base import KemAlgorithm
 from hsm.pinsource import PinSource
 from tests.setcore.kem_tampering import Certificate, authenticated_kem_edit
 
-REMEDY = (
-    ": the key's metadata (or its token) changed since it was certified. Refused: restore "
-    "the key version from a backup, or renew the key"
+#: Restoring the version: every command that loads the bank's keys (``setpay ca
+#: renew-gateway`` too) is refused as the bank is, and the CAs' key-exchange keys have no
+#: renewal, so the refusal advises neither renewing nor a backup the keystore refuses.
+RESTORE = (
+    "restore this version's files from a backup taken after the keystore's upgrade to "
+    "this release (setpay keys upgrade-keystore; a backup from before it is refused), or, "
+    "on a token whose OAEP support changed, go back to the token or module that certified "
+    "the key"
 )
+REMEDY = ": the key's metadata (or its token) changed since it was certified. Refused: " + RESTORE
 
 
 def _bank(directory: Path, profile: str) -> BankConfig:
@@ -94,7 +103,37 @@ def test_an_older_gateway_key_whose_kem_its_certificate_does_not_name_does_not_s
     finally:
         pki.close()
     _edit(config, "gateway-kex", 1, KemAlgorithm.RSA_OAEP_SHA256)
+    command = (
+        f"setpay keys delete --config {shlex.quote(str(config.base_dir / 'setpay.toml'))} "
+        "--label gateway-kex --version 1"
+    )
     assert _refused(config) == (
         "gateway-kex.v1.der: key 'gateway-kex' v1 accepts rsa-oaep-sha256, but the "
-        f"key-exchange certificate presented with it names kemAlgorithm p256-hkdf-sha256{REMEDY}"
+        "key-exchange certificate presented with it names kemAlgorithm p256-hkdf-sha256: "
+        "the key's metadata (or its token) changed since it was certified. Refused: this is "
+        "an older version, which opens only what was sealed to it before a renewal: delete "
+        f"it with `{command}` and start again, or {RESTORE}"
     )
+
+
+def test_the_command_the_refusal_of_an_older_gateway_key_names_lets_the_bank_start(
+    tmp_path: Path,
+) -> None:
+    # Before, it advised renewing, which is refused as the bank is, or a backup.
+    config = _bank(tmp_path / "bank", "ec")
+    renew_gateway_keys(config)
+    _edit(config, "gateway-kex", 1, KemAlgorithm.RSA_OAEP_SHA256)
+    advised = _refused(config).split("`")[1]
+    argv = shlex.split(advised)
+    assert argv[0] == "setpay"
+    args = build_parser().parse_args(argv[1:])  # the real parser: a command that exists
+    assert (args.command, args.keys_command, args.label, args.version) == (
+        "keys", "delete", "gateway-kex", 1,
+    )  # fmt: skip
+    assert setpay(argv[1:]) == 0
+    pki = load_bank_pki(config)
+    try:
+        assert pki.older_key_exchange == ()
+        assert pki.gateway.require_key_exchange()[0].version == 2
+    finally:
+        pki.close()

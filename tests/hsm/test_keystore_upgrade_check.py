@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID
 
 from hsm.base import KeyHandle
 from hsm.errors import PermanentBackendError
@@ -114,3 +115,28 @@ def test_a_certificate_with_an_extension_twice_is_unreadable_not_a_traceback(
         "the key metadata disagrees with the certificate beside it: key 'sig' v1: its "
         f"certificate (1.cert.der) is not DER X.509 setpay can read{REMEDY}"
     )
+
+
+def test_a_certificate_with_an_x400_address_is_unreadable_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # A subjectAltName holding an x400Address: cryptography models no such general name
+    # and raises UnsupportedGeneralNameType, no ValueError, once the extensions are read.
+    directory = tmp_path / "ks"
+    _certified_old_keystore(directory)
+    label_dir = directory / "keys" / "sig"
+    public_key = serialization.load_pem_public_key((label_dir / "1.pub.pem").read_bytes())
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    x400 = x509.UnrecognizedExtension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, bytes.fromhex("3004a3020500")
+    )
+    der = certificate_for(public_key, extensions=[(key_usage(signature=True), True), (x400, False)])
+    with pytest.raises(x509.UnsupportedGeneralNameType):
+        _ = x509.load_der_x509_certificate(der).extensions
+    (label_dir / "1.cert.der").write_bytes(der)
+    checker = Checker()
+    assert _refusal(directory, checker) == (
+        "the key metadata disagrees with the certificate beside it: key 'sig' v1: its "
+        f"certificate (1.cert.der) is not DER X.509 setpay can read{REMEDY}"
+    )
+    assert "sig" not in checker.asked  # hsm cannot vouch for it: the caller is not asked

@@ -10,11 +10,17 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtensionOID
 
 from hsm.base import KemAlgorithm, KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.software import SoftwareBackend
 from setcore import credentials as credentials_module
-from setcore.credentials import Credentials
+from setcore.credentials import (
+    RESTORE_REMEDY,
+    Credentials,
+    check_key_exchange_pair,
+    older_version_remedy,
+)
 from setcore.errors import ConfigurationError
 from setcore.pki.extensions import KEM_ALGORITHM_OID, kem_extension
 from setcore.pki.issuance import key_usage
@@ -22,6 +28,20 @@ from tests.hsm.keycheck import certificate_for
 
 RSA_KEY = rsa.generate_private_key(65537, 2048).public_key()
 EC_KEY = ec.generate_private_key(ec.SECP256R1()).public_key()
+#: What a refusal of the key version in use advises: nothing that loads the keys gets
+#: past the check (renewals neither), and a keystore refuses a backup from before its
+#: upgrade, so neither "renew the key" nor just "a backup" would do.
+RESTORE = (
+    "restore this version's files from a backup taken after the keystore's upgrade to "
+    "this release (setpay keys upgrade-keystore; a backup from before it is refused), or, "
+    "on a token whose OAEP support changed, go back to the token or module that certified "
+    "the key"
+)
+#: A subjectAltName holding an x400Address, a general name cryptography does not model:
+#: reading it raises UnsupportedGeneralNameType, which is no ValueError.
+X400_NAME = x509.UnrecognizedExtension(
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME, bytes.fromhex("3004a3020500")
+)
 
 
 @pytest.fixture
@@ -109,7 +129,20 @@ def test_a_key_whose_kem_its_certificate_does_not_name_is_refused(
     assert str(refused.value) == (
         f"key 'gateway-kex' v2 accepts {accepts}, but the key-exchange certificate presented "
         f"with it names {said}: the key's metadata (or its token) changed since it was "
-        "certified. Refused: restore the key version from a backup, or renew the key"
+        f"certified. Refused: {RESTORE}"
+    )
+    assert RESTORE_REMEDY == RESTORE
+
+
+def test_the_refusal_of_an_older_version_advises_its_caller_s_remedy() -> None:
+    der = _certificate(kem_extension(KemAlgorithm.RSA_OAEP_SHA256))
+    command = "setpay keys delete --keys URI --label gateway-kex --version 2"
+    remedy = older_version_remedy(command, "URI: the key URI")
+    with pytest.raises(ConfigurationError) as refused:
+        check_key_exchange_pair(_kex(KemAlgorithm.RSA_OAEP_SHA1), der, remedy)
+    assert str(refused.value).endswith(
+        "Refused: this is an older version, which opens only what was sealed to it before a "
+        f"renewal: delete it with `{command}` (URI: the key URI) and start again, or {RESTORE}"
     )
 
 
@@ -127,7 +160,7 @@ def _duplicated_kem_extension() -> bytes:
     return der[:at] + b"\x04" + der[at + 1 :]
 
 
-@pytest.mark.parametrize("damage", ["duplicated-extension", "not-der", "bad-kem"])
+@pytest.mark.parametrize("damage", ["duplicated-extension", "x400-address", "not-der", "bad-kem"])
 def test_a_certificate_whose_kem_cannot_be_read_is_refused(
     backend: KeyBackend, damage: str
 ) -> None:
@@ -135,6 +168,13 @@ def test_a_certificate_whose_kem_cannot_be_read_is_refused(
         der = _duplicated_kem_extension()
         with pytest.raises(x509.DuplicateExtension):
             _ = x509.load_der_x509_certificate(der).extensions  # as made: twice
+    elif damage == "x400-address":
+        # Before, it escaped as a traceback (from ``setpay merchant serve`` too).
+        kem = kem_extension(KemAlgorithm.RSA_OAEP_SHA256)  # what the key accepts
+        extensions = [(key_usage(encipher=True), True), (kem, False), (X400_NAME, False)]
+        der = certificate_for(RSA_KEY, "gw", extensions=extensions)
+        with pytest.raises(x509.UnsupportedGeneralNameType):
+            _ = x509.load_der_x509_certificate(der).extensions
     elif damage == "not-der":
         der = b"\x30\x03\x02\x01\x00"
     else:
