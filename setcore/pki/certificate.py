@@ -32,9 +32,15 @@ def load_certificate(der: bytes) -> x509.Certificate:
         # fails here, not as a ValueError wherever a path builder compares names.
         _ = cert.extensions, cert.subject, cert.issuer
         version = cert.version
-    except (ValueError, x509.InvalidVersion, x509.DuplicateExtension) as exc:
-        # cryptography reports a version number X.509 does not define and an extension
-        # present twice (RFC 5280 4.2) with their own exception types, not ValueError.
+    except (
+        ValueError,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
+        # cryptography reports a version number X.509 does not define, an extension
+        # present twice (RFC 5280 4.2) and a general name it does not model (x400Address,
+        # EDIPartyName) with their own exception types, not ValueError.
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "malformed certificate") from exc
     if version is not x509.Version.v3:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "not an X.509 v3 certificate")

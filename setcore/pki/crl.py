@@ -84,7 +84,9 @@ def load_crl(der: bytes) -> x509.CertificateRevocationList:
         # malformed one fails here, not while a chain is being checked.
         critical = [e.oid for e in crl.extensions if e.critical]
         critical += [e.oid for entry in crl for e in entry.extensions if e.critical]
-    except (ValueError, x509.DuplicateExtension) as exc:
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        # An entry's certificateIssuer holds general names: one cryptography does not
+        # model raises its own type, as a certificate's does (``certificate``).
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "malformed CRL") from exc
     if critical:
         raise fail(

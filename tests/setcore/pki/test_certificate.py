@@ -17,6 +17,7 @@ from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode
 from setcore.pki import extensions, roles
 from setcore.pki.certificate import check_signature_algorithm, load_certificate
+from setcore.pki.crl import load_crl
 from setcore.pki.issuance import key_usage, random_serial
 from setpay.v1 import crypto_pb2
 
@@ -64,6 +65,52 @@ def test_an_extension_present_twice_is_an_invalid_certificate(ec_world: World) -
     twice = der.replace(brand, kind)  # two certificate-type extensions, no brand
     refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, load_certificate, twice)
     refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, _resolve, ec_world, twice)
+
+
+def test_a_general_name_the_library_does_not_model_is_an_invalid_certificate(
+    ec_world: World,
+) -> None:
+    # A subjectAltName holding an x400Address: cryptography raises its own
+    # UnsupportedGeneralNameType, no ValueError, when the extensions are read.
+    now = datetime.now(UTC)
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "x400")])
+    x400 = x509.UnrecognizedExtension(
+        x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME, bytes.fromhex("3004a3020500")
+    )
+    der = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x400, critical=False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
+    refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, load_certificate, der)
+    refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, _resolve, ec_world, der)
+
+
+def test_a_crl_naming_its_issuer_by_a_name_the_library_does_not_model_is_invalid() -> None:
+    # The CRL's issuerAltName, an x400Address: read when the loader touches its extensions.
+    now = datetime.now(UTC)
+    key = rsa.generate_private_key(65537, 2048)
+    x400 = x509.UnrecognizedExtension(
+        x509.oid.ExtensionOID.ISSUER_ALTERNATIVE_NAME, bytes.fromhex("3004a3020500")
+    )
+    der = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "x400")]))
+        .last_update(now)
+        .next_update(now + timedelta(days=1))
+        .add_extension(x400, critical=False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
+    refused(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, load_crl, der)
 
 
 def test_rsa_pss_with_an_unknown_hash_is_an_algorithm_not_allowed(ec_world: World) -> None:
