@@ -170,13 +170,13 @@ def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
     """The merchant's credentials: the newest version of each key that holds a certificate
     (new keys of a renewal under way are not used until they are certified).
 
-    Every older certified version still answers for what it signed or was named in: a
-    request stored before a renewal and sent again after it names the certificates it was
-    built with, and the gateway seals its answer to that key-exchange key and names that
-    signature certificate. So the credentials open each answer with the key it is sealed
-    to and take the earlier signature certificates as the merchant's own
-    (``Credentials.signs_as``); they sign and are named in new requests with the newest
-    only. Nothing here deletes an older version: ``renew`` keeps them.
+    Every older certified version (a key-exchange one until its certificate ends) answers
+    for what it signed or was named in: a request stored before a renewal and sent again
+    after it names the certificates it was built with, and the gateway seals its answer
+    to that key-exchange key and names that signature certificate. So the credentials
+    open each answer with the key it is sealed to and take the earlier signature
+    certificates as the merchant's own (``Credentials.signs_as``); they sign and are
+    named in new requests with the newest only. Nothing here deletes an older version.
     """
     signatures = list(certified_versions(backend, SIGNATURE_LABEL))
     exchanges = certified_key_exchanges(backend, KEY_EXCHANGE_LABEL)
