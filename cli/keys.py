@@ -43,7 +43,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from cli.fingerprint import colon_hex
@@ -342,14 +341,12 @@ def _kem_disagreement(key: KeyHandle, der: bytes) -> str | None:
     # Imported here: only an upgrade reads SET's extensions, and setcore.pki loads much of
     # setcore and protobuf, which no other keys command needs.
     from setcore.errors import SetcoreError  # noqa: PLC0415
+    from setcore.pki.certificate import load_certificate  # noqa: PLC0415
     from setcore.pki.extensions import read_kem  # noqa: PLC0415
 
     try:
-        certified = read_kem(x509.load_der_x509_certificate(der))
-    # Neither is a ValueError; hsm finds them first, as unreadable.
-    except (x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
-        return f"its certificate ({key.version}.cert.der) is not DER X.509 setpay can read"
-    except (ValueError, SetcoreError):
+        certified = read_kem(load_certificate(der))
+    except SetcoreError:  # hsm refuses an unreadable certificate first: its extension
         return "its certificate's kemAlgorithm extension is not one setpay can read"
     if certified is key.kem:
         return None

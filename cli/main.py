@@ -112,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stdout_reader.gone(broken)
             return EXIT_READER_GONE
         # Now, not at exit: a reader gone is seen here. Only a command that succeeded
-        # ends as cut off; a failure keeps its own status (1, the bench's 3), so that
-        # ``setpay bench ... | head`` does not hide it.
+        # ends as cut off; a failure keeps its own status (1), so that a gone reader does
+        # not hide it (the bench keeps its run's status itself: ``cli.bench._report``).
         if not _flushed() and code == 0:
             return EXIT_READER_GONE
         return code

@@ -71,7 +71,9 @@ class OutcomeUnknown(ClientError):
     """Whether the gateway applied a stored request is unknown: it stays pending, to be
     sent again byte for byte (the gateway's RRPID idempotency answers that with what it
     decided the first time). ``cause``: the transport failure, the answer's failed check,
-    or the merchant's own failure (its key backend, its store) on the answer.
+    or the merchant's own failure (its key backend, its store) on the answer. A
+    registration's (``RegistrationOutcomeUnknown``, its own message) is kept too, but
+    asked about again only by the next command, once setpay is upgraded.
     """
 
     def __init__(self, what: str, reason: str, cause: Exception) -> None:

@@ -28,6 +28,8 @@ from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.keystore import fsync_directory
 from hsm.uri import encode_uri_value
 from setcore.credentials import RESTORE_REMEDY, check_key_exchange_pair, older_version_remedy
+from setcore.errors import ProtocolError
+from setcore.pki.certificate import load_certificate
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 # The random part of a temporary file's name: 64 bits never collide between writers.
@@ -192,8 +194,8 @@ def _ended(der: bytes, now: datetime) -> bool:
     """Whether certificate ``der`` ended by ``now``; False when it cannot be read, for
     ``check_key_exchange_pair`` to refuse."""
     try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc <= now
-    except ValueError:
+        return load_certificate(der).not_valid_after_utc <= now
+    except ProtocolError:
         return False
 
 

@@ -208,13 +208,16 @@ def _disagreements(handle: KeyHandle, der: bytes, check: CertificateCheck | None
         certificate = x509.load_der_x509_certificate(der)
         certified_key = certificate.public_key().public_bytes(*spki)
         extensions = certificate.extensions
-    # An extension twice (DuplicateExtension), or a general name cryptography does not
-    # model (UnsupportedGeneralNameType: an x400Address, an EDIPartyName), neither a
-    # ValueError, is no certificate setpay reads.
+        _ = certificate.version
+    # A version X.509 does not define (InvalidVersion), an extension twice
+    # (DuplicateExtension), a general name cryptography does not model
+    # (UnsupportedGeneralNameType: an x400Address), none a ValueError, is no certificate
+    # setpay reads (as ``setcore.pki.certificate.load_certificate`` lists them).
     except (
         ValueError,
         TypeError,
         CryptoUnsupportedAlgorithm,
+        x509.InvalidVersion,
         x509.DuplicateExtension,
         x509.UnsupportedGeneralNameType,
     ):

@@ -14,11 +14,10 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cryptography import x509
-
 from hsm.base import KeyBackend, KeyHandle
 from setcore.encoding import thumbprint
 from setcore.errors import ConfigurationError, ProtocolError
+from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_kem
 from setpay.v1 import crypto_pb2
 
@@ -146,15 +145,8 @@ def check_key_exchange_pair(key: KeyHandle, der: bytes, remedy: str = RESTORE_RE
     """
     name = f"key {key.label!r} v{key.version}"
     try:
-        certified = read_kem(x509.load_der_x509_certificate(der))
-    # Neither an extension twice nor a general name cryptography does not model (an
-    # x400Address, an EDIPartyName) raises a ValueError: each is no certificate we read.
-    except (
-        ValueError,
-        x509.DuplicateExtension,
-        x509.UnsupportedGeneralNameType,
-        ProtocolError,
-    ) as exc:
+        certified = read_kem(load_certificate(der))
+    except ProtocolError as exc:  # malformed, whatever cryptography's exception for it
         raise ConfigurationError(
             f"{name}: the key-exchange certificate presented with it is not X.509 setpay "
             "can read (its kemAlgorithm cannot be told)"

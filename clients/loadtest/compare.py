@@ -257,8 +257,10 @@ def _malformed_step(step: Step, where: str) -> str | None:
     )
     if found is not None or _RATIO_KEY not in ratios:
         return found
-    ratio = [(f"{where}.ratios.{_RATIO_KEY}", ratios[_RATIO_KEY])]
-    return _objects(ratio, lambda fields, place: _mistyped(fields, _RATIO, f"{place}."))
+    ratio, place = ratios[_RATIO_KEY], f"{where}.ratios.{_RATIO_KEY}"
+    if not isinstance(ratio, dict):
+        return f"{place} is {_kind_name(type(ratio))}, not dict"
+    return _mistyped(ratio, _RATIO, f"{place}.")
 
 
 def _malformed_result(result: dict[str, Any], place: str) -> str | None:
@@ -283,7 +285,7 @@ def _doubts(document: dict[str, Any], steps: list[Step]) -> list[str]:
         if isinstance(result, dict)
         for doubt in result.get("accounting_doubts") or []
     }
-    return [str(doubt) for doubt in found if doubt not in named]
+    return [doubt for doubt in found if doubt not in named]
 
 
 def _problem(result: Any) -> str:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID
 
 from cli import keys
-from hsm.base import KemAlgorithm, KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
+from hsm.base import KemAlgorithm, KeyAlgorithm, KeyUsage, PublicKey
 from hsm.software import SoftwareBackend
 from hsm.uri import PASSPHRASE_ENV
 from setcore.pki.extensions import KEM_ALGORITHM_OID, kem_extension
@@ -393,8 +393,20 @@ def test_a_certificate_with_an_extension_twice_is_refused_as_unreadable(
         capsys,
         "key 'gw-kex' v1: its certificate (1.cert.der) is not DER X.509 setpay can read",
     )
-    assert keys._kem_disagreement(_handle(old_certified_keystore, "gw-kex"), der) == (
-        "its certificate (1.cert.der) is not DER X.509 setpay can read"
+
+
+def test_a_certificate_of_a_version_x509_does_not_define_is_refused_as_unreadable(
+    old_certified_keystore: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cryptography's InvalidVersion is no ValueError: before, a traceback.
+    der_path = old_certified_keystore / "keys" / "gw-kex" / "1.cert.der"
+    der = der_path.read_bytes()
+    at = der.index(bytes.fromhex("a003020102"))  # [0] EXPLICIT INTEGER 2: v3
+    der_path.write_bytes(der[: at + 4] + b"\x05" + der[at + 5 :])
+    _refused(
+        old_certified_keystore,
+        capsys,
+        "key 'gw-kex' v1: its certificate (1.cert.der) is not DER X.509 setpay can read",
     )
 
 
@@ -421,9 +433,6 @@ def test_a_certificate_with_an_x400_address_is_refused_as_unreadable(
         capsys,
         "key 'gw-kex' v1: its certificate (1.cert.der) is not DER X.509 setpay can read",
     )
-    assert keys._kem_disagreement(_handle(old_certified_keystore, "gw-kex"), der) == (
-        "its certificate (1.cert.der) is not DER X.509 setpay can read"
-    )
 
 
 def test_one_refusal_names_every_disagreement_of_every_version(
@@ -441,16 +450,6 @@ def test_one_refusal_names_every_disagreement_of_every_version(
         "certificate's kemAlgorithm is rsa-oaep-sha256; key 'gw-sig' v1: the metadata says "
         "ca-signing, its certificate's keyUsage is a signature key's",
     )
-
-
-def _handle(keystore: Path, label: str) -> KeyHandle:
-    """Version 1 of ``label`` as the upgrade reads it (no MAC checked)."""
-    public_key = serialization.load_pem_public_key(
-        (keystore / "keys" / label / "1.pub.pem").read_bytes()
-    )
-    assert isinstance(public_key, ec.EllipticCurvePublicKey)
-    kem = KemAlgorithm.P256_HKDF_SHA256
-    return KeyHandle(label, 1, KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256, public_key, kem)
 
 
 def _certificate(

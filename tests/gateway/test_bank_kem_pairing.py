@@ -24,17 +24,13 @@ from gateway.process import start_bank
 from gateway.provisioning import init_bank
 from hsm.base import KemAlgorithm
 from hsm.pinsource import PinSource
+from setcore.credentials import RESTORE_REMEDY
 from tests.setcore.kem_tampering import Certificate, authenticated_kem_edit
 
 #: Restoring the version: every command that loads the bank's keys (``setpay ca
 #: renew-gateway`` too) is refused as the bank is, and the CAs' key-exchange keys have no
 #: renewal, so the refusal advises neither renewing nor a backup the keystore refuses.
-RESTORE = (
-    "restore this version's files from a backup taken after the keystore's upgrade to "
-    "this release (setpay keys upgrade-keystore; a backup from before it is refused), or, "
-    "on a token whose OAEP support changed, go back to the token or module that certified "
-    "the key"
-)
+RESTORE = RESTORE_REMEDY  # its words are pinned in tests/setcore/test_credentials_kem.py
 REMEDY = ": the key's metadata (or its token) changed since it was certified. Refused: " + RESTORE
 
 

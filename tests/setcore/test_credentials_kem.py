@@ -160,7 +160,9 @@ def _duplicated_kem_extension() -> bytes:
     return der[:at] + b"\x04" + der[at + 1 :]
 
 
-@pytest.mark.parametrize("damage", ["duplicated-extension", "x400-address", "not-der", "bad-kem"])
+@pytest.mark.parametrize(
+    "damage", ["duplicated-extension", "x400-address", "bad-version", "not-der", "bad-kem"]
+)
 def test_a_certificate_whose_kem_cannot_be_read_is_refused(
     backend: KeyBackend, damage: str
 ) -> None:
@@ -175,6 +177,13 @@ def test_a_certificate_whose_kem_cannot_be_read_is_refused(
         der = certificate_for(RSA_KEY, "gw", extensions=extensions)
         with pytest.raises(x509.UnsupportedGeneralNameType):
             _ = x509.load_der_x509_certificate(der).extensions
+    elif damage == "bad-version":
+        # Version 4, which X.509 never defined: cryptography's InvalidVersion, no ValueError.
+        der = _certificate(kem_extension(KemAlgorithm.RSA_OAEP_SHA256))
+        at = der.index(bytes.fromhex("a003020102"))
+        der = der[: at + 4] + b"\x03" + der[at + 5 :]
+        with pytest.raises(x509.InvalidVersion):
+            x509.load_der_x509_certificate(der)
     elif damage == "not-der":
         der = b"\x30\x03\x02\x01\x00"
     else:

@@ -1,7 +1,6 @@
 """``setpay bench ... | head``: a run whose standard output's reader is gone still writes
-its --json and --plot reports (it flushed the text first, and the BrokenPipeError lost
-them), and leaves the broken pipe to ``cli.main``, which ends quietly (not "setpay bench:
-[Errno 32] Broken pipe", exit 1).
+its --json and --plot reports (before, it flushed the text first, and the BrokenPipeError
+lost them), and ends quietly (not "setpay bench: [Errno 32] Broken pipe", exit 1).
 
 Its exit status is the run's whenever a script has the run's answer without the text: a
 run that failed or is in doubt (1, 3), a clean one that wrote its --json report (0), a
@@ -195,14 +194,7 @@ def test_a_reader_that_leaves_midway_through_a_long_text(
     still writing. Unbuffered, one write of the whole text returned short and the rest
     was dropped without an error: exit 0, the text lost, even without --json."""
     monkeypatch.setattr(sys, "stdout", _stdout(pipe["write"], buffered=buffered))
-    read_end = pipe.pop("read")
-
-    def head() -> None:
-        os.read(read_end, HEAD_BYTES)
-        os.close(read_end)
-
-    reader = threading.Thread(target=head)
-    reader.start()
+    reader = _head(pipe.pop("read"))
     args = _args(tmp_path / "report.json" if with_json else None)
     try:
         assert _setpay_bench(monkeypatch, args, _result(steps=LONG_SWEEP)) == status

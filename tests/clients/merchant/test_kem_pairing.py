@@ -25,6 +25,8 @@ from clients.merchant.registration import KEY_EXCHANGE_LABEL
 from clients.merchant.runtime import Merchant
 from hsm.base import KemAlgorithm, KeyBackend
 from hsm.uri import open_backend as real_open
+from setcore.credentials import RESTORE_REMEDY
+from setcore.encoding import thumbprint
 from setcore.errors import ConfigurationError
 from setcore.profiles import RSA
 from tests.clients.bank_support import RunningBank, configure_merchant, merchant_registrar
@@ -56,11 +58,14 @@ def test_a_renewed_rsa_merchant_opens_with_both_key_exchange_keys(
     merchant = Merchant.open(load_merchant_config(_copy(renewed, tmp_path)))
     try:
         backend = merchant.credentials.backend
-        versions = [key for key, _ in certified_versions(backend, KEY_EXCHANGE_LABEL)]
-        assert [(key.version, key.kem) for key in versions] == [
+        versions = certified_versions(backend, KEY_EXCHANGE_LABEL)
+        assert [(key.version, key.kem) for key, _ in versions] == [
             (2, KemAlgorithm.RSA_OAEP_SHA256),
             (1, KemAlgorithm.RSA_OAEP_SHA256),
         ]
+        for key, der in versions:  # each opens what is sealed to its own certificate
+            opener, _ = merchant.credentials.key_exchange_for(thumbprint(der))
+            assert opener.version == key.version
     finally:
         merchant.close()
 
@@ -68,12 +73,7 @@ def test_a_renewed_rsa_merchant_opens_with_both_key_exchange_keys(
 #: What the refusal of the version in use advises: a renewal (``setpay merchant renew``)
 #: loads the keys through the same check, and the keystore refuses a backup from before
 #: its upgrade.
-RESTORE = (
-    "restore this version's files from a backup taken after the keystore's upgrade to "
-    "this release (setpay keys upgrade-keystore; a backup from before it is refused), or, "
-    "on a token whose OAEP support changed, go back to the token or module that certified "
-    "the key"
-)
+RESTORE = RESTORE_REMEDY  # its words are pinned in tests/setcore/test_credentials_kem.py
 #: What the refusal of an older version advises first: deleting it.
 DELETE_V1 = (
     "this is an older version, which opens only what was sealed to it before a renewal: "
