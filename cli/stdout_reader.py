@@ -28,14 +28,12 @@ from typing import TextIO
 _PIECE = select.PIPE_BUF // 4
 
 
-def gone(broken: BrokenPipeError, stream: TextIO | None = None) -> None:
-    """The reader of ``stream`` (standard output by default) has gone: it now goes to the
-    null device. Otherwise ``broken`` is raised again: a socket's or another pipe's, a
-    failure of its own."""
-    out = sys.stdout if stream is None else stream
-    if not _reader_gone(out):
+def gone(broken: BrokenPipeError) -> None:
+    """Standard output's reader has gone: it now goes to the null device. Otherwise
+    ``broken`` is raised again: a socket's or another pipe's, a failure of its own."""
+    if not _reader_gone(sys.stdout):
         raise broken
-    quiet(out)
+    quiet(sys.stdout)
 
 
 def _reader_gone(stream: TextIO) -> bool:

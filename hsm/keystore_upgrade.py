@@ -68,20 +68,14 @@ class Upgrade:
     #: Those whose JSON file already carried a valid MAC under the old header: an upgrade
     #: cut short, or an old keystore.json put back (restored from a pre-upgrade copy).
     authenticated: tuple[KeyHandle, ...]
-    #: Every version with the certificate beside it (N.cert.der, DER; None if none), as
-    #: checked against it (``check_certificates``).
-    certificates: tuple[tuple[KeyHandle, bytes | None], ...]
+    #: Those with no certificate beside them (N.cert.der): nothing to check them against.
+    uncertified: tuple[KeyHandle, ...]
     #: Temp files of killed writes, removed by the upgrade (left alone by a dry run).
     stale_temp_files: int
     #: False when the keystore was already in format 3: nothing to do, nothing shown.
     needed: bool
     #: True once the MACs and the format-3 header are written; False after a dry run.
     written: bool
-
-    @property
-    def uncertified(self) -> tuple[KeyHandle, ...]:
-        """Those with no certificate beside them: nothing to check them against."""
-        return tuple(handle for handle, der in self.certificates if der is None)
 
 
 #: The caller's check of a version's certificate (DER) for what ``hsm`` cannot read (SET's
@@ -117,10 +111,10 @@ def plan_upgrade(
     file has a MAC already), each checked against its ``certificate``
     (``check_certificates``), not written yet; and the temp files it is to remove."""
     keys = tuple(handle for handle, _ in versions)
-    certified = check_certificates([(key, certificate(key)) for key in keys], check)
+    uncertified = check_certificates([(key, certificate(key)) for key in keys], check)
     stale = stale_temp_files(root)
     authenticated = tuple(handle for handle, has_mac in versions if has_mac)
-    plan = Upgrade(keys, authenticated, certified, len(stale), needed=True, written=False)
+    plan = Upgrade(keys, authenticated, uncertified, len(stale), needed=True, written=False)
     return plan, stale
 
 
@@ -172,11 +166,11 @@ def certified_usage(usage: x509.KeyUsage) -> KeyUsage | None:
 def check_certificates(
     versions: list[tuple[KeyHandle, bytes | None]],
     check: CertificateCheck | None = None,
-) -> tuple[tuple[KeyHandle, bytes | None], ...]:
+) -> tuple[KeyHandle, ...]:
     """Check each version's metadata against its certificate (DER, or None: none stored),
     and with ``check`` too where the certificate is one of the version's key.
 
-    The versions, checked; ``PermanentBackendError`` naming every disagreement, of every
+    The versions without one; ``PermanentBackendError`` naming every disagreement, of every
     version: a certificate of another public key, or unreadable, another usage than the
     metadata's, and whatever ``check`` says.
     """
@@ -185,7 +179,7 @@ def check_certificates(
         if der is not None:
             found += [(handle, reason) for reason in _disagreements(handle, der, check)]
     refuse_disagreements(found)
-    return tuple(versions)
+    return tuple(handle for handle, der in versions if der is None)
 
 
 def refuse_disagreements(found: Sequence[tuple[KeyHandle, str]]) -> None:

@@ -109,20 +109,12 @@ class Merchant:
         closed again when anything after refuses (keys refused at start, another merchant
         id), as are the channels and the store, so that nothing is left open.
         """
-        if backend is not None:
-            return cls._assemble(config, backend)
-        log.info("merchant %s: keys in %s", config.merchant_id, describe_uri(config.keys_uri()))
-        opened = open_backend(config.keys_uri())
-        try:
-            return cls._assemble(config, opened)
-        except BaseException:
-            opened.close()
-            raise
-
-    @classmethod
-    def _assemble(cls, config: MerchantConfig, backend: KeyBackend) -> Merchant:
-        """The merchant on ``backend``: its channels and store closed again if it fails."""
         with ExitStack() as opened:
+            if backend is None:
+                uri = config.keys_uri()
+                log.info("merchant %s: keys in %s", config.merchant_id, describe_uri(uri))
+                backend = open_backend(uri)
+                opened.callback(backend.close)
             merchant = cls._made(config, backend, opened)
             opened.pop_all()
         return merchant
