@@ -4,17 +4,26 @@ protobuf's enums are open: a gateway, merchant or CA of a later release may answ
 result code added after this build (``CAP_REV_OR_CRED_CODE_INSUFFICIENT_FUNDS`` and
 ``BATCH_ADMIN_STATUS_BATCH_NOT_CLOSED`` were). The enums in ``RESULT_CODES`` are the
 ones a peer answers with; strict parsing (``setcore.encoding``) lets their undefined
-values through, because everything that reads them asks only "is it the one success
-value?", so an unknown code reads as "no": a final refusal of what was asked, never an
-approval (the wallet, for which a CompletionCode's "no" could make a cardholder pay
-twice, reads an unknown one as "outcome unknown" instead, and so do both for an
-unknown ErrorCode of a signed Error, which could mean "failed after acting" as
-UNSPECIFIED_FAILURE does). A CertStatusCode is read as neither: an unknown one could
-mean "pended" as well as "refused", so it is an outcome unknown, once the rest of the
-CA's answer is verified (``setcore.registration_certreq.CertStatusUnknown``). Every
-other enum (what a
-request asks for: a batch operation, a request type) stays refused when undefined, since
-the receiver would have to act on it.
+values through, and no reader takes one for the success value: an unknown code is never
+an approval. Nor is it a final "no" where that could be wrong at a cost (a hold standing
+while the cardholder buys again, a capture taken but recorded refused): once the rest of
+the answer is verified, it is an outcome unknown, and nothing final is recorded of it.
+The wallet reads so an unknown CompletionCode or AuthCode of a PRes or InqRes (the
+purchase's record stays as it was, for ``inquire`` to settle); the merchant an unknown
+AuthCode, CapCode, AuthRevCode, CapRevOrCredCode or BatchAdminStatus inside a gateway's
+answer (the request stays pending, retried with backed-off waits: the gateway answers
+each retry as it did the first, until the merchant is upgraded); both an unknown
+ErrorCode of a signed Error, which could mean "failed after acting" as
+UNSPECIFIED_FAILURE does; and a certificate requester an unknown CertStatusCode, which
+could mean "pended" as well as "refused"
+(``setcore.registration_certreq.CertStatusUnknown``: nothing installed, the request
+kept). An unknown PCertCode stays a refusal: the gateway serves the merchant no
+certificate for that brand, so there is nothing to use either way, and the operator is
+told the code. A RespReason only explains an AuthCode: an unknown one is shown by its
+name beside it. The bench's tally (``clients.loadtest``) decides nothing and lists an
+AuthRes of an unknown AuthCode with the declines, under the code's name. Every other
+enum (what a request asks for: a batch operation, a request type) stays refused when
+undefined, since the receiver would have to act on it.
 
 What a value is called in a log line, a record or a command's output is ``code_name``'s:
 the enum's own name for a value it defines, and ``<Enum> <number>`` (for example

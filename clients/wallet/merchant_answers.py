@@ -6,16 +6,22 @@ for those that do not say the merchant did nothing (``undecided``), which leave 
 outcome unknown.
 
 A merchant of a later release may answer with codes this wallet does not know
-(``setcore.enum_names``). An AuthCode it does not know is recorded by its bounded name
-(``AuthCode N``): not APPROVED, so a decline. A CompletionCode it does not know
-could say the order went through as well as that it did not: told neither "paid" nor
-"refused" (which would have the cardholder buy again), the cardholder hears that the
-outcome is unknown, and the record stays as it was (``SENT`` after a PReq). So does a
-signed Error whose code it does not know: the wallet cannot tell whether that one says
-the merchant did nothing.
+(``setcore.enum_names``). A CompletionCode it does not know could say the order went
+through as well as that it did not, and so could an AuthCode it does not know (a later
+gateway's approval variant, say a partial approval with a hold placed, relayed as it
+came): told neither "paid" nor "declined" (which would have the cardholder buy again
+while the hold stands), the cardholder hears that the outcome is unknown, naming the
+code (``AuthCode 42``), and the record stays as it was (``SENT`` after a PReq; an
+earlier answer's state after an InqRes), for an inquiry to settle once the answer
+carries codes the wallet reads (or the wallet is upgraded). So does a signed Error whose
+code it does not know: the wallet cannot tell whether that one says the merchant did
+nothing. Every AuthCode this build defines but APPROVED is a decline, recorded as the
+merchant's answer.
 """
 
 from __future__ import annotations
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from setcore.enum_names import code_name, is_known
 from setcore.errors import ErrorCode, PeerError
@@ -54,28 +60,38 @@ def undecided(refusal: PeerError) -> str | None:
     return None
 
 
-class UnknownCompletion(Exception):
-    """A verified PRes or InqRes reports a CompletionCode this wallet does not define."""
+# What the wallet calls each code of a PRes or InqRes it must read before recording one.
+_READ_CODES: dict[str, tuple[EnumTypeWrapper, str]] = {
+    "completion_code": (purchase_pb2.CompletionCode, "a completion code"),
+    "auth_code": (authorization_pb2.AuthCode, "an authorization code"),
+}
 
-    def __init__(self, completion: int) -> None:
+
+class UnknownResultCode(Exception):
+    """A verified PRes or InqRes reports a CompletionCode or AuthCode this wallet does not
+    define: its outcome is unknown to this wallet, and nothing of it is recorded."""
+
+    def __init__(self, enum: EnumTypeWrapper, value: int, kind: str) -> None:
         super().__init__(
-            f"the merchant reports {code_name(purchase_pb2.CompletionCode, completion)}, a "
-            "completion code of a later release this wallet cannot read; the purchase's "
-            "record is left as it was"
+            f"the merchant reports {code_name(enum, value)}, {kind} of a later release this "
+            "wallet cannot read; the purchase's record is left as it was"
         )
 
 
 def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
     """The record fields a verified PRes or InqRes reports (its one payload, setcore's
     ``check_answer``); they replace any earlier state, a refusal's too.
-    ``UnknownCompletion`` for a completion code this wallet does not define."""
+    ``UnknownResultCode`` for a completion code or AuthCode this wallet does not define
+    (the completion code named first when both are)."""
     payload = data.payloads[0]
-    if not is_known(purchase_pb2.CompletionCode, payload.completion_code):
-        raise UnknownCompletion(payload.completion_code)
+    for field, (enum, kind) in _READ_CODES.items():
+        value = getattr(payload, field)
+        if not is_known(enum, value):
+            raise UnknownResultCode(enum, value, kind)
     return {
         "refusal": "",
         "completion": code_name(purchase_pb2.CompletionCode, payload.completion_code),
-        # Any but AUTH_CODE_APPROVED is a decline, one this build does not define too.
+        # Known (checked above): any but AUTH_CODE_APPROVED is a decline.
         "auth_code": code_name(authorization_pb2.AuthCode, payload.auth_code),
         "auth_amount": payload.auth_amt.amount,
         "captured": payload.captured_amt.amount,

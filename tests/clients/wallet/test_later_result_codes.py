@@ -1,31 +1,28 @@
-"""A gateway or merchant of a later release answers a purchase with codes this build does
-not know.
+"""A merchant of a later release answers a purchase with codes this build does not know.
 
-An AuthCode of a later release declines: the merchant records the order declined, and
-the wallet records the code by its bounded name. A CompletionCode of a later release may
-say the order went through as well as not: the wallet tells the cardholder neither
-"paid" nor "refused" but that the outcome is unknown (exit 4), and keeps the purchase
-SENT, to be asked about again. So does a signed Error of a code it does not know.
+A CompletionCode of a later release may say the order went through as well as not, and
+so may an AuthCode (a later gateway's approval variant, relayed by the merchant): the
+wallet tells the cardholder neither "paid" nor "declined" but that the outcome is unknown
+(exit 4), naming the code, and keeps the purchase as it was (SENT), to be asked about
+again; an answer it reads then records normally. So does a signed Error of a code it
+does not know. Every known AuthCode but APPROVED stays a decline.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-import gateway.authorize
-from cli.merchant import order_line
 from cli.wallet import record_line
 from clients.errors import PurchaseOutcomeUnknown
 from clients.merchant import answers, checkout
-from clients.merchant.records import Order, OrderState
-from clients.wallet.merchant_answers import UnknownCompletion
-from clients.wallet.purchases import SENT, Initiation, PurchaseBook, outcome_fields
+from clients.merchant.records import Order
+from clients.wallet.merchant_answers import UnknownResultCode, outcome_fields
+from clients.wallet.purchases import SENT, Initiation, PurchaseBook
 from setcore.errors import PeerError
-from setpay.v1 import purchase_pb2
+from setpay.v1 import authorization_pb2, purchase_pb2
 from tests.clients.bank_support import EUR, WALLET_PASSPHRASE
 from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
@@ -34,50 +31,41 @@ from tests.clients.test_purchase_flow import buy, offer
 # A value no result-code enum of this build defines: a later release's code.
 LATER = 99
 OUTCOME_UNKNOWN = 4
+PERFORMED = purchase_pb2.COMPLETION_CODE_AUTHORIZATION_PERFORMED
+PayloadOf = Callable[[Order, int, int], purchase_pb2.PResPayload]
 
 
-def test_an_auth_code_of_a_later_release_is_a_decline(
-    make_merchant: MerchantFactory,
-    make_wallet: WalletFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    merchant = make_merchant("m-later-auth")
-    wallet = make_wallet(merchant)
-    real = gateway.authorize.build_auth_response
+def _later(field: str, real: PayloadOf) -> PayloadOf:
+    """The merchant's PRes and InqRes payload, but for ``field``, a later release's code."""
 
-    def later(credentials: Any, verified: Any, decision: Any) -> bytes:
-        return real(credentials, verified, dataclasses.replace(decision, auth_code=LATER))
+    def payload_of(order: Order, captured: int, credited: int) -> purchase_pb2.PResPayload:
+        payload = real(order, captured, credited)
+        setattr(payload, field, LATER)
+        return payload
 
-    monkeypatch.setattr(gateway.authorize, "build_auth_response", later)
-    caplog.set_level(logging.INFO, logger="setpay.merchant")
-    record = buy(wallet, offer(merchant, 1200))
-    assert record.completion == "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
-    assert record.auth_code == "AuthCode 99"
-    assert "  AuthCode 99  amount 1200 (978)" in record_line(record)
-    order = merchant.store.order(bytes.fromhex(record.xid))
-    assert order.state is OrderState.DECLINED
-    assert order.authorization is not None and order.authorization.auth_code == LATER
-    assert f"order {order.short_id}: AuthCode 99" in caplog.text
-    assert "  AuthCode 99" in order_line(order, merchant.store)
+    return payload_of
 
 
-def test_a_completion_code_of_a_later_release_leaves_the_outcome_unknown(
+# The PRes and InqRes payload fields the wallet must read, and what it calls a later
+# release's value of each.
+@pytest.mark.parametrize(
+    ("field", "named"),
+    [("completion_code", "CompletionCode 99"), ("auth_code", "AuthCode 99")],
+    ids=["completion", "auth"],
+)
+def test_a_later_code_leaves_the_outcome_unknown_until_an_answer_reads(
+    field: str,
+    named: str,
     make_merchant: MerchantFactory,
     make_wallet: WalletFactory,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    merchant = make_merchant("m-later-completion")
+    merchant = make_merchant(f"m-later-{field.replace('_', '-')}")
     wallet = make_wallet(merchant)
+    book = PurchaseBook(wallet.config.purchases_file)
     real = checkout.completion_of
-
-    def later(order: Order, captured: int, credited: int) -> purchase_pb2.PResPayload:
-        payload = real(order, captured, credited)
-        payload.completion_code = LATER  # type: ignore[assignment]
-        return payload
-
-    monkeypatch.setattr(checkout, "completion_of", later)
+    monkeypatch.setattr(checkout, "completion_of", _later(field, real))
     monkeypatch.setenv("SETPAY_WALLET_PASSPHRASE", WALLET_PASSPHRASE)
     initiation = offer(merchant, 1300)
     argv = ["wallet", "--dir", str(wallet.config.base_dir)]
@@ -86,31 +74,66 @@ def test_a_completion_code_of_a_later_release_leaves_the_outcome_unknown(
          "--description", initiation.description.decode(), "--amount", "1300"],
         capsys,
     )  # fmt: skip
-    (sent,) = PurchaseBook(wallet.config.purchases_file).all()
+    (sent,) = book.all()
     assert (status, out) == (OUTCOME_UNKNOWN, "")
-    assert sent.completion == SENT  # neither paid nor refused: nothing to buy again
+    assert sent.completion == SENT  # neither paid nor declined: nothing to buy again
     assert err.startswith(f"setpay wallet: purchase {sent.short_id} sent, outcome unknown")
-    assert "the merchant reports CompletionCode 99" in err
+    assert f"the merchant reports {named}, " in err
+    assert f"`setpay wallet inquire {sent.short_id}`" in err
 
     # An inquiry answered the same way changes nothing either.
     status, out, err = run_cli([*argv, "inquire", sent.short_id], capsys)
     assert (status, out) == (OUTCOME_UNKNOWN, "")
-    assert "CompletionCode 99" in err
-    (still,) = PurchaseBook(wallet.config.purchases_file).all()
-    assert still == sent
+    assert named in err
+    assert book.all() == [sent]
+
+    # The merchant's answer in codes this wallet reads: recorded as any answer is.
+    monkeypatch.setattr(checkout, "completion_of", real)
+    status, out, err = run_cli([*argv, "inquire", sent.short_id], capsys)
+    (answered,) = book.all()
+    assert (status, out, err) == (0, record_line(answered) + "\n", "")
+    assert answered.completion == "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
+    assert (answered.auth_code, answered.auth_amount) == ("AUTH_CODE_APPROVED", 1300)
+
+    # A later code again leaves that answer standing, not replaced by a guess.
+    monkeypatch.setattr(checkout, "completion_of", _later(field, real))
+    status, out, err = run_cli([*argv, "inquire", sent.short_id], capsys)
+    assert (status, out) == (OUTCOME_UNKNOWN, "")
+    assert named in err
+    assert book.all() == [answered]
 
 
-def test_a_payload_of_a_later_completion_code_is_no_record() -> None:
+def _payload(completion: int, auth_code: int) -> purchase_pb2.PResData:
     data = purchase_pb2.PResData()
-    data.payloads.add(completion_code=LATER, auth_code=LATER)
-    with pytest.raises(UnknownCompletion, match="CompletionCode 99"):
-        outcome_fields(data)
-    data.payloads[0].completion_code = purchase_pb2.COMPLETION_CODE_ORDER_REJECTED
-    fields = outcome_fields(data)
-    assert (fields["completion"], fields["auth_code"]) == (
-        "COMPLETION_CODE_ORDER_REJECTED",
-        "AuthCode 99",
-    )
+    data.payloads.add(completion_code=completion, auth_code=auth_code)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("completion", "auth_code", "named"),
+    [
+        (LATER, authorization_pb2.AUTH_CODE_APPROVED, "CompletionCode 99, a completion code"),
+        (PERFORMED, LATER, "AuthCode 99, an authorization code"),
+        (purchase_pb2.COMPLETION_CODE_ORDER_REJECTED, LATER, "AuthCode 99, an authorization"),
+        (LATER, LATER, "CompletionCode 99, a completion code"),  # the first read is named
+    ],
+    ids=["completion", "auth", "auth-of-a-rejected-order", "both"],
+)
+def test_a_payload_of_a_later_code_is_no_record(
+    completion: int, auth_code: int, named: str
+) -> None:
+    with pytest.raises(UnknownResultCode, match=named):
+        outcome_fields(_payload(completion, auth_code))
+
+
+def test_every_known_auth_code_is_recorded_by_its_name() -> None:
+    # Every known code but APPROVED is the merchant's decline, recorded as such.
+    for name, value in authorization_pb2.AuthCode.items():
+        fields = outcome_fields(_payload(PERFORMED, value))
+        assert (fields["completion"], fields["auth_code"]) == (
+            "COMPLETION_CODE_AUTHORIZATION_PERFORMED",
+            name,
+        )
 
 
 def test_a_signed_error_of_a_later_code_leaves_the_outcome_unknown(
