@@ -15,6 +15,9 @@
     │                        the CA's verified answer to a certificate request carries a
     │                        CertStatusCode this release does not know: pended or
     │                        refused, nothing is installed, the request stays pending
+    ├── UnknownResultCode    the gateway's answer to a stored request verified, but its
+    │                        result code is one this release does not define: the
+    │                        request stays pending (the cause of an ``OutcomeUnknown``)
     ├── PurchaseOutcomeUnknown
     │                        the wallet's PReq left and no answer it could verify came
     │                        back: the card may be authorized; the purchase stays SENT
@@ -71,7 +74,8 @@ class OutcomeUnknown(ClientError):
     """Whether the gateway applied a stored request is unknown: it stays pending, to be
     sent again byte for byte (the gateway's RRPID idempotency answers that with what it
     decided the first time). ``cause``: the transport failure, the answer's failed check,
-    or the merchant's own failure (its key backend, its store) on the answer. A
+    a verified answer's result code this release cannot read (``UnknownResultCode``), or
+    the merchant's own failure (its key backend, its store) on the answer. A
     registration's (``RegistrationOutcomeUnknown``, its own message) is kept too, but
     asked about again only by the next command, once setpay is upgraded.
     """
@@ -93,6 +97,25 @@ class RegistrationOutcomeUnknown(OutcomeUnknown):
         ClientError.__init__(self, message)
         self.status = status
         self.cause = cause
+
+
+class UnknownResultCode(ClientError):
+    """The gateway's answer to a stored request verified in full, but the result code it
+    carries (an AuthCode, CapCode, AuthRevCode, CapRevOrCredCode or BatchAdminStatus) is
+    one this release does not define: a gateway of a later release. It could as well be
+    an approval or a capture taken as a refusal, so the answer is neither: nothing is
+    recorded, the request stays pending (``clients.merchant.outcome``) and its bytes are
+    kept, for a release that reads the code to read the same stored answer. A batch query,
+    never stored, is raised this alone. ``code``: the value; ``code_name``: its bounded
+    name (``AuthCode 42``, ``setcore.enum_names``)."""
+
+    def __init__(self, code_name: str, code: int) -> None:
+        super().__init__(
+            f"the gateway answered {code_name}, a result code of a later gateway release "
+            "this merchant cannot read: upgrade the merchant to a release that reads it"
+        )
+        self.code = code
+        self.code_name = code_name
 
 
 class PurchaseOutcomeUnknown(ClientError):

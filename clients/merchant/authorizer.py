@@ -8,15 +8,18 @@ returns the answer it already committed: one purchase is never authorized twice.
 An authorization lives the life of every stored request (``stored_requests``), written
 once there: a verified AuthRes is final (authorized or declined), and so is a verified
 SET Error (the order fails with its code), but for UNSPECIFIED_FAILURE and a code this
-build does not define; one refused as
-too old is built afresh around the same PI when ``renewal`` says that is safe; anything
-else (no answer, an answer or Error that does not verify, an approval for another
-amount, the merchant's own key backend or store failing on the answer) leaves the order
-authorizing, "outcome unknown, will retry", and the same bytes go out again, as
-``settlement`` leaves an operation sent. The gateway may have placed a hold on the card:
-failing the order would lose track of it. An answer that never verifies (a trust store
-missing the gateway's CA) keeps the order authorizing, seen in the log and ``setpay
-merchant orders``, and asked for again less and less often (``outcome.next_try``).
+build does not define; one refused as too old is built afresh around the same PI when
+``renewal`` says that is safe; anything else (no answer, an answer or Error that does not
+verify, an approval for another amount, an AuthCode this build does not define, the
+merchant's own key backend or store failing on the answer) leaves the order authorizing,
+"outcome unknown, will retry", and the same bytes go out again, as ``settlement`` leaves
+an operation sent. The gateway may have placed a hold on the card: failing the order
+would lose track of it, and declining it on a later release's AuthCode (an approval
+variant, say) would have the cardholder told so and buy again while the hold stands. An
+answer that never verifies (a trust store missing the gateway's CA), or one of an
+AuthCode only an upgraded merchant reads, keeps the order authorizing, seen in the log
+and ``setpay merchant orders``, and asked for again less and less often
+(``outcome.next_try``).
 
 Where authorization differs from a settlement operation, it says why at the hook:
 
@@ -71,6 +74,7 @@ from cryptography import x509
 
 from clients.errors import ClientError, OutcomeUnknown, SignerGone, StoreError, TransportError
 from clients.identity import certified_versions
+from clients.merchant import outcome
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.registration_pending import SIGNATURE_LABEL
@@ -227,10 +231,11 @@ class Authorizer(StoredRequests[Order]):
         """Authorize one purchased order now; the order as it stands afterwards.
 
         A verified answer is final: the order is authorized, declined, or failed by the
-        gateway's verified SET Error. Anything else leaves it authorizing, outcome
-        unknown, and the worker sends the same bytes again (``outcome``); or, its AuthReq
-        not built now, purchased, for the worker to build (``_stored``). If another
-        thread is authorizing the same order, this waits for it and reports its outcome.
+        gateway's verified SET Error. Anything else (an AuthCode of a later release too)
+        leaves it authorizing, outcome unknown, and the worker sends the same bytes again
+        (``outcome``); or, its AuthReq not built now, purchased, for the worker to build
+        (``_stored``). If another thread is authorizing the same order, this waits for it
+        and reports its outcome.
 
         ``as_read``: the order as the caller read it when it chose to send it; if another
         thread has tried it since (``_tried_since``), that try stands and nothing is sent.
@@ -378,6 +383,7 @@ class Authorizer(StoredRequests[Order]):
             result = self._gateway.authorize(request, state, deadline=left)
         header = result.data.auth_res_payload.auth_header
         _check_authorized_amount(order, header)
+        outcome.require_known(authorization_pb2.AuthCode, header.auth_code)
         authorization = Authorization(
             auth_code=header.auth_code,
             amount=Money.from_proto(header.auth_amt),

@@ -5,15 +5,16 @@ RRPID would not get the first one's answer: the gateway refuses a second close a
 BATCH_CLOSED, a second purge as BATCH_UNKNOWN, a second open as BATCH_ALREADY_OPEN,
 without naming the batch opened. So each lives the life of a capture
 (``stored_requests``): its BatchAdminReq is stored byte for byte before it is sent, a
-verified answer settles it (any status but SUCCESS, one of a later release this build
-does not know too, refuses it), a verified SET Error ends it "failed", and anything else
-(``outcome``) leaves it "sent", outcome unknown: the command gets ``OutcomeUnknown``, and
-the same bytes go again when the command is given again (the same operation on the same
-batch, or any open while an open waits) and in ``resume`` (at start and in a serving
-merchant's rounds). The gateway's RRPID idempotency answers them with what it decided
-the first time; one refused as too old may be built afresh under a new RRPID
-(``renewal``). A command given again while a round sends the same bytes is no harm:
-both get the one answer, and it is saved once.
+verified answer settles it (any status this build defines but SUCCESS refuses it), a
+verified SET Error ends it "failed", and anything else (``outcome``; a status of a later
+release too, which may say the batch was changed, asked again less and less often until
+the merchant is upgraded to read it) leaves it "sent", outcome unknown: the command gets
+``OutcomeUnknown``, and the same bytes go again when the command is given again (the
+same operation on the same batch, or any open while an open waits) and in ``resume`` (at
+start and in a serving merchant's rounds). The gateway's RRPID idempotency answers them
+with what it decided the first time; one refused as too old may be built afresh under a
+new RRPID (``renewal``). A command given again while a round sends the same bytes is no
+harm: both get the one answer, and it is saved once.
 
 While a change of a batch waits, another change of that batch is refused, naming the
 one waiting: sent now, it could reach the gateway first and be refused for a state the
@@ -21,7 +22,8 @@ waiting one was about to make (a purge before its close). Whether one waits is l
 up as the new one is stored, in one transaction, so two commands never both send one.
 
 A query changes nothing and the gateway keeps nothing of it: it is not stored, an answer
-that does not verify is an error, and asking again is a new query.
+that does not verify is an error, and so is one of a status this build does not define
+(``UnknownResultCode``, never read as a refusal); asking again is a new query.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import logging
 
 from clients.errors import OrderStateError
+from clients.merchant import outcome
 from clients.merchant.records import BatchRequest, OperationState, short
 from clients.merchant.stored_requests import StoredRequests
 from setcore.enum_names import code_name
@@ -128,6 +131,7 @@ class Batches(StoredRequests[BatchRequest]):
     def _exchange(self, request: BatchRequest) -> BatchRequest:
         result = self._gateway.batch_admin(request.request, _state(request))
         data = result.data
+        outcome.require_known(gateway_admin_pb2.BatchAdminStatus, data.status)
         done = self._store.settle_batch_request(
             request.rrpid, data.status == SUCCESS, data.status, data.SerializeToString(),
             data.batch_id, data.batch_status.closed,
@@ -161,6 +165,7 @@ class Batches(StoredRequests[BatchRequest]):
             batch_id=batch_id, return_summary=summary, page=page,
         )  # fmt: skip
         data = self._gateway.batch_admin(request.SerializeToString(), state).data
+        outcome.require_known(gateway_admin_pb2.BatchAdminStatus, data.status)
         if data.status == SUCCESS:
             self._store.record_batch(
                 data.batch_id, data.status, data.batch_status.closed, data.SerializeToString()

@@ -103,8 +103,9 @@ def completion_of(order: Order, captured: int, credited: int) -> purchase_pb2.PR
             amount.CopyFrom(nothing)
         payload.acq_card_msg = auth.acq_card_msg
         return payload
-    # Stored from a verified AuthRes: an AuthCode of a later release this merchant does not
-    # know is passed on as it came (the order is declined: only APPROVED approves).
+    # Stored from a verified AuthRes, of a code this merchant defines: one it does not
+    # leaves the order authorizing (``outcome.require_known``), "order received". A code
+    # another release stored in the same database is passed on as it came.
     payload.auth_code = cast(authorization_pb2.AuthCode, auth.auth_code)
     payload.auth_amt.CopyFrom(auth.amount.to_proto())
     payload.acq_card_msg = auth.acq_card_msg

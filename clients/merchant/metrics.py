@@ -45,7 +45,9 @@ merchant id, a peer's text or key material.
                                                         batch, gateway-certificates) and
                                                         result: approved or declined (its
                                                         answer verified and said yes or
-                                                        no), a SET ErrorCode (the gateway's
+                                                        no), other (it verified, but its
+                                                        result code is of a later release),
+                                                        a SET ErrorCode (the gateway's
                                                         verified Error), unverified (an
                                                         answer that did not verify),
                                                         revocation_unavailable (one that
@@ -99,7 +101,6 @@ import grpc
 
 from clients.errors import ConfigError, StoreError, TransportError
 from clients.merchant.metrics_labels import (
-    APPROVED,
     COMPLETIONS,
     DECLINED,
     GATEWAY_CALL_LABELS,
@@ -112,17 +113,13 @@ from clients.merchant.metrics_labels import (
     UNVERIFIED,
     WAITING_KINDS,
     allowed,
+    answered,
 )
 from clients.merchant.store import WaitingRequests
 from setcore.admission import given_up
-from setcore.auth_reversal import AuthRevResult
-from setcore.authorization import AuthResult
-from setcore.cap_rev_or_cred import CapRevOrCredResult
-from setcore.capture import CaptureResult
 from setcore.errors import ErrorCode, PeerError, ProtocolError
-from setcore.gateway_admin import BatchAdminResult
 from setcore.pki.bci import RevocationUnavailable
-from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, purchase_pb2, services_pb2
+from setpay.v1 import purchase_pb2, services_pb2
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -448,7 +445,7 @@ def gateway_call(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             except Exception as exc:
                 _record_call(m, kind, _failure(kind, exc), started)
                 raise
-            _record_call(m, kind, APPROVED if _says_yes(result) else DECLINED, started)
+            _record_call(m, kind, answered(result), started)
             return result
 
         return metered
@@ -480,21 +477,3 @@ def _failure(kind: str, exc: Exception) -> str:
     if isinstance(exc, ConfigError) and kind == GATEWAY_CERTIFICATES:
         return DECLINED
     return MERCHANT_FAILURE
-
-
-def _says_yes(result: object) -> bool:
-    """Whether a verified answer approves what was asked (every item of it)."""
-    if isinstance(result, AuthResult):
-        return result.auth_code == authorization_pb2.AUTH_CODE_APPROVED
-    if isinstance(result, AuthRevResult):
-        return result.auth_rev_code == authorization_pb2.AUTH_REV_CODE_APPROVED
-    if isinstance(result, CaptureResult):
-        return all(
-            item.cap_res_payload.cap_code == authorization_pb2.CAP_CODE_SUCCESS
-            for item in result.items
-        )
-    if isinstance(result, CapRevOrCredResult):
-        return all(item.code == capture_pb2.CAP_REV_OR_CRED_CODE_SUCCESS for item in result.items)
-    if isinstance(result, BatchAdminResult):
-        return result.status == gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS
-    return True  # the gateway's certificates: a verified PCertRes that names them

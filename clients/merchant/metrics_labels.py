@@ -8,7 +8,10 @@ from the protos and the enums they name, and change with them.
 
 The gateway calls are named by the kind of request the merchant sends (``KINDS``); the
 same names count the requests stored and waiting for an answer (``WAITING_KINDS``, the
-kinds ``clients.merchant.store.WaitingRequests`` reads).
+kinds ``clients.merchant.store.WaitingRequests`` reads). A verified answer counts as
+approved or declined by its result codes (``answered``); one whose code this build does
+not define (a gateway of a later release) as ``other``, never by its number: the merchant
+reads it as neither (``clients.merchant.outcome``), and each number would be a series.
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import grpc
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from clients.merchant.records import OperationKind
+from setcore.auth_reversal import AuthRevResult
+from setcore.authorization import AuthResult
+from setcore.cap_rev_or_cred import CapRevOrCredResult
+from setcore.capture import CaptureResult
+from setcore.enum_names import is_known
 from setcore.errors import ErrorCode
-from setpay.v1 import purchase_pb2, services_pb2
+from setcore.gateway_admin import BatchAdminResult
+from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, purchase_pb2, services_pb2
 
 OTHER = "other"
 
@@ -83,3 +93,25 @@ COMPLETIONS: tuple[str, ...] = tuple(n for n, i in purchase_pb2.CompletionCode.i
 def allowed(label: str, value: str) -> str:
     """``value`` if it is in ``label``'s set, else ``other``."""
     return value if value in LABEL_VALUES[label] else OTHER
+
+
+def answered(result: object) -> str:
+    """A verified answer's ``result`` label: approved when it says yes to what was asked
+    (every item of it), ``other`` when a code of it is one this build does not define,
+    declined otherwise; approved for the gateway's certificates (a verified PCertRes
+    that names them)."""
+    a, c, g = authorization_pb2, capture_pb2, gateway_admin_pb2
+    codes: list[tuple[EnumTypeWrapper, int, int]] = []  # (enum, code, its success value)
+    if isinstance(result, AuthResult):
+        codes = [(a.AuthCode, result.auth_code, a.AUTH_CODE_APPROVED)]
+    elif isinstance(result, AuthRevResult):
+        codes = [(a.AuthRevCode, result.auth_rev_code, a.AUTH_REV_CODE_APPROVED)]
+    elif isinstance(result, CaptureResult):
+        codes = [(a.CapCode, i.cap_res_payload.cap_code, a.CAP_CODE_SUCCESS) for i in result.items]
+    elif isinstance(result, CapRevOrCredResult):
+        codes = [(c.CapRevOrCredCode, i.code, c.CAP_REV_OR_CRED_CODE_SUCCESS) for i in result.items]
+    elif isinstance(result, BatchAdminResult):
+        codes = [(g.BatchAdminStatus, result.status, g.BATCH_ADMIN_STATUS_SUCCESS)]
+    if not all(is_known(enum, code) for enum, code, _ in codes):
+        return OTHER
+    return APPROVED if all(code == yes for _, code, yes in codes) else DECLINED

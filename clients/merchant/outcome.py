@@ -4,6 +4,9 @@
     an answer that verifies: signed by a gateway whose       final: recorded (approved,
     chain verifies, naming our RRPID, our name and our       declined, succeeded, refused)
     request, settling no more than was asked
+      but its result code (AuthCode, CapCode, AuthRevCode,   pending, asked again less
+      CapRevOrCredCode, BatchAdminStatus) is one this build  and less often: the merchant
+      does not define (a gateway of a later release)         must be upgraded to read it
     a SET Error that verifies: signed by a gateway, naming   final: failed, with its code
     our RRPID (``setcore.error_message.open_error``)
       but UNSPECIFIED_FAILURE, or a code this build does     pending: it does not say the
@@ -37,6 +40,18 @@ and ``setpay merchant orders`` shows it as such; no answer at all (a gateway awa
 a failure of the merchant's own, keep the fast retries. A merchant starting, and a
 batch command given again, send it at once: that is how an operator asks again now.
 
+A verified answer whose result code this build does not define (``require_known``,
+``clients.errors.UnknownResultCode``) is read as neither a yes nor a no: a later
+release may have added an approval variant (a partial approval, a hold placed) or a
+capture taken, and recorded as a decline or a refusal the cardholder would be told the
+order was declined and buy again while the first hold stands. Nothing of it is recorded
+and the request's bytes are kept, so that a merchant upgraded to a release that reads
+the code sends them again and reads the same stored answer. Until then every retry gets
+that answer: it waits as one that did not verify does (``next_try``), and each time the
+log says, as an error naming the code by its bounded name (``AuthCode 42``), that this
+merchant must be upgraded. A known code is read as before: a decline stays a decline,
+whatever its RespReason, which only explains it.
+
 A signed Error of a code this build does not define keeps the fast retries, as
 UNSPECIFIED_FAILURE does: the gateway may answer otherwise the next time. If it stored
 that Error as its decision, each retry gets it again and logs it, by its bounded name
@@ -47,12 +62,14 @@ from __future__ import annotations
 
 import logging
 
-from clients.errors import ClientError, OutcomeUnknown, TransportError
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from clients.errors import ClientError, OutcomeUnknown, TransportError, UnknownResultCode
 from clients.merchant import renewal
 from clients.merchant.records import BatchRequest, Operation, Order
 from clients.merchant.store import MerchantStore
 from hsm.errors import KeyBackendError
-from setcore.enum_names import is_known
+from setcore.enum_names import code_name, is_known
 from setcore.errors import ErrorCode, PeerError, ProtocolError, SetcoreError
 from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
@@ -87,10 +104,20 @@ def is_refusal(error: PeerError) -> bool:
     did nothing or, as UNSPECIFIED_FAILURE may, that it failed after placing a hold:
     ended failed, an order would have the wallet told ORDER_REJECTED, and the
     cardholder buy again (the wallet reads such a code from its merchant the same way,
-    ``clients.wallet.merchant_answers.undecided``). A result code inside a verified
-    answer (a CapCode, a BatchAdminStatus) is another matter: the answer itself says
-    what was done, and an unknown one is a final refusal."""
+    ``clients.wallet.merchant_answers.undecided``). A result code of a later release
+    inside a verified answer (an AuthCode, a CapCode, a BatchAdminStatus) is read the
+    same way, for the same reason: not a refusal, the request stays pending
+    (``require_known``)."""
     return error.code != UNSPECIFIED_FAILURE and is_known(ErrorCode, error.code)
+
+
+def require_known(enum: EnumTypeWrapper, code: int) -> None:
+    """Refuse to read a verified answer whose result ``code`` (of ``enum``) this build does
+    not define: ``UnknownResultCode``, which leaves the request pending, nothing recorded.
+    Called once the rest of the answer is checked, so that it is raised only for an
+    answer this merchant would otherwise have taken."""
+    if not is_known(enum, code):
+        raise UnknownResultCode(code_name(enum, code), code)
 
 
 def did_not_verify(error: Exception) -> bool:
@@ -112,6 +139,8 @@ def why_unknown(error: Exception) -> str:
         )
     if isinstance(error, PeerError):
         return f"the gateway failed without saying it did nothing: {error.code_name}"
+    if isinstance(error, UnknownResultCode):
+        return str(error)  # the answer verified: not "did not verify"
     if isinstance(error, RevocationUnavailable):
         return f"the gateway's answer cannot be checked without current revocation data: {error}"
     if isinstance(error, ProtocolError):
@@ -122,8 +151,10 @@ def why_unknown(error: Exception) -> str:
 def next_try(unverified: int, error: Exception) -> tuple[int, int] | None:
     """After ``error`` left a request pending that had ``unverified`` answers in a row
     that did not verify: that count now, and the time before which background retries
-    leave it (0: none); None when neither changes."""
-    if did_not_verify(error):
+    leave it (0: none); None when neither changes. A verified answer of a result code
+    this build cannot read counts as one: the gateway answers the same at every retry,
+    until this merchant is upgraded."""
+    if did_not_verify(error) or isinstance(error, UnknownResultCode):
         count = unverified + 1
         # Sixteen doublings are well past the cap: the bound keeps the number small
         # however many answers there were.
@@ -138,8 +169,9 @@ def pending(store: MerchantStore, request: Pending, what: str, error: Exception)
     raise where someone waits for the answer (a command).
 
     No answer at all is a warning; an answer that does not verify (a gateway, a key or a
-    trust store that is wrong, or someone in between) or a failure of the merchant's own
-    is an error, logged with its stack when it is none the merchant knows (a bug).
+    trust store that is wrong, or someone in between), one this merchant cannot read (an
+    upgrade due) or a failure of the merchant's own is an error, logged with its stack
+    when it is none the merchant knows (a bug).
     """
     reason = why_unknown(error)
     quiet = isinstance(error, TransportError | PeerError | RevocationUnavailable)

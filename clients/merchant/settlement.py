@@ -7,21 +7,21 @@ built by setcore, and stored with its exact bytes if the same check, run again i
 storing transaction, still allows it: two commands at once (two threads, or a command
 beside a serving merchant on the same file) never both pass it, and the second is
 refused as it would be after the first. Then it is sent; the gateway's verified answer
-settles it (succeeded on its success code alone: any other, one of a later release this
-build does not know too, is a refusal, recorded with its code), and a verified SET Error
-ends it "failed", with the error's code. Anything
-else leaves its outcome unknown (``outcome``: no answer, a crash, an answer or Error
-that does not verify, an answer settling another amount, UNSPECIFIED_FAILURE or an
-Error code this build does not define, the
-merchant's own key backend or store failing on the answer): it stays "sent", the
-command that sent it gets ``OutcomeUnknown`` ("outcome unknown, will retry"), and
-``resume`` sends the same bytes again, when a merchant starts serving and every
-``runtime.RESUME_SECONDS`` while it serves: the gateway's RRPID idempotency makes that
-safe. A verified refusal as too old (MESSAGE_TOO_OLD) of a request stored too recently
-for ``renewal`` to let it be built afresh leaves it sent too; one stored long enough ago
-is built afresh under a new RRPID and sent (``renewal`` says why that is safe, and
-when). That life, an authorization's and a batch change's too, is written once, in
-``stored_requests``.
+settles it (succeeded on its success code alone; any other code this build defines is a
+refusal, recorded with its code), and a verified SET Error ends it "failed", with the
+error's code. Anything else leaves its outcome unknown (``outcome``: no answer, a crash,
+an answer or Error that does not verify, an answer settling another amount, a result
+code of a later release, which may say the capture or refund was taken, asked again
+less and less often until the merchant is upgraded to read it, UNSPECIFIED_FAILURE or
+an Error code this build does not define, the merchant's own key backend or store
+failing on the answer): it stays "sent", the command that sent it gets
+``OutcomeUnknown`` ("outcome unknown, will retry"), and ``resume`` sends the same bytes
+again, when a merchant starts serving and every ``runtime.RESUME_SECONDS`` while it
+serves: the gateway's RRPID idempotency makes that safe. A verified refusal as too old
+(MESSAGE_TOO_OLD) of a request stored too recently for ``renewal`` to let it be built
+afresh leaves it sent too; one stored long enough ago is built afresh under a new RRPID
+and sent (``renewal`` says why that is safe, and when). That life, an authorization's
+and a batch change's too, is written once, in ``stored_requests``.
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.
@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 
 from clients.errors import OrderStateError
+from clients.merchant import outcome
 from clients.merchant import settlement_checks as checks
 from clients.merchant.records import (
     Money,
@@ -237,6 +238,7 @@ class Settlement(StoredRequests[Operation]):
             )
             payload = cap.items[0].cap_res_payload
             _check_answered_amount(operation, payload.cap_amt)
+            outcome.require_known(authorization_pb2.CapCode, payload.cap_code)
             return self._settle(
                 operation, payload.cap_code == CAP_SUCCESS, payload.cap_code,
                 payload.cap_amt.amount, payload.batch_id,
@@ -251,6 +253,7 @@ class Settlement(StoredRequests[Operation]):
             kept = rev.data.auth_new_amt.amount
             if rev.auth_rev_code == AUTH_REV_APPROVED:
                 _check_answered_amount(operation, rev.data.auth_new_amt, exact=True)
+            outcome.require_known(authorization_pb2.AuthRevCode, rev.auth_rev_code)
             settled = self._store.settle_auth_reversal(
                 operation.rrpid, rev.auth_rev_code == AUTH_REV_APPROVED, rev.auth_rev_code,
                 kept, rev.baggage.cap_token_new,
@@ -268,6 +271,7 @@ class Settlement(StoredRequests[Operation]):
         result: CapRevOrCredResult = send(wire, state)
         item = result.items[0]
         _check_answered_amount(operation, item.actual_amt)
+        outcome.require_known(capture_pb2.CapRevOrCredCode, item.code)
         return self._settle(
             operation, item.code == CAP_REV_OR_CRED_SUCCESS, item.code, item.actual_amt.amount,
             item.batch_id, code_name(capture_pb2.CapRevOrCredCode, item.code),

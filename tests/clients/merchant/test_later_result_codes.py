@@ -1,21 +1,17 @@
-"""A gateway of a later release answers with result codes this merchant does not know.
+"""A gateway of a later release answers with SET Error codes this merchant does not know.
 
-The real bank decides each request; its answer is built with a code no enum of this
+The real bank refuses each request with a signed SET Error of a code no enum of this
 build defines (as ``CAP_REV_OR_CRED_CODE_INSUFFICIENT_FUNDS`` was to the release before
-it) and signed as usual. The merchant takes that verified answer as a final refusal of
-the item, recorded with the code, logged and printed by a bounded name, never "outcome
-unknown, will retry" for ever. A signed SET Error of such a code is another matter: it
-may not say the gateway did nothing (as UNSPECIFIED_FAILURE does not), so the request
-stays pending and is asked again, whatever its kind. The metrics count either under
-``other``.
+it). It may not say the gateway did nothing (as UNSPECIFIED_FAILURE does not), so the
+request stays pending and is asked again, whatever its kind; the metrics count it under
+``other``. A verified answer whose result code is of a later release is read the same
+way: ``test_unreadable_result_codes``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,100 +24,18 @@ from clients.errors import ConfigError, OutcomeUnknown
 from clients.merchant import metrics, outcome
 from clients.merchant.gateway_client import served
 from clients.merchant.metrics_labels import OTHER
-from clients.merchant.records import Operation, OperationKind, OperationState, OrderState
+from clients.merchant.records import Operation, OperationState, OrderState
 from clients.merchant.runtime import Merchant
 from setcore.error_message import build_error
 from setcore.errors import ErrorCode, PeerError, fail
 from setcore.gateway_admin import GatewayCertificate
 from setpay.v1 import gateway_admin_pb2
-from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.metrics_support import samples_of, scrape_text, value
 from tests.clients.test_purchase_flow import buy, offer
 
 # A value no result-code enum of this build defines: a later release's code.
 LATER = 99
-
-
-def answering_later(
-    monkeypatch: pytest.MonkeyPatch, module: ModuleType, builder: str, field: str
-) -> None:
-    """From now on the gateway builds ``module.builder``'s answers with ``field`` of every
-    decision set to LATER: signed, sealed and stored like any other answer."""
-    real: Callable[..., bytes] = getattr(module, builder)
-
-    def later(credentials: Any, verified: Any, decided: Any, *rest: Any, **kw: Any) -> bytes:
-        if isinstance(decided, list):
-            decided = [dataclasses.replace(d, **{field: LATER}) for d in decided]
-        else:
-            decided = dataclasses.replace(decided, **{field: LATER})
-        return real(credentials, verified, decided, *rest, **kw)
-
-    monkeypatch.setattr(module, builder, later)
-
-
-def test_settlement_answers_with_a_later_code_are_final_refusals(
-    make_merchant: MerchantFactory,
-    make_wallet: WalletFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    merchant = make_merchant("m-later-settle")
-    wallet = make_wallet(merchant)
-    record = buy(wallet, offer(merchant, 10_000))
-    xid = bytes.fromhex(record.xid)
-    base = ["merchant", "--dir", str(merchant.config.base_dir)]
-    caplog.set_level(logging.INFO, logger="setpay.merchant")
-
-    # A capture answered with a CapCode of a later release: refused, said so, exit 1.
-    answering_later(monkeypatch, gateway.settlement, "build_capture_response", "cap_code")
-    status, out, err = run_cli([*base, "capture", record.xid[:12], "--amount", "3000"], capsys)
-    assert (status, err) == (1, "")
-    assert ": refused (CapCode 99)" in out
-    (capture,) = merchant.store.operations(xid)
-    assert (capture.state, capture.result_code) == (OperationState.REFUSED, LATER)
-    assert "answered CapCode 99" in caplog.text
-    monkeypatch.undo()
-
-    # What a refused capture took is nothing: the whole authorization is still there.
-    done = merchant.settlement.capture(xid, 5000)
-    assert done.state is OperationState.SUCCEEDED
-
-    answering_later(monkeypatch, gateway.settlement, "build_cap_rev_or_cred_response", "code")
-    credit = merchant.settlement.refund(xid, 1000)
-    assert credit.kind is OperationKind.CREDIT
-    assert (credit.state, credit.result_code) == (OperationState.REFUSED, LATER)
-    assert "answered CapRevOrCredCode 99" in caplog.text
-    monkeypatch.undo()
-
-    other = buy(wallet, offer(merchant, 2000))
-    answering_later(
-        monkeypatch, gateway.settlement, "build_auth_reversal_response", "auth_rev_code"
-    )
-    reversal = merchant.settlement.reverse_authorization(bytes.fromhex(other.xid))
-    assert (reversal.state, reversal.result_code) == (OperationState.REFUSED, LATER)
-    assert merchant.store.order(bytes.fromhex(other.xid)).state is OrderState.AUTHORIZED
-    assert "answered AuthRevCode 99" in caplog.text
-    monkeypatch.undo()
-
-    # Nothing is left waiting to be asked again, and the lists print.
-    assert merchant.store.operations(state=OperationState.SENT) == []
-    status, out, err = run_cli([*base, "orders"], capsys)
-    assert (status, err) == (0, "")
-
-    # A batch close answered with a BatchAdminStatus of a later release: refused, exit 1.
-    batch = done.batch_id
-    answering_later(monkeypatch, gateway.admin, "build_batch_admin_response", "status")
-    status, out, err = run_cli([*base, "batch", "close", "--batch", batch], capsys)
-    assert (status, out, err) == (1, f"batch {batch}: BatchAdminStatus 99\n", "")
-    (closing,) = merchant.store.batch_requests()
-    assert (closing.state, closing.status) == (OperationState.REFUSED, LATER)
-    assert (
-        f"batch close {closing.rrpid.hex()[:8]} of batch {batch} answered BatchAdminStatus 99"
-        in (caplog.text)
-    )
-    assert "outcome unknown" not in caplog.text
 
 
 def answering_later_errors(monkeypatch: pytest.MonkeyPatch) -> None:
