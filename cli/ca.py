@@ -160,7 +160,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return _prune_gateway(args, out, err)
     try:
         config = load(args.config)
-        pki = load_bank_pki(config)
+        # Not judged as a serving bank is: revoke and issue-tls must run on a bank whose
+        # own certificates no peer accepts (gateway.bank_presented).
+        pki = load_bank_pki(config, judge_presented=False)
     except (ConfigError, ProvisioningError, KeyBackendError, SetcoreError, CaError) as exc:
         print(f"setpay ca: cannot open the bank: {exc}", file=err)
         return 1

@@ -24,6 +24,11 @@ opened by the key's own, peers seal by the certificate's. One that does not is r
 says what lets it start: for an older gateway key, the ``setpay keys delete`` that
 removes it; for a key in use, its files restored from a backup the keystore accepts.
 
+A bank does not start on a certificate it presents that no peer accepts (foreign,
+ended, revoked, of another type or usage: ``gateway.bank_presented``); the refusal names
+the file and what to do. A renewal or pruning of the gateway's keys (the remedy), and
+the CA's commands, load the bank without that judgement.
+
 A bank is not loaded while a renewal or pruning of the gateway's keys holds the bank's
 lock (``gateway.renewal_lock``): it would read half of one.
 
@@ -45,6 +50,7 @@ from urllib.parse import unquote
 from gateway.bank_errors import BankExists as BankExists  # noqa: PLC0414
 from gateway.bank_errors import BankIncomplete as BankIncomplete  # noqa: PLC0414
 from gateway.bank_errors import ProvisioningError as ProvisioningError  # noqa: PLC0414
+from gateway.bank_presented import check_presented
 from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import current_revocation, refresh
@@ -179,11 +185,19 @@ def open_ca_store(config: BankConfig) -> CaStore:
 
 
 def load_bank_pki(
-    config: BankConfig, observer: Observer | None = None, *, locked: KeysLock | None = None
+    config: BankConfig,
+    observer: Observer | None = None,
+    *,
+    locked: KeysLock | None = None,
+    judge_presented: bool = True,
 ) -> BankPki:
     """Open the key backend (reporting to ``observer``: metrics) and load the certificates
     and current revocation data; refused (``KeysLocked``) while a renewal or pruning of
-    the gateway's keys runs, unless the caller is that one (``locked``)."""
+    the gateway's keys runs, unless the caller is that one (``locked``). Refused too
+    (``BankIncomplete``) on a certificate the bank presents that no peer accepts
+    (``gateway.bank_presented``), unless the caller is that renewal or pruning, or loads
+    the bank to manage it rather than serve (``judge_presented`` False: the CA's
+    commands, which must run on such a bank)."""
     if locked is None:
         check_unlocked(config)
     certs = config.path(config.certs_dir)
@@ -231,6 +245,9 @@ def load_bank_pki(
         known += [cert for _, cert in older]
         pki.trust.add_certificates(known)
         _load_revocation(config, pki)
+        if judge_presented and locked is None:  # a renewal or pruning mends what it judges
+            cas: dict[int, Credentials] = dict(zip(CA_LABELS, (cca, mca, pca), strict=True))
+            check_presented(config, pki.trust, cas, gateway)
         _warn_unused(config, pki)
         _warn_ending(pki, datetime.now(UTC))
     except BaseException:

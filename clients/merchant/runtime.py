@@ -6,11 +6,18 @@ again the settlement operations and batch changes still waiting for an answer, a
 when ``server.metrics_port`` asks for it, the Prometheus page (``metrics``); the
 CLI's capture, refund and batch commands use ``settlement`` and ``batches`` on an opened
 merchant without serving.
+
+``serve()`` first judges the signature and key-exchange certificates the merchant
+presents as its peers would, with the revocation data it has just fetched
+(``setcore.pki.presented``), and refuses to serve (``ConfigError``) on one that no peer
+accepts (of another brand, ended, revoked, of another type or usage), naming it and what
+to do: a wallet and the gateway would refuse every message under it.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -41,11 +48,13 @@ from clients.transport import Caller, open_channel
 from hsm.base import KeyBackend
 from hsm.uri import describe_uri, open_backend
 from setcore.credentials import Credentials
-from setcore.errors import SetcoreError
+from setcore.errors import ProtocolError, SetcoreError
 from setcore.freshness import now_ms
 from setcore.gateway_admin import GatewayCertificate
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
+from setcore.pki.presented import Presented, verify_presented
+from setcore.pki.roles import MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
 
 log = logging.getLogger("setpay.merchant")
@@ -58,6 +67,20 @@ log = logging.getLogger("setpay.merchant")
 # (``gateway_client.SETTLEMENT_DEADLINE_SECONDS``) well before.
 RESUME_SECONDS = 30.0
 RESUME_AFTER_MS = 60_000
+
+
+#: What a refused signature certificate advises: a renewal is signed under it, so the
+#: Merchant CA refuses that too, and ``register`` refuses while its key holds one.
+SIGNATURE_REMEDY = (
+    "the Merchant CA refuses a renewal signed under it too: put back the certificate the "
+    "Merchant CA issued for this key, from the merchant's backup; one that has ended or "
+    "been revoked leaves this merchant to register again, with new keys"
+)
+
+
+def renew_command(config: MerchantConfig) -> str:
+    """The command that renews this merchant's certificates, as an operator types it."""
+    return f"setpay merchant --dir {shlex.quote(str(config.base_dir))} renew"
 
 
 def server_tls(server: ServerConfig) -> tuple[bytes, bytes] | None:
@@ -159,8 +182,9 @@ class Merchant:
         )  # fmt: skip
 
     def serve(self) -> int:
-        """Fetch revocation data and gateway certificates, send again what a previous run
-        left unanswered, start the worker and the service.
+        """Fetch revocation data, judge the merchant's own certificates with it
+        (``_check_presented``), fetch the gateway's certificates, send again what a
+        previous run left unanswered, start the worker and the service.
 
         Returns the bound port (the configuration may ask for port 0); 0 when
         ``request_stop`` came during the start-up, which then starts nothing. The metrics
@@ -168,6 +192,7 @@ class Merchant:
         """
         self._serve_metrics()
         self.revocation.refresh()
+        self._check_presented()
         self.gateway_keys.current()
         self._resume_operations()
         if self._stop_resuming.is_set():
@@ -190,6 +215,39 @@ class Merchant:
             self.config.merchant_id, port, self.config.answer.value,
         )  # fmt: skip
         return port
+
+    def _check_presented(self) -> None:
+        """``ConfigError`` naming the first of the merchant's signature and current
+        key-exchange certificates that a peer would refuse (``setcore.pki.presented``),
+        judged with the revocation data the start has just fetched, before anything is
+        sent; with what to do: renewing mends a key-exchange certificate, as the Merchant
+        CA judges only the signature certificate a renewal is signed under.
+
+        Only serving is refused: ``register`` and ``renew`` open no ``Merchant``, and the
+        settlement commands on an opened one get the gateway's own refusal. The older
+        key-exchange versions kept after a renewal are no longer handed to peers, and are
+        not judged.
+        """
+        credentials = self.credentials
+        kex_key, kex_der = credentials.key_exchange_key, credentials.key_exchange_cert
+        if kex_key is None or kex_der is None:
+            raise ConfigError("the merchant has no key-exchange certificate")
+        renew = f"renew its certificates with `{renew_command(self.config)}`, then start it again"
+        for key, der, usage, remedy in (
+            (credentials.signature_key, credentials.signature_cert, CertificateUsage.SIGNATURE,
+             SIGNATURE_REMEDY),
+            (kex_key, kex_der, CertificateUsage.KEY_EXCHANGE, renew),
+        ):  # fmt: skip
+            name = f"the certificate of key {key.label!r} v{key.version}"
+            try:
+                verify_presented(
+                    self.trust, Presented(name, der, credentials.chain, MERCHANT, usage)
+                )
+            except ProtocolError as exc:
+                raise ConfigError(
+                    f"{name}: no peer accepts it ({exc}), so the merchant does not serve on "
+                    f"it: {remedy}"
+                ) from exc
 
     def _serve_metrics(self) -> None:
         server_config = self.config.server

@@ -1,0 +1,139 @@
+"""The certificates a bank presents, judged at start as its peers judge them.
+
+``gateway.bank_pki.load_bank_pki`` calls ``check_presented`` once its revocation data is
+installed: each certificate below is validated in the bank's own trust store, with the
+certificate type and usage a peer requires (``setcore.pki.presented``), and one no peer
+accepts stops the start (``BankIncomplete``), naming its file, the peer's reason and what
+to do:
+
+- the gateway's signature and key-exchange certificates (``gateway-sig.der``,
+  ``gateway-kex.der``): every merchant verifies the first on each answer and seals to the
+  second. Renewing the gateway's keys (``setpay ca renew-gateway``) mends any of it, and
+  runs on such a bank: a renewal or pruning loads the bank under the keys lock, and that
+  load is not judged here (it is the remedy, and it rewrites what is judged); nor is the
+  CA's commands' (``judge_presented`` False), which manage the bank rather than serve;
+- each CA's certificate and key-exchange certificate (``cca.der``, ``cca-kex.der``, ...):
+  one that does not chain to the brand root, or is of another type or usage, was not
+  issued to this key by this brand; put back the one the brand root issued. One that has
+  ended or been revoked does not stop the bank: that CA alone then answers no
+  registration (``gateway.ca.standing``), as before, since no setpay command re-issues a
+  CA's certificates yet, and a bank of an earlier release has CA key-exchange
+  certificates that end a year after ``setpay init``. It is logged. If it is the Payment
+  Gateway CA's, the gateway's own chain fails with it, and the refusal says that renewing
+  does not help.
+
+Not judged: the older gateway key-exchange certificates a renewal kept
+(``gateway-kex.vN.der``). They are no longer handed to peers (PCertRes names the newest);
+they only open what was sealed to them while they were current, and one revoked since is
+refused envelope by envelope (``gateway.opening_keys``), as one that ended is skipped.
+
+A certificate that ends soon is not refused: the bank warns of it (``_warn_ending``, the
+gauges). Once per start, never per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from gateway.bank_errors import BankIncomplete
+from gateway.config import CONFIG_FILE, BankConfig
+from setcore.credentials import Credentials
+from setcore.errors import ErrorCode, ProtocolError
+from setcore.pki import roles
+from setcore.pki.certificate import load_certificate
+from setcore.pki.presented import Presented, verify_presented
+from setcore.pki.roles import CertificateUsage
+from setcore.pki.truststore import TrustStore
+
+log = logging.getLogger("setpay.bank")
+
+_CA_RESTORE = (
+    "put back the certificate the brand root issued for this key (from the bank's backup): "
+    "no setpay command re-issues a CA's certificates yet"
+)
+_PCA_GONE = (
+    "the Payment Gateway CA's own certificate no longer stands (see its line above), and "
+    "renewing the gateway's keys does not help while it does not: no setpay command "
+    "re-issues a CA's certificates yet"
+)
+
+
+def renew_gateway_command(config: BankConfig) -> str:
+    """The command that renews the gateway's keys of the bank ``config`` names, as an
+    operator types it (``setpay ca renew-gateway``)."""
+    return f"setpay ca renew-gateway --config {shlex.quote(str(config.base_dir / CONFIG_FILE))}"
+
+
+def check_presented(
+    config: BankConfig,
+    trust: TrustStore,
+    cas: Mapping[int, Credentials],
+    gateway: Credentials,
+    at: datetime | None = None,
+) -> None:
+    """``BankIncomplete`` for the first certificate a peer of the bank would refuse: a
+    CA's (``cas``: by the CA type its peers require) for any reason but its end or its
+    revocation, the gateway's for any reason."""
+    when = at or datetime.now(UTC)
+    gone: set[int] = set()
+    for ca_type, ca in cas.items():
+        for presented in _presented(ca, ca_type, (), (ca.signature_cert,)):
+            try:
+                verify_presented(trust, presented, when)
+            except ProtocolError as exc:
+                if not _no_longer_stands(presented, exc, when):
+                    raise _refused(presented, exc, _CA_RESTORE) from exc
+                log.warning("%s: no peer accepts it any longer (%s)", presented.name, exc)
+                gone.add(ca_type)
+    remedy = (
+        _PCA_GONE
+        if roles.PAYMENT_GATEWAY_CA in gone
+        else f"renew the gateway's keys with `{renew_gateway_command(config)}` (the bank "
+        "stopped), then start it"
+    )
+    chain = gateway.chain
+    for presented in _presented(gateway, roles.PAYMENT_GATEWAY, chain, chain):
+        try:
+            verify_presented(trust, presented, when)
+        except ProtocolError as exc:
+            raise _refused(presented, exc, remedy) from exc
+
+
+def _presented(
+    party: Credentials,
+    certificate_type: int,
+    signature_chain: tuple[bytes, ...],
+    key_exchange_chain: tuple[bytes, ...],
+) -> list[Presented]:
+    """A party's signature and key-exchange certificates, named by their files (a
+    certificate is kept as its key's label with ``.der``)."""
+    kex_key, kex_der = party.key_exchange_key, party.key_exchange_cert
+    if kex_key is None or kex_der is None:
+        raise BankIncomplete(f"{party.signature_key.label}: no key-exchange certificate")
+    return [
+        Presented(f"{party.signature_key.label}.der", party.signature_cert, signature_chain,
+                  certificate_type, CertificateUsage.SIGNATURE),
+        Presented(f"{kex_key.label}.der", kex_der, key_exchange_chain, certificate_type,
+                  CertificateUsage.KEY_EXCHANGE),
+    ]  # fmt: skip
+
+
+def _no_longer_stands(presented: Presented, exc: ProtocolError, at: datetime) -> bool:
+    """Whether a CA certificate's refusal is its revocation or its end (or its CA's):
+    not one that is not valid yet (a clock set wrong), which no peer accepts either."""
+    if exc.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE:
+        return True
+    if exc.code != ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE:
+        return False
+    ends = (load_certificate(der).not_valid_after_utc for der in (presented.der, *presented.chain))
+    return min(ends) < at
+
+
+def _refused(presented: Presented, exc: ProtocolError, remedy: str) -> BankIncomplete:
+    return BankIncomplete(
+        f"{presented.name}: no peer accepts this certificate ({exc}), so the bank does not "
+        f"start on it: {remedy}"
+    )

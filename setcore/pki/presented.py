@@ -1,0 +1,57 @@
+"""A party's own certificates, judged at start as its peers judge them.
+
+A party whose certificate no peer accepts (one that does not chain to the brand root,
+has ended, is revoked, or is of another certificate type or usage than its role) would
+start and serve, and every peer would refuse it, message by message, while its operator
+learns nothing. So a bank and a merchant validate each certificate they present once, as
+they start serving, with ``TrustStore.verify_chain`` and the type and usage their peers
+require (``verify_presented``), and refuse to start on one that fails, naming the
+certificate, the peer's reason and what to do. Never per request.
+
+Revocation is judged with the data the party's own trust store holds. A party that holds
+none current yet (``RevocationUnavailable``) is judged without it, as a peer that cannot
+tell revocation would judge the rest: a start is never refused for want of revocation
+data alone, which the party fetches later as it always has.
+
+Errors: ``ProtocolError``, the refusal a peer would send (its code and text); the caller
+names the certificate and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from setcore.pki.bci import RevocationUnavailable
+from setcore.pki.roles import CertificateUsage
+from setcore.pki.truststore import TrustStore
+
+
+@dataclass(frozen=True)
+class Presented:
+    """A certificate a party presents, with what its peers require of it."""
+
+    #: How its operator finds it: a file, or a key's label and version.
+    name: str
+    der: bytes
+    #: The CA certificates between it and the brand root, as the party sends them.
+    chain: tuple[bytes, ...]
+    certificate_type: int
+    usage: CertificateUsage
+
+
+def verify_presented(trust: TrustStore, presented: Presented, at: datetime | None = None) -> None:
+    """Nothing when a peer pinning ``trust``'s root, and holding its revocation data,
+    accepts ``presented`` at ``at`` (default: now); else the ``ProtocolError`` it refuses
+    it with. Validated in ``trust`` itself: the result is cached there like any chain's."""
+    try:
+        trust.verify_chain(
+            presented.der, presented.chain, presented.certificate_type, presented.usage, at
+        )
+        return
+    except RevocationUnavailable:
+        pass  # judged below without revocation data: never refused for want of it
+    unrevoked = TrustStore(trust.root_der, require_revocation=False)
+    unrevoked.verify_chain(
+        presented.der, presented.chain, presented.certificate_type, presented.usage, at
+    )
