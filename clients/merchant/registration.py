@@ -27,6 +27,9 @@ with a CertRes refusing it: the CA's decision of this request (it keeps only the
 it certified), raised as the refusal it is. A verified refusal of a first
 send (a CertStatus other than complete, or the CA's Error to the CertReq) removes it
 too; a CertStatus this release does not know keeps it (``clients.pending_request``).
+A merchant that holds certificates registers again only once its signature certificate
+has ended or been revoked, judged before anything is made
+(``clients.merchant.registration_again``): new versions of both keys, the old ones kept.
 
 ``renew`` makes new versions of both keys and asks for a renewal, signed by the new
 signature key and by the current one (SET-PROTOCOL.md 4.3 rule 2). The merchant uses the
@@ -60,6 +63,7 @@ from clients.identity import (
 )
 from clients.merchant.config import MerchantConfig
 from clients.merchant.form_filling import filled_fields
+from clients.merchant.registration_again import check_may_register
 from clients.merchant.registration_pending import (
     CA_TARGET,
     KEY_EXCHANGE_LABEL,
@@ -146,11 +150,6 @@ class Registered:
         return bool(self.signature_thumb)
 
 
-def _certified(backend: KeyBackend, label: str) -> KeyHandle | None:
-    newest = next(certified_versions(backend, label), None)
-    return None if newest is None else newest[0]
-
-
 def _opening_by_thumbprint(exchanges: list[tuple[KeyHandle, bytes]]) -> KeyExchangeChooser:
     """Opens an answer with the certified key-exchange key its envelope is sealed to;
     one sealed to no certificate of ours with the newest key, which the opener then finds
@@ -190,19 +189,12 @@ def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
     )  # fmt: skip
 
 
-def _refuse_certified(backend: KeyBackend, label: str) -> None:
-    if _certified(backend, label) is not None:
-        raise RegistrationError(
-            f"{label} is already certified: this merchant is registered (renew instead)"
-        )
-
-
 def _new_key(backend: KeyBackend, label: str, usage: KeyUsage, profile: Profile) -> KeyHandle:
-    _refuse_certified(backend, label)
     algorithm = (
         profile.key_exchange_key if usage is KeyUsage.KEY_EXCHANGE else profile.signature_key
     )
-    # An uncertified key left by an interrupted registration is simply superseded.
+    # An uncertified key left by an interrupted registration is simply superseded; a
+    # certified one of a merchant registering again is kept (``registration_again``).
     return backend.generate(label, usage, algorithm)
 
 
@@ -260,10 +252,9 @@ class MerchantRegistrar:
                 "arrived, or was refused more than its retention ago): registering again"
             )
         config = self._config
-        # Nothing made before the CA's form is filled in: a misspelt field costs no keys.
-        for label in (SIGNATURE_LABEL, KEY_EXCHANGE_LABEL):
-            _refuse_certified(self._backend, label)
-        self._refresh_revocation()
+        # Nothing made before the CA's form is filled in: a misspelt field costs no keys;
+        # nor before a registered merchant is found to have to register again.
+        check_may_register(config, self._backend, self._trust, self._refresh_revocation)
         registration, init_state = self._me_aq_c_init(
             registration_pb2.REQUEST_TYPE_MER_INITIAL_BOTH
         )

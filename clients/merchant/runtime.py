@@ -17,7 +17,6 @@ to do: a wallet and the gateway would refuse every message under it.
 from __future__ import annotations
 
 import logging
-import shlex
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from clients.merchant.checkout import Checkout
 from clients.merchant.config import METRICS_ANY_PORT, MerchantConfig, ServerConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.registration import current_credentials
+from clients.merchant.registration_again import REVOKED, ended, registering_again, renew_command
 from clients.merchant.servicer import (
     GRACE_SECONDS,
     MerchantServer,
@@ -68,19 +68,23 @@ log = logging.getLogger("setpay.merchant")
 RESUME_SECONDS = 30.0
 RESUME_AFTER_MS = 60_000
 
-
-#: What a refused signature certificate advises: a renewal is signed under it, so the
-#: Merchant CA refuses that too, and ``register`` refuses while its key holds one.
+#: What a refused signature certificate neither ended nor revoked advises (one of another
+#: brand, type or usage, or not valid yet): a renewal is signed under it, so the Merchant
+#: CA refuses that too, and ``register`` refuses while it is neither.
 SIGNATURE_REMEDY = (
-    "the Merchant CA refuses a renewal signed under it too: put back the certificate the "
-    "Merchant CA issued for this key, from the merchant's backup; one that has ended or "
-    "been revoked leaves this merchant to register again, with new keys"
+    "the Merchant CA refuses a renewal signed under it too, and register refuses while it "
+    "has neither ended nor been revoked: put back the certificate the Merchant CA issued "
+    "for this key, from the merchant's backup"
 )
 
 
-def renew_command(config: MerchantConfig) -> str:
-    """The command that renews this merchant's certificates, as an operator types it."""
-    return f"setpay merchant --dir {shlex.quote(str(config.base_dir))} renew"
+def signature_remedy(config: MerchantConfig, der: bytes, refusal: ProtocolError) -> str:
+    """What to do about the merchant's signature certificate ``der`` that no peer accepts
+    (``refusal``): register again once it has ended or is revoked, as ``register`` judges
+    it (``clients.merchant.registration_again``); put back the one issued otherwise."""
+    if refusal.code == REVOKED or ended(der):
+        return registering_again(config)
+    return SIGNATURE_REMEDY
 
 
 def server_tls(server: ServerConfig) -> tuple[bytes, bytes] | None:
@@ -221,7 +225,9 @@ class Merchant:
         key-exchange certificates that a peer would refuse (``setcore.pki.presented``),
         judged with the revocation data the start has just fetched, before anything is
         sent; with what to do: renewing mends a key-exchange certificate, as the Merchant
-        CA judges only the signature certificate a renewal is signed under.
+        CA judges only the signature certificate a renewal is signed under; registering
+        again, with new keys, a signature certificate ended or revoked (``register`` takes
+        it as ended or revoked then too); putting back the one issued any other.
 
         Only serving is refused: ``register`` and ``renew`` open no ``Merchant``, and the
         settlement commands on an opened one get the gateway's own refusal. The older
@@ -233,17 +239,21 @@ class Merchant:
         if kex_key is None or kex_der is None:
             raise ConfigError("the merchant has no key-exchange certificate")
         renew = f"renew its certificates with `{renew_command(self.config)}`, then start it again"
-        for key, der, usage, remedy in (
-            (credentials.signature_key, credentials.signature_cert, CertificateUsage.SIGNATURE,
-             SIGNATURE_REMEDY),
-            (kex_key, kex_der, CertificateUsage.KEY_EXCHANGE, renew),
-        ):  # fmt: skip
+        for key, der, usage in (
+            (credentials.signature_key, credentials.signature_cert, CertificateUsage.SIGNATURE),
+            (kex_key, kex_der, CertificateUsage.KEY_EXCHANGE),
+        ):
             name = f"the certificate of key {key.label!r} v{key.version}"
             try:
                 verify_presented(
                     self.trust, Presented(name, der, credentials.chain, MERCHANT, usage)
                 )
             except ProtocolError as exc:
+                remedy = (
+                    signature_remedy(self.config, der, exc)
+                    if usage is CertificateUsage.SIGNATURE
+                    else renew
+                )
                 raise ConfigError(
                     f"{name}: no peer accepts it ({exc}), so the merchant does not serve on "
                     f"it: {remedy}"

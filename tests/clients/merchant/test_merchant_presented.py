@@ -35,13 +35,27 @@ from setcore.profiles import EC
 from tests.clients.bank_support import RunningBank, configure_merchant, register_merchant
 from tests.clients.cli_support import run_cli
 
-#: What a refused signature certificate advises: not ``renew``, which the Merchant CA
-#: refuses when signed under such a certificate (``test_renewing_runs_...`` below).
+#: What a refused signature certificate neither ended nor revoked advises: not ``renew``,
+#: which the Merchant CA refuses when signed under such a certificate
+#: (``test_renewing_runs_...`` below), nor ``register``, which refuses while it is neither.
 SIGNATURE_REMEDY = (
-    "the Merchant CA refuses a renewal signed under it too: put back the certificate the "
-    "Merchant CA issued for this key, from the merchant's backup; one that has ended or "
-    "been revoked leaves this merchant to register again, with new keys"
+    "the Merchant CA refuses a renewal signed under it too, and register refuses while it "
+    "has neither ended nor been revoked: put back the certificate the Merchant CA issued "
+    "for this key, from the merchant's backup"
 )
+
+
+def _register_again(directory: Path) -> str:
+    """What an ended or revoked one advises (run in ``test_register_again``)."""
+    return (
+        "the Merchant CA refuses a renewal signed under it too: register this merchant "
+        f"again, with new keys, with `setpay merchant --dir {shlex.quote(str(directory))} "
+        "register --account-file FILE`, FILE holding the settlement account id the bank "
+        "handed out for it (the Merchant CA registers the ID again once none of its "
+        "certificates is live: ended, or revoked by its operator), then start it again"
+    )
+
+
 #: Makes a certificate for the key under a label of the merchant's backend: (label, DER).
 Made = Callable[[RunningBank, KeyBackend], tuple[str, bytes]]
 
@@ -174,9 +188,9 @@ def test_a_signature_certificate_no_peer_accepts_stops_serving_until_put_back(
     directory = _registered(bank, tmp_path / f"m-{made.__name__.strip('_').replace('_', '-')}")
     issued = _certificate(directory, SIGNATURE_LABEL)  # the merchant's backup of it
     _replace(bank, directory, made)
+    remedy = _register_again(directory) if made is _ended else SIGNATURE_REMEDY
     assert _refused(directory) == (
-        f"{_name(SIGNATURE_LABEL)} ({reason}), so the merchant does not serve on it: "
-        f"{SIGNATURE_REMEDY}"
+        f"{_name(SIGNATURE_LABEL)} ({reason}), so the merchant does not serve on it: {remedy}"
     )
     _store(directory, SIGNATURE_LABEL, issued)
     _serves(directory)
@@ -252,7 +266,8 @@ def test_a_revoked_signature_certificate_stops_serving(bank: RunningBank, tmp_pa
     _revoked(bank, directory, SIGNATURE_LABEL)
     assert _refused(directory) == (
         f"{_name(SIGNATURE_LABEL)} (ERROR_CODE_REVOKED_CERTIFICATE: certificate "
-        f"'m-revoked-sig' is revoked), so the merchant does not serve on it: {SIGNATURE_REMEDY}"
+        "'m-revoked-sig' is revoked), so the merchant does not serve on it: "
+        f"{_register_again(directory)}"
     )
 
 
