@@ -19,8 +19,10 @@ to do:
   registration (``gateway.ca.standing``), as before, since no setpay command re-issues a
   CA's certificates yet, and a bank of an earlier release has CA key-exchange
   certificates that end a year after ``setpay init``. It is logged. If it is the Payment
-  Gateway CA's, the gateway's own chain fails with it, and the refusal says that renewing
-  does not help.
+  Gateway CA's signature certificate (``pca.der``), the gateway's own chain fails with
+  it, and the refusal says that renewing does not help; its key-exchange certificate
+  (``pca-kex.der``) is in no chain of the gateway's, so a gateway certificate refused
+  beside it is still mended by renewing.
 
 Not judged: the older gateway key-exchange certificates a renewal kept
 (``gateway-kex.vN.der``). They are no longer handed to peers (PCertRes names the newest);
@@ -87,7 +89,8 @@ def check_presented(
                 if not _no_longer_stands(presented, exc, when):
                     raise _refused(presented, exc, _CA_RESTORE) from exc
                 log.warning("%s: no peer accepts it any longer (%s)", presented.name, exc)
-                gone.add(ca_type)
+                if presented.usage is CertificateUsage.SIGNATURE:
+                    gone.add(ca_type)  # it signs its certificates: the kex one signs none
     remedy = (
         _PCA_GONE
         if roles.PAYMENT_GATEWAY_CA in gone
@@ -122,8 +125,10 @@ def _presented(
 
 
 def _no_longer_stands(presented: Presented, exc: ProtocolError, at: datetime) -> bool:
-    """Whether a CA certificate's refusal is its revocation or its end (or its CA's):
-    not one that is not valid yet (a clock set wrong), which no peer accepts either."""
+    """Whether a CA certificate's refusal is its revocation or its end (or its CA's).
+    Not one that is not valid yet: peers with right clocks accept it, but this host's
+    clock, the one peers on this host would use too, says it has not begun, so it is
+    refused here, and the remedy is that clock, not the certificate."""
     if exc.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE:
         return True
     if exc.code != ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE:

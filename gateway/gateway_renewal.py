@@ -368,7 +368,9 @@ def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Ren
 
 def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
     certs = config.path(config.certs_dir)
-    pki = load_bank_pki(config, locked=locked)  # refuses a bank that would not start as it is
+    # Refuses an incomplete bank, not one whose certificates no peer accepts: under the keys
+    # lock those are not judged (gateway.bank_presented), as renewing is what mends them.
+    pki = load_bank_pki(config, locked=locked)
     try:
         keys = pki.authority_keys()
         _revoke_unheld(config, pki, keys, when)

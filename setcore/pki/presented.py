@@ -9,9 +9,15 @@ require (``verify_presented``), and refuse to start on one that fails, naming th
 certificate, the peer's reason and what to do. Never per request.
 
 Revocation is judged with the data the party's own trust store holds. A party that holds
-none current yet (``RevocationUnavailable``) is judged without it, as a peer that cannot
-tell revocation would judge the rest: a start is never refused for want of revocation
-data alone, which the party fetches later as it always has.
+none current yet (``RevocationUnavailable``: none at all, a BCI past its window, a CRL
+past its nextUpdate) is judged with what it holds however stale, as a peer that does not
+require current data judges: a serial it lists is refused, as a peer holding the same
+data refuses it, and the rest is judged without it. A start is never refused for want
+of current revocation data alone, which the party fetches later as it always has.
+
+The judgement leaves the trust store as it was (``TrustStore.judge_chain``): it is no
+peer's traffic, so it neither counts on the trust counters (a worker's metrics start at
+nought) nor fills the cache.
 
 Errors: ``ProtocolError``, the refusal a peer would send (its code and text); the caller
 names the certificate and what to do.
@@ -43,15 +49,9 @@ class Presented:
 def verify_presented(trust: TrustStore, presented: Presented, at: datetime | None = None) -> None:
     """Nothing when a peer pinning ``trust``'s root, and holding its revocation data,
     accepts ``presented`` at ``at`` (default: now); else the ``ProtocolError`` it refuses
-    it with. Validated in ``trust`` itself: the result is cached there like any chain's."""
+    it with. ``trust`` is left as it was: nothing counted or cached."""
+    judged = (presented.der, presented.chain, presented.certificate_type, presented.usage, at)
     try:
-        trust.verify_chain(
-            presented.der, presented.chain, presented.certificate_type, presented.usage, at
-        )
-        return
-    except RevocationUnavailable:
-        pass  # judged below without revocation data: never refused for want of it
-    unrevoked = TrustStore(trust.root_der, require_revocation=False)
-    unrevoked.verify_chain(
-        presented.der, presented.chain, presented.certificate_type, presented.usage, at
-    )
+        trust.judge_chain(*judged)
+    except RevocationUnavailable:  # never refused for want of current data: judged with
+        trust.judge_chain(*judged, held_revocation=True)  # what is held, however stale

@@ -13,6 +13,10 @@ bundle's other certificates, and all of a refused one's, are parsed for that val
 and dropped: whoever reaches a port that resolves bundles (a renewal CertReq at the CA,
 an AuthReq at the gateway) cannot make the store hold anything a brand CA did not issue.
 
+``judge_chain`` validates as ``verify_chain`` does and changes nothing (no counter, no
+cache entry, no certificate kept): a party judging its own certificates as it starts is
+no peer's traffic. It may judge with revocation data held but not current.
+
 Thread-safe: the caches are only changed under one lock; readers take a plain dict
 lookup, which is atomic in CPython. A validation that raced a revocation update is not
 cached, nor one made past the BCI's window (allowed without ``require_revocation``).
@@ -22,14 +26,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from cryptography import x509
 
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, ProtocolError, fail
-from setcore.pki.bci import RevocationSnapshot, open_brand_crl_identifier, peek_sequence_num
+from setcore.pki.bci import (
+    RevocationSnapshot,
+    RevocationUnavailable,
+    open_brand_crl_identifier,
+    peek_sequence_num,
+)
 from setcore.pki.certificate import load_certificate, public_key_of
 from setcore.pki.chain import MAX_ISSUER_CANDIDATES, Anchor, Candidate, IssuerLookup, validate
 from setcore.pki.issuance import utc
@@ -46,6 +55,8 @@ MAX_BUNDLE_CERTIFICATES = 16
 # validates (see the module docstring).
 DEFAULT_MAX_CACHED_CHAINS = 100_000
 DEFAULT_MAX_CACHED_CERTIFICATES = 100_000
+# A BCI's end that every instant is past: revocation data judged as not current.
+_BEFORE_ANY_INSTANT = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -258,6 +269,44 @@ class TrustStore:
             raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
         return self._validate(leaf_der, leaf_thumb, intermediates, expected_type, usage, when)
 
+    def judge_chain(
+        self,
+        leaf_der: bytes,
+        intermediates_der: Iterable[bytes],
+        expected_type: int,
+        usage: CertificateUsage | str,
+        at: datetime | None = None,
+        *,
+        held_revocation: bool = False,
+    ) -> VerifiedCertificate:
+        """Validate as ``verify_chain`` does, leaving the store as it was: not counted, not
+        cached, no certificate kept. For a party judging its own certificates as it starts
+        (``setcore.pki.presented``), which is no peer's traffic: the counters and the cache
+        stay those of the messages served.
+
+        With ``held_revocation`` the revocation data held need not be current, as for a
+        store that does not require revocation once its BCI's window has passed: a serial
+        it lists is refused, a BCI past its window or a CRL past its nextUpdate is not.
+        Holding none, or a BCI that omits a CA of the chain, nothing held tells that
+        revocation, and the chain is judged without it.
+        """
+        usage = CertificateUsage(usage)
+        when = utc(at)
+        intermediates = list(intermediates_der)
+        if len(intermediates) > MAX_BUNDLE_CERTIFICATES:
+            raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
+        leaf = self._parse(leaf_der)
+        given = [self._parse(der) for der in intermediates]
+        if not held_revocation:
+            revocation, required = self._revocation, self._require_revocation
+            return self._path(leaf, given, expected_type, usage, when, revocation, required)[0]
+        held = self._revocation
+        stale = None if held is None else replace(held, not_after=_BEFORE_ANY_INSTANT)
+        try:
+            return self._path(leaf, given, expected_type, usage, when, stale, False)[0]
+        except RevocationUnavailable:  # a CA the BCI omits: nothing held tells
+            return self._path(leaf, given, expected_type, usage, when, None, False)[0]
+
     def _validate(
         self,
         leaf_der: bytes,
@@ -272,12 +321,35 @@ class TrustStore:
             generation, revocation = self._generation, self._revocation
         leaf = self._parse(leaf_der, leaf_thumb)
         given = [self._parse(der) for der in intermediates]
+        verified, until = self._path(
+            leaf, given, expected_type, usage, at, revocation, self._require_revocation
+        )
+        self._remember_path(verified, [leaf, *given])
+        with self._lock:
+            if generation == self._generation and until is not None:
+                if len(self._chains) >= self._max_chains:
+                    self._chains.pop(next(iter(self._chains)))
+                self._chains[leaf_thumb] = _CachedChain(verified, until)
+        return verified
+
+    def _path(
+        self,
+        leaf: Candidate,
+        given: list[Candidate],
+        expected_type: int,
+        usage: CertificateUsage,
+        at: datetime,
+        revocation: RevocationSnapshot | None,
+        require_revocation: bool,
+    ) -> tuple[VerifiedCertificate, datetime | None]:
+        """``leaf`` validated through the bundle ``given`` and the certificates known, and
+        until when the answer holds (``chain.validate``); nothing kept or counted."""
         lookup = self._lookup(given)
 
         def through(issuers: IssuerLookup) -> tuple[VerifiedCertificate, datetime | None]:
             return validate(
                 self._anchor, leaf, issuers, expected_type, usage, at,
-                revocation, self._require_revocation,
+                revocation, require_revocation,
             )  # fmt: skip
 
         try:
@@ -298,13 +370,7 @@ class TrustStore:
                     continue
             else:
                 raise refused
-        self._remember_path(verified, [leaf, *given])
-        with self._lock:
-            if generation == self._generation and until is not None:
-                if len(self._chains) >= self._max_chains:
-                    self._chains.pop(next(iter(self._chains)))
-                self._chains[leaf_thumb] = _CachedChain(verified, until)
-        return verified
+        return verified, until
 
     def resolve(
         self,

@@ -38,14 +38,15 @@ from setcore.pki.issuance import (
     issue_merchant,
 )
 from setcore.pki.roles import CertificateUsage
+from setcore.pki.truststore import TrustCounters
 from setcore.profiles import EC
 
 #: What a refusal of the gateway's certificate says after the peer's reason.
 RENEW = "so the bank does not start on it: renew the gateway's keys with `setpay ca renew-gateway"
 
 
-def _bank(directory: Path) -> BankConfig:
-    init_bank(directory, profile="ec", env={})
+def _bank(directory: Path, at: datetime | None = None) -> BankConfig:
+    init_bank(directory, profile="ec", env={}, at=at)
     return load(directory / "setpay.toml", env={})
 
 
@@ -275,6 +276,50 @@ def test_an_ended_ca_key_exchange_certificate_is_logged_and_the_bank_starts(
                                   "(ERROR_CODE_EXPIRED_CERTIFICATE")
         for r in caplog.records
     )  # fmt: skip
+
+
+def test_an_earlier_release_bank_a_year_on_is_told_to_renew_and_renewing_mends_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Made a year and a day ago by an earlier release: the gateway's certificates have
+    # ended, and so has pca-kex.der, which lasted a year like them. Only pca.der is in the
+    # gateway's chain: renewing mends the bank (it used to be told it does not help).
+    made = datetime.now(UTC) - timedelta(days=366)
+    config = _bank(tmp_path / "bank", at=made)
+
+    def earlier_release(backend: KeyBackend, config: BankConfig) -> bytes:
+        return issue_ca_key_exchange(
+            _issuing(backend, config, "pca", "brand-root"), backend.get("pca-kex").public_key,
+            at=made, lifetime=timedelta(days=365),
+        )  # fmt: skip
+
+    _replace(config, "pca-kex", earlier_release)
+    refusal = _refused(config)
+    assert refusal.startswith(
+        "gateway-sig.der: no peer accepts this certificate (ERROR_CODE_EXPIRED_CERTIFICATE: "
+    )
+    assert RENEW in refusal
+    assert any(
+        r.getMessage().startswith("pca-kex.der: no peer accepts it any longer")
+        for r in caplog.records
+    )
+    _run_advice(refusal)
+    _starts(config)
+
+
+def test_judging_at_start_leaves_the_trust_counters_and_cache_empty(tmp_path: Path) -> None:
+    # Each worker's setpay_certificate_cache_lookups_total{result="miss"} used to start at
+    # 8, the certificates the bank judged, before any request.
+    config = _bank(tmp_path / "bank")
+    pki = load_bank_pki(config)
+    try:
+        assert pki.trust.counters == TrustCounters(verifications=0, cache_hits=0)
+        gateway = pki.gateway
+        pki.trust.verify_chain(gateway.signature_cert, gateway.chain, roles.PAYMENT_GATEWAY,
+                               CertificateUsage.SIGNATURE)  # fmt: skip
+        assert pki.trust.counters == TrustCounters(verifications=1, cache_hits=0)  # not cached
+    finally:
+        pki.close()
 
 
 def test_an_ended_payment_gateway_ca_certificate_stops_the_bank_and_says_renewing_does_not_help(
