@@ -25,13 +25,13 @@ is kept in) exits 2, as argparse's own errors do. A command the gateway refuses 
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
 (run it again later); a batch close or query whose totals differ from the merchant's own
 operations exits 5, each difference printed (``cli.merchant_batch``); a settlement
-command or a batch open, close or purge whose outcome is unknown (no answer, one that
-did not verify, or the merchant's own keys or database failing on it) exits 4: the
-request stays sent, and ``serve`` sends the same request again, as does the same batch
-command given again; so does a registration or renewal answered with a CertStatus this
-release does not know (nothing installed; an upgraded setpay asks again). ``orders`` marks
-an authorization or an operation whose answers did not verify, with when ``serve`` asks
-again (``clients.merchant.outcome``): something needs mending. ``forget-gateway`` clears the
+command or a batch open, close or purge whose outcome is unknown (no answer, one that did not
+verify or of a result code this release cannot read, the merchant's own keys or database
+failing on it) exits 4: the request stays sent, and ``serve`` sends it again, as does the same
+batch command given again; so do a batch query of such a code and a registration or renewal
+answered with a CertStatus this release does not know (nothing installed; an upgraded setpay
+asks again). ``orders`` marks a request whose answers did not verify or could not be read,
+with when ``serve`` asks again (``clients.merchant.outcome``). ``forget-gateway`` clears the
 gateway the merchant takes answers from (the one its first PCertRes named, kept in its
 database), for a merchant that changed gateways on purpose: run it with ``serve``
 stopped; the next start takes the gateway that answers its first PCertReq. A file the
@@ -341,7 +341,7 @@ def _forget_gateway(config: MerchantConfig) -> int:
 
 def order_line(order: Order, store: MerchantStore) -> str:
     """One order for people: short ids, state, amounts, and what of it waits on answers
-    that did not verify; never card data (there is none)."""
+    that did not verify or could not be read; never card data (there is none)."""
     captured, credited = settled_amounts(store, order.xid)
     auth = order.authorization
     code = (
@@ -356,21 +356,23 @@ def order_line(order: Order, store: MerchantStore) -> str:
         f"{(auth.approval_code if auth else '') or '-':<6}  captured {captured:>9}  "
         f"refunded {credited:>9}  {description}"
     )
-    # What waits on answers that did not verify (a trust store or a gateway to mend).
-    if order.state is OrderState.AUTHORIZING and order.unverified:
-        line += f"  [authorization: {_unverified(order.unverified, order.retry_after_ms)}]"
+    if order.state is OrderState.AUTHORIZING and (doubts := _doubts(order)):
+        line += f"  [authorization: {doubts}]"
     for op in store.operations(order.xid):
-        if op.state is OperationState.SENT and op.unverified:
-            doubt = _unverified(op.unverified, op.retry_after_ms)
-            line += f"  [{op.kind.value} {short(op.rrpid)}: {doubt}]"
+        if op.state is OperationState.SENT and (doubts := _doubts(op)):
+            line += f"  [{op.kind.value} {short(op.rrpid)}: {doubts}]"
     return line
 
 
-def _unverified(count: int, retry_after_ms: int) -> str:
-    """A request whose answers did not verify, for people: it needs someone to look."""
-    when = datetime.fromtimestamp(retry_after_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    answers = "1 answer" if count == 1 else f"{count} answers"
-    return f"{answers} did not verify, next try {when} UTC"
+def _doubts(request: Order | Operation) -> str:
+    """Why a request waits longer between tries, for people; "" if nothing holds it back."""
+    said = (
+        (request.unreadable, "of a result code this release cannot read: upgrade the merchant;"),
+        (request.unverified, "did not verify,"),
+    )
+    words = [f"{n} answer{'s' * (n > 1)} {what}" for n, what in said if n]
+    when = datetime.fromtimestamp(request.retry_after_ms / 1000, UTC)
+    return " ".join([*words, f"next try {when:%Y-%m-%d %H:%M:%S} UTC"]) if words else ""
 
 
 def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
@@ -403,11 +405,9 @@ def operation_line(operation: Operation) -> str:
         state += f" ({code_name(ErrorCode, operation.error_code)})"
     elif operation.state is OperationState.REFUSED:
         state += f" ({_result_code_name(operation)})"
-    elif operation.state is OperationState.SENT and operation.unverified:
-        unverified = _unverified(operation.unverified, operation.retry_after_ms)
-        state += f" (outcome unknown, will retry: {unverified})"
     elif operation.state is OperationState.SENT:
-        state += " (outcome unknown, will retry)"
+        doubts = _doubts(operation)
+        state += f" (outcome unknown, will retry{': ' + doubts if doubts else ''})"
     return (
         f"{operation.kind.value} {short(operation.rrpid)} for order {short(operation.xid)}: "
         f"{state}, {operation.result_amount} "

@@ -22,9 +22,11 @@ as a difference, and the output says so. The exit statuses are in each command's
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cli.number_options import whole
 from cli.party_options import UsageError
+from clients.errors import UnknownResultCode
 from clients.merchant.reconciliation import reconcile, reconciliation_lines
 from clients.merchant.runtime import Merchant
 from setcore.enum_names import code_name
@@ -34,6 +36,9 @@ from setpay.v1 import gateway_admin_pb2
 # The gateway's batch totals and the merchant's operations disagree: not a refusal (1),
 # a usage error (2), a pending request (3) or an unknown outcome (4).
 EXIT_DIFFERS = 5
+# What the other merchant commands exit with when an outcome is unknown (``cli.merchant``):
+# a query answered with a status this release cannot read says neither yes nor no either.
+EXIT_UNKNOWN = 4
 
 _OPERATIONS = {
     "open": gateway_admin_pb2.BATCH_OPERATION_OPEN,
@@ -62,8 +67,9 @@ _EXITS = {
     "query": (
         "exit status: 0 the batch agrees with the merchant's operations (an open batch's "
         "figures are those of the moment the gateway answered); 1 refused (the batch "
-        "unknown) or failed; 2 a usage error; 5 the totals differ, each difference "
-        "printed, or the gateway sent none"
+        "unknown) or failed; 2 a usage error; 4 the gateway answered a status this release "
+        "cannot read: upgrade the merchant (nothing is kept, ask again after); 5 the totals "
+        "differ, each difference printed, or the gateway sent none"
     ),
 }
 
@@ -108,7 +114,11 @@ def run_batch(merchant: Merchant, args: argparse.Namespace) -> int:
     """Run one batch operation: print the gateway's answer and, for close and query, the
     reconciliation; the exit status."""
     page = TransactionPage(args.start or 0, args.details) if args.details else None
-    data = merchant.batches.administer(_OPERATIONS[args.operation], args.batch, page=page)
+    try:
+        data = merchant.batches.administer(_OPERATIONS[args.operation], args.batch, page=page)
+    except UnknownResultCode as exc:  # a query's alone: a change's is an OutcomeUnknown
+        print(f"setpay merchant: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
     status = code_name(gateway_admin_pb2.BatchAdminStatus, data.status)
     batch_id = data.batch_id or args.batch
     named = f"batch {batch_id or '-'}: " + status.removeprefix("BATCH_ADMIN_STATUS_")

@@ -34,12 +34,14 @@ included); 1 refused or failed (a SET Error from the merchant or the CA, a wrong
 passphrase, a failure before the purchase request left); 2 usage error (an option missing
 or malformed); 3 a registration or renewal the Cardholder CA pends (run ``register`` or
 ``renew`` again later); 4 a purchase whose outcome is unknown: its request left and no
-answer the wallet could verify came back (none, one whose checks failed, or one it could
-not record), so the card may be authorized; the purchase stays recorded as SENT, and
-``setpay wallet inquire ORDER`` asks the merchant what became of it; 4 too for a
-registration or renewal the Cardholder CA answered with a status this release does not
-know (pended or refused, it cannot tell): nothing is installed, the request is kept,
-and ``register`` or ``renew`` asks about it again once setpay is upgraded.
+answer the wallet could verify and read came back (none, one whose checks failed, one
+carrying a completion code or AuthCode this release does not define, or one it could not
+record), so the card may be authorized; the purchase keeps its record as it was (SENT, or
+after an inquiry the state an earlier answer left), and ``setpay wallet inquire ORDER``
+asks the merchant what became of it; 4 too for a registration or renewal the Cardholder
+CA answered with a status this release does not know (pended or refused, it cannot tell):
+nothing is installed, the request is kept, and ``register`` or ``renew`` asks about it
+again once setpay is upgraded.
 """
 
 from __future__ import annotations

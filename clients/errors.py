@@ -19,8 +19,9 @@
     │                        result code is one this release does not define: the
     │                        request stays pending (the cause of an ``OutcomeUnknown``)
     ├── PurchaseOutcomeUnknown
-    │                        the wallet's PReq left and no answer it could verify came
-    │                        back: the card may be authorized; the purchase stays SENT
+    │                        the wallet's PReq left and no answer it could verify and
+    │                        read came back: the card may be authorized; the purchase
+    │                        keeps its record (SENT, or its state before an inquiry)
     │                        and ``setpay wallet inquire`` asks the merchant
     ├── PurchaseNotSent      the merchant shed the wallet's PReq unread at every attempt:
     │                        nothing was bought, the purchase is not recorded
@@ -119,10 +120,14 @@ class UnknownResultCode(ClientError):
 
 
 class PurchaseOutcomeUnknown(ClientError):
-    """The PReq left, and no answer the wallet could verify came back: the merchant may
-    hold the order and the card an authorization. The purchase stays recorded as ``SENT``;
-    ``inquire`` asks the merchant what became of it. ``cause``: the transport failure, the
-    answer's failed check, or the wallet's own failure to record the answer."""
+    """The PReq (or an InqReq) left, and no answer the wallet could verify and read came
+    back: none, one whose checks failed, or a verified one carrying a CompletionCode or
+    AuthCode this release does not define (a merchant or gateway of a later release, which
+    may mean an approval). The merchant may hold the order and the card an authorization.
+    The purchase keeps its record as it was (``SENT`` after a PReq; after an inquiry, the
+    state an earlier answer left); ``inquire`` asks the merchant what became of it.
+    ``cause``: the transport failure, the answer's failed check or unreadable code, or
+    the wallet's own failure to record the answer."""
 
     def __init__(self, short_id: str, reason: str, cause: Exception) -> None:
         super().__init__(

@@ -6,19 +6,20 @@ transport failure the very same bytes go out again and the gateway's RRPID idemp
 returns the answer it already committed: one purchase is never authorized twice.
 
 An authorization lives the life of every stored request (``stored_requests``), written
-once there: a verified AuthRes is final (authorized or declined), and so is a verified
-SET Error (the order fails with its code), but for UNSPECIFIED_FAILURE and a code this
-build does not define; one refused as too old is built afresh around the same PI when
-``renewal`` says that is safe; anything else (no answer, an answer or Error that does not
-verify, an approval for another amount, an AuthCode this build does not define, the
-merchant's own key backend or store failing on the answer) leaves the order authorizing,
-"outcome unknown, will retry", and the same bytes go out again, as ``settlement`` leaves
-an operation sent. The gateway may have placed a hold on the card: failing the order
-would lose track of it, and declining it on a later release's AuthCode (an approval
-variant, say) would have the cardholder told so and buy again while the hold stands. An
-answer that never verifies (a trust store missing the gateway's CA), or one of an
-AuthCode only an upgraded merchant reads, keeps the order authorizing, seen in the log
-and ``setpay merchant orders``, and asked for again less and less often
+once there: a verified AuthRes of an AuthCode this build defines is final (authorized or
+declined), and so is a verified SET Error (the order fails with its code), but for
+UNSPECIFIED_FAILURE and a code this build does not define; one refused as too old is
+built afresh around the same PI when ``renewal`` says that is safe, and never once a
+verified AuthRes came for it (the gateway decided it); anything else (no answer, an
+answer or Error that does not verify, an approval for another amount, an AuthCode this
+build does not define, the merchant's own key backend or store failing on the answer)
+leaves the order authorizing, "outcome unknown, will retry", and the same bytes go out
+again, as ``settlement`` leaves an operation sent. The gateway may have placed a hold on
+the card: failing the order would lose track of it, and declining it on a later release's
+AuthCode (an approval variant, say) would have the cardholder told so and buy again while
+the hold stands. An answer that never verifies (a trust store missing the gateway's CA),
+or one of an AuthCode only an upgraded merchant reads, keeps the order authorizing, seen
+in the log and ``setpay merchant orders``, and asked for again less and less often
 (``outcome.next_try``).
 
 Where authorization differs from a settlement operation, it says why at the hook:
@@ -136,11 +137,11 @@ def _damaged(order: Order, missing: str) -> StoreError:
 
 def _tried_since(read: Order, now: Order) -> bool:
     """True when the order read ``now`` (under its lock) shows a try since it was ``read``:
-    its AuthReq stored or replaced, or an answer that did not verify counted. A try that
-    got no answer at all leaves no trace, and sending again at once is then no more than
-    the fast retries do (``outcome``)."""
-    return (now.state, now.auth_rrpid, now.unverified, now.retry_after_ms) != (
-        read.state, read.auth_rrpid, read.unverified, read.retry_after_ms,
+    its AuthReq stored or replaced, or an answer that did not verify or could not be
+    read counted. A try that got no answer at all leaves no trace, and sending again at
+    once is then no more than the fast retries do (``outcome``)."""
+    return (now.state, now.auth_rrpid, now.unverified, now.unreadable, now.retry_after_ms) != (
+        read.state, read.auth_rrpid, read.unverified, read.unreadable, read.retry_after_ms,
     )  # fmt: skip
 
 

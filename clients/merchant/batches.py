@@ -13,8 +13,9 @@ the merchant is upgraded to read it) leaves it "sent", outcome unknown: the comm
 same operation on the same batch, or any open while an open waits) and in ``resume`` (at
 start and in a serving merchant's rounds). The gateway's RRPID idempotency answers them
 with what it decided the first time; one refused as too old may be built afresh under a
-new RRPID (``renewal``). A command given again while a round sends the same bytes is no
-harm: both get the one answer, and it is saved once.
+new RRPID (``renewal``), never one the gateway answered before with a status this build
+cannot read (``stored_requests``). A command given again while a round sends the same
+bytes is no harm: both get the one answer, and it is saved once.
 
 While a change of a batch waits, another change of that batch is refused, naming the
 one waiting: sent now, it could reach the gateway first and be refused for a state the

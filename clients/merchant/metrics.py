@@ -46,8 +46,10 @@ merchant id, a peer's text or key material.
                                                         result: approved or declined (its
                                                         answer verified and said yes or
                                                         no), other (it verified, but its
-                                                        result code is of a later release),
-                                                        a SET ErrorCode (the gateway's
+                                                        result code is of a later release;
+                                                        or a verified SET Error of a code
+                                                        of a later release), a SET
+                                                        ErrorCode (the gateway's
                                                         verified Error), unverified (an
                                                         answer that did not verify),
                                                         revocation_unavailable (one that
@@ -73,8 +75,13 @@ merchant id, a peer's text or key material.
                                                         answer did not verify (asked again
                                                         less and less often: someone must
                                                         look)
+    setpay_merchant_requests_unreadable{kind}           of those, the ones answered (and
+                                                        verified) with a result code this
+                                                        release cannot read: upgrade the
+                                                        merchant (asked again less and
+                                                        less often, never built afresh)
     setpay_merchant_waiting_read_failures_total         scrapes that could not read them
-                                                        (the two gauges are then left out)
+                                                        (the three gauges are then left out)
 
 Counters at zero from the start, where their series are few: requests and shed calls by
 method, purchases by completion, gateway calls by kind with approved and declined; the
@@ -212,7 +219,7 @@ class _WaitingCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Read the counts now; on a failure, count it and leave the gauges out."""
-        counts: dict[str, tuple[int, int]] | None
+        counts: dict[str, tuple[int, int, int]] | None
         try:
             counts = self._read()
         except StoreError as exc:
@@ -223,17 +230,23 @@ class _WaitingCollector:
             failures = self._failures
         yield from self._families(counts, failures)
 
-    def _read(self) -> dict[str, tuple[int, int]]:
-        """(waiting, unverified) by kind, every kind there (0 where none waits)."""
-        counts = dict.fromkeys(WAITING_KINDS, (0, 0))
+    def _read(self) -> dict[str, tuple[int, int, int]]:
+        """(waiting, unverified, unreadable) by kind, every kind there (0 where none waits)."""
+        counts = dict.fromkeys(WAITING_KINDS, (0, 0, 0))
         for row in self._waiting.counts():
             kind = allowed("kind", row.kind)
-            count, unverified = counts.get(kind, (0, 0))
-            counts[kind] = (count + row.count, unverified + row.unverified)
+            count, unverified, unreadable = counts.get(kind, (0, 0, 0))
+            counts[kind] = (
+                count + row.count,
+                unverified + row.unverified,
+                unreadable + row.unreadable,
+            )
         return counts
 
     @staticmethod
-    def _families(counts: dict[str, tuple[int, int]] | None, failures: int) -> Iterator[Metric]:
+    def _families(
+        counts: dict[str, tuple[int, int, int]] | None, failures: int
+    ) -> Iterator[Metric]:
         from prometheus_client.core import (  # noqa: PLC0415 - see the module docstring
             CounterMetricFamily,
             GaugeMetricFamily,
@@ -248,11 +261,18 @@ class _WaitingCollector:
                 "setpay_merchant_requests_unverified",
                 "Requests waiting whose last answer did not verify", labels=["kind"],
             )  # fmt: skip
-            for kind, (count, doubtful) in counts.items():
+            unreadable = GaugeMetricFamily(
+                "setpay_merchant_requests_unreadable",
+                "Requests waiting answered with a result code this release cannot read",
+                labels=["kind"],
+            )  # fmt: skip
+            for kind, (count, doubtful, unread) in counts.items():
                 waiting.add_metric([kind], count)
                 unverified.add_metric([kind], doubtful)
+                unreadable.add_metric([kind], unread)
             yield waiting
             yield unverified
+            yield unreadable
         yield CounterMetricFamily(
             "setpay_merchant_waiting_read_failures",
             "Scrapes that could not read the waiting requests", value=failures,

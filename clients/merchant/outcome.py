@@ -5,14 +5,16 @@
     chain verifies, naming our RRPID, our name and our       declined, succeeded, refused)
     request, settling no more than was asked
       but its result code (AuthCode, CapCode, AuthRevCode,   pending, asked again less
-      CapRevOrCredCode, BatchAdminStatus) is one this build  and less often: the merchant
-      does not define (a gateway of a later release)         must be upgraded to read it
+      CapRevOrCredCode, BatchAdminStatus) is one this build  and less often, never built
+      does not define (a gateway of a later release)         afresh: the merchant must be
+                                                             upgraded to read it
     a SET Error that verifies: signed by a gateway, naming   final: failed, with its code
     our RRPID (``setcore.error_message.open_error``)
       but UNSPECIFIED_FAILURE, or a code this build does     pending: it does not say the
       not define (a gateway of a later release)              gateway did nothing
       but MESSAGE_TOO_OLD                                    ``renewal``'s: built afresh
                                                              under a new RRPID, or pending
+                                                             (``answer_gone``)
     nothing (``TransportError``: unreachable, a deadline,    pending
     a frame that does not parse)
     anything that does not verify (``ProtocolError``: a     pending, asked again less and
@@ -50,7 +52,11 @@ the code sends them again and reads the same stored answer. Until then every ret
 that answer: it waits as one that did not verify does (``next_try``), and each time the
 log says, as an error naming the code by its bounded name (``AuthCode 42``), that this
 merchant must be upgraded. A known code is read as before: a decline stays a decline,
-whatever its RespReason, which only explains it.
+whatever its RespReason, which only explains it. Such an answer is counted in the
+request's row (``unreadable``), apart from answers that did not verify: it proves the
+gateway decided those bytes, so they are never built afresh, even once the gateway's
+retention has dropped that answer and it refuses them as too old (``answer_gone``):
+someone must settle that request by hand.
 
 A signed Error of a code this build does not define keeps the fast retries, as
 UNSPECIFIED_FAILURE does: the gateway may answer otherwise the next time. If it stored
@@ -148,25 +154,33 @@ def why_unknown(error: Exception) -> str:
     return f"the merchant could not open or save the answer: {type(error).__name__}: {error}"
 
 
-def next_try(unverified: int, error: Exception) -> tuple[int, int] | None:
+def next_try(unverified: int, error: Exception, unreadable: int = 0) -> tuple[int, int] | None:
     """After ``error`` left a request pending that had ``unverified`` answers in a row
-    that did not verify: that count now, and the time before which background retries
-    leave it (0: none); None when neither changes. A verified answer of a result code
-    this build cannot read counts as one: the gateway answers the same at every retry,
-    until this merchant is upgraded."""
-    if did_not_verify(error) or isinstance(error, UnknownResultCode):
-        count = unverified + 1
+    that did not verify, and ``unreadable`` verified ones of a result code this build
+    cannot read: the first count now, and the time before which background retries
+    leave it (0: none); None when neither changes.
+
+    Each answer of either kind doubles the wait: the gateway answers the same at every
+    retry, until something is mended or this merchant upgraded. An unreadable one is
+    not one that did not verify: it ends their run (it verified), and ``pending`` counts
+    it apart (``MerchantStore.postpone``), a count never reset, since it is what keeps
+    the request from being built afresh (``stored_requests``)."""
+    unread = isinstance(error, UnknownResultCode)
+    if did_not_verify(error) or unread:
+        count = 0 if unread else unverified + 1
+        answers = count + unreadable + unread
         # Sixteen doublings are well past the cap: the bound keeps the number small
         # however many answers there were.
-        wait = UNVERIFIED_FIRST_WAIT_MS * 2 ** min(count - 1, 16)
+        wait = UNVERIFIED_FIRST_WAIT_MS * 2 ** min(answers - 1, 16)
         return count, now_ms() + min(wait, UNVERIFIED_MAX_WAIT_MS)
     return (0, 0) if unverified else None
 
 
 def pending(store: MerchantStore, request: Pending, what: str, error: Exception) -> OutcomeUnknown:
     """Log that ``request`` (``what``: by short ids) stays pending, and why, and put off
-    its next background try if its answer did not verify; the ``OutcomeUnknown`` to
-    raise where someone waits for the answer (a command).
+    its next background try if its answer did not verify or could not be read (counted
+    as such); the ``OutcomeUnknown`` to raise where someone waits for the answer (a
+    command).
 
     No answer at all is a warning; an answer that does not verify (a gateway, a key or a
     trust store that is wrong, or someone in between), one this merchant cannot read (an
@@ -181,10 +195,43 @@ def pending(store: MerchantStore, request: Pending, what: str, error: Exception)
         "%s: outcome unknown, will retry (%s)", what, reason,
         exc_info=None if known else error,
     )  # fmt: skip
-    change = next_try(request.unverified, error)
+    change = next_try(request.unverified, error, request.unreadable)
     if change is not None:
-        try:
-            store.postpone(request, *change)
-        except ClientError as exc:  # a failing store: it is tried again sooner, no worse
-            log.warning("%s: its next try is not put off: %s", what, exc)
+        _postpone(store, request, what, *change, unreadable=isinstance(error, UnknownResultCode))
     return OutcomeUnknown(what, reason, error)
+
+
+def answer_gone(
+    store: MerchantStore, request: Pending, what: str, error: PeerError
+) -> OutcomeUnknown:
+    """``request``'s bytes, answered before with a result code this build cannot read
+    (``MerchantStore.unreadable_answers``), are now refused as too old: the gateway no
+    longer holds that answer (``renewal``). It decided those bytes, so they are not built
+    afresh: under a new RRPID the gateway would decide them again (a second capture, or
+    an AuthReq around a PI it holds a decision for), and no retry is answered otherwise.
+    Logged as an error, for someone to act; it stays pending, asked again at the longest
+    wait, so that the error comes once an hour; the ``OutcomeUnknown`` to raise."""
+    reason = (
+        "refused as too old, but the gateway answered these bytes before, with a result "
+        "code this merchant cannot read, and no longer holds that answer, so they are not "
+        "built afresh: upgrade the merchant, then settle it by hand"
+    )
+    log.error("%s: outcome unknown, will retry (%s)", what, reason)
+    _postpone(store, request, what, request.unverified, now_ms() + UNVERIFIED_MAX_WAIT_MS)
+    return OutcomeUnknown(what, reason, error)
+
+
+def _postpone(
+    store: MerchantStore,
+    request: Pending,
+    what: str,
+    unverified: int,
+    at_ms: int,
+    *,
+    unreadable: bool = False,
+) -> None:
+    """``MerchantStore.postpone``, a failing store logged: it is tried again sooner."""
+    try:
+        store.postpone(request, unverified, at_ms, unreadable=unreadable)
+    except ClientError as exc:  # a failing store: it is tried again sooner, no worse
+        log.warning("%s: its next try is not put off: %s", what, exc)

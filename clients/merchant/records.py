@@ -6,12 +6,14 @@ An order's life::
       -> initiated   PInit answered: XID, TransIDs and Chall-M fixed
       -> purchased   PReq verified; the PI is held, sealed, byte for byte
       -> authorizing AuthReq built and stored; outcome unknown until the gateway's answer
-                     verifies, re-sent byte for byte until then
+                     verifies and carries an AuthCode this release reads, re-sent byte
+                     for byte until then
       -> authorized | declined | failed (the gateway answered with a verified SET Error)
       -> reversed    the whole authorization was given back
 
 Captures, refunds and reversals are ``Operation`` rows beside the order: sent (outcome
-unknown, re-sent byte for byte until the gateway's answer verifies), then succeeded,
+unknown, re-sent byte for byte until the gateway's answer verifies and carries a result
+code this release reads), then succeeded,
 refused (the gateway's answer says no) or failed (the gateway refused the request with a
 verified SET Error); what was captured and credited is summed from the successful ones.
 A batch opened, closed or purged is a ``BatchRequest`` that goes through the same states.
@@ -51,7 +53,8 @@ class OperationKind(enum.StrEnum):
 class OperationState(enum.StrEnum):
     """Whether the gateway has answered an operation, and how."""
 
-    #: Stored and sent, no verified answer yet: outcome unknown, ``resume`` sends it again.
+    #: Stored and sent, no verified answer yet (or one of a result code this release
+    #: cannot read): outcome unknown, ``resume`` sends it again.
     SENT = "sent"
     SUCCEEDED = "succeeded"
     #: The gateway answered, and its answer's code says no.
@@ -137,14 +140,19 @@ class Order:
     auth_request_digest: bytes | None = None
     authorization: Authorization | None = None
     error_code: int = 0
-    #: While authorizing: answers in a row that did not verify, and the time before which
-    #: the worker does not send the AuthReq again (``outcome.next_try``); 0 and 0 otherwise.
+    #: While authorizing: answers in a row that did not verify (a verified one ends the
+    #: run), and the time before which the worker does not send the AuthReq again
+    #: (``outcome.next_try``); 0 and 0 otherwise.
     unverified: int = 0
     retry_after_ms: int = 0
     #: The thumbprint of the signature certificate that signed the order's PInitRes: the
     #: one the cardholder's PI names, under which every AuthReq for it is signed. None
     #: for an order opened before setpay kept it (signed then with the current one).
     signer_thumb: bytes | None = None
+    #: Verified answers to its AuthReq whose AuthCode this release cannot read
+    #: (``outcome.require_known``): the gateway decided these bytes, so they are never
+    #: built afresh (``stored_requests``). Never reset while the AuthReq waits.
+    unreadable: int = 0
 
     def trans_ids_proto(self) -> common_pb2.TransIDs:
         """The TransIDs as the wire message."""
@@ -174,9 +182,11 @@ class Operation:
     created_ms: int
     #: The SET Error code when ``state`` is FAILED, else 0.
     error_code: int = 0
-    #: While sent: as ``Order.unverified`` and ``Order.retry_after_ms``.
+    #: While sent: as ``Order.unverified``, ``Order.retry_after_ms`` and
+    #: ``Order.unreadable`` (of its result code).
     unverified: int = 0
     retry_after_ms: int = 0
+    unreadable: int = 0
 
 
 def short(identifier: bytes) -> str:
@@ -206,6 +216,8 @@ class BatchRequest:
     created_ms: int
     #: The SET Error code when ``state`` is FAILED, else 0.
     error_code: int = 0
-    #: While sent: as ``Order.unverified`` and ``Order.retry_after_ms``.
+    #: While sent: as ``Order.unverified``, ``Order.retry_after_ms`` and
+    #: ``Order.unreadable`` (of its result code).
     unverified: int = 0
     retry_after_ms: int = 0
+    unreadable: int = 0

@@ -2,7 +2,8 @@
 
 A settlement operation (table ``operations``) and a batch change (``batch_requests``)
 are stored "sent" before they go to the gateway and end, once, when its answer is
-final: succeeded or refused (its verified answer), or failed (its verified SET Error).
+final: succeeded or refused (its verified answer, of a result code this release reads),
+or failed (its verified SET Error).
 Two senders of the same stored bytes (a command given again while a serving merchant's
 round resends them, or that round starting while a command sends) both get the
 gateway's one answer for the RRPID (``gateway.ledger.idempotency``); the second to save

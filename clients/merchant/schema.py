@@ -36,7 +36,7 @@ from clients.merchant.records import (
     short,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def in_state(state: OperationState) -> str:
@@ -165,6 +165,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 7: the signature certificate that signed an order's PInitRes, which its PI names
     # and every AuthReq for it must be signed under (``authorizer``), renewal or not.
     6: ("ALTER TABLE orders ADD COLUMN signer_thumb BLOB",),
+    # 8: a request the gateway answered with a result code this release cannot read keeps
+    # the count of such answers: the gateway decided its bytes, so it is never built
+    # afresh (``stored_requests``), and ``orders`` and the metrics say why it waits.
+    7: tuple(
+        f"ALTER TABLE {table} ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0"
+        for table in ("orders", "operations", "batch_requests")
+    ),
 }
 
 # The column lists are in the order ``order_from_row``, ``operation_from_row`` and
@@ -174,17 +181,18 @@ ORDER_COLUMNS = (
     "f.brand_id, o.state, o.created_ms, o.updated_ms, o.cardholder_thumb, o.oi_data, o.pi, "
     "o.auth_rrpid, o.auth_request, o.auth_request_digest, o.auth_code, o.auth_amount, "
     "o.approval_code, o.auth_res, o.cap_token, o.acq_card_msg, o.error_code, o.unverified, "
-    "o.retry_after_ms, o.signer_thumb"
+    "o.retry_after_ms, o.signer_thumb, o.unreadable"
 )
 ORDER_FROM = "orders o JOIN offers f ON f.lid_m = o.lid_m"
 OPERATION_COLUMNS = (
     "rrpid, xid, kind, currency, amount, exp10, state, request, request_digest, "
     "original_rrpid, result_code, result_amount, batch_id, created_ms, error_code, unverified, "
-    "retry_after_ms"
+    "retry_after_ms, unreadable"
 )
 BATCH_REQUEST_COLUMNS = (
     "rrpid, operation, batch_id, return_summary, starting_point, maximum_items, state, "
-    "request, request_digest, status, answer, created_ms, error_code, unverified, retry_after_ms"
+    "request, request_digest, status, answer, created_ms, error_code, unverified, retry_after_ms, "
+    "unreadable"
 )
 
 
@@ -242,7 +250,7 @@ def order_from_row(row: Sequence[Any]) -> Order:
     (xid, lid_m, trans_ids, chall_m, description, currency, amount, exp10, brand_id, state,
      created, updated, cardholder, oi_data, pi, auth_rrpid, auth_request, auth_digest,
      auth_code, auth_amount, approval, auth_res, cap_token, acq_card_msg,
-     error_code, unverified, retry_after_ms, signer_thumb) = row  # fmt: skip
+     error_code, unverified, retry_after_ms, signer_thumb, unreadable) = row  # fmt: skip
     money = Money(currency, amount, exp10)
     authorization = None
     if auth_code is not None:
@@ -257,14 +265,15 @@ def order_from_row(row: Sequence[Any]) -> Order:
         updated_ms=updated, cardholder_thumb=cardholder, oi_data=oi_data, pi=pi,
         auth_rrpid=auth_rrpid, auth_request=auth_request, auth_request_digest=auth_digest,
         authorization=authorization, error_code=error_code, unverified=unverified,
-        retry_after_ms=retry_after_ms, signer_thumb=signer_thumb,
+        retry_after_ms=retry_after_ms, signer_thumb=signer_thumb, unreadable=unreadable,
     )  # fmt: skip
 
 
 def operation_from_row(row: Sequence[Any]) -> Operation:
     """The ``Operation`` in a row selected as ``OPERATION_COLUMNS`` from ``operations``."""
     (rrpid, xid, kind, currency, amount, exp10, state, request, digest, original, code,
-     result_amount, batch_id, created, error_code, unverified, retry_after_ms) = row  # fmt: skip
+     result_amount, batch_id, created, error_code, unverified, retry_after_ms,
+     unreadable) = row  # fmt: skip
     owner = f"operation {short(rrpid)}"
     return Operation(
         rrpid=rrpid, xid=xid, kind=_member(OperationKind, kind, "an operation kind", owner),
@@ -273,19 +282,20 @@ def operation_from_row(row: Sequence[Any]) -> Operation:
         request=request, request_digest=digest,
         original_rrpid=original, result_code=code, result_amount=result_amount,
         batch_id=batch_id, created_ms=created, error_code=error_code, unverified=unverified,
-        retry_after_ms=retry_after_ms,
+        retry_after_ms=retry_after_ms, unreadable=unreadable,
     )  # fmt: skip
 
 
 def batch_request_from_row(row: Sequence[Any]) -> BatchRequest:
     """The ``BatchRequest`` in a row selected as ``BATCH_REQUEST_COLUMNS``."""
     (rrpid, operation, batch_id, summary, starting_point, maximum_items, state, request,
-     digest, status, answer, created, error_code, unverified, retry_after_ms) = row  # fmt: skip
+     digest, status, answer, created, error_code, unverified, retry_after_ms,
+     unreadable) = row  # fmt: skip
     return BatchRequest(
         rrpid=rrpid, operation=operation, batch_id=batch_id, return_summary=bool(summary),
         starting_point=starting_point, maximum_items=maximum_items,
         state=_member(OperationState, state, "a request state", f"batch request {short(rrpid)}"),
         request=request, request_digest=digest, status=status, answer=answer,
         created_ms=created, error_code=error_code, unverified=unverified,
-        retry_after_ms=retry_after_ms,
+        retry_after_ms=retry_after_ms, unreadable=unreadable,
     )  # fmt: skip

@@ -20,8 +20,9 @@ again, when a merchant starts serving and every ``runtime.RESUME_SECONDS`` while
 serves: the gateway's RRPID idempotency makes that safe. A verified refusal as too old
 (MESSAGE_TOO_OLD) of a request stored too recently for ``renewal`` to let it be built
 afresh leaves it sent too; one stored long enough ago is built afresh under a new RRPID
-and sent (``renewal`` says why that is safe, and when). That life, an authorization's
-and a batch change's too, is written once, in ``stored_requests``.
+and sent (``renewal`` says why that is safe, and when), but for one the gateway answered
+before with a code this build cannot read: it decided those bytes. That life, an
+authorization's and a batch change's too, is written once, in ``stored_requests``.
 
 One item per request: the merchant's operations are driven one order at a time (CLI,
 demo), and a failed item then never holds up others.

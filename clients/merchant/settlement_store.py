@@ -119,7 +119,7 @@ class SettlementStore(Database):
         now = now_ms()
         conn.execute(
             f"INSERT INTO operations ({OPERATION_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, 0, 0, 0, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '', ?, 0, 0, 0, 0, ?)",
             (rrpid, xid, kind.value, amount.currency, amount.minor, amount.exp10,
              OperationState.SENT.value, request, request_digest, original_rrpid, now, now),
         )  # fmt: skip
@@ -258,7 +258,7 @@ class SettlementStore(Database):
         now = now_ms()
         conn.execute(
             f"INSERT INTO batch_requests ({BATCH_REQUEST_COLUMNS}, updated_ms) "  # noqa: S608 - constant SQL
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, x'', ?, 0, 0, 0, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, x'', ?, 0, 0, 0, 0, ?)",
             (r.rrpid, r.operation, r.batch_id, int(r.return_summary), r.starting_point,
              r.maximum_items, OperationState.SENT.value, r.request, r.request_digest, now, now),
         )  # fmt: skip

@@ -49,29 +49,57 @@ class MerchantStore(OrderStore, SettlementStore, GatewayPinStore):
     """The merchant's records in its SQLite file (thread-safe, as ``Database`` is)."""
 
     def postpone(
-        self, request: Order | Operation | BatchRequest, unverified: int, at_ms: int
+        self,
+        request: Order | Operation | BatchRequest,
+        unverified: int,
+        at_ms: int,
+        *,
+        unreadable: bool = False,
     ) -> None:
         """A request still waiting (an order authorizing, an operation or a batch change
         sent): ``unverified`` answers in a row did not verify, and background retries
-        leave it until ``at_ms`` (``outcome.next_try``). Nothing else of it changes."""
+        leave it until ``at_ms`` (``outcome.next_try``); ``unreadable``: one more verified
+        answer of a result code this release cannot read came for it. That count only
+        grows, in the row itself (never from a copy read before another sender counted
+        one): it is what keeps the request from being built afresh. Nothing else of it
+        changes."""
         table, column, state = _WAITING[type(request)]
-        key = request.xid if isinstance(request, Order) else request.rrpid
         with self._write() as conn:
             conn.execute(
-                f"UPDATE {table} SET unverified = ?, retry_after_ms = ? "  # noqa: S608 - names are ours
-                f"WHERE {column} = ? AND state = ?",
-                (unverified, at_ms, key, state),
+                f"UPDATE {table} SET unverified = ?, retry_after_ms = ?, "  # noqa: S608 - names are ours
+                f"unreadable = unreadable + ? WHERE {column} = ? AND state = ?",
+                (unverified, at_ms, int(unreadable), _key(request), state),
             )
+
+    def unreadable_answers(self, request: Order | Operation | BatchRequest) -> int:
+        """How many verified answers of a result code this release cannot read the
+        request's stored bytes have had (``postpone``), as the file says now: 0 for one
+        no longer waiting."""
+        table, column, state = _WAITING[type(request)]
+        row = self._read(
+            lambda conn: conn.execute(
+                f"SELECT unreadable FROM {table} WHERE {column} = ? AND state = ?",  # noqa: S608 - names are ours
+                (_key(request), state),
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])
+
+
+def _key(request: Order | Operation | BatchRequest) -> bytes:
+    """The key of the request's row in its table (``_WAITING``)."""
+    return request.xid if isinstance(request, Order) else request.rrpid
 
 
 @dataclass(frozen=True)
 class Waiting:
-    """How many requests of one kind wait for the gateway's final answer, and how many of
-    those last had an answer that did not verify (``outcome.next_try``)."""
+    """How many requests of one kind wait for the gateway's final answer, how many of
+    those last had an answer that did not verify (``outcome.next_try``), and how many had
+    a verified one of a result code this release cannot read (an upgrade due)."""
 
     kind: str
     count: int
     unverified: int
+    unreadable: int = 0
 
 
 # One statement for all three tables, read at every scrape: an order waiting is one
@@ -80,13 +108,16 @@ class Waiting:
 # index (orders by their state's; operations and batch changes by the partial indexes
 # of the sent ones alone, which ``SENT_ONLY`` names), never by reading the table whole.
 _WAITING_SQL = f"""
-SELECT 'authorization', count(*), count(*) FILTER (WHERE unverified > 0)
+SELECT 'authorization', count(*), count(*) FILTER (WHERE unverified > 0),
+       count(*) FILTER (WHERE unreadable > 0)
   FROM orders WHERE state IN (?, ?)
 UNION ALL
-SELECT kind, count(*), count(*) FILTER (WHERE unverified > 0)
+SELECT kind, count(*), count(*) FILTER (WHERE unverified > 0),
+       count(*) FILTER (WHERE unreadable > 0)
   FROM operations WHERE {SENT_ONLY} GROUP BY kind
 UNION ALL
-SELECT 'batch', count(*), count(*) FILTER (WHERE unverified > 0)
+SELECT 'batch', count(*), count(*) FILTER (WHERE unverified > 0),
+       count(*) FILTER (WHERE unreadable > 0)
   FROM batch_requests WHERE {SENT_ONLY}
 """  # noqa: S608 - constant SQL
 _WAITING_STATES = (OrderState.PURCHASED.value, OrderState.AUTHORIZING.value)
@@ -113,7 +144,10 @@ class WaitingRequests:
                 rows = self._conn.execute(_WAITING_SQL, _WAITING_STATES).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"merchant database read failed: {exc}") from exc
-        return [Waiting(str(kind), int(count), int(unverified)) for kind, count, unverified in rows]
+        return [
+            Waiting(str(kind), int(count), int(unverified), int(unreadable))
+            for kind, count, unverified, unreadable in rows
+        ]
 
     def close(self) -> None:
         """Close the connection."""

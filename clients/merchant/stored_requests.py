@@ -2,11 +2,14 @@
 
 Authorizations (``authorizer``), settlement operations (``settlement``) and batch
 changes (``batches``) go through the same life, written here once: stored byte for byte,
-sent; the gateway's answer judged as ``outcome`` says (verified: saved, the request
-ends; a verified SET Error: it ends failed, or, refused as too old, is built afresh once
-under a new RRPID as ``renewal`` allows, but for the codes ``outcome.is_refusal`` holds
-back; anything else: it stays sent, "outcome unknown, will retry"); sent again, the
-same bytes, by ``resume``. Each kind says how it is sent and its answer saved
+sent; the gateway's answer judged as ``outcome`` says (verified, of a result code this
+release reads: saved, the request ends; a verified SET Error: it ends failed, or,
+refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, but
+for the codes ``outcome.is_refusal`` holds back; anything else, a verified answer of a
+result code this release cannot read too: it stays sent, "outcome unknown, will retry");
+sent again, the same bytes, by ``resume``. A request once answered with a code this
+release cannot read is never built afresh: the gateway decided those bytes
+(``outcome.answer_gone``). Each kind says how it is sent and its answer saved
 (``_exchange``), how it ends failed and how it is built afresh; and, where it differs
 for a reason it gives, when its bytes were stored (``_stored_ms``) and how ``resume``
 sends one again (``_resend``).
@@ -24,7 +27,7 @@ import logging
 import threading
 from typing import Generic, TypeVar
 
-from clients.errors import OutcomeUnknown, TransportError
+from clients.errors import OutcomeUnknown, TransportError, UnknownResultCode
 from clients.merchant import outcome, renewal
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import BatchRequest, Operation, Order
@@ -67,7 +70,9 @@ class StoredRequests(abc.ABC, Generic[R]):
     @abc.abstractmethod
     def _exchange(self, request: R) -> R:
         """Send the request's stored bytes, check the gateway's answer, save it: the
-        request as it ends. Raises what ``GatewayClient`` raises for any other answer."""
+        request as it ends. Raises what ``GatewayClient`` raises for any other answer,
+        and ``UnknownResultCode`` for a verified one whose result code this release
+        cannot read (``outcome.require_known``), nothing of it saved."""
 
     @abc.abstractmethod
     def _fail(self, request: R, error_code: int) -> R:
@@ -101,10 +106,11 @@ class StoredRequests(abc.ABC, Generic[R]):
     def _send(self, request: R, *, renewable: bool = True) -> R:
         """Send a stored request; the request once the gateway's answer is final.
 
-        A verified answer ends it as the answer says, a verified SET Error ends it
-        failed; a refusal as too old that ``renewal`` lets the merchant build afresh is
-        built afresh and sent, once (``renewable``). Anything else raises
-        ``OutcomeUnknown`` and leaves it sent, for ``resume``.
+        A verified answer ends it as the answer says (one of a result code this release
+        cannot read does not), a verified SET Error ends it failed; a refusal as too old
+        that ``renewal`` lets the merchant build afresh is built afresh and sent, once
+        (``renewable``). Anything else raises ``OutcomeUnknown`` and leaves it sent, for
+        ``resume``.
         """
         try:
             return self._judged(request, renewable)
@@ -117,6 +123,8 @@ class StoredRequests(abc.ABC, Generic[R]):
         """``_send``, but for the merchant's own failures, which it lets through."""
         try:
             return self._exchange(request)
+        except UnknownResultCode as exc:  # verified, but not read: counted, put off
+            raise outcome.pending(self._store, request, self._named(request), exc) from exc
         except outcome.GATEWAY_FAILURES as exc:
             if not (isinstance(exc, PeerError) and outcome.is_refusal(exc)):
                 raise outcome.pending(self._store, request, self._named(request), exc) from exc
@@ -130,7 +138,15 @@ class StoredRequests(abc.ABC, Generic[R]):
         return failed
 
     def _renew(self, request: R, error: PeerError) -> R:
-        """A request refused as too old: built afresh and sent, failed, or left waiting."""
+        """A request refused as too old: built afresh and sent, failed, or left waiting.
+
+        Never built afresh once a verified answer to these bytes came, of a result code
+        this release cannot read (as the file says now, not as ``request`` was read: a
+        second sender may have counted one since): the refusal then says only that the
+        gateway no longer holds the answer it gave, and a request built afresh would be
+        decided a second time (``outcome.answer_gone``)."""
+        if self._store.unreadable_answers(request):
+            raise outcome.answer_gone(self._store, request, self._named(request), error) from error
         if not renewal.may_renew(self._stored_ms(request)):
             # An earlier sending of these bytes may still be inside the gateway.
             raise outcome.pending(self._store, request, self._named(request), error) from error
@@ -154,11 +170,11 @@ class StoredRequests(abc.ABC, Generic[R]):
         as too old may be built afresh, as ``_send`` says); those now ended.
 
         ``stored_before_ms``: only those stored before then (not one a command may still
-        be sending). ``due_at_ms``: only those whose answers did not verify that are due
-        again by then (``outcome.next_try``), once a round of this process has reached
-        every one waiting; until then every one goes, so that a start with the gateway
-        away still asks at once for all of them when it is back. ``stop``: once set, the
-        one being sent is the last.
+        be sending). ``due_at_ms``: only those whose answers did not verify (or could not
+        be read) that are due again by then (``outcome.next_try``), once a round of this
+        process has reached every one waiting; until then every one goes, so that a start
+        with the gateway away still asks at once for all of them when it is back.
+        ``stop``: once set, the one being sent is the last.
 
         Each on its own: one whose outcome is still unknown is logged (by its short ids
         and the reason, which never holds card data: the merchant has none) and stays

@@ -23,7 +23,7 @@ import pytest
 import gateway.admin
 import gateway.authorize
 import gateway.settlement
-from clients.errors import OutcomeUnknown, UnknownResultCode
+from clients.errors import OutcomeUnknown, TransportError, UnknownResultCode
 from clients.merchant import outcome
 from clients.merchant.metrics_labels import APPROVED, DECLINED, OTHER, answered
 from clients.merchant.records import BatchRequest, Operation, OperationState, Order, OrderState
@@ -32,6 +32,7 @@ from setcore.auth_reversal import AuthRevResult
 from setcore.authorization import AuthResult
 from setcore.cap_rev_or_cred import CapRevOrCredResult
 from setcore.capture import CaptureResult
+from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import now_ms
 from setcore.gateway_admin import BatchAdminResult
 from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2
@@ -81,9 +82,10 @@ def upgrade_asked(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
 
 def assert_waits(request: Order | Operation | BatchRequest, answers: int, before_ms: int) -> None:
     """``request`` is put off as after ``answers`` answers that did not verify in a row,
-    the last one given after ``before_ms``."""
+    the last one given after ``before_ms``, but counted as what they are: verified
+    answers of a code this release cannot read, none that did not verify."""
     wait = FIRST_WAIT_MS * 2 ** (answers - 1)
-    assert request.unverified == answers
+    assert (request.unreadable, request.unverified) == (answers, 0)
     assert before_ms + wait <= request.retry_after_ms <= now_ms() + wait
 
 
@@ -357,7 +359,7 @@ def test_a_batch_query_of_a_later_status_is_an_error_and_records_nothing(
     base = ["merchant", "--dir", str(merchant.config.base_dir)]
     answering(monkeypatch, gateway.admin, "build_batch_admin_response", status=LATER)
     status, out, err = run_cli([*base, "batch", "query", "--batch", batch], capsys)
-    assert (status, out) == (1, "")
+    assert (status, out) == (4, "")
     assert "BatchAdminStatus 99" in err and "upgrade" in err
     with pytest.raises(UnknownResultCode):
         merchant.batches.administer(gateway_admin_pb2.BATCH_OPERATION_REQUEST, batch)
@@ -392,10 +394,19 @@ def test_require_known_refuses_only_codes_this_build_does_not_define(
     assert (refused.value.code, refused.value.code_name) == (code, f"{enum.DESCRIPTOR.name} {code}")
 
 
-def test_an_unreadable_code_backs_off_and_says_why_without_did_not_verify() -> None:
+def test_an_unreadable_code_backs_off_and_says_why_without_did_not_verify(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its wait doubles with every answer of either kind; it ends a run of answers that
+    did not verify (it verified) and is not one of them; one that did not verify after
+    it still waits longer than the first would."""
+    monkeypatch.setattr(outcome, "now_ms", lambda: 0)
     error = UnknownResultCode("CapCode 99", LATER)
-    change = outcome.next_try(2, error)
-    assert change is not None and change[0] == 3
+    assert outcome.next_try(2, error) == (0, FIRST_WAIT_MS)
+    assert outcome.next_try(2, error, 2) == (0, FIRST_WAIT_MS * 4)
+    unverifiable = ProtocolError(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "not the gateway's")
+    assert outcome.next_try(0, unverifiable, 2) == (1, FIRST_WAIT_MS * 4)
+    assert outcome.next_try(0, TransportError("gateway", "UNAVAILABLE"), 2) is None
     assert not outcome.did_not_verify(error)
     reason = outcome.why_unknown(error)
     assert "CapCode 99" in reason and "upgrade" in reason and "did not verify" not in reason

@@ -21,6 +21,7 @@ from clients.merchant import answers, checkout
 from clients.merchant.records import Order
 from clients.wallet.merchant_answers import UnknownResultCode, outcome_fields
 from clients.wallet.purchases import SENT, Initiation, PurchaseBook
+from setcore.error_message import build_error
 from setcore.errors import PeerError
 from setpay.v1 import authorization_pb2, purchase_pb2
 from tests.clients.bank_support import EUR, WALLET_PASSPHRASE
@@ -141,7 +142,7 @@ def test_a_signed_error_of_a_later_code_leaves_the_outcome_unknown(
 ) -> None:
     merchant = make_merchant("m-later-preq-error")
     wallet = make_wallet(merchant)
-    real = answers.build_error
+    real = build_error  # what ``answers`` sends its errors with
 
     def later(credentials: Any, code: int, **kwargs: Any) -> Any:
         return real(credentials, LATER, **kwargs)
