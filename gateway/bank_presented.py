@@ -30,7 +30,8 @@ they only open what was sealed to them while they were current, and one revoked 
 refused envelope by envelope (``gateway.opening_keys``), as one that ended is skipped.
 
 A certificate that ends soon is not refused: the bank warns of it (``_warn_ending``, the
-gauges). Once per start, never per request.
+gauges). Once per worker start of a starting bank (a worker that replaces one that died
+while the bank served is not judged: ``gateway.process``), never per request.
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ stopped for it: its open connections keep working past the end, as TLS checks va
 the handshake, so a worker restarted after the end serves, and says at WARNING that new
 handshakes with it fail, rather than refuse (a worker that cannot start stops the whole
 bank, and with it those connections). Metrics show the end (``gateway.metrics``).
+
+The certificates the bank presents are judged the same way (``gateway.bank_presented``):
+every worker of a bank starting judges them, and a refusal stops the start; a worker
+forked once the bank has served only replaces one that died, and is not judged (its
+peers would refuse a certificate that ended meanwhile message by message, as they did
+the running workers'), so that one certificate's end never stops a serving bank.
 """
 
 from __future__ import annotations
@@ -246,6 +252,7 @@ def start_bank(
     sweep_holds: bool = False,
     announce_stop: bool = False,
     supervised: bool = False,
+    judge_presented: bool = True,
 ) -> RunningBank:
     """Open keys, ledger and CA; serve PaymentGateway (mutual TLS) and CertificateAuthority
     (server TLS) each on its own port. ``ledger_service``: the socket of the ledger
@@ -255,13 +262,16 @@ def start_bank(
     balancers that poll a served worker (``gateway.worker``); a bank run in-process (the
     demo, tests, tools) has none to tell, and stops without the pause. ``supervised``: a
     worker, whose supervisor judged the TLS server certificate for the whole bank (see
-    the module docstring)."""
+    the module docstring). ``judge_presented``: refuse to start on a certificate the
+    bank presents that no peer accepts (``gateway.bank_presented``); False for a worker
+    that replaces one that died while the bank served."""
     on = metrics.enabled()
     tls_ends = _served_tls_ends(config, supervised)  # first: nothing is open to undo yet
     # Whatever is opened or started is undone, newest first, if a later step fails: a bank
     # that cannot start leaves no server serving, no prober probing, no database open.
     with contextlib.ExitStack() as undo:
-        pki = load_bank_pki(config, metrics.key_operation if on else None)
+        observer = metrics.key_operation if on else None
+        pki = load_bank_pki(config, observer, judge_presented=judge_presented)
         undo.callback(pki.close)
         ledger = open_ledger(
             config,

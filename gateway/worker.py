@@ -58,6 +58,9 @@ class WorkerPlan:
     supervisor_pid: int
     ledger_socket: str | None = None
     """The ledger process's socket, when one commits for every worker."""
+    judge_presented: bool = True
+    """Judge the certificates the bank presents (``gateway.bank_presented``): False for a
+    worker forked once the bank has served, which only replaces one that died."""
 
 
 def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> int:
@@ -81,6 +84,7 @@ def run_worker(plan: WorkerPlan, index: int, ready_fd: int, mask: set[int]) -> i
         reuse_port=True,
         announce_stop=True,
         supervised=True,  # the supervisor judged the TLS certificate before forking
+        judge_presented=plan.judge_presented,
         ledger_service=plan.ledger_socket,
         # One sweeper per bank is enough and worker 0 exists in every mode (a replaced
         # worker 0 starts its own); more would be harmless, each hold released once.

@@ -59,7 +59,7 @@ import selectors
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway import metrics
 from gateway.bank_errors import ProvisioningError
@@ -203,7 +203,8 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:  # the child; never returns
                 os.close(read_fd)
-                become_child(self._plan, index, write_fd, mask, drop=self._drop_in_child)
+                plan = replace(self._plan, judge_presented=not self._announced)
+                become_child(plan, index, write_fd, mask, drop=self._drop_in_child)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)

@@ -168,12 +168,21 @@ def next_try(unverified: int, error: Exception, unreadable: int = 0) -> tuple[in
     unread = isinstance(error, UnknownResultCode)
     if did_not_verify(error) or unread:
         count = 0 if unread else unverified + 1
-        answers = count + unreadable + unread
-        # Sixteen doublings are well past the cap: the bound keeps the number small
-        # however many answers there were.
-        wait = UNVERIFIED_FIRST_WAIT_MS * 2 ** min(answers - 1, 16)
-        return count, now_ms() + min(wait, UNVERIFIED_MAX_WAIT_MS)
-    return (0, 0) if unverified else None
+        return count, _wait_until(count + unreadable + unread)
+    if not unverified:
+        return None
+    # The run of answers that did not verify ends; answers it could not read still stand
+    # (the gateway gives them again), and keep their wait rather than the fast retries.
+    return 0, _wait_until(unreadable) if unreadable else 0
+
+
+def _wait_until(answers: int) -> int:
+    """When background retries may send again after ``answers`` (at least 1) that did
+    not verify or could not be read."""
+    # Sixteen doublings are well past the cap: the bound keeps the number small however
+    # many answers there were.
+    wait = UNVERIFIED_FIRST_WAIT_MS * 2 ** min(answers - 1, 16)
+    return int(now_ms() + min(wait, UNVERIFIED_MAX_WAIT_MS))
 
 
 def pending(store: MerchantStore, request: Pending, what: str, error: Exception) -> OutcomeUnknown:

@@ -36,6 +36,7 @@ from clients.merchant.registration_pending import KEY_EXCHANGE_LABEL, SIGNATURE_
 from hsm.base import KeyBackend
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pki.certificate import load_certificate
+from setcore.pki.presented import Presented, verify_presented
 from setcore.pki.roles import MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
 
@@ -79,10 +80,14 @@ def ended(der: bytes, at: datetime | None = None) -> bool:
 
 def _revoked(trust: TrustStore, der: bytes, chain: Path) -> bool:
     """True when ``trust``'s revocation data revokes the signature certificate ``der``, as
-    a peer judges it (``setcore.pki.presented``)."""
+    ``serve`` judges it (``setcore.pki.presented``: held data no longer current still
+    revokes what it lists), so that the two never advise each other's command."""
+    presented = Presented(
+        SIGNATURE_LABEL, der, read_certificates(chain), MERCHANT, CertificateUsage.SIGNATURE
+    )
     try:
-        trust.verify_chain(der, read_certificates(chain), MERCHANT, CertificateUsage.SIGNATURE)
-    except ProtocolError as exc:  # RevocationUnavailable too: nothing says it is revoked
+        verify_presented(trust, presented)
+    except ProtocolError as exc:
         return exc.code == REVOKED
     return False
 

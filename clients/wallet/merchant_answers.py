@@ -67,7 +67,7 @@ _READ_CODES: dict[str, tuple[EnumTypeWrapper, str]] = {
 }
 
 
-class UnknownResultCode(Exception):
+class UnreadablePurchaseAnswer(Exception):
     """A verified PRes or InqRes reports a CompletionCode or AuthCode this wallet does not
     define: its outcome is unknown to this wallet, and nothing of it is recorded."""
 
@@ -81,13 +81,13 @@ class UnknownResultCode(Exception):
 def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
     """The record fields a verified PRes or InqRes reports (its one payload, setcore's
     ``check_answer``); they replace any earlier state, a refusal's too.
-    ``UnknownResultCode`` for a completion code or AuthCode this wallet does not define
+    ``UnreadablePurchaseAnswer`` for a completion code or AuthCode this wallet does not define
     (the completion code named first when both are)."""
     payload = data.payloads[0]
     for field, (enum, kind) in _READ_CODES.items():
         value = getattr(payload, field)
         if not is_known(enum, value):
-            raise UnknownResultCode(enum, value, kind)
+            raise UnreadablePurchaseAnswer(enum, value, kind)
     return {
         "refusal": "",
         "completion": code_name(purchase_pb2.CompletionCode, payload.completion_code),

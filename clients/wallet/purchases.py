@@ -54,7 +54,7 @@ from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import MAX_MESSAGE_BYTES, Caller, RetryPolicy, open_channel
 from clients.wallet.credentials import refuse_if_revoked
-from clients.wallet.merchant_answers import UnknownResultCode, outcome_fields, undecided
+from clients.wallet.merchant_answers import UnreadablePurchaseAnswer, outcome_fields, undecided
 from setcore.amount import check_amount
 from setcore.credentials import Credentials
 from setcore.currency import exponent_for
@@ -419,7 +419,7 @@ class Shopper:
             ) from exc
         try:
             record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
-        except UnknownResultCode as exc:
+        except UnreadablePurchaseAnswer as exc:
             raise PurchaseOutcomeUnknown(sent.short_id, str(exc), exc) from exc
         try:
             self._book.save(record)
@@ -472,7 +472,7 @@ class Shopper:
         data = self._checked(lambda: open_inquiry_response(response, state, self._trust))
         try:
             updated = replace(record, **outcome_fields(data))  # type: ignore[arg-type]
-        except UnknownResultCode as exc:
+        except UnreadablePurchaseAnswer as exc:
             raise PurchaseOutcomeUnknown(record.short_id, str(exc), exc) from exc
         self._book.save(updated)
         log.info("InqRes verified: %s %s", updated.short_id, updated.completion)

@@ -14,22 +14,27 @@ import shlex
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from cli.main import build_parser
 from cli.main import main as setpay
 from clients.errors import ConfigError
+from clients.merchant import registration_again
 from clients.merchant.config import load as load_merchant_config
 from clients.merchant.registration import KEY_EXCHANGE_LABEL, PENDING_FILE, SIGNATURE_LABEL
 from clients.merchant.runtime import SIGNATURE_REMEDY, Merchant
 from hsm.uri import open_backend
 from setcore.encoding import thumbprint
+from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import now_ms
+from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
 from setcore.pki.issuance import IssuingCA, issue_merchant
 from setcore.pki.roles import CertificateUsage
+from setcore.pki.truststore import TrustStore
 from tests.clients.bank_support import RunningBank, configure_merchant, new_wallet
 from tests.clients.cli_support import run_cli
 from tests.clients.test_purchase_flow import buy, offer
@@ -257,3 +262,24 @@ def test_a_signature_certificate_not_valid_yet_is_put_back_not_registered_again(
     status, _, err = run_cli(["merchant", "--dir", str(directory), "register"], capsys)
     assert status == 1 and f"{SIGNATURE_LABEL} v1 is already certified, until " in err
     assert _versions(directory) == before
+
+
+class _StaleData:
+    """A trust store whose revocation data is no longer current but lists the certificate."""
+
+    def verify_chain(self, *judged: object) -> None:
+        raise RevocationUnavailable("the BCI is past its window")
+
+    def judge_chain(self, *judged: object, held_revocation: bool = False) -> None:
+        if not held_revocation:
+            raise RevocationUnavailable("the BCI is past its window")
+        raise ProtocolError(ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, "serial listed")
+
+
+def test_register_reads_stale_data_that_lists_the_certificate_as_serve_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else serve would advise register ("revoked") and register renew ("not revoked")."""
+    monkeypatch.setattr(registration_again, "read_certificates", lambda path: ())
+    trust = cast(TrustStore, _StaleData())
+    assert registration_again._revoked(trust, b"certificate", tmp_path / "chain.pem")

@@ -406,7 +406,11 @@ def test_an_unreadable_code_backs_off_and_says_why_without_did_not_verify(
     assert outcome.next_try(2, error, 2) == (0, FIRST_WAIT_MS * 4)
     unverifiable = ProtocolError(ErrorCode.ERROR_CODE_SIGNATURE_FAILURE, "not the gateway's")
     assert outcome.next_try(0, unverifiable, 2) == (1, FIRST_WAIT_MS * 4)
-    assert outcome.next_try(0, TransportError("gateway", "UNAVAILABLE"), 2) is None
+    no_answer = TransportError("gateway", "UNAVAILABLE")
+    assert outcome.next_try(0, no_answer, 2) is None
+    # No answer after one that did not verify ends that run, not the unreadable ones' wait.
+    assert outcome.next_try(1, no_answer, 1) == (0, FIRST_WAIT_MS)
+    assert outcome.next_try(1, no_answer, 0) == (0, 0)
     assert not outcome.did_not_verify(error)
     reason = outcome.why_unknown(error)
     assert "CapCode 99" in reason and "upgrade" in reason and "did not verify" not in reason

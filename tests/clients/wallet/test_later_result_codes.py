@@ -19,7 +19,7 @@ from cli.wallet import record_line
 from clients.errors import PurchaseOutcomeUnknown
 from clients.merchant import answers, checkout
 from clients.merchant.records import Order
-from clients.wallet.merchant_answers import UnknownResultCode, outcome_fields
+from clients.wallet.merchant_answers import UnreadablePurchaseAnswer, outcome_fields
 from clients.wallet.purchases import SENT, Initiation, PurchaseBook
 from setcore.error_message import build_error
 from setcore.errors import PeerError
@@ -123,7 +123,7 @@ def _payload(completion: int, auth_code: int) -> purchase_pb2.PResData:
 def test_a_payload_of_a_later_code_is_no_record(
     completion: int, auth_code: int, named: str
 ) -> None:
-    with pytest.raises(UnknownResultCode, match=named):
+    with pytest.raises(UnreadablePurchaseAnswer, match=named):
         outcome_fields(_payload(completion, auth_code))
 
 
