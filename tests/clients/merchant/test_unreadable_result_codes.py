@@ -39,6 +39,13 @@ from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2
 from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.metrics_support import samples_of, scrape_text, value
+from tests.clients.merchant.test_later_result_codes import (
+    _auth_reversal,
+    _capture,
+    _capture_reversal,
+    _credit,
+    _credit_reversal,
+)
 from tests.clients.test_purchase_flow import buy, offer
 
 # A value no result-code enum of this build defines: a later release's code.
@@ -155,30 +162,6 @@ def test_a_known_decline_stays_a_decline_whatever_its_reason(
 
 
 # --- settlement operations ------------------------------------------------------------
-
-
-def _capture(merchant: Merchant, xid: bytes) -> Callable[[], Operation]:
-    return lambda: merchant.settlement.capture(xid, 400)
-
-
-def _credit(merchant: Merchant, xid: bytes) -> Callable[[], Operation]:
-    merchant.settlement.capture(xid, 400)
-    return lambda: merchant.settlement.refund(xid, 100)
-
-
-def _auth_reversal(merchant: Merchant, xid: bytes) -> Callable[[], Operation]:
-    return lambda: merchant.settlement.reverse_authorization(xid)
-
-
-def _capture_reversal(merchant: Merchant, xid: bytes) -> Callable[[], Operation]:
-    capture = merchant.settlement.capture(xid, 400)
-    return lambda: merchant.settlement.reverse_capture(capture.rrpid)
-
-
-def _credit_reversal(merchant: Merchant, xid: bytes) -> Callable[[], Operation]:
-    merchant.settlement.capture(xid, 400)
-    credit = merchant.settlement.refund(xid, 100)
-    return lambda: merchant.settlement.reverse_credit(credit.rrpid)
 
 
 # Each operation: the gateway's builder of its answer, the decision's code field, the
