@@ -63,7 +63,7 @@ from cli.merchant_batch import add_batch_parser, check_batch_usage, run_batch
 from cli.number_options import integer, shown, whole
 from cli.party_options import UsageError, parse_form, pin_root
 from clients.authority import AuthorityClient
-from clients.errors import ClientError, OutcomeUnknown, RegistrationError
+from clients.errors import ClientError, OutcomeUnknown, RegistrationError, UnknownResultCode
 from clients.identity import read_root
 from clients.merchant.checkout import settled_amounts
 from clients.merchant.config import (
@@ -478,7 +478,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"setpay merchant: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OutcomeUnknown as exc:
+    except (OutcomeUnknown, UnknownResultCode) as exc:
         print(f"setpay merchant: {exc}", file=sys.stderr)
         return 4
     except (ClientError, SetcoreError, KeyBackendError, ValueError) as exc:

@@ -22,11 +22,9 @@ as a difference, and the output says so. The exit statuses are in each command's
 from __future__ import annotations
 
 import argparse
-import sys
 
 from cli.number_options import whole
 from cli.party_options import UsageError
-from clients.errors import UnknownResultCode
 from clients.merchant.reconciliation import reconcile, reconciliation_lines
 from clients.merchant.runtime import Merchant
 from setcore.enum_names import code_name
@@ -36,9 +34,6 @@ from setpay.v1 import gateway_admin_pb2
 # The gateway's batch totals and the merchant's operations disagree: not a refusal (1),
 # a usage error (2), a pending request (3) or an unknown outcome (4).
 EXIT_DIFFERS = 5
-# What the other merchant commands exit with when an outcome is unknown (``cli.merchant``):
-# a query answered with a status this release cannot read says neither yes nor no either.
-EXIT_UNKNOWN = 4
 
 _OPERATIONS = {
     "open": gateway_admin_pb2.BATCH_OPERATION_OPEN,
@@ -114,11 +109,9 @@ def run_batch(merchant: Merchant, args: argparse.Namespace) -> int:
     """Run one batch operation: print the gateway's answer and, for close and query, the
     reconciliation; the exit status."""
     page = TransactionPage(args.start or 0, args.details) if args.details else None
-    try:
-        data = merchant.batches.administer(_OPERATIONS[args.operation], args.batch, page=page)
-    except UnknownResultCode as exc:  # a query's alone: a change's is an OutcomeUnknown
-        print(f"setpay merchant: {exc}", file=sys.stderr)
-        return EXIT_UNKNOWN
+    # A query answered with a status this release cannot read raises UnknownResultCode,
+    # which ``cli.merchant`` exits 4 with, as every outcome unknown.
+    data = merchant.batches.administer(_OPERATIONS[args.operation], args.batch, page=page)
     status = code_name(gateway_admin_pb2.BatchAdminStatus, data.status)
     batch_id = data.batch_id or args.batch
     named = f"batch {batch_id or '-'}: " + status.removeprefix("BATCH_ADMIN_STATUS_")

@@ -4,7 +4,7 @@ A party whose certificate no peer accepts (one that does not chain to the brand 
 has ended, is revoked, or is of another certificate type or usage than its role) would
 start and serve, and every peer would refuse it, message by message, while its operator
 learns nothing. So a bank and a merchant validate each certificate they present once, as
-they start serving, with ``TrustStore.verify_chain`` and the type and usage their peers
+they start serving, as ``TrustStore.verify_chain`` would, with the type and usage their peers
 require (``verify_presented``), and refuse to start on one that fails, naming the
 certificate, the peer's reason and what to do. Never per request.
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
 
@@ -50,8 +49,6 @@ def verify_presented(trust: TrustStore, presented: Presented, at: datetime | Non
     """Nothing when a peer pinning ``trust``'s root, and holding its revocation data,
     accepts ``presented`` at ``at`` (default: now); else the ``ProtocolError`` it refuses
     it with. ``trust`` is left as it was: nothing counted or cached."""
-    judged = (presented.der, presented.chain, presented.certificate_type, presented.usage, at)
-    try:
-        trust.judge_chain(*judged)
-    except RevocationUnavailable:  # never refused for want of current data: judged with
-        trust.judge_chain(*judged, held_revocation=True)  # what is held, however stale
+    # Never refused for want of current data: judged with what is held, however stale.
+    trust.judge_chain(presented.der, presented.chain, presented.certificate_type,
+                      presented.usage, at)  # fmt: skip

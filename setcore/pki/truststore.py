@@ -15,7 +15,7 @@ an AuthReq at the gateway) cannot make the store hold anything a brand CA did no
 
 ``judge_chain`` validates as ``verify_chain`` does and changes nothing (no counter, no
 cache entry, no certificate kept): a party judging its own certificates as it starts is
-no peer's traffic. It may judge with revocation data held but not current.
+no peer's traffic. It judges with the revocation data held, current or not.
 
 Thread-safe: the caches are only changed under one lock; readers take a plain dict
 lookup, which is atomic in CPython. A validation that raced a revocation update is not
@@ -276,19 +276,17 @@ class TrustStore:
         expected_type: int,
         usage: CertificateUsage | str,
         at: datetime | None = None,
-        *,
-        held_revocation: bool = False,
     ) -> VerifiedCertificate:
         """Validate as ``verify_chain`` does, leaving the store as it was: not counted, not
         cached, no certificate kept. For a party judging its own certificates as it starts
         (``setcore.pki.presented``), which is no peer's traffic: the counters and the cache
         stay those of the messages served.
 
-        With ``held_revocation`` the revocation data held need not be current, as for a
-        store that does not require revocation once its BCI's window has passed: a serial
-        it lists is refused, a BCI past its window or a CRL past its nextUpdate is not.
-        Holding none, or a BCI that omits a CA of the chain, nothing held tells that
-        revocation, and the chain is judged without it.
+        The revocation data held need not be current, as for a store that does not
+        require revocation once its BCI's window has passed: a serial it lists is
+        refused, a BCI past its window or a CRL past its nextUpdate is not (current data
+        gives the same answer either way). Holding none, or a BCI that omits a CA of the
+        chain, nothing held tells that revocation, and the chain is judged without it.
         """
         usage = CertificateUsage(usage)
         when = utc(at)
@@ -297,9 +295,6 @@ class TrustStore:
             raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
         leaf = self._parse(leaf_der)
         given = [self._parse(der) for der in intermediates]
-        if not held_revocation:
-            revocation, required = self._revocation, self._require_revocation
-            return self._path(leaf, given, expected_type, usage, when, revocation, required)[0]
         held = self._revocation
         stale = None if held is None else replace(held, not_after=_BEFORE_ANY_INSTANT)
         try:

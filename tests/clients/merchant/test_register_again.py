@@ -270,9 +270,7 @@ class _StaleData:
     def verify_chain(self, *judged: object) -> None:
         raise RevocationUnavailable("the BCI is past its window")
 
-    def judge_chain(self, *judged: object, held_revocation: bool = False) -> None:
-        if not held_revocation:
-            raise RevocationUnavailable("the BCI is past its window")
+    def judge_chain(self, *judged: object) -> None:
         raise ProtocolError(ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, "serial listed")
 
 
