@@ -214,7 +214,7 @@ def answer_gone(
     store: MerchantStore, request: Pending, what: str, error: PeerError
 ) -> OutcomeUnknown:
     """``request``'s bytes, answered before with a result code this build cannot read
-    (``MerchantStore.unreadable_answers``), are now refused as too old: the gateway no
+    (the row's ``unreadable``), are now refused as too old: the gateway no
     longer holds that answer (``renewal``). It decided those bytes, so they are not built
     afresh: under a new RRPID the gateway would decide them again (a second capture, or
     an AuthReq around a PI it holds a decision for), and no retry is answered otherwise.

@@ -9,7 +9,8 @@ round resends them, or that round starting while a command sends) both get the
 gateway's one answer for the RRPID (``gateway.ledger.idempotency``); the second to save
 it finds it saved, which is no error. Only a request refused as too old is ended once
 and only once, since ending it stores the request built afresh in its place
-(``renewal``).
+(``renewal``), and never once a verified answer to its bytes came of a result code this
+release cannot read (``AnsweredUnreadably``).
 
 These run inside a write transaction of ``clients.merchant.store``; ``sqlite3`` errors
 pass through for it to translate.
@@ -25,6 +26,29 @@ from clients.merchant.records import OperationState, short
 
 # What an error calls a row of each table.
 _NOUNS = {"operations": "operation", "batch_requests": "batch request"}
+
+
+class AnsweredUnreadably(OrderStateError):
+    """A request refused as too old is not built afresh: the gateway answered its bytes
+    before, with a result code this release cannot read (the row's ``unreadable``), so
+    it decided them, and under a new RRPID it would decide them a second time
+    (``outcome.answer_gone``). Told inside the transaction that would store the request
+    built afresh, so that an answer counted by another sender a moment before is seen."""
+
+
+def refuse_answered_unreadably(
+    conn: sqlite3.Connection, table: str, column: str, key: bytes, named: str
+) -> None:
+    """``AnsweredUnreadably`` when the row of ``table`` whose ``column`` is ``key`` counts a
+    verified answer this release cannot read; inside the caller's write transaction."""
+    row = conn.execute(
+        f"SELECT unreadable FROM {table} WHERE {column} = ?",  # noqa: S608 - names are ours
+        (key,),
+    ).fetchone()
+    if row is not None and row[0]:
+        raise AnsweredUnreadably(
+            f"{named} had an answer of a result code this release cannot read: not built afresh"
+        )
 
 
 def end(
@@ -56,6 +80,8 @@ def end(
 
 def end_renewed(conn: sqlite3.Connection, table: str, rrpid: bytes, error_code: int) -> None:
     """End the sent request ``rrpid``, refused as too old, to store it built afresh; an
-    ``OrderStateError`` if it has ended already, so two senders never both store one."""
+    ``OrderStateError`` if it has ended already, so two senders never both store one, and
+    ``AnsweredUnreadably`` if its bytes had an answer this release cannot read."""
+    refuse_answered_unreadably(conn, table, "rrpid", rrpid, f"{_NOUNS[table]} {short(rrpid)}")
     if not end(conn, table, rrpid, OperationState.FAILED, error_code=error_code):
         raise OrderStateError(f"{_NOUNS[table]} {short(rrpid)} was already built afresh")

@@ -71,19 +71,6 @@ class MerchantStore(OrderStore, SettlementStore, GatewayPinStore):
                 (unverified, at_ms, int(unreadable), _key(request), state),
             )
 
-    def unreadable_answers(self, request: Order | Operation | BatchRequest) -> int:
-        """How many verified answers of a result code this release cannot read the
-        request's stored bytes have had (``postpone``), as the file says now: 0 for one
-        no longer waiting."""
-        table, column, state = _WAITING[type(request)]
-        row = self._read(
-            lambda conn: conn.execute(
-                f"SELECT unreadable FROM {table} WHERE {column} = ? AND state = ?",  # noqa: S608 - names are ours
-                (_key(request), state),
-            ).fetchone()
-        )
-        return 0 if row is None else int(row[0])
-
 
 def _key(request: Order | Operation | BatchRequest) -> bytes:
     """The key of the request's row in its table (``_WAITING``)."""

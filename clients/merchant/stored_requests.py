@@ -31,6 +31,7 @@ from clients.errors import OutcomeUnknown, TransportError, UnknownResultCode
 from clients.merchant import outcome, renewal
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.records import BatchRequest, Operation, Order
+from clients.merchant.request_rows import AnsweredUnreadably
 from clients.merchant.store import MerchantStore
 from setcore.credentials import Credentials
 from setcore.errors import PeerError
@@ -141,16 +142,18 @@ class StoredRequests(abc.ABC, Generic[R]):
         """A request refused as too old: built afresh and sent, failed, or left waiting.
 
         Never built afresh once a verified answer to these bytes came, of a result code
-        this release cannot read (as the file says now, not as ``request`` was read: a
-        second sender may have counted one since): the refusal then says only that the
-        gateway no longer holds the answer it gave, and a request built afresh would be
-        decided a second time (``outcome.answer_gone``)."""
-        if self._store.unreadable_answers(request):
-            raise outcome.answer_gone(self._store, request, self._named(request), error) from error
+        this release cannot read: the refusal then says only that the gateway no longer
+        holds the answer it gave, and a request built afresh would be decided a second
+        time (``outcome.answer_gone``). The store tells, inside the transaction that
+        would store the request built afresh (``request_rows.AnsweredUnreadably``), not
+        from ``request`` as it was read: a second sender may have counted one since."""
         if not renewal.may_renew(self._stored_ms(request)):
             # An earlier sending of these bytes may still be inside the gateway.
             raise outcome.pending(self._store, request, self._named(request), error) from error
-        fresh = self._rebuild(request, error.code)
+        try:
+            fresh = self._rebuild(request, error.code)
+        except AnsweredUnreadably:
+            raise outcome.answer_gone(self._store, request, self._named(request), error) from error
         if fresh is None:
             return self._refused(request, error)
         log.info(
