@@ -324,15 +324,19 @@ def _check_revocation(
     current = revocation.covers(at)
     if not current and require_revocation:
         raise RevocationUnavailable("the BrandCRLIdentifier is not current")
-    # A BCI past its window (tolerated only when revocation is not required) still lists
-    # revocations: a revoked certificate stays refused, only the nextUpdate bounds go.
+    # A BCI past its window, or a CRL past its nextUpdate (tolerated only when revocation
+    # is not required), still lists revocations: a revoked certificate stays refused,
+    # only the answer holds for ``at`` alone.
     for index in range(len(path) - 1):
         child, issuer = path[index], path[index + 1]
         status = revocation.status_for(issuer.cert, issuer.thumb)
         if current and status.next_update is not None:
             if status.next_update < at:
-                raise RevocationUnavailable("a CRL is past its nextUpdate")
-            until = min(until, status.next_update)
+                if require_revocation:
+                    raise RevocationUnavailable("a CRL is past its nextUpdate")
+                current = False
+            else:
+                until = min(until, status.next_update)
         if child.cert.serial_number in status.revoked_serials:
             raise fail(
                 ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,

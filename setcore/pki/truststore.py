@@ -19,15 +19,16 @@ no peer's traffic. It judges with the revocation data held, current or not.
 
 Thread-safe: the caches are only changed under one lock; readers take a plain dict
 lookup, which is atomic in CPython. A validation that raced a revocation update is not
-cached, nor one made past the BCI's window (allowed without ``require_revocation``).
+cached, nor one made past the BCI's window or a CRL's nextUpdate (allowed without
+``require_revocation``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography import x509
 
@@ -55,8 +56,6 @@ MAX_BUNDLE_CERTIFICATES = 16
 # validates (see the module docstring).
 DEFAULT_MAX_CACHED_CHAINS = 100_000
 DEFAULT_MAX_CACHED_CERTIFICATES = 100_000
-# A BCI's end that every instant is past: revocation data judged as not current.
-_BEFORE_ANY_INSTANT = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -283,9 +282,8 @@ class TrustStore:
         stay those of the messages served.
 
         The revocation data held need not be current, as for a store that does not
-        require revocation once its BCI's window has passed: a serial it lists is
-        refused, a BCI past its window or a CRL past its nextUpdate is not (current data
-        gives the same answer either way). Holding none, or a BCI that omits a CA of the
+        require revocation: a serial it lists is refused, a BCI past its window or a CRL
+        past its nextUpdate is not (current data gives the same answer either way). Holding none, or a BCI that omits a CA of the
         chain, nothing held tells that revocation, and the chain is judged without it.
         """
         usage = CertificateUsage(usage)
@@ -296,9 +294,8 @@ class TrustStore:
         leaf = self._parse(leaf_der)
         given = [self._parse(der) for der in intermediates]
         held = self._revocation
-        stale = None if held is None else replace(held, not_after=_BEFORE_ANY_INSTANT)
         try:
-            return self._path(leaf, given, expected_type, usage, when, stale, False)[0]
+            return self._path(leaf, given, expected_type, usage, when, held, False)[0]
         except RevocationUnavailable:  # a CA the BCI omits: nothing held tells
             return self._path(leaf, given, expected_type, usage, when, None, False)[0]
 

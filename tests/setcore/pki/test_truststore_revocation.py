@@ -101,6 +101,43 @@ def test_crl_past_next_update_is_unavailable_revocation(world: World) -> None:
         )
 
 
+def test_a_relaxed_store_judges_past_a_crls_next_update_with_what_it_lists(
+    world: World,
+) -> None:
+    # Within the BCI's window, a CRL past its nextUpdate is stale data as a BCI past its
+    # window is: a store not requiring revocation judges with it, a serial it lists stays
+    # refused, and the answer holds for that instant alone (not cached).
+    from setcore.pki import RevokedCertificate, issue_brand_crl_identifier, issue_crl
+
+    serial = x509.load_der_x509_certificate(world.merchant_sig).serial_number
+    revoked = {world.brand.merchant_ca.ca.thumbprint: [RevokedCertificate(serial, later(0))]}
+    pairs = [
+        (ca.der, issue_crl(ca, revoked.get(ca.thumbprint, []), 3, lifetime=timedelta(hours=1)))
+        for ca in (world.root, *world.cas)
+    ]
+    bci = issue_brand_crl_identifier(world.root, 2, pairs)
+    store = TrustStore(world.root.der, require_revocation=False)
+    store.update_revocation(bci, [c for _, c in pairs])
+    stale = later(0.1)
+    assert store.revocation is not None and store.revocation.covers(stale)
+    for _ in range(2):
+        store.verify_chain(world.merchant_kex, mca_bundle(world), roles.MERCHANT, KEX, stale)
+    assert (store.counters.verifications, store.counters.cache_hits) == (2, 0)
+    refused(
+        ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
+        store.verify_chain,
+        world.merchant_sig,
+        mca_bundle(world),
+        roles.MERCHANT,
+        SIG,
+        stale,
+    )
+    strict = TrustStore(world.root.der)
+    strict.update_revocation(bci, [c for _, c in pairs])
+    with pytest.raises(RevocationUnavailable, match="nextUpdate"):
+        strict.verify_chain(world.merchant_kex, mca_bundle(world), roles.MERCHANT, KEX, stale)
+
+
 def test_a_relaxed_store_refuses_what_a_stale_bci_revokes(world: World) -> None:
     # Not requiring revocation data means tolerating its absence or age, not ignoring a
     # revocation it already holds: a revoked certificate stays revoked.
