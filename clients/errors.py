@@ -107,16 +107,14 @@ class UnknownResultCode(ClientError):
     an approval or a capture taken as a refusal, so the answer is neither: nothing is
     recorded, the request stays pending (``clients.merchant.outcome``) and its bytes are
     kept, for a release that reads the code to read the same stored answer. A batch query,
-    never stored, is raised this alone. ``code``: the value; ``code_name``: its bounded
-    name (``AuthCode 42``, ``setcore.enum_names``)."""
+    never stored, is raised this alone. The message names the code by its bounded name
+    (``AuthCode 42``, ``setcore.enum_names``)."""
 
-    def __init__(self, code_name: str, code: int) -> None:
+    def __init__(self, code_name: str) -> None:
         super().__init__(
             f"the gateway answered {code_name}, a result code of a later gateway release "
             "this merchant cannot read: upgrade the merchant to a release that reads it"
         )
-        self.code = code
-        self.code_name = code_name
 
 
 class PurchaseOutcomeUnknown(ClientError):

@@ -40,7 +40,6 @@ and the CA store's own errors pass through.
 from __future__ import annotations
 
 import logging
-import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +57,7 @@ from gateway.ca.records import IssuedCertificate
 from gateway.ca.standing import CaStanding
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import valid_until
-from gateway.config import CONFIG_FILE, BankConfig
+from gateway.config import BankConfig, config_option
 from gateway.opening_keys import IssuedKeyExchange, OpeningKeys, ca_db_reader
 from gateway.renewal_lock import KeysLock, check_unlocked
 from hsm.base import KeyBackend, KeyHandle
@@ -195,9 +194,9 @@ def load_bank_pki(
     and current revocation data; refused (``KeysLocked``) while a renewal or pruning of
     the gateway's keys runs, unless the caller is that one (``locked``). Refused too
     (``BankIncomplete``) on a certificate the bank presents that no peer accepts
-    (``gateway.bank_presented``), unless the caller is that renewal or pruning, or loads
-    the bank to manage it rather than serve (``judge_presented`` False: the CA's
-    commands, which must run on such a bank)."""
+    (``gateway.bank_presented``) when ``judge_presented``; a caller that loads the bank
+    to manage it rather than serve passes False, as it must run on such a bank: the CA's
+    commands, and the renewal and pruning of the gateway's keys (the remedy)."""
     if locked is None:
         check_unlocked(config)
     certs = config.path(config.certs_dir)
@@ -245,7 +244,7 @@ def load_bank_pki(
         known += [cert for _, cert in older]
         pki.trust.add_certificates(known)
         _load_revocation(config, pki)
-        if judge_presented and locked is None:  # a renewal or pruning mends what it judges
+        if judge_presented:
             cas: dict[int, Credentials] = dict(zip(CA_LABELS, (cca, mca, pca), strict=True))
             check_presented(config, pki.trust, cas, gateway)
         _warn_unused(config, pki)
@@ -364,9 +363,9 @@ def older_kex_files(certs: Path) -> list[tuple[int, Path]]:
 def delete_older_command(config: BankConfig, version: int) -> str:
     """The command that deletes version ``version`` of the gateway's key-exchange key from
     the bank ``config`` names, as an operator types it (``setpay keys delete``)."""
-    config_file = shlex.quote(str(config.base_dir / CONFIG_FILE))
     return (
-        f"setpay keys delete --config {config_file} --label {GATEWAY_KEX_LABEL} --version {version}"
+        f"setpay keys delete {config_option(config)} --label {GATEWAY_KEX_LABEL}"
+        f" --version {version}"
     )
 
 

@@ -9,9 +9,9 @@ to do:
 - the gateway's signature and key-exchange certificates (``gateway-sig.der``,
   ``gateway-kex.der``): every merchant verifies the first on each answer and seals to the
   second. Renewing the gateway's keys (``setpay ca renew-gateway``) mends any of it, and
-  runs on such a bank: a renewal or pruning loads the bank under the keys lock, and that
-  load is not judged here (it is the remedy, and it rewrites what is judged); nor is the
-  CA's commands' (``judge_presented`` False), which manage the bank rather than serve;
+  runs on such a bank: a renewal or pruning loads the bank without this judgement
+  (``judge_presented`` False: it is the remedy, and it rewrites what is judged), as the
+  CA's commands do, which manage the bank rather than serve;
 - each CA's certificate and key-exchange certificate (``cca.der``, ``cca-kex.der``, ...):
   one that does not chain to the brand root, or is of another type or usage, was not
   issued to this key by this brand; put back the one the brand root issued. One that has
@@ -37,12 +37,11 @@ while the bank served is not judged: ``gateway.process``), never per request.
 from __future__ import annotations
 
 import logging
-import shlex
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from gateway.bank_errors import BankIncomplete
-from gateway.config import CONFIG_FILE, BankConfig
+from gateway.config import BankConfig, config_option
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pki import roles
@@ -67,7 +66,7 @@ _PCA_GONE = (
 def renew_gateway_command(config: BankConfig) -> str:
     """The command that renews the gateway's keys of the bank ``config`` names, as an
     operator types it (``setpay ca renew-gateway``)."""
-    return f"setpay ca renew-gateway --config {shlex.quote(str(config.base_dir / CONFIG_FILE))}"
+    return f"setpay ca renew-gateway {config_option(config)}"
 
 
 def check_presented(
@@ -112,17 +111,20 @@ def _presented(
     signature_chain: tuple[bytes, ...],
     key_exchange_chain: tuple[bytes, ...],
 ) -> list[Presented]:
-    """A party's signature and key-exchange certificates, named by their files (a
-    certificate is kept as its key's label with ``.der``)."""
-    kex_key, kex_der = party.key_exchange_key, party.key_exchange_cert
-    if kex_key is None or kex_der is None:
-        raise BankIncomplete(f"{party.signature_key.label}: no key-exchange certificate")
-    return [
-        Presented(f"{party.signature_key.label}.der", party.signature_cert, signature_chain,
-                  certificate_type, CertificateUsage.SIGNATURE),
-        Presented(f"{kex_key.label}.der", kex_der, key_exchange_chain, certificate_type,
-                  CertificateUsage.KEY_EXCHANGE),
+    """The certificates a party presents, signature first, named by their files (a
+    certificate is kept as its key's label with ``.der``). A party without a key-exchange
+    certificate presents none, and none is judged: a bank's parties hold both, since
+    ``load_bank_pki`` refuses a bank that lacks one (``BankIncomplete``) before judging."""
+    held = [
+        (party.signature_key, party.signature_cert, signature_chain, CertificateUsage.SIGNATURE),
+        (party.key_exchange_key, party.key_exchange_cert, key_exchange_chain,
+         CertificateUsage.KEY_EXCHANGE),
     ]  # fmt: skip
+    return [
+        Presented(f"{key.label}.der", der, chain, certificate_type, usage)
+        for key, der, chain, usage in held
+        if key is not None and der is not None
+    ]
 
 
 def _no_longer_stands(presented: Presented, exc: ProtocolError, at: datetime) -> bool:

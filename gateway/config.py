@@ -46,6 +46,7 @@ Example (``setpay init`` writes one)::
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -453,3 +454,10 @@ def load(
     except ConfigError as exc:
         where = sources.get(exc.setting or "") or path
         raise ConfigError(f"{where}: {exc}", exc.setting) from None
+
+
+def config_option(config: BankConfig) -> str:
+    """``--config`` naming the bank ``config`` was loaded from, quoted for a shell: the part
+    every command a bank's refusal advises shares, so that it pastes as the operator reads
+    it whatever the bank's directory is called."""
+    return f"--config {shlex.quote(str(config.base_dir / CONFIG_FILE))}"

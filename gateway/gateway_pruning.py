@@ -125,9 +125,9 @@ def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None =
     check_stopped(config, before="pruning its keys")
     with holding_keys_lock(config, PRUNE_TASK) as locked:
         check_stopped(config, before="pruning its keys")
-        # Refuses an incomplete bank, not one whose certificates no peer accepts: under the
-        # keys lock those are not judged (gateway.bank_presented), pruning runs on it.
-        pki = load_bank_pki(config, locked=locked)
+        # Refuses an incomplete bank, not one whose certificates no peer accepts
+        # (gateway.bank_presented): pruning runs on it.
+        pki = load_bank_pki(config, locked=locked, judge_presented=False)
         try:
             plan = _plan(config, pki, utc(at))
             if apply:

@@ -368,9 +368,9 @@ def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Ren
 
 def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
     certs = config.path(config.certs_dir)
-    # Refuses an incomplete bank, not one whose certificates no peer accepts: under the keys
-    # lock those are not judged (gateway.bank_presented), as renewing is what mends them.
-    pki = load_bank_pki(config, locked=locked)
+    # Refuses an incomplete bank, not one whose certificates no peer accepts
+    # (gateway.bank_presented): renewing is what mends them.
+    pki = load_bank_pki(config, locked=locked, judge_presented=False)
     try:
         keys = pki.authority_keys()
         _revoke_unheld(config, pki, keys, when)

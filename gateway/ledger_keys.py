@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gateway.bank_errors import BankIncomplete
 from gateway.bank_files import write_private
 from gateway.bank_pki import GATEWAY_TOKEN_LABEL
-from gateway.config import CONFIG_FILE, BankConfig
+from gateway.config import BankConfig, config_option
 from gateway.ledger import InvalidRequest, LedgerKeys, LedgerStore
 from gateway.ledger.key_check import ForeignLedgerKeys, KeyCheck, check_ledger_keys
 from gateway.ledger.ledger import wall_clock_ms
@@ -109,7 +109,7 @@ def check_belongs(config: BankConfig, store: LedgerStore, keys: LedgerKeys) -> K
 
 def seal_command(config: BankConfig) -> str:
     """The command that seals a plaintext ledger.keys, as an operator types it."""
-    return f"setpay bank --config {config.base_dir / CONFIG_FILE} seal-ledger-keys"
+    return f"setpay bank {config_option(config)} seal-ledger-keys"
 
 
 def _wrap_aead(token: TokenKey) -> AESGCM:

@@ -123,7 +123,7 @@ def require_known(enum: EnumTypeWrapper, code: int) -> None:
     Called once the rest of the answer is checked, so that it is raised only for an
     answer this merchant would otherwise have taken."""
     if not is_known(enum, code):
-        raise UnknownResultCode(code_name(enum, code), code)
+        raise UnknownResultCode(code_name(enum, code))
 
 
 def did_not_verify(error: Exception) -> bool:

@@ -86,7 +86,7 @@ class Waiting:
     kind: str
     count: int
     unverified: int
-    unreadable: int = 0
+    unreadable: int
 
 
 # One statement for all three tables, read at every scrape: an order waiting is one

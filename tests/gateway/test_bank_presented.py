@@ -19,12 +19,14 @@ import pytest
 from cli.main import build_parser
 from cli.main import main as setpay
 from gateway.bank_pki import BankIncomplete, bank_keys_uri, load_bank_pki
+from gateway.bank_presented import _presented
 from gateway.config import BankConfig, load
 from gateway.gateway_pruning import prune_gateway_keys
 from gateway.process import start_bank
 from gateway.provisioning import init_bank
 from hsm.base import KeyBackend
 from hsm.uri import open_backend
+from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
 from setcore.pki import roles
 from setcore.pki.certificate import common_name_of, load_certificate
@@ -348,3 +350,27 @@ def test_an_ended_payment_gateway_ca_certificate_stops_the_bank_and_says_renewin
     assert any(
         r.getMessage().startswith("pca.der: no peer accepts it any longer") for r in caplog.records
     )
+
+
+def test_a_party_presents_the_certificates_it_holds_and_only_those() -> None:
+    # A bank's parties hold both (load_bank_pki refuses a bank without either file);
+    # a party without a key-exchange certificate is judged on its signature one alone,
+    # where it used to be refused by an error no bank could reach.
+    backend = open_backend("soft:ephemeral")
+    try:
+        mca = create_brand(backend, EC, "brand").merchant_ca
+        both = Credentials(backend, mca.ca.key, mca.ca.der, (), mca.key_exchange_key,
+                           mca.key_exchange_der)  # fmt: skip
+        held = _presented(both, roles.MERCHANT_CA, (), (mca.ca.der,))
+        assert [(p.name, p.der, p.chain, p.usage) for p in held] == [
+            (f"{mca.ca.key.label}.der", mca.ca.der, (), CertificateUsage.SIGNATURE),
+            (f"{mca.key_exchange_key.label}.der", mca.key_exchange_der, (mca.ca.der,),
+             CertificateUsage.KEY_EXCHANGE),
+        ]  # fmt: skip
+        signing_only = Credentials(backend, mca.ca.key, mca.ca.der)
+        alone = _presented(signing_only, roles.MERCHANT_CA, (), (mca.ca.der,))
+        assert [(p.name, p.usage) for p in alone] == [
+            (f"{mca.ca.key.label}.der", CertificateUsage.SIGNATURE)
+        ]
+    finally:
+        backend.close()

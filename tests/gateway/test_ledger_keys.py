@@ -5,6 +5,8 @@ it is refused."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -44,14 +46,19 @@ def test_every_process_of_the_bank_opens_the_same_keys(bank: BankConfig) -> None
 
 
 def test_a_plaintext_file_is_refused_naming_the_command_that_seals_it(tmp_path: Path) -> None:
-    config = new_bank(tmp_path / "bank")
+    # A directory name a shell would split: the advised command still pastes whole.
+    config = new_bank(tmp_path / "the bank")
     keys, _ = make_older_bank(config, PANS)
     path = config.path(config.ledger_keys)
     before = path.read_bytes()
-    command = f"setpay bank --config {config.base_dir / 'setpay.toml'} seal-ledger-keys"
     with pytest.raises(BankIncomplete, match="in plaintext") as refused:
         open_ledger(config)
-    assert command in str(refused.value)
+    advised = re.search(r"`(setpay bank [^`]+)`", str(refused.value))
+    assert advised is not None
+    config_file = str(config.base_dir / "setpay.toml")
+    assert shlex.split(advised.group(1)) == [
+        "setpay", "bank", "--config", config_file, "seal-ledger-keys",
+    ]  # fmt: skip
     # A bank does not start on it either (a worker's start, in this process).
     with pytest.raises(BankIncomplete, match="seal-ledger-keys"):
         start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")

@@ -215,7 +215,8 @@ def test_a_version_5_file_finds_the_requests_waiting_by_index(tmp_path: Path) ->
         assert full_scans(migrated._conn, _WAITING_SQL, _WAITING_STATES) == []
         assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
         assert sorted(waiting.counts(), key=lambda w: w.kind) == [
-            Waiting("authorization", 1, 0), Waiting("batch", 1, 0), Waiting("capture", 1, 0),
+            Waiting("authorization", 1, 0, 0), Waiting("batch", 1, 0, 0),
+            Waiting("capture", 1, 0, 0),
         ]  # fmt: skip
     finally:
         waiting.close()
