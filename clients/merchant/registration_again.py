@@ -14,11 +14,23 @@ once) lets it register again; one neither ended nor revoked is refused as before
 the command that renews it. ``serve`` judges a certificate it refuses the same way before
 it advises.
 
-Registering again makes new versions of both keys, whatever the key-exchange
-certificate's state (the two are issued together and normally end together). The old
-versions stay, certificates and all: they open the gateway's answers to requests stored
-under them (``clients.merchant.registration.current_credentials``), and the new versions
-displace them once their certificates are stored.
+The CA's test is every certificate of the ID, the key-exchange one too: the two are
+issued together and normally end together, but an operator revoking only the signature
+certificate (a leaked signature key) leaves the key-exchange one live, and the CA then
+refuses the registration with a bare REJECTED_BY_AGENT after new keys were made. So with
+the signature certificate ended or revoked, ``register`` judges the newest certified
+key-exchange certificate the same way, with the same data, and refuses while it is live
+(``key_exchange_live``), before any key is made or any Me-AqCInit sent, naming it and
+the acquirer's ``setpay ca revoke`` that frees the ID (``revoke_first``); ``serve``
+advises the same.
+Older versions kept after a renewal are not judged: they may chain to a Merchant CA
+certificate the merchant no longer holds, and a judgement that cannot build their path
+would refuse a merchant the CA takes. One of them still live is left to the CA's refusal.
+
+Registering again makes new versions of both keys. The old versions stay, certificates
+and all: they open the gateway's answers to requests stored under them
+(``clients.merchant.registration.current_credentials``), and the new versions displace
+them once their certificates are stored.
 """
 
 from __future__ import annotations
@@ -33,7 +45,8 @@ from clients.errors import RegistrationError
 from clients.identity import certified_versions, read_certificates
 from clients.merchant.config import MerchantConfig
 from clients.merchant.registration_pending import KEY_EXCHANGE_LABEL, SIGNATURE_LABEL
-from hsm.base import KeyBackend
+from hsm.base import KeyBackend, KeyHandle
+from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pki.certificate import load_certificate
 from setcore.pki.presented import Presented, verify_presented
@@ -46,6 +59,9 @@ REVOKED = ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE
 #: Where the command that registers again takes the settlement account id: the Merchant
 #: CA registers a merchant ID that held certificates before only with it.
 ACCOUNT_FILE = "FILE"
+#: Where the acquirer's ``setpay ca revoke`` takes the bank's configuration, which the
+#: merchant does not know.
+BANK_CONFIG = "BANK_CONFIG"
 
 
 def renew_command(config: MerchantConfig) -> str:
@@ -62,14 +78,46 @@ def register_command(config: MerchantConfig) -> str:
     )
 
 
-def registering_again(config: MerchantConfig) -> str:
-    """The way back for a merchant whose signature certificate ended or was revoked."""
+def revoke_command(der: bytes) -> str:
+    """The acquirer's command that revokes the certificate ``der``, as its operator types
+    it (``BANK_CONFIG`` standing for the bank's setpay.toml): by SHA-256 thumbprint in
+    colon-hex, as ``setpay ca list`` prints it, which names one certificate of all the
+    brand's CAs (a serial names one of its issuer's only)."""
+    thumb = ":".join(f"{byte:02X}" for byte in thumbprint(der))
+    return f"setpay ca revoke --config {BANK_CONFIG} --thumb {thumb}"
+
+
+def revoke_first(key: KeyHandle, der: bytes) -> str:
+    """Why the Merchant CA would refuse to register this merchant again while the
+    key-exchange certificate ``der`` of ``key`` is live, and what frees the ID."""
+    until = load_certificate(der).not_valid_after_utc
     return (
-        "the Merchant CA refuses a renewal signed under it too: register this merchant "
-        f"again, with new keys, with `{register_command(config)}`, {ACCOUNT_FILE} holding "
-        "the settlement account id the bank handed out for it (the Merchant CA registers "
-        "the ID again once none of its certificates is live: ended, or revoked by its "
-        "operator), then start it again"
+        "the Merchant CA registers this merchant ID again only once none of its "
+        f"certificates is live, and its key-exchange certificate {key.label} v{key.version} "
+        f"(certificate {thumbprint(der).hex()[:8]}, until {until:%Y-%m-%d %H:%M} UTC) has "
+        "neither ended nor been revoked: ask the acquirer to revoke it "
+        f"(`{revoke_command(der)}`, {BANK_CONFIG} being the bank's setpay.toml)"
+    )
+
+
+def registering_again(config: MerchantConfig, live: tuple[KeyHandle, bytes] | None = None) -> str:
+    """The way back for a merchant whose signature certificate ended or was revoked:
+    first, while its key-exchange certificate ``live`` (``key_exchange_live``) is still
+    live, the revocation that lets the Merchant CA take the registration (``register``
+    refuses before it), then registering again."""
+    register = (
+        f"register this merchant again, with new keys, with `{register_command(config)}`, "
+        f"{ACCOUNT_FILE} holding the settlement account id the bank handed out for it"
+    )
+    if live is not None:
+        return (
+            f"the Merchant CA refuses a renewal signed under it too; {revoke_first(*live)}; "
+            f"then {register}, then start it again"
+        )
+    return (
+        f"the Merchant CA refuses a renewal signed under it too: {register} (the Merchant "
+        "CA registers the ID again once none of its certificates is live: ended, or "
+        "revoked by its operator), then start it again"
     )
 
 
@@ -78,13 +126,19 @@ def ended(der: bytes, at: datetime | None = None) -> bool:
     return load_certificate(der).not_valid_after_utc < (at or datetime.now(UTC))
 
 
-def _revoked(trust: TrustStore, der: bytes, chain: Path) -> bool:
-    """True when ``trust``'s revocation data revokes the signature certificate ``der``, as
-    ``serve`` judges it (``setcore.pki.presented``: held data no longer current still
-    revokes what it lists), so that the two never advise each other's command."""
-    presented = Presented(
-        SIGNATURE_LABEL, der, read_certificates(chain), MERCHANT, CertificateUsage.SIGNATURE
-    )
+def _revoked(
+    trust: TrustStore,
+    der: bytes,
+    chain: Path | tuple[bytes, ...],
+    usage: CertificateUsage = CertificateUsage.SIGNATURE,
+) -> bool:
+    """True when ``trust``'s revocation data revokes the merchant's certificate ``der`` of
+    ``usage`` (``chain``: the chain file, or its certificates), as ``serve`` judges it
+    (``setcore.pki.presented``: held data no longer current still revokes what it lists),
+    so that the two never advise each other's command."""
+    certificates = read_certificates(chain) if isinstance(chain, Path) else chain
+    label = SIGNATURE_LABEL if usage is CertificateUsage.SIGNATURE else KEY_EXCHANGE_LABEL
+    presented = Presented(label, der, certificates, MERCHANT, usage)
     try:
         verify_presented(trust, presented)
     except ProtocolError as exc:
@@ -92,13 +146,29 @@ def _revoked(trust: TrustStore, der: bytes, chain: Path) -> bool:
     return False
 
 
+def key_exchange_live(
+    trust: TrustStore, certified: tuple[KeyHandle, bytes] | None, chain: Path | tuple[bytes, ...]
+) -> tuple[KeyHandle, bytes] | None:
+    """``certified`` (the newest certified key-exchange version and its certificate) when
+    that certificate is live as the Merchant CA counts it: neither ended nor revoked by
+    ``trust``'s revocation data, judged as ``_revoked`` judges; None otherwise."""
+    if certified is None:
+        return None
+    der = certified[1]
+    if ended(der) or _revoked(trust, der, chain, CertificateUsage.KEY_EXCHANGE):
+        return None
+    return certified
+
+
 def check_may_register(
     config: MerchantConfig, backend: KeyBackend, trust: TrustStore, fetch: Callable[[], None]
 ) -> None:
     """Return when ``register`` may make new keys: the merchant holds no certificate, or
     its newest certified signature certificate has ended, or is revoked by the revocation
-    data ``fetch`` installs in ``trust``; ``RegistrationError`` otherwise, naming that
-    certificate and the command that renews it.
+    data ``fetch`` installs in ``trust``, and its newest certified key-exchange
+    certificate has too; ``RegistrationError`` otherwise, naming the live certificate and
+    what to do: renew, while the signature certificate is live; have the acquirer revoke
+    the key-exchange one, while only it is (the Merchant CA would refuse the request).
 
     ``fetch`` is the registration's own fetch of revocation data, called once whenever
     this returns or judges revocation: none is added. Nothing is made before.
@@ -127,6 +197,13 @@ def check_may_register(
             f"{until:%Y-%m-%d %H:%M} UTC, and not revoked: this merchant is registered, "
             f"renew instead (`{renew_command(config)}`); register makes new keys only "
             "once that certificate has ended or been revoked"
+        )
+    newest_kex = next(certified_versions(backend, KEY_EXCHANGE_LABEL), None)
+    live = key_exchange_live(trust, newest_kex, config.chain)
+    if live is not None:
+        raise RegistrationError(
+            f"{SIGNATURE_LABEL} v{key.version} has {why}, but {revoke_first(*live)}; then "
+            "run this register command again (no keys were made)"
         )
     log.warning(
         "the signature certificate of %s v%d has %s: registering merchant %s again, with "

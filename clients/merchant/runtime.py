@@ -33,7 +33,13 @@ from clients.merchant.checkout import Checkout
 from clients.merchant.config import METRICS_ANY_PORT, MerchantConfig, ServerConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
 from clients.merchant.registration import current_credentials
-from clients.merchant.registration_again import REVOKED, ended, registering_again, renew_command
+from clients.merchant.registration_again import (
+    REVOKED,
+    ended,
+    key_exchange_live,
+    registering_again,
+    renew_command,
+)
 from clients.merchant.servicer import (
     GRACE_SECONDS,
     MerchantServer,
@@ -45,7 +51,7 @@ from clients.merchant.settlement import Settlement
 from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
 from clients.transport import Caller, open_channel
-from hsm.base import KeyBackend
+from hsm.base import KeyBackend, KeyHandle
 from hsm.uri import describe_uri, open_backend
 from setcore.credentials import Credentials
 from setcore.errors import ProtocolError, SetcoreError
@@ -78,12 +84,21 @@ SIGNATURE_REMEDY = (
 )
 
 
-def signature_remedy(config: MerchantConfig, der: bytes, refusal: ProtocolError) -> str:
+def signature_remedy(
+    config: MerchantConfig,
+    der: bytes,
+    refusal: ProtocolError,
+    key_exchange: tuple[KeyHandle, bytes],
+    trust: TrustStore,
+    chain: tuple[bytes, ...],
+) -> str:
     """What to do about the merchant's signature certificate ``der`` that no peer accepts
     (``refusal``): register again once it has ended or is revoked, as ``register`` judges
-    it (``clients.merchant.registration_again``); put back the one issued otherwise."""
+    it (``clients.merchant.registration_again``), after the acquirer revokes the current
+    ``key_exchange`` certificate while it is live (``register`` refuses until then, as
+    the Merchant CA would); put back the one issued otherwise."""
     if refusal.code == REVOKED or ended(der):
-        return registering_again(config)
+        return registering_again(config, key_exchange_live(trust, key_exchange, chain))
     return SIGNATURE_REMEDY
 
 
@@ -227,7 +242,10 @@ class Merchant:
         sent; with what to do: renewing mends a key-exchange certificate, as the Merchant
         CA judges only the signature certificate a renewal is signed under; registering
         again, with new keys, a signature certificate ended or revoked (``register`` takes
-        it as ended or revoked then too); putting back the one issued any other.
+        it as ended or revoked then too), once the acquirer has revoked the key-exchange
+        certificate if it is still live (the Merchant CA registers an ID none of whose
+        certificates is live, and ``register`` refuses before that); putting back the one
+        issued any other.
 
         Only serving is refused: ``register`` and ``renew`` open no ``Merchant``, and the
         settlement commands on an opened one get the gateway's own refusal. The older
@@ -250,7 +268,9 @@ class Merchant:
                 )
             except ProtocolError as exc:
                 remedy = (
-                    signature_remedy(self.config, der, exc)
+                    signature_remedy(
+                        self.config, der, exc, (kex_key, kex_der), self.trust, credentials.chain
+                    )
                     if usage is CertificateUsage.SIGNATURE
                     else renew
                 )

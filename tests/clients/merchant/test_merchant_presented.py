@@ -46,13 +46,22 @@ SIGNATURE_REMEDY = (
 
 
 def _register_again(directory: Path) -> str:
-    """What an ended or revoked one advises (run in ``test_register_again``)."""
+    """What an ended or revoked one advises while the key-exchange certificate is still
+    live, as here: have the acquirer revoke that first (the Merchant CA registers an ID
+    none of whose certificates is live; run in ``test_register_again_kex``)."""
+    der = _certificate(directory, KEY_EXCHANGE_LABEL)
+    until = load_certificate(der).not_valid_after_utc
+    thumb = ":".join(f"{byte:02X}" for byte in thumbprint(der))
     return (
-        "the Merchant CA refuses a renewal signed under it too: register this merchant "
-        f"again, with new keys, with `setpay merchant --dir {shlex.quote(str(directory))} "
-        "register --account-file FILE`, FILE holding the settlement account id the bank "
-        "handed out for it (the Merchant CA registers the ID again once none of its "
-        "certificates is live: ended, or revoked by its operator), then start it again"
+        "the Merchant CA refuses a renewal signed under it too; the Merchant CA registers "
+        "this merchant ID again only once none of its certificates is live, and its "
+        f"key-exchange certificate {KEY_EXCHANGE_LABEL} v1 (certificate "
+        f"{thumbprint(der).hex()[:8]}, until {until:%Y-%m-%d %H:%M} UTC) has neither ended "
+        "nor been revoked: ask the acquirer to revoke it (`setpay ca revoke --config "
+        f"BANK_CONFIG --thumb {thumb}`, BANK_CONFIG being the bank's setpay.toml); then "
+        "register this merchant again, with new keys, with `setpay merchant --dir "
+        f"{shlex.quote(str(directory))} register --account-file FILE`, FILE holding the "
+        "settlement account id the bank handed out for it, then start it again"
     )
 
 

@@ -31,7 +31,7 @@ from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import now_ms
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.certificate import load_certificate
-from setcore.pki.extensions import read_merchant_data
+from setcore.pki.extensions import read_kem, read_merchant_data
 from setcore.pki.issuance import IssuingCA, issue_merchant
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
@@ -73,33 +73,41 @@ def _certificate(directory: Path, label: str, version: int = 1) -> bytes:
     return der
 
 
-def _signature_certified_at(bank: RunningBank, directory: Path, at: datetime) -> None:
-    """The signature key certified by the brand's Merchant CA from ``at`` for two days,
-    in place of the certificate it was issued."""
+def _certified_at(
+    bank: RunningBank, directory: Path, at: datetime, label: str = SIGNATURE_LABEL
+) -> None:
+    """The key ``label`` (by default the signature key) certified by the brand's Merchant
+    CA from ``at`` for two days, in place of the certificate it was issued."""
     backend = open_backend(load_merchant_config(directory).keys_uri())
     try:
-        key = backend.get(SIGNATURE_LABEL)
+        key = backend.get(label)
         der = backend.certificate(key)
         assert der is not None
-        data = read_merchant_data(load_certificate(der))
+        issued = load_certificate(der)
+        data = read_merchant_data(issued)
         assert data is not None
+        usage = (
+            CertificateUsage.SIGNATURE if label == SIGNATURE_LABEL
+            else CertificateUsage.KEY_EXCHANGE
+        )  # fmt: skip
         mca = bank.pki.mca
         replaced = issue_merchant(
             IssuingCA(bank.pki.backend, mca.signature_key, mca.signature_cert,
                       (bank.pki.root_der,)),
-            key.public_key, CertificateUsage.SIGNATURE, data, at=at, lifetime=timedelta(days=2),
+            key.public_key, usage, data, kem=read_kem(issued), at=at,
+            lifetime=timedelta(days=2),
         )  # fmt: skip
         backend.store_certificate(key, replaced)
     finally:
         backend.close()
 
 
-def _signature_ended(bank: RunningBank, directory: Path) -> None:
-    """The signature certificate ended yesterday, the key-exchange one still valid here
-    (a merchant's two are issued together and normally end together); and in ca.db both
-    ended, as the Merchant CA sees them once they have: it registers the ID again only
-    when none of its certificates is live."""
-    _signature_certified_at(bank, directory, datetime.now(UTC) - timedelta(days=3))
+def _ended(bank: RunningBank, directory: Path) -> None:
+    """Both certificates ended yesterday, here and in ca.db, as the Merchant CA sees them
+    once they have: it registers the ID again only when none of its certificates is live
+    (and ``register`` judges the key-exchange one before making anything)."""
+    for label in (SIGNATURE_LABEL, KEY_EXCHANGE_LABEL):
+        _certified_at(bank, directory, datetime.now(UTC) - timedelta(days=3), label)
     db = sqlite3.connect(bank.config.path(bank.config.ca_db), timeout=30)
     try:
         with db:
@@ -191,12 +199,12 @@ def _serves_and_authorizes(bank: RunningBank, directory: Path) -> None:
         merchant.close()
 
 
-def test_a_merchant_whose_signature_certificate_ended_registers_again(
+def test_a_merchant_whose_certificates_ended_registers_again(
     bank: RunningBank, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Its key-exchange certificate still valid here: register makes both keys anew."""
+    """Its key-exchange certificate ended too: register makes both keys anew."""
     directory = _registered(bank, tmp_path / "m-again-ended", capsys)
-    _signature_ended(bank, directory)
+    _ended(bank, directory)
     _registers_again_as_advised(bank, directory, capsys)
     _serves_and_authorizes(bank, directory)
 
@@ -254,7 +262,7 @@ def test_a_signature_certificate_not_valid_yet_is_put_back_not_registered_again(
     """Refused by peers as EXPIRED_CERTIFICATE too, but it has not ended: ``serve``
     advises putting back the one issued, and ``register`` refuses, making nothing."""
     directory = _registered(bank, tmp_path / "m-again-early", capsys)
-    _signature_certified_at(bank, directory, datetime.now(UTC) + timedelta(days=2))
+    _certified_at(bank, directory, datetime.now(UTC) + timedelta(days=2))
     refusal = _refused(directory)
     assert "(ERROR_CODE_EXPIRED_CERTIFICATE: " in refusal
     assert refusal.endswith(f"so the merchant does not serve on it: {SIGNATURE_REMEDY}")
