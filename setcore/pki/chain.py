@@ -326,10 +326,17 @@ def _check_revocation(
         raise RevocationUnavailable("the BrandCRLIdentifier is not current")
     # A BCI past its window, or a CRL past its nextUpdate (tolerated only when revocation
     # is not required), still lists revocations: a revoked certificate stays refused,
-    # only the answer holds for ``at`` alone.
+    # only the answer holds for ``at`` alone. So does a BCI that omits one CA's CRL: the
+    # link that CA issued is judged without revocation, every other with what is held.
     for index in range(len(path) - 1):
         child, issuer = path[index], path[index + 1]
-        status = revocation.status_for(issuer.cert, issuer.thumb)
+        try:
+            status = revocation.status_for(issuer.cert, issuer.thumb)
+        except RevocationUnavailable:
+            if require_revocation:
+                raise
+            current = False
+            continue
         if current and status.next_update is not None:
             if status.next_update < at:
                 if require_revocation:

@@ -36,7 +36,6 @@ from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.pki.bci import (
     RevocationSnapshot,
-    RevocationUnavailable,
     open_brand_crl_identifier,
     peek_sequence_num,
 )
@@ -283,8 +282,9 @@ class TrustStore:
 
         The revocation data held need not be current, as for a store that does not
         require revocation: a serial it lists is refused, a BCI past its window or a CRL
-        past its nextUpdate is not (current data gives the same answer either way). Holding none, or a BCI that omits a CA of the
-        chain, nothing held tells that revocation, and the chain is judged without it.
+        past its nextUpdate is not (current data gives the same answer either way).
+        Holding none, the chain is judged without revocation; holding a BCI that omits a
+        CA of the chain, the link that CA issued is, and every other with what is held.
         """
         usage = CertificateUsage(usage)
         when = utc(at)
@@ -293,11 +293,7 @@ class TrustStore:
             raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
         leaf = self._parse(leaf_der)
         given = [self._parse(der) for der in intermediates]
-        held = self._revocation
-        try:
-            return self._path(leaf, given, expected_type, usage, when, held, False)[0]
-        except RevocationUnavailable:  # a CA the BCI omits: nothing held tells
-            return self._path(leaf, given, expected_type, usage, when, None, False)[0]
+        return self._path(leaf, given, expected_type, usage, when, self._revocation, False)[0]
 
     def _validate(
         self,

@@ -148,6 +148,26 @@ def test_a_bci_that_omits_the_certificates_ca_does_not_refuse_it(ec_world: World
     verify_presented(store, _gateway(ec_world))
 
 
+def test_a_bci_that_omits_one_ca_still_revokes_through_the_others(ec_world: World) -> None:
+    # The BCI omits the PCA's CRL, and the root's CRL revokes the PCA itself: only the link
+    # the PCA issued goes unjudged, so the revoked PCA still refuses the gateway's chain,
+    # as a peer holding the same data would (before, one omission dropped all of it).
+    pca = ec_world.brand.gateway_ca.ca
+    revoked = [RevokedCertificate(_serial(pca.der), datetime.now(UTC))]
+    pairs = [
+        (ca.der, issue_crl(ca, revoked if ca is ec_world.root else [], 2))
+        for ca in (ec_world.root, *ec_world.cas)
+        if ca is not pca
+    ]
+    store = TrustStore(ec_world.root.der)
+    store.update_revocation(
+        issue_brand_crl_identifier(ec_world.root, 2, pairs), [c for _, c in pairs]
+    )
+    with pytest.raises(ProtocolError) as refused:
+        verify_presented(store, _gateway(ec_world))
+    assert refused.value.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE
+
+
 def test_the_judgement_leaves_the_store_as_it_was(ec_world: World) -> None:
     store = ec_world.store()  # current revocation data: judged, and would be cached
     verify_presented(store, _gateway(ec_world))

@@ -138,6 +138,27 @@ def test_a_relaxed_store_judges_past_a_crls_next_update_with_what_it_lists(
         strict.verify_chain(world.merchant_kex, mca_bundle(world), roles.MERCHANT, KEX, stale)
 
 
+def test_a_relaxed_store_judges_a_ca_the_bci_omits_without_revocation(world: World) -> None:
+    # A strict store refuses a chain whose CA's CRL the BCI omits; a relaxed one judges
+    # that link without revocation, answers for that instant alone (not cached).
+    from setcore.pki import issue_brand_crl_identifier, issue_crl
+
+    mca = world.brand.merchant_ca.ca
+    pairs = [(ca.der, issue_crl(ca, [], 3)) for ca in (world.root, *world.cas) if ca is not mca]
+    bci, crls = issue_brand_crl_identifier(world.root, 2, pairs), [c for _, c in pairs]
+    strict, relaxed = (
+        TrustStore(world.root.der),
+        TrustStore(world.root.der, require_revocation=False),
+    )
+    for store in (strict, relaxed):
+        store.update_revocation(bci, crls)
+    with pytest.raises(RevocationUnavailable, match="lists no CRL"):
+        strict.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
+    for _ in range(2):
+        relaxed.verify_chain(world.merchant_sig, mca_bundle(world), roles.MERCHANT, SIG)
+    assert (relaxed.counters.verifications, relaxed.counters.cache_hits) == (2, 0)
+
+
 def test_a_relaxed_store_refuses_what_a_stale_bci_revokes(world: World) -> None:
     # Not requiring revocation data means tolerating its absence or age, not ignoring a
     # revocation it already holds: a revoked certificate stays revoked.
