@@ -184,6 +184,9 @@ class BankConfig:
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     not_serving_seconds: float = DEFAULT_NOT_SERVING_SECONDS
     scheduling: str = DEFAULT_POLICY
+    # The file this was loaded from (``load``), for the commands a refusal advises; None
+    # for one built in code, whose file is taken as ``base_dir``'s CONFIG_FILE.
+    config_file: Path | None = None
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the configuration's directory."""
@@ -414,6 +417,7 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
         ),
         retention_days=_get(ledger, "ledger", "retention_days", int, DEFAULT_RETENTION_DAYS),
         tls=tls,
+        config_file=path.resolve(),
     )
 
 
@@ -457,7 +461,8 @@ def load(
 
 
 def config_option(config: BankConfig) -> str:
-    """``--config`` naming the bank ``config`` was loaded from, quoted for a shell: the part
-    every command a bank's refusal advises shares, so that it pastes as the operator reads
-    it whatever the bank's directory is called."""
-    return f"--config {shlex.quote(str(config.base_dir / CONFIG_FILE))}"
+    """``--config`` naming the file the bank ``config`` was loaded from, quoted for a
+    shell: the part every command a bank's refusal advises shares, so that it pastes as
+    the operator reads it whatever the file and its directory are called."""
+    config_file = config.config_file or config.base_dir / CONFIG_FILE
+    return f"--config {shlex.quote(str(config_file))}"

@@ -54,7 +54,7 @@ from gateway.bank_pki import (
     older_kex_files,
     open_ca_store,
 )
-from gateway.config import BankConfig
+from gateway.config import BankConfig, config_option
 from gateway.gateway_renewal import check_stopped
 from gateway.renewal_lock import PRUNE_TASK, holding_keys_lock
 from hsm.errors import KeyBackendError
@@ -231,8 +231,8 @@ def _delete(config: BankConfig, pki: BankPki, plan: _Plan) -> None:
         deleted = ", ".join(item.what for item in done) or "nothing"
         raise PruningStopped(
             f"the pruning failed ({type(exc).__name__}: {exc}) after deleting {deleted};"
-            " the bank starts as it is: run setpay ca prune-gateway again once the cause is"
-            " fixed"
+            f" the bank starts as it is: run `setpay ca prune-gateway {config_option(config)}`"
+            " again once the cause is fixed"
         ) from exc
     for item in done:
         log.info("pruned %s: %s", item.what, item.reason)

@@ -3,13 +3,14 @@ echoed, relative paths taken from the file's directory, environment overrides ch
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
 from gateway import config as settings
 from gateway.bank_pki import bank_keys_uri
-from gateway.config import BankConfig, ConfigError, load
+from gateway.config import BankConfig, ConfigError, config_option, load
 from hsm.uri import SoftwareKeyURI, parse_key_uri
 
 # An insecure bank needs no TLS files: the smallest configuration that loads.
@@ -31,6 +32,19 @@ def _refused(path: Path, env: dict[str, str] | None = None) -> str:
 def test_the_minimal_configuration_loads(tmp_path: Path) -> None:
     config = load(_write(tmp_path, MINIMAL), env={})
     assert config.insecure and config.base_dir == tmp_path.resolve()
+
+
+def test_advised_commands_name_the_file_the_bank_was_loaded_from(tmp_path: Path) -> None:
+    # Any file name, in a directory a shell would split: the --config an advice carries
+    # (``config_option``) pastes as that very file, not the directory's setpay.toml.
+    directory = tmp_path / "the bank"
+    directory.mkdir()
+    path = directory / "prod.toml"
+    path.write_text(MINIMAL)
+    option = shlex.split(config_option(load(path, env={})))
+    assert option == ["--config", str(path.resolve())]
+    built = BankConfig(base_dir=directory)  # in code, from no file: the directory's own
+    assert shlex.split(config_option(built)) == ["--config", str(directory / "setpay.toml")]
 
 
 @pytest.mark.parametrize("missing", ["cert", "key", "client_ca"])

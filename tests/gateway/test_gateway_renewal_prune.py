@@ -4,6 +4,8 @@ nothing a valid certificate still names does, and the bank starts and serves aft
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -193,6 +195,11 @@ def test_a_pruning_stopped_part_way_says_what_it_deleted(
         with pytest.raises(PruningStopped) as stopped:
             prune_gateway_keys(served.config(), apply=True, at=at)
     assert "after deleting certs/gateway-kex.v1.der;" in str(stopped.value)
+    advised = re.search(r"`(setpay ca prune-gateway [^`]+)`", str(stopped.value))
+    assert advised is not None
+    argv = shlex.split(advised.group(1))
+    assert argv[:4] == ["setpay", "ca", "prune-gateway", "--config"] and len(argv) == 5
+    assert Path(argv[4]).is_file()
     assert _kept(served) == [] and _gateway_keys(served) == _both(1, 2)
     # The bank starts as it is; the next pruning deletes the keys left.
     served.start()
