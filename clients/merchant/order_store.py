@@ -206,9 +206,11 @@ class OrderStore(Database):
                 raise OrderStateError(f"order {short(xid)}: its AuthReq was already replaced")
             named = f"order {short(xid)}: AuthReq {short(old_rrpid)}"
             refuse_answered_unreadably(conn, "orders", "xid", xid, named)
+            # The new AuthReq starts unanswered: no wait, no answer counted against it.
             move_order(
                 conn, xid, (OrderState.AUTHORIZING,), OrderState.AUTHORIZING,
                 auth_rrpid=rrpid, auth_request=request, auth_request_digest=request_digest,
+                unverified=0, retry_after_ms=0,
             )  # fmt: skip
         return self.order(xid)
 

@@ -37,12 +37,25 @@ from clients.merchant.records import BatchRequest, Operation, OperationState, Or
 from clients.merchant.schema import SENT_ONLY
 from clients.merchant.settlement_store import SettlementStore
 
-# Where each kind of request waits for its answer: its table, its key, its waiting state.
-_WAITING: dict[type, tuple[str, str, str]] = {
-    Order: ("orders", "xid", OrderState.AUTHORIZING.value),
-    Operation: ("operations", "rrpid", OperationState.SENT.value),
-    BatchRequest: ("batch_requests", "rrpid", OperationState.SENT.value),
+# Where each kind of request waits for its answer: its table, its waiting state.
+_WAITING: dict[type, tuple[str, str]] = {
+    Order: ("orders", OrderState.AUTHORIZING.value),
+    Operation: ("operations", OperationState.SENT.value),
+    BatchRequest: ("batch_requests", OperationState.SENT.value),
 }
+
+
+def _waiting(request: Order | Operation | BatchRequest) -> tuple[str, str, tuple[object, ...]]:
+    """The table of ``request``, and the condition and values that find its stored bytes
+    still waiting: an operation or batch change by its RRPID; an order by its XID and
+    the AuthReq it holds (``auth_rrpid``), so that a sender of one since replaced by an
+    AuthReq built afresh never counts on the new one, which nobody answered."""
+    table, state = _WAITING[type(request)]
+    if isinstance(request, Order):
+        return table, "xid = ? AND auth_rrpid IS ? AND state = ?", (
+            request.xid, request.auth_rrpid, state,
+        )  # fmt: skip
+    return table, "rrpid = ? AND state = ?", (request.rrpid, state)
 
 
 class MerchantStore(OrderStore, SettlementStore, GatewayPinStore):
@@ -63,18 +76,26 @@ class MerchantStore(OrderStore, SettlementStore, GatewayPinStore):
         grows, in the row itself (never from a copy read before another sender counted
         one): it is what keeps the request from being built afresh. Nothing else of it
         changes."""
-        table, column, state = _WAITING[type(request)]
+        table, where, values = _waiting(request)
         with self._write() as conn:
             conn.execute(
                 f"UPDATE {table} SET unverified = ?, retry_after_ms = ?, "  # noqa: S608 - names are ours
-                f"unreadable = unreadable + ? WHERE {column} = ? AND state = ?",
-                (unverified, at_ms, int(unreadable), _key(request), state),
+                f"unreadable = unreadable + ? WHERE {where}",
+                (unverified, at_ms, int(unreadable), *values),
             )
 
-
-def _key(request: Order | Operation | BatchRequest) -> bytes:
-    """The key of the request's row in its table (``_WAITING``)."""
-    return request.xid if isinstance(request, Order) else request.rrpid
+    def unreadable_answers(self, request: Order | Operation | BatchRequest) -> int:
+        """How many verified answers of a result code this release cannot read the
+        request's stored bytes have had (``postpone``), as the file says now: 0 for one
+        no longer waiting."""
+        table, where, values = _waiting(request)
+        row = self._read(
+            lambda conn: conn.execute(
+                f"SELECT unreadable FROM {table} WHERE {where}",  # noqa: S608 - names are ours
+                values,
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])
 
 
 @dataclass(frozen=True)

@@ -141,19 +141,24 @@ class StoredRequests(abc.ABC, Generic[R]):
     def _renew(self, request: R, error: PeerError) -> R:
         """A request refused as too old: built afresh and sent, failed, or left waiting.
 
-        Never built afresh once a verified answer to these bytes came, of a result code
-        this release cannot read: the refusal then says only that the gateway no longer
-        holds the answer it gave, and a request built afresh would be decided a second
-        time (``outcome.answer_gone``). The store tells, inside the transaction that
-        would store the request built afresh (``request_rows.AnsweredUnreadably``), not
-        from ``request`` as it was read: a second sender may have counted one since."""
+        Never built afresh, nor ended failed, once a verified answer to these bytes
+        came, of a result code this release cannot read: the refusal then says only that
+        the gateway no longer holds the answer it gave, and a request built afresh would
+        be decided a second time (``outcome.answer_gone``). Told from the file as it is
+        now, not from ``request`` as it was read (a second sender may have counted one
+        since): first before anything is built, then again inside the transaction that
+        would store the request built afresh (``request_rows.AnsweredUnreadably``), for
+        one counted while this sender was building it."""
+        gone = outcome.answer_gone
+        if self._store.unreadable_answers(request):
+            raise gone(self._store, request, self._named(request), error) from error
         if not renewal.may_renew(self._stored_ms(request)):
             # An earlier sending of these bytes may still be inside the gateway.
             raise outcome.pending(self._store, request, self._named(request), error) from error
         try:
             fresh = self._rebuild(request, error.code)
         except AnsweredUnreadably:
-            raise outcome.answer_gone(self._store, request, self._named(request), error) from error
+            raise gone(self._store, request, self._named(request), error) from error
         if fresh is None:
             return self._refused(request, error)
         log.info(

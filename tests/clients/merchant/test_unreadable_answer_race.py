@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from clients.errors import OutcomeUnknown
+import gateway.authorize
+from clients.errors import OutcomeUnknown, SignerGone
 from clients.merchant.records import OperationState, OrderState
+from clients.merchant.store import MerchantStore
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.store_support import purchased
 from tests.clients.merchant.test_unreadable_answers_kept import _held_back, _stale_once
+from tests.clients.merchant.test_unreadable_result_codes import LATER, answering
 from tests.clients.test_purchase_flow import buy, offer
 
 
@@ -50,7 +55,7 @@ def test_a_capture_answered_unreadably_while_built_afresh_is_not_stored_afresh(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="setpay.merchant")
-    merchant = make_merchant("m-race-capture")
+    merchant = make_merchant("m-unread-rebuild-cap")
     store = merchant.store
     xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
 
@@ -78,7 +83,7 @@ def test_an_authreq_answered_unreadably_while_built_afresh_is_not_replaced(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="setpay.merchant")
-    merchant = make_merchant("m-race-auth")
+    merchant = make_merchant("m-unread-rebuild-auth")
     store = merchant.store
     merchant.authorizer.stop(timeout=10)
     wallet = make_wallet(merchant)
@@ -98,3 +103,48 @@ def test_an_authreq_answered_unreadably_while_built_afresh_is_not_replaced(
     assert (held.state, held.error_code, held.unreadable) == (OrderState.AUTHORIZING, 0, 1)
     assert [held.auth_rrpid] == seen  # the AuthReq the gateway answered, not replaced
     assert len(_held_back(caplog, f"order {held.short_id}")) == 1
+
+
+def test_an_authreq_answered_unreadably_whose_signer_is_gone_stays_pending(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Refused as too old once the gateway dropped its unreadable answer, when no AuthReq
+    can be built afresh any more (the PI's signer gone): the gateway decided these bytes,
+    so the order stays authorizing, never ends failed as if they were never applied."""
+    caplog.set_level(logging.INFO, logger="setpay.merchant")
+    merchant = make_merchant("m-unread-signer-gone")
+    wallet = make_wallet(merchant)
+    merchant.authorizer.stop(timeout=10)
+    with monkeypatch.context() as m:
+        answering(m, gateway.authorize, "build_auth_response", auth_code=LATER)
+        xid = bytes.fromhex(buy(wallet, offer(merchant, 1234)).xid)
+
+    def signer_gone(order: object) -> object:
+        raise SignerGone("the signature certificate its PI names has ended")
+
+    monkeypatch.setattr(merchant.authorizer, "_signing_as", signer_gone)
+    _stale_once(monkeypatch, merchant.authorizer._gateway, "authorize")
+    done = merchant.authorizer.authorize(xid)
+    assert (done.state, done.error_code, done.unreadable) == (OrderState.AUTHORIZING, 0, 1)
+    assert len(_held_back(caplog, f"order {done.short_id}")) == 1
+
+
+def test_an_answer_to_a_replaced_authreq_is_not_counted_on_the_new_one(tmp_path: Path) -> None:
+    """A second sender of the AuthReq that was replaced, counting its answer once the
+    replacement is stored, leaves the new AuthReq's count alone (the new one was never
+    answered), and the new AuthReq starts with no wait."""
+    store = MerchantStore(tmp_path / "merchant.db")
+    try:
+        xid = purchased(store)
+        old = store.record_auth_request(xid, b"a" * 32, b"auth-req", b"dig")
+        store.postpone(old, 2, 12_345)
+        store.renew_auth_request(xid, b"a" * 32, b"b" * 32, b"auth-req-2", b"dig2")
+        store.postpone(old, 0, 1, unreadable=True)
+        now = store.order(xid)
+        assert now.auth_rrpid == b"b" * 32
+        assert (now.unreadable, now.unverified, now.retry_after_ms) == (0, 0, 0)
+    finally:
+        store.close()
