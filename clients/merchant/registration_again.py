@@ -14,18 +14,17 @@ once) lets it register again; one neither ended nor revoked is refused as before
 the command that renews it. ``serve`` judges a certificate it refuses the same way before
 it advises.
 
-The CA's test is every certificate of the ID, the key-exchange one too: the two are
-issued together and normally end together, but an operator revoking only the signature
-certificate (a leaked signature key) leaves the key-exchange one live, and the CA then
-refuses the registration with a bare REJECTED_BY_AGENT after new keys were made. So with
-the signature certificate ended or revoked, ``register`` judges the newest certified
-key-exchange certificate the same way, with the same data, and refuses while it is live
-(``key_exchange_live``), before any key is made or any Me-AqCInit sent, naming it and
-the acquirer's ``setpay ca revoke`` that frees the ID (``revoke_first``); ``serve``
-advises the same.
-Older versions kept after a renewal are not judged: they may chain to a Merchant CA
-certificate the merchant no longer holds, and a judgement that cannot build their path
-would refuse a merchant the CA takes. One of them still live is left to the CA's refusal.
+The CA's test is every certificate it issued to the ID, the key-exchange one and the
+versions kept after a renewal too (a renewal revokes nothing): an operator revoking only
+the signature certificate (a leaked signature key) leaves the others live, and the CA
+then refuses the registration with a bare REJECTED_BY_AGENT after new keys were made. So
+with the newest signature certificate ended or revoked, ``register`` judges every other
+certified version of either key with the same data, and refuses while one is live
+(``still_live``), before any key is made or any Me-AqCInit sent, naming each and the
+acquirer's ``setpay ca revoke`` that frees the ID (``revoke_first``); ``serve`` advises
+the same. One that a peer would refuse for another reason (no path to the brand, say) is
+not counted: once revoked it would be refused all the same, so counting it could never
+end, and the CA's refusal is left to tell.
 
 Registering again makes new versions of both keys. The old versions stay, certificates
 and all: they open the gateway's answers to requests stored under them
@@ -37,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,31 +86,34 @@ def revoke_command(der: bytes) -> str:
     return f"setpay ca revoke --config {BANK_CONFIG} --thumb {thumb}"
 
 
-def revoke_first(key: KeyHandle, der: bytes) -> str:
+def revoke_first(live: Sequence[tuple[KeyHandle, bytes]]) -> str:
     """Why the Merchant CA would refuse to register this merchant again while the
-    key-exchange certificate ``der`` of ``key`` is live, and what frees the ID."""
-    until = load_certificate(der).not_valid_after_utc
+    certificates ``live`` (``still_live``) are, and what frees the ID."""
+    named = "; ".join(
+        f"{key.label} v{key.version} (certificate {thumbprint(der).hex()[:8]}, until "
+        f"{load_certificate(der).not_valid_after_utc:%Y-%m-%d %H:%M} UTC: "
+        f"`{revoke_command(der)}`)"
+        for key, der in live
+    )
     return (
         "the Merchant CA registers this merchant ID again only once none of its "
-        f"certificates is live, and its key-exchange certificate {key.label} v{key.version} "
-        f"(certificate {thumbprint(der).hex()[:8]}, until {until:%Y-%m-%d %H:%M} UTC) has "
-        "neither ended nor been revoked: ask the acquirer to revoke it "
-        f"(`{revoke_command(der)}`, {BANK_CONFIG} being the bank's setpay.toml)"
+        f"certificates is live, and these have neither ended nor been revoked: {named}; "
+        f"ask the acquirer to revoke each, {BANK_CONFIG} being the bank's setpay.toml"
     )
 
 
-def registering_again(config: MerchantConfig, live: tuple[KeyHandle, bytes] | None = None) -> str:
+def registering_again(config: MerchantConfig, live: Sequence[tuple[KeyHandle, bytes]] = ()) -> str:
     """The way back for a merchant whose signature certificate ended or was revoked:
-    first, while its key-exchange certificate ``live`` (``key_exchange_live``) is still
-    live, the revocation that lets the Merchant CA take the registration (``register``
-    refuses before it), then registering again."""
+    first, while some of its certificates are still ``live`` (``still_live``), the
+    revocations that let the Merchant CA take the registration (``register`` refuses
+    before them), then registering again."""
     register = (
         f"register this merchant again, with new keys, with `{register_command(config)}`, "
         f"{ACCOUNT_FILE} holding the settlement account id the bank handed out for it"
     )
-    if live is not None:
+    if live:
         return (
-            f"the Merchant CA refuses a renewal signed under it too; {revoke_first(*live)}; "
+            f"the Merchant CA refuses a renewal signed under it too; {revoke_first(live)}; "
             f"then {register}, then start it again"
         )
     return (
@@ -126,19 +128,13 @@ def ended(der: bytes, at: datetime | None = None) -> bool:
     return load_certificate(der).not_valid_after_utc < (at or datetime.now(UTC))
 
 
-def _revoked(
-    trust: TrustStore,
-    der: bytes,
-    chain: Path | tuple[bytes, ...],
-    usage: CertificateUsage = CertificateUsage.SIGNATURE,
-) -> bool:
-    """True when ``trust``'s revocation data revokes the merchant's certificate ``der`` of
-    ``usage`` (``chain``: the chain file, or its certificates), as ``serve`` judges it
-    (``setcore.pki.presented``: held data no longer current still revokes what it lists),
-    so that the two never advise each other's command."""
-    certificates = read_certificates(chain) if isinstance(chain, Path) else chain
-    label = SIGNATURE_LABEL if usage is CertificateUsage.SIGNATURE else KEY_EXCHANGE_LABEL
-    presented = Presented(label, der, certificates, MERCHANT, usage)
+def _revoked(trust: TrustStore, der: bytes, chain: Path) -> bool:
+    """True when ``trust``'s revocation data revokes the signature certificate ``der``, as
+    ``serve`` judges it (``setcore.pki.presented``: held data no longer current still
+    revokes what it lists), so that the two never advise each other's command."""
+    presented = Presented(
+        SIGNATURE_LABEL, der, read_certificates(chain), MERCHANT, CertificateUsage.SIGNATURE
+    )
     try:
         verify_presented(trust, presented)
     except ProtocolError as exc:
@@ -146,18 +142,26 @@ def _revoked(
     return False
 
 
-def key_exchange_live(
-    trust: TrustStore, certified: tuple[KeyHandle, bytes] | None, chain: Path | tuple[bytes, ...]
-) -> tuple[KeyHandle, bytes] | None:
-    """``certified`` (the newest certified key-exchange version and its certificate) when
-    that certificate is live as the Merchant CA counts it: neither ended nor revoked by
-    ``trust``'s revocation data, judged as ``_revoked`` judges; None otherwise."""
-    if certified is None:
-        return None
-    der = certified[1]
-    if ended(der) or _revoked(trust, der, chain, CertificateUsage.KEY_EXCHANGE):
-        return None
-    return certified
+def still_live(
+    trust: TrustStore, backend: KeyBackend, chain: Path | tuple[bytes, ...]
+) -> list[tuple[KeyHandle, bytes]]:
+    """Every certified version of either key, newest first, whose certificate the
+    Merchant CA counts as live: one a peer accepts, judged with ``trust``'s revocation
+    data as ``serve`` judges (``setcore.pki.presented``). Ended or revoked ones are not;
+    nor one refused for another reason, which a revocation would not change."""
+    certificates = read_certificates(chain) if isinstance(chain, Path) else chain
+    live = []
+    for label, usage in (
+        (SIGNATURE_LABEL, CertificateUsage.SIGNATURE),
+        (KEY_EXCHANGE_LABEL, CertificateUsage.KEY_EXCHANGE),
+    ):
+        for key, der in certified_versions(backend, label):
+            try:
+                verify_presented(trust, Presented(label, der, certificates, MERCHANT, usage))
+            except ProtocolError:
+                continue
+            live.append((key, der))
+    return live
 
 
 def check_may_register(
@@ -198,11 +202,10 @@ def check_may_register(
             f"renew instead (`{renew_command(config)}`); register makes new keys only "
             "once that certificate has ended or been revoked"
         )
-    newest_kex = next(certified_versions(backend, KEY_EXCHANGE_LABEL), None)
-    live = key_exchange_live(trust, newest_kex, config.chain)
-    if live is not None:
+    live = still_live(trust, backend, config.chain)
+    if live:
         raise RegistrationError(
-            f"{SIGNATURE_LABEL} v{key.version} has {why}, but {revoke_first(*live)}; then "
+            f"{SIGNATURE_LABEL} v{key.version} has {why}, but {revoke_first(live)}; then "
             "run this register command again (no keys were made)"
         )
     log.warning(

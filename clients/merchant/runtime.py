@@ -36,9 +36,9 @@ from clients.merchant.registration import current_credentials
 from clients.merchant.registration_again import (
     REVOKED,
     ended,
-    key_exchange_live,
     registering_again,
     renew_command,
+    still_live,
 )
 from clients.merchant.servicer import (
     GRACE_SECONDS,
@@ -51,7 +51,7 @@ from clients.merchant.settlement import Settlement
 from clients.merchant.store import MerchantStore
 from clients.revocation import RevocationFeed
 from clients.transport import Caller, open_channel
-from hsm.base import KeyBackend, KeyHandle
+from hsm.base import KeyBackend
 from hsm.uri import describe_uri, open_backend
 from setcore.credentials import Credentials
 from setcore.errors import ProtocolError, SetcoreError
@@ -88,17 +88,17 @@ def signature_remedy(
     config: MerchantConfig,
     der: bytes,
     refusal: ProtocolError,
-    key_exchange: tuple[KeyHandle, bytes],
+    backend: KeyBackend,
     trust: TrustStore,
     chain: tuple[bytes, ...],
 ) -> str:
     """What to do about the merchant's signature certificate ``der`` that no peer accepts
     (``refusal``): register again once it has ended or is revoked, as ``register`` judges
-    it (``clients.merchant.registration_again``), after the acquirer revokes the current
-    ``key_exchange`` certificate while it is live (``register`` refuses until then, as
-    the Merchant CA would); put back the one issued otherwise."""
+    it (``clients.merchant.registration_again``), after the acquirer revokes each of its
+    certificates in ``backend`` still live (``register`` refuses until then, as the
+    Merchant CA would); put back the one issued otherwise."""
     if refusal.code == REVOKED or ended(der):
-        return registering_again(config, key_exchange_live(trust, key_exchange, chain))
+        return registering_again(config, still_live(trust, backend, chain))
     return SIGNATURE_REMEDY
 
 
@@ -242,8 +242,8 @@ class Merchant:
         sent; with what to do: renewing mends a key-exchange certificate, as the Merchant
         CA judges only the signature certificate a renewal is signed under; registering
         again, with new keys, a signature certificate ended or revoked (``register`` takes
-        it as ended or revoked then too), once the acquirer has revoked the key-exchange
-        certificate if it is still live (the Merchant CA registers an ID none of whose
+        it as ended or revoked then too), once the acquirer has revoked each of its
+        certificates still live (the Merchant CA registers an ID none of whose
         certificates is live, and ``register`` refuses before that); putting back the one
         issued any other.
 
@@ -269,7 +269,7 @@ class Merchant:
             except ProtocolError as exc:
                 remedy = (
                     signature_remedy(
-                        self.config, der, exc, (kex_key, kex_der), self.trust, credentials.chain
+                        self.config, der, exc, self.backend, self.trust, credentials.chain
                     )
                     if usage is CertificateUsage.SIGNATURE
                     else renew

@@ -54,14 +54,14 @@ def _register_again(directory: Path) -> str:
     thumb = ":".join(f"{byte:02X}" for byte in thumbprint(der))
     return (
         "the Merchant CA refuses a renewal signed under it too; the Merchant CA registers "
-        "this merchant ID again only once none of its certificates is live, and its "
-        f"key-exchange certificate {KEY_EXCHANGE_LABEL} v1 (certificate "
-        f"{thumbprint(der).hex()[:8]}, until {until:%Y-%m-%d %H:%M} UTC) has neither ended "
-        "nor been revoked: ask the acquirer to revoke it (`setpay ca revoke --config "
-        f"BANK_CONFIG --thumb {thumb}`, BANK_CONFIG being the bank's setpay.toml); then "
-        "register this merchant again, with new keys, with `setpay merchant --dir "
-        f"{shlex.quote(str(directory))} register --account-file FILE`, FILE holding the "
-        "settlement account id the bank handed out for it, then start it again"
+        "this merchant ID again only once none of its certificates is live, and these have "
+        f"neither ended nor been revoked: {KEY_EXCHANGE_LABEL} v1 (certificate "
+        f"{thumbprint(der).hex()[:8]}, until {until:%Y-%m-%d %H:%M} UTC: `setpay ca revoke "
+        f"--config BANK_CONFIG --thumb {thumb}`); ask the acquirer to revoke each, "
+        "BANK_CONFIG being the bank's setpay.toml; then register this merchant again, with "
+        f"new keys, with `setpay merchant --dir {shlex.quote(str(directory))} register "
+        "--account-file FILE`, FILE holding the settlement account id the bank handed out "
+        "for it, then start it again"
     )
 
 

@@ -156,7 +156,7 @@ def _account_file(bank: RunningBank, directory: Path) -> Path:
 
 
 def _registers_again_as_advised(
-    bank: RunningBank, directory: Path, capsys: pytest.CaptureFixture[str]
+    bank: RunningBank, directory: Path, capsys: pytest.CaptureFixture[str], new_version: int = 2
 ) -> None:
     refusal = _refused(directory)
     assert refusal.endswith(
@@ -173,18 +173,19 @@ def _registers_again_as_advised(
     assert out.startswith(f"registered {directory.name}: signature certificate ")
     # New versions of both keys, the old ones kept with their certificates.
     assert _versions(directory) == [
-        (KEY_EXCHANGE_LABEL, 1, True), (KEY_EXCHANGE_LABEL, 2, True),
-        (SIGNATURE_LABEL, 1, True), (SIGNATURE_LABEL, 2, True),
-    ]  # fmt: skip
+        (label, version, True)
+        for label in (KEY_EXCHANGE_LABEL, SIGNATURE_LABEL)
+        for version in range(1, new_version + 1)
+    ]
     assert not (directory / PENDING_FILE).exists()
 
 
-def _serves_and_authorizes(bank: RunningBank, directory: Path) -> None:
+def _serves_and_authorizes(bank: RunningBank, directory: Path, new_version: int = 2) -> None:
     merchant = Merchant.open(load_merchant_config(directory))
     try:
         port = merchant.serve()
         assert port > 0
-        assert merchant.credentials.signature_key.version == 2
+        assert merchant.credentials.signature_key.version == new_version
         wallet = new_wallet(
             bank, directory.parent / f"{directory.name}-wallet", f"127.0.0.1:{port}"
         )

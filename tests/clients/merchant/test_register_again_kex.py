@@ -15,21 +15,15 @@ import shlex
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from cli.main import build_parser
 from cli.main import main as setpay
-from clients.merchant import registration_again
 from clients.merchant.registration import KEY_EXCHANGE_LABEL, PENDING_FILE, SIGNATURE_LABEL
-from hsm.base import KeyHandle
 from setcore.encoding import thumbprint
-from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import now_ms
 from setcore.pki.certificate import load_certificate
-from setcore.pki.roles import CertificateUsage
-from setcore.pki.truststore import TrustStore
 from tests.clients.bank_support import RunningBank
 from tests.clients.cli_support import run_cli
 from tests.clients.merchant.test_register_again import (
@@ -70,18 +64,31 @@ def _revoke(bank: RunningBank, der: bytes) -> None:
     bank.authority.watcher.check(force=True)
 
 
-def _kex_named(directory: Path) -> tuple[str, bytes]:
-    """How a refusal names the live key-exchange certificate, and that certificate."""
-    der = _certificate(directory, KEY_EXCHANGE_LABEL)
-    until = load_certificate(der).not_valid_after_utc
+def _live_named(directory: Path, *live: tuple[str, int]) -> str:
+    """How a refusal names the certificates ``live`` (label, version) still live."""
+    named = []
+    for label, version in live:
+        der = _certificate(directory, label, version)
+        until = load_certificate(der).not_valid_after_utc
+        thumb = ":".join(f"{b:02X}" for b in thumbprint(der))
+        named.append(
+            f"{label} v{version} (certificate {thumbprint(der).hex()[:8]}, until "
+            f"{until:%Y-%m-%d %H:%M} UTC: `setpay ca revoke --config BANK_CONFIG --thumb "
+            f"{thumb}`)"
+        )
     return (
         "the Merchant CA registers this merchant ID again only once none of its "
-        f"certificates is live, and its key-exchange certificate {KEY_EXCHANGE_LABEL} v1 "
-        f"(certificate {thumbprint(der).hex()[:8]}, until {until:%Y-%m-%d %H:%M} UTC) has "
-        "neither ended nor been revoked: ask the acquirer to revoke it (`setpay ca revoke "
-        f"--config BANK_CONFIG --thumb {':'.join(f'{b:02X}' for b in thumbprint(der))}`, "
-        "BANK_CONFIG being the bank's setpay.toml)"
-    ), der
+        f"certificates is live, and these have neither ended nor been revoked: "
+        f"{'; '.join(named)}; ask the acquirer to revoke each, BANK_CONFIG being the "
+        "bank's setpay.toml"
+    )
+
+
+def _kex_named(directory: Path) -> tuple[str, bytes]:
+    """How a refusal names the live key-exchange certificate v1, and that certificate."""
+    return _live_named(directory, (KEY_EXCHANGE_LABEL, 1)), _certificate(
+        directory, KEY_EXCHANGE_LABEL
+    )
 
 
 def _revocation_advised(bank: RunningBank, refusal: str, der: bytes) -> list[str]:
@@ -185,28 +192,40 @@ def test_a_kex_certificate_ended_is_not_live_and_register_goes_ahead(
     _serves_and_authorizes(bank, directory)
 
 
-def test_no_key_exchange_certificate_is_not_live() -> None:
-    assert registration_again.key_exchange_live(cast(TrustStore, None), None, ()) is None
-
-
-class _StaleData:
-    """A trust store whose revocation data is no longer current but lists the certificate;
-    records the usage it was asked to judge."""
-
-    def __init__(self) -> None:
-        self.usages: list[str] = []
-
-    def judge_chain(self, der: bytes, chain: object, kind: int, usage: str, at: object) -> None:
-        self.usages.append(usage)
-        raise ProtocolError(ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE, "serial listed")
-
-
-def test_a_kex_certificate_listed_in_stale_data_is_not_live_as_serve_reads_it(
-    monkeypatch: pytest.MonkeyPatch,
+def test_after_a_renewal_every_version_still_live_is_named_and_revoking_them_frees_the_id(
+    bank: RunningBank, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Judged with the key-exchange usage, from the chain serve holds (no file read)."""
-    monkeypatch.setattr(registration_again, "ended", lambda der: False)
-    trust = _StaleData()
-    key = cast(KeyHandle, object())
-    assert registration_again.key_exchange_live(cast(TrustStore, trust), (key, b"kex"), ()) is None
-    assert trust.usages == [CertificateUsage.KEY_EXCHANGE]
+    """A renewal revokes nothing: with the newest signature certificate revoked, the
+    first versions are live too, and the CA counts them. ``register`` names all three,
+    each with its revocation, making nothing; once they are revoked as advised, the
+    Merchant CA takes the registration (before, the one revocation named was followed,
+    and the CA refused the request made with new keys)."""
+    directory = _registered(bank, tmp_path / "m-kex-renewed", capsys)
+    status, out, err = run_cli(["merchant", "--dir", str(directory), "renew"], capsys)
+    assert (status, err) == (0, ""), (out, err)
+    _revoke(bank, _certificate(directory, SIGNATURE_LABEL, 2))
+    versions, rows = _versions(directory), _ca_rows(bank)
+    account = _account_file(bank, directory)
+    register = ["merchant", "--dir", str(directory), "register", "--account-file", str(account)]
+    status, out, err = run_cli(register, capsys)
+    live = ((SIGNATURE_LABEL, 1), (KEY_EXCHANGE_LABEL, 2), (KEY_EXCHANGE_LABEL, 1))
+    assert (status, err, _versions(directory), _ca_rows(bank)) == (
+        1,
+        f"setpay merchant: {SIGNATURE_LABEL} v2 has been revoked, but "
+        f"{_live_named(directory, *live)}; then run this register command again (no keys "
+        "were made)\n",
+        versions,
+        rows,
+    )
+    assert _refused(directory).endswith(
+        f"{_live_named(directory, *live)}; then register this merchant again, with new keys, "
+        f"with `setpay merchant --dir {shlex.quote(str(directory))} register --account-file "
+        "FILE`, FILE holding the settlement account id the bank handed out for it, then start "
+        "it again"
+    )
+    for advised, (label, version) in zip(err.split("`")[1::2], live, strict=True):
+        der = _certificate(directory, label, version)
+        assert setpay(_revocation_advised(bank, f"`{advised}`", der)) == 0
+    bank.authority.watcher.check(force=True)
+    _registers_again_as_advised(bank, directory, capsys, new_version=3)
+    _serves_and_authorizes(bank, directory, new_version=3)
