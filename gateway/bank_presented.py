@@ -9,9 +9,9 @@ to do:
 - the gateway's signature and key-exchange certificates (``gateway-sig.der``,
   ``gateway-kex.der``): every merchant verifies the first on each answer and seals to the
   second. Renewing the gateway's keys (``setpay ca renew-gateway``) mends any of it, and
-  runs on such a bank: a renewal or pruning loads the bank without this judgement
-  (``judge_presented`` False: it is the remedy, and it rewrites what is judged), as the
-  CA's commands do, which manage the bank rather than serve;
+  runs on such a bank: a renewal (the remedy, which rewrites what is judged) or a
+  pruning loads the bank without this judgement (``judge_presented`` False), as the CA's
+  commands do, which manage the bank rather than serve;
 - each CA's certificate and key-exchange certificate (``cca.der``, ``cca-kex.der``, ...):
   one that does not chain to the brand root, or is of another type or usage, was not
   issued to this key by this brand; put back the one the brand root issued. One that has
@@ -111,20 +111,19 @@ def _presented(
     signature_chain: tuple[bytes, ...],
     key_exchange_chain: tuple[bytes, ...],
 ) -> list[Presented]:
-    """The certificates a party presents, signature first, named by their files (a
-    certificate is kept as its key's label with ``.der``). A party without a key-exchange
-    certificate presents none, and none is judged: a bank's parties hold both, since
-    ``load_bank_pki`` refuses a bank that lacks one (``BankIncomplete``) before judging."""
-    held = [
-        (party.signature_key, party.signature_cert, signature_chain, CertificateUsage.SIGNATURE),
-        (party.key_exchange_key, party.key_exchange_cert, key_exchange_chain,
-         CertificateUsage.KEY_EXCHANGE),
-    ]  # fmt: skip
+    """A party's signature and key-exchange certificates, named by their files (a
+    certificate is kept as its key's label with ``.der``). ``load_bank_pki`` refuses a
+    bank without either file before it judges; a party without a key-exchange
+    certificate is refused here all the same, never judged on half of what it presents."""
+    kex_key, kex_der = party.key_exchange_key, party.key_exchange_cert
+    if kex_key is None or kex_der is None:
+        raise BankIncomplete(f"{party.signature_key.label}: no key-exchange certificate")
     return [
-        Presented(f"{key.label}.der", der, chain, certificate_type, usage)
-        for key, der, chain, usage in held
-        if key is not None and der is not None
-    ]
+        Presented(f"{party.signature_key.label}.der", party.signature_cert, signature_chain,
+                  certificate_type, CertificateUsage.SIGNATURE),
+        Presented(f"{kex_key.label}.der", kex_der, key_exchange_chain, certificate_type,
+                  CertificateUsage.KEY_EXCHANGE),
+    ]  # fmt: skip
 
 
 def _no_longer_stands(presented: Presented, exc: ProtocolError, at: datetime) -> bool:

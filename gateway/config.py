@@ -417,7 +417,7 @@ def _from_file(path: Path, raw: Mapping[str, Any]) -> BankConfig:
         ),
         retention_days=_get(ledger, "ledger", "retention_days", int, DEFAULT_RETENTION_DAYS),
         tls=tls,
-        config_file=path.resolve(),
+        config_file=base_dir / path.name,  # as named: a link's own directory is base_dir
     )
 
 

@@ -230,6 +230,7 @@ class OrderStore(Database):
         """The gateway refused the AuthReq with a verified SET Error (``error_code``); or,
         the order purchased, none it would take can be built, and none was ever sent."""
         with self._write() as conn:
+            refuse_answered_unreadably(conn, "orders", "xid", xid, f"order {short(xid)}")
             move_order(
                 conn, xid, (OrderState.PURCHASED, OrderState.AUTHORIZING), OrderState.FAILED,
                 error_code=error_code,

@@ -169,10 +169,10 @@ def check_may_register(
 ) -> None:
     """Return when ``register`` may make new keys: the merchant holds no certificate, or
     its newest certified signature certificate has ended, or is revoked by the revocation
-    data ``fetch`` installs in ``trust``, and its newest certified key-exchange
-    certificate has too; ``RegistrationError`` otherwise, naming the live certificate and
-    what to do: renew, while the signature certificate is live; have the acquirer revoke
-    the key-exchange one, while only it is (the Merchant CA would refuse the request).
+    data ``fetch`` installs in ``trust``, and no other certified version of either key is
+    still live (``still_live``); ``RegistrationError`` otherwise: renew, while the newest
+    signature certificate is live; else have the acquirer revoke each certificate
+    ``revoke_first`` names (the Merchant CA would refuse the request).
 
     ``fetch`` is the registration's own fetch of revocation data, called once whenever
     this returns or judges revocation: none is added. Nothing is made before.

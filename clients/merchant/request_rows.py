@@ -9,8 +9,9 @@ round resends them, or that round starting while a command sends) both get the
 gateway's one answer for the RRPID (``gateway.ledger.idempotency``); the second to save
 it finds it saved, which is no error. Only a request refused as too old is ended once
 and only once, since ending it stores the request built afresh in its place
-(``renewal``), and never once a verified answer to its bytes came of a result code this
-release cannot read (``AnsweredUnreadably``).
+(``renewal``). None, nor an order's AuthReq, is built afresh or ended failed once a
+verified answer to its bytes came of a result code this release cannot read
+(``AnsweredUnreadably``).
 
 These run inside a write transaction of ``clients.merchant.store``; ``sqlite3`` errors
 pass through for it to translate.
@@ -29,11 +30,12 @@ _NOUNS = {"operations": "operation", "batch_requests": "batch request"}
 
 
 class AnsweredUnreadably(OrderStateError):
-    """A request refused as too old is not built afresh: the gateway answered its bytes
-    before, with a result code this release cannot read (the row's ``unreadable``), so
-    it decided them, and under a new RRPID it would decide them a second time
-    (``outcome.answer_gone``). Told inside the transaction that would store the request
-    built afresh, so that an answer counted by another sender a moment before is seen."""
+    """A request whose bytes the gateway answered before, with a result code this release
+    cannot read (the row's ``unreadable``), is neither built afresh nor ended failed: the
+    gateway decided them, under a new RRPID it would decide them a second time, and a
+    hold or capture may stand (``outcome.answer_gone``). Told inside the transaction that
+    would store the request built afresh or end it failed, so that an answer counted by
+    another sender a moment before is seen; the sender leaves it pending."""
 
 
 def refuse_answered_unreadably(
@@ -47,7 +49,8 @@ def refuse_answered_unreadably(
     ).fetchone()
     if row is not None and row[0]:
         raise AnsweredUnreadably(
-            f"{named} had an answer of a result code this release cannot read: not built afresh"
+            f"{named} had a verified answer of a result code this release cannot read: "
+            "left pending, neither built afresh nor ended failed"
         )
 
 

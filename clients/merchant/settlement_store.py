@@ -30,6 +30,7 @@ from clients.merchant.records import (
     OperationState,
     Order,
     OrderState,
+    short,
 )
 from clients.merchant.schema import (
     BATCH_REQUEST_COLUMNS,
@@ -127,6 +128,9 @@ class SettlementStore(Database):
     def fail_operation(self, rrpid: bytes, error_code: int) -> Operation:
         """The gateway refused a sent operation with a verified SET Error (``error_code``)."""
         with self._write() as conn:
+            request_rows.refuse_answered_unreadably(
+                conn, "operations", "rrpid", rrpid, f"operation {short(rrpid)}"
+            )
             request_rows.end(
                 conn, "operations", rrpid, OperationState.FAILED, error_code=error_code
             )
@@ -266,6 +270,9 @@ class SettlementStore(Database):
     def fail_batch_request(self, rrpid: bytes, error_code: int) -> BatchRequest:
         """The gateway refused a sent batch request with a verified SET Error."""
         with self._write() as conn:
+            request_rows.refuse_answered_unreadably(
+                conn, "batch_requests", "rrpid", rrpid, f"batch request {short(rrpid)}"
+            )
             request_rows.end(
                 conn, "batch_requests", rrpid, OperationState.FAILED, error_code=error_code
             )

@@ -157,10 +157,10 @@ class StoredRequests(abc.ABC, Generic[R]):
             raise outcome.pending(self._store, request, self._named(request), error) from error
         try:
             fresh = self._rebuild(request, error.code)
+            if fresh is None:
+                return self._refused(request, error)
         except AnsweredUnreadably:
             raise gone(self._store, request, self._named(request), error) from error
-        if fresh is None:
-            return self._refused(request, error)
         log.info(
             "%s refused as too old, so never applied: sent afresh as %s",
             self._named(request), self._named(fresh),

@@ -20,10 +20,11 @@ pinned root, checking each link by issuer/subject name AND signature, then check
                         blinded account id, a merchant leaf its merchantData
     revocation          every certificate below the root checked against its issuer's
                         CRL as listed by the current BrandCRLIdentifier
-                        (REVOKED_CERTIFICATE); no usable BCI where one is required, or a
-                        CA the BCI omits, raises ``RevocationUnavailable``; a BCI past
-                        its window, where revocation is not required, still refuses
-                        what it lists as revoked
+                        (REVOKED_CERTIFICATE); where revocation is required, no usable
+                        BCI, a CRL past its nextUpdate or a CA the BCI omits raises
+                        ``RevocationUnavailable``; where it is not, such stale data
+                        still refuses what it lists as revoked, and an omitted CA's link
+                        is judged without it (neither answer cached)
 
 A path that cannot be built to the root, or a certificate whose signature does not
 verify, is INVALID_CERTIFICATE. Revocation is current state: a revoked certificate is
@@ -363,7 +364,8 @@ def validate(
     require_revocation: bool,
 ) -> tuple[VerifiedCertificate, datetime | None]:
     """Validate ``leaf``; returns the result and the instant until which it stays valid
-    (None: valid as of ``at`` only, checked against revocation data past its window)."""
+    (None: valid as of ``at`` only, checked against stale revocation data: a BCI past
+    its window, a CRL past its nextUpdate, or a BCI omitting a CA of the path)."""
     path = build_path(anchor, leaf, lookup)
     types = _check_every(anchor, path, at)
     _check_issuers(path, types)

@@ -19,8 +19,8 @@ no peer's traffic. It judges with the revocation data held, current or not.
 
 Thread-safe: the caches are only changed under one lock; readers take a plain dict
 lookup, which is atomic in CPython. A validation that raced a revocation update is not
-cached, nor one made past the BCI's window or a CRL's nextUpdate (allowed without
-``require_revocation``).
+cached, nor one made past the BCI's window or a CRL's nextUpdate, or with a BCI that
+omits a CA of the chain (allowed without ``require_revocation``).
 """
 
 from __future__ import annotations

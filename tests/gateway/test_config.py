@@ -43,6 +43,15 @@ def test_advised_commands_name_the_file_the_bank_was_loaded_from(tmp_path: Path)
     path.write_text(MINIMAL)
     option = shlex.split(config_option(load(path, env={})))
     assert option == ["--config", str(path.resolve())]
+    # A link to a file kept elsewhere: named as the bank was started, where its relative
+    # paths resolve, not as the file it points at.
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (elsewhere / "bank.toml").write_text(MINIMAL)
+    link = directory / "setpay.toml"
+    link.symlink_to(elsewhere / "bank.toml")
+    linked = shlex.split(config_option(load(link, env={})))
+    assert linked == ["--config", str(directory.resolve() / "setpay.toml")]
     built = BankConfig(base_dir=directory)  # in code, from no file: the directory's own
     assert shlex.split(config_option(built)) == ["--config", str(directory / "setpay.toml")]
 

@@ -148,3 +148,29 @@ def test_an_answer_to_a_replaced_authreq_is_not_counted_on_the_new_one(tmp_path:
         assert (now.unreadable, now.unverified, now.retry_after_ms) == (0, 0, 0)
     finally:
         store.close()
+
+
+def test_an_authreq_answered_unreadably_while_found_unbuildable_is_not_ended_failed(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other sender counts its unreadable answer while this one, refused as too old,
+    finds no AuthReq can be built any more (the PI's signer gone): the order is not
+    ended failed either, since the store tells inside the transaction that would."""
+    merchant = make_merchant("m-unread-fail-race")
+    store = merchant.store
+    merchant.authorizer.stop(timeout=10)
+    wallet = make_wallet(merchant)
+
+    def counted_then_gone() -> None:
+        (waiting,) = merchant.authorizer.pending()
+        store.postpone(waiting, 0, 1, unreadable=True)
+        raise SignerGone("the signature certificate its PI names has ended")
+
+    built = _counted_while_building(monkeypatch, merchant.authorizer, "_build", counted_then_gone)
+    _stale_once(monkeypatch, merchant.authorizer._gateway, "authorize")
+    xid = bytes.fromhex(buy(wallet, offer(merchant, 1234)).xid)
+    assert built == [2]
+    held = store.order(xid)
+    assert (held.state, held.error_code, held.unreadable) == (OrderState.AUTHORIZING, 0, 1)
