@@ -360,13 +360,15 @@ def older_kex_files(certs: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def delete_key_command(config: BankConfig, label: str, version: int) -> str:
+    """The command that deletes version ``version`` of the key ``label`` from the bank
+    ``config`` names, as an operator types it (``setpay keys delete``)."""
+    return f"setpay keys delete {config_option(config)} --label {label} --version {version}"
+
+
 def delete_older_command(config: BankConfig, version: int) -> str:
-    """The command that deletes version ``version`` of the gateway's key-exchange key from
-    the bank ``config`` names, as an operator types it (``setpay keys delete``)."""
-    return (
-        f"setpay keys delete {config_option(config)} --label {GATEWAY_KEX_LABEL}"
-        f" --version {version}"
-    )
+    """``delete_key_command`` for an older version of the gateway's key-exchange key."""
+    return delete_key_command(config, GATEWAY_KEX_LABEL, version)
 
 
 def _older_key_exchange(
@@ -467,9 +469,10 @@ def _warn_unused(config: BankConfig, pki: BankPki) -> None:
         log.warning(
             "ca.db holds a live %s certificate of a gateway key version newer than the"
             " one in use, that no file in %s holds (a renewal that did not finish?): %s;"
-            " the next setpay ca renew-gateway revokes it, or revoke it with setpay ca"
-            " revoke --thumb",
-            cert.usage, config.certs_dir, cert.thumb.hex(),
+            " the next setpay ca renew-gateway revokes it, or revoke it with `setpay ca"
+            " revoke %s --thumb %s`",
+            cert.usage, config.certs_dir, cert.thumb.hex(), config_option(config),
+            cert.thumb.hex(),
         )  # fmt: skip
 
 

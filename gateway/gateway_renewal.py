@@ -79,6 +79,7 @@ from gateway.bank_pki import (
     GATEWAY_SIG_LABEL,
     BankPki,
     ProvisioningError,
+    delete_key_command,
     load_bank_pki,
     older_kex_name,
     open_ca_store,
@@ -87,7 +88,7 @@ from gateway.bank_pki import (
 from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import record_certificate, revoke
-from gateway.config import BankConfig
+from gateway.config import BankConfig, config_option
 from gateway.ports import parse_port
 from gateway.provisioning import GATEWAY_NAME
 from gateway.renewal_lock import RENEW_TASK, KeysLock, holding_keys_lock
@@ -225,7 +226,7 @@ def _record(
         store.close()
 
 
-def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
+def _install(config: BankConfig, certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
     """Rename the staged files into place, key exchange first; on failure put back what
     was renamed and raise (``RenewalHalfInstalled`` if that fails too)."""
     kex, sig = staged.kex, staged.sig
@@ -252,11 +253,13 @@ def _install(certs: Path, staged: _Staged, old: dict[str, bytes]) -> None:
         # Whatever stops the putting back (an interrupt too) leaves files that may name
         # the new keys: taking those back would leave a bank that cannot start.
         except BaseException as undo:  # noqa: BLE001 - raised again as what it means
-            raise RenewalHalfInstalled(_half_installed(done, failure, undo)) from failure
+            raise RenewalHalfInstalled(_half_installed(config, done, failure, undo)) from failure
         raise
 
 
-def _half_installed(renewed: list[str], failure: BaseException, undo: BaseException) -> str:
+def _half_installed(
+    config: BankConfig, renewed: list[str], failure: BaseException, undo: BaseException
+) -> str:
     files = ", ".join(
         f"{name}{CERT_SUFFIX} {'renewed' if name in renewed else 'as before'}"
         for name in (GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL)
@@ -266,8 +269,8 @@ def _half_installed(renewed: list[str], failure: BaseException, undo: BaseExcept
         f" old ones back failed too ({undo}); in place now: {files}, perhaps not yet on"
         " disk. The bank starts on that, and nothing was taken back: delete no key version"
         " and no file in the certificates directory. Once the cause is fixed, run"
-        " setpay ca renew-gateway again: it revokes the certificates this renewal recorded"
-        " that no file holds, and renews both keys"
+        f" `setpay ca renew-gateway {config_option(config)}` again: it revokes the"
+        " certificates this renewal recorded that no file holds, and renews both keys"
     )
 
 
@@ -280,7 +283,7 @@ def _newest_versions(pki: BankPki) -> dict[str, int]:
     }
 
 
-def _take_back(pki: BankPki, newest: dict[str, int]) -> None:
+def _take_back(config: BankConfig, pki: BankPki, newest: dict[str, int]) -> None:
     """Delete every version of the gateway's labels newer than ``newest``: the renewal's.
 
     Not only the handles ``generate`` returned: one that failed after the backend made
@@ -298,10 +301,10 @@ def _take_back(pki: BankPki, newest: dict[str, int]) -> None:
             log.warning(
                 "renewal failed and the key backend could not list its keys (%s: %s): any"
                 " version of %r newer than v%d is this renewal's and unused (the bank starts"
-                " on v%d); once the backend answers, delete each with: setpay keys delete"
-                " --config FILE --label %s --version N (FILE: the bank's setpay.toml; N: a"
-                " version above v%d)",
-                type(exc).__name__, exc, label, version, version, label, version,
+                " on v%d); once the backend answers, delete each with: `setpay keys delete"
+                " %s --label %s --version N` (N: a version above v%d)",
+                type(exc).__name__, exc, label, version, version, config_option(config), label,
+                version,
             )  # fmt: skip
         return
     for label, version in doomed:
@@ -310,9 +313,9 @@ def _take_back(pki: BankPki, newest: dict[str, int]) -> None:
         except KeyBackendError as exc:
             log.warning(
                 "renewal failed and could not delete key %r v%d (%s: %s): the bank starts on"
-                " the old version; delete it with: setpay keys delete --config FILE --label %s"
-                " --version %d (FILE: the bank's setpay.toml)",
-                label, version, type(exc).__name__, exc, label, version,
+                " the old version; delete it with: `%s`",
+                label, version, type(exc).__name__, exc,
+                delete_key_command(config, label, version),
             )  # fmt: skip
 
 
@@ -397,15 +400,15 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
             _record(config, pca, [(sig, sig_der), (kex, kex_der)], when)
         except BaseException:
             staged.discard()
-            _take_back(pki, newest)
+            _take_back(config, pki, newest)
             raise
         try:
-            _install(certs, staged, old)
+            _install(config, certs, staged, old)
         except RenewalHalfInstalled:
             raise  # the files in place may name the new keys: they stay, and so does ca.db
         except BaseException:
             staged.discard()
-            _take_back(pki, newest)
+            _take_back(config, pki, newest)
             _revoke_unheld(config, pki, keys, when, recorded=[sig_der, kex_der])
             raise
     finally:

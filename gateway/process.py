@@ -43,7 +43,7 @@ from gateway.bank_pki import BankPki, bank_keys_uri, load_bank_pki, open_ca_stor
 from gateway.ca.authority import CertificateAuthority
 from gateway.ca.servicer import CertificateAuthorityServicer
 from gateway.ca.store import CaStore
-from gateway.config import BankConfig
+from gateway.config import BankConfig, config_option
 from gateway.health_monitor import HealthMonitor
 from gateway.issuer import LedgerDirectory, open_ledger
 from gateway.ledger import Ledger
@@ -181,15 +181,18 @@ def check_tls_certificate(config: BankConfig, now: datetime | None = None) -> da
     if left <= timedelta(0):
         raise ProvisioningError(
             f"the TLS server certificate {path} ended at {shown} (notAfter): every TLS"
-            " handshake would fail; issue a new one (setpay ca issue-tls --role server),"
-            " point [gateway.tls] cert and key at it, and start the bank again"
+            " handshake would fail; issue a new one (`setpay ca issue-tls"
+            f" {config_option(config)} --role server --name HOST --out DIR`, HOST the name"
+            " clients dial, DIR where to write it), point [gateway.tls] cert and key at it,"
+            " and start the bank again"
         )
     if left < TLS_EXPIRY_WARNING:
         log.warning(
             "the TLS server certificate %s ends at %s (notAfter), in %.1f days: every TLS"
-            " handshake fails after that; issue a new one (setpay ca issue-tls --role"
-            " server) and restart the bank on it",
-            path, shown, left / timedelta(days=1),
+            " handshake fails after that; issue a new one (`setpay ca issue-tls %s --role"
+            " server --name HOST --out DIR`, HOST the name clients dial, DIR where to write"
+            " it) and restart the bank on it",
+            path, shown, left / timedelta(days=1), config_option(config),
         )  # fmt: skip
     return ends
 

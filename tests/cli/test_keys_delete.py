@@ -216,7 +216,7 @@ def test_the_renewals_hint_is_a_command_that_deletes_the_version(
         backend.generate(GATEWAY_KEX_LABEL, KeyUsage.KEY_EXCHANGE, KeyAlgorithm.EC_P256)
         pki = cast(BankPki, SimpleNamespace(backend=_Refusing(backend)))
         with caplog.at_level(logging.WARNING, logger="setpay"):
-            _take_back(pki, {GATEWAY_KEX_LABEL: 1})
+            _take_back(load(bank.config, env={}), pki, {GATEWAY_KEX_LABEL: 1})
     finally:
         backend.close()
     (hint,) = [record.getMessage() for record in caplog.records]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser
 from gateway import gateway_renewal
 from gateway.bank_pki import (
     GATEWAY_KEX_LABEL,
@@ -117,7 +119,9 @@ def test_a_failed_putting_back_takes_nothing_back(
     assert isinstance(raised.value, gateway_renewal.RenewalHalfInstalled)
     message = str(raised.value)
     assert "in place now: gateway-kex.der renewed, gateway-sig.der as before" in message
-    assert "run setpay ca renew-gateway again" in message
+    advised = build_parser().parse_args(shlex.split(message.split("`")[1])[1:])
+    assert (advised.command, advised.ca_command) == ("ca", "renew-gateway")
+    assert advised.config == served.config().config_file
 
     # Which finishes the job: the signature certificate no file holds is revoked.
     served.stop()

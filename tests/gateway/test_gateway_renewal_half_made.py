@@ -8,11 +8,13 @@ token back); on a real token, pulled at that moment, ``generate`` fails the same
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser
 from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL
 from gateway.gateway_renewal import renew_gateway_keys
 from hsm.errors import TransientBackendError
@@ -81,12 +83,17 @@ def test_a_version_left_on_a_token_that_stopped_answering_is_named(
         renew_gateway_keys(served.config())
     monkeypatch.undo()
     warnings = [r.getMessage() for r in caplog.records]
-    # Nothing could be deleted: each label is named, with what the backend said.
+    # Nothing could be deleted: each label is named, with what the backend said and the
+    # command that deletes it, for this bank's configuration, as the real CLI reads it.
     for label in (GATEWAY_SIG_LABEL, GATEWAY_KEX_LABEL):
-        assert any(
-            f"version of {label!r} newer than v1" in message and "is not present" in message
-            for message in warnings
-        ), warnings
+        (named,) = [
+            message for message in warnings
+            if f"version of {label!r} newer than v1" in message and "is not present" in message
+        ]  # fmt: skip
+        advised = shlex.split(named.split("`")[1].replace("--version N", "--version 2"))
+        args = build_parser().parse_args(advised[1:])
+        assert (args.command, args.keys_command, args.label) == ("keys", "delete", label)
+        assert args.config == str(served.config().config_file)
     assert key_versions(served.config()) == before | {
         (GATEWAY_SIG_LABEL, 2),
         (GATEWAY_KEX_LABEL, 2),

@@ -9,12 +9,14 @@ import contextlib
 import logging
 import os
 import re
+import shlex
 import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser
 from gateway.bank_errors import ProvisioningError
 from gateway.bank_pki import load_bank_pki, load_transport_ca
 from gateway.config import load
@@ -83,7 +85,15 @@ def test_a_certificate_near_its_end_is_warned_of(
     assert record.levelno == logging.WARNING
     message = record.getMessage()
     assert NEAR_END in message and ends.strftime("%Y-%m-%dT%H:%M:%SZ") in message
-    assert "setpay ca issue-tls" in message
+    _parses_as_issue_tls(message, bank)
+
+
+def _parses_as_issue_tls(advice: str, bank: Path) -> None:
+    """The advice's command, between backquotes, as the real CLI reads it: this bank's
+    configuration, a server certificate (HOST and DIR are for the operator to fill)."""
+    args = build_parser().parse_args(shlex.split(advice.split("`")[1])[1:])
+    assert (args.command, args.ca_command, args.role) == ("ca", "issue-tls", "server")
+    assert args.config == (bank / "setpay.toml").resolve()
 
 
 def test_a_bank_refuses_to_start_on_an_ended_certificate(bank: Path) -> None:
@@ -93,6 +103,7 @@ def test_a_bank_refuses_to_start_on_an_ended_certificate(bank: Path) -> None:
         start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
     assert ends.strftime("%Y-%m-%dT%H:%M:%SZ") in str(refused.value)
     assert str(config.tls.cert if config.tls else "") in str(refused.value)
+    _parses_as_issue_tls(str(refused.value), bank)
 
 
 def test_the_page_shows_the_end_and_the_bank_warns_once(tmp_path: Path) -> None:
