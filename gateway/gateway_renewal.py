@@ -350,7 +350,8 @@ def _revoke_unheld(
             except (CaError, KeyBackendError, SetcoreError) as exc:
                 log.warning(
                     "certificate %s was recorded but never used and could not be revoked (%s):"
-                    " revoke it with setpay ca revoke", thumb.hex(), exc,
+                    " revoke it with `setpay ca revoke %s --thumb %s`",
+                    thumb.hex(), exc, config_option(config), thumb.hex(),
                 )  # fmt: skip
     finally:
         store.close()

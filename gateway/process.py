@@ -233,9 +233,10 @@ def _served_tls_ends(config: BankConfig, supervised: bool) -> datetime | None:
     if ends is not None and config.tls is not None and ends <= datetime.now(UTC):
         log.warning(
             "the TLS server certificate %s ended at %s (notAfter): this worker serves, but"
-            " every new TLS handshake with it fails; issue a new one (setpay ca issue-tls"
-            " --role server) and restart the bank on it",
-            config.tls.cert, ends.strftime(NOT_AFTER_FORMAT),
+            " every new TLS handshake with it fails; issue a new one (`setpay ca issue-tls"
+            " %s --role server --name HOST --out DIR`, HOST the name clients dial, DIR where"
+            " to write it) and restart the bank on it",
+            config.tls.cert, ends.strftime(NOT_AFTER_FORMAT), config_option(config),
         )  # fmt: skip
     return ends
 
