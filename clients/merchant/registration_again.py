@@ -102,7 +102,7 @@ def revoke_first(live: Sequence[tuple[KeyHandle, bytes]]) -> str:
     )
 
 
-def registering_again(config: MerchantConfig, live: Sequence[tuple[KeyHandle, bytes]] = ()) -> str:
+def registering_again(config: MerchantConfig, live: Sequence[tuple[KeyHandle, bytes]]) -> str:
     """The way back for a merchant whose signature certificate ended or was revoked:
     first, while some of its certificates are still ``live`` (``still_live``), the
     revocations that let the Merchant CA take the registration (``register`` refuses

@@ -262,9 +262,7 @@ class TrustStore:
         cached = self._cached(leaf_thumb, expected_type, usage, when)
         if cached is not None:
             return cached
-        intermediates = list(intermediates_der)
-        if len(intermediates) > MAX_BUNDLE_CERTIFICATES:
-            raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
+        intermediates = _bundle(intermediates_der)
         return self._validate(leaf_der, leaf_thumb, intermediates, expected_type, usage, when)
 
     def judge_chain(
@@ -288,9 +286,7 @@ class TrustStore:
         """
         usage = CertificateUsage(usage)
         when = utc(at)
-        intermediates = list(intermediates_der)
-        if len(intermediates) > MAX_BUNDLE_CERTIFICATES:
-            raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
+        intermediates = _bundle(intermediates_der)
         leaf = self._parse(leaf_der)
         given = [self._parse(der) for der in intermediates]
         return self._path(leaf, given, expected_type, usage, when, self._revocation, False)[0]
@@ -443,3 +439,12 @@ def _key_allowed(candidate: Candidate) -> bool:
     except ProtocolError:
         return False
     return True
+
+
+def _bundle(intermediates_der: Iterable[bytes]) -> list[bytes]:
+    """A peer's bundle of intermediates, refused past MAX_BUNDLE_CERTIFICATES before any
+    of it is parsed."""
+    intermediates = list(intermediates_der)
+    if len(intermediates) > MAX_BUNDLE_CERTIFICATES:
+        raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "too many certificates")
+    return intermediates
