@@ -283,3 +283,40 @@ def test_authorize_campaign_keeps_its_bank_on_disk_and_prints_each_run_s_doubts(
     assert f"\n    DOUBT: {DOUBT}\n" in out, out
     (workdir,) = workdirs
     assert workdir.parent.name == "build" and not workdir.exists()
+
+
+def test_served_profile_places_each_stack_in_its_first_bucket() -> None:
+    profile = _script_module("served_profile.py")
+    base = "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:83)"
+    handler = f"{base};handle (gateway/server.py:166);authorize (gateway/authorize.py:152)"
+    stacks = {
+        f"{handler};open_auth_request (setcore/x.py:1);verify (grpc/_x.py:2)": "AuthReq",
+        f"{handler};_ask_issuer (gateway/authorize.py:181);put (queue.py:150)": (
+            "handler's ledger call"
+        ),
+        f"{handler};new_hold_id (gateway/ledger/identifiers.py:9)": "rest of the handler",
+        "Thread._bootstrap (threading.py:1002);GroupCommitWriter._run (g.py:1);"
+        "open_auth_request (s.py:1)": "ledger writer",
+        f"{base};_serve (grpc/_server.py:1314)": "gRPC",
+        "Thread._bootstrap (threading.py:1002);Thread.run (threading.py:982)": "other",
+        "seal_signed (setcore/link.py:69);seal (setcore/envelope.py:157)": "partial stack",
+    }
+    for stack, bucket in stacks.items():
+        assert profile.bucket_of(stack) == bucket, stack
+    lines = [f"{stack} 3" for stack in stacks] + ["not a sample line"]
+    counts, total = profile.shares(lines)
+    assert total == 3 * len(stacks)
+    assert counts["handler's ledger call"] == 3 and counts["AuthRes"] == 0
+
+
+def test_served_profile_records_both_workers() -> None:
+    # Enough prepared requests that the load outlasts the settling and the recording on a
+    # fast host (about 1,000 answers/s here): a worker gone before py-spy attaches fails.
+    out = _run("served_profile.py", "--seconds", "2", "--rate", "50", "--requests", "8000",
+               "--settle", "1")  # fmt: skip
+    for worker in (1, 2):
+        block = out.split(f"worker {worker}: ")[1].split("\n  worker ")[0]
+        assert int(block.split(" ")[0]) > 0, out
+        shares = [float(s) for s in re.findall(r"^ {4}\S.*?([\d.]+) %$", block, re.MULTILINE)]
+        assert len(shares) == 9 and abs(sum(shares) - 100) < 1, out
+    assert re.search(r"^ +gateway +[\d,]+ +[\d,]+ +0 +0 ", out, re.MULTILINE), out
