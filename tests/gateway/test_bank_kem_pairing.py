@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import build_parser
 from cli.main import main as setpay
 from gateway.bank_pki import BankIncomplete, load_bank_pki
 from gateway.config import BankConfig, load
@@ -27,6 +26,8 @@ from hsm.pinsource import PinSource
 from setcore.credentials import RESTORE_REMEDY
 from tests.setcore.kem_tampering import Certificate, authenticated_kem_edit
 
+from .advised_commands import advised, advised_argv, spaced_root
+
 #: Restoring the version: every command that loads the bank's keys (``setpay ca
 #: renew-gateway`` too) is refused as the bank is, and the CAs' key-exchange keys have no
 #: renewal, so the refusal advises neither renewing nor a backup the keystore refuses.
@@ -34,7 +35,9 @@ RESTORE = RESTORE_REMEDY  # its words are pinned in tests/setcore/test_credentia
 REMEDY = ": the key's metadata (or its token) changed since it was certified. Refused: " + RESTORE
 
 
-def _bank(directory: Path, profile: str) -> BankConfig:
+def _bank(parent: Path, profile: str) -> BankConfig:
+    """A bank as ``setpay init`` makes it, in a directory a shell would split."""
+    directory = spaced_root(parent) / "bank"
     init_bank(directory, profile=profile, env={})
     return load(directory / "setpay.toml", env={})
 
@@ -57,7 +60,7 @@ def _refused(config: BankConfig) -> str:
 
 @pytest.mark.parametrize("profile", ["ec", "rsa"])
 def test_a_genuine_bank_loads(tmp_path: Path, profile: str) -> None:
-    pki = load_bank_pki(_bank(tmp_path / "bank", profile))
+    pki = load_bank_pki(_bank(tmp_path, profile))
     try:
         kex = pki.gateway.require_key_exchange()[0]
         assert kex.kem is not None
@@ -69,7 +72,7 @@ def test_a_genuine_bank_loads(tmp_path: Path, profile: str) -> None:
 def test_the_gateway_key_made_to_open_sha1_oaep_does_not_start_the_bank(
     tmp_path: Path, certificate: Certificate
 ) -> None:
-    config = _bank(tmp_path / "bank", "rsa")
+    config = _bank(tmp_path, "rsa")
     _edit(config, "gateway-kex", 1, KemAlgorithm.RSA_OAEP_SHA1, certificate)
     assert _refused(config) == (
         "gateway-kex.der: key 'gateway-kex' v1 accepts rsa-oaep-sha1, but the key-exchange "
@@ -80,7 +83,7 @@ def test_the_gateway_key_made_to_open_sha1_oaep_does_not_start_the_bank(
 def test_a_ca_key_exchange_key_whose_kem_was_dropped_does_not_start_the_bank(
     tmp_path: Path,
 ) -> None:
-    config = _bank(tmp_path / "bank", "ec")
+    config = _bank(tmp_path, "ec")
     _edit(config, "mca-kex", 1, None)
     assert _refused(config) == (
         "mca-kex.der: key 'mca-kex' v1 accepts no key transport, but the key-exchange "
@@ -91,7 +94,7 @@ def test_a_ca_key_exchange_key_whose_kem_was_dropped_does_not_start_the_bank(
 def test_an_older_gateway_key_whose_kem_its_certificate_does_not_name_does_not_start_the_bank(
     tmp_path: Path,
 ) -> None:
-    config = _bank(tmp_path / "bank", "ec")
+    config = _bank(tmp_path, "ec")
     renew_gateway_keys(config)
     pki = load_bank_pki(config)  # renewed as made: v2 the newest, v1 kept for envelopes
     try:
@@ -116,17 +119,15 @@ def test_the_command_the_refusal_of_an_older_gateway_key_names_lets_the_bank_sta
     tmp_path: Path,
 ) -> None:
     # Before, it advised renewing, which is refused as the bank is, or a backup.
-    config = _bank(tmp_path / "bank", "ec")
+    config = _bank(tmp_path, "ec")
     renew_gateway_keys(config)
     _edit(config, "gateway-kex", 1, KemAlgorithm.RSA_OAEP_SHA256)
-    advised = _refused(config).split("`")[1]
-    argv = shlex.split(advised)
-    assert argv[0] == "setpay"
-    args = build_parser().parse_args(argv[1:])  # the real parser: a command that exists
+    refusal = _refused(config)
+    args = advised(refusal, config.base_dir / "setpay.toml")  # the real parser, this bank
     assert (args.command, args.keys_command, args.label, args.version) == (
         "keys", "delete", "gateway-kex", 1,
     )  # fmt: skip
-    assert setpay(argv[1:]) == 0
+    assert setpay(advised_argv(refusal)[1:]) == 0  # run as pasted
     pki = load_bank_pki(config)
     try:
         assert pki.older_key_exchange == ()

@@ -9,14 +9,12 @@ here certify the bank's own keys, so every check that ran before passes.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cli.main import build_parser
 from cli.main import main as setpay
 from gateway.bank_pki import BankIncomplete, bank_keys_uri, load_bank_pki
 from gateway.bank_presented import _presented
@@ -43,11 +41,15 @@ from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustCounters
 from setcore.profiles import EC
 
+from .advised_commands import advised, advised_argv, spaced_root
+
 #: What a refusal of the gateway's certificate says after the peer's reason.
 RENEW = "so the bank does not start on it: renew the gateway's keys with `setpay ca renew-gateway"
 
 
-def _bank(directory: Path, at: datetime | None = None) -> BankConfig:
+def _bank(parent: Path, at: datetime | None = None) -> BankConfig:
+    """A bank as ``setpay init`` makes it, in a directory a shell would split."""
+    directory = spaced_root(parent) / "bank"
     init_bank(directory, profile="ec", env={}, at=at)
     return load(directory / "setpay.toml", env={})
 
@@ -134,17 +136,16 @@ def _starts(config: BankConfig) -> None:
     pki.close()
 
 
-def _run_advice(refusal: str) -> None:
-    """The command the refusal names, parsed by the real parser and run as typed."""
-    argv = shlex.split(refusal.split("`")[1])
-    assert argv[0] == "setpay"
-    args = build_parser().parse_args(argv[1:])  # a command that exists
+def _run_advice(refusal: str, config: BankConfig) -> None:
+    """The command the refusal names, parsed by the real parser (this bank's file) and
+    run as pasted."""
+    args = advised(refusal, config.base_dir / "setpay.toml")  # a command that exists
     assert (args.command, args.ca_command) == ("ca", "renew-gateway")
-    assert setpay(argv[1:]) == 0
+    assert setpay(advised_argv(refusal)[1:]) == 0
 
 
 def test_a_bank_as_made_starts(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
     running = start_bank(config, listen="127.0.0.1:0", ca_listen="127.0.0.1:0")
     running.stop(None)
 
@@ -167,20 +168,20 @@ def test_a_bank_as_made_starts(tmp_path: Path) -> None:
 def test_a_gateway_certificate_no_peer_accepts_stops_the_bank_and_renewal_mends_it(
     tmp_path: Path, name: str, made: Replacement, reason: str
 ) -> None:
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
     _replace(config, name, made)
     refusal = _refused(config)
     assert refusal.startswith(f"{name}.der: no peer accepts this certificate ({reason}")
     assert RENEW in refusal
     assert refusal.endswith("` (the bank stopped), then start it")
-    _run_advice(refusal)
+    _run_advice(refusal, config)
     _starts(config)
 
 
 def test_a_gateway_certificate_the_banks_own_crl_revokes_stops_the_bank(
     tmp_path: Path,
 ) -> None:
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
     der = (_certs(config) / "gateway-sig.der").read_bytes()
     revoke = ["ca", "revoke", "--config", str(config.base_dir / "setpay.toml")]
     assert setpay([*revoke, "--thumb", thumbprint(der).hex()]) == 0
@@ -190,19 +191,19 @@ def test_a_gateway_certificate_the_banks_own_crl_revokes_stops_the_bank(
         f"certificate {_gateway_name(config)!r} is revoked)"
     )
     assert RENEW in refusal
-    _run_advice(refusal)
+    _run_advice(refusal, config)
     _starts(config)
 
 
 def test_pruning_runs_on_a_bank_that_does_not_start(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
     _replace(config, "gateway-kex", _ended_gateway)
     _refused(config)
     assert not prune_gateway_keys(config, apply=False).files
 
 
 def test_a_gateway_certificate_that_ends_soon_starts(tmp_path: Path) -> None:
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
 
     def ending(backend: KeyBackend, config: BankConfig) -> bytes:
         return issue_gateway(
@@ -248,7 +249,7 @@ def _ca_of_another_type(backend: KeyBackend, config: BankConfig) -> bytes:
 def test_a_ca_certificate_not_the_brands_stops_the_bank(
     tmp_path: Path, made: Replacement, reason: str
 ) -> None:
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
     _replace(config, "mca", made)
     assert _refused(config) == (
         f"mca.der: no peer accepts this certificate ({reason}), so the bank does not start "
@@ -263,7 +264,7 @@ def test_an_ended_ca_key_exchange_certificate_is_logged_and_the_bank_starts(
     # No setpay command re-issues it, and a bank of an earlier release has them end a
     # year after init: that CA stops answering registrations (gateway.ca.standing), the
     # bank does not stop.
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
 
     def ended(backend: KeyBackend, config: BankConfig) -> bytes:
         return issue_ca_key_exchange(
@@ -287,7 +288,7 @@ def test_an_earlier_release_bank_a_year_on_is_told_to_renew_and_renewing_mends_i
     # ended, and so has pca-kex.der, which lasted a year like them. Only pca.der is in the
     # gateway's chain: renewing mends the bank (it used to be told it does not help).
     made = datetime.now(UTC) - timedelta(days=366)
-    config = _bank(tmp_path / "bank", at=made)
+    config = _bank(tmp_path, at=made)
 
     def earlier_release(backend: KeyBackend, config: BankConfig) -> bytes:
         return issue_ca_key_exchange(
@@ -305,14 +306,14 @@ def test_an_earlier_release_bank_a_year_on_is_told_to_renew_and_renewing_mends_i
         r.getMessage().startswith("pca-kex.der: no peer accepts it any longer")
         for r in caplog.records
     )
-    _run_advice(refusal)
+    _run_advice(refusal, config)
     _starts(config)
 
 
 def test_judging_at_start_leaves_the_trust_counters_and_cache_empty(tmp_path: Path) -> None:
     # Each worker's setpay_certificate_cache_lookups_total{result="miss"} used to start at
     # 8, the certificates the bank judged, before any request.
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
     pki = load_bank_pki(config)
     try:
         assert pki.trust.counters == TrustCounters(verifications=0, cache_hits=0)
@@ -327,7 +328,7 @@ def test_judging_at_start_leaves_the_trust_counters_and_cache_empty(tmp_path: Pa
 def test_an_ended_payment_gateway_ca_certificate_stops_the_bank_and_says_renewing_does_not_help(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = _bank(tmp_path / "bank")
+    config = _bank(tmp_path)
 
     def ended(backend: KeyBackend, config: BankConfig) -> bytes:
         name = common_name_of(load_certificate((_certs(config) / "pca.der").read_bytes()))

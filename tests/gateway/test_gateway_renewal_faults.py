@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import build_parser
+from cli.main import main as setpay
 from gateway import gateway_renewal
 from gateway.bank_pki import (
     GATEWAY_KEX_LABEL,
@@ -27,6 +26,7 @@ from gateway.bank_pki import (
     ProvisioningError,
     open_ca_store,
 )
+from gateway.ca.errors import CaUnavailable
 from gateway.config import load
 from gateway.gateway_renewal import renew_gateway_keys
 from gateway.provisioning import GATEWAY_NAME
@@ -34,6 +34,7 @@ from setcore.authorization import open_auth_response
 from setcore.encoding import thumbprint
 
 from .actors import auth_request, authorize, purchase, register_cardholder, register_merchant
+from .advised_commands import advised, advised_argv, spaced_root
 from .renewal_support import key_versions
 from .test_gateway_renewal import APPROVED, Served, certificate, refreshed
 
@@ -46,7 +47,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    bank = Served(tmp_path / "bank")
+    # In a directory a shell would split: every command these failures advise names it.
+    bank = Served(spaced_root(tmp_path) / "bank")
     yield bank
     bank.stop()
 
@@ -119,9 +121,8 @@ def test_a_failed_putting_back_takes_nothing_back(
     assert isinstance(raised.value, gateway_renewal.RenewalHalfInstalled)
     message = str(raised.value)
     assert "in place now: gateway-kex.der renewed, gateway-sig.der as before" in message
-    advised = build_parser().parse_args(shlex.split(message.split("`")[1])[1:])
-    assert (advised.command, advised.ca_command) == ("ca", "renew-gateway")
-    assert advised.config == served.config().config_file
+    args = advised(message, served.directory / "setpay.toml")
+    assert (args.command, args.ca_command) == ("ca", "renew-gateway")
 
     # Which finishes the job: the signature certificate no file holds is revoked.
     served.stop()
@@ -132,6 +133,51 @@ def test_a_failed_putting_back_takes_nothing_back(
     world = served.start()
     bought = authorize(world, refreshed(world, merchant), purchase(fresh, cardholder, 700))
     assert bought.auth_code == APPROVED and bought.gateway.thumbprint == again.signature.thumb
+
+
+def test_a_recorded_certificate_that_cannot_be_revoked_is_named_with_its_command(
+    served: Served, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal that fails as it renames its certificates into place revokes the two it
+    recorded; one ca.db does not let it revoke is named, with the command that does."""
+    served.stop()
+    before = _gateway_certificates(served)
+    kex_target = served.directory / "certs" / "gateway-kex.der"
+    real_replace = os.replace
+
+    def kex_rename_fails(source: str, target: str) -> None:
+        # The first rename of the install: nothing to put back, so the renewal is taken
+        # back whole (the key store's own renames go through).
+        if Path(target) == kex_target:
+            _no_space()
+        real_replace(source, target)
+
+    def revoke_fails(*args: object, **kwargs: object) -> None:
+        raise CaUnavailable("ca.db is locked")
+
+    monkeypatch.setattr(os, "replace", kex_rename_fails)
+    monkeypatch.setattr(gateway_renewal, "revoke", revoke_fails)
+    with caplog.at_level(logging.WARNING, logger="setpay"), pytest.raises(OSError):
+        renew_gateway_keys(served.config())
+    monkeypatch.undo()
+
+    recorded = _gateway_certificates(served)
+    left = {thumb for thumb, revoked in recorded.items() if thumb not in before and not revoked}
+    assert len(left) == 2  # the signature and key-exchange certificates it recorded
+    named = [r.getMessage() for r in caplog.records if "could not be revoked" in r.getMessage()]
+    # Each is named, with ca.db's reason and the command that revokes it, for this bank's
+    # configuration, as the real CLI reads it; run as pasted, it revokes it.
+    advised_thumbs = set()
+    for message in named:
+        assert "ca.db is locked" in message
+        args = advised(message, served.directory / "setpay.toml")
+        assert (args.command, args.ca_command) == ("ca", "revoke")
+        assert args.thumb.hex() in message.split("`")[0]
+        advised_thumbs.add(args.thumb)
+    assert advised_thumbs == left and len(named) == 2
+    for message in named:
+        assert setpay(advised_argv(message)[1:]) == 0
+    assert {t for t, revoked in _gateway_certificates(served).items() if revoked} == left
 
 
 def test_finished_renewals_leave_nothing_to_revoke(
@@ -213,8 +259,16 @@ def test_a_renewal_killed_part_way_leaves_a_bank_that_starts(
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="setpay.bank"):
         world = served.start()
-    unused = [r for r in caplog.records if "that no file in" in r.getMessage()]
-    assert len(unused) == WINDOWS[window], [r.getMessage() for r in unused]
+    unused = [r.getMessage() for r in caplog.records if "that no file in" in r.getMessage()]
+    assert len(unused) == WINDOWS[window], unused
+    # Each names the command that revokes it, for this bank's configuration, as the real
+    # CLI reads it: the very certificates the next renewal revokes (checked below).
+    named = set()
+    for message in unused:
+        args = advised(message, served.directory / "setpay.toml")
+        assert (args.command, args.ca_command) == ("ca", "revoke")
+        assert f": {args.thumb.hex()};" in message
+        named.add(args.thumb)
     result = open_auth_response(
         world.gateway.Authorize(request), merchant.credentials, state, merchant.trust,
         gateway_identity=merchant.gateway_identity,
@@ -228,7 +282,8 @@ def test_a_renewal_killed_part_way_leaves_a_bank_that_starts(
     served.stop()
     renewal = renew_gateway_keys(served.config())
     assert (renewal.signature.version, renewal.key_exchange.version) == (3, 3)
-    assert sum(_gateway_certificates(served).values()) == WINDOWS[window]
+    revoked = {thumb for thumb, gone in _gateway_certificates(served).items() if gone}
+    assert revoked == named and len(named) == WINDOWS[window]
     world = served.start()
     after = authorize(world, merchant, purchase(merchant, cardholder, 500))
     assert after.auth_code == APPROVED and after.gateway.thumbprint == renewal.signature.thumb

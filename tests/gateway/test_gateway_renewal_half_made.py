@@ -22,13 +22,15 @@ from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_catalog import KeyId, TokenCatalog
 from tests.hsm.testbed import SoftToken
 
+from .advised_commands import spaced_root
 from .renewal_support import key_versions
 from .test_gateway_renewal import Served
 
 
 @pytest.fixture
 def served(tmp_path: Path, token: SoftToken) -> Iterator[Served]:
-    bank = Served(tmp_path / "bank", keys=token.uri())
+    # In a directory a shell would split: the advised `keys delete` must paste whole.
+    bank = Served(spaced_root(tmp_path) / "bank", keys=token.uri())
     bank.stop()
     yield bank
     bank.stop()

@@ -9,14 +9,12 @@ import contextlib
 import logging
 import os
 import re
-import shlex
 import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cli.main import build_parser
 from gateway.bank_errors import ProvisioningError
 from gateway.bank_pki import load_bank_pki, load_transport_ca
 from gateway.config import load
@@ -27,6 +25,7 @@ from setcore.pki.tls import chain_not_after, issue_tls_server
 from setpay.v1 import services_pb2_grpc
 
 from .actors import TEST_BIN, Merchant, register_merchant
+from .advised_commands import advised, spaced_root
 from .served import START_SECONDS, ServedBank, launch, serve_bank, value, wait_for
 
 VALID_UNTIL = "setpay_tls_certificate_valid_until_seconds"
@@ -58,7 +57,7 @@ def reissue_server_certificate(directory: Path, lifetime: timedelta) -> datetime
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tls-expiry") / "bank"
+    directory = spaced_root(tmp_path_factory.mktemp("tls-expiry")) / "bank"
     init_bank(directory, profile="ec", env={})
     return directory
 
@@ -91,9 +90,8 @@ def test_a_certificate_near_its_end_is_warned_of(
 def _parses_as_issue_tls(advice: str, bank: Path) -> None:
     """The advice's command, between backquotes, as the real CLI reads it: this bank's
     configuration, a server certificate (HOST and DIR are for the operator to fill)."""
-    args = build_parser().parse_args(shlex.split(advice.split("`")[1])[1:])
+    args = advised(advice, bank / "setpay.toml")
     assert (args.command, args.ca_command, args.role) == ("ca", "issue-tls", "server")
-    assert args.config == (bank / "setpay.toml").resolve()
 
 
 def test_a_bank_refuses_to_start_on_an_ended_certificate(bank: Path) -> None:
@@ -157,7 +155,7 @@ def _pcert(merchant: Merchant, stub: services_pb2_grpc.PaymentGatewayServiceStub
 def test_a_worker_restarted_after_the_end_serves_and_the_bank_lives_on(tmp_path: Path) -> None:
     """Before, the replacement refused the ended certificate, and its supervisor stopped
     the bank: the open connections of the worker still serving were cut."""
-    with contextlib.closing(serve_bank(tmp_path, workers=2)) as bank:
+    with contextlib.closing(serve_bank(spaced_root(tmp_path), workers=2)) as bank:
         merchant = register_merchant(bank.world, "M-tls-end-1")
         held = _on_worker(bank, merchant, 0)
         # The file the bank was started on now holds a certificate that has ended, as its
@@ -175,9 +173,10 @@ def test_a_worker_restarted_after_the_end_serves_and_the_bank_lives_on(tmp_path:
         assert bank.process.poll() is None, log
         assert "stopping the bank" not in log
         assert _started_pid(log, 1) != victim
-        # The replacement says why new handshakes with it fail.
+        # The replacement says why new handshakes with it fail, and what to issue.
         [said] = [line for line in log.splitlines() if ENDED in line]
         assert " WARNING " in said and ended.strftime("%Y-%m-%dT%H:%M:%SZ") in said, log
+        _parses_as_issue_tls(said, bank.directory)
         # The connection worker 0 held before the end still gets its answers.
         _pcert(merchant, held)
         # The earliest end a live worker serves: the replacement's.
