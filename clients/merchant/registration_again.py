@@ -26,6 +26,17 @@ the same. One that a peer would refuse for another reason (no path to the brand,
 not counted: once revoked it would be refused all the same, so counting it could never
 end, and the CA's refusal is left to tell.
 
+One not valid yet by the merchant's clock (its notBefore ahead: the clock runs behind the
+CA's by more than the skew the CA backdates for) is counted, though a peer refuses it
+now: the CA's test looks at notAfter and revocation alone (``gateway.ca``), so it counts
+it, and registering past it would make keys the CA then refuses. So each certificate is
+judged as of its notBefore when that is ahead, every other check (revocation, which is
+current state whatever the instant, the path, the type and usage) made as a peer makes
+it: only "not valid yet" changes meaning, one revoked or refused otherwise stays not live.
+
+Each certificate is judged once, with the chain file read once: the newest signature
+certificate, found ended or revoked, is not live, and is not judged again.
+
 Registering again makes new versions of both keys. The old versions stay, certificates
 and all: they open the gateway's answers to requests stored under them
 (``clients.merchant.registration.current_credentials``), and the new versions displace
@@ -36,7 +47,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,36 +139,61 @@ def ended(der: bytes, at: datetime | None = None) -> bool:
     return load_certificate(der).not_valid_after_utc < (at or datetime.now(UTC))
 
 
-def _revoked(trust: TrustStore, der: bytes, chain: Path) -> bool:
-    """True when ``trust``'s revocation data revokes the signature certificate ``der``, as
-    ``serve`` judges it (``setcore.pki.presented``: held data no longer current still
-    revokes what it lists), so that the two never advise each other's command."""
-    presented = Presented(
-        SIGNATURE_LABEL, der, read_certificates(chain), MERCHANT, CertificateUsage.SIGNATURE
-    )
+def _revoked(
+    trust: TrustStore, der: bytes, chain: tuple[bytes, ...], at: datetime | None = None
+) -> bool:
+    """True when ``trust``'s revocation data revokes the signature certificate ``der``
+    (its CA certificates ``chain``) at ``at`` (default: now), as ``serve`` judges it
+    (``setcore.pki.presented``: held data no longer current still revokes what it lists),
+    so that the two never advise each other's command."""
+    presented = Presented(SIGNATURE_LABEL, der, chain, MERCHANT, CertificateUsage.SIGNATURE)
     try:
-        verify_presented(trust, presented)
+        verify_presented(trust, presented, at)
     except ProtocolError as exc:
         return exc.code == REVOKED
     return False
 
 
+def _judged_at(der: bytes, at: datetime) -> datetime:
+    """When the certificate ``der`` is judged for ``still_live``: ``at``, or its notBefore
+    when that is later (not valid yet by this clock), as the Merchant CA, which ignores
+    notBefore, would count it. A certificate that does not parse is judged at ``at``,
+    where ``verify_presented`` refuses it as a peer does."""
+    try:
+        begins = load_certificate(der).not_valid_before_utc
+    except ProtocolError:
+        return at
+    return max(at, begins)
+
+
 def still_live(
-    trust: TrustStore, backend: KeyBackend, chain: Path | tuple[bytes, ...]
+    trust: TrustStore,
+    backend: KeyBackend,
+    chain: Path | tuple[bytes, ...],
+    at: datetime | None = None,
+    *,
+    not_live: Collection[bytes] = (),
 ) -> list[tuple[KeyHandle, bytes]]:
     """Every certified version of either key, newest first, whose certificate the
-    Merchant CA counts as live: one a peer accepts, judged with ``trust``'s revocation
-    data as ``serve`` judges (``setcore.pki.presented``). Ended or revoked ones are not;
-    nor one refused for another reason, which a revocation would not change."""
+    Merchant CA counts as live at ``at`` (default: now): one a peer accepts, judged with
+    ``trust``'s revocation data as ``serve`` judges (``setcore.pki.presented``), as of
+    its notBefore when that is ahead (``_judged_at``: not valid yet by this clock, the
+    CA counts it). Ended or revoked ones are not; nor one refused for another reason,
+    which a revocation would not change. The certificates ``not_live``, judged so by the
+    caller already, are not judged again."""
     certificates = read_certificates(chain) if isinstance(chain, Path) else chain
+    now = at or datetime.now(UTC)
     live = []
     for label, usage in (
         (SIGNATURE_LABEL, CertificateUsage.SIGNATURE),
         (KEY_EXCHANGE_LABEL, CertificateUsage.KEY_EXCHANGE),
     ):
         for key, der in certified_versions(backend, label):
+            if der in not_live:
+                continue
+            presented = Presented(label, der, certificates, MERCHANT, usage)
             try:
-                verify_presented(trust, Presented(label, der, certificates, MERCHANT, usage))
+                verify_presented(trust, presented, _judged_at(der, now))
             except ProtocolError:
                 continue
             live.append((key, der))
@@ -190,9 +226,12 @@ def check_may_register(
         return
     key, der = newest
     fetch()
-    if ended(der):
+    # Read once, for this judgement and still_live's.
+    chain = read_certificates(config.chain)
+    now = datetime.now(UTC)
+    if ended(der, now):
         why = "ended"
-    elif _revoked(trust, der, config.chain):
+    elif _revoked(trust, der, chain, now):
         why = "been revoked"
     else:
         until = load_certificate(der).not_valid_after_utc
@@ -202,7 +241,8 @@ def check_may_register(
             f"renew instead (`{renew_command(config)}`); register makes new keys only "
             "once that certificate has ended or been revoked"
         )
-    live = still_live(trust, backend, config.chain)
+    # Ended or revoked, the newest is not live: every other is judged, once.
+    live = still_live(trust, backend, chain, now, not_live=(der,))
     if live:
         raise RegistrationError(
             f"{SIGNATURE_LABEL} v{key.version} has {why}, but {revoke_first(live)}; then "
