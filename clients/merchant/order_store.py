@@ -19,7 +19,7 @@ from clients.errors import OrderStateError, UnknownOrder
 from clients.merchant.database import Database, now_ms
 from clients.merchant.offers import check_offer
 from clients.merchant.records import Authorization, Money, Offer, Order, OrderState, short
-from clients.merchant.request_rows import refuse_answered_unreadably
+from clients.merchant.request_rows import AnsweredUnreadably, refuse_answered_unreadably
 from clients.merchant.schema import ORDER_COLUMNS, ORDER_FROM, order_from_row
 
 # Listings are for people; a page larger than this is not read by anyone.
@@ -201,11 +201,13 @@ class OrderStore(Database):
         """The AuthReq ``old_rrpid``, refused as too old, gives way to one built afresh;
         ``AnsweredUnreadably`` if its bytes had an answer this release cannot read."""
         with self._write() as conn:
-            row = conn.execute("SELECT auth_rrpid FROM orders WHERE xid = ?", (xid,)).fetchone()
+            row = conn.execute(
+                "SELECT auth_rrpid, unreadable FROM orders WHERE xid = ?", (xid,)
+            ).fetchone()
             if row is not None and row[0] != old_rrpid:
                 raise OrderStateError(f"order {short(xid)}: its AuthReq was already replaced")
-            named = f"order {short(xid)}: AuthReq {short(old_rrpid)}"
-            refuse_answered_unreadably(conn, "orders", "xid", xid, named)
+            if row is not None and row[1]:
+                raise AnsweredUnreadably(f"order {short(xid)}: AuthReq {short(old_rrpid)}")
             # The new AuthReq starts unanswered: no wait, no answer counted against it.
             move_order(
                 conn, xid, (OrderState.AUTHORIZING,), OrderState.AUTHORIZING,

@@ -15,6 +15,8 @@
       but MESSAGE_TOO_OLD                                    ``renewal``'s: built afresh
                                                              under a new RRPID, or pending
                                                              (``answer_gone``)
+      but to bytes answered before with a result code this   pending (``answer_gone``): the
+      build does not define                                  gateway decided them
     nothing (``TransportError``: unreachable, a deadline,    pending
     a frame that does not parse)
     anything that does not verify (``ProtocolError``: a     pending, asked again less and
@@ -56,7 +58,9 @@ whatever its RespReason, which only explains it. Such an answer is counted in th
 request's row (``unreadable``), apart from answers that did not verify: it proves the
 gateway decided those bytes, so they are never built afresh, even once the gateway's
 retention has dropped that answer and it refuses them as too old (``answer_gone``):
-someone must settle that request by hand.
+someone must settle that request by hand. Nor are they ended failed by any other
+verified refusal of them that follows (one of the gateway's checks failing once that
+answer is dropped): the request stays pending, logged as such (``answer_gone``).
 
 A signed Error of a code this build does not define keeps the fast retries, as
 UNSPECIFIED_FAILURE does: the gateway may answer otherwise the next time. If it stored
@@ -214,17 +218,33 @@ def answer_gone(
     store: MerchantStore, request: Pending, what: str, error: PeerError
 ) -> OutcomeUnknown:
     """``request``'s bytes, answered before with a result code this build cannot read
-    (the row's ``unreadable``), are now refused as too old: the gateway no
-    longer holds that answer (``renewal``). It decided those bytes, so they are not built
-    afresh: under a new RRPID the gateway would decide them again (a second capture, or
-    an AuthReq around a PI it holds a decision for), and no retry is answered otherwise.
-    Logged as an error, for someone to act; it stays pending, asked again at the longest
-    wait, so that the error comes once an hour; the ``OutcomeUnknown`` to raise."""
-    reason = (
-        "refused as too old, but the gateway answered these bytes before, with a result "
-        "code this merchant cannot read, and no longer holds that answer, so they are not "
-        "built afresh: upgrade the merchant, then settle it by hand"
-    )
+    (the row's ``unreadable``), are now refused with a verified SET Error: the gateway
+    decided those bytes, and the refusal undoes nothing of it (a hold or a capture may
+    stand), so they are neither built afresh nor ended failed.
+
+    Refused as too old, the gateway no longer holds that answer (``renewal``): under a
+    new RRPID it would decide them again (a second capture, or an AuthReq around a PI it
+    holds a decision for). Refused otherwise, it no longer holds it either: a gateway
+    answers bytes it decided with its stored answer, whatever its checks say of them
+    now (``gateway.servicer``), so one of its checks failed once its retention had
+    dropped that answer (a certificate of the merchant's revoked since, say). Either
+    way no retry is answered otherwise: logged as an error, for someone to act, never as
+    a failure of the merchant's own; it stays pending, nothing of it changed but its
+    next try, put off by the longest wait so that the error comes once an hour; the
+    ``OutcomeUnknown`` to raise."""
+    if renewal.refused_as_stale(error):
+        reason = (
+            "refused as too old, but the gateway answered these bytes before, with a result "
+            "code this merchant cannot read, and no longer holds that answer, so they are "
+            "not built afresh: upgrade the merchant, then settle it by hand"
+        )
+    else:
+        reason = (
+            f"refused by the gateway with {error.code_name}, but it answered these bytes "
+            "before, with a result code this merchant cannot read, so it decided them: left "
+            "pending, not ended failed; it no longer gives that answer, so upgrade the "
+            "merchant to a release that reads that code, then settle it by hand"
+        )
     log.error("%s: outcome unknown, will retry (%s)", what, reason)
     _postpone(store, request, what, request.unverified, now_ms() + UNVERIFIED_MAX_WAIT_MS)
     return OutcomeUnknown(what, reason, error)

@@ -37,6 +37,12 @@ class AnsweredUnreadably(OrderStateError):
     would store the request built afresh or end it failed, so that an answer counted by
     another sender a moment before is seen; the sender leaves it pending."""
 
+    def __init__(self, named: str) -> None:
+        super().__init__(
+            f"{named} had a verified answer of a result code this release cannot read: "
+            "left pending, neither built afresh nor ended failed"
+        )
+
 
 def refuse_answered_unreadably(
     conn: sqlite3.Connection, table: str, column: str, key: bytes, named: str
@@ -48,10 +54,7 @@ def refuse_answered_unreadably(
         (key,),
     ).fetchone()
     if row is not None and row[0]:
-        raise AnsweredUnreadably(
-            f"{named} had a verified answer of a result code this release cannot read: "
-            "left pending, neither built afresh nor ended failed"
-        )
+        raise AnsweredUnreadably(named)
 
 
 def end(

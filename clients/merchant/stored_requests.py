@@ -8,11 +8,11 @@ refused as too old, is built afresh once under a new RRPID as ``renewal`` allows
 for the codes ``outcome.is_refusal`` holds back; anything else, a verified answer of a
 result code this release cannot read too: it stays sent, "outcome unknown, will retry");
 sent again, the same bytes, by ``resume``. A request once answered with a code this
-release cannot read is never built afresh: the gateway decided those bytes
-(``outcome.answer_gone``). Each kind says how it is sent and its answer saved
-(``_exchange``), how it ends failed and how it is built afresh; and, where it differs
-for a reason it gives, when its bytes were stored (``_stored_ms``) and how ``resume``
-sends one again (``_resend``).
+release cannot read is neither built afresh nor ended failed, whatever verified SET
+Error follows: the gateway decided those bytes (``outcome.answer_gone``). Each kind
+says how it is sent and its answer saved (``_exchange``), how it ends failed and how
+it is built afresh; and, where it differs for a reason it gives, when its bytes were
+stored (``_stored_ms``) and how ``resume`` sends one again (``_resend``).
 
 Once a request is stored, nothing that goes wrong ends it but the gateway's verified
 word: a failure of the merchant's own (its key backend opening the answer, its store
@@ -108,10 +108,10 @@ class StoredRequests(abc.ABC, Generic[R]):
         """Send a stored request; the request once the gateway's answer is final.
 
         A verified answer ends it as the answer says (one of a result code this release
-        cannot read does not), a verified SET Error ends it failed; a refusal as too old
-        that ``renewal`` lets the merchant build afresh is built afresh and sent, once
-        (``renewable``). Anything else raises ``OutcomeUnknown`` and leaves it sent, for
-        ``resume``.
+        cannot read does not), a verified SET Error ends it failed (not once such an
+        answer came: ``_refused``); a refusal as too old that ``renewal`` lets the
+        merchant build afresh is built afresh and sent, once (``renewable``). Anything
+        else raises ``OutcomeUnknown`` and leaves it sent, for ``resume``.
         """
         try:
             return self._judged(request, renewable)
@@ -134,7 +134,15 @@ class StoredRequests(abc.ABC, Generic[R]):
             return self._refused(request, exc)
 
     def _refused(self, request: R, error: PeerError) -> R:
-        failed = self._fail(request, error.code)
+        """End the request failed, as the gateway's verified refusal says; but not one
+        whose bytes had a verified answer of a result code this release cannot read
+        (``request_rows.AnsweredUnreadably``, told inside the transaction that would end
+        it): the gateway decided them, so it stays pending, logged as such
+        (``outcome.answer_gone``), never as a failure of the merchant's own."""
+        try:
+            failed = self._fail(request, error.code)
+        except AnsweredUnreadably:
+            raise outcome.answer_gone(self._store, request, self._named(request), error) from error
         log.warning("%s refused by the gateway: %s", self._named(request), error.code_name)
         return failed
 
@@ -147,8 +155,9 @@ class StoredRequests(abc.ABC, Generic[R]):
         be decided a second time (``outcome.answer_gone``). Told from the file as it is
         now, not from ``request`` as it was read (a second sender may have counted one
         since): first before anything is built, then again inside the transaction that
-        would store the request built afresh (``request_rows.AnsweredUnreadably``), for
-        one counted while this sender was building it."""
+        would store the request built afresh, or end it failed when none can be
+        (``request_rows.AnsweredUnreadably``), for one counted while this sender was
+        building it."""
         gone = outcome.answer_gone
         if self._store.unreadable_answers(request):
             raise gone(self._store, request, self._named(request), error) from error
@@ -157,10 +166,10 @@ class StoredRequests(abc.ABC, Generic[R]):
             raise outcome.pending(self._store, request, self._named(request), error) from error
         try:
             fresh = self._rebuild(request, error.code)
-            if fresh is None:
-                return self._refused(request, error)
         except AnsweredUnreadably:
             raise gone(self._store, request, self._named(request), error) from error
+        if fresh is None:
+            return self._refused(request, error)
         log.info(
             "%s refused as too old, so never applied: sent afresh as %s",
             self._named(request), self._named(fresh),
