@@ -26,14 +26,6 @@ the same. One that a peer would refuse for another reason (no path to the brand,
 not counted: once revoked it would be refused all the same, so counting it could never
 end, and the CA's refusal is left to tell.
 
-One not valid yet by the merchant's clock (its notBefore ahead: the clock runs behind the
-CA's by more than the skew the CA backdates for) is counted, though a peer refuses it
-now: the CA's test looks at notAfter and revocation alone (``gateway.ca``), so it counts
-it, and registering past it would make keys the CA then refuses. So each certificate is
-judged as of its notBefore when that is ahead, every other check (revocation, which is
-current state whatever the instant, the path, the type and usage) made as a peer makes
-it: only "not valid yet" changes meaning, one revoked or refused otherwise stays not live.
-
 Each certificate is judged once, with the chain file read once: the newest signature
 certificate, found ended or revoked, is not live, and is not judged again.
 
@@ -154,18 +146,6 @@ def _revoked(
     return False
 
 
-def _judged_at(der: bytes, at: datetime) -> datetime:
-    """When the certificate ``der`` is judged for ``still_live``: ``at``, or its notBefore
-    when that is later (not valid yet by this clock), as the Merchant CA, which ignores
-    notBefore, would count it. A certificate that does not parse is judged at ``at``,
-    where ``verify_presented`` refuses it as a peer does."""
-    try:
-        begins = load_certificate(der).not_valid_before_utc
-    except ProtocolError:
-        return at
-    return max(at, begins)
-
-
 def still_live(
     trust: TrustStore,
     backend: KeyBackend,
@@ -176,11 +156,10 @@ def still_live(
 ) -> list[tuple[KeyHandle, bytes]]:
     """Every certified version of either key, newest first, whose certificate the
     Merchant CA counts as live at ``at`` (default: now): one a peer accepts, judged with
-    ``trust``'s revocation data as ``serve`` judges (``setcore.pki.presented``), as of
-    its notBefore when that is ahead (``_judged_at``: not valid yet by this clock, the
-    CA counts it). Ended or revoked ones are not; nor one refused for another reason,
-    which a revocation would not change. The certificates ``not_live``, judged so by the
-    caller already, are not judged again."""
+    ``trust``'s revocation data as ``serve`` judges (``setcore.pki.presented``). Ended or
+    revoked ones are not; nor one refused for another reason, which a revocation would
+    not change. The certificates ``not_live``, judged so by the caller already, are not
+    judged again."""
     certificates = read_certificates(chain) if isinstance(chain, Path) else chain
     now = at or datetime.now(UTC)
     live = []
@@ -193,7 +172,7 @@ def still_live(
                 continue
             presented = Presented(label, der, certificates, MERCHANT, usage)
             try:
-                verify_presented(trust, presented, _judged_at(der, now))
+                verify_presented(trust, presented, now)
             except ProtocolError:
                 continue
             live.append((key, der))
