@@ -23,7 +23,7 @@ from cryptography import x509
 from hsm.base import PublicKey
 from setcore.encoding import content_type_of, parse_strict, thumbprint
 from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
-from setcore.pki.certificate import public_key_of
+from setcore.pki.certificate import outside_window, public_key_of
 from setcore.pki.crl import crl_number, load_crl, verify_crl_issuer
 from setcore.pki.issuance import CLOCK_SKEW, IssuingCA, utc
 from setcore.signed import open_signed, parse_signed, sign
@@ -178,7 +178,10 @@ def open_brand_crl_identifier(
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI of another brand")
     not_before, not_after = _from_ms(tbs.not_before_unix_ms), _from_ms(tbs.not_after_unix_ms)
     if not not_before <= at <= not_after:
-        raise fail(ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE, "BCI outside its validity window")
+        raise fail(
+            ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
+            outside_window("the BCI", not_before, not_after, at),
+        )
     if len(tbs.crls) > MAX_BCI_CRLS:
         raise fail(ErrorCode.ERROR_CODE_INVALID_CERTIFICATE, "BCI lists too many CRLs")
     given = list(crls_der)

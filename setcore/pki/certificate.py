@@ -6,6 +6,8 @@ ALGORITHM_NOT_ALLOWED for a key or signature algorithm off the allow-list).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -116,3 +118,16 @@ def common_name_of(cert: x509.Certificate) -> str:
     """The subject CommonName of ``cert`` (empty when it has none)."""
     attributes = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attributes[0].value) if attributes else ""
+
+
+def outside_window(what: str, not_before: datetime, not_after: datetime, at: datetime) -> str:
+    """Why ``what`` (a certificate or a BCI, named) is not valid at ``at``: not yet, with
+    when it begins and a word on the clock (a machine running behind its CA's), or no
+    longer, with when it ended. Only the object's own dates are named, never this
+    machine's time, since the reason may travel in a SET Error."""
+    if at < not_before:
+        return (
+            f"{what} is not valid before {not_before:%Y-%m-%d %H:%M:%S} UTC: if it was issued"
+            " just now, this machine's clock is behind its issuer's"
+        )
+    return f"{what} ended at {not_after:%Y-%m-%d %H:%M:%S} UTC"

@@ -64,6 +64,7 @@ from setcore.pki.certificate import (
     check_signature_algorithm,
     common_name_of,
     load_certificate,
+    outside_window,
     public_key_of,
 )
 from setcore.pki.issuance import check_kem
@@ -222,7 +223,12 @@ def _check_every(anchor: Anchor, path: list[Candidate], at: datetime) -> list[in
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
             raise fail(
                 ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
-                f"certificate {common_name_of(cert)!r} outside its validity window",
+                outside_window(
+                    f"certificate {common_name_of(cert)!r}",
+                    cert.not_valid_before_utc,
+                    cert.not_valid_after_utc,
+                    at,
+                ),
             )
         public_key_of(cert)
         for extension in cert.extensions:

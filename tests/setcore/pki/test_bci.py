@@ -119,21 +119,25 @@ def test_bci_by_another_key_refused(world: World) -> None:
 
 
 def test_expired_and_future_bci_refused(world: World) -> None:
+    # Each says which side of its window: a BCI not valid yet points at the clock.
     store = TrustStore(world.root.der)
-    refused(
+    ended = refused(
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
         store.update_revocation,
         world.bci,
         world.crls,
         at=later(2),
     )
-    refused(
+    assert ended.startswith("the BCI ended at ") and "clock" not in ended, ended
+    early = refused(
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
         store.update_revocation,
         world.bci,
         world.crls,
         at=later(-1),
     )
+    assert early.startswith("the BCI is not valid before "), early
+    assert "this machine's clock is behind its issuer's" in early
 
 
 def test_missing_crl_refused(world: World) -> None:

@@ -15,6 +15,7 @@ from setcore.pki import (
     issue_merchant,
     roles,
 )
+from setcore.pki.certificate import load_certificate
 from setcore.signers import signer
 from setpay.v1 import crypto_pb2
 
@@ -34,7 +35,7 @@ def test_expired_certificate_refused(world: World, store: TrustStore) -> None:
         at=datetime.now(UTC) - timedelta(days=30),
         lifetime=timedelta(days=10),
     )
-    refused(
+    reason = refused(
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
         store.verify_chain,
         expired,
@@ -42,6 +43,8 @@ def test_expired_certificate_refused(world: World, store: TrustStore) -> None:
         roles.PAYMENT_GATEWAY,
         SIG,
     )
+    ends = load_certificate(expired).not_valid_after_utc
+    assert reason == f"certificate 'old' ended at {ends:%Y-%m-%d %H:%M:%S} UTC", reason
 
 
 def test_a_signer_is_resolved_as_of_the_instant_asked(world: World) -> None:
@@ -66,7 +69,7 @@ def test_a_signer_is_resolved_as_of_the_instant_asked(world: World) -> None:
 def test_not_yet_valid_certificate_refused(world: World, store: TrustStore) -> None:
     key = world.key(KeyUsage.SIGNATURE)
     future = issue_gateway(world.brand.gateway_ca.ca, key.public_key, SIG, "future", at=later(30))
-    refused(
+    reason = refused(
         ErrorCode.ERROR_CODE_EXPIRED_CERTIFICATE,
         store.verify_chain,
         future,
@@ -74,6 +77,11 @@ def test_not_yet_valid_certificate_refused(world: World, store: TrustStore) -> N
         roles.PAYMENT_GATEWAY,
         SIG,
     )
+    begins = load_certificate(future).not_valid_before_utc
+    assert reason.startswith(
+        f"certificate 'future' is not valid before {begins:%Y-%m-%d %H:%M:%S} UTC: "
+    ), reason
+    assert "this machine's clock is behind its issuer's" in reason
 
 
 def test_expired_ca_refused(world: World) -> None:
