@@ -232,21 +232,20 @@ def answer_gone(
     a failure of the merchant's own; it stays pending, nothing of it changed but its
     next try, put off by the longest wait so that the error comes once an hour; the
     ``OutcomeUnknown`` to raise."""
-    if renewal.refused_as_stale(error):
-        reason = (
-            "refused as too old, but the gateway answered these bytes before, with a result "
-            "code this merchant cannot read, and no longer holds that answer, so they are "
-            "not built afresh: upgrade the merchant, then settle it by hand"
-        )
-    else:
-        reason = (
-            f"refused by the gateway with {error.code_name}, but it answered these bytes "
-            "before, with a result code this merchant cannot read, so it decided them: left "
-            "pending, not ended failed; it no longer gives that answer, so upgrade the "
-            "merchant to a release that reads that code, then settle it by hand"
-        )
+    refused = (
+        "refused as too old"
+        if renewal.refused_as_stale(error)
+        else f"refused by the gateway with {error.code_name}"
+    )
+    reason = (
+        f"{refused}, but it answered these bytes before, with a result code this merchant "
+        "cannot read, so it decided them: left pending, neither built afresh nor ended "
+        "failed; the gateway no longer holds that answer, so no release reads it back: "
+        "settle it by hand with the acquirer"
+    )
     log.error("%s: outcome unknown, will retry (%s)", what, reason)
-    _postpone(store, request, what, request.unverified, now_ms() + UNVERIFIED_MAX_WAIT_MS)
+    # A verified answer ends any run of answers that did not verify, as ``pending`` does.
+    _postpone(store, request, what, 0, now_ms() + UNVERIFIED_MAX_WAIT_MS)
     return OutcomeUnknown(what, reason, error)
 
 

@@ -68,7 +68,7 @@ def test_a_capture_answered_unreadably_while_built_afresh_is_not_stored_afresh(
         monkeypatch, merchant.settlement, "_request", other_sender_counts
     )
     sent = _stale_once(monkeypatch, merchant.settlement._gateway, "capture")
-    with pytest.raises(OutcomeUnknown, match="not built afresh"):
+    with pytest.raises(OutcomeUnknown, match="neither built afresh nor ended failed"):
         merchant.settlement.capture(xid, 400)
     assert (built, sent) == ([2], [1])  # built afresh, but neither stored nor sent
     (only,) = store.operations(xid)

@@ -52,8 +52,8 @@ REFUSAL = ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED  # what ``refusing`` has th
 KEPT = (
     "refused by the gateway with ERROR_CODE_MESSAGE_NOT_SUPPORTED, but it answered these "
     "bytes before, with a result code this merchant cannot read, so it decided them: left "
-    "pending, not ended failed; it no longer gives that answer, so upgrade the merchant to "
-    "a release that reads that code, then settle it by hand"
+    "pending, neither built afresh nor ended failed; the gateway no longer holds that "
+    "answer, so no release reads it back: settle it by hand with the acquirer"
 )
 OWN_FAILURE = "could not open or save the answer"
 
@@ -313,3 +313,26 @@ def test_the_store_ends_what_was_never_answered_unreadably(
     assert _row(_rows(store), table, column, key)[changed] != to
     call(store)
     assert _row(_rows(store), table, column, key)[changed] == to
+
+
+def test_a_verified_refusal_ends_the_run_of_answers_that_did_not_verify(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kept pending on a verified refusal, the request's run of answers that did not
+    verify ends, as any verified answer ends it: ``setpay merchant orders`` no longer
+    says its answers did not verify. Before, the count read before the send was written
+    back."""
+    merchant = make_merchant("m-unread-refused-run")
+    xid = bytes.fromhex(buy(make_wallet(merchant), offer(merchant, 1000)).xid)
+    with monkeypatch.context() as m:
+        answering(m, gateway.settlement, "build_capture_response", cap_code=LATER)
+        with pytest.raises(OutcomeUnknown):
+            merchant.settlement.capture(xid, 400)
+    (sent,) = merchant.store.operations(state=OperationState.SENT)
+    merchant.store.postpone(sent, 2, 0)  # two answers since that did not verify
+    _refused_afresh(monkeypatch, gateway.settlement, "open_capture_request")
+    merchant.settlement.resume()
+    (still,) = merchant.store.operations(state=OperationState.SENT)
+    assert (still.rrpid, still.unverified, still.unreadable) == (sent.rrpid, 0, 1)
