@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -32,10 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "tests" / "bench"
 
 
-def _run(script: str, *args: str, timeout: float = 240) -> str:
+def _run(script: str, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [sys.executable, str(BENCH / script), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        env=None if env is None else {**os.environ, **env},
     )  # fmt: skip
     assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stderr[-3000:]}"
     return result.stdout
@@ -289,34 +291,48 @@ def test_served_profile_places_each_stack_in_its_first_bucket() -> None:
     profile = _script_module("served_profile.py")
     base = "Thread._bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:83)"
     handler = f"{base};handle (gateway/server.py:166);authorize (gateway/authorize.py:152)"
+    ledger_call = f"{handler};_ask_issuer (gateway/authorize.py:181)"
     stacks = {
         f"{handler};open_auth_request (setcore/x.py:1);verify (grpc/_x.py:2)": "AuthReq",
-        f"{handler};_ask_issuer (gateway/authorize.py:181);put (queue.py:150)": (
-            "handler's ledger call"
-        ),
+        f"{ledger_call};put (queue.py:150)": "handler's ledger call",
+        # A decline's answer, built once the ledger decided, under the ledger call.
+        f"{ledger_call};authorize.<locals>.build (gateway/authorize.py:122)": "AuthRes",
+        f"{handler};decision_for (gateway/authorize.py:66);_cap_token (g.py:1)": "AuthRes",
         f"{handler};new_hold_id (gateway/ledger/identifiers.py:9)": "rest of the handler",
         "Thread._bootstrap (threading.py:1002);GroupCommitWriter._run (g.py:1);"
         "open_auth_request (s.py:1)": "ledger writer",
         f"{base};_serve (grpc/_server.py:1314)": "gRPC",
         "Thread._bootstrap (threading.py:1002);Thread.run (threading.py:982)": "other",
+        "Thread._bootstrap (threading.py:1002);HoldSweeper._run (gateway/ledger/sweeper.py:9)": (
+            "other"
+        ),
+        "_run_module_as_main (<frozen runpy>:198);main (cli/main.py:1)": "other",
         "seal_signed (setcore/link.py:69);seal (setcore/envelope.py:157)": "partial stack",
+        "": "partial stack",
     }
     for stack, bucket in stacks.items():
         assert profile.bucket_of(stack) == bucket, stack
     lines = [f"{stack} 3" for stack in stacks] + ["not a sample line"]
     counts, total = profile.shares(lines)
     assert total == 3 * len(stacks)
-    assert counts["handler's ledger call"] == 3 and counts["AuthRes"] == 0
+    assert counts["handler's ledger call"] == 3 and counts["AuthRes"] == 6
 
 
-def test_served_profile_records_both_workers() -> None:
+@pytest.mark.parametrize(
+    "ledger_process", [False, True], ids=["writer-per-worker", "ledger-process"]
+)
+def test_served_profile_records_both_workers(ledger_process: bool) -> None:
     # Enough prepared requests that the load outlasts the settling and the recording on a
     # fast host (about 1,000 answers/s here): a worker gone before py-spy attaches fails.
     out = _run("served_profile.py", "--seconds", "2", "--rate", "50", "--requests", "8000",
-               "--settle", "1")  # fmt: skip
-    for worker in (1, 2):
-        block = out.split(f"worker {worker}: ")[1].split("\n  worker ")[0]
-        assert int(block.split(" ")[0]) > 0, out
+               "--settle", "1",
+               env={"SETPAY_LEDGER_SERVICE": "1" if ledger_process else "0"})  # fmt: skip
+    blocks = re.split(r"^  (?=worker \d|ledger process)", out, flags=re.MULTILINE)[1:]
+    named = [block.split(":")[0] for block in blocks]
+    assert named == ["ledger process"] * ledger_process + ["worker 1", "worker 2"], out
+    for block in blocks:
+        if block.startswith("worker"):
+            assert int(block.split(": ")[1].split(" ")[0]) > 0, out
         shares = [float(s) for s in re.findall(r"^ {4}\S.*?([\d.]+) %$", block, re.MULTILINE)]
-        assert len(shares) == 9 and abs(sum(shares) - 100) < 1, out
+        assert len(shares) == 9 and (sum(shares) == 0 or abs(sum(shares) - 100) < 1), out
     assert re.search(r"^ +gateway +[\d,]+ +[\d,]+ +0 +0 ", out, re.MULTILINE), out

@@ -7,12 +7,16 @@ released and show up only as the Python around them). Each sample's stack is put
 first bucket whose frame it holds, in the order of ``BUCKETS``:
 
 - the ledger's writer thread (applying and committing groups);
-- opening the AuthReq, opening the PI, building and signing the AuthRes;
+- opening the AuthReq, opening the PI, building and signing the AuthRes (its
+  AuthDecision and capture token included);
 - the handler's side of the ledger call (handing the decision to the writer, waiting);
-- the rest of the handler (any other frame of the gateway's own code);
-- gRPC's own Python (its thread pool's too); everything else (metrics, health, sweeper);
+- the rest of the handler (whatever else runs under the gateway's gRPC wrapper);
+- gRPC's own Python (its thread pool's too); everything else (the hold sweeper, health
+  and metrics threads, the main thread);
 - stacks py-spy read without their outer frames (``--nonblocking`` reads a running
   process), which cannot be placed.
+
+With ``SETPAY_LEDGER_SERVICE=1`` the ledger process is recorded too, and named so.
 
 docs/BENCHMARKS.md names these shares for each round that took a profile.
 
@@ -35,25 +39,37 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from gateway.ledger_process import PROCESS_NAME as LEDGER_PROCESS
+
 # (bucket, a frame that puts a stack in it): first match wins, so the writer thread and
-# the handler's named steps come before the catch-alls.
+# the handler's named steps come before the catch-alls. The AuthDecision (and the capture
+# token sealed in it) is built as an argument of ``build_auth_response``, before that
+# frame exists, and a decline's or a sale's answer is built under the ledger call: both
+# count as the AuthRes. Every handler stack passes through the gateway's gRPC wrapper in
+# gateway/server.py; the gateway's other threads (hold sweeper, health, metrics) do not,
+# and count as "other".
 BUCKETS: tuple[tuple[str, str], ...] = (
     ("ledger writer", "GroupCommitWriter._run "),
     ("AuthReq", "open_auth_request "),
     ("PI", "open_payment_instruction "),
     ("AuthRes", "build_auth_response "),
+    ("AuthRes", "decision_for "),
+    ("AuthRes", "authorize.<locals>.build "),
     ("handler's ledger call", "_ask_issuer "),
     ("handler's ledger call", "AuthorizationOperations.decline "),
-    ("rest of the handler", "(gateway/"),
+    ("rest of the handler", "(gateway/server.py:"),
     ("gRPC", "(grpc/"),
     ("gRPC", "(concurrent/futures/thread.py:"),
 )
 OTHER = "other"
-# A stack read while the worker changed it (``--nonblocking``) may lack its outer frames;
-# it cannot be placed, so it is counted apart rather than as "other".
+# A stack read while the worker changed it (``--nonblocking``) may lack its outer frames
+# (or be empty); it cannot be placed, so it is counted apart rather than as "other". One
+# torn lower down keeps its outer frames and is placed by them.
 PARTIAL = "partial stack"
-WHOLE = "Thread._bootstrap "
+WHOLE = ("Thread._bootstrap ", "_run_module_as_main ", "<module> ")
 LOAD_STARTED = "closed loop x"
+# The bench's exit status when it ran but doubts its figures (``cli.bench.EXIT_NOT_CLEAN``).
+NOT_CLEAN = 3
 
 
 def bucket_of(stack: str) -> str:
@@ -71,7 +87,7 @@ def shares(lines: Iterable[str]) -> tuple[collections.Counter[str], int]:
     counts: collections.Counter[str] = collections.Counter()
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
-        if stack and count.isdigit():
+        if count.isdigit():
             counts[bucket_of(stack)] += int(count)
     return counts, sum(counts.values())
 
@@ -93,10 +109,22 @@ def _is_gateway(pid: int) -> bool:
         return False
 
 
-def _workers(bench_pid: int) -> list[int]:
-    """The spawned gateway's worker processes: children of its supervisor."""
+def _named(pid: int) -> str:
+    """A gateway child as the report names it: the ledger process (forked from the
+    supervisor like the workers, with their command line, but renamed) or a worker."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_bytes().strip()
+    except OSError:
+        comm = b""
+    return "ledger process" if comm == LEDGER_PROCESS else "worker"
+
+
+def _processes(bench_pid: int) -> list[tuple[str, int]]:
+    """The spawned gateway's processes under its supervisor, named (``_named``): its
+    workers, and the ledger process when ``SETPAY_LEDGER_SERVICE`` runs one."""
     supervisors = [p for p in _children(bench_pid) if _is_gateway(p)]
-    return sorted(w for s in supervisors for w in _children(s) if _is_gateway(w))
+    children = sorted(w for s in supervisors for w in _children(s) if _is_gateway(w))
+    return [(_named(pid), pid) for pid in children]
 
 
 def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes], limit: float) -> None:
@@ -136,34 +164,51 @@ def main() -> None:
                  "--requests", str(args.requests), "--profile", args.profile],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
+        spies: list[subprocess.Popen[bytes]] = []
         try:
             _wait_for(log, LOAD_STARTED, bench, limit=900)
             time.sleep(args.settle)
-            workers = _workers(bench.pid)
-            if not workers:
+            processes = _processes(bench.pid)
+            if not any(name == "worker" for name, _ in processes):
                 raise SystemExit("found no gateway worker under the bench")
-            spies = [_record(spy, pid, args, f"{scratch}/w{pid}.raw") for pid in workers]
+            spies = [_record(spy, pid, args, f"{scratch}/{pid}.raw") for _, pid in processes]
             for spy_process in spies:
                 _, err = spy_process.communicate(timeout=args.seconds + 60)
                 if spy_process.returncode != 0:
                     raise SystemExit(f"py-spy failed: {err.decode(errors='replace')[-1000:]}")
-            bench.wait(timeout=900)
+            status = bench.wait(timeout=900)
         finally:
-            if bench.poll() is None:
-                bench.terminate()
-                bench.wait(timeout=60)
-        _report(args, [Path(f"{scratch}/w{pid}.raw") for pid in workers], log)
+            for left in [*spies, bench]:
+                _stop(left)
+        _report(args, [(name, Path(f"{scratch}/{pid}.raw")) for name, pid in processes], log)
+    if status not in (0, NOT_CLEAN):
+        raise SystemExit(f"the bench failed (exit {status}): its figures are not a profile")
 
 
-def _report(args: argparse.Namespace, raws: list[Path], log: Path) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ends ``process`` if it still runs: asked first, then killed."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _report(args: argparse.Namespace, raws: list[tuple[str, Path]], log: Path) -> None:
     recorded = args.seconds * args.rate
     print(f"served profile, {args.profile}, closed loop x32, 2 workers, py-spy --gil "
-          f"{args.rate} Hz for {args.seconds} s per worker")  # fmt: skip
+          f"{args.rate} Hz for {args.seconds} s per process")  # fmt: skip
     names = [*dict.fromkeys(name for name, _ in BUCKETS), OTHER, PARTIAL]
-    for index, raw in enumerate(raws, start=1):
+    workers = 0
+    for kind, raw in raws:
         counts, total = shares(raw.read_text().splitlines())
         held = f"{100 * total / recorded:.0f} %" if recorded else "-"
-        print(f"  worker {index}: {total} samples holding the GIL (~{held} of the time)")
+        workers += kind == "worker"
+        named = f"worker {workers}" if kind == "worker" else kind
+        print(f"  {named}: {total} samples holding the GIL (~{held} of the time)")
         for name in names:
             share = 100 * counts[name] / total if total else 0.0
             print(f"    {name:<24}{share:5.1f} %")
@@ -174,6 +219,11 @@ def _report(args: argparse.Namespace, raws: list[Path], log: Path) -> None:
         " us/answer, bench CPU us/request):"
     )
     print("  " + (row.group(0).strip() if row else "no gateway row in the bench's report"))
+    # What the bench doubted of its run (a machine too slow, requests run out) holds for
+    # the profile taken during it.
+    for line in text.splitlines():
+        if "DOUBT" in line or "ran out of prepared requests" in line:
+            print("  bench: " + line.strip())
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from cli.main import build_parser
 
-#: A space, which a shell splits an unquoted ``--config`` at, and a single quote, which
-#: ends a hand-written ``'...'`` early: only a command quoted for a shell pastes whole.
-SPACED = "the bank's home"
+#: A space, which a shell splits an unquoted ``--config`` at, a single quote, which ends a
+#: hand-written ``'...'`` early, and double quotes, which end a hand-written ``"..."``
+#: early: only a command quoted for a shell pastes whole.
+SPACED = 'the bank\'s "home"'
 
 
 def spaced_root(parent: Path) -> Path:
