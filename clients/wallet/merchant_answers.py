@@ -47,8 +47,9 @@ def undecided(refusal: PeerError) -> str | None:
     """Why the merchant's signed Error leaves the purchase's outcome unknown; None when it
     is a refusal (the merchant did nothing with the PReq)."""
     if refusal.code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED:
-        # Our XID is fresh, so the PI "already used" is our own: a copy of this PReq that
-        # gRPC resent while the first was being decided, which may be authorizing now.
+        # Our XID is fresh to this wallet (``PurchaseBook.add`` refuses one it holds), so
+        # the PI "already used" is taken as our own: a copy of this PReq that gRPC resent
+        # while the first was being decided, which may be authorizing now.
         return "the merchant already holds this purchase (a resent copy)"
     if not is_known(ErrorCode, refusal.code):
         return (

@@ -21,9 +21,13 @@ as ``REFUSED`` with its code; how answers and Errors are read, codes of a later 
 included, is ``merchant_answers``'s. A card whose certificate the revocation data held
 lists as revoked buys nothing: checked before PInit, and again before the PReq (the data
 may have been fetched again for the PInitRes), it fails with ``CertificateRevoked`` and
-nothing recorded, as every failure before the PReq leaves (``credentials``). Two wallet
-commands at once (a purchase and an inquiry, say) each update ``purchases.json`` under a
-lock, so neither loses the other's record.
+nothing recorded, as every failure before the PReq leaves (``credentials``). Purchases
+are filed by XID, which the merchant picks: a PInitRes offering the XID of a purchase the
+wallet holds (another merchant's, or the same merchant's again) is refused with
+``ProtocolError`` PI_PREVIOUSLY_USED, nothing recorded or sent, rather than have the new
+purchase replace the record of one the card may have paid. Two wallet commands at once
+(a purchase and an inquiry, say) each update ``purchases.json`` under a lock, so neither
+loses the other's record, nor records a purchase under an XID the other just recorded.
 """
 
 from __future__ import annotations
@@ -54,17 +58,17 @@ from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import MAX_MESSAGE_BYTES, Caller, RetryPolicy, open_channel
 from clients.wallet.credentials import refuse_if_revoked
+
+# Re-exported: callers import the Initiation from here, as before it moved.
+from clients.wallet.initiation import Initiation as Initiation  # noqa: PLC0414
 from clients.wallet.merchant_answers import UnreadablePurchaseAnswer, outcome_fields, undecided
-from setcore.amount import check_amount
 from setcore.credentials import Credentials
 from setcore.currency import exponent_for
-from setcore.errors import ErrorCode, PeerError, ProtocolError, fail
+from setcore.errors import ErrorCode, PeerError, fail
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import (
-    MAX_ORDER_DESCRIPTION_BYTES,
     CardData,
-    Order,
     PurchaseState,
     build_inquiry_request,
     build_pinit_request,
@@ -109,44 +113,6 @@ T = TypeVar("T")
 
 def _method(name: str) -> str:
     return f"/{_SERVICE}/{name}"
-
-
-@dataclass(frozen=True)
-class Initiation:
-    """SET Initiation: what wallet and merchant agreed out of band before PInit.
-
-    ``brand_id``: the brand the merchant named for the order, "" when it named none.
-    """
-
-    lid_m: bytes
-    description: bytes
-    currency: int
-    amount: int
-    exp10: int = 2
-    brand_id: str = ""
-
-    def order(self) -> Order:
-        """The order as the purchase protocol takes it (a description setcore will hash);
-        ``ConfigError`` for one no purchase could complete, so that it is refused before
-        PInit opens an order at the merchant."""
-        if len(self.description) > MAX_ORDER_DESCRIPTION_BYTES:
-            raise ConfigError(
-                f"an order description is at most {MAX_ORDER_DESCRIPTION_BYTES} bytes"
-            )
-        try:
-            amount = common_pb2.CurrencyAmount(
-                currency=self.currency, amount=self.amount, exp10=self.exp10
-            )
-        except ValueError:
-            # Not chained: protobuf's message quotes the number, which could be any digits.
-            raise ConfigError(
-                "the amount, currency or exponent does not fit the protocol's integers"
-            ) from None
-        try:
-            check_amount(amount)
-        except ProtocolError as exc:
-            raise ConfigError(exc.reason) from None
-        return Order(self.description, amount)
 
 
 @dataclass(frozen=True)
@@ -232,6 +198,17 @@ def _record(item: object) -> PurchaseRecord:
     return record
 
 
+def _refuse_known(records: list[PurchaseRecord], xid: str) -> None:
+    """Raise if ``records`` hold a purchase of ``xid``, naming it by its short id only."""
+    for earlier in records:
+        if earlier.xid.lower() == xid.lower():
+            raise fail(
+                ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
+                f"the merchant offers the XID of earlier purchase {earlier.short_id}: "
+                "refused, nothing sent, the earlier purchase's record kept",
+            )
+
+
 class PurchaseBook:
     """``purchases.json``: the wallet's purchases, newest last."""
 
@@ -256,20 +233,35 @@ class PurchaseBook:
             raise UnknownOrder("no such purchase" if not matches else "ambiguous purchase id")
         return matches[0]
 
+    def refuse_known(self, xid: str) -> None:
+        """``ProtocolError`` PI_PREVIOUSLY_USED when the book holds a purchase of ``xid``
+        (hex): a merchant offering it would have the new purchase replace that record."""
+        _refuse_known(self.all(), xid)
+
+    def add(self, record: PurchaseRecord) -> None:
+        """Record a new purchase, refused as ``refuse_known`` says (nothing written) when
+        the book holds its XID: checked under the lock, so that no other command records
+        that XID between the check and the write."""
+        with self._locked():
+            records = self.all()
+            _refuse_known(records, record.xid)
+            self._write([*records, record])
+
     def discard(self, xid: str) -> None:
         """Forget a purchase (one whose PReq the merchant never read)."""
         with self._locked():
-            records = [r for r in self.all() if r.xid != xid]
-            data = json.dumps([asdict(r) for r in records], indent=1).encode()
-            write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
+            self._write([r for r in self.all() if r.xid != xid])
 
     def save(self, record: PurchaseRecord) -> None:
-        """Add or replace a purchase."""
+        """Replace a purchase the wallet holds with what it has since learnt (added if
+        gone); a new purchase is ``add``'s, which will not replace another."""
         with self._locked():
-            records = [r for r in self.all() if r.xid != record.xid] + [record]
-            data = json.dumps([asdict(r) for r in records], indent=1).encode()
-            # Private, whatever the umask: what the cardholder bought, where and for how much.
-            write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
+            self._write([r for r in self.all() if r.xid != record.xid] + [record])
+
+    def _write(self, records: list[PurchaseRecord]) -> None:
+        data = json.dumps([asdict(r) for r in records], indent=1).encode()
+        # Private, whatever the umask: what the cardholder bought, where and for how much.
+        write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -360,6 +352,9 @@ class Shopper:
                 offer.merchant.subject_id, offer.gateway.thumbprint.hex()[:8],
                 offer.trans_ids.xid.hex()[:8],
             )  # fmt: skip
+            # Before the PReq is built: an XID the book holds is an earlier purchase's,
+            # whose record the new one would replace (``add`` checks again, atomically).
+            self._book.refuse_known(offer.trans_ids.xid.hex())
             self._refuse_if_revoked()  # with what the PInitRes's check fetched, if newer
             preq, state = build_purchase_request(self._credentials, offer, order, self._card, pinit)
             if unsafe_rewrite is not None:
@@ -384,7 +379,7 @@ class Shopper:
                 merchant_id=state.merchant.merchant_id if state.merchant else "",
                 cardholder_thumb=self._credentials.signature_thumb.hex(),
             )  # fmt: skip
-            self._book.save(sent)
+            self._book.add(sent)
             log.info(
                 "PReq %s: card %s, %d (%d), PI sealed to the gateway",
                 sent.short_id, self._card.pan.masked, order.amount.amount, order.amount.currency,
