@@ -7,8 +7,10 @@ good. What this module adds is the merchant's memory: the order agreed out of ba
 (found by LID-M at PInit, by XID afterwards) and what became of it.
 
 Failures are raised as ``ProtocolError`` with the code the wallet gets in a signed SET
-Error (``clients.merchant.answers`` builds it): an unknown LID-M is UNKNOWN_LID, an
-unknown XID UNKNOWN_XID, a second different purchase for one XID PI_PREVIOUSLY_USED.
+Error (``clients.merchant.answers`` builds it): an unknown LID-M is UNKNOWN_LID, and so
+is one whose order is paid for (the logged reason says how: ``order_store.OfferTaken``;
+one declined or failed is offered again, under a new XID), an unknown XID UNKNOWN_XID, a
+second different purchase for one XID PI_PREVIOUSLY_USED.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from clients.merchant import metrics
 from clients.merchant.authorizer import APPROVED, Authorizer
 from clients.merchant.config import DEFAULT_THREADS, AnswerMode
 from clients.merchant.gateway_client import GatewayKeys
+from clients.merchant.order_store import OfferTaken
 from clients.merchant.records import (
     Operation,
     OperationKind,
@@ -214,8 +217,15 @@ class Checkout:
                 request.lid_m, xid, trans_ids.SerializeToString(), chall_m,
                 self._credentials.signature_thumb,
             )  # fmt: skip
-        except OrderStateError:
-            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "this order is already paid") from None
+        except OfferTaken as taken:
+            # Declined or failed, it would have been offered again (another card): this
+            # one holds money, or did. The log says how and which order; the wallet
+            # hears UNKNOWN_LID alone, as for any refusal (SET-PROTOCOL.md 7.6).
+            log.info(
+                "PInit: order LID-M %s not offered again: its order %s is %s",
+                short(request.lid_m), short(taken.xid), taken.state.value,
+            )  # fmt: skip
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, f"this order {taken.reason}") from None
         log.info(
             "PInit: order LID-M %s offered as XID %s for %s",
             short(request.lid_m), short(xid), offer.amount,
@@ -294,7 +304,10 @@ class Checkout:
         """A PReq for an order already purchased: the same one again is answered with the
         order's current state (SET duplicates are not errors), another is refused."""
         if order.oi_data != view.oi_bytes or order.pi != view.pi_bytes:
-            raise fail(ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED, "this XID is already paid")
+            raise fail(
+                ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
+                f"this XID already holds another purchase, {order.state}",
+            )
         log.info("Purchase %s %s: answering with its current state", order.short_id, how)
         return self._pres(order, view.oi_data.rrpid, view.oi_data.chall_c)
 

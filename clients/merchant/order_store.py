@@ -6,8 +6,13 @@ through the one AuthReq stored on it (``Order.auth_request``) before it is first
 that checks the state it moves from (``move_order``); settlement operations that change
 the order (an authorization reversal, ``settlement_store``) move it the same way.
 
+An offer has one current order (``offers.xid``), the one its last PInit opened. An
+order declined or failed is kept under its own XID (its history, its wallet's Inquiry)
+while a PInit opens the offer's next one, so the cardholder may pay with another card.
+
 Errors: ``sqlite3`` failures become ``StoreError``; unknown keys ``UnknownOrder``; a
-change the order's state forbids, ``OrderStateError``.
+change the order's state forbids, ``OrderStateError`` (an offer that is paid for,
+``OfferTaken``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,32 @@ from clients.merchant.schema import ORDER_COLUMNS, ORDER_FROM, order_from_row
 
 # Listings are for people; a page larger than this is not read by anyone.
 MAX_LISTED_ORDERS = 1000
+
+# Why an offer whose current order is in this state is not offered again, as the refusal's
+# reason (logged; the wallet hears UNKNOWN_LID alone, SET-PROTOCOL.md 7.6) says it: the
+# money is held, about to be, or was and was given back (the order will not be fulfilled;
+# a new offer is the merchant's call, not a wallet's).
+_TAKEN = {
+    OrderState.PURCHASED: "is already paid and being authorized",
+    OrderState.AUTHORIZING: "is already paid and being authorized",
+    OrderState.AUTHORIZED: "is already paid (authorized)",
+    OrderState.REVERSED: "was paid and its authorization reversed",
+}
+# What a PInit does with the offer's current order: an unused one is dropped for the new
+# one; one that ended without money held stays, as history, beside it.
+_REPLACED = (OrderState.INITIATED,)
+_KEPT = (OrderState.DECLINED, OrderState.FAILED)
+
+
+class OfferTaken(OrderStateError):
+    """A PInit for an offer whose current order is paid for: ``reason`` says how, ``xid``
+    which order, for the merchant's log (the wallet hears the refusal's code alone)."""
+
+    def __init__(self, lid_m: bytes, xid: bytes, state: OrderState) -> None:
+        self.reason = _TAKEN.get(state, f"is already {state.value}")
+        self.xid = xid
+        self.state = state
+        super().__init__(f"offer {short(lid_m)} {self.reason} (order {short(xid)})")
 
 
 def read_order(conn: sqlite3.Connection, xid: bytes) -> Order:
@@ -100,10 +131,17 @@ class OrderStore(Database):
     ) -> Order:
         """PInit answered: the offer becomes an order under a fresh XID, with the
         thumbprint of the signature certificate its PInitRes is signed with
-        (``Order.signer_thumb``).
+        (``Order.signer_thumb``), and that order is the offer's current one.
 
         A wallet that repeats PInit before purchasing gets a new XID; the unused order
-        it replaces is dropped. An offer already purchased is not offered again.
+        it replaces is dropped. An order declined or failed stays as it ended, under its
+        own XID: its wallet's Inquiry is still answered, and nothing of the new order
+        (its PI, its authorization, its captures) is ever its. An offer paid for, being
+        authorized or reversed is not offered again: ``OfferTaken`` says which.
+
+        One transaction reads the current order, replaces it and reads the new one back:
+        of two PInits at once, the second finds the first's order unused and drops it
+        (the first's wallet, paying, hears UNKNOWN_XID), and neither fails for it.
         """
         now, initiated = now_ms(), OrderState.INITIATED.value
         with self._write() as conn:
@@ -111,17 +149,29 @@ class OrderStore(Database):
             if row is None:
                 raise UnknownOrder("no offer with this LID-M")
             if row[0] is not None:
-                state = conn.execute("SELECT state FROM orders WHERE xid = ?", (row[0],)).fetchone()
-                if state is not None and state[0] != OrderState.INITIATED:
-                    raise OrderStateError(f"offer {short(lid_m)} is already purchased")
-                conn.execute("DELETE FROM orders WHERE xid = ?", (row[0],))
+                self._end_current(conn, lid_m, row[0])
             conn.execute(
                 "INSERT INTO orders (xid, lid_m, trans_ids, chall_m, state, created_ms, "
                 "updated_ms, signer_thumb) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (xid, lid_m, trans_ids, chall_m, initiated, now, now, signer_thumb),
             )
             conn.execute("UPDATE offers SET xid = ? WHERE lid_m = ?", (xid, lid_m))
-        return self.order(xid)
+            # Read before the commit: a PInit right after this one drops this order.
+            return read_order(conn, xid)
+
+    @staticmethod
+    def _end_current(conn: sqlite3.Connection, lid_m: bytes, xid: bytes) -> None:
+        """Make way for the offer's next order, inside ``open_order``'s transaction: drop
+        the current one ``xid`` if unused, keep it if it ended unpaid; ``OfferTaken`` if
+        it is paid for. A state no setpay writes is ``StoreError`` (``read_order``)."""
+        try:
+            current = read_order(conn, xid)
+        except UnknownOrder:  # pointing at no order: nothing to make way for
+            return
+        if current.state in _REPLACED:
+            conn.execute("DELETE FROM orders WHERE xid = ?", (xid,))
+        elif current.state not in _KEPT:
+            raise OfferTaken(lid_m, xid, current.state)
 
     def order(self, xid: bytes) -> Order:
         """The order with this XID; ``UnknownOrder`` if none."""

@@ -100,6 +100,8 @@ class Offer:
     amount: Money
     brand_id: str
     created_ms: int
+    #: Its current order, the one its last PInit opened (None before any): orders that
+    #: ended declined or failed before it keep their own XIDs.
     xid: bytes | None
 
 

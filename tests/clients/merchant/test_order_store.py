@@ -126,7 +126,7 @@ def test_repeated_pinit_replaces_the_unpaid_order(store: MerchantStore) -> None:
         store.order(b"1" * 32)
     assert store.offer(b"lid-1").xid == b"2" * 32
     store.record_purchase(b"2" * 32, b"t" * 32, b"oi", b"pi")
-    with pytest.raises(OrderStateError, match="already purchased"):
+    with pytest.raises(OrderStateError, match="already paid and being authorized"):
         store.open_order(b"lid-1", b"3" * 32, b"t", b"e" * 32)
 
 
