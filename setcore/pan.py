@@ -45,6 +45,12 @@ _TRANS_STAIN_LABEL = b"setpay/v1 TransStain\x00"
 # ASCII digits only (``\d`` would take any Unicode digit) and matched in full (``$`` would
 # also match before a final newline): an expiry enters the blinded account id byte for byte.
 _EXPIRY = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
+# The years a card expiry may name. Cards are issued for a few years at a time, so any
+# other year is a typing error or a forgery, never a card; year 0000 names no date at all
+# (``setcore.pki.issuance.card_expiry_end`` could not say when such a card ends), and a
+# CA that tried to judge one failed inside its deciding transaction instead of refusing it.
+MIN_EXPIRY_YEAR = 2000
+MAX_EXPIRY_YEAR = 2099
 _BIN = re.compile(r"[0-9]{6}")  # the same care: a BIN selects the gateway and the brand
 
 
@@ -133,9 +139,18 @@ class PAN:
 
 
 def check_expiry(expiry: str) -> str:
-    """Validate a YYYYMM card expiry and return it."""
+    """Validate a YYYYMM card expiry of a year from ``MIN_EXPIRY_YEAR`` to
+    ``MAX_EXPIRY_YEAR`` and return it (DECODING_FAILURE otherwise, never naming it).
+
+    Refused here, before anyone looks the card up, an implausible year gets the same
+    answer whatever the card: a Cardholder CA that judged it later told a locked card
+    (REJECTED_BY_ISSUER) from any other (it failed on the year).
+    """
     if not _EXPIRY.fullmatch(expiry):
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "card expiry is not YYYYMM")
+    if not MIN_EXPIRY_YEAR <= int(expiry[:4]) <= MAX_EXPIRY_YEAR:
+        reason = f"card expiry year is not from {MIN_EXPIRY_YEAR} to {MAX_EXPIRY_YEAR}"
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, reason)
     return expiry
 
 

@@ -21,10 +21,12 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
 6. Nonce-CCA, PANSecret, the blinded account; a certificate valid no longer than the
    card; everything recorded and the answer stored in one transaction.
 
-A refusal is kept as its stored answer only (``replay``), which a resend gets again until
-the answer is purged: not as a decided request, whose wallet back key and card expiry
-month the CA has no use for, and whose rows anyone could add without end. A CertInq
-about it finds no request (UNKNOWN_LID): the wallet registers again.
+A refusal by the issuer is kept as its stored answer only (``replay``), which a resend
+gets again until the answer is purged: not as a decided request, whose wallet back key
+and card expiry month the CA has no use for, and whose rows anyone could add without
+end. A CertInq about it finds no request (UNKNOWN_LID): the wallet registers again. The
+refusals of steps 3 and 4 change nothing and are not kept at all
+(``replay.ANSWERED_AFRESH``): a resend is decided again, and refused again.
 """
 
 from __future__ import annotations
@@ -42,7 +44,14 @@ from gateway.ca.keys import CaSide
 from gateway.ca.policy import CaPolicy
 from gateway.ca.publishing import record_certificate
 from gateway.ca.records import PendedRenewal, RequestRecord, Session
-from gateway.ca.replay import KIND_CARD_C_INIT, KIND_CERT, KIND_REG_FORM, replayed, request_digest
+from gateway.ca.replay import (
+    KIND_CARD_C_INIT,
+    KIND_CERT,
+    KIND_REG_FORM,
+    keeps_answer,
+    replayed,
+    request_digest,
+)
 from gateway.ca.store import CaStore, StoreTransaction
 from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.freshness import new_id
@@ -163,6 +172,19 @@ def reg_form_challenge(tx: StoreTransaction, session: Session, request_type: int
     return chall_ca
 
 
+def _recorded_card_end(expiry: str | None) -> datetime | None:
+    """When the card of a recorded request ends; None for a record without its expiry, or
+    with one ``check_expiry`` refuses now (a year it took before the years were bounded):
+    such a pended request is refused, not failed on."""
+    if not expiry:
+        return None
+    try:
+        return card_expiry_end(expiry)
+    except ProtocolError:
+        log.warning("pended request with a card expiry of no plausible year: refused")
+        return None
+
+
 class CardholderRegistrar:
     """CardCInit, RegForm and CertReq at the Cardholder CA."""
 
@@ -261,7 +283,8 @@ class CardholderRegistrar:
                 return stored
             status, certificate, nonce = self._decide(tx, request, now)
             body = respond(status, certificate, nonce)
-            tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
+            if keeps_answer(status):
+                tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
         return body
 
     def _decide(
@@ -379,7 +402,7 @@ class CardholderRegistrar:
                 raise NoPendingRequest("no pended request for this registration")
             # A card that ended while its request waited gets no certificate: one never
             # outlives the card (and could only end before it began).
-            card_end = card_expiry_end(record.card_expiry) if record.card_expiry else None
+            card_end = _recorded_card_end(record.card_expiry)
             refused = (
                 not approve
                 or card_end is None

@@ -24,15 +24,24 @@ CertReq processing follows SET-PROTOCOL.md 4.3, in order:
    recorded with the keys and the stored answer in one transaction; the acquirer's books
    learn of a new merchant before that transaction commits.
 
+The refusals of steps 3 and 4 change nothing and are not stored (``replay``): a resend is
+decided again. Only a certified request's answer is kept.
+
 The acquirer opens a new merchant's settlement account in its own transaction, inside
 the CA's, which can still fail after it (signing the answer, storing it, the commit):
 the merchant resends the same request, which would now find an account its AcctData does
 not name. So an initial merchant request the acquirer would let in is first recorded in
 ``merchant_openings``, in a transaction committed before the deciding one: that very
-request (same RRPID, same bytes) gets in again while its session lasts; another one is
-refused as before. A crash before the account was opened leaves the row and no account:
-whoever asks next is let in as if nothing had happened (and replaces the row); a crash
-after leaves both, for the request that opened the account.
+request (same RRPID, same bytes) gets in again while its session lasts, its RequestDate
+not judged again (the CA judged it when it recorded the bytes: a resend is not refused
+MESSAGE_TOO_OLD five minutes on, as the gateway's stored answers are not); another one is
+refused as before. Only the request the row names opens the account: should another
+worker record a competing request for the same ID between a request's two transactions,
+the row names the competitor and the first request is refused at its decision
+(REJECTED_BY_AGENT), so an account is never opened by one request and then given to
+another by a row naming it. A crash before the account was opened leaves the row and no
+account: whoever asks next is let in as if nothing had happened (and replaces the row);
+a crash after leaves both, for the request that opened the account.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ from gateway.ca.keys import CaSide
 from gateway.ca.policy import CaPolicy
 from gateway.ca.publishing import record_certificate
 from gateway.ca.records import RequestRecord, Session
-from gateway.ca.replay import KIND_CERT, KIND_ME_AQ_C_INIT, replayed, request_digest
+from gateway.ca.replay import KIND_CERT, KIND_ME_AQ_C_INIT, keeps_answer, replayed, request_digest
 from gateway.ca.store import CaStore, StoreTransaction
 from hsm.base import KemAlgorithm
 from setcore.encoding import thumbprint
@@ -75,10 +84,17 @@ from setcore.registration import (
     fills_form,
     refusal_status,
 )
-from setcore.registration_certreq import CertAnswer, CertRequestEnvelope
+from setcore.registration_certreq import (
+    CertAnswer,
+    CertRequestEnvelope,
+    OpenedCertRequest,
+    open_cert_request,
+)
 from setcore.registration_merchant import (
+    ACCT_DATA_CT,
     Identity,
     MerchantIdentity,
+    require_merchant_kind,
 )
 from setcore.registration_merchant_ca import (
     MerchantRequest,
@@ -101,6 +117,9 @@ from setpay.v1 import registration_pb2
 TYPED_LID_PREFIX = b"SETc"
 _TYPED_LID_BYTES = len(TYPED_LID_PREFIX) + 1 + LID_CA_BYTES
 _TYPED_CAS = frozenset({MERCHANT_CA, PAYMENT_GATEWAY_CA})
+# The extra parts a merchant or gateway CertReq may carry, as ``open_merchant_cert_request``
+# takes them: none, or AcctData.
+_MERCHANT_EXTRA_TYPES: frozenset[str | None] = frozenset({None, ACCT_DATA_CT})
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +209,7 @@ class MerchantRegistrar:
         credentials = self._side.credentials
         now = self._clock()
         try:
-            opened = open_merchant_cert_request(envelope, credentials, now=now)
+            opened = self._open(envelope, digest, now)
         except ProtocolError as exc:
             if exc.code != ErrorCode.ERROR_CODE_DECRYPTION_FAILURE:
                 raise
@@ -232,8 +251,26 @@ class MerchantRegistrar:
                 return stored
             status, certificates = self._decide(tx, request, digest, now)
             body = respond(status, certificates)
-            tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
+            if keeps_answer(status):
+                tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
         return body
+
+    def _open(self, envelope: CertRequestEnvelope, digest: bytes, now: int) -> OpenedCertRequest:
+        """Decrypt the CertReq, its RequestDate judged by the CA's clock unless these very
+        bytes (RRPID and digest) are recorded in a live ``merchant_openings`` row: an
+        initial request whose certification failed after its account may have been
+        opened, resent while its session lasts (the module docstring)."""
+        credentials = self._side.credentials
+        with self._store.read() as tx:
+            recorded = tx.opening_recorded(envelope.rrpid, digest, now)
+        if not recorded:
+            return open_merchant_cert_request(envelope, credentials, now=now)
+        # ``open_merchant_cert_request`` with RequestDate left unjudged.
+        opened = open_cert_request(
+            envelope, credentials, _MERCHANT_EXTRA_TYPES, now=now, judge_date=False
+        )
+        require_merchant_kind(opened.data.request_type)
+        return opened
 
     def _renews_same_subject(self, request: MerchantRequest) -> bool:
         renewed = request.keys.renewed
@@ -264,7 +301,9 @@ class MerchantRegistrar:
 
         Only a request of a live session, with its Chall-CA and identity, is recorded:
         one row per merchant ID, which a session names, and gone once that session has
-        expired (the request cannot be certified after that).
+        expired (the request cannot be certified after that). The row names the request
+        recorded last, the only one whose decision may open the account: one it replaces
+        is refused at its decision (``_takes_an_account_over``).
         """
         merchant_id = _opens_an_account(request)
         data = request.data
@@ -284,13 +323,26 @@ class MerchantRegistrar:
     def _takes_an_account_over(
         self, tx: StoreTransaction, request: MerchantRequest, digest: bytes, now: int
     ) -> bool:
+        """True when an initial merchant request must not have the ID's account: one the
+        acquirer holds and the request does not name (but for the request the account
+        was opened for), or one the decision would open while ``merchant_openings``
+        names another request (recorded after this one, by another worker)."""
         merchant_id = _opens_an_account(request)
         if merchant_id is None:
             return False
-        if self._issuer.may_register_merchant(merchant_id, request.account):
-            return False
         opening = tx.merchant_opening(merchant_id, now)
-        if opening is not None and _same_request(opening, request.data.rrpid, digest):
+        own = opening is not None and _same_request(opening, request.data.rrpid, digest)
+        if self._issuer.may_register_merchant(merchant_id, request.account):
+            if own:
+                return False
+            # Opened now, the account would be this request's while the row names the
+            # other, which would get in by it should this decision fail after opening it.
+            log.info(
+                "initial CertReq for %r refused: another request for the ID is under way",
+                merchant_id,
+            )
+            return True
+        if own:
             # Its certification failed after the account was opened for it.
             log.info(
                 "initial CertReq for %r sent again: the account was opened for it", merchant_id

@@ -4,6 +4,7 @@ refused cards, pended renewals and merchant account openings (the queries
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 from collections.abc import Sequence
 
@@ -197,7 +198,12 @@ class RegistrationQueries:
         self, merchant_id: str, rrpid: bytes, request_digest: bytes, expires_ms: int
     ) -> None:
         """Record the request about to open the acquirer's account for ``merchant_id``
-        (replacing any earlier one), to be forgotten at ``expires_ms``."""
+        (replacing any earlier one), to be forgotten at ``expires_ms``.
+
+        Replacing a live row is safe: only the request the row names may open the account
+        (``merchant.MerchantRegistrar._takes_an_account_over``), so the request it named
+        before is refused at its decision, unless it has already opened the account, in
+        which case no request that does not name the account can be recorded over it."""
         self._db.execute(
             "INSERT OR REPLACE INTO merchant_openings VALUES (?, ?, ?, ?)",
             (merchant_id, rrpid, request_digest, expires_ms),
@@ -211,6 +217,15 @@ class RegistrationQueries:
             (merchant_id, now_ms),
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def opening_recorded(self, rrpid: bytes, request_digest: bytes, now_ms: int) -> bool:
+        """True when an unexpired opening row names this RRPID and request digest: these
+        very bytes were recorded about to open an account (``merchant`` module docstring)."""
+        rows = self._db.execute(
+            "SELECT request_digest FROM merchant_openings WHERE rrpid = ? AND expires_ms > ?",
+            (rrpid, now_ms),
+        ).fetchall()
+        return any(hmac.compare_digest(row[0], request_digest) for row in rows)
 
     def forget_merchant_opening(self, merchant_id: str) -> None:
         """A request under ``merchant_id`` was certified: its certificates guard the ID."""

@@ -67,11 +67,19 @@ def utc(at: datetime | None) -> datetime:
 
 
 def card_expiry_end(expiry: str) -> datetime:
-    """The instant a card expiring ``YYYYMM`` stops being valid: the end of that month, UTC."""
+    """The instant a card expiring ``YYYYMM`` stops being valid: the end of that month, UTC.
+
+    DECODING_FAILURE (``check_expiry``) for an expiry that names no such instant, never a
+    ValueError: a CA judges it inside a transaction, where an unexpected exception is a
+    bug's traceback and an UNSPECIFIED_FAILURE to the requester, not a refusal.
+    """
     check_expiry(expiry)
     year, month = int(expiry[:4]), int(expiry[4:])
-    last_day = calendar.monthrange(year, month)[1]
-    return datetime(year, month, last_day, 23, 59, 59, tzinfo=UTC)
+    try:
+        last_day = calendar.monthrange(year, month)[1]
+        return datetime(year, month, last_day, 23, 59, 59, tzinfo=UTC)
+    except ValueError as exc:  # a year the calendar cannot name, were the range widened
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "card expiry names no date") from exc
 
 
 def default_kem(public_key: PublicKey) -> KemAlgorithm:
