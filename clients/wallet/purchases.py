@@ -190,6 +190,10 @@ def _record(item: object) -> PurchaseRecord:
             raise TypeError(f"a purchase's {f.name} is not {kind.__name__}")
     if not bytes.fromhex(record.xid) or not bytes.fromhex(record.merchant_thumb):
         raise ValueError("a purchase has no XID or merchant")
+    # One spelling of an XID (lower-case hex, nothing between its digits), as the wallet
+    # writes it, so that finding, replacing and refusing compare the same text: a
+    # hand-edited record in capitals or with spaces is read as the wallet wrote it.
+    record = replace(record, xid=bytes.fromhex(record.xid).hex())
     if record.cardholder_thumb and not bytes.fromhex(record.cardholder_thumb):
         raise ValueError("a purchase names an empty paying certificate")
     if bool(record.merchant_id) != bool(record.merchant_brand):
@@ -201,7 +205,7 @@ def _record(item: object) -> PurchaseRecord:
 def _refuse_known(records: list[PurchaseRecord], xid: str) -> None:
     """Raise if ``records`` hold a purchase of ``xid``, naming it by its short id only."""
     for earlier in records:
-        if earlier.xid.lower() == xid.lower():
+        if earlier.xid == xid:
             raise fail(
                 ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
                 f"the merchant offers the XID of earlier purchase {earlier.short_id}: "

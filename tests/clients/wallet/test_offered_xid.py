@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from clients.merchant.checkout import Checkout
 from clients.merchant.config import AnswerMode
 from clients.merchant.records import Order, OrderState
 from clients.merchant.runtime import Merchant
+from clients.wallet import purchases as purchases_module
 from clients.wallet.purchases import PurchaseBook, PurchaseRecord
 from clients.wallet.runtime import Wallet
 from setcore.errors import ErrorCode, ProtocolError
@@ -30,6 +32,7 @@ from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.pan_scan import pan_like_runs
 from tests.clients.test_purchase_flow import buy, offer
+from tests.clients.wallet.test_purchase_book_add import _with_xid
 
 APPROVED = "COMPLETION_CODE_AUTHORIZATION_PERFORMED"
 
@@ -177,3 +180,34 @@ def test_the_command_exits_1_naming_the_earlier_purchase(
     pan = wallet.card(WALLET_PASSPHRASE).pan.reveal()
     assert pan not in err and pan_like_runs(err.encode()) == []
     assert wallet.config.purchases_file.read_bytes() == held
+
+
+def test_an_xid_recorded_by_another_command_after_the_first_check_is_refused(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    preqs_received: list[bytes],
+) -> None:
+    """Another wallet command records a purchase under the offered XID after this one's
+    first check (while it builds its PReq): the SENT record goes in only with the check
+    made again under the book's lock, so this purchase is refused, nothing sent, and the
+    other command's record is kept."""
+    merchant = make_merchant("m-xid-late")
+    wallet = make_wallet(merchant)
+    book = PurchaseBook(wallet.config.purchases_file)
+    real = purchases_module.build_purchase_request  # type: ignore[attr-defined]
+    recorded: list[PurchaseRecord] = []
+
+    def building(credentials: Any, offered: Any, *args: Any) -> Any:
+        xid = offered.trans_ids.xid.hex()
+        other = _with_xid(bytes.fromhex(xid))
+        book.add(other)  # the other command, between this one's check and its record
+        recorded.append(other)
+        return real(credentials, offered, *args)
+
+    monkeypatch.setattr(purchases_module, "build_purchase_request", building)
+    with pytest.raises(ProtocolError) as caught:
+        buy(wallet, offer(merchant, 700))
+    assert caught.value.code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
+    assert preqs_received == []
+    assert book.all() == recorded

@@ -18,7 +18,7 @@ import pytest
 from clients.wallet.purchases import PurchaseBook, PurchaseRecord
 from setcore.errors import ErrorCode, ProtocolError
 from setpay.v1 import common_pb2
-from tests.clients.wallet.test_purchase_book import RECORD, XID
+from tests.clients.wallet.test_purchase_book import RECORD
 
 
 def _with_xid(xid: bytes, target: str = RECORD.merchant_target) -> PurchaseRecord:
@@ -37,17 +37,28 @@ def test_a_new_purchase_is_added_after_the_others(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize("held_as", [str.lower, str.upper], ids=["as-written", "upper-case"])
+# Letters in its short id, so that its case shows in what the wallet prints.
+LETTERED = bytes.fromhex("abcdef01") + bytes(range(28))
+
+
+def _spaced(xid: str) -> str:
+    return " ".join(xid[i : i + 8] for i in range(0, len(xid), 8)).upper()
+
+
+@pytest.mark.parametrize(
+    "held_as", [str.lower, str.upper, _spaced], ids=["as-written", "upper-case", "spaced"]
+)
 def test_an_xid_the_book_holds_is_refused_and_nothing_written(
     tmp_path: Path, held_as: Callable[[str], str]
 ) -> None:
     path = tmp_path / "purchases.json"
-    earlier = replace(RECORD, completion="COMPLETION_CODE_AUTHORIZATION_PERFORMED")
-    # Written by hand or by another program, an XID may be in capitals: the same XID.
+    earlier = replace(_with_xid(LETTERED), completion="COMPLETION_CODE_AUTHORIZATION_PERFORMED")
+    # Written by hand or by another program, an XID may be in capitals or spaced: the same
+    # XID, found by the short id the refusal names.
     path.write_text(json.dumps([{**asdict(earlier), "xid": held_as(earlier.xid)}]))
     held = path.read_bytes()
     book = PurchaseBook(path)
-    offered = replace(RECORD, merchant_target="127.0.0.1:9999")
+    offered = replace(earlier, merchant_target="127.0.0.1:9999", completion="SENT")
     refusals: tuple[Callable[[], None], ...] = (
         lambda: book.refuse_known(offered.xid),
         lambda: book.add(offered),
@@ -56,8 +67,9 @@ def test_an_xid_the_book_holds_is_refused_and_nothing_written(
         with pytest.raises(ProtocolError) as caught:
             refusing()
         assert caught.value.code == ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
-        assert f"earlier purchase {XID.hex()[:8]}" in caught.value.reason
+        assert "earlier purchase abcdef01: " in caught.value.reason
         assert path.read_bytes() == held
+    assert book.find("abcdef01") == earlier
 
 
 # XIDs both processes try to add, in the same order: each is offered to both at about the
