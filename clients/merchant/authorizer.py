@@ -314,7 +314,7 @@ class Authorizer(StoredRequests[Order]):
             # No retry can change this, and nothing was ever sent: the gateway holds
             # nothing for the order, so ending it loses no hold. Said once, not every round.
             log.error("order %s: failed, nothing sent: %s", order.short_id, exc)
-            return self._store.record_failure(order.xid, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE)
+            return self._store.fail_unsent(order.xid, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE)
         except Exception as exc:  # the order's AuthReq is not built: nothing is lost
             quiet = isinstance(exc, TransportError)  # the gateway or the CA away
             known = isinstance(exc, ClientError | SetcoreError | KeyBackendError)

@@ -9,8 +9,9 @@ good. What this module adds is the merchant's memory: the order agreed out of ba
 Failures are raised as ``ProtocolError`` with the code the wallet gets in a signed SET
 Error (``clients.merchant.answers`` builds it): an unknown LID-M is UNKNOWN_LID, and so
 is one whose order is paid for (the logged reason says how: ``order_store.OfferTaken``;
-one declined or failed is offered again, under a new XID), an unknown XID UNKNOWN_XID, a
-second different purchase for one XID PI_PREVIOUSLY_USED.
+one declined or failed is offered again, under a new XID, until the offer has had
+``MAX_ORDERS_PER_OFFER`` orders: ``OfferUsedUp``), an unknown XID UNKNOWN_XID, a second
+different purchase for one XID PI_PREVIOUSLY_USED.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from clients.merchant import metrics
 from clients.merchant.authorizer import APPROVED, Authorizer
 from clients.merchant.config import DEFAULT_THREADS, AnswerMode
 from clients.merchant.gateway_client import GatewayKeys
-from clients.merchant.order_store import OfferTaken
+from clients.merchant.order_store import OfferTaken, OfferUsedUp
 from clients.merchant.records import (
     Operation,
     OperationKind,
@@ -226,6 +227,14 @@ class Checkout:
                 short(request.lid_m), short(taken.xid), taken.state.value,
             )  # fmt: skip
             raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, f"this order {taken.reason}") from None
+        except OfferUsedUp as used_up:
+            # Declined or failed again and again: a cardholder out of cards, or someone
+            # testing card numbers against it. A warning, for the merchant to decide.
+            log.warning(
+                "PInit: order LID-M %s not offered again: it %s",
+                short(request.lid_m), used_up.reason,
+            )  # fmt: skip
+            raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, f"this order {used_up.reason}") from None
         log.info(
             "PInit: order LID-M %s offered as XID %s for %s",
             short(request.lid_m), short(xid), offer.amount,

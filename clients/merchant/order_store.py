@@ -8,11 +8,12 @@ the order (an authorization reversal, ``settlement_store``) move it the same way
 
 An offer has one current order (``offers.xid``), the one its last PInit opened. An
 order declined or failed is kept under its own XID (its history, its wallet's Inquiry)
-while a PInit opens the offer's next one, so the cardholder may pay with another card.
+while a PInit opens the offer's next one, so the cardholder may pay with another card,
+up to ``MAX_ORDERS_PER_OFFER`` orders in all.
 
 Errors: ``sqlite3`` failures become ``StoreError``; unknown keys ``UnknownOrder``; a
 change the order's state forbids, ``OrderStateError`` (an offer that is paid for,
-``OfferTaken``).
+``OfferTaken``; one that has had its orders, ``OfferUsedUp``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ from clients.merchant.schema import ORDER_COLUMNS, ORDER_FROM, order_from_row
 
 # Listings are for people; a page larger than this is not read by anyone.
 MAX_LISTED_ORDERS = 1000
+# How many orders one offer may have (an unused one is replaced, not counted). Most cost
+# an AuthReq the gateway decided against a card: a cardholder declined tries another
+# card or two, a card tester card after card (or one card again and again) against an
+# offer it has found. Ten is more than a cardholder needs and few enough to
+# stop that; past it the offer is refused, and a new offer is the merchant's decision.
+MAX_ORDERS_PER_OFFER = 10
+# The orders an offer has, counted in the index on ``orders(lid_m)`` (schema 9), not by
+# reading the table whole: every PInit counts them.
+OFFER_ORDERS_SQL = "SELECT count(*) FROM orders WHERE lid_m = ?"
 
 # Why an offer whose current order is in this state is not offered again, as the refusal's
 # reason (logged; the wallet hears UNKNOWN_LID alone, SET-PROTOCOL.md 7.6) says it: the
@@ -37,7 +47,7 @@ MAX_LISTED_ORDERS = 1000
 _TAKEN = {
     OrderState.PURCHASED: "is already paid and being authorized",
     OrderState.AUTHORIZING: "is already paid and being authorized",
-    OrderState.AUTHORIZED: "is already paid (authorized)",
+    OrderState.AUTHORIZED: "is already paid and authorized",
     OrderState.REVERSED: "was paid and its authorization reversed",
 }
 # What a PInit does with the offer's current order: an unused one is dropped for the new
@@ -55,6 +65,17 @@ class OfferTaken(OrderStateError):
         self.xid = xid
         self.state = state
         super().__init__(f"offer {short(lid_m)} {self.reason} (order {short(xid)})")
+
+
+class OfferUsedUp(OrderStateError):
+    """A PInit for an offer that has had ``MAX_ORDERS_PER_OFFER`` orders, each declined or
+    failed: ``reason`` says so, for the merchant's log (the wallet hears the refusal's code
+    alone). Another try is the merchant's call: a new offer."""
+
+    def __init__(self, lid_m: bytes, orders: int) -> None:
+        self.reason = f"was declined or failed {orders} times; add a new offer"
+        self.orders = orders
+        super().__init__(f"offer {short(lid_m)} {self.reason}")
 
 
 def read_order(conn: sqlite3.Connection, xid: bytes) -> Order:
@@ -137,11 +158,14 @@ class OrderStore(Database):
         it replaces is dropped. An order declined or failed stays as it ended, under its
         own XID: its wallet's Inquiry is still answered, and nothing of the new order
         (its PI, its authorization, its captures) is ever its. An offer paid for, being
-        authorized or reversed is not offered again: ``OfferTaken`` says which.
+        authorized or reversed is not offered again: ``OfferTaken`` says which; nor is one
+        with ``MAX_ORDERS_PER_OFFER`` orders ended: ``OfferUsedUp``. Either refusal
+        changes nothing.
 
-        One transaction reads the current order, replaces it and reads the new one back:
-        of two PInits at once, the second finds the first's order unused and drops it
-        (the first's wallet, paying, hears UNKNOWN_XID), and neither fails for it.
+        One transaction reads the current order, replaces it, counts the offer's orders
+        and reads the new one back: of two PInits at once, the second finds the first's
+        order unused and drops it (the first's wallet, paying, hears UNKNOWN_XID), and
+        neither fails for it; nor do two at once open an order past the limit.
         """
         now, initiated = now_ms(), OrderState.INITIATED.value
         with self._write() as conn:
@@ -150,6 +174,10 @@ class OrderStore(Database):
                 raise UnknownOrder("no offer with this LID-M")
             if row[0] is not None:
                 self._end_current(conn, lid_m, row[0])
+            # The current order dropped if unused: those left ended declined or failed.
+            ended = conn.execute(OFFER_ORDERS_SQL, (lid_m,)).fetchone()[0]
+            if ended >= MAX_ORDERS_PER_OFFER:
+                raise OfferUsedUp(lid_m, ended)
             conn.execute(
                 "INSERT INTO orders (xid, lid_m, trans_ids, chall_m, state, created_ms, "
                 "updated_ms, signer_thumb) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -279,12 +307,21 @@ class OrderStore(Database):
         return self.order(xid)
 
     def record_failure(self, xid: bytes, error_code: int) -> Order:
-        """The gateway refused the AuthReq with a verified SET Error (``error_code``); or,
-        the order purchased, none it would take can be built, and none was ever sent."""
+        """The gateway refused the order's AuthReq with a verified SET Error
+        (``error_code``). An order with none sent is ``fail_unsent``'s to end."""
+        return self._failed(xid, error_code, (OrderState.PURCHASED, OrderState.AUTHORIZING))
+
+    def fail_unsent(self, xid: bytes, error_code: int) -> Order:
+        """The order purchased, no AuthReq the gateway would take can be built: it ends
+        failed with ``error_code``, its offer open again. Only while it is purchased: once
+        authorizing, an AuthReq was stored and may have been sent (by another process on
+        the same file), the gateway may hold money for it, and failing it would let the
+        offer be paid twice; ``OrderStateError`` then, and nothing changes."""
+        return self._failed(xid, error_code, (OrderState.PURCHASED,))
+
+    def _failed(self, xid: bytes, error_code: int, allowed: Sequence[OrderState]) -> Order:
+        """The order, in one of ``allowed``, moved to failed with ``error_code``."""
         with self._write() as conn:
             refuse_answered_unreadably(conn, "orders", "xid", xid, f"order {short(xid)}")
-            move_order(
-                conn, xid, (OrderState.PURCHASED, OrderState.AUTHORIZING), OrderState.FAILED,
-                error_code=error_code,
-            )  # fmt: skip
+            move_order(conn, xid, allowed, OrderState.FAILED, error_code=error_code)
         return self.order(xid)

@@ -36,7 +36,7 @@ from clients.merchant.records import (
     short,
 )
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 def in_state(state: OperationState) -> str:
@@ -172,6 +172,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         f"ALTER TABLE {table} ADD COLUMN unreadable INTEGER NOT NULL DEFAULT 0"
         for table in ("orders", "operations", "batch_requests")
     ),
+    # 9: an offer's orders found by its LID-M: every PInit counts them against
+    # ``order_store.MAX_ORDERS_PER_OFFER``, and an offer declined again has several.
+    8: ("CREATE INDEX orders_by_offer ON orders(lid_m)",),
 }
 
 # The column lists are in the order ``order_from_row``, ``operation_from_row`` and

@@ -97,8 +97,9 @@ def test_a_declined_offer_is_paid_with_another_card(
 def test_a_failed_orders_offer_is_paid_with_another_card(
     make_merchant: MerchantFactory, make_wallet: WalletFactory
 ) -> None:
-    """The gateway refused the first AuthReq (a verified SET Error): ORDER_REJECTED to its
-    wallet, and the offer paid again."""
+    """The first order failed: ended here as the authorizer ends one the gateway refused
+    with a verified SET Error (``record_failure``; no AuthReq is sent for it), so its
+    wallet hears ORDER_REJECTED, and the offer is paid again."""
     merchant = make_merchant("m-failed-again", AnswerMode.ORDER_RECEIVED)
     merchant.authorizer.stop(timeout=10)  # the test authorizes; no worker races it
     initiation = offer(merchant, PRICE)
@@ -161,7 +162,7 @@ def test_an_authorized_offer_is_refused_as_paid(
     merchant = make_merchant("m-authorized-again")
     initiation = offer(merchant, PRICE)
     assert buy(make_wallet(merchant), initiation).auth_code == "AUTH_CODE_APPROVED"
-    _refused_again(merchant, make_wallet, initiation, caplog, "is already paid (authorized)")
+    _refused_again(merchant, make_wallet, initiation, caplog, "is already paid and authorized")
 
 
 def test_a_purchased_then_authorizing_offer_is_refused_as_being_authorized(

@@ -103,7 +103,7 @@ def test_an_offer_declined_again_is_opened_again_each_order_kept(store: Merchant
     [
         (purchased, OrderState.PURCHASED, "is already paid and being authorized"),
         (_authorizing, OrderState.AUTHORIZING, "is already paid and being authorized"),
-        (_authorized, OrderState.AUTHORIZED, "is already paid (authorized)"),
+        (_authorized, OrderState.AUTHORIZED, "is already paid and authorized"),
         (_reversed, OrderState.REVERSED, "was paid and its authorization reversed"),
     ],
     ids=["purchased", "authorizing", "authorized", "reversed"],

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from clients.errors import ConfigError, OrderStateError, StoreError, UnknownOrder
+from clients.merchant.order_store import OfferTaken
 from clients.merchant.records import (
     Authorization,
     Money,
@@ -78,6 +79,33 @@ def test_transitions_out_of_order_refused(store: MerchantStore) -> None:
     assert store.record_failure(xid, 8).state is OrderState.FAILED
     with pytest.raises(OrderStateError):
         store.record_failure(xid, 8)
+
+
+def test_an_order_fails_with_nothing_sent_only_while_purchased(store: MerchantStore) -> None:
+    """``fail_unsent`` (no AuthReq the gateway would take can be built) ends a purchased
+    order alone: once authorizing, its AuthReq may have reached the gateway, which may hold
+    money for it, and failing it would open its offer to a second payment. Refused then,
+    and nothing changes."""
+    store.add_offer(b"lid-1", b"two books", EUR, "setpay")
+    xid = store.open_order(b"lid-1", b"x" * 32, b"trans-ids", b"c" * 32).xid
+    with pytest.raises(OrderStateError, match="is initiated, not failed-able"):
+        store.fail_unsent(xid, 8)
+    store.record_purchase(xid, b"t" * 32, b"oi", b"pi")
+    authorizing = store.record_auth_request(xid, b"r" * 32, b"request", b"digest")
+    with pytest.raises(OrderStateError, match=f"order {xid.hex()[:8]} is authorizing, not"):
+        store.fail_unsent(xid, 8)
+    assert store.order(xid) == authorizing
+    with pytest.raises(OfferTaken):  # still being paid for: not offered again
+        store.open_order(b"lid-1", b"n" * 32, b"trans-ids", b"c" * 32)
+    with pytest.raises(UnknownOrder):
+        store.fail_unsent(b"n" * 32, 8)
+    # A purchased order ends failed, with nothing sent, its offer open again.
+    other = purchased(store, b"lid-2", b"y" * 32)
+    failed = store.fail_unsent(other, 8)
+    assert (failed.state, failed.error_code, failed.auth_request) == (OrderState.FAILED, 8, None)
+    with pytest.raises(OrderStateError, match="is failed, not failed-able"):
+        store.fail_unsent(other, 8)
+    assert store.open_order(b"lid-2", b"z" * 32, b"t", b"c" * 32).state is OrderState.INITIATED
 
 
 def test_unknown_keys(store: MerchantStore) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clients.errors import StoreError
+from clients.merchant.order_store import OFFER_ORDERS_SQL
 from clients.merchant.records import OperationKind, OperationState, OrderState
 from clients.merchant.schema import SCHEMA_VERSION
 from clients.merchant.store import (
@@ -28,8 +29,15 @@ _VERSION_4_COLUMNS = {
 }
 
 
+def _back_to_version_8(conn: sqlite3.Connection) -> None:
+    """Make a file of this setpay one of version 8, as a setpay of then wrote it."""
+    conn.execute("DROP INDEX IF EXISTS orders_by_offer")
+    conn.execute("PRAGMA user_version=8")
+
+
 def _back_to_version_7(conn: sqlite3.Connection) -> None:
     """Make a file of this setpay one of version 7, as a setpay of then wrote it."""
+    _back_to_version_8(conn)
     for table in ("orders", "operations", "batch_requests"):
         conn.execute(f"ALTER TABLE {table} DROP COLUMN unreadable")
     conn.execute("PRAGMA user_version=7")
@@ -108,7 +116,7 @@ def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=1")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
         (operation,) = migrated.operations(xid)
         assert (operation.request, operation.state, operation.error_code) == (
             b"req", OperationState.SENT, 0,
@@ -131,7 +139,7 @@ def test_a_version_2_file_gets_the_batch_requests_table(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version=2")
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
         assert [op.request for op in migrated.operations(xid)] == [b"req"]
         assert migrated.batch_requests() == []
         assert migrated.add_batch_request(batch_request(b"q" * 32)).state is OperationState.SENT
@@ -155,7 +163,7 @@ def test_a_version_3_file_gets_the_columns_of_answers_that_did_not_verify(
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
         order, (operation,), (batch,) = (
             migrated.order(xid),
             migrated.operations(xid),
@@ -182,7 +190,7 @@ def test_a_version_4_file_gets_the_gateway_pin_table(tmp_path: Path) -> None:
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
         assert migrated.order(xid).state is OrderState.PURCHASED
         assert migrated.gateway_pin() is None
     finally:
@@ -213,7 +221,7 @@ def test_a_version_5_file_finds_the_requests_waiting_by_index(tmp_path: Path) ->
     waiting = WaitingRequests(path)
     try:
         assert full_scans(migrated._conn, _WAITING_SQL, _WAITING_STATES) == []
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
         assert sorted(waiting.counts(), key=lambda w: w.kind) == [
             Waiting("authorization", 1, 0, 0), Waiting("batch", 1, 0, 0),
             Waiting("capture", 1, 0, 0),
@@ -237,7 +245,7 @@ def test_a_version_6_file_keeps_its_orders_and_records_who_signs_new_ones(
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
         order = migrated.order(xid)
         assert (order.state, order.signer_thumb) == (OrderState.PURCHASED, None)
         migrated.add_offer(b"lid-2", b"a pen", EUR, "setpay")
@@ -264,7 +272,7 @@ def test_a_version_7_file_counts_no_unreadable_answer_yet(tmp_path: Path) -> Non
     conn.close()
     migrated = MerchantStore(path)
     try:
-        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 8
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
         order, (operation,), (batch,) = (
             migrated.order(xid), migrated.operations(xid), migrated.batch_requests(),
         )  # fmt: skip
@@ -275,6 +283,27 @@ def test_a_version_7_file_counts_no_unreadable_answer_yet(tmp_path: Path) -> Non
             assert waiting.unreadable == 0
         migrated.postpone(operation, 0, 99, unreadable=True)
         assert migrated.operation(operation.rrpid).unreadable == 1
+    finally:
+        migrated.close()
+
+
+def test_a_version_8_file_counts_an_offers_orders_by_index(tmp_path: Path) -> None:
+    """A file from before an offer's orders were counted at each PInit gets their index:
+    counting them no longer reads every order ever taken, and finds those already there."""
+    path = tmp_path / "merchant.db"
+    first = MerchantStore(path)
+    xid = purchased(first)
+    first.close()
+    with sqlite3.connect(path) as conn:
+        _back_to_version_8(conn)
+        assert full_scans(conn, OFFER_ORDERS_SQL, (b"lid-1",)) == ["SCAN orders"]
+    conn.close()
+    migrated = MerchantStore(path)
+    try:
+        assert migrated.settings()["schema_version"] == SCHEMA_VERSION == 9
+        assert full_scans(migrated._conn, OFFER_ORDERS_SQL, (b"lid-1",)) == []
+        assert migrated._conn.execute(OFFER_ORDERS_SQL, (b"lid-1",)).fetchone() == (1,)
+        assert migrated.order(xid).state is OrderState.PURCHASED
     finally:
         migrated.close()
 

@@ -1,0 +1,59 @@
+"""An order whose AuthReq cannot be built (``SignerGone``) ends failed only while it is
+purchased, nothing stored for it: one that another process on the same file moved to
+authorizing meanwhile (its AuthReq stored, perhaps sent, the gateway perhaps holding
+money for it) is never failed by that path, nor its offer opened again. Against the real
+bank.
+
+Before: ``_stored`` ended it through ``record_failure``, which takes an authorizing order
+too, and the offer could then be paid a second time."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from clients.errors import OrderStateError, SignerGone
+from clients.merchant.config import AnswerMode
+from clients.merchant.order_store import OfferTaken
+from clients.merchant.records import Order, OrderState
+from clients.merchant.store import MerchantStore
+from setcore.authorization import AuthRequestState
+from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.test_purchase_flow import buy, offer
+
+PRICE = 500
+
+
+def test_an_order_another_process_is_authorizing_is_not_failed_as_unsent(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    merchant = make_merchant("m-unsent-race", AnswerMode.ORDER_RECEIVED)
+    merchant.authorizer.stop(timeout=10)  # the test authorizes; no worker races it
+    initiation = offer(merchant, PRICE)
+    xid = bytes.fromhex(buy(make_wallet(merchant), initiation).xid)
+    assert merchant.store.order(xid).state is OrderState.PURCHASED
+    other = MerchantStore(merchant.config.store)  # another process on the same file
+    rrpid = os.urandom(32)
+
+    def stored_elsewhere_then_gone(order: Order) -> tuple[bytes, AuthRequestState]:
+        """The other process stores its AuthReq while this one finds its signer gone."""
+        other.record_auth_request(order.xid, rrpid, b"request", b"digest")
+        raise SignerGone(f"order {order.short_id} cannot be authorized: its signer is gone")
+
+    monkeypatch.setattr(merchant.authorizer, "_build", stored_elsewhere_then_gone)
+    try:
+        with pytest.raises(OrderStateError, match=f"order {xid.hex()[:8]} is authorizing, not"):
+            merchant.authorizer.authorize(xid)
+    finally:
+        other.close()
+    order = merchant.store.order(xid)
+    assert (order.state, order.auth_rrpid, order.error_code) == (
+        OrderState.AUTHORIZING, rrpid, 0,
+    )  # fmt: skip
+    # Still being paid for: the offer is not offered again.
+    with pytest.raises(OfferTaken, match="is already paid and being authorized"):
+        merchant.store.open_order(initiation.lid_m, os.urandom(32), b"t", os.urandom(32))
+    assert merchant.store.offer(initiation.lid_m).xid == xid
