@@ -301,7 +301,7 @@ class Authorizer(StoredRequests[Order]):
         order purchased, nothing sent, and raises ``OutcomeUnknown`` as a sending would,
         so that the wallet hears "order received" and ``resume`` takes no answer from
         the gateway at all as "gateway unreachable". But for ``SignerGone``: the order
-        ends failed (INVALID_CERTIFICATE), and is returned so.
+        ends failed (INVALID_CERTIFICATE), unless another process stored an AuthReq.
         """
         if order.state is OrderState.AUTHORIZING:
             return order
@@ -313,8 +313,10 @@ class Authorizer(StoredRequests[Order]):
         except SignerGone as exc:
             # No retry can change this, and nothing was ever sent: the gateway holds
             # nothing for the order, so ending it loses no hold. Said once, not every round.
-            log.error("order %s: failed, nothing sent: %s", order.short_id, exc)
-            return self._store.fail_unsent(order.xid, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE)
+            left = self._store.fail_unsent(order.xid, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE)
+            if left.state is OrderState.FAILED:  # else another process stored an AuthReq
+                log.error("order %s: failed, nothing sent: %s", order.short_id, exc)
+            return left
         except Exception as exc:  # the order's AuthReq is not built: nothing is lost
             quiet = isinstance(exc, TransportError)  # the gateway or the CA away
             known = isinstance(exc, ClientError | SetcoreError | KeyBackendError)

@@ -73,7 +73,9 @@ class OfferUsedUp(OrderStateError):
     alone). Another try is the merchant's call: a new offer."""
 
     def __init__(self, lid_m: bytes, orders: int) -> None:
-        self.reason = f"was declined or failed {orders} times; add a new offer"
+        self.reason = (
+            f"was declined or failed {orders} times; add a new offer (`setpay merchant orders new`)"
+        )
         self.orders = orders
         super().__init__(f"offer {short(lid_m)} {self.reason}")
 
@@ -316,8 +318,15 @@ class OrderStore(Database):
         failed with ``error_code``, its offer open again. Only while it is purchased: once
         authorizing, an AuthReq was stored and may have been sent (by another process on
         the same file), the gateway may hold money for it, and failing it would let the
-        offer be paid twice; ``OrderStateError`` then, and nothing changes."""
-        return self._failed(xid, error_code, (OrderState.PURCHASED,))
+        offer be paid twice; it is returned as it is then, nothing changed, for that
+        AuthReq to go on. ``OrderStateError`` for an order in any other state."""
+        try:
+            return self._failed(xid, error_code, (OrderState.PURCHASED,))
+        except OrderStateError:
+            moved = self.order(xid)
+            if moved.state is not OrderState.AUTHORIZING:
+                raise
+            return moved
 
     def _failed(self, xid: bytes, error_code: int, allowed: Sequence[OrderState]) -> Order:
         """The order, in one of ``allowed``, moved to failed with ``error_code``."""

@@ -230,8 +230,9 @@ def answer_gone(
     dropped that answer (a certificate of the merchant's revoked since, say). Either
     way no retry is answered otherwise: logged as an error, for someone to act, never as
     a failure of the merchant's own; it stays pending, nothing of it changed but its
-    next try, put off by the longest wait so that the error comes once an hour; the
-    ``OutcomeUnknown`` to raise."""
+    next try and its run of answers that did not verify (a verified answer ends it), put
+    off by the longest wait so that the error comes once an hour; the ``OutcomeUnknown``
+    to raise."""
     refused = (
         "refused as too old"
         if renewal.refused_as_stale(error)

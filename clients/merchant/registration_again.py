@@ -41,7 +41,6 @@ import logging
 import shlex
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from clients.errors import RegistrationError
 from clients.identity import certified_versions, read_certificates
@@ -149,7 +148,7 @@ def _revoked(
 def still_live(
     trust: TrustStore,
     backend: KeyBackend,
-    chain: Path | tuple[bytes, ...],
+    chain: tuple[bytes, ...],
     at: datetime | None = None,
     *,
     not_live: Collection[bytes] = (),
@@ -160,7 +159,6 @@ def still_live(
     revoked ones are not; nor one refused for another reason, which a revocation would
     not change. The certificates ``not_live``, judged so by the caller already, are not
     judged again."""
-    certificates = read_certificates(chain) if isinstance(chain, Path) else chain
     now = at or datetime.now(UTC)
     live = []
     for label, usage in (
@@ -170,7 +168,7 @@ def still_live(
         for key, der in certified_versions(backend, label):
             if der in not_live:
                 continue
-            presented = Presented(label, der, certificates, MERCHANT, usage)
+            presented = Presented(label, der, chain, MERCHANT, usage)
             try:
                 verify_presented(trust, presented, now)
             except ProtocolError:

@@ -125,11 +125,12 @@ def check_retention_days(days: object) -> int:
 
 
 # The first moment the calendar arithmetic below can name (1 January of year 1, UTC).
-# ``accounts.validate_expiry`` accepts any four digits for the year, so a PI may carry
-# year 0000, whose months ended before that moment: such a PI counts as dead from it,
-# later than its true end (its XID is only kept longer, never dropped early) and some
-# two thousand years before any clock, so the XID goes at the next prune, and the PI is
-# declined EXPIRED_CARD (``accounts.card_expired``) like any other expired card's.
+# ``accounts.validate_expiry`` accepts any four digits for the year, so a ledger's
+# stored PI could carry year 0000 (the gateway refuses a PI outside 2000-2099 before its
+# ledger sees it, ``setcore.pan.check_expiry``, but not one stored before that check),
+# whose months ended before that moment: such a PI counts as dead from it, later than
+# its true end (its XID is only kept longer, never dropped early) and some two thousand
+# years before any clock, so the XID goes at the next prune.
 _EARLIEST_DEAD_AFTER_MS = calendar.timegm((1, 1, 1, 0, 0, 0)) * 1000
 
 

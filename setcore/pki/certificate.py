@@ -124,7 +124,7 @@ def outside_window(what: str, not_before: datetime, not_after: datetime, at: dat
     """Why ``what`` (a certificate or a BCI, named) is not valid at ``at``: not yet, with
     when it begins and a word on the clock (a machine running behind its CA's), or no
     longer, with when it ended. Only the object's own dates are named, never this
-    machine's time, since the reason may travel in a SET Error."""
+    machine's time."""
     if at < not_before:
         return (
             f"{what} is not valid before {not_before:%Y-%m-%d %H:%M:%S} UTC: if it was issued"

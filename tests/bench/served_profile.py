@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from cli.bench import EXIT_NOT_CLEAN
 from gateway.ledger_process import PROCESS_NAME as LEDGER_PROCESS
 
 # (bucket, a frame that puts a stack in it): first match wins, so the writer thread and
@@ -68,8 +69,6 @@ OTHER = "other"
 PARTIAL = "partial stack"
 WHOLE = ("Thread._bootstrap ", "_run_module_as_main ", "<module> ")
 LOAD_STARTED = "closed loop x"
-# The bench's exit status when it ran but doubts its figures (``cli.bench.EXIT_NOT_CLEAN``).
-NOT_CLEAN = 3
 
 
 def bucket_of(stack: str) -> str:
@@ -181,7 +180,7 @@ def main() -> None:
             for left in [*spies, bench]:
                 _stop(left)
         _report(args, [(name, Path(f"{scratch}/{pid}.raw")) for name, pid in processes], log)
-    if status not in (0, NOT_CLEAN):
+    if status not in (0, EXIT_NOT_CLEAN):
         raise SystemExit(f"the bench failed (exit {status}): its figures are not a profile")
 
 
