@@ -7,8 +7,9 @@ registration, of which the ledger keeps only a keyed hash), goes only to the fil
 operator names with ``--card-out`` (created with mode 0600), for handing to the
 cardholder's wallet. That file is created, exclusively, before the account is opened: an
 account is never opened whose card data has nowhere to go. A ``--currency`` no account is
-kept in, or a ``--bin`` that is not six digits, is a usage error (exit 2), refused before
-the ledger is opened.
+kept in, a ``--bin`` that is not six digits, or an ``--expiry`` that is not YYYYMM of a
+year from 2000 to 2099 (no CA or gateway takes another), is a usage error (exit 2),
+refused before the ledger is opened.
 
 ``open-merchant`` and ``show-merchant`` print the merchant's settlement account id: the
 bank gives it to the merchant out of band, and the Merchant CA registers a merchant ID
@@ -70,7 +71,16 @@ from gateway.ledger.retention import DAY_MS
 from gateway.ledger_keys import seal_ledger_keys
 from hsm.errors import KeyBackendError
 from hsm.uri import open_backend
-from setcore.pan import PAN, InvalidPAN, is_bin, random_pan
+from setcore.errors import SetcoreError
+from setcore.pan import (
+    MAX_EXPIRY_YEAR,
+    MIN_EXPIRY_YEAR,
+    PAN,
+    InvalidPAN,
+    check_expiry,
+    is_bin,
+    random_pan,
+)
 
 # The bank's own issuer BIN when none is given: a BIN in the 4xxxxx range, like a test card.
 DEFAULT_BIN = "411111"
@@ -85,6 +95,21 @@ MAX_CARD_FILE_BYTES = 4096
 
 class BankCommandError(Exception):
     """A bank command cannot run as given (its message names the option or file)."""
+
+
+def _expiry(text: str) -> str:
+    """``--expiry``'s value: YYYYMM of a year from ``MIN_EXPIRY_YEAR`` to ``MAX_EXPIRY_YEAR``,
+    or argparse's usage error. The ledger takes any year, but no wallet, CA or gateway
+    takes a card of another (``setcore.pan.check_expiry``): opened, it could never be
+    registered or used to pay."""
+    try:
+        return check_expiry(text)
+    except SetcoreError:
+        # The value is not repeated: a card number given by mistake would be shown.
+        raise argparse.ArgumentTypeError(
+            f"a card expiry is YYYYMM, a month 01 to 12 of a year from {MIN_EXPIRY_YEAR} to "
+            f"{MAX_EXPIRY_YEAR} (given: {len(text)} characters)"
+        ) from None
 
 
 def _bin(text: str) -> str:
@@ -114,7 +139,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     o.add_argument(
         "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
     )
-    o.add_argument("--expiry", required=True, help="card expiry YYYYMM")
+    o.add_argument(
+        "--expiry", type=_expiry, required=True,
+        help=f"card expiry YYYYMM, of a year from {MIN_EXPIRY_YEAR} to {MAX_EXPIRY_YEAR}",
+    )  # fmt: skip
     o.add_argument(
         "--bin", type=_bin, default=DEFAULT_BIN,
         help=f"issuer BIN for a generated PAN: six digits (default {DEFAULT_BIN})",

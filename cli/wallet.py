@@ -74,7 +74,7 @@ from hsm.errors import KeyBackendError
 from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
 from setcore.currency import exponent_for
 from setcore.errors import SetcoreError
-from setcore.pan import PAN, InvalidPAN, check_expiry
+from setcore.pan import MAX_EXPIRY_YEAR, MIN_EXPIRY_YEAR, PAN, InvalidPAN, check_expiry
 from setcore.profiles import PROFILES, profile_named
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
 from setpay.v1 import registration_pb2
@@ -346,7 +346,8 @@ def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
         check_expiry(expiry if isinstance(expiry, str) else "")
     except SetcoreError:
         # The value is not quoted: a file with its fields swapped would show the card number.
-        raise ClientError(f"{path}: the card's expiry is not YYYYMM") from None
+        years = f"a year from {MIN_EXPIRY_YEAR} to {MAX_EXPIRY_YEAR}"
+        raise ClientError(f"{path}: the card's expiry is not YYYYMM of {years}") from None
     now = datetime.now(UTC)
     if int(expiry) < now.year * 100 + now.month:
         raise ClientError(f"{path}: the card expired ({expiry[4:]}/{expiry[:4]})")

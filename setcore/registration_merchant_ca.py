@@ -89,13 +89,20 @@ def build_me_aq_c_init_response(
 
 
 def open_merchant_cert_request(
-    envelope: CertRequestEnvelope, ca: Credentials, *, now: int | None = None
+    envelope: CertRequestEnvelope,
+    ca: Credentials,
+    *,
+    now: int | None = None,
+    judge_date: bool = True,
 ) -> OpenedCertRequest:
     """Decrypt a merchant or gateway CertReq (AcctData extra part optional).
 
-    ``now`` (Unix ms) is the CA's clock for RequestDate.
+    ``now`` (Unix ms) is the CA's clock for RequestDate, which ``judge_date`` False leaves
+    unjudged (bytes the CA recorded when it judged them, ``gateway.ca.merchant``).
     """
-    opened = open_cert_request(envelope, ca, frozenset({None, ACCT_DATA_CT}), now=now)
+    opened = open_cert_request(
+        envelope, ca, frozenset({None, ACCT_DATA_CT}), now=now, judge_date=judge_date
+    )
     require_merchant_kind(opened.data.request_type)
     return opened
 

@@ -20,15 +20,15 @@ the other, and removed only once both are: a backend that fails between the two 
 a registration the next ``register`` finishes (CertInq returns the certificates again),
 not a half-certified merchant that can neither register nor open. A CertInq the CA
 answers UNKNOWN_LID (it holds no request of this registration: the CertReq never
-arrived, or was refused longer ago than its retention) certified nothing: the record is
-dropped and ``register`` starts over (or, for a request made with a form or an
-account, stops: the next ``register`` needs them again); unless the resend was answered
-with a CertRes refusing it: the CA's decision of this request (it keeps only the requests
-it certified), raised as the refusal it is. A verified refusal of a first
-send (a CertStatus other than complete, or the CA's Error to the CertReq) removes it
-too; a CertStatus this release does not know keeps it (``clients.pending_request``).
-A merchant that holds certificates registers again only once its signature certificate
-has ended or been revoked, judged before anything is made
+arrived, or was refused, and the CA keeps no refusal) certified nothing: the record is
+dropped and ``register`` starts over, a new request hearing any refusal again (or, for
+one made with a form or an account, stops: the next ``register`` needs them again);
+unless the resend was answered with a CertRes refusing it: the CA's decision of this
+request (it keeps only the requests it certified), raised as the refusal it is. A
+verified refusal of a first send (a CertStatus other than complete, or the CA's Error to
+the CertReq) removes it too; a CertStatus this release does not know keeps it
+(``clients.pending_request``). A merchant that holds certificates registers again only
+once its signature certificate has ended or been revoked, judged before anything is made
 (``clients.merchant.registration_again``): new versions of both keys, the old ones kept.
 
 ``renew`` makes new versions of both keys and asks for a renewal, signed by the new
@@ -130,6 +130,8 @@ PENDED_POLL_SECONDS = 1.0
 LID_BYTES = 16
 # The CA holds no request of this registration: nothing was certified.
 NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
+# Why, as the merchant is told: a refusal changes nothing at the CA, which keeps none.
+_NOT_HELD = "it never arrived, or was refused: the CA keeps no refusal, which changes nothing"
 # A verified CertRes of a status this release does not know: outcome unknown, the
 # request kept in registration.json, nothing installed (``clients.pending_request``).
 _UNKNOWN_REGISTER = unknown_status_reported("Merchant CA", "setpay merchant register", PENDING_FILE)
@@ -242,14 +244,15 @@ class MerchantRegistrar:
             needed = made_with_of(record)
             if needed:
                 raise RegistrationError(
-                    "the Merchant CA holds no request for the unfinished registration (it "
-                    "never arrived, or was refused more than its retention ago), so it is "
-                    f"discarded; it was made with {' and '.join(sorted(needed))}: run "
-                    "register again with them"
+                    "the Merchant CA holds no request for the unfinished registration "
+                    f"({_NOT_HELD}), so it is discarded; it was made with "
+                    f"{' and '.join(sorted(needed))}: run register again with them, to be "
+                    "certified or to hear the refusal"
                 )
             log.warning(
-                "the Merchant CA holds no request for the unfinished registration (it never "
-                "arrived, or was refused more than its retention ago): registering again"
+                "the Merchant CA holds no request for the unfinished registration (%s): "
+                "registering again",
+                _NOT_HELD,
             )
         config = self._config
         # Nothing made before the CA's form is filled in: a misspelt field costs no keys;
@@ -283,8 +286,8 @@ class MerchantRegistrar:
             if resumed is not None:
                 return resumed
             log.warning(
-                "the Merchant CA holds no request for the unfinished renewal (it never "
-                "arrived, or was refused more than its retention ago): renewing again"
+                "the Merchant CA holds no request for the unfinished renewal (%s): renewing again",
+                _NOT_HELD,
             )
             self._pending_path.unlink()
             self._discard(*pending_keys(record, self._backend))

@@ -11,19 +11,20 @@ file. CardSecret is sealed into the card file *before* the CertReq leaves, so a 
 after the CA certified the key never strands a certificate whose PANSecret the wallet
 can no longer compute; a pended request's state (with the back key) is sealed there too.
 
-Until the CA's first answer is verified, the pending state also holds the CertReq's exact
-bytes: a request lost on the way, or whose answer was lost, is sent again as it was, and
-the CA answers a repeated RRPID with the answer it stored (or, never having seen it,
-processes it now). The CA keeps stored answers only for its retention (a week): a resend
-after that is refused (RRPID_REUSED for a request it certified or pended, MESSAGE_TOO_OLD
-for one it refused or never saw), so the wallet then asks with CertInq, which the CA
-answers from a certified or pended request, kept for good (the certificate, for the key
-the wallet holds, or the pended status). A CertInq answered UNKNOWN_LID means the CA
-holds no request for this registration: the CertReq never arrived, or the CA refused it
-more than its retention ago (a refusal is kept only as its stored answer). Nothing was
-certified either way: the pending state is discarded and the registration starts over
-with a new key. Any other refusal leaves the pending state for a later run, as does
-an answer of a CertStatus this release does not know (``clients.pending_request``).
+Until the CA's first answer is verified, the pending state also holds the CertReq's
+exact bytes: a request lost on the way, or whose answer was lost, is sent again as it
+was. The CA answers a repeated RRPID with the answer it stored: a week, for a request it
+certified or pended or the card's issuer refused; never, for another refusal, which
+changes nothing. A resend finding none is decided as new: refused RRPID_REUSED under a
+certified or pended request's RRPID, MESSAGE_TOO_OLD once its date is five minutes old,
+so the wallet then asks with CertInq, which the CA answers from a certified or pended
+request, kept for good (the certificate, for the key the wallet holds, or the pended
+status). A CertInq answered UNKNOWN_LID means the CA holds no request for this
+registration: the CertReq never arrived, or was refused. Nothing was certified either
+way: the pending state is discarded and the registration starts over with a new key,
+whose request hears any refusal again. Any other refusal leaves the pending state for a
+later run, as does an answer of a CertStatus this release does not know
+(``clients.pending_request``).
 
 The card's enrolment code (from the issuer's card file) fills the CA's form field for
 it, and is sealed with the card: renewals need it too (``gateway.ca.enrolment``).
@@ -104,17 +105,18 @@ PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
 # Refusals of a resent CertReq that do not say whether the CA decided it: its date is
-# outside the window (a request the CA refused, whose answer was purged after its
-# retention, or one it never saw), or its RRPID names a certified or pended request whose
-# answer was purged (the wallet resends its own bytes, so that request is this one). The
-# CA is asked with CertInq before anything else is done.
+# outside the window (a request the CA refused, keeping no answer or no longer, or one it
+# never saw), or its RRPID names a certified or pended request whose answer was purged
+# (the wallet resends its own bytes, so that request is this one). The CA is asked with
+# CertInq before anything else is done.
 ASK_BEFORE_REGISTERING = frozenset(
     {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_RRPID_REUSED}
 )
 # The one answer meaning the CA holds no request for the registration: a CertInq finds
-# none. The CertReq never arrived, or the CA refused it more than its retention ago; no
+# none. The CertReq never arrived, or the CA refused it (it keeps no refused request); no
 # certificate was issued either way.
 NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
+_NOT_HELD = "it never arrived, or was refused: the CA keeps no refused request"
 # The CA's Errors to a renewal that no later run can change: the certificate it renews
 # is revoked or has ended. Its pending state and new key are taken back at once.
 RENEWAL_IMPOSSIBLE = frozenset(
@@ -255,9 +257,7 @@ class CardholderRegistrar:
                     return resumed
                 log.warning(
                     "the Cardholder CA holds no request for the pending registration of card "
-                    "%s (it never arrived, or was refused more than a week ago): registering "
-                    "again",
-                    held.pan.masked,
+                    "%s (%s): registering again", held.pan.masked, _NOT_HELD,
                 )  # fmt: skip
                 self._card_file.unlink()
             elif held.pan_secret is not None:
@@ -317,9 +317,8 @@ class CardholderRegistrar:
             if resumed is not None:
                 return resumed
             log.warning(
-                "the Cardholder CA holds no request for the pending renewal of card %s (it "
-                "never arrived, or was refused more than a week ago): renewing again",
-                held.pan.masked,
+                "the Cardholder CA holds no request for the pending renewal of card %s (%s): "
+                "renewing again", held.pan.masked, _NOT_HELD,
             )  # fmt: skip
             held = self._take_back(held, pending_version(held))
         if held.pan_secret is None:
@@ -458,7 +457,7 @@ class CardholderRegistrar:
         """Send the unanswered CertReq again, or ask about a pended one with CertInq.
 
         None when a CertInq finds no request of this registration: it never arrived, or
-        the CA refused it more than its retention ago.
+        the CA refused it (``_NOT_HELD``).
         """
         state, request = resumed_state(held, self._backend, self._config.key_label, self._trust)
         current = replace(held, pending=None) if renewal_pending(held) else None

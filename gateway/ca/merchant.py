@@ -41,7 +41,9 @@ the row names the competitor and the first request is refused at its decision
 (REJECTED_BY_AGENT), so an account is never opened by one request and then given to
 another by a row naming it. A crash before the account was opened leaves the row and no
 account: whoever asks next is let in as if nothing had happened (and replaces the row);
-a crash after leaves both, for the request that opened the account.
+a crash after leaves both, for the request that opened the account. A decision refusing
+the request the row names deletes the row (``_forget_refused_opening``): its resend is
+judged for freshness again, as any refused request's is.
 """
 
 from __future__ import annotations
@@ -88,13 +90,10 @@ from setcore.registration_certreq import (
     CertAnswer,
     CertRequestEnvelope,
     OpenedCertRequest,
-    open_cert_request,
 )
 from setcore.registration_merchant import (
-    ACCT_DATA_CT,
     Identity,
     MerchantIdentity,
-    require_merchant_kind,
 )
 from setcore.registration_merchant_ca import (
     MerchantRequest,
@@ -117,9 +116,6 @@ from setpay.v1 import registration_pb2
 TYPED_LID_PREFIX = b"SETc"
 _TYPED_LID_BYTES = len(TYPED_LID_PREFIX) + 1 + LID_CA_BYTES
 _TYPED_CAS = frozenset({MERCHANT_CA, PAYMENT_GATEWAY_CA})
-# The extra parts a merchant or gateway CertReq may carry, as ``open_merchant_cert_request``
-# takes them: none, or AcctData.
-_MERCHANT_EXTRA_TYPES: frozenset[str | None] = frozenset({None, ACCT_DATA_CT})
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +246,8 @@ class MerchantRegistrar:
             if stored is not None:
                 return stored
             status, certificates = self._decide(tx, request, digest, now)
+            if status != REQUEST_COMPLETE:
+                self._forget_refused_opening(tx, request, digest, now)
             body = respond(status, certificates)
             if keeps_answer(status):
                 tx.put_response(data.rrpid, KIND_CERT, digest, body, now)
@@ -263,14 +261,7 @@ class MerchantRegistrar:
         credentials = self._side.credentials
         with self._store.read() as tx:
             recorded = tx.opening_recorded(envelope.rrpid, digest, now)
-        if not recorded:
-            return open_merchant_cert_request(envelope, credentials, now=now)
-        # ``open_merchant_cert_request`` with RequestDate left unjudged.
-        opened = open_cert_request(
-            envelope, credentials, _MERCHANT_EXTRA_TYPES, now=now, judge_date=False
-        )
-        require_merchant_kind(opened.data.request_type)
-        return opened
+        return open_merchant_cert_request(envelope, credentials, now=now, judge_date=not recorded)
 
     def _renews_same_subject(self, request: MerchantRequest) -> bool:
         renewed = request.keys.renewed
@@ -319,6 +310,27 @@ class MerchantRegistrar:
         tx.drop_expired_merchant_openings(now)
         if self._issuer.may_register_merchant(merchant_id, request.account):
             tx.put_merchant_opening(merchant_id, data.rrpid, digest, session.expires_ms)
+
+    def _forget_refused_opening(
+        self, tx: StoreTransaction, request: MerchantRequest, digest: bytes, now: int
+    ) -> None:
+        """Delete the ID's ``merchant_openings`` row when it names this refused request.
+
+        The refusal is not stored (``replay``): a row left for the session's hour let
+        these very bytes, replayed by anyone holding them, skip the judgement of their
+        date and be certified once what refused them had changed (the ID's certificates
+        revoked), though their merchant, told of the refusal, had discarded the request.
+        No resend needs the row: a refusal opened no account, and one opened for these
+        bytes by an earlier attempt gets them refused now only for what no resend
+        changes (a used Chall-CA, a claimed key, an expired session). A row naming
+        another request is left for that one.
+        """
+        merchant_id = _opens_an_account(request)
+        if merchant_id is None:
+            return
+        opening = tx.merchant_opening(merchant_id, now)
+        if opening is not None and _same_request(opening, request.data.rrpid, digest):
+            tx.forget_merchant_opening(merchant_id)
 
     def _takes_an_account_over(
         self, tx: StoreTransaction, request: MerchantRequest, digest: bytes, now: int

@@ -210,19 +210,26 @@ class RegistrationQueries:
         )
 
     def merchant_opening(self, merchant_id: str, now_ms: int) -> tuple[bytes, bytes] | None:
-        """The RRPID and request digest last recorded for ``merchant_id``, unless expired."""
+        """The RRPID and request digest last recorded for ``merchant_id``, unless expired.
+
+        A row lives as long as its session, to its last millisecond included
+        (``cardholder.session_valid``): one read as gone while its session still let the
+        request in refused a lone registration as if another were under way."""
         row = self._db.execute(
             "SELECT rrpid, request_digest FROM merchant_openings "
-            "WHERE merchant_id = ? AND expires_ms > ?",
+            "WHERE merchant_id = ? AND expires_ms >= ?",
             (merchant_id, now_ms),
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
     def opening_recorded(self, rrpid: bytes, request_digest: bytes, now_ms: int) -> bool:
         """True when an unexpired opening row names this RRPID and request digest: these
-        very bytes were recorded about to open an account (``merchant`` module docstring)."""
+        very bytes were recorded about to open an account (``merchant`` module docstring).
+
+        Asked before every merchant or gateway CertReq is opened: the rows are found by
+        RRPID (``merchant_openings_by_rrpid``), not by reading every live one."""
         rows = self._db.execute(
-            "SELECT request_digest FROM merchant_openings WHERE rrpid = ? AND expires_ms > ?",
+            "SELECT request_digest FROM merchant_openings WHERE rrpid = ? AND expires_ms >= ?",
             (rrpid, now_ms),
         ).fetchall()
         return any(hmac.compare_digest(row[0], request_digest) for row in rows)
@@ -232,5 +239,6 @@ class RegistrationQueries:
         self._db.execute("DELETE FROM merchant_openings WHERE merchant_id = ?", (merchant_id,))
 
     def drop_expired_merchant_openings(self, now_ms: int) -> None:
-        """Forget every opening whose request's session has expired."""
-        self._db.execute("DELETE FROM merchant_openings WHERE expires_ms <= ?", (now_ms,))
+        """Forget every opening whose request's session has expired (not one in its last
+        millisecond, which ``merchant_opening`` still reads)."""
+        self._db.execute("DELETE FROM merchant_openings WHERE expires_ms < ?", (now_ms,))

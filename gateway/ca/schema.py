@@ -109,7 +109,11 @@ SCHEMA = (
 #                        it, recorded before the account is opened: that request, resent
 #                        after its certification failed, gets in although the account now
 #                        exists (``gateway.ca.merchant``); deleted when a request under the
-#                        ID is certified, or once its session has expired (``expires_ms``)
+#                        ID is certified or the request it names is refused, or once its
+#                        session has expired (``expires_ms``); every merchant or gateway
+#                        CertReq looks its RRPID up in it (``merchant_openings_by_rrpid``:
+#                        without it, that read every live row), and like every index here
+#                        it is created at open in a database made before it
 ADDED_TABLES = (
     """CREATE TABLE IF NOT EXISTS card_failures (
         card_key BLOB PRIMARY KEY,
@@ -128,6 +132,7 @@ ADDED_TABLES = (
         request_digest BLOB NOT NULL,
         expires_ms INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS merchant_openings_by_expiry ON merchant_openings (expires_ms)",
+    "CREATE INDEX IF NOT EXISTS merchant_openings_by_rrpid ON merchant_openings (rrpid)",
 )
 
 # Indexes on version-1 tables that only speed queries up: created at every writable open,

@@ -74,7 +74,8 @@ def test_an_expiry_that_is_not_yyyymm_is_refused(tmp_path: Path, expiry: str) ->
     path = _card_file(tmp_path, f'{{"pan": "{pan}", "expiry": {expiry}}}')
     with pytest.raises(ClientError) as caught:
         wallet.read_card(path)
-    assert str(caught.value) == f"{path}: the card's expiry is not YYYYMM"
+    years = "a year from 2000 to 2099"
+    assert str(caught.value) == f"{path}: the card's expiry is not YYYYMM of {years}"
 
 
 def test_an_expiry_holding_the_card_number_is_not_quoted(tmp_path: Path) -> None:
