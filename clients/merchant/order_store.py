@@ -318,13 +318,15 @@ class OrderStore(Database):
         failed with ``error_code``, its offer open again. Only while it is purchased: once
         authorizing, an AuthReq was stored and may have been sent (by another process on
         the same file), the gateway may hold money for it, and failing it would let the
-        offer be paid twice; it is returned as it is then, nothing changed, for that
-        AuthReq to go on. ``OrderStateError`` for an order in any other state."""
+        offer be paid twice. An order another process moved on from purchased meanwhile
+        (authorizing, its AuthReq to go on, or ended: failed for the same reason, or
+        decided) is returned as it is, nothing changed. ``OrderStateError`` for one never
+        purchased."""
         try:
             return self._failed(xid, error_code, (OrderState.PURCHASED,))
         except OrderStateError:
             moved = self.order(xid)
-            if moved.state is not OrderState.AUTHORIZING:
+            if moved.state is OrderState.INITIATED:
                 raise
             return moved
 

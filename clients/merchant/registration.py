@@ -131,7 +131,12 @@ LID_BYTES = 16
 # The CA holds no request of this registration: nothing was certified.
 NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 # Why, as the merchant is told: a refusal changes nothing at the CA, which keeps none.
-_NOT_HELD = "it never arrived, or was refused: the CA keeps no refusal, which changes nothing"
+_NOT_HELD = (
+    "it never arrived, or was refused (the CA keeps no refusal, which changes nothing), or"
+    " it opened the settlement account and came back after its session's hour: if register"
+    " is then refused, ask the bank for the account id (`setpay bank show-merchant`) and"
+    " register with --account-file"
+)
 # A verified CertRes of a status this release does not know: outcome unknown, the
 # request kept in registration.json, nothing installed (``clients.pending_request``).
 _UNKNOWN_REGISTER = unknown_status_reported("Merchant CA", "setpay merchant register", PENDING_FILE)

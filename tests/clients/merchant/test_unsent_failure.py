@@ -20,6 +20,7 @@ from clients.merchant.order_store import OfferTaken
 from clients.merchant.records import Order, OrderState
 from clients.merchant.store import MerchantStore
 from setcore.authorization import AuthRequestState
+from setcore.errors import ErrorCode
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.test_purchase_flow import buy, offer
 
@@ -62,3 +63,35 @@ def test_an_order_another_process_is_authorizing_is_not_failed_as_unsent(
     with pytest.raises(OfferTaken, match="is already paid and being authorized"):
         merchant.store.open_order(initiation.lid_m, os.urandom(32), b"t", os.urandom(32))
     assert merchant.store.offer(initiation.lid_m).xid == xid
+
+
+def test_an_order_another_process_failed_first_is_returned_and_the_round_goes_on(
+    make_merchant: MerchantFactory,
+    make_wallet: WalletFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both processes find the signer gone and the other fails the order first: this one
+    takes the failed order as it is rather than raising, so a resume round goes on to the
+    next order (before, it stopped on OrderStateError, as a Purchase's ``authorize``
+    did)."""
+    merchant = make_merchant("m-unsent-first", AnswerMode.ORDER_RECEIVED)
+    merchant.authorizer.stop(timeout=10)
+    wallet = make_wallet(merchant)
+    first = bytes.fromhex(buy(wallet, offer(merchant, PRICE)).xid)
+    second = bytes.fromhex(buy(wallet, offer(merchant, PRICE)).xid)
+    other = MerchantStore(merchant.config.store)
+    built: list[bytes] = []
+
+    def failed_elsewhere_then_gone(order: Order) -> tuple[bytes, AuthRequestState]:
+        built.append(order.xid)
+        if order.xid == first:
+            other.fail_unsent(order.xid, ErrorCode.ERROR_CODE_INVALID_CERTIFICATE)
+        raise SignerGone(f"order {order.short_id} cannot be authorized: its signer is gone")
+
+    monkeypatch.setattr(merchant.authorizer, "_build", failed_elsewhere_then_gone)
+    try:
+        merchant.authorizer.resume()
+    finally:
+        other.close()
+    assert built == [first, second]
+    assert {merchant.store.order(x).state for x in built} == {OrderState.FAILED}
