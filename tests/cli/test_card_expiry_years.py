@@ -6,7 +6,6 @@ the years too, where it said only "not YYYYMM" of a well-formed 210012."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 from pathlib import Path
@@ -16,18 +15,12 @@ import pytest
 from cli import bank, wallet
 from clients.errors import ClientError
 from gateway.provisioning import InitResult, init_bank
-from tests.cli.test_bank_options import MISTAKEN_PAN
+from tests.cli.test_bank_options import MISTAKEN_PAN, _parse
 from tests.gateway.actors import make_pan
 
 USAGE = 2
 YEARS = "a year from 2000 to 2099"
 OUTSIDE = ["210012", "199912", "000001", "999912"]
-
-
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="setpay")
-    bank.add_parser(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["bank", *argv])
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import sqlite3
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,7 @@ from .flows import (
     start_merchant,
 )
 from .test_merchant import _merchant
+from .test_store import query_plan
 
 S = registration_pb2
 MINUTE_MS = 60 * 1000
@@ -229,20 +231,9 @@ def test_a_row_of_other_bytes_is_not_these(tmp_path: Path) -> None:
 
 
 def test_a_recorded_opening_is_looked_up_by_its_rrpid_index(tmp_path: Path) -> None:
-    # A database made before the index (version 1 all the same) gains it at open.
-    CaStore.open(tmp_path / "ca.db", create=True).close()
-    db = sqlite3.connect(tmp_path / "ca.db")
-    db.execute("DROP INDEX IF EXISTS merchant_openings_by_rrpid")
-    db.commit()
-    db.close()
-    store = CaStore.open(tmp_path / "ca.db")
-    statements: list[str] = []
-    store._db.set_trace_callback(statements.append)
-    with store.read() as tx:
+    def read(tx: Any) -> None:
         assert not tx.opening_recorded(b"\x01" * 32, b"\x02" * 32, 0)
-    store._db.set_trace_callback(None)
-    (query,) = [s for s in statements if "FROM merchant_openings" in s]
-    plan = " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}"))
-    store.close()
+
+    plan = query_plan(tmp_path / "ca.db", "merchant_openings_by_rrpid", "merchant_openings", read)
     assert "USING INDEX merchant_openings_by_rrpid" in plan, plan
     assert "SCAN" not in plan, plan

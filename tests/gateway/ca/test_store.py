@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,22 +186,31 @@ def test_a_live_certificate_is_unexpired_unrevoked_and_of_the_asked_type(tmp_pat
     store.close()
 
 
-def test_the_live_certificate_check_reads_through_the_subject_index(tmp_path: Path) -> None:
-    # A database made before the index (version 1 all the same) gains it at open.
-    CaStore.open(tmp_path / "ca.db", create=True).close()
-    db = sqlite3.connect(tmp_path / "ca.db")
-    db.execute("DROP INDEX IF EXISTS certificates_by_subject")
+def query_plan(path: Path, index: str, table: str, read: Callable[[Any], object]) -> str:
+    """The plan of the query ``read`` makes of ``table`` in a ca.db made before ``index``
+    (version 1 all the same), which gains it at open."""
+    CaStore.open(path, create=True).close()
+    db = sqlite3.connect(path)
+    db.execute(f"DROP INDEX IF EXISTS {index}")
     db.commit()
     db.close()
-    store = CaStore.open(tmp_path / "ca.db")
+    store = CaStore.open(path)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
     with store.read() as tx:
-        assert not tx.holds_live_certificate("m-shop", MERCHANT, 0)
+        read(tx)
     store._db.set_trace_callback(None)
-    (query,) = [s for s in statements if "FROM certificates" in s]
+    (query,) = [s for s in statements if f"FROM {table}" in s]
     plan = " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}"))
     store.close()
+    return plan
+
+
+def test_the_live_certificate_check_reads_through_the_subject_index(tmp_path: Path) -> None:
+    def read(tx: Any) -> None:
+        assert not tx.holds_live_certificate("m-shop", MERCHANT, 0)
+
+    plan = query_plan(tmp_path / "ca.db", "certificates_by_subject", "certificates", read)
     assert "USING INDEX certificates_by_subject" in plan, plan
     assert "SCAN c" not in plan, plan
 
