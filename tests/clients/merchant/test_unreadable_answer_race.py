@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 
-import gateway.authorize
 from clients.errors import OutcomeUnknown, SignerGone
 from clients.merchant.records import OperationState, OrderState
 from clients.merchant.store import MerchantStore
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.store_support import purchased
 from tests.clients.merchant.test_unreadable_answers_kept import _held_back, _stale_once
-from tests.clients.merchant.test_unreadable_result_codes import LATER, answering
+from tests.clients.merchant.test_unreadable_result_codes import bought_unreadably
 from tests.clients.test_purchase_flow import buy, offer
 
 
@@ -117,10 +116,7 @@ def test_an_authreq_answered_unreadably_whose_signer_is_gone_stays_pending(
     caplog.set_level(logging.INFO, logger="setpay.merchant")
     merchant = make_merchant("m-unread-signer-gone")
     wallet = make_wallet(merchant)
-    merchant.authorizer.stop(timeout=10)
-    with monkeypatch.context() as m:
-        answering(m, gateway.authorize, "build_auth_response", auth_code=LATER)
-        xid = bytes.fromhex(buy(wallet, offer(merchant, 1234)).xid)
+    xid = bought_unreadably(merchant, wallet, monkeypatch)
 
     def signer_gone(order: object) -> object:
         raise SignerGone("the signature certificate its PI names has ended")

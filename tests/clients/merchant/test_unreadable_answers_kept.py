@@ -34,7 +34,7 @@ from tests.clients.cli_support import run_cli
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.metrics_support import check_page, samples_of, scrape_text, value
 from tests.clients.merchant.store_support import EUR, batch_request, purchased
-from tests.clients.merchant.test_unreadable_result_codes import LATER, answering
+from tests.clients.merchant.test_unreadable_result_codes import LATER, answering, bought_unreadably
 from tests.clients.test_purchase_flow import buy, offer
 
 TOO_OLD = ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
@@ -129,10 +129,7 @@ def test_an_authorization_answered_unreadably_is_never_built_afresh(
     caplog.set_level(logging.INFO, logger="setpay.merchant")
     merchant = make_merchant("m-kept-auth")
     wallet = make_wallet(merchant)
-    merchant.authorizer.stop(timeout=10)
-    with monkeypatch.context() as m:
-        answering(m, gateway.authorize, "build_auth_response", auth_code=LATER)
-        xid = bytes.fromhex(buy(wallet, offer(merchant, 1234)).xid)
+    xid = bought_unreadably(merchant, wallet, monkeypatch)
     held = merchant.store.order(xid)
     assert (held.state, held.unreadable, held.unverified) == (OrderState.AUTHORIZING, 1, 0)
 
@@ -205,10 +202,7 @@ def test_orders_names_an_unreadable_answer_apart_from_one_that_did_not_verify(
 ) -> None:
     merchant = make_merchant("m-kept-lines")
     wallet = make_wallet(merchant)
-    merchant.authorizer.stop(timeout=10)
-    with monkeypatch.context() as m:
-        answering(m, gateway.authorize, "build_auth_response", auth_code=LATER)
-        held = bytes.fromhex(buy(wallet, offer(merchant, 1234)).xid)
+    held = bought_unreadably(merchant, wallet, monkeypatch)
     captured = bytes.fromhex(buy(wallet, offer(merchant, 1000)).xid)
     with monkeypatch.context() as m:
         answering(m, gateway.settlement, "build_capture_response", cap_code=LATER)

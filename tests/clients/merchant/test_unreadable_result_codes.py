@@ -28,6 +28,7 @@ from clients.merchant import outcome
 from clients.merchant.metrics_labels import APPROVED, DECLINED, OTHER, answered
 from clients.merchant.records import BatchRequest, Operation, OperationState, Order, OrderState
 from clients.merchant.runtime import Merchant
+from clients.wallet.runtime import Wallet
 from setcore.auth_reversal import AuthRevResult
 from setcore.authorization import AuthResult
 from setcore.cap_rev_or_cred import CapRevOrCredResult
@@ -69,6 +70,18 @@ def answering(
         return real(credentials, verified, decided, *rest, **kw)
 
     monkeypatch.setattr(module, builder, replaced)
+
+
+def bought_unreadably(
+    merchant: Merchant, wallet: Wallet, monkeypatch: pytest.MonkeyPatch, amount: int = 1234
+) -> bytes:
+    """The XID of an order ``wallet`` bought from ``merchant``, whose AuthRes carried an
+    AuthCode of a later release: left authorizing with its AuthReq, the merchant's
+    authorizer stopped so that the test alone sends it again."""
+    merchant.authorizer.stop(timeout=10)
+    with monkeypatch.context() as m:
+        answering(m, gateway.authorize, "build_auth_response", auth_code=LATER)
+        return bytes.fromhex(buy(wallet, offer(merchant, amount)).xid)
 
 
 def merchant_lines(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:

@@ -44,7 +44,7 @@ from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.store_support import EUR, batch_request, purchased
 from tests.clients.merchant.test_later_result_codes import refusing
 from tests.clients.merchant.test_unreadable_answers_kept import _put_off_longest
-from tests.clients.merchant.test_unreadable_result_codes import LATER, answering
+from tests.clients.merchant.test_unreadable_result_codes import LATER, answering, bought_unreadably
 from tests.clients.test_purchase_flow import buy, offer
 
 REFUSAL = ErrorCode.ERROR_CODE_MESSAGE_NOT_SUPPORTED  # what ``refusing`` has the bank say
@@ -140,13 +140,9 @@ def test_an_authreq_answered_unreadably_then_refused_stays_authorizing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A hold the gateway may have placed stands: the order is not failed, the same
-    AuthReq is kept, and the error asks for the release that reads the code."""
+    AuthReq is kept, and the error asks for a settlement by hand."""
     merchant = make_merchant("m-unread-refused-auth")
-    wallet = make_wallet(merchant)
-    merchant.authorizer.stop(timeout=10)
-    with monkeypatch.context() as m:
-        answering(m, gateway.authorize, "build_auth_response", auth_code=LATER)
-        xid = bytes.fromhex(buy(wallet, offer(merchant, 1234)).xid)
+    xid = bought_unreadably(merchant, make_wallet(merchant), monkeypatch)
     held = merchant.store.order(xid)
     assert (held.state, held.unreadable) == (OrderState.AUTHORIZING, 1)
     before = _rows(merchant.store)
