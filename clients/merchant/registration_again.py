@@ -29,6 +29,16 @@ end, and the CA's refusal is left to tell.
 Each certificate is judged once, with the chain file read once: the newest signature
 certificate, found ended or revoked, is not live, and is not judged again.
 
+"Ended" is the Merchant CA's judgement, which is by its own clock: it counts a
+certificate live until its notAfter (``holds_live_certificate``), and the protocol lets
+two clocks be up to ``CLOCK_SKEW`` apart (``setcore.pki.issuance``, ``setcore.freshness``).
+A certificate whose notAfter passed less than that ago here may still be live there, and
+a merchant registering then made new keys only to hear REJECTED_BY_AGENT. So ``register``
+and ``still_live`` count one unrevoked as live until its notAfter plus ``CLOCK_SKEW``
+(``live_until``), and ``register`` refuses until then, before anything is made, naming
+that moment; ``serve``'s advice names it too. ``serve``'s own judgement of its
+certificates stays its peers', by its clock: it serves on none whose notAfter is past.
+
 Registering again makes new versions of both keys. The old versions stay, certificates
 and all: they open the gateway's answers to requests stored under them
 (``clients.merchant.registration.current_credentials``), and the new versions displace
@@ -50,6 +60,7 @@ from hsm.base import KeyBackend, KeyHandle
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.pki.certificate import load_certificate
+from setcore.pki.issuance import CLOCK_SKEW
 from setcore.pki.presented import Presented, verify_presented
 from setcore.pki.roles import MERCHANT, CertificateUsage
 from setcore.pki.truststore import TrustStore
@@ -63,6 +74,10 @@ ACCOUNT_FILE = "FILE"
 #: Where the acquirer's ``setpay ca revoke`` takes the bank's configuration, which the
 #: merchant does not know.
 BANK_CONFIG = "BANK_CONFIG"
+#: A moment a refusal names, to the second: the tolerance is minutes long.
+MOMENT = "%Y-%m-%d %H:%M:%S"
+#: The tolerance between two clocks, as a refusal words it.
+TOLERANCE = f"{CLOCK_SKEW.total_seconds() / 60:g} minutes"
 
 
 def renew_command(config: MerchantConfig) -> str:
@@ -104,19 +119,32 @@ def revoke_first(live: Sequence[tuple[KeyHandle, bytes]]) -> str:
     )
 
 
-def registering_again(config: MerchantConfig, live: Sequence[tuple[KeyHandle, bytes]]) -> str:
+def registering_again(
+    config: MerchantConfig, live: Sequence[tuple[KeyHandle, bytes]], at: datetime | None = None
+) -> str:
     """The way back for a merchant whose signature certificate ended or was revoked:
-    first, while some of its certificates are still ``live`` (``still_live``), the
-    revocations that let the Merchant CA take the registration (``register`` refuses
-    before them), then registering again."""
+    first, while some of its certificates are still ``live`` (``still_live``) at ``at``
+    (default: now), the revocations that let the Merchant CA take the registration
+    (``register`` refuses before them), then registering again, once those that ended
+    less than ``CLOCK_SKEW`` ago have ended by the Merchant CA's clock too (``register``
+    refuses before that as well)."""
+    blocking, ending = _split(live, at or datetime.now(UTC))
     register = (
         f"register this merchant again, with new keys, with `{register_command(config)}`, "
         f"{ACCOUNT_FILE} holding the settlement account id the bank handed out for it"
     )
-    if live:
+    if ending:
+        after, wait = _wait_for(ending)
+        register = f"{register}, after {after:{MOMENT}} UTC ({wait})"
+    if blocking:
         return (
-            f"the Merchant CA refuses a renewal signed under it too; {revoke_first(live)}; "
-            f"then {register}, then start it again"
+            f"the Merchant CA refuses a renewal signed under it too; "
+            f"{revoke_first(blocking)}; then {register}, then start it again"
+        )
+    if ending:
+        return (
+            f"the Merchant CA refuses a renewal signed under it too: {register}, then start "
+            "it again"
         )
     return (
         f"the Merchant CA refuses a renewal signed under it too: {register} (the Merchant "
@@ -126,8 +154,41 @@ def registering_again(config: MerchantConfig, live: Sequence[tuple[KeyHandle, by
 
 
 def ended(der: bytes, at: datetime | None = None) -> bool:
-    """True when the certificate's notAfter is past at ``at`` (default: now)."""
+    """True when the certificate's notAfter is past at ``at`` (default: now), by this
+    clock: as a peer judges it (``serve``); the Merchant CA may not yet (``live_until``)."""
     return load_certificate(der).not_valid_after_utc < (at or datetime.now(UTC))
+
+
+def live_until(der: bytes) -> datetime:
+    """The last moment, by this clock, at which the Merchant CA may still count the
+    certificate ``der`` live, unrevoked: its notAfter, by the CA's clock, which may be up
+    to ``CLOCK_SKEW`` behind this one."""
+    return load_certificate(der).not_valid_after_utc + CLOCK_SKEW
+
+
+def _split(
+    live: Sequence[tuple[KeyHandle, bytes]], at: datetime
+) -> tuple[list[tuple[KeyHandle, bytes]], list[tuple[KeyHandle, bytes]]]:
+    """The certificates ``live`` (``still_live``) not ended at ``at``, which only a
+    revocation frees, and those ended less than ``CLOCK_SKEW`` before, which time frees."""
+    blocking = [(key, der) for key, der in live if not ended(der, at)]
+    return blocking, [(key, der) for key, der in live if ended(der, at)]
+
+
+def _wait_for(ending: Sequence[tuple[KeyHandle, bytes]]) -> tuple[datetime, str]:
+    """When the certificates ``ending`` (ended here less than ``CLOCK_SKEW`` ago) have
+    ended by the Merchant CA's clock too, and why that is waited for."""
+    after = max(live_until(der) for _, der in ending)
+    named = " and ".join(
+        f"{key.label} v{key.version} (certificate {thumbprint(der).hex()[:8]}, ended "
+        f"{load_certificate(der).not_valid_after_utc:{MOMENT}} UTC)"
+        for key, der in ending
+    )
+    return after, (
+        "the Merchant CA judges whether a certificate has ended by its own clock, which "
+        f"may be up to {TOLERANCE} behind this one: it may count {named} live until "
+        f"{after:{MOMENT}} UTC, and refuse the registration"
+    )
 
 
 def _revoked(
@@ -154,11 +215,12 @@ def still_live(
     not_live: Collection[bytes] = (),
 ) -> list[tuple[KeyHandle, bytes]]:
     """Every certified version of either key, newest first, whose certificate the
-    Merchant CA counts as live at ``at`` (default: now): one a peer accepts, judged with
-    ``trust``'s revocation data as ``serve`` judges (``setcore.pki.presented``). Ended or
-    revoked ones are not; nor one refused for another reason, which a revocation would
-    not change. The certificates ``not_live``, judged so by the caller already, are not
-    judged again."""
+    Merchant CA may count as live at ``at`` (default: now): one a peer accepts, judged with
+    ``trust``'s revocation data as ``serve`` judges (``setcore.pki.presented``), and one
+    that ended less than ``CLOCK_SKEW`` ago, judged so at its notAfter (``live_until``: the
+    CA's clock may be that far behind). Revoked ones are not, nor ones ended before; nor
+    one refused for another reason, which a revocation would not change. The certificates
+    ``not_live``, judged so by the caller already, are not judged again."""
     now = at or datetime.now(UTC)
     live = []
     for label, usage in (
@@ -166,11 +228,14 @@ def still_live(
         (KEY_EXCHANGE_LABEL, CertificateUsage.KEY_EXCHANGE),
     ):
         for key, der in certified_versions(backend, label):
-            if der in not_live:
+            if der in not_live or live_until(der) < now:
                 continue
             presented = Presented(label, der, chain, MERCHANT, usage)
             try:
-                verify_presented(trust, presented, now)
+                # At its notAfter, one ended less than CLOCK_SKEW ago: revoked or not.
+                verify_presented(
+                    trust, presented, min(now, load_certificate(der).not_valid_after_utc)
+                )
             except ProtocolError:
                 continue
             live.append((key, der))
@@ -181,11 +246,13 @@ def check_may_register(
     config: MerchantConfig, backend: KeyBackend, trust: TrustStore, fetch: Callable[[], None]
 ) -> None:
     """Return when ``register`` may make new keys: the merchant holds no certificate, or
-    its newest certified signature certificate has ended, or is revoked by the revocation
-    data ``fetch`` installs in ``trust``, and no other certified version of either key is
-    still live (``still_live``); ``RegistrationError`` otherwise: renew, while the newest
-    signature certificate is live; else have the acquirer revoke each certificate
-    ``revoke_first`` names (the Merchant CA would refuse the request).
+    its newest certified signature certificate has ended more than ``CLOCK_SKEW`` ago, or
+    is revoked by the revocation data ``fetch`` installs in ``trust``, and no other
+    certified version of either key is still live (``still_live``); ``RegistrationError``
+    otherwise: renew, while the newest signature certificate has not ended; else have the
+    acquirer revoke each certificate ``revoke_first`` names, and wait until those ended
+    less than ``CLOCK_SKEW`` ago have ended by the Merchant CA's clock too (``live_until``;
+    else the Merchant CA would refuse the request).
 
     ``fetch`` is the registration's own fetch of revocation data, called once whenever
     this returns or judges revocation: none is added. Nothing is made before.
@@ -206,24 +273,38 @@ def check_may_register(
     # Read once, for this judgement and still_live's.
     chain = read_certificates(config.chain)
     now = datetime.now(UTC)
-    if ended(der, now):
+    until = load_certificate(der).not_valid_after_utc
+    # Judged at its notAfter when that passed less than CLOCK_SKEW ago: still live to the
+    # Merchant CA unless revoked (``live_until``).
+    waited: list[tuple[KeyHandle, bytes]] = []
+    if live_until(der) < now:
         why = "ended"
-    elif _revoked(trust, der, chain, now):
+    elif _revoked(trust, der, chain, min(now, until)):
         why = "been revoked"
+    elif ended(der, now):
+        why, waited = "ended", [(key, der)]
     else:
-        until = load_certificate(der).not_valid_after_utc
         raise RegistrationError(
             f"{SIGNATURE_LABEL} v{key.version} is already certified, until "
             f"{until:%Y-%m-%d %H:%M} UTC, and not revoked: this merchant is registered, "
             f"renew instead (`{renew_command(config)}`); register makes new keys only "
             "once that certificate has ended or been revoked"
         )
-    # Ended or revoked, the newest is not live: every other is judged, once.
-    live = still_live(trust, backend, chain, now, not_live=(der,))
-    if live:
+    # Ended or revoked, the newest is not judged again (one ended less than CLOCK_SKEW
+    # ago, unrevoked, is waited for): every other is judged, once.
+    live = [*waited, *still_live(trust, backend, chain, now, not_live=(der,))]
+    blocking, ending = _split(live, now)
+    after, wait = _wait_for(ending) if ending else (None, "")
+    if blocking:
+        then = "" if after is None else f", after {after:{MOMENT}} UTC ({wait})"
         raise RegistrationError(
-            f"{SIGNATURE_LABEL} v{key.version} has {why}, but {revoke_first(live)}; then "
-            "run this register command again (no keys were made)"
+            f"{SIGNATURE_LABEL} v{key.version} has {why}, but {revoke_first(blocking)}; "
+            f"then run this register command again{then} (no keys were made)"
+        )
+    if after is not None:
+        raise RegistrationError(
+            f"{SIGNATURE_LABEL} v{key.version} has {why}, but {wait}; run this register "
+            f"command again after {after:{MOMENT}} UTC (no keys were made)"
         )
     log.warning(
         "the signature certificate of %s v%d has %s: registering merchant %s again, with "
