@@ -60,11 +60,12 @@ from hsm.keystore_header import (
     LEGACY_HEADER_FORMATS,
     KeystoreSecrets,
     authenticated_header,
+    header_temp_files,
     metadata_authenticated,
     new_header,
     unlock,
 )
-from hsm.keystore_metadata import FORMAT, checked_handle, metadata_file
+from hsm.keystore_metadata import FORMAT, checked_handle, metadata_file, version_of_file
 from hsm.keystore_upgrade import Upgrade, legacy_refusal, plan_upgrade, refuse_unupgradable
 from hsm.policy import (
     LABEL_PATTERN,
@@ -113,12 +114,13 @@ class Keystore:
         _ensure_private_dir(root)
         header_path = root / "keystore.json"
         if not header_path.exists():
-            if any(name != ".lock" for name in os.listdir(root)):
-                raise PermanentBackendError(
-                    f"{root} is not a setpay keystore (no keystore.json, not empty)"
-                )
+            header_temp_files(root)  # refuses a foreign directory, before any .lock in it
             with exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS):
                 if not header_path.exists():
+                    # Every header is written under this lock: a temp file now is a killed
+                    # opener's, not one being written.
+                    for temp in header_temp_files(root):
+                        _unlink(temp)
                     header, unlocked = new_header(passphrase)
                     _write_atomic(header_path, json.dumps(header).encode())
                     return cls(root, unlocked)
@@ -221,10 +223,7 @@ class Keystore:
                 continue  # its last version was deleted since the directory was listed
             except OSError as exc:
                 raise _unreadable(keys_dir / label, exc) from exc
-            for name in names:
-                stem = name.removesuffix(".json")
-                if stem != name and stem.isdigit():
-                    found.append((label, int(stem)))
+            found += [(label, v) for v in map(version_of_file, names) if v is not None]
         return found
 
     def stamp(self, label: str, version: int) -> KeyStamp | None:
@@ -358,8 +357,7 @@ class Keystore:
             names = os.listdir(label_dir)
         except OSError as exc:
             raise _unreadable(label_dir, exc) from exc
-        stems = (name.removesuffix(".json") for name in names)
-        return sorted(int(stem) for stem in stems if stem.isdigit())
+        return sorted(v for v in map(version_of_file, names) if v is not None)
 
     def _paths(self, label: str, version: int) -> _Paths:
         check_label(label)  # a label becomes a path: no "..", no "/"

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from hsm.errors import PermanentBackendError
+from hsm.keystore_upgrade import TEMP_NAME
 from hsm.pinsource import has_surrogates
 
 # The header (keystore.json) writes its salt and check in base64 since format 2. In hex,
@@ -98,6 +100,28 @@ def new_header(passphrase: str) -> tuple[dict[str, Any], KeystoreSecrets]:
         "check": _b64(unlocked.check),
     }
     return header, unlocked
+
+
+def header_temp_files(root: Path) -> list[Path]:
+    """The header's temp files in ``root``, which has no header; refuse it if it holds more.
+
+    An opener that got there first may be writing the header (``hsm.keystore`` writes a
+    ``.keystore.json.*.tmp``, then renames it) under the lock, whose file is the only
+    other name a keystore being made holds: anything else is another program's.
+    """
+    try:
+        names = os.listdir(root)
+    except OSError as exc:
+        raise PermanentBackendError(
+            f"cannot read keystore directory {root}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+    temps = [n for n in names if n.startswith(".keystore.json.") and TEMP_NAME.fullmatch(n)]
+    # keystore.json as well: renamed into place since the caller looked for it.
+    if set(names) - {".lock", "keystore.json", *temps}:
+        raise PermanentBackendError(
+            f"{root} is not a setpay keystore (no keystore.json, not empty)"
+        )
+    return [root / name for name in temps]
 
 
 def unlock(root: Path, header: dict[str, Any], passphrase: str) -> KeystoreSecrets:

@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,24 @@ LEGACY_FORMAT = 1
 #: decided by (``hsm.policy``'s checks read the usage, the algorithm and the KEM).
 MAC_FIELDS = ("label", "version", "usage", "algorithm", "kem")
 
+#: A version's JSON file as written: ``f"{version}.json"``.
+_VERSION_FILE = re.compile(r"([1-9][0-9]*)\.json")
+
 # Names what the MAC is of, so that an HMAC under the same key for another purpose can
 # never pass for one of these.
 _MAC_CONTEXT = "setpay key metadata v2"
+
+
+def version_of_file(name: str) -> int | None:
+    """The version a label directory's file ``name`` is the JSON file of, or None.
+
+    Only the names written (``N.json``, N in ASCII digits from 1, no leading zero): not
+    ``str.isdigit``, which takes superscripts (``int`` then raises) and other scripts'
+    digits (``int`` reads an Arabic-Indic one as 1). Any other name is a stray file, no
+    version, as a stray file or link under ``keys/`` is no label: skipped, left as it is.
+    """
+    found = _VERSION_FILE.fullmatch(name)
+    return int(found[1]) if found else None
 
 
 def metadata_file(unlocked: KeystoreSecrets, handle: KeyHandle, public_pem: bytes) -> bytes:

@@ -23,7 +23,10 @@ cache saves the decryption, never the check: every operation first compares the
 version's JSON file with the stamp it had when this process loaded the key (one
 ``stat``; see ``hsm.keystore``) and drops the cached key when it differs. ``get`` and
 ``list_keys`` are lookups, as on a token: ``get`` may return a key that was deleted
-elsewhere, and the next operation with it says so.
+elsewhere, and the next operation with it says so. Within this process the same holds
+between threads: the cached key (or certificate) is read in the same hold of the lock
+that finds the handle's version still held, so a label deleted and made again by another
+thread between the check of a handle and that read is ``KeyNotFound``, never the new key.
 
 Errors raised are those of ``hsm.errors``.
 """
@@ -221,6 +224,7 @@ class SoftwareBackend(KeyBackend):
         record = self._record(key)
         check_certificate(record, der)
         with self._lock:
+            self._check_held(record)
             if self._keystore is not None:
                 self._keystore.write_certificate(record, der)
             else:
@@ -230,6 +234,7 @@ class SoftwareBackend(KeyBackend):
         """The DER certificate stored beside the key, if any."""
         record = self._record(key)
         with self._lock:
+            self._check_held(record)
             # Read through for a keystore: another process (the CA CLI) may have stored it.
             if self._keystore is not None:
                 return self._keystore.read_certificate(record)
@@ -295,7 +300,7 @@ class SoftwareBackend(KeyBackend):
     def _private_key(self, record: KeyHandle) -> PrivateKey:
         key_id = (record.label, record.version)
         with self._lock:
-            self._check_open()
+            self._check_held(record)
             cached = self._private.get(key_id)
             if cached is not None:
                 return cached
@@ -320,6 +325,20 @@ class SoftwareBackend(KeyBackend):
                 )
             self._private[key_id] = private_key
             return private_key
+
+    def _check_held(self, record: KeyHandle) -> None:
+        """Raise unless ``record`` is still the version held: call under the lock.
+
+        ``_record`` checks a handle and lets the lock go; another thread may then delete
+        the label and make it again, and the cache under that label and version holds the
+        new key. Checked in the same hold of the lock as the cache read after it, the key
+        read is the handle's (``_add`` and ``_forget`` change handle and key together).
+        """
+        self._check_open()
+        held = self._handles.get((record.label, record.version))
+        if held is None:
+            raise KeyNotFound(f"no key {record.label!r} v{record.version}")
+        check_same_key(held, record)
 
     def _find(self, label: str, version: int | None) -> KeyHandle | None:
         if version is not None:
