@@ -57,6 +57,10 @@ from pathlib import Path
 from cli.currency import currency_code
 from cli.number_options import integer, read_whole, shown
 from cli.party_options import UsageError, parse_form, pin_root
+
+# Re-exported: callers import record_line from here, as before it moved.
+from cli.purchase_lines import record_line as record_line  # noqa: PLC0414
+from cli.purchase_lines import shown_id
 from clients.errors import (
     ClientError,
     ConfigError,
@@ -66,7 +70,7 @@ from clients.errors import (
 )
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
-from clients.wallet.purchases import REFUSED, Initiation, PurchaseBook, PurchaseRecord
+from clients.wallet.purchases import Initiation, PurchaseBook
 from clients.wallet.runtime import PENDING_PENDED, PENDING_SENT, Wallet, WalletSummary
 from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from clients.wallet.vault import passphrase_source, read_passphrase
@@ -92,11 +96,6 @@ EXIT_USAGE = 2
 EXIT_PENDED = 3
 EXIT_OUTCOME_UNKNOWN = 4
 REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
-# A record's auth_code when the merchant's answer carried no AuthCode (none stands: the
-# order was not authorized), shown "-" as ``setpay merchant orders`` shows it: its enum's
-# zero, UNSPECIFIED, read like a reason.
-NO_AUTH_CODE = ("", "AUTH_CODE_UNSPECIFIED")
-ORDER_REJECTED = "COMPLETION_CODE_ORDER_REJECTED"
 FORM_HELP = (
     "a field of the Cardholder CA's form (repeatable; a name the form does not ask for is "
     "refused, fields not given are sent empty)"
@@ -294,33 +293,6 @@ def _initiation(args: argparse.Namespace) -> Initiation:
     return initiation
 
 
-def record_line(record: PurchaseRecord) -> str:
-    """One purchase for people: its columns stay where they are for any outcome (the id,
-    the completion, the AuthCode or "-", then the amounts), what follows is for people."""
-    if not record.answered:
-        return (
-            f"{record.short_id}  SENT  amount {record.amount} ({record.currency}): no answer "
-            f"from the merchant yet (ask with `setpay wallet inquire {record.short_id}`)"
-        )
-    if record.completion == REFUSED:
-        return (
-            f"{record.short_id}  REFUSED  {record.refusal.removeprefix('ERROR_CODE_')}  amount "
-            f"{record.amount} ({record.currency}): the merchant refused the purchase request"
-        )
-    no_code = record.auth_code in NO_AUTH_CODE
-    line = (
-        f"{record.short_id}  {record.completion.removeprefix('COMPLETION_CODE_')}  "
-        f"{'-' if no_code else record.auth_code.removeprefix('AUTH_CODE_')}  amount "
-        f"{record.amount} ({record.currency}) authorized {record.auth_amount} captured "
-        f"{record.captured} refunded {record.credited}"
-    )
-    if record.completion == ORDER_REJECTED and no_code:
-        # SET's PRes and InqRes carry no reason for a rejected order; the merchant knows it.
-        line += ": the merchant rejected the order and gave no reason (SET's answer has no "
-        line += "room for one): ask the merchant why"
-    return line
-
-
 def read_card(path: Path) -> tuple[PAN, str]:
     """The PAN and expiry of a card file (``read_card_file``)."""
     pan, expiry, _ = read_card_file(path)
@@ -474,15 +446,16 @@ def run(args: argparse.Namespace) -> int:
             shopper = wallet.shopper(
                 passphrase, inquiring=args.order if command == "inquire" else None
             )
+            book = PurchaseBook(config.purchases_file)
             if initiation is not None:
                 record = shopper.purchase(_merchant(config, args.merchant), initiation)
             else:
                 target, origin = args.merchant, "--merchant"
                 if target is None:
-                    target = PurchaseBook(config.purchases_file).find(args.order).merchant_target
+                    target = book.find(args.order).merchant_target
                     origin = "merchant_target in purchases.json (--merchant names another)"
                 record = shopper.inquire(_merchant(config, target, origin), args.order)
-            print(record_line(record))
+            print(record_line(record, shown_id(book, record)))
             return 0
         finally:
             wallet.close()

@@ -28,6 +28,8 @@ wallet holds (another merchant's, or the same merchant's again) is refused with
 purchase replace the record of one the card may have paid. Two wallet commands at once
 (a purchase and an inquiry, say) each update ``purchases.json`` under a lock, so neither
 loses the other's record, nor records a purchase under an XID the other just recorded.
+A purchase is named by the shortest start of its XID no other purchase shares
+(``short_ids``): an XID that starts as an earlier one's cannot make two look alike.
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ from clients.errors import (
     NotRead,
     PurchaseNotSent,
     PurchaseOutcomeUnknown,
-    UnknownOrder,
 )
 from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import MAX_MESSAGE_BYTES, Caller, RetryPolicy, open_channel
+from clients.wallet import short_ids
 from clients.wallet.credentials import refuse_if_revoked
 
 # Re-exported: callers import the Initiation from here, as before it moved.
@@ -165,8 +167,9 @@ class PurchaseRecord:
 
     @property
     def short_id(self) -> str:
-        """The first 8 hex digits of the XID."""
-        return self.xid[:8]
+        """The XID's first 8 hex digits: the id shown for the purchase only while no other
+        purchase of its book starts with them; what names it is ``PurchaseBook.short_id``."""
+        return self.xid[: short_ids.SHORT_ID_DIGITS]
 
     @property
     def answered(self) -> bool:
@@ -208,7 +211,8 @@ def _refuse_known(records: list[PurchaseRecord], xid: str) -> None:
         if earlier.xid == xid:
             raise fail(
                 ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
-                f"the merchant offers the XID of earlier purchase {earlier.short_id}: "
+                f"the merchant offers the XID of earlier purchase "
+                f"{short_ids.short_id(xid, (r.xid for r in records))}: "
                 "refused, nothing sent, the earlier purchase's record kept",
             )
 
@@ -231,11 +235,17 @@ class PurchaseBook:
             raise ConfigError(f"{self._path} is unreadable: {exc}") from exc
 
     def find(self, prefix: str) -> PurchaseRecord:
-        """The purchase whose XID starts with the hex ``prefix``."""
-        matches = [r for r in self.all() if r.xid.startswith(prefix.lower())]
-        if len(matches) != 1:
-            raise UnknownOrder("no such purchase" if not matches else "ambiguous purchase id")
-        return matches[0]
+        """The purchase the hex ``prefix`` names: its whole XID, or a start of it that no
+        other purchase's shares (``UnknownOrder`` otherwise, ``short_ids.resolve``)."""
+        records = self.all()
+        xid = short_ids.resolve(prefix, [r.xid for r in records])
+        return next(r for r in records if r.xid == xid)
+
+    def short_id(self, xid: str) -> str:
+        """The id the wallet shows now for the purchase of ``xid`` (hex), which ``find``
+        takes back: the shortest start of it, 8 digits at least, that no other purchase
+        of the book shares (``short_ids``)."""
+        return short_ids.short_id(xid, (r.xid for r in self.all()))
 
     def refuse_known(self, xid: str) -> None:
         """``ProtocolError`` PI_PREVIOUSLY_USED when the book holds a purchase of ``xid``
@@ -246,21 +256,29 @@ class PurchaseBook:
         """Record a new purchase, refused as ``refuse_known`` says (nothing written) when
         the book holds its XID: checked under the lock, so that no other command records
         that XID between the check and the write."""
+        self.add_named(record)
+
+    def add_named(self, record: PurchaseRecord) -> str:
+        """``add``, and the new purchase's ``short_id`` in the book it wrote."""
         with self._locked():
             records = self.all()
             _refuse_known(records, record.xid)
             self._write([*records, record])
+        return short_ids.short_id(record.xid, (r.xid for r in records))
 
     def discard(self, xid: str) -> None:
         """Forget a purchase (one whose PReq the merchant never read)."""
         with self._locked():
             self._write([r for r in self.all() if r.xid != xid])
 
-    def save(self, record: PurchaseRecord) -> None:
+    def save(self, record: PurchaseRecord) -> str:
         """Replace a purchase the wallet holds with what it has since learnt (added if
-        gone); a new purchase is ``add``'s, which will not replace another."""
+        gone); a new purchase is ``add``'s, which will not replace another. Its
+        ``short_id`` in the book written."""
         with self._locked():
-            self._write([r for r in self.all() if r.xid != record.xid] + [record])
+            others = [r for r in self.all() if r.xid != record.xid]
+            self._write([*others, record])
+        return short_ids.short_id(record.xid, (r.xid for r in others))
 
     def _write(self, records: list[PurchaseRecord]) -> None:
         data = json.dumps([asdict(r) for r in records], indent=1).encode()
@@ -354,7 +372,7 @@ class Shopper:
             log.info(
                 "PInitRes verified: merchant %s, gateway key %s, XID %s",
                 offer.merchant.subject_id, offer.gateway.thumbprint.hex()[:8],
-                offer.trans_ids.xid.hex()[:8],
+                self._book.short_id(offer.trans_ids.xid.hex()),
             )  # fmt: skip
             # Before the PReq is built: an XID the book holds is an earlier purchase's,
             # whose record the new one would replace (``add`` checks again, atomically).
@@ -383,10 +401,11 @@ class Shopper:
                 merchant_id=state.merchant.merchant_id if state.merchant else "",
                 cardholder_thumb=self._credentials.signature_thumb.hex(),
             )  # fmt: skip
-            self._book.add(sent)
+            # Named from here on by its id in the book it joined, which ``find`` takes back.
+            shown = self._book.add_named(sent)
             log.info(
                 "PReq %s: card %s, %d (%d), PI sealed to the gateway",
-                sent.short_id, self._card.pan.masked, order.amount.amount, order.amount.currency,
+                shown, self._card.pan.masked, order.amount.amount, order.amount.currency,
             )  # fmt: skip
             try:
                 pres = Caller(channel, "merchant", PURCHASE_RETRIES).call(
@@ -394,11 +413,11 @@ class Shopper:
                     deadline=PURCHASE_DEADLINE_SECONDS,
                 )  # fmt: skip
             except NotRead as exc:
-                self._not_sent(sent, exc)
+                self._not_sent(sent, shown, exc)
                 raise PurchaseNotSent(exc) from exc
             except Exception as exc:
                 # Sent, whatever failed after: not TransportError alone, any failure.
-                raise PurchaseOutcomeUnknown(sent.short_id, f"no answer: {exc}", exc) from exc
+                raise PurchaseOutcomeUnknown(shown, f"no answer: {exc}", exc) from exc
         try:
             # Revocation data that went stale during the call is fetched again, as for the
             # PInitRes: a stale BCI is no reason to doubt the merchant's answer.
@@ -406,30 +425,28 @@ class Shopper:
         except PeerError as exc:
             unknown = undecided(exc)
             if unknown is None:
-                self._record_refusal(sent, exc)
+                self._record_refusal(sent, shown, exc)
                 raise
-            raise PurchaseOutcomeUnknown(sent.short_id, unknown, exc) from exc
+            raise PurchaseOutcomeUnknown(shown, unknown, exc) from exc
         except Exception as exc:
             # An answer that does not verify (or could not be checked: the CA unreachable
             # for fresh revocation data, a certificate cryptography cannot read) is not the
             # merchant's word: only a signed Error naming our PReq (PeerError) is.
-            raise PurchaseOutcomeUnknown(
-                sent.short_id, f"the answer did not verify: {exc}", exc
-            ) from exc
+            raise PurchaseOutcomeUnknown(shown, f"the answer did not verify: {exc}", exc) from exc
         try:
             record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
         except UnreadablePurchaseAnswer as exc:
-            raise PurchaseOutcomeUnknown(sent.short_id, str(exc), exc) from exc
+            raise PurchaseOutcomeUnknown(shown, str(exc), exc) from exc
         try:
-            self._book.save(record)
+            shown = self._book.save(record)
         except Exception as exc:
             raise PurchaseOutcomeUnknown(
-                sent.short_id, f"the verified answer could not be recorded: {exc}", exc
+                shown, f"the verified answer could not be recorded: {exc}", exc
             ) from exc
-        log.info("PRes verified: %s %s", record.short_id, record.completion)
+        log.info("PRes verified: %s %s", shown, record.completion)
         return record
 
-    def _not_sent(self, sent: PurchaseRecord, shed: NotRead) -> None:
+    def _not_sent(self, sent: PurchaseRecord, shown: str, shed: NotRead) -> None:
         """The merchant shed the PReq unread at every attempt: it holds no purchase for
         the XID (an inquiry would be told so), so the record goes, as for any failure
         before the PReq left. A new PInit for the same order gets a new XID."""
@@ -438,11 +455,11 @@ class Shopper:
         except (OSError, ClientError) as exc:
             # Still nothing bought; the record stays SENT, and an inquiry about it is
             # refused (no purchase for this XID), which says as much.
-            log.warning("purchase %s not made, its record not removed: %s", sent.short_id, exc)
+            log.warning("purchase %s not made, its record not removed: %s", shown, exc)
             return
-        log.info("PReq %s not read by the merchant (busy: %s): not recorded", sent.short_id, shed)
+        log.info("PReq %s not read by the merchant (busy: %s): not recorded", shown, shed)
 
-    def _record_refusal(self, sent: PurchaseRecord, refusal: PeerError) -> None:
+    def _record_refusal(self, sent: PurchaseRecord, shown: str, refusal: PeerError) -> None:
         """The merchant's verified refusal of the PReq replaces SENT: its signed Error says
         it did not process the PReq (SET-PROTOCOL.md 7.6), and the record says so and why
         rather than waiting for an answer for ever."""
@@ -452,13 +469,14 @@ class Shopper:
         except (OSError, ClientError) as exc:
             # The refusal is still the merchant's word, raised as such; the record stays
             # SENT, as before any answer, for an inquiry to settle.
-            log.warning("purchase %s refused, not recorded: %s", sent.short_id, exc)
+            log.warning("purchase %s refused, not recorded: %s", shown, exc)
             return
-        log.info("PReq %s refused: %s", sent.short_id, refusal.code_name)
+        log.info("PReq %s refused: %s", shown, refusal.code_name)
 
     def inquire(self, merchant: PeerConfig, prefix: str) -> PurchaseRecord:
         """InqReq about a recorded purchase; the record updated with the merchant's answer."""
         record = self._book.find(prefix)
+        shown = self._book.short_id(record.xid)
         if merchant.target != record.merchant_target:
             log.info("inquiring at %s (the purchase was made at %s)", merchant.target,
                      record.merchant_target)  # fmt: skip
@@ -472,7 +490,6 @@ class Shopper:
         try:
             updated = replace(record, **outcome_fields(data))  # type: ignore[arg-type]
         except UnreadablePurchaseAnswer as exc:
-            raise PurchaseOutcomeUnknown(record.short_id, str(exc), exc) from exc
-        self._book.save(updated)
-        log.info("InqRes verified: %s %s", updated.short_id, updated.completion)
+            raise PurchaseOutcomeUnknown(shown, str(exc), exc) from exc
+        log.info("InqRes verified: %s %s", self._book.save(updated), updated.completion)
         return updated
