@@ -22,6 +22,7 @@ import hashlib
 from pathlib import Path
 
 from cli.fingerprint import colon_hex
+from cli.number_options import shown
 from clients.authority import AuthorityClient
 from clients.errors import ClientError
 from clients.identity import read_root, write_certificates
@@ -39,12 +40,22 @@ class UsageError(ClientError):
 
 
 def parse_form(values: list[str]) -> dict[str, str]:
-    """``--form NAME=VALUE`` pairs, as the CA's registration form takes them."""
+    """``--form NAME=VALUE`` pairs, as the CA's registration form takes them.
+
+    An item without ``=`` may be the name alone or the value alone: a card number or the
+    card's enrolment code, which the refusal must not carry to the terminal and the logs.
+    So it is repeated only when it holds no digit, as ``shown`` allows (a code holds a
+    few, fewer than ``shown`` looks for); otherwise only its length is said."""
     form = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep:
-            raise UsageError(f"--form takes NAME=VALUE, not {item!r}")
+            given = (
+                shown(item)
+                if not any(char.isdigit() for char in item)
+                else f"the {len(item)} characters given (not repeated: they hold digits)"
+            )
+            raise UsageError(f"--form takes NAME=VALUE, not {given}")
         form[name] = value
     return form
 

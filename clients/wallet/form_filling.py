@@ -12,6 +12,17 @@ from setcore.registration import RegistrationForm
 from setcore.registration_cardholder import ENROLMENT_CODE_FIELD
 
 
+def given_name(name: str) -> str:
+    """A field name given (``--form NAME=VALUE``) as a refusal names it: quoted, unless it
+    holds a digit, then only its length. A card number or an enrolment code typed there by
+    mistake would otherwise reach the terminal and the logs: stricter than
+    ``cli.number_options.shown``, since a code holds only a few digits. A field's name
+    rarely has one (the CA's form lists its own, quoted, beside the refusal)."""
+    if any(char.isdigit() for char in name):
+        return f"a name of {len(name)} characters (not repeated: it holds digits)"
+    return quoted(name)
+
+
 def filled_fields(
     form: RegistrationForm, given: Mapping[str, str], code: str | None = None
 ) -> list[tuple[str, str]]:
@@ -19,12 +30,13 @@ def filled_fields(
     enrolment ``code`` where the form asks for it and no value was given; a name it does
     not ask for is refused rather than dropped: it is most likely a misspelt field, which
     would otherwise go to the CA empty. The refusal quotes every name (``quoted``): the
-    form's id and fields are the CA's words, a peer's, and the command prints them."""
+    form's id and fields are the CA's words, a peer's, and the command prints them; a
+    name given is not repeated if it holds a digit (``given_name``), and no value is."""
     unknown = sorted(set(given) - set(form.fields))
     if unknown:
         raise RegistrationError(
             f"the Cardholder CA's form {quoted(form.form_id)} has no field "
-            f"{', '.join(map(quoted, unknown))} (its fields: "
+            f"{', '.join(map(given_name, unknown))} (its fields: "
             f"{', '.join(map(quoted, form.fields)) or 'none'})"
         )
     values = dict(given)

@@ -26,6 +26,11 @@ whose request hears any refusal again. Any other refusal leaves the pending stat
 later run, as does an answer of a CertStatus this release does not know
 (``clients.pending_request``).
 
+Registration and renewal alike make the new key version only once the CA's form is
+filled in, and destroy it when anything fails before its CertReq is sealed (a misspelt
+field, the CA unreachable): a failed attempt leaves no version behind. Once sealed, the
+request may leave, and the version is kept for resuming it.
+
 The card's enrolment code (from the issuer's card file) fills the CA's form field for
 it, and is sealed with the card: renewals need it too (``gateway.ca.enrolment``).
 
@@ -64,6 +69,7 @@ from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
 from clients.wallet.credentials import card_credentials
 from clients.wallet.form_filling import filled_fields
+from clients.wallet.held_request import answer_to_held
 from clients.wallet.pending import (
     pending_record,
     pending_version,
@@ -104,14 +110,6 @@ PENDED_POLLS = 3
 PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
-# Refusals of a resent CertReq that do not say whether the CA decided it: its date is
-# outside the window (a request the CA refused, keeping no answer or no longer, or one it
-# never saw), or its RRPID names a certified or pended request whose answer was purged
-# (the wallet resends its own bytes, so that request is this one). The CA is asked with
-# CertInq before anything else is done.
-ASK_BEFORE_REGISTERING = frozenset(
-    {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_RRPID_REUSED}
-)
 # The one answer meaning the CA holds no request for the registration: a CertInq finds
 # none. The CertReq never arrived, or the CA refused it (it keeps no refused request); no
 # certificate was issued either way.
@@ -177,9 +175,9 @@ class CardholderRegistrar:
     def _card_file(self) -> Path:
         return self._config.card_file
 
-    def _new_key(self, profile: Profile, *, replacing: bool = False) -> KeyHandle:
-        """A new version of the signature key; refused while a certified version can still
-        sign, unless it is the card's own being ``replacing``: this wallet is registered."""
+    def _refuse_registered_key(self, *, replacing: bool = False) -> None:
+        """Refuse a registration while a certified version of the key can still sign,
+        unless it is the card's own being ``replacing``: this wallet is registered."""
         label = self._config.key_label
         for key, der in certified_versions(self._backend, label):
             if not replacing and not self._unusable(der):
@@ -188,8 +186,29 @@ class CardholderRegistrar:
                     f"but {self._card_file.name} holds no card registered with it: register "
                     "in a new wallet directory"
                 )
-        # An uncertified key left by an interrupted registration is simply superseded.
-        return self._backend.generate(label, KeyUsage.SIGNATURE, profile.signature_key)
+
+    def _sealed_request(
+        self, profile: Profile, form: tuple[RegistrationForm, RegFormState],
+        filled: list[tuple[str, str]], card: tuple[PAN, str], *,
+        current: CardSecrets | None = None, renewing: Credentials | None = None,
+    ) -> tuple[registration_pb2.CertRequest, CardRequestState]:  # fmt: skip
+        """A new version of the signature key and the CertReq it signs for ``card`` (the
+        number and expiry), sealed as pending before it may leave; for a renewal beside
+        the card as registered (``current``), signed by ``renewing`` too. Called once the
+        CA's form is filled in; until the request is sealed, a failure destroys the new
+        version: no CA will ever certify it, and each failed attempt would otherwise leave
+        one more (a token holds only so many)."""
+        label = self._config.key_label
+        key = self._backend.generate(label, KeyUsage.SIGNATURE, profile.signature_key)
+        try:
+            request, state = build_card_cert_request(
+                self._backend, key, *form, *card, filled=filled, renewing=renewing
+            )
+            self._seal_pending(state, current, request.SerializeToString())
+        except BaseException:
+            self._discard(key)
+            raise
+        return request, state
 
     def _refresh_revocation(self) -> None:
         brand = self._config.brand_id
@@ -274,13 +293,12 @@ class CardholderRegistrar:
                     held.pan.masked, unusable, pan.masked,
                 )  # fmt: skip
                 replacing = True
-        key = self._new_key(profile, replacing=replacing)
-        filled_form, reg_state = self._form(pan, registration_pb2.REQUEST_TYPE_CARD_INITIAL_SIG)
-        request, state = build_card_cert_request(
-            self._backend, key, filled_form, reg_state, pan, expiry,
-            filled=filled_fields(filled_form, form or {}, self._code),
-        )  # fmt: skip
-        self._seal_pending(state, None, request.SerializeToString())
+        self._refuse_registered_key(replacing=replacing)
+        # The new key is made once the form is filled in (``_sealed_request``); one left
+        # uncertified by an interrupted registration is superseded by it.
+        ca_form = self._form(pan, registration_pb2.REQUEST_TYPE_CARD_INITIAL_SIG)
+        filled = filled_fields(ca_form[0], form or {}, self._code)
+        request, state = self._sealed_request(profile, ca_form, filled, (pan, expiry))
         result = open_card_cert_response(self._authority.cert(request), state, self._trust)
         return self._finish(result, state, None)
 
@@ -330,24 +348,16 @@ class CardholderRegistrar:
                 f"{held.pan.masked} is {unusable}: {_REGISTER_AGAIN}"
             )
         renewal = registration_pb2.REQUEST_TYPE_CARD_RENEWAL_SIG
-        filled_form, reg_state = self._form(held.pan, renewal)
-        filled = filled_fields(filled_form, form or {}, self._code)
-        key = self._backend.generate(
-            self._config.key_label, KeyUsage.SIGNATURE, profile.signature_key
+        ca_form = self._form(held.pan, renewal)
+        filled = filled_fields(ca_form[0], form or {}, self._code)
+        card = (held.pan, held.expiry)
+        request, state = self._sealed_request(
+            profile, ca_form, filled, card, current=held, renewing=current
         )
-        try:
-            request, state = build_card_cert_request(
-                self._backend, key, filled_form, reg_state, held.pan, held.expiry,
-                filled=filled, renewing=current,
-            )  # fmt: skip
-            self._seal_pending(state, held, request.SerializeToString())
-        except BaseException:
-            self._discard(key)
-            raise
         try:
             result = open_card_cert_response(self._authority.cert(request), state, self._trust)
         except PeerError as exc:
-            self._renewal_refused(exc, held, key.version)
+            self._renewal_refused(exc, held, state.key.version)
         return self._finish(result, state, held)
 
     def _renewal_refused(self, exc: PeerError, current: CardSecrets, version: int) -> NoReturn:
@@ -462,7 +472,9 @@ class CardholderRegistrar:
         state, request = resumed_state(held, self._backend, self._config.key_label, self._trust)
         current = replace(held, pending=None) if renewal_pending(held) else None
         try:
-            response, state = self._ask(state, request)
+            response, state = answer_to_held(
+                self._authority, self._backend, self._trust, state, request
+            )
         except PeerError as exc:
             if exc.code == NEVER_RECEIVED:
                 return None
@@ -470,29 +482,3 @@ class CardholderRegistrar:
                 self._renewal_refused(exc, current, state.key.version)
             raise
         return self._finish(response, state, current)
-
-    def _ask(
-        self, state: CardRequestState, request: registration_pb2.CertRequest | None
-    ) -> tuple[CardCertificate, CardRequestState]:
-        """The CA's answer about the held request: to the CertReq sent again, else (or when
-        that refusal leaves open whether the CA decided it) to a CertInq."""
-        masked = state.pan.masked
-        if request is not None:
-            log.info("sending the certificate request of card %s again", masked)
-            try:
-                response = self._authority.cert(request)
-                return open_card_cert_response(response, state, self._trust), state
-            except PeerError as exc:
-                if exc.code not in ASK_BEFORE_REGISTERING:
-                    raise
-                log.info(
-                    "the Cardholder CA refused the request of card %s sent again (%s): "
-                    "asking with CertInq whether it decided it",
-                    masked, exc.code_name,
-                )  # fmt: skip
-        else:
-            log.info("resuming the pended registration of card %s with CertInq", masked)
-        # The answer is opened as a CertRes is: an issued certificate must certify the key
-        # this state holds and carry the blinded account of its CardSecret.
-        inquiry, state = build_card_cert_inquiry(self._backend, state)
-        return open_card_cert_response(self._authority.cert_inq(inquiry), state, self._trust), state

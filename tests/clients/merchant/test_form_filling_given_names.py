@@ -1,0 +1,58 @@
+"""A field name given that the Merchant CA's form lacks is refused without repeating it
+when it holds a digit (a card or account number typed as a name); a misspelt name is
+still quoted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.errors import RegistrationError
+from clients.merchant.config import MerchantConfig, load, write_config
+from clients.merchant.form_filling import filled_fields
+from clients.peers import PeerConfig
+from setcore.registration import RegistrationForm
+from tests.cards import VISA
+
+FORM = RegistrationForm(
+    request_type=0,
+    chall_ca=b"\x01" * 20,
+    form_id="setpay-merchant",
+    fields=("legal-name", "contact-email"),
+    policy_text="",
+)
+
+
+def _config(tmp_path: Path) -> MerchantConfig:
+    directory = tmp_path / "shop"
+    peer = PeerConfig("127.0.0.1:9", directory / "tls/root.pem")
+    write_config(directory, merchant_id="m-form", name="Shop", gateway=peer, ca=peer)
+    return load(directory)
+
+
+@pytest.mark.parametrize(
+    "name", [VISA, f"iban-{VISA}", "line-2"], ids=["card", "card-in-name", "digit-in-name"]
+)
+def test_a_name_with_a_digit_is_not_repeated(tmp_path: Path, name: str) -> None:
+    with pytest.raises(RegistrationError) as refused:
+        filled_fields(FORM, _config(tmp_path), {name: "x"})
+    said = str(refused.value)
+    assert name not in said
+    assert (
+        f"has no field a name of {len(name)} characters (not repeated: it holds digits) "
+        "(its fields: 'legal-name', 'contact-email')"
+    ) in said
+
+
+def test_a_misspelt_name_is_quoted_and_no_value_repeated(tmp_path: Path) -> None:
+    with pytest.raises(RegistrationError) as refused:
+        filled_fields(FORM, _config(tmp_path), {"legal-nmae": VISA, VISA: "x"})
+    said = str(refused.value)
+    assert "'legal-nmae'" in said and VISA not in said
+    assert f"a name of {len(VISA)} characters" in said
+
+
+def test_known_names_fill_the_form(tmp_path: Path) -> None:
+    filled = filled_fields(FORM, _config(tmp_path), {"contact-email": "a@example.org"})
+    assert filled == [("legal-name", "Shop"), ("contact-email", "a@example.org")]
