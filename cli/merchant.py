@@ -8,18 +8,20 @@
     setpay merchant [--dir DIR] orders [list | new --description D --amount N]
     setpay merchant [--dir DIR] capture ORDER [--amount N]
     setpay merchant [--dir DIR] refund ORDER [--amount N]
-    setpay merchant [--dir DIR] reverse (ORDER [--keep N] | --capture OP | --credit OP)
+    setpay merchant [--dir DIR] reverse ORDER [--keep N]
+    setpay merchant [--dir DIR] reverse [ORDER] (--capture OP | --credit OP)
     setpay merchant [--dir DIR] batch open
     setpay merchant [--dir DIR] batch purge --batch ID
     setpay merchant [--dir DIR] batch {close,query} --batch ID [--details N [--start K]]
 
 ORDER is the start of an order's XID as ``orders`` lists it; OP the start of a capture's or
-refund's id as the capture and refund commands print it; an empty one (an unset shell
-variable) is a usage error, never "the whole authorization". Output shows ids shortened and
-never a card number: the merchant never has one. ``register --root`` pins the brand root on
-first use, once the CA's revocation data verified under it, written whole or not at all
-(``cli.party_options``); a later ``--root`` naming another root is refused,
-both roots named by SHA-256 fingerprint. A command line incomplete or malformed (no
+refund's id as the capture and refund commands print it, matched among operations of that
+kind only and, given ORDER, among that order's (``cli.merchant_reverse``); an empty one (an
+unset shell variable) is a usage error, never "the whole authorization". Output shows ids
+shortened and never a card number: the merchant never has one. ``register --root`` pins the
+brand root on first use, once the CA's revocation data verified under it, written whole or
+not at all (``cli.party_options``); a later ``--root`` naming another root is refused, both
+roots named by SHA-256 fingerprint. A command line incomplete or malformed (no
 ``--root`` before a root is pinned, a ``--form`` without ``=``, a ``--currency`` no account
 is kept in) exits 2, as argparse's own errors do. A command the gateway refuses (a capture
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
@@ -49,7 +51,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -60,6 +61,12 @@ from types import FrameType
 
 from cli.currency import currency_code
 from cli.merchant_batch import add_batch_parser, check_batch_usage, run_batch
+from cli.merchant_reverse import (
+    add_reverse_parser,
+    check_reverse_usage,
+    reverse_operation,
+    reverses_operation,
+)
 from cli.number_options import integer, shown, whole
 from cli.party_options import UsageError, parse_form, pin_root
 from clients.authority import AuthorityClient
@@ -106,10 +113,6 @@ NO_ACCOUNT_HINT = (
 )
 # LID-M printed for a new order: short enough to type, random enough never to repeat.
 LID_M_BYTES = 8
-# An operation id's start as the capture and refund commands print it: ASCII hex only
-# (``int(text, 16)`` took a sign, underscores, spaces and other scripts' digits, none of
-# which any id starts with).
-_HEX = re.compile(r"[0-9a-fA-F]+")
 # The enum an operation's result code is from: each answer names its own.
 _RESULT_CODES = {
     Kind.CAPTURE: authorization_pb2.CapCode,
@@ -180,34 +183,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         c.add_argument("order", help="the start of the order's XID")
         c.add_argument("--amount", type=integer, help="minor units (default: all that is left)")
 
-    v = ops.add_parser("reverse", help="reverse an authorization, a capture or a refund")
-    v.add_argument("order", nargs="?", help="the start of the order's XID")
-    what = v.add_mutually_exclusive_group()
-    what.add_argument(
-        "--keep", type=integer, default=0, help="authorization: amount that stays (default 0)"
-    )
-    what.add_argument(
-        "--capture", type=_operation_prefix, metavar="OP", help="reverse this capture (its id)"
-    )
-    what.add_argument(
-        "--credit", type=_operation_prefix, metavar="OP", help="reverse this refund (its id)"
-    )
-
+    add_reverse_parser(ops)
     add_batch_parser(ops)
-
-
-def _operation_prefix(text: str) -> str:
-    """An operation id's start: an empty one would name every operation, and the reverse
-    command without its ``--capture`` or ``--credit`` reverses the authorization."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(
-            "an operation id, as capture and refund print it, not empty"
-        )
-    if not _HEX.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"an operation id is hexadecimal, 0-9 and a-f, not {shown(text)}"
-        )
-    return text
 
 
 def _metrics_port(text: str) -> MetricsPort:
@@ -423,6 +400,8 @@ def _result_code_name(operation: Operation) -> str:
 def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
     if args.merchant_command == "batch":
         check_batch_usage(args)  # before anything is opened, stored or sent
+    elif args.merchant_command == "reverse":
+        check_reverse_usage(args)
     merchant = Merchant.open(config)
     try:
         merchant.revocation.refresh()
@@ -430,10 +409,8 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
         command = args.merchant_command
         if command == "batch":
             return run_batch(merchant, args)
-        if command == "reverse" and args.credit is not None:
-            operation = settlement.reverse_credit(_operation_id(merchant.store, args.credit))
-        elif command == "reverse" and args.capture is not None:
-            operation = settlement.reverse_capture(_operation_id(merchant.store, args.capture))
+        if command == "reverse" and reverses_operation(args):
+            operation = reverse_operation(merchant, args)
         else:
             if not args.order:
                 raise UsageError("ORDER is required")
@@ -448,13 +425,6 @@ def _settle(config: MerchantConfig, args: argparse.Namespace) -> int:
         return 0 if operation.state is OperationState.SUCCEEDED else 1
     finally:
         merchant.close()
-
-
-def _operation_id(store: MerchantStore, prefix: str) -> bytes:
-    matches = [op.rrpid for op in store.operations() if op.rrpid.hex().startswith(prefix.lower())]
-    if len(matches) != 1:
-        raise ClientError("no such operation" if not matches else "ambiguous operation id")
-    return matches[0]
 
 
 def run(args: argparse.Namespace) -> int:

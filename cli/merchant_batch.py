@@ -8,7 +8,11 @@
 gateway's page), after sequence number K with ``--start K`` (0, the first page, by
 default); when the batch holds more, the command says the ``--start`` of the next page.
 An opened batch holds nothing yet and a purged one no longer lists anything, so open and
-purge take neither.
+purge take neither. ``--batch ID`` is 1 to MAX_BATCH_ID_CHARS characters (the protocol's
+bound, which the gateway decodes against): an empty one (an unset shell variable) or a
+longer one is a usage error before anything is opened, signed or stored. Sent, it was
+refused as DECODING_FAILURE, and a close of batch "" whose answer was lost stayed pending
+where a pending open waits, holding up every ``batch open``.
 
 ``close`` and ``query`` reconcile (SET-PROTOCOL.md 7.5): the gateway's totals of each kind
 (captures, refunds, and their reversals: count and sum) against the merchant's own
@@ -23,10 +27,11 @@ from __future__ import annotations
 
 import argparse
 
-from cli.number_options import whole
+from cli.number_options import shown, whole
 from cli.party_options import UsageError
 from clients.merchant.reconciliation import reconcile, reconciliation_lines
 from clients.merchant.runtime import Merchant
+from setcore.capture import MAX_BATCH_ID_CHARS
 from setcore.enum_names import code_name
 from setcore.gateway_admin import MAX_STARTING_POINT, MAX_TRANSACTION_DETAILS, TransactionPage
 from setpay.v1 import gateway_admin_pb2
@@ -75,6 +80,17 @@ _details = whole(1, MAX_TRANSACTION_DETAILS, "(the gateway's page)")
 _start = whole(0, MAX_STARTING_POINT, "(a batch sequence number)")
 
 
+def batch_id(text: str) -> str:
+    """``--batch``: the id of a batch the gateway can name. An empty one is no batch (the
+    key a waiting open is kept under), a longer one one the gateway refuses to decode."""
+    if not text or len(text) > MAX_BATCH_ID_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"a batch id as batch open printed it, 1 to {MAX_BATCH_ID_CHARS} characters, not "
+            + (shown(text) if text else "empty")
+        )
+    return text
+
+
 def add_batch_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``batch`` and its operations under the merchant's subcommands."""
     b = ops.add_parser("batch", help="settlement batches at the gateway")
@@ -84,7 +100,10 @@ def add_batch_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[t
         if name == "open":  # the gateway names the batch it opens
             one.set_defaults(batch="")
         else:  # the gateway cannot guess which batch to close, purge or show
-            one.add_argument("--batch", required=True, metavar="ID", help="the batch's id")
+            one.add_argument(
+                "--batch", type=batch_id, required=True, metavar="ID",
+                help=f"the batch's id (1 to {MAX_BATCH_ID_CHARS} characters)",
+            )  # fmt: skip
         if name in _LISTED:
             one.add_argument(
                 "--details", type=_details, metavar="N",

@@ -22,6 +22,12 @@ one waiting: sent now, it could reach the gateway first and be refused for a sta
 waiting one was about to make (a purge before its close). Whether one waits is looked
 up as the new one is stored, in one transaction, so two commands never both send one.
 
+Every operation but an open names its batch, by an id the protocol bounds
+(``MAX_BATCH_ID_CHARS``): one naming none, or too long for the gateway to decode, is a
+``ValueError`` before anything is signed or stored. The gateway would refuse it, and a
+close of batch "" whose answer was lost would wait where a waiting open is looked up,
+holding up every open.
+
 A query changes nothing and the gateway keeps nothing of it: it is not stored, an answer
 that does not verify is an error, and so is one of a status this build does not define
 (``UnknownResultCode``, never read as a refusal); asking again is a new query.
@@ -35,6 +41,7 @@ from clients.errors import OrderStateError
 from clients.merchant import outcome
 from clients.merchant.records import BatchRequest, OperationState, short
 from clients.merchant.stored_requests import StoredRequests
+from setcore.capture import MAX_BATCH_ID_CHARS
 from setcore.enum_names import code_name
 from setcore.errors import PeerError
 from setcore.gateway_admin import BatchAdminState, TransactionPage, build_batch_admin_request
@@ -42,6 +49,7 @@ from setpay.v1 import gateway_admin_pb2
 
 log = logging.getLogger("setpay.merchant")
 
+OPEN = gateway_admin_pb2.BATCH_OPERATION_OPEN
 QUERY = gateway_admin_pb2.BATCH_OPERATION_REQUEST
 SUCCESS = gateway_admin_pb2.BATCH_ADMIN_STATUS_SUCCESS
 
@@ -56,6 +64,15 @@ def _named(request: BatchRequest) -> str:
     """A batch request for the log and the command line: what, its id, which batch."""
     batch = f" of batch {request.batch_id}" if request.batch_id else ""
     return f"batch {operation_name(request.operation)} {short(request.rrpid)}{batch}"
+
+
+def _check_named(operation: int, batch_id: str) -> None:
+    """Refuse a batch id the gateway would refuse to decode, and a change or query of no
+    batch: "" is an open's, the key a waiting open is kept under."""
+    if len(batch_id) > MAX_BATCH_ID_CHARS:
+        raise ValueError(f"a batch id is at most {MAX_BATCH_ID_CHARS} characters")
+    if not batch_id and operation != OPEN:
+        raise ValueError(f"batch {operation_name(operation)} names the batch: give its id")
 
 
 def _state(request: BatchRequest) -> BatchAdminState:
@@ -84,8 +101,9 @@ class Batches(StoredRequests[BatchRequest]):
         was stored (its page of transactions included), if it is this operation;
         ``OrderStateError`` if it is another. ``OutcomeUnknown`` when the outcome of the
         change stays unknown; a verified SET Error is raised (``PeerError``) after it is
-        recorded.
+        recorded. ``ValueError`` for a batch id no gateway takes, nothing stored.
         """
+        _check_named(operation, batch_id)
         if operation == QUERY:
             return self._query(batch_id, summary, page)
         request, stored = self._waiting(batch_id), False
