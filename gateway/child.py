@@ -3,6 +3,8 @@ what belongs to the supervisor, runs as a worker (``gateway.worker``) or as the 
 process (``gateway.ledger_process``), and exits with its status, never returning into the
 supervisor's stack. A child that fails logs whether it could not serve or failed while
 stopping; a fault the operator is to fix (a PIN, a token, a file, a port) in one line.
+Once the supervisor has reaped a worker, it withdraws what the worker can no longer take
+back itself: its count of requests computing (``withdraw_demand``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import NoReturn
 
 from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
+from gateway.demand import DemandBoard, demand_path
 from gateway.ledger import LedgerError
 from gateway.ledger_process import run_ledger_process
 from gateway.worker import StopFailed, WorkerPlan, run_worker
@@ -33,6 +36,31 @@ STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSEr
 def child_name(index: int) -> str:
     """How the log names the child ``index``."""
     return "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
+
+
+def withdraw_demand(plan: WorkerPlan, index: int) -> None:
+    """In the supervisor, once worker ``index`` is reaped: zero its slot on the demand
+    board (``gateway.demand``), or the ledger process's writer would linger on every
+    commit until the worker's replacement starts. Nothing to do without a ledger process.
+
+    Never raises: the supervisor must go on reaping and restarting. A board it cannot
+    open (gone, unmappable) is logged; the replacement clears the slot as it starts.
+    """
+    if plan.ledger_socket is None:
+        return
+    try:
+        board = DemandBoard(demand_path(plan.ledger_socket))
+    except (OSError, ValueError) as exc:  # ValueError: a file too short to map
+        log.warning(
+            "%s: its demand slot could not be cleared (%s: %s); the ledger process may wait"
+            " a moment on every commit until its replacement starts",
+            child_name(index), type(exc).__name__, exc,
+        )  # fmt: skip
+        return
+    try:
+        board.withdraw(index)
+    finally:
+        board.close()
 
 
 def _log_fault(what: str, fault: BaseException) -> None:

@@ -11,7 +11,17 @@ writers inside the workers.
 So each worker publishes its own ``wanting`` count in a slot of a small shared file
 (``DemandBoard``), and the ledger process's writer lingers while the slots add up to more
 than zero (``SharedDemand``). A slot is one aligned 32-bit integer written by one process
-only; a reader may see a value a moment old, which costs at most one linger.
+at a time; a reader may see a value a moment old, which costs at most one linger.
+
+A worker that dies while its requests compute (a crash, a SIGKILL) cannot take its count
+back, and the writer would then linger on every commit of every worker until a
+replacement took the slot: up to MAX_BACKOFF_SECONDS of ``gateway.restarts`` per death in
+a crash loop (the median commit went from 0.1 to 1.2 ms, measured). So the supervisor
+clears the slot as it reaps the worker (``gateway.child.withdraw_demand``). It alone
+learns of the death for certain, and before it can fork that index's replacement (its
+loop is single-threaded), so the clearing never erases a live worker's count. A reader
+that checked whether each slot's worker still lives would cost a system call per slot on
+every linger, and would be fooled by a dead worker not yet reaped and by a reused pid.
 """
 
 from __future__ import annotations
@@ -63,9 +73,20 @@ class DemandBoard:
         publish(0)  # a restarted worker replaces whatever its predecessor left
         return publish
 
+    def withdraw(self, index: int) -> None:
+        """Zero worker ``index``'s slot: the worker is gone (reaped), its requests with it.
+        An index the board has no slot for (the ledger process's, one beyond it) has
+        nothing to withdraw."""
+        if 0 <= index < SLOTS:
+            _SLOT.pack_into(self._map, index * _SLOT.size, 0)
+
     def total(self) -> int:
         """Requests computing now, over every worker."""
         return sum(count for (count,) in _SLOT.iter_unpack(self._map))
+
+    def close(self) -> None:
+        """Unmap the board (the file stays: other processes map it)."""
+        self._map.close()
 
 
 class SharedDemand(CpuTurn):

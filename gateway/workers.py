@@ -63,7 +63,7 @@ from dataclasses import dataclass, replace
 
 from gateway import metrics
 from gateway.bank_errors import ProvisioningError
-from gateway.child import LEDGER_INDEX, become_child, child_name
+from gateway.child import LEDGER_INDEX, become_child, child_name, withdraw_demand
 from gateway.config import BankConfig
 from gateway.issuer import open_store
 from gateway.ledger import LedgerError
@@ -282,9 +282,9 @@ class Supervisor:
             if worker.ready_fd is not None:
                 self._selector.unregister(worker.ready_fd)
                 os.close(worker.ready_fd)
-            code = os.waitstatus_to_exitcode(status)
             metrics.worker_gone(pid, len(self._workers))
-            self._to_restart(worker, code)  # if so, the loop starts it when due
+            withdraw_demand(self._plan, worker.index)  # before its replacement can start
+            self._to_restart(worker, os.waitstatus_to_exitcode(status))  # if so, when due
             if not self._workers and self._stopping():
                 self._stop_ledger()  # its last client is gone
 
