@@ -35,6 +35,16 @@ from a value they know (``hsm.token_objects.search_template``). A setpay key who
 id another private one carries (made by a logged-in user) is not used: the id cannot say
 which is setpay's, and operations find the key by its id.
 
+A version claimed by two setpay keys (made by processes that took different key locks,
+``hsm.token_login``'s "Lock names") is used by neither once a rebuild has seen both: the
+token cannot say which one a handle, a certificate or a peer means, and either (the one
+listed last, say) may sign or open with a key the caller does not mean. ``get`` of it,
+or of the label's newest when it is the newest, raises ``PermanentBackendError`` naming
+both CKA_IDs; ``list_keys`` leaves both out (and logs it); a ``delete`` that includes it
+destroys nothing (``objects_of``, which reads the token itself): "version n" would be
+two keys. New versions go above it. The operator removes the unwanted key by its CKA_ID
+(its metadata, left, is ignored), and the other is used again.
+
 Errors raised: ``KeyNotFound``, ``PermanentBackendError``, and those of
 ``TokenLink.run``.
 """
@@ -101,6 +111,8 @@ class TokenCatalog:
         self._link = link
         self._lock = threading.Lock()
         self._keys: dict[KeyId, TokenKey] = {}
+        # Versions two keys claim, with the message that refuses them (see the module).
+        self._claimed_twice: dict[KeyId, str] = {}
         # None until a trial decryption has been possible (an RSA decryption key exists).
         self._rsa_kem: KemAlgorithm | None = None
         self._rsa_kem_known = False
@@ -112,20 +124,32 @@ class TokenCatalog:
         return self._rsa_kem
 
     def refresh(self) -> list[TokenKey]:
-        """Re-read the token; every key version, sorted by label then version."""
+        """Re-read the token; every usable key version, sorted by label then version
+        (a version two keys claim is left out, see the module)."""
         keys = self._link.run(self.scan, "list keys")
+        twice = {
+            key_id: claimed_twice_message(key_id, ck_ids, self._link.name)
+            for key_id, ck_ids in claimed_twice(keys).items()
+        }
+        for message in twice.values():
+            _log.warning("%s", message)
+        usable = [key for key in keys if (key.handle.label, key.handle.version) not in twice]
         with self._lock:
-            self._keys = {(key.handle.label, key.handle.version): key for key in keys}
-        return keys
+            self._keys = {(key.handle.label, key.handle.version): key for key in usable}
+            self._claimed_twice = twice
+        return usable
 
     def find(self, label: str, version: int | None) -> TokenKey:
         """The key version (newest if ``version`` is None), re-reading the token on a miss."""
         check_label(label)
         check_version(version)
         found = self._lookup(label, version)
-        if found is None:
-            self.refresh()  # another process may have added it
+        if not isinstance(found, TokenKey):
+            # Another process may have added it, or removed one of two keys claiming it.
+            self.refresh()
             found = self._lookup(label, version)
+        if isinstance(found, str):
+            raise PermanentBackendError(found)
         if found is None:
             which = "" if version is None else f" v{version}"
             raise KeyNotFound(f"no key {label!r}{which} on {self._link.name}")
@@ -141,6 +165,8 @@ class TokenCatalog:
         """Re-read the token after a change; the changed key's handle."""
         self.refresh()
         found = self._lookup(*key)
+        if isinstance(found, str):
+            raise PermanentBackendError(found)
         if found is None:
             label, version = key
             raise PermanentBackendError(
@@ -183,12 +209,15 @@ class TokenCatalog:
         """Replace the lock: a parent thread may have held it at fork time."""
         self._lock = threading.Lock()
 
-    def _lookup(self, label: str, version: int | None) -> TokenKey | None:
+    def _lookup(self, label: str, version: int | None) -> TokenKey | str | None:
+        """The key version as last read (the newest if None), or why it is refused."""
         with self._lock:
-            if version is not None:
-                return self._keys.get((label, version))
-            versions = [v for (name, v) in self._keys if name == label]
-            return self._keys[(label, max(versions))] if versions else None
+            if version is None:
+                versions = [v for (name, v) in [*self._keys, *self._claimed_twice] if name == label]
+                if not versions:
+                    return None
+                version = max(versions)  # a newest version two keys claim names neither
+            return self._claimed_twice.get((label, version)) or self._keys.get((label, version))
 
     def _probe_oaep(self, private: Any, key: TokenKey) -> KemAlgorithm | None:
         """The best OAEP the token decrypts, found by encrypting to ``key`` and decrypting."""
@@ -300,6 +329,25 @@ def build_catalog(
     return own
 
 
+def claimed_twice(keys: Iterable[TokenKey]) -> dict[KeyId, list[bytes]]:
+    """Versions more than one key claims, each with their CKA_IDs (sorted)."""
+    ids: dict[KeyId, set[bytes]] = {}
+    for key in keys:
+        ids.setdefault((key.handle.label, key.handle.version), set()).add(key.ck_id)
+    return {key_id: sorted(found) for key_id, found in ids.items() if len(found) > 1}
+
+
+def claimed_twice_message(key_id: KeyId, ck_ids: Iterable[bytes], token: str) -> str:
+    """Why a version two keys claim is not used, naming their CKA_IDs by short hex."""
+    label, version = key_id
+    shown = [ck_id.hex()[:8] for ck_id in ck_ids]
+    return (
+        f"key {label!r} v{version} on {token} is claimed by {len(shown)} keys (CKA_IDs "
+        f"starting {' and '.join(shown)}): none is used, nor destroyed by a delete; remove "
+        "the unwanted ones' objects by CKA_ID (pkcs11-tool --list-objects shows whole ids)"
+    )
+
+
 def _described_own(
     private: dict[Attribute, Any],
     meta: dict[str, Any],
@@ -394,9 +442,18 @@ def objects_of(session: TokenSession, label: str, ids: set[bytes], token: str) -
     id reaches further: two private keys, or two public keys under metadata that vouches
     for none, or setpay metadata naming another label. Destroying by id would take the
     other key with it. The catalog lists no such key, so only an object made between
-    its reading and this search meets the refusal; it stays, as that race is real.
+    its reading and this search meets the refusal; it stays, as that race is real. Also
+    refused when two of the ids claim one version (see the module).
     """
     metadata = [(obj, meta) for obj, meta in metadata_objects(session) if meta["id"] in ids]
+    claims: dict[KeyId, set[bytes]] = {}
+    for _, meta in metadata:
+        if meta["label"] == label:
+            claims.setdefault((label, meta["version"]), set()).add(meta["id"])
+    for key_id, claimed in sorted(claims.items()):
+        if len(claimed) > 1:
+            # "Version n" would be two keys: which one the caller means cannot be told.
+            raise PermanentBackendError(claimed_twice_message(key_id, sorted(claimed), token))
     victims = []
     for ck_id in ids:
         privates = objects(session, (ObjectClass.PRIVATE_KEY,), {ck_id})

@@ -42,6 +42,24 @@ releases a refusal. For the restart, the later of its modification and inode cha
 times is newer than the view, so a ``chmod`` or ``chown`` also restarts the module (once:
 ``Cryptoki.note_pin_file_seen``) but does not release a refusal; the PIN read is the same.
 
+Lock names (``TokenLocks``): the login lock, the PIN-refusal records beside it and the
+key lock (``TokenLink.admin_lock``) are named after the token itself: the module's real
+path and the serial number C_GetTokenInfo gives (no login needed), whichever URI fields
+selected it. A process naming the token by label and one naming it by serial (or by
+both) take the same locks, so neither claims a key version the other is claiming, nor
+logs in beside it, nor offers a PIN file the other had refused. A URI with a serial
+names them at once (that serial is the token's). One with a label only names them
+after the label until its first login finds the token: under that lock it looks the
+token up, then takes the token's own login lock too, holding both (the label's is always
+taken first, so no two processes wait for each other), and logs in under both; a view
+of the module that login took under the label's lock alone is replaced by one taken
+inside the token's, as a shared refusal needs (below). Later logins take the token's
+lock alone, and follow it should another token answer to the label. A token that
+reports no serial shares its locks with every such token of its module: more waiting,
+never less. The lock files are in the lock directory (``x-lock-dir``): processes given
+different lock directories still take different locks for one token, so every process
+using a token must be given the same directory (or none: the per-user default).
+
 Errors raised: ``PermanentBackendError`` (the module's function list is unusable, or a
 latched PIN refusal) and python-pkcs11 exceptions for C_Login's return codes.
 """
@@ -62,6 +80,7 @@ from pkcs11 import exceptions as p11
 
 from hsm.cryptoki import Cryptoki
 from hsm.errors import PermanentBackendError
+from hsm.filelock import exclusive_lock
 from hsm.pinsource import PinSource
 
 #: CK_FUNCTION_LIST up to the last entry used here, in the order PKCS#11 2.40 fixes.
@@ -233,11 +252,17 @@ class PinLatch:
         # hash alone, should it ever be seen, cannot be checked against guesses.
         self._key = secrets.token_bytes(32)
         self._refused: tuple[Hashable, str] | None = None
+        self._shared_path: str | None = None
+        self.share_at(shared_stem)
+
+    def share_at(self, shared_stem: str | None) -> None:
+        """Share this PIN file's refusals beside the lock files named ``shared_stem`` from
+        now on (None: share none); ``TokenLocks`` moves them when the token is named."""
         # Where refusals of this PIN file on this token are shared (see above): one
         # record per file, so a PIN accepted from another file clears none of them.
-        self._shared_path: str | None = None
-        if shared_stem is not None and source.kind == "file":
-            place = hashlib.sha256(os.fsencode(source.location)).hexdigest()[:16]
+        self._shared_path = None
+        if shared_stem is not None and self._source.kind == "file":
+            place = hashlib.sha256(os.fsencode(self._source.location)).hexdigest()[:16]
             self._shared_path = f"{shared_stem}.pin-{place}.refused"
 
     def identity(self) -> Hashable:
@@ -330,6 +355,59 @@ class PinLatch:
         if self._shared_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._shared_path)
+
+
+class TokenLocks:
+    """The names of one token's lock files and PIN-refusal records (see "Lock names" in
+    the module docstring): ``stem`` is their path without its suffix, ``key`` the token
+    as this process names it to its module (``Cryptoki.mark_stale``)."""
+
+    def __init__(
+        self, module: str, directory: str, latch: PinLatch, label: str | None, serial: str | None
+    ) -> None:
+        self._module = os.path.realpath(module)
+        self._directory = directory
+        self._latch = latch
+        self.key = self.stem = ""
+        if serial:
+            self._name_after_serial(serial)  # the serial C_GetTokenInfo gives that token
+        else:
+            self._name(f"label\0{label or ''}")  # until the token is seen
+
+    def follow(self, token: Any, held: contextlib.ExitStack[Any], timeout: float) -> bool:
+        """Name the locks after ``token`` (call with the login lock of the current name
+        held); if that renamed them, take the new name's login lock too (kept in ``held``)
+        and raise a PIN refusal recorded there. Whether it renamed them.
+
+        The old lock stays held: a process takes a label's lock before its token's, never
+        the reverse, so none waits for a lock held by one waiting for its own (two tokens
+        that swapped labels under running processes could: the lock's timeout ends it).
+        """
+        if not self.name_after(token):
+            return False
+        held.enter_context(exclusive_lock(f"{self.stem}.login.lock", timeout))
+        self._latch.check_shared()
+        return True
+
+    def name_after(self, token: Any) -> bool:
+        """Name the locks after ``token`` (python-pkcs11's: its serial, as C_GetTokenInfo
+        gives it); whether that changed their name."""
+        serial = getattr(token, "serial", None) or b""  # none reported: see the module
+        return self._name_after_serial(serial if isinstance(serial, bytes) else str(serial))
+
+    def _name_after_serial(self, serial: bytes | str) -> bool:
+        raw = serial if isinstance(serial, bytes) else serial.encode("utf-8", "surrogateescape")
+        return self._name(f"serial\0{raw.rstrip(b' ' + bytes(1)).hex()}")  # padding dropped
+
+    def _name(self, identity: str) -> bool:
+        key = f"{self._module}\0{identity}"
+        if key == self.key:
+            return False
+        self.key = key
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        self.stem = os.path.join(self._directory, f"setpay-pkcs11-{digest}")
+        self._latch.share_at(self.stem)
+        return True
 
 
 def _as_json(identity: Hashable) -> object:

@@ -13,7 +13,8 @@ goes through ``TokenLink.run``, which:
 3. reconnects if needed: after anyone re-initialized the module, after the token went
    away. Reconnecting = re-initialize, find the token by label or serial (never slot
    number), log in, under an exclusive file lock shared by every process using that
-   token, with bounded attempts. A wrong PIN is never retried, and once refused it is
+   token (named after the token, however the URI names it: ``hsm.token_login``'s "Lock
+   names"), with bounded attempts. A wrong PIN is never retried, and once refused it is
    not offered again until the PIN source changes (a PIN file: by no process of this
    host; ``hsm.token_login``). A login re-initializes first when the module's view of
    the token's PIN state may be out of date (``hsm.token_login.view_may_be_stale``);
@@ -53,7 +54,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -77,7 +77,7 @@ from hsm.observer import Observer, observed
 from hsm.pinsource import PinSource
 from hsm.session_keeper import SessionKeeper, TokenSession
 from hsm.session_pool import Lease, PoolStats
-from hsm.token_login import LoginCalls, PinLatch, note_login_view, view_may_be_stale
+from hsm.token_login import LoginCalls, PinLatch, TokenLocks, note_login_view, view_may_be_stale
 
 __all__ = [
     "ABSENT_RESCAN_SECONDS",
@@ -184,15 +184,9 @@ class TokenLink:
         self._epoch = 0
         self._pid = os.getpid()
         self.mechanisms: frozenset[Mechanism] = frozenset()
-        lock_key = "\0".join(
-            (os.path.realpath(config.module), config.token_label or "", config.token_serial or "")
-        )
-        self._token_key = lock_key
-        self._lock_stem = os.path.join(
-            lock_directory(config.lock_dir),
-            f"setpay-pkcs11-{hashlib.sha256(lock_key.encode()).hexdigest()[:16]}",
-        )
-        self._pin_latch = PinLatch(config.pin_source, self._lock_stem)
+        self._pin_latch = PinLatch(config.pin_source)
+        where = (config.module, lock_directory(config.lock_dir))
+        self._locks = TokenLocks(*where, self._pin_latch, config.token_label, config.token_serial)
         on_fork_in_child(self)
         with self._cryptoki.lock:
             self._ensure_connected()
@@ -290,7 +284,7 @@ class TokenLink:
     @contextlib.contextmanager
     def admin_lock(self) -> Iterator[None]:
         """Exclusive across processes while key versions are claimed or destroyed."""
-        with exclusive_lock(f"{self._lock_stem}.keys.lock", LOCK_TIMEOUT_SECONDS):
+        with exclusive_lock(f"{self._locks.stem}.keys.lock", LOCK_TIMEOUT_SECONDS):
             yield
 
     @property
@@ -358,7 +352,8 @@ class TokenLink:
         op = "relogin" if self._logins else "login"
         with (
             observed(self._observer, op, ""),
-            exclusive_lock(f"{self._lock_stem}.login.lock", LOCK_TIMEOUT_SECONDS),
+            exclusive_lock(f"{self._locks.stem}.login.lock", LOCK_TIMEOUT_SECONDS),
+            contextlib.ExitStack() as held,
         ):
             # Restart the module if nobody has since our last login, or if our last
             # reconnect failed (the token may be back: only a rescan shows it). Not
@@ -369,7 +364,7 @@ class TokenLink:
             # Another process may have had this PIN file refused while we waited.
             self._pin_latch.check_shared()
             # Also before offering a PIN to a view of the token that may be out of date.
-            key, latch, module = self._token_key, self._pin_latch, self._cryptoki
+            key, latch, module = self._locks.key, self._pin_latch, self._cryptoki
             restart = restart or view_may_be_stale(module, key, latch, ABSENT_RESCAN_SECONDS)
             note_login_view(module, key, latch, restarting=restart)
             old_view = module.generation
@@ -386,6 +381,14 @@ class TokenLink:
                         self._cryptoki.reinitialize()
                     library = self._cryptoki.library()
                     token = self._find_token(library)
+                    if (
+                        self._locks.follow(token, held, LOCK_TIMEOUT_SECONDS)
+                        and module.generation > old_view
+                    ):
+                        # A view taken inside the token's own lock, as a shared refusal's
+                        # must be (hsm.token_login): this login restarted anyway.
+                        self._cryptoki.reinitialize()
+                        token = self._find_token(self._cryptoki.library())
                     # Taken before the PIN is read: a source changed in between is at
                     # worst offered once more, never latched with a PIN not yet tried.
                     pin_identity = self._pin_latch.identity()
@@ -401,7 +404,8 @@ class TokenLink:
                     if fault in (Fault.PIN, Fault.NO_USER_PIN):
                         # Whatever the token does next (its PIN reset, set at last), this
                         # module sees it only after a restart: the next login makes one.
-                        self._cryptoki.mark_stale(self._token_key)
+                        for named in {key, self._locks.key}:  # as the login began, and now
+                            self._cryptoki.mark_stale(named)
                     if fault is Fault.PIN:
                         source = self.config.pin_source.describe()
                         message = (
