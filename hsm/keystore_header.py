@@ -116,8 +116,9 @@ def header_temp_files(root: Path) -> list[Path]:
             f"cannot read keystore directory {root}: {exc.strerror or type(exc).__name__}"
         ) from exc
     temps = [n for n in names if n.startswith(".keystore.json.") and TEMP_NAME.fullmatch(n)]
-    # keystore.json as well: renamed into place since the caller looked for it.
-    if set(names) - {".lock", "keystore.json", *temps}:
+    if "keystore.json" in names:
+        return []  # renamed into place since the caller looked (keys/ may follow): ours
+    if set(names) - {".lock", *temps}:
         raise PermanentBackendError(
             f"{root} is not a setpay keystore (no keystore.json, not empty)"
         )

@@ -237,7 +237,17 @@ class SoftwareBackend(KeyBackend):
             self._check_held(record)
             # Read through for a keystore: another process (the CA CLI) may have stored it.
             if self._keystore is not None:
-                return self._keystore.read_certificate(record)
+                der = self._keystore.read_certificate(record)
+                # Removal unlinks the JSON file first, a new version writes it last: the
+                # stamp unchanged after the read, the file read was this version's.
+                key_id = (record.label, record.version)
+                if self._keystore.stamp(*key_id) != self._stamps.get(key_id):
+                    self._forget(key_id)
+                    raise KeyNotFound(
+                        f"key {record.label!r} v{record.version} was deleted and made again "
+                        "since this handle was taken: get the key again"
+                    )
+                return der
             return self._certificates.get((record.label, record.version))
 
     def check_health(self) -> None:

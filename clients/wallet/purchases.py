@@ -491,5 +491,6 @@ class Shopper:
             updated = replace(record, **outcome_fields(data))  # type: ignore[arg-type]
         except UnreadablePurchaseAnswer as exc:
             raise PurchaseOutcomeUnknown(shown, str(exc), exc) from exc
-        log.info("InqRes verified: %s %s", self._book.save(updated), updated.completion)
+        shown = self._book.save(updated)
+        log.info("InqRes verified: %s %s", shown, updated.completion)
         return updated

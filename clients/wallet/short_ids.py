@@ -38,8 +38,9 @@ def short_id(xid: str, others: Iterable[str]) -> str:
     """The id shown for the purchase of ``xid`` (lower-case hex, as the book writes it)
     beside the XIDs ``others`` (``xid`` itself among them or not): one digit past the
     longest start it shares with another, and no fewer than ``SHORT_ID_DIGITS``. An XID
-    that is the whole start of another's (XIDs are the merchant's, of any length) is shown
-    whole, and ``resolve`` takes a whole XID for that purchase alone."""
+    that is the whole start of another's (not one the protocol lets in, 32 bytes each, but a
+    hand-edited book may hold one) is shown whole, and ``resolve`` takes a whole XID for
+    that purchase alone."""
     digits = SHORT_ID_DIGITS
     for other in others:
         if other != xid:

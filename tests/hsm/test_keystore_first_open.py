@@ -123,3 +123,28 @@ def test_a_directory_that_cannot_be_listed_is_a_backend_error(
     with pytest.raises(PermanentBackendError, match="cannot read keystore directory"):
         Keystore.open(directory, PASSPHRASE)
     assert not (directory / "keystore.json").exists()
+
+
+def test_a_second_opener_that_lists_after_the_first_made_a_key_opens_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second opener finds no header, then lists the directory only after the first
+    has written its header and made its first key (``keys/``): the header there makes the
+    directory a keystore, whatever else it holds by then."""
+    directory = tmp_path / "ks"
+    listdir = os.listdir
+    first_done = False
+
+    def first_opener_finishes_then_list(path: str) -> list[str]:
+        nonlocal first_done
+        if Path(path) == directory and not first_done:
+            first_done = True
+            first = SoftwareBackend.open(directory, PASSPHRASE)
+            first.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+            first.close()
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", first_opener_finishes_then_list)
+    second = Keystore.open(directory, PASSPHRASE)
+    assert first_done
+    assert [handle.label for handle, _ in second.scan()] == ["k"]

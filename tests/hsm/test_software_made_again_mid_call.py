@@ -159,3 +159,32 @@ def test_a_handle_still_held_signs_after_the_keystore_is_read_again(tmp_path: Pa
     assert reread[0] is not key
     verify(key.public_key, backend.sign(key, b"data"), b"data")
     backend.close()
+
+
+def test_an_old_handle_is_not_given_the_certificate_another_process_stored_for_the_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the handle's check and the certificate's read, another process (a second
+    backend on the keystore) deletes the label, makes it again and certifies the new key:
+    this process's handle list knows nothing of it, so the version file's stamp, taken
+    again after the read, is what tells."""
+    here = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    elsewhere = SoftwareBackend.open(tmp_path / "ks", PASSPHRASE)
+    old = here.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+    here.store_certificate(old, certificate_for(old.public_key))
+    record = SoftwareBackend._record
+
+    def checked_then_made_again_elsewhere(backend: SoftwareBackend, key: KeyHandle) -> KeyHandle:
+        found = record(backend, key)
+        monkeypatch.setattr(SoftwareBackend, "_record", record)  # once
+        elsewhere.delete("k")
+        new = elsewhere.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
+        assert new.version == old.version and new.public_key != old.public_key
+        elsewhere.store_certificate(new, certificate_for(new.public_key))
+        return found
+
+    monkeypatch.setattr(SoftwareBackend, "_record", checked_then_made_again_elsewhere)
+    with pytest.raises(KeyNotFound, match=MADE_AGAIN):
+        here.certificate(old)
+    here.close()
+    elsewhere.close()

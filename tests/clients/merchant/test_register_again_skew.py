@@ -239,3 +239,20 @@ def test_a_signature_certificate_ended_two_minutes_ago_but_revoked_lets_register
         backend.close()
     not_after = load_certificate(_certificate(directory, SIGNATURE_LABEL)).not_valid_after_utc
     assert (trust.judged, fetched) == ([not_after], [1])
+
+
+def test_serve_advises_revoking_the_live_certificate_then_waiting_for_the_ending_one(
+    bank: RunningBank, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The signature certificate ended 2 minutes ago, the key-exchange one is live: ``serve``
+    advises the revocation first, then registering after the ending one's moment."""
+    directory = _registered(bank, tmp_path / "m-skew-serve-both", capsys)
+    _ended_ago(bank, directory, timedelta(minutes=2), SIGNATURE_LABEL)
+    after, wait = _waited_for(directory, (SIGNATURE_LABEL, 1))
+    assert _refused(directory).endswith(
+        "the Merchant CA refuses a renewal signed under it too; "
+        f"{_live_named(directory, (KEY_EXCHANGE_LABEL, 1))}; then register this merchant "
+        f"again, with new keys, with `setpay merchant --dir {shlex.quote(str(directory))} "
+        "register --account-file FILE`, FILE holding the settlement account id the bank "
+        f"handed out for it, after {after:%Y-%m-%d %H:%M:%S} UTC ({wait}), then start it again"
+    )

@@ -115,7 +115,7 @@ def test_an_id_no_purchase_starts_with_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_xid_that_starts_another_is_shown_whole_and_found(tmp_path: Path) -> None:
-    # XIDs are the merchant's, of any length: one may be the whole start of another.
+    # Not an XID the protocol lets in (32 bytes each), but a hand-edited book may hold one.
     book = PurchaseBook(tmp_path / "purchases.json")
     short, long = _with_xid(bytes.fromhex(HEAD + "23")), _with_xid(bytes.fromhex(HEAD + "2345"))
     book.add(short)
