@@ -16,8 +16,8 @@ target the request was made with: a resume under a merchant.toml that says other
 refused unless the CA holds no such request (``clients.merchant.registration_pending``).
 A request the CA pends is polled with CertInq a few times, then left recorded for a
 later run. The record is kept while the two issued certificates are stored, one after
-the other, and removed only once both are: a backend that fails between the two leaves
-a registration the next ``register`` finishes (CertInq returns the certificates again),
+the other, and removed only once both are: a backend that fails between the two leaves a
+registration the next ``register`` finishes (CertInq returns the certificates again),
 not a half-certified merchant that can neither register nor open. A CertInq the CA
 answers UNKNOWN_LID (it holds no request of this registration: the CertReq never
 arrived, or was refused, and the CA keeps no refusal) certified nothing: the record is
@@ -27,19 +27,24 @@ unless the resend was answered with a CertRes refusing it: the CA's decision of 
 request (it keeps only the requests it certified), raised as the refusal it is. A
 verified refusal of a first send (a CertStatus other than complete, or the CA's Error to
 the CertReq) removes it too; a CertStatus this release does not know keeps it
-(``clients.pending_request``). A merchant that holds certificates registers again only
-once its signature certificate has ended or been revoked, judged before anything is made
+(``clients.pending_request``). A dropped record takes its request's keys with it: no
+later run sends that request again, and a new one is made with new keys, so no CA will
+certify them (on a token, each would hold a slot for good). Until the record is written
+the keys are destroyed on any failure too; once it is, they are kept for the resume. A
+merchant that holds certificates registers again only once its signature certificate has
+ended or been revoked, judged before anything is made
 (``clients.merchant.registration_again``): new versions of both keys, the old ones kept.
 
 ``renew`` makes new versions of both keys and asks for a renewal, signed by the new
 signature key and by the current one (SET-PROTOCOL.md 4.3 rule 2). The merchant uses the
-newest version of each key that holds a certificate (``current_credentials``), so the new
-keys displace the old only as their certificates are stored, by the same path and with
-the same ``registration.json`` as a registration. Only a verified refusal destroys the
-new keys (and leaves the current ones as they were): a renewal whose answer is lost or
-cannot be verified keeps them and its record, and the next ``renew`` resumes it. The old
-keys and certificates are kept: the gateway's answers to requests stored before the
-renewal are sealed to the old key-exchange key and name the old signature certificate.
+newest version of each key that holds a certificate (``current_credentials``), so the
+new keys displace the old only as their certificates are stored, by the same path and
+with the same ``registration.json`` as a registration. Only a verified refusal (or the
+CA holding no such request) destroys the new keys, and leaves the current ones as they
+were: a renewal whose answer is lost or cannot be verified keeps them and its record,
+and the next ``renew`` resumes it. The old keys and certificates are kept: the gateway's
+answers to requests stored before the renewal are sealed to the old key-exchange key and
+name the old signature certificate.
 """
 
 from __future__ import annotations
@@ -57,7 +62,6 @@ from clients.errors import ConfigError, RegistrationError, TransportError
 from clients.identity import (
     certified_key_exchanges,
     certified_versions,
-    discard_uncertified,
     read_certificates,
     write_certificates,
 )
@@ -71,8 +75,10 @@ from clients.merchant.registration_pending import (
     SIGNATURE_LABEL,
     changed_config_refusal,
     config_changes,
+    discard_keys,
     is_renewal,
     made_with_of,
+    new_keys,
     pending_keys,
     read_pending,
     resumed_state,
@@ -80,7 +86,7 @@ from clients.merchant.registration_pending import (
 )
 from clients.pending_request import unknown_status_reported
 from clients.revocation import RevocationFeed
-from hsm.base import KeyBackend, KeyHandle, KeyUsage
+from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials, KeyExchangeChooser
 from setcore.encoding import thumbprint
 from setcore.errors import ErrorCode, PeerError, SetcoreError
@@ -196,15 +202,6 @@ def current_credentials(backend: KeyBackend, chain: Path) -> Credentials:
     )  # fmt: skip
 
 
-def _new_key(backend: KeyBackend, label: str, usage: KeyUsage, profile: Profile) -> KeyHandle:
-    algorithm = (
-        profile.key_exchange_key if usage is KeyUsage.KEY_EXCHANGE else profile.signature_key
-    )
-    # An uncertified key left by an interrupted registration is simply superseded; a
-    # certified one of a merchant registering again is kept (``registration_again``).
-    return backend.generate(label, usage, algorithm)
-
-
 class MerchantRegistrar:
     """Runs (or resumes) the merchant's registration against the Merchant CA."""
 
@@ -245,7 +242,7 @@ class MerchantRegistrar:
             resumed = self._resume(record)
             if resumed is not None:
                 return resumed
-            self._pending_path.unlink()
+            self._drop(record)
             needed = made_with_of(record)
             if needed:
                 raise RegistrationError(
@@ -267,14 +264,10 @@ class MerchantRegistrar:
             registration_pb2.REQUEST_TYPE_MER_INITIAL_BOTH
         )
         filled = filled_fields(registration.form, config, form or {})
-        signature_key = _new_key(self._backend, SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile)
-        kex_key = _new_key(self._backend, KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile)
-        cert_request, state = build_merchant_cert_request(
-            self._backend, signature_key, kex_key, registration, init_state,
-            filled=filled, account=account,
-        )  # fmt: skip
         self._made_with = given
-        return self._send(cert_request, state)
+        return self._send(
+            *self._recorded_request(profile, registration, init_state, filled, account=account)
+        )
 
     @_UNKNOWN_RENEW
     def renew(self, profile: Profile) -> Registered:
@@ -294,8 +287,7 @@ class MerchantRegistrar:
                 "the Merchant CA holds no request for the unfinished renewal (%s): renewing again",
                 _NOT_HELD,
             )
-            self._pending_path.unlink()
-            self._discard(*pending_keys(record, self._backend))
+            self._drop(record)
         config = self._config
         current = current_credentials(self._backend, config.chain)
         self._refresh_revocation()
@@ -303,35 +295,35 @@ class MerchantRegistrar:
             registration_pb2.REQUEST_TYPE_MER_RENEWAL_BOTH
         )
         filled = filled_fields(registration.form, config, {})
-        signature_key = self._backend.generate(
-            SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile.signature_key
+        return self._send(
+            *self._recorded_request(profile, registration, init_state, filled, renewing=current)
         )
-        kex_key = self._backend.generate(
-            KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile.key_exchange_key
-        )
+
+    def _recorded_request(
+        self, profile: Profile, registration: MerchantRegistration, init_state: MeAqCInitState,
+        filled: list[tuple[str, str]], *, account: str | None = None,
+        renewing: Credentials | None = None,
+    ) -> tuple[registration_pb2.CertRequest, MerchantRequestState]:  # fmt: skip
+        """New versions of both keys and the CertReq they make, recorded before it may
+        leave. Until it is recorded, a failure destroys the new keys: never sent, they can
+        never be certified (a token holds only so many)."""
+        keys = new_keys(self._backend, profile, log)
         try:
-            cert_request, state = build_merchant_cert_request(
-                self._backend, signature_key, kex_key, registration, init_state,
-                filled=filled, renewing=current,
+            request, state = build_merchant_cert_request(
+                self._backend, *keys, registration, init_state,
+                filled=filled, account=account, renewing=renewing,
             )  # fmt: skip
-            self._save_pending(state, cert_request.SerializeToString())
+            self._save_pending(state, request.SerializeToString())
         except BaseException:
-            # Never sent: the new keys can never be certified.
-            self._discard(signature_key, kex_key)
+            discard_keys(self._backend, keys, log)
             raise
-        return self._send(cert_request, state, recorded=True)
+        return request, state
 
     def _send(
-        self,
-        request: registration_pb2.CertRequest,
-        state: MerchantRequestState,
-        *,
-        recorded: bool = False,
+        self, request: registration_pb2.CertRequest, state: MerchantRequestState
     ) -> Registered:
-        """Record the CertReq (unless ``recorded``), send it and finish with the answer. A
-        lost or unverifiable answer leaves the record for the next run."""
-        if not recorded:
-            self._save_pending(state, request.SerializeToString())
+        """Send the recorded CertReq and finish with the answer. A lost or unverifiable
+        answer leaves the record for the next run."""
         try:
             response = self._authority.cert(request)
             result = open_merchant_cert_response(response, state, self._trust)
@@ -342,10 +334,15 @@ class MerchantRegistrar:
 
     def _refused(self, state: MerchantRequestState) -> None:
         """The CA's verified word that it will not certify this request: its record goes,
-        and a renewal's new keys with it (an initial request's are superseded later)."""
+        then its keys, an initial request's as a renewal's (no run sends it again)."""
         self._pending_path.unlink(missing_ok=True)
-        if request_kind(state.request_type).renewal:
-            self._discard(state.signature_key, state.key_exchange_key)
+        discard_keys(self._backend, (state.signature_key, state.key_exchange_key), log)
+
+    def _drop(self, record: dict[str, Any]) -> None:
+        """Drop the recorded request the CA holds nothing of (it certified nothing): the
+        record first, so that a crash between leaves no record naming a destroyed key."""
+        self._pending_path.unlink()
+        discard_keys(self._backend, pending_keys(record, self._backend), log)
 
     def _me_aq_c_init(self, request_type: int) -> tuple[MerchantRegistration, MeAqCInitState]:
         """Me-AqCInit for this merchant: the CA's form and the state the CertReq goes on."""
@@ -367,11 +364,6 @@ class MerchantRegistrar:
         RevocationFeed(
             self._trust, lambda: self._authority.revocation(self._config.brand_id)
         ).refresh()
-
-    def _discard(self, *keys: KeyHandle) -> None:
-        for key in keys:
-            if self._backend.certificate(key) is None:  # a certified one may sign already
-                discard_uncertified(self._backend, key, log)
 
     def _finish(self, result: MerchantCertificates, state: MerchantRequestState) -> Registered:
         for _ in range(PENDED_POLLS):

@@ -14,27 +14,32 @@ a new request made in place of one the CA never received needs that form and acc
 again.
 
 Nothing in it is secret: the keys stay in the backend, and the CertReq (with the
-settlement account, if any) is sealed to the CA.
+settlement account, if any) is sealed to the CA. The keys a request asks to certify live
+as long as its record: made just before it, destroyed when it is dropped uncertified
+(``new_keys``, ``discard_keys``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from clients.errors import RegistrationError
-from clients.identity import write_atomically
+from clients.identity import discard_uncertified, write_atomically
 from clients.merchant.config import MerchantConfig
 from clients.pending_request import resumed_exchange
-from hsm.base import KeyBackend, KeyHandle
+from hsm.base import KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyNotFound
 from setcore.errors import SetcoreError, quoted
 from setcore.pki.roles import MERCHANT_CA
 from setcore.pki.truststore import TrustStore
+from setcore.profiles import Profile
 from setcore.registration import request_kind
 from setcore.registration_merchant import MerchantIdentity, MerchantRequestState
 from setpay.v1 import registration_pb2
@@ -149,6 +154,30 @@ def made_with_of(record: dict[str, Any]) -> frozenset[str]:
 def is_renewal(record: dict[str, Any]) -> bool:
     """True when the recorded request renews the merchant's certificates."""
     return request_kind(int(record["request_type"])).renewal
+
+
+def new_keys(
+    backend: KeyBackend, profile: Profile, log: logging.Logger
+) -> tuple[KeyHandle, KeyHandle]:
+    """New versions of the signature and key-exchange keys, for a request about to be made;
+    a certified earlier version (a renewal's, a merchant's registering again) is kept. The
+    new signature key goes again if the key-exchange one cannot be made (a full token)."""
+    signature = backend.generate(SIGNATURE_LABEL, KeyUsage.SIGNATURE, profile.signature_key)
+    try:
+        kex = backend.generate(KEY_EXCHANGE_LABEL, KeyUsage.KEY_EXCHANGE, profile.key_exchange_key)
+    except BaseException:
+        discard_keys(backend, (signature,), log)
+        raise
+    return signature, kex
+
+
+def discard_keys(backend: KeyBackend, keys: Iterable[KeyHandle], log: logging.Logger) -> None:
+    """Destroy the keys of a request no CA will certify: never sent, refused, or dropped
+    as one the CA holds nothing of. A version holding a certificate is kept: it may sign
+    already, and an answer sealed to it may still come."""
+    for key in keys:
+        if backend.certificate(key) is None:
+            discard_uncertified(backend, key, log)
 
 
 def pending_keys(record: dict[str, Any], backend: KeyBackend) -> list[KeyHandle]:

@@ -21,15 +21,17 @@ so the wallet then asks with CertInq, which the CA answers from a certified or p
 request, kept for good (the certificate, for the key the wallet holds, or the pended
 status). A CertInq answered UNKNOWN_LID means the CA holds no request for this
 registration: the CertReq never arrived, or was refused. Nothing was certified either
-way: the pending state is discarded and the registration starts over with a new key,
-whose request hears any refusal again. Any other refusal leaves the pending state for a
-later run, as does an answer of a CertStatus this release does not know
-(``clients.pending_request``).
+way: the pending state is discarded with its key version, and the registration starts
+over with a new key, whose request hears any refusal again. Any other refusal leaves the
+pending state for a later run, as does an answer of a CertStatus this release does not
+know (``clients.pending_request``).
 
 Registration and renewal alike make the new key version only once the CA's form is
 filled in, and destroy it when anything fails before its CertReq is sealed (a misspelt
 field, the CA unreachable): a failed attempt leaves no version behind. Once sealed, the
-request may leave, and the version is kept for resuming it.
+request may leave, and the version is kept for resuming it, until the request is
+dropped: the CA's verified refusal, or its word that it holds no such request. No run
+sends a dropped request again, so no CA will certify its version, which then goes too.
 
 The card's enrolment code (from the issuer's card file) fills the CA's form field for
 it, and is sealed with the card: renewals need it too (``gateway.ca.enrolment``).
@@ -279,6 +281,7 @@ class CardholderRegistrar:
                     "%s (%s): registering again", held.pan.masked, _NOT_HELD,
                 )  # fmt: skip
                 self._card_file.unlink()
+                self._discard_version(pending_version(held))
             elif held.pan_secret is not None:
                 current, unusable = self._current(held)
                 if not unusable:
@@ -412,8 +415,9 @@ class CardholderRegistrar:
         if not result.complete or result.certificate is None or result.card is None:
             if current is not None:
                 self._take_back(current, state.key.version)
-            else:
+            else:  # the card file held only this request
                 self._card_file.unlink(missing_ok=True)
+                self._discard(state.key)
             name = CERT_STATUS_NAMES.get(result.status, str(result.status))
             raise RegistrationError(f"the Cardholder CA refused: {name}", result.status)
         # The certificate first: a crash before the card file is sealed leaves the pending
@@ -453,10 +457,14 @@ class CardholderRegistrar:
         then the renewal's new key ``version`` destroyed."""
         current = replace(held, pending=None)
         seal(self._card_file, current, self._passphrase)
+        self._discard_version(version)
+        return current
+
+    def _discard_version(self, version: int | None) -> None:
+        """Destroy the key ``version`` of a dropped request, once nothing names it."""
         if version is not None:
             with suppress(KeyNotFound):  # destroyed by an earlier run
                 self._discard(self._backend.get(self._config.key_label, version))
-        return current
 
     def _discard(self, key: KeyHandle) -> None:
         if self._backend.certificate(key) is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clients.errors import RegistrationError, TransportError
-from clients.merchant.registration import KEY_EXCHANGE_LABEL, PENDING_FILE, SIGNATURE_LABEL
+from clients.merchant.registration import PENDING_FILE
 from setpay.v1 import registration_pb2
 from tests.clients.bank_support import EUR, RunningBank, configure_merchant, register_merchant
 from tests.clients.merchant.test_registration_lost_answer import _answer_lost, _stored
@@ -45,7 +45,7 @@ def test_a_refusal_answered_to_the_resend_is_raised_not_started_over(
     assert refused.value.status == registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
     assert "REJECTED_BY_AGENT" in str(refused.value)
     assert not pending.exists()
-    # One request, one version of each key: nothing was made again.
-    assert sorted(_stored(directory)) == [(KEY_EXCHANGE_LABEL, 1), (SIGNATURE_LABEL, 1)]
+    # Nothing was made again, and the refused request's keys went with its record.
+    assert _stored(directory) == {}
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "holds no request" not in logged and "registering again" not in logged
