@@ -53,11 +53,9 @@ import json
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from cli.currency import currency_code
 from cli.merchant_batch import add_batch_parser, check_batch_usage, run_batch
@@ -69,6 +67,7 @@ from cli.merchant_reverse import (
 )
 from cli.number_options import integer, shown, whole
 from cli.party_options import UsageError, parse_form, pin_root
+from cli.stop_watcher import StopWatcher
 from clients.authority import AuthorityClient
 from clients.errors import ClientError, OutcomeUnknown, RegistrationError, UnknownResultCode
 from clients.identity import read_root
@@ -273,29 +272,24 @@ def _serve(config: MerchantConfig, args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         config = config.with_metrics_port(args.metrics_port)
     merchant = Merchant.open(config)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # The start-up's resume round runs in this thread before anything serves: it must
-        # hear the stop too, and end after the request in flight.
-        merchant.request_stop()
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        port = merchant.serve()
-        if port == 0:  # stopped while starting: what it had not sent yet waits for a start
-            print(f"merchant {config.merchant_id} stopped before serving", flush=True)
-            return 0
-        print(f"merchant {config.merchant_id} serving on port {port}", flush=True)
-        if merchant.metrics_port:
-            print(
-                f"merchant {config.merchant_id} metrics on port {merchant.metrics_port}", flush=True
-            )
-        stop.wait()
+        # Heard on a thread of their own, never by a handler setting an Event this thread
+        # may be waiting on (``cli.stop_watcher``): the start-up's resume round runs here
+        # before anything serves, and must hear the stop too, ending after the request in
+        # flight.
+        with StopWatcher((signal.SIGTERM, signal.SIGINT), merchant.request_stop) as stops:
+            port = merchant.serve()
+            if port == 0:  # stopped while starting: what it had not sent yet waits for a start
+                print(f"merchant {config.merchant_id} stopped before serving", flush=True)
+                return 0
+            print(f"merchant {config.merchant_id} serving on port {port}", flush=True)
+            if merchant.metrics_port:
+                print(
+                    f"merchant {config.merchant_id} metrics on port {merchant.metrics_port}",
+                    flush=True,
+                )
+            stops.wait()
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         merchant.close()
     return 0
 

@@ -1,0 +1,170 @@
+"""``cli.stop_watcher.StopWatcher``: a stop signal is heard on the watching thread, which
+calls the command's stop and ends ``wait``; another signal stops nothing; ``close`` puts
+back the handlers and wakeup fd it found and closes its pipe; where it cannot catch the
+signals (not the main thread, a signal that cannot be caught) it refuses, nothing changed.
+
+The signals are sent to this process: SIGURG and SIGWINCH, which by default do nothing, so
+that a watcher that failed to catch them fails its test instead of ending the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+
+from cli.stop_watcher import StopWatcher
+
+STOP = signal.SIGURG
+OTHER = signal.SIGWINCH
+# Bounds a wait on the watching thread: it answers at once; a loaded machine gets seconds.
+WAIT_SECONDS = 10.0
+# How long a signal that must stop nothing is given to (wrongly) stop: the watcher answers
+# a stop signal within milliseconds.
+QUIET_SECONDS = 0.3
+
+_handled: list[int] = []
+
+
+def _before(signum: int, frame: FrameType | None) -> None:
+    """The handler the watcher finds, and must put back."""
+    _handled.append(signum)
+
+
+class Found:
+    """The handlers and wakeup fd a command finds: the test's own."""
+
+    def __init__(self, wakeup: int) -> None:
+        self.wakeup = wakeup
+
+    def back(self) -> bool:
+        """Whether they are in place again."""
+        handlers = all(signal.getsignal(signum) is _before for signum in (STOP, OTHER))
+        return handlers and signal.set_wakeup_fd(self.wakeup) == self.wakeup
+
+
+@pytest.fixture
+def found() -> Iterator[Found]:
+    previous = {signum: signal.signal(signum, _before) for signum in (STOP, OTHER)}
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous_wakeup = signal.set_wakeup_fd(write)
+    _handled.clear()
+    try:
+        yield Found(write)
+    finally:
+        signal.set_wakeup_fd(previous_wakeup)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(read)
+        os.close(write)
+
+
+@pytest.fixture
+def pipes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The file descriptors of every pipe the watcher opens."""
+    opened: list[int] = []
+    real = os.pipe
+
+    def pipe() -> tuple[int, int]:
+        ends = real()
+        opened.extend(ends)
+        return ends
+
+    monkeypatch.setattr(os, "pipe", pipe)  # the watcher's, called while the test runs
+    return opened
+
+
+def _closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
+def test_a_stop_signal_calls_the_stop_on_the_watching_thread_and_ends_the_wait(
+    found: Found, pipes: list[int]
+) -> None:
+    callers: list[threading.Thread] = []
+    heard = threading.Event()
+
+    def on_stop() -> None:
+        callers.append(threading.current_thread())
+        heard.set()
+
+    with StopWatcher((STOP,), on_stop) as watcher:
+        assert signal.getsignal(STOP) is not _before
+        os.kill(os.getpid(), STOP)
+        assert heard.wait(WAIT_SECONDS), "the stop signal was not heard"
+        watcher.wait()
+        os.kill(os.getpid(), STOP)  # a second one, once stopping: nothing more is called
+        time.sleep(QUIET_SECONDS)
+    assert len(callers) == 1 and callers[0] is not threading.main_thread()
+    assert _handled == []  # the test's handler was not the one run while watching
+    assert found.back()
+    assert pipes and all(_closed(fd) for fd in pipes)
+
+
+def test_another_signal_stops_nothing(found: Found) -> None:
+    heard = threading.Event()
+    with StopWatcher((STOP,), heard.set) as watcher:
+        os.kill(os.getpid(), OTHER)  # its handler (the test's) runs; its byte reaches the pipe
+        give_up = time.monotonic() + WAIT_SECONDS
+        while OTHER not in _handled:
+            assert time.monotonic() < give_up, "the other signal's own handler did not run"
+            time.sleep(0.01)
+        assert not heard.wait(QUIET_SECONDS), "a signal not among the stop signals stopped"
+    watcher.wait()  # closed: ends without a stop
+    assert not heard.is_set()
+    assert found.back()
+
+
+def test_closing_without_a_signal_ends_the_watcher_and_puts_everything_back(
+    found: Found, pipes: list[int]
+) -> None:
+    heard = threading.Event()
+    watcher = StopWatcher((STOP, OTHER), heard.set)
+    current = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(current)
+    assert current == pipes[1]  # its pipe's, while it watches
+    watcher.close()
+    watcher.wait()
+    assert not heard.is_set()
+    assert found.back()
+    assert all(_closed(fd) for fd in pipes)
+    watcher.close()  # twice: harmless
+    assert found.back()
+
+
+def test_outside_the_main_thread_it_refuses_and_changes_nothing(
+    found: Found, pipes: list[int]
+) -> None:
+    refused: list[BaseException] = []
+
+    def construct() -> None:
+        try:
+            StopWatcher((STOP,), lambda: None)
+        except ValueError as exc:
+            refused.append(exc)
+
+    thread = threading.Thread(target=construct)
+    thread.start()
+    thread.join(WAIT_SECONDS)
+    assert len(refused) == 1, "a watcher was set up outside the main thread"
+    assert "main thread" in str(refused[0])
+    assert found.back()
+    assert pipes and all(_closed(fd) for fd in pipes)
+
+
+def test_a_signal_that_cannot_be_caught_is_refused_and_changes_nothing(
+    found: Found, pipes: list[int]
+) -> None:
+    with pytest.raises(OSError):
+        StopWatcher((STOP, signal.SIGKILL, OTHER), lambda: None)
+    assert found.back()
+    assert pipes and all(_closed(fd) for fd in pipes)
