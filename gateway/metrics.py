@@ -110,7 +110,9 @@ Where things are: this module (turning metrics on, what the serving code calls);
 ``metrics_labels`` (the label sets and the combinations above); ``metrics_sampler`` (the
 counters kept by the trust store, the session pool, the revocation watcher and the CA's
 ca.db sweeps, copied in the background); ``metrics_supervisor`` (the supervisor's own,
-and dead processes' files).
+and dead processes' files); ``metrics_files`` (the sample files: their disk blocks
+reserved, so that a full disk turns a process's metrics off, said in one ERROR line, and
+does not kill it; and the files of the processes gone, folded into one per type).
 
 Errors: ``MetricsError`` (metrics cannot be turned on as configured).
 """
@@ -124,6 +126,15 @@ import grpc
 
 from gateway import metrics_sampler, metrics_supervisor
 from gateway.ledger import Authorized, CommitStats, Declined, Outcome
+from gateway.metrics_files import (
+    MULTIPROC_ENV,
+    MetricsError,
+    SampleSpaceError,
+    on_full,
+    reserve_sample_files,
+    samples_full,
+    until_full,
+)
 from gateway.metrics_labels import (
     AUTHORIZATION_LABELS,
     BANK_RPCS,
@@ -176,7 +187,6 @@ __all__ = [
     "worker_restarted",
 ]
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Latency buckets from 0.5 ms (a cached, signature-only answer) to 5 s (the SQLite busy
 # timeout and the default grace period): beyond that a call has failed for other reasons.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -201,10 +211,6 @@ _REPLAYS: dict[int, str] = {
 _GATEWAY_METHODS = tuple(
     m.name for m in services_pb2.DESCRIPTOR.services_by_name["PaymentGatewayService"].methods
 )
-
-
-class MetricsError(Exception):
-    """Metrics cannot be turned on as configured (the exporter would lose samples)."""
 
 
 def client_is_multiprocess() -> bool:
@@ -332,17 +338,24 @@ def enable(worker: int, registry: CollectorRegistry | None = None) -> None:
     """Turn metrics on in this serving process, labelled as worker ``worker``.
 
     With PROMETHEUS_MULTIPROC_DIR set, samples go to that directory for the supervisor;
-    without it they stay in memory (``registry``, if given, collects them: tests).
+    without it they stay in memory (``registry``, if given, collects them: tests). A full
+    disk there leaves them off, said in one ERROR line (``metrics_files``).
     """
     if not 0 <= worker < MAX_WORKER_LABELS:
         raise MetricsError(f"worker index must be below {MAX_WORKER_LABELS}")
-    if os.environ.get(MULTIPROC_ENV) and not client_is_multiprocess():
-        raise MetricsError(
-            f"prometheus_client was imported before {MULTIPROC_ENV} was set: "
-            "this process's samples would never reach the scrape endpoint"
-        )
-    _sinks.worker = _WorkerMetrics(str(worker), registry)
-    metrics_sampler.enable(registry)
+    if os.environ.get(MULTIPROC_ENV):
+        if not client_is_multiprocess():
+            raise MetricsError(
+                f"prometheus_client was imported before {MULTIPROC_ENV} was set: "
+                "this process's samples would never reach the scrape endpoint"
+            )
+        reserve_sample_files()
+    on_full(disable)
+    try:
+        _sinks.worker = _WorkerMetrics(str(worker), registry)
+        metrics_sampler.enable(registry)
+    except SampleSpaceError as exc:
+        samples_full(exc)
 
 
 def enabled() -> bool:
@@ -357,9 +370,11 @@ def disable() -> None:
     metrics_supervisor.disable()
 
 
-# --- the serving path (every function is a no-op while metrics are off) ----------------
+# --- the serving path (every function is a no-op while metrics are off; ``until_full``:
+# turns them off where a new series needs disk blocks that cannot be reserved) -----------
 
 
+@until_full
 def rpc_started(method: str) -> None:
     """A call of ``method`` is being handled."""
     m = _sinks.worker
@@ -367,6 +382,7 @@ def rpc_started(method: str) -> None:
         m.in_flight_of(method).inc()
 
 
+@until_full
 def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusCode | None) -> None:
     """A call ended after ``seconds`` with ``status`` (None or OK: answered normally)."""
     m = _sinks.worker
@@ -380,6 +396,7 @@ def rpc_finished(service: str, method: str, seconds: float, status: grpc.StatusC
         m.errors_of(method, status.name).inc()
 
 
+@until_full
 def rpc_shed(service: str, method: str) -> None:
     """A call of ``service``'s ``method`` was refused RESOURCE_EXHAUSTED without being
     handled: the worker had its limit of calls in flight (``gateway.admission``'s refusal;
@@ -389,6 +406,7 @@ def rpc_shed(service: str, method: str) -> None:
         m.shed_of(service, method).inc()
 
 
+@until_full
 def answer_failed(method: str) -> None:
     """``method``'s decision is committed and its answer failed (gateway.answers); a
     retry of the request answers the decision."""
@@ -397,6 +415,7 @@ def answer_failed(method: str) -> None:
         m.answers_failed.labels(allowed("method", method)).inc()
 
 
+@until_full
 def refused(method: str, code: int) -> None:
     """``method`` was answered with a signed SET Error of ``code`` (gateway.answers)."""
     m = _sinks.worker
@@ -411,6 +430,7 @@ def refused(method: str, code: int) -> None:
         m.authorizations_of("error", name).inc()
 
 
+@until_full
 def authorization_decided(outcome: Outcome) -> None:
     """The ledger committed an authorization decision (approved or declined)."""
     m = _sinks.worker
@@ -424,6 +444,7 @@ def authorization_decided(outcome: Outcome) -> None:
         m.authorizations_of("declined", reason).inc()
 
 
+@until_full
 def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | None) -> None:
     """The key backends' observer (``hsm.observer.Observer``)."""
     m = _sinks.worker
@@ -437,6 +458,7 @@ def key_operation(op: str, algorithm: str, seconds: float, error_kind: str | Non
         m.relogins.inc()
 
 
+@until_full
 def tls_certificate_valid_until(seconds: float) -> None:
     """The TLS server certificate this process serves ends at ``seconds`` (Unix)."""
     m = _sinks.worker

@@ -15,6 +15,7 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from gateway.metrics_files import until_full
 from gateway.metrics_labels import CACHE_RESULTS, HOUSEKEEPING_CAUSES, REFRESH_STEPS
 from hsm.session_pool import PoolStats
 
@@ -203,8 +204,10 @@ class Sampler:
         while not self._stop.wait(SAMPLE_SECONDS):
             self.sample()
 
+    @until_full
     def sample(self) -> None:
-        """Add what the counters gained since the last sample; set the gauges."""
+        """Add what the counters gained since the last sample; set the gauges (a gauge
+        made with its first value needs a new series: ``until_full``)."""
         m = _sink.metrics
         if m is None:
             return

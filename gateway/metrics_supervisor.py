@@ -3,16 +3,32 @@
 The supervisor counts its workers and their restarts; its endpoint (``gateway.scrape``)
 merges every process's sample files. When a worker or the ledger process exits, its live
 gauges' files go (``mark_process_dead``), or the merge would count it as running; its
-counters' and histograms' files stay, so that totals never step back. ``gateway.metrics``
-exports these functions; see it for the list of metrics.
+counters' and histograms' files are folded into the files of the processes gone
+(``metrics_files.fold_process_gone``), so that totals never step back and the directory
+does not grow with every death. ``gateway.metrics`` exports these functions; see it for
+the list of metrics.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from gateway.metrics_files import (
+    MULTIPROC_ENV,
+    SampleSpaceError,
+    fold_process_gone,
+    on_full,
+    reserve_sample_files,
+    samples_full,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
+
+log = logging.getLogger("setpay.metrics")
 
 
 class _SupervisorMetrics:
@@ -31,9 +47,11 @@ class _SupervisorMetrics:
 
 
 class _Sink:
-    """Where the supervisor records: None means off."""
+    """Where the supervisor records (None: off), and the sample directory it tidies (None:
+    no processes' files to tidy)."""
 
     metrics: _SupervisorMetrics | None = None
+    directory: Path | None = None
 
 
 # Process-wide like the rest of the metrics (``gateway.metrics``).
@@ -41,29 +59,44 @@ _sink = _Sink()
 
 
 def enable_supervisor(workers: int) -> None:
-    """Turn on the supervisor's own metrics (after ``scrape.prepare_multiprocess_directory``)."""
-    _sink.metrics = _SupervisorMetrics()
-    _sink.metrics.workers.set(workers)
+    """Turn on the supervisor's own metrics (after ``scrape.prepare_multiprocess_directory``).
+
+    Raises ``MetricsError`` where prometheus_client's sample files cannot be reserved
+    (``metrics_files``). A full disk turns the supervisor's own metrics off, said once; it
+    goes on tidying the directory and serving the workers' samples.
+    """
+    reserve_sample_files()
+    configured = os.environ.get(MULTIPROC_ENV)
+    _sink.directory = Path(configured) if configured else None
+    on_full(_own_metrics_off)
+    try:
+        _sink.metrics = _SupervisorMetrics()
+        _sink.metrics.workers.set(workers)
+    except SampleSpaceError as exc:
+        samples_full(exc)
+
+
+def _own_metrics_off() -> None:
+    _sink.metrics = None
 
 
 def disable() -> None:
     """Turn them off (``gateway.metrics.disable``)."""
     _sink.metrics = None
+    _sink.directory = None
 
 
 def worker_gone(pid: int, running: int) -> None:
-    """A worker exited: drop its live gauges; ``running`` workers are left."""
+    """A worker exited: tidy its files away; ``running`` workers are left."""
+    _process_gone(pid)
     s = _sink.metrics
-    if s is None:
-        return
-    _drop_live_gauges(pid)
-    s.workers.set(running)
+    if s is not None:
+        s.workers.set(running)
 
 
 def ledger_process_gone(pid: int) -> None:
-    """The ledger process exited: drop its live gauges (it has files like a worker's)."""
-    if _sink.metrics is not None:
-        _drop_live_gauges(pid)
+    """The ledger process exited: tidy its files away (it has files like a worker's)."""
+    _process_gone(pid)
 
 
 def worker_restarted(running: int) -> None:
@@ -74,7 +107,16 @@ def worker_restarted(running: int) -> None:
         s.workers.set(running)
 
 
-def _drop_live_gauges(pid: int) -> None:
+def _process_gone(pid: int) -> None:
+    """Drop the live gauges of ``pid``, exited, and fold its counters and histograms."""
+    directory = _sink.directory
+    if directory is None:
+        return
     from prometheus_client import multiprocess  # noqa: PLC0415 - see gateway.metrics
 
-    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+    try:
+        fold_process_gone(directory, pid)
+    except (SampleSpaceError, OSError) as exc:
+        # Its files stay, and are counted: only the directory is not kept small.
+        log.error("the sample files of process %d, gone, stay unfolded: %s", pid, exc)

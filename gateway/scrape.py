@@ -23,6 +23,7 @@ from types import FrameType
 
 from gateway.bank_cpu import BankCpuCollector, Children
 from gateway.metrics import MULTIPROC_ENV, MetricsError, client_is_multiprocess
+from gateway.metrics_files import PARTIAL_SUFFIX
 
 log = logging.getLogger("setpay.metrics")
 
@@ -52,14 +53,15 @@ def prepare_multiprocess_directory() -> MultiprocessDirectory:
     """Point PROMETHEUS_MULTIPROC_DIR at a clean directory; call before forking workers.
 
     A directory the operator set is emptied of old sample files (a previous run's counters
-    would be added to ours); otherwise a fresh private one is made.
+    would be added to ours) and of files a run left half made (``metrics_files``);
+    otherwise a fresh private one is made.
     """
     configured = os.environ.get(MULTIPROC_ENV)
     if configured:
         path = Path(configured)
         if not path.is_dir():
             raise MetricsError(f"{MULTIPROC_ENV} is not a directory")
-        for stale in path.glob("*.db"):
+        for stale in [*path.glob("*.db"), *path.glob(f"*{PARTIAL_SUFFIX}")]:
             stale.unlink()
         directory = MultiprocessDirectory(path, owned=False)
     else:

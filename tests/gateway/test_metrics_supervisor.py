@@ -45,10 +45,12 @@ def test_dead_processes_live_gauges_leave_the_directory_and_their_counters_stay(
         os.kill(ledger, signal.SIGKILL)
         wait_for("both replaced", lambda: bank.log().count(" serving (pid ") == 5)
         # A live gauge of a dead process would be merged as if it still ran; its counters
-        # must stay, or the totals would step back.
+        # must stay, or the totals would step back: folded into the processes gone's.
         assert _live_gauge_files(samples, worker) == []
         assert _live_gauge_files(samples, ledger) == []
-        assert (samples / f"counter_{worker}.db").exists()
+        assert not (samples / f"counter_{worker}.db").exists()
+        assert not (samples / f"counter_{ledger}.db").exists()
+        assert (samples / "counter_gone.db").exists()
         assert bank.stop() == 0, bank.log()
     finally:
         bank.close()
