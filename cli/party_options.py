@@ -22,13 +22,13 @@ import hashlib
 from pathlib import Path
 
 from cli.fingerprint import colon_hex
-from cli.number_options import shown
 from clients.authority import AuthorityClient
 from clients.errors import ClientError
 from clients.identity import read_root, write_certificates
 from clients.peers import PeerConfig
 from clients.transport import Caller, open_channel
 from setcore.encoding import parse_strict
+from setcore.enrolment_code import given_name
 from setcore.errors import ErrorCode, ProtocolError, SetcoreError, quoted
 from setcore.pki.truststore import TrustStore
 from setcore.signed import parse_signed
@@ -44,18 +44,15 @@ def parse_form(values: list[str]) -> dict[str, str]:
 
     An item without ``=`` may be the name alone or the value alone: a card number or the
     card's enrolment code, which the refusal must not carry to the terminal and the logs.
-    So it is repeated only when it holds no digit, as ``shown`` allows (a code holds a
-    few, fewer than ``shown`` looks for); otherwise only its length is said."""
+    A code may hold no digit at all (about one in 400 does), so the item is repeated
+    only when it is plainly a field name, letters and hyphens and not shaped like a
+    code; otherwise only its length is said (``setcore.enrolment_code.given_name``, the
+    rule the wallet's and the merchant's forms refuse an unknown field name by)."""
     form = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep:
-            given = (
-                shown(item)
-                if not any(char.isdigit() for char in item)
-                else f"the {len(item)} characters given (not repeated: they hold digits)"
-            )
-            raise UsageError(f"--form takes NAME=VALUE, not {given}")
+            raise UsageError(f"--form takes NAME=VALUE, not {given_name(item)}")
         form[name] = value
     return form
 

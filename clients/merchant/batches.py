@@ -75,6 +75,25 @@ def _check_named(operation: int, batch_id: str) -> None:
         raise ValueError(f"batch {operation_name(operation)} names the batch: give its id")
 
 
+def _held_up(waiting: BatchRequest, operation: int) -> str:
+    """Why ``operation`` waits for ``waiting``, and what sends ``waiting`` again. A close
+    or purge of no batch (""), which an earlier release stored and sent, waits where an
+    open does; no command can give it again (``_check_named``), but ``resume`` sends its
+    bytes, the gateway refuses them, and that ends it."""
+    if not waiting.batch_id and waiting.operation != OPEN:
+        return (
+            f"{_named(waiting)} of no batch, stored and sent by an earlier release, is not "
+            "answered yet (outcome unknown, will retry): no command can give it again; let "
+            "serve send it (its start-up round does, or a later one), which ends it, before "
+            f"{operation_name(operation)}"
+        )
+    return (
+        f"{_named(waiting)} was sent and is not answered yet (outcome unknown, will retry): "
+        f"give batch {operation_name(waiting.operation)} again, or let serve send it, "
+        f"before {operation_name(operation)}"
+    )
+
+
 def _state(request: BatchRequest) -> BatchAdminState:
     """What the answer to a stored request is checked against."""
     return BatchAdminState(
@@ -112,11 +131,7 @@ class Batches(StoredRequests[BatchRequest]):
             request = self._store.add_batch_request(built)  # or one stored meanwhile
             stored = request.rrpid == built.rrpid
         if request.operation != operation:
-            raise OrderStateError(
-                f"{_named(request)} was sent and is not answered yet (outcome unknown, "
-                f"will retry): give batch {operation_name(request.operation)} again, or "
-                f"let serve send it, before {operation_name(operation)}"
-            )
+            raise OrderStateError(_held_up(request, operation))
         if stored:
             log.info("%s: BatchAdminReq stored, sending", _named(request))
         else:

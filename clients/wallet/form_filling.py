@@ -7,20 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from clients.errors import RegistrationError
+from setcore.enrolment_code import given_name
 from setcore.errors import quoted
 from setcore.registration import RegistrationForm
 from setcore.registration_cardholder import ENROLMENT_CODE_FIELD
-
-
-def given_name(name: str) -> str:
-    """A field name given (``--form NAME=VALUE``) as a refusal names it: quoted, unless it
-    holds a digit, then only its length. A card number or an enrolment code typed there by
-    mistake would otherwise reach the terminal and the logs: stricter than
-    ``cli.number_options.shown``, since a code holds only a few digits. A field's name
-    rarely has one (the CA's form lists its own, quoted, beside the refusal)."""
-    if any(char.isdigit() for char in name):
-        return f"a name of {len(name)} characters (not repeated: it holds digits)"
-    return quoted(name)
 
 
 def filled_fields(
@@ -29,9 +19,11 @@ def filled_fields(
     """Every field the CA's form asks for, with the value given or empty, and the card's
     enrolment ``code`` where the form asks for it and no value was given; a name it does
     not ask for is refused rather than dropped: it is most likely a misspelt field, which
-    would otherwise go to the CA empty. The refusal quotes every name (``quoted``): the
+    would otherwise go to the CA empty. The refusal quotes the CA's names (``quoted``): the
     form's id and fields are the CA's words, a peer's, and the command prints them; a
-    name given is not repeated if it holds a digit (``given_name``), and no value is."""
+    name given is repeated only if it is plainly a field name, never if it could be a
+    card number or an enrolment code (``setcore.enrolment_code.given_name``, the
+    merchant's rule too), and no value is."""
     unknown = sorted(set(given) - set(form.fields))
     if unknown:
         raise RegistrationError(

@@ -16,6 +16,8 @@ import pytest
 from clients.merchant.config import write_config
 from clients.peers import PeerConfig
 from setcore.capture import MAX_BATCH_ID_CHARS
+from setcore.gateway_admin import TransactionPage
+from setpay.v1 import gateway_admin_pb2
 from tests.clients import conftest as clients_conftest
 from tests.clients.bank_support import RunningBank
 from tests.clients.cli_support import run_cli
@@ -26,6 +28,7 @@ bank = clients_conftest.bank
 make_merchant = clients_conftest.make_merchant
 
 TOO_LONG = "b" * (MAX_BATCH_ID_CHARS + 1)
+CLOSE = gateway_admin_pb2.BATCH_OPERATION_CLOSE
 
 
 @pytest.mark.parametrize("given", ["", TOO_LONG], ids=["empty", "too-long"])
@@ -60,3 +63,22 @@ def test_the_longest_batch_id_reaches_the_gateway(
     status, out, err = run_cli([*base, "query", "--batch", "b" * MAX_BATCH_ID_CHARS], capsys)
     assert status == 1 and "BATCH_UNKNOWN" in out + err, out + err
     assert "DECODING_FAILURE" not in out + err
+
+
+def test_batch_open_held_up_by_a_close_of_no_batch_names_serve(
+    bank: RunningBank, make_merchant: MerchantFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A close of batch "" an earlier release left waiting: ``batch open`` tells the
+    operator to let serve send it, not to give ``batch close`` again, which the command
+    line refuses (exit 2) for that id."""
+    merchant = make_merchant("m-cli-batch-none-left")
+    built = merchant.batches._build(CLOSE, "", True, TransactionPage(0, 0))
+    merchant.store.add_batch_request(built)
+    base = ["merchant", "--dir", str(merchant.config.base_dir), "batch"]
+    status, out, err = run_cli([*base, "open"], capsys)
+    assert status == 1, out + err
+    assert "of no batch" in err and "let serve send it (its start-up round" in err
+    assert "give batch close again" not in out + err
+    with pytest.raises(SystemExit) as exited:
+        run_cli([*base, "close", "--batch", ""], capsys)
+    assert exited.value.code == 2

@@ -1,6 +1,7 @@
 """A field name given that the Merchant CA's form lacks is refused without repeating it
-when it holds a digit (a card or account number typed as a name); a misspelt name is
-still quoted."""
+unless it is plainly a field name (a card or account number, or a code of letters only,
+typed as a name, is only measured); a misspelt name is still quoted. The rule is the
+wallet's (``setcore.enrolment_code.given_name``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from clients.merchant.form_filling import filled_fields
 from clients.peers import PeerConfig
 from setcore.registration import RegistrationForm
 from tests.cards import VISA
+
+NOT_REPEATED = "characters given (not repeated: only a plain field name is)"
+# A secret of letters and hyphens only, as one enrolment code in about 400 is.
+NO_DIGIT_CODE = "BNJZ-TZXB-KRPV-EXSM"
 
 FORM = RegistrationForm(
     request_type=0,
@@ -40,9 +45,21 @@ def test_a_name_with_a_digit_is_not_repeated(tmp_path: Path, name: str) -> None:
     said = str(refused.value)
     assert name not in said
     assert (
-        f"has no field a name of {len(name)} characters (not repeated: it holds digits) "
-        "(its fields: 'legal-name', 'contact-email')"
+        f"has no field the {len(name)} {NOT_REPEATED} (its fields: 'legal-name', 'contact-email')"
     ) in said
+
+
+@pytest.mark.parametrize(
+    "name",
+    [NO_DIGIT_CODE, NO_DIGIT_CODE.lower(), f"enrolment-code:{NO_DIGIT_CODE}"],
+    ids=["code", "lower-case", "labelled"],
+)
+def test_a_code_without_digits_is_not_repeated(tmp_path: Path, name: str) -> None:
+    with pytest.raises(RegistrationError) as refused:
+        filled_fields(FORM, _config(tmp_path), {name: "x"})
+    said = str(refused.value)
+    assert NO_DIGIT_CODE.lower() not in said.lower()
+    assert f"has no field the {len(name)} {NOT_REPEATED} (its fields: " in said
 
 
 def test_a_misspelt_name_is_quoted_and_no_value_repeated(tmp_path: Path) -> None:
@@ -50,7 +67,7 @@ def test_a_misspelt_name_is_quoted_and_no_value_repeated(tmp_path: Path) -> None
         filled_fields(FORM, _config(tmp_path), {"legal-nmae": VISA, VISA: "x"})
     said = str(refused.value)
     assert "'legal-nmae'" in said and VISA not in said
-    assert f"a name of {len(VISA)} characters" in said
+    assert f"the {len(VISA)} {NOT_REPEATED}" in said
 
 
 def test_known_names_fill_the_form(tmp_path: Path) -> None:
