@@ -12,6 +12,7 @@ ceiling or the echo service with a bank's keys and limits (``gateway.ceiling``);
 bench starts it itself for ``--ceiling``. ``compare`` prints the medians of JSON reports,
 by group (``clients.loadtest.compare``). ``serve`` and ``compare`` live in modules of
 their own (``bench_serve``, ``bench_compare``); their errors are dispatched here.
+``authorize``'s options are read and checked in ``bench_options``.
 
 This module is the one place that knows both the bank (its ledger, its configuration)
 and the load generator (``clients.loadtest``), which never import each other: it reads
@@ -24,7 +25,8 @@ trusted), 2 for usage errors (argparse's, and options that make no runnable plan
 was not clean (errors, timeouts, a closed loop that ran out of requests) or the report
 says DOUBT (requests the bank's page or ledger could not check, the bench sending late,
 the machine changing speed, a ceiling slower than the gateway, a sweep that passed above
-a failure, a closed loop out with under ten requests per caller, a ledger in memory):
+a failure, a closed loop out with under ten requests per caller, a ledger in memory, a
+server the bench started whose processes changed during the run: ``changed_processes``):
 the reports are written all the same (``bench_files``: one that could not be written
 fails the run). A failed run writes a JSON report saying why. A gone reader (``| head``)
 changes only a clean run's status, and only without --json: its text, its one answer, was
@@ -35,7 +37,6 @@ lost (141, ``cli.main``). The progress on standard error is no answer: its reade
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import tempfile
@@ -49,7 +50,7 @@ import grpc
 
 from cli import bench_compare, bench_files, bench_serve, stdout_reader
 from cli.bench_ledger import ledger_filesystem, ledger_probe, memory_ledger_doubt
-from cli.bench_options import read_numbers
+from cli.bench_options import DEFAULT_CREDIT_LIMIT, check_options, check_outputs, read_numbers
 from clients.errors import ClientError
 from clients.loadtest import cpu, machine, spawn
 from clients.loadtest.bank_page import PageProbe
@@ -59,7 +60,6 @@ from clients.loadtest.bench import Bench, BenchResult
 from clients.loadtest.channels import GatewayAccess
 from clients.loadtest.errors import BenchError, PlanError
 from clients.loadtest.plan import Plan, Service, Target
-from clients.loadtest.plot import require
 from clients.loadtest.prepare import Parties, Population
 from clients.loadtest.progress import ProgressBar
 from clients.loadtest.report import run_status, to_text, write_failure
@@ -67,12 +67,12 @@ from clients.loadtest.speed import SpeedSampler
 from clients.loadtest.spread import WorkerSpread
 from clients.transport import ChannelConfig, open_channel
 from gateway.ceiling import WorkerStartFailed
-from gateway.config import MAX_WORKERS, BankConfig, ConfigError, load
+from gateway.config import BankConfig, ConfigError, load
 from gateway.issuer import open_ledger
 from gateway.ledger import Ledger
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
-from setcore.pan import PAN, is_bin
+from setcore.pan import PAN
 from setcore.profiles import PROFILES, profile_named
 
 # Defaults of a run without a traffic shape (``make bench``): the closed loop that finds
@@ -85,10 +85,9 @@ DEFAULT_CARDHOLDERS = 50
 # The bench's card range: card numbers are random under this BIN (never printed).
 DEFAULT_BIN = "411111"
 DEFAULT_EXPIRY = "203012"
-# Minor units of the bank's settlement currency (its cards must be in its merchants'):
-# 1000 a purchase; a limit a day of load cannot exhaust (the ledger's maximum is 10^12).
+# Minor units of the bank's settlement currency a purchase (the cards' credit limit:
+# ``cli.bench_options``).
 DEFAULT_AMOUNT = 1000
-DEFAULT_CREDIT_LIMIT = 10**11
 # Worker processes of a bank the bench spawns, unless --workers says otherwise: one, so
 # that a plain run measures one worker and a comparison asks for more explicitly.
 SPAWN_WORKERS = 1
@@ -108,7 +107,8 @@ EXIT_STATUS = ("exit status: 0 every step ran clean and nothing is in doubt; 1 t
                "past capacity does), or the report says DOUBT (requests not checked against "
                "the bank, the bench sending late, the machine changing speed, a ceiling "
                "slower than the gateway, a sweep above a failure, a closed loop with under "
-               "ten requests per caller, a ledger on tmpfs the bench chose), reports "
+               "ten requests per caller, a ledger on tmpfs the bench chose, a server's "
+               "processes changing: a worker restarted), reports "
                "written; 141 a clean run without --json whose reader went (| head)")  # fmt: skip
 
 
@@ -224,6 +224,7 @@ class Bank:
     page: PageProbe = no_page
     process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
     spread: WorkerSpread | None = None
+    processes: cpu.ServerProcesses | None = None  # a bank the bench started
 
 
 def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> Bank:
@@ -239,9 +240,10 @@ def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> 
     if server.metrics_port is not None:
         page = page_probe(f"http://{LOOPBACK}:{server.metrics_port}/metrics")
     pid = server.process.pid
-    return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}", cpu.tree_cpu([pid]),
-                workers, [server], page, cpu.children_cpu(pid),
-                WorkerSpread(pid, server.port))  # fmt: skip
+    processes = cpu.ServerProcesses([pid])
+    return Bank(config, config_path, access, f"{LOOPBACK}:{ca_port}", processes.server_cpu,
+                workers, [server], page, processes.child_cpu,
+                WorkerSpread(pid, server.port), processes)  # fmt: skip
 
 
 def _tls(config: BankConfig) -> Path | None:
@@ -269,19 +271,45 @@ def dialable(listen: str) -> str:
     return f"{LOOPBACK}:{port}" if host in WILDCARD_HOSTS else listen
 
 
-def _references(bank: Bank, workdir: Path, stack: ExitStack) -> list[Target]:
+def _references(
+    bank: Bank, workdir: Path, stack: ExitStack, watched: dict[Service, cpu.ServerProcesses]
+) -> list[Target]:
     targets = []
     for mode, service in (("ceiling", Service.CEILING), ("echo", Service.ECHO)):
         server = spawn.serve_reference(mode, bank.config_path, workdir, bank.workers,
                                        threads=bank.config.threads)  # fmt: skip
         stack.callback(server.stop)
         pid = server.process.pid
+        processes = watched[service] = cpu.ServerProcesses([pid])
         targets.append(
-            Target(service, bank.gateway.at(server.target), cpu.tree_cpu([pid]),
-                   workers=bank.workers, process_cpu=cpu.children_cpu(pid),
+            Target(service, bank.gateway.at(server.target), processes.server_cpu,
+                   workers=bank.workers, process_cpu=processes.child_cpu,
                    spread=WorkerSpread(pid, server.port))
         )  # fmt: skip
     return targets
+
+
+def changed_processes(
+    result: BenchResult, watched: dict[Service, cpu.ServerProcesses]
+) -> list[str]:
+    """A DOUBT for each server the bench started whose processes changed while it read
+    their CPU (``cpu.ServerProcesses``), naming the runs whose server CPU is unknown."""
+    found = []
+    for service, processes in watched.items():
+        if not processes.changes:
+            continue
+        runs = [("warm-up", result.warmup.get(service))]
+        runs += [(step.shape.label, step.tallies.get(service)) for step in result.steps]
+        unknown = [run for run, t in runs if t is not None and t.server_cpu_seconds is None]
+        where = f"its server CPU is unknown (-) in {', '.join(unknown)}" if unknown else (
+            "between runs, its server CPU known"
+        )  # fmt: skip
+        found.append(
+            f"the {service}'s processes changed while the bench read their CPU (one ended or"
+            f" started, as a restarted worker does): {where}; the runs around the change "
+            "measured a server that was not steady; repeat the run"
+        )
+    return found
 
 
 def _channel(bank: Bank, target: str, *, mutual: bool) -> grpc.Channel:
@@ -341,49 +369,12 @@ def _workdir(args: argparse.Namespace) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _check_outputs(args: argparse.Namespace, plan: Plan) -> None:
-    """Refuse, before anything runs, a report that could not be written once it has."""
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
-        if path is None:
-            continue
-        folder = path.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise PlanError(f"{option}: cannot write {path.name} in {folder}")
-    if args.plot is not None:
-        if not plan.has_open_loops:
-            raise PlanError("--plot needs open-loop steps (--rate, --rates or --load-fraction)")
-        require()
-
-
-def _check_options(args: argparse.Namespace) -> None:
-    """Refuse, before anything starts, options that make no runnable run (PlanError)."""
-    if args.spawn and args.bank_config is not None:
-        raise PlanError("--bank-config is for --target; --spawn makes its own bank")
-    if args.spawn and (args.metrics_url or args.ca_target):
-        raise PlanError("--metrics-url and --ca-target are for --target (a spawned bank's"
-                         " page: --metrics)")  # fmt: skip
-    if args.target and (args.keys or args.workdir or args.metrics):
-        raise PlanError("--keys, --workdir and --metrics are for --spawn (a target's page:"
-                         " --metrics-url)")  # fmt: skip
-    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
-        raise PlanError(f"--workers must be between 1 and {MAX_WORKERS}")
-    if args.cardholders < 1:
-        raise PlanError("--cardholders must be at least 1")
-    if not is_bin(args.bin):
-        raise PlanError("--bin must be 6 digits")
-    if not 1 <= args.amount <= DEFAULT_CREDIT_LIMIT:
-        raise PlanError(
-            f"--amount must be between 1 and {DEFAULT_CREDIT_LIMIT:,} minor units (the bench "
-            "cards' credit limit)"
-        )
-
-
 def authorize(args: argparse.Namespace) -> int:
     """Prepare, drive, report."""
     read_numbers(args)  # argparse left them as typed (``cli.bench_options`` says why)
     plan = plan_from(args)
-    _check_options(args)
-    _check_outputs(args, plan)
+    check_options(args)
+    check_outputs(args, plan)
     _exit_on_sigterm()
     try:
         result = _measure(args, plan)
@@ -427,8 +418,12 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
                    workers=bank.workers, process_cpu=bank.process_cpu, spread=bank.spread,
                    ledger=probe)
         ]  # fmt: skip
+        # The servers the bench started, whose processes it watches (``changed_processes``).
+        watched: dict[Service, cpu.ServerProcesses] = {}
+        if bank.processes is not None:
+            watched[Service.GATEWAY] = bank.processes
         if args.ceiling:
-            targets += _references(bank, workdir, stack)
+            targets += _references(bank, workdir, stack, watched)
         parties = _register(bank, population, ledger)
         stack.callback(parties.close)
         described = {**machine.describe(), BEFORE: round(machine.reference_loop_ms(), 1)}
@@ -446,6 +441,7 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
         result = Bench(parties, targets, plan, say=_say, progress=_progress,
                        speed=sampler.between).run(setting)  # fmt: skip
         result.doubts += memory_ledger_doubt(str(setting["ledger filesystem"]), chosen)
+        result.doubts += changed_processes(result, watched)
         described[AFTER] = round(machine.reference_loop_ms(), 1)
     return result
 

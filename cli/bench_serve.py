@@ -3,7 +3,9 @@ limits (``gateway.ceiling``), until SIGTERM or SIGINT. ``setpay bench authorize 
 starts both itself; this command serves one by hand.
 
 Its errors are ``cli.bench``'s (a configuration that does not load, a worker that does
-not start).
+not start: exit 1). Options that make no service (``gateway.ceiling.ReferenceOptions``: a
+listen address that is not HOST:PORT, a delay for the ceiling) are usage errors, exit 2
+like argparse's, refused before the configuration is read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 from pathlib import Path
 
 from cli.number_options import decimal, whole
+from clients.loadtest.errors import PlanError
 from gateway.ceiling import MAX_DELAY_MS, MODES, ReferenceOptions, serve
 from gateway.config import MAX_THREADS, MAX_WORKERS, load
 
@@ -40,11 +43,14 @@ def add_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def serve_reference(args: argparse.Namespace) -> int:
     """Serve the ceiling or echo until SIGTERM or SIGINT."""
+    try:
+        options = ReferenceOptions(
+            mode=args.mode, listen=args.listen, workers=args.workers, threads=args.threads,
+            delay_ms=args.delay_ms, port_file=args.port_file,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise PlanError(str(exc)) from exc  # usage: exit 2 (``cli.bench.run``)
     config = load(args.config)
-    options = ReferenceOptions(
-        mode=args.mode, listen=args.listen, workers=args.workers, threads=args.threads,
-        delay_ms=args.delay_ms, port_file=args.port_file,
-    )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -24,8 +24,10 @@ SIGKILL cannot stop them, and they would go on serving the port.
 
 Errors: a request the ceiling cannot open is a broken bench, not a protocol event; it is
 answered with FAILED_PRECONDITION naming the SET error code (never a PAN: setcore's
-reasons hold none). Configuration and key-backend errors at start pass through; an
-address that cannot be reserved for the workers is an ``OSError``.
+reasons hold none). Options that make no service (``ReferenceOptions``: a listen address
+that is not HOST:PORT with a port of 0 to 65535, a delay for the ceiling) are a
+``ValueError`` before anything opens; configuration and key-backend errors at start pass
+through; an address that cannot be reserved for the workers is an ``OSError``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import grpc
 from gateway import scheduling
 from gateway.bank_pki import load_bank_pki
 from gateway.config import BankConfig
-from gateway.ports import PortError, reserve, write_port_file
+from gateway.ports import MAX_PORT, PortError, parse_port, reserve, write_port_file
 from gateway.process import tls_config
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import reply_header
@@ -154,12 +156,24 @@ class ReferenceOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if not is_host_port(self.listen):
+            # gRPC would take a port beyond 16 bits modulo 65536 and serve elsewhere.
+            raise ValueError(
+                f"listen must be HOST:PORT (port 0 to {MAX_PORT}), not {self.listen!r}"
+            )
         if not 1 <= self.workers <= 64:
             raise ValueError("workers must be between 1 and 64")
         if not 0 <= self.delay_ms <= MAX_DELAY_MS:
             raise ValueError(f"delay must be between 0 and {MAX_DELAY_MS:.0f} ms")
         if self.delay_ms and self.mode != "echo":
             raise ValueError("only the echo service takes a delay")
+
+
+def is_host_port(listen: str) -> bool:
+    """Whether ``listen`` is HOST:PORT as a bank's ``listen`` setting is read
+    (``gateway.config``): a host, and a port ``gateway.ports.parse_port`` takes."""
+    host, sep, port = listen.rpartition(":")
+    return bool(sep and host and parse_port(port) is not None)
 
 
 def _limits(config: BankConfig, options: ReferenceOptions, reuse_port: bool) -> ServerLimits:

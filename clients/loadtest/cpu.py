@@ -1,9 +1,21 @@
 """Server CPU: the processes the bench started, read from /proc, or a metrics scrape.
 
 A gateway with workers is a tree of processes (the parent and its workers), so the CPU of
-a server is the CPU of every live process descending from the one the bench started.
-``/proc/PID/stat`` gives user and system time in clock ticks (fields 14 and 15, counted
-after the parenthesised command name, which may itself contain spaces).
+a server is the CPU of every process descending from the one the bench started. Each
+process counts its own user and system time and that of the children it has reaped:
+``/proc/PID/stat`` fields 14 to 17 (utime, stime, cutime, cstime, in clock ticks, counted
+after the parenthesised command name, which may itself contain spaces). A worker that
+ended and was reaped by its parent thus still counts, as ``gateway.bank_cpu`` counts the
+bank's for its own page; without the reaped part a worker restarted during a run took
+its CPU out of the reading after it, and the run's server CPU came out negative.
+
+A process reaped outside the tree (the server itself, or a worker orphaned by it) still
+takes its CPU away, and a process started during a run brings its start-up into it: the
+figures then describe no steady server. So ``ServerProcesses`` notes every change of the
+set of processes between two of its readings (of the whole tree or of the children: the
+bench reads the children just before and after each run, the tree inside that), and a
+reading after a change is None: the run whose CPU it ends or begins shows it unknown,
+never a figure that went back, and the bench says DOUBT (``cli.bench``).
 
 For a bank the bench did not start, the only honest source is the bank's own metrics:
 ``scrape`` reads a counter from its Prometheus page. A setpay bank serves the CPU of all
@@ -58,9 +70,7 @@ def children_of(root: int) -> list[int]:
     return _children().get(root, [])
 
 
-def descendants(roots: Sequence[int]) -> list[int]:
-    """``roots`` and every live process below them."""
-    tree = _children()
+def _below(tree: dict[int, list[int]], roots: Sequence[int]) -> list[int]:
     found, todo = [], list(roots)
     while todo:
         pid = todo.pop()
@@ -69,31 +79,70 @@ def descendants(roots: Sequence[int]) -> list[int]:
     return found
 
 
+def descendants(roots: Sequence[int]) -> list[int]:
+    """``roots`` and every live process below them."""
+    return _below(_children(), roots)
+
+
 def process_cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of one process (0 if it is gone)."""
+    """User plus system CPU seconds of one process and of the children it has reaped (0
+    if it is gone)."""
     fields = _stat_fields(pid)
     if fields is None:
         return 0.0
-    # After the name: state(0) ppid(1) ... utime is field 14 of the line, index 11 here.
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    # After the name: state(0) ppid(1) ... utime is field 14 of the line, index 11 here;
+    # stime, cutime and cstime follow it.
+    return sum(int(ticks) for ticks in fields[11:15]) / CLOCK_TICKS
 
 
-def tree_cpu(roots: Sequence[int]) -> Callable[[], float | None]:
+class ServerProcesses:
+    """The processes of a server the bench started: the CPU of all of them
+    (``server_cpu``, a ``ServerCpuProbe``) and of each child of the root (``child_cpu``, a
+    ``ProcessCpuProbe``), read from /proc; and ``changes``, how many times the set of
+    processes differed from the one the reading before saw (the module docstring). A
+    reading after a change is None, and so is a total below the one read before it."""
+
+    def __init__(self, roots: Sequence[int]) -> None:
+        self._roots = list(roots)
+        self._seen: frozenset[int] | None = None
+        self._total: float | None = None
+        self.changes = 0
+
+    def _changed(self, tree: dict[int, list[int]]) -> bool:
+        """Whether the set of processes differs from the last reading's (of either kind)."""
+        now = frozenset(_below(tree, self._roots))
+        changed = self._seen is not None and now != self._seen
+        self._seen = now
+        self.changes += changed
+        return changed
+
+    def server_cpu(self) -> float | None:
+        """CPU seconds used so far by the roots and their descendants (None: see above)."""
+        tree = _children()
+        changed = self._changed(tree)
+        total = sum(process_cpu_seconds(pid) for pid in _below(tree, self._roots))
+        went_back = self._total is not None and total < self._total
+        self._total = total
+        if went_back and not changed:
+            self.changes += 1  # a change the process ids did not show (one used again)
+        return None if changed or went_back else total
+
+    def child_cpu(self) -> dict[int, float] | None:
+        """CPU seconds of each live child of the roots, by pid (None after a change)."""
+        tree = _children()
+        if self._changed(tree):
+            return None
+        return {pid: process_cpu_seconds(pid) for root in self._roots for pid in tree.get(root, ())}
+
+
+def tree_cpu(roots: Sequence[int]) -> ServerCpuProbe:
     """A probe of the CPU seconds used so far by ``roots`` and their descendants."""
-
-    def probe() -> float | None:
-        return sum(process_cpu_seconds(pid) for pid in descendants(roots))
-
-    return probe
+    return ServerProcesses(roots).server_cpu
 
 
 def children_cpu(root: int) -> ProcessCpuProbe:
     """A probe of the CPU seconds of each live child of ``root``, by pid."""
-
-    def probe() -> dict[int, float] | None:
-        return {pid: process_cpu_seconds(pid) for pid in children_of(root)}
-
-    return probe
+    return ServerProcesses([root]).child_cpu
 
 
 def no_process_probe() -> dict[int, float] | None:
@@ -104,14 +153,17 @@ def no_process_probe() -> dict[int, float] | None:
 def shares_between(
     before: dict[int, float] | None, after: dict[int, float] | None
 ) -> tuple[float, ...] | None:
-    """Each child's part of the CPU the children used between two readings, in pid order
-    (a child started meanwhile counts from zero); None without two readings, with fewer
-    than two children, or without CPU used."""
-    if before is None or after is None or len(after) < 2:
+    """Each child's part of the CPU the children used between two readings, in pid order;
+    None without two readings, with fewer than two children, without CPU used, or when
+    the children changed between the readings (one ended, or started: its part would be
+    its start, the ended one's lost) or one's CPU went back: never a negative part."""
+    if before is None or after is None or len(after) < 2 or set(before) != set(after):
         return None
-    used = [max(0.0, after[pid] - before.get(pid, 0.0)) for pid in sorted(after)]
+    used = [after[pid] - before[pid] for pid in sorted(after)]
     total = sum(used)
-    return tuple(u / total for u in used) if total > 0 else None
+    if min(used) < 0 or total <= 0:
+        return None
+    return tuple(u / total for u in used)
 
 
 def scrape(url: str, metrics: Sequence[str] = PAGE_CPU_METRICS) -> ServerCpuProbe:

@@ -97,8 +97,8 @@ def doubts(step: StepResult, p99_max_ms: float | None = None) -> list[str]:
         return found
     if ceiling.throughput < gateway.throughput * (1 - CEILING_SLOWER_TOLERANCE):
         found.append(
-            f"the ceiling answered {ceiling.throughput:,.0f}/s, fewer than the gateway's "
-            f"{gateway.throughput:,.0f}/s, though it does only part of the gateway's work: "
+            f"the ceiling answered {rate_text(ceiling.throughput)}/s, fewer than the gateway's "
+            f"{rate_text(gateway.throughput)}/s, though it does only part of the gateway's work: "
             "its run was disturbed; repeat it before using the ratio"
         )
     mine, theirs = gateway.speed, ceiling.speed
@@ -295,6 +295,20 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+# Rates from this many a second on are printed whole; below, to a tenth (and a rate that
+# would read 0.0 to two significant digits): 2.5/s must not read "2/s", 0.5/s "0/s".
+WHOLE_RATE = 100.0
+
+
+def rate_text(value: float) -> str:
+    """A rate (per second) as the text prints it: the JSON's, to the digits a reader
+    compares (``WHOLE_RATE``)."""
+    if value >= WHOLE_RATE:
+        return f"{value:,.0f}"
+    tenths = f"{value:.1f}"
+    return f"{value:.2g}" if value > 0 and float(tenths) == 0 else tenths
+
+
 # Server CPU per verified answer (what an answer costs the server), the bench's per
 # request sent (what a send costs the bench).
 _HEADER = (
@@ -316,14 +330,14 @@ def _row(counted: Tally) -> str:
         cells[3] += _P999_IS_MAX
     return (
         f"  {counted.target:<8}{counted.sent:>8,}{counted.ok:>8,}{counted.errors:>6,}"
-        f"{counted.timeouts:>6,}{counted.throughput:>11,.0f}"
+        f"{counted.timeouts:>6,}{rate_text(counted.throughput):>11}"
         + "".join(f"{c:>8}" for c in cells)
         + f"    {_num(counted.server_cpu_per_answer_us, 0):>12}"
         f"{_num(counted.client_cpu_per_request_us, 0):>11}"
     )
 
 
-def _details(counted: Tally, channels: int) -> list[str]:
+def _details(counted: Tally, channels: int, planned: float) -> list[str]:
     lines = []
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(counted.outcomes.items()))
     lines.append(f"    {counted.target} outcomes: {outcomes or 'none'}")
@@ -341,8 +355,15 @@ def _details(counted: Tally, channels: int) -> list[str]:
         ok = counted.latency_ok
         lines.append(f"    {counted.target} latency of the {counted.ok:,} verified answers: p50 "
                      f"{_num(ok.p50)}, p99 {_num(ok.p99)}, max {_num(ok.max)} ms")  # fmt: skip
-    if counted.exhausted:
-        lines.append(f"    {counted.target}: ran out of prepared requests (raise --requests)")
+    if counted.exhausted or counted.duration != planned:
+        # Its answers/s are over the interval it ran (``load``), not the step's heading.
+        ran = f"{counted.duration:.3g} s of the {planned:g} s planned"
+        lines.append(
+            f"    {counted.target}: ran out of prepared requests after {ran}: its answers/s are "
+            "over those (raise --requests)"
+            if counted.exhausted
+            else f"    {counted.target}: ran {ran}: its answers/s are over those"
+        )
     if counted.ledger is not None:
         ledger = counted.ledger
         lines.append(f"    {counted.target} ledger: {ledger.commits:,} commits carrying "
@@ -437,7 +458,7 @@ def to_text(result: BenchResult) -> str:
         lines += ["", f"{step.shape.label}, {step.shape.duration:g} s", _HEADER, _UNITS]
         lines += [_row(t) for t in step.tallies.values()]
         for counted in step.tallies.values():
-            lines += _details(counted, result.plan.channels)
+            lines += _details(counted, result.plan.channels, step.shape.duration)
         for name, values in ratios(step).items():
             reference = name.split("/")[1]
             lines.append(f"    {name}: throughput {_num(values['throughput'], 2)}; server CPU "
@@ -452,7 +473,8 @@ def to_text(result: BenchResult) -> str:
     sustained = result.sustained()
     if any(isinstance(s.shape, OpenLoop) for s in result.steps):
         lines.append("")
-        best = f"{sustained:,.0f}/s" if sustained is not None else "none of the rates"
+        # A rate of the plan's, as given (2.5/s, never "2/s"), as the sweep's doubts say it.
+        best = f"{sustained:,g}/s" if sustained is not None else "none of the rates"
         lines.append(f"highest open-loop rate with p99 <= {result.plan.p99_max_ms:g} ms and "
                      f"no errors: {best}")  # fmt: skip
         lines += [f"DOUBT: {doubt}" for doubt in sweep_doubts(result)]

@@ -28,7 +28,7 @@ from .conftest import run_bench
         (["--concurrency", "-3"], "concurrency must be between 1 and"),
         (["--rate", "5", "--channels", "0"], "channels must be between 1 and"),
         (["--rate", "5", "--channels", "1000"], "channels must be between 1 and"),
-        (["--rate", "5", "--cardholders", "0"], "--cardholders must be at least 1"),
+        (["--rate", "5", "--cardholders", "0"], "--cardholders must be between 1 and 5000"),
         (["--rate", "5", "--bin", "41111"], "--bin must be 6 digits"),
         (["--rate", "5", "--bin", "4111a1"], "--bin must be 6 digits"),
         (["--rate", "5", "--amount", "0"], "--amount must be between 1 and"),
