@@ -35,15 +35,9 @@ from a value they know (``hsm.token_objects.search_template``). A setpay key who
 id another private one carries (made by a logged-in user) is not used: the id cannot say
 which is setpay's, and operations find the key by its id.
 
-A version claimed by two setpay keys (made by processes that took different key locks,
-``hsm.token_login``'s "Lock names") is used by neither once a rebuild has seen both: the
-token cannot say which one a handle, a certificate or a peer means, and either (the one
-listed last, say) may sign or open with a key the caller does not mean. ``get`` of it,
-or of the label's newest when it is the newest, raises ``PermanentBackendError`` naming
-both CKA_IDs; ``list_keys`` leaves both out (and logs it); a ``delete`` that includes it
-destroys nothing (``objects_of``, which reads the token itself): "version n" would be
-two keys. New versions go above it. The operator removes the unwanted key by its CKA_ID
-(its metadata, left, is ignored), and the other is used again.
+A version claimed by two setpay keys is used by neither, nor destroyed by a delete
+(``hsm.token_claims``): ``get`` of the label's newest passes over it to the newest
+version one key claims, and a refused version is read again only now and then.
 
 Errors raised: ``KeyNotFound``, ``PermanentBackendError``, and those of
 ``TokenLink.run``.
@@ -70,6 +64,7 @@ from hsm.cryptoki import on_fork_in_child
 from hsm.errors import KeyNotFound, PermanentBackendError
 from hsm.policy import LABEL_PATTERN, check_label, check_version
 from hsm.session_keeper import TokenSession
+from hsm.token_claims import Claims, KeyId, claimed_twice, claimed_twice_message
 from hsm.token_objects import (
     APPLICATION,
     PRIVATE_KEY_ATTRIBUTES,
@@ -85,8 +80,6 @@ from hsm.token_objects import (
     stays_on_token,
 )
 from hsm.token_session import TokenLink
-
-KeyId = tuple[str, int]
 
 #: The object classes that make up a key pair on the token.
 KEY_CLASSES = (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY)
@@ -111,8 +104,7 @@ class TokenCatalog:
         self._link = link
         self._lock = threading.Lock()
         self._keys: dict[KeyId, TokenKey] = {}
-        # Versions two keys claim, with the message that refuses them (see the module).
-        self._claimed_twice: dict[KeyId, str] = {}
+        self._claims = Claims()  # versions two keys claim (see the module)
         # None until a trial decryption has been possible (an RSA decryption key exists).
         self._rsa_kem: KemAlgorithm | None = None
         self._rsa_kem_known = False
@@ -131,28 +123,36 @@ class TokenCatalog:
             key_id: claimed_twice_message(key_id, ck_ids, self._link.name)
             for key_id, ck_ids in claimed_twice(keys).items()
         }
-        for message in twice.values():
-            _log.warning("%s", message)
         usable = [key for key in keys if (key.handle.label, key.handle.version) not in twice]
         with self._lock:
             self._keys = {(key.handle.label, key.handle.version): key for key in usable}
-            self._claimed_twice = twice
+            first_seen = self._claims.replace(twice)
+        for message in first_seen:
+            _log.warning("%s", message)
         return usable
 
     def find(self, label: str, version: int | None) -> TokenKey:
-        """The key version (newest if ``version`` is None), re-reading the token on a miss."""
+        """The key version (if ``version`` is None, the newest one key claims), re-reading
+        the token on a miss, and now and then for a version two keys claim."""
         check_label(label)
         check_version(version)
-        found = self._lookup(label, version)
-        if not isinstance(found, TokenKey):
+        found, passed = self._lookup(label, version)
+        if found is None or ((passed or isinstance(found, str)) and self._may_read_again()):
             # Another process may have added it, or removed one of two keys claiming it.
             self.refresh()
-            found = self._lookup(label, version)
+            found, passed = self._lookup(label, version)
         if isinstance(found, str):
             raise PermanentBackendError(found)
         if found is None:
             which = "" if version is None else f" v{version}"
             raise KeyNotFound(f"no key {label!r}{which} on {self._link.name}")
+        if passed:
+            with self._lock:
+                passed_first = self._claims.first_passed(passed)
+            for message in passed_first:
+                _log.warning(
+                    "%s; v%d, the newest one key claims, is used", message, found.handle.version
+                )
         return found
 
     def forget(self, key: TokenKey) -> None:
@@ -164,7 +164,7 @@ class TokenCatalog:
     def handle_after_change(self, key: KeyId) -> KeyHandle:
         """Re-read the token after a change; the changed key's handle."""
         self.refresh()
-        found = self._lookup(*key)
+        found, _ = self._lookup(*key)
         if isinstance(found, str):
             raise PermanentBackendError(found)
         if found is None:
@@ -209,15 +209,28 @@ class TokenCatalog:
         """Replace the lock: a parent thread may have held it at fork time."""
         self._lock = threading.Lock()
 
-    def _lookup(self, label: str, version: int | None) -> TokenKey | str | None:
-        """The key version as last read (the newest if None), or why it is refused."""
+    def _may_read_again(self) -> bool:
         with self._lock:
-            if version is None:
-                versions = [v for (name, v) in [*self._keys, *self._claimed_twice] if name == label]
-                if not versions:
-                    return None
-                version = max(versions)  # a newest version two keys claim names neither
-            return self._claimed_twice.get((label, version)) or self._keys.get((label, version))
+            return self._claims.may_read_again()
+
+    def claim_refused(self, key: KeyId) -> str | None:
+        """Why the catalog, as last read, refuses ``key`` as claimed twice (None: it does not)."""
+        with self._lock:
+            return self._claims.refused.get(key)
+
+    def _lookup(self, label: str, version: int | None) -> tuple[TokenKey | str | None, list[KeyId]]:
+        """The key version as last read, or why it is refused; for None, the newest one
+        key claims (or, if none does, why the newest is refused) with the versions two
+        keys claim above it."""
+        with self._lock:
+            if version is not None:
+                refused = self._claims.refused.get((label, version))
+                return refused or self._keys.get((label, version)), []
+            usable = max((v for (name, v) in self._keys if name == label), default=None)
+            above = self._claims.newer_than(label, usable)
+            if usable is None:
+                return (self._claims.refused[above[-1]] if above else None), []
+            return self._keys[(label, usable)], above
 
     def _probe_oaep(self, private: Any, key: TokenKey) -> KemAlgorithm | None:
         """The best OAEP the token decrypts, found by encrypting to ``key`` and decrypting."""
@@ -327,25 +340,6 @@ def build_catalog(
             own.append(key)
     own.sort(key=lambda key: (key.handle.label, key.handle.version))
     return own
-
-
-def claimed_twice(keys: Iterable[TokenKey]) -> dict[KeyId, list[bytes]]:
-    """Versions more than one key claims, each with their CKA_IDs (sorted)."""
-    ids: dict[KeyId, set[bytes]] = {}
-    for key in keys:
-        ids.setdefault((key.handle.label, key.handle.version), set()).add(key.ck_id)
-    return {key_id: sorted(found) for key_id, found in ids.items() if len(found) > 1}
-
-
-def claimed_twice_message(key_id: KeyId, ck_ids: Iterable[bytes], token: str) -> str:
-    """Why a version two keys claim is not used, naming their CKA_IDs by short hex."""
-    label, version = key_id
-    shown = [ck_id.hex()[:8] for ck_id in ck_ids]
-    return (
-        f"key {label!r} v{version} on {token} is claimed by {len(shown)} keys (CKA_IDs "
-        f"starting {' and '.join(shown)}): none is used, nor destroyed by a delete; remove "
-        "the unwanted ones' objects by CKA_ID (pkcs11-tool --list-objects shows whole ids)"
-    )
 
 
 def _described_own(

@@ -1,14 +1,20 @@
 """Key versions coming onto a token: made by setpay, all or nothing, or adopted.
 
 Both claim the next version of a label under the inter-process admin lock
-(``TokenLink.admin_lock``), then re-read the catalog. A version setpay makes gets a
-random CKA_ID of its own, and its setpay data object (the metadata) is written first: a
-data object whose key never came is ignored by every reader, where a key without its
-metadata would be adopted with a usage guessed from its attributes. Once the key is
-made, metadata that also records its public key (which public key object is the key's,
-``hsm.token_catalog``) replaces the first. If any step fails,
-every object made under the new CKA_ID is destroyed before the error is raised, under
-the same locks, including objects the token kept from a call it refused (SoftHSM 2.6
+(``TokenLink.admin_lock``), then re-read the catalog. The next version is above every
+version setpay's metadata names for the label, not only those the catalog uses: a key
+refused for now (its public key object removed, which a session without the PIN can do)
+is used again once the cause goes, and its version handed out meanwhile would then be
+claimed by two keys (``hsm.token_claims``), the newer refused everywhere. Metadata whose
+key never came (a creation stopped half-way) costs a version number, nothing else.
+
+A version setpay makes gets a random CKA_ID of its own, and its setpay data object (the
+metadata) is written first: a data object whose key never came is ignored by every
+reader, where a key without its metadata would be adopted with a usage guessed from its
+attributes. Once the key is made, metadata that also records its public key (which
+public key object is the key's, ``hsm.token_catalog``) replaces the first. If any step
+fails, every object made under the new CKA_ID is destroyed before the error is raised,
+under the same locks, including objects the token kept from a call it refused (SoftHSM 2.6
 keeps the public key whose template lacks a required attribute, with its label and id).
 Once made, the key is read back from the token; should the token stop answering right
 then, the version is past taking back, and the error's message names it (as it names
@@ -34,10 +40,12 @@ from hsm.base import KeyAlgorithm, KeyHandle, KeyUsage, PublicKey
 from hsm.errors import KeyBackendError, KeyExists, PermanentBackendError, UnsupportedAlgorithm
 from hsm.policy import algorithm_to_hold, check_combination
 from hsm.session_keeper import TokenSession
-from hsm.token_catalog import KEY_CLASSES, KeyId, TokenCatalog, objects
+from hsm.token_catalog import KEY_CLASSES, TokenCatalog, metadata_objects, objects
+from hsm.token_claims import KeyId
 from hsm.token_objects import (
     PRIVATE_KEY_ATTRIBUTES,
     PUBLIC_KEY_ATTRIBUTES,
+    TokenKey,
     capability_attributes,
     describe_key,
     metadata_attributes,
@@ -62,11 +70,10 @@ def create_key(
 ) -> KeyHandle:
     """Claim the next version of ``label`` and make it with ``make``: all or nothing."""
     left: list[str] = []  # what a failed creation could not take back, for its message
+    ck_id = new_key_id()
 
     def add(session: TokenSession) -> KeyId:
-        versions = [k.handle.version for k in catalog.scan(session) if k.handle.label == label]
-        version = 1 + max(versions, default=0)
-        ck_id = new_key_id()
+        version = _next_version(session, label, catalog.scan(session))
         # First metadata that vouches for no public key (none exists yet), then, once the
         # key is made, metadata that does: tokens refuse to change a data object's value,
         # so the first is replaced. Stopped in between, the key is used under the rule
@@ -94,6 +101,7 @@ def create_key(
     try:
         return catalog.handle_after_change(label_version)
     except KeyBackendError as exc:
+        _refuse_if_claimed_twice(exc, catalog, label_version, f"was made on {link.name}", ck_id)
         # Made, then the token stopped answering: past taking back. The caller has no
         # handle of this version, so the error names it, in its message: the CLI prints
         # and logs show only that.
@@ -155,10 +163,7 @@ def adopt_key(
         for attribute, value in capability_attributes(usage, algorithm).items():
             private[attribute] = value
         # The key itself may already be listed (inferred) under this label: not a version.
-        versions = [
-            k.handle.version for k in listed if k.handle.label == label and k.ck_id != ck_id
-        ]
-        version = 1 + max(versions, default=0)
+        version = _next_version(session, label, [k for k in listed if k.ck_id != ck_id])
         session.session.create_object(
             metadata_attributes(label, version, usage, algorithm, ck_id, public_key)
         )
@@ -169,7 +174,35 @@ def adopt_key(
         label_version = link.run(
             adopt, "adopt a key", retry=False, subject=f"key with CKA_ID {ck_id.hex()}"
         )
-    return catalog.handle_after_change(label_version)
+    try:
+        return catalog.handle_after_change(label_version)
+    except KeyBackendError as exc:
+        _refuse_if_claimed_twice(exc, catalog, label_version, f"was adopted on {link.name}", ck_id)
+        raise
+
+
+def _next_version(session: TokenSession, label: str, listed: list[TokenKey]) -> int:
+    """The version after every one of ``label`` that ``listed`` holds or that setpay's
+    metadata on the token names, its key used or not (see the module)."""
+    versions = [key.handle.version for key in listed if key.handle.label == label]
+    versions += [meta["version"] for _, meta in metadata_objects(session) if meta["label"] == label]
+    return 1 + max(versions, default=0)
+
+
+def _refuse_if_claimed_twice(
+    exc: KeyBackendError, catalog: TokenCatalog, key: KeyId, done: str, ck_id: bytes
+) -> None:
+    """Raise, when the version just claimed turns out claimed by another key too (made
+    by a process holding another key lock), an error that says so: the key is there
+    and nothing deletes it (``hsm.token_claims``); the operator removes one by CKA_ID."""
+    refused = catalog.claim_refused(key)
+    if refused is None:
+        return
+    label, version = key
+    raise PermanentBackendError(
+        f"key {label!r} v{version} {done} (CKA_ID starting {ck_id.hex()[:8]}), but another"
+        f" key claims v{version} too: {refused}"
+    ) from exc
 
 
 def _with_message(exc: KeyBackendError, message: str) -> KeyBackendError:

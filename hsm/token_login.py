@@ -54,7 +54,10 @@ token up, then takes the token's own login lock too, holding both (the label's i
 taken first, so no two processes wait for each other), and logs in under both; a view
 of the module that login took under the label's lock alone is replaced by one taken
 inside the token's, as a shared refusal needs (below). Later logins take the token's
-lock alone, and follow it should another token answer to the label. A token that
+lock alone, and follow it should another token answer to the label. The key lock is
+named as it is taken, once the link has connected (``TokenLink.admin_lock``): a token
+made again under the label is another token, and its key lock is the one taken; a call
+made under a key lock that a reconnect found no longer the token's is refused. A token that
 reports no serial shares its locks with every such token of its module: more waiting,
 never less. The lock files are in the lock directory (``x-lock-dir``): processes given
 different lock directories still take different locks for one token, so every process

@@ -53,11 +53,10 @@ the translations of ``hsm.ckr``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pkcs11 import Mechanism
@@ -74,9 +73,14 @@ from hsm.errors import (
 )
 from hsm.filelock import exclusive_lock, lock_directory
 from hsm.observer import Observer, observed
-from hsm.pinsource import PinSource
 from hsm.session_keeper import SessionKeeper, TokenSession
 from hsm.session_pool import Lease, PoolStats
+from hsm.token_config import (
+    DEFAULT_LOGIN_ATTEMPTS,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_POOL_WAIT_SECONDS,
+    Pkcs11Config,
+)
 from hsm.token_login import LoginCalls, PinLatch, TokenLocks, note_login_view, view_may_be_stale
 
 __all__ = [
@@ -92,27 +96,16 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Working sessions per process. Token calls are serialized per process anyway (see
-#: hsm.cryptoki), so more sessions add no throughput; 4 lets a few threads queue on the
-#: module lock instead of on the pool, and keeps well under any token's session limit.
-DEFAULT_POOL_SIZE = 4
-
-#: How long a thread waits for a pool session, and then for the module lock, before
-#: TransientBackendError. One signature takes ~0.1 ms on SoftHSM and an RSA-3072 key
-#: generation ~1 s; 5 s means the token is stuck or the process is overloaded, and the
-#: caller should shed load.
-DEFAULT_POOL_WAIT_SECONDS = 5.0
-
-#: Login attempts (each after a re-initialization) before giving up. Concurrent logins
-#: are serialized by a file lock, so a second attempt covers a token file caught mid-
-#: rewrite by a process that does not use the lock; three is plenty for that.
-DEFAULT_LOGIN_ATTEMPTS = 3
-
 #: Pause before login attempt n is n times this: short next to a login (~2-20 ms).
 LOGIN_RETRY_PAUSE_SECONDS = 0.02
 
 #: Longest wait for another process's login (or key generation) to finish.
 LOCK_TIMEOUT_SECONDS = 30.0
+
+#: Times ``admin_lock`` takes the key lock again when the token it names changed while
+#: it waited (a reconnect found another token under the label): each such change is an
+#: operator re-initializing the token, so a third in one wait means something is wrong.
+KEY_LOCK_ATTEMPTS = 3
 
 #: While a known token is absent (or has no user PIN yet), the shortest time between two
 #: module restarts made to look at it again. A restart (C_Finalize + C_Initialize) kills
@@ -123,42 +116,6 @@ LOCK_TIMEOUT_SECONDS = 30.0
 #: made for changes of one PIN file: a file whose times move at every look (rewritten by
 #: an agent, a secret store reporting "now") would otherwise restart it at every login.
 ABSENT_RESCAN_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Pkcs11Config:
-    """Where the token is and how to reach it; validated at construction."""
-
-    module: str
-    pin_source: PinSource
-    token_label: str | None = None
-    token_serial: str | None = None
-    pool_size: int = DEFAULT_POOL_SIZE
-    pool_wait_seconds: float = DEFAULT_POOL_WAIT_SECONDS
-    login_attempts: int = DEFAULT_LOGIN_ATTEMPTS
-    #: Directory of the inter-process lock files, only this user's (default: a per-user
-    #: directory in the system temp directory; see ``hsm.filelock.lock_directory``).
-    lock_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.token_label and not self.token_serial:
-            raise PermanentBackendError("pkcs11 backend needs a token label or serial")
-        if self.pool_size < 1 or self.pool_wait_seconds <= 0 or self.login_attempts < 1:
-            raise PermanentBackendError("pkcs11 pool size, wait and login attempts must be > 0")
-
-    def with_pool(self, size: int | None = None, wait_seconds: float | None = None) -> Pkcs11Config:
-        """A copy with other pool settings."""
-        return dataclasses.replace(
-            self,
-            pool_size=self.pool_size if size is None else size,
-            pool_wait_seconds=self.pool_wait_seconds if wait_seconds is None else wait_seconds,
-        )
-
-    def token_name(self) -> str:
-        """The token as named in messages: by label, else by serial."""
-        if self.token_label:
-            return f"token {self.token_label!r}"
-        return f"token with serial {self.token_serial!r}"
 
 
 class TokenLink:
@@ -187,6 +144,7 @@ class TokenLink:
         self._pin_latch = PinLatch(config.pin_source)
         where = (config.module, lock_directory(config.lock_dir))
         self._locks = TokenLocks(*where, self._pin_latch, config.token_label, config.token_serial)
+        self._key_lock = threading.local()  # the key lock's stem this thread holds, if any
         on_fork_in_child(self)
         with self._cryptoki.lock:
             self._ensure_connected()
@@ -283,9 +241,29 @@ class TokenLink:
 
     @contextlib.contextmanager
     def admin_lock(self) -> Iterator[None]:
-        """Exclusive across processes while key versions are claimed or destroyed."""
-        with exclusive_lock(f"{self._locks.stem}.keys.lock", LOCK_TIMEOUT_SECONDS):
-            yield
+        """Exclusive across processes while key versions are claimed or destroyed.
+
+        The key lock of the token the link reaches now: it connects first (a token gone
+        counts as not connected: the label may name another token by now, with locks of
+        its own), takes the lock, and takes the new one should a reconnect meanwhile have
+        renamed it. ``run`` under it refuses a token that is no longer the lock's.
+        """
+        for _ in range(KEY_LOCK_ATTEMPTS):
+            self._refuse_if_unusable()
+            with self._sessions.module_lock("take its key lock"):
+                self._broken = self._broken or not self._token_present()
+                self._ensure_connected()
+            stem = self._locks.stem
+            with exclusive_lock(f"{stem}.keys.lock", LOCK_TIMEOUT_SECONDS):
+                if stem != self._locks.stem:
+                    continue  # renamed while this thread waited: take the new name's
+                self._key_lock.stem = stem
+                try:
+                    yield
+                finally:
+                    self._key_lock.stem = None
+                return
+        raise TransientBackendError(f"{self.name} kept changing while its key lock was taken")
 
     @property
     def pool_stats(self) -> PoolStats:
@@ -339,6 +317,13 @@ class TokenLink:
             self._broken = True
         if self._broken:
             self._connect()
+        held = getattr(self._key_lock, "stem", None)  # ~50 ns: nothing next to a token call
+        if held not in (None, self._locks.stem):
+            # Reconnected, under a key lock, to a token that is not the lock's.
+            raise TransientBackendError(
+                f"{self.name} is another token than when its key lock was taken "
+                "(made again?): nothing changed; try again"
+            )
 
     def _connect(self) -> None:
         # Before any lock, restart or observer report: a latched refusal tries nothing,

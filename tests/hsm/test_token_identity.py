@@ -11,27 +11,31 @@ directories, or by older setpay) is refused by name, used and destroyed by nobod
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import shutil
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import ObjectClass
 
+from hsm import token_claims
 from hsm.base import KeyAlgorithm, KeyUsage
-from hsm.errors import KeyNotFound, PermanentBackendError
+from hsm.errors import KeyNotFound, PermanentBackendError, TransientBackendError
+from hsm.filelock import exclusive_lock
 from hsm.pkcs11 import Pkcs11Backend, Pkcs11Config
 from hsm.token_catalog import KEY_CLASSES, objects
-from hsm.token_objects import import_attributes, metadata_attributes
 from hsm.token_session import TokenSession
 
+from .claims_support import claim_again
 from .keycheck import verify
 from .pin_file_support import CHILD_SECONDS, open_in_child, write_pin
-from .testbed import DATA, CountingPinSource, SoftHsm, SoftToken
+from .testbed import DATA, SO_PIN, CountingPinSource, SoftHsm, SoftToken, run_tool
 
 # Versions each racing process makes: enough that processes holding different locks
 # claimed one version together in every run seen (first within two or three).
@@ -164,23 +168,6 @@ def test_a_pin_file_refused_under_one_name_is_not_offered_under_another(
     assert reads == 0  # the record the first login left: no C_Login with that PIN
 
 
-def _claim_again(backend: Pkcs11Backend, label: str, version: int, ck_id: bytes) -> Any:
-    """A second key claiming ``label`` v``version``, as a process holding another lock
-    would have made it (objects and metadata straight through the PKCS#11 library)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = import_attributes(label, ck_id, KeyUsage.SIGNATURE, key)
-    metadata = metadata_attributes(
-        label, version, KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256, ck_id, key.public_key()
-    )
-
-    def make(session: TokenSession) -> None:
-        for template in (metadata, private, public):
-            session.session.create_object(template)
-
-    backend._link.run(make, "make a key as a racing process would", retry=False)
-    return key
-
-
 def _private_keys(backend: Pkcs11Backend, *ck_ids: bytes) -> int:
     def count(session: TokenSession) -> int:
         return len(objects(session, (ObjectClass.PRIVATE_KEY,), set(ck_ids)))
@@ -193,7 +180,7 @@ def test_a_version_two_keys_claim_is_refused_by_name(pkcs11_backend: Pkcs11Backe
     backend = pkcs11_backend
     first = backend.generate("dup", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     first_id, second_id = backend.object_id(first), bytes.fromhex("5ec0dd" * 5 + "00")
-    _claim_again(backend, "dup", 1, second_id)
+    claim_again(backend, "dup", 1, second_id)
     expected = (
         r"key 'dup' v1 on token '[^']+' is claimed by 2 keys \(CKA_IDs starting "
         rf"({first_id.hex()[:8]} and {second_id.hex()[:8]}|"
@@ -229,7 +216,7 @@ def test_other_versions_of_the_label_are_still_deleted_one_by_one(
     first = backend.generate("dup", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     newer = backend.generate("dup", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     first_id, newer_id, second_id = backend.object_id(first), backend.object_id(newer), bytes(16)
-    _claim_again(backend, "dup", 1, second_id)
+    claim_again(backend, "dup", 1, second_id)
     backend.delete("dup", 2)  # not the version two keys claim: destroyed as asked
     with pytest.raises(KeyNotFound):
         backend.get("dup", 2)
@@ -241,12 +228,13 @@ def test_other_versions_of_the_label_are_still_deleted_one_by_one(
 
 @pytest.mark.integration
 def test_removing_one_of_the_two_keys_by_its_id_gives_the_version_to_the_other(
-    pkcs11_backend: Pkcs11Backend,
+    pkcs11_backend: Pkcs11Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(token_claims, "REREAD_SECONDS", 0.2)
     backend = pkcs11_backend
     first = backend.generate("dup", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256)
     first_id, second_id = backend.object_id(first), bytes(range(16))
-    kept = _claim_again(backend, "dup", 1, second_id)
+    kept = claim_again(backend, "dup", 1, second_id)
     assert backend.list_keys() == []
     with pytest.raises(PermanentBackendError):
         backend.get("dup", 1)
@@ -256,6 +244,151 @@ def test_removing_one_of_the_two_keys_by_its_id_gives_the_version_to_the_other(
             obj.destroy()
 
     backend._link.run(remove, "remove a key", retry=False)
-    found = backend.get("dup", 1)  # a refused version is read again: no listing needed
+    with pytest.raises(PermanentBackendError):
+        backend.get("dup", 1)  # answered from memory, without reading the token again
+    time.sleep(0.3)
+    found = backend.get("dup", 1)  # then read again: no listing needed
     assert backend.object_id(found) == second_id != first_id
     verify(kept.public_key(), backend.sign(found, DATA), DATA)
+
+
+def _made_again(softhsm: SoftHsm, token: SoftToken) -> str:
+    """Re-initialize ``token`` under its label, as an operator would (its objects go, and
+    SoftHSM gives it a new serial); the new token's directory name."""
+    shutil.rmtree(token.directory)
+    before = set(os.listdir(softhsm.tokens))
+    run_tool(
+        "softhsm2-util", "--init-token", "--free", "--label", token.label,
+        "--so-pin", SO_PIN, "--pin", token.pin,
+    )  # fmt: skip
+    (created,) = set(os.listdir(softhsm.tokens)) - before
+    return created
+
+
+def _hold_key_lock(
+    config: Pkcs11Config, held: Any, release: Any
+) -> None:  # pragma: no cover - runs in a child process
+    """A worker: hold the key lock of the token ``config`` names until ``release``."""
+    backend = Pkcs11Backend(config)
+    try:
+        with backend._link.admin_lock():
+            held.set()
+            release.wait(CHILD_SECONDS)
+    finally:
+        backend.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("holder", ["this process", "another process"])
+def test_a_label_made_again_under_a_running_process_is_claimed_under_the_new_key_lock(
+    softhsm: SoftHsm, token: SoftToken, holder: str
+) -> None:
+    by_label = Pkcs11Backend(token.config())
+    created = _made_again(softhsm, token)
+    serial = created.replace("-", "")[-16:]  # SoftHSM's: see testbed
+    new_token = replace(token.config(), token_label=None, token_serial=serial)
+    # Opened in this process, the module restarts (by_label's sessions end with it);
+    # in another, by_label's sessions last, and only the token's absence tells.
+    context = multiprocessing.get_context("fork")
+    held, release = context.Event(), context.Event()
+    child = context.Process(target=_hold_key_lock, args=(new_token, held, release))
+    by_serial = Pkcs11Backend(new_token) if holder == "this process" else None
+    made: list[int] = []
+    creation = threading.Thread(
+        target=lambda: made.append(
+            by_label.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256).version
+        )
+    )
+    try:
+        with by_serial._link.admin_lock() if by_serial else contextlib.nullcontext():
+            if by_serial is None:
+                child.start()
+                assert held.wait(CHILD_SECONDS)
+            creation.start()  # claiming a version while the new token's key lock is held
+            creation.join(timeout=HELD_SECONDS)
+            # Not under the lock its label named before the token was made again.
+            assert creation.is_alive() and made == []
+            release.set()
+        creation.join(timeout=CHILD_SECONDS)
+        assert made == [1]
+        check = by_serial or Pkcs11Backend(new_token)
+        try:
+            assert check.get("k").version == 1  # on the new token
+        finally:
+            check.close()
+    finally:
+        release.set()
+        creation.join(timeout=CHILD_SECONDS)
+        if child.pid is not None:
+            child.join(timeout=CHILD_SECONDS)
+        by_label.close()
+        if by_serial is not None:
+            by_serial.close()
+        shutil.rmtree(softhsm.tokens / created, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_no_token_call_is_made_under_a_key_lock_another_token_took_the_place_of(
+    softhsm: SoftHsm, token: SoftToken
+) -> None:
+    backend = Pkcs11Backend(token.config())
+    created = ""
+    ran: list[str] = []
+    try:
+        with backend._link.admin_lock():
+            created = _made_again(softhsm, token)
+            # Reconnecting finds the new token under the label: its locks are not held.
+            with pytest.raises(TransientBackendError, match="another token than when its key"):
+                backend.list_keys()
+            with pytest.raises(TransientBackendError, match="another token than when its key"):
+                backend._link.run(lambda session: ran.append("ran"), "claim a version")
+            assert ran == []
+        # Taken again, the key lock is the new token's, and calls under it run.
+        with backend._link.admin_lock():
+            backend._link.run(lambda session: ran.append("ran"), "claim a version")
+        assert ran == ["ran"]
+    finally:
+        backend.close()
+        if created:
+            shutil.rmtree(softhsm.tokens / created, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_a_key_lock_renamed_while_waited_for_is_taken_under_its_new_name(
+    softhsm: SoftHsm, token: SoftToken
+) -> None:
+    by_label = Pkcs11Backend(token.config())
+    made: list[int] = []
+    creation = threading.Thread(
+        target=lambda: made.append(
+            by_label.generate("k", KeyUsage.SIGNATURE, KeyAlgorithm.EC_P256).version
+        )
+    )
+    created, by_serial = "", None
+    try:
+        with contextlib.ExitStack() as new_token_claim:
+            # Another process claiming a version of the token as it was: the creation
+            # waits for that lock, named after the token's old serial.
+            with exclusive_lock(f"{by_label._link._locks.stem}.keys.lock", CHILD_SECONDS):
+                creation.start()
+                creation.join(timeout=HELD_SECONDS)
+                assert creation.is_alive()
+                created = _made_again(softhsm, token)
+                assert by_label.list_keys() == []  # reconnected: the new token's locks now
+                serial = created.replace("-", "")[-16:]  # SoftHSM's: see testbed
+                new_token = replace(token.config(), token_label=None, token_serial=serial)
+                by_serial = Pkcs11Backend(new_token)
+                new_token_claim.enter_context(by_serial._link.admin_lock())
+            # The old lock is free, but the token is another: its key lock is waited for.
+            creation.join(timeout=HELD_SECONDS)
+            assert creation.is_alive() and made == []
+        creation.join(timeout=CHILD_SECONDS)
+        assert made == [1]
+        assert by_serial.get("k").version == 1
+    finally:
+        creation.join(timeout=CHILD_SECONDS)
+        by_label.close()
+        if by_serial is not None:
+            by_serial.close()
+        if created:
+            shutil.rmtree(softhsm.tokens / created, ignore_errors=True)
