@@ -79,6 +79,13 @@ def given_name(text: str) -> str:
     return f"the {len(text)} characters given (not repeated: only a plain field name is)"
 
 
+def unknown_field(text: str) -> str:
+    """A form field ``text`` the CA's form lacks, as the refusal names it after "has no
+    field": ``given_name``'s words, read as a field's name."""
+    named = given_name(text)
+    return named if _PLAIN_NAME.fullmatch(text) and named == repr(text) else f"named by {named}"
+
+
 __all__ = [
     "ALPHABET",
     "BITS_PER_CHAR",
@@ -89,4 +96,5 @@ __all__ = [
     "could_be_enrolment_code",
     "given_name",
     "normalize_enrolment_code",
+    "unknown_field",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from clients.errors import RegistrationError
 from clients.merchant.config import MerchantConfig
-from setcore.enrolment_code import given_name
+from setcore.enrolment_code import unknown_field
 from setcore.errors import quoted
 from setcore.registration import RegistrationForm
 
@@ -19,13 +19,13 @@ def filled_fields(
     not ask for is refused rather than dropped: most likely a misspelt field, which would
     otherwise go to the CA empty. The refusal quotes the CA's names (``quoted``), and a
     name given only if it is plainly a field name, never if it could be a card or account
-    number or an enrolment code (``setcore.enrolment_code.given_name``, the wallet's rule
+    number or an enrolment code (``setcore.enrolment_code.unknown_field``, the wallet's rule
     too); no value is repeated."""
     unknown = sorted(set(given) - set(form.fields))
     if unknown:
         raise RegistrationError(
             f"the Merchant CA's form {quoted(form.form_id)} has no field "
-            f"{', '.join(map(given_name, unknown))} (its fields: "
+            f"{', '.join(map(unknown_field, unknown))} (its fields: "
             f"{', '.join(map(quoted, form.fields)) or 'none'})"
         )
     known = {"legal-name": config.name or config.merchant_id}

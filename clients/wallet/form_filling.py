@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from clients.errors import RegistrationError
-from setcore.enrolment_code import given_name
+from setcore.enrolment_code import unknown_field
 from setcore.errors import quoted
 from setcore.registration import RegistrationForm
 from setcore.registration_cardholder import ENROLMENT_CODE_FIELD
@@ -22,13 +22,13 @@ def filled_fields(
     would otherwise go to the CA empty. The refusal quotes the CA's names (``quoted``): the
     form's id and fields are the CA's words, a peer's, and the command prints them; a
     name given is repeated only if it is plainly a field name, never if it could be a
-    card number or an enrolment code (``setcore.enrolment_code.given_name``, the
+    card number or an enrolment code (``setcore.enrolment_code.unknown_field``, the
     merchant's rule too), and no value is."""
     unknown = sorted(set(given) - set(form.fields))
     if unknown:
         raise RegistrationError(
             f"the Cardholder CA's form {quoted(form.form_id)} has no field "
-            f"{', '.join(map(given_name, unknown))} (its fields: "
+            f"{', '.join(map(unknown_field, unknown))} (its fields: "
             f"{', '.join(map(quoted, form.fields)) or 'none'})"
         )
     values = dict(given)

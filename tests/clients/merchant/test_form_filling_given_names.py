@@ -45,7 +45,8 @@ def test_a_name_with_a_digit_is_not_repeated(tmp_path: Path, name: str) -> None:
     said = str(refused.value)
     assert name not in said
     assert (
-        f"has no field the {len(name)} {NOT_REPEATED} (its fields: 'legal-name', 'contact-email')"
+        f"has no field named by the {len(name)} {NOT_REPEATED} "
+        "(its fields: 'legal-name', 'contact-email')"
     ) in said
 
 
@@ -59,7 +60,7 @@ def test_a_code_without_digits_is_not_repeated(tmp_path: Path, name: str) -> Non
         filled_fields(FORM, _config(tmp_path), {name: "x"})
     said = str(refused.value)
     assert NO_DIGIT_CODE.lower() not in said.lower()
-    assert f"has no field the {len(name)} {NOT_REPEATED} (its fields: " in said
+    assert f"has no field named by the {len(name)} {NOT_REPEATED} (its fields: " in said
 
 
 def test_a_misspelt_name_is_quoted_and_no_value_repeated(tmp_path: Path) -> None:

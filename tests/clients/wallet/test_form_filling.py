@@ -37,11 +37,15 @@ def test_a_refusal_quotes_and_bounds_the_cas_names() -> None:
     assert "has no field 'postcode'" in said
 
 
-def test_an_unasked_name_given_is_quoted_too() -> None:
-    """What the user gave (--form) is quoted as the CA's names are: one way to read them."""
+def test_an_unasked_name_given_that_is_no_plain_name_is_measured() -> None:
+    """What the user gave (--form) is repeated only when plainly a field name: one with a
+    tab is measured, and the CA's names are still quoted."""
     with pytest.raises(RegistrationError) as refused:
         filled_fields(_form("setpay-ch", "cardholder-name"), {"post\tcode": "1000"})
-    assert "has no field 'post\\tcode' (its fields: 'cardholder-name')" in str(refused.value)
+    assert str(refused.value).endswith(
+        "has no field named by the 9 characters given (not repeated: only a plain field "
+        "name is) (its fields: 'cardholder-name')"
+    )
 
 
 def test_a_form_is_filled_in_its_own_order() -> None:

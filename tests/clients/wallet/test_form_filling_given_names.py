@@ -37,7 +37,7 @@ def test_a_name_with_a_digit_is_not_repeated(name: str) -> None:
     said = str(refused.value)
     assert name not in said and CODE not in said
     assert (
-        f"has no field the {len(name)} {NOT_REPEATED} "
+        f"has no field named by the {len(name)} {NOT_REPEATED} "
         f"(its fields: 'cardholder-name', '{ENROLMENT_CODE_FIELD}')"
     ) in said
 
@@ -55,7 +55,7 @@ def test_a_code_without_digits_is_not_repeated(name: str) -> None:
         filled_fields(FORM, {name: "x"}, code=CODE)
     said = str(refused.value)
     assert NO_DIGIT_CODE.replace("-", "").lower() not in said.replace("-", "").lower()
-    assert f"has no field the {len(name)} {NOT_REPEATED} (its fields: " in said
+    assert f"has no field named by the {len(name)} {NOT_REPEATED} (its fields: " in said
 
 
 def test_a_card_number_as_a_name_beside_a_misspelt_one() -> None:
@@ -86,7 +86,8 @@ def test_a_plain_misspelt_name_is_quoted(name: str) -> None:
 def test_a_name_with_a_control_or_a_space_is_measured(name: str) -> None:
     with pytest.raises(RegistrationError) as refused:
         filled_fields(FORM, {name: "x"})
-    assert f"has no field the {len(name)} {NOT_REPEATED} (its fields: " in str(refused.value)
+    said = str(refused.value)
+    assert f"has no field named by the {len(name)} {NOT_REPEATED} (its fields: " in said
 
 
 def test_values_are_never_in_the_refusal() -> None:
