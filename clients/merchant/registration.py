@@ -30,7 +30,8 @@ the CertReq) removes it too; a CertStatus this release does not know keeps it
 (``clients.pending_request``). A dropped record takes its request's keys with it: no
 later run sends that request again, and a new one is made with new keys, so no CA will
 certify them (on a token, each would hold a slot for good). Until the record is written
-the keys are destroyed on any failure too; once it is, they are kept for the resume. A
+the keys are destroyed on any failure too; once it is (read back: a write can fail after
+its rename), they are kept for the resume, and a record whose keys are gone is dropped. A
 merchant that holds certificates registers again only once its signature certificate has
 ended or been revoked, judged before anything is made
 (``clients.merchant.registration_again``): new versions of both keys, the old ones kept.
@@ -76,13 +77,16 @@ from clients.merchant.registration_pending import (
     changed_config_refusal,
     config_changes,
     discard_keys,
+    dropped_refusal,
     is_renewal,
     made_with_of,
+    missing_keys,
     new_keys,
     pending_keys,
     read_pending,
     resumed_state,
     save_pending,
+    unrecorded,
 )
 from clients.pending_request import unknown_status_reported
 from clients.revocation import RevocationFeed
@@ -315,7 +319,7 @@ class MerchantRegistrar:
             )  # fmt: skip
             self._save_pending(state, request.SerializeToString())
         except BaseException:
-            discard_keys(self._backend, keys, log)
+            discard_keys(self._backend, unrecorded(self._pending_path, keys), log)
             raise
         return request, state
 
@@ -407,6 +411,10 @@ class MerchantRegistrar:
     def _resume(self, record: dict[str, Any]) -> Registered | None:
         """Finish the recorded request; None when the CA holds no request of this
         registration (nothing was certified)."""
+        missing = missing_keys(record, self._backend)
+        if missing:  # no run could send it or ask about it: dropped, whatever else changed
+            self._drop(record)
+            raise RegistrationError(dropped_refusal(self._pending_path, record, missing))
         changes = config_changes(record, self._config)
         if any(where == CA_TARGET for where, _, _ in changes):
             # Only the CA it went to can say whether it holds it: nothing is sent.

@@ -16,7 +16,10 @@ again.
 Nothing in it is secret: the keys stay in the backend, and the CertReq (with the
 settlement account, if any) is sealed to the CA. The keys a request asks to certify live
 as long as its record: made just before it, destroyed when it is dropped uncertified
-(``new_keys``, ``discard_keys``).
+(``new_keys``, ``discard_keys``), or when writing it fails before its rename: a write can
+fail after it (the directory's fsync, a Ctrl-C), so the record is read back
+(``unrecorded``). A record whose keys are gone anyway (destroyed by an earlier release,
+or by hand) can never be finished (``missing_keys``): it is dropped.
 """
 
 from __future__ import annotations
@@ -180,16 +183,67 @@ def discard_keys(backend: KeyBackend, keys: Iterable[KeyHandle], log: logging.Lo
             discard_uncertified(backend, key, log)
 
 
-def pending_keys(record: dict[str, Any], backend: KeyBackend) -> list[KeyHandle]:
-    """The key versions the recorded request asks to certify (those still in the backend)."""
-    keys = []
+def _named_versions(record: dict[str, Any]) -> list[tuple[str, int]]:
+    """The (label, version) of each key the recorded request asks to certify."""
+    named = []
     versions = (SIGNATURE_LABEL, "signature_version"), (KEY_EXCHANGE_LABEL, "key_exchange_version")
     for label, name in versions:
         try:
-            keys.append(backend.get(label, int(record[name])))
-        except (KeyError, ValueError, TypeError, KeyNotFound):
+            named.append((label, int(record[name])))
+        except (KeyError, ValueError, TypeError):
+            continue
+    return named
+
+
+def pending_keys(record: dict[str, Any], backend: KeyBackend) -> list[KeyHandle]:
+    """The key versions the recorded request asks to certify (those still in the backend)."""
+    keys = []
+    for label, version in _named_versions(record):
+        try:
+            keys.append(backend.get(label, version))
+        except KeyNotFound:
             continue
     return keys
+
+
+def missing_keys(record: dict[str, Any], backend: KeyBackend) -> list[str]:
+    """The key versions the recorded request asks to certify that the backend no longer
+    holds, as ``label vN``: with one gone, no run can send it or ask about it again, and
+    a certificate issued to it would certify a key no one holds."""
+    held = {(key.label, key.version) for key in pending_keys(record, backend)}
+    return [
+        f"{label} v{version}"
+        for label, version in _named_versions(record)
+        if (label, version) not in held
+    ]
+
+
+def unrecorded(path: Path, keys: Iterable[KeyHandle]) -> list[KeyHandle]:
+    """Those of ``keys`` the record at ``path`` does not name, read back after writing it
+    failed: ``write_atomically`` fsyncs the directory after its rename, and a Ctrl-C lands
+    anywhere, so the disk says whether the record was written, not where it failed. A
+    record that cannot be read names them all, in doubt: keys kept cost a slot each, keys
+    destroyed under their record would strand it."""
+    if not path.exists():
+        return list(keys)
+    try:
+        named = set(_named_versions(read_pending(path)))
+    except RegistrationError:
+        return []
+    return [key for key in keys if (key.label, key.version) not in named]
+
+
+def dropped_refusal(path: Path, record: dict[str, Any], missing: list[str]) -> str:
+    """Why the record at ``path`` is dropped (its keys are gone), and what to run next:
+    the same command again, with what the request was made with beyond merchant.toml."""
+    command = "renew" if is_renewal(record) else "register"
+    needed = made_with_of(record)
+    with_them = f", with the {' and '.join(sorted(needed))} it was made with" if needed else ""
+    return (
+        f"{path.name} is dropped: the key versions its request asks to certify "
+        f"({', '.join(missing)}) are gone from the key backend, so no run could finish it; "
+        f"run `setpay merchant {command}` again{with_them}"
+    )
 
 
 def resumed_state(

@@ -28,10 +28,12 @@ know (``clients.pending_request``).
 
 Registration and renewal alike make the new key version only once the CA's form is
 filled in, and destroy it when anything fails before its CertReq is sealed (a misspelt
-field, the CA unreachable): a failed attempt leaves no version behind. Once sealed, the
-request may leave, and the version is kept for resuming it, until the request is
-dropped: the CA's verified refusal, or its word that it holds no such request. No run
-sends a dropped request again, so no CA will certify its version, which then goes too.
+field, the CA unreachable), unless the card file, read back, names it: a seal can fail
+after its rename (the directory's fsync, a Ctrl-C). Once sealed, the request may leave,
+and the version is kept for resuming it, until the request is dropped: the CA's verified
+refusal, its word that it holds no such request, or the version gone (no run could
+finish it). No run sends a dropped request again, so no CA will certify its version,
+which then goes too.
 
 The card's enrolment code (from the issuer's card file) fills the CA's form field for
 it, and is sealed with the card: renewals need it too (``gateway.ca.enrolment``).
@@ -59,7 +61,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from clients.authority import AuthorityClient
-from clients.errors import RegistrationError
+from clients.errors import RegistrationError, VaultError
 from clients.identity import (
     certified_versions,
     discard_uncertified,
@@ -79,7 +81,7 @@ from clients.wallet.pending import (
     resumed_state,
 )
 from clients.wallet.vault import CardSecrets, open_vault, seal
-from hsm.base import KeyBackend, KeyHandle, KeyUsage
+from hsm.base import KeyBackend, KeyUsage
 from hsm.errors import KeyNotFound
 from setcore.credentials import Credentials
 from setcore.encoding import thumbprint
@@ -196,10 +198,8 @@ class CardholderRegistrar:
     ) -> tuple[registration_pb2.CertRequest, CardRequestState]:  # fmt: skip
         """A new version of the signature key and the CertReq it signs for ``card`` (the
         number and expiry), sealed as pending before it may leave; for a renewal beside
-        the card as registered (``current``), signed by ``renewing`` too. Called once the
-        CA's form is filled in; until the request is sealed, a failure destroys the new
-        version: no CA will ever certify it, and each failed attempt would otherwise leave
-        one more (a token holds only so many)."""
+        the card as registered (``current``), signed by ``renewing`` too. A failure takes
+        the version back unless sealed: never certified, it would hold a token's slot."""
         label = self._config.key_label
         key = self._backend.generate(label, KeyUsage.SIGNATURE, profile.signature_key)
         try:
@@ -208,7 +208,7 @@ class CardholderRegistrar:
             )
             self._seal_pending(state, current, request.SerializeToString())
         except BaseException:
-            self._discard(key)
+            self._discard_version(key.version)
             raise
         return request, state
 
@@ -228,11 +228,9 @@ class CardholderRegistrar:
         return ""
 
     def _current(self, held: CardSecrets) -> tuple[Credentials, str]:
-        """The registered card's credentials and why they can no longer sign ("" when
-        they can)."""
-        current = card_credentials(
-            self._backend, self._config.key_label, self._config.chain, held.card()
-        )
+        """The registered card's credentials, and why they cannot sign ("" when they can)."""
+        label, chain = self._config.key_label, self._config.chain
+        current = card_credentials(self._backend, label, chain, held.card())
         return current, self._unusable(current.signature_cert)
 
     @_UNKNOWN_REGISTER
@@ -417,7 +415,7 @@ class CardholderRegistrar:
                 self._take_back(current, state.key.version)
             else:  # the card file held only this request
                 self._card_file.unlink(missing_ok=True)
-                self._discard(state.key)
+                self._discard_version(state.key.version)
             name = CERT_STATUS_NAMES.get(result.status, str(result.status))
             raise RegistrationError(f"the Cardholder CA refused: {name}", result.status)
         # The certificate first: a crash before the card file is sealed leaves the pending
@@ -453,31 +451,40 @@ class CardholderRegistrar:
         seal(self._card_file, secrets, self._passphrase)
 
     def _take_back(self, held: CardSecrets, version: int | None) -> CardSecrets:
-        """Drop a renewal that will never be certified: the card sealed again as it was,
-        then the renewal's new key ``version`` destroyed."""
+        """Drop a held request that will never be certified: the card sealed again without
+        it (as registered, for a renewal), then its new key ``version`` destroyed."""
         current = replace(held, pending=None)
         seal(self._card_file, current, self._passphrase)
         self._discard_version(version)
         return current
 
     def _discard_version(self, version: int | None) -> None:
-        """Destroy the key ``version`` of a dropped request, once nothing names it."""
-        if version is not None:
-            with suppress(KeyNotFound):  # destroyed by an earlier run
-                self._discard(self._backend.get(self._config.key_label, version))
-
-    def _discard(self, key: KeyHandle) -> None:
-        if self._backend.certificate(key) is not None:
-            return  # a certified version is never destroyed: an inquiry may need it
-        discard_uncertified(self._backend, key, log)
+        """Destroy key ``version`` unless a certificate (an inquiry may need it) or the card
+        file, read back (a seal can fail after its rename), names it; in doubt, keep it."""
+        try:
+            named = pending_version(open_vault(self._card_file, self._passphrase)) == version
+        except VaultError:  # no card file; or one that cannot be read: kept, in doubt
+            named = self._card_file.exists()
+        if version is None or named:
+            return
+        with suppress(KeyNotFound):  # destroyed by an earlier run
+            key = self._backend.get(self._config.key_label, version)
+            if self._backend.certificate(key) is None:
+                discard_uncertified(self._backend, key, log)
 
     def _resume(self, held: CardSecrets) -> RegisteredCard | None:
-        """Send the unanswered CertReq again, or ask about a pended one with CertInq.
-
-        None when a CertInq finds no request of this registration: it never arrived, or
-        the CA refused it (``_NOT_HELD``).
-        """
-        state, request = resumed_state(held, self._backend, self._config.key_label, self._trust)
+        """Send the unanswered CertReq again, or ask about a pended one with CertInq; None
+        when a CertInq finds no request of this registration (``_NOT_HELD``)."""
+        try:
+            state, request = resumed_state(held, self._backend, self._config.key_label, self._trust)
+        except RegistrationError as exc:
+            if not isinstance(exc.__cause__, KeyNotFound):
+                raise
+            self._take_back(held, None)
+            command = "renew" if renewal_pending(held) else "register --card CARD.json"
+            raise RegistrationError(
+                f"{exc}: dropped, as no run could finish it; run `setpay wallet {command}` again"
+            ) from exc
         current = replace(held, pending=None) if renewal_pending(held) else None
         try:
             response, state = answer_to_held(
