@@ -9,14 +9,16 @@ Before the CertReq leaves, what resuming needs (its exact bytes among it) is rec
 ``registration.json`` (``clients.merchant.registration_pending``): an answer lost after
 the CA issued is collected by the next ``register``, which sends the same bytes again
 (the CA answers them from its store) or asks with CertInq; a refusal of the bytes sent
-again is not final (the CA verifies them again before it looks for its stored answer:
-a certificate expired or revoked since, a new CA key-exchange certificate, an answer
-purged), CertInq's answer is. The record names the merchant ID, name, brand and CA
-target the request was made with: a resume under a merchant.toml that says otherwise is
-refused unless the CA holds no such request (``clients.merchant.registration_pending``).
-A request the CA pends is polled with CertInq a few times, then left recorded for a
-later run. The record is kept while the two issued certificates are stored, one after
-the other, and removed only once both are: a backend that fails between the two leaves a
+again is not final (the CA verifies them again before it looks for its stored answer: a
+certificate expired or revoked since, a new CA key-exchange certificate, an answer
+purged), CertInq's answer is (``clients.merchant.registration_inquiry``). The record
+names the merchant ID, name, brand and CA target the request was made with: a resume
+under a merchant.toml that says otherwise is refused unless the CA holds no such request
+(``clients.merchant.registration_pending``). A request the CA has not decided
+(REQUEST_PENDED, or REQUEST_IN_PROGRESS: ``UNDECIDED``) is polled with CertInq a few
+times, then left recorded with its keys for a later run: the CA may still certify it.
+The record is kept while the two issued certificates are stored, one after the other,
+and removed only once both are: a backend that fails between the two leaves a
 registration the next ``register`` finishes (CertInq returns the certificates again),
 not a half-certified merchant that can neither register nor open. A CertInq the CA
 answers UNKNOWN_LID (it holds no request of this registration: the CertReq never
@@ -25,15 +27,15 @@ dropped and ``register`` starts over, a new request hearing any refusal again (o
 one made with a form or an account, stops: the next ``register`` needs them again);
 unless the resend was answered with a CertRes refusing it: the CA's decision of this
 request (it keeps only the requests it certified), raised as the refusal it is. A
-verified refusal of a first send (a CertStatus other than complete, or the CA's Error to
-the CertReq) removes it too; a CertStatus this release does not know keeps it
-(``clients.pending_request``). A dropped record takes its request's keys with it: no
+verified refusal of a first send (a CertStatus other than complete or undecided, or the
+CA's Error to the CertReq) removes it too; a CertStatus this release does not know keeps
+it (``clients.pending_request``). A dropped record takes its request's keys with it: no
 later run sends that request again, and a new one is made with new keys, so no CA will
 certify them (on a token, each would hold a slot for good). Until the record is written
 the keys are destroyed on any failure too; once it is (read back: a write can fail after
-its rename), they are kept for the resume, and a record whose keys are gone is dropped. A
-merchant that holds certificates registers again only once its signature certificate has
-ended or been revoked, judged before anything is made
+its rename), they are kept for the resume, and a record whose keys are gone is dropped.
+A merchant that holds certificates registers again only once its signature certificate
+has ended or been revoked, judged before anything is made
 (``clients.merchant.registration_again``): new versions of both keys, the old ones kept.
 
 ``renew`` makes new versions of both keys and asks for a renewal, signed by the new
@@ -69,6 +71,13 @@ from clients.identity import (
 from clients.merchant.config import MerchantConfig
 from clients.merchant.form_filling import filled_fields
 from clients.merchant.registration_again import check_may_register
+from clients.merchant.registration_inquiry import (
+    NEVER_RECEIVED,
+    UNDECIDED,
+    answer_to_recorded,
+    inquired,
+    polled,
+)
 from clients.merchant.registration_pending import (
     CA_TARGET,
     KEY_EXCHANGE_LABEL,
@@ -93,14 +102,10 @@ from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials, KeyExchangeChooser
 from setcore.encoding import thumbprint
-from setcore.errors import ErrorCode, PeerError, SetcoreError
+from setcore.errors import PeerError, SetcoreError
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
-from setcore.registration import (
-    CERT_STATUS_NAMES,
-    REQUEST_PENDED,
-    request_kind,
-)
+from setcore.registration import CERT_STATUS_NAMES, request_kind
 from setcore.registration_merchant import (
     MeAqCInitState,
     MerchantCertificates,
@@ -108,7 +113,6 @@ from setcore.registration_merchant import (
     MerchantRegistration,
     MerchantRequestState,
     build_me_aq_c_init_request,
-    build_merchant_cert_inquiry,
     build_merchant_cert_request,
     open_me_aq_c_init_response,
     open_merchant_cert_response,
@@ -131,15 +135,8 @@ __all__ = [
     "Registered",
     "current_credentials",
 ]
-# A pended request is asked about this many times, this far apart, before the command
-# gives up and leaves registration.json for a later run: a CA that decides automatically
-# answers within these seconds; one waiting for a person will not, whatever we wait.
-PENDED_POLLS = 3
-PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
-# The CA holds no request of this registration: nothing was certified.
-NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 # Why, as the merchant is told: a refusal changes nothing at the CA, which keeps none.
 _NOT_HELD = (
     "it never arrived, or was refused (the CA keeps no refusal, which changes nothing), or"
@@ -155,7 +152,8 @@ _UNKNOWN_RENEW = unknown_status_reported("Merchant CA", "setpay merchant renew",
 
 @dataclass(frozen=True)
 class Registered:
-    """What registration produced: the two certificates' thumbprints, or still pended."""
+    """What registration produced: the two certificates' thumbprints, or none while the
+    CA has not decided (``status`` pended or in progress)."""
 
     status: int
     signature_thumb: bytes = b""
@@ -370,18 +368,15 @@ class MerchantRegistrar:
         ).refresh()
 
     def _finish(self, result: MerchantCertificates, state: MerchantRequestState) -> Registered:
-        for _ in range(PENDED_POLLS):
-            if result.status != REQUEST_PENDED:
-                break
-            self._sleep(PENDED_POLL_SECONDS)
-            inquiry, state = build_merchant_cert_inquiry(self._backend, state)
-            result = open_merchant_cert_response(
-                self._authority.cert_inq(inquiry), state, self._trust
-            )
+        """Poll a request the CA has not decided (``UNDECIDED``: pended, or in progress),
+        then store what it decided: one still undecided stays recorded with its keys, as
+        the CA may yet certify it; a refusal drops both (``_refused``)."""
+        answer = (result, state)
+        result, state = polled(self._authority, self._backend, self._trust, answer, self._sleep)
         name = CERT_STATUS_NAMES.get(result.status, str(result.status))
-        if result.status == REQUEST_PENDED:
+        if result.status in UNDECIDED:
             self._save_pending(state)
-            log.info("CertReq pended by the Merchant CA; run register again later")
+            log.info("CertReq not decided yet by the Merchant CA (%s); run again later", name)
             return Registered(result.status)
         if not result.complete or result.signature is None or result.key_exchange is None:
             self._refused(state)
@@ -425,7 +420,9 @@ class MerchantRegistrar:
         try:
             if changes:
                 self._refuse_changes(changes, state)
-            result, state = self._ask(state, request)
+            result, state = answer_to_recorded(
+                self._authority, self._backend, self._trust, state, request
+            )
         except PeerError as exc:
             if exc.code == NEVER_RECEIVED:
                 return None
@@ -440,7 +437,7 @@ class MerchantRegistrar:
         values; a RegistrationError naming both values otherwise."""
         refusal = changed_config_refusal(self._pending_path, changes)
         try:
-            self._inquire(state)
+            inquired(self._authority, self._backend, self._trust, state)
         except PeerError as exc:
             if exc.code == NEVER_RECEIVED:
                 raise
@@ -448,51 +445,3 @@ class MerchantRegistrar:
         except (SetcoreError, TransportError) as exc:
             raise RegistrationError(f"{refusal} (CertInq: {exc})") from exc
         raise RegistrationError(refusal)
-
-    def _ask(
-        self, state: MerchantRequestState, request: registration_pb2.CertRequest | None
-    ) -> tuple[MerchantCertificates, MerchantRequestState]:
-        """The CA's answer about the recorded request: to the CertReq sent again, else (or
-        when the CA refuses it) to a CertInq.
-
-        A refusal of the request sent again is not final: the CA verifies it again before
-        it looks up its stored answer, so a certificate of ours expired or revoked since, a
-        new CA key-exchange certificate, or an answer purged after its retention refuses
-        the resend of a request it may have certified the first time. Only CertInq says.
-        """
-        if request is None:
-            log.info("resuming the unfinished request with CertInq")
-            return self._inquire(state)
-        log.info("sending the unanswered certificate request again")
-        decided: int | None = None  # a CertRes refusing the resend: the CA decided it
-        try:
-            response = self._authority.cert(request)
-            result = open_merchant_cert_response(response, state, self._trust)
-        except PeerError as exc:
-            refusal = exc.code_name
-        else:
-            if result.complete or result.status == REQUEST_PENDED:
-                return result, state
-            decided = result.status
-            refusal = CERT_STATUS_NAMES.get(decided, str(decided))
-        log.info(
-            "the Merchant CA refused the request sent again (%s): asking with CertInq "
-            "whether it decided it",
-            refusal,
-        )
-        try:
-            return self._inquire(state)
-        except PeerError as exc:
-            # The CA keeps only certified requests (UNKNOWN_LID for a refused one): not
-            # "never arrived", and a new request would only be refused again.
-            if exc.code != NEVER_RECEIVED or decided is None:
-                raise
-            self._refused(state)
-            raise RegistrationError(f"the Merchant CA refused: {refusal}", decided) from exc
-
-    def _inquire(
-        self, state: MerchantRequestState
-    ) -> tuple[MerchantCertificates, MerchantRequestState]:
-        inquiry, state = build_merchant_cert_inquiry(self._backend, state)
-        response = self._authority.cert_inq(inquiry)
-        return open_merchant_cert_response(response, state, self._trust), state

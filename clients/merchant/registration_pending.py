@@ -6,7 +6,8 @@ would otherwise leave a merchant whose ID holds live certificates it cannot coll
 whose next initial request the CA refuses (REJECTED_BY_AGENT). The next ``register`` or
 ``renew`` sends those bytes again, which the CA answers from its store (a repeated RRPID
 with the same request digest), or asks with CertInq. The bytes are dropped once the CA
-pends the request; the record goes once a final answer is verified and stored.
+answers that it has not decided the request (pended, or in progress: only CertInq asks
+about it then); the record goes once a final answer is verified and stored.
 
 It also names the merchant ID, name, brand and CA target the request was made with, and
 whether a form or an account went with it: a resume compares them with merchant.toml, and

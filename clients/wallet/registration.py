@@ -9,22 +9,14 @@ label with the certificate beside it, the Cardholder CA certificate in
 ``certs/chain.pem``, and the card with CardSecret and PANSecret in the sealed card
 file. CardSecret is sealed into the card file *before* the CertReq leaves, so a crash
 after the CA certified the key never strands a certificate whose PANSecret the wallet
-can no longer compute; a pended request's state (with the back key) is sealed there too.
+can no longer compute; an undecided request's state (with the back key) is sealed there too.
 
-Until the CA's first answer is verified, the pending state also holds the CertReq's
-exact bytes: a request lost on the way, or whose answer was lost, is sent again as it
-was. The CA answers a repeated RRPID with the answer it stored: a week, for a request it
-certified or pended or the card's issuer refused; never, for another refusal, which
-changes nothing. A resend finding none is decided as new: refused RRPID_REUSED under a
-certified or pended request's RRPID, MESSAGE_TOO_OLD once its date is five minutes old,
-so the wallet then asks with CertInq, which the CA answers from a certified or pended
-request, kept for good (the certificate, for the key the wallet holds, or the pended
-status). A CertInq answered UNKNOWN_LID means the CA holds no request for this
-registration: the CertReq never arrived, or was refused. Nothing was certified either
-way: the pending state is discarded with its key version, and the registration starts
-over with a new key, whose request hears any refusal again. Any other refusal leaves the
-pending state for a later run, as does an answer of a CertStatus this release does not
-know (``clients.pending_request``).
+A request lost on the way, or whose answer was lost, is sent again as it was, else asked
+about with CertInq (``clients.wallet.held_request``). A request the CA has not decided yet
+(REQUEST_PENDED, or REQUEST_IN_PROGRESS: ``UNDECIDED``) is asked about a few times, then
+kept with its key version for a later run: the CA may still certify it. A CertInq
+answered UNKNOWN_LID means the CA holds no request for this registration: its pending
+state is discarded with its key version, and the registration starts over with a new key.
 
 Registration and renewal alike make the new key version only once the CA's form is
 filled in, and destroy it when anything fails before its CertReq is sealed (a misspelt
@@ -73,7 +65,7 @@ from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
 from clients.wallet.credentials import card_credentials
 from clients.wallet.form_filling import filled_fields
-from clients.wallet.held_request import answer_to_held
+from clients.wallet.held_request import NEVER_RECEIVED, UNDECIDED, answer_to_held, polled
 from clients.wallet.pending import (
     pending_record,
     pending_version,
@@ -90,14 +82,13 @@ from setcore.pan import PAN
 from setcore.pki.roles import CARDHOLDER, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
-from setcore.registration import CERT_STATUS_NAMES, REQUEST_PENDED, RegistrationForm
+from setcore.registration import CERT_STATUS_NAMES, RegistrationForm
 from setcore.registration_cardholder import (
     ENROLMENT_CODE_FIELD,
     CardCertificate,
     CardRequestState,
     RegFormState,
     build_card_c_init_request,
-    build_card_cert_inquiry,
     build_card_cert_request,
     build_reg_form_request,
     open_card_c_init_response,
@@ -108,16 +99,8 @@ from setpay.v1 import crypto_pb2, registration_pb2
 
 log = logging.getLogger("setpay.wallet")
 
-# A pended request is asked about this many times, this far apart, before the command
-# leaves it for a later run (see clients.merchant.registration for the reasoning).
-PENDED_POLLS = 3
-PENDED_POLL_SECONDS = 1.0
 # Local registration labels (LID-EE) are short random ids.
 LID_BYTES = 16
-# The one answer meaning the CA holds no request for the registration: a CertInq finds
-# none. The CertReq never arrived, or the CA refused it (it keeps no refused request); no
-# certificate was issued either way.
-NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
 _NOT_HELD = "it never arrived, or was refused: the CA keeps no refused request"
 # The CA's Errors to a renewal that no later run can change: the certificate it renews
 # is revoked or has ended. Its pending state and new key are taken back at once.
@@ -142,7 +125,7 @@ _REGISTER_AGAIN = (
 @dataclass(frozen=True)
 class RegisteredCard:
     """The outcome for the card it names (BIN and last four): a certificate (its
-    thumbprint) or a pended request."""
+    thumbprint), or a request the CA has not decided (``status`` pended or in progress)."""
 
     status: int
     masked_pan: str
@@ -395,19 +378,17 @@ class CardholderRegistrar:
     def _finish(
         self, result: CardCertificate, state: CardRequestState, current: CardSecrets | None
     ) -> RegisteredCard:
-        """Poll a pended request, then store what the CA decided. ``current``: for a
-        renewal, the card as registered before it (kept until the renewal is done)."""
-        for _ in range(PENDED_POLLS):
-            if result.status != REQUEST_PENDED:
-                break
-            self._sleep(PENDED_POLL_SECONDS)
-            inquiry, state = build_card_cert_inquiry(self._backend, state)
-            result = open_card_cert_response(self._authority.cert_inq(inquiry), state, self._trust)
-        if result.status == REQUEST_PENDED:
+        """Poll a request the CA has not decided (``UNDECIDED``: pended, or in progress),
+        then store what the CA decided; one still undecided is kept with its key version
+        for a later run, as the CA may yet certify it. ``current``: for a renewal, the card
+        as registered before it (kept until the renewal is done)."""
+        answer = (result, state)
+        result, state = polled(self._authority, self._backend, self._trust, answer, self._sleep)
+        if result.status in UNDECIDED:
             self._seal_pending(state, current)
             log.info(
-                "CertReq pended by the Cardholder CA; run %s again later",
-                "renew" if current is not None else "register",
+                "CertReq not decided yet by the Cardholder CA (%s); run %s again later",
+                CERT_STATUS_NAMES[result.status], "renew" if current is not None else "register",
             )  # fmt: skip
             return RegisteredCard(result.status, state.pan.masked)
         if not result.complete or result.certificate is None or result.card is None:
