@@ -1,6 +1,6 @@
 """``setpay bench serve``: the crypto ceiling or the echo service, with a bank's keys and
-limits (``gateway.ceiling``), until SIGTERM or SIGINT. ``setpay bench authorize --ceiling``
-starts both itself; this command serves one by hand.
+limits (``gateway.ceiling``), until SIGTERM or SIGINT (heard by ``cli.stop_watcher``).
+``setpay bench authorize --ceiling`` starts both itself; this command serves one by hand.
 
 Its errors are ``cli.bench``'s (a configuration that does not load, a worker that does
 not start: exit 1). Options that make no service (``gateway.ceiling.ReferenceOptions``: a
@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from cli.number_options import decimal, whole
+from cli.stop_watcher import StopWatcher
 from clients.loadtest.errors import PlanError
 from gateway.ceiling import MAX_DELAY_MS, MODES, ReferenceOptions, serve
 from gateway.config import MAX_THREADS, MAX_WORKERS, load
@@ -52,7 +53,9 @@ def serve_reference(args: argparse.Namespace) -> int:
         raise PlanError(str(exc)) from exc  # usage: exit 2 (``cli.bench.run``)
     config = load(args.config)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    serve(config, options, stop)
+    # Set on a thread of its own (``cli.stop_watcher``), never by a handler: ``serve`` waits
+    # on it in this thread, which a handler could interrupt inside that wait holding its
+    # lock, to wait for itself forever. A stop signal while it drains changes nothing.
+    with StopWatcher((signal.SIGTERM, signal.SIGINT), stop.set):
+        serve(config, options, stop)
     return 0

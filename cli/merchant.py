@@ -50,9 +50,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,8 +88,10 @@ from clients.merchant.records import Money, Operation, OperationState, Order, Or
 from clients.merchant.records import OperationKind as Kind
 from clients.merchant.registration import MerchantRegistrar, Registered
 from clients.merchant.runtime import Merchant
+from clients.merchant.servicer import GRACE_SECONDS
 from clients.merchant.store import MerchantStore
 from clients.transport import Caller, open_channel
+from gateway.stop_signals import RepeatNotice
 from hsm.errors import KeyBackendError, PermanentBackendError
 from hsm.pinsource import PinSource
 from hsm.uri import open_backend
@@ -98,6 +102,8 @@ from setcore.freshness import new_id
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import PROFILES, profile_named
 from setpay.v1 import authorization_pb2, capture_pb2, registration_pb2
+
+log = logging.getLogger("setpay.merchant")
 
 DIR_ENV = "SETPAY_MERCHANT_DIR"
 # A command line incomplete or malformed: argparse's own status for its errors.
@@ -277,7 +283,12 @@ def _serve(config: MerchantConfig, args: argparse.Namespace) -> int:
         # may be waiting on (``cli.stop_watcher``): the start-up's resume round runs here
         # before anything serves, and must hear the stop too, ending after the request in
         # flight.
-        with StopWatcher((signal.SIGTERM, signal.SIGINT), merchant.request_stop) as stops:
+        stops = StopWatcher((signal.SIGTERM, signal.SIGINT), merchant.request_stop)
+    except BaseException:
+        merchant.close()
+        raise
+    with stops:
+        try:
             port = merchant.serve()
             if port == 0:  # stopped while starting: what it had not sent yet waits for a start
                 print(f"merchant {config.merchant_id} stopped before serving", flush=True)
@@ -289,8 +300,13 @@ def _serve(config: MerchantConfig, args: argparse.Namespace) -> int:
                     flush=True,
                 )
             stops.wait()
-    finally:
-        merchant.close()
+        finally:
+            # Still watched while it drains: another stop signal is answered in the log, not
+            # the default handlers' end of the process or KeyboardInterrupt, mid-drain.
+            grace_ends = time.monotonic() + GRACE_SECONDS
+            said = f"merchant {config.merchant_id}: already stopping, its grace period ends"
+            stops.answer_repeats(RepeatNotice(log, said, lambda: grace_ends).repeated)
+            merchant.close()
     return 0
 
 

@@ -8,8 +8,15 @@ main thread, which may be inside that Event's ``wait`` holding its condition loc
 waited for itself forever. So, as in the bank's processes (``gateway.stop_signals``), the
 handler does nothing: the interpreter's low-level handler writes each signal's number to a
 pipe (``signal.set_wakeup_fd``) whichever thread the signal lands on, and a daemon thread
-waiting on that pipe calls the command's stop; the main thread waits for that thread to
-end, on no Event a handler could enter.
+waiting on that pipe calls the command's stop; the main thread waits for that thread's
+word, on no Event a handler could enter.
+
+The watching goes on while the command drains, until ``close``: a stop signal then is
+answered (``answer_repeats``: ``merchant serve`` says so in the log, as the bank's
+processes do with ``gateway.stop_signals.RepeatNotice``), not left to the default handlers,
+which would end the process mid-drain (SIGTERM) or raise ``KeyboardInterrupt`` in it
+(SIGINT), the store and key backend never closed. ``close`` gives everything back even when
+cut short: the SIGINT handler it has just put back may raise ``KeyboardInterrupt`` in it.
 
 Not the bank's ``StopSignals`` itself: a worker takes the signals for the rest of its life
 and its main thread waits on the pipe, while a command of the ``setpay`` process is still
@@ -40,7 +47,8 @@ _Handler = Callable[[int, FrameType | None], Any] | int | None
 
 class StopWatcher:
     """The signals that stop a serving command, heard on a thread of their own until
-    ``close``: the first calls ``on_stop`` there, and ends ``wait``."""
+    ``close``: the first calls ``on_stop`` there, and ends ``wait``; each later one is
+    answered, once ``answer_repeats`` says how."""
 
     def __init__(self, signals: Collection[int], on_stop: Callable[[], None]) -> None:
         """Catch ``signals`` from now on. In the main thread only: elsewhere, as for a
@@ -48,7 +56,10 @@ class StopWatcher:
         nothing changed."""
         self._signals = frozenset(signals)
         self._on_stop = on_stop
+        self._answer: Callable[[], None] | None = None
+        self._heard = threading.Event()  # set by the watching thread or ``close``, no handler
         self._closing = False
+        self._given_back = False
         self._closed = False
         self._read, self._write = os.pipe()
         self._previous: dict[int, _Handler] = {}
@@ -71,20 +82,37 @@ class StopWatcher:
 
     def wait(self) -> None:
         """Until a stop signal came and ``on_stop`` returned (or ``close`` was called)."""
-        self._watcher.join()
+        self._heard.wait()
+
+    def answer_repeats(self, answer: Callable[[], None]) -> None:
+        """From now on, call ``answer`` on the watching thread for each stop signal after
+        the first (signals that come together are one): the command is draining, and a
+        stop signal there changes nothing but must not read as a command that hangs."""
+        self._answer = answer
 
     def close(self) -> None:
         """Put back the previous handlers and wakeup fd, end the watching thread, close the
-        pipe; a signal from now on is the previous handlers'. Closing twice is harmless."""
+        pipe; a signal from now on is the previous handlers'. Closing twice is harmless.
+
+        Whatever interrupts the giving back (a ``KeyboardInterrupt`` from the SIGINT
+        handler just put back) passes on once the thread is ended and the pipe closed; a
+        close cut short before those (a second one while joining) is finished by the next.
+        """
         if self._closed:
             return
-        self._closed = True
-        self._give_back()
-        self._closing = True
-        with contextlib.suppress(BlockingIOError):  # full: the thread has bytes to read
-            os.write(self._write, _CLOSING)
-        self._watcher.join()
-        self._close_pipe()
+        try:
+            if not self._given_back:
+                self._give_back()
+                self._given_back = True
+        finally:
+            self._closing = True
+            self._heard.set()
+            if self._write >= 0:  # not closed by a close cut short after it
+                with contextlib.suppress(BlockingIOError):  # full: the thread has bytes to read
+                    os.write(self._write, _CLOSING)
+            self._watcher.join()
+            self._close_pipe()
+            self._closed = True
 
     def __enter__(self) -> StopWatcher:
         return self
@@ -106,9 +134,15 @@ class StopWatcher:
                 continue
             if self._closing:
                 return
-            if any(signum in self._signals for signum in received):
-                self._on_stop()
-                return
+            if not any(signum in self._signals for signum in received):
+                continue
+            if not self._heard.is_set():
+                try:
+                    self._on_stop()
+                finally:
+                    self._heard.set()
+            elif self._answer is not None:
+                self._answer()
 
     def _give_back(self) -> None:
         for signum, handler in self._previous.items():
@@ -116,8 +150,14 @@ class StopWatcher:
         signal.set_wakeup_fd(self._previous_wakeup)
 
     def _close_pipe(self) -> None:
-        os.close(self._read)
-        os.close(self._write)
+        # Each end forgotten as it is closed: a close finished by a second one closes no
+        # descriptor twice (by then another file's).
+        read, self._read = self._read, -1
+        if read >= 0:
+            os.close(read)
+        write, self._write = self._write, -1
+        if write >= 0:
+            os.close(write)
 
 
 def _noted(signum: int, frame: FrameType | None) -> None:

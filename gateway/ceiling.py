@@ -54,6 +54,7 @@ from gateway.ports import MAX_PORT, PortError, parse_port, reserve, write_port_f
 from gateway.process import tls_config
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import reply_header
+from gateway.stop_signals import StopSignals
 from setcore.authorization import (
     AuthDecision,
     build_auth_response,
@@ -229,13 +230,15 @@ def _worker(
     config: BankConfig, options: ReferenceOptions, listen: str, ready: ProcessEvent, parent: int
 ) -> None:
     # A worker process: keys and gRPC are opened here, after the fork (DESIGN.md 5.4).
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM is waited for on the wakeup pipe, as by the bank's workers: a handler setting
+    # an Event this thread waits on could run inside that wait, holding its lock, and wait
+    # for itself forever.
+    stopping = StopSignals((signal.SIGTERM,))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     scheduling.apply(config.scheduling)  # the bank's workers' policy, before any thread
     _, _, close = _serve_one(config, options, listen, reuse_port=True)
     ready.set()
-    while not stop.wait(PARENT_CHECK_SECONDS):
+    while not stopping.wait(PARENT_CHECK_SECONDS):
         if os.getppid() != parent:
             log.error("%s worker: the parent process is gone; stopping", options.mode)
             break
@@ -243,7 +246,11 @@ def _worker(
 
 
 def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) -> int:
-    """Serve until ``stop`` is set; returns the port. Writes ``options.port_file`` once up."""
+    """Serve until ``stop`` is set; returns the port. Writes ``options.port_file`` once up.
+
+    ``stop`` is waited on in the calling thread: set it from another (``setpay bench
+    serve`` hears its signals on a thread of their own), never from a signal handler, which
+    could run inside that wait holding the Event's lock and wait for itself."""
     config = replace(config, threads=options.threads or config.threads)
     if options.workers == 1:
         scheduling.apply(config.scheduling)  # the bank's workers' policy, before any thread

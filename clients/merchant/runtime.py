@@ -326,10 +326,13 @@ class Merchant:
             )
 
     def request_stop(self) -> None:
-        """Ask the merchant to stop, from a signal handler too: a resume round (the
-        start-up's, run by ``serve`` before anything serves, or a later one) ends after
-        the request in flight, and a ``serve`` still starting starts nothing more.
-        ``close`` still closes."""
+        """Ask the merchant to stop, from any thread: a resume round (the start-up's, run
+        by ``serve`` before anything serves, or a later one) ends after the request in
+        flight, and a ``serve`` still starting starts nothing more. ``close`` still closes.
+
+        ``setpay merchant serve`` calls it on SIGTERM or SIGINT from its stop watcher's
+        thread (``cli.stop_watcher``), never from a signal handler: it sets an Event, whose
+        lock the thread a handler interrupts may be holding inside that Event's wait."""
         self._stop_resuming.set()
 
     def wait(self) -> None:

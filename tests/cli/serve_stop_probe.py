@@ -1,7 +1,7 @@
 """``setpay merchant serve`` stopped, in a process of its own, on a merchant that only plays
 its part: ``cli.merchant._serve`` runs with ``Merchant`` replaced by ``PlayedMerchant``.
 
-Run as ``python -m tests.cli.serve_stop_probe starting|serving``:
+Run as ``python -m tests.cli.serve_stop_probe starting|serving|draining``:
 
 - ``starting``: the merchant's ``serve`` (its start-up round, run in the main thread) holds
   its stop Event's condition lock, as that Event's ``wait`` does between its steps, and
@@ -10,10 +10,14 @@ Run as ``python -m tests.cli.serve_stop_probe starting|serving``:
   process after HANDLER_SECONDS with every thread's traceback. The handler returned, it
   sends itself a real SIGTERM, which must end the start-up: "stopped before serving".
 - ``serving``: ``serve`` returns a port at once, and the test signals the process.
+- ``draining``: as ``serving``, but the merchant's ``close`` (the drain) says "draining" and
+  lasts until the test writes a line to the probe's stdin: the test signals again meanwhile.
+  The probe logs at INFO to stderr, where ``_serve`` answers that signal.
 
-Before ``_serve`` the probe sets a SIGTERM and a SIGINT handler and a wakeup fd of its own;
-after it, it prints one JSON line: ``_serve``'s status, whether those are back, whether the
-merchant was asked to stop and was closed.
+Before ``_serve`` the probe sets a SIGTERM and a SIGINT handler (but in ``draining``, which
+keeps the interpreter's, as ``setpay`` has them) and a wakeup fd of its own; after it, it
+prints one JSON line: ``_serve``'s status, whether those are back, whether the merchant was
+asked to stop and was closed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import logging
 import os
 import signal
 import sys
@@ -63,7 +68,7 @@ class PlayedMerchant:
 
     def serve(self) -> int:
         """The port, or 0 when stopped while starting."""
-        if self.scenario == "serving":
+        if self.scenario != "starting":
             return PORT
         handler = signal.getsignal(signal.SIGTERM)
         assert callable(handler), handler
@@ -77,7 +82,10 @@ class PlayedMerchant:
         return 0 if self.stopping.wait(STOP_SECONDS) else PORT
 
     def close(self) -> None:
-        """Closed: after the stop, as the drain."""
+        """Closed: after the stop, as the drain; in ``draining``, once the test says so."""
+        if self.scenario == "draining":
+            print("draining", flush=True)
+            sys.stdin.readline()
         self.closed = True
 
 
@@ -88,9 +96,12 @@ def _before(signum: int, frame: FrameType | None) -> None:
 def main(scenario: str) -> int:
     """Run ``_serve`` on a played merchant in ``scenario``; print the report."""
     PlayedMerchant.scenario = scenario
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     vars(merchant_cli)["Merchant"] = PlayedMerchant  # the probe is its own process
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _before)
+    if scenario != "draining":  # there, the interpreter's: SIGTERM ends it, SIGINT raises
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _before)
+    found = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     _, wakeup = os.pipe()
     os.set_blocking(wakeup, False)
     signal.set_wakeup_fd(wakeup)
@@ -100,9 +111,7 @@ def main(scenario: str) -> int:
     assert played is not None
     report = {
         "status": status,
-        "handlers_back": all(
-            signal.getsignal(signum) is _before for signum in (signal.SIGTERM, signal.SIGINT)
-        ),
+        "handlers_back": all(signal.getsignal(signum) == found[signum] for signum in found),
         "wakeup_back": signal.set_wakeup_fd(-1) == wakeup,
         "stop_asked": played.stopping.is_set(),
         "closed": played.closed,

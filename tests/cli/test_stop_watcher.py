@@ -1,7 +1,10 @@
 """``cli.stop_watcher.StopWatcher``: a stop signal is heard on the watching thread, which
-calls the command's stop and ends ``wait``; another signal stops nothing; ``close`` puts
-back the handlers and wakeup fd it found and closes its pipe; where it cannot catch the
-signals (not the main thread, a signal that cannot be caught) it refuses, nothing changed.
+calls the command's stop and ends ``wait``; another signal stops nothing; a stop signal
+after the first is answered once ``answer_repeats`` says how, and is nothing before;
+``close`` puts back the handlers and wakeup fd it found and closes its pipe, and ends its
+thread and closes its pipe even when the giving back is interrupted; where it cannot catch
+the signals (not the main thread, a signal that cannot be caught) it refuses, nothing
+changed.
 
 The signals are sent to this process: SIGURG and SIGWINCH, which by default do nothing, so
 that a watcher that failed to catch them fails its test instead of ending the run."""
@@ -168,3 +171,62 @@ def test_a_signal_that_cannot_be_caught_is_refused_and_changes_nothing(
         StopWatcher((STOP, signal.SIGKILL, OTHER), lambda: None)
     assert found.back()
     assert pipes and all(_closed(fd) for fd in pipes)
+
+
+def test_a_stop_signal_while_draining_is_answered_on_the_watching_thread(found: Found) -> None:
+    """Once stopping, the command drains still watched: a stop signal is neither the
+    default handlers' (the process's end, a KeyboardInterrupt) nor a second stop, but the
+    answer ``answer_repeats`` gives, each time, on the watching thread."""
+    stops: list[threading.Thread] = []
+    answers: list[threading.Thread] = []
+    answered = threading.Semaphore(0)
+
+    def answer() -> None:
+        answers.append(threading.current_thread())
+        answered.release()
+
+    with StopWatcher((STOP,), lambda: stops.append(threading.current_thread())) as watcher:
+        os.kill(os.getpid(), STOP)
+        watcher.wait()
+        os.kill(os.getpid(), STOP)  # before there is an answer: nothing
+        time.sleep(QUIET_SECONDS)
+        assert answers == []
+        watcher.answer_repeats(answer)
+        assert signal.getsignal(STOP) is not _before  # still the watcher's while draining
+        for _ in range(2):
+            os.kill(os.getpid(), STOP)
+            assert answered.acquire(timeout=WAIT_SECONDS), "a stop while draining unanswered"
+        os.kill(os.getpid(), OTHER)  # not a stop signal: no answer
+        time.sleep(QUIET_SECONDS)
+    assert len(stops) == 1, "a stop signal while draining stopped again"
+    assert len(answers) == 2 and all(t is stops[0] for t in answers)
+    assert stops[0] is not threading.main_thread()
+    assert _handled == [OTHER]  # only the other signal reached the test's handler
+    assert found.back()
+
+
+def test_a_close_interrupted_while_giving_back_still_ends_the_thread_and_closes_the_pipe(
+    found: Found, pipes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that lands just after the previous SIGINT handler is back raises
+    KeyboardInterrupt in ``close``: it passes on, but only once the watching thread has
+    ended and the pipe is closed; closing again is harmless.
+
+    Before: ``close`` stopped there, the thread left waiting on the pipe and both its ends
+    open, and a second ``close`` did nothing."""
+    watcher = StopWatcher((STOP,), lambda: None)
+    give_back = watcher._give_back
+
+    def interrupted() -> None:
+        give_back()
+        raise KeyboardInterrupt  # as the SIGINT handler just put back would
+
+    monkeypatch.setattr(watcher, "_give_back", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        watcher.close()
+    assert not [t for t in threading.enumerate() if t.name == "stop-signals"], "thread left"
+    assert pipes and all(_closed(fd) for fd in pipes), "the pipe left open"
+    assert found.back()
+    watcher.close()  # again: nothing more to do, nothing raised
+    watcher.wait()  # closed: returns at once
+    assert found.back()
