@@ -401,13 +401,13 @@ def _show(summary: WalletSummary) -> None:
     if s.registered and s.pending == PENDING_SENT:
         state = "registered, renewal sent, no answer read yet (run renew again)"
     elif s.registered and s.pending == PENDING_PENDED:
-        state = "registered, renewal pended by the CA (run renew again later)"
+        state = "registered, renewal pended or in progress at the CA (run renew again later)"
     elif s.registered:
         state = "registered"
     elif s.pending == PENDING_SENT:
         state = "certificate request sent, no answer read yet (run register again)"
     elif s.pending == PENDING_PENDED:
-        state = "certificate request pended by the CA (run register again later)"
+        state = "certificate request pended or in progress at the CA (run register again later)"
     else:
         state = "unregistered"
     print(f"card {s.masked_pan} expiry {s.expiry} {state}")

@@ -1,8 +1,9 @@
 """The state of a certificate request held in the sealed card file until the CA decides it.
 
 Registration and renewal seal it there before their CertReq leaves (with the request's
-exact bytes, dropped once the CA pends it) and the next ``register`` or ``renew`` rebuilds
-from it what sends the request again or asks about it with CertInq. All of it is
+exact bytes, dropped once the CA pends it or says it is in progress) and the next
+``register`` or ``renew`` rebuilds from it what sends the request again or asks about it
+with CertInq. All of it is
 JSON-able text; the card file is sealed (``clients.wallet.vault``), so the back key and a
 renewal's new CardSecret are never on disk in clear.
 """
@@ -37,7 +38,7 @@ def _b64(data: bytes) -> str:
 def request_unanswered(held: CardSecrets) -> bool:
     """True while the held CertReq has no answer from the CA this release could read
     (sent, or about to be; or answered with a CertStatus it does not know): its bytes are
-    kept until then, and dropped once the CA pends it."""
+    kept until then, and dropped once the CA pends it or says it is in progress."""
     return held.pending is not None and "cert_request" in held.pending
 
 

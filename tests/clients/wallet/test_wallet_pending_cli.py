@@ -94,8 +94,8 @@ def test_show_tells_a_pended_request_from_one_never_answered(
     status, out, _ = run_cli(show, capsys)
     assert status == 0
     assert out.splitlines()[0] == (
-        f"card {pan.masked} expiry {expiry} certificate request pended by the CA "
-        "(run register again later)"
+        f"card {pan.masked} expiry {expiry} certificate request pended or in progress at "
+        "the CA (run register again later)"
     )
 
     # The same request as it is held between sending it and verifying the CA's answer.
