@@ -343,15 +343,15 @@ def enable(worker: int, registry: CollectorRegistry | None = None) -> None:
     """
     if not 0 <= worker < MAX_WORKER_LABELS:
         raise MetricsError(f"worker index must be below {MAX_WORKER_LABELS}")
-    if os.environ.get(MULTIPROC_ENV):
-        if not client_is_multiprocess():
-            raise MetricsError(
-                f"prometheus_client was imported before {MULTIPROC_ENV} was set: "
-                "this process's samples would never reach the scrape endpoint"
-            )
-        reserve_sample_files()
     on_full(disable)
     try:
+        if os.environ.get(MULTIPROC_ENV):
+            if not client_is_multiprocess():
+                raise MetricsError(
+                    f"prometheus_client was imported before {MULTIPROC_ENV} was set: "
+                    "this process's samples would never reach the scrape endpoint"
+                )
+            reserve_sample_files()
         _sinks.worker = _WorkerMetrics(str(worker), registry)
         metrics_sampler.enable(registry)
     except SampleSpaceError as exc:

@@ -8,34 +8,54 @@ mapping. On a full filesystem the first write to such a page is no exception but
 a serving worker died of it at its next new series, its replacement in
 ``gateway.metrics.enable``, and the supervisor stopped the bank. So
 ``reserve_sample_files`` puts ``ReservedSamples`` where the client looks its file class up:
-it reserves a file's blocks (``os.posix_fallocate``) when the file is made and before it
-grows, and a full disk becomes ``SampleSpaceError``. The serving functions turn that into
-metrics off in their process (``until_full``, ``samples_full``), said in one ERROR line;
-the process goes on serving. The client's internals are no interface, and pyproject asks
-for a range of versions: ``reserve_sample_files`` checks the shape it relies on and
-refuses to start (``MetricsError``) where it changed, rather than reserve nothing.
+it reserves a file's blocks when the file is made and before it grows, and any failure to
+make, reserve or rename a sample file (no blocks, no inodes, a quota, a full directory)
+becomes ``SampleSpaceError``. The serving functions turn that into metrics off in their
+process (``until_full``, ``samples_full``), said in one ERROR line, and drop its live
+gauges' files, which would otherwise stay on the page frozen (a call in flight for ever);
+the process goes on serving. The client's internals are no interface, and pyproject names
+the versions this was verified with: ``reserve_sample_files`` checks the shape it relies
+on, then makes one value as the client makes them and checks its file is reserved, and
+refuses to start (``MetricsError``) where either fails, rather than reserve nothing.
+
+Reserved by writing. The blocks are reserved by writing the bytes they will hold (zeros,
+past a file's end), through a descriptor of our own, not by ``posix_fallocate``: writing
+reserves on every filesystem the file can be written on at all, where fallocate needs the
+kernel's support for the filesystem (ext3, older NFS and many FUSE filesystems lack it),
+glibc's fallback for it refuses the client's own descriptor, opened to append, and musl
+has none. Fallocate first, writing where it is refused, would save writing a few hundred
+KiB over a process's life at the price of a second way that only some filesystems take.
+What is written is never what the mapping has written: a file's growth is past its end,
+and a file left by an earlier process of the pid is written back as it is, before it is
+mapped. Copy-on-write filesystems, and those that store zeros as holes (ZFS with
+compression), cannot be reserved on by any means: keep the sample directory off them.
 
 The processes gone. A dead worker's counters' and histograms' files must stay counted,
 or the totals would step back; but every file costs every scrape a read, and a worker
 that crashes in a loop leaves thousands, until every scrape outlives its time.
 ``fold_process_gone`` adds a dead process's files into the directory's file of the
 processes gone for their type (``counter_gone.db``: the client reads a file's type from
-its name's first part) and deletes them: the totals stay, the directory stays small.
+its name's first part) and deletes them: the totals stay, the directory stays small. A
+histogram series its process was cut off making (a disk that filled between its sum and
+its last bucket) has no +Inf bucket; it is left out rather than kept for good.
 
 Errors: ``MetricsError`` (metrics cannot be turned on as configured), ``SampleSpaceError``
-(a sample file's blocks could not be reserved: its filesystem is full).
+(a sample file could not be made, reserved or renamed: its filesystem is full, mostly).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -45,6 +65,9 @@ log = logging.getLogger("setpay.metrics")
 P = ParamSpec("P")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The client's versions this module was verified with, the newest 0.26.0: pyproject.toml's
+# requirement, word for word (a test keeps the two the same).
+CLIENT_REQUIREMENT = "prometheus-client>=0.21,<=0.26.0"
 # A file is made and reserved under this suffix, then renamed into place: the collector
 # (which reads ``*.db``) never sees a file of no size, which it cannot parse, and a failed
 # reservation leaves nothing under a name it reads.
@@ -57,6 +80,8 @@ FIRST_FILE_BYTES = 1 << 16
 # The file types that outlive their process. Live gauges' files go with it
 # (``mark_process_dead``), and the bank has no other gauges.
 _FOLDED_TYPES = ("counter", "histogram", "summary")
+# How the names of live gauges' files begin (``mark_process_dead`` removes the same).
+_LIVE_GAUGES = "gauge_live"
 # A key's entry in a sample file, beyond the key itself, at most: its 4-byte length, 1 to
 # 8 bytes of padding to an 8-byte boundary, the value and its timestamp (two doubles).
 _ENTRY_BYTES = 4 + 8 + 16
@@ -70,7 +95,8 @@ class MetricsError(Exception):
 
 
 class SampleSpaceError(Exception):
-    """A sample file's disk blocks could not be reserved (its filesystem is full)."""
+    """A sample file could not be made, reserved or renamed (its filesystem is full, of
+    blocks or of inodes, mostly)."""
 
     def __init__(self, filename: str, error: OSError) -> None:
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -79,37 +105,64 @@ class SampleSpaceError(Exception):
         super().__init__(f"the metrics sample directory {directory} {state} ({error.strerror})")
 
 
-def _reserve(fd: int, size: int, filename: str) -> None:
-    """Reserve the first ``size`` bytes of ``filename`` (open as ``fd``) on disk."""
+def _write_blocks(fd: int, start: int, end: int) -> None:
+    """Give bytes ``start`` to ``end`` of ``fd`` their disk blocks by writing them: what the
+    file holds there, zeros past its end (see the module docstring)."""
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, end - start, start) if start < size else b""
+    view = memoryview(data.ljust(end - start, b"\0"))
+    offset = start
     try:
-        os.posix_fallocate(fd, 0, size)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            if written <= 0:  # a regular file writes something, or fails saying why
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view, offset = view[written:], offset + written
+    except BaseException:
+        if size < end:  # give back what was written past the end
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+        raise
+
+
+def _reserve(filename: str, start: int, end: int) -> None:
+    """Reserve bytes ``start`` to ``end`` of ``filename`` on disk, through a descriptor of
+    its own (the client's appends)."""
+    try:
+        fd = os.open(filename, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            _write_blocks(fd, start, end)
+        finally:
+            os.close(fd)  # on NFS, where a write's failure may first be told
     except OSError as exc:
         raise SampleSpaceError(filename, exc) from exc
 
 
-def _make_reserved(filename: str) -> None:
-    """Reserve what ``filename`` holds; make it, reserved, if it is missing or empty."""
+def _make_reserved(filename: str) -> int:
+    """Reserve what ``filename`` holds, or make it, reserved, if it is missing or empty;
+    the bytes reserved."""
     try:
         size = os.stat(filename).st_size
     except FileNotFoundError:
         size = 0
+    except OSError as exc:
+        raise SampleSpaceError(filename, exc) from exc
     if size:  # left by an earlier process of this pid, whose files were not folded
-        fd = os.open(filename, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            _reserve(fd, size, filename)
-        finally:
-            os.close(fd)
-        return
+        _reserve(filename, 0, size)
+        return size
     partial = filename + PARTIAL_SUFFIX
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
-        _reserve(fd, FIRST_FILE_BYTES, filename)
-    except BaseException:
-        os.close(fd)
-        os.unlink(partial)
-        raise
-    os.close(fd)
-    os.replace(partial, filename)
+        try:
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+            _reserve(partial, 0, FIRST_FILE_BYTES)
+            os.replace(partial, filename)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+    except OSError as exc:  # no inode, a quota, a full directory
+        raise SampleSpaceError(filename, exc) from exc
+    return FIRST_FILE_BYTES
 
 
 @functools.cache
@@ -122,19 +175,26 @@ def _reserved_samples() -> type[Any]:
         """A sample file whose disk blocks are reserved before they are written."""
 
         def __init__(self, filename: str, read_mode: bool = False) -> None:
-            if not read_mode:
-                _make_reserved(filename)
-            super().__init__(filename, read_mode)  # type: ignore[no-untyped-call]
+            reserved = 0 if read_mode else _make_reserved(filename)
+            try:
+                super().__init__(filename, read_mode)  # type: ignore[no-untyped-call]
+            except OSError as exc:
+                raise SampleSpaceError(filename, exc) from exc
             missing = [name for name in _ATTRIBUTES if not hasattr(self, name)]
             if missing:
                 self.close()  # type: ignore[no-untyped-call]
                 raise _changed(f"its sample files have no {', '.join(missing)}")
-            if not read_mode:  # all it maps, should it size a new file otherwise
+            if read_mode:
+                return
+            if self._capacity > reserved:  # all it maps, should it size a file otherwise
                 try:
-                    _reserve(self._f.fileno(), self._capacity, filename)
+                    _reserve(filename, reserved, self._capacity)
                 except SampleSpaceError:
                     self.close()  # type: ignore[no-untyped-call]
                     raise
+            if os.path.basename(filename).startswith(_LIVE_GAUGES):
+                with _full.lock:
+                    _full.live_gauges.add((os.getpid(), filename))
 
         def _init_value(self, key: str) -> None:
             # The client grows the file (doubling it) when the new entry does not fit, then
@@ -144,8 +204,11 @@ def _reserved_samples() -> type[Any]:
             while needed > capacity:
                 capacity *= 2
             if capacity > self._capacity:
-                _reserve(self._f.fileno(), capacity, self._fname)
-            super()._init_value(key)  # type: ignore[no-untyped-call]
+                _reserve(self._fname, self._capacity, capacity)
+            try:
+                super()._init_value(key)  # type: ignore[no-untyped-call]
+            except OSError as exc:  # its own truncate or mapping
+                raise SampleSpaceError(self._fname, exc) from exc
 
     return ReservedSamples
 
@@ -158,7 +221,7 @@ def _changed(what: str) -> MetricsError:
     return MetricsError(
         f"prometheus_client {version} has changed ({what}): its sample files cannot be "
         "reserved on disk, and a full disk would kill the bank's processes (SIGBUS); "
-        "install a version of the range pyproject.toml names"
+        f"install {CLIENT_REQUIREMENT} (verified with 0.26.0)"
     )
 
 
@@ -174,8 +237,10 @@ def _global_names(code: types.CodeType) -> set[str]:
 def reserve_sample_files() -> None:
     """Have prometheus_client reserve its sample files' blocks from now on, in this process.
 
-    Raises ``MetricsError`` if the client no longer has the shape this relies on: where
-    its file-backed values look up their file class, and that class's methods.
+    Raises ``MetricsError`` if the client no longer has the shape this relies on (where
+    its file-backed values look up their file class, and that class's methods), or if a
+    value it makes then has a file of another class: nothing stays installed. Raises
+    ``SampleSpaceError`` if no temporary directory can be made for that value.
     """
     from prometheus_client import mmap_dict, values  # noqa: PLC0415 - see _reserved_samples
 
@@ -193,6 +258,47 @@ def reserve_sample_files() -> None:
         if function is None or list(inspect.signature(function).parameters) != parameters:
             raise _changed(f"MmapedDict.{method} is not ({', '.join(parameters[1:])})")
     values.MmapedDict = _reserved_samples()  # type: ignore[attr-defined]
+    try:
+        _probe(factory)
+    except BaseException:
+        values.MmapedDict = used  # type: ignore[attr-defined,assignment]
+        raise
+
+
+def _probe(factory: Callable[..., Any]) -> None:
+    """Make one counter value through ``factory`` (the client's MultiProcessValue) in a
+    temporary directory, and check its file is a ``ReservedSamples``: the shape checked
+    above says where the client looks its file class up, not that it still does (an
+    import moved into the function would pass it, reserving nothing).
+
+    The client reads the directory from the environment: this sets it for the moment, at
+    start, before any thread records.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    try:
+        directory = tempfile.mkdtemp(prefix="setpay-metrics-probe-")
+    except OSError as exc:
+        raise SampleSpaceError(os.path.join(tempfile.gettempdir(), "probe"), exc) from exc
+    value_class: Any = None
+    try:
+        os.environ[MULTIPROC_ENV] = directory
+        value_class = factory(process_identifier=lambda: "probe")
+        value = value_class("counter", "probe", "probe", (), (), "probe")
+        made = type(getattr(value, "_file", None))
+    except SampleSpaceError:  # raised by nothing but a ReservedSamples
+        made = _reserved_samples()
+    except Exception as exc:  # a client that makes its values otherwise
+        raise _changed(f"values.MultiProcessValue made no value: {exc!r}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            value_class.close_all_files()
+        if configured is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = configured
+        shutil.rmtree(directory, ignore_errors=True)
+    if not issubclass(made, _reserved_samples()):
+        raise _changed(f"values.MultiProcessValue made its file as {made.__name__}")
 
 
 class _Full:
@@ -203,6 +309,9 @@ class _Full:
         self.lock = threading.Lock()
         self.switches: list[Callable[[], None]] = []
         self.said = False
+        # The live gauges' files made, each with the pid of the process that made it (a
+        # forked worker inherits its supervisor's, which are not its to remove).
+        self.live_gauges: set[tuple[int, str]] = set()
 
 
 # Process-wide, like the samples (``gateway.metrics``).
@@ -219,17 +328,25 @@ def on_full(switch_off: Callable[[], None]) -> None:
 
 
 def samples_full(error: SampleSpaceError) -> None:
-    """Turn metrics off in this process, which goes on serving; say why once."""
+    """Turn metrics off in this process, which goes on serving; say why once. Its live
+    gauges' files go, as they would at its death: frozen, they would tell of calls in
+    flight for ever, and of validity ends that raise false alerts."""
+    pid = os.getpid()
     with _full.lock:
         say, _full.said = not _full.said, True
         switches = list(_full.switches)
+        live = {entry for entry in _full.live_gauges if entry[0] == pid}
+        _full.live_gauges -= live
     if say:
         log.error(
             "metrics turned off in this process (pid %d), which goes on serving: %s",
-            os.getpid(), error,
+            pid, error,
         )  # fmt: skip
     for switch_off in switches:
         switch_off()
+    for _, filename in live:
+        with contextlib.suppress(OSError):
+            os.unlink(filename)
 
 
 def until_full(record: Callable[P, None]) -> Callable[P, None]:
@@ -267,20 +384,35 @@ def fold_process_gone(directory: Path, pid: int) -> None:
         merged = MultiProcessCollector.merge(files, accumulate=False)  # type: ignore[no-untyped-call]
         partial = directory / (gone.name + PARTIAL_SUFFIX)
         partial.unlink(missing_ok=True)
-        samples = _reserved_samples()(str(partial))
         try:
-            for metric in merged:
-                for sample in metric.samples:
-                    labels = sample.labels
-                    key = mmap_key(
-                        metric.name, sample.name, list(labels), list(labels.values()),
-                        metric.documentation,
-                    )  # fmt: skip
-                    samples.write_value(key, sample.value, 0.0)
+            samples = _reserved_samples()(str(partial))
+            try:
+                for metric in merged:
+                    for sample in _whole(metric):
+                        labels = sample.labels
+                        key = mmap_key(
+                            metric.name, sample.name, list(labels), list(labels.values()),
+                            metric.documentation,
+                        )  # fmt: skip
+                        samples.write_value(key, sample.value, 0.0)
+            finally:
+                samples.close()
+            os.replace(partial, gone)
         except BaseException:
-            samples.close()
-            partial.unlink()
+            partial.unlink(missing_ok=True)
             raise
-        samples.close()
-        os.replace(partial, gone)
         dead.unlink()
+
+
+def _whole(metric: Any) -> Iterator[Any]:
+    """``metric``'s samples, but for a histogram's series with no +Inf bucket: a process
+    cut off making one (a full disk) wrote its sum and some buckets, never the last."""
+    if metric.type != "histogram":
+        yield from metric.samples
+        return
+
+    def series(sample: Any) -> frozenset[tuple[str, str]]:
+        return frozenset((k, v) for k, v in sample.labels.items() if k != "le")
+
+    whole = {series(s) for s in metric.samples if s.labels.get("le") == "+Inf"}
+    yield from (s for s in metric.samples if series(s) in whole)

@@ -65,11 +65,11 @@ def enable_supervisor(workers: int) -> None:
     (``metrics_files``). A full disk turns the supervisor's own metrics off, said once; it
     goes on tidying the directory and serving the workers' samples.
     """
-    reserve_sample_files()
     configured = os.environ.get(MULTIPROC_ENV)
     _sink.directory = Path(configured) if configured else None
     on_full(_own_metrics_off)
     try:
+        reserve_sample_files()
         _sink.metrics = _SupervisorMetrics()
         _sink.metrics.workers.set(workers)
     except SampleSpaceError as exc:

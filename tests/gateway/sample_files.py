@@ -3,11 +3,15 @@
 The test process imported the client without PROMETHEUS_MULTIPROC_DIR, so its metrics
 live in memory; ``as_process`` makes the metrics made from then on write their samples to
 files of the directory, under a pid of the test's choosing (several processes' files, one
-after the other, without forking), as a served bank's processes do.
+after the other, without forking), as a served bank's processes do. ``tmpfs`` and ``ext3``
+mount the filesystems the tests put them on (root needed, as the CI has: where they cannot
+be mounted, the test fails, it is not skipped).
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +28,52 @@ from gateway.metrics_labels import BANK_RPCS
 from setcore.errors import ErrorCode
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
+# An ext3 filesystem's size: room for its journal and a few processes' files.
+EXT3_BYTES = 16 << 20
+# Mounting, making a filesystem, detaching a loop device: seconds at most; this bounds a hang.
+MOUNT_SECONDS = 60
+
+
+def _run(argv: list[str], what: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=MOUNT_SECONDS, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"cannot {what} (needs root): {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@contextmanager
+def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A tmpfs with ``options`` (``size=512k``, ``nr_inodes=32``) at ``mount_point``, made;
+    unmounted on leaving."""
+    mount_point.mkdir()
+    _run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], "mount a tmpfs")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True, timeout=MOUNT_SECONDS)
+
+
+@contextmanager
+def ext3(mount_point: Path, image: Path) -> Iterator[Path]:
+    """An ext3 filesystem of EXT3_BYTES made in ``image`` and mounted through a loop device
+    at ``mount_point``: a filesystem the kernel has no fallocate for. Unmounted and its
+    loop device detached on leaving."""
+    if shutil.which("mkfs.ext3") is None:
+        pytest.fail("mkfs.ext3 is not installed (Debian package e2fsprogs)")
+    with image.open("wb") as f:
+        f.truncate(EXT3_BYTES)
+    _run(["mkfs.ext3", "-q", "-F", str(image)], "make an ext3 filesystem")
+    device = _run(["losetup", "--find", "--show", str(image)], "attach a loop device")
+    try:
+        mount_point.mkdir()
+        _run(["mount", "-t", "ext3", device, str(mount_point)], "mount an ext3 filesystem")
+        try:
+            yield mount_point
+        finally:
+            if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
+                subprocess.run(["umount", "-l", str(mount_point)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False, timeout=MOUNT_SECONDS)
 
 
 @contextmanager

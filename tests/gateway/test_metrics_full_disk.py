@@ -24,7 +24,7 @@ from prometheus_client import mmap_dict, values
 from gateway import metrics, metrics_files
 from tests.metrics_page import check_with_promtool
 
-from .sample_files import as_process, many_series, page_of, samples_of, serve_a_while
+from .sample_files import as_process, many_series, page_of, samples_of, serve_a_while, tmpfs
 from .served import REPOSITORY, serve_bank, wait_for, workers_of
 
 # Room for a worker's first files (64 KiB each), which a test then fills.
@@ -50,17 +50,8 @@ def _fill(directory: Path) -> None:
 @contextmanager
 def _mounted(mount_point: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` at ``mount_point``, unmounted on leaving."""
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(mount_point, f"size={size}"):
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 @pytest.fixture
@@ -161,11 +152,13 @@ def _a_bank_fills_its_samples(tmp_path: Path, samples: Path) -> None:
 # --- the reservation's failure injected, in this process ------------------------------
 
 
-def _failing(error: int) -> Callable[[int, int, int], None]:
-    def posix_fallocate(fd: int, offset: int, length: int) -> None:
+def _failing(error: int) -> Callable[[int, bytes, int], int]:
+    """A pwrite that fails with ``error``: how a reservation learns its disk is full."""
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
         raise OSError(error, os.strerror(error))
 
-    return posix_fallocate
+    return pwrite
 
 
 @pytest.fixture
@@ -185,7 +178,7 @@ def _turned_off(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_enable_on_a_full_disk_leaves_metrics_off_and_no_file_half_made(
     samples: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", _failing(errno.ENOSPC))
+    monkeypatch.setattr(metrics_files.os, "pwrite", _failing(errno.ENOSPC))
     with caplog.at_level(logging.ERROR, logger="setpay.metrics"):
         metrics.enable(0)  # no exception: the worker goes on starting
         serve_a_while()
@@ -203,7 +196,7 @@ def test_a_full_disk_at_a_new_series_turns_metrics_off_once(
     metrics.enable(0)
     serve_a_while()
     counters = (samples / "counter_300.db").stat().st_size
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", _failing(errno.ENOSPC))
+    monkeypatch.setattr(metrics_files.os, "pwrite", _failing(errno.ENOSPC))
     with caplog.at_level(logging.ERROR, logger="setpay.metrics"):
         many_series()  # more than the first file holds
     assert not metrics.enabled()
@@ -222,7 +215,7 @@ def test_a_full_disk_at_the_samplers_first_gauge_turns_every_metric_off(
         held_until=lambda: None,
     )
     sampler = metrics.Sampler(trust, object(), revocation)  # type: ignore[arg-type]
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", _failing(errno.ENOSPC))
+    monkeypatch.setattr(metrics_files.os, "pwrite", _failing(errno.ENOSPC))
     with caplog.at_level(logging.ERROR, logger="setpay.metrics"):
         sampler.sample()  # its gauge of the revocation data's end makes a new file
         sampler.sample()
@@ -231,10 +224,42 @@ def test_a_full_disk_at_the_samplers_first_gauge_turns_every_metric_off(
     assert not list(samples.glob("gauge_livemin_*"))
 
 
+def _reservations_fail(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reservation from now on fails as on a full disk, whatever it reserves."""
+
+    def full(*args: object) -> None:
+        error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise metrics_files.SampleSpaceError(str(directory / "counter_300.db"), error)
+
+    monkeypatch.setattr(metrics_files, "_reserve", full)
+
+
+def test_metrics_turned_off_take_this_processs_live_gauges_off_the_page(
+    samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics.enable(0)
+    metrics.rpc_started("Authorize")  # a call in flight as the disk fills
+    metrics.tls_certificate_valid_until(2e9)
+    # Another process's live gauges, which are not this one's to take off.
+    (samples / "gauge_livesum_301.db").write_bytes((samples / "gauge_livesum_300.db").read_bytes())
+    _reservations_fail(samples, monkeypatch)
+    many_series()  # the counters' file must grow
+    metrics.rpc_finished("setpay.v1.PaymentGatewayService", "Authorize", 0.01, None)
+    assert not metrics.enabled()
+    # Frozen, they would say a call is in flight for ever (old code: they stayed).
+    assert sorted(p.name for p in samples.glob("gauge_live*")) == ["gauge_livesum_301.db"]
+    totals = samples_of(page_of(samples))
+    assert not [s for s in totals if s[0] == "setpay_tls_certificate_valid_until_seconds"]
+    in_flight = [v for s, v in totals.items() if s[0] == "setpay_rpc_in_flight"]
+    assert in_flight == [1.0]  # process 301's, as it was copied
+    # What it counted stays counted.
+    assert ("setpay_worker_rpcs_total", frozenset({("worker", "0")})) in totals
+
+
 def test_a_reservation_failing_otherwise_is_told_as_it_is(
     samples: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", _failing(errno.EIO))
+    monkeypatch.setattr(metrics_files.os, "pwrite", _failing(errno.EIO))
     with caplog.at_level(logging.ERROR, logger="setpay.metrics"):
         metrics.enable(0)
     assert not metrics.enabled()
@@ -245,7 +270,7 @@ def test_a_reservation_failing_otherwise_is_told_as_it_is(
 def test_a_supervisor_on_a_full_disk_turns_its_own_metrics_off_and_goes_on(
     samples: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", _failing(errno.ENOSPC))
+    monkeypatch.setattr(metrics_files.os, "pwrite", _failing(errno.ENOSPC))
     with caplog.at_level(logging.ERROR, logger="setpay.metrics"):
         metrics.enable_supervisor(2)
         metrics.worker_restarted(2)

@@ -4,17 +4,20 @@ never step back and the sample directory does not grow with every death."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from gateway import metrics, metrics_files, metrics_sampler, scrape
 from gateway.scrape import prepare_multiprocess_directory
 from tests.metrics_page import check_with_promtool
 
-from .sample_files import Sample, as_process, page_of, samples_of, serve_a_while
+from .sample_files import Sample, as_process, many_series, page_of, samples_of, serve_a_while
 
 SUPERVISOR = 100
 # Simulated deaths: a crash loop's worth, scaled down (each adds two files on old code).
@@ -106,10 +109,10 @@ def test_a_fold_that_cannot_reserve_its_file_leaves_every_file_as_it_was(
     gone = (samples / "counter_gone.db").read_bytes()
     before = samples_of(page_of(samples))
 
-    def full(fd: int, offset: int, length: int) -> None:
+    def full(fd: int, data: bytes, offset: int) -> int:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metrics_files.os, "posix_fallocate", full)
+    monkeypatch.setattr(metrics_files.os, "pwrite", full)
     with caplog.at_level(logging.ERROR, logger="setpay.metrics"):
         metrics.worker_gone(1_001, 1)  # no exception: the supervisor goes on
     assert (samples / "counter_1001.db").exists()
@@ -119,6 +122,66 @@ def test_a_fold_that_cannot_reserve_its_file_leaves_every_file_as_it_was(
     _assert_same_totals(samples_of(page_of(samples)), before)
     assert "the sample files of process 1001, gone, stay unfolded" in caplog.text
     assert "is full (No space left on device)" in caplog.text
+
+
+def test_a_fold_whose_second_reservation_fails_leaves_nothing_half_made(
+    samples: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with as_process(1_000, samples, monkeypatch):
+        metrics.enable(0)
+        serve_a_while()
+        many_series()  # more than the first 64 KiB of the file the fold makes
+        metrics_sampler.disable()
+    before = samples_of(page_of(samples))
+    real = metrics_files._reserve
+    reservations: list[tuple[object, ...]] = []
+
+    def second_fails(*args: object) -> None:
+        # The first makes the file of the processes gone; whatever comes second fails.
+        reservations.append(args)
+        if len(reservations) == 2:
+            error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise metrics_files.SampleSpaceError(str(samples / "counter_gone.db"), error)
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(metrics_files, "_reserve", second_fails)
+    with caplog.at_level(logging.ERROR, logger="setpay.metrics"):
+        metrics.worker_gone(1_000, 1)
+    assert len(reservations) == 2
+    # Old code: counter_gone.db.partial was left, made outside the fold's cleanup.
+    assert not list(samples.glob("*.partial"))
+    assert not list(samples.glob("*_gone.db"))
+    assert (samples / "counter_1000.db").exists()
+    assert (samples / "histogram_1000.db").exists()
+    _assert_same_totals(samples_of(page_of(samples)), before)
+    assert "the sample files of process 1000, gone, stay unfolded" in caplog.text
+
+
+def test_a_histogram_series_cut_off_in_the_making_is_not_folded(
+    samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_process_serves(1_000, 0, samples, monkeypatch)
+    # What a disk filling between a series' sum and its last bucket leaves in its file.
+    name = "setpay_key_operation_duration_seconds"
+    documentation = "Time of one key-backend operation"
+    labels, cut_off = ["op", "algorithm"], ["sign", "cut-off"]
+    written = MmapedDict(str(samples / "histogram_1000.db"))  # type: ignore[no-untyped-call]
+    try:
+        for key in (
+            mmap_key(name, f"{name}_sum", labels, cut_off, documentation),
+            mmap_key(name, f"{name}_bucket", [*labels, "le"], [*cut_off, "0.001"], documentation),
+        ):
+            written.write_value(key, 1.0, 0.0)  # type: ignore[no-untyped-call]
+    finally:
+        written.close()  # type: ignore[no-untyped-call]
+    metrics.worker_gone(1_000, 1)
+    page = page_of(samples)
+    totals = samples_of(page)
+    # Old code: folded for good, a sum and a bucket with no +Inf.
+    assert not [s for s in totals if ("algorithm", "cut-off") in s[1]]
+    whole = {("op", "sign"), ("algorithm", "ecdsa-p256-sha256"), ("le", "+Inf")}
+    assert totals[(f"{name}_bucket", frozenset(whole))] == 1  # the whole ones stay
+    check_with_promtool(page)
 
 
 def test_nothing_is_folded_without_a_sample_directory(tmp_path: Path) -> None:
