@@ -61,7 +61,7 @@ from gateway.config import BankConfig, config_option
 from gateway.opening_keys import IssuedKeyExchange, OpeningKeys, ca_db_reader
 from gateway.renewal_lock import KeysLock, check_unlocked
 from hsm.base import KeyBackend, KeyHandle
-from hsm.errors import KeyBackendError, KeyNotFound
+from hsm.errors import KeyBackendError, KeyNotFound, PermanentBackendError
 from hsm.observer import Observer
 from hsm.uri import encode_uri_value, open_backend
 from setcore.credentials import Credentials, check_key_exchange_pair, older_version_remedy
@@ -328,20 +328,25 @@ def _certified_key(backend: KeyBackend, label: str, der: bytes) -> KeyHandle:
 
 
 def certified_version(backend: KeyBackend, label: str, der: bytes) -> KeyHandle:
-    """The version under ``label`` that ``der`` certifies: the newest, or an older one
-    when a newer version was never certified (a renewal that stopped before writing its
-    certificates, or ``setpay keys generate``); refused if none is."""
-    newest = backend.get(label)
+    """The version under ``label`` that ``der`` certifies: the newest, or an older one when a newer
+    one is uncertified (a renewal stopped before its certificates, ``setpay keys generate``) or two
+    keys' (``get`` refuses it, ``list_keys`` omits it: ``hsm.token_claims``); else refused."""
     wanted = spki_of(public_key_of(load_certificate(der)))
-    if spki_of(newest.public_key) == wanted:
+    try:
+        newest: KeyHandle | PermanentBackendError = backend.get(label)
+    except PermanentBackendError as refused:
+        newest = refused
+    if isinstance(newest, KeyHandle) and spki_of(newest.public_key) == wanted:
         return newest
     for key in backend.list_keys():
         if key.label == label and spki_of(key.public_key) == wanted:
-            log.warning(
-                "key %r v%d is not certified (a renewal that did not finish?); using v%d,"
-                " the key %s.der certifies", label, newest.version, key.version, label,
-            )  # fmt: skip
+            passed = newest if isinstance(newest, Exception) else (
+                f"key {label!r} v{newest.version} is not certified (a renewal that did not"
+                " finish?)")  # fmt: skip
+            log.warning("%s; using v%d, the key %s.der certifies", passed, key.version, label)
             return key
+    if isinstance(newest, Exception):
+        raise newest  # the certified key may be one of the two: the claim is the cause
     raise BankIncomplete(f"no version of key {label!r} is the key {label}.der certifies")
 
 

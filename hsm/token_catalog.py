@@ -36,8 +36,8 @@ id another private one carries (made by a logged-in user) is not used: the id ca
 which is setpay's, and operations find the key by its id.
 
 A version claimed by two setpay keys is used by neither, nor destroyed by a delete
-(``hsm.token_claims``): ``get`` of the label's newest passes over it to the newest
-version one key claims, and a refused version is read again only now and then.
+(``hsm.token_claims``): ``get`` of it refuses, by its number or as the label's newest,
+and a refused version is read again only now and then.
 
 Errors raised: ``KeyNotFound``, ``PermanentBackendError``, and those of
 ``TokenLink.run``.
@@ -132,27 +132,20 @@ class TokenCatalog:
         return usable
 
     def find(self, label: str, version: int | None) -> TokenKey:
-        """The key version (if ``version`` is None, the newest one key claims), re-reading
-        the token on a miss, and now and then for a version two keys claim."""
+        """The key version (the newest if ``version`` is None), re-reading the token on a
+        miss, and now and then for a version two keys claim."""
         check_label(label)
         check_version(version)
-        found, passed = self._lookup(label, version)
-        if found is None or ((passed or isinstance(found, str)) and self._may_read_again()):
+        found = self._lookup(label, version)
+        if found is None or (isinstance(found, str) and self._may_read_again()):
             # Another process may have added it, or removed one of two keys claiming it.
             self.refresh()
-            found, passed = self._lookup(label, version)
+            found = self._lookup(label, version)
         if isinstance(found, str):
             raise PermanentBackendError(found)
         if found is None:
             which = "" if version is None else f" v{version}"
             raise KeyNotFound(f"no key {label!r}{which} on {self._link.name}")
-        if passed:
-            with self._lock:
-                passed_first = self._claims.first_passed(passed)
-            for message in passed_first:
-                _log.warning(
-                    "%s; v%d, the newest one key claims, is used", message, found.handle.version
-                )
         return found
 
     def forget(self, key: TokenKey) -> None:
@@ -164,7 +157,7 @@ class TokenCatalog:
     def handle_after_change(self, key: KeyId) -> KeyHandle:
         """Re-read the token after a change; the changed key's handle."""
         self.refresh()
-        found, _ = self._lookup(*key)
+        found = self._lookup(*key)
         if isinstance(found, str):
             raise PermanentBackendError(found)
         if found is None:
@@ -218,19 +211,18 @@ class TokenCatalog:
         with self._lock:
             return self._claims.refused.get(key)
 
-    def _lookup(self, label: str, version: int | None) -> tuple[TokenKey | str | None, list[KeyId]]:
-        """The key version as last read, or why it is refused; for None, the newest one
-        key claims (or, if none does, why the newest is refused) with the versions two
-        keys claim above it."""
+    def _lookup(self, label: str, version: int | None) -> TokenKey | str | None:
+        """The key version as last read (the newest if None), or why it is refused."""
         with self._lock:
-            if version is not None:
-                refused = self._claims.refused.get((label, version))
-                return refused or self._keys.get((label, version)), []
-            usable = max((v for (name, v) in self._keys if name == label), default=None)
-            above = self._claims.newer_than(label, usable)
-            if usable is None:
-                return (self._claims.refused[above[-1]] if above else None), []
-            return self._keys[(label, usable)], above
+            refused = self._claims.refused
+            if version is None:
+                versions = [v for (name, v) in [*self._keys, *refused] if name == label]
+                if not versions:
+                    return None
+                # A newest version two keys claim names neither, and no other either: the
+                # caller means the newest, which the token cannot say (``hsm.token_claims``).
+                version = max(versions)
+            return refused.get((label, version)) or self._keys.get((label, version))
 
     def _probe_oaep(self, private: Any, key: TokenKey) -> KemAlgorithm | None:
         """The best OAEP the token decrypts, found by encrypting to ``key`` and decrypting."""

@@ -4,21 +4,24 @@ A version claimed by two setpay keys (made by processes that took different key 
 ``hsm.token_login``'s "Lock names") is used by neither once a rebuild of the catalog has
 seen both: the token cannot say which one a handle, a certificate or a peer means, and
 either (the one listed last, say) may sign or open with a key the caller does not mean.
-``get`` of it raises ``PermanentBackendError`` naming both CKA_IDs; ``list_keys`` leaves
-both out; a ``delete`` that includes it destroys nothing (``hsm.token_catalog.objects_of``,
-which reads the token itself): "version n" would be two keys. ``get`` of the label's
-newest gives the newest version one key claims (said once per claim: a bank whose
-uncertified renewal was claimed twice still starts on its certified version), and is
-refused only when no version is. New versions go above every version setpay's metadata
-names, used or not (``hsm.token_creation``). The operator removes the unwanted key by its
-CKA_ID (its metadata, left, is ignored), and the other is used again.
+``get`` of it raises ``PermanentBackendError`` naming both CKA_IDs, and so does ``get`` of
+the label's newest when it is the newest: a caller of "the newest" (the token-sealing
+key, a CA key) cannot tell whether the version below is the one it means, and given it
+would use a key it does not mean, unwarned (a cap token sealed under the newest then
+fails as sealed to another). A caller that can tell, by a certificate, looks among the
+versions ``list_keys`` gives (``gateway.bank_pki.certified_version``). ``list_keys``
+leaves both out; a ``delete`` that includes it destroys nothing
+(``hsm.token_catalog.objects_of``, which reads the token itself): "version n" would be two
+keys. New versions go above every version setpay's metadata names, used or not
+(``hsm.token_creation``). The operator removes the unwanted key by its CKA_ID (its
+metadata, left, is ignored), and the other is used again.
 
-Each claim is logged once per catalog (a WARNING when a reading first finds it, and when
-``get`` of the newest first passes over it), not at every call. A refused version is
-read again (the whole token, as any miss is) at most once per ``REREAD_SECONDS``: every
-call on it would otherwise re-read the token under the module lock, which every signing
-thread of the process waits for. An operator's repair is seen within that time, or at
-once by ``list_keys`` or any change made through the backend.
+Each claim is logged once per catalog (a WARNING when a reading first finds it), not at
+every call. A refused version is read again (the whole token, as any miss is) at most
+once per ``REREAD_SECONDS``: every call on it would otherwise re-read the token under the
+module lock, which every signing thread of the process waits for. An operator's repair
+is seen within that time, or at once by ``list_keys`` or any change made through the
+backend.
 """
 
 from __future__ import annotations
@@ -44,13 +47,11 @@ class Claims:
 
     def __init__(self) -> None:
         self.refused: dict[KeyId, str] = {}  # each with the message that refuses it
-        self._passed: set[KeyId] = set()  # those get(label) has said it passed over
         self._read_at = -math.inf
 
     def replace(self, refused: dict[KeyId, str]) -> list[str]:
         """Take a new reading's claims; the messages of those it finds first (to log)."""
         new = [key_id for key_id, message in refused.items() if self.refused.get(key_id) != message]
-        self._passed &= refused.keys() - set(new)  # said again once a claim changes
         self.refused = refused
         self._read_at = time.monotonic()
         return [refused[key_id] for key_id in new]
@@ -58,21 +59,6 @@ class Claims:
     def may_read_again(self) -> bool:
         """Whether a refused version may be looked for on the token again (see module)."""
         return time.monotonic() - self._read_at >= REREAD_SECONDS
-
-    def newer_than(self, label: str, version: int | None) -> list[KeyId]:
-        """The refused versions of ``label`` above ``version`` (all if None), oldest first."""
-        return sorted(
-            key_id
-            for key_id in self.refused
-            if key_id[0] == label and (version is None or key_id[1] > version)
-        )
-
-    def first_passed(self, passed: Iterable[KeyId]) -> list[str]:
-        """The messages of the versions in ``passed`` not said to be passed over yet."""
-        # Read again by another thread since: only what is still refused is said.
-        new = [key_id for key_id in passed if key_id in self.refused.keys() - self._passed]
-        self._passed.update(new)
-        return [self.refused[key_id] for key_id in new]
 
 
 def claimed_twice(keys: Iterable[TokenKey]) -> dict[KeyId, list[bytes]]:

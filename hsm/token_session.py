@@ -118,6 +118,18 @@ KEY_LOCK_ATTEMPTS = 3
 ABSENT_RESCAN_SECONDS = 1.0
 
 
+class KeyLockHeld(threading.local):
+    """The stem of the key lock this thread holds (``TokenLink.admin_lock``), if any.
+
+    Read at every token call (``_ensure_connected``), by signing threads that never take
+    the lock: the class attribute answers them in ~30 ns, where ``getattr(local, name,
+    None)`` on a plain ``threading.local`` never set in the thread raises and catches an
+    AttributeError inside, ~300 ns.
+    """
+
+    stem: str | None = None
+
+
 class TokenLink:
     """One backend's connection to its token (see the module docstring)."""
 
@@ -144,7 +156,7 @@ class TokenLink:
         self._pin_latch = PinLatch(config.pin_source)
         where = (config.module, lock_directory(config.lock_dir))
         self._locks = TokenLocks(*where, self._pin_latch, config.token_label, config.token_serial)
-        self._key_lock = threading.local()  # the key lock's stem this thread holds, if any
+        self._key_lock = KeyLockHeld()
         on_fork_in_child(self)
         with self._cryptoki.lock:
             self._ensure_connected()
@@ -317,8 +329,8 @@ class TokenLink:
             self._broken = True
         if self._broken:
             self._connect()
-        held = getattr(self._key_lock, "stem", None)  # ~50 ns: nothing next to a token call
-        if held not in (None, self._locks.stem):
+        held = self._key_lock.stem  # ~30 ns with the check below (``KeyLockHeld``)
+        if held is not None and held != self._locks.stem:
             # Reconnected, under a key lock, to a token that is not the lock's.
             raise TransientBackendError(
                 f"{self.name} is another token than when its key lock was taken "
