@@ -224,7 +224,7 @@ class Bank:
     page: PageProbe = no_page
     process_cpu: cpu.ProcessCpuProbe = cpu.no_process_probe
     spread: WorkerSpread | None = None
-    processes: cpu.ServerProcesses | None = None  # a bank the bench started
+    processes: cpu.WatchedCpu | None = None  # its CPU, if watched
 
 
 def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> Bank:
@@ -257,11 +257,13 @@ def _target_bank(args: argparse.Namespace) -> Bank:
                          "accounts in that bank's ledger")  # fmt: skip
     config = load(args.bank_config)
     access = GatewayAccess.from_tls_dir(args.target, _tls(config))
-    probe = cpu.scrape(args.metrics_url) if args.metrics_url else cpu.no_probe
+    page_cpu = cpu.PageCpu(args.metrics_url) if args.metrics_url else None
+    probe = page_cpu.server_cpu if page_cpu is not None else cpu.no_probe
     page = page_probe(args.metrics_url) if args.metrics_url else no_page
     ca_target = args.ca_target or dialable(config.ca_listen)
     workers = config.workers if args.workers is None else args.workers
-    return Bank(config, args.bank_config, access, ca_target, probe, workers, page=page)
+    return Bank(config, args.bank_config, access, ca_target, probe, workers, page=page,
+                processes=page_cpu)  # fmt: skip
 
 
 def dialable(listen: str) -> str:
@@ -272,7 +274,7 @@ def dialable(listen: str) -> str:
 
 
 def _references(
-    bank: Bank, workdir: Path, stack: ExitStack, watched: dict[Service, cpu.ServerProcesses]
+    bank: Bank, workdir: Path, stack: ExitStack, watched: dict[Service, cpu.WatchedCpu]
 ) -> list[Target]:
     targets = []
     for mode, service in (("ceiling", Service.CEILING), ("echo", Service.ECHO)):
@@ -289,11 +291,10 @@ def _references(
     return targets
 
 
-def changed_processes(
-    result: BenchResult, watched: dict[Service, cpu.ServerProcesses]
-) -> list[str]:
+def changed_processes(result: BenchResult, watched: dict[Service, cpu.WatchedCpu]) -> list[str]:
     """A DOUBT for each server the bench started whose processes changed while it read
-    their CPU (``cpu.ServerProcesses``), naming the runs whose server CPU is unknown."""
+    their CPU (``cpu.ServerProcesses``), and for a --target bank whose CPU counter went
+    back (``cpu.PageCpu``), naming the runs whose server CPU is unknown."""
     found = []
     for service, processes in watched.items():
         if not processes.changes:
@@ -304,10 +305,12 @@ def changed_processes(
         where = f"its server CPU is unknown (-) in {', '.join(unknown)}" if unknown else (
             "between runs, its server CPU known"
         )  # fmt: skip
+        how = "its CPU counter went back: it restarted" if isinstance(processes, cpu.PageCpu) else (
+            "one ended or started, as a restarted worker does")  # fmt: skip
         found.append(
-            f"the {service}'s processes changed while the bench read their CPU (one ended or"
-            f" started, as a restarted worker does): {where}; the runs around the change "
-            "measured a server that was not steady; repeat the run"
+            f"the {service}'s processes changed while the bench read their CPU ({how}):"
+            f" {where}; the runs around the change measured a server that was not steady;"
+            " repeat the run"
         )
     return found
 
@@ -418,8 +421,8 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
                    workers=bank.workers, process_cpu=bank.process_cpu, spread=bank.spread,
                    ledger=probe)
         ]  # fmt: skip
-        # The servers the bench started, whose processes it watches (``changed_processes``).
-        watched: dict[Service, cpu.ServerProcesses] = {}
+        # Servers whose processes the bench watches, a target's CPU page (``changed_processes``).
+        watched: dict[Service, cpu.WatchedCpu] = {}
         if bank.processes is not None:
             watched[Service.GATEWAY] = bank.processes
         if args.ceiling:

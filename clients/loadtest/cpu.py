@@ -21,7 +21,9 @@ For a bank the bench did not start, the only honest source is the bank's own met
 ``scrape`` reads a counter from its Prometheus page. A setpay bank serves the CPU of all
 its processes as ``setpay_bank_cpu_seconds_total`` (``gateway.bank_cpu``); a server that
 does not, but exports the standard ``process_cpu_seconds_total`` of one process, is read
-from that instead.
+from that instead. A counter below the reading before it (the bank restarted between them:
+its processes' CPU began again at 0) is a change as above (``PageCpu``): that reading is
+None, never a figure that went back.
 """
 
 from __future__ import annotations
@@ -166,19 +168,45 @@ def shares_between(
     return tuple(u / total for u in used)
 
 
-def scrape(url: str, metrics: Sequence[str] = PAGE_CPU_METRICS) -> ServerCpuProbe:
-    """A probe of the first of ``metrics`` the Prometheus page at ``url`` has, summed over
-    its samples (None when the page cannot be read or has none of them)."""
-    metrics_page.check_url(url)
+class PageCpu:
+    """A server's CPU read from its Prometheus page (``server_cpu``, a ``ServerCpuProbe``:
+    the first of ``metrics`` the page has, summed over its samples), and ``changes`` as
+    ``ServerProcesses`` counts them: how many times the counter went back (or another of
+    ``metrics`` was read) since the reading before, which is how a restart of the bank
+    shows on its page. Such a reading is None: the run it ends shows its server CPU
+    unknown, never negative, and the run after it starts from it."""
 
-    def probe() -> float | None:
-        text = metrics_page.fetch(url)
+    def __init__(self, url: str, metrics: Sequence[str] = PAGE_CPU_METRICS) -> None:
+        metrics_page.check_url(url)
+        self._url = url
+        self._metrics = tuple(metrics)
+        self._last: tuple[str, float] | None = None  # the counter last read, and its value
+        self.changes = 0
+
+    def server_cpu(self) -> float | None:
+        """The counter's value (None when the page cannot be read, has none of the
+        metrics, or after a change: see above)."""
+        text = metrics_page.fetch(self._url)
         if text is None:
             return None
-        found = metrics_page.sums(text, frozenset(metrics))
-        return next((found[name] for name in metrics if name in found), None)
+        found = metrics_page.sums(text, frozenset(self._metrics))
+        name = next((name for name in self._metrics if name in found), None)
+        if name is None:
+            return None
+        last, self._last = self._last, (name, found[name])
+        if last is not None and (last[0] != name or found[name] < last[1]):
+            self.changes += 1
+            return None
+        return found[name]
 
-    return probe
+
+#: A server's CPU the bench watches for changes (``changes``): its processes, or its page.
+WatchedCpu = ServerProcesses | PageCpu
+
+
+def scrape(url: str, metrics: Sequence[str] = PAGE_CPU_METRICS) -> ServerCpuProbe:
+    """A probe of the CPU a server's Prometheus page at ``url`` shows (``PageCpu``)."""
+    return PageCpu(url, metrics).server_cpu
 
 
 def no_probe() -> float | None:

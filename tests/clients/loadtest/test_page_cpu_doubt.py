@@ -1,0 +1,69 @@
+"""A --target bank whose CPU counter went back (it restarted during a run): the run's
+server CPU is unknown and the bench says DOUBT, as for a server it started whose
+processes changed (``cli.bench.changed_processes``, ``cpu.PageCpu``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from cli import bench
+from cli.bench import changed_processes
+from clients.loadtest import cpu
+from clients.loadtest.bench import BenchResult, StepResult
+from clients.loadtest.channels import GatewayAccess
+from clients.loadtest.load import OpenLoop
+from clients.loadtest.plan import Plan, Service
+from clients.loadtest.report import all_doubts, run_status, to_text
+from clients.loadtest.tally import Tally
+
+
+def _result(server_cpu: float | None) -> BenchResult:
+    tally = Tally(
+        target="gateway", shape="open loop 20/s", offered_rate=20.0, duration=5.0, sent=100,
+        ok=100, errors=0, timeouts=0, throughput=20.0, latency=None, client_cpu_seconds=0.1,
+        server_cpu_seconds=server_cpu, max_in_flight=3, send_lag_max_ms=0.0, exhausted=False,
+        outcomes={"approved": 100},
+    )  # fmt: skip
+    step = StepResult(OpenLoop(20.0, 5.0), {Service.GATEWAY: tally})
+    return BenchResult({}, Plan(duration=5.0, rates=(20.0,)), steps=[step])
+
+
+def test_a_counter_that_went_back_is_a_doubt_naming_the_run() -> None:
+    result = _result(None)
+    page = cpu.PageCpu("http://127.0.0.1:1/metrics")
+    page.changes = 1
+    result.doubts += changed_processes(result, {Service.GATEWAY: page})
+    (doubt,) = all_doubts(result)
+    assert doubt.startswith(
+        "the gateway's processes changed while the bench read their CPU (its CPU counter"
+        " went back: it restarted): its server CPU is unknown (-) in open loop 20/s;"
+    )
+    assert f"  DOUBT: {doubt}\n" in to_text(result)
+    assert run_status(result, failed=1, not_clean=3) == 3
+
+
+def test_a_counter_that_never_went_back_is_no_doubt() -> None:
+    result = _result(0.5)
+    assert changed_processes(result, {Service.GATEWAY: cpu.PageCpu("http://127.0.0.1:1/")}) == []
+    assert run_status(result, failed=1, not_clean=3) == 0
+
+
+def test_a_target_bank_with_a_metrics_page_has_its_counter_watched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bank's configuration and TLS files matter not here: only what is watched.
+    monkeypatch.setattr(bench, "load", lambda path: argparse.Namespace(
+        ca_listen="127.0.0.1:1", workers=1, insecure=True, base_dir=tmp_path))  # fmt: skip
+    monkeypatch.setattr(GatewayAccess, "from_tls_dir", lambda *_: None)
+    args = argparse.Namespace(
+        bank_config=tmp_path / "setpay.toml", target="127.0.0.1:2", ca_target=None,
+        workers=None, metrics_url="http://127.0.0.1:3/metrics",
+    )  # fmt: skip
+    watched = bench._target_bank(args)
+    assert isinstance(watched.processes, cpu.PageCpu)
+    assert watched.gateway_cpu == watched.processes.server_cpu
+    args.metrics_url = None
+    assert bench._target_bank(args).processes is None  # nothing to watch: CPU unknown
