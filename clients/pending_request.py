@@ -23,18 +23,53 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from clients.errors import RegistrationOutcomeUnknown
 from setcore.error_message import request_digest
+from setcore.errors import ErrorCode
 from setcore.freshness import new_id
 from setcore.pki.roles import CertificateUsage
 from setcore.pki.truststore import TrustStore
+from setcore.registration import UNDECIDED
 from setcore.registration_certreq import CertStatusUnknown, Exchange
 from setpay.v1 import registration_pb2
 
 P = ParamSpec("P")
 R = TypeVar("R")
+S = TypeVar("S", bound="_Status")
+T = TypeVar("T")
+
+# The one answer meaning the CA holds no request for the registration: a CertInq finds
+# none. The CertReq never arrived, or the CA refused it (it keeps no refused request); no
+# certificate was issued either way.
+NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
+# A request the CA has not decided (``setcore.registration.UNDECIDED``) is asked about
+# this many times, this far apart, before the command leaves it for a later run: a CA
+# that decides automatically answers within these seconds; one waiting for a person will
+# not, whatever we wait.
+PENDED_POLLS = 3
+PENDED_POLL_SECONDS = 1.0
+
+
+class _Status(Protocol):
+    @property
+    def status(self) -> int: ...
+
+
+def polled(
+    answer: tuple[S, T], ask: Callable[[T], tuple[S, T]], sleep: Callable[[float], None]
+) -> tuple[S, T]:
+    """The CA's ``answer`` about a request (its result, and the state it was opened
+    under), asked about again with ``ask`` (a CertInq from that state) while it says the
+    request is ``UNDECIDED``, up to ``PENDED_POLLS`` times: its last answer."""
+    result, state = answer
+    for _ in range(PENDED_POLLS):
+        if result.status not in UNDECIDED:
+            break
+        sleep(PENDED_POLL_SECONDS)
+        result, state = ask(state)
+    return result, state
 
 
 def resumed_exchange(

@@ -59,6 +59,11 @@ from setpay.v1 import common_pb2, crypto_pb2, registration_pb2
 
 REQUEST_COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 REQUEST_PENDED = registration_pb2.CERT_STATUS_CODE_REQUEST_PENDED
+REQUEST_IN_PROGRESS = registration_pb2.CERT_STATUS_CODE_REQUEST_IN_PROGRESS
+#: The CertStatus codes of a request the CA has not decided yet (SET-PROTOCOL.md 4.1:
+#: requestPended, a person decides; requestInProgress, the CA is still at it): it may
+#: still certify the request, so a requester keeps it, and its keys, for a later run.
+UNDECIDED = frozenset({REQUEST_PENDED, REQUEST_IN_PROGRESS})
 DECRYPTION_ERROR = registration_pb2.CERT_STATUS_CODE_DECRYPTION_ERROR
 SIG_VALIDATION_FAIL = registration_pb2.CERT_STATUS_CODE_SIG_VALIDATION_FAIL
 REJECTED_BY_AGENT = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_AGENT
@@ -405,10 +410,12 @@ __all__ = [
     "DECRYPTION_ERROR",
     "REJECTED_BY_AGENT",
     "REQUEST_COMPLETE",
+    "REQUEST_IN_PROGRESS",
     "REQUEST_KINDS",
     "REQUEST_PENDED",
     "SIGNATURE_CODES",
     "SIG_VALIDATION_FAIL",
+    "UNDECIDED",
     "CaContact",
     "FormTemplate",
     "RegistrationForm",

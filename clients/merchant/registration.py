@@ -57,6 +57,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,7 @@ from clients.identity import (
 from clients.merchant.config import MerchantConfig
 from clients.merchant.form_filling import filled_fields
 from clients.merchant.registration_again import check_may_register
-from clients.merchant.registration_inquiry import (
-    NEVER_RECEIVED,
-    UNDECIDED,
-    answer_to_recorded,
-    inquired,
-    polled,
-)
+from clients.merchant.registration_inquiry import answer_to_recorded, inquired
 from clients.merchant.registration_pending import (
     CA_TARGET,
     KEY_EXCHANGE_LABEL,
@@ -97,7 +92,7 @@ from clients.merchant.registration_pending import (
     save_pending,
     unrecorded,
 )
-from clients.pending_request import unknown_status_reported
+from clients.pending_request import NEVER_RECEIVED, polled, unknown_status_reported
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials, KeyExchangeChooser
@@ -105,7 +100,7 @@ from setcore.encoding import thumbprint
 from setcore.errors import PeerError, SetcoreError
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
-from setcore.registration import CERT_STATUS_NAMES, request_kind
+from setcore.registration import CERT_STATUS_NAMES, UNDECIDED, request_kind
 from setcore.registration_merchant import (
     MeAqCInitState,
     MerchantCertificates,
@@ -372,7 +367,8 @@ class MerchantRegistrar:
         then store what it decided: one still undecided stays recorded with its keys, as
         the CA may yet certify it; a refusal drops both (``_refused``)."""
         answer = (result, state)
-        result, state = polled(self._authority, self._backend, self._trust, answer, self._sleep)
+        ask = partial(inquired, self._authority, self._backend, self._trust)
+        result, state = polled(answer, ask, self._sleep)
         name = CERT_STATUS_NAMES.get(result.status, str(result.status))
         if result.status in UNDECIDED:
             self._save_pending(state)

@@ -10,21 +10,22 @@ request it may have certified the first time. Only CertInq says (``answer_to_rec
 Two CertStatus codes say the CA has not decided yet (``UNDECIDED``): REQUEST_PENDED (a
 person decides) and REQUEST_IN_PROGRESS (the CA is still at it). setpay's CA sends
 neither to a merchant; another CA, or a later release, may send either, and may still
-certify the request after either: both are asked about with CertInq (``polled``), then
-kept recorded with their keys for a later run, never taken for a refusal. Every other
-CertStatus (SET-PROTOCOL.md 4.1) is the CA's decision of the request.
+certify the request after either: both are asked about with CertInq
+(``clients.pending_request.polled``), then kept recorded with their keys for a later
+run, never taken for a refusal. Every other CertStatus (SET-PROTOCOL.md 4.1) is the CA's
+decision of the request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from clients.authority import AuthorityClient
+from clients.pending_request import NEVER_RECEIVED
 from hsm.base import KeyBackend
-from setcore.errors import ErrorCode, PeerError
+from setcore.errors import PeerError
 from setcore.pki.truststore import TrustStore
-from setcore.registration import CERT_STATUS_NAMES, REQUEST_PENDED
+from setcore.registration import CERT_STATUS_NAMES, UNDECIDED
 from setcore.registration_merchant import (
     MerchantCertificates,
     MerchantRequestState,
@@ -34,17 +35,6 @@ from setcore.registration_merchant import (
 from setpay.v1 import registration_pb2
 
 log = logging.getLogger("setpay.merchant")
-
-# The CA holds no request of this registration: nothing was certified.
-NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
-# The CertStatus codes of a request the CA has not decided: it may still certify it, so
-# its record and keys are kept (SET-PROTOCOL.md 4.1: requestPended, requestInProgress).
-UNDECIDED = frozenset({REQUEST_PENDED, registration_pb2.CERT_STATUS_CODE_REQUEST_IN_PROGRESS})
-# An undecided request is asked about this many times, this far apart, before the command
-# gives up and leaves registration.json for a later run: a CA that decides automatically
-# answers within these seconds; one waiting for a person will not, whatever we wait.
-PENDED_POLLS = 3
-PENDED_POLL_SECONDS = 1.0
 
 Answer = tuple[MerchantCertificates, MerchantRequestState]
 
@@ -56,24 +46,6 @@ def inquired(
     inquiry, state = build_merchant_cert_inquiry(backend, state)
     response = authority.cert_inq(inquiry)
     return open_merchant_cert_response(response, state, trust), state
-
-
-def polled(
-    authority: AuthorityClient,
-    backend: KeyBackend,
-    trust: TrustStore,
-    answer: Answer,
-    sleep: Callable[[float], None],
-) -> Answer:
-    """The CA's ``answer`` about a request, asked about again with CertInq while it says
-    the request is ``UNDECIDED``, up to ``PENDED_POLLS`` times: its last answer."""
-    result, state = answer
-    for _ in range(PENDED_POLLS):
-        if result.status not in UNDECIDED:
-            break
-        sleep(PENDED_POLL_SECONDS)
-        result, state = inquired(authority, backend, trust, state)
-    return result, state
 
 
 def answer_to_recorded(

@@ -20,21 +20,20 @@ CertStatus this release does not know (``clients.pending_request``).
 Two CertStatus codes say the CA has not decided yet (``UNDECIDED``): REQUEST_PENDED (a
 person decides) and REQUEST_IN_PROGRESS (the CA is still at it). setpay's CA sends only
 the first; another CA, or a later release, may send either, and may still certify the
-request after either: both are asked about with CertInq (``polled``), then kept with their
-key version for a later run, never taken for a refusal. Every other CertStatus
-(SET-PROTOCOL.md 4.1) is the CA's decision of the request.
+request after either: both are asked about with CertInq
+(``clients.pending_request.polled``), then kept with their key version for a later run,
+never taken for a refusal. Every other CertStatus (SET-PROTOCOL.md 4.1) is the CA's
+decision of the request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from clients.authority import AuthorityClient
 from hsm.base import KeyBackend
 from setcore.errors import ErrorCode, PeerError
 from setcore.pki.truststore import TrustStore
-from setcore.registration import REQUEST_PENDED
 from setcore.registration_cardholder import (
     CardCertificate,
     CardRequestState,
@@ -53,18 +52,6 @@ log = logging.getLogger("setpay.wallet")
 ASK_BEFORE_REGISTERING = frozenset(
     {ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, ErrorCode.ERROR_CODE_RRPID_REUSED}
 )
-# The one answer meaning the CA holds no request for the registration: a CertInq finds
-# none. The CertReq never arrived, or the CA refused it (it keeps no refused request); no
-# certificate was issued either way.
-NEVER_RECEIVED = ErrorCode.ERROR_CODE_UNKNOWN_LID
-# The CertStatus codes of a request the CA has not decided: it may still certify it, so
-# its pending state and key version are kept (SET-PROTOCOL.md 4.1: requestPended,
-# requestInProgress).
-UNDECIDED = frozenset({REQUEST_PENDED, registration_pb2.CERT_STATUS_CODE_REQUEST_IN_PROGRESS})
-# An undecided request is asked about this many times, this far apart, before the command
-# leaves it for a later run (see clients.merchant.registration for the reasoning).
-PENDED_POLLS = 3
-PENDED_POLL_SECONDS = 1.0
 
 
 def answer_to_held(
@@ -92,29 +79,10 @@ def answer_to_held(
             )  # fmt: skip
     else:
         log.info("resuming the pended registration of card %s with CertInq", masked)
-    return _inquired(authority, backend, trust, state)
+    return inquired(authority, backend, trust, state)
 
 
-def polled(
-    authority: AuthorityClient,
-    backend: KeyBackend,
-    trust: TrustStore,
-    answer: tuple[CardCertificate, CardRequestState],
-    sleep: Callable[[float], None],
-) -> tuple[CardCertificate, CardRequestState]:
-    """The CA's ``answer`` about a request, asked about again with CertInq while it says
-    the request is ``UNDECIDED``, up to ``PENDED_POLLS`` times: its last answer, with the
-    state it was opened under."""
-    result, state = answer
-    for _ in range(PENDED_POLLS):
-        if result.status not in UNDECIDED:
-            break
-        sleep(PENDED_POLL_SECONDS)
-        result, state = _inquired(authority, backend, trust, state)
-    return result, state
-
-
-def _inquired(
+def inquired(
     authority: AuthorityClient, backend: KeyBackend, trust: TrustStore, state: CardRequestState
 ) -> tuple[CardCertificate, CardRequestState]:
     # The answer is opened as a CertRes is: an issued certificate must certify the key

@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -60,12 +61,12 @@ from clients.identity import (
     read_certificates,
     write_certificates,
 )
-from clients.pending_request import unknown_status_reported
+from clients.pending_request import NEVER_RECEIVED, polled, unknown_status_reported
 from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
 from clients.wallet.credentials import card_credentials
 from clients.wallet.form_filling import filled_fields
-from clients.wallet.held_request import NEVER_RECEIVED, UNDECIDED, answer_to_held, polled
+from clients.wallet.held_request import answer_to_held, inquired
 from clients.wallet.pending import (
     pending_record,
     pending_version,
@@ -82,7 +83,7 @@ from setcore.pan import PAN
 from setcore.pki.roles import CARDHOLDER, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import Profile
-from setcore.registration import CERT_STATUS_NAMES, RegistrationForm
+from setcore.registration import CERT_STATUS_NAMES, UNDECIDED, RegistrationForm
 from setcore.registration_cardholder import (
     ENROLMENT_CODE_FIELD,
     CardCertificate,
@@ -383,7 +384,8 @@ class CardholderRegistrar:
         for a later run, as the CA may yet certify it. ``current``: for a renewal, the card
         as registered before it (kept until the renewal is done)."""
         answer = (result, state)
-        result, state = polled(self._authority, self._backend, self._trust, answer, self._sleep)
+        ask = partial(inquired, self._authority, self._backend, self._trust)
+        result, state = polled(answer, ask, self._sleep)
         if result.status in UNDECIDED:
             self._seal_pending(state, current)
             log.info(
