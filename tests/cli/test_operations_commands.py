@@ -25,7 +25,7 @@ OPERATIONS = (ROOT / "docs" / "OPERATIONS.md").read_text()
 _PROMPTS = ("# ", "$ ")
 # Placeholders the guide writes for a value its prose explains, where the parser wants a
 # value of a form: each stands for an example of that form.
-_PLACEHOLDERS = {"N": "2", "PORT": "9464", "THUMB": "ab" * 32}
+_PLACEHOLDERS = {"N": "2", "OP": "0a1b2c3d", "PORT": "9464", "THUMB": "ab" * 32}
 # A code span that sets an option to a value: a command to run, not a name.
 _SETS_AN_OPTION = re.compile(r"(?:^|\s)--[a-z][a-z-]*\s+[^\s-]")
 _SPAN = re.compile(r"`(setpay [^`]+)`")
