@@ -8,6 +8,11 @@ so a retry gets the exact signed AuthRes bytes the first call got (the reply's
 the ledger's transaction. The decision is counted (``gateway.metrics``) once its answer
 is committed; a retry answered from the stored bytes decides nothing and is not counted
 again.
+
+How old a PI may be (its signed order date, ``PI_MAX_AGE_MS``) is this gateway's bound;
+the check is setcore's (``check_order_date``). A retry of bytes already decided is
+answered from the ledger even once its PI is past the bound (``gateway.servicer`` looks
+the stored answer up when a check refuses them).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from gateway.ledger import (
     Responder,
     new_hold_id,
 )
+from gateway.ledger.ledger import HOLD_LIFETIME_MS
 from gateway.ledger.limits import MAX_AMOUNT
 from gateway.outcomes import auth_code_for, resp_reason_for
 from setcore.authorization import (
@@ -34,6 +40,7 @@ from setcore.authorization import (
     amount_agrees,
     build_auth_response,
     check_agreement,
+    check_order_date,
     open_auth_request,
     open_payment_instruction,
     seal_cap_token,
@@ -44,6 +51,13 @@ log = logging.getLogger("setpay.gateway")
 
 # A short, non-secret reference the merchant can quote to the acquirer.
 APPROVAL_CODE_CHARS = 6
+
+# How long after the purchase a merchant may have it authorized: the order date the
+# cardholder signed in the PI (PReqDate) may be this old at most. The life of a hold
+# (the ledger's default): long enough for a merchant that authorizes after its own checks
+# (fraud review, stock) or a weekend; a PI older than that asks for an authorization that,
+# asked at the purchase, would have lapsed by now, on the cardholder's consent of then.
+PI_MAX_AGE_MS = HOLD_LIFETIME_MS
 
 
 def _cap_token(bank: Bank, request: VerifiedAuthRequest, outcome: Authorized) -> bytes:
@@ -100,6 +114,7 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
         request, opening, bank.trust, at=bank.as_of_time, now=bank.as_of_ms
     )
     pi = open_payment_instruction(verified, opening, bank.trust, at=bank.as_of_time)
+    check_order_date(pi, max_age_ms=PI_MAX_AGE_MS, now=bank.as_of_ms)
     check_agreement(verified, pi)
     if log.isEnabledFor(logging.INFO):
         log.info(

@@ -14,8 +14,11 @@ The gateway's checklist (SET-PROTOCOL.md 6.2 and 9.3) is split in the order it r
    blinded account in the cardholder certificate and PANData's padding (one size for
    every PAN, ``dualsig.build_pan_data``), and refuse a PI asking for an installment or
    recurring plan (MESSAGE_NOT_SUPPORTED: setpay runs none).
-3. ``check_agreement``: what the merchant says equals what the cardholder signed (order
-   digests, HOD, transaction ids, merchant identity, brand).
+3. ``check_order_date``: the order date the cardholder signed in the PI (PReqDate) is no
+   older than the gateway's bound and not ahead of its clock by more than the freshness
+   window (MESSAGE_TOO_OLD / MESSAGE_TOO_NEW): the AuthReq around a PI is dated afresh.
+4. ``check_agreement``: what the merchant says equals what the cardholder signed (order
+   digests, each a digest's size, HOD, transaction ids, merchant identity, brand).
 
 The amount (AuthReqAmt <= PurchAmt, same currency and exponent) is a business decision:
 ``amount_agrees`` lets the gateway answer with a signed decline rather than an Error.
@@ -27,6 +30,7 @@ EncB request, an answer naming its request) is ``setcore.gateway_exchange``'s.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,7 +50,7 @@ from setcore.encoding import content_type_of, parse_strict
 from setcore.envelope import Recipient
 from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
-from setcore.freshness import check_id, check_rrpid, new_id, now_ms
+from setcore.freshness import check_date, check_id, check_rrpid, new_id, now_ms
 from setcore.gateway_exchange import (
     check_names_us,
     check_rr_tags,
@@ -71,6 +75,8 @@ AUTH_RES_BAGGAGE_CT = content_type_of(authorization_pb2.AuthResBaggage)
 CAP_TOKEN_CT = content_type_of(authorization_pb2.CapTokenData)
 PI_CT = content_type_of(purchase_pb2.PIDualSigned)
 AUTHORIZE_REQUEST_CT = content_type_of(authorization_pb2.AuthorizeRequest)
+# The size of a DD (``setcore.encoding.digest``, SHA-256): HOIData and HOD2 are one each.
+DD_BYTES = hashlib.sha256().digest_size
 
 
 # --- merchant side: AuthReq ---------------------------------------------------------
@@ -266,9 +272,38 @@ def open_payment_instruction(
     return PaymentInstruction(view, cardholder, pan, expiry)
 
 
+def check_order_date(pi: PaymentInstruction, *, max_age_ms: int, now: int | None = None) -> None:
+    """The order date the cardholder signed (PIHead's PReqDate) is recent (SET-PROTOCOL.md
+    9.3.5: dates checked against a window).
+
+    The AuthReq around a PI is dated afresh by the merchant and checked against the
+    freshness window; the PI's own date is not, so without this a merchant could hold a
+    PI and have it authorized long after the purchase. ``max_age_ms`` is how long after
+    the purchase the gateway lets a merchant ask; ahead of ``now`` (the moment the
+    request is checked as of; None: now) it may be by the clocks' tolerance only
+    (``freshness.FRESHNESS_WINDOW_MS``). A SET Error, MESSAGE_TOO_OLD or MESSAGE_TOO_NEW,
+    like the PI's other refusals: nothing is decided, held or stored, and the PI is not
+    spent. A retry of bytes already decided still gets its stored answer
+    (``gateway.servicer`` looks it up when a check refuses them).
+    """
+    check_date(
+        pi.head.trans_ids.preq_date_unix_ms, now_ms() if now is None else now,
+        max_age_ms=max_age_ms, what="PReqDate signed in the PI",
+    )  # fmt: skip
+
+
 def check_agreement(request: VerifiedAuthRequest, pi: PaymentInstruction) -> None:
-    """Gateway checklist step 4: the merchant's request agrees with what the cardholder signed."""
+    """Gateway checklist step 4: the merchant's request agrees with what the cardholder signed.
+
+    HOIData and HOD2 must each be a digest's size before they are compared: two empty
+    ones would compare equal and agree on nothing. The PI's must then equal them.
+    """
     digests = request.data.check_digests
+    for name, value in (("HOIData", digests.hoi_data), ("HOD2", digests.hod2)):
+        if len(value) != DD_BYTES:
+            raise fail(
+                ErrorCode.ERROR_CODE_DECODING_FAILURE, f"{name} is not a {DD_BYTES}-byte digest"
+            )
     if not hmac.compare_digest(digests.hoi_data, pi.view.dd_oi_data):
         raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "HOIData differs from the PI's")
     if not hmac.compare_digest(digests.hod2, pi.head.hod):

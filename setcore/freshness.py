@@ -58,9 +58,23 @@ def check_rrpid(expected: bytes, got: bytes) -> None:
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_RRPID, "response answers another request")
 
 
-def check_date(date_ms: int, now: int, window_ms: int = FRESHNESS_WINDOW_MS) -> None:
-    """Raise MESSAGE_TOO_OLD / MESSAGE_TOO_NEW for a date outside the window."""
-    if date_ms < now - window_ms:
-        raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, "message date before the window")
+def check_date(
+    date_ms: int,
+    now: int,
+    window_ms: int = FRESHNESS_WINDOW_MS,
+    *,
+    max_age_ms: int | None = None,
+    what: str = "message date",
+) -> None:
+    """Raise MESSAGE_TOO_OLD / MESSAGE_TOO_NEW for a date outside the window.
+
+    ``max_age_ms``: how old the date may be, for a date signed long before the message
+    that carries it is sent (a PI's order date, ``setcore.authorization.check_order_date``);
+    it may still be ahead of ``now`` by no more than ``window_ms``, the clocks' tolerance.
+    ``what`` names the date in the refusal's reason.
+    """
+    oldest = now - (window_ms if max_age_ms is None else max_age_ms)
+    if date_ms < oldest:
+        raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD, f"{what} before the window")
     if date_ms > now + window_ms:
-        raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_NEW, "message date after the window")
+        raise fail(ErrorCode.ERROR_CODE_MESSAGE_TOO_NEW, f"{what} after the window")

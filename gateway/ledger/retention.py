@@ -13,9 +13,12 @@ can never be applied again (their date never passes the window again); the dange
 request built afresh. What it does, once its original's row is older than the horizon
 (at least ``MIN_RETENTION_DAYS``, longer than any hold lives):
 
-    authorization      the same PI, so the same XID: PI_PREVIOUSLY_USED while ``pi_uses``
-                       keeps it; once ``pi_uses`` has dropped it (below), the card's expiry
-                       month is over and it is declined EXPIRED_CARD. No second hold.
+    authorization      the same PI, so the same XID: refused MESSAGE_TOO_OLD by the
+                       gateway once the PI is older than its bound (``PI_MAX_AGE_MS``),
+                       and by the ledger, should it be asked: PI_PREVIOUSLY_USED while
+                       ``pi_uses`` keeps it; once ``pi_uses`` has dropped it (below), the
+                       card's expiry month is over and it is declined EXPIRED_CARD. No
+                       second hold.
     capture            its hold lived at most ``limits.MAX_HOLD_LIFETIME_MS`` from before
                        the original's decision: it is expired (HOLD_EXPIRED) or closed
                        (nothing pending). No second capture.
@@ -37,9 +40,10 @@ ledger's own rules above and change nothing. (A guard at the
 gateway, refusing a retry dated before the horizon with another code than
 MESSAGE_TOO_OLD, would let refunds go too; it belongs to the servicer, not the ledger.)
 
-``pi_uses`` (every XID decided, the replay guard). Nothing in the gateway bounds a PI's
-age: the AuthReq around it is dated afresh, and a cardholder certificate lives for years.
-The ledger does bound it: an authorization is declined EXPIRED_CARD unless the PI's card
+``pi_uses`` (every XID decided, the replay guard). The gateway refuses a PI whose signed
+order date is older than ``gateway.authorize.PI_MAX_AGE_MS``, but by its own clock and
+before the ledger is asked: the ledger, whose guard this is, does not lean on that. It
+bounds a PI's age itself: an authorization is declined EXPIRED_CARD unless the PI's card
 expiry is the one on file and its month is not over (UTC, ``accounts.card_expired``).
 So once the month after the PI's own expiry has begun, no decision can approve the PI
 again, whatever its XID, and whatever expiry the card has on file then (it is set when
