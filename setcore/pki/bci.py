@@ -9,6 +9,14 @@ supplied, giving a ``RevocationSnapshot`` that chain validation consults.
 A CRL's own signature is checked against its issuing CA as soon as that CA's
 certificate is at hand: at once for the root and for CA certificates already known,
 otherwise the first time a chain through that CA is validated.
+
+A CA certificate's twin (its ECDSA signature's (r, n - s), which anyone can make:
+``setcore.pki.chain``) has another thumbprint than the one the BCI names, yet is the same
+certificate. ``RevocationSnapshot.status_for`` finds it the CRL the BCI lists for the
+certificate: taken for a CA the BCI omits, the twin would have its link judged without
+revocation where that is not required, and a certificate the CA revoked accepted. Path
+validation refuses the twin's path after that CRL has said whether the certificate below
+is revoked.
 """
 
 from __future__ import annotations
@@ -19,11 +27,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 from hsm.base import PublicKey
+from hsm.policy import P256_ORDER
 from setcore.encoding import content_type_of, parse_strict, thumbprint
 from setcore.errors import ConfigurationError, ErrorCode, ProtocolError, fail
-from setcore.pki.certificate import outside_window, public_key_of
+from setcore.pki import der
+from setcore.pki.certificate import MAX_CERTIFICATE_BYTES, outside_window, public_key_of
 from setcore.pki.crl import crl_number, load_crl, verify_crl_issuer
 from setcore.pki.issuance import CLOCK_SKEW, IssuingCA, utc
 from setcore.signed import open_signed, parse_signed, sign
@@ -36,6 +52,7 @@ BCI_LIFETIME = timedelta(days=1)
 # A brand has a handful of CAs; a BCI listing (or a peer sending) more CRLs than this is
 # malformed or hostile.
 MAX_BCI_CRLS = 64
+_BIT_STRING = 0x03
 
 
 class RevocationUnavailable(ProtocolError):
@@ -123,10 +140,22 @@ class RevocationSnapshot:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def status_for(self, issuer: x509.Certificate, issuer_thumb: bytes) -> CrlStatus:
-        """The CRL of the CA ``issuer``, its signature checked; raises if the BCI omits it."""
+        """The CRL of the CA ``issuer``, its signature checked; raises if the BCI omits it.
+
+        ``issuer`` may be the twin of the CA certificate the BCI names: the twin's twin is
+        that certificate, so the twin gets its CRL, whose ``issuer_thumb`` then differs
+        from ``issuer_thumb`` (see the module docstring). Only that exact certificate
+        counts: a look-alike (same name and key, another serial or validity) is a CA
+        certificate of its own, and one the BCI omits.
+        """
         status = self.by_issuer.get(issuer_thumb)
         if status is None:
+            twin_thumb = _twin_thumbprint(issuer)
+            status = None if twin_thumb is None else self.by_issuer.get(twin_thumb)
+        if status is None:
             raise RevocationUnavailable("the BrandCRLIdentifier lists no CRL for this CA")
+        # Checked against the certificate at hand, which for a twin has the same name and
+        # key as the one the BCI names: the same CRL verifies under both.
         if issuer_thumb not in self._checked:
             verify_crl_issuer(status.crl, issuer)
             with self._lock:
@@ -138,6 +167,35 @@ class RevocationSnapshot:
         before it (a BCI issued since lists every revocation up to its issue, so a past
         instant, such as a decision's, is judged with it even after a newer BCI)."""
         return at <= self.not_after
+
+
+def _twin_thumbprint(cert: x509.Certificate) -> bytes | None:
+    """The thumbprint of ``cert`` with (r, n - s) for its ECDSA P-256 signature, which
+    verifies as ``cert`` does; None for a certificate that has no twin (RSA-PSS: only
+    the key's holder signs anew) or whose signature no verifier takes anyway.
+
+    DER is canonical: the tbsCertificate and signatureAlgorithm are kept byte for byte,
+    so the twin of a certificate's twin is that certificate, its thumbprint the one the
+    BCI names."""
+    if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
+        return None
+    try:
+        r, s = decode_dss_signature(cert.signature)
+    except ValueError:
+        return None
+    if not 0 < s < P256_ORDER:
+        return None
+    encoded = cert.public_bytes(Encoding.DER)
+    # Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
+    try:
+        _, body, _ = der.read(encoded, max_bytes=MAX_CERTIFICATE_BYTES)
+        _, _, after_tbs = der.read(body, max_bytes=MAX_CERTIFICATE_BYTES)
+        _, _, after_algorithm = der.read(body, after_tbs, max_bytes=MAX_CERTIFICATE_BYTES)
+    except der.DerError:
+        return None
+    # BIT STRING: no unused bits, then the DER ECDSA-Sig-Value.
+    value = der.encode(_BIT_STRING, b"\x00" + encode_dss_signature(r, P256_ORDER - s))
+    return thumbprint(der.sequence(body[:after_algorithm], value))
 
 
 def peek_sequence_num(bci: bytes) -> int:

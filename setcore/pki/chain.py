@@ -24,7 +24,10 @@ pinned root, checking each link by issuer/subject name AND signature, then check
                         BCI, a CRL past its nextUpdate or a CA the BCI omits raises
                         ``RevocationUnavailable``; where it is not, such stale data
                         still refuses what it lists as revoked, and an omitted CA's link
-                        is judged without it (neither answer cached)
+                        is judged without it (neither answer cached); a CA certificate's
+                        twin (below) is no omitted CA: judged with the certificate's CRL,
+                        its path is refused as revoked if that lists one on it, else
+                        as the twin's (INVALID_CERTIFICATE), in every mode
 
 A path that cannot be built to the root, or a certificate whose signature does not
 verify, is INVALID_CERTIFICATE. Revocation is current state: a revoked certificate is
@@ -37,12 +40,19 @@ certificates issued before setpay signed low-S may be high-S, and a root cannot 
 reissued without a new bank. So anyone can make a certificate's twin, (r, n - s): other
 DER, another thumbprint, the same key, names, serial and validity. Validation gives the
 twin the answer it gives the certificate (revocation goes by issuer and serial), and a
-path through a CA certificate's twin is refused once a BCI is loaded, as the BCI names
-each CA's CRL by that CA's thumbprint. Beyond that, a twin is harmless as long as a
-thumbprint is only a name to fetch bytes, key a cache or check an echo (a twin named
-there fails to match, which an active attacker could have had by dropping the message);
-whatever decides something about a certificate, its revocation above all, must go by
-issuer and serial instead.
+path through a CA certificate's twin is refused once a BCI is loaded, whether revocation
+is required or not, as the BCI names each CA's CRL by that CA's thumbprint: the BCI alone
+says which CA certificates are current, and no setpay party sends a twin, only whoever
+altered a bundle, who could as well have dropped it. Refused, but judged first: were the
+twin taken for a CA the BCI omits, its link would be judged without revocation where that
+is not required, and a certificate the CA revoked accepted through it. So
+``RevocationSnapshot.status_for`` finds the twin the CRL the BCI lists for the
+certificate (the twin's twin), a certificate it lists is refused as revoked, as through
+the certificate, and only a path with nothing revoked is refused as the twin's. Beyond
+that, a twin is harmless as long as a thumbprint is only a name to fetch bytes, key a
+cache or check an echo (a twin named there fails to match, which an active attacker could
+have had by dropping the message); whatever decides something about a certificate, its
+revocation above all, must go by issuer and serial instead.
 """
 
 from __future__ import annotations
@@ -335,6 +345,10 @@ def _check_revocation(
     # is not required), still lists revocations: a revoked certificate stays refused,
     # only the answer holds for ``at`` alone. So does a BCI that omits one CA's CRL: the
     # link that CA issued is judged without revocation, every other with what is held.
+    # A CA certificate's twin is no omitted CA: ``status_for`` gives it the CA's CRL, and
+    # the path is refused once every link has been checked, so that a revoked certificate
+    # on it is refused as revoked (the module docstring).
+    twin: ProtocolError | None = None
     for index in range(len(path) - 1):
         child, issuer = path[index], path[index + 1]
         try:
@@ -344,6 +358,12 @@ def _check_revocation(
                 raise
             current = False
             continue
+        if status.issuer_thumb != issuer.thumb and twin is None:
+            twin = _invalid(
+                "the BrandCRLIdentifier lists no CRL for this CA certificate"
+                f" {common_name_of(issuer.cert)!r}, only for its twin (the other ECDSA s):"
+                " send the CA certificate as issued"
+            )
         if current and status.next_update is not None:
             if status.next_update < at:
                 if require_revocation:
@@ -356,6 +376,8 @@ def _check_revocation(
                 ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE,
                 f"certificate {common_name_of(child.cert)!r} is revoked",
             )
+    if twin is not None:
+        raise twin
     return min(until, revocation.not_after) if current else None
 
 
