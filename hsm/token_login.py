@@ -248,15 +248,14 @@ class LoginCalls:
 class PinLatch:
     """Remembers a refused PIN until its source changes (see the module docstring)."""
 
-    def __init__(self, source: PinSource, shared_stem: str | None = None) -> None:
-        """``shared_stem``: the token's lock files' path stem, for shared refusals."""
+    def __init__(self, source: PinSource) -> None:
+        """Refusals are shared once ``share_at`` names the token's lock files."""
         self._source = source
         # Keys the hash of an environment PIN: equal values are recognized, but the
         # hash alone, should it ever be seen, cannot be checked against guesses.
         self._key = secrets.token_bytes(32)
         self._refused: tuple[Hashable, str] | None = None
         self._shared_path: str | None = None
-        self.share_at(shared_stem)
 
     def share_at(self, shared_stem: str | None) -> None:
         """Share this PIN file's refusals beside the lock files named ``shared_stem`` from

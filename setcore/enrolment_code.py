@@ -58,7 +58,10 @@ def could_be_enrolment_code(text: str) -> bool:
     """Whether ``text`` is shaped like an enrolment code once its separators are dropped:
     ``ENROLMENT_CODE_CHARS`` ASCII letters and digits, in either case. Looser than
     ``normalize_enrolment_code`` on purpose: a code miscopied with a U (for V) is no
-    code the CA takes, but 15 of its 16 characters are still the holder's secret."""
+    code the CA takes, but 15 of its 16 characters are still the holder's secret. No
+    refusal calls it: ``given_name``'s bound on a plain name's letters is set below a
+    code's length so that nothing this takes for a code is ever repeated (its tests hold
+    the two together)."""
     canonical = text.upper().translate(_SEPARATORS)
     return len(canonical) == ENROLMENT_CODE_CHARS and canonical.isascii() and canonical.isalnum()
 
@@ -83,7 +86,7 @@ def unknown_field(text: str) -> str:
     """A form field ``text`` the CA's form lacks, as the refusal names it after "has no
     field": ``given_name``'s words, read as a field's name."""
     named = given_name(text)
-    return named if _PLAIN_NAME.fullmatch(text) and named == repr(text) else f"named by {named}"
+    return named if named == repr(text) else f"named by {named}"
 
 
 __all__ = [
