@@ -246,7 +246,10 @@ def _register(config: MerchantConfig, args: argparse.Namespace) -> int:
             raise
         raise RegistrationError(f"{exc}; {NO_ACCOUNT_HINT}", exc.status) from exc
     if not done.complete:
-        print("certificate request pended by the Merchant CA: run register again later")
+        print(
+            "certificate request not decided yet by the Merchant CA (pended or in progress): "
+            "run register again later"
+        )
         return 3
     print(
         f"registered {config.merchant_id}: signature certificate "
@@ -264,7 +267,10 @@ def _renew(config: MerchantConfig, args: argparse.Namespace) -> int:
         return 1
     done = _with_registrar(config, lambda registrar: registrar.renew(profile_named(args.profile)))
     if not done.complete:
-        print("renewal pended by the Merchant CA: run renew again later")
+        print(
+            "renewal not decided yet by the Merchant CA (pended or in progress): run renew "
+            "again later"
+        )
         return 3
     print(
         f"renewed {config.merchant_id}: signature certificate "

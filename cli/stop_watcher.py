@@ -16,7 +16,11 @@ answered (``answer_repeats``: ``merchant serve`` says so in the log, as the bank
 processes do with ``gateway.stop_signals.RepeatNotice``), not left to the default handlers,
 which would end the process mid-drain (SIGTERM) or raise ``KeyboardInterrupt`` in it
 (SIGINT), the store and key backend never closed. ``close`` gives everything back even when
-cut short: the SIGINT handler it has just put back may raise ``KeyboardInterrupt`` in it.
+cut short: the SIGINT handler it puts back may raise ``KeyboardInterrupt`` in it, from the
+next bytecode on. So SIGINT's handler goes back last, after the wakeup fd; each thing given
+back is forgotten, so that a close cut short is finished by the next; and the pipe is
+closed only once the wakeup fd names it no more (closed before, its descriptor number,
+reused by the next file opened, would get a byte written into it by every signal).
 
 Not the bank's ``StopSignals`` itself: a worker takes the signals for the rest of its life
 and its main thread waits on the pipe, while a command of the ``setpay`` process is still
@@ -59,14 +63,16 @@ class StopWatcher:
         self._answer: Callable[[], None] | None = None
         self._heard = threading.Event()  # set by the watching thread or ``close``, no handler
         self._closing = False
-        self._given_back = False
         self._closed = False
         self._read, self._write = os.pipe()
+        # What is still to give back: the handlers found, and whether the wakeup fd is ours.
         self._previous: dict[int, _Handler] = {}
+        self._wakeup_held = False
         try:
             os.set_blocking(self._read, False)
             os.set_blocking(self._write, False)
             self._previous_wakeup = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+            self._wakeup_held = True
         except BaseException:
             self._close_pipe()
             raise
@@ -74,8 +80,11 @@ class StopWatcher:
             for signum in self._signals:
                 self._previous[signum] = signal.signal(signum, _noted)
         except BaseException:
-            self._give_back()
-            self._close_pipe()
+            try:
+                self._give_back()
+            finally:
+                if not self._wakeup_held:
+                    self._close_pipe()
             raise
         self._watcher = threading.Thread(target=self._watch, name="stop-signals", daemon=True)
         self._watcher.start()
@@ -94,16 +103,16 @@ class StopWatcher:
         """Put back the previous handlers and wakeup fd, end the watching thread, close the
         pipe; a signal from now on is the previous handlers'. Closing twice is harmless.
 
-        Whatever interrupts the giving back (a ``KeyboardInterrupt`` from the SIGINT
-        handler just put back) passes on once the thread is ended and the pipe closed; a
-        close cut short before those (a second one while joining) is finished by the next.
+        Whatever interrupts it passes on once the thread is ended, and the pipe closed if
+        the wakeup fd is back. A ``KeyboardInterrupt`` from the SIGINT handler put back
+        comes when all else is back (SIGINT's goes last); anything that cuts it shorter (a
+        handler put back that raises, a second Ctrl-C while joining) leaves it to the next
+        close to finish, which then gives back what is left and closes the pipe.
         """
         if self._closed:
             return
         try:
-            if not self._given_back:
-                self._give_back()
-                self._given_back = True
+            self._give_back()
         finally:
             self._closing = True
             self._heard.set()
@@ -111,8 +120,9 @@ class StopWatcher:
                 with contextlib.suppress(BlockingIOError):  # full: the thread has bytes to read
                     os.write(self._write, _CLOSING)
             self._watcher.join()
-            self._close_pipe()
-            self._closed = True
+            if not self._wakeup_held:  # never the pipe the wakeup fd still writes to
+                self._close_pipe()
+        self._closed = True  # reached only with everything given back
 
     def __enter__(self) -> StopWatcher:
         return self
@@ -145,9 +155,18 @@ class StopWatcher:
                 self._answer()
 
     def _give_back(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(self._previous_wakeup)
+        """Put back what is still to give back, each forgotten once back: the handlers but
+        SIGINT's, the wakeup fd, then SIGINT's, whose ``KeyboardInterrupt`` then finds
+        nothing else left (see the module docstring)."""
+        for signum in [s for s in self._previous if s != signal.SIGINT]:
+            signal.signal(signum, self._previous[signum])
+            del self._previous[signum]
+        if self._wakeup_held:
+            signal.set_wakeup_fd(self._previous_wakeup)
+            self._wakeup_held = False
+        if signal.SIGINT in self._previous:
+            signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
+            del self._previous[signal.SIGINT]
 
     def _close_pipe(self) -> None:
         # Each end forgotten as it is closed: a close finished by a second one closes no

@@ -354,8 +354,8 @@ def _register(
     )
     if not done.complete:
         print(
-            f"certificate request of card {done.masked_pan} pended by the Cardholder CA: run "
-            "register again later"
+            f"certificate request of card {done.masked_pan} not decided yet by the Cardholder "
+            "CA (pended or in progress): run register again later"
         )
         return EXIT_PENDED
     print(
@@ -387,8 +387,9 @@ def _renew(
         ) from exc
     if not done.complete:
         print(
-            f"renewal of the certificate of card {done.masked_pan} pended by the Cardholder "
-            "CA: run renew again later (the current certificate is used meanwhile)"
+            f"renewal of the certificate of card {done.masked_pan} not decided yet by the "
+            "Cardholder CA (pended or in progress): run renew again later (the current "
+            "certificate is used meanwhile)"
         )
         return EXIT_PENDED
     print(f"renewed the certificate of card {done.masked_pan}: certificate "

@@ -65,9 +65,17 @@ log = logging.getLogger("setpay.metrics")
 P = ParamSpec("P")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# The client's versions this module was verified with, the newest 0.26.0: pyproject.toml's
-# requirement, word for word (a test keeps the two the same).
+# The client's versions this module's tests were run on: the oldest and newest allowed, and
+# the last release of each minor version between (a 0.22.0 or 0.24.0 is checked at start
+# only, by ``reserve_sample_files``).
+VERIFIED_CLIENTS = ("0.21.0", "0.21.1", "0.22.1", "0.23.1", "0.24.1", "0.25.0", "0.26.0")
+# pyproject.toml's requirement, word for word (a test keeps the two the same).
 CLIENT_REQUIREMENT = "prometheus-client>=0.21,<=0.26.0"
+# The probe's directory, in the sample directory: this, the pid of the process probing, a
+# dash. The collector reads the directory's ``*.db`` and no subdirectory's, the files of
+# the processes gone are named by type: a probe's file, even one left by a process killed
+# mid-probe, is never scraped or folded, and the next probe removes it.
+PROBE_PREFIX = "setpay-probe-"
 # A file is made and reserved under this suffix, then renamed into place: the collector
 # (which reads ``*.db``) never sees a file of no size, which it cannot parse, and a failed
 # reservation leaves nothing under a name it reads.
@@ -221,7 +229,7 @@ def _changed(what: str) -> MetricsError:
     return MetricsError(
         f"prometheus_client {version} has changed ({what}): its sample files cannot be "
         "reserved on disk, and a full disk would kill the bank's processes (SIGBUS); "
-        f"install {CLIENT_REQUIREMENT} (verified with 0.26.0)"
+        f"install {CLIENT_REQUIREMENT} (verified with {', '.join(VERIFIED_CLIENTS)})"
     )
 
 
@@ -239,9 +247,13 @@ def reserve_sample_files() -> None:
 
     Raises ``MetricsError`` if the client no longer has the shape this relies on (where
     its file-backed values look up their file class, and that class's methods), or if a
-    value it makes then has a file of another class: nothing stays installed. Raises
-    ``SampleSpaceError`` if no temporary directory can be made for that value.
+    value it makes then has a file of another class, or if PROMETHEUS_MULTIPROC_DIR is
+    not set (no sample files to reserve): nothing stays installed. Raises
+    ``SampleSpaceError`` if the sample directory cannot hold that value's directory.
     """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if not configured:
+        raise MetricsError(f"{MULTIPROC_ENV} is not set: there are no sample files to reserve")
     from prometheus_client import mmap_dict, values  # noqa: PLC0415 - see _reserved_samples
 
     base = getattr(mmap_dict, "MmapedDict", None)
@@ -259,27 +271,34 @@ def reserve_sample_files() -> None:
             raise _changed(f"MmapedDict.{method} is not ({', '.join(parameters[1:])})")
     values.MmapedDict = _reserved_samples()  # type: ignore[attr-defined]
     try:
-        _probe(factory)
+        _probe(factory, configured)
     except BaseException:
         values.MmapedDict = used  # type: ignore[attr-defined,assignment]
         raise
 
 
-def _probe(factory: Callable[..., Any]) -> None:
+def _probe(factory: Callable[..., Any], samples: str) -> None:
     """Make one counter value through ``factory`` (the client's MultiProcessValue) in a
-    temporary directory, and check its file is a ``ReservedSamples``: the shape checked
-    above says where the client looks its file class up, not that it still does (an
-    import moved into the function would pass it, reserving nothing).
+    directory of its own inside ``samples``, the sample directory, and check its file is a
+    ``ReservedSamples``: the shape checked above says where the client looks its file class
+    up, not that it still does (an import moved into the function would pass it,
+    reserving nothing).
 
-    The client reads the directory from the environment: this sets it for the moment, at
-    start, before any thread records.
+    Inside the sample directory, not the system's temporary one: the bank must run where
+    only the sample directory is writable (a read-only container's volume), and the
+    probe's file is reserved where the samples will be. The client reads the directory
+    from the environment: this sets it for the moment, at start, before any thread
+    records. The value's file is closed here, as the client before 0.26.0 has no
+    ``close_all_files``: left open, it stays mapped, its blocks held, for the process's
+    life (its directory is removed, the file is not while open).
     """
-    configured = os.environ.get(MULTIPROC_ENV)
+    _remove_stale_probes(samples)
     try:
-        directory = tempfile.mkdtemp(prefix="setpay-metrics-probe-")
+        directory = tempfile.mkdtemp(prefix=f"{PROBE_PREFIX}{os.getpid()}-", dir=samples)
     except OSError as exc:
-        raise SampleSpaceError(os.path.join(tempfile.gettempdir(), "probe"), exc) from exc
+        raise SampleSpaceError(os.path.join(samples, PROBE_PREFIX), exc) from exc
     value_class: Any = None
+    value: Any = None
     try:
         os.environ[MULTIPROC_ENV] = directory
         value_class = factory(process_identifier=lambda: "probe")
@@ -291,14 +310,39 @@ def _probe(factory: Callable[..., Any]) -> None:
         raise _changed(f"values.MultiProcessValue made no value: {exc!r}") from exc
     finally:
         with contextlib.suppress(Exception):
+            value._file.close()
+        with contextlib.suppress(Exception):  # 0.26.0 and later: what else it made
             value_class.close_all_files()
-        if configured is None:
-            os.environ.pop(MULTIPROC_ENV, None)
-        else:
-            os.environ[MULTIPROC_ENV] = configured
+        os.environ[MULTIPROC_ENV] = samples
         shutil.rmtree(directory, ignore_errors=True)
     if not issubclass(made, _reserved_samples()):
         raise _changed(f"values.MultiProcessValue made its file as {made.__name__}")
+
+
+def _remove_stale_probes(samples: str) -> None:
+    """Remove the probe directories in ``samples`` of processes gone (killed mid-probe) or
+    of this pid (an earlier process's): never scraped, but each holds a file's blocks."""
+    # Unreadable: the probe's own making, next, says why.
+    with contextlib.suppress(OSError), os.scandir(samples) as entries:
+        for entry in entries:
+            pid = entry.name.removeprefix(PROBE_PREFIX).partition("-")[0]
+            if not (entry.name.startswith(PROBE_PREFIX) and pid.isascii() and pid.isdigit()):
+                continue  # not a probe's
+            if int(pid) == os.getpid() or not _running(int(pid)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (it may be another user's)."""
+    if pid <= 0:  # no process: 0 and below name process groups
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's, running
+        return True
+    return True
 
 
 class _Full:

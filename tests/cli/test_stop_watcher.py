@@ -2,7 +2,9 @@
 calls the command's stop and ends ``wait``; another signal stops nothing; a stop signal
 after the first is answered once ``answer_repeats`` says how, and is nothing before;
 ``close`` puts back the handlers and wakeup fd it found and closes its pipe, and ends its
-thread and closes its pipe even when the giving back is interrupted; where it cannot catch
+thread and closes its pipe even when the giving back is interrupted: a Ctrl-C as SIGINT's
+handler comes back finds all else back, a close cut shorter never closes the pipe the
+wakeup fd still names, and the next close finishes it; where it cannot catch
 the signals (not the main thread, a signal that cannot be caught) it refuses, nothing
 changed.
 
@@ -20,6 +22,7 @@ from types import FrameType
 
 import pytest
 
+from cli import stop_watcher
 from cli.stop_watcher import StopWatcher
 
 STOP = signal.SIGURG
@@ -216,10 +219,12 @@ def test_a_close_interrupted_while_giving_back_still_ends_the_thread_and_closes_
     open, and a second ``close`` did nothing."""
     watcher = StopWatcher((STOP,), lambda: None)
     give_back = watcher._give_back
+    pending = [KeyboardInterrupt]  # one Ctrl-C
 
     def interrupted() -> None:
         give_back()
-        raise KeyboardInterrupt  # as the SIGINT handler just put back would
+        if pending:
+            raise pending.pop()  # as the SIGINT handler just put back would
 
     monkeypatch.setattr(watcher, "_give_back", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -230,3 +235,85 @@ def test_a_close_interrupted_while_giving_back_still_ends_the_thread_and_closes_
     watcher.close()  # again: nothing more to do, nothing raised
     watcher.wait()  # closed: returns at once
     assert found.back()
+
+
+class _Cut:
+    """The signal module as ``cli.stop_watcher`` sees it, but for one call that is cut
+    short by a Ctrl-C: ``signal.signal`` for SIGINT once it is set (as the default handler
+    put back raises for a Ctrl-C pending), or ``set_wakeup_fd`` before it is."""
+
+    def __init__(self, cut: str) -> None:
+        self.cut = cut
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(signal, name)
+
+    def signal(self, signum: int, handler: object) -> object:
+        previous = signal.signal(signum, handler)  # type: ignore[arg-type]
+        if self.cut == "signal" and signum == signal.SIGINT:
+            self.cut = ""
+            raise KeyboardInterrupt
+        return previous
+
+    def set_wakeup_fd(self, fd: int, **kwargs: bool) -> int:
+        if self.cut == "set_wakeup_fd":
+            self.cut = ""
+            raise KeyboardInterrupt
+        return signal.set_wakeup_fd(fd, **kwargs)
+
+
+@pytest.fixture
+def sigint() -> Iterator[None]:
+    """SIGINT's handler the test's own while it runs: a watcher's, or a default handler
+    the test failed to put back, never meets a real Ctrl-C."""
+    previous = signal.signal(signal.SIGINT, _before)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_as_the_sigint_handler_comes_back_finds_everything_else_back(
+    found: Found, pipes: list[int], sigint: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ctrl-C pending when SIGINT's handler is put back cuts ``close`` short there:
+    SIGINT's goes last, so the other handlers and the wakeup fd are back already.
+
+    Before: SIGINT's went back first; the other handler stayed the watcher's (a SIGTERM
+    did nothing from then on), the wakeup fd named the pipe closed after it (the next file
+    opened took its number, and every signal wrote a byte into that file), and a second
+    close did nothing."""
+    watcher = StopWatcher((STOP, signal.SIGINT), lambda: None)
+    monkeypatch.setattr(stop_watcher, "signal", _Cut("signal"))
+    with pytest.raises(KeyboardInterrupt):
+        watcher.close()
+    monkeypatch.setattr(stop_watcher, "signal", signal)
+    assert signal.getsignal(signal.SIGINT) is _before
+    assert found.back(), "the other handler or the wakeup fd not back"
+    assert not [t for t in threading.enumerate() if t.name == "stop-signals"], "thread left"
+    assert pipes and all(_closed(fd) for fd in pipes)
+    watcher.close()  # again: nothing left to do
+    assert found.back()
+
+
+def test_a_close_cut_short_before_the_wakeup_fd_is_back_keeps_the_pipe_for_the_next(
+    found: Found, pipes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut short before the wakeup fd is back, ``close`` ends the thread but leaves the
+    pipe the wakeup fd still names open; the next close gives the rest back and closes it.
+
+    Before: the pipe was closed with the wakeup fd naming it, and the second close did
+    nothing (already closed), the wakeup fd never put back."""
+    watcher = StopWatcher((STOP, OTHER), lambda: None)
+    monkeypatch.setattr(stop_watcher, "signal", _Cut("set_wakeup_fd"))
+    with pytest.raises(KeyboardInterrupt):
+        watcher.close()
+    monkeypatch.setattr(stop_watcher, "signal", signal)
+    current = signal.set_wakeup_fd(-1)
+    assert current == pipes[1]  # not given back yet: still the watcher's pipe ...
+    assert not any(_closed(fd) for fd in pipes), "the pipe closed while the wakeup fd names it"
+    signal.set_wakeup_fd(current)
+    assert not [t for t in threading.enumerate() if t.name == "stop-signals"], "thread left"
+    watcher.close()  # ... which the next close gives back, and closes
+    assert found.back()
+    assert all(_closed(fd) for fd in pipes)

@@ -6,7 +6,7 @@ another CA, or a later release, may, and may still certify the request after eit
 ``register`` kept only REQUEST_PENDED and took REQUEST_IN_PROGRESS for a refusal: it
 removed ``registration.json`` and destroyed the two keys the CA might still certify.
 Now both are polled with CertInq, then left recorded with their keys for a later run,
-which ``setpay merchant register`` reports as pended (exit 3).
+which ``setpay merchant register`` and ``renew`` report as not decided yet (exit 3).
 
 Real bank, real CA over gRPC and TLS; the CA's answers are built and signed by its own
 code, with the status of the first few replaced by REQUEST_IN_PROGRESS (and no
@@ -157,20 +157,43 @@ def test_a_request_still_in_progress_stays_recorded_with_its_keys(
     assert not (directory / PENDING_FILE).exists()
 
 
-def test_register_reports_a_request_in_progress_as_pended(
+def test_register_reports_a_request_in_progress_as_not_decided_yet(
     bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    """The command's answer is a pended request's: exit 3, run register again later."""
+    """The command's answer is a pended request's, exit 3, run register again later, in
+    words that fit both: not decided yet (before: "pended by the Merchant CA")."""
     directory = tmp_path / "m"
     configure_merchant(bank, directory, "m-in-progress-cli")
     with monkeypatch.context() as patch:
         _in_progress(patch, answers=1 + POLLS)
         status, out, err = run_cli(["merchant", "--dir", str(directory), "register"], capsys)
     assert (status, err) == (EXIT_PENDED, ""), err
-    assert out == "certificate request pended by the Merchant CA: run register again later\n"
+    assert out == (
+        "certificate request not decided yet by the Merchant CA (pended or in progress): run "
+        "register again later\n"
+    )
     assert (directory / PENDING_FILE).exists()
     assert set(_stored(directory).values()) == {None} and len(_stored(directory)) == 2
+
+
+def test_renew_reports_a_renewal_in_progress_as_not_decided_yet(
+    bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Before: "renewal pended by the Merchant CA", for a CA that said in progress."""
+    directory = tmp_path / "m"
+    configure_merchant(bank, directory, "m-renew-in-progress-cli")
+    register_merchant(directory)
+    with monkeypatch.context() as patch:
+        _in_progress(patch, answers=1 + POLLS)
+        status, out, err = run_cli(["merchant", "--dir", str(directory), "renew"], capsys)
+    assert (status, err) == (EXIT_PENDED, ""), err
+    assert out == (
+        "renewal not decided yet by the Merchant CA (pended or in progress): run renew again "
+        "later\n"
+    )
+    assert (directory / PENDING_FILE).exists()
 
 
 def test_a_renewal_in_progress_keeps_the_current_certificates_and_its_keys(

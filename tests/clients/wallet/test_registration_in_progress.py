@@ -6,7 +6,7 @@ CA, or a later release, may send either, and may still certify the request after
 The wallet kept only REQUEST_PENDED and took REQUEST_IN_PROGRESS for a refusal: the card
 file went, and with it the key version the CA might still certify. Now both are polled
 with CertInq, then kept in the sealed card file with their key version for a later run,
-which ``setpay wallet register`` reports as pended (exit 3).
+which ``setpay wallet register`` and ``renew`` report as not decided yet (exit 3).
 
 Real bank, real CA over gRPC and TLS; the issuer pends the card, and the CA's answers,
 built, signed and sealed by its own code, say REQUEST_IN_PROGRESS where it would say
@@ -160,11 +160,12 @@ def test_a_renewal_in_progress_keeps_the_current_certificate_and_its_version(
         registered.close()
 
 
-def test_register_reports_a_request_in_progress_as_pended(
+def test_register_reports_a_request_in_progress_as_not_decided_yet(
     bank: RunningBank, wallet: Wallet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     setpay: Setpay,
 ) -> None:  # fmt: skip
-    """The command's answer is a pended request's: exit 3, run register again later."""
+    """The command's answer is a pended request's, exit 3, run register again later, in
+    words that fit both: not decided yet (before: "pended by the Cardholder CA")."""
     pan, expiry = bank.new_card()
     bank.issuer.review(pan)
     _saying_in_progress(monkeypatch)
@@ -176,7 +177,28 @@ def test_register_reports_a_request_in_progress_as_pended(
     status, out, err = setpay(argv)
     assert (status, err) == (EXIT_PENDED, ""), err
     assert out == (
-        f"certificate request of card {pan.masked} pended by the Cardholder CA: run "
-        "register again later\n"
+        f"certificate request of card {pan.masked} not decided yet by the Cardholder CA "
+        "(pended or in progress): run register again later\n"
     )
     assert len(_versions(wallet)) == 1 and _pending(wallet)
+
+
+def test_renew_reports_a_renewal_in_progress_as_not_decided_yet(
+    bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setpay: Setpay
+) -> None:
+    """Before: "pended by the Cardholder CA", for a CA that said in progress."""
+    registered = new_wallet(bank, tmp_path / "registered", None)
+    try:
+        held = open_vault(registered.config.card_file, WALLET_PASSPHRASE)
+        bank.issuer.review(held.pan)
+        _saying_in_progress(monkeypatch)
+        status, out, err = setpay(["wallet", "--dir", str(registered.config.base_dir), "renew"])
+        assert (status, err) == (EXIT_PENDED, ""), err
+        assert out == (
+            f"renewal of the certificate of card {held.pan.masked} not decided yet by the "
+            "Cardholder CA (pended or in progress): run renew again later (the current "
+            "certificate is used meanwhile)\n"
+        )
+        assert _versions(registered) == [(1, True), (2, False)]
+    finally:
+        registered.close()
