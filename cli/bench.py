@@ -294,7 +294,7 @@ def _references(
 def changed_processes(result: BenchResult, watched: dict[Service, cpu.WatchedCpu]) -> list[str]:
     """A DOUBT for each server the bench started whose processes changed while it read
     their CPU (``cpu.ServerProcesses``), and for a --target bank whose CPU counter went
-    back (``cpu.PageCpu``), naming the runs whose server CPU is unknown."""
+    back or changed (``cpu.PageCpu``), naming the runs whose server CPU is unknown."""
     found = []
     for service, processes in watched.items():
         if not processes.changes:
@@ -305,8 +305,11 @@ def changed_processes(result: BenchResult, watched: dict[Service, cpu.WatchedCpu
         where = f"its server CPU is unknown (-) in {', '.join(unknown)}" if unknown else (
             "between runs, its server CPU known"
         )  # fmt: skip
-        how = "its CPU counter went back: it restarted" if isinstance(processes, cpu.PageCpu) else (
-            "one ended or started, as a restarted worker does")  # fmt: skip
+        how = (
+            "its CPU counter went back or changed, as a restarted bank's does"
+            if isinstance(processes, cpu.PageCpu)
+            else "one ended or started, as a restarted worker does"
+        )
         found.append(
             f"the {service}'s processes changed while the bench read their CPU ({how}):"
             f" {where}; the runs around the change measured a server that was not steady;"

@@ -30,7 +30,8 @@ from gateway.config import MAX_WORKERS
 from setcore.pan import is_bin
 
 # Minor units of the bank's settlement currency (its cards must be in its merchants'):
-# 1000 a purchase; a limit a day of load cannot exhaust (the ledger's maximum is 10^12).
+# ``cli.bench.DEFAULT_AMOUNT`` a purchase; a limit a day of load cannot exhaust (the
+# ledger's maximum is 10^12).
 DEFAULT_CREDIT_LIMIT = 10**11
 # Most cardholders: each is a certificate from the bank's CA and a card account opened in
 # its ledger (a target's is the user's bank, and they stay there), and the warm-up sends

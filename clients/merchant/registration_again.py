@@ -120,15 +120,16 @@ def revoke_first(live: Sequence[tuple[KeyHandle, bytes]]) -> str:
 
 
 def registering_again(
-    config: MerchantConfig, live: Sequence[tuple[KeyHandle, bytes]], at: datetime | None = None
+    config: MerchantConfig, live: Sequence[tuple[KeyHandle, bytes]], at: datetime
 ) -> str:
     """The way back for a merchant whose signature certificate ended or was revoked:
-    first, while some of its certificates are still ``live`` (``still_live``) at ``at``
-    (default: now), the revocations that let the Merchant CA take the registration
-    (``register`` refuses before them), then registering again, once those that ended
-    less than ``CLOCK_SKEW`` ago have ended by the Merchant CA's clock too (``register``
-    refuses before that as well)."""
-    blocking, ending = _split(live, at or datetime.now(UTC))
+    first, while some of its certificates are still ``live`` (``still_live``) at ``at``,
+    the revocations that let the Merchant CA take the registration (``register`` refuses
+    before them), then registering again, once those that ended less than ``CLOCK_SKEW``
+    ago have ended by the Merchant CA's clock too (``register`` refuses before that as
+    well). ``at`` is the moment ``live`` was judged at: judged at another, a certificate
+    ending between the two would be advised both ways."""
+    blocking, ending = _split(live, at)
     register = (
         f"register this merchant again, with new keys, with `{register_command(config)}`, "
         f"{ACCOUNT_FILE} holding the settlement account id the bank handed out for it"

@@ -20,6 +20,7 @@ import logging
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import grpc
 
@@ -97,8 +98,9 @@ def signature_remedy(
     it (``clients.merchant.registration_again``), after the acquirer revokes each of its
     certificates in ``backend`` still live (``register`` refuses until then, as the
     Merchant CA would); put back the one issued otherwise."""
-    if refusal.code == REVOKED or ended(der):
-        return registering_again(config, still_live(trust, backend, chain))
+    now = datetime.now(UTC)  # one moment, for the judgement and the advice
+    if refusal.code == REVOKED or ended(der, now):
+        return registering_again(config, still_live(trust, backend, chain, now), now)
     return SIGNATURE_REMEDY
 
 

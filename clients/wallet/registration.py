@@ -192,7 +192,7 @@ class CardholderRegistrar:
             )
             self._seal_pending(state, current, request.SerializeToString())
         except BaseException:
-            self._discard_version(key.version)
+            self._discard_unsealed(key.version)
             raise
         return request, state
 
@@ -263,7 +263,7 @@ class CardholderRegistrar:
                     "%s (%s): registering again", held.pan.masked, _NOT_HELD,
                 )  # fmt: skip
                 self._card_file.unlink()
-                self._discard_version(pending_version(held))
+                self._destroy_version(pending_version(held))
             elif held.pan_secret is not None:
                 current, unusable = self._current(held)
                 if not unusable:
@@ -398,7 +398,7 @@ class CardholderRegistrar:
                 self._take_back(current, state.key.version)
             else:  # the card file held only this request
                 self._card_file.unlink(missing_ok=True)
-                self._discard_version(state.key.version)
+                self._destroy_version(state.key.version)
             name = CERT_STATUS_NAMES.get(result.status, str(result.status))
             raise RegistrationError(f"the Cardholder CA refused: {name}", result.status)
         # The certificate first: a crash before the card file is sealed leaves the pending
@@ -435,20 +435,28 @@ class CardholderRegistrar:
 
     def _take_back(self, held: CardSecrets, version: int | None) -> CardSecrets:
         """Drop a held request that will never be certified: the card sealed again without
-        it (as registered, for a renewal), then its new key ``version`` destroyed."""
+        it (as registered, for a renewal), then its new key ``version`` destroyed. The seal
+        returned, so the card file names no pending version: nothing to read back."""
         current = replace(held, pending=None)
         seal(self._card_file, current, self._passphrase)
-        self._discard_version(version)
+        self._destroy_version(version)
         return current
 
-    def _discard_version(self, version: int | None) -> None:
-        """Destroy key ``version`` unless a certificate (an inquiry may need it) or the card
-        file, read back (a seal can fail after its rename), names it; in doubt, keep it."""
+    def _discard_unsealed(self, version: int) -> None:
+        """Destroy key ``version`` of a request whose seal failed, unless the card file,
+        read back, names it (a seal can fail after its rename); in doubt, keep it. The
+        read-back opens the card file (scrypt): only a seal that failed needs it."""
         try:
             named = pending_version(open_vault(self._card_file, self._passphrase)) == version
         except VaultError:  # no card file; or one that cannot be read: kept, in doubt
             named = self._card_file.exists()
-        if version is None or named:
+        if not named:
+            self._destroy_version(version)
+
+    def _destroy_version(self, version: int | None) -> None:
+        """Destroy key ``version`` (None: there is none) unless a certificate names it: a
+        certified version is never destroyed (an inquiry may need it)."""
+        if version is None:
             return
         with suppress(KeyNotFound):  # destroyed by an earlier run
             key = self._backend.get(self._config.key_label, version)

@@ -39,7 +39,8 @@ def test_a_counter_that_went_back_is_a_doubt_naming_the_run() -> None:
     (doubt,) = all_doubts(result)
     assert doubt.startswith(
         "the gateway's processes changed while the bench read their CPU (its CPU counter"
-        " went back: it restarted): its server CPU is unknown (-) in open loop 20/s;"
+        " went back or changed, as a restarted bank's does): its server CPU is unknown (-)"
+        " in open loop 20/s;"
     )
     assert f"  DOUBT: {doubt}\n" in to_text(result)
     assert run_status(result, failed=1, not_clean=3) == 3
