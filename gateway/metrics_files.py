@@ -88,8 +88,6 @@ FIRST_FILE_BYTES = 1 << 16
 # The file types that outlive their process. Live gauges' files go with it
 # (``mark_process_dead``), and the bank has no other gauges.
 _FOLDED_TYPES = ("counter", "histogram", "summary")
-# How the names of live gauges' files begin (``mark_process_dead`` removes the same).
-_LIVE_GAUGES = "gauge_live"
 # A key's entry in a sample file, beyond the key itself, at most: its 4-byte length, 1 to
 # 8 bytes of padding to an 8-byte boundary, the value and its timestamp (two doubles).
 _ENTRY_BYTES = 4 + 8 + 16
@@ -200,9 +198,6 @@ def _reserved_samples() -> type[Any]:
                 except SampleSpaceError:
                     self.close()  # type: ignore[no-untyped-call]
                     raise
-            if os.path.basename(filename).startswith(_LIVE_GAUGES):
-                with _full.lock:
-                    _full.live_gauges.add((os.getpid(), filename))
 
         def _init_value(self, key: str) -> None:
             # The client grows the file (doubling it) when the new entry does not fit, then
@@ -250,6 +245,10 @@ def reserve_sample_files() -> None:
     value it makes then has a file of another class, or if PROMETHEUS_MULTIPROC_DIR is
     not set (no sample files to reserve): nothing stays installed. Raises
     ``SampleSpaceError`` if the sample directory cannot hold that value's directory.
+
+    Once installed, it stays, and a second call checks nothing again: the supervisor
+    installs and probes it before forking, and its workers and ledger process inherit it
+    (installed only after a successful probe, in this process or the one it was forked from).
     """
     configured = os.environ.get(MULTIPROC_ENV)
     if not configured:
@@ -260,6 +259,8 @@ def reserve_sample_files() -> None:
     used = getattr(values, "MmapedDict", None)
     if not isinstance(base, type) or not isinstance(used, type) or not issubclass(used, base):
         raise _changed("values.MmapedDict is not mmap_dict.MmapedDict")
+    if used is _reserved_samples():  # installed and probed: here, or before the fork
+        return
     factory = getattr(values, "MultiProcessValue", None)
     if not isinstance(factory, types.FunctionType) or "MmapedDict" not in _global_names(
         factory.__code__
@@ -353,9 +354,6 @@ class _Full:
         self.lock = threading.Lock()
         self.switches: list[Callable[[], None]] = []
         self.said = False
-        # The live gauges' files made, each with the pid of the process that made it (a
-        # forked worker inherits its supervisor's, which are not its to remove).
-        self.live_gauges: set[tuple[int, str]] = set()
 
 
 # Process-wide, like the samples (``gateway.metrics``).
@@ -373,14 +371,13 @@ def on_full(switch_off: Callable[[], None]) -> None:
 
 def samples_full(error: SampleSpaceError) -> None:
     """Turn metrics off in this process, which goes on serving; say why once. Its live
-    gauges' files go, as they would at its death: frozen, they would tell of calls in
-    flight for ever, and of validity ends that raise false alerts."""
+    gauges' files go, as they would at its death (``mark_process_dead``, as the supervisor
+    calls it): frozen, they would tell of calls in flight for ever, and of validity ends
+    that raise false alerts."""
     pid = os.getpid()
     with _full.lock:
         say, _full.said = not _full.said, True
         switches = list(_full.switches)
-        live = {entry for entry in _full.live_gauges if entry[0] == pid}
-        _full.live_gauges -= live
     if say:
         log.error(
             "metrics turned off in this process (pid %d), which goes on serving: %s",
@@ -388,9 +385,12 @@ def samples_full(error: SampleSpaceError) -> None:
         )  # fmt: skip
     for switch_off in switches:
         switch_off()
-    for _, filename in live:
-        with contextlib.suppress(OSError):
-            os.unlink(filename)
+    samples = os.environ.get(MULTIPROC_ENV)
+    if samples:  # else no files: a SampleSpaceError comes of nothing but a sample file
+        from prometheus_client import multiprocess  # noqa: PLC0415 - see _reserved_samples
+
+        with contextlib.suppress(OSError):  # what is left stays frozen, as before
+            multiprocess.mark_process_dead(pid, samples)  # type: ignore[no-untyped-call]
 
 
 def until_full(record: Callable[P, None]) -> Callable[P, None]:

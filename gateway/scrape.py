@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -23,7 +24,7 @@ from types import FrameType
 
 from gateway.bank_cpu import BankCpuCollector, Children
 from gateway.metrics import MULTIPROC_ENV, MetricsError, client_is_multiprocess
-from gateway.metrics_files import PARTIAL_SUFFIX
+from gateway.metrics_files import PARTIAL_SUFFIX, PROBE_PREFIX
 
 log = logging.getLogger("setpay.metrics")
 
@@ -41,20 +42,30 @@ class MultiprocessDirectory:
     owned: bool
 
     def remove(self) -> None:
-        """Delete the directory if we made it (samples of a stopped bank mean nothing)."""
+        """Delete the directory if we made it (samples of a stopped bank mean nothing),
+        with the probe directories a process killed mid-probe left in it."""
         if not self.owned:
             return
+        _remove_probes(self.path)
         for entry in self.path.iterdir():
             entry.unlink()
         self.path.rmdir()
+
+
+def _remove_probes(path: Path) -> None:
+    """Remove the probe directories in ``path`` (``metrics_files.PROBE_PREFIX``): each
+    process probes at its start, and one killed mid-probe leaves its directory behind."""
+    for probe in path.glob(f"{PROBE_PREFIX}*"):
+        if probe.is_dir() and not probe.is_symlink():
+            shutil.rmtree(probe)
 
 
 def prepare_multiprocess_directory() -> MultiprocessDirectory:
     """Point PROMETHEUS_MULTIPROC_DIR at a clean directory; call before forking workers.
 
     A directory the operator set is emptied of old sample files (a previous run's counters
-    would be added to ours) and of files a run left half made (``metrics_files``);
-    otherwise a fresh private one is made.
+    would be added to ours), of files a run left half made and of its probe directories
+    (``metrics_files``); otherwise a fresh private one is made.
     """
     configured = os.environ.get(MULTIPROC_ENV)
     if configured:
@@ -63,6 +74,7 @@ def prepare_multiprocess_directory() -> MultiprocessDirectory:
             raise MetricsError(f"{MULTIPROC_ENV} is not a directory")
         for stale in [*path.glob("*.db"), *path.glob(f"*{PARTIAL_SUFFIX}")]:
             stale.unlink()
+        _remove_probes(path)
         directory = MultiprocessDirectory(path, owned=False)
     else:
         path = Path(tempfile.mkdtemp(prefix="setpay-metrics-"))

@@ -3,13 +3,16 @@
 The test process imported the client without PROMETHEUS_MULTIPROC_DIR, so its metrics
 live in memory; ``as_process`` makes the metrics made from then on write their samples to
 files of the directory, under a pid of the test's choosing (several processes' files, one
-after the other, without forking), as a served bank's processes do. ``tmpfs`` and ``ext3``
-mount the filesystems the tests put them on (root needed, as the CI has: where they cannot
-be mounted, the test fails, it is not skipped).
+after the other, without forking), as a served bank's processes do. The bank's own code
+sees that pid too (``os.getpid``), as in a served bank: what a process does to its own
+files (its live gauges' at a full disk) it does to those the client named for it.
+``tmpfs`` and ``ext3`` mount the filesystems the tests put them on (root needed, as the CI
+has: where they cannot be mounted, the test fails, it is not skipped).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -78,8 +81,10 @@ def ext3(mount_point: Path, image: Path) -> Iterator[Path]:
 
 @contextmanager
 def as_process(pid: int, directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Metrics made within write to ``directory``'s files of ``pid``; closed on leaving."""
+    """Metrics made within write to ``directory``'s files of ``pid``, which is this
+    process's pid (``os.getpid``) until the test ends; closed on leaving."""
     monkeypatch.setenv(metrics.MULTIPROC_ENV, str(directory))
+    monkeypatch.setattr(os, "getpid", lambda: pid)
     # Restored at the test's end: reserve_sample_files installs its own file class.
     monkeypatch.setattr(values, "MmapedDict", values.MmapedDict)
     value_class = values.MultiProcessValue(process_identifier=lambda: pid)
