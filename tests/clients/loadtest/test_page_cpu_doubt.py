@@ -12,23 +12,10 @@ import pytest
 from cli import bench
 from cli.bench import changed_processes
 from clients.loadtest import cpu
-from clients.loadtest.bench import BenchResult, StepResult
 from clients.loadtest.channels import GatewayAccess
-from clients.loadtest.load import OpenLoop
-from clients.loadtest.plan import Plan, Service
+from clients.loadtest.plan import Service
 from clients.loadtest.report import all_doubts, run_status, to_text
-from clients.loadtest.tally import Tally
-
-
-def _result(server_cpu: float | None) -> BenchResult:
-    tally = Tally(
-        target="gateway", shape="open loop 20/s", offered_rate=20.0, duration=5.0, sent=100,
-        ok=100, errors=0, timeouts=0, throughput=20.0, latency=None, client_cpu_seconds=0.1,
-        server_cpu_seconds=server_cpu, max_in_flight=3, send_lag_max_ms=0.0, exhausted=False,
-        outcomes={"approved": 100},
-    )  # fmt: skip
-    step = StepResult(OpenLoop(20.0, 5.0), {Service.GATEWAY: tally})
-    return BenchResult({}, Plan(duration=5.0, rates=(20.0,)), steps=[step])
+from tests.clients.loadtest.test_reaped_cpu import _result
 
 
 def test_a_counter_that_went_back_is_a_doubt_naming_the_run() -> None:
