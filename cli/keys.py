@@ -15,12 +15,14 @@ KEM and the SHA-256 fingerprint of the public key). Exit status: 0 on success, 1
 the backend refuses, 2 for usage errors (argparse).
 
 ``delete`` destroys every version of a label only when told so (``--all-versions``):
-the version in use goes with the others. The bank's own keys (``gateway-sig``,
-``gateway-kex``) are deleted only with ``--config`` naming the bank: then from the key
+the version in use goes with the others. The bank's own keys (every label it holds,
+``BANK_LABELS``) are deleted only with ``--config`` naming the bank: then from the key
 backend that configuration names (a ``--keys`` naming another is refused), under the
 bank's key lock, as renewals and prunings are (``gateway.renewal_lock``), and only while
 the bank is stopped, as they check it. ``--no-bank`` deletes them from a backend no bank
 uses (one a demo's bank, gone since, left keys on): nothing is locked or checked.
+Everything a command is given is checked before the backend opens, and only
+``generate`` and ``import`` make the keystore a ``soft:DIR`` names when it is not there.
 
 ``upgrade-keystore`` is the only way a keystore from before authenticated key metadata
 opens again (``hsm.keystore_upgrade`` says why no open upgrades it): it prints every key
@@ -39,28 +41,42 @@ import argparse
 import hashlib
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
+from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from cli.fingerprint import colon_hex
-from cli.number_options import whole
-from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
+from cli.number_options import shown, whole
+from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage, PrivateKey
 from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
 from hsm.keystore import Keystore
 from hsm.keystore_upgrade import Upgrade
 from hsm.pinsource import PinSource
-from hsm.policy import PRIVATE_KEY_TYPES, public_key_der
+from hsm.policy import (
+    PRIVATE_KEY_TYPES,
+    algorithm_of_private,
+    check_combination,
+    check_label,
+    public_key_der,
+)
 from hsm.uri import SoftwareKeyURI, describe_uri, open_backend, parse_key_uri
 
 #: A PEM private key file is a few kilobytes (RSA-3072 PKCS#8 is ~2.5 KiB).
 MAX_PEM_BYTES = 64 * 1024
 
-#: The bank's own labels (``gateway.bank_pki``), spelled here so that the keys command
-#: does not load the gateway package for every key it touches.
-BANK_LABELS = frozenset({"gateway-sig", "gateway-kex"})
+#: Every label the bank holds (``gateway.bank_pki.ALL_LABELS``, spelled here so that the
+#: keys command does not load the gateway package; a test holds the two alike): each is
+#: in use while it runs, and ``gateway-token`` seals the ledger's keys, its card numbers'.
+BANK_LABELS = frozenset(
+    ("brand-root", "cca", "cca-kex", "mca", "mca-kex", "pca", "pca-kex", "gateway-sig",
+     "gateway-kex", "gateway-token", "tls-ca")
+)  # fmt: skip
+#: The commands that may make the keystore a ``soft:DIR`` URI names (a key goes into it);
+#: the others refuse a directory without one: a mistyped path, not a keystore to make.
+_CREATING = frozenset({"generate", "import"})
 #: The highest ``delete --version``: a key rotated every day for a thousand years has fewer
 #: versions; the bound keeps a pasted number (a card's, an id) from being looked up.
 MAX_KEY_VERSION = 999_999
@@ -119,7 +135,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     adopt = commands.add_parser("adopt", help="take a token key made by another tool")
     _backend_argument(adopt)
-    adopt.add_argument("--id", required=True, type=bytes.fromhex, help="CKA_ID in hex")
+    adopt.add_argument("--id", required=True, type=_object_id, help="CKA_ID in hex")
     adopt.add_argument("--label", required=True)
     adopt.add_argument("--usage", required=True, choices=_USAGES)
 
@@ -146,15 +162,23 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, uri: str | None = None) -> int:
     uri = uri or args.keys
+    command = args.keys_command
     try:
-        backend = open_backend(uri)
+        # What the command line gives is checked before the backend opens: opening a
+        # keystore that is not there makes one, and a refused command changes nothing.
+        action = _COMMANDS[command](args, uri)
+    except KeyBackendError as exc:
+        print(f"setpay keys {command}: {exc}", file=err)
+        return 1
+    try:
+        backend = open_backend(uri, create=command in _CREATING)
     except KeyBackendError as exc:
         print(f"setpay keys: cannot open {describe_uri(uri)}: {exc}", file=err)
         return 1
     try:
-        _COMMANDS[args.keys_command](backend, args, out)
+        action(backend, out)
     except KeyBackendError as exc:
-        print(f"setpay keys {args.keys_command}: {exc}", file=err)
+        print(f"setpay keys {command}: {exc}", file=err)
         return 1
     finally:
         backend.close()
@@ -211,12 +235,34 @@ def _delete_guarded(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
 
 
-def _generate(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
-    key = backend.generate(args.label, KeyUsage(args.usage), KeyAlgorithm(args.algorithm))
-    print(f"generated {_describe(key)}", file=out)
+def _generate(args: argparse.Namespace, uri: str) -> Action:
+    label, usage, algorithm = args.label, KeyUsage(args.usage), KeyAlgorithm(args.algorithm)
+    check_label(label)
+    check_combination(usage, algorithm)
+
+    def generate(backend: KeyBackend, out: TextIO) -> None:
+        key = backend.generate(label, usage, algorithm)
+        print(f"generated {_describe(key)}", file=out)
+
+    return generate
 
 
-def _import(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+def _import(args: argparse.Namespace, uri: str) -> Action:
+    label, usage = args.label, KeyUsage(args.usage)
+    check_label(label)
+    private_key = _read_private_key(args)
+    # Its type, size, curve and exponent, as every backend checks them on import.
+    check_combination(usage, algorithm_of_private(private_key))
+
+    def import_key(backend: KeyBackend, out: TextIO) -> None:
+        key = backend.import_key(label, usage, private_key)
+        print(f"imported {_describe(key)}", file=out)
+
+    return import_key
+
+
+def _read_private_key(args: argparse.Namespace) -> PrivateKey:
+    """The private key of ``--pem`` (decrypted with ``--pem-passphrase-file``)."""
     password = None
     if args.pem_passphrase_file:
         password = PinSource("file", args.pem_passphrase_file).read().encode("utf-8")
@@ -237,14 +283,20 @@ def _import(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
             f"cannot load a private key from {args.pem}: not a PEM private key, "
             "encrypted without --pem-passphrase-file, or wrong passphrase"
         ) from exc
+    except CryptoUnsupportedAlgorithm as exc:
+        # A curve the library does not read (sect163k1, prime192v2): no key setpay could
+        # hold, nor a wrong passphrase.
+        raise UnsupportedAlgorithm(
+            f"cannot load a private key from {args.pem}: its key type or curve is not one "
+            "setpay reads (P-256, Ed25519, RSA-2048 or RSA-3072)"
+        ) from exc
     if not isinstance(private_key, PRIVATE_KEY_TYPES):
         raise UnsupportedAlgorithm(f"{args.pem} holds a key type setpay does not use")
-    key = backend.import_key(args.label, KeyUsage(args.usage), private_key)
-    print(f"imported {_describe(key)}", file=out)
+    return private_key
 
 
-def _list(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
-    _print_table(backend.list_keys(), out)
+def _list(args: argparse.Namespace, uri: str) -> Action:
+    return lambda backend, out: _print_table(backend.list_keys(), out)
 
 
 def _print_table(keys: Iterable[KeyHandle], out: TextIO) -> None:
@@ -360,22 +412,55 @@ def _versions(keys: Iterable[KeyHandle]) -> str:
     return ", ".join(f"{key.label} v{key.version}" for key in keys)
 
 
-def _delete(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
+def _delete(args: argparse.Namespace, uri: str) -> Action:
+    label = args.label
+    check_label(label)
     # Every version only when asked by name (argparse requires one of the two).
-    backend.delete(args.label, None if args.all_versions else args.version)
-    which = "every version" if args.version is None else f"v{args.version}"
-    print(f"deleted {args.label!r} ({which})", file=out)
+    version = None if args.all_versions else args.version
+
+    def delete(backend: KeyBackend, out: TextIO) -> None:
+        backend.delete(label, version)
+        which = "every version" if version is None else f"v{version}"
+        print(f"deleted {label!r} ({which})", file=out)
+
+    return delete
 
 
-def _adopt(backend: KeyBackend, args: argparse.Namespace, out: TextIO) -> None:
-    # Imported here: only a token can hold keys made by other tools, and importing
-    # hsm.pkcs11 loads python-pkcs11.
-    from hsm.pkcs11 import Pkcs11Backend  # noqa: PLC0415
-
-    if not isinstance(backend, Pkcs11Backend):
+def _adopt(args: argparse.Namespace, uri: str) -> Action:
+    ck_id, label, usage = args.id, args.label, KeyUsage(args.usage)
+    check_label(label)
+    try:
+        software = isinstance(parse_key_uri(uri), SoftwareKeyURI)
+    except KeyBackendError:
+        software = False  # opening it says what is wrong with it
+    if software:
         raise UnsupportedAlgorithm("adopt works only on pkcs11: key URIs")
-    key = backend.adopt(args.id, args.label, KeyUsage(args.usage))
-    print(f"adopted {_describe(key)}", file=out)
+
+    def adopt(backend: KeyBackend, out: TextIO) -> None:
+        # Imported here: only a token can hold keys made by other tools, and importing
+        # hsm.pkcs11 loads python-pkcs11.
+        from hsm.pkcs11 import Pkcs11Backend  # noqa: PLC0415
+
+        if not isinstance(backend, Pkcs11Backend):
+            raise UnsupportedAlgorithm("adopt works only on pkcs11: key URIs")
+        key = backend.adopt(ck_id, label, usage)
+        print(f"adopted {_describe(key)}", file=out)
+
+    return adopt
+
+
+def _object_id(text: str) -> bytes:
+    """An argparse ``type``: a CKA_ID in hex, at least one byte (setpay finds a key by its
+    id: a key without one cannot be told from another)."""
+    try:
+        ck_id = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a CKA_ID in hex digits, not {shown(text)}"
+        ) from None
+    if not ck_id:
+        raise argparse.ArgumentTypeError("must be a CKA_ID of at least one byte, in hex digits")
+    return ck_id
 
 
 def _describe(key: KeyHandle) -> str:
@@ -400,7 +485,10 @@ def _backend_argument(parser: argparse.ArgumentParser, *, required: bool = True)
     )
 
 
-_COMMANDS = {
+#: What a command does with the open backend, made (and its input checked) before it opens.
+Action = Callable[[KeyBackend, TextIO], None]
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, str], Action]] = {
     "generate": _generate,
     "import": _import,
     "list": _list,

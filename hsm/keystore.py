@@ -106,13 +106,18 @@ class Keystore:
         self._meta_paths: dict[tuple[str, int], str] = {}
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str], passphrase: str) -> Keystore:
-        """Open (creating if absent or empty) a keystore; check the passphrase."""
+    def open(
+        cls, directory: str | os.PathLike[str], passphrase: str, *, create: bool = True
+    ) -> Keystore:
+        """Open (creating if absent or empty, if ``create``: a mistyped path is otherwise
+        refused, nothing made) a keystore; check the passphrase."""
         root = Path(directory)
         if not passphrase:
             raise PermanentBackendError(f"empty passphrase for keystore {root}")
-        _ensure_private_dir(root)
         header_path = root / "keystore.json"
+        if not create and not os.path.exists(header_path):
+            raise PermanentBackendError(f"no keystore at {root}: check the path")
+        _ensure_private_dir(root)
         if not header_path.exists():
             header_temp_files(root)  # refuses a foreign directory, before any .lock in it
             with exclusive_lock(str(root / ".lock"), LOCK_TIMEOUT_SECONDS):

@@ -214,8 +214,15 @@ class Pkcs11Backend(KeyBackend):
 
         Records ``usage`` in a setpay data object (next version of ``label``) and narrows
         the key's capability attributes to that usage, so the token enforces it too.
+        A key without a CKA_ID is refused, nothing changed: setpay finds a key's objects
+        by their id, and metadata naming none would name no key.
         """
         check_label(label)
+        if not ck_id:
+            raise PermanentBackendError(
+                "a key without a CKA_ID cannot be adopted: give its objects an id of their "
+                "own first (pkcs11-tool --set-id ... does), then adopt it by that id"
+            )
         return adopt_key(self._link, self._catalog, ck_id, label, usage)
 
     def get(self, label: str, version: int | None = None) -> KeyHandle:

@@ -101,10 +101,13 @@ class SoftwareBackend(KeyBackend):
         directory: str | os.PathLike[str],
         passphrase: str | PinSource,
         observer: Observer | None = None,
+        *,
+        create: bool = True,
     ) -> SoftwareBackend:
-        """A backend over the keystore in ``directory`` (created if absent)."""
+        """A backend over the keystore in ``directory`` (created if absent, if ``create``;
+        otherwise refused: commands that only read or remove keys make no keystore)."""
         secret = passphrase.read() if isinstance(passphrase, PinSource) else passphrase
-        backend = cls(Keystore.open(directory, secret), observer)
+        backend = cls(Keystore.open(directory, secret, create=create), observer)
         # Decrypt the newest key now: a keystore whose files were written under another
         # passphrase should fail at start, not on the first payment.
         with backend._lock:

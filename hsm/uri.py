@@ -102,13 +102,17 @@ def parse_key_uri(uri: str) -> KeyURI:
     return parser(rest)
 
 
-def open_backend(uri: str, observer: Observer | None = None) -> KeyBackend:
-    """Open the key backend a URI names (reading its PIN or passphrase now)."""
+def open_backend(uri: str, observer: Observer | None = None, *, create: bool = True) -> KeyBackend:
+    """Open the key backend a URI names (reading its PIN or passphrase now).
+
+    A keystore that is not there is made unless not ``create`` (then refused, nothing
+    made); a token is never made.
+    """
     parsed = parse_key_uri(uri)
     if isinstance(parsed, SoftwareKeyURI):
         if parsed.directory is None:
             return SoftwareBackend.ephemeral(observer)
-        return SoftwareBackend.open(parsed.directory, parsed.pin_source, observer)
+        return SoftwareBackend.open(parsed.directory, parsed.pin_source, observer, create=create)
     try:
         # Imported here so a process that never opens a token never loads python-pkcs11
         # (nor initializes any PKCS#11 module before it forks).
