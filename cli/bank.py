@@ -9,12 +9,22 @@ cardholder's wallet. That file is created, exclusively, before the account is op
 account is never opened whose card data has nowhere to go. A ``--currency`` no account is
 kept in, a ``--bin`` that is not six digits, or an ``--expiry`` that is not YYYYMM of a
 year from 2000 to 2099 (no CA or gateway takes another), is a usage error (exit 2),
-refused before the ledger is opened.
+refused before the ledger is opened. A ledger that cannot say whether it opened the
+account (StoreUnavailable: a commit whose acknowledgement was lost) leaves the card file,
+with the card's number, expiry and code but no account id: it may be the only copy of
+them; the command says so, and how to find out (``issue-enrolment-code --card``).
+
+An account's ``--currency`` (``open-account``, ``open-merchant``) is by default the bank's
+``[ledger] settlement_currency``, the currency of the merchant accounts its CA opens: an
+authorization whose card and merchant accounts differ in currency is declined
+CURRENCY_MISMATCH, and an account's currency never changes.
 
 ``open-merchant`` and ``show-merchant`` print the merchant's settlement account id: the
 bank gives it to the merchant out of band, and the Merchant CA registers a merchant ID
 the acquirer already holds an account for only when the request's account data names
-that id (``setpay merchant register --account-file``).
+that id (``setpay merchant register --account-file``). ``open-merchant`` takes only an ID
+the Merchant CA registers (``_merchant_id``), or it is a usage error (exit 2): an account
+under another could never be registered, nor closed.
 
 ``release-card`` forgets a card's refused registrations at the Cardholder CA
 (``gateway.ca.card_failures``), so that a card refused outright there registers again at
@@ -72,6 +82,7 @@ from gateway.ledger_keys import seal_ledger_keys
 from hsm.errors import KeyBackendError
 from hsm.uri import open_backend
 from setcore.errors import SetcoreError
+from setcore.names import describe, refused_character
 from setcore.pan import (
     MAX_EXPIRY_YEAR,
     MIN_EXPIRY_YEAR,
@@ -81,6 +92,7 @@ from setcore.pan import (
     is_bin,
     random_pan,
 )
+from setcore.pki.extensions import MAX_MERCHANT_ID_CHARS
 
 # The bank's own issuer BIN when none is given: a BIN in the 4xxxxx range, like a test card.
 DEFAULT_BIN = "411111"
@@ -126,6 +138,27 @@ def _bin(text: str) -> str:
     return text
 
 
+def _merchant_id(text: str) -> str:
+    """``open-merchant --merchant-id``'s value: an ID the Merchant CA registers
+    (``setcore.registration_merchant``: 1 to ``MAX_MERCHANT_ID_CHARS`` characters, none
+    of them one ``setcore.names`` refuses), or argparse's usage error. The ledger takes
+    any text, but no merchant could ever register for an account opened under another
+    ID, and no command closes one."""
+    if not 0 < len(text) <= MAX_MERCHANT_ID_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"a merchant ID is 1 to {MAX_MERCHANT_ID_CHARS} characters, as the Merchant CA "
+            f"registers them (given: {len(text)} characters)"
+        )
+    refused = refused_character(text)
+    if refused is not None:
+        # Named by code point, not shown: it could rewrite the line it is printed on.
+        raise argparse.ArgumentTypeError(
+            "a merchant ID holds no control, line or paragraph separator, or bidirectional "
+            f"character, as the Merchant CA registers them (given: {describe(refused)})"
+        )
+    return text
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the subcommand."""
     p = sub.add_parser("bank", help="issuer account operations")
@@ -137,8 +170,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="credit limit in minor units",
     )  # fmt: skip
     o.add_argument(
-        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
-    )
+        "--currency", type=currency_code,
+        help="ISO 4217 numeric (default: the bank's [ledger] settlement_currency)",
+    )  # fmt: skip
     o.add_argument(
         "--expiry", type=_expiry, required=True,
         help=f"card expiry YYYYMM, of a year from {MIN_EXPIRY_YEAR} to {MAX_EXPIRY_YEAR}",
@@ -169,10 +203,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     m = ops.add_parser(
         "open-merchant", help="open a merchant settlement account (prints its account id)"
     )
-    m.add_argument("--merchant-id", required=True)
     m.add_argument(
-        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
-    )
+        "--merchant-id", type=_merchant_id, required=True,
+        help=f"the merchant's ID, 1 to {MAX_MERCHANT_ID_CHARS} characters",
+    )  # fmt: skip
+    m.add_argument(
+        "--currency", type=currency_code,
+        help="ISO 4217 numeric (default: the bank's [ledger] settlement_currency)",
+    )  # fmt: skip
     s = ops.add_parser("show-merchant", help="show a merchant settlement account")
     s.add_argument("--merchant-id", required=True)
     r = ops.add_parser(
@@ -278,19 +316,36 @@ def _write_card_file(
         raise BankCommandError(f"cannot write --card-out {out}: {exc.strerror}; {undo()}") from None
 
 
-def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
+def _currency(config: BankConfig, args: argparse.Namespace) -> int:
+    """``--currency``, or else the bank's settlement currency (its merchants' accounts')."""
+    given: int | None = args.currency
+    return config.settlement_currency if given is None else given
+
+
+def _open_account(config: BankConfig, ledger: Ledger, args: argparse.Namespace) -> int:
     """Create the card file, open the account, write the card data into the file."""
     pan = (
         _read_pan(args.pan_file) if args.pan_file is not None else random_pan(args.bin, PAN_DIGITS)
     )
+    currency = _currency(config, args)
     out: Path = args.card_out
     handle = _create_card_file(out)
     with handle:
         code = new_enrolment_code()
         try:
             account = ledger.open_card_account(
-                pan.reveal(), args.expiry, args.limit, args.currency, enrolment_code=code
+                pan.reveal(), args.expiry, args.limit, currency, enrolment_code=code
             )
+        except StoreUnavailable as exc:
+            _keep_unconfirmed_card(handle, out, _card_data(pan, args.expiry, None, code))
+            raise BankCommandError(
+                f"{exc}; the ledger may or may not have opened an account for the card in "
+                f"{out} (kept, without an account id: it may be the only copy of the card's "
+                "number and enrolment code). Once the ledger answers, run "
+                f"issue-enrolment-code --card {out} with another --card-out: if the account "
+                f"was opened, that file is its card (then destroy {out}); if there is no "
+                f"account for the card, destroy {out} and open the account again"
+            ) from exc
         except BaseException:
             out.unlink(missing_ok=True)
             raise
@@ -303,13 +358,29 @@ def _open_account(ledger: Ledger, args: argparse.Namespace) -> int:
         card = _card_data(pan, args.expiry, account.account_id, code)
         _write_card_file(handle, out, card, close_again)
     print(f"opened {account.account_id} card {pan.masked} expiry {args.expiry} "
-          f"limit {args.limit} ({args.currency}); card data in {out}")  # fmt: skip
+          f"limit {args.limit} ({currency}); card data in {out}")  # fmt: skip
     return 0
 
 
-def _card_data(pan: PAN, expiry: str, account_id: str, code: str) -> dict[str, str]:
-    """What a card file holds: the card, its account and its enrolment code."""
-    return {"pan": pan.reveal(), "expiry": expiry, "account": account_id, "enrolment_code": code}
+def _keep_unconfirmed_card(handle: IO[str], out: Path, card: dict[str, str]) -> None:
+    """Write the card data of an account the ledger may or may not have opened into its
+    card file, which stays: the ledger may hold the account and the hash of its code,
+    and the file is then their only other copy (a random card number nobody else knows).
+    The wallet and ``issue-enrolment-code --card`` read it as a card file."""
+    _write_card_file(
+        handle, out, card,
+        lambda: "the ledger may or may not have opened an account for the card",
+    )  # fmt: skip
+
+
+def _card_data(pan: PAN, expiry: str, account_id: str | None, code: str) -> dict[str, str]:
+    """What a card file holds: the card, its account (None: not known) and its
+    enrolment code."""
+    card = {"pan": pan.reveal(), "expiry": expiry}
+    if account_id is not None:
+        card["account"] = account_id
+    card["enrolment_code"] = code
+    return card
 
 
 def _issue_enrolment_code(ledger: Ledger, args: argparse.Namespace) -> int:
@@ -387,7 +458,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cmd = args.bank_command
         if cmd == "open-account":
-            return _open_account(ledger, args)
+            return _open_account(config, ledger, args)
         if cmd == "issue-enrolment-code":
             return _issue_enrolment_code(ledger, args)
         if cmd == "release-card":
@@ -395,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
         if cmd == "prune-ledger":
             return _prune_ledger(config, ledger, args)
         if cmd == "open-merchant":
-            merchant = ledger.open_merchant_account(args.merchant_id, args.currency)
+            merchant = ledger.open_merchant_account(args.merchant_id, _currency(config, args))
             print(f"opened merchant {merchant.merchant_id} account {merchant.account_id} "
                   f"({merchant.currency})")  # fmt: skip
             return 0

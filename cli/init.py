@@ -28,7 +28,7 @@ from cli.fingerprint import colon_hex
 from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
 from gateway.config import load
-from gateway.provisioning import init_bank
+from gateway.provisioning import MAX_BRAND_ID_CHARS, init_bank
 from hsm.errors import KeyBackendError
 from hsm.uri import describe_uri
 from setcore.errors import SetcoreError
@@ -52,7 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--keys", metavar="URI", help="key backend URI (default: soft:keys inside DIR)"
     )
-    parser.add_argument("--brand", default="setpay", metavar="ID", help="brand id")
+    parser.add_argument(
+        "--brand", default="setpay", metavar="ID",
+        help=f"brand id, 1 to {MAX_BRAND_ID_CHARS} characters (they name its certificates)",
+    )  # fmt: skip
     parser.add_argument(
         "--insecure", action="store_true", help="plaintext gRPC (local experiments only)"
     )

@@ -76,6 +76,7 @@ from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, KeyNotFound
 from hsm.uri import PASSPHRASE_ENV, open_backend
 from setcore.credentials import Credentials
+from setcore.names import describe, refused_character
 from setcore.pki import roles
 from setcore.pki.issuance import (
     IssuingCA,
@@ -114,7 +115,14 @@ PASSPHRASE_FILE = "keys.pass"  # noqa: S105 - a file name, not a secret
 # 32 random bytes, base64url: as strong as any key the passphrase protects.
 PASSPHRASE_BYTES = 32
 TLS_DIR = "tls"
+# The transport root a TLS peer trusts, written beside the credentials of ``issue_tls_files``.
+TLS_ROOT_FILE = "root.pem"
 DIRECTORY_MODE = 0o700
+# Every name init gives a certificate holds the brand id in a CommonName or an
+# organizationName, of at most 64 characters (RFC 5280 ub-common-name,
+# ub-organization-name); the longest is the transport CA's "setpay BRAND transport CA"
+# (``setcore.pki.tls``), 20 characters besides the brand's.
+MAX_BRAND_ID_CHARS = 64 - len("setpay  transport CA")
 
 log = logging.getLogger("setpay.provisioning")
 
@@ -199,6 +207,23 @@ class InitResult:
     passphrase_file: Path | None = None
 
 
+def check_brand_id(brand_id: str) -> None:
+    """ProvisioningError unless every certificate name can hold ``brand_id``: 1 to
+    ``MAX_BRAND_ID_CHARS`` characters, none of them one ``setcore.names`` refuses in a
+    name (the certificates' names are printed, in logs and listings)."""
+    if not 0 < len(brand_id) <= MAX_BRAND_ID_CHARS:
+        raise ProvisioningError(
+            f"a brand id is 1 to {MAX_BRAND_ID_CHARS} characters, to fit the names of the "
+            f"bank's certificates (given: {len(brand_id)})"
+        )
+    refused = refused_character(brand_id)
+    if refused is not None:
+        raise ProvisioningError(
+            "a brand id holds no control, line or paragraph separator, or bidirectional "
+            f"character (given: {describe(refused)})"
+        )
+
+
 def _refuse_existing(directory: Path) -> None:
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise BankExists(f"{directory} exists and is not an empty directory")
@@ -272,7 +297,7 @@ def _write_tls(directory: Path, transport: TransportCA, *, merchant_tls: bool) -
     tls.mkdir(mode=DIRECTORY_MODE)
     gateway = issue_tls_server(transport)
     write_tls_files(tls, "gateway", gateway)
-    (tls / "root.pem").write_bytes(gateway.root_certificate_pem)
+    (tls / TLS_ROOT_FILE).write_bytes(gateway.root_certificate_pem)
     # The gateway accepts client certificates from setpay's transport CA only.
     (tls / "client-ca.pem").write_bytes(gateway.root_certificate_pem)
     if merchant_tls:
@@ -381,6 +406,7 @@ def init_bank(
     leave the directory and the key backend as they were. ``merchant_tls``: also write
     a merchant's TLS client and server credentials into tls/ (the demo's, a bench's)."""
     profile_named(profile)  # an unknown profile fails before anything is written
+    check_brand_id(brand_id)  # and a brand id no certificate name can hold
     _refuse_existing(directory)
     made_directory = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
@@ -425,17 +451,27 @@ def issue_tls_files(
     config: BankConfig, pki: BankPki, role: str, name: str, out: Path
 ) -> TlsFilePaths:
     """Issue a TLS client or server certificate from the transport CA and write
-    ``NAME.pem``, ``NAME.key`` (0600) and ``root.pem`` into ``out``."""
+    ``NAME.pem``, ``NAME.key`` (0600) and ``root.pem`` into ``out``; refused, with
+    nothing written, when NAME.pem would be root.pem, or a root.pem there already is not
+    this bank's transport root (the peer given the files would trust it)."""
     if role not in TLS_ROLES:
         raise ProvisioningError(f"role must be one of {', '.join(TLS_ROLES)}")
+    root = out / TLS_ROOT_FILE
+    if f"{name}.pem".lower() == TLS_ROOT_FILE:
+        raise ProvisioningError(
+            f"the name {name!r} would write its certificate as {root}, the transport root "
+            "its peer trusts: choose another"
+        )
     transport = load_transport_ca(config, pki.backend)
     if role == "client":
         tls = issue_tls_client(transport, name)
     else:  # the name is checked there; it also names the files written
         loopback = ("127.0.0.1",) if name == "localhost" else ()
         tls = issue_tls_server(transport, dns_names=(name,), ip_addresses=loopback)
+    if root.exists() and root.read_bytes() != tls.root_certificate_pem:
+        # Kept, the peer would trust another root than the one the certificate chains to.
+        raise ProvisioningError(f"{root} is not this bank's transport root: nothing written")
     paths = write_tls_files(out, name, tls)
-    root = out / "root.pem"
     if not root.exists():
         root.write_bytes(tls.root_certificate_pem)
     return paths
