@@ -45,27 +45,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
 from cli.fingerprint import colon_hex
 from cli.number_options import shown, whole
-from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage, PrivateKey
+from cli.pem_keys import read_private_key
+from hsm.base import KeyAlgorithm, KeyBackend, KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError, PermanentBackendError, UnsupportedAlgorithm
 from hsm.keystore import Keystore
 from hsm.keystore_upgrade import Upgrade
-from hsm.pinsource import PinSource
 from hsm.policy import (
-    PRIVATE_KEY_TYPES,
     algorithm_of_private,
     check_combination,
     check_label,
     public_key_der,
 )
 from hsm.uri import SoftwareKeyURI, describe_uri, open_backend, parse_key_uri
-
-#: A PEM private key file is a few kilobytes (RSA-3072 PKCS#8 is ~2.5 KiB).
-MAX_PEM_BYTES = 64 * 1024
 
 #: Every label the bank holds (``gateway.bank_pki.ALL_LABELS``, spelled here so that the
 #: keys command does not load the gateway package; a test holds the two alike): each is
@@ -74,6 +67,8 @@ BANK_LABELS = frozenset(
     ("brand-root", "cca", "cca-kex", "mca", "mca-kex", "pca", "pca-kex", "gateway-sig",
      "gateway-kex", "gateway-token", "tls-ca")
 )  # fmt: skip
+#: The bank's token-sealing key: ``gateway.token_key`` says why it has one version only.
+TOKEN_SEALING_LABEL = "gateway-token"  # noqa: S105 - a key label, not a secret
 #: The commands that may make the keystore a ``soft:DIR`` URI names (a key goes into it);
 #: the others refuse a directory without one: a mistyped path, not a keystore to make.
 _CREATING = frozenset({"generate", "import"})
@@ -235,9 +230,20 @@ def _delete_guarded(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
 
 
+def _check_new_version(label: str) -> None:
+    """Refuse a label no new version may be made of, or one ``check_label`` refuses."""
+    check_label(label)
+    if label == TOKEN_SEALING_LABEL:
+        raise PermanentBackendError(
+            f"{label!r} is the bank's token-sealing key: setpay init makes it once and nothing "
+            "renews it (its token seed and ledger.keys open with that version only), so no "
+            "other version is made"
+        )
+
+
 def _generate(args: argparse.Namespace, uri: str) -> Action:
     label, usage, algorithm = args.label, KeyUsage(args.usage), KeyAlgorithm(args.algorithm)
-    check_label(label)
+    _check_new_version(label)
     check_combination(usage, algorithm)
 
     def generate(backend: KeyBackend, out: TextIO) -> None:
@@ -249,8 +255,8 @@ def _generate(args: argparse.Namespace, uri: str) -> Action:
 
 def _import(args: argparse.Namespace, uri: str) -> Action:
     label, usage = args.label, KeyUsage(args.usage)
-    check_label(label)
-    private_key = _read_private_key(args)
+    _check_new_version(label)
+    private_key = read_private_key(args.pem, args.pem_passphrase_file)
     # Its type, size, curve and exponent, as every backend checks them on import.
     check_combination(usage, algorithm_of_private(private_key))
 
@@ -259,40 +265,6 @@ def _import(args: argparse.Namespace, uri: str) -> Action:
         print(f"imported {_describe(key)}", file=out)
 
     return import_key
-
-
-def _read_private_key(args: argparse.Namespace) -> PrivateKey:
-    """The private key of ``--pem`` (decrypted with ``--pem-passphrase-file``)."""
-    password = None
-    if args.pem_passphrase_file:
-        password = PinSource("file", args.pem_passphrase_file).read().encode("utf-8")
-    try:
-        with open(args.pem, "rb") as handle:
-            pem = handle.read(MAX_PEM_BYTES + 1)
-    except OSError as exc:
-        raise PermanentBackendError(
-            f"cannot read {args.pem}: {exc.strerror or type(exc).__name__}"
-        ) from exc
-    if len(pem) > MAX_PEM_BYTES:
-        raise PermanentBackendError(f"{args.pem} is larger than {MAX_PEM_BYTES} bytes")
-    try:
-        private_key = serialization.load_pem_private_key(pem, password)
-    except (ValueError, TypeError) as exc:
-        # The library's message may say which of the two; neither reveals the key.
-        raise PermanentBackendError(
-            f"cannot load a private key from {args.pem}: not a PEM private key, "
-            "encrypted without --pem-passphrase-file, or wrong passphrase"
-        ) from exc
-    except CryptoUnsupportedAlgorithm as exc:
-        # A curve the library does not read (sect163k1, prime192v2): no key setpay could
-        # hold, nor a wrong passphrase.
-        raise UnsupportedAlgorithm(
-            f"cannot load a private key from {args.pem}: its key type or curve is not one "
-            "setpay reads (P-256, Ed25519, RSA-2048 or RSA-3072)"
-        ) from exc
-    if not isinstance(private_key, PRIVATE_KEY_TYPES):
-        raise UnsupportedAlgorithm(f"{args.pem} holds a key type setpay does not use")
-    return private_key
 
 
 def _list(args: argparse.Namespace, uri: str) -> Action:
@@ -428,7 +400,7 @@ def _delete(args: argparse.Namespace, uri: str) -> Action:
 
 def _adopt(args: argparse.Namespace, uri: str) -> Action:
     ck_id, label, usage = args.id, args.label, KeyUsage(args.usage)
-    check_label(label)
+    _check_new_version(label)
     try:
         software = isinstance(parse_key_uri(uri), SoftwareKeyURI)
     except KeyBackendError:

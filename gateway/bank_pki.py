@@ -60,6 +60,7 @@ from gateway.ca.watcher import valid_until
 from gateway.config import BankConfig, config_option
 from gateway.opening_keys import IssuedKeyExchange, OpeningKeys, ca_db_reader
 from gateway.renewal_lock import KeysLock, check_unlocked
+from gateway.token_key import sole_version
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound, PermanentBackendError
 from hsm.observer import Observer
@@ -235,7 +236,7 @@ def load_bank_pki(
         pki = BankPki(
             backend=backend, brand_id=config.brand_id, root_der=root_der,
             root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
-            token_key=backend.get(GATEWAY_TOKEN_LABEL), token_seed=stored(TOKEN_SEED_FILE),
+            token_key=sole_version(backend, config), token_seed=stored(TOKEN_SEED_FILE),
             cca=cca, mca=mca, pca=pca, older_key_exchange=older,
             ca_db=config.path(config.ca_db),
         )  # fmt: skip
