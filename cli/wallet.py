@@ -230,6 +230,15 @@ def _read_bounded(path: Path, limit: int, what: str) -> bytes:
     return data
 
 
+def _one_value_per_name(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object of an initiation as a dict; ``ClientError`` if it names a member
+    twice. JSON leaves that open (Python keeps the last value, other readers the first):
+    ``"amount": 100`` then ``"amount": 100000`` would be shown one sum and paid another."""
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise ClientError("names a member more than once: not a SET Initiation to pay")
+    return dict(pairs)
+
+
 def read_initiation(path: Path) -> Initiation:
     """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON).
 
@@ -241,7 +250,9 @@ def read_initiation(path: Path) -> Initiation:
     """
     data = _read_bounded(path, MAX_INITIATION_FILE_BYTES, "a SET Initiation")
     try:
-        raw = json.loads(data)
+        raw = json.loads(data, object_pairs_hook=_one_value_per_name)
+    except ClientError as exc:
+        raise ClientError(f"{path} {exc}") from None
     except ValueError:
         raise ClientError(f"{path} is not JSON: expected a SET Initiation") from None
     if not isinstance(raw, dict):

@@ -19,12 +19,13 @@ ciphertext, whose length would otherwise be the PAN's plus a constant.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
-from hsm.base import KeyBackend, KeyHandle, PublicKey
-from setcore.encoding import content_type_of, digest, digest_parts, parse_strict
-from setcore.envelope import Recipient, open_sealed, seal
+from hsm.base import KemAlgorithm, KeyBackend, KeyHandle, PublicKey
+from setcore.encoding import check_bound_ids, content_type_of, digest, digest_parts, parse_strict
+from setcore.envelope import AEAD_ALG, Recipient, open_sealed, seal
 from setcore.errors import ErrorCode, fail
 from setcore.pan import MAX_PAN_DIGITS, PAN
 from setcore.signed import sign_detached, verify_detached
@@ -43,6 +44,9 @@ PI_HEAD_CT = content_type_of(purchase_pb2.PIHead)
 PAN_DATA_CT = content_type_of(purchase_pb2.PANData)
 PITBS_CT = content_type_of(purchase_pb2.PITBS)
 PITBE_CT = content_type_of(purchase_pb2.PITBE)
+# What a Sealed's header names the certificate it is sealed to by: its SHA-256 thumbprint.
+THUMB_BYTES = hashlib.sha256().digest_size
+_KEMS = frozenset(kem.value for kem in KemAlgorithm)
 
 
 def pi_data_digest(pi_head: bytes, pan_data: bytes) -> bytes:
@@ -152,6 +156,35 @@ def verify_as_merchant(view: MerchantView, cardholder_key: PublicKey) -> None:
     """Merchant side: the signature covers this OIData and the PI digest it was given."""
     _check_pi_tbs(view.pi.pi_tbs, view.dd_pi_data, oi_data_digest(view.oi_bytes))
     verify_detached(cardholder_key, view.pi.pi_signature, PITBS_CT, view.pi.pi_tbs)
+
+
+def check_pi_envelope(view: MerchantView, xid: bytes) -> None:
+    """Merchant side: the PI's envelope says in clear what the gateway will hold it to.
+
+    The merchant cannot open the PI, but it keeps it and forwards it byte for byte, and
+    the envelope's header travels in clear: the content types, the algorithms, the
+    certificate it is sealed to and the XID its AEAD binds. A PI whose header names
+    anything but a PITBE with its PANData, sealed with an algorithm on the allow-list to
+    a certificate's thumbprint for this very transaction, is one the gateway refuses
+    (``setcore.envelope``): taken, it would be kept, answered "order received" and sent
+    off to fail, and its strings kept whatever the wallet wrote in them (a card number
+    among them). DECODING_FAILURE, ALGORITHM_NOT_ALLOWED for another algorithm, or
+    WRAPPER_MSG_MISMATCH for another transaction's XID; nothing is kept. Which of its
+    key-exchange certificates the thumbprint names, and the ciphertexts, stay the
+    gateway's to judge (an older certificate still opens what was sealed to it).
+    """
+    sealed = view.pi.ex_pi
+    if sealed.content_type != PITBE_CT or sealed.extra_content_type != PAN_DATA_CT:
+        raise fail(
+            ErrorCode.ERROR_CODE_DECODING_FAILURE, "the PI is not a PITBE sealed with its PANData"
+        )
+    if sealed.aead_alg != AEAD_ALG or sealed.kem_alg not in _KEMS:
+        raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "the PI is sealed otherwise")
+    if len(sealed.recipient_cert_thumb) != THUMB_BYTES:
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "the PI names no certificate")
+    check_bound_ids(sealed.xid, sealed.rrpid)
+    if not hmac.compare_digest(sealed.xid, xid):
+        raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "the PI is for another transaction")
 
 
 @dataclass(frozen=True)

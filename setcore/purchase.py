@@ -25,6 +25,7 @@ from setcore.dualsig import (
     MerchantView,
     build_dual_signed,
     build_pan_data,
+    check_pi_envelope,
     parse_purchase,
     verify_as_merchant,
 )
@@ -386,7 +387,11 @@ def open_purchase_request(request: purchase_pb2.PurchaseRequest) -> MerchantView
 def verify_purchase(
     view: MerchantView, order: MerchantOrder, trust: TrustStore, *, at: datetime | None = None
 ) -> VerifiedCertificate:
-    """The merchant's PReq checklist (SET-PROTOCOL.md 5.5); returns the cardholder."""
+    """The merchant's PReq checklist (SET-PROTOCOL.md 5.5); returns the cardholder.
+
+    Beyond the checklist, what the merchant keeps and forwards is held to what the
+    gateway will take: OIData's BIN six digits, and the PI's envelope sealed for this
+    transaction (``dualsig.check_pi_envelope``). A refusal keeps nothing."""
     oi = view.oi_data
     mine = order.trans_ids
     if oi.trans_ids.xid != mine.xid:
@@ -401,8 +406,13 @@ def verify_purchase(
     check_id(oi.od_salt, "ODSalt")
     if oi.brand_id != order.brand_id:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "OIData names another brand")
+    # Six digits, as the PInitReq's (SET-PROTOCOL.md 5.1): the OIData is kept, and a BIN
+    # field of any text would keep whatever the wallet wrote there, a card number too.
+    if not is_bin(oi.bin):
+        raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "OIData's BIN is not six digits")
     if not hmac.compare_digest(oi.hod, hod(order.description, order.amount, oi.od_salt)):
         raise fail(ErrorCode.ERROR_CODE_DIGEST_MISMATCH, "HOD does not match our order")
+    check_pi_envelope(view, mine.xid)
     thumb = view.pi.pi_signature.signature.signer_cert_thumb
     cardholder = trust.resolve(
         thumb, view.pi.cardholder_certs, CARDHOLDER, CertificateUsage.SIGNATURE, at
