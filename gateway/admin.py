@@ -118,6 +118,18 @@ def _decision(
     )
 
 
+def _refuse_a_decided_rrpid(bank: Bank, verified: VerifiedBatchAdminRequest) -> None:
+    """Refuse a batch query under an RRPID the ledger decided for another request.
+
+    A query is a read and keeps nothing, but its RRPID is one of the merchant's like any
+    other (SET-PROTOCOL.md 3.3): one already used for a capture, a close or any request
+    decided is a reuse, refused RRPID_REUSED (``RrpidReused``, ``gateway.answers``) as a
+    capture under it would be, not answered as fresh. A query's own bytes are never
+    stored, so the lookup finds nothing else.
+    """
+    bank.ledger.stored_response(verified.rrpid, verified.request_digest)
+
+
 def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> bytes:
     """BatchAdminReq -> BatchAdminRes: open, close, purge or query a settlement batch."""
     verified = open_batch_admin_request(
@@ -175,6 +187,7 @@ def batch_admin(bank: Bank, request: gateway_admin_pb2.BatchAdminRequest) -> byt
     # REQUEST: a read; nothing changes, so nothing is stored. An open batch takes
     # postings while it is read, so its totals and its detail come from one snapshot.
     # The batch is always named (setcore refuses a query naming none).
+    _refuse_a_decided_rrpid(bank, verified)
     batch_id = data.batch_id
     try:
         if not verified.maximum_items:
