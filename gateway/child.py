@@ -3,8 +3,9 @@ what belongs to the supervisor, runs as a worker (``gateway.worker``) or as the 
 process (``gateway.ledger_process``), and exits with its status, never returning into the
 supervisor's stack. A child that fails logs whether it could not serve or failed while
 stopping; a fault the operator is to fix (a PIN, a token, a file, a port) in one line.
-Once the supervisor has reaped a worker, it withdraws what the worker can no longer take
-back itself: its count of requests computing (``withdraw_demand``).
+The supervisor keeps a record of each child it forked (``WatchedChild``); once it has
+reaped a worker, it withdraws what the worker can no longer take back itself: its count
+of requests computing (``withdraw_demand``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from gateway.bank_pki import ProvisioningError
@@ -36,6 +38,29 @@ STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSEr
 def child_name(index: int) -> str:
     """How the log names the child ``index``."""
     return "the ledger process" if index == LEDGER_INDEX else f"worker {index}"
+
+
+@dataclass
+class WatchedChild:
+    """A child as the supervisor watches it: its pipe until it says it serves (its ready
+    line, read into ``received``), when it was forked and when it said so (monotonic
+    clock), and whether it was killed for not stopping in time."""
+
+    index: int
+    pid: int
+    ready_fd: int | None
+    started: float
+    ready_at: float | None = None  # when it said it serves
+    received: bytes = b""
+    killed: bool = False
+
+    @property
+    def name(self) -> str:
+        return child_name(self.index)
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_at is not None
 
 
 def withdraw_demand(plan: WorkerPlan, index: int) -> None:

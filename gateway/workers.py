@@ -34,7 +34,8 @@ closes, and exits 0, or CALLS_CUT if it cut calls (``gateway.worker``); an orpha
 itself. The supervisor is gone within those two periods plus STOP_MARGIN_SECONDS
 (stragglers are killed; one still starting is given until its start is due first:
 ``stop_deadline``). A child that fails logs whether it could not serve or failed while
-stopping (``gateway.child``).
+stopping (``gateway.child``). The supervisor logs how each child ended; for SIGBUS, its
+likely cause, a mapped file such as a metrics sample file (``gateway.child_exit``).
 
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
@@ -60,10 +61,12 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from gateway import metrics
 from gateway.bank_errors import ProvisioningError
-from gateway.child import LEDGER_INDEX, become_child, child_name, withdraw_demand
+from gateway.child import LEDGER_INDEX, WatchedChild, become_child, withdraw_demand
+from gateway.child_exit import Stopped, ended, stopped
 from gateway.config import BankConfig
 from gateway.issuer import open_store
 from gateway.ledger import LedgerError
@@ -95,23 +98,8 @@ class WorkerError(Exception):
     """The workers cannot be started as configured."""
 
 
-@dataclass
-class _Worker:
-    index: int
-    pid: int
-    ready_fd: int | None
-    started: float
-    ready_at: float | None = None  # when it said it serves
-    received: bytes = b""
-    killed: bool = False
-
-    @property
-    def name(self) -> str:
-        return child_name(self.index)
-
-    @property
-    def ready(self) -> bool:
-        return self.ready_at is not None
+# The supervisor's record of each child (the name its tests know it by).
+_Worker = WatchedChild
 
 
 def stop_deadline(
@@ -144,9 +132,11 @@ class Supervisor:
         signals: SupervisorSignals,
         inherited: list[Callable[[], None]],
         scrape: ScrapeEndpoint | None = None,
+        samples: Path | None = None,
         on_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self._plan = plan
+        self._samples = samples  # the metrics sample directory, when metrics are on
         self._count = workers
         self._signals = signals
         self._inherited = inherited
@@ -154,8 +144,8 @@ class Supervisor:
         if scrape is not None:
             scrape.count_cpu_of(lambda: [child.pid for child in self._children()])
         self._on_ready = on_ready
-        self._workers: dict[int, _Worker] = {}
-        self._ledger: _Worker | None = None  # the ledger process, if the plan has one
+        self._workers: dict[int, WatchedChild] = {}
+        self._ledger: WatchedChild | None = None  # the ledger process, if the plan has one
         self._restarts = Restarts()
         self._repeats: RepeatNotice | None = None  # once stopping
         self._selector = selectors.DefaultSelector()
@@ -191,7 +181,7 @@ class Supervisor:
         for index in range(self._count):
             self._spawn(index)
 
-    def _fork(self, index: int) -> _Worker:
+    def _fork(self, index: int) -> WatchedChild:
         """Fork a child that runs ``gateway.child.become_child``; the child as watched."""
         # Each worker opens its own token sessions after the fork (DESIGN.md 5.4): a module
         # initialized here would be inherited, and its connections shared, by every child.
@@ -210,7 +200,7 @@ class Supervisor:
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self._selector.register(read_fd, selectors.EVENT_READ, pid)
-        return _Worker(index, pid, read_fd, time.monotonic())
+        return WatchedChild(index, pid, read_fd, time.monotonic())
 
     def _spawn(self, index: int) -> None:
         worker = self._fork(index)
@@ -221,7 +211,7 @@ class Supervisor:
         self._ledger, self._restarts.ledger_serves = self._fork(LEDGER_INDEX), False
         log.info("ledger process started (pid %d)", self._ledger.pid)
 
-    def _children(self) -> list[_Worker]:
+    def _children(self) -> list[WatchedChild]:
         return [*self._workers.values(), *([self._ledger] if self._ledger else [])]
 
     def _drop_in_child(self) -> None:
@@ -235,7 +225,7 @@ class Supervisor:
         for close in self._inherited:
             close()
 
-    def _read_ready(self, worker: _Worker, ready_fd: int) -> None:
+    def _read_ready(self, worker: WatchedChild, ready_fd: int) -> None:
         try:
             chunk = os.read(ready_fd, READY_LINE_BYTES)
         except BlockingIOError:
@@ -288,7 +278,7 @@ class Supervisor:
             if not self._workers and self._stopping():
                 self._stop_ledger()  # its last client is gone
 
-    def _ledger_exited(self, ledger: _Worker, code: int) -> None:
+    def _ledger_exited(self, ledger: WatchedChild, code: int) -> None:
         self._ledger = None
         if ledger.ready_fd is not None:
             self._selector.unregister(ledger.ready_fd)
@@ -302,20 +292,15 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._ledger.pid, signal.SIGTERM)
 
-    def _to_restart(self, child: _Worker, code: int) -> bool:
-        """Say how ``child`` ended; whether to start it again (if not, the bank stops)."""
-        how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+    def _to_restart(self, child: WatchedChild, code: int) -> bool:
+        """Say how ``child`` ended (``gateway.child_exit``); whether to start it again (if
+        not, the bank stops)."""
         if self._stopping():
-            if code == CALLS_CUT and child.index != LEDGER_INDEX:
-                log.warning("%s (pid %d) stopped, but cut calls in flight", child.name, child.pid)
-                self._cut = True
-            elif code != 0:
-                log.error("%s (pid %d) stopped with %s", child.name, child.pid, how)
-                self._failed = True
-            else:
-                log.info("%s (pid %d) stopped", child.name, child.pid)
+            end = stopped(child.name, child.pid, child.index, code, self._samples)
+            self._cut |= end is Stopped.CUT_CALLS
+            self._failed |= end is Stopped.FAILED
             return False
-        log.error("%s (pid %d) died: %s", child.name, child.pid, how)
+        log.error("%s (pid %d) died: %s", child.name, child.pid, ended(code, self._samples))
         serving = any(w.ready for w in self._workers.values())
         why = self._restarts.refusal(child.name, child.index, child.ready_at, serving)
         if why is not None:
@@ -487,7 +472,7 @@ def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda boun
         bound = Bound(gateway.port, ca.port, endpoint.port if endpoint else None, config.workers)
         supervisor = Supervisor(
             plan, config.workers, signals=signals, inherited=inherited, scrape=endpoint,
-            on_ready=lambda: on_ready(bound),
+            samples=directory.path if directory else None, on_ready=lambda: on_ready(bound),
         )  # fmt: skip
         return supervisor.run()
     finally:
