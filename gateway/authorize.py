@@ -30,7 +30,6 @@ from gateway.ledger import (
     Responder,
     new_hold_id,
 )
-from gateway.ledger.ledger import HOLD_LIFETIME_MS
 from gateway.ledger.limits import MAX_AMOUNT
 from gateway.outcomes import auth_code_for, resp_reason_for
 from setcore.authorization import (
@@ -45,6 +44,7 @@ from setcore.authorization import (
     open_payment_instruction,
     seal_cap_token,
 )
+from setcore.freshness import PI_MAX_AGE_MS
 from setpay.v1 import authorization_pb2, common_pb2
 
 log = logging.getLogger("setpay.gateway")
@@ -52,12 +52,13 @@ log = logging.getLogger("setpay.gateway")
 # A short, non-secret reference the merchant can quote to the acquirer.
 APPROVAL_CODE_CHARS = 6
 
-# How long after the purchase a merchant may have it authorized: the order date the
-# cardholder signed in the PI (PReqDate) may be this old at most. The life of a hold
-# (the ledger's default): long enough for a merchant that authorizes after its own checks
-# (fraud review, stock) or a weekend; a PI older than that asks for an authorization that,
-# asked at the purchase, would have lapsed by now, on the cardholder's consent of then.
-PI_MAX_AGE_MS = HOLD_LIFETIME_MS
+# How long after the purchase a merchant may have it authorized, ``PI_MAX_AGE_MS``: the
+# order date the cardholder signed in the PI (PReqDate) may be this old at most. The life
+# of a hold (the ledger's default, ``HOLD_LIFETIME_MS``): long enough for a merchant that
+# authorizes after its own checks (fraud review, stock) or a weekend; a PI older than that
+# asks for an authorization that, asked at the purchase, would have lapsed by now, on the
+# cardholder's consent of then. Defined in ``setcore.freshness``: the merchant reads it
+# too, to tell a PI too old from an AuthReq gone stale, both refused MESSAGE_TOO_OLD.
 
 
 def _cap_token(bank: Bank, request: VerifiedAuthRequest, outcome: Authorized) -> bytes:

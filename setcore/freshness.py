@@ -20,6 +20,13 @@ MAX_LID_BYTES = 32
 # How far a message's date may be from our clock. Five minutes covers clock skew between
 # hosts synchronised by NTP and a slow retry; replay caches keep RRPIDs longer than this.
 FRESHNESS_WINDOW_MS = 5 * 60 * 1000
+# How long after the purchase a merchant may have it authorized: the gateway refuses an
+# AuthReq whose PI's signed order date (PReqDate) is older (MESSAGE_TOO_OLD), the code it
+# gives a request whose own date left the window above. Seven days, the default life of
+# a hold (``gateway.authorize`` says why). Here, below both sides, because the merchant
+# must tell the two refusals apart: a request gone stale is built afresh, a PI past this
+# bound never can be (``clients.merchant.renewal``).
+PI_MAX_AGE_MS = 7 * 24 * 3600 * 1000
 
 
 def new_id() -> bytes:

@@ -10,7 +10,8 @@ once there: a verified AuthRes of an AuthCode this build defines is final (autho
 declined), and so is a verified SET Error (the order fails with its code), but for
 UNSPECIFIED_FAILURE and a code this build does not define; one refused as too old is
 built afresh around the same PI when ``renewal`` says that is safe, and never once a
-verified AuthRes came for it (the gateway decided it); anything else (no answer, an
+verified AuthRes came for it (the gateway decided it), nor once its PI is past the
+gateway's bound (``_never_renewable``: it ends failed); anything else (no answer, an
 answer or Error that does not verify, an approval for another amount, an AuthCode this
 build does not define, the merchant's own key backend or store failing on the answer)
 leaves the order authorizing, "outcome unknown, will retry", and the same bytes go out
@@ -30,8 +31,8 @@ Where authorization differs from a settlement operation, it says why at the hook
   ``authorize`` (``_resend``), one thread per order at a time.
 - Purchase, the worker's queue and its scans may each choose to send one order from a
   read of it: whoever comes second sends nothing if the first has tried it since
-  (``_tried_since``), so that one answer that did not verify counts once, and its wait
-  (``outcome.next_try``) is not cut short by a sending chosen before it.
+  (``order_rows.tried_since``), so that one answer that did not verify counts once, and
+  its wait (``outcome.next_try``) is not cut short by a sending chosen before it.
 - Whoever asks hears the order, never ``OutcomeUnknown``: the cardholder may be waiting
   (``AnswerMode.AFTER_AUTHORIZATION``), and SET's answer for an authorization not yet
   known is "order received", which is true; the wallet may inquire later.
@@ -73,10 +74,11 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from clients.errors import ClientError, OutcomeUnknown, SignerGone, StoreError, TransportError
+from clients.errors import ClientError, OutcomeUnknown, SignerGone, TransportError
 from clients.identity import certified_versions
-from clients.merchant import outcome
+from clients.merchant import outcome, renewal
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.order_rows import damaged, preq_date_ms, sent_auth_request, tried_since
 from clients.merchant.records import Authorization, Money, Order, OrderState, short
 from clients.merchant.registration_pending import SIGNATURE_LABEL
 from clients.merchant.store import MerchantStore
@@ -123,35 +125,6 @@ def _check_authorized_amount(order: Order, header: authorization_pb2.AuthHeader)
             f"AuthRes gives {got.amount} ({got.currency}, exponent {got.exp10}) for an order "
             f"of {order.amount}",
         )
-
-
-def _damaged(order: Order, missing: str) -> StoreError:
-    """An order whose row lacks what its state says it holds: setpay writes them together
-    (``record_purchase``, ``record_auth_request``), so the file was changed by hand or
-    damaged. Sending nothing is all that is safe: the error names the order."""
-    return StoreError(
-        f"merchant database damaged: order {order.short_id} is {order.state.value} "
-        f"without {missing}"
-    )
-
-
-def _tried_since(read: Order, now: Order) -> bool:
-    """True when the order read ``now`` (under its lock) shows a try since it was ``read``:
-    its AuthReq stored or replaced, or an answer that did not verify or could not be
-    read counted. A try that got no answer at all leaves no trace, and sending again at
-    once is then no more than the fast retries do (``outcome``)."""
-    return (now.state, now.auth_rrpid, now.unverified, now.unreadable, now.retry_after_ms) != (
-        read.state, read.auth_rrpid, read.unverified, read.unreadable, read.retry_after_ms,
-    )  # fmt: skip
-
-
-def _sent_auth_request(order: Order) -> tuple[bytes, AuthRequestState]:
-    """The order's stored AuthReq bytes, and what the gateway's answer to them is checked
-    against; ``StoreError`` if the order has none (``_damaged``)."""
-    rrpid, request, digest = order.auth_rrpid, order.auth_request, order.auth_request_digest
-    if not (rrpid and request and digest):
-        raise _damaged(order, "its AuthReq")
-    return request, AuthRequestState(rrpid, order.xid, digest)
 
 
 class Authorizer(StoredRequests[Order]):
@@ -239,8 +212,9 @@ class Authorizer(StoredRequests[Order]):
         and reports its outcome.
 
         ``as_read``: the order as the caller read it when it chose to send it; if another
-        thread has tried it since (``_tried_since``), that try stands and nothing is sent.
-        Without it, the order is sent whatever was tried before (a caller asking now).
+        thread has tried it since (``order_rows.tried_since``), that try stands and nothing
+        is sent. Without it, the order is sent whatever was tried before (a caller asking
+        now).
 
         ``answer_by`` (``time.monotonic()``): when the caller must have its answer (a
         wallet waiting for its PRes): the AuthReq's wait for the gateway ends then,
@@ -268,7 +242,7 @@ class Authorizer(StoredRequests[Order]):
             order = self._store.order(xid)
             if order.state not in (OrderState.PURCHASED, OrderState.AUTHORIZING):
                 return order  # ended meanwhile, by another thread
-            if as_read is not None and _tried_since(as_read, order):
+            if as_read is not None and tried_since(as_read, order):
                 log.debug("order %s: tried by another thread meanwhile", order.short_id)
                 return None
             try:
@@ -332,7 +306,7 @@ class Authorizer(StoredRequests[Order]):
         """A new AuthReq for the order (a fresh RRPID and date), its PI as baggage."""
         oi_data, pi = order.oi_data, order.pi
         if oi_data is None or pi is None:
-            raise _damaged(order, "the OIData and PI of its purchase")
+            raise damaged(order, "the OIData and PI of its purchase")
         oi = parse_strict(purchase_pb2.OIData, oi_data)
         request, state = build_auth_request(
             self._signing_as(order), self._keys.recipient(), pi, order.trans_ids_proto(),
@@ -376,7 +350,7 @@ class Authorizer(StoredRequests[Order]):
     def _exchange(self, order: Order) -> Order:
         """Send the order's stored AuthReq; the order once the gateway's verified answer
         is saved."""
-        request, state = _sent_auth_request(order)
+        request, state = sent_auth_request(order)
         self._in_time(order.short_id, "before its AuthReq was sent")
         left = self._time_left()
         log.info("order %s: AuthReq %s sent to the gateway", order.short_id, short(state.rrpid))
@@ -414,7 +388,7 @@ class Authorizer(StoredRequests[Order]):
         RRPID. None when no AuthReq the gateway would take can be built (``SignerGone``):
         sending the refused bytes again would only be refused again, every round, so the
         order ends failed with the gateway's verified code."""
-        _, sent = _sent_auth_request(request)
+        _, sent = sent_auth_request(request)
         try:
             wire, state = self._build(request)
         except SignerGone as exc:
@@ -423,6 +397,10 @@ class Authorizer(StoredRequests[Order]):
         return self._store.renew_auth_request(
             request.xid, sent.rrpid, state.rrpid, wire, state.request_digest
         )
+
+    def _never_renewable(self, request: Order, sent_ms: int) -> str | None:
+        # The order's PI, past the gateway's bound by the margin: none around it passes.
+        return renewal.pi_past_bound(preq_date_ms(request), sent_ms)
 
     def _unanswered(self) -> list[Order]:
         return self.pending()

@@ -13,7 +13,9 @@
       but UNSPECIFIED_FAILURE, or a code this build does     pending: it does not say the
       not define (a gateway of a later release)              gateway did nothing
       but MESSAGE_TOO_OLD                                    ``renewal``'s: built afresh
-                                                             under a new RRPID, or pending
+                                                             under a new RRPID, failed (an
+                                                             order's PI past the gateway's
+                                                             bound), or pending
                                                              (``answer_gone``)
       but to bytes answered before with a result code this   pending (``answer_gone``): the
       build does not define                                  gateway decided them

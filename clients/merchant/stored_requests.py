@@ -4,9 +4,11 @@ Authorizations (``authorizer``), settlement operations (``settlement``) and batc
 changes (``batches``) go through the same life, written here once: stored byte for byte,
 sent; the gateway's answer judged as ``outcome`` says (verified, of a result code this
 release reads: saved, the request ends; a verified SET Error: it ends failed, or,
-refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, but
-for the codes ``outcome.is_refusal`` holds back; anything else, a verified answer of a
-result code this release cannot read too: it stays sent, "outcome unknown, will retry");
+refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, or
+ends failed where none built afresh could pass (``_never_renewable``: an order whose PI
+is past the gateway's bound), but for the codes ``outcome.is_refusal`` holds back;
+anything else, a verified answer of a result code this release cannot read too: it
+stays sent, "outcome unknown, will retry");
 sent again, the same bytes, by ``resume``. A request once answered with a code this
 release cannot read is neither built afresh nor ended failed, whatever verified SET
 Error follows: the gateway decided those bytes (``outcome.answer_gone``). Each kind
@@ -35,6 +37,7 @@ from clients.merchant.request_rows import AnsweredUnreadably
 from clients.merchant.store import MerchantStore
 from setcore.credentials import Credentials
 from setcore.errors import PeerError
+from setcore.freshness import now_ms
 
 log = logging.getLogger("setpay.merchant")
 
@@ -97,6 +100,16 @@ class StoredRequests(abc.ABC, Generic[R]):
         first sent (what ``renewal`` and ``resume``'s ``stored_before_ms`` go by)."""
         return request.created_ms
 
+    def _never_renewable(self, request: R, sent_ms: int) -> str | None:
+        """Why no request built afresh in place of ``request`` could pass the gateway, its
+        sending that began at ``sent_ms`` (the merchant's clock) refused as too old; None
+        if one may. A reason ends the request failed with the gateway's code, so it must
+        also prove what ``renewal.may_renew`` proves: that no earlier sending of it can
+        still be at the gateway (``renewal`` says how an order's PI past the gateway's
+        bound does). None for a settlement operation or a batch change: nothing of theirs
+        but their own date ages."""
+        return None
+
     def _resend(self, request: R) -> R | None:
         """``resume``'s sending of a request still waiting: as ``_send`` says; None when
         another thread tried it since ``resume`` read it, and nothing was sent."""
@@ -122,6 +135,7 @@ class StoredRequests(abc.ABC, Generic[R]):
 
     def _judged(self, request: R, renewable: bool) -> R:
         """``_send``, but for the merchant's own failures, which it lets through."""
+        sent_ms = now_ms()  # before sending: the gateway decides no earlier (``renewal``)
         try:
             return self._exchange(request)
         except UnknownResultCode as exc:  # verified, but not read: counted, put off
@@ -130,12 +144,13 @@ class StoredRequests(abc.ABC, Generic[R]):
             if not (isinstance(exc, PeerError) and outcome.is_refusal(exc)):
                 raise outcome.pending(self._store, request, self._named(request), exc) from exc
             if renewable and renewal.refused_as_stale(exc):
-                return self._renew(request, exc)
+                return self._renew(request, exc, sent_ms)
             return self._refused(request, exc)
 
-    def _refused(self, request: R, error: PeerError) -> R:
-        """End the request failed, as the gateway's verified refusal says; but not one
-        whose bytes had a verified answer of a result code this release cannot read
+    def _refused(self, request: R, error: PeerError, why: str | None = None) -> R:
+        """End the request failed, as the gateway's verified refusal says (``why``: what
+        the merchant knows of it, for the log); but not one whose bytes had a verified
+        answer of a result code this release cannot read
         (``request_rows.AnsweredUnreadably``, told inside the transaction that would end
         it): the gateway decided them, so it stays pending, logged as such
         (``outcome.answer_gone``), never as a failure of the merchant's own."""
@@ -143,11 +158,15 @@ class StoredRequests(abc.ABC, Generic[R]):
             failed = self._fail(request, error.code)
         except AnsweredUnreadably:
             raise outcome.answer_gone(self._store, request, self._named(request), error) from error
-        log.warning("%s refused by the gateway: %s", self._named(request), error.code_name)
+        log.warning(
+            "%s refused by the gateway: %s%s",
+            self._named(request), error.code_name, f" ({why})" if why else "",
+        )  # fmt: skip
         return failed
 
-    def _renew(self, request: R, error: PeerError) -> R:
-        """A request refused as too old: built afresh and sent, failed, or left waiting.
+    def _renew(self, request: R, error: PeerError, sent_ms: int) -> R:
+        """A request refused as too old in a sending that began at ``sent_ms``: built
+        afresh and sent, failed, or left waiting.
 
         Never built afresh, nor ended failed, once a verified answer to these bytes
         came, of a result code this release cannot read: the refusal then says only that
@@ -157,10 +176,14 @@ class StoredRequests(abc.ABC, Generic[R]):
         since): first before anything is built, then again inside the transaction that
         would store the request built afresh, or end it failed when none can be
         (``request_rows.AnsweredUnreadably``), for one counted while this sender was
-        building it."""
+        building it. Ended failed, not built afresh, where none could pass
+        (``_never_renewable``)."""
         gone = outcome.answer_gone
         if self._store.unreadable_answers(request):
             raise gone(self._store, request, self._named(request), error) from error
+        never = self._never_renewable(request, sent_ms)
+        if never is not None:
+            return self._refused(request, error, never)
         if not renewal.may_renew(self._stored_ms(request)):
             # An earlier sending of these bytes may still be inside the gateway.
             raise outcome.pending(self._store, request, self._named(request), error) from error
