@@ -21,6 +21,14 @@
   A transaction whose ``BEGIN`` fails on a connection that idled in the pool, as every
   idle one does after the server restarted, is begun once more on a new connection:
   nothing of it had reached the server.
+- A server that goes silent resets nothing: its host died, a failover left its address
+  dead, the network parted. Each connection asks the kernel to give it up once data sent
+  on it stays unacknowledged ``TCP_USER_TIMEOUT_MS``, or once the line, quiet, stops
+  answering keepalive probes (``KEEPALIVE_*``): without them a statement sent on it waits
+  for the kernel's own retransmissions to end, some fifteen minutes, with its pool slot,
+  and a pool of such connections stops the bank that long. A connection string that
+  sets one of these (``keepalives_idle=...``) keeps its own. (TCP only: a Unix socket
+  never goes silent this way.)
 - A caller holding its worker's turn to compute (``gateway.cpu_turn``) gives it up for the
   whole operation: the round trips to the server (and the wait for a pooled connection)
   must not stop the worker's other requests from computing.
@@ -44,6 +52,11 @@ answered alike whichever database the bank runs on:
                       then the outcome is unknown (the server may have committed), and
                       the request sent again with the same RRPID is answered from
                       what was committed (``idempotency``), never decided twice.
+                      A connection the server refuses (a wrong password, an unknown
+                      role or database, no server there) is an outage too: its
+                      message says why, as libpq does, every password blotted out, and
+                      the log says it at WARNING at most once a minute, so that a
+                      serving bank whose password was changed under it says so.
     StoreError        anything else: a constraint, the statement itself wrong (42),
                       over one of PostgreSQL's program limits (54), or asking of an object
                       a state it is not in (55000, 55P02, 55P04): the same every time,
@@ -61,6 +74,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
 import queue
 import random
 import threading
@@ -71,6 +86,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from gateway.cpu_turn import PROCESS_TURN
@@ -80,6 +96,7 @@ from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, 
 
 R = TypeVar("R")
 
+log = logging.getLogger("setpay.ledger")
 
 # Connections per process: each gateway worker thread holds one for a single short
 # transaction; more connections than cores mostly adds lock contention on hot accounts.
@@ -88,6 +105,30 @@ POOL_SIZE = 8
 POOL_WAIT_SECONDS = 10.0
 # How long to wait for the server when opening a connection.
 CONNECT_TIMEOUT_SECONDS = 10
+# How long data sent on a connection may stay unacknowledged before the kernel gives the
+# connection up (the module docstring): the connect timeout's length. A live server's
+# kernel acknowledges at once, however long the statement runs.
+TCP_USER_TIMEOUT_MS = 10_000
+# A quiet connection (idle in the pool, or waiting for a long statement) is probed after
+# this many seconds, then every KEEPALIVE_INTERVAL_SECONDS, and given up after
+# KEEPALIVE_COUNT probes unanswered: a dead server is found within about 25 s, before
+# the statement timeout, and an idle connection to it before it is used.
+KEEPALIVE_IDLE_SECONDS = 10
+KEEPALIVE_INTERVAL_SECONDS = 5
+KEEPALIVE_COUNT = 3
+# libpq's parameters for the two above, each given unless the connection string sets it.
+_LIVENESS = {
+    "keepalives": "1",
+    "keepalives_idle": str(KEEPALIVE_IDLE_SECONDS),
+    "keepalives_interval": str(KEEPALIVE_INTERVAL_SECONDS),
+    "keepalives_count": str(KEEPALIVE_COUNT),
+    "tcp_user_timeout": str(TCP_USER_TIMEOUT_MS),
+}
+# A connection the server refused is logged at most this often (the module docstring).
+CONNECT_FAILURE_LOG_SECONDS = 60.0
+# libpq's reason for a refused connection, as the error and the log line give it, is cut
+# to this many characters: it names the server, the role and the database, no more.
+CONNECT_REASON_CHARS = 300
 # A statement (including a lock wait) running longer than this is cancelled: something
 # is wedged, and the caller's retry with the same RRPID is safe.
 STATEMENT_TIMEOUT_MS = 30_000
@@ -174,6 +215,22 @@ def translate_error(exc: psycopg.Error, *, read_only: bool = False) -> StoreErro
         error = StoreUnavailable(f"PostgreSQL is unavailable ({what})")
     else:
         error = StoreError(f"PostgreSQL failed ({what})")
+    error.__cause__ = exc
+    return error
+
+
+def connect_refused(exc: psycopg.OperationalError, passwords: list[str]) -> StoreUnavailable:
+    """The ledger's error for a connection libpq could not open, naming libpq's reason
+    (a password refused, a role or database unknown, no server there), every one of
+    ``passwords`` blotted out of it. libpq never quotes a password it sent; this is the
+    guard should some message of its (or of a server) ever do so."""
+    reason = " ".join(str(exc).split())
+    for password in passwords:
+        if password:
+            reason = reason.replace(password, "(password)")
+    if len(reason) > CONNECT_REASON_CHARS:
+        reason = reason[:CONNECT_REASON_CHARS] + "..."
+    error = StoreUnavailable(f"PostgreSQL is unavailable (cannot connect: {reason})")
     error.__cause__ = exc
     return error
 
@@ -312,6 +369,8 @@ class PostgresLedgerStore(LedgerStore):
         self._config = config or PostgresStoreConfig()
         self._observer = observer
         self._closed = False
+        self._refusals = threading.Lock()
+        self._refusal_said_at: float | None = None
         self._pool = _Pool(self._connect, self._config)
         try:
             migrate_schema(self._pool.transaction, PostgresTransaction)
@@ -324,18 +383,41 @@ class PostgresLedgerStore(LedgerStore):
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         try:
+            given = conninfo_to_dict(self._conninfo)
+        except psycopg.Error as exc:  # not a connection string: nothing of it is quoted
+            raise translate_error(exc) from exc
+        # Those the connection string leaves out (the module docstring): merged in, they
+        # would override the string's own.
+        liveness = {k: v for k, v in _LIVENESS.items() if k not in given}
+        try:
             conn = psycopg.connect(
-                self._conninfo,
+                make_conninfo(self._conninfo, **liveness),
                 autocommit=True,  # every transaction is an explicit conn.transaction()
                 row_factory=dict_row,
                 connect_timeout=self._config.connect_timeout_seconds,
             )
+        except psycopg.OperationalError as exc:
+            passwords = [str(given.get("password") or ""), os.environ.get("PGPASSWORD", "")]
+            refused = connect_refused(exc, passwords)
+            self._say_refused(refused)
+            raise refused from exc
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
         # In each BEGIN, not SET for the session, for the reason ``_Pool`` sets the rest
         # in each transaction.
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return conn
+
+    def _say_refused(self, refused: StoreUnavailable) -> None:
+        """Log why a connection failed, at most once every CONNECT_FAILURE_LOG_SECONDS: the
+        requests it fails are answered UNAVAILABLE and logged without a reason."""
+        now = time.monotonic()
+        with self._refusals:
+            said = self._refusal_said_at
+            if said is not None and now - said < CONNECT_FAILURE_LOG_SECONDS:
+                return
+            self._refusal_said_at = now
+        log.warning("ledger: %s; said again at most once a minute while it lasts", refused)
 
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in one committed transaction, retrying races; return its result."""

@@ -15,6 +15,19 @@ transactions that hold a table it must lock.
   limit, the migration's lock request would queue every statement of the serving bank on
   that table behind a report or a pg_dump, until each failed at its statement timeout.
   Giving way (SQLSTATE 55P03), it rolls back, pauses and tries again.
+- A bank killed while its migration runs (an upgrade stopped by ``docker stop`` or a
+  start timeout) must not leave the migration running on the server: PostgreSQL notices
+  a client gone only when it next reads from it, so a version's index build would go on
+  for its minutes with nobody to commit it, holding the advisory lock, which the next
+  start waits for, and its table's lock, which holds up the still-serving bank's writes.
+  Its session checks every ``MIGRATION_CLIENT_CHECK_MS`` that the client is still there
+  (``client_connection_check_interval``, PostgreSQL 14 on; an older server goes without)
+  and, if not, ends the statement and rolls its version back.
+- A schema found current is left alone, read in a READ ONLY snapshot: no lock taken,
+  nothing written. The store then opens on a server that refuses writes (a hot standby
+  during a failover, ``default_transaction_read_only``), as a serving store rides
+  through one: reads are served, writes are UNAVAILABLE (25006) until the server writes
+  again. A store whose schema must change still cannot open there.
 - Only the version that gave way is rolled back: the versions before it are committed.
   In one transaction for all of them, an upgrade 3 -> 6 would build version 4's indexes
   (SHARE locks that block the serving bank's writes on ``requests``), give way at version
@@ -55,6 +68,11 @@ MIGRATION_LOCK_TIMEOUT_MS = 2_000
 MIGRATION_RETRY_PAUSE_SECONDS = 1.0
 # While the migration keeps giving way, it says so again this often (not at every try).
 MIGRATION_WAIT_LOG_SECONDS = 60.0
+# How often the migration's session checks that the bank is still connected (the module
+# docstring): a killed bank's migration ends within about this long.
+MIGRATION_CLIENT_CHECK_MS = 1_000
+# The first server version with ``client_connection_check_interval`` (as libpq numbers it).
+CLIENT_CHECK_SERVER_VERSION = 140_000
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -107,6 +125,8 @@ def migrate_schema(
     """Bring the schema to ``SCHEMA_VERSION``, one committed transaction per version,
     each tried again while it gives way to the transactions on a table it must lock;
     ``wrap``: the ledger rules' view of a connection inside a transaction."""
+    if _is_current(transaction):
+        return
     waiting_since: float | None = None
     said_at = 0.0
     while True:
@@ -116,6 +136,11 @@ def migrate_schema(
                 # SET LOCAL: each ends with this transaction (the module docstring).
                 conn.execute("SET LOCAL statement_timeout = 0")
                 conn.execute("SET LOCAL lock_timeout = 0")
+                if conn.info.server_version >= CLIENT_CHECK_SERVER_VERSION:
+                    conn.execute(
+                        "SET LOCAL client_connection_check_interval"
+                        f" = {int(MIGRATION_CLIENT_CHECK_MS)}"
+                    )
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
                 conn.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_LOCK_TIMEOUT_MS)}")
                 tx = _MigrationTransaction(wrap(conn))
@@ -138,6 +163,24 @@ def migrate_schema(
                     now - waiting_since,
                 )
             time.sleep(MIGRATION_RETRY_PAUSE_SECONDS)
+
+
+def _is_current(transaction: TransactionSource) -> bool:
+    """Whether the schema is at ``SCHEMA_VERSION`` already, as ``schema.current_version``
+    would find it (the ``schema_version`` of the schema that CREATE TABLE writes to), read
+    without writing anything; False for anything else, which the migration then sorts
+    out (another program's tables, a damaged or newer record)."""
+    with transaction(read_only=True) as conn:
+        here = conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relname = 'schema_version'"
+            " AND c.relkind = 'r'"
+        ).fetchone()
+        if here is None:
+            return False
+        rows = conn.execute("SELECT version FROM schema_version").fetchall()
+    return len(rows) == 1 and rows[0]["version"] == schema.SCHEMA_VERSION
 
 
 def _locked_table(transaction: TransactionSource, statement: str) -> str:
