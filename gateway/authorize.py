@@ -44,6 +44,7 @@ from setcore.authorization import (
     open_payment_instruction,
     seal_cap_token,
 )
+from setcore.capture import trans_ids_digest
 from setcore.freshness import PI_MAX_AGE_MS
 from setpay.v1 import authorization_pb2, common_pb2
 
@@ -74,6 +75,9 @@ def _cap_token(bank: Bank, request: VerifiedAuthRequest, outcome: Authorized) ->
         merchant_cert_thumb=request.merchant.thumbprint,
         hold_id=outcome.hold_id,
         issued_unix_ms=request.data.auth_tags.auth_rr_tags.date_unix_ms,
+        # The TransIDs ``check_agreement`` found equal to the PI's: every capture,
+        # reversal or credit on this token must name them (setcore.capture).
+        trans_ids_digest=trans_ids_digest(request.data.auth_tags.trans_ids),
     )
     return seal_cap_token(bank.token_key, data)
 

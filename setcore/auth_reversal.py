@@ -4,13 +4,14 @@
     AuthRevRes = EncB(P, M, AuthRevResData, AuthRevResBaggage{cap_token_new})
 
 The gateway's opener checks what ``setcore.capture`` checks for a CapReq (envelope,
-merchant, RRTags, the token is this merchant's and this authorization's, the amount in
-the token's currency and exponent); the request carries one token, and its new amount may be zero (a
-full reversal). Whether the amount is possible and whether the request was seen before
-is the ledger's decision, answered with AuthRevCode. The response carries a capture
-token reissued for the new amount. Its AuthNewAmt is what stands authorized after the
-decision: the new amount when approved; when refused, what the authorization still
-stands at, which an earlier reversal may have made smaller than the token's amount.
+merchant, RRTags, the token is this merchant's and this authorization's, for the
+TransIDs authorized, the amount in the token's currency and exponent); the request
+carries one token, and its new amount may be zero (a full reversal). Whether the amount
+is possible and whether the request was seen before is the ledger's decision, answered
+with AuthRevCode. The response carries a capture token reissued for the new amount. Its
+AuthNewAmt is what stands authorized after the decision: the new amount when approved;
+when refused, what the authorization still stands at, which an earlier reversal may have
+made smaller than the token's amount.
 
 Errors are setcore's, as listed in ``setcore.capture``, plus DECODING_FAILURE for a
 negative new amount.
@@ -25,7 +26,6 @@ from datetime import datetime
 from setcore.amount import check_amount, same_unit
 from setcore.authorization import CAP_TOKEN_CT, open_cap_token, seal_cap_token
 from setcore.capture import (
-    ItemRef,
     check_envelope_xid,
     check_token_is_for,
     merchant_rr_tags,
@@ -158,7 +158,7 @@ def open_auth_reversal_request(
     ids = data.trans_ids
     check_header(request.header, tags.rrpid, ids.xid, lid_c=ids.lid_c, lid_m=ids.lid_m)
     token = open_cap_token(token_key, envelope.baggage, merchant=merchant)
-    check_token_is_for(token, ItemRef(data.trans_ids.xid, data.auth_rrpid))
+    check_token_is_for(token, data.trans_ids, data.auth_rrpid)
     _check_new_amount(data.auth_new_amt, token)
     return VerifiedAuthRevRequest(
         data=data, merchant=merchant, merchant_id=merchant_id, merchant_kex=kex,
@@ -170,7 +170,13 @@ def open_auth_reversal_request(
 def reissue_cap_token(
     token_key: TokenKey, request: VerifiedAuthRevRequest, *, hold_id: str | None = None
 ) -> bytes:
-    """A new capture token for the amount that stays authorized after a partial reversal."""
+    """A new capture token for the amount that stays authorized after a partial reversal.
+
+    A copy of the token presented but for amount, date and hold: its TransIDs digest too,
+    which the request's TransIDs matched. A token sealed before the digest was written
+    stays without one: the request's ids were not checked against the authorization's,
+    and sealing them in would bind ids the cardholder never signed.
+    """
     data = authorization_pb2.CapTokenData()
     data.CopyFrom(request.cap_token)
     data.auth_amt.CopyFrom(request.data.auth_new_amt)

@@ -9,9 +9,10 @@ the merchant signed cannot be presented as a capture reversal, and the merchant 
 only a response of the kind it asked for.
 
 Gateway openers check what ``setcore.capture`` checks for a CapReq (envelope, merchant,
-RRTags, one token per item of this merchant and this authorization, amount in the
-token's currency and exponent). Whether the amounts are possible and whether the request
-was seen before is the ledger's decision, answered with CapRevOrCredCode.
+RRTags, one token per item of this merchant and this authorization, for the TransIDs
+authorized, amount in the token's currency and exponent). Whether the amounts are
+possible and whether the request was seen before is the ledger's decision, answered with
+CapRevOrCredCode.
 
 Errors are setcore's, as listed in ``setcore.capture``, plus WRAPPER_MSG_MISMATCH for a
 request or response of another kind than the RPC's, and DECODING_FAILURE for a reversal

@@ -8,7 +8,8 @@ the link to exactly the token sequence carried (``gateway_exchange.open_merchant
 the ids, the gateway certificate named, date, merchant id and response key
 (``gateway_exchange.check_rr_tags``); then each item against its token
 (``open_item_tokens``): one token per item, sealed by this gateway, of this merchant, for
-the item's XID and authorization RRPID; the amount positive and in the token's currency.
+the item's XID and authorization RRPID and for its whole TransIDs as authorized
+(``check_token_is_for``); the amount positive and in the token's currency.
 How much may be captured and whether a request was seen before is the ledger's decision,
 reported per item as a CapCode, never as an Error.
 
@@ -33,6 +34,8 @@ the containers and the PKI,
     UNKNOWN_XID           a token or response item for another transaction
     UNKNOWN_RRPID         a token or response item for another authorization; a response
                           to another request
+    UNKNOWN_LID           an item whose TransIDs (LID-C, LID-M, PReqDate, language...)
+                          differ from those its authorization was granted for
     WRAPPER_MSG_MISMATCH  the plaintext header or the envelope ids differ from the signed ones
     DIGEST_MISMATCH       baggage that is not the signed one; a response to other bytes
     MESSAGE_TOO_OLD/_NEW  a request date outside the freshness window
@@ -51,7 +54,7 @@ from typing import Generic, TypeVar
 from setcore.amount import check_amount, same_unit
 from setcore.authorization import open_cap_token
 from setcore.credentials import Credentials
-from setcore.encoding import content_type_of, parse_strict
+from setcore.encoding import content_type_of, digest_parts, parse_strict
 from setcore.envelope import Recipient
 from setcore.error_message import open_gateway_error
 from setcore.errors import ErrorCode, fail
@@ -75,6 +78,7 @@ CAP_REQ_CT = content_type_of(capture_pb2.CapReqData)
 CAP_RES_CT = content_type_of(capture_pb2.CapResData)
 CAP_TOKEN_SEQ_CT = content_type_of(capture_pb2.CapTokenSeq)
 CAPTURE_REQUEST_CT = content_type_of(capture_pb2.CaptureRequest)
+TRANS_IDS_CT = content_type_of(common_pb2.TransIDs)
 
 # Each item costs the gateway a token opening (a key derivation and an AES-GCM open under
 # the per-process token key, ``setcore.token_seal``) and a ledger posting; 100 bounds the
@@ -135,12 +139,44 @@ def check_batch_id(batch_id: str) -> None:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "batch id too long")
 
 
-def check_token_is_for(token: authorization_pb2.CapTokenData, ref: ItemRef) -> None:
-    """A capture token must be the one issued for this transaction and authorization."""
-    if not hmac.compare_digest(token.xid, ref.xid):
+def trans_ids_digest(ids: common_pb2.TransIDs) -> bytes:
+    """DD* of every TransIDs field: what a capture token binds of the ids authorized.
+
+    The gateway seals it into the token (``CapTokenData.trans_ids_digest``) over the
+    TransIDs it checked against the cardholder's signed PI, and compares it with each
+    item's (``check_token_is_for``). Field by field in field-number order, each
+    length-prefixed, rather than the protobuf serialization: a token outlives the process
+    that sealed it, so its digest must not depend on a protobuf library's layout. A field
+    added to TransIDs is added here (a test sets each field and sees the digest change).
+    """
+    date = ids.preq_date_unix_ms.to_bytes(8, "big", signed=True)
+    texts = (ids.pay_sys_id.encode("utf-8"), ids.language.encode("utf-8"))
+    return digest_parts(TRANS_IDS_CT, (ids.lid_c, ids.lid_m, ids.xid, date, *texts))
+
+
+def check_token_is_for(
+    token: authorization_pb2.CapTokenData, trans_ids: common_pb2.TransIDs, auth_rrpid: bytes
+) -> None:
+    """A capture token must be the one issued for this transaction and authorization, and
+    the request must name the transaction by the very ids it was authorized under.
+
+    The gateway's answer repeats the request's TransIDs under its signature; without the
+    last check it would vouch for an LID-M, PReqDate or language it never authorized
+    (another order's LID-M, say). A SET Error for the whole request, like another XID or
+    RRPID: the request is wrong about the authorization, which is no business outcome for
+    the ledger to decide per item, and nothing is stored or signed for it. UNKNOWN_LID:
+    the XID agrees, so what differs is how the merchant labels the transaction. A token
+    sealed before the digest was written carries none and binds the XID alone: such
+    tokens stay good for as long as their authorizations are outstanding.
+    """
+    if not hmac.compare_digest(token.xid, trans_ids.xid):
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_XID, "capture token of another transaction")
-    if not hmac.compare_digest(token.auth_rrpid, ref.auth_rrpid):
+    if not hmac.compare_digest(token.auth_rrpid, auth_rrpid):
         raise fail(ErrorCode.ERROR_CODE_UNKNOWN_RRPID, "capture token of another authorization")
+    if token.trans_ids_digest and not hmac.compare_digest(
+        token.trans_ids_digest, trans_ids_digest(trans_ids)
+    ):
+        raise fail(ErrorCode.ERROR_CODE_UNKNOWN_LID, "TransIDs differ from the authorization's")
 
 
 def check_item_amount(
@@ -171,7 +207,7 @@ def open_item_tokens(
     paired = []
     for item, token in zip(items, tokens, strict=True):
         data = open_cap_token(token_key, token, merchant=merchant)
-        check_token_is_for(data, ItemRef(item.trans_ids.xid, item.auth_rrpid))
+        check_token_is_for(data, item.trans_ids, item.auth_rrpid)
         paired.append(ItemWithToken(item, data))
     return tuple(paired)
 

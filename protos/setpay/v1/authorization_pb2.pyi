@@ -265,7 +265,7 @@ class AuthorizeResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.Header, _Mapping]] = ..., auth_res: _Optional[bytes] = ..., error: _Optional[_Union[_error_pb2.SetError, _Mapping]] = ...) -> None: ...
 
 class CapTokenData(_message.Message):
-    __slots__ = ("content_type", "xid", "auth_rrpid", "auth_amt", "merchant_id", "merchant_cert_thumb", "hold_id", "issued_unix_ms")
+    __slots__ = ("content_type", "xid", "auth_rrpid", "auth_amt", "merchant_id", "merchant_cert_thumb", "hold_id", "issued_unix_ms", "trans_ids_digest")
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     XID_FIELD_NUMBER: _ClassVar[int]
     AUTH_RRPID_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +274,7 @@ class CapTokenData(_message.Message):
     MERCHANT_CERT_THUMB_FIELD_NUMBER: _ClassVar[int]
     HOLD_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    TRANS_IDS_DIGEST_FIELD_NUMBER: _ClassVar[int]
     content_type: str
     xid: bytes
     auth_rrpid: bytes
@@ -282,7 +283,8 @@ class CapTokenData(_message.Message):
     merchant_cert_thumb: bytes
     hold_id: str
     issued_unix_ms: int
-    def __init__(self, content_type: _Optional[str] = ..., xid: _Optional[bytes] = ..., auth_rrpid: _Optional[bytes] = ..., auth_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., merchant_id: _Optional[str] = ..., merchant_cert_thumb: _Optional[bytes] = ..., hold_id: _Optional[str] = ..., issued_unix_ms: _Optional[int] = ...) -> None: ...
+    trans_ids_digest: bytes
+    def __init__(self, content_type: _Optional[str] = ..., xid: _Optional[bytes] = ..., auth_rrpid: _Optional[bytes] = ..., auth_amt: _Optional[_Union[_common_pb2.CurrencyAmount, _Mapping]] = ..., merchant_id: _Optional[str] = ..., merchant_cert_thumb: _Optional[bytes] = ..., hold_id: _Optional[str] = ..., issued_unix_ms: _Optional[int] = ..., trans_ids_digest: _Optional[bytes] = ...) -> None: ...
 
 class AuthRevReqData(_message.Message):
     __slots__ = ("content_type", "auth_rev_rr_tags", "trans_ids", "auth_rrpid", "auth_new_amt", "m_thumbs")
