@@ -41,7 +41,7 @@ gateway, refusing a retry dated before the horizon with another code than
 MESSAGE_TOO_OLD, would let refunds go too; it belongs to the servicer, not the ledger.)
 
 ``pi_uses`` (every XID decided, the replay guard). The gateway refuses a PI whose signed
-order date is older than ``gateway.authorize.PI_MAX_AGE_MS``, but by its own clock and
+order date is older than ``setcore.freshness.PI_MAX_AGE_MS``, but by its own clock and
 before the ledger is asked: the ledger, whose guard this is, does not lean on that. It
 bounds a PI's age itself: an authorization is declined EXPIRED_CARD unless the PI's card
 expiry is the one on file and its month is not over (UTC, ``accounts.card_expired``).
