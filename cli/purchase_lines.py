@@ -8,6 +8,7 @@ XIDs, and one starting as an earlier purchase's does must not make the two look 
 from __future__ import annotations
 
 from clients.errors import ConfigError
+from clients.wallet.merchant_answers import NOT_BOUGHT, SHED
 from clients.wallet.purchases import REFUSED, PurchaseBook, PurchaseRecord
 
 # A record's auth_code when the merchant's answer carried no AuthCode (none stands: the
@@ -23,6 +24,19 @@ def record_line(record: PurchaseRecord, short_id: str | None = None) -> str:
     ``short_id``: the id its book shows it by (``PurchaseBook.short_id``, longer than the
     XID's first 8 digits when another purchase starts with those); those 8 if not given."""
     shown = record.short_id if short_id is None else short_id
+    if record.completion == SHED:
+        # Its status was not signed: the merchant may have read the request all the same.
+        return (
+            f"{shown}  SHED  amount {record.amount} ({record.currency}): the merchant said it "
+            "was too busy to read the purchase request, which it may have read all the same "
+            f"(ask with `setpay wallet inquire {shown}` before buying again)"
+        )
+    if record.completion == NOT_BOUGHT:
+        return (
+            f"{shown}  NOT_BOUGHT  {record.refusal.removeprefix('ERROR_CODE_')}  amount "
+            f"{record.amount} ({record.currency}): the merchant said, signed, it holds no "
+            "purchase of it: nothing was bought"
+        )
     if not record.answered:
         return (
             f"{shown}  SENT  amount {record.amount} ({record.currency}): no answer "

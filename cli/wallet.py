@@ -31,7 +31,10 @@ only.
 
 Exit status: 0 done (a purchase prints the merchant's verified answer, a decline
 included); 1 refused or failed (a SET Error from the merchant or the CA, a wrong file or
-passphrase, a failure before the purchase request left); 2 usage error (an option missing
+passphrase, a failure before the purchase request left), and a purchase request the
+merchant said (unsigned) it was too busy to read: recorded SHED, as it may have been read
+all the same, to ask about with ``inquire`` before buying that order again (a purchase
+of it is refused until then); 2 usage error (an option missing
 or malformed); 3 a registration or renewal the Cardholder CA pends (run ``register`` or
 ``renew`` again later); 4 a purchase whose outcome is unknown: its request left and no
 answer the wallet could verify and read came back (none, one whose checks failed, one
@@ -161,7 +164,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description=(
             "Buy: PInit, then the dual-signed purchase request. Exit status 4 when the "
             "request left and no answer the wallet could verify came back: the card may be "
-            "authorized; run setpay wallet inquire ORDER to learn the outcome."
+            "authorized; run setpay wallet inquire ORDER to learn the outcome. Exit status 1 "
+            "too when the merchant said it was too busy to read the request: it may have "
+            "read it all the same; run setpay wallet inquire ORDER before buying again."
         ),
     )
     b.add_argument("--initiation", type=Path, help="SET Initiation JSON from the merchant")

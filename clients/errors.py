@@ -23,8 +23,12 @@
     │                        read came back: the card may be authorized; the purchase
     │                        keeps its record (SENT, or its state before an inquiry)
     │                        and ``setpay wallet inquire`` asks the merchant
-    ├── PurchaseNotSent      the merchant shed the wallet's PReq unread at every attempt:
-    │                        nothing was bought, the purchase is not recorded
+    ├── PurchaseNotRead      the merchant answered the wallet's PReq, unsigned, that it
+    │                        was too busy to read it, at every attempt: it may have read
+    │                        it all the same; the purchase keeps its record (SHED) for
+    │                        ``setpay wallet inquire`` to settle
+    ├── ShedUnsettled        a purchase of an order whose earlier purchase is SHED: not
+    │                        made, nothing sent, until an inquiry settles the earlier one
     ├── StoreError           the merchant's database failed (sqlite3 translated here)
     ├── UnknownOrder         no order with that XID or LID-M
     ├── OrderStateError      the order cannot do this now (capture before authorization,
@@ -136,17 +140,38 @@ class PurchaseOutcomeUnknown(ClientError):
         self.cause = cause
 
 
-class PurchaseNotSent(ClientError):
-    """The merchant shed the PReq unread at every attempt (too busy): it holds no purchase
-    for it and the card no authorization, so the wallet keeps no record of it and the
-    same order may be bought again. ``cause``: the ``NotRead`` transport failure."""
+class PurchaseNotRead(ClientError):
+    """The merchant answered the PReq that it shed it unread (too busy) at every attempt.
+    That status is not signed: only a signed SET Error is the merchant's word, so it is
+    never taken for a refusal, nor for proof that nothing was bought. A merchant may have
+    read the PReq, kept the PI and had the card authorized, and answered so all the same.
+    The purchase keeps its record (``SHED``), and ``setpay wallet inquire`` asks the
+    merchant, whose signed answer settles it. ``short_id``: the purchase's id; ``cause``:
+    the ``NotRead`` transport failure."""
 
-    def __init__(self, cause: NotRead) -> None:
+    def __init__(self, short_id: str, cause: NotRead) -> None:
         super().__init__(
-            "purchase not made: the merchant was too busy to read the purchase request "
-            f"({cause}); nothing was bought, buy again later"
+            f"purchase {short_id} not confirmed: the merchant said it was too busy to read "
+            f"the purchase request ({cause}), which it may have read all the same: ask with "
+            f"`setpay wallet inquire {short_id}` before buying again"
         )
+        self.short_id = short_id
         self.cause = cause
+
+
+class ShedUnsettled(ClientError):
+    """A purchase of an order (LID-M) for which the wallet holds a ``SHED`` purchase: the
+    merchant said it never read that one's PReq, unsigned, and no signed answer has said
+    what became of it. Another purchase could pay the order twice: none is made (nothing
+    sent) until ``setpay wallet inquire`` settles the earlier one."""
+
+    def __init__(self, short_id: str) -> None:
+        super().__init__(
+            f"not bought: earlier purchase {short_id} of this order is unsettled (the "
+            "merchant said it was too busy to read its request, which it may have read all "
+            f"the same): ask with `setpay wallet inquire {short_id}` first; nothing sent"
+        )
+        self.short_id = short_id
 
 
 class StoreError(ClientError):

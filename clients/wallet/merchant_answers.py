@@ -17,6 +17,11 @@ carries codes the wallet reads (or the wallet is upgraded). So does a signed Err
 code it does not know: the wallet cannot tell whether that one says the merchant did
 nothing. Every AuthCode this build defines but APPROVED is a decline, recorded as the
 merchant's answer.
+
+A merchant that sheds the PReq unread (too busy) says so with a gRPC status, not signed:
+never its word. The purchase is recorded ``SHED`` (it may have been read all the same),
+and only the merchant's signed answer to an inquiry settles it: an InqRes, whose state
+the record takes, or a signed UNKNOWN_XID, recorded ``NOT_BOUGHT`` (``unheld``).
 """
 
 from __future__ import annotations
@@ -58,6 +63,28 @@ def undecided(refusal: PeerError) -> str | None:
         )
     if refusal.code in UNDECIDED_REFUSALS:
         return f"the merchant failed, maybe after taking the order: {refusal.code_name}"
+    return None
+
+
+# The state of a purchase whose PReq the merchant answered, unsigned, it shed unread at
+# every attempt: the wallet's own word, as SENT is, for a purchase the merchant may hold.
+SHED = "SHED"
+# The state of a purchase the merchant said, signed, it holds nothing of (its UNKNOWN_XID
+# answering an inquiry, kept in ``refusal``): nothing was bought.
+NOT_BOUGHT = "NOT_BOUGHT"
+# The states a signed UNKNOWN_XID to an inquiry settles as NOT_BOUGHT. Not SENT: a PReq
+# that left unanswered may be read yet (a merchant answers UNKNOWN_XID until it has
+# recorded the purchase), where a SHED one was refused at every attempt, and one that
+# was read all the same is a purchase the merchant has now denied under its signature.
+SETTLED_BY_UNKNOWN_XID = frozenset({SHED, NOT_BOUGHT})
+
+
+def unheld(completion: str, refusal: PeerError) -> dict[str, object] | None:
+    """The record fields the merchant's signed Error answering an inquiry says of a
+    purchase in state ``completion``: ``NOT_BOUGHT`` for an UNKNOWN_XID about a SHED (or
+    NOT_BOUGHT) purchase; None for any other (raised as it is, the record left as it was)."""
+    if completion in SETTLED_BY_UNKNOWN_XID and refusal.code == ErrorCode.ERROR_CODE_UNKNOWN_XID:
+        return {"completion": NOT_BOUGHT, "refusal": refusal.code_name}
     return None
 
 

@@ -9,27 +9,25 @@ The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purc
 ``purchases.json``: the transaction ids, the merchant (its ID and brand, whose renewed
 certificates answer for it too, and the certificate that signed the PInitRes) and its
 target, the amount and the last state the merchant reported; never card data. A purchase
-is recorded as ``SENT`` before its PReq leaves, so that a PRes lost on the way back (a
-deadline, a dropped connection) leaves a purchase the wallet can still ask about; the
-PRes, or a later inquiry, replaces that state with the merchant's. Once the PReq has
-left, a failure to get a verified answer (no answer, one whose checks fail, or one the
-wallet cannot record) is ``PurchaseOutcomeUnknown``, never a refusal: the card may be
-authorized; but a PReq the merchant shed unread at every attempt (too busy) bought
-nothing: its record is removed and the purchase fails (``PurchaseNotSent``), to be made
-again later. A refusal is the merchant's signed Error (setcore's ``PeerError``), recorded
-as ``REFUSED`` with its code; how answers and Errors are read, codes of a later release
-included, is ``merchant_answers``'s. A card whose certificate the revocation data held
-lists as revoked buys nothing: checked before PInit, and again before the PReq (the data
-may have been fetched again for the PInitRes), it fails with ``CertificateRevoked`` and
+is recorded ``SENT`` before its PReq leaves, so that a PRes lost on the way back leaves
+a purchase the wallet can still ask about; the PRes, or a later inquiry, replaces that
+state with the merchant's. Once the PReq has left, a failure to get a verified answer
+(none, one whose checks fail, one the wallet cannot record) is ``PurchaseOutcomeUnknown``,
+never a refusal: the card may be authorized. A PReq the merchant says it shed unread at
+every attempt (too busy, an unsigned gRPC status: it may have read it all the same) is
+recorded ``SHED`` and fails with ``PurchaseNotRead``, for an inquiry to settle with the
+merchant's signed answer (``merchant_answers``); until then another purchase of that
+order (LID-M) is refused, nothing sent (``ShedUnsettled``): it could pay it twice. A
+refusal is the merchant's signed Error (``PeerError``), recorded ``REFUSED`` with its
+code. A card whose certificate the revocation data held lists as revoked buys nothing:
+checked before PInit and again before the PReq, it fails with ``CertificateRevoked``,
 nothing recorded, as every failure before the PReq leaves (``credentials``). Purchases
-are filed by XID, which the merchant picks: a PInitRes offering the XID of a purchase the
-wallet holds (another merchant's, or the same merchant's again) is refused with
-``ProtocolError`` PI_PREVIOUSLY_USED, nothing recorded or sent, rather than have the new
-purchase replace the record of one the card may have paid. Two wallet commands at once
-(a purchase and an inquiry, say) each update ``purchases.json`` under a lock, so neither
-loses the other's record, nor records a purchase under an XID the other just recorded.
+are filed by XID, which the merchant picks, fresh for each PInit: a PInitRes offering
+the XID of a purchase the wallet holds is refused (``ProtocolError`` PI_PREVIOUSLY_USED,
+nothing recorded or sent) rather than have the new purchase replace the record of one
+the card may have paid. Commands at once each update ``purchases.json`` under a lock.
 A purchase is named by the shortest start of its XID no other purchase shares
-(``short_ids``): an XID that starts as an earlier one's cannot make two look alike.
+(``short_ids``).
 """
 
 from __future__ import annotations
@@ -51,8 +49,9 @@ from clients.errors import (
     ClientError,
     ConfigError,
     NotRead,
-    PurchaseNotSent,
+    PurchaseNotRead,
     PurchaseOutcomeUnknown,
+    ShedUnsettled,
 )
 from clients.identity import write_atomically
 from clients.peers import PeerConfig
@@ -63,7 +62,13 @@ from clients.wallet.credentials import refuse_if_revoked
 
 # Re-exported: callers import the Initiation from here, as before it moved.
 from clients.wallet.initiation import Initiation as Initiation  # noqa: PLC0414
-from clients.wallet.merchant_answers import UnreadablePurchaseAnswer, outcome_fields, undecided
+from clients.wallet.merchant_answers import (
+    SHED,
+    UnreadablePurchaseAnswer,
+    outcome_fields,
+    undecided,
+    unheld,
+)
 from setcore.credentials import Credentials
 from setcore.currency import exponent_for
 from setcore.errors import ErrorCode, PeerError, fail
@@ -124,10 +129,10 @@ class PurchaseRecord:
     ``merchant_brand`` and ``merchant_id``: the merchant, whose certificates of that ID
     answer for the purchase; "" in a record a development snapshot wrote, whose answers
     only the certificate ``merchant_thumb`` may sign. ``refusal``: the ErrorCode of the
-    merchant's signed refusal (completion ``REFUSED``), "" otherwise. ``cardholder_thumb``:
-    the certificate that paid (hex), which alone may sign an inquiry about the purchase
-    once the card's certificate was renewed; "" in a record written before renewal
-    existed (paid with the first).
+    merchant's signed Error (completion ``REFUSED`` or ``NOT_BOUGHT``), "" otherwise.
+    ``cardholder_thumb``: the certificate that paid (hex), which alone may sign an inquiry
+    about the purchase once the card's certificate was renewed; "" in a record written
+    before renewal existed (paid with the first).
     """
 
     xid: str
@@ -173,8 +178,8 @@ class PurchaseRecord:
 
     @property
     def answered(self) -> bool:
-        """False while the merchant's answer to the PReq has not been verified."""
-        return self.completion != SENT
+        """False while no answer of the merchant's about the PReq has been verified."""
+        return self.completion not in (SENT, SHED)
 
 
 _FIELD_TYPES: dict[str, type] = {"int": int, "str": str}
@@ -266,10 +271,13 @@ class PurchaseBook:
             self._write([*records, record])
         return short_ids.short_id(record.xid, (r.xid for r in records))
 
-    def discard(self, xid: str) -> None:
-        """Forget a purchase (one whose PReq the merchant never read)."""
-        with self._locked():
-            self._write([r for r in self.all() if r.xid != xid])
+    def refuse_shed(self, lid_m: bytes) -> None:
+        """``ShedUnsettled`` when the book holds a ``SHED`` purchase of the order ``lid_m``
+        (no signed answer has said whether the merchant read its PReq)."""
+        records = self.all()
+        for record in records:
+            if record.completion == SHED and record.purchase_state().trans_ids.lid_m == lid_m:
+                raise ShedUnsettled(short_ids.short_id(record.xid, (r.xid for r in records)))
 
     def save(self, record: PurchaseRecord) -> str:
         """Replace a purchase the wallet holds with what it has since learnt (added if
@@ -355,6 +363,7 @@ class Shopper:
         that ``setpay demo`` can show a tampered payment instruction being refused.
         """
         order = initiation.order()
+        self._book.refuse_shed(initiation.lid_m)
         # Before anything leaves: the gateway would refuse a PI signed under a revoked
         # certificate only once the merchant had taken the order.
         self._refuse_if_revoked()
@@ -413,8 +422,9 @@ class Shopper:
                     deadline=PURCHASE_DEADLINE_SECONDS,
                 )  # fmt: skip
             except NotRead as exc:
-                self._not_sent(sent, shown, exc)
-                raise PurchaseNotSent(exc) from exc
+                what = f"shed by the merchant: {exc}"
+                shown = self._record_state(sent, shown, what, completion=SHED)
+                raise PurchaseNotRead(shown, exc) from exc
             except Exception as exc:
                 # Sent, whatever failed after: not TransportError alone, any failure.
                 raise PurchaseOutcomeUnknown(shown, f"no answer: {exc}", exc) from exc
@@ -425,7 +435,8 @@ class Shopper:
         except PeerError as exc:
             unknown = undecided(exc)
             if unknown is None:
-                self._record_refusal(sent, shown, exc)
+                what = f"refused: {exc.code_name}"
+                self._record_state(sent, shown, what, completion=REFUSED, refusal=exc.code_name)
                 raise
             raise PurchaseOutcomeUnknown(shown, unknown, exc) from exc
         except Exception as exc:
@@ -446,32 +457,18 @@ class Shopper:
         log.info("PRes verified: %s %s", shown, record.completion)
         return record
 
-    def _not_sent(self, sent: PurchaseRecord, shown: str, shed: NotRead) -> None:
-        """The merchant shed the PReq unread at every attempt: it holds no purchase for
-        the XID (an inquiry would be told so), so the record goes, as for any failure
-        before the PReq left. A new PInit for the same order gets a new XID."""
+    def _record_state(self, sent: PurchaseRecord, shown: str, what: str, **state: str) -> str:
+        """``sent`` recorded in ``state`` in place of SENT, and its id: a refusal (its
+        signed Error says the merchant did not process the PReq, SET-PROTOCOL.md 7.6), or
+        ``SHED`` (its unsigned status says so: kept, never removed, for an inquiry to
+        settle). If it cannot be, the record stays SENT, which an inquiry settles too."""
         try:
-            self._book.discard(sent.xid)
+            shown = self._book.save(replace(sent, **state))  # type: ignore[arg-type]
         except (OSError, ClientError) as exc:
-            # Still nothing bought; the record stays SENT, and an inquiry about it is
-            # refused (no purchase for this XID), which says as much.
-            log.warning("purchase %s not made, its record not removed: %s", shown, exc)
-            return
-        log.info("PReq %s not read by the merchant (busy: %s): not recorded", shown, shed)
-
-    def _record_refusal(self, sent: PurchaseRecord, shown: str, refusal: PeerError) -> None:
-        """The merchant's verified refusal of the PReq replaces SENT: its signed Error says
-        it did not process the PReq (SET-PROTOCOL.md 7.6), and the record says so and why
-        rather than waiting for an answer for ever."""
-        refused = replace(sent, completion=REFUSED, refusal=refusal.code_name)
-        try:
-            self._book.save(refused)
-        except (OSError, ClientError) as exc:
-            # The refusal is still the merchant's word, raised as such; the record stays
-            # SENT, as before any answer, for an inquiry to settle.
-            log.warning("purchase %s refused, not recorded: %s", shown, exc)
-            return
-        log.info("PReq %s refused: %s", shown, refusal.code_name)
+            log.warning("purchase %s %s, not recorded so: %s", shown, what, exc)
+            return shown
+        log.info("PReq %s %s", shown, what)
+        return shown
 
     def inquire(self, merchant: PeerConfig, prefix: str) -> PurchaseRecord:
         """InqReq about a recorded purchase; the record updated with the merchant's answer."""
@@ -486,11 +483,17 @@ class Shopper:
                 _method("Inquiry"), request.SerializeToString(), purchase_pb2.InquiryResponse,
                 deadline=INQUIRY_DEADLINE_SECONDS,
             )  # fmt: skip
-        data = self._checked(lambda: open_inquiry_response(response, state, self._trust))
         try:
-            updated = replace(record, **outcome_fields(data))  # type: ignore[arg-type]
+            data = self._checked(lambda: open_inquiry_response(response, state, self._trust))
+            answer = outcome_fields(data)
+        except PeerError as exc:
+            settled = unheld(record.completion, exc)
+            if settled is None:
+                raise
+            answer = settled
         except UnreadablePurchaseAnswer as exc:
             raise PurchaseOutcomeUnknown(shown, str(exc), exc) from exc
+        updated = replace(record, **answer)  # type: ignore[arg-type]
         shown = self._book.save(updated)
         log.info("InqRes verified: %s %s", shown, updated.completion)
         return updated

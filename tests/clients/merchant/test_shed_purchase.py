@@ -1,6 +1,8 @@
-"""A PReq the merchant shed unread at every attempt bought nothing: the wallet says so
-(exit 1, not "outcome unknown"), keeps no record of it, and the same order can be bought
-again once the merchant has room.
+"""A PReq the merchant shed unread at every attempt: the wallet says what the merchant
+said (too busy to read it: a status it did not sign, so the request may have been read all
+the same), keeps the purchase's record as SHED, refuses to buy the same order again until
+an inquiry has settled it, and the merchant's signed UNKNOWN_XID to that inquiry does:
+the record says NOT_BOUGHT and the order is bought once the merchant has room.
 
 Real merchant, wallets and bank; the merchant takes one call at a time (one thread, a
 limit of one), and its gateway holds Authorize until the test lets it go, so that a
@@ -14,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from clients.errors import ClientError, PurchaseOutcomeUnknown
+from cli.purchase_lines import record_line
+from clients.errors import PurchaseNotRead, PurchaseOutcomeUnknown, ShedUnsettled
 from clients.merchant.gateway_client import AUTHORIZE_DEADLINE_SECONDS
 from clients.merchant.runtime import Merchant
 from clients.merchant.servicer import ANSWER_MARGIN_SECONDS
 from clients.transport import RetryPolicy
 from clients.wallet import purchases
+from clients.wallet.merchant_answers import NOT_BOUGHT, SHED
 from clients.wallet.purchases import PurchaseBook
 from clients.wallet.runtime import Wallet
 from setcore.admission import SHED_RETRY_SECONDS
@@ -34,7 +38,7 @@ QUICK = RetryPolicy(attempts=4, first_backoff=0.01, max_backoff=0.05)
 WAIT_SECONDS = 60.0
 
 
-def test_a_purchase_request_shed_unread_bought_nothing_and_can_be_bought_again(
+def test_a_purchase_request_shed_unread_is_kept_until_an_inquiry_settles_it(
     bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # raising=False: the test must fail on its assertions, not here, where the policy
@@ -85,17 +89,36 @@ def _run(merchant: Merchant, held: HeldAuthorize, first: Wallet, second: Wallet)
     threads[0].join(WAIT_SECONDS)
     held.release.set()
     threads[1].join(WAIT_SECONDS)
-    refused = outcome["second"]
-    assert not isinstance(refused, PurchaseOutcomeUnknown), refused
-    assert isinstance(refused, ClientError) and "too busy" in str(refused)
+    shed = outcome["second"]
+    assert not isinstance(shed, PurchaseOutcomeUnknown), shed
+    assert isinstance(shed, PurchaseNotRead), shed
     book = PurchaseBook(second.config.purchases_file)
-    assert book.all() == []  # not SENT for ever: nothing was sent the merchant read
-    # The merchant never read it: the same order is bought again as if new.
+    # Kept, not removed on the merchant's unsigned word; the user is told to ask first.
+    [kept] = book.all()
+    assert kept.completion == SHED
+    assert shed.short_id == book.short_id(kept.xid)
+    told = str(shed)
+    assert "too busy" in told and "may have read" in told and "nothing was bought" not in told
+    assert f"`setpay wallet inquire {shed.short_id}` before buying again" in told
+    assert record_line(kept).startswith(f"{kept.short_id}  SHED  amount 100 (978): ")
+    # The same order again, before any inquiry: refused, nothing sent, nothing recorded.
+    with pytest.raises(ShedUnsettled) as unsettled:
+        buy(second, wanted)
+    assert unsettled.value.short_id == shed.short_id
+    assert book.all() == [kept]
+    # The merchant, which never read it, says so under its signature: nothing was bought.
+    asked = second.shopper(WALLET_PASSPHRASE, inquiring=shed.short_id).inquire(
+        second.config.require_merchant(), shed.short_id
+    )
+    assert (asked.completion, asked.refusal) == (NOT_BOUGHT, "ERROR_CODE_UNKNOWN_XID")
+    assert book.all() == [asked]
+    assert " NOT_BOUGHT  UNKNOWN_XID  amount 100 " in record_line(asked)
+    # Now the same order is bought, under the new XID the merchant's PInit offers.
     record = buy(second, wanted)
     assert record.completion == purchase_pb2.CompletionCode.Name(
         purchase_pb2.COMPLETION_CODE_AUTHORIZATION_PERFORMED
     )
-    assert [r.xid for r in book.all()] == [record.xid]
+    assert [r.xid for r in book.all()] == [kept.xid, record.xid]
 
 
 def test_the_purchase_request_waits_out_a_busy_merchant_and_leaves_the_gateway_its_time() -> None:
