@@ -24,8 +24,9 @@ import hmac
 from dataclasses import dataclass
 
 from hsm.base import KemAlgorithm, KeyBackend, KeyHandle, PublicKey
+from hsm.policy import P256_POINT_LENGTH
 from setcore.encoding import check_bound_ids, content_type_of, digest, digest_parts, parse_strict
-from setcore.envelope import AEAD_ALG, Recipient, open_sealed, seal
+from setcore.envelope import AEAD_ALG, NONCE_BYTES, Recipient, open_sealed, seal
 from setcore.errors import ErrorCode, fail
 from setcore.pan import MAX_PAN_DIGITS, PAN
 from setcore.signed import sign_detached, verify_detached
@@ -47,6 +48,7 @@ PITBE_CT = content_type_of(purchase_pb2.PITBE)
 # What a Sealed's header names the certificate it is sealed to by: its SHA-256 thumbprint.
 THUMB_BYTES = hashlib.sha256().digest_size
 _KEMS = frozenset(kem.value for kem in KemAlgorithm)
+_P256_KEM = KemAlgorithm.P256_HKDF_SHA256.value
 
 
 def pi_data_digest(pi_head: bytes, pan_data: bytes) -> bytes:
@@ -168,10 +170,12 @@ def check_pi_envelope(view: MerchantView, xid: bytes) -> None:
     a certificate's thumbprint for this very transaction, is one the gateway refuses
     (``setcore.envelope``): taken, it would be kept, answered "order received" and sent
     off to fail, and its strings kept whatever the wallet wrote in them (a card number
-    among them). DECODING_FAILURE, ALGORITHM_NOT_ALLOWED for another algorithm, or
-    WRAPPER_MSG_MISMATCH for another transaction's XID; nothing is kept. Which of its
-    key-exchange certificates the thumbprint names, and the ciphertexts, stay the
-    gateway's to judge (an older certificate still opens what was sealed to it).
+    among them). DECODING_FAILURE, ALGORITHM_NOT_ALLOWED for another algorithm,
+    DECRYPTION_FAILURE for a nonce or P-256 KEM ciphertext of another length (as the
+    gateway says it), or WRAPPER_MSG_MISMATCH for another transaction's XID; nothing is
+    kept. Which of its key-exchange certificates the thumbprint names, and the
+    ciphertexts, stay the gateway's to judge (an older certificate still opens what was
+    sealed to it).
     """
     sealed = view.pi.ex_pi
     if sealed.content_type != PITBE_CT or sealed.extra_content_type != PAN_DATA_CT:
@@ -182,6 +186,13 @@ def check_pi_envelope(view: MerchantView, xid: bytes) -> None:
         raise fail(ErrorCode.ERROR_CODE_ALGORITHM_NOT_ALLOWED, "the PI is sealed otherwise")
     if len(sealed.recipient_cert_thumb) != THUMB_BYTES:
         raise fail(ErrorCode.ERROR_CODE_DECODING_FAILURE, "the PI names no certificate")
+    # The lengths the gateway checks before it uses a key (``envelope._check_header``).
+    if len(sealed.nonce) != NONCE_BYTES or len(sealed.extra_nonce) != NONCE_BYTES:
+        raise fail(ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "the PI's nonces are not 12 bytes")
+    if sealed.kem_alg == _P256_KEM and len(sealed.kem_ciphertext) != P256_POINT_LENGTH:
+        raise fail(
+            ErrorCode.ERROR_CODE_DECRYPTION_FAILURE, "the PI's KEM ciphertext is not a point"
+        )
     check_bound_ids(sealed.xid, sealed.rrpid)
     if not hmac.compare_digest(sealed.xid, xid):
         raise fail(ErrorCode.ERROR_CODE_WRAPPER_MSG_MISMATCH, "the PI is for another transaction")

@@ -94,6 +94,9 @@ def _with_envelope(preq: bytes, field: str, value: object) -> bytes:
         ("xid", "new", "WRAPPER_MSG_MISMATCH", "for another transaction"),
         ("xid", b"x" * 16, "DECODING_FAILURE", "envelope XID must be"),
         ("rrpid", b"r" * 16, "DECODING_FAILURE", "envelope RRPID must be"),
+        ("nonce", b"n" * 11, "DECRYPTION_FAILURE", "nonces are not 12 bytes"),
+        ("extra_nonce", b"", "DECRYPTION_FAILURE", "nonces are not 12 bytes"),
+        ("kem_ciphertext", b"k" * 64, "DECRYPTION_FAILURE", "KEM ciphertext is not a point"),
     ],
 )
 def test_a_pi_whose_envelope_header_the_gateway_would_refuse_is_refused(
