@@ -202,7 +202,9 @@ class EndingReflection:
     for the next request. gRPC's ``stop(grace)`` waits for every call: one idle stream held
     every stop for its whole grace period, and was counted as a call cut. Its streams
     therefore run on the pool's stream lane (``InFlightPool.streams``: not in the count of
-    calls cut), and ``end_streams`` cancels each when the server stops: gRPC gives a server
+    calls cut, and on threads of their own, so that streams held open and idle never hold
+    the threads the calls need; ``setcore.admission`` sheds a stream past the lane's
+    threads), and ``end_streams`` cancels each when the server stops: gRPC gives a server
     no other way to end a stream whose handler waits for a request. Its client sees the
     stream fail (CANCELLED, or UNAVAILABLE if the server's shutdown reaches it first) and
     sends its next query to a server that serves; a stream that starts after that is

@@ -15,10 +15,14 @@ with a ``google.rpc.RetryInfo`` (``SHED_RETRY_SECONDS``) without reading the req
 refusal never waits behind the real work queued in the pool. Health checks have a small
 reserve above the limit (``HEALTH_RESERVE``) but no thread of their own: a busy worker
 still answers SERVING, after the calls queued ahead; a worker whose threads are all stuck
-answers late, and a balancer rightly reads it as down. A server reflection stream runs on
-the pool and counts against the limit too, but apart from the calls
-(``InFlightPool.streams``): a client may keep one open and idle, and a stop ends it
-rather than wait for it or count it as cut (``gateway.server``; the merchant serves no
+answers late, and a balancer rightly reads it as down. A server reflection stream counts
+against the limit too, but apart from the calls, and runs on a lane of threads of its own
+(``InFlightPool.streams``, ``STREAM_THREADS``): a client may keep one open and idle for as
+long as it likes, each holding its thread, and on the pool a handful of them (its
+threads, eight by default, and no client certificate needed on the CA's port) held every
+thread there and left every call and health check waiting behind them. A stream past the
+lane's threads is shed like a call past the limit; a stop ends the streams rather than
+wait for them or count them as cut (``gateway.server``; the merchant serves no
 reflection).
 
 The backstop. That one thread answers one refusal at a time, each some tens of
@@ -58,6 +62,13 @@ from grpc_status import rpc_status
 # one reads as "down" and moves this worker's share onto the others, which are as loaded.
 # 16 covers a handful of balancers and still bounds a flood of health calls, shed past it.
 HEALTH_RESERVE = 16
+# Threads of the lane long-lived streams run on (``InFlightPool.streams``: server
+# reflection's), and the streams it runs at once: each holds its thread for as long as its
+# client keeps it open, idle or not, so a stream past them is shed rather than queued for a
+# thread (it would count against gRPC's backstop while it waited). Reflection is an
+# operator's tool (grpcurl opens a stream per command and closes it at once): two leave
+# room for a second operator, and a client that holds both open takes nothing from calls.
+STREAM_THREADS = 2
 # Threads that answer shed calls. A refusal is some tens of microseconds of Python, so one
 # thread answers thousands a second; more would only take the GIL from the admitted work.
 SHED_THREADS = 1
@@ -97,8 +108,10 @@ class InFlightPool(futures.ThreadPoolExecutor):
     """The server's thread pool; counts the calls handed to it and not yet finished.
 
     Long-lived streams that are no call a stop should wait for (server reflection's) are
-    handed to it through ``streams``: they run on the same threads and count against the
-    same limit, but apart from the calls a stop cuts (``calls_in_flight``)."""
+    handed to ``streams``, a lane of ``STREAM_THREADS`` threads of its own: they count
+    against the same limit, but apart from the calls a stop cuts (``calls_in_flight``),
+    and never hold one of the pool's threads (the module docstring says why). Shutting
+    the pool down shuts the lane down too."""
 
     def __init__(self, threads: int) -> None:
         super().__init__(max_workers=threads, thread_name_prefix="rpc")
@@ -107,7 +120,7 @@ class InFlightPool(futures.ThreadPoolExecutor):
         # few tenths of a microsecond cheaper per call than a lock around an int.
         self._calls: deque[None] = deque()
         self._streams: deque[None] = deque()
-        self.streams: futures.ThreadPoolExecutor = _StreamLane(self)
+        self.streams = _StreamLane(self)
 
     @property
     def in_flight(self) -> int:
@@ -120,50 +133,74 @@ class InFlightPool(futures.ThreadPoolExecutor):
         """``in_flight`` but the streams handed over through ``streams``."""
         return len(self._calls)
 
+    @property
+    def streams_in_flight(self) -> int:
+        """The streams handed over through ``streams`` and not yet finished."""
+        return len(self._streams)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ThreadPoolExecutor's, for the pool and its streams' lane."""
+        super().shutdown(wait, cancel_futures=cancel_futures)
+        self.streams.shutdown(wait, cancel_futures=cancel_futures)
+
     def submit(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> futures.Future[_T]:
         """Queue ``fn`` (a call gRPC admitted) and count it until it is done."""
-        return self._counted_submit(self._calls, fn, *args, **kwargs)
+        return _counted_submit(self._calls, super().submit, fn, *args, **kwargs)
 
     def submit_stream(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> futures.Future[_T]:
-        """``submit``, counted among the streams (``streams`` calls it)."""
-        return self._counted_submit(self._streams, fn, *args, **kwargs)
+        """Queue ``fn`` on the streams' lane, counted among the streams (``streams``
+        calls it)."""
+        return _counted_submit(self._streams, self.streams.submit_counted, fn, *args, **kwargs)
 
-    def _counted_submit(
-        self, count: deque[None], fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> futures.Future[_T]:
-        count.append(None)
-        try:
-            future = super().submit(fn, *args, **kwargs)
-        except BaseException:
-            count.pop()
-            raise
-        # Runs once however the call ends, cancelled unrun included: a slot never leaks.
-        future.add_done_callback(lambda _: count.pop())
-        return future
+
+def _counted_submit(
+    count: deque[None],
+    submit: Callable[..., futures.Future[_T]],
+    fn: Callable[_P, _T],
+    /,
+    *args: _P.args,
+    **kwargs: _P.kwargs,
+) -> futures.Future[_T]:
+    """``submit(fn, ...)``, counted in ``count`` until its future is done."""
+    count.append(None)
+    try:
+        future = submit(fn, *args, **kwargs)
+    except BaseException:
+        count.pop()
+        raise
+    # Runs once however the call ends, cancelled unrun included: a slot never leaks.
+    future.add_done_callback(lambda _: count.pop())
+    return future
 
 
 class _StreamLane(futures.ThreadPoolExecutor):
-    """``InFlightPool.streams``: submits to that pool, counted as a stream.
+    """``InFlightPool.streams``: ``STREAM_THREADS`` threads of its own, each stream handed
+    to it counted in the pool as a stream.
 
-    A ThreadPoolExecutor only because grpcio takes nothing else as a behaviour's
-    ``experimental_thread_pool`` (``Refusal`` says more); it starts no thread of its own."""
+    A ThreadPoolExecutor because grpcio takes nothing else as a behaviour's
+    ``experimental_thread_pool`` (``Refusal`` says more); its threads start with its first
+    stream, so a server without reflection (the merchant's) never starts one."""
 
     def __init__(self, pool: InFlightPool) -> None:
-        super().__init__(max_workers=1)
+        super().__init__(max_workers=STREAM_THREADS, thread_name_prefix="stream")
         self._pool = pool
 
     def submit(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> futures.Future[_T]:
-        """Queue ``fn`` on the pool's threads, counted among its streams."""
+        """Queue ``fn`` on the lane's threads, counted among the pool's streams."""
         return self._pool.submit_stream(fn, *args, **kwargs)
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Nothing: the threads are the pool's, and end with it."""
+    def submit_counted(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> futures.Future[_T]:
+        """ThreadPoolExecutor's own submit, for ``InFlightPool.submit_stream``, which
+        counts what it queues."""
+        return super().submit(fn, *args, **kwargs)
 
 
 def _shed_status() -> grpc.Status:
@@ -205,8 +242,9 @@ class Refusal:
 
 
 class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
-    """Admits a call while fewer than the limit are in flight; hands the others to the
-    refusal (``Refusal``), which counts them.
+    """Admits a call while fewer than the limit are in flight, and a stream of the pool's
+    streams' lane only while one of the lane's threads is free too (``STREAM_THREADS``);
+    hands the others to the refusal (``Refusal``), which counts them.
 
     grpcio calls this in its poll thread, for one call at a time, and hands an admitted
     call to the pool (``InFlightPool.submit``) before it calls this for the next: so the
@@ -235,11 +273,16 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         """The call's handler if it is admitted (or unknown: gRPC answers UNIMPLEMENTED),
         else the refusal."""
         handler = continuation(handler_call_details)
-        in_flight = self._pool.in_flight
-        if handler is None or in_flight < self._limit:
+        if handler is None:
             return handler
+        in_flight = self._pool.in_flight
         path = handler_call_details.method
-        if in_flight < self._health_limit and path.startswith(_HEALTH_PATH):
+        if in_flight < self._limit:
+            if not self._on_stream_lane(handler):
+                return handler
+            if self._pool.streams_in_flight < STREAM_THREADS:
+                return handler  # a stream a thread of the lane takes at once
+        elif in_flight < self._health_limit and path.startswith(_HEALTH_PATH):
             return handler
         refusal = self._shed.get(path)
         if refusal is None:
@@ -249,6 +292,15 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
             )
             self._shed[path] = refusal
         return refusal
+
+    def _on_stream_lane(self, handler: grpc.RpcMethodHandler) -> bool:  # type: ignore[type-arg]
+        """Whether grpcio runs ``handler``'s behaviour on the pool's streams' lane (the
+        behaviour's ``experimental_thread_pool``, as ``Refusal`` uses it)."""
+        behaviour = (
+            handler.unary_unary or handler.unary_stream
+            or handler.stream_unary or handler.stream_stream
+        )  # fmt: skip
+        return getattr(behaviour, "experimental_thread_pool", None) is self._pool.streams
 
 
 def given_up(context: grpc.ServicerContext) -> grpc.StatusCode | None:
