@@ -54,6 +54,19 @@ def test_every_field_changes_the_digest(field: FieldDescriptor) -> None:
     assert trans_ids_digest(_changed(ids, field)) != trans_ids_digest(ids)
 
 
+def test_a_date_before_1970_is_digested_and_told_from_others() -> None:
+    # The date is a signed int64: an unsigned encoding would crash on a negative one (an
+    # item's PReqDate is the merchant's to write), where the check must say UNKNOWN_LID.
+    ids = _ids()
+    ids.preq_date_unix_ms = -1
+    earlier = _ids()
+    earlier.preq_date_unix_ms = -2
+    assert trans_ids_digest(ids) != trans_ids_digest(earlier) != trans_ids_digest(_ids())
+    with pytest.raises(ProtocolError) as caught:
+        check_token_is_for(_token(trans_ids_digest(_ids())), ids, RRPID)
+    assert caught.value.code == ErrorCode.ERROR_CODE_UNKNOWN_LID
+
+
 def test_a_value_moved_to_the_next_field_changes_the_digest() -> None:
     # Each field is length-prefixed: LID-C "ab" and LID-M "" is not LID-C "a", LID-M "b".
     one = common_pb2.TransIDs(lid_c=b"ab", lid_m=b"", xid=XID)
