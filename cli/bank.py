@@ -336,12 +336,12 @@ def _open_account(config: BankConfig, ledger: Ledger, args: argparse.Namespace) 
             account = ledger.open_card_account(
                 pan.reveal(), args.expiry, args.limit, currency, enrolment_code=code
             )
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, KeyboardInterrupt) as exc:  # either way, not known
             _keep_unconfirmed_card(handle, out, _card_data(pan, args.expiry, None, code))
             raise BankCommandError(
-                f"{exc}; the ledger may or may not have opened an account for the card in "
-                f"{out} (kept, without an account id: it may be the only copy of the card's "
-                "number and enrolment code). Once the ledger answers, run "
+                f"{str(exc) or 'interrupted'}; the ledger may or may not have opened an "
+                f"account for the card in {out} (kept, without an account id: it may be the "
+                "only copy of the card's number and enrolment code). Once the ledger answers, run "
                 f"issue-enrolment-code --card {out} with another --card-out: if the account "
                 f"was opened, that file is its card (then destroy {out}); if there is no "
                 f"account for the card, destroy {out} and open the account again"
@@ -395,13 +395,13 @@ def _issue_enrolment_code(ledger: Ledger, args: argparse.Namespace) -> int:
         _write_card_file(handle, out, card, lambda: "the card's code is unchanged")
     try:
         ledger.set_enrolment_code(account.account_id, code)
-    except StoreUnavailable as exc:
-        # Unknown outcome (a commit whose acknowledgement was lost): the ledger may hold
-        # this code, and the file may be its only copy, so the file stays.
+    except (StoreUnavailable, KeyboardInterrupt) as exc:
+        # Unknown outcome (a commit whose acknowledgement was lost, or not awaited): the
+        # ledger may hold this code, and the file may be its only copy, so the file stays.
         raise BankCommandError(
-            f"{exc}; the ledger may or may not hold the code in {out} (kept): run "
-            f"issue-enrolment-code again with another --card-out once the ledger answers, "
-            f"then destroy {out}"
+            f"{str(exc) or 'interrupted'}; the ledger may or may not hold the code in {out} "
+            "(kept): run issue-enrolment-code again with another --card-out once the ledger "
+            f"answers, then destroy {out}"
         ) from exc
     except BaseException:
         out.unlink(missing_ok=True)

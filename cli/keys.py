@@ -43,7 +43,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cli.fingerprint import colon_hex
 from cli.number_options import shown, whole
@@ -59,6 +59,9 @@ from hsm.policy import (
     public_key_der,
 )
 from hsm.uri import SoftwareKeyURI, describe_uri, open_backend, parse_key_uri
+
+if TYPE_CHECKING:  # the gateway package is loaded only for a bank's deletion
+    from gateway.config import BankConfig
 
 #: Every label the bank holds (``gateway.bank_pki.ALL_LABELS``, spelled here so that the
 #: keys command does not load the gateway package; a test holds the two alike): each is
@@ -219,6 +222,10 @@ def _delete_guarded(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 file=err,
             )
             return 2
+        refused = _sealing_key_kept(args, config)
+        if refused is not None:
+            print(f"setpay keys delete: {refused}", file=err)
+            return 1
         # As a renewal does: before the lock, so that a running bank is named without
         # taking it; after, so that a bank started meanwhile is seen.
         check_stopped(config, before=before)
@@ -239,6 +246,25 @@ def _check_new_version(label: str) -> None:
             "renews it (its token seed and ledger.keys open with that version only), so no "
             "other version is made"
         )
+
+
+def _sealing_key_kept(args: argparse.Namespace, config: BankConfig) -> str | None:
+    """Why ``delete`` must not take the token-sealing key version ``args`` names from the
+    bank ``config`` (every version at once, or the one ``ledger.keys`` is sealed to: every
+    stored card number and the token seed open with it alone), None if it may."""
+    if args.label != TOKEN_SEALING_LABEL:
+        return None
+    from gateway.token_key import kept_version  # noqa: PLC0415 - as _delete_guarded's
+
+    kept = kept_version(config)
+    if args.all_versions or args.version == kept:
+        which = "every version" if args.all_versions else f"v{kept}"
+        return (
+            f"{which} of {TOKEN_SEALING_LABEL!r} is not deleted: ledger.keys is sealed to "
+            f"{'v' + str(kept) if kept is not None else 'it'}, and the bank's token seed and "
+            "every stored card number open with that key alone"
+        )
+    return None
 
 
 def _generate(args: argparse.Namespace, uri: str) -> Action:

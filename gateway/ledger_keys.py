@@ -61,6 +61,7 @@ from gateway.config import BankConfig, config_option
 from gateway.ledger import InvalidRequest, LedgerKeys, LedgerStore
 from gateway.ledger.key_check import ForeignLedgerKeys, KeyCheck, check_ledger_keys
 from gateway.ledger.ledger import wall_clock_ms
+from gateway.token_key import sole_version
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyNotFound
 from setcore.encoding import KDF_LABEL
@@ -219,6 +220,21 @@ def _sealed(path: Path, document: dict[str, Any]) -> _Sealed:
         raise BankIncomplete(f"{path} is not a ledger keys file ({type(exc).__name__})") from None
 
 
+def sealed_to(config: BankConfig) -> tuple[str, int, bytes] | None:
+    """The key (label, version, public key thumbprint) the bank's ledger.keys names as
+    the one it is sealed to; None when it is plaintext, missing or unreadable (the
+    bank's start says why)."""
+    path = config.path(config.ledger_keys)
+    try:
+        document = _load(path)
+        if is_plaintext(document):
+            return None
+        sealed = _sealed(path, document)
+    except BankIncomplete:
+        return None
+    return sealed.label, sealed.version, sealed.thumbprint
+
+
 def _unseal(path: Path, sealed: _Sealed, backend: KeyBackend) -> LedgerKeys:
     named = f"key {sealed.label!r} v{sealed.version}"
     try:
@@ -283,7 +299,9 @@ def seal_ledger_keys(config: BankConfig, backend: KeyBackend, store: LedgerStore
         return SealOutcome(path, False, f"{sealed.label!r} v{sealed.version}")
     keys = _plaintext_keys(path, document)
     check_belongs(config, store, keys)
-    key = backend.get(SEALING_LABEL)
+    # The seed's version, as the bank's start takes it: with two, sealing to the newest
+    # would name, for the start's advice, a key the token seed does not open with.
+    key = sole_version(backend, config)
     data = sealed_bytes(backend, key, keys)
     # Checked before the rename: the file written must open, through this backend, to the
     # very keys it replaces.

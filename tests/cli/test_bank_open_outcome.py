@@ -32,17 +32,22 @@ class _OpeningUnconfirmed:
     """The bank's own ledger store, whose opening of a card account fails with
     StoreUnavailable: after its commit (``committed``: an acknowledgement lost, as a
     broken connection to PostgreSQL or the ledger service, or a group commit that did
-    not finish in time, loses it) or before it."""
+    not finish in time, loses it) or before it; or interrupted (Ctrl-C) as it waits."""
 
-    def __init__(self, store: LedgerStore, *, committed: bool) -> None:
+    def __init__(
+        self, store: LedgerStore, *, committed: bool, interrupted: bool = False
+    ) -> None:
         self._store = store
         self._committed = committed
+        self._interrupted = interrupted
 
     def execute(self, work: Callable[[Any], R]) -> R:
         if getattr(work, "func", None) is not accounts.open_card:
             return self._store.execute(work)
         if self._committed:
             self._store.execute(work)
+        if self._interrupted:
+            raise KeyboardInterrupt
         raise StoreUnavailable("the ledger writer did not commit in time")
 
     def __getattr__(self, name: str) -> Any:
@@ -72,6 +77,7 @@ def _open_unconfirmed(
     monkeypatch: pytest.MonkeyPatch,
     *,
     committed: bool,
+    interrupted: bool = False,
 ) -> str:
     """``open-account`` (a random card number) into ``out`` whose opening the ledger
     does not confirm; its stderr, once it has exited 1 and printed nothing."""
@@ -79,7 +85,9 @@ def _open_unconfirmed(
 
     def unconfirmed(config: BankConfig, *args: Any, **kwargs: Any) -> LedgerStore:
         store = real_open_store(config, *args, **kwargs)
-        return _OpeningUnconfirmed(store, committed=committed)  # type: ignore[return-value]
+        return _OpeningUnconfirmed(  # type: ignore[return-value]
+            store, committed=committed, interrupted=interrupted
+        )
 
     monkeypatch.setattr(gateway.issuer, "open_store", unconfirmed)
     argv = [*_config(made), "open-account", "--limit", "5000", "--expiry", EXPIRY,
@@ -125,6 +133,24 @@ def test_a_lost_commit_acknowledgement_keeps_the_card_file(
     status, said, err = _issue_code(made, out, tmp_path / "new.json", capsys)
     assert (status, err) == (0, "") and account.account_id in said
     assert json.loads((tmp_path / "new.json").read_text())["account"] == account.account_id
+
+
+def test_an_opening_interrupted_as_it_waits_keeps_the_card_file(
+    made: InitResult,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ledger: Ledger,
+) -> None:
+    """Ctrl-C while the commit is awaited leaves the outcome as unknown as a lost
+    acknowledgement: the file stays (it was deleted, the account open)."""
+    out = tmp_path / "card.json"
+    err = _open_unconfirmed(made, out, capsys, monkeypatch, committed=True, interrupted=True)
+    assert out.exists(), "the card data of an account the ledger holds was deleted"
+    assert err.startswith("setpay bank: interrupted; the ledger may or may not have opened")
+    pan = read_card_file(out)[0]
+    assert ledger.find_card_account(pan.reveal()) is not None
+    assert pan.reveal() not in err
 
 
 def test_an_opening_not_committed_keeps_the_file_and_issue_code_finds_no_account(
