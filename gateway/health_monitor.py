@@ -1,6 +1,7 @@
 """grpc.health.v1 for a worker's server: probes of the key backend and the database, and
 Watch streams that end when the server stops (``OpenStreams``, which the server's
-reflection streams use too)."""
+reflection streams use too). Only the names the server serves are ever kept
+(``setcore.served_health``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
+
+from setcore.served_health import ServedHealth
 
 log = logging.getLogger("setpay.server")
 
@@ -57,8 +60,9 @@ class OpenStreams(Generic[_S]):
             end(stream)
 
 
-class WatchEndingHealth(health.HealthServicer):
-    """grpc_health's servicer, whose Watch streams end once the server is stopping.
+class WatchEndingHealth(ServedHealth):
+    """The health servicer (``ServedHealth``), whose Watch streams end once the server is
+    stopping.
 
     A Watch stream is a call in flight until it ends, and gRPC's ``stop(grace)`` waits for
     every call: one open stream (a load balancer's, a client's own health checking) held
@@ -66,11 +70,12 @@ class WatchEndingHealth(health.HealthServicer):
     ``end_watches`` ends each stream (status OK) once NOT_SERVING has been sent on it, and
     a Watch that starts after that gets the status and its end at once. The health
     checking protocol has a client retry a Watch that ends with any status but
-    UNIMPLEMENTED, and NOT_SERVING has already told it to go elsewhere.
+    UNIMPLEMENTED, and NOT_SERVING has already told it to go elsewhere. A Watch for a name
+    not served here (SERVICE_UNKNOWN, kept under no name) is held and ended the same way.
     """
 
-    def __init__(self) -> None:
-        super().__init__(experimental_non_blocking=True)
+    def __init__(self, services: Sequence[str] = ()) -> None:
+        super().__init__(services)
         self._watches: OpenStreams[Callable[[object], None]] = OpenStreams()
 
     def Watch(  # noqa: N802 - gRPC's method name
@@ -79,7 +84,7 @@ class WatchEndingHealth(health.HealthServicer):
         context: grpc.ServicerContext,
         send_response_callback: Callable[[object], None] | None = None,
     ) -> None:
-        """As grpc_health's (non-blocking), ended by ``end_watches``."""
+        """As ``ServedHealth``'s, ended by ``end_watches``."""
         if send_response_callback is None:
             raise TypeError("Watch is non-blocking here (as built above): it needs a callback")
         send = _once_ended(send_response_callback)
@@ -94,8 +99,8 @@ class WatchEndingHealth(health.HealthServicer):
 
 def _once_ended(send: Callable[[object], None]) -> Callable[[object], None]:
     """``send``, which ignores everything once it was given None (the end of its stream):
-    the servicer's own close callback gives it None again, and gRPC would try to send a
-    second status."""
+    an ended stream stays among its name's watchers until gRPC runs its close callback,
+    and a ``set`` meanwhile would have gRPC send on a call that has its status."""
     ended = threading.Lock()
     done = False
 
@@ -122,6 +127,10 @@ class HealthMonitor:
     ) -> None:
         self._servicer = servicer
         self._services = ("", *services)
+        if isinstance(servicer, ServedHealth):
+            # Named before the server starts: a Watch that comes before the first probe
+            # publishes is told SERVICE_UNKNOWN, then each status as it is set.
+            servicer.serve(services)
         self._probes = probes
         self._interval = interval
         self._stop = threading.Event()

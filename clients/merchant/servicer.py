@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.merchant import metrics
 from clients.merchant.answers import answer
@@ -35,6 +35,7 @@ from setcore.admission import (
 from setcore.credentials import Credentials
 from setcore.echoed_ids import echoed_id, reply_header
 from setcore.error_message import request_digest
+from setcore.served_health import ServedHealth
 from setpay.v1 import error_pb2, purchase_pb2, services_pb2, services_pb2_grpc
 
 log = logging.getLogger("setpay.merchant")
@@ -245,7 +246,9 @@ def start_server(
         ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs + HEALTH_RESERVE + SHED_BACKLOG,
     )
-    health_servicer = health.HealthServicer()
+    # Keeps its own name and "" only: a Watch for any other is told SERVICE_UNKNOWN and
+    # kept under no name (``setcore.served_health``).
+    health_servicer = ServedHealth((SERVICE_NAME,))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.tls is None:
         log.warning("Merchant service on %s is PLAINTEXT: local experiments only", settings.listen)
