@@ -27,8 +27,9 @@
   answering keepalive probes (``KEEPALIVE_*``): without them a statement sent on it waits
   for the kernel's own retransmissions to end, some fifteen minutes, with its pool slot,
   and a pool of such connections stops the bank that long. A connection string that
-  sets one of these (``keepalives_idle=...``) keeps its own. (TCP only: a Unix socket
-  never goes silent this way.)
+  sets one of these (``keepalives_idle=...``) keeps its own; one set in a service file
+  (``service=``, ``PGSERVICE``) does not, the store's overriding it: put it in the
+  string itself. (TCP only: a Unix socket never goes silent this way.)
 - A caller holding its worker's turn to compute (``gateway.cpu_turn``) gives it up for the
   whole operation: the round trips to the server (and the wait for a pooled connection)
   must not stop the worker's other requests from computing.
@@ -54,9 +55,9 @@ answered alike whichever database the bank runs on:
                       what was committed (``idempotency``), never decided twice.
                       A connection the server refuses (a wrong password, an unknown
                       role or database, no server there) is an outage too: its
-                      message says why, as libpq does, every password blotted out, and
-                      the log says it at WARNING at most once a minute, so that a
-                      serving bank whose password was changed under it says so.
+                      message says why, as libpq does, unless that would quote a
+                      password, and the log says it at WARNING, each reason at once
+                      and then once a minute while it lasts (``postgres_refusals``).
     StoreError        anything else: a constraint, the statement itself wrong (42),
                       over one of PostgreSQL's program limits (54), or asking of an object
                       a state it is not in (55000, 55P02, 55P04): the same every time,
@@ -74,8 +75,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
-import os
 import queue
 import random
 import threading
@@ -92,11 +91,10 @@ from psycopg.rows import dict_row
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.postgres_migration import migrate_schema
+from gateway.ledger.postgres_refusals import RefusalLog, connect_refused, connect_secrets
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, Transaction
 
 R = TypeVar("R")
-
-log = logging.getLogger("setpay.ledger")
 
 # Connections per process: each gateway worker thread holds one for a single short
 # transaction; more connections than cores mostly adds lock contention on hot accounts.
@@ -107,12 +105,17 @@ POOL_WAIT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 10
 # How long data sent on a connection may stay unacknowledged before the kernel gives the
 # connection up (the module docstring): the connect timeout's length. A live server's
-# kernel acknowledges at once, however long the statement runs.
+# kernel acknowledges at once, however long the statement runs. Only a server process
+# that stops reading (stopped, or swamped) while a statement larger than the sockets'
+# buffers is still being sent leaves data unacknowledged that long: the ledger's
+# statements are small and it streams nothing (no COPY), so none of its waits is cut.
 TCP_USER_TIMEOUT_MS = 10_000
 # A quiet connection (idle in the pool, or waiting for a long statement) is probed after
 # this many seconds, then every KEEPALIVE_INTERVAL_SECONDS, and given up after
-# KEEPALIVE_COUNT probes unanswered: a dead server is found within about 25 s, before
-# the statement timeout, and an idle connection to it before it is used.
+# KEEPALIVE_COUNT probes unanswered: a dead server is found within 25 s, before the
+# statement timeout, and an idle connection to it before it is used. On Linux sooner,
+# about 15 s after the server last answered (idle, then one interval): there a probe
+# unanswered once TCP_USER_TIMEOUT_MS has passed ends the connection, whatever the count.
 KEEPALIVE_IDLE_SECONDS = 10
 KEEPALIVE_INTERVAL_SECONDS = 5
 KEEPALIVE_COUNT = 3
@@ -124,11 +127,6 @@ _LIVENESS = {
     "keepalives_count": str(KEEPALIVE_COUNT),
     "tcp_user_timeout": str(TCP_USER_TIMEOUT_MS),
 }
-# A connection the server refused is logged at most this often (the module docstring).
-CONNECT_FAILURE_LOG_SECONDS = 60.0
-# libpq's reason for a refused connection, as the error and the log line give it, is cut
-# to this many characters: it names the server, the role and the database, no more.
-CONNECT_REASON_CHARS = 300
 # A statement (including a lock wait) running longer than this is cancelled: something
 # is wedged, and the caller's retry with the same RRPID is safe.
 STATEMENT_TIMEOUT_MS = 30_000
@@ -215,22 +213,6 @@ def translate_error(exc: psycopg.Error, *, read_only: bool = False) -> StoreErro
         error = StoreUnavailable(f"PostgreSQL is unavailable ({what})")
     else:
         error = StoreError(f"PostgreSQL failed ({what})")
-    error.__cause__ = exc
-    return error
-
-
-def connect_refused(exc: psycopg.OperationalError, passwords: list[str]) -> StoreUnavailable:
-    """The ledger's error for a connection libpq could not open, naming libpq's reason
-    (a password refused, a role or database unknown, no server there), every one of
-    ``passwords`` blotted out of it. libpq never quotes a password it sent; this is the
-    guard should some message of its (or of a server) ever do so."""
-    reason = " ".join(str(exc).split())
-    for password in passwords:
-        if password:
-            reason = reason.replace(password, "(password)")
-    if len(reason) > CONNECT_REASON_CHARS:
-        reason = reason[:CONNECT_REASON_CHARS] + "..."
-    error = StoreUnavailable(f"PostgreSQL is unavailable (cannot connect: {reason})")
     error.__cause__ = exc
     return error
 
@@ -369,8 +351,7 @@ class PostgresLedgerStore(LedgerStore):
         self._config = config or PostgresStoreConfig()
         self._observer = observer
         self._closed = False
-        self._refusals = threading.Lock()
-        self._refusal_said_at: float | None = None
+        self._refusals = RefusalLog()
         self._pool = _Pool(self._connect, self._config)
         try:
             migrate_schema(self._pool.transaction, PostgresTransaction)
@@ -397,27 +378,16 @@ class PostgresLedgerStore(LedgerStore):
                 connect_timeout=self._config.connect_timeout_seconds,
             )
         except psycopg.OperationalError as exc:
-            passwords = [str(given.get("password") or ""), os.environ.get("PGPASSWORD", "")]
-            refused = connect_refused(exc, passwords)
-            self._say_refused(refused)
+            refused = connect_refused(exc, connect_secrets(self._conninfo, exc))
+            self._refusals.refused(refused, exc)
             raise refused from exc
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
+        self._refusals.connected()
         # In each BEGIN, not SET for the session, for the reason ``_Pool`` sets the rest
         # in each transaction.
         conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return conn
-
-    def _say_refused(self, refused: StoreUnavailable) -> None:
-        """Log why a connection failed, at most once every CONNECT_FAILURE_LOG_SECONDS: the
-        requests it fails are answered UNAVAILABLE and logged without a reason."""
-        now = time.monotonic()
-        with self._refusals:
-            said = self._refusal_said_at
-            if said is not None and now - said < CONNECT_FAILURE_LOG_SECONDS:
-                return
-            self._refusal_said_at = now
-        log.warning("ledger: %s; said again at most once a minute while it lasts", refused)
 
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in one committed transaction, retrying races; return its result."""

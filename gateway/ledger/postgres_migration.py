@@ -21,8 +21,11 @@ transactions that hold a table it must lock.
   for its minutes with nobody to commit it, holding the advisory lock, which the next
   start waits for, and its table's lock, which holds up the still-serving bank's writes.
   Its session checks every ``MIGRATION_CLIENT_CHECK_MS`` that the client is still there
-  (``client_connection_check_interval``, PostgreSQL 14 on; an older server goes without)
-  and, if not, ends the statement and rolls its version back.
+  (``client_connection_check_interval``, PostgreSQL 14 on) and, if not, ends the
+  statement and rolls its version back. An older server goes without, and so does one
+  whose platform cannot tell a closed socket (Windows; PostgreSQL 14 outside Linux), which
+  refuses the setting (22023): the setting is made in a savepoint, and the migration,
+  refused it, goes on without, saying so once.
 - A schema found current is left alone, read in a READ ONLY snapshot: no lock taken,
   nothing written. The store then opens on a server that refuses writes (a hot standby
   during a failover, ``default_transaction_read_only``), as a serving store rides
@@ -129,6 +132,7 @@ def migrate_schema(
         return
     waiting_since: float | None = None
     said_at = 0.0
+    client_checked = True  # until the server refuses to (the module docstring)
     while True:
         tx: _MigrationTransaction | None = None
         try:
@@ -136,11 +140,8 @@ def migrate_schema(
                 # SET LOCAL: each ends with this transaction (the module docstring).
                 conn.execute("SET LOCAL statement_timeout = 0")
                 conn.execute("SET LOCAL lock_timeout = 0")
-                if conn.info.server_version >= CLIENT_CHECK_SERVER_VERSION:
-                    conn.execute(
-                        "SET LOCAL client_connection_check_interval"
-                        f" = {int(MIGRATION_CLIENT_CHECK_MS)}"
-                    )
+                if client_checked and conn.info.server_version >= CLIENT_CHECK_SERVER_VERSION:
+                    client_checked = _check_client(conn)
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
                 conn.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_LOCK_TIMEOUT_MS)}")
                 tx = _MigrationTransaction(wrap(conn))
@@ -163,6 +164,24 @@ def migrate_schema(
                     now - waiting_since,
                 )
             time.sleep(MIGRATION_RETRY_PAUSE_SECONDS)
+
+
+def _check_client(conn: Connection) -> bool:
+    """Have the migration's session check that its client is there (the module
+    docstring); False, said once, where the server's platform cannot."""
+    try:
+        with conn.transaction():  # a savepoint: a refusal must not end the migration's
+            conn.execute(
+                f"SET LOCAL client_connection_check_interval = {int(MIGRATION_CLIENT_CHECK_MS)}"
+            )
+    except pg_errors.InvalidParameterValue:
+        log.warning(
+            "the ledger migration goes on without checking that the bank stays connected:"
+            " the server cannot check on its platform (SQLSTATE 22023); a bank killed"
+            " while it migrates leaves the statement running on the server until it ends"
+        )
+        return False
+    return True
 
 
 def _is_current(transaction: TransactionSource) -> bool:

@@ -12,6 +12,7 @@ connection was opened with, as libpq reports it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +20,11 @@ import psycopg
 import pytest
 
 from gateway.ledger import PostgresLedgerStore
-from gateway.ledger.postgres import STATEMENT_TIMEOUT_MS
+from gateway.ledger.postgres import (
+    KEEPALIVE_IDLE_SECONDS,
+    STATEMENT_TIMEOUT_MS,
+    TCP_USER_TIMEOUT_MS,
+)
 from gateway.ledger.store import Transaction
 from tests.gateway.ledger.ledger_support import TEST_DATABASE, PgCluster
 
@@ -59,6 +64,8 @@ def test_each_connection_gives_up_a_silent_server(
         store.read(_one)
         assert opened
         for parameters in opened:
+            # Keepalives on (libpq's default, which a "0" would turn off): the probes below.
+            assert parameters.get("keepalives", "1") == "1"
             # Data unacknowledged this long gives the connection up: a silent server is
             # left within the statement timeout, not the kernel's quarter of an hour.
             assert 0 < _setting(parameters, "tcp_user_timeout") <= STATEMENT_TIMEOUT_MS
@@ -109,5 +116,25 @@ def test_a_url_as_the_configuration_gives_it_gets_them_too(
         assert opened
         for parameters in opened:
             assert 0 < _setting(parameters, "tcp_user_timeout") <= STATEMENT_TIMEOUT_MS
+    finally:
+        store.close()
+
+
+def test_a_service_files_liveness_settings_give_way_to_the_stores(
+    pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # As the store's docstring says: only the connection string itself keeps its own.
+    conninfo = pg_cluster.new_schema()
+    services = tmp_path / "pg_service.conf"
+    services.write_text("[ledgersvc]\ntcp_user_timeout=1234\nkeepalives_idle=42\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    opened = _connections_opened(monkeypatch)
+    store = PostgresLedgerStore(conninfo + " service=ledgersvc")
+    try:
+        store.execute(_one)
+        assert opened
+        for parameters in opened:
+            assert parameters.get("tcp_user_timeout") == str(TCP_USER_TIMEOUT_MS)
+            assert parameters.get("keepalives_idle") == str(KEEPALIVE_IDLE_SECONDS)
     finally:
         store.close()
