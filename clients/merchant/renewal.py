@@ -20,38 +20,74 @@ decline it: its hold expired, its PI used or its card expired), but the merchant
 holds that answer, not the first decision's.
 
 One case escapes that proof: an earlier sending of the same bytes, let in while its date
-was fresh, still inside the gateway when the refusal was decided (its ledger may take
-up to 30 s to commit, ``gateway.ledger.group_commit.SUBMIT_TIMEOUT_SECONDS``). Such a
-sending ends within 30 s of the window's end, so a request is built afresh only once it
-is older than the window by ``RENEW_MARGIN_MS`` on the merchant's clock (which the
-margin lets differ from the gateway's by up to 30 s); until then it waits as it is, and
-a later try either gets the gateway's stored answer or meets the refusal again.
+was fresh, still inside the gateway when the refusal was decided. The gateway's ledger
+bounds it: it decides a request within ``LEDGER_DECIDES_WITHIN_MS`` of the moment the
+gateway checked it, or never (``gateway.ledger.idempotency.DECIDED_WITHIN_MS``; a job
+that waited longer, in the writer's queue, for its turn or for a lock, or on its way to
+the ledger process, ends undecided, nothing written, and its caller hears UNAVAILABLE),
+and the commit that carries a decision follows it by far less than
+``COMMIT_ALLOWANCE_MS``. So a request is built afresh only once the sending refused
+began, on the merchant's clock, ``RENEW_MARGIN_MS`` past the window's end
+(``may_renew``): the sum of those two and ``CLOCK_TOLERANCE_MS``, how far the margin lets
+the merchant's clock run ahead of the gateway's. The proof, with D the request's date
+(the merchant's clock dated it, then stored it, at ``stored_ms`` >= D) and W the window:
+
+- an earlier sending was let in by a check at a moment t <= D + W of the gateway's
+  clock (its date was fresh then), so its decision, if any, was written by t + 20 s and
+  committed by t + 30 s <= D + W + 30 s;
+- the refused sending began at ``sent_ms`` >= ``stored_ms`` + W + 60 s on the merchant's
+  clock, so it reached the gateway, which checked it and looked for a stored answer, no
+  earlier than ``sent_ms`` - 30 s >= D + W + 30 s on the gateway's: after that commit.
+
+So the lookup saw every decision of those bytes there will ever be, and found none.
+Until then the request waits as it is, and a later try either gets the gateway's stored
+answer or meets the refusal again. The moment is the sending's start (``sent_ms``, read
+before it goes), never that of the refusal's coming back, which may be a deadline later
+and would let a request through early. The tolerance is the margin's own: a merchant
+whose clock runs ahead of the gateway's by more than 30 s may build a request afresh,
+or end an order failed, while an earlier sending is still being decided. (The five
+minutes of ``setcore.pki.issuance.CLOCK_SKEW`` are what a certificate's validity allows
+two clocks, and the freshness window a message's date; they are not this tolerance.)
 
 A PI too old. The gateway gives the same code to an AuthReq whose PI's signed order
 date (PReqDate) is older than its bound (``setcore.freshness.PI_MAX_AGE_MS``): no AuthReq
 around that PI can ever be authorized, built afresh or not. The merchant knows the
 order's PReqDate (it dated the order's TransIDs, which the PI must repeat for any
-AuthReq around it to pass), so once the PI was older than the bound by
+AuthReq around it to pass), so when the PI was older than the bound by
 ``RENEW_MARGIN_MS`` as the refused sending began, the order ends failed with the
-gateway's code, never built afresh (``pi_past_bound``). The same proof holds: an
-earlier sending of those bytes was let in only while the PI was within the bound on the
-gateway's clock, so it ended within 30 s after; the refusal was decided no earlier than
-the sending began less the clocks' 30 s, so after it, and found no answer to those
-bytes. The merchant's clock is read as the sending begins, not once the refusal is
-back, which may be a deadline later. Within that margin of the bound the PI may still
-be young by the gateway's clock, and the refusal may be of the AuthReq's own date: the
-rules above apply (a request built afresh whose PI the gateway finds too old is refused
-in turn, and ends failed).
+gateway's code, never built afresh (``pi_past_bound``). But only once no earlier sending
+of those bytes can still be at the gateway: one let in while the PI was young may be
+deciding yet, and approve, and the order must not be failed under a hold on the card.
+That is known in one of two ways. Either the rule above holds (``may_renew``: the bytes
+were stored long enough before the refused sending began), or the PI was already past
+the bound by the margin when the bytes were stored (``pi_past_bound`` at
+``stored_ms``): every sending of them then began after that, and reached a gateway
+whose clock read the PI older than its bound by at least the margin less the
+tolerance, 30 s, so each was refused before its ledger saw it, and none was ever let in.
+Otherwise the order waits, as a request refused as too old does, and ends failed at a
+later try. Within the margin of the bound the PI may still be young by the gateway's
+clock, and the refusal may be of the AuthReq's own date: the rules above apply (a
+request built afresh whose PI the gateway finds too old is refused in turn, and ends
+failed).
 """
 
 from __future__ import annotations
 
 from setcore.errors import ErrorCode, PeerError
-from setcore.freshness import FRESHNESS_WINDOW_MS, PI_MAX_AGE_MS, now_ms
+from setcore.freshness import FRESHNESS_WINDOW_MS, PI_MAX_AGE_MS
 
-# Twice the gateway ledger's longest wait for a commit: an earlier sending of the same
-# bytes has been committed or given up for good by then.
-RENEW_MARGIN_MS = 60_000
+# How far ahead of the gateway's clock the merchant's may run for the proof above to hold.
+CLOCK_TOLERANCE_MS = 30_000
+# How long after the gateway checked a request its ledger may still decide it:
+# ``gateway.ledger.idempotency.DECIDED_WITHIN_MS``, which the merchant cannot import
+# (gateway and clients are independent); a test holds the two equal.
+LEDGER_DECIDES_WITHIN_MS = 20_000
+# How long after a decision the commit that carries it may land: one group's window and
+# fsync (SQLite), one INSERT and a COMMIT (PostgreSQL), milliseconds when the disk is well.
+COMMIT_ALLOWANCE_MS = 10_000
+# How far past the window (or the PI's bound) a refused sending must have begun for no
+# earlier sending of the same bytes to be still at the gateway (the module docstring).
+RENEW_MARGIN_MS = LEDGER_DECIDES_WITHIN_MS + COMMIT_ALLOWANCE_MS + CLOCK_TOLERANCE_MS
 _DAY_MS = 24 * 3600 * 1000
 
 
@@ -60,11 +96,11 @@ def refused_as_stale(error: PeerError) -> bool:
     return error.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
 
 
-def may_renew(stored_ms: int) -> bool:
+def may_renew(stored_ms: int, sent_ms: int) -> bool:
     """True when a request stored at ``stored_ms`` (after it was dated, before it was first
-    sent) may be built afresh after a refusal as too old: no earlier sending of it can
-    still be at the gateway."""
-    return now_ms() - stored_ms >= FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS
+    sent), refused as too old in a sending that began at ``sent_ms``, may be built afresh:
+    no earlier sending of it can still be at the gateway (the module docstring)."""
+    return sent_ms - stored_ms >= FRESHNESS_WINDOW_MS + RENEW_MARGIN_MS
 
 
 def pi_past_bound(preq_date_ms: int, sent_ms: int) -> str | None:

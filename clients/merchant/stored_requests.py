@@ -4,9 +4,10 @@ Authorizations (``authorizer``), settlement operations (``settlement``) and batc
 changes (``batches``) go through the same life, written here once: stored byte for byte,
 sent; the gateway's answer judged as ``outcome`` says (verified, of a result code this
 release reads: saved, the request ends; a verified SET Error: it ends failed, or,
-refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, or
-ends failed where none built afresh could pass (``_never_renewable``: an order whose PI
-is past the gateway's bound), but for the codes ``outcome.is_refusal`` holds back;
+refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, or,
+as surely, ends failed where none built afresh could pass (``_never_renewable``: an
+order whose PI is past the gateway's bound), but for the codes ``outcome.is_refusal``
+holds back;
 anything else, a verified answer of a result code this release cannot read too: it
 stays sent, "outcome unknown, will retry");
 sent again, the same bytes, by ``resume``. A request once answered with a code this
@@ -101,13 +102,15 @@ class StoredRequests(abc.ABC, Generic[R]):
         return request.created_ms
 
     def _never_renewable(self, request: R, sent_ms: int) -> str | None:
-        """Why no request built afresh in place of ``request`` could pass the gateway, its
-        sending that began at ``sent_ms`` (the merchant's clock) refused as too old; None
-        if one may. A reason ends the request failed with the gateway's code, so it must
-        also prove what ``renewal.may_renew`` proves: that no earlier sending of it can
-        still be at the gateway (``renewal`` says how an order's PI past the gateway's
-        bound does). None for a settlement operation or a batch change: nothing of theirs
-        but their own date ages."""
+        """Why no sending that begins at ``sent_ms`` (the merchant's clock) or later, of
+        ``request`` or of one built afresh in its place, can pass the gateway's checks;
+        None if one may. Given the moment a refused sending began, a reason ends the
+        request failed with the gateway's code rather than built afresh, once no earlier
+        sending of it can still be at the gateway (``_renew``). Given the moment its bytes
+        were stored, a reason proves that none ever was: every sending of them began
+        later, and was refused before the gateway's ledger saw it (``renewal`` says how an
+        order's PI past the gateway's bound does both). None for a settlement operation or
+        a batch change: nothing of theirs but their own date ages."""
         return None
 
     def _resend(self, request: R) -> R | None:
@@ -176,17 +179,31 @@ class StoredRequests(abc.ABC, Generic[R]):
         since): first before anything is built, then again inside the transaction that
         would store the request built afresh, or end it failed when none can be
         (``request_rows.AnsweredUnreadably``), for one counted while this sender was
-        building it. Ended failed, not built afresh, where none could pass
-        (``_never_renewable``)."""
+        building it.
+
+        Neither built afresh nor ended failed while an earlier sending of these bytes may
+        still be inside the gateway, to be decided there yet: it waits, as the refusal
+        found it. None can be once this sending began long enough after the bytes were
+        stored (``renewal.may_renew``), or when none of them can ever have been let in
+        (``_never_renewable`` already as they were stored). Then it ends failed where
+        none built afresh could pass (``_never_renewable`` as this sending began), and is
+        built afresh otherwise."""
         gone = outcome.answer_gone
         if self._store.unreadable_answers(request):
             raise gone(self._store, request, self._named(request), error) from error
+        stored_ms = self._stored_ms(request)
         never = self._never_renewable(request, sent_ms)
+        never_let_in = never is not None and self._never_renewable(request, stored_ms) is not None
+        if not (never_let_in or renewal.may_renew(stored_ms, sent_ms)):
+            # An earlier sending of these bytes may still be inside the gateway.
+            if never is not None:
+                log.info(
+                    "%s: %s; it ends failed once no earlier sending of it can still be"
+                    " at the gateway", self._named(request), never,
+                )  # fmt: skip
+            raise outcome.pending(self._store, request, self._named(request), error) from error
         if never is not None:
             return self._refused(request, error, never)
-        if not renewal.may_renew(self._stored_ms(request)):
-            # An earlier sending of these bytes may still be inside the gateway.
-            raise outcome.pending(self._store, request, self._named(request), error) from error
         try:
             fresh = self._rebuild(request, error.code)
         except AnsweredUnreadably:

@@ -77,6 +77,9 @@ GROUP_LINGER_SECONDS = 0.001
 # How long a caller waits for room in the queue, and then for its commit, before
 # StoreUnavailable. Generous: a stalled disk, not load, is what should trip it. A caller
 # that gives up may still see its change committed; RRPID idempotency makes a retry safe.
+# So a caller may wait up to twice this, and its job be applied later still: what bounds
+# when a request is decided is not this but ``idempotency.DECIDED_WITHIN_MS``, checked
+# as the job is applied.
 SUBMIT_TIMEOUT_SECONDS = 30.0
 # Commits of this writer between its WAL checkpoints (``_checkpoint_if_due``); it also
 # checkpoints as it closes, if it committed since its last one. 32 groups of ~4

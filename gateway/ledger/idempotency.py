@@ -36,6 +36,33 @@ Two concurrent requests with one RRPID cannot both decide: the RRPID is the prim
 of ``requests``, so the later insert fails, rolls back (with what it changed) and,
 retried by the store, finds the winner's record.
 
+A request is decided within ``DECIDED_WITHIN_MS`` of the moment the gateway checked it
+(``checked_at_ms``: its date, its certificates, a PI's order date), or never. Whatever
+held it between (a writer's queue full or stalled, a caller that gave up on its commit
+while its job stayed queued, the ledger process's socket and queue, a card's row lock or
+a pooled connection on PostgreSQL, retries of a serialization failure), ``decide_once``
+reads the clock as it is about to finish, once the decision's row is written, and if the
+check is older than the bound raises StoreUnavailable: the operation rolls back, nothing
+of it is kept (the RRPID stays new), and the gateway answers UNAVAILABLE, on which the
+merchant sends the same bytes again, to be checked afresh. A stored answer (or a
+decision awaiting one) is returned whatever the moment, as before: only a new decision
+is bounded. Every store applies the operation the same way, so the bound holds for
+SQLite in this process, for the ledger process and for PostgreSQL alike; the commit that
+carries the decision follows it at once (SQLite: the rest of the group's 2 ms window and
+one fsync; PostgreSQL: the COMMIT).
+
+The merchant builds a request refused as too old afresh, under a new RRPID, only once no
+earlier sending of it can still be decided (``clients.merchant.renewal``): its margin is
+this bound, 10 s for that commit, and the 30 s it lets the two clocks differ. The clock
+read is the one the gateway dated its check with (``setcore.freshness.now_ms``), not the
+ledger's own (``Ledger``'s, which dates holds and may be a test's), taken on the host
+that applies the operation: the gateway's for SQLite in its process and for PostgreSQL,
+the ledger process's, on the same machine, for the ledger service. A caller that gives no
+moment (None: the ledger's own tooling and tests) is not bounded. The bound is long
+beside any healthy latency (milliseconds) and shorter than the merchant's 30 s deadline
+for an authorization, so a request it stops is one the merchant may still be waiting
+for, and hears UNAVAILABLE rather than nothing.
+
 An exception from ``decide`` rolls back the whole operation, so nothing is stored and a
 retry decides afresh. PostgreSQL may retry a transaction after a serialization failure,
 so ``decide`` may run more than once for one request; only the committed attempt counts.
@@ -46,9 +73,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.ledger import outcome_codec
-from gateway.ledger.errors import LedgerError, RrpidReused, StoreError
+from gateway.ledger.errors import LedgerError, RrpidReused, StoreError, StoreUnavailable
 from gateway.ledger.outcomes import Outcome, PrebuiltApproval, Unanswered
 from gateway.ledger.store import Transaction
+from setcore import freshness
+
+# How long after the gateway checked a request the ledger may still decide it (the module
+# docstring): ``clients.merchant.renewal.LEDGER_DECIDES_WITHIN_MS`` relies on it.
+DECIDED_WITHIN_MS = 20_000
 
 Recorded = bytes | Unanswered
 """What an RRPID has once decided: its stored response, or a decision awaiting one."""
@@ -66,8 +98,10 @@ def decide_once(
 ) -> Recorded:
     """Decide once per RRPID: the response bytes if they are known, else ``Unanswered``.
 
-    ``now_ms`` is the decision's time; ``checked_at_ms`` the moment the caller checked
-    the request (None: unknown), kept with it for an answer built later.
+    ``now_ms`` is the decision's time as the caller stamped it (before its operation
+    waited for the store); ``checked_at_ms`` the moment the caller checked the request
+    (None: unknown), kept with it for an answer built later. StoreUnavailable, nothing
+    written, when a new decision comes more than ``DECIDED_WITHIN_MS`` after that check.
     """
     recorded = lookup(tx, rrpid, request_digest)
     if recorded is not None:
@@ -85,10 +119,23 @@ def decide_once(
         raise
     if prebuilt is not None and prebuilt.answers(outcome):
         _insert(tx, rrpid, request_digest, prebuilt.response, None, now_ms, checked_at_ms)
+        _decided_in_time(checked_at_ms)
         return prebuilt.response
     encoded = outcome_codec.dumps(outcome)
     _insert(tx, rrpid, request_digest, _NO_RESPONSE_YET, encoded, now_ms, checked_at_ms)
+    _decided_in_time(checked_at_ms)
     return _unanswered(outcome, now_ms, checked_at_ms)
+
+
+def _decided_in_time(checked_at_ms: int | None) -> None:
+    """StoreUnavailable, undoing the operation, when the request was checked more than
+    ``DECIDED_WITHIN_MS`` ago (the module docstring). Read last, once every statement of
+    the decision has run (a lock waited for included): only its commit follows."""
+    if checked_at_ms is not None and freshness.now_ms() - checked_at_ms > DECIDED_WITHIN_MS:
+        raise StoreUnavailable(
+            f"the request was checked more than {DECIDED_WITHIN_MS // 1000} s before the"
+            " ledger could decide it: not decided, to be checked afresh"
+        )
 
 
 def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes) -> bytes:

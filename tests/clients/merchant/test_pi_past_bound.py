@@ -5,10 +5,11 @@ is never built afresh: no AuthReq around that PI can pass (``clients.merchant.re
 Before, the merchant read every MESSAGE_TOO_OLD as its stored AuthReq gone stale: it
 built one afresh around the same PI, which the gateway refused in turn; and an AuthReq
 stored only just now waited out the renewal margin first, sent again and refused at
-every round, before being built afresh and refused. Within the margin the merchant still
-waits: an earlier sending of the same bytes, let in while the PI was young, may still be
-inside the gateway. Each test runs against the real gateway, time moved on every clock
-but the ledger's (``tests.clocks``).
+every round, before being built afresh and refused. The merchant still waits wherever
+an earlier sending of the same bytes, let in while the PI was young, may still be inside
+the gateway: within the margin, and, past it, while the AuthReq was stored too recently
+for ``renewal.may_renew`` (``test_renewal_in_flight``). Each test runs against the real
+gateway, time moved on every clock but the ledger's (``tests.clocks``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from clients.merchant.settlement import Settlement
 from clients.merchant.stored_requests import StoredRequests
 from clients.wallet.runtime import Wallet
 from setcore.errors import ErrorCode
-from setcore.freshness import PI_MAX_AGE_MS, now_ms
+from setcore.freshness import FRESHNESS_WINDOW_MS, PI_MAX_AGE_MS, now_ms
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
 from tests.clients.merchant.outage_support import GatewayOutage
@@ -127,7 +128,9 @@ def _bought_unbuilt(
 
 
 def _ended_for_its_pi(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if PAST_BOUND in r.getMessage()]
+    """The log's lines ending an order failed for its PI (not those saying it waits)."""
+    said = [r.getMessage() for r in caplog.records]
+    return [m for m in said if PAST_BOUND in m and "refused by the gateway" in m]
 
 
 def test_an_order_whose_pi_and_auth_request_aged_past_the_bound_ends_failed_unrebuilt(
@@ -191,8 +194,10 @@ def test_within_the_margin_past_the_bound_the_order_waits_then_ends_failed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Only just past the bound, an earlier sending of the same bytes let in while the PI
-    was young may still be inside the gateway: the order waits, its bytes unchanged, and
-    ends failed only once the PI is past the bound by the margin, never built afresh."""
+    was young may still be inside the gateway: the order waits, its bytes unchanged. Its
+    PI past the bound by the margin, it still waits while its AuthReq, stored when the PI
+    was only just past, may have a sending being decided (``renewal.may_renew``); then it
+    ends failed, never built afresh."""
     merchant, outage, bought = _bought_unbuilt(
         bank, make_merchant, make_wallet, monkeypatch, JUST_PAST_MS, "m-pi-3"
     )
@@ -205,10 +210,16 @@ def test_within_the_margin_past_the_bound_the_order_waits_then_ends_failed(
         assert not _ended_for_its_pi(caplog)
         assert "refused as too old, but only just" in caplog.text
         clocks_moved(monkeypatch, WELL_PAST_MS - JUST_PAST_MS)
-        done = merchant.authorizer.authorize(bought.xid)
+        with caplog.at_level(logging.INFO, "setpay.merchant"):
+            still = merchant.authorizer.authorize(bought.xid)
+        assert still.state is OrderState.AUTHORIZING
+        assert not _ended_for_its_pi(caplog)
+        clocks_moved(monkeypatch, FRESHNESS_WINDOW_MS + MARGIN_MS)
+        with caplog.at_level(logging.INFO, "setpay.merchant"):
+            done = merchant.authorizer.authorize(bought.xid)
         assert done.state is OrderState.FAILED and done.error_code == TOO_OLD
         assert done.auth_rrpid == waiting.auth_rrpid
-        assert sent == [waiting.auth_request] * 2
+        assert sent == [waiting.auth_request] * 3
         assert len(_ended_for_its_pi(caplog)) == 1
     finally:
         outage.release()

@@ -59,7 +59,7 @@ def _stale_once(monkeypatch: pytest.MonkeyPatch, client: object, call: str) -> l
         return real(*args, **kwargs)
 
     monkeypatch.setattr(client, call, stale)
-    monkeypatch.setattr(renewal, "may_renew", lambda stored_ms: True)
+    monkeypatch.setattr(renewal, "may_renew", lambda stored_ms, sent_ms: True)
     return calls
 
 
@@ -181,7 +181,7 @@ def test_a_request_never_answered_unreadably_is_still_built_afresh(
         raise PeerError(TOO_OLD)
 
     monkeypatch.setattr(gw, "capture", too_old)
-    monkeypatch.setattr(renewal, "may_renew", lambda stored_ms: False)
+    monkeypatch.setattr(renewal, "may_renew", lambda stored_ms, sent_ms: False)
     with pytest.raises(OutcomeUnknown):
         merchant.settlement.capture(xid, 400)  # refused, but only just: kept
     monkeypatch.undo()
