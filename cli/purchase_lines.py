@@ -32,10 +32,13 @@ def record_line(record: PurchaseRecord, short_id: str | None = None) -> str:
             f"(ask with `setpay wallet inquire {shown}` before buying again)"
         )
     if record.completion == NOT_BOUGHT:
+        # The merchant's statement, not proof: one that read the request may say the same.
+        kept = "kept in" if record.signed_error else "not kept (an earlier build) in"
         return (
             f"{shown}  NOT_BOUGHT  {record.refusal.removeprefix('ERROR_CODE_')}  amount "
-            f"{record.amount} ({record.currency}): the merchant said, signed, it holds no "
-            "purchase of it: nothing was bought"
+            f"{record.amount} ({record.currency}): the merchant states, signed, that it holds "
+            f"no such purchase (that signed statement {kept} purchases.json): check the "
+            "card statement for a payment to it all the same"
         )
     if not record.answered:
         return (

@@ -5,6 +5,7 @@
     setpay wallet [--dir DIR] renew [--card CARD.json] [--profile ec|rsa] [--form NAME=VALUE ...]
     setpay wallet [--dir DIR] purchase (--initiation FILE | --lid-m HEX --description D
                                         --amount N [--currency 978]) [--merchant HOST:PORT]
+                                       [--despite ORDER ...]
     setpay wallet [--dir DIR] inquire ORDER [--merchant HOST:PORT]
     setpay wallet [--dir DIR] show
 
@@ -29,22 +30,26 @@ is kept for inquiries about the purchases it paid for, until it expires (the mer
 checks an inquiry's signer as of the inquiry). Output shows the card as BIN and last four
 only.
 
+A purchase request the merchant said (unsigned) it was too busy to read is recorded SHED
+(it may have been read all the same), and another purchase of that order at that
+merchant is refused until ``inquire`` settles it; ``--despite ORDER`` buys it again all
+the same, naming the SHED purchase (it may pay the order twice: for a merchant gone, or
+whose inquiries are shed too). The SHED record is kept either way.
+
 Exit status: 0 done (a purchase prints the merchant's verified answer, a decline
 included); 1 refused or failed (a SET Error from the merchant or the CA, a wrong file or
-passphrase, a failure before the purchase request left), and a purchase request the
-merchant said (unsigned) it was too busy to read: recorded SHED, as it may have been read
-all the same, to ask about with ``inquire`` before buying that order again (a purchase
-of it is refused until then); 2 usage error (an option missing
-or malformed); 3 a registration or renewal the Cardholder CA pends (run ``register`` or
-``renew`` again later); 4 a purchase whose outcome is unknown: its request left and no
-answer the wallet could verify and read came back (none, one whose checks failed, one
-carrying a completion code or AuthCode this release does not define, or one it could not
-record), so the card may be authorized; the purchase keeps its record as it was (SENT, or
-after an inquiry the state an earlier answer left), and ``setpay wallet inquire ORDER``
-asks the merchant what became of it; 4 too for a registration or renewal the Cardholder
-CA answered with a status this release does not know (pended or refused, it cannot tell):
-nothing is installed, the request is kept, and ``register`` or ``renew`` asks about it
-again once setpay is upgraded.
+passphrase, a failure before the purchase request left, a purchase refused for an
+unsettled SHED one); 2 usage error (an option missing or malformed); 3 a registration or
+renewal the Cardholder CA pends (run ``register`` or ``renew`` again later); 4 a
+purchase whose outcome is unknown: its request left and no answer the wallet could
+verify and read came back (none, one whose checks failed, one carrying a completion code
+or AuthCode this release does not define, one it could not record, or the merchant's
+unsigned word that it was too busy to read it), so the card may be authorized; the
+purchase keeps its record (SENT or SHED, or after an inquiry the state an earlier answer
+left), and ``setpay wallet inquire ORDER`` asks the merchant what became of it; 4 too
+for a registration or renewal the Cardholder CA answered with a status this release does
+not know (pended or refused, it cannot tell): nothing is installed, the request is kept,
+and ``register`` or ``renew`` asks about it again once setpay is upgraded.
 """
 
 from __future__ import annotations
@@ -164,9 +169,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description=(
             "Buy: PInit, then the dual-signed purchase request. Exit status 4 when the "
             "request left and no answer the wallet could verify came back: the card may be "
-            "authorized; run setpay wallet inquire ORDER to learn the outcome. Exit status 1 "
-            "too when the merchant said it was too busy to read the request: it may have "
-            "read it all the same; run setpay wallet inquire ORDER before buying again."
+            "authorized (the merchant's unsigned word that it was too busy to read it "
+            "included); run setpay wallet inquire ORDER to learn the outcome."
         ),
     )
     b.add_argument("--initiation", type=Path, help="SET Initiation JSON from the merchant")
@@ -178,6 +182,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     b.add_argument("--exp10", type=integer, help="default: the currency's minor unit")
     b.add_argument("--merchant", type=_target, help="merchant HOST:PORT (default: wallet.toml)")
+    b.add_argument(
+        "--despite", action="append", default=[], metavar="ORDER",
+        help="buy the order again despite this unsettled (SHED) purchase of it at this "
+        "merchant, which may pay it twice (repeatable; the SHED record is kept)",
+    )  # fmt: skip
 
     q = ops.add_parser("inquire", help="ask the merchant about a purchase")
     q.add_argument("order", help="the start of the purchase's XID")
@@ -465,7 +474,8 @@ def run(args: argparse.Namespace) -> int:
             )
             book = PurchaseBook(config.purchases_file)
             if initiation is not None:
-                record = shopper.purchase(_merchant(config, args.merchant), initiation)
+                merchant = _merchant(config, args.merchant)
+                record = shopper.purchase(merchant, initiation, despite=args.despite)
             else:
                 target, origin = args.merchant, "--merchant"
                 if target is None:

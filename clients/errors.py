@@ -6,7 +6,7 @@
     │                        longer usable: no AuthReq the gateway would take can be built
     ├── TransportError       a call to a peer (gateway, merchant, CA) failed at the gRPC
     │   │                    level, after the bounded retries; carries the status name
-    │   └── NotRead          the peer read none of it: every attempt shed unread
+    │   └── NotRead          every attempt shed unread, by the peer's unsigned word
     ├── OutcomeUnknown       the gateway's answer to a stored request never came, could
     │   │                    not be verified, or could not be opened or saved here:
     │   │                    whether it applied the request is unknown, the request
@@ -19,16 +19,17 @@
     │                        result code is one this release does not define: the
     │                        request stays pending (the cause of an ``OutcomeUnknown``)
     ├── PurchaseOutcomeUnknown
-    │                        the wallet's PReq left and no answer it could verify and
-    │                        read came back: the card may be authorized; the purchase
-    │                        keeps its record (SENT, or its state before an inquiry)
-    │                        and ``setpay wallet inquire`` asks the merchant
-    ├── PurchaseNotRead      the merchant answered the wallet's PReq, unsigned, that it
+    │   │                    the wallet's PReq left and no answer it could verify and
+    │   │                    read came back: the card may be authorized; the purchase
+    │   │                    keeps its record (SENT, or its state before an inquiry)
+    │   │                    and ``setpay wallet inquire`` asks the merchant
+    │   └── PurchaseNotRead  the merchant answered the wallet's PReq, unsigned, that it
     │                        was too busy to read it, at every attempt: it may have read
     │                        it all the same; the purchase keeps its record (SHED) for
     │                        ``setpay wallet inquire`` to settle
-    ├── ShedUnsettled        a purchase of an order whose earlier purchase is SHED: not
-    │                        made, nothing sent, until an inquiry settles the earlier one
+    ├── ShedUnsettled        a purchase of an order whose earlier purchase at the same
+    │                        merchant is SHED: not made, no PReq sent, until an inquiry
+    │                        settles the earlier one or the purchase names it ``despite``
     ├── StoreError           the merchant's database failed (sqlite3 translated here)
     ├── UnknownOrder         no order with that XID or LID-M
     ├── OrderStateError      the order cannot do this now (capture before authorization,
@@ -69,10 +70,12 @@ class TransportError(ClientError):
 
 
 class NotRead(TransportError):
-    """The peer read none of the request: every attempt was shed before any handler of
-    the peer's read it (RESOURCE_EXHAUSTED with RetryInfo, or gRPC's own refusal past its
-    concurrency limit), or none could be made within the deadline. The peer holds nothing
-    of it: the same request may be sent again later, and nothing it asks for was done."""
+    """Every attempt was answered as shed before any handler of the peer's read it
+    (RESOURCE_EXHAUSTED with RetryInfo, or gRPC's own refusal past its concurrency limit),
+    or none could be made within the deadline. That is the peer's word, in a gRPC status
+    no one signs: a peer that read the request (and did what it asks) could answer the
+    same. Worth telling apart from a failure that says nothing of the peer's reading, but
+    no proof that nothing was done: a wallet keeps a PReq shed so (``PurchaseNotRead``)."""
 
 
 class OutcomeUnknown(ClientError):
@@ -140,36 +143,42 @@ class PurchaseOutcomeUnknown(ClientError):
         self.cause = cause
 
 
-class PurchaseNotRead(ClientError):
+class PurchaseNotRead(PurchaseOutcomeUnknown):
     """The merchant answered the PReq that it shed it unread (too busy) at every attempt.
     That status is not signed: only a signed SET Error is the merchant's word, so it is
     never taken for a refusal, nor for proof that nothing was bought. A merchant may have
-    read the PReq, kept the PI and had the card authorized, and answered so all the same.
-    The purchase keeps its record (``SHED``), and ``setpay wallet inquire`` asks the
-    merchant, whose signed answer settles it. ``short_id``: the purchase's id; ``cause``:
-    the ``NotRead`` transport failure."""
+    read the PReq, kept the PI and had the card authorized, and answered so all the same:
+    an outcome unknown, whose record says ``SHED`` rather than ``SENT``, and ``setpay
+    wallet inquire`` asks the merchant, whose signed answer settles it.
+    ``short_id``: the purchase's id; ``cause``: the ``NotRead`` transport failure."""
 
     def __init__(self, short_id: str, cause: NotRead) -> None:
-        super().__init__(
+        ClientError.__init__(
+            self,
             f"purchase {short_id} not confirmed: the merchant said it was too busy to read "
-            f"the purchase request ({cause}), which it may have read all the same: ask with "
-            f"`setpay wallet inquire {short_id}` before buying again"
+            f"the purchase request ({cause}), which it may have read all the same: the card "
+            f"may be authorized; ask with `setpay wallet inquire {short_id}` before buying "
+            "again",
         )
         self.short_id = short_id
         self.cause = cause
 
 
 class ShedUnsettled(ClientError):
-    """A purchase of an order (LID-M) for which the wallet holds a ``SHED`` purchase: the
-    merchant said it never read that one's PReq, unsigned, and no signed answer has said
-    what became of it. Another purchase could pay the order twice: none is made (nothing
-    sent) until ``setpay wallet inquire`` settles the earlier one."""
+    """A purchase of an order (LID-M) at a merchant with which the wallet holds a ``SHED``
+    purchase of it: the merchant said it never read that one's PReq, unsigned, and no
+    signed answer has said what became of it. Another purchase could pay the order twice:
+    none is made (the PInit answered, no PReq built or sent) until ``setpay wallet
+    inquire`` settles the earlier one, or the cardholder buys it ``--despite`` it, naming
+    it: knowingly, when no inquiry can (the merchant gone, its inquiries shed)."""
 
     def __init__(self, short_id: str) -> None:
         super().__init__(
-            f"not bought: earlier purchase {short_id} of this order is unsettled (the "
-            "merchant said it was too busy to read its request, which it may have read all "
-            f"the same): ask with `setpay wallet inquire {short_id}` first; nothing sent"
+            f"not bought: earlier purchase {short_id} of this order at this merchant is "
+            "unsettled (the merchant said it was too busy to read its request, which it may "
+            f"have read all the same): ask with `setpay wallet inquire {short_id}` first, or "
+            f"buy it again all the same, which may pay it twice, with `--despite {short_id}`;"
+            " no purchase request sent"
         )
         self.short_id = short_id
 

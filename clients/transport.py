@@ -12,12 +12,14 @@ the backstop above that admission). gRPC raises RESOURCE_EXHAUSTED on the client
 an answer larger than ``MAX_MESSAGE_BYTES``, after the peer did the work, and sending the
 request again would only make it do the work again. Any other status ends the call at
 once as ``TransportError``. A call whose every attempt was shed unread ends as
-``NotRead``: the peer holds nothing of it, which a caller may tell its user (a wallet's
-purchase request shed so bought nothing). Either names, after the status, the address
-the channel went to and the setting that named it (``ChannelConfig.origin``), and for
-UNAVAILABLE quotes the peer's reason when the peer answered it (down for now: its
-gateway, its ledger), or else asks whether the peer runs there: a user who sees "CA ...:
-UNAVAILABLE" alone knows neither which address was tried nor where to change it.
+``NotRead``: the peer's unsigned word that it read none of it, which may be untrue (a
+peer that did the work can answer the same), so a caller tells it apart but takes it for
+no proof (a wallet keeps a purchase request shed so, for an inquiry to settle). Either
+names, after the status, the address the channel went to and the setting that named it
+(``ChannelConfig.origin``), and for UNAVAILABLE quotes the peer's reason when the peer
+answered it (down for now: its gateway, its ledger), or else asks whether the peer runs
+there: a user who sees "CA ...: UNAVAILABLE" alone knows neither which address was tried
+nor where to change it.
 """
 
 from __future__ import annotations

@@ -21,10 +21,15 @@ merchant's answer.
 A merchant that sheds the PReq unread (too busy) says so with a gRPC status, not signed:
 never its word. The purchase is recorded ``SHED`` (it may have been read all the same),
 and only the merchant's signed answer to an inquiry settles it: an InqRes, whose state
-the record takes, or a signed UNKNOWN_XID, recorded ``NOT_BOUGHT`` (``unheld``).
+the record takes, or a signed UNKNOWN_XID, recorded ``NOT_BOUGHT`` (``unheld``). That is
+the merchant's statement, under its signature, that it holds no such purchase, not proof
+that the card was not charged: the signed Error is kept with the record, as it came, for
+the cardholder to hold against a card statement that says otherwise.
 """
 
 from __future__ import annotations
+
+import base64
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
@@ -70,7 +75,8 @@ def undecided(refusal: PeerError) -> str | None:
 # every attempt: the wallet's own word, as SENT is, for a purchase the merchant may hold.
 SHED = "SHED"
 # The state of a purchase the merchant said, signed, it holds nothing of (its UNKNOWN_XID
-# answering an inquiry, kept in ``refusal``): nothing was bought.
+# answering an inquiry: the code kept in ``refusal``, the signed Error in ``signed_error``).
+# The merchant's word, on which the card statement has the last one.
 NOT_BOUGHT = "NOT_BOUGHT"
 # The states a signed UNKNOWN_XID to an inquiry settles as NOT_BOUGHT. Not SENT: a PReq
 # that left unanswered may be read yet (a merchant answers UNKNOWN_XID until it has
@@ -79,12 +85,21 @@ NOT_BOUGHT = "NOT_BOUGHT"
 SETTLED_BY_UNKNOWN_XID = frozenset({SHED, NOT_BOUGHT})
 
 
-def unheld(completion: str, refusal: PeerError) -> dict[str, object] | None:
+def unheld(completion: str, refusal: PeerError, signed: bytes) -> dict[str, object] | None:
     """The record fields the merchant's signed Error answering an inquiry says of a
     purchase in state ``completion``: ``NOT_BOUGHT`` for an UNKNOWN_XID about a SHED (or
-    NOT_BOUGHT) purchase; None for any other (raised as it is, the record left as it was)."""
-    if completion in SETTLED_BY_UNKNOWN_XID and refusal.code == ErrorCode.ERROR_CODE_UNKNOWN_XID:
-        return {"completion": NOT_BOUGHT, "refusal": refusal.code_name}
+    NOT_BOUGHT) purchase, with ``signed``, that Error's signed bytes as they came; None
+    for any other, or without those bytes (raised as it is, the record left as it was)."""
+    if (
+        completion in SETTLED_BY_UNKNOWN_XID
+        and refusal.code == ErrorCode.ERROR_CODE_UNKNOWN_XID
+        and signed
+    ):
+        return {
+            "completion": NOT_BOUGHT,
+            "refusal": refusal.code_name,
+            "signed_error": base64.b64encode(signed).decode(),
+        }
     return None
 
 
@@ -108,7 +123,8 @@ class UnreadablePurchaseAnswer(Exception):
 
 def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
     """The record fields a verified PRes or InqRes reports (its one payload, setcore's
-    ``check_answer``); they replace any earlier state, a refusal's too.
+    ``check_answer``); they replace any earlier state, a refusal's (and the signed Error
+    a ``NOT_BOUGHT`` kept) too.
     ``UnreadablePurchaseAnswer`` for a completion code or AuthCode this wallet does not define
     (the completion code named first when both are)."""
     payload = data.payloads[0]
@@ -118,6 +134,7 @@ def outcome_fields(data: purchase_pb2.PResData) -> dict[str, object]:
             raise UnreadablePurchaseAnswer(enum, value, kind)
     return {
         "refusal": "",
+        "signed_error": "",
         "completion": code_name(purchase_pb2.CompletionCode, payload.completion_code),
         # Known (checked above): any but AUTH_CODE_APPROVED is a decline.
         "auth_code": code_name(authorization_pb2.AuthCode, payload.auth_code),

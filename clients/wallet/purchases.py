@@ -5,62 +5,54 @@
     PReq     -> PRes:     OI for the merchant, the PI (with the PAN) sealed to that gateway
     InqReq   -> InqRes:   the order's state, signed by the same merchant
 
-The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purchase is in
-``purchases.json``: the transaction ids, the merchant (its ID and brand, whose renewed
-certificates answer for it too, and the certificate that signed the PInitRes) and its
-target, the amount and the last state the merchant reported; never card data. A purchase
-is recorded ``SENT`` before its PReq leaves, so that a PRes lost on the way back leaves
-a purchase the wallet can still ask about; the PRes, or a later inquiry, replaces that
-state with the merchant's. Once the PReq has left, a failure to get a verified answer
-(none, one whose checks fail, one the wallet cannot record) is ``PurchaseOutcomeUnknown``,
-never a refusal: the card may be authorized. A PReq the merchant says it shed unread at
-every attempt (too busy, an unsigned gRPC status: it may have read it all the same) is
-recorded ``SHED`` and fails with ``PurchaseNotRead``, for an inquiry to settle with the
-merchant's signed answer (``merchant_answers``); until then another purchase of that
-order (LID-M) is refused, nothing sent (``ShedUnsettled``): it could pay it twice. A
-refusal is the merchant's signed Error (``PeerError``), recorded ``REFUSED`` with its
-code. A card whose certificate the revocation data held lists as revoked buys nothing:
-checked before PInit and again before the PReq, it fails with ``CertificateRevoked``,
-nothing recorded, as every failure before the PReq leaves (``credentials``). Purchases
-are filed by XID, which the merchant picks, fresh for each PInit: a PInitRes offering
-the XID of a purchase the wallet holds is refused (``ProtocolError`` PI_PREVIOUSLY_USED,
-nothing recorded or sent) rather than have the new purchase replace the record of one
-the card may have paid. Commands at once each update ``purchases.json`` under a lock.
-A purchase is named by the shortest start of its XID no other purchase shares
-(``short_ids``).
+The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purchase, and
+how, is ``purchase_book``'s. A purchase is recorded ``SENT`` before its PReq leaves, so
+that a PRes lost on the way back (a deadline, a dropped connection) leaves a purchase the
+wallet can still ask about; the PRes, or a later inquiry, replaces that state with the
+merchant's. Once the PReq has left, a failure to get a verified answer (none, one whose
+checks fail, one the wallet cannot record) is ``PurchaseOutcomeUnknown``, never a
+refusal: the card may be authorized. So is a PReq the merchant says it shed unread at
+every attempt (too busy: a gRPC status, unsigned, so it may have read it all the same),
+recorded ``SHED`` (``PurchaseNotRead``) for an inquiry to settle with the merchant's
+signed answer; until then another purchase of that order (LID-M) at that merchant is
+refused once its PInitRes names the merchant, before the PReq is built (``ShedUnsettled``:
+it could pay the order twice), but for one made ``despite`` it, naming it. A refusal is
+the merchant's signed Error (setcore's ``PeerError``), recorded as ``REFUSED`` with its
+code; how answers and Errors are read (codes of a later release, UNSPECIFIED_FAILURE
+and PI_PREVIOUSLY_USED, which leave the outcome unknown, a signed UNKNOWN_XID settling a
+SHED purchase) is ``merchant_answers``'s. A card whose certificate the revocation data
+held lists as revoked buys nothing: checked before PInit, and again before the PReq (the
+data may have been fetched again for the PInitRes), it fails with ``CertificateRevoked``
+and nothing recorded, as every failure before the PReq leaves (``credentials``). A
+PInitRes offering the XID of a purchase the wallet holds (another merchant's, or the same
+merchant's again) is refused, nothing recorded or sent (``PurchaseBook.refuse_known``).
+Two commands at once (a purchase and an inquiry, say) each update ``purchases.json``
+under a lock, so neither loses the other's record, nor records a purchase under an XID
+the other just recorded.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
-import json
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import TypeVar
-
-from google.protobuf.message import DecodeError
 
 from clients.errors import (
     ClientError,
-    ConfigError,
     NotRead,
     PurchaseNotRead,
     PurchaseOutcomeUnknown,
-    ShedUnsettled,
 )
-from clients.identity import write_atomically
 from clients.peers import PeerConfig
 from clients.revocation import RevocationFeed
 from clients.transport import MAX_MESSAGE_BYTES, Caller, RetryPolicy, open_channel
-from clients.wallet import short_ids
 from clients.wallet.credentials import refuse_if_revoked
 
-# Re-exported: callers import the Initiation from here, as before it moved.
+# Re-exported: callers import the Initiation, and the book and its records, from here,
+# as before they moved.
 from clients.wallet.initiation import Initiation as Initiation  # noqa: PLC0414
 from clients.wallet.merchant_answers import (
     SHED,
@@ -69,14 +61,16 @@ from clients.wallet.merchant_answers import (
     undecided,
     unheld,
 )
+from clients.wallet.purchase_book import REFUSED as REFUSED  # noqa: PLC0414
+from clients.wallet.purchase_book import SENT as SENT  # noqa: PLC0414
+from clients.wallet.purchase_book import PurchaseBook as PurchaseBook  # noqa: PLC0414
+from clients.wallet.purchase_book import PurchaseRecord as PurchaseRecord  # noqa: PLC0414
 from setcore.credentials import Credentials
-from setcore.currency import exponent_for
 from setcore.errors import ErrorCode, PeerError, fail
 from setcore.pki.bci import RevocationUnavailable
 from setcore.pki.truststore import TrustStore
 from setcore.purchase import (
     CardData,
-    PurchaseState,
     build_inquiry_request,
     build_pinit_request,
     build_purchase_request,
@@ -85,7 +79,7 @@ from setcore.purchase import (
     open_purchase_response,
 )
 from setcore.purchase_answer import MerchantIdentity
-from setpay.v1 import common_pb2, purchase_pb2, services_pb2
+from setpay.v1 import purchase_pb2, services_pb2
 
 log = logging.getLogger("setpay.wallet")
 
@@ -104,209 +98,12 @@ PURCHASE_DEADLINE_SECONDS = 45.0
 PURCHASE_RETRIES = RetryPolicy(attempts=10, first_backoff=0.2, max_backoff=2.0)
 # LID-C: the wallet's own label for a transaction.
 LID_BYTES = 16
-# The state of a purchase whose PReq left and whose PRes has not been verified yet: the
-# wallet's own word, not a CompletionCode (the merchant may or may not have the order).
-SENT = "SENT"
-# The state of a purchase the merchant refused with its signed Error (the code is kept in
-# ``refusal``): the wallet's own word too, since SET's CompletionCode has none for it.
-REFUSED = "REFUSED"
-# purchases.json is the cardholder's shopping history: readable by its owner only. Its
-# lock file holds nothing, but is kept as private as what it guards.
-PURCHASES_FILE_MODE = 0o600
-LOCK_SUFFIX = ".lock"
 
 T = TypeVar("T")
 
 
 def _method(name: str) -> str:
     return f"/{_SERVICE}/{name}"
-
-
-@dataclass(frozen=True)
-class PurchaseRecord:
-    """What the wallet remembers of one purchase (no card data).
-
-    ``merchant_brand`` and ``merchant_id``: the merchant, whose certificates of that ID
-    answer for the purchase; "" in a record a development snapshot wrote, whose answers
-    only the certificate ``merchant_thumb`` may sign. ``refusal``: the ErrorCode of the
-    merchant's signed Error (completion ``REFUSED`` or ``NOT_BOUGHT``), "" otherwise.
-    ``cardholder_thumb``: the certificate that paid (hex), which alone may sign an inquiry
-    about the purchase once the card's certificate was renewed; "" in a record written
-    before renewal existed (paid with the first).
-    """
-
-    xid: str
-    merchant_target: str
-    merchant_thumb: str
-    trans_ids: str
-    currency: int
-    amount: int
-    completion: str
-    auth_code: str
-    auth_amount: int
-    captured: int
-    credited: int
-    merchant_brand: str = ""
-    merchant_id: str = ""
-    refusal: str = ""
-    cardholder_thumb: str = ""
-
-    def purchase_state(self) -> PurchaseState:
-        """Enough of the purchase to sign an inquiry about it."""
-        trans_ids = common_pb2.TransIDs.FromString(base64.b64decode(self.trans_ids, validate=True))
-        # The exponent is not recorded: ``Initiation.order`` admits only the currency's
-        # own ISO 4217 minor unit (since before 0.1.0's first release; a development
-        # snapshot took any), so it is that. No answer may report more than this.
-        agreed = common_pb2.CurrencyAmount(
-            currency=self.currency, amount=self.amount, exp10=exponent_for(self.currency)
-        )
-        merchant = None
-        if self.merchant_id:
-            merchant = MerchantIdentity(self.merchant_brand, self.merchant_id)
-        thumb = bytes.fromhex(self.merchant_thumb)
-        # No RRPID, challenge or request digest: those are each inquiry's own.
-        return PurchaseState(
-            rrpid=b"", chall_c=b"", trans_ids=trans_ids, merchant_thumb=thumb, purch_amt=agreed,
-            merchant=merchant,
-        )  # fmt: skip
-
-    @property
-    def short_id(self) -> str:
-        """The XID's first 8 hex digits: the id shown for the purchase only while no other
-        purchase of its book starts with them; what names it is ``PurchaseBook.short_id``."""
-        return self.xid[: short_ids.SHORT_ID_DIGITS]
-
-    @property
-    def answered(self) -> bool:
-        """False while no answer of the merchant's about the PReq has been verified."""
-        return self.completion not in (SENT, SHED)
-
-
-_FIELD_TYPES: dict[str, type] = {"int": int, "str": str}
-
-
-def _record(item: object) -> PurchaseRecord:
-    """One purchase as ``purchases.json`` holds it, every field of its type (``TypeError``,
-    ``ValueError`` or ``DecodeError`` for one that is not)."""
-    if not isinstance(item, dict):
-        raise TypeError("a purchase is not a JSON object")
-    record = PurchaseRecord(**item)
-    for f in fields(record):
-        # The annotations are strings here; a field of another type must be added below.
-        value, kind = getattr(record, f.name), _FIELD_TYPES[str(f.type)]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise TypeError(f"a purchase's {f.name} is not {kind.__name__}")
-    if not bytes.fromhex(record.xid) or not bytes.fromhex(record.merchant_thumb):
-        raise ValueError("a purchase has no XID or merchant")
-    # One spelling of an XID (lower-case hex, nothing between its digits), as the wallet
-    # writes it, so that finding, replacing and refusing compare the same text: a
-    # hand-edited record in capitals or with spaces is read as the wallet wrote it.
-    record = replace(record, xid=bytes.fromhex(record.xid).hex())
-    if record.cardholder_thumb and not bytes.fromhex(record.cardholder_thumb):
-        raise ValueError("a purchase names an empty paying certificate")
-    if bool(record.merchant_id) != bool(record.merchant_brand):
-        raise ValueError("a purchase names its merchant's ID or brand without the other")
-    record.purchase_state()
-    return record
-
-
-def _refuse_known(records: list[PurchaseRecord], xid: str) -> None:
-    """Raise if ``records`` hold a purchase of ``xid``, naming it by its short id only."""
-    for earlier in records:
-        if earlier.xid == xid:
-            raise fail(
-                ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
-                f"the merchant offers the XID of earlier purchase "
-                f"{short_ids.short_id(xid, (r.xid for r in records))}: "
-                "refused, nothing sent, the earlier purchase's record kept",
-            )
-
-
-class PurchaseBook:
-    """``purchases.json``: the wallet's purchases, newest last."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = path.with_name(path.name + LOCK_SUFFIX)
-
-    def all(self) -> list[PurchaseRecord]:
-        """Every recorded purchase."""
-        if not self._path.exists():
-            return []
-        try:
-            raw = json.loads(self._path.read_text())
-            return [_record(item) for item in raw]
-        except (OSError, ValueError, TypeError, DecodeError) as exc:
-            raise ConfigError(f"{self._path} is unreadable: {exc}") from exc
-
-    def find(self, prefix: str) -> PurchaseRecord:
-        """The purchase the hex ``prefix`` names: its whole XID, or a start of it that no
-        other purchase's shares (``UnknownOrder`` otherwise, ``short_ids.resolve``)."""
-        records = self.all()
-        xid = short_ids.resolve(prefix, [r.xid for r in records])
-        return next(r for r in records if r.xid == xid)
-
-    def short_id(self, xid: str) -> str:
-        """The id the wallet shows now for the purchase of ``xid`` (hex), which ``find``
-        takes back: the shortest start of it, 8 digits at least, that no other purchase
-        of the book shares (``short_ids``)."""
-        return short_ids.short_id(xid, (r.xid for r in self.all()))
-
-    def refuse_known(self, xid: str) -> None:
-        """``ProtocolError`` PI_PREVIOUSLY_USED when the book holds a purchase of ``xid``
-        (hex): a merchant offering it would have the new purchase replace that record."""
-        _refuse_known(self.all(), xid)
-
-    def add(self, record: PurchaseRecord) -> None:
-        """Record a new purchase, refused as ``refuse_known`` says (nothing written) when
-        the book holds its XID: checked under the lock, so that no other command records
-        that XID between the check and the write."""
-        self.add_named(record)
-
-    def add_named(self, record: PurchaseRecord) -> str:
-        """``add``, and the new purchase's ``short_id`` in the book it wrote."""
-        with self._locked():
-            records = self.all()
-            _refuse_known(records, record.xid)
-            self._write([*records, record])
-        return short_ids.short_id(record.xid, (r.xid for r in records))
-
-    def refuse_shed(self, lid_m: bytes) -> None:
-        """``ShedUnsettled`` when the book holds a ``SHED`` purchase of the order ``lid_m``
-        (no signed answer has said whether the merchant read its PReq)."""
-        records = self.all()
-        for record in records:
-            if record.completion == SHED and record.purchase_state().trans_ids.lid_m == lid_m:
-                raise ShedUnsettled(short_ids.short_id(record.xid, (r.xid for r in records)))
-
-    def save(self, record: PurchaseRecord) -> str:
-        """Replace a purchase the wallet holds with what it has since learnt (added if
-        gone); a new purchase is ``add``'s, which will not replace another. Its
-        ``short_id`` in the book written."""
-        with self._locked():
-            others = [r for r in self.all() if r.xid != record.xid]
-            self._write([*others, record])
-        return short_ids.short_id(record.xid, (r.xid for r in others))
-
-    def _write(self, records: list[PurchaseRecord]) -> None:
-        data = json.dumps([asdict(r) for r in records], indent=1).encode()
-        # Private, whatever the umask: what the cardholder bought, where and for how much.
-        write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The book to this process alone while it reads, changes and writes it back: two
-        commands saving at once would each write the list it read, without the other's
-        record. Readers need no lock: the file is replaced whole (``write_atomically``)."""
-        self._lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PURCHASES_FILE_MODE)
-        try:
-            os.fchmod(fd, PURCHASES_FILE_MODE)
-            # Blocks without a limit: a holder only reads and writes this one small file.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
 
 
 class Shopper:
@@ -355,15 +152,20 @@ class Shopper:
         merchant: PeerConfig,
         initiation: Initiation,
         *,
+        despite: Collection[str] = (),
         unsafe_rewrite: Callable[[purchase_pb2.PurchaseRequest], None] | None = None,
     ) -> PurchaseRecord:
         """PInit then PReq to ``merchant``; the purchase as the merchant reports it.
 
+        ``despite``: the ids of unsettled (``SHED``) purchases of this order at this
+        merchant the cardholder buys it again despite, knowing it may be paid twice: the
+        way out when no inquiry can settle them (the merchant gone, its inquiries shed).
         ``unsafe_rewrite`` changes the PReq after it is built and signed; it exists only so
         that ``setpay demo`` can show a tampered payment instruction being refused.
         """
         order = initiation.order()
-        self._book.refuse_shed(initiation.lid_m)
+        # Before anything leaves: an id that names no unsettled purchase of this order.
+        acknowledged = self._book.shed_despite(despite, initiation.lid_m)
         # Before anything leaves: the gateway would refuse a PI signed under a revoked
         # certificate only once the merchant had taken the order.
         self._refuse_if_revoked()
@@ -386,6 +188,12 @@ class Shopper:
             # Before the PReq is built: an XID the book holds is an earlier purchase's,
             # whose record the new one would replace (``add`` checks again, atomically).
             self._book.refuse_known(offer.trans_ids.xid.hex())
+            # Once the merchant is known, before the PReq is built or anything signed: the
+            # LID-M is the merchant's own number, which another merchant may use as well.
+            self._book.refuse_shed(
+                initiation.lid_m, MerchantIdentity.of(offer.merchant), offer.merchant.thumbprint,
+                acknowledged,
+            )  # fmt: skip
             self._refuse_if_revoked()  # with what the PInitRes's check fetched, if newer
             preq, state = build_purchase_request(self._credentials, offer, order, self._card, pinit)
             if unsafe_rewrite is not None:
@@ -423,8 +231,12 @@ class Shopper:
                 )  # fmt: skip
             except NotRead as exc:
                 what = f"shed by the merchant: {exc}"
-                shown = self._record_state(sent, shown, what, completion=SHED)
-                raise PurchaseNotRead(shown, exc) from exc
+                kept = self._record_state(sent, shown, what, completion=SHED)
+                if kept is None:
+                    # Left SENT, which only an InqRes settles: not to be told it is SHED.
+                    why = f"the merchant said it shed it unread ({exc}), not recorded so"
+                    raise PurchaseOutcomeUnknown(shown, why, exc) from exc
+                raise PurchaseNotRead(kept, exc) from exc
             except Exception as exc:
                 # Sent, whatever failed after: not TransportError alone, any failure.
                 raise PurchaseOutcomeUnknown(shown, f"no answer: {exc}", exc) from exc
@@ -457,16 +269,21 @@ class Shopper:
         log.info("PRes verified: %s %s", shown, record.completion)
         return record
 
-    def _record_state(self, sent: PurchaseRecord, shown: str, what: str, **state: str) -> str:
+    def _record_state(
+        self, sent: PurchaseRecord, shown: str, what: str, **state: str
+    ) -> str | None:
         """``sent`` recorded in ``state`` in place of SENT, and its id: a refusal (its
         signed Error says the merchant did not process the PReq, SET-PROTOCOL.md 7.6), or
         ``SHED`` (its unsigned status says so: kept, never removed, for an inquiry to
-        settle). If it cannot be, the record stays SENT, which an inquiry settles too."""
+        settle). None if it cannot be: the record stays SENT, which only an InqRes
+        settles (a signed UNKNOWN_XID settles no SENT purchase, ``merchant_answers``), so
+        the caller says what it must of that: a refusal is raised all the same, a SHED
+        purchase is ``PurchaseOutcomeUnknown``."""
         try:
             shown = self._book.save(replace(sent, **state))  # type: ignore[arg-type]
         except (OSError, ClientError) as exc:
             log.warning("purchase %s %s, not recorded so: %s", shown, what, exc)
-            return shown
+            return None
         log.info("PReq %s %s", shown, what)
         return shown
 
@@ -487,7 +304,9 @@ class Shopper:
             data = self._checked(lambda: open_inquiry_response(response, state, self._trust))
             answer = outcome_fields(data)
         except PeerError as exc:
-            settled = unheld(record.completion, exc)
+            # A PeerError is a signed Error that verified: kept as the merchant's statement.
+            signed = response.error.signed_error if response.HasField("error") else b""
+            settled = unheld(record.completion, exc, signed)
             if settled is None:
                 raise
             answer = settled

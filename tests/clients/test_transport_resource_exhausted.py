@@ -105,7 +105,8 @@ def test_a_shed_call_waits_the_delay_the_peer_asked(heavy: tuple[Heavy, grpc.Cha
 
 
 def test_a_call_shed_at_every_attempt_is_not_read(heavy: tuple[Heavy, grpc.Channel]) -> None:
-    # A wallet's PReq shed so bought nothing: the wallet must be able to say so.
+    # Told apart from other failures, as the peer's unsigned word only: a wallet keeps a
+    # PReq shed so as SHED, for an inquiry to settle (the peer may have read it all the same).
     behaviour, channel = heavy
     behaviour.shed = FAST.attempts
     behaviour.refusal = shed_status(grpc.StatusCode.RESOURCE_EXHAUSTED, 0.001)

@@ -90,8 +90,8 @@ def _run(merchant: Merchant, held: HeldAuthorize, first: Wallet, second: Wallet)
     held.release.set()
     threads[1].join(WAIT_SECONDS)
     shed = outcome["second"]
-    assert not isinstance(shed, PurchaseOutcomeUnknown), shed
-    assert isinstance(shed, PurchaseNotRead), shed
+    # An outcome unknown (exit status 4), whose record says SHED.
+    assert isinstance(shed, PurchaseNotRead) and isinstance(shed, PurchaseOutcomeUnknown), shed
     book = PurchaseBook(second.config.purchases_file)
     # Kept, not removed on the merchant's unsigned word; the user is told to ask first.
     [kept] = book.all()
@@ -111,6 +111,7 @@ def _run(merchant: Merchant, held: HeldAuthorize, first: Wallet, second: Wallet)
         second.config.require_merchant(), shed.short_id
     )
     assert (asked.completion, asked.refusal) == (NOT_BOUGHT, "ERROR_CODE_UNKNOWN_XID")
+    assert asked.signed_error  # the merchant's signed statement, kept
     assert book.all() == [asked]
     assert " NOT_BOUGHT  UNKNOWN_XID  amount 100 " in record_line(asked)
     # Now the same order is bought, under the new XID the merchant's PInit offers.

@@ -37,14 +37,28 @@ def test_a_record_of_a_development_snapshot_is_read(tmp_path: Path) -> None:
     none, so its answers are held to the certificate it names (``merchant_signer``)."""
     path = tmp_path / "purchases.json"
     old = {k: v for k, v in asdict(RECORD).items()
-           if k not in ("merchant_brand", "merchant_id", "refusal")}  # fmt: skip
+           if k not in ("merchant_brand", "merchant_id", "refusal", "signed_error")}  # fmt: skip
     path.write_text(json.dumps([old]))
     (found,) = PurchaseBook(path).all()
     assert (found.merchant_id, found.merchant_brand, found.refusal) == ("", "", "")
+    assert found.signed_error == ""  # a NOT_BOUGHT recorded before it kept the statement
     assert found.purchase_state().merchant is None
     named = replace(RECORD, merchant_brand="setpay", merchant_id="m-1")
     assert named.purchase_state().merchant is not None
     assert named.purchase_state().merchant_thumb == bytes.fromhex(RECORD.merchant_thumb)
+
+
+def test_a_merchants_signed_statement_is_kept_and_read_back(tmp_path: Path) -> None:
+    book = PurchaseBook(tmp_path / "purchases.json")
+    denied = replace(
+        RECORD, completion="NOT_BOUGHT", refusal="ERROR_CODE_UNKNOWN_XID",
+        signed_error=base64.b64encode(b"\x00signed bytes\xff").decode(),
+    )  # fmt: skip
+    book.save(denied)
+    assert book.all() == [denied]
+    assert json.loads((tmp_path / "purchases.json").read_text())[0]["signed_error"] == (
+        denied.signed_error
+    )
 
 
 def test_a_refusal_is_recorded_with_its_code(tmp_path: Path) -> None:
@@ -107,6 +121,8 @@ def test_an_inquiry_holds_the_answer_to_the_amount_agreed() -> None:
         ({**asdict(RECORD), "trans_ids": "not base64!"}, "base64"),
         ({**asdict(RECORD), "merchant_id": "m-1"}, "ID or brand without the other"),
         ({**asdict(RECORD), "merchant_brand": "setpay"}, "ID or brand without the other"),
+        ({**asdict(RECORD), "signed_error": "not base64!"}, "signed_error is not base64"),
+        ({**asdict(RECORD), "signed_error": 5}, "signed_error is not str"),
         ("a purchase", "not a JSON object"),
     ],
 )

@@ -29,6 +29,7 @@ from clients.wallet import purchases
 from clients.wallet.merchant_answers import NOT_BOUGHT, SHED, unheld
 from clients.wallet.purchases import REFUSED, SENT, PurchaseBook, PurchaseRecord
 from setcore.errors import ErrorCode, PeerError
+from setcore.purchase_answer import MerchantIdentity
 from setpay.v1 import common_pb2
 from tests.clients.bank_support import WALLET_PASSPHRASE
 from tests.clients.cli_support import run_cli
@@ -41,6 +42,8 @@ AMOUNT = 4321
 # The shed PReq's retries, quick: every one is answered the same way here.
 QUICK = RetryPolicy(attempts=3, first_backoff=0.01, max_backoff=0.02)
 FAILED = 1
+# The merchant's unsigned word that it shed the request: the outcome is unknown.
+OUTCOME_UNKNOWN = 4
 
 
 def test_a_purchase_read_and_authorized_then_answered_shed_is_kept_and_inquired(
@@ -79,15 +82,18 @@ def test_a_purchase_read_and_authorized_then_answered_shed_is_kept_and_inquired(
     assert order.state is OrderState.AUTHORIZED  # the card was authorized all the same
     # Not "nothing was bought": kept, and the cardholder told to ask before buying again.
     assert kept.completion == SHED
-    assert (status, out) == (FAILED, "")
+    assert (status, out) == (OUTCOME_UNKNOWN, "")
     assert "too busy to read the purchase request" in err and "may have read" in err
+    assert "the card may be authorized" in err
     assert f"`setpay wallet inquire {kept.short_id}` before buying again" in err
     assert "nothing was bought" not in err
 
-    # Buying the order again before asking: refused, nothing sent, nothing recorded.
+    # Buying the order again before asking: refused, no PReq sent, nothing recorded (by
+    # this merchant at PInit, whose offer it took: a SHED purchase is refused once the
+    # PInitRes names the merchant, ``test_shed_settlement``).
     status, out, err = run_cli(buy_again, capsys)
     assert (status, out) == (FAILED, "")
-    assert f"earlier purchase {kept.short_id} of this order is unsettled" in err
+    assert "UNKNOWN_LID" in err
     assert book.all() == [kept]
     assert len(merchant.store.orders()) == 1 and len(answered) == QUICK.attempts
 
@@ -108,6 +114,8 @@ def _of_order(lid_m: bytes, xid: bytes, completion: str) -> PurchaseRecord:
 
 
 ORDER, OTHER_ORDER = b"order-1", b"order-2"
+# RECORD's merchant: recorded by its certificate alone.
+AT_RECORD = (MerchantIdentity("setpay", "m-1"), bytes.fromhex(RECORD.merchant_thumb))
 
 
 def test_only_a_shed_purchase_of_the_same_order_refuses_another(tmp_path: Path) -> None:
@@ -121,24 +129,28 @@ def test_only_a_shed_purchase_of_the_same_order_refuses_another(tmp_path: Path) 
         _of_order(OTHER_ORDER, b"\x05" * 32, SHED),
     ]
     path.write_text(json.dumps([asdict(r) for r in settled]))
-    book.refuse_shed(ORDER)  # no SHED purchase of this order: nothing refused
+    book.refuse_shed(ORDER, *AT_RECORD)  # no SHED purchase of this order: nothing refused
     book.add(_of_order(ORDER, b"\x06" * 32, SHED))
     written = path.read_bytes()
     with pytest.raises(ShedUnsettled) as refused:
-        book.refuse_shed(ORDER)
+        book.refuse_shed(ORDER, *AT_RECORD)
     assert refused.value.short_id == "06060606"
-    assert "inquire 06060606" in str(refused.value) and "nothing sent" in str(refused.value)
+    told = str(refused.value)
+    assert "inquire 06060606" in told and "no purchase request sent" in told
     assert path.read_bytes() == written  # a refusal changes nothing
 
 
 UNKNOWN_XID = PeerError(ErrorCode.ERROR_CODE_UNKNOWN_XID, "no purchase for this XID yet")
+# Stands for the signed Error's bytes (``unheld`` keeps them as they came).
+SIGNED = b"the merchant's signed error"
 
 
 @pytest.mark.parametrize("completion", [SHED, NOT_BOUGHT])
 def test_a_signed_unknown_xid_settles_a_shed_purchase_as_not_bought(completion: str) -> None:
-    assert unheld(completion, UNKNOWN_XID) == {
+    assert unheld(completion, UNKNOWN_XID, SIGNED) == {
         "completion": NOT_BOUGHT,
         "refusal": "ERROR_CODE_UNKNOWN_XID",
+        "signed_error": base64.b64encode(SIGNED).decode(),
     }
 
 
@@ -157,7 +169,12 @@ def test_a_signed_unknown_xid_settles_a_shed_purchase_as_not_bought(completion: 
     ids=["sent", "refused", "authorized", "shed-failure", "shed-unknown-lid", "shed-later"],
 )
 def test_any_other_signed_error_settles_nothing(completion: str, error: PeerError) -> None:
-    assert unheld(completion, error) is None
+    assert unheld(completion, error, SIGNED) is None
+
+
+def test_an_unknown_xid_without_the_signed_bytes_settles_nothing() -> None:
+    # Nothing to keep of the merchant's statement: no NOT_BOUGHT resting on nothing.
+    assert unheld(SHED, UNKNOWN_XID, b"") is None
 
 
 def test_a_shed_purchase_the_merchant_disowns_under_its_signature_reads_not_bought() -> None:
@@ -165,7 +182,7 @@ def test_a_shed_purchase_the_merchant_disowns_under_its_signature_reads_not_boug
     line = record_line(record)
     assert line.startswith("07070707  SHED  amount ")
     assert "may have read all the same" in line and "inquire 07070707" in line
-    fields = unheld(SHED, UNKNOWN_XID)
+    fields = unheld(SHED, UNKNOWN_XID, SIGNED)
     assert fields is not None
     gone = replace(record, **fields)  # type: ignore[arg-type]
     assert record_line(gone).startswith("07070707  NOT_BOUGHT  UNKNOWN_XID  amount ")

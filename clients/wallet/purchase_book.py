@@ -1,0 +1,304 @@
+"""``purchases.json``: what the wallet keeps of each purchase, read back checked, written
+under a lock.
+
+A record holds the transaction ids, the merchant (its ID and brand, whose renewed
+certificates answer for it too, and the certificate that signed the PInitRes) and its
+target, the amount and the last state the merchant reported; never card data. Every
+field is read back of its type, and a damaged file is refused whole, naming it, rather
+than half read (``ConfigError``).
+
+Purchases are filed by XID, which the merchant picks: a PInitRes offering the XID of a
+purchase the wallet holds (another merchant's, or the same merchant's again) is refused
+with ``ProtocolError`` PI_PREVIOUSLY_USED, nothing recorded or sent, rather than have the
+new purchase replace the record of one the card may have paid. A ``SHED`` purchase (its
+PReq answered, unsigned, as shed unread) refuses another purchase of the same order
+(LID-M) at the same merchant until an inquiry settles it, but for one the cardholder
+buys all the same, naming it (``refuse_shed``). Two wallet commands at once (a purchase
+and an inquiry, say) each update the file under a lock, so neither loses the other's
+record, nor records a purchase under an XID the other just recorded. A purchase is named
+by the shortest start of its XID no other purchase shares (``short_ids``): an XID that
+starts as an earlier one's cannot make two look alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import json
+import os
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+
+from clients.errors import ClientError, ConfigError, ShedUnsettled
+from clients.identity import write_atomically
+from clients.wallet import short_ids
+from clients.wallet.merchant_answers import SHED
+from setcore.currency import exponent_for
+from setcore.errors import ErrorCode, fail
+from setcore.purchase import PurchaseState
+from setcore.purchase_answer import MerchantIdentity
+from setpay.v1 import common_pb2
+
+# The state of a purchase whose PReq left and whose PRes has not been verified yet: the
+# wallet's own word, not a CompletionCode (the merchant may or may not have the order).
+SENT = "SENT"
+# The state of a purchase the merchant refused with its signed Error (the code is kept in
+# ``refusal``): the wallet's own word too, since SET's CompletionCode has none for it.
+REFUSED = "REFUSED"
+# purchases.json is the cardholder's shopping history: readable by its owner only. Its
+# lock file holds nothing, but is kept as private as what it guards.
+PURCHASES_FILE_MODE = 0o600
+LOCK_SUFFIX = ".lock"
+
+
+@dataclass(frozen=True)
+class PurchaseRecord:
+    """What the wallet remembers of one purchase (no card data).
+
+    ``merchant_brand`` and ``merchant_id``: the merchant, whose certificates of that ID
+    answer for the purchase; "" in a record a development snapshot wrote, whose answers
+    only the certificate ``merchant_thumb`` may sign. ``refusal``: the ErrorCode of the
+    merchant's signed Error (completion ``REFUSED`` or ``NOT_BOUGHT``), "" otherwise.
+    ``cardholder_thumb``: the certificate that paid (hex), which alone may sign an inquiry
+    about the purchase once the card's certificate was renewed; "" in a record written
+    before renewal existed (paid with the first). ``signed_error``: the merchant's signed
+    Error a ``NOT_BOUGHT`` rests on, as it came (the SetError's signed bytes, base64): its
+    statement under its signature that it holds no such purchase, the cardholder's
+    evidence should the card statement show a payment all the same; "" for any other
+    state, and in a record written before it was kept.
+    """
+
+    xid: str
+    merchant_target: str
+    merchant_thumb: str
+    trans_ids: str
+    currency: int
+    amount: int
+    completion: str
+    auth_code: str
+    auth_amount: int
+    captured: int
+    credited: int
+    merchant_brand: str = ""
+    merchant_id: str = ""
+    refusal: str = ""
+    cardholder_thumb: str = ""
+    signed_error: str = ""
+
+    def purchase_state(self) -> PurchaseState:
+        """Enough of the purchase to sign an inquiry about it."""
+        trans_ids = common_pb2.TransIDs.FromString(base64.b64decode(self.trans_ids, validate=True))
+        # The exponent is not recorded: ``Initiation.order`` admits only the currency's
+        # own ISO 4217 minor unit (since before 0.1.0's first release; a development
+        # snapshot took any), so it is that. No answer may report more than this.
+        agreed = common_pb2.CurrencyAmount(
+            currency=self.currency, amount=self.amount, exp10=exponent_for(self.currency)
+        )
+        merchant = None
+        if self.merchant_id:
+            merchant = MerchantIdentity(self.merchant_brand, self.merchant_id)
+        thumb = bytes.fromhex(self.merchant_thumb)
+        # No RRPID, challenge or request digest: those are each inquiry's own.
+        return PurchaseState(
+            rrpid=b"", chall_c=b"", trans_ids=trans_ids, merchant_thumb=thumb, purch_amt=agreed,
+            merchant=merchant,
+        )  # fmt: skip
+
+    @property
+    def short_id(self) -> str:
+        """The XID's first 8 hex digits: the id shown for the purchase only while no other
+        purchase of its book starts with them; what names it is ``PurchaseBook.short_id``."""
+        return self.xid[: short_ids.SHORT_ID_DIGITS]
+
+    @property
+    def answered(self) -> bool:
+        """False while no answer of the merchant's about the PReq has been verified."""
+        return self.completion not in (SENT, SHED)
+
+    def made_at(self, merchant: MerchantIdentity, thumb: bytes) -> bool:
+        """Whether the purchase was made with ``merchant`` (its certificate ``thumb`` now):
+        by its ID and brand, or, recorded without them, by the certificate it names."""
+        if self.merchant_id:
+            return MerchantIdentity(self.merchant_brand, self.merchant_id) == merchant
+        return bytes.fromhex(self.merchant_thumb) == thumb
+
+
+_FIELD_TYPES: dict[str, type] = {"int": int, "str": str}
+
+
+def _record(item: object) -> PurchaseRecord:
+    """One purchase as ``purchases.json`` holds it, every field of its type (``TypeError``,
+    ``ValueError`` or ``DecodeError`` for one that is not)."""
+    if not isinstance(item, dict):
+        raise TypeError("a purchase is not a JSON object")
+    record = PurchaseRecord(**item)
+    for f in fields(record):
+        # The annotations are strings here; a field of another type must be added below.
+        value, kind = getattr(record, f.name), _FIELD_TYPES[str(f.type)]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"a purchase's {f.name} is not {kind.__name__}")
+    if not bytes.fromhex(record.xid) or not bytes.fromhex(record.merchant_thumb):
+        raise ValueError("a purchase has no XID or merchant")
+    # One spelling of an XID (lower-case hex, nothing between its digits), as the wallet
+    # writes it, so that finding, replacing and refusing compare the same text: a
+    # hand-edited record in capitals or with spaces is read as the wallet wrote it.
+    record = replace(record, xid=bytes.fromhex(record.xid).hex())
+    if record.cardholder_thumb and not bytes.fromhex(record.cardholder_thumb):
+        raise ValueError("a purchase names an empty paying certificate")
+    if bool(record.merchant_id) != bool(record.merchant_brand):
+        raise ValueError("a purchase names its merchant's ID or brand without the other")
+    try:
+        base64.b64decode(record.signed_error, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"a purchase's signed_error is not base64: {exc}") from None
+    record.purchase_state()
+    return record
+
+
+def _refuse_known(records: list[PurchaseRecord], xid: str) -> None:
+    """Raise if ``records`` hold a purchase of ``xid``, naming it by its short id only."""
+    for earlier in records:
+        if earlier.xid == xid:
+            raise fail(
+                ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED,
+                f"the merchant offers the XID of earlier purchase "
+                f"{short_ids.short_id(xid, (r.xid for r in records))}: "
+                "refused, nothing sent, the earlier purchase's record kept",
+            )
+
+
+class PurchaseBook:
+    """``purchases.json``: the wallet's purchases, newest last."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = path.with_name(path.name + LOCK_SUFFIX)
+
+    def all(self) -> list[PurchaseRecord]:
+        """Every recorded purchase."""
+        if not self._path.exists():
+            return []
+        try:
+            raw = json.loads(self._path.read_text())
+            return [_record(item) for item in raw]
+        except (OSError, ValueError, TypeError, DecodeError) as exc:
+            raise ConfigError(f"{self._path} is unreadable: {exc}") from exc
+
+    def find(self, prefix: str) -> PurchaseRecord:
+        """The purchase the hex ``prefix`` names: its whole XID, or a start of it that no
+        other purchase's shares (``UnknownOrder`` otherwise, ``short_ids.resolve``)."""
+        records = self.all()
+        xid = short_ids.resolve(prefix, [r.xid for r in records])
+        return next(r for r in records if r.xid == xid)
+
+    def short_id(self, xid: str) -> str:
+        """The id the wallet shows now for the purchase of ``xid`` (hex), which ``find``
+        takes back: the shortest start of it, 8 digits at least, that no other purchase
+        of the book shares (``short_ids``)."""
+        return short_ids.short_id(xid, (r.xid for r in self.all()))
+
+    def refuse_known(self, xid: str) -> None:
+        """``ProtocolError`` PI_PREVIOUSLY_USED when the book holds a purchase of ``xid``
+        (hex): a merchant offering it would have the new purchase replace that record."""
+        _refuse_known(self.all(), xid)
+
+    def add(self, record: PurchaseRecord) -> None:
+        """Record a new purchase, refused as ``refuse_known`` says (nothing written) when
+        the book holds its XID: checked under the lock, so that no other command records
+        that XID between the check and the write."""
+        self.add_named(record)
+
+    def add_named(self, record: PurchaseRecord) -> str:
+        """``add``, and the new purchase's ``short_id`` in the book it wrote."""
+        with self._locked():
+            records = self.all()
+            _refuse_known(records, record.xid)
+            self._write([*records, record])
+        return short_ids.short_id(record.xid, (r.xid for r in records))
+
+    def shed_despite(self, prefixes: Collection[str], lid_m: bytes) -> frozenset[str]:
+        """The XIDs of the ``SHED`` purchases of order ``lid_m`` that ``prefixes`` name:
+        those the cardholder buys that order again despite (``refuse_shed``). Each must
+        name one purchase (``UnknownOrder`` otherwise), unsettled, of that order: a
+        ``ClientError`` names any other, checked before anything is sent."""
+        records = self.all()
+        named: set[str] = set()
+        for prefix in prefixes:
+            xid = short_ids.resolve(prefix, [r.xid for r in records])
+            record = next(r for r in records if r.xid == xid)
+            shown = short_ids.short_id(xid, (r.xid for r in records))
+            if record.completion != SHED:
+                raise ClientError(
+                    f"purchase {shown} is {record.completion.removeprefix('COMPLETION_CODE_')}"
+                    ", not an unsettled (SHED) purchase to buy again despite; nothing sent"
+                )
+            if record.purchase_state().trans_ids.lid_m != lid_m:
+                raise ClientError(
+                    f"purchase {shown} is of another order than the one to buy: not one to "
+                    "buy this order again despite; nothing sent"
+                )
+            named.add(xid)
+        return frozenset(named)
+
+    def refuse_shed(
+        self,
+        lid_m: bytes,
+        merchant: MerchantIdentity,
+        thumb: bytes,
+        despite: frozenset[str] = frozenset(),
+    ) -> None:
+        """``ShedUnsettled`` when the book holds a ``SHED`` purchase of the order ``lid_m``
+        made with ``merchant`` (its certificate ``thumb`` now) whose XID ``despite`` does
+        not name: no signed answer has said whether the merchant read its PReq. Another
+        merchant's order of the same LID-M is another order. ``ClientError`` when
+        ``despite`` names a purchase made with another merchant: not this order."""
+        records = self.all()
+        for record in records:
+            if record.xid in despite and not record.made_at(merchant, thumb):
+                raise ClientError(
+                    f"purchase {short_ids.short_id(record.xid, (r.xid for r in records))} was "
+                    f"made with another merchant than {merchant}: not one to buy this order "
+                    "again despite; no purchase request sent"
+                )
+        for record in records:
+            if (
+                record.completion == SHED
+                and record.xid not in despite
+                and record.purchase_state().trans_ids.lid_m == lid_m
+                and record.made_at(merchant, thumb)
+            ):
+                raise ShedUnsettled(short_ids.short_id(record.xid, (r.xid for r in records)))
+
+    def save(self, record: PurchaseRecord) -> str:
+        """Replace a purchase the wallet holds with what it has since learnt (added if
+        gone); a new purchase is ``add``'s, which will not replace another. Its
+        ``short_id`` in the book written."""
+        with self._locked():
+            others = [r for r in self.all() if r.xid != record.xid]
+            self._write([*others, record])
+        return short_ids.short_id(record.xid, (r.xid for r in others))
+
+    def _write(self, records: list[PurchaseRecord]) -> None:
+        data = json.dumps([asdict(r) for r in records], indent=1).encode()
+        # Private, whatever the umask: what the cardholder bought, where and for how much.
+        write_atomically(self._path, data, mode=PURCHASES_FILE_MODE)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The book to this process alone while it reads, changes and writes it back: two
+        commands saving at once would each write the list it read, without the other's
+        record. Readers need no lock: the file is replaced whole (``write_atomically``)."""
+        self._lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PURCHASES_FILE_MODE)
+        try:
+            os.fchmod(fd, PURCHASES_FILE_MODE)
+            # Blocks without a limit: a holder only reads and writes this one small file.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
