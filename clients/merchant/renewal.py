@@ -25,8 +25,12 @@ bounds it: it decides a request within ``LEDGER_DECIDES_WITHIN_MS`` of the momen
 gateway checked it, or never (``gateway.ledger.idempotency.DECIDED_WITHIN_MS``; a job
 that waited longer, in the writer's queue, for its turn or for a lock, or on its way to
 the ledger process, ends undecided, nothing written, and its caller hears UNAVAILABLE),
-and the commit that carries a decision follows it by far less than
-``COMMIT_ALLOWANCE_MS``. So a request is built afresh only once the sending refused
+and the commit that carries a decision follows it by less than ``COMMIT_ALLOWANCE_MS``.
+That last is an assumption about the bank's disk and database, which nothing enforces:
+an fsync stalled longer, or a PostgreSQL COMMIT waiting for a synchronous standby that
+is gone (a wait no statement timeout ends), lands a decision later, invisible to the
+lookup until then, and the proof below fails with it (CHANGELOG.md, "Known
+limitations"). So a request is built afresh only once the sending refused
 began, on the merchant's clock, ``RENEW_MARGIN_MS`` past the window's end
 (``may_renew``): the sum of those two and ``CLOCK_TOLERANCE_MS``, how far the margin lets
 the merchant's clock run ahead of the gateway's. The proof, with D the request's date

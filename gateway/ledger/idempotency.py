@@ -49,7 +49,10 @@ decision awaiting one) is returned whatever the moment, as before: only a new de
 is bounded. Every store applies the operation the same way, so the bound holds for
 SQLite in this process, for the ledger process and for PostgreSQL alike; the commit that
 carries the decision follows it at once (SQLite: the rest of the group's 2 ms window and
-one fsync; PostgreSQL: the COMMIT).
+one fsync; PostgreSQL: the COMMIT). How long that commit takes nothing here bounds: a
+stalled fsync, or a COMMIT waiting for a synchronous standby that is gone, lands the
+decision later, and a lookup meanwhile finds nothing (``clients.merchant.renewal`` says
+what that costs).
 
 The merchant builds a request refused as too old afresh, under a new RRPID, only once no
 earlier sending of it can still be decided (``clients.merchant.renewal``): its margin is
