@@ -15,15 +15,17 @@ with a ``google.rpc.RetryInfo`` (``SHED_RETRY_SECONDS``) without reading the req
 refusal never waits behind the real work queued in the pool. Health checks have a small
 reserve above the limit (``HEALTH_RESERVE``) but no thread of their own: a busy worker
 still answers SERVING, after the calls queued ahead; a worker whose threads are all stuck
-answers late, and a balancer rightly reads it as down. A server reflection stream counts
-against the limit too, but apart from the calls, and runs on a lane of threads of its own
-(``InFlightPool.streams``, ``STREAM_THREADS``): a client may keep one open and idle for as
-long as it likes, each holding its thread, and on the pool a handful of them (its
-threads, eight by default, and no client certificate needed on the CA's port) held every
-thread there and left every call and health check waiting behind them. A stream past the
-lane's threads is shed like a call past the limit; a stop ends the streams rather than
-wait for them or count them as cut (``gateway.server``; the merchant serves no
-reflection).
+answers late, and a balancer rightly reads it as down. A server reflection stream runs on
+a lane of threads of its own (``InFlightPool.streams``, ``STREAM_THREADS``): a client may
+keep one open and idle for as long as it likes, each holding its thread, and on the pool
+a handful of them (its threads, eight by default, and no client certificate needed on
+the CA's port) held every thread there and left every call and health check waiting
+behind them. The lane's threads are its limit: a stream past them is shed like a call
+past the limit, and so is one that comes while the calls are at theirs, but a stream
+held takes no place among the calls (it holds none of their threads, which was why it
+was counted with them), so two held open and idle leave the calls their whole limit. A
+stop ends the streams rather than wait for them or count them as cut
+(``gateway.server``; the merchant serves no reflection).
 
 The backstop. That one thread answers one refusal at a time, each some tens of
 microseconds of Python competing for the GIL with the admitted work, so a flood (on the
@@ -67,7 +69,8 @@ HEALTH_RESERVE = 16
 # client keeps it open, idle or not, so a stream past them is shed rather than queued for a
 # thread (it would count against gRPC's backstop while it waited). Reflection is an
 # operator's tool (grpcurl opens a stream per command and closes it at once): two leave
-# room for a second operator, and a client that holds both open takes nothing from calls.
+# room for a second operator, and a client that holds both open takes nothing from the
+# calls (neither their threads nor their limit: ``InFlightPool.in_flight``).
 STREAM_THREADS = 2
 # Threads that answer shed calls. A refusal is some tens of microseconds of Python, so one
 # thread answers thousands a second; more would only take the GIL from the admitted work.
@@ -108,10 +111,10 @@ class InFlightPool(futures.ThreadPoolExecutor):
     """The server's thread pool; counts the calls handed to it and not yet finished.
 
     Long-lived streams that are no call a stop should wait for (server reflection's) are
-    handed to ``streams``, a lane of ``STREAM_THREADS`` threads of its own: they count
-    against the same limit, but apart from the calls a stop cuts (``calls_in_flight``),
-    and never hold one of the pool's threads (the module docstring says why). Shutting
-    the pool down shuts the lane down too."""
+    handed to ``streams``, a lane of ``STREAM_THREADS`` threads of its own, and counted
+    apart (``streams_in_flight``): they never hold one of the pool's threads nor a place
+    among the calls, nor are they calls a stop cuts (the module docstring says why).
+    Shutting the pool down shuts the lane down too."""
 
     def __init__(self, threads: int) -> None:
         super().__init__(max_workers=threads, thread_name_prefix="rpc")
@@ -124,13 +127,15 @@ class InFlightPool(futures.ThreadPoolExecutor):
 
     @property
     def in_flight(self) -> int:
-        """Calls handed to the pool and not yet finished (queued or running), streams
-        included: what the limit of calls in flight counts."""
-        return len(self._calls) + len(self._streams)
+        """Calls handed to the pool and not yet finished (queued or running): what the
+        limit of calls in flight counts. The lane's streams are not among them."""
+        return len(self._calls)
 
     @property
     def calls_in_flight(self) -> int:
-        """``in_flight`` but the streams handed over through ``streams``."""
+        """``in_flight``, by the name a stop's count of calls cut reads it
+        (``gateway.server``): the streams handed over through ``streams`` are no calls
+        a stop cuts."""
         return len(self._calls)
 
     @property
@@ -243,8 +248,9 @@ class Refusal:
 
 class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Admits a call while fewer than the limit are in flight, and a stream of the pool's
-    streams' lane only while one of the lane's threads is free too (``STREAM_THREADS``);
-    hands the others to the refusal (``Refusal``), which counts them.
+    streams' lane only while one of the lane's threads is free too (``STREAM_THREADS``),
+    though it takes no place among the calls; hands the others to the refusal
+    (``Refusal``), which counts them.
 
     grpcio calls this in its poll thread, for one call at a time, and hands an admitted
     call to the pool (``InFlightPool.submit``) before it calls this for the next: so the
@@ -278,7 +284,10 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         in_flight = self._pool.in_flight
         path = handler_call_details.method
         if in_flight < self._limit:
-            if not self._on_stream_lane(handler):
+            # Only a request-streaming behaviour runs on the lane (reflection's): every
+            # other call is admitted without looking for its pool, which costs a unary
+            # call a getattr (a caught AttributeError for a bound method, as Check is).
+            if not (handler.request_streaming and self._on_stream_lane(handler)):
                 return handler
             if self._pool.streams_in_flight < STREAM_THREADS:
                 return handler  # a stream a thread of the lane takes at once
@@ -294,12 +303,10 @@ class Admission(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return refusal
 
     def _on_stream_lane(self, handler: grpc.RpcMethodHandler) -> bool:  # type: ignore[type-arg]
-        """Whether grpcio runs ``handler``'s behaviour on the pool's streams' lane (the
-        behaviour's ``experimental_thread_pool``, as ``Refusal`` uses it)."""
-        behaviour = (
-            handler.unary_unary or handler.unary_stream
-            or handler.stream_unary or handler.stream_stream
-        )  # fmt: skip
+        """Whether grpcio runs ``handler``'s behaviour, request-streaming, on the pool's
+        streams' lane (the behaviour's ``experimental_thread_pool``, as ``Refusal`` uses
+        it)."""
+        behaviour = handler.stream_unary or handler.stream_stream
         return getattr(behaviour, "experimental_thread_pool", None) is self._pool.streams
 
 

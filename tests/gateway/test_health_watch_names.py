@@ -47,12 +47,9 @@ class _Bank:
     def servicer(self) -> WatchEndingHealth:
         return self.monitor._servicer
 
-    def kept(self) -> dict[str, set[object]]:
-        """The names the health servicer keeps Watch streams under, and those streams."""
-        with self.servicer._lock:
-            return {
-                name: set(sends) for name, sends in self.servicer._send_response_callbacks.items()
-            }
+    def kept(self) -> dict[str, int]:
+        """The names the health servicer keeps Watch streams under, and how many each."""
+        return self.servicer.watchers()
 
 
 @pytest.fixture
@@ -85,7 +82,7 @@ def test_cancelled_watches_for_names_not_served_leave_nothing_behind(bank: _Bank
     assert first == [UNKNOWN] * STREAMS
     # Only the names served are kept (those watched so far: none but the tests' own).
     assert set(bank.kept()) <= {"", PAYMENT_GATEWAY}, sorted(len(name) for name in bank.kept())
-    assert all(not sends for sends in bank.kept().values())
+    assert bank.kept() == {}  # no stream of a served name was opened
     # Kept, the names alone would be STREAMS MiB; a quarter of that is far above what the
     # calls themselves leave once the process is warm (a few MiB at most: buffers reused).
     assert grown < STREAMS * NAME_BYTES // 4, f"RSS grew {grown >> 20} MiB"
@@ -116,7 +113,7 @@ def test_a_watch_for_a_served_name_is_told_each_change_and_leaves_its_watchers_w
         health_pb2.HealthCheckRequest(service=PAYMENT_GATEWAY), timeout=WAIT_SECONDS * 3
     )
     assert next(watch).status == SERVING
-    assert len(bank.kept()[PAYMENT_GATEWAY]) == 1
+    assert bank.kept() == {PAYMENT_GATEWAY: 1}
     bank.down.set()
     assert not bank.monitor.probe()
     for response in watch:  # the background probe may re-send SERVING before this one's
@@ -125,18 +122,18 @@ def test_a_watch_for_a_served_name_is_told_each_change_and_leaves_its_watchers_w
         assert response.status == SERVING
     watch.cancel()
     deadline = time.monotonic() + WAIT_SECONDS
-    while bank.kept()[PAYMENT_GATEWAY]:
+    while PAYMENT_GATEWAY in bank.kept():
         assert time.monotonic() < deadline, "the cancelled stream is still among the watchers"
         time.sleep(0.01)
 
 
 def test_a_check_for_a_name_not_served_is_not_found_and_keeps_nothing(bank: _Bank) -> None:
     check = health_pb2_grpc.HealthStub(bank.channel).Check
-    statuses = dict(bank.servicer._server_status)
+    statuses = bank.servicer.statuses()
     with pytest.raises(grpc.RpcError) as refused:
         check(health_pb2.HealthCheckRequest(service=long_name(0)), timeout=WAIT_SECONDS)
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
-    assert bank.servicer._server_status == statuses
+    assert bank.servicer.statuses() == statuses
     assert set(bank.kept()) <= {"", PAYMENT_GATEWAY}
     assert check(health_pb2.HealthCheckRequest(service=PAYMENT_GATEWAY)).status == SERVING
 
@@ -145,4 +142,4 @@ def test_the_monitor_names_the_bound_services_and_only_they_are_served(bank: _Ba
     assert bank.servicer.served == {"", PAYMENT_GATEWAY}
     with pytest.raises(ValueError, match="not served here"):
         bank.servicer.set("setpay.v1.NoSuchService", SERVING)
-    assert "setpay.v1.NoSuchService" not in bank.servicer._server_status
+    assert "setpay.v1.NoSuchService" not in bank.servicer.statuses()

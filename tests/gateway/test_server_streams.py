@@ -1,11 +1,13 @@
-"""Server reflection streams held open and idle take nothing from the calls.
+"""Server reflection streams held open and idle take nothing from the calls: neither
+their threads nor their places under the limit of calls in flight.
 
 A reflection stream holds a thread for as long as its client keeps it open, idle or not,
 and anyone may open one on the CA's port (no client certificate). On the pool, as many
 idle streams as the pool has threads left every call and health check waiting behind
 them until their deadline. They run on a lane of their own (``setcore.admission``'s
 ``InFlightPool.streams``), and a stream past its threads is shed, counted, like a call
-past the limit. A real gRPC server on port 0; waits poll under a deadline.
+past the limit. Counted among the calls, two held open took two places of the limit. A
+real gRPC server on port 0; waits poll under a deadline.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ class _Quick(services_pb2_grpc.PaymentGatewayServiceServicer):
         return authorization_pb2.AuthorizeResponse()
 
 
+class _Gated(services_pb2_grpc.PaymentGatewayServiceServicer):
+    """Authorize waits until the test opens the gate: calls stay in flight meanwhile."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def Authorize(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.gate.wait(WAIT_SECONDS)
+        return authorization_pb2.AuthorizeResponse()
+
+
 class _Requests:
     """A reflection stream's requests, sent when the test says; idle in between."""
 
@@ -64,11 +77,11 @@ class _Requests:
 class _Served:
     """A server of ``threads`` threads and its channels: the calls', an idle client's."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, limit: int = 16, servicer: Any = None) -> None:
         self.server, port, self.health = create_server(
-            [ServiceBinding("PaymentGatewayService", _Quick())],
+            [ServiceBinding("PaymentGatewayService", servicer or _Quick())],
             "127.0.0.1:0",
-            ServerLimits(max_message_bytes=1 << 20, max_concurrent_rpcs=16, threads=threads),
+            ServerLimits(max_message_bytes=1 << 20, max_concurrent_rpcs=limit, threads=threads),
         )
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.idler = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -155,3 +168,26 @@ def test_the_lanes_threads_end_when_the_server_stops(served: _Served) -> None:
     while lane[0].is_alive():
         assert time.monotonic() < deadline, "the lane's thread still runs after the stop"
         time.sleep(0.01)
+
+
+def test_idle_reflection_streams_leave_the_calls_their_whole_limit() -> None:
+    limit = 4
+    gated = _Gated()
+    s = _Served(threads=limit, limit=limit, servicer=gated)
+    try:
+        streams = [s.idle_stream() for _ in range(LANE_THREADS)]  # held: kept referenced
+        # One call past the limit: whichever comes last is shed, at once, and the others
+        # stay in flight (one in Authorize, the rest waiting for its turn) until the gate.
+        calls = [s.authorize.future(b"", timeout=WAIT_SECONDS) for _ in range(limit + 1)]
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not any(call.done() for call in calls):
+            assert time.monotonic() < deadline, "no call was shed"
+            time.sleep(0.01)
+        gated.gate.set()
+        assert all(stream.is_active() for stream in streams)
+        outcomes = sorted("OK" if call.exception() is None else call.code().name for call in calls)
+    finally:
+        gated.gate.set()
+        s.close()
+    # Counted among the calls, the two streams had two more shed.
+    assert outcomes == ["OK"] * limit + ["RESOURCE_EXHAUSTED"], outcomes

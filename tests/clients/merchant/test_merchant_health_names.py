@@ -14,7 +14,7 @@ from typing import cast
 
 import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.merchant.checkout import Checkout
 from clients.merchant.servicer import (
@@ -25,6 +25,7 @@ from clients.merchant.servicer import (
     start_server,
 )
 from setcore.credentials import Credentials
+from setcore.served_health import ServedHealth
 from tests.setcore.served_health_support import (
     NAME_BYTES,
     STREAMS,
@@ -40,23 +41,20 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 @dataclass
 class _Merchant:
     server: MerchantServer
-    servicer: health.HealthServicer
+    servicer: ServedHealth
     channel: grpc.Channel
 
-    def kept(self) -> dict[str, set[object]]:
-        """The names the health servicer keeps Watch streams under, and those streams."""
-        with self.servicer._lock:
-            return {
-                name: set(sends) for name, sends in self.servicer._send_response_callbacks.items()
-            }
+    def kept(self) -> dict[str, int]:
+        """The names the health servicer keeps Watch streams under, and how many each."""
+        return self.servicer.watchers()
 
 
 @pytest.fixture
 def merchant(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Merchant]:
-    added: list[health.HealthServicer] = []
+    added: list[ServedHealth] = []
     add = health_pb2_grpc.add_HealthServicer_to_server
 
-    def recorded(servicer: health.HealthServicer, server: grpc.Server) -> None:
+    def recorded(servicer: ServedHealth, server: grpc.Server) -> None:
         added.append(servicer)
         add(servicer, server)
 
@@ -77,7 +75,7 @@ def test_cancelled_watches_for_names_not_served_leave_nothing_behind(merchant: _
     first, grown = grown_by_watches(merchant.channel)
     assert first == [UNKNOWN] * STREAMS
     assert set(merchant.kept()) <= {"", SERVICE_NAME}, sorted(len(n) for n in merchant.kept())
-    assert all(not sends for sends in merchant.kept().values())
+    assert merchant.kept() == {}  # no stream of a served name was opened
     # Kept, the names alone would be STREAMS MiB (test_health_watch_names says more).
     assert grown < STREAMS * NAME_BYTES // 4, f"RSS grew {grown >> 20} MiB"
 
@@ -87,7 +85,7 @@ def test_the_merchant_name_is_still_watched_and_served(merchant: _Merchant) -> N
     assert stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME)).status == SERVING
     watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=WAIT_SECONDS)
     assert next(watch).status == SERVING
-    assert len(merchant.kept()[SERVICE_NAME]) == 1
+    assert merchant.kept() == {SERVICE_NAME: 1}
     watch.cancel()
     with pytest.raises(grpc.RpcError) as refused:
         stub.Check(health_pb2.HealthCheckRequest(service="setpay.v1.NoSuchService"))
