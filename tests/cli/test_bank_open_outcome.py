@@ -34,9 +34,7 @@ class _OpeningUnconfirmed:
     broken connection to PostgreSQL or the ledger service, or a group commit that did
     not finish in time, loses it) or before it; or interrupted (Ctrl-C) as it waits."""
 
-    def __init__(
-        self, store: LedgerStore, *, committed: bool, interrupted: bool = False
-    ) -> None:
+    def __init__(self, store: LedgerStore, *, committed: bool, interrupted: bool = False) -> None:
         self._store = store
         self._committed = committed
         self._interrupted = interrupted
