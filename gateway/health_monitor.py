@@ -127,10 +127,9 @@ class HealthMonitor:
     ) -> None:
         self._servicer = servicer
         self._services = ("", *services)
-        if isinstance(servicer, ServedHealth):
-            # Named before the server starts: a Watch that comes before the first probe
-            # publishes is told SERVICE_UNKNOWN, then each status as it is set.
-            servicer.serve(services)
+        # Named before the server starts: a Watch that comes before the first probe
+        # publishes is told SERVICE_UNKNOWN, then each status as it is set.
+        servicer.serve(services)
         self._probes = probes
         self._interval = interval
         self._stop = threading.Event()

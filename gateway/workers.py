@@ -98,10 +98,6 @@ class WorkerError(Exception):
     """The workers cannot be started as configured."""
 
 
-# The supervisor's record of each child (the name its tests know it by).
-_Worker = WatchedChild
-
-
 def stop_deadline(
     bank_deadline: float, started: float, ready_at: float | None, stop: float
 ) -> float:

@@ -122,8 +122,7 @@ class InFlightPool(futures.ThreadPoolExecutor):
         # documentation says so), so this path of every call takes no lock: measured a
         # few tenths of a microsecond cheaper per call than a lock around an int.
         self._calls: deque[None] = deque()
-        self._streams: deque[None] = deque()
-        self.streams = _StreamLane(self)
+        self.streams = _StreamLane()
 
     @property
     def in_flight(self) -> int:
@@ -141,7 +140,7 @@ class InFlightPool(futures.ThreadPoolExecutor):
     @property
     def streams_in_flight(self) -> int:
         """The streams handed over through ``streams`` and not yet finished."""
-        return len(self._streams)
+        return len(self.streams.counted)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """As ThreadPoolExecutor's, for the pool and its streams' lane."""
@@ -153,13 +152,6 @@ class InFlightPool(futures.ThreadPoolExecutor):
     ) -> futures.Future[_T]:
         """Queue ``fn`` (a call gRPC admitted) and count it until it is done."""
         return _counted_submit(self._calls, super().submit, fn, *args, **kwargs)
-
-    def submit_stream(
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> futures.Future[_T]:
-        """Queue ``fn`` on the streams' lane, counted among the streams (``streams``
-        calls it)."""
-        return _counted_submit(self._streams, self.streams.submit_counted, fn, *args, **kwargs)
 
 
 def _counted_submit(
@@ -184,28 +176,22 @@ def _counted_submit(
 
 class _StreamLane(futures.ThreadPoolExecutor):
     """``InFlightPool.streams``: ``STREAM_THREADS`` threads of its own, each stream handed
-    to it counted in the pool as a stream.
+    to it counted (``counted``, the pool's ``streams_in_flight``) until it is done.
 
     A ThreadPoolExecutor because grpcio takes nothing else as a behaviour's
     ``experimental_thread_pool`` (``Refusal`` says more); its threads start with its first
     stream, so a server without reflection (the merchant's) never starts one."""
 
-    def __init__(self, pool: InFlightPool) -> None:
+    def __init__(self) -> None:
         super().__init__(max_workers=STREAM_THREADS, thread_name_prefix="stream")
-        self._pool = pool
+        # One item per stream in flight, as the pool's calls are counted.
+        self.counted: deque[None] = deque()
 
     def submit(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> futures.Future[_T]:
-        """Queue ``fn`` on the lane's threads, counted among the pool's streams."""
-        return self._pool.submit_stream(fn, *args, **kwargs)
-
-    def submit_counted(
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> futures.Future[_T]:
-        """ThreadPoolExecutor's own submit, for ``InFlightPool.submit_stream``, which
-        counts what it queues."""
-        return super().submit(fn, *args, **kwargs)
+        """Queue ``fn`` on the lane's threads and count it until it is done."""
+        return _counted_submit(self.counted, super().submit, fn, *args, **kwargs)
 
 
 def _shed_status() -> grpc.Status:

@@ -85,9 +85,9 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         # Bookkeeping only (statuses, watchers, names): never held across a send, as a
         # close callback takes it in grpcio's poll thread.
         self._lock = threading.Lock()
-        self._served: frozenset[str] = frozenset((OVERALL_HEALTH, *services))
-        # A lock per name served, held while its status is sent (module docstring).
-        self._sending = {name: threading.Lock() for name in self._served}
+        # A lock per name served, held while its status is sent (module docstring): its
+        # keys are the names served.
+        self._sending = {name: threading.Lock() for name in (OVERALL_HEALTH, *services)}
         self._statuses: dict[str, int] = {OVERALL_HEALTH: _SERVING}
         self._watchers: dict[str, set[Send]] = {}
         self._shutting_down = False
@@ -101,14 +101,12 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         """Name services this server serves too (before it starts: a Watch for a name
         not yet named is told SERVICE_UNKNOWN, and never told more)."""
         with self._lock:
-            self._served = self._served | frozenset(services)
-            self._sending = {name: self._sending.get(name, threading.Lock())
-                             for name in self._served}  # fmt: skip
+            self._sending = {**{name: threading.Lock() for name in services}, **self._sending}
 
     @property
     def served(self) -> frozenset[str]:
         """The service names this server serves, "" among them."""
-        return self._served
+        return frozenset(self._sending)
 
     def statuses(self) -> dict[str, int]:
         """Each name's status as last set (a copy): what a Check answers."""

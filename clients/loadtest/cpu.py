@@ -110,9 +110,10 @@ class ServerProcesses:
         self._total: float | None = None
         self.changes = 0
 
-    def _changed(self, tree: dict[int, list[int]]) -> bool:
-        """Whether the set of processes differs from the last reading's (of either kind)."""
-        now = frozenset(_below(tree, self._roots))
+    def _changed(self, pids: list[int]) -> bool:
+        """Whether the set of processes ``pids`` differs from the last reading's (of either
+        kind)."""
+        now = frozenset(pids)
         changed = self._seen is not None and now != self._seen
         self._seen = now
         self.changes += changed
@@ -120,9 +121,9 @@ class ServerProcesses:
 
     def server_cpu(self) -> float | None:
         """CPU seconds used so far by the roots and their descendants (None: see above)."""
-        tree = _children()
-        changed = self._changed(tree)
-        total = sum(process_cpu_seconds(pid) for pid in _below(tree, self._roots))
+        pids = _below(_children(), self._roots)
+        changed = self._changed(pids)
+        total = sum(process_cpu_seconds(pid) for pid in pids)
         went_back = self._total is not None and total < self._total
         self._total = total
         if went_back and not changed:
@@ -132,18 +133,20 @@ class ServerProcesses:
     def child_cpu(self) -> dict[int, float] | None:
         """CPU seconds of each live child of the roots, by pid (None after a change)."""
         tree = _children()
-        if self._changed(tree):
+        if self._changed(_below(tree, self._roots)):
             return None
         return {pid: process_cpu_seconds(pid) for root in self._roots for pid in tree.get(root, ())}
 
 
 def tree_cpu(roots: Sequence[int]) -> ServerCpuProbe:
-    """A probe of the CPU seconds used so far by ``roots`` and their descendants."""
+    """A probe of the CPU seconds used so far by ``roots`` and their descendants (None
+    after a change: ``ServerProcesses``)."""
     return ServerProcesses(roots).server_cpu
 
 
 def children_cpu(root: int) -> ProcessCpuProbe:
-    """A probe of the CPU seconds of each live child of ``root``, by pid."""
+    """A probe of the CPU seconds of each live child of ``root``, by pid (None after a
+    change: ``ServerProcesses``)."""
     return ServerProcesses([root]).child_cpu
 
 

@@ -7,10 +7,9 @@ release reads: saved, the request ends; a verified SET Error: it ends failed, or
 refused as too old, is built afresh once under a new RRPID as ``renewal`` allows, or,
 as surely, ends failed where none built afresh could pass (``_never_renewable``: an
 order whose PI is past the gateway's bound), but for the codes ``outcome.is_refusal``
-holds back;
-anything else, a verified answer of a result code this release cannot read too: it
-stays sent, "outcome unknown, will retry");
-sent again, the same bytes, by ``resume``. A request once answered with a code this
+holds back; anything else, a verified answer of a result code this release cannot read
+too: it stays sent, "outcome unknown, will retry"); sent again, the same bytes, by
+``resume``. A request once answered with a code this
 release cannot read is neither built afresh nor ended failed, whatever verified SET
 Error follows: the gateway decided those bytes (``outcome.answer_gone``). Each kind
 says how it is sent and its answer saved (``_exchange``), how it ends failed and how

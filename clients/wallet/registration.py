@@ -190,6 +190,10 @@ class CardholderRegistrar:
             request, state = build_card_cert_request(
                 self._backend, key, *form, *card, filled=filled, renewing=renewing
             )
+        except BaseException:
+            self._destroy_version(key.version)  # nothing sealed: no file can name it
+            raise
+        try:
             self._seal_pending(state, current, request.SerializeToString())
         except BaseException:
             self._discard_unsealed(key.version)

@@ -72,7 +72,7 @@ GROUP_WINDOW_SECONDS = 0.002
 # rather than growing memory without bound: at ~100k ops/s this is 40 ms of backlog.
 MAX_QUEUED_OPERATIONS = 4096
 # The longest the writer waits for the requests this process is computing to submit
-# (step 1 above): about two requests' computing, and under the 2 ms window below.
+# (step 1 above): about two requests' computing, and under the 2 ms window above.
 GROUP_LINGER_SECONDS = 0.001
 # How long a caller waits for room in the queue, and then for its commit, before
 # StoreUnavailable. Generous: a stalled disk, not load, is what should trip it. A caller

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gateway.child import WatchedChild
 from gateway.config import BankConfig
 from gateway.demand import DemandBoard, SharedDemand, demand_path
 from gateway.ledger import GroupCommitConfig, SqliteLedgerStore, SqliteStoreConfig
 from gateway.supervisor_signals import SupervisorSignals
 from gateway.worker import WorkerPlan
-from gateway.workers import Supervisor, _Worker
+from gateway.workers import Supervisor
 
 WAIT = 10.0
 DEAD = 1  # the index of the worker that is killed
@@ -103,7 +104,7 @@ def test_the_supervisor_clears_a_killed_worker_s_slot_as_it_reaps_it(tmp_path: P
         with _supervisor(plan) as supervisor:
             pid = _killed_while_computing(path, DEAD, 2)
             now = time.monotonic()
-            supervisor._workers[pid] = _Worker(DEAD, pid, None, now - 1.0, ready_at=now)
+            supervisor._workers[pid] = WatchedChild(DEAD, pid, None, now - 1.0, ready_at=now)
             assert board.total() == 3  # its two requests stand, dead
             live(0)
             assert _writer_decides(store, demand)[0] == 2  # and the writer lingers for them

@@ -54,7 +54,8 @@ def test_withdrawing_reaches_the_board_beside_the_ledger_socket(tmp_path: Path) 
 
 
 def test_without_a_ledger_process_there_is_nothing_to_withdraw(tmp_path: Path) -> None:
-    # No board exists here: opening one would raise, so this proves none is opened.
+    # No ledger socket names a board: a look for one would raise (no path to it), which
+    # withdraw_demand does not catch.
     withdraw_demand(_plan(tmp_path, ledger=False), DEAD)
     assert not (tmp_path / "demand").exists()
 

@@ -144,6 +144,9 @@ class _SlowHealth:
             self.release.wait(10)
         self.status[name] = status
 
+    def serve(self, services: object) -> None:
+        """Any name may be set here."""
+
     def end_watches(self) -> None:
         """No Watch streams here to end."""
 

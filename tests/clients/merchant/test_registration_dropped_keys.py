@@ -55,7 +55,7 @@ def _nothing_left(directory: Path) -> None:
     assert not (directory / PENDING_FILE).exists()
 
 
-# -- case 3: a request never recorded ------------------------------------------------------
+# -- a request never recorded --------------------------------------------------------------
 
 
 class _Failed(Exception):
@@ -112,7 +112,7 @@ def test_keys_of_a_request_never_recorded_are_destroyed(
     _certified_alone(directory)
 
 
-# -- case 4: the CA's verified refusal -------------------------------------------------------
+# -- the CA's verified refusal ---------------------------------------------------------------
 
 
 def test_keys_of_a_request_the_ca_refused_are_destroyed(bank: RunningBank, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_a_refusal_whose_answer_was_lost_keeps_the_keys_until_it_is_heard(
     _nothing_left(directory)
 
 
-# -- case 4: the CA holds no request (UNKNOWN_LID) -------------------------------------------
+# -- the CA holds no request (UNKNOWN_LID) ---------------------------------------------------
 
 
 def test_keys_of_a_request_the_ca_never_saw_go_when_it_says_so(

@@ -268,9 +268,6 @@ def test_may_renew_counts_from_the_store_to_the_sending(since_stored_ms: int, re
 def test_the_margin_covers_the_ledgers_bound_a_commit_and_the_clocks_in_literal_figures() -> None:
     # Not the sum of its own parts (a tautology a shrunk part passes): the figures the
     # proof in ``renewal`` is written with, so that shrinking any of them fails here.
-    from clients.merchant import renewal
-    from gateway.ledger import idempotency
-
     assert idempotency.DECIDED_WITHIN_MS <= 20_000
     assert renewal.CLOCK_TOLERANCE_MS >= 30_000
     assert renewal.RENEW_MARGIN_MS >= 20_000 + 10_000 + 30_000

@@ -162,34 +162,6 @@ def _one(tx: Transaction) -> object:
     return tx.one("SELECT 1 AS one")
 
 
-def test_a_password_changed_under_a_serving_store_is_logged_once_a_minute(
-    own_cluster: PgCluster, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = PostgresLedgerStore(_teller(own_cluster, PASSWORD))
-    try:
-        store.execute(_one)
-        # The DBA changes the password and ends the store's sessions (a restart would).
-        with psycopg.connect(own_cluster.conninfo(TEST_DATABASE), autocommit=True) as conn:
-            conn.execute(f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'".encode())
-            conn.execute(
-                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = %s",
-                (TELLER,),
-            )
-        with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
-            for _ in range(3):
-                with pytest.raises(StoreUnavailable, match="password authentication failed"):
-                    store.execute(_one)
-        said = [r.getMessage() for r in caplog.records if r.name == "setpay.ledger"]
-        assert len(said) == 1
-        assert f'password authentication failed for user "{TELLER}"' in said[0]
-        assert OTHER_PASSWORD not in said[0]
-        assert PASSWORD not in said[0]
-    finally:
-        store.close()
-        with psycopg.connect(own_cluster.conninfo(TEST_DATABASE), autocommit=True) as conn:
-            conn.execute(f"ALTER ROLE {TELLER} PASSWORD '{PASSWORD}'".encode())
-
-
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "setpay.ledger"]
 
@@ -203,6 +175,29 @@ def _as_dba(cluster: PgCluster, *statements: str) -> None:
             "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = %s",
             (TELLER,),
         )
+
+
+def test_a_password_changed_under_a_serving_store_is_logged_once_a_minute(
+    own_cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = PostgresLedgerStore(_teller(own_cluster, PASSWORD))
+    try:
+        store.execute(_one)
+        # The DBA changes the password and ends the store's sessions (a restart would).
+        _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'")
+        with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
+            for _ in range(3):
+                with pytest.raises(StoreUnavailable, match="password authentication failed"):
+                    store.execute(_one)
+        said = _warnings(caplog)
+        assert len(said) == 1
+        assert f'password authentication failed for user "{TELLER}"' in said[0]
+        assert OTHER_PASSWORD not in said[0]
+        assert PASSWORD not in said[0]
+    finally:
+        store.close()
+        with psycopg.connect(own_cluster.conninfo(TEST_DATABASE), autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {TELLER} PASSWORD '{PASSWORD}'".encode())
 
 
 def test_another_reason_within_the_minute_is_logged_at_once(
