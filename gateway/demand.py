@@ -49,13 +49,21 @@ class DemandBoard:
     """A file of ``SLOTS`` counters, mapped into every process of the bank."""
 
     def __init__(self, path: str, *, create: bool = False) -> None:
-        """Map the board at ``path``; ``create`` makes it (zeroed, this user's only)."""
+        """Map the board at ``path``; ``create`` makes it (zeroed, this user's only).
+
+        Made by writing its zeros, not by extending it: a file extended is sparse, and a
+        write through a mapping onto a block a full filesystem cannot give is SIGBUS in
+        every process of the bank (as ``gateway.metrics_files`` says of its samples);
+        written, the file holds its blocks, and a full filesystem is an OSError (ENOSPC)
+        here, at the start, with nothing mapped."""
         size = SLOTS * _SLOT.size
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         fd = os.open(path, flags, 0o600)
         try:
             if create:
-                os.ftruncate(fd, size)
+                zeros = memoryview(bytes(size))
+                while zeros:
+                    zeros = zeros[os.write(fd, zeros) :]
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)

@@ -56,7 +56,11 @@ class LedgerSocket:
         """Create the directory (mode 0700, this user's only)."""
         self.directory = Path(tempfile.mkdtemp(prefix="setpay-ledger-"))
         self.path = str(self.directory / SOCKET_NAME)
-        DemandBoard(demand_path(self.path), create=True)
+        try:
+            DemandBoard(demand_path(self.path), create=True)
+        except BaseException:
+            self.close()  # a full filesystem (ENOSPC): nothing of it is left behind
+            raise
 
     def close(self) -> None:
         """Remove the directory and the socket in it."""

@@ -459,7 +459,10 @@ def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda boun
                 raise WorkerError(str(exc)) from exc
             inherited.append(endpoint.close)
         if config.uses_ledger_service():
-            ledger_socket = LedgerSocket()
+            try:
+                ledger_socket = LedgerSocket()
+            except OSError as exc:  # its directory or demand board: a full temporary directory
+                raise WorkerError(f"the ledger service's directory cannot be made: {exc}") from exc
         plan = WorkerPlan(
             config, gateway.address, ca.address, metrics=endpoint is not None,
             supervisor_pid=os.getpid(),
