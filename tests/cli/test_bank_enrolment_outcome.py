@@ -7,9 +7,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -24,30 +24,12 @@ from setcore.pan import PAN
 from setpay.v1 import registration_pb2
 from tests.cards import card
 from tests.cli.command_support import run_bank
+from tests.cli.ledger_outcome_support import OutcomeUnknown
 
 # Cards of these tests' own: BIN and serials.
 TEST_BIN = "499995"
 EXPIRY = "203012"
 COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
-R = TypeVar("R")
-
-
-class _AcknowledgementLost:
-    """The bank's own ledger store, whose commit of an enrolment code is made and whose
-    acknowledgement is lost, as a broken connection to PostgreSQL or to the ledger
-    service loses it (StoreUnavailable after the commit)."""
-
-    def __init__(self, store: LedgerStore) -> None:
-        self._store = store
-
-    def execute(self, work: Callable[[Any], R]) -> R:
-        done = self._store.execute(work)
-        if getattr(work, "func", None) is accounts.set_enrolment_hash:
-            raise StoreUnavailable("the connection broke before the commit was acknowledged")
-        return done
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +77,11 @@ def test_a_lost_commit_acknowledgement_keeps_the_card_file(
     real_open_store = gateway.issuer.open_store
 
     def losing(config: BankConfig, *args: Any, **kwargs: Any) -> LedgerStore:
-        return _AcknowledgementLost(real_open_store(config, *args, **kwargs))  # type: ignore[return-value]
+        store = real_open_store(config, *args, **kwargs)
+        lost = StoreUnavailable("the connection broke before the commit was acknowledged")
+        return OutcomeUnknown(  # type: ignore[return-value]
+            store, accounts.set_enrolment_hash, committed=True, raised=lost
+        )
 
     monkeypatch.setattr(gateway.issuer, "open_store", losing)
     status, out, err = _issue_code(made, pan, card_out, capsys)

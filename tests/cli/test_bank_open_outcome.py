@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -17,39 +17,15 @@ import gateway.issuer
 from cli.wallet import read_card_file
 from gateway.config import BankConfig, load
 from gateway.issuer import LedgerDirectory, open_ledger
-from gateway.ledger import Ledger, LedgerStore, StoreUnavailable, UnknownAccount, accounts
+from gateway.ledger import Ledger, LedgerStore, UnknownAccount, accounts
 from gateway.provisioning import InitResult, init_bank
 from setcore.pan import PAN
 from setpay.v1 import registration_pb2
 from tests.cli.command_support import run_bank
+from tests.cli.ledger_outcome_support import OutcomeUnknown
 
 EXPIRY = "203012"
 COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
-R = TypeVar("R")
-
-
-class _OpeningUnconfirmed:
-    """The bank's own ledger store, whose opening of a card account fails with
-    StoreUnavailable: after its commit (``committed``: an acknowledgement lost, as a
-    broken connection to PostgreSQL or the ledger service, or a group commit that did
-    not finish in time, loses it) or before it; or interrupted (Ctrl-C) as it waits."""
-
-    def __init__(self, store: LedgerStore, *, committed: bool, interrupted: bool = False) -> None:
-        self._store = store
-        self._committed = committed
-        self._interrupted = interrupted
-
-    def execute(self, work: Callable[[Any], R]) -> R:
-        if getattr(work, "func", None) is not accounts.open_card:
-            return self._store.execute(work)
-        if self._committed:
-            self._store.execute(work)
-        if self._interrupted:
-            raise KeyboardInterrupt
-        raise StoreUnavailable("the ledger writer did not commit in time")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +59,9 @@ def _open_unconfirmed(
 
     def unconfirmed(config: BankConfig, *args: Any, **kwargs: Any) -> LedgerStore:
         store = real_open_store(config, *args, **kwargs)
-        return _OpeningUnconfirmed(  # type: ignore[return-value]
-            store, committed=committed, interrupted=interrupted
+        raised = KeyboardInterrupt() if interrupted else None
+        return OutcomeUnknown(  # type: ignore[return-value]
+            store, accounts.open_card, committed=committed, raised=raised
         )
 
     monkeypatch.setattr(gateway.issuer, "open_store", unconfirmed)

@@ -177,69 +177,68 @@ def _as_dba(cluster: PgCluster, *statements: str) -> None:
         )
 
 
-def test_a_password_changed_under_a_serving_store_is_logged_once_a_minute(
-    own_cluster: PgCluster, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def serving(own_cluster: PgCluster) -> Iterator[PostgresLedgerStore]:
+    """A store serving as TELLER; closed after, and TELLER's login and password put back
+    whatever the test changed."""
     store = PostgresLedgerStore(_teller(own_cluster, PASSWORD))
     try:
-        store.execute(_one)
-        # The DBA changes the password and ends the store's sessions (a restart would).
-        _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'")
-        with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
-            for _ in range(3):
-                with pytest.raises(StoreUnavailable, match="password authentication failed"):
-                    store.execute(_one)
-        said = _warnings(caplog)
-        assert len(said) == 1
-        assert f'password authentication failed for user "{TELLER}"' in said[0]
-        assert OTHER_PASSWORD not in said[0]
-        assert PASSWORD not in said[0]
+        yield store
     finally:
         store.close()
-        with psycopg.connect(own_cluster.conninfo(TEST_DATABASE), autocommit=True) as conn:
-            conn.execute(f"ALTER ROLE {TELLER} PASSWORD '{PASSWORD}'".encode())
+        _as_dba(own_cluster, f"ALTER ROLE {TELLER} LOGIN PASSWORD '{PASSWORD}'")
+
+
+def test_a_password_changed_under_a_serving_store_is_logged_once_a_minute(
+    own_cluster: PgCluster, serving: PostgresLedgerStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = serving
+    store.execute(_one)
+    # The DBA changes the password and ends the store's sessions (a restart would).
+    _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'")
+    with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable, match="password authentication failed"):
+                store.execute(_one)
+    said = _warnings(caplog)
+    assert len(said) == 1
+    assert f'password authentication failed for user "{TELLER}"' in said[0]
+    assert OTHER_PASSWORD not in said[0]
+    assert PASSWORD not in said[0]
 
 
 def test_another_reason_within_the_minute_is_logged_at_once(
-    own_cluster: PgCluster, caplog: pytest.LogCaptureFixture
+    own_cluster: PgCluster, serving: PostgresLedgerStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = PostgresLedgerStore(_teller(own_cluster, PASSWORD))
-    try:
-        store.execute(_one)
-        _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'")
-        with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
-            for _ in range(2):
-                with pytest.raises(StoreUnavailable, match="password authentication failed"):
-                    store.execute(_one)
-            # The password put back, the role may no longer log in: another reason.
-            _as_dba(own_cluster, f"ALTER ROLE {TELLER} NOLOGIN PASSWORD '{PASSWORD}'")
-            for _ in range(2):
-                with pytest.raises(StoreUnavailable, match="not permitted to log in"):
-                    store.execute(_one)
-        said = _warnings(caplog)
-        assert len(said) == 2
-        assert "password authentication failed" in said[0]
-        assert "not permitted to log in" in said[1]
-    finally:
-        store.close()
-        _as_dba(own_cluster, f"ALTER ROLE {TELLER} LOGIN PASSWORD '{PASSWORD}'")
+    store = serving
+    store.execute(_one)
+    _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'")
+    with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
+        for _ in range(2):
+            with pytest.raises(StoreUnavailable, match="password authentication failed"):
+                store.execute(_one)
+        # The password put back, the role may no longer log in: another reason.
+        _as_dba(own_cluster, f"ALTER ROLE {TELLER} NOLOGIN PASSWORD '{PASSWORD}'")
+        for _ in range(2):
+            with pytest.raises(StoreUnavailable, match="not permitted to log in"):
+                store.execute(_one)
+    said = _warnings(caplog)
+    assert len(said) == 2
+    assert "password authentication failed" in said[0]
+    assert "not permitted to log in" in said[1]
 
 
 def test_a_refusal_after_a_connection_opened_is_logged_at_once(
-    own_cluster: PgCluster, caplog: pytest.LogCaptureFixture
+    own_cluster: PgCluster, serving: PostgresLedgerStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = PostgresLedgerStore(_teller(own_cluster, PASSWORD))
-    try:
-        with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
-            for _ in range(2):  # refused, then served again, within the minute
-                _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'")
-                with pytest.raises(StoreUnavailable, match="password authentication failed"):
-                    store.execute(_one)
-                _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{PASSWORD}'")
+    store = serving
+    with caplog.at_level(logging.WARNING, logger="setpay.ledger"):
+        for _ in range(2):  # refused, then served again, within the minute
+            _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{OTHER_PASSWORD}'")
+            with pytest.raises(StoreUnavailable, match="password authentication failed"):
                 store.execute(_one)
-        said = _warnings(caplog)
-        assert len(said) == 2
-        assert all("password authentication failed" in line for line in said)
-    finally:
-        store.close()
-        _as_dba(own_cluster, f"ALTER ROLE {TELLER} LOGIN PASSWORD '{PASSWORD}'")
+            _as_dba(own_cluster, f"ALTER ROLE {TELLER} PASSWORD '{PASSWORD}'")
+            store.execute(_one)
+    said = _warnings(caplog)
+    assert len(said) == 2
+    assert all("password authentication failed" in line for line in said)
