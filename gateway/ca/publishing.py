@@ -5,7 +5,9 @@ After every revocation, in the same transaction as the revocation itself: a new 
 revoked but what expired more than ``EXPIRED_CRL_GRACE`` ago, and a new BCI (sequence + 1)
 naming the current CRL of every CA of the brand. Before a CRL's nextUpdate or the BCI's
 notAfter comes near, ``refresh`` re-issues them the same way, so verifiers never see stale
-revocation data while the bank runs.
+revocation data while the bank runs. So it does, however long they have left, for one
+issued later than now by more than ``CLOCK_SKEW`` (``issued_ahead``): its issuer's clock
+ran ahead and has stepped back since.
 
 Readers (``current_revocation``, the revocation watcher) take the newest BCI and exactly
 the CRLs it lists.
@@ -28,7 +30,7 @@ from setcore.pki.bci import BCI_LIFETIME, issue_brand_crl_identifier
 from setcore.pki.certificate import common_name_of
 from setcore.pki.chain import usage_of
 from setcore.pki.crl import CRL_LIFETIME, RevokedCertificate, issue_crl
-from setcore.pki.issuance import IssuingCA, utc
+from setcore.pki.issuance import CLOCK_SKEW, IssuingCA, utc
 from setcore.registration import RevocationData
 
 # Re-issue a CRL or the BCI once less than half of its lifetime is left: a verifier that
@@ -44,10 +46,27 @@ REFRESH_FRACTION = 0.5
 EXPIRED_CRL_GRACE = CRL_LIFETIME
 # How a CA certificate's usage is recorded (end entities: signature / key-exchange).
 CA_USAGE = "ca"
+# How far after now a CRL or BCI may have been issued and still be taken as issued now:
+# a BCI's notBefore is its issue less CLOCK_SKEW (``setcore.pki.bci``), so up to this far
+# ahead (another host's clock a little ahead of this one) it is valid here already.
+_AHEAD_MS = int(CLOCK_SKEW.total_seconds() * 1000)
 
 
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
+
+
+def issued_ahead(issued_ms: int, now_ms: int) -> bool:
+    """Whether a CRL or BCI was issued more than ``CLOCK_SKEW`` after ``now_ms``: by a
+    clock that ran ahead and has stepped back since (an NTP step, a virtual machine's
+    clock set right). Such data is re-issued at once, however long it has left. A
+    verifier whose clock is right refuses such a BCI as not yet valid (its notBefore is
+    still to come), and keeps its older one until that lapses: until this clock catches
+    up, nothing newer would reach it. And such a CRL left out every revoked certificate
+    that had been expired ``EXPIRED_CRL_GRACE`` by its issue, some of them valid now:
+    the bank's own trust store, which installed it while its clock ran ahead, would take
+    them as unrevoked."""
+    return issued_ms - now_ms > _AHEAD_MS
 
 
 def describe_certificate(der: bytes, issuer_thumb: bytes, issued_at: datetime) -> IssuedCertificate:
@@ -178,28 +197,35 @@ def revoke(
 
 
 def refresh(store: CaStore, keys: AuthorityKeys, *, at: datetime | None = None) -> bool:
-    """Re-issue the CRLs and the BCI that are past ``REFRESH_FRACTION`` of their lifetime."""
+    """Re-issue the CRLs and the BCI that are past ``REFRESH_FRACTION`` of their lifetime,
+    or were issued ahead of ``at`` (``issued_ahead``)."""
     when = utc(at)
     now = _ms(when)
     crl_margin = int(CRL_LIFETIME.total_seconds() * 1000 * REFRESH_FRACTION)
-    bci_margin = int(BCI_LIFETIME.total_seconds() * 1000 * REFRESH_FRACTION)
     with store.write() as tx:
         due = []
         for ca in keys.issuers:
             crl = tx.latest_crl(ca.thumbprint)
-            if crl is None or crl.next_update_ms - now < crl_margin:
+            if (
+                crl is None
+                or crl.next_update_ms - now < crl_margin
+                or issued_ahead(crl.issued_ms, now)
+            ):
                 due.append(ca.thumbprint)
         bci = tx.latest_bci()
-        if not due and bci is not None and bci.not_after_ms - now >= bci_margin:
+        if not due and bci is not None and not bci_due(bci, at=when):
             return False
         publish(tx, keys, due, when)
     return True
 
 
 def bci_due(bci: BciRecord, *, at: datetime | None = None) -> bool:
-    """True when ``refresh`` would re-issue the BCI (cheap: no database access)."""
+    """True when ``refresh`` would re-issue the BCI (cheap: no database access): less
+    than ``REFRESH_FRACTION`` of its lifetime left, or issued ahead of ``at``
+    (``issued_ahead``)."""
+    now = _ms(utc(at))
     margin = int(BCI_LIFETIME.total_seconds() * 1000 * REFRESH_FRACTION)
-    return bci.not_after_ms - _ms(utc(at)) < margin
+    return bci.not_after_ms - now < margin or issued_ahead(bci.issued_ms, now)
 
 
 def current_revocation(store: CaStore) -> tuple[BciRecord, RevocationData] | None:
