@@ -357,6 +357,24 @@ def _revoke_unheld(
         store.close()
 
 
+def _check_issuer_lasts(pca: IssuingCA, when: datetime) -> None:
+    """Refuse, before anything is made, a renewal whose Payment Gateway CA has ended.
+
+    A certificate never outlives its issuer (``setcore.pki.issuance``): past the CA's
+    end, issuing refuses an empty validity window in words that name neither the CA nor
+    the remedy, once two key versions are made (then taken back); in the ``CLOCK_SKEW``
+    after that end the window (backdated by it) is not empty, and the renewal installed
+    certificates that had already ended, as renewed.
+    """
+    ends = pca.certificate.not_valid_after_utc
+    if ends <= when:
+        raise ProvisioningError(
+            f"the Payment Gateway CA's certificate ended at {ends:%Y-%m-%d %H:%M:%S} UTC:"
+            " it certifies no new key of the gateway, and a CA cannot be renewed; nothing"
+            " was renewed"
+        )
+
+
 def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
     """Make, certify and install the next version of the gateway's signature and
     key-exchange keys on a stopped bank; a failure is taken back (see the module)."""
@@ -377,6 +395,7 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
     pki = load_bank_pki(config, locked=locked, judge_presented=False)
     try:
         keys = pki.authority_keys()
+        _check_issuer_lasts(keys.gateway.issuing, when)
         _revoke_unheld(config, pki, keys, when)
         old_kex = pki.gateway.key_exchange_key
         if old_kex is None or pki.gateway.key_exchange_cert is None:
