@@ -48,6 +48,10 @@ were: a renewal whose answer is lost or cannot be verified keeps them and its re
 and the next ``renew`` resumes it. The old keys and certificates are kept: the gateway's
 answers to requests stored before the renewal are sealed to the old key-exchange key and
 name the old signature certificate.
+
+One ``register`` or ``renew`` runs at a time in a merchant directory: a second one is
+refused at once, nothing made, recorded or sent (``clients.registration_lock`` says what two at
+once did to each other's record).
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ from clients.merchant.registration_pending import (
     unrecorded,
 )
 from clients.pending_request import NEVER_RECEIVED, polled, unknown_status_reported
+from clients.registration_lock import registering_alone
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials, KeyExchangeChooser
@@ -228,7 +233,17 @@ class MerchantRegistrar:
         account: str | None = None,
     ) -> Registered:
         """Register (or resume an unfinished registration); certificates stored when
-        issued."""
+        issued. One at a time in the merchant directory (``clients.registration_lock``)."""
+        with registering_alone(self._config.base_dir, "merchant", "register"):
+            return self._register(profile, form=form, account=account)
+
+    def _register(
+        self,
+        profile: Profile,
+        *,
+        form: Mapping[str, str] | None = None,
+        account: str | None = None,
+    ) -> Registered:
         given = frozenset(name for name, value in (("form", form), ("account", account)) if value)
         if self._pending_path.exists():
             record = read_pending(self._pending_path)
@@ -269,7 +284,12 @@ class MerchantRegistrar:
     @_UNKNOWN_RENEW
     def renew(self, profile: Profile) -> Registered:
         """Renew both certificates with new keys, proving the current signature key; the
-        current certificates stay in use until the new ones are stored."""
+        current certificates stay in use until the new ones are stored. One at a time in
+        the merchant directory (``clients.registration_lock``)."""
+        with registering_alone(self._config.base_dir, "merchant", "renew"):
+            return self._renew(profile)
+
+    def _renew(self, profile: Profile) -> Registered:
         if self._pending_path.exists():
             record = read_pending(self._pending_path)
             if not is_renewal(record):
