@@ -23,7 +23,12 @@ brand root on first use, once the CA's revocation data verified under it, writte
 not at all (``cli.party_options``); a later ``--root`` naming another root is refused, both
 roots named by SHA-256 fingerprint. A command line incomplete or malformed (no
 ``--root`` before a root is pinned, a ``--form`` without ``=``, a ``--currency`` no account
-is kept in) exits 2, as argparse's own errors do. A command the gateway refuses (a capture
+is kept in) exits 2, as argparse's own errors do. ``orders new`` makes an order in
+``--currency``, by default merchant.toml's ``merchant.currency`` (EUR unless set): the
+currency of the merchant's settlement account, the bank's ``[ledger]
+settlement_currency``, or the gateway declines every authorization of it
+CURRENCY_MISMATCH. Given again with the same terms and ``--lid-m`` (its output lost), it
+prints the stored offer's initiation again. A command the gateway refuses (a capture
 refused, a batch unknown) exits 1; a registration or renewal the Merchant CA pends exits 3
 (run it again later); a batch close or query whose totals differ from the merchant's own
 operations exits 5, each difference printed (``cli.merchant_batch``); a settlement
@@ -176,8 +181,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     n.add_argument("--description", required=True)
     n.add_argument("--amount", type=integer, required=True, help="minor units (cents)")
     n.add_argument(
-        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
-    )
+        "--currency", type=currency_code,
+        help="ISO 4217 numeric (default: merchant.toml's merchant.currency, EUR unless set)",
+    )  # fmt: skip
     n.add_argument(
         "--exp10", type=integer, help="decimal exponent of the minor unit (default: the currency's)"
     )
@@ -373,9 +379,15 @@ def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
     try:
         if args.orders_command == "new":
             lid_m = bytes.fromhex(args.lid_m) if args.lid_m else new_id()[:LID_M_BYTES]
-            exp10 = exponent_for(args.currency) if args.exp10 is None else args.exp10
-            money = Money(args.currency, args.amount, exp10)
-            store.add_offer(lid_m, args.description.encode(), money, config.brand_id)
+            currency = config.currency if args.currency is None else args.currency
+            exp10 = exponent_for(currency) if args.exp10 is None else args.exp10
+            money = Money(currency, args.amount, exp10)
+            _, again = store.add_offer_once(
+                lid_m, args.description.encode(), money, config.brand_id
+            )
+            if again:  # stored by a command whose output was lost
+                said = f"offer {lid_m.hex()} was stored before: its initiation again"
+                print(f"setpay merchant: {said}", file=sys.stderr)
             initiation = {
                 "merchant": config.server.listen, "lid_m": lid_m.hex(),
                 "description": args.description, "currency": money.currency,

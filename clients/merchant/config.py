@@ -22,6 +22,7 @@ Example::
     root = "certs/root.pem"            # the brand root, pinned, placed here out of band
     chain = "certs/chain.pem"          # the Merchant CA certificate (written by register)
     store = "merchant.db"              # orders and settlement (SQLite)
+    currency = 978                     # ISO 4217 numeric: of new orders (``orders new``)
 
     [server]                           # the Merchant service for wallets
     listen = "127.0.0.1:8443"
@@ -69,6 +70,7 @@ from clients.peers import (
     subtable,
     toml_table,
 )
+from setcore.currency import why_refused
 from setcore.names import describe, refused_character
 from setcore.pki.extensions import MAX_MERCHANT_NAME_CHARS
 
@@ -99,12 +101,19 @@ MetricsPort = int | Literal["any"]
 # unless the operator names another address.
 DEFAULT_METRICS_HOST = "127.0.0.1"
 _METRICS_PORT = re.compile(r"[0-9]{1,5}")  # ASCII only: int() would take fullwidth digits
+# The currency of an order ``orders new`` makes without ``--currency``, unless
+# ``merchant.currency`` names another: it must be the merchant's settlement account's
+# (the bank's ``[ledger] settlement_currency``), or every authorization of it is
+# declined CURRENCY_MISMATCH. EUR, as the bank's own default.
+DEFAULT_CURRENCY = 978
 # Merchant ids become a certificate CommonName (ub-common-name 64).
 _MERCHANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Every table and key merchant.toml may hold; anything else is refused (``answr =`` would
 # otherwise leave the default answer mode in force without a word).
 _TABLES: dict[str, frozenset[str]] = {
-    "merchant": frozenset({"id", "name", "brand", "keys", "answer", "root", "chain", "store"}),
+    "merchant": frozenset(
+        {"id", "name", "brand", "keys", "answer", "root", "chain", "store", "currency"}
+    ),
     "server": frozenset(
         {"listen", "tls_cert", "tls_key", "insecure", "threads", "max_concurrent_rpcs"}
         | {"metrics_port", "metrics_host"}
@@ -179,6 +188,8 @@ class MerchantConfig:
     gateway: PeerConfig
     ca: PeerConfig
     store: Path
+    #: The ISO 4217 numeric code of new orders (``merchant.currency``).
+    currency: int = DEFAULT_CURRENCY
 
     def keys_uri(self) -> str:
         """The key URI, its relative paths (``soft:DIR``, ``pin-source=file:PATH``)
@@ -211,6 +222,16 @@ def _name(table: Mapping[str, Any]) -> str:
             f"merchant.name holds {describe(refused)}, which the Merchant CA refuses in a name"
         )
     return name
+
+
+def _currency(table: Mapping[str, Any]) -> int:
+    """``merchant.currency``: a currency ISO 4217 lists now, with a minor unit, as the
+    bank's accounts are kept in (``setcore.currency``)."""
+    currency: int = get(table, "currency", int, DEFAULT_CURRENCY, "merchant")
+    refused = why_refused(currency)
+    if refused is not None:
+        raise ConfigError(f"merchant.currency: {refused}")
+    return currency
 
 
 def _table(raw: Mapping[str, Any], key: str, path: Path) -> Mapping[str, Any]:
@@ -320,6 +341,7 @@ def load(directory: Path, env: Mapping[str, str] | None = None) -> MerchantConfi
         gateway=PeerConfig.from_table(_table(raw, "gateway", path), "gateway", base, path),
         ca=PeerConfig.from_table(_table(raw, "ca", path), "ca", base, path),
         store=_path(base, get(m, "store", str, "merchant.db", "merchant")),
+        currency=_currency(m),
     )
     return validate(_env_overrides(config, os.environ if env is None else env))
 
@@ -338,8 +360,11 @@ def write_config(
     tls_cert: str | None = "tls/server.pem",
     tls_key: str | None = "tls/server.key",
     insecure: bool = False,
+    currency: int | None = None,
 ) -> Path:
-    """Write ``directory/merchant.toml`` (for ``setpay init``, the demo and tests)."""
+    """Write ``directory/merchant.toml`` (for ``setpay init``, the demo and tests);
+    ``currency``: the bank's settlement currency, written as ``merchant.currency`` (left
+    out when None: the default's)."""
     directory.mkdir(parents=True, exist_ok=True)
     base = directory.resolve()
     text = "\n".join(
@@ -352,6 +377,7 @@ def write_config(
                     "brand": brand_id,
                     "keys": keys,
                     "answer": answer.value,
+                    "currency": currency,
                 },
             ),
             toml_table(

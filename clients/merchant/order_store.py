@@ -132,6 +132,31 @@ class OrderStore(Database):
             )
         return Offer(lid_m, description, amount, brand_id, now, None)
 
+    def add_offer_once(
+        self, lid_m: bytes, description: bytes, amount: Money, brand_id: str
+    ) -> tuple[Offer, bool]:
+        """``add_offer``, given again: the offer, and whether it was stored before. The
+        command that stored it may have died, or lost its reader, before printing its
+        initiation, and nothing else prints one: the same terms under the same LID-M
+        are that offer again, stored once. Other terms under it are refused
+        (``OrderStateError``, naming which differ), nothing changed."""
+        try:
+            return self.add_offer(lid_m, description, amount, brand_id), False
+        except OrderStateError:
+            earlier = self.offer(lid_m)
+        terms = {
+            "description": (earlier.description, description),
+            "amount": (earlier.amount, amount),
+            "brand": (earlier.brand_id, brand_id),
+        }
+        differ = [name for name, (then, now) in terms.items() if then != now]
+        if differ:
+            raise OrderStateError(
+                f"an offer with LID-M {short(lid_m)} exists, with another "
+                f"{' and '.join(differ)}: give another --lid-m (or none, for a random one)"
+            )
+        return earlier, True
+
     def offer(self, lid_m: bytes) -> Offer:
         """The offer with this LID-M; ``UnknownOrder`` if none."""
         row = self._one(
