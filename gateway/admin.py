@@ -125,9 +125,11 @@ def _refuse_a_decided_rrpid(bank: Bank, verified: VerifiedBatchAdminRequest) -> 
     other (SET-PROTOCOL.md 3.3): one already used for a capture, a close or any request
     decided is a reuse, refused RRPID_REUSED (``RrpidReused``, ``gateway.answers``) as a
     capture under it would be, not answered as fresh. A query's own bytes are never
-    stored, so the lookup finds nothing else. The gateway's other read, PCertReq, is not
-    held to this: it asks for public certificates, and a ledger read would fail it
-    whenever the ledger is away.
+    stored, so the lookup finds nothing else, but a fence: a query refused as too old
+    fences its RRPID as any request does (``gateway.servicer``), and these very bytes
+    are then refused MESSAGE_TOO_OLD again (``RequestFenced``). The gateway's other
+    read, PCertReq, is not held to this: it asks for public certificates, and a ledger
+    read would fail it whenever the ledger is away.
     """
     bank.ledger.stored_response(verified.rrpid, verified.request_digest)
 

@@ -5,6 +5,9 @@ status codes for infrastructure (DESIGN.md 5.2).
     ProtocolError (setcore)            signed SET Error with its code
     PiPreviouslyUsed (ledger)          signed SET Error PI_PREVIOUSLY_USED
     RrpidReused (ledger)               signed SET Error RRPID_REUSED
+    RequestFenced (ledger)             signed SET Error MESSAGE_TOO_OLD: a sending of bytes
+                                       the gateway refused as too old, reaching the
+                                       ledger after the refusal, is refused alike
     LedgerMisuse (ledger)              signed SET Error UNSPECIFIED_FAILURE, logged here:
                                        the gateway's own call was wrong, so the merchant
                                        must not take it as a final refusal of its request
@@ -48,6 +51,7 @@ from gateway.ledger import (
     LedgerError,
     LedgerMisuse,
     PiPreviouslyUsed,
+    RequestFenced,
     RrpidReused,
     StoreUnavailable,
 )
@@ -96,6 +100,8 @@ def _error_code(exc: Exception) -> int | None:
         return ErrorCode.ERROR_CODE_PI_PREVIOUSLY_USED
     if isinstance(exc, RrpidReused):
         return ErrorCode.ERROR_CODE_RRPID_REUSED
+    if isinstance(exc, RequestFenced):
+        return ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
     if isinstance(exc, LedgerMisuse):
         return None  # UNSPECIFIED_FAILURE, logged at ERROR as the ledger's failures are
     if isinstance(exc, InvalidRequest):

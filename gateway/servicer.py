@@ -11,7 +11,7 @@ from gateway import admin, settlement
 from gateway.answers import AnswerUnavailable, answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
-from gateway.ledger import RrpidReused, Unanswered
+from gateway.ledger import RequestFenced, RrpidReused, Unanswered
 from setcore.capture import peek_sealed_rrpid
 from setcore.echoed_ids import reply_header
 from setcore.errors import ErrorCode, ProtocolError
@@ -37,14 +37,22 @@ def _rpc(
     result_field: str,
     handler: Callable[[Bank, Any], bytes],
     summary: str,
+    *,
+    decided: bool = True,
 ) -> Callable[[Any, Any, grpc.ServicerContext], Any]:
-    """A PaymentGateway method: the request's sealed bytes through ``handler``."""
+    """A PaymentGateway method: the request's sealed bytes through ``handler``.
+
+    ``decided``: its requests are decided by the ledger under their RRPID, so a refusal
+    of one as too old is fenced there (``PaymentGatewayServicer._recorded_answer``);
+    False for a read the ledger never decides (PCertReq), which writes nothing.
+    """
 
     def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         request_bytes = getattr(request, request_field)
         return self._serve(
-            context, name, request, request_bytes, response_cls, result_field, handler
-        )
+            context, name, request, request_bytes, response_cls, result_field, handler,
+            decided=decided,
+        )  # fmt: skip
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = summary
@@ -66,6 +74,8 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         response_cls: Callable[..., Any],
         result_field: str,
         handler: Callable[[Bank, Any], bytes],
+        *,
+        decided: bool,
     ) -> Any:
         hdr = reply_header(request.header)
 
@@ -83,10 +93,12 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             bank = self._bank.as_of(now_ms())
             try:
                 result = handler(bank, request)
-            except ProtocolError:
+            except ProtocolError as refused:
                 # A retry of a request already decided may no longer pass the checks (its
                 # date aged out of the window): it gets the answer it got, or would have.
-                recorded = self._recorded_answer(request, request_bytes, digest(), handler)
+                # A refusal as too old is made final first (``_recorded_answer``).
+                stale = decided and refused.code == ErrorCode.ERROR_CODE_MESSAGE_TOO_OLD
+                recorded = self._recorded_answer(request, request_bytes, digest(), handler, stale)
                 if recorded is None:
                     raise
                 result = recorded
@@ -106,8 +118,21 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         request_bytes: bytes,
         digest: bytes,
         handler: Callable[[Bank, Any], bytes],
+        fence: bool,
     ) -> bytes | None:
         """The answer to exactly these request bytes if the ledger decided them before.
+
+        With ``fence`` (the handler refused them MESSAGE_TOO_OLD: their date, or their
+        PI's order date), not a read but a write, ``Ledger.fence_stale``: the merchant
+        builds a request so refused afresh, so no sending of these bytes may be decided
+        after the refusal, and a read could miss one whose commit is still landing. The
+        ledger returns that decision if it is committed (or was, the fence waiting for
+        it), else fences the RRPID against any to come; StoreUnavailable when it cannot
+        (UNAVAILABLE, never the refusal). Dates are checked only on data whose signature
+        verified (``setcore.gateway_exchange.check_rr_tags``, after the envelope's
+        signature; a PI's order date after its dual signature), and the RRPID read here
+        is the envelope's, which that check holds equal to the signed one: a peer that
+        cannot sign as the merchant cannot make this write. Any other refusal reads.
 
         Its stored bytes; or, for a decision whose answer was never stored (the gateway
         failed in between), the answer built now from the same request, its date and
@@ -130,9 +155,17 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
                 continue
         if len(rrpid) != ID_BYTES:
             return None
+        ledger = self._bank.ledger
         try:
-            recorded = self._bank.ledger.stored_response(rrpid, digest)
-        except RrpidReused:
+            if fence:
+                recorded = ledger.fence_stale(rrpid, digest)
+            else:
+                recorded = ledger.stored_response(rrpid, digest)
+        except (RrpidReused, RequestFenced):
+            # Another request's RRPID, or these bytes refused as too old before: the
+            # handler's refusal stands.
+            return None
+        if recorded is None:
             return None
         if not isinstance(recorded, Unanswered):
             return recorded
@@ -173,7 +206,7 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
     )  # fmt: skip
     GatewayCertificates = _rpc(
         "GatewayCertificates", "p_cert_req", gateway_admin_pb2.GatewayCertificatesResponse,
-        "p_cert_res", admin.gateway_certificates, "PCertReq -> PCertRes.",
+        "p_cert_res", admin.gateway_certificates, "PCertReq -> PCertRes.", decided=False,
     )  # fmt: skip
     BatchAdmin = _rpc(
         "BatchAdmin", "batch_admin_req", gateway_admin_pb2.BatchAdminResponse, "batch_admin_res",

@@ -20,18 +20,27 @@ decline it: its hold expired, its PI used or its card expired), but the merchant
 holds that answer, not the first decision's.
 
 One case escapes that proof: an earlier sending of the same bytes, let in while its date
-was fresh, still inside the gateway when the refusal was decided. The gateway's ledger
-bounds it: it decides a request within ``LEDGER_DECIDES_WITHIN_MS`` of the moment the
-gateway checked it, or never (``gateway.ledger.idempotency.DECIDED_WITHIN_MS``; a job
-that waited longer, in the writer's queue, for its turn or for a lock, or on its way to
-the ledger process, ends undecided, nothing written, and its caller hears UNAVAILABLE),
-and the commit that carries a decision follows it by less than ``COMMIT_ALLOWANCE_MS``.
+was fresh, still inside the gateway when the refusal was decided. A gateway of this
+release closes it: its refusal as too old is not a read of the ledger but a write, a
+fence under the request's RRPID (``gateway.ledger.idempotency.fence``), which returns a
+decision of those bytes committed before it, or waits for one being committed, and
+answers it; otherwise no decision of them can ever be written after it (the RRPID is
+the key of both). So the refusal is final however late a decision's commit would have
+landed. A gateway of an older release only looks the answer up, and there the margin
+below carries the proof alone. The merchant cannot tell which it speaks to, so it keeps
+the margin either way, and the rest of this docstring is that proof. The gateway's
+ledger bounds such a sending: it decides a request within ``LEDGER_DECIDES_WITHIN_MS``
+of the moment the gateway checked it, or never
+(``gateway.ledger.idempotency.DECIDED_WITHIN_MS``; a job that waited longer, in the
+writer's queue, for its turn or for a lock, or on its way to the ledger process, ends
+undecided, nothing written, and its caller hears UNAVAILABLE), and the commit that
+carries a decision follows it by less than ``COMMIT_ALLOWANCE_MS``.
 That last is an assumption about the bank's disk and database, which nothing enforces:
 an fsync stalled longer, or a PostgreSQL COMMIT waiting for a synchronous standby that
 is gone (a wait no statement timeout ends), lands a decision later, invisible to the
-lookup until then, and the proof below fails with it (CHANGELOG.md, "Known
-limitations"). So a request is built afresh only once the sending refused
-began, on the merchant's clock, ``RENEW_MARGIN_MS`` past the window's end
+lookup until then, and against a gateway that does not fence the proof below fails with
+it (CHANGELOG.md, "Known limitations"). So a request is built afresh only once the
+sending refused began, on the merchant's clock, ``RENEW_MARGIN_MS`` past the window's end
 (``may_renew``): the sum of those two and ``CLOCK_TOLERANCE_MS``, how far the margin lets
 the merchant's clock run ahead of the gateway's. The proof, with D the request's date
 (the merchant's clock dated it, then stored it, at ``stored_ms`` >= D) and W the window:

@@ -21,6 +21,7 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
     ├── UnknownBatch        no such settlement batch for that merchant (reads only)
     ├── PiPreviouslyUsed    the payment instruction (its XID) was already used
     ├── RrpidReused         the RRPID was already used for a different request
+    ├── RequestFenced       the request was refused as too old: it is never decided
     ├── AnswerNotStored     the decision is committed, its answer failed: a retry answers it
     ├── PanUnreadable       a stored PAN failed authentication (wrong key, or moved rows)
     ├── LedgerImbalance     the books do not balance (check_balanced)
@@ -78,6 +79,12 @@ class PiPreviouslyUsed(LedgerError):
 
 class RrpidReused(LedgerError):
     """The RRPID was already used with a different request digest."""
+
+
+class RequestFenced(LedgerError):
+    """The gateway refused these very request bytes as too old and fenced their RRPID
+    (``idempotency.fence``): they are never decided, however late a sending of them
+    reaches the ledger. Answered MESSAGE_TOO_OLD, as the refusal was."""
 
 
 class AnswerNotStored(LedgerError):

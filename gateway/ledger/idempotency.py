@@ -9,6 +9,8 @@ single writer (SQLite) or a card's row locks (PostgreSQL) while it does. So:
    - RRPID seen with the same request digest: return what it has, change nothing: the
      stored bytes, or ``Unanswered`` if its answer was never stored;
    - RRPID seen with another digest: raise RrpidReused, change nothing;
+   - RRPID fenced for these bytes (refused as too old, ``fence``): raise RequestFenced,
+     change nothing;
    - RRPID new: decide. If the caller brought the answer already built for exactly this
      outcome (``PrebuiltApproval``: the usual approval, signed in parallel before the
      request reached the ledger), store those bytes under the RRPID and return them.
@@ -28,9 +30,9 @@ AuthRes, CapRes, ...), which the gateway's reply carries as its result field
 (``AuthorizeResponse.auth_res``, ...). The reply's plaintext routing header is not
 stored: each reply gets one of its own (``gateway.servicer.reply_header``: the request's
 ids, this reply's date), so two replies to one request may differ in their
-``header.date_unix_ms``. Nor is a SET Error stored: nothing is kept for a refused request,
-and each try of it is refused, and signed, afresh. To check idempotency, compare the
-result field, not whole replies.
+``header.date_unix_ms``. Nor is a SET Error stored: each try of a refused request is
+refused, and signed, afresh. To check idempotency, compare the result field, not whole
+replies. One refusal leaves a row, though not its Error: the fence below.
 
 Two concurrent requests with one RRPID cannot both decide: the RRPID is the primary key
 of ``requests``, so the later insert fails, rolls back (with what it changed) and,
@@ -51,20 +53,46 @@ SQLite in this process, for the ledger process and for PostgreSQL alike; the com
 carries the decision follows it at once (SQLite: the rest of the group's 2 ms window and
 one fsync; PostgreSQL: the COMMIT). How long that commit takes nothing here bounds: a
 stalled fsync, or a COMMIT waiting for a synchronous standby that is gone, lands the
-decision later, and a lookup meanwhile finds nothing (``clients.merchant.renewal`` says
-what that costs).
+decision later, and a read meanwhile finds nothing: which is why a refusal as too old
+is not a read but a fence (below).
 
-The merchant builds a request refused as too old afresh, under a new RRPID, only once no
-earlier sending of it can still be decided (``clients.merchant.renewal``): its margin is
-this bound, 10 s for that commit, and the 30 s it lets the two clocks differ. The clock
-read is the one the gateway dated its check with (``setcore.freshness.now_ms``), not the
-ledger's own (``Ledger``'s, which dates holds and may be a test's), taken on the host
-that applies the operation: the gateway's for SQLite in its process and for PostgreSQL,
-the ledger process's, on the same machine, for the ledger service. A caller that gives no
-moment (None: the ledger's own tooling and tests) is not bounded. The bound is long
-beside any healthy latency (milliseconds) and shorter than the merchant's 30 s deadline
-for an authorization, so a request it stops is one the merchant may still be waiting
-for, and hears UNAVAILABLE rather than nothing.
+A fence (``fence``) makes the gateway's refusal of a request as too old (MESSAGE_TOO_OLD:
+its date, or its PI's order date) final. The merchant takes that refusal as proof that
+no sending of those bytes was or will be decided, and builds the request afresh under a
+new RRPID (``clients.merchant.renewal``); an earlier sending, let in while its date was
+fresh and decided, but committed only after the refusal (a stalled fsync, a COMMIT
+waiting for a synchronous standby), would otherwise leave a hold on the card beside the
+request built afresh. So the refusal is a write transaction under the RRPID, through the
+same store and retries as ``decide_once``: the RRPID's recorded answer if it has one
+(returned, and the request answered with it, as by ``lookup``), else a fence row under
+it, in ``requests`` itself. The primary key makes a fence and a decision exclude each
+other: whichever commits first wins, and the other finds it. On SQLite both go through
+the one writer, in order, and a fence's commit follows the decision's. On PostgreSQL a
+fence's INSERT waits for a concurrent, uncommitted decision's, fails on the key once
+that commits, and its retry returns the decision; a decision's INSERT after a fence
+fails alike, and its retry meets the fence. A decision meeting a fence of the same
+bytes raises RequestFenced (answered MESSAGE_TOO_OLD, nothing written); of other bytes,
+RrpidReused, as any row does. A fence is written only after the requester's signature
+verified (the gateway checks dates on signed data only), so no peer but the merchant
+can fence an RRPID, and only with bytes it signed.
+
+A fence's row has an empty ``response`` and no ``outcome``, a pair no decision ever
+writes (a decision awaiting its answer has an outcome; a stored answer is never empty,
+``store_answer`` and the prebuilt approval's check refuse one): no schema change, and
+``store_answer`` (``outcome IS NOT NULL``) never overwrites it. Retention prunes it as
+an answered row (``retention``): by then no sending of its bytes can be decided.
+
+The merchant still builds a request refused as too old afresh only once no earlier
+sending of it could still be decided by a gateway that does not fence (an older
+release): its margin is this bound, 10 s for that commit, and the 30 s it lets the two
+clocks differ. The clock read is the one the gateway dated its check with
+(``setcore.freshness.now_ms``), not the ledger's own (``Ledger``'s, which dates holds
+and may be a test's), taken on the host that applies the operation: the gateway's for
+SQLite in its process and for PostgreSQL, the ledger process's, on the same machine, for
+the ledger service. A caller that gives no moment (None: the ledger's own tooling and
+tests) is not bounded. The bound is long beside any healthy latency (milliseconds) and
+shorter than the merchant's 30 s deadline for an authorization, so a request it stops is
+one the merchant may still be waiting for, and hears UNAVAILABLE rather than nothing.
 
 An exception from ``decide`` rolls back the whole operation, so nothing is stored and a
 retry decides afresh. PostgreSQL may retry a transaction after a serialization failure,
@@ -76,7 +104,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway.ledger import outcome_codec
-from gateway.ledger.errors import LedgerError, RrpidReused, StoreError, StoreUnavailable
+from gateway.ledger.errors import (
+    LedgerError,
+    RequestFenced,
+    RrpidReused,
+    StoreError,
+    StoreUnavailable,
+)
 from gateway.ledger.outcomes import Outcome, PrebuiltApproval, Unanswered
 from gateway.ledger.store import Transaction
 from setcore import freshness
@@ -143,7 +177,8 @@ def _decided_in_time(checked_at_ms: int | None) -> None:
 
 def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes) -> bytes:
     """Store ``response`` as the answer to the RRPID's unanswered decision and return it;
-    return the stored answer instead if another call stored one first."""
+    return the stored answer instead if another call stored one first. A fence is never
+    answered (RequestFenced): it has no outcome for the statement below to find."""
     if not isinstance(response, bytes) or not response:
         raise TypeError("a response must be non-empty bytes")
     # One statement that both checks and answers: under READ COMMITTED (PostgreSQL) it
@@ -163,9 +198,26 @@ def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, respon
     return stored
 
 
+def fence(tx: Transaction, *, rrpid: bytes, request_digest: bytes, now_ms: int) -> Recorded | None:
+    """Make a refusal of these request bytes as too old final (the module docstring): what
+    the RRPID has recorded for them, if anything (stored bytes or an unanswered decision,
+    to answer with); else None, the RRPID fenced (now, or by an earlier refusal), so that
+    no decision of it is ever written. RrpidReused if the RRPID holds another request's
+    row (a decision or a fence)."""
+    try:
+        recorded = lookup(tx, rrpid, request_digest)
+    except RequestFenced:
+        return None
+    if recorded is not None:
+        return recorded
+    _insert(tx, rrpid, request_digest, _FENCED, None, now_ms, None)
+    return None
+
+
 def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | None:
     """What the RRPID has (stored bytes or an unanswered decision), None if it is new;
-    RrpidReused if it was used for another request."""
+    RrpidReused if it was used for another request, RequestFenced if these bytes were
+    refused as too old (``fence``)."""
     found = tx.one(
         "SELECT request_digest, response, outcome, created_at_ms, checked_at_ms"
         " FROM requests WHERE rrpid = ?",
@@ -176,7 +228,12 @@ def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | N
     if bytes(found["request_digest"]) != request_digest:
         raise RrpidReused("this RRPID was already used for a different request")
     if found["outcome"] is None:
-        return bytes(found["response"])
+        response = bytes(found["response"])
+        if response == _FENCED:
+            raise RequestFenced(
+                "these request bytes were refused as too old: they are never decided"
+            )
+        return response
     checked_at_ms = found["checked_at_ms"]
     return _unanswered(
         outcome_codec.loads(str(found["outcome"])),
@@ -202,6 +259,9 @@ def stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> byt
 # A decision's row before its response is stored: the column is NOT NULL since version 1,
 # and a real response is never empty.
 _NO_RESPONSE_YET = b""
+# A fence's row (``fence``): the same empty response, but no outcome, a pair no decision
+# writes.
+_FENCED = b""
 
 
 def _insert(

@@ -113,10 +113,33 @@ class MoneyOperations:
 
         Lets the gateway answer a retry whose checks no longer pass (its date has aged
         out of the freshness window) as it answered, or would have answered, the first
-        time. Raises RrpidReused when the RRPID was used for another request.
+        time. Raises RrpidReused when the RRPID was used for another request, and
+        RequestFenced when these bytes were refused as too old (``fence_stale``).
         """
         check_bytes("rrpid", rrpid)
         check_bytes("request_digest", request_digest)
         return self._store.read(
             partial(idempotency.lookup, rrpid=rrpid, request_digest=request_digest)
+        )
+
+    def fence_stale(self, rrpid: bytes, request_digest: bytes) -> bytes | Unanswered | None:
+        """Make the gateway's refusal of exactly this request as too old final: what the
+        ledger holds for it, as ``stored_response`` gives it, if it was decided; else None,
+        and its RRPID fenced, so that no sending of it still on its way is ever decided
+        (``idempotency.fence``).
+
+        A write, for the MESSAGE_TOO_OLD refusals alone: a read could miss a decision
+        whose commit is still landing, and the merchant builds a request so refused
+        afresh. StoreUnavailable when the fence cannot be written: the refusal must not
+        be answered then. Raises RrpidReused when the RRPID holds another request's row.
+        """
+        check_bytes("rrpid", rrpid)
+        check_bytes("request_digest", request_digest)
+        return self._store.execute(
+            partial(
+                idempotency.fence,
+                rrpid=rrpid,
+                request_digest=request_digest,
+                now_ms=self._clock(),
+            )
         )

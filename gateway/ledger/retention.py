@@ -34,11 +34,13 @@ request built afresh. What it does, once its original's row is older than the ho
 So a request that posted a refund (a ``transfers`` row of kind ``credit`` under its RRPID)
 is never dropped, nor is a decision while it awaits its answer (``outcome`` not NULL: a
 retry answers it, or an operator resolves it, ``idempotency``); once answered, it goes as
-the others do. Every other row goes once it was created more than the horizon ago. A
-retry of a dropped request, and the request built afresh, are refused or declined by the
-ledger's own rules above and change nothing. (A guard at the
-gateway, refusing a retry dated before the horizon with another code than
-MESSAGE_TOO_OLD, would let refunds go too; it belongs to the servicer, not the ledger.)
+the others do. A fence (a refusal as too old made final, ``idempotency.fence``) has no
+outcome and goes as an answered row does: long before the horizon, no sending of its
+bytes can still be decided. Every other row goes once it was created more than the
+horizon ago. A retry of a dropped request, and the request built afresh, are refused or
+declined by the ledger's own rules above and change nothing. (A guard at the gateway,
+refusing a retry dated before the horizon with another code than MESSAGE_TOO_OLD, would
+let refunds go too; it belongs to the servicer, not the ledger.)
 
 ``pi_uses`` (every XID decided, the replay guard). The gateway refuses a PI whose signed
 order date is older than ``setcore.freshness.PI_MAX_AGE_MS``, but by its own clock and

@@ -23,7 +23,7 @@ from clients.errors import TransportError
 from clients.merchant import renewal
 from clients.merchant.records import Order, OrderState
 from gateway.cpu_turn import PROCESS_TURN
-from gateway.ledger import StoreUnavailable, idempotency
+from gateway.ledger import RequestFenced, StoreUnavailable, idempotency
 from setcore.freshness import FRESHNESS_WINDOW_MS, PI_MAX_AGE_MS
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
@@ -162,14 +162,16 @@ def test_no_order_ends_failed_while_an_earlier_sending_is_in_the_ledger(
 
         held.go.set()
         assert held.ended.wait(HOLD_SECONDS)
-        assert len(held.results) == 1 and isinstance(held.results[0], StoreUnavailable)
-        assert ledger.stored_response(rrpid, digest) is None
+        assert len(held.results) == 1 and isinstance(held.results[0], RequestFenced)
+        with pytest.raises(RequestFenced):
+            ledger.stored_response(rrpid, digest)
 
         _clocks(monkeypatch, 40_000 + FRESHNESS_WINDOW_MS + MARGIN_MS, SKEW_MS)
         done = merchant.authorizer.authorize(bought.xid)
         assert done.state is OrderState.FAILED and done.error_code == TOO_OLD
         assert done.auth_rrpid == rrpid
-        assert ledger.stored_response(rrpid, digest) is None
+        with pytest.raises(RequestFenced):
+            ledger.stored_response(rrpid, digest)
     finally:
         held.go.set()
         outage.release()
