@@ -358,7 +358,9 @@ def _revoke_unheld(
 
 
 def _check_issuer_lasts(pca: IssuingCA, when: datetime) -> None:
-    """Refuse, before anything is made, a renewal whose Payment Gateway CA has ended.
+    """Refuse, before any key or certificate is made, a renewal whose Payment Gateway CA
+    has ended (loading the bank's PKI before it may have re-published its CRLs, as any
+    start does).
 
     A certificate never outlives its issuer (``setcore.pki.issuance``): past the CA's
     end, issuing refuses an empty validity window in words that name neither the CA nor

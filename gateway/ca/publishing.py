@@ -61,8 +61,9 @@ def issued_ahead(issued_ms: int, now_ms: int) -> bool:
     clock that ran ahead and has stepped back since (an NTP step, a virtual machine's
     clock set right). Such data is re-issued at once, however long it has left. A
     verifier whose clock is right refuses such a BCI as not yet valid (its notBefore is
-    still to come), and keeps its older one until that lapses: until this clock catches
-    up, nothing newer would reach it. And such a CRL left out every revoked certificate
+    still to come): a feed keeps its older one until that lapses, and a message carrying
+    it stapled is refused whole. Until this clock caught up, nothing newer would reach
+    them. And such a CRL left out every revoked certificate
     that had been expired ``EXPIRED_CRL_GRACE`` by its issue, some of them valid now:
     the bank's own trust store, which installed it while its clock ran ahead, would take
     them as unrevoked."""

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from gateway.ca.errors import CaUnavailable, RevocationStale
 from gateway.ca.keys import AuthorityKeys
-from gateway.ca.publishing import bci_due, current_revocation, refresh
+from gateway.ca.publishing import bci_due, current_revocation, issued_ahead, refresh
 from gateway.ca.records import BciRecord
 from gateway.ca.store import CaStore
 from gateway.cpu_turn import holding
@@ -104,6 +104,10 @@ class RevocationWatcher:
         self._lock = threading.Lock()
         self._last_poll: float | None = None
         self._bci: BciRecord | None = None
+        # ca.db's newest BCI was issued ahead of this clock (``publishing.issued_ahead``:
+        # another process published it while the host's clock ran ahead), so it cannot
+        # be installed: this process re-publishes, however much life its own BCI has.
+        self._newest_ahead = False
         self._current: RevocationData | None = None
         # Failure state, changed under the lock only.
         self._publish_retry_at: float | None = None  # a failed re-publish waits for this
@@ -159,13 +163,15 @@ class RevocationWatcher:
         at = self._wall_clock()
         current = self._is_current(at)
         failed = False
-        if self._keys is None or not (self._bci is None or bci_due(self._bci, at=at)):
+        due = self._bci is None or self._newest_ahead or bci_due(self._bci, at=at)
+        if self._keys is None or not due:
             self._publish_retry_at = None  # nothing to re-publish (or another did)
         elif self._publish_retry_at is None or now >= self._publish_retry_at or not current:
             try:
                 if refresh(self._store, self._keys, at=at):
                     log.info("re-published CRLs and the brand CRL identifier")
                 self._publish_retry_at = None
+                self._newest_ahead = False
             except Exception as exc:
                 if strict:
                     raise
@@ -195,6 +201,8 @@ class RevocationWatcher:
         if found is None:
             return False
         bci, data = found
+        # Refused by the trust store below, as not yet valid; the next poll re-publishes.
+        self._newest_ahead = issued_ahead(bci.issued_ms, int(at.timestamp() * 1000))
         held = self._trust.revocation
         if held is None or held.sequence_num < bci.sequence_num:
             self._trust.update_revocation(data.bci, data.crls, at)

@@ -163,3 +163,36 @@ def test_a_revoked_certificate_a_crl_issued_ahead_left_off_is_refused_again(
         assert trust.revocation is not None and trust.revocation.sequence_num == ahead + 1
     finally:
         store.close()
+
+
+def test_a_watcher_that_never_installed_the_ahead_data_publishes_again(
+    ec_bank: Bank, tmp_path: Path
+) -> None:
+    """Another process (``setpay ca revoke``) revokes while the host's clock runs an hour
+    ahead; the clock is set right before this worker polls. The worker's own BCI has most
+    of its life left, and the ahead one cannot be installed: it re-publishes all the same,
+    at its next poll, and the certificate is refused as revoked."""
+    keys = authority_keys(ec_bank.pki, ec_bank.pki.backend)
+    store = new_ca_db(tmp_path / "ca.db", ec_bank.pki)
+    trust, wall = bank_trust(ec_bank.pki), WallClock()
+    cca = ec_bank.pki.cca.signature_cert
+    ca = keys.cardholder.issuing
+    at = datetime.now(UTC)
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = issue_cardholder(ca, public, os.urandom(32), at + timedelta(days=900), at=at)
+    with store.write() as tx:
+        recorded = publishing.record_certificate(tx, der, ca, at)
+    try:
+        watcher = RevocationWatcher(store, trust, keys=keys, interval_s=0, wall_clock=wall)
+        watcher.check()
+        publishing.revoke(store, keys, thumb=recorded.thumb, at=at + timedelta(hours=1))
+        ahead = _latest_sequence(store)
+        watcher.check()  # the ahead BCI refused as not yet valid: found ahead
+        watcher.check()  # re-published, and installed
+        assert _latest_sequence(store) == ahead + 1
+        assert trust.revocation is not None and trust.revocation.sequence_num == ahead + 1
+        with pytest.raises(ProtocolError) as refused:
+            trust.verify_chain(der, (cca,), CARDHOLDER, CertificateUsage.SIGNATURE, wall())
+        assert refused.value.code == ErrorCode.ERROR_CODE_REVOKED_CERTIFICATE
+    finally:
+        store.close()
