@@ -37,20 +37,50 @@ there is none) and then every ``set`` of its name, a repeat included, and
 ``enter_graceful_shutdown`` sets NOT_SERVING for good. List is not implemented, as it was
 not there.
 
+Open Watch streams are bounded: at most ``MAX_WATCHES`` at once per server, whatever
+their names; one past that is refused RESOURCE_EXHAUSTED before anything is sent or kept
+(the protocol's client retries it, with backoff). A Watch holds no thread, but it is a
+call in flight with its HTTP/2 stream and grpcio's state, some kilobytes each, for as
+long as its peer keeps it; a Watch needs no client certificate on the CA's port nor on
+the merchant's, so without a bound a peer held as many as it opened, and a bank worker
+sends every status it sets (each name, every second) on every one of them.
+
+``end_watches`` ends every open Watch stream (status OK) and any that starts after it,
+told its status first: a Watch is a call in flight, and gRPC's ``stop(grace)`` waits for
+every call, so one open stream held a stopping server for its whole grace period with
+nothing else to finish. A server calls it once it is stopping, after
+``enter_graceful_shutdown`` has told each stream NOT_SERVING.
+
 What is not kept: grpc_health sent each status while holding the lock that a stream's
 close callback takes too. grpcio runs close callbacks in its poll thread, and a send
 waits for that thread to complete the write: a Watch that ended while a ``set`` was
 sending (the monitor sets every name every second) left the poll thread waiting for the
 lock and the send waiting for the poll thread, and the server answered nothing more.
-Here the state lock is held for bookkeeping only, never across a send; sends of one name
-are ordered by a lock of the name's own (``_sending``), which no close callback takes, so
-a Watch's first status still comes before any later one and each stream is told the
-changes in the order they were set.
+Here the state lock is held for bookkeeping only, never across a send.
+
+Nor does any send wait for another stream. A send completes only once the peer's HTTP/2
+flow control lets the status out, and a peer may keep its window shut for as long as it
+likes (one that opened a Watch with a window of 0, or never read its stream): the send
+then waited for good. Sends of one name were ordered by a lock of that name's own, held
+across every send: one Watch for "" whose peer took nothing held the name's lock for good,
+so every later ``set`` of "" waited with it (a bank worker's health stayed SERVING while
+its probes failed, and its drain, whose first step sets NOT_SERVING, never ended), and
+each later Watch for "" held a thread of the server's pool waiting for the lock (a
+handful, and the server answered nothing more). Here each stream orders its own sends
+(``_Stream``): a status is sent by the thread that offers it when the stream is idle, and
+kept as the stream's next (the latest only) when a send is under way, to be sent by the
+thread sending, after it; a status older than one already offered is dropped, so a
+stream is told its first status and then the changes, in the order they were set, and
+only a stream that lags is told fewer of them. A send that has not completed after
+``SEND_STALL_SECONDS`` has its call cancelled (``_cancel_stalled``, on a thread of the
+servicer's own while Watch streams are open), which ends the send and frees its thread.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -62,6 +92,20 @@ OVERALL_HEALTH = ""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _UNKNOWN = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+#: Watch streams a server holds open at once, whatever their names (module docstring). A
+#: load balancer keeps one per backend from each of its nodes: a few hundred leave room
+#: for a large fleet, and cost a server some MB and a bank worker's monitor well under a
+#: millisecond of sends a second for each name.
+MAX_WATCHES = 256
+#: The details of a Watch refused past ``MAX_WATCHES``.
+WATCHES_REFUSAL = "too many health Watch streams open on this server"
+
+#: How long one status's send may wait for its peer to take it before the stream's call
+#: is cancelled (module docstring). A peer that reads takes a status of a few bytes within
+#: milliseconds; one that has not for seconds takes nothing, and its stream tells it no more.
+SEND_STALL_SECONDS = 2.0
+#: How often the servicer looks for sends past ``SEND_STALL_SECONDS`` while streams are open.
+STALL_CHECK_SECONDS = 0.5
 
 #: A Watch stream's send callback (grpcio's): a response, or None to end the stream.
 Send = Callable[[object], None]
@@ -76,6 +120,64 @@ def _non_blocking(watch: _W) -> _W:
     return watch
 
 
+class _Stream:
+    """One open Watch stream, which orders its own sends (module docstring): its send
+    callback and call, the newest status offered to it (by its order, ``seq``), the status
+    to send after the send under way, and when that send began (None: none is)."""
+
+    __slots__ = ("context", "lock", "pending", "send", "seq", "since")
+
+    def __init__(self, send: Send, context: grpc.ServicerContext) -> None:
+        self.send = send
+        self.context = context
+        self.lock = threading.Lock()  # never held across a send
+        self.seq = -1
+        self.pending: int | None = None
+        self.since: float | None = None
+
+    def offer(self, status: int, seq: int) -> None:
+        """Send ``status`` (the ``seq``-th set) now if nothing is being sent on this
+        stream, then any status offered meanwhile; else leave it to the thread sending. A
+        status no newer than one offered already is dropped."""
+        with self.lock:
+            if seq <= self.seq:
+                return
+            self.seq = seq
+            if self.since is not None:
+                self.pending = status
+                return
+            self.since = time.monotonic()
+        while True:
+            self.send(health_pb2.HealthCheckResponse(status=status))
+            with self.lock:
+                if self.pending is None:
+                    self.since = None
+                    return
+                status, self.pending = self.pending, None
+                self.since = time.monotonic()
+
+    def stalled(self, now: float) -> bool:
+        """Whether a send on this stream has waited past ``SEND_STALL_SECONDS``."""
+        with self.lock:
+            return self.since is not None and now - self.since > SEND_STALL_SECONDS
+
+
+def _cancel_stalled(servicer: weakref.ref[ServedHealth]) -> None:
+    """The servicer's stall watch: every ``STALL_CHECK_SECONDS``, cancel the call of each
+    stream whose send has stalled; ends once no stream is open (or the servicer is gone)."""
+    while True:
+        time.sleep(STALL_CHECK_SECONDS)
+        health = servicer()
+        if health is None or not health._stalls_watched():
+            return
+        now = time.monotonic()
+        for stream in health._open_streams():
+            if stream.stalled(now):
+                # grpc.RpcContext's: its stub is untyped. Ends the send that waits.
+                stream.context.cancel()  # type: ignore[no-untyped-call]
+        del health
+
+
 class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     """grpc.health.v1 (non-blocking Watch) for a fixed set of service names; see the
     module docstring for why a name outside it is never kept, and why this is not
@@ -85,12 +187,18 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         # Bookkeeping only (statuses, watchers, names): never held across a send, as a
         # close callback takes it in grpcio's poll thread.
         self._lock = threading.Lock()
-        # A lock per name served, held while its status is sent (module docstring): its
-        # keys are the names served.
-        self._sending = {name: threading.Lock() for name in (OVERALL_HEALTH, *services)}
+        self._served = {OVERALL_HEALTH, *services}
         self._statuses: dict[str, int] = {OVERALL_HEALTH: _SERVING}
+        # The order of each name's status as last set, among every set: a stream's sends
+        # keep it (``_Stream.offer``).
+        self._seq = 0
+        self._set_as: dict[str, int] = {}
         self._watchers: dict[str, set[Send]] = {}
         self._shutting_down = False
+        # Every open Watch stream, of any name (``MAX_WATCHES``); none once ended.
+        self._open_watches: dict[Send, _Stream] = {}
+        self._watches_ended = False
+        self._stall_watch = False  # whether ``_cancel_stalled`` runs
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         # A subclass's own Watch is the behaviour grpcio is given: marked too.
@@ -101,12 +209,13 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         """Name services this server serves too (before it starts: a Watch for a name
         not yet named is told SERVICE_UNKNOWN, and never told more)."""
         with self._lock:
-            self._sending = {**{name: threading.Lock() for name in services}, **self._sending}
+            self._served.update(services)
 
     @property
     def served(self) -> frozenset[str]:
         """The service names this server serves, "" among them."""
-        return frozenset(self._sending)
+        with self._lock:
+            return frozenset(self._served)
 
     def statuses(self) -> dict[str, int]:
         """Each name's status as last set (a copy): what a Check answers."""
@@ -119,21 +228,37 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         with self._lock:
             return {name: len(sends) for name, sends in self._watchers.items()}
 
+    @property
+    def open_watches(self) -> int:
+        """Watch streams open now, of any name."""
+        with self._lock:
+            return len(self._open_watches)
+
+    def end_watches(self) -> None:
+        """End every open Watch stream (status OK), and any that starts from now on,
+        after its status (module docstring). Sends nothing that waits: a stream's end
+        goes out after what was sent on it before."""
+        with self._lock:
+            self._watches_ended = True
+            sends, self._open_watches = list(self._open_watches), {}
+        for send in sends:
+            send(None)
+
     def set(self, service: str, status: int) -> None:
         """Set ``service``'s status and send it on each of its Watch streams (a repeat of
         the same status too, as grpc_health did), for a name this server serves only: any
         other is the server's own mistake, refused (ValueError) before anything is kept.
         Ignored once ``enter_graceful_shutdown`` has run."""
-        sending = self._sending.get(service)
-        if sending is None:
-            raise ValueError(f"health status set for a service not served here: {service!r}")
-        with sending:
-            with self._lock:
-                if self._shutting_down:
-                    return
-                self._statuses[service] = status
-                sends = list(self._watchers.get(service, ()))
-            _send_all(sends, status)
+        with self._lock:
+            if service not in self._served:
+                raise ValueError(f"health status set for a service not served here: {service!r}")
+            if self._shutting_down:
+                return
+            self._statuses[service] = status
+            seq = self._next_seq(service)
+            streams = self._streams_of(service)
+        for stream in streams:
+            stream.offer(status, seq)
 
     def enter_graceful_shutdown(self) -> None:
         """NOT_SERVING for every name with a status, sent on its streams, and every later
@@ -142,13 +267,35 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
             if self._shutting_down:
                 return
             self._shutting_down = True
-            names = list(self._statuses)
-        for name in names:
-            with self._sending[name]:  # after any ``set`` of it already sending
-                with self._lock:
-                    self._statuses[name] = _NOT_SERVING
-                    sends = list(self._watchers.get(name, ()))
-                _send_all(sends, _NOT_SERVING)
+            offers = []
+            for name in self._statuses:
+                self._statuses[name] = _NOT_SERVING
+                seq = self._next_seq(name)
+                offers += [(stream, seq) for stream in self._streams_of(name)]
+        for stream, seq in offers:
+            stream.offer(_NOT_SERVING, seq)
+
+    def _next_seq(self, name: str) -> int:
+        # Under the state lock: ``name``'s status was just set.
+        self._seq += 1
+        self._set_as[name] = self._seq
+        return self._seq
+
+    def _streams_of(self, name: str) -> list[_Stream]:
+        # Under the state lock: the open streams watching ``name`` (none once ended).
+        sends = self._watchers.get(name, ())
+        return [self._open_watches[send] for send in sends if send in self._open_watches]
+
+    def _open_streams(self) -> list[_Stream]:
+        with self._lock:
+            return list(self._open_watches.values())
+
+    def _stalls_watched(self) -> bool:
+        """Whether the stall watch goes on: while any stream is open (it ends, and says so
+        here, under the lock a Watch starts it again under)."""
+        with self._lock:
+            self._stall_watch = bool(self._open_watches)
+            return self._stall_watch
 
     def Check(  # noqa: N802 - gRPC's method name
         self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
@@ -170,22 +317,38 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         send_response_callback: Send | None = None,
     ) -> None:
         """Non-blocking: the current status now, and each one set until the call ends;
-        SERVICE_UNKNOWN, and nothing kept, for a name not served here."""
+        SERVICE_UNKNOWN, and nothing kept under its name, for a name not served here.
+        RESOURCE_EXHAUSTED, nothing sent nor kept, past ``MAX_WATCHES`` open streams;
+        ended at once, after its status, once ``end_watches`` has run."""
         if send_response_callback is None:
             raise TypeError("Watch is non-blocking here (as built above): it needs a callback")
         send = send_response_callback
         service = request.service
-        sending = self._sending.get(service)
-        if sending is None:
-            send(_UNKNOWN)
+        with self._lock:
+            served = service in self._served
+            held = not self._watches_ended
+            full = held and len(self._open_watches) >= MAX_WATCHES
+            status = self._statuses.get(service, _UNKNOWN.status) if served else _UNKNOWN.status
+            seq = self._set_as.get(service, 0)
+            stream = _Stream(send, context)
+            if held and not full:
+                # Joined with the status it is told first, under one lock: no ``set`` can
+                # slip a change between them that the stream would not be told.
+                self._open_watches[send] = stream
+                if served:
+                    self._watchers.setdefault(service, set()).add(send)
+                if not self._stall_watch:
+                    self._stall_watch = True
+                    threading.Thread(
+                        target=_cancel_stalled, args=(weakref.ref(self),),
+                        name="health-stalls", daemon=True,
+                    ).start()  # fmt: skip
+        if full:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, WATCHES_REFUSAL)
+        stream.offer(status, seq)
+        if not held:  # ``end_watches`` has run: kept nowhere, ended after its status
+            send(None)
             return
-        with sending:
-            # Joined and told its status under the name's sending lock: no ``set`` can
-            # slip a change between this first status and the stream's joining.
-            with self._lock:
-                status = self._statuses.get(service, _UNKNOWN.status)
-                self._watchers.setdefault(service, set()).add(send)
-            send(health_pb2.HealthCheckResponse(status=status))
         # grpc_health added its close callback without looking at the answer: a call
         # already over (its client gone while it waited for a thread) never runs it, and
         # its stream stayed among the watchers for good.
@@ -196,16 +359,9 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         # A close callback: grpcio's poll thread runs it. The state lock only, which no
         # send is ever made under (module docstring).
         with self._lock:
+            self._open_watches.pop(send, None)
             sends = self._watchers.get(service)
             if sends is not None:
                 sends.discard(send)
                 if not sends:
                     del self._watchers[service]
-
-
-def _send_all(sends: Iterable[Send], status: int) -> None:
-    """``status`` on each of ``sends``: under its name's sending lock, never the state
-    lock (module docstring)."""
-    response = health_pb2.HealthCheckResponse(status=status)
-    for send in sends:
-        send(response)

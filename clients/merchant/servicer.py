@@ -207,15 +207,28 @@ def _handler(servicer: MerchantServicer) -> grpc.GenericRpcHandler:  # type: ign
 
 
 class MerchantServer:
-    """The Merchant service's gRPC server, and the pools its calls and refusals run on."""
+    """The Merchant service's gRPC server, the pools its calls and refusals run on, and its
+    health servicer."""
 
-    def __init__(self, server: grpc.Server, pools: tuple[futures.ThreadPoolExecutor, ...]) -> None:
+    def __init__(
+        self,
+        server: grpc.Server,
+        pools: tuple[futures.ThreadPoolExecutor, ...],
+        health: ServedHealth,
+    ) -> None:
         self._server = server
         self._pools = pools
+        self.health = health
 
     def stop(self, grace: float | None) -> threading.Event:
-        """gRPC's ``stop``; the pools' threads end once it has stopped."""
+        """gRPC's ``stop``, after which every health Watch stream is told NOT_SERVING and
+        ended (``ServedHealth.end_watches``): a Watch is a call in flight, and one left open
+        (a balancer's) held the stop for its whole grace period with nothing to finish.
+        The pools' threads end once it has stopped."""
         stopped: threading.Event = self._server.stop(grace)
+        # After gRPC's stop began: no Watch starts from now on.
+        self.health.enter_graceful_shutdown()
+        self.health.end_watches()
         release_pools(stopped, self._pools)
         return stopped
 
@@ -269,4 +282,4 @@ def start_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("Merchant service listening on port %d", port)
-    return MerchantServer(server, (pool, admission.refusals)), port
+    return MerchantServer(server, (pool, admission.refusals), health_servicer), port

@@ -78,11 +78,16 @@ def test_a_watch_before_the_first_status_is_told_it_when_set_and_leaves_when_end
     assert servicer.watchers() == {}  # not even the name, once its last stream ended
 
 
-def test_a_name_not_served_is_told_unknown_keeps_no_callback_and_cannot_be_set() -> None:
+def test_a_name_not_served_is_told_unknown_kept_under_no_name_and_cannot_be_set() -> None:
+    """Its stream is counted against the cap while open (a close callback), but its name
+    is kept nowhere."""
     servicer = ServedHealth((SERVED,))
     context = _Context()
     assert _watch(servicer, "setpay.v1.Other", context) == [UNKNOWN]
-    assert context.callbacks == [] and servicer.watchers() == {}
+    assert len(context.callbacks) == 1 and servicer.watchers() == {}
+    assert servicer.open_watches == 1
+    context.end()
+    assert servicer.open_watches == 0
     with pytest.raises(ValueError, match="not served here"):
         servicer.set("setpay.v1.Other", SERVING)
     assert servicer.statuses() == {"": SERVING}

@@ -1,0 +1,126 @@
+"""A Watch stream whose peer takes nothing (an HTTP/2 window of 0) stalls no one but
+itself, and only for ``SEND_STALL_SECONDS``: its call is then cancelled.
+
+Before, sends of one name were ordered by a lock of the name's held across each send, and
+a send completes only once the peer's flow control lets it out: one such Watch for ""
+held that lock for good, so every later ``set`` of "" waited with it (a bank worker's
+health stayed SERVING while its probes failed, and its drain never ended) and every later
+Watch for "" held a thread of the server's pool waiting for it, until the server answered
+nothing. A real gRPC server on port 0 and a raw HTTP/2 client (``zero_window_support``);
+and ``ServedHealth`` alone with a send that waits, for a stream that lags."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import cast
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from setcore import served_health
+from setcore.served_health import ServedHealth
+from tests.setcore.zero_window_support import ZeroWindowClient
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Sends stall, and are looked for, sooner here (the module's: 2 s, every 0.5 s).
+STALL_SECONDS = 0.5
+CHECK_SECONDS = 0.1
+# The server's pool: fewer threads than the Watches a test opens behind the stalled one.
+THREADS = 2
+# Every wait is bounded; a prompt answer takes milliseconds, a loaded CI machine far more.
+WAIT_SECONDS = 10.0
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ServedHealth, int]]:
+    # Not raising where the module has no such bound: the tests then fail on what waits.
+    monkeypatch.setattr(served_health, "SEND_STALL_SECONDS", STALL_SECONDS, raising=False)
+    monkeypatch.setattr(served_health, "STALL_CHECK_SECONDS", CHECK_SECONDS, raising=False)
+    servicer = ServedHealth()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=THREADS))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield servicer, port
+    server.stop(None).wait()
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_a_stalled_watch_holds_neither_sets_nor_other_watches_and_is_cancelled(
+    served: tuple[ServedHealth, int],
+) -> None:
+    servicer, port = served
+    peer = ZeroWindowClient(port)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        peer.watch("")
+        _until(lambda: peer.headers_seen == 1, "the stalled Watch was answered its headers")
+        assert peer.data_seen == 0  # its status is stuck behind its window
+
+        setter = threading.Thread(target=servicer.set, args=("", NOT_SERVING), daemon=True)
+        setter.start()
+        setter.join(WAIT_SECONDS)
+        assert not setter.is_alive(), "a set waited for the stalled stream"
+
+        # More Watches for "" than the server has threads: each is answered.
+        stub = health_pb2_grpc.HealthStub(channel)
+        overall = health_pb2.HealthCheckRequest(service="")
+        watches = [stub.Watch(overall, timeout=WAIT_SECONDS) for _ in range(THREADS + 1)]
+        assert [next(w).status for w in watches] == [NOT_SERVING] * (THREADS + 1)
+        assert stub.Check(overall, timeout=WAIT_SECONDS).status == NOT_SERVING
+        for watch in watches:
+            watch.cancel()
+
+        _until(lambda: peer.resets == 1, "the stalled Watch's call was cancelled")
+        _until(lambda: servicer.open_watches == 0, "the stalled Watch left")
+    finally:
+        channel.close()
+        peer.close()
+
+
+def test_a_stream_that_lags_is_told_the_latest_status_after_its_send_in_order() -> None:
+    """Statuses set while a send on a stream is under way are not sent by their setters
+    (they would wait with it): the newest is sent after it, by the thread sending."""
+    servicer = ServedHealth()
+    release = threading.Event()
+    sent: list[int] = []
+    first_send_began = threading.Event()
+
+    def send(response: object) -> None:
+        if response is None:
+            return
+        if not sent:
+            first_send_began.set()
+            release.wait(WAIT_SECONDS)  # the peer takes nothing yet
+        sent.append(cast(health_pb2.HealthCheckResponse, response).status)
+
+    class _Context:
+        def add_callback(self, callback: Callable[[], None]) -> bool:
+            return True
+
+    watching = threading.Thread(
+        target=servicer.Watch,
+        args=(health_pb2.HealthCheckRequest(), cast(grpc.ServicerContext, _Context()), send),
+        daemon=True,
+    )
+    watching.start()
+    assert first_send_began.wait(WAIT_SECONDS)
+    for status in (NOT_SERVING, SERVING, NOT_SERVING):
+        servicer.set("", status)  # returns at once: the stream's send is under way
+    assert sent == []
+    release.set()
+    watching.join(WAIT_SECONDS)
+    assert sent == [SERVING, NOT_SERVING]  # its first status, then the newest
+    servicer.set("", SERVING)
+    assert sent == [SERVING, NOT_SERVING, SERVING]

@@ -1,0 +1,97 @@
+"""A raw HTTP/2 client that opens grpc.health.v1 Watch streams with a flow-control window
+of 0 (SETTINGS_INITIAL_WINDOW_SIZE = 0), as a peer that takes nothing would: the server
+may send headers but no DATA, so a send of a status never completes. It acknowledges the
+server's SETTINGS and answers its PINGs on a thread of its own, so the connection stays
+up; and counts the streams the server resets (RST_STREAM: a call cancelled)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes([kind, flags])
+        + struct.pack(">I", stream)
+        + payload
+    )
+
+
+def literal(name: str, value: str) -> bytes:
+    n, v = name.encode(), value.encode()
+    assert len(n) < 127 and len(v) < 127
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+
+
+def service_request(service: str) -> bytes:
+    b = service.encode()
+    msg = (b"\x0a" + bytes([len(b)]) + b) if b else b""
+    return b"\x00" + struct.pack(">I", len(msg)) + msg
+
+
+class ZeroWindowClient:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(PREFACE + frame(4, 0, 0, struct.pack(">HI", 4, 0)))
+        self.next_stream = 1
+        self.headers_seen = 0
+        self.data_seen = 0
+        self.resets = 0
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def watch(self, service: str = "") -> int:
+        block = b"".join(
+            [
+                literal(":method", "POST"),
+                literal(":scheme", "http"),
+                literal(":path", "/grpc.health.v1.Health/Watch"),
+                literal(":authority", f"127.0.0.1:{self.port}"),
+                literal("content-type", "application/grpc"),
+                literal("te", "trailers"),
+            ]
+        )
+        with self.lock:
+            sid = self.next_stream
+            self.next_stream += 2
+            self.sock.sendall(frame(1, 4, sid, block) + frame(0, 1, sid, service_request(service)))
+        return sid
+
+    def _read(self) -> None:
+        buf = b""
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while len(buf) >= 9:
+                    length = int.from_bytes(buf[:3], "big")
+                    if len(buf) < 9 + length:
+                        break
+                    kind, flags = buf[3], buf[4]
+                    payload = buf[9 : 9 + length]
+                    buf = buf[9 + length :]
+                    with self.lock:
+                        if kind == 4 and not flags & 1:
+                            self.sock.sendall(frame(4, 1, 0, b""))
+                        elif kind == 6 and not flags & 1:
+                            self.sock.sendall(frame(6, 1, 0, payload))
+                        elif kind == 1:
+                            self.headers_seen += 1
+                        elif kind == 0 and length:
+                            self.data_seen += 1
+                        elif kind == 3:
+                            self.resets += 1
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.sock.close()
