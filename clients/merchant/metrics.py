@@ -3,7 +3,8 @@
 ``setpay merchant serve --metrics-port P`` (or ``server.metrics_port`` in merchant.toml)
 turns them on (``start``): the merchant is one process (its gRPC server, authorization
 worker and resume rounds are threads), so its samples live in a private registry, served
-by prometheus_client's HTTP server on a thread of its own and stopped with the merchant.
+(``metrics_http``: a few connections at once, each for a bounded time) on a thread of its
+own and stopped with the merchant.
 Until ``start`` every function below returns at once: the CLI's capture, refund and
 batch commands, tools and tests that open a merchant pay nothing. prometheus_client is
 imported only inside ``start``: it picks file-backed values when first imported if
@@ -107,6 +108,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import grpc
 
 from clients.errors import ConfigError, StoreError, TransportError
+from clients.merchant.metrics_http import PageServer, serve_page
 from clients.merchant.metrics_labels import (
     COMPLETIONS,
     DECLINED,
@@ -129,8 +131,6 @@ from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import purchase_pb2, services_pb2
 
 if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
     from prometheus_client.metrics_core import Metric
 
 __all__ = [
@@ -317,7 +317,7 @@ class MetricsEndpoint:
     """The merchant's metrics page, served from a thread until ``close``."""
 
     def __init__(
-        self, server: WSGIServer, thread: threading.Thread, waiting: WaitingRequests
+        self, server: PageServer, thread: threading.Thread, waiting: WaitingRequests
     ) -> None:
         self._server = server
         self._thread = thread
@@ -351,14 +351,14 @@ def start(store: Path, host: str, port: int) -> MetricsEndpoint:
         raise ConfigError("metrics are already on in this process (one merchant serves each)")
     if os.environ.get(MULTIPROC_ENV):
         raise ConfigError(f"{MULTIPROC_ENV} is set: unset it for the merchant to serve metrics")
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415 - above
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415 - above
 
     registry = CollectorRegistry()
     metrics = _Metrics()
     waiting = WaitingRequests(store)
     try:
         registry.register(_Page(metrics, _WaitingCollector(waiting)))
-        server, thread = start_http_server(port, addr=host.strip("[]"), registry=registry)
+        server, thread = serve_page(registry, host, port)
     except OSError as exc:
         waiting.close()
         raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from exc
