@@ -65,6 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from cli.bank_show import card_account_id, card_line, merchant_line
 from cli.currency import currency_code
 from cli.number_options import whole
 from gateway.bank_pki import ProvisioningError, bank_keys_uri, open_ca_store
@@ -199,7 +200,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ("show-account", "show a card account (masked PAN)"),
     ):
         q = ops.add_parser(name, help=text)
-        q.add_argument("--account", required=True, help="card account id")
+        q.add_argument("--account", type=card_account_id, required=True, help="card account id")
     m = ops.add_parser(
         "open-merchant", help="open a merchant settlement account (prints its account id)"
     )
@@ -471,10 +472,7 @@ def run(args: argparse.Namespace) -> int:
                   f"({merchant.currency})")  # fmt: skip
             return 0
         if cmd == "show-merchant":
-            merchant = ledger.merchant_account(args.merchant_id)
-            print(f"merchant {merchant.merchant_id} account {merchant.account_id} "
-                  f"({merchant.currency}) balance {merchant.balance} "
-                  f"pending {merchant.pending}")  # fmt: skip
+            print(merchant_line(ledger.merchant_account(args.merchant_id)))
             return 0
         change = {
             "block-account": ledger.block_card_account,
@@ -482,9 +480,7 @@ def run(args: argparse.Namespace) -> int:
             "close-account": ledger.close_card_account,
             "show-account": ledger.card_account,
         }[cmd]
-        account = change(args.account)
-        print(f"{account.account_id} {account.masked_pan} {account.status.value} "
-              f"limit {account.credit_limit} available {account.available}")  # fmt: skip
+        print(card_line(change(args.account)))
         return 0
     except BrokenPipeError:
         raise
