@@ -17,6 +17,14 @@ of one hold; a settlement transfer (a capture, a credit, or the reversal of eith
 also filed in a batch, and a reversal names the transfer it undoes. ``check_balanced``
 holds the journal to that as well: a transfer outside a hold would escape the holds'
 figures, which are what bound captures and refunds.
+
+Balances alone cannot tell whose money a transfer moved: a refund paid to another card
+than its hold's, or booked the wrong way round, leaves every sum equal to its journal and
+every hold's figure right. So each transfer is also held to its hold (``_POSTING_RULES``):
+between the hold's own card and merchant, in the direction and phase of its kind, in the
+hold's currency; a settlement transfer in a batch of the hold's merchant (the batch's
+totals are what the gateway signs to that merchant), no other kind in any batch; a
+reversal undoing the whole of an original of its own hold and of the kind it reverses.
 """
 
 from __future__ import annotations
@@ -58,6 +66,25 @@ _SETTLEMENT_KINDS = (
     TransferKind.CREDIT_REVERSAL,
 )
 _REVERSAL_KINDS = (TransferKind.CAPTURE_REVERSAL, TransferKind.CREDIT_REVERSAL)
+
+# The kinds that move money from the merchant back to the card (debit the merchant,
+# credit the card); every other kind debits the hold's card and credits its merchant.
+_TO_CARD_KINDS = (TransferKind.CREDIT, TransferKind.CAPTURE_REVERSAL)
+# The phase each kind is posted in (``authorization``, ``expiry``, ``settlement``).
+_PHASE_OF: dict[TransferKind, Phase] = {
+    TransferKind.AUTHORIZATION: Phase.PENDING,
+    TransferKind.AUTHORIZATION_REVERSAL: Phase.VOID,
+    TransferKind.EXPIRY: Phase.VOID,
+    TransferKind.CAPTURE: Phase.POST,
+    TransferKind.CAPTURE_REVERSAL: Phase.SINGLE,
+    TransferKind.CREDIT: Phase.SINGLE,
+    TransferKind.CREDIT_REVERSAL: Phase.SINGLE,
+}
+# What each reversal kind undoes.
+_REVERSED_KIND = {
+    TransferKind.CAPTURE_REVERSAL: TransferKind.CAPTURE,
+    TransferKind.CREDIT_REVERSAL: TransferKind.CREDIT,
+}
 
 # (debits_pending, debits_posted) deltas of the debit account per unit, and likewise
 # (credits_pending, credits_posted) of the credit account: the table in the docstring.
@@ -161,6 +188,7 @@ def check_balanced(tx: Transaction) -> None:
             raise LedgerImbalance(f"currency {t.currency}: debits and credits differ")
     _check_accounts(tx)
     _check_transfers(tx)
+    _check_postings(tx)
     _check_holds(tx)
 
 
@@ -181,6 +209,78 @@ def _check_transfers(tx: Transaction) -> None:
             f"SELECT id, kind FROM transfers WHERE {of_kind}{lacking}"  # noqa: S608  fixed text
             " ORDER BY id LIMIT 1",
             *(kind.value for kind in kinds),
+        )
+        if row is not None:
+            raise LedgerImbalance(f"transfer {row['id']} ({row['kind']}) {problem}")
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" for _ in range(count))
+
+
+_KINDS_IN_PHASE = " OR ".join("(t.kind = ? AND t.phase = ?)" for _ in _PHASE_OF)
+_UNREVERSED = [k.value for k in TransferKind if k not in _REVERSED_KIND]
+_UNSETTLED = [k.value for k in TransferKind if k not in _SETTLEMENT_KINDS]
+_TO_CARD = [k.value for k in _TO_CARD_KINDS]
+
+# Each rule: the rows of ``transfers t`` (with its hold ``h``) that break it, the values
+# its placeholders take, and what such a row is. Checked in this order, by
+# ``_check_postings``, once ``_check_transfers`` has found every row's hold, batch and
+# original where its kind needs one.
+_POSTING_RULES: tuple[tuple[str, tuple[object, ...], str], ...] = (
+    (
+        "JOIN holds h ON h.id = t.hold_id WHERE NOT ("
+        f"(t.kind IN ({_marks(len(_TO_CARD))}) AND t.debit_account_id = h.merchant_account_id"
+        " AND t.credit_account_id = h.card_account_id) OR"
+        f" (t.kind NOT IN ({_marks(len(_TO_CARD))}) AND t.debit_account_id = h.card_account_id"
+        " AND t.credit_account_id = h.merchant_account_id))",
+        (*_TO_CARD, *_TO_CARD),
+        "does not move money between its hold's card and merchant the way its kind does",
+    ),
+    (
+        f"WHERE NOT ({_KINDS_IN_PHASE})",
+        tuple(v for kind, phase in _PHASE_OF.items() for v in (kind.value, phase.value)),
+        "is not in the phase of its kind",
+    ),
+    (
+        "JOIN holds h ON h.id = t.hold_id WHERE t.currency <> h.currency",
+        (),
+        "is not in its hold's currency",
+    ),
+    (
+        f"WHERE t.kind IN ({_marks(len(_UNSETTLED))})"
+        " AND (t.batch_id IS NOT NULL OR t.batch_seq IS NOT NULL)",
+        tuple(_UNSETTLED),
+        "is filed in a batch, which settles captures, credits and their reversals only",
+    ),
+    (
+        "JOIN holds h ON h.id = t.hold_id JOIN batches b ON b.id = t.batch_id"
+        " WHERE b.merchant_account_id <> h.merchant_account_id",
+        (),
+        "is filed in a batch of another merchant than its hold's",
+    ),
+    (
+        f"WHERE t.kind IN ({_marks(len(_UNREVERSED))}) AND t.reverses_id IS NOT NULL",
+        tuple(_UNREVERSED),
+        "names an original, which only a reversal undoes",
+    ),
+    (
+        "JOIN transfers o ON o.id = t.reverses_id WHERE o.hold_id <> t.hold_id"
+        " OR o.amount <> t.amount OR NOT ("
+        + " OR ".join("(t.kind = ? AND o.kind = ?)" for _ in _REVERSED_KIND)
+        + ")",
+        tuple(v for kind, undone in _REVERSED_KIND.items() for v in (kind.value, undone.value)),
+        "does not undo the whole of an original of its hold and of the kind it reverses",
+    ),
+)
+
+
+def _check_postings(tx: Transaction) -> None:
+    """Every transfer moves its own hold's money as its kind says (``_POSTING_RULES``)."""
+    for where, values, problem in _POSTING_RULES:
+        row = tx.one(
+            f"SELECT t.id, t.kind FROM transfers t {where} ORDER BY t.id LIMIT 1",  # noqa: S608  fixed text
+            *values,
         )
         if row is not None:
             raise LedgerImbalance(f"transfer {row['id']} ({row['kind']}) {problem}")
