@@ -9,6 +9,14 @@ A difference is said as it is, kind by kind; no side is taken to be right. An op
 whose outcome the merchant does not know yet ("sent": no verified answer) may be one the
 gateway filed: such operations are counted apart, so that a difference they may explain
 is not read as a loss.
+
+The kinds' figures are not all the gateway signs: the batch's net, what it settles to the
+merchant, is a figure of its own, and every total names its currency and exponent. So the
+net is reconciled too (the merchant's own: captures less their reversals, less refunds
+net of theirs), and so is the unit: a batch whose totals are in another currency or
+exponent than the merchant's operations filed in it does not agree, whatever its numbers
+(1999 yen is not 19.99 euro). A batch the merchant filed nothing in has no unit of the
+merchant's to be held to.
 """
 
 from __future__ import annotations
@@ -46,6 +54,17 @@ class Difference:
     merchant: Figures
 
 
+@dataclass(frozen=True, order=True)
+class Unit:
+    """What an amount counts: an ISO 4217 currency, and the exponent of its minor unit."""
+
+    currency: int
+    exp10: int
+
+    def __str__(self) -> str:
+        return f"currency {self.currency} exponent {self.exp10}"
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     """A batch reconciled: each disagreement, and what the merchant cannot count yet."""
@@ -54,11 +73,23 @@ class Reconciliation:
     differences: tuple[Difference, ...]
     #: Operations without a verified answer: the gateway may have filed them anywhere.
     unknown_outcomes: int
+    #: The batch's net as the gateway signed it, and as the merchant's operations make it.
+    gateway_net: int = 0
+    merchant_net: int = 0
+    #: The units of the gateway's totals and of the merchant's operations in the batch,
+    #: when they are not the same (empty otherwise).
+    gateway_units: tuple[Unit, ...] = ()
+    merchant_units: tuple[Unit, ...] = ()
 
     @property
     def agrees(self) -> bool:
-        """True when every kind's count and sum are the same on both sides."""
-        return not self.differences
+        """True when every kind's count and sum, the net, and the unit are the same on
+        both sides."""
+        return (
+            not self.differences
+            and self.gateway_net == self.merchant_net
+            and self.gateway_units == self.merchant_units
+        )
 
 
 def gateway_figures(status: gateway_admin_pb2.BatchStatus) -> dict[OperationKind, Figures]:
@@ -92,6 +123,43 @@ def merchant_figures(
     return {kind: Figures(counts[kind], amounts[kind]) for kind in FILED_KINDS}
 
 
+def net_of(figures: dict[OperationKind, Figures]) -> int:
+    """What a batch of these figures settles to the merchant: captures less their
+    reversals, less refunds net of their reversals (negative when it takes back)."""
+    return (
+        figures[OperationKind.CAPTURE].amount
+        - figures[OperationKind.CAPTURE_REVERSAL].amount
+        - (figures[OperationKind.CREDIT].amount - figures[OperationKind.CREDIT_REVERSAL].amount)
+    )
+
+
+def gateway_units(status: gateway_admin_pb2.BatchStatus) -> tuple[Unit, ...]:
+    """The units the BatchStatus's totals, its net among them, are given in."""
+    totals = (
+        status.captured_total,
+        status.credited_total,
+        status.capture_reversed_total,
+        status.credit_reversed_total,
+        status.net_total,
+    )
+    return tuple(sorted({Unit(t.currency, t.exp10) for t in totals}))
+
+
+def merchant_units(operations: Iterable[Operation], batch_id: str) -> tuple[Unit, ...]:
+    """The units of the merchant's operations answered as filed in ``batch_id``."""
+    return tuple(
+        sorted(
+            {
+                Unit(op.amount.currency, op.amount.exp10)
+                for op in operations
+                if op.state is OperationState.SUCCEEDED
+                and op.batch_id == batch_id
+                and op.kind in FILED_KINDS
+            }
+        )
+    )
+
+
 def reconcile(
     batch_id: str, status: gateway_admin_pb2.BatchStatus, operations: Iterable[Operation]
 ) -> Reconciliation:
@@ -108,7 +176,18 @@ def reconcile(
         for op in operations
         if op.state is OperationState.SENT and op.kind is not OperationKind.AUTH_REVERSAL
     )
-    return Reconciliation(batch_id, differences, unknown)
+    signed_in, ours_in = gateway_units(status), merchant_units(operations, batch_id)
+    if not ours_in or signed_in == ours_in:  # nothing of the merchant's to hold it to
+        signed_in = ours_in = ()
+    return Reconciliation(
+        batch_id,
+        differences,
+        unknown,
+        gateway_net=status.net_total.amount,
+        merchant_net=net_of(ours),
+        gateway_units=signed_in,
+        merchant_units=ours_in,
+    )
 
 
 def reconciliation_lines(result: Reconciliation) -> list[str]:
@@ -120,6 +199,13 @@ def reconciliation_lines(result: Reconciliation) -> list[str]:
         lines.append(
             f"  {d.kind.value}: gateway {d.gateway.amount} in {d.gateway.count}, "
             f"merchant {d.merchant.amount} in {d.merchant.count}"
+        )
+    if result.gateway_net != result.merchant_net:
+        lines.append(f"  net: gateway {result.gateway_net}, merchant {result.merchant_net}")
+    if result.gateway_units != result.merchant_units:
+        lines.append(
+            f"  unit: gateway {', '.join(map(str, result.gateway_units))}; "
+            f"merchant {', '.join(map(str, result.merchant_units))}"
         )
     if result.unknown_outcomes:
         lines.append(
