@@ -36,7 +36,9 @@ from cli.demo_parts import (
     Stopped,
     StopSignals,
     Workdir,
+    configure_wallet,
     delete_bank_keys,
+    refusing_a_used_key_backend,
     scan_for_pan,
     stop_on_purpose,
     stopped_by_signals,
@@ -54,7 +56,6 @@ from clients.merchant.runtime import Merchant
 from clients.peers import PeerConfig
 from clients.transport import Caller, open_channel
 from clients.wallet.config import load as load_wallet_config
-from clients.wallet.config import write_config as write_wallet_config
 from clients.wallet.purchases import Initiation
 from clients.wallet.runtime import Wallet
 from gateway.bank_files import write_new
@@ -179,7 +180,7 @@ class Demo:
         # init_bank, init deletes what it made; but the deletion cannot be registered
         # before it, as init refuses a token that holds a bank's keys already, and those
         # are not the demo's to delete.)
-        with self.stops.held():
+        with self.stops.held(), refusing_a_used_key_backend(self.keys):
             result = init_bank(
                 self.base / "bank", profile=self.profile, keys=self.keys, merchant_tls=True
             )
@@ -207,10 +208,7 @@ class Demo:
         s.step(2)
         directory = self._party_dir("wallet", ("root.pem",))
         write_new(directory / CARD_PASSPHRASE_FILE, self.card_passphrase.encode(), private=True)
-        ca = PeerConfig(f"127.0.0.1:{running.ca_port}", directory / "tls/root.pem")
-        write_wallet_config(
-            directory, ca=ca, keys=KEYS_URI, passphrase_file=CARD_PASSPHRASE_FILE
-        )  # fmt: skip
+        configure_wallet(directory, KEYS_URI, CARD_PASSPHRASE_FILE, f"127.0.0.1:{running.ca_port}")
         config = load_wallet_config(directory)
         write_certificates(config.root, [running.pki.root_der])
         wallet = Wallet.open(config)
@@ -261,6 +259,8 @@ class Demo:
         merchant = Merchant.open(config)
         self.stack.callback(merchant.close)
         merchant.serve()
+        configure_wallet(self.base / "wallet", KEYS_URI, CARD_PASSPHRASE_FILE,
+                         f"127.0.0.1:{running.ca_port}", f"127.0.0.1:{merchant.port}")  # fmt: skip
         s.sees("merchant", "its own keys and the gateway's key-exchange certificate",
                "any card data")  # fmt: skip
         return merchant

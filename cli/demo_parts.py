@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.peers import PeerConfig
+from clients.wallet.config import write_config as write_wallet_config
+from gateway.bank_errors import BankExists
 from gateway.bank_pki import ALL_LABELS, bank_keys_uri
 from gateway.config import BankConfig
 from gateway.process import RunningBank
@@ -50,6 +53,23 @@ class Workdir:
                 "files: remove it",
                 file=sys.stderr,
             )
+
+
+def configure_wallet(
+    directory: Path, keys: str, passphrase_file: str, ca: str, merchant: str | None = None
+) -> None:
+    """Write the demo wallet's ``wallet.toml``: the CA at ``ca``, and, once the merchant
+    serves, the merchant at ``merchant``, both trusted through ``tls/root.pem``.
+
+    The story names the merchant at each purchase, but a wallet that ``--dir`` keeps is
+    used with ``setpay wallet purchase`` and ``inquire``, which refuse a wallet without a
+    ``[merchant]`` table (``--merchant`` only replaces its target): it names the demo's
+    merchant, as the README's wallet names its own, a target to replace after the run."""
+    root = directory / "tls" / "root.pem"
+    write_wallet_config(
+        directory, ca=PeerConfig(ca, root), keys=keys, passphrase_file=passphrase_file,
+        merchant=None if merchant is None else PeerConfig(merchant, root),
+    )  # fmt: skip
 
 
 def scan_for_pan(root: Path, pan: PAN) -> list[str]:
@@ -90,6 +110,35 @@ def tamper(request: purchase_pb2.PurchaseRequest) -> None:
     request.p_req = preq.SerializeToString()
 
 
+def _deletions(uri: str, labels: list[str]) -> str:
+    """The commands that delete ``labels`` from the key backend ``uri`` names, one a line:
+    ``--no-bank``, as the bank, its configuration and its key lock are gone."""
+    return "".join(
+        f"\n  setpay keys delete --keys {shlex.quote(describe_uri(uri))} --no-bank "
+        f"--label {label} --all-versions"
+        for label in labels
+    )
+
+
+@contextmanager
+def refusing_a_used_key_backend(keys: str | None) -> Iterator[None]:
+    """Say how to go on when ``--keys`` names a backend that holds a bank's keys already,
+    which ``setpay init`` refuses (``BankExists``): a demo run with ``--dir`` keeps the
+    keys it made, so the next run on that token meets them. Whose they are the demo cannot
+    tell, so it deletes nothing itself: another token, or their deletion if no bank uses
+    them."""
+    try:
+        yield
+    except BankExists as exc:
+        if keys is None:  # the demo's own new keystore: nothing there to advise on
+            raise
+        raise BankExists(
+            f"{exc}: a bank's keys are on it (a `setpay demo --dir` run keeps those it "
+            "made). Give --keys another token or, only if no bank uses these keys, delete "
+            f"them:{_deletions(keys, list(ALL_LABELS))}"
+        ) from exc
+
+
 def delete_bank_keys(config: BankConfig) -> None:
     """Remove the keys ``setpay init`` made for a temporary bank from its key backend."""
     uri = bank_keys_uri(config)
@@ -103,15 +152,9 @@ def delete_bank_keys(config: BankConfig) -> None:
     except Exception as exc:  # noqa: BLE001 - the story's own outcome must not be hidden
         left, labels = [f"all ({type(exc).__name__}: {exc})"], list(ALL_LABELS)
     if left:
-        # --no-bank: the bank, its configuration and its key lock went with the directory.
-        commands = "".join(
-            f"\n  setpay keys delete --keys {shlex.quote(describe_uri(uri))} --no-bank "
-            f"--label {label} --all-versions"
-            for label in labels
-        )
         print(
             f"setpay demo: could not remove the demo bank's keys {', '.join(left)}; remove "
-            f"them with:{commands}",
+            f"them with:{_deletions(uri, labels)}",
             file=sys.stderr,
         )
 
