@@ -164,6 +164,11 @@ def tls_not_after(config: BankConfig) -> datetime | None:
     path = config.tls.cert
     try:
         return chain_not_after(path.read_bytes())
+    except OSError as exc:  # read here first, before any worker: a typo'd path is likely
+        raise ProvisioningError(
+            f"TLS server certificate {path}: cannot read it ({exc.strerror}): point"
+            " [gateway.tls] cert at the bank's PEM certificate"
+        ) from exc
     except ConfigurationError as exc:
         raise ProvisioningError(f"TLS server certificate {path}: {exc}") from exc
 

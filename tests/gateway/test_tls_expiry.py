@@ -202,3 +202,26 @@ def test_setpay_gateway_serve_refuses_an_ended_certificate(tmp_path: Path) -> No
     assert "setpay gateway: the TLS server certificate" in log, log
     assert ENDED in log and not started.ports.exists()
     assert " started (pid " not in log and "cannot serve" not in log, log
+
+
+def _cert_missing(directory: Path) -> None:
+    config = load(directory / "setpay.toml", env={})
+    assert config.tls is not None
+    config.tls.cert.unlink()
+
+
+def test_setpay_gateway_serve_names_a_missing_certificate_file(tmp_path: Path) -> None:
+    """The supervisor reads the certificate first, before any worker: a path that names
+    no file (a typo in [gateway.tls]) is said in one line, not a traceback."""
+    started = launch(tmp_path, workers=1, prepare=_cert_missing)
+    try:
+        code = started.process.wait(timeout=START_SECONDS)
+    finally:
+        if started.process.poll() is None:
+            started.process.kill()
+            started.process.wait(timeout=START_SECONDS)
+    assert code == 1
+    log = started.log()
+    assert "setpay gateway: TLS server certificate" in log, log
+    assert "cannot read it (No such file or directory)" in log, log
+    assert "Traceback" not in log and not started.ports.exists(), log
