@@ -362,9 +362,8 @@ def write_config(
     insecure: bool = False,
     currency: int | None = None,
 ) -> Path:
-    """Write ``directory/merchant.toml`` (for ``setpay init``, the demo and tests);
-    ``currency``: the bank's settlement currency, written as ``merchant.currency`` (left
-    out when None: the default's)."""
+    """Write ``directory/merchant.toml`` (for the demo and tests); ``currency``, written
+    as ``merchant.currency``, left out when None (the default's)."""
     directory.mkdir(parents=True, exist_ok=True)
     base = directory.resolve()
     text = "\n".join(

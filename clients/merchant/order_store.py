@@ -155,7 +155,26 @@ class OrderStore(Database):
                 f"an offer with LID-M {short(lid_m)} exists, with another "
                 f"{' and '.join(differ)}: give another --lid-m (or none, for a random one)"
             )
+        self._read(lambda conn: self._still_offered(conn, lid_m, earlier.xid))
         return earlier, True
+
+    @staticmethod
+    def _still_offered(conn: sqlite3.Connection, lid_m: bytes, xid: bytes | None) -> None:
+        """Refuse, as a PInit would be (``OfferTaken``, ``OfferUsedUp``), an offer that is
+        not offered again: its initiation printed again would send a wallet to a refusal.
+        (It still names the LID-M's other terms: same terms, the same offer.)"""
+        if xid is not None:
+            try:
+                current = read_order(conn, xid)
+            except UnknownOrder:
+                current = None
+            if current is not None and current.state in _TAKEN:
+                raise OfferTaken(lid_m, xid, current.state)
+            if current is not None and current.state in _REPLACED:
+                return  # dropped by the next PInit: the count below is not yet reached
+        ended = conn.execute(OFFER_ORDERS_SQL, (lid_m,)).fetchone()[0]
+        if ended >= MAX_ORDERS_PER_OFFER:
+            raise OfferUsedUp(lid_m, ended)
 
     def offer(self, lid_m: bytes) -> Offer:
         """The offer with this LID-M; ``UnknownOrder`` if none."""

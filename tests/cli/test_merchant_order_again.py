@@ -78,3 +78,49 @@ def test_other_terms_under_a_stored_lid_m_are_refused(
     finally:
         store.close()
     assert (offer.description, offer.amount.minor, offer.amount.currency) == (b"a lamp", 1250, 978)
+
+
+def test_another_brand_under_a_stored_lid_m_is_refused(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _new(shop, capsys, *TERMS)[0] == 0
+    peer = PeerConfig("127.0.0.1:1", shop / "tls/root.pem")
+    write_config(shop, merchant_id="shop", name="Shop", gateway=peer, ca=peer, brand_id="other")
+    code, out, err = _new(shop, capsys, *TERMS)
+    assert (code, out) == (1, "")
+    assert f"an offer with LID-M {LID_M} exists, with another brand" in err
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [("authorized", "is already paid and authorized"), ("purchased", "is already paid")],
+)
+def test_an_offer_already_paid_is_not_printed_again(
+    shop: Path, capsys: pytest.CaptureFixture[str], state: str, reason: str
+) -> None:
+    """Its initiation would send a wallet to a refusal (the offer is not offered again):
+    refused as a PInit of it would be, nothing changed."""
+    assert _new(shop, capsys, *TERMS)[0] == 0
+    store = MerchantStore(load(shop).store)
+    try:
+        lid_m, xid = bytes.fromhex(LID_M), bytes(range(32))
+        store.open_order(lid_m, xid, b"trans-ids", b"chall-m")
+        with store._write() as conn:
+            conn.execute("UPDATE orders SET state = ? WHERE xid = ?", (state, xid))
+    finally:
+        store.close()
+    code, out, err = _new(shop, capsys, *TERMS)
+    assert (code, out) == (1, "")
+    assert f"offer {LID_M} {reason}" in err
+
+
+def test_an_offer_whose_order_was_only_initiated_is_printed_again(
+    shop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _new(shop, capsys, *TERMS)[0] == 0
+    store = MerchantStore(load(shop).store)
+    try:
+        store.open_order(bytes.fromhex(LID_M), bytes(range(32)), b"trans-ids", b"chall-m")
+    finally:
+        store.close()
+    assert _new(shop, capsys, *TERMS)[0] == 0

@@ -111,9 +111,8 @@ def test_a_currency_no_account_is_kept_in_is_refused_at_load(
     assert not (shop / "merchant.db").exists()
 
 
-def test_setpay_init_can_write_the_banks_currency(tmp_path: Path) -> None:
-    """``write_config``'s ``currency`` (for ``setpay init``: the bank's settlement
-    currency) is read back as ``merchant.currency``."""
+def test_write_config_writes_the_currency_it_is_given(tmp_path: Path) -> None:
+    """``write_config``'s ``currency`` is read back as ``merchant.currency``."""
     peer = PeerConfig("127.0.0.1:1", tmp_path / "tls/root.pem")
     write_config(tmp_path, merchant_id="shop", name="Shop", gateway=peer, ca=peer, currency=USD)
     assert load(tmp_path).currency == USD
