@@ -11,6 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 # A health probe must answer fast; a container runtime treats a hang as unhealthy anyway.
 PROBE_DEADLINE_SECONDS = 3.0
+# What every PEM certificate holds; a file without it gives gRPC no root to trust.
+_PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,8 +55,18 @@ def run(args: argparse.Namespace) -> int:
             print("setpay health: --cert and --key go together (mutual TLS)", file=sys.stderr)
             return 2
         try:
+            roots = args.ca.read_bytes()
+            if _PEM_CERTIFICATE not in roots:
+                # gRPC would take it, fail every handshake and say only UNAVAILABLE.
+                print(
+                    f"setpay health: --ca {args.ca} holds no PEM certificate (a DER file,"
+                    " such as the bank's brand-root.der, is not one): give the PEM of the"
+                    " CA that issued the server's TLS certificate (the bank's tls/root.pem)",
+                    file=sys.stderr,
+                )
+                return 2
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=args.ca.read_bytes(),
+                root_certificates=roots,
                 private_key=args.key.read_bytes() if args.key else None,
                 certificate_chain=args.cert.read_bytes() if args.cert else None,
             )

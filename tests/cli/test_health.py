@@ -79,3 +79,18 @@ def test_an_unreadable_file_is_a_clear_error(
     assert (
         err == f"setpay health: cannot read {tmp_path / 'no-such.pem'}: No such file or directory\n"
     )
+
+
+def test_a_ca_that_is_not_pem_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DER root (the bank's brand-root.der) used to fail every handshake, said only as
+    UNAVAILABLE with gRPC's own log lines."""
+    cert, _ = _pem_files(tmp_path)
+    der = tmp_path / "root.der"
+    der.write_bytes(x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    ))  # fmt: skip
+    assert main(["health", "--target", NOWHERE, "--ca", str(der)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"--ca {der} holds no PEM certificate" in err
