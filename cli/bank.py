@@ -419,11 +419,11 @@ def _prune_ledger(config: BankConfig, ledger: Ledger, args: argparse.Namespace) 
     before = _utc(ledger_now_ms() - days * DAY_MS)
     if args.dry_run:
         counted = ledger.prunable(days)
-        print(f"requests: {counted.requests} stored answers would go (decided before {before})")
+        print(f"requests: {counted.requests} stored answers and fences would go (before {before})")
         print(f"pi_uses: {counted.pi_uses} used XIDs would go (cards expired before {before})")
         return 0
     pruned = prune(ledger, days)
-    print(f"requests: {pruned.requests} stored answers pruned (decided before {before})")
+    print(f"requests: {pruned.requests} stored answers and fences pruned (before {before})")
     print(f"pi_uses: {pruned.pi_uses} used XIDs pruned (cards expired before {before})")
     return 0
 

@@ -11,8 +11,9 @@ again.
 
 How old a PI may be (its signed order date, ``PI_MAX_AGE_MS``) is this gateway's bound;
 the check is setcore's (``check_order_date``). A retry of bytes already decided is
-answered from the ledger even once its PI is past the bound (``gateway.servicer`` looks
-the stored answer up when a check refuses them).
+answered from the ledger even once its PI is past the bound (``gateway.servicer`` asks
+the ledger for the stored answer when a check refuses them, fencing the RRPID when none
+is recorded).
 """
 
 from __future__ import annotations

@@ -282,9 +282,10 @@ def check_order_date(pi: PaymentInstruction, *, max_age_ms: int, now: int | None
     the purchase the gateway lets a merchant ask; ahead of ``now`` (the moment the
     request is checked as of; None: now) it may be by the clocks' tolerance only
     (``freshness.FRESHNESS_WINDOW_MS``). A SET Error, MESSAGE_TOO_OLD or MESSAGE_TOO_NEW,
-    like the PI's other refusals: nothing is decided, held or stored, and the PI is not
-    spent. A retry of bytes already decided still gets its stored answer
-    (``gateway.servicer`` looks it up when a check refuses them).
+    like the PI's other refusals: nothing is decided or held, and the PI is not spent.
+    A retry of bytes already decided still gets its stored answer, and a refusal as too
+    old fences the RRPID against any decision still on its way (``gateway.servicer``,
+    when a check refuses them).
     """
     check_date(
         pi.head.trans_ids.preq_date_unix_ms, now_ms() if now is None else now,

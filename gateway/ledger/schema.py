@@ -30,19 +30,21 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
 - ``batches``: settlement batches, at most one open per merchant.
 - ``pi_uses``: the payment-instruction replay store, keyed by XID; (version 4)
   ``dead_after_ms``, from when no decision can approve the PI again.
-- ``requests``: one row per RRPID decided (idempotency): the response bytes stored for
-  it, or (version 2) while the response is still being built outside the transaction,
-  an empty ``response`` and the decided ``outcome`` as JSON (``outcome_codec``), which
-  is set back to NULL when the response is stored; and (version 3) ``checked_at_ms``,
-  the moment the gateway checked the request, so that an unanswered decision's answer
-  can be built later with every check made as of that moment.
+- ``requests``: one row per RRPID decided or (version 7) fenced (idempotency): the
+  response bytes stored for it, or (version 2) while the response is still being built
+  outside the transaction, an empty ``response`` and the decided ``outcome`` as JSON
+  (``outcome_codec``), which is set back to NULL when the response is stored; and
+  (version 3) ``checked_at_ms``, the moment the gateway checked the request, so that an
+  unanswered decision's answer can be built later with every check made as of that
+  moment. A fence is an empty ``response`` with no ``outcome``.
 - ``retention_marks`` (version 4): how far the pruning of ``requests`` has gone
   (``retention``, which says what is pruned and why it is safe).
 - ``ledger_key_check`` (version 5): one row, a MAC under the index key and a ciphertext
   under the data key of fixed texts, that says which ledger keys the ledger is kept under
   (``key_check``).
 
-Version 6 drops an index no statement needed (``_V6``).
+Version 6 drops an index no statement needed (``_V6``). Version 7 changes no table: it
+marks a ledger that may hold fences in ``requests`` (``_V7``).
 """
 
 from __future__ import annotations
@@ -232,7 +234,13 @@ _V5 = (
 # (docs/BENCHMARKS.md, twenty-eighth round).
 _V6 = ("DROP INDEX transfers_by_hold",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7: no statement. ``requests`` may hold fences from now on (a refusal as too
+# old made final, ``idempotency.fence``: an empty ``response`` and no ``outcome``), which
+# code of version 6 would read as a stored answer of no bytes and send as a request's
+# answer. The version alone makes that code refuse the database, as newer than it.
+_V7: tuple[str, ...] = ()
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """Statement lists, one per schema version; append, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -66,15 +66,15 @@ def test_dry_run_counts_then_prune_prunes(
     config = str(_config(made, MIN_RETENTION_DAYS))
     code, out, err = run_bank(["--config", config, "prune-ledger", "--dry-run"], capsys)
     assert (code, err) == (0, "")
-    assert out.splitlines()[0].startswith("requests: 2 stored answers would go (decided before ")
+    assert out.splitlines()[0].startswith("requests: 2 stored answers and fences would go (before ")
     assert out.splitlines()[1].startswith("pi_uses: 0 used XIDs would go")
     code, out, err = run_bank(["--config", config, "prune-ledger"], capsys)
     assert (code, err) == (0, "")
-    assert out.startswith("requests: 2 stored answers pruned (decided before ")
+    assert out.startswith("requests: 2 stored answers and fences pruned (before ")
     assert "pi_uses: 0 used XIDs pruned" in out
     code, out, err = run_bank(["--config", config, "prune-ledger"], capsys)
     assert (code, err) == (0, "")
-    assert out.startswith("requests: 0 stored answers pruned")
+    assert out.startswith("requests: 0 stored answers and fences pruned")
 
 
 @pytest.mark.parametrize(

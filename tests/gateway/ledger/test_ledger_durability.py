@@ -255,7 +255,7 @@ def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
         ledger.close()
     store = backend.open_store()
     try:
-        assert store.execute(schema.current_version) == SCHEMA_VERSION == 6
+        assert store.execute(schema.current_version) == SCHEMA_VERSION == 7
     finally:
         store.close()
 

@@ -95,7 +95,7 @@ def test_a_version_5_ledger_migrates_without_the_index_and_keeps_its_books(
         indexes = _transfer_indexes(backend)
         assert DROPPED not in indexes, indexes
         assert backend.raw_query("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
-        assert SCHEMA_VERSION == 6
+        assert SCHEMA_VERSION >= 6
         # The capture made under version 5 is found for its reversal, once.
         reversed_ = bank.call(
             bank.ledger.reverse_capture,
