@@ -225,7 +225,37 @@ def _reversal_of_another_holds_capture(b: Books) -> tuple[list[str], list[str]]:
     return _repointed(b, "capture-reversal", 3000, b.transfer("capture", b.other_hold, 3000))
 
 
+def _refund_reversal_charged_to_another_card(b: Books) -> tuple[list[str], list[str]]:
+    # The 1000 refund's reversal takes its 1000 from card B instead of the hold's card A.
+    reversal = b.transfer("credit-reversal", b.hold, 1000)
+    return (
+        [f"UPDATE transfers SET debit_account_id = '{b.card_b}' WHERE id = {reversal}",
+         _move(b.card_a, "debits_posted", -1000), _move(b.card_b, "debits_posted", 1000)],
+        [f"UPDATE transfers SET debit_account_id = '{b.card_a}' WHERE id = {reversal}",
+         _move(b.card_a, "debits_posted", 1000), _move(b.card_b, "debits_posted", -1000)],
+    )  # fmt: skip
+
+
+def _capture_reversal_paid_by_another_merchant(b: Books) -> tuple[list[str], list[str]]:
+    # The 3000 capture's reversal is paid out of merchant-2's balance, not the hold's merchant.
+    reversal = b.transfer("capture-reversal", b.hold, 3000)
+    return (
+        [f"UPDATE transfers SET debit_account_id = '{b.other_merchant}' WHERE id = {reversal}",
+         _move(b.merchant, "debits_posted", -3000), _move(b.other_merchant, "debits_posted", 3000)],
+        [f"UPDATE transfers SET debit_account_id = '{b.merchant}' WHERE id = {reversal}",
+         _move(b.merchant, "debits_posted", 3000), _move(b.other_merchant, "debits_posted", -3000)],
+    )  # fmt: skip
+
+
 _CASES: dict[str, tuple[Callable[[Books], tuple[list[str], list[str]]], str, str]] = {
+    "refund reversal charged to another card": (
+        _refund_reversal_charged_to_another_card, "credit-reversal",
+        "does not move money between its hold's card and merchant the way its kind does",
+    ),
+    "capture reversal paid by another merchant": (
+        _capture_reversal_paid_by_another_merchant, "capture-reversal",
+        "does not move money between its hold's card and merchant the way its kind does",
+    ),
     "refund paid to another card": (
         _refund_paid_to_another_card, "credit",
         "does not move money between its hold's card and merchant the way its kind does",
