@@ -12,7 +12,9 @@ another on the same socket path; meanwhile the workers answer UNAVAILABLE.
 
 The socket's directory is created by the supervisor with mode 0700 under the system's
 temporary directory, so its path stays far below the 108 bytes a Unix socket path may
-have, wherever the bank's files are.
+have, wherever the bank's files are. The service holds a connection for every thread of
+every worker that uses the ledger (``connections_needed``), raising the process's
+open-file limit for them if it must (``descriptors_for``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import resource
 import shutil
 import signal
 import tempfile
@@ -30,7 +33,7 @@ from gateway import metrics, scheduling
 from gateway.config import BankConfig
 from gateway.demand import DemandBoard, SharedDemand, demand_path
 from gateway.ledger import SqliteLedgerStore
-from gateway.ledger.service import LedgerService
+from gateway.ledger.service import MAX_CONNECTIONS, LedgerService
 from gateway.stop_signals import StopSignals
 
 log = logging.getLogger("setpay.ledger")
@@ -41,6 +44,45 @@ PARENT_CHECK_SECONDS = 1.0
 # The process name ``ps -o comm`` and /proc/PID/comm show (at most 15 bytes).
 PROCESS_NAME = b"setpay-ledger"
 _PR_SET_NAME = 15
+# Connections a worker holds beside one for each request thread (``RemoteLedgerStore``
+# dials one per thread and keeps it while the thread lives): the one its ledger opens as
+# it starts (the main thread's), the hold sweeper's, the health monitor's, and a spare.
+OTHER_CONNECTIONS_PER_WORKER = 4
+# Descriptors the ledger process needs beside its connections: the database's (a writer
+# and the readers, each with its -wal and -shm), the write-lock file, the listener, the
+# epoll and wake-up descriptors, the metrics and demand files, standard streams.
+OTHER_DESCRIPTORS = 64
+
+
+def connections_needed(config: BankConfig) -> int:
+    """The connections the ledger service must hold for this bank: every thread of every
+    worker that uses the ledger, twice over, since a restarted worker's replacement
+    dials while its forerunner's connections may not yet be seen closed (one waiting for
+    its answer is seen closed only when the answer is sent). At least ``MAX_CONNECTIONS``.
+
+    A connection refused for want of room is refused again each time its thread dials:
+    that thread's every request is answered UNAVAILABLE for as long as the others hold
+    theirs (they never let go), so the limit must cover them all."""
+    per_worker = config.threads + OTHER_CONNECTIONS_PER_WORKER
+    return max(MAX_CONNECTIONS, 2 * config.workers * per_worker)
+
+
+def descriptors_for(connections: int) -> int:
+    """Raise this process's open-file limit (its soft limit, up to the hard one) so that
+    it can hold ``connections``; the connections it can hold (at least 1).
+
+    Beyond the limit ``accept`` would fail (EMFILE) and leave the connection waiting in
+    the listener's queue, its worker's operation unanswered until its timeout."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + OTHER_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    return max(1, min(connections, soft - OTHER_DESCRIPTORS))
 
 
 def _name_this_process() -> None:
@@ -97,8 +139,19 @@ def run_ledger_process(
     store = SqliteLedgerStore(url[len("sqlite:") :], observer=observer, cpu=demand)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a ledger process that died
+    needed = connections_needed(config)
+    connections = descriptors_for(needed)
+    if connections < needed:
+        log.warning(
+            "ledger process: its open-file limit lets it hold %d connections, and the"
+            " workers may open %d: requests past them are answered UNAVAILABLE; raise the"
+            " bank's hard open-file limit (RLIMIT_NOFILE) or lower [gateway] workers or"
+            " threads",
+            connections,
+            needed,
+        )
     try:
-        service = LedgerService(store, path)
+        service = LedgerService(store, path, max_connections=connections)
     except BaseException:
         store.close()
         raise

@@ -26,7 +26,9 @@ ledger code only, start to end: nothing in it calls back into the worker (a resp
 built there after the decision is committed, ``gateway.ledger.idempotency``).
 
 Who may connect: the socket lives in a directory only the bank's user can enter, and a
-connection from another user id (``SO_PEERCRED``) is closed at once.
+connection from another user id (``SO_PEERCRED``) is closed at once, as is one beyond
+the service's limit of connections (``max_connections``: the ledger process sizes it to
+the bank's workers and threads).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from gateway.ledger.sqlite import SqliteLedgerStore
 
 log = logging.getLogger("setpay.ledger")
 
-# Connections the service keeps at once: request threads of every worker, with room for
-# restarted workers whose old connections are still closing.
+# Connections the service keeps at once unless told more (``LedgerService``): the ledger
+# process sizes it to its bank's workers and their threads (``gateway.ledger_process``),
+# since a worker holds one for each of its request threads for as long as it lives.
 MAX_CONNECTIONS = 256
 # How long an answer may wait for a worker that does not read it. (Reads never wait: the
 # loop takes what has arrived of a frame and comes back for the rest.)
@@ -73,9 +76,18 @@ class _Peer:
 class LedgerService:
     """Serves ``store`` on the Unix socket ``path`` until closed."""
 
-    def __init__(self, store: SqliteLedgerStore, path: str) -> None:
-        """Listen on ``path`` (its directory must exist and be private to this user)."""
+    def __init__(
+        self, store: SqliteLedgerStore, path: str, *, max_connections: int = MAX_CONNECTIONS
+    ) -> None:
+        """Listen on ``path`` (its directory must exist and be private to this user);
+        hold up to ``max_connections`` at once, and close any connection beyond them as
+        it comes (ValueError if fewer than 1)."""
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise ValueError("the ledger service's connection limit must be a whole number")
+        if max_connections < 1:
+            raise ValueError("the ledger service must take at least 1 connection")
         self._store = store
+        self._max_connections = max_connections
         self._path = path
         self._lock = threading.Lock()
         self._connections: dict[int, _Peer] = {}
@@ -87,7 +99,7 @@ class LedgerService:
         try:
             self._listener.bind(path)
             os.chmod(path, 0o600)
-            self._listener.listen(MAX_CONNECTIONS)
+            self._listener.listen(min(max_connections, socket.SOMAXCONN))
             self._epoll.register(self._listener.fileno(), select.EPOLLIN)
             self._epoll.register(self._wake_r, select.EPOLLIN)
         except OSError:
@@ -132,8 +144,16 @@ class LedgerService:
             uid = _CREDENTIALS.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
             )[1]
-            if uid != os.getuid() or len(self._connections) >= MAX_CONNECTIONS:
+            if uid != os.getuid():
                 log.warning("ledger service: refused a connection (uid %d)", uid)
+                sock.close()
+                return
+            if len(self._connections) >= self._max_connections:
+                # Its worker answers UNAVAILABLE, and dials again on its next operation.
+                log.warning(
+                    "ledger service: refused a connection: %d open, the most it holds",
+                    self._max_connections,
+                )
                 sock.close()
                 return
             # Timeout mode makes the descriptor non-blocking (as Python documents it): the
