@@ -8,9 +8,9 @@ that safe and cheap:
 - **Only ledger code can be named.** The service unpickles with ``find_class`` limited to
   what the modules in ``SHIPPED_MODULES`` define (not what they import) and
   ``functools.partial``: a frame can name a ledger rule, an outcome or a ledger error,
-  and nothing else (not ``os.system``, not a class with a dangerous constructor). The
-  socket is reachable by the bank's own user only (``service``), so this is defence in
-  depth, not the only wall.
+  and nothing else (not ``os.system``, not a class with a dangerous constructor, not a
+  chain of partials: ``_ShippedPartial``). The socket is reachable by the bank's own
+  user only (``service``), so this is defence in depth, not the only wall.
 - **Only ledger code leaves the worker.** ``dump_operation`` refuses an operation that
   holds any other callable (a lambda, a closure, a bound method) with ``NotLedgerCode``
   before a byte is sent. Nothing of the worker's ever needs to run inside the service's
@@ -246,6 +246,34 @@ def dump_value(value: object) -> bytes:
     return dump_operation(value)
 
 
+def _refuse_nested(func: object) -> None:
+    """UnpicklingError if ``func``, a partial's function, is itself a partial."""
+    if isinstance(func, functools.partial):
+        raise pickle.UnpicklingError("a partial whose function is another partial may not cross")
+
+
+class _ShippedPartial(functools.partial[Any]):
+    """``functools.partial`` as a frame rebuilds one: its function is never a partial.
+
+    ``partial`` flattens a partial of a partial as it builds it, so the worker never
+    sends one; but a frame can rebuild any chain of them (a partial's pickled state
+    names its function, and nothing flattens it there), and calling a chain some 100,000
+    deep recurses in C, unchecked, until the process dies (SIGSEGV): the ledger process,
+    and every worker's operation in flight with it. Refused as the frame is read."""
+
+    def __new__(cls, func: Any, /, *args: Any, **keywords: Any) -> _ShippedPartial:
+        """A partial of ``func``; UnpicklingError if ``func`` is a partial."""
+        _refuse_nested(func)
+        return super().__new__(cls, func, *args, **keywords)
+
+    def __setstate__(self, state: Any) -> None:
+        """Take a pickled partial's state; UnpicklingError if its function is a partial."""
+        if isinstance(state, tuple) and state:
+            _refuse_nested(state[0])
+        # partial's own (in C, unknown to the type stubs) checks the state's shape.
+        super().__setstate__(state)  # type: ignore[misc]
+
+
 class _LedgerUnpickler(pickle.Unpickler):
     """Unpickles ledger code and values only."""
 
@@ -254,7 +282,7 @@ class _LedgerUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("functools", "partial"):
-            return functools.partial
+            return _ShippedPartial
         if module == "builtins" and name in SHIPPED_BUILTIN_ERRORS:
             return super().find_class(module, name)
         if module in SHIPPED_MODULES and "." not in name and not name.startswith("__"):
