@@ -151,8 +151,8 @@ def test_two_registers_at_once_never_strand_a_certified_request(
     wrote one, where they could meet); the first CertReq to reach the CA is the one whose
     record is not on disk, if there is one, and its answer is lost. The next ``register``
     then collects what the CA certified, and the merchant opens."""
-    directory = tmp_path / "m-twice"
-    configure_merchant(bank, directory, "m-twice")
+    directory = tmp_path / "m-alone-race"
+    configure_merchant(bank, directory, "m-alone-race")
     meet = threading.Barrier(2, timeout=MEET_SECONDS)
     real_init = MerchantRegistrar._me_aq_c_init
 
