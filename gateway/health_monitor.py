@@ -1,6 +1,6 @@
 """grpc.health.v1 for a worker's server: probes of the key backend and the database, and
-Watch streams that end when the server stops (``OpenStreams``, which the server's
-reflection streams use too). Only the names the server serves are ever kept
+Watch streams that end when the server stops (``WatchEndingHealth``); ``OpenStreams``
+ends the server's reflection streams so. Only the names the server serves are ever kept
 (``setcore.served_health``)."""
 
 from __future__ import annotations
@@ -67,52 +67,18 @@ class WatchEndingHealth(ServedHealth):
     A Watch stream is a call in flight until it ends, and gRPC's ``stop(grace)`` waits for
     every call: one open stream (a load balancer's, a client's own health checking) held
     every stopping worker for its whole grace period with nothing else to finish.
-    ``end_watches`` ends each stream (status OK) once NOT_SERVING has been sent on it, and
-    a Watch that starts after that gets the status and its end at once. The health
-    checking protocol has a client retry a Watch that ends with any status but
-    UNIMPLEMENTED, and NOT_SERVING has already told it to go elsewhere. A Watch for a name
-    not served here (SERVICE_UNKNOWN, kept under no name) is held and ended the same way.
+    ``end_watches`` (``ServedHealth``'s) ends each stream (status OK) once NOT_SERVING has
+    been sent on it, and a Watch that starts after that gets the status and its end at
+    once. The health checking protocol has a client retry a Watch that ends with any
+    status but UNIMPLEMENTED, and NOT_SERVING has already told it to go elsewhere. A Watch
+    for a name not served here (SERVICE_UNKNOWN, kept under no name) is ended the same way.
+
+    This class once ended the streams itself (``OpenStreams``, and a send callback that
+    ignored all after its end), on the stopping thread and under a lock held across each
+    send: a peer that took nothing held the drain there. ``ServedHealth`` now ends them
+    on its own senders, after what was queued on each, keeping each ended stream under its
+    stall watch until its call is over, which is all a worker needs.
     """
-
-    def __init__(self, services: Sequence[str] = ()) -> None:
-        super().__init__(services)
-        self._watches: OpenStreams[Callable[[object], None]] = OpenStreams()
-
-    def Watch(  # noqa: N802 - gRPC's method name
-        self,
-        request: health_pb2.HealthCheckRequest,
-        context: grpc.ServicerContext,
-        send_response_callback: Callable[[object], None] | None = None,
-    ) -> None:
-        """As ``ServedHealth``'s, ended by ``end_watches``."""
-        if send_response_callback is None:
-            raise TypeError("Watch is non-blocking here (as built above): it needs a callback")
-        send = _once_ended(send_response_callback)
-        super().Watch(request, context, send)  # sends the current status
-        if not self._watches.open(send, context):
-            send(None)
-
-    def end_watches(self) -> None:
-        """End every Watch stream, and any that starts from now on (after its status)."""
-        self._watches.end_all(lambda send: send(None))
-
-
-def _once_ended(send: Callable[[object], None]) -> Callable[[object], None]:
-    """``send``, which ignores everything once it was given None (the end of its stream):
-    an ended stream stays among its name's watchers until gRPC runs its close callback,
-    and a ``set`` meanwhile would have gRPC send on a call that has its status."""
-    ended = threading.Lock()
-    done = False
-
-    def once(response: object) -> None:
-        nonlocal done
-        with ended:
-            if done:
-                return
-            done = response is None
-            send(response)
-
-    return once
 
 
 class HealthMonitor:

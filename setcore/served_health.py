@@ -49,7 +49,12 @@ sends every status it sets (each name, every second) on every one of them.
 told its status first: a Watch is a call in flight, and gRPC's ``stop(grace)`` waits for
 every call, so one open stream held a stopping server for its whole grace period with
 nothing else to finish. A server calls it once it is stopping, after
-``enter_graceful_shutdown`` has told each stream NOT_SERVING.
+``enter_graceful_shutdown`` (or its last ``set``) has told each stream NOT_SERVING. An
+ended stream stays open, counted against ``MAX_WATCHES`` and under the stall watch below,
+until its call is over: its end goes out after what was queued on it, and a peer that
+takes nothing holds that end as it holds a status. Emptying the open streams at once let
+the stall watch stop with such a send under way, and nothing cancelled it: a merchant's
+``stop(20)`` with one such Watch took the whole 20 s.
 
 What is not kept: grpc_health sent each status while holding the lock that a stream's
 close callback takes too. grpcio runs close callbacks in its poll thread, and a send
@@ -67,13 +72,23 @@ so every later ``set`` of "" waited with it (a bank worker's health stayed SERVI
 its probes failed, and its drain, whose first step sets NOT_SERVING, never ended), and
 each later Watch for "" held a thread of the server's pool waiting for the lock (a
 handful, and the server answered nothing more). Here each stream orders its own sends
-(``_Stream``): a status is sent by the thread that offers it when the stream is idle, and
-kept as the stream's next (the latest only) when a send is under way, to be sent by the
-thread sending, after it; a status older than one already offered is dropped, so a
-stream is told its first status and then the changes, in the order they were set, and
-only a stream that lags is told fewer of them. A send that has not completed after
-``SEND_STALL_SECONDS`` has its call cancelled (``_cancel_stalled``, on a thread of the
-servicer's own while Watch streams are open), which ends the send and frees its thread.
+(``_Stream``): it keeps the status it is to be told next (the latest only) and whether
+it is to be ended, and one thread at a time sends them, in that order; a status older
+than one already offered is dropped, so a stream is told its first status and then the
+changes, in the order they were set, and only a stream that lags is told fewer of them.
+A send that has not completed after ``SEND_STALL_SECONDS`` has its call cancelled
+(``_cancel_stalled``, on a thread of the servicer's own while Watch streams are open),
+which ends the send and frees its thread.
+
+No caller sends either: ``set``, ``enter_graceful_shutdown``, ``end_watches`` and Watch
+itself only record what each stream is to be told, and the servicer's own threads
+(``_Senders``, at most ``SENDERS``, started as there is something to send) send it. A
+setter once sent on each idle stream itself: a peer whose window took a stream's first
+status and nothing after (an HTTP/2 window of 7 bytes: a message's 5-byte prefix and 2
+of status) held it until the stall watch cancelled that stream, about 2 s, then the next
+such stream as long, one after another: 20 of them made one ``set`` take 41 s, and the
+bank's drain, whose first step sets NOT_SERVING, and its probes' publishing waited with
+it. Now such a stream holds one sender for as long, and the others send on.
 """
 
 from __future__ import annotations
@@ -81,6 +96,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -106,9 +122,21 @@ WATCHES_REFUSAL = "too many health Watch streams open on this server"
 SEND_STALL_SECONDS = 2.0
 #: How often the servicer looks for sends past ``SEND_STALL_SECONDS`` while streams are open.
 STALL_CHECK_SECONDS = 0.5
+#: The servicer's threads that send, at most (``_Senders``). A stalled stream holds one
+#: for at most ``SEND_STALL_SECONDS`` and a ``STALL_CHECK_SECONDS`` more (then the stall
+#: watch cancels its call); a stream whose peer reads holds one for well under a
+#: millisecond. With 32, a peer needs 32 stalling streams to delay anyone's status at all,
+#: and even ``MAX_WATCHES`` of them delay it by 8 such rounds (about 20 s) once, as each
+#: is cancelled when it stalls; idle threads cost nothing and end after ``SENDER_IDLE_SECONDS``.
+SENDERS = 32
+#: How long a sender with nothing to send waits for more before it ends: past the bank's
+#: probe interval (1 s), so that its every-second sets reuse the same threads.
+SENDER_IDLE_SECONDS = 5.0
 
 #: A Watch stream's send callback (grpcio's): a response, or None to end the stream.
 Send = Callable[[object], None]
+#: What runs a stream's sends (``_Senders.run`` unless a test gives its own).
+Run = Callable[[Callable[[], None]], object]
 _W = TypeVar("_W", bound=Callable[..., None])
 
 
@@ -123,43 +151,132 @@ def _non_blocking(watch: _W) -> _W:
 class _Stream:
     """One open Watch stream, which orders its own sends (module docstring): its send
     callback and call, the newest status offered to it (by its order, ``seq``), the status
-    to send after the send under way, and when that send began (None: none is)."""
+    to send next, whether it is to be ended and has been, whether a sender has it
+    (``busy``), and when the send under way began (None: none is)."""
 
-    __slots__ = ("context", "lock", "pending", "send", "seq", "since")
+    __slots__ = (
+        "busy", "context", "ended", "ending", "lock", "pending", "run", "send", "seq", "since",
+    )  # fmt: skip
 
-    def __init__(self, send: Send, context: grpc.ServicerContext) -> None:
+    def __init__(
+        self, send: Send, context: grpc.ServicerContext, run: Run, first: int, seq: int,
+        ending: bool,
+    ) -> None:  # fmt: skip
+        """A stream to be told ``first`` (the ``seq``-th set), and then ended if
+        ``ending``, once ``start``-ed: recorded before any other thread can see the
+        stream, so that neither a ``set`` nor an ``end_watches`` can come before them."""
         self.send = send
         self.context = context
+        self.run = run
         self.lock = threading.Lock()  # never held across a send
-        self.seq = -1
-        self.pending: int | None = None
+        self.seq = seq
+        self.pending: int | None = first
+        self.ending = ending
+        self.ended = False
+        self.busy = True  # for ``start``
         self.since: float | None = None
 
+    def start(self) -> None:
+        """Hand the stream to a sender, for its first status (``__init__``)."""
+        self.run(self._send_all)
+
     def offer(self, status: int, seq: int) -> None:
-        """Send ``status`` (the ``seq``-th set) now if nothing is being sent on this
-        stream, then any status offered meanwhile; else leave it to the thread sending. A
-        status no newer than one offered already is dropped."""
+        """Record ``status`` (the ``seq``-th set) as the next to send, for a sender to send
+        (never the caller). A status no newer than one offered already is dropped, and
+        every status once the stream is to be ended."""
         with self.lock:
-            if seq <= self.seq:
+            if self.ending or seq <= self.seq:
                 return
-            self.seq = seq
-            if self.since is not None:
-                self.pending = status
+            self.seq, self.pending = seq, status
+            claimed = self._claim()
+        if claimed:
+            self.run(self._send_all)
+
+    def end(self) -> None:
+        """Record that the stream is to be ended (status OK) after what is to be sent on
+        it, for a sender to end it (never the caller); once only."""
+        with self.lock:
+            if self.ending:
                 return
-            self.since = time.monotonic()
+            self.ending = True
+            claimed = self._claim()
+        if claimed:
+            self.run(self._send_all)
+
+    def _claim(self) -> bool:
+        # Under the stream's lock: whether the caller is to hand the stream to a sender
+        # (none has it yet, so none would send what was just recorded).
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
+    def _send_all(self) -> None:
+        """A sender's: the pending status, then the end if it is due, until nothing is
+        left; a status recorded meanwhile is sent by this loop too, after the one under
+        way. A send that raises leaves the call over: nothing more is sent on it."""
         while True:
-            self.send(health_pb2.HealthCheckResponse(status=status))
             with self.lock:
-                if self.pending is None:
-                    self.since = None
+                if self.pending is not None:
+                    response: object = health_pb2.HealthCheckResponse(status=self.pending)
+                    self.pending = None
+                elif self.ending and not self.ended:
+                    response, self.ended = None, True
+                else:
+                    self.busy, self.since = False, None
                     return
-                status, self.pending = self.pending, None
                 self.since = time.monotonic()
+            try:
+                self.send(response)
+            except Exception:  # noqa: BLE001 - grpcio's; the sender must go on to others
+                with self.lock:
+                    self.pending, self.ending, self.ended = None, True, True
 
     def stalled(self, now: float) -> bool:
         """Whether a send on this stream has waited past ``SEND_STALL_SECONDS``."""
         with self.lock:
             return self.since is not None and now - self.since > SEND_STALL_SECONDS
+
+
+class _Senders:
+    """The servicer's own threads that send on its streams (module docstring): at most
+    ``SENDERS``, started as there is something to send, each ending once it has had
+    nothing to send for ``SENDER_IDLE_SECONDS``. A stream waiting for a sender is not
+    stalled: only a send under way is timed."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition(threading.Lock())
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._threads = 0
+        self._idle = 0
+
+    def run(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on a sender: an idle one, else a new one while fewer than
+        ``SENDERS`` run, else the first to be free (in the order given)."""
+        with self._ready:
+            self._jobs.append(job)
+            if len(self._jobs) <= self._idle:
+                self._ready.notify()
+                return
+            if self._threads >= SENDERS:
+                return
+            self._threads += 1
+        threading.Thread(target=self._serve, name="health-sends", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                idle_since = time.monotonic()
+                while not self._jobs:
+                    left = SENDER_IDLE_SECONDS - (time.monotonic() - idle_since)
+                    if left <= 0:
+                        self._threads -= 1
+                        return
+                    self._idle += 1
+                    self._ready.wait(left)
+                    self._idle -= 1
+                job = self._jobs.popleft()
+            job()
 
 
 def _cancel_stalled(servicer: weakref.ref[ServedHealth]) -> None:
@@ -183,7 +300,9 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     module docstring for why a name outside it is never kept, and why this is not
     grpc_health's servicer."""
 
-    def __init__(self, services: Iterable[str] = ()) -> None:
+    def __init__(self, services: Iterable[str] = (), run: Run | None = None) -> None:
+        """Serve ``services`` (and ""); ``run`` runs the streams' sends, on the servicer's
+        own threads (``_Senders``) unless given (a test's may run them at once)."""
         # Bookkeeping only (statuses, watchers, names): never held across a send, as a
         # close callback takes it in grpcio's poll thread.
         self._lock = threading.Lock()
@@ -195,9 +314,11 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._set_as: dict[str, int] = {}
         self._watchers: dict[str, set[Send]] = {}
         self._shutting_down = False
-        # Every open Watch stream, of any name (``MAX_WATCHES``); none once ended.
+        # Every open Watch stream, of any name (``MAX_WATCHES``), until its call is over:
+        # ended ones too, which the stall watch must still see.
         self._open_watches: dict[Send, _Stream] = {}
         self._watches_ended = False
+        self._run: Run = run if run is not None else _Senders().run
         self._stall_watch = False  # whether ``_cancel_stalled`` runs
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -236,19 +357,21 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
 
     def end_watches(self) -> None:
         """End every open Watch stream (status OK), and any that starts from now on,
-        after its status (module docstring). Sends nothing that waits: a stream's end
-        goes out after what was sent on it before."""
+        after its status (module docstring). Sends nothing itself: the senders end each
+        stream after what was offered on it, and it stays open, under the stall watch,
+        until its call is over."""
         with self._lock:
             self._watches_ended = True
-            sends, self._open_watches = list(self._open_watches), {}
-        for send in sends:
-            send(None)
+            streams = list(self._open_watches.values())
+        for stream in streams:
+            stream.end()
 
     def set(self, service: str, status: int) -> None:
-        """Set ``service``'s status and send it on each of its Watch streams (a repeat of
-        the same status too, as grpc_health did), for a name this server serves only: any
-        other is the server's own mistake, refused (ValueError) before anything is kept.
-        Ignored once ``enter_graceful_shutdown`` has run."""
+        """Set ``service``'s status and have it sent on each of its Watch streams (a
+        repeat of the same status too, as grpc_health did), by the senders: returns
+        without waiting for any peer. For a name this server serves only: any other is
+        the server's own mistake, refused (ValueError) before anything is kept. Ignored
+        once ``enter_graceful_shutdown`` has run."""
         with self._lock:
             if service not in self._served:
                 raise ValueError(f"health status set for a service not served here: {service!r}")
@@ -261,7 +384,8 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
             stream.offer(status, seq)
 
     def enter_graceful_shutdown(self) -> None:
-        """NOT_SERVING for every name with a status, sent on its streams, and every later
+        """NOT_SERVING for every name with a status, sent on its streams (by the senders),
+        and every later
         ``set`` ignored (grpc_health's, for a server entering its grace period)."""
         with self._lock:
             if self._shutting_down:
@@ -282,7 +406,8 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         return self._seq
 
     def _streams_of(self, name: str) -> list[_Stream]:
-        # Under the state lock: the open streams watching ``name`` (none once ended).
+        # Under the state lock: the open streams watching ``name`` (an ended one ignores
+        # what it is offered).
         sends = self._watchers.get(name, ())
         return [self._open_watches[send] for send in sends if send in self._open_watches]
 
@@ -319,23 +444,25 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         """Non-blocking: the current status now, and each one set until the call ends;
         SERVICE_UNKNOWN, and nothing kept under its name, for a name not served here.
         RESOURCE_EXHAUSTED, nothing sent nor kept, past ``MAX_WATCHES`` open streams;
-        ended at once, after its status, once ``end_watches`` has run."""
+        ended at once, after its status, once ``end_watches`` has run. Sends nothing
+        itself: the senders do, and the server's thread is free at once."""
         if send_response_callback is None:
             raise TypeError("Watch is non-blocking here (as built above): it needs a callback")
         send = send_response_callback
         service = request.service
         with self._lock:
             served = service in self._served
-            held = not self._watches_ended
-            full = held and len(self._open_watches) >= MAX_WATCHES
+            ended = self._watches_ended
+            full = len(self._open_watches) >= MAX_WATCHES
             status = self._statuses.get(service, _UNKNOWN.status) if served else _UNKNOWN.status
             seq = self._set_as.get(service, 0)
-            stream = _Stream(send, context)
-            if held and not full:
+            stream = _Stream(send, context, self._run, status, seq, ending=ended)
+            if not full:
                 # Joined with the status it is told first, under one lock: no ``set`` can
-                # slip a change between them that the stream would not be told.
+                # slip a change between them that the stream would not be told. Once
+                # ended, held too: its status and end may stall as any send does.
                 self._open_watches[send] = stream
-                if served:
+                if served and not ended:
                     self._watchers.setdefault(service, set()).add(send)
                 if not self._stall_watch:
                     self._stall_watch = True
@@ -345,10 +472,7 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
                     ).start()  # fmt: skip
         if full:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, WATCHES_REFUSAL)
-        stream.offer(status, seq)
-        if not held:  # ``end_watches`` has run: kept nowhere, ended after its status
-            send(None)
-            return
+        stream.start()  # ended after its status if ``end_watches`` has run
         # grpc_health added its close callback without looking at the answer: a call
         # already over (its client gone while it waited for a thread) never runs it, and
         # its stream stayed among the watchers for good.

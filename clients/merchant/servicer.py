@@ -224,7 +224,9 @@ class MerchantServer:
         """gRPC's ``stop``, after which every health Watch stream is told NOT_SERVING and
         ended (``ServedHealth.end_watches``): a Watch is a call in flight, and one left open
         (a balancer's) held the stop for its whole grace period with nothing to finish.
-        The pools' threads end once it has stopped."""
+        Neither waits for a peer (the health servicer's own threads send), and a stream
+        whose peer takes nothing is cancelled by its stall watch, ended or not. The pools'
+        threads end once it has stopped."""
         stopped: threading.Event = self._server.stop(grace)
         # After gRPC's stop began: no Watch starts from now on.
         self.health.enter_graceful_shutdown()

@@ -3,7 +3,9 @@ moments a real server makes hard to reach: a Watch whose call is already over wh
 runs, one that comes before the server has published a status, and a stream that ends
 while a status is being sent. The servers' own tests (``test_health_watch_names``,
 ``test_merchant_health_names``) use real servers, ``test_health_servicer_own`` a
-grpc_health that renamed what the servicer once reached into."""
+grpc_health that renamed what the servicer once reached into. Sends run at once here
+(``_at_once``), on the caller's thread, so that what a stream was sent can be read as
+soon as a call returns; the servicer's own senders are the real servers' tests'."""
 
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 # Every wait is bounded; a prompt answer takes milliseconds, a loaded CI machine far more.
 WAIT_SECONDS = 5.0
+
+
+def _at_once(send: Callable[[], None]) -> None:
+    """Run a stream's sends now, instead of on the servicer's senders."""
+    send()
 
 
 class _Context:
@@ -61,14 +68,14 @@ def _watch(servicer: ServedHealth, name: str, context: _Context) -> list[int]:
 
 
 def test_a_watch_whose_call_is_already_over_is_not_kept() -> None:
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     assert _watch(servicer, SERVED, _Context(over=True)) == [UNKNOWN]  # no status set yet
     assert _watch(servicer, "", _Context(over=True)) == [SERVING]
     assert servicer.watchers() == {}
 
 
 def test_a_watch_before_the_first_status_is_told_it_when_set_and_leaves_when_ended() -> None:
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     context = _Context()
     sent = _watch(servicer, SERVED, context)
     servicer.set(SERVED, SERVING)
@@ -81,7 +88,7 @@ def test_a_watch_before_the_first_status_is_told_it_when_set_and_leaves_when_end
 def test_a_name_not_served_is_told_unknown_kept_under_no_name_and_cannot_be_set() -> None:
     """Its stream is counted against the cap while open (a close callback), but its name
     is kept nowhere."""
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     context = _Context()
     assert _watch(servicer, "setpay.v1.Other", context) == [UNKNOWN]
     assert len(context.callbacks) == 1 and servicer.watchers() == {}
@@ -117,7 +124,7 @@ def test_check_answers_as_grpc_healths_did() -> None:
     """The whole server ("") SERVING from the start; NOT_FOUND, with an empty reply, for a
     name with no status yet or not served."""
     empty = health_pb2.HealthCheckResponse.UNKNOWN
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     assert _check(servicer, "") == (SERVING, None)
     assert _check(servicer, SERVED) == (empty, grpc.StatusCode.NOT_FOUND)
     assert _check(servicer, "setpay.v1.Other") == (empty, grpc.StatusCode.NOT_FOUND)
@@ -127,7 +134,7 @@ def test_check_answers_as_grpc_healths_did() -> None:
 
 
 def test_every_set_is_sent_a_repeat_too_in_order() -> None:
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     servicer.set(SERVED, SERVING)
     sent = _watch(servicer, SERVED, _Context())
     for status in (SERVING, NOT_SERVING, SERVING):
@@ -136,7 +143,7 @@ def test_every_set_is_sent_a_repeat_too_in_order() -> None:
 
 
 def test_graceful_shutdown_sends_not_serving_and_ignores_later_sets() -> None:
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     servicer.set(SERVED, SERVING)
     overall, served = _watch(servicer, "", _Context()), _watch(servicer, SERVED, _Context())
     servicer.enter_graceful_shutdown()
@@ -148,7 +155,7 @@ def test_graceful_shutdown_sends_not_serving_and_ignores_later_sets() -> None:
 
 def test_watch_is_grpcios_non_blocking_behaviour_in_a_subclass_too() -> None:
     """grpcio gives a send callback only to a behaviour so marked; a Watch of a subclass
-    (the bank's ``WatchEndingHealth``) is the behaviour it is given."""
+    (the bank's ``WatchEndingHealth`` had one) is the behaviour it is given."""
 
     class Sub(ServedHealth):
         def Watch(self, *args: object) -> None:
@@ -162,7 +169,7 @@ def test_grpc_healths_servicer_is_not_what_it_is_built_on() -> None:
     """Nothing of grpc_health's servicer (whose private names a release may change) is
     inherited: only grpc.health.v1's generated base."""
     assert health.HealthServicer not in ServedHealth.__mro__
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     assert not hasattr(servicer, "_server_status") and not hasattr(
         servicer, "_send_response_callbacks"
     )
@@ -173,7 +180,7 @@ def test_a_stream_ending_while_a_status_is_sent_waits_for_nothing() -> None:
     thread to complete its write. A stream that ends while a ``set`` sends on another must
     not wait for that ``set``: with grpc_health's one lock around both, the poll thread
     waited for the lock, the send for the poll thread, and the server answered no more."""
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)
     servicer.set(SERVED, SERVING)
     ending = _Context()
     _watch(servicer, SERVED, ending)

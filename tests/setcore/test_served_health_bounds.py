@@ -76,8 +76,12 @@ def small_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(served_health, "MAX_WATCHES", BOUND, raising=False)
 
 
+def _at_once(send: Callable[[], None]) -> None:
+    send()
+
+
 def _servicer() -> ServedHealth:
-    servicer = ServedHealth((SERVED,))
+    servicer = ServedHealth((SERVED,), run=_at_once)  # sends at once: read as sent
     servicer.set(SERVED, SERVING)
     return servicer
 
@@ -121,16 +125,37 @@ def test_end_watches_ends_every_stream_and_any_after_it_once_told_its_status() -
     assert overall.sent == [SERVING, NOT_SERVING, END]
     assert served.sent == [SERVING, NOT_SERVING, END]
     assert unknown.sent == [UNKNOWN, END]
-    assert servicer.open_watches == 0
+    # Ended, but open until gRPC runs their close callbacks: still counted, and still
+    # under the stall watch (an end may stall as a status does).
+    assert servicer.open_watches == BOUND
 
-    # Past the bound's count too: once ended, nothing is held, so nothing is refused.
-    later = [_Stream(servicer, SERVED) for _ in range(BOUND + 1)]
-    assert [s.sent for s in later] == [[NOT_SERVING, END]] * (BOUND + 1)
-    assert all(s.context.callbacks == [] and s.context.aborted is None for s in later)
-    assert servicer.open_watches == 0 and servicer.watchers() == {SERVED: 1, "": 1}
+    refused = _Stream(servicer, SERVED)  # past the bound, the ended streams counted
+    assert refused.sent == [] and refused.context.aborted is not None
+    for stream in (overall, served):
+        stream.context.end()
+    assert servicer.open_watches == 1
+    later = [_Stream(servicer, SERVED) for _ in range(BOUND - 1)]
+    assert [s.sent for s in later] == [[NOT_SERVING, END]] * (BOUND - 1)
+    assert all(len(s.context.callbacks) == 1 and s.context.aborted is None for s in later)
+    assert servicer.open_watches == BOUND
+    assert servicer.watchers() == {}  # ended: kept under no name, told nothing more
 
-    for stream in (overall, served, unknown):
+    for stream in (unknown, *later):
         stream.context.end()  # gRPC runs their close callbacks once they have ended
-    assert servicer.watchers() == {}
+    assert servicer.open_watches == 0 and servicer.watchers() == {}
+    servicer.set("", SERVING)  # ignored, as after every graceful shutdown
     servicer.end_watches()  # a second time: nothing more is sent
     assert overall.sent == [SERVING, NOT_SERVING, END]
+    assert [s.sent for s in later] == [[NOT_SERVING, END]] * (BOUND - 1)
+
+
+def test_a_stream_ended_is_told_nothing_more_a_set_included() -> None:
+    """Without ``enter_graceful_shutdown`` (the bank's monitor sets NOT_SERVING itself), a
+    ``set`` after ``end_watches`` is not sent on an ended stream: its call has its status."""
+    servicer = _servicer()
+    stream = _Stream(servicer, SERVED)
+    servicer.set(SERVED, NOT_SERVING)
+    servicer.end_watches()
+    servicer.set(SERVED, SERVING)
+    assert stream.sent == [SERVING, NOT_SERVING, END]
+    assert servicer.statuses()[SERVED] == SERVING

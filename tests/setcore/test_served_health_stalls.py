@@ -91,7 +91,7 @@ def test_a_stalled_watch_holds_neither_sets_nor_other_watches_and_is_cancelled(
 
 def test_a_stream_that_lags_is_told_the_latest_status_after_its_send_in_order() -> None:
     """Statuses set while a send on a stream is under way are not sent by their setters
-    (they would wait with it): the newest is sent after it, by the thread sending."""
+    (they would wait with it): the newest is sent after it, by the sender sending."""
     servicer = ServedHealth()
     release = threading.Event()
     sent: list[int] = []
@@ -109,18 +109,48 @@ def test_a_stream_that_lags_is_told_the_latest_status_after_its_send_in_order() 
         def add_callback(self, callback: Callable[[], None]) -> bool:
             return True
 
-    watching = threading.Thread(
-        target=servicer.Watch,
-        args=(health_pb2.HealthCheckRequest(), cast(grpc.ServicerContext, _Context()), send),
-        daemon=True,
-    )
-    watching.start()
+    context = cast(grpc.ServicerContext, _Context())
+    servicer.Watch(health_pb2.HealthCheckRequest(), context, send)  # returns at once
     assert first_send_began.wait(WAIT_SECONDS)
     for status in (NOT_SERVING, SERVING, NOT_SERVING):
         servicer.set("", status)  # returns at once: the stream's send is under way
     assert sent == []
     release.set()
-    watching.join(WAIT_SECONDS)
+    _until(lambda: len(sent) >= 2, "the lagging stream was told the newest status")
     assert sent == [SERVING, NOT_SERVING]  # its first status, then the newest
     servicer.set("", SERVING)
+    _until(lambda: len(sent) >= 3, "the stream was told the next status")
     assert sent == [SERVING, NOT_SERVING, SERVING]
+
+
+def test_the_stall_watch_starts_again_once_it_has_ended(
+    served: tuple[ServedHealth, int],
+) -> None:
+    """The stall watch ends once no stream is open, and the next Watch starts it again: a
+    stream that stalls after a quiet spell is still cancelled."""
+    servicer, port = served
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    peer: ZeroWindowClient | None = None
+    try:
+        before = set(threading.enumerate())
+        reader = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(), timeout=WAIT_SECONDS
+        )
+        assert next(reader).status == SERVING
+        started = set(threading.enumerate()) - before
+        watches = [thread for thread in started if thread.name == "health-stalls"]
+        assert len(watches) == 1, "the first Watch started the stall watch"
+        reader.cancel()
+        _until(lambda: servicer.open_watches == 0, "the Watch left")
+        watches[0].join(WAIT_SECONDS)
+        assert not watches[0].is_alive(), "the stall watch ended with no stream open"
+
+        peer = ZeroWindowClient(port)
+        peer.watch("")
+        _until(lambda: peer.headers_seen == 1, "the stalling Watch was answered its headers")
+        _until(lambda: peer.resets == 1, "the Watch stalling after a quiet spell was cancelled")
+        _until(lambda: servicer.open_watches == 0, "the stalled Watch left")
+    finally:
+        channel.close()
+        if peer is not None:
+            peer.close()

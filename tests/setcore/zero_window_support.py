@@ -2,7 +2,9 @@
 of 0 (SETTINGS_INITIAL_WINDOW_SIZE = 0), as a peer that takes nothing would: the server
 may send headers but no DATA, so a send of a status never completes. It acknowledges the
 server's SETTINGS and answers its PINGs on a thread of its own, so the connection stays
-up; and counts the streams the server resets (RST_STREAM: a call cancelled)."""
+up; and counts the streams the server resets (RST_STREAM: a call cancelled). Given a
+``window`` of 7 it is a peer that takes a stream's first status (a 5-byte prefix and 2
+bytes) and nothing after."""
 
 from __future__ import annotations
 
@@ -35,10 +37,10 @@ def service_request(service: str) -> bytes:
 
 
 class ZeroWindowClient:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, window: int = 0) -> None:
         self.port = port
         self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.sendall(PREFACE + frame(4, 0, 0, struct.pack(">HI", 4, 0)))
+        self.sock.sendall(PREFACE + frame(4, 0, 0, struct.pack(">HI", 4, window)))
         self.next_stream = 1
         self.headers_seen = 0
         self.data_seen = 0

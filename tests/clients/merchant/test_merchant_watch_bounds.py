@@ -2,7 +2,8 @@
 ``start_server``, over a checkout never called): a peer holds no more than
 ``MAX_WATCHES`` open, the one past them refused RESOURCE_EXHAUSTED while Check still
 answers; and a stop tells each open stream NOT_SERVING and ends it, instead of waiting
-its whole grace period for them (``GRACE_SECONDS``) as it did before."""
+its whole grace period for them (``GRACE_SECONDS``) as it did before, a stream whose
+peer takes nothing included (its stalled send is cancelled, ended or not)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from clients.merchant.servicer import (
 )
 from setcore import served_health
 from setcore.credentials import Credentials
+from tests.setcore.zero_window_support import ZeroWindowClient
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -33,6 +35,9 @@ BOUND = 4
 WAIT_SECONDS = 10.0
 # A stop with nothing to wait for ends in milliseconds; the grace period is 5 s.
 PROMPT_STOP_SECONDS = GRACE_SECONDS / 2
+# A grace far longer than a stalled send lasts before the stall watch cancels it (2 s,
+# and 0.5 s more to see it), so that a stop that waited its grace shows.
+LONG_GRACE_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -117,3 +122,31 @@ def test_a_stop_ends_open_watches_after_not_serving_instead_of_waiting_its_grace
         assert [answer.status for answer in stream] == [NOT_SERVING]  # then ended, OK
     assert list(unknown) == []  # ended, OK
     assert unknown.code() == grpc.StatusCode.OK
+
+
+def test_a_stop_ends_well_within_its_grace_with_a_watch_whose_peer_takes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Watch whose peer's window is 0 has its first status's send under way as the stop
+    begins: ended or not, the stream stays under the stall watch, whose cancelling ends
+    it. Before, ``end_watches`` forgot every open stream, the stall watch ended with them,
+    and gRPC's stop waited its whole grace for the stalled one."""
+    monkeypatch.setattr(served_health, "MAX_WATCHES", BOUND, raising=False)
+    servicer = MerchantServicer(cast(Checkout, None), cast(Credentials, None))
+    settings = ServerSettings(listen="127.0.0.1:0", threads=4, max_concurrent_rpcs=64, tls=None)
+    server, port = start_server(servicer, settings)
+    peer = ZeroWindowClient(port)
+    try:
+        peer.watch(SERVICE_NAME)
+        _until(lambda: peer.headers_seen == 1, "the Watch was answered its headers")
+        assert peer.data_seen == 0  # its status is stuck behind its window
+
+        started = time.monotonic()
+        stopped = server.stop(LONG_GRACE_SECONDS)
+        took = time.monotonic() - started
+        assert took < PROMPT_STOP_SECONDS, f"stop itself waited {took:.1f} s for the peer"
+        assert stopped.wait(WAIT_SECONDS), "the stop waited its grace for the stalled Watch"
+        assert server.health.open_watches == 0  # its call is over
+    finally:
+        peer.close()
+        server.stop(None).wait()
