@@ -27,6 +27,7 @@ from gateway.ledger.errors import (
     UnknownMerchant,
 )
 from gateway.ledger.holds import releasable_for_card
+from gateway.ledger.pan import echoed
 from gateway.ledger.store import Row, Transaction
 
 
@@ -214,11 +215,13 @@ def change_card_status(
     """Block, unblock or close a card account; a closed account stays closed."""
     row = lock_card(tx, account_id)
     if row is None:
-        raise UnknownAccount(f"no card account {account_id}")
+        raise UnknownAccount(f"no card account {echoed(account_id)}")
     current = AccountStatus(row["status"])
     target = _NEXT_STATUS.get((change, current))
     if target is None:
-        raise AccountStateError(f"cannot {change.value} card account {account_id}: it is closed")
+        raise AccountStateError(
+            f"cannot {change.value} card account {echoed(account_id)}: it is closed"
+        )
     tx.run("UPDATE card_accounts SET status = ? WHERE account_id = ?", target.value, account_id)
     return card_by_id(tx, account_id, now_ms)
 
@@ -228,9 +231,9 @@ def _lock_changeable_card(tx: Transaction, account_id: str) -> None:
     AccountStateError for a closed one."""
     row = lock_card(tx, account_id)
     if row is None:
-        raise UnknownAccount(f"no card account {account_id}")
+        raise UnknownAccount(f"no card account {echoed(account_id)}")
     if row["status"] == AccountStatus.CLOSED.value:
-        raise AccountStateError(f"card account {account_id} is closed")
+        raise AccountStateError(f"card account {echoed(account_id)} is closed")
 
 
 def set_credit_limit(
@@ -252,7 +255,7 @@ def card_by_id(tx: Transaction, account_id: str, now_ms: int) -> CardAccount:
         account_id,
     )
     if row is None:
-        raise UnknownAccount(f"no card account {account_id}")
+        raise UnknownAccount(f"no card account {echoed(account_id)}")
     return _card_record(tx, row, now_ms)
 
 
@@ -302,7 +305,7 @@ def sealed_pan(tx: Transaction, account_id: str) -> bytes:
     """The sealed PAN stored on a card account; raise UnknownAccount."""
     row = tx.one("SELECT pan_sealed FROM card_accounts WHERE account_id = ?", account_id)
     if row is None:
-        raise UnknownAccount(f"no card account {account_id}")
+        raise UnknownAccount(f"no card account {echoed(account_id)}")
     return bytes(row["pan_sealed"])
 
 
@@ -311,7 +314,7 @@ def open_merchant(
 ) -> MerchantAccount:
     """Create a merchant account; raise AccountExists if the merchant has one."""
     if tx.one("SELECT 1 AS found FROM merchant_accounts WHERE merchant_id = ?", merchant_id):
-        raise AccountExists(f"merchant {merchant_id} already has an account")
+        raise AccountExists(f"merchant {echoed(merchant_id)} already has an account")
     tx.run(
         "INSERT INTO accounts (id, kind, currency, opened_at_ms) VALUES (?, 'merchant', ?, ?)",
         account_id,
@@ -336,7 +339,7 @@ def merchant_row(tx: Transaction, merchant_id: str, *, lock: bool = False) -> Ro
         merchant_id,
     )
     if row is None:
-        raise UnknownMerchant(f"merchant {merchant_id} has no account")
+        raise UnknownMerchant(f"merchant {echoed(merchant_id)} has no account")
     return row
 
 

@@ -24,6 +24,7 @@ from gateway.ledger.outcomes import (
     KindTotals,
     TransactionKind,
 )
+from gateway.ledger.pan import echoed
 from gateway.ledger.store import Row, Transaction
 
 # Random part of a batch id: 80 bits, unguessable across merchants and short on paper
@@ -193,7 +194,7 @@ def summary(tx: Transaction, merchant: Row, batch_id: str | None) -> BatchSummar
     """A batch's summary (the open one when ``batch_id`` is None); raise UnknownBatch."""
     batch = _find(tx, str(merchant["id"]), batch_id)
     if batch is None:
-        raise UnknownBatch(f"merchant {merchant['merchant_id']} has no such batch")
+        raise UnknownBatch(f"merchant {echoed(str(merchant['merchant_id']))} has no such batch")
     return summary_of(tx, batch, merchant)
 
 
@@ -203,7 +204,7 @@ def details(
     """Up to ``max_items`` transactions after sequence number ``starting_point``."""
     batch = _find(tx, str(merchant["id"]), batch_id)
     if batch is None:
-        raise UnknownBatch(f"merchant {merchant['merchant_id']} has no such batch")
+        raise UnknownBatch(f"merchant {echoed(str(merchant['merchant_id']))} has no such batch")
     if batch["status"] == "purged":
         return BatchPage(items=(), next_starting_point=0)
     rows = tx.all(

@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.ledger.errors import UnknownHold
+from gateway.ledger.pan import echoed
 from gateway.ledger.store import Row, Transaction
 
 # Due holds one decision releases for its card (``expiry``). A card whose holds fell due
@@ -150,7 +151,7 @@ def hold_by_id(tx: Transaction, hold_id: str, now_ms: int) -> Hold:
     """A hold by id; raise UnknownHold."""
     row = tx.one("SELECT * FROM holds WHERE id = ?", hold_id)
     if row is None:
-        raise UnknownHold(f"no hold {hold_id}")
+        raise UnknownHold(f"no hold {echoed(hold_id)}")
     return hold_from_row(row, now_ms)
 
 

@@ -10,6 +10,10 @@ The ledger never stores a PAN in the clear. Each card account keeps
 - the masked PAN for display: ``setcore.pan.mask_pan``, the one form every part of
   setpay shows a card in.
 
+Nor does a ledger message repeat one: an id the ledger was given (an account, merchant or
+hold id) is repeated through ``echoed``, which masks a run of digits as long as a card
+number's, so that a card number typed where an id belongs is not shown whole.
+
 Both keys are 32 bytes, chosen by the caller (the bank's key custody), and never appear
 in a repr, a log or an exception message.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
@@ -45,6 +50,9 @@ _CARD_REFUSALS_CONTEXT = b"setpay.v1.ca.card-refusals\x00"
 _ENROLMENT_CONTEXT = b"setpay.v1.ledger.enrolment-code\x00"
 # AES-GCM's tag: a sealed PAN shorter than a nonce and a tag is damaged, not a PAN.
 TAG_BYTES = 16
+# A run of digits as long as a card number's, or longer (a card number with more typed
+# beside it holds one all the same). Any decimal digit, as ``str.isdigit`` takes them.
+_CARD_LENGTH_RUN = re.compile(rf"\d{{{MIN_PAN_DIGITS},}}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -80,6 +88,16 @@ def validate_pan(pan: str) -> None:
         or not (pan.isascii() and pan.isdigit())
     ):
         raise InvalidRequest(f"pan must be a string of {MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} digits")
+
+
+def echoed(given: str) -> str:
+    """``given`` as a ledger message may repeat it: each run of ``MIN_PAN_DIGITS`` digits
+    or more masked as ``mask_pan`` masks a card (its length kept, at most its first six
+    and last four digits shown). An id the ledger was given is not checked for being a
+    card number, and may be one typed by mistake (``setpay bank show-merchant`` with a
+    card number), which the error would otherwise show whole. A shorter id, all digits
+    or not, is repeated as given: a merchant ID may be a number."""
+    return _CARD_LENGTH_RUN.sub(lambda run: mask_pan(run.group()), given)
 
 
 def pan_index(keys: LedgerKeys, pan: str) -> bytes:
@@ -118,12 +136,14 @@ def seal_pan(keys: LedgerKeys, account_id: str, pan: str) -> bytes:
 def open_pan(keys: LedgerKeys, account_id: str, sealed: bytes) -> str:
     """Decrypt a PAN sealed for ``account_id``; raise PanUnreadable if it does not authenticate."""
     if len(sealed) < NONCE_BYTES + TAG_BYTES:
-        raise PanUnreadable(f"the stored PAN of account {account_id} is too short to open")
+        raise PanUnreadable(f"the stored PAN of account {echoed(account_id)} is too short to open")
     nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
     try:
         plain = AESGCM(keys.data_key).decrypt(nonce, ciphertext, _associated_data(account_id))
     except InvalidTag as exc:
-        raise PanUnreadable(f"the stored PAN of account {account_id} does not open") from exc
+        raise PanUnreadable(
+            f"the stored PAN of account {echoed(account_id)} does not open"
+        ) from exc
     return plain.decode("ascii")
 
 
@@ -136,6 +156,7 @@ __all__ = [
     "TAG_BYTES",
     "LedgerKeys",
     "card_refusals_key",
+    "echoed",
     "enrolment_code_hash",
     "mask_pan",
     "open_pan",
