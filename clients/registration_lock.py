@@ -17,44 +17,115 @@ before the other wrote it, and write their own over the other's:
   the card file holds, which may be the other's request.
 
 So each holds an exclusive ``flock`` on ``registration.lock`` in the directory from
-before it reads its record until it has finished (``hsm.filelock``, with no wait): a
-second one is refused at once (``RegistrationError``), nothing made, recorded or sent.
-The kernel drops a ``flock`` when its holder ends, killed or not: a lock file left behind
-blocks nothing. A wallet's purchases and inquiries only read the card file: they take no
-lock.
+before it reads its record until it has finished, with no wait: a second one is refused
+at once (``RegistrationError``), nothing made, recorded or sent. The kernel drops a
+``flock`` when its holder ends, killed or not: a lock file left behind blocks nothing.
+A wallet's purchases and inquiries only read the card file: they take no lock.
+
+Nothing is ever written to the lock file, and a ``flock`` needs no more than a read-only
+descriptor: it is opened read-only (``hsm.filelock``, which the key backends share, opens
+its own for writing), so that a lock file the user may read but not write does not stop
+every ``register`` and ``renew`` with "Permission denied". One made by a run as root
+(``sudo``) in another user's directory is handed to the directory's owner, private to
+them (0600) as before: the owner's later runs open it, other users still cannot. One no
+run can open (left by an earlier release under ``sudo``), or that is not a plain file,
+is refused with what to do, nothing made, recorded or sent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from clients.errors import RegistrationError
-from hsm.errors import PermanentBackendError, TransientBackendError
-from hsm.filelock import exclusive_lock
 
 LOCK_FILE = "registration.lock"
+# Private to the directory's owner, as the files it guards are.
+LOCK_FILE_MODE = 0o600
+# Read-only: a flock needs no more. Not followed if a link; not waited on if a FIFO
+# (opened read-only, one would wait for a writer), which is then refused as no plain file.
+_OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _unusable(path: Path, command: str, why: str) -> RegistrationError:
+    """The refusal of a lock file that cannot be used: what is wrong, and that nothing
+    happened."""
+    return RegistrationError(
+        f"{command}: cannot use lock file {path}: {why}; this {command} made, recorded and "
+        "sent nothing"
+    )
+
+
+def _why_not_opened(path: Path, command: str, exc: OSError) -> str:
+    """Why ``path`` did not open, and the way out when it is another user's."""
+    why = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link"
+    if exc.errno != errno.EACCES:
+        return why
+    try:
+        owner = path.lstat().st_uid
+    except OSError:
+        return why  # not there: the directory is what may not be written
+    if owner == os.geteuid():
+        return why
+    return (
+        f"{why}: it belongs to uid {owner} (left by a run as another user, under sudo?); "
+        f"with no register or renew running, remove it and run {command} again"
+    )
+
+
+def _owned_as_its_directory(fd: int, path: Path) -> None:
+    """A lock file root just made (or found) in another user's directory is given to that
+    user: a run under sudo would otherwise leave one the owner's runs cannot open.
+
+    Only an empty file root owns, with no other name: the directory's owner may have put
+    there a hard link to any file of root's (``/etc/shadow``), which root must not give
+    away. Anything else is left as it is, and locked all the same."""
+    if os.geteuid() != 0:
+        return
+    found, directory = os.fstat(fd), os.stat(path.parent)
+    ours = found.st_uid == 0 and found.st_nlink == 1 and found.st_size == 0
+    if ours and found.st_uid != directory.st_uid:
+        os.fchown(fd, directory.st_uid, directory.st_gid)
 
 
 @contextlib.contextmanager
 def registering_alone(directory: Path, party: str, command: str) -> Iterator[None]:
     """Hold ``directory``'s registration lock through the block, for ``command``
     (``register``, ``renew``) of ``party`` (``merchant``, ``wallet``); RegistrationError
-    at once if another holds it, or if the lock file cannot be made (nothing made,
-    recorded or sent)."""
+    at once if another holds it, or if the lock file cannot be opened or is no plain
+    file (nothing made, recorded or sent)."""
     path = directory / LOCK_FILE
-    with contextlib.ExitStack() as held:
+    try:
+        fd = os.open(path, _OPEN_FLAGS, LOCK_FILE_MODE)
+    except OSError as exc:
+        raise _unusable(path, command, _why_not_opened(path, command, exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _unusable(
+                path, command, f"it is not a plain file: remove it, run {command} again"
+            )
+        try:
+            _owned_as_its_directory(fd, path)
+        except OSError as exc:
+            why = f"it cannot be given to its directory's owner ({exc.strerror})"
+            raise _unusable(path, command, why) from None
         try:
             # No wait: a registration polls a pended request for seconds, and the one
             # given second is refused now rather than run on what the first leaves.
-            held.enter_context(exclusive_lock(str(path), 0.0))
-        except TransientBackendError:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             raise RegistrationError(
                 f"another `setpay {party} register` or `renew` is running on this {party} "
                 f"({path.name} is locked): this {command} made, recorded and sent nothing;"
                 " run it again once that one has ended"
             ) from None
-        except PermanentBackendError as exc:
-            raise RegistrationError(f"{command}: {exc}") from None
         yield
+    finally:
+        os.close(fd)  # releases the lock
