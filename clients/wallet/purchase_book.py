@@ -15,7 +15,8 @@ PReq answered, unsigned, as shed unread) refuses another purchase of the same or
 (LID-M) at the same merchant until an inquiry settles it, but for one the cardholder
 buys all the same, naming it (``refuse_shed``). Two wallet commands at once (a purchase
 and an inquiry, say) each update the file under a lock, so neither loses the other's
-record, nor records a purchase under an XID the other just recorded. A purchase is named
+record, nor records a purchase under an XID the other just recorded; an inquiry saves its
+answer only over the record it asked about (``save_unless_changed``). A purchase is named
 by the shortest start of its XID no other purchase shares (``short_ids``): an XID that
 starts as an earlier one's cannot make two look alike.
 """
@@ -282,6 +283,20 @@ class PurchaseBook:
             others = [r for r in self.all() if r.xid != record.xid]
             self._write([*others, record])
         return short_ids.short_id(record.xid, (r.xid for r in others))
+
+    def save_unless_changed(self, read: PurchaseRecord, record: PurchaseRecord) -> PurchaseRecord:
+        """``save`` ``record``, what was learnt of the purchase ``read`` since it was read,
+        only if the book still holds ``read`` (or no longer holds the purchase at all); the
+        record the book holds then. Checked under the lock: an answer asked for before
+        another command saved what it learnt (a purchase's PRes, another inquiry's answer)
+        does not replace that, which may be the newer."""
+        with self._locked():
+            records = self.all()
+            held = next((r for r in records if r.xid == record.xid), None)
+            if held is not None and held != read:
+                return held
+            self._write([*(r for r in records if r.xid != record.xid), record])
+        return record
 
     def _write(self, records: list[PurchaseRecord]) -> None:
         data = json.dumps([asdict(r) for r in records], indent=1).encode()

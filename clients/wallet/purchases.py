@@ -28,7 +28,8 @@ PInitRes offering the XID of a purchase the wallet holds (another merchant's, or
 merchant's again) is refused, nothing recorded or sent (``PurchaseBook.refuse_known``).
 Two commands at once (a purchase and an inquiry, say) each update ``purchases.json``
 under a lock, so neither loses the other's record, nor records a purchase under an XID
-the other just recorded.
+the other just recorded; an inquiry's answer is saved only over the record it asked
+about, never over a newer one the other saved meanwhile (``inquire``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ PURCHASE_DEADLINE_SECONDS = 45.0
 PURCHASE_RETRIES = RetryPolicy(attempts=10, first_backoff=0.2, max_backoff=2.0)
 # LID-C: the wallet's own label for a transaction.
 LID_BYTES = 16
+# An inquiry whose answer finds the purchase recorded anew since it was read asks again
+# about it as it is now: twice in all, then what the book holds is kept (``inquire``).
+INQUIRY_ROUNDS = 2
 
 T = TypeVar("T")
 
@@ -288,12 +292,35 @@ class Shopper:
         return shown
 
     def inquire(self, merchant: PeerConfig, prefix: str) -> PurchaseRecord:
-        """InqReq about a recorded purchase; the record updated with the merchant's answer."""
+        """InqReq about a recorded purchase; the record updated with the merchant's answer.
+
+        The answer is saved only over the record it asked about: another command that
+        saved what it learnt meanwhile (a purchase's PRes, another inquiry's answer) may
+        have saved the newer state, which an answer to an earlier question would replace
+        (ORDER_RECEIVED over the AUTHORIZED the PRes brought). The merchant is then asked
+        again about the record as it is now, ``INQUIRY_ROUNDS`` times at most, after which
+        the record the book holds is kept and returned."""
         record = self._book.find(prefix)
-        shown = self._book.short_id(record.xid)
         if merchant.target != record.merchant_target:
             log.info("inquiring at %s (the purchase was made at %s)", merchant.target,
                      record.merchant_target)  # fmt: skip
+        for _ in range(INQUIRY_ROUNDS):
+            answer = self._ask(merchant, record, self._book.short_id(record.xid))
+            updated = replace(record, **answer)  # type: ignore[arg-type]
+            held = self._book.save_unless_changed(record, updated)
+            shown = self._book.short_id(record.xid)
+            if held == updated:
+                log.info("InqRes verified: %s %s", shown, updated.completion)
+                return updated
+            log.info("InqRes verified: %s %s, not recorded: the purchase was recorded %s "
+                     "since it was read", shown, updated.completion, held.completion)  # fmt: skip
+            record = held
+        return record
+
+    def _ask(self, merchant: PeerConfig, record: PurchaseRecord, shown: str) -> dict[str, object]:
+        """The merchant's verified answer about ``record``, as the fields of the record it
+        changes (``outcome_fields``, or a signed Error's ``unheld`` settles); a signed Error
+        that settles nothing is raised."""
         request, state = build_inquiry_request(self._credentials, record.purchase_state())
         with open_channel(merchant.channel(), "merchant") as channel:
             response = Caller(channel, "merchant").call(
@@ -302,17 +329,13 @@ class Shopper:
             )  # fmt: skip
         try:
             data = self._checked(lambda: open_inquiry_response(response, state, self._trust))
-            answer = outcome_fields(data)
+            return outcome_fields(data)
         except PeerError as exc:
             # A PeerError is a signed Error that verified: kept as the merchant's statement.
             signed = response.error.signed_error if response.HasField("error") else b""
             settled = unheld(record.completion, exc, signed)
             if settled is None:
                 raise
-            answer = settled
+            return settled
         except UnreadablePurchaseAnswer as exc:
             raise PurchaseOutcomeUnknown(shown, str(exc), exc) from exc
-        updated = replace(record, **answer)  # type: ignore[arg-type]
-        shown = self._book.save(updated)
-        log.info("InqRes verified: %s %s", shown, updated.completion)
-        return updated
