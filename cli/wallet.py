@@ -85,7 +85,7 @@ from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
 from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
 from setcore.currency import exponent_for
-from setcore.errors import SetcoreError
+from setcore.errors import ErrorCode, PeerError, SetcoreError
 from setcore.pan import MAX_EXPIRY_YEAR, MIN_EXPIRY_YEAR, PAN, InvalidPAN, check_expiry
 from setcore.profiles import PROFILES, profile_named
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
@@ -103,6 +103,9 @@ INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 EXIT_USAGE = 2
 EXIT_PENDED = 3
 EXIT_OUTCOME_UNKNOWN = 4
+# The currency of a purchase from flags without --currency: a merchant's orders' own unless
+# its merchant.toml names another. SET's PInitRes names none: the initiation file does.
+DEFAULT_CURRENCY = 978
 REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
 FORM_HELP = (
     "a field of the Cardholder CA's form (repeatable; a name the form does not ask for is "
@@ -177,9 +180,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     b.add_argument("--lid-m", help="the merchant's order id (hex)")
     b.add_argument("--description", help="the order description agreed with the merchant")
     b.add_argument("--amount", type=integer, help="minor units (cents)")
-    b.add_argument(
-        "--currency", type=currency_code, default=978, help="ISO 4217 numeric (default EUR)"
-    )
+    b.add_argument("--currency", type=currency_code, help=(
+        f"ISO 4217 numeric code of the merchant's order (default {DEFAULT_CURRENCY} (EUR); "
+        "the merchant's --initiation file names it)"))  # fmt: skip
     b.add_argument("--exp10", type=integer, help="default: the currency's minor unit")
     b.add_argument("--merchant", type=_target, help="merchant HOST:PORT (default: wallet.toml)")
     b.add_argument(
@@ -310,12 +313,25 @@ def _initiation(args: argparse.Namespace) -> Initiation:
         return initiation
     if args.lid_m is None or args.description is None or args.amount is None:
         raise UsageError("give --initiation FILE, or --lid-m, --description and --amount")
+    currency = DEFAULT_CURRENCY if args.currency is None else args.currency
     initiation = Initiation(
-        _hex(args.lid_m, "--lid-m"), args.description.encode(), args.currency, args.amount,
-        exponent_for(args.currency) if args.exp10 is None else args.exp10,
+        _hex(args.lid_m, "--lid-m"), args.description.encode(), currency, args.amount,
+        exponent_for(currency) if args.exp10 is None else args.exp10,
     )  # fmt: skip
     initiation.order()
     return initiation
+
+
+def _other_order(refused: PeerError, args: argparse.Namespace) -> Exception:
+    """A purchase from flags the merchant refused DIGEST_MISMATCH: its digest of the order
+    differs, which says neither which term nor that a currency was assumed."""
+    if args.initiation is not None or refused.code != ErrorCode.ERROR_CODE_DIGEST_MISMATCH:
+        return refused
+    assumed = f"; --currency was not given: {DEFAULT_CURRENCY} (EUR) was assumed"
+    assumed = "" if args.currency is not None else assumed
+    return ClientError(f"{refused}: the merchant's order is not the one given (its description, "
+                       f"amount or currency differ{assumed}); buy it with the merchant's "
+                       "initiation file (--initiation)")  # fmt: skip
 
 
 def read_card(path: Path) -> tuple[PAN, str]:
@@ -358,45 +374,28 @@ def _warn_if_shared(path: Path) -> None:
     except OSError:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        print(
-            f"setpay wallet: warning: {path} holds the card number in clear and others can "
-            "read it: delete it once the card is registered (the wallet keeps the card "
-            "sealed)",
-            file=sys.stderr,
-        )
+        print(f"setpay wallet: warning: {path} holds the card number in clear and others can "
+              "read it: delete it once the card is registered (the wallet keeps the card "
+              "sealed)", file=sys.stderr)  # fmt: skip
 
 
-def _register(
-    wallet: Wallet,
-    passphrase: str,
-    card: tuple[PAN, str, str | None],
-    profile: str,
-    form: dict[str, str],
-) -> int:
+def _register(wallet: Wallet, passphrase: str, card: tuple[PAN, str, str | None], profile: str,
+              form: dict[str, str]) -> int:  # fmt: skip
     pan, expiry, code = card
     done = wallet.registrar(passphrase).register(
         pan, expiry, profile_named(profile), form=form, enrolment_code=code
     )
     if not done.complete:
-        print(
-            f"certificate request of card {done.masked_pan} not decided yet by the Cardholder "
-            "CA (pended or in progress): run register again later"
-        )
+        print(f"certificate request of card {done.masked_pan} not decided yet by the Cardholder "
+              "CA (pended or in progress): run register again later")  # fmt: skip
         return EXIT_PENDED
-    print(
-        f"registered card {done.masked_pan}: certificate {done.certificate_thumb.hex()[:16]}; "
-        f"card sealed in {wallet.config.card_file.name}"
-    )
+    print(f"registered card {done.masked_pan}: certificate {done.certificate_thumb.hex()[:16]}; "
+          f"card sealed in {wallet.config.card_file.name}")  # fmt: skip
     return 0
 
 
-def _renew(
-    wallet: Wallet,
-    passphrase: str,
-    profile: str,
-    form: dict[str, str],
-    card: tuple[PAN, str, str | None] | None,
-) -> int:
+def _renew(wallet: Wallet, passphrase: str, profile: str, form: dict[str, str],
+           card: tuple[PAN, str, str | None] | None) -> int:  # fmt: skip
     given = (card[0], card[2]) if card is not None else None
     try:
         done = wallet.registrar(passphrase).renew(profile_named(profile), form=form, card=given)
@@ -411,11 +410,9 @@ def _renew(
             exc.status,
         ) from exc
     if not done.complete:
-        print(
-            f"renewal of the certificate of card {done.masked_pan} not decided yet by the "
-            "Cardholder CA (pended or in progress): run renew again later (the current "
-            "certificate is used meanwhile)"
-        )
+        print(f"renewal of the certificate of card {done.masked_pan} not decided yet by the "
+              "Cardholder CA (pended or in progress): run renew again later (the current "
+              "certificate is used meanwhile)")  # fmt: skip
         return EXIT_PENDED
     print(f"renewed the certificate of card {done.masked_pan}: certificate "
           f"{done.certificate_thumb.hex()[:16]}")  # fmt: skip
@@ -475,7 +472,10 @@ def run(args: argparse.Namespace) -> int:
             book = PurchaseBook(config.purchases_file)
             if initiation is not None:
                 merchant = _merchant(config, args.merchant)
-                record = shopper.purchase(merchant, initiation, despite=args.despite)
+                try:
+                    record = shopper.purchase(merchant, initiation, despite=args.despite)
+                except PeerError as exc:
+                    raise _other_order(exc, args)  # noqa: B904  the refusal, or it said again
             else:
                 target, origin = args.merchant, "--merchant"
                 if target is None:

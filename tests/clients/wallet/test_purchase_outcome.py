@@ -152,7 +152,10 @@ def test_a_refusal_still_exits_1(shop_through: Shop, capsys: pytest.CaptureFixtu
     )
     # The merchant's own text, quoted: a peer's words never end the line or run on.
     assert err == (
-        "setpay wallet: peer refused the request: ERROR_CODE_DIGEST_MISMATCH 'digest mismatch'\n"
+        "setpay wallet: peer refused the request: ERROR_CODE_DIGEST_MISMATCH 'digest mismatch'"
+        ": the merchant's order is not the one given (its description, amount or currency "
+        "differ; --currency was not given: 978 (EUR) was assumed); buy it with the "
+        "merchant's initiation file (--initiation)\n"
     )
 
 

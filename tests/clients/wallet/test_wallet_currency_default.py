@@ -1,0 +1,88 @@
+"""``setpay wallet purchase`` from flags assumes EUR when ``--currency`` is not given, and
+says so.
+
+SET's PInitRes names no amount: the order's terms (description, amount, currency) reach
+the wallet out of band, in the merchant's initiation, and the merchant only compares a
+digest of them with its own (HOD). So the wallet cannot learn the currency from the
+offer, and the flags' default (978) stays; but an order in another currency was refused
+with DIGEST_MISMATCH alone, nothing saying that a currency was assumed, nor where the
+terms are written. The help names the default and the initiation file, and the refusal
+says which terms may differ, that 978 was assumed, and to buy from the initiation file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cli.main import main
+from clients.merchant.records import Money
+from clients.merchant.runtime import Merchant
+from setcore.freshness import new_id
+from tests.clients.bank_support import EUR
+from tests.clients.conftest import MerchantFactory, WalletFactory
+
+from .conftest import Setpay
+
+USD = 840
+DESCRIPTION = "a lamp"
+
+
+def _offer(merchant: Merchant, currency: int) -> str:
+    """An order the merchant offers in ``currency``: its LID-M, hex."""
+    lid_m = new_id()[:8]
+    merchant.store.add_offer(lid_m, DESCRIPTION.encode(), Money(currency, 1250), "setpay")
+    return lid_m.hex()
+
+
+def _buy(setpay: Setpay, wallet_dir: str, lid_m: str, *extra: str) -> tuple[int, str, str]:
+    return setpay(
+        ["wallet", "--dir", wallet_dir, "purchase", "--lid-m", lid_m, "--description",
+         DESCRIPTION, "--amount", "1250", *extra]
+    )  # fmt: skip
+
+
+def test_an_order_in_another_currency_says_978_was_assumed(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory, setpay: Setpay
+) -> None:
+    merchant = make_merchant("m-usd-flags")
+    wallet = make_wallet(merchant)
+    status, out, err = _buy(setpay, str(wallet.config.base_dir), _offer(merchant, USD))
+    assert (status, out) == (1, "")
+    assert "ERROR_CODE_DIGEST_MISMATCH" in err
+    assert "the merchant's order is not the one given" in err
+    assert "--currency was not given: 978 (EUR) was assumed" in err
+    assert "buy it with the merchant's initiation file (--initiation)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_currency_given_that_differs_is_not_said_to_be_assumed(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory, setpay: Setpay
+) -> None:
+    merchant = make_merchant("m-eur-flags")
+    wallet = make_wallet(merchant)
+    lid_m = _offer(merchant, EUR)
+    status, out, err = _buy(setpay, str(wallet.config.base_dir), lid_m, "--currency", str(USD))
+    assert (status, out) == (1, "")
+    assert "the merchant's order is not the one given" in err
+    assert "description, amount or currency" in err and "assumed" not in err
+
+
+def test_the_default_buys_an_order_in_euros(
+    make_merchant: MerchantFactory, make_wallet: WalletFactory, setpay: Setpay
+) -> None:
+    merchant = make_merchant("m-eur-default")
+    wallet = make_wallet(merchant)
+    status, out, err = _buy(setpay, str(wallet.config.base_dir), _offer(merchant, EUR))
+    assert (status, err) == (0, "")
+    assert "AUTHORIZATION_PERFORMED" in out and "APPROVED" in out
+
+
+def test_the_help_names_the_default_and_where_the_currency_is_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["wallet", "purchase", "--help"])
+    assert stopped.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--currency CURRENCY ISO 4217 numeric code of the merchant's order" in shown
+    assert "default 978 (EUR)" in shown and "--initiation" in shown
