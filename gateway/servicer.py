@@ -165,10 +165,8 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             # Another request's RRPID, or these bytes refused as too old before: the
             # handler's refusal stands.
             return None
-        if recorded is None:
-            return None
         if not isinstance(recorded, Unanswered):
-            return recorded
+            return recorded  # the stored answer, or None: never decided
         try:
             return handler(self._bank.as_of(recorded.checked_at_ms), request)
         except ProtocolError as exc:

@@ -204,7 +204,7 @@ _TRANSFER_RULES: tuple[tuple[tuple[TransferKind, ...], str, str], ...] = (
 def _check_transfers(tx: Transaction) -> None:
     """Every transfer names its hold; settlement ones their batch; reversals their original."""
     for kinds, lacking, problem in _TRANSFER_RULES:
-        of_kind = f"kind IN ({', '.join('?' for _ in kinds)}) AND " if kinds else ""
+        of_kind = f"kind IN ({_marks(len(kinds))}) AND " if kinds else ""
         row = tx.one(
             f"SELECT id, kind FROM transfers WHERE {of_kind}{lacking}"  # noqa: S608  fixed text
             " ORDER BY id LIMIT 1",

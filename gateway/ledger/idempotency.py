@@ -251,7 +251,7 @@ def _unanswered(outcome: Outcome, decided_at_ms: int, checked_at_ms: int | None)
 
 def stored_response(tx: Transaction, rrpid: bytes, request_digest: bytes) -> bytes | None:
     """The response stored under ``rrpid``, None if there is none (yet); RrpidReused on
-    mismatch."""
+    mismatch, RequestFenced if these bytes were fenced (``lookup``)."""
     recorded = lookup(tx, rrpid, request_digest)
     return recorded if isinstance(recorded, bytes) else None
 

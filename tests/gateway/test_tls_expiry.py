@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import signal
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from setpay.v1 import services_pb2_grpc
 
 from .actors import TEST_BIN, Merchant, register_merchant
 from .advised_commands import advised, spaced_root
-from .served import START_SECONDS, ServedBank, launch, serve_bank, value, wait_for
+from .served import START_SECONDS, Launched, ServedBank, launch, serve_bank, value, wait_for
 
 VALID_UNTIL = "setpay_tls_certificate_valid_until_seconds"
 WORKER_RPCS = "setpay_worker_rpcs_total"
@@ -188,8 +189,10 @@ def _ended(directory: Path) -> None:
     reissue_server_certificate(directory, ENDED_LIFETIME)
 
 
-def test_setpay_gateway_serve_refuses_an_ended_certificate(tmp_path: Path) -> None:
-    started = launch(tmp_path, workers=1, prepare=_ended)
+def _refused_start(root: Path, prepare: Callable[[Path], None]) -> Launched:
+    """``setpay gateway serve`` on a bank that ``prepare`` spoiled, once it has exited 1
+    on its own (killed if it has not within ``START_SECONDS``)."""
+    started = launch(root, workers=1, prepare=prepare)
     try:
         code = started.process.wait(timeout=START_SECONDS)
     finally:
@@ -197,6 +200,11 @@ def test_setpay_gateway_serve_refuses_an_ended_certificate(tmp_path: Path) -> No
             started.process.kill()
             started.process.wait(timeout=START_SECONDS)
     assert code == 1
+    return started
+
+
+def test_setpay_gateway_serve_refuses_an_ended_certificate(tmp_path: Path) -> None:
+    started = _refused_start(tmp_path, _ended)
     log = started.log()
     # Refused by the supervisor before it forks: no worker started only to be stopped.
     assert "setpay gateway: the TLS server certificate" in log, log
@@ -213,14 +221,7 @@ def _cert_missing(directory: Path) -> None:
 def test_setpay_gateway_serve_names_a_missing_certificate_file(tmp_path: Path) -> None:
     """The supervisor reads the certificate first, before any worker: a path that names
     no file (a typo in [gateway.tls]) is said in one line, not a traceback."""
-    started = launch(tmp_path, workers=1, prepare=_cert_missing)
-    try:
-        code = started.process.wait(timeout=START_SECONDS)
-    finally:
-        if started.process.poll() is None:
-            started.process.kill()
-            started.process.wait(timeout=START_SECONDS)
-    assert code == 1
+    started = _refused_start(tmp_path, _cert_missing)
     log = started.log()
     assert "setpay gateway: TLS server certificate" in log, log
     assert "cannot read it (No such file or directory)" in log, log

@@ -13,7 +13,7 @@ a stalled fsync or a COMMIT waiting on a synchronous standby would hold it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -29,7 +29,6 @@ from gateway.ledger import (
     InvalidRequest,
     Ledger,
     LedgerKeys,
-    LedgerStore,
     Outcome,
     PostgresLedgerStore,
     PrebuiltApproval,
@@ -58,20 +57,6 @@ RRPID = b"r-stale"
 DIGEST = b"d-stale"
 # How long a held operation is seen still waiting before the test lets it go.
 HELD_SECONDS = 0.3
-
-
-@pytest.fixture
-def store_and_bank(
-    backend: Backend, keys: LedgerKeys, clock: FakeClock
-) -> Iterator[tuple[LedgerStore, Bank]]:
-    """The ``bank`` fixture's ledger, with its store at hand for an operation of its own."""
-    store = backend.open_store()
-    ledger = Ledger(store, keys, clock=clock)
-    ledger.open_merchant_account(MERCHANT, EUR)
-    ledger.open_card_account(PAN_A, EXPIRY, 10_000, EUR)
-    yield store, Bank(ledger)
-    ledger.check_balanced()
-    ledger.close()
 
 
 def _authorize(
@@ -103,9 +88,8 @@ def _nothing_held(bank: Bank) -> None:
 
 
 def test_a_decision_after_a_fence_is_refused_as_too_old_and_holds_nothing(
-    store_and_bank: tuple[LedgerStore, Bank],
+    bank: Bank,
 ) -> None:
-    _, bank = store_and_bank
     assert bank.ledger.fence_stale(RRPID, DIGEST) is None
     with pytest.raises(RequestFenced) as fenced:
         _authorize(bank, checked_at_ms=freshness.now_ms())
@@ -124,9 +108,8 @@ def test_a_decision_after_a_fence_is_refused_as_too_old_and_holds_nothing(
 
 
 def test_a_fence_after_a_decision_returns_its_answer_and_writes_nothing(
-    store_and_bank: tuple[LedgerStore, Bank], backend: Backend
+    bank: Bank, backend: Backend
 ) -> None:
-    _, bank = store_and_bank
     answer = _authorize(bank)
     assert bank.ledger.fence_stale(RRPID, DIGEST) == answer
     assert bank.ledger.stored_response(RRPID, DIGEST) == answer
@@ -135,9 +118,8 @@ def test_a_fence_after_a_decision_returns_its_answer_and_writes_nothing(
 
 
 def test_a_fence_after_an_unanswered_decision_returns_it_to_be_answered(
-    store_and_bank: tuple[LedgerStore, Bank],
+    bank: Bank,
 ) -> None:
-    _, bank = store_and_bank
     with pytest.raises(AnswerNotStored):  # decided; its answer failed to sign
         _authorize(bank, respond=unsigned)
     recorded = bank.ledger.fence_stale(RRPID, DIGEST)
@@ -149,9 +131,8 @@ def test_a_fence_after_an_unanswered_decision_returns_it_to_be_answered(
 
 
 def test_a_fence_or_decision_of_other_bytes_under_a_fenced_rrpid_is_a_reuse(
-    store_and_bank: tuple[LedgerStore, Bank],
+    bank: Bank,
 ) -> None:
-    _, bank = store_and_bank
     assert bank.ledger.fence_stale(RRPID, DIGEST) is None
     with pytest.raises(RrpidReused):
         bank.ledger.fence_stale(RRPID, b"other bytes")
@@ -161,9 +142,8 @@ def test_a_fence_or_decision_of_other_bytes_under_a_fenced_rrpid_is_a_reuse(
 
 
 def test_a_fence_of_other_bytes_under_a_decided_rrpid_is_a_reuse(
-    store_and_bank: tuple[LedgerStore, Bank], backend: Backend
+    bank: Bank, backend: Backend
 ) -> None:
-    _, bank = store_and_bank
     answer = _authorize(bank)
     with pytest.raises(RrpidReused):
         bank.ledger.fence_stale(RRPID, b"other bytes")
@@ -171,15 +151,18 @@ def test_a_fence_of_other_bytes_under_a_decided_rrpid_is_a_reuse(
     assert count_rows(backend, "requests") == 1
 
 
-def test_an_answer_is_never_stored_over_a_fence(
-    store_and_bank: tuple[LedgerStore, Bank], backend: Backend
-) -> None:
-    store, bank = store_and_bank
+def test_an_answer_is_never_stored_over_a_fence(bank: Bank, backend: Backend) -> None:
     assert bank.ledger.fence_stale(RRPID, DIGEST) is None
-    with pytest.raises(RequestFenced):
-        store.execute(
-            partial(idempotency.store_answer, rrpid=RRPID, request_digest=DIGEST, response=b"late")
-        )
+    store = backend.open_store()  # a store of its own on the ledger's database
+    try:
+        with pytest.raises(RequestFenced):
+            store.execute(
+                partial(
+                    idempotency.store_answer, rrpid=RRPID, request_digest=DIGEST, response=b"late"
+                )
+            )
+    finally:
+        store.close()
     assert backend.raw_query("SELECT response, outcome FROM requests") == [(b"", None)]
     with pytest.raises(RequestFenced):
         bank.ledger.stored_response(RRPID, DIGEST)
@@ -191,18 +174,16 @@ def test_an_answer_is_never_stored_over_a_fence(
     ids=["empty-rrpid", "empty-digest", "text-rrpid", "no-digest", "long-rrpid"],
 )
 def test_a_fence_with_bad_arguments_is_refused_and_writes_nothing(
-    store_and_bank: tuple[LedgerStore, Bank], backend: Backend, rrpid: Any, digest: Any
+    bank: Bank, backend: Backend, rrpid: Any, digest: Any
 ) -> None:
-    _, bank = store_and_bank
     with pytest.raises(InvalidRequest):
         bank.ledger.fence_stale(rrpid, digest)
     assert count_rows(backend, "requests") == 0
 
 
 def test_retention_prunes_a_fence_past_the_horizon_as_an_answered_row(
-    store_and_bank: tuple[LedgerStore, Bank], backend: Backend, clock: FakeClock
+    bank: Bank, backend: Backend, clock: FakeClock
 ) -> None:
-    _, bank = store_and_bank
     assert bank.ledger.fence_stale(RRPID, DIGEST) is None
     clock.advance(DAYS * DAY_MS)
     assert bank.ledger.fence_stale(b"r-young", DIGEST) is None  # a fence within the horizon
@@ -252,12 +233,11 @@ def _in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[objec
 
 
 def test_a_fence_waits_for_a_decision_being_committed_and_returns_it(
-    store_and_bank: tuple[LedgerStore, Bank], monkeypatch: pytest.MonkeyPatch
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The race a read lost: the decision's row written and not yet committed when the
     refusal comes. The fence waits for it (PostgreSQL: on the key; SQLite: for the
     writer), then returns its answer: never the refusal while a hold is being made."""
-    _, bank = store_and_bank
     real_now = freshness.now_ms()
     reached, release, _ = _stalled_decision_clock(monkeypatch)
     prebuilt = PrebuiltApproval("h-1", 1000, EUR, b"the approval")
@@ -277,9 +257,8 @@ def test_a_fence_waits_for_a_decision_being_committed_and_returns_it(
 
 
 def test_a_fence_after_a_decision_that_rolled_back_is_written(
-    store_and_bank: tuple[LedgerStore, Bank], monkeypatch: pytest.MonkeyPatch
+    bank: Bank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, bank = store_and_bank
     real_now = freshness.now_ms()
     reached, release, fail = _stalled_decision_clock(monkeypatch)
     deciding, decided = _in_thread(lambda: _authorize(bank, checked_at_ms=real_now))
