@@ -52,7 +52,9 @@ _ENROLMENT_CONTEXT = b"setpay.v1.ledger.enrolment-code\x00"
 TAG_BYTES = 16
 # A run of digits as long as a card number's, or longer (a card number with more typed
 # beside it holds one all the same). Any decimal digit, as ``str.isdigit`` takes them.
-_CARD_LENGTH_RUN = re.compile(rf"\d{{{MIN_PAN_DIGITS},}}")
+# A card number as an operator may type it: digits, at most one space, hyphen or no-break
+# space between two of them ("4111 1111 ..."), ``MIN_PAN_DIGITS`` digits or more in all.
+_CARD_LENGTH_RUN = re.compile(rf"\d(?:[ \-\u00a0]?\d){{{MIN_PAN_DIGITS - 1},}}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -96,8 +98,16 @@ def echoed(given: str) -> str:
     and last four digits shown). An id the ledger was given is not checked for being a
     card number, and may be one typed by mistake (``setpay bank show-merchant`` with a
     card number), which the error would otherwise show whole. A shorter id, all digits
-    or not, is repeated as given: a merchant ID may be a number."""
-    return _CARD_LENGTH_RUN.sub(lambda run: mask_pan(run.group()), given)
+    or not, is repeated as given: a merchant ID may be a number. Digits typed in groups
+    are masked as one number, their separators kept."""
+    return _CARD_LENGTH_RUN.sub(_masked_run, given)
+
+
+def _masked_run(run: re.Match[str]) -> str:
+    """A run of ``_CARD_LENGTH_RUN`` with its digits masked as one card number's."""
+    text = run.group()
+    masked = iter(mask_pan("".join(char for char in text if char.isdigit())))
+    return "".join(next(masked) if char.isdigit() else char for char in text)
 
 
 def pan_index(keys: LedgerKeys, pan: str) -> bytes:

@@ -34,6 +34,8 @@ TYPED = card("411111", 7)
 OTHER = card("499999", 3)
 # A run of digits as long as a card number's, or longer, anywhere in a message.
 CARD_LENGTH_RUN = re.compile(r"\d{13,}")
+# 13 digits or more as typed in groups, with one space, hyphen or no-break space between.
+GROUPED_RUN = re.compile(r"\d(?:[ \-\u00a0]?\d){12,}")
 
 Call = Callable[[Ledger], object]
 
@@ -104,16 +106,35 @@ def test_a_merchant_id_of_a_few_digits_is_repeated_whole(bank: Bank, ledger: Led
         ("4" * 25, "444444" + "*" * 15 + "4444"),  # a card number with more typed beside it
         ("x" + "1" * 13 + "y" + "2" * 16, "x111******1111y222222******2222"),
         ("1" * 12, "1" * 12),
-        ("12-345678901234", "12-345678901234"),  # two runs, each shorter than a card's
+        ("12-345678901234", "12-34******1234"),  # grouped: one number of 14 digits
+        ("4444 4444 4444 4444", "4444 44** **** 4444"),
+        ("4444-4444\u00a04444 4444", "4444-44**\u00a0**** 4444"),
+        ("12 34-56", "12 34-56"),  # grouped, shorter than a card number
+        ("44  4444444444444", "44  444******4444"),  # two separators: two runs
         ("card-abcdefgh23", "card-abcdefgh23"),
         ("", ""),
     ],
-    ids=["13 in an id", "16", "19", "25", "two runs", "12", "two short runs", "no digit", "empty"],
+    ids=[
+        "13 in an id",
+        "16",
+        "19",
+        "25",
+        "two runs",
+        "12",
+        "hyphen",
+        "spaces",
+        "mixed",
+        "short groups",
+        "two runs apart",
+        "no digit",
+        "empty",
+    ],
 )
 def test_echoed_masks_every_run_as_long_as_a_card_number(given: str, shown: str) -> None:
     assert pan.echoed(given) == shown
     assert len(pan.echoed(given)) == len(given)
     assert CARD_LENGTH_RUN.search(pan.echoed(given)) is None
+    assert GROUPED_RUN.search(pan.echoed(given)) is None
 
 
 def test_echoed_masks_digits_of_any_script() -> None:
