@@ -54,17 +54,22 @@ OTHER_CONNECTIONS_PER_WORKER = 4
 OTHER_DESCRIPTORS = 64
 
 
+def connections_opened(config: BankConfig) -> int:
+    """The connections this bank's workers may open: every thread of every worker that
+    uses the ledger, twice over, since a restarted worker's replacement dials while its
+    forerunner's connections may not yet be seen closed (one waiting for its answer is
+    seen closed only when the answer is sent)."""
+    return 2 * config.workers * (config.threads + OTHER_CONNECTIONS_PER_WORKER)
+
+
 def connections_needed(config: BankConfig) -> int:
-    """The connections the ledger service must hold for this bank: every thread of every
-    worker that uses the ledger, twice over, since a restarted worker's replacement
-    dials while its forerunner's connections may not yet be seen closed (one waiting for
-    its answer is seen closed only when the answer is sent). At least ``MAX_CONNECTIONS``.
+    """The connections the ledger service holds for this bank: those its workers may open
+    (``connections_opened``), and never fewer than ``MAX_CONNECTIONS``.
 
     A connection refused for want of room is refused again each time its thread dials:
     that thread's every request is answered UNAVAILABLE for as long as the others hold
     theirs (they never let go), so the limit must cover them all."""
-    per_worker = config.threads + OTHER_CONNECTIONS_PER_WORKER
-    return max(MAX_CONNECTIONS, 2 * config.workers * per_worker)
+    return max(MAX_CONNECTIONS, connections_opened(config))
 
 
 def descriptors_for(connections: int) -> int:
@@ -139,16 +144,16 @@ def run_ledger_process(
     store = SqliteLedgerStore(url[len("sqlite:") :], observer=observer, cpu=demand)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a ledger process that died
-    needed = connections_needed(config)
-    connections = descriptors_for(needed)
-    if connections < needed:
+    connections = descriptors_for(connections_needed(config))
+    opened = connections_opened(config)
+    if connections < opened:  # the floor above what the workers open is room only
         log.warning(
             "ledger process: its open-file limit lets it hold %d connections, and the"
             " workers may open %d: requests past them are answered UNAVAILABLE; raise the"
             " bank's hard open-file limit (RLIMIT_NOFILE) or lower [gateway] workers or"
             " threads",
             connections,
-            needed,
+            opened,
         )
     try:
         service = LedgerService(store, path, max_connections=connections)

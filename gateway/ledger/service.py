@@ -40,6 +40,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,6 +53,8 @@ log = logging.getLogger("setpay.ledger")
 # process sizes it to its bank's workers and their threads (``gateway.ledger_process``),
 # since a worker holds one for each of its request threads for as long as it lives.
 MAX_CONNECTIONS = 256
+# How often the service says it refuses connections for want of room (at most).
+ROOM_LINE_SECONDS = 60.0
 # How long an answer may wait for a worker that does not read it. (Reads never wait: the
 # loop takes what has arrived of a frame and comes back for the rest.)
 PEER_TIMEOUT_SECONDS = 30.0
@@ -88,6 +91,10 @@ class LedgerService:
             raise ValueError("the ledger service must take at least 1 connection")
         self._store = store
         self._max_connections = max_connections
+        # Connections refused for want of room since the last line said so, and when the
+        # next line may say so: each request on a thread past the limit dials again.
+        self._refused_for_room = 0
+        self._next_room_line = 0.0
         self._path = path
         self._lock = threading.Lock()
         self._connections: dict[int, _Peer] = {}
@@ -149,11 +156,17 @@ class LedgerService:
                 sock.close()
                 return
             if len(self._connections) >= self._max_connections:
-                # Its worker answers UNAVAILABLE, and dials again on its next operation.
-                log.warning(
-                    "ledger service: refused a connection: %d open, the most it holds",
-                    self._max_connections,
-                )
+                # Its worker answers UNAVAILABLE, and dials again on its next operation:
+                # said once a minute at most, with the count since.
+                self._refused_for_room += 1
+                now = time.monotonic()
+                if now >= self._next_room_line:
+                    log.warning(
+                        "ledger service: refused %d connection(s): %d open, the most it holds",
+                        self._refused_for_room,
+                        self._max_connections,
+                    )
+                    self._refused_for_room, self._next_room_line = 0, now + ROOM_LINE_SECONDS
                 sock.close()
                 return
             # Timeout mode makes the descriptor non-blocking (as Python documents it): the

@@ -10,7 +10,10 @@ that safe and cheap:
   ``functools.partial``: a frame can name a ledger rule, an outcome or a ledger error,
   and nothing else (not ``os.system``, not a class with a dangerous constructor, not a
   chain of partials: ``_ShippedPartial``). The socket is reachable by the bank's own
-  user only (``service``), so this is defence in depth, not the only wall.
+  user only (``service``), so this is defence in depth, not the only wall: a frame can
+  still hand a ledger class or rule a value nested deeply enough that hashing it
+  recurses in C until the process dies (a tuple some 200,000 deep, 200 KB), which only
+  that user can send, and who could stop the process anyway.
 - **Only ledger code leaves the worker.** ``dump_operation`` refuses an operation that
   holds any other callable (a lambda, a closure, a bound method) with ``NotLedgerCode``
   before a byte is sent. Nothing of the worker's ever needs to run inside the service's

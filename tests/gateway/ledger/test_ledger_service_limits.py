@@ -182,6 +182,10 @@ def test_a_connection_beyond_the_limit_is_refused_and_the_others_served(
         got = _read_in_threads(path, 2)
         assert got.count("ok") == 1 and len(got) == 2
         assert "the most it holds" in caplog.text and "uid" not in caplog.text
+        # Refused again and again (each request on such a thread dials anew): one line
+        # a minute at most, not one a dial.
+        assert _read_in_threads(path, 4).count("ok") == 1
+        assert caplog.text.count("the most it holds") == 1
         assert service.connections <= 3
         first.close()  # room again, once the service has seen the hang-ups
         for _ in range(DROP_POLLS):
