@@ -37,10 +37,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from clients.errors import RegistrationError
 
@@ -50,6 +52,22 @@ LOCK_FILE_MODE = 0o600
 # Read-only: a flock needs no more. Not followed if a link; not waited on if a FIFO
 # (opened read-only, one would wait for a writer), which is then refused as no plain file.
 _OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Directory(Protocol):
+    @property
+    def base_dir(self) -> Path: ...
+
+
+class _Registrar(Protocol):
+    @property
+    def _config(self) -> _Directory: ...
+
+
+S = TypeVar("S", bound=_Registrar)
 
 
 def _unusable(path: Path, command: str, why: str) -> RegistrationError:
@@ -129,3 +147,20 @@ def registering_alone(directory: Path, party: str, command: str) -> Iterator[Non
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def one_at_a_time(
+    party: str, command: str
+) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], R]]:
+    """Decorates a registrar's ``register`` or ``renew`` (``command``) of ``party``: run
+    under ``registering_alone`` in its directory (its configuration's ``base_dir``)."""
+
+    def decorate(run: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+        def alone(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            with registering_alone(self._config.base_dir, party, command):
+                return run(self, *args, **kwargs)
+
+        functools.update_wrapper(alone, run)
+        return alone
+
+    return decorate

@@ -74,12 +74,6 @@ class PageServer(ThreadingMixIn, WSGIServer):
         self._lock = threading.Lock()
         self._answering: dict[socket.socket, float] = {}
 
-    @property
-    def answering(self) -> int:
-        """Connections being answered now."""
-        with self._lock:
-            return len(self._answering)
-
     def process_request(self, request: Any, client_address: Any) -> None:
         """Answer ``request`` on a thread of its own if a place is free; else close it."""
         with self._lock:

@@ -97,7 +97,7 @@ from clients.merchant.registration_pending import (
     unrecorded,
 )
 from clients.pending_request import NEVER_RECEIVED, polled, unknown_status_reported
-from clients.registration_lock import registering_alone
+from clients.registration_lock import one_at_a_time
 from clients.revocation import RevocationFeed
 from hsm.base import KeyBackend, KeyHandle
 from setcore.credentials import Credentials, KeyExchangeChooser
@@ -225,6 +225,7 @@ class MerchantRegistrar:
         self._made_with: frozenset[str] = frozenset()
 
     @_UNKNOWN_REGISTER
+    @one_at_a_time("merchant", "register")
     def register(
         self,
         profile: Profile,
@@ -234,16 +235,6 @@ class MerchantRegistrar:
     ) -> Registered:
         """Register (or resume an unfinished registration); certificates stored when
         issued. One at a time in the merchant directory (``clients.registration_lock``)."""
-        with registering_alone(self._config.base_dir, "merchant", "register"):
-            return self._register(profile, form=form, account=account)
-
-    def _register(
-        self,
-        profile: Profile,
-        *,
-        form: Mapping[str, str] | None = None,
-        account: str | None = None,
-    ) -> Registered:
         given = frozenset(name for name, value in (("form", form), ("account", account)) if value)
         if self._pending_path.exists():
             record = read_pending(self._pending_path)
@@ -282,14 +273,11 @@ class MerchantRegistrar:
         )
 
     @_UNKNOWN_RENEW
+    @one_at_a_time("merchant", "renew")
     def renew(self, profile: Profile) -> Registered:
         """Renew both certificates with new keys, proving the current signature key; the
         current certificates stay in use until the new ones are stored. One at a time in
         the merchant directory (``clients.registration_lock``)."""
-        with registering_alone(self._config.base_dir, "merchant", "renew"):
-            return self._renew(profile)
-
-    def _renew(self, profile: Profile) -> Registered:
         if self._pending_path.exists():
             record = read_pending(self._pending_path)
             if not is_renewal(record):

@@ -39,10 +39,11 @@ That last is an assumption about the bank's disk and database, which nothing enf
 an fsync stalled longer, or a PostgreSQL COMMIT waiting for a synchronous standby that
 is gone (a wait no statement timeout ends), lands a decision later, invisible to the
 lookup until then, and against a gateway that does not fence the proof below fails with
-it. So a request is built afresh only once the sending refused began, on the merchant's clock, ``RENEW_MARGIN_MS`` past the window's end
-(``may_renew``): the sum of those two and ``CLOCK_TOLERANCE_MS``, how far the margin lets
-the merchant's clock run ahead of the gateway's. The proof, with D the request's date
-(the merchant's clock dated it, then stored it, at ``stored_ms`` >= D) and W the window:
+it. So a request is built afresh only once the sending refused began, on the merchant's
+clock, ``RENEW_MARGIN_MS`` past the window's end (``may_renew``): the sum of those two
+and ``CLOCK_TOLERANCE_MS``, how far the margin lets the merchant's clock run ahead of the
+gateway's. The proof, with D the request's date (the merchant's clock dated it, then
+stored it, at ``stored_ms`` >= D) and W the window:
 
 - an earlier sending was let in by a check at a moment t <= D + W of the gateway's
   clock (its date was fresh then), so its decision, if any, was written by t + 20 s and

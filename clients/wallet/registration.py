@@ -38,7 +38,8 @@ the new one and its PANSecret are stored, and a lost answer resumes as above. Ol
 certified versions are kept (``clients.wallet.credentials`` says why); a renewal the CA
 refuses, or that never reached it, takes back its new key version. A certificate that
 expired or was revoked cannot be renewed: ``register`` then registers the card (or its
-replacement) again under a new key version. One runs at a time (``registration_lock``).
+replacement) again under a new key version. One ``register`` or ``renew`` runs at a time
+in the wallet's directory (``clients.registration_lock``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from clients.identity import (
     write_certificates,
 )
 from clients.pending_request import NEVER_RECEIVED, polled, unknown_status_reported
+from clients.registration_lock import one_at_a_time
 from clients.revocation import RevocationFeed
 from clients.wallet.config import WalletConfig
 from clients.wallet.credentials import card_credentials
@@ -73,7 +75,6 @@ from clients.wallet.pending import (
     renewal_pending,
     resumed_state,
 )
-from clients.wallet.registration_lock import one_at_a_time
 from clients.wallet.vault import CardSecrets, open_vault, seal
 from hsm.base import KeyBackend, KeyUsage
 from hsm.errors import KeyNotFound
@@ -223,7 +224,7 @@ class CardholderRegistrar:
         return current, self._unusable(current.signature_cert)
 
     @_UNKNOWN_REGISTER
-    @one_at_a_time("register")
+    @one_at_a_time("wallet", "register")
     def register(
         self,
         pan: PAN,
@@ -294,7 +295,7 @@ class CardholderRegistrar:
         return self._finish(result, state, None)
 
     @_UNKNOWN_RENEW
-    @one_at_a_time("renew")
+    @one_at_a_time("wallet", "renew")
     def renew(
         self,
         profile: Profile,

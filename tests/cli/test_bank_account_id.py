@@ -5,13 +5,11 @@ names the id it was given, so a card number reached it whole."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import bank
 from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import AccountStatus, Ledger
@@ -59,10 +57,8 @@ def test_what_is_not_a_card_account_id_is_a_usage_error_never_repeated(
     made: InitResult, capsys: pytest.CaptureFixture[str], command: str, given: str
 ) -> None:
     value = REFUSED[given]
-    parser = argparse.ArgumentParser(prog="setpay")
-    bank.add_parser(parser.add_subparsers(dest="command", required=True))
     with pytest.raises(SystemExit) as stopped:
-        parser.parse_args(["bank", *_config(made), command, "--account", value])
+        run_bank([*_config(made), command, "--account", value], capsys)
     assert stopped.value.code == USAGE
     out, err = capsys.readouterr()
     assert out == "" and "argument --account: a card account id is card- and 24 " in err

@@ -51,21 +51,14 @@ def _stored_currency(shop: Path, lid_m: str) -> tuple[int, int]:
     return amount.currency, amount.exp10
 
 
-def test_an_order_is_made_in_the_configured_currency(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("currency", "exp10"), [(USD, 2), (JPY, 0)])
+def test_an_order_is_made_in_the_configured_currency_and_its_minor_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], currency: int, exp10: int
 ) -> None:
-    shop = _shop(tmp_path, USD)
+    shop = _shop(tmp_path, currency)
     initiation = _new(shop, capsys)
-    assert (initiation["currency"], initiation["exp10"]) == (USD, 2)
-    assert _stored_currency(shop, str(initiation["lid_m"])) == (USD, 2)
-
-
-def test_the_configured_currency_gives_its_own_minor_unit(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    shop = _shop(tmp_path, JPY)
-    initiation = _new(shop, capsys)
-    assert (initiation["currency"], initiation["exp10"]) == (JPY, 0)
+    assert (initiation["currency"], initiation["exp10"]) == (currency, exp10)
+    assert _stored_currency(shop, str(initiation["lid_m"])) == (currency, exp10)
 
 
 def test_currency_given_on_the_command_line_wins(

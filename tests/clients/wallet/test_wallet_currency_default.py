@@ -12,6 +12,8 @@ says which terms may differ, that 978 was assumed, and to buy from the initiatio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from cli.main import main
@@ -34,19 +36,29 @@ def _offer(merchant: Merchant, currency: int) -> str:
     return lid_m.hex()
 
 
-def _buy(setpay: Setpay, wallet_dir: str, lid_m: str, *extra: str) -> tuple[int, str, str]:
-    return setpay(
-        ["wallet", "--dir", wallet_dir, "purchase", "--lid-m", lid_m, "--description",
-         DESCRIPTION, "--amount", "1250", *extra]
-    )  # fmt: skip
+Buy = Callable[..., tuple[int, str, str]]
 
 
-def test_an_order_in_another_currency_says_978_was_assumed(
-    make_merchant: MerchantFactory, make_wallet: WalletFactory, setpay: Setpay
-) -> None:
-    merchant = make_merchant("m-usd-flags")
-    wallet = make_wallet(merchant)
-    status, out, err = _buy(setpay, str(wallet.config.base_dir), _offer(merchant, USD))
+@pytest.fixture
+def buy(make_merchant: MerchantFactory, make_wallet: WalletFactory, setpay: Setpay) -> Buy:
+    """``buy(merchant_id, currency, *extra)``: a new merchant offers an order in
+    ``currency``, and a new wallet of its buys it from flags (``--lid-m``,
+    ``--description``, ``--amount``, then ``extra``); (status, stdout, stderr)."""
+
+    def run(merchant_id: str, currency: int, *extra: str) -> tuple[int, str, str]:
+        merchant = make_merchant(merchant_id)
+        wallet = make_wallet(merchant)
+        return setpay(
+            ["wallet", "--dir", str(wallet.config.base_dir), "purchase", "--lid-m",
+             _offer(merchant, currency), "--description", DESCRIPTION, "--amount", "1250",
+             *extra]
+        )  # fmt: skip
+
+    return run
+
+
+def test_an_order_in_another_currency_says_978_was_assumed(buy: Buy) -> None:
+    status, out, err = buy("m-usd-flags", USD)
     assert (status, out) == (1, "")
     assert "ERROR_CODE_DIGEST_MISMATCH" in err
     assert "the merchant's order is not the one given" in err
@@ -55,24 +67,15 @@ def test_an_order_in_another_currency_says_978_was_assumed(
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_a_currency_given_that_differs_is_not_said_to_be_assumed(
-    make_merchant: MerchantFactory, make_wallet: WalletFactory, setpay: Setpay
-) -> None:
-    merchant = make_merchant("m-eur-flags")
-    wallet = make_wallet(merchant)
-    lid_m = _offer(merchant, EUR)
-    status, out, err = _buy(setpay, str(wallet.config.base_dir), lid_m, "--currency", str(USD))
+def test_a_currency_given_that_differs_is_not_said_to_be_assumed(buy: Buy) -> None:
+    status, out, err = buy("m-eur-flags", EUR, "--currency", str(USD))
     assert (status, out) == (1, "")
     assert "the merchant's order is not the one given" in err
     assert "description, amount or currency" in err and "assumed" not in err
 
 
-def test_the_default_buys_an_order_in_euros(
-    make_merchant: MerchantFactory, make_wallet: WalletFactory, setpay: Setpay
-) -> None:
-    merchant = make_merchant("m-eur-default")
-    wallet = make_wallet(merchant)
-    status, out, err = _buy(setpay, str(wallet.config.base_dir), _offer(merchant, EUR))
+def test_the_default_buys_an_order_in_euros(buy: Buy) -> None:
+    status, out, err = buy("m-eur-default", EUR)
     assert (status, err) == (0, "")
     assert "AUTHORIZATION_PERFORMED" in out and "APPROVED" in out
 
