@@ -99,18 +99,27 @@ def _why_not_opened(path: Path, command: str, exc: OSError) -> str:
 
 
 def _owned_as_its_directory(fd: int, path: Path) -> None:
-    """A lock file root just made (or found) in another user's directory is given to that
-    user: a run under sudo would otherwise leave one the owner's runs cannot open.
+    """A lock file root has just made (``_opened``: created by this very open) in another
+    user's directory is given to that user: a run under sudo would otherwise leave one
+    the owner's runs cannot open.
 
-    Only an empty file root owns, with no other name: the directory's owner may have put
-    there a hard link to any file of root's (``/etc/shadow``), which root must not give
-    away. Anything else is left as it is, and locked all the same."""
+    Never a file that was there before: the directory's owner may have put there a hard
+    link to any file of root's (``/etc/shadow``), and unlinked its own name after the
+    open, so no check of the file found can tell it from one root made. One found is
+    left as it is, and locked all the same."""
     if os.geteuid() != 0:
         return
-    found, directory = os.fstat(fd), os.stat(path.parent)
-    ours = found.st_uid == 0 and found.st_nlink == 1 and found.st_size == 0
-    if ours and found.st_uid != directory.st_uid:
+    directory = os.stat(path.parent)
+    if directory.st_uid != 0:
         os.fchown(fd, directory.st_uid, directory.st_gid)
+
+
+def _opened(path: Path) -> tuple[int, bool]:
+    """The lock file's descriptor, and whether this open created it (``O_EXCL``)."""
+    try:
+        return os.open(path, _OPEN_FLAGS | os.O_EXCL, LOCK_FILE_MODE), True
+    except FileExistsError:
+        return os.open(path, _OPEN_FLAGS, LOCK_FILE_MODE), False
 
 
 @contextlib.contextmanager
@@ -121,7 +130,7 @@ def registering_alone(directory: Path, party: str, command: str) -> Iterator[Non
     file (nothing made, recorded or sent)."""
     path = directory / LOCK_FILE
     try:
-        fd = os.open(path, _OPEN_FLAGS, LOCK_FILE_MODE)
+        fd, created = _opened(path)
     except OSError as exc:
         raise _unusable(path, command, _why_not_opened(path, command, exc)) from None
     try:
@@ -130,7 +139,8 @@ def registering_alone(directory: Path, party: str, command: str) -> Iterator[Non
                 path, command, f"it is not a plain file: remove it, run {command} again"
             )
         try:
-            _owned_as_its_directory(fd, path)
+            if created:
+                _owned_as_its_directory(fd, path)
         except OSError as exc:
             why = f"it cannot be given to its directory's owner ({exc.strerror})"
             raise _unusable(path, command, why) from None

@@ -101,18 +101,19 @@ def test_a_run_as_root_leaves_the_lock_file_to_the_directory_s_owner(directory: 
 
 
 @needs_root
-def test_root_takes_back_to_the_owner_a_lock_file_an_earlier_sudo_run_left(
-    directory: Path,
-) -> None:
+def test_root_gives_away_no_lock_file_it_did_not_make(directory: Path) -> None:
+    """One found there may be a hard link to any empty file of root's whose other name
+    the directory's owner removed after root's open: no check of it can tell, so it is
+    locked and left root's; the owner's run then says whose it is."""
     path = _lock_file_of_root(directory, 0o600)
     assert _take(directory) == TOOK
-    assert path.stat().st_uid == NOBODY
-    assert _take_as_owner(directory) == TOOK
+    assert path.stat().st_uid == 0
+    assert "belongs to uid 0" in _take_as_owner(directory)
 
 
 @needs_root
-@pytest.mark.parametrize("kind", ["a hard link", "not empty"])
-def test_root_gives_away_no_file_but_an_empty_lock_file_of_one_name(
+@pytest.mark.parametrize("kind", ["a hard link", "not empty", "empty"])
+def test_root_gives_away_no_file_found_in_place_of_the_lock_file(
     directory: Path, tmp_path: Path, kind: str
 ) -> None:
     """The directory's owner may have made ``registration.lock`` a hard link to a file of
