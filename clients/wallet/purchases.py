@@ -265,11 +265,17 @@ class Shopper:
         except UnreadablePurchaseAnswer as exc:
             raise PurchaseOutcomeUnknown(shown, str(exc), exc) from exc
         try:
-            shown = self._book.save(record)
+            # Over the SENT record only: an inquiry may have recorded since what the
+            # merchant did after this answer (a capture), which this must not replace.
+            held = self._book.save_unless_changed(sent, record)
         except Exception as exc:
             raise PurchaseOutcomeUnknown(
                 shown, f"the verified answer could not be recorded: {exc}", exc
             ) from exc
+        if held != record:
+            log.info("PRes verified: %s %s; kept what an inquiry recorded since", shown,
+                     record.completion)  # fmt: skip
+            return held
         log.info("PRes verified: %s %s", shown, record.completion)
         return record
 
@@ -280,13 +286,19 @@ class Shopper:
         signed Error says the merchant did not process the PReq, SET-PROTOCOL.md 7.6), or
         ``SHED`` (its unsigned status says so: kept, never removed, for an inquiry to
         settle). None if it cannot be: the record stays SENT, which only an InqRes
-        settles (a signed UNKNOWN_XID settles no SENT purchase, ``merchant_answers``), so
-        the caller says what it must of that: a refusal is raised all the same, a SHED
-        purchase is ``PurchaseOutcomeUnknown``."""
+        settles (a signed UNKNOWN_XID settles no SENT purchase, ``merchant_answers``), or
+        an inquiry recorded the purchase since (its record kept); the caller says what it
+        must of that: a refusal is raised all the same, a SHED purchase is
+        ``PurchaseOutcomeUnknown``."""
+        changed = replace(sent, **state)  # type: ignore[arg-type]
         try:
-            shown = self._book.save(replace(sent, **state))  # type: ignore[arg-type]
+            # Over the SENT record only, as the PRes is (``purchase``).
+            held = self._book.save_unless_changed(sent, changed)
         except (OSError, ClientError) as exc:
             log.warning("purchase %s %s, not recorded so: %s", shown, what, exc)
+            return None
+        if held != changed:
+            log.info("purchase %s %s; kept what an inquiry recorded since", shown, what)
             return None
         log.info("PReq %s %s", shown, what)
         return shown

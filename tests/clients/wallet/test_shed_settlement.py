@@ -289,13 +289,13 @@ def test_a_shed_state_not_recorded_is_an_outcome_unknown_left_sent(
 ) -> None:
     Shedding(monkeypatch)
 
-    def full_disk(self: PurchaseBook, record: Any) -> str:
+    def full_disk(self: PurchaseBook, read: Any, record: Any) -> Any:
         raise OSError(28, "No space left on device")
 
     merchant = make_merchant("m-full-disk")
     wallet = make_wallet(merchant)
     initiation = _offered(merchant)
-    monkeypatch.setattr(PurchaseBook, "save", full_disk)
+    monkeypatch.setattr(PurchaseBook, "save_unless_changed", full_disk)
     with pytest.raises(PurchaseOutcomeUnknown) as unknown:
         wallet.shopper(WALLET_PASSPHRASE).purchase(_at(wallet, merchant), initiation)
     # Not PurchaseNotRead: its record says SENT, which no signed UNKNOWN_XID settles.
