@@ -126,8 +126,9 @@ STALL_CHECK_SECONDS = 0.5
 #: for at most ``SEND_STALL_SECONDS`` and a ``STALL_CHECK_SECONDS`` more (then the stall
 #: watch cancels its call); a stream whose peer reads holds one for well under a
 #: millisecond. With 32, a peer needs 32 stalling streams to delay anyone's status at all,
-#: and even ``MAX_WATCHES`` of them delay it by 8 such rounds (about 20 s) once, as each
-#: is cancelled when it stalls; idle threads cost nothing and end after ``SENDER_IDLE_SECONDS``.
+#: and ``MAX_WATCHES`` of them delay each status by 8 such rounds (about 20 s) at most, for
+#: as long as the peer opens them again as they are cancelled (CHANGELOG.md, "Known
+#: limitations"); idle threads cost nothing and end after ``SENDER_IDLE_SECONDS``.
 SENDERS = 32
 #: How long a sender with nothing to send waits for more before it ends: past the bank's
 #: probe interval (1 s), so that its every-second sets reuse the same threads.

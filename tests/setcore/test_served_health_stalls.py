@@ -154,3 +154,41 @@ def test_the_stall_watch_starts_again_once_it_has_ended(
         channel.close()
         if peer is not None:
             peer.close()
+
+
+def test_a_stalled_watch_for_a_name_not_served_is_cancelled_too(
+    served: tuple[ServedHealth, int],
+) -> None:
+    """Its SERVICE_UNKNOWN is a send like any other: a stream kept under no name is
+    still under the stall watch (a merchant's stop waited its whole grace for one)."""
+    servicer, port = served
+    peer = ZeroWindowClient(port)
+    try:
+        peer.watch("setpay.v1.NotServedHere")
+        _until(lambda: peer.headers_seen == 1, "the stalled Watch was answered its headers")
+        assert servicer.watchers() == {}  # kept under no name
+        _until(lambda: peer.resets == 1, "the stalled Watch's call was cancelled")
+        _until(lambda: servicer.open_watches == 0, "the stalled Watch left")
+    finally:
+        peer.close()
+
+
+def test_a_sender_with_nothing_to_send_ends(
+    served: tuple[ServedHealth, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The servicer's senders are started for sends and end once idle, not kept."""
+    monkeypatch.setattr(served_health, "SENDER_IDLE_SECONDS", 0.2)
+    _, port = served
+
+    def senders() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "health-sends")
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=WAIT_SECONDS)
+        assert next(watch).status == SERVING
+        _until(lambda: senders() == 0, "the idle sender ended")
+        watch.cancel()
+    finally:
+        channel.close()
