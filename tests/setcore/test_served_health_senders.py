@@ -14,8 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent import futures
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -23,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from setcore import served_health
 from setcore.served_health import ServedHealth
-from tests.setcore.zero_window_support import ZeroWindowClient
+from tests.setcore.zero_window_support import WAIT_SECONDS, ZeroWindowClient, health_server, until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -38,27 +37,13 @@ PROMPT_SET_SECONDS = 0.5
 # A status that waited behind one stalled send would come after 2 s (SEND_STALL_SECONDS);
 # one sent on its own sender comes in milliseconds, far more on a loaded machine.
 PROMPT_STATUS_SECONDS = 1.5
-# Every wait is bounded; a prompt answer takes milliseconds, a loaded CI machine far more.
-WAIT_SECONDS = 10.0
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[ServedHealth, int]]:
     assert PROMPT_STATUS_SECONDS < served_health.SEND_STALL_SECONDS
-    servicer = ServedHealth()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(None).wait()
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
+    with health_server(4) as served:
+        yield served
 
 
 def test_a_set_waits_for_no_peer_and_a_reading_watch_is_told_promptly(
@@ -70,7 +55,7 @@ def test_a_set_waits_for_no_peer_and_a_reading_watch_is_told_promptly(
     try:
         for _ in range(STALLING):
             peer.watch("")
-        _until(lambda: peer.data_seen == STALLING, "each stalling stream took its first status")
+        until(lambda: peer.data_seen == STALLING, "each stalling stream took its first status")
         reader = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(service=""), timeout=3 * WAIT_SECONDS
         )
@@ -88,7 +73,7 @@ def test_a_set_waits_for_no_peer_and_a_reading_watch_is_told_promptly(
         servicer.set("", NOT_SERVING)
         took = time.monotonic() - began
         assert took < PROMPT_SET_SECONDS, f"set waited {took:.1f} s for peers that take nothing"
-        _until(lambda: bool(told), "the reading Watch was told the new status")
+        until(lambda: bool(told), "the reading Watch was told the new status")
         when, status = told[0]
         assert status == NOT_SERVING
         assert when - began < PROMPT_STATUS_SECONDS, (
@@ -99,13 +84,13 @@ def test_a_set_waits_for_no_peer_and_a_reading_watch_is_told_promptly(
         servicer.set("", SERVING)  # again, with the stalled sends still under way
         took = time.monotonic() - began
         assert took < PROMPT_SET_SECONDS, f"the next set waited {took:.1f} s"
-        _until(lambda: len(told) == 2, "the reading Watch was told the next status")
+        until(lambda: len(told) == 2, "the reading Watch was told the next status")
         assert told[1][1] == SERVING and told[1][0] - began < PROMPT_STATUS_SECONDS
 
         # And the stalled streams are still cancelled, each once.
-        _until(lambda: peer.resets == STALLING, "every stalled stream was cancelled")
+        until(lambda: peer.resets == STALLING, "every stalled stream was cancelled")
         reader.cancel()
-        _until(lambda: servicer.open_watches == 0, "every stream left")
+        until(lambda: servicer.open_watches == 0, "every stream left")
     finally:
         channel.close()
         peer.close()

@@ -12,9 +12,7 @@ and ``ServedHealth`` alone with a send that waits, for a stream that lags."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from typing import cast
 
 import grpc
@@ -23,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from setcore import served_health
 from setcore.served_health import ServedHealth
-from tests.setcore.zero_window_support import ZeroWindowClient
+from tests.setcore.zero_window_support import WAIT_SECONDS, ZeroWindowClient, health_server, until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -32,8 +30,6 @@ STALL_SECONDS = 0.5
 CHECK_SECONDS = 0.1
 # The server's pool: fewer threads than the Watches a test opens behind the stalled one.
 THREADS = 2
-# Every wait is bounded; a prompt answer takes milliseconds, a loaded CI machine far more.
-WAIT_SECONDS = 10.0
 
 
 @pytest.fixture
@@ -41,20 +37,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ServedHealth, int]
     # Not raising where the module has no such bound: the tests then fail on what waits.
     monkeypatch.setattr(served_health, "SEND_STALL_SECONDS", STALL_SECONDS, raising=False)
     monkeypatch.setattr(served_health, "STALL_CHECK_SECONDS", CHECK_SECONDS, raising=False)
-    servicer = ServedHealth()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=THREADS))
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(None).wait()
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
+    with health_server(THREADS) as served:
+        yield served
 
 
 def test_a_stalled_watch_holds_neither_sets_nor_other_watches_and_is_cancelled(
@@ -65,7 +49,7 @@ def test_a_stalled_watch_holds_neither_sets_nor_other_watches_and_is_cancelled(
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         peer.watch("")
-        _until(lambda: peer.headers_seen == 1, "the stalled Watch was answered its headers")
+        until(lambda: peer.headers_seen == 1, "the stalled Watch was answered its headers")
         assert peer.data_seen == 0  # its status is stuck behind its window
 
         setter = threading.Thread(target=servicer.set, args=("", NOT_SERVING), daemon=True)
@@ -82,8 +66,8 @@ def test_a_stalled_watch_holds_neither_sets_nor_other_watches_and_is_cancelled(
         for watch in watches:
             watch.cancel()
 
-        _until(lambda: peer.resets == 1, "the stalled Watch's call was cancelled")
-        _until(lambda: servicer.open_watches == 0, "the stalled Watch left")
+        until(lambda: peer.resets == 1, "the stalled Watch's call was cancelled")
+        until(lambda: servicer.open_watches == 0, "the stalled Watch left")
     finally:
         channel.close()
         peer.close()
@@ -116,10 +100,10 @@ def test_a_stream_that_lags_is_told_the_latest_status_after_its_send_in_order() 
         servicer.set("", status)  # returns at once: the stream's send is under way
     assert sent == []
     release.set()
-    _until(lambda: len(sent) >= 2, "the lagging stream was told the newest status")
+    until(lambda: len(sent) >= 2, "the lagging stream was told the newest status")
     assert sent == [SERVING, NOT_SERVING]  # its first status, then the newest
     servicer.set("", SERVING)
-    _until(lambda: len(sent) >= 3, "the stream was told the next status")
+    until(lambda: len(sent) >= 3, "the stream was told the next status")
     assert sent == [SERVING, NOT_SERVING, SERVING]
 
 
@@ -141,15 +125,15 @@ def test_the_stall_watch_starts_again_once_it_has_ended(
         watches = [thread for thread in started if thread.name == "health-stalls"]
         assert len(watches) == 1, "the first Watch started the stall watch"
         reader.cancel()
-        _until(lambda: servicer.open_watches == 0, "the Watch left")
+        until(lambda: servicer.open_watches == 0, "the Watch left")
         watches[0].join(WAIT_SECONDS)
         assert not watches[0].is_alive(), "the stall watch ended with no stream open"
 
         peer = ZeroWindowClient(port)
         peer.watch("")
-        _until(lambda: peer.headers_seen == 1, "the stalling Watch was answered its headers")
-        _until(lambda: peer.resets == 1, "the Watch stalling after a quiet spell was cancelled")
-        _until(lambda: servicer.open_watches == 0, "the stalled Watch left")
+        until(lambda: peer.headers_seen == 1, "the stalling Watch was answered its headers")
+        until(lambda: peer.resets == 1, "the Watch stalling after a quiet spell was cancelled")
+        until(lambda: servicer.open_watches == 0, "the stalled Watch left")
     finally:
         channel.close()
         if peer is not None:
@@ -165,10 +149,10 @@ def test_a_stalled_watch_for_a_name_not_served_is_cancelled_too(
     peer = ZeroWindowClient(port)
     try:
         peer.watch("setpay.v1.NotServedHere")
-        _until(lambda: peer.headers_seen == 1, "the stalled Watch was answered its headers")
+        until(lambda: peer.headers_seen == 1, "the stalled Watch was answered its headers")
         assert servicer.watchers() == {}  # kept under no name
-        _until(lambda: peer.resets == 1, "the stalled Watch's call was cancelled")
-        _until(lambda: servicer.open_watches == 0, "the stalled Watch left")
+        until(lambda: peer.resets == 1, "the stalled Watch's call was cancelled")
+        until(lambda: servicer.open_watches == 0, "the stalled Watch left")
     finally:
         peer.close()
 
@@ -188,7 +172,7 @@ def test_a_sender_with_nothing_to_send_ends(
         stub = health_pb2_grpc.HealthStub(channel)
         watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=WAIT_SECONDS)
         assert next(watch).status == SERVING
-        _until(lambda: senders() == 0, "the idle sender ended")
+        until(lambda: senders() == 0, "the idle sender ended")
         watch.cancel()
     finally:
         channel.close()

@@ -8,9 +8,18 @@ bytes) and nothing after."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+
+from setcore.served_health import ServedHealth
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -97,3 +106,30 @@ class ZeroWindowClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# Every wait is bounded; a prompt answer takes milliseconds, a loaded CI machine far more.
+WAIT_SECONDS = 10.0
+
+
+@contextlib.contextmanager
+def health_server(threads: int) -> Iterator[tuple[ServedHealth, int]]:
+    """A real gRPC server on port 0 serving a ``ServedHealth`` with ``threads`` threads:
+    the servicer and the port, stopped at the end."""
+    servicer = ServedHealth()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield servicer, port
+    finally:
+        server.stop(None).wait()
+
+
+def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition``, at most ``WAIT_SECONDS``; ``what`` it is, if it never comes."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)

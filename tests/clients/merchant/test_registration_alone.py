@@ -15,7 +15,6 @@ import base64
 import contextlib
 import json
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,7 @@ from tests.clients.bank_support import (
     merchant_registrar,
     register_merchant,
 )
+from tests.clients.thread_support import in_thread
 
 # How long a test's thread waits for the other one to reach the same point: the lock
 # refuses the second at once, so under it the first waits this out alone.
@@ -58,21 +58,6 @@ def _recorded_request(directory: Path) -> bytes | None:
     return base64.b64decode(record.get("cert_request", ""))
 
 
-def _in_thread(run: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
-    """``run()`` on a thread of its own, started; what it raised, once joined."""
-    raised: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            run()
-        except BaseException as exc:  # handed to the test
-            raised.append(exc)
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread, raised
-
-
 def test_a_second_register_while_one_runs_is_refused_and_changes_nothing(
     bank: RunningBank, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,7 +75,7 @@ def test_a_second_register_while_one_runs_is_refused_and_changes_nothing(
         return real(self, request_type)
 
     monkeypatch.setattr(MerchantRegistrar, "_me_aq_c_init", held)
-    first, raised = _in_thread(lambda: register_merchant(directory))
+    first, raised = in_thread(lambda: register_merchant(directory))
     try:
         assert inside.wait(30)
         with pytest.raises(RegistrationError, match="register` or `renew` is running") as refused:
@@ -130,7 +115,7 @@ def test_a_renew_while_a_renew_runs_is_refused(
         with merchant_registrar(directory) as registrar:
             registrar.renew(EC)
 
-    first, raised = _in_thread(renew)
+    first, raised = in_thread(renew)
     try:
         assert inside.wait(30)
         with pytest.raises(RegistrationError, match="this renew made, recorded and sent nothing"):
@@ -191,7 +176,7 @@ def test_two_registers_at_once_never_strand_a_certified_request(
                 turn.notify_all()
 
     monkeypatch.setattr(AuthorityClient, "cert", cert)
-    runs = [_in_thread(lambda: register_merchant(directory)) for _ in range(2)]
+    runs = [in_thread(lambda: register_merchant(directory)) for _ in range(2)]
     for thread, _ in runs:
         thread.join(60)
     monkeypatch.undo()

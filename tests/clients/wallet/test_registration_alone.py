@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from clients.wallet.vault import open_vault
 from setcore.profiles import EC
 from setpay.v1 import registration_pb2
 from tests.clients.bank_support import WALLET_PASSPHRASE, RunningBank, new_wallet
+from tests.clients.thread_support import in_thread
 
 # How long a test's thread waits for the other one to reach the same point: the lock
 # refuses the second at once, so under it the first waits this out alone.
@@ -54,28 +55,12 @@ def _held_first_form(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, 
     return inside, release
 
 
-def _in_thread(run: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
-    raised: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            run()
-        except BaseException as exc:  # handed to the test
-            raised.append(exc)
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread, raised
-
-
 def test_a_second_register_while_one_runs_is_refused_and_changes_nothing(
     wallet: Wallet, bank: RunningBank, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pan, expiry = bank.new_card()
     inside, release = _held_first_form(monkeypatch)
-    first, raised = _in_thread(
-        lambda: wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC)
-    )
+    first, raised = in_thread(lambda: wallet.registrar(WALLET_PASSPHRASE).register(pan, expiry, EC))
     try:
         assert inside.wait(30)
         with pytest.raises(RegistrationError, match="register` or `renew` is running") as refused:
@@ -99,7 +84,7 @@ def test_a_renew_while_a_renew_runs_is_refused(
     sealed = wallet.config.card_file.read_bytes()
     versions = {(key.label, key.version) for key in wallet.backend.list_keys()}
     inside, release = _held_first_form(monkeypatch)
-    first, raised = _in_thread(lambda: wallet.registrar(WALLET_PASSPHRASE).renew(EC))
+    first, raised = in_thread(lambda: wallet.registrar(WALLET_PASSPHRASE).renew(EC))
     try:
         assert inside.wait(30)
         with pytest.raises(RegistrationError, match="this renew made, recorded and sent nothing"):
@@ -161,7 +146,7 @@ def test_two_renewals_at_once_never_strand_a_certified_request(
                 turn.notify_all()
 
     monkeypatch.setattr(wallet.authority, "cert", cert)
-    runs = [_in_thread(lambda: wallet.registrar(WALLET_PASSPHRASE).renew(EC)) for _ in range(2)]
+    runs = [in_thread(lambda: wallet.registrar(WALLET_PASSPHRASE).renew(EC)) for _ in range(2)]
     for thread, _ in runs:
         thread.join(60)
     monkeypatch.undo()
