@@ -6,14 +6,11 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cli import bank
-from gateway.config import load
-from gateway.issuer import open_ledger
 from gateway.ledger import AccountExists, Ledger, UnknownAccount
 from gateway.provisioning import InitResult, init_bank
 from tests.cards import card, wrong_check_digit
@@ -28,13 +25,6 @@ EXPIRY = "203012"
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
     return init_bank(tmp_path_factory.mktemp("bank-cli") / "bank", env={})
-
-
-@pytest.fixture
-def ledger(made: InitResult) -> Iterator[Ledger]:
-    opened = open_ledger(load(made.directory / "setpay.toml"))
-    yield opened
-    opened.close()
 
 
 def _pan_file(directory: Path, pan: str = TEST_PAN) -> Path:

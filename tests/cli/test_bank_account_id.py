@@ -5,13 +5,10 @@ names the id it was given, so a card number reached it whole."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.config import load
-from gateway.issuer import open_ledger
 from gateway.ledger import AccountStatus, Ledger
 from gateway.provisioning import InitResult, init_bank
 from tests.cards import NINETEEN_DIGITS, card
@@ -38,13 +35,6 @@ REFUSED = {
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
     return init_bank(tmp_path_factory.mktemp("bank-account-id") / "bank", env={})
-
-
-@pytest.fixture
-def ledger(made: InitResult) -> Iterator[Ledger]:
-    opened = open_ledger(load(made.directory / "setpay.toml"))
-    yield opened
-    opened.close()
 
 
 def _config(made: InitResult) -> list[str]:

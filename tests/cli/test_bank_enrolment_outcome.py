@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ import pytest
 import gateway.issuer
 from cli import bank
 from cli.wallet import read_card_file
-from gateway.config import BankConfig, load
-from gateway.issuer import LedgerDirectory, open_ledger
+from gateway.config import BankConfig
+from gateway.issuer import LedgerDirectory
 from gateway.ledger import Ledger, LedgerStore, StoreUnavailable, accounts
 from gateway.provisioning import InitResult, init_bank
 from setcore.pan import PAN
@@ -35,13 +34,6 @@ COMPLETE = registration_pb2.CERT_STATUS_CODE_REQUEST_COMPLETE
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
     return init_bank(tmp_path_factory.mktemp("bank-enrolment-outcome") / "bank", env={})
-
-
-@pytest.fixture
-def ledger(made: InitResult) -> Iterator[Ledger]:
-    opened = open_ledger(load(made.directory / "setpay.toml"))
-    yield opened
-    opened.close()
 
 
 def _card_account(ledger: Ledger, serial: int) -> str:

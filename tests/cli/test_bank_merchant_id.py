@@ -5,13 +5,10 @@ for the account, and no command closes one."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 
 import pytest
 
 from cli import bank
-from gateway.config import load
-from gateway.issuer import open_ledger
 from gateway.ledger import Ledger, UnknownMerchant
 from gateway.provisioning import InitResult, init_bank
 from setcore.errors import ProtocolError
@@ -36,13 +33,6 @@ REFUSED = {
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
     return init_bank(tmp_path_factory.mktemp("bank-merchant-id") / "bank", env={})
-
-
-@pytest.fixture
-def ledger(made: InitResult) -> Iterator[Ledger]:
-    opened = open_ledger(load(made.directory / "setpay.toml"))
-    yield opened
-    opened.close()
 
 
 def _open_merchant(made: InitResult, merchant_id: str) -> list[str]:

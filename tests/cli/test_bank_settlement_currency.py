@@ -6,13 +6,12 @@ accounts differ in currency is declined CURRENCY_MISMATCH)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.config import load
-from gateway.issuer import LedgerDirectory, open_ledger
+from gateway.issuer import LedgerDirectory
 from gateway.ledger import Ledger
 from gateway.ledger.outcomes import Authorized
 from gateway.provisioning import InitResult, init_bank
@@ -34,13 +33,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> InitResult:
     config.write_text(text.replace("[ledger]\n", f"[ledger]\nsettlement_currency = {USD}\n"))
     assert load(config).settlement_currency == USD
     return made
-
-
-@pytest.fixture
-def ledger(made: InitResult) -> Iterator[Ledger]:
-    opened = open_ledger(load(made.directory / "setpay.toml"))
-    yield opened
-    opened.close()
 
 
 def _config(made: InitResult) -> list[str]:
