@@ -156,6 +156,7 @@ class Demo:
         # The wallet's card has a passphrase of its own, apart from its keystore's (and
         # the merchant's): one file must not open both, least of all the merchant's.
         self.card_passphrase = secrets.token_urlsafe(PASSPHRASE_BYTES)
+        self.settlement_currency: int | None = None  # the bank's, once ``bank`` made it
 
     def _party_dir(self, name: str, tls_files: tuple[str, ...]) -> Path:
         """``name``'s directory: the bank's TLS files it needs, and ``keys.pass``, its
@@ -185,6 +186,7 @@ class Demo:
                 self.base / "bank", profile=self.profile, keys=self.keys, merchant_tls=True
             )
             config = load_bank_config(result.config_path)
+            self.settlement_currency = config.settlement_currency
             if self.temporary and self.keys is not None:
                 # Registered first, so it runs last: after the bank has stopped using them.
                 self.stack.callback(delete_bank_keys, config)
@@ -239,9 +241,11 @@ class Demo:
             directory / "tls/merchant-client.pem", directory / "tls/merchant-client.key",
         )  # fmt: skip
         ca = PeerConfig(f"127.0.0.1:{running.ca_port}", directory / "tls/root.pem")
+        # merchant.currency (of ``orders new`` in a --dir kept) is the bank's: the default
+        # (EUR) matches it by chance, and an order in another is declined CURRENCY_MISMATCH.
         write_merchant_config(
             directory, merchant_id=MERCHANT_ID, name="Demo Shop", gateway=gateway, ca=ca,
-            keys=KEYS_URI, listen="127.0.0.1:0",
+            keys=KEYS_URI, listen="127.0.0.1:0", currency=self.settlement_currency,
             tls_cert="tls/merchant-server.pem", tls_key="tls/merchant-server.key",
         )  # fmt: skip
         config = load_merchant_config(directory)
