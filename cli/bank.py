@@ -52,6 +52,8 @@ key backend (``gateway.ledger_keys``), with the same keys; the bank refuses to s
 plaintext one and names this command. The keys must first be the ledger's own
 (``gateway.ledger.key_check``): a plaintext file from elsewhere (an old backup's, another
 bank's) is refused, and nothing changes.
+
+``show-batch`` and ``check-books`` read the ledger's store alone (``cli.bank_books``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from cli import bank_books
 from cli.bank_show import card_account_id, card_line, merchant_line
 from cli.currency import currency_code
 from cli.number_options import whole
@@ -233,6 +236,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="seal a plaintext ledger.keys (an older bank's) under the key backend, with the "
         "same keys",
     )
+    bank_books.add_parsers(ops)
 
 
 def _read_pan(path: Path) -> PAN:
@@ -450,6 +454,8 @@ def run(args: argparse.Namespace) -> int:
         config = load(args.config)
         if args.bank_command == "seal-ledger-keys":
             return _seal_ledger_keys(config)
+        if args.bank_command in bank_books.COMMANDS:  # no keys: the store alone
+            return bank_books.run(config, args)
         ledger = open_ledger(config)
     except BrokenPipeError:
         raise  # standard output's reader went away (``| head``): cli.main ends quietly

@@ -25,12 +25,18 @@ between the hold's own card and merchant, in the direction and phase of its kind
 hold's currency; a settlement transfer in a batch of the hold's merchant (the batch's
 totals are what the gateway signs to that merchant), no other kind in any batch; a
 reversal undoing the whole of an original of its own hold and of the kind it reverses.
+
+``differences`` runs the same checks and lists what each finds instead of stopping at the
+first: the audit an operator runs (``setpay bank check-books``), on a snapshot, writing
+nothing. ``check_balanced`` raises on the first of them, found by the same code.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.ledger.errors import LedgerImbalance, StoreError
@@ -85,6 +91,10 @@ _REVERSED_KIND = {
     TransferKind.CAPTURE_REVERSAL: TransferKind.CAPTURE,
     TransferKind.CREDIT_REVERSAL: TransferKind.CREDIT,
 }
+
+# How many differences ``differences`` lists at most: a badly damaged ledger has one for
+# nearly every row, and a list nobody can read through says no more than its first page.
+MAX_DIFFERENCES = 100
 
 # (debits_pending, debits_posted) deltas of the debit account per unit, and likewise
 # (credits_pending, credits_posted) of the credit account: the table in the docstring.
@@ -182,18 +192,35 @@ def totals(tx: Transaction) -> tuple[CurrencyTotals, ...]:
 
 
 def check_balanced(tx: Transaction) -> None:
-    """Raise LedgerImbalance unless the books and the holds agree with the journal."""
+    """Raise LedgerImbalance unless the books and the holds agree with the journal: at
+    the first difference ``differences`` would list."""
+    for problem in _differences(tx, rows_per_rule=1):
+        raise LedgerImbalance(problem)
+
+
+def differences(tx: Transaction, limit: int = MAX_DIFFERENCES) -> tuple[str, ...]:
+    """Each difference ``check_balanced`` looks for that the books hold, in the order it
+    looks (at most ``limit``; empty when the books balance). Each names a currency, an
+    account, a hold or a transfer by its id, never a card number."""
+    if limit < 1:
+        raise ValueError(f"a limit of differences is at least 1, not {limit}")
+    return tuple(itertools.islice(_differences(tx, rows_per_rule=limit), limit))
+
+
+def _differences(tx: Transaction, rows_per_rule: int) -> Iterator[str]:
+    """Every difference, lazily: ``check_balanced`` reads no further than the first. A
+    rule over the transfers lists at most ``rows_per_rule`` of the rows breaking it."""
     for t in totals(tx):
         if t.debits_pending != t.credits_pending or t.debits_posted != t.credits_posted:
-            raise LedgerImbalance(f"currency {t.currency}: debits and credits differ")
-    _check_accounts(tx)
-    _check_transfers(tx)
-    _check_postings(tx)
-    _check_holds(tx)
+            yield f"currency {t.currency}: debits and credits differ"
+    yield from _account_differences(tx)
+    yield from _transfer_differences(tx, rows_per_rule)
+    yield from _posting_differences(tx, rows_per_rule)
+    yield from _hold_differences(tx)
 
 
 # What every transfer of the listed kinds must have (all kinds when none are listed), and
-# what a row lacking it is: checked in this order by ``_check_transfers``.
+# what a row lacking it is: checked in this order by ``_transfer_differences``.
 _TRANSFER_RULES: tuple[tuple[tuple[TransferKind, ...], str, str], ...] = (
     ((), "hold_id IS NULL", "belongs to no hold"),
     (_SETTLEMENT_KINDS, "(batch_id IS NULL OR batch_seq IS NULL)", "is in no batch"),
@@ -201,17 +228,18 @@ _TRANSFER_RULES: tuple[tuple[tuple[TransferKind, ...], str, str], ...] = (
 )
 
 
-def _check_transfers(tx: Transaction) -> None:
-    """Every transfer names its hold; settlement ones their batch; reversals their original."""
+def _transfer_differences(tx: Transaction, rows: int) -> Iterator[str]:
+    """Every transfer names its hold; settlement ones their batch; reversals their original
+    (up to ``rows`` transfers named per rule)."""
     for kinds, lacking, problem in _TRANSFER_RULES:
         of_kind = f"kind IN ({_marks(len(kinds))}) AND " if kinds else ""
-        row = tx.one(
+        for row in tx.all(
             f"SELECT id, kind FROM transfers WHERE {of_kind}{lacking}"  # noqa: S608  fixed text
-            " ORDER BY id LIMIT 1",
+            " ORDER BY id LIMIT ?",
             *(kind.value for kind in kinds),
-        )
-        if row is not None:
-            raise LedgerImbalance(f"transfer {row['id']} ({row['kind']}) {problem}")
+            rows,
+        ):
+            yield f"transfer {row['id']} ({row['kind']}) {problem}"
 
 
 def _marks(count: int) -> str:
@@ -225,8 +253,8 @@ _TO_CARD = [k.value for k in _TO_CARD_KINDS]
 
 # Each rule: the rows of ``transfers t`` (with its hold ``h``) that break it, the values
 # its placeholders take, and what such a row is. Checked in this order, by
-# ``_check_postings``, once ``_check_transfers`` has found every row's hold, batch and
-# original where its kind needs one.
+# ``_posting_differences``, after ``_transfer_differences`` has looked for rows lacking a
+# hold, batch or original where their kind needs one (a join finds no such row here).
 _POSTING_RULES: tuple[tuple[str, tuple[object, ...], str], ...] = (
     (
         "JOIN holds h ON h.id = t.hold_id WHERE NOT ("
@@ -275,18 +303,20 @@ _POSTING_RULES: tuple[tuple[str, tuple[object, ...], str], ...] = (
 )
 
 
-def _check_postings(tx: Transaction) -> None:
-    """Every transfer moves its own hold's money as its kind says (``_POSTING_RULES``)."""
+def _posting_differences(tx: Transaction, rows: int) -> Iterator[str]:
+    """Every transfer moves its own hold's money as its kind says (``_POSTING_RULES``; up
+    to ``rows`` transfers named per rule)."""
     for where, values, problem in _POSTING_RULES:
-        row = tx.one(
-            f"SELECT t.id, t.kind FROM transfers t {where} ORDER BY t.id LIMIT 1",  # noqa: S608  fixed text
+        for row in tx.all(
+            f"SELECT t.id, t.kind FROM transfers t {where} ORDER BY t.id LIMIT ?",  # noqa: S608  fixed text
             *values,
-        )
-        if row is not None:
-            raise LedgerImbalance(f"transfer {row['id']} ({row['kind']}) {problem}")
+            rows,
+        ):
+            yield f"transfer {row['id']} ({row['kind']}) {problem}"
 
 
-def _check_accounts(tx: Transaction) -> None:
+def _account_differences(tx: Transaction) -> Iterator[str]:
+    """Every account's running balances are what its transfers made them."""
     expected: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     journal = tx.all(
         "SELECT debit_account_id, credit_account_id, phase, currency,"
@@ -303,7 +333,7 @@ def _check_accounts(tx: Transaction) -> None:
         if currencies.get(debit) != int(r["currency"]) or currencies.get(credit) != int(
             r["currency"]
         ):
-            raise LedgerImbalance(f"a transfer between {debit} and {credit} crosses currencies")
+            yield f"a transfer between {debit} and {credit} crosses currencies"
         expected[debit][0] += pending * amount
         expected[debit][1] += posted * amount
         expected[credit][2] += pending * amount
@@ -318,10 +348,12 @@ def _check_accounts(tx: Transaction) -> None:
             int(r["credits_posted"]),
         ]
         if actual != expected.get(str(r["id"]), [0, 0, 0, 0]):
-            raise LedgerImbalance(f"account {r['id']}: balances differ from its transfers")
+            yield f"account {r['id']}: balances differ from its transfers"
 
 
-def _check_holds(tx: Transaction) -> None:
+def _hold_differences(tx: Transaction) -> Iterator[str]:
+    """Every hold's figures and status are what its transfers say, and every account's
+    pending balance is what its pending holds hold."""
     sums: dict[tuple[str, str], int] = {
         (str(r["hold_id"]), str(r["kind"])): int(r["total"])
         for r in tx.all(
@@ -350,13 +382,13 @@ def _check_holds(tx: Transaction) -> None:
         }
         for column, value in figures.items():
             if int(h[column]) != value:
-                raise LedgerImbalance(f"hold {hold_id}: {column} differs from its transfers")
+                yield f"hold {hold_id}: {column} differs from its transfers"
         open_amount = int(h["amount"]) - int(h["captured"])
         if (h["status"] == "pending") != (pending > 0) or (pending > 0 and pending != open_amount):
-            raise LedgerImbalance(f"hold {hold_id}: status {h['status']} does not fit its figures")
+            yield f"hold {hold_id}: status {h['status']} does not fit its figures"
         held_per_account[str(h["card_account_id"])] += pending
         held_per_account[str(h["merchant_account_id"])] += pending
     for r in tx.all("SELECT id, kind, debits_pending, credits_pending FROM accounts"):
         held = int(r["debits_pending"] if r["kind"] == "card" else r["credits_pending"])
         if held != held_per_account.get(str(r["id"]), 0):
-            raise LedgerImbalance(f"account {r['id']}: pending balance differs from its holds")
+            yield f"account {r['id']}: pending balance differs from its holds"
