@@ -69,11 +69,12 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.bank_files import write_new
 from gateway.bank_pki import (
+    CA_LABELS,
     CERT_SUFFIX,
     GATEWAY_KEX_LABEL,
     GATEWAY_SIG_LABEL,
@@ -96,13 +97,21 @@ from hsm.base import KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError
 from hsm.keystore import fsync_directory
 from setcore.encoding import thumbprint
-from setcore.errors import SetcoreError
+from setcore.errors import ProtocolError, SetcoreError
 from setcore.pki.certificate import load_certificate
 from setcore.pki.issuance import IssuingCA, issue_gateway, kem_for, utc
-from setcore.pki.roles import CertificateUsage
+from setcore.pki.presented import Presented, verify_presented
+from setcore.pki.roles import PAYMENT_GATEWAY_CA, CertificateUsage
 from setcore.registration import key_thumbprint, spki_of
 
 log = logging.getLogger("setpay.provisioning")
+
+# The least a renewal must leave of the Payment Gateway CA's life. The certificates it
+# issues end with their issuer (``setcore.pki.issuance``): started closer to that end, it
+# installed, as renewed, certificates lasting minutes, and left the bank and its merchants
+# on keys about to stop being accepted, the old certificates lasting as long. Nothing
+# renews the CA itself (CHANGELOG.md, "Known limitations").
+ISSUER_MUST_LAST = timedelta(days=1)
 
 
 class BankRunning(ProvisioningError):
@@ -359,14 +368,16 @@ def _revoke_unheld(
 
 def _check_issuer_lasts(pca: IssuingCA, when: datetime) -> None:
     """Refuse, before any key or certificate is made, a renewal whose Payment Gateway CA
-    has ended (loading the bank's PKI before it may have re-published its CRLs, as any
-    start does).
+    has ended or ends within ``ISSUER_MUST_LAST`` (loading the bank's PKI before it may
+    have re-published its CRLs, as any start does).
 
     A certificate never outlives its issuer (``setcore.pki.issuance``): past the CA's
     end, issuing refuses an empty validity window in words that name neither the CA nor
     the remedy, once two key versions are made (then taken back); in the ``CLOCK_SKEW``
     after that end the window (backdated by it) is not empty, and the renewal installed
-    certificates that had already ended, as renewed.
+    certificates that had already ended, as renewed. Just before that end, it installed
+    certificates lasting as long as the CA has left, minutes perhaps, which renew
+    nothing: the certificates they replace end then too.
     """
     ends = pca.certificate.not_valid_after_utc
     if ends <= when:
@@ -375,6 +386,35 @@ def _check_issuer_lasts(pca: IssuingCA, when: datetime) -> None:
             " it certifies no new key of the gateway, and a CA cannot be renewed; nothing"
             " was renewed"
         )
+    if ends - when < ISSUER_MUST_LAST:
+        left = int((ends - when).total_seconds() // 60)
+        raise ProvisioningError(
+            f"the Payment Gateway CA's certificate ends at {ends:%Y-%m-%d %H:%M:%S} UTC, in"
+            f" {left // 60} h {left % 60} min: the gateway's certificates never outlive it,"
+            " so renewed ones would end then too, as the current ones do, and a CA cannot"
+            f" be renewed; a renewal needs at least {ISSUER_MUST_LAST.days} day of the CA's"
+            " life left; nothing was renewed"
+        )
+
+
+def _check_issuer_stands(pki: BankPki, when: datetime) -> None:
+    """Refuse, before any key or certificate is made, a renewal whose Payment Gateway CA's
+    certificate peers refuse at ``when`` (revoked, say), judged as the bank's start judges
+    it (``setcore.pki.presented``: with the revocation data held, however stale). Peers
+    refuse every certificate such a CA issues: the renewal made two key versions and
+    recorded and installed, as renewed, two certificates no peer accepts, on a bank
+    whose start says renewing does not help (``gateway.bank_presented``)."""
+    presented = Presented(
+        f"{CA_LABELS[PAYMENT_GATEWAY_CA]}{CERT_SUFFIX}", pki.pca.signature_cert, (),
+        PAYMENT_GATEWAY_CA, CertificateUsage.SIGNATURE,
+    )  # fmt: skip
+    try:
+        verify_presented(pki.trust, presented, when)
+    except ProtocolError as exc:
+        raise ProvisioningError(
+            f"the Payment Gateway CA's certificate no longer stands ({exc}): no peer accepts"
+            " a certificate it issues, and a CA cannot be renewed; nothing was renewed"
+        ) from exc
 
 
 def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
@@ -398,6 +438,7 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
     try:
         keys = pki.authority_keys()
         _check_issuer_lasts(keys.gateway.issuing, when)
+        _check_issuer_stands(pki, when)
         _revoke_unheld(config, pki, keys, when)
         old_kex = pki.gateway.key_exchange_key
         if old_kex is None or pki.gateway.key_exchange_cert is None:

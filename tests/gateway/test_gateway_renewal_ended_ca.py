@@ -6,24 +6,36 @@ versions and then failed in issuing ("validity window is empty (issuer or card a
 expired?)"), taking them back; at the CA's very end (within the five minutes a notBefore
 is backdated by) it installed, as renewed, certificates that had already ended. It is
 refused first, naming the CA's end, and makes nothing.
+
+Within a day of that end it is refused too: a minute before it, the renewal installed, as
+renewed, certificates lasting a minute (they end with their issuer), renewing nothing. And
+so is a renewal under a Payment Gateway CA whose certificate was revoked.
 """
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from cli import ca
 from gateway.bank_pki import ProvisioningError, load_bank_pki, open_ca_store
+from gateway.ca.publishing import revoke
 from gateway.config import BankConfig, load
 from gateway.gateway_renewal import renew_gateway_keys
 from gateway.provisioning import init_bank
+from setcore.encoding import thumbprint
 from setcore.pki.certificate import load_certificate
 from setcore.pki.issuance import CA_LIFETIME
 from tests.ports import free_port
 
 from .renewal_support import key_versions
+
+# How much of the Payment Gateway CA's life a renewal needs left
+# (``gateway.gateway_renewal.ISSUER_MUST_LAST``).
+A_DAY = timedelta(days=1)
 
 
 def _bank(directory: Path, made_at: datetime) -> BankConfig:
@@ -62,29 +74,101 @@ def test_a_renewal_past_the_gateway_ca_end_is_refused_and_makes_nothing(
     assert _state(config) == before
 
 
-@pytest.mark.parametrize(
-    ("before_end", "renewed"), [(timedelta(0), False), (timedelta(days=2), True)]
-)
-def test_the_refusal_comes_at_the_gateway_ca_notafter(
-    tmp_path: Path, before_end: timedelta, renewed: bool
+def _pca_end(config: BankConfig) -> datetime:
+    """When the bank's Payment Gateway CA's certificate ends."""
+    pki = load_bank_pki(config)
+    try:
+        return load_certificate(pki.pca.signature_cert).not_valid_after_utc
+    finally:
+        pki.close()
+
+
+REFUSED_WITHIN = {
+    timedelta(0): "Payment Gateway CA's certificate ended at",
+    timedelta(minutes=1): "Payment Gateway CA's certificate ends at .* in 0 h 1 min",
+    A_DAY - timedelta(seconds=1): "in 23 h 59 min",
+}
+
+
+@pytest.mark.parametrize("before_end", sorted(REFUSED_WITHIN))
+def test_a_renewal_within_a_day_of_the_gateway_ca_end_is_refused_and_makes_nothing(
+    tmp_path: Path, before_end: timedelta
 ) -> None:
-    """The refusal's edge: at the CA's notAfter it is refused; before it the CA still
-    certifies (the new certificates end with it)."""
+    """At the CA's notAfter, and less than a day before it: a minute before, the renewal
+    installed certificates lasting a minute, as renewed."""
+    config = _bank(tmp_path / "bank", datetime.now(UTC))
+    at = _pca_end(config) - before_end
+    before = _state(config)
+    with pytest.raises(ProvisioningError, match=REFUSED_WITHIN[before_end]) as refused:
+        renew_gateway_keys(config, at=at)
+    assert "a CA cannot be renewed" in str(refused.value)
+    assert str(refused.value).endswith("nothing was renewed")
+    assert _state(config) == before
+
+
+@pytest.mark.parametrize("before_end", [A_DAY, timedelta(days=2)])
+def test_a_day_before_the_gateway_ca_end_a_renewal_still_runs(
+    tmp_path: Path, before_end: timedelta
+) -> None:
+    """The refusal's edge: with a day of the CA left, it still certifies (the new
+    certificates end with it)."""
+    config = _bank(tmp_path / "bank", datetime.now(UTC))
+    ends = _pca_end(config)
+    renewal = renew_gateway_keys(config, at=ends - before_end)
+    assert (renewal.signature.version, renewal.key_exchange.version) == (2, 2)
+    certs = config.path(config.certs_dir)
+    for name in ("gateway-sig.der", "gateway-kex.der"):
+        issued = load_certificate((certs / name).read_bytes())
+        assert issued.not_valid_after_utc == ends  # clipped to its issuer's end
+
+
+def test_the_command_says_why_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``setpay ca renew-gateway`` on a bank whose Payment Gateway CA ends in an hour."""
+    made = datetime.now(UTC) - CA_LIFETIME + timedelta(hours=1)
+    config = _bank(tmp_path / "bank", made)
+    # The command reads the bank's ports from the environment, as an operator's would.
+    monkeypatch.setenv("SETPAY_LISTEN", config.listen)
+    monkeypatch.setenv("SETPAY_CA_LISTEN", config.ca_listen)
+    before = _state(config)
+    parser = argparse.ArgumentParser(prog="setpay")
+    ca.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(
+        ["ca", "renew-gateway", "--config", str(tmp_path / "bank/setpay.toml")]
+    )
+    capsys.readouterr()
+    code = ca.run(args)
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (1, "")
+    assert captured.err.startswith(
+        "setpay ca renew-gateway: the Payment Gateway CA's certificate ends at"
+    )
+    assert "in 0 h 59 min" in captured.err or "in 1 h 0 min" in captured.err
+    assert captured.err.endswith("nothing was renewed\n")
+    assert _state(config) == before
+
+
+def test_a_renewal_under_a_revoked_gateway_ca_is_refused_and_makes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Its certificates would be refused by every peer, as the bank's start says: it made
+    two key versions, recorded two certificates and installed them, as renewed."""
     config = _bank(tmp_path / "bank", datetime.now(UTC))
     pki = load_bank_pki(config)
     try:
-        ends = load_certificate(pki.pca.signature_cert).not_valid_after_utc
+        store = open_ca_store(config)
+        try:
+            revoke(store, pki.authority_keys(), thumb=thumbprint(pki.pca.signature_cert))
+        finally:
+            store.close()
     finally:
         pki.close()
     before = _state(config)
-    at = ends - before_end
-    if not renewed:
-        with pytest.raises(ProvisioningError, match="Payment Gateway CA's certificate ended"):
-            renew_gateway_keys(config, at=at)
-        assert _state(config) == before
-        return
-    renewal = renew_gateway_keys(config, at=at)
-    assert (renewal.signature.version, renewal.key_exchange.version) == (2, 2)
-    certs = config.path(config.certs_dir)
-    issued = load_certificate((certs / "gateway-sig.der").read_bytes())
-    assert issued.not_valid_after_utc == ends  # clipped to its issuer's end
+    with pytest.raises(ProvisioningError) as refused:
+        renew_gateway_keys(config)
+    message = str(refused.value)
+    assert message.startswith("the Payment Gateway CA's certificate no longer stands (")
+    assert "REVOKED_CERTIFICATE" in message
+    assert message.endswith("a CA cannot be renewed; nothing was renewed")
+    assert _state(config) == before
