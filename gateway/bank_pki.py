@@ -159,8 +159,7 @@ class BankPki:
         """The gateway's key-exchange keys envelopes may be sealed to, newest first."""
         issued = None
         if self.ca_db is not None:
-            subject = common_name_of(load_certificate(self.gateway.signature_cert))
-            reader = ca_db_reader(self.ca_db, subject, self.pca.signature_thumb)
+            reader = ca_db_reader(self.ca_db, self.gateway, self.pca.signature_thumb)
             issued = IssuedKeyExchange(reader)
         return OpeningKeys.with_older(self.gateway, self.older_key_exchange, issued)
 

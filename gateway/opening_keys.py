@@ -19,10 +19,14 @@ once every ``ISSUED_RECHECK_SECONDS``, whether the read succeeded or failed.
 
 An envelope sealed to a thumbprint the bank never issued, or to a certificate that has
 ended or been revoked since, is opened with the bank's own (newest) credentials as
-before any renewal, so it gets the refusal it always got (WRONG_RECIPIENT). The newest
-certificate itself is not checked here, as it was not before renewals existed. Only the
-older keys are held here: the newest are the bank's ``credentials``, never a copy that
-could drift from them.
+before any renewal, so it gets the refusal it always got (WRONG_RECIPIENT). So is one
+sealed to an older certificate of the bank, recorded in ca.db before the newest, that
+this process does not hold (its key deleted, ``setpay keys delete``, or its kept file
+removed): no process of the bank opens it, now or once restarted, and answered
+UNAVAILABLE it kept the merchant sending it again until the certificate ended, a year.
+The newest certificate itself is not checked here, as it was not before renewals
+existed. Only the older keys are held here: the newest are the bank's ``credentials``,
+never a copy that could drift from them.
 
 Nothing here parses an envelope: setcore's opener reads the thumbprint as it
 opens it, and asks its credentials for the key
@@ -52,6 +56,7 @@ from gateway.cpu_turn import holding
 from hsm.base import KeyHandle
 from setcore.credentials import Credentials
 from setcore.errors import ProtocolError
+from setcore.pki.certificate import common_name_of, load_certificate
 from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 
@@ -77,22 +82,33 @@ class RecipientNotLoaded(AnswerUnavailable):
 IssuedReader = Callable[[], Mapping[bytes, int]]
 
 
-def ca_db_reader(ca_db: Path, subject: str, issuer_thumb: bytes) -> IssuedReader:
+def ca_db_reader(ca_db: Path, gateway: Credentials, issuer_thumb: bytes) -> IssuedReader:
     """Read ``ca_db`` for the gateway certificates ``issuer_thumb`` (the Payment Gateway
-    CA) issued under ``subject``, the bank's gateway's own name."""
+    CA) issued under the name of ``gateway`` (the bank's own credentials), recorded after
+    the key-exchange certificate ``gateway`` hands out when ca.db records it: only those
+    can be a renewal's since this process started. One recorded before it and not held
+    here (its key deleted, its kept file removed) no process of the bank will ever open:
+    its envelopes get the refusal, not UNAVAILABLE for good."""
+    subject = common_name_of(load_certificate(gateway.signature_cert))
+    newest_thumb = gateway.key_exchange_thumb
 
     def read() -> Mapping[bytes, int]:
         store = CaStore.open_readonly(ca_db)
         try:
             with store.read() as tx:
-                return {
-                    cert.thumb: cert.not_after_ms
-                    for cert, revoked_ms in tx.listed_certificates(subject=subject)
-                    if revoked_ms is None
-                    and cert.issuer_thumb == issuer_thumb
-                    and cert.certificate_type == PAYMENT_GATEWAY
-                    and cert.usage == CertificateUsage.KEY_EXCHANGE.value
-                }
+                live: dict[bytes, int] = {}
+                # Oldest first: what was recorded before the newest is dropped at it.
+                for cert, revoked_ms in tx.listed_certificates(subject=subject):
+                    if cert.thumb == newest_thumb:
+                        live.clear()
+                    elif (
+                        revoked_ms is None
+                        and cert.issuer_thumb == issuer_thumb
+                        and cert.certificate_type == PAYMENT_GATEWAY
+                        and cert.usage == CertificateUsage.KEY_EXCHANGE.value
+                    ):
+                        live[cert.thumb] = cert.not_after_ms
+                return live
         finally:
             store.close()
 
