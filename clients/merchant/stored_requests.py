@@ -68,6 +68,14 @@ class StoredRequests(abc.ABC, Generic[R]):
         # (``outcome``), and a round an unreachable gateway or a stop cut short has not
         # asked. Kept on the object, so per process: a merchant opens one of each kind.
         self._asked_all = False
+        # The requests that ended a round of ``resume`` with no answer at all, each with the
+        # number of the round it last ended (``_round``): the next rounds send them after
+        # the others, the latest last. An outage ends a round at whichever request comes
+        # first, but so does a request the gateway answers UNAVAILABLE alone (one decided
+        # whose answer it cannot build now, ``gateway.servicer``), for as long as that
+        # lasts: sent first in every round, it would keep every request behind it unsent.
+        self._ended_round: dict[bytes, int] = {}
+        self._round = 0
 
     # -- what each kind says for itself ---------------------------------------------------
 
@@ -236,16 +244,33 @@ class StoredRequests(abc.ABC, Generic[R]):
         and the reason, which never holds card data: the merchant has none) and stays
         waiting, and the others still go. No answer at all ends the round: the gateway is
         unreachable, and every other request would wait out the same retries before
-        failing the same way.
+        failing the same way. But the gateway may also answer UNAVAILABLE for one request
+        alone, for as long as it cannot build that one's answer (``gateway.servicer``): so
+        the request that ended a round goes after the others in the rounds that follow
+        (the one that ended the latest round last), and never keeps those behind it
+        unsent. A round that ends at its last request, the gateway having answered
+        another, has asked every one.
         """
         due = due_at_ms if self._asked_all else None
-        waiting = [
-            request
-            for request in self._unanswered()
-            if (stored_before_ms is None or self._stored_ms(request) < stored_before_ms)
-            and (due is None or request.retry_after_ms <= due)
-        ]
+        unanswered = self._unanswered()
+        self._round += 1
+        ended_round = self._ended_round
+        still = {_key(request) for request in unanswered}
+        for gone in [key for key in ended_round if key not in still]:
+            del ended_round[gone]
+        waiting = sorted(
+            (
+                request
+                for request in unanswered
+                if (stored_before_ms is None or self._stored_ms(request) < stored_before_ms)
+                and (due is None or request.retry_after_ms <= due)
+            ),
+            # Oldest first (``sorted`` is stable), but those that ended a round after the
+            # others, the one that ended the latest round last.
+            key=lambda request: ended_round.get(_key(request), 0),
+        )
         ended = []
+        answered = False  # the gateway answered a request of this round, however
         for number, request in enumerate(waiting):
             if stop is not None and stop.is_set():
                 break
@@ -253,14 +278,28 @@ class StoredRequests(abc.ABC, Generic[R]):
                 done = self._resend(request)
             except OutcomeUnknown as exc:  # logged as it was raised
                 if isinstance(exc.cause, TransportError):
+                    ended_round[_key(request)] = self._round
                     log.warning(
                         "gateway unreachable: %d unanswered %s wait for the next resume",
                         len(waiting) - number, self.noun,
                     )  # fmt: skip
+                    if answered and number == len(waiting) - 1:
+                        # The last, the gateway reachable for the others: all were asked.
+                        self._asked_all = True
                     break
+                ended_round.pop(_key(request), None)
+                answered = True
                 continue
+            ended_round.pop(_key(request), None)
+            answered = True
             if done is not None:
                 ended.append(done)
         else:
             self._asked_all = True
         return ended
+
+
+def _key(request: Order | Operation | BatchRequest) -> bytes:
+    """What names a waiting request from one round of ``resume`` to the next: an order's
+    XID (its AuthReq may be built afresh), an operation's or batch change's RRPID."""
+    return request.xid if isinstance(request, Order) else request.rrpid
