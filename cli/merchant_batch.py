@@ -157,9 +157,13 @@ def run_batch(merchant: Merchant, args: argparse.Namespace) -> int:
             f"{detail.amount.amount:>9}"
         )
     if data.next_starting_point:
+        # The page this answer is: a close given again sends the one stored and waiting,
+        # with the page that command asked for, whatever --details this one gave (or none).
+        # A page followed by more is full.
+        page_size = len(data.transaction_details)
         print(
             f"  more after {data.next_starting_point}: batch query --batch {batch_id} "
-            f"--details {args.details} --start {data.next_starting_point}"
+            f"--details {page_size} --start {data.next_starting_point}"
         )
     if not listed:
         return 0
