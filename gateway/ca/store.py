@@ -23,9 +23,18 @@ expiry month, Nonce-CCA and the wallet's back key (so that a CertInq can be answ
 never the card number or CardSecret.
 
 WAL with synchronous=FULL: a certificate is reported issued only after the commit that
-records it (and the key it certifies) is on disk. One connection per store object,
-serialized by a lock; other processes (``setpay ca revoke``) coordinate through SQLite's
-locking: writers take BEGIN IMMEDIATE, everyone waits up to a busy timeout.
+records it (and the key it certifies) is on disk. Other processes (the other workers,
+``setpay ca revoke``) coordinate through SQLite's locking: writers take BEGIN IMMEDIATE
+and wait up to a busy timeout for another's write to end.
+
+A store ``open`` made has two connections, each serialized by a lock of its own: writes
+on one, reads on the other. A write may wait seconds for ca.db's write lock (another
+process writing it, for as long as it likes); the reads every call of the worker makes
+(the revocation watcher's poll, which the gateway's authorizations run too) never wait
+for a writer under WAL, and must not queue behind one that waits. A write waits for the
+lock, and for its commit's fsync, aside from the worker's turn to compute
+(``gateway.cpu_turn``), as the ledger's commit does: holding the turn through a wait
+would hold every other call of the worker, the gateway's among them, with it.
 
 The queries live by domain: ``registration_store`` (sessions, responses, requests, keys)
 and ``certificate_store`` (certificates, revocations, CRLs, BCIs); ``StoreTransaction``
@@ -45,14 +54,14 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 
 from gateway.ca.certificate_store import CertificateQueries
 from gateway.ca.errors import CaError, ConstraintViolation, SchemaMismatch, StoreBug, StoreError
 from gateway.ca.registration_store import RegistrationQueries
 from gateway.ca.schema import ADDED_INDEXES, ADDED_TABLES, SCHEMA, SCHEMA_VERSION
-from gateway.cpu_turn import holding
+from gateway.cpu_turn import PROCESS_TURN, holding
 from gateway.sqlite_errors import SqliteFault, classify, error_name
 
 # How long a statement waits for another process's transaction: issuance and revocation
@@ -118,6 +127,11 @@ class CaStore:
         self._db = connection
         self._path = path
         self._lock = threading.RLock()
+        # Reads share the writes' connection and lock until ``open`` gives them their own.
+        self._reader = connection
+        self._read_lock = self._lock
+        # Set in a thread while it is in a write transaction (``read``).
+        self._in_write = threading.local()
         self._closed = False
 
     @property
@@ -150,6 +164,7 @@ class CaStore:
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
             store._prepare(create)
+            store._open_reader()
         except sqlite3.Error as exc:
             store.close()
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
@@ -193,6 +208,12 @@ class CaStore:
             raise translate_error(exc) from exc
         return cls(db, path)
 
+    def _open_reader(self) -> None:
+        """Give reads a connection and a lock of their own (the module docstring says why):
+        WAL lets them read the last commit while a write waits or runs."""
+        self._reader = _connect(self._path, "rw", BUSY_TIMEOUT_MS)
+        self._read_lock = threading.RLock()
+
     def _prepare(self, create: bool) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -214,46 +235,70 @@ class CaStore:
                 raise
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
+        """Close the connections."""
+        with self._lock, self._read_lock:
             self._closed = True
             self._db.close()
+            if self._reader is not self._db:
+                self._reader.close()
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[StoreTransaction]:
-        # Waited for without the worker's turn to compute: a merchant's registration opens
-        # its ledger account inside this lock (gateway.cpu_turn.holding).
-        with holding(self._lock):
+    def _transaction(
+        self, db: sqlite3.Connection, lock: threading.RLock, begin: str, *, writing: bool
+    ) -> Iterator[StoreTransaction]:
+        # The lock is waited for without the worker's turn to compute: a merchant's
+        # registration opens its ledger account inside the write lock
+        # (gateway.cpu_turn.holding). A write's BEGIN and COMMIT may wait, for another
+        # process's write and for the disk: aside from the turn too.
+        with holding(lock):
             if self._closed:
                 # A request still running while the bank shuts down: an outage, answered
                 # UNAVAILABLE; the requester sends it again once the CA is back.
                 raise StoreError("CA database closed")
             try:
-                self._db.execute(begin)
+                with _aside(writing):
+                    db.execute(begin)
             except sqlite3.Error as exc:
                 raise translate_error(exc) from exc
+            outer = getattr(self._in_write, "active", False)
+            self._in_write.active = outer or writing
             try:
-                yield StoreTransaction(self._db)
-                self._db.execute("COMMIT")
+                yield StoreTransaction(db)
+                with _aside(writing):
+                    db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._rollback()
+                _rollback(db)
                 raise translate_error(exc) from exc
             except BaseException:
-                self._rollback()
+                _rollback(db)
                 raise
-
-    def _rollback(self) -> None:
-        # The transaction may already be gone (SQLite rolls back on some errors itself).
-        with suppress(sqlite3.Error):
-            self._db.execute("ROLLBACK")
+            finally:
+                self._in_write.active = outer
 
     def read(self) -> AbstractContextManager[StoreTransaction]:
-        """A read transaction (a consistent snapshot)."""
-        return self._transaction("BEGIN")
+        """A read transaction (a consistent snapshot of the last commit).
+
+        Begun inside the thread's own write transaction, on the write's connection, where
+        SQLite refuses it (``StoreBug``) as the caller's bug it is: on the other it would
+        read without the write's changes."""
+        if getattr(self._in_write, "active", False):
+            return self._transaction(self._db, self._lock, "BEGIN", writing=False)
+        return self._transaction(self._reader, self._read_lock, "BEGIN", writing=False)
 
     def write(self) -> AbstractContextManager[StoreTransaction]:
         """A write transaction: taken at once (BEGIN IMMEDIATE), committed durably on exit."""
-        return self._transaction("BEGIN IMMEDIATE")
+        return self._transaction(self._db, self._lock, "BEGIN IMMEDIATE", writing=True)
+
+
+def _aside(writing: bool) -> AbstractContextManager[None]:
+    """The worker's turn given up for a write's statement that may wait; kept for a read's."""
+    return PROCESS_TURN.aside() if writing else nullcontext()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # The transaction may already be gone (SQLite rolls back on some errors itself).
+    with suppress(sqlite3.Error):
+        db.execute("ROLLBACK")
 
 
 def _connect(path: Path, mode: str, busy_timeout_ms: int) -> sqlite3.Connection:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -144,16 +145,37 @@ class RevocationWatcher:
         made here) the failure itself is raised: the caller has to know. At start the CA
         polls with ``force`` but not ``strict``: a worker restarted while the CA keys'
         token is away starts on current data, as a running one goes on serving.
+
+        A poll another thread has under way is waited for only with ``force``; any other
+        call goes on with the data held, as between polls. A re-publish waits for ca.db's
+        write lock, up to its busy timeout (another process writing ca.db): every call of
+        the worker polls here, the gateway's authorizations among them, and each one
+        past the interval waited behind it.
         """
         now = self._clock()
         changed = False
         if force or self._poll_due(now):
-            with holding(self._lock):  # its holder may wait for ca.db (gateway.cpu_turn)
-                if force or self._poll_due(now):
+            with self._polling(wait=force) as polling:
+                if polling and (force or self._poll_due(now)):
                     self._last_poll = now
                     changed = self._poll(now, strict=force if strict is None else strict)
         self._require_current()
         return changed
+
+    @contextmanager
+    def _polling(self, *, wait: bool) -> Iterator[bool]:
+        """The poll lock, held for the block: True once it is ours, False (without it)
+        when another thread holds it and ``wait`` is not asked."""
+        if wait:
+            with holding(self._lock):  # its holder may wait for ca.db (gateway.cpu_turn)
+                yield True
+        elif self._lock.acquire(blocking=False):
+            try:
+                yield True
+            finally:
+                self._lock.release()
+        else:
+            yield False
 
     def _poll_due(self, now: float) -> bool:
         last = self._last_poll

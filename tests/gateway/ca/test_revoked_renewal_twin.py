@@ -147,7 +147,7 @@ def test_a_revocation_is_found_by_issuer_and_serial_through_an_index(tmp_path: P
         tx.revoke(_certificate(b"\x01" * 32, 7, ca), 500)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
-    with store.read() as tx:
+    with store.write() as tx:  # asked in the transaction that decides the renewal
         assert tx.serial_revoked(ca, 7)
         assert not tx.serial_revoked(other_ca, 7)
         assert not tx.serial_revoked(ca, 8)

@@ -196,12 +196,13 @@ def query_plan(path: Path, index: str, table: str, read: Callable[[Any], object]
     db.close()
     store = CaStore.open(path)
     statements: list[str] = []
-    store._db.set_trace_callback(statements.append)
+    # Reads have a connection of their own (``gateway.ca.store``).
+    store._reader.set_trace_callback(statements.append)
     with store.read() as tx:
         read(tx)
-    store._db.set_trace_callback(None)
+    store._reader.set_trace_callback(None)
     (query,) = [s for s in statements if f"FROM {table}" in s]
-    plan = " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    plan = " ".join(row[3] for row in store._reader.execute(f"EXPLAIN QUERY PLAN {query}"))
     store.close()
     return plan
 
