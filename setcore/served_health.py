@@ -50,11 +50,12 @@ told its status first: a Watch is a call in flight, and gRPC's ``stop(grace)`` w
 every call, so one open stream held a stopping server for its whole grace period with
 nothing else to finish. A server calls it once it is stopping, after
 ``enter_graceful_shutdown`` (or its last ``set``) has told each stream NOT_SERVING. An
-ended stream stays open, counted against ``MAX_WATCHES`` and under the stall watch below,
-until its call is over: its end goes out after what was queued on it, and a peer that
-takes nothing holds that end as it holds a status. Emptying the open streams at once let
-the stall watch stop with such a send under way, and nothing cancelled it: a merchant's
-``stop(20)`` with one such Watch took the whole 20 s.
+ended stream stays open, counted against ``MAX_WATCHES``, until its call is over: its end
+goes out after what was queued on it, and a peer that takes nothing holds that end as it
+holds a status, until the senders' stall watch cancels it (``setcore.watch_sends``: it
+watches every send under way, an ended stream's too). Once, emptying the open streams at
+once stopped the stall watch with such a send under way, and nothing cancelled it: a
+merchant's ``stop(20)`` with one such Watch took the whole 20 s.
 
 What is not kept: grpc_health sent each status while holding the lock that a stream's
 close callback takes too. grpcio runs close callbacks in its poll thread, and a send
@@ -63,45 +64,23 @@ sending (the monitor sets every name every second) left the poll thread waiting 
 lock and the send waiting for the poll thread, and the server answered nothing more.
 Here the state lock is held for bookkeeping only, never across a send.
 
-Nor does any send wait for another stream. A send completes only once the peer's HTTP/2
-flow control lets the status out, and a peer may keep its window shut for as long as it
-likes (one that opened a Watch with a window of 0, or never read its stream): the send
-then waited for good. Sends of one name were ordered by a lock of that name's own, held
-across every send: one Watch for "" whose peer took nothing held the name's lock for good,
-so every later ``set`` of "" waited with it (a bank worker's health stayed SERVING while
-its probes failed, and its drain, whose first step sets NOT_SERVING, never ended), and
-each later Watch for "" held a thread of the server's pool waiting for the lock (a
-handful, and the server answered nothing more). Here each stream orders its own sends
-(``_Stream``): it keeps the status it is to be told next (the latest only) and whether
-it is to be ended, and one thread at a time sends them, in that order; a status older
-than one already offered is dropped, so a stream is told its first status and then the
-changes, in the order they were set, and only a stream that lags is told fewer of them.
-A send that has not completed after ``SEND_STALL_SECONDS`` has its call cancelled
-(``_cancel_stalled``, on a thread of the servicer's own while Watch streams are open),
-which ends the send and frees its thread.
-
-No caller sends either: ``set``, ``enter_graceful_shutdown``, ``end_watches`` and Watch
-itself only record what each stream is to be told, and the servicer's own threads
-(``_Senders``, at most ``SENDERS``, started as there is something to send) send it. A
-setter once sent on each idle stream itself: a peer whose window took a stream's first
-status and nothing after (an HTTP/2 window of 7 bytes: a message's 5-byte prefix and 2
-of status) held it until the stall watch cancelled that stream, about 2 s, then the next
-such stream as long, one after another: 20 of them made one ``set`` take 41 s, and the
-bank's drain, whose first step sets NOT_SERVING, and its probes' publishing waited with
-it. Now such a stream holds one sender for as long, and the others send on.
+How a stream's statuses are sent is ``setcore.watch_sends``'s: no caller sends
+(``set``, ``enter_graceful_shutdown``, ``end_watches`` and Watch itself only record what
+each stream is to be told), each stream orders its own sends, no peer that takes nothing
+delays another stream's status by more than a fraction of a second, and a send its peer
+has not taken for ``SEND_STALL_SECONDS`` has its call cancelled, an ended stream's too.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-import weakref
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from setcore.watch_sends import Run, Send, Senders, WatchStream
 
 #: The name of the whole server's health, which grpc.health.v1 always has.
 OVERALL_HEALTH = ""
@@ -116,28 +95,6 @@ MAX_WATCHES = 256
 #: The details of a Watch refused past ``MAX_WATCHES``.
 WATCHES_REFUSAL = "too many health Watch streams open on this server"
 
-#: How long one status's send may wait for its peer to take it before the stream's call
-#: is cancelled (module docstring). A peer that reads takes a status of a few bytes within
-#: milliseconds; one that has not for seconds takes nothing, and its stream tells it no more.
-SEND_STALL_SECONDS = 2.0
-#: How often the servicer looks for sends past ``SEND_STALL_SECONDS`` while streams are open.
-STALL_CHECK_SECONDS = 0.5
-#: The servicer's threads that send, at most (``_Senders``). A stalled stream holds one
-#: for at most ``SEND_STALL_SECONDS`` and a ``STALL_CHECK_SECONDS`` more (then the stall
-#: watch cancels its call); a stream whose peer reads holds one for well under a
-#: millisecond. With 32, a peer needs 32 stalling streams to delay anyone's status at all,
-#: and ``MAX_WATCHES`` of them delay each status by 8 such rounds (about 20 s) at most, for
-#: as long as the peer opens them again as they are cancelled (CHANGELOG.md, "Known
-#: limitations"); idle threads cost nothing and end after ``SENDER_IDLE_SECONDS``.
-SENDERS = 32
-#: How long a sender with nothing to send waits for more before it ends: past the bank's
-#: probe interval (1 s), so that its every-second sets reuse the same threads.
-SENDER_IDLE_SECONDS = 5.0
-
-#: A Watch stream's send callback (grpcio's): a response, or None to end the stream.
-Send = Callable[[object], None]
-#: What runs a stream's sends (``_Senders.run`` unless a test gives its own).
-Run = Callable[[Callable[[], None]], object]
 _W = TypeVar("_W", bound=Callable[..., None])
 
 
@@ -149,153 +106,6 @@ def _non_blocking(watch: _W) -> _W:
     return watch
 
 
-class _Stream:
-    """One open Watch stream, which orders its own sends (module docstring): its send
-    callback and call, the newest status offered to it (by its order, ``seq``), the status
-    to send next, whether it is to be ended and has been, whether a sender has it
-    (``busy``), and when the send under way began (None: none is)."""
-
-    __slots__ = (
-        "busy", "context", "ended", "ending", "lock", "pending", "run", "send", "seq", "since",
-    )  # fmt: skip
-
-    def __init__(
-        self, send: Send, context: grpc.ServicerContext, run: Run, first: int, seq: int,
-        ending: bool,
-    ) -> None:  # fmt: skip
-        """A stream to be told ``first`` (the ``seq``-th set), and then ended if
-        ``ending``, once ``start``-ed: recorded before any other thread can see the
-        stream, so that neither a ``set`` nor an ``end_watches`` can come before them."""
-        self.send = send
-        self.context = context
-        self.run = run
-        self.lock = threading.Lock()  # never held across a send
-        self.seq = seq
-        self.pending: int | None = first
-        self.ending = ending
-        self.ended = False
-        self.busy = True  # for ``start``
-        self.since: float | None = None
-
-    def start(self) -> None:
-        """Hand the stream to a sender, for its first status (``__init__``)."""
-        self.run(self._send_all)
-
-    def offer(self, status: int, seq: int) -> None:
-        """Record ``status`` (the ``seq``-th set) as the next to send, for a sender to send
-        (never the caller). A status no newer than one offered already is dropped, and
-        every status once the stream is to be ended."""
-        with self.lock:
-            if self.ending or seq <= self.seq:
-                return
-            self.seq, self.pending = seq, status
-            claimed = self._claim()
-        if claimed:
-            self.run(self._send_all)
-
-    def end(self) -> None:
-        """Record that the stream is to be ended (status OK) after what is to be sent on
-        it, for a sender to end it (never the caller); once only."""
-        with self.lock:
-            if self.ending:
-                return
-            self.ending = True
-            claimed = self._claim()
-        if claimed:
-            self.run(self._send_all)
-
-    def _claim(self) -> bool:
-        # Under the stream's lock: whether the caller is to hand the stream to a sender
-        # (none has it yet, so none would send what was just recorded).
-        if self.busy:
-            return False
-        self.busy = True
-        return True
-
-    def _send_all(self) -> None:
-        """A sender's: the pending status, then the end if it is due, until nothing is
-        left; a status recorded meanwhile is sent by this loop too, after the one under
-        way. A send that raises leaves the call over: nothing more is sent on it."""
-        while True:
-            with self.lock:
-                if self.pending is not None:
-                    response: object = health_pb2.HealthCheckResponse(status=self.pending)
-                    self.pending = None
-                elif self.ending and not self.ended:
-                    response, self.ended = None, True
-                else:
-                    self.busy, self.since = False, None
-                    return
-                self.since = time.monotonic()
-            try:
-                self.send(response)
-            except Exception:  # noqa: BLE001 - grpcio's; the sender must go on to others
-                with self.lock:
-                    self.pending, self.ending, self.ended = None, True, True
-
-    def stalled(self, now: float) -> bool:
-        """Whether a send on this stream has waited past ``SEND_STALL_SECONDS``."""
-        with self.lock:
-            return self.since is not None and now - self.since > SEND_STALL_SECONDS
-
-
-class _Senders:
-    """The servicer's own threads that send on its streams (module docstring): at most
-    ``SENDERS``, started as there is something to send, each ending once it has had
-    nothing to send for ``SENDER_IDLE_SECONDS``. A stream waiting for a sender is not
-    stalled: only a send under way is timed."""
-
-    def __init__(self) -> None:
-        self._ready = threading.Condition(threading.Lock())
-        self._jobs: deque[Callable[[], None]] = deque()
-        self._threads = 0
-        self._idle = 0
-
-    def run(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on a sender: an idle one, else a new one while fewer than
-        ``SENDERS`` run, else the first to be free (in the order given)."""
-        with self._ready:
-            self._jobs.append(job)
-            if len(self._jobs) <= self._idle:
-                self._ready.notify()
-                return
-            if self._threads >= SENDERS:
-                return
-            self._threads += 1
-        threading.Thread(target=self._serve, name="health-sends", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            with self._ready:
-                idle_since = time.monotonic()
-                while not self._jobs:
-                    left = SENDER_IDLE_SECONDS - (time.monotonic() - idle_since)
-                    if left <= 0:
-                        self._threads -= 1
-                        return
-                    self._idle += 1
-                    self._ready.wait(left)
-                    self._idle -= 1
-                job = self._jobs.popleft()
-            job()
-
-
-def _cancel_stalled(servicer: weakref.ref[ServedHealth]) -> None:
-    """The servicer's stall watch: every ``STALL_CHECK_SECONDS``, cancel the call of each
-    stream whose send has stalled; ends once no stream is open (or the servicer is gone)."""
-    while True:
-        time.sleep(STALL_CHECK_SECONDS)
-        health = servicer()
-        if health is None or not health._stalls_watched():
-            return
-        now = time.monotonic()
-        for stream in health._open_streams():
-            if stream.stalled(now):
-                # grpc.RpcContext's: its stub is untyped. Ends the send that waits.
-                stream.context.cancel()  # type: ignore[no-untyped-call]
-        del health
-
-
 class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     """grpc.health.v1 (non-blocking Watch) for a fixed set of service names; see the
     module docstring for why a name outside it is never kept, and why this is not
@@ -303,24 +113,24 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
 
     def __init__(self, services: Iterable[str] = (), run: Run | None = None) -> None:
         """Serve ``services`` (and ""); ``run`` runs the streams' sends, on the servicer's
-        own threads (``_Senders``) unless given (a test's may run them at once)."""
+        own threads (``setcore.watch_sends.Senders``) unless given (a test's may run them
+        at once)."""
         # Bookkeeping only (statuses, watchers, names): never held across a send, as a
         # close callback takes it in grpcio's poll thread.
         self._lock = threading.Lock()
         self._served = {OVERALL_HEALTH, *services}
         self._statuses: dict[str, int] = {OVERALL_HEALTH: _SERVING}
         # The order of each name's status as last set, among every set: a stream's sends
-        # keep it (``_Stream.offer``).
+        # keep it (``WatchStream.offer``).
         self._seq = 0
         self._set_as: dict[str, int] = {}
         self._watchers: dict[str, set[Send]] = {}
         self._shutting_down = False
         # Every open Watch stream, of any name (``MAX_WATCHES``), until its call is over:
-        # ended ones too, which the stall watch must still see.
-        self._open_watches: dict[Send, _Stream] = {}
+        # ended ones too, whose end may wait for their peer as a status does.
+        self._open_watches: dict[Send, WatchStream] = {}
         self._watches_ended = False
-        self._run: Run = run if run is not None else _Senders().run
-        self._stall_watch = False  # whether ``_cancel_stalled`` runs
+        self._run: Run = run if run is not None else Senders().run
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         # A subclass's own Watch is the behaviour grpcio is given: marked too.
@@ -359,13 +169,12 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     def end_watches(self) -> None:
         """End every open Watch stream (status OK), and any that starts from now on,
         after its status (module docstring). Sends nothing itself: the senders end each
-        stream after what was offered on it, and it stays open, under the stall watch,
-        until its call is over."""
+        stream after what was offered on it, and it stays open (counted against
+        ``MAX_WATCHES``) until its call is over, its sends under the senders' stall watch."""
         with self._lock:
             self._watches_ended = True
             streams = list(self._open_watches.values())
-        for stream in streams:
-            stream.end()
+        self._hand_over([stream for stream in streams if stream.end()])
 
     def set(self, service: str, status: int) -> None:
         """Set ``service``'s status and have it sent on each of its Watch streams (a
@@ -381,8 +190,7 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
             self._statuses[service] = status
             seq = self._next_seq(service)
             streams = self._streams_of(service)
-        for stream in streams:
-            stream.offer(status, seq)
+        self._hand_over([stream for stream in streams if stream.offer(status, seq)])
 
     def enter_graceful_shutdown(self) -> None:
         """NOT_SERVING for every name with a status, sent on its streams (by the senders),
@@ -397,8 +205,12 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
                 self._statuses[name] = _NOT_SERVING
                 seq = self._next_seq(name)
                 offers += [(stream, seq) for stream in self._streams_of(name)]
-        for stream, seq in offers:
-            stream.offer(_NOT_SERVING, seq)
+        self._hand_over([stream for stream, seq in offers if stream.offer(_NOT_SERVING, seq)])
+
+    def _hand_over(self, streams: list[WatchStream]) -> None:
+        # Outside the state lock: streams with something new to send, to the senders.
+        if streams:
+            self._run(streams)
 
     def _next_seq(self, name: str) -> int:
         # Under the state lock: ``name``'s status was just set.
@@ -406,22 +218,11 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._set_as[name] = self._seq
         return self._seq
 
-    def _streams_of(self, name: str) -> list[_Stream]:
+    def _streams_of(self, name: str) -> list[WatchStream]:
         # Under the state lock: the open streams watching ``name`` (an ended one ignores
         # what it is offered).
         sends = self._watchers.get(name, ())
         return [self._open_watches[send] for send in sends if send in self._open_watches]
-
-    def _open_streams(self) -> list[_Stream]:
-        with self._lock:
-            return list(self._open_watches.values())
-
-    def _stalls_watched(self) -> bool:
-        """Whether the stall watch goes on: while any stream is open (it ends, and says so
-        here, under the lock a Watch starts it again under)."""
-        with self._lock:
-            self._stall_watch = bool(self._open_watches)
-            return self._stall_watch
 
     def Check(  # noqa: N802 - gRPC's method name
         self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
@@ -457,7 +258,7 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
             full = len(self._open_watches) >= MAX_WATCHES
             status = self._statuses.get(service, _UNKNOWN.status) if served else _UNKNOWN.status
             seq = self._set_as.get(service, 0)
-            stream = _Stream(send, context, self._run, status, seq, ending=ended)
+            stream = WatchStream(send, context, status, seq, ending=ended)
             if not full:
                 # Joined with the status it is told first, under one lock: no ``set`` can
                 # slip a change between them that the stream would not be told. Once
@@ -465,15 +266,9 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
                 self._open_watches[send] = stream
                 if served and not ended:
                     self._watchers.setdefault(service, set()).add(send)
-                if not self._stall_watch:
-                    self._stall_watch = True
-                    threading.Thread(
-                        target=_cancel_stalled, args=(weakref.ref(self),),
-                        name="health-stalls", daemon=True,
-                    ).start()  # fmt: skip
         if full:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, WATCHES_REFUSAL)
-        stream.start()  # ended after its status if ``end_watches`` has run
+        self._run([stream])  # ended after its status if ``end_watches`` has run
         # grpc_health added its close callback without looking at the answer: a call
         # already over (its client gone while it waited for a thread) never runs it, and
         # its stream stayed among the watchers for good.

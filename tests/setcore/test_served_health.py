@@ -10,7 +10,7 @@ soon as a call returns; the servicer's own senders are the real servers' tests'.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import grpc
@@ -27,9 +27,10 @@ UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 WAIT_SECONDS = 5.0
 
 
-def _at_once(send: Callable[[], None]) -> None:
-    """Run a stream's sends now, instead of on the servicer's senders."""
-    send()
+def _at_once(streams: Iterable[Callable[[], None]]) -> None:
+    """Run the streams' sends now, instead of on the servicer's senders."""
+    for send in streams:
+        send()
 
 
 class _Context:

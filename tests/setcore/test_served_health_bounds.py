@@ -8,7 +8,7 @@ CA's), and a server's stop waited its whole grace period for any one left open."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import grpc
@@ -76,8 +76,9 @@ def small_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(served_health, "MAX_WATCHES", BOUND, raising=False)
 
 
-def _at_once(send: Callable[[], None]) -> None:
-    send()
+def _at_once(streams: Iterable[Callable[[], None]]) -> None:
+    for send in streams:
+        send()
 
 
 def _servicer() -> ServedHealth:

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from setcore import served_health
+from setcore import watch_sends
 from setcore.served_health import ServedHealth
 from tests.setcore.zero_window_support import WAIT_SECONDS, ZeroWindowClient, health_server, until
 
@@ -41,7 +41,7 @@ PROMPT_STATUS_SECONDS = 1.5
 
 @pytest.fixture
 def served() -> Iterator[tuple[ServedHealth, int]]:
-    assert PROMPT_STATUS_SECONDS < served_health.SEND_STALL_SECONDS
+    assert PROMPT_STATUS_SECONDS < watch_sends.SEND_STALL_SECONDS
     with health_server(4) as served:
         yield served
 

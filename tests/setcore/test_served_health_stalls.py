@@ -19,24 +19,21 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from setcore import served_health
+from setcore import watch_sends
 from setcore.served_health import ServedHealth
 from tests.setcore.zero_window_support import WAIT_SECONDS, ZeroWindowClient, health_server, until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-# Sends stall, and are looked for, sooner here (the module's: 2 s, every 0.5 s).
+# Sends stall sooner here (the module's: 2 s).
 STALL_SECONDS = 0.5
-CHECK_SECONDS = 0.1
 # The server's pool: fewer threads than the Watches a test opens behind the stalled one.
 THREADS = 2
 
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ServedHealth, int]]:
-    # Not raising where the module has no such bound: the tests then fail on what waits.
-    monkeypatch.setattr(served_health, "SEND_STALL_SECONDS", STALL_SECONDS, raising=False)
-    monkeypatch.setattr(served_health, "STALL_CHECK_SECONDS", CHECK_SECONDS, raising=False)
+    monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
     with health_server(THREADS) as served:
         yield served
 
@@ -93,6 +90,9 @@ def test_a_stream_that_lags_is_told_the_latest_status_after_its_send_in_order() 
         def add_callback(self, callback: Callable[[], None]) -> bool:
             return True
 
+        def peer(self) -> str:
+            return "ipv4:127.0.0.1:1"
+
     context = cast(grpc.ServicerContext, _Context())
     servicer.Watch(health_pb2.HealthCheckRequest(), context, send)  # returns at once
     assert first_send_began.wait(WAIT_SECONDS)
@@ -108,10 +108,12 @@ def test_a_stream_that_lags_is_told_the_latest_status_after_its_send_in_order() 
 
 
 def test_the_stall_watch_starts_again_once_it_has_ended(
-    served: tuple[ServedHealth, int],
+    served: tuple[ServedHealth, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The stall watch ends once no stream is open, and the next Watch starts it again: a
-    stream that stalls after a quiet spell is still cancelled."""
+    """The stall watch ends once it has had nothing to watch for ``SENDER_IDLE_SECONDS``,
+    and the next send starts it again: a stream that stalls after a quiet spell is still
+    cancelled."""
+    monkeypatch.setattr(watch_sends, "SENDER_IDLE_SECONDS", 0.5)
     servicer, port = served
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     peer: ZeroWindowClient | None = None
@@ -127,7 +129,7 @@ def test_the_stall_watch_starts_again_once_it_has_ended(
         reader.cancel()
         until(lambda: servicer.open_watches == 0, "the Watch left")
         watches[0].join(WAIT_SECONDS)
-        assert not watches[0].is_alive(), "the stall watch ended with no stream open"
+        assert not watches[0].is_alive(), "the stall watch ended with nothing to watch"
 
         peer = ZeroWindowClient(port)
         peer.watch("")
@@ -161,7 +163,7 @@ def test_a_sender_with_nothing_to_send_ends(
     served: tuple[ServedHealth, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The servicer's senders are started for sends and end once idle, not kept."""
-    monkeypatch.setattr(served_health, "SENDER_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(watch_sends, "SENDER_IDLE_SECONDS", 0.2)
     _, port = served
 
     def senders() -> int:
