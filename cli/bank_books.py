@@ -26,9 +26,13 @@ books someone has to look at. A difference names a currency, account, hold or tr
 by its id, never a card number.
 
 Neither command needs the ledger's keys (no PAN is read), so neither opens the key
-backend: the ledger's store alone. Neither creates a ledger: a SQLite ledger file that is
-not there is an error (exit 1), where opening the store would have made an empty one,
-whose books balance and which holds no batch.
+backend: the ledger's store alone, opened ``read_only``. Neither creates, migrates or
+locks a ledger: a SQLite ledger file that is not there, one holding no ledger (an empty
+file), a PostgreSQL database or schema without one, or a ledger at another schema version
+than this release's is an error (exit 1), where opening the store for writing would have
+made an empty ledger (whose books balance and which holds no batch) or migrated the one
+there. The SQLite file is read over ``mode=ro`` connections: its mode is left as it is, no
+lock file is made, and a write transaction another process holds does not stop the read.
 """
 
 from __future__ import annotations
@@ -41,8 +45,7 @@ from functools import partial
 from pathlib import Path
 
 from gateway.config import BankConfig
-from gateway.issuer import open_store
-from gateway.ledger import LedgerError, LedgerStore
+from gateway.ledger import LedgerError, LedgerStore, PostgresLedgerStore, SqliteLedgerStore
 from gateway.ledger.batches import BATCH_ID_BYTES
 from gateway.ledger.books import MAX_DIFFERENCES, differences
 from gateway.ledger.outcomes import TransactionKind
@@ -125,17 +128,19 @@ def run(config: BankConfig, args: argparse.Namespace) -> int:
 
 
 def _open_existing_store(config: BankConfig) -> LedgerStore:
-    """The ledger's store, unless it is a SQLite file that is not there (opened, it would
-    be made empty: its books balance, it holds no batch, and the command would say so)."""
+    """The ledger's store, opened ``read_only``: SchemaError, and nothing made or changed,
+    where no ledger at this release's schema version is there (opened for writing, an
+    empty one would be made, its books balancing, or an older one migrated)."""
     url = config.ledger_url()
-    if url.startswith("sqlite:"):
-        path = Path(url[len("sqlite:") :])
-        if not path.is_file():
-            raise BooksCommandError(
-                f"no ledger at {path} (ledger.store, or SETPAY_LEDGER): nothing to read, and "
-                "this command makes none"
-            )
-    return open_store(config)
+    if not url.startswith("sqlite:"):
+        return PostgresLedgerStore(url, read_only=True)
+    path = Path(url[len("sqlite:") :])
+    if not path.is_file():  # said here: SQLite's CANTOPEN would not name the file
+        raise BooksCommandError(
+            f"no ledger at {path} (ledger.store, or SETPAY_LEDGER): nothing to read, and "
+            "this command makes none"
+        )
+    return SqliteLedgerStore(path, read_only=True)
 
 
 def _check_books(store: LedgerStore) -> int:

@@ -15,7 +15,9 @@
   A repeated hold id is not such a race but the caller's error: it fails at once.
 - Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per read.
 - The schema is migrated when the store opens, one transaction per schema version, each
-  giving way to the transactions holding a table it must lock (``postgres_migration``).
+  giving way to the transactions holding a table it must lock (``postgres_migration``);
+  opened ``read_only`` (an audit), the store migrates nothing, refuses a schema not
+  current, and serves its reads alone.
 - Connections come from a small bounded pool; broken ones, and any an outage was met on,
   are dropped and replaced, and with them every idle one (they lead to the same server).
   A transaction whose ``BEGIN`` fails on a connection that idled in the pool, as every
@@ -90,7 +92,7 @@ from psycopg.rows import dict_row
 
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.ledger.errors import StoreError, StoreUnavailable
-from gateway.ledger.postgres_migration import migrate_schema
+from gateway.ledger.postgres_migration import migrate_schema, require_current
 from gateway.ledger.postgres_refusals import RefusalLog, connect_refused, connect_secrets
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, Transaction
 
@@ -345,16 +347,24 @@ class PostgresLedgerStore(LedgerStore):
         conninfo: str,
         config: PostgresStoreConfig | None = None,
         observer: CommitObserver | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
-        """Connect to ``conninfo`` (a libpq connection string) and migrate the schema."""
+        """Connect to ``conninfo`` (a libpq connection string) and migrate the schema;
+        ``read_only``: migrate nothing, refuse (SchemaError) a schema not at this code's
+        version or no ledger at all, and serve reads alone (StoreError for a write)."""
         self._conninfo = conninfo
         self._config = config or PostgresStoreConfig()
         self._observer = observer
         self._closed = False
+        self._read_only = read_only
         self._refusals = RefusalLog()
         self._pool = _Pool(self._connect, self._config)
         try:
-            migrate_schema(self._pool.transaction, PostgresTransaction)
+            if read_only:
+                require_current(self._pool.transaction)
+            else:
+                migrate_schema(self._pool.transaction, PostgresTransaction)
         except psycopg.Error as exc:
             self._pool.close_idle()
             raise translate_error(exc) from exc
@@ -392,6 +402,8 @@ class PostgresLedgerStore(LedgerStore):
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in one committed transaction, retrying races; return its result."""
         self._check_open()
+        if self._read_only:
+            raise StoreError("the ledger store was opened read-only: it writes nothing")
         with PROCESS_TURN.aside():
             return self._execute(work)
 

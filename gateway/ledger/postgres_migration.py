@@ -26,6 +26,8 @@ transactions that hold a table it must lock.
   whose platform cannot tell a closed socket (Windows; PostgreSQL 14 outside Linux), which
   refuses the setting (22023): the setting is made in a savepoint, and the migration,
   refused it, goes on without, saying so once.
+- A store opened ``read_only`` (an audit) migrates nothing: a schema not current, or no
+  ledger at all, is refused (``require_current``, read as ``_is_current`` reads it).
 - A schema found current is left alone, read in a READ ONLY snapshot: no lock taken,
   nothing written. The store then opens on a server that refuses writes (a hot standby
   during a failover, ``default_transaction_read_only``), as a serving store rides
@@ -52,8 +54,9 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from gateway.ledger import schema
-from gateway.ledger.errors import StoreError
+from gateway.ledger.errors import SchemaError, StoreError
 from gateway.ledger.schema import POSTGRES, migrate_next
+from gateway.ledger.sqlite import schema_version_refusal
 from gateway.ledger.store import Row, Transaction
 
 log = logging.getLogger("setpay.ledger")
@@ -189,6 +192,30 @@ def _is_current(transaction: TransactionSource) -> bool:
     would find it (the ``schema_version`` of the schema that CREATE TABLE writes to), read
     without writing anything; False for anything else, which the migration then sorts
     out (another program's tables, a damaged or newer record)."""
+    rows = _recorded_versions(transaction)
+    return rows is not None and len(rows) == 1 and rows[0]["version"] == schema.SCHEMA_VERSION
+
+
+def require_current(transaction: TransactionSource) -> None:
+    """SchemaError unless the schema is at ``SCHEMA_VERSION``, read as ``_is_current``
+    reads it (nothing written, nothing locked): a store opened ``read_only`` neither
+    creates a ledger where there is none nor migrates an older one."""
+    rows = _recorded_versions(transaction)
+    if not rows:  # no table, or (as schema.current_version reads it) version 0
+        raise SchemaError(schema_version_refusal(0))
+    version = rows[0]["version"] if len(rows) == 1 else None
+    if type(version) is not int or version < 1:  # as schema.current_version refuses it
+        raise SchemaError(
+            "the ledger database records no schema version this code knows"
+            f" ({len(rows)} row(s) in schema_version): it is damaged, or not a ledger"
+        )
+    if version != schema.SCHEMA_VERSION:
+        raise SchemaError(schema_version_refusal(version))
+
+
+def _recorded_versions(transaction: TransactionSource) -> list[Row] | None:
+    """The rows of ``schema_version`` in the schema CREATE TABLE writes to, in a READ
+    ONLY snapshot; None where that schema has no such table."""
     with transaction(read_only=True) as conn:
         here = conn.execute(
             "SELECT 1 FROM pg_catalog.pg_class c"
@@ -197,9 +224,8 @@ def _is_current(transaction: TransactionSource) -> bool:
             " AND c.relkind = 'r'"
         ).fetchone()
         if here is None:
-            return False
-        rows = conn.execute("SELECT version FROM schema_version").fetchall()
-    return len(rows) == 1 and rows[0]["version"] == schema.SCHEMA_VERSION
+            return None
+        return list(conn.execute("SELECT version FROM schema_version").fetchall())
 
 
 def _locked_table(transaction: TransactionSource, statement: str) -> str:

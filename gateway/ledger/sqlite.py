@@ -10,6 +10,10 @@
 - The schema is migrated when the store opens; a database newer than the code is refused,
   and so is another program's (``schema``), read over a read-only connection before the
   store changes anything of the file (its mode, its journal mode).
+- Opened ``read_only`` (an audit beside the bank: ``setpay bank check-books``), the store
+  is its reads alone, on ``mode=ro`` connections: no writer, no lock file, no migration,
+  no change to the file's mode; a file holding no ledger, or one at another schema
+  version than this code's, is refused (SchemaError) rather than created or migrated.
 
 sqlite3 exceptions are translated here, once, as ``gateway.sqlite_errors`` sorts them for
 the CA's ca.db too: the database cannot be used now (busy, locked, I/O, disk full, cannot
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
-from gateway.ledger.errors import StoreError, StoreUnavailable
+from gateway.ledger.errors import SchemaError, StoreError, StoreUnavailable
 from gateway.ledger.group_commit import Completion, GroupCommitConfig, GroupCommitWriter
 from gateway.ledger.schema import SCHEMA_VERSION, SQLITE, current_version, migrate
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
@@ -139,6 +143,62 @@ _ANY_TABLE = (
 )
 
 
+def _read_only_connection(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection that can change nothing of the file at ``path`` (``mode=ro``, and
+    ``query_only``), nor create it: SQLite's CANTOPEN where it is not there. Reading a WAL
+    file, SQLite makes its -wal and -shm files if they are not there, with the database
+    file's own mode, as any reader's connection does."""
+    conn = sqlite3.connect(
+        f"{Path(path).absolute().as_uri()}?mode=ro",
+        timeout=busy_timeout_ms / 1000,
+        isolation_level=None,  # the store issues BEGIN itself
+        check_same_thread=False,  # pooled readers move between threads, one at a time
+        uri=True,
+    )
+    try:
+        conn.row_factory = _dict_row
+        conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _require_this_version(tx: Transaction) -> None:
+    """SchemaError unless the database holds a ledger at ``SCHEMA_VERSION``, read without
+    creating or changing anything (a store opened ``read_only`` migrates nothing)."""
+    if tx.one(_ANY_TABLE) is None:
+        raise SchemaError(
+            "no ledger here: the database holds no table (an empty file, or one the ledger"
+            " was never created in); nothing was changed, and none is made"
+        )
+    # Another program's file is refused by it; in a file holding tables, its CREATE TABLE
+    # IF NOT EXISTS finds its table or is never reached (``_refuse_another_programs_file``).
+    found = current_version(tx, SQLITE)
+    if found != SCHEMA_VERSION:
+        raise SchemaError(schema_version_refusal(found))
+
+
+def schema_version_refusal(found: int) -> str:
+    """Why a store opened ``read_only`` refuses a ledger at schema version ``found``,
+    not this code's: it reads only the version it writes, and migrates nothing."""
+    if found == 0:
+        return (
+            "no ledger here: the database records no ledger schema version; nothing was"
+            " changed, and none is made"
+        )
+    if found > SCHEMA_VERSION:
+        return (
+            f"the ledger database has schema version {found}; this code knows up to"
+            f" {SCHEMA_VERSION}: read it with the release that wrote it"
+        )
+    return (
+        f"the ledger database has schema version {found}, this release's is {SCHEMA_VERSION}:"
+        " it is read only once migrated, which this command does not do (the bank does as"
+        " it starts, setpay gateway serve); nothing was changed"
+    )
+
+
 def _refuse_another_programs_file(path: str, busy_timeout_ms: int) -> None:
     """SchemaError (``schema.current_version``) if the file at ``path`` holds another
     program's database, read before this store changes anything of it.
@@ -154,14 +214,8 @@ def _refuse_another_programs_file(path: str, busy_timeout_ms: int) -> None:
             return
     except FileNotFoundError:
         return
-    conn = sqlite3.connect(
-        f"{Path(path).absolute().as_uri()}?mode=ro",
-        timeout=busy_timeout_ms / 1000,
-        isolation_level=None,
-        uri=True,
-    )
+    conn = _read_only_connection(path, busy_timeout_ms)
     try:
-        conn.row_factory = _dict_row
         conn.execute("BEGIN")
         try:
             if conn.execute(_ANY_TABLE).fetchone() is not None:
@@ -240,12 +294,25 @@ class SqliteLedgerStore(LedgerStore):
         observer: CommitObserver | None = None,
         *,
         cpu: CpuTurn = PROCESS_TURN,
+        read_only: bool = False,
     ) -> None:
         """Open (creating or migrating) the database at ``path`` and start the writer;
-        ``cpu`` is the turn to compute its writer takes and lingers on (``group_commit``)."""
+        ``cpu`` is the turn to compute its writer takes and lingers on (``group_commit``).
+        ``read_only``: its reads alone, of a ledger at this code's schema version (the
+        module docstring); StoreError for any write."""
         self._path = os.fspath(path)
         self._config = config or SqliteStoreConfig()
         self._closed = False
+        self._read_only = read_only
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        if read_only:
+            self._open_readers(_read_only_connection)
+            try:
+                self.read(_require_this_version)
+            except BaseException:
+                self.close()
+                raise
+            return
         try:
             busy_ms = self._config.busy_timeout_ms
             _retrying_busy(lambda: _refuse_another_programs_file(self._path, busy_ms), busy_ms)
@@ -277,10 +344,14 @@ class SqliteLedgerStore(LedgerStore):
         except BaseException:
             self._turn.close()
             raise
-        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._open_readers(lambda path, busy_ms: _open_connection(path, busy_ms, reader=True))
+
+    def _open_readers(self, connect: Callable[[str, int], sqlite3.Connection]) -> None:
+        """Fill the pool of read connections, each opened by ``connect``."""
+        busy_ms = self._config.busy_timeout_ms
         try:
             for _ in range(self._config.read_connections):
-                self._readers.put(_connect(self._path, self._config.busy_timeout_ms, reader=True))
+                self._readers.put(_retrying_busy(lambda: connect(self._path, busy_ms), busy_ms))
         except sqlite3.Error as exc:
             self.close()
             raise translate_error(exc) from exc
@@ -308,12 +379,17 @@ class SqliteLedgerStore(LedgerStore):
 
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in the writer's next group; return once that group is committed."""
-        return self._writer.submit(work)
+        return self._writable().submit(work)
 
     def submit(self, work: Callable[[Transaction], R], on_done: Completion[R]) -> None:
         """Queue ``work`` for the writer's next group and return at once; ``on_done`` gets
         its result or exception on the writer thread once that group is committed."""
-        self._writer.submit_async(work, on_done)
+        self._writable().submit_async(work, on_done)
+
+    def _writable(self) -> GroupCommitWriter:
+        if self._read_only:
+            raise StoreError("the ledger store was opened read-only: it writes nothing")
+        return self._writer
 
     def read(self, query: Callable[[Transaction], R]) -> R:
         """Run ``query`` in one snapshot on a pooled read connection."""
@@ -342,7 +418,9 @@ class SqliteLedgerStore(LedgerStore):
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.close()
-        self._turn.close()
+        turn = getattr(self, "_turn", None)
+        if turn is not None:
+            turn.close()
         readers = getattr(self, "_readers", None)
         while readers is not None:
             try:
