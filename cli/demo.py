@@ -156,7 +156,7 @@ class Demo:
         # The wallet's card has a passphrase of its own, apart from its keystore's (and
         # the merchant's): one file must not open both, least of all the merchant's.
         self.card_passphrase = secrets.token_urlsafe(PASSPHRASE_BYTES)
-        self.settlement_currency: int | None = None  # the bank's, once ``bank`` made it
+        self.settlement_currency = EUR  # init's; the bank's own once ``bank`` made it
 
     def _party_dir(self, name: str, tls_files: tuple[str, ...]) -> Path:
         """``name``'s directory: the bank's TLS files it needs, and ``keys.pass``, its
@@ -197,7 +197,7 @@ class Demo:
         self.stack.callback(stop_on_purpose, running)
         pan, code = random_pan(DEFAULT_BIN), new_enrolment_code()
         account = running.ledger.open_card_account(
-            pan.reveal(), EXPIRY, CREDIT_LIMIT, EUR, enrolment_code=code
+            pan.reveal(), EXPIRY, CREDIT_LIMIT, self.settlement_currency, enrolment_code=code
         )
         s.say("bank", f"account {account.account_id}: card {pan.masked}, expiry {EXPIRY}, "
                       f"limit {_money(CREDIT_LIMIT)}, sent with its enrolment code")  # fmt: skip
@@ -272,11 +272,11 @@ class Demo:
     def buy(
         self, wallet: Wallet, merchant: Merchant, description: bytes, amount: int, **kw: Any
     ) -> Any:
-        lid_m = os.urandom(8)
-        merchant.store.add_offer(lid_m, description, Money(EUR, amount), merchant.config.brand_id)
+        lid_m, price = os.urandom(8), Money(self.settlement_currency, amount)  # the card's
+        merchant.store.add_offer(lid_m, description, price, merchant.config.brand_id)
         peer = PeerConfig(f"127.0.0.1:{merchant.port}", self.base / "wallet" / "tls" / "root.pem")
         return wallet.shopper(self.card_passphrase).purchase(
-            peer, Initiation(lid_m, description, EUR, amount), **kw
+            peer, Initiation(lid_m, description, price.currency, amount), **kw
         )
 
     def purchase(self, wallet: Wallet, merchant: Merchant, description: bytes, amount: int) -> Any:

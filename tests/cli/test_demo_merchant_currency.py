@@ -20,6 +20,7 @@ import pytest
 from cli.demo import MERCHANT_ID, Demo
 from cli.story import Story
 from clients.merchant.config import load as load_merchant_config
+from clients.merchant.records import Money
 from gateway.config import BankConfig
 from gateway.config import load as load_bank_config
 
@@ -27,13 +28,23 @@ USD = 840
 
 
 @contextmanager
-def _merchant_of_a_demo(base: Path) -> Iterator[int]:
+def _merchant_of_a_demo(base: Path, *, pay: int = 0) -> Iterator[int]:
     """Run the demo's bank and merchant steps in ``base``, then stop what they started;
-    the currency of the merchant's settlement account, as the Merchant CA opened it."""
+    the currency of the merchant's settlement account, as the Merchant CA opened it.
+    ``pay``: first, the demo's wallet buys for that many minor units (authorized in full,
+    or the demo fails), and the card's account and the merchant's order must be in that
+    currency."""
     demo = Demo(base, "ec", None, Story(json_mode=True))
     try:
-        running, _ = demo.bank()
-        demo.merchant(running)
+        running, card = demo.bank()
+        wallet = demo.wallet(running, card) if pay else None
+        merchant = demo.merchant(running)
+        if wallet is not None:
+            record = demo.purchase(wallet, merchant, b"a postcard", pay)
+            held = running.ledger.find_card_account(card[0].reveal())
+            assert (held.currency, held.pending) == (demo.settlement_currency, pay)
+            order = merchant.store.order(bytes.fromhex(record.xid))
+            assert order.amount == Money(demo.settlement_currency, pay)
         yield running.ledger.merchant_account(MERCHANT_ID).currency
     finally:
         demo.stops.begin_cleanup()
@@ -64,7 +75,7 @@ def test_a_bank_settling_in_another_currency_gives_the_merchant_that_one(
 
     # The demo loads its bank's configuration by this name.
     monkeypatch.setattr("cli.demo.load_bank_config", in_dollars)
-    with _merchant_of_a_demo(tmp_path) as account_currency:
+    with _merchant_of_a_demo(tmp_path, pay=1234) as account_currency:
         assert account_currency == USD
         assert _written_currency(tmp_path) == USD
         assert load_merchant_config(tmp_path / "merchant", env={}).currency == USD
