@@ -49,6 +49,7 @@ marks a ledger that may hold fences in ``requests`` (``_V7``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gateway.ledger.errors import SchemaError
@@ -247,13 +248,32 @@ SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes."""
 
 
+# A statement's fields: a name in braces. Only the dialect's type names are filled in.
+_FIELD = re.compile(r"\{(\w*)\}")
+
+
 def _render(statement: str, dialect: Dialect) -> str:
-    return statement.format(
-        blob=dialect.blob,
-        int64=dialect.int64,
-        serial_pk=dialect.serial_pk,
-        table_options=dialect.table_options,
-    )
+    """``statement`` with the type names of ``dialect`` (``SQLITE`` or ``POSTGRES``, no
+    other) in its fields ``{blob}``, ``{int64}``, ``{serial_pk}``, ``{table_options}``;
+    SchemaError for another dialect, any other field, or a brace outside a field.
+
+    Not ``str.format``: it follows a field's attributes and items (``{blob.__class__}``
+    and on to any module's globals), and this is a function a ledger frame may name
+    (``wire``), so a frame could have read through it what the ledger process holds."""
+    if dialect is not SQLITE and dialect is not POSTGRES:
+        raise SchemaError("a ledger statement rendered for a dialect that is not the ledger's")
+    names = {
+        "blob": dialect.blob,
+        "int64": dialect.int64,
+        "serial_pk": dialect.serial_pk,
+        "table_options": dialect.table_options,
+    }
+    if not isinstance(statement, str):
+        raise SchemaError("a ledger statement that is not text")
+    outside = _FIELD.sub("", statement)
+    if "{" in outside or "}" in outside or not names.keys() >= set(_FIELD.findall(statement)):
+        raise SchemaError("a ledger statement with a field other than the dialect's types")
+    return _FIELD.sub(lambda field: names[field.group(1)], statement)
 
 
 # The tables and views a ledger would be created among: SQLite's whole file (less its
