@@ -3,9 +3,12 @@
 ``RemoteLedgerStore`` keeps the ``LedgerStore`` contract: ``execute`` returns only once
 the service has committed the operation durably, ``read`` runs on a snapshot there. Each
 request thread has a connection of its own, opened on first use, so one thread's
-operation and answer never interleave with another's. The thread steps aside from the
-worker's turn to compute (``gateway.cpu_turn``) while it sends the operation and waits
-for the service, and takes it back once the answer is in.
+operation and answer never interleave with another's. It is closed when its thread
+ends (the thread-local record goes, and the connection with it): a worker whose request
+threads come and go piled up the connections of the threads gone, and filled the
+service's room. The thread steps aside from the worker's turn to compute
+(``gateway.cpu_turn``) while it sends the operation and waits for the service, and
+takes it back once the answer is in.
 
 An operation must be ledger code only (``wire.dump_operation``): one that holds any other
 callable is refused with ``wire.NotLedgerCode`` before anything is sent, and the
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -57,7 +61,8 @@ class RemoteLedgerStore(LedgerStore):
         self._cpu = cpu
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
+        # Every thread's connection, held weakly: a thread that ends takes its own along.
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._closed = False
         self._connection()  # fail at start, not on the first request
 
@@ -75,8 +80,8 @@ class RemoteLedgerStore(LedgerStore):
             except OSError as exc:
                 sock.close()
                 raise StoreUnavailable(f"the ledger service does not answer: {exc}") from exc
-            self._open.add(sock)
-        line = _Connection(sock)
+            line = _Connection(sock)
+            self._open.add(line)
         self._local.line = line
         return line
 
@@ -87,8 +92,8 @@ class RemoteLedgerStore(LedgerStore):
         if line is None:
             return
         with self._lock:
-            self._open.discard(line.sock)
-        line.sock.close()
+            self._open.discard(line)
+        line.close()
 
     def execute(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in the service's next group; return once that group is committed.
@@ -145,19 +150,30 @@ class RemoteLedgerStore(LedgerStore):
             self._closed = True
             connections = list(self._open)
             self._open.clear()
-        for sock in connections:
-            with contextlib.suppress(OSError):
-                sock.close()
+        for line in connections:
+            line.close()
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 class _Connection:
-    """One request thread's connection to the service, and its latest operation's number."""
+    """One request thread's connection to the service, and its latest operation's number.
+    Its socket is closed when it is closed, or when nothing holds it any more: its
+    thread ended, and the thread-local record of it went with the thread."""
 
-    __slots__ = ("number", "sock")
+    __slots__ = ("__weakref__", "_closer", "number", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.number = 0  # none yet: the first operation is number 1
+        self._closer = weakref.finalize(self, _close_quietly, sock)
+
+    def close(self) -> None:
+        """Close the socket (once, whoever asks first: this, or its thread's end)."""
+        self._closer()
 
     def send_operation(self, kind: int, payload: bytes) -> None:
         """Send the next operation on this connection, under the next number."""
