@@ -12,7 +12,7 @@ Two threads do the work, so that an operation costs few thread hand-overs:
 - the *loop* waits on every connection at once (epoll). For each operation that arrives
   it reads the frame, unpickles it and queues it for the store's writer without waiting
   (``SqliteLedgerStore.submit``); a read-only operation goes to a small pool of readers.
-  It reads only what has arrived (``wire.FrameReader``) and takes up the rest of a
+  It reads only what has arrived (``FrameReader``) and takes up the rest of a
   frame when it comes: a worker stopped mid-frame holds up no other;
 - the store's *writer* applies the queued operations as one group, commits, and then
   sends each connection its answer itself (``wire.RESULT`` or ``wire.ERROR``).
@@ -25,6 +25,14 @@ leave in the order its operations came. Operations on a connection are numbered 
 ledger code only, start to end: nothing in it calls back into the worker (a response is
 built there after the decision is committed, ``gateway.ledger.idempotency``).
 
+What an operation may be: a frame larger than its kind's bound (``wire.OPERATION_BOUNDS``)
+is skipped as its bytes come, never held; one that nests deeper is refused as its opcodes
+are read, before anything is built from it (``wire.nesting``). Either is answered with
+the refusal, and the connection serves on. When ``accept`` fails for want of descriptors
+(EMFILE), the loop stops watching the listener for a pause that doubles up to a second,
+says so once, and takes the waiting connections once descriptors are freed: the listener
+stays readable all the while, and a loop that tried again at once would spin.
+
 Who may connect: the socket lives in a directory only the bank's user can enter, and a
 connection from another user id (``SO_PEERCRED``) is closed at once, as is one beyond
 the service's limit of connections (``max_connections``: the ledger process sizes it to
@@ -34,6 +42,7 @@ the bank's workers and threads).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -41,6 +50,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,13 +65,89 @@ log = logging.getLogger("setpay.ledger")
 MAX_CONNECTIONS = 256
 # How often the service says it refuses connections for want of room (at most).
 ROOM_LINE_SECONDS = 60.0
+# How long the service stops taking connections when ``accept`` fails for want of
+# descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): doubled at each failure in a
+# row, up to the most, so it comes back within that once descriptors are freed.
+ACCEPT_PAUSE_SECONDS = 0.05
+ACCEPT_PAUSE_MOST_SECONDS = 1.0
+# What ``accept`` may say of one connection (it went before it was taken): no pause.
+_ONE_CONNECTIONS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EAGAIN, errno.EINTR})
 # How long an answer may wait for a worker that does not read it. (Reads never wait: the
 # loop takes what has arrived of a frame and comes back for the rest.)
 PEER_TIMEOUT_SECONDS = 30.0
 # Read-only operations run beside the writer on the store's read connections.
 READ_THREADS = 4
+# Largest single read of a frame's bytes: an operation comes in one read.
+READ_CHUNK_BYTES = 64 * 1024
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
+
+
+class FrameReader:
+    """Takes one frame off a non-blocking socket as its bytes arrive, never waiting for
+    the rest: the ledger service's loop serves every worker, and a worker stopped in the
+    middle of a frame must hold up no other. A frame of a kind ``bounds`` does not name,
+    or larger than its kind's bound, is skipped as it comes (never held), then refused."""
+
+    __slots__ = ("_bounds", "_header", "_part", "_skip")
+
+    def __init__(self, bounds: Mapping[int, wire.Bounds]) -> None:
+        """Expect a frame's header; take frames of the kinds ``bounds`` names."""
+        self._bounds = bounds
+        self._header: tuple[int, int, int] | None = None  # payload length, kind, number
+        self._part = bytearray()
+        self._skip: int | None = None  # a refused payload's bytes still to come
+
+    def read(self, fd: int) -> tuple[int, int, bytes] | None:
+        """Read what has arrived on ``fd`` (non-blocking): the frame (kind, operation
+        number, payload) once it is whole, None while some of it is still to come;
+        FrameRefused once the last byte of a refused frame is read; WireError if the
+        connection closed or the frame is over the limit of any frame."""
+        while True:
+            if self._header is None:
+                wanted = wire.HEADER.size - len(self._part)
+            elif self._skip is not None:
+                wanted = self._skip
+            else:
+                wanted = self._header[0] - len(self._part)
+            if wanted > 0:
+                try:
+                    # Read at most what was announced and at most one chunk at a time:
+                    # memory follows the bytes that came, not the length a header claims.
+                    chunk = os.read(fd, min(wanted, READ_CHUNK_BYTES))
+                except BlockingIOError:
+                    return None
+                if not chunk:
+                    raise wire.WireError("the ledger connection closed")
+                if self._skip is not None:
+                    self._skip -= len(chunk)
+                else:
+                    self._part += chunk
+                continue
+            if self._header is None:
+                size, kind, number = self._header = wire.HEADER.unpack(self._part)
+                self._part = bytearray()
+                if size > wire.MAX_FRAME_BYTES:
+                    raise wire.WireError(f"a ledger frame of {size} bytes is over the limit")
+                bound = self._bounds.get(kind)
+                if bound is None or size > bound.most_bytes:
+                    self._skip = size
+                continue
+            size, kind, number = self._header
+            payload, refused = bytes(self._part), self._skip is not None
+            self._header, self._part, self._skip = None, bytearray(), None
+            if not refused:
+                return kind, number, payload
+            bound = self._bounds.get(kind)
+            if bound is None:
+                message = f"a frame of kind {kind} where an operation belongs"
+            else:
+                message = (
+                    f"a ledger {wire.KIND_NAMES.get(kind, kind)} frame of {size} bytes, over"
+                    f" the {bound.most_bytes} an operation of its kind may be: nothing of it"
+                    " was read or applied"
+                )
+            raise wire.FrameRefused(message, kind, number)
 
 
 class _Peer:
@@ -73,7 +159,7 @@ class _Peer:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.number = 0  # none yet: the first operation is number 1
-        self.frame = wire.FrameReader()
+        self.frame = FrameReader(wire.OPERATION_BOUNDS)
 
 
 class LedgerService:
@@ -95,6 +181,10 @@ class LedgerService:
         # next line may say so: each request on a thread past the limit dials again.
         self._refused_for_room = 0
         self._next_room_line = 0.0
+        # While ``accept`` fails for want of descriptors: since when, the pause, its end.
+        self._short_since: float | None = None
+        self._accept_pause = 0.0
+        self._accept_again_at: float | None = None
         self._path = path
         self._lock = threading.Lock()
         self._connections: dict[int, _Peer] = {}
@@ -125,7 +215,13 @@ class LedgerService:
     def _loop(self) -> None:
         listener = self._listener.fileno()
         while True:
-            for fd, _ in self._epoll.poll():
+            again_at = self._accept_again_at
+            wait = -1.0 if again_at is None else max(0.0, again_at - time.monotonic())
+            events = self._epoll.poll(wait)
+            if again_at is not None and time.monotonic() >= again_at:
+                self._accept_again_at = None
+                self._epoll.modify(listener, select.EPOLLIN)  # the pause is over: try again
+            for fd, _ in events:
                 if fd == self._wake_r:
                     return  # closing
                 peer = None if fd == listener else self._connections.get(fd)
@@ -145,8 +241,16 @@ class LedgerService:
     def _accept(self) -> None:
         try:
             sock, _ = self._listener.accept()
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in _ONE_CONNECTIONS:
+                self._pause_accepting(exc)
             return
+        if self._short_since is not None:
+            log.warning(
+                "ledger service: takes connections again, after %.1f s without",
+                time.monotonic() - self._short_since,
+            )
+            self._short_since = None
         try:
             uid = _CREDENTIALS.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
@@ -182,14 +286,36 @@ class LedgerService:
             sock.close()
             raise
 
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Stop watching the listener for a while: the connection stays in its queue, and
+        a listener still readable would wake the loop at once, again and again, for as
+        long as descriptors are short. Said once, not at each try."""
+        now = time.monotonic()
+        if self._short_since is None:
+            self._short_since, self._accept_pause = now, ACCEPT_PAUSE_SECONDS
+            log.error(
+                "ledger service: cannot take connections (%s); tries again until"
+                " descriptors are freed",
+                os.strerror(exc.errno) if exc.errno else type(exc).__name__,
+            )
+        else:
+            self._accept_pause = min(2 * self._accept_pause, ACCEPT_PAUSE_MOST_SECONDS)
+        self._accept_again_at = now + self._accept_pause
+        self._epoll.modify(self._listener.fileno(), 0)
+
     def _take_operation(self, peer: _Peer) -> None:
         """Read what has arrived of an operation; once it is whole, hand it on (the
-        answer re-arms the connection), else wait for the rest."""
+        answer re-arms the connection), else wait for the rest. A frame refused as it
+        was read, or as its opcodes are read (``wire.load_operation``), is answered with
+        the refusal: nothing was built from it."""
+        refused: wire.FrameRefused | None = None
         try:
             frame = peer.frame.read(peer.sock.fileno())
             if frame is None:
                 self._epoll.modify(peer.sock.fileno(), _ARMED)
                 return
+        except wire.FrameRefused as exc:  # read whole and skipped: in step for the next
+            frame, refused = (exc.kind, exc.number, b""), exc
         except (wire.WireError, OSError):
             self._drop(peer)  # closed by the worker, or not speaking the wire
             return
@@ -200,9 +326,11 @@ class LedgerService:
             return
         peer.number = number
         try:
+            if refused is not None:
+                raise refused
             if kind not in (wire.EXECUTE, wire.READ):
                 raise wire.WireError(f"a frame of kind {kind} where an operation belongs")
-            operation = wire.load(payload)
+            operation = wire.load_operation(kind, payload)
             if not callable(operation):
                 raise wire.WireError("an operation that is not a function")
             if kind == wire.EXECUTE:

@@ -2,7 +2,7 @@
 
 An operation is what ``Ledger`` hands its store: a function of one ``Transaction``. Here
 it is always a ``functools.partial`` of a ledger rule (a module-level function of
-``gateway.ledger``) with plain arguments, so it can be pickled by value. Two rules keep
+``gateway.ledger``) with plain arguments, so it can be pickled by value. Three rules keep
 that safe and cheap:
 
 - **Only ledger code can be named.** The service unpickles with ``find_class`` limited to
@@ -10,10 +10,15 @@ that safe and cheap:
   ``functools.partial``: a frame can name a ledger rule, an outcome or a ledger error,
   and nothing else (not ``os.system``, not a class with a dangerous constructor, not a
   chain of partials: ``_ShippedPartial``). The socket is reachable by the bank's own
-  user only (``service``), so this is defence in depth, not the only wall: a frame can
-  still hand a ledger class or rule a value nested deeply enough that hashing it
-  recurses in C until the process dies (a tuple some 200,000 deep, 200 KB), which only
-  that user can send, and who could stop the process anyway.
+  user only (``service``), so this is defence in depth, not the only wall.
+- **A frame is no larger and no deeper than its kind's operations are.** Hashing a
+  value recurses in C, unchecked: a tuple some 200,000 deep (200 KB) handed to a ledger
+  enum crashed the process (SIGSEGV), every worker's operation in flight with it. The
+  service reads an operation's opcodes before it builds anything (``nesting``) and
+  refuses one deeper than ``OPERATION_BOUNDS`` allows, or larger (skipped as it comes,
+  never held), or one that fills in a ledger function or class (its attributes would
+  change the rule for every later operation) or a value it took again (a cycle),
+  answering the refusal: nothing is built, nothing applied.
 - **Only ledger code leaves the worker.** ``dump_operation`` refuses an operation that
   holds any other callable (a lambda, a closure, a bound method) with ``NotLedgerCode``
   before a byte is sent. Nothing of the worker's ever needs to run inside the service's
@@ -26,7 +31,7 @@ n-th on a connection is n, ``next_number``), and both frames of it carry that nu
 its EXECUTE or READ, and the RESULT or ERROR that answers it. Either side refuses a frame
 with another number and closes the connection, so an answer can never reach an
 operation it does not belong to. The service takes each frame off its connection as
-the bytes come, never waiting for the rest (``FrameReader``), so a worker stopped in the
+the bytes come, never waiting for the rest (``service``), so a worker stopped in the
 middle of a frame holds up no other; a worker waits for its answer (``receive_answer``)
 up to its timeout.
 
@@ -40,11 +45,12 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import pickle
 import socket
 import struct
 import types
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.ledger.errors import StoreError, StoreUnavailable
@@ -73,11 +79,9 @@ SHIPPED_MODULES = frozenset(
 # Python's own exceptions that a rule may raise about its arguments (``store_answer``
 # refuses a response that is not bytes): they cross as themselves.
 SHIPPED_BUILTIN_ERRORS = frozenset({"TypeError", "ValueError"})
-# Largest frame either side accepts. An operation is a few hundred bytes; the largest
-# answer is a batch detail page (500 items).
+# Largest frame either side accepts: the largest answer is a batch detail page (500
+# items). An operation has a far lower bound of its kind's (``OPERATION_BOUNDS``).
 MAX_FRAME_BYTES = 16 * 1024 * 1024
-# Largest single read of a frame's bytes by the service: an operation comes in one read.
-READ_CHUNK_BYTES = 64 * 1024
 
 # Frame kinds. Worker to service: EXECUTE or READ. Service to worker: RESULT or ERROR.
 # Kinds 3 to 5 are retired and never reused: a frame of one, say from a side of an older
@@ -87,13 +91,47 @@ READ = 2
 RESULT = 6
 ERROR = 7
 
-_HEADER = struct.Struct(">IBI")  # payload length, kind, operation number
+KIND_NAMES = {EXECUTE: "EXECUTE", READ: "READ", RESULT: "RESULT", ERROR: "ERROR"}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How large (payload bytes) and how deeply nested a frame of one kind may be."""
+
+    most_bytes: int
+    most_depth: int
+
+
+# What an operation may be, by kind, measured on the real operations through the gateway
+# (tests/gateway/test_ledger_process_frame_sizes.py: authorizations, a capture, credit
+# and credit reversal of 100 items, batch admin with the largest page, the operators'
+# reads): an EXECUTE is at most some 33 KB (storing the signed answer to 100 items) and
+# 9 deep (a decision on 100 items), a READ at most some 200 bytes and 3 deep. Each bound
+# leaves room for larger answers (a detail page of 500) and new rules; a value nested
+# this deep hashes in a few kilobytes of stack.
+OPERATION_BOUNDS: Mapping[int, Bounds] = {
+    EXECUTE: Bounds(most_bytes=1024 * 1024, most_depth=32),
+    READ: Bounds(most_bytes=16 * 1024, most_depth=16),
+}
+
+HEADER = struct.Struct(">IBI")  # payload length, kind, operation number
 # Operation numbers fill the header's 4 bytes and wrap round to 1 (0 is never used).
 MAX_NUMBER = 2**32 - 1
 
 
 class WireError(StoreUnavailable):
     """The connection to the ledger service broke or carried something it must not."""
+
+
+class FrameRefused(WireError):
+    """A frame refused whole as it was read (a kind that is no operation, too large, too
+    deep): nothing was built from it, the connection is in step for the next."""
+
+    def __init__(self, message: str, kind: int = 0, number: int = 0) -> None:
+        """The refusal of operation ``number``'s frame of kind ``kind`` (0: as given)."""
+        super().__init__(message)
+        self.kind = kind
+        self.number = number
 
 
 class NotLedgerCode(TypeError):
@@ -109,7 +147,7 @@ def send_frame(sock: socket.socket, kind: int, number: int, payload: bytes) -> N
     """Send one frame of operation ``number``."""
     if len(payload) > MAX_FRAME_BYTES:
         raise WireError(f"a ledger frame of {len(payload)} bytes is over the limit")
-    sock.sendall(_HEADER.pack(len(payload), kind, number) + payload)
+    sock.sendall(HEADER.pack(len(payload), kind, number) + payload)
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytes:
@@ -126,52 +164,10 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
 
 def receive_frame(sock: socket.socket) -> tuple[int, int, bytes]:
     """Receive one frame: (kind, operation number, payload)."""
-    size, kind, number = _HEADER.unpack(_receive_exactly(sock, _HEADER.size))
+    size, kind, number = HEADER.unpack(_receive_exactly(sock, HEADER.size))
     if size > MAX_FRAME_BYTES:
         raise WireError(f"a ledger frame of {size} bytes is over the limit")
     return kind, number, _receive_exactly(sock, size)
-
-
-class FrameReader:
-    """Takes one frame off a non-blocking socket as its bytes arrive, never waiting for
-    the rest: the ledger service's loop serves every worker, and a worker stopped in the
-    middle of a frame must hold up no other."""
-
-    __slots__ = ("_header", "_part")
-
-    def __init__(self) -> None:
-        """Expect a frame's header."""
-        self._header: tuple[int, int, int] | None = None  # payload length, kind, number
-        self._part = bytearray()
-
-    def read(self, fd: int) -> tuple[int, int, bytes] | None:
-        """Read what has arrived on ``fd`` (non-blocking): the frame (kind, operation
-        number, payload) once it is whole, None while some of it is still to come;
-        WireError if the connection closed or the frame is over the limit."""
-        while True:
-            wanted = _HEADER.size if self._header is None else self._header[0]
-            missing = wanted - len(self._part)
-            if missing > 0:
-                try:
-                    # Read at most what was announced and at most one chunk at a time:
-                    # memory follows the bytes that came, not the length a header claims.
-                    chunk = os.read(fd, min(missing, READ_CHUNK_BYTES))
-                except BlockingIOError:
-                    return None
-                if not chunk:
-                    raise WireError("the ledger connection closed")
-                self._part += chunk
-                continue
-            if self._header is None:
-                self._header = _HEADER.unpack(self._part)
-                self._part = bytearray()
-                if self._header[0] > MAX_FRAME_BYTES:
-                    raise WireError(f"a ledger frame of {self._header[0]} bytes is over the limit")
-                continue
-            _, kind, number = self._header
-            payload = bytes(self._part)
-            self._header, self._part = None, bytearray()
-            return kind, number, payload
 
 
 def receive_answer(sock: socket.socket, number: int) -> tuple[int, bytes]:
@@ -304,6 +300,172 @@ def load(data: bytes) -> Any:
         raise
     except Exception as exc:  # a damaged or foreign frame, whatever pickle made of it
         raise WireError(f"an unreadable ledger frame: {type(exc).__name__}: {exc}") from exc
+
+
+def load_operation(kind: int, payload: bytes) -> Any:
+    """Unpickle an operation frame's payload once ``nesting`` has found it no deeper than
+    its kind's bound (FrameRefused, nothing built); WireError as ``load``."""
+    nesting(payload, OPERATION_BOUNDS[kind].most_depth, KIND_NAMES[kind])
+    return load(payload)
+
+
+# How ``nesting`` reads each pickle opcode: the ones protocol 5 writes, and GLOBAL.
+_SHORT, _MEMOIZE, _SCALAR, _GET, _PUT, _MARK, _SKIP, _LONG, _LINE, _STOP = range(1, 11)
+_STACK_GLOBAL, _BINPERSID, _POP, _POP_MARK, _DUP = range(11, 16)
+_EMPTY, _TUPLE_N, _TO_MARK, _INST, _CALL, _INTO, _INTO_MARK = range(16, 23)
+
+
+def _opcodes() -> tuple[list[int], list[int]]:
+    """How ``nesting`` reads each opcode, and a size: the argument's bytes, its length's
+    bytes, its lines, or the values it takes off the stack; 0 and 0 for any other."""
+    hows, sizes = [0] * 256, [0] * 256
+    for codes, how, size in (
+        (b"\x8cCU\x8a", _SHORT, 1),  # str, bytes, str, int: a length byte, then data
+        (b"\x94", _MEMOIZE, 0),
+        (b"N\x88\x89\x97", _SCALAR, 0),  # None, True, False, an out-of-band buffer
+        *((b"K\x82", _SCALAR, 1), (b"M\x83", _SCALAR, 2), (b"J\x84", _SCALAR, 4)),
+        *((b"G", _SCALAR, 8), (b"h", _GET, 1), (b"j", _GET, 4), (b"q", _PUT, 1)),
+        *((b"r", _PUT, 4), (b"(", _MARK, 0), (b"\x98", _SKIP, 0), (b"\x80", _SKIP, 1)),
+        *((b"\x95", _SKIP, 8), (b"XBT\x8b", _LONG, 4), (b"\x8d\x8e\x96", _LONG, 8)),
+        *((b"ILFSVP", _LINE, 1), (b"c", _LINE, 2), (b".", _STOP, 0)),
+        *((b"\x93", _STACK_GLOBAL, 2), (b"Q", _BINPERSID, 1), (b"0", _POP, 0)),
+        *((b"1", _POP_MARK, 0), (b"2", _DUP, 0), (b")]}\x8f", _EMPTY, 0)),
+        *((b"\x85", _TUPLE_N, 1), (b"\x86", _TUPLE_N, 2), (b"\x87", _TUPLE_N, 3)),
+        *((b"tld\x91o", _TO_MARK, 0), (b"i", _INST, 2), (b"R\x81", _CALL, 2)),
+        *((b"\x92", _CALL, 3), (b"ab", _INTO, 1), (b"s", _INTO, 2)),
+        (b"eu\x90", _INTO_MARK, 0),
+    ):
+        for code in codes:
+            hows[code], sizes[code] = how, size
+    return hows, sizes
+
+
+_HOWS, _SIZES = _opcodes()
+_MEMOIZE_OP = 0x94
+
+
+def nesting(payload: bytes, most: int, kind: str = "operation") -> int:
+    """How deeply the values ``payload`` unpickles to nest (0: a scalar, a function or a
+    class; 1: a container or object of those; ...), read from its opcodes without
+    building anything. FrameRefused, naming ``kind``, as soon as a value nests deeper
+    than ``most``, or a value taken again from the memo is filled in deeper (a cycle, or
+    a depth hidden from what holds it), or a scalar, function or class is filled in;
+    WireError if it is no pickle this reading follows.
+
+    Each container or object is a node, one deeper than its deepest part; a node filled
+    in (APPEND, SETITEM, BUILD...) before anything else holds it is as deep as its parts.
+    It runs on the service's loop for every operation: the common opcodes come first,
+    and the MEMOIZE that follows most values is taken with them.
+    """
+    depths = [0]  # by node; node 0 is every scalar, function and class
+    stack: list[int] = []
+    push = stack.append
+    marks: list[int] = []
+    memo: dict[int, int] = {}
+    taken_again: set[int] = set()
+    hows, sizes = _HOWS, _SIZES
+    deepest = at = 0
+    try:
+        while True:
+            op = payload[at]
+            how = hows[op]
+            at += 1
+            if how == _SHORT:
+                at += 1 + payload[at]
+                push(0)
+                if payload[at] == _MEMOIZE_OP:
+                    memo[len(memo)] = 0
+                    at += 1
+            elif how == _MEMOIZE:
+                memo[len(memo)] = stack[-1]
+            elif how == _GET:
+                size = sizes[op]
+                node = memo[int.from_bytes(payload[at : at + size], "little")]
+                at += size
+                if node:
+                    taken_again.add(node)
+                push(node)
+            elif how == _SCALAR:
+                at += sizes[op]
+                push(0)
+            elif how == _MARK:
+                marks.append(len(stack))
+            elif how == _PUT:
+                size = sizes[op]
+                memo[int.from_bytes(payload[at : at + size], "little")] = stack[-1]
+                at += size
+            elif how == _SKIP:
+                at += sizes[op]
+            elif how == _LONG:
+                size = sizes[op]
+                at += size + int.from_bytes(payload[at : at + size], "little")
+                push(0)
+            elif how == _LINE:
+                for _ in range(sizes[op]):
+                    at = payload.index(b"\n", at) + 1
+                push(0)
+            elif how == _STOP:
+                return deepest
+            elif how in (_STACK_GLOBAL, _BINPERSID):
+                del stack[len(stack) - sizes[op] :]
+                push(0)
+                if payload[at] == _MEMOIZE_OP:
+                    memo[len(memo)] = 0
+                    at += 1
+            elif how == _POP:
+                if marks and marks[-1] == len(stack):
+                    marks.pop()  # as the unpickler does: the mark on top goes
+                else:
+                    stack.pop()
+            elif how == _POP_MARK:
+                del stack[marks.pop() :]
+            elif how == _DUP:
+                taken_again.add(stack[-1])
+                push(stack[-1])
+            elif how < _EMPTY:
+                raise WireError(f"an unreadable ledger frame: opcode {op} at byte {at - 1}")
+            else:  # a node built, or filled in, from values taken off the stack
+                if how == _EMPTY:
+                    depth = 1
+                else:
+                    if how in (_TUPLE_N, _CALL, _INTO):
+                        start = len(stack) - sizes[op]
+                    else:
+                        if how == _INST:
+                            for _ in range(sizes[op]):
+                                at = payload.index(b"\n", at) + 1
+                        start = marks.pop()
+                    depth = 1
+                    for node in stack[start:]:
+                        if depths[node] >= depth:
+                            depth = depths[node] + 1
+                    del stack[start:]
+                if how < _INTO:
+                    node = len(depths)
+                    depths.append(depth)
+                    push(node)
+                    if payload[at] == _MEMOIZE_OP:
+                        memo[len(memo)] = node
+                        at += 1
+                else:
+                    node = stack[-1]
+                    if depth <= depths[node]:
+                        continue
+                    if node == 0 or node in taken_again:
+                        raise FrameRefused(
+                            f"a ledger {kind} frame that fills in a value it took again, a"
+                            " scalar, a function or a class: nothing was built or applied"
+                        )
+                    depths[node] = depth
+                if depth > deepest:
+                    deepest = depth
+                    if depth > most:
+                        raise FrameRefused(
+                            f"a ledger {kind} frame nesting deeper than the {most} levels an"
+                            " operation of its kind may: nothing was built or applied"
+                        )
+    except (IndexError, KeyError, ValueError) as exc:
+        raise WireError(f"an unreadable ledger frame: {type(exc).__name__} at byte {at}") from exc
 
 
 def shippable_error(exc: BaseException) -> BaseException:
