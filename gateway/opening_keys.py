@@ -20,9 +20,10 @@ once every ``ISSUED_RECHECK_SECONDS``, whether the read succeeded or failed.
 An envelope sealed to a thumbprint the bank never issued, or to a certificate that has
 ended or been revoked since, is opened with the bank's own (newest) credentials as
 before any renewal, so it gets the refusal it always got (WRONG_RECIPIENT). So is one
-sealed to an older certificate of the bank, recorded in ca.db before the newest, that
-this process does not hold (its key deleted, ``setpay keys delete``, or its kept file
-removed): no process of the bank opens it, now or once restarted, and answered
+sealed to an older certificate of the bank, recorded in ca.db before the newest (in the
+order ca.db recorded them, never by the recording hosts' clocks), that this process does
+not hold (its key deleted, ``setpay keys delete``, or its kept file removed): no
+process of the bank opens it, now or once restarted, and answered
 UNAVAILABLE it kept the merchant sending it again until the certificate ended, a year.
 The newest certificate itself is not checked here, as it was not before renewals
 existed. Only the older keys are held here: the newest are the bank's ``credentials``,
@@ -88,20 +89,24 @@ def ca_db_reader(ca_db: Path, gateway: Credentials, issuer_thumb: bytes) -> Issu
     the key-exchange certificate ``gateway`` hands out when ca.db records it: only those
     can be a renewal's since this process started. One recorded before it and not held
     here (its key deleted, its kept file removed) no process of the bank will ever open:
-    its envelopes get the refusal, not UNAVAILABLE for good."""
+    its envelopes get the refusal, not UNAVAILABLE for good.
+
+    Recorded after, in ca.db's insertion order (``recorded_after``), never by the time
+    each is stamped with: that is the renewing host's clock, and a renewal on a host whose
+    clock is behind (or after one on a host whose clock was ahead) is stamped before the
+    certificate this process hands out, while an older certificate can be stamped after
+    it. By the stamps, the first got the refusal, final for the merchant, where it must
+    be answered UNAVAILABLE."""
     subject = common_name_of(load_certificate(gateway.signature_cert))
-    newest_thumb = gateway.key_exchange_thumb
+    newest_thumb = gateway.key_exchange_thumb or b""
 
     def read() -> Mapping[bytes, int]:
         store = CaStore.open_readonly(ca_db)
         try:
             with store.read() as tx:
                 live: dict[bytes, int] = {}
-                # Oldest first: what was recorded before the newest is dropped at it.
-                for cert, revoked_ms in tx.listed_certificates(subject=subject):
-                    if cert.thumb == newest_thumb:
-                        live.clear()
-                    elif (
+                for cert, revoked_ms in tx.recorded_after(newest_thumb, subject=subject):
+                    if (
                         revoked_ms is None
                         and cert.issuer_thumb == issuer_thumb
                         and cert.certificate_type == PAYMENT_GATEWAY

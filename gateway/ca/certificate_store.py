@@ -109,6 +109,31 @@ class CertificateQueries:
         for r in rows:
             yield _issued(r), r[9]
 
+    def recorded_after(
+        self, thumb: bytes, *, subject: str
+    ) -> Iterator[tuple[IssuedCertificate, int | None]]:
+        """Certificates naming exactly ``subject`` recorded after the one with this
+        thumbprint (all of them when ca.db records none), with their revocation time (None:
+        not revoked), in the order they were recorded.
+
+        By insertion order (rowid), never by ``issued_ms``: that is the recording host's
+        clock, and a certificate recorded later on a host whose clock is behind (or after
+        one recorded on a host whose clock was ahead) is stamped earlier. Rowids are never
+        reused, as certificates are never deleted. Read as consumed, like
+        ``listed_certificates``: consume them inside the transaction."""
+        # Through the index on the subject; the thumbprint's rowid through its primary key.
+        rows = self._db.execute(
+            "SELECT c.thumb, c.serial, c.issuer_thumb, c.certificate_type, c.usage, c.subject, "
+            "c.der, c.not_after_ms, c.issued_ms, r.revoked_ms FROM certificates AS c "
+            "LEFT JOIN revocations AS r ON r.cert_thumb = c.thumb "
+            "WHERE c.subject = :subject AND c.rowid > "
+            "COALESCE((SELECT rowid FROM certificates WHERE thumb = :thumb), 0) "
+            "ORDER BY c.rowid",
+            {"subject": subject, "thumb": thumb},
+        )
+        for r in rows:
+            yield _issued(r), r[9]
+
     # -- revocation -----------------------------------------------------------------
 
     def revoke(self, cert: IssuedCertificate, now_ms: int) -> None:
