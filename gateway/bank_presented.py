@@ -11,7 +11,9 @@ to do:
   second. Renewing the gateway's keys (``setpay ca renew-gateway``) mends any of it, and
   runs on such a bank: a renewal (the remedy, which rewrites what is judged) or a
   pruning loads the bank without this judgement (``judge_presented`` False), as the CA's
-  commands do, which manage the bank rather than serve;
+  commands do, which manage the bank rather than serve. In the Payment Gateway CA's last
+  day too: there a renewal refuses only to replace certificates that still stand until
+  the CA's end (``renewing_gains``), never such a bank's;
 - each CA's certificate and key-exchange certificate (``cca.der``, ``cca-kex.der``, ...):
   one that does not chain to the brand root, or is of another type or usage, was not
   issued to this key by this brand; put back the one the brand root issued. One that has
@@ -97,12 +99,44 @@ def check_presented(
         else f"renew the gateway's keys with `{renew_gateway_command(config)}` (the bank "
         "stopped), then start it"
     )
+    refused = refused_gateway(trust, gateway, when)
+    if refused is not None:
+        presented, refusal = refused
+        raise _refused(presented, refusal, remedy) from refusal
+
+
+def renewing_gains(
+    trust: TrustStore, gateway: Credentials, issuer_ends: datetime, at: datetime
+) -> str | None:
+    """Why renewing the gateway's certificates (``gateway``) at ``at`` gains something
+    when the renewed ones would end at ``issuer_ends`` (their issuer's end); None when it
+    gains nothing: peers accept the current ones at ``at``, and both last until then.
+
+    Asked by a renewal within the Payment Gateway CA's last day
+    (``gateway.gateway_renewal``): a bank whose start refuses its gateway certificates is
+    told to renew (``check_presented``), and is mended so for the hours the CA has left."""
+    refused = refused_gateway(trust, gateway, at)
+    if refused is not None:
+        return f"{refused[0].name} is refused by peers ({refused[1]})"
+    ders = (gateway.signature_cert, gateway.key_exchange_cert)
+    current_ends = min(load_certificate(der).not_valid_after_utc for der in ders if der)
+    if current_ends < issuer_ends:
+        return f"the current certificates end at {current_ends:%Y-%m-%d %H:%M:%S} UTC, before it"
+    return None
+
+
+def refused_gateway(
+    trust: TrustStore, gateway: Credentials, at: datetime
+) -> tuple[Presented, ProtocolError] | None:
+    """The first of the gateway's own certificates (``gateway``) a peer refuses at
+    ``at``, with its refusal; None when peers accept both."""
     chain = gateway.chain
     for presented in _presented(gateway, roles.PAYMENT_GATEWAY, chain, chain):
         try:
-            verify_presented(trust, presented, when)
+            verify_presented(trust, presented, at)
         except ProtocolError as exc:
-            raise _refused(presented, exc, remedy) from exc
+            return presented, exc
+    return None
 
 
 def _presented(

@@ -86,6 +86,7 @@ from gateway.bank_pki import (
     open_ca_store,
     unused_gateway_certificates,
 )
+from gateway.bank_presented import renewing_gains
 from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import record_certificate, revoke
@@ -106,11 +107,9 @@ from setcore.registration import key_thumbprint, spki_of
 
 log = logging.getLogger("setpay.provisioning")
 
-# The least a renewal must leave of the Payment Gateway CA's life. The certificates it
-# issues end with their issuer (``setcore.pki.issuance``): started closer to that end, it
-# installed, as renewed, certificates lasting minutes, and left the bank and its merchants
-# on keys about to stop being accepted, the old certificates lasting as long. Nothing
-# renews the CA itself (CHANGELOG.md, "Known limitations").
+# The least a renewal must leave of the Payment Gateway CA's life while the gateway's
+# certificates stand until its end (``_check_issuer_lasts``): the ones it issues end with
+# their issuer, and nothing renews the CA itself (CHANGELOG.md, "Known limitations").
 ISSUER_MUST_LAST = timedelta(days=1)
 
 
@@ -366,44 +365,26 @@ def _revoke_unheld(
         store.close()
 
 
-def _check_issuer_lasts(pca: IssuingCA, when: datetime) -> None:
-    """Refuse, before any key or certificate is made, a renewal whose Payment Gateway CA
-    has ended or ends within ``ISSUER_MUST_LAST`` (loading the bank's PKI before it may
-    have re-published its CRLs, as any start does).
-
-    A certificate never outlives its issuer (``setcore.pki.issuance``): past the CA's
-    end, issuing refuses an empty validity window in words that name neither the CA nor
-    the remedy, once two key versions are made (then taken back); in the ``CLOCK_SKEW``
-    after that end the window (backdated by it) is not empty, and the renewal installed
-    certificates that had already ended, as renewed. Just before that end, it installed
-    certificates lasting as long as the CA has left, minutes perhaps, which renew
-    nothing: the certificates they replace end then too.
-    """
-    ends = pca.certificate.not_valid_after_utc
+def _check_issuer_stands(pki: BankPki, pca: IssuingCA, when: datetime) -> None:
+    """Refuse, before any key or certificate is made, a renewal whose Payment Gateway CA's
+    certificate peers refuse at ``when``, judged as the bank's start judges it
+    (``setcore.pki.presented``, with the revocation data held). Past the CA's end, issuing
+    refused an empty window once two key versions were made; in the ``CLOCK_SKEW`` after
+    it, and under a revoked CA, the renewal installed certificates no peer accepts. A
+    ``when`` before the CA begins is this host's clock behind: the remedy is the clock."""
+    begins, ends = pca.certificate.not_valid_before_utc, pca.certificate.not_valid_after_utc
+    if when < begins:
+        raise ProvisioningError(
+            f"the Payment Gateway CA's certificate begins at {begins:%Y-%m-%d %H:%M:%S} UTC,"
+            f" after the renewal's time, {when:%Y-%m-%d %H:%M:%S} UTC: this host's clock is"
+            " behind; set it right, then renew; nothing was renewed"
+        )
     if ends <= when:
         raise ProvisioningError(
             f"the Payment Gateway CA's certificate ended at {ends:%Y-%m-%d %H:%M:%S} UTC:"
             " it certifies no new key of the gateway, and a CA cannot be renewed; nothing"
             " was renewed"
         )
-    if ends - when < ISSUER_MUST_LAST:
-        left = int((ends - when).total_seconds() // 60)
-        raise ProvisioningError(
-            f"the Payment Gateway CA's certificate ends at {ends:%Y-%m-%d %H:%M:%S} UTC, in"
-            f" {left // 60} h {left % 60} min: the gateway's certificates never outlive it,"
-            " so renewed ones would end then too, as the current ones do, and a CA cannot"
-            f" be renewed; a renewal needs at least {ISSUER_MUST_LAST.days} day of the CA's"
-            " life left; nothing was renewed"
-        )
-
-
-def _check_issuer_stands(pki: BankPki, when: datetime) -> None:
-    """Refuse, before any key or certificate is made, a renewal whose Payment Gateway CA's
-    certificate peers refuse at ``when`` (revoked, say), judged as the bank's start judges
-    it (``setcore.pki.presented``: with the revocation data held, however stale). Peers
-    refuse every certificate such a CA issues: the renewal made two key versions and
-    recorded and installed, as renewed, two certificates no peer accepts, on a bank
-    whose start says renewing does not help (``gateway.bank_presented``)."""
     presented = Presented(
         f"{CA_LABELS[PAYMENT_GATEWAY_CA]}{CERT_SUFFIX}", pki.pca.signature_cert, (),
         PAYMENT_GATEWAY_CA, CertificateUsage.SIGNATURE,
@@ -415,6 +396,32 @@ def _check_issuer_stands(pki: BankPki, when: datetime) -> None:
             f"the Payment Gateway CA's certificate no longer stands ({exc}): no peer accepts"
             " a certificate it issues, and a CA cannot be renewed; nothing was renewed"
         ) from exc
+
+
+def _check_issuer_lasts(pki: BankPki, pca: IssuingCA, when: datetime) -> None:
+    """Refuse a renewal within ``ISSUER_MUST_LAST`` of the Payment Gateway CA's end while
+    the gateway's certificates stand until that end: renewed ones end with their issuer,
+    and renew nothing. Else it runs, warning: it mends a bank whose start says to renew
+    (``gateway.bank_presented``) for the hours the CA has left."""
+    ends = pca.certificate.not_valid_after_utc
+    if ends - when >= ISSUER_MUST_LAST:
+        return
+    left = int((ends - when).total_seconds() // 60)
+    in_words = f"{ends:%Y-%m-%d %H:%M:%S} UTC, in {left // 60} h {left % 60} min"
+    gains = renewing_gains(pki.trust, pki.gateway, ends, when)
+    if gains is None:
+        raise ProvisioningError(
+            f"the Payment Gateway CA's certificate ends at {in_words}: the gateway's"
+            " certificates never outlive it, so renewed ones would end then too, as the"
+            " current ones (which still stand) do, and a CA cannot be renewed; a renewal"
+            f" needs at least {ISSUER_MUST_LAST.days} day of the CA's life left while they"
+            " stand until its end; nothing was renewed"
+        )
+    log.warning(
+        "renewing the gateway's keys although the Payment Gateway CA's certificate ends at"
+        " %s, since %s: the renewed certificates end with it, and a CA cannot be renewed",
+        in_words, gains,
+    )  # fmt: skip
 
 
 def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
@@ -437,8 +444,8 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
     pki = load_bank_pki(config, locked=locked, judge_presented=False)
     try:
         keys = pki.authority_keys()
-        _check_issuer_lasts(keys.gateway.issuing, when)
-        _check_issuer_stands(pki, when)
+        _check_issuer_stands(pki, keys.gateway.issuing, when)
+        _check_issuer_lasts(pki, keys.gateway.issuing, when)
         _revoke_unheld(config, pki, keys, when)
         old_kex = pki.gateway.key_exchange_key
         if old_kex is None or pki.gateway.key_exchange_cert is None:

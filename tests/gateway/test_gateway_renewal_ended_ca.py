@@ -7,9 +7,13 @@ expired?)"), taking them back; at the CA's very end (within the five minutes a n
 is backdated by) it installed, as renewed, certificates that had already ended. It is
 refused first, naming the CA's end, and makes nothing.
 
-Within a day of that end it is refused too: a minute before it, the renewal installed, as
-renewed, certificates lasting a minute (they end with their issuer), renewing nothing. And
-so is a renewal under a Payment Gateway CA whose certificate was revoked.
+Within a day of that end it is refused too while the gateway's certificates stand until
+that end: a minute before it, the renewal installed, as renewed, certificates lasting a
+minute (they end with their issuer), renewing nothing. It still runs there when they no
+longer stand (revoked, ended: the bank's start refuses to serve and says to renew) or end
+before the CA: it mends the bank for the hours the CA has left. A renewal under a Payment
+Gateway CA whose certificate was revoked is refused; one on a host whose clock is behind
+the CA's beginning says so.
 """
 
 from __future__ import annotations
@@ -75,12 +79,22 @@ def test_a_renewal_past_the_gateway_ca_end_is_refused_and_makes_nothing(
 
 
 def _pca_end(config: BankConfig) -> datetime:
-    """When the bank's Payment Gateway CA's certificate ends."""
-    pki = load_bank_pki(config)
+    """When the bank's Payment Gateway CA's certificate ends (also on a bank whose start
+    refuses its gateway certificates)."""
+    pki = load_bank_pki(config, judge_presented=False)
     try:
         return load_certificate(pki.pca.signature_cert).not_valid_after_utc
     finally:
         pki.close()
+
+
+def _renewed_before_the_end(config: BankConfig, before_end: timedelta = 2 * A_DAY) -> datetime:
+    """Renew the bank's gateway keys ``before_end`` before its Payment Gateway CA ends (as
+    a yearly renewal may): the gateway's certificates then end with the CA (or a year
+    after, if sooner). Returns the CA's end."""
+    ends = _pca_end(config)
+    renew_gateway_keys(config, at=ends - before_end)
+    return ends
 
 
 REFUSED_WITHIN = {
@@ -94,14 +108,17 @@ REFUSED_WITHIN = {
 def test_a_renewal_within_a_day_of_the_gateway_ca_end_is_refused_and_makes_nothing(
     tmp_path: Path, before_end: timedelta
 ) -> None:
-    """At the CA's notAfter, and less than a day before it: a minute before, the renewal
-    installed certificates lasting a minute, as renewed."""
+    """At the CA's notAfter, and less than a day before it while the gateway's
+    certificates stand until then: a minute before, the renewal installed certificates
+    lasting a minute, as renewed, replacing ones that lasted as long."""
     config = _bank(tmp_path / "bank", datetime.now(UTC))
-    at = _pca_end(config) - before_end
+    ends = _renewed_before_the_end(config)
     before = _state(config)
     with pytest.raises(ProvisioningError, match=REFUSED_WITHIN[before_end]) as refused:
-        renew_gateway_keys(config, at=at)
+        renew_gateway_keys(config, at=ends - before_end)
     assert "a CA cannot be renewed" in str(refused.value)
+    if before_end:  # the current ones stand until the CA's end: the message says so
+        assert "as the current ones (which still stand) do" in str(refused.value)
     assert str(refused.value).endswith("nothing was renewed")
     assert _state(config) == before
 
@@ -128,6 +145,7 @@ def test_the_command_says_why_and_exits_1(
     """``setpay ca renew-gateway`` on a bank whose Payment Gateway CA ends in an hour."""
     made = datetime.now(UTC) - CA_LIFETIME + timedelta(hours=1)
     config = _bank(tmp_path / "bank", made)
+    _renewed_before_the_end(config)  # its gateway certificates stand until the CA's end
     # The command reads the bank's ports from the environment, as an operator's would.
     monkeypatch.setenv("SETPAY_LISTEN", config.listen)
     monkeypatch.setenv("SETPAY_CA_LISTEN", config.ca_listen)
