@@ -20,7 +20,12 @@ both, until an operator clears the pin (``setpay merchant forget-gateway``). The
 sends a PCertReq itself before its first answer if no gateway is pinned yet.
 
 ``GatewayKeys`` keeps the gateway's certificates from PCertRes: fetched at start, again
-after ``GATEWAY_CERTIFICATES_TTL`` or when the key-exchange certificate nears its end.
+after ``GATEWAY_CERTIFICATES_TTL``, when the key-exchange certificate nears its end, or
+as soon as the merchant's trust store no longer accepts them (revoked, say, after the
+bank renewed the gateway's keys for a compromised one): a revoked certificate kept for
+the rest of the hour would have every wallet refuse the PInitRes naming it and the
+gateway refuse every AuthReq sealed to it (WRONG_RECIPIENT, final), every purchase
+failing.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from setcore.capture import CaptureResult, CaptureState, open_capture_response
 from setcore.credentials import Credentials
 from setcore.enum_names import code_name
 from setcore.envelope import Recipient
-from setcore.errors import ErrorCode, fail
+from setcore.errors import ErrorCode, ProtocolError, fail
 from setcore.freshness import now_ms
 from setcore.gateway_admin import (
     SUCCESS,
@@ -66,6 +71,8 @@ from setcore.gateway_admin import (
     open_batch_admin_response,
     open_pcert_response,
 )
+from setcore.pki.bci import RevocationUnavailable
+from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.signers import GatewayIdentity
@@ -298,6 +305,15 @@ class GatewayClient:
         return item, self._pin(served(item).signature)
 
 
+@dataclass(frozen=True)
+class _Stale:
+    """Why ``GatewayKeys`` fetches the gateway's certificates again: ``refused`` when its
+    trust store no longer accepts them (a warning), not merely their age."""
+
+    why: str
+    refused: bool = False
+
+
 class GatewayKeys:
     """The gateway certificates the merchant names in PInitRes and seals requests to."""
 
@@ -306,40 +322,105 @@ class GatewayKeys:
         fetch: Callable[[], GatewayCertificate],
         ttl: timedelta = GATEWAY_CERTIFICATES_TTL,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        trust: TrustStore | None = None,
     ) -> None:
         """``fetch``: a verified PCertRes item for the merchant's brand; one that serves
-        no certificates is refused as ``gateway_certificates`` refuses it (``served``)."""
+        no certificates is refused as ``gateway_certificates`` refuses it (``served``).
+
+        ``trust``: the merchant's trust store, which its revocation feed keeps current
+        (``clients.revocation``): certificates it refuses are fetched again at the next
+        ``current``, not an hour later. None (a tool or a test with no trust store of its
+        own) judges them by their age and end alone."""
         self._fetch = fetch
         self._ttl = ttl.total_seconds()
         self._clock = clock
+        self._trust = trust
         self._lock = threading.Lock()
         self._current: ServedCertificates | None = None
         self._fetched_at = 0.0
 
-    def _stale(self, current: ServedCertificates) -> bool:
-        if self._clock() - self._fetched_at >= self._ttl:
-            return True
+    def _stale(self, current: ServedCertificates) -> _Stale | None:
+        """Why the certificates held must be fetched again; None while they serve."""
+        age = self._clock() - self._fetched_at
+        if age >= self._ttl:
+            return _Stale(f"fetched {age:.0f} s ago")
         # Ask again before the certificate ends rather than hand out one about to expire.
-        return current.key_exchange.not_after <= datetime.now(UTC) + self._ttl_delta()
+        ends = current.key_exchange.not_after
+        if ends <= datetime.now(UTC) + self._ttl_delta():
+            return _Stale(f"the key-exchange certificate ends at {ends:%Y-%m-%d %H:%M} UTC")
+        return self._refused(current)
+
+    def _refused(self, current: ServedCertificates) -> _Stale | None:
+        """Why the trust store no longer accepts the certificates held; None while it does.
+
+        Its chain verification, whose answer it caches until its revocation data changes
+        (or the chain's validity or that data's window ends): a dictionary lookup per
+        certificate while they stand, a full validation once the feed installs new data.
+        Revocation data too old to judge by (``RevocationUnavailable``) refuses nothing
+        here: a PCertRes fetched now would be judged by the same data, and every message
+        the merchant opens waits on that feed anyway (``authorizer``)."""
+        if self._trust is None:
+            return None
+        held = (
+            (current.key_exchange, CertificateUsage.KEY_EXCHANGE),
+            (current.signature, CertificateUsage.SIGNATURE),
+        )
+        for certificate, usage in held:
+            try:
+                self._trust.verify_chain(certificate.der, current.chain, PAYMENT_GATEWAY, usage)
+            except RevocationUnavailable:
+                return None
+            except ProtocolError as refused:
+                return _Stale(
+                    f"the merchant's trust store refuses the gateway's {usage.value}"
+                    f" certificate {certificate.thumbprint.hex()[:8]}: {refused}",
+                    refused=True,
+                )
+        return None
 
     def _ttl_delta(self) -> timedelta:
         return timedelta(seconds=self._ttl)
 
     def current(self) -> ServedCertificates:
-        """The gateway's verified certificates, fetched again when stale."""
+        """The gateway's verified certificates, fetched again when stale.
+
+        Raises what ``fetch`` raises when they must be fetched again and cannot be. None
+        the trust store refuses is handed out meanwhile: a wallet would refuse the
+        PInitRes naming it, and the gateway every request sealed to it."""
         current = self._current
-        if current is not None and not self._stale(current):
+        if current is not None and self._stale(current) is None:
             return current
         with self._lock:
             current = self._current
-            if current is None or self._stale(current):
-                current = served(self._fetch())
-                self._current, self._fetched_at = current, self._clock()
-                log.info(
-                    "gateway certificates: key exchange %s (%s)",
-                    current.key_exchange.thumbprint.hex()[:8], current.key_exchange.subject_id,
+            if current is None:
+                return self._fetched(None)
+            stale = self._stale(current)
+            return current if stale is None else self._fetched(stale)
+
+    def _fetched(self, stale: _Stale | None) -> ServedCertificates:
+        """The certificates fetched now (the lock held), in place of those held, if any
+        (``stale`` says why they no longer serve). A refusal by the trust store is logged
+        as a warning, and so is a fetch failing after one; the failure is raised as it
+        came, for the caller to meet as any failure of ``fetch``."""
+        if stale is not None:
+            level = logging.WARNING if stale.refused else logging.DEBUG
+            log.log(level, "gateway certificates fetched again: %s", stale.why)
+        try:
+            current = served(self._fetch())
+        except Exception as exc:
+            if stale is not None and stale.refused:
+                log.warning(
+                    "gateway certificates not fetched again (%s: %s); none is handed out"
+                    " until they are", type(exc).__name__, exc,
                 )  # fmt: skip
-            return current
+            raise
+        self._current, self._fetched_at = current, self._clock()
+        log.info(
+            "gateway certificates: key exchange %s (%s)",
+            current.key_exchange.thumbprint.hex()[:8], current.key_exchange.subject_id,
+        )  # fmt: skip
+        return current
 
     def recipient(self) -> Recipient:
         """The gateway key-exchange key requests are sealed to."""

@@ -187,7 +187,9 @@ class Merchant:
             revocation.ensure_fresh()
             return gateway.gateway_certificates(config.brand_id)
 
-        keys = GatewayKeys(fetch_gateway_certificates)
+        # Judged by the trust store the feed keeps current: a revoked certificate is
+        # fetched again at the next use, not at the TTL's end.
+        keys = GatewayKeys(fetch_gateway_certificates, trust=trust)
         authorizer = Authorizer(store, credentials, gateway, keys, config.merchant_id, revocation)
         checkout = Checkout(
             credentials, trust, store, keys, authorizer, revocation, config.brand_id,
