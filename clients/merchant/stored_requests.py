@@ -76,6 +76,13 @@ class StoredRequests(abc.ABC, Generic[R]):
         # lasts: sent first in every round, it would keep every request behind it unsent.
         self._ended_round: dict[bytes, int] = {}
         self._round = 0
+        # The requests a round of ``resume`` reached while the gateway answered: each
+        # answered, or the one a round ended at after the gateway answered another of it.
+        # A round the gateway answered has asked every one when those after the one it
+        # ended at were all reached before: two requests it cannot answer take turns
+        # ending the rounds, neither of them ever the last (``_end_round``).
+        self._reached: set[bytes] = set()
+        self._sending = _Sending()
 
     # -- what each kind says for itself ---------------------------------------------------
 
@@ -147,7 +154,7 @@ class StoredRequests(abc.ABC, Generic[R]):
         """``_send``, but for the merchant's own failures, which it lets through."""
         sent_ms = now_ms()  # before sending: the gateway decides no earlier (``renewal``)
         try:
-            return self._exchange(request)
+            return self._exchanged(request)
         except UnknownResultCode as exc:  # verified, but not read: counted, put off
             raise outcome.pending(self._store, request, self._named(request), exc) from exc
         except outcome.GATEWAY_FAILURES as exc:
@@ -156,6 +163,22 @@ class StoredRequests(abc.ABC, Generic[R]):
             if renewable and renewal.refused_as_stale(exc):
                 return self._renew(request, exc, sent_ms)
             return self._refused(request, exc)
+
+    def _exchanged(self, request: R) -> R:
+        """``_exchange``, noted for ``resume`` (``_Sending``): the request sent, and
+        whether the gateway answered it at all (anything but no answer is an answer, one
+        that did not verify or that the merchant failed to save too)."""
+        sending = self._sending
+        sending.key = _key(request)
+        try:
+            done = self._exchange(request)
+        except TransportError:
+            raise
+        except Exception:
+            sending.answered = True
+            raise
+        sending.answered = True
+        return done
 
     def _refused(self, request: R, error: PeerError, why: str | None = None) -> R:
         """End the request failed, as the gateway's verified refusal says (``why``: what
@@ -248,8 +271,10 @@ class StoredRequests(abc.ABC, Generic[R]):
         alone, for as long as it cannot build that one's answer (``gateway.servicer``): so
         the request that ended a round goes after the others in the rounds that follow
         (the one that ended the latest round last), and never keeps those behind it
-        unsent. A round that ends at its last request, the gateway having answered
-        another, has asked every one.
+        unsent. A round the gateway answered another request of has asked every one when
+        it ends at its last request, or at one each after which an earlier round reached
+        (``_reached``). A request another thread tried since it was read, or that ended
+        meanwhile, was not sent: it is no answer of the gateway's, and moves nothing.
         """
         due = due_at_ms if self._asked_all else None
         unanswered = self._unanswered()
@@ -258,6 +283,7 @@ class StoredRequests(abc.ABC, Generic[R]):
         still = {_key(request) for request in unanswered}
         for gone in [key for key in ended_round if key not in still]:
             del ended_round[gone]
+        self._reached &= still
         waiting = sorted(
             (
                 request
@@ -271,32 +297,55 @@ class StoredRequests(abc.ABC, Generic[R]):
         )
         ended = []
         answered = False  # the gateway answered a request of this round, however
+        sending = self._sending
         for number, request in enumerate(waiting):
             if stop is not None and stop.is_set():
                 break
+            sending.key, sending.answered = None, False
             try:
                 done = self._resend(request)
             except OutcomeUnknown as exc:  # logged as it was raised
-                if isinstance(exc.cause, TransportError):
-                    ended_round[_key(request)] = self._round
-                    log.warning(
-                        "gateway unreachable: %d unanswered %s wait for the next resume",
-                        len(waiting) - number, self.noun,
-                    )  # fmt: skip
-                    if answered and number == len(waiting) - 1:
-                        # The last, the gateway reachable for the others: all were asked.
-                        self._asked_all = True
-                    break
+                done, no_answer = None, isinstance(exc.cause, TransportError)
+            else:
+                no_answer = False
+            answered = answered or sending.answered
+            if no_answer:
+                self._end_round(waiting[number:], answered)
+                break
+            if sending.answered:  # else nothing was sent, and nothing learnt of it
+                self._reached.update({_key(request), sending.key or _key(request)})
                 ended_round.pop(_key(request), None)
-                answered = True
-                continue
-            ended_round.pop(_key(request), None)
-            answered = True
             if done is not None:
                 ended.append(done)
         else:
             self._asked_all = True
         return ended
+
+    def _end_round(self, rest: list[R], answered: bool) -> None:
+        """End a round of ``resume`` at ``rest[0]``, which had no answer at all, ``rest``
+        left unsent; ``answered``: the gateway answered a request of this round."""
+        first = rest[0]
+        # The request in flight: one built afresh in this round has its own RRPID.
+        in_flight = self._sending.key or _key(first)
+        if answered:  # reachable for another: the gateway cannot answer this one now
+            self._reached.add(in_flight)
+            if all(_key(later) in self._reached for later in rest[1:]):
+                self._asked_all = True  # those after it were reached in earlier rounds
+        self._ended_round.pop(_key(first), None)
+        self._ended_round[in_flight] = self._round
+        log.warning(
+            "gateway unreachable: %d unanswered %s wait for the next resume",
+            len(rest), self.noun,
+        )  # fmt: skip
+
+
+class _Sending(threading.local):
+    """What the latest ``_exchange`` of this thread came to, for the ``resume`` round
+    sending in it (other threads send too: Purchase, a command): which request went
+    (``_key``: one built afresh has its own), and whether the gateway answered."""
+
+    key: bytes | None = None
+    answered = False
 
 
 def _key(request: Order | Operation | BatchRequest) -> bytes:

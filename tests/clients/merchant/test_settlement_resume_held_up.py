@@ -89,23 +89,30 @@ def _operation(name: str, retry_after_ms: int = 0) -> Operation:
     )  # fmt: skip
 
 
+class _Postponing:
+    """A store that only takes a request's next try put off (``outcome.pending``)."""
+
+    def postpone(self, *_: object, **__: object) -> None:
+        return None
+
+
 class Scripted(StoredRequests[Operation]):
     """Waiting operations whose every sending is answered as ``answer`` says: the ended
-    operation, or an exception (the cause of an ``OutcomeUnknown``)."""
+    operation, or an exception (raised from ``_exchange``, as the gateway client would,
+    and judged as ``_send`` judges any)."""
 
     def __init__(self, waiting: list[Operation]) -> None:
         nothing = cast(Any, None)
-        super().__init__(nothing, nothing, nothing, nothing, "m")
+        super().__init__(cast(Any, _Postponing()), nothing, nothing, nothing, "m")
         self.waiting = waiting
         self.sent: list[str] = []
         self.answer: Callable[[Operation], Exception | None] = lambda op: None
 
-    def _resend(self, request: Operation) -> Operation | None:
-        name = request.rrpid.rstrip(b"-").decode()
-        self.sent.append(name)
+    def _exchange(self, request: Operation) -> Operation:
+        self.sent.append(self._named(request))
         cause = self.answer(request)
         if cause is not None:
-            raise OutcomeUnknown(name, str(cause), cause)
+            raise cause
         self.waiting.remove(request)
         return request
 
@@ -114,9 +121,6 @@ class Scripted(StoredRequests[Operation]):
 
     def _named(self, request: Operation) -> str:
         return request.rrpid.rstrip(b"-").decode()
-
-    def _exchange(self, request: Operation) -> Operation:
-        raise NotImplementedError
 
     def _fail(self, request: Operation, error_code: int) -> Operation:
         raise NotImplementedError
