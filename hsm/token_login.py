@@ -15,7 +15,9 @@ offered again on every call after a reconnect. ``PinLatch`` remembers a refusal 
 identity of the PIN source as it was read (a file's device, inode, modification time
 and size; an environment variable's value under a keyed hash made for this latch and
 kept only in memory) and refuses further logins, with the same error and without
-calling C_Login, until that identity changes.
+calling C_Login, until that identity changes. A PIN that cannot be the one meant (a
+byte-order mark, a line break or another control character in it: ``pin_problem``) is
+refused before any C_Login, every time it is read, and nothing is latched or shared.
 
 A PIN file's refusal is also written beside the token's login lock file, so the other
 processes on this host that use that token and that file (a gateway's workers all
@@ -204,6 +206,12 @@ class LoginCalls:
     def open_logged_in(self, token: Any, pin_source: PinSource) -> Any:
         """A new session on ``token``, logged in; closed again if the login fails."""
         pin = pin_source.read()
+        problem = pin_problem(pin)
+        if problem is not None:
+            # Not offered: a real HSM counts every refused PIN towards locking it.
+            raise PermanentBackendError(
+                f"the PIN from {pin_source.describe()} {problem}: not offered to the token"
+            )
         # Not Token.open(user_pin=...): it leaves its session open when C_Login fails.
         session = token.open(rw=True)
         try:
@@ -243,6 +251,25 @@ class LoginCalls:
         self._get_session_info = _GetSessionInfo(functions.C_GetSessionInfo)
         self._login = _Login(functions.C_Login)
         self._library = library
+
+
+def pin_problem(pin: str) -> str | None:
+    """Why ``pin`` cannot be the token's PIN as meant (None if it may be), in words that
+    show nothing of it.
+
+    A byte-order mark (an editor's "UTF-8 with BOM"), a second line or a stray carriage
+    return (a file saved with extra line ends), a tab or other control character: none
+    is in a PIN anyone types, and each, offered, is a wrong try a real HSM counts
+    towards locking the PIN, for a mistake that says nothing but "PIN incorrect".
+    """
+    if pin.startswith("\ufeff"):
+        return "starts with a byte-order mark (save the file as plain UTF-8, without one)"
+    if any(char < " " or char == "\x7f" for char in pin):
+        return (
+            "holds a line break or another control character (the file must hold one "
+            "line, with at most one line end after it)"
+        )
+    return None
 
 
 class PinLatch:
