@@ -44,6 +44,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from hsm.observer import wait_aside_with
+
 
 class TurnNotFree(Exception):
     """The turn stayed taken for the whole of a bounded wait (``CpuTurn.held(within=...)``)."""
@@ -145,3 +147,7 @@ def holding(lock: threading.Lock | threading.RLock, turn: CpuTurn | None = None)
 #: The worker process's turn. One per process: it models the process's single core of
 #: Python, so every server and the ledger writer of the process share it.
 PROCESS_TURN = CpuTurn()
+# The key backends' waits (a token session, the PKCS#11 module lock, a token's lock file)
+# are taken aside from it, as the rule above asks of every wait for a lock held elsewhere:
+# a handler waiting seconds for a token a health probe holds froze every other call.
+wait_aside_with(PROCESS_TURN.aside)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from hsm.errors import PermanentBackendError, TransientBackendError
+from hsm.observer import waiting
 
 #: How often a waiter retries a held lock. 5 ms is well under one SoftHSM login
 #: (~2 ms to ~20 ms), so a waiter rarely sleeps long after the holder has finished.
@@ -46,24 +47,33 @@ def exclusive_lock(path: str, timeout_seconds: float) -> Iterator[None]:
             f"cannot create lock file {path}: {exc.strerror or type(exc).__name__}"
         ) from exc
     try:
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError as exc:
-                if time.monotonic() >= deadline:
-                    raise TransientBackendError(
-                        f"lock {path} still held by another process after "
-                        f"{int(timeout_seconds * 1000)} ms"
-                    ) from exc
-                time.sleep(POLL_SECONDS)
+        if not _try_flock(fd):
+            # Held by another process (a login, a key generation): wait inside the
+            # process's wait hook (hsm.observer.waiting), not holding a server's turn.
+            deadline = time.monotonic() + timeout_seconds
+            with waiting():
+                while not _try_flock(fd):
+                    if time.monotonic() >= deadline:
+                        raise TransientBackendError(
+                            f"lock {path} still held by another process after "
+                            f"{int(timeout_seconds * 1000)} ms"
+                        )
+                    time.sleep(POLL_SECONDS)
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _try_flock(fd: int) -> bool:
+    """Take the exclusive flock on ``fd`` if nobody holds it; whether it was taken."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def lock_directory(path: str | None) -> str:

@@ -10,7 +10,11 @@ that does not return) it closes when the first lease comes back.
 
 The module lock is waited for at most the pool wait, by every call and by ``close``:
 a token call that never returns (a network HSM gone quiet) holds it, and the others
-then answer ``TransientBackendError`` instead of waiting behind it for ever.
+then answer ``TransientBackendError`` instead of waiting behind it for ever. A taken
+module lock is waited for inside the process's wait hook (``hsm.observer.waiting``,
+``take_module``): a handler holding its server's turn to compute gives it up while it
+waits behind a token call of a thread that holds no turn (a health probe, a background
+refresh), rather than freezing every other call of its process for that long.
 
 Errors raised: ``TransientBackendError``; ``TokenSession`` raises python-pkcs11's own,
 which ``TokenLink.run`` translates.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +34,18 @@ from pkcs11 import exceptions as p11
 
 from hsm.cryptoki import Cryptoki
 from hsm.errors import TransientBackendError
+from hsm.observer import waiting
 from hsm.session_pool import Lease, SessionPool
 from hsm.token_objects import search_template
+
+
+def take_module(lock: threading.RLock, seconds: float | None) -> bool:
+    """Acquire ``lock``, at once if free, else waiting (at most ``seconds``; None: for
+    ever) inside the wait hook; whether it was acquired."""
+    if lock.acquire(blocking=False):
+        return True
+    with waiting():
+        return lock.acquire(timeout=-1 if seconds is None else seconds)
 
 
 @dataclass
@@ -145,7 +160,7 @@ class SessionKeeper:
     def module_lock(self, action: str) -> Iterator[None]:
         """The module lock, waited for at most the pool wait."""
         lock = self._cryptoki.lock
-        if not lock.acquire(timeout=self._wait_seconds):
+        if not take_module(lock, self._wait_seconds):
             raise TransientBackendError(
                 f"{self.name} cannot {action} now: another call has held the PKCS#11 "
                 f"module for more than {int(self._wait_seconds * 1000)} ms (token not "
@@ -203,7 +218,7 @@ class SessionKeeper:
         # Closed below, or by the first lease to come back if the module stays held.
         self._stranded = self.pool.close()
         lock = self._cryptoki.lock
-        if not lock.acquire(timeout=self._wait_seconds):
+        if not take_module(lock, self._wait_seconds):
             return
         try:
             stranded, self._stranded = self._stranded, None
@@ -221,7 +236,7 @@ class SessionKeeper:
         """Close a session given back after ``close`` (nobody will lease it again), and
         those ``close`` had to leave open."""
         lock = self._cryptoki.lock
-        if not lock.acquire(timeout=self._wait_seconds):
+        if not take_module(lock, self._wait_seconds):
             return  # the module is stuck: the session ends with the process
         try:
             if self._opened_here(item):

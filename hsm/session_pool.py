@@ -8,7 +8,9 @@ error, so it is not handed out again. Once the pool is closed it takes no sessio
 the idle ones are handed to the closer, and each one out on a lease goes to ``discard``
 when its lease ends, so none outlives the close unnoticed. Errors raised are
 ``TransientBackendError``. ``stats`` is a read-only snapshot for metrics (leases granted
-and the time spent waiting).
+and the time spent waiting). A borrower that must wait for a slot waits inside the
+process's wait hook (``hsm.observer.waiting``): a server's turn to compute is not held
+through it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from hsm.errors import TransientBackendError
+from hsm.observer import waiting
 
 T = TypeVar("T")
 
@@ -129,8 +132,13 @@ class SessionPool(Generic[T]):
 
     def _acquire(self) -> T | None:
         started = time.monotonic()
-        deadline = started + self.wait_seconds
         with self._condition:
+            if self._leased < self.size:
+                return self._grant(started)
+        # Every slot is out: wait without what the hook gives up (the caller's turn to
+        # compute), and get it back once a slot is ours or the wait has failed.
+        deadline = started + self.wait_seconds
+        with waiting(), self._condition:
             while self._leased >= self.size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -139,7 +147,11 @@ class SessionPool(Generic[T]):
                         f"({self.size} sessions in use)"
                     )
                 self._condition.wait(remaining)
-            self._leased += 1
-            self._granted += 1
-            self._waited += time.monotonic() - started
-            return self._idle.pop() if self._idle else None
+            return self._grant(started)
+
+    def _grant(self, started: float) -> T | None:
+        """Count a lease granted (the condition's lock held); an idle session, if any."""
+        self._leased += 1
+        self._granted += 1
+        self._waited += time.monotonic() - started
+        return self._idle.pop() if self._idle else None

@@ -73,7 +73,7 @@ from hsm.errors import (
 )
 from hsm.filelock import exclusive_lock, lock_directory
 from hsm.observer import Observer, observed
-from hsm.session_keeper import SessionKeeper, TokenSession
+from hsm.session_keeper import SessionKeeper, TokenSession, take_module
 from hsm.session_pool import Lease, PoolStats
 from hsm.token_config import (
     DEFAULT_LOGIN_ATTEMPTS,
@@ -158,8 +158,11 @@ class TokenLink:
         self._locks = TokenLocks(*where, self._pin_latch, config.token_label, config.token_serial)
         self._key_lock = KeyLockHeld()
         on_fork_in_child(self)
-        with self._cryptoki.lock:
+        take_module(self._cryptoki.lock, None)
+        try:
             self._ensure_connected()
+        finally:
+            self._cryptoki.lock.release()
 
     def run(
         self,
