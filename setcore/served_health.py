@@ -66,9 +66,13 @@ Here the state lock is held for bookkeeping only, never across a send.
 
 How a stream's statuses are sent is ``setcore.watch_sends``'s: no caller sends
 (``set``, ``enter_graceful_shutdown``, ``end_watches`` and Watch itself only record what
-each stream is to be told), each stream orders its own sends, no peer that takes nothing
-delays another stream's status by more than a fraction of a second, and a send its peer
-has not taken for ``SEND_STALL_SECONDS`` has its call cancelled, an ended stream's too.
+each stream is to be told), each stream orders its own sends, and a send its peer has not
+taken within its stall limit (``SEND_STALL_SECONDS``) has its call cancelled, an ended
+stream's too. A stream is cancelled for its own stall only: a peer that takes nothing
+delays a stream of another connection by a fraction of a second at most, and one of its
+own connection (HTTP/2's flow control is per stream) by the stall limits of the streams
+queued before it there (2 s, and 0.25 s for every 4 more), after which that stream is
+told its statuses all the same.
 """
 
 from __future__ import annotations
@@ -268,12 +272,14 @@ class ServedHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
                     self._watchers.setdefault(service, set()).add(send)
         if full:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, WATCHES_REFUSAL)
-        self._run([stream])  # ended after its status if ``end_watches`` has run
-        # grpc_health added its close callback without looking at the answer: a call
-        # already over (its client gone while it waited for a thread) never runs it, and
-        # its stream stayed among the watchers for good.
+        # Before the stream is handed over: a hand-over that raises fails the call, and
+        # the stream leaves with it (it once stayed among the open ones for good, counted
+        # against ``MAX_WATCHES``). grpc_health added its close callback without looking
+        # at the answer: a call already over (its client gone while it waited for a
+        # thread) never runs it, and its stream stayed among the watchers for good.
         if not context.add_callback(lambda: self._unwatch(service, send)):
             self._unwatch(service, send)
+        self._run([stream])  # ended after its status if ``end_watches`` has run
 
     def _unwatch(self, service: str, send: Send) -> None:
         # A close callback: grpcio's poll thread runs it. The state lock only, which no

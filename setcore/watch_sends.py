@@ -23,29 +23,51 @@ after made one ``set`` take 41 s. One sender drains the queue, every stream in t
 (sends to peers that read take well under a millisecond each, and one thread woken for
 all of them costs least); a second is woken only when none is awake.
 
-No stream waits behind a stalled one for long. With a fixed pool of senders (32, taken
-in order), a peer that kept opening Watch streams and reading nothing held every sender
-in turn, each for the ``SEND_STALL_SECONDS`` before its call was cancelled, and every
-other stream's status waited behind the queue of its streams: a load balancer's was told
-2 of 30 changes in 30 s beside 248 such streams, and a stop ran to its grace period. Now
-a stream that has waited ``PROMPT_SEND_SECONDS`` for a sender gets one of its own, and so
-does every stream queued with it (``Senders._widen``): the senders it waited behind are
-stalled, or as good as, and a stalled sender costs nothing but its thread. Threads are
-bounded all the same: one peer (one connection, as gRPC's ``peer()`` names it, not one
-host: a balancer and a peer that stalls may share an address behind a NAT or a proxy)
-has at most ``PEER_SENDERS`` sends under way at once; its other streams wait aside, for
-no sender, and are cancelled with its stalled ones (``Senders._stalled``), as a send of
-theirs would have stalled as long. So stalled sends hold at most ``PEER_SENDERS`` threads
-per connection, and never more than the server holds Watch streams open.
+No stream waits behind another connection's stalled one for long. With a fixed pool of
+senders (32, taken in order), a peer that kept opening Watch streams and reading nothing
+held every sender in turn, each for the ``SEND_STALL_SECONDS`` before its call was
+cancelled, and every other stream's status waited behind the queue of its streams: a
+load balancer's was told 2 of 30 changes in 30 s beside 248 such streams, and a stop ran
+to its grace period. Now a stream that has waited ``PROMPT_SEND_SECONDS`` for a sender
+gets one of its own, and so does every stream queued with it (``Senders._widen``): the
+senders it waited behind are stalled, or as good as, and a stalled sender costs nothing
+but its thread. Threads are bounded all the same: one peer (one connection, as gRPC's
+``peer()`` names it, not one host: a balancer and a peer that stalls may share an
+address behind a NAT or a proxy) has at most ``PEER_SENDERS`` sends under way at once;
+its other streams wait aside, for no sender, and each of its sends that ends (completed,
+or cancelled as stalled) takes back the oldest of them (``Senders._sent``). So stalled
+sends hold at most ``PEER_SENDERS`` threads per connection, and never more than the
+server holds Watch streams open.
 
-A send that has not completed after ``SEND_STALL_SECONDS`` has its call cancelled, which
-ends the send and frees its thread; an ended stream's too, so a stop waits on no peer for
+A stream is cancelled for its own stall only, never for a neighbour's. HTTP/2's flow
+control is per stream, so streams of one connection whose peer reads (a load balancer
+multiplexing its Watches, gRPC's client-side health checking on an application's
+connection) take their statuses however many of their neighbours read nothing. Streams
+aside were once cancelled with their connection's stalled ones: one connection with 10
+reading Watches and 4 that read nothing had all 10 cancelled, told 1 of 13 statuses, and
+none told NOT_SERVING at a stop. A stream taken back from aside has
+``ASIDE_STALL_SECONDS`` for its sends instead of ``SEND_STALL_SECONDS``: its neighbours'
+sends are over, cancelled as like as not, a peer that reads takes a status in well
+under a millisecond, and a connection whose every stream stalls is still drained,
+``PEER_SENDERS`` streams at a time, 16 a second (a stop waits for it). A stream
+that waits aside is told late, not never: after its neighbours' stalls (2 s, and 0.25 s
+for every ``PEER_SENDERS`` stalling streams aside before it).
+
+A send that has not completed within its stall limit has its call cancelled, which ends
+the send and frees its thread; an ended stream's too, so a stop waits on no peer for
 longer. The senders' watch (``Senders._keep``) does both, and ends, as each sender does,
 once there has been nothing to watch for ``SENDER_IDLE_SECONDS``.
+
+A thread that fails to start (the process's thread limit) is not counted: the streams it
+was for stay queued, and the next ``run``, or the watch's next look, starts one again.
+Once, the watch counted itself running before its thread started, and a failed start left
+no stalled send ever cancelled again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -65,6 +87,11 @@ SEND_STALL_SECONDS = 2.0
 #: second a load balancer's health may lag, and well over a loaded machine's pauses, so
 #: that peers that read never have a thread started each.
 PROMPT_SEND_SECONDS = 0.1
+#: How long a send of a stream taken back from aside (module docstring) may wait for its
+#: peer before its call is cancelled: a peer that reads takes a status in well under a
+#: millisecond, far longer than a loaded machine's pauses; and one connection's streams
+#: that all stall are cancelled ``PEER_SENDERS`` at a time, 16 a second (255: 16 s).
+ASIDE_STALL_SECONDS = 0.25
 #: Sends under way at once on one peer (one connection); its other streams wait aside. A
 #: peer that reads frees each in well under a millisecond; one that stalls holds no more
 #: threads than this, however many streams it opens.
@@ -72,6 +99,8 @@ PEER_SENDERS = 4
 #: How long a sender, or the senders' watch, with nothing to do waits for more before it
 #: ends: past the bank's probe interval (1 s), so that its every-second sets reuse them.
 SENDER_IDLE_SECONDS = 5.0
+
+log = logging.getLogger("setpay.health")
 
 #: A Watch stream's send callback (grpcio's): a response, or None to end the stream.
 Send = Callable[[object], None]
@@ -84,12 +113,13 @@ class WatchStream:
     """One open Watch stream, which orders its own sends (module docstring): its send
     callback and call, the newest status offered to it (by its order, ``seq``), the status
     to send next, whether it is to be ended and has been, whether a sender has it or it is
-    queued for one (``busy``), and when the send under way began (None: none is). Calling
-    it sends what is due on it (a sender's, or a test's ``run``)."""
+    queued for one (``busy``), when the send under way began (None: none is), and whether
+    it was taken back from aside (``ASIDE_STALL_SECONDS``). Calling it sends what is due on
+    it (a sender's, or a test's ``run``)."""
 
     __slots__ = (
-        "_peer", "busy", "cancelled", "context", "ended", "ending", "lock", "pending", "send",
-        "seq", "since",
+        "_peer", "aside", "busy", "cancelled", "context", "ended", "ending", "lock", "pending",
+        "send", "seq", "since",
     )  # fmt: skip
 
     def __init__(
@@ -108,6 +138,7 @@ class WatchStream:
         self.cancelled = False
         self.busy = True  # for its first status
         self.since: float | None = None
+        self.aside = False
         self._peer: str | None = None
 
     @property
@@ -158,7 +189,7 @@ class WatchStream:
                 elif self.ending and not self.ended:
                     response, self.ended = None, True
                 else:
-                    self.busy, self.since = False, None
+                    self.busy, self.since, self.aside = False, None, False
                     return
                 self.since = time.monotonic()
             try:
@@ -167,15 +198,26 @@ class WatchStream:
                 with self.lock:
                     self.pending, self.ending, self.ended = None, True, True
 
-    def stalled(self, now: float) -> bool:
-        """Whether a send on this stream has waited past ``SEND_STALL_SECONDS`` and its
-        call is not cancelled yet."""
+    def taken_from_aside(self) -> None:
+        """The senders': the stream, set aside while its connection had ``PEER_SENDERS``
+        sends under way, is queued again; its sends until it is idle stall sooner
+        (``ASIDE_STALL_SECONDS``)."""
         with self.lock:
-            return (
-                not self.cancelled
-                and self.since is not None
-                and now - self.since > SEND_STALL_SECONDS
-            )
+            self.aside = True
+
+    def stalls_at(self) -> float | None:
+        """When the send under way stalls (its stall limit after it began: the module
+        docstring's); None with none under way, or the call cancelled already."""
+        with self.lock:
+            if self.cancelled or self.since is None:
+                return None
+            return self.since + (ASIDE_STALL_SECONDS if self.aside else SEND_STALL_SECONDS)
+
+    def stalled(self, now: float) -> bool:
+        """Whether a send on this stream has waited past its stall limit and its call is
+        not cancelled yet."""
+        stalls_at = self.stalls_at()
+        return stalls_at is not None and now > stalls_at
 
     def cancel(self) -> None:
         """Cancel the stream's call, its peer having taken nothing for too long, and send
@@ -248,12 +290,31 @@ class Senders:
             self._watching.notify()
         return False
 
-    def _start(self, senders: int, watch: bool) -> None:
-        # Outside the lock: a thread's start waits for the thread to run.
-        for _ in range(senders):
-            threading.Thread(target=self._serve, name="health-sends", daemon=True).start()
+    def _start(self, senders: int, watch: bool) -> bool:
+        # Outside the lock: a thread's start waits for the thread to run. Whether all
+        # started: those that did not are uncounted (module docstring), so that a later
+        # ``run`` or look of the watch starts them again, their streams queued meanwhile.
+        # The watch is started all the same when a sender was not: it is what starts one
+        # again if no ``run`` comes.
+        unstarted = senders
+        with contextlib.suppress(RuntimeError):  # threading's "can't start new thread"
+            while unstarted:
+                threading.Thread(target=self._serve, name="health-sends", daemon=True).start()
+                unstarted -= 1
         if watch:
-            threading.Thread(target=self._keep, name="health-stalls", daemon=True).start()
+            try:
+                threading.Thread(target=self._keep, name="health-stalls", daemon=True).start()
+                watch = False
+            except RuntimeError:
+                pass
+        if unstarted or watch:
+            with self._lock:
+                self._threads -= unstarted
+                if watch:
+                    self._watch = False
+            log.warning("health: a Watch send thread did not start; started again later")
+            return False
+        return True
 
     def _serve(self) -> None:
         """A sender: takes the next stream it may send on, sends all due on it, and so on,
@@ -270,8 +331,9 @@ class Senders:
             stream()
 
     def _sent(self, me: object, stream: WatchStream) -> None:
-        # Under the lock: ``me``'s sends on ``stream`` are over; its peer's oldest stream
-        # aside, if any, is next, ahead of those queued after it.
+        # Under the lock: ``me``'s sends on ``stream`` are over (completed, or its call
+        # cancelled); its peer's oldest stream aside, if any, is next, ahead of those
+        # queued after it, with the shorter stall limit (module docstring).
         del self._sending[me]
         peer = stream.peer
         left = self._per_peer[peer] - 1
@@ -281,7 +343,9 @@ class Senders:
             del self._per_peer[peer]
         waiting = self._aside.get(peer)
         if waiting:
-            self._ready.appendleft(waiting.popleft())
+            queued = waiting.popleft()
+            queued[1].taken_from_aside()
+            self._ready.appendleft(queued)
             if not waiting:
                 del self._aside[peer]
 
@@ -316,8 +380,9 @@ class Senders:
 
     def _keep(self) -> None:
         """The senders' watch: gives waiting streams senders of their own once they have
-        waited ``PROMPT_SEND_SECONDS`` (``_widen``) and cancels what has stalled
-        (``_stalled``), each when due; ends after ``SENDER_IDLE_SECONDS`` with nothing."""
+        waited ``PROMPT_SEND_SECONDS`` (``_widen``), again after a look at which one did
+        not start, and cancels what has stalled (``_stalled``), each when due; ends after
+        ``SENDER_IDLE_SECONDS`` with nothing."""
         idle_since: float | None = None
         while True:
             with self._lock:
@@ -344,9 +409,11 @@ class Senders:
                     self._watching.wait(left)
                     self._watch_until = 0.0
                     continue
-            self._start(start, False)
+            started = self._start(start, False)
             for stream in stalled:
                 stream.cancel()
+            if not started:
+                time.sleep(PROMPT_SEND_SECONDS)  # before it tries again, not in a spin
 
     def _widen(self, now: float) -> int:
         # Under the lock: once the oldest stream queued has waited ``PROMPT_SEND_SECONDS``,
@@ -371,23 +438,16 @@ class Senders:
         return self._wake(len(kept) - taking) if len(kept) > taking else 0
 
     def _stalled(self, now: float) -> list[WatchStream]:
-        # Under the lock: the streams to cancel (``SEND_STALL_SECONDS``): each whose send
-        # has stalled, and every stream waiting aside behind a peer's stalled send or for
-        # as long (its own send would stall as long), taken from aside.
-        stalled = [stream for stream in self._sending.values() if stream.stalled(now)]
-        peers = {stream.peer for stream in stalled}
-        for peer, waiting in list(self._aside.items()):
-            if peer in peers or now - waiting[0][0] > SEND_STALL_SECONDS:
-                stalled += [stream for _, stream in waiting]
-                del self._aside[peer]
-        return stalled
+        # Under the lock: the streams to cancel, each whose own send has stalled; never
+        # one waiting aside, which may well be read (module docstring): its peer's sends
+        # that end, cancelled or not, take it back from aside.
+        return [stream for stream in self._sending.values() if stream.stalled(now)]
 
     def _next_due(self) -> float | None:
         # Under the lock: when the watch next has something to look at, None for nothing.
         due = [self._ready[0][0] + PROMPT_SEND_SECONDS] if self._ready else []
-        due += [waiting[0][0] + SEND_STALL_SECONDS for waiting in self._aside.values()]
         for stream in self._sending.values():
-            since = stream.since
-            if since is not None and not stream.cancelled:
-                due.append(since + SEND_STALL_SECONDS)
+            stalls_at = stream.stalls_at()
+            if stalls_at is not None:
+                due.append(stalls_at)
         return min(due, default=None)

@@ -25,6 +25,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from setcore import watch_sends
 from setcore.served_health import MAX_WATCHES, OVERALL_HEALTH, ServedHealth
 from tests.setcore.zero_window_support import ZeroWindowClient, until
 
@@ -196,7 +197,13 @@ def test_a_reading_watch_is_told_every_change_promptly_beside_a_crowd_that_reads
                 time.sleep(max(0.0, began + CHANGE_EVERY_SECONDS - time.monotonic()))
             alternating = [NOT_SERVING, SERVING] * (CHANGES // 2)
             assert [status for _, status in balancer.told] == [SERVING, *alternating]
-            assert peers.resets >= CROWD, "the crowd's stalled streams were cancelled"
+            # Each connection's stalled sends were cancelled, and those of its streams
+            # taken back from aside after them, for their own stall; the balancer's stream,
+            # which reads, never was. (Once, streams aside were cancelled with their
+            # connection's stalled ones, a reading stream's too: all ``CROWD`` at once.)
+            stalled_twice = crowd.connections * 2 * watch_sends.PEER_SENDERS
+            assert peers.resets >= stalled_twice, "the crowd's stalled streams were cancelled"
+            assert not balancer.over.is_set(), "the balancer's Watch was ended"
         finally:
             if peers is not None:
                 peers.close()
