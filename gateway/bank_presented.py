@@ -13,7 +13,8 @@ to do:
   pruning loads the bank without this judgement (``judge_presented`` False), as the CA's
   commands do, which manage the bank rather than serve. In the Payment Gateway CA's last
   day too: there a renewal refuses only to replace certificates that still stand until
-  the CA's end (``renewing_gains``), never such a bank's;
+  the CA's end (``renewing_gains``), never such a bank's, unless they begin after this
+  host's clock (the remedy is the clock);
 - each CA's certificate and key-exchange certificate (``cca.der``, ``cca-kex.der``, ...):
   one that does not chain to the brand root, or is of another type or usage, was not
   issued to this key by this brand; put back the one the brand root issued. One that has
@@ -42,7 +43,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from gateway.bank_errors import BankIncomplete
+from gateway.bank_errors import BankIncomplete, ProvisioningError
 from gateway.config import BankConfig, config_option
 from setcore.credentials import Credentials
 from setcore.errors import ErrorCode, ProtocolError
@@ -113,16 +114,33 @@ def renewing_gains(
     gains nothing: peers accept the current ones at ``at``, and both last until then.
 
     Asked by a renewal within the Payment Gateway CA's last day
-    (``gateway.gateway_renewal``): a bank whose start refuses its gateway certificates is
-    told to renew (``check_presented``), and is mended so for the hours the CA has left."""
+    (``gateway.renewal_issuer``): a bank whose start refuses its gateway certificates is
+    told to renew (``check_presented``), and is mended so for the hours the CA has left.
+    A certificate refused because it begins after ``at`` is this host's clock behind (a
+    renewal on another host, whose clock is right): ``ProvisioningError``, since renewing
+    would replace, at a clock peers do not share, certificates that stand for them."""
     refused = refused_gateway(trust, gateway, at)
     if refused is not None:
-        return f"{refused[0].name} is refused by peers ({refused[1]})"
-    ders = (gateway.signature_cert, gateway.key_exchange_cert)
-    current_ends = min(load_certificate(der).not_valid_after_utc for der in ders if der)
+        presented, refusal = refused
+        begins = load_certificate(presented.der).not_valid_before_utc
+        if at < begins:
+            raise ProvisioningError(
+                f"{presented.name} begins at {begins:%Y-%m-%d %H:%M:%S} UTC, after the"
+                f" renewal's time, {at:%Y-%m-%d %H:%M:%S} UTC: this host's clock is behind;"
+                " set it right, then renew; nothing was renewed"
+            )
+        return f"{presented.name} is refused by peers ({refusal})"
+    current_ends = gateway_ends(gateway)
     if current_ends < issuer_ends:
         return f"the current certificates end at {current_ends:%Y-%m-%d %H:%M:%S} UTC, before it"
     return None
+
+
+def gateway_ends(gateway: Credentials) -> datetime:
+    """When the first of the gateway's signature and key-exchange certificates ends (after
+    a renewal that stopped between its renames, they end at different times)."""
+    ders = (gateway.signature_cert, gateway.key_exchange_cert)
+    return min(load_certificate(der).not_valid_after_utc for der in ders if der)
 
 
 def refused_gateway(

@@ -22,7 +22,9 @@ failed ``generate`` made) and the files it wrote; one during the renames puts th
 as well and revokes the two certificates just recorded. If putting the old files back
 fails too (the disk full), nothing more is taken back, since the files in place may
 already name the new keys: ``RenewalHalfInstalled`` says what is in place; the bank
-starts on it, and running the renewal again finishes the job.
+starts on it, and running the renewal again finishes the job, also in the Payment
+Gateway CA's last day (``gateway.renewal_issuer``, which refuses a renewal under a CA
+that no longer stands, and one in its last day that gains nothing).
 
 A renewal killed part way is not taken back, but leaves a bank that starts:
 
@@ -69,12 +71,11 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from gateway.bank_files import write_new
 from gateway.bank_pki import (
-    CA_LABELS,
     CERT_SUFFIX,
     GATEWAY_KEX_LABEL,
     GATEWAY_SIG_LABEL,
@@ -86,31 +87,25 @@ from gateway.bank_pki import (
     open_ca_store,
     unused_gateway_certificates,
 )
-from gateway.bank_presented import renewing_gains
 from gateway.ca.errors import CaError
 from gateway.ca.keys import AuthorityKeys
 from gateway.ca.publishing import record_certificate, revoke
 from gateway.config import BankConfig, config_option
 from gateway.ports import parse_port
 from gateway.provisioning import GATEWAY_NAME
+from gateway.renewal_issuer import check_issuer_lasts, check_issuer_stands
 from gateway.renewal_lock import RENEW_TASK, KeysLock, holding_keys_lock
 from hsm.base import KeyHandle, KeyUsage
 from hsm.errors import KeyBackendError
 from hsm.keystore import fsync_directory
 from setcore.encoding import thumbprint
-from setcore.errors import ProtocolError, SetcoreError
+from setcore.errors import SetcoreError
 from setcore.pki.certificate import load_certificate
 from setcore.pki.issuance import IssuingCA, issue_gateway, kem_for, utc
-from setcore.pki.presented import Presented, verify_presented
-from setcore.pki.roles import PAYMENT_GATEWAY_CA, CertificateUsage
+from setcore.pki.roles import CertificateUsage
 from setcore.registration import key_thumbprint, spki_of
 
 log = logging.getLogger("setpay.provisioning")
-
-# The least a renewal must leave of the Payment Gateway CA's life while the gateway's
-# certificates stand until its end (``_check_issuer_lasts``): the ones it issues end with
-# their issuer, and nothing renews the CA itself (CHANGELOG.md, "Known limitations").
-ISSUER_MUST_LAST = timedelta(days=1)
 
 
 class BankRunning(ProvisioningError):
@@ -365,65 +360,6 @@ def _revoke_unheld(
         store.close()
 
 
-def _check_issuer_stands(pki: BankPki, pca: IssuingCA, when: datetime) -> None:
-    """Refuse, before any key or certificate is made, a renewal whose Payment Gateway CA's
-    certificate peers refuse at ``when``, judged as the bank's start judges it
-    (``setcore.pki.presented``, with the revocation data held). Past the CA's end, issuing
-    refused an empty window once two key versions were made; in the ``CLOCK_SKEW`` after
-    it, and under a revoked CA, the renewal installed certificates no peer accepts. A
-    ``when`` before the CA begins is this host's clock behind: the remedy is the clock."""
-    begins, ends = pca.certificate.not_valid_before_utc, pca.certificate.not_valid_after_utc
-    if when < begins:
-        raise ProvisioningError(
-            f"the Payment Gateway CA's certificate begins at {begins:%Y-%m-%d %H:%M:%S} UTC,"
-            f" after the renewal's time, {when:%Y-%m-%d %H:%M:%S} UTC: this host's clock is"
-            " behind; set it right, then renew; nothing was renewed"
-        )
-    if ends <= when:
-        raise ProvisioningError(
-            f"the Payment Gateway CA's certificate ended at {ends:%Y-%m-%d %H:%M:%S} UTC:"
-            " it certifies no new key of the gateway, and a CA cannot be renewed; nothing"
-            " was renewed"
-        )
-    presented = Presented(
-        f"{CA_LABELS[PAYMENT_GATEWAY_CA]}{CERT_SUFFIX}", pki.pca.signature_cert, (),
-        PAYMENT_GATEWAY_CA, CertificateUsage.SIGNATURE,
-    )  # fmt: skip
-    try:
-        verify_presented(pki.trust, presented, when)
-    except ProtocolError as exc:
-        raise ProvisioningError(
-            f"the Payment Gateway CA's certificate no longer stands ({exc}): no peer accepts"
-            " a certificate it issues, and a CA cannot be renewed; nothing was renewed"
-        ) from exc
-
-
-def _check_issuer_lasts(pki: BankPki, pca: IssuingCA, when: datetime) -> None:
-    """Refuse a renewal within ``ISSUER_MUST_LAST`` of the Payment Gateway CA's end while
-    the gateway's certificates stand until that end: renewed ones end with their issuer,
-    and renew nothing. Else it runs, warning: it mends a bank whose start says to renew
-    (``gateway.bank_presented``) for the hours the CA has left."""
-    ends = pca.certificate.not_valid_after_utc
-    if ends - when >= ISSUER_MUST_LAST:
-        return
-    left = int((ends - when).total_seconds() // 60)
-    in_words = f"{ends:%Y-%m-%d %H:%M:%S} UTC, in {left // 60} h {left % 60} min"
-    gains = renewing_gains(pki.trust, pki.gateway, ends, when)
-    if gains is None:
-        raise ProvisioningError(
-            f"the Payment Gateway CA's certificate ends at {in_words}: the gateway's"
-            " certificates never outlive it, so renewed ones would end then too, as the"
-            " current ones (which still stand) do, and a CA cannot be renewed; a renewal"
-            f" needs at least {ISSUER_MUST_LAST.days} day of the CA's life left while they"
-            " stand until its end; nothing was renewed"
-        )
-    log.warning(
-        "renewing the gateway's keys although the Payment Gateway CA's certificate ends at"
-        " %s, since %s: the renewed certificates end with it, and a CA cannot be renewed",
-        in_words, gains,
-    )  # fmt: skip
-
-
 def renew_gateway_keys(config: BankConfig, *, at: datetime | None = None) -> Renewal:
     """Make, certify and install the next version of the gateway's signature and
     key-exchange keys on a stopped bank; a failure is taken back (see the module)."""
@@ -444,8 +380,8 @@ def _renew(config: BankConfig, when: datetime, locked: KeysLock) -> Renewal:
     pki = load_bank_pki(config, locked=locked, judge_presented=False)
     try:
         keys = pki.authority_keys()
-        _check_issuer_stands(pki, keys.gateway.issuing, when)
-        _check_issuer_lasts(pki, keys.gateway.issuing, when)
+        check_issuer_stands(pki, keys.gateway.issuing, when)
+        check_issuer_lasts(config, pki, keys.gateway.issuing, when)
         _revoke_unheld(config, pki, keys, when)
         old_kex = pki.gateway.key_exchange_key
         if old_kex is None or pki.gateway.key_exchange_cert is None:

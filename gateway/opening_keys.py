@@ -86,10 +86,11 @@ IssuedReader = Callable[[], Mapping[bytes, int]]
 def ca_db_reader(ca_db: Path, gateway: Credentials, issuer_thumb: bytes) -> IssuedReader:
     """Read ``ca_db`` for the gateway certificates ``issuer_thumb`` (the Payment Gateway
     CA) issued under the name of ``gateway`` (the bank's own credentials), recorded after
-    the key-exchange certificate ``gateway`` hands out when ca.db records it: only those
-    can be a renewal's since this process started. One recorded before it and not held
-    here (its key deleted, its kept file removed) no process of the bank will ever open:
-    its envelopes get the refusal, not UNAVAILABLE for good.
+    the key-exchange certificate ``gateway`` hands out when ca.db records it (else every
+    one, which the first read logs): only those can be a renewal's since this process
+    started. One recorded before it and not held here (its key deleted, its kept file
+    removed) no process of the bank will ever open: its envelopes get the refusal, not
+    UNAVAILABLE for good.
 
     Recorded after, in ca.db's insertion order (``recorded_after``), never by the time
     each is stamped with: that is the renewing host's clock, and a renewal on a host whose
@@ -99,11 +100,15 @@ def ca_db_reader(ca_db: Path, gateway: Credentials, issuer_thumb: bytes) -> Issu
     be answered UNAVAILABLE."""
     subject = common_name_of(load_certificate(gateway.signature_cert))
     newest_thumb = gateway.key_exchange_thumb or b""
+    first_read = [True]
 
     def read() -> Mapping[bytes, int]:
         store = CaStore.open_readonly(ca_db)
         try:
             with store.read() as tx:
+                if first_read[0]:
+                    _warn_unrecorded(newest_thumb, tx.certificate(newest_thumb) is None)
+                    first_read[0] = False
                 live: dict[bytes, int] = {}
                 for cert, revoked_ms in tx.recorded_after(newest_thumb, subject=subject):
                     if (
@@ -118,6 +123,23 @@ def ca_db_reader(ca_db: Path, gateway: Credentials, issuer_thumb: bytes) -> Issu
             store.close()
 
     return read
+
+
+def _warn_unrecorded(newest_thumb: bytes, unrecorded: bool) -> None:
+    """Log, at a reader's first read, that ca.db does not record the key-exchange
+    certificate this process hands out (``newest_thumb``): ca.db restored from a backup
+    made before the last renewal, say. ``recorded_after`` then counts every certificate
+    as recorded after it, so an envelope sealed to an older one this process does not
+    hold is answered UNAVAILABLE, not refused, for as long as ca.db does not record it."""
+    if unrecorded:
+        log.warning(
+            "ca.db does not record the gateway's key-exchange certificate %s that this"
+            " process hands out (ca.db restored from a backup older than the last renewal?):"
+            " an envelope sealed to an older key-exchange certificate of the gateway that"
+            " this process does not hold is answered UNAVAILABLE, not refused, until ca.db"
+            " records it",
+            newest_thumb.hex()[:8],
+        )
 
 
 class IssuedKeyExchange:

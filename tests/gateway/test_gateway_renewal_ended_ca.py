@@ -38,7 +38,7 @@ from tests.ports import free_port
 from .renewal_support import key_versions
 
 # How much of the Payment Gateway CA's life a renewal needs left
-# (``gateway.gateway_renewal.ISSUER_MUST_LAST``).
+# (``gateway.renewal_issuer.ISSUER_MUST_LAST``).
 A_DAY = timedelta(days=1)
 
 

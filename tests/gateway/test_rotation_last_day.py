@@ -10,11 +10,21 @@ the CA, warning that the renewed ones end with the CA.
 
 A renewal at a time before the CA's certificate begins (the host's clock behind, just
 after ``setpay init``) was told the CA "no longer stands ... a CA cannot be renewed": it
-is told the clock is behind.
+is told the clock is behind. So is one on a host whose clock is behind the gateway's
+certificates (renewed on another host): it replaced, as refused by peers, certificates
+that stood for every peer with a right clock.
+
+A last-day renewal that stopped between its two renames left the new key-exchange
+certificate and the old signature one, both standing until the CA's end, and the new
+signature certificate live in ca.db, held by no file: run again, as its message says,
+the renewal was refused, and that certificate stayed live. It now counts as a gain: the
+renewal revokes it and renews. The warning says how much a last-day renewal gains.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,10 +32,15 @@ from pathlib import Path
 import pytest
 
 from gateway.bank_errors import BankIncomplete
-from gateway.bank_pki import ProvisioningError, load_bank_pki, open_ca_store
+from gateway.bank_pki import (
+    ProvisioningError,
+    load_bank_pki,
+    open_ca_store,
+    unused_gateway_certificates,
+)
 from gateway.ca.publishing import revoke
 from gateway.config import BankConfig
-from gateway.gateway_renewal import renew_gateway_keys
+from gateway.gateway_renewal import RenewalHalfInstalled, renew_gateway_keys
 from setcore.encoding import thumbprint
 from setcore.pki.certificate import load_certificate
 from setcore.pki.issuance import CA_LIFETIME, END_ENTITY_LIFETIME
@@ -62,6 +77,43 @@ def _ended(config: BankConfig) -> None:
     """Never renewed since ``setpay init``: its certificates ended years ago."""
 
 
+def _unheld(config: BankConfig) -> list[bytes]:
+    """The live certificates ca.db records for the gateway's keys that no file holds."""
+    pki = load_bank_pki(config, judge_presented=False)
+    try:
+        store = open_ca_store(config)
+        try:
+            return [cert.thumb for cert in unused_gateway_certificates(store, pki)]
+        finally:
+            store.close()
+    finally:
+        pki.close()
+
+
+def _half_installed(config: BankConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewal whose signature certificate's rename fails (the disk full), and putting
+    the key-exchange one back too: it stops with the new key-exchange certificate and the
+    old signature certificate in place (``RenewalHalfInstalled``)."""
+    certs = config.path(config.certs_dir)
+    real_replace, real_open = os.replace, os.open
+
+    def sig_rename_fails(source: str | Path, target: str | Path) -> None:
+        if Path(target) == certs / "gateway-sig.der":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(source, target)
+
+    def putting_back_fails(path: str | Path, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith(".old"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, mode)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", sig_rename_fails)
+        patched.setattr(os, "open", putting_back_fails)
+        with pytest.raises(RenewalHalfInstalled, match=r"kex\.der renewed, gateway-sig\.der as"):
+            renew_gateway_keys(config)
+
+
 def _gateway_ends(config: BankConfig) -> list[datetime]:
     certs = config.path(config.certs_dir)
     return [
@@ -78,6 +130,7 @@ def test_in_the_last_day_a_bank_told_to_renew_is_renewed_and_starts(
     spoil(config)
     with pytest.raises(BankIncomplete, match="renew the gateway's keys with"):
         load_bank_pki(config).close()
+    current = min(_gateway_ends(config))
     renewal = renew_gateway_keys(config)
     assert renewal.key_exchange.version == renewal.signature.version
     ends = _pca_end(config)
@@ -85,6 +138,15 @@ def test_in_the_last_day_a_bank_told_to_renew_is_renewed_and_starts(
     load_bank_pki(config).close()  # starts: peers accept what it presents
     assert "renewing the gateway's keys although the Payment Gateway CA's" in caplog.text
     assert "is refused by peers" in caplog.text
+    # What it gains: revoked ones ended with the CA already, ended ones years ago.
+    gained = (
+        f"still end at {ends:%Y-%m-%d %H:%M:%S} UTC, the CA's end"
+        if current == ends
+        else f"end moves from {current:%Y-%m-%d %H:%M:%S} UTC to {ends:%Y-%m-%d %H:%M:%S}"
+        " UTC, the CA's end"
+    )
+    assert (current == ends) is (spoil is _revoked)
+    assert gained in caplog.text
 
 
 def test_in_the_last_day_certificates_ending_before_the_ca_are_renewed(
@@ -98,10 +160,15 @@ def test_in_the_last_day_certificates_ending_before_the_ca_are_renewed(
     load_bank_pki(config).close()  # they stand
     renew_gateway_keys(config)
     assert _gateway_ends(config) == [ends, ends]
-    assert "the current certificates end at" in caplog.text
+    six_before = ends - timedelta(hours=6)
+    assert f"the current certificates end at {six_before:%Y-%m-%d %H:%M:%S} UTC" in caplog.text
+    moves = f"end moves from {six_before:%Y-%m-%d %H:%M:%S} UTC to {ends:%Y-%m-%d %H:%M:%S} UTC"
+    assert moves in caplog.text
 
 
-def test_in_the_last_day_a_revoked_gateway_ca_is_still_refused(tmp_path: Path) -> None:
+def test_in_the_last_day_a_revoked_gateway_ca_is_still_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The gateway's certificates fall with their CA, but renewing does not mend that:
     refused as under a revoked CA, nothing made, no warning that it renews."""
     config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
@@ -118,6 +185,8 @@ def test_in_the_last_day_a_revoked_gateway_ca_is_still_refused(tmp_path: Path) -
     with pytest.raises(ProvisioningError, match="certificate no longer stands"):
         renew_gateway_keys(config)
     assert _state(config) == before
+    # Refused for the CA before the last day's check is asked whether renewing gains.
+    assert "renewing the gateway's keys" not in caplog.text
 
 
 def test_a_renewal_before_the_ca_begins_says_the_clock_is_behind(tmp_path: Path) -> None:
@@ -140,3 +209,92 @@ def test_a_renewal_within_the_backdating_still_runs(tmp_path: Path) -> None:
     config = _bank(tmp_path / "bank", datetime.now(UTC))
     renewal = renew_gateway_keys(config, at=datetime.now(UTC) - timedelta(minutes=4))
     assert (renewal.signature.version, renewal.key_exchange.version) == (2, 2)
+
+
+def test_in_the_last_day_a_half_installed_renewal_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Renewed with its key-exchange certificate revoked, the renewal stops between its
+    renames: both files in place stand until the CA's end, and the new signature
+    certificate is live in ca.db, held by no file. Run again, as its message says, it
+    revokes that certificate and renews both keys."""
+    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    _revoked(config)
+    _half_installed(config, monkeypatch)
+    ends = _pca_end(config)
+    assert _gateway_ends(config) == [ends, ends]  # both stand until the CA's end
+    load_bank_pki(config).close()  # the bank starts on it
+    stray = _unheld(config)
+    assert len(stray) == 1
+    caplog.clear()
+    renewal = renew_gateway_keys(config)
+    assert (renewal.signature.version, renewal.key_exchange.version) == (4, 4)
+    assert _unheld(config) == []
+    store = open_ca_store(config)
+    try:
+        with store.read() as tx:
+            assert tx.is_revoked(stray[0])
+    finally:
+        store.close()
+    assert _gateway_ends(config) == [ends, ends]
+    load_bank_pki(config).close()
+    assert "ca.db records 1 live certificate(s) of the gateway's keys that no file" in (caplog.text)
+    assert f"still end at {ends:%Y-%m-%d %H:%M:%S} UTC, the CA's end" in caplog.text
+    assert f"revoked the gateway's signature certificate {stray[0].hex()}" in caplog.text
+
+
+def test_in_the_last_day_certificates_ending_apart_are_renewed_by_the_first_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal that stopped between its renames in the last day, its stray signature
+    certificate revoked by hand: the key-exchange certificate ends with the CA, the
+    signature one 6 h before. Renewing gains those 6 h: judged by the first end."""
+    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    ends = _pca_end(config)
+    renew_gateway_keys(config, at=ends - END_ENTITY_LIFETIME - timedelta(hours=6))
+    _half_installed(config, monkeypatch)
+    six_before = ends - timedelta(hours=6)
+    assert _gateway_ends(config) == [six_before, ends]
+    pki = load_bank_pki(config, judge_presented=False)
+    try:
+        store = open_ca_store(config)
+        try:
+            for thumb in _unheld(config):
+                revoke(store, pki.authority_keys(), thumb=thumb)  # `setpay ca revoke`
+        finally:
+            store.close()
+    finally:
+        pki.close()
+    assert _unheld(config) == []
+    caplog.clear()
+    renew_gateway_keys(config)
+    assert _gateway_ends(config) == [ends, ends]
+    assert f"the current certificates end at {six_before:%Y-%m-%d %H:%M:%S} UTC" in caplog.text
+
+
+def test_in_the_last_day_a_host_whose_clock_is_behind_the_gateway_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Renewed on a host whose clock is right: its certificates stand until the CA's end.
+    A host 10 min behind (past the 5 min a notBefore is backdated) sees them not yet
+    valid: told its clock is behind, it replaces nothing."""
+    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    renew_gateway_keys(config)
+    before = _state(config)
+    caplog.clear()
+    behind = datetime.now(UTC) - timedelta(minutes=10)
+    with pytest.raises(ProvisioningError) as refused:
+        renew_gateway_keys(config, at=behind)
+    message = str(refused.value)
+    assert message.startswith("gateway-sig.der begins at")
+    assert f"after the renewal's time, {behind:%Y-%m-%d %H:%M:%S} UTC" in message
+    assert "this host's clock is behind" in message
+    assert message.endswith("nothing was renewed")
+    assert _state(config) == before
+    assert "renewing the gateway's keys" not in caplog.text
+    # 4 min behind, within the backdating: they stand at its clock, and renewing gains
+    # nothing, which it is told, not that its clock is behind.
+    with pytest.raises(ProvisioningError, match="which still stand") as still:
+        renew_gateway_keys(config, at=datetime.now(UTC) - timedelta(minutes=4))
+    assert "clock" not in str(still.value)
+    assert _state(config) == before

@@ -13,10 +13,17 @@ key is gone, stamped later than the newest, was answered UNAVAILABLE for good.
 
 Also two renewals since a process started: each one's certificate is answered
 UNAVAILABLE, not only the last one recorded.
+
+A ca.db that does not record the certificate a process hands out (restored from a backup
+made before the last renewal) counts every certificate as recorded after it: an older
+one this process does not hold is answered UNAVAILABLE, not refused. That stays so, but
+the process now says it, once, at its first read of ca.db.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,15 +31,18 @@ from pathlib import Path
 import pytest
 
 from gateway import gateway_renewal
-from gateway.bank_pki import GATEWAY_KEX_LABEL, bank_keys_uri, open_ca_store
+from gateway.bank_pki import GATEWAY_KEX_LABEL, bank_keys_uri, load_bank_pki, open_ca_store
 from gateway.config import BankConfig
 from gateway.gateway_renewal import Renewal, renew_gateway_keys
+from gateway.opening_keys import ca_db_reader
 from hsm.uri import open_backend
+from setcore.encoding import thumbprint
 from setcore.pki.certificate import common_name_of, load_certificate
 
 from .actors import auth_request, purchase, register_cardholder, register_merchant
 from .renewal_support import key_versions
 from .test_gateway_renewal import Served, refreshed
+from .test_gateway_renewal_ended_ca import _bank
 from .test_gateway_renewal_hosts import answered, other_host
 
 
@@ -188,3 +198,48 @@ def _issued_ms(config: BankConfig) -> dict[bytes, int]:
             return {c.thumb: c.issued_ms for c, _ in tx.listed_certificates()}
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("restored", [False, True], ids=["ca.db-intact", "ca.db-restored"])
+def test_a_ca_db_that_does_not_record_the_certificate_handed_out_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, restored: bool
+) -> None:
+    """ca.db restored from the backup made before the renewal: it records v1, not v2,
+    which the process hands out. Every certificate then counts as recorded after v2 (v1
+    among them): the reader says so at its first read, and only then."""
+    config = _bank(tmp_path / "bank", datetime.now(UTC) - timedelta(days=1))
+    ca_db = config.path(config.ca_db)
+    shutil.copy(ca_db, tmp_path / "ca.db.backup")
+    v1_kex = (config.path(config.certs_dir) / "gateway-kex.der").read_bytes()
+    v2 = renew_gateway_keys(config)
+    if restored:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{ca_db}{suffix}").unlink(missing_ok=True)
+        shutil.copy(tmp_path / "ca.db.backup", ca_db)
+    pki = load_bank_pki(config)
+    try:
+        assert pki.gateway.key_exchange_thumb == v2.key_exchange.thumb
+        read = ca_db_reader(ca_db, pki.gateway, pki.pca.signature_thumb)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="setpay.gateway"):
+            live = [read() for _ in range(3)]
+    finally:
+        pki.close()
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("ca.db does not record the gateway's key-exchange")
+    ]
+    v1_thumb = thumbprint(v1_kex)
+    if restored:
+        assert warned == [
+            f"ca.db does not record the gateway's key-exchange certificate"
+            f" {v2.key_exchange.thumb.hex()[:8]} that this process hands out (ca.db restored"
+            " from a backup older than the last renewal?): an envelope sealed to an older"
+            " key-exchange certificate of the gateway that this process does not hold is"
+            " answered UNAVAILABLE, not refused, until ca.db records it"
+        ]
+        assert all(v1_thumb in found for found in live)  # the residual the log names
+    else:
+        assert warned == []
+        assert live == [{}, {}, {}]
