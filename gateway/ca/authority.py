@@ -15,11 +15,13 @@ key-exchange certificate alone is starts no registration and opens no new CertRe
 answers CertInq and a retried CertReq, which need its signature only.
 
 Every call first lets the revocation watcher look at ``ca.db`` (at most once a second),
-so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here; a
-renewal is also checked against ``ca.db``'s revocations in the transaction that decides
-it, so one revoked a moment before is refused all the same. A refresh that fails is
-retried later and stops no call while the data held is current; once it is not, every
-call raises ``RevocationStale`` (``gateway.ca.watcher``). Every call also sweeps
+so a revocation made by ``setpay ca revoke`` elsewhere is stapled and enforced here, even
+while another call's re-publish of the CRLs and BCI waits for ca.db's write lock (the
+call does not wait for it, but installs what ca.db holds); a renewal is also checked
+against ``ca.db``'s revocations in the transaction that decides it, so one revoked a
+moment before is refused all the same. A refresh that fails is retried later and stops
+no call while the data held is current; once it is not, every call raises
+``RevocationStale`` (``gateway.ca.watcher``). Every call also sweeps
 ``ca.db`` of expired sessions and old stored answers now and then. A sweep never waits
 for ca.db: it tries once, on a connection of its own that does not wait for a lock
 (``CaStore.open_for_sweep``), so neither the request that sweeps nor one that needs ca.db

@@ -34,7 +34,17 @@ process writing it, for as long as it likes); the reads every call of the worker
 for a writer under WAL, and must not queue behind one that waits. A write waits for the
 lock, and for its commit's fsync, aside from the worker's turn to compute
 (``gateway.cpu_turn``), as the ledger's commit does: holding the turn through a wait
-would hold every other call of the worker, the gateway's among them, with it.
+would hold every other call of the worker, the gateway's among them, with it. Yet a call
+takes ca.db's lock only while it holds the turn (BEGIN IMMEDIATE tried without waiting;
+while another holds the lock, the turn is given up for a short pause and the try made
+again, for up to the busy timeout in all): a write that had the lock and then waited for
+the turn would keep ca.db shut to every other process for as long as another call
+computed, or a token call did not return. The commit, aside, lets the lock go with its
+fsync, before the turn is waited for again.
+
+A write is refused (``StoreBug``) inside the same thread's read of the store: on the
+other connection it would decide on the read's older snapshot, and it would take the two
+locks in the order ``close`` does not (the write's, then the reads', always).
 
 The queries live by domain: ``registration_store`` (sessions, responses, requests, keys)
 and ``certificate_store`` (certificates, revocations, CRLs, BCIs); ``StoreTransaction``
@@ -53,6 +63,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
@@ -62,11 +73,15 @@ from gateway.ca.errors import CaError, ConstraintViolation, SchemaMismatch, Stor
 from gateway.ca.registration_store import RegistrationQueries
 from gateway.ca.schema import ADDED_INDEXES, ADDED_TABLES, SCHEMA, SCHEMA_VERSION
 from gateway.cpu_turn import PROCESS_TURN, holding
-from gateway.sqlite_errors import SqliteFault, classify, error_name
+from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
 
 # How long a statement waits for another process's transaction: issuance and revocation
 # hold the lock for a few signatures; five seconds covers a slow disk without hanging.
 BUSY_TIMEOUT_MS = 5000
+# A write that finds ca.db's lock taken tries again after a pause aside from the turn,
+# doubled after each try up to the last: SQLite's own busy handler pauses as long.
+FIRST_BUSY_PAUSE_S = 0.001
+LAST_BUSY_PAUSE_S = 0.05
 # ca.db and its -wal / -shm files: readable and writable by the bank's user only.
 DATABASE_MODE = 0o600
 
@@ -123,15 +138,18 @@ class StoreTransaction(RegistrationQueries, CertificateQueries):
 class CaStore:
     """The CA's SQLite database: open once, then ``read()`` / ``write()`` transactions."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, busy_timeout_ms: int) -> None:
         self._db = connection
         self._path = path
+        # How long a write tries for ca.db's lock (``_begin_write``): the connection's.
+        self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.RLock()
         # Reads share the writes' connection and lock until ``open`` gives them their own.
         self._reader = connection
         self._read_lock = self._lock
-        # Set in a thread while it is in a write transaction (``read``).
+        # Set in a thread while it is in a write transaction (``read``) or a read (``write``).
         self._in_write = threading.local()
+        self._in_read = threading.local()
         self._closed = False
 
     @property
@@ -157,7 +175,7 @@ class CaStore:
             db = _connect(path, "rw", BUSY_TIMEOUT_MS)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
-        store = cls(db, path)
+        store = cls(db, path, BUSY_TIMEOUT_MS)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
@@ -187,7 +205,7 @@ class CaStore:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open CA database {path}: {exc}") from exc
-        store = cls(db, path)
+        store = cls(db, path, BUSY_TIMEOUT_MS)
         try:
             with store.read() as tx:
                 _check_version(path, tx.schema_version())
@@ -206,7 +224,7 @@ class CaStore:
             db = _connect(path, "rw", busy_timeout_ms)
         except sqlite3.Error as exc:
             raise translate_error(exc) from exc
-        return cls(db, path)
+        return cls(db, path, busy_timeout_ms)
 
     def _open_reader(self) -> None:
         """Give reads a connection and a lock of their own (the module docstring says why):
@@ -235,8 +253,13 @@ class CaStore:
                 raise
 
     def close(self) -> None:
-        """Close the connections."""
-        with self._lock, self._read_lock:
+        """Close the connections, once the transactions under way have ended.
+
+        The write's lock first, then the reads': the order a read begun inside a write
+        takes them (on the write's own connection), and the only one (``write`` is
+        refused inside a read). Each waited for without the turn (a write's holder may
+        wait for it)."""
+        with holding(self._lock), holding(self._read_lock):
             self._closed = True
             self._db.close()
             if self._reader is not self._db:
@@ -244,24 +267,29 @@ class CaStore:
 
     @contextmanager
     def _transaction(
-        self, db: sqlite3.Connection, lock: threading.RLock, begin: str, *, writing: bool
+        self, db: sqlite3.Connection, lock: threading.RLock, *, writing: bool
     ) -> Iterator[StoreTransaction]:
         # The lock is waited for without the worker's turn to compute: a merchant's
         # registration opens its ledger account inside the write lock
-        # (gateway.cpu_turn.holding). A write's BEGIN and COMMIT may wait, for another
-        # process's write and for the disk: aside from the turn too.
+        # (gateway.cpu_turn.holding). A write's BEGIN waits for another process's write
+        # aside from the turn (``_begin_write``), and its COMMIT for the disk.
+        if writing and getattr(self._in_read, "active", False):
+            raise StoreBug("a CA write begun inside the same thread's read transaction")
         with holding(lock):
             if self._closed:
                 # A request still running while the bank shuts down: an outage, answered
                 # UNAVAILABLE; the requester sends it again once the CA is back.
                 raise StoreError("CA database closed")
             try:
-                with _aside(writing):
-                    db.execute(begin)
+                if writing:
+                    self._begin_write(db)
+                else:
+                    db.execute("BEGIN")
             except sqlite3.Error as exc:
                 raise translate_error(exc) from exc
-            outer = getattr(self._in_write, "active", False)
-            self._in_write.active = outer or writing
+            flags = self._in_write if writing else self._in_read
+            outer = getattr(flags, "active", False)
+            flags.active = True
             try:
                 yield StoreTransaction(db)
                 with _aside(writing):
@@ -273,7 +301,30 @@ class CaStore:
                 _rollback(db)
                 raise
             finally:
-                self._in_write.active = outer
+                flags.active = outer
+
+    def _begin_write(self, db: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, tried with the turn held and without waiting; while another
+        connection holds ca.db's lock, tried again after a pause aside from the turn, for
+        up to the busy timeout in all (then SQLite's BUSY error, an outage). The lock is
+        never ours while the turn is waited for (the module docstring says why)."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = FIRST_BUSY_PAUSE_S
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    left = deadline - time.monotonic()
+                    if not is_busy(exc) or left <= 0:
+                        raise
+                with PROCESS_TURN.aside():
+                    time.sleep(min(pause, left))
+                pause = min(pause * 2, LAST_BUSY_PAUSE_S)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     def read(self) -> AbstractContextManager[StoreTransaction]:
         """A read transaction (a consistent snapshot of the last commit).
@@ -282,16 +333,19 @@ class CaStore:
         SQLite refuses it (``StoreBug``) as the caller's bug it is: on the other it would
         read without the write's changes."""
         if getattr(self._in_write, "active", False):
-            return self._transaction(self._db, self._lock, "BEGIN", writing=False)
-        return self._transaction(self._reader, self._read_lock, "BEGIN", writing=False)
+            return self._transaction(self._db, self._lock, writing=False)
+        return self._transaction(self._reader, self._read_lock, writing=False)
 
     def write(self) -> AbstractContextManager[StoreTransaction]:
-        """A write transaction: taken at once (BEGIN IMMEDIATE), committed durably on exit."""
-        return self._transaction(self._db, self._lock, "BEGIN IMMEDIATE", writing=True)
+        """A write transaction: taken at once (BEGIN IMMEDIATE), committed durably on exit.
+
+        Refused (``StoreBug``) inside the thread's own read transaction, as the caller's
+        bug it is: it would write on what the read's older snapshot showed."""
+        return self._transaction(self._db, self._lock, writing=True)
 
 
 def _aside(writing: bool) -> AbstractContextManager[None]:
-    """The worker's turn given up for a write's statement that may wait; kept for a read's."""
+    """The worker's turn given up for a write's COMMIT (the disk); kept for a read's."""
     return PROCESS_TURN.aside() if writing else nullcontext()
 
 

@@ -7,6 +7,13 @@ query, and when a newer BCI is there it is verified and installed in the process
 ``TrustStore`` (which then refuses the revoked certificate). The same check re-publishes
 the CRLs and BCI before they lapse when the watcher holds the CA keys.
 
+A re-publish writes ca.db, so it may wait seconds for ca.db's write lock (another process
+writing it). One call at a time re-publishes, and the others do not wait for it: a call
+whose poll is due meanwhile skips the re-publish but still installs ca.db's newest BCI,
+a read on the store's reading connection, which waits for no writer. So a revocation
+committed elsewhere is enforced within a second of the next request even while this
+process's re-publish waits.
+
 A refresh that fails (the key backend or ca.db unavailable, a BCI in ca.db that does not
 verify) fails no request: it is logged, counted (``counters``) and tried again later,
 and requests go on while the data held is current. That is what re-publishing with half
@@ -102,7 +109,14 @@ class RevocationWatcher:
         self._retry = retry_s
         self._clock = clock
         self._wall_clock = wall_clock
-        self._lock = threading.Lock()
+        # Held for a comparison only: which call polls, once per interval.
+        self._claim_lock = threading.Lock()
+        # One re-publish at a time; its holder may wait for ca.db. Its state (the retry
+        # pause) changes under it.
+        self._publish_lock = threading.Lock()
+        # Installing ca.db's newest BCI, and the failure state and counters below,
+        # change under it; its holder reads ca.db (``holding``: see gateway.cpu_turn).
+        self._install_lock = threading.Lock()
         self._last_poll: float | None = None
         self._bci: BciRecord | None = None
         # ca.db's newest BCI was issued ahead of this clock (``publishing.issued_ahead``:
@@ -110,7 +124,6 @@ class RevocationWatcher:
         # be installed: this process re-publishes, however much life its own BCI has.
         self._newest_ahead = False
         self._current: RevocationData | None = None
-        # Failure state, changed under the lock only.
         self._publish_retry_at: float | None = None  # a failed re-publish waits for this
         self._failure: str | None = None  # the last failure, until a poll succeeds
         self._next_report = 0.0
@@ -146,34 +159,40 @@ class RevocationWatcher:
         polls with ``force`` but not ``strict``: a worker restarted while the CA keys'
         token is away starts on current data, as a running one goes on serving.
 
-        A poll another thread has under way is waited for only with ``force``; any other
-        call goes on with the data held, as between polls. A re-publish waits for ca.db's
-        write lock, up to its busy timeout (another process writing ca.db): every call of
-        the worker polls here, the gateway's authorizations among them, and each one
-        past the interval waited behind it.
+        A re-publish another thread has under way is waited for only with ``force``: it
+        waits for ca.db's write lock, up to its busy timeout (another process writing
+        ca.db), and every call of the worker polls here, the gateway's authorizations
+        among them. Any other call whose poll is due skips the re-publish, and still
+        installs ca.db's newest BCI (which waits for no writer): a revocation committed
+        before the call began is enforced by it.
         """
         now = self._clock()
         changed = False
-        if force or self._poll_due(now):
-            with self._polling(wait=force) as polling:
-                if polling and (force or self._poll_due(now)):
-                    self._last_poll = now
-                    changed = self._poll(now, strict=force if strict is None else strict)
+        if (force or self._poll_due(now)) and self._claim(now, force=force):
+            changed = self._poll(now, force=force, strict=force if strict is None else strict)
         self._require_current()
         return changed
 
+    def _claim(self, now: float, *, force: bool) -> bool:
+        """Whether this call polls: with ``force``, or as the first past the interval."""
+        with self._claim_lock:
+            if not (force or self._poll_due(now)):
+                return False  # another call polled meanwhile
+            self._last_poll = now
+            return True
+
     @contextmanager
-    def _polling(self, *, wait: bool) -> Iterator[bool]:
-        """The poll lock, held for the block: True once it is ours, False (without it)
-        when another thread holds it and ``wait`` is not asked."""
+    def _publishing(self, *, wait: bool) -> Iterator[bool]:
+        """The re-publish lock, held for the block: True once it is ours, False (without
+        it) when another thread holds it and ``wait`` is not asked."""
         if wait:
-            with holding(self._lock):  # its holder may wait for ca.db (gateway.cpu_turn)
+            with holding(self._publish_lock):  # its holder may wait for ca.db
                 yield True
-        elif self._lock.acquire(blocking=False):
+        elif self._publish_lock.acquire(blocking=False):
             try:
                 yield True
             finally:
-                self._lock.release()
+                self._publish_lock.release()
         else:
             yield False
 
@@ -181,38 +200,53 @@ class RevocationWatcher:
         last = self._last_poll
         return last is None or now - last >= self._interval
 
-    def _poll(self, now: float, *, strict: bool) -> bool:
+    def _poll(self, now: float, *, force: bool, strict: bool) -> bool:
+        """Re-publish if due and no other thread is at it (or ``force``), then install."""
         at = self._wall_clock()
-        current = self._is_current(at)
-        failed = False
+        with self._publishing(wait=force) as ours:
+            failure = self._publish(now, at, strict=strict) if ours else None
+            with holding(self._install_lock):
+                if failure is not None:
+                    self._publish_failures += 1
+                    self._report("re-publishing CRLs and the BCI", failure, now, at)
+                try:
+                    changed = self._install(at)
+                except Exception as exc:
+                    if strict:
+                        raise
+                    self._install_failures += 1
+                    self._report("installing ca.db's newest BCI", exc, now, at)
+                    return False
+                # Only the call that re-published knows the re-publish is well again.
+                mended = ours and failure is None and self._publish_retry_at is None
+                if mended and self._failure is not None:
+                    log.info(
+                        "revocation data refreshed again (the last failure: %s)", self._failure
+                    )
+                    self._failure = None
+                return changed
+
+    def _publish(self, now: float, at: datetime, *, strict: bool) -> Exception | None:
+        """Re-publish the CRLs and BCI if due (under the re-publish lock); the failure, or
+        None. Raised instead if ``strict``."""
         due = self._bci is None or self._newest_ahead or bci_due(self._bci, at=at)
         if self._keys is None or not due:
             self._publish_retry_at = None  # nothing to re-publish (or another did)
-        elif self._publish_retry_at is None or now >= self._publish_retry_at or not current:
-            try:
-                if refresh(self._store, self._keys, at=at):
-                    log.info("re-published CRLs and the brand CRL identifier")
-                self._publish_retry_at = None
-                self._newest_ahead = False
-            except Exception as exc:
-                if strict:
-                    raise
-                failed = True
-                self._publish_failures += 1
-                self._publish_retry_at = now + self._retry
-                self._report("re-publishing CRLs and the BCI", exc, now, at)
+            return None
+        retry_at = self._publish_retry_at
+        if retry_at is not None and now < retry_at and self._is_current(at):
+            return None  # a failed try, too recent to try again while the data is current
         try:
-            changed = self._install(at)
+            if refresh(self._store, self._keys, at=at):
+                log.info("re-published CRLs and the brand CRL identifier")
         except Exception as exc:
             if strict:
                 raise
-            self._install_failures += 1
-            self._report("installing ca.db's newest BCI", exc, now, at)
-            return False
-        if not failed and self._publish_retry_at is None and self._failure is not None:
-            log.info("revocation data refreshed again (the last failure: %s)", self._failure)
-            self._failure = None
-        return changed
+            self._publish_retry_at = now + self._retry
+            return exc
+        self._publish_retry_at = None
+        self._newest_ahead = False
+        return None
 
     def _install(self, at: datetime) -> bool:
         with self._store.read() as tx:

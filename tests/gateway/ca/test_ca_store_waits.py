@@ -234,7 +234,8 @@ def test_a_call_does_not_wait_for_a_re_publish_waiting_for_ca_db(
     due_watcher: tuple[RevocationWatcher, CaStore],
 ) -> None:
     """One call's poll re-publishes and waits for ca.db's lock; the worker's other calls,
-    which poll too (every gateway call does), go on with the data held."""
+    which poll too (every gateway call does), go on without it (installing ca.db's
+    newest BCI meanwhile: ``test_ca_watcher_skip``)."""
     watcher, store = due_watcher
     with locked_for(store.path, LOCK_S):
         publishing = threading.Thread(target=watcher.check)
