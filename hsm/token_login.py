@@ -16,8 +16,8 @@ identity of the PIN source as it was read (a file's device, inode, modification 
 and size; an environment variable's value under a keyed hash made for this latch and
 kept only in memory) and refuses further logins, with the same error and without
 calling C_Login, until that identity changes. A PIN that cannot be the one meant (a
-byte-order mark, a line break or another control character in it: ``pin_problem``) is
-refused before any C_Login, every time it is read, and nothing is latched or shared.
+leading byte-order mark or a line break in it: ``pin_problem``) is refused before any
+C_Login, every time it is read, and nothing is latched or shared.
 
 A PIN file's refusal is also written beside the token's login lock file, so the other
 processes on this host that use that token and that file (a gateway's workers all
@@ -257,19 +257,25 @@ def pin_problem(pin: str) -> str | None:
     """Why ``pin`` cannot be the token's PIN as meant (None if it may be), in words that
     show nothing of it.
 
-    A byte-order mark (an editor's "UTF-8 with BOM"), a second line or a stray carriage
-    return (a file saved with extra line ends), a tab or other control character: none
-    is in a PIN anyone types, and each, offered, is a wrong try a real HSM counts
-    towards locking the PIN, for a mistake that says nothing but "PIN incorrect".
+    Only the marks of a file saved wrong: a leading byte-order mark (an editor's "UTF-8
+    with BOM") and a line break of any kind (a second line, a stray carriage return, a
+    Unicode line or paragraph separator, whatever ``str.splitlines`` breaks on). Offered,
+    each is a wrong try a real HSM counts towards locking the PIN, for a mistake that
+    says nothing but "PIN incorrect". Anything else, a tab or another unusual character
+    included, is offered as typed: this is no PIN policy, and a token whose PIN was made
+    with a tab must still log in.
     """
     if pin.startswith("\ufeff"):
         return "starts with a byte-order mark (save the file as plain UTF-8, without one)"
-    if any(char < " " or char == "\x7f" for char in pin):
+    if any(char in _LINE_BREAKS for char in pin):
         return (
-            "holds a line break or another control character (the file must hold one "
-            "line, with at most one line end after it)"
+            "holds a line break (the file must hold one line, with at most one line end after it)"
         )
     return None
+
+
+#: What ``str.splitlines`` breaks a line on: a file's line ends, old and Unicode ones.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 class PinLatch:

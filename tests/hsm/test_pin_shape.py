@@ -1,9 +1,11 @@
 """A PIN that cannot be the one meant is refused before the token sees it.
 
-A byte-order mark, a second line, a stray carriage return, a tab: each would be offered
-to the token as part of the PIN and refused as "PIN incorrect", a wrong try that a real
-HSM counts towards locking the user PIN. setpay names the problem instead, offers
-nothing, latches nothing, and logs in as soon as the file is mended.
+A leading byte-order mark, a second line, a stray carriage return or any other line
+break: each would be offered to the token as part of the PIN and refused as "PIN
+incorrect", a wrong try that a real HSM counts towards locking the user PIN. setpay names
+the problem instead, offers nothing, latches nothing, and logs in as soon as the file is
+mended. Anything else is offered as typed (a tab included): setpay checks the file's
+shape, not what a PIN may hold.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import pytest
 
 from hsm.errors import PermanentBackendError
 from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_login import LoginCalls
+from hsm.token_login import LoginCalls, pin_problem
 
 from .testbed import SoftHsm, SoftToken
 
 BOM = "a byte-order mark"
-CONTROL = "a line break or another control character"
+LINE = "holds a line break (the file must hold one line"
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -35,12 +37,16 @@ def _write(path: Path, data: bytes) -> None:
     [
         (b"\xef\xbb\xbf%s\n", BOM),
         (b"\xef\xbb\xbf%s\r\n", BOM),
-        (b"%s\n\n", CONTROL),  # one line end is dropped, the second stays
-        (b"%s\r\r\n", CONTROL),
-        (b"%s\r", CONTROL),  # an old Mac line end
-        (b"%s\n2nd line\n", CONTROL),
-        (b"%s\t\n", CONTROL),
-        (b"%s\x7f", CONTROL),
+        (b"%s\n\n", LINE),  # one line end is dropped, the second stays
+        (b"%s\r\r\n", LINE),
+        (b"%s\r", LINE),  # an old Mac line end
+        (b"%s\n2nd line\n", LINE),
+        (b"%s\x0b\n", LINE),
+        (b"%s\x0c", LINE),
+        (b"%s\x1e", LINE),
+        (b"%s\xc2\x85", LINE),  # NEL, a line end of EBCDIC files
+        (b"%s\xe2\x80\xa8", LINE),  # U+2028 LINE SEPARATOR
+        (b"%s\xe2\x80\xa9\n", LINE),  # U+2029 PARAGRAPH SEPARATOR
     ],
 )
 def test_pin_file_of_the_wrong_shape_is_refused_unoffered(
@@ -78,7 +84,7 @@ def test_pin_from_the_environment_with_a_line_end_is_refused(
     with pytest.raises(PermanentBackendError) as caught:
         Pkcs11Backend(config)
     message = str(caught.value)
-    assert message.startswith("the PIN from env:SETPAY_TEST_SHAPED_PIN holds " + CONTROL)
+    assert message.startswith("the PIN from env:SETPAY_TEST_SHAPED_PIN " + LINE)
     assert message.endswith(": not offered to the token")
     assert token.pin not in message
     monkeypatch.setenv("SETPAY_TEST_SHAPED_PIN", token.pin)
@@ -97,3 +103,39 @@ def test_wrong_but_well_shaped_pin_is_still_the_token_s_to_refuse(token: SoftTok
     _write(token.pin_file, b"not-the-pin\n")
     with pytest.raises(PermanentBackendError, match=r"login refused \(PinIncorrect\)"):
         Pkcs11Backend(token.config())
+
+
+def test_pin_with_a_tab_is_offered_as_typed(softhsm: SoftHsm) -> None:
+    made = softhsm.init_token(pin="1234\t5678")  # SoftHSM takes it, and so does C_Login
+    try:
+        Pkcs11Backend(made.config()).close()  # logged in: no PIN policy in the way
+    finally:
+        shutil.rmtree(made.directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "pin",
+    ["1234\t5678", "\t1234", "1234\x7f", "1234\x1b", "\u00a01234", "12\ufeff34", "1234\u200b"],
+)
+def test_only_a_file_s_marks_are_refused_not_unusual_characters(pin: str) -> None:
+    assert pin_problem(pin) is None
+
+
+@pytest.mark.parametrize("pin", ["\ufeff1234", "\ufeff"])
+def test_a_leading_byte_order_mark_is_refused(pin: str) -> None:
+    assert pin_problem(pin) == (
+        "starts with a byte-order mark (save the file as plain UTF-8, without one)"
+    )
+
+
+@pytest.mark.parametrize(
+    "line_break", ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+)
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_every_line_break_is_refused_wherever_it_is(line_break: str, where: str) -> None:
+    pin = {"start": line_break + "1234", "middle": "12" + line_break + "34"}.get(
+        where, "1234" + line_break
+    )
+    problem = pin_problem(pin)
+    assert problem is not None and problem.startswith(LINE)
+    assert "1234" not in problem and "12" not in problem
