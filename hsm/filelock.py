@@ -47,10 +47,13 @@ def exclusive_lock(path: str, timeout_seconds: float) -> Iterator[None]:
             f"cannot create lock file {path}: {exc.strerror or type(exc).__name__}"
         ) from exc
     try:
-        if not _try_flock(fd):
+        deadline = time.monotonic() + timeout_seconds
+        while not _try_flock(fd):
             # Held by another process (a login, a key generation): wait inside the
-            # process's wait hook (hsm.observer.waiting), not holding a server's turn.
-            deadline = time.monotonic() + timeout_seconds
+            # process's wait hook (hsm.observer.waiting), not holding a server's turn;
+            # and not holding the lock either while that turn comes back (other
+            # processes would wait for our turn), so let go of it there if it comes free
+            # and take it for good once the turn is back.
             with waiting():
                 while not _try_flock(fd):
                     if time.monotonic() >= deadline:
@@ -59,6 +62,7 @@ def exclusive_lock(path: str, timeout_seconds: float) -> Iterator[None]:
                             f"{int(timeout_seconds * 1000)} ms"
                         )
                     time.sleep(POLL_SECONDS)
+                fcntl.flock(fd, fcntl.LOCK_UN)
         try:
             yield
         finally:

@@ -19,8 +19,10 @@ lock file. A server whose handler threads take turns to compute (the gateway's
 ``gateway.cpu_turn``) installs its turn's ``aside``, so that a thread waiting seconds for
 a stalled token gives up the turn meanwhile instead of freezing the process's other
 calls, as every wait for a lock held elsewhere must (that module's rule). Only a wait is
-taken aside: a free lock or session is taken at once, turn and all. Without a hook a
-wait is a plain wait.
+taken aside: a free lock or session is taken at once, turn and all. Nor is what was
+waited for taken aside: the backend takes it once the hook has given back what it took,
+so that it is never held through that (a queue for the turn) from threads that hold no
+turn. Without a hook a wait is a plain wait.
 """
 
 from __future__ import annotations

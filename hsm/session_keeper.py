@@ -14,7 +14,8 @@ then answer ``TransientBackendError`` instead of waiting behind it for ever. A t
 module lock is waited for inside the process's wait hook (``hsm.observer.waiting``,
 ``take_module``): a handler holding its server's turn to compute gives it up while it
 waits behind a token call of a thread that holds no turn (a health probe, a background
-refresh), rather than freezing every other call of its process for that long.
+refresh), rather than freezing every other call of its process for that long; and it
+takes the lock only with its turn back, so the probe is not kept out meanwhile.
 
 Errors raised: ``TransientBackendError``; ``TokenSession`` raises python-pkcs11's own,
 which ``TokenLink.run`` translates.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +43,24 @@ from hsm.token_objects import search_template
 
 def take_module(lock: threading.RLock, seconds: float | None) -> bool:
     """Acquire ``lock``, at once if free, else waiting (at most ``seconds``; None: for
-    ever) inside the wait hook; whether it was acquired."""
-    if lock.acquire(blocking=False):
-        return True
-    with waiting():
-        return lock.acquire(timeout=-1 if seconds is None else seconds)
+    ever) inside the wait hook; whether it was acquired.
+
+    Never held while the hook gives back what it took (the caller's turn to compute,
+    which may take a while to come back): aside, the lock is only waited for, taken and
+    let go at once; it is taken for the caller only once the turn is back, if it is still
+    free then, else waited for aside again until ``seconds`` have passed. Held through
+    the turn's queue, it kept a health probe (which holds no turn) out for that long.
+    """
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while not lock.acquire(blocking=False):
+        remaining = -1.0 if deadline is None else deadline - time.monotonic()
+        if deadline is not None and remaining <= 0:
+            return False
+        with waiting():
+            if not lock.acquire(timeout=remaining):
+                return False
+            lock.release()
+    return True
 
 
 @dataclass

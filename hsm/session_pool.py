@@ -10,7 +10,7 @@ when its lease ends, so none outlives the close unnoticed. Errors raised are
 ``TransientBackendError``. ``stats`` is a read-only snapshot for metrics (leases granted
 and the time spent waiting). A borrower that must wait for a slot waits inside the
 process's wait hook (``hsm.observer.waiting``): a server's turn to compute is not held
-through it.
+through it, and no slot is held while that turn comes back (see ``_acquire``).
 """
 
 from __future__ import annotations
@@ -132,22 +132,24 @@ class SessionPool(Generic[T]):
 
     def _acquire(self) -> T | None:
         started = time.monotonic()
-        with self._condition:
-            if self._leased < self.size:
-                return self._grant(started)
-        # Every slot is out: wait without what the hook gives up (the caller's turn to
-        # compute), and get it back once a slot is ours or the wait has failed.
         deadline = started + self.wait_seconds
-        with waiting(), self._condition:
-            while self._leased >= self.size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TransientBackendError(
-                        f"session pool exhausted after {int(self.wait_seconds * 1000)} ms "
-                        f"({self.size} sessions in use)"
-                    )
-                self._condition.wait(remaining)
-            return self._grant(started)
+        while True:
+            with self._condition:
+                if self._leased < self.size:
+                    return self._grant(started)
+            # Every slot is out: wait without what the hook gives up (the caller's turn
+            # to compute) until one is free, but take none there: a slot taken aside
+            # would be held while the turn comes back, out of reach of a borrower that
+            # holds no turn. Taken above once the turn is back, if still free.
+            with waiting(), self._condition:
+                while self._leased >= self.size:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TransientBackendError(
+                            f"session pool exhausted after {int(self.wait_seconds * 1000)} "
+                            f"ms ({self.size} sessions in use)"
+                        )
+                    self._condition.wait(remaining)
 
     def _grant(self, started: float) -> T | None:
         """Count a lease granted (the condition's lock held); an idle session, if any."""

@@ -72,7 +72,7 @@ from hsm.errors import (
     TransientBackendError,
 )
 from hsm.filelock import exclusive_lock, lock_directory
-from hsm.observer import Observer, observed
+from hsm.observer import Observer, observed, waiting
 from hsm.session_keeper import SessionKeeper, TokenSession, take_module
 from hsm.session_pool import Lease, PoolStats
 from hsm.token_config import (
@@ -373,7 +373,8 @@ class TokenLink:
             last: p11.PKCS11Error = p11.NoSuchToken()
             for attempt in range(self.config.login_attempts):
                 if attempt:
-                    time.sleep(LOGIN_RETRY_PAUSE_SECONDS * attempt)
+                    with waiting():  # a pause needs no turn to compute
+                        time.sleep(LOGIN_RETRY_PAUSE_SECONDS * attempt)
                 login: Any = None
                 rescanned = restart or attempt > 0
                 try:
