@@ -3,6 +3,10 @@ what belongs to the supervisor, runs as a worker (``gateway.worker``) or as the 
 process (``gateway.ledger_process``), and exits with its status, never returning into the
 supervisor's stack. A child that fails logs whether it could not serve or failed while
 stopping; a fault the operator is to fix (a PIN, a token, a file, a port) in one line.
+A child that cannot serve also reports that line on its ready pipe, after a FAULT_MARK,
+so the supervisor can tell a replacement failing again of the same cause from a new one
+(``gateway.restarts``); the child is told the cause already logged for its index, and
+says the same one again at DEBUG only.
 The supervisor keeps a record of each child it forked (``WatchedChild``); once it has
 reaped a worker, it withdraws what the worker can no longer take back itself: its count
 of requests computing (``withdraw_demand``).
@@ -33,6 +37,17 @@ LEDGER_INDEX = -1
 # What a child may meet while opening the bank or closing it, none of them a bug: logged
 # in one line.
 STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSError)
+# What starts a fault line on the ready pipe (a ready line starts with a port number).
+FAULT_MARK = b"!"
+# The longest fault line reported, mark and newline included: the supervisor reads no more.
+FAULT_LINE_BYTES = 1024
+
+
+def fault_line(fault: BaseException) -> str:
+    """How a child reports ``fault`` on its ready pipe: one line, at most FAULT_LINE_BYTES
+    with its mark and newline (the same words it logs; no PIN is in an error)."""
+    said = " ".join(f"{type(fault).__name__}: {fault}".split())
+    return said.encode()[: FAULT_LINE_BYTES - 2].decode(errors="ignore")
 
 
 def child_name(index: int) -> str:
@@ -53,6 +68,7 @@ class WatchedChild:
     ready_at: float | None = None  # when it said it serves
     received: bytes = b""
     killed: bool = False
+    fault: str | None = None  # the cause it reported on its ready pipe, if it cannot serve
 
     @property
     def name(self) -> str:
@@ -95,17 +111,34 @@ def _log_fault(what: str, fault: BaseException) -> None:
         log.error("%s", what, exc_info=fault)
 
 
+def _report(report_fd: int | None, line: str) -> None:
+    """Say ``line`` on the ready pipe; never raises (a supervisor that stopped reading, or
+    a child that served: the supervisor reads no more once a child said it serves)."""
+    if report_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(report_fd, FAULT_MARK + line.encode() + b"\n")
+
+
 def become_child(
-    plan: WorkerPlan, index: int, ready_fd: int, mask: set[int], drop: Callable[[], None]
+    plan: WorkerPlan,
+    index: int,
+    ready_fd: int,
+    mask: set[int],
+    drop: Callable[[], None],
+    known_fault: str | None = None,
 ) -> NoReturn:
     """Run child ``index`` in this freshly forked process and exit with its status.
 
     ``drop`` closes what the supervisor holds (its loop, its sockets, other children's
-    ready pipes); ``mask`` is the signal mask to restore once the child's handlers are in.
+    ready pipes); ``mask`` is the signal mask to restore once the child's handlers are in;
+    ``known_fault``: the cause of the index's last failed start, already logged.
     """
     code = 1
     what = child_name(index)
+    report_fd: int | None = None
     try:
+        # Kept past the ready line, which closes ``ready_fd``: a fault is reported on it.
+        report_fd = os.dup(ready_fd)
         drop()
         if index == LEDGER_INDEX:
             if plan.ledger_socket is None:
@@ -119,7 +152,12 @@ def become_child(
     except StopFailed as exc:
         _log_fault(f"{what} failed while stopping", exc.fault)
     except STARTUP_FAULTS as exc:
-        _log_fault(f"{what} cannot serve", exc)
+        line = fault_line(exc)
+        _report(report_fd, line)
+        if line == known_fault:
+            log.debug("%s still cannot serve: %s", what, line)
+        else:
+            _log_fault(f"{what} cannot serve", exc)
     except BaseException:
         log.exception("%s failed", what)
     finally:

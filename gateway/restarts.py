@@ -18,6 +18,18 @@ serving spends one restart of the bank's ``RestartBudget``, MAX_RESTARTS within
 RESTART_WINDOW_SECONDS, and so does every death of the ledger process, which every worker
 needs: one beyond it stops the bank (exit 1), as a bank serving nothing in a crash loop is
 the operator's to look at.
+
+A replacement that cannot start. A worker started again once the bank has served
+(``opened``) that fails before it serves (the token away, a PIN file not yet renamed into
+place after the PIN was changed on the token) does not stop the bank while another worker
+serves: its cause is transient or the operator's to mend, and the healthy workers serve
+meanwhile. Its index waits in the same back-off and is started again until it serves. Each
+try costs the token no PIN retry: a refused PIN file is recorded for every process
+(``hsm.token_login``) and not offered again until it changes. The child reports its cause
+on its ready pipe (``gateway.child``); a cause already reported for the index is logged
+once, not on every try (``known_fault``), until the index serves again. A start failure at
+the bank's first start, of the ledger process, or with no other worker serving still stops
+the bank at once: starting again would fail again, or serve nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -126,6 +138,19 @@ class Restarts:
         # Whether a worker started now finds its ledger: there is no ledger process, or it
         # said it serves (the supervisor sets it as it forks one, and as one is ready).
         self.ledger_serves = True
+        # Whether every worker has served once (the supervisor sets it as it says the bank
+        # is ready): from then on a worker that cannot start is a replacement.
+        self.opened = False
+        self._faults: dict[int, str] = {}  # per index: the start failure already logged
+
+    def known_fault(self, index: int) -> str | None:
+        """The cause of ``index``'s last failed start, already logged (a forked child
+        inherits it, and says the same cause again at DEBUG only)."""
+        return self._faults.get(index)
+
+    def served(self, index: int) -> None:
+        """``index``'s worker serves: a cause it meets again is news, logged again."""
+        self._faults.pop(index, None)
 
     def due(self) -> list[int]:
         """The worker indexes to start again now, taken: those whose back-off is over, once
@@ -140,14 +165,25 @@ class Restarts:
         back-off would say they are due now, again and again."""
         return self.backoff.next_in(most) if self.ledger_serves else most
 
-    def refusal(self, name: str, index: int, ready_at: float | None, serving: bool) -> str | None:
+    def refusal(
+        self,
+        name: str,
+        index: int,
+        ready_at: float | None,
+        serving: bool,
+        fault: str | None = None,
+    ) -> str | None:
         """Why the bank stops rather than start child ``name`` (of ``index``) again, or
-        None; when it said it serves, and whether another worker still serves. A worker to
-        start again waits in ``backoff``; the ledger process is started at once."""
+        None; when it said it serves, whether another worker still serves, and the cause it
+        reported if it failed to start. A worker to start again waits in ``backoff``; the
+        ledger process is started at once."""
         ledger = index == LEDGER_INDEX
         if ready_at is None:
-            # Starting again would fail again, and may cost a token's PIN retry counter.
-            return f"{'the ledger process' if ledger else 'a worker'} failed to start"
+            if ledger or not serving or not self.opened:
+                # Starting again would fail again, and serve nothing meanwhile.
+                return f"{'the ledger process' if ledger else 'a worker'} failed to start"
+            self._start_failed(name, index, fault)
+            return None
         if (ledger or not serving) and not self._budget.take():
             alone = "" if ledger else " with no other worker serving"
             return (
@@ -159,3 +195,23 @@ class Restarts:
             if wait:
                 log.warning("%s starts again in %.1f s (back-off)", name, wait)
         return None
+
+    def repeated(self, index: int, ready_at: float | None, fault: str | None) -> bool:
+        """Whether child ``index`` failed to start again of a cause already logged (its
+        end is then not news: logged at DEBUG)."""
+        return ready_at is None and fault is not None and self._faults.get(index) == fault
+
+    def _start_failed(self, name: str, index: int, fault: str | None) -> None:
+        """A replacement failed to start while another worker serves: back it off."""
+        wait = self.backoff.died(index, 0.0)
+        if self.repeated(index, None, fault):
+            log.debug("%s still cannot start; starts again in %.1f s", name, wait)
+            return
+        if fault is not None:
+            self._faults[index] = fault
+        log.warning(
+            "%s cannot start while another worker serves; the bank goes on, and %s starts"
+            " again in %.1f s, then at most every %.0f s until it serves (logged again only"
+            " if the cause changes)",
+            name, name, wait, MAX_BACKOFF_SECONDS,
+        )  # fmt: skip

@@ -18,9 +18,11 @@ and every worker, restarted ones too, binds that same port with SO_REUSEPORT.
 Supervision. The supervisor stays single-threaded, so forking a replacement later is as
 safe as the first fork; it waits in one selector loop on signals (a wakeup pipe), the
 workers' ready pipes and the metrics endpoint. A worker reports its ports once serving.
-Every worker must be serving within WORKER_START_SECONDS, and a worker that fails before
-it serves (a wrong PIN, a missing token or file) stops the bank at once: starting it again
-would fail again, and HSMs lock a PIN after a few refused logins. A worker that dies while
+Every worker must be serving within WORKER_START_SECONDS. At the bank's first start, a
+worker that fails before it serves (a wrong PIN, a missing token or file) stops the bank
+at once: starting it again would fail again. Once the bank has served, a replacement that
+fails so while another worker serves is started again after the back-off instead, its
+cause (reported on its ready pipe) logged once (``gateway.restarts``). A worker that dies while
 serving is started again after a back-off that grows while its index keeps crashing (the
 loop wakes for it); the bank gives up (exit 1) only on a crash loop with no worker serving
 (``gateway.restarts``).
@@ -63,6 +65,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gateway import child as children
 from gateway import metrics
 from gateway.bank_errors import ProvisioningError
 from gateway.child import LEDGER_INDEX, WatchedChild, become_child, withdraw_demand
@@ -90,7 +93,7 @@ STOP_MARGIN_SECONDS = 10.0
 # The supervisor's loop wakes at least this often to check its deadlines; signals, worker
 # exits and scrapes wake it at once.
 LOOP_SECONDS = 1.0
-# A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one.
+# A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one (a fault line is).
 READY_LINE_BYTES = 64
 
 
@@ -190,7 +193,8 @@ class Supervisor:
             if pid == 0:  # the child; never returns
                 os.close(read_fd)
                 plan = replace(self._plan, judge_presented=not self._announced)
-                become_child(plan, index, write_fd, mask, drop=self._drop_in_child)
+                known = self._restarts.known_fault(index)
+                become_child(plan, index, write_fd, mask, self._drop_in_child, known)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
@@ -223,12 +227,15 @@ class Supervisor:
 
     def _read_ready(self, worker: WatchedChild, ready_fd: int) -> None:
         try:
-            chunk = os.read(ready_fd, READY_LINE_BYTES)
+            chunk = os.read(ready_fd, children.FAULT_LINE_BYTES)
         except BlockingIOError:
             return
         worker.received += chunk
         line, newline, _ = worker.received.partition(b"\n")
-        if newline and worker is self._ledger:
+        fault = worker.received.startswith(children.FAULT_MARK)
+        if newline and fault:  # it cannot serve, and exits (``gateway.child``)
+            worker.fault = line[1:].decode("utf-8", "replace")
+        elif newline and worker is self._ledger:
             worker.ready_at, self._restarts.ledger_serves = time.monotonic(), True
             log.info("ledger process serving (pid %d)", worker.pid)
             if not self._workers and not self._restarts.backoff.waiting() and not self._stopping():
@@ -239,15 +246,17 @@ class Supervisor:
                 log.error("worker %d serves on %s, not %s", worker.index, ports, self._expected)
                 self._fail("a worker bound other ports than the reserved ones")
             worker.ready_at = time.monotonic()
+            self._restarts.served(worker.index)
             log.info("worker %d serving (pid %d)", worker.index, worker.pid)
-        if newline or not chunk or len(worker.received) > READY_LINE_BYTES:
+        longest = children.FAULT_LINE_BYTES if fault else READY_LINE_BYTES
+        if newline or not chunk or len(worker.received) > longest:
             self._selector.unregister(ready_fd)
             os.close(ready_fd)
             worker.ready_fd = None
         serving = [w.ready for w in self._workers.values()]
         everyone = len(serving) == self._count and all(serving)
         if everyone and not self._announced and not self._stopping():
-            self._announced = True
+            self._announced = self._restarts.opened = True
             self._on_ready()
 
     def _reap(self) -> None:
@@ -265,6 +274,8 @@ class Supervisor:
             worker = self._workers.pop(pid, None)
             if worker is None:
                 continue
+            if worker.ready_fd is not None:  # what it said before it exited: a fault?
+                self._read_ready(worker, worker.ready_fd)
             if worker.ready_fd is not None:
                 self._selector.unregister(worker.ready_fd)
                 os.close(worker.ready_fd)
@@ -296,9 +307,13 @@ class Supervisor:
             self._cut |= end is Stopped.CUT_CALLS
             self._failed |= end is Stopped.FAILED
             return False
-        log.error("%s (pid %d) died: %s", child.name, child.pid, ended(code, self._samples))
+        repeated = self._restarts.repeated(child.index, child.ready_at, child.fault)
+        log.log(
+            logging.DEBUG if repeated else logging.ERROR, "%s (pid %d) died: %s",
+            child.name, child.pid, ended(code, self._samples),
+        )  # fmt: skip
         serving = any(w.ready for w in self._workers.values())
-        why = self._restarts.refusal(child.name, child.index, child.ready_at, serving)
+        why = self._restarts.refusal(child.name, child.index, child.ready_at, serving, child.fault)
         if why is not None:
             self._fail(why)
         return why is None
