@@ -26,12 +26,15 @@ ledger code only, start to end: nothing in it calls back into the worker (a resp
 built there after the decision is committed, ``gateway.ledger.idempotency``).
 
 What an operation may be: a frame larger than its kind's bound (``wire.OPERATION_BOUNDS``)
-is skipped as its bytes come, never held; one that nests deeper is refused as its opcodes
-are read, before anything is built from it (``wire.nesting``). Either is answered with
-the refusal, and the connection serves on. When ``accept`` fails for want of descriptors
-(EMFILE), the loop stops watching the listener for a pause that doubles up to a second,
-says so once, and takes the waiting connections once descriptors are freed: the listener
-stays readable all the while, and a loop that tried again at once would spin.
+is skipped as its bytes come, never held; one that nests deeper, calls anything but a
+ledger class, fills in what it did not make or puts too many keys into sets and dicts is
+refused as its opcodes are read, before anything is built from it (``wire.nesting``).
+Either is answered with the refusal, written at once (a worker that does not read its
+answers has its connection closed), and the connection serves on. When ``accept`` fails
+for want of descriptors (EMFILE), the loop stops watching the listener for a pause that
+doubles up to a second, says so once, and takes the waiting connections once descriptors
+are freed: the listener stays readable all the while, and a loop that tried again at
+once would spin.
 
 Who may connect: the socket lives in a directory only the bank's user can enter, and a
 connection from another user id (``SO_PEERCRED``) is closed at once, as is one beyond
@@ -72,8 +75,9 @@ ACCEPT_PAUSE_SECONDS = 0.05
 ACCEPT_PAUSE_MOST_SECONDS = 1.0
 # What ``accept`` may say of one connection (it went before it was taken): no pause.
 _ONE_CONNECTIONS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EAGAIN, errno.EINTR})
-# How long an answer may wait for a worker that does not read it. (Reads never wait: the
-# loop takes what has arrived of a frame and comes back for the rest.)
+# How long an answer may wait for a worker that does not read it, on the writer or a
+# reader. (The loop never waits: it takes what has arrived of a frame and comes back for
+# the rest, and a refusal it answers is written at once or the connection closed.)
 PEER_TIMEOUT_SECONDS = 30.0
 # Read-only operations run beside the writer on the store's read connections.
 READ_THREADS = 4
@@ -340,7 +344,7 @@ class LedgerService:
             else:
                 self._readers.submit(self._read, peer, operation)
         except Exception as exc:  # noqa: BLE001  every failure is the caller's answer
-            self._answer(peer, None, exc)
+            self._answer(peer, None, exc, at_once=True)
 
     def _read(self, peer: _Peer, query: Any) -> None:
         try:
@@ -350,8 +354,14 @@ class LedgerService:
             return
         self._answer(peer, result, None)
 
-    def _answer(self, peer: _Peer, result: object, error: BaseException | None) -> None:
-        """Send the outcome of one operation and wait for the next (any thread)."""
+    def _answer(
+        self, peer: _Peer, result: object, error: BaseException | None, *, at_once: bool = False
+    ) -> None:
+        """Send the outcome of one operation and wait for the next (any thread).
+
+        ``at_once`` on the loop (a refusal): the loop serves every worker, so it never
+        waits for a worker to read. An answer that cannot be written whole at once (a
+        worker that sends frames and reads none fills its socket) closes the connection."""
         try:
             if error is None:
                 try:
@@ -360,7 +370,13 @@ class LedgerService:
                     error = exc
             if error is not None:
                 reply, body = wire.ERROR, wire.dump_value(wire.shippable_error(error))
-            wire.send_frame(peer.sock, reply, peer.number, body)
+            if at_once:
+                frame = wire.HEADER.pack(len(body), reply, peer.number) + body
+                # The descriptor is non-blocking (timeout mode): a write never waits.
+                if os.write(peer.sock.fileno(), frame) != len(frame):
+                    raise OSError(errno.EAGAIN, "an answer the worker does not read")
+            else:
+                wire.send_frame(peer.sock, reply, peer.number, body)
             self._epoll.modify(peer.sock.fileno(), _ARMED)
         except (OSError, ValueError, wire.WireError):
             self._drop(peer)  # the worker went away

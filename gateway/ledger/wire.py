@@ -6,19 +6,23 @@ it is always a ``functools.partial`` of a ledger rule (a module-level function o
 that safe and cheap:
 
 - **Only ledger code can be named.** The service unpickles with ``find_class`` limited to
-  what the modules in ``SHIPPED_MODULES`` define (not what they import) and
-  ``functools.partial``: a frame can name a ledger rule, an outcome or a ledger error,
-  and nothing else (not ``os.system``, not a class with a dangerous constructor, not a
-  chain of partials: ``_ShippedPartial``). The socket is reachable by the bank's own
-  user only (``service``), so this is defence in depth, not the only wall.
-- **A frame is no larger and no deeper than its kind's operations are.** Hashing a
-  value recurses in C, unchecked: a tuple some 200,000 deep (200 KB) handed to a ledger
-  enum crashed the process (SIGSEGV), every worker's operation in flight with it. The
-  service reads an operation's opcodes before it builds anything (``nesting``) and
-  refuses one deeper than ``OPERATION_BOUNDS`` allows, or larger (skipped as it comes,
-  never held), or one that fills in a ledger function or class (its attributes would
-  change the rule for every later operation) or a value it took again (a cycle),
-  answering the refusal: nothing is built, nothing applied.
+  what the modules in ``SHIPPED_MODULES`` define (not what they import), Python's
+  ``TypeError`` and ``ValueError``, and ``functools.partial`` (as ``_ShippedPartial``,
+  never a partial of a partial): any function, class or constant of those modules,
+  private ones too, and nothing else (not ``os.system``). The socket is reachable by
+  the bank's own user only (``service``), so this is defence in depth, not the only wall.
+- **A frame builds only what an operation needs, no larger and no deeper.** The service
+  reads an operation's opcodes before it builds anything (``nesting``, ``frame_check``)
+  and refuses, answering the refusal with nothing built and nothing applied, one that:
+  is larger than ``OPERATION_BOUNDS`` allows (skipped as it comes, never held) or
+  nests deeper (hashing a value recurses in C, unchecked: a tuple some 200,000 deep
+  crashed the process, SIGSEGV, every worker's operation in flight with it); calls
+  anything but a ledger class (a ledger function would run as the frame is read, on
+  the loop serving every worker); fills in anything it did not make new (an enum
+  member, a function or a class is shared by every later operation) or a value it took
+  again (a cycle); or puts more than ``MOST_KEYS`` keys into sets and dicts (keys that
+  hash alike take quadratic time). What runs is then the operation itself: a partial of
+  a ledger function, called by the store on its transaction.
 - **Only ledger code leaves the worker.** ``dump_operation`` refuses an operation that
   holds any other callable (a lambda, a closure, a bound method) with ``NotLedgerCode``
   before a byte is sent. Nothing of the worker's ever needs to run inside the service's
@@ -43,7 +47,10 @@ rather than go on; the worker dials afresh for its next operation.
 
 from __future__ import annotations
 
+import builtins
+import enum
 import functools
+import importlib
 import io
 import pickle
 import socket
@@ -53,6 +60,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.ledger import frame_check
 from gateway.ledger.errors import StoreError, StoreUnavailable
 
 # The modules whose functions and classes may cross: the rules, their values and errors.
@@ -113,6 +121,11 @@ OPERATION_BOUNDS: Mapping[int, Bounds] = {
     EXECUTE: Bounds(most_bytes=1024 * 1024, most_depth=32),
     READ: Bounds(most_bytes=16 * 1024, most_depth=16),
 }
+
+# Keys a frame may put into sets and dicts (``frame_check``): the real operations put at
+# most 410 (a decision on 100 items; measured as the bounds are), and this leaves 10x
+# room. Keys that all hash alike cost quadratic time: this many, some 0.1 s at most.
+MOST_KEYS = 4096
 
 HEADER = struct.Struct(">IBI")  # payload length, kind, operation number
 # Operation numbers fill the header's 4 bytes and wrap round to 1 (0 is never used).
@@ -280,16 +293,10 @@ class _LedgerUnpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("functools", "partial"):
-            return _ShippedPartial
-        if module == "builtins" and name in SHIPPED_BUILTIN_ERRORS:
-            return super().find_class(module, name)
-        if module in SHIPPED_MODULES and "." not in name and not name.startswith("__"):
-            found = super().find_class(module, name)
-            # Defined there, not merely imported there (``ledger`` imports ``time``).
-            if getattr(found, "__module__", None) == module:
-                return found
-        raise pickle.UnpicklingError(f"{module}.{name} may not cross to the ledger")
+        found = _shipped(module, name)
+        if found is None:
+            raise pickle.UnpicklingError(f"{module}.{name} may not cross to the ledger")
+        return found
 
 
 def load(data: bytes) -> Any:
@@ -309,163 +316,64 @@ def load_operation(kind: int, payload: bytes) -> Any:
     return load(payload)
 
 
-# How ``nesting`` reads each pickle opcode: the ones protocol 5 writes, and GLOBAL.
-_SHORT, _MEMOIZE, _SCALAR, _GET, _PUT, _MARK, _SKIP, _LONG, _LINE, _STOP = range(1, 11)
-_STACK_GLOBAL, _BINPERSID, _POP, _POP_MARK, _DUP = range(11, 16)
-_EMPTY, _TUPLE_N, _TO_MARK, _INST, _CALL, _INTO, _INTO_MARK = range(16, 23)
+def _shipped(module: str, name: str) -> Any:
+    """What a frame may name as ``module``.``name`` (``find_class``'s rule), or None:
+    ``functools.partial`` (as ``_ShippedPartial``), a shipped builtin error, or what a
+    module of ``SHIPPED_MODULES`` defines (not what it imports: ``ledger`` imports
+    ``time``)."""
+    if (module, name) == ("functools", "partial"):
+        return _ShippedPartial
+    if module == "builtins" and name in SHIPPED_BUILTIN_ERRORS:
+        return getattr(builtins, name)
+    if module in SHIPPED_MODULES and "." not in name and not name.startswith("__"):
+        found = getattr(importlib.import_module(module), name, None)
+        if found is not None and getattr(found, "__module__", None) == module:
+            return found
+    return None
 
 
-def _opcodes() -> tuple[list[int], list[int]]:
-    """How ``nesting`` reads each opcode, and a size: the argument's bytes, its length's
-    bytes, its lines, or the values it takes off the stack; 0 and 0 for any other."""
-    hows, sizes = [0] * 256, [0] * 256
-    for codes, how, size in (
-        (b"\x8cCU\x8a", _SHORT, 1),  # str, bytes, str, int: a length byte, then data
-        (b"\x94", _MEMOIZE, 0),
-        (b"N\x88\x89\x97", _SCALAR, 0),  # None, True, False, an out-of-band buffer
-        *((b"K\x82", _SCALAR, 1), (b"M\x83", _SCALAR, 2), (b"J\x84", _SCALAR, 4)),
-        *((b"G", _SCALAR, 8), (b"h", _GET, 1), (b"j", _GET, 4), (b"q", _PUT, 1)),
-        *((b"r", _PUT, 4), (b"(", _MARK, 0), (b"\x98", _SKIP, 0), (b"\x80", _SKIP, 1)),
-        *((b"\x95", _SKIP, 8), (b"XBT\x8b", _LONG, 4), (b"\x8d\x8e\x96", _LONG, 8)),
-        *((b"ILFSVP", _LINE, 1), (b"c", _LINE, 2), (b".", _STOP, 0)),
-        *((b"\x93", _STACK_GLOBAL, 2), (b"Q", _BINPERSID, 1), (b"0", _POP, 0)),
-        *((b"1", _POP_MARK, 0), (b"2", _DUP, 0), (b")]}\x8f", _EMPTY, 0)),
-        *((b"\x85", _TUPLE_N, 1), (b"\x86", _TUPLE_N, 2), (b"\x87", _TUPLE_N, 3)),
-        *((b"tld\x91o", _TO_MARK, 0), (b"i", _INST, 2), (b"R\x81", _CALL, 2)),
-        *((b"\x92", _CALL, 3), (b"ab", _INTO, 1), (b"s", _INTO, 2)),
-        (b"eu\x90", _INTO_MARK, 0),
-    ):
-        for code in codes:
-            hows[code], sizes[code] = how, size
-    return hows, sizes
+# What each name a frame may name is, for ``frame_check`` (found once, then kept: the
+# names that may cross are few).
+_KINDS: dict[tuple[str, str], int] = {}
 
 
-_HOWS, _SIZES = _opcodes()
-_MEMOIZE_OP = 0x94
+def _kind_of(module: str, name: str) -> int:
+    """``frame_check``'s kind of what a frame names: a ledger enum, ``partial``, an error,
+    another class, or a value (a function, a constant); Refused for a name that may not
+    cross."""
+    kind = _KINDS.get((module, name))
+    if kind is None:
+        found = _shipped(module, name)
+        if found is None:
+            raise frame_check.Refused(
+                f"that names code outside the ledger: {module}.{name} may not cross to the ledger"
+            )
+        if found is _ShippedPartial:
+            kind = frame_check.PARTIAL
+        elif isinstance(found, type) and issubclass(found, enum.Enum):
+            kind = frame_check.ENUM
+        elif isinstance(found, type) and issubclass(found, BaseException):
+            kind = frame_check.ERROR
+        elif isinstance(found, type):
+            kind = frame_check.CLASS
+        else:
+            kind = frame_check.VALUE
+        _KINDS[(module, name)] = kind
+    return kind
 
 
-def nesting(payload: bytes, most: int, kind: str = "operation") -> int:
-    """How deeply the values ``payload`` unpickles to nest (0: a scalar, a function or a
-    class; 1: a container or object of those; ...), read from its opcodes without
-    building anything. FrameRefused, naming ``kind``, as soon as a value nests deeper
-    than ``most``, or a value taken again from the memo is filled in deeper (a cycle, or
-    a depth hidden from what holds it), or a scalar, function or class is filled in;
-    WireError if it is no pickle this reading follows.
-
-    Each container or object is a node, one deeper than its deepest part; a node filled
-    in (APPEND, SETITEM, BUILD...) before anything else holds it is as deep as its parts.
-    It runs on the service's loop for every operation: the common opcodes come first,
-    and the MEMOIZE that follows most values is taken with them.
-    """
-    depths = [0]  # by node; node 0 is every scalar, function and class
-    stack: list[int] = []
-    push = stack.append
-    marks: list[int] = []
-    memo: dict[int, int] = {}
-    taken_again: set[int] = set()
-    hows, sizes = _HOWS, _SIZES
-    deepest = at = 0
+def nesting(payload: bytes, most: int, kind: str = "operation", most_keys: int = MOST_KEYS) -> int:
+    """How deeply the values ``payload`` unpickles to nest, read from its opcodes
+    without building anything (``frame_check.read``). FrameRefused, naming ``kind``, as
+    soon as a value nests deeper than ``most``, more than ``most_keys`` keys go into
+    sets and dicts, anything but a ledger class is called, or anything the frame did not
+    make new is filled in; WireError if it is no pickle this reading follows."""
     try:
-        while True:
-            op = payload[at]
-            how = hows[op]
-            at += 1
-            if how == _SHORT:
-                at += 1 + payload[at]
-                push(0)
-                if payload[at] == _MEMOIZE_OP:
-                    memo[len(memo)] = 0
-                    at += 1
-            elif how == _MEMOIZE:
-                memo[len(memo)] = stack[-1]
-            elif how == _GET:
-                size = sizes[op]
-                node = memo[int.from_bytes(payload[at : at + size], "little")]
-                at += size
-                if node:
-                    taken_again.add(node)
-                push(node)
-            elif how == _SCALAR:
-                at += sizes[op]
-                push(0)
-            elif how == _MARK:
-                marks.append(len(stack))
-            elif how == _PUT:
-                size = sizes[op]
-                memo[int.from_bytes(payload[at : at + size], "little")] = stack[-1]
-                at += size
-            elif how == _SKIP:
-                at += sizes[op]
-            elif how == _LONG:
-                size = sizes[op]
-                at += size + int.from_bytes(payload[at : at + size], "little")
-                push(0)
-            elif how == _LINE:
-                for _ in range(sizes[op]):
-                    at = payload.index(b"\n", at) + 1
-                push(0)
-            elif how == _STOP:
-                return deepest
-            elif how in (_STACK_GLOBAL, _BINPERSID):
-                del stack[len(stack) - sizes[op] :]
-                push(0)
-                if payload[at] == _MEMOIZE_OP:
-                    memo[len(memo)] = 0
-                    at += 1
-            elif how == _POP:
-                if marks and marks[-1] == len(stack):
-                    marks.pop()  # as the unpickler does: the mark on top goes
-                else:
-                    stack.pop()
-            elif how == _POP_MARK:
-                del stack[marks.pop() :]
-            elif how == _DUP:
-                taken_again.add(stack[-1])
-                push(stack[-1])
-            elif how < _EMPTY:
-                raise WireError(f"an unreadable ledger frame: opcode {op} at byte {at - 1}")
-            else:  # a node built, or filled in, from values taken off the stack
-                if how == _EMPTY:
-                    depth = 1
-                else:
-                    if how in (_TUPLE_N, _CALL, _INTO):
-                        start = len(stack) - sizes[op]
-                    else:
-                        if how == _INST:
-                            for _ in range(sizes[op]):
-                                at = payload.index(b"\n", at) + 1
-                        start = marks.pop()
-                    depth = 1
-                    for node in stack[start:]:
-                        if depths[node] >= depth:
-                            depth = depths[node] + 1
-                    del stack[start:]
-                if how < _INTO:
-                    node = len(depths)
-                    depths.append(depth)
-                    push(node)
-                    if payload[at] == _MEMOIZE_OP:
-                        memo[len(memo)] = node
-                        at += 1
-                else:
-                    node = stack[-1]
-                    if depth <= depths[node]:
-                        continue
-                    if node == 0 or node in taken_again:
-                        raise FrameRefused(
-                            f"a ledger {kind} frame that fills in a value it took again, a"
-                            " scalar, a function or a class: nothing was built or applied"
-                        )
-                    depths[node] = depth
-                if depth > deepest:
-                    deepest = depth
-                    if depth > most:
-                        raise FrameRefused(
-                            f"a ledger {kind} frame nesting deeper than the {most} levels an"
-                            " operation of its kind may: nothing was built or applied"
-                        )
-    except (IndexError, KeyError, ValueError) as exc:
-        raise WireError(f"an unreadable ledger frame: {type(exc).__name__} at byte {at}") from exc
+        return frame_check.read(payload, most, most_keys, _kind_of)
+    except frame_check.Refused as exc:
+        raise FrameRefused(f"a ledger {kind} frame {exc}: nothing was built or applied") from None
+    except frame_check.Unreadable as exc:
+        raise WireError(f"an unreadable ledger frame: {exc}") from None
 
 
 def shippable_error(exc: BaseException) -> BaseException:

@@ -11,18 +11,21 @@ the service's room. A thread's connection is closed when the thread ends.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.ledger import idempotency, wire
+from gateway.ledger import service as ledger_service
 from tests.gateway.ledger.ledger_support import ServedSqliteStore
 
 # How long descriptors stay short in the test: some ten pauses' worth at the first pause.
@@ -121,3 +124,61 @@ def test_a_request_threads_connection_is_closed_when_the_thread_ends(
     # A thread that lives on keeps its own, and the store serves on.
     assert served.read(_query()) is None
     assert served.service.connections == 1
+
+
+def test_the_pause_doubles_up_to_a_second_and_no_further(served: ServedSqliteStore) -> None:
+    assert served.read(_query()) is None  # its connection taken: no accept pending
+    short = OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+    service = served.service
+    pauses = []
+    for _ in range(8):
+        service._pause_accepting(short)
+        pauses.append(service._accept_pause)
+    assert pauses == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    assert service._accept_again_at is not None
+    assert service._accept_again_at - time.monotonic() <= ledger_service.ACCEPT_PAUSE_MOST_SECONDS
+    # The pause ends: connections are taken again.
+    assert served.read(_query()) is None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as late:
+        late.settimeout(30)
+        late.connect(served.socket_path)
+        wire.send_frame(late, wire.READ, 1, wire.dump_operation(_query()))
+        assert wire.receive_answer(late, 1) == (wire.RESULT, wire.dump_value(None))
+
+
+# Refused frames a worker that reads no answers sends: their answers fill its socket.
+UNREAD_FRAMES = 20_000
+# How long the others' operations may wait meanwhile (the old loop waited out the whole
+# PEER_TIMEOUT_SECONDS for the answer, shortened here to TEST_PEER_TIMEOUT).
+MOST_OTHER_WAIT_SECONDS = 1.0
+TEST_PEER_TIMEOUT = 5.0
+
+
+def test_a_worker_that_reads_no_answers_holds_up_no_other(
+    served: ServedSqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_service, "PEER_TIMEOUT_SECONDS", TEST_PEER_TIMEOUT)
+    assert served.read(_query()) is None
+    frames = b"".join(
+        wire.HEADER.pack(1, wire.EXECUTE, n) + b"x" for n in range(1, UNREAD_FRAMES + 1)
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(served.socket_path)
+
+        def send() -> None:
+            with contextlib.suppress(OSError):  # its connection is closed under it
+                silent.sendall(frames)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        waits = []
+        deadline = time.monotonic() + 2 * TEST_PEER_TIMEOUT
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert served.read(_query()) is None
+            waits.append(time.monotonic() - started)
+            if served.service.connections == 1 and len(waits) > 10:
+                break  # the silent one was closed
+        assert max(waits) < MOST_OTHER_WAIT_SECONDS, max(waits)
+        assert served.service.connections == 1  # closed, as its answers could not go
+        sender.join(30)
