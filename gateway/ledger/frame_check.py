@@ -2,7 +2,7 @@
 
 The ledger service unpickles each operation on the loop that serves every worker
 (``gateway.ledger.service``), with ``find_class`` limited to ledger code (``wire``). That
-limit alone leaves three ways for a frame to harm the process, and this reading refuses
+limit alone leaves four ways for a frame to harm the process, and this reading refuses
 each before a byte of it is unpickled:
 
 - **Depth.** Hashing a value recurses in C, unchecked: a tuple some 200,000 deep handed

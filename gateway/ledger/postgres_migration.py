@@ -56,7 +56,6 @@ from psycopg import errors as pg_errors
 from gateway.ledger import schema
 from gateway.ledger.errors import SchemaError, StoreError
 from gateway.ledger.schema import POSTGRES, migrate_next
-from gateway.ledger.sqlite import schema_version_refusal
 from gateway.ledger.store import Row, Transaction
 
 log = logging.getLogger("setpay.ledger")
@@ -201,16 +200,9 @@ def require_current(transaction: TransactionSource) -> None:
     reads it (nothing written, nothing locked): a store opened ``read_only`` neither
     creates a ledger where there is none nor migrates an older one."""
     rows = _recorded_versions(transaction)
-    if not rows:  # no table, or (as schema.current_version reads it) version 0
-        raise SchemaError(schema_version_refusal(0))
-    version = rows[0]["version"] if len(rows) == 1 else None
-    if type(version) is not int or version < 1:  # as schema.current_version refuses it
-        raise SchemaError(
-            "the ledger database records no schema version this code knows"
-            f" ({len(rows)} row(s) in schema_version): it is damaged, or not a ledger"
-        )
+    version = 0 if rows is None else schema.recorded_version(rows)  # None: no table
     if version != schema.SCHEMA_VERSION:
-        raise SchemaError(schema_version_refusal(version))
+        raise SchemaError(schema.schema_version_refusal(version))
 
 
 def _recorded_versions(transaction: TransactionSource) -> list[Row] | None:

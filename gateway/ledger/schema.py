@@ -50,10 +50,11 @@ marks a ledger that may hold fences in ``requests`` (``_V7``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.ledger.errors import SchemaError
-from gateway.ledger.store import Transaction
+from gateway.ledger.store import Row, Transaction
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,14 @@ def current_version(tx: Transaction, dialect: Dialect | None = None) -> int:
     if dialect is not None:
         _refuse_another_programs_database(tx, dialect)
     tx.run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    rows = tx.all("SELECT version FROM schema_version")
+    return recorded_version(tx.all("SELECT version FROM schema_version"))
+
+
+def recorded_version(rows: Sequence[Row]) -> int:
+    """The schema version the rows of ``schema_version`` record (0 for none); SchemaError
+    if they are not a record a release of this code wrote: one row, a version from 1 up.
+    Read so by ``current_version`` and by a PostgreSQL store opened ``read_only``, which
+    reads the rows without the CREATE TABLE (``postgres_migration.require_current``)."""
     if not rows:
         return 0
     # A migration from a version no release wrote would apply the wrong statements: never
@@ -326,6 +334,26 @@ def current_version(tx: Transaction, dialect: Dialect | None = None) -> int:
             f" ({len(rows)} row(s) in schema_version): it is damaged, or not a ledger"
         )
     return version
+
+
+def schema_version_refusal(found: int) -> str:
+    """Why a store opened ``read_only`` refuses a ledger at schema version ``found``,
+    not this code's: it reads only the version it writes, and migrates nothing."""
+    if found == 0:
+        return (
+            "no ledger here: the database records no ledger schema version; nothing was"
+            " changed, and none is made"
+        )
+    if found > SCHEMA_VERSION:
+        return (
+            f"the ledger database has schema version {found}; this code knows up to"
+            f" {SCHEMA_VERSION}: read it with the release that wrote it"
+        )
+    return (
+        f"the ledger database has schema version {found}, this release's is {SCHEMA_VERSION}:"
+        " it is read only once migrated, which this command does not do (the bank does as"
+        " it starts, setpay gateway serve); nothing was changed"
+    )
 
 
 def migrate(tx: Transaction, dialect: Dialect) -> int:

@@ -37,7 +37,13 @@ from typing import Any, TypeVar
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger.errors import SchemaError, StoreError, StoreUnavailable
 from gateway.ledger.group_commit import Completion, GroupCommitConfig, GroupCommitWriter
-from gateway.ledger.schema import SCHEMA_VERSION, SQLITE, current_version, migrate
+from gateway.ledger.schema import (
+    SCHEMA_VERSION,
+    SQLITE,
+    current_version,
+    migrate,
+    schema_version_refusal,
+)
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
 from gateway.ledger.write_lock import WriteTurn
 from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
@@ -177,26 +183,6 @@ def _require_this_version(tx: Transaction) -> None:
     found = current_version(tx, SQLITE)
     if found != SCHEMA_VERSION:
         raise SchemaError(schema_version_refusal(found))
-
-
-def schema_version_refusal(found: int) -> str:
-    """Why a store opened ``read_only`` refuses a ledger at schema version ``found``,
-    not this code's: it reads only the version it writes, and migrates nothing."""
-    if found == 0:
-        return (
-            "no ledger here: the database records no ledger schema version; nothing was"
-            " changed, and none is made"
-        )
-    if found > SCHEMA_VERSION:
-        return (
-            f"the ledger database has schema version {found}; this code knows up to"
-            f" {SCHEMA_VERSION}: read it with the release that wrote it"
-        )
-    return (
-        f"the ledger database has schema version {found}, this release's is {SCHEMA_VERSION}:"
-        " it is read only once migrated, which this command does not do (the bank does as"
-        " it starts, setpay gateway serve); nothing was changed"
-    )
 
 
 def _refuse_another_programs_file(path: str, busy_timeout_ms: int) -> None:
