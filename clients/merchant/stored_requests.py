@@ -333,8 +333,11 @@ class StoredRequests(abc.ABC, Generic[R]):
                 self._asked_all = True  # those after it were reached in earlier rounds
         self._ended_round.pop(_key(first), None)
         self._ended_round[in_flight] = self._round
+        # Not "unreachable" when it answered another of the round (the one it did not is
+        # logged as its outcome was raised): an operator would look for an outage.
         log.warning(
-            "gateway unreachable: %d unanswered %s wait for the next resume",
+            "gateway %s: %d unanswered %s wait for the next resume",
+            "reachable, but no answer for one" if answered else "unreachable",
             len(rest), self.noun,
         )  # fmt: skip
 
