@@ -3,9 +3,10 @@ what belongs to the supervisor, runs as a worker (``gateway.worker``) or as the 
 process (``gateway.ledger_process``), and exits with its status, never returning into the
 supervisor's stack. A child that fails logs whether it could not serve or failed while
 stopping; a fault the operator is to fix (a PIN, a token, a file, a port) in one line.
-A child that cannot serve also reports that line on its ready pipe, after a FAULT_MARK,
-so the supervisor can tell a replacement failing again of the same cause from a new one
-(``gateway.restarts``); the child is told the cause already logged for its index, and
+A child that cannot serve also reports that line on its ready pipe, after a mark saying
+whether it may pass by itself (the token away), so the supervisor starts a replacement
+again only for such a cause, and tells one failing again of the same cause from a new
+one (``gateway.restarts``); the child is told the cause already logged for its index, and
 says the same one again at DEBUG only.
 The supervisor keeps a record of each child it forked (``WatchedChild``); once it has
 reaped a worker, it withdraws what the worker can no longer take back itself: its count
@@ -28,7 +29,7 @@ from gateway.demand import DemandBoard, demand_path
 from gateway.ledger import LedgerError
 from gateway.ledger_process import run_ledger_process
 from gateway.worker import StopFailed, WorkerPlan, run_worker
-from hsm.errors import KeyBackendError
+from hsm.errors import KeyBackendError, TokenAbsent, TransientBackendError
 
 log = logging.getLogger("setpay.workers")
 
@@ -37,17 +38,31 @@ LEDGER_INDEX = -1
 # What a child may meet while opening the bank or closing it, none of them a bug: logged
 # in one line.
 STARTUP_FAULTS = (KeyBackendError, ProvisioningError, LedgerError, CaError, OSError)
-# What starts a fault line on the ready pipe (a ready line starts with a port number).
-FAULT_MARK = b"!"
+# What starts a fault line on the ready pipe (a ready line starts with a port number): a
+# fault that may pass by itself (the token away, ``passes``), or one that will not (a
+# refused PIN, a damaged file: starting again would fail again, and a PIN whose refusal
+# could not be recorded would be offered again at each start, locking a real HSM's PIN).
+PASSING_MARK, FAULT_MARK = "?", "!"
+# Either, as the first byte of a line on the ready pipe.
+REPORTED_MARKS = (PASSING_MARK.encode(), FAULT_MARK.encode())
 # The longest fault line reported, mark and newline included: the supervisor reads no more.
 FAULT_LINE_BYTES = 1024
+# The faults a replacement's start may meet and pass: the token away.
+PASSING_FAULTS = (TransientBackendError, TokenAbsent)
 
 
 def fault_line(fault: BaseException) -> str:
-    """How a child reports ``fault`` on its ready pipe: one line, at most FAULT_LINE_BYTES
-    with its mark and newline (the same words it logs; no PIN is in an error)."""
-    said = " ".join(f"{type(fault).__name__}: {fault}".split())
-    return said.encode()[: FAULT_LINE_BYTES - 2].decode(errors="ignore")
+    """How a child reports ``fault`` on its ready pipe: its mark, then one line, at most
+    FAULT_LINE_BYTES with its newline (the same words it logs; no PIN is in an error)."""
+    mark = PASSING_MARK if isinstance(fault, PASSING_FAULTS) else FAULT_MARK
+    said = mark + " ".join(f"{type(fault).__name__}: {fault}".split())
+    encoded = said.encode("utf-8", "backslashreplace")
+    return encoded[: FAULT_LINE_BYTES - 1].decode(errors="ignore")
+
+
+def passes(reported: str | None) -> bool:
+    """Whether a reported fault line (``fault_line``) is one that may pass by itself."""
+    return reported is not None and reported.startswith(PASSING_MARK)
 
 
 def child_name(index: int) -> str:
@@ -116,7 +131,7 @@ def _report(report_fd: int | None, line: str) -> None:
     a child that served: the supervisor reads no more once a child said it serves)."""
     if report_fd is not None:
         with contextlib.suppress(OSError):
-            os.write(report_fd, FAULT_MARK + line.encode() + b"\n")
+            os.write(report_fd, line.encode() + b"\n")
 
 
 def become_child(

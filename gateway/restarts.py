@@ -20,16 +20,18 @@ needs: one beyond it stops the bank (exit 1), as a bank serving nothing in a cra
 the operator's to look at.
 
 A replacement that cannot start. A worker started again once the bank has served
-(``opened``) that fails before it serves (the token away, a PIN file not yet renamed into
-place after the PIN was changed on the token) does not stop the bank while another worker
-serves: its cause is transient or the operator's to mend, and the healthy workers serve
-meanwhile. Its index waits in the same back-off and is started again until it serves. Each
-try costs the token no PIN retry: a refused PIN file is recorded for every process
-(``hsm.token_login``) and not offered again until it changes. The child reports its cause
-on its ready pipe (``gateway.child``); a cause already reported for the index is logged
-once, not on every try (``known_fault``), until the index serves again. A start failure at
-the bank's first start, of the ledger process, or with no other worker serving still stops
-the bank at once: starting again would fail again, or serve nothing meanwhile.
+(``opened``) that fails before it serves because the token is away (a fault that passes
+by itself, ``gateway.child.passes``) does not stop the bank while another worker serves:
+the healthy workers serve meanwhile, and its index waits in the same back-off and is
+started again until the token is back. Any other start failure stops the bank as at its
+first start: a refused PIN (offered again at each start wherever its refusal could not be
+recorded: a PIN from the environment, a record that could not be written, which would
+lock a real HSM's user PIN), a damaged file, a foreign ledger do not pass by themselves.
+The child reports its cause on its ready pipe (``gateway.child``); a cause already
+reported for the index is logged once, not on every try (``known_fault``), until the
+index serves again. A start failure at the bank's first start, of the ledger process, or
+with no other worker serving stops the bank at once: starting again would fail again, or
+serve nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.child import LEDGER_INDEX
+from gateway.child import LEDGER_INDEX, passes
 
 log = logging.getLogger("setpay.workers")
 
@@ -179,7 +181,7 @@ class Restarts:
         ledger process is started at once."""
         ledger = index == LEDGER_INDEX
         if ready_at is None:
-            if ledger or not serving or not self.opened:
+            if ledger or not serving or not self.opened or not passes(fault):
                 # Starting again would fail again, and serve nothing meanwhile.
                 return f"{'the ledger process' if ledger else 'a worker'} failed to start"
             self._start_failed(name, index, fault)

@@ -232,9 +232,9 @@ class Supervisor:
             return
         worker.received += chunk
         line, newline, _ = worker.received.partition(b"\n")
-        fault = worker.received.startswith(children.FAULT_MARK)
+        fault = worker.received[:1] in children.REPORTED_MARKS
         if newline and fault:  # it cannot serve, and exits (``gateway.child``)
-            worker.fault = line[1:].decode("utf-8", "replace")
+            worker.fault = line.decode("utf-8", "replace")
         elif newline and worker is self._ledger:
             worker.ready_at, self._restarts.ledger_serves = time.monotonic(), True
             log.info("ledger process serving (pid %d)", worker.pid)

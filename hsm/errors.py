@@ -72,6 +72,12 @@ class PermanentBackendError(KeyBackendError):
     """A configuration error that retrying cannot fix (wrong PIN, unknown token, bad passphrase)."""
 
 
+class TokenAbsent(PermanentBackendError):
+    """The token is not in its module, in a process that never logged in to it: permanent
+    for a start that never saw it (a token label mistyped), but a supervisor whose other
+    processes have served may start such a process again once the token is back."""
+
+
 class TransientBackendError(KeyBackendError):
     """An error that may clear on retry (token removed, session pool exhausted, device busy)."""
 

@@ -69,6 +69,7 @@ from hsm.errors import (
     KeyBackendError,
     KeyNotFound,
     PermanentBackendError,
+    TokenAbsent,
     TransientBackendError,
 )
 from hsm.filelock import exclusive_lock, lock_directory
@@ -439,7 +440,7 @@ class TokenLink:
                 if self._logins:
                     self._unready = (time.monotonic(), f"{self.name} is not present")
                     raise TransientBackendError(self._unready[1]) from last
-                raise PermanentBackendError(
+                raise TokenAbsent(
                     f"no {self.name} in PKCS#11 module {self.config.module}"
                 ) from last
             error = translate(last, fault_of(last), "log in", self.name)
