@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ import psycopg
 import pytest
 
 from cli import bank_books, merchant_batch
-from gateway.config import load
-from gateway.issuer import open_ledger
 from gateway.ledger import KindTotals, TransactionKind
 from gateway.ledger.reports import BatchTotals
 from gateway.provisioning import init_bank
@@ -27,14 +24,11 @@ from tests.cards import card
 from tests.cli.command_support import USAGE, run_bank
 from tests.gateway.ledger.ledger_support import (
     EUR,
-    EXPIRY,
     MERCHANT,
-    PAN_A,
     TEST_DATABASE,
-    Bank,
     throwaway_pg_cluster,
 )
-from tests.gateway.ledger.operator_support import Settled, settle
+from tests.gateway.ledger.operator_support import Settled, settle_bank_ledger
 
 TYPED = card("411111", 7)  # a card number typed where an id goes
 JPY, BHD = 392, 48  # no minor unit; three digits
@@ -86,14 +80,7 @@ def made(
     init_bank(directory, env={})
     config_path = directory / "setpay.toml"
     with _ledger_on(request.param, directory) as (env, raw):
-        ledger = open_ledger(load(config_path, env=env))
-        try:
-            ledger.open_merchant_account(MERCHANT, EUR)
-            ledger.open_card_account(PAN_A, EXPIRY, 10_000, EUR)
-            settled = settle(Bank(ledger))
-        finally:
-            ledger.close()
-        yield Made(config_path, env, settled, raw)
+        yield Made(config_path, env, settle_bank_ledger(config_path, env), raw)
 
 
 @pytest.fixture
@@ -113,13 +100,7 @@ def _ledger_on(kind: str, directory: Path) -> Iterator[tuple[dict[str, str], Raw
         yield {}, _sqlite(directory / "ledger.db")
         return
     with throwaway_pg_cluster() as pg:
-        with psycopg.connect(pg.conninfo(TEST_DATABASE), autocommit=True) as conn:
-            conn.execute(b'CREATE SCHEMA "bank_books"')
-        query = urllib.parse.urlencode(
-            {"host": str(pg.root), "port": pg.port, "options": "-c search_path=bank_books"},
-            quote_via=urllib.parse.quote,  # %20 for a space: libpq reads no "+" as one
-        )
-        url = f"postgresql://ledger@/{TEST_DATABASE}?{query}"
+        url = pg.ledger_url("bank_books")
         yield {"SETPAY_LEDGER": url}, _postgres(pg.conninfo(TEST_DATABASE, "bank_books"))
 
 

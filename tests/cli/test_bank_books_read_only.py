@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import stat
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from cli import bank_books
 from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import (
+    LedgerStore,
     PostgresLedgerStore,
     SchemaError,
     SqliteLedgerStore,
@@ -38,8 +38,6 @@ from gateway.ledger.sqlite import BUSY_TIMEOUT_MS
 from gateway.provisioning import init_bank
 from tests.cli.command_support import run_bank
 from tests.gateway.ledger.ledger_support import (
-    EUR,
-    EXPIRY,
     MERCHANT,
     PAN_A,
     TEST_DATABASE,
@@ -47,7 +45,7 @@ from tests.gateway.ledger.ledger_support import (
     PgCluster,
     throwaway_pg_cluster,
 )
-from tests.gateway.ledger.operator_support import Settled, settle
+from tests.gateway.ledger.operator_support import Settled, settle_bank_ledger
 
 OLDER = SCHEMA_VERSION - 1  # version 7 changes no table: a real older ledger's tables
 # The mode an operator gave the ledger (a backup reader in its group), not the store's own.
@@ -68,14 +66,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     directory = tmp_path_factory.mktemp("read-only") / "bank"
     init_bank(directory, env={})
     config = directory / "setpay.toml"
-    ledger = open_ledger(load(config, env={}))
-    try:
-        ledger.open_merchant_account(MERCHANT, EUR)
-        ledger.open_card_account(PAN_A, EXPIRY, 10_000, EUR)
-        settled = settle(Bank(ledger))
-    finally:
-        ledger.close()
-    return Template(config, directory / "ledger.db", settled)
+    return Template(config, directory / "ledger.db", settle_bank_ledger(config, env={}))
 
 
 @pytest.fixture
@@ -235,8 +226,8 @@ def test_more_differences_than_listed_are_said_so(
     )
 
 
-def test_a_read_only_sqlite_store_writes_nothing(ledger_file: Path) -> None:
-    store = SqliteLedgerStore(ledger_file, read_only=True)
+def _reads_the_version_and_writes_nothing(store: LedgerStore) -> None:
+    """A write through ``store`` (opened read-only) is refused; it reads; closed after."""
     try:
         with pytest.raises(StoreError, match="opened read-only"):
             store.execute(lambda tx: tx.run("DELETE FROM schema_version"))
@@ -245,6 +236,11 @@ def test_a_read_only_sqlite_store_writes_nothing(ledger_file: Path) -> None:
         ]
     finally:
         store.close()
+
+
+def test_a_read_only_sqlite_store_writes_nothing(ledger_file: Path) -> None:
+    store = SqliteLedgerStore(ledger_file, read_only=True)
+    _reads_the_version_and_writes_nothing(store)
 
 
 # PostgreSQL: a schema of its own for each test, in one cluster.
@@ -283,13 +279,7 @@ class PgLedger:
 @pytest.fixture
 def pg_ledger(cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> PgLedger:
     schema = f"read_only_{next(_schemas)}"
-    with psycopg.connect(cluster.conninfo(TEST_DATABASE), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
-    query = urllib.parse.urlencode(
-        {"host": str(cluster.root), "port": cluster.port, "options": f"-c search_path={schema}"},
-        quote_via=urllib.parse.quote,
-    )
-    url = f"postgresql://ledger@/{TEST_DATABASE}?{query}"
+    url = cluster.ledger_url(schema)
     monkeypatch.setenv("SETPAY_LEDGER", url)
     return PgLedger(schema, url, cluster.conninfo(TEST_DATABASE, schema))
 
@@ -323,14 +313,7 @@ def test_a_read_only_postgresql_store_reads_a_current_ledger_and_writes_nothing(
 ) -> None:
     PostgresLedgerStore(pg_ledger.url).close()
     store = PostgresLedgerStore(pg_ledger.url, read_only=True)
-    try:
-        with pytest.raises(StoreError, match="opened read-only"):
-            store.execute(lambda tx: tx.run("DELETE FROM schema_version"))
-        assert store.read(lambda tx: tx.all("SELECT version FROM schema_version")) == [
-            {"version": SCHEMA_VERSION}
-        ]
-    finally:
-        store.close()
+    _reads_the_version_and_writes_nothing(store)
     pg_ledger.sql("DELETE FROM schema_version")
     with pytest.raises(SchemaError, match="no ledger here"):
         PostgresLedgerStore(pg_ledger.url, read_only=True)

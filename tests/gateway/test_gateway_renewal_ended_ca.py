@@ -25,74 +25,40 @@ from pathlib import Path
 import pytest
 
 from cli import ca
-from gateway.bank_pki import ProvisioningError, load_bank_pki, open_ca_store
-from gateway.ca.publishing import revoke
-from gateway.config import BankConfig, load
+from gateway.bank_pki import ProvisioningError
+from gateway.config import BankConfig
 from gateway.gateway_renewal import renew_gateway_keys
-from gateway.provisioning import init_bank
-from setcore.encoding import thumbprint
 from setcore.pki.certificate import load_certificate
 from setcore.pki.issuance import CA_LIFETIME
-from tests.ports import free_port
 
-from .renewal_support import key_versions
-
-# How much of the Payment Gateway CA's life a renewal needs left
-# (``gateway.renewal_issuer.ISSUER_MUST_LAST``).
-A_DAY = timedelta(days=1)
-
-
-def _bank(directory: Path, made_at: datetime) -> BankConfig:
-    """A stopped bank made at ``made_at``, on ports nobody holds."""
-    init_bank(directory, profile="ec", env={}, at=made_at)
-    ports = {
-        "SETPAY_LISTEN": f"127.0.0.1:{free_port()}",
-        "SETPAY_CA_LISTEN": f"127.0.0.1:{free_port()}",
-    }
-    return load(directory / "setpay.toml", env=ports)
-
-
-def _state(config: BankConfig) -> tuple[set[tuple[str, int]], dict[str, bytes], int]:
-    """What a renewal could change: key versions, certificate files, ca.db's records."""
-    files = {p.name: p.read_bytes() for p in config.path(config.certs_dir).iterdir()}
-    store = open_ca_store(config)
-    try:
-        with store.read() as tx:
-            recorded = len(list(tx.listed_certificates()))
-    finally:
-        store.close()
-    return key_versions(config), files, recorded
+from .renewal_support import (
+    A_DAY,
+    pca_end,
+    renewal_state,
+    revoke_certificate,
+    stopped_bank,
+)
 
 
 def test_a_renewal_past_the_gateway_ca_end_is_refused_and_makes_nothing(
     tmp_path: Path,
 ) -> None:
     made = datetime.now(UTC) - CA_LIFETIME - timedelta(days=1)  # its CAs ended yesterday
-    config = _bank(tmp_path / "bank", made)
-    before = _state(config)
+    config = stopped_bank(tmp_path / "bank", made)
+    before = renewal_state(config)
     with pytest.raises(ProvisioningError) as refused:
         renew_gateway_keys(config)
     message = str(refused.value)
     assert "Payment Gateway CA's certificate ended at" in message
     assert "nothing was renewed" in message
-    assert _state(config) == before
-
-
-def _pca_end(config: BankConfig) -> datetime:
-    """When the bank's Payment Gateway CA's certificate ends (also on a bank whose start
-    refuses its gateway certificates)."""
-    pki = load_bank_pki(config, judge_presented=False)
-    try:
-        return load_certificate(pki.pca.signature_cert).not_valid_after_utc
-    finally:
-        pki.close()
+    assert renewal_state(config) == before
 
 
 def _renewed_before_the_end(config: BankConfig, before_end: timedelta = 2 * A_DAY) -> datetime:
     """Renew the bank's gateway keys ``before_end`` before its Payment Gateway CA ends (as
     a yearly renewal may): the gateway's certificates then end with the CA (or a year
     after, if sooner). Returns the CA's end."""
-    ends = _pca_end(config)
+    ends = pca_end(config)
     renew_gateway_keys(config, at=ends - before_end)
     return ends
 
@@ -111,16 +77,16 @@ def test_a_renewal_within_a_day_of_the_gateway_ca_end_is_refused_and_makes_nothi
     """At the CA's notAfter, and less than a day before it while the gateway's
     certificates stand until then: a minute before, the renewal installed certificates
     lasting a minute, as renewed, replacing ones that lasted as long."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC))
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC))
     ends = _renewed_before_the_end(config)
-    before = _state(config)
+    before = renewal_state(config)
     with pytest.raises(ProvisioningError, match=REFUSED_WITHIN[before_end]) as refused:
         renew_gateway_keys(config, at=ends - before_end)
     assert "a CA cannot be renewed" in str(refused.value)
     if before_end:  # the current ones stand until the CA's end: the message says so
         assert "as the current ones (which still stand) do" in str(refused.value)
     assert str(refused.value).endswith("nothing was renewed")
-    assert _state(config) == before
+    assert renewal_state(config) == before
 
 
 @pytest.mark.parametrize("before_end", [A_DAY, timedelta(days=2)])
@@ -129,8 +95,8 @@ def test_a_day_before_the_gateway_ca_end_a_renewal_still_runs(
 ) -> None:
     """The refusal's edge: with a day of the CA left, it still certifies (the new
     certificates end with it)."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC))
-    ends = _pca_end(config)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC))
+    ends = pca_end(config)
     renewal = renew_gateway_keys(config, at=ends - before_end)
     assert (renewal.signature.version, renewal.key_exchange.version) == (2, 2)
     certs = config.path(config.certs_dir)
@@ -144,12 +110,12 @@ def test_the_command_says_why_and_exits_1(
 ) -> None:
     """``setpay ca renew-gateway`` on a bank whose Payment Gateway CA ends in an hour."""
     made = datetime.now(UTC) - CA_LIFETIME + timedelta(hours=1)
-    config = _bank(tmp_path / "bank", made)
+    config = stopped_bank(tmp_path / "bank", made)
     _renewed_before_the_end(config)  # its gateway certificates stand until the CA's end
     # The command reads the bank's ports from the environment, as an operator's would.
     monkeypatch.setenv("SETPAY_LISTEN", config.listen)
     monkeypatch.setenv("SETPAY_CA_LISTEN", config.ca_listen)
-    before = _state(config)
+    before = renewal_state(config)
     parser = argparse.ArgumentParser(prog="setpay")
     ca.add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(
@@ -164,7 +130,7 @@ def test_the_command_says_why_and_exits_1(
     )
     assert "in 0 h 59 min" in captured.err or "in 1 h 0 min" in captured.err
     assert captured.err.endswith("nothing was renewed\n")
-    assert _state(config) == before
+    assert renewal_state(config) == before
 
 
 def test_a_renewal_under_a_revoked_gateway_ca_is_refused_and_makes_nothing(
@@ -172,21 +138,13 @@ def test_a_renewal_under_a_revoked_gateway_ca_is_refused_and_makes_nothing(
 ) -> None:
     """Its certificates would be refused by every peer, as the bank's start says: it made
     two key versions, recorded two certificates and installed them, as renewed."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC))
-    pki = load_bank_pki(config)
-    try:
-        store = open_ca_store(config)
-        try:
-            revoke(store, pki.authority_keys(), thumb=thumbprint(pki.pca.signature_cert))
-        finally:
-            store.close()
-    finally:
-        pki.close()
-    before = _state(config)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC))
+    revoke_certificate(config, lambda pki: pki.pca.signature_cert)
+    before = renewal_state(config)
     with pytest.raises(ProvisioningError) as refused:
         renew_gateway_keys(config)
     message = str(refused.value)
     assert message.startswith("the Payment Gateway CA's certificate no longer stands (")
     assert "REVOKED_CERTIFICATE" in message
     assert message.endswith("a CA cannot be renewed; nothing was renewed")
-    assert _state(config) == before
+    assert renewal_state(config) == before

@@ -33,6 +33,7 @@ import pytest
 
 from gateway.bank_errors import BankIncomplete
 from gateway.bank_pki import (
+    BankPki,
     ProvisioningError,
     load_bank_pki,
     open_ca_store,
@@ -41,11 +42,16 @@ from gateway.bank_pki import (
 from gateway.ca.publishing import revoke
 from gateway.config import BankConfig
 from gateway.gateway_renewal import RenewalHalfInstalled, renew_gateway_keys
-from setcore.encoding import thumbprint
 from setcore.pki.certificate import load_certificate
 from setcore.pki.issuance import CA_LIFETIME, END_ENTITY_LIFETIME
 
-from .test_gateway_renewal_ended_ca import A_DAY, _bank, _pca_end, _state
+from .renewal_support import (
+    A_DAY,
+    pca_end,
+    renewal_state,
+    revoke_certificate,
+    stopped_bank,
+)
 
 # How long the CA has left in these tests.
 LEFT = timedelta(hours=12)
@@ -53,23 +59,19 @@ LEFT = timedelta(hours=12)
 
 def _revoke_gateway_kex(config: BankConfig) -> None:
     """The gateway's key-exchange key compromised: its certificate revoked."""
-    pki = load_bank_pki(config, judge_presented=False)
-    try:
-        kex = pki.gateway.key_exchange_cert
-        assert kex is not None
-        store = open_ca_store(config)
-        try:
-            revoke(store, pki.authority_keys(), thumb=thumbprint(kex))
-        finally:
-            store.close()
-    finally:
-        pki.close()
+    revoke_certificate(config, _gateway_kex, judge_presented=False)
+
+
+def _gateway_kex(pki: BankPki) -> bytes:
+    kex = pki.gateway.key_exchange_cert
+    assert kex is not None
+    return kex
 
 
 def _revoked(config: BankConfig) -> None:
     """Renewed two days before the CA's end (its certificates end with it), then the
     key-exchange certificate revoked."""
-    renew_gateway_keys(config, at=_pca_end(config) - 2 * A_DAY)
+    renew_gateway_keys(config, at=pca_end(config) - 2 * A_DAY)
     _revoke_gateway_kex(config)
 
 
@@ -126,14 +128,14 @@ def _gateway_ends(config: BankConfig) -> list[datetime]:
 def test_in_the_last_day_a_bank_told_to_renew_is_renewed_and_starts(
     tmp_path: Path, spoil: Callable[[BankConfig], None], caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
     spoil(config)
     with pytest.raises(BankIncomplete, match="renew the gateway's keys with"):
         load_bank_pki(config).close()
     current = min(_gateway_ends(config))
     renewal = renew_gateway_keys(config)
     assert renewal.key_exchange.version == renewal.signature.version
-    ends = _pca_end(config)
+    ends = pca_end(config)
     assert _gateway_ends(config) == [ends, ends]  # the hours the CA has left
     load_bank_pki(config).close()  # starts: peers accept what it presents
     assert "renewing the gateway's keys although the Payment Gateway CA's" in caplog.text
@@ -153,8 +155,8 @@ def test_in_the_last_day_certificates_ending_before_the_ca_are_renewed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """They stand, but end 6 h before the CA: the renewed ones serve those 6 h."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
-    ends = _pca_end(config)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    ends = pca_end(config)
     renew_gateway_keys(config, at=ends - END_ENTITY_LIFETIME - timedelta(hours=6))
     assert max(_gateway_ends(config)) == ends - timedelta(hours=6)
     load_bank_pki(config).close()  # they stand
@@ -171,20 +173,12 @@ def test_in_the_last_day_a_revoked_gateway_ca_is_still_refused(
 ) -> None:
     """The gateway's certificates fall with their CA, but renewing does not mend that:
     refused as under a revoked CA, nothing made, no warning that it renews."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
-    pki = load_bank_pki(config, judge_presented=False)
-    try:
-        store = open_ca_store(config)
-        try:
-            revoke(store, pki.authority_keys(), thumb=thumbprint(pki.pca.signature_cert))
-        finally:
-            store.close()
-    finally:
-        pki.close()
-    before = _state(config)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    revoke_certificate(config, lambda pki: pki.pca.signature_cert, judge_presented=False)
+    before = renewal_state(config)
     with pytest.raises(ProvisioningError, match="certificate no longer stands"):
         renew_gateway_keys(config)
-    assert _state(config) == before
+    assert renewal_state(config) == before
     # Refused for the CA before the last day's check is asked whether renewing gains.
     assert "renewing the gateway's keys" not in caplog.text
 
@@ -192,8 +186,8 @@ def test_in_the_last_day_a_revoked_gateway_ca_is_still_refused(
 def test_a_renewal_before_the_ca_begins_says_the_clock_is_behind(tmp_path: Path) -> None:
     """Just after ``setpay init`` on a host whose clock is 6 min behind (a notBefore is
     backdated 5 min): the remedy is the clock, not a CA that "cannot be renewed"."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC))
-    before = _state(config)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC))
+    before = renewal_state(config)
     with pytest.raises(ProvisioningError) as refused:
         renew_gateway_keys(config, at=datetime.now(UTC) - timedelta(minutes=6))
     message = str(refused.value)
@@ -201,12 +195,12 @@ def test_a_renewal_before_the_ca_begins_says_the_clock_is_behind(tmp_path: Path)
     assert "this host's clock is behind" in message
     assert "cannot be renewed" not in message
     assert message.endswith("nothing was renewed")
-    assert _state(config) == before
+    assert renewal_state(config) == before
 
 
 def test_a_renewal_within_the_backdating_still_runs(tmp_path: Path) -> None:
     """The check's edge: 4 min behind, after the CA's backdated beginning."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC))
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC))
     renewal = renew_gateway_keys(config, at=datetime.now(UTC) - timedelta(minutes=4))
     assert (renewal.signature.version, renewal.key_exchange.version) == (2, 2)
 
@@ -218,10 +212,10 @@ def test_in_the_last_day_a_half_installed_renewal_is_finished(
     renames: both files in place stand until the CA's end, and the new signature
     certificate is live in ca.db, held by no file. Run again, as its message says, it
     revokes that certificate and renews both keys."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
     _revoked(config)
     _half_installed(config, monkeypatch)
-    ends = _pca_end(config)
+    ends = pca_end(config)
     assert _gateway_ends(config) == [ends, ends]  # both stand until the CA's end
     load_bank_pki(config).close()  # the bank starts on it
     stray = _unheld(config)
@@ -249,8 +243,8 @@ def test_in_the_last_day_certificates_ending_apart_are_renewed_by_the_first_end(
     """A renewal that stopped between its renames in the last day, its stray signature
     certificate revoked by hand: the key-exchange certificate ends with the CA, the
     signature one 6 h before. Renewing gains those 6 h: judged by the first end."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
-    ends = _pca_end(config)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    ends = pca_end(config)
     renew_gateway_keys(config, at=ends - END_ENTITY_LIFETIME - timedelta(hours=6))
     _half_installed(config, monkeypatch)
     six_before = ends - timedelta(hours=6)
@@ -278,9 +272,9 @@ def test_in_the_last_day_a_host_whose_clock_is_behind_the_gateway_is_refused(
     """Renewed on a host whose clock is right: its certificates stand until the CA's end.
     A host 10 min behind (past the 5 min a notBefore is backdated) sees them not yet
     valid: told its clock is behind, it replaces nothing."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC) - CA_LIFETIME + LEFT)
     renew_gateway_keys(config)
-    before = _state(config)
+    before = renewal_state(config)
     caplog.clear()
     behind = datetime.now(UTC) - timedelta(minutes=10)
     with pytest.raises(ProvisioningError) as refused:
@@ -290,11 +284,11 @@ def test_in_the_last_day_a_host_whose_clock_is_behind_the_gateway_is_refused(
     assert f"after the renewal's time, {behind:%Y-%m-%d %H:%M:%S} UTC" in message
     assert "this host's clock is behind" in message
     assert message.endswith("nothing was renewed")
-    assert _state(config) == before
+    assert renewal_state(config) == before
     assert "renewing the gateway's keys" not in caplog.text
     # 4 min behind, within the backdating: they stand at its clock, and renewing gains
     # nothing, which it is told, not that its clock is behind.
     with pytest.raises(ProvisioningError, match="which still stand") as still:
         renew_gateway_keys(config, at=datetime.now(UTC) - timedelta(minutes=4))
     assert "clock" not in str(still.value)
-    assert _state(config) == before
+    assert renewal_state(config) == before

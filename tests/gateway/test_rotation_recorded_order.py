@@ -40,9 +40,8 @@ from setcore.encoding import thumbprint
 from setcore.pki.certificate import common_name_of, load_certificate
 
 from .actors import auth_request, purchase, register_cardholder, register_merchant
-from .renewal_support import key_versions
+from .renewal_support import key_versions, stopped_bank
 from .test_gateway_renewal import Served, refreshed
-from .test_gateway_renewal_ended_ca import _bank
 from .test_gateway_renewal_hosts import answered, other_host
 
 
@@ -207,7 +206,7 @@ def test_a_ca_db_that_does_not_record_the_certificate_handed_out_is_logged_once(
     """ca.db restored from the backup made before the renewal: it records v1, not v2,
     which the process hands out. Every certificate then counts as recorded after v2 (v1
     among them): the reader says so at its first read, and only then."""
-    config = _bank(tmp_path / "bank", datetime.now(UTC) - timedelta(days=1))
+    config = stopped_bank(tmp_path / "bank", datetime.now(UTC) - timedelta(days=1))
     ca_db = config.path(config.ca_db)
     shutil.copy(ca_db, tmp_path / "ca.db.backup")
     v1_kex = (config.path(config.certs_dir) / "gateway-kex.der").read_bytes()

@@ -14,7 +14,13 @@ import socket
 import struct
 import threading
 
-from tests.setcore.zero_window_support import PREFACE, frame, literal, service_request
+from tests.setcore.zero_window_support import (
+    PREFACE,
+    frame,
+    frames_read,
+    service_request,
+    watch_headers,
+)
 
 # HTTP/2 frame types and flags used here.
 _DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0, 1, 3, 4, 6, 8
@@ -45,21 +51,11 @@ class MuxClient:
     def watch(self, service: str = "", reader: bool = True) -> int:
         """Open a Watch for ``service``: one that reads (a window of 1 MiB) or one that
         reads nothing (a window of 0); its stream id."""
-        block = b"".join(
-            [
-                literal(":method", "POST"),
-                literal(":scheme", "http"),
-                literal(":path", "/grpc.health.v1.Health/Watch"),
-                literal(":authority", f"127.0.0.1:{self.port}"),
-                literal("content-type", "application/grpc"),
-                literal("te", "trailers"),
-            ]
-        )
         with self.lock:
             sid = self.next_stream
             self.next_stream += 2
             self.statuses[sid] = []
-            out = frame(_HEADERS, 4, sid, block) + frame(
+            out = frame(_HEADERS, 4, sid, watch_headers(self.port)) + frame(
                 _DATA, _END_STREAM, sid, service_request(service)
             )
             if reader:
@@ -73,23 +69,10 @@ class MuxClient:
             return list(self.statuses[sid])
 
     def _read(self) -> None:
-        buf = b""
         try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return
-                buf += data
-                while len(buf) >= 9:
-                    length = int.from_bytes(buf[:3], "big")
-                    if len(buf) < 9 + length:
-                        break
-                    kind, flags = buf[3], buf[4]
-                    sid = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
-                    payload = buf[9 : 9 + length]
-                    buf = buf[9 + length :]
-                    with self.lock:
-                        self._frame(kind, flags, sid, payload)
+            for kind, flags, sid, payload in frames_read(self.sock):
+                with self.lock:
+                    self._frame(kind, flags, sid, payload)
         except OSError:
             return
 

@@ -30,7 +30,7 @@ from setcore.registration_cardholder_ca import (
     build_reg_form_response,
     open_reg_form_request,
 )
-from setcore.registration_certreq import CertAnswer, peek_cert_request
+from setcore.registration_certreq import CertAnswer, OpenedCertRequest, peek_cert_request
 from setcore.registration_merchant import (
     MerchantIdentity,
     MerchantRequestState,
@@ -106,9 +106,10 @@ class _MerchantCertRequest:
     kex: KeyHandle
     state: MerchantRequestState
     answer: CertAnswer
+    opened: OpenedCertRequest
 
 
-def _merchant_cert_request(world: World) -> _MerchantCertRequest:
+def _merchant_cert_request(world: World, account: str | None = None) -> _MerchantCertRequest:
     trust = TrustStore(world.root.der)
     identity = MerchantIdentity("m-0001", "Corner Shop")
     request, state = build_me_aq_c_init_request(
@@ -123,8 +124,9 @@ def _merchant_cert_request(world: World) -> _MerchantCertRequest:
     )
     sig, kex = _key(world), _key(world, KeyUsage.KEY_EXCHANGE)
     cert_request, cert_state = build_merchant_cert_request(
-        world.backend, sig, kex, registration, state
+        world.backend, sig, kex, registration, state, account=account
     )
-    data = open_merchant_cert_request(peek_cert_request(cert_request), mca).data
+    opened = open_merchant_cert_request(peek_cert_request(cert_request), mca)
+    data = opened.data
     answer = CertAnswer(data.rrpid, data.lid_ee, data.chall_ee3, data.lid_ca)
-    return _MerchantCertRequest(trust, mca, sig, kex, cert_state, answer)
+    return _MerchantCertRequest(trust, mca, sig, kex, cert_state, answer, opened)

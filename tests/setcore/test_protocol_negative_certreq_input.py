@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hsm.base import KeyHandle, KeyUsage
+from hsm.base import KeyHandle
 from setcore import registration_certreq
 from setcore.encoding import digest
 from setcore.errors import ErrorCode
@@ -46,13 +46,9 @@ from setcore.registration_merchant import (
     GatewayIdentity,
     MerchantIdentity,
     build_me_aq_c_init_request,
-    build_merchant_cert_request,
-    open_me_aq_c_init_response,
 )
 from setcore.registration_merchant_ca import (
-    build_me_aq_c_init_response,
     check_me_aq_c_init_request,
-    open_merchant_cert_request,
     verify_merchant_cert_request,
 )
 from setcore.signed import sign
@@ -60,7 +56,14 @@ from setpay.v1 import crypto_pb2, registration_pb2
 
 from .pki.conftest import TEST_EXPIRY, TEST_PAN, World
 from .refusals import refused
-from .registration_support import FORM, S, _ca, _form, _key, _revocation, registration_world
+from .registration_support import (
+    S,
+    _ca,
+    _form,
+    _key,
+    _merchant_cert_request,
+    registration_world,
+)
 
 DECODING = ErrorCode.ERROR_CODE_DECODING_FAILURE
 
@@ -284,23 +287,8 @@ def test_a_pan_data0_holding_no_card_number_is_refused(world: World, pan: str) -
 def _merchant_opened(
     world: World, account: str | None = None
 ) -> tuple[OpenedCertRequest, KeyHandle, object]:
-    trust = TrustStore(world.root.der)
-    identity = MerchantIdentity("m-0001", "Corner Shop")
-    init, state = build_me_aq_c_init_request(
-        S.REQUEST_TYPE_MER_INITIAL_BOTH, identity, "testbrand", b"lid-m"
-    )
-    mca = _ca(world, "merchant")
-    body = build_me_aq_c_init_response(
-        mca, init, b"lid-ca", new_id(), FORM, revocation=_revocation(world)
-    )
-    registration = open_me_aq_c_init_response(
-        S.MeAqCInitResponse(me_aq_c_init_res=body), state, trust
-    )
-    sig, kex = _key(world), _key(world, KeyUsage.KEY_EXCHANGE)
-    request, _ = build_merchant_cert_request(
-        world.backend, sig, kex, registration, state, account=account
-    )
-    return open_merchant_cert_request(peek_cert_request(request), mca), sig, trust
+    r = _merchant_cert_request(world, account)
+    return r.opened, r.sig, r.trust
 
 
 def test_the_untampered_merchant_request_verifies(world: World) -> None:

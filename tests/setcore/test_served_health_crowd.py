@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
@@ -26,8 +24,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from setcore import watch_sends
-from setcore.served_health import MAX_WATCHES, OVERALL_HEALTH, ServedHealth
-from tests.setcore.zero_window_support import ZeroWindowClient, until
+from setcore.served_health import MAX_WATCHES, OVERALL_HEALTH
+from tests.setcore.zero_window_support import ZeroWindowClient, health_grpc_server, until
 
 SERVICE = "setpay.v1.PaymentGateway"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -65,19 +63,6 @@ CROWDS = {
     "31 connections that read nothing": Crowd(31, 0),
     "8 connections that read one status each": Crowd(8, 7),
 }
-
-
-@contextlib.contextmanager
-def _server() -> Iterator[tuple[ServedHealth, grpc.Server, int]]:
-    servicer = ServedHealth((SERVICE,))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield servicer, server, port
-    finally:
-        server.stop(None).wait()
 
 
 class _Peers:
@@ -167,7 +152,7 @@ def _health_senders() -> int:
 def test_a_reading_watch_is_told_every_change_promptly_beside_a_crowd_that_reads_nothing(
     crowd: Crowd,
 ) -> None:
-    with _server() as (servicer, _, port):
+    with health_grpc_server((SERVICE,)) as (servicer, _, port):
         servicer.set(SERVICE, SERVING)
         balancer = _Balancer(port)
         peers: _Peers | None = None
@@ -214,7 +199,7 @@ def test_a_stop_waits_for_a_crowd_that_reads_nothing_no_longer_than_its_stall() 
     """As the merchant's stop: gRPC's ``stop`` with a long grace, then NOT_SERVING and
     the end of every Watch stream; the balancer is told NOT_SERVING promptly and its
     stream ended, and the stop is over once the crowd's stalled sends are cancelled."""
-    with _server() as (servicer, server, port):
+    with health_grpc_server((SERVICE,)) as (servicer, server, port):
         servicer.set(SERVICE, SERVING)
         balancer = _Balancer(port)
         assert balancer.told_after(1, time.monotonic()) < WAIT_SECONDS

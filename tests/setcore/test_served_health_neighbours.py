@@ -15,11 +15,8 @@ module's own stall limits."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -27,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from setcore import watch_sends
 from setcore.served_health import OVERALL_HEALTH, ServedHealth
 from tests.setcore.mux_window_support import MuxClient
-from tests.setcore.zero_window_support import WAIT_SECONDS, until
+from tests.setcore.zero_window_support import WAIT_SECONDS, health_grpc_server, until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -50,19 +47,6 @@ CROWDED_STALLERS = 36
 CROWDED_READERS = 4
 
 
-@contextlib.contextmanager
-def _server() -> Iterator[tuple[ServedHealth, grpc.Server, int]]:
-    servicer = ServedHealth()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield servicer, server, port
-    finally:
-        server.stop(None).wait()
-
-
 def _neighbours(servicer: ServedHealth, client: MuxClient) -> tuple[list[int], list[int]]:
     """``READERS`` streams told their first status, then ``STALLERS`` with their sends
     under way: the readers' and the stallers' stream ids."""
@@ -79,7 +63,7 @@ def _neighbours(servicer: ServedHealth, client: MuxClient) -> tuple[list[int], l
 
 
 def test_readers_beside_stalled_streams_of_their_connection_are_told_and_never_cancelled() -> None:
-    with _server() as (servicer, _, port):
+    with health_grpc_server() as (servicer, _, port):
         client = MuxClient(port)
         try:
             readers, stallers = _neighbours(servicer, client)
@@ -123,7 +107,7 @@ def _stop(server: grpc.Server, servicer: ServedHealth) -> float:
 
 
 def test_a_stop_tells_readers_beside_stalled_streams_not_serving_and_ends_them() -> None:
-    with _server() as (servicer, server, port):
+    with health_grpc_server() as (servicer, server, port):
         client = MuxClient(port)
         try:
             readers, stallers = _neighbours(servicer, client)
@@ -143,7 +127,7 @@ def test_a_connection_whose_streams_all_stall_but_its_last_still_drains_at_a_sto
     """36 streams that read nothing, then 4 that read, on one connection: the readers
     wait aside behind them all, and are still told NOT_SERVING and ended, once the
     stallers are cancelled 4 at a time; the stop waits seconds, not its grace."""
-    with _server() as (servicer, server, port):
+    with health_grpc_server() as (servicer, server, port):
         client = MuxClient(port)
         try:
             stallers = [client.watch(OVERALL_HEALTH, reader=False) for _ in range(CROWDED_STALLERS)]
@@ -166,7 +150,7 @@ def test_a_grpc_client_watch_beside_unread_watches_of_its_channel_is_never_cance
     reads (forgotten by an application, or a proxy's downstream gone quiet): once the
     unread ones' windows are full their sends stall and they are cancelled; the read one
     goes on being told every status."""
-    with _server() as (servicer, _, port):
+    with health_grpc_server() as (servicer, _, port):
         channel = grpc.insecure_channel(
             f"127.0.0.1:{port}",
             options=[("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)],

@@ -39,6 +39,40 @@ def literal(name: str, value: str) -> bytes:
     return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
 
 
+def frames_read(sock: socket.socket) -> Iterator[tuple[int, int, int, bytes]]:
+    """Each frame the server sends on ``sock``, as it comes (its type, flags, stream and
+    payload), until the server closes the connection."""
+    buf = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        buf += data
+        while len(buf) >= 9:
+            length = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + length:
+                break
+            kind, flags = buf[3], buf[4]
+            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            payload = buf[9 : 9 + length]
+            buf = buf[9 + length :]
+            yield kind, flags, stream, payload
+
+
+def watch_headers(port: int) -> bytes:
+    """The header block of a Watch call to the server on ``port``, every field literal."""
+    return b"".join(
+        [
+            literal(":method", "POST"),
+            literal(":scheme", "http"),
+            literal(":path", "/grpc.health.v1.Health/Watch"),
+            literal(":authority", f"127.0.0.1:{port}"),
+            literal("content-type", "application/grpc"),
+            literal("te", "trailers"),
+        ]
+    )
+
+
 def service_request(service: str) -> bytes:
     b = service.encode()
     msg = (b"\x0a" + bytes([len(b)]) + b) if b else b""
@@ -59,48 +93,29 @@ class ZeroWindowClient:
         self.reader.start()
 
     def watch(self, service: str = "") -> int:
-        block = b"".join(
-            [
-                literal(":method", "POST"),
-                literal(":scheme", "http"),
-                literal(":path", "/grpc.health.v1.Health/Watch"),
-                literal(":authority", f"127.0.0.1:{self.port}"),
-                literal("content-type", "application/grpc"),
-                literal("te", "trailers"),
-            ]
-        )
         with self.lock:
             sid = self.next_stream
             self.next_stream += 2
-            self.sock.sendall(frame(1, 4, sid, block) + frame(0, 1, sid, service_request(service)))
+            self.sock.sendall(
+                frame(1, 4, sid, watch_headers(self.port))
+                + frame(0, 1, sid, service_request(service))
+            )
         return sid
 
     def _read(self) -> None:
-        buf = b""
         try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    return
-                buf += data
-                while len(buf) >= 9:
-                    length = int.from_bytes(buf[:3], "big")
-                    if len(buf) < 9 + length:
-                        break
-                    kind, flags = buf[3], buf[4]
-                    payload = buf[9 : 9 + length]
-                    buf = buf[9 + length :]
-                    with self.lock:
-                        if kind == 4 and not flags & 1:
-                            self.sock.sendall(frame(4, 1, 0, b""))
-                        elif kind == 6 and not flags & 1:
-                            self.sock.sendall(frame(6, 1, 0, payload))
-                        elif kind == 1:
-                            self.headers_seen += 1
-                        elif kind == 0 and length:
-                            self.data_seen += 1
-                        elif kind == 3:
-                            self.resets += 1
+            for kind, flags, _, payload in frames_read(self.sock):
+                with self.lock:
+                    if kind == 4 and not flags & 1:
+                        self.sock.sendall(frame(4, 1, 0, b""))
+                    elif kind == 6 and not flags & 1:
+                        self.sock.sendall(frame(6, 1, 0, payload))
+                    elif kind == 1:
+                        self.headers_seen += 1
+                    elif kind == 0 and payload:
+                        self.data_seen += 1
+                    elif kind == 3:
+                        self.resets += 1
         except OSError:
             return
 
@@ -116,13 +131,23 @@ WAIT_SECONDS = 10.0
 def health_server(threads: int) -> Iterator[tuple[ServedHealth, int]]:
     """A real gRPC server on port 0 serving a ``ServedHealth`` with ``threads`` threads:
     the servicer and the port, stopped at the end."""
-    servicer = ServedHealth()
+    with health_grpc_server(threads=threads) as (servicer, _, port):
+        yield servicer, port
+
+
+@contextlib.contextmanager
+def health_grpc_server(
+    services: tuple[str, ...] = (), threads: int = 4
+) -> Iterator[tuple[ServedHealth, grpc.Server, int]]:
+    """As ``health_server``, serving ``services`` besides the overall health, and the
+    server too, for a test that stops it as the bank does; stopped at the end again."""
+    servicer = ServedHealth(services)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        yield servicer, port
+        yield servicer, server, port
     finally:
         server.stop(None).wait()
 

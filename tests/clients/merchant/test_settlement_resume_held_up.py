@@ -12,24 +12,22 @@ each round at the first request it fails.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from clients.errors import OutcomeUnknown, TransportError
 from clients.merchant import gateway_client
-from clients.merchant.records import Money, Operation, OperationKind, OperationState
-from clients.merchant.stored_requests import StoredRequests
+from clients.merchant.records import Operation, OperationState
 from gateway import settlement as gateway_settlement
 from setcore.capture import build_capture_response
 from setcore.errors import ErrorCode, ProtocolError
 from setpay.v1 import capture_pb2
 from tests.clients.bank_support import RunningBank
 from tests.clients.conftest import MerchantFactory, WalletFactory
+from tests.clients.merchant.scripted_requests_support import Scripted, operation
 from tests.clients.merchant.tampering_support import gateway_hold
 from tests.clients.test_purchase_flow import buy, offer
-
-EUR = 978
 
 
 def test_a_capture_the_gateway_cannot_answer_does_not_hold_up_a_younger_one(
@@ -80,55 +78,6 @@ def test_a_capture_the_gateway_cannot_answer_does_not_hold_up_a_younger_one(
 # -- the order of a round, on requests of a kind that only records what it is asked ------
 
 
-def _operation(name: str, retry_after_ms: int = 0) -> Operation:
-    return Operation(
-        rrpid=name.encode().ljust(32, b"-"), xid=b"x" * 32, kind=OperationKind.CAPTURE,
-        amount=Money(EUR, 100, 2), state=OperationState.SENT, request=b"", request_digest=b"",
-        original_rrpid=None, result_code=0, result_amount=0, batch_id="", created_ms=0,
-        retry_after_ms=retry_after_ms,
-    )  # fmt: skip
-
-
-class _Postponing:
-    """A store that only takes a request's next try put off (``outcome.pending``)."""
-
-    def postpone(self, *_: object, **__: object) -> None:
-        return None
-
-
-class Scripted(StoredRequests[Operation]):
-    """Waiting operations whose every sending is answered as ``answer`` says: the ended
-    operation, or an exception (raised from ``_exchange``, as the gateway client would,
-    and judged as ``_send`` judges any)."""
-
-    def __init__(self, waiting: list[Operation]) -> None:
-        nothing = cast(Any, None)
-        super().__init__(cast(Any, _Postponing()), nothing, nothing, nothing, "m")
-        self.waiting = waiting
-        self.sent: list[str] = []
-        self.answer: Callable[[Operation], Exception | None] = lambda op: None
-
-    def _exchange(self, request: Operation) -> Operation:
-        self.sent.append(self._named(request))
-        cause = self.answer(request)
-        if cause is not None:
-            raise cause
-        self.waiting.remove(request)
-        return request
-
-    def _unanswered(self) -> list[Operation]:
-        return list(self.waiting)
-
-    def _named(self, request: Operation) -> str:
-        return request.rrpid.rstrip(b"-").decode()
-
-    def _fail(self, request: Operation, error_code: int) -> Operation:
-        raise NotImplementedError
-
-    def _rebuild(self, request: Operation, error_code: int) -> Operation | None:
-        raise NotImplementedError
-
-
 def _unavailable(*names: str) -> Callable[[Operation], Exception | None]:
     """No answer (UNAVAILABLE) for the operations named; the others are answered."""
 
@@ -143,7 +92,7 @@ def test_an_outage_ends_each_round_at_its_first_request_and_they_take_turns() ->
     """Unreachable, the gateway costs one request's retries per round, as before; the
     requests take turns being that one, and once it is back, one it still cannot
     answer goes last and the others end."""
-    a, b, c = _operation("a"), _operation("b"), _operation("c")
+    a, b, c = operation("a"), operation("b"), operation("c")
     requests = Scripted([a, b, c])
     requests.answer = _unavailable("a", "b", "c")
     for _ in range(3):
@@ -162,7 +111,7 @@ def test_a_request_answered_again_goes_back_to_its_place() -> None:
     """A request that ended a round, once the gateway answers it again (here an answer
     that did not verify: it still waits), is no longer put after the others: it goes
     back to its place, oldest first."""
-    a, b, d = _operation("a"), _operation("b"), _operation("d")
+    a, b, d = operation("a"), operation("b"), operation("d")
     requests = Scripted([a, b])
     requests.answer = _unavailable("a")
     assert requests.resume() == []
@@ -177,7 +126,7 @@ def test_a_request_answered_again_goes_back_to_its_place() -> None:
     requests.sent.clear()
     assert requests.resume() == [b, d]
     assert requests.sent == ["b", "d", "a"]  # a after the others: it ended the last round
-    requests.waiting.append(_operation("e"))
+    requests.waiting.append(operation("e"))
     requests.sent.clear()
     assert [op.rrpid[:1] for op in requests.resume()] == [b"e"]
     assert requests.sent == ["a", "e"]  # answered last round: back in its place
@@ -186,8 +135,8 @@ def test_a_request_answered_again_goes_back_to_its_place() -> None:
 def test_a_round_that_ends_at_its_last_request_has_asked_every_one() -> None:
     """Once a round has asked every waiting request, later rounds send only those due
     (``outcome.next_try``): a round that ended at its last request asked them all."""
-    unverified = _operation("late", retry_after_ms=10**15)  # put off: not due again
-    stuck = _operation("stuck")
+    unverified = operation("late", retry_after_ms=10**15)  # put off: not due again
+    stuck = operation("stuck")
     requests = Scripted([unverified, stuck])
 
     def answer(op: Operation) -> Exception | None:
@@ -206,7 +155,7 @@ def test_a_round_that_ends_at_its_last_request_has_asked_every_one() -> None:
 def test_a_round_the_gateway_answered_nothing_of_has_not_asked_them_all() -> None:
     """A round whose every request got no answer at all proves nothing of any: a start
     with the gateway away still sends even those put off once it is back."""
-    late = _operation("late", retry_after_ms=10**15)
+    late = operation("late", retry_after_ms=10**15)
     requests = Scripted([late])
     requests.answer = _unavailable("late")
     assert requests.resume(due_at_ms=1) == []

@@ -17,11 +17,11 @@ from clients.errors import OutcomeUnknown, TransportError
 from clients.merchant.records import Money, Operation, Order, OrderState
 from clients.merchant.stored_requests import StoredRequests
 from setcore.errors import ErrorCode, PeerError, ProtocolError
-from tests.clients.merchant.test_settlement_resume_held_up import (
+from tests.clients.merchant.scripted_requests_support import (
     EUR,
+    Postponing,
     Scripted,
-    _operation,
-    _Postponing,
+    operation,
 )
 
 PUT_OFF_MS = 10**15  # a next try no round here reaches
@@ -47,8 +47,8 @@ def test_two_requests_the_gateway_cannot_answer_let_a_back_off_apply() -> None:
     """Two stuck requests take turns ending the rounds, neither ever the last; once each
     was reached with the gateway answering the others, the rounds have asked them all,
     and the one put off is no longer sent every round."""
-    s1, s2 = _operation("s1"), _operation("s2")
-    late = _operation("late", retry_after_ms=PUT_OFF_MS)
+    s1, s2 = operation("s1"), operation("s2")
+    late = operation("late", retry_after_ms=PUT_OFF_MS)
     requests = Scripted([s1, s2, late])
     requests.answer = _stuck_or_unverified(late, s1, s2)
     rounds = []
@@ -65,8 +65,8 @@ def test_two_requests_the_gateway_cannot_answer_let_a_back_off_apply() -> None:
 def test_a_round_ended_midway_after_an_answer_has_not_asked_them_all() -> None:
     """A round the gateway answered one request of, ended at a request before the last,
     never reached those after it: the one put off among them still goes next round."""
-    a, b = _operation("a"), _operation("b")
-    late = _operation("late", retry_after_ms=PUT_OFF_MS)  # not reached below
+    a, b = operation("a"), operation("b")
+    late = operation("late", retry_after_ms=PUT_OFF_MS)  # not reached below
     requests = Scripted([a, b, late])
     requests.answer = lambda op: TransportError("g", "UNAVAILABLE") if op is b else None
     assert requests.resume(due_at_ms=1) == [a]
@@ -79,8 +79,8 @@ def test_a_round_ended_midway_after_an_answer_has_not_asked_them_all() -> None:
 def test_one_the_gateway_answered_nothing_of_then_is_not_reached() -> None:
     """A request that ended a round of an outage was sent, but not reached: once the
     gateway is back, a round that ends at a stuck one before it has not asked it."""
-    x, y = _operation("x"), _operation("y")
-    late = _operation("late", retry_after_ms=PUT_OFF_MS)
+    x, y = operation("x"), operation("y")
+    late = operation("late", retry_after_ms=PUT_OFF_MS)
     requests = Scripted([x, late, y])
     requests.answer = lambda op: TransportError("g", "UNAVAILABLE")  # away
     assert requests.resume(due_at_ms=1) == []  # x ends it
@@ -114,8 +114,8 @@ class NotSent(Scripted):
 
 
 def _not_sent_is_no_answer(ended: bool) -> None:
-    other = _operation("other")
-    late = _operation("late", retry_after_ms=PUT_OFF_MS)
+    other = operation("other")
+    late = operation("late", retry_after_ms=PUT_OFF_MS)
     requests = NotSent([other, late], ended=ended)
     requests.answer = lambda op: TransportError("g", "UNAVAILABLE")  # away
     assert requests.resume(due_at_ms=1) == ([other] if ended else [])
@@ -145,12 +145,12 @@ class Renewing(Scripted):
         self._store = cast(Any, _NoUnreadable())
 
     def _rebuild(self, request: Operation, error_code: int) -> Operation | None:
-        fresh = _operation(self._named(request) + "2")
+        fresh = operation(self._named(request) + "2")
         self.waiting[self.waiting.index(request)] = fresh
         return fresh
 
 
-class _NoUnreadable(_Postponing):
+class _NoUnreadable(Postponing):
     def unreadable_answers(self, *_: object) -> int:
         return 0
 
@@ -158,7 +158,7 @@ class _NoUnreadable(_Postponing):
 def test_a_request_built_afresh_in_the_round_it_ends_goes_after_the_others() -> None:
     """The request in flight when the round ended is the one built afresh, under its own
     RRPID: it goes after the others next round, as the one it replaced would have."""
-    a, b = _operation("a"), _operation("b")
+    a, b = operation("a"), operation("b")
     requests = Renewing([a, b])
 
     def answer(op: Operation) -> Exception | None:
@@ -194,7 +194,7 @@ class Orders(StoredRequests[Order]):
 
     def __init__(self, waiting: list[Order], unbuilt: Order) -> None:
         nothing = cast(Any, None)
-        super().__init__(cast(Any, _Postponing()), nothing, nothing, nothing, "m")
+        super().__init__(cast(Any, Postponing()), nothing, nothing, nothing, "m")
         self.waiting = waiting
         self.unbuilt = unbuilt
         self.sent: list[str] = []

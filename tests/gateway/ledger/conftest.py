@@ -18,6 +18,7 @@ from tests.gateway.ledger.ledger_support import (
     Bank,
     FakeClock,
     PgCluster,
+    ServedSqliteStore,
     postgres_backend,
     served_sqlite_backend,
     sqlite_backend,
@@ -42,6 +43,14 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return served_sqlite_backend(tmp_path / "ledger.db")
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     return postgres_backend(cluster.new_schema())
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServedSqliteStore]:
+    """A SQLite store behind a ledger service in this process, used over its socket."""
+    store = ServedSqliteStore(tmp_path / "ledger.db")
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import multiprocessing
 import os
 import pwd
 import shutil
+import signal
+import socket
 import sqlite3
 import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import psycopg
@@ -32,6 +38,7 @@ from gateway.ledger import (
     PostgresLedgerStore,
     RemoteLedgerStore,
     SqliteLedgerStore,
+    wire,
 )
 from gateway.ledger.service import LedgerService
 from gateway.ledger.store import Transaction
@@ -130,6 +137,17 @@ class PgCluster:
         with psycopg.connect(self.conninfo(TEST_DATABASE), autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"'.encode())
         return self.conninfo(TEST_DATABASE, name, settings)
+
+    def ledger_url(self, schema: str) -> str:
+        """Make the empty schema ``schema`` in the test database: the URL a bank's
+        ``SETPAY_LEDGER`` names a ledger there by."""
+        with psycopg.connect(self.conninfo(TEST_DATABASE), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+        query = urllib.parse.urlencode(
+            {"host": str(self.root), "port": self.port, "options": f"-c search_path={schema}"},
+            quote_via=urllib.parse.quote,  # %20 for a space: libpq reads no "+" as one
+        )
+        return f"postgresql://ledger@/{TEST_DATABASE}?{query}"
 
 
 @contextlib.contextmanager
@@ -276,6 +294,67 @@ class ServedSqliteStore(RemoteLedgerStore):
             self.service.close()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def exchange(
+    path: str, kind: int, payload: bytes, number: int = 1, timeout: float = 60
+) -> tuple[int, object]:
+    """Send one frame of ``kind`` over a connection of its own; the answer's kind and
+    what it carries (the frames a worker would never send, straight to the service)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        wire.send_frame(sock, kind, number, payload)
+        reply, body = wire.receive_answer(sock, number)
+        return reply, wire.load(body)
+
+
+def text_op(text: str) -> bytes:
+    """``text`` as a pickle's SHORT_BINUNICODE, for frames written out by hand."""
+    return b"\x8c" + bytes([len(text)]) + text.encode()
+
+
+@dataclass
+class ServiceChild:
+    """A ledger service in a spawned process of its own, as the bank's ledger process."""
+
+    path: str
+    process: BaseProcess
+    control: Connection
+
+    def stop(self) -> int | None:
+        """Ask the service to close; how the process exited."""
+        self.control.send("stop")
+        self.process.join(30)
+        return self.process.exitcode
+
+
+def _serve_in_child(db: str, path: str, control: Connection) -> None:
+    service = LedgerService(SqliteLedgerStore(db), path)
+    control.send("serving")
+    control.recv()
+    service.close()
+
+
+@contextlib.contextmanager
+def service_in_a_child(db: Path) -> Iterator[ServiceChild]:
+    """Serve ``db`` from a spawned process, for frames that could crash the process; once
+    it says it serves. Killed afterwards if still alive (a test that fails midway)."""
+    directory = Path(tempfile.mkdtemp(prefix="ledger-"))  # short: a socket path
+    path = str(directory / "ledger.sock")
+    context = multiprocessing.get_context("spawn")
+    control, child_end = context.Pipe()
+    child = context.Process(target=_serve_in_child, args=(str(db), path, child_end))
+    child.start()
+    child_end.close()
+    try:
+        assert control.recv() == "serving"
+        yield ServiceChild(path, child, control)
+    finally:
+        if child.is_alive() and child.pid is not None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def served_sqlite_backend(path: Path) -> Backend:

@@ -4,8 +4,12 @@ every settlement kind, with figures no two kinds share."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from gateway.config import load
+from gateway.issuer import open_ledger
 from gateway.ledger import (
     Authorized,
     CaptureItem,
@@ -14,7 +18,7 @@ from gateway.ledger import (
     PostingOutcome,
     ReversalItem,
 )
-from tests.gateway.ledger.ledger_support import EUR, MERCHANT, PAN_A, Bank
+from tests.gateway.ledger.ledger_support import EUR, EXPIRY, MERCHANT, PAN_A, Bank
 
 # What ``settle`` files in its batch: kind -> (count, sum in minor units). The sums differ
 # from kind to kind, so a total read under another kind's name is seen.
@@ -58,3 +62,15 @@ def settle(bank: Bank, merchant: str = MERCHANT, pan: str = PAN_A) -> Settled:
     for method, rrpid in ((led.reverse_credit, credit_rrpid), (led.reverse_capture, second_rrpid)):
         _posted(bank.call(method, merchant_id=merchant, items=[ReversalItem(hold, rrpid)]))
     return Settled(first.batch_id, hold)
+
+
+def settle_bank_ledger(config: Path, env: Mapping[str, str]) -> Settled:
+    """Open the ledger of the bank ``config`` names (``env``: its ``SETPAY_*`` values),
+    open ``MERCHANT`` and ``PAN_A`` in it, and ``settle``; the ledger closed after."""
+    ledger = open_ledger(load(config, env=env))
+    try:
+        ledger.open_merchant_account(MERCHANT, EUR)
+        ledger.open_card_account(PAN_A, EXPIRY, 10_000, EUR)
+        return settle(Bank(ledger))
+    finally:
+        ledger.close()

@@ -19,8 +19,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -37,13 +35,6 @@ MOST_TRIES = 8
 THREADS = 20
 # How often (every 10 ms) to look whether the service has seen connections close: 30 s.
 DROP_POLLS = 3000
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[ServedSqliteStore]:
-    store = ServedSqliteStore(tmp_path / "ledger.db")
-    yield store
-    store.close()
 
 
 def _query() -> functools.partial[bytes | None]:

@@ -10,17 +10,11 @@ of the frame is applied, and the process serves on.
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import os
 import pickle
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FunctionType
 
@@ -31,14 +25,17 @@ from gateway.ledger import (
     PrebuiltApproval,
     RemoteLedgerStore,
     RequestFenced,
-    SqliteLedgerStore,
     StoreUnavailable,
     books,
     idempotency,
     wire,
 )
-from gateway.ledger.service import LedgerService
-from tests.gateway.ledger.ledger_support import ServedSqliteStore
+from tests.gateway.ledger.ledger_support import (
+    ServedSqliteStore,
+    exchange,
+    service_in_a_child,
+    text_op,
+)
 
 # Levels of the tuple that crashed the ledger process (a frame of about 200 KB).
 CRASH_LEVELS = 200_000
@@ -51,33 +48,13 @@ READ_BYTES, READ_DEPTH = 16 * 1024, 16
 PAST_THE_BOUND = EXECUTE_DEPTH + 1
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[ServedSqliteStore]:
-    store = ServedSqliteStore(tmp_path / "ledger.db")
-    yield store
-    store.close()
-
-
-def _text(text: str) -> bytes:
-    return b"\x8c" + bytes([len(text)]) + text.encode()
-
-
 def _deep_enum_lookup(levels: int) -> bytes:
     """A frame: ``Decline(v)`` for ``v`` a tuple ``levels`` deep; the enum's lookup hashes
     ``v``. Written out, not pickled: pickling it would recurse as deep."""
     return (
-        b"\x80\x05" + _text("gateway.ledger.outcomes") + _text("Decline") + b"\x93"
+        b"\x80\x05" + text_op("gateway.ledger.outcomes") + text_op("Decline") + b"\x93"
         b")" + b"\x85" * levels + b"\x85R."  # (), then (v,) around it; REDUCE; STOP
     )
-
-
-def _exchange(path: str, kind: int, payload: bytes, number: int = 1) -> tuple[int, object]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(60)
-        sock.connect(path)
-        wire.send_frame(sock, kind, number, payload)
-        reply, body = wire.receive_answer(sock, number)
-        return reply, wire.load(body)
 
 
 def _stored(store: RemoteLedgerStore, rrpid: bytes = b"r") -> bytes | None:
@@ -114,23 +91,8 @@ def test_a_deep_value_crashes_an_unpickler_that_does_not_bound_it() -> None:
         wire.load_operation(wire.EXECUTE, _deep_enum_lookup(CRASH_LEVELS))
 
 
-def _serve(db: str, path: str, control: Connection) -> None:
-    service = LedgerService(SqliteLedgerStore(db), path)
-    control.send("serving")
-    control.recv()
-    service.close()
-
-
 def test_a_deep_value_is_refused_and_the_ledger_process_serves_on(tmp_path: Path) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="ledger-"))
-    path = str(directory / "ledger.sock")
-    context = multiprocessing.get_context("spawn")
-    control, child_end = context.Pipe()
-    child = context.Process(target=_serve, args=(str(tmp_path / "ledger.db"), path, child_end))
-    child.start()
-    child_end.close()
-    try:
-        assert control.recv() == "serving"
+    with service_in_a_child(tmp_path / "ledger.db") as child:
         # The frame that crashed it as an EXECUTE; a READ as deep would be over its size.
         for kind, levels, most_bytes, most in (
             (wire.EXECUTE, CRASH_LEVELS, EXECUTE_BYTES, EXECUTE_DEPTH),
@@ -139,24 +101,17 @@ def test_a_deep_value_is_refused_and_the_ledger_process_serves_on(tmp_path: Path
             frame = _deep_enum_lookup(levels)
             assert len(frame) <= most_bytes
             try:
-                reply, error = _exchange(path, kind, frame)
+                reply, error = exchange(child.path, kind, frame)
             except wire.WireError:  # the old service died here (SIGSEGV)
-                child.join(30)
-                pytest.fail(f"the ledger process died: exit {child.exitcode}")
+                child.process.join(30)
+                pytest.fail(f"the ledger process died: exit {child.process.exitcode}")
             assert reply == wire.ERROR and isinstance(error, StoreUnavailable)
             assert f"frame nesting deeper than the {most} levels" in str(error)
-        assert child.is_alive()
-        store = RemoteLedgerStore(path)
+        assert child.process.is_alive()
+        store = RemoteLedgerStore(child.path)
         assert store.read(books.totals) == ()  # every other connection is served
         store.close()
-        control.send("stop")
-        child.join(30)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive() and child.pid is not None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.join()
-        shutil.rmtree(directory, ignore_errors=True)
+        assert child.stop() == 0
 
 
 def _deep(levels: int) -> object:
@@ -174,13 +129,13 @@ def test_an_operation_nesting_past_its_kinds_bound_is_refused_before_it_runs(
     fence = functools.partial(idempotency.fence, rrpid=b"r", request_digest=b"d", now_ms=1)
     fence.extra = _deep(PAST_THE_BOUND)  # type: ignore[attr-defined]
     payload = wire.dump_operation(fence)
-    reply, error = _exchange(served.socket_path, wire.EXECUTE, payload)
+    reply, error = exchange(served.socket_path, wire.EXECUTE, payload)
     assert reply == wire.ERROR and isinstance(error, StoreUnavailable)
     assert f"deeper than the {EXECUTE_DEPTH} levels an operation of its kind may" in str(error)
     assert _stored(served) is None  # nothing applied
     # At the bound, the same operation runs.
     fence.extra = _deep(PAST_THE_BOUND - 4)  # type: ignore[attr-defined]
-    reply, _ = _exchange(served.socket_path, wire.EXECUTE, wire.dump_operation(fence))
+    reply, _ = exchange(served.socket_path, wire.EXECUTE, wire.dump_operation(fence))
     assert reply == wire.RESULT
     with pytest.raises(RequestFenced):  # applied: the request is fenced
         _stored(served)
@@ -283,11 +238,11 @@ def test_a_frame_that_fills_in_a_value_it_took_again_or_ledger_code_is_refused(
     # counted before), ...
     hidden = b"\x80\x05]\x94h\x00\x85\x940(" + b")" + b"\x85" * 20 + b"e0h\x01."
     # ... and the attributes of a ledger function, which every later operation would see.
-    code = b"\x80\x05" + _text("gateway.ledger.idempotency") + _text("fence") + b"\x93"
-    altered = code + b"}" + _text("marker") + b"K\x01sb."  # BUILD with {"marker": 1}
+    code = b"\x80\x05" + text_op("gateway.ledger.idempotency") + text_op("fence") + b"\x93"
+    altered = code + b"}" + text_op("marker") + b"K\x01sb."  # BUILD with {"marker": 1}
     try:
         for payload in (pickle.dumps(cycle, protocol=5), hidden, altered):
-            reply, error = _exchange(served.socket_path, wire.EXECUTE, payload)
+            reply, error = exchange(served.socket_path, wire.EXECUTE, payload)
             assert reply == wire.ERROR and "fills in a value" in str(error)
             with pytest.raises(wire.FrameRefused, match="fills in"):
                 wire.nesting(payload, 10**6)

@@ -14,8 +14,6 @@ import functools
 import io
 import pickle
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,13 +22,6 @@ from gateway.ledger import SchemaError, StoreUnavailable, accounts, schema, wire
 from tests.gateway.ledger.ledger_support import ServedSqliteStore
 
 PROBE = "{blob.__class__.__mro__}"
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[ServedSqliteStore]:
-    store = ServedSqliteStore(tmp_path / "ledger.db")
-    yield store
-    store.close()
 
 
 def test_every_statement_renders_as_before() -> None:

@@ -19,7 +19,7 @@ import socket
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -63,13 +63,6 @@ AMOUNT = 1000
 # How often (every 10 ms) to look whether the service has dropped a connection that hung
 # up: 30 s in all, far beyond what a loaded machine needs.
 DROP_POLLS = 3000
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[ServedSqliteStore]:
-    store = ServedSqliteStore(tmp_path / "ledger.db")
-    yield store
-    store.close()
 
 
 def _frame(kind: int, number: int, payload: bytes) -> bytes:

@@ -16,14 +16,11 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
@@ -43,7 +40,11 @@ from gateway.ledger import (
 )
 from gateway.ledger.service import MAX_CONNECTIONS, LedgerService
 from gateway.ledger_process import LedgerSocket, run_ledger_process
-from tests.gateway.ledger.ledger_support import ServedSqliteStore
+from tests.gateway.ledger.ledger_support import (
+    ServedSqliteStore,
+    exchange,
+    service_in_a_child,
+)
 
 # A bank whose workers' threads are more than the service's default limit holds.
 WORKERS = 2
@@ -54,13 +55,6 @@ CHAIN_LEVELS = 100_000
 # How often (every 10 ms) to look whether the service has dropped the connections that
 # hung up: 30 s in all.
 DROP_POLLS = 3000
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[ServedSqliteStore]:
-    store = ServedSqliteStore(tmp_path / "ledger.db")
-    yield store
-    store.close()
 
 
 def _totals() -> functools.partial[tuple[books.CurrencyTotals, ...]]:
@@ -241,13 +235,8 @@ def _chain(levels: int) -> bytes:
     return b"\x80\x04cgateway.ledger.books\ntotals\n" + level * levels + b"."
 
 
-def _exchange(path: str, payload: bytes) -> tuple[int, object]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(30)
-        sock.connect(path)
-        wire.send_frame(sock, wire.EXECUTE, 1, payload)
-        kind, body = wire.receive_answer(sock, 1)
-        return kind, wire.load(body)
+def _execute(path: str, payload: bytes) -> tuple[int, object]:
+    return exchange(path, wire.EXECUTE, payload, timeout=30)
 
 
 def test_a_chain_of_partials_is_refused_as_the_frame_is_read(served: ServedSqliteStore) -> None:
@@ -256,7 +245,7 @@ def test_a_chain_of_partials_is_refused_as_the_frame_is_read(served: ServedSqlit
     built = wire.dump_operation(functools.partial(inner))
     set_later = wire.dump_operation(_PartialOf(functools.partial(books.totals)))
     for frame in (built, set_later, _chain(2)):
-        kind, error = _exchange(served.socket_path, frame)
+        kind, error = _execute(served.socket_path, frame)
         assert kind == wire.ERROR
         assert isinstance(error, StoreUnavailable)  # nothing ran: a retry is safe
         assert "another partial" in str(error)
@@ -271,40 +260,18 @@ def test_a_chain_of_partials_is_refused_as_the_frame_is_read(served: ServedSqlit
     assert served.read(_totals()) == ()  # the service serves on
 
 
-def _serve(db: str, path: str, control: Connection) -> None:
-    service = LedgerService(SqliteLedgerStore(db), path)
-    control.send("serving")
-    control.recv()
-    service.close()
-
-
 def test_a_deep_chain_of_partials_leaves_the_ledger_process_serving(tmp_path: Path) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="ledger-"))
-    path = str(directory / "ledger.sock")
-    context = multiprocessing.get_context("spawn")
-    control, child_end = context.Pipe()
-    child = context.Process(target=_serve, args=(str(tmp_path / "ledger.db"), path, child_end))
-    child.start()
-    child_end.close()
-    try:
-        assert control.recv() == "serving"
+    with service_in_a_child(tmp_path / "ledger.db") as child:
         frame = _chain(CHAIN_LEVELS)
         assert len(frame) < wire.MAX_FRAME_BYTES
-        kind, error = _exchange(path, frame)  # the old service died here (SIGSEGV)
+        kind, error = _execute(child.path, frame)  # the old service died here (SIGSEGV)
         # Larger than an operation may be now: refused unread, before the partials.
         assert kind == wire.ERROR and "over the" in str(error)
         # A chain within an operation's size is as deep as it is long: refused unbuilt.
-        kind, error = _exchange(path, _chain(CHAIN_LEVELS // 10))
+        kind, error = _execute(child.path, _chain(CHAIN_LEVELS // 10))
         assert kind == wire.ERROR and "frame nesting deeper than" in str(error)
-        assert child.is_alive()
-        store = RemoteLedgerStore(path)
+        assert child.process.is_alive()
+        store = RemoteLedgerStore(child.path)
         assert store.read(_totals()) == ()
         store.close()
-        control.send("stop")
-        child.join(30)
-        assert child.exitcode == 0
-    finally:
-        if child.is_alive() and child.pid is not None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.join()
-        shutil.rmtree(directory, ignore_errors=True)
+        assert child.stop() == 0
