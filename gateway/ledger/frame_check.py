@@ -99,6 +99,12 @@ def _opcodes() -> tuple[list[int], list[int], list[int], list[int], list[bool]]:
 _HOWS, _SIZES, _MAKES, _HASHES, _BY_NEW = _opcodes()
 
 
+# A key other than a scalar can cost as much to hash and compare as it is long: keys that
+# all hash alike, each a tuple of thousands of memo references, held the loop 15 s in a
+# 46 KB frame, within the key count. Real frames hash scalars alone.
+_COSTLY_KEY = "that hashes a key that is not a number, a text or bytes into a set or dict"
+
+
 def _text(payload: bytes, node: int) -> str:
     """The short text (SHORT_BINUNICODE) that stack entry ``node`` (< 0) stands for."""
     at = -node
@@ -236,8 +242,13 @@ def read(
                         made = called
                         if callee == ENUM:
                             keys += 1  # the member is looked up by its value's hash
+                            # Its arguments: a tuple of scalars (depth 1), no more.
+                            if any(depths[node] > 1 for node in stack[start + 1 :] if node > 0):
+                                raise Refused(_COSTLY_KEY)
                     elif _HASHES[op]:
                         keys += (len(stack) - start) // _HASHES[op]
+                        if any(node > 0 for node in stack[start :: _HASHES[op]]):
+                            raise Refused(_COSTLY_KEY)  # a key each, or a key and its value
                     if keys > most_keys:
                         raise Refused(
                             f"that puts more than the {most_keys} keys an operation may"
