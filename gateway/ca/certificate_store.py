@@ -34,6 +34,15 @@ def split_thumbs(joined: bytes) -> tuple[bytes, ...]:
     return tuple(joined[i : i + THUMB_BYTES] for i in range(0, len(joined), THUMB_BYTES))
 
 
+# The columns ``_issued`` reads, and the revocation beside each certificate: what the
+# listings select, each with its own WHERE and order.
+_LISTED = (
+    "SELECT c.thumb, c.serial, c.issuer_thumb, c.certificate_type, c.usage, c.subject, "
+    "c.der, c.not_after_ms, c.issued_ms, r.revoked_ms FROM certificates AS c "
+    "LEFT JOIN revocations AS r ON r.cert_thumb = c.thumb "
+)
+
+
 class CertificateQueries:
     """Certificates, revocations, CRLs and BCIs, inside one transaction."""
 
@@ -98,10 +107,7 @@ class CertificateQueries:
         # occasional listing). A read-only open cannot add the index to a database made
         # before it: such a listing scans, as it always did.
         rows = self._db.execute(
-            "SELECT c.thumb, c.serial, c.issuer_thumb, c.certificate_type, c.usage, c.subject, "
-            "c.der, c.not_after_ms, c.issued_ms, r.revoked_ms FROM certificates AS c "
-            "LEFT JOIN revocations AS r ON r.cert_thumb = c.thumb "
-            "WHERE (:subject IS NULL OR c.subject = :subject) "
+            _LISTED + "WHERE (:subject IS NULL OR c.subject = :subject) "
             "AND (:now IS NULL OR (c.not_after_ms >= :now AND r.cert_thumb IS NULL)) "
             "ORDER BY c.issued_ms, c.rowid",
             {"subject": subject, "now": live_at_ms},
@@ -123,10 +129,7 @@ class CertificateQueries:
         ``listed_certificates``: consume them inside the transaction."""
         # Through the index on the subject; the thumbprint's rowid through its primary key.
         rows = self._db.execute(
-            "SELECT c.thumb, c.serial, c.issuer_thumb, c.certificate_type, c.usage, c.subject, "
-            "c.der, c.not_after_ms, c.issued_ms, r.revoked_ms FROM certificates AS c "
-            "LEFT JOIN revocations AS r ON r.cert_thumb = c.thumb "
-            "WHERE c.subject = :subject AND c.rowid > "
+            _LISTED + "WHERE c.subject = :subject AND c.rowid > "  # noqa: S608  fixed text
             "COALESCE((SELECT rowid FROM certificates WHERE thumb = :thumb), 0) "
             "ORDER BY c.rowid",
             {"subject": subject, "thumb": thumb},
