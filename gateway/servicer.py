@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +14,9 @@ from gateway.answers import AnswerUnavailable, answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
 from gateway.ledger import RequestFenced, RrpidReused, Unanswered
+from hsm.base import KeyHandle
 from setcore.capture import peek_sealed_rrpid
+from setcore.credentials import KeyExchangeChooser
 from setcore.echoed_ids import reply_header
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import ID_BYTES, now_ms
@@ -137,11 +141,12 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         Its stored bytes; or, for a decision whose answer was never stored (the gateway
         failed in between), the answer built now from the same request, its date and
         every certificate checked as of the moment they were checked the first time,
-        against the revocation data held now. None if the ledger never decided them. If a
-        decided request fails its checks even so (a certificate it names revoked since,
-        and still on its CRL), AnswerUnavailable: a retryable status, never the refusal,
-        so the merchant does not build it afresh and have it applied twice. A revoked
-        certificate leaves its CRL once it has been expired for
+        against the revocation data held now (``_deciding_bank``: but for the gateway's
+        own key-exchange certificates it is sealed to). None if the ledger never decided
+        them. If a decided request fails its checks even so (a certificate it names
+        revoked since, and still on its CRL), AnswerUnavailable: a retryable status, never
+        the refusal, so the merchant does not build it afresh and have it applied twice. A
+        revoked certificate leaves its CRL once it has been expired for
         ``gateway.ca.publishing.EXPIRED_CRL_GRACE``; from then on the answer is built and
         sent: the decision was valid when it was made, and it is the one the ledger
         applied.
@@ -168,13 +173,57 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         if not isinstance(recorded, Unanswered):
             return recorded  # the stored answer, or None: never decided
         try:
-            return handler(self._bank.as_of(recorded.checked_at_ms), request)
+            return handler(self._deciding_bank(recorded.checked_at_ms), request)
         except ProtocolError as exc:
             raise AnswerUnavailable(
                 f"request {rrpid.hex()[:8]} was decided but its answer cannot be built now"
                 f" ({ErrorCode.Name(exc.code)}: {exc.reason}); it stays unanswered in the"
                 " ledger until an operator resolves it"
             ) from exc
+
+    def _deciding_bank(self, checked_at_ms: int) -> Bank:
+        """The bank that builds the answer to a decision left unanswered: as of the moment
+        the request was first checked, opening each envelope sealed to an older
+        key-exchange certificate of the gateway with that certificate's key whenever this
+        process holds it, revoked since or not.
+
+        Revoking that certificate (a compromised key, ``setpay ca revoke`` after a
+        renewal) stops it opening anything new, and the handler's own checks refuse such
+        an envelope as sealed to another (``gateway.opening_keys``). A decided one is not
+        new: the ledger matched these exact bytes, which it decided while the certificate
+        stood, and the answer only tells the merchant that decision (a hold placed, a
+        capture posted). Refused so here too, the request was answered UNAVAILABLE at
+        every retry while the certificate stayed on its CRL (its life, a year, and
+        ``EXPIRED_CRL_GRACE``). Whoever holds the compromised key gains nothing: bytes it
+        builds were never decided, and get the handler's refusal (``_serve``); a copy of
+        the merchant's gets what the merchant's gets, as a stored answer does. Any other
+        thumbprint is chosen as the bank chooses it (the newest key; UNAVAILABLE for a
+        certificate renewed since this process started). One whose key this process does
+        not hold (deleted: ``setpay ca prune-gateway`` deletes a revoked certificate's;
+        or ended before the process started, which then does not load it) opens nowhere:
+        the decision stays unanswered (AnswerUnavailable) until the key and its kept
+        certificate file are restored, or an operator settles it."""
+        bank = self._bank.as_of(checked_at_ms)
+        opening = bank.opening
+        if opening is None:
+            return bank
+        held = {
+            older.key_exchange_thumb: older.require_key_exchange()
+            for older in opening.older
+            if older.key_exchange_thumb and older.key_exchange_key is not None
+        }
+        chosen = functools.partial(
+            opening.key_exchange_for, bank.credentials, bank.trust, bank.as_of_time
+        )
+
+        def choose(thumb: bytes) -> tuple[KeyHandle, bytes]:
+            return held.get(thumb) or chosen(thumb)
+
+        chooser: KeyExchangeChooser = choose
+        # ``opening`` None: the handlers open with ``credentials``' own chooser, this one.
+        return dataclasses.replace(
+            bank, credentials=bank.credentials.choosing_key_exchange(chooser), opening=None
+        )
 
     # gRPC method names are fixed by services.proto; each row: request field, response
     # type, result field, handler.
