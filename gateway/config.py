@@ -95,7 +95,7 @@ DEFAULT_GRACE_SECONDS = 5.0
 # longer only delays the stop. It also catches milliseconds written for seconds (5000
 # would hold a stop for over an hour). An orchestrator's stop timeout must exceed the
 # NOT_SERVING notice, the grace period and the workers' closing margin together
-# (``gateway.workers.STOP_MARGIN_SECONDS``).
+# (``gateway.child_deadlines.STOP_MARGIN_SECONDS``).
 MAX_GRACE_SECONDS = 300.0
 # SIGTERM: how long a worker's health answers NOT_SERVING, its calls still served, before
 # the grace period begins. gRPC refuses new connections once a server stops, so without it

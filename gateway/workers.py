@@ -7,18 +7,16 @@ creates a gRPC object or opens a key backend: gRPC supports ``fork`` only before
 first object exists, and PKCS#11 sessions belong to the process that opened them. Each
 worker calls ``start_bank(..., reuse_port=True)`` and serves (``gateway.worker``).
 
-TLS. The supervisor judges the TLS server certificate once for the bank, before reserving
-anything: it refuses an ended one (``WorkerError``) and warns of one near its end. Workers
-only read its end (``gateway.process`` says why).
-
-Ports. The supervisor reserves each address before forking (``gateway.ports``) and keeps
-the reservation until it exits: a port 0 becomes a real port before any worker starts,
-and every worker, restarted ones too, binds that same port with SO_REUSEPORT.
+TLS and ports. The supervisor judges the TLS server certificate once for the bank, before
+reserving anything, then reserves each address before forking, until it exits: every
+worker, restarted ones too, binds that same port with SO_REUSEPORT
+(``gateway.supervisor_resources``).
 
 Supervision. The supervisor stays single-threaded, so forking a replacement later is as
 safe as the first fork; it waits in one selector loop on signals (a wakeup pipe), the
-workers' ready pipes and the metrics endpoint. A worker reports its ports once serving.
-Every worker must be serving within WORKER_START_SECONDS. At the bank's first start, a
+workers' ready pipes (``gateway.child_ready``) and the metrics endpoint. A worker reports
+its ports once serving. Every worker must be serving within WORKER_START_SECONDS
+(``gateway.child_deadlines``). At the bank's first start, a
 worker that fails before it serves (a wrong PIN, a missing token or file) stops the bank
 at once: starting it again would fail again. Once the bank has served, a replacement that
 fails so while another worker serves is started again after the back-off instead, its
@@ -35,7 +33,7 @@ A worker says NOT_SERVING for ``not_serving_seconds``, drains within the grace p
 closes, and exits 0, or CALLS_CUT if it cut calls (``gateway.worker``); an orphan stops by
 itself. The supervisor is gone within those two periods plus STOP_MARGIN_SECONDS
 (stragglers are killed; one still starting is given until its start is due first:
-``stop_deadline``). A child that fails logs whether it could not serve or failed while
+``gateway.child_deadlines``). A child that fails logs whether it could not serve or failed while
 stopping (``gateway.child``). The supervisor logs how each child ended; for SIGBUS, its
 likely cause, a mapped file such as a metrics sample file (``gateway.child_exit``).
 
@@ -62,59 +60,34 @@ import selectors
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from gateway import child as children
+from gateway import child_deadlines as deadlines
 from gateway import metrics
-from gateway.bank_errors import ProvisioningError
 from gateway.child import LEDGER_INDEX, WatchedChild, become_child, withdraw_demand
+from gateway.child_deadlines import StopDeadlines, late_starts, stop_seconds
 from gateway.child_exit import Stopped, ended, stopped
+from gateway.child_ready import read_ready
 from gateway.config import BankConfig
 from gateway.issuer import open_store
 from gateway.ledger import LedgerError
-from gateway.ledger_process import LedgerSocket
-from gateway.ports import PortError, reserve
-from gateway.process import check_tls_certificate
 from gateway.restarts import Restarts
-from gateway.scrape import MultiprocessDirectory, ScrapeEndpoint, prepare_multiprocess_directory
+from gateway.scrape import ScrapeEndpoint
 from gateway.stop_signals import RepeatNotice
+from gateway.supervisor_resources import Bound, WorkerError, prepared
 from gateway.supervisor_signals import WATCHED, SupervisorSignals
 from gateway.worker import CALLS_CUT, WorkerPlan
 from hsm.cryptoki import check_not_initialized
 
 log = logging.getLogger("setpay.workers")
 
-# Every worker must be serving this long after it was forked: opening a PKCS#11 token and
-# logging in (serialized across processes) and loading the PKI take a few seconds at most.
-WORKER_START_SECONDS = 60.0
-# After the grace period, workers get this long to close key sessions and the ledger.
-STOP_MARGIN_SECONDS = 10.0
 # The supervisor's loop wakes at least this often to check its deadlines; signals, worker
 # exits and scrapes wake it at once.
 LOOP_SECONDS = 1.0
-# A ready line is "GATEWAY_PORT CA_PORT\n"; anything longer is not one (a fault line is).
-READY_LINE_BYTES = 64
 
 
-class WorkerError(Exception):
-    """The workers cannot be started as configured."""
-
-
-def stop_deadline(
-    bank_deadline: float, started: float, ready_at: float | None, stop: float
-) -> float:
-    """When a child must be gone, the bank being asked to stop by ``bank_deadline``.
-
-    One still starting is never killed for the stop before its start is due
-    (WORKER_START_SECONDS after its fork): it may be logging in to the token, which other
-    processes wait for and which a kill can leave half written. It acts on the stop once it
-    serves, and from then on gets ``stop`` seconds (its notice, grace and closing margin),
-    as it would have had if it had served when the stop began.
-    """
-    if ready_at is None:
-        return max(bank_deadline, started + WORKER_START_SECONDS)
-    return max(bank_deadline, ready_at + stop)
+__all__ = ["Bound", "Supervisor", "WorkerError", "serve"]
 
 
 # --- the supervisor -----------------------------------------------------------------------
@@ -148,8 +121,7 @@ class Supervisor:
         self._restarts = Restarts()
         self._repeats: RepeatNotice | None = None  # once stopping
         self._selector = selectors.DefaultSelector()
-        self._deadline: float | None = None  # once stopping: when serving children are due
-        self._ledger_due = 0.0  # the ledger process's, no earlier than any worker's
+        self._deadlines: StopDeadlines | None = None  # once stopping
         self._failed = False
         self._cut = False  # a worker cut calls at the end of the grace period
         self._announced = False
@@ -226,33 +198,24 @@ class Supervisor:
             close()
 
     def _read_ready(self, worker: WatchedChild, ready_fd: int) -> None:
-        try:
-            chunk = os.read(ready_fd, children.FAULT_LINE_BYTES)
-        except BlockingIOError:
+        heard = read_ready(worker, ready_fd)
+        if heard is None:
             return
-        worker.received += chunk
-        line, newline, _ = worker.received.partition(b"\n")
-        fault = worker.received[:1] in children.REPORTED_MARKS
-        if newline and fault:  # it cannot serve, and exits (``gateway.child``)
-            worker.fault = line.decode("utf-8", "replace")
-        elif newline and worker is self._ledger:
+        if heard.ready is not None and worker is self._ledger:
             worker.ready_at, self._restarts.ledger_serves = time.monotonic(), True
             log.info("ledger process serving (pid %d)", worker.pid)
             if not self._workers and not self._restarts.backoff.waiting() and not self._stopping():
                 self._spawn_workers()
-        elif newline:
-            ports = line.decode("ascii", "replace").split()
+        elif heard.ready is not None:
+            ports = heard.ready.split()
             if ports != self._expected:
                 log.error("worker %d serves on %s, not %s", worker.index, ports, self._expected)
                 self._fail("a worker bound other ports than the reserved ones")
             worker.ready_at = time.monotonic()
             self._restarts.served(worker.index)
             log.info("worker %d serving (pid %d)", worker.index, worker.pid)
-        longest = children.FAULT_LINE_BYTES if fault else READY_LINE_BYTES
-        if newline or not chunk or len(worker.received) > longest:
-            self._selector.unregister(ready_fd)
-            os.close(ready_fd)
-            worker.ready_fd = None
+        if heard.done:
+            self._close_pipe(worker)
         serving = [w.ready for w in self._workers.values()]
         everyone = len(serving) == self._count and all(serving)
         if everyone and not self._announced and not self._stopping():
@@ -276,9 +239,7 @@ class Supervisor:
                 continue
             if worker.ready_fd is not None:  # what it said before it exited: a fault?
                 self._read_ready(worker, worker.ready_fd)
-            if worker.ready_fd is not None:
-                self._selector.unregister(worker.ready_fd)
-                os.close(worker.ready_fd)
+            self._close_pipe(worker)
             metrics.worker_gone(pid, len(self._workers))
             withdraw_demand(self._plan, worker.index)  # before its replacement can start
             self._to_restart(worker, os.waitstatus_to_exitcode(status))  # if so, when due
@@ -287,12 +248,17 @@ class Supervisor:
 
     def _ledger_exited(self, ledger: WatchedChild, code: int) -> None:
         self._ledger = None
-        if ledger.ready_fd is not None:
-            self._selector.unregister(ledger.ready_fd)
-            os.close(ledger.ready_fd)
+        self._close_pipe(ledger)
         if self._to_restart(ledger, code):
             self._spawn_ledger()
             log.warning("ledger process restarted; workers reconnect on their next request")
+
+    def _close_pipe(self, child: WatchedChild) -> None:
+        """Stop watching ``child``'s ready pipe, if it still is."""
+        if child.ready_fd is not None:
+            self._selector.unregister(child.ready_fd)
+            os.close(child.ready_fd)
+            child.ready_fd = None
 
     def _stop_ledger(self) -> None:
         if self._ledger is not None:
@@ -321,12 +287,7 @@ class Supervisor:
     # -- stopping
 
     def _stopping(self) -> bool:
-        return self._deadline is not None
-
-    def _stop_seconds(self) -> float:
-        """How long a serving child may take to stop: notice, grace, closing margin."""
-        config = self._plan.config
-        return config.not_serving_seconds + config.grace_seconds + STOP_MARGIN_SECONDS
+        return self._deadlines is not None
 
     def _fail(self, why: str) -> None:
         log.error("stopping the bank: %s", why)
@@ -336,12 +297,12 @@ class Supervisor:
     def _begin_stop(self) -> None:
         if self._stopping():
             return
-        self._deadline = deadline = time.monotonic() + self._stop_seconds()
+        stop = stop_seconds(self._plan.config)
+        self._deadlines = due = StopDeadlines(time.monotonic() + stop, stop)
         self._restarts.backoff.cancel()
         self._repeats = RepeatNotice(
-            log, "already stopping, workers due to end",
-            lambda: max(self._dues(deadline).values(), default=deadline),
-        )  # fmt: skip
+            log, "already stopping, workers due to end", lambda: due.last_due(self._children())
+        )
         grace = self._plan.config.grace_seconds
         log.info("stopping %d workers (grace %.1f s)", len(self._workers), grace)
         for pid in self._workers:
@@ -352,40 +313,13 @@ class Supervisor:
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
-        if self._deadline is not None:
-            self._kill_stragglers(now, self._deadline)
+        if self._deadlines is not None:
+            self._failed |= self._deadlines.kill_stragglers(now, self._children())
             return
-        late = [
-            w for w in self._children() if not w.ready and now - w.started > WORKER_START_SECONDS
-        ]
+        late = late_starts(self._children(), now)
         if late:
-            self._fail(f"{late[0].name} was not serving after {WORKER_START_SECONDS:.0f} s")
-
-    def _dues(self, bank_deadline: float) -> dict[int, float]:
-        """When each child must be gone (``stop_deadline``). The ledger process is asked to
-        stop only once the last worker is gone, so it is due no earlier than any worker."""
-        stop = self._stop_seconds()
-        due = {
-            c.pid: stop_deadline(bank_deadline, c.started, c.ready_at, stop)
-            for c in self._children()
-        }
-        if self._ledger is not None:
-            # The latest seen, kept: the workers it outlives may be gone by the time it
-            # is asked to stop.
-            self._ledger_due = max(self._ledger_due, *due.values())
-            due[self._ledger.pid] = self._ledger_due
-        return due
-
-    def _kill_stragglers(self, now: float, bank_deadline: float) -> None:
-        """Kill each child past its ``stop_deadline``."""
-        due = self._dues(bank_deadline)
-        for child in self._children():
-            if now > due[child.pid] and not child.killed:
-                log.error("%s (pid %d) did not stop: killing it", child.name, child.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
-                child.killed = True
-                self._failed = True
+            start = deadlines.WORKER_START_SECONDS
+            self._fail(f"{late[0].name} was not serving after {start:.0f} s")
 
     def _loop(self) -> None:
         while self._workers or self._ledger is not None or self._restarts.backoff.waiting():
@@ -417,17 +351,6 @@ class Supervisor:
 # --- the command --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Bound:
-    """What the bank serves on, once every worker is serving. With ``metrics_port = "any"``
-    the scrape endpoint binds a port the OS picks: nothing else can take it in between."""
-
-    port: int
-    ca_port: int
-    metrics_port: int | None
-    workers: int
-
-
 def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda bound: None) -> int:
     """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT; the exit
     status (0: every worker stopped cleanly). ``on_ready`` runs once all are serving."""
@@ -448,52 +371,13 @@ def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda boun
     except LedgerError as exc:
         raise WorkerError(f"the ledger cannot be opened: {exc}") from exc
     signals = SupervisorSignals()  # before anything is prepared: a stop from now on is no kill
-    inherited: list[Callable[[], None]] = []  # what the supervisor holds, workers close
-    directory: MultiprocessDirectory | None = None
-    ledger_socket: LedgerSocket | None = None  # removed by the supervisor alone
     try:
-        try:
-            check_tls_certificate(config)  # once for the bank: see the module docstring
-        except ProvisioningError as exc:
-            raise WorkerError(str(exc)) from exc
-        try:
-            gateway = reserve(config.listen)
-            inherited.append(gateway.close)
-            ca = reserve(config.ca_listen)
-            inherited.append(ca.close)
-        except PortError as exc:
-            raise WorkerError(str(exc)) from exc
-        endpoint: ScrapeEndpoint | None = None
-        if config.metrics_port:
-            try:
-                directory = prepare_multiprocess_directory()
-                metrics.enable_supervisor(config.workers)
-                port = config.metrics_port if isinstance(config.metrics_port, int) else 0
-                endpoint = ScrapeEndpoint(config.metrics_host, port, directory)
-            except metrics.MetricsError as exc:
-                raise WorkerError(str(exc)) from exc
-            inherited.append(endpoint.close)
-        if config.uses_ledger_service():
-            try:
-                ledger_socket = LedgerSocket()
-            except OSError as exc:  # its directory or demand board: a full temporary directory
-                raise WorkerError(f"the ledger service's directory cannot be made: {exc}") from exc
-        plan = WorkerPlan(
-            config, gateway.address, ca.address, metrics=endpoint is not None,
-            supervisor_pid=os.getpid(),
-            ledger_socket=ledger_socket.path if ledger_socket else None,
-        )  # fmt: skip
-        bound = Bound(gateway.port, ca.port, endpoint.port if endpoint else None, config.workers)
-        supervisor = Supervisor(
-            plan, config.workers, signals=signals, inherited=inherited, scrape=endpoint,
-            samples=directory.path if directory else None, on_ready=lambda: on_ready(bound),
-        )  # fmt: skip
-        return supervisor.run()
+        with prepared(config) as held:  # ``gateway.supervisor_resources``
+            supervisor = Supervisor(
+                held.plan, config.workers, signals=signals, inherited=held.inherited,
+                scrape=held.endpoint, samples=held.samples,
+                on_ready=lambda: on_ready(held.bound),
+            )  # fmt: skip
+            return supervisor.run()
     finally:
-        for close in inherited:
-            close()
-        if directory is not None:
-            directory.remove()
-        if ledger_socket is not None:
-            ledger_socket.close()
         signals.close()  # last: until here a stop signal is only noted

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from cli.main import main as setpay
-from gateway import workers
+from gateway import child_deadlines
 from gateway.ledger import postgres_migration, sqlite
 from gateway.ledger.schema import SCHEMA_VERSION, Dialect, migrate, migrate_next
 from gateway.ledger.store import Transaction
@@ -51,7 +51,7 @@ def main(argv: Sequence[str]) -> int:
     # What each store calls (it imported the name).
     sqlite.migrate = slow_migrate  # type: ignore[attr-defined]
     postgres_migration.migrate_next = slow_migrate_next  # type: ignore[attr-defined]
-    workers.WORKER_START_SECONDS = START_SECONDS
+    child_deadlines.WORKER_START_SECONDS = START_SECONDS
     return setpay(argv)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.main import main as setpay
-from gateway import worker, workers
+from gateway import child_deadlines, worker
 
 # Far longer than a test holds a worker; a test that never lets it go still ends.
 PAUSE_SECONDS = 60.0
@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> int:
         return start_bank(*args, **kwargs)
 
     worker.start_bank = held_start  # type: ignore[assignment]
-    workers.STOP_MARGIN_SECONDS = MARGIN_SECONDS  # type: ignore[misc]
+    child_deadlines.STOP_MARGIN_SECONDS = MARGIN_SECONDS  # type: ignore[misc]
     return setpay(argv[1:])
 
 

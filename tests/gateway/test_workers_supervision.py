@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import workers
+from gateway.child_deadlines import WORKER_START_SECONDS, stop_deadline
 from gateway.restarts import MAX_RESTARTS
 
 from .served import (
@@ -176,14 +176,14 @@ def test_a_stop_waits_for_a_worker_still_starting_then_exits_0(tmp_path: Path) -
 def test_a_child_is_due_at_the_later_of_the_stop_and_its_own_start_or_stop() -> None:
     stop = STOP_ALLOWED
     # Serving when the stop came: the bank's deadline.
-    assert workers.stop_deadline(100.0, started=0.0, ready_at=10.0, stop=stop) == 100.0
+    assert stop_deadline(100.0, started=0.0, ready_at=10.0, stop=stop) == 100.0
     # Still starting: not before its start is due, however early the bank's deadline.
-    assert workers.stop_deadline(100.0, started=90.0, ready_at=None, stop=stop) == 90.0 + (
-        workers.WORKER_START_SECONDS
+    assert stop_deadline(100.0, started=90.0, ready_at=None, stop=stop) == 90.0 + (
+        WORKER_START_SECONDS
     )
-    assert workers.stop_deadline(500.0, started=90.0, ready_at=None, stop=stop) == 500.0
+    assert stop_deadline(500.0, started=90.0, ready_at=None, stop=stop) == 500.0
     # Served only after the stop came: a whole stop from then on.
-    assert workers.stop_deadline(100.0, started=90.0, ready_at=120.0, stop=stop) == 120.0 + stop
+    assert stop_deadline(100.0, started=90.0, ready_at=120.0, stop=stop) == 120.0 + stop
 
 
 def test_a_worker_whose_supervisor_was_killed_stops_by_itself(tmp_path: Path) -> None:

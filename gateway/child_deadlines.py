@@ -1,0 +1,99 @@
+"""When the supervisor's children (``gateway.workers``) are due: to serve once forked, and
+to be gone once the bank is stopping; and the killing of those past it.
+
+Starting. Every child must be serving within WORKER_START_SECONDS of its fork
+(``late_starts``): opening a PKCS#11 token and logging in, serialized across processes,
+and loading the PKI take a few seconds at most.
+
+Stopping. A serving child gets its NOT_SERVING notice, its grace period and
+STOP_MARGIN_SECONDS to close (``stop_seconds``) from the bank's stop. One still starting
+is given until its start is due first (``stop_deadline``). The ledger process, asked to
+stop only once the last worker has gone, is due no earlier than any worker
+(``StopDeadlines``). A child past its deadline is killed (``StopDeadlines.kill_stragglers``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+
+from gateway.child import LEDGER_INDEX, WatchedChild
+from gateway.config import BankConfig
+
+log = logging.getLogger("setpay.workers")
+
+# Every worker must be serving this long after it was forked: opening a PKCS#11 token and
+# logging in (serialized across processes) and loading the PKI take a few seconds at most.
+WORKER_START_SECONDS = 60.0
+# After the grace period, workers get this long to close key sessions and the ledger.
+STOP_MARGIN_SECONDS = 10.0
+
+
+def stop_seconds(config: BankConfig) -> float:
+    """How long a serving child may take to stop: notice, grace, closing margin."""
+    return config.not_serving_seconds + config.grace_seconds + STOP_MARGIN_SECONDS
+
+
+def stop_deadline(
+    bank_deadline: float, started: float, ready_at: float | None, stop: float
+) -> float:
+    """When a child must be gone, the bank being asked to stop by ``bank_deadline``.
+
+    One still starting is never killed for the stop before its start is due
+    (WORKER_START_SECONDS after its fork): it may be logging in to the token, which other
+    processes wait for and which a kill can leave half written. It acts on the stop once it
+    serves, and from then on gets ``stop`` seconds (its notice, grace and closing margin),
+    as it would have had if it had served when the stop began.
+    """
+    if ready_at is None:
+        return max(bank_deadline, started + WORKER_START_SECONDS)
+    return max(bank_deadline, ready_at + stop)
+
+
+def late_starts(children: Sequence[WatchedChild], now: float) -> list[WatchedChild]:
+    """The children not serving WORKER_START_SECONDS after their fork."""
+    return [c for c in children if not c.ready and now - c.started > WORKER_START_SECONDS]
+
+
+class StopDeadlines:
+    """The bank's stop, asked for: when each child must be gone, and the killing of those
+    that are not."""
+
+    def __init__(self, bank_deadline: float, stop: float) -> None:
+        self.bank_deadline = bank_deadline  # when serving children are due
+        self._stop = stop  # ``stop_seconds``
+        self._ledger_due = 0.0  # the ledger process's, no earlier than any worker's
+
+    def dues(self, children: Sequence[WatchedChild]) -> dict[int, float]:
+        """When each child must be gone (``stop_deadline``), by pid. The ledger process is
+        asked to stop only once the last worker is gone, so it is due no earlier than any
+        worker."""
+        due = {
+            c.pid: stop_deadline(self.bank_deadline, c.started, c.ready_at, self._stop)
+            for c in children
+        }
+        for ledger in (c for c in children if c.index == LEDGER_INDEX):
+            # The latest seen, kept: the workers it outlives may be gone by the time it
+            # is asked to stop.
+            self._ledger_due = max(self._ledger_due, *due.values())
+            due[ledger.pid] = self._ledger_due
+        return due
+
+    def last_due(self, children: Sequence[WatchedChild]) -> float:
+        """When the last of ``children`` is due (none left: the bank's deadline)."""
+        return max(self.dues(children).values(), default=self.bank_deadline)
+
+    def kill_stragglers(self, now: float, children: Sequence[WatchedChild]) -> bool:
+        """Kill each child past its ``stop_deadline``; whether one was."""
+        due = self.dues(children)
+        killed = False
+        for child in children:
+            if now > due[child.pid] and not child.killed:
+                log.error("%s (pid %d) did not stop: killing it", child.name, child.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
+                child.killed = killed = True
+        return killed
