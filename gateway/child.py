@@ -74,7 +74,8 @@ def child_name(index: int) -> str:
 class WatchedChild:
     """A child as the supervisor watches it: its pipe until it says it serves (its ready
     line, read into ``received``), when it was forked and when it said so (monotonic
-    clock), and whether it was killed for not stopping in time."""
+    clock), and whether it was killed: for not stopping in time, or a replacement for not
+    serving in time (``gateway.child_deadlines``)."""
 
     index: int
     pid: int
@@ -84,6 +85,8 @@ class WatchedChild:
     received: bytes = b""
     killed: bool = False
     fault: str | None = None  # the cause it reported on its ready pipe, if it cannot serve
+    replaces: bool = False  # forked once the bank had served: a replacement
+    retry: bool = False  # a replacement forked again after its index failed to start
 
     @property
     def name(self) -> str:

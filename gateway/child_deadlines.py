@@ -3,11 +3,17 @@ to be gone once the bank is stopping; and the killing of those past it.
 
 Starting. Every child must be serving within WORKER_START_SECONDS of its fork
 (``late_starts``): opening a PKCS#11 token and logging in, serialized across processes,
-and loading the PKI take a few seconds at most.
+and loading the PKI take a few seconds at most. A replacement worker still not serving
+then, another worker serving, is killed and started again as one whose start failed of a
+cause that passes by itself (``late_fault``, ``gateway.restarts``): a token call that
+hangs is an outage of the token, not the operator's to fix, and the healthy workers
+serve meanwhile. Any other child late stops the bank, as at its first start.
 
 Stopping. A serving child gets its NOT_SERVING notice, its grace period and
 STOP_MARGIN_SECONDS to close (``stop_seconds``) from the bank's stop. One still starting
-is given until its start is due first (``stop_deadline``). The ledger process, asked to
+is given until its start is due first (``stop_deadline``), but a retried replacement
+is not: its start failed or hung before, and a stop is not held for it. The ledger
+process, asked to
 stop only once the last worker has gone, is due no earlier than any worker
 (``StopDeadlines``). A child past its deadline is killed (``StopDeadlines.kill_stragglers``).
 """
@@ -20,7 +26,7 @@ import os
 import signal
 from collections.abc import Sequence
 
-from gateway.child import LEDGER_INDEX, WatchedChild
+from gateway.child import LEDGER_INDEX, PASSING_MARK, WatchedChild
 from gateway.config import BankConfig
 
 log = logging.getLogger("setpay.workers")
@@ -38,7 +44,12 @@ def stop_seconds(config: BankConfig) -> float:
 
 
 def stop_deadline(
-    bank_deadline: float, started: float, ready_at: float | None, stop: float
+    bank_deadline: float,
+    started: float,
+    ready_at: float | None,
+    stop: float,
+    *,
+    retry: bool = False,
 ) -> float:
     """When a child must be gone, the bank being asked to stop by ``bank_deadline``.
 
@@ -46,16 +57,29 @@ def stop_deadline(
     (WORKER_START_SECONDS after its fork): it may be logging in to the token, which other
     processes wait for and which a kill can leave half written. It acts on the stop once it
     serves, and from then on gets ``stop`` seconds (its notice, grace and closing margin),
-    as it would have had if it had served when the stop began.
+    as it would have had if it had served when the stop began. A replacement retried
+    after its index failed to start (``retry``) is due with the bank: its start failed or
+    hung before, and a stop that waited for it would hold every other worker's end.
     """
     if ready_at is None:
-        return max(bank_deadline, started + WORKER_START_SECONDS)
+        return bank_deadline if retry else max(bank_deadline, started + WORKER_START_SECONDS)
     return max(bank_deadline, ready_at + stop)
 
 
 def late_starts(children: Sequence[WatchedChild], now: float) -> list[WatchedChild]:
-    """The children not serving WORKER_START_SECONDS after their fork."""
-    return [c for c in children if not c.ready and now - c.started > WORKER_START_SECONDS]
+    """The children not serving WORKER_START_SECONDS after their fork (and not killed:
+    one killed for it is late until reaped)."""
+    return [
+        c
+        for c in children
+        if not c.ready and not c.killed and now - c.started > WORKER_START_SECONDS
+    ]
+
+
+def late_fault() -> str:
+    """The fault a replacement killed for not serving in time is given, as a child reports
+    one on its ready pipe (``gateway.child.fault_line``): one that passes by itself."""
+    return f"{PASSING_MARK}not serving {WORKER_START_SECONDS:.0f} s after its start: killed"
 
 
 class StopDeadlines:
@@ -72,7 +96,9 @@ class StopDeadlines:
         asked to stop only once the last worker is gone, so it is due no earlier than any
         worker."""
         due = {
-            c.pid: stop_deadline(self.bank_deadline, c.started, c.ready_at, self._stop)
+            c.pid: stop_deadline(
+                self.bank_deadline, c.started, c.ready_at, self._stop, retry=c.retry
+            )
             for c in children
         }
         for ledger in (c for c in children if c.index == LEDGER_INDEX):
@@ -86,14 +112,15 @@ class StopDeadlines:
         """When the last of ``children`` is due (none left: the bank's deadline)."""
         return max(self.dues(children).values(), default=self.bank_deadline)
 
-    def kill_stragglers(self, now: float, children: Sequence[WatchedChild]) -> bool:
-        """Kill each child past its ``stop_deadline``; whether one was."""
+    def kill_stragglers(self, now: float, children: Sequence[WatchedChild]) -> list[WatchedChild]:
+        """Kill each child past its ``stop_deadline``; those killed now."""
         due = self.dues(children)
-        killed = False
+        killed = []
         for child in children:
             if now > due[child.pid] and not child.killed:
                 log.error("%s (pid %d) did not stop: killing it", child.name, child.pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGKILL)
-                child.killed = killed = True
+                child.killed = True
+                killed.append(child)
         return killed

@@ -16,11 +16,13 @@ Supervision. The supervisor stays single-threaded, so forking a replacement late
 safe as the first fork; it waits in one selector loop on signals (a wakeup pipe), the
 workers' ready pipes (``gateway.child_ready``) and the metrics endpoint. A worker reports
 its ports once serving. Every worker must be serving within WORKER_START_SECONDS
-(``gateway.child_deadlines``). At the bank's first start, a
-worker that fails before it serves (a wrong PIN, a missing token or file) stops the bank
-at once: starting it again would fail again. Once the bank has served, a replacement that
-fails so while another worker serves is started again after the back-off instead, its
-cause (reported on its ready pipe) logged once (``gateway.restarts``). A worker that dies while
+(``gateway.child_deadlines``). At the bank's first start, a worker that fails before it
+serves (a wrong PIN, a missing token or file) stops the bank at once: starting it again
+would fail again. Once the bank has served, a replacement that fails so while another
+worker serves is started again after the back-off instead, its cause (reported on its
+ready pipe) logged once (``gateway.restarts``); so is one stuck in its start, killed once
+its start is due. A replacement that never served ends with a stop, killed or of such a
+cause, without failing it (``_spared``). A worker that dies while
 serving is started again after a back-off that grows while its index keeps crashing (the
 loop wakes for it); the bank gives up (exit 1) only on a crash loop with no worker serving
 (``gateway.restarts``).
@@ -32,10 +34,11 @@ loop runs stops the bank before any worker starts, and still removes what serve 
 A worker says NOT_SERVING for ``not_serving_seconds``, drains within the grace period,
 closes, and exits 0, or CALLS_CUT if it cut calls (``gateway.worker``); an orphan stops by
 itself. The supervisor is gone within those two periods plus STOP_MARGIN_SECONDS
-(stragglers are killed; one still starting is given until its start is due first:
-``gateway.child_deadlines``). A child that fails logs whether it could not serve or failed while
-stopping (``gateway.child``). The supervisor logs how each child ended; for SIGBUS, its
-likely cause, a mapped file such as a metrics sample file (``gateway.child_exit``).
+(stragglers are killed; one still starting, but for a retried replacement, is given
+until its start is due first: ``gateway.child_deadlines``). A child that fails logs
+whether it could not serve or failed while stopping (``gateway.child``). The supervisor
+logs how each child ended; for SIGBUS, its likely cause, a mapped file such as a metrics
+sample file (``gateway.child_exit``).
 
 The ledger process. With ``[ledger] service = true`` and a SQLite ledger, one more child
 owns the ledger and commits for every worker (``gateway.ledger_process``). It is forked
@@ -65,7 +68,7 @@ from pathlib import Path
 
 from gateway import child_deadlines as deadlines
 from gateway import metrics
-from gateway.child import LEDGER_INDEX, WatchedChild, become_child, withdraw_demand
+from gateway.child import LEDGER_INDEX, WatchedChild, become_child, passes, withdraw_demand
 from gateway.child_deadlines import StopDeadlines, late_starts, stop_seconds
 from gateway.child_exit import Stopped, ended, stopped
 from gateway.child_ready import read_ready
@@ -158,6 +161,7 @@ class Supervisor:
         # initialized here would be inherited, and its connections shared, by every child.
         check_not_initialized("fork a worker")
         read_fd, write_fd = os.pipe()
+        known = self._restarts.known_fault(index)  # its last start failed: a retry
         # Signals stay blocked across fork so the child never runs our handlers.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
         try:
@@ -165,14 +169,16 @@ class Supervisor:
             if pid == 0:  # the child; never returns
                 os.close(read_fd)
                 plan = replace(self._plan, judge_presented=not self._announced)
-                known = self._restarts.known_fault(index)
                 become_child(plan, index, write_fd, mask, self._drop_in_child, known)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self._selector.register(read_fd, selectors.EVENT_READ, pid)
-        return WatchedChild(index, pid, read_fd, time.monotonic())
+        started = time.monotonic()
+        return WatchedChild(
+            index, pid, read_fd, started, replaces=self._announced, retry=bool(known)
+        )
 
     def _spawn(self, index: int) -> None:
         worker = self._fork(index)
@@ -269,6 +275,12 @@ class Supervisor:
         """Say how ``child`` ended (``gateway.child_exit``); whether to start it again (if
         not, the bank stops)."""
         if self._stopping():
+            if self._spared(child) and (child.killed or passes(child.fault)):
+                log.info(
+                    "%s (pid %d), a replacement that never served, ended with the stop: %s",
+                    child.name, child.pid, ended(code, self._samples),
+                )  # fmt: skip
+                return False
             end = stopped(child.name, child.pid, child.index, code, self._samples)
             self._cut |= end is Stopped.CUT_CALLS
             self._failed |= end is Stopped.FAILED
@@ -288,6 +300,12 @@ class Supervisor:
 
     def _stopping(self) -> bool:
         return self._deadlines is not None
+
+    def _spared(self, child: WatchedChild) -> bool:
+        """Whether ``child`` is a replacement worker that never served: one stuck in its
+        start is killed and retried, not the bank stopped, and its end as the bank stops,
+        killed or of a start fault that passes by itself, is no failed stop."""
+        return child.replaces and not child.ready and child.index != LEDGER_INDEX
 
     def _fail(self, why: str) -> None:
         log.error("stopping the bank: %s", why)
@@ -314,12 +332,21 @@ class Supervisor:
     def _check_deadlines(self) -> None:
         now = time.monotonic()
         if self._deadlines is not None:
-            self._failed |= self._deadlines.kill_stragglers(now, self._children())
+            killed = self._deadlines.kill_stragglers(now, self._children())
+            self._failed |= not all(self._spared(child) for child in killed)
             return
-        late = late_starts(self._children(), now)
-        if late:
-            start = deadlines.WORKER_START_SECONDS
-            self._fail(f"{late[0].name} was not serving after {start:.0f} s")
+        start = deadlines.WORKER_START_SECONDS
+        for child in late_starts(self._children(), now):
+            if not self._spared(child) or not any(w.ready for w in self._workers.values()):
+                self._fail(f"{child.name} was not serving after {start:.0f} s")
+                return
+            log.warning(
+                "%s (pid %d) was not serving after %.0f s: killing it, to start it again",
+                child.name, child.pid, start,
+            )  # fmt: skip
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGKILL)
+            child.killed, child.fault = True, deadlines.late_fault()
 
     def _loop(self) -> None:
         while self._workers or self._ledger is not None or self._restarts.backoff.waiting():
