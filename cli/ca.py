@@ -34,7 +34,10 @@ refused at once, and so is a bank starting meanwhile (``gateway.renewal_lock``).
 ``prune-gateway`` lists the kept key-exchange certificate files and the older versions of
 the gateway's keys that no valid certificate needs any more (``gateway.gateway_pruning``)
 on a stopped bank, and deletes them with ``--yes``; it prints names and key versions,
-never key material.
+never key material. While the ledger (opened read-only) holds a decision whose answer
+was never stored, it deletes no key-exchange key or kept certificate: such a request may
+be sealed to one, and is answered only while the bank holds its key; ``--yes`` is then
+refused (exit 1), and the dry run says so, with how many and what to do.
 Exit status: 0 on success, 1 when the operation is refused, 2 for usage errors.
 """
 
@@ -58,7 +61,7 @@ from gateway.ca.publishing import revoke
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.store import CaStore
 from gateway.config import BankConfig, ConfigError, load
-from gateway.gateway_pruning import prune_gateway_keys
+from gateway.gateway_pruning import prune_gateway_keys, unanswered_advice
 from gateway.gateway_renewal import renew_gateway_keys
 from gateway.provisioning import TLS_ROLES, issue_tls_files
 from hsm.errors import KeyBackendError
@@ -232,7 +235,10 @@ def _prune_gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     done = "deleted" if pruning.applied else "would delete"
     for item in pruning.items:
         print(f"{done} {item.what}: {item.reason}", file=out)
-    if not pruning.applied:
+    if pruning.unanswered is not None:
+        advice = unanswered_advice(config, pruning.unanswered)
+        print(f"nothing deleted, and --yes is refused: {advice}", file=out)
+    elif not pruning.applied:
         print("nothing deleted: run again with --yes to delete them", file=out)
     return 0
 

@@ -12,9 +12,9 @@ is only one more to lose. A pruning, on a stopped bank and under the renewal's l
   never the version the bank uses (the one its ``certs/`` file certifies).
 
 Valid means unexpired and unrevoked. A certificate revoked but not yet ended counts as
-ended: the bank already refuses an envelope sealed to it (``gateway.opening_keys``) and
-a merchant a signature from it, and a revocation is never lifted, so its key will never
-open or sign anything again; keeping it would only keep a key someone thought
+ended: the bank already refuses a new envelope sealed to it (``gateway.opening_keys``)
+and a merchant a signature from it, and a revocation is never lifted, so its key will
+never sign or open anything new again; keeping it would only keep a key someone thought
 compromised. A replaced signature key is kept while its certificate is valid, although
 the bank signs with the newest only: that certificate is still the gateway's word on
 the answers it signed, and a key is deleted only once nothing valid names it. A version
@@ -22,6 +22,21 @@ newer than the one in use that no valid certificate certifies is what a renewal 
 did not finish left; one with a valid certificate (recorded by a renewal killed before
 its renames) is kept: the next renewal revokes that certificate, the pruning after it
 deletes the key.
+
+An older key-exchange key still opens one thing after its certificate ended or was
+revoked: a request the ledger decided while the certificate stood but whose answer was
+never stored (the gateway failed in between) is answered, at the merchant's retry, from
+those same bytes opened with that key (``gateway.servicer``). Once the key, or its kept
+certificate file, is gone nothing opens them: the retry is answered UNAVAILABLE for
+good, the money moved. So a pruning that would delete a key-exchange key or a kept
+certificate is refused (``UnansweredDecisions``, nothing deleted; a dry run says so)
+while the ledger holds any decision awaiting its answer: a row records the request's
+digest, not which certificate it was sealed to, so any of them may be sealed to the key.
+Signature keys alone still go: an answer is signed with the current one. The ledger is
+read from its store opened read-only (as ``setpay bank check-books`` opens it), under
+the lock, after the bank was found stopped; a ledger that cannot be read (no SQLite
+file where ``ledger.store`` says, a database down, another schema version) refuses
+such a pruning too (``LedgerUnread``).
 
 The certificates looked at, matched to a key by its public key: those ``ca.db`` records
 for the bank's gateway (its name, issued by the Payment Gateway CA, with their
@@ -33,8 +48,8 @@ gone (deleted by the next pruning), never a kept file whose key is gone. A failu
 what was deleted before it (``PruningStopped``); running the pruning again goes on.
 
 Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankRunning``,
-``KeysLocked``, ``PruningStopped``); the key backend's, the CA store's and the file
-system's own pass through.
+``KeysLocked``, ``PruningStopped``, ``UnansweredDecisions``, ``LedgerUnread``); the key
+backend's, the CA store's and the file system's own pass through.
 """
 
 from __future__ import annotations
@@ -56,6 +71,8 @@ from gateway.bank_pki import (
 )
 from gateway.config import BankConfig, config_option
 from gateway.gateway_renewal import check_stopped
+from gateway.ledger import LedgerError, LedgerStore, PostgresLedgerStore, SqliteLedgerStore
+from gateway.ledger.store import Transaction
 from gateway.renewal_lock import PRUNE_TASK, holding_keys_lock
 from hsm.errors import KeyBackendError
 from hsm.keystore import fsync_directory
@@ -70,8 +87,30 @@ log = logging.getLogger("setpay.provisioning")
 RENEWED_LABELS = (GATEWAY_SIG_LABEL, GATEWAY_KEX_LABEL)
 
 
+# Where an operator finds the decisions awaiting their answer, and what answers them.
+UNANSWERED_SECTION = '"A token that fails between a decision and its answer"'
+
+
 class PruningStopped(ProvisioningError):
     """A pruning failed part way; the message says what it had deleted."""
+
+
+class UnansweredDecisions(ProvisioningError):
+    """A pruning that would delete a key-exchange key or kept certificate, while the
+    ledger holds decisions awaiting their answer; nothing deleted."""
+
+
+class LedgerUnread(ProvisioningError):
+    """The ledger could not be read to see whether a decision awaits its answer; a
+    pruning of key-exchange keys or kept certificates deleted nothing."""
+
+
+@dataclass(frozen=True)
+class UnansweredCount:
+    """The ledger's decisions whose answer was never stored: how many, the oldest's time."""
+
+    count: int
+    oldest_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +128,9 @@ class Pruning:
     files: tuple[Pruned, ...]
     keys: tuple[Pruned, ...]
     applied: bool
+    # A dry run's: the decisions awaiting their answer that refuse it with ``apply``
+    # (``UnansweredDecisions``); None when it deletes nothing that opens envelopes.
+    unanswered: UnansweredCount | None = None
 
     @property
     def items(self) -> tuple[Pruned, ...]:
@@ -116,6 +158,12 @@ class _Plan:
     paths: tuple[Path, ...]
     versions: tuple[tuple[str, int], ...]
 
+    @property
+    def opens_envelopes(self) -> bool:
+        """Whether it deletes a kept key-exchange certificate or a key-exchange key: what
+        opens a decided request's envelope to answer it."""
+        return bool(self.paths) or any(label == GATEWAY_KEX_LABEL for label, _ in self.versions)
+
 
 def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None = None) -> Pruning:
     """What to delete of the gateway's older keys and kept certificates on a stopped
@@ -130,13 +178,81 @@ def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None =
         pki = load_bank_pki(config, locked=locked, judge_presented=False)
         try:
             plan = _plan(config, pki, utc(at))
+            unanswered = _unanswered(config) if plan.opens_envelopes else None
+            if unanswered is not None and unanswered.count and apply:
+                raise UnansweredDecisions(_refusal(config, unanswered))
             if apply:
                 _delete(config, pki, plan)
         finally:
             pki.close()
     if not apply:
-        return plan.pruning
+        found = unanswered if unanswered is not None and unanswered.count else None
+        return Pruning(plan.pruning.files, plan.pruning.keys, applied=False, unanswered=found)
     return Pruning(plan.pruning.files, plan.pruning.keys, applied=True)
+
+
+def _unanswered(config: BankConfig) -> UnansweredCount:
+    """The decisions awaiting their answer in the bank's ledger, read from its store
+    opened ``read_only`` (``cli.bank_books``: nothing made, migrated or locked); else
+    LedgerUnread. One pass over ``requests`` (no index holds the unanswered ones): a
+    row whose answer was stored has no ``outcome`` (``gateway.ledger.idempotency``),
+    nor has a fence."""
+    url = config.ledger_url()
+    try:
+        store: LedgerStore
+        if url.startswith("sqlite:"):
+            path = Path(url[len("sqlite:") :])
+            if not path.is_file():  # opened as it is, SQLite would not name the file
+                raise LedgerUnread(
+                    f"no ledger at {path} (ledger.store, or SETPAY_LEDGER as the bank has"
+                    " it): cannot tell whether a decided request awaits its answer sealed to"
+                    " a key-exchange key this pruning deletes; nothing deleted"
+                )
+            store = SqliteLedgerStore(path, read_only=True)
+        else:
+            store = PostgresLedgerStore(url, read_only=True)
+        try:
+            return store.read(_count_unanswered)
+        finally:
+            store.close()
+    except LedgerError as exc:
+        raise LedgerUnread(
+            f"cannot read the ledger ({exc}) to tell whether a decided request awaits its"
+            " answer sealed to a key-exchange key this pruning deletes; nothing deleted"
+        ) from exc
+
+
+def _count_unanswered(tx: Transaction) -> UnansweredCount:
+    row = tx.one(
+        "SELECT COUNT(*) AS count, MIN(created_at_ms) AS oldest_ms FROM requests"
+        " WHERE outcome IS NOT NULL"
+    )
+    if row is None:
+        return UnansweredCount(0, None)
+    oldest = row["oldest_ms"]
+    return UnansweredCount(int(row["count"]), None if oldest is None else int(oldest))
+
+
+def unanswered_advice(config: BankConfig, unanswered: UnansweredCount) -> str:
+    """Why the pruning of key-exchange keys waits, and what to do: the refusal's text."""
+    oldest = ""
+    if unanswered.oldest_ms is not None:
+        when = datetime.fromtimestamp(unanswered.oldest_ms / 1000, tz=UTC)
+        oldest = f", the oldest decided {when:%Y-%m-%d %H:%M} UTC"
+    many = "request" if unanswered.count == 1 else "requests"
+    return (
+        f"the ledger holds {unanswered.count} decided {many} whose answer was never stored"
+        f"{oldest}; the ledger does not record which key-exchange certificate a request"
+        " was sealed to, and one sealed to a key this pruning deletes would never be"
+        " answered (UNAVAILABLE at every retry, its money moved): start the bank"
+        " so that the merchants' retries are answered, find any left with the query in"
+        f" OPERATIONS {UNANSWERED_SECTION}, and run `setpay ca prune-gateway"
+        f" {config_option(config)} --yes` again once none is left"
+    )
+
+
+def _refusal(config: BankConfig, unanswered: UnansweredCount) -> str:
+    return f"{unanswered_advice(config, unanswered)}; nothing deleted"
 
 
 def _recorded(config: BankConfig, pki: BankPki) -> dict[bytes, tuple[bytes, _Certificate]]:

@@ -199,8 +199,9 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         the merchant's gets what the merchant's gets, as a stored answer does. Any other
         thumbprint is chosen as the bank chooses it (the newest key; UNAVAILABLE for a
         certificate renewed since this process started). One whose key this process does
-        not hold (deleted: ``setpay ca prune-gateway`` deletes a revoked certificate's;
-        or ended before the process started, which then does not load it) opens nowhere:
+        not hold (deleted by hand: ``setpay ca prune-gateway`` keeps it while the ledger
+        holds a decision awaiting its answer; or ended before the process started, which
+        then does not load it) opens nowhere:
         the decision stays unanswered (AnswerUnavailable) until the key and its kept
         certificate file are restored, or an operator settles it."""
         bank = self._bank.as_of(checked_at_ms)

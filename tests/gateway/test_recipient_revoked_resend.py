@@ -39,7 +39,7 @@ from cli import ca
 from clients.errors import TransportError
 from gateway import settlement as gateway_settlement
 from gateway.bank_pki import GATEWAY_KEX_LABEL, bank_keys_uri
-from gateway.gateway_pruning import prune_gateway_keys
+from gateway.gateway_pruning import UnansweredDecisions, prune_gateway_keys
 from hsm.uri import open_backend
 from setcore.authorization import AuthRequestState, open_auth_response
 from setcore.capture import CaptureItem, CaptureState, build_capture_request, open_capture_response
@@ -255,8 +255,9 @@ def test_an_envelope_sealed_to_the_revoked_certificate_but_never_decided_is_refu
 def test_an_unanswered_request_whose_key_is_pruned_stays_unavailable_until_restored(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``setpay ca prune-gateway`` after the revocation deletes the older key and its
-    kept file: no process opens those bytes again, so UNAVAILABLE (the merchant keeps
+    """The older key and its kept file deleted after the revocation (by hand:
+    ``setpay ca prune-gateway`` refuses while they await their answer): no process
+    opens those bytes again, so UNAVAILABLE (the merchant keeps
     them pending, never failed), the decision left in the ledger for the operator. Both
     put back from a backup, the decision is answered."""
     merchant, cardholder = _parties(served, "M-revoked-b3")
@@ -268,9 +269,12 @@ def test_an_unanswered_request_whose_key_is_pruned_stays_unavailable_until_resto
     served.stop()
     backup = served.directory.parent / "backup"
     shutil.copytree(served.directory, backup)
-    pruning = prune_gateway_keys(served.config(), apply=True)
-    assert "key gateway-kex v1" in [item.what for item in pruning.keys]
-    world = served.start()
+    # ``setpay ca prune-gateway`` keeps the key while the ledger holds these decisions;
+    # deleted by hand all the same (the key and its kept file), they stay unanswered.
+    with pytest.raises(UnansweredDecisions):
+        prune_gateway_keys(served.config(), apply=True)
+    (served.directory / "certs" / "gateway-kex.v1.der").unlink()
+    world = _delete_older_key(served)
     assert answered(world, merchant, auth, auth_state) == "UNAVAILABLE"
     assert _captured(world, merchant, cap, cap_state) == "UNAVAILABLE"
     with pytest.raises(TransportError):
