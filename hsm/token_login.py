@@ -258,24 +258,25 @@ def pin_problem(pin: str) -> str | None:
     show nothing of it.
 
     Only the marks of a file saved wrong: a leading byte-order mark (an editor's "UTF-8
-    with BOM") and a line break of any kind (a second line, a stray carriage return, a
-    Unicode line or paragraph separator, whatever ``str.splitlines`` breaks on). Offered,
-    each is a wrong try a real HSM counts towards locking the PIN, for a mistake that
-    says nothing but "PIN incorrect". Anything else, a tab or another unusual character
-    included, is offered as typed: this is no PIN policy, and a token whose PIN was made
-    with a tab must still log in.
+    with BOM") and a line break (a second line, a stray carriage return, a Unicode line
+    or paragraph separator). Offered, each is a wrong try a real HSM counts towards
+    locking the PIN, for a mistake that says nothing but "PIN incorrect". Anything else
+    is offered as typed: this is no PIN policy, and a token whose PIN was made with a
+    tab, a form feed or another control character (SoftHSM takes them) must still log
+    in. Hence not everything ``str.splitlines`` breaks on: the vertical tab, form feed,
+    file/group/record separators and NEL end no line an editor writes.
     """
     if pin.startswith("\ufeff"):
         return "starts with a byte-order mark (save the file as plain UTF-8, without one)"
     if any(char in _LINE_BREAKS for char in pin):
         return (
-            "holds a line break (the file must hold one line, with at most one line end after it)"
+            "holds a line break (a PIN file holds one line, ended by one LF or CRLF or by nothing)"
         )
     return None
 
 
-#: What ``str.splitlines`` breaks a line on: a file's line ends, old and Unicode ones.
-_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+#: A file's line ends (LF, CR), and the Unicode line and paragraph separators.
+_LINE_BREAKS = frozenset("\n\r\u2028\u2029")
 
 
 class PinLatch:
