@@ -5,7 +5,8 @@
     software          software keys, in memory or in a keystore directory (NOT an HSM)
     keystore          the software keystore's files: encrypted PKCS#8 plus JSON metadata
     pkcs11            keys on a PKCS#11 token (SoftHSM 2 tested), built from:
-      token_session     login, recovery when the token comes and goes
+      token_session     every token call: pool, module lock, recovery when the token goes
+      token_connect     re-initialize, find the token, log in (bounded tries, PIN latch)
       session_keeper    the sessions from lease to close; the bounded module lock
       token_catalog     which key versions are on the token; OAEP variant detection
       token_creation    a key version made all or nothing, or adopted

@@ -13,6 +13,13 @@ refuses one that is a link, not a directory, someone else's, or open to group or
 lock files are opened without following links. Errors raised are
 ``hsm.errors.TransientBackendError`` (the holder may finish) and
 ``PermanentBackendError`` (the lock file or its directory cannot be used at all).
+
+A lock held elsewhere is waited for inside the process's wait hook
+(``hsm.observer.waiting``), so that a server's turn to compute is not held through it.
+A thread that holds something the process's other threads need, which must not stay
+held through a queue for that turn (``TokenLink`` holding the PKCS#11 module lock), asks
+instead not to wait at all (``refusing_waits``): such a lock raises ``LockTaken``, and
+the caller lets go of what it holds, waits with ``wait_until_free`` and tries again.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import fcntl
 import os
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,42 +41,107 @@ from hsm.observer import waiting
 POLL_SECONDS = 0.005
 
 
+class LockTaken(Exception):
+    """A lock held elsewhere, met inside ``refusing_waits``: ``path`` is to be waited for
+    (``wait_until_free``) once the caller holds nothing that others need. Not a
+    ``KeyBackendError``: it never reaches a backend's caller, nor its observer."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"lock {path} is held by another process")
+        self.path = path
+
+
+class _Refusing(threading.local):
+    """Whether this thread's lock waits are refused (``refusing_waits``)."""
+
+    on = False
+
+
+_refusing = _Refusing()
+
+
+@contextmanager
+def refusing_waits() -> Iterator[None]:
+    """Inside, ``exclusive_lock`` raises ``LockTaken`` for a lock held elsewhere instead
+    of waiting for it (this thread only; a free lock is taken as ever)."""
+    before, _refusing.on = _refusing.on, True
+    try:
+        yield
+    finally:
+        _refusing.on = before
+
+
 @contextmanager
 def exclusive_lock(path: str, timeout_seconds: float) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created 0600) for the block.
 
     Raises ``TransientBackendError`` after ``timeout_seconds`` without the lock: a hung
-    process must not hang every other one forever.
+    process must not hang every other one forever. Inside ``refusing_waits``, raises
+    ``LockTaken`` at once instead of waiting.
     """
+    fd = _open(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        raise PermanentBackendError(
-            f"cannot create lock file {path}: {exc.strerror or type(exc).__name__}"
-        ) from exc
-    try:
-        deadline = time.monotonic() + timeout_seconds
-        while not _try_flock(fd):
-            # Held by another process (a login, a key generation): wait inside the
-            # process's wait hook (hsm.observer.waiting), not holding a server's turn;
-            # and not holding the lock either while that turn comes back (other
-            # processes would wait for our turn), so let go of it there if it comes free
-            # and take it for good once the turn is back.
-            with waiting():
-                while not _try_flock(fd):
-                    if time.monotonic() >= deadline:
-                        raise TransientBackendError(
-                            f"lock {path} still held by another process after "
-                            f"{int(timeout_seconds * 1000)} ms"
-                        )
-                    time.sleep(POLL_SECONDS)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        if not _try_flock(fd):
+            if _refusing.on:
+                raise LockTaken(path)
+            deadline = time.monotonic() + timeout_seconds
+            while True:
+                # Held by another process (a login, a key generation): wait aside, and
+                # take it only with the turn back (see _wait_free), if still free then.
+                _wait_free(fd, path, deadline, timeout_seconds)
+                if _try_flock(fd):
+                    break
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def wait_until_free(path: str, deadline: float, timeout_seconds: float) -> None:
+    """Return once the lock at ``path`` is free (not taking it), waiting aside if it is
+    held; ``TransientBackendError`` if it is still held at ``deadline`` (time.monotonic()),
+    ``timeout_seconds`` after the wait for it began, or once that is past (the caller,
+    refused the lock again, was just kept out by another holder: one wait is bounded
+    however often the lock changes hands)."""
+    fd = _open(path)
+    try:
+        if time.monotonic() >= deadline:
+            raise _still_held(path, timeout_seconds)
+        if _try_flock(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            _wait_free(fd, path, deadline, timeout_seconds)
+    finally:
+        os.close(fd)
+
+
+def _open(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise PermanentBackendError(
+            f"cannot create lock file {path}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+
+
+def _wait_free(fd: int, path: str, deadline: float, timeout_seconds: float) -> None:
+    """Wait inside the process's wait hook (hsm.observer.waiting), not holding a server's
+    turn, until the lock is free; let go of it there: held while that turn comes back,
+    it would keep other processes waiting for our turn."""
+    with waiting():
+        while not _try_flock(fd):
+            if time.monotonic() >= deadline:
+                raise _still_held(path, timeout_seconds)
+            time.sleep(POLL_SECONDS)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _still_held(path: str, timeout_seconds: float) -> TransientBackendError:
+    return TransientBackendError(
+        f"lock {path} still held by another process after {int(timeout_seconds * 1000)} ms"
+    )
 
 
 def _try_flock(fd: int) -> bool:

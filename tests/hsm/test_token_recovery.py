@@ -26,8 +26,9 @@ from hsm.errors import KeyBackendError, PermanentBackendError, TransientBackendE
 from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.token_catalog import TokenCatalog
+from hsm.token_connect import TokenConnect
 from hsm.token_objects import TokenKey
-from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenLink, TokenSession
+from hsm.token_session import ABSENT_RESCAN_SECONDS, TokenSession
 
 from .keycheck import verify
 from .pin_file_support import open_in_child, refusal_records_naming, write_pin
@@ -213,11 +214,11 @@ def test_failure_right_after_login_closes_the_login_session(
     module = cryptoki(SOFTHSM_MODULE)
     with module.lock:
         module.reinitialize()
-    found = TokenLink._find_token
+    found = TokenConnect._find_token
     monkeypatch.setattr(
-        TokenLink,
+        TokenConnect,
         "_find_token",
-        lambda link, library: _TokenWithoutMechanisms(found(link, library)),
+        lambda login, library: _TokenWithoutMechanisms(found(login, library)),
     )
     with pytest.raises(KeyBackendError):
         Pkcs11Backend(replace(token.config(), login_attempts=1))
