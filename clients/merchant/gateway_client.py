@@ -25,7 +25,8 @@ as soon as the merchant's trust store no longer accepts them (revoked, say, afte
 bank renewed the gateway's keys for a compromised one): a revoked certificate kept for
 the rest of the hour would have every wallet refuse the PInitRes naming it and the
 gateway refuse every AuthReq sealed to it (WRONG_RECIPIENT, final), every purchase
-failing.
+failing. Those it refused are forgotten; a refused PCertRes is asked for again after a
+hold-off (5 s, doubling to a minute), a fetch that got no answer at the next use.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from clients.errors import ConfigError
+from google.protobuf.message import Message
+
+from clients.errors import ConfigError, TransportError
 from clients.merchant import metrics
 from clients.merchant.gateway_pin import GatewayPin, GatewayPinStore
 from clients.merchant.metrics_labels import AUTHORIZATION, BATCH, GATEWAY_CERTIFICATES
@@ -80,6 +84,8 @@ from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, service
 
 log = logging.getLogger("setpay.merchant.gateway")
 
+M = TypeVar("M", bound=Message)
+
 _SERVICE = services_pb2.DESCRIPTOR.services_by_name["PaymentGatewayService"].full_name
 # Authorization may wait on the issuer (a card network round trip in real life, a ledger
 # commit here): it gets the longest deadline. SET lets the merchant answer the wallet
@@ -93,10 +99,24 @@ CERTIFICATES_DEADLINE_SECONDS = 5.0
 # Gateway certificates are asked for again after this long, so a gateway key rotation
 # reaches PInitRes within the hour.
 GATEWAY_CERTIFICATES_TTL = timedelta(hours=1)
+# After a PCertRes is refused (a revoked certificate served), the next PCertReq waits this
+# long, doubled after each further refusal up to the most: uses meanwhile raise it again.
+FETCH_HOLD_OFF_SECONDS = 5.0
+FETCH_HOLD_OFF_MAX = 60.0  # seconds
 
 
 def _method(name: str) -> str:
     return f"/{_SERVICE}/{name}"
+
+
+_heard = threading.local()  # per thread: ``answers_heard``
+
+
+def answers_heard() -> int:
+    """How many answers this thread's gateway calls had (any ``GatewayClient``): a failure
+    after the gateway answered (the answer opened, or saved) moves it; one before any call,
+    or a call never answered, does not (``stored_requests``)."""
+    return int(getattr(_heard, "answers", 0))
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,12 @@ class GatewayClient:
         self._pins = pins
         self._lock = threading.Lock()
         self._pinned: GatewayPin | None = None
+
+    def _call(self, method: str, request: bytes, response_cls: type[M], *, deadline: float) -> M:
+        """``Caller.call``, counted for ``answers_heard`` once the gateway answered."""
+        response = self._caller.call(method, request, response_cls, deadline=deadline)
+        _heard.answers = answers_heard() + 1
+        return response
 
     def _stored_pin(self) -> GatewayPin | None:
         """The pin, read from the database once it is there (caller holds the lock)."""
@@ -197,7 +223,7 @@ class GatewayClient:
         deadline: float = AUTHORIZE_DEADLINE_SECONDS,
     ) -> AuthResult:
         """AuthReq -> verified AuthRes; ``deadline``: a shorter one (a wallet waiting)."""
-        response = self._caller.call(
+        response = self._call(
             _method("Authorize"), request, authorization_pb2.AuthorizeResponse,
             deadline=min(deadline, AUTHORIZE_DEADLINE_SECONDS),
         )  # fmt: skip
@@ -209,7 +235,7 @@ class GatewayClient:
     @metrics.gateway_call(OperationKind.AUTH_REVERSAL)
     def reverse_authorization(self, request: bytes, state: AuthRevRequestState) -> AuthRevResult:
         """AuthRevReq -> verified AuthRevRes."""
-        response = self._caller.call(
+        response = self._call(
             _method("AuthReversal"), request, authorization_pb2.AuthReversalResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
@@ -221,7 +247,7 @@ class GatewayClient:
     @metrics.gateway_call(OperationKind.CAPTURE)
     def capture(self, request: bytes, state: CaptureState) -> CaptureResult:
         """CapReq -> verified CapRes."""
-        response = self._caller.call(
+        response = self._call(
             _method("Capture"), request, capture_pb2.CaptureResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
@@ -233,7 +259,7 @@ class GatewayClient:
     @metrics.gateway_call(OperationKind.CAPTURE_REVERSAL)
     def reverse_capture(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CapRevReq -> verified CapRevRes."""
-        response = self._caller.call(
+        response = self._call(
             _method("CaptureReversal"), request, capture_pb2.CaptureReversalResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
@@ -245,7 +271,7 @@ class GatewayClient:
     @metrics.gateway_call(OperationKind.CREDIT)
     def credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CredReq -> verified CredRes."""
-        response = self._caller.call(
+        response = self._call(
             _method("Credit"), request, capture_pb2.CreditResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
@@ -257,7 +283,7 @@ class GatewayClient:
     @metrics.gateway_call(OperationKind.CREDIT_REVERSAL)
     def reverse_credit(self, request: bytes, state: CapRevOrCredState) -> CapRevOrCredResult:
         """CredRevReq -> verified CredRevRes."""
-        response = self._caller.call(
+        response = self._call(
             _method("CreditReversal"), request, capture_pb2.CreditReversalResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
@@ -269,7 +295,7 @@ class GatewayClient:
     @metrics.gateway_call(BATCH)
     def batch_admin(self, request: bytes, state: BatchAdminState) -> BatchAdminResult:
         """BatchAdminReq -> verified BatchAdminRes."""
-        response = self._caller.call(
+        response = self._call(
             _method("BatchAdmin"), request, gateway_admin_pb2.BatchAdminResponse,
             deadline=SETTLEMENT_DEADLINE_SECONDS,
         )  # fmt: skip
@@ -295,7 +321,7 @@ class GatewayClient:
         request, state = build_pcert_request(
             self._credentials, [(brand_id, bin_)], self._merchant_id
         )
-        response = self._caller.call(
+        response = self._call(
             _method("GatewayCertificates"), request.SerializeToString(),
             gateway_admin_pb2.GatewayCertificatesResponse,
             deadline=CERTIFICATES_DEADLINE_SECONDS,
@@ -339,6 +365,12 @@ class GatewayKeys:
         self._lock = threading.Lock()
         self._current: ServedCertificates | None = None
         self._fetched_at = 0.0
+        # Fetches ended; the latest one's failure, and until when it stands for the next
+        # (``FETCH_HOLD_OFF_SECONDS``); once the trust store refused those held, why.
+        self._ended = 0
+        self._failure: Exception | None = None
+        self._held_until = self._hold_off = 0.0
+        self._withdrawn: str | None = None
 
     def _stale(self, current: ServedCertificates) -> _Stale | None:
         """Why the certificates held must be fetched again; None while they serve."""
@@ -359,7 +391,8 @@ class GatewayKeys:
         certificate while they stand, a full validation once the feed installs new data.
         Revocation data too old to judge by (``RevocationUnavailable``) refuses nothing
         here: a PCertRes fetched now would be judged by the same data, and every message
-        the merchant opens waits on that feed anyway (``authorizer``)."""
+        the merchant opens waits on that feed anyway (``authorizer``). Certificates it
+        refused are forgotten (``_held_or_fetched``): it never judges them again."""
         if self._trust is None:
             return None
         held = (
@@ -385,42 +418,81 @@ class GatewayKeys:
     def current(self) -> ServedCertificates:
         """The gateway's verified certificates, fetched again when stale.
 
-        Raises what ``fetch`` raises when they must be fetched again and cannot be. None
-        the trust store refuses is handed out meanwhile: a wallet would refuse the
-        PInitRes naming it, and the gateway every request sealed to it."""
+        Raises what ``fetch`` raised when they must be fetched again and cannot be. One
+        thread fetches at a time; after a failure the others raise it at once meanwhile
+        (not one PCertReq each in turn), as does a caller that waited for a fetch that
+        failed. A refused PCertRes is raised again, unfetched, until its hold-off ends
+        (``FETCH_HOLD_OFF_SECONDS``); the gateway unreachable, the next use asks again,
+        as any request to it does, so that its return is seen at once. None the trust
+        store refused is handed out again, even once it cannot judge them (revocation
+        data past its window): wallets and the gateway would refuse it."""
         current = self._current
         if current is not None and self._stale(current) is None:
             return current
-        with self._lock:
-            current = self._current
-            if current is None:
-                return self._fetched(None)
-            stale = self._stale(current)
-            return current if stale is None else self._fetched(stale)
+        seen = self._ended
+        if not self._lock.acquire(blocking=False):
+            failure = self._failure
+            if failure is not None:  # another thread fetches after it failed: not waited for
+                raise failure.with_traceback(None)
+            self._lock.acquire()  # the first fetch, or the first since they went stale
+        try:
+            return self._held_or_fetched(seen)
+        finally:
+            self._lock.release()
+
+    def _held_or_fetched(self, seen: int) -> ServedCertificates:
+        """``current``, the lock held; ``seen``: the fetches ended when the caller came (one
+        ended since that failed, or one failed within its hold-off, is raised again)."""
+        current = self._current
+        stale = None if current is None else self._stale(current)
+        if current is not None and stale is None:
+            return current
+        if stale is not None and stale.refused:  # forgotten: never handed out again
+            log.warning("gateway certificates to be fetched again: %s", stale.why)
+            self._current, self._withdrawn = None, stale.why
+        failure = self._failure
+        if failure is not None and (self._ended != seen or self._clock() < self._held_until):
+            raise failure.with_traceback(None)
+        return self._fetched(stale)
 
     def _fetched(self, stale: _Stale | None) -> ServedCertificates:
         """The certificates fetched now (the lock held), in place of those held, if any
-        (``stale`` says why they no longer serve). A refusal by the trust store is logged
-        as a warning, and so is a fetch failing after one; the failure is raised as it
-        came, for the caller to meet as any failure of ``fetch``."""
-        if stale is not None:
-            level = logging.WARNING if stale.refused else logging.DEBUG
-            log.log(level, "gateway certificates fetched again: %s", stale.why)
+        (``stale`` says why they no longer serve). A failure is kept (``_failed``) and
+        raised as it came, for the caller to meet as any failure of ``fetch``."""
+        if stale is not None and not stale.refused:
+            log.debug("gateway certificates fetched again: %s", stale.why)
         try:
             current = served(self._fetch())
         except Exception as exc:
-            if stale is not None and stale.refused:
-                log.warning(
-                    "gateway certificates not fetched again (%s: %s); none is handed out"
-                    " until they are", type(exc).__name__, exc,
-                )  # fmt: skip
+            self._failed(exc)
             raise
+        finally:
+            self._ended += 1
         self._current, self._fetched_at = current, self._clock()
+        self._failure, self._hold_off, self._withdrawn = None, 0.0, None
         log.info(
             "gateway certificates: key exchange %s (%s)",
             current.key_exchange.thumbprint.hex()[:8], current.key_exchange.subject_id,
         )  # fmt: skip
         return current
+
+    def _failed(self, exc: Exception) -> None:
+        """Keep a fetch's failure: held off if the gateway answered, doubling, not while it
+        is unreachable. After a refusal by the trust store, a warning: once a hold-off, and
+        for the gateway unreachable, once until it answers."""
+        away = isinstance(exc, TransportError)
+        quiet = away and isinstance(self._failure, TransportError)
+        self._failure, self._held_until = exc, 0.0
+        if not away:
+            self._hold_off = min(2 * self._hold_off or FETCH_HOLD_OFF_SECONDS, FETCH_HOLD_OFF_MAX)
+            self._held_until = self._clock() + self._hold_off
+        if self._withdrawn is not None:
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "gateway certificates not fetched again (%s: %s); none is handed out until"
+                " they are, asked again %s", type(exc).__name__, exc,
+                "at the next use" if away else f"in {self._hold_off:.0f} s",
+            )  # fmt: skip
 
     def recipient(self) -> Recipient:
         """The gateway key-exchange key requests are sealed to."""

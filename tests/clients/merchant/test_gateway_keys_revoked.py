@@ -19,7 +19,7 @@ import pytest
 
 from cli import ca
 from clients.errors import TransportError
-from clients.merchant.gateway_client import GatewayKeys
+from clients.merchant.gateway_client import FETCH_HOLD_OFF_MAX, FETCH_HOLD_OFF_SECONDS, GatewayKeys
 from gateway.bank_pki import open_ca_store
 from gateway.ca.publishing import current_revocation
 from setcore.authorization import open_auth_response
@@ -27,6 +27,7 @@ from setcore.errors import ProtocolError
 from setcore.gateway_admin import GatewayCertificate, build_pcert_request, open_pcert_response
 from setcore.pki.truststore import TrustStore
 from setpay.v1 import authorization_pb2
+from tests.clients.merchant.test_gateway_keys import Clock
 from tests.gateway.actors import (
     TEST_BIN,
     Merchant,
@@ -139,8 +140,8 @@ def test_a_refused_certificate_is_not_handed_out_when_fetching_again_fails(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
     merchant = register_merchant(served.world, "M-kex-3")
-    fetch = Counted(served, merchant)
-    keys = GatewayKeys(fetch, trust=merchant.trust)
+    fetch, clock = Counted(served, merchant), Clock()
+    keys = GatewayKeys(fetch, clock=clock, trust=merchant.trust)
     old = keys.current()
     # Revoked with no renewal: the gateway still serves it, and its PCertRes is refused.
     _revoke(served, old.key_exchange.thumbprint, merchant.trust)
@@ -148,8 +149,8 @@ def test_a_refused_certificate_is_not_handed_out_when_fetching_again_fails(
     with pytest.raises(ProtocolError, match="REVOKED_CERTIFICATE"):
         keys.current()
     with pytest.raises(ProtocolError, match="REVOKED_CERTIFICATE"):
-        keys.recipient()
-    assert fetch.calls == 3
+        keys.recipient()  # the same failure, not fetched again within its hold-off
+    assert fetch.calls == 2
     short = old.key_exchange.thumbprint.hex()[:8]
     assert any(
         f"refuses the gateway's key-exchange certificate {short}" in message
@@ -158,12 +159,14 @@ def test_a_refused_certificate_is_not_handed_out_when_fetching_again_fails(
     ), caplog.messages
     # The gateway unreachable: its error, as it came, and a warning that nothing is handed out.
     fetch.down = True
+    clock.now += FETCH_HOLD_OFF_SECONDS
     with pytest.raises(TransportError, match="UNAVAILABLE"):
         keys.current()
     assert "none is handed out until they are" in caplog.messages[-1]
-    # Once renewed and reachable, the next call has the new certificates.
+    # Once renewed and reachable, the next call past the hold-off has the new certificates.
     fetch.down = False
     _, renewal = served.renew()
+    clock.now += FETCH_HOLD_OFF_MAX
     assert keys.current().key_exchange.thumbprint == renewal.key_exchange.thumb
 
 
