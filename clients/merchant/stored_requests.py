@@ -31,17 +31,20 @@ from typing import Generic, TypeVar
 
 from clients.errors import OutcomeUnknown, TransportError, UnknownResultCode
 from clients.merchant import outcome, renewal
-from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.gateway_client import GatewayClient, GatewayKeys, answers_heard
 from clients.merchant.records import BatchRequest, Operation, Order
 from clients.merchant.request_rows import AnsweredUnreadably
 from clients.merchant.store import MerchantStore
 from setcore.credentials import Credentials
-from setcore.errors import PeerError
+from setcore.errors import PeerError, ProtocolError
 from setcore.freshness import now_ms
 
 log = logging.getLogger("setpay.merchant")
 
 R = TypeVar("R", Order, Operation, BatchRequest)
+# What only an answer of the gateway's raises: its verified SET Error, or the answer not
+# verifying (a revoked signer, say) or its result code unread.
+_VERDICTS = (PeerError, ProtocolError, UnknownResultCode)
 
 
 class StoredRequests(abc.ABC, Generic[R]):
@@ -166,16 +169,19 @@ class StoredRequests(abc.ABC, Generic[R]):
 
     def _exchanged(self, request: R) -> R:
         """``_exchange``, noted for ``resume`` (``_Sending``): the request sent, and
-        whether the gateway answered it at all (anything but no answer is an answer, one
-        that did not verify or that the merchant failed to save too)."""
+        whether the gateway answered it at all: a verdict on its answer (a verified SET
+        Error, one that did not verify or could not be read), or any failure once the
+        gateway client had the answer (the merchant's key backend opening it, its store
+        saving it: ``answers_heard``). Not a failure before the call (a damaged row), nor
+        a call the gateway never answered: during an outage those are no answer."""
         sending = self._sending
         sending.key = _key(request)
+        heard = answers_heard()
         try:
             done = self._exchange(request)
-        except TransportError:
-            raise
-        except Exception:
-            sending.answered = True
+        except Exception as exc:
+            if isinstance(exc, _VERDICTS) or answers_heard() != heard:
+                sending.answered = True
             raise
         sending.answered = True
         return done
