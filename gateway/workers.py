@@ -5,7 +5,10 @@ configuration; it brings the ledger's schema up to date (once, alone: see ``serv
 reserves the two ports, prepares the metrics directory, then forks N workers. It never
 creates a gRPC object or opens a key backend: gRPC supports ``fork`` only before its
 first object exists, and PKCS#11 sessions belong to the process that opened them. Each
-worker calls ``start_bank(..., reuse_port=True)`` and serves (``gateway.worker``).
+worker calls ``start_bank(..., reuse_port=True)`` and serves (``gateway.worker``). Every
+child joins the supervisor's bank start (``hsm.pinsource.join_bank_start``, a random name
+per ``serve``): an ``env:`` PIN the token refused is then offered by one worker of the
+start, not by each, nor by their replacements, and again at the next start.
 
 TLS and ports. The supervisor judges the TLS server certificate once for the bank, before
 reserving anything, then reserves each address before forking, until it exits: every
@@ -59,6 +62,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import selectors
 import signal
 import time
@@ -82,6 +86,7 @@ from gateway.supervisor_resources import Bound, WorkerError, prepared
 from gateway.supervisor_signals import WATCHED, SupervisorSignals
 from gateway.worker import CALLS_CUT, WorkerPlan
 from hsm.cryptoki import check_not_initialized
+from hsm.pinsource import join_bank_start
 
 log = logging.getLogger("setpay.workers")
 
@@ -129,6 +134,7 @@ class Supervisor:
         self._cut = False  # a worker cut calls at the end of the grace period
         self._announced = False
         self._expected = [plan.listen.rpartition(":")[2], plan.ca_listen.rpartition(":")[2]]
+        self._start = secrets.token_hex(16)  # this start's name, for its children's logins
 
     def run(self) -> int:
         """Start the workers and supervise them until they are all gone; the exit status."""
@@ -168,6 +174,7 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:  # the child; never returns
                 os.close(read_fd)
+                join_bank_start(self._start)
                 plan = replace(self._plan, judge_presented=not self._announced)
                 become_child(plan, index, write_fd, mask, self._drop_in_child, known)
         finally:

@@ -4,6 +4,12 @@ The secret itself is read only when a backend logs in or unlocks, and never stor
 field that a ``repr`` or a log line could show: ``PinSource`` holds the place, not the
 value. Errors raised are ``hsm.errors.PermanentBackendError`` (nothing to retry: the
 configuration is wrong).
+
+A bank start. The processes a ``setpay gateway serve`` forks (``join_bank_start``) all
+inherit its environment, so an ``env:NAME`` PIN is the same in each, for the whole start:
+what the token said of it in one holds in every other, replacements too, until the bank
+is started again (``hsm.token_login``'s PIN latch relies on that, and on nothing of the
+value). Any other process belongs to no bank start.
 """
 
 from __future__ import annotations
@@ -22,6 +28,21 @@ MAX_SECRET_FILE_BYTES = 4096
 
 #: An environment variable name as shells accept it.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: The name of the bank start this process was forked for (``join_bank_start``), if any.
+_bank_start: str | None = None
+
+
+def join_bank_start(name: str) -> None:
+    """Make this process one of the bank start ``name`` (a random name, new at each start):
+    call it in each process the bank's supervisor forks, before any backend opens."""
+    global _bank_start  # noqa: PLW0603 - one per process, inherited by what it forks
+    _bank_start = name
+
+
+def bank_start() -> str | None:
+    """The bank start this process belongs to (``join_bank_start``); None for any other."""
+    return _bank_start
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ with the module lock held. Reconnecting = re-initialize, find the token by label
 (never slot number), log in, under an exclusive file lock shared by every process using
 that token (named after the token, however the URI names it: ``hsm.token_login``'s "Lock
 names"), with bounded attempts. A wrong PIN is never retried, and once refused it is not
-offered again until the PIN source changes (a PIN file: by no process of this host;
+offered again until the PIN source changes (a PIN file: by no process of this host; an
+``env:`` PIN: by no process of this bank start, until the bank is started again;
 ``hsm.token_login``). A login re-initializes first when the module's view of the token's
 PIN state may be out of date (``hsm.token_login.view_may_be_stale``); a refusal by a view
 older than the login stays in its backend, not shared.
@@ -42,6 +43,7 @@ from hsm.cryptoki import Cryptoki
 from hsm.errors import PermanentBackendError, TokenAbsent, TransientBackendError
 from hsm.filelock import exclusive_lock, lock_directory
 from hsm.observer import Observer, observed
+from hsm.pinsource import bank_start
 from hsm.session_keeper import SessionKeeper
 from hsm.token_config import Pkcs11Config
 from hsm.token_login import LoginCalls, PinLatch, TokenLocks, note_login_view, view_may_be_stale
@@ -112,7 +114,7 @@ class TokenConnect:
             restart = self.logins > 0 and (
                 self._sessions.generation == self._cryptoki.generation or self._failed_connects > 0
             )
-            # Another process may have had this PIN file refused while we waited.
+            # Another process may have had this PIN source refused while we waited.
             self.latch.check_shared()
             # Also before offering a PIN to a view of the token that may be out of date.
             key, latch, module = self.locks.key, self.latch, self._cryptoki
@@ -159,9 +161,12 @@ class TokenConnect:
                             self._cryptoki.mark_stale(named)
                     if fault is Fault.PIN:
                         source = self.config.pin_source.describe()
+                        until = f"{source} changes"
+                        if self.config.pin_source.kind == "env" and bank_start() is not None:
+                            until = f"the bank is started again with {source} corrected"
                         message = (
                             f"{self.name}: login refused ({ckr_name(exc)}); check the PIN "
-                            f"from {source} (not tried again until {source} changes)"
+                            f"from {source} (not tried again until {until})"
                         )
                         # Shared only when a view taken inside this login refused it.
                         latch.latch(pin_identity, message, share=module.generation > old_view)

@@ -24,8 +24,11 @@ processes on this host that use that token and that file (a gateway's workers al
 start together; a restarted one) do not each offer the refused PIN once more: they
 read it under the login lock and refuse as well, until the file changes. The record
 holds the file's name and identity and the message, nothing of the PIN; the next
-accepted login removes it. An environment PIN's refusal stays in its process: its
-identity is a keyed hash whose key must not be written down.
+accepted login removes it. An environment PIN's identity is a keyed hash whose key must
+not be written down: its refusal is recorded only by a process of a bank start
+(``hsm.pinsource.join_bank_start``), naming the variable and the start, nothing of the
+value, and is honoured only by the processes of that start, which all inherited that
+value; the bank's next start offers the PIN again, once.
 
 What a record means: the file, unchanged since, was refused by a view of the token
 taken inside that login (the module initialized after the login lock was taken). A
@@ -86,7 +89,7 @@ from pkcs11 import exceptions as p11
 from hsm.cryptoki import Cryptoki
 from hsm.errors import PermanentBackendError
 from hsm.filelock import exclusive_lock
-from hsm.pinsource import PinSource
+from hsm.pinsource import PinSource, bank_start
 
 #: CK_FUNCTION_LIST up to the last entry used here, in the order PKCS#11 2.40 fixes.
 _FUNCTION_NAMES = (
@@ -292,14 +295,15 @@ class PinLatch:
         self._shared_path: str | None = None
 
     def share_at(self, shared_stem: str | None) -> None:
-        """Share this PIN file's refusals beside the lock files named ``shared_stem`` from
-        now on (None: share none); ``TokenLocks`` moves them when the token is named."""
-        # Where refusals of this PIN file on this token are shared (see above): one
-        # record per file, so a PIN accepted from another file clears none of them.
+        """Share this PIN source's refusals (an environment PIN's: in a bank start) beside
+        the lock files named ``shared_stem`` from now on (None: share none)."""
+        # Where refusals of this PIN source on this token are shared (see above): one
+        # record per source, so a PIN accepted from another clears none of them.
         self._shared_path = None
-        if shared_stem is not None and self._source.kind == "file":
+        file = self._source.kind == "file"
+        if shared_stem is not None and (file or bank_start() is not None):
             place = hashlib.sha256(os.fsencode(self._source.location)).hexdigest()[:16]
-            self._shared_path = f"{shared_stem}.pin-{place}.refused"
+            self._shared_path = f"{shared_stem}.{'pin' if file else 'env'}-{place}.refused"
 
     def identity(self) -> Hashable:
         """What the PIN source is now: compared, never shown."""
@@ -356,10 +360,11 @@ class PinLatch:
         except (OSError, ValueError):
             return  # none, or unreadable: nothing is known against this PIN
         identity = self.identity()
+        scope = self._scope(identity)
         if (
             isinstance(record, dict)
             and record.get("source") == self._source.describe()
-            and record.get("identity") == _as_json(identity)
+            and all(record.get(field) == value for field, value in scope.items())
             and isinstance(record.get("message"), str)
         ):
             self._refused = (identity, record["message"])
@@ -372,7 +377,7 @@ class PinLatch:
         self._refused = (identity, message)
         if self._shared_path is None or not share:
             return
-        record = {"source": self._source.describe(), "identity": _as_json(identity)}
+        record = {"source": self._source.describe(), **self._scope(identity)}
         data = json.dumps({**record, "message": message}).encode()
         # Best effort: without the record this process still refuses the PIN itself.
         with contextlib.suppress(OSError):
@@ -385,6 +390,13 @@ class PinLatch:
                 os.write(fd, data)
             finally:
                 os.close(fd)
+
+    def _scope(self, identity: Hashable) -> dict[str, object]:
+        """What a shared refusal holds for: a PIN file's identity; an environment PIN's
+        bank start, never anything of its value (not even its keyed hash)."""
+        if self._source.kind == "env":
+            return {"bank_start": bank_start()}
+        return {"identity": _as_json(identity)}
 
     def accepted(self) -> None:
         """The token took the PIN: remove any refusal recorded for other processes."""
