@@ -22,6 +22,15 @@ wait for the turn; wait for such a lock with ``holding`` (the certificate author
 store and its revocation watcher are the two, since a merchant's registration opens its
 ledger account inside the CA's write transaction).
 
+A thread that holds something other processes wait for must not wait for the turn
+either: ca.db's write lock, which ``setpay ca revoke`` and the other workers need. Inside
+``unwaited`` (the CA store's write transactions) a wait still gives the turn up, but its
+end takes the turn back only if it is free; if not, the thread goes on without it (the
+GIL still serializes Python: only the crypto's hand-overs cost more) and waits for it
+once the block has ended, its lock let go. Keeping the turn through the wait instead
+would deadlock with a ledger in the process: its writer applies the group the waiting
+thread submitted under the turn.
+
 ``wanting`` counts the threads that hold the turn or wait for it, that is the requests
 computing now or about to: the ledger writer waits a moment for their work before it
 commits (``gateway.ledger.group_commit``).
@@ -81,10 +90,43 @@ class CpuTurn:
     def _depth(self) -> int:
         return int(getattr(self._mine, "depth", 0))
 
+    def _owed(self) -> int:
+        """Levels of the turn this thread holds on paper only: an ``aside`` inside
+        ``unwaited`` found it taken, and the block's end takes them back."""
+        return int(getattr(self._mine, "owed", 0))
+
+    @contextmanager
+    def unwaited(self) -> Iterator[None]:
+        """For the block, this thread never waits for the turn (the module docstring says
+        why): an ``aside`` that ends takes it back only if free, else the block's end
+        waits for it. Re-entrant; a thread that holds no turn is unaffected."""
+        outermost = not getattr(self._mine, "unwaited", False)
+        self._mine.unwaited = True
+        try:
+            yield
+        finally:
+            if outermost:
+                self._mine.unwaited = False
+                owed = self._owed()
+                if owed:
+                    for _ in range(owed):
+                        self._lock.acquire()
+                    self._mine.owed = 0
+                    self._mine.depth = owed
+
     @contextmanager
     def held(self, within: float | None = None) -> Iterator[None]:
         """Hold the turn for the block, waiting for it if another thread has it: for ever,
         or at most ``within`` seconds, then raising ``TurnNotFree``."""
+        if self._owed():
+            # Inside ``unwaited``, going on without the turn: taken on paper, as the
+            # levels below are, and for real with them at the block's end.
+            self._mine.owed += 1
+            try:
+                yield
+            finally:
+                self._mine.owed -= 1
+            return
         outermost = self._depth() == 0
         if outermost:
             self._want(1)
@@ -94,21 +136,25 @@ class CpuTurn:
             timeout = -1.0 if within is None else min(max(within, 0.0), threading.TIMEOUT_MAX)
             if not self._lock.acquire(timeout=timeout):
                 raise TurnNotFree(f"the turn to compute stayed taken for {within:.3f} s")
+            self._mine.depth = self._depth() + 1
             try:
-                self._mine.depth = self._depth() + 1
-                try:
-                    yield
-                finally:
-                    self._mine.depth -= 1
+                yield
             finally:
-                self._lock.release()
+                if self._owed():
+                    # An ``aside`` in the block, inside an ``unwaited`` begun before it,
+                    # found the turn taken: this level is held on paper only.
+                    self._mine.owed -= 1
+                else:
+                    self._mine.depth -= 1
+                    self._lock.release()
         finally:
             if outermost:
                 self._want(-1)
 
     @contextmanager
     def aside(self) -> Iterator[None]:
-        """Give the turn up for the block (a wait), take it back after; no-op if not held."""
+        """Give the turn up for the block (a wait), take it back after; no-op if not held.
+        Inside ``unwaited``, taken back after only if free (else at that block's end)."""
         depth = self._depth()
         if depth == 0:
             yield
@@ -121,9 +167,13 @@ class CpuTurn:
             yield
         finally:
             self._want(1)
-            for _ in range(depth):
-                self._lock.acquire()
-            self._mine.depth = depth
+            if getattr(self._mine, "unwaited", False) and not self._lock.acquire(blocking=False):
+                self._mine.owed = depth
+            else:
+                taken = 1 if getattr(self._mine, "unwaited", False) else 0
+                for _ in range(depth - taken):
+                    self._lock.acquire()
+                self._mine.depth = depth
 
 
 @contextmanager

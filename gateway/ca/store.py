@@ -34,13 +34,20 @@ process writing it, for as long as it likes); the reads every call of the worker
 for a writer under WAL, and must not queue behind one that waits. A write waits for the
 lock, and for its commit's fsync, aside from the worker's turn to compute
 (``gateway.cpu_turn``), as the ledger's commit does: holding the turn through a wait
-would hold every other call of the worker, the gateway's among them, with it. Yet a call
-takes ca.db's lock only while it holds the turn (BEGIN IMMEDIATE tried without waiting;
-while another holds the lock, the turn is given up for a short pause and the try made
-again, for up to the busy timeout in all): a write that had the lock and then waited for
-the turn would keep ca.db shut to every other process for as long as another call
-computed, or a token call did not return. The commit, aside, lets the lock go with its
-fsync, before the turn is waited for again.
+would hold every other call of the worker, the gateway's among them, with it. Yet a
+write that had ca.db's lock and then waited for the turn would keep ca.db shut to every
+other process (``setpay ca revoke`` among them) for as long as another call computed, or
+a token call did not return. So a call takes ca.db's lock only while it holds the turn
+(BEGIN IMMEDIATE tried without waiting; while another holds the lock, the turn is given
+up for a short pause and the try made again, for up to the busy timeout in all), and
+from then until its COMMIT or ROLLBACK it never waits for the turn
+(``gateway.cpu_turn.CpuTurn.unwaited``): a wait inside the write, aside from the turn
+(a merchant's registration opening its ledger account, a key backend waiting for its
+token as a certificate, CRL or answer is signed, the commit's fsync), takes the turn
+back after only if it is free, and otherwise the write goes on without it and waits for
+it once ca.db's lock is let go. A ledger call inside a write still lasts as long as the
+ledger takes (with the ledger in the worker, rather than in the ledger process or
+PostgreSQL, its writer applies a group under the turn).
 
 A write is refused (``StoreBug``) inside the same thread's read of the store: on the
 other connection it would decide on the read's older snapshot, and it would take the two
@@ -291,15 +298,19 @@ class CaStore:
             outer = getattr(flags, "active", False)
             flags.active = True
             try:
-                yield StoreTransaction(db)
-                with _aside(writing):
-                    db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(db)
-                raise translate_error(exc) from exc
-            except BaseException:
-                _rollback(db)
-                raise
+                # ca.db's lock is ours until the COMMIT or ROLLBACK: no wait inside (the
+                # ledger, a key backend, a lock) waits for the turn after it.
+                with _unwaited(writing):
+                    try:
+                        yield StoreTransaction(db)
+                        with _aside(writing):
+                            db.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        _rollback(db)
+                        raise translate_error(exc) from exc
+                    except BaseException:
+                        _rollback(db)
+                        raise
             finally:
                 flags.active = outer
 
@@ -347,6 +358,11 @@ class CaStore:
 def _aside(writing: bool) -> AbstractContextManager[None]:
     """The worker's turn given up for a write's COMMIT (the disk); kept for a read's."""
     return PROCESS_TURN.aside() if writing else nullcontext()
+
+
+def _unwaited(writing: bool) -> AbstractContextManager[None]:
+    """A write's transaction never waits for the worker's turn (``CpuTurn.unwaited``)."""
+    return PROCESS_TURN.unwaited() if writing else nullcontext()
 
 
 def _rollback(db: sqlite3.Connection) -> None:
