@@ -14,7 +14,8 @@ to do:
   commands do, which manage the bank rather than serve. In the Payment Gateway CA's last
   day too: there a renewal refuses only to replace certificates that still stand until
   the CA's end (``renewing_gains``), never such a bank's, unless they begin after this
-  host's clock (the remedy is the clock);
+  host's clock (this host's clock behind, or the renewing host's ahead: the refusal
+  names both, and what to do for each);
 - each CA's certificate and key-exchange certificate (``cca.der``, ``cca-kex.der``, ...):
   one that does not chain to the brand root, or is of another type or usage, was not
   issued to this key by this brand; put back the one the brand root issued. One that has
@@ -117,8 +118,10 @@ def renewing_gains(
     (``gateway.renewal_issuer``): a bank whose start refuses its gateway certificates is
     told to renew (``check_presented``), and is mended so for the hours the CA has left.
     A certificate refused because it begins after ``at`` is this host's clock behind (a
-    renewal on another host, whose clock is right): ``ProvisioningError``, since renewing
-    would replace, at a clock peers do not share, certificates that stand for them."""
+    renewal on another host, whose clock is right), or the renewal that made it ran on a
+    host whose clock was ahead; from here the two cannot be told apart:
+    ``ProvisioningError``, naming both and what to do for each, since renewing would
+    replace, at a clock peers may not share, certificates that stand for them."""
     refused = refused_gateway(trust, gateway, at)
     if refused is not None:
         presented, refusal = refused
@@ -126,8 +129,13 @@ def renewing_gains(
         if at < begins:
             raise ProvisioningError(
                 f"{presented.name} begins at {begins:%Y-%m-%d %H:%M:%S} UTC, after the"
-                f" renewal's time, {at:%Y-%m-%d %H:%M:%S} UTC: this host's clock is behind;"
-                " set it right, then renew; nothing was renewed"
+                f" renewal's time, {at:%Y-%m-%d %H:%M:%S} UTC: either this host's clock is"
+                " behind, or the renewal that made it ran on a host whose clock was ahead."
+                " If this host's clock is behind, set it right, then renew. If it is right,"
+                " peers with right clocks refuse the certificate until then too, and in the"
+                " Payment Gateway CA's last day a renewal does not replace it: start the"
+                f" bank once it has begun ({begins:%Y-%m-%d %H:%M:%S} UTC), and set the"
+                " clock of the host that renewed right; nothing was renewed"
             )
         return f"{presented.name} is refused by peers ({refusal})"
     current_ends = gateway_ends(gateway)
