@@ -72,7 +72,9 @@ stream's too. A stream is cancelled for its own stall only: a peer that takes no
 delays a stream of another connection by a fraction of a second at most, and one of its
 own connection (HTTP/2's flow control is per stream) by the stall limits of the streams
 queued before it there (2 s, and 0.25 s for every 4 more), after which that stream is
-told its statuses all the same.
+told its statuses all the same. Its own limit is 2 s, or 0.25 s if it was taken back
+from aside in place of a send its connection had cancelled as stalled: a connection
+none of whose sends stalled has 2 s for each, however slowly a busy server sends.
 """
 
 from __future__ import annotations

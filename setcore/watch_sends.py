@@ -39,24 +39,36 @@ or cancelled as stalled) takes back the oldest of them (``Senders._sent``). So s
 sends hold at most ``PEER_SENDERS`` threads per connection, and never more than the
 server holds Watch streams open.
 
-A stream is cancelled for its own stall only, never for a neighbour's. HTTP/2's flow
-control is per stream, so streams of one connection whose peer reads (a load balancer
-multiplexing its Watches, gRPC's client-side health checking on an application's
-connection) take their statuses however many of their neighbours read nothing. Streams
+A stream is cancelled for its own stall only, never with a neighbour's (which may shorten
+its stall limit, below, no more). HTTP/2's flow control is per stream, so streams of one
+connection whose peer reads (a load balancer multiplexing its Watches, gRPC's client-side
+health checking on an application's connection) take their statuses however many of
+their neighbours read nothing. Streams
 aside were once cancelled with their connection's stalled ones: one connection with 10
 reading Watches and 4 that read nothing had all 10 cancelled, told 1 of 13 statuses, and
-none told NOT_SERVING at a stop. A stream taken back from aside has
-``ASIDE_STALL_SECONDS`` for its sends instead of ``SEND_STALL_SECONDS``: its neighbours'
-sends are over, cancelled as like as not, a peer that reads takes a status in well
-under a millisecond, and a connection whose every stream stalls is still drained,
-``PEER_SENDERS`` streams at a time, 16 a second (a stop waits for it). A stream
-that waits aside is told late, not never: after its neighbours' stalls (2 s, and 0.25 s
-for every ``PEER_SENDERS`` stalling streams aside before it).
+none told NOT_SERVING at a stop. A stream taken back from aside in place of a send its
+connection had cancelled as stalled has ``ASIDE_STALL_SECONDS`` for its sends instead of
+``SEND_STALL_SECONDS``: its neighbour's peer took nothing for seconds, a peer that reads
+takes a status in well under a millisecond, and a connection whose every stream stalls is
+still drained, ``PEER_SENDERS`` streams at a time, 16 a second (a stop waits for it). So
+a reading stream taken back so is cancelled if its peer takes no status within that
+0.25 s (a loaded machine's pause may be longer). One taken back in place of a send that
+completed, or ended otherwise, keeps ``SEND_STALL_SECONDS``: once every stream taken back
+had the short limit, so that on a busy server, whose one sender lagged past
+``PROMPT_SEND_SECONDS``, a connection's streams past its first ``PEER_SENDERS`` waited
+aside behind sends that were merely slow and were cancelled by it, though none stalled (a
+load balancer's 10 Watches on one connection: 6 reset, beside 8 busy request threads). A
+stream that waits aside is told late, not never: after its neighbours' sends (2 s for
+those that stall, and 0.25 s for every ``PEER_SENDERS`` stalling streams aside before it;
+as much as 2 s each where stalling streams are taken back after reading ones).
 
 A send that has not completed within its stall limit has its call cancelled, which ends
 the send and frees its thread; an ended stream's too, so a stop waits on no peer for
 longer. The senders' watch (``Senders._keep``) does both, and ends, as each sender does,
-once there has been nothing to watch for ``SENDER_IDLE_SECONDS``.
+once there has been nothing to watch for ``SENDER_IDLE_SECONDS``. A sender that takes a
+stream marks its sends begun and wakes the watch if it would look later than their limit
+(``Senders._next``): once, nothing woke it, and a limit of 0.25 s held only at its next
+look, up to 2 s later.
 
 A thread that fails to start (the process's thread limit) is not counted: the streams it
 was for stay queued, and the next ``run``, or the watch's next look, starts one again.
@@ -87,10 +99,11 @@ SEND_STALL_SECONDS = 2.0
 #: second a load balancer's health may lag, and well over a loaded machine's pauses, so
 #: that peers that read never have a thread started each.
 PROMPT_SEND_SECONDS = 0.1
-#: How long a send of a stream taken back from aside (module docstring) may wait for its
-#: peer before its call is cancelled: a peer that reads takes a status in well under a
-#: millisecond, far longer than a loaded machine's pauses; and one connection's streams
-#: that all stall are cancelled ``PEER_SENDERS`` at a time, 16 a second (255: 16 s).
+#: How long a send of a stream taken back from aside in place of a stalled one (module
+#: docstring) may wait for its peer before its call is cancelled: a peer that reads takes
+#: a status in well under a millisecond (not within every pause of a loaded machine, so
+#: it is for streams beside a stalled one only); and one connection's streams that all
+#: stall are cancelled ``PEER_SENDERS`` at a time, 16 a second (255: 16 s).
 ASIDE_STALL_SECONDS = 0.25
 #: Sends under way at once on one peer (one connection); its other streams wait aside. A
 #: peer that reads frees each in well under a millisecond; one that stalls holds no more
@@ -114,8 +127,8 @@ class WatchStream:
     callback and call, the newest status offered to it (by its order, ``seq``), the status
     to send next, whether it is to be ended and has been, whether a sender has it or it is
     queued for one (``busy``), when the send under way began (None: none is), and whether
-    it was taken back from aside (``ASIDE_STALL_SECONDS``). Calling it sends what is due on
-    it (a sender's, or a test's ``run``)."""
+    it was taken back from aside in place of a stalled send (``ASIDE_STALL_SECONDS``).
+    Calling it sends what is due on it (a sender's, or a test's ``run``)."""
 
     __slots__ = (
         "_peer", "aside", "busy", "cancelled", "context", "ended", "ending", "lock", "pending",
@@ -200,10 +213,21 @@ class WatchStream:
 
     def taken_from_aside(self) -> None:
         """The senders': the stream, set aside while its connection had ``PEER_SENDERS``
-        sends under way, is queued again; its sends until it is idle stall sooner
-        (``ASIDE_STALL_SECONDS``)."""
+        sends under way, is queued again in place of a send of its connection cancelled
+        as stalled; its sends until it is idle stall sooner (``ASIDE_STALL_SECONDS``)."""
         with self.lock:
             self.aside = True
+
+    def handed_out(self, now: float) -> float | None:
+        """The senders': a sender has the stream and begins its sends ``now``; when the
+        first stalls (``stalls_at``). Marked here, under the senders' lock, not only as
+        the send begins, so that the stall watch, at any look after the hand-over, knows
+        when to look at it: once, a look in between saw nothing under way and waited on
+        as long as it liked, and a stream's stall limit held only once it looked again."""
+        with self.lock:
+            if not self.cancelled:
+                self.since = now
+        return self.stalls_at()
 
     def stalls_at(self) -> float | None:
         """When the send under way stalls (its stall limit after it began: the module
@@ -333,7 +357,8 @@ class Senders:
     def _sent(self, me: object, stream: WatchStream) -> None:
         # Under the lock: ``me``'s sends on ``stream`` are over (completed, or its call
         # cancelled); its peer's oldest stream aside, if any, is next, ahead of those
-        # queued after it, with the shorter stall limit (module docstring).
+        # queued after it, with the shorter stall limit if ``stream`` was cancelled as
+        # stalled, the module's otherwise (module docstring).
         del self._sending[me]
         peer = stream.peer
         left = self._per_peer[peer] - 1
@@ -344,7 +369,8 @@ class Senders:
         waiting = self._aside.get(peer)
         if waiting:
             queued = waiting.popleft()
-            queued[1].taken_from_aside()
+            if stream.cancelled:  # its neighbour stalled: this one may well too
+                queued[1].taken_from_aside()
             self._ready.appendleft(queued)
             if not waiting:
                 del self._aside[peer]
@@ -364,6 +390,9 @@ class Senders:
                     continue
                 self._per_peer[peer] = under_way + 1
                 self._sending[me] = stream
+                stalls_at = stream.handed_out(time.monotonic())
+                if stalls_at is not None and stalls_at < self._watch_until:
+                    self._watching.notify()  # it would look too late (``handed_out``)
                 return stream
             now = time.monotonic()
             idle_since = now if idle_since is None else idle_since
