@@ -12,6 +12,7 @@ certificate on the CA's port)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -25,6 +26,11 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 # cancelled meanwhile. With one lock, the server stopped answering within the first few.
 WATCHERS = 20
 CHURNED = 300
+# Between one set and the next: a setter that spun took the interpreter from the senders
+# and the calls alike (a million sets that offered nothing new, 2,600 streams' sends, 6-15
+# s); pausing this little, the streams are sent on as often as the senders can (7,400
+# times) while the calls end, and the test takes about a second.
+SET_PAUSE_SECONDS = 0.001
 # Every call is bounded; a prompt answer takes milliseconds, a loaded CI machine far more.
 WAIT_SECONDS = 10.0
 
@@ -51,6 +57,7 @@ def test_watches_ending_while_statuses_are_sent_leave_the_server_answering() -> 
     def set_again_and_again() -> None:
         while setting.is_set():
             servicer.set("", SERVING)
+            time.sleep(SET_PAUSE_SECONDS)
 
     kept = [stub.Watch(overall, timeout=4 * WAIT_SECONDS) for _ in range(WATCHERS)]
     readers = [threading.Thread(target=_read, args=(s,), daemon=True) for s in kept]
