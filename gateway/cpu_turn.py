@@ -60,13 +60,22 @@ class TurnNotFree(Exception):
     """The turn stayed taken for the whole of a bounded wait (``CpuTurn.held(within=...)``)."""
 
 
+class _Mine(threading.local):
+    """One thread's standing with the turn; class defaults, so that reading a thread's
+    own before it set any raises nothing (every RPC reads them)."""
+
+    depth = 0  # levels of the turn held
+    owed = 0  # levels held on paper only (``CpuTurn._owed``)
+    unwaited = False  # inside ``CpuTurn.unwaited``
+
+
 class CpuTurn:
     """A process-wide, re-entrant turn to compute."""
 
     def __init__(self) -> None:
         """A free turn."""
         self._lock = threading.RLock()
-        self._mine = threading.local()
+        self._mine = _Mine()
         self._count_lock = threading.Lock()
         self._wanting = 0
         self._sink: Callable[[int], None] | None = None
@@ -88,19 +97,19 @@ class CpuTurn:
                 self._sink(self._wanting)
 
     def _depth(self) -> int:
-        return int(getattr(self._mine, "depth", 0))
+        return self._mine.depth
 
     def _owed(self) -> int:
         """Levels of the turn this thread holds on paper only: an ``aside`` inside
         ``unwaited`` found it taken, and the block's end takes them back."""
-        return int(getattr(self._mine, "owed", 0))
+        return self._mine.owed
 
     @contextmanager
     def unwaited(self) -> Iterator[None]:
         """For the block, this thread never waits for the turn (the module docstring says
         why): an ``aside`` that ends takes it back only if free, else the block's end
         waits for it. Re-entrant; a thread that holds no turn is unaffected."""
-        outermost = not getattr(self._mine, "unwaited", False)
+        outermost = not self._mine.unwaited
         self._mine.unwaited = True
         try:
             yield
@@ -167,10 +176,10 @@ class CpuTurn:
             yield
         finally:
             self._want(1)
-            if getattr(self._mine, "unwaited", False) and not self._lock.acquire(blocking=False):
+            if self._mine.unwaited and not self._lock.acquire(blocking=False):
                 self._mine.owed = depth
             else:
-                taken = 1 if getattr(self._mine, "unwaited", False) else 0
+                taken = 1 if self._mine.unwaited else 0
                 for _ in range(depth - taken):
                     self._lock.acquire()
                 self._mine.depth = depth
