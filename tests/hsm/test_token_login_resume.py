@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from pkcs11 import exceptions as p11
@@ -49,10 +50,10 @@ def test_a_login_lock_wait_in_the_retry_never_runs_the_operation_a_third_time(
 
 @pytest.mark.parametrize("via", ["check_health", "run"])
 def test_a_login_lock_that_keeps_changing_hands_ends_within_one_deadline(
-    token: SoftToken, monkeypatch: pytest.MonkeyPatch, tmp_path: object, via: str
+    token: SoftToken, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, via: str
 ) -> None:
     link = TokenLink(token.config())
-    free = str(tmp_path / "free.login.lock")  # type: ignore[operator]
+    free = str(tmp_path / "free.login.lock")
     stop = threading.Event()
 
     def retaken_every_time(self: TokenConnect, invalidate: object) -> object:
@@ -63,7 +64,7 @@ def test_a_login_lock_that_keeps_changing_hands_ends_within_one_deadline(
     monkeypatch.setattr(token_session, "LOCK_TIMEOUT_SECONDS", 0.5)
     monkeypatch.setattr(TokenConnect, "connect", retaken_every_time)
     link._broken = True
-    outcome: list[object] = []
+    outcome: list[tuple[TransientBackendError, float]] = []
 
     def call() -> None:
         try:
