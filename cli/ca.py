@@ -37,7 +37,10 @@ on a stopped bank, and deletes them with ``--yes``; it prints names and key vers
 never key material. While the ledger (opened read-only) holds a decision whose answer
 was never stored, it deletes no key-exchange key or kept certificate: such a request may
 be sealed to one, and is answered only while the bank holds its key; ``--yes`` is then
-refused (exit 1), and the dry run says so, with how many and what to do.
+refused (exit 1), and the dry run says so, with how many and what to do. It names the
+ledger it read on standard error (no password), and refuses (exit 1, dry run too) a
+ledger lacking an account of a merchant the bank certified: not the bank's (a shell
+without the ``SETPAY_LEDGER`` the bank's service has).
 Exit status: 0 on success, 1 when the operation is refused, 2 for usage errors.
 """
 
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import re
 import sys
 import time
@@ -232,11 +236,15 @@ def _prune_gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=out,
         )
         return 0
+    if pruning.ledger is not None:
+        # On standard error: the lines on standard output are what goes, and why.
+        source = "SETPAY_LEDGER" if "SETPAY_LEDGER" in os.environ else "ledger.store"
+        print(f"ledger read ({source}): {pruning.ledger}", file=err)
     done = "deleted" if pruning.applied else "would delete"
     for item in pruning.items:
         print(f"{done} {item.what}: {item.reason}", file=out)
     if pruning.unanswered is not None:
-        advice = unanswered_advice(config, pruning.unanswered)
+        advice = unanswered_advice(config, pruning.unanswered, pruning.ledger)
         print(f"nothing deleted, and --yes is refused: {advice}", file=out)
     elif not pruning.applied:
         print("nothing deleted: run again with --yes to delete them", file=out)

@@ -30,13 +30,22 @@ those same bytes opened with that key (``gateway.servicer``). Once the key, or i
 certificate file, is gone nothing opens them: the retry is answered UNAVAILABLE for
 good, the money moved. So a pruning that would delete a key-exchange key or a kept
 certificate is refused (``UnansweredDecisions``, nothing deleted; a dry run says so)
-while the ledger holds any decision awaiting its answer: a row records the request's
-digest, not which certificate it was sealed to, so any of them may be sealed to the key.
-Signature keys alone still go: an answer is signed with the current one. The ledger is
-read from its store opened read-only (as ``setpay bank check-books`` opens it), under
-the lock, after the bank was found stopped; a ledger that cannot be read (no SQLite
-file where ``ledger.store`` says, a database down, another schema version) refuses
-such a pruning too (``LedgerUnread``).
+while the ledger holds a decision awaiting its answer that may be sealed to one. A row
+records the request's digest, not its recipient; but one checked (``checked_at_ms``, else
+its decision's time) ``SEALED_MARGIN`` after every certificate deleted stopped being
+valid (its end, or its revocation if sooner) cannot be sealed to one, and is not
+counted: else a decision never retried kept a compromised key for good. A deleted
+key-exchange key no certificate is known for: every row counts. Signature keys alone go.
+
+The ledger is read from its store opened read-only (as ``setpay bank check-books``
+does), after the bank was found stopped, and named without a password. It must be the
+bank's: ``setpay init`` makes a SQLite ``ledger.db``, and a bank on PostgreSQL by
+``SETPAY_LEDGER`` in its service's environment, pruned from a shell without it, read
+that empty file and deleted the key. A merchant certified by the bank's Merchant CA
+(``ca.db``) had its account opened in the bank's ledger first (``gateway.ca.merchant``):
+a ledger lacking one is not the bank's (``ForeignLedger``). One that cannot be read (no
+SQLite file there, a database down, another schema version) refuses too
+(``LedgerUnread``); both refuse a dry run as well.
 
 The certificates looked at, matched to a key by its public key: those ``ca.db`` records
 for the bank's gateway (its name, issued by the Payment Gateway CA, with their
@@ -48,8 +57,8 @@ gone (deleted by the next pruning), never a kept file whose key is gone. A failu
 what was deleted before it (``PruningStopped``); running the pruning again goes on.
 
 Errors: ``gateway.bank_pki``'s ``ProvisioningError`` tree (``BankRunning``,
-``KeysLocked``, ``PruningStopped``, ``UnansweredDecisions``, ``LedgerUnread``); the key
-backend's, the CA store's and the file system's own pass through.
+``KeysLocked``, ``PruningStopped``, ``UnansweredDecisions``, ``LedgerUnread``,
+``ForeignLedger``); the key backend's, the CA store's and the file system's own pass.
 """
 
 from __future__ import annotations
@@ -57,8 +66,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from gateway.bank_pki import (
     GATEWAY_KEX_LABEL,
@@ -72,12 +84,14 @@ from gateway.bank_pki import (
 from gateway.config import BankConfig, config_option
 from gateway.gateway_renewal import check_stopped
 from gateway.ledger import LedgerError, LedgerStore, PostgresLedgerStore, SqliteLedgerStore
+from gateway.ledger.postgres_refusals import connect_secrets
 from gateway.ledger.store import Transaction
 from gateway.renewal_lock import PRUNE_TASK, holding_keys_lock
 from hsm.errors import KeyBackendError
 from hsm.keystore import fsync_directory
 from setcore.encoding import thumbprint
 from setcore.pki import roles
+from setcore.pki.bci import BCI_LIFETIME
 from setcore.pki.certificate import common_name_of, load_certificate, public_key_of
 from setcore.pki.issuance import utc
 from setcore.registration import spki_of
@@ -89,6 +103,16 @@ RENEWED_LABELS = (GATEWAY_SIG_LABEL, GATEWAY_KEX_LABEL)
 
 # Where an operator finds the decisions awaiting their answer, and what answers them.
 UNANSWERED_SECTION = '"A token that fails between a decision and its answer"'
+# How long after a key-exchange certificate stopped being valid a process may still have
+# opened an envelope sealed to it. A revocation reaches each within a second of its next
+# request (``gateway.ca.watcher.POLL_INTERVAL_S``), but one whose reads of ca.db fail keeps
+# the revocation data it holds until that lapses: a BCI's lifetime at most, then it
+# answers nothing (``RevocationStale``). Ten minutes more for clocks apart.
+SEALED_MARGIN = BCI_LIFETIME + timedelta(minutes=10)
+# What a PostgreSQL URL is shown as when showing its parts would quote a secret.
+URL_WITHHELD = "a PostgreSQL ledger (its URL withheld: showing it would quote a secret)"
+# The parts of a PostgreSQL URL that say which ledger, none of them a secret.
+_SHOWN_PARTS = ("user", "host", "hostaddr", "port", "dbname", "service", "options")
 
 
 class PruningStopped(ProvisioningError):
@@ -105,12 +129,21 @@ class LedgerUnread(ProvisioningError):
     pruning of key-exchange keys or kept certificates deleted nothing."""
 
 
+class ForeignLedger(ProvisioningError):
+    """The ledger read lacks accounts of merchants the bank certified: not the bank's; a
+    pruning of key-exchange keys or kept certificates deleted nothing."""
+
+
 @dataclass(frozen=True)
 class UnansweredCount:
-    """The ledger's decisions whose answer was never stored: how many, the oldest's time."""
+    """The ledger's decisions whose answer was never stored that may be sealed to a key
+    this pruning deletes: how many, the oldest's time; and those checked from
+    ``before_ms`` on (None: every one counted), which cannot be, and are not counted."""
 
     count: int
     oldest_ms: int | None
+    later: int = 0
+    before_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +164,8 @@ class Pruning:
     # A dry run's: the decisions awaiting their answer that refuse it with ``apply``
     # (``UnansweredDecisions``); None when it deletes nothing that opens envelopes.
     unanswered: UnansweredCount | None = None
+    # The ledger read (``shown_ledger``), None when none was: nothing deleted opens one.
+    ledger: str | None = None
 
     @property
     def items(self) -> tuple[Pruned, ...]:
@@ -144,9 +179,19 @@ class _Certificate:
 
     not_after: datetime
     revoked: bool
+    # When it was revoked, as ca.db records it; None when not, or not known.
+    revoked_at: datetime | None = None
 
     def valid(self, at: datetime) -> bool:
         return not self.revoked and self.not_after > at
+
+    @property
+    def valid_until(self) -> datetime:
+        """The last moment anything may have been sealed to it: its end, or its
+        revocation if sooner (its end when that time is unknown)."""
+        if self.revoked_at is None:
+            return self.not_after
+        return min(self.not_after, self.revoked_at)
 
     def why_not(self) -> str:
         return "revoked" if self.revoked else f"ended {self.not_after:%Y-%m-%d}"
@@ -157,12 +202,24 @@ class _Plan:
     pruning: Pruning
     paths: tuple[Path, ...]
     versions: tuple[tuple[str, int], ...]
+    # Until when each certificate of a deleted key-exchange key or kept file was valid;
+    # None for such a key that no certificate known certifies.
+    sealing: tuple[datetime | None, ...] = ()
 
     @property
     def opens_envelopes(self) -> bool:
         """Whether it deletes a kept key-exchange certificate or a key-exchange key: what
         opens a decided request's envelope to answer it."""
         return bool(self.paths) or any(label == GATEWAY_KEX_LABEL for label, _ in self.versions)
+
+    @property
+    def sealed_before_ms(self) -> int | None:
+        """A decision checked from this moment on cannot be sealed to anything deleted
+        (the module docstring); None: any may be."""
+        if not self.sealing or None in self.sealing:
+            return None
+        last = max(ends for ends in self.sealing if ends is not None)
+        return int((last + SEALED_MARGIN).timestamp() * 1000)
 
 
 def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None = None) -> Pruning:
@@ -178,26 +235,68 @@ def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None =
         pki = load_bank_pki(config, locked=locked, judge_presented=False)
         try:
             plan = _plan(config, pki, utc(at))
-            unanswered = _unanswered(config) if plan.opens_envelopes else None
+            unanswered, ledger = None, None
+            if plan.opens_envelopes:
+                ledger = shown_ledger(config.ledger_url())
+                merchants = _certified_merchants(config, pki)
+                unanswered = _unanswered(config, merchants, plan.sealed_before_ms)
             if unanswered is not None and unanswered.count and apply:
-                raise UnansweredDecisions(_refusal(config, unanswered))
+                raise UnansweredDecisions(_refusal(config, unanswered, ledger))
             if apply:
                 _delete(config, pki, plan)
         finally:
             pki.close()
     if not apply:
         found = unanswered if unanswered is not None and unanswered.count else None
-        return Pruning(plan.pruning.files, plan.pruning.keys, applied=False, unanswered=found)
-    return Pruning(plan.pruning.files, plan.pruning.keys, applied=True)
+        return Pruning(plan.pruning.files, plan.pruning.keys, False, found, ledger)
+    return Pruning(plan.pruning.files, plan.pruning.keys, True, ledger=ledger)
 
 
-def _unanswered(config: BankConfig) -> UnansweredCount:
-    """The decisions awaiting their answer in the bank's ledger, read from its store
-    opened ``read_only`` (``cli.bank_books``: nothing made, migrated or locked); else
-    LedgerUnread. One pass over ``requests`` (no index holds the unanswered ones): a
-    row whose answer was stored has no ``outcome`` (``gateway.ledger.idempotency``),
-    nor has a fence."""
+def shown_ledger(url: str) -> str:
+    """Which ledger ``url`` names, never with a password: a SQLite URL as it is; for
+    PostgreSQL, the parts libpq reads that say where, or ``URL_WITHHELD`` when one would
+    quote a secret (a password holding an unescaped ``@``, ``:`` or ``/`` is read as a
+    host, a port or a database: ``gateway.ledger.postgres_refusals``)."""
+    if url.startswith("sqlite:"):
+        return url
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "a PostgreSQL ledger (its URL unreadable to libpq)"
+    shown = " ".join(f"{k}={parts[k]!r}" for k in _SHOWN_PARTS if parts.get(k))
+    secrets = connect_secrets(url, psycopg.Error())  # no connection: the URL's own
+    if any(secret in shown for secret in secrets):
+        return URL_WITHHELD
+    return f"PostgreSQL {shown}"
+
+
+def _certified_merchants(config: BankConfig, pki: BankPki) -> frozenset[str]:
+    """The merchant IDs the bank's Merchant CA certified (ca.db, read-only), whose
+    settlement accounts the bank's ledger therefore holds. Every certificate is read:
+    ca.db has no index by type (a pruning is rare, and reads ``requests`` whole too)."""
+    store = open_ca_store(config)
+    try:
+        with store.read() as tx:
+            return frozenset(
+                cert.subject
+                for cert, _ in tx.listed_certificates()
+                if cert.certificate_type == roles.MERCHANT
+                and cert.issuer_thumb == pki.mca.signature_thumb
+            )
+    finally:
+        store.close()
+
+
+def _unanswered(
+    config: BankConfig, merchants: frozenset[str], before_ms: int | None
+) -> UnansweredCount:
+    """The decisions awaiting their answer in the bank's ledger checked before
+    ``before_ms`` (None: all), read from its store opened ``read_only`` (nothing made,
+    migrated or locked); else LedgerUnread, or ForeignLedger when it lacks an account of
+    the ``merchants``. One pass over ``requests`` (no index holds the unanswered ones):
+    a row whose answer was stored has no ``outcome``, nor has a fence."""
     url = config.ledger_url()
+    shown = shown_ledger(url)
     try:
         store: LedgerStore
         if url.startswith("sqlite:"):
@@ -212,47 +311,87 @@ def _unanswered(config: BankConfig) -> UnansweredCount:
         else:
             store = PostgresLedgerStore(url, read_only=True)
         try:
-            return store.read(_count_unanswered)
+            held, unanswered = store.read(lambda tx: _read_ledger(tx, before_ms))
         finally:
             store.close()
     except LedgerError as exc:
         raise LedgerUnread(
-            f"cannot read the ledger ({exc}) to tell whether a decided request awaits its"
-            " answer sealed to a key-exchange key this pruning deletes; nothing deleted"
+            f"cannot read the ledger ({shown}: {exc}) to tell whether a decided request"
+            " awaits its answer sealed to a key-exchange key this pruning deletes; nothing"
+            " deleted"
         ) from exc
+    missing = merchants - held
+    if missing:
+        raise ForeignLedger(
+            f"the ledger read ({shown}) holds no settlement account for {len(missing)} of"
+            f" the {len(merchants)} merchants the bank's Merchant CA certified (ca.db),"
+            " whose accounts the bank's ledger holds: it is not the ledger the bank decides"
+            " in, and cannot tell whether a decided request awaits its answer sealed to a"
+            " key-exchange key this pruning deletes. Set SETPAY_LEDGER (or ledger.store) as"
+            " the bank's service has it, and run `setpay ca prune-gateway"
+            f" {config_option(config)}` again; nothing deleted"
+        )
+    return unanswered
 
 
-def _count_unanswered(tx: Transaction) -> UnansweredCount:
+def _read_ledger(tx: Transaction, before_ms: int | None) -> tuple[frozenset[str], UnansweredCount]:
+    """The merchant IDs the ledger holds accounts for, and its decisions awaiting their
+    answer, counted when checked before ``before_ms`` (a row written before
+    ``checked_at_ms`` existed by its decision's time, a few milliseconds later)."""
+    accounts = tx.all("SELECT merchant_id FROM merchant_accounts")
+    held = frozenset(str(row["merchant_id"]) for row in accounts)
+    limit = 2**62 if before_ms is None else before_ms  # None: every row, none this late
     row = tx.one(
-        "SELECT COUNT(*) AS count, MIN(created_at_ms) AS oldest_ms FROM requests"
-        " WHERE outcome IS NOT NULL"
+        "SELECT COUNT(*) AS total,"
+        " SUM(CASE WHEN COALESCE(checked_at_ms, created_at_ms) < ? THEN 1 ELSE 0 END)"
+        " AS count,"
+        " MIN(CASE WHEN COALESCE(checked_at_ms, created_at_ms) < ? THEN created_at_ms END)"
+        " AS oldest_ms"
+        " FROM requests WHERE outcome IS NOT NULL",
+        limit,
+        limit,
     )
-    if row is None:
-        return UnansweredCount(0, None)
-    oldest = row["oldest_ms"]
-    return UnansweredCount(int(row["count"]), None if oldest is None else int(oldest))
+    if row is None or not row["total"]:
+        return held, UnansweredCount(0, None, 0, before_ms)
+    count, oldest = int(row["count"] or 0), row["oldest_ms"]
+    later = int(row["total"]) - count
+    return held, UnansweredCount(count, None if oldest is None else int(oldest), later, before_ms)
 
 
-def unanswered_advice(config: BankConfig, unanswered: UnansweredCount) -> str:
+def unanswered_advice(
+    config: BankConfig, unanswered: UnansweredCount, ledger: str | None = None
+) -> str:
     """Why the pruning of key-exchange keys waits, and what to do: the refusal's text."""
     oldest = ""
     if unanswered.oldest_ms is not None:
-        when = datetime.fromtimestamp(unanswered.oldest_ms / 1000, tz=UTC)
-        oldest = f", the oldest decided {when:%Y-%m-%d %H:%M} UTC"
+        oldest = f", the oldest decided {_minute(unanswered.oldest_ms)}"
     many = "request" if unanswered.count == 1 else "requests"
+    where = "" if ledger is None else f" ({ledger})"
+    counted = ""
+    if unanswered.before_ms is not None:
+        hours, minutes = divmod(int(SEALED_MARGIN.total_seconds()) // 60, 60)
+        counted = (
+            f", checked before {_minute(unanswered.before_ms)} (while a certificate"
+            f" of a key-exchange key this pruning deletes was valid, or {hours} h {minutes}"
+            f" min after; {unanswered.later} checked later not counted)"
+        )
     return (
-        f"the ledger holds {unanswered.count} decided {many} whose answer was never stored"
-        f"{oldest}; the ledger does not record which key-exchange certificate a request"
-        " was sealed to, and one sealed to a key this pruning deletes would never be"
-        " answered (UNAVAILABLE at every retry, its money moved): start the bank"
-        " so that the merchants' retries are answered, find any left with the query in"
+        f"the ledger{where} holds {unanswered.count} decided {many} whose answer was never"
+        f" stored{counted}{oldest}; the ledger does not record which key-exchange"
+        " certificate a request was sealed to, and one sealed to a key this pruning deletes"
+        " would never be answered (UNAVAILABLE at every retry, its money moved): start the"
+        " bank so that the merchants' retries are answered, find any left with the query in"
         f" OPERATIONS {UNANSWERED_SECTION}, and run `setpay ca prune-gateway"
         f" {config_option(config)} --yes` again once none is left"
     )
 
 
-def _refusal(config: BankConfig, unanswered: UnansweredCount) -> str:
-    return f"{unanswered_advice(config, unanswered)}; nothing deleted"
+def _minute(ms: int) -> str:
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _refusal(config: BankConfig, unanswered: UnansweredCount, ledger: str | None) -> str:
+    return f"{unanswered_advice(config, unanswered, ledger)}; nothing deleted"
 
 
 def _recorded(config: BankConfig, pki: BankPki) -> dict[bytes, tuple[bytes, _Certificate]]:
@@ -274,7 +413,8 @@ def _recorded(config: BankConfig, pki: BankPki) -> dict[bytes, tuple[bytes, _Cer
             continue
         ends = datetime.fromtimestamp(cert.not_after_ms / 1000, tz=UTC)
         spki = spki_of(public_key_of(load_certificate(cert.der)))
-        found[cert.thumb] = (spki, _Certificate(ends, revoked_ms is not None))
+        revoked = None if revoked_ms is None else datetime.fromtimestamp(revoked_ms / 1000, UTC)
+        found[cert.thumb] = (spki, _Certificate(ends, revoked_ms is not None, revoked))
     return found
 
 
@@ -295,6 +435,7 @@ def _plan(config: BankConfig, pki: BankPki, at: datetime) -> _Plan:
 
     certs = config.path(config.certs_dir)
     files, paths = [], []
+    sealing: list[datetime | None] = []
     for _, path in older_kex_files(certs):
         der = path.read_bytes()
         cert = _standing(der, recorded)
@@ -305,6 +446,7 @@ def _plan(config: BankConfig, pki: BankPki, at: datetime) -> _Plan:
             continue
         files.append(Pruned(f"{certs.name}/{path.name}", f"its certificate {cert.why_not()}"))
         paths.append(path)
+        sealing.append(cert.valid_until)
 
     in_use = {
         (key.label, key.version)
@@ -322,7 +464,10 @@ def _plan(config: BankConfig, pki: BankPki, at: datetime) -> _Plan:
             continue
         keys.append(Pruned(f"key {key.label} v{key.version}", _why_key(standing)))
         versions.append((key.label, key.version))
-    return _Plan(Pruning(tuple(files), tuple(keys), applied=False), tuple(paths), tuple(versions))
+        if key.label == GATEWAY_KEX_LABEL:
+            sealing.extend([cert.valid_until for cert in standing] or [None])
+    pruning = Pruning(tuple(files), tuple(keys), applied=False)
+    return _Plan(pruning, tuple(paths), tuple(versions), tuple(sealing))
 
 
 def _why_key(standing: Iterable[_Certificate]) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from cli import ca
+from gateway import gateway_pruning
 from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL, bank_keys_uri
 from gateway.config import load
 from gateway.issuer import open_ledger
@@ -46,9 +47,7 @@ from tests.gateway.ledger.ledger_support import (
 from tests.gateway.renewal_support import key_versions
 from tests.ports import free_port
 
-REFUSED = (
-    "setpay ca prune-gateway: the ledger holds 1 decided request whose answer was never stored"
-)
+REFUSED = "setpay ca prune-gateway: the ledger ({}) holds 1 decided request whose answer was"
 SECTION = 'OPERATIONS "A token that fails between a decision and its answer"'
 
 
@@ -66,6 +65,17 @@ class Renewed:
     @property
     def kept(self) -> Path:
         return self.made.directory / "certs" / "gateway-kex.v1.der"
+
+    @property
+    def ledger(self) -> str:
+        """The ledger as the pruning names it: the bank's own, password left out."""
+        return gateway_pruning.shown_ledger(load(self.made.config_path).ledger_url())
+
+    @property
+    def ledger_line(self) -> str:
+        """What the pruning says on standard error of the ledger it read."""
+        source = "ledger.store" if self.store == "sqlite" else "SETPAY_LEDGER"
+        return f"ledger read ({source}): {self.ledger}\n"
 
     def versions(self) -> set[tuple[str, int]]:
         renewed = (GATEWAY_SIG_LABEL, GATEWAY_KEX_LABEL)
@@ -141,24 +151,31 @@ def _ledger(made: InitResult) -> contextlib.closing[Ledger]:
     return contextlib.closing(open_ledger(load(made.config_path)))
 
 
-def _sale(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], bytes]) -> bytes:
+def _sale(
+    ledger: Ledger,
+    rrpid: bytes,
+    respond: Callable[[Outcome], bytes],
+    checked_at_ms: int | None = None,
+) -> bytes:
     """A sale of 9.00 EUR decided under ``rrpid``, answered by ``respond``."""
     return ledger.authorize(
         pan=PAN_A, pan_expiry=EXPIRY, amount=900, currency=EUR, merchant_id=MERCHANT,
         xid=b"xid-" + rrpid, pi_digest=b"pi-" + rrpid, rrpid=rrpid,
         request_digest=b"digest-" + rrpid, respond=respond, capture_now=True,
+        checked_at_ms=checked_at_ms,
     )  # fmt: skip
 
 
-def _decide_unanswered(renewed: Renewed) -> bytes:
-    """A sale decided whose answer cannot be signed: its capture posted, no answer stored."""
+def _decide_unanswered(renewed: Renewed, checked_at_ms: int | None = None) -> bytes:
+    """A sale decided whose answer cannot be signed: its capture posted, no answer stored;
+    the request checked at ``checked_at_ms`` (now when None)."""
     rrpid = os.urandom(16)
 
     def failing(outcome: Outcome) -> bytes:
         raise RuntimeError("the token went away")
 
     with _ledger(renewed.made) as ledger, pytest.raises(AnswerNotStored):
-        _sale(ledger, rrpid, failing)
+        _sale(ledger, rrpid, failing, checked_at_ms)
     return rrpid
 
 
@@ -193,27 +210,28 @@ def test_a_decision_awaiting_its_answer_holds_back_the_key_exchange_key_until_an
 
     code, out, err = _ca(["prune-gateway", "--config", renewed.config, "--yes"], capsys)
     assert (code, out) == (1, ""), err
-    assert err.startswith(REFUSED), err
+    assert err.startswith(REFUSED.format(renewed.ledger)), err
     assert SECTION in err and err.rstrip().endswith("; nothing deleted")
     assert f"prune-gateway --config {renewed.config} --yes` again once none is left" in err
     assert renewed.kept.exists() and renewed.versions() == before
 
     # The dry run lists what would go and says --yes is refused, and why.
     code, out, err = _ca(["prune-gateway", "--config", renewed.config], capsys)
-    assert (code, err) == (0, "")
+    assert (code, err) == (0, renewed.ledger_line)
     lines = out.splitlines()
     assert lines[:2] == [
         "would delete certs/gateway-kex.v1.der: its certificate revoked",
         "would delete key gateway-kex v1: its certificate revoked",
     ]
     assert lines[2].startswith(
-        "nothing deleted, and --yes is refused: the ledger holds 1 decided request"
+        f"nothing deleted, and --yes is refused: the ledger ({renewed.ledger}) holds 1"
+        " decided request"
     )
     assert len(lines) == 3 and renewed.kept.exists() and renewed.versions() == before
 
     _answer(renewed, rrpid)
     code, out, err = _ca(["prune-gateway", "--config", renewed.config, "--yes"], capsys)
-    assert code == 0, err
+    assert (code, err) == (0, renewed.ledger_line)
     assert out.splitlines() == [
         "deleted certs/gateway-kex.v1.der: its certificate revoked",
         "deleted key gateway-kex v1: its certificate revoked",
@@ -232,7 +250,7 @@ def test_signature_keys_alone_are_pruned_with_a_decision_awaiting_its_answer(
     _revoke(renewed, _older_signature_certificate(renewed), capsys)
     _decide_unanswered(renewed)
     code, out, err = _ca(["prune-gateway", "--config", renewed.config, "--yes"], capsys)
-    assert code == 0, err
+    assert (code, err) == (0, ""), err  # no ledger read: it holds nothing they open
     assert out.splitlines() == ["deleted key gateway-sig v1: its certificate revoked"]
     assert renewed.kept.exists() and (GATEWAY_KEX_LABEL, 1) in renewed.versions()
 

@@ -69,7 +69,9 @@ def test_the_key_of_a_decision_awaiting_its_answer_is_kept_until_it_is_answered(
 
     code, out, err = _prune(served, capsys)
     assert (code, out) == (1, ""), err
-    assert "the ledger holds 2 decided requests whose answer was never stored" in err
+    ledger = f"sqlite:{served.directory / 'ledger.db'}"
+    assert f"the ledger ({ledger}) holds 2 decided requests whose answer was never" in err
+    assert "min after; 0 checked later not counted)" in err, err
     assert err.rstrip().endswith("; nothing deleted")
     assert kept.exists() and (GATEWAY_KEX_LABEL, 1) in key_versions(served.config())
 
