@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +13,7 @@ from gateway.answers import AnswerUnavailable, answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
 from gateway.ledger import RequestFenced, RrpidReused, Unanswered
-from hsm.base import KeyHandle
 from setcore.capture import peek_sealed_rrpid
-from setcore.credentials import KeyExchangeChooser
 from setcore.echoed_ids import reply_header
 from setcore.errors import ErrorCode, ProtocolError
 from setcore.freshness import ID_BYTES, now_ms
@@ -201,29 +198,25 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         certificate renewed since this process started). One whose key this process does
         not hold (deleted by hand: ``setpay ca prune-gateway`` keeps it while the ledger
         holds a decision awaiting its answer; or ended before the process started, which
-        then does not load it) opens nowhere:
-        the decision stays unanswered (AnswerUnavailable) until the key and its kept
-        certificate file are restored, or an operator settles it."""
+        then does not load it) opens nowhere: the decision stays unanswered
+        (AnswerUnavailable) until the key and its kept certificate file are restored
+        while that certificate has not ended, or an operator settles it."""
         bank = self._bank.as_of(checked_at_ms)
-        opening = bank.opening
-        if opening is None:
+        if bank.opening is None:
             return bank
         held = {
             older.key_exchange_thumb: older.require_key_exchange()
-            for older in opening.older
+            for older in bank.opening.older
             if older.key_exchange_thumb and older.key_exchange_key is not None
         }
-        chosen = functools.partial(
-            opening.key_exchange_for, bank.credentials, bank.trust, bank.as_of_time
-        )
-
-        def choose(thumb: bytes) -> tuple[KeyHandle, bytes]:
-            return held.get(thumb) or chosen(thumb)
-
-        chooser: KeyExchangeChooser = choose
+        chosen = bank.opening_credentials().key_exchange_for  # as the bank chooses
         # ``opening`` None: the handlers open with ``credentials``' own chooser, this one.
         return dataclasses.replace(
-            bank, credentials=bank.credentials.choosing_key_exchange(chooser), opening=None
+            bank,
+            credentials=bank.credentials.choosing_key_exchange(
+                lambda thumb: held.get(thumb) or chosen(thumb)
+            ),
+            opening=None,
         )
 
     # gRPC method names are fixed by services.proto; each row: request field, response

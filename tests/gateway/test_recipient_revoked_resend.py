@@ -13,10 +13,10 @@ merchant records as a failure while the money has moved.
     answer is built from the request opened with the older key, as of the moment it was
     first checked, for as long as the bank holds that key. Before, it was refused as
     sealed to another, and the request answered UNAVAILABLE at every retry while the
-    certificate stayed on its CRL (a year). Once ``setpay ca prune-gateway`` deletes the
-    key nothing opens the request again, and it stays UNAVAILABLE (the operator's query
-    in OPERATIONS, "A token that fails between a decision and its answer") until the key
-    is restored.
+    certificate stayed on its CRL (a year). ``setpay ca prune-gateway`` keeps the key
+    while such a decision awaits its answer; deleted by hand all the same, nothing opens
+    the request again, and it stays UNAVAILABLE (the operator's query in OPERATIONS, "A
+    token that fails between a decision and its answer") until the key is restored.
 
 Real parts: a served bank renewed as an operator does (stopped, ``renew_gateway_keys``,
 started), ``setpay ca revoke`` through the CLI, the bank's revocation watcher, and the
@@ -38,9 +38,7 @@ import pytest
 from cli import ca
 from clients.errors import TransportError
 from gateway import settlement as gateway_settlement
-from gateway.bank_pki import GATEWAY_KEX_LABEL, bank_keys_uri
 from gateway.gateway_pruning import UnansweredDecisions, prune_gateway_keys
-from hsm.uri import open_backend
 from setcore.authorization import AuthRequestState, open_auth_response
 from setcore.capture import CaptureItem, CaptureState, build_capture_request, open_capture_response
 from setcore.errors import ErrorCode, PeerError
@@ -58,9 +56,9 @@ from .actors import (
     register_merchant,
     send_unsigned_answers,
 )
-from .renewal_support import key_versions
 from .test_gateway_renewal import REVOCATION_SECONDS, Served, merchant_client
 from .test_gateway_renewal_hosts import answered
+from .test_rotation_lost_older_key import _delete_key
 
 APPROVED = a.AUTH_CODE_APPROVED
 
@@ -92,12 +90,7 @@ def _revoke_older(served: Served, merchant: Merchant, cardholder: Cardholder) ->
 def _delete_older_key(served: Served) -> World:
     """Stop the bank, delete the older key-exchange key (version 1), start it again."""
     served.stop()
-    backend = open_backend(bank_keys_uri(served.config()))
-    try:
-        backend.delete(GATEWAY_KEX_LABEL, 1)
-    finally:
-        backend.close()
-    assert (GATEWAY_KEX_LABEL, 1) not in key_versions(served.config())
+    _delete_key(served)
     return served.start()
 
 

@@ -3,7 +3,7 @@
 Its certificates begin after the right time, so the bank refuses to start on them ("renew
 the gateway's keys"), and the renewal run again on a host whose clock is right is refused
 too, since from there a host behind and a renewing host ahead look the same. The refusal
-names both causes and what to do for each, and replaces nothing (castore2's probe).
+names both causes and what to do for each, and replaces nothing.
 """
 
 from __future__ import annotations

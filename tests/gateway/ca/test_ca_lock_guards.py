@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
 
@@ -50,30 +51,38 @@ def store(tmp_path: Path) -> CaStore:
     return CaStore.open(tmp_path / "ca.db", create=True)
 
 
-def test_close_from_a_call_holding_the_turn_waits_for_a_write_aside(store: CaStore) -> None:
-    """castore2's close probe: a write gives the turn up inside its transaction (a ledger
-    call), another call takes it and closes the store (the bank stopping)."""
+def _close_beside(store: CaStore, what: str, work: Callable[[threading.Event], None]) -> None:
+    """One call does ``work``, which sets its event once it has given the turn up inside
+    (a ``what`` of ``store``); another call, holding the turn meanwhile, closes ``store``
+    (the bank stopping). Both must end, neither failing."""
     aside = threading.Event()
 
-    def write() -> None:
+    def close() -> None:
+        assert aside.wait(ENDS_WITHIN_S)
+        store.close()
+
+    worker, closer = Call(lambda: work(aside)), Call(close)
+    worker.start()
+    closer.start()
+    closer.join(ENDS_WITHIN_S)
+    worker.join(ENDS_WITHIN_S)
+    assert not closer.is_alive(), f"close and the {what} wait for each other"
+    assert not worker.is_alive()
+    assert worker.failure is None and closer.failure is None
+
+
+def test_close_from_a_call_holding_the_turn_waits_for_a_write_aside(store: CaStore) -> None:
+    """A write gives the turn up inside its transaction (a ledger call), another call
+    takes it and closes the store (the bank stopping)."""
+
+    def write(aside: threading.Event) -> None:
         with store.write() as tx:
             tx.put_session(_session(b"A" * 16))
             with PROCESS_TURN.aside():
                 aside.set()
                 time.sleep(0.3)
 
-    def close() -> None:
-        assert aside.wait(ENDS_WITHIN_S)
-        store.close()
-
-    writer, closer = Call(write), Call(close)
-    writer.start()
-    closer.start()
-    closer.join(ENDS_WITHIN_S)
-    writer.join(ENDS_WITHIN_S)
-    assert not closer.is_alive(), "close and the write wait for each other"
-    assert not writer.is_alive()
-    assert writer.failure is None and closer.failure is None
+    _close_beside(store, "write", write)
     with closing(CaStore.open(store.path)) as again, again.read() as tx:
         assert tx.session(b"A" * 16) is not None  # the write committed before the close
 
@@ -81,27 +90,15 @@ def test_close_from_a_call_holding_the_turn_waits_for_a_write_aside(store: CaSto
 def test_close_waits_for_a_read_lock_whose_holder_waits_for_the_turn(store: CaStore) -> None:
     """A read that gives the turn up inside (nothing of the CA does yet; a query may):
     close, from a call holding the turn, waits for the reads' lock aside."""
-    aside = threading.Event()
 
-    def read() -> None:
+    def read(aside: threading.Event) -> None:
         with store.read() as tx:
             tx.session(b"R" * 16)
             with PROCESS_TURN.aside():
                 aside.set()
                 time.sleep(0.3)
 
-    def close() -> None:
-        assert aside.wait(ENDS_WITHIN_S)
-        store.close()
-
-    reader, closer = Call(read), Call(close)
-    reader.start()
-    closer.start()
-    closer.join(ENDS_WITHIN_S)
-    reader.join(ENDS_WITHIN_S)
-    assert not closer.is_alive(), "close and the read wait for each other"
-    assert not reader.is_alive()
-    assert reader.failure is None and closer.failure is None
+    _close_beside(store, "read", read)
 
 
 def test_a_poll_waits_for_the_install_lock_aside(ec_bank: Bank) -> None:

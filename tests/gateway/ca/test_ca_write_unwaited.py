@@ -45,14 +45,22 @@ HOLD_S = 2.0
 SHUT_AT_MOST_S = 0.5
 
 
-def _long_holder(has_turn: threading.Event) -> threading.Thread:
-    """Another call of the worker (or a token call that does not return): takes the turn
-    as soon as it is given up, and holds it for HOLD_S."""
+def _holder(
+    has_turn: threading.Event,
+    turn: CpuTurn = PROCESS_TURN,
+    release: threading.Event | None = None,
+) -> threading.Thread:
+    """Another call of the worker (or a token call that does not return): takes ``turn``
+    as soon as it is given up, says so (``has_turn``), and holds it until ``release`` is
+    set (HOLD_S without one, at most 5 s with one)."""
 
     def hold() -> None:
-        with PROCESS_TURN.held():
+        with turn.held():
             has_turn.set()
-            time.sleep(HOLD_S)
+            if release is None:
+                time.sleep(HOLD_S)
+            else:
+                release.wait(5)
 
     return threading.Thread(target=hold, daemon=True)
 
@@ -85,7 +93,7 @@ class HeldWhileAside(LedgerDirectory):
     holder: threading.Thread | None = None
 
     def merchant_registered(self, merchant_id: str, name: str) -> None:
-        self.holder = _long_holder(threading.Event())
+        self.holder = _holder(threading.Event())
         self.holder.start()  # waits for the turn until this ledger call steps aside
         super().merchant_registered(merchant_id, name)
 
@@ -111,7 +119,9 @@ def _refusals_while(alive: threading.Thread, path: Path) -> list[float]:
 def test_a_merchant_certification_lets_ca_db_go_before_it_waits_for_the_turn(
     ec_bank: Bank, tmp_path: Path
 ) -> None:
-    """castore2's demonstration, over the ledger as a served bank's workers reach it."""
+    """The account opening steps aside and another call takes the turn, over the ledger
+    as a served bank's workers reach it: ca.db is shut to other processes only for the
+    write's own work."""
     identity = MerchantIdentity(f"m-{new_id().hex()[:8]}", "Held Ltd")
     with ledger_process(tmp_path / "ledger.db") as ledger:
         directory = HeldWhileAside(ledger)
@@ -152,7 +162,7 @@ def test_a_key_backend_wait_inside_a_write_lets_ca_db_go_before_the_turn(
     store: CaStore,
 ) -> None:
     has_turn, done = threading.Event(), threading.Event()
-    holder = _long_holder(has_turn)
+    holder = _holder(has_turn)
     writer = threading.Thread(
         target=_write_around_a_wait, args=(store, b"K" * 16, done), daemon=True
     )
@@ -189,7 +199,7 @@ def test_a_wait_inside_a_write_takes_a_free_turn_back_at_once(store: CaStore) ->
 def test_a_wait_outside_a_write_still_waits_for_the_turn() -> None:
     """Only a write's transaction goes on without the turn: elsewhere a wait's end waits."""
     has_turn = threading.Event()
-    holder = _long_holder(has_turn)
+    holder = _holder(has_turn)
     with PROCESS_TURN.held():
         with PROCESS_TURN.aside():
             holder.start()
@@ -202,13 +212,7 @@ def test_a_wait_outside_a_write_still_waits_for_the_turn() -> None:
 def test_levels_taken_on_paper_are_taken_for_real_at_the_blocks_end() -> None:
     turn = CpuTurn()
     release, has_turn = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with turn.held():
-            has_turn.set()
-            release.wait(5)
-
-    other = threading.Thread(target=holder, daemon=True)
+    other = _holder(has_turn, turn, release)
     seen: list[tuple[int, int]] = []
     with turn.held(), turn.unwaited():
         with turn.aside():
@@ -232,13 +236,7 @@ def test_a_turn_taken_inside_an_earlier_unwaited_block_is_given_back() -> None:
     finds the turn taken: the ``held`` ends on paper, and nothing is left held."""
     turn = CpuTurn()
     release, has_turn = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with turn.held():
-            has_turn.set()
-            release.wait(5)
-
-    other = threading.Thread(target=holder, daemon=True)
+    other = _holder(has_turn, turn, release)
     with turn.unwaited():
         with turn.held():
             with turn.aside():
