@@ -8,6 +8,22 @@ from collections.abc import Iterator
 import pytest
 
 from cli import hardening
+from clients.wallet import vault
+from hsm import keystore_header
+
+# The scrypt cost of the software keystores and card files this process makes: the
+# product's (2^15, some 70 ms a stretch here, more on a loaded machine) guards a
+# passphrase against guessing, which no test's needs, and tests make and open them by
+# the thousand (half the time of the merchant's settlement tests). Set before any test
+# module is imported, so a test reading the constant reads this one. Either file is
+# opened with the cost its header names: a keystore made here opens in a bank's
+# subprocess, and one a subprocess made (the product's cost) opens here. A card file
+# weaker than its reader's constant is refused, so one made here opens in this process.
+TEST_SCRYPT_N = 2**10
+# The product's own, as the modules define them (tests/test_scrypt_cost.py holds them).
+PRODUCT_SCRYPT_N = {"keystore": keystore_header.SCRYPT_N, "card file": vault.SCRYPT_N}
+keystore_header.SCRYPT_N = TEST_SCRYPT_N
+vault.SCRYPT_N = TEST_SCRYPT_N
 
 
 @pytest.fixture
