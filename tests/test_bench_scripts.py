@@ -99,9 +99,12 @@ def test_handler_cost_measures_every_handler() -> None:
 
 
 def test_context_switches_counts_them_per_answer() -> None:
-    # Long enough for the gateway to be busy past the seconds dropped at each end on a
-    # quiet machine; on a loaded one it may keep none, and says so rather than drop it.
-    out = _run("context_switches.py", "--duration", "8", "--requests", "12000")
+    # Long enough for each service to be busy for a few one-second samples on a quiet
+    # machine, none of them dropped at the ends (a campaign drops two at each end, and
+    # needs runs of 20 s: 8 s and 12,000 requests here took 40 s); on a loaded machine it
+    # may keep none, and says so rather than drop the service's row.
+    out = _run("context_switches.py", "--duration", "3", "--requests", "4000",
+               "--edge-seconds", "0")  # fmt: skip
     assert _number(out, r"one hand-off between two threads: ([\d.]+) us") > 0
     for service in ("ceiling", "echo", "gateway"):
         row = re.search(rf"^{service}\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)$", out,
@@ -324,8 +327,10 @@ def test_served_profile_places_each_stack_in_its_first_bucket() -> None:
 def test_served_profile_records_both_workers(ledger_process: bool) -> None:
     # Enough prepared requests that the load outlasts the settling and the recording on a
     # fast host (about 1,000 answers/s here): a worker gone before py-spy attaches fails.
+    # The load is planned 3 s past the recording, not 10: on a slower host the requests
+    # outlast that, and the load ran its 13 s for nothing.
     out = _run("served_profile.py", "--seconds", "2", "--rate", "50", "--requests", "8000",
-               "--settle", "1",
+               "--settle", "1", "--margin", "3",
                env={"SETPAY_LEDGER_SERVICE": "1" if ledger_process else "0"})  # fmt: skip
     blocks = re.split(r"^  (?=worker \d|ledger process)", out, flags=re.MULTILINE)[1:]
     named = [block.split(":")[0] for block in blocks]

@@ -5,10 +5,10 @@ reads the voluntary and involuntary context switches and the CPU time of every p
 the bench spawned (``/proc/PID/task/*/status``, ``/proc/PID/stat``). For each service it
 keeps the seconds the service was busy (its processes used more than ``BUSY_SHARE`` of
 their busiest second, and more than ``IDLE_CORES``), drops the first and last
-``EDGE_SECONDS`` of them (start and drain), and divides the switches in the rest by the
-answers per second the bench reports for that service. Every service the bench ran gets
-a row with the busy seconds it kept; a service left with none (a run too short, or a
-machine too loaded) is shown with 0 and no figures, never left out.
+``EDGE_SECONDS`` of them (start and drain; ``--edge-seconds``), and divides the switches
+in the rest by the answers per second the bench reports for that service. Every service
+the bench ran gets a row with the busy seconds it kept; a service left with none (a run
+too short, or a machine too loaded) is shown with 0 and no figures, never left out.
 Before the load it measures what one switch costs here: two threads handing a lock back
 and forth, the CPU per hand-off (a wake and a switch each), median of ``PING_RUNS``.
 
@@ -129,9 +129,10 @@ def _sample(root: int) -> dict[int, tuple[str, int, int, float]]:
 
 def _per_service(
     samples: list[tuple[float, dict[int, tuple[str, int, int, float]]]],
+    edge: int = EDGE_SECONDS,
 ) -> dict[str, Figures | None]:
     """Each service's busy seconds: switches per second and cores (None: no busy second
-    left once the edges are dropped)."""
+    left once ``edge`` seconds are dropped at each end)."""
     spans: dict[str, list[tuple[float, int, int, float]]] = {}
     for (t0, before), (t1, after) in itertools.pairwise(samples):
         for name in set(SERVICES.values()):
@@ -145,7 +146,8 @@ def _per_service(
     for name, seconds in spans.items():
         peak = max(s[3] / s[0] for s in seconds)
         threshold = max(IDLE_CORES, BUSY_SHARE * peak)
-        busy = [s for s in seconds if s[3] > threshold * s[0]][EDGE_SECONDS:-EDGE_SECONDS]
+        busy = [s for s in seconds if s[3] > threshold * s[0]]
+        busy = busy[edge : len(busy) - edge]
         result[name] = None
         if busy:
             span = sum(s[0] for s in busy)
@@ -161,6 +163,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--requests", type=int, default=30000)
+    # Fewer than EDGE_SECONDS only to see the script run in a short test: the figures
+    # then include a service's start and drain.
+    parser.add_argument("--edge-seconds", type=int, default=EDGE_SECONDS)
     args = parser.parse_args()
     handoff = statistics.median(_handoff_cpu_us() for _ in range(PING_RUNS))
     print(f"one hand-off between two threads: {handoff:.1f} us of CPU (median of {PING_RUNS})")
@@ -182,7 +187,7 @@ def main() -> int:
             return 1
         results = json.loads(report.read_text())["steps"][0]["results"]
     print("service   answers/s  cores  voluntary/s  involuntary/s  voluntary/answer  busy s")
-    measured, unmeasured = _per_service(samples), []
+    measured, unmeasured = _per_service(samples, args.edge_seconds), []
     for name in sorted(name for name in SERVICES.values() if name in results):
         rate, figures = results[name]["throughput"], measured.get(name)
         if figures is None:
@@ -193,8 +198,8 @@ def main() -> int:
         print(f"{name:8s} {rate:10.0f} {cores:6.2f} {voluntary:12.0f} {involuntary:14.0f}"
               f" {voluntary / rate:17.1f} {busy:7d}")  # fmt: skip
     if unmeasured:
-        print(f"no busy second left for {', '.join(unmeasured)} once {EDGE_SECONDS} were "
-              "dropped at each end: run longer, or on a quieter machine")  # fmt: skip
+        print(f"no busy second left for {', '.join(unmeasured)} once {args.edge_seconds} "
+              "were dropped at each end: run longer, or on a quieter machine")  # fmt: skip
     return 0
 
 

@@ -149,13 +149,17 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100, help="py-spy's samples per second")
     parser.add_argument("--requests", type=int, default=70000, help="AuthReqs prepared")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after the load starts")
+    parser.add_argument(
+        "--margin", type=float, default=10.0,
+        help="seconds the load is planned to outlast the recording (py-spy's start included)",
+    )  # fmt: skip
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         raise SystemExit("py-spy is not installed: `make venv` installs the dev extra")
     with tempfile.TemporaryDirectory(prefix="setpay-profile-") as scratch:
         log = Path(scratch) / "bench.log"
-        duration = str(args.seconds + int(args.settle) + 10)
+        duration = str(args.seconds + int(args.settle) + args.margin)
         with log.open("wb") as out:
             bench = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "bench", "authorize", "--spawn",
