@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients.errors import ConfigError, StoreError, TransportError
-from clients.merchant import metrics
+from clients.merchant import metrics, metrics_http
 from clients.merchant.metrics_labels import (
     AUTHORIZATION,
     GATEWAY_CERTIFICATES,
@@ -28,6 +28,7 @@ from hsm.errors import TransientBackendError
 from setcore.errors import ErrorCode, PeerError, fail
 from setcore.pki.bci import RevocationUnavailable
 from setpay.v1 import authorization_pb2, purchase_pb2
+from tests.clients.merchant.conftest import PAGE_POLL_SECONDS
 from tests.clients.merchant.metrics_support import check_page, samples_of, scrape_text, value
 from tests.clients.merchant.store_support import EUR, batch_request, purchased
 from tests.metrics_page import PAN_SHAPE
@@ -265,6 +266,7 @@ def test_a_store_that_cannot_be_read_leaves_the_gauges_out_and_is_counted(
 def test_metrics_refuse_to_start_where_they_could_not_serve(
     store: MerchantStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(metrics_http, "_POLL_SECONDS", PAGE_POLL_SECONDS)  # a prompt close
     path = tmp_path / "merchant.db"
     endpoint = metrics.start(path, "127.0.0.1", 0)
     try:
