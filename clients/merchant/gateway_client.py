@@ -19,30 +19,29 @@ on that database: a PCertRes naming another gateway is refused, at a start too, 
 both, until an operator clears the pin (``setpay merchant forget-gateway``). The client
 sends a PCertReq itself before its first answer if no gateway is pinned yet.
 
-``GatewayKeys`` keeps the gateway's certificates from PCertRes: fetched at start, again
-after ``GATEWAY_CERTIFICATES_TTL``, when the key-exchange certificate nears its end, or
-as soon as the merchant's trust store no longer accepts them (revoked, say, after the
-bank renewed the gateway's keys for a compromised one): a revoked certificate kept for
-the rest of the hour would have every wallet refuse the PInitRes naming it and the
-gateway refuse every AuthReq sealed to it (WRONG_RECIPIENT, final), every purchase
-failing. Those it refused are forgotten; a refused PCertRes is asked for again after a
-hold-off (5 s, doubling to a minute), a fetch that got no answer at the next use.
+``GatewayKeys`` keeps the gateway's certificates from PCertRes, for PInitRes and the
+requests sealed to the gateway: it is ``gateway_keys``'s, whose names the modules that
+took them from here still find here.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from clients.errors import ConfigError, TransportError
 from clients.merchant import metrics
+from clients.merchant.gateway_keys import (
+    FETCH_HOLD_OFF_MAX,
+    FETCH_HOLD_OFF_SECONDS,
+    GATEWAY_CERTIFICATES_TTL,
+    GatewayKeys,
+    ServedCertificates,
+    served,
+)
 from clients.merchant.gateway_pin import GatewayPin, GatewayPinStore
 from clients.merchant.metrics_labels import AUTHORIZATION, BATCH, GATEWAY_CERTIFICATES
 from clients.merchant.records import OperationKind
@@ -62,12 +61,9 @@ from setcore.cap_rev_or_cred import (
 )
 from setcore.capture import CaptureResult, CaptureState, open_capture_response
 from setcore.credentials import Credentials
-from setcore.enum_names import code_name
-from setcore.envelope import Recipient
-from setcore.errors import ErrorCode, ProtocolError, fail
+from setcore.errors import ErrorCode, fail
 from setcore.freshness import now_ms
 from setcore.gateway_admin import (
-    SUCCESS,
     BatchAdminResult,
     BatchAdminState,
     GatewayCertificate,
@@ -75,8 +71,6 @@ from setcore.gateway_admin import (
     open_batch_admin_response,
     open_pcert_response,
 )
-from setcore.pki.bci import RevocationUnavailable
-from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
 from setcore.signers import GatewayIdentity
@@ -85,6 +79,21 @@ from setpay.v1 import authorization_pb2, capture_pb2, gateway_admin_pb2, service
 log = logging.getLogger("setpay.merchant.gateway")
 
 M = TypeVar("M", bound=Message)
+
+__all__ = [
+    "AUTHORIZE_DEADLINE_SECONDS",
+    "CERTIFICATES_DEADLINE_SECONDS",
+    "FETCH_HOLD_OFF_MAX",
+    "FETCH_HOLD_OFF_SECONDS",
+    "GATEWAY_CERTIFICATES_TTL",
+    "SETTLEMENT_DEADLINE_SECONDS",
+    "GatewayClient",
+    "GatewayKeys",
+    "ServedCertificates",
+    "answers_heard",
+    "pinned_since",
+    "served",
+]
 
 _SERVICE = services_pb2.DESCRIPTOR.services_by_name["PaymentGatewayService"].full_name
 # Authorization may wait on the issuer (a card network round trip in real life, a ledger
@@ -96,13 +105,6 @@ AUTHORIZE_DEADLINE_SECONDS = 30.0
 SETTLEMENT_DEADLINE_SECONDS = 10.0
 # PCert is answered from the gateway's memory.
 CERTIFICATES_DEADLINE_SECONDS = 5.0
-# Gateway certificates are asked for again after this long, so a gateway key rotation
-# reaches PInitRes within the hour.
-GATEWAY_CERTIFICATES_TTL = timedelta(hours=1)
-# After a PCertRes is refused (a revoked certificate served), the next PCertReq waits this
-# long, doubled after each further refusal up to the most: uses meanwhile raise it again.
-FETCH_HOLD_OFF_SECONDS = 5.0
-FETCH_HOLD_OFF_MAX = 60.0  # seconds
 
 
 def _method(name: str) -> str:
@@ -117,26 +119,6 @@ def answers_heard() -> int:
     after the gateway answered (the answer opened, or saved) moves it; one before any call,
     or a call never answered, does not (``stored_requests``)."""
     return int(getattr(_heard, "answers", 0))
-
-
-@dataclass(frozen=True)
-class ServedCertificates:
-    """The gateway's verified certificates for a brand it serves: the key-exchange one
-    named in PInitRes and sealed to, the signature one its answers are checked against,
-    and the CA certificates between the key-exchange one and the brand root."""
-
-    key_exchange: VerifiedCertificate
-    signature: VerifiedCertificate
-    chain: tuple[bytes, ...]
-
-
-def served(item: GatewayCertificate) -> ServedCertificates:
-    """A PCertRes item's certificates; ``ConfigError`` if it serves none for its brand."""
-    key_exchange, signature = item.key_exchange, item.signature
-    if item.code != SUCCESS or key_exchange is None or signature is None:
-        name = code_name(gateway_admin_pb2.PCertCode, item.code)
-        raise ConfigError(f"the gateway serves no certificate for brand {item.brand_id}: {name}")
-    return ServedCertificates(key_exchange, signature, item.chain)
 
 
 def pinned_since(pin: GatewayPin) -> str:
@@ -329,171 +311,3 @@ class GatewayClient:
         answer = open_pcert_response(response, self._credentials, state, self._trust)
         item = answer.items[0]
         return item, self._pin(served(item).signature)
-
-
-@dataclass(frozen=True)
-class _Stale:
-    """Why ``GatewayKeys`` fetches the gateway's certificates again: ``refused`` when its
-    trust store no longer accepts them (a warning), not merely their age."""
-
-    why: str
-    refused: bool = False
-
-
-class GatewayKeys:
-    """The gateway certificates the merchant names in PInitRes and seals requests to."""
-
-    def __init__(
-        self,
-        fetch: Callable[[], GatewayCertificate],
-        ttl: timedelta = GATEWAY_CERTIFICATES_TTL,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        trust: TrustStore | None = None,
-    ) -> None:
-        """``fetch``: a verified PCertRes item for the merchant's brand; one that serves
-        no certificates is refused as ``gateway_certificates`` refuses it (``served``).
-
-        ``trust``: the merchant's trust store, which its revocation feed keeps current
-        (``clients.revocation``): certificates it refuses are fetched again at the next
-        ``current``, not an hour later. None (a tool or a test with no trust store of its
-        own) judges them by their age and end alone."""
-        self._fetch = fetch
-        self._ttl = ttl.total_seconds()
-        self._clock = clock
-        self._trust = trust
-        self._lock = threading.Lock()
-        self._current: ServedCertificates | None = None
-        self._fetched_at = 0.0
-        # Fetches ended; the latest one's failure, and until when it stands for the next
-        # (``FETCH_HOLD_OFF_SECONDS``); once the trust store refused those held, why.
-        self._ended = 0
-        self._failure: Exception | None = None
-        self._held_until = self._hold_off = 0.0
-        self._withdrawn: str | None = None
-
-    def _stale(self, current: ServedCertificates) -> _Stale | None:
-        """Why the certificates held must be fetched again; None while they serve."""
-        age = self._clock() - self._fetched_at
-        if age >= self._ttl:
-            return _Stale(f"fetched {age:.0f} s ago")
-        # Ask again before the certificate ends rather than hand out one about to expire.
-        ends = current.key_exchange.not_after
-        if ends <= datetime.now(UTC) + self._ttl_delta():
-            return _Stale(f"the key-exchange certificate ends at {ends:%Y-%m-%d %H:%M} UTC")
-        return self._refused(current)
-
-    def _refused(self, current: ServedCertificates) -> _Stale | None:
-        """Why the trust store no longer accepts the certificates held; None while it does.
-
-        Its chain verification, whose answer it caches until its revocation data changes
-        (or the chain's validity or that data's window ends): a dictionary lookup per
-        certificate while they stand, a full validation once the feed installs new data.
-        Revocation data too old to judge by (``RevocationUnavailable``) refuses nothing
-        here: a PCertRes fetched now would be judged by the same data, and every message
-        the merchant opens waits on that feed anyway (``authorizer``). Certificates it
-        refused are forgotten (``_held_or_fetched``): it never judges them again."""
-        if self._trust is None:
-            return None
-        held = (
-            (current.key_exchange, CertificateUsage.KEY_EXCHANGE),
-            (current.signature, CertificateUsage.SIGNATURE),
-        )
-        for certificate, usage in held:
-            try:
-                self._trust.verify_chain(certificate.der, current.chain, PAYMENT_GATEWAY, usage)
-            except RevocationUnavailable:
-                return None
-            except ProtocolError as refused:
-                return _Stale(
-                    f"the merchant's trust store refuses the gateway's {usage.value}"
-                    f" certificate {certificate.thumbprint.hex()[:8]}: {refused}",
-                    refused=True,
-                )
-        return None
-
-    def _ttl_delta(self) -> timedelta:
-        return timedelta(seconds=self._ttl)
-
-    def current(self) -> ServedCertificates:
-        """The gateway's verified certificates, fetched again when stale.
-
-        Raises what ``fetch`` raised when they must be fetched again and cannot be. One
-        thread fetches at a time; after a failure the others raise it at once meanwhile
-        (not one PCertReq each in turn), as does a caller that waited for a fetch that
-        failed. A refused PCertRes is raised again, unfetched, until its hold-off ends
-        (``FETCH_HOLD_OFF_SECONDS``); the gateway unreachable, the next use asks again,
-        as any request to it does, so that its return is seen at once. None the trust
-        store refused is handed out again, even once it cannot judge them (revocation
-        data past its window): wallets and the gateway would refuse it."""
-        current = self._current
-        if current is not None and self._stale(current) is None:
-            return current
-        seen = self._ended
-        if not self._lock.acquire(blocking=False):
-            failure = self._failure
-            if failure is not None:  # another thread fetches after it failed: not waited for
-                raise failure.with_traceback(None)
-            self._lock.acquire()  # the first fetch, or the first since they went stale
-        try:
-            return self._held_or_fetched(seen)
-        finally:
-            self._lock.release()
-
-    def _held_or_fetched(self, seen: int) -> ServedCertificates:
-        """``current``, the lock held; ``seen``: the fetches ended when the caller came (one
-        ended since that failed, or one failed within its hold-off, is raised again)."""
-        current = self._current
-        stale = None if current is None else self._stale(current)
-        if current is not None and stale is None:
-            return current
-        if stale is not None and stale.refused:  # forgotten: never handed out again
-            log.warning("gateway certificates to be fetched again: %s", stale.why)
-            self._current, self._withdrawn = None, stale.why
-        failure = self._failure
-        if failure is not None and (self._ended != seen or self._clock() < self._held_until):
-            raise failure.with_traceback(None)
-        return self._fetched(stale)
-
-    def _fetched(self, stale: _Stale | None) -> ServedCertificates:
-        """The certificates fetched now (the lock held), in place of those held, if any
-        (``stale`` says why they no longer serve). A failure is kept (``_failed``) and
-        raised as it came, for the caller to meet as any failure of ``fetch``."""
-        if stale is not None and not stale.refused:
-            log.debug("gateway certificates fetched again: %s", stale.why)
-        try:
-            current = served(self._fetch())
-        except Exception as exc:
-            self._failed(exc)
-            raise
-        finally:
-            self._ended += 1
-        self._current, self._fetched_at = current, self._clock()
-        self._failure, self._hold_off, self._withdrawn = None, 0.0, None
-        log.info(
-            "gateway certificates: key exchange %s (%s)",
-            current.key_exchange.thumbprint.hex()[:8], current.key_exchange.subject_id,
-        )  # fmt: skip
-        return current
-
-    def _failed(self, exc: Exception) -> None:
-        """Keep a fetch's failure: held off if the gateway answered, doubling, not while it
-        is unreachable. After a refusal by the trust store, a warning: once a hold-off, and
-        for the gateway unreachable, once until it answers."""
-        away = isinstance(exc, TransportError)
-        quiet = away and isinstance(self._failure, TransportError)
-        self._failure, self._held_until = exc, 0.0
-        if not away:
-            self._hold_off = min(2 * self._hold_off or FETCH_HOLD_OFF_SECONDS, FETCH_HOLD_OFF_MAX)
-            self._held_until = self._clock() + self._hold_off
-        if self._withdrawn is not None:
-            log.log(
-                logging.DEBUG if quiet else logging.WARNING,
-                "gateway certificates not fetched again (%s: %s); none is handed out until"
-                " they are, asked again %s", type(exc).__name__, exc,
-                "at the next use" if away else f"in {self._hold_off:.0f} s",
-            )  # fmt: skip
-
-    def recipient(self) -> Recipient:
-        """The gateway key-exchange key requests are sealed to."""
-        return self.current().key_exchange.recipient()

@@ -31,7 +31,8 @@ from typing import Generic, TypeVar
 
 from clients.errors import OutcomeUnknown, TransportError, UnknownResultCode
 from clients.merchant import outcome, renewal
-from clients.merchant.gateway_client import GatewayClient, GatewayKeys, answers_heard
+from clients.merchant.gateway_client import GatewayClient, answers_heard
+from clients.merchant.gateway_keys import GatewayKeys
 from clients.merchant.records import BatchRequest, Operation, Order
 from clients.merchant.request_rows import AnsweredUnreadably
 from clients.merchant.store import MerchantStore

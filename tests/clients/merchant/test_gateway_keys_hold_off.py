@@ -133,6 +133,53 @@ def test_the_gateway_unreachable_is_asked_again_at_the_next_use(
     assert fetch.calls == 9
 
 
+def test_a_fetch_that_succeeds_starts_the_next_refusal_over(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused, then renewed and fetched, then that renewal refused in turn: its hold-off is
+    the first one again (5 s), not the doubling the refusals before had reached; and
+    after the fetch that succeeded, a failure tells of no certificate withdrawn."""
+    caplog.set_level(logging.WARNING, logger="setpay.merchant.gateway")
+    merchant, fetch, keys, clock = _revoked_and_refused(served, "M-hold-8")
+    clock.now += FETCH_HOLD_OFF_SECONDS - WITHIN
+    with pytest.raises(ProtocolError):
+        keys.current()
+    clock.now += PAST  # refused again: held off 10 s from here
+    with pytest.raises(ProtocolError, match="REVOKED_CERTIFICATE"):
+        keys.current()
+    assert fetch.calls == 3
+    _, renewal = served.renew()
+    clock.now += 2 * FETCH_HOLD_OFF_SECONDS
+    assert keys.current().key_exchange.thumbprint == renewal.key_exchange.thumb
+    assert fetch.calls == 4
+    # Their hour over, the gateway away: nothing was withdrawn since they were fetched.
+    fetch.down = True
+    clock.now += 3600
+    caplog.clear()
+    with pytest.raises(TransportError):
+        keys.current()
+    assert [m for m in caplog.messages if "gateway certificates" in m] == [
+        "gateway certificates not fetched (TransportError: gateway GatewayCertificates:"
+        " UNAVAILABLE), asked again at the next use"
+    ]
+    fetch.down = False
+    assert keys.current().key_exchange.thumbprint == renewal.key_exchange.thumb
+    assert fetch.calls == 6
+    # The renewal revoked in turn (no renewal after it): refused, held off 5 s.
+    _revoke(served, renewal.key_exchange.thumb, merchant.trust)
+    with pytest.raises(ProtocolError, match="REVOKED_CERTIFICATE"):
+        keys.current()
+    assert fetch.calls == 7
+    clock.now += FETCH_HOLD_OFF_SECONDS - WITHIN
+    with pytest.raises(ProtocolError, match="REVOKED_CERTIFICATE"):
+        keys.current()
+    assert fetch.calls == 7
+    clock.now += PAST
+    with pytest.raises(ProtocolError, match="REVOKED_CERTIFICATE"):
+        keys.current()
+    assert fetch.calls == 8
+
+
 @dataclass
 class Gated:
     """``fetch`` held at its start until the test opens the gate."""

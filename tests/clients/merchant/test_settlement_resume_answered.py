@@ -152,3 +152,41 @@ def test_what_a_round_remembers_is_only_of_requests_still_waiting() -> None:
     assert requests.resume(due_at_ms=1) == many
     assert requests.resume(due_at_ms=1) == []
     assert requests._reached == {stuck.rrpid}
+
+
+def test_only_a_call_the_gateway_answered_is_heard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``answers_heard`` moves once the gateway answered, even when its answer then fails
+    to open; not for a call that got no answer."""
+    requests = Sending([], monkeypatch)
+    state = CaptureState(b"r" * 32, b"", ())
+    heard = gateway_client.answers_heard()
+    requests.channel.away = True
+    with pytest.raises(TransportError):
+        requests.client.capture(b"", state)
+    assert gateway_client.answers_heard() == heard
+
+    def unverified(*_: object, **__: object) -> None:
+        raise UNVERIFIED
+
+    monkeypatch.setattr(gateway_client, "open_capture_response", unverified)
+    requests.channel.away = False
+    with pytest.raises(ProtocolError):
+        requests.client.capture(b"", state)
+    assert gateway_client.answers_heard() == heard + 1
+
+
+def test_the_gateway_away_through_a_real_client_is_logged_unreachable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request the merchant would fail to save goes through the gateway client, which
+    the gateway does not answer: the round ends as the outage it is."""
+    a, b = operation("a"), operation("b")
+    requests = Sending([a, b], monkeypatch)
+    requests.how["a"] = "unsaved"
+    requests.channel.away = True
+    requests.answer = lambda op: UNAVAILABLE
+    caplog.set_level(logging.WARNING, logger="setpay.merchant")
+    assert requests.resume() == []
+    assert requests.sent == ["a"]
+    ends = [m for m in caplog.messages if m.startswith("gateway ")]
+    assert len(ends) == 1 and ends[0].startswith("gateway unreachable"), ends
