@@ -20,7 +20,9 @@ Both run the bank's process model: the same sync ``grpc.server`` from
 size), the same TLS (mutual, the bank's certificates), and ``workers`` processes sharing
 one port with SO_REUSEPORT, each opening its key backend after the fork. Like the bank's
 workers (``gateway.worker``), each stops when its parent is gone: a parent killed with
-SIGKILL cannot stop them, and they would go on serving the port.
+SIGKILL cannot stop them, and they would go on serving the port. Like them, the workers
+of one ``serve`` are one bank start (``hsm.pinsource.join_bank_start``): an ``env:`` PIN
+the token refused is offered by one of them, not by each.
 
 Errors: a request the ceiling cannot open is a broken bench, not a protocol event; it is
 answered with FAILED_PRECONDITION naming the SET error code (never a PAN: setcore's
@@ -35,6 +37,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import threading
 import time
@@ -55,6 +58,7 @@ from gateway.process import tls_config
 from gateway.server import ServerLimits, ServiceBinding, create_server
 from gateway.servicer import reply_header
 from gateway.stop_signals import StopSignals
+from hsm.pinsource import join_bank_start
 from setcore.authorization import (
     AuthDecision,
     build_auth_response,
@@ -226,6 +230,20 @@ def _nothing() -> None:
     return None
 
 
+def _start_worker(
+    start: str,
+    config: BankConfig,
+    options: ReferenceOptions,
+    listen: str,
+    ready: ProcessEvent,
+    parent: int,
+) -> None:
+    """A worker process, first made one of the serve's bank start ``start`` (before any
+    backend opens, as the bank's workers are: ``gateway.workers``), then ``_worker``."""
+    join_bank_start(start)
+    _worker(config, options, listen, ready, parent)
+
+
 def _worker(
     config: BankConfig, options: ReferenceOptions, listen: str, ready: ProcessEvent, parent: int
 ) -> None:
@@ -268,11 +286,12 @@ def serve(config: BankConfig, options: ReferenceOptions, stop: threading.Event) 
     listen, port = reserved.address, reserved.port
     context = multiprocessing.get_context("fork")
     workers: list[tuple[BaseProcess, ProcessEvent]] = []
+    start = secrets.token_hex(16)  # this serve's bank start, for its workers' logins
     try:
         for _ in range(options.workers):
             ready = context.Event()
             worker = context.Process(
-                target=_worker, args=(config, options, listen, ready, os.getpid())
+                target=_start_worker, args=(start, config, options, listen, ready, os.getpid())
             )
             worker.start()
             workers.append((worker, ready))

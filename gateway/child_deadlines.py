@@ -15,7 +15,8 @@ is given until its start is due first (``stop_deadline``), but a retried replace
 is not: its start failed or hung before, and a stop is not held for it. The ledger
 process, asked to
 stop only once the last worker has gone, is due no earlier than any worker
-(``StopDeadlines``). A child past its deadline is killed (``StopDeadlines.kill_stragglers``).
+(``StopDeadlines``). A child past its deadline is killed (``StopDeadlines.kill_stragglers``):
+an error, but for a replacement that never served (``spared``), whose kill fails no stop.
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def late_starts(children: Sequence[WatchedChild], now: float) -> list[WatchedChi
     ]
 
 
+def spared(child: WatchedChild) -> bool:
+    """Whether ``child`` is a replacement worker that never served: one stuck in its start
+    is killed and retried, not the bank stopped, and its end as the bank stops, killed or
+    of a start fault that passes by itself, is no failed stop. One that served is a worker
+    like any other: stuck past its stop, it fails the stop."""
+    return child.replaces and not child.ready and child.index != LEDGER_INDEX
+
+
 def late_fault() -> str:
     """The fault a replacement killed for not serving in time is given, as a child reports
     one on its ready pipe (``gateway.child.fault_line``): one that passes by itself."""
@@ -118,7 +127,13 @@ class StopDeadlines:
         killed = []
         for child in children:
             if now > due[child.pid] and not child.killed:
-                log.error("%s (pid %d) did not stop: killing it", child.name, child.pid)
+                if spared(child):  # its kill fails no stop (``gateway.workers``)
+                    log.warning(
+                        "%s (pid %d), a replacement that never served, did not stop: "
+                        "killing it", child.name, child.pid,
+                    )  # fmt: skip
+                else:
+                    log.error("%s (pid %d) did not stop: killing it", child.name, child.pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGKILL)
                 child.killed = True

@@ -25,7 +25,7 @@ would fail again. Once the bank has served, a replacement that fails so while an
 worker serves is started again after the back-off instead, its cause (reported on its
 ready pipe) logged once (``gateway.restarts``); so is one stuck in its start, killed once
 its start is due. A replacement that never served ends with a stop, killed or of such a
-cause, without failing it (``_spared``). A worker that dies while
+cause, without failing it (``gateway.child_deadlines.spared``). A worker that dies while
 serving is started again after a back-off that grows while its index keeps crashing (the
 loop wakes for it); the bank gives up (exit 1) only on a crash loop with no worker serving
 (``gateway.restarts``).
@@ -52,9 +52,11 @@ so draining workers keep their ledger (it ignores a terminal's Ctrl-C).
 Errors: ``WorkerError`` (the ledger cannot be opened, the TLS server certificate has
 ended or cannot be read, a port cannot be reserved, metrics cannot be served), from
 ``serve`` before any worker starts. Then the exit status: 0 when every child stopped
-cleanly; 1 when one could not start, crashed too often, or failed or was killed as it
-stopped; 3 (CALLS_CUT) when none failed but a worker cut calls at the end of the grace
-period (their callers got UNAVAILABLE, "Cancelling all calls", not an answer).
+cleanly (a replacement that never served, killed or failing its start as the bank stops,
+counts as stopped); 1 when one could not start, crashed too often, or failed or was
+killed as it stopped (one that served and then hung past its stop, replacements too); 3
+(CALLS_CUT) when none failed but a worker cut calls at the end of the grace period (their
+callers got UNAVAILABLE, "Cancelling all calls", not an answer).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from pathlib import Path
 from gateway import child_deadlines as deadlines
 from gateway import metrics
 from gateway.child import LEDGER_INDEX, WatchedChild, become_child, passes, withdraw_demand
-from gateway.child_deadlines import StopDeadlines, late_starts, stop_seconds
+from gateway.child_deadlines import StopDeadlines, late_starts, spared, stop_seconds
 from gateway.child_exit import Stopped, ended, stopped
 from gateway.child_ready import read_ready
 from gateway.config import BankConfig
@@ -282,7 +284,7 @@ class Supervisor:
         """Say how ``child`` ended (``gateway.child_exit``); whether to start it again (if
         not, the bank stops)."""
         if self._stopping():
-            if self._spared(child) and (child.killed or passes(child.fault)):
+            if spared(child) and (child.killed or passes(child.fault)):
                 log.info(
                     "%s (pid %d), a replacement that never served, ended with the stop: %s",
                     child.name, child.pid, ended(code, self._samples),
@@ -307,12 +309,6 @@ class Supervisor:
 
     def _stopping(self) -> bool:
         return self._deadlines is not None
-
-    def _spared(self, child: WatchedChild) -> bool:
-        """Whether ``child`` is a replacement worker that never served: one stuck in its
-        start is killed and retried, not the bank stopped, and its end as the bank stops,
-        killed or of a start fault that passes by itself, is no failed stop."""
-        return child.replaces and not child.ready and child.index != LEDGER_INDEX
 
     def _fail(self, why: str) -> None:
         log.error("stopping the bank: %s", why)
@@ -340,11 +336,11 @@ class Supervisor:
         now = time.monotonic()
         if self._deadlines is not None:
             killed = self._deadlines.kill_stragglers(now, self._children())
-            self._failed |= not all(self._spared(child) for child in killed)
+            self._failed |= not all(spared(child) for child in killed)
             return
         start = deadlines.WORKER_START_SECONDS
         for child in late_starts(self._children(), now):
-            if not self._spared(child) or not any(w.ready for w in self._workers.values()):
+            if not spared(child) or not any(w.ready for w in self._workers.values()):
                 self._fail(f"{child.name} was not serving after {start:.0f} s")
                 return
             log.warning(

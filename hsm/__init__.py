@@ -7,6 +7,8 @@
     pkcs11            keys on a PKCS#11 token (SoftHSM 2 tested), built from:
       token_session     every token call: pool, module lock, recovery when the token goes
       token_connect     re-initialize, find the token, log in (bounded tries, PIN latch)
+      token_login       C_Login on a session; the names of a token's login locks
+      pin_latch         a refused PIN not offered again; refusals shared on the host
       session_keeper    the sessions from lease to close; the bounded module lock
       token_catalog     which key versions are on the token; OAEP variant detection
       token_creation    a key version made all or nothing, or adopted

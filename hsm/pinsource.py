@@ -8,8 +8,9 @@ configuration is wrong).
 A bank start. The processes a ``setpay gateway serve`` forks (``join_bank_start``) all
 inherit its environment, so an ``env:NAME`` PIN is the same in each, for the whole start:
 what the token said of it in one holds in every other, replacements too, until the bank
-is started again (``hsm.token_login``'s PIN latch relies on that, and on nothing of the
-value). Any other process belongs to no bank start.
+is started again (``hsm.pin_latch`` relies on that, and on nothing of the value). A start
+lasts as long as its supervisor, the process that forked them: its pid is part of it.
+Any other process belongs to no bank start.
 """
 
 from __future__ import annotations
@@ -29,20 +30,29 @@ MAX_SECRET_FILE_BYTES = 4096
 #: An environment variable name as shells accept it.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-#: The name of the bank start this process was forked for (``join_bank_start``), if any.
+#: The name of the bank start this process was forked for (``join_bank_start``), if any,
+#: and the pid of that start's supervisor.
 _bank_start: str | None = None
+_bank_supervisor: int | None = None
 
 
-def join_bank_start(name: str) -> None:
-    """Make this process one of the bank start ``name`` (a random name, new at each start):
-    call it in each process the bank's supervisor forks, before any backend opens."""
-    global _bank_start  # noqa: PLW0603 - one per process, inherited by what it forks
+def join_bank_start(name: str, supervisor: int | None = None) -> None:
+    """Make this process one of the bank start ``name`` (a random name, new at each start)
+    whose supervisor is the process ``supervisor`` (None: this process's parent): call it
+    in each process the bank's supervisor forks, before any backend opens."""
+    global _bank_start, _bank_supervisor  # noqa: PLW0603 - one per process, inherited
     _bank_start = name
+    _bank_supervisor = os.getppid() if supervisor is None else supervisor
 
 
 def bank_start() -> str | None:
     """The bank start this process belongs to (``join_bank_start``); None for any other."""
     return _bank_start
+
+
+def bank_supervisor() -> int | None:
+    """The pid of this process's bank start's supervisor; None outside a bank start."""
+    return _bank_supervisor
 
 
 @dataclass(frozen=True)

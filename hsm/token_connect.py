@@ -7,7 +7,7 @@ that token (named after the token, however the URI names it: ``hsm.token_login``
 names"), with bounded attempts. A wrong PIN is never retried, and once refused it is not
 offered again until the PIN source changes (a PIN file: by no process of this host; an
 ``env:`` PIN: by no process of this bank start, until the bank is started again;
-``hsm.token_login``). A login re-initializes first when the module's view of the token's
+``hsm.pin_latch``). A login re-initializes first when the module's view of the token's
 PIN state may be out of date (``hsm.token_login.view_may_be_stale``); a refusal by a view
 older than the login stays in its backend, not shared.
 
@@ -43,10 +43,11 @@ from hsm.cryptoki import Cryptoki
 from hsm.errors import PermanentBackendError, TokenAbsent, TransientBackendError
 from hsm.filelock import exclusive_lock, lock_directory
 from hsm.observer import Observer, observed
+from hsm.pin_latch import PinLatch
 from hsm.pinsource import bank_start
 from hsm.session_keeper import SessionKeeper
 from hsm.token_config import Pkcs11Config
-from hsm.token_login import LoginCalls, PinLatch, TokenLocks, note_login_view, view_may_be_stale
+from hsm.token_login import LoginCalls, TokenLocks, note_login_view, view_may_be_stale
 
 #: Pause before login attempt n is n times this: short next to a login (~2-20 ms).
 LOGIN_RETRY_PAUSE_SECONDS = 0.02

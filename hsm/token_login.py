@@ -1,4 +1,4 @@
-"""Logging in to a token: C_Login on an open session, and the latch on a refused PIN.
+"""Logging in to a token: C_Login on an open session, and the names of its login locks.
 
 python-pkcs11 0.10 logs in only inside ``Token.open(user_pin=...)``, which leaves the
 session it opened behind when C_Login fails, and it cannot tell whether a session is
@@ -10,36 +10,13 @@ every other call. The structures are the PKCS#11 2.40 layouts with the platform'
 default alignment, as on Linux and other Unix systems (Windows modules pack them to one
 byte; setpay does not run there).
 
-A real HSM locks the user PIN after a few wrong tries, so a refused PIN must not be
-offered again on every call after a reconnect. ``PinLatch`` remembers a refusal with an
-identity of the PIN source as it was read (a file's device, inode, modification time
-and size; an environment variable's value under a keyed hash made for this latch and
-kept only in memory) and refuses further logins, with the same error and without
-calling C_Login, until that identity changes. A PIN that cannot be the one meant (a
-leading byte-order mark or a line break in it: ``pin_problem``) is refused before any
-C_Login, every time it is read, and nothing is latched or shared.
-
-A PIN file's refusal is also written beside the token's login lock file, so the other
-processes on this host that use that token and that file (a gateway's workers all
-start together; a restarted one) do not each offer the refused PIN once more: they
-read it under the login lock and refuse as well, until the file changes. The record
-holds the file's name and identity and the message, nothing of the PIN; the next
-accepted login removes it. An environment PIN's identity is a keyed hash whose key must
-not be written down: its refusal is recorded only by a process of a bank start
-(``hsm.pinsource.join_bank_start``), naming the variable and the start, nothing of the
-value, and is honoured only by the processes of that start, which all inherited that
-value; the bank's next start offers the PIN again, once.
-
-What a record means: the file, unchanged since, was refused by a view of the token
-taken inside that login (the module initialized after the login lock was taken). A
-module keeps a token's PIN state from its initialization (SoftHSM re-reads it only
-then), so an older view may refuse a PIN the token now takes (its PIN was changed, or
-reset to the file's, after the view was taken). Such a refusal is latched in its own
-backend only (``latch(..., share=False)``) and the module is marked stale, so that the
-process's next login restarts it first; other processes are never kept from the PIN.
-To spare that refusal, ``hsm.token_session`` also restarts the module before it offers
-a file changed since the view (``view_may_be_stale``): file times only decide whether
-that restart is worth its cost, never what is shared.
+A real HSM locks the user PIN after a few wrong tries: a refused PIN is latched
+(``hsm.pin_latch.PinLatch``), and not offered again until its source changes; a PIN
+file's refusal, and an environment PIN's in a bank start, is shared with the other
+processes of this host that log in to that token, in a record beside its login lock.
+A PIN that cannot be the one meant (``pin_problem``) is never offered. The module's view
+of the token may hold an outdated PIN state: ``view_may_be_stale`` says when a login
+should restart it first, so that a refusal by an old view is not shared.
 
 "The file changed" means two things here. For the latch, its device, inode,
 modification time or size changed (new content, a new file, ``touch``): only that
@@ -58,7 +35,7 @@ after the label until its first login finds the token: under that lock it looks 
 token up, then takes the token's own login lock too, holding both (the label's is always
 taken first, so no two processes wait for each other), and logs in under both; a view
 of the module that login took under the label's lock alone is replaced by one taken
-inside the token's, as a shared refusal needs (below). Later logins take the token's
+inside the token's, as a shared refusal needs (``hsm.pin_latch``). Later logins take the token's
 lock alone, and follow it should another token answer to the label. The key lock is
 named as it is taken, once the link has connected (``TokenLink.admin_lock``): a token
 made again under the label is another token, and its key lock is the one taken; a call
@@ -77,11 +54,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import hmac
-import json
 import os
-import secrets
-from collections.abc import Hashable
 from typing import Any
 
 from pkcs11 import exceptions as p11
@@ -89,7 +62,8 @@ from pkcs11 import exceptions as p11
 from hsm.cryptoki import Cryptoki
 from hsm.errors import PermanentBackendError
 from hsm.filelock import exclusive_lock
-from hsm.pinsource import PinSource, bank_start
+from hsm.pin_latch import PinLatch
+from hsm.pinsource import PinSource
 
 #: CK_FUNCTION_LIST up to the last entry used here, in the order PKCS#11 2.40 fixes.
 _FUNCTION_NAMES = (
@@ -116,10 +90,6 @@ _FUNCTION_NAMES = (
 
 #: CK_STATE values of a session in which the normal user is logged in.
 _USER_STATES = frozenset({1, 3})  # CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS
-
-#: A shared refusal record is a file name, five numbers and a message: 4 KiB is ample,
-#: and reading no more keeps a stray large file from costing anything.
-MAX_REFUSAL_RECORD_BYTES = 4096
 
 #: How much newer than a PIN file's change the module's view of the token must be to
 #: count as taken after it (no restart is then made for the file). Local file times come
@@ -282,129 +252,6 @@ def pin_problem(pin: str) -> str | None:
 _LINE_BREAKS = frozenset("\n\r\u2028\u2029")
 
 
-class PinLatch:
-    """Remembers a refused PIN until its source changes (see the module docstring)."""
-
-    def __init__(self, source: PinSource) -> None:
-        """Refusals are shared once ``share_at`` names the token's lock files."""
-        self._source = source
-        # Keys the hash of an environment PIN: equal values are recognized, but the
-        # hash alone, should it ever be seen, cannot be checked against guesses.
-        self._key = secrets.token_bytes(32)
-        self._refused: tuple[Hashable, str] | None = None
-        self._shared_path: str | None = None
-
-    def share_at(self, shared_stem: str | None) -> None:
-        """Share this PIN source's refusals (an environment PIN's: in a bank start) beside
-        the lock files named ``shared_stem`` from now on (None: share none)."""
-        # Where refusals of this PIN source on this token are shared (see above): one
-        # record per source, so a PIN accepted from another clears none of them.
-        self._shared_path = None
-        file = self._source.kind == "file"
-        if shared_stem is not None and (file or bank_start() is not None):
-            place = hashlib.sha256(os.fsencode(self._source.location)).hexdigest()[:16]
-            self._shared_path = f"{shared_stem}.{'pin' if file else 'env'}-{place}.refused"
-
-    def identity(self) -> Hashable:
-        """What the PIN source is now: compared, never shown."""
-        if self._source.kind == "env":
-            value = os.environ.get(self._source.location)
-            if value is None:
-                return ("env", None)
-            # surrogatepass: a value that is not UTF-8 still has an identity (read()
-            # refuses it), and no UnicodeEncodeError carries the PIN away.
-            raw = value.encode("utf-8", "surrogatepass")
-            return ("env", hmac.new(self._key, raw, hashlib.sha256).digest())
-        try:
-            found = os.stat(self._source.location)
-        except OSError as exc:
-            return ("file", exc.errno)
-        return ("file", found.st_dev, found.st_ino, found.st_mtime_ns, found.st_size)
-
-    @property
-    def location(self) -> str:
-        """Where the PIN comes from (a file's path, a variable's name), as configured."""
-        return self._source.location
-
-    def changed_ns(self) -> int | None:
-        """When a PIN file last changed (the later of its modification and inode change
-        times: a rename or a copy keeping an old mtime is a change too); None for a
-        source that is not a file, or a file that cannot be found."""
-        if self._source.kind != "file":
-            return None
-        try:
-            found = os.stat(self._source.location)
-        except OSError:
-            return None
-        return max(found.st_mtime_ns, found.st_ctime_ns)
-
-    def check(self) -> None:
-        """Raise the latched refusal again if the PIN source has not changed since."""
-        if self._refused is None:
-            return
-        identity, message = self._refused
-        if self.identity() == identity:
-            raise PermanentBackendError(message)
-        self._refused = None
-
-    def check_shared(self) -> None:
-        """Raise a refusal another process recorded for this PIN file, if still unchanged.
-
-        Call with the login lock held: refusals are recorded under it.
-        """
-        if self._shared_path is None:
-            return
-        try:
-            with open(self._shared_path, "rb") as handle:
-                record = json.loads(handle.read(MAX_REFUSAL_RECORD_BYTES))
-        except (OSError, ValueError):
-            return  # none, or unreadable: nothing is known against this PIN
-        identity = self.identity()
-        scope = self._scope(identity)
-        if (
-            isinstance(record, dict)
-            and record.get("source") == self._source.describe()
-            and all(record.get(field) == value for field, value in scope.items())
-            and isinstance(record.get("message"), str)
-        ):
-            self._refused = (identity, record["message"])
-            raise PermanentBackendError(record["message"])
-
-    def latch(self, identity: Hashable, message: str, *, share: bool) -> None:
-        """Remember that the PIN read from the source as ``identity`` was refused;
-        ``share``: record it for other processes too (a view taken inside this login
-        refused it, see the module docstring)."""
-        self._refused = (identity, message)
-        if self._shared_path is None or not share:
-            return
-        record = {"source": self._source.describe(), **self._scope(identity)}
-        data = json.dumps({**record, "message": message}).encode()
-        # Best effort: without the record this process still refuses the PIN itself.
-        with contextlib.suppress(OSError):
-            fd = os.open(
-                self._shared_path,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                0o600,
-            )
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-
-    def _scope(self, identity: Hashable) -> dict[str, object]:
-        """What a shared refusal holds for: a PIN file's identity; an environment PIN's
-        bank start, never anything of its value (not even its keyed hash)."""
-        if self._source.kind == "env":
-            return {"bank_start": bank_start()}
-        return {"identity": _as_json(identity)}
-
-    def accepted(self) -> None:
-        """The token took the PIN: remove any refusal recorded for other processes."""
-        if self._shared_path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._shared_path)
-
-
 class TokenLocks:
     """The names of one token's lock files and PIN-refusal records (see "Lock names" in
     the module docstring): ``stem`` is their path without its suffix, ``key`` the token
@@ -456,11 +303,6 @@ class TokenLocks:
         self.stem = os.path.join(self._directory, f"setpay-pkcs11-{digest}")
         self._latch.share_at(self.stem)
         return True
-
-
-def _as_json(identity: Hashable) -> object:
-    """A file identity as it reads back from JSON (tuples come back as lists)."""
-    return list(identity) if isinstance(identity, tuple) else identity
 
 
 def _pin_file_key(token: str, latch: PinLatch) -> str:

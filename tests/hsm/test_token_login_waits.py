@@ -11,13 +11,11 @@ again. A probe meanwhile is answered, not refused "held the PKCS#11 module for m
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from pkcs11 import exceptions as p11
 
 from gateway.cpu_turn import CpuTurn
 from hsm import token_connect, token_session
@@ -25,12 +23,11 @@ from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
 from hsm.errors import TransientBackendError
 from hsm.filelock import lock_directory
-from hsm.observer import wait_aside_with
-from hsm.pinsource import PinSource
+from hsm.pin_latch import PinLatch
 from hsm.pkcs11 import Pkcs11Backend
-from hsm.token_login import LoginCalls, PinLatch, TokenLocks
+from hsm.token_login import TokenLocks
 
-from .login_lock_support import held_elsewhere
+from .login_lock_support import entries_counted, first_login_fails, held_elsewhere, turn_lent
 from .testbed import DATA, SOFTHSM_MODULE, SoftToken
 
 #: A probe's pool wait: the module lock held longer than this refuses it.
@@ -44,26 +41,15 @@ LONG_CALL_SECONDS = 2.5
 @pytest.fixture
 def turn() -> Iterator[CpuTurn]:
     """A server's turn, lent to the key backends' waits for the test."""
-    made = CpuTurn()
-    before = wait_aside_with(made.aside)
-    yield made
-    wait_aside_with(before)
+    with turn_lent() as made:
+        yield made
 
 
 @pytest.fixture
 def entries(turn: CpuTurn) -> Iterator[list[str]]:
     """Every entry into the wait hook (the turn's ``aside`` still runs)."""
-    seen: list[str] = []
-
-    @contextlib.contextmanager
-    def counting() -> Iterator[None]:
-        seen.append("aside")
-        with turn.aside():
-            yield
-
-    before = wait_aside_with(counting)
-    yield seen
-    wait_aside_with(before)
+    with entries_counted(turn) as seen:
+        yield seen
 
 
 def _stem(token: SoftToken, *, own: bool) -> str:
@@ -109,6 +95,13 @@ def _with_a_long_call(
     return outcome, join
 
 
+def _close(made: list[object]) -> None:
+    """Close every backend in ``made`` (a handler's outcome may be an error instead)."""
+    for backend in made:
+        if isinstance(backend, Pkcs11Backend):
+            backend.close()
+
+
 def _probe(backend: Pkcs11Backend) -> str:
     try:
         backend.check_health()
@@ -122,25 +115,14 @@ def test_probe_answered_while_a_login_retry_pauses(
 ) -> None:
     probe = Pkcs11Backend(token.config().with_pool(wait_seconds=PROBE_WAIT_SECONDS))
     monkeypatch.setattr(token_connect, "LOGIN_RETRY_PAUSE_SECONDS", 0.2)
-    open_logged_in = LoginCalls.open_logged_in
-    tries: list[str] = []
-
-    def first_fails(self: LoginCalls, tok: object, source: PinSource) -> object:
-        tries.append("login")
-        if len(tries) == 1:
-            raise p11.DeviceError()  # a passing fault: tried again after the pause
-        return open_logged_in(self, tok, source)
-
-    monkeypatch.setattr(LoginCalls, "open_logged_in", first_fails)
+    tries = first_login_fails(monkeypatch)
     outcome, join = _with_a_long_call(turn, lambda: Pkcs11Backend(token.config()))
     try:
         time.sleep(0.5)  # the pause is over; once queued for the turn, for 2.5 s
         assert _probe(probe) == "answered"
     finally:
         join()
-        for made in [*outcome, probe]:
-            if isinstance(made, Pkcs11Backend):
-                made.close()
+        _close([*outcome, probe])
     # The handler's two; then the probe's, its login lost to the handler's restart.
     assert tries == ["login", "login", "login"]
     assert len(outcome) == 1 and isinstance(outcome[0], Pkcs11Backend)
@@ -169,9 +151,7 @@ def test_probe_answered_while_a_login_lock_waiter_queues_for_the_turn(
             assert _probe(probe) == "answered"
         finally:
             join()
-            for made in [*outcome, probe]:
-                if isinstance(made, Pkcs11Backend):
-                    made.close()
+            _close([*outcome, probe])
     assert len(outcome) == 1 and isinstance(outcome[0], Pkcs11Backend)
     assert entries  # the handler waited aside: the long call had the turn meanwhile
 
