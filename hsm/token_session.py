@@ -16,9 +16,9 @@ goes through ``TokenLink.run``, which:
    lock file another process holds is waited for with the module lock let go, aside
    (``hsm.observer.waiting``), holding neither the module lock nor a login lock file
    (the call keeps its pool lease and, under ``admin_lock``, the token's key lock, which
-   no login takes): held there, the module lock would be
-   kept from a health probe (which holds no turn to compute) while the wait queues for
-   the turn back. The module lock is then taken again and the link looked at anew;
+   no login takes): held there, the module lock would be kept from a health probe (which
+   holds no turn to compute) while the wait queues for the turn back. The module lock is
+   then taken again and the link looked at anew;
 4. validates the leased session (same process, same module generation) or opens one;
 5. runs the operation, and on a CKR error decides with ``hsm.ckr`` whether to reconnect
    and retry once (token lost, logged out), to drop the object caches and retry once (a
@@ -346,8 +346,8 @@ class TokenLink:
     def _wait_login_lock(self, path: str, deadline: float | None) -> float:
         """Wait until another process's login lock at ``path`` is free (not taking it),
         aside, holding neither the module lock nor a login lock file (the module
-        docstring says what it keeps); the deadline of one call's
-        such waits, set at its first."""
+        docstring says what it keeps); the deadline of one call's such waits, set at its
+        first."""
         if deadline is None:
             deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
         wait_until_free(path, deadline, LOCK_TIMEOUT_SECONDS)

@@ -42,19 +42,19 @@ server holds Watch streams open.
 A stream is cancelled for its own stall only, never with a neighbour's (which may shorten
 its stall limit, below, no more). HTTP/2's flow control is per stream, so streams of one
 connection whose peer reads (a load balancer multiplexing its Watches, gRPC's client-side
-health checking on an application's connection) take their statuses however many of
-their neighbours read nothing. Streams
-aside were once cancelled with their connection's stalled ones: one connection with 10
-reading Watches and 4 that read nothing had all 10 cancelled, told 1 of 13 statuses, and
-none told NOT_SERVING at a stop. A stream taken back from aside in place of a send its
-connection had cancelled as stalled has ``ASIDE_STALL_SECONDS`` for its sends instead of
-``SEND_STALL_SECONDS``: its neighbour's peer took nothing for seconds, a peer that reads
-takes a status in well under a millisecond, and a connection whose every stream stalls is
-still drained, ``PEER_SENDERS`` streams at a time, 16 a second (a stop waits for it). So
-a reading stream taken back so is cancelled if its peer takes no status within that
-0.25 s (a loaded machine's pause may be longer). One taken back in place of a send that
-completed, or ended otherwise, keeps ``SEND_STALL_SECONDS``: once every stream taken back
-had the short limit, so that on a busy server, whose one sender lagged past
+health checking on an application's connection) take their statuses however many of their
+neighbours read nothing. Streams aside were once cancelled with their connection's
+stalled ones: one connection with 10 reading Watches and 4 that read nothing had all 10
+cancelled, told 1 of 13 statuses, and none told NOT_SERVING at a stop. A stream taken
+back from aside in place of a send its connection had cancelled as stalled has
+``ASIDE_STALL_SECONDS`` for its sends instead of ``SEND_STALL_SECONDS``: its neighbour's
+peer took nothing for seconds, a peer that reads takes a status in well under a
+millisecond, and a connection whose every stream stalls is still drained,
+``PEER_SENDERS`` streams at a time, 16 a second (a stop waits for it). So a reading
+stream taken back so is cancelled if its peer takes no status within that 0.25 s (a
+loaded machine's pause may be longer). One taken back in place of a send that completed,
+or ended otherwise, keeps ``SEND_STALL_SECONDS``: once every stream taken back had the
+short limit, so that on a busy server, whose one sender lagged past
 ``PROMPT_SEND_SECONDS``, a connection's streams past its first ``PEER_SENDERS`` waited
 aside behind sends that were merely slow and were cancelled by it, though none stalled (a
 load balancer's 10 Watches on one connection: 6 reset, beside 8 busy request threads). A

@@ -6,7 +6,6 @@ for it without taking it, within one deadline.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
@@ -19,26 +18,15 @@ import pytest
 from gateway.cpu_turn import CpuTurn
 from hsm.errors import TransientBackendError
 from hsm.filelock import LockTaken, exclusive_lock, refusing_waits, wait_until_free
-from hsm.observer import wait_aside_with
 
-from .login_lock_support import held_elsewhere
+from .login_lock_support import entries_counted, held_elsewhere
 
 
 @pytest.fixture
 def entries() -> Iterator[list[str]]:
     """Every entry into the wait hook (a turn's ``aside`` still runs)."""
-    turn = CpuTurn()
-    seen: list[str] = []
-
-    @contextlib.contextmanager
-    def counting() -> Iterator[None]:
-        seen.append("aside")
-        with turn.aside():
-            yield
-
-    before = wait_aside_with(counting)
-    yield seen
-    wait_aside_with(before)
+    with entries_counted(CpuTurn()) as seen:
+        yield seen
 
 
 def test_a_lock_held_elsewhere_is_refused_at_once_inside_refusing_waits(

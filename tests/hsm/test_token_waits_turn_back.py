@@ -9,7 +9,6 @@ turn (a health probe, another process) is not kept out while a handler queues fo
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
@@ -18,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pkcs11 import exceptions as p11
 
 from gateway.cpu_turn import CpuTurn, TurnNotFree
 from hsm import token_connect
@@ -26,38 +24,25 @@ from hsm.base import KeyAlgorithm, KeyUsage
 from hsm.cryptoki import cryptoki
 from hsm.errors import TransientBackendError
 from hsm.filelock import exclusive_lock
-from hsm.observer import wait_aside_with
-from hsm.pinsource import PinSource
 from hsm.pkcs11 import Pkcs11Backend
 from hsm.session_pool import SessionPool
-from hsm.token_login import LoginCalls
 
+from .login_lock_support import entries_counted, first_login_fails, turn_lent
 from .testbed import DATA, SOFTHSM_MODULE, SoftToken
 
 
 @pytest.fixture
 def turn() -> Iterator[CpuTurn]:
     """A server's turn, lent to the key backends' waits for the test."""
-    made = CpuTurn()
-    before = wait_aside_with(made.aside)
-    yield made
-    wait_aside_with(before)
+    with turn_lent() as made:
+        yield made
 
 
 @pytest.fixture
 def entries(turn: CpuTurn) -> Iterator[list[str]]:
     """Every entry into the wait hook (the turn's ``aside`` still runs)."""
-    seen: list[str] = []
-
-    @contextlib.contextmanager
-    def counting() -> Iterator[None]:
-        seen.append("aside")
-        with turn.aside():
-            yield
-
-    before = wait_aside_with(counting)
-    yield seen
-    wait_aside_with(before)
+    with entries_counted(turn) as seen:
+        yield seen
 
 
 def test_free_session_and_module_lock_never_enter_the_wait_hook(
@@ -222,16 +207,7 @@ def test_login_retry_pause_keeps_the_turn(
     queue for the turn back holding the module lock and the login lock file (a probe
     refused meanwhile: tests/hsm/test_token_login_waits.py)."""
     monkeypatch.setattr(token_connect, "LOGIN_RETRY_PAUSE_SECONDS", 1.0)
-    open_logged_in = LoginCalls.open_logged_in
-    tries: list[str] = []
-
-    def first_fails(self: LoginCalls, token: object, source: PinSource) -> object:
-        tries.append("login")
-        if len(tries) == 1:
-            raise p11.DeviceError()  # a passing fault: tried again after the pause
-        return open_logged_in(self, token, source)
-
-    monkeypatch.setattr(LoginCalls, "open_logged_in", first_fails)
+    tries = first_login_fails(monkeypatch)
     made: list[Pkcs11Backend] = []
     started = threading.Event()
 

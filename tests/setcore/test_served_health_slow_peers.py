@@ -49,9 +49,9 @@ PROMPT_CANCEL_SECONDS = 1.5
 class _Call:
     """One Watch stream's call and peer, on ``connection``: each send is taken once the
     test lets it (``let``), after ``takes`` seconds if set, or never (for as long as a
-    test waits for anything); a cancel ends the
-    send under way (it raises ``cancel_lag`` seconds later). Records, in ``order`` too,
-    when each send began, what was taken, and when the call was cancelled."""
+    test waits for anything); a cancel ends the send under way (it raises ``cancel_lag``
+    seconds later). Records, in ``order`` too, when each send began, what was taken, and
+    when the call was cancelled."""
 
     def __init__(
         self,
