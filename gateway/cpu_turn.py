@@ -106,9 +106,11 @@ class CpuTurn:
 
     @contextmanager
     def unwaited(self) -> Iterator[None]:
-        """For the block, this thread never waits for the turn (the module docstring says
-        why): an ``aside`` that ends takes it back only if free, else the block's end
-        waits for it. Re-entrant; a thread that holds no turn is unaffected."""
+        """For the block, this thread never waits to take the turn back (the module
+        docstring says why): an ``aside`` that ends takes it back only if free, else the
+        thread goes on without it, a later ``aside``'s end taking it if free by then and
+        the block's end waiting for it. Re-entrant; a thread that holds no turn is
+        unaffected, and a ``held`` it enters in the block waits as anywhere."""
         outermost = not self._mine.unwaited
         self._mine.unwaited = True
         try:
@@ -134,7 +136,11 @@ class CpuTurn:
             try:
                 yield
             finally:
-                self._mine.owed -= 1
+                if self._owed():
+                    self._mine.owed -= 1
+                else:  # a later wait's end took the levels for real
+                    self._mine.depth -= 1
+                    self._lock.release()
             return
         outermost = self._depth() == 0
         if outermost:
@@ -166,7 +172,23 @@ class CpuTurn:
         Inside ``unwaited``, taken back after only if free (else at that block's end)."""
         depth = self._depth()
         if depth == 0:
-            yield
+            owed = self._owed()
+            if not owed:
+                yield
+                return
+            # On paper: the wait is no demand, and its end takes the turn if free.
+            self._want(-1)
+            self._mine.owed = 0
+            try:
+                yield
+            finally:
+                self._want(1)
+                if self._lock.acquire(blocking=False):
+                    for _ in range(owed - 1):
+                        self._lock.acquire()
+                    self._mine.depth = owed
+                else:
+                    self._mine.owed = owed
             return
         self._want(-1)
         for _ in range(depth):

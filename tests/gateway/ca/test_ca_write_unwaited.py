@@ -194,6 +194,40 @@ def test_a_wait_inside_a_write_takes_a_free_turn_back_at_once(store: CaStore) ->
         depths.append(PROCESS_TURN._depth())
     assert depths == [0, 2]
     assert PROCESS_TURN._owed() == 0
+    free: list[bool] = []
+
+    def probe() -> None:  # from another thread: the turn is re-entrant
+        free.append(PROCESS_TURN._lock.acquire(blocking=False))
+        if free[-1]:
+            PROCESS_TURN._lock.release()
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join()
+    assert free == [True]  # every level taken back was given back
+
+
+def test_a_later_wait_of_a_write_on_paper_takes_a_free_turn_back_for_real() -> None:
+    """A write gone on without the turn takes it at its next wait's end if it is free then,
+    and that wait is no demand for it (the ledger's writer does not linger for it)."""
+    turn = CpuTurn()
+    release, has_turn = threading.Event(), threading.Event()
+    other = _holder(has_turn, turn, release)
+    wanting: list[int] = []
+    with turn.held(), turn.unwaited():
+        with turn.aside():
+            other.start()
+            assert has_turn.wait(5)
+        assert (turn._depth(), turn._owed()) == (0, 1)  # on paper
+        release.set()
+        other.join()
+        with turn.aside():
+            wanting.append(turn.wanting)
+        assert (turn._depth(), turn._owed()) == (1, 0)  # the free turn, taken for real
+    assert wanting == [0]
+    assert turn.wanting == 0
+    assert turn._lock.acquire(blocking=False)
+    turn._lock.release()
 
 
 def test_a_wait_outside_a_write_still_waits_for_the_turn() -> None:
