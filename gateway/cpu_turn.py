@@ -104,6 +104,12 @@ class CpuTurn:
         ``unwaited`` found it taken, and the block's end takes them back."""
         return self._mine.owed
 
+    @property
+    def unwaiting(self) -> bool:
+        """Whether this thread is inside ``unwaited``: what it waits on is to be done
+        without waiting for the turn (``gateway.ledger.group_commit``'s writer)."""
+        return self._mine.unwaited
+
     @contextmanager
     def unwaited(self) -> Iterator[None]:
         """For the block, this thread never waits to take the turn back (the module

@@ -56,7 +56,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from gateway.cpu_turn import PROCESS_TURN, CpuTurn
+from gateway.cpu_turn import PROCESS_TURN, CpuTurn, TurnNotFree
 from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.store import CommitObserver, CommitStats, Transaction
 
@@ -122,15 +122,19 @@ or its exception. Must be quick and must not block on the writer."""
 class _Job(Generic[R]):
     """One operation handed to the writer, and its result or exception."""
 
-    __slots__ = ("done", "error", "on_done", "result", "work")
+    __slots__ = ("done", "error", "on_done", "result", "unwaited", "work")
 
     def __init__(
         self,
         work: Callable[[Transaction], R],
         on_done: Completion[R] | None = None,
         done: threading.Event | None = None,
+        unwaited: bool = False,
     ) -> None:
         self.work = work
+        # Its caller waits inside ``CpuTurn.unwaited`` (a CA write holding ca.db's lock,
+        # which other processes need): its group is applied without waiting for the turn.
+        self.unwaited = unwaited
         # A waiting caller sleeps on ``done``; one with a completion never waits.
         self.done = done
         self.on_done = on_done
@@ -200,7 +204,7 @@ class GroupCommitWriter:
     def submit(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in the next group; return its result once the group is committed."""
         done = threading.Event()
-        job: _Job[R] = _Job(work, done=done)
+        job: _Job[R] = _Job(work, done=done, unwaited=self._cpu.unwaiting)
         timeout = self._config.submit_timeout_seconds
         with self._cpu.aside():
             self._enqueue(job)
@@ -372,7 +376,7 @@ class GroupCommitWriter:
         # The window counts from our turn: what queued while we waited for it joins.
         opened = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        with self._cpu.held():
+        with self._held_for(group):
             for job in group:
                 self._apply(conn, tx, job)
             while len(group) < self._config.max_operations:
@@ -387,6 +391,18 @@ class GroupCommitWriter:
                 group.append(job)
                 self._apply(conn, tx, job)
         return True
+
+    def _held_for(self, group: list[_Job[Any]]) -> AbstractContextManager[object]:
+        """The turn held while ``group`` is applied: waited for, but for a group whose
+        caller waits inside ``CpuTurn.unwaited``, applied without the turn if it is not
+        free now (a few statements; the turn only spares the GIL its hand-overs), so that
+        a CA write never keeps ca.db locked while another call computes."""
+        if not any(job.unwaited for job in group):
+            return self._cpu.held()
+        stack = contextlib.ExitStack()
+        with contextlib.suppress(TurnNotFree):
+            stack.enter_context(self._cpu.held(within=0.0))
+        return stack
 
     def _gather_while_others_compute(self, group: list[_Job[Any]]) -> bool:
         """Wait up to ``linger_seconds`` for more work while requests of this process are

@@ -17,8 +17,8 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,6 +86,19 @@ def ledger_process(path: Path) -> Iterator[Ledger]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@contextmanager
+def ledger_in_worker(path: Path) -> Iterator[Ledger]:
+    """A ledger as the default configuration has it: SQLite in the worker, its writer
+    thread applying each group under the worker's own turn."""
+    ledger = Ledger(
+        SqliteLedgerStore(path), LedgerKeys(data_key=os.urandom(32), index_key=os.urandom(32))
+    )
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
 class HeldWhileAside(LedgerDirectory):
     """The bank's acquirer: as the account opening steps aside (every ledger call does),
     another call of the worker takes the turn and holds it."""
@@ -116,14 +129,16 @@ def _refusals_while(alive: threading.Thread, path: Path) -> list[float]:
     return refused
 
 
+@pytest.mark.parametrize("served", [ledger_process, ledger_in_worker], ids=["process", "worker"])
 def test_a_merchant_certification_lets_ca_db_go_before_it_waits_for_the_turn(
-    ec_bank: Bank, tmp_path: Path
+    ec_bank: Bank, tmp_path: Path, served: Callable[[Path], AbstractContextManager[Ledger]]
 ) -> None:
     """The account opening steps aside and another call takes the turn, over the ledger
-    as a served bank's workers reach it: ca.db is shut to other processes only for the
-    write's own work."""
+    as a served bank's workers reach it (the ledger process's, or the worker's own writer,
+    which applies the group without the turn rather than wait for it): ca.db is shut to
+    other processes only for the write's own work."""
     identity = MerchantIdentity(f"m-{new_id().hex()[:8]}", "Held Ltd")
-    with ledger_process(tmp_path / "ledger.db") as ledger:
+    with served(tmp_path / "ledger.db") as ledger:
         directory = HeldWhileAside(ledger)
         with ca_asking(ec_bank, directory) as bank:
             session = start_merchant(bank, identity)
