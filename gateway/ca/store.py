@@ -45,9 +45,9 @@ from then until its COMMIT or ROLLBACK it never waits for the turn
 (a merchant's registration opening its ledger account, a key backend waiting for its
 token as a certificate, CRL or answer is signed, the commit's fsync), takes the turn
 back after only if it is free, and otherwise the write goes on without it and waits for
-it once ca.db's lock is let go. A ledger call inside a write still lasts as long as the
-ledger takes (with the ledger in the worker, rather than in the ledger process or
-PostgreSQL, its writer applies a group under the turn).
+it once ca.db's lock is let go. A ledger call inside a write lasts as long as the ledger
+takes: with the ledger in the worker, its writer applies the group such a call waits on
+with the turn if it is free, else without it (``gateway.ledger.group_commit``).
 
 A write is refused (``StoreBug``) inside the same thread's read of the store: on the
 other connection it would decide on the read's older snapshot, and it would take the two
