@@ -263,10 +263,13 @@ def shown_ledger(url: str) -> str:
         parts = conninfo_to_dict(url)
     except psycopg.Error:
         return "a PostgreSQL ledger (its URL unreadable to libpq)"
-    shown = " ".join(f"{k}={parts[k]!r}" for k in _SHOWN_PARTS if parts.get(k))
+    values = [(k, str(parts[k])) for k in _SHOWN_PARTS if parts.get(k)]
     secrets = connect_secrets(url, psycopg.Error())  # no connection: the URL's own
-    if any(secret in shown for secret in secrets):
+    # Judged on the values as libpq read them, before ``repr`` escapes a backslash, a
+    # quote or a control character that a secret's own text would then no longer match.
+    if any(secret in value for secret in secrets for _, value in values):
         return URL_WITHHELD
+    shown = " ".join(f"{k}={value!r}" for k, value in values)
     return f"PostgreSQL {shown}"
 
 

@@ -200,6 +200,18 @@ def test_the_ledger_is_named_without_its_password() -> None:
     assert pruning.shown_ledger("sqlite:/srv/bank/ledger.db") == "sqlite:/srv/bank/ledger.db"
 
 
+@pytest.mark.parametrize(
+    "password", ["Tr0ub@dor\\3x!", "Tr0ub@dor\"3x'!", "my@Secret\tPass"], ids=repr
+)
+def test_a_password_libpq_splits_is_withheld_however_its_text_would_be_quoted(
+    password: str,
+) -> None:
+    """An unescaped ``@`` makes libpq read what follows as the host: withheld whether or
+    not quoting it would escape a backslash, a quote or a tab in it."""
+    url = f"postgresql://bank:{password}@db.example/ledger"
+    assert pruning.shown_ledger(url) == pruning.URL_WITHHELD
+
+
 def test_a_deleted_key_exchange_key_no_certificate_is_known_for_counts_every_row() -> None:
     """Conservative where the moment cannot be told; else the latest end, plus margin."""
     assert timedelta(milliseconds=PAST_THE_MARGIN_MS) > pruning.SEALED_MARGIN
