@@ -53,6 +53,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 from collections.abc import Hashable
 
 from hsm.errors import PermanentBackendError
@@ -186,9 +187,14 @@ class PinLatch:
         if self._shared_path is None:
             return None
         try:
-            with open(self._shared_path, "rb") as handle:
+            # Not a link, never waiting (a FIFO put there would hold the login lock), and
+            # only a regular file read; JSON nested past the parser's depth reads as none.
+            fd = os.open(self._shared_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with open(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return None
                 record = json.loads(handle.read(MAX_REFUSAL_RECORD_BYTES))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None  # none, or unreadable: nothing is known against this PIN
         if isinstance(record, dict) and record.get("source") == self._source.describe():
             return record
