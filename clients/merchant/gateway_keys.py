@@ -16,7 +16,10 @@ the same. Anything else is asked again at the next use, as any request to the ga
 is: the gateway unreachable, or the merchant's own side failing (its key backend signing
 the PCertReq, its database, its revocation data past its window to judge the PCertRes
 by). Those say nothing of the gateway and may clear a moment later: held off, one such
-hiccup at the hourly fetch failed every PInit for up to a minute.
+hiccup at the hourly fetch failed every PInit for up to a minute. Revocation data past
+its window is found before the PCertReq is sent (``revocation_current``): the gateway's
+answer could not be judged by it, and a PCertReq a use would go out until the feed
+reaches the CA again.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from setcore.envelope import Recipient
 from setcore.errors import PeerError, ProtocolError
 from setcore.gateway_admin import SUCCESS, GatewayCertificate
 from setcore.pki.bci import RevocationUnavailable
+from setcore.pki.issuance import utc
 from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from setcore.pki.verified import VerifiedCertificate
@@ -86,19 +90,56 @@ def held_off(failure: Exception) -> bool:
     return isinstance(failure, PeerError | ProtocolError | NotServed)
 
 
+def revocation_current(trust: TrustStore, at: datetime | None = None) -> None:
+    """Raise ``RevocationUnavailable`` unless the trust store's revocation data covers
+    ``at`` (now): a PCertRes would be judged by it and refused, so no PCertReq is sent.
+
+    Asked after the revocation feed had its chance to refresh (``ensure_fresh``), so the
+    fetch succeeds again as soon as the feed installs current data. Sent regardless, the
+    PCertReq would cost the gateway a signature and the merchant a verification at every
+    use (such a failure is not held off) for an answer it could only refuse."""
+    snapshot = trust.revocation
+    if snapshot is None:
+        raise RevocationUnavailable("no BrandCRLIdentifier loaded: the PCertReq is not sent")
+    if not snapshot.covers(utc(at)):
+        raise RevocationUnavailable(
+            f"the BrandCRLIdentifier ended at {snapshot.not_after:%Y-%m-%d %H:%M:%S} UTC:"
+            " the PCertReq is not sent until the revocation data is current"
+        )
+
+
 def _raised_again(failure: Exception) -> Exception:
     """A copy of the failure a fetch kept, for a later use to raise. Raised again itself,
     the one object would take on each raising thread's traceback, and as its context the
     exception that thread was handling (an unrelated order's failure), to show in every
-    other thread's report of it. The object itself only for a kind that cannot be built
-    from its arguments, rather than a TypeError in its place."""
+    other thread's report of it. The object itself (its traceback dropped) for a kind
+    that cannot be built from its arguments, rather than a TypeError in its place, and
+    for one whose copy would read otherwise (state kept outside its arguments and
+    ``__dict__``, as a FileNotFoundError's file name): an exact report over a clean
+    one. Notes are copied, not shared: one added to a copy stays on it."""
     kind = type(failure)
     try:
         again = kind.__new__(kind, *failure.args)
     except (TypeError, ValueError):
         return failure.with_traceback(None)
     again.__dict__.update(getattr(failure, "__dict__", {}))
-    return again
+    notes = getattr(failure, "__notes__", None)
+    if isinstance(notes, list):
+        again.__notes__ = list(notes)
+    try:
+        same = str(again) == str(failure)
+    except Exception:  # noqa: BLE001  a __str__ needing what __init__ would have set
+        same = False
+    return again if same else failure.with_traceback(None)
+
+
+def _one_run(before: Exception | None, exc: Exception) -> bool:
+    """Whether ``exc`` continues the run of failures ``before`` ended: the same kind
+    exactly (a subclass, such as the gateway's ``NotServed`` before a local
+    ``ConfigError``, is another story to tell), any failure to reach the gateway one."""
+    if isinstance(before, TransportError) and isinstance(exc, TransportError):
+        return True
+    return type(before) is type(exc)
 
 
 @dataclass(frozen=True)
@@ -249,8 +290,8 @@ class GatewayKeys:
         again at the next use if not. A warning for each held off, and for each run of any
         other failure of one kind (an outage, the key backend away) its first alone."""
         held = held_off(exc)
-        kind = TransportError if isinstance(exc, TransportError) else type(exc)
-        quiet = not held and isinstance(self._failure, kind)
+        quiet = not held and self._failure is not None and not held_off(self._failure)
+        quiet = quiet and _one_run(self._failure, exc)
         self._failure, self._held_until = exc, 0.0
         if held:
             self._hold_off = min(2 * self._hold_off or FETCH_HOLD_OFF_SECONDS, FETCH_HOLD_OFF_MAX)

@@ -33,6 +33,7 @@ from clients.merchant.batches import Batches
 from clients.merchant.checkout import Checkout
 from clients.merchant.config import METRICS_ANY_PORT, MerchantConfig, ServerConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
+from clients.merchant.gateway_keys import revocation_current
 from clients.merchant.registration import current_credentials
 from clients.merchant.registration_again import (
     REVOKED,
@@ -185,6 +186,9 @@ class Merchant:
 
         def fetch_gateway_certificates() -> GatewayCertificate:
             revocation.ensure_fresh()
+            # Data past its window could not judge the PCertRes: nothing is sent until
+            # the feed installs current data (at most a minute after the CA is back).
+            revocation_current(trust)
             return gateway.gateway_certificates(config.brand_id)
 
         # Judged by the trust store the feed keeps current: a revoked certificate is
