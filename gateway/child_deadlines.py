@@ -13,9 +13,8 @@ Stopping. A serving child gets its NOT_SERVING notice, its grace period and
 STOP_MARGIN_SECONDS to close (``stop_seconds``) from the bank's stop. One still starting
 is given until its start is due first (``stop_deadline``), but a retried replacement
 is not: its start failed or hung before, and a stop is not held for it. The ledger
-process, asked to
-stop only once the last worker has gone, is due no earlier than any worker
-(``StopDeadlines``). A child past its deadline is killed (``StopDeadlines.kill_stragglers``):
+process, asked to stop only once the last worker has gone, is due no earlier than any
+worker (``StopDeadlines``). A child past its deadline is killed (``StopDeadlines.kill_stragglers``):
 an error, but for a replacement that never served (``spared``), whose kill fails no stop.
 """
 

@@ -239,9 +239,10 @@ def prune_gateway_keys(config: BankConfig, *, apply: bool, at: datetime | None =
             if plan.opens_envelopes:
                 ledger = shown_ledger(config.ledger_url())
                 merchants = _certified_merchants(config, pki)
-                unanswered = _unanswered(config, merchants, plan.sealed_before_ms)
+                unanswered = _unanswered(config, ledger, merchants, plan.sealed_before_ms)
             if unanswered is not None and unanswered.count and apply:
-                raise UnansweredDecisions(_refusal(config, unanswered, ledger))
+                advice = unanswered_advice(config, unanswered, ledger)
+                raise UnansweredDecisions(f"{advice}; nothing deleted")
             if apply:
                 _delete(config, pki, plan)
         finally:
@@ -291,15 +292,15 @@ def _certified_merchants(config: BankConfig, pki: BankPki) -> frozenset[str]:
 
 
 def _unanswered(
-    config: BankConfig, merchants: frozenset[str], before_ms: int | None
+    config: BankConfig, shown: str, merchants: frozenset[str], before_ms: int | None
 ) -> UnansweredCount:
-    """The decisions awaiting their answer in the bank's ledger checked before
-    ``before_ms`` (None: all), read from its store opened ``read_only`` (nothing made,
-    migrated or locked); else LedgerUnread, or ForeignLedger when it lacks an account of
-    the ``merchants``. One pass over ``requests`` (no index holds the unanswered ones):
-    a row whose answer was stored has no ``outcome``, nor has a fence."""
+    """The decisions awaiting their answer in the bank's ledger (``shown``: its
+    ``shown_ledger``) checked before ``before_ms`` (None: all), read from its store opened
+    ``read_only`` (nothing made, migrated or locked); else LedgerUnread, or ForeignLedger
+    when it lacks an account of the ``merchants``. One pass over ``requests`` (no index
+    holds the unanswered ones): a row whose answer was stored has no ``outcome``, nor has
+    a fence."""
     url = config.ledger_url()
-    shown = shown_ledger(url)
     try:
         store: LedgerStore
         if url.startswith("sqlite:"):
@@ -391,10 +392,6 @@ def unanswered_advice(
 
 def _minute(ms: int) -> str:
     return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M} UTC"
-
-
-def _refusal(config: BankConfig, unanswered: UnansweredCount, ledger: str | None) -> str:
-    return f"{unanswered_advice(config, unanswered, ledger)}; nothing deleted"
 
 
 def _recorded(config: BankConfig, pki: BankPki) -> dict[bytes, tuple[bytes, _Certificate]]:

@@ -18,8 +18,8 @@ the PCertReq, its database, its revocation data past its window to judge the PCe
 by). Those say nothing of the gateway and may clear a moment later: held off, one such
 hiccup at the hourly fetch failed every PInit for up to a minute. Revocation data past
 its window is found before the PCertReq is sent (``revocation_current``): the gateway's
-answer could not be judged by it, and a PCertReq a use would go out until the feed
-reaches the CA again.
+answer could not be judged by it, and sent regardless, a PCertReq would go out at every
+use until the feed reaches the CA again.
 """
 
 from __future__ import annotations

@@ -37,9 +37,9 @@ from setcore.freshness import now_ms
 from setcore.pki.extensions import MerchantData
 from setcore.pki.issuance import issue_merchant
 from setcore.pki.roles import CertificateUsage
+from tests.cli.test_ca_prune import _ca
 from tests.cli.test_ca_prune_unanswered import (  # noqa: F401  (pg: a fixture)
     Renewed,
-    _ca,
     _decide_unanswered,
     _ledger,
     _new_schema,

@@ -18,7 +18,6 @@ ledger's authorization whose answer fails as a failing token's does.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from cli import ca
 from gateway import gateway_pruning
 from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL, bank_keys_uri
 from gateway.config import load
@@ -36,6 +34,7 @@ from gateway.ledger import AnswerNotStored, Ledger, Outcome
 from gateway.provisioning import InitResult, init_bank
 from hsm.uri import open_backend
 from setcore.encoding import thumbprint
+from tests.cli.test_ca_prune import _ca
 from tests.gateway.ledger.ledger_support import (
     EUR,
     EXPIRY,
@@ -88,15 +87,6 @@ def pg() -> Iterator[PgCluster]:
         yield cluster
 
 
-def _ca(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="setpay")
-    ca.add_parser(parser.add_subparsers(dest="command", required=True))
-    capsys.readouterr()
-    code = ca.run(parser.parse_args(["ca", *argv]))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _new_schema(request: pytest.FixtureRequest) -> str:
     """The URL of a new, empty schema of the module's PostgreSQL cluster."""
     cluster: PgCluster = request.getfixturevalue("pg")
@@ -143,6 +133,7 @@ def renewed_sqlite(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Renewed:
+    """A stopped bank on the SQLite ledger ``init_bank`` made, renewed once."""
     return _renewed("sqlite", request, tmp_path / "bank", monkeypatch, capsys)
 
 

@@ -15,26 +15,21 @@ ca prune-gateway`` through the CLI, and the merchant's own gateway client.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli import ca
 from gateway.bank_pki import GATEWAY_KEX_LABEL
 from setpay.v1 import authorization_pb2 as a
+from tests.cli.test_ca_prune import _ca
 
 from .renewal_support import key_versions
 from .test_gateway_renewal import Served
 from .test_recipient_revoked_resend import (
-    _capture,
     _merchant_authorizes,
     _merchant_captures,
-    _parties,
-    _revoke_older,
-    _unanswered_capture,
-    _unanswered_sale,
+    _unanswered_then_revoked,
 )
 
 
@@ -46,25 +41,16 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def _prune(served: Served, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="setpay")
-    ca.add_parser(parser.add_subparsers(dest="command", required=True))
     config = str(served.directory / "setpay.toml")
-    capsys.readouterr()
-    code = ca.run(parser.parse_args(["ca", "prune-gateway", "--config", config, "--yes"]))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return _ca(["prune-gateway", "--config", config, "--yes"], capsys)
 
 
 def test_the_key_of_a_decision_awaiting_its_answer_is_kept_until_it_is_answered(
     served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    merchant, cardholder = _parties(served, "M-prune-unanswered")
-    auth, auth_state = _unanswered_sale(served.world, merchant, cardholder, monkeypatch)
-    cap, cap_state = _capture(served.world, merchant, cardholder, 1000)
-    _unanswered_capture(served.world, cap, monkeypatch)
-    served.renew()
-    _revoke_older(served, merchant, cardholder)
-    served.stop()
+    merchant, (auth, auth_state), (cap, cap_state) = _unanswered_then_revoked(
+        served, "M-prune-unanswered", monkeypatch
+    )
     kept = served.directory / "certs" / "gateway-kex.v1.der"
 
     code, out, err = _prune(served, capsys)

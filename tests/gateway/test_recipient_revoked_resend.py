@@ -157,6 +157,22 @@ def _parties(served: Served, name: str) -> tuple[Merchant, Cardholder]:
     return register_merchant(served.world, name), register_cardholder(served.world)
 
 
+def _unanswered_then_revoked(
+    served: Served, name: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Merchant, tuple[Any, AuthRequestState], tuple[Any, CaptureState]]:
+    """A sale and a capture of merchant ``name`` decided but never answered, then the
+    gateway renewed and the certificate they are sealed to revoked; the bank stopped.
+    The merchant, the sale's request and state, the capture's."""
+    merchant, cardholder = _parties(served, name)
+    auth, auth_state = _unanswered_sale(served.world, merchant, cardholder, monkeypatch)
+    cap, cap_state = _capture(served.world, merchant, cardholder, 1000)
+    _unanswered_capture(served.world, cap, monkeypatch)
+    served.renew()
+    _revoke_older(served, merchant, cardholder)
+    served.stop()
+    return merchant, (auth, auth_state), (cap, cap_state)
+
+
 def _merchant_authorizes(served: Served, merchant: Merchant, request: Any, state: Any) -> Any:
     """The AuthReq's bytes sent again by the merchant's own gateway client."""
     with merchant_client(served, merchant) as client:
@@ -253,13 +269,9 @@ def test_an_unanswered_request_whose_key_is_pruned_stays_unavailable_until_resto
     opens those bytes again, so UNAVAILABLE (the merchant keeps
     them pending, never failed), the decision left in the ledger for the operator. Both
     put back from a backup, the decision is answered."""
-    merchant, cardholder = _parties(served, "M-revoked-b3")
-    auth, auth_state = _unanswered_sale(served.world, merchant, cardholder, monkeypatch)
-    cap, cap_state = _capture(served.world, merchant, cardholder, 1000)
-    _unanswered_capture(served.world, cap, monkeypatch)
-    served.renew()
-    _revoke_older(served, merchant, cardholder)
-    served.stop()
+    merchant, (auth, auth_state), (cap, cap_state) = _unanswered_then_revoked(
+        served, "M-revoked-b3", monkeypatch
+    )
     backup = served.directory.parent / "backup"
     shutil.copytree(served.directory, backup)
     # ``setpay ca prune-gateway`` keeps the key while the ledger holds these decisions;
