@@ -46,10 +46,11 @@ health checking on an application's connection) take their statuses however many
 neighbours read nothing. Streams aside were once cancelled with their connection's
 stalled ones: one connection with 10 reading Watches and 4 that read nothing had all 10
 cancelled, told 1 of 13 statuses, and none told NOT_SERVING at a stop. A stream taken
-back from aside in place of a send its connection had cancelled as stalled has
-``ASIDE_STALL_SECONDS`` for its sends instead of ``SEND_STALL_SECONDS``: its neighbour's
-peer took nothing for seconds, a peer that reads takes a status in well under a
-millisecond, and a connection whose every stream stalls is still drained,
+back from aside in place of a send its connection had cancelled as stalled, while no other
+send of that connection completed for ``SEND_STALL_SECONDS``, has ``ASIDE_STALL_SECONDS``
+for its sends instead: its neighbour's peer took nothing for seconds, a peer that reads
+takes a status in well under a millisecond, and a connection whose every stream stalls
+is still drained,
 ``PEER_SENDERS`` streams at a time, 16 a second (a stop waits for it). So a reading
 stream taken back so is cancelled if its peer takes no status within that 0.25 s (a
 loaded machine's pause may be longer). One taken back in place of a send that completed,
@@ -57,7 +58,11 @@ or ended otherwise, keeps ``SEND_STALL_SECONDS``: once every stream taken back h
 short limit, so that on a busy server, whose one sender lagged past
 ``PROMPT_SEND_SECONDS``, a connection's streams past its first ``PEER_SENDERS`` waited
 aside behind sends that were merely slow and were cancelled by it, though none stalled (a
-load balancer's 10 Watches on one connection: 6 reset, beside 8 busy request threads). A
+load balancer's 10 Watches on one connection: 6 reset, beside 8 busy request threads);
+and once a slow reader taken back for a stalled neighbour and cancelled passed the short
+limit to the next, and so on down the connection (one stalled stream among 31 slow
+readers: 7 of them reset), where the connection's other sends completing now say its
+peer reads. A
 stream that waits aside is told late, not never: after its neighbours' sends (2 s for
 those that stall, and 0.25 s for every ``PEER_SENDERS`` stalling streams aside before it;
 as much as 2 s each where stalling streams are taken back after reading ones).
@@ -68,7 +73,7 @@ longer. The senders' watch (``Senders._keep``) does both, and ends, as each send
 once there has been nothing to watch for ``SENDER_IDLE_SECONDS``. A sender that takes a
 stream marks its sends begun and wakes the watch if it would look later than their limit
 (``Senders._next``): once, nothing woke it, and a limit of 0.25 s held only at its next
-look, up to 2 s later.
+look, up to 5 s later (the watch's idle end).
 
 A thread that fails to start (the process's thread limit) is not counted: the streams it
 was for stay queued, and the next ``run``, or the watch's next look, starts one again.
@@ -273,6 +278,8 @@ class Senders:
         self._aside: dict[str, deque[_Queued]] = {}
         self._sending: dict[object, WatchStream] = {}  # by sender
         self._per_peer: dict[str, int] = {}  # sends under way
+        # When a send of the peer last completed, while it has sends under way or aside.
+        self._completed: dict[str, float] = {}
         self._threads = 0
         # Senders waiting for work, not counting those told to wake (``_tickets``).
         self._idle = 0
@@ -361,6 +368,9 @@ class Senders:
         # stalled, the module's otherwise (module docstring).
         del self._sending[me]
         peer = stream.peer
+        now = time.monotonic()
+        if not stream.cancelled:
+            self._completed[peer] = now
         left = self._per_peer[peer] - 1
         if left:
             self._per_peer[peer] = left
@@ -369,11 +379,16 @@ class Senders:
         waiting = self._aside.get(peer)
         if waiting:
             queued = waiting.popleft()
-            if stream.cancelled:  # its neighbour stalled: this one may well too
+            # Its neighbour stalled, and no send of the connection completed for as long
+            # as a stall takes: this one may well stall too. A connection whose other
+            # streams read passes no short limit on (a slow reader's cancel chains none).
+            if stream.cancelled and now - self._completed.get(peer, 0.0) >= SEND_STALL_SECONDS:
                 queued[1].taken_from_aside()
             self._ready.appendleft(queued)
             if not waiting:
                 del self._aside[peer]
+        elif peer not in self._per_peer:
+            self._completed.pop(peer, None)
 
     def _next(self, me: object) -> WatchStream | None:
         # Under the lock: the next stream ``me`` may send on (its peer below

@@ -216,3 +216,19 @@ def test_a_stream_taken_back_from_aside_is_sent_before_streams_queued_after_it(
         call.let()
     until(lambda: _over(balancer), "every stream's send was over")
     assert not any(call.cancelled.is_set() for call in order)
+
+
+def test_a_stalled_stream_among_slow_readers_passes_no_short_limit_along() -> None:
+    """One stream of a connection stalls, its 31 neighbours read, each send in 0.5 s (a
+    busy server): the stream taken back for the stalled one keeps the module's limit, as
+    the connection's other sends complete, so no cancel of a slow reader chains another.
+    Only the stalled stream is cancelled."""
+    order: list[_Call] = []
+    stalled = _Call("balancer", order)
+    readers = [_Call("balancer", order, takes=0.5) for _ in range(31)]
+    Senders().run([stalled.stream()] + [call.stream() for call in readers])
+    until(lambda: _over([stalled, *readers]), "every stream's send was over")
+    cut = [readers.index(call) for call in readers if call.cancelled.is_set()]
+    assert cut == [], f"reading streams cancelled: {cut}"
+    assert stalled.cancelled.is_set()
+    assert [call.told for call in readers] == [[SERVING]] * len(readers)
