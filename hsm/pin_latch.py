@@ -41,13 +41,21 @@ To spare that refusal, ``hsm.token_connect`` also restarts the module before it 
 a file changed since the view (``hsm.token_login.view_may_be_stale``): file times only
 decide whether that restart is worth its cost, never what is shared.
 
-Records are read, written and removed with the token's login lock held, so no process
-reads one half written. Errors raised: ``PermanentBackendError`` (a latched refusal).
+Records are read, written and removed with the token's login lock held, and a record is
+never written in place: it is written whole, and synced, to a new file beside it that is
+then renamed over it. A writer that fails or dies part way (a full disk, a kill) leaves
+the record as it was, never one torn or emptied (which read as none: every start's entry
+lost, each refused PIN offered once more); at worst a temporary file of its own stays
+beside it, which nothing reads. Whatever else is at the record's path (a link, a FIFO
+whose open for writing would wait with the login lock held) is replaced, never opened,
+and a directory there is left as it is (nothing shared). Errors raised:
+``PermanentBackendError`` (a latched refusal).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -226,19 +234,31 @@ class PinLatch:
                 os.unlink(self._shared_path)
 
     def _write(self, fields: dict[str, object]) -> None:
+        """Replace the record with one holding ``fields`` (best effort: nothing raised for
+        a failure; the record is then as it was, see the module docstring)."""
         if self._shared_path is None:
             return
         data = json.dumps({"source": self._source.describe(), **fields}).encode()
+        # A name no other writer draws, in the same directory (a rename stays on one file
+        # system); made, never reused (O_EXCL), and never through a link.
+        temporary = f"{self._shared_path}.{secrets.token_hex(8)}.tmp"
         with contextlib.suppress(OSError):
             fd = os.open(
-                self._shared_path,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                temporary,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                 0o600,
             )
             try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(temporary, self._shared_path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
 
 
 def supervisor_alive(pid: object) -> bool:
@@ -253,6 +273,16 @@ def supervisor_alive(pid: object) -> bool:
     except OSError:
         return False
     return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` (``os.write`` may write less, a disk nearly full)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "nothing written")
+        view = view[written:]
 
 
 def _starts(record: dict[str, object]) -> dict[str, dict[str, object]]:

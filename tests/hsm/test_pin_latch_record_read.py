@@ -8,13 +8,14 @@ would wait for a writer with the login lock held), a directory, a symbolic link.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from hsm.pin_latch import PinLatch
+from hsm.pin_latch import PinLatch, _as_json
 from hsm.pinsource import PinSource
 
 
@@ -59,3 +60,25 @@ def test_a_record_that_is_not_one_is_no_refusal(tmp_path: Path, kind: str) -> No
         target.write_text('{"source": "anything"}')
         path.symlink_to(target)
     assert _checked_within(latch) == [None]  # ended, and refused nothing
+
+
+@pytest.mark.parametrize("with_data", [False, True], ids=["empty", "a forged record"])
+def test_a_fifo_with_a_writer_attached_is_no_refusal(tmp_path: Path, with_data: bool) -> None:
+    """Only a regular file is a record: a FIFO someone holds open for writing neither
+    crashes the login (nothing to read yet) nor refuses it (a record written into it)."""
+    latch, path = _latch_at(tmp_path)
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # so that the writer's open ends
+    writer = os.open(path, os.O_WRONLY)
+    try:
+        if with_data:
+            record = {
+                "source": latch._source.describe(),
+                "identity": _as_json(latch.identity()),
+                "message": "forged",
+            }
+            os.write(writer, json.dumps(record).encode())
+        assert _checked_within(latch) == [None]
+    finally:
+        os.close(writer)
+        os.close(reader)
