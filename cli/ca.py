@@ -65,9 +65,10 @@ from gateway.ca.publishing import revoke
 from gateway.ca.records import IssuedCertificate
 from gateway.ca.store import CaStore
 from gateway.config import BankConfig, ConfigError, load
-from gateway.gateway_pruning import prune_gateway_keys, unanswered_advice
+from gateway.gateway_pruning import prune_gateway_keys
 from gateway.gateway_renewal import renew_gateway_keys
 from gateway.provisioning import TLS_ROLES, issue_tls_files
+from gateway.pruning_ledger import unanswered_advice
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
 from setcore.pki import roles

@@ -29,6 +29,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import gateway_pruning as pruning
+from gateway import pruning_ledger
 from gateway.bank_pki import GATEWAY_KEX_LABEL, load_bank_pki, open_ca_store
 from gateway.ca.publishing import record_certificate
 from gateway.config import load
@@ -135,7 +136,7 @@ def test_a_shell_without_the_banks_setpay_ledger_is_refused_and_deletes_nothing(
     # With the bank's SETPAY_LEDGER: its ledger is read, named without the password, and
     # its decision holds the key back.
     monkeypatch.setenv("SETPAY_LEDGER", bank_ledger)
-    shown = pruning.shown_ledger(bank_ledger)
+    shown = pruning_ledger.shown_ledger(bank_ledger)
     parts = urllib.parse.parse_qs(urllib.parse.urlsplit(bank_ledger).query)
     assert shown.startswith("PostgreSQL user='ledger' host=") and PASSWORD not in shown
     assert parts["options"][0] in shown  # the schema: which ledger of the database
@@ -191,13 +192,13 @@ def test_a_decision_checked_before_the_revocation_is_counted_and_a_later_one_is_
 def test_the_ledger_is_named_without_its_password() -> None:
     """Only the parts that say which ledger; a URL whose password libpq would read as a
     host, a port or a database (an unescaped ``/``) is withheld whole."""
-    shown = pruning.shown_ledger
+    shown = pruning_ledger.shown_ledger
     url = f"postgresql://bank:{PASSWORD}@db.example:5433/ledger?sslmode=require"
     assert shown(url) == "PostgreSQL user='bank' host='db.example' port='5433' dbname='ledger'"
     url = f"postgresql://bank:{PASSWORD}@db.example/ledger?password=qq-query-pw"
     assert shown(url) == "PostgreSQL user='bank' host='db.example' dbname='ledger'"
-    assert shown("postgresql://bank:pw/never@db.example/ledger") == pruning.URL_WITHHELD
-    assert pruning.shown_ledger("sqlite:/srv/bank/ledger.db") == "sqlite:/srv/bank/ledger.db"
+    assert shown("postgresql://bank:pw/never@db.example/ledger") == pruning_ledger.URL_WITHHELD
+    assert pruning_ledger.shown_ledger("sqlite:/srv/bank/ledger.db") == "sqlite:/srv/bank/ledger.db"
 
 
 @pytest.mark.parametrize(
@@ -209,16 +210,16 @@ def test_a_password_libpq_splits_is_withheld_however_its_text_would_be_quoted(
     """An unescaped ``@`` makes libpq read what follows as the host: withheld whether or
     not quoting it would escape a backslash, a quote or a tab in it."""
     url = f"postgresql://bank:{password}@db.example/ledger"
-    assert pruning.shown_ledger(url) == pruning.URL_WITHHELD
+    assert pruning_ledger.shown_ledger(url) == pruning_ledger.URL_WITHHELD
 
 
 def test_a_deleted_key_exchange_key_no_certificate_is_known_for_counts_every_row() -> None:
     """Conservative where the moment cannot be told; else the latest end, plus margin."""
-    assert timedelta(milliseconds=PAST_THE_MARGIN_MS) > pruning.SEALED_MARGIN
+    assert timedelta(milliseconds=PAST_THE_MARGIN_MS) > pruning_ledger.SEALED_MARGIN
     nothing = pruning.Pruning((), (), applied=False)
     ends = datetime(2026, 1, 1, tzinfo=UTC)
     assert pruning._Plan(nothing, (), (), (ends, None)).sealed_before_ms is None
     bounded = pruning._Plan(nothing, (), (), (ends, ends.replace(month=2)))
     assert bounded.sealed_before_ms == int(
-        (ends.replace(month=2) + pruning.SEALED_MARGIN).timestamp() * 1000
+        (ends.replace(month=2) + pruning_ledger.SEALED_MARGIN).timestamp() * 1000
     )

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import gateway_pruning
+from gateway import pruning_ledger
 from gateway.bank_pki import GATEWAY_KEX_LABEL, GATEWAY_SIG_LABEL, bank_keys_uri
 from gateway.config import load
 from gateway.issuer import open_ledger
@@ -68,7 +68,7 @@ class Renewed:
     @property
     def ledger(self) -> str:
         """The ledger as the pruning names it: the bank's own, password left out."""
-        return gateway_pruning.shown_ledger(load(self.made.config_path).ledger_url())
+        return pruning_ledger.shown_ledger(load(self.made.config_path).ledger_url())
 
     @property
     def ledger_line(self) -> str:

@@ -38,7 +38,8 @@ import pytest
 from cli import ca
 from clients.errors import TransportError
 from gateway import settlement as gateway_settlement
-from gateway.gateway_pruning import UnansweredDecisions, prune_gateway_keys
+from gateway.gateway_pruning import prune_gateway_keys
+from gateway.pruning_ledger import UnansweredDecisions
 from setcore.authorization import AuthRequestState, open_auth_response
 from setcore.capture import CaptureItem, CaptureState, build_capture_request, open_capture_response
 from setcore.errors import ErrorCode, PeerError
