@@ -9,13 +9,14 @@ does.
 The gateway's two keys are renewed (``gateway.gateway_renewal``): ``certs/gateway-sig.der``
 and ``certs/gateway-kex.der`` certify the newest versions, and each older key-exchange
 certificate stays as ``certs/gateway-kex.vN.der`` (N its key's version) so that envelopes
-sealed to it still open (``gateway.opening_keys``) until it ends. For these two labels the
-bank uses the key version its certificate certifies, even when a newer one exists (a
-renewal stopped before its certificates were written), and says so in its log. It also
-warns about a live certificate ``ca.db`` records for a newer version of those keys, which
-no file holds (``unused_gateway_certificates``: a renewal killed after recording it) and
-the next renewal revokes; and it hands ``ca.db`` to ``gateway.opening_keys`` for envelopes
-sealed to a certificate renewed since it started.
+sealed to it still open (``gateway.opening_keys``) until it ends; ended, its key is kept
+only for the answers to decisions left unanswered (``gateway.older_key_exchange``). For
+these two labels the bank uses the key version its certificate certifies, even when a
+newer one exists (a renewal stopped before its certificates were written), and says so
+in its log. It also warns about a live certificate ``ca.db`` records for a newer version
+of those keys, which no file holds (``unused_gateway_certificates``: a renewal killed
+after recording it) and the next renewal revokes; and it hands ``ca.db`` to
+``gateway.opening_keys`` for envelopes sealed to a certificate renewed since it started.
 
 Each key-exchange key must accept the key transport its certificate names (kemAlgorithm),
 an older one's too (``setcore.credentials.check_key_exchange_pair``): envelopes are
@@ -58,6 +59,7 @@ from gateway.ca.standing import CaStanding
 from gateway.ca.store import CaStore
 from gateway.ca.watcher import valid_until
 from gateway.config import BankConfig, config_option
+from gateway.older_key_exchange import load_older_key_exchange
 from gateway.opening_keys import IssuedKeyExchange, OpeningKeys, ca_db_reader
 from gateway.renewal_lock import KeysLock, check_unlocked
 from gateway.token_key import sole_version
@@ -65,7 +67,7 @@ from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyBackendError, KeyNotFound, PermanentBackendError
 from hsm.observer import Observer
 from hsm.uri import encode_uri_value, open_backend
-from setcore.credentials import Credentials, check_key_exchange_pair, older_version_remedy
+from setcore.credentials import Credentials, older_version_remedy
 from setcore.errors import ConfigurationError, ProtocolError
 from setcore.pki import roles
 from setcore.pki.certificate import common_name_of, load_certificate, public_key_of
@@ -154,6 +156,9 @@ class BankPki:
     #: The bank's ca.db, read for envelopes sealed to a certificate of the bank renewed
     #: since this start (``gateway.opening_keys``); None: not read for them.
     ca_db: Path | None = None
+    #: Older gateway key-exchange keys with their certificates, ended at start: they open
+    #: only the answers to decisions left unanswered (``gateway.older_key_exchange``).
+    ended_key_exchange: tuple[tuple[KeyHandle, bytes], ...] = ()
 
     def opening_keys(self) -> OpeningKeys:
         """The gateway's key-exchange keys envelopes may be sealed to, newest first."""
@@ -161,7 +166,9 @@ class BankPki:
         if self.ca_db is not None:
             reader = ca_db_reader(self.ca_db, self.gateway, self.pca.signature_thumb)
             issued = IssuedKeyExchange(reader)
-        return OpeningKeys.with_older(self.gateway, self.older_key_exchange, issued)
+        return OpeningKeys.with_older(
+            self.gateway, self.older_key_exchange, issued, ended=self.ended_key_exchange
+        )
 
     def authority_keys(self) -> AuthorityKeys:
         """The CA keys as the certificate authority uses them."""
@@ -231,17 +238,21 @@ def load_bank_pki(
             backend, renewable(GATEWAY_SIG_LABEL), der(GATEWAY_SIG_LABEL), (pca.signature_cert,),
             renewable(GATEWAY_KEX_LABEL), der(GATEWAY_KEX_LABEL),
         )  # fmt: skip
-        older = _older_key_exchange(backend, certs, gateway, config)
+        older = load_older_key_exchange(
+            backend, GATEWAY_KEX_LABEL, older_kex_files(certs), gateway.key_exchange_cert or b"",
+            lambda version: older_version_remedy(delete_older_command(config, version)),
+            datetime.now(UTC),
+        )  # fmt: skip
         pki = BankPki(
             backend=backend, brand_id=config.brand_id, root_der=root_der,
             root_key=matching(ROOT_LABEL), trust=TrustStore(root_der), gateway=gateway,
             token_key=sole_version(backend, config), token_seed=stored(TOKEN_SEED_FILE),
-            cca=cca, mca=mca, pca=pca, older_key_exchange=older,
-            ca_db=config.path(config.ca_db),
+            cca=cca, mca=mca, pca=pca, older_key_exchange=older.lasting,
+            ended_key_exchange=older.ended, ca_db=config.path(config.ca_db),
         )  # fmt: skip
         known = [c.signature_cert for c in (cca, mca, pca, gateway)]
         known += [c.key_exchange_cert for c in (cca, mca, pca, gateway) if c.key_exchange_cert]
-        known += [cert for _, cert in older]
+        known += [cert for _, cert in older.lasting]
         pki.trust.add_certificates(known)
         _load_revocation(config, pki)
         if judge_presented:
@@ -374,52 +385,6 @@ def delete_key_command(config: BankConfig, label: str, version: int) -> str:
 def delete_older_command(config: BankConfig, version: int) -> str:
     """``delete_key_command`` for an older version of the gateway's key-exchange key."""
     return delete_key_command(config, GATEWAY_KEX_LABEL, version)
-
-
-def _older_key_exchange(
-    backend: KeyBackend, certs: Path, gateway: Credentials, config: BankConfig
-) -> tuple[tuple[KeyHandle, bytes], ...]:
-    """Each older key-exchange key with its certificate, while that certificate lasts.
-
-    One that has ended is skipped, and one whose key is gone (deleted by hand) is skipped
-    with a warning: the bank starts either way, and envelopes sealed to it are refused as
-    sealed to another. Revocation is checked when an envelope names it. As the bank starts
-    without it, the refusal of one whose key does not accept the KEM its certificate names
-    advises deleting it (``delete_older_command``)."""
-    now = datetime.now(UTC)
-    kept = []
-    for version, path in older_kex_files(certs):
-        try:
-            der = path.read_bytes()
-        except OSError as exc:
-            raise BankIncomplete(f"cannot read {path.name} in {certs}: {exc}") from exc
-        cert = load_certificate(der)
-        if der == gateway.key_exchange_cert or cert.not_valid_after_utc <= now:
-            continue
-        try:
-            key = backend.get(GATEWAY_KEX_LABEL, version)
-        except KeyNotFound:
-            log.warning("%s kept, but key %r v%d is gone: not used", path.name,
-                        GATEWAY_KEX_LABEL, version)  # fmt: skip
-            continue
-        if spki_of(key.public_key) != spki_of(public_key_of(cert)):
-            raise BankIncomplete(
-                f"key {GATEWAY_KEX_LABEL!r} v{version} is not the key {path.name} certifies"
-            )
-        try:
-            # As Credentials checks the newest; an older one the bank can do without.
-            check_key_exchange_pair(
-                key, der, older_version_remedy(delete_older_command(config, version))
-            )
-        except ConfigurationError as exc:
-            raise BankIncomplete(f"{path.name}: {exc}") from exc
-        kept.append((key, der))
-    if kept:
-        ends = (f"v{key.version} until {load_certificate(der).not_valid_after_utc:%Y-%m-%d}"
-                for key, der in kept)  # fmt: skip
-        log.info("older gateway key-exchange certificates still open envelopes: %s",
-                 ", ".join(ends))  # fmt: skip
-    return tuple(kept)
 
 
 def unused_gateway_certificates(

@@ -31,7 +31,8 @@ to do:
 Not judged: the older gateway key-exchange certificates a renewal kept
 (``gateway-kex.vN.der``). They are no longer handed to peers (PCertRes names the newest);
 they only open what was sealed to them while they were current, and one revoked since is
-refused envelope by envelope (``gateway.opening_keys``), as one that ended is skipped.
+refused envelope by envelope (``gateway.opening_keys``), as one that ended is (its key
+opens only the answer to a decision left unanswered: ``gateway.older_key_exchange``).
 
 A certificate that ends soon is not refused: the bank warns of it (``_warn_ending``, the
 gauges). Once per worker start of a starting bank (a worker that replaces one that died

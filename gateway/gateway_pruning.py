@@ -3,8 +3,9 @@
 A renewal (``gateway.gateway_renewal``) keeps the key-exchange certificate it replaces as
 ``certs/gateway-kex.vN.der``, and the key versions it replaces stay in the key backend, so
 that what was sealed to the older certificate still opens until it ends. Nothing ever
-removed them: the bank skips a kept certificate that has ended, and an unused private key
-is only one more to lose. A pruning, on a stopped bank and under the renewal's lock
+removed them: once one has ended, the bank opens with its key only the answers to
+decisions left unanswered (``gateway.older_key_exchange``), and an unused private key is
+only one more to lose. A pruning, on a stopped bank and under the renewal's lock
 (``gateway.renewal_lock``), removes:
 
 - each kept key-exchange certificate file whose certificate is no longer valid;

@@ -26,7 +26,10 @@ not hold (its key deleted, ``setpay keys delete``, or its kept file removed): no
 process of the bank opens it, now or once restarted, and answered
 UNAVAILABLE it kept the merchant sending it again until the certificate ended, a year.
 The newest certificate itself is not checked here, as it was not before renewals
-existed. Only the older keys are held here: the newest are the bank's ``credentials``,
+existed. The keys of older certificates that had ended when the process started are held
+too (``OpeningKeys.ended``), for one thing only: the answer to a decision left unanswered
+(``OpeningKeys.decided_key_exchange``, ``gateway.servicer``); nothing chosen here opens
+with them. Only the older keys are held here: the newest are the bank's ``credentials``,
 never a copy that could drift from them.
 
 Nothing here parses an envelope: setcore's opener reads the thumbprint as it
@@ -70,6 +73,11 @@ log = logging.getLogger("setpay.gateway")
 # the lock every such envelope waits on); a certificate recorded since is seen a second
 # later at most, long before a process restarted on it hands it out.
 ISSUED_RECHECK_SECONDS = 1.0
+
+
+def _end_ms(der: bytes) -> int:
+    """The end of the certificate ``der`` (Unix ms)."""
+    return int(load_certificate(der).not_valid_after_utc.timestamp() * 1000)
 
 
 class RecipientNotLoaded(AnswerUnavailable):
@@ -183,16 +191,31 @@ class IssuedKeyExchange:
 class OpeningKeys:
     """The bank's signing credentials with each older key-exchange key and certificate,
     by that certificate's thumbprint (the newest is not among them), and the bank's live
-    key-exchange certificates in ca.db for the thumbprints none of them is."""
+    key-exchange certificates in ca.db for the thumbprints none of them is.
+
+    ``ended``: the same for older certificates that had ended when the process started
+    (``gateway.older_key_exchange``). No envelope is opened with them as it is chosen
+    here (``for_recipient`` and ``key_exchange_for`` never read them: a fresh envelope
+    sealed to one gets the refusal it got before they were loaded), only the answer to a
+    decision left unanswered (``decided_key_exchange``)."""
 
     older: Sequence[Credentials] = ()
     #: None: an envelope sealed to a thumbprint not held here is refused unread.
     issued: IssuedKeyExchange | None = None
+    ended: Sequence[Credentials] = ()
     _by_thumb: dict[bytes, Credentials] = field(init=False, repr=False)
+    #: Each ended one with its certificate's end (Unix ms), by thumbprint.
+    _ended_by_thumb: dict[bytes, tuple[Credentials, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_thumb = {c.key_exchange_thumb: c for c in self.older if c.key_exchange_thumb}
         object.__setattr__(self, "_by_thumb", by_thumb)
+        ended = {
+            c.key_exchange_thumb: (c, _end_ms(c.key_exchange_cert))
+            for c in self.ended
+            if c.key_exchange_thumb and c.key_exchange_cert
+        }
+        object.__setattr__(self, "_ended_by_thumb", ended)
 
     @classmethod
     def with_older(
@@ -200,17 +223,43 @@ class OpeningKeys:
         newest: Credentials,
         older: Sequence[tuple[KeyHandle, bytes]],
         issued: IssuedKeyExchange | None = None,
+        ended: Sequence[tuple[KeyHandle, bytes]] = (),
     ) -> OpeningKeys:
         """For each (key handle, certificate) of ``older`` but ``newest``'s own, the
-        signing credentials of ``newest`` opening with that key."""
-        return cls(
-            tuple(
+        signing credentials of ``newest`` opening with that key; so too for ``ended``."""
+
+        def opening(keys: Sequence[tuple[KeyHandle, bytes]]) -> tuple[Credentials, ...]:
+            return tuple(
                 replace(newest, key_exchange_key=key, key_exchange_cert=der)
-                for key, der in older
+                for key, der in keys
                 if der != newest.key_exchange_cert
-            ),
-            issued,
-        )
+            )
+
+        return cls(opening(older), issued, opening(ended))
+
+    def decided_key_exchange(
+        self, thumb: bytes, checked_at_ms: int
+    ) -> tuple[KeyHandle, bytes] | None:
+        """The key-exchange key and certificate thumbprint that open an envelope sealed to
+        ``thumb`` which the ledger decided, checking it at ``checked_at_ms`` (Unix ms), and
+        whose answer was never stored (``gateway.servicer``): an older certificate's that
+        this process holds, revoked or ended since or not. Else None: chosen as a fresh
+        envelope is (``key_exchange_for``).
+
+        One ended before this process started opens such bytes only if they were checked
+        by its end: no process opened anything with it later (``for_recipient`` refuses
+        it as of the moment of the check, the moment the ledger records), so no decision
+        checked later was made on bytes it opens. Called only for such an answer: the
+        path of a fresh request never comes here."""
+        older = self._by_thumb.get(thumb)
+        if older is None:
+            ended = self._ended_by_thumb.get(thumb)
+            if ended is None or checked_at_ms > ended[1]:
+                return None
+            older = ended[0]
+        if older.key_exchange_key is None:
+            return None
+        return older.require_key_exchange()
 
     def for_recipient(
         self, thumb: bytes, trust: TrustStore, at: datetime | None = None

@@ -13,6 +13,7 @@ from gateway.answers import AnswerUnavailable, answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
 from gateway.ledger import RequestFenced, RrpidReused, Unanswered
+from hsm.base import KeyHandle
 from setcore.capture import peek_sealed_rrpid
 from setcore.echoed_ids import reply_header
 from setcore.errors import ErrorCode, ProtocolError
@@ -182,41 +183,39 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         """The bank that builds the answer to a decision left unanswered: as of the moment
         the request was first checked, opening each envelope sealed to an older
         key-exchange certificate of the gateway with that certificate's key whenever this
-        process holds it, revoked since or not.
+        process holds it, revoked or ended since or not
+        (``gateway.opening_keys.OpeningKeys.decided_key_exchange``).
 
         Revoking that certificate (a compromised key, ``setpay ca revoke`` after a
         renewal) stops it opening anything new, and the handler's own checks refuse such
-        an envelope as sealed to another (``gateway.opening_keys``). A decided one is not
-        new: the ledger matched these exact bytes, which it decided while the certificate
-        stood, and the answer only tells the merchant that decision (a hold placed, a
-        capture posted). Refused so here too, the request was answered UNAVAILABLE at
-        every retry while the certificate stayed on its CRL (its life, a year, and
-        ``EXPIRED_CRL_GRACE``). Whoever holds the compromised key gains nothing: bytes it
-        builds were never decided, and get the handler's refusal (``_serve``); a copy of
-        the merchant's gets what the merchant's gets, as a stored answer does. Any other
-        thumbprint is chosen as the bank chooses it (the newest key; UNAVAILABLE for a
-        certificate renewed since this process started). One whose key this process does
-        not hold (deleted by hand: ``setpay ca prune-gateway`` keeps it while the ledger
-        holds a decision awaiting its answer; or ended before the process started, which
-        then does not load it) opens nowhere: the decision stays unanswered
-        (AnswerUnavailable) until the key and its kept certificate file are restored
-        while that certificate has not ended, or an operator settles it."""
+        an envelope as sealed to another (``gateway.opening_keys``); so does its end. A
+        decided one is not new: the ledger matched these exact bytes, which it decided
+        while the certificate stood, and the answer only tells the merchant that decision
+        (a hold placed, a capture posted). Refused so here too, the request was answered
+        UNAVAILABLE at every retry while the certificate stayed on its CRL (its life, a
+        year, and ``EXPIRED_CRL_GRACE``), or for good once it had ended before a restart.
+        Whoever holds the compromised key gains nothing: bytes it builds were never
+        decided, and get the handler's refusal (``_serve``); a copy of the merchant's gets
+        what the merchant's gets, as a stored answer does. A certificate that had ended
+        when the process started opens only bytes checked by its end
+        (``gateway.older_key_exchange`` loads it). Any other thumbprint is chosen as the
+        bank chooses it (the newest key; UNAVAILABLE for a certificate renewed since this
+        process started). One whose key this process does not hold (deleted by hand:
+        ``setpay ca prune-gateway`` keeps it while the ledger holds a decision awaiting its
+        answer) opens nowhere: the decision stays unanswered (AnswerUnavailable) until the
+        key and its kept certificate file are restored, or an operator settles it."""
         bank = self._bank.as_of(checked_at_ms)
-        if bank.opening is None:
+        opening = bank.opening
+        if opening is None:
             return bank
-        held = {
-            older.key_exchange_thumb: older.require_key_exchange()
-            for older in bank.opening.older
-            if older.key_exchange_thumb and older.key_exchange_key is not None
-        }
         chosen = bank.opening_credentials().key_exchange_for  # as the bank chooses
+
+        def choose(thumb: bytes) -> tuple[KeyHandle, bytes]:
+            return opening.decided_key_exchange(thumb, checked_at_ms) or chosen(thumb)
+
         # ``opening`` None: the handlers open with ``credentials``' own chooser, this one.
         return dataclasses.replace(
-            bank,
-            credentials=bank.credentials.choosing_key_exchange(
-                lambda thumb: held.get(thumb) or chosen(thumb)
-            ),
-            opening=None,
+            bank, credentials=bank.credentials.choosing_key_exchange(choose), opening=None
         )
 
     # gRPC method names are fixed by services.proto; each row: request field, response
