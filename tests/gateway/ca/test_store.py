@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -253,13 +255,76 @@ def test_a_sweep_reads_the_stored_answers_once(tmp_path: Path) -> None:
     assert kept == {2, 4}
 
 
+# Writes its arguments' bytes, one file after another, to its standard output.
+_CAT = """\
+import sys
+for name in sys.argv[1:]:
+    with open(name, "rb") as f:
+        sys.stdout.buffer.write(f.read())
+"""
+# Reads ca.db (argv[1]), as ``setpay ca list`` does, and closes it.
+_READER = """\
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("SELECT count(*) FROM certified_keys").fetchone()
+db.close()
+"""
+# Bounds a child that reads a few files.
+_CHILD_TIMEOUT_S = 60
+
+
+def _read_elsewhere(files: Sequence[Path]) -> bytes:
+    """The bytes of ``files`` (ca.db and its -wal and -shm), read by another process.
+
+    Not by this one while it has ca.db open (the session's banks): closing any descriptor
+    of a process on a file drops every POSIX lock the process holds on that file, its
+    SQLite connections' among them. The next process to close ca.db (``setpay ca revoke``
+    in test_revocation) then took itself for its last user, checkpointed, and deleted the
+    -wal and -shm the bank still used; the bank's next connection opened a new, empty -wal
+    where the index it shares with the others points at the old one's frames, and failed
+    with SQLite's "disk I/O error" (SQLITE_IOERR_SHORT_READ)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CAT, *map(str, files)],
+        capture_output=True, check=True, timeout=_CHILD_TIMEOUT_S,
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_reading_ca_db_elsewhere_leaves_its_open_connections_their_locks(tmp_path: Path) -> None:
+    """ca.db open here, its files read by ``_read_elsewhere``: a process that then reads it
+    and closes it sees it in use, and deletes neither its -wal nor its -shm; this process's
+    connections, the store's and a new one, go on writing and reading as before."""
+    path = tmp_path / "ca.db"
+    store = CaStore.open(path, create=True)
+    try:
+        with store.write() as tx:
+            tx.claim_key(b"\x01" * 32, b"r" * 32, None, 0)
+        files = sorted(tmp_path.iterdir())
+        assert [p.name for p in files] == ["ca.db", "ca.db-shm", "ca.db-wal"]
+        assert _read_elsewhere(files) != b""
+        subprocess.run(
+            [sys.executable, "-c", _READER, str(path)], check=True, timeout=_CHILD_TIMEOUT_S
+        )
+        assert sorted(tmp_path.iterdir()) == files
+        with store.write() as tx:
+            tx.claim_key(b"\x02" * 32, b"r" * 32, None, 0)
+        again = CaStore.open(path)
+        try:
+            with again.read() as tx:
+                assert tx.key_claimed(b"\x01" * 32) and tx.key_claimed(b"\x02" * 32)
+        finally:
+            again.close()
+    finally:
+        store.close()
+
+
 def test_no_pan_in_ca_db(ec_bank: Bank) -> None:
     for pan in (CARD, REVIEW_CARD, UNKNOWN_CARD):
         register_cardholder(ec_bank, pan, EXPIRY)
     register_merchant(ec_bank, MerchantIdentity("m-scan", "Scan Ltd"), account=CARD)
     files = [p for p in ec_bank.directory.iterdir() if p.name.startswith("ca.db")]
     assert files, "ca.db not found"
-    data = b"".join(p.read_bytes() for p in files)
+    data = _read_elsewhere(files)  # the bank has it open
     assert len(data) > 0
     for pan in ALL_TEST_CARDS:
         assert pan.encode() not in data, f"a PAN ({pan[:6]}...) was written to ca.db"
