@@ -7,13 +7,14 @@
   error says only that the reason was withheld. Blotting the password out instead gives
   it away: one equal to the role name shows as the role, a short one wherever its
   letters are. libpq's reason quotes a password when the connection string is not what
-  its writer meant: a URL whose password holds an unescaped ``@``, ``:`` or ``/`` (libpq
-  takes the rest for a host, a port or a database, and names it), a database named like
-  the password.
+  its writer meant: a URL whose password holds an unescaped ``@``, ``/`` or, after an
+  ``@``, ``:``, ``?``, ``,``, ``[`` (libpq takes the rest for a host, a port, a database
+  or a query, and names them), a query's ``password=`` value holding an unescaped ``&``
+  (libpq takes the rest for other parameters), a database named like the password.
 - The passwords known are the connection string's, ``PGPASSWORD``'s, the one libpq took
   for the last host it tried (a service file's or a passfile's included) and, for a URL,
-  the pieces above. A passfile's password for another host of a multi-host string is not
-  known: its reason is named as libpq gives it.
+  every reading of its password (``_url_secrets``). A passfile's password for another
+  host of a multi-host string is not known: its reason is named as libpq gives it.
 - The log says it at WARNING (the requests it fails are answered UNAVAILABLE and logged
   without a reason): at once when its reason is new (the first, another than the last
   said, the first after a connection opened), then once a minute while it lasts. A
@@ -49,27 +50,101 @@ CONNECT_REASON_CHARS = 300
 REASON_WITHHELD = "libpq's reason withheld: it would quote a secret"
 # psycopg's line between its own summary and each host's failure when it tried several.
 _SEVERAL_HOSTS = "\nMultiple connection attempts failed"
+# The connection parameters whose value is a secret: a key file's passphrase too.
+_SECRET_PARAMETERS = ("password", "sslpassword")
+# What ends a URL's user name as its writer meant it, and as libpq reads its user info.
+_USER_NAME_END = re.compile("[:@/]")
+_USER_INFO_END = re.compile("[@/]")
+# What ends a host, a port and the database as libpq reads a URL.
+_HOST_END = re.compile("[:/?,]")
+_PORT_END = re.compile("[/?,]")
+_QUERY_START = re.compile("[?]")
+# Every character that ends a part of a URL as libpq reads it (the user info, a host, a
+# port, the database, a query parameter's name or value) or brackets an IPv6 host.
+_URL_BREAKS = re.compile(r"[:@/?,&=\[\]]")
 
 
 def connect_secrets(conninfo: str, exc: psycopg.Error) -> set[str]:
     """Every password libpq may have had for the connection ``exc`` refused (the module
-    docstring): a URL's user info after its user name, whole and cut where an unescaped
-    ``:``, ``@`` or ``/`` in a password cuts it."""
+    docstring); for a URL, every piece libpq may have read of what its writer meant for
+    one (``_url_secrets``)."""
     found = {os.environ.get("PGPASSWORD", "")}
     with contextlib.suppress(psycopg.Error):
-        found.add(str(conninfo_to_dict(conninfo).get("password") or ""))
+        given = conninfo_to_dict(conninfo)
+        found.update(str(given.get(key) or "") for key in _SECRET_PARAMETERS)
     with contextlib.suppress(psycopg.Error):  # a connection libpq still holds, or none
         if (pgconn := exc.pgconn) is not None:
             found.add(pgconn.password.decode(errors="replace"))
     scheme, url, rest = conninfo.strip().partition("://")
     if url and scheme in ("postgresql", "postgres"):
-        # Its user info ends at the last @ before the query: a password's own @ included.
-        query = rest.find("?", rest.find("@") + 1)
-        info = (rest if query < 0 else rest[:query]).rpartition("@")[0]
-        pieces = re.split("([:@/])", info)[2:]  # the user name, and what ended it, left
-        for piece in ["".join(pieces), *pieces[::2]]:
-            found.update((piece, unquote(piece)))
+        found.update(_url_secrets(rest))
     return {secret for secret in found if secret.strip()}
+
+
+def _url_secrets(rest: str) -> set[str]:
+    """What a URL (``rest``: its text after ``://``) may hold of a password, whole and in
+    the pieces libpq may have read apart and quoted one by one.
+
+    Its writer's password may run from the end of the user name (its first ``:``, ``@``
+    or ``/``) up to any ``@`` after it: up to the last one anywhere, a query's included.
+    A query's ``password=`` (or ``sslpassword=``) value may run to the URL's end. Of each,
+    the text libpq read as something other than that password (past its first ``@``, past
+    the value's ``&``) is cut at every character that ends a part for libpq, each piece a
+    secret. The query's parameter names are none: libpq names no unknown one, it refuses
+    the URL, and a refused URL quotes nothing. A URL whose query holds an ``@``, or whose
+    query's password is not its last parameter, may so withhold more than its password:
+    a host's name withheld costs a reason, a password's piece shown costs the password."""
+    hosts, query = _libpq_url_layout(rest)
+    names: set[tuple[int, int]] = set()  # where the query's parameter names are
+    spans: list[tuple[int, int, int]] = []  # a password's start, what libpq read apart, end
+    at = query + 1
+    for param in rest[at:].split("&") if query < len(rest) else []:
+        name, is_value, _ = param.partition("=")
+        names.add((at, at + len(name)))
+        if is_value and unquote(name) in _SECRET_PARAMETERS:
+            spans.append((at + len(name) + 1, at + len(param), len(rest)))
+        at += len(param) + 1
+    user, last_at = _USER_NAME_END.search(rest), rest.rfind("@")
+    if user is not None and user.end() <= last_at:
+        spans.append((user.end(), max(user.end(), hosts), last_at))
+    found: set[str] = set()
+    for start, apart, end in spans:
+        pieces, at = [rest[start:end]], apart
+        for piece in _URL_BREAKS.split(rest[apart:end]) if apart < end else []:
+            if (at, at + len(piece)) not in names:
+                pieces.append(piece)
+            at += len(piece) + 1
+        found.update(text for piece in pieces for text in (piece, unquote(piece)))
+    return found
+
+
+def _libpq_url_layout(rest: str) -> tuple[int, int]:
+    """Where libpq, reading a URL whose text after ``://`` is ``rest``, starts its hosts
+    and its query's ``?`` (``len(rest)``: none). Its user info ends at the first ``@``,
+    unless a ``/`` comes first (then it has none); a host ends at ``:``, ``/``, ``?`` or
+    ``,`` (a bracketed IPv6 one at its ``]``), a port at ``/``, ``?`` or ``,``, the
+    database at ``?`` (libpq's ``conninfo_uri_parse_options``)."""
+    info = _USER_INFO_END.search(rest)
+    hosts = info.end() if info is not None and info.group() == "@" else 0
+    at, end = hosts, len(rest)
+    while True:
+        if rest.startswith("[", at) and (at := rest.find("]", at)) < 0:
+            return hosts, end  # libpq refuses the URL: nothing of it is read
+        at = _first(_HOST_END, rest, at)
+        if rest.startswith(":", at):
+            at = _first(_PORT_END, rest, at)
+        if not rest.startswith(",", at):
+            break
+        at += 1
+    if rest.startswith("/", at):
+        at = _first(_QUERY_START, rest, at)
+    return hosts, at
+
+
+def _first(pattern: re.Pattern[str], text: str, start: int) -> int:
+    """Where ``pattern`` is first found in ``text`` from ``start`` on; else its length."""
+    found = pattern.search(text, start)
+    return len(text) if found is None else found.start()
 
 
 def connect_refused(exc: psycopg.OperationalError, secrets: Iterable[str]) -> StoreUnavailable:
