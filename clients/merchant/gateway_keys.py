@@ -16,14 +16,14 @@ the same. Anything else is asked again at the next use, as any request to the ga
 is: the gateway unreachable, or the merchant's own side failing (its key backend signing
 the PCertReq, its database, its revocation data past its window to judge the PCertRes
 by). Those say nothing of the gateway and may clear a moment later: held off, one such
-hiccup at the hourly fetch failed every PInit for up to a minute. Revocation data past
-its window is found before the PCertReq is sent (``revocation_current``): the gateway's
-answer could not be judged by it, and sent regardless, a PCertReq would go out at every
-use until the feed reaches the CA again.
+hiccup at the hourly fetch failed every PInit for up to a minute. Revocation data that
+cannot judge the gateway's answer is not asked with again (``JudgedFetch``): sent
+regardless, a PCertReq would go out at every use until the feed installs other data.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -94,10 +94,11 @@ def revocation_current(trust: TrustStore, at: datetime | None = None) -> None:
     """Raise ``RevocationUnavailable`` unless the trust store's revocation data covers
     ``at`` (now): a PCertRes would be judged by it and refused, so no PCertReq is sent.
 
-    Asked after the revocation feed had its chance to refresh (``ensure_fresh``), so the
-    fetch succeeds again as soon as the feed installs current data. Sent regardless, the
-    PCertReq would cost the gateway a signature and the merchant a verification at every
-    use (such a failure is not held off) for an answer it could only refuse."""
+    The first check the chain code makes of a store that requires revocation, as the
+    merchant's does, made before sending rather than after: a BCI past its window (the CA
+    unreachable) then costs no PCertReq at all. Whatever else that code cannot judge by
+    (a CRL past its nextUpdate, a BCI omitting the gateway's CA) is learnt from its
+    verdict on an answer (``JudgedFetch``)."""
     snapshot = trust.revocation
     if snapshot is None:
         raise RevocationUnavailable("no BrandCRLIdentifier loaded: the PCertReq is not sent")
@@ -108,29 +109,95 @@ def revocation_current(trust: TrustStore, at: datetime | None = None) -> None:
         )
 
 
+_NONE_UNJUDGED = object()  # no PCertRes went unjudged by the data held
+
+
+class JudgedFetch:
+    """The merchant's PCertReq, sent only while its revocation data could judge the answer.
+
+    A PCertRes the trust store could not judge (``RevocationUnavailable``: its BCI past
+    its window, a CRL past its nextUpdate, a BCI listing no CRL for the gateway's CA) is
+    not asked for again until the store holds other revocation data: sent regardless, each
+    use after the hourly TTL would cost the gateway a signature and the merchant a
+    verification for an answer it could only refuse (such a failure is not held off). The
+    chain code's own verdict, not a copy of its rules: the data a snapshot holds never
+    changes, and time passing only ends its window and its CRLs' (``chain``), so what
+    it could not judge once it cannot judge later. The feed refreshes first
+    (``ensure_fresh``): the data it installs is asked with at once.
+
+    Called by ``GatewayKeys`` under its lock, one fetch at a time."""
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        refresh: Callable[[], None],
+        ask: Callable[[], GatewayCertificate],
+    ) -> None:
+        """``refresh``: the revocation feed's ``ensure_fresh``; ``ask``: the PCertReq."""
+        self._trust, self._refresh, self._ask = trust, refresh, ask
+        # The revocation data the last PCertRes could not be judged by, and why.
+        self._unjudged: object = _NONE_UNJUDGED
+        self._why = ""
+
+    def __call__(self) -> GatewayCertificate:
+        self._refresh()
+        revocation_current(self._trust)
+        held = self._trust.revocation
+        if held is self._unjudged:
+            raise RevocationUnavailable(
+                f"the revocation data held could not judge the last PCertRes ({self._why}):"
+                " the PCertReq is not sent until the feed installs other data"
+            )
+        try:
+            answer = self._ask()
+        except RevocationUnavailable as unjudged:
+            # The data asked with, not any installed meanwhile: that is asked with anew.
+            self._unjudged, self._why = held, unjudged.reason
+            raise
+        self._unjudged = _NONE_UNJUDGED  # the snapshot it names is not held on to
+        return answer
+
+
 def _raised_again(failure: Exception) -> Exception:
     """A copy of the failure a fetch kept, for a later use to raise. Raised again itself,
     the one object would take on each raising thread's traceback, and as its context the
     exception that thread was handling (an unrelated order's failure), to show in every
-    other thread's report of it. The object itself (its traceback dropped) for a kind
-    that cannot be built from its arguments, rather than a TypeError in its place, and
-    for one whose copy would read otherwise (state kept outside its arguments and
-    ``__dict__``, as a FileNotFoundError's file name): an exact report over a clean
-    one. Notes are copied, not shared: one added to a copy stays on it."""
+    other thread's report of it.
+
+    ``copy.copy`` first, which keeps what a kind holds outside its arguments (a
+    FileNotFoundError's file name); else the kind rebuilt from its arguments and
+    ``__dict__`` without its ``__init__`` (one whose arguments are not its own, as
+    ``TransportError``'s message). Either only if it reads as the failure does. The copy
+    carries no traceback, context or cause of the failure's, and notes of its own: one
+    added to it stays on it. The object itself (its traceback dropped) only for a kind
+    neither way copies, rather than a TypeError in its place."""
+    for made in (copy.copy, _rebuilt):
+        try:
+            again = made(failure)
+            same = type(again) is type(failure) and str(again) == str(failure)
+        except Exception:  # noqa: BLE001, S112  a kind that way cannot copy: the next
+            continue
+        if same:
+            return _cleaned(again, failure)
+    return failure.with_traceback(None)
+
+
+def _rebuilt(failure: Exception) -> Exception:
+    """``failure``'s kind from its arguments and ``__dict__``, its ``__init__`` not run."""
     kind = type(failure)
-    try:
-        again = kind.__new__(kind, *failure.args)
-    except (TypeError, ValueError):
-        return failure.with_traceback(None)
+    again = kind.__new__(kind, *failure.args)
     again.__dict__.update(getattr(failure, "__dict__", {}))
+    return again
+
+
+def _cleaned(again: Exception, failure: Exception) -> Exception:
+    """``again`` with nothing of ``failure``'s raising and notes of its own."""
+    again.__traceback__ = again.__context__ = again.__cause__ = None
+    again.__suppress_context__ = False
     notes = getattr(failure, "__notes__", None)
     if isinstance(notes, list):
         again.__notes__ = list(notes)
-    try:
-        same = str(again) == str(failure)
-    except Exception:  # noqa: BLE001  a __str__ needing what __init__ would have set
-        same = False
-    return again if same else failure.with_traceback(None)
+    return again
 
 
 def _one_run(before: Exception | None, exc: Exception) -> bool:

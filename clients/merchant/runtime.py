@@ -33,7 +33,7 @@ from clients.merchant.batches import Batches
 from clients.merchant.checkout import Checkout
 from clients.merchant.config import METRICS_ANY_PORT, MerchantConfig, ServerConfig
 from clients.merchant.gateway_client import GatewayClient, GatewayKeys
-from clients.merchant.gateway_keys import revocation_current
+from clients.merchant.gateway_keys import JudgedFetch
 from clients.merchant.registration import current_credentials
 from clients.merchant.registration_again import (
     REVOKED,
@@ -58,7 +58,6 @@ from hsm.uri import describe_uri, open_backend
 from setcore.credentials import Credentials
 from setcore.errors import ProtocolError, SetcoreError
 from setcore.freshness import now_ms
-from setcore.gateway_admin import GatewayCertificate
 from setcore.pki.certificate import load_certificate
 from setcore.pki.extensions import read_merchant_data
 from setcore.pki.presented import Presented, verify_presented
@@ -184,13 +183,11 @@ class Merchant:
             Caller(gateway_channel, "gateway"), credentials, trust, config.merchant_id, store
         )
 
-        def fetch_gateway_certificates() -> GatewayCertificate:
-            revocation.ensure_fresh()
-            # Data past its window could not judge the PCertRes: nothing is sent until
-            # the feed installs current data (at most a minute after the CA is back).
-            revocation_current(trust)
-            return gateway.gateway_certificates(config.brand_id)
-
+        # Revocation data that could not judge a PCertRes is not asked with again: nothing
+        # is sent until the feed installs other data (at most a minute after the CA is back).
+        fetch_gateway_certificates = JudgedFetch(
+            trust, revocation.ensure_fresh, lambda: gateway.gateway_certificates(config.brand_id)
+        )
         # Judged by the trust store the feed keeps current: a revoked certificate is
         # fetched again at the next use, not at the TTL's end.
         keys = GatewayKeys(fetch_gateway_certificates, trust=trust)
