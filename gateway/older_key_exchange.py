@@ -26,9 +26,9 @@ listed once for all of them (one read of the backend, however many ended files a
 kept, and none when there is none), never looked up one by one: a token re-reads its
 objects at every version it misses.
 
-Errors: ``BankIncomplete`` (a kept file that cannot be read, a lasting key refused as
-above); the key backend's own pass through (a backend that cannot be read stops the
-start as it does for the bank's other keys).
+Errors: ``BankIncomplete`` (a kept file that cannot be read or is no certificate, a
+lasting key refused as above); the key backend's own pass through (a backend that cannot
+be read stops the start as it does for the bank's other keys).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from gateway.bank_errors import BankIncomplete
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyNotFound
 from setcore.credentials import check_key_exchange_pair
-from setcore.errors import ConfigurationError
+from setcore.errors import ConfigurationError, ProtocolError
 from setcore.pki.certificate import load_certificate, public_key_of
 from setcore.registration import spki_of
 
@@ -90,7 +90,11 @@ def load_older_key_exchange(
             raise BankIncomplete(f"cannot read {path.name} in {path.parent}: {exc}") from exc
         if der == newest_der:
             continue
-        if load_certificate(der).not_valid_after_utc <= now:
+        try:
+            end = load_certificate(der).not_valid_after_utc
+        except ProtocolError as exc:
+            raise BankIncomplete(f"{path.name} in {path.parent} is no certificate: {exc}") from exc
+        if end <= now:
             ended.append(_Ended(version, path.name, der))
             continue
         found = _lasting(backend, label, version, path.name, der, remedy)

@@ -75,11 +75,6 @@ log = logging.getLogger("setpay.gateway")
 ISSUED_RECHECK_SECONDS = 1.0
 
 
-def _end_ms(der: bytes) -> int:
-    """The end of the certificate ``der`` (Unix ms)."""
-    return int(load_certificate(der).not_valid_after_utc.timestamp() * 1000)
-
-
 class RecipientNotLoaded(AnswerUnavailable):
     """An envelope sealed to a live key-exchange certificate of this bank that this
     process does not hold (renewed since it started): answered UNAVAILABLE, never a
@@ -204,17 +199,13 @@ class OpeningKeys:
     issued: IssuedKeyExchange | None = None
     ended: Sequence[Credentials] = ()
     _by_thumb: dict[bytes, Credentials] = field(init=False, repr=False)
-    #: Each ended one with its certificate's end (Unix ms), by thumbprint.
-    _ended_by_thumb: dict[bytes, tuple[Credentials, int]] = field(init=False, repr=False)
+    #: Each ended one, by thumbprint.
+    _ended_by_thumb: dict[bytes, Credentials] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_thumb = {c.key_exchange_thumb: c for c in self.older if c.key_exchange_thumb}
         object.__setattr__(self, "_by_thumb", by_thumb)
-        ended = {
-            c.key_exchange_thumb: (c, _end_ms(c.key_exchange_cert))
-            for c in self.ended
-            if c.key_exchange_thumb and c.key_exchange_cert
-        }
+        ended = {c.key_exchange_thumb: c for c in self.ended if c.key_exchange_thumb}
         object.__setattr__(self, "_ended_by_thumb", ended)
 
     @classmethod
@@ -237,27 +228,21 @@ class OpeningKeys:
 
         return cls(opening(older), issued, opening(ended))
 
-    def decided_key_exchange(
-        self, thumb: bytes, checked_at_ms: int
-    ) -> tuple[KeyHandle, bytes] | None:
+    def decided_key_exchange(self, thumb: bytes) -> tuple[KeyHandle, bytes] | None:
         """The key-exchange key and certificate thumbprint that open an envelope sealed to
-        ``thumb`` which the ledger decided, checking it at ``checked_at_ms`` (Unix ms), and
-        whose answer was never stored (``gateway.servicer``): an older certificate's that
-        this process holds, revoked or ended since or not. Else None: chosen as a fresh
-        envelope is (``key_exchange_for``).
+        ``thumb`` which the ledger decided and whose answer was never stored
+        (``gateway.servicer``): an older certificate's that this process holds, revoked or
+        ended since or not. Else None: chosen as a fresh envelope is
+        (``key_exchange_for``).
 
-        One ended before this process started opens such bytes only if they were checked
-        by its end: no process opened anything with it later (``for_recipient`` refuses
-        it as of the moment of the check, the moment the ledger records), so no decision
-        checked later was made on bytes it opens. Called only for such an answer: the
-        path of a fresh request never comes here."""
-        older = self._by_thumb.get(thumb)
-        if older is None:
-            ended = self._ended_by_thumb.get(thumb)
-            if ended is None or checked_at_ms > ended[1]:
-                return None
-            older = ended[0]
-        if older.key_exchange_key is None:
+        Not bounded by the moment the request was checked: only bytes whose RRPID and
+        digest the ledger matched to a decision come here (the path of a fresh request
+        never does), and a bank opens with its newest certificate unchecked while it runs
+        (its own certificates are judged at start), so a decision may have been made on
+        bytes sealed to one after its end: bounded by the end, the retry was answered
+        UNAVAILABLE for good once a renewal and a restart had made it an older one."""
+        older = self._by_thumb.get(thumb) or self._ended_by_thumb.get(thumb)
+        if older is None or older.key_exchange_key is None:
             return None
         return older.require_key_exchange()
 

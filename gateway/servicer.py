@@ -13,6 +13,7 @@ from gateway.answers import AnswerUnavailable, answer
 from gateway.authorize import authorize
 from gateway.bank import Bank
 from gateway.ledger import RequestFenced, RrpidReused, Unanswered
+from gateway.ledger.idempotency import SettledByHand, settled_refusal
 from hsm.base import KeyHandle
 from setcore.capture import peek_sealed_rrpid
 from setcore.echoed_ids import reply_header
@@ -143,7 +144,8 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         own key-exchange certificates it is sealed to). None if the ledger never decided
         them. If a decided request fails its checks even so (a certificate it names
         revoked since, and still on its CRL), AnswerUnavailable: a retryable status, never
-        the refusal, so the merchant does not build it afresh and have it applied twice. A
+        the refusal, so the merchant does not build it afresh and have it applied twice;
+        so too, its answer never built, once an operator settled it by hand. A
         revoked certificate leaves its CRL once it has been expired for
         ``gateway.ca.publishing.EXPIRED_CRL_GRACE``; from then on the answer is built and
         sent: the decision was valid when it was made, and it is the one the ledger
@@ -170,6 +172,9 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
             return None
         if not isinstance(recorded, Unanswered):
             return recorded  # the stored answer, or None: never decided
+        if isinstance(recorded, SettledByHand):
+            # An operator settled it by hand: never answered, never refused (UNAVAILABLE).
+            raise AnswerUnavailable(settled_refusal(rrpid, recorded))
         try:
             return handler(self._deciding_bank(recorded.checked_at_ms), request)
         except ProtocolError as exc:
@@ -197,8 +202,8 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         Whoever holds the compromised key gains nothing: bytes it builds were never
         decided, and get the handler's refusal (``_serve``); a copy of the merchant's gets
         what the merchant's gets, as a stored answer does. A certificate that had ended
-        when the process started opens only bytes checked by its end
-        (``gateway.older_key_exchange`` loads it). Any other thumbprint is chosen as the
+        when the process started opens them too (``gateway.older_key_exchange`` loads
+        it), whenever they were checked. Any other thumbprint is chosen as the
         bank chooses it (the newest key; UNAVAILABLE for a certificate renewed since this
         process started). One whose key this process does not hold (deleted by hand:
         ``setpay ca prune-gateway`` keeps it while the ledger holds a decision awaiting its
@@ -211,7 +216,7 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         chosen = bank.opening_credentials().key_exchange_for  # as the bank chooses
 
         def choose(thumb: bytes) -> tuple[KeyHandle, bytes]:
-            return opening.decided_key_exchange(thumb, checked_at_ms) or chosen(thumb)
+            return opening.decided_key_exchange(thumb) or chosen(thumb)
 
         # ``opening`` None: the handlers open with ``credentials``' own chooser, this one.
         return dataclasses.replace(

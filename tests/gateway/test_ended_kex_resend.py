@@ -36,7 +36,14 @@ from setcore.pki.issuance import END_ENTITY_LIFETIME
 from setpay.v1 import authorization_pb2 as a
 from setpay.v1 import capture_pb2
 
-from .actors import Merchant, auth_request, purchase, register_cardholder, register_merchant
+from .actors import (
+    Merchant,
+    auth_request,
+    purchase,
+    register_cardholder,
+    register_merchant,
+    send_unsigned_answers,
+)
 from .test_gateway_renewal import Served
 from .test_gateway_renewal_hosts import answered
 from .test_recipient_revoked_resend import (
@@ -62,6 +69,9 @@ class Ended:
     #: A sale and a capture decided while it stood, never answered.
     sale: tuple[a.AuthorizeRequest, AuthRequestState]
     capture: tuple[capture_pb2.CaptureRequest, CaptureState]
+    #: A sale built while it stood, decided by the bank still running on it after its
+    #: end (the newest certificate is opened unchecked), never answered.
+    late_sale: tuple[a.AuthorizeRequest, AuthRequestState]
     #: An AuthReq and a CapReq built while it stood, never sent.
     fresh_sale: tuple[a.AuthorizeRequest, AuthRequestState]
     fresh_capture: tuple[capture_pb2.CaptureRequest, CaptureState]
@@ -81,13 +91,15 @@ def ended(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ended]:
         _unanswered_capture(world, capture[0], patch)
         fresh_sale = auth_request(merchant, purchase(merchant, cardholder, 600))
         fresh_capture = _capture(world, merchant, cardholder, 650)
-        served.stop()
-        renew_gateway_keys(served.config())
+        late_sale = auth_request(merchant, purchase(merchant, cardholder, 900), capture_now=True)
         ends = load_certificate(merchant.gateway_kex.der).not_valid_after_utc
         assert datetime.now(UTC) < ends, "the set-up outlasted the certificate: widen WINDOW"
         time.sleep((ends - datetime.now(UTC)).total_seconds() + 1)
+        send_unsigned_answers(world, late_sale[0], patch, lambda decision: True)
+        served.stop()
+        renew_gateway_keys(served.config())
         served.start()
-        yield Ended(served, merchant, sale, capture, fresh_sale, fresh_capture)
+        yield Ended(served, merchant, sale, capture, late_sale, fresh_sale, fresh_capture)
     finally:
         patch.undo()
         served.stop()
@@ -119,6 +131,20 @@ def test_an_unanswered_sale_sealed_to_an_ended_certificate_gets_its_decision(
     # Answered once, stored: the merchant's own client gets the same answer.
     again = _merchant_authorizes(ended.served, ended.merchant, request, state)
     assert again.data == result.data
+
+
+def test_a_sale_decided_after_the_newest_certificate_ended_gets_its_decision(
+    ended: Ended,
+) -> None:
+    """A bank checks its own certificates at start only, so one running when its newest
+    key-exchange certificate ended went on opening with it, and decided this sale after
+    the end. Renewed and restarted, the bank answers it all the same: a first version of
+    the ended keys' loading opened only bytes checked by the end, and this retry was
+    answered UNAVAILABLE for good, the capture posted."""
+    request, state = ended.late_sale
+    result = _resent(ended, request, state)
+    assert not isinstance(result, str), f"answered {result}, not the decision"
+    assert result.auth_code == a.AUTH_CODE_APPROVED
 
 
 def test_an_unanswered_capture_sealed_to_an_ended_certificate_gets_its_decision(
