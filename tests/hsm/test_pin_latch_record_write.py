@@ -16,6 +16,8 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -241,3 +243,62 @@ def test_a_torn_or_empty_record_is_no_refusal_and_is_replaced(
     second.latch(second.identity(), "B: login refused", share=True)
     assert set(json.loads(path.read_bytes())["starts"]) == {"start-b"}
     assert _refusal(_env_latch(tmp_path)) == "B: login refused"
+
+
+def test_the_new_record_is_synced_before_it_replaces_the_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renamed over the record unsynced, a power loss could leave the new name on an
+    empty file: the torn record this replaces, by another road."""
+    latch = _file_latch(tmp_path)
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(source: str, target: str) -> None:
+        assert synced == [source], "the record was renamed into place before its sync"
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    latch.latch(latch.identity(), "login refused", share=True)
+    assert _refusal(_file_latch(tmp_path)) == "login refused"
+
+
+_KILLED_WRITER = """\
+import os, sys, time
+from hsm.pin_latch import PinLatch
+from hsm.pinsource import PinSource
+latch = PinLatch(PinSource.parse("file:" + sys.argv[1]))
+latch.share_at(sys.argv[2])
+def fsync(fd):
+    print("syncing", flush=True)
+    time.sleep(60)
+os.fsync = fsync
+latch.latch(latch.identity(), "refused by the killed writer", share=True)
+"""
+
+
+def test_what_a_killed_writer_leaves_stops_no_later_write(tmp_path: Path) -> None:
+    """A writer killed before its rename leaves its temporary file beside the record
+    (nothing of it runs after the kill): the record stays as it was, and the next write
+    goes ahead, under a name of its own, where one fixed name would be refused for good."""
+    latch = _file_latch(tmp_path)
+    latch.latch(latch.identity(), "first refusal", share=True)
+    argv = [str(tmp_path / "token.pin"), str(tmp_path / "token")]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, *argv],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "syncing\n"
+        writer.kill()
+    finally:
+        writer.wait(10)
+    assert len(_left_beside(tmp_path)) == 1
+    assert _refusal(_file_latch(tmp_path)) == "first refusal"
+    latch.latch(latch.identity(), "second refusal", share=True)
+    assert _refusal(_file_latch(tmp_path)) == "second refusal"
