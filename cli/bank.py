@@ -53,7 +53,7 @@ plaintext one and names this command. The keys must first be the ledger's own
 (``gateway.ledger.key_check``): a plaintext file from elsewhere (an old backup's, another
 bank's) is refused, and nothing changes.
 
-``show-batch`` and ``check-books`` read the ledger's store alone (``cli.bank_books``).
+Commands of the ledger's store alone, no keys: ``cli.bank_books``, ``cli.bank_unanswered``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from cli import bank_books
+from cli import bank_books, bank_unanswered
 from cli.bank_show import card_account_id, card_line, merchant_line
 from cli.currency import currency_code
 from cli.number_options import whole
@@ -237,6 +237,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "same keys",
     )
     bank_books.add_parsers(ops)
+    bank_unanswered.add_parsers(ops)
 
 
 def _read_pan(path: Path) -> PAN:
@@ -441,10 +442,9 @@ def _seal_ledger_keys(config: BankConfig) -> int:
     if not done.sealed_now:
         print(f"{done.path} is already sealed, to key {done.key}: nothing changed")
         return 0
-    print(
-        f"{done.path} sealed to key {done.key}, with the same ledger keys; backups made"
-        " before hold them in plaintext: destroy them, or keep them as the token is kept"
-    )
+    print(f"{done.path} sealed to key {done.key}, with the same ledger keys; backups made "
+          "before hold them in plaintext: destroy them, or keep them as the token is "
+          "kept")  # fmt: skip
     return 0
 
 
@@ -456,6 +456,8 @@ def run(args: argparse.Namespace) -> int:
             return _seal_ledger_keys(config)
         if args.bank_command in bank_books.COMMANDS:  # no keys: the store alone
             return bank_books.run(config, args)
+        if args.bank_command in bank_unanswered.COMMANDS:
+            return bank_unanswered.run(config, args)
         ledger = open_ledger(config)
     except BrokenPipeError:
         raise  # standard output's reader went away (``| head``): cli.main ends quietly

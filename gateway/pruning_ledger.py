@@ -122,7 +122,8 @@ def read_unanswered(
     ``read_only`` (nothing made, migrated or locked); else LedgerUnread, or ForeignLedger
     when it lacks an account of the ``merchants``. One pass over ``requests`` (no index
     holds the unanswered ones): a row whose answer was stored has no ``outcome``, nor has
-    a fence."""
+    a fence; a decision settled by hand (``gateway.ledger.unanswered``) keeps its
+    outcome but is never answered, so no key opens anything for it, and is not counted."""
     url = config.ledger_url()
     try:
         store: LedgerStore
@@ -163,7 +164,7 @@ def read_unanswered(
 
 def _read_ledger(tx: Transaction, before_ms: int | None) -> tuple[frozenset[str], UnansweredCount]:
     """The merchant IDs the ledger holds accounts for, and its decisions awaiting their
-    answer, counted when checked before ``before_ms`` (a row written before
+    answer (none settled by hand), counted when checked before ``before_ms`` (a row written before
     ``checked_at_ms`` existed by its decision's time, a few milliseconds later)."""
     accounts = tx.all("SELECT merchant_id FROM merchant_accounts")
     held = frozenset(str(row["merchant_id"]) for row in accounts)
@@ -174,7 +175,7 @@ def _read_ledger(tx: Transaction, before_ms: int | None) -> tuple[frozenset[str]
         " AS count,"
         " MIN(CASE WHEN COALESCE(checked_at_ms, created_at_ms) < ? THEN created_at_ms END)"
         " AS oldest_ms"
-        " FROM requests WHERE outcome IS NOT NULL",
+        " FROM requests WHERE outcome IS NOT NULL AND settled_at_ms IS NULL",
         limit,
         limit,
     )
@@ -207,9 +208,11 @@ def unanswered_advice(
         f" stored{counted}{oldest}; the ledger does not record which key-exchange"
         " certificate a request was sealed to, and one sealed to a key this pruning deletes"
         " would never be answered (UNAVAILABLE at every retry, its money moved): start the"
-        " bank so that the merchants' retries are answered, find any left with the query in"
-        f" OPERATIONS {UNANSWERED_SECTION}, and run `setpay ca prune-gateway"
-        f" {config_option(config)} --yes` again once none is left"
+        " bank so that the merchants' retries are answered, find any left with `setpay bank"
+        f" {config_option(config)} show-unanswered` (OPERATIONS {UNANSWERED_SECTION}),"
+        " settle by hand one that can never be answered (`setpay bank settle-unanswered`),"
+        f" and run `setpay ca prune-gateway {config_option(config)} --yes` again once none"
+        " is left"
     )
 
 

@@ -82,6 +82,20 @@ writes (a decision awaiting its answer has an outcome; a stored answer is never 
 ``store_answer`` (``outcome IS NOT NULL``) never overwrites it. Retention prunes it as
 an answered row (``retention``): by then no sending of its bytes can be decided.
 
+A decision whose answer can never be built (its merchant gone, a certificate it names
+revoked since, the key it is sealed to lost) can be settled by hand (``unanswered``,
+``setpay bank settle-unanswered``, schema version 8): its row keeps the empty
+``response`` and the ``outcome``, for audit, and gains ``settled_at_ms`` and
+``settled_reason``. The money stays as decided; the operator settles with the merchant
+out of band. Such a row is never answered: ``lookup`` returns it as ``SettledByHand``
+(an ``Unanswered`` the gateway must not build: ``gateway.servicer`` answers the resend
+UNAVAILABLE, saying so), ``decide_once`` raises StoreUnavailable for it (a resend whose
+checks still pass is answered UNAVAILABLE too, never decided or answered), and
+``store_answer`` neither overwrites it nor returns it (a retry building its answer as
+the operator settled it: the settling, or the answer, commits first, and the other finds
+the row taken). The fresh request's path reads no more than before: the same row, by
+its key, found absent.
+
 The merchant still builds a request refused as too old afresh only once no earlier
 sending of it could still be decided by a gateway that does not fence (an older
 release): its margin is this bound, 10 s for that commit, and the 30 s it lets the two
@@ -102,6 +116,8 @@ so ``decide`` may run more than once for one request; only the committed attempt
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gateway.ledger import outcome_codec
 from gateway.ledger.errors import (
@@ -120,7 +136,31 @@ from setcore import freshness
 DECIDED_WITHIN_MS = 20_000
 
 Recorded = bytes | Unanswered
-"""What an RRPID has once decided: its stored response, or a decision awaiting one."""
+"""What an RRPID has once decided: its stored response, or a decision awaiting one (which
+may be ``SettledByHand``: never to be answered)."""
+
+
+@dataclass(frozen=True)
+class SettledByHand(Unanswered):
+    """A decision awaiting its answer that an operator settled by hand (the module
+    docstring), at ``settled_at_ms`` for ``reason``: it is never answered. An
+    ``Unanswered`` still (its outcome kept, and the type every caller of ``lookup``
+    already takes), so the caller that builds answers must check for it first."""
+
+    settled_at_ms: int
+    reason: str
+
+
+def settled_refusal(rrpid: bytes, settled: SettledByHand) -> str:
+    """What the gateway and the ledger say of a request whose decision was settled by
+    hand: never its reason (an operator's text), the RRPID by its first bytes only."""
+    when = datetime.fromtimestamp(settled.settled_at_ms / 1000, tz=UTC)
+    return (
+        f"request {rrpid.hex()[:8]} was decided, its answer never stored, and an operator"
+        f" settled it by hand at {when:%Y-%m-%d %H:%M:%S} UTC (setpay bank"
+        " show-unanswered): it is never answered; the merchant and the bank settle it out"
+        " of band"
+    )
 
 
 def decide_once(
@@ -140,7 +180,7 @@ def decide_once(
     (None: unknown), kept with it for an answer built later. StoreUnavailable, nothing
     written, when a new decision comes more than ``DECIDED_WITHIN_MS`` after that check.
     """
-    recorded = lookup(tx, rrpid, request_digest)
+    recorded = _not_settled(rrpid, lookup(tx, rrpid, request_digest))
     if recorded is not None:
         return recorded
     try:
@@ -150,7 +190,7 @@ def decide_once(
         # it began: a concurrent request with this RRPID may have committed after our first
         # look, and its effects (say, the PI it used) are what make ``decide`` refuse. Its
         # record is the answer to this retry too.
-        recorded = lookup(tx, rrpid, request_digest)
+        recorded = _not_settled(rrpid, lookup(tx, rrpid, request_digest))
         if recorded is not None:
             return recorded
         raise
@@ -162,6 +202,14 @@ def decide_once(
     _insert(tx, rrpid, request_digest, _NO_RESPONSE_YET, encoded, now_ms, checked_at_ms)
     _decided_in_time(checked_at_ms)
     return _unanswered(outcome, now_ms, checked_at_ms)
+
+
+def _not_settled(rrpid: bytes, recorded: Recorded | None) -> Recorded | None:
+    """``recorded``, unless it is a decision settled by hand: StoreUnavailable then (the
+    request is answered UNAVAILABLE, its caller never builds an answer for it)."""
+    if isinstance(recorded, SettledByHand):
+        raise StoreUnavailable(settled_refusal(rrpid, recorded))
+    return recorded
 
 
 def _decided_in_time(checked_at_ms: int | None) -> None:
@@ -178,22 +226,23 @@ def _decided_in_time(checked_at_ms: int | None) -> None:
 def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, response: bytes) -> bytes:
     """Store ``response`` as the answer to the RRPID's unanswered decision and return it;
     return the stored answer instead if another call stored one first. A fence is never
-    answered (RequestFenced): it has no outcome for the statement below to find."""
+    answered (RequestFenced): it has no outcome for the statement below to find; nor is
+    a decision settled by hand (StoreUnavailable)."""
     if not isinstance(response, bytes) or not response:
         raise TypeError("a response must be non-empty bytes")
     # One statement that both checks and answers: under READ COMMITTED (PostgreSQL) it
     # waits for a concurrent answer to commit and then finds nothing left to answer.
     answered = tx.run(
-        "UPDATE requests SET response = ?, outcome = NULL"
-        " WHERE rrpid = ? AND request_digest = ? AND outcome IS NOT NULL",
+        "UPDATE requests SET response = ?, outcome = NULL WHERE rrpid = ?"
+        " AND request_digest = ? AND outcome IS NOT NULL AND settled_at_ms IS NULL",
         response,
         rrpid,
         request_digest,
     )
     if answered:
         return response
-    stored = stored_response(tx, rrpid, request_digest)
-    if stored is None:
+    stored = _not_settled(rrpid, lookup(tx, rrpid, request_digest))
+    if not isinstance(stored, bytes):
         raise StoreError("there is no decision under this RRPID to answer")
     return stored
 
@@ -215,12 +264,12 @@ def fence(tx: Transaction, *, rrpid: bytes, request_digest: bytes, now_ms: int) 
 
 
 def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | None:
-    """What the RRPID has (stored bytes or an unanswered decision), None if it is new;
-    RrpidReused if it was used for another request, RequestFenced if these bytes were
-    refused as too old (``fence``)."""
+    """What the RRPID has (stored bytes or an unanswered decision, ``SettledByHand`` if
+    an operator settled it), None if it is new; RrpidReused if it was used for another
+    request, RequestFenced if these bytes were refused as too old (``fence``)."""
     found = tx.one(
-        "SELECT request_digest, response, outcome, created_at_ms, checked_at_ms"
-        " FROM requests WHERE rrpid = ?",
+        "SELECT request_digest, response, outcome, created_at_ms, checked_at_ms,"
+        " settled_at_ms, settled_reason FROM requests WHERE rrpid = ?",
         rrpid,
     )
     if found is None:
@@ -235,10 +284,19 @@ def lookup(tx: Transaction, rrpid: bytes, request_digest: bytes) -> Recorded | N
             )
         return response
     checked_at_ms = found["checked_at_ms"]
-    return _unanswered(
+    unanswered = _unanswered(
         outcome_codec.loads(str(found["outcome"])),
         int(found["created_at_ms"]),
         None if checked_at_ms is None else int(checked_at_ms),
+    )
+    if found["settled_at_ms"] is None:
+        return unanswered
+    return SettledByHand(
+        outcome=unanswered.outcome,
+        decided_at_ms=unanswered.decided_at_ms,
+        checked_at_ms=unanswered.checked_at_ms,
+        settled_at_ms=int(found["settled_at_ms"]),
+        reason=str(found["settled_reason"] or ""),
     )
 
 

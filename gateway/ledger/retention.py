@@ -36,7 +36,11 @@ is never dropped, nor is a decision while it awaits its answer (``outcome`` not 
 retry answers it, or an operator resolves it, ``idempotency``); once answered, it goes as
 the others do. A fence (a refusal as too old made final, ``idempotency.fence``) has no
 outcome and goes as an answered row does: long before the horizon, no sending of its
-bytes can still be decided. Every other row goes once it was created more than the
+bytes can still be decided. So does a decision an operator settled by hand
+(``unanswered.settle``: it will never be answered, its outcome kept with the mark): it
+guards what an answered row guards, and goes by its decision's time as that row does,
+within a day of its settling if that was already past the horizon (the revisit below).
+Every other row goes once it was created more than the
 horizon ago. A retry of a dropped request, and the request built afresh, are refused or
 declined by the ledger's own rules above and change nothing. (A guard at the gateway,
 refusing a retry dated before the horizon with another code than MESSAGE_TOO_OLD, would
@@ -170,11 +174,13 @@ class Prunable:
 
 
 # What becomes of a request row ``r``: kept for good (it posted a refund), kept while its
-# decision awaits an answer, or deleted ('prunable'). The rule is written here once: a
-# batch deletes the rows it names 'prunable', and the dry run counts the same rows.
+# decision awaits an answer (not settled by hand), or deleted ('prunable'). The rule is
+# written here once: a batch deletes the rows it names 'prunable', and the dry run counts
+# the same rows.
 _FATE_OF = (
     "CASE WHEN EXISTS (SELECT 1 FROM transfers t WHERE t.kind = 'credit'"
-    " AND t.rrpid = r.rrpid) THEN 'refund' WHEN r.outcome IS NOT NULL THEN 'unanswered'"
+    " AND t.rrpid = r.rrpid) THEN 'refund'"
+    " WHEN r.outcome IS NOT NULL AND r.settled_at_ms IS NULL THEN 'unanswered'"
     " ELSE 'prunable' END"
 )
 _FATE = f"{_FATE_OF} AS fate"

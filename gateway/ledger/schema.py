@@ -36,7 +36,9 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
   (``outcome_codec``), which is set back to NULL when the response is stored; and
   (version 3) ``checked_at_ms``, the moment the gateway checked the request, so that an
   unanswered decision's answer can be built later with every check made as of that
-  moment. A fence is an empty ``response`` with no ``outcome``.
+  moment. A fence is an empty ``response`` with no ``outcome``. (version 8)
+  ``settled_at_ms`` and ``settled_reason``: when an operator settled by hand a decision
+  whose answer can never be built (``unanswered``), and why; NULL for every other row.
 - ``retention_marks`` (version 4): how far the pruning of ``requests`` has gone
   (``retention``, which says what is pruned and why it is safe).
 - ``ledger_key_check`` (version 5): one row, a MAC under the index key and a ciphertext
@@ -44,7 +46,8 @@ The tables (amounts are integer minor units, currencies ISO 4217 numeric):
   (``key_check``).
 
 Version 6 drops an index no statement needed (``_V6``). Version 7 changes no table: it
-marks a ledger that may hold fences in ``requests`` (``_V7``).
+marks a ledger that may hold fences in ``requests`` (``_V7``). Version 8 adds the
+settlement by hand of a decision left unanswered (``_V8``).
 """
 
 from __future__ import annotations
@@ -242,7 +245,21 @@ _V6 = ("DROP INDEX transfers_by_hold",)
 # answer. The version alone makes that code refuse the database, as newer than it.
 _V7: tuple[str, ...] = ()
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Version 8: a decision awaiting its answer that an operator settled by hand
+# (``unanswered.settle``: its merchant gone, or a certificate it names revoked since, so
+# that no answer can ever be built), when and why. Its ``outcome`` stays, for audit, and
+# its empty ``response``: code of version 7 would read such a row as a decision to answer,
+# build that answer at the merchant's retry and keep counting it against the pruning of
+# key-exchange keys; the version makes that code refuse the database. Two columns of the
+# row itself, not a table of their own: the lookup every resend makes already reads the
+# row by its key, and the settling, the answer and retention each change or drop that one
+# row. Added without a default: no table rewrite on either database, as version 2.
+_V8 = (
+    "ALTER TABLE requests ADD COLUMN settled_at_ms {int64}",
+    "ALTER TABLE requests ADD COLUMN settled_reason TEXT",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 """Statement lists, one per schema version; append, never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

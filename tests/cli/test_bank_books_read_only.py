@@ -47,7 +47,9 @@ from tests.gateway.ledger.ledger_support import (
 )
 from tests.gateway.ledger.operator_support import Settled, settle_bank_ledger
 
-OLDER = SCHEMA_VERSION - 1  # version 7 changes no table: a real older ledger's tables
+# A ledger marked one version older: its tables hold version 8's columns too, which no
+# read-only command reads before it refuses the version.
+OLDER = SCHEMA_VERSION - 1
 # The mode an operator gave the ledger (a backup reader in its group), not the store's own.
 GROUP_READABLE = 0o640
 

@@ -204,6 +204,8 @@ def test_a_decision_awaiting_its_answer_holds_back_the_key_exchange_key_until_an
     assert err.startswith(REFUSED.format(renewed.ledger)), err
     assert SECTION in err and err.rstrip().endswith("; nothing deleted")
     assert f"prune-gateway --config {renewed.config} --yes` again once none is left" in err
+    assert f"`setpay bank --config {renewed.config} show-unanswered`" in err
+    assert "`setpay bank settle-unanswered`" in err
     assert renewed.kept.exists() and renewed.versions() == before
 
     # The dry run lists what would go and says --yes is refused, and why.

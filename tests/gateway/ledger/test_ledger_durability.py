@@ -216,9 +216,12 @@ def test_a_schema_version_that_is_not_an_integer_is_refused(tmp_path: Path, valu
 
 
 def _undo_version_4(backend: Backend) -> None:
-    """Take away what schema versions 5 (enrolment codes, the key check) and 4 (retention)
-    added, and put back the index version 6 dropped, as a rewind to an older one must."""
+    """Take away what schema versions 8 (decisions settled by hand), 5 (enrolment codes,
+    the key check) and 4 (retention) added, and put back the index version 6 dropped, as
+    a rewind to an older one must."""
     for statement in (
+        "ALTER TABLE requests DROP COLUMN settled_reason",
+        "ALTER TABLE requests DROP COLUMN settled_at_ms",
         "CREATE INDEX transfers_by_hold ON transfers (hold_id)",
         "DROP TABLE ledger_key_check",
         "ALTER TABLE card_accounts DROP COLUMN enrolment_hash",
@@ -255,7 +258,7 @@ def test_a_version_1_database_can_keep_a_decision_awaiting_its_answer(
         ledger.close()
     store = backend.open_store()
     try:
-        assert store.execute(schema.current_version) == SCHEMA_VERSION == 7
+        assert store.execute(schema.current_version) == SCHEMA_VERSION == 8
     finally:
         store.close()
 

@@ -150,7 +150,7 @@ def test_a_migration_gives_way_to_a_long_reader_and_completes_after_it(
     store = opening.store()
     try:
         row = store.read(lambda tx: tx.one("SELECT version FROM schema_version"))
-        assert row is not None and row["version"] == schema.SCHEMA_VERSION == 7
+        assert row is not None and row["version"] == schema.SCHEMA_VERSION == 8
     finally:
         store.close()
     said = _said(caplog)
@@ -208,7 +208,7 @@ def test_an_upgrade_keeps_the_versions_it_finished_while_a_later_one_gives_way(
         assert _version(conninfo) == 5
         assert not opening.opened, "the migration completed while the reader held the table"
     opening.store().close()
-    assert _version(conninfo) == schema.SCHEMA_VERSION == 7
+    assert _version(conninfo) == schema.SCHEMA_VERSION == 8
     with psycopg.connect(conninfo, autocommit=True) as conn:
         runs = conn.execute(f"SELECT last_value, is_called FROM {VERSION_4_RUNS}").fetchone()
     assert runs == (1, True), f"version 4 ran {runs[0] if runs and runs[1] else 0} times"

@@ -52,8 +52,11 @@ def _transfer_indexes(backend: Backend) -> set[str]:
 
 def _as_version_5(backend: Backend) -> None:
     """Make the ledger what version 5 left: the index by hold (built over the rows the
-    ledger holds, as version 5 kept it) and its version record."""
+    ledger holds, as version 5 kept it), none of version 8's columns, and its version
+    record."""
     backend.raw_execute(f"CREATE INDEX IF NOT EXISTS {DROPPED} ON transfers (hold_id)")
+    backend.raw_execute("ALTER TABLE requests DROP COLUMN settled_reason")
+    backend.raw_execute("ALTER TABLE requests DROP COLUMN settled_at_ms")
     backend.raw_execute("UPDATE schema_version SET version = 5")
 
 

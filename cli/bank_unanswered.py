@@ -1,0 +1,221 @@
+"""``setpay bank show-unanswered`` and ``settle-unanswered``: the decisions awaiting their
+answer, and the settling by hand of one that can never be answered.
+
+    setpay bank --config FILE show-unanswered
+    setpay bank --config FILE settle-unanswered --rrpid HEX --reason TEXT [--yes]
+
+``show-unanswered`` lists each decision the ledger committed whose answer was never
+stored (``gateway.ledger.unanswered``): its RRPID in hex, what was decided, the merchant,
+amount and currency where the outcome holds them, when it was decided and checked (UTC),
+and whether an operator settled it by hand (when, and the reason). It reads the ledger's
+store alone, ``read_only``, as ``show-batch`` does (``cli.bank_books``): no keys, nothing
+made, migrated or locked, and no PAN read.
+
+``settle-unanswered`` settles by hand one such decision that can never be answered (its
+merchant gone, a certificate it names revoked since, the key it is sealed to lost):
+without ``--yes`` it shows the decision and what settling does, and changes nothing;
+with ``--yes`` the ledger records, in one transaction, when and why. The outcome stays,
+for audit, and the money is not moved back: the hold, capture or credit stands as
+decided, and the operator settles with the merchant or its acquirer out of band. The
+merchant's retries are answered UNAVAILABLE from then on, saying so in the gateway's log,
+and ``setpay ca prune-gateway`` no longer counts the decision. Refused, exit 1 and
+nothing changed: an RRPID that is not hex, an empty reason (or one ``check_reason``
+refuses), an RRPID the ledger holds no decision awaiting its answer under (unknown,
+answered, fenced) or one settled already, and a ledger not at this release's schema
+version: the bank migrates it as it starts, and a bank of an older release, which would
+answer a settled decision at the next retry, then refuses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import string
+import sys
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+from cli.bank_books import major_units
+from gateway.config import BankConfig
+from gateway.ledger import (
+    LedgerError,
+    LedgerStore,
+    PostgresLedgerStore,
+    SqliteLedgerStore,
+    StoreUnavailable,
+    wall_clock_ms,
+)
+from gateway.ledger.limits import MAX_ID_BYTES
+from gateway.ledger.pan import echoed
+from gateway.ledger.unanswered import (
+    UnansweredDecision,
+    check_reason,
+    list_unanswered,
+    settle,
+    unanswered_decision,
+)
+from setcore.currency import minor_unit_on_record
+from setcore.names import refused_character
+
+# The ``setpay bank`` operations this module runs, and the help of each.
+COMMANDS = {
+    "show-unanswered": "list the decisions awaiting their answer, and those settled by hand",
+    "settle-unanswered": "settle by hand a decision whose answer can never be built "
+    "(without --yes: show it and change nothing)",
+}
+_HEX = frozenset(string.hexdigits)
+# What settling does, said before ``--yes`` and after it.
+_WHAT_SETTLING_DOES = (
+    "the ledger records when and why; the outcome stays, and the money stays as decided"
+    " (nothing is moved back): settle with the merchant or its acquirer out of band. The"
+    " merchant's retries are answered UNAVAILABLE from then on, and setpay ca"
+    " prune-gateway no longer counts it"
+)
+
+
+class UnansweredCommandError(Exception):
+    """``show-unanswered`` or ``settle-unanswered`` cannot run as given (its message says
+    why); nothing changed."""
+
+
+def add_parsers(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``show-unanswered`` and ``settle-unanswered`` under ``setpay bank``."""
+    ops.add_parser("show-unanswered", help=COMMANDS["show-unanswered"])
+    s = ops.add_parser(
+        "settle-unanswered", help=COMMANDS["settle-unanswered"],
+        epilog="exit status: 0 shown or settled; 1 refused, nothing changed",
+    )  # fmt: skip
+    s.add_argument("--rrpid", required=True, help="the decision's RRPID in hex (show-unanswered)")
+    s.add_argument("--reason", required=True, help="why it is settled by hand (kept in the ledger)")
+    s.add_argument("--yes", action="store_true", help="settle it (without: show, change nothing)")
+
+
+def run(config: BankConfig, args: argparse.Namespace) -> int:
+    """Run ``show-unanswered`` or ``settle-unanswered``; the exit status. Errors are
+    printed as the other ``setpay bank`` commands print theirs (status 1)."""
+    try:
+        if args.bank_command == "show-unanswered":
+            return _show(config)
+        return _settle(config, args)
+    except BrokenPipeError:
+        raise  # standard output's reader went away (``| head``): cli.main ends quietly
+    except (UnansweredCommandError, LedgerError, OSError) as exc:
+        print(f"setpay bank: {exc}", file=sys.stderr)
+        return 1
+
+
+def _show(config: BankConfig) -> int:
+    store = _open_store(config, read_only=True)
+    try:
+        found = store.read(list_unanswered)
+    finally:
+        store.close()
+    for decision in found:
+        print(decision_line(decision))
+    settled = sum(1 for decision in found if decision.settled_at_ms is not None)
+    if not found:
+        print("no decision awaits its answer")
+    else:
+        print(f"{len(found)} decision(s) awaiting their answer, {settled} of them settled by hand")
+    return 0
+
+
+def _settle(config: BankConfig, args: argparse.Namespace) -> int:
+    rrpid = rrpid_bytes(args.rrpid)
+    try:
+        reason = check_reason(args.reason)
+    except LedgerError as exc:
+        raise UnansweredCommandError(f"--reason: {exc}; nothing changed") from None
+    # Read first, from the store opened ``read_only``: a ledger at another schema version
+    # is refused there, never migrated by this command (the module docstring).
+    store = _open_store(config, read_only=True)
+    try:
+        found = store.read(partial(unanswered_decision, rrpid=rrpid))
+    finally:
+        store.close()
+    print(decision_line(found))
+    if found.settled_at_ms is not None:
+        raise UnansweredCommandError(
+            f"request {rrpid.hex()} was settled by hand already; nothing changed"
+        )
+    if not args.yes:
+        print(f"would settle it by hand: {_WHAT_SETTLING_DOES}")
+        print("nothing changed: run again with --yes to settle it")
+        return 0
+    store = _open_store(config, read_only=False)
+    try:
+        settled = store.execute(partial(settle, rrpid=rrpid, reason=reason, now_ms=wall_clock_ms()))
+    except StoreUnavailable as exc:
+        raise UnansweredCommandError(
+            f"{exc}; the ledger may or may not have recorded the settling: run"
+            " show-unanswered once it answers"
+        ) from exc
+    finally:
+        store.close()
+    print(decision_line(settled))
+    print(f"settled by hand: {_WHAT_SETTLING_DOES}")
+    return 0
+
+
+def rrpid_bytes(text: str) -> bytes:
+    """``--rrpid``'s value as bytes: UnansweredCommandError unless it is hex of 1 to
+    ``MAX_ID_BYTES`` bytes (the value is not repeated: a card number typed there by
+    mistake would be shown)."""
+    if not text or len(text) % 2 or len(text) > 2 * MAX_ID_BYTES or not set(text) <= _HEX:
+        raise UnansweredCommandError(
+            f"--rrpid is an RRPID in hex, an even number of 2 to {2 * MAX_ID_BYTES} digits"
+            f" 0-9 and a-f, as show-unanswered prints it (given: {len(text)} characters);"
+            " nothing changed"
+        )
+    return bytes.fromhex(text)
+
+
+def decision_line(decision: UnansweredDecision) -> str:
+    """A decision awaiting its answer for the operator: no PAN (an outcome holds none,
+    and a merchant ID or reason is shown with any card-length run of digits masked)."""
+    parts = [decision.rrpid.hex(), decision.kind]
+    merchant = "-" if decision.merchant_id is None else _shown(decision.merchant_id)
+    parts.append(f"merchant {merchant}")
+    if decision.amount is not None and decision.currency is not None:
+        digits = minor_unit_on_record(decision.currency)
+        major = "" if digits is None else f"{major_units(decision.amount, digits)} "
+        parts.append(f"amount {major}({decision.amount} minor units) currency {decision.currency}")
+    elif decision.currency is not None:
+        parts.append(f"currency {decision.currency}")
+    parts.append(f"decided {_utc(decision.decided_at_ms)}")
+    parts.append(f"checked {_utc(decision.checked_at_ms)}")
+    if decision.settled_at_ms is None:
+        parts.append("awaiting its answer")
+    else:
+        parts.append(
+            f"settled by hand {_utc(decision.settled_at_ms)}: {_shown(decision.reason or '')}"
+        )
+    return " ".join(parts)
+
+
+def _shown(text: str) -> str:
+    """Text of the ledger as a line shows it: a card-length run of digits masked, and
+    quoted with escapes if it holds a character that would break or turn the line."""
+    masked = echoed(text)
+    return repr(masked) if refused_character(masked) is not None else masked
+
+
+def _utc(ms: int) -> str:
+    """A Unix-milliseconds time for people, in UTC to the second."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _open_store(config: BankConfig, *, read_only: bool) -> LedgerStore:
+    """The ledger's store; ``read_only``: its reads alone, of a ledger at this release's
+    schema version (SchemaError otherwise, nothing made or migrated). Written, it is
+    opened only after such a read, so it migrates nothing either."""
+    url = config.ledger_url()
+    if not url.startswith("sqlite:"):
+        return PostgresLedgerStore(url, read_only=read_only)
+    path = Path(url[len("sqlite:") :])
+    if not path.is_file():  # said here: SQLite's CANTOPEN would not name the file
+        raise UnansweredCommandError(
+            f"no ledger at {path} (ledger.store, or SETPAY_LEDGER): nothing to read, and"
+            " this command makes none"
+        )
+    return SqliteLedgerStore(path, read_only=read_only)

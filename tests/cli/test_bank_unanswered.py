@@ -1,0 +1,256 @@
+"""``setpay bank show-unanswered`` and ``settle-unanswered``, on a bank's SQLite ledger and
+on a PostgreSQL one.
+
+A decision whose answer was never stored is listed (no PAN), settled by hand only with
+``--yes`` (without, shown and nothing changed), and from then on listed as settled, no
+longer counted by ``setpay ca prune-gateway`` (``gateway.pruning_ledger``), and never
+answered by a retry; its money stays as decided. Every refusal exits 1 and changes
+nothing: an RRPID that is not hex, an empty reason, an RRPID that is no decision awaiting
+its answer (unknown, answered, fenced, settled already), a ledger at an older schema.
+
+Real parts: ``init_bank``, the bank's ledger opened as the gateway opens it, the commands
+through their own parser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway import pruning_ledger
+from gateway.config import load
+from gateway.issuer import open_ledger
+from gateway.ledger import AnswerNotStored, Ledger, Outcome, StoreUnavailable
+from gateway.provisioning import init_bank
+from tests.cli.command_support import run_bank
+from tests.gateway.ledger.ledger_support import (
+    EUR,
+    EXPIRY,
+    MERCHANT,
+    PAN_A,
+    TEST_DATABASE,
+    PgCluster,
+    throwaway_pg_cluster,
+)
+
+REASON = "merchant gone: settled with its acquirer, ticket 4711"
+LIMIT = 100_000
+
+Raw = Callable[[str], list[tuple[object, ...]]]
+
+
+@dataclass(frozen=True)
+class Made:
+    """A stopped bank on one ledger store, and raw SQL on its ledger."""
+
+    config: Path
+    store: str
+    raw: Raw
+
+    def bank(self, *argv: str) -> list[str]:
+        return ["--config", str(self.config), *argv]
+
+    def requests(self) -> list[tuple[object, ...]]:
+        """Every row of ``requests`` as it is, in a fixed order."""
+        return sorted(self.raw("SELECT * FROM requests"), key=repr)
+
+    def counted(self) -> int:
+        """The decisions ``setpay ca prune-gateway`` counts as awaiting their answer."""
+        config = load(self.config)
+        shown = pruning_ledger.shown_ledger(config.ledger_url())
+        return pruning_ledger.read_unanswered(config, shown, frozenset(), None).count
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgCluster]:
+    with throwaway_pg_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def made(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Made:
+    """A new bank with a merchant and a card, its ledger the SQLite file ``init_bank``
+    made or a new PostgreSQL schema (``SETPAY_LEDGER``, as the bank's commands get it)."""
+    directory = tmp_path / "bank"
+    if request.param == "postgres":
+        cluster: PgCluster = request.getfixturevalue("pg")
+        schema = f"unanswered_{os.urandom(4).hex()}"
+        monkeypatch.setenv("SETPAY_LEDGER", cluster.ledger_url(schema))
+        raw = _postgres(cluster.conninfo(TEST_DATABASE, schema))
+    else:
+        raw = _sqlite(directory / "ledger.db")
+    made = init_bank(directory, env={})
+    with _ledger(made.config_path) as ledger:
+        ledger.open_merchant_account(MERCHANT, EUR)
+        ledger.open_card_account(PAN_A, EXPIRY, LIMIT, EUR)
+    return Made(made.config_path, request.param, raw)
+
+
+def _sqlite(path: Path) -> Raw:
+    def raw(sql: str) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(path)
+        try:
+            rows = list(conn.execute(sql))
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    return raw
+
+
+def _postgres(conninfo: str) -> Raw:
+    def raw(sql: str) -> list[tuple[object, ...]]:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            cursor = conn.execute(sql.encode())
+            return list(cursor.fetchall()) if cursor.description else []
+
+    return raw
+
+
+def _ledger(config: Path) -> contextlib.closing[Ledger]:
+    return contextlib.closing(open_ledger(load(config)))
+
+
+def _sale(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], bytes]) -> bytes:
+    """A sale of 9.00 EUR decided under ``rrpid``, answered by ``respond``."""
+    return ledger.authorize(
+        pan=PAN_A, pan_expiry=EXPIRY, amount=900, currency=EUR, merchant_id=MERCHANT,
+        xid=b"xid-" + rrpid, pi_digest=b"pi-" + rrpid, rrpid=rrpid,
+        request_digest=b"digest-" + rrpid, respond=respond, capture_now=True,
+    )  # fmt: skip
+
+
+def _failing(outcome: Outcome) -> bytes:
+    raise RuntimeError("the token went away")
+
+
+def _unanswered(made: Made) -> bytes:
+    """A sale decided, its capture posted, its answer never stored; its RRPID."""
+    rrpid = os.urandom(32)
+    with _ledger(made.config) as ledger, pytest.raises(AnswerNotStored):
+        _sale(ledger, rrpid, _failing)
+    return rrpid
+
+
+def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, no command settled it: it held back prune-gateway for good."""
+    rrpid = _unanswered(made)
+    code, out, err = run_bank(made.bank("show-unanswered"), capsys)
+    assert (code, err) == (0, "")
+    line, total = out.splitlines()
+    assert line.startswith(f"{rrpid.hex()} sale merchant {MERCHANT} amount 9.00 (900 minor")
+    assert f"units) currency {EUR} decided " in line and line.endswith(" UTC awaiting its answer")
+    assert re.search(r"checked \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", line)
+    assert total == "1 decision(s) awaiting their answer, 0 of them settled by hand"
+    assert re.search(r"\d{13}", out.replace(rrpid.hex(), "")) is None  # no card number
+    assert made.counted() == 1
+
+    # Without --yes: shown, and nothing changed.
+    before = made.requests()
+    settle = made.bank("settle-unanswered", "--rrpid", rrpid.hex(), "--reason", REASON)
+    code, out, err = run_bank(settle, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == line
+    assert "would settle it by hand: the ledger records when and why" in out
+    assert out.splitlines()[-1] == "nothing changed: run again with --yes to settle it"
+    assert made.requests() == before and made.counted() == 1
+
+    code, out, err = run_bank([*settle, "--yes"], capsys)
+    assert (code, err) == (0, ""), err
+    shown, settled, said = out.splitlines()
+    assert shown == line and settled.startswith(line.removesuffix(" awaiting its answer"))
+    assert " settled by hand 20" in settled and settled.endswith(f" UTC: {REASON}")
+    assert said.startswith("settled by hand: the ledger records when and why")
+    assert "money stays as decided (nothing is moved back)" in out
+    code, out, err = run_bank(made.bank("show-unanswered"), capsys)
+    assert f"UTC: {REASON}" in out.splitlines()[0]
+    assert out.splitlines()[1] == "1 decision(s) awaiting their answer, 1 of them settled by hand"
+    assert made.counted() == 0  # prune-gateway no longer held back by it
+
+    answered: list[Outcome] = []
+
+    def signing(outcome: Outcome) -> bytes:
+        answered.append(outcome)
+        return b"a rebuilt answer"
+
+    with _ledger(made.config) as ledger:
+        with pytest.raises(StoreUnavailable, match="settled it by hand"):
+            _sale(ledger, rrpid, signing)
+        assert answered == []
+        assert ledger.find_card_account(PAN_A).available == LIMIT - 900  # nothing moved back
+
+
+def _refusals(made: Made, capsys: pytest.CaptureFixture[str]) -> list[tuple[list[str], str]]:
+    """Each command line refused, and what its error says."""
+    awaiting = _unanswered(made)
+    settled = _unanswered(made)
+    with _ledger(made.config) as ledger:
+        answered = os.urandom(32)
+        assert _sale(ledger, answered, lambda outcome: b"signed") == b"signed"
+        fenced = os.urandom(32)
+        assert ledger.fence_stale(fenced, b"digest") is None
+    code, _, err = run_bank(
+        made.bank("settle-unanswered", "--rrpid", settled.hex(), "--reason", "r", "--yes"),
+        capsys,
+    )
+    assert code == 0, err
+    cases: list[tuple[list[str], str]] = [
+        (["--rrpid", "zz" * 32, "--reason", REASON], "--rrpid is an RRPID in hex"),
+        (["--rrpid", awaiting.hex()[:-1], "--reason", REASON], "--rrpid is an RRPID in hex"),
+        (["--rrpid", "", "--reason", REASON], "(given: 0 characters)"),
+        (["--rrpid", awaiting.hex(), "--reason", ""], "--reason: a reason is required"),
+        (["--rrpid", awaiting.hex(), "--reason", "  "], "--reason: a reason is required"),
+        (["--rrpid", os.urandom(32).hex(), "--reason", REASON], "the ledger holds no request"),
+        (["--rrpid", answered.hex(), "--reason", REASON], "was answered: there is nothing"),
+        (["--rrpid", fenced.hex(), "--reason", REASON], "refused as too old and fenced"),
+        (["--rrpid", settled.hex(), "--reason", REASON], "was settled by hand already"),
+    ]
+    return cases
+
+
+def test_every_refusal_exits_1_and_changes_nothing(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = _refusals(made, capsys)
+    before = made.requests()
+    for argv, said in cases:
+        for yes in ([], ["--yes"]):
+            code, out, err = run_bank(made.bank("settle-unanswered", *argv, *yes), capsys)
+            assert code == 1, (argv, yes, out)
+            assert err.startswith("setpay bank: ") and said in err, (argv, err)
+            assert err.rstrip().endswith("nothing changed"), err
+            assert made.requests() == before
+    assert made.counted() == 1  # the decision still awaiting its answer
+
+
+def test_a_ledger_of_an_older_schema_is_refused_not_migrated(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Settled by this release on a ledger an older bank still serves, the decision would
+    be answered at the next retry: the command reads only a migrated ledger, and
+    migrates none (the bank does, as it starts)."""
+    rrpid = _unanswered(made)
+    made.raw("ALTER TABLE requests DROP COLUMN settled_reason")
+    made.raw("ALTER TABLE requests DROP COLUMN settled_at_ms")
+    made.raw("UPDATE schema_version SET version = 7")
+    before = made.requests()
+    for argv in (
+        ["settle-unanswered", "--rrpid", rrpid.hex(), "--reason", REASON, "--yes"],
+        ["show-unanswered"],
+    ):
+        code, out, err = run_bank(made.bank(*argv), capsys)
+        assert (code, out) == (1, ""), out
+        assert "schema version 7" in err and "nothing was changed" in err, err
+    assert made.raw("SELECT version FROM schema_version") == [(7,)]
+    assert made.requests() == before
