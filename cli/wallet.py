@@ -270,7 +270,7 @@ def read_initiation(path: Path) -> Initiation:
         raw = json.loads(data, object_pairs_hook=_one_value_per_name)
     except ClientError as exc:
         raise ClientError(f"{path} {exc}") from None
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: a peer's file
         raise ClientError(f"{path} is not JSON: expected a SET Initiation") from None
     if not isinstance(raw, dict):
         raise ClientError(f"{path} is not a SET Initiation (a JSON object)")
@@ -352,7 +352,7 @@ def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
         pan, expiry, code = PAN(str(raw["pan"])), raw["expiry"], raw.get("enrolment_code")
         if code is not None and not isinstance(code, str):
             raise TypeError("enrolment_code is not text")
-    except (ValueError, KeyError, TypeError, InvalidPAN) as exc:
+    except (ValueError, KeyError, TypeError, InvalidPAN, RecursionError) as exc:
         # The parse error is not chained: its text could quote the card number.
         raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
     try:

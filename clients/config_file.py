@@ -38,6 +38,9 @@ def read(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except RecursionError:
+        # Arrays or inline tables nested past the parser's depth: no setting is.
+        raise ConfigError(f"{path}: values nested too deeply to be a configuration") from None
 
 
 def refuse_unknown(

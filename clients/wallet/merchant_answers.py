@@ -3,7 +3,9 @@
 A verified PRes or InqRes replaces what the wallet recorded of the purchase
 (``outcome_fields``); a signed Error naming the PReq is a refusal, recorded as such, but
 for those that do not say the merchant did nothing (``undecided``), which leave the
-outcome unknown.
+outcome unknown. Of two answers about one purchase, the one further along was given
+after the other (``given_after``): a PRes that arrives after an inquiry another command
+ran while the merchant waited on the gateway replaces that inquiry's ORDER_RECEIVED.
 
 A merchant of a later release may answer with codes this wallet does not know
 (``setcore.enum_names``). A CompletionCode it does not know could say the order went
@@ -83,6 +85,32 @@ NOT_BOUGHT = "NOT_BOUGHT"
 # recorded the purchase), where a SHED one was refused at every attempt, and one that
 # was read all the same is a purchase the merchant has now denied under its signature.
 SETTLED_BY_UNKNOWN_XID = frozenset({SHED, NOT_BOUGHT})
+
+# How far along a merchant's answer says the purchase was: it holds no PReq yet, it holds
+# one and has not decided it (waiting on the gateway), or it decided it. A merchant's
+# order only moves on from each (SET-PROTOCOL.md 5.6: "orderReceived", the final state
+# learnt later), so of two verified answers about one purchase, the one further along
+# was given after the other, whichever the wallet received first. MEANINGLESS_RATIO says
+# nothing of the order's progress: never taken as further along, nor as behind.
+_PROGRESS = {
+    "COMPLETION_CODE_ORDER_NOT_RECEIVED": 0,
+    "COMPLETION_CODE_ORDER_RECEIVED": 1,
+    "COMPLETION_CODE_ORDER_REJECTED": 2,
+    "COMPLETION_CODE_AUTHORIZATION_PERFORMED": 2,
+    "COMPLETION_CODE_CAPTURE_PERFORMED": 2,
+    "COMPLETION_CODE_CREDIT_PERFORMED": 2,
+}
+
+
+def given_after(answer: str, recorded: str) -> bool:
+    """Whether a verified answer of completion ``answer`` was given after the one a record
+    of completion ``recorded`` holds: the merchant had not decided the purchase when it
+    gave that one (ORDER_RECEIVED, ORDER_NOT_RECEIVED), and it is further along in this.
+    False for a record of the wallet's own word (SENT, SHED, REFUSED, NOT_BOUGHT) or of a
+    decision: a PRes never replaces those once another command recorded them."""
+    if recorded not in _PROGRESS or answer not in _PROGRESS:
+        return False
+    return _PROGRESS[answer] > _PROGRESS[recorded]
 
 
 def unheld(completion: str, refusal: PeerError, signed: bytes) -> dict[str, object] | None:

@@ -187,6 +187,8 @@ class PurchaseBook:
         try:
             raw = json.loads(self._path.read_text())
             return [_record(item) for item in raw]
+        except RecursionError:
+            raise ConfigError(f"{self._path} is unreadable: nested too deeply") from None
         except (OSError, ValueError, TypeError, DecodeError) as exc:
             raise ConfigError(f"{self._path} is unreadable: {exc}") from exc
 

@@ -5,31 +5,35 @@
     PReq     -> PRes:     OI for the merchant, the PI (with the PAN) sealed to that gateway
     InqReq   -> InqRes:   the order's state, signed by the same merchant
 
-The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purchase, and
-how, is ``purchase_book``'s. A purchase is recorded ``SENT`` before its PReq leaves, so
-that a PRes lost on the way back (a deadline, a dropped connection) leaves a purchase the
-wallet can still ask about; the PRes, or a later inquiry, replaces that state with the
-merchant's. Once the PReq has left, a failure to get a verified answer (none, one whose
-checks fail, one the wallet cannot record) is ``PurchaseOutcomeUnknown``, never a
-refusal: the card may be authorized. So is a PReq the merchant says it shed unread at
-every attempt (too busy: a gRPC status, unsigned, so it may have read it all the same),
-recorded ``SHED`` (``PurchaseNotRead``) for an inquiry to settle with the merchant's
-signed answer; until then another purchase of that order (LID-M) at that merchant is
-refused once its PInitRes names the merchant, before the PReq is built (``ShedUnsettled``:
-it could pay the order twice), but for one made ``despite`` it, naming it. A refusal is
-the merchant's signed Error (setcore's ``PeerError``), recorded as ``REFUSED`` with its
-code; how answers and Errors are read (codes of a later release, UNSPECIFIED_FAILURE
-and PI_PREVIOUSLY_USED, which leave the outcome unknown, a signed UNKNOWN_XID settling a
-SHED purchase) is ``merchant_answers``'s. A card whose certificate the revocation data
-held lists as revoked buys nothing: checked before PInit, and again before the PReq (the
-data may have been fetched again for the PInitRes), it fails with ``CertificateRevoked``
-and nothing recorded, as every failure before the PReq leaves (``credentials``). A
-PInitRes offering the XID of a purchase the wallet holds (another merchant's, or the same
-merchant's again) is refused, nothing recorded or sent (``PurchaseBook.refuse_known``).
-Two commands at once (a purchase and an inquiry, say) each update ``purchases.json``
-under a lock, so neither loses the other's record, nor records a purchase under an XID
-the other just recorded; an inquiry's answer is saved only over the record it asked
-about, never over a newer one the other saved meanwhile (``inquire``).
+The checks are setcore's (``setcore.purchase``). What the wallet keeps of a purchase,
+and how, is ``purchase_book``'s. A purchase is recorded ``SENT`` before its PReq leaves,
+so that a PRes lost on the way back (a deadline, a dropped connection) leaves a purchase
+the wallet can still ask about; the PRes, or a later inquiry, replaces that state with
+the merchant's (an inquiry another command ran meanwhile may have recorded first: the
+PRes is then kept only if the merchant gave it after that inquiry's answer, as when the
+inquiry heard ORDER_RECEIVED while the merchant waited on the gateway,
+``merchant_answers.given_after``). Once the PReq has left, a failure to get a verified
+answer (none, one whose checks fail, one the wallet cannot record) is
+``PurchaseOutcomeUnknown``, never a refusal: the card may be authorized. So is a PReq
+the merchant says it shed unread at every attempt (too busy: a gRPC status, unsigned, so
+it may have read it all the same), recorded ``SHED`` (``PurchaseNotRead``) for an
+inquiry to settle with the merchant's signed answer; until then another purchase of that
+order (LID-M) at that merchant is refused once its PInitRes names the merchant, before
+the PReq is built (``ShedUnsettled``: it could pay the order twice), but for one made
+``despite`` it, naming it. A refusal is the merchant's signed Error (setcore's
+``PeerError``), recorded as ``REFUSED`` with its code; how answers and Errors are read
+(codes of a later release, UNSPECIFIED_FAILURE and PI_PREVIOUSLY_USED, which leave the
+outcome unknown, a signed UNKNOWN_XID settling a SHED purchase) is
+``merchant_answers``'s. A card whose certificate the revocation data held lists as
+revoked buys nothing: checked before PInit, and again before the PReq (the data may have
+been fetched again for the PInitRes), it fails with ``CertificateRevoked`` and nothing
+recorded, as every failure before the PReq leaves (``credentials``). A PInitRes offering
+the XID of a purchase the wallet holds (another merchant's, or the same merchant's
+again) is refused, nothing recorded or sent (``PurchaseBook.refuse_known``). Two
+commands at once (a purchase and an inquiry, say) each update ``purchases.json`` under a
+lock, so neither loses the other's record, nor records a purchase under an XID the other
+just recorded; an inquiry's answer is saved only over the record it asked about, never
+over a newer one the other saved meanwhile (``inquire``).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from clients.wallet.initiation import Initiation as Initiation  # noqa: PLC0414
 from clients.wallet.merchant_answers import (
     SHED,
     UnreadablePurchaseAnswer,
+    given_after,
     outcome_fields,
     undecided,
     unheld,
@@ -261,13 +266,19 @@ class Shopper:
             # merchant's word: only a signed Error naming our PReq (PeerError) is.
             raise PurchaseOutcomeUnknown(shown, f"the answer did not verify: {exc}", exc) from exc
         try:
-            record = replace(sent, **outcome_fields(data))  # type: ignore[arg-type]
+            answer = outcome_fields(data)
         except UnreadablePurchaseAnswer as exc:
             raise PurchaseOutcomeUnknown(shown, str(exc), exc) from exc
+        record = replace(sent, **answer)  # type: ignore[arg-type]
         try:
             # Over the SENT record only: an inquiry may have recorded since what the
-            # merchant did after this answer (a capture), which this must not replace.
+            # merchant did after this answer (a capture), which this must not replace;
+            # but one it answered before (``given_after``), while it waited on the
+            # gateway, this answer replaces.
             held = self._book.save_unless_changed(sent, record)
+            if held != record and given_after(record.completion, held.completion):
+                record = replace(held, **answer)  # type: ignore[arg-type]
+                held = self._book.save_unless_changed(held, record)
         except Exception as exc:
             raise PurchaseOutcomeUnknown(
                 shown, f"the verified answer could not be recorded: {exc}", exc

@@ -146,11 +146,21 @@ def _read(path: Path) -> dict[str, Any]:
         raise VaultError(f"{path} is too large to be a card file")
     try:
         sealed = json.loads(data)
-    except ValueError as exc:
-        raise VaultError(f"{path} is not a sealed card file") from exc
+    except (ValueError, RecursionError):
+        # RecursionError: nested past the parser's depth, which 64 KiB allows.
+        raise VaultError(f"{path} is not a sealed card file") from None
     if not isinstance(sealed, dict) or sealed.get("format") != FORMAT:
         raise VaultError(f"{path} is not a sealed card file of format {FORMAT}")
     return sealed
+
+
+def _whole(value: object) -> int:
+    """A KDF parameter as ``seal`` writes it, a JSON integer; ``ValueError`` for any other
+    value (``int()`` would take "32768" or 32768.5, and fail with OverflowError on 1e400,
+    which JSON reads as infinity)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("a KDF parameter is not an integer")
+    return value
 
 
 def _scrypt_memory(n: int, r: int) -> int:
@@ -183,7 +193,7 @@ def open_vault(path: Path, passphrase: str) -> CardSecrets:
         kdf = sealed["kdf"]
         if kdf["name"] != "scrypt" or sealed["aead"] != "aes-256-gcm":
             raise VaultError(f"{path}: unknown KDF or cipher")
-        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
+        n, r, p = (_whole(kdf[name]) for name in ("n", "r", "p"))
         _check_scrypt(path, n, r, p)
         salt = base64.b64decode(kdf["salt"], validate=True)
         nonce = base64.b64decode(sealed["nonce"], validate=True)
