@@ -14,8 +14,10 @@ RPC) and steps ``aside`` while it waits for something that does not need this pr
 CPU, such as the ledger's commit (``gateway.ledger.group_commit``). Threads waiting for the
 turn sleep on a lock, not on the GIL, so a crypto call's GIL release finds nobody to hand
 it to. The ledger's writer thread takes the turn while it applies a group and gives it
-back before the commit's fsync; a PostgreSQL ledger operation runs aside as a whole
-(its time is network round trips).
+back before the commit's fsync, except while a write below (``unwaited``) waits on it:
+then it applies without the turn if it is taken, and a wait for it already under way ends
+(``held_unless``). A PostgreSQL ledger operation runs aside as a whole (its time is
+network round trips).
 
 Rule for the code that runs under the turn: never block on a lock whose holder may itself
 wait for the turn; wait for such a lock with ``holding`` (the certificate authority's
@@ -115,8 +117,11 @@ class CpuTurn:
         """For the block, this thread never waits to take the turn back (the module
         docstring says why): an ``aside`` that ends takes it back only if free, else the
         thread goes on without it, a later ``aside``'s end taking it if free by then and
-        the block's end waiting for it. Re-entrant; a thread that holds no turn is
-        unaffected, and a ``held`` it enters in the block waits as anywhere."""
+        the block's end waiting for it. While it goes on without it, a ``held`` it enters
+        does not wait either (held on paper, as the levels below). Re-entrant. A thread
+        that holds no turn as the block begins has nothing to take back: a ``held`` it
+        enters waits as anywhere, and only an ``aside`` inside that ``held`` goes on
+        without it."""
         outermost = not self._mine.unwaited
         self._mine.unwaited = True
         try:
@@ -171,6 +176,40 @@ class CpuTurn:
         finally:
             if outermost:
                 self._want(-1)
+
+    @contextmanager
+    def held_unless(self, given_up: Callable[[], bool], every: float) -> Iterator[None]:
+        """Hold the turn for the block as ``held`` does, unless ``given_up()`` is true while
+        the turn is taken: then the block runs without it, and is no demand. Asked before
+        the wait and then every ``every`` seconds of it: another thread cannot wake a wait
+        on the turn's lock without a cost on every release of the turn, which every
+        request pays. (The ledger's writer: a CA write holding ca.db waits on it.)"""
+        if self._depth() or self._owed():  # held already, or on paper: nothing to wait for
+            with self.held():
+                yield
+            return
+        self._want(1)
+        try:
+            taken = self._lock.acquire(blocking=False)
+            while not taken and not given_up():
+                taken = self._lock.acquire(timeout=every)
+        except BaseException:
+            self._want(-1)
+            raise
+        if not taken:
+            self._want(-1)
+            yield
+            return
+        self._mine.depth = 1
+        try:
+            yield
+        finally:
+            if self._owed():  # as in ``held``
+                self._mine.owed -= 1
+            else:
+                self._mine.depth -= 1
+                self._lock.release()
+            self._want(-1)
 
     @contextmanager
     def aside(self) -> Iterator[None]:

@@ -39,9 +39,13 @@ the group (the write turn), every operation of the group fails with StoreUnavail
 nothing of it is kept, and the writer goes on with the next group; only a durable commit
 is reported to the observer (the commit metrics). Operations run on the writer thread,
 serially, holding the process's turn to compute; callers give that turn up while they
-wait, and the writer gives it up for the commit's fsync. An operation is only database
-statements: the caller's response is signed outside it (``idempotency``), so a stalled
-key backend never holds the writer.
+wait, and the writer gives it up for the commit's fsync. Not while a CA write waits on
+the writer (its caller is inside ``CpuTurn.unwaited``: ca.db stays locked, which other
+processes need, until its job commits): then a group is applied without the turn if it is
+taken (a few statements; the turn only spares the GIL its hand-overs), and a wait for it
+under way ends within ``TURN_LOOK_SECONDS``. An operation is only database statements:
+the caller's response is signed outside it (``idempotency``), so a stalled key backend
+never holds the writer.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from gateway.cpu_turn import PROCESS_TURN, CpuTurn, TurnNotFree
+from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger.errors import StoreError, StoreUnavailable
 from gateway.ledger.store import CommitObserver, CommitStats, Transaction
 
@@ -88,6 +92,10 @@ SUBMIT_TIMEOUT_SECONDS = 30.0
 # is off on every connection of the store, so a writer that never checkpoints leaves the
 # WAL to grow without bound.
 CHECKPOINT_EVERY_COMMITS = 32
+# How often the writer waiting for the turn to apply a group looks whether a CA write now
+# waits on it (it then applies without the turn): the most such a write's wait, ca.db
+# locked, gains from a turn taken for long. Waking is only while the turn is taken.
+TURN_LOOK_SECONDS = 0.002
 # How often a writer that has stopped looks again for work that submitters already past
 # the closed check are still putting (they are few, and each is quick or times out).
 _STOPPED_DRAIN_SECONDS = 0.01
@@ -122,19 +130,15 @@ or its exception. Must be quick and must not block on the writer."""
 class _Job(Generic[R]):
     """One operation handed to the writer, and its result or exception."""
 
-    __slots__ = ("done", "error", "on_done", "result", "unwaited", "work")
+    __slots__ = ("done", "error", "on_done", "result", "work")
 
     def __init__(
         self,
         work: Callable[[Transaction], R],
         on_done: Completion[R] | None = None,
         done: threading.Event | None = None,
-        unwaited: bool = False,
     ) -> None:
         self.work = work
-        # Its caller waits inside ``CpuTurn.unwaited`` (a CA write holding ca.db's lock,
-        # which other processes need): its group is applied without waiting for the turn.
-        self.unwaited = unwaited
         # A waiting caller sleeps on ``done``; one with a completion never waits.
         self.done = done
         self.on_done = on_done
@@ -175,7 +179,8 @@ class GroupCommitWriter:
 
         ``turn`` is held around each write transaction (the turn between processes);
         ``cpu`` is the process's turn to compute (``gateway.cpu_turn``): callers give it
-        up while they wait for their commit, the writer holds it while it applies a group.
+        up while they wait for their commit, the writer holds it while it applies a group
+        (unless a CA write waits on it: ``_unwaited_waiting``).
         """
         self._config = config
         self._turn = turn
@@ -191,6 +196,9 @@ class GroupCommitWriter:
         self._putting = 0
         self._puts_done = threading.Condition(self._close_lock)
         self._commits_since_checkpoint = 0
+        # Callers inside ``CpuTurn.unwaited`` waiting for their commit (``submit``).
+        self._unwaited_callers = 0
+        self._unwaited_lock = threading.Lock()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._thread = threading.Thread(
@@ -204,15 +212,36 @@ class GroupCommitWriter:
     def submit(self, work: Callable[[Transaction], R]) -> R:
         """Run ``work`` in the next group; return its result once the group is committed."""
         done = threading.Event()
-        job: _Job[R] = _Job(work, done=done, unwaited=self._cpu.unwaiting)
+        job: _Job[R] = _Job(work, done=done)
         timeout = self._config.submit_timeout_seconds
         with self._cpu.aside():
-            self._enqueue(job)
-            if not done.wait(timeout):
+            if self._cpu.unwaiting:
+                answered = self._wait_unwaited(job, done, timeout)
+            else:
+                self._enqueue(job)
+                answered = done.wait(timeout)
+            if not answered:
                 raise StoreUnavailable("the ledger writer did not commit in time")
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]  # set whenever error is None
+
+    def _wait_unwaited(self, job: _Job[Any], done: threading.Event, timeout: float) -> bool:
+        """Queue and wait for the job of a caller inside ``CpuTurn.unwaited`` (a CA write,
+        ca.db locked); counted meanwhile, so the writer does not wait for the turn, even if
+        it was already waiting for a group queued before this one."""
+        with self._unwaited_lock:
+            self._unwaited_callers += 1
+        try:
+            self._enqueue(job)
+            return done.wait(timeout)
+        finally:
+            with self._unwaited_lock:
+                self._unwaited_callers -= 1
+
+    def _unwaited_waiting(self) -> bool:
+        """Whether a CA write waits on the writer now (asked by ``CpuTurn.held_unless``)."""
+        return self._unwaited_callers > 0
 
     def submit_async(self, work: Callable[[Transaction], R], on_done: Completion[R]) -> None:
         """Queue ``work`` for the next group and return at once; ``on_done`` gets its result
@@ -376,7 +405,7 @@ class GroupCommitWriter:
         # The window counts from our turn: what queued while we waited for it joins.
         opened = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        with self._held_for(group):
+        with self._cpu.held_unless(self._unwaited_waiting, TURN_LOOK_SECONDS):
             for job in group:
                 self._apply(conn, tx, job)
             while len(group) < self._config.max_operations:
@@ -391,18 +420,6 @@ class GroupCommitWriter:
                 group.append(job)
                 self._apply(conn, tx, job)
         return True
-
-    def _held_for(self, group: list[_Job[Any]]) -> AbstractContextManager[object]:
-        """The turn held while ``group`` is applied: waited for, but for a group whose
-        caller waits inside ``CpuTurn.unwaited``, applied without the turn if it is not
-        free now (a few statements; the turn only spares the GIL its hand-overs), so that
-        a CA write never keeps ca.db locked while another call computes."""
-        if not any(job.unwaited for job in group):
-            return self._cpu.held()
-        stack = contextlib.ExitStack()
-        with contextlib.suppress(TurnNotFree):
-            stack.enter_context(self._cpu.held(within=0.0))
-        return stack
 
     def _gather_while_others_compute(self, group: list[_Job[Any]]) -> bool:
         """Wait up to ``linger_seconds`` for more work while requests of this process are
