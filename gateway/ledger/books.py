@@ -26,6 +26,14 @@ hold's currency; a settlement transfer in a batch of the hold's merchant (the ba
 totals are what the gateway signs to that merchant), no other kind in any batch; a
 reversal undoing the whole of an original of its own hold and of the kind it reverses.
 
+Nor can they tell when a hold's money moved: a capture of a hold past its expiry, or one
+posted after the hold's release, leaves the figures summing right. So each hold is also
+held to its expiry (``expiry``): every capture dated before the hold expired (a decision
+captures only a hold it finds unexpired by its own clock, and dates the capture by that
+clock), the release at expiry posted at most once and nothing capturing, lowering or
+releasing the hold after it (every one of them holds the card's lock, so the journal's
+ids keep their order), and the hold ``expired`` exactly when that release is posted.
+
 ``differences`` runs the same checks and lists what each finds instead of stopping at the
 first: the audit an operator runs (``setpay bank check-books``), on a snapshot, writing
 nothing. ``check_balanced`` raises on the first of them, found by the same code.
@@ -351,22 +359,63 @@ def _account_differences(tx: Transaction) -> Iterator[str]:
             yield f"account {r['id']}: balances differ from its transfers"
 
 
+@dataclass(frozen=True)
+class _KindOnHold:
+    """The transfers of one kind on one hold, as ``_hold_differences`` reads them."""
+
+    total: int
+    count: int
+    first_id: int
+    last_id: int
+    last_at_ms: int
+
+
+_NONE_OF_KIND = _KindOnHold(total=0, count=0, first_id=0, last_id=0, last_at_ms=0)
+# The kinds besides a release that change what a hold authorizes: none follows its release.
+_NOT_AFTER_RELEASE = (TransferKind.CAPTURE, TransferKind.AUTHORIZATION_REVERSAL)
+
+
+def _expiry_differences(
+    hold_id: str, status: str, expires_at_ms: int, kinds: dict[TransferKind, _KindOnHold]
+) -> Iterator[str]:
+    """A hold's journal keeps to its expiry (the module docstring)."""
+    captures, releases = kinds[TransferKind.CAPTURE], kinds[TransferKind.EXPIRY]
+    if captures.count and captures.last_at_ms >= expires_at_ms:
+        yield f"hold {hold_id}: captured at or after its expiry"
+    if releases.count > 1:
+        yield f"hold {hold_id}: released at its expiry more than once"
+    if releases.count and any(
+        kinds[kind].count and kinds[kind].last_id > releases.first_id for kind in _NOT_AFTER_RELEASE
+    ):
+        yield f"hold {hold_id}: captured or lowered after its release at expiry"
+    if (status == "expired") != (releases.count > 0):
+        yield f"hold {hold_id}: status {status} does not fit its releases at expiry"
+
+
 def _hold_differences(tx: Transaction) -> Iterator[str]:
-    """Every hold's figures and status are what its transfers say, and every account's
-    pending balance is what its pending holds hold."""
-    sums: dict[tuple[str, str], int] = {
-        (str(r["hold_id"]), str(r["kind"])): int(r["total"])
+    """Every hold's figures and status are what its transfers say, it keeps to its expiry,
+    and every account's pending balance is what its pending holds hold."""
+    on_hold: dict[tuple[str, str], _KindOnHold] = {
+        (str(r["hold_id"]), str(r["kind"])): _KindOnHold(
+            total=int(r["total"]),
+            count=int(r["n"]),
+            first_id=int(r["first_id"]),
+            last_id=int(r["last_id"]),
+            last_at_ms=int(r["last_at"]),
+        )
         for r in tx.all(
-            "SELECT hold_id, kind, SUM(amount) AS total FROM transfers"
+            "SELECT hold_id, kind, SUM(amount) AS total, COUNT(*) AS n, MIN(id) AS first_id,"
+            " MAX(id) AS last_id, MAX(created_at_ms) AS last_at FROM transfers"
             " WHERE hold_id IS NOT NULL GROUP BY hold_id, kind"
         )
     }
     held_per_account: dict[str, int] = defaultdict(int)
     for h in tx.all("SELECT * FROM holds"):
         hold_id = str(h["id"])
+        kinds = {kind: on_hold.get((hold_id, kind.value), _NONE_OF_KIND) for kind in TransferKind}
 
-        def journal(kind: TransferKind, hold_id: str = hold_id) -> int:
-            return sums.get((hold_id, kind.value), 0)
+        def journal(kind: TransferKind, kinds: dict[TransferKind, _KindOnHold] = kinds) -> int:
+            return kinds[kind].total
 
         authorized = journal(TransferKind.AUTHORIZATION) - journal(
             TransferKind.AUTHORIZATION_REVERSAL
@@ -386,6 +435,7 @@ def _hold_differences(tx: Transaction) -> Iterator[str]:
         open_amount = int(h["amount"]) - int(h["captured"])
         if (h["status"] == "pending") != (pending > 0) or (pending > 0 and pending != open_amount):
             yield f"hold {hold_id}: status {h['status']} does not fit its figures"
+        yield from _expiry_differences(hold_id, str(h["status"]), int(h["expires_at_ms"]), kinds)
         held_per_account[str(h["card_account_id"])] += pending
         held_per_account[str(h["merchant_account_id"])] += pending
     for r in tx.all("SELECT id, kind, debits_pending, credits_pending FROM accounts"):

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.ledger.errors import StoreUnavailable
+from gateway.ledger.limits import EXPIRE_BATCH
 from gateway.ledger.pruning import prune
-from gateway.ledger.retention import RETENTION_BATCH
+from gateway.ledger.retention import MAX_RETENTION_BATCH, RETENTION_BATCH
 
 if TYPE_CHECKING:
     from gateway.ledger.ledger import Ledger
@@ -56,6 +57,12 @@ BatchObserver = Callable[[int], None]
 """Called after each batch with how many holds it released (metrics hook; must not raise)."""
 
 
+def _check_count(name: str, value: int, most: int, what: str) -> None:
+    """ValueError unless ``value`` is an integer from 1 to ``most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ValueError(f"{name} must be 1 to {most} {what} a transaction")
+
+
 class HoldSweeper:
     """Releases a ledger's due holds (and prunes to its retention): one ``sweep`` or
     ``run_round`` on demand, or a round every interval on a thread of its own (``start``,
@@ -79,6 +86,10 @@ class HoldSweeper:
             raise ValueError("the interval must be positive and the pause not negative")
         if prune_batches < 1:
             raise ValueError("a round must be allowed at least one pruning batch")
+        # Refused here, not at each round: the ledger would refuse such a batch every
+        # round, and the thread, which only logs a round's failure, would release nothing.
+        _check_count("batch", batch, EXPIRE_BATCH, "holds")
+        _check_count("prune_batch", prune_batch, MAX_RETENTION_BATCH, "rows")
         self._ledger = ledger
         self._interval = interval_seconds
         self._batch = batch
