@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -48,7 +46,7 @@ from pathlib import Path
 
 import grpc
 
-from cli import bench_compare, bench_files, bench_serve, stdout_reader
+from cli import bench_compare, bench_files, bench_serve, bench_stop, stdout_reader
 from cli.bench_ledger import ledger_filesystem, ledger_probe, memory_ledger_doubt
 from cli.bench_options import DEFAULT_CREDIT_LIMIT, check_options, check_outputs, read_numbers
 from clients.errors import ClientError
@@ -351,17 +349,6 @@ def _register(bank: Bank, population: Population, ledger: Ledger) -> Parties:
     return parties
 
 
-def _exit_on_sigterm() -> None:
-    # SIGTERM ends the run like Ctrl-C: the bank and services it started are stopped and
-    # its temporary directory removed on the way out, instead of being left running.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
-
-
-def _terminated(*_: object) -> None:
-    raise SystemExit(1)
-
-
 @contextmanager
 def _workdir(args: argparse.Namespace) -> Iterator[Path]:
     if args.workdir is not None:
@@ -381,7 +368,8 @@ def authorize(args: argparse.Namespace) -> int:
     plan = plan_from(args)
     check_options(args)
     check_outputs(args, plan)
-    _exit_on_sigterm()
+    # SIGTERM and SIGHUP end the run like Ctrl-C: what it started is stopped on the way out.
+    bench_stop.exit_on_stop_signals()
     try:
         result = _measure(args, plan)
     except PlanError:  # a usage error (exit 2): no report, as for the options above
@@ -390,18 +378,9 @@ def authorize(args: argparse.Namespace) -> int:
         # An earlier run's reports must not pass for this one's. Unwritable, they leave the
         # failure's own message to be said.
         with suppress(OSError):
-            write_failure(_failure(exc), args.json, args.plot)
+            write_failure(bench_stop.failure(exc), args.json, args.plot)
         raise
     return _report(args, result)
-
-
-def _failure(exc: BaseException) -> str:
-    """Why a run failed, as the failed run's report says it (the error's own message)."""
-    if isinstance(exc, SystemExit):
-        return "stopped by SIGTERM"  # ``_terminated``
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return str(exc) or type(exc).__name__
 
 
 def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:

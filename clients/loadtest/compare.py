@@ -19,6 +19,16 @@ are judged by their service-runs alone.
 A report is read from its closed-loop step (the first) and the open-loop step that
 follows it; a figure the report lacks (no ceiling, no open loop, no server CPU against
 a remote target) is left out of that run's values.
+
+A median is only worth quoting over runs of one setting. The runs of a group whose
+reports say different settings (their ``setting`` and ``plan``: the profile, the workers,
+the machine, the duration, ...) are named MIXED with what differs, and a group that ran on
+another machine than the first (cores, CPU, kernel, versions) is named so beside its
+multiples of the first's. Before, a group of a one-worker run, a two-worker run and an rsa
+run of another machine gave one median without a word. The undoubted ratio leaves out,
+beside a closed loop the bench doubted, one that was not clean: its errors, timeouts or
+lost requests bent its throughput, and a request unaccounted for means its figures
+cannot be trusted (the bench's exit 1).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +113,12 @@ class Run:
     figures: dict[str, float]
     """Only the figures the report has."""
     doubted: bool
-    """Its closed loop carries a DOUBT (the ratio is not to be trusted)."""
+    """Its closed loop carries a DOUBT or was not clean (the ratio is not to be trusted)."""
     problems: tuple[str, ...] = ()
     """What was not clean, by step and service, then the report's DOUBTs (empty: every
     service-run was clean and the report doubts nothing)."""
+    setting: dict[str, str] = field(default_factory=dict)
+    """What the report says it measured (``_setting``), entry by entry, as text."""
 
     @property
     def clean(self) -> bool:
@@ -146,7 +158,88 @@ def read_run(path: Path) -> Run:
         or result.get("accounting_doubts")
     )
     problems += tuple(f"DOUBT: {doubt}" for doubt in _doubts(document, steps))
-    return Run(path.name, figures, bool(closed and closed.get("doubts")), problems)
+    return Run(path.name, figures, _doubted(closed), problems, _setting(document))
+
+
+def _doubted(closed: Step | None) -> bool:
+    """Whether the closed loop's ratio is not to be trusted: the step carries a DOUBT, or
+    one of its service-runs was not clean (the module docstring)."""
+    if closed is None:
+        return False
+    results = closed.get("results", {}).values()
+    return bool(closed.get("doubts")) or any(
+        not isinstance(result, dict) or result.get("clean") is not True for result in results
+    )
+
+
+# The entries of a report's setting that are readings of the run, not its setting: the
+# reference loop timed before and after it (``cli.bench``'s BEFORE and AFTER; a test holds
+# them equal). And the plan's p99 bound, which changes no figure compare prints.
+READINGS = frozenset({"reference loop ms (before)", "reference loop ms (after)"})
+_PLAN_UNREAD = frozenset({"p99_max_ms"})
+# The setting entry that describes the machine, whose entries are named after it.
+MACHINE = "machine"
+# Longest value shown for an entry: a report's text is the bench's, but a file is a file.
+_SHOWN_CHARS = 60
+# A value a report does not give (an older one, or another kind of run).
+NOT_SAID = "not said"
+
+
+def _shown(value: Any) -> str:
+    # Text as written, unless it holds what a terminal would act on (JSON escapes it).
+    printable = isinstance(value, str) and value.isprintable()
+    text = value if printable else json.dumps(value, sort_keys=True)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _setting(document: dict[str, Any]) -> dict[str, str]:
+    """The report's ``setting`` (the machine's entries as ``machine cores``...) and ``plan``
+    (as ``plan duration_s``...), but the readings and what compare does not read, as text."""
+    found: dict[str, str] = {}
+    setting, plan = document.get("setting"), document.get("plan")
+    for key, value in (setting if isinstance(setting, dict) else {}).items():
+        if isinstance(value, dict):
+            found.update({f"{key} {inner}": _shown(item)
+                          for inner, item in value.items() if inner not in READINGS})  # fmt: skip
+        else:
+            found[key] = _shown(value)
+    for key, value in (plan if isinstance(plan, dict) else {}).items():
+        if key not in _PLAN_UNREAD:
+            found[f"plan {key}"] = _shown(value)
+    return found
+
+
+def _values(runs: Sequence[Run], key: str) -> dict[str, None]:
+    """The values ``runs`` give ``key``, each once, in run order."""
+    return dict.fromkeys(run.setting.get(key, NOT_SAID) for run in runs)
+
+
+def _keys(runs: Sequence[Run]) -> dict[str, None]:
+    return dict.fromkeys(key for run in runs for key in run.setting)
+
+
+def differences(runs: Sequence[Run]) -> list[str]:
+    """Each setting entry on which ``runs`` differ, with their values in run order
+    (``workers 1, 2``)."""
+    found = []
+    for key in _keys(runs):
+        values = _values(runs, key)
+        if len(values) > 1:
+            found.append(f"{key} {', '.join(values)}")
+    return found
+
+
+def other_machine(first: Sequence[Run], runs: Sequence[Run]) -> list[str]:
+    """Each machine entry on which ``runs`` say other than ``first`` (``machine cores 8
+    against 2``)."""
+    found = []
+    for key in _keys([*first, *runs]):
+        if not key.startswith(f"{MACHINE} "):
+            continue
+        mine, theirs = _values(runs, key), _values(first, key)
+        if set(mine) != set(theirs):
+            found.append(f"{key} {', '.join(mine)} against {', '.join(theirs)}")
+    return found
 
 
 # What a report's fields hold, for the fields compare reads (``FIGURES``, ``_problem``,
@@ -362,6 +455,14 @@ def to_text(groups: Sequence[Group]) -> str:
     for group in groups:
         names = ", ".join(run.name for run in group.runs)
         lines.append(f"{group.label}: median of {len(group.runs)} ({names})")
+        mixed = differences(group.runs)
+        if mixed:
+            lines.append(f"  MIXED: its runs differ in {'; '.join(mixed)}: each median below "
+                         "is over runs of different settings")  # fmt: skip
+        other = other_machine(first.runs, group.runs) if first and group is not first else []
+        if other and first is not None:
+            lines.append(f"  MACHINE: its runs and {first.label}'s differ in {'; '.join(other)}:"
+                         f" its multiples of {first.label} compare the machines too")  # fmt: skip
         for run in group.runs:
             if not run.clean:
                 lines.append(f"  NOT CLEAN: {run.name} ({'; '.join(run.problems)}): its "

@@ -110,8 +110,10 @@ def test_a_closed_loop_at_two_speeds_is_doubted_and_a_lost_request_unclean(
         "ceiling (reference loop 24.2 against 40.0 ms, medians): repeat the run before using "
         "the ratio",
     )
+    # A request unaccounted for in the closed loop: its figures cannot be trusted (the
+    # bench's exit 1), and neither can its ratio.
     lost = compare.read_run(_report(tmp_path / "l.json", 800, 1600, lost=True))
-    assert not lost.clean and not lost.doubted
+    assert not lost.clean and lost.doubted
 
 
 def test_groups_give_medians_against_the_first_and_leave_doubted_ratios_out(

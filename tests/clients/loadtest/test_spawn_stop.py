@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import bench as cli_bench
+from cli import bench_stop
 from clients.loadtest import spawn
 from clients.loadtest.cpu import descendants
 
@@ -116,7 +116,7 @@ def test_an_interrupted_start_stops_the_starting_server(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     argv = [sys.executable, "-c", _SERVER, str(pids)]  # never says it serves
     previous = signal.getsignal(signal.SIGTERM)
-    cli_bench._exit_on_sigterm()
+    bench_stop.exit_on_stop_signals()
     started: list[int] = []
 
     def interrupt() -> None:  # once the server and its worker run
@@ -126,7 +126,7 @@ def test_an_interrupted_start_stops_the_starting_server(tmp_path: Path) -> None:
     interrupter = threading.Thread(target=interrupt)
     interrupter.start()
     try:
-        with pytest.raises(SystemExit):
+        with pytest.raises(bench_stop.Stopped):
             spawn.start("slow", argv, tmp_path / "ports", tmp_path / "log")
         interrupter.join()
         assert len(started) == 2
