@@ -7,23 +7,31 @@ answer, and the settling by hand of one that can never be answered.
 ``show-unanswered`` lists each decision the ledger committed whose answer was never
 stored (``gateway.ledger.unanswered``): its RRPID in hex, what was decided, the merchant,
 amount and currency where the outcome holds them, when it was decided and checked (UTC),
-and whether an operator settled it by hand (when, and the reason). It reads the ledger's
-store alone, ``read_only``, as ``show-batch`` does (``cli.bank_books``): no keys, nothing
-made, migrated or locked, and no PAN read.
+for an authorization its hold's state and expiry, and whether an operator settled it by
+hand (when, and the reason): those not settled first, at most ``MAX_LISTED``, and it
+says when there are more. It reads the ledger's store alone, ``read_only``, as
+``show-batch`` does (``cli.bank_books``): no keys, nothing made, migrated or locked, and
+no PAN read.
 
 ``settle-unanswered`` settles by hand one such decision that can never be answered (its
 merchant gone, a certificate it names revoked since, the key it is sealed to lost):
 without ``--yes`` it shows the decision and what settling does, and changes nothing;
 with ``--yes`` the ledger records, in one transaction, when and why. The outcome stays,
-for audit, and the money is not moved back: the hold, capture or credit stands as
-decided, and the operator settles with the merchant or its acquirer out of band. The
-merchant's retries are answered UNAVAILABLE from then on, saying so in the gateway's log,
-and ``setpay ca prune-gateway`` no longer counts the decision. Refused, exit 1 and
-nothing changed: an RRPID that is not hex, an empty reason (or one ``check_reason``
-refuses), an RRPID the ledger holds no decision awaiting its answer under (unknown,
-answered, fenced) or one settled already, and a ledger not at this release's schema
-version: the bank migrates it as it starts, and a bank of an older release, which would
-answer a settled decision at the next retry, then refuses it.
+for audit, and the settling moves no money: a capture or credit stands as posted, but an
+authorization's hold lapses at its expiry and the sweeper gives the money back to the
+card (the merchant, never answered, holds no capture token and can never capture it), so
+the preview shows the hold's state and expiry, and the operator settles with the
+merchant or its acquirer out of band knowing which. The preview also warns that every
+bank process sharing the ledger must run this release (an earlier release's bank would
+answer a settled decision at its next retry: nothing here can see one that is still
+serving). The merchant's retries are answered UNAVAILABLE from then on, saying so in the
+gateway's log, and ``setpay ca prune-gateway`` no longer counts the decision. Refused,
+exit 1 and nothing changed: an RRPID that is not hex, an empty reason (or one
+``check_reason`` refuses), an RRPID the ledger holds no decision awaiting its answer
+under (unknown, answered, fenced) or one settled already, and a ledger not at this
+release's schema version: the bank migrates it as it starts, and a bank of an older
+release started after that refuses it (one already serving does not notice: the
+warning above).
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from gateway.ledger import (
 from gateway.ledger.limits import MAX_ID_BYTES
 from gateway.ledger.pan import echoed
 from gateway.ledger.unanswered import (
+    MAX_LISTED,
+    HoldState,
     UnansweredDecision,
     check_reason,
     list_unanswered,
@@ -66,10 +76,20 @@ COMMANDS = {
 _HEX = frozenset(string.hexdigits)
 # What settling does, said before ``--yes`` and after it.
 _WHAT_SETTLING_DOES = (
-    "the ledger records when and why; the outcome stays, and the money stays as decided"
-    " (nothing is moved back): settle with the merchant or its acquirer out of band. The"
-    " merchant's retries are answered UNAVAILABLE from then on, and setpay ca"
-    " prune-gateway no longer counts it"
+    "the ledger records when and why, and the outcome stays; the settling moves no money:"
+    " a capture or credit stands as posted, and an authorization's hold lapses at its"
+    " expiry, its money going back to the card (the merchant, never answered, cannot"
+    " capture it): settle with the merchant or its acquirer out of band. The merchant's"
+    " retries are answered UNAVAILABLE from then on, and setpay ca prune-gateway no"
+    " longer counts it"
+)
+# Said before ``--yes``: a bank of an earlier release sharing the ledger reads no mark and
+# would answer the settled decision, and nothing this command can read tells whether one
+# still serves (the schema version only says that some bank of this release migrated it).
+_EVERY_BANK_THIS_RELEASE = (
+    "warning: every bank process sharing this ledger must run this release: a bank of an"
+    " earlier release still serving would answer a settled decision at the merchant's"
+    " next retry"
 )
 
 
@@ -107,14 +127,22 @@ def run(config: BankConfig, args: argparse.Namespace) -> int:
 def _show(config: BankConfig) -> int:
     store = _open_store(config, read_only=True)
     try:
-        found = store.read(list_unanswered)
+        # One more than is shown: whether the listing was cut.
+        found = store.read(partial(list_unanswered, limit=MAX_LISTED + 1))
     finally:
         store.close()
-    for decision in found:
+    shown = found[:MAX_LISTED]
+    for decision in shown:
         print(decision_line(decision))
-    settled = sum(1 for decision in found if decision.settled_at_ms is not None)
+    settled = sum(1 for decision in shown if decision.settled_at_ms is not None)
     if not found:
         print("no decision awaits its answer")
+    elif len(found) > len(shown):
+        print(
+            f"first {len(shown)} shown of more than {len(shown)} decision(s) awaiting their"
+            f" answer (those not settled by hand first), {settled} of those shown settled by"
+            " hand: answer or settle these, then list again"
+        )
     else:
         print(f"{len(found)} decision(s) awaiting their answer, {settled} of them settled by hand")
     return 0
@@ -140,6 +168,10 @@ def _settle(config: BankConfig, args: argparse.Namespace) -> int:
         )
     if not args.yes:
         print(f"would settle it by hand: {_WHAT_SETTLING_DOES}")
+        held = _hold_said(found, wall_clock_ms())
+        if held:
+            print(held)
+        print(_EVERY_BANK_THIS_RELEASE)
         print("nothing changed: run again with --yes to settle it")
         return 0
     store = _open_store(config, read_only=False)
@@ -184,6 +216,8 @@ def decision_line(decision: UnansweredDecision) -> str:
         parts.append(f"currency {decision.currency}")
     parts.append(f"decided {_utc(decision.decided_at_ms)}")
     parts.append(f"checked {_utc(decision.checked_at_ms)}")
+    if decision.hold is not None:
+        parts.append(_hold_part(decision.hold, decision.currency, wall_clock_ms()))
     if decision.settled_at_ms is None:
         parts.append("awaiting its answer")
     else:
@@ -191,6 +225,43 @@ def decision_line(decision: UnansweredDecision) -> str:
             f"settled by hand {_utc(decision.settled_at_ms)}: {_shown(decision.reason or '')}"
         )
     return " ".join(parts)
+
+
+def _hold_part(hold: HoldState, currency: int | None, now_ms: int) -> str:
+    """An authorization's hold for ``decision_line``: lapsing (when), lapsed, or closed."""
+    if hold.lapsed(now_ms):
+        return f"hold lapsed {_utc(hold.expires_at_ms)}: released to the card"
+    if hold.status == "pending":
+        return f"hold {_money(hold.pending, currency)} pending, lapses {_utc(hold.expires_at_ms)}"
+    return f"hold closed, {_money(hold.captured, currency)} captured"
+
+
+def _hold_said(decision: UnansweredDecision, now_ms: int) -> str | None:
+    """What becomes of an authorization's money once its decision is settled (the preview,
+    before ``--yes``), None for any other decision."""
+    hold = decision.hold
+    if hold is None:
+        return None
+    if hold.lapsed(now_ms):
+        return (
+            f"this authorization's hold lapsed {_utc(hold.expires_at_ms)}: its money went"
+            " back to the card, and the merchant never captured it"
+        )
+    if hold.status == "pending":
+        return (
+            "this authorization's hold is not captured by the settling: it lapses"
+            f" {_utc(hold.expires_at_ms)}, when the money goes back to the card, and the"
+            " merchant, never answered, holds no capture token and can never capture it"
+        )
+    captured = _money(hold.captured, decision.currency)
+    return f"this authorization's hold is closed, {captured} captured"
+
+
+def _money(amount: int, currency: int | None) -> str:
+    """An amount of ``currency``'s minor units for people, in major units where the
+    currency's digits are on record."""
+    digits = None if currency is None else minor_unit_on_record(currency)
+    return f"{amount} minor units" if digits is None else f"{major_units(amount, digits)}"
 
 
 def _shown(text: str) -> str:

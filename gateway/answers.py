@@ -12,6 +12,9 @@ status codes for infrastructure (DESIGN.md 5.2).
                                        the gateway's own call was wrong, so the merchant
                                        must not take it as a final refusal of its request
     InvalidRequest (ledger)            signed SET Error DECODING_FAILURE
+    DecisionSettled (ledger)           gRPC UNAVAILABLE "answer unavailable", its message
+                                       logged: a resend of a decision an operator
+                                       settled by hand, never answered
     StoreUnavailable (ledger)          gRPC UNAVAILABLE "database unavailable"
     TransientBackendError (hsm)        gRPC UNAVAILABLE "key backend unavailable"
     CaUnavailable (gateway.ca)         gRPC UNAVAILABLE "certificate authority <what>
@@ -55,6 +58,7 @@ from gateway.ledger import (
     RrpidReused,
     StoreUnavailable,
 )
+from gateway.ledger.errors import DecisionSettled
 from hsm.errors import KeyBackendError, TransientBackendError
 from setcore.credentials import Credentials
 from setcore.echoed_ids import echoed_id
@@ -148,6 +152,12 @@ def answer(
         # Decided and unanswered: a refusal would tell the merchant nothing happened.
         log.error("%s: %s: %s", rpc, exc, exc.__cause__)
         metrics.answer_failed(rpc)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
+        raise  # abort raises; this line is never reached
+    except DecisionSettled as exc:
+        # Before StoreUnavailable, its base: the database answered, and said the decision
+        # was settled by hand (the message names no reason, the RRPID by its first bytes).
+        log.error("%s: %s", rpc, exc)
         context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
         raise  # abort raises; this line is never reached
     except (StoreUnavailable, TransientBackendError) as exc:

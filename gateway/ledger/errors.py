@@ -29,7 +29,9 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
     └── StoreError          the database failed in a way the rules did not expect
         ├── OutcomeUnreadable a decision awaiting its answer is stored in a form not ours
         └── StoreUnavailable  the database is unreachable, busy, damaged, read-only (a hot
-                              standby) or closed: send the same request again later
+            │                 standby) or closed: send the same request again later
+            └── DecisionSettled the decision was settled by hand: never answered, never
+                              decided again (answered UNAVAILABLE all the same)
 """
 
 from __future__ import annotations
@@ -120,3 +122,13 @@ class StoreUnavailable(StoreError):
     is closed. The change may still have been made (a commit whose acknowledgement was
     lost, a caller that stopped waiting for its group): the same request, sent again, is
     answered by its RRPID either way."""
+
+
+class DecisionSettled(StoreUnavailable):
+    """The request's decision was committed, its answer never stored, and an operator
+    settled it by hand (``idempotency.SettledByHand``, ``setpay bank settle-unanswered``):
+    it is never answered nor decided again. A StoreUnavailable, so that every caller
+    answers it UNAVAILABLE, never a refusal (which a merchant takes as "nothing happened"
+    and builds afresh); its own class, so that the gateway says in its log what happened
+    (the message: never the operator's reason) rather than "database unavailable". It
+    crosses the ledger service's wire as the other errors of this module do."""

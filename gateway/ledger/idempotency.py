@@ -86,11 +86,15 @@ A decision whose answer can never be built (its merchant gone, a certificate it 
 revoked since, the key it is sealed to lost) can be settled by hand (``unanswered``,
 ``setpay bank settle-unanswered``, schema version 8): its row keeps the empty
 ``response`` and the ``outcome``, for audit, and gains ``settled_at_ms`` and
-``settled_reason``. The money stays as decided; the operator settles with the merchant
-out of band. Such a row is never answered: ``lookup`` returns it as ``SettledByHand``
-(an ``Unanswered`` the gateway must not build: ``gateway.servicer`` answers the resend
-UNAVAILABLE, saying so), ``decide_once`` raises StoreUnavailable for it (a resend whose
-checks still pass is answered UNAVAILABLE too, never decided or answered), and
+``settled_reason``. The settling moves no money: a capture or credit stands as
+posted, and an authorization's hold stays until it lapses at its expiry, when the
+sweeper gives the money back to the card (the merchant, never answered, holds no capture
+token and can never capture it); the operator settles with the merchant out of band.
+Such a row is never answered: ``lookup`` returns it as ``SettledByHand`` (an
+``Unanswered`` the gateway must not build: ``gateway.servicer`` answers the resend
+UNAVAILABLE, saying so), ``decide_once`` raises DecisionSettled, a StoreUnavailable, for
+it (a resend whose checks still pass is answered UNAVAILABLE too, never decided or
+answered, and the gateway's log says why), and
 ``store_answer`` neither overwrites it nor returns it (a retry building its answer as
 the operator settled it: the settling, or the answer, commits first, and the other finds
 the row taken). The fresh request's path reads no more than before: the same row, by
@@ -121,6 +125,7 @@ from datetime import UTC, datetime
 
 from gateway.ledger import outcome_codec
 from gateway.ledger.errors import (
+    DecisionSettled,
     LedgerError,
     RequestFenced,
     RrpidReused,
@@ -178,7 +183,8 @@ def decide_once(
     ``now_ms`` is the decision's time as the caller stamped it (before its operation
     waited for the store); ``checked_at_ms`` the moment the caller checked the request
     (None: unknown), kept with it for an answer built later. StoreUnavailable, nothing
-    written, when a new decision comes more than ``DECIDED_WITHIN_MS`` after that check.
+    written, when a new decision comes more than ``DECIDED_WITHIN_MS`` after that check;
+    DecisionSettled, nothing written, when the RRPID's decision was settled by hand.
     """
     recorded = _not_settled(rrpid, lookup(tx, rrpid, request_digest))
     if recorded is not None:
@@ -205,10 +211,10 @@ def decide_once(
 
 
 def _not_settled(rrpid: bytes, recorded: Recorded | None) -> Recorded | None:
-    """``recorded``, unless it is a decision settled by hand: StoreUnavailable then (the
+    """``recorded``, unless it is a decision settled by hand: DecisionSettled then (the
     request is answered UNAVAILABLE, its caller never builds an answer for it)."""
     if isinstance(recorded, SettledByHand):
-        raise StoreUnavailable(settled_refusal(rrpid, recorded))
+        raise DecisionSettled(settled_refusal(rrpid, recorded))
     return recorded
 
 
@@ -227,7 +233,7 @@ def store_answer(tx: Transaction, *, rrpid: bytes, request_digest: bytes, respon
     """Store ``response`` as the answer to the RRPID's unanswered decision and return it;
     return the stored answer instead if another call stored one first. A fence is never
     answered (RequestFenced): it has no outcome for the statement below to find; nor is
-    a decision settled by hand (StoreUnavailable)."""
+    a decision settled by hand (DecisionSettled)."""
     if not isinstance(response, bytes) or not response:
         raise TypeError("a response must be non-empty bytes")
     # One statement that both checks and answers: under READ COMMITTED (PostgreSQL) it

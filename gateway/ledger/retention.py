@@ -34,17 +34,20 @@ request built afresh. What it does, once its original's row is older than the ho
 So a request that posted a refund (a ``transfers`` row of kind ``credit`` under its RRPID)
 is never dropped, nor is a decision while it awaits its answer (``outcome`` not NULL: a
 retry answers it, or an operator resolves it, ``idempotency``); once answered, it goes as
-the others do. A fence (a refusal as too old made final, ``idempotency.fence``) has no
-outcome and goes as an answered row does: long before the horizon, no sending of its
-bytes can still be decided. So does a decision an operator settled by hand
-(``unanswered.settle``: it will never be answered, its outcome kept with the mark): it
-guards what an answered row guards, and goes by its decision's time as that row does,
-within a day of its settling if that was already past the horizon (the revisit below).
-Every other row goes once it was created more than the
-horizon ago. A retry of a dropped request, and the request built afresh, are refused or
-declined by the ledger's own rules above and change nothing. (A guard at the gateway,
-refusing a retry dated before the horizon with another code than MESSAGE_TOO_OLD, would
-let refunds go too; it belongs to the servicer, not the ledger.)
+the others do. Nor is a decision an operator settled by hand (``unanswered.settle``: it
+will never be answered), kept for good as a refund's row is: its reason and its outcome
+are kept for audit and would go with it, and a resend of it, answered UNAVAILABLE while
+the row stands, would once it went be refused MESSAGE_TOO_OLD, which a merchant takes as
+"nothing happened": a settled declined credit would be built afresh and posted. Such
+rows are rare (a failure between a decision and its answer, then an operator's
+command), so keeping them costs nothing that matters. A fence (a refusal as too old made
+final, ``idempotency.fence``) has no outcome and goes as an answered row does: long
+before the horizon, no sending of its bytes can still be decided. Every other row goes
+once it was created more than the horizon ago. A retry of a dropped request, and the
+request built afresh, are refused or declined by the ledger's own rules above and change
+nothing. (A guard at the gateway, refusing a retry dated before the horizon with another
+code than MESSAGE_TOO_OLD, would let refunds and settled decisions go too; it belongs to
+the servicer, not the ledger.)
 
 ``pi_uses`` (every XID decided, the replay guard). The gateway refuses a PI whose signed
 order date is older than ``setcore.freshness.PI_MAX_AGE_MS``, but by its own clock and
@@ -64,12 +67,13 @@ The horizon is ``[ledger] retention_days`` (``DEFAULT_RETENTION_DAYS``, at least
 rows, each as short as a small group of authorizations, with a pause after a full one:
 by the hold sweeper's thread when the ledger is given a horizon (``sweeper``), or by
 ``setpay bank prune-ledger`` beside a running bank. ``requests`` rows that are kept
-(refunds, unanswered decisions) would otherwise be read again by every batch, so a mark
-(``retention_marks``) records how far the scan has gone, in (created_at_ms, rrpid)
-order; two pruners at once take turns on it (its row is locked). A decision the scan
-passed unanswered keeps a mark of its own and is looked at again once a day
-(``UNANSWERED_REVISIT_MS``) until it is answered and goes: past the scan's mark, nothing
-else would ever look at it again.
+(refunds, settled and unanswered decisions) would otherwise be read again by every
+batch, so a mark (``retention_marks``) records how far the scan has gone, in
+(created_at_ms, rrpid) order; two pruners at once take turns on it (its row is locked).
+A decision the scan passed unanswered keeps a mark of its own and is looked at again
+once a day (``UNANSWERED_REVISIT_MS``) until it is answered and goes, or is settled by
+hand and kept for good (its mark then goes): past the scan's mark, nothing else would
+ever look at it again.
 """
 
 from __future__ import annotations
@@ -173,14 +177,16 @@ class Prunable:
     pi_uses: int
 
 
-# What becomes of a request row ``r``: kept for good (it posted a refund), kept while its
-# decision awaits an answer (not settled by hand), or deleted ('prunable'). The rule is
-# written here once: a batch deletes the rows it names 'prunable', and the dry run counts
-# the same rows.
+# What becomes of a request row ``r``: kept for good (it posted a refund, or its decision
+# was settled by hand: ``settled_at_ms`` is set only on a row with an outcome, which no
+# answer ever replaces), kept while its decision awaits an answer, or deleted
+# ('prunable'). The rule is written here once: a batch deletes the rows it names
+# 'prunable', and the dry run counts the same rows.
 _FATE_OF = (
     "CASE WHEN EXISTS (SELECT 1 FROM transfers t WHERE t.kind = 'credit'"
     " AND t.rrpid = r.rrpid) THEN 'refund'"
-    " WHEN r.outcome IS NOT NULL AND r.settled_at_ms IS NULL THEN 'unanswered'"
+    " WHEN r.settled_at_ms IS NOT NULL THEN 'settled'"
+    " WHEN r.outcome IS NOT NULL THEN 'unanswered'"
     " ELSE 'prunable' END"
 )
 _FATE = f"{_FATE_OF} AS fate"
@@ -256,7 +262,9 @@ def prune_requests(tx: Transaction, *, cutoff_ms: int, limit: int) -> Pruned:
 
 def _revisit_unanswered(tx: Transaction, *, cutoff_ms: int, limit: int) -> tuple[int, int]:
     """Look again at up to ``limit`` rows the scan passed unanswered, not looked at for
-    ``UNANSWERED_REVISIT_MS``: delete those answered since; return (looked at, deleted)."""
+    ``UNANSWERED_REVISIT_MS``: delete those answered since, and drop the marks of those
+    answered or settled by hand since (a settled row stays for good); return (looked at,
+    deleted)."""
     due = tx.all(_DUE_UNANSWERED, _UNANSWERED_NAMES, cutoff_ms - UNANSWERED_REVISIT_MS, limit)
     deleted = 0
     for entry in due:

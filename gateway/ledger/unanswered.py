@@ -13,19 +13,27 @@ key-exchange keys (``gateway.pruning_ledger``).
 ``settle`` records that an operator settled one by hand: when (``settled_at_ms``) and
 why (``settled_reason``, schema version 8), in one statement that finds the row still
 awaiting its answer and not settled, so an answer stored meanwhile by a retry and the
-settling exclude each other whichever commits first. The ``outcome`` stays, for audit;
-the money is not moved back: the hold, the capture or the credit stands as decided, and
-the operator settles with the merchant (or its acquirer) out of band. From then on the
-row is never answered (``idempotency.SettledByHand``), the pruning of key-exchange keys
-no longer counts it, and retention drops it as it drops an answered row: once it was
-decided more than the horizon ago (``retention``), a refund's row excepted, as ever.
+settling exclude each other whichever commits first. The ``outcome`` stays, for audit.
+The settling moves no money, and does not keep it where it was decided either: a capture
+or a credit stands as posted, but an authorization's hold stays only until it lapses at
+its expiry, when the sweeper gives the money back to the card, and the merchant, never
+answered, holds no capture token and can never capture it. So the listing shows, for an
+authorization, its hold's state and expiry (``HoldState``), and the operator settles
+with the merchant (or its acquirer) out of band knowing which. From then on the row is
+never answered (``idempotency.SettledByHand``), the pruning of key-exchange keys no
+longer counts it, and retention keeps it for good, as it keeps a refund's row: settled
+decisions are rare, and the reason and outcome kept for audit would otherwise go with
+it, and a resend of a settled declined credit be refused MESSAGE_TOO_OLD, which the
+merchant takes as "nothing happened" and builds afresh (``retention``).
 
 Nothing here reads or shows a PAN: an outcome names accounts and holds by their ids, and
 the merchant is read through the hold's merchant account. A reason is the operator's
 text, shown again by ``show-unanswered``: one line, no control or bidirectional
-character (``setcore.names``), and no run of digits as long as a card number, which
-would put one in the ledger and in every listing (refused, not masked: the operator
-says it again without).
+character (``setcore.names``), text UTF-8 encodes (no lone surrogate), and no
+``MIN_PAN_DIGITS`` digits or more in any stretch of text free of letters, whatever
+separates them (spaces, dots, slashes, commas, zero-width characters): that would put a
+card number in the ledger and in every listing (refused, not masked: the operator says
+it again without).
 """
 
 from __future__ import annotations
@@ -44,14 +52,15 @@ from gateway.ledger.outcomes import (
     PostingOutcome,
     ReversalDeclined,
 )
-from gateway.ledger.pan import echoed
 from gateway.ledger.store import Row, Transaction
 from setcore.names import describe, refused_character
+from setcore.pan import MIN_PAN_DIGITS
 
 # The longest reason kept: a sentence or two and a ticket number, not a report.
 MAX_REASON_CHARS = 500
-# The most decisions one listing reads: they are rare (a failure between a decision and
-# its answer), and a ledger holding more needs them answered, not read through.
+# The most decisions one listing shows: they are rare (a failure between a decision and
+# its answer), and a ledger holding more needs them answered, not read through. Those
+# still awaiting an answer come first, so settled ones never push them off the list.
 MAX_LISTED = 1000
 # What a batch outcome's state says its request was.
 _BATCH_KINDS = {"open": "batch open", "closed": "batch close", "purged": "batch purge"}
@@ -68,10 +77,31 @@ class NotUnanswered(LedgerError):
 
 
 @dataclass(frozen=True)
+class HoldState:
+    """An authorization's hold as the ledger holds it: ``status`` as stored
+    (``pending``, ``closed`` or ``expired``), what it still holds and what was captured,
+    and when it lapses (``expires_at_ms``). A settled authorization's money is not kept
+    by the settling: the hold lapses then and the sweeper gives it back to the card."""
+
+    status: str
+    pending: int
+    captured: int
+    expires_at_ms: int
+
+    def lapsed(self, now_ms: int) -> bool:
+        """Whether the hold has lapsed as of ``now_ms``, swept or not
+        (``holds.is_expired``)."""
+        return self.status == "expired" or (
+            self.status == "pending" and self.expires_at_ms <= now_ms
+        )
+
+
+@dataclass(frozen=True)
 class UnansweredDecision:
     """A decision awaiting its answer, as an operator reads it: what was decided (its
     ``kind``; the merchant, amount and currency where its outcome holds them, None where
-    it does not), when it was decided and checked, and whether it was settled by hand."""
+    it does not), when it was decided and checked, whether it was settled by hand, and
+    for an authorization (no capture) its hold (None for every other decision)."""
 
     rrpid: bytes
     kind: str
@@ -82,40 +112,66 @@ class UnansweredDecision:
     checked_at_ms: int
     settled_at_ms: int | None
     reason: str | None
+    hold: HoldState | None = None
 
 
 def check_reason(reason: object) -> str:
     """``reason`` as a settling's reason: InvalidRequest, nothing read or changed, unless
     it is text holding something other than spaces, at most ``MAX_REASON_CHARS``
-    characters, no control, line-breaking or bidirectional character, and no run of
-    digits as long as a card number (the module docstring). The message never repeats
-    the text."""
+    characters, UTF-8 encodable, no control, line-breaking or bidirectional character,
+    and no ``MIN_PAN_DIGITS`` digits in a stretch free of letters (the module docstring). The
+    message never repeats the text."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidRequest("a reason is required: why the decision is settled by hand")
     if len(reason) > MAX_REASON_CHARS:
         raise InvalidRequest(
             f"a reason is at most {MAX_REASON_CHARS} characters (given: {len(reason)})"
         )
+    try:
+        reason.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            "a reason is text UTF-8 can encode, with no lone surrogate (given:"
+            f" U+{ord(reason[exc.start]):04X} at character {exc.start + 1})"
+        ) from None
     refused = refused_character(reason)
     if refused is not None:
         raise InvalidRequest(
             "a reason is one line, with no control, line or paragraph separator, or"
             f" bidirectional character (given: {describe(refused)})"
         )
-    if echoed(reason) != reason:
+    if _most_digits_between_letters(reason) >= MIN_PAN_DIGITS:
         raise InvalidRequest(
-            "a reason holds no run of 13 or more digits: it would read as a card number,"
-            " and the ledger keeps and shows it; say it without"
+            f"a reason holds no run of {MIN_PAN_DIGITS} or more digits, whatever separates"
+            " them but letters: it would read as a card number, and the ledger keeps and"
+            " shows it; say it without"
         )
     return reason
 
 
+def _most_digits_between_letters(text: str) -> int:
+    """The most digits (of any script) in one stretch of ``text`` holding no letter: a
+    card number typed with any separator (``4111.1111``, ``/``, ``,``, ``_``, double or
+    zero-width spaces) counts whole."""
+    most = run = 0
+    for char in text:
+        if char.isalpha():
+            run = 0
+        elif char.isdigit():
+            run += 1
+            most = max(most, run)
+    return most
+
+
 def list_unanswered(tx: Transaction, *, limit: int = MAX_LISTED) -> tuple[UnansweredDecision, ...]:
-    """The decisions awaiting their answer (settled by hand or not), oldest first, at
-    most ``limit``: one pass over ``requests`` (no index holds them, as
-    ``gateway.pruning_ledger`` reads them), a read."""
+    """The decisions awaiting their answer, at most ``limit``: those not settled by hand
+    first, then those settled, each oldest first (so settled ones never push an
+    unsettled one off a listing cut at ``limit``). One pass over ``requests`` (no index
+    holds them, as ``gateway.pruning_ledger`` reads them), a read."""
     rows = tx.all(
-        f"{_SELECTED} WHERE outcome IS NOT NULL ORDER BY created_at_ms, rrpid LIMIT ?",
+        f"{_SELECTED} WHERE outcome IS NOT NULL"
+        " ORDER BY CASE WHEN settled_at_ms IS NULL THEN 0 ELSE 1 END, created_at_ms, rrpid"
+        " LIMIT ?",
         limit,
     )
     return tuple(_decision(tx, row) for row in rows)
@@ -181,11 +237,19 @@ def _decision(tx: Transaction, row: Row) -> UnansweredDecision:
         kind, hold_id, merchant, amount, currency = "unreadable outcome", None, None, None, None
     else:
         kind, hold_id, merchant, amount, currency = _described(outcome)
-    if merchant is None and hold_id is not None:
-        merchant = _hold_merchant(tx, hold_id)
+    hold_row = None if hold_id is None else _hold(tx, hold_id)
+    if merchant is None and hold_row is not None:
+        merchant = str(hold_row["merchant_id"])
+    hold = None
+    if kind == "authorization" and hold_row is not None:
+        hold = HoldState(
+            status=str(hold_row["status"]), pending=int(hold_row["pending"]),
+            captured=int(hold_row["captured"]), expires_at_ms=int(hold_row["expires_at_ms"]),
+        )  # fmt: skip
     return UnansweredDecision(
         rrpid=rrpid, kind=kind, merchant_id=merchant, amount=amount, currency=currency,
         decided_at_ms=decided, checked_at_ms=checked, settled_at_ms=settled, reason=reason,
+        hold=hold,
     )  # fmt: skip
 
 
@@ -230,20 +294,20 @@ def _posting(outcome: PostingOutcome) -> _Described:
     return kind, posted[0].hold_id, None, sum(item.amount for item in posted), currencies.pop()
 
 
-def _hold_merchant(tx: Transaction, hold_id: str) -> str | None:
-    """The merchant ID of the hold's merchant account, None if the ledger has no such
-    hold."""
-    row = tx.one(
-        "SELECT m.merchant_id FROM holds h JOIN merchant_accounts m"
-        " ON m.account_id = h.merchant_account_id WHERE h.id = ?",
+def _hold(tx: Transaction, hold_id: str) -> Row | None:
+    """The hold's state and its merchant account's merchant ID (no PAN: the card
+    account is not read), None if the ledger has no such hold."""
+    return tx.one(
+        "SELECT m.merchant_id, h.status, h.pending, h.captured, h.expires_at_ms FROM holds h"
+        " JOIN merchant_accounts m ON m.account_id = h.merchant_account_id WHERE h.id = ?",
         hold_id,
     )
-    return None if row is None else str(row["merchant_id"])
 
 
 __all__ = [
     "MAX_LISTED",
     "MAX_REASON_CHARS",
+    "HoldState",
     "NotUnanswered",
     "UnansweredDecision",
     "check_reason",

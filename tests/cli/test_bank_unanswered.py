@@ -4,7 +4,7 @@ on a PostgreSQL one.
 A decision whose answer was never stored is listed (no PAN), settled by hand only with
 ``--yes`` (without, shown and nothing changed), and from then on listed as settled, no
 longer counted by ``setpay ca prune-gateway`` (``gateway.pruning_ledger``), and never
-answered by a retry; its money stays as decided. Every refusal exits 1 and changes
+answered by a retry; the settling moves no money. Every refusal exits 1 and changes
 nothing: an RRPID that is not hex, an empty reason, an RRPID that is no decision awaiting
 its answer (unknown, answered, fenced, settled already), a ledger at an older schema.
 
@@ -20,6 +20,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -29,7 +30,9 @@ from gateway import pruning_ledger
 from gateway.config import load
 from gateway.issuer import open_ledger
 from gateway.ledger import AnswerNotStored, Ledger, Outcome, StoreUnavailable
+from gateway.ledger.unanswered import MAX_LISTED
 from gateway.provisioning import init_bank
+from tests.cards import card
 from tests.cli.command_support import run_bank
 from tests.gateway.ledger.ledger_support import (
     EUR,
@@ -129,6 +132,15 @@ def _sale(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], bytes]) -> 
     )  # fmt: skip
 
 
+def _authorization(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], bytes]) -> bytes:
+    """An authorization of 9.00 EUR (a hold, no capture) decided under ``rrpid``."""
+    return ledger.authorize(
+        pan=PAN_A, pan_expiry=EXPIRY, amount=900, currency=EUR, merchant_id=MERCHANT,
+        xid=b"xid-" + rrpid, pi_digest=b"pi-" + rrpid, rrpid=rrpid,
+        request_digest=b"digest-" + rrpid, respond=respond,
+    )  # fmt: skip
+
+
 def _failing(outcome: Outcome) -> bytes:
     raise RuntimeError("the token went away")
 
@@ -163,6 +175,12 @@ def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == line
     assert "would settle it by hand: the ledger records when and why" in out
+    assert out.splitlines()[-2] == (
+        "warning: every bank process sharing this ledger must run this release: a bank of"
+        " an earlier release still serving would answer a settled decision at the"
+        " merchant's next retry"
+    )
+    assert "this authorization's hold" not in out  # a sale: captured, nothing lapses
     assert out.splitlines()[-1] == "nothing changed: run again with --yes to settle it"
     assert made.requests() == before and made.counted() == 1
 
@@ -172,7 +190,8 @@ def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
     assert shown == line and settled.startswith(line.removesuffix(" awaiting its answer"))
     assert " settled by hand 20" in settled and settled.endswith(f" UTC: {REASON}")
     assert said.startswith("settled by hand: the ledger records when and why")
-    assert "money stays as decided (nothing is moved back)" in out
+    assert "the settling moves no money: a capture or credit stands as posted" in out
+    assert "money stays as decided" not in out
     code, out, err = run_bank(made.bank("show-unanswered"), capsys)
     assert f"UTC: {REASON}" in out.splitlines()[0]
     assert out.splitlines()[1] == "1 decision(s) awaiting their answer, 1 of them settled by hand"
@@ -253,4 +272,112 @@ def test_a_ledger_of_an_older_schema_is_refused_not_migrated(
         assert (code, out) == (1, ""), out
         assert "schema version 7" in err and "nothing was changed" in err, err
     assert made.raw("SELECT version FROM schema_version") == [(7,)]
+    assert made.requests() == before
+
+
+def test_an_authorization_shows_its_hold_lapsing_and_settling_does_not_keep_it(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, the preview said "the money stays as decided": an authorization's hold
+    lapses at its expiry, the sweeper gives the money back, and the merchant, never
+    answered, can never capture it. Its hold's state and expiry are shown, no PAN."""
+    rrpid = os.urandom(32)
+    with _ledger(made.config) as ledger, pytest.raises(AnswerNotStored):
+        _authorization(ledger, rrpid, _failing)
+    ((expires_at_ms,),) = made.raw("SELECT expires_at_ms FROM holds")  # its one hold
+    assert isinstance(expires_at_ms, int)
+    lapses = datetime.fromtimestamp(expires_at_ms / 1000, tz=UTC)
+    when = f"{lapses:%Y-%m-%d %H:%M:%S} UTC"
+    code, out, err = run_bank(made.bank("show-unanswered"), capsys)
+    assert (code, err) == (0, "")
+    line = out.splitlines()[0]
+    assert line.startswith(f"{rrpid.hex()} authorization merchant {MERCHANT} amount 9.00")
+    assert f" hold 9.00 pending, lapses {when} awaiting its answer" in line, line
+    assert re.search(r"\d{13}", out.replace(rrpid.hex(), "")) is None  # no card number
+
+    settle = made.bank("settle-unanswered", "--rrpid", rrpid.hex(), "--reason", REASON)
+    before = made.requests()
+    code, out, err = run_bank(settle, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == line
+    assert (
+        f"this authorization's hold is not captured by the settling: it lapses {when}, when"
+        " the money goes back to the card, and the merchant, never answered, holds no"
+        " capture token and can never capture it"
+    ) in out.splitlines()
+    assert "warning: every bank process sharing this ledger must run this release" in out
+    assert made.requests() == before
+
+    # Its expiry passed (the sweeper not yet run): shown lapsed, in the listing and the
+    # preview alike.
+    made.raw("UPDATE holds SET expires_at_ms = 1000")
+    code, out, err = run_bank(settle, capsys)
+    assert (code, err) == (0, "")
+    assert " hold lapsed 1970-01-01 00:00:01 UTC: released to the card awaiting" in out
+    assert (
+        "this authorization's hold lapsed 1970-01-01 00:00:01 UTC: its money went back to"
+        " the card, and the merchant never captured it"
+    ) in out.splitlines()
+    code, out, err = run_bank([*settle, "--yes"], capsys)
+    assert code == 0, err
+    assert " hold lapsed 1970-01-01 00:00:01 UTC: released to the card settled by hand" in out
+
+
+def test_show_unanswered_says_when_it_is_cut_and_lists_unsettled_decisions_first(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a listing cut at MAX_LISTED said "1000 decision(s)" as if that were all,
+    and settled decisions, oldest first, could push every unsettled one off it."""
+    settled = _unanswered(made)
+    code, _, err = run_bank(
+        made.bank("settle-unanswered", "--rrpid", settled.hex(), "--reason", REASON, "--yes"),
+        capsys,
+    )
+    assert code == 0, err
+    _unanswered(made)
+    # Copies of the unsettled decision under other RRPIDs, decided at the same moment:
+    # 1,024 of them in all (the ledger's own reads of them are not what is tested).
+    new_rrpid = "randomblob(32)" if made.store == "sqlite" else "sha256(random()::text::bytea)"
+    for _ in range(10):
+        made.raw(
+            "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms,"
+            f" checked_at_ms) SELECT {new_rrpid}, request_digest, response, outcome,"
+            " created_at_ms, checked_at_ms FROM requests"
+            " WHERE outcome IS NOT NULL AND settled_at_ms IS NULL"
+        )
+    code, out, err = run_bank(made.bank("show-unanswered"), capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert len(lines) == MAX_LISTED + 1
+    assert all(line.endswith(" UTC awaiting its answer") for line in lines[:-1])
+    assert settled.hex() not in out  # the older settled decision comes after them all
+    assert lines[-1] == (
+        f"first {MAX_LISTED} shown of more than {MAX_LISTED} decision(s) awaiting their"
+        " answer (those not settled by hand first), 0 of those shown settled by hand:"
+        " answer or settle these, then list again"
+    )
+
+
+def test_a_reason_holding_a_card_number_by_any_separator_or_unencodable_is_refused(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a card number typed with dots, slashes, commas, underscores, double or
+    zero-width spaces was kept and shown, and a lone surrogate failed in the store."""
+    rrpid = _unanswered(made)
+    number = card("411111", 3)
+    groups = [number[i : i + 4] for i in range(0, 16, 4)]
+    before = made.requests()
+    for reason, said in [
+        *(
+            (f"card {sep.join(groups)} disputed", "no run of 13 or more digits")
+            for sep in (".", "/", ",", "_", "  ", "\u200b", " - ")
+        ),
+        ("merchant closed \udcff", "no lone surrogate (given: U+DCFF at character 17)"),
+    ]:
+        argv = made.bank("settle-unanswered", "--rrpid", rrpid.hex(), "--reason", reason, "--yes")
+        code, out, err = run_bank(argv, capsys)
+        assert code == 1, (ascii(reason), out)
+        assert err.startswith("setpay bank: --reason: ") and said in err, err
+        assert err.rstrip().endswith("; nothing changed"), err
+        assert groups[1] not in err and out == ""
     assert made.requests() == before

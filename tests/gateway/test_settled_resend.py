@@ -142,13 +142,23 @@ def test_a_decision_settled_by_hand_is_answered_unavailable_and_no_longer_counte
 
 
 def test_a_settled_decision_resent_while_fresh_is_neither_decided_nor_answered(
-    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Its checks still pass, so the ledger is asked to decide it: it refuses, and the
-    merchant hears UNAVAILABLE, as for any store failure, never an answer."""
+    """Its checks still pass, so the ledger is asked to decide it: it refuses
+    (DecisionSettled), and the merchant hears UNAVAILABLE, never an answer. Before, the
+    gateway logged "database unavailable: StoreUnavailable" and told the merchant the
+    database was unavailable: the log now says it was settled by hand."""
     merchant = register_merchant(world, "m-settled-fresh")
     request, _, cardholder = decline_left_unanswered(world, merchant, monkeypatch)
-    _settle(world, capsys)
-    assert _unavailable(world, request) == "database unavailable"
+    rrpid = _settle(world, capsys)
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="setpay.gateway")
+    assert _unavailable(world, request) == "answer unavailable"
+    said = [r.getMessage() for r in caplog.records if r.name == "setpay.gateway"]
+    assert any(rrpid.hex()[:8] in m and "an operator settled it by hand" in m for m in said), said
+    assert "database unavailable" not in caplog.text and REASON not in caplog.text
     _still_settled(world, capsys)
     assert world.running.ledger.card_account(cardholder.account_id).pending == 0

@@ -3,10 +3,11 @@ SQLite, on SQLite behind the ledger service, and on PostgreSQL.
 
 Once settled, the decision is never answered: a resend's read finds it settled
 (``SettledByHand``), a resend whose checks pass is not decided again nor answered
-(StoreUnavailable, the gateway's UNAVAILABLE), an answer a retry built meanwhile is not
-stored, and a refusal as too old fences nothing. The money stays as decided. The
-settling itself refuses, changing nothing, what is not a decision awaiting its answer
-and a reason it must not keep. Retention drops a settled decision as an answered one.
+(DecisionSettled, a StoreUnavailable: the gateway's UNAVAILABLE, crossing the ledger
+service as itself), an answer a retry built meanwhile is not stored, and a refusal as too
+old fences nothing. The settling moves no money. The settling itself refuses, changing
+nothing, what is not a decision awaiting its answer and a reason it must not keep.
+Retention keeps a settled decision for good, as it keeps a refund's row.
 
 The settling is the operator's command's, on the ledger's store itself, never through the
 ledger service (``cli.bank_unanswered``): here, a store of its own on the same database.
@@ -31,6 +32,7 @@ from gateway.ledger import (
     Unanswered,
     idempotency,
 )
+from gateway.ledger.errors import DecisionSettled
 from gateway.ledger.idempotency import SettledByHand
 from gateway.ledger.retention import DAY_MS
 from gateway.ledger.unanswered import (
@@ -125,8 +127,9 @@ def test_a_settled_decision_is_never_answered_and_its_money_stays(
     # A refusal as too old fences nothing: the decision is there.
     assert isinstance(bank.ledger.fence_stale(rrpid, b"digest-" + rrpid), SettledByHand)
     # A resend whose checks pass is neither decided again nor answered.
-    with pytest.raises(StoreUnavailable, match="settled it by hand"):
+    with pytest.raises(DecisionSettled, match="settled it by hand") as raised:
         _sale(bank.ledger, rrpid, bank.respond)
+    assert isinstance(raised.value, StoreUnavailable)  # UNAVAILABLE to every caller
     assert bank.outcomes == []
     # An answer a retry built as the operator settled it is not stored.
     store = _direct(backend, tmp_path)
@@ -135,13 +138,13 @@ def test_a_settled_decision_is_never_answered_and_its_money_stays(
             idempotency.store_answer, rrpid=rrpid, request_digest=b"digest-" + rrpid,
             response=b"a rebuilt answer",
         )  # fmt: skip
-        with pytest.raises(StoreUnavailable, match="settled it by hand"):
+        with pytest.raises(DecisionSettled, match="settled it by hand"):
             store.execute(store_answer)
     finally:
         store.close()
     ((response, outcome),) = backend.raw_query("SELECT response, outcome FROM requests")
     assert response == b"" and outcome is not None
-    # The money stays as decided: captured, nothing moved back.
+    # The settling moved no money: a sale stays captured, nothing moved back.
     after = bank.ledger.card_account(card_account.account_id)
     assert after.available == card_account.available == 10_000 - 1000
 
@@ -173,6 +176,11 @@ def test_settling_refuses_what_is_not_a_decision_awaiting_its_answer(
         ("settled \u202etxet", "U+202E"),
         (f"card {card('411111', 3)} disputed", "no run of 13 or more digits"),
         (f"card {card('411111', 3)[:8]} {card('411111', 3)[8:]}", "no run of 13 or more"),
+        *(
+            (f"card {sep.join(_groups(card('411111', 3)))} disputed", "no run of 13 or more")
+            for sep in (".", "/", ",", "_", "  ", "\u200b", "\u200b ", ") (")
+        ),
+        ("merchant closed \udcff", "no lone surrogate (given: U+DCFF at character 17)"),
     ):
         with pytest.raises(InvalidRequest, match=re.escape(said)) as bad:
             _settle(backend, tmp_path, b"awaiting", reason)
@@ -181,23 +189,42 @@ def test_settling_refuses_what_is_not_a_decision_awaiting_its_answer(
     assert [d.rrpid for d in _listed(backend, tmp_path) if d.settled_at_ms is None] == [b"awaiting"]
 
 
-def test_retention_drops_a_settled_decision_as_an_answered_one(
+def _groups(number: str) -> list[str]:
+    """``number`` in groups of four digits, as a card is typed."""
+    return [number[i : i + 4] for i in range(0, len(number), 4)]
+
+
+def test_retention_keeps_a_settled_decision_for_good(
     backend: Backend, bank: Bank, tmp_path: Path, clock: FakeClock
 ) -> None:
-    """Unsettled, a decision awaiting its answer is kept past the horizon; settled, it
-    goes as an answered row does, whether the scan had passed it or not."""
-    for rrpid in (b"settled-early", b"settled-late", b"awaiting"):
+    """Before, a settled decision went as an answered row: its reason and outcome kept
+    for audit with it, and its resend then refused MESSAGE_TOO_OLD (for a declined
+    credit, built afresh by the merchant). Now it is kept as a refund's row is, settled
+    before the scan passed it or after (its revisit mark then goes), and still read as
+    settled by a resend."""
+    for rrpid in (b"settled-early", b"settled-late", b"awaiting", b"answered"):
         with pytest.raises(AnswerNotStored):
             decline(bank, rrpid, answered=False)
+    decline(bank, b"answered", answered=True)  # its retry answers it
     _settle(backend, tmp_path, b"settled-early")
     clock.advance((DAYS + 1) * DAY_MS)
-    assert bank.ledger.prunable(DAYS).requests == 1
-    assert bank.ledger.prune_requests(DAYS).deleted == 1  # the others passed, unanswered
-    assert {d.rrpid for d in _listed(backend, tmp_path)} == {b"settled-late", b"awaiting"}
+    assert bank.ledger.prunable(DAYS).requests == 1  # the answered one alone
+    assert bank.ledger.prune_requests(DAYS).deleted == 1
+    assert {d.rrpid for d in _listed(backend, tmp_path)} == {
+        b"settled-early", b"settled-late", b"awaiting",
+    }  # fmt: skip
 
     _settle(backend, tmp_path, b"settled-late")
-    assert bank.ledger.prunable(DAYS).requests == 0  # looked at again a day on
-    clock.advance(DAY_MS + 1)
-    assert bank.ledger.prunable(DAYS).requests == 1
-    assert bank.ledger.prune_requests(DAYS).deleted == 1
-    assert [d.rrpid for d in _listed(backend, tmp_path)] == [b"awaiting"]
+    for _ in range(3):  # looked at again a day on, and every day after: never dropped
+        clock.advance(DAY_MS + 1)
+        assert bank.ledger.prunable(DAYS).requests == 0
+        assert bank.ledger.prune_requests(DAYS).deleted == 0
+    assert {d.rrpid for d in _listed(backend, tmp_path)} == {
+        b"settled-early", b"settled-late", b"awaiting",
+    }  # fmt: skip
+    marks = {str(name) for (name,) in backend.raw_query("SELECT name FROM retention_marks")}
+    assert "unanswered:" + b"settled-late".hex() not in marks  # not revisited for ever
+    assert "unanswered:" + b"awaiting".hex() in marks
+    for rrpid in (b"settled-early", b"settled-late"):
+        found = bank.ledger.stored_response(rrpid, b"digest")
+        assert isinstance(found, SettledByHand), rrpid
