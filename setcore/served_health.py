@@ -70,11 +70,13 @@ each stream is to be told), each stream orders its own sends, and a send its pee
 taken within its stall limit (``SEND_STALL_SECONDS``) has its call cancelled, an ended
 stream's too. A stream is cancelled for its own stall only: a peer that takes nothing
 delays a stream of another connection by a fraction of a second at most, and one of its
-own connection (HTTP/2's flow control is per stream) by the stall limits of the streams
-queued before it there (2 s, and 0.25 s for every 4 more), after which that stream is
-told its statuses all the same. Its own limit is 2 s, or 0.25 s if it was taken back
-from aside in place of a send its connection had cancelled as stalled: a connection
-none of whose sends stalled has 2 s for each, however slowly a busy server sends.
+own connection (HTTP/2's flow control is per stream) by as long as the streams queued
+before it there hold their places (2 s, and 0.25 s for every 4 more), after which that
+stream is told its statuses all the same. Its own limit is 2 s, whatever its neighbours
+did: one taken back from aside in place of a send its connection had cancelled as
+stalled holds its connection's place for 0.25 s only, and its send then goes on without
+it, so a reading stream there is told its status however slowly a busy server sends it
+(within its 2 s).
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from setcore.watch_sends import Run, Send, Senders, WatchStream
+from setcore.watch_sends import Run, Senders
+from setcore.watch_stream import Send, WatchStream
 
 #: The name of the whole server's health, which grpc.health.v1 always has.
 OVERALL_HEALTH = ""

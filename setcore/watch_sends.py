@@ -7,14 +7,8 @@ may keep its window shut for as long as it likes (one that opened a Watch with a
 of 0, or never read its stream): the send then waits for good, and holds the thread that
 made it. grpcio's send callback has no other form. So:
 
-Each stream orders its own sends (``WatchStream``): it keeps the status it is to be told
-next (the latest only) and whether it is to be ended, and one thread at a time sends
-them, in that order; a status older than one already offered is dropped, so a stream is
-told its first status and then the changes, in the order they were set, and only a
-stream that lags is told fewer of them. Sends of one name were once ordered by a lock of
-that name's own, held across every send: one Watch whose peer took nothing held every
-later ``set`` of its name for good (a bank worker stayed SERVING while its probes failed,
-and its drain never ended).
+Each stream orders its own sends (``setcore.watch_stream.WatchStream``): one thread at a
+time sends what is due on it, the latest status only, then its end.
 
 No caller sends (``Senders``): ``set``, ``end_watches`` and Watch itself record what a
 stream is to be told and queue the stream; the servicer's threads send. A setter once
@@ -33,47 +27,57 @@ gets one of its own, and so does every stream queued with it (``Senders._widen``
 senders it waited behind are stalled, or as good as, and a stalled sender costs nothing
 but its thread. Threads are bounded all the same: one peer (one connection, as gRPC's
 ``peer()`` names it, not one host: a balancer and a peer that stalls may share an
-address behind a NAT or a proxy) has at most ``PEER_SENDERS`` sends under way at once;
-its other streams wait aside, for no sender, and each of its sends that ends (completed,
-or cancelled as stalled) takes back the oldest of them (``Senders._sent``). So stalled
-sends hold at most ``PEER_SENDERS`` threads per connection, and never more than the
-server holds Watch streams open.
+address behind a NAT or a proxy) has at most ``PEER_SENDERS`` places, sends under way
+that hold one; its other streams wait aside, for no sender, and each of its sends that
+ends (completed, or cancelled as stalled) or gives its place up (below) takes back the
+oldest of them (``Senders._sent``, ``Senders._give_up_places``). So a connection whose
+sends complete holds at most ``PEER_SENDERS`` threads, one whose every send stalls at
+most ``PEER_SENDERS`` for each ``STALLED_PLACE_SECONDS`` of its ``SEND_STALL_SECONDS``
+(32), and all of them never more than the server holds Watch streams open.
 
-A stream is cancelled for its own stall only, never with a neighbour's (which may shorten
-its stall limit, below, no more). HTTP/2's flow control is per stream, so streams of one
-connection whose peer reads (a load balancer multiplexing its Watches, gRPC's client-side
-health checking on an application's connection) take their statuses however many of their
-neighbours read nothing. Streams aside were once cancelled with their connection's
-stalled ones: one connection with 10 reading Watches and 4 that read nothing had all 10
-cancelled, told 1 of 13 statuses, and none told NOT_SERVING at a stop. A stream taken
-back from aside in place of a send its connection had cancelled as stalled, while no other
-send of that connection completed for ``SEND_STALL_SECONDS``, has ``ASIDE_STALL_SECONDS``
-for its sends instead: its neighbour's peer took nothing for seconds, a peer that reads
-takes a status in well under a millisecond, and a connection whose every stream stalls
-is still drained,
-``PEER_SENDERS`` streams at a time, 16 a second (a stop waits for it). So a reading
-stream taken back so is cancelled if its peer takes no status within that 0.25 s (a
-loaded machine's pause may be longer). One taken back in place of a send that completed,
-or ended otherwise, keeps ``SEND_STALL_SECONDS``: once every stream taken back had the
-short limit, so that on a busy server, whose one sender lagged past
-``PROMPT_SEND_SECONDS``, a connection's streams past its first ``PEER_SENDERS`` waited
-aside behind sends that were merely slow and were cancelled by it, though none stalled (a
-load balancer's 10 Watches on one connection: 6 reset, beside 8 busy request threads);
-and once a slow reader taken back for a stalled neighbour and cancelled passed the short
-limit to the next, and so on down the connection (one stalled stream among 31 slow
-readers: 7 of them reset), where the connection's other sends completing now say its
-peer reads. A
-stream that waits aside is told late, not never: after its neighbours' sends (2 s for
-those that stall, and 0.25 s for every ``PEER_SENDERS`` stalling streams aside before it;
-as much as 2 s each where stalling streams are taken back after reading ones).
+A stream is cancelled for its own stall only, never with a neighbour's, and never before
+its own send has waited ``SEND_STALL_SECONDS``. HTTP/2's flow control is per stream, so
+streams of one connection whose peer reads (a load balancer multiplexing its Watches,
+gRPC's client-side health checking on an application's connection) take their statuses
+however many of their neighbours read nothing. Streams aside were once cancelled with
+their connection's stalled ones: one connection with 10 reading Watches and 4 that read
+nothing had all 10 cancelled, told 1 of 13 statuses, and none told NOT_SERVING at a stop.
 
-A send that has not completed within its stall limit has its call cancelled, which ends
-the send and frees its thread; an ended stream's too, so a stop waits on no peer for
-longer. The senders' watch (``Senders._keep``) does both, and ends, as each sender does,
-once there has been nothing to watch for ``SENDER_IDLE_SECONDS``. A sender that takes a
-stream marks its sends begun and wakes the watch if it would look later than their limit
-(``Senders._next``): once, nothing woke it, and a limit of 0.25 s held only at its next
-look, up to 5 s later (the watch's idle end).
+A stream taken back from aside in place of a send of its connection that stalled
+(cancelled, or gave its place up), while no send of that connection completed for
+``SEND_STALL_SECONDS``, holds its place for ``STALLED_PLACE_SECONDS`` only: its
+neighbour's peer took nothing for seconds, and a peer that reads takes a status in well
+under a millisecond. If its send has not completed by then, the send gives the place up
+and goes on, placeless, on its own thread, until it completes or its own
+``SEND_STALL_SECONDS`` are up; the next stream aside is taken back in its place, so too.
+So a connection whose every stream stalls is still drained, ``PEER_SENDERS`` streams
+taken back every 0.25 s, 16 a second, each cancelled 2 s after its send began (a stop
+waits for it, and for the last of them), and a reading stream there is told its status
+however slowly a busy server sends it (within its 2 s). Such a send was once cancelled
+at 0.25 s instead, and the stream taken back for it had 0.25 s too: a slow reader's
+cancel passed the short limit to the next, and so on down the connection (one stalled
+stream among 31 readers whose sends took 0.5 s each: 7 of them reset); passing it on
+only while no other send of the connection completed for 2 s still did so wherever the
+connection's 4 places all stalled (4 stalled streams ahead of 28 such readers: all 28
+reset). One taken back in place of a send that completed, or ended
+otherwise, or while the connection's other sends complete, holds its place like any
+other: once every stream taken back had the short limit, so that on a busy server, whose
+one sender lagged past ``PROMPT_SEND_SECONDS``, a connection's streams past its first
+``PEER_SENDERS`` waited aside behind sends that were merely slow and were cancelled by
+it, though none stalled (a load balancer's 10 Watches on one connection: 6 reset, beside
+8 busy request threads). A stream that waits aside is told late, not never: after its
+neighbours' sends (2 s for those that stall, and 0.25 s for every ``PEER_SENDERS``
+stalling streams aside before it; as much as 2 s each where stalling streams are taken
+back after reading ones).
+
+A send that has not completed within ``SEND_STALL_SECONDS`` has its call cancelled, which
+ends the send and frees its thread; an ended stream's too, so a stop waits on no peer for
+longer. The senders' watch (``Senders._keep``) does that, and has sends give their places
+up when due, and ends, as each sender does, once there has been nothing to watch for
+``SENDER_IDLE_SECONDS``. A sender that takes a stream marks its sends begun and wakes the
+watch if it would look later than they are due (``Senders._next``): once, nothing woke
+it, and a limit of 0.25 s held only at its next look, up to 5 s later (the watch's idle
+end).
 
 A thread that fails to start (the process's thread limit) is not counted: the streams it
 was for stay queued, and the next ``run``, or the watch's next look, starts one again.
@@ -90,8 +94,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import grpc
-from grpc_health.v1 import health_pb2
+from setcore.watch_stream import WatchStream
 
 #: How long one status's send may wait for its peer to take it before the stream's call
 #: is cancelled (module docstring). A peer that reads takes a status of a few bytes within
@@ -105,14 +108,16 @@ SEND_STALL_SECONDS = 2.0
 #: that peers that read never have a thread started each.
 PROMPT_SEND_SECONDS = 0.1
 #: How long a send of a stream taken back from aside in place of a stalled one (module
-#: docstring) may wait for its peer before its call is cancelled: a peer that reads takes
-#: a status in well under a millisecond (not within every pause of a loaded machine, so
-#: it is for streams beside a stalled one only); and one connection's streams that all
-#: stall are cancelled ``PEER_SENDERS`` at a time, 16 a second (255: 16 s).
-ASIDE_STALL_SECONDS = 0.25
-#: Sends under way at once on one peer (one connection); its other streams wait aside. A
-#: peer that reads frees each in well under a millisecond; one that stalls holds no more
-#: threads than this, however many streams it opens.
+#: docstring) holds its connection's place before it gives it up, if its peer has taken
+#: nothing, and the next stream aside is taken back: a peer that reads takes a status in
+#: well under a millisecond, and one connection's streams that all stall are taken back
+#: ``PEER_SENDERS`` at a time, 16 a second (255: 16 s). The send itself is cancelled only
+#: at its ``SEND_STALL_SECONDS``, as any other.
+STALLED_PLACE_SECONDS = 0.25
+#: Places on one peer (one connection): sends under way that hold one; its other streams
+#: wait aside. A peer that reads frees each in well under a millisecond; one whose sends
+#: complete holds no more threads than this, however many streams it opens, and one whose
+#: sends all stall this many for each ``STALLED_PLACE_SECONDS`` of ``SEND_STALL_SECONDS``.
 PEER_SENDERS = 4
 #: How long a sender, or the senders' watch, with nothing to do waits for more before it
 #: ends: past the bank's probe interval (1 s), so that its every-second sets reuse them.
@@ -120,148 +125,28 @@ SENDER_IDLE_SECONDS = 5.0
 
 log = logging.getLogger("setpay.health")
 
-#: A Watch stream's send callback (grpcio's): a response, or None to end the stream.
-Send = Callable[[object], None]
 #: What runs the sends of streams handed over together (``Senders.run`` unless a test
 #: gives its own, which may call each stream at once).
-Run = Callable[[list["WatchStream"]], object]
-
-
-class WatchStream:
-    """One open Watch stream, which orders its own sends (module docstring): its send
-    callback and call, the newest status offered to it (by its order, ``seq``), the status
-    to send next, whether it is to be ended and has been, whether a sender has it or it is
-    queued for one (``busy``), when the send under way began (None: none is), and whether
-    it was taken back from aside in place of a stalled send (``ASIDE_STALL_SECONDS``).
-    Calling it sends what is due on it (a sender's, or a test's ``run``)."""
-
-    __slots__ = (
-        "_peer", "aside", "busy", "cancelled", "context", "ended", "ending", "lock", "pending",
-        "send", "seq", "since",
-    )  # fmt: skip
-
-    def __init__(
-        self, send: Send, context: grpc.ServicerContext, first: int, seq: int, ending: bool
-    ) -> None:
-        """A stream to be told ``first`` (the ``seq``-th set), and then ended if
-        ``ending``, once handed to the senders: recorded before any other thread can see
-        the stream, so that neither a ``set`` nor an ``end_watches`` can come before them."""
-        self.send = send
-        self.context = context
-        self.lock = threading.Lock()  # never held across a send
-        self.seq = seq
-        self.pending: int | None = first
-        self.ending = ending
-        self.ended = False
-        self.cancelled = False
-        self.busy = True  # for its first status
-        self.since: float | None = None
-        self.aside = False
-        self._peer: str | None = None
-
-    @property
-    def peer(self) -> str:
-        """The connection the stream came on (gRPC's ``peer()``), asked once: the senders
-        ask it before they take their lock, the first time on the Watch's own thread."""
-        if self._peer is None:
-            self._peer = str(self.context.peer())
-        return self._peer
-
-    def offer(self, status: int, seq: int) -> bool:
-        """Record ``status`` (the ``seq``-th set) as the next to send, for a sender to send
-        (never the caller); whether the caller is to hand the stream to the senders (none
-        has it nor has it queued). A status no newer than one offered already is dropped,
-        and every status once the stream is to be ended."""
-        with self.lock:
-            if self.ending or seq <= self.seq:
-                return False
-            self.seq, self.pending = seq, status
-            return self._claim()
-
-    def end(self) -> bool:
-        """Record that the stream is to be ended (status OK) after what is to be sent on
-        it, for a sender to end it (never the caller), once only; whether the caller is
-        to hand the stream to the senders (``offer``)."""
-        with self.lock:
-            if self.ending:
-                return False
-            self.ending = True
-            return self._claim()
-
-    def _claim(self) -> bool:
-        # Under the stream's lock: whether the caller is to hand the stream over.
-        if self.busy:
-            return False
-        self.busy = True
-        return True
-
-    def __call__(self) -> None:
-        """A sender's: the pending status, then the end if it is due, until nothing is
-        left; a status recorded meanwhile is sent by this loop too, after the one under
-        way. A send that raises leaves the call over: nothing more is sent on it."""
-        while True:
-            with self.lock:
-                if self.pending is not None:
-                    response: object = health_pb2.HealthCheckResponse(status=self.pending)
-                    self.pending = None
-                elif self.ending and not self.ended:
-                    response, self.ended = None, True
-                else:
-                    self.busy, self.since, self.aside = False, None, False
-                    return
-                self.since = time.monotonic()
-            try:
-                self.send(response)
-            except Exception:  # noqa: BLE001 - grpcio's; the sender must go on to others
-                with self.lock:
-                    self.pending, self.ending, self.ended = None, True, True
-
-    def taken_from_aside(self) -> None:
-        """The senders': the stream, set aside while its connection had ``PEER_SENDERS``
-        sends under way, is queued again in place of a send of its connection cancelled
-        as stalled; its sends until it is idle stall sooner (``ASIDE_STALL_SECONDS``)."""
-        with self.lock:
-            self.aside = True
-
-    def handed_out(self, now: float) -> float | None:
-        """The senders': a sender has the stream and begins its sends ``now``; when the
-        first stalls (``stalls_at``). Marked here, under the senders' lock, not only as
-        the send begins, so that the stall watch, at any look after the hand-over, knows
-        when to look at it: once, a look in between saw nothing under way and waited on
-        as long as it liked, and a stream's stall limit held only once it looked again."""
-        with self.lock:
-            if not self.cancelled:
-                self.since = now
-        return self.stalls_at()
-
-    def stalls_at(self) -> float | None:
-        """When the send under way stalls (its stall limit after it began: the module
-        docstring's); None with none under way, or the call cancelled already."""
-        with self.lock:
-            if self.cancelled or self.since is None:
-                return None
-            return self.since + (ASIDE_STALL_SECONDS if self.aside else SEND_STALL_SECONDS)
-
-    def stalled(self, now: float) -> bool:
-        """Whether a send on this stream has waited past its stall limit and its call is
-        not cancelled yet."""
-        stalls_at = self.stalls_at()
-        return stalls_at is not None and now > stalls_at
-
-    def cancel(self) -> None:
-        """Cancel the stream's call, its peer having taken nothing for too long, and send
-        nothing more on it: a send under way ends (grpcio's), freeing its thread; once only."""
-        with self.lock:
-            if self.cancelled:
-                return
-            self.cancelled = True
-            self.pending, self.ending, self.ended = None, True, True
-        # grpc.RpcContext's: its stub is untyped.
-        self.context.cancel()  # type: ignore[no-untyped-call]
-
-
+Run = Callable[[list[WatchStream]], object]
 #: A stream queued for a sender, with when it was queued.
 _Queued = tuple[float, WatchStream]
+
+
+def _stalls_at(stream: WatchStream) -> float | None:
+    """When the send under way on ``stream`` stalls (``SEND_STALL_SECONDS`` after it
+    began, for every stream); None with none under way, or the call cancelled already."""
+    under_way = stream.under_way()
+    return None if under_way is None else under_way[0] + SEND_STALL_SECONDS
+
+
+def _gives_up_at(stream: WatchStream) -> float | None:
+    """When the send under way on ``stream`` gives its connection's place up, if it has
+    not completed (``STALLED_PLACE_SECONDS`` after it began, for a stream taken back for a
+    stall only); None for any other, or with none under way."""
+    under_way = stream.under_way()
+    if under_way is None or not under_way[1]:
+        return None
+    return under_way[0] + STALLED_PLACE_SECONDS
 
 
 class Senders:
@@ -274,10 +159,13 @@ class Senders:
         self._work = threading.Condition(self._lock)  # idle senders wait on it
         self._watching = threading.Condition(self._lock)  # the watch waits on it
         self._ready: deque[_Queued] = deque()
-        # Streams of a peer with ``PEER_SENDERS`` sends under way, oldest first.
+        # Streams of a peer with ``PEER_SENDERS`` places taken, oldest first.
         self._aside: dict[str, deque[_Queued]] = {}
         self._sending: dict[object, WatchStream] = {}  # by sender
-        self._per_peer: dict[str, int] = {}  # sends under way
+        self._per_peer: dict[str, int] = {}  # places taken: sends under way that hold one
+        # Senders whose send gave its place up (``_give_up_places``), and how many per peer.
+        self._placeless: set[object] = set()
+        self._placeless_per_peer: dict[str, int] = {}
         # When a send of the peer last completed, while it has sends under way or aside.
         self._completed: dict[str, float] = {}
         self._threads = 0
@@ -363,32 +251,63 @@ class Senders:
 
     def _sent(self, me: object, stream: WatchStream) -> None:
         # Under the lock: ``me``'s sends on ``stream`` are over (completed, or its call
-        # cancelled); its peer's oldest stream aside, if any, is next, ahead of those
-        # queued after it, with the shorter stall limit if ``stream`` was cancelled as
-        # stalled, the module's otherwise (module docstring).
+        # cancelled). If they held a place (they gave none up), its peer's oldest stream
+        # aside, if any, is next, ahead of those queued after it (module docstring).
         del self._sending[me]
         peer = stream.peer
         now = time.monotonic()
         if not stream.cancelled:
             self._completed[peer] = now
-        left = self._per_peer[peer] - 1
-        if left:
-            self._per_peer[peer] = left
+        if me in self._placeless:
+            self._placeless.discard(me)
+            _count(self._placeless_per_peer, peer, -1)
         else:
-            del self._per_peer[peer]
-        waiting = self._aside.get(peer)
-        if waiting:
-            queued = waiting.popleft()
-            # Its neighbour stalled, and no send of the connection completed for as long
-            # as a stall takes: this one may well stall too. A connection whose other
-            # streams read passes no short limit on (a slow reader's cancel chains none).
-            if stream.cancelled and now - self._completed.get(peer, 0.0) >= SEND_STALL_SECONDS:
-                queued[1].taken_from_aside()
-            self._ready.appendleft(queued)
-            if not waiting:
-                del self._aside[peer]
-        elif peer not in self._per_peer:
+            _count(self._per_peer, peer, -1)
+            if self._take_back(peer, now, stalled=stream.cancelled):
+                return
+        held = (self._per_peer, self._placeless_per_peer, self._aside)
+        if not any(peer in of_peers for of_peers in held):
             self._completed.pop(peer, None)
+
+    def _take_back(self, peer: str, now: float, stalled: bool) -> bool:
+        # Under the lock, a place of ``peer`` freed: its oldest stream aside is queued
+        # first, to hold its place for ``STALLED_PLACE_SECONDS`` only if it is taken back
+        # for a send that ``stalled`` while no send of the connection completed for
+        # ``SEND_STALL_SECONDS`` (module docstring); whether there was one.
+        waiting = self._aside.get(peer)
+        if not waiting:
+            return False
+        queued = waiting.popleft()
+        if stalled and now - self._completed.get(peer, 0.0) >= SEND_STALL_SECONDS:
+            queued[1].taken_from_aside()
+        self._ready.appendleft(queued)
+        if not waiting:
+            del self._aside[peer]
+        return True
+
+    def _give_up_places(self, now: float) -> None:
+        # Under the lock: each send that has held its place past ``_gives_up_at`` without
+        # completing gives it up and goes on, placeless, till it completes or stalls; its
+        # peer's oldest stream aside is taken back in its place (module docstring).
+        for me, stream in self._sending.items():
+            if me in self._placeless:
+                continue
+            gives_up_at = _gives_up_at(stream)
+            if gives_up_at is None or now <= gives_up_at:
+                continue
+            peer = stream.peer
+            self._placeless.add(me)
+            _count(self._placeless_per_peer, peer, 1)
+            _count(self._per_peer, peer, -1)
+            self._take_back(peer, now, stalled=True)
+
+    def _due(self, me: object, stream: WatchStream) -> float | None:
+        # Under the lock: when the watch is next to look at ``me``'s send on ``stream``:
+        # its place given up (``_give_up_places``) or its call cancelled (``_stalled``).
+        due = [_stalls_at(stream)]
+        if me not in self._placeless:
+            due.append(_gives_up_at(stream))
+        return min((at for at in due if at is not None), default=None)
 
     def _next(self, me: object) -> WatchStream | None:
         # Under the lock: the next stream ``me`` may send on (its peer below
@@ -405,8 +324,9 @@ class Senders:
                     continue
                 self._per_peer[peer] = under_way + 1
                 self._sending[me] = stream
-                stalls_at = stream.handed_out(time.monotonic())
-                if stalls_at is not None and stalls_at < self._watch_until:
+                stream.handed_out(time.monotonic())
+                due = self._due(me, stream)
+                if due is not None and due < self._watch_until:
                     self._watching.notify()  # it would look too late (``handed_out``)
                 return stream
             now = time.monotonic()
@@ -423,14 +343,17 @@ class Senders:
                 self._idle -= 1
 
     def _keep(self) -> None:
-        """The senders' watch: gives waiting streams senders of their own once they have
-        waited ``PROMPT_SEND_SECONDS`` (``_widen``), again after a look at which one did
-        not start, and cancels what has stalled (``_stalled``), each when due; ends after
+        """The senders' watch: has sends give their places up (``_give_up_places``),
+        gives waiting streams senders of their own once they have waited
+        ``PROMPT_SEND_SECONDS`` (``_widen``: the streams taken back so among them, whose
+        wait began when they were first queued), again after a look at which one did not
+        start, and cancels what has stalled (``_stalled``), each when due; ends after
         ``SENDER_IDLE_SECONDS`` with nothing."""
         idle_since: float | None = None
         while True:
             with self._lock:
                 now = time.monotonic()
+                self._give_up_places(now)
                 start = self._widen(now)
                 stalled = self._stalled(now)
                 due = self._next_due()
@@ -484,14 +407,28 @@ class Senders:
     def _stalled(self, now: float) -> list[WatchStream]:
         # Under the lock: the streams to cancel, each whose own send has stalled; never
         # one waiting aside, which may well be read (module docstring): its peer's sends
-        # that end, cancelled or not, take it back from aside.
-        return [stream for stream in self._sending.values() if stream.stalled(now)]
+        # that end, cancelled or not, or give their places up, take it back from aside.
+        stalled = []
+        for stream in self._sending.values():
+            stalls_at = _stalls_at(stream)
+            if stalls_at is not None and now > stalls_at:
+                stalled.append(stream)
+        return stalled
 
     def _next_due(self) -> float | None:
         # Under the lock: when the watch next has something to look at, None for nothing.
         due = [self._ready[0][0] + PROMPT_SEND_SECONDS] if self._ready else []
-        for stream in self._sending.values():
-            stalls_at = stream.stalls_at()
-            if stalls_at is not None:
-                due.append(stalls_at)
+        for me, stream in self._sending.items():
+            at = self._due(me, stream)
+            if at is not None:
+                due.append(at)
         return min(due, default=None)
+
+
+def _count(counts: dict[str, int], peer: str, change: int) -> None:
+    """Change ``peer``'s count by ``change``, keeping no count of 0."""
+    left = counts.get(peer, 0) + change
+    if left:
+        counts[peer] = left
+    else:
+        counts.pop(peer, None)

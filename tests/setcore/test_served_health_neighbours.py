@@ -7,11 +7,11 @@ streams waited aside, and those aside were cancelled with the connection's stall
 a connection carrying 10 reading Watches (a load balancer multiplexing them, or gRPC's
 client-side health checking on an application's connection) and 4 that read nothing had
 all 10 reset after 2 s, told 1 of 13 statuses, and at a stop none told NOT_SERVING. Now a
-stream is cancelled for its own stall only; one taken back from aside has a short stall
-limit (``ASIDE_STALL_SECONDS``), so that a connection whose streams all stall still
-drains within seconds. A real gRPC server on port 0, raw HTTP/2 clients multiplexing
-streams with windows of their own (``mux_window_support``), a grpcio client; the
-module's own stall limits."""
+stream is cancelled for its own stall only; one taken back from aside in place of a
+stalled send holds its place for a short while only (``STALLED_PLACE_SECONDS``), so that
+a connection whose streams all stall still drains within seconds. A real gRPC server on
+port 0, raw HTTP/2 clients multiplexing streams with windows of their own
+(``mux_window_support``), a grpcio client; the module's own stall limits."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ UNDER_WAY_SECONDS = 0.5
 # No stream stalls once the stallers are cancelled: a status takes milliseconds, a loaded
 # machine far more.
 PROMPT_SECONDS = 1.0
-# A stop waits for the stalled sends (2 s), then for the streams aside, 4 at a time
-# (0.25 s each); before, for the first only.
+# A stop waits for the stalled sends (2 s), then for the streams aside, taken back 4 at a
+# time (0.25 s each), and for the last of those that stall (2 s); before, for the first
+# only.
 PROMPT_STOP_SECONDS = 8.0
 LONG_GRACE_SECONDS = 60.0
 # One connection whose streams all read nothing but its last few.

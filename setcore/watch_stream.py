@@ -1,0 +1,155 @@
+"""One health Watch stream that orders its own sends (``setcore.watch_sends``'s senders
+make them, for ``setcore.served_health``'s streams).
+
+A stream keeps the status it is to be told next (the latest only) and whether it is to be
+ended, and one thread at a time sends them, in that order; a status older than one
+already offered is dropped, so a stream is told its first status and then the changes,
+in the order they were set, and only a stream that lags is told fewer of them. Sends of
+one name were once ordered by a lock of that name's own, held across every send: one
+Watch whose peer took nothing held every later ``set`` of its name for good (a bank
+worker stayed SERVING while its probes failed, and its drain never ended).
+
+What a stream records of the send under way (when it began, whether the stream was taken
+back from aside in place of a stalled send) is for the senders' stall watch, whose limits
+are ``setcore.watch_sends``'s: a stream knows none of them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+#: A Watch stream's send callback (grpcio's): a response, or None to end the stream.
+Send = Callable[[object], None]
+
+
+class WatchStream:
+    """One open Watch stream, which orders its own sends (module docstring): its send
+    callback and call, the newest status offered to it (by its order, ``seq``), the status
+    to send next, whether it is to be ended and has been, whether a sender has it or it is
+    queued for one (``busy``), when the send under way began (None: none is), and whether
+    it was taken back from aside in place of a stalled send (``aside``, until it is idle).
+    Calling it sends what is due on it (a sender's, or a test's ``run``)."""
+
+    __slots__ = (
+        "_peer", "aside", "busy", "cancelled", "context", "ended", "ending", "lock", "pending",
+        "send", "seq", "since",
+    )  # fmt: skip
+
+    def __init__(
+        self, send: Send, context: grpc.ServicerContext, first: int, seq: int, ending: bool
+    ) -> None:
+        """A stream to be told ``first`` (the ``seq``-th set), and then ended if
+        ``ending``, once handed to the senders: recorded before any other thread can see
+        the stream, so that neither a ``set`` nor an ``end_watches`` can come before them."""
+        self.send = send
+        self.context = context
+        self.lock = threading.Lock()  # never held across a send
+        self.seq = seq
+        self.pending: int | None = first
+        self.ending = ending
+        self.ended = False
+        self.cancelled = False
+        self.busy = True  # for its first status
+        self.since: float | None = None
+        self.aside = False
+        self._peer: str | None = None
+
+    @property
+    def peer(self) -> str:
+        """The connection the stream came on (gRPC's ``peer()``), asked once: the senders
+        ask it before they take their lock, the first time on the Watch's own thread."""
+        if self._peer is None:
+            self._peer = str(self.context.peer())
+        return self._peer
+
+    def offer(self, status: int, seq: int) -> bool:
+        """Record ``status`` (the ``seq``-th set) as the next to send, for a sender to send
+        (never the caller); whether the caller is to hand the stream to the senders (none
+        has it nor has it queued). A status no newer than one offered already is dropped,
+        and every status once the stream is to be ended."""
+        with self.lock:
+            if self.ending or seq <= self.seq:
+                return False
+            self.seq, self.pending = seq, status
+            return self._claim()
+
+    def end(self) -> bool:
+        """Record that the stream is to be ended (status OK) after what is to be sent on
+        it, for a sender to end it (never the caller), once only; whether the caller is
+        to hand the stream to the senders (``offer``)."""
+        with self.lock:
+            if self.ending:
+                return False
+            self.ending = True
+            return self._claim()
+
+    def _claim(self) -> bool:
+        # Under the stream's lock: whether the caller is to hand the stream over.
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
+    def __call__(self) -> None:
+        """A sender's: the pending status, then the end if it is due, until nothing is
+        left; a status recorded meanwhile is sent by this loop too, after the one under
+        way. A send that raises leaves the call over: nothing more is sent on it."""
+        while True:
+            with self.lock:
+                if self.pending is not None:
+                    response: object = health_pb2.HealthCheckResponse(status=self.pending)
+                    self.pending = None
+                elif self.ending and not self.ended:
+                    response, self.ended = None, True
+                else:
+                    self.busy, self.since, self.aside = False, None, False
+                    return
+                self.since = time.monotonic()
+            try:
+                self.send(response)
+            except Exception:  # noqa: BLE001 - grpcio's; the sender must go on to others
+                with self.lock:
+                    self.pending, self.ending, self.ended = None, True, True
+
+    def taken_from_aside(self) -> None:
+        """The senders': the stream, set aside while its connection had its every place
+        taken, is queued again in place of a send of its connection that stalled; its
+        sends until it is idle hold that place for a short while only
+        (``setcore.watch_sends.STALLED_PLACE_SECONDS``)."""
+        with self.lock:
+            self.aside = True
+
+    def handed_out(self, now: float) -> None:
+        """The senders': a sender has the stream and begins its sends ``now``. Marked
+        here, under the senders' lock, not only as the send begins, so that the stall
+        watch, at any look after the hand-over, knows when to look at it: once, a look in
+        between saw nothing under way and waited on as long as it liked, and a stream's
+        limit held only once it looked again."""
+        with self.lock:
+            if not self.cancelled:
+                self.since = now
+
+    def under_way(self) -> tuple[float, bool] | None:
+        """When the send under way began, and whether the stream was taken back from
+        aside for a stall (``taken_from_aside``); None with none under way, or the call
+        cancelled already."""
+        with self.lock:
+            if self.cancelled or self.since is None:
+                return None
+            return self.since, self.aside
+
+    def cancel(self) -> None:
+        """Cancel the stream's call, its peer having taken nothing for too long, and send
+        nothing more on it: a send under way ends (grpcio's), freeing its thread; once only."""
+        with self.lock:
+            if self.cancelled:
+                return
+            self.cancelled = True
+            self.pending, self.ending, self.ended = None, True, True
+        # grpc.RpcContext's: its stub is untyped.
+        self.context.cancel()  # type: ignore[no-untyped-call]
