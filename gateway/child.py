@@ -27,6 +27,7 @@ from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
 from gateway.demand import DemandBoard, demand_path
 from gateway.ledger import LedgerError
+from gateway.ledger.errors import StoreUnavailable
 from gateway.ledger_process import run_ledger_process
 from gateway.worker import StopFailed, WorkerPlan, run_worker
 from hsm.errors import KeyBackendError, TokenAbsent, TransientBackendError
@@ -47,8 +48,11 @@ PASSING_MARK, FAULT_MARK = "?", "!"
 REPORTED_MARKS = (PASSING_MARK.encode(), FAULT_MARK.encode())
 # The longest fault line reported, mark and newline included: the supervisor reads no more.
 FAULT_LINE_BYTES = 1024
-# The faults a replacement's start may meet and pass: the token away.
-PASSING_FAULTS = (TransientBackendError, TokenAbsent)
+# The faults a replacement's start may meet and pass: the token away, the ledger away (its
+# process killed or restarting as the replacement connected, the database unreachable).
+# Taken for lasting, a worker replaced while the ledger process died with it stopped the
+# whole bank ("a worker failed to start"), its other worker serving.
+PASSING_FAULTS = (TransientBackendError, TokenAbsent, StoreUnavailable)
 
 
 def fault_line(fault: BaseException) -> str:
