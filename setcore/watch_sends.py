@@ -240,16 +240,17 @@ class Senders:
         until there has been nothing for ``SENDER_IDLE_SECONDS``."""
         me = object()
         stream: WatchStream | None = None
+        handed_back = False
         while True:
             with self._lock:
                 if stream is not None:
-                    self._sent(me, stream)
+                    self._sent(me, stream, handed_back)
                 stream = self._next(me)
                 if stream is None:
                     return
-            stream()
+            handed_back = stream()
 
-    def _sent(self, me: object, stream: WatchStream) -> None:
+    def _sent(self, me: object, stream: WatchStream, handed_back: bool = False) -> None:
         # Under the lock: ``me``'s sends on ``stream`` are over (completed, or its call
         # cancelled). If they held a place (they gave none up), its peer's oldest stream
         # aside, if any, is next, ahead of those queued after it (module docstring).
@@ -261,6 +262,8 @@ class Senders:
         if me in self._placeless:
             self._placeless.discard(me)
             _count(self._placeless_per_peer, peer, -1)
+            if handed_back:
+                self._ready.appendleft((now, stream))
         else:
             _count(self._per_peer, peer, -1)
             if self._take_back(peer, now, stalled=stream.cancelled):
@@ -297,6 +300,7 @@ class Senders:
                 continue
             peer = stream.peer
             self._placeless.add(me)
+            stream.give_place_up()
             _count(self._placeless_per_peer, peer, 1)
             _count(self._per_peer, peer, -1)
             self._take_back(peer, now, stalled=True)

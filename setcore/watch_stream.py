@@ -37,7 +37,7 @@ class WatchStream:
 
     __slots__ = (
         "_peer", "aside", "busy", "cancelled", "context", "ended", "ending", "lock", "pending",
-        "send", "seq", "since",
+        "placeless", "send", "seq", "since",
     )  # fmt: skip
 
     def __init__(
@@ -57,6 +57,7 @@ class WatchStream:
         self.busy = True  # for its first status
         self.since: float | None = None
         self.aside = False
+        self.placeless = False
         self._peer: str | None = None
 
     @property
@@ -95,7 +96,7 @@ class WatchStream:
         self.busy = True
         return True
 
-    def __call__(self) -> None:
+    def __call__(self) -> bool:
         """A sender's: the pending status, then the end if it is due, until nothing is
         left; a status recorded meanwhile is sent by this loop too, after the one under
         way. A send that raises leaves the call over: nothing more is sent on it."""
@@ -108,13 +109,24 @@ class WatchStream:
                     response, self.ended = None, True
                 else:
                     self.busy, self.since, self.aside = False, None, False
-                    return
+                    self.placeless = False
+                    return False
                 self.since = time.monotonic()
             try:
                 self.send(response)
             except Exception:  # noqa: BLE001 - grpcio's; the sender must go on to others
                 with self.lock:
                     self.pending, self.ending, self.ended = None, True, True
+            with self.lock:
+                if self.placeless:  # its sender holds no place: the rest waits for one
+                    self.placeless, self.since = False, None
+                    return True  # still busy: the senders queue it again
+
+    def give_place_up(self) -> None:
+        """The senders': the send under way goes on without a place; once it is over the
+        stream's sender hands it back, busy, to be queued again (``Senders._sent``)."""
+        with self.lock:
+            self.placeless = True
 
     def taken_from_aside(self) -> None:
         """The senders': the stream, set aside while its connection had its every place

@@ -1,0 +1,91 @@
+"""The threads a connection's Watch sends hold once places are given up.
+
+A stream taken back in place of a stalled send gives the connection's place up after
+0.25 s and its send goes on without one. That sender kept the stream for every later
+status: a peer taking each status in 0.6 s while the monitor set one every 0.3 s never
+let its stream go idle, so the sender never returned, and one connection came to hold a
+thread for each of its streams (24 at once where the bound is 16). A sender without a
+place keeps its stream for the send under way only; the stream then queues for a place
+as any other. And a placeless send's end frees no place (only its sender's count).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from setcore import watch_sends
+from setcore.watch_sends import PEER_SENDERS, Senders
+from tests.setcore.slow_peer_support import SERVING, Call, over
+
+STALL_SECONDS = 1.0
+READ_SECONDS = 0.6  # each status taken in 0.6 s: inside the stall limit
+SET_EVERY = 0.3  # the monitor's sets, scaled as the stall limit is
+READERS = 6 * PEER_SENDERS
+
+
+class _Gauge:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def change(self, by: int) -> None:
+        with self.lock:
+            self.now += by
+            self.most = max(self.most, self.now)
+
+
+def test_slow_readers_behind_stalled_streams_hold_no_more_threads_than_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
+    gauge = _Gauge()
+
+    class Counted(Call):
+        def send(self, response: object) -> None:
+            gauge.change(1)
+            try:
+                super().send(response)
+            finally:
+                gauge.change(-1)
+
+    order: list[Call] = []
+    stalled = [Counted("balancer", order) for _ in range(PEER_SENDERS)]
+    readers = [Counted("balancer", order, READ_SECONDS) for _ in range(READERS)]
+    streams = [call.stream() for call in [*stalled, *readers]]
+    senders = Senders()
+    senders.run(streams)
+    seq = 1
+    end = time.monotonic() + STALL_SECONDS + 4.0
+    while time.monotonic() < end:
+        time.sleep(SET_EVERY)
+        seq += 1
+        senders.run([s for s in streams if s.offer(SERVING, seq)])
+    bound = PEER_SENDERS * STALL_SECONDS / watch_sends.STALLED_PLACE_SECONDS
+    most = gauge.most
+    for call in readers:
+        call.let()
+    deadline = time.monotonic() + 10
+    while not over(readers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(call.cancelled.is_set() for call in readers)
+    assert most <= bound, f"{most} sends at once on one connection (bound {bound:.0f})"
+
+
+def test_the_books_are_empty_once_a_stalled_connection_is_drained(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catches a placeless send's end counted as a place freed."""
+    monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
+    quiet = [Call("quiet", []) for _ in range(4 * PEER_SENDERS)]
+    senders = Senders()
+    senders.run([call.stream() for call in quiet])
+    deadline = time.monotonic() + 15
+    while not all(c.cancelled.is_set() for c in quiet) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    with senders._lock:
+        assert senders._per_peer == {} and senders._placeless_per_peer == {}
