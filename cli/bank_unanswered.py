@@ -1,15 +1,18 @@
 """``setpay bank show-unanswered`` and ``settle-unanswered``: the decisions awaiting their
 answer, and the settling by hand of one that can never be answered.
 
-    setpay bank --config FILE show-unanswered
+    setpay bank --config FILE show-unanswered [--settled]
     setpay bank --config FILE settle-unanswered --rrpid HEX --reason TEXT [--yes]
 
 ``show-unanswered`` lists each decision the ledger committed whose answer was never
-stored (``gateway.ledger.unanswered``): its RRPID in hex, what was decided, the merchant,
-amount and currency where the outcome holds them, when it was decided and checked (UTC),
-for an authorization its hold's state and expiry, and whether an operator settled it by
-hand (when, and the reason): those not settled first, at most ``MAX_LISTED``, and it
-says when there are more. It reads the ledger's store alone, ``read_only``, as
+stored and that no operator settled by hand (``gateway.ledger.unanswered``): its RRPID
+in hex, what was decided, the merchant, amount and currency where the outcome holds
+them, when it was decided and checked (UTC), and for an authorization its hold's state
+and expiry; oldest first, at most ``MAX_LISTED``, then how many there are (and which
+were shown, if not all), and how many more were settled by hand. Those are kept for good
+(``gateway.ledger.retention``), so listed with the others they would fill the listing
+for good: ``--settled`` lists them instead, with when and why each was settled, the most
+recently settled first. It reads the ledger's store alone, ``read_only``, as
 ``show-batch`` does (``cli.bank_books``): no keys, nothing made, migrated or locked, and
 no PAN read.
 
@@ -56,8 +59,8 @@ from gateway.ledger import (
 from gateway.ledger.limits import MAX_ID_BYTES
 from gateway.ledger.pan import echoed
 from gateway.ledger.unanswered import (
-    MAX_LISTED,
     HoldState,
+    Listing,
     UnansweredDecision,
     check_reason,
     list_unanswered,
@@ -69,7 +72,8 @@ from setcore.names import refused_character
 
 # The ``setpay bank`` operations this module runs, and the help of each.
 COMMANDS = {
-    "show-unanswered": "list the decisions awaiting their answer, and those settled by hand",
+    "show-unanswered": "list the decisions awaiting their answer (--settled: those settled"
+    " by hand)",
     "settle-unanswered": "settle by hand a decision whose answer can never be built "
     "(without --yes: show it and change nothing)",
 }
@@ -100,7 +104,11 @@ class UnansweredCommandError(Exception):
 
 def add_parsers(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``show-unanswered`` and ``settle-unanswered`` under ``setpay bank``."""
-    ops.add_parser("show-unanswered", help=COMMANDS["show-unanswered"])
+    show = ops.add_parser("show-unanswered", help=COMMANDS["show-unanswered"])
+    show.add_argument(
+        "--settled", action="store_true",
+        help="list those settled by hand instead, the most recently settled first",
+    )  # fmt: skip
     s = ops.add_parser(
         "settle-unanswered", help=COMMANDS["settle-unanswered"],
         epilog="exit status: 0 shown or settled; 1 refused, nothing changed",
@@ -115,7 +123,7 @@ def run(config: BankConfig, args: argparse.Namespace) -> int:
     printed as the other ``setpay bank`` commands print theirs (status 1)."""
     try:
         if args.bank_command == "show-unanswered":
-            return _show(config)
+            return _show(config, settled=args.settled)
         return _settle(config, args)
     except BrokenPipeError:
         raise  # standard output's reader went away (``| head``): cli.main ends quietly
@@ -124,28 +132,36 @@ def run(config: BankConfig, args: argparse.Namespace) -> int:
         return 1
 
 
-def _show(config: BankConfig) -> int:
+def _show(config: BankConfig, *, settled: bool) -> int:
     store = _open_store(config, read_only=True)
     try:
-        # One more than is shown: whether the listing was cut.
-        found = store.read(partial(list_unanswered, limit=MAX_LISTED + 1))
+        listing = store.read(partial(list_unanswered, settled=settled))
     finally:
         store.close()
-    shown = found[:MAX_LISTED]
-    for decision in shown:
+    for decision in listing.decisions:
         print(decision_line(decision))
-    settled = sum(1 for decision in shown if decision.settled_at_ms is not None)
-    if not found:
-        print("no decision awaits its answer")
-    elif len(found) > len(shown):
-        print(
-            f"first {len(shown)} shown of more than {len(shown)} decision(s) awaiting their"
-            f" answer (those not settled by hand first), {settled} of those shown settled by"
-            " hand: answer or settle these, then list again"
-        )
-    else:
-        print(f"{len(found)} decision(s) awaiting their answer, {settled} of them settled by hand")
+    for line in _show_summary(listing, settled=settled):
+        print(line)
     return 0
+
+
+def _show_summary(listing: Listing, *, settled: bool) -> list[str]:
+    """What a listing says after its decisions: how many of its sort the ledger holds,
+    which of them it shows when it was cut, and how many of the other sort it left out
+    (and how to list those)."""
+    shown = len(listing.decisions)
+    if settled:
+        held, other = listing.settled, listing.awaiting
+        none, what = "no decision was settled by hand", "decision(s) settled by hand"
+        cut = f"the {shown} settled most recently shown, of {held} {what}"
+        left = f"{other} more awaiting their answer: show-unanswered without --settled lists them"
+    else:
+        held, other = listing.awaiting, listing.settled
+        none, what = "no decision awaits its answer", "decision(s) awaiting their answer"
+        cut = f"the {shown} oldest shown, of {held} {what}: answer or settle these, then list again"
+        left = f"{other} more settled by hand: --settled lists them"
+    said = none if not held else cut if shown < held else f"{held} {what}"
+    return [said, left] if other else [said]
 
 
 def _settle(config: BankConfig, args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger import wire
-from gateway.ledger.errors import StoreError, StoreUnavailable
+from gateway.ledger.errors import DecisionSettled, StoreError, StoreUnavailable
 from gateway.ledger.group_commit import SUBMIT_TIMEOUT_SECONDS
 from gateway.ledger.store import LedgerStore, Transaction
 
@@ -140,8 +140,10 @@ class RemoteLedgerStore(LedgerStore):
             if isinstance(exc, StoreUnavailable) or not isinstance(exc, OSError):
                 raise
             raise StoreUnavailable(f"the ledger service connection failed: {exc}") from exc
-        if isinstance(error, StoreError):
-            self._drop()  # the service failed, not a rule: start the next operation afresh
+        if isinstance(error, StoreError) and not isinstance(error, DecisionSettled):
+            # The service failed, not a rule: start the next operation afresh. A settled
+            # decision is the ledger's rule (``idempotency.SettledByHand``), answered in step.
+            self._drop()
         raise error
 
     def close(self) -> None:

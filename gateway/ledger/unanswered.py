@@ -29,15 +29,19 @@ merchant takes as "nothing happened" and builds afresh (``retention``).
 Nothing here reads or shows a PAN: an outcome names accounts and holds by their ids, and
 the merchant is read through the hold's merchant account. A reason is the operator's
 text, shown again by ``show-unanswered``: one line, no control or bidirectional
-character (``setcore.names``), text UTF-8 encodes (no lone surrogate), and no
-``MIN_PAN_DIGITS`` digits or more in any stretch of text free of letters, whatever
-separates them (spaces, dots, slashes, commas, zero-width characters): that would put a
-card number in the ledger and in every listing (refused, not masked: the operator says
-it again without).
+character (``setcore.names``), text UTF-8 encodes (no lone surrogate), and nothing that
+could be a card number: in a stretch of text that no letter and no mark ending a number
+(``: # ; ! ? =``) breaks, ``MIN_PAN_DIGITS`` to ``MAX_PAN_DIGITS`` digits, whatever
+separates them (spaces, dots, slashes, commas, zero-width characters, blank fillers and
+modifier letters), that pass the Luhn check. That would put a card number in the ledger
+and in every listing (refused, not masked: the operator says it again without); a
+timestamp, a date range or a list of tickets is no card number and is kept.
 """
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.ledger import outcome_codec
@@ -54,14 +58,24 @@ from gateway.ledger.outcomes import (
 )
 from gateway.ledger.store import Row, Transaction
 from setcore.names import describe, refused_character
-from setcore.pan import MIN_PAN_DIGITS
+from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
 
 # The longest reason kept: a sentence or two and a ticket number, not a report.
 MAX_REASON_CHARS = 500
 # The most decisions one listing shows: they are rare (a failure between a decision and
 # its answer), and a ledger holding more needs them answered, not read through. Those
-# still awaiting an answer come first, so settled ones never push them off the list.
+# settled by hand are listed apart (``list_unanswered``), so they never push one still
+# awaiting an answer off the list.
 MAX_LISTED = 1000
+# Marks that end a number as it is written, so never sit inside a card number: a time's
+# colon, a ticket's number signs, the end of a clause or sentence, an equals sign (their
+# full-width forms too: ``_ends_a_stretch`` reads each character's NFKC form). Every other
+# character but a letter may separate a card number's digits: spaces of any width, dots,
+# slashes, commas, hyphens, underscores, brackets, zero-width and combining characters.
+_ENDS_A_NUMBER = frozenset(":#\u2116;!?=")
+# Letters that show nothing (the Hangul fillers): typed between digits, they would hide a
+# card number from a filter that ends a stretch at every letter.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 # What a batch outcome's state says its request was.
 _BATCH_KINDS = {"open": "batch open", "closed": "batch close", "purged": "batch purge"}
 
@@ -119,8 +133,8 @@ def check_reason(reason: object) -> str:
     """``reason`` as a settling's reason: InvalidRequest, nothing read or changed, unless
     it is text holding something other than spaces, at most ``MAX_REASON_CHARS``
     characters, UTF-8 encodable, no control, line-breaking or bidirectional character,
-    and no ``MIN_PAN_DIGITS`` digits in a stretch free of letters (the module docstring). The
-    message never repeats the text."""
+    and nothing that could be a card number (the module docstring). The message never
+    repeats the text."""
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidRequest("a reason is required: why the decision is settled by hand")
     if len(reason) > MAX_REASON_CHARS:
@@ -140,41 +154,109 @@ def check_reason(reason: object) -> str:
             "a reason is one line, with no control, line or paragraph separator, or"
             f" bidirectional character (given: {describe(refused)})"
         )
-    if _most_digits_between_letters(reason) >= MIN_PAN_DIGITS:
+    if _could_hold_a_card_number(reason):
         raise InvalidRequest(
-            f"a reason holds no run of {MIN_PAN_DIGITS} or more digits, whatever separates"
-            " them but letters: it would read as a card number, and the ledger keeps and"
-            " shows it; say it without"
+            f"a reason holds no run of {MIN_PAN_DIGITS} or more digits that could be a card"
+            f" number ({MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} of them passing the Luhn check,"
+            " whatever separates them: only a letter or one of # ; ! ? = and the colon ends"
+            " a run), which the ledger would keep and show; say it without"
         )
     return reason
 
 
-def _most_digits_between_letters(text: str) -> int:
-    """The most digits (of any script) in one stretch of ``text`` holding no letter: a
-    card number typed with any separator (``4111.1111``, ``/``, ``,``, ``_``, double or
-    zero-width spaces) counts whole."""
-    most = run = 0
-    for char in text:
-        if char.isalpha():
-            run = 0
-        elif char.isdigit():
-            run += 1
-            most = max(most, run)
-    return most
-
-
-def list_unanswered(tx: Transaction, *, limit: int = MAX_LISTED) -> tuple[UnansweredDecision, ...]:
-    """The decisions awaiting their answer, at most ``limit``: those not settled by hand
-    first, then those settled, each oldest first (so settled ones never push an
-    unsettled one off a listing cut at ``limit``). One pass over ``requests`` (no index
-    holds them, as ``gateway.pruning_ledger`` reads them), a read."""
-    rows = tx.all(
-        f"{_SELECTED} WHERE outcome IS NOT NULL"
-        " ORDER BY CASE WHEN settled_at_ms IS NULL THEN 0 ELSE 1 END, created_at_ms, rrpid"
-        " LIMIT ?",
-        limit,
+def _could_hold_a_card_number(text: str) -> bool:
+    """Whether a stretch of ``text`` (``_stretches``) holds digits that could be a card
+    number: ``MIN_PAN_DIGITS`` to ``MAX_PAN_DIGITS`` of them, separators skipped, passing
+    the Luhn check. A card number is typed in whole groups, so those are its groups
+    (with a ticket or an amount typed beside it, it still counts), or any digits of a
+    run of more than ``MAX_PAN_DIGITS`` typed without a separator (a card number glued
+    to others). Not any window across separators: every list of three dates or four
+    tickets would hold one passing the Luhn check."""
+    return any(
+        MIN_PAN_DIGITS <= len(digits) <= MAX_PAN_DIGITS and luhn_valid(digits)
+        for groups in _stretches(text)
+        for digits in _candidates(groups)
     )
-    return tuple(_decision(tx, row) for row in rows)
+
+
+def _candidates(groups: list[str]) -> Iterator[str]:
+    """The digits of each run of whole ``groups``, and each window of a card number's
+    length within a group longer than a card number."""
+    for first, group in enumerate(groups):
+        digits = ""
+        for following in groups[first:]:
+            digits += following
+            if len(digits) > MAX_PAN_DIGITS:
+                break
+            yield digits
+        if len(group) > MAX_PAN_DIGITS:
+            for size in range(MIN_PAN_DIGITS, MAX_PAN_DIGITS + 1):
+                for start in range(len(group) - size + 1):
+                    yield group[start : start + size]
+
+
+def _stretches(text: str) -> Iterator[list[str]]:
+    """Each stretch of ``text`` between characters that end one (``_ends_a_stretch``)
+    holding ``MIN_PAN_DIGITS`` digits or more: its groups of consecutive digits, as ASCII
+    digits (a digit of any script, as ``str.isdigit`` takes it, by its value)."""
+    groups: list[str] = []
+    group = ""
+    for char in text + ":":  # a last character that ends the last stretch
+        if char.isdigit():
+            group += str(unicodedata.digit(char, 0))
+            continue
+        if group:
+            groups.append(group)
+            group = ""
+        if _ends_a_stretch(char):
+            if sum(map(len, groups)) >= MIN_PAN_DIGITS:
+                yield groups
+            groups = []
+
+
+def _ends_a_stretch(char: str) -> bool:
+    """Whether ``char`` cannot sit inside a card number as it is written: a letter that
+    shows (not a blank filler nor a modifier letter, which may be typed between digits
+    unseen), or a mark that ends a number (``_ENDS_A_NUMBER``, in any width)."""
+    if char.isalpha():
+        return char not in _BLANK_LETTERS and unicodedata.category(char) != "Lm"
+    return unicodedata.normalize("NFKC", char) in _ENDS_A_NUMBER
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One listing: the decisions shown (of one sort, at most its ``limit``), and how
+    many the ledger holds of each sort: ``awaiting`` not settled by hand, ``settled``
+    settled by hand (kept for good, so a count that only grows)."""
+
+    decisions: tuple[UnansweredDecision, ...]
+    awaiting: int
+    settled: int
+
+
+def list_unanswered(tx: Transaction, *, settled: bool = False, limit: int = MAX_LISTED) -> Listing:
+    """The decisions awaiting their answer not settled by hand, oldest first, or with
+    ``settled`` those settled by hand, the most recently settled first; at most
+    ``limit``, and the count of each sort. Settled decisions are kept for good
+    (``retention``): listed with the others, they would fill a listing cut at ``limit``
+    for good. Two passes over ``requests`` (no index holds these rows, as
+    ``gateway.pruning_ledger`` reads them), one read."""
+    counted = tx.one(
+        "SELECT COUNT(*) AS decided, COUNT(settled_at_ms) AS settled FROM requests"
+        " WHERE outcome IS NOT NULL"
+    )
+    decided = 0 if counted is None else int(counted["decided"])
+    settled_count = 0 if counted is None else int(counted["settled"])
+    if settled:
+        chosen = "settled_at_ms IS NOT NULL ORDER BY settled_at_ms DESC, rrpid"
+    else:
+        chosen = "settled_at_ms IS NULL ORDER BY created_at_ms, rrpid"
+    rows = tx.all(f"{_SELECTED} WHERE outcome IS NOT NULL AND {chosen} LIMIT ?", limit)
+    return Listing(
+        decisions=tuple(_decision(tx, row) for row in rows),
+        awaiting=decided - settled_count,
+        settled=settled_count,
+    )
 
 
 def unanswered_decision(tx: Transaction, *, rrpid: bytes) -> UnansweredDecision:
@@ -308,6 +390,7 @@ __all__ = [
     "MAX_LISTED",
     "MAX_REASON_CHARS",
     "HoldState",
+    "Listing",
     "NotUnanswered",
     "UnansweredDecision",
     "check_reason",

@@ -164,7 +164,7 @@ def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
     assert line.startswith(f"{rrpid.hex()} sale merchant {MERCHANT} amount 9.00 (900 minor")
     assert f"units) currency {EUR} decided " in line and line.endswith(" UTC awaiting its answer")
     assert re.search(r"checked \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", line)
-    assert total == "1 decision(s) awaiting their answer, 0 of them settled by hand"
+    assert total == "1 decision(s) awaiting their answer"
     assert re.search(r"\d{13}", out.replace(rrpid.hex(), "")) is None  # no card number
     assert made.counted() == 1
 
@@ -193,8 +193,13 @@ def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
     assert "the settling moves no money: a capture or credit stands as posted" in out
     assert "money stays as decided" not in out
     code, out, err = run_bank(made.bank("show-unanswered"), capsys)
+    assert out.splitlines() == [
+        "no decision awaits its answer",
+        "1 more settled by hand: --settled lists them",
+    ]
+    code, out, err = run_bank(made.bank("show-unanswered", "--settled"), capsys)
     assert f"UTC: {REASON}" in out.splitlines()[0]
-    assert out.splitlines()[1] == "1 decision(s) awaiting their answer, 1 of them settled by hand"
+    assert out.splitlines()[1:] == ["1 decision(s) settled by hand"]
     assert made.counted() == 0  # prune-gateway no longer held back by it
 
     answered: list[Outcome] = []
@@ -323,7 +328,7 @@ def test_an_authorization_shows_its_hold_lapsing_and_settling_does_not_keep_it(
     assert " hold lapsed 1970-01-01 00:00:01 UTC: released to the card settled by hand" in out
 
 
-def test_show_unanswered_says_when_it_is_cut_and_lists_unsettled_decisions_first(
+def test_show_unanswered_says_when_it_is_cut_and_lists_settled_decisions_apart(
     made: Made, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before, a listing cut at MAX_LISTED said "1000 decision(s)" as if that were all,
@@ -337,25 +342,99 @@ def test_show_unanswered_says_when_it_is_cut_and_lists_unsettled_decisions_first
     _unanswered(made)
     # Copies of the unsettled decision under other RRPIDs, decided at the same moment:
     # 1,024 of them in all (the ledger's own reads of them are not what is tested).
-    new_rrpid = "randomblob(32)" if made.store == "sqlite" else "sha256(random()::text::bytea)"
     for _ in range(10):
         made.raw(
             "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms,"
-            f" checked_at_ms) SELECT {new_rrpid}, request_digest, response, outcome,"
+            f" checked_at_ms) SELECT {_new_rrpid(made)}, request_digest, response, outcome,"
             " created_at_ms, checked_at_ms FROM requests"
             " WHERE outcome IS NOT NULL AND settled_at_ms IS NULL"
         )
     code, out, err = run_bank(made.bank("show-unanswered"), capsys)
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert len(lines) == MAX_LISTED + 1
-    assert all(line.endswith(" UTC awaiting its answer") for line in lines[:-1])
-    assert settled.hex() not in out  # the older settled decision comes after them all
-    assert lines[-1] == (
-        f"first {MAX_LISTED} shown of more than {MAX_LISTED} decision(s) awaiting their"
-        " answer (those not settled by hand first), 0 of those shown settled by hand:"
-        " answer or settle these, then list again"
+    assert len(lines) == MAX_LISTED + 2
+    assert all(line.endswith(" UTC awaiting its answer") for line in lines[:MAX_LISTED])
+    assert settled.hex() not in out  # listed apart
+    assert lines[MAX_LISTED:] == [
+        f"the {MAX_LISTED} oldest shown, of 1024 decision(s) awaiting their answer: answer or"
+        " settle these, then list again",
+        "1 more settled by hand: --settled lists them",
+    ]
+
+
+def test_settled_decisions_kept_for_good_never_fill_the_listing(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, decisions settled by hand, kept for good, were listed with the others as
+    "awaiting their answer": once more than MAX_LISTED had been settled over the bank's
+    life, every listing was cut for good, its one unsettled decision shown after them
+    all or not at all, and its advice ("answer or settle these") could not be followed."""
+    first = _unanswered(made)
+    code, _, err = run_bank(
+        made.bank("settle-unanswered", "--rrpid", first.hex(), "--reason", REASON, "--yes"),
+        capsys,
     )
+    assert code == 0, err
+    for _ in range(10):  # 1,024 settled by hand in all
+        made.raw(
+            "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms,"
+            f" checked_at_ms, settled_at_ms, settled_reason) SELECT {_new_rrpid(made)},"
+            " request_digest, response, outcome, created_at_ms, checked_at_ms, settled_at_ms,"
+            " settled_reason FROM requests WHERE settled_at_ms IS NOT NULL"
+        )
+    latest = _unanswered(made)  # settled a day after the others
+    code, _, err = run_bank(
+        made.bank("settle-unanswered", "--rrpid", latest.hex(), "--reason", REASON, "--yes"),
+        capsys,
+    )
+    assert code == 0, err
+    made.raw(
+        "UPDATE requests SET settled_at_ms = settled_at_ms + 86400000"
+        f" WHERE rrpid = {_blob(made, latest)}"
+    )
+    awaiting = _unanswered(made)
+
+    code, out, err = run_bank(made.bank("show-unanswered"), capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].startswith(awaiting.hex()) and lines[0].endswith(" awaiting its answer")
+    assert lines[1:] == [
+        "1 decision(s) awaiting their answer",
+        "1025 more settled by hand: --settled lists them",
+    ]
+
+    code, out, err = run_bank(made.bank("show-unanswered", "--settled"), capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert len(lines) == MAX_LISTED + 2
+    assert lines[0].startswith(latest.hex())  # the most recently settled first
+    assert all(f" UTC: {REASON}" in line for line in lines[:MAX_LISTED])
+    assert awaiting.hex() not in out
+    assert lines[MAX_LISTED:] == [
+        f"the {MAX_LISTED} settled most recently shown, of 1025 decision(s) settled by hand",
+        "1 more awaiting their answer: show-unanswered without --settled lists them",
+    ]
+
+
+def test_an_empty_ledger_lists_nothing_of_either_sort(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_bank(made.bank("show-unanswered"), capsys) == (
+        0, "no decision awaits its answer\n", "",
+    )  # fmt: skip
+    assert run_bank(made.bank("show-unanswered", "--settled"), capsys) == (
+        0, "no decision was settled by hand\n", "",
+    )  # fmt: skip
+
+
+def _new_rrpid(made: Made) -> str:
+    """SQL for a fresh random RRPID on the made store."""
+    return "randomblob(32)" if made.store == "sqlite" else "sha256(random()::text::bytea)"
+
+
+def _blob(made: Made, value: bytes) -> str:
+    """``value`` as an SQL literal of the made store."""
+    return f"X'{value.hex()}'" if made.store == "sqlite" else f"'\\x{value.hex()}'::bytea"
 
 
 def test_a_reason_holding_a_card_number_by_any_separator_or_unencodable_is_refused(

@@ -34,6 +34,7 @@ from gateway.ledger import (
 )
 from gateway.ledger.errors import DecisionSettled
 from gateway.ledger.idempotency import SettledByHand
+from gateway.ledger.remote import RemoteLedgerStore
 from gateway.ledger.retention import DAY_MS
 from gateway.ledger.unanswered import (
     MAX_REASON_CHARS,
@@ -73,11 +74,19 @@ def _settle(backend: Backend, tmp_path: Path, rrpid: bytes, reason: str = REASON
 
 
 def _listed(backend: Backend, tmp_path: Path) -> tuple[UnansweredDecision, ...]:
+    """Every decision awaiting its answer: those not settled by hand, then those settled
+    (listed apart, the most recently settled first), checked against the counts."""
     store = _direct(backend, tmp_path)
     try:
-        return store.read(list_unanswered)
+        awaiting = store.read(list_unanswered)
+        settled = store.read(functools.partial(list_unanswered, settled=True))
     finally:
         store.close()
+    assert all(d.settled_at_ms is None for d in awaiting.decisions)
+    assert all(d.settled_at_ms is not None for d in settled.decisions)
+    counts = (len(awaiting.decisions), len(settled.decisions))
+    assert counts == (awaiting.awaiting, awaiting.settled) == (settled.awaiting, settled.settled)
+    return awaiting.decisions + settled.decisions
 
 
 def _requests(backend: Backend) -> list[tuple[object, ...]]:
@@ -147,6 +156,31 @@ def test_a_settled_decision_is_never_answered_and_its_money_stays(
     # The settling moved no money: a sale stays captured, nothing moved back.
     after = bank.ledger.card_account(card_account.account_id)
     assert after.available == card_account.available == 10_000 - 1000
+
+
+@pytest.mark.parametrize("backend", ["sqlite-service"], indirect=True)
+def test_a_settled_resend_keeps_the_ledger_service_connection(
+    backend: Backend, bank: Bank, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, each settled resend over the ledger service dropped the gateway's
+    connection as if the service had failed, and the next operation dialled again: a
+    settled decision is the ledger's rule, answered in step."""
+    rrpid = b"settled-sale"
+    _sale_left_unanswered(bank, rrpid)
+    _settle(backend, tmp_path, rrpid, at=clock() + 5)
+    drops: list[RemoteLedgerStore] = []
+    dropping = RemoteLedgerStore._drop
+
+    def counted(store: RemoteLedgerStore) -> None:
+        drops.append(store)
+        dropping(store)
+
+    monkeypatch.setattr(RemoteLedgerStore, "_drop", counted)
+    for _ in range(5):
+        with pytest.raises(DecisionSettled, match="settled it by hand"):
+            _sale(bank.ledger, rrpid, bank.respond)
+    assert drops == []
+    assert bank.outcomes == []
 
 
 def test_settling_refuses_what_is_not_a_decision_awaiting_its_answer(
