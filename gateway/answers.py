@@ -134,7 +134,11 @@ def answer(
     """
     try:
         return work()
-    except AnswerUnavailable as exc:
+    except (AnswerUnavailable, DecisionSettled) as exc:
+        # DecisionSettled here, before StoreUnavailable (its base): the database answered
+        # that the decision was settled by hand, which is logged and answered as the
+        # servicer's AnswerUnavailable for such a request is (no reason; the RRPID by its
+        # first bytes).
         # opening_keys subclasses AnswerUnavailable from here, so it is imported once
         # both are loaded: at the top of this module the import would be circular.
         from gateway.opening_keys import RecipientNotLoaded  # noqa: PLC0415
@@ -152,12 +156,6 @@ def answer(
         # Decided and unanswered: a refusal would tell the merchant nothing happened.
         log.error("%s: %s: %s", rpc, exc, exc.__cause__)
         metrics.answer_failed(rpc)
-        context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
-        raise  # abort raises; this line is never reached
-    except DecisionSettled as exc:
-        # Before StoreUnavailable, its base: the database answered, and said the decision
-        # was settled by hand (the message names no reason, the RRPID by its first bytes).
-        log.error("%s: %s", rpc, exc)
         context.abort(grpc.StatusCode.UNAVAILABLE, "answer unavailable")
         raise  # abort raises; this line is never reached
     except (StoreUnavailable, TransientBackendError) as exc:

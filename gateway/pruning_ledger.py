@@ -84,8 +84,8 @@ class UnansweredCount:
 def shown_ledger(url: str) -> str:
     """Which ledger ``url`` names, never with a password: a SQLite URL as it is; for
     PostgreSQL, the parts libpq reads that say where, or ``URL_WITHHELD`` when one would
-    quote a secret (a password holding an unescaped ``@``, ``:`` or ``/`` is read as a
-    host, a port or a database: ``gateway.ledger.postgres_refusals``)."""
+    quote a secret (a password libpq reads in part as a host, a port, a database or a
+    query parameter: ``gateway.ledger.postgres_refusals``)."""
     if url.startswith("sqlite:"):
         return url
     try:

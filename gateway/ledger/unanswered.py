@@ -68,11 +68,11 @@ MAX_REASON_CHARS = 500
 # awaiting an answer off the list.
 MAX_LISTED = 1000
 # Marks that end a number as it is written, so never sit inside a card number: a time's
-# colon, a ticket's number signs, the end of a clause or sentence, an equals sign (their
+# colon, a ticket's number sign, the end of a clause or sentence, an equals sign (their
 # full-width forms too: ``_ends_a_stretch`` reads each character's NFKC form). Every other
 # character but a letter may separate a card number's digits: spaces of any width, dots,
 # slashes, commas, hyphens, underscores, brackets, zero-width and combining characters.
-_ENDS_A_NUMBER = frozenset(":#\u2116;!?=")
+_ENDS_A_NUMBER = frozenset(":#;!?=")
 # Letters that show nothing (the Hangul fillers): typed between digits, they would hide a
 # card number from a filter that ends a stretch at every letter.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")

@@ -17,13 +17,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from gateway import pruning_ledger
@@ -40,30 +38,31 @@ from tests.gateway.ledger.ledger_support import (
     MERCHANT,
     PAN_A,
     TEST_DATABASE,
+    Backend,
     PgCluster,
+    postgres_backend,
+    sqlite_backend,
     throwaway_pg_cluster,
 )
+from tests.gateway.ledger.retention_support import unsigned
 
 REASON = "merchant gone: settled with its acquirer, ticket 4711"
 LIMIT = 100_000
 
-Raw = Callable[[str], list[tuple[object, ...]]]
-
 
 @dataclass(frozen=True)
 class Made:
-    """A stopped bank on one ledger store, and raw SQL on its ledger."""
+    """A stopped bank on one ledger store, and raw SQL on its ledger (``db``)."""
 
     config: Path
-    store: str
-    raw: Raw
+    db: Backend
 
     def bank(self, *argv: str) -> list[str]:
         return ["--config", str(self.config), *argv]
 
     def requests(self) -> list[tuple[object, ...]]:
         """Every row of ``requests`` as it is, in a fixed order."""
-        return sorted(self.raw("SELECT * FROM requests"), key=repr)
+        return sorted(self.db.raw_query("SELECT * FROM requests"), key=repr)
 
     def counted(self) -> int:
         """The decisions ``setpay ca prune-gateway`` counts as awaiting their answer."""
@@ -87,36 +86,14 @@ def made(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
         cluster: PgCluster = request.getfixturevalue("pg")
         schema = f"unanswered_{os.urandom(4).hex()}"
         monkeypatch.setenv("SETPAY_LEDGER", cluster.ledger_url(schema))
-        raw = _postgres(cluster.conninfo(TEST_DATABASE, schema))
+        db = postgres_backend(cluster.conninfo(TEST_DATABASE, schema))
     else:
-        raw = _sqlite(directory / "ledger.db")
+        db = sqlite_backend(directory / "ledger.db")
     made = init_bank(directory, env={})
     with _ledger(made.config_path) as ledger:
         ledger.open_merchant_account(MERCHANT, EUR)
         ledger.open_card_account(PAN_A, EXPIRY, LIMIT, EUR)
-    return Made(made.config_path, request.param, raw)
-
-
-def _sqlite(path: Path) -> Raw:
-    def raw(sql: str) -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(path)
-        try:
-            rows = list(conn.execute(sql))
-            conn.commit()
-            return rows
-        finally:
-            conn.close()
-
-    return raw
-
-
-def _postgres(conninfo: str) -> Raw:
-    def raw(sql: str) -> list[tuple[object, ...]]:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            cursor = conn.execute(sql.encode())
-            return list(cursor.fetchall()) if cursor.description else []
-
-    return raw
+    return Made(made.config_path, db)
 
 
 def _ledger(config: Path) -> contextlib.closing[Ledger]:
@@ -141,15 +118,11 @@ def _authorization(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], by
     )  # fmt: skip
 
 
-def _failing(outcome: Outcome) -> bytes:
-    raise RuntimeError("the token went away")
-
-
 def _unanswered(made: Made) -> bytes:
     """A sale decided, its capture posted, its answer never stored; its RRPID."""
     rrpid = os.urandom(32)
     with _ledger(made.config) as ledger, pytest.raises(AnswerNotStored):
-        _sale(ledger, rrpid, _failing)
+        _sale(ledger, rrpid, unsigned)
     return rrpid
 
 
@@ -265,9 +238,9 @@ def test_a_ledger_of_an_older_schema_is_refused_not_migrated(
     be answered at the next retry: the command reads only a migrated ledger, and
     migrates none (the bank does, as it starts)."""
     rrpid = _unanswered(made)
-    made.raw("ALTER TABLE requests DROP COLUMN settled_reason")
-    made.raw("ALTER TABLE requests DROP COLUMN settled_at_ms")
-    made.raw("UPDATE schema_version SET version = 7")
+    made.db.raw_execute("ALTER TABLE requests DROP COLUMN settled_reason")
+    made.db.raw_execute("ALTER TABLE requests DROP COLUMN settled_at_ms")
+    made.db.raw_execute("UPDATE schema_version SET version = 7")
     before = made.requests()
     for argv in (
         ["settle-unanswered", "--rrpid", rrpid.hex(), "--reason", REASON, "--yes"],
@@ -276,7 +249,7 @@ def test_a_ledger_of_an_older_schema_is_refused_not_migrated(
         code, out, err = run_bank(made.bank(*argv), capsys)
         assert (code, out) == (1, ""), out
         assert "schema version 7" in err and "nothing was changed" in err, err
-    assert made.raw("SELECT version FROM schema_version") == [(7,)]
+    assert made.db.raw_query("SELECT version FROM schema_version") == [(7,)]
     assert made.requests() == before
 
 
@@ -288,8 +261,8 @@ def test_an_authorization_shows_its_hold_lapsing_and_settling_does_not_keep_it(
     answered, can never capture it. Its hold's state and expiry are shown, no PAN."""
     rrpid = os.urandom(32)
     with _ledger(made.config) as ledger, pytest.raises(AnswerNotStored):
-        _authorization(ledger, rrpid, _failing)
-    ((expires_at_ms,),) = made.raw("SELECT expires_at_ms FROM holds")  # its one hold
+        _authorization(ledger, rrpid, unsigned)
+    ((expires_at_ms,),) = made.db.raw_query("SELECT expires_at_ms FROM holds")  # its one hold
     assert isinstance(expires_at_ms, int)
     lapses = datetime.fromtimestamp(expires_at_ms / 1000, tz=UTC)
     when = f"{lapses:%Y-%m-%d %H:%M:%S} UTC"
@@ -315,7 +288,7 @@ def test_an_authorization_shows_its_hold_lapsing_and_settling_does_not_keep_it(
 
     # Its expiry passed (the sweeper not yet run): shown lapsed, in the listing and the
     # preview alike.
-    made.raw("UPDATE holds SET expires_at_ms = 1000")
+    made.db.raw_execute("UPDATE holds SET expires_at_ms = 1000")
     code, out, err = run_bank(settle, capsys)
     assert (code, err) == (0, "")
     assert " hold lapsed 1970-01-01 00:00:01 UTC: released to the card awaiting" in out
@@ -343,7 +316,7 @@ def test_show_unanswered_says_when_it_is_cut_and_lists_settled_decisions_apart(
     # Copies of the unsettled decision under other RRPIDs, decided at the same moment:
     # 1,024 of them in all (the ledger's own reads of them are not what is tested).
     for _ in range(10):
-        made.raw(
+        made.db.raw_execute(
             "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms,"
             f" checked_at_ms) SELECT {_new_rrpid(made)}, request_digest, response, outcome,"
             " created_at_ms, checked_at_ms FROM requests"
@@ -376,7 +349,7 @@ def test_settled_decisions_kept_for_good_never_fill_the_listing(
     )
     assert code == 0, err
     for _ in range(10):  # 1,024 settled by hand in all
-        made.raw(
+        made.db.raw_execute(
             "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms,"
             f" checked_at_ms, settled_at_ms, settled_reason) SELECT {_new_rrpid(made)},"
             " request_digest, response, outcome, created_at_ms, checked_at_ms, settled_at_ms,"
@@ -388,7 +361,7 @@ def test_settled_decisions_kept_for_good_never_fill_the_listing(
         capsys,
     )
     assert code == 0, err
-    made.raw(
+    made.db.raw_execute(
         "UPDATE requests SET settled_at_ms = settled_at_ms + 86400000"
         f" WHERE rrpid = {_blob(made, latest)}"
     )
@@ -429,12 +402,12 @@ def test_an_empty_ledger_lists_nothing_of_either_sort(
 
 def _new_rrpid(made: Made) -> str:
     """SQL for a fresh random RRPID on the made store."""
-    return "randomblob(32)" if made.store == "sqlite" else "sha256(random()::text::bytea)"
+    return "randomblob(32)" if made.db.name == "sqlite" else "sha256(random()::text::bytea)"
 
 
 def _blob(made: Made, value: bytes) -> str:
     """``value`` as an SQL literal of the made store."""
-    return f"X'{value.hex()}'" if made.store == "sqlite" else f"'\\x{value.hex()}'::bytea"
+    return f"X'{value.hex()}'" if made.db.name == "sqlite" else f"'\\x{value.hex()}'::bytea"
 
 
 def test_a_reason_holding_a_card_number_by_any_separator_or_unencodable_is_refused(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from gateway.ledger import (
     InvalidRequest,
     Ledger,
     LedgerStore,
+    Outcome,
     SqliteLedgerStore,
     StoreUnavailable,
     Unanswered,
@@ -65,7 +67,9 @@ def _direct(backend: Backend, tmp_path: Path) -> LedgerStore:
     return backend.open_store()
 
 
-def _settle(backend: Backend, tmp_path: Path, rrpid: bytes, reason: str = REASON, at: int = 0):  # type: ignore[no-untyped-def]
+def _settle(
+    backend: Backend, tmp_path: Path, rrpid: bytes, reason: str = REASON, at: int = 0
+) -> UnansweredDecision:
     store = _direct(backend, tmp_path)
     try:
         return store.execute(functools.partial(settle, rrpid=rrpid, reason=reason, now_ms=at))
@@ -106,7 +110,7 @@ def _sale_left_unanswered(bank: Bank, rrpid: bytes) -> None:
         _sale(bank.ledger, rrpid, unsigned)
 
 
-def _sale(ledger: Ledger, rrpid: bytes, respond):  # type: ignore[no-untyped-def]
+def _sale(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], bytes]) -> bytes:
     return ledger.authorize(
         pan=PAN_A, pan_expiry=EXPIRY, amount=1000, currency=EUR, merchant_id=MERCHANT,
         xid=b"xid-" + rrpid, pi_digest=b"pi-" + rrpid, rrpid=rrpid,
