@@ -26,8 +26,7 @@ from typing import NoReturn
 from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
 from gateway.demand import DemandBoard, demand_path
-from gateway.ledger import LedgerError
-from gateway.ledger.errors import StoreUnavailable
+from gateway.ledger import LedgerError, StoreUnavailable
 from gateway.ledger_process import run_ledger_process
 from gateway.worker import StopFailed, WorkerPlan, run_worker
 from hsm.errors import KeyBackendError, TokenAbsent, TransientBackendError

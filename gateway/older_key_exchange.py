@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from cryptography import x509
+
 from gateway.bank_errors import BankIncomplete
 from hsm.base import KeyBackend, KeyHandle
 from hsm.errors import KeyNotFound
@@ -68,6 +70,7 @@ class _Ended:
     version: int
     name: str
     der: bytes
+    parsed: x509.Certificate
 
 
 def load_older_key_exchange(
@@ -82,6 +85,7 @@ def load_older_key_exchange(
     version, path), all but the one ``newest_der`` is, judged ended as of ``now``;
     ``remedy(version)`` is what the refusal of a lasting key advises."""
     lasting = []
+    ends = []
     ended: list[_Ended] = []
     for version, path in kept:
         try:
@@ -91,18 +95,18 @@ def load_older_key_exchange(
         if der == newest_der:
             continue
         try:
-            end = load_certificate(der).not_valid_after_utc
+            cert = load_certificate(der)
         except ProtocolError as exc:
             raise BankIncomplete(f"{path.name} in {path.parent} is no certificate: {exc}") from exc
+        end = cert.not_valid_after_utc
         if end <= now:
-            ended.append(_Ended(version, path.name, der))
+            ended.append(_Ended(version, path.name, der, cert))
             continue
-        found = _lasting(backend, label, version, path.name, der, remedy)
+        found = _lasting(backend, label, version, path.name, der, cert, remedy)
         if found is not None:
             lasting.append(found)
+            ends.append(f"v{version} until {end:%Y-%m-%d}")
     if lasting:
-        ends = (f"v{key.version} until {load_certificate(der).not_valid_after_utc:%Y-%m-%d}"
-                for key, der in lasting)  # fmt: skip
         log.info("older gateway key-exchange certificates still open envelopes: %s",
                  ", ".join(ends))  # fmt: skip
     return OlderKeyExchange(tuple(lasting), _ended_keys(backend, label, ended))
@@ -114,6 +118,7 @@ def _lasting(
     version: int,
     name: str,
     der: bytes,
+    cert: x509.Certificate,
     remedy: Callable[[int], str],
 ) -> tuple[KeyHandle, bytes] | None:
     """A lasting certificate's key; None (warned) if it is gone."""
@@ -122,7 +127,7 @@ def _lasting(
     except KeyNotFound:
         log.warning("%s kept, but key %r v%d is gone: not used", name, label, version)
         return None
-    if spki_of(key.public_key) != spki_of(public_key_of(load_certificate(der))):
+    if spki_of(key.public_key) != spki_of(public_key_of(cert)):
         raise BankIncomplete(f"key {label!r} v{version} is not the key {name} certifies")
     try:
         # As Credentials checks the newest; an older one the bank can do without.
@@ -147,7 +152,7 @@ def _ended_keys(
         problem = None
         if key is None:
             problem = f"key {label!r} v{cert.version} is gone"
-        elif spki_of(key.public_key) != spki_of(public_key_of(load_certificate(cert.der))):
+        elif spki_of(key.public_key) != spki_of(public_key_of(cert.parsed)):
             problem = f"key {label!r} v{cert.version} is not the key it certifies"
         else:
             try:

@@ -195,20 +195,22 @@ class PaymentGatewayServicer(services_pb2_grpc.PaymentGatewayServiceServicer):
         renewal) stops it opening anything new, and the handler's own checks refuse such
         an envelope as sealed to another (``gateway.opening_keys``); so does its end. A
         decided one is not new: the ledger matched these exact bytes, which it decided
-        while the certificate stood, and the answer only tells the merchant that decision
-        (a hold placed, a capture posted). Refused so here too, the request was answered
-        UNAVAILABLE at every retry while the certificate stayed on its CRL (its life, a
-        year, and ``EXPIRED_CRL_GRACE``), or for good once it had ended before a restart.
-        Whoever holds the compromised key gains nothing: bytes it builds were never
-        decided, and get the handler's refusal (``_serve``); a copy of the merchant's gets
-        what the merchant's gets, as a stored answer does. A certificate that had ended
-        when the process started opens them too (``gateway.older_key_exchange`` loads
-        it), whenever they were checked. Any other thumbprint is chosen as the
-        bank chooses it (the newest key; UNAVAILABLE for a certificate renewed since this
-        process started). One whose key this process does not hold (deleted by hand:
-        ``setpay ca prune-gateway`` keeps it while the ledger holds a decision awaiting its
-        answer) opens nowhere: the decision stays unanswered (AnswerUnavailable) until the
-        key and its kept certificate file are restored, or an operator settles it."""
+        while the certificate stood (or after, had it been the newest of a bank that ran
+        on: its own are judged at start), and the answer only tells the merchant that
+        decision (a hold placed, a capture posted). Refused so here too, the request was
+        answered UNAVAILABLE at every retry while the certificate stayed on its CRL (its
+        life, a year, and ``EXPIRED_CRL_GRACE``), or for good once it had ended before a
+        restart. Whoever holds the compromised key gains nothing: bytes it builds were
+        never decided, and get the handler's refusal (``_serve``); a copy of the
+        merchant's gets what the merchant's gets, as a stored answer does. A certificate
+        that had ended when the process started opens them too
+        (``gateway.older_key_exchange`` loads it), whenever they were checked. Any other
+        thumbprint is chosen as the bank chooses it (the newest key; UNAVAILABLE for a
+        certificate renewed since this process started). One whose key this process does
+        not hold (deleted by hand: ``setpay ca prune-gateway`` keeps it while the ledger
+        holds a decision awaiting its answer) opens nowhere: the decision stays unanswered
+        (AnswerUnavailable) until the key and its kept certificate file are restored, or
+        an operator settles it."""
         bank = self._bank.as_of(checked_at_ms)
         opening = bank.opening
         if opening is None:

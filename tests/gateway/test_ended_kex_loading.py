@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,11 +152,10 @@ def _other_kem(config: BankConfig) -> None:
 def test_an_ended_certificate_whose_key_cannot_be_used_is_skipped_with_a_warning(
     config: BankConfig,
     caplog: pytest.LogCaptureFixture,
-    spoil: object,
+    spoil: Callable[[BankConfig], None],
     skipped: str,
     loaded: list[int],
 ) -> None:
-    assert callable(spoil)
     spoil(config)
     with caplog.at_level(logging.INFO, "setpay.bank"):
         pki = load_bank_pki(config)

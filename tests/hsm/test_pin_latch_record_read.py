@@ -10,40 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from hsm.pin_latch import PinLatch, _as_json
-from hsm.pinsource import PinSource
+
+from .pin_latch_support import ended_within, file_latch
 
 
 def _latch_at(tmp_path: Path) -> tuple[PinLatch, Path]:
-    pin = tmp_path / "token.pin"
-    pin.write_text("1234\n")
-    pin.chmod(0o600)
-    latch = PinLatch(PinSource.parse(f"file:{pin}"))
-    latch.share_at(str(tmp_path / "token"))
-    assert latch._shared_path is not None
-    return latch, Path(latch._shared_path)
-
-
-def _checked_within(latch: PinLatch, seconds: float = 3.0) -> list[object]:
-    """``check_shared`` run aside: what it raised or returned, if it ended in time."""
-    ended: list[object] = []
-
-    def check() -> None:
-        try:
-            latch.check_shared()
-            ended.append(None)
-        except BaseException as exc:  # what a login would meet
-            ended.append(exc)
-
-    thread = threading.Thread(target=check, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    return ended
+    latch = file_latch(tmp_path)
+    return latch, Path(latch._shared_path or "")
 
 
 @pytest.mark.parametrize("kind", ["deep JSON", "fifo", "directory", "symlink"])
@@ -59,7 +37,7 @@ def test_a_record_that_is_not_one_is_no_refusal(tmp_path: Path, kind: str) -> No
         target = tmp_path / "elsewhere.json"
         target.write_text('{"source": "anything"}')
         path.symlink_to(target)
-    assert _checked_within(latch) == [None]  # ended, and refused nothing
+    assert ended_within(latch.check_shared) == [None]  # ended, and refused nothing
 
 
 @pytest.mark.parametrize("with_data", [False, True], ids=["empty", "a forged record"])
@@ -78,7 +56,7 @@ def test_a_fifo_with_a_writer_attached_is_no_refusal(tmp_path: Path, with_data: 
                 "message": "forged",
             }
             os.write(writer, json.dumps(record).encode())
-        assert _checked_within(latch) == [None]
+        assert ended_within(latch.check_shared) == [None]
     finally:
         os.close(writer)
         os.close(reader)

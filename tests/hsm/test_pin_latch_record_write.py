@@ -18,7 +18,6 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,8 @@ from hsm import pinsource
 from hsm.errors import PermanentBackendError
 from hsm.pin_latch import PinLatch
 from hsm.pinsource import PinSource
+
+from .pin_latch_support import ended_within, file_latch
 
 VARIABLE = "SETPAY_TEST_LATCH_WRITE_PIN"
 
@@ -44,17 +45,6 @@ def _in_start(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
 
 def _env_latch(tmp_path: Path) -> PinLatch:
     latch = PinLatch(PinSource.parse(f"env:{VARIABLE}"))
-    latch.share_at(str(tmp_path / "token"))
-    assert latch._shared_path is not None
-    return latch
-
-
-def _file_latch(tmp_path: Path) -> PinLatch:
-    pin = tmp_path / "token.pin"
-    if not pin.exists():  # once: another process reads the same, unchanged file
-        pin.write_text("1234\n")
-        pin.chmod(0o600)
-    latch = PinLatch(PinSource.parse(f"file:{pin}"))
     latch.share_at(str(tmp_path / "token"))
     assert latch._shared_path is not None
     return latch
@@ -141,38 +131,22 @@ def test_every_byte_is_written_when_each_write_writes_half(
     tmp_path: Path, halving_writes: list[int]
 ) -> None:
     """Before, the first short write was all there was: a torn record, no refusal."""
-    latch = _file_latch(tmp_path)
+    latch = file_latch(tmp_path)
     latch.latch(latch.identity(), "login refused", share=True)
-    assert _refusal(_file_latch(tmp_path)) == "login refused"
+    assert _refusal(file_latch(tmp_path)) == "login refused"
     assert len(halving_writes) > 1
-
-
-def _latched_within(latch: PinLatch, seconds: float = 3.0) -> list[BaseException | None]:
-    """``latch`` run aside (its share recorded): what it raised, if it ended in time."""
-    ended: list[BaseException | None] = []
-
-    def run() -> None:
-        try:
-            latch.latch(latch.identity(), "login refused", share=True)
-            ended.append(None)
-        except BaseException as exc:  # what a login would meet
-            ended.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    return ended
 
 
 def test_a_fifo_at_the_records_path_holds_no_login(tmp_path: Path) -> None:
     """Before: the write's open of the FIFO waited for a reader, login lock held."""
-    latch = _file_latch(tmp_path)
+    latch = file_latch(tmp_path)
     path = latch._shared_path or ""
     os.mkfifo(path)
     try:
-        assert _latched_within(latch) == [None]
+        refused = ended_within(lambda: latch.latch(latch.identity(), "login refused", share=True))
+        assert refused == [None]
         assert stat.S_ISREG(os.lstat(path).st_mode)
-        assert _refusal(_file_latch(tmp_path)) == "login refused"
+        assert _refusal(file_latch(tmp_path)) == "login refused"
     finally:
         # Lets a writer still waiting on the FIFO (the code before) go.
         if stat.S_ISFIFO(os.lstat(path).st_mode):
@@ -182,7 +156,7 @@ def test_a_fifo_at_the_records_path_holds_no_login(tmp_path: Path) -> None:
 def test_a_link_at_the_records_path_is_replaced_never_followed(tmp_path: Path) -> None:
     """Before: the write refused to follow the link and shared nothing, so every other
     process offered the refused PIN once more. Its target is never written."""
-    latch = _file_latch(tmp_path)
+    latch = file_latch(tmp_path)
     path = Path(latch._shared_path or "")
     target = tmp_path / "elsewhere.json"
     target.write_text("untouched")
@@ -190,13 +164,13 @@ def test_a_link_at_the_records_path_is_replaced_never_followed(tmp_path: Path) -
     latch.latch(latch.identity(), "login refused", share=True)
     assert target.read_text() == "untouched"
     assert not path.is_symlink()
-    assert _refusal(_file_latch(tmp_path)) == "login refused"
+    assert _refusal(file_latch(tmp_path)) == "login refused"
 
 
 def test_a_directory_at_the_records_path_is_left_and_nothing_beside_it(
     tmp_path: Path,
 ) -> None:
-    latch = _file_latch(tmp_path)
+    latch = file_latch(tmp_path)
     path = Path(latch._shared_path or "")
     path.mkdir()
     latch.latch(latch.identity(), "login refused", share=True)  # best effort: no error
@@ -207,7 +181,7 @@ def test_a_directory_at_the_records_path_is_left_and_nothing_beside_it(
 
 
 def test_the_record_is_the_owners_alone_and_reads_whole(tmp_path: Path) -> None:
-    latch = _file_latch(tmp_path)
+    latch = file_latch(tmp_path)
     latch.latch(latch.identity(), "login refused", share=True)
     path = Path(latch._shared_path or "")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -216,7 +190,7 @@ def test_the_record_is_the_owners_alone_and_reads_whole(tmp_path: Path) -> None:
     # Written again over the last: replaced, still the owner's alone.
     latch.latch(latch.identity(), "refused again", share=True)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert _refusal(_file_latch(tmp_path)) == "refused again"
+    assert _refusal(file_latch(tmp_path)) == "refused again"
 
 
 def _cut(record: bytes, kind: str) -> bytes:
@@ -250,7 +224,7 @@ def test_the_new_record_is_synced_before_it_replaces_the_old(
 ) -> None:
     """Renamed over the record unsynced, a power loss could leave the new name on an
     empty file: the torn record this replaces, by another road."""
-    latch = _file_latch(tmp_path)
+    latch = file_latch(tmp_path)
     synced: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -265,7 +239,7 @@ def test_the_new_record_is_synced_before_it_replaces_the_old(
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     latch.latch(latch.identity(), "login refused", share=True)
-    assert _refusal(_file_latch(tmp_path)) == "login refused"
+    assert _refusal(file_latch(tmp_path)) == "login refused"
 
 
 _KILLED_WRITER = """\
@@ -286,7 +260,7 @@ def test_what_a_killed_writer_leaves_stops_no_later_write(tmp_path: Path) -> Non
     """A writer killed before its rename leaves its temporary file beside the record
     (nothing of it runs after the kill): the record stays as it was, and the next write
     goes ahead, under a name of its own, where one fixed name would be refused for good."""
-    latch = _file_latch(tmp_path)
+    latch = file_latch(tmp_path)
     latch.latch(latch.identity(), "first refusal", share=True)
     argv = [str(tmp_path / "token.pin"), str(tmp_path / "token")]
     writer = subprocess.Popen(
@@ -299,6 +273,6 @@ def test_what_a_killed_writer_leaves_stops_no_later_write(tmp_path: Path) -> Non
     finally:
         writer.wait(10)
     assert len(_left_beside(tmp_path)) == 1
-    assert _refusal(_file_latch(tmp_path)) == "first refusal"
+    assert _refusal(file_latch(tmp_path)) == "first refusal"
     latch.latch(latch.identity(), "second refusal", share=True)
-    assert _refusal(_file_latch(tmp_path)) == "second refusal"
+    assert _refusal(file_latch(tmp_path)) == "second refusal"

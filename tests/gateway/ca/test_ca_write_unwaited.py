@@ -129,6 +129,23 @@ def _refusals_while(alive: threading.Thread, path: Path) -> list[float]:
     return refused
 
 
+def certified_while_watched(bank: Bank, identity: MerchantIdentity) -> float:
+    """``identity`` certified as a merchant by ``bank``'s CA (its answer opened, complete),
+    another process trying ca.db's write lock meanwhile: how long ca.db was shut to it,
+    from its first refusal to its last."""
+    session = start_merchant(bank, identity)
+    sig, kex = new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE)
+    request, state = merchant_request(session, sig, kex)
+    answer: list[object] = []
+    caller = threading.Thread(target=lambda: answer.append(bank.stub.Cert(request)))
+    caller.start()
+    refused = _refusals_while(caller, bank.ca._store.path)
+    caller.join()
+    outcome = open_merchant_cert_response(answer[0], state, session.trust)  # type: ignore[arg-type]
+    assert outcome.complete
+    return refused[-1] - refused[0] if refused else 0.0
+
+
 @pytest.mark.parametrize("served", [ledger_process, ledger_in_worker], ids=["process", "worker"])
 def test_a_merchant_certification_lets_ca_db_go_before_it_waits_for_the_turn(
     ec_bank: Bank, tmp_path: Path, served: Callable[[Path], AbstractContextManager[Ledger]]
@@ -141,20 +158,10 @@ def test_a_merchant_certification_lets_ca_db_go_before_it_waits_for_the_turn(
     with served(tmp_path / "ledger.db") as ledger:
         directory = HeldWhileAside(ledger)
         with ca_asking(ec_bank, directory) as bank:
-            session = start_merchant(bank, identity)
-            sig, kex = new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE)
-            request, state = merchant_request(session, sig, kex)
-            answer: list[object] = []
-            caller = threading.Thread(target=lambda: answer.append(bank.stub.Cert(request)))
-            caller.start()
-            refused = _refusals_while(caller, bank.ca._store.path)
-            caller.join()
+            shut = certified_while_watched(bank, identity)
             assert directory.holder is not None
             directory.holder.join()
-            outcome = open_merchant_cert_response(answer[0], state, session.trust)  # type: ignore[arg-type]
-            assert outcome.complete
         assert ledger.merchant_account(identity.merchant_id) is not None
-    shut = refused[-1] - refused[0] if refused else 0.0
     assert shut < SHUT_AT_MOST_S, f"ca.db shut to other processes for {shut:.2f} s"
 
 

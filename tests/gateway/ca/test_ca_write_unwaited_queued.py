@@ -15,15 +15,18 @@ from pathlib import Path
 from gateway.cpu_turn import PROCESS_TURN
 from gateway.issuer import LedgerDirectory
 from gateway.ledger import Ledger
-from hsm.base import KeyUsage
 from hsm.observer import waiting
 from setcore.freshness import new_id
-from setcore.registration_merchant import MerchantIdentity, open_merchant_cert_response
+from setcore.registration_merchant import MerchantIdentity
 
 from .conftest import Bank
-from .flows import merchant_request, new_key, start_merchant
 from .ledger_issuer_support import ca_asking
-from .test_ca_write_unwaited import SHUT_AT_MOST_S, _holder, _refusals_while, ledger_in_worker
+from .test_ca_write_unwaited import (
+    SHUT_AT_MOST_S,
+    _holder,
+    certified_while_watched,
+    ledger_in_worker,
+)
 
 
 class HeldThenOtherOperation(LedgerDirectory):
@@ -62,20 +65,10 @@ def test_an_account_opening_ends_the_writers_wait_for_the_turn(
     with ledger_in_worker(tmp_path / "ledger.db") as ledger:
         directory = HeldThenOtherOperation(ledger)
         with ca_asking(ec_bank, directory) as bank:
-            session = start_merchant(bank, identity)
-            sig, kex = new_key(bank, KeyUsage.SIGNATURE), new_key(bank, KeyUsage.KEY_EXCHANGE)
-            request, state = merchant_request(session, sig, kex)
-            answer: list[object] = []
-            caller = threading.Thread(target=lambda: answer.append(bank.stub.Cert(request)))
-            caller.start()
-            refused = _refusals_while(caller, bank.ca._store.path)
-            caller.join()
+            shut = certified_while_watched(bank, identity)
             assert directory.holder is not None and directory.other is not None
             directory.holder.join()
             directory.other.join(5)
             assert not directory.other.is_alive()
-            outcome = open_merchant_cert_response(answer[0], state, session.trust)  # type: ignore[arg-type]
-            assert outcome.complete
         assert ledger.merchant_account(identity.merchant_id) is not None
-    shut = refused[-1] - refused[0] if refused else 0.0
     assert shut < SHUT_AT_MOST_S, f"ca.db shut to other processes for {shut:.2f} s"

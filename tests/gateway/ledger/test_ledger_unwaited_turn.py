@@ -74,6 +74,33 @@ def _noting(seen: list[tuple[str, bool]], name: str, turn: CpuTurn) -> Callable[
     return work
 
 
+def _ordinary_job_behind_a_holder(
+    store: SqliteLedgerStore, turn: CpuTurn
+) -> tuple[list[tuple[str, bool]], list[object]]:
+    """Another call holds the turn and another request's job reaches the writer: not
+    applied while the holder keeps it (after the writer had time to look several times
+    whether it may go on without it). What the job noted, and its answer, once the holder
+    let it go."""
+    has_turn, release = threading.Event(), threading.Event()
+    holder = _holder(turn, has_turn, release)
+    holder.start()
+    assert has_turn.wait(WAIT)
+    seen: list[tuple[str, bool]] = []
+    answers: list[object] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(store.execute(_noting(seen, "ordinary", turn))),
+        daemon=True,
+    )
+    caller.start()
+    _until(lambda: turn.wanting == 2 or bool(seen), "the writer never took the job")
+    time.sleep(LOOKS_S)
+    assert seen == [], "applied while another call holds the turn"
+    release.set()
+    caller.join(WAIT)
+    holder.join(WAIT)
+    return seen, answers
+
+
 def test_a_ca_write_ends_the_writers_wait_for_the_turn_for_an_earlier_group(
     store: SqliteLedgerStore, turn: CpuTurn
 ) -> None:
@@ -137,23 +164,7 @@ def test_an_ordinary_job_waits_for_a_turn_another_call_holds(
 ) -> None:
     """Only a CA write's wait spares the writer the turn: another request's job is applied
     once the turn is given back, by the writer holding it."""
-    has_turn, release = threading.Event(), threading.Event()
-    holder = _holder(turn, has_turn, release)
-    holder.start()
-    assert has_turn.wait(WAIT)
-    seen: list[tuple[str, bool]] = []
-    answers: list[object] = []
-    caller = threading.Thread(
-        target=lambda: answers.append(store.execute(_noting(seen, "ordinary", turn))),
-        daemon=True,
-    )
-    caller.start()
-    _until(lambda: turn.wanting == 2 or bool(seen), "the writer never took the job")
-    time.sleep(LOOKS_S)
-    assert seen == [], "applied while another call holds the turn"
-    release.set()
-    caller.join(WAIT)
-    holder.join(WAIT)
+    seen, answers = _ordinary_job_behind_a_holder(store, turn)
     assert seen == [("ordinary", True)]
     assert answers == [1]
     assert turn.wanting == 0
@@ -165,20 +176,5 @@ def test_a_ca_write_that_ended_leaves_the_writer_waiting_for_the_turn_again(
     """The CA write's wait counts only while it lasts: the next ordinary group waits."""
     with turn.unwaited():  # a write holding no turn: its job is applied at once
         assert store.execute(_select) == 1
-    has_turn, release = threading.Event(), threading.Event()
-    holder = _holder(turn, has_turn, release)
-    holder.start()
-    assert has_turn.wait(WAIT)
-    seen: list[tuple[str, bool]] = []
-    caller = threading.Thread(
-        target=lambda: store.execute(_noting(seen, "ordinary", turn)),
-        daemon=True,
-    )
-    caller.start()
-    _until(lambda: turn.wanting == 2 or bool(seen), "the writer never took the job")
-    time.sleep(LOOKS_S)
-    assert seen == [], "applied while another call holds the turn"
-    release.set()
-    caller.join(WAIT)
-    holder.join(WAIT)
+    seen, _ = _ordinary_job_behind_a_holder(store, turn)
     assert seen == [("ordinary", True)]
