@@ -29,11 +29,13 @@ but its thread. Threads are bounded all the same: one peer (one connection, as g
 ``peer()`` names it, not one host: a balancer and a peer that stalls may share an
 address behind a NAT or a proxy) has at most ``PEER_SENDERS`` places, sends under way
 that hold one; its other streams wait aside, for no sender, and each of its sends that
-ends (completed, or cancelled as stalled) or gives its place up (below) takes back the
-oldest of them (``Senders._sent``, ``Senders._give_up_places``). So a connection whose
-sends complete holds at most ``PEER_SENDERS`` threads, one whose every send stalls at
-most ``PEER_SENDERS`` for each ``STALLED_PLACE_SECONDS`` of its ``SEND_STALL_SECONDS``
-(32), and all of them never more than the server holds Watch streams open.
+holds a place and ends (completed, or cancelled as stalled), or gives its place up
+(below), takes back the oldest of them (``Senders._sent``, ``Senders._give_up_places``):
+a send that gave its place up took back for it then, and its end takes back nothing. So
+a connection whose sends complete holds at most ``PEER_SENDERS`` threads, one whose every
+send stalls at most ``PEER_SENDERS`` for each ``STALLED_PLACE_SECONDS`` of its
+``SEND_STALL_SECONDS`` (32), and all of them never more than the server holds Watch
+streams open.
 
 A stream is cancelled for its own stall only, never with a neighbour's, and never before
 its own send has waited ``SEND_STALL_SECONDS``. HTTP/2's flow control is per stream, so
@@ -50,6 +52,9 @@ neighbour's peer took nothing for seconds, and a peer that reads takes a status 
 under a millisecond. If its send has not completed by then, the send gives the place up
 and goes on, placeless, on its own thread, until it completes or its own
 ``SEND_STALL_SECONDS`` are up; the next stream aside is taken back in its place, so too.
+What is due on the stream after that send waits for a place again, as any other's
+(``WatchStream.__call__`` hands it back): once, its sender kept it for every later
+status, and a peer slower than the statuses came held a thread for each of its streams.
 So a connection whose every stream stalls is still drained, ``PEER_SENDERS`` streams
 taken back every 0.25 s, 16 a second, each cancelled 2 s after its send began (a stop
 waits for it, and for the last of them), and a reading stream there is told its status
@@ -250,10 +255,12 @@ class Senders:
                     return
             handed_back = stream()
 
-    def _sent(self, me: object, stream: WatchStream, handed_back: bool = False) -> None:
+    def _sent(self, me: object, stream: WatchStream, handed_back: bool) -> None:
         # Under the lock: ``me``'s sends on ``stream`` are over (completed, or its call
         # cancelled). If they held a place (they gave none up), its peer's oldest stream
-        # aside, if any, is next, ahead of those queued after it (module docstring).
+        # aside, if any, is next, ahead of those queued after it (module docstring); if
+        # not, the stream, if ``handed_back`` busy (``WatchStream.__call__``), is queued
+        # first, to wait for a place.
         del self._sending[me]
         peer = stream.peer
         now = time.monotonic()
@@ -411,7 +418,8 @@ class Senders:
     def _stalled(self, now: float) -> list[WatchStream]:
         # Under the lock: the streams to cancel, each whose own send has stalled; never
         # one waiting aside, which may well be read (module docstring): its peer's sends
-        # that end, cancelled or not, or give their places up, take it back from aside.
+        # that end holding a place, cancelled or not, or give their places up, take it
+        # back from aside.
         stalled = []
         for stream in self._sending.values():
             stalls_at = _stalls_at(stream)

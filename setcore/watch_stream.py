@@ -31,8 +31,9 @@ class WatchStream:
     """One open Watch stream, which orders its own sends (module docstring): its send
     callback and call, the newest status offered to it (by its order, ``seq``), the status
     to send next, whether it is to be ended and has been, whether a sender has it or it is
-    queued for one (``busy``), when the send under way began (None: none is), and whether
-    it was taken back from aside in place of a stalled send (``aside``, until it is idle).
+    queued for one (``busy``), when the send under way began (None: none is), whether
+    it was taken back from aside in place of a stalled send (``aside``, until it is idle),
+    and whether the send under way gave its place up (``placeless``, until it is over).
     Calling it sends what is due on it (a sender's, or a test's ``run``)."""
 
     __slots__ = (
@@ -98,8 +99,10 @@ class WatchStream:
 
     def __call__(self) -> bool:
         """A sender's: the pending status, then the end if it is due, until nothing is
-        left; a status recorded meanwhile is sent by this loop too, after the one under
-        way. A send that raises leaves the call over: nothing more is sent on it."""
+        left (False: the stream is idle); a status recorded meanwhile is sent by this loop
+        too, after the one under way, unless that send's place was given up
+        (``give_place_up``): then True, the stream still busy, for the senders to queue
+        again. A send that raises leaves the call over: nothing more is sent on it."""
         while True:
             with self.lock:
                 if self.pending is not None:

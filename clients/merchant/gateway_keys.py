@@ -36,7 +36,7 @@ from setcore.enum_names import code_name
 from setcore.envelope import Recipient
 from setcore.errors import PeerError, ProtocolError
 from setcore.gateway_admin import SUCCESS, GatewayCertificate
-from setcore.pki.bci import RevocationUnavailable
+from setcore.pki.bci import RevocationSnapshot, RevocationUnavailable
 from setcore.pki.issuance import utc
 from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
@@ -109,9 +109,6 @@ def revocation_current(trust: TrustStore, at: datetime | None = None) -> None:
         )
 
 
-_NONE_UNJUDGED = object()  # no PCertRes went unjudged by the data held
-
-
 class JudgedFetch:
     """The merchant's PCertReq, sent only while its revocation data could judge the answer.
 
@@ -135,8 +132,9 @@ class JudgedFetch:
     ) -> None:
         """``refresh``: the revocation feed's ``ensure_fresh``; ``ask``: the PCertReq."""
         self._trust, self._refresh, self._ask = trust, refresh, ask
-        # The revocation data the last PCertRes could not be judged by, and why.
-        self._unjudged: object = _NONE_UNJUDGED
+        # The revocation data the last PCertRes could not be judged by (None: it was
+        # judged; the data held is never None once ``revocation_current`` passed), and why.
+        self._unjudged: RevocationSnapshot | None = None
         self._why = ""
 
     def __call__(self) -> GatewayCertificate:
@@ -154,7 +152,7 @@ class JudgedFetch:
             # The data asked with, not any installed meanwhile: that is asked with anew.
             self._unjudged, self._why = held, unjudged.reason
             raise
-        self._unjudged = _NONE_UNJUDGED  # the snapshot it names is not held on to
+        self._unjudged = None  # the snapshot it named is not held on to
         return answer
 
 

@@ -8,12 +8,13 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Sequence
 from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2
 
-from setcore.watch_sends import WatchStream  # the senders' own, as they take it
+from setcore.watch_stream import WatchStream
 from tests.setcore.zero_window_support import WAIT_SECONDS
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -85,6 +86,37 @@ class Call:
 _NUMBERS = itertools.count()
 
 
-def over(calls: list[Call]) -> bool:
+class Gauge:
+    """Sends under way at once, and the most seen."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.under_way = 0
+        self.most = 0
+
+    def change(self, by: int) -> None:
+        with self.lock:
+            self.under_way += by
+            self.most = max(self.most, self.under_way)
+
+
+class Counted(Call):
+    """A call whose sends under way are counted on ``gauge``."""
+
+    def __init__(
+        self, connection: str, order: list[Call], gauge: Gauge, takes: float | None = None
+    ) -> None:
+        super().__init__(connection, order, takes)
+        self.gauge = gauge
+
+    def send(self, response: object) -> None:
+        self.gauge.change(1)
+        try:
+            super().send(response)
+        finally:
+            self.gauge.change(-1)
+
+
+def over(calls: Sequence[Call]) -> bool:
     """Whether every call's sends are over: each told a status or cancelled."""
     return all(call.told or call.cancelled.is_set() for call in calls)

@@ -11,14 +11,13 @@ as any other. And a placeless send's end frees no place (only its sender's count
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from setcore import watch_sends
 from setcore.watch_sends import PEER_SENDERS, Senders
-from tests.setcore.slow_peer_support import SERVING, Call, over
+from tests.setcore.slow_peer_support import SERVING, Call, Counted, Gauge, over
 
 STALL_SECONDS = 1.0
 READ_SECONDS = 0.6  # each status taken in 0.6 s: inside the stall limit
@@ -26,35 +25,14 @@ SET_EVERY = 0.3  # the monitor's sets, scaled as the stall limit is
 READERS = 6 * PEER_SENDERS
 
 
-class _Gauge:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now = 0
-        self.most = 0
-
-    def change(self, by: int) -> None:
-        with self.lock:
-            self.now += by
-            self.most = max(self.most, self.now)
-
-
 def test_slow_readers_behind_stalled_streams_hold_no_more_threads_than_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
-    gauge = _Gauge()
-
-    class Counted(Call):
-        def send(self, response: object) -> None:
-            gauge.change(1)
-            try:
-                super().send(response)
-            finally:
-                gauge.change(-1)
-
+    gauge = Gauge()
     order: list[Call] = []
-    stalled = [Counted("balancer", order) for _ in range(PEER_SENDERS)]
-    readers = [Counted("balancer", order, READ_SECONDS) for _ in range(READERS)]
+    stalled = [Counted("balancer", order, gauge) for _ in range(PEER_SENDERS)]
+    readers = [Counted("balancer", order, gauge, READ_SECONDS) for _ in range(READERS)]
     streams = [call.stream() for call in [*stalled, *readers]]
     senders = Senders()
     senders.run(streams)

@@ -16,13 +16,11 @@ all 28 (a review's finding). Now such a stream's send only gives its place up af
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from setcore import watch_sends
 from setcore.watch_sends import PEER_SENDERS, Senders
-from tests.setcore.slow_peer_support import SERVING, Call, over
+from tests.setcore.slow_peer_support import SERVING, Call, Counted, Gauge, over
 from tests.setcore.zero_window_support import until
 
 # The stall limit here, shorter than the module's (2 s), for a short test.
@@ -43,37 +41,6 @@ QUIET = 6 * PEER_SENDERS
 LATE_PER_PLACE = 1
 
 
-class _Gauge:
-    """Sends under way at once, and the most seen."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.under_way = 0
-        self.most = 0
-
-    def change(self, by: int) -> None:
-        with self.lock:
-            self.under_way += by
-            self.most = max(self.most, self.under_way)
-
-
-class _Counted(Call):
-    """A call whose sends under way are counted on ``gauge``."""
-
-    def __init__(
-        self, connection: str, order: list[Call], gauge: _Gauge, takes: float | None = None
-    ) -> None:
-        super().__init__(connection, order, takes)
-        self.gauge = gauge
-
-    def send(self, response: object) -> None:
-        self.gauge.change(1)
-        try:
-            super().send(response)
-        finally:
-            self.gauge.change(-1)
-
-
 @pytest.mark.parametrize("stalled_count", STALLED)
 def test_reading_streams_behind_stalled_ones_of_their_connection_are_never_cancelled(
     stalled_count: int, monkeypatch: pytest.MonkeyPatch
@@ -85,9 +52,9 @@ def test_reading_streams_behind_stalled_ones_of_their_connection_are_never_cance
     sends at once."""
     monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
     order: list[Call] = []
-    gauge = _Gauge()
-    stalled = [_Counted("balancer", order, gauge) for _ in range(stalled_count)]
-    readers = [_Counted("balancer", order, gauge, READ_SECONDS) for _ in range(READERS)]
+    gauge = Gauge()
+    stalled = [Counted("balancer", order, gauge) for _ in range(stalled_count)]
+    readers = [Counted("balancer", order, gauge, READ_SECONDS) for _ in range(READERS)]
     Senders().run([call.stream() for call in [*stalled, *readers]])
     until(lambda: over([*stalled, *readers]), "every stream's send was over")
     cut = [readers.index(call) for call in readers if call.cancelled.is_set()]
@@ -107,8 +74,8 @@ def test_a_connection_whose_every_stream_stalls_drains_with_bounded_threads(
     and never more sends are under way at once than 4 per 0.25 s of that limit."""
     monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
     order: list[Call] = []
-    gauge = _Gauge()
-    quiet = [_Counted("quiet", order, gauge) for _ in range(QUIET)]
+    gauge = Gauge()
+    quiet = [Counted("quiet", order, gauge) for _ in range(QUIET)]
     Senders().run([call.stream() for call in quiet])
     until(lambda: all(call.cancelled.is_set() for call in quiet), "every stream was cancelled")
     rounds = QUIET // PEER_SENDERS - 1

@@ -7,7 +7,6 @@ worker of its own, as a bank does."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from cli import bench_stop
+
+from .process_support import alive, gone, kill_left
 
 # A server that starts a worker, writes both pids, and says it serves (SIGTERM ends it, its
 # worker is left to the group's SIGKILL, as a bank's would be if it did not stop them).
@@ -56,23 +57,6 @@ sys.exit(main.main(["bench", "authorize", "--spawn", "--rate", "1", "--duration"
 WAIT_SECONDS = 30.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
-def _gone(pids: list[int], seconds: float) -> bool:
-    give_up = time.monotonic() + seconds
-    while any(_alive(pid) for pid in pids):
-        if time.monotonic() > give_up:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def _bench(tmp_path: Path, ignore_hangup: bool = False) -> subprocess.Popen[str]:
     how = "nohup" if ignore_hangup else "terminal"
     with (tmp_path / "stderr").open("w") as stderr:  # the child keeps its own copy
@@ -91,15 +75,8 @@ def _serving(bench: subprocess.Popen[str], tmp_path: Path) -> list[int]:
         stderr = (tmp_path / "stderr").read_text()
         pytest.fail(f"the bench ended ({bench.returncode}) before serving: {said!r}\n{stderr}")
     pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
-    assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
     return pids
-
-
-def _kill_left(pids: list[int]) -> None:
-    """Whatever a failing test left running, by the pids it started."""
-    for pid in pids:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_hung_up_bench_stops_the_bank_it_started_and_says_so(tmp_path: Path) -> None:
@@ -111,7 +88,7 @@ def test_a_hung_up_bench_stops_the_bank_it_started_and_says_so(tmp_path: Path) -
         status = bench.wait(WAIT_SECONDS)
         # Before, Python's own action ended the bench at once (-1: killed by SIGHUP), and
         # the bank it had started served on, on its port.
-        assert _gone(started, WAIT_SECONDS), "the bench's bank outlived its hangup"
+        assert gone(started, WAIT_SECONDS), "the bench's bank outlived its hangup"
         assert status == 1
         report = json.loads((tmp_path / "report.json").read_text())
         assert report["failed"] == "stopped by SIGHUP"
@@ -119,7 +96,7 @@ def test_a_hung_up_bench_stops_the_bank_it_started_and_says_so(tmp_path: Path) -
         if bench.poll() is None:
             bench.kill()
             bench.wait()
-        _kill_left(started)
+        kill_left(started)
 
 
 def test_a_bench_under_nohup_outlives_its_hangup(tmp_path: Path) -> None:
@@ -130,15 +107,15 @@ def test_a_bench_under_nohup_outlives_its_hangup(tmp_path: Path) -> None:
         bench.send_signal(signal.SIGHUP)
         time.sleep(1.0)
         assert bench.poll() is None, "nohup's ignored SIGHUP stopped the bench"
-        assert all(_alive(pid) for pid in started)
+        assert all(alive(pid) for pid in started)
         bench.send_signal(signal.SIGTERM)  # and it still stops what it started
         assert bench.wait(WAIT_SECONDS) == 1
-        assert _gone(started, WAIT_SECONDS)
+        assert gone(started, WAIT_SECONDS)
     finally:
         if bench.poll() is None:
             bench.kill()
             bench.wait()
-        _kill_left(started)
+        kill_left(started)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from clients.loadtest import spawn
 from clients.loadtest.cpu import descendants
 
 from .conftest import serve_echo
+from .process_support import gone, kill_left
 
 # How long an orphaned worker may take to notice (``gateway.ceiling.PARENT_CHECK_SECONDS``)
 # and stop listening, with room for a loaded machine.
@@ -41,33 +42,9 @@ time.sleep(120)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
-
-
-def _gone(pids: list[int], seconds: float) -> bool:
-    give_up = time.monotonic() + seconds
-    while any(_alive(pid) for pid in pids):
-        if time.monotonic() > give_up:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _kill_left(pids: list[int]) -> None:
-    """Whatever a failing test left running, by the pids it started."""
-    for pid in pids:
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _pids(path: Path) -> list[int]:
@@ -89,10 +66,10 @@ def test_the_echo_s_workers_stop_when_their_parent_is_killed(echo: spawn.Server)
     try:
         os.kill(echo.process.pid, signal.SIGKILL)
         echo.process.wait()
-        assert _gone(workers, ORPHAN_SECONDS), "the workers outlived their parent"
+        assert gone(workers, ORPHAN_SECONDS), "the workers outlived their parent"
         assert not _listening(echo.port)
     finally:
-        _kill_left(workers)
+        kill_left(workers)
 
 
 def test_a_server_that_does_not_stop_is_killed_with_its_workers(
@@ -105,9 +82,9 @@ def test_a_server_that_does_not_stop_is_killed_with_its_workers(
     started = _pids(pids)
     try:
         server.stop()
-        assert _gone(started, 5.0), "the server's worker outlived it"
+        assert gone(started, 5.0), "the server's worker outlived it"
     finally:
-        _kill_left(started)
+        kill_left(started)
 
 
 def test_an_interrupted_start_stops_the_starting_server(tmp_path: Path) -> None:
@@ -130,8 +107,8 @@ def test_an_interrupted_start_stops_the_starting_server(tmp_path: Path) -> None:
             spawn.start("slow", argv, tmp_path / "ports", tmp_path / "log")
         interrupter.join()
         assert len(started) == 2
-        assert _gone(started, 5.0), "the starting server was left running"
+        assert gone(started, 5.0), "the starting server was left running"
     finally:
         interrupter.join()
         signal.signal(signal.SIGTERM, previous)
-        _kill_left(started)
+        kill_left(started)

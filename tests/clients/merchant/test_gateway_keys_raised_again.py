@@ -13,6 +13,7 @@ from clients.merchant.gateway_keys import GatewayKeys, _raised_again
 from setcore.errors import ErrorCode, PeerError
 from setcore.gateway_admin import GatewayCertificate
 from setpay.v1 import gateway_admin_pb2
+from tests.clients.merchant.gateway_keys_support import scripted
 from tests.clients.merchant.test_gateway_keys import Clock
 
 LOGGER = "setpay.merchant.gateway"
@@ -23,16 +24,7 @@ NOT_SERVED = GatewayCertificate(
 
 def _scripted(*script: object) -> GatewayKeys:
     """Keys whose fetches return or raise each of ``script`` in turn."""
-    left = list(script)
-
-    def fetch() -> GatewayCertificate:
-        item = left.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        assert isinstance(item, GatewayCertificate)
-        return item
-
-    return GatewayKeys(fetch, clock=Clock())
+    return GatewayKeys(scripted(*script), clock=Clock())
 
 
 def _levels(keys: GatewayKeys, count: int, caplog: pytest.LogCaptureFixture) -> list[int]:

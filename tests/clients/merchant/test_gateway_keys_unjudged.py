@@ -24,6 +24,7 @@ from setcore.pki.issuance import utc
 from setcore.pki.roles import PAYMENT_GATEWAY, CertificateUsage
 from setcore.pki.truststore import TrustStore
 from tests.clients.conftest import MerchantFactory
+from tests.clients.merchant.gateway_keys_support import scripted
 from tests.clients.merchant.test_gateway_keys import Clock
 
 USES = 50
@@ -167,19 +168,13 @@ class _Snapshot:
 def _judged(*script: object) -> tuple[JudgedFetch, _Trust, list[int]]:
     """A fetch whose PCertReqs return or raise each of ``script`` in turn; the refreshes
     counted."""
-    trust, left, refreshed = _Trust(), list(script), [0]
-
-    def ask() -> GatewayCertificate:
-        item = left.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        assert isinstance(item, GatewayCertificate)
-        return item
+    trust, refreshed = _Trust(), [0]
 
     def refresh() -> None:
         refreshed[0] += 1
 
-    return JudgedFetch(trust, refresh, ask), trust, refreshed  # type: ignore[arg-type]
+    fetch = JudgedFetch(trust, refresh, scripted(*script))  # type: ignore[arg-type]
+    return fetch, trust, refreshed
 
 
 def test_a_failure_other_than_unjudged_data_is_asked_again_at_the_next_use() -> None:
