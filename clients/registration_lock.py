@@ -23,9 +23,10 @@ at once (``RegistrationError``), nothing made, recorded or sent. The kernel drop
 A wallet's purchases and inquiries only read the card file: they take no lock.
 
 Nothing is ever written to the lock file, and a ``flock`` needs no more than a read-only
-descriptor: it is opened read-only (``hsm.filelock``, which the key backends share, opens
-its own for writing), so that a lock file the user may read but not write does not stop
-every ``register`` and ``renew`` with "Permission denied". One made by a run as root
+descriptor: it is opened read-only (``clients.lock_file``, as the wallet's purchase book
+opens its own; ``hsm.filelock``, which the key backends share, opens its own for
+writing), so that a lock file the user may read but not write does not stop every
+``register`` and ``renew`` with "Permission denied". One made by a run as root
 (``sudo``) in another user's directory is handed to the directory's owner, private to
 them (0600) as before: the owner's later runs open it, other users still cannot. One no
 run can open (left by an earlier release under ``sudo``), or that is not a plain file,
@@ -39,19 +40,16 @@ import errno
 import fcntl
 import functools
 import os
-import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from clients.errors import RegistrationError
+from clients.lock_file import NotPlainFile, open_lock_file, why_unusable
 
 LOCK_FILE = "registration.lock"
 # Private to the directory's owner, as the files it guards are.
 LOCK_FILE_MODE = 0o600
-# Read-only: a flock needs no more. Not followed if a link; not waited on if a FIFO
-# (opened read-only, one would wait for a writer), which is then refused as no plain file.
-_OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,10 +78,11 @@ def _unusable(path: Path, command: str, why: str) -> RegistrationError:
 
 
 def _why_not_opened(path: Path, command: str, exc: OSError) -> str:
-    """Why ``path`` did not open, and the way out when it is another user's."""
-    why = exc.strerror or type(exc).__name__
-    if exc.errno == errno.ELOOP:
-        return "it is a symbolic link"
+    """Why ``path`` did not open or is refused, and the way out when it is another
+    user's or no plain file."""
+    why = why_unusable(exc)
+    if isinstance(exc, NotPlainFile):
+        return f"{why}: remove it, run {command} again"
     if exc.errno != errno.EACCES:
         return why
     try:
@@ -99,9 +98,9 @@ def _why_not_opened(path: Path, command: str, exc: OSError) -> str:
 
 
 def _owned_as_its_directory(fd: int, path: Path) -> None:
-    """A lock file root has just made (``_opened``: created by this very open) in another
-    user's directory is given to that user: a run under sudo would otherwise leave one
-    the owner's runs cannot open.
+    """A lock file root has just made (``open_lock_file``: created by this very open) in
+    another user's directory is given to that user: a run under sudo would otherwise
+    leave one the owner's runs cannot open.
 
     Never a file that was there before: the directory's owner may have put there a hard
     link to any file of root's (``/etc/shadow``), and unlinked its own name after the
@@ -114,14 +113,6 @@ def _owned_as_its_directory(fd: int, path: Path) -> None:
         os.fchown(fd, directory.st_uid, directory.st_gid)
 
 
-def _opened(path: Path) -> tuple[int, bool]:
-    """The lock file's descriptor, and whether this open created it (``O_EXCL``)."""
-    try:
-        return os.open(path, _OPEN_FLAGS | os.O_EXCL, LOCK_FILE_MODE), True
-    except FileExistsError:
-        return os.open(path, _OPEN_FLAGS, LOCK_FILE_MODE), False
-
-
 @contextlib.contextmanager
 def registering_alone(directory: Path, party: str, command: str) -> Iterator[None]:
     """Hold ``directory``'s registration lock through the block, for ``command``
@@ -130,14 +121,10 @@ def registering_alone(directory: Path, party: str, command: str) -> Iterator[Non
     file (nothing made, recorded or sent)."""
     path = directory / LOCK_FILE
     try:
-        fd, created = _opened(path)
+        fd, created = open_lock_file(path, LOCK_FILE_MODE)
     except OSError as exc:
         raise _unusable(path, command, _why_not_opened(path, command, exc)) from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _unusable(
-                path, command, f"it is not a plain file: remove it, run {command} again"
-            )
         try:
             if created:
                 _owned_as_its_directory(fd, path)

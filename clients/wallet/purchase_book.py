@@ -16,7 +16,9 @@ PReq answered, unsigned, as shed unread) refuses another purchase of the same or
 buys all the same, naming it (``refuse_shed``). Two wallet commands at once (a purchase
 and an inquiry, say) each update the file under a lock, so neither loses the other's
 record, nor records a purchase under an XID the other just recorded; an inquiry saves its
-answer only over the record it asked about (``save_unless_changed``). A purchase is named
+answer only over the record it asked about (``save_unless_changed``). The lock file is
+opened only as a plain file (``clients.lock_file``): a symbolic link or a FIFO in its
+place is refused (``ConfigError``), naming it, the book left as it was. A purchase is named
 by the shortest start of its XID no other purchase shares (``short_ids``): an XID that
 starts as an earlier one's cannot make two look alike.
 """
@@ -37,6 +39,7 @@ from google.protobuf.message import DecodeError
 
 from clients.errors import ClientError, ConfigError, ShedUnsettled
 from clients.identity import write_atomically
+from clients.lock_file import open_lock_file, why_unusable
 from clients.wallet import short_ids
 from clients.wallet.merchant_answers import SHED
 from setcore.currency import exponent_for
@@ -311,11 +314,26 @@ class PurchaseBook:
         commands saving at once would each write the list it read, without the other's
         record. Readers need no lock: the file is replaced whole (``write_atomically``)."""
         self._lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PURCHASES_FILE_MODE)
+        # Never through a link planted in its place, nor on a FIFO (``clients.lock_file``):
+        # refused, naming it, nothing read or written.
         try:
-            os.fchmod(fd, PURCHASES_FILE_MODE)
+            fd, _ = open_lock_file(self._lock, PURCHASES_FILE_MODE)
+        except OSError as exc:
+            raise self._unusable_lock(why_unusable(exc)) from None
+        try:
+            try:
+                os.fchmod(fd, PURCHASES_FILE_MODE)
+            except OSError as exc:
+                raise self._unusable_lock(f"its mode cannot be set ({exc.strerror})") from None
             # Blocks without a limit: a holder only reads and writes this one small file.
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def _unusable_lock(self, why: str) -> ConfigError:
+        """The refusal of a lock file that cannot be used: named, with what to do."""
+        return ConfigError(
+            f"cannot use lock file {self._lock}: {why}; remove it, with no other wallet "
+            f"command running: nothing was written to {self._path.name}"
+        )
