@@ -40,12 +40,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
+from cli.bank_ledger import NoLedger, open_existing_store, utc
 from gateway.config import BankConfig
-from gateway.ledger import LedgerError, LedgerStore, PostgresLedgerStore, SqliteLedgerStore
+from gateway.ledger import LedgerError, LedgerStore
 from gateway.ledger.batches import BATCH_ID_BYTES
 from gateway.ledger.books import MAX_DIFFERENCES, differences
 from gateway.ledger.outcomes import TransactionKind
@@ -72,10 +71,6 @@ _KINDS = {
     TransactionKind.CREDIT: "credits",
     TransactionKind.CREDIT_REVERSAL: "credit reversals",
 }
-
-
-class BooksCommandError(Exception):
-    """``show-batch`` or ``check-books`` cannot run as configured (its message says why)."""
 
 
 def batch_id(text: str) -> str:
@@ -108,7 +103,7 @@ def run(config: BankConfig, args: argparse.Namespace) -> int:
     """Run ``show-batch`` or ``check-books`` on the ledger's store; the exit status. Errors
     are printed as the other ``setpay bank`` commands print theirs (status 1)."""
     try:
-        store = _open_existing_store(config)
+        store = open_existing_store(config)
         try:
             if args.bank_command == "show-batch":
                 found = store.read(
@@ -122,25 +117,9 @@ def run(config: BankConfig, args: argparse.Namespace) -> int:
             store.close()
     except BrokenPipeError:
         raise  # standard output's reader went away (``| head``): cli.main ends quietly
-    except (BooksCommandError, LedgerError, OSError) as exc:
+    except (NoLedger, LedgerError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
-
-
-def _open_existing_store(config: BankConfig) -> LedgerStore:
-    """The ledger's store, opened ``read_only``: SchemaError, and nothing made or changed,
-    where no ledger at this release's schema version is there (opened for writing, an
-    empty one would be made, its books balancing, or an older one migrated)."""
-    url = config.ledger_url()
-    if not url.startswith("sqlite:"):
-        return PostgresLedgerStore(url, read_only=True)
-    path = Path(url[len("sqlite:") :])
-    if not path.is_file():  # said here: SQLite's CANTOPEN would not name the file
-        raise BooksCommandError(
-            f"no ledger at {path} (ledger.store, or SETPAY_LEDGER): nothing to read, and "
-            "this command makes none"
-        )
-    return SqliteLedgerStore(path, read_only=True)
 
 
 def _check_books(store: LedgerStore) -> int:
@@ -161,9 +140,9 @@ def _check_books(store: LedgerStore) -> int:
 
 def batch_lines(batch: BatchTotals) -> list[str]:
     """A batch for the operator: a line of its state, then its totals by currency."""
-    state = f"{batch.status}, opened {_utc(batch.opened_at_ms)}"
+    state = f"{batch.status}, opened {utc(batch.opened_at_ms)}"
     if batch.closed_at_ms is not None:
-        state += f", closed {_utc(batch.closed_at_ms)}"
+        state += f", closed {utc(batch.closed_at_ms)}"
     lines = [f"merchant {batch.merchant_id} batch {batch.batch_id}: {state}"]
     for currency, kinds in batch.totals.items():
         digits = minor_unit_on_record(currency)
@@ -190,8 +169,3 @@ def _amount(amount: int, digits: int | None) -> str:
     if digits is None:  # no unit on record: only the ledger's count means anything
         return f"{amount} minor units"
     return f"{major_units(amount, digits)} ({amount} minor units)"
-
-
-def _utc(ms: int) -> str:
-    """A Unix-milliseconds time for people, in UTC to the second."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

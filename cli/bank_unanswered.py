@@ -13,7 +13,7 @@ were shown, if not all), and how many more were settled by hand. Those are kept 
 (``gateway.ledger.retention``), so listed with the others they would fill the listing
 for good: ``--settled`` lists them instead, with when and why each was settled, the most
 recently settled first. It reads the ledger's store alone, ``read_only``, as
-``show-batch`` does (``cli.bank_books``): no keys, nothing made, migrated or locked, and
+``show-batch`` does (``cli.bank_ledger``): no keys, nothing made, migrated or locked, and
 no PAN read.
 
 ``settle-unanswered`` settles by hand one such decision that can never be answered (its
@@ -42,20 +42,12 @@ from __future__ import annotations
 import argparse
 import string
 import sys
-from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 from cli.bank_books import major_units
+from cli.bank_ledger import NoLedger, open_existing_store, utc
 from gateway.config import BankConfig
-from gateway.ledger import (
-    LedgerError,
-    LedgerStore,
-    PostgresLedgerStore,
-    SqliteLedgerStore,
-    StoreUnavailable,
-    wall_clock_ms,
-)
+from gateway.ledger import LedgerError, StoreUnavailable, wall_clock_ms
 from gateway.ledger.limits import MAX_ID_BYTES
 from gateway.ledger.pan import echoed
 from gateway.ledger.unanswered import (
@@ -127,13 +119,13 @@ def run(config: BankConfig, args: argparse.Namespace) -> int:
         return _settle(config, args)
     except BrokenPipeError:
         raise  # standard output's reader went away (``| head``): cli.main ends quietly
-    except (UnansweredCommandError, LedgerError, OSError) as exc:
+    except (UnansweredCommandError, NoLedger, LedgerError, OSError) as exc:
         print(f"setpay bank: {exc}", file=sys.stderr)
         return 1
 
 
 def _show(config: BankConfig, *, settled: bool) -> int:
-    store = _open_store(config, read_only=True)
+    store = open_existing_store(config, read_only=True)
     try:
         listing = store.read(partial(list_unanswered, settled=settled))
     finally:
@@ -172,7 +164,7 @@ def _settle(config: BankConfig, args: argparse.Namespace) -> int:
         raise UnansweredCommandError(f"--reason: {exc}; nothing changed") from None
     # Read first, from the store opened ``read_only``: a ledger at another schema version
     # is refused there, never migrated by this command (the module docstring).
-    store = _open_store(config, read_only=True)
+    store = open_existing_store(config, read_only=True)
     try:
         found = store.read(partial(unanswered_decision, rrpid=rrpid))
     finally:
@@ -190,7 +182,7 @@ def _settle(config: BankConfig, args: argparse.Namespace) -> int:
         print(_EVERY_BANK_THIS_RELEASE)
         print("nothing changed: run again with --yes to settle it")
         return 0
-    store = _open_store(config, read_only=False)
+    store = open_existing_store(config, read_only=False)
     try:
         settled = store.execute(partial(settle, rrpid=rrpid, reason=reason, now_ms=wall_clock_ms()))
     except StoreUnavailable as exc:
@@ -230,15 +222,15 @@ def decision_line(decision: UnansweredDecision) -> str:
         parts.append(f"amount {major}({decision.amount} minor units) currency {decision.currency}")
     elif decision.currency is not None:
         parts.append(f"currency {decision.currency}")
-    parts.append(f"decided {_utc(decision.decided_at_ms)}")
-    parts.append(f"checked {_utc(decision.checked_at_ms)}")
+    parts.append(f"decided {utc(decision.decided_at_ms)}")
+    parts.append(f"checked {utc(decision.checked_at_ms)}")
     if decision.hold is not None:
         parts.append(_hold_part(decision.hold, decision.currency, wall_clock_ms()))
     if decision.settled_at_ms is None:
         parts.append("awaiting its answer")
     else:
         parts.append(
-            f"settled by hand {_utc(decision.settled_at_ms)}: {_shown(decision.reason or '')}"
+            f"settled by hand {utc(decision.settled_at_ms)}: {_shown(decision.reason or '')}"
         )
     return " ".join(parts)
 
@@ -246,9 +238,9 @@ def decision_line(decision: UnansweredDecision) -> str:
 def _hold_part(hold: HoldState, currency: int | None, now_ms: int) -> str:
     """An authorization's hold for ``decision_line``: lapsing (when), lapsed, or closed."""
     if hold.lapsed(now_ms):
-        return f"hold lapsed {_utc(hold.expires_at_ms)}: released to the card"
+        return f"hold lapsed {utc(hold.expires_at_ms)}: released to the card"
     if hold.status == "pending":
-        return f"hold {_money(hold.pending, currency)} pending, lapses {_utc(hold.expires_at_ms)}"
+        return f"hold {_money(hold.pending, currency)} pending, lapses {utc(hold.expires_at_ms)}"
     return f"hold closed, {_money(hold.captured, currency)} captured"
 
 
@@ -260,13 +252,13 @@ def _hold_said(decision: UnansweredDecision, now_ms: int) -> str | None:
         return None
     if hold.lapsed(now_ms):
         return (
-            f"this authorization's hold lapsed {_utc(hold.expires_at_ms)}: its money went"
+            f"this authorization's hold lapsed {utc(hold.expires_at_ms)}: its money went"
             " back to the card, and the merchant never captured it"
         )
     if hold.status == "pending":
         return (
             "this authorization's hold is not captured by the settling: it lapses"
-            f" {_utc(hold.expires_at_ms)}, when the money goes back to the card, and the"
+            f" {utc(hold.expires_at_ms)}, when the money goes back to the card, and the"
             " merchant, never answered, holds no capture token and can never capture it"
         )
     captured = _money(hold.captured, decision.currency)
@@ -285,24 +277,3 @@ def _shown(text: str) -> str:
     quoted with escapes if it holds a character that would break or turn the line."""
     masked = echoed(text)
     return repr(masked) if refused_character(masked) is not None else masked
-
-
-def _utc(ms: int) -> str:
-    """A Unix-milliseconds time for people, in UTC to the second."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _open_store(config: BankConfig, *, read_only: bool) -> LedgerStore:
-    """The ledger's store; ``read_only``: its reads alone, of a ledger at this release's
-    schema version (SchemaError otherwise, nothing made or migrated). Written, it is
-    opened only after such a read, so it migrates nothing either."""
-    url = config.ledger_url()
-    if not url.startswith("sqlite:"):
-        return PostgresLedgerStore(url, read_only=read_only)
-    path = Path(url[len("sqlite:") :])
-    if not path.is_file():  # said here: SQLite's CANTOPEN would not name the file
-        raise UnansweredCommandError(
-            f"no ledger at {path} (ledger.store, or SETPAY_LEDGER): nothing to read, and"
-            " this command makes none"
-        )
-    return SqliteLedgerStore(path, read_only=read_only)
