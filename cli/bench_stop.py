@@ -11,6 +11,10 @@ status 1, the run failed), which unwinds the run like Ctrl-C's ``KeyboardInterru
 
 A SIGHUP already ignored when the bench starts is left ignored: ``nohup`` asked for a run
 that outlives its terminal, and it still stops what it started when it ends.
+
+SIGKILL (the OOM killer's too) cannot be caught: nothing here runs. The servers stop by
+themselves then, each seeing its lifeline end (``clients.loadtest.spawn``), as SIGTERM
+stops them; only the temporary directory, the bank it made and its keys, is left behind.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ has ended (before any worker starts: ``gateway.workers``).
 tests that asked for port 0; with metrics on a port the OS picked (``--metrics-port
 any``) a third number follows, the metrics port. A file with a fixed metrics port or
 none keeps its two numbers, so readers written for two go on working.
+
+``--lifeline-fd FD`` names an inherited pipe's read end: once every copy of its write end
+is closed, the process that started the bank gone however it went, the bank stops as on
+SIGTERM (``gateway.supervisor_signals``). ``setpay bench --spawn`` starts its bank so; a
+descriptor that is not an open pipe is a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from gateway.config import CONFIG_FILE, BankConfig, ConfigError, load
 from gateway.environment import METRICS_ANY_PORT, MetricsPort, parse_metrics_port, parse_whole
 from gateway.ports import write_port_file
 from gateway.process import warn_pin_file_in_bank
+from gateway.stop_signals import open_lifeline
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,6 +60,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         type=Path,
         help="write the bound ports (gateway, CA, and metrics if the OS picked it) here once "
         "serving",
+    )
+    s.add_argument(
+        "--lifeline-fd",
+        type=_whole,
+        metavar="FD",
+        help="stop as on SIGTERM once this inherited pipe's write end is closed everywhere "
+        "(the process that started the bank is gone)",
     )
 
 
@@ -125,7 +138,9 @@ def serve(args: argparse.Namespace, config: BankConfig) -> int:
     """Serve until SIGTERM or SIGINT; then drain within the grace period; the exit status
     (``gateway.workers``)."""
     warn_pin_file_in_bank(config)  # once for the bank, as the TLS certificate is judged
-    return workers.serve(config, on_ready=lambda bound: _announce(args, config, bound))
+    return workers.serve(
+        config, on_ready=lambda bound: _announce(args, config, bound), lifeline=args.lifeline_fd
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
     if args.port_file is not None and (problem := check_port_file(args.port_file)):
         print(f"setpay gateway: {problem}", file=sys.stderr)
         return 1
+    if args.lifeline_fd is not None:
+        try:
+            open_lifeline(args.lifeline_fd)
+        except ValueError as exc:
+            print(f"setpay gateway: --lifeline-fd: {exc}", file=sys.stderr)
+            return 2  # a usage error, as argparse's own refusals are
     flags = flag_overrides(args)
     try:
         config = load(args.config, overrides=flags)

@@ -22,6 +22,11 @@ back is forgotten, so that a close cut short is finished by the next; and the pi
 closed only once the wakeup fd names it no more (closed before, its descriptor number,
 reused by the next file opened, would get a byte written into it by every signal).
 
+A command some other process started and stops (``setpay bench serve``, by ``setpay bench``)
+may be given that process's lifeline too (``gateway.stop_signals``): the watching thread
+waits on it beside the pipe, and its end is heard as the first stop signal is (``on_stop``),
+then watched no more. The command owns the descriptor and closes it; ``close`` does not.
+
 Not the bank's ``StopSignals`` itself: a worker takes the signals for the rest of its life
 and its main thread waits on the pipe, while a command of the ``setpay`` process is still
 starting when a stop must be heard, and gives the previous handlers, the wakeup fd and the
@@ -41,6 +46,8 @@ from collections.abc import Callable, Collection
 from types import FrameType, TracebackType
 from typing import Any
 
+from gateway.stop_signals import lifeline_ended
+
 # What ``close`` writes to the pipe to end the watching thread: no signal has number 0.
 _CLOSING = b"\0"
 # Bytes read from the pipe at once: one per signal, its number; more simply wait their turn.
@@ -54,12 +61,20 @@ class StopWatcher:
     ``close``: the first calls ``on_stop`` there, and ends ``wait``; each later one is
     answered, once ``answer_repeats`` says how."""
 
-    def __init__(self, signals: Collection[int], on_stop: Callable[[], None]) -> None:
-        """Catch ``signals`` from now on. In the main thread only: elsewhere, as for a
-        signal that cannot be caught, the ``ValueError`` or ``OSError`` of ``signal``, with
-        nothing changed."""
+    def __init__(
+        self,
+        signals: Collection[int],
+        on_stop: Callable[[], None],
+        *,
+        lifeline: int | None = None,
+    ) -> None:
+        """Catch ``signals`` from now on, and the end of ``lifeline`` (a descriptor from
+        ``gateway.stop_signals.open_lifeline``), if given. In the main thread only:
+        elsewhere, as for a signal that cannot be caught, the ``ValueError`` or ``OSError``
+        of ``signal``, with nothing changed."""
         self._signals = frozenset(signals)
         self._on_stop = on_stop
+        self._lifeline = lifeline
         self._answer: Callable[[], None] | None = None
         self._heard = threading.Event()  # set by the watching thread or ``close``, no handler
         self._closing = False
@@ -136,23 +151,32 @@ class StopWatcher:
         self.close()
 
     def _watch(self) -> None:
+        watched = [self._read] if self._lifeline is None else [self._read, self._lifeline]
         while True:
-            select.select([self._read], [], [])
+            ready, _, _ = select.select(watched, [], [])
+            if self._lifeline in ready and lifeline_ended(self._lifeline) and not self._closing:
+                watched.remove(self._lifeline)  # at its end, it would be ready for ever
+                self._stop_requested()
+            if self._read not in ready:
+                continue
             try:
                 received = os.read(self._read, _READ_BYTES)
             except BlockingIOError:
                 continue
             if self._closing:
                 return
-            if not any(signum in self._signals for signum in received):
-                continue
-            if not self._heard.is_set():
-                try:
-                    self._on_stop()
-                finally:
-                    self._heard.set()
-            elif self._answer is not None:
-                self._answer()
+            if any(signum in self._signals for signum in received):
+                self._stop_requested()
+
+    def _stop_requested(self) -> None:
+        """The first request calls ``on_stop``; each later one is answered."""
+        if not self._heard.is_set():
+            try:
+                self._on_stop()
+            finally:
+                self._heard.set()
+        elif self._answer is not None:
+            self._answer()
 
     def _give_back(self) -> None:
         """Put back what is still to give back, each forgotten once back: the handlers but

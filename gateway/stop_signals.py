@@ -5,6 +5,13 @@ SIGCHLD; this is the plain form for a process that only has to stop. The supervi
 a worker answer a stop signal that comes while already stopping in the log
 (``RepeatNotice``); the ledger process does not: it ignores SIGINT, and is sent SIGTERM
 only once the last worker has gone, when its stop is only closing the store.
+
+A lifeline: the read end of a pipe whose write end only the process that started this one
+holds (``setpay bench`` for the servers it spawns: ``--lifeline-fd``). When that process
+dies, however it dies (SIGKILL, the OOM killer), the kernel closes its write end and the
+pipe reads its end: a stop, as SIGTERM's. Neither a signal sent at fork (``preexec_fn``
+with ``PR_SET_PDEATHSIG`` is unsafe in a process that has used gRPC), nor ``getppid``,
+which names the new parent (a subreaper) rather than none, tells of it so surely.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import logging
 import os
 import select
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -25,6 +33,11 @@ ANSWER_POLL_SECONDS = 1.0
 # answered again: a terminal's Ctrl-C reaches every process of the bank, each worker gets
 # the supervisor's SIGTERM too, and a held key repeats; one line a second says it all.
 REPEAT_NOTICE_SECONDS = 1.0
+# Bytes read from a lifeline at once: nothing is written to one, so whatever is read is
+# dropped, and its end is what is waited for.
+LIFELINE_READ_BYTES = 64
+# The largest descriptor number there can be: a C int.
+MAX_FD = 2**31 - 1
 
 
 class StopSignals:
@@ -105,3 +118,27 @@ class RepeatNotice:
         if now >= self._quiet_until:
             self._quiet_until = now + REPEAT_NOTICE_SECONDS
             self._log.info("%s within %.0f s", self._said, max(0.0, self._ends() - now))
+
+
+def open_lifeline(fd: int) -> int:
+    """``fd``, inherited, as a lifeline (the module docstring): non-blocking, and not passed
+    on to a program this process runs. A ``ValueError`` saying why when ``fd`` is not open
+    or is no pipe or socket, whose end could tell of nothing (a file's is there at once)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except (OSError, OverflowError):
+        raise ValueError(f"descriptor {fd} is not open") from None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        raise ValueError(f"descriptor {fd} is no pipe")
+    os.set_blocking(fd, False)
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def lifeline_ended(fd: int) -> bool:
+    """Whether the lifeline ``fd`` (``open_lifeline``) has reached its end: the process
+    that started this one is gone. Anything written to it is read and dropped."""
+    try:
+        return os.read(fd, LIFELINE_READ_BYTES) == b""
+    except BlockingIOError:
+        return False

@@ -141,7 +141,7 @@ class Supervisor:
     def run(self) -> int:
         """Start the workers and supervise them until they are all gone; the exit status."""
         self._signals.catch()
-        self._selector.register(self._signals.fileno(), selectors.EVENT_READ, "wake")
+        self._signals.watch(self._selector, "wake")  # and the lifeline, if it has one
         if self._scrape is not None:
             self._selector.register(self._scrape.fileno(), selectors.EVENT_READ, "scrape")
         try:
@@ -381,9 +381,15 @@ class Supervisor:
 # --- the command --------------------------------------------------------------------------
 
 
-def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda bound: None) -> int:
-    """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT; the exit
-    status (0: every worker stopped cleanly). ``on_ready`` runs once all are serving."""
+def serve(
+    config: BankConfig,
+    *,
+    on_ready: Callable[[Bound], None] = lambda bound: None,
+    lifeline: int | None = None,
+) -> int:
+    """Run the bank as ``config.workers`` worker processes until SIGTERM/SIGINT, or the end
+    of ``lifeline`` (``gateway.supervisor_signals``); the exit status (0: every worker
+    stopped cleanly). ``on_ready`` runs once all are serving."""
     # Opening the store migrates its schema. Left to the workers, all would open it at once:
     # on SQLite one migrates under the write lock while the others give up after its busy
     # timeout, failing their start and so the bank; a ledger process must serve within
@@ -400,7 +406,8 @@ def serve(config: BankConfig, *, on_ready: Callable[[Bound], None] = lambda boun
         open_store(config).close()
     except LedgerError as exc:
         raise WorkerError(f"the ledger cannot be opened: {exc}") from exc
-    signals = SupervisorSignals()  # before anything is prepared: a stop from now on is no kill
+    # Before anything is prepared: a stop from now on is no kill.
+    signals = SupervisorSignals(lifeline)
     try:
         with prepared(config) as held:  # ``gateway.supervisor_resources``
             supervisor = Supervisor(

@@ -26,6 +26,13 @@ server does not stop or does not come up, reaches its workers too: killed alone,
 parent leaves them serving on its port. That also keeps the terminal's Ctrl-C from
 reaching them behind the bench's back: the bench stops them itself on its way out, and
 stops a server it was still starting when it is interrupted (Ctrl-C, SIGTERM, any error).
+
+A bench that cannot stop them (killed with SIGKILL, by the OOM killer) leaves each its
+lifeline (``--lifeline-fd``): the read end of a pipe whose write end only the bench holds
+(the descriptor is not inherited by any other process it runs), so that its death, which
+closes that end, reads as the pipe's end in the server: a stop, as SIGTERM's (drain, close,
+exit 0). Not a signal asked for at fork: ``preexec_fn`` is unsafe in a process that has
+used gRPC; not the parent's pid either, which names a subreaper once the bench is gone.
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ DEFAULT_KEYS = "soft:keys"
 # ``setpay gateway serve --metrics-port`` for a port the OS picks (then the third number
 # of the port file).
 ANY_METRICS_PORT = "any"
+# The servers' option naming their lifeline's descriptor (``setpay gateway serve`` and
+# ``setpay bench serve`` both take it).
+LIFELINE_OPTION = "--lifeline-fd"
 
 
 def _setpay(*args: str) -> list[str]:
@@ -115,6 +125,8 @@ class Server:
     log: Path
     metrics_port: int | None = None
     """The bank's Prometheus page, on loopback, when it serves one."""
+    lifeline: int | None = None
+    """The write end of the server's lifeline, when it has one: closed once it stopped."""
 
     @property
     def port(self) -> int:
@@ -132,13 +144,19 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM, wait for the drain, SIGKILL to its whole group if it does not end."""
-        if self.process.poll() is not None:
-            _kill_group(self.process)  # its workers, if it died without stopping them
-            return
-        self.process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(STOP_SECONDS)
-        _kill_group(self.process)
+        try:
+            if self.process.poll() is not None:
+                _kill_group(self.process)  # its workers, if it died without stopping them
+                return
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(STOP_SECONDS)
+            _kill_group(self.process)
+        finally:
+            # Last: its end is a second request to stop, which a draining server would
+            # only answer in its log.
+            _close(self.lifeline)
+            self.lifeline = None
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -146,6 +164,11 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(STOP_SECONDS)
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def inspectable(config: Path) -> bool:
@@ -173,28 +196,51 @@ def keys_kind(uri: str) -> str:
 
 
 def start(
-    name: str, argv: Sequence[str], port_file: Path, log: Path, *, inspect: bool = False
+    name: str,
+    argv: Sequence[str],
+    port_file: Path,
+    log: Path,
+    *,
+    inspect: bool = False,
+    lifeline: bool = False,
 ) -> Server:
     """Start ``argv`` (which writes ``port_file`` once serving) and wait for its ports;
     stopped (its whole group) if anything ends the wait, an interruption included.
     ``inspect``: left dumpable (``inspectable``), without a keystore passphrase variable,
-    which such a server does not read."""
+    which such a server does not read. ``lifeline``: given one (LIFELINE_OPTION), so that
+    it stops when this process dies, however it dies (the module docstring)."""
     port_file.unlink(missing_ok=True)
     env = dict(os.environ)
     if inspect:
         env[ALLOW_INSPECTION] = "1"
         env.pop(PASSPHRASE_ENV, None)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
-        )  # fmt: skip
+    argv = list(argv)
+    # Both ends are non-inheritable (``os.pipe``): only the server gets the read end
+    # (``pass_fds``), and no other process this one starts gets the write end, which would
+    # keep the pipe from reaching its end while that process lives.
+    read, write = os.pipe() if lifeline else (None, None)
+    try:
+        if read is not None:
+            argv += [LIFELINE_OPTION, str(read)]
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                pass_fds=() if read is None else (read,),
+            )  # fmt: skip
+    except BaseException:
+        _close(write)
+        raise
+    finally:
+        _close(read)
     try:
         ports = _wait_for_ports(name, process, port_file, log)
     except BaseException:
-        _kill_group(process)
+        try:
+            _kill_group(process)
+        finally:
+            _close(write)
         raise
-    return Server(name, process, ports, log)
+    return Server(name, process, ports, log, lifeline=write)
 
 
 def _serve(name: str, argv: Sequence[str], port_file: Path, log: Path, config: Path) -> Server:
@@ -206,7 +252,7 @@ def _serve(name: str, argv: Sequence[str], port_file: Path, log: Path, config: P
                 f"setpay bench: {name} left hardened, the bank's key URI reading its secret "
                 "from the environment: the bench cannot see its connections per worker\n"
             )
-    return start(name, argv, port_file, log, inspect=inspect)
+    return start(name, argv, port_file, log, inspect=inspect, lifeline=True)
 
 
 def _wait_for_ports(

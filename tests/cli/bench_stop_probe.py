@@ -76,7 +76,7 @@ def _bench() -> dict[str, object]:
     vars(bench_serve)["load"] = lambda path: SimpleNamespace()
     args = argparse.Namespace(
         mode="echo", listen="127.0.0.1:0", workers=1, threads=None, delay_ms=0.0,
-        port_file=None, config=Path("setpay.toml"),
+        port_file=None, config=Path("setpay.toml"), lifeline_fd=None,
     )  # fmt: skip
     _, wakeup = os.pipe()
     os.set_blocking(wakeup, False)
