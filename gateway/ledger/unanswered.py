@@ -30,18 +30,20 @@ Nothing here reads or shows a PAN: an outcome names accounts and holds by their 
 the merchant is read through the hold's merchant account. A reason is the operator's
 text, shown again by ``show-unanswered``: one line, no control or bidirectional
 character (``setcore.names``), text UTF-8 encodes (no lone surrogate), and nothing that
-could be a card number: in a stretch of text that no letter and no mark ending a number
-(``: # ; ! ? =``) breaks, ``MIN_PAN_DIGITS`` to ``MAX_PAN_DIGITS`` digits, whatever
-separates them (spaces, dots, slashes, commas, zero-width characters, blank fillers and
-modifier letters), that pass the Luhn check. That would put a card number in the ledger
-and in every listing (refused, not masked: the operator says it again without); a
-timestamp, a date range or a list of tickets is no card number and is kept.
+could be a card number (``gateway.ledger.reason_filter``): ``MIN_PAN_DIGITS`` to
+``MAX_PAN_DIGITS`` digits passing the Luhn check, whatever separates them (a lone letter
+beyond ASCII too), in a stretch that no word, no ASCII letter and no mark ending a number
+(``: # ; ! ? =``) breaks. That would put a card number in the ledger and in every
+listing (refused, not masked: the operator says it again without). A colon or an equals
+sign typed between a card number's groups ends the stretch all the same: a trade-off, so
+that a time or a pair is kept. A timestamp, a date range or a list of tickets is usually
+kept; one refused (about one date range or list in five typed with nothing but spaces,
+commas or slashes between its numbers holds whole groups passing the Luhn check) is
+reworded, with a word or a number sign between its numbers.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.ledger import outcome_codec
@@ -56,9 +58,10 @@ from gateway.ledger.outcomes import (
     PostingOutcome,
     ReversalDeclined,
 )
+from gateway.ledger.reason_filter import could_hold_a_card_number
 from gateway.ledger.store import Row, Transaction
 from setcore.names import describe, refused_character
-from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
+from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS
 
 # The longest reason kept: a sentence or two and a ticket number, not a report.
 MAX_REASON_CHARS = 500
@@ -67,15 +70,6 @@ MAX_REASON_CHARS = 500
 # settled by hand are listed apart (``list_unanswered``), so they never push one still
 # awaiting an answer off the list.
 MAX_LISTED = 1000
-# Marks that end a number as it is written, so never sit inside a card number: a time's
-# colon, a ticket's number sign, the end of a clause or sentence, an equals sign (their
-# full-width forms too: ``_ends_a_stretch`` reads each character's NFKC form). Every other
-# character but a letter may separate a card number's digits: spaces of any width, dots,
-# slashes, commas, hyphens, underscores, brackets, zero-width and combining characters.
-_ENDS_A_NUMBER = frozenset(":#;!?=")
-# Letters that show nothing (the Hangul fillers): typed between digits, they would hide a
-# card number from a filter that ends a stretch at every letter.
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 # What a batch outcome's state says its request was.
 _BATCH_KINDS = {"open": "batch open", "closed": "batch close", "purged": "batch purge"}
 
@@ -154,73 +148,14 @@ def check_reason(reason: object) -> str:
             "a reason is one line, with no control, line or paragraph separator, or"
             f" bidirectional character (given: {describe(refused)})"
         )
-    if _could_hold_a_card_number(reason):
+    if could_hold_a_card_number(reason):
         raise InvalidRequest(
             f"a reason holds no run of {MIN_PAN_DIGITS} or more digits that could be a card"
             f" number ({MIN_PAN_DIGITS} to {MAX_PAN_DIGITS} of them passing the Luhn check,"
-            " whatever separates them: only a letter or one of # ; ! ? = and the colon ends"
-            " a run), which the ledger would keep and show; say it without"
+            " whatever separates them: only a word, a letter a-z or one of # ; ! ? = and the"
+            " colon end a run), which the ledger would keep and show; say it without"
         )
     return reason
-
-
-def _could_hold_a_card_number(text: str) -> bool:
-    """Whether a stretch of ``text`` (``_stretches``) holds digits that could be a card
-    number: ``MIN_PAN_DIGITS`` to ``MAX_PAN_DIGITS`` of them, separators skipped, passing
-    the Luhn check. A card number is typed in whole groups, so those are its groups
-    (with a ticket or an amount typed beside it, it still counts), or any digits of a
-    run of more than ``MAX_PAN_DIGITS`` typed without a separator (a card number glued
-    to others). Not any window across separators: every list of three dates or four
-    tickets would hold one passing the Luhn check."""
-    return any(
-        MIN_PAN_DIGITS <= len(digits) <= MAX_PAN_DIGITS and luhn_valid(digits)
-        for groups in _stretches(text)
-        for digits in _candidates(groups)
-    )
-
-
-def _candidates(groups: list[str]) -> Iterator[str]:
-    """The digits of each run of whole ``groups``, and each window of a card number's
-    length within a group longer than a card number."""
-    for first, group in enumerate(groups):
-        digits = ""
-        for following in groups[first:]:
-            digits += following
-            if len(digits) > MAX_PAN_DIGITS:
-                break
-            yield digits
-        if len(group) > MAX_PAN_DIGITS:
-            for size in range(MIN_PAN_DIGITS, MAX_PAN_DIGITS + 1):
-                for start in range(len(group) - size + 1):
-                    yield group[start : start + size]
-
-
-def _stretches(text: str) -> Iterator[list[str]]:
-    """Each stretch of ``text`` between characters that end one (``_ends_a_stretch``)
-    holding ``MIN_PAN_DIGITS`` digits or more: its groups of consecutive digits, as ASCII
-    digits (a digit of any script, as ``str.isdigit`` takes it, by its value)."""
-    groups: list[str] = []
-    group = ""
-    for char in text + ":":  # a last character that ends the last stretch
-        if char.isdigit():
-            group += str(unicodedata.digit(char, 0))
-            continue
-        if group:
-            groups.append(group)
-            group = ""
-        if _ends_a_stretch(char):
-            if sum(map(len, groups)) >= MIN_PAN_DIGITS:
-                yield groups
-            groups = []
-
-
-def _ends_a_stretch(char: str) -> bool:
-    """Whether ``char`` cannot sit inside a card number as it is written: a letter that
-    shows (not a blank filler nor a modifier letter, which may be typed between digits
-    unseen), or a mark that ends a number (``_ENDS_A_NUMBER``, in any width)."""
-    if char.isalpha():
-        return char not in _BLANK_LETTERS and unicodedata.category(char) != "Lm"
-    return unicodedata.normalize("NFKC", char) in _ENDS_A_NUMBER
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,23 @@ Before, every stretch of text free of letters holding 13 digits or more was refu
 or not: a timestamp with its date, a date range, a list of tickets. And a letter that
 shows nothing (a Hangul filler) or a modifier letter, typed between a card number's
 groups, let it through. No card number is spelled out here (``tests.cards``).
+
+Before, too, a card number with its security code or expiry glued on, or a digit typed
+before it (one group of 14 to 19 digits, searched only whole), a lone letter that looks
+like a dash or a bar between its groups (ending the stretch as a word does), and digits
+written as number characters ``str.isdigit`` does not take (a circled eleven, the
+ideographic zero) were kept, and shown by every listing.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from gateway.ledger import InvalidRequest
 from gateway.ledger.unanswered import check_reason
+from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
 from tests.cards import AMEX, NINETEEN_DIGITS, VISA, card, luhn_complete, wrong_check_digit
 
 # The refusal's words before this change and since: what the old code fails is a refusal.
@@ -34,6 +43,27 @@ def _in_script(number: str, zero: str) -> str:
     return "".join(chr(ord(zero) + int(digit)) for digit in number)
 
 
+def _no_card_within(number: str) -> bool:
+    """Whether no window of ``number`` as long as a card number passes the Luhn check."""
+    return not any(
+        luhn_valid(number[start : start + size])
+        for size in range(MIN_PAN_DIGITS, min(MAX_PAN_DIGITS, len(number)) + 1)
+        for start in range(len(number) - size + 1)
+    )
+
+
+# As long as a card number, typed whole, and none: no 13 to 19 of its digits in a row pass
+# the Luhn check. The first such of a test BIN's serials, its check digit made wrong
+# (under 411111, the last 13 digits of every one pass).
+_NO_CARD = next(
+    number
+    for number in (wrong_check_digit(card("601100", serial)) for serial in range(100))
+    if _no_card_within(number)
+)
+# A date range that, typed with a slash, holds whole groups passing the Luhn check.
+_RANGE = ("2026-08-01", "2026-07-14")
+
+
 @pytest.mark.parametrize(
     "reason",
     [
@@ -46,8 +76,19 @@ def _in_script(number: str, zero: str) -> str:
         "batch 20261124=20261125 closed",
         # As long as a card number, and not one: it fails the Luhn check.
         f"ref {_spaced(wrong_check_digit(card('411111', 3)))}",
-        f"ref {wrong_check_digit(VISA)}",
+        f"ref {_NO_CARD}",
         "\u4f1a\u793e\u3005 2026-11-24",  # a modifier letter beside a date
+        # A word ends the stretch: the date range refused with a slash between is kept.
+        f"no answer from {_RANGE[0]} to {_RANGE[1]}",
+        f"{_RANGE[0]} \u0926\u093f\u0928 {_RANGE[1]}",  # a vowel sign (Mc) between letters
+        f"{_RANGE[0]} \u0434\u043e {_RANGE[1]}",
+        # An ASCII letter ends it, lone or not: the ids a reason quotes hold them.
+        f"{_RANGE[0]} a {_RANGE[1]}",
+        f"{_RANGE[0]}T{_RANGE[1]}",
+        "tickets T78483, T14399, T42606, T5009",  # refused without the letters
+        "duplicate of 3f92a41b78c0de5500193f7e2e0c4a61d8b2f00c91e5a7d3c4b6e8f0a2d4c6e8",
+        "case 8a7d43b5-7863-4074-b797-0386fee29476",
+        "2026\u5e7411\u670820\u65e5\u81f32026\u5e7411\u670824\u65e5",  # a date in CJK
     ],
 )
 def test_ordinary_text_with_digits_is_kept(reason: str) -> None:
@@ -88,3 +129,63 @@ def test_whatever_could_be_a_card_number_is_refused(reason: str) -> None:
     with pytest.raises(InvalidRequest, match=REFUSED) as refused:
         check_reason(reason)
     assert _NUMBER[6:12] not in str(refused.value)
+
+
+_THIRTEEN = luhn_complete("4" + "2" * 11)
+# Digits of one group of 14 to 19: before, searched only whole, so each of these was kept.
+_GLUED = {
+    "security code after": f"customer read {_NUMBER}123 on the phone",
+    "one digit after": f"customer read {_NUMBER}7",
+    "expiry after (15 digits)": f"see {AMEX}1227",
+    "expiry after (13 digits)": f"see {_THIRTEEN}1227",
+    "a digit before": f"ref 7{_NUMBER}",
+    "a digit either side": f"ref 7{_NUMBER}3",
+}
+# Lone letters that look like a dash, a bar or a dot: before, each ended the stretch.
+_LOOKALIKES = "\u1428\u01c0\u1427\u3161\u4e00"
+
+
+@pytest.mark.parametrize("name", list(_GLUED))
+def test_a_card_number_with_digits_glued_on_is_refused(name: str) -> None:
+    reason = _GLUED[name]
+    assert not any(luhn_valid(group) for group in re.findall(r"\d+", reason))
+    with pytest.raises(InvalidRequest, match=REFUSED) as refused:
+        check_reason(reason)
+    assert not re.search(r"\d{3}", str(refused.value))
+
+
+@pytest.mark.parametrize("letter", list(_LOOKALIKES), ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("around", ["{}", " {} ", "{}\u0301"])
+def test_a_lone_letter_between_the_groups_is_refused(letter: str, around: str) -> None:
+    assert letter.isalpha()
+    with pytest.raises(InvalidRequest, match=REFUSED) as refused:
+        check_reason(f"card {around.format(letter).join(_groups(_NUMBER))} disputed")
+    assert not re.search(r"\d{3}", str(refused.value))
+
+
+def _circled() -> str:
+    """``VISA`` with its run of ones as circled elevens, which NFKC makes digits."""
+    assert VISA[1:-1] == "1" * 14
+    return VISA[0] + "\u246a" * 7 + VISA[-1]
+
+
+@pytest.mark.parametrize(
+    ("reason", "written"),
+    [
+        (f"card {_circled()}", "\u246a"),
+        (f"amex {AMEX.replace('0', chr(0x3007))}", "\u3007"),  # the ideographic zero
+        (f"card {_in_script(_NUMBER, chr(0x3020)).replace(chr(0x3020), chr(0x3007))}", "\u3021"),
+    ],
+    ids=["circled eleven", "ideographic zero", "Hangzhou numerals"],
+)
+def test_digits_written_as_number_characters_are_refused(reason: str, written: str) -> None:
+    assert written in reason and not written.isdigit() and not written.isalpha()
+    with pytest.raises(InvalidRequest, match=REFUSED) as refused:
+        check_reason(reason)
+    assert not re.search(r"\d{3}", str(refused.value))
+
+
+def test_the_date_range_kept_with_a_word_is_refused_with_a_slash() -> None:
+    """The trade-off the kept cases above reword: ``_RANGE`` typed with a slash."""
+    with pytest.raises(InvalidRequest, match=REFUSED):
+        check_reason(f"no answer {_RANGE[0]}/{_RANGE[1]}")
