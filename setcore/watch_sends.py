@@ -82,7 +82,11 @@ up when due, and ends, as each sender does, once there has been nothing to watch
 ``SENDER_IDLE_SECONDS``. A sender that takes a stream marks its sends begun and wakes the
 watch if it would look later than they are due (``Senders._next``): once, nothing woke
 it, and a limit of 0.25 s held only at its next look, up to 5 s later (the watch's idle
-end).
+end). The watch reads a send under way, then gives its place up or cancels its call; the
+send may end in between, so each is done to that send only, if still under way then
+(``WatchStream.give_place_up``, ``WatchStream.cancel``): once, a give-up that came as
+the send completed left the idle stream marked placeless, its next send, holding a
+place, handed it back to no queue, and it was told nothing more, ended at no stop.
 
 A thread that fails to start (the process's thread limit) is not counted: the streams it
 was for stay queued, and the next ``run``, or the watch's next look, starts one again.
@@ -305,9 +309,12 @@ class Senders:
             gives_up_at = _gives_up_at(stream)
             if gives_up_at is None or now <= gives_up_at:
                 continue
+            # Given up only if that send is still under way (``give_place_up``): it may
+            # have ended since it was read, and ``me`` be on to the next, or idle.
+            if not stream.give_place_up(now - STALLED_PLACE_SECONDS):
+                continue
             peer = stream.peer
             self._placeless.add(me)
-            stream.give_place_up()
             _count(self._placeless_per_peer, peer, 1)
             _count(self._per_peer, peer, -1)
             self._take_back(peer, now, stalled=True)
@@ -389,7 +396,7 @@ class Senders:
                     continue
             started = self._start(start, False)
             for stream in stalled:
-                stream.cancel()
+                stream.cancel(now - SEND_STALL_SECONDS)  # not a send begun since the look
             if not started:
                 time.sleep(PROMPT_SEND_SECONDS)  # before it tries again, not in a spin
 

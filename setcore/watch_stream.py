@@ -125,11 +125,20 @@ class WatchStream:
                     self.placeless, self.since = False, None
                     return True  # still busy: the senders queue it again
 
-    def give_place_up(self) -> None:
-        """The senders': the send under way goes on without a place; once it is over the
-        stream's sender hands it back, busy, to be queued again (``Senders._sent``)."""
+    def give_place_up(self, began_by: float) -> bool:
+        """The senders': the send under way, if it began by ``began_by``, goes on without a
+        place; once it is over the stream's sender hands it back, busy, to be queued again
+        (``Senders._sent``). False, and nothing changed, for a send begun later, none
+        under way, or the call cancelled: the senders read the send under way before
+        they give its place up, and it may end in between. Once, a send that completed
+        so left ``placeless`` set on the idle stream: the next send on it, holding a
+        place, handed it back all the same, and it stayed busy in no queue, told nothing
+        more, for good (and a next send begun in between gave its place up at once)."""
         with self.lock:
+            if not self.busy or self.cancelled or self.since is None or self.since > began_by:
+                return False
             self.placeless = True
+            return True
 
     def taken_from_aside(self) -> None:
         """The senders': the stream, set aside while its connection had its every place
@@ -158,11 +167,14 @@ class WatchStream:
                 return None
             return self.since, self.aside
 
-    def cancel(self) -> None:
+    def cancel(self, began_by: float) -> None:
         """Cancel the stream's call, its peer having taken nothing for too long, and send
-        nothing more on it: a send under way ends (grpcio's), freeing its thread; once only."""
+        nothing more on it: a send under way ends (grpcio's), freeing its thread; once only.
+        Only if the send under way began by ``began_by``: the senders read it before they
+        cancel, and a send that completed in between, at its limit, once had the call
+        cancelled all the same, with the next send on it begun just now."""
         with self.lock:
-            if self.cancelled:
+            if self.cancelled or self.since is None or self.since > began_by:
                 return
             self.cancelled = True
             self.pending, self.ending, self.ended = None, True, True
