@@ -20,18 +20,22 @@ needs: one beyond it stops the bank (exit 1), as a bank serving nothing in a cra
 the operator's to look at.
 
 A replacement that cannot start. A worker started again once the bank has served
-(``opened``) that fails before it serves because the token is away (a fault that passes
-by itself, ``gateway.child.passes``) does not stop the bank while another worker serves:
-the healthy workers serve meanwhile, and its index waits in the same back-off and is
-started again until the token is back. Any other start failure stops the bank as at its
-first start: a refused PIN (offered again at each start wherever its refusal could not be
-recorded: a PIN from the environment, a record that could not be written, which would
-lock a real HSM's user PIN), a damaged file, a foreign ledger do not pass by themselves.
-The child reports its cause on its ready pipe (``gateway.child``); a cause already
-reported for the index is logged once, not on every try (``known_fault``), until the
-index serves again. A start failure at the bank's first start, of the ledger process, or
-with no other worker serving stops the bank at once: starting again would fail again, or
-serve nothing meanwhile.
+(``opened``) that fails before it serves of a fault that passes by itself
+(``gateway.child.passes``: the token away, or the ledger away, its process killed or
+restarting as the replacement dialled it, the database server not answering) is started
+again after the same back-off, until the cause is gone. While another worker serves, that
+never stops the bank: the healthy workers serve meanwhile. With no other worker serving
+(one worker, or all died together, as when the ledger process died with them), each such
+failure spends one restart of the ``RestartBudget``, as a death with nothing serving
+does: the ledger process back a moment later, the replacement serves; a cause that
+outlasts the budget stops the bank. Any other start failure stops the bank at once, as at
+its first start: a refused PIN (offered again at each start wherever its refusal could not
+be recorded: a PIN from the environment, a record that could not be written, which would
+lock a real HSM's user PIN), a damaged or foreign ledger, a password the database
+refuses do not pass by themselves, and starting again would fail again. So does any
+start failure at the bank's first start, and of the ledger process. The child reports
+its cause on its ready pipe (``gateway.child``); a cause already reported for the index
+is logged once, not on every try (``known_fault``), until the index serves again.
 """
 
 from __future__ import annotations
@@ -177,14 +181,20 @@ class Restarts:
     ) -> str | None:
         """Why the bank stops rather than start child ``name`` (of ``index``) again, or
         None; when it said it serves, whether another worker still serves, and the cause it
-        reported if it failed to start. A worker to start again waits in ``backoff``; the
-        ledger process is started at once."""
+        reported if it failed to start (the module docstring: a cause that passes, once
+        the bank has served, is retried; with nothing serving, within the budget). A worker
+        to start again waits in ``backoff``; the ledger process is started at once."""
         ledger = index == LEDGER_INDEX
         if ready_at is None:
-            if ledger or not serving or not self.opened or not passes(fault):
+            if ledger or not self.opened or not passes(fault):
                 # Starting again would fail again, and serve nothing meanwhile.
                 return f"{'the ledger process' if ledger else 'a worker'} failed to start"
-            self._start_failed(name, index, fault)
+            if not serving and not self._budget.take():
+                return (
+                    f"{name} failed to start with no other worker serving, after"
+                    f" {MAX_RESTARTS} restarts within {RESTART_WINDOW_SECONDS:.0f} s"
+                )
+            self._start_failed(name, index, fault, serving)
             return None
         if (ledger or not serving) and not self._budget.take():
             alone = "" if ledger else " with no other worker serving"
@@ -203,9 +213,19 @@ class Restarts:
         end is then not news: logged at DEBUG)."""
         return ready_at is None and fault is not None and self._faults.get(index) == fault
 
-    def _start_failed(self, name: str, index: int, fault: str | None) -> None:
-        """A replacement failed to start while another worker serves: back it off."""
+    def _start_failed(self, name: str, index: int, fault: str | None, serving: bool) -> None:
+        """A replacement failed to start of a fault that passes: back it off. With nothing
+        serving (a restart of the budget spent), said at every try; else once a cause."""
         wait = self.backoff.died(index, 0.0)
+        if not serving:
+            if fault is not None:
+                self._faults[index] = fault
+            log.warning(
+                "%s cannot start and no other worker serves: it starts again in %.1f s (a"
+                " restart of the %d allowed within %.0f s with nothing serving)",
+                name, wait, MAX_RESTARTS, RESTART_WINDOW_SECONDS,
+            )  # fmt: skip
+            return
         if self.repeated(index, None, fault):
             log.debug("%s still cannot start; starts again in %.1f s", name, wait)
             return

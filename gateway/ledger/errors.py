@@ -30,6 +30,8 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
         ├── OutcomeUnreadable a decision awaiting its answer is stored in a form not ours
         └── StoreUnavailable  the database is unreachable, busy, damaged, read-only (a hot
             │                 standby) or closed: send the same request again later
+            ├── StoreAway     the ledger process or the database server cannot be reached
+            │                 now: a fault that passes by itself, once it is back
             └── DecisionSettled the decision was settled by hand: never answered, never
                               decided again (answered UNAVAILABLE all the same)
 """
@@ -122,6 +124,21 @@ class StoreUnavailable(StoreError):
     is closed. The change may still have been made (a commit whose acknowledgement was
     lost, a caller that stopped waiting for its group): the same request, sent again, is
     answered by its RRPID either way."""
+
+
+class StoreAway(StoreUnavailable):
+    """The ledger is away: the ledger process's connection failed (refused, reset, ended,
+    timed out: the process killed or restarting), or the PostgreSQL server did not answer
+    (its connection refused, timed out or lost, the server shutting down or starting).
+    Raised only where such a fault is translated (``remote`` and ``wire``, ``postgres``
+    and ``postgres_refusals``), never for a fault that lasts until the operator mends it: a
+    damaged file or one that is no database, a file that cannot be created, a password
+    refused, a database missing. Those stay plain StoreUnavailable.
+
+    The difference matters at a worker's start only: a replacement that meets the ledger
+    away is started again once it is back (``gateway.child.PASSING_FAULTS``), while one
+    meeting a lasting fault stops the bank, which would otherwise retry it for ever and
+    say nothing more. A request meeting either is answered UNAVAILABLE alike."""
 
 
 class DecisionSettled(StoreUnavailable):

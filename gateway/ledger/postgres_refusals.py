@@ -15,6 +15,14 @@
   for the last host it tried (a service file's or a passfile's included) and, for a URL,
   every reading of its password (``_url_secrets``). A passfile's password for another
   host of a multi-host string is not known: its reason is named as libpq gives it.
+- Whether the refusal passes by itself: ``StoreAway`` when libpq says the server is
+  away (the connection refused or timed out, no socket, no route, the server shutting
+  down or starting, the name service failing for now), for every host it tried;
+  StoreUnavailable, lasting, when the server refused the connection (a password, a
+  role, a database, pg_hba.conf), when no password was given, for a host name unknown,
+  and for any reason this module does not know (a server whose messages are in another
+  language among them): a worker's replacement meeting a lasting refusal stops the
+  bank, one meeting the server away is started again (``gateway.child``).
 - The log says it at WARNING (the requests it fails are answered UNAVAILABLE and logged
   without a reason): at once when its reason is new (the first, another than the last
   said, the first after a connection opened), then once a minute while it lasts. A
@@ -36,7 +44,7 @@ from urllib.parse import unquote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.ledger.errors import StoreUnavailable
+from gateway.ledger.errors import StoreAway, StoreUnavailable
 
 log = logging.getLogger("setpay.ledger")
 
@@ -59,6 +67,29 @@ _USER_INFO_END = re.compile("[@/]")
 _HOST_END = re.compile("[:/?,]")
 _PORT_END = re.compile("[/?,]")
 _QUERY_START = re.compile("[?]")
+# libpq's and psycopg's words for a server that is away (``StoreAway``), in one failure
+# line: the OS's for a connection refused, timed out or cut, or a Unix socket not there
+# (the server stopped); libpq's own; the server's while it stops or starts (57P03); the
+# name service failing for now (EAI_AGAIN). A server's refusal (FATAL: password
+# authentication failed, role or database does not exist, no pg_hba.conf entry) matches
+# none of them.
+_AWAY_REASON = re.compile(
+    "|".join(
+        (
+            r"failed: No such file or directory$",
+            r": (?:Connection refused|Connection timed out|Connection reset by peer)$",
+            r": (?:No route to host|Network is unreachable|Host is unreachable)$",
+            r"\btimeout expired$",
+            r": server closed the connection unexpectedly$",
+            r"FATAL:  the database system is (?:starting up|shutting down|in recovery mode)$",
+            r"FATAL:  the database system is not yet accepting connections$",
+            r"\[Errno -3\] Temporary failure in name resolution$",
+        )
+    )
+)
+# What starts a failure line: the others (a tab: libpq's hint; DETAIL or HINT: the
+# server's) say more of the one before, and psycopg's header of several hosts' failures.
+_NOT_A_FAILURE = ("\t", "DETAIL:  ", "HINT:  ", _SEVERAL_HOSTS.strip())
 # Every character that ends a part of a URL as libpq reads it (the user info, a host, a
 # port, the database, a query parameter's name or value) or brackets an IPv6 host.
 _URL_BREAKS = re.compile(r"[:@/?,&=\[\]]")
@@ -156,9 +187,21 @@ def connect_refused(exc: psycopg.OperationalError, secrets: Iterable[str]) -> St
         reason = REASON_WITHHELD
     if len(reason) > CONNECT_REASON_CHARS:
         reason = reason[:CONNECT_REASON_CHARS] + "..."
-    error = StoreUnavailable(f"PostgreSQL is unavailable (cannot connect: {reason})")
+    kind = StoreAway if server_away(exc) else StoreUnavailable
+    error = kind(f"PostgreSQL is unavailable (cannot connect: {reason})")
     error.__cause__ = exc
     return error
+
+
+def server_away(exc: psycopg.OperationalError) -> bool:
+    """Whether a connection libpq could not open failed only because the server is away
+    (the module docstring): psycopg's timeout, or each failure line ``exc`` says, one
+    per host and address tried, one of ``_AWAY_REASON``'s."""
+    if isinstance(exc, psycopg.errors.ConnectionTimeout):
+        return True
+    lines = [line.rstrip() for line in str(exc).splitlines()]
+    failures = [line for line in lines if line.strip() and not line.startswith(_NOT_A_FAILURE)]
+    return bool(failures) and all(_AWAY_REASON.search(line) for line in failures)
 
 
 class RefusalLog:

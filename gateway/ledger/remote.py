@@ -15,7 +15,12 @@ callable is refused with ``wire.NotLedgerCode`` before anything is sent, and the
 connection stays as it was.
 
 A broken connection fails the operation with StoreUnavailable (the gateway answers
-UNAVAILABLE) and is dropped; the next operation dials again. For ``execute``, the
+UNAVAILABLE) and is dropped; the next operation dials again. A connection refused,
+reset, ended or timed out, or a socket not there, is StoreAway: the ledger process is
+away (killed, restarting), a fault that passes, and a worker's replacement meeting it
+as it starts is started again (``gateway.child``). Any other failure (a socket this
+side may not open, a frame out of step, a store closed here, an error the service
+answered: its database damaged) is what it was, lasting. For ``execute``, the
 operation may still have committed: as with a lost commit acknowledgment, the RRPID makes
 a retry safe. The connection is dropped too whenever this side cannot be sure it is in
 step with the service: an answer that did not come in time, a frame of the wrong kind or
@@ -34,11 +39,17 @@ from typing import Any, TypeVar
 
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
 from gateway.ledger import wire
-from gateway.ledger.errors import DecisionSettled, StoreError, StoreUnavailable
+from gateway.ledger.errors import DecisionSettled, StoreAway, StoreError, StoreUnavailable
 from gateway.ledger.group_commit import SUBMIT_TIMEOUT_SECONDS
 from gateway.ledger.store import LedgerStore, Transaction
 
 R = TypeVar("R")
+
+# The failures of a connection to the service that say it is away (``StoreAway``): not
+# listening or no socket (killed, not yet back), the connection reset or broken, no
+# answer in time, its listen queue full. Any other OSError (a socket this side may not
+# open, a path too long) would fail again at every try.
+_AWAY = (ConnectionError, FileNotFoundError, TimeoutError, BlockingIOError)
 
 # How long an operation may wait for the service's answer: as long as an in-process
 # writer lets a caller wait for its commit.
@@ -55,7 +66,8 @@ class RemoteLedgerStore(LedgerStore):
         timeout_seconds: float = ANSWER_TIMEOUT_SECONDS,
         cpu: CpuTurn = PROCESS_TURN,
     ) -> None:
-        """Check the service answers at ``path``; raise StoreUnavailable if it does not."""
+        """Check the service answers at ``path``; raise StoreUnavailable if it does not
+        (StoreAway if it is away: not listening, no socket)."""
         self._path = path
         self._timeout = timeout_seconds
         self._cpu = cpu
@@ -79,7 +91,8 @@ class RemoteLedgerStore(LedgerStore):
                 sock.connect(self._path)
             except OSError as exc:
                 sock.close()
-                raise StoreUnavailable(f"the ledger service does not answer: {exc}") from exc
+                fault = StoreAway if isinstance(exc, _AWAY) else StoreUnavailable
+                raise fault(f"the ledger service does not answer: {exc}") from exc
             line = _Connection(sock)
             self._open.add(line)
         self._local.line = line
@@ -139,7 +152,8 @@ class RemoteLedgerStore(LedgerStore):
             self._drop()
             if isinstance(exc, StoreUnavailable) or not isinstance(exc, OSError):
                 raise
-            raise StoreUnavailable(f"the ledger service connection failed: {exc}") from exc
+            fault = StoreAway if isinstance(exc, _AWAY) else StoreUnavailable
+            raise fault(f"the ledger service connection failed: {exc}") from exc
         if isinstance(error, StoreError) and not isinstance(error, DecisionSettled):
             # The service failed, not a rule: start the next operation afresh. A settled
             # decision is the ledger's rule (``idempotency.SettledByHand``), answered in step.

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.ledger import frame_check
-from gateway.ledger.errors import StoreError, StoreUnavailable
+from gateway.ledger.errors import StoreAway, StoreError, StoreUnavailable
 
 # The modules whose functions and classes may cross: the rules, their values and errors.
 SHIPPED_MODULES = frozenset(
@@ -136,6 +136,12 @@ class WireError(StoreUnavailable):
     """The connection to the ledger service broke or carried something it must not."""
 
 
+class ConnectionEnded(WireError, StoreAway):
+    """The service's end of the connection closed before its answer came whole: the
+    ledger process died or was restarted (the ledger away, ``StoreAway``), not a frame
+    out of step."""
+
+
 class FrameRefused(WireError):
     """A frame refused whole as it was read (a kind that is no operation, too large, too
     deep): nothing was built from it, the connection is in step for the next."""
@@ -170,7 +176,7 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
     while got < size:
         n = sock.recv_into(view[got:], size - got)
         if n == 0:
-            raise WireError("the ledger connection closed")
+            raise ConnectionEnded("the ledger connection closed")
         got += n
     return bytes(buffer)
 

@@ -1,5 +1,10 @@
 """A replacement worker that cannot start while another serves: backed off, not fatal
-(``gateway.restarts``), and its cause logged once; the first start still stops the bank."""
+(``gateway.restarts``), and its cause logged once; the first start still stops the bank.
+With no other worker serving, a cause that passes spends the restart budget, as a death
+does: a lone worker's replacement meeting the ledger process's death stopped the bank,
+though the ledger process served again a moment later. A cause that lasts, the ledger's
+among them (a damaged file, a refused password), still stops the bank at once: taken
+for passing, it was retried for ever."""
 
 from __future__ import annotations
 
@@ -7,13 +12,23 @@ import logging
 
 import pytest
 
-from gateway.child import FAULT_LINE_BYTES, LEDGER_INDEX, fault_line
-from gateway.restarts import FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, Restarts
+from gateway.child import FAULT_LINE_BYTES, LEDGER_INDEX, fault_line, passes
+from gateway.ledger import StoreAway, StoreUnavailable
+from gateway.ledger.wire import ConnectionEnded, WireError
+from gateway.restarts import (
+    FIRST_BACKOFF_SECONDS,
+    MAX_BACKOFF_SECONDS,
+    MAX_RESTARTS,
+    RESTART_WINDOW_SECONDS,
+    Restarts,
+)
 from hsm.errors import PermanentBackendError, TokenAbsent, TransientBackendError
 
 AWAY = "?TokenAbsent: no token 't2-bank' in PKCS#11 module"
 GONE = "?TransientBackendError: token 't2-bank' is not present"
 REFUSED = "!PermanentBackendError: token 't2-bank': login refused (PinIncorrect)"
+LEDGER_AWAY = "?StoreAway: the ledger service connection failed: [Errno 104] Connection reset"
+DAMAGED = "!StoreUnavailable: SQLite is unavailable (SQLITE_NOTADB)"
 
 
 class _Clock:
@@ -67,9 +82,10 @@ def test_its_cause_is_logged_once_until_it_serves(caplog: pytest.LogCaptureFixtu
     ("index", "serving", "opened", "fault"),
     [
         (0, True, False, AWAY),
-        (0, False, True, AWAY),
+        (0, False, True, REFUSED),
         (LEDGER_INDEX, True, True, AWAY),
         (0, True, True, REFUSED),
+        (0, True, True, DAMAGED),
         (0, True, True, None),
     ],
     ids=[
@@ -77,6 +93,7 @@ def test_its_cause_is_logged_once_until_it_serves(caplog: pytest.LogCaptureFixtu
         "no-other-worker-serves",
         "ledger-process",
         "a-refused-pin",
+        "a-damaged-ledger",
         "no-cause-reported",
     ],
 )
@@ -90,6 +107,57 @@ def test_other_start_failures_still_stop_the_bank(
     refused = restarts.refusal("x", index, None, serving=serving, fault=fault)
     assert refused is not None and refused.endswith("failed to start")
     assert not restarts.backoff.waiting()
+
+
+@pytest.mark.parametrize("fault", [AWAY, LEDGER_AWAY], ids=["token-away", "ledger-away"])
+def test_a_passing_fault_with_nothing_serving_spends_the_restart_budget(
+    fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One worker, or all of them dying with the ledger process: each try spends a
+    restart, as a death with nothing serving does; beyond the budget the bank stops."""
+    clock = _Clock()
+    restarts = _opened(clock)
+    caplog.set_level(logging.INFO, "setpay.workers")
+    for _ in range(MAX_RESTARTS):
+        assert restarts.refusal("worker 0", 0, None, serving=False, fault=fault) is None
+        assert restarts.due() == []  # backed off, as when another worker serves
+        clock.now += restarts.backoff.next_in(1000.0)
+        assert restarts.due() == [0]
+    assert caplog.text.count("cannot start and no other worker serves") == MAX_RESTARTS
+    assert restarts.repeated(0, None, fault)  # its cause logged once, by the child
+    refused = restarts.refusal("worker 0", 0, None, serving=False, fault=fault)
+    assert refused == (
+        f"worker 0 failed to start with no other worker serving, after {MAX_RESTARTS}"
+        f" restarts within {RESTART_WINDOW_SECONDS:.0f} s"
+    )
+    assert not restarts.backoff.waiting()
+
+
+def test_a_start_failure_with_nothing_serving_shares_the_budget_with_deaths() -> None:
+    clock = _Clock()
+    restarts = _opened(clock)
+    for _ in range(MAX_RESTARTS - 1):
+        assert restarts.refusal("worker 0", 0, ready_at=0.0, serving=False) is None
+    assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_AWAY) is None
+    assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_AWAY) is not None
+    clock.now += RESTART_WINDOW_SECONDS  # a minute on: the budget is whole again
+    assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_AWAY) is None
+
+
+def test_of_the_ledgers_faults_only_the_ledger_away_passes() -> None:
+    """StoreAway (the ledger process's connection failed, the database server away), not
+    its base: a damaged ledger, a refused password are StoreUnavailable too."""
+    assert fault_line(StoreAway("the ledger service does not answer")).startswith("?StoreAway")
+    assert passes(fault_line(ConnectionEnded("the ledger connection closed")))
+    lasting = [
+        StoreUnavailable("SQLite is unavailable (SQLITE_NOTADB)"),
+        StoreUnavailable("SQLite is unavailable (SQLITE_CORRUPT)"),
+        StoreUnavailable("cannot create or narrow ledger.db: No such file or directory"),
+        StoreUnavailable("PostgreSQL is unavailable (cannot connect: ... password ...)"),
+        WireError("a frame of operation 3 where operation 2 is under way"),
+    ]
+    for fault in lasting:
+        assert not passes(fault_line(fault)), fault
 
 
 def test_a_fault_line_is_one_bounded_line() -> None:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from gateway.ledger import PostgresLedgerStore, StoreUnavailable
+from gateway.ledger import PostgresLedgerStore, StoreAway, StoreUnavailable
 from gateway.ledger.postgres_refusals import REASON_WITHHELD
 from gateway.ledger.store import Transaction
 from tests.gateway.ledger.ledger_support import TEST_DATABASE, PgCluster, throwaway_pg_cluster
@@ -81,6 +81,25 @@ def test_no_server_there_is_named(own_cluster: PgCluster) -> None:
     said = _refusal(conninfo + f" password={PASSWORD} dbname={TEST_DATABASE}")
     assert "No such file or directory" in said
     assert PASSWORD not in said
+
+
+def test_a_refusal_lasts_and_no_server_there_is_the_server_away(own_cluster: PgCluster) -> None:
+    """A worker's replacement meeting the server away is started again; one meeting a
+    refusal stops the bank (``gateway.child``): started again, it would be refused again,
+    for ever. Its reason withheld, a refusal lasts all the same."""
+    refused = [
+        _teller(own_cluster, OTHER_PASSWORD),
+        _teller(own_cluster, TELLER),  # its reason withheld
+        _teller(own_cluster, PASSWORD, dbname="no_such_ledger"),
+        f"host={own_cluster.root} port={own_cluster.port} user=no_such_role",
+    ]
+    for conninfo in refused:
+        with pytest.raises(StoreUnavailable) as raised:
+            PostgresLedgerStore(conninfo)
+        assert not isinstance(raised.value, StoreAway), raised.value
+    nowhere = f"host={own_cluster.root / 'nowhere'} port={own_cluster.port} user=ledger"
+    with pytest.raises(StoreAway):
+        PostgresLedgerStore(nowhere + f" password={PASSWORD} dbname={TEST_DATABASE}")
 
 
 WITHHELD = f"PostgreSQL is unavailable (cannot connect: {REASON_WITHHELD})"
