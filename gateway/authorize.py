@@ -116,10 +116,9 @@ def authorize(bank: Bank, request: authorization_pb2.AuthorizeRequest) -> bytes:
     # Each envelope is opened with the key-exchange key it names: the PI may be sealed to
     # an older certificate than the AuthReq around it (``gateway.opening_keys``).
     opening = bank.opening_credentials()
-    verified = open_auth_request(
-        request, opening, bank.trust, at=bank.as_of_time, now=bank.as_of_ms
-    )
-    pi = open_payment_instruction(verified, opening, bank.trust, at=bank.as_of_time)
+    at = bank.as_of_time  # a datetime made from ``as_of_ms``: made once, used twice
+    verified = open_auth_request(request, opening, bank.trust, at=at, now=bank.as_of_ms)
+    pi = open_payment_instruction(verified, opening, bank.trust, at=at)
     check_order_date(pi, max_age_ms=PI_MAX_AGE_MS, now=bank.as_of_ms)
     check_agreement(verified, pi)
     if log.isEnabledFor(logging.INFO):

@@ -52,6 +52,10 @@ def content_type_of(message_class: type[Message]) -> str:
     return name
 
 
+# Content types are setpay's own names, a few dozen: each framing call (an AuthReq makes
+# some twenty) finds its bytes here. Bounded all the same, should a caller ever pass
+# another's text: a refused one (ValueError) is never kept.
+@functools.lru_cache(maxsize=256)
 def _ct(content_type: str) -> bytes:
     encoded = content_type.encode("ascii")
     if b"\x00" in encoded or not encoded:

@@ -50,6 +50,9 @@ PSS_SALT_BYTES = PSS_SALT_LENGTH
 # every backend normalizes with) is the high half, which setpay never makes and refuses
 # on a SET message (see the module docstring).
 _P256_HALF_ORDER = P256_ORDER // 2
+# ECDSA with SHA-256, the one EC signature algorithm verified: an immutable description,
+# made once (making one imports inside ``cryptography``, about 1 us, twice per AuthReq).
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def low_s(der: bytes) -> bytes:
@@ -168,7 +171,7 @@ def verify_signature(
                     f"bad {content_type} signature: ECDSA s above n/2 (the malleable twin "
                     "of a signature; setpay accepts low-S signatures only)",
                 )
-            public_key.verify(signature.value, data, ec.ECDSA(hashes.SHA256()))
+            public_key.verify(signature.value, data, _ECDSA_SHA256)
         elif isinstance(public_key, ed25519.Ed25519PublicKey):
             public_key.verify(signature.value, data)
         else:
