@@ -9,8 +9,8 @@ SIGKILL), stops the service as SIGTERM does (``cli.stop_watcher``).
 Its errors are ``cli.bench``'s (a configuration that does not load, a worker that does
 not start: exit 1). Options that make no service (``gateway.ceiling.ReferenceOptions``: a
 listen address that is not HOST:PORT, a delay for the ceiling) and a lifeline that is no
-open pipe are usage errors, exit 2 like argparse's, refused before the configuration is
-read.
+open pipe's read end are usage errors, exit 2 like argparse's, refused before the
+configuration is read.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ none keeps its two numbers, so readers written for two go on working.
 ``--lifeline-fd FD`` names an inherited pipe's read end: once every copy of its write end
 is closed, the process that started the bank gone however it went, the bank stops as on
 SIGTERM (``gateway.supervisor_signals``). ``setpay bench --spawn`` starts its bank so; a
-descriptor that is not an open pipe is a usage error (exit 2).
+descriptor that is not an open pipe's read end (a write end, a socket, a file) is a usage
+error (exit 2).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
+import selectors
 import signal
 import threading
 from collections.abc import Callable, Collection
@@ -151,22 +151,29 @@ class StopWatcher:
         self.close()
 
     def _watch(self) -> None:
-        watched = [self._read] if self._lifeline is None else [self._read, self._lifeline]
-        while True:
-            ready, _, _ = select.select(watched, [], [])
-            if self._lifeline in ready and lifeline_ended(self._lifeline) and not self._closing:
-                watched.remove(self._lifeline)  # at its end, it would be ready for ever
-                self._stop_requested()
-            if self._read not in ready:
-                continue
-            try:
-                received = os.read(self._read, _READ_BYTES)
-            except BlockingIOError:
-                continue
-            if self._closing:
-                return
-            if any(signum in self._signals for signum in received):
-                self._stop_requested()
+        # A selector, not ``select.select``: that refuses a descriptor numbered 1024 or
+        # more, as an inherited lifeline may be (``pass_fds`` keeps the parent's number),
+        # and its ValueError would end this thread, no stop signal heard from then on.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._read, selectors.EVENT_READ)
+            if self._lifeline is not None:
+                selector.register(self._lifeline, selectors.EVENT_READ)
+            while True:
+                ready = {key.fd for key, _ in selector.select()}
+                if self._lifeline in ready and lifeline_ended(self._lifeline):
+                    selector.unregister(self._lifeline)  # at its end, ready for ever
+                    if not self._closing:
+                        self._stop_requested()
+                if self._read not in ready:
+                    continue
+                try:
+                    received = os.read(self._read, _READ_BYTES)
+                except BlockingIOError:
+                    continue
+                if self._closing:
+                    return
+                if any(signum in self._signals for signum in received):
+                    self._stop_requested()
 
     def _stop_requested(self) -> None:
         """The first request calls ``on_stop``; each later one is answered."""

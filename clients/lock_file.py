@@ -8,10 +8,14 @@ file is opened without following a link (``ELOOP``) nor waiting on a FIFO, and w
 opens that is not a plain file (a FIFO, a device, a socket) is closed and refused
 (``NotPlainFile``); a directory there fails to open (``EISDIR``).
 
-Nothing is ever written to a lock file, and a ``flock`` needs no more than a read-only
-descriptor: it is opened read-only, so that one the user may read but not write still
-locks. ``O_NONBLOCK`` stays set on the descriptor; ``flock`` takes no notice of it (only
-``LOCK_NB`` makes a lock refuse to wait).
+Nothing is ever written to a lock file, but it is opened for writing when it may be: on
+NFS and CIFS the kernel emulates ``flock`` with ``fcntl`` byte-range locks, and an
+exclusive one needs a descriptor open for writing (``flock(2)``, "NFS details"): opened
+read-only, every lock of a directory on such a share would fail (``EBADF``). Only when it
+may not be (``EACCES``: a file the user may read but not write; ``EROFS``: a read-only file
+system) is it opened read-only, where a local ``flock`` needs no more: such a file still
+locks (on NFS it could not have locked either way). ``O_NONBLOCK`` stays set on the
+descriptor; ``flock`` takes no notice of it (only ``LOCK_NB`` makes a lock refuse to wait).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import os
 import stat
 from pathlib import Path
 
-# Read-only: a flock needs no more. Not followed if a link; not waited on if a FIFO
-# (opened read-only, one would wait for a writer), which is then refused as no plain file.
-_OPEN_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# Not followed if a link; not waited on if a FIFO (opened read-only, one would wait for a
+# writer), which is then refused as no plain file. Read-write, or read-only (the docstring).
+_OPEN_FLAGS = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# Why a read-write open fails that a read-only one may pass.
+_NOT_WRITABLE = (errno.EACCES, errno.EROFS)
 
 
 class NotPlainFile(OSError):
@@ -31,14 +37,17 @@ class NotPlainFile(OSError):
 
 
 def open_lock_file(path: Path, mode: int) -> tuple[int, bool]:
-    """``path``'s descriptor, read-only, created ``mode`` when missing, and whether this
-    open created it (``O_EXCL``): a caller may treat a file it made otherwise than one it
-    found. ``OSError`` when it cannot be opened (``ELOOP`` for a symbolic link, not
-    followed), ``NotPlainFile`` when what opened is no plain file (closed again)."""
+    """``path``'s descriptor, read-write or else read-only (the module docstring), created
+    ``mode`` when missing, and whether this open created it (``O_EXCL``): a caller may treat
+    a file it made otherwise than one it found. ``OSError`` when it cannot be opened
+    (``ELOOP`` for a symbolic link, not followed), ``NotPlainFile`` when what opened is no
+    plain file (closed again)."""
     try:
-        fd, created = os.open(path, _OPEN_FLAGS | os.O_EXCL, mode), True
-    except FileExistsError:
-        fd, created = os.open(path, _OPEN_FLAGS, mode), False
+        fd, created = _open(path, os.O_RDWR, mode)
+    except OSError as exc:
+        if exc.errno not in _NOT_WRITABLE:
+            raise
+        fd, created = _open(path, os.O_RDONLY, mode)
     try:
         found = os.fstat(fd).st_mode
     except BaseException:
@@ -48,6 +57,14 @@ def open_lock_file(path: Path, mode: int) -> tuple[int, bool]:
         os.close(fd)
         raise NotPlainFile(f"{path} is not a plain file")
     return fd, created
+
+
+def _open(path: Path, access: int, mode: int) -> tuple[int, bool]:
+    """``path`` opened with ``access``, made if missing; and whether this open made it."""
+    try:
+        return os.open(path, access | _OPEN_FLAGS | os.O_EXCL, mode), True
+    except FileExistsError:
+        return os.open(path, access | _OPEN_FLAGS, mode), False
 
 
 def why_unusable(exc: OSError) -> str:

@@ -22,15 +22,16 @@ at once (``RegistrationError``), nothing made, recorded or sent. The kernel drop
 ``flock`` when its holder ends, killed or not: a lock file left behind blocks nothing.
 A wallet's purchases and inquiries only read the card file: they take no lock.
 
-Nothing is ever written to the lock file, and a ``flock`` needs no more than a read-only
-descriptor: it is opened read-only (``clients.lock_file``, as the wallet's purchase book
-opens its own; ``hsm.filelock``, which the key backends share, opens its own for
-writing), so that a lock file the user may read but not write does not stop every
-``register`` and ``renew`` with "Permission denied". One made by a run as root
-(``sudo``) in another user's directory is handed to the directory's owner, private to
-them (0600) as before: the owner's later runs open it, other users still cannot. One no
-run can open (left by an earlier release under ``sudo``), or that is not a plain file,
-is refused with what to do, nothing made, recorded or sent.
+Nothing is ever written to the lock file, but it is opened for writing when it may be
+(``clients.lock_file``, as the wallet's purchase book opens its own): on NFS and CIFS an
+exclusive ``flock`` is an emulated ``fcntl`` lock, which needs a descriptor open for
+writing. A lock file the user may read but not write is opened read-only, where a local
+``flock`` needs no more, so that it does not stop every ``register`` and ``renew`` with
+"Permission denied". One made by a run as root (``sudo``) in another user's directory is
+handed to the directory's owner, private to them (0600) as before: the owner's later runs
+open it, other users still cannot. One no run can open (left by an earlier release under
+``sudo``), or that is not a plain file, is refused with what to do, nothing made,
+recorded or sent.
 """
 
 from __future__ import annotations

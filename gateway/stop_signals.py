@@ -16,6 +16,7 @@ which names the new parent (a subreaper) rather than none, tells of it so surely
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import select
@@ -123,13 +124,16 @@ class RepeatNotice:
 def open_lifeline(fd: int) -> int:
     """``fd``, inherited, as a lifeline (the module docstring): non-blocking, and not passed
     on to a program this process runs. A ``ValueError`` saying why when ``fd`` is not open
-    or is no pipe or socket, whose end could tell of nothing (a file's is there at once)."""
+    or is no pipe's read end. Only that: a file's end is there at once; a pipe's write end
+    (``--lifeline-fd 1`` with the output piped) cannot be read, and a socket's end may come
+    as an error (a reset) rather than as an end, neither telling what a lifeline must."""
     try:
         mode = os.fstat(fd).st_mode
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
     except (OSError, OverflowError):
         raise ValueError(f"descriptor {fd} is not open") from None
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        raise ValueError(f"descriptor {fd} is no pipe")
+    if not stat.S_ISFIFO(mode) or access != os.O_RDONLY:
+        raise ValueError(f"descriptor {fd} is no pipe's read end")
     os.set_blocking(fd, False)
     os.set_inheritable(fd, False)
     return fd
@@ -137,8 +141,12 @@ def open_lifeline(fd: int) -> int:
 
 def lifeline_ended(fd: int) -> bool:
     """Whether the lifeline ``fd`` (``open_lifeline``) has reached its end: the process
-    that started this one is gone. Anything written to it is read and dropped."""
+    that started this one is gone. Anything written to it is read and dropped. A read that
+    fails otherwise than for want of data is an end too: the lifeline can tell of nothing
+    more, and an error raised here would end the loop that hears the stop signals."""
     try:
         return os.read(fd, LIFELINE_READ_BYTES) == b""
     except BlockingIOError:
         return False
+    except OSError:
+        return True

@@ -47,8 +47,8 @@ class SupervisorSignals:
 
     def __init__(self, lifeline: int | None = None) -> None:
         """Block the stop signals, before anything is prepared that a stop must undo.
-        ``lifeline``: a pipe's end (``gateway.stop_signals.open_lifeline``) whose end is a
-        stop request too; closed with the rest."""
+        ``lifeline``: a pipe's read end (``gateway.stop_signals.open_lifeline``) whose end,
+        or a read of it that fails, is a stop request too; closed with the rest."""
         self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         self._lifeline = lifeline
         self._selector: selectors.BaseSelector | None = None  # once ``watch`` ran

@@ -141,10 +141,10 @@ class Supervisor:
     def run(self) -> int:
         """Start the workers and supervise them until they are all gone; the exit status."""
         self._signals.catch()
-        self._signals.watch(self._selector, "wake")  # and the lifeline, if it has one
-        if self._scrape is not None:
-            self._selector.register(self._scrape.fileno(), selectors.EVENT_READ, "scrape")
-        try:
+        try:  # the selector closed whatever fails, its registering too
+            self._signals.watch(self._selector, "wake")  # and the lifeline, if it has one
+            if self._scrape is not None:
+                self._selector.register(self._scrape.fileno(), selectors.EVENT_READ, "scrape")
             if self._signals.stop_requested:  # held while serve prepared: nothing to stop
                 log.info("stop requested before any worker started")
                 return 0

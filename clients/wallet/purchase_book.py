@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import fcntl
 import json
 import os
@@ -39,7 +40,7 @@ from google.protobuf.message import DecodeError
 
 from clients.errors import ClientError, ConfigError, ShedUnsettled
 from clients.identity import write_atomically
-from clients.lock_file import open_lock_file, why_unusable
+from clients.lock_file import NotPlainFile, open_lock_file, why_unusable
 from clients.wallet import short_ids
 from clients.wallet.merchant_answers import SHED
 from setcore.currency import exponent_for
@@ -319,21 +320,42 @@ class PurchaseBook:
         try:
             fd, _ = open_lock_file(self._lock, PURCHASES_FILE_MODE)
         except OSError as exc:
-            raise self._unusable_lock(why_unusable(exc)) from None
+            raise self._unusable_lock(why_unusable(exc), self._in_the_way(exc)) from None
         try:
             try:
                 os.fchmod(fd, PURCHASES_FILE_MODE)
             except OSError as exc:
-                raise self._unusable_lock(f"its mode cannot be set ({exc.strerror})") from None
+                # Another user's (left by a run under sudo) is in the way; a read-only
+                # file system is not, nor anything else there is nothing to remove for.
+                in_the_way = exc.errno in (errno.EPERM, errno.EACCES)
+                why = f"its mode cannot be set ({exc.strerror})"
+                raise self._unusable_lock(why, in_the_way) from None
             # Blocks without a limit: a holder only reads and writes this one small file.
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
 
-    def _unusable_lock(self, why: str) -> ConfigError:
-        """The refusal of a lock file that cannot be used: named, with what to do."""
+    def _unusable_lock(self, why: str, in_the_way: bool) -> ConfigError:
+        """The refusal of a lock file that cannot be used: named, and, when what is under
+        its name is what stops it (``in_the_way``), that it is to be removed."""
+        advice = "; remove it, with no other wallet command running" if in_the_way else ""
         return ConfigError(
-            f"cannot use lock file {self._lock}: {why}; remove it, with no other wallet "
-            f"command running: nothing was written to {self._path.name}"
+            f"cannot use lock file {self._lock}: {why}{advice}: nothing was written to "
+            f"{self._path.name}"
         )
+
+    def _in_the_way(self, exc: OSError) -> bool:
+        """Whether what ``open_lock_file`` refused with ``exc`` is something under the lock
+        file's name that removing would clear: a link, no plain file, a directory, a file
+        this user may not open. Not when there is nothing to remove: a directory this user
+        may not write (``EACCES`` with no file there), a full or read-only file system."""
+        if isinstance(exc, NotPlainFile) or exc.errno in (errno.ELOOP, errno.EISDIR):
+            return True
+        if exc.errno != errno.EACCES:
+            return False
+        try:
+            self._lock.lstat()
+        except OSError:
+            return False  # not there (or not to be seen): nothing to remove
+        return True

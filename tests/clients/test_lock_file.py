@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -11,25 +12,130 @@ import pytest
 
 from clients.lock_file import NotPlainFile, open_lock_file, why_unusable
 
+NOBODY = 65534
+
 
 def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_made_then_found_read_only_and_private(tmp_path: Path) -> None:
+def _access(fd: int) -> int:
+    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+
+
+def test_made_then_found_read_write_and_private(tmp_path: Path) -> None:
+    """Read-write: on NFS and CIFS an exclusive flock is an fcntl lock, which needs a
+    descriptor open for writing."""
     path = tmp_path / "x.lock"
     fd, created = open_lock_file(path, 0o600)
     try:
         assert created
         assert os.get_blocking(fd) is False  # a FIFO would not have been waited on
-        with pytest.raises(OSError, match="Bad file descriptor"):
-            os.write(fd, b"x")  # read-only: a flock needs no more
+        assert _access(fd) == os.O_RDWR
     finally:
         os.close(fd)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     fd, created = open_lock_file(path, 0o600)
-    os.close(fd)
+    try:
+        assert _access(fd) == os.O_RDWR
+    finally:
+        os.close(fd)
     assert not created
+
+
+def _access_as_another_user(directory: Path, name: str) -> str:
+    """The access mode ``open_lock_file`` gets for ``directory / name``, or its refusal,
+    opened by a user the file is not writable by: ``nobody`` in a child process when the
+    test runs as root (entering the directory first), this user otherwise."""
+
+    def opened() -> str:
+        try:
+            fd, _ = open_lock_file(Path(name), 0o600)
+        except OSError as exc:
+            return f"refused: {exc.strerror}"
+        try:
+            return {os.O_RDWR: "read-write", os.O_RDONLY: "read-only"}[_access(fd)]
+        finally:
+            os.close(fd)
+
+    if os.geteuid() != 0:
+        here = os.getcwd()
+        os.chdir(directory)
+        try:
+            return opened()
+        finally:
+            os.chdir(here)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(read)
+            os.chdir(directory)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, opened().encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    return said
+
+
+def test_a_lock_file_the_user_may_only_read_is_opened_read_only(tmp_path: Path) -> None:
+    """Root's file others may read (as root: opened as ``nobody``), or the user's own
+    read-only file: the read-write open is refused (EACCES), the read-only one taken."""
+    directory = tmp_path / "d"
+    directory.mkdir(mode=0o755)
+    path = directory / "x.lock"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    path.chmod(0o644 if os.geteuid() == 0 else 0o400)
+    assert _access_as_another_user(directory, "x.lock") == "read-only"
+    path.chmod(0o600 if os.geteuid() == 0 else 0o000)
+    assert _access_as_another_user(directory, "x.lock") == "refused: Permission denied"
+
+
+class _Opens:
+    """``os.open`` as ``clients.lock_file`` calls it, each call's access mode noted, and a
+    read-write one failing with ``errno``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+        self.access: list[int] = []
+        self._code = code
+        self._open = os.open
+        monkeypatch.setattr(os, "open", self)  # as ``clients.lock_file`` calls it
+
+    def __call__(self, path: Path, flags: int, mode: int = 0o777) -> int:
+        self.access.append(flags & os.O_ACCMODE)
+        if flags & os.O_ACCMODE == os.O_RDWR:
+            raise OSError(self._code, os.strerror(self._code), str(path))
+        return self._open(path, flags, mode)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_read_write_is_tried_first_then_read_only_where_writing_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    opens = _Opens(monkeypatch, code)
+    fd, created = open_lock_file(tmp_path / "x.lock", 0o600)
+    os.close(fd)
+    assert created
+    assert opens.access == [os.O_RDWR, os.O_RDONLY]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EISDIR, errno.ELOOP])
+def test_no_read_only_open_for_any_other_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    opens = _Opens(monkeypatch, code)
+    with pytest.raises(OSError) as caught:
+        open_lock_file(tmp_path / "x.lock", 0o600)
+    assert caught.value.errno == code
+    assert opens.access == [os.O_RDWR]
 
 
 def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:

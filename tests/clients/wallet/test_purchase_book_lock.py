@@ -9,6 +9,7 @@ file, the book left as it was; an ordinary lock file locks as before.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import signal
@@ -21,11 +22,13 @@ from pathlib import Path
 import pytest
 
 from clients.errors import ConfigError
+from clients.wallet import purchase_book
 from clients.wallet.purchases import PurchaseBook
 from tests.clients.wallet.test_purchase_book import RECORD
 
 BOOK = "purchases.json"
 LOCK = "purchases.json.lock"
+NOBODY = 65534
 ANSWERED = replace(RECORD, completion="COMPLETION_CODE_AUTHORIZATION_PERFORMED")
 
 # Each way a command writes the book, each under the lock.
@@ -128,3 +131,89 @@ def test_a_write_still_waits_for_the_lock_s_holder(tmp_path: Path) -> None:
     saving.join(timeout=10)
     assert not saving.is_alive()
     assert book.all() == [ANSWERED]
+
+
+def _failing_open(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    """The lock file's open fails with ``code``."""
+
+    def fails(path: Path, mode: int) -> tuple[int, bool]:
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(purchase_book, "open_lock_file", fails)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.ENOSPC, errno.EROFS, errno.EDQUOT])
+def test_no_lock_file_to_remove_is_not_said_to_be_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """No file there (EACCES: a directory the user may not write), or a full or read-only
+    file system: the path and the reason, no "remove it" of a file that is not there."""
+    _failing_open(monkeypatch, code)
+    said = _refusal(tmp_path, "add")
+    assert f"{LOCK}: {os.strerror(code)}: nothing was written to {BOOK}" in said
+    assert "remove it" not in said
+
+
+def test_a_lock_file_there_that_cannot_be_opened_is_said_to_be_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / LOCK).touch()
+    _failing_open(monkeypatch, errno.EACCES)
+    said = _refusal(tmp_path, "add")
+    assert f"{LOCK}: Permission denied; remove it, with no other wallet command running" in said
+
+
+def test_a_directory_the_user_may_not_write_is_named_with_no_advice_to_remove(
+    tmp_path: Path,
+) -> None:
+    """For real: ``nobody`` (the test run as root) or this user in a directory it may not
+    write, with no lock file in it."""
+    directory = tmp_path / "wallet"
+    directory.mkdir(mode=0o555)
+    try:
+        said = _as_another_user(directory, lambda: _said(PurchaseBook(Path(BOOK))))
+    finally:
+        directory.chmod(0o755)
+    assert said == (
+        f"cannot use lock file {LOCK}: Permission denied: nothing was written to {BOOK}"
+    )
+
+
+def _said(book: PurchaseBook) -> str:
+    try:
+        book.add(RECORD)
+    except ConfigError as exc:
+        return str(exc)
+    return "written"
+
+
+def _as_another_user(directory: Path, run: Callable[[], str]) -> str:
+    """``run``'s answer in ``directory``: as ``nobody`` in a child process when the test
+    runs as root (entering the directory before it drops root), in this process
+    otherwise."""
+    here = os.getcwd()
+    if os.geteuid() != 0:
+        os.chdir(directory)
+        try:
+            return run()
+        finally:
+            os.chdir(here)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.close(read)
+            os.chdir(directory)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, run().encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, said
+    return said
