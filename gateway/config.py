@@ -439,6 +439,10 @@ def load(
         raise ConfigError(f"{path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except RecursionError:
+        # Arrays or inline tables nested past the parser's depth: no setting is, and the
+        # parser's own error would end the command in a traceback.
+        raise ConfigError(f"{path}: values nested too deeply to be a configuration") from None
     try:
         config = _from_file(path, raw)
     except ConfigError as exc:
