@@ -73,6 +73,7 @@ from cli.merchant_reverse import (
     reverses_operation,
 )
 from cli.number_options import integer, shown, whole
+from cli.order_options import lid_m_hex, order_description
 from cli.party_options import UsageError, parse_form, pin_root
 from cli.stop_watcher import StopWatcher
 from clients.authority import AuthorityClient
@@ -178,7 +179,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help=f"the newest N orders (1 to {MAX_LISTED_ORDERS}; default 50)",
     )  # fmt: skip
     n = o_ops.add_parser("new", help="create an order and print its SET Initiation")
-    n.add_argument("--description", required=True)
+    n.add_argument("--description", type=order_description, required=True)
     n.add_argument("--amount", type=integer, required=True, help="minor units (cents)")
     n.add_argument(
         "--currency", type=currency_code,
@@ -187,7 +188,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     n.add_argument(
         "--exp10", type=integer, help="decimal exponent of the minor unit (default: the currency's)"
     )
-    n.add_argument("--lid-m", help="the order's local id (hex; default random)")
+    n.add_argument("--lid-m", type=lid_m_hex, help="the order's local id (hex; default random)")
 
     for name, text in (("capture", "capture an authorized order"), ("refund", "refund")):
         c = ops.add_parser(name, help=text)
@@ -378,7 +379,7 @@ def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
     store = MerchantStore(config.store)
     try:
         if args.orders_command == "new":
-            lid_m = bytes.fromhex(args.lid_m) if args.lid_m else new_id()[:LID_M_BYTES]
+            lid_m = new_id()[:LID_M_BYTES] if args.lid_m is None else args.lid_m
             currency = config.currency if args.currency is None else args.currency
             exp10 = exponent_for(currency) if args.exp10 is None else args.exp10
             money = Money(currency, args.amount, exp10)

@@ -17,11 +17,22 @@ from clients.merchant.records import Money
 from setcore.amount import check_amount
 from setcore.errors import ProtocolError
 from setcore.freshness import check_lid
+from setcore.pan import MIN_PAN_DIGITS
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
 
 
 def check_offer(lid_m: bytes, description: bytes, amount: Money) -> None:
-    """Refuse (``ConfigError``, naming the term) an offer no wallet could pay."""
+    """Refuse (``ConfigError``, naming the term) an offer no wallet could pay.
+
+    An amount or exponent of as many digits as a card number is measured, not repeated:
+    a PAN typed into ``--amount`` must not reach the terminal or a log."""
+    terms = [
+        str(number)
+        if len(str(abs(number))) < MIN_PAN_DIGITS
+        else f"of {len(str(number))} characters"
+        for number in (amount.minor, amount.exp10)
+    ]
+    said = f"amount {terms[0]} in currency {amount.currency} (exponent {terms[1]})"
     try:
         check_lid(lid_m, "the LID-M")
     except ProtocolError as exc:
@@ -34,14 +45,8 @@ def check_offer(lid_m: bytes, description: bytes, amount: Money) -> None:
     try:
         wire = amount.to_proto()
     except ValueError:
-        raise ConfigError(
-            f"amount {amount.minor} in currency {amount.currency} (exponent {amount.exp10}) "
-            "does not fit the protocol's integers"
-        ) from None
+        raise ConfigError(f"{said} does not fit the protocol's integers") from None
     try:
         check_amount(wire)
     except ProtocolError as exc:
-        raise ConfigError(
-            f"amount {amount.minor} in currency {amount.currency} (exponent {amount.exp10}): "
-            f"{exc.reason}"
-        ) from None
+        raise ConfigError(f"{said}: {exc.reason}") from None

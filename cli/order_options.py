@@ -1,0 +1,47 @@
+"""The terms of an order typed on the command line (``setpay merchant orders new``,
+``setpay wallet purchase``), read before any file or database is opened.
+
+``bytes.fromhex`` takes spaces between the digits (``--lid-m "00 11"`` was the order
+0011), and its refusal names neither the option nor the value ("non-hexadecimal number
+found in fromhex() arg"); an empty ``--lid-m`` was read as none given, and made an order
+under a random id, one a second run could not find again. A description whose bytes are
+not UTF-8 (a shell in another locale) reaches the program as surrogates, which no order
+can carry, and was refused only as the codec's own error. Each is an argparse ``type``
+here: a refusal is a usage error (exit 2) that names the option and what it takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from cli.number_options import shown
+
+# An order's local id as the merchant prints it (``lid_m`` of its initiation): pairs of
+# hex digits, nothing between them.
+_HEX_PAIRS = re.compile(r"(?:[0-9a-fA-F]{2})+")
+
+
+def lid_m_hex(text: str) -> bytes:
+    """An argparse ``type``: a LID-M in hex (its length is checked with the offer's other
+    terms, ``clients.merchant.offers``)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an order's local id in hex, not empty")
+    if not _HEX_PAIRS.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"an order's local id is pairs of hex digits, 0-9 and a-f, not {shown(text)}"
+        )
+    return bytes.fromhex(text)
+
+
+def order_description(text: str) -> str:
+    """An argparse ``type``: an order description, UTF-8 text (its length is checked with
+    the offer's other terms)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            "an order description is UTF-8 text: the bytes given are not (the terminal's"
+            " or the shell's locale?)"
+        ) from None
+    return text
