@@ -22,9 +22,9 @@ CURRENCY_MISMATCH, and an account's currency never changes.
 ``open-merchant`` and ``show-merchant`` print the merchant's settlement account id: the
 bank gives it to the merchant out of band, and the Merchant CA registers a merchant ID
 the acquirer already holds an account for only when the request's account data names
-that id (``setpay merchant register --account-file``). ``open-merchant`` takes only an ID
-the Merchant CA registers (``_merchant_id``), or it is a usage error (exit 2): an account
-under another could never be registered, nor closed.
+that id (``setpay merchant register --account-file``). Either takes only an ID the
+Merchant CA registers (``cli.bank_show.merchant_id``), or it is a usage error (exit 2): an
+account under another could never be registered, nor closed, nor shown.
 
 ``release-card`` forgets a card's refused registrations at the Cardholder CA
 (``gateway.ca.card_failures``), so that a card refused outright there registers again at
@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import IO
 
 from cli import bank_books, bank_unanswered
-from cli.bank_show import card_account_id, card_line, merchant_line
+from cli.bank_show import card_account_id, card_line, merchant_id, merchant_line
 from cli.currency import currency_code
 from cli.number_options import whole
 from gateway.bank_pki import ProvisioningError, bank_keys_uri, open_ca_store
@@ -86,7 +86,6 @@ from gateway.ledger_keys import seal_ledger_keys
 from hsm.errors import KeyBackendError
 from hsm.uri import open_backend
 from setcore.errors import SetcoreError
-from setcore.names import describe, refused_character
 from setcore.pan import (
     MAX_EXPIRY_YEAR,
     MIN_EXPIRY_YEAR,
@@ -142,27 +141,6 @@ def _bin(text: str) -> str:
     return text
 
 
-def _merchant_id(text: str) -> str:
-    """``open-merchant --merchant-id``'s value: an ID the Merchant CA registers
-    (``setcore.registration_merchant``: 1 to ``MAX_MERCHANT_ID_CHARS`` characters, none
-    of them one ``setcore.names`` refuses), or argparse's usage error. The ledger takes
-    any text, but no merchant could ever register for an account opened under another
-    ID, and no command closes one."""
-    if not 0 < len(text) <= MAX_MERCHANT_ID_CHARS:
-        raise argparse.ArgumentTypeError(
-            f"a merchant ID is 1 to {MAX_MERCHANT_ID_CHARS} characters, as the Merchant CA "
-            f"registers them (given: {len(text)} characters)"
-        )
-    refused = refused_character(text)
-    if refused is not None:
-        # Named by code point, not shown: it could rewrite the line it is printed on.
-        raise argparse.ArgumentTypeError(
-            "a merchant ID holds no control, line or paragraph separator, or bidirectional "
-            f"character, as the Merchant CA registers them (given: {describe(refused)})"
-        )
-    return text
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the subcommand."""
     p = sub.add_parser("bank", help="issuer account operations")
@@ -208,7 +186,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "open-merchant", help="open a merchant settlement account (prints its account id)"
     )
     m.add_argument(
-        "--merchant-id", type=_merchant_id, required=True,
+        "--merchant-id", type=merchant_id, required=True,
         help=f"the merchant's ID, 1 to {MAX_MERCHANT_ID_CHARS} characters",
     )  # fmt: skip
     m.add_argument(
@@ -216,7 +194,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="ISO 4217 numeric (default: the bank's [ledger] settlement_currency)",
     )  # fmt: skip
     s = ops.add_parser("show-merchant", help="show a merchant settlement account")
-    s.add_argument("--merchant-id", required=True)
+    s.add_argument("--merchant-id", type=merchant_id, required=True)
     r = ops.add_parser(
         "release-card",
         help="let a card refused outright at registration register again (prints whether "

@@ -43,6 +43,7 @@ import sys
 from functools import partial
 
 from cli.bank_ledger import NoLedger, open_existing_store, utc
+from cli.bank_show import merchant_id
 from gateway.config import BankConfig
 from gateway.ledger import LedgerError, LedgerStore
 from gateway.ledger.batches import BATCH_ID_BYTES
@@ -87,7 +88,7 @@ def batch_id(text: str) -> str:
 def add_parsers(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``show-batch`` and ``check-books`` under ``setpay bank``."""
     show = ops.add_parser("show-batch", help=COMMANDS["show-batch"])
-    show.add_argument("--merchant-id", required=True, help="the merchant's ID")
+    show.add_argument("--merchant-id", type=merchant_id, required=True, help="the merchant's ID")
     show.add_argument(
         "--batch", type=batch_id, required=True, metavar="BATCH",
         help=f"the batch's id (batch- and {BATCH_ID_CHARS} characters)",

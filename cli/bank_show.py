@@ -1,5 +1,6 @@
 """``setpay bank``'s account lines (``show-account``, ``show-merchant``, and the line a
-block, unblock or close prints), and the ``--account`` the card account commands take.
+block, unblock or close prints), the ``--account`` the card account commands take, and
+the ``--merchant-id`` the merchant account and batch commands take.
 
 ``--account`` is a card account id as ``open-account`` printed it: ``card-`` and 24
 lowercase base32 characters (``gateway.ledger.identifiers``). Anything else is a usage
@@ -14,6 +15,8 @@ import argparse
 import re
 
 from gateway.ledger import CardAccount, MerchantAccount
+from setcore.names import describe, refused_character
+from setcore.pki.extensions import MAX_MERCHANT_ID_CHARS
 
 # ``gateway.ledger.identifiers.new_id("card")``: 15 random bytes in lowercase base32.
 _CARD_ACCOUNT_ID = re.compile(r"card-[a-z2-7]{24}")
@@ -27,6 +30,29 @@ def card_account_id(text: str) -> str:
             "a card account id is card- and 24 lowercase letters and digits 2-7, as "
             f"open-account printed it and wrote in the card file (given: {len(text)} "
             "characters)"
+        )
+    return text
+
+
+def merchant_id(text: str) -> str:
+    """``--merchant-id``'s value (``open-merchant``, ``show-merchant``, ``show-batch``): an
+    ID the Merchant CA registers (``setcore.registration_merchant``: 1 to
+    ``MAX_MERCHANT_ID_CHARS`` characters, none of them one ``setcore.names`` refuses), or
+    argparse's usage error. The ledger takes any text, but no merchant could ever register
+    for an account opened under another ID, and no command closes one. The commands that
+    show one refuse the others too: the ledger's "has no account" error repeats the ID,
+    its control characters with it (a terminal's escape sequences)."""
+    if not 0 < len(text) <= MAX_MERCHANT_ID_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"a merchant ID is 1 to {MAX_MERCHANT_ID_CHARS} characters, as the Merchant CA "
+            f"registers them (given: {len(text)} characters)"
+        )
+    refused = refused_character(text)
+    if refused is not None:
+        # Named by code point, not shown: it could rewrite the line it is printed on.
+        raise argparse.ArgumentTypeError(
+            "a merchant ID holds no control, line or paragraph separator, or bidirectional "
+            f"character, as the Merchant CA registers them (given: {describe(refused)})"
         )
     return text
 
