@@ -58,6 +58,7 @@ from gateway.ledger.outcomes import (
     PostingOutcome,
     ReversalDeclined,
 )
+from gateway.ledger.pan import echoed
 from gateway.ledger.reason_filter import could_hold_a_card_number
 from gateway.ledger.store import Row, Transaction
 from setcore.names import describe, refused_character
@@ -232,7 +233,9 @@ def _not_awaiting(rrpid: bytes, row: Row | None) -> str:
     """Why ``rrpid`` names no decision awaiting its answer (``row``: its row, if any)."""
     shown = rrpid.hex()
     if row is None:
-        return f"the ledger holds no request {shown}; nothing changed"
+        # Masked as an id the ledger was given is (``pan.echoed``): none it holds, so it
+        # may be a card number typed into ``--rrpid`` by mistake, all its digits hex.
+        return f"the ledger holds no request {echoed(shown)}; nothing changed"
     if not bytes(row["response"]):
         return (
             f"request {shown} was refused as too old and fenced, never decided: there is"

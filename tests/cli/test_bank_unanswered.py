@@ -463,3 +463,20 @@ def test_a_card_number_glued_to_digits_or_split_by_lone_letters_is_refused(
     assert made.requests() == before
     code, listed, _ = run_bank(made.bank("show-unanswered", "--settled"), capsys)
     assert (code, listed.splitlines()[0]) == (0, "no decision was settled by hand")
+
+
+def test_a_card_number_typed_as_the_rrpid_is_not_repeated(
+    made: Made, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A card number's digits are hex too: typed into ``--rrpid`` by mistake, it names no
+    request, and the refusal shows it masked as the ledger masks any id it was given."""
+    number = card("411111", 987654)
+    before = made.requests()
+    code, out, err = run_bank(
+        made.bank("settle-unanswered", "--rrpid", number, "--reason", REASON), capsys
+    )
+    assert code == 1, out
+    assert "the ledger holds no request" in err and "nothing changed" in err, err
+    assert number not in out + err
+    assert number[6:12] not in out + err  # the middle digits masked
+    assert made.requests() == before
