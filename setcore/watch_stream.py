@@ -25,6 +25,8 @@ from grpc_health.v1 import health_pb2
 
 #: A Watch stream's send callback (grpcio's): a response, or None to end the stream.
 Send = Callable[[object], None]
+#: What ``WatchStream._pick`` returns with nothing left to send: None is a send (the end).
+_IDLE = object()
 
 
 class WatchStream:
@@ -102,28 +104,45 @@ class WatchStream:
         left (False: the stream is idle); a status recorded meanwhile is sent by this loop
         too, after the one under way, unless that send's place was given up
         (``give_place_up``): then True, the stream still busy, for the senders to queue
-        again. A send that raises leaves the call over: nothing more is sent on it."""
-        while True:
-            with self.lock:
-                if self.pending is not None:
-                    response: object = health_pb2.HealthCheckResponse(status=self.pending)
-                    self.pending = None
-                elif self.ending and not self.ended:
-                    response, self.ended = None, True
-                else:
-                    self.busy, self.since, self.aside = False, None, False
-                    self.placeless = False
-                    return False
-                self.since = time.monotonic()
+        again. A send that raises leaves the call over: nothing more is sent on it.
+
+        From a send's end to the next send's ``since`` (or the stream idle) is one hold of
+        the lock: the stall watch reads ``since`` as a send under way. Once, the lock was
+        let go between the check for a place given up and the pick of the next send, and
+        a look of the watch in between, a send over but its start still recorded,
+        cancelled a call whose peer had taken its status in time, or gave up the place of
+        a send already over, the next then sent placeless from its start."""
+        with self.lock:
+            response = self._pick()
+        while response is not _IDLE:
+            failed = False
             try:
                 self.send(response)
             except Exception:  # noqa: BLE001 - grpcio's; the sender must go on to others
-                with self.lock:
-                    self.pending, self.ending, self.ended = None, True, True
+                failed = True
             with self.lock:
+                if failed:
+                    self.pending, self.ending, self.ended = None, True, True
                 if self.placeless:  # its sender holds no place: the rest waits for one
                     self.placeless, self.since = False, None
                     return True  # still busy: the senders queue it again
+                response = self._pick()
+        return False
+
+    def _pick(self) -> object:
+        # Under the lock: what to send next, its ``since`` set, or _IDLE, the stream
+        # idle (``__call__``).
+        if self.pending is not None:
+            response: object = health_pb2.HealthCheckResponse(status=self.pending)
+            self.pending = None
+        elif self.ending and not self.ended:
+            response, self.ended = None, True
+        else:
+            self.busy, self.since, self.aside = False, None, False
+            self.placeless = False
+            return _IDLE
+        self.since = time.monotonic()
+        return response
 
     def give_place_up(self, began_by: float) -> bool:
         """The senders': the send under way, if it began by ``began_by``, goes on without a

@@ -7,12 +7,20 @@ idle stream: its next sender, holding a place, handed it back all the same, it w
 nowhere, and it stayed busy for good, told no later status, nor ended at a stop. A
 give-up or a cancel that came after the next send began acted on that send, begun just
 now. Each interleaving is forced: the peer takes the send at the moment the watch acts.
+
+The sender, too, once let go of its stream's lock between the check for a place given up
+after a send and the pick of the next, the send over but its start still recorded: a look
+of the watch there cancelled a call whose peer had taken its status in time, or gave up
+the place of a send already over. That interleaving is forced by holding the sender
+there, as a preemption would.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
 
 import pytest
 from grpc_health.v1 import health_pb2
@@ -154,3 +162,109 @@ def test_a_cancel_as_the_stalled_send_completes_leaves_the_call_open(
     reader.let()
     assert _until(lambda: len(reader.told) == 3 and not stream.busy)
     assert reader.told == [SERVING, NOT_SERVING, None]
+
+
+class HeldAfterFirstSend(Call):
+    """A call whose peer takes its first status ``first_takes`` seconds into its send, a
+    next one offered on its stream as it does, and every later status at once; the thread
+    that made that first send is held, as it next lets go of the stream's lock, until
+    ``held_until`` seconds after the send began (``resumed`` then)."""
+
+    def __init__(self, connection: str, first_takes: float, held_until: float) -> None:
+        super().__init__(connection, [], first_takes)
+        self.held_until = held_until
+        self.resumed = threading.Event()
+        self.to_hold: threading.Thread | None = None
+        self.watched: WatchStream | None = None
+        self.taken_back = False  # whether its stream was taken back from aside
+
+    def stream(self) -> WatchStream:
+        stream = super().stream()
+        stream.lock = _HoldingLock(self)  # type: ignore[assignment]
+        self.watched = stream
+        return stream
+
+    def send(self, response: object) -> None:
+        super().send(response)
+        if len(self.told) == 1 and self.watched is not None:
+            self.takes = 0.0
+            self.taken_back = self.watched.aside
+            self.watched.offer(NOT_SERVING, 10)
+            self.to_hold = threading.current_thread()
+
+
+class _HoldingLock:
+    """A stream's lock that holds the thread ``call`` names once it has let go."""
+
+    def __init__(self, call: HeldAfterFirstSend) -> None:
+        self.lock = threading.Lock()
+        self.call = call
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.lock.release()
+        call = self.call
+        if call.to_hold is threading.current_thread():
+            call.to_hold = None
+            time.sleep(max(0.0, call.began[0] + call.held_until - time.monotonic()))
+            call.resumed.set()
+
+
+def test_a_send_over_is_not_cancelled_while_its_sender_picks_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
+    # Taken half-way to its limit; the sender held a quarter past it, and resumed a
+    # quarter before the next send's own limit.
+    call = HeldAfterFirstSend("balancer", STALL_SECONDS / 2, STALL_SECONDS * 1.25)
+    stream = call.stream()
+    Senders().run([stream])
+    assert call.resumed.wait(WAIT_SECONDS)
+    assert not call.cancelled.is_set(), (
+        f"a call cancelled {call.cancelled_at - call.began[0]:.3f} s after its send began,"
+        f" its peer having taken it at {call.done[0] - call.began[0]:.3f} s"
+    )
+    assert _until(lambda: len(call.told) == 2 and not stream.busy)
+    assert call.told == [SERVING, NOT_SERVING]
+    assert not call.cancelled.is_set()
+
+
+def test_a_send_over_gives_no_place_up_while_its_sender_picks_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
+    place = 0.5  # the short place, long enough for a send to complete within it
+    monkeypatch.setattr(watch_sends, "STALLED_PLACE_SECONDS", place)
+    # Taken 0.4 s into its place of 0.5 s; the sender held till 0.2 s past it, and
+    # resumed 0.2 s before the next send's own give-up.
+    call = HeldAfterFirstSend("balancer", 0.8 * place, 1.4 * place)
+    stalled = [Call(call.connection, []) for _ in range(PEER_SENDERS)]
+    stream = call.stream()
+    given: list[tuple[float, float]] = []  # the send's start recorded, when given up
+    real = WatchStream.give_place_up
+
+    def give_place_up(self: WatchStream, began_by: float) -> bool:
+        since = self.since
+        given_up = real(self, began_by)
+        if self is stream and given_up and since is not None:
+            given.append((since, time.monotonic()))
+        return given_up
+
+    monkeypatch.setattr(WatchStream, "give_place_up", give_place_up)
+    senders = Senders()
+    senders.run([*(stalled_call.stream() for stalled_call in stalled), stream])
+    assert call.resumed.wait(STALL_SECONDS + WAIT_SECONDS)
+    assert call.taken_back, "not taken back from aside for the stalled sends"
+    assert _until(lambda: len(call.told) == 2 and not stream.busy)
+    over = [when - since for since, when in given if since <= call.done[0] <= when]
+    assert not over, f"a place given up {over[0]:.3f} s into a send its peer took in time"
+    assert call.told == [SERVING, NOT_SERVING]
+    with senders._lock:
+        assert senders._per_peer == {} and senders._placeless_per_peer == {}
