@@ -15,9 +15,14 @@ ticket ``T4411``): taken as a separator, nearly one reason in four quoting an RR
 be refused. A stretch's candidates: the digits of whole groups in a row (a card number is typed
 in whole groups, with a ticket or an amount beside it as often as not), and every window
 of a card number's length within one group of consecutive digits (a card number with its
-security code or expiry glued on, or a digit before it). Not any window across
-separators: every list of three dates or four tickets would hold one passing the Luhn
-check.
+security code or expiry glued on, or a digit before it). And a card number typed in its
+groups with a security code or an expiry glued to its last: the groups laid out as a card
+number's first ones are (``_LEADING``, at least three of four digits, or one of four and
+one of six) with the first digits of a longer group that follows, ``MIN_PAN_DIGITS`` to
+``MAX_PAN_DIGITS`` in all; once, that group was searched only on its own, too short to
+hold one, and four in five such reasons were kept. Not any window across separators:
+every list of three dates or four tickets would hold one passing the Luhn check (a window
+from any group's start refused four lists of tickets in five, not one in five).
 
 A digit is any a script writes (``str.isdigit``, by its value), and a number character
 standing for one (the ideographic zero, Hangzhou or Roman numerals). The text's NFKC form
@@ -28,11 +33,18 @@ What that leaves, as a trade-off. A colon or an equals sign between a card numbe
 groups ends the stretch, as it must for a time (``14:30:05``) or a pair (``a=b``) to be
 kept; so does a word between them, two lookalike letters (a "dash" of two) or an ASCII
 letter included. A digit glued to a grouped card number's first group is not looked
-through. And ordinary text is refused now and then: a date range or a list of tickets
-with nothing but spaces, commas, slashes or a one-letter word (not ASCII) between its
-numbers holds, about one time in five, whole groups that pass the Luhn check; an id of
-13 digits or more typed whole, more often still (one of 14 digits about one time in
-four). The operator rewords it (``from 2026-11-20 to 2026-11-24``, ``ticket #4411``).
+through, nor digits glued to the last group of one grouped otherwise than as cards are
+printed (``_LEADING``). Digits written as Chinese numerals are not read, and a card
+number so written is kept: one to nine (``U+4E00`` to ``U+4E5D``) are letters, not number
+characters (only the zero, ``U+3007``, is one), and a run of them is a word that ends the
+stretch; read as digits, they would have ordinary Chinese or Japanese text refused. And
+ordinary text is refused now and then: a date range or a list of tickets with nothing but spaces,
+commas, slashes or a one-letter word (not ASCII) between its numbers holds, about one
+time in five, whole groups that pass the Luhn check; three numbers of four digits, or
+one of four and one of six, followed by a longer one, about one time in two (a card
+number with its security code glued on is typed just so); an id of 13 digits or more
+typed whole, more often still (one of 14 digits about one time in four). The operator
+rewords it (``from 2026-11-20 to 2026-11-24``, ``ticket #4411``).
 """
 
 from __future__ import annotations
@@ -62,6 +74,12 @@ _SHOW_NOTHING_BESIDE = frozenset({"Mn", "Mc", "Me", "Cf"})
 # Hangzhou numerals, Roman numerals, circled ideographs. NFKC leaves most of them as they
 # are (or makes them letters), so they are read by their value.
 _NUMBER_CATEGORIES = frozenset({"Nl", "No"})
+# How a card number's groups are laid out before its last, as it is printed and typed:
+# four digits each (16 and 19 digits, the first three or four of 4-4-4-4 and 4-4-4-4-3),
+# or four then six (American Express's 4-6-5, Diners Club's 4-6-4). A group that follows
+# such a run and is longer than four digits may be a last group with more glued on.
+_GROUP = 4
+_LEADING = (_GROUP, 6)
 
 
 def could_hold_a_card_number(text: str) -> bool:
@@ -80,8 +98,10 @@ def _holds_one(text: str) -> bool:
 
 
 def _candidates(groups: list[str]) -> Iterator[str]:
-    """The digits of each run of whole ``groups``, and each window of a card number's
-    length within a group at least as long as a card number's shortest."""
+    """The digits of each run of whole ``groups``, each window of a card number's length
+    within a group at least as long as a card number's shortest, and each run laid out as
+    a card number's first groups with the first digits of a longer group after it
+    (``_glued_to_last``)."""
     for first, group in enumerate(groups):
         digits = ""
         for following in groups[first:]:
@@ -92,6 +112,32 @@ def _candidates(groups: list[str]) -> Iterator[str]:
         for size in range(MIN_PAN_DIGITS, min(MAX_PAN_DIGITS, len(group)) + 1):
             for start in range(len(group) - size + 1):
                 yield group[start : start + size]
+        yield from _glued_to_last(groups, first)
+
+
+def _glued_to_last(groups: list[str], first: int) -> Iterator[str]:
+    """From ``groups[first]``, a card number typed in its groups with a security code or
+    an expiry glued to its last: each run of groups laid out as a card number's first
+    groups are (``_LEADING``), followed by a group longer than ``_GROUP`` digits, with
+    the first digits of that group, ``MIN_PAN_DIGITS`` to ``MAX_PAN_DIGITS`` in all."""
+    sizes: list[int] = []
+    run = ""
+    for group in groups[first:]:
+        laid_out = len(sizes) >= 3 or tuple(sizes) == _LEADING
+        if laid_out and len(group) > _GROUP:
+            for cut in range(max(1, MIN_PAN_DIGITS - len(run)), len(group)):
+                if len(run) + cut > MAX_PAN_DIGITS:
+                    break
+                yield run + group[:cut]
+        sizes.append(len(group))
+        run += group
+        if len(run) >= MAX_PAN_DIGITS or not _leads(sizes):
+            return
+
+
+def _leads(sizes: list[int]) -> bool:
+    """Whether groups of ``sizes`` could be a card number's first groups (``_LEADING``)."""
+    return all(size == _GROUP for size in sizes) or tuple(sizes) == _LEADING
 
 
 def _stretches(text: str) -> Iterator[list[str]]:

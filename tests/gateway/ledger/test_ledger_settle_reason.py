@@ -12,11 +12,15 @@ before it (one group of 14 to 19 digits, searched only whole), a lone letter tha
 like a dash or a bar between its groups (ending the stretch as a word does), and digits
 written as number characters ``str.isdigit`` does not take (a circled eleven, the
 ideographic zero) were kept, and shown by every listing.
+
+Before, too, a card number typed in its groups with a security code or an expiry glued
+to its last group was kept, four times in five: that group was searched only on its own.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 
 import pytest
 
@@ -89,6 +93,9 @@ _RANGE = ("2026-08-01", "2026-07-14")
         "duplicate of 3f92a41b78c0de5500193f7e2e0c4a61d8b2f00c91e5a7d3c4b6e8f0a2d4c6e8",
         "case 8a7d43b5-7863-4074-b797-0386fee29476",
         "2026\u5e7411\u670820\u65e5\u81f32026\u5e7411\u670824\u65e5",  # a date in CJK
+        # Groups of five are no card number's first groups: a window from any group's
+        # start, not only after such groups, refuses this list (and four such in five).
+        "tickets 95062, 16796, 30558, 24838",
     ],
 )
 def test_ordinary_text_with_digits_is_kept(reason: str) -> None:
@@ -189,3 +196,46 @@ def test_the_date_range_kept_with_a_word_is_refused_with_a_slash() -> None:
     """The trade-off the kept cases above reword: ``_RANGE`` typed with a slash."""
     with pytest.raises(InvalidRequest, match=REFUSED):
         check_reason(f"no answer {_RANGE[0]}/{_RANGE[1]}")
+
+
+def _laid_out(number: str, sizes: tuple[int, ...]) -> str:
+    """``number`` in groups of ``sizes`` digits, spaced."""
+    ends = accumulate(sizes)
+    return " ".join(number[end - size : end] for size, end in zip(sizes, ends, strict=True))
+
+
+def _whole_groups_pass(reason: str) -> bool:
+    """Whether a run of whole groups of ``reason``'s digits, or a window within one
+    group, of a card number's length passes the Luhn check: what was searched before."""
+    groups = re.findall(r"\d+", reason)
+    runs = [
+        "".join(groups[first:last])
+        for first in range(len(groups))
+        for last in range(first + 1, len(groups) + 1)
+    ]
+    return any(
+        MIN_PAN_DIGITS <= len(run) <= MAX_PAN_DIGITS and luhn_valid(run) for run in runs
+    ) or not all(_no_card_within(group) for group in groups)
+
+
+_FOUR_FOUR_FOUR_THREE = luhn_complete("5" + "2" * 17)  # 19 digits
+_DINERS = luhn_complete("36" + "1" * 11)  # 14 digits
+# Digits glued to a grouped card number's last group: before, kept.
+_GLUED_TO_LAST = {
+    "security code": f"customer read {_spaced(_NUMBER)}123 on the phone",
+    "expiry": f"card {_spaced(_NUMBER)}1226",
+    "19 digits, 4-4-4-4-3": f"card {_laid_out(_FOUR_FOUR_FOUR_THREE, (4, 4, 4, 4, 3))}123",
+    "American Express, 4-6-5": f"amex {_laid_out(AMEX, (4, 6, 5))}1234",
+    "Diners Club, 4-6-4": f"diners {_laid_out(_DINERS, (4, 6, 4))}123",
+}
+
+
+@pytest.mark.parametrize("name", list(_GLUED_TO_LAST))
+def test_a_grouped_card_number_with_digits_glued_to_its_last_group_is_refused(
+    name: str,
+) -> None:
+    reason = _GLUED_TO_LAST[name]
+    assert not _whole_groups_pass(reason)
+    with pytest.raises(InvalidRequest, match=REFUSED) as refused:
+        check_reason(reason)
+    assert not re.search(r"\d{3}", str(refused.value))
