@@ -4,14 +4,16 @@ process (``gateway.ledger_process``), and exits with its status, never returning
 supervisor's stack. A child that fails logs whether it could not serve or failed while
 stopping; a fault the operator is to fix (a PIN, a token, a file, a port) in one line.
 A child that cannot serve also reports that line on its ready pipe, after a mark saying
-whether it may pass by itself (``PASSING_FAULTS``: the token away, the ledger away), so
-the supervisor starts a replacement again only for such a cause, and tells one failing
-again of the same cause from a new one (``gateway.restarts``); the child is told the
-cause already logged for its index, and says the same one again at DEBUG only.
-The ledger away is ``StoreAway`` alone, as the ledger package sorts its faults: the
-ledger process's connection refused, reset, ended or timed out (killed or restarting
-as the replacement dialled it), the PostgreSQL server not answering, shutting down or
-starting. Every other StoreUnavailable lasts until the operator acts: a damaged ledger
+whether it may pass by itself (``PASSING_FAULTS``: the token away, the ledger away or
+busy), so the supervisor starts a replacement again only for such a cause, and tells one
+failing again of the same cause from a new one (``gateway.restarts``); the child is told
+the cause already logged for its index, and says the same one again at DEBUG only.
+The ledger away is ``StoreAway``, as the ledger package sorts its faults: the ledger
+process's connection refused, reset, ended or timed out (killed or restarting as the
+replacement dialled it), the PostgreSQL server not answering, shutting down or starting.
+The ledger busy is ``StoreBusy``: SQLite's write lock held past the busy timeout by
+another program (a shell, a VACUUM, a long write), PostgreSQL's connection slots all
+taken. Every other StoreUnavailable lasts until the operator acts: a damaged ledger
 file or one that is no database, a file that cannot be created, a password refused, a
 database missing. Taken for passing, each had a replacement started again for ever, at
 most every half minute, the bank saying so once and going on.
@@ -33,7 +35,7 @@ from typing import NoReturn
 from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
 from gateway.demand import DemandBoard, demand_path
-from gateway.ledger import LedgerError, StoreAway
+from gateway.ledger import LedgerError, StoreAway, StoreBusy
 from gateway.ledger_process import run_ledger_process
 from gateway.worker import StopFailed, WorkerPlan, run_worker
 from hsm.errors import KeyBackendError, TokenAbsent, TransientBackendError
@@ -56,11 +58,12 @@ REPORTED_MARKS = (PASSING_MARK.encode(), FAULT_MARK.encode())
 FAULT_LINE_BYTES = 1024
 # The faults a replacement's start may meet and pass: the token away, the ledger away (its
 # process killed or restarting as the replacement connected, the database server not
-# answering: ``StoreAway``, never its base StoreUnavailable, which a damaged file or a
-# refused password is too). Taken for lasting, a worker replaced while the ledger process
-# died with it stopped the whole bank ("a worker failed to start"), its other worker
-# serving.
-PASSING_FAULTS = (TransientBackendError, TokenAbsent, StoreAway)
+# answering: ``StoreAway``) or busy (its write lock or every connection slot held by
+# others: ``StoreBusy``), never their base StoreUnavailable, which a damaged file or a
+# refused password is too. Taken for lasting, a worker replaced while the ledger process
+# died with it, or while another program held SQLite's write lock, stopped the whole bank
+# ("a worker failed to start"), its other worker serving.
+PASSING_FAULTS = (TransientBackendError, TokenAbsent, StoreAway, StoreBusy)
 
 
 def fault_line(fault: BaseException) -> str:

@@ -21,21 +21,28 @@ the operator's to look at.
 
 A replacement that cannot start. A worker started again once the bank has served
 (``opened``) that fails before it serves of a fault that passes by itself
-(``gateway.child.passes``: the token away, or the ledger away, its process killed or
-restarting as the replacement dialled it, the database server not answering) is started
-again after the same back-off, until the cause is gone. While another worker serves, that
-never stops the bank: the healthy workers serve meanwhile. With no other worker serving
-(one worker, or all died together, as when the ledger process died with them), each such
-failure spends one restart of the ``RestartBudget``, as a death with nothing serving
-does: the ledger process back a moment later, the replacement serves; a cause that
-outlasts the budget stops the bank. Any other start failure stops the bank at once, as at
-its first start: a refused PIN (offered again at each start wherever its refusal could not
-be recorded: a PIN from the environment, a record that could not be written, which would
-lock a real HSM's user PIN), a damaged or foreign ledger, a password the database
-refuses do not pass by themselves, and starting again would fail again. So does any
-start failure at the bank's first start, and of the ledger process. The child reports
-its cause on its ready pipe (``gateway.child``); a cause already reported for the index
-is logged once, not on every try (``known_fault``), until the index serves again.
+(``gateway.child.passes``: the token away, the ledger away, its process killed or
+restarting as the replacement dialled it, the database server not answering, or the
+ledger busy, its write lock or connection slots held by others) is started again after
+the same back-off. While another worker serves, that never stops the bank: the healthy
+workers serve meanwhile. With no worker serving (one worker, or all died together, as
+when the ledger process died with them), it is started again after its back-off until
+nothing has served for RESTART_WINDOW_SECONDS since the last worker served; a failure
+after that stops the bank, saying how long nothing served and the last cause. Such a
+failure spends nothing of the ``RestartBudget``: charged one restart each, four workers
+dying with the ledger process (one death, the ledger process's, and four replacements
+failing as it came back) stopped the bank though the ledger process served again at
+once, and a lone worker, its waits 0.5, 1, 2 and 4 s, was given some 12 s of a
+minute's outage. A death with nothing serving still spends one restart, as above. Any
+other start failure stops the bank at once, as at its first start: a refused PIN
+(offered again at each start wherever its refusal could not be recorded: a PIN from the
+environment, a record that could not be written, which would lock a real HSM's user
+PIN), a damaged or foreign ledger, a password the database refuses do not pass by
+themselves, and starting again would fail again. So does any start failure at the
+bank's first start, and of the ledger process. The child reports its cause on its ready
+pipe (``gateway.child``); a cause already reported for the index is logged once, not on
+every try (``known_fault``), until the index serves again; with nothing serving, each
+try is said at WARNING, with how long nothing has served.
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ log = logging.getLogger("setpay.workers")
 
 # Restarts with nothing serving allowed within RESTART_WINDOW_SECONDS before the
 # supervisor gives up: enough to ride out a rare crash of a lone worker, few enough that a
-# crash loop serving nothing stops the bank within a minute.
+# crash loop serving nothing stops the bank within a minute. RESTART_WINDOW_SECONDS is
+# also how long replacements failing of a cause that passes are started again with no
+# worker serving: a minute's outage of the ledger or the token is ridden out.
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 # The wait before the second quick start of an index, doubled for each one after: about
@@ -148,6 +157,8 @@ class Restarts:
         # is ready): from then on a worker that cannot start is a replacement.
         self.opened = False
         self._faults: dict[int, str] = {}  # per index: the start failure already logged
+        # When a worker last served: as one said it serves, and as one that served died.
+        self._last_served: float | None = None
 
     def known_fault(self, index: int) -> str | None:
         """The cause of ``index``'s last failed start, already logged (a forked child
@@ -157,6 +168,15 @@ class Restarts:
     def served(self, index: int) -> None:
         """``index``'s worker serves: a cause it meets again is news, logged again."""
         self._faults.pop(index, None)
+        self._last_served = self._clock()
+
+    def _unserved_seconds(self) -> float:
+        """How long no worker has served, asked with none serving: since the last that
+        served died (or, none known, from now on)."""
+        now = self._clock()
+        if self._last_served is None:
+            self._last_served = now
+        return now - self._last_served
 
     def due(self) -> list[int]:
         """The worker indexes to start again now, taken: those whose back-off is over, once
@@ -182,20 +202,25 @@ class Restarts:
         """Why the bank stops rather than start child ``name`` (of ``index``) again, or
         None; when it said it serves, whether another worker still serves, and the cause it
         reported if it failed to start (the module docstring: a cause that passes, once
-        the bank has served, is retried; with nothing serving, within the budget). A worker
-        to start again waits in ``backoff``; the ledger process is started at once."""
+        the bank has served, is retried; with nothing serving, until nothing has served for
+        RESTART_WINDOW_SECONDS). A worker to start again waits in ``backoff``; the ledger
+        process is started at once."""
         ledger = index == LEDGER_INDEX
         if ready_at is None:
             if ledger or not self.opened or not passes(fault):
                 # Starting again would fail again, and serve nothing meanwhile.
                 return f"{'the ledger process' if ledger else 'a worker'} failed to start"
-            if not serving and not self._budget.take():
+            unserved = None if serving else self._unserved_seconds()
+            if unserved is not None and unserved >= RESTART_WINDOW_SECONDS:
+                cause = (fault or "")[1:]  # its mark dropped
                 return (
-                    f"{name} failed to start with no other worker serving, after"
-                    f" {MAX_RESTARTS} restarts within {RESTART_WINDOW_SECONDS:.0f} s"
+                    f"{name} failed to start with no worker serving for {unserved:.0f} s"
+                    f" (at most {RESTART_WINDOW_SECONDS:.0f} s); the last cause: {cause}"
                 )
-            self._start_failed(name, index, fault, serving)
+            self._start_failed(name, index, fault, unserved)
             return None
+        if not ledger:
+            self._last_served = self._clock()  # it served until now
         if (ledger or not serving) and not self._budget.take():
             alone = "" if ledger else " with no other worker serving"
             return (
@@ -213,17 +238,19 @@ class Restarts:
         end is then not news: logged at DEBUG)."""
         return ready_at is None and fault is not None and self._faults.get(index) == fault
 
-    def _start_failed(self, name: str, index: int, fault: str | None, serving: bool) -> None:
+    def _start_failed(
+        self, name: str, index: int, fault: str | None, unserved: float | None
+    ) -> None:
         """A replacement failed to start of a fault that passes: back it off. With nothing
-        serving (a restart of the budget spent), said at every try; else once a cause."""
+        serving (for ``unserved`` seconds), said at every try; else once a cause."""
         wait = self.backoff.died(index, 0.0)
-        if not serving:
+        if unserved is not None:
             if fault is not None:
                 self._faults[index] = fault
             log.warning(
-                "%s cannot start and no other worker serves: it starts again in %.1f s (a"
-                " restart of the %d allowed within %.0f s with nothing serving)",
-                name, wait, MAX_RESTARTS, RESTART_WINDOW_SECONDS,
+                "%s cannot start and no other worker serves: it starts again in %.1f s"
+                " (nothing has served for %.0f s; the bank stops once that is %.0f s)",
+                name, wait, unserved, RESTART_WINDOW_SECONDS,
             )  # fmt: skip
             return
         if self.repeated(index, None, fault):

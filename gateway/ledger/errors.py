@@ -32,6 +32,8 @@ chaining the original with ``from``. No message carries a PAN, a key or a respon
             │                 standby) or closed: send the same request again later
             ├── StoreAway     the ledger process or the database server cannot be reached
             │                 now: a fault that passes by itself, once it is back
+            ├── StoreBusy     the database answers but another holds what is needed (the
+            │                 write lock, every connection slot): passes once it lets go
             └── DecisionSettled the decision was settled by hand: never answered, never
                               decided again (answered UNAVAILABLE all the same)
 """
@@ -139,6 +141,21 @@ class StoreAway(StoreUnavailable):
     away is started again once it is back (``gateway.child.PASSING_FAULTS``), while one
     meeting a lasting fault stops the bank, which would otherwise retry it for ever and
     say nothing more. A request meeting either is answered UNAVAILABLE alike."""
+
+
+class StoreBusy(StoreUnavailable):
+    """The database answers, but another holds what the store needs, past its wait: on
+    SQLite the write lock kept beyond the busy timeout (BUSY or LOCKED: another program's
+    long write, an operator's shell, a VACUUM), on PostgreSQL every connection slot taken
+    (SQLSTATE 53300, too many clients: a ledger shared by several hosts meets a peak of
+    connections, and one closing frees a slot). Raised only where such a fault is
+    translated (``sqlite``, ``postgres`` and ``postgres_refusals``).
+
+    Not StoreAway (the database is there, answering) but, like it, a fault that passes by
+    itself: a worker's replacement meeting it as it starts (its migration's BEGIN
+    IMMEDIATE, its first connection) is started again (``gateway.child.PASSING_FAULTS``).
+    Taken for lasting, it stopped the whole bank while another worker served. A request
+    meeting it is answered UNAVAILABLE as any StoreUnavailable."""
 
 
 class DecisionSettled(StoreUnavailable):

@@ -61,14 +61,21 @@ answered alike whichever database the bank runs on:
                       password, and the log says it at WARNING, each reason at once
                       and then once a minute while it lasts (``postgres_refusals``).
     StoreAway         of those, the server away, a fault that passes by itself: a
-                      connection lost or refused (class 08, or psycopg's
-                      OperationalError with no SQLSTATE: the server closed it or
-                      stopped answering), the server shutting down, crashed or
+                      connection lost or refused (class 08 but for a protocol violation,
+                      08P01, and the server rejecting the connection, 08004: a pooler
+                      or proxy not speaking as we do, the same at every try; or
+                      psycopg's OperationalError with no SQLSTATE: the server closed it
+                      or stopped answering, but for "the connection is closed", one
+                      closed on this side), the server shutting down, crashed or
                       starting (57P01..57P03), and a connection libpq could not open
-                      for such a reason (``postgres_refusals.server_away``). Damaged
-                      data, a full disk, a refused password or a missing database are
-                      not: they last until the operator mends them, and a worker's
-                      replacement meeting one stops the bank (``gateway.child``).
+                      for such a reason (``postgres_refusals.server_away``).
+    StoreBusy         of those, every connection slot taken (53300, too many clients),
+                      a fault that passes too: the ledger is shared by any number of
+                      gateway hosts, whose peaks of connections come and go, the server
+                      there and answering (so not StoreAway). Damaged data, a full disk,
+                      a refused password or a missing database are neither: they last
+                      until the operator mends them, and a worker's replacement meeting
+                      one stops the bank (``gateway.child``).
     StoreError        anything else: a constraint, the statement itself wrong (42),
                       over one of PostgreSQL's program limits (54), or asking of an object
                       a state it is not in (55000, 55P02, 55P04): the same every time,
@@ -100,7 +107,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from gateway.cpu_turn import PROCESS_TURN
-from gateway.ledger.errors import StoreAway, StoreError, StoreUnavailable
+from gateway.ledger.errors import StoreAway, StoreBusy, StoreError, StoreUnavailable
 from gateway.ledger.postgres_migration import migrate_schema, require_current
 from gateway.ledger.postgres_refusals import RefusalLog, connect_refused, connect_secrets
 from gateway.ledger.store import CommitObserver, CommitStats, LedgerStore, Row, Transaction
@@ -195,10 +202,13 @@ _STATEMENT_CLASSES = frozenset({"54"})
 # database's state, not the statement: a lock not available (55P03), an object in use by
 # other sessions (55006).
 _STATEMENT_SQLSTATES = frozenset({"55000", "55P02", "55P04"})
-# The server away (``StoreAway``): its connection failed (class 08), or it is shutting
-# down, crashed or starting (57P01..57P03).
+# The server away (``StoreAway``), every slot taken (``StoreBusy``), and what psycopg
+# says with no SQLSTATE of a connection closed on this side: the module docstring.
 _AWAY_CLASSES = frozenset({"08"})
 _AWAY_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+_LASTING_CONNECTION_SQLSTATES = frozenset({"08P01", "08004"})
+_BUSY_SQLSTATES = frozenset({"53300"})
+_CLOSED_HERE = "the connection is closed"
 # Read-only transaction (25006): in a READ ONLY snapshot of our own it is a write the
 # query should not make, a bug; anywhere else the server refuses writes (hot standby).
 _READ_ONLY_TRANSACTION = "25006"
@@ -219,11 +229,21 @@ def is_outage(exc: psycopg.Error, *, read_only: bool = False) -> bool:
 
 def is_away(exc: psycopg.Error) -> bool:
     """Whether ``exc``, an outage, says the server is away (the module docstring): its
-    SQLSTATE, or an OperationalError with none (the connection lost, not answering)."""
+    SQLSTATE, or an OperationalError with none (the connection lost, not answering) but
+    for one closed on this side."""
     sqlstate = exc.sqlstate or ""
     if not sqlstate:
-        return isinstance(exc, psycopg.OperationalError)
+        return isinstance(exc, psycopg.OperationalError) and str(exc) != _CLOSED_HERE
+    if sqlstate in _LASTING_CONNECTION_SQLSTATES:
+        return False
     return sqlstate[:2] in _AWAY_CLASSES or sqlstate in _AWAY_SQLSTATES
+
+
+def _outage_kind(exc: psycopg.Error) -> type[StoreUnavailable]:
+    """The StoreUnavailable class of ``exc``, an outage: away, busy, or lasting."""
+    if is_away(exc):
+        return StoreAway
+    return StoreBusy if exc.sqlstate in _BUSY_SQLSTATES else StoreUnavailable
 
 
 def translate_error(exc: psycopg.Error, *, read_only: bool = False) -> StoreError:
@@ -234,8 +254,7 @@ def translate_error(exc: psycopg.Error, *, read_only: bool = False) -> StoreErro
         what += f", constraint {constraint}"
     error: StoreError
     if is_outage(exc, read_only=read_only):
-        kind = StoreAway if is_away(exc) else StoreUnavailable
-        error = kind(f"PostgreSQL is unavailable ({what})")
+        error = _outage_kind(exc)(f"PostgreSQL is unavailable ({what})")
     else:
         error = StoreError(f"PostgreSQL failed ({what})")
     error.__cause__ = exc

@@ -17,12 +17,17 @@
   host of a multi-host string is not known: its reason is named as libpq gives it.
 - Whether the refusal passes by itself: ``StoreAway`` when libpq says the server is
   away (the connection refused or timed out, no socket, no route, the server shutting
-  down or starting, the name service failing for now), for every host it tried;
-  StoreUnavailable, lasting, when the server refused the connection (a password, a
-  role, a database, pg_hba.conf), when no password was given, for a host name unknown,
-  and for any reason this module does not know (a server whose messages are in another
-  language among them): a worker's replacement meeting a lasting refusal stops the
-  bank, one meeting the server away is started again (``gateway.child``).
+  down or starting, the name service failing for now), for every host it tried (psycopg
+  gives a failure of several hosts the last one's type: its timeout says nothing of the
+  others, each judged by its line); ``StoreBusy`` when, the others away, one or more
+  said every connection slot is taken (53300: too many clients, for the server, a role
+  or a database; the slots left reserved): a ledger shared by several hosts meets such
+  peaks, and a connection closing ends them. StoreUnavailable, lasting, when the server
+  refused the connection (a password, a role, a database, pg_hba.conf), when no
+  password was given, for a host name unknown, and for any reason this module does not
+  know (a server whose messages are in another language among them): a worker's
+  replacement meeting a lasting refusal stops the bank, one meeting the server away or
+  busy is started again (``gateway.child``).
 - The log says it at WARNING (the requests it fails are answered UNAVAILABLE and logged
   without a reason): at once when its reason is new (the first, another than the last
   said, the first after a connection opened), then once a minute while it lasts. A
@@ -44,7 +49,7 @@ from urllib.parse import unquote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.ledger.errors import StoreAway, StoreUnavailable
+from gateway.ledger.errors import StoreAway, StoreBusy, StoreUnavailable
 
 log = logging.getLogger("setpay.ledger")
 
@@ -86,6 +91,13 @@ _AWAY_REASON = re.compile(
             r"\[Errno -3\] Temporary failure in name resolution$",
         )
     )
+)
+# The server's words for every connection slot taken (53300, ``StoreBusy``): for the
+# server, a role or a database (PostgreSQL 15's and 16's words for the reserved ones).
+_BUSY_REASON = re.compile(
+    r"FATAL:  (?:sorry, too many clients already"
+    r"|too many connections for (?:role|database) .*"
+    r"|remaining connection slots are reserved for .*)$"
 )
 # What starts a failure line: the others (a tab: libpq's hint; DETAIL or HINT: the
 # server's) say more of the one before, and psycopg's header of several hosts' failures.
@@ -187,21 +199,38 @@ def connect_refused(exc: psycopg.OperationalError, secrets: Iterable[str]) -> St
         reason = REASON_WITHHELD
     if len(reason) > CONNECT_REASON_CHARS:
         reason = reason[:CONNECT_REASON_CHARS] + "..."
-    kind = StoreAway if server_away(exc) else StoreUnavailable
-    error = kind(f"PostgreSQL is unavailable (cannot connect: {reason})")
+    kind = StoreAway if server_away(exc) else StoreBusy if server_busy(exc) else None
+    error = (kind or StoreUnavailable)(f"PostgreSQL is unavailable (cannot connect: {reason})")
     error.__cause__ = exc
     return error
 
 
 def server_away(exc: psycopg.OperationalError) -> bool:
     """Whether a connection libpq could not open failed only because the server is away
-    (the module docstring): psycopg's timeout, or each failure line ``exc`` says, one
-    per host and address tried, one of ``_AWAY_REASON``'s."""
-    if isinstance(exc, psycopg.errors.ConnectionTimeout):
+    (the module docstring): psycopg's timeout of its one host, or each failure line
+    ``exc`` says, one per host and address tried, one of ``_AWAY_REASON``'s. Of several
+    hosts, psycopg gives the error the last one's type: a timeout there says nothing of
+    a role or password an earlier host refused."""
+    several = _SEVERAL_HOSTS in str(exc)
+    if isinstance(exc, psycopg.errors.ConnectionTimeout) and not several:
         return True
-    lines = [line.rstrip() for line in str(exc).splitlines()]
-    failures = [line for line in lines if line.strip() and not line.startswith(_NOT_A_FAILURE)]
+    failures = _failures(exc)
     return bool(failures) and all(_AWAY_REASON.search(line) for line in failures)
+
+
+def server_busy(exc: psycopg.OperationalError) -> bool:
+    """Whether a connection libpq could not open failed only because the server is away
+    or has every connection slot taken, one of them at least (``_BUSY_REASON``)."""
+    failures = _failures(exc)
+    return any(_BUSY_REASON.search(line) for line in failures) and all(
+        _AWAY_REASON.search(line) or _BUSY_REASON.search(line) for line in failures
+    )
+
+
+def _failures(exc: psycopg.OperationalError) -> list[str]:
+    """The failure lines ``exc`` says, one per host and address tried."""
+    lines = [line.rstrip() for line in str(exc).splitlines()]
+    return [line for line in lines if line.strip() and not line.startswith(_NOT_A_FAILURE)]
 
 
 class RefusalLog:

@@ -18,7 +18,10 @@
 sqlite3 exceptions are translated here, once, as ``gateway.sqlite_errors`` sorts them for
 the CA's ca.db too: the database cannot be used now (busy, locked, I/O, disk full, cannot
 open, a damaged file or one that is no database) is StoreUnavailable, answered
-UNAVAILABLE; anything else (a constraint, a bug) StoreError.
+UNAVAILABLE; anything else (a constraint, a bug) StoreError. Of those outages, busy or
+locked (another program kept the write lock past the busy timeout) is StoreBusy, a fault
+that passes: a worker's replacement meeting it as it migrates is started again
+(``gateway.child``); the rest last until the operator acts.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.cpu_turn import PROCESS_TURN, CpuTurn
-from gateway.ledger.errors import SchemaError, StoreError, StoreUnavailable
+from gateway.ledger.errors import SchemaError, StoreBusy, StoreError, StoreUnavailable
 from gateway.ledger.group_commit import Completion, GroupCommitConfig, GroupCommitWriter
 from gateway.ledger.schema import (
     SCHEMA_VERSION,
@@ -85,7 +88,9 @@ def translate_error(exc: sqlite3.Error) -> StoreError:
     fault = classify(exc)
     error: StoreError
     if fault is SqliteFault.OUTAGE:
-        error = StoreUnavailable(f"SQLite is unavailable ({error_name(exc)})")
+        # Busy or locked past the busy timeout: another holds the write lock, and lets go.
+        kind = StoreBusy if is_busy(exc) else StoreUnavailable
+        error = kind(f"SQLite is unavailable ({error_name(exc)})")
     elif fault is SqliteFault.CONSTRAINT:
         # SQLite names the constraint ("UNIQUE constraint failed: t.c"), never the values.
         error = StoreError(f"SQLite refused a change: {exc}")

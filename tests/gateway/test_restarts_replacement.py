@@ -1,10 +1,12 @@
 """A replacement worker that cannot start while another serves: backed off, not fatal
 (``gateway.restarts``), and its cause logged once; the first start still stops the bank.
-With no other worker serving, a cause that passes spends the restart budget, as a death
-does: a lone worker's replacement meeting the ledger process's death stopped the bank,
-though the ledger process served again a moment later. A cause that lasts, the ledger's
-among them (a damaged file, a refused password), still stops the bank at once: taken
-for passing, it was retried for ever."""
+With no worker serving, a cause that passes is retried until nothing has served for
+RESTART_WINDOW_SECONDS, spending nothing of the restart budget: a lone worker's
+replacement meeting the ledger process's death stopped the bank, though the ledger
+process served again a moment later; charged a restart each, four workers failing so
+together stopped it too. A cause that lasts, the ledger's among them (a damaged file, a
+refused password), still stops the bank at once: taken for passing, it was retried for
+ever."""
 
 from __future__ import annotations
 
@@ -110,38 +112,84 @@ def test_other_start_failures_still_stop_the_bank(
 
 
 @pytest.mark.parametrize("fault", [AWAY, LEDGER_AWAY], ids=["token-away", "ledger-away"])
-def test_a_passing_fault_with_nothing_serving_spends_the_restart_budget(
+def test_a_passing_fault_with_nothing_serving_is_retried_until_nothing_served_a_minute(
     fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """One worker, or all of them dying with the ledger process: each try spends a
-    restart, as a death with nothing serving does; beyond the budget the bank stops."""
+    """One worker, or all of them dying with the ledger process: started again after
+    its back-off until nothing has served for RESTART_WINDOW_SECONDS; then the bank
+    stops, saying how long and why. Charged a restart each, a lone worker was given
+    some 12 s (its waits 0.5, 1, 2, 4 s) of a minute."""
     clock = _Clock()
-    restarts = _opened(clock)
+    restarts = _opened(clock)  # its worker died at 0: nothing serves since
     caplog.set_level(logging.INFO, "setpay.workers")
-    for _ in range(MAX_RESTARTS):
+    tries = 0
+    while clock.now < RESTART_WINDOW_SECONDS:
         assert restarts.refusal("worker 0", 0, None, serving=False, fault=fault) is None
+        tries += 1
         assert restarts.due() == []  # backed off, as when another worker serves
         clock.now += restarts.backoff.next_in(1000.0)
         assert restarts.due() == [0]
-    assert caplog.text.count("cannot start and no other worker serves") == MAX_RESTARTS
+    assert tries > MAX_RESTARTS
+    assert caplog.text.count("cannot start and no other worker serves") == tries
+    assert "nothing has served for 16 s" in caplog.text
     assert restarts.repeated(0, None, fault)  # its cause logged once, by the child
     refused = restarts.refusal("worker 0", 0, None, serving=False, fault=fault)
     assert refused == (
-        f"worker 0 failed to start with no other worker serving, after {MAX_RESTARTS}"
-        f" restarts within {RESTART_WINDOW_SECONDS:.0f} s"
+        f"worker 0 failed to start with no worker serving for {clock.now:.0f} s (at most"
+        f" {RESTART_WINDOW_SECONDS:.0f} s); the last cause: {fault[1:]}"
     )
     assert not restarts.backoff.waiting()
 
 
-def test_a_start_failure_with_nothing_serving_shares_the_budget_with_deaths() -> None:
+def test_every_worker_failing_with_nothing_serving_spends_no_restart() -> None:
+    """Four workers killed as the ledger process died: one death with nothing serving,
+    one of the ledger process, then each replacement failing as it came back. Charged a
+    restart each, 1 + 1 + 4 was beyond the budget: the bank stopped, the ledger process
+    serving again a millisecond later, "after 5 restarts" said of a worker that failed
+    once."""
+    clock = _Clock()
+    restarts = Restarts(clock)
+    restarts.opened = True
+    for index in range(3):  # reaped first: the others still count as serving
+        assert restarts.refusal(f"worker {index}", index, 0.0, serving=True) is None
+    assert restarts.refusal("worker 3", 3, 0.0, serving=False) is None
+    assert restarts.refusal("the ledger process", LEDGER_INDEX, 0.0, serving=False) is None
+    for _ in range(3):  # three rounds of four failing together
+        for index in range(4):
+            said = restarts.refusal(f"worker {index}", index, None, False, LEDGER_AWAY)
+            assert said is None, said
+        clock.now += 1.0
+    restarts.backoff.cancel()
+    for index in range(4):  # the ledger process back: all serve
+        restarts.served(index)
+    # Deaths with nothing serving keep the budget: 2 spent above, 3 left.
+    for _ in range(MAX_RESTARTS - 2):
+        assert restarts.refusal("worker 0", 0, ready_at=0.0, serving=False) is None
+    assert restarts.refusal("worker 0", 0, ready_at=0.0, serving=False) is not None
+
+
+def test_nothing_served_is_counted_from_the_last_worker_that_served() -> None:
+    """A minute without serving from the last worker's death, not from the bank's
+    start nor from the first failure; a worker serving again starts it afresh."""
     clock = _Clock()
     restarts = _opened(clock)
-    for _ in range(MAX_RESTARTS - 1):
-        assert restarts.refusal("worker 0", 0, ready_at=0.0, serving=False) is None
+    restarts.served(0)
+    clock.now = 100.0
+    assert restarts.refusal("worker 0", 0, ready_at=1.0, serving=False) is None  # died
+    clock.now = 100.0 + RESTART_WINDOW_SECONDS - 1
     assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_AWAY) is None
-    assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_AWAY) is not None
-    clock.now += RESTART_WINDOW_SECONDS  # a minute on: the budget is whole again
-    assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_AWAY) is None
+    clock.now = 100.0 + RESTART_WINDOW_SECONDS
+    refused = restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_AWAY)
+    assert refused is not None and "no worker serving for 60 s" in refused
+    assert refused.endswith(LEDGER_AWAY[1:])
+
+
+def test_while_another_worker_serves_a_passing_fault_never_stops_the_bank() -> None:
+    clock = _Clock()
+    restarts = _opened(clock)
+    for _ in range(100):
+        assert restarts.refusal("worker 0", 0, None, serving=True, fault=LEDGER_AWAY) is None
+        clock.now += MAX_BACKOFF_SECONDS
 
 
 def test_of_the_ledgers_faults_only_the_ledger_away_passes() -> None:

@@ -5,8 +5,8 @@ dialled the ledger process as it died failed its start ("the ledger service conn
 failed: Connection reset by peer") with no other worker serving, and the supervisor
 stopped the bank at once ("a worker failed to start"), though the ledger process served
 again a few milliseconds later (7 of 18 runs). The ledger away passes: with nothing
-serving, each such failure spends a restart of the budget, as a death does
-(``gateway.restarts``), and the replacement serves once the ledger process is back.
+serving, the replacement is started again until nothing has served for a minute
+(``gateway.restarts``), and serves once the ledger process is back.
 """
 
 from __future__ import annotations

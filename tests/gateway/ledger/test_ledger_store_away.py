@@ -186,7 +186,6 @@ REFUSED_CONNECTING = {
     "no-password-given": f"connection failed: {SOCKET}fe_sendauth: no password supplied",
     "unknown-host": "failed to resolve host 'no.such.host.invalid': [Errno -2] Name or service"
     " not known",
-    "too-many-clients": f"connection failed: {SOCKET}FATAL:  sorry, too many clients already",
     # One host away, the other refusing: the refusal lasts.
     "one-host-refusing": f"connection failed: {REFUSED_TCP}{SEVERAL}- host: '/run/pg', port:"
     f" '5432', hostaddr: None: connection failed: {SOCKET}FATAL:  role \"nosuchrole\" does"
@@ -211,6 +210,23 @@ def test_psycopgs_connect_timeout_is_the_server_away() -> None:
     assert server_away(pg_errors.ConnectionTimeout("connection timeout expired"))
 
 
+def test_a_timeout_on_the_last_host_says_nothing_of_a_refusal_on_another() -> None:
+    """psycopg gives a failure of several hosts the last attempt's type: the last host
+    timing out made a role an earlier host refused "away", retried for ever."""
+    said = (
+        f"connection timeout expired{SEVERAL}- host: '/run/pg', port: '5432', hostaddr:"
+        f' None: connection failed: {SOCKET}FATAL:  role "nosuchrole" does not exist\n-'
+        " host: '127.0.0.1', port: '5432', hostaddr: '127.0.0.1': connection timeout expired"
+    )
+    refused = pg_errors.ConnectionTimeout(said)
+    assert not server_away(refused)
+    assert type(connect_refused(refused, ())) is StoreUnavailable
+    every_host_away = pg_errors.ConnectionTimeout(said.replace(
+        'FATAL:  role \"nosuchrole\" does not exist', "Connection refused"
+    ))  # fmt: skip
+    assert server_away(every_host_away)
+
+
 @pytest.mark.parametrize(
     ("error", "away"),
     [
@@ -221,6 +237,9 @@ def test_psycopgs_connect_timeout_is_the_server_away() -> None:
         (pg_errors.DataCorrupted("invalid page in block 0"), False),
         (pg_errors.DiskFull("could not extend file"), False),
         (pg_errors.TooManyConnections("sorry, too many clients already"), False),
+        (pg_errors.ProtocolViolation("unexpected message type"), False),
+        (pg_errors.SqlserverRejectedEstablishmentOfSqlconnection("rejected"), False),
+        (psycopg.OperationalError("the connection is closed"), False),
         (pg_errors.ReadOnlySqlTransaction("cannot execute INSERT"), False),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
