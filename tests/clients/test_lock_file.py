@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from clients.lock_file import NotPlainFile, open_lock_file, why_unusable
-
-NOBODY = 65534
+from tests.clients.other_user import answer_as_another_user
 
 
 def _open_descriptors() -> int:
@@ -58,32 +57,7 @@ def _access_as_another_user(directory: Path, name: str) -> str:
         finally:
             os.close(fd)
 
-    if os.geteuid() != 0:
-        here = os.getcwd()
-        os.chdir(directory)
-        try:
-            return opened()
-        finally:
-            os.chdir(here)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        code = 1
-        try:
-            os.close(read)
-            os.chdir(directory)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os.write(write, opened().encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        said = pipe.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, said
-    return said
+    return answer_as_another_user(directory, opened)
 
 
 def test_a_lock_file_the_user_may_only_read_is_opened_read_only(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ import pytest
 
 from clients.errors import RegistrationError
 from clients.registration_lock import LOCK_FILE, registering_alone
+from tests.clients.other_user import NOBODY, answer_as_another_user
 
-NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not AS_ROOT, reason="needs two users: run as root")
 TOOK = "took the lock"
@@ -52,27 +52,7 @@ def _take_as_owner(directory: Path) -> str:
     """``_take`` by the directory's owner: in a child process as ``nobody`` (entering the
     directory before it drops root, so the test's directories above need not be open to
     it) when the test runs as root; in this process otherwise."""
-    if not AS_ROOT:
-        return _take(directory)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        code = 1
-        try:
-            os.close(read)
-            os.chdir(directory)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os.write(write, _take(Path(".")).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        said = pipe.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, said
-    return said
+    return answer_as_another_user(directory, lambda: _take(Path(".")))
 
 
 def _lock_file_of_root(directory: Path, mode: int) -> Path:

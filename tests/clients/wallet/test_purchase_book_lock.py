@@ -24,11 +24,11 @@ import pytest
 from clients.errors import ConfigError
 from clients.wallet import purchase_book
 from clients.wallet.purchases import PurchaseBook
+from tests.clients.other_user import answer_as_another_user
 from tests.clients.wallet.test_purchase_book import RECORD
 
 BOOK = "purchases.json"
 LOCK = "purchases.json.lock"
-NOBODY = 65534
 ANSWERED = replace(RECORD, completion="COMPLETION_CODE_AUTHORIZATION_PERFORMED")
 
 # Each way a command writes the book, each under the lock.
@@ -171,7 +171,7 @@ def test_a_directory_the_user_may_not_write_is_named_with_no_advice_to_remove(
     directory = tmp_path / "wallet"
     directory.mkdir(mode=0o555)
     try:
-        said = _as_another_user(directory, lambda: _said(PurchaseBook(Path(BOOK))))
+        said = answer_as_another_user(directory, lambda: _said(PurchaseBook(Path(BOOK))))
     finally:
         directory.chmod(0o755)
     assert said == (
@@ -185,35 +185,3 @@ def _said(book: PurchaseBook) -> str:
     except ConfigError as exc:
         return str(exc)
     return "written"
-
-
-def _as_another_user(directory: Path, run: Callable[[], str]) -> str:
-    """``run``'s answer in ``directory``: as ``nobody`` in a child process when the test
-    runs as root (entering the directory before it drops root), in this process
-    otherwise."""
-    here = os.getcwd()
-    if os.geteuid() != 0:
-        os.chdir(directory)
-        try:
-            return run()
-        finally:
-            os.chdir(here)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        code = 1
-        try:
-            os.close(read)
-            os.chdir(directory)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            os.write(write, run().encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        said = pipe.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, said
-    return said
