@@ -27,7 +27,14 @@ from any group's start refused four lists of tickets in five, not one in five).
 A digit is any a script writes (``str.isdigit``, by its value), and a number character
 standing for one (the ideographic zero, Hangzhou or Roman numerals). The text's NFKC form
 is searched as well: a circled or parenthesized number is a number there (``U+246A`` is
-``11``).
+``11``). And the text with each number character that is no decimal digit read as a
+separator (``_number_characters_apart``): a Hangzhou one looks like a bar, a Roman one like
+an ``I``, the ideographic zero like an ``o``; typed between a card number's groups, one
+read as a digit adds one to them, and no candidate is the card number (NFKC makes a Roman
+numeral an ASCII letter, which ends the stretch, and leaves the others as they are): once,
+seven card numbers in ten so separated were kept. This pass does not see such a separator
+between digits themselves written as number characters (the ideographic zero for each
+``0``).
 
 What that leaves, as a trade-off. A colon or an equals sign between a card number's
 groups ends the stretch, as it must for a time (``14:30:05``) or a pair (``a=b``) to be
@@ -83,9 +90,23 @@ _LEADING = (_GROUP, 6)
 
 
 def could_hold_a_card_number(text: str) -> bool:
-    """Whether ``text`` or its NFKC form holds, in one stretch, digits that could be a
-    card number (the module docstring)."""
-    return _holds_one(text) or _holds_one(unicodedata.normalize("NFKC", text))
+    """Whether ``text``, its NFKC form, or it with its number characters read as separators
+    holds, in one stretch, digits that could be a card number (the module docstring)."""
+    if _holds_one(text):
+        return True
+    # A form the same as the text (as most are: ASCII text has no other) is not searched
+    # again, so that the searches cost as much as before for most text.
+    forms = dict.fromkeys((unicodedata.normalize("NFKC", text), _number_characters_apart(text)))
+    return any(_holds_one(form) for form in forms if form != text)
+
+
+def _number_characters_apart(text: str) -> str:
+    """``text`` with each number character that is no decimal digit (a Roman or Hangzhou
+    numeral, the ideographic zero, a circled digit) a space: one looks like a bar or a
+    letter typed between a card number's groups, and read as a digit it hides them."""
+    return "".join(
+        " " if not char.isdecimal() and _digit(char) is not None else char for char in text
+    )
 
 
 def _holds_one(text: str) -> bool:

@@ -15,6 +15,10 @@ ideographic zero) were kept, and shown by every listing.
 
 Before, too, a card number typed in its groups with a security code or an expiry glued
 to its last group was kept, four times in five: that group was searched only on its own.
+
+Before, too, a number character standing for a digit that looks like a bar or a letter (a
+Hangzhou or Roman one, the ideographic zero), typed between a card number's groups, was
+read as one more digit, and seven such card numbers in ten were kept.
 """
 
 from __future__ import annotations
@@ -189,6 +193,26 @@ def test_digits_written_as_number_characters_are_refused(reason: str, written: s
     assert written in reason and not written.isdigit() and not written.isalpha()
     with pytest.raises(InvalidRequest, match=REFUSED) as refused:
         check_reason(reason)
+    assert not re.search(r"\d{3}", str(refused.value))
+
+
+# Number characters standing for a digit that look like a separator: a Hangzhou one (a
+# bar), a Roman one, capital or small (an ``I``), the ideographic zero (an ``o``).
+_NUMBER_CHARACTER_SEPARATORS = "\u3021\u2160\u2170\u3007"
+
+
+@pytest.mark.parametrize(
+    "separator", list(_NUMBER_CHARACTER_SEPARATORS), ids=lambda c: f"U+{ord(c):04X}"
+)
+@pytest.mark.parametrize("after", [1, 2, 3], ids=lambda n: f"after group {n}")
+def test_a_number_character_between_the_groups_is_refused(separator: str, after: int) -> None:
+    """One such separator, the other groups spaced: read as a digit, it made a group of
+    nine that no candidate took whole nor cut where the card number ends."""
+    groups = _groups(_NUMBER)
+    number = f"{' '.join(groups[:after])}{separator}{' '.join(groups[after:])}"
+    assert not separator.isdecimal() and not separator.isalpha()
+    with pytest.raises(InvalidRequest, match=REFUSED) as refused:
+        check_reason(f"refund to card {number}, customer called")
     assert not re.search(r"\d{3}", str(refused.value))
 
 
