@@ -13,8 +13,10 @@ NFS and CIFS the kernel emulates ``flock`` with ``fcntl`` byte-range locks, and 
 exclusive one needs a descriptor open for writing (``flock(2)``, "NFS details"): opened
 read-only, every lock of a directory on such a share would fail (``EBADF``). Only when it
 may not be (``EACCES``: a file the user may read but not write; ``EROFS``: a read-only file
-system) is it opened read-only, where a local ``flock`` needs no more: such a file still
-locks (on NFS it could not have locked either way). ``O_NONBLOCK`` stays set on the
+system; ``EPERM``: a file made immutable or append-only, ``chattr +i`` or ``+a``;
+``ETXTBSY``: a file some process runs) is it opened read-only, where a local ``flock``
+needs no more: such a file still locks, as it did when every lock file was opened
+read-only (on NFS it could not have locked either way). ``O_NONBLOCK`` stays set on the
 descriptor; ``flock`` takes no notice of it (only ``LOCK_NB`` makes a lock refuse to wait).
 """
 
@@ -29,7 +31,7 @@ from pathlib import Path
 # writer), which is then refused as no plain file. Read-write, or read-only (the docstring).
 _OPEN_FLAGS = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 # Why a read-write open fails that a read-only one may pass.
-_NOT_WRITABLE = (errno.EACCES, errno.EROFS)
+_NOT_WRITABLE = (errno.EACCES, errno.EROFS, errno.EPERM, errno.ETXTBSY)
 
 
 class NotPlainFile(OSError):

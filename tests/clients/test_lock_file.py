@@ -101,6 +101,26 @@ def test_read_write_is_tried_first_then_read_only_where_writing_is_refused(
     assert opens.access == [os.O_RDWR, os.O_RDONLY]
 
 
+@pytest.mark.parametrize("code", [errno.EPERM, errno.ETXTBSY], ids=["EPERM", "ETXTBSY"])
+def test_a_lock_file_found_immutable_or_append_only_is_opened_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A read-write open of a file made immutable or append-only (``chattr +i``, ``+a``)
+    fails with EPERM, of one some process runs with ETXTBSY: before, that was refused,
+    though such a file locked when every lock file was opened read-only."""
+    path = tmp_path / "x.lock"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    opens = _Opens(monkeypatch, code)
+    fd, created = open_lock_file(path, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    assert not created
+    # Read-only: made if missing (``O_EXCL``, refused: it is there), then opened as found.
+    assert opens.access == [os.O_RDWR, os.O_RDONLY, os.O_RDONLY]
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EISDIR, errno.ELOOP])
 def test_no_read_only_open_for_any_other_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
