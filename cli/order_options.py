@@ -7,7 +7,10 @@ found in fromhex() arg"); an empty ``--lid-m`` was read as none given, and made 
 under a random id, one a second run could not find again. A description whose bytes are
 not UTF-8 (a shell in another locale) reaches the program as surrogates, which no order
 can carry, and was refused only as the codec's own error. Each is an argparse ``type``
-here: a refusal is a usage error (exit 2) that names the option and what it takes.
+here: a refusal is a usage error (exit 2) that names the option and what it takes. The
+wallet's ``--lid-m`` names the same id, the merchant's order to pay: there an empty one
+was sent as an empty LID-M, a spaced one as the id without its spaces, and one not in hex
+refused only once the command ran (exit 1).
 """
 
 from __future__ import annotations

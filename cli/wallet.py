@@ -63,7 +63,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cli.currency import currency_code
-from cli.number_options import integer, read_whole, shown
+from cli.initiation import (
+    DEFAULT_CURRENCY,
+    check_brand,
+    initiation_given,
+    other_order,
+    read_bounded,
+)
+
+# Re-exported: callers import read_initiation from here, as before it moved.
+from cli.initiation import read_initiation as read_initiation  # noqa: PLC0414
+from cli.number_options import integer, shown
+from cli.order_options import lid_m_hex, order_description
 from cli.party_options import UsageError, parse_form, pin_root
 
 # Re-exported: callers import record_line from here, as before it moved.
@@ -78,34 +89,24 @@ from clients.errors import (
 )
 from clients.peers import PeerConfig, check_target
 from clients.wallet.config import CONFIG_FILE, WalletConfig, load
-from clients.wallet.purchases import Initiation, PurchaseBook
+from clients.wallet.purchases import PurchaseBook
 from clients.wallet.runtime import PENDING_PENDED, PENDING_SENT, Wallet, WalletSummary
 from clients.wallet.vault import PASSPHRASE_ENV as CARD_PASSPHRASE_ENV
 from clients.wallet.vault import passphrase_source, read_passphrase
 from hsm.errors import KeyBackendError
 from hsm.uri import PASSPHRASE_ENV as KEYSTORE_PASSPHRASE_ENV
-from setcore.currency import exponent_for
-from setcore.errors import ErrorCode, PeerError, SetcoreError
+from setcore.errors import PeerError, SetcoreError
 from setcore.pan import MAX_EXPIRY_YEAR, MIN_EXPIRY_YEAR, PAN, InvalidPAN, check_expiry
 from setcore.profiles import PROFILES, profile_named
-from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
 from setpay.v1 import registration_pb2
 
 DIR_ENV = "SETPAY_WALLET_DIR"
 # A card file from the bank is a few fields; anything larger is the wrong file.
 MAX_CARD_FILE_BYTES = 4096
-# An initiation is a few fields and a description (at most MAX_ORDER_DESCRIPTION_BYTES,
-# which JSON escaping can grow sixfold); anything larger is the wrong file.
-MAX_INITIATION_FILE_BYTES = 8 * MAX_ORDER_DESCRIPTION_BYTES
-# What a SET Initiation must name; exp10 defaults to the currency's minor unit.
-INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 # Exit statuses beside 0 and 1 (the module docstring says when each is given).
 EXIT_USAGE = 2
 EXIT_PENDED = 3
 EXIT_OUTCOME_UNKNOWN = 4
-# The currency of a purchase from flags without --currency: a merchant's orders' own unless
-# its merchant.toml names another. SET's PInitRes names none: the initiation file does.
-DEFAULT_CURRENCY = 978
 REJECTED_BY_ISSUER = registration_pb2.CERT_STATUS_CODE_REJECTED_BY_ISSUER
 FORM_HELP = (
     "a field of the Cardholder CA's form (repeatable; a name the form does not ask for is "
@@ -177,8 +178,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ),
     )
     b.add_argument("--initiation", type=Path, help="SET Initiation JSON from the merchant")
-    b.add_argument("--lid-m", help="the merchant's order id (hex)")
-    b.add_argument("--description", help="the order description agreed with the merchant")
+    b.add_argument("--lid-m", type=lid_m_hex, help="the merchant's order id (hex)")
+    b.add_argument(
+        "--description", type=order_description,
+        help="the order description agreed with the merchant",
+    )  # fmt: skip
     b.add_argument("--amount", type=integer, help="minor units (cents)")
     b.add_argument("--currency", type=currency_code, help=(
         f"ISO 4217 numeric code of the merchant's order (default {DEFAULT_CURRENCY} (EUR); "
@@ -216,124 +220,6 @@ def _merchant(config: WalletConfig, target: str | None, origin: str = "--merchan
     return peer if target is None else peer.with_target(target, origin)
 
 
-def _hex(text: object, what: str) -> bytes:
-    try:
-        return bytes.fromhex(str(text))
-    except ValueError:
-        raise ClientError(f"{what} is not hexadecimal") from None
-
-
-def _number(value: object, what: str) -> int:
-    # JSON true/false are ints to Python; an amount is never one. Text is read as the
-    # command line's numbers are (``cli.number_options``): "+5", "5_000" or a 5 in
-    # fullwidth is no amount a merchant wrote.
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ClientError(f"{what} is not an integer")
-    number = value if isinstance(value, int) else read_whole(value)
-    if number is None:
-        raise ClientError(f"{what} is not an integer")
-    return number
-
-
-def _read_bounded(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of a small file the command reads whole: at most ``limit`` of them."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise ClientError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise ClientError(f"{path} is too large to be {what}")
-    return data
-
-
-def _one_value_per_name(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """A JSON object of an initiation as a dict; ``ClientError`` if it names a member
-    twice. JSON leaves that open (Python keeps the last value, other readers the first):
-    ``"amount": 100`` then ``"amount": 100000`` would be shown one sum and paid another."""
-    if len({name for name, _ in pairs}) != len(pairs):
-        raise ClientError("names a member more than once: not a SET Initiation to pay")
-    return dict(pairs)
-
-
-def read_initiation(path: Path) -> Initiation:
-    """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON).
-
-    Its ``brand``, when present, is kept, for ``check_brand``. Its ``merchant`` is read
-    by no one: it is the address the merchant listens on (its ``server.listen``, often
-    a wildcard), not the target a wallet reaches it by nor anything the merchant signs.
-    The merchant is the one ``--merchant`` or the configuration names, and its PInitRes
-    proves who it is; a merchant that never offered the LID-M refuses it (UNKNOWN_LID).
-    """
-    data = _read_bounded(path, MAX_INITIATION_FILE_BYTES, "a SET Initiation")
-    try:
-        raw = json.loads(data, object_pairs_hook=_one_value_per_name)
-    except ClientError as exc:
-        raise ClientError(f"{path} {exc}") from None
-    except (ValueError, RecursionError):  # nested past the parser's depth: a peer's file
-        raise ClientError(f"{path} is not JSON: expected a SET Initiation") from None
-    if not isinstance(raw, dict):
-        raise ClientError(f"{path} is not a SET Initiation (a JSON object)")
-    missing = [name for name in INITIATION_FIELDS if name not in raw]
-    if missing:
-        raise ClientError(f"{path} has no {', '.join(missing)}: not a complete SET Initiation")
-    if not isinstance(raw["description"], str):
-        raise ClientError(f"{path}: description is not text")
-    currency = _number(raw["currency"], f"{path}: currency")
-    exp10 = raw["exp10"] if "exp10" in raw else exponent_for(currency)
-    brand = raw.get("brand", "")
-    if not isinstance(brand, str):
-        raise ClientError(f"{path}: brand is not text")
-    return Initiation(
-        _hex(raw["lid_m"], f"{path}: lid_m"), raw["description"].encode(), currency,
-        _number(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
-        brand_id=brand,
-    )  # fmt: skip
-
-
-def check_brand(initiation: Initiation, config: WalletConfig) -> None:
-    """Refuse an initiation for another brand than the wallet's card, before the
-    passphrase is asked for: the merchant would only refuse its PInitReq."""
-    if initiation.brand_id and initiation.brand_id != config.brand_id:
-        raise ClientError(
-            f"the order is for brand {initiation.brand_id!r}; this wallet's card is of "
-            f"brand {config.brand_id!r}"
-        )
-
-
-def _initiation(args: argparse.Namespace) -> Initiation:
-    """The initiation the command names, refused here if no purchase could complete it:
-    ``Shopper.purchase`` would refuse it too, but only after opening the wallet."""
-    if args.initiation is not None:
-        initiation = read_initiation(args.initiation)
-        try:
-            initiation.order()
-        except ClientError as exc:
-            raise ClientError(f"{args.initiation}: {exc}") from None
-        return initiation
-    if args.lid_m is None or args.description is None or args.amount is None:
-        raise UsageError("give --initiation FILE, or --lid-m, --description and --amount")
-    currency = DEFAULT_CURRENCY if args.currency is None else args.currency
-    initiation = Initiation(
-        _hex(args.lid_m, "--lid-m"), args.description.encode(), currency, args.amount,
-        exponent_for(currency) if args.exp10 is None else args.exp10,
-    )  # fmt: skip
-    initiation.order()
-    return initiation
-
-
-def _other_order(refused: PeerError, args: argparse.Namespace) -> Exception:
-    """A purchase from flags the merchant refused DIGEST_MISMATCH: its digest of the order
-    differs, which says neither which term nor that a currency was assumed."""
-    if args.initiation is not None or refused.code != ErrorCode.ERROR_CODE_DIGEST_MISMATCH:
-        return refused
-    assumed = f"; --currency was not given: {DEFAULT_CURRENCY} (EUR) was assumed"
-    assumed = "" if args.currency is not None else assumed
-    return ClientError(f"{refused}: the merchant's order is not the one given (its description, "
-                       f"amount or currency differ{assumed}); buy it with the merchant's "
-                       "initiation file (--initiation)")  # fmt: skip
-
-
 def read_card(path: Path) -> tuple[PAN, str]:
     """The PAN and expiry of a card file (``read_card_file``)."""
     pan, expiry, _ = read_card_file(path)
@@ -344,7 +230,7 @@ def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
     """The PAN, expiry and enrolment code (None: the card has none) of a card file
     (``setpay bank open-account --card-out``): a number that is a card number, an expiry
     that is a month not yet over (UTC), a code that is text (the CA judges the rest)."""
-    data = _read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
+    data = read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict):
@@ -445,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         command = args.wallet_command
         # Read before anything is opened: a wrong file costs no passphrase, key work or call.
-        initiation = _initiation(args) if command == "purchase" else None
+        initiation = initiation_given(args) if command == "purchase" else None
         renew_card = command == "renew" and args.card is not None
         card = read_card_file(args.card) if command == "register" or renew_card else None
         form = parse_form(args.form) if command in ("register", "renew") else {}
@@ -475,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     record = shopper.purchase(merchant, initiation, despite=args.despite)
                 except PeerError as exc:
-                    raise _other_order(exc, args)  # noqa: B904  the refusal, or it said again
+                    raise other_order(exc, args)  # noqa: B904  the refusal, or it said again
             else:
                 target, origin = args.merchant, "--merchant"
                 if target is None:

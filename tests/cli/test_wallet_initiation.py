@@ -97,6 +97,9 @@ def test_an_initiation_without_an_exponent_takes_its_currencys(
 
 
 def test_a_command_line_lid_m_that_is_not_hex(capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused as the merchant refuses it, a usage error (``test_wallet_order_terms``)."""
     argv = ["--lid-m", "xyz", "--description", "d", "--amount", "1"]
-    code, _, err = _purchase(argv, capsys)
-    assert code == 1 and err == "setpay wallet: --lid-m is not hexadecimal\n"
+    with pytest.raises(SystemExit) as stopped:
+        _purchase(argv, capsys)
+    assert stopped.value.code == 2
+    assert "argument --lid-m: an order's local id is pairs of hex" in capsys.readouterr().err

@@ -1,0 +1,149 @@
+"""The order ``setpay wallet purchase`` pays: the SET Initiation a merchant handed out,
+read from its file (``--initiation``) or from the command line's terms (``--lid-m``,
+``--description``, ``--amount``...), and checked before the wallet is opened: a wrong file
+or term costs no passphrase, key work or call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cli.number_options import read_whole
+from cli.party_options import UsageError
+from clients.errors import ClientError
+from clients.wallet.config import WalletConfig
+from clients.wallet.purchases import Initiation
+from setcore.currency import exponent_for
+from setcore.errors import ErrorCode, PeerError
+from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
+
+# An initiation is a few fields and a description (at most MAX_ORDER_DESCRIPTION_BYTES,
+# which JSON escaping can grow sixfold); anything larger is the wrong file.
+MAX_INITIATION_FILE_BYTES = 8 * MAX_ORDER_DESCRIPTION_BYTES
+# What a SET Initiation must name; exp10 defaults to the currency's minor unit.
+INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
+# The currency of a purchase from flags without --currency: a merchant's orders' own unless
+# its merchant.toml names another. SET's PInitRes names none: the initiation file does.
+DEFAULT_CURRENCY = 978
+
+
+def _hex(text: object, what: str) -> bytes:
+    try:
+        return bytes.fromhex(str(text))
+    except ValueError:
+        raise ClientError(f"{what} is not hexadecimal") from None
+
+
+def _number(value: object, what: str) -> int:
+    # JSON true/false are ints to Python; an amount is never one. Text is read as the
+    # command line's numbers are (``cli.number_options``): "+5", "5_000" or a 5 in
+    # fullwidth is no amount a merchant wrote.
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ClientError(f"{what} is not an integer")
+    number = value if isinstance(value, int) else read_whole(value)
+    if number is None:
+        raise ClientError(f"{what} is not an integer")
+    return number
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a small file the command reads whole: at most ``limit`` of them."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise ClientError(f"{path} is too large to be {what}")
+    return data
+
+
+def _one_value_per_name(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object of an initiation as a dict; ``ClientError`` if it names a member
+    twice. JSON leaves that open (Python keeps the last value, other readers the first):
+    ``"amount": 100`` then ``"amount": 100000`` would be shown one sum and paid another."""
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise ClientError("names a member more than once: not a SET Initiation to pay")
+    return dict(pairs)
+
+
+def read_initiation(path: Path) -> Initiation:
+    """The SET Initiation a merchant handed out (``setpay merchant orders new``'s JSON).
+
+    Its ``brand``, when present, is kept, for ``check_brand``. Its ``merchant`` is read
+    by no one: it is the address the merchant listens on (its ``server.listen``, often
+    a wildcard), not the target a wallet reaches it by nor anything the merchant signs.
+    The merchant is the one ``--merchant`` or the configuration names, and its PInitRes
+    proves who it is; a merchant that never offered the LID-M refuses it (UNKNOWN_LID).
+    """
+    data = read_bounded(path, MAX_INITIATION_FILE_BYTES, "a SET Initiation")
+    try:
+        raw = json.loads(data, object_pairs_hook=_one_value_per_name)
+    except ClientError as exc:
+        raise ClientError(f"{path} {exc}") from None
+    except (ValueError, RecursionError):  # nested past the parser's depth: a peer's file
+        raise ClientError(f"{path} is not JSON: expected a SET Initiation") from None
+    if not isinstance(raw, dict):
+        raise ClientError(f"{path} is not a SET Initiation (a JSON object)")
+    missing = [name for name in INITIATION_FIELDS if name not in raw]
+    if missing:
+        raise ClientError(f"{path} has no {', '.join(missing)}: not a complete SET Initiation")
+    if not isinstance(raw["description"], str):
+        raise ClientError(f"{path}: description is not text")
+    currency = _number(raw["currency"], f"{path}: currency")
+    exp10 = raw["exp10"] if "exp10" in raw else exponent_for(currency)
+    brand = raw.get("brand", "")
+    if not isinstance(brand, str):
+        raise ClientError(f"{path}: brand is not text")
+    return Initiation(
+        _hex(raw["lid_m"], f"{path}: lid_m"), raw["description"].encode(), currency,
+        _number(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
+        brand_id=brand,
+    )  # fmt: skip
+
+
+def check_brand(initiation: Initiation, config: WalletConfig) -> None:
+    """Refuse an initiation for another brand than the wallet's card, before the
+    passphrase is asked for: the merchant would only refuse its PInitReq."""
+    if initiation.brand_id and initiation.brand_id != config.brand_id:
+        raise ClientError(
+            f"the order is for brand {initiation.brand_id!r}; this wallet's card is of "
+            f"brand {config.brand_id!r}"
+        )
+
+
+def initiation_given(args: argparse.Namespace) -> Initiation:
+    """The initiation the command names, refused here if no purchase could complete it:
+    ``Shopper.purchase`` would refuse it too, but only after opening the wallet."""
+    if args.initiation is not None:
+        initiation = read_initiation(args.initiation)
+        try:
+            initiation.order()
+        except ClientError as exc:
+            raise ClientError(f"{args.initiation}: {exc}") from None
+        return initiation
+    # --lid-m is bytes and --description text UTF-8 can carry, read by their argparse
+    # types (``cli.order_options``), as ``setpay merchant orders new`` reads them.
+    if args.lid_m is None or args.description is None or args.amount is None:
+        raise UsageError("give --initiation FILE, or --lid-m, --description and --amount")
+    currency = DEFAULT_CURRENCY if args.currency is None else args.currency
+    initiation = Initiation(
+        args.lid_m, args.description.encode(), currency, args.amount,
+        exponent_for(currency) if args.exp10 is None else args.exp10,
+    )  # fmt: skip
+    initiation.order()
+    return initiation
+
+
+def other_order(refused: PeerError, args: argparse.Namespace) -> Exception:
+    """A purchase from flags the merchant refused DIGEST_MISMATCH: its digest of the order
+    differs, which says neither which term nor that a currency was assumed."""
+    if args.initiation is not None or refused.code != ErrorCode.ERROR_CODE_DIGEST_MISMATCH:
+        return refused
+    assumed = f"; --currency was not given: {DEFAULT_CURRENCY} (EUR) was assumed"
+    assumed = "" if args.currency is not None else assumed
+    return ClientError(f"{refused}: the merchant's order is not the one given (its description, "
+                       f"amount or currency differ{assumed}); buy it with the merchant's "
+                       "initiation file (--initiation)")  # fmt: skip
