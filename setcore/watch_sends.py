@@ -87,6 +87,17 @@ send may end in between, so each is done to that send only, if still under way t
 (``WatchStream.give_place_up``, ``WatchStream.cancel``): once, a give-up that came as
 the send completed left the idle stream marked placeless, its next send, holding a
 place, handed it back to no queue, and it was told nothing more, ended at no stop.
+A sender's entry (``Senders._sending``) outlives its sends, too: from its stream's return,
+idle, to its next hold of the senders' lock, a ``set`` may queue the stream again and
+another sender take it. A give-up read through the old entry once gave up the other
+sender's place, and, that send completing before the watch reached its own entry, the
+stream came back handed back to a sender that had given up no place, queued by none.
+So a stream records which sender has it (``WatchStream.handed_out``), and the watch
+reads, gives up and cancels a send through that sender's entry only. What holds: a send's
+place is given up only in the hold of the senders' lock that marks its own sender
+placeless, so a stream comes back handed back only to a sender that queues it again; an
+entry whose stream has gone idle sees and does nothing to it, and its ``_sent`` counts
+its own sends only (their place, and whether they were cancelled).
 
 A thread that fails to start (the process's thread limit) is not counted: the streams it
 was for stay queued, and the next ``run``, or the watch's next look, starts one again.
@@ -141,18 +152,18 @@ Run = Callable[[list[WatchStream]], object]
 _Queued = tuple[float, WatchStream]
 
 
-def _stalls_at(stream: WatchStream) -> float | None:
-    """When the send under way on ``stream`` stalls (``SEND_STALL_SECONDS`` after it
-    began, for every stream); None with none under way, or the call cancelled already."""
-    under_way = stream.under_way()
+def _stalls_at(stream: WatchStream, sender: object) -> float | None:
+    """When ``sender``'s send under way on ``stream`` stalls (``SEND_STALL_SECONDS`` after
+    it began, for every stream); None with none of its under way, or the call cancelled."""
+    under_way = stream.under_way(sender)
     return None if under_way is None else under_way[0] + SEND_STALL_SECONDS
 
 
-def _gives_up_at(stream: WatchStream) -> float | None:
-    """When the send under way on ``stream`` gives its connection's place up, if it has
-    not completed (``STALLED_PLACE_SECONDS`` after it began, for a stream taken back for a
-    stall only); None for any other, or with none under way."""
-    under_way = stream.under_way()
+def _gives_up_at(stream: WatchStream, sender: object) -> float | None:
+    """When ``sender``'s send under way on ``stream`` gives its connection's place up, if
+    it has not completed (``STALLED_PLACE_SECONDS`` after it began, for a stream taken
+    back for a stall only); None for any other, or with none of its under way."""
+    under_way = stream.under_way(sender)
     if under_way is None or not under_way[1]:
         return None
     return under_way[0] + STALLED_PLACE_SECONDS
@@ -268,7 +279,9 @@ class Senders:
         del self._sending[me]
         peer = stream.peer
         now = time.monotonic()
-        if not stream.cancelled:
+        # ``me``'s sends only: the stream, gone idle, may be another sender's by now.
+        cancelled = stream.cancelled_with(me)
+        if not cancelled:
             self._completed[peer] = now
         if me in self._placeless:
             self._placeless.discard(me)
@@ -277,7 +290,7 @@ class Senders:
                 self._ready.appendleft((now, stream))
         else:
             _count(self._per_peer, peer, -1)
-            if self._take_back(peer, now, stalled=stream.cancelled):
+            if self._take_back(peer, now, stalled=cancelled):
                 return
         held = (self._per_peer, self._placeless_per_peer, self._aside)
         if not any(peer in of_peers for of_peers in held):
@@ -306,12 +319,12 @@ class Senders:
         for me, stream in self._sending.items():
             if me in self._placeless:
                 continue
-            gives_up_at = _gives_up_at(stream)
+            gives_up_at = _gives_up_at(stream, me)
             if gives_up_at is None or now <= gives_up_at:
                 continue
             # Given up only if that send is still under way (``give_place_up``): it may
             # have ended since it was read, and ``me`` be on to the next, or idle.
-            if not stream.give_place_up(now - STALLED_PLACE_SECONDS):
+            if not stream.give_place_up(now - STALLED_PLACE_SECONDS, me):
                 continue
             peer = stream.peer
             self._placeless.add(me)
@@ -322,9 +335,9 @@ class Senders:
     def _due(self, me: object, stream: WatchStream) -> float | None:
         # Under the lock: when the watch is next to look at ``me``'s send on ``stream``:
         # its place given up (``_give_up_places``) or its call cancelled (``_stalled``).
-        due = [_stalls_at(stream)]
+        due = [_stalls_at(stream, me)]
         if me not in self._placeless:
-            due.append(_gives_up_at(stream))
+            due.append(_gives_up_at(stream, me))
         return min((at for at in due if at is not None), default=None)
 
     def _next(self, me: object) -> WatchStream | None:
@@ -342,7 +355,7 @@ class Senders:
                     continue
                 self._per_peer[peer] = under_way + 1
                 self._sending[me] = stream
-                stream.handed_out(time.monotonic())
+                stream.handed_out(time.monotonic(), me)
                 due = self._due(me, stream)
                 if due is not None and due < self._watch_until:
                     self._watching.notify()  # it would look too late (``handed_out``)
@@ -395,8 +408,8 @@ class Senders:
                     self._watch_until = 0.0
                     continue
             started = self._start(start, False)
-            for stream in stalled:
-                stream.cancel(now - SEND_STALL_SECONDS)  # not a send begun since the look
+            for me, stream in stalled:
+                stream.cancel(now - SEND_STALL_SECONDS, me)  # not one begun since the look
             if not started:
                 time.sleep(PROMPT_SEND_SECONDS)  # before it tries again, not in a spin
 
@@ -422,16 +435,16 @@ class Senders:
         taking = self._threads - self._idle - len(self._sending)
         return self._wake(len(kept) - taking) if len(kept) > taking else 0
 
-    def _stalled(self, now: float) -> list[WatchStream]:
-        # Under the lock: the streams to cancel, each whose own send has stalled; never
-        # one waiting aside, which may well be read (module docstring): its peer's sends
-        # that end holding a place, cancelled or not, or give their places up, take it
-        # back from aside.
+    def _stalled(self, now: float) -> list[tuple[object, WatchStream]]:
+        # Under the lock: the streams to cancel, each whose own send has stalled, with
+        # the sender making it; never one waiting aside, which may well be read (module
+        # docstring): its peer's sends that end holding a place, cancelled or not, or give
+        # their places up, take it back from aside.
         stalled = []
-        for stream in self._sending.values():
-            stalls_at = _stalls_at(stream)
+        for me, stream in self._sending.items():
+            stalls_at = _stalls_at(stream, me)
             if stalls_at is not None and now > stalls_at:
-                stalled.append(stream)
+                stalled.append((me, stream))
         return stalled
 
     def _next_due(self) -> float | None:

@@ -10,8 +10,11 @@ Watch whose peer took nothing held every later ``set`` of its name for good (a b
 worker stayed SERVING while its probes failed, and its drain never ended).
 
 What a stream records of the send under way (when it began, whether the stream was taken
-back from aside in place of a stalled send) is for the senders' stall watch, whose limits
-are ``setcore.watch_sends``'s: a stream knows none of them.
+back from aside in place of a stalled send, which sender makes it) is for the senders'
+stall watch, whose limits are ``setcore.watch_sends``'s: a stream knows none of them. The
+watch reads a send, gives its place up and cancels its call for the sender that makes it
+only: a sender that has just let the stream go idle still names it until it next takes
+the senders' lock, and by then the stream may be another sender's.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ class WatchStream:
     to send next, whether it is to be ended and has been, whether a sender has it or it is
     queued for one (``busy``), when the send under way began (None: none is), whether
     it was taken back from aside in place of a stalled send (``aside``, until it is idle),
-    and whether the send under way gave its place up (``placeless``, until it is over).
-    Calling it sends what is due on it (a sender's, or a test's ``run``)."""
+    whether the send under way gave its place up (``placeless``, until it is over), and
+    which sender has the stream, or last had it (``sender``, ``handed_out``). Calling it
+    sends what is due on it (a sender's, or a test's ``run``)."""
 
     __slots__ = (
         "_peer", "aside", "busy", "cancelled", "context", "ended", "ending", "lock", "pending",
-        "placeless", "send", "seq", "since",
+        "placeless", "send", "sender", "seq", "since",
     )  # fmt: skip
 
     def __init__(
@@ -61,6 +65,7 @@ class WatchStream:
         self.since: float | None = None
         self.aside = False
         self.placeless = False
+        self.sender: object | None = None
         self._peer: str | None = None
 
     @property
@@ -144,17 +149,22 @@ class WatchStream:
         self.since = time.monotonic()
         return response
 
-    def give_place_up(self, began_by: float) -> bool:
-        """The senders': the send under way, if it began by ``began_by``, goes on without a
-        place; once it is over the stream's sender hands it back, busy, to be queued again
-        (``Senders._sent``). False, and nothing changed, for a send begun later, none
-        under way, or the call cancelled: the senders read the send under way before
-        they give its place up, and it may end in between. Once, a send that completed
-        so left ``placeless`` set on the idle stream: the next send on it, holding a
-        place, handed it back all the same, and it stayed busy in no queue, told nothing
-        more, for good (and a next send begun in between gave its place up at once)."""
+    def give_place_up(self, began_by: float, sender: object) -> bool:
+        """The senders': the send under way, if ``sender`` makes it and it began by
+        ``began_by``, goes on without a place; once it is over ``sender`` hands the stream
+        back, busy, to be queued again (``Senders._sent``). False, and nothing changed, for
+        a send begun later, another sender's, none under way, or the call cancelled: the
+        senders read the send under way before they give its place up, and it may end in
+        between. Once, a send that completed so left ``placeless`` set on the idle
+        stream: the next send on it, holding a place, handed it back all the same, and it
+        stayed busy in no queue, told nothing more, for good (and a next send begun in
+        between gave its place up at once). Once, too, a sender whose stream had gone idle
+        and been taken by another sender since had its place given up, on that other's
+        send: the stream came back handed back to a sender that had given up no place,
+        which did not queue it again (busy in no queue, so too)."""
         with self.lock:
-            if not self.busy or self.cancelled or self.since is None or self.since > began_by:
+            began = self._began(sender)
+            if began is None or began > began_by:
                 return False
             self.placeless = True
             return True
@@ -167,33 +177,50 @@ class WatchStream:
         with self.lock:
             self.aside = True
 
-    def handed_out(self, now: float) -> None:
-        """The senders': a sender has the stream and begins its sends ``now``. Marked
+    def _began(self, sender: object) -> float | None:
+        # Under the lock: when ``sender``'s send under way began; None with none of its
+        # under way, or the call cancelled. ``since`` is set from ``handed_out`` (the
+        # last one, by ``sender``) until the stream is idle or handed back, so a sender
+        # whose stream has gone idle, and been handed out again since, has none.
+        if self.cancelled or self.sender is not sender:
+            return None
+        return self.since
+
+    def handed_out(self, now: float, sender: object) -> None:
+        """The senders': ``sender`` has the stream and begins its sends ``now``. Marked
         here, under the senders' lock, not only as the send begins, so that the stall
         watch, at any look after the hand-over, knows when to look at it: once, a look in
         between saw nothing under way and waited on as long as it liked, and a stream's
         limit held only once it looked again."""
         with self.lock:
+            self.sender = sender
             if not self.cancelled:
                 self.since = now
 
-    def under_way(self) -> tuple[float, bool] | None:
-        """When the send under way began, and whether the stream was taken back from
-        aside for a stall (``taken_from_aside``); None with none under way, or the call
-        cancelled already."""
+    def under_way(self, sender: object) -> tuple[float, bool] | None:
+        """When the send under way began, if ``sender`` makes it, and whether the stream
+        was taken back from aside for a stall (``taken_from_aside``); None with none of
+        ``sender``'s under way, or the call cancelled already."""
         with self.lock:
-            if self.cancelled or self.since is None:
-                return None
-            return self.since, self.aside
+            began = self._began(sender)
+            return None if began is None else (began, self.aside)
 
-    def cancel(self, began_by: float) -> None:
+    def cancelled_with(self, sender: object) -> bool:
+        """The senders', once ``sender`` is done with the stream: whether its call was
+        cancelled while ``sender`` had it (not since, by the sender that has it now)."""
+        with self.lock:
+            return self.cancelled and self.sender is sender
+
+    def cancel(self, began_by: float, sender: object) -> None:
         """Cancel the stream's call, its peer having taken nothing for too long, and send
         nothing more on it: a send under way ends (grpcio's), freeing its thread; once only.
-        Only if the send under way began by ``began_by``: the senders read it before they
-        cancel, and a send that completed in between, at its limit, once had the call
-        cancelled all the same, with the next send on it begun just now."""
+        Only if ``sender`` makes the send under way and it began by ``began_by``: the
+        senders read it before they cancel, and a send that completed in between, at its
+        limit, once had the call cancelled all the same, with the next send on it begun
+        just now."""
         with self.lock:
-            if self.cancelled or self.since is None or self.since > began_by:
+            began = self._began(sender)
+            if began is None or began > began_by:
                 return
             self.cancelled = True
             self.pending, self.ending, self.ended = None, True, True

@@ -13,6 +13,14 @@ after a send and the pick of the next, the send over but its start still recorde
 of the watch there cancelled a call whose peer had taken its status in time, or gave up
 the place of a send already over. That interleaving is forced by holding the sender
 there, as a preemption would.
+
+A sender that had let its stream go idle named it still until it next took the senders'
+lock; a ``set`` in between queued the stream again, another sender took it, and the watch
+read it through both. A give-up through the first sender's entry gave up the other's
+place; that send completing before the watch reached the other entry, it came back handed
+back to a sender that had given up no place, and was queued by none, busy for good. That
+interleaving is forced too: the first sender held after its stream's return, and the peer
+taking its status just as the watch gives the place up.
 """
 
 from __future__ import annotations
@@ -250,9 +258,9 @@ def test_a_send_over_gives_no_place_up_while_its_sender_picks_the_next(
     given: list[tuple[float, float]] = []  # the send's start recorded, when given up
     real = WatchStream.give_place_up
 
-    def give_place_up(self: WatchStream, began_by: float) -> bool:
+    def give_place_up(self: WatchStream, *args: object) -> bool:
         since = self.since
-        given_up = real(self, began_by)
+        given_up = real(self, *args)  # type: ignore[arg-type]
         if self is stream and given_up and since is not None:
             given.append((since, time.monotonic()))
         return given_up
@@ -266,5 +274,66 @@ def test_a_send_over_gives_no_place_up_while_its_sender_picks_the_next(
     over = [when - since for since, when in given if since <= call.done[0] <= when]
     assert not over, f"a place given up {over[0]:.3f} s into a send its peer took in time"
     assert call.told == [SERVING, NOT_SERVING]
+    with senders._lock:
+        assert senders._per_peer == {} and senders._placeless_per_peer == {}
+
+
+def test_a_sender_done_with_its_stream_gives_no_place_up_for_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(watch_sends, "SEND_STALL_SECONDS", STALL_SECONDS)
+    reader = OneAtATime("balancer", [])
+    stream = reader.stream()
+    returned: list[bool] = []  # what each sender's run of the stream returned
+    release = threading.Event()
+    real_call = WatchStream.__call__
+
+    def call(self: WatchStream) -> bool:
+        handed_back = real_call(self)
+        if self is stream:
+            returned.append(handed_back)
+            if len(returned) == 1:  # the first sender, held before its next look at the books
+                release.wait(WAIT_SECONDS)
+        return handed_back
+
+    real_give_up = WatchStream.give_place_up
+    given: list[bool] = []
+
+    def give_place_up(self: WatchStream, *args: object) -> bool:
+        given_up = real_give_up(self, *args)  # type: ignore[arg-type]
+        if self is stream and not given:
+            given.append(given_up)
+            reader.let()  # the peer takes its status as the watch looks at the senders
+            _until(lambda: len(returned) == 2)
+        return given_up
+
+    monkeypatch.setattr(WatchStream, "__call__", call)
+    monkeypatch.setattr(WatchStream, "give_place_up", give_place_up)
+    senders = Senders()
+    reader.let()
+    senders.run([stream])
+    try:
+        assert _until(lambda: len(returned) == 1), "the first send was not made"
+        # Idle, its first sender held: queued again for a later status, and taken by
+        # another sender, to hold its place for a short while (as one taken back from
+        # aside in place of a stalled send does).
+        stream.taken_from_aside()
+        assert stream.offer(NOT_SERVING, 10)
+        senders.run([stream])
+        assert _until(lambda: bool(given)), "no place given up"
+    finally:
+        release.set()
+    reader.takes = 0.0  # every later status taken at once
+    assert _until(lambda: len(reader.told) == 2 and not stream.busy), (
+        f"told {reader.told}, busy {stream.busy}, handed back {returned}"
+    )
+    if stream.offer(SERVING, 11):
+        senders.run([stream])
+    _until(lambda: len(reader.told) == 3 and not stream.busy)
+    if stream.end():
+        senders.run([stream])
+    _until(lambda: len(reader.told) == 4 and not stream.busy)
+    told = (reader.told, stream.busy)
+    assert told == ([SERVING, NOT_SERVING, SERVING, None], False), f"told, busy: {told}"
     with senders._lock:
         assert senders._per_peer == {} and senders._placeless_per_peer == {}
