@@ -28,21 +28,30 @@ the same back-off. While another worker serves, that never stops the bank: the h
 workers serve meanwhile. With no worker serving (one worker, or all died together, as
 when the ledger process died with them), it is started again after its back-off until
 nothing has served for RESTART_WINDOW_SECONDS since the last worker served; a failure
-after that stops the bank, saying how long nothing served and the last cause. Such a
-failure spends nothing of the ``RestartBudget``: charged one restart each, four workers
-dying with the ledger process (one death, the ledger process's, and four replacements
-failing as it came back) stopped the bank though the ledger process served again at
-once, and a lone worker, its waits 0.5, 1, 2 and 4 s, was given some 12 s of a
-minute's outage. A death with nothing serving still spends one restart, as above. Any
-other start failure stops the bank at once, as at its first start: a refused PIN
-(offered again at each start wherever its refusal could not be recorded: a PIN from the
-environment, a record that could not be written, which would lock a real HSM's user
-PIN), a damaged or foreign ledger, a password the database refuses do not pass by
-themselves, and starting again would fail again. So does any start failure at the
-bank's first start, and of the ledger process. The child reports its cause on its ready
-pipe (``gateway.child``); a cause already reported for the index is logged once, not on
-every try (``known_fault``), until the index serves again; with nothing serving, each
-try is said at WARNING, with how long nothing has served.
+after that stops the bank, saying how long nothing served and the last cause. Its wait
+before each try then ends at the window's end at the latest, though never sooner than
+FIRST_BACKOFF_SECONDS after the failure (``_start_failed``). So the bank stops within
+RESTART_WINDOW_SECONDS of the last worker serving plus one start's time, the start of
+the try whose failure stops it (a start failing after t s: by 60 + t s), and at most
+FIRST_BACKOFF_SECONDS more if the try before failed in the window's last half second; a
+start that hangs is killed WORKER_START_SECONDS after its fork, which with nothing
+serving stops the bank (``gateway.child_deadlines``). The window is judged as a try
+fails: with its back-off uncut, a try failing at 59 s waited up to MAX_BACKOFF_SECONDS
+more, and a lone worker whose start failed after 4 s stopped the bank after 93.5 s with
+nothing served. A start failure that passes spends nothing of the ``RestartBudget``:
+charged one restart each, four workers dying with the ledger process (one death, the
+ledger process's, and four replacements failing as it came back) stopped the bank though
+the ledger process served again at once, and a lone worker, its waits 0.5, 1, 2 and 4 s,
+was given some 12 s of a minute's outage. A death with nothing serving still spends one
+restart, as above. Any other start failure stops the bank at once, as at its first
+start: a refused PIN (offered again at each start wherever its refusal could not be
+recorded: a PIN from the environment, a record that could not be written, which would
+lock a real HSM's user PIN), a damaged or foreign ledger, a password the database
+refuses do not pass by themselves, and starting again would fail again. So does any
+start failure at the bank's first start, and of the ledger process. The child reports
+its cause on its ready pipe (``gateway.child``); a cause already reported for the index
+is logged once, not on every try (``known_fault``), until the index serves again; with
+nothing serving, each try is said at WARNING, with how long nothing has served.
 """
 
 from __future__ import annotations
@@ -106,15 +115,15 @@ class Backoff:
     _quick: dict[int, int] = field(default_factory=dict)  # deaths in a row, per index
     _due: dict[int, float] = field(default_factory=dict)  # indexes waiting, and until when
 
-    def died(self, index: int, served_seconds: float) -> float:
+    def died(self, index: int, served_seconds: float, most: float = MAX_BACKOFF_SECONDS) -> float:
         """Note that ``index``'s worker died after serving ``served_seconds``; how long its
-        replacement waits (then ``due`` lists it)."""
+        replacement waits (then ``due`` lists it), at most ``most`` seconds."""
         quick = 0 if served_seconds >= STEADY_SECONDS else self._quick.get(index, 0)
         self._quick[index] = quick + 1
         wait = (
             0.0
             if quick == 0
-            else min(FIRST_BACKOFF_SECONDS * 2 ** (quick - 1), MAX_BACKOFF_SECONDS)
+            else min(FIRST_BACKOFF_SECONDS * 2 ** (quick - 1), MAX_BACKOFF_SECONDS, most)
         )
         self._due[index] = self.clock() + wait
         return wait
@@ -242,8 +251,14 @@ class Restarts:
         self, name: str, index: int, fault: str | None, unserved: float | None
     ) -> None:
         """A replacement failed to start of a fault that passes: back it off. With nothing
-        serving (for ``unserved`` seconds), said at every try; else once a cause."""
-        wait = self.backoff.died(index, 0.0)
+        serving (for ``unserved`` seconds), said at every try, and its wait cut to what
+        is left of RESTART_WINDOW_SECONDS (at least FIRST_BACKOFF_SECONDS): the try that
+        may stop the bank starts as the window ends, not up to MAX_BACKOFF_SECONDS after
+        (the module docstring); else said once a cause."""
+        left = MAX_BACKOFF_SECONDS
+        if unserved is not None:
+            left = max(FIRST_BACKOFF_SECONDS, RESTART_WINDOW_SECONDS - unserved)
+        wait = self.backoff.died(index, 0.0, most=left)
         if unserved is not None:
             if fault is not None:
                 self._faults[index] = fault

@@ -145,7 +145,7 @@ class StoreAway(StoreUnavailable):
 
 class StoreBusy(StoreUnavailable):
     """The database answers, but another holds what the store needs, past its wait: on
-    SQLite the write lock kept beyond the busy timeout (BUSY or LOCKED: another program's
+    SQLite the write lock kept beyond the busy timeout (BUSY, not LOCKED: another program's
     long write, an operator's shell, a VACUUM), on PostgreSQL every connection slot taken
     (SQLSTATE 53300, too many clients: a ledger shared by several hosts meets a peak of
     connections, and one closing frees a slot). Raised only where such a fault is

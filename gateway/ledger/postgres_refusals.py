@@ -15,17 +15,18 @@
   for the last host it tried (a service file's or a passfile's included) and, for a URL,
   every reading of its password (``_url_secrets``). A passfile's password for another
   host of a multi-host string is not known: its reason is named as libpq gives it.
-- Whether the refusal passes by itself: ``StoreAway`` when libpq says the server is
-  away (the connection refused or timed out, no socket, no route, the server shutting
-  down or starting, the name service failing for now), for every host it tried (psycopg
-  gives a failure of several hosts the last one's type: its timeout says nothing of the
-  others, each judged by its line); ``StoreBusy`` when, the others away, one or more
-  said every connection slot is taken (53300: too many clients, for the server, a role
-  or a database; the slots left reserved): a ledger shared by several hosts meets such
-  peaks, and a connection closing ends them. StoreUnavailable, lasting, when the server
-  refused the connection (a password, a role, a database, pg_hba.conf), when no
-  password was given, for a host name unknown, and for any reason this module does not
-  know (a server whose messages are in another language among them): a worker's
+- Whether the refusal passes by itself: ``StoreAway`` when libpq says the server is away
+  (the connection refused or timed out, no socket, no route, the server shutting down or
+  starting, the name service failing for now, a host not the primary that
+  ``target_session_attrs`` asks for: a failover under way), for every host it tried
+  (psycopg gives a failure of several hosts the last one's type: its timeout says
+  nothing of the others, each judged by its line); ``StoreBusy`` when, the others away,
+  one or more said every connection slot is taken (53300: too many clients, for the
+  server, a role or a database; the slots left reserved): a ledger shared by several
+  hosts meets such peaks, and a connection closing ends them. StoreUnavailable, lasting,
+  when the server refused the connection (a password, a role, a database, pg_hba.conf),
+  when no password was given, for a host name unknown, and for any reason this module
+  does not know (a server whose messages are in another language among them): a worker's
   replacement meeting a lasting refusal stops the bank, one meeting the server away or
   busy is started again (``gateway.child``).
 - The log says it at WARNING (the requests it fails are answered UNAVAILABLE and logged
@@ -75,9 +76,15 @@ _QUERY_START = re.compile("[?]")
 # libpq's and psycopg's words for a server that is away (``StoreAway``), in one failure
 # line: the OS's for a connection refused, timed out or cut, or a Unix socket not there
 # (the server stopped); libpq's own; the server's while it stops or starts (57P03); the
-# name service failing for now (EAI_AGAIN). A server's refusal (FATAL: password
-# authentication failed, role or database does not exist, no pg_hba.conf entry) matches
-# none of them.
+# name service failing for now (EAI_AGAIN); libpq's for a host that is not the primary
+# ``target_session_attrs`` asks for (read-write: its session read-only; primary: a hot
+# standby), which a multi-host string meets while a failover is under way, the old
+# primary gone and the new one not yet promoted: taken for lasting, a replacement
+# starting then stopped the bank, its other worker serving, though the failover ends by
+# itself within seconds. So for one host too (a name or address moved to the new
+# primary); a string naming standbys alone fails the bank's first start, which stops it.
+# A server's refusal (FATAL: password authentication failed, role or database does not
+# exist, no pg_hba.conf entry) matches none of them.
 _AWAY_REASON = re.compile(
     "|".join(
         (
@@ -89,6 +96,7 @@ _AWAY_REASON = re.compile(
             r"FATAL:  the database system is (?:starting up|shutting down|in recovery mode)$",
             r"FATAL:  the database system is not yet accepting connections$",
             r"\[Errno -3\] Temporary failure in name resolution$",
+            r": (?:session is read-only|server is in hot standby mode)$",
         )
     )
 )

@@ -18,10 +18,13 @@
 sqlite3 exceptions are translated here, once, as ``gateway.sqlite_errors`` sorts them for
 the CA's ca.db too: the database cannot be used now (busy, locked, I/O, disk full, cannot
 open, a damaged file or one that is no database) is StoreUnavailable, answered
-UNAVAILABLE; anything else (a constraint, a bug) StoreError. Of those outages, busy or
-locked (another program kept the write lock past the busy timeout) is StoreBusy, a fault
-that passes: a worker's replacement meeting it as it migrates is started again
-(``gateway.child``); the rest last until the operator acts.
+UNAVAILABLE; anything else (a constraint, a bug) StoreError. Of those outages, SQLITE_BUSY
+(another connection, another program's or process's, kept the write lock past the busy
+timeout) is StoreBusy, a fault that passes: a worker's replacement meeting it as it
+migrates is started again (``gateway.child``); the rest last until the operator acts.
+SQLITE_LOCKED among them: with no shared cache (the store opens none), it is a conflict
+within one connection (a table dropped under a read of its own still open), a bug that
+meets every try again, which taken for passing had a replacement retried for ever.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from gateway.ledger.schema import (
 )
 from gateway.ledger.store import CommitObserver, LedgerStore, Row, Transaction
 from gateway.ledger.write_lock import WriteTurn
-from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
+from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy, primary_code
 
 R = TypeVar("R")
 
@@ -71,6 +74,9 @@ READ_WAIT_SECONDS = 10.0
 
 # Pause between tries of opening a busy database.
 OPEN_RETRY_PAUSE_SECONDS = 0.02
+# SQLite's primary result code for a lock another connection holds (StoreBusy); not
+# SQLITE_LOCKED (6), which ``sqlite_errors.is_busy`` counts too (the module docstring).
+_SQLITE_BUSY = 5
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,10 @@ def translate_error(exc: sqlite3.Error) -> StoreError:
     fault = classify(exc)
     error: StoreError
     if fault is SqliteFault.OUTAGE:
-        # Busy or locked past the busy timeout: another holds the write lock, and lets go.
-        kind = StoreBusy if is_busy(exc) else StoreUnavailable
+        # BUSY past the busy timeout: another connection holds the lock, and lets go. Not
+        # LOCKED, one connection's conflict with itself (the module docstring), though an
+        # open meeting it is still tried again up to the busy timeout (``_retrying_busy``).
+        kind = StoreBusy if primary_code(exc) == _SQLITE_BUSY else StoreUnavailable
         error = kind(f"SQLite is unavailable ({error_name(exc)})")
     elif fault is SqliteFault.CONSTRAINT:
         # SQLite names the constraint ("UNIQUE constraint failed: t.c"), never the values.

@@ -15,7 +15,7 @@ import logging
 import pytest
 
 from gateway.child import FAULT_LINE_BYTES, LEDGER_INDEX, fault_line, passes
-from gateway.ledger import StoreAway, StoreUnavailable
+from gateway.ledger import StoreAway, StoreBusy, StoreUnavailable
 from gateway.ledger.wire import ConnectionEnded, WireError
 from gateway.restarts import (
     FIRST_BACKOFF_SECONDS,
@@ -31,6 +31,7 @@ GONE = "?TransientBackendError: token 't2-bank' is not present"
 REFUSED = "!PermanentBackendError: token 't2-bank': login refused (PinIncorrect)"
 LEDGER_AWAY = "?StoreAway: the ledger service connection failed: [Errno 104] Connection reset"
 DAMAGED = "!StoreUnavailable: SQLite is unavailable (SQLITE_NOTADB)"
+LEDGER_BUSY = "?StoreBusy: SQLite is unavailable (SQLITE_BUSY)"
 
 
 class _Clock:
@@ -184,6 +185,50 @@ def test_nothing_served_is_counted_from_the_last_worker_that_served() -> None:
     assert refused.endswith(LEDGER_AWAY[1:])
 
 
+@pytest.mark.parametrize("start", [0.0, 2.0, 4.0, 5.3, 10.0, 29.0])
+def test_with_nothing_serving_the_bank_stops_within_the_window_and_one_start(
+    start: float,
+) -> None:
+    """A lone worker whose every try fails after ``start`` seconds (its start: the token,
+    the ledger's busy timeout, a PostgreSQL connect timeout). The window was judged only
+    as a try failed, its back-off uncut: a try failing at 59 s waited up to 30 s more, and
+    nothing had served for 61.5 s at the stop with tries failing at once, 93.5 s with
+    tries failing after 4 s. Now the last try starts as the window ends (at least
+    FIRST_BACKOFF_SECONDS after the failure before it), and the stop comes one start
+    later."""
+    clock = _Clock()
+    restarts = _opened(clock)  # its worker served, and died at 0: nothing serves since
+    tries, why = 0, None
+    while why is None:
+        clock.now += start  # the try's start, failing
+        tries += 1
+        why = restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_BUSY)
+        if why is None:
+            clock.now += restarts.backoff.next_in(1e9)  # its back-off
+            assert restarts.due() == [0]
+    assert why.startswith("worker 0 failed to start with no worker serving for"), why
+    assert clock.now >= RESTART_WINDOW_SECONDS  # the whole window given
+    assert clock.now <= RESTART_WINDOW_SECONDS + FIRST_BACKOFF_SECONDS + start, (tries, why)
+
+
+def test_the_wait_before_the_last_try_is_cut_to_the_window_but_not_below_a_floor() -> None:
+    clock = _Clock()
+    restarts = _opened(clock)
+    for _ in range(7):  # quick failures: its back-off grows to MAX_BACKOFF_SECONDS
+        clock.now += 1.0
+        assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_BUSY) is None
+    assert restarts.backoff.next_in(1e9) == MAX_BACKOFF_SECONDS
+    clock.now = RESTART_WINDOW_SECONDS - 10.0
+    assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_BUSY) is None
+    assert restarts.backoff.next_in(1e9) == 10.0  # what is left of the window
+    clock.now = RESTART_WINDOW_SECONDS - 0.1
+    assert restarts.refusal("worker 0", 0, None, serving=False, fault=LEDGER_BUSY) is None
+    assert restarts.backoff.next_in(1e9) == FIRST_BACKOFF_SECONDS  # not at once
+    clock.now = RESTART_WINDOW_SECONDS - 10.0  # another worker serving: not cut
+    assert restarts.refusal("worker 0", 0, None, serving=True, fault=LEDGER_BUSY) is None
+    assert restarts.backoff.next_in(1e9) == MAX_BACKOFF_SECONDS
+
+
 def test_while_another_worker_serves_a_passing_fault_never_stops_the_bank() -> None:
     clock = _Clock()
     restarts = _opened(clock)
@@ -192,10 +237,12 @@ def test_while_another_worker_serves_a_passing_fault_never_stops_the_bank() -> N
         clock.now += MAX_BACKOFF_SECONDS
 
 
-def test_of_the_ledgers_faults_only_the_ledger_away_passes() -> None:
-    """StoreAway (the ledger process's connection failed, the database server away), not
-    its base: a damaged ledger, a refused password are StoreUnavailable too."""
+def test_of_the_ledgers_faults_only_the_ledger_away_or_busy_passes() -> None:
+    """StoreAway (the ledger process's connection failed, the database server away) and
+    StoreBusy (its write lock or connection slots held by others), not their base: a
+    damaged ledger, a refused password are StoreUnavailable too."""
     assert fault_line(StoreAway("the ledger service does not answer")).startswith("?StoreAway")
+    assert fault_line(StoreBusy("SQLite is unavailable (SQLITE_BUSY)")).startswith("?StoreBusy")
     assert passes(fault_line(ConnectionEnded("the ledger connection closed")))
     lasting = [
         StoreUnavailable("SQLite is unavailable (SQLITE_NOTADB)"),
@@ -214,7 +261,9 @@ def test_a_fault_line_is_one_bounded_line() -> None:
     assert len(line.encode()) + 1 <= FAULT_LINE_BYTES  # with its newline
 
 
-def test_only_the_token_away_is_a_fault_that_passes() -> None:
+def test_the_token_away_or_gone_passes_a_refused_pin_or_a_file_fault_does_not() -> None:
+    """What a child's fault line marks: the token absent or not present passes by itself;
+    a PIN refused, a file that cannot be read, wait for the operator."""
     assert fault_line(TokenAbsent("no token 't2-bank'")).startswith("?TokenAbsent: ")
     assert fault_line(TransientBackendError("not present")).startswith("?")
     assert fault_line(PermanentBackendError("login refused (PinIncorrect)")).startswith("!")

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
+from gateway.child import fault_line, passes
 from gateway.ledger import (
     PostgresLedgerStore,
     RemoteLedgerStore,
@@ -166,6 +167,7 @@ REFUSED_TCP = (
     " running on that host and accepting TCP/IP connections?"
 )
 SEVERAL = "\nMultiple connection attempts failed. All failures were:\n"
+STANDBY_TCP = 'connection to server at "10.0.0.2", port 5432 failed: '
 AWAY_CONNECTING = {
     "no-socket": f"connection is bad: {SOCKET}No such file or directory\n\tIs the server"
     " running locally and accepting connections on that socket?",
@@ -178,6 +180,18 @@ AWAY_CONNECTING = {
     f" '5432', hostaddr: None: connection failed: {SOCKET}FATAL:  the database system is"
     f" starting up\n- host: '127.0.0.1', port: '1', hostaddr: '127.0.0.1': connection failed:"
     f" {REFUSED_TCP}",
+    # A failover seen through a multi-host string with target_session_attrs: the old
+    # primary gone, the new one not yet promoted (libpq's words for read-write and for
+    # primary).
+    "failover-read-only": f"connection failed: {REFUSED_TCP}{SEVERAL}- host: '10.0.0.1',"
+    f" port: '5432', hostaddr: '10.0.0.1': connection failed: {REFUSED_TCP}\n- host:"
+    f" '10.0.0.2', port: '5432', hostaddr: '10.0.0.2': connection failed: {STANDBY_TCP}session"
+    " is read-only",
+    "failover-hot-standby": f"connection failed: {REFUSED_TCP}{SEVERAL}- host: '10.0.0.1',"
+    f" port: '5432', hostaddr: '10.0.0.1': connection failed: {REFUSED_TCP}\n- host:"
+    f" '10.0.0.2', port: '5432', hostaddr: '10.0.0.2': connection failed: {STANDBY_TCP}server"
+    " is in hot standby mode",
+    "one-host-not-yet-primary": f"connection failed: {SOCKET}session is read-only",
 }
 REFUSED_CONNECTING = {
     "password": f'connection failed: {SOCKET}FATAL:  password authentication failed for user "t"',
@@ -268,3 +282,26 @@ def test_a_database_not_there_is_not_away(pg_cluster: PgCluster) -> None:
     nowhere = f"host={pg_cluster.root / 'nowhere'} port={pg_cluster.port} user=ledger"
     with pytest.raises(StoreAway, match="No such file or directory"):
         PostgresLedgerStore(nowhere + f" dbname={TEST_DATABASE}")
+
+
+@pytest.mark.parametrize("hosts", [1, 2], ids=["one-host", "old-primary-down"])
+def test_a_host_not_yet_the_primary_target_session_attrs_asks_for_is_away(
+    pg_cluster: PgCluster, hosts: int
+) -> None:
+    """A failover seen through ``target_session_attrs=read-write``: libpq's "session is
+    read-only" (here of a real server whose sessions are read-only, as a standby's are),
+    beside the old primary refusing connections or alone, was taken for lasting, and a
+    replacement starting then stopped the bank, its other worker serving, though the new
+    primary is promoted within seconds."""
+    host, port = str(pg_cluster.root), str(pg_cluster.port)
+    if hosts == 2:
+        host, port = f"127.0.0.1,{host}", f"1,{port}"  # nothing listens on port 1
+    conninfo = (
+        f"host={host} port={port} user=ledger dbname={TEST_DATABASE}"
+        " options='-c default_transaction_read_only=on' target_session_attrs=read-write"
+    )
+    with pytest.raises(StoreAway, match="session is read-only") as raised:
+        PostgresLedgerStore(conninfo)
+    assert passes(fault_line(raised.value))
+    if hosts == 2:
+        assert "Connection refused" in str(raised.value.__cause__)

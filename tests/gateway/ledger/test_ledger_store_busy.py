@@ -5,7 +5,8 @@ a VACUUM, a long write) was plain StoreUnavailable, lasting: a worker's replacem
 meeting it as it migrated stopped the whole bank, its other worker serving. PostgreSQL's
 connection slots all taken (53300) were lasting too, though a ledger shared by several
 hosts meets such peaks and a connection closing ends them. Both pass now
-(``gateway.child.PASSING_FAULTS``); a damaged file or a refused password still lasts.
+(``gateway.child.PASSING_FAULTS``); a damaged file or a refused password still lasts, and
+so does SQLITE_LOCKED, one connection's conflict with itself.
 """
 
 from __future__ import annotations
@@ -48,14 +49,34 @@ def test_a_sqlite_write_lock_held_past_the_busy_timeout_is_the_ledger_busy(
     assert passes(fault_line(raised.value))
 
 
-@pytest.mark.parametrize(("code", "name"), [(5, "SQLITE_BUSY"), (6, "SQLITE_LOCKED")])
-def test_sqlite_busy_or_locked_is_busy_and_nothing_else_is(code: int, name: str) -> None:
+@pytest.mark.parametrize(("code", "name"), [(5, "SQLITE_BUSY"), (517, "SQLITE_BUSY_SNAPSHOT")])
+def test_sqlite_busy_is_busy_and_nothing_else_is(code: int, name: str) -> None:
     error = sqlite3.OperationalError("database is locked")
     error.sqlite_errorcode, error.sqlite_errorname = code, name
     assert isinstance(sqlite_store.translate_error(error), StoreBusy)
     damaged = sqlite3.DatabaseError("file is not a database")
     damaged.sqlite_errorcode, damaged.sqlite_errorname = 26, "SQLITE_NOTADB"
     assert not isinstance(sqlite_store.translate_error(damaged), StoreBusy)
+
+
+def test_sqlite_locked_of_one_connections_own_statements_lasts() -> None:
+    """SQLITE_LOCKED, with no shared cache, is a connection conflicting with itself (here a
+    table dropped under a read of its own still open): the same at every try, a bug. Taken
+    for the ledger busy, a replacement meeting it was started again for ever."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE t (x)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+        cursor = conn.execute("SELECT x FROM t")
+        cursor.fetchone()  # a read of its own still open
+        with pytest.raises(sqlite3.OperationalError) as raised:
+            conn.execute("DROP TABLE t")
+    finally:
+        conn.close()
+    assert raised.value.sqlite_errorname == "SQLITE_LOCKED"
+    error = sqlite_store.translate_error(raised.value)
+    assert type(error) is StoreUnavailable, type(error)  # still an outage: UNAVAILABLE
+    assert not passes(fault_line(error))
 
 
 FULL = {
