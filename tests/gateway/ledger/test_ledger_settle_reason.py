@@ -24,6 +24,7 @@ read as one more digit, and seven such card numbers in ten were kept.
 from __future__ import annotations
 
 import re
+import unicodedata
 from itertools import accumulate
 
 import pytest
@@ -214,6 +215,28 @@ def test_a_number_character_between_the_groups_is_refused(separator: str, after:
     with pytest.raises(InvalidRequest, match=REFUSED) as refused:
         check_reason(f"refund to card {number}, customer called")
     assert not re.search(r"\d{3}", str(refused.value))
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "4393\u30216184\u30213620\u3021467\u2077",
+        "4289\u21605247\u21607918\u2160363\u2074",
+        "4806\u30075055\u30073403\u3007385\u00b3",
+        "\u2074\u2070\u00b9\u00b3\u3021\u2074\u2075\u2074\u2075\u3021\u00b9\u2079\u2077\u2070"
+        "\u3021\u2079\u00b9\u2074\u2077",
+    ],
+    ids=["hangzhou", "roman", "ideographic zero", "all superscript"],
+)
+def test_a_lookalike_numeral_between_groups_with_a_superscript_digit_is_refused(
+    number: str,
+) -> None:
+    """A superscript digit beside lookalike numerals between the groups: blanked with the
+    numerals, or the numerals read as digits, no form held the card number."""
+    digits = "".join(str(unicodedata.digit(char)) for char in number if char.isdigit())
+    assert len(digits) == 16 and luhn_valid(digits)
+    with pytest.raises(InvalidRequest, match=REFUSED):
+        check_reason(f"refund to card {number}, customer called")
 
 
 def test_the_date_range_kept_with_a_word_is_refused_with_a_slash() -> None:
