@@ -31,6 +31,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -323,7 +324,10 @@ class PurchaseBook:
             raise self._unusable_lock(why_unusable(exc), self._in_the_way(exc)) from None
         try:
             try:
-                os.fchmod(fd, PURCHASES_FILE_MODE)
+                # Narrowed only when wider: one already private may be immutable or
+                # append-only (chattr +i, +a), which locks but refuses every fchmod.
+                if stat.S_IMODE(os.fstat(fd).st_mode) != PURCHASES_FILE_MODE:
+                    os.fchmod(fd, PURCHASES_FILE_MODE)
             except OSError as exc:
                 # Another user's (left by a run under sudo) is in the way; a read-only
                 # file system is not, nor anything else there is nothing to remove for.

@@ -185,3 +185,30 @@ def _said(book: PurchaseBook) -> str:
     except ConfigError as exc:
         return str(exc)
     return "written"
+
+
+def test_a_private_lock_file_that_refuses_a_mode_change_still_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An immutable or append-only lock file (``chattr +i``, ``+a``) locks, but refuses
+    every fchmod, even to its own mode: one already private is not narrowed again; a
+    wider one still cannot be used, and says so."""
+
+    private, wider = tmp_path / "private", tmp_path / "wider"
+    for directory, mode in ((private, 0o600), (wider, 0o644)):
+        directory.mkdir()
+        (directory / LOCK).touch()
+        (directory / LOCK).chmod(mode)
+    locks = {(directory / LOCK).stat().st_ino for directory in (private, wider)}
+    fchmod = os.fchmod
+
+    def refused_on_locks(fd: int, mode: int) -> None:
+        if os.fstat(fd).st_ino in locks:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "fchmod", refused_on_locks)
+    PurchaseBook(private / BOOK).add(RECORD)
+    assert (private / BOOK).exists()
+    said = _refusal(wider, "add")
+    assert "its mode cannot be set (Operation not permitted)" in said
