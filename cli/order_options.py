@@ -19,6 +19,7 @@ import argparse
 import re
 
 from cli.number_options import shown
+from setcore.freshness import MAX_LID_BYTES
 
 # An order's local id as the merchant prints it (``lid_m`` of its initiation): pairs of
 # hex digits, nothing between them.
@@ -26,13 +27,19 @@ _HEX_PAIRS = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
 def lid_m_hex(text: str) -> bytes:
-    """An argparse ``type``: a LID-M in hex (its length is checked with the offer's other
-    terms, ``clients.merchant.offers``)."""
+    """An argparse ``type``: a LID-M in hex, of at most ``MAX_LID_BYTES`` bytes, as SET
+    carries it (``setcore.freshness.check_lid``)."""
     if not text:
         raise argparse.ArgumentTypeError("an order's local id in hex, not empty")
     if not _HEX_PAIRS.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"an order's local id is pairs of hex digits, 0-9 and a-f, not {shown(text)}"
+        )
+    if len(text) > 2 * MAX_LID_BYTES:
+        # Refused here, not after the passphrase, the keys and a call to the merchant.
+        raise argparse.ArgumentTypeError(
+            f"an order's local id is at most {MAX_LID_BYTES} bytes ({2 * MAX_LID_BYTES} hex"
+            f" digits), not {len(text)} digits"
         )
     return bytes.fromhex(text)
 

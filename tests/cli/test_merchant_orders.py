@@ -13,6 +13,7 @@ from clients.merchant.store import MerchantStore
 from clients.peers import PeerConfig
 from setcore.freshness import MAX_LID_BYTES
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
+from tests.cli.command_support import refused_as_usage
 from tests.clients.cli_support import run_cli
 
 # The wire's CurrencyAmount.amount is an int64.
@@ -76,9 +77,14 @@ def test_an_offer_is_written_in_its_currencys_minor_unit(
 def test_a_lid_m_over_the_protocol_limit_is_refused(
     shop: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A usage error (exit 2), refused as the option is read."""
     lid_m = "00" * (MAX_LID_BYTES + 1)
-    code, _, err = _new(shop, capsys, "--description", "d", "--amount", "1", "--lid-m", lid_m)
-    assert code == 1 and "LID-M" in err
+    err = refused_as_usage(
+        ["merchant", "--dir", str(shop), "orders", "new", "--description", "d", "--amount",
+         "1", "--lid-m", lid_m],
+        capsys,
+    )  # fmt: skip
+    assert f"argument --lid-m: an order's local id is at most {MAX_LID_BYTES} bytes" in err
     assert not _recorded(shop, lid_m)
 
 

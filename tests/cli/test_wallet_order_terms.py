@@ -49,8 +49,10 @@ def _purchase(directory: Path, *terms: str) -> list[str]:
         ("00 11", "an order's local id is pairs of hex digits, 0-9 and a-f, not '00 11'"),
         ("", "an order's local id in hex, not empty"),
         (PAN + "x", "an order's local id is pairs of hex digits, 0-9 and a-f, not the 17"),
+        ("ab" * 33, "an order's local id is at most 32 bytes (64 hex digits), not 66 digits"),
     ],
-    ids=["zz", "odd", "spaced", "empty", "card number"],  # no card number in a test's id
+    # No card number in a test's id.
+    ids=["zz", "odd", "spaced", "empty", "card number", "too long"],
 )
 def test_a_lid_m_not_in_hex_is_a_usage_error(
     directory: Path, capsys: pytest.CaptureFixture[str], given: str, says: str
