@@ -21,9 +21,9 @@ import os
 import signal
 import sys
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from cli import hardening, stdout_reader
+from cli import hardening, stdout_reader, usage_errors
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -73,13 +73,21 @@ def build_parser(wired: Collection[str] | None = None) -> argparse.ArgumentParse
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's parser (its subcommands' too), but for a help whose reader has gone.
+    """argparse's parser (its subcommands' too: ``add_subparsers`` makes them of the
+    parent's class), but for a help whose reader has gone and a usage error's card number.
 
     argparse ignores a failed write: unbuffered, ``setpay --help | true`` exited 0, where
     buffered its flush failed in ``main``: 141. The help's write to standard output now
     raises, and ``main`` ends either as cut off. Its messages to standard error (a usage
     error's) are still argparse's: lost, they change nothing of the status (2).
+
+    A usage error repeats what was typed (``unrecognized arguments: 1111 1111 1111``):
+    its message is said, with the same words and status, with no card number in it
+    (``cli.usage_errors``).
     """
+
+    def error(self, message: str) -> NoReturn:
+        super().error(usage_errors.without_card_numbers(message))
 
     def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         if message and file is not None and file is sys.stdout:
