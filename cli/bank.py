@@ -54,6 +54,7 @@ plaintext one and names this command. The keys must first be the ledger's own
 bank's) is refused, and nothing changes.
 
 Commands of the ledger's store alone, no keys: ``cli.bank_books``, ``cli.bank_unanswered``.
+The card a command names, its card file or PAN file, is read by ``cli.bank_card_file``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from pathlib import Path
 from typing import IO
 
 from cli import bank_books, bank_unanswered
+from cli.bank_card_file import BankCommandError, read_card_pan, read_pan
 from cli.bank_show import card_account_id, card_line, merchant_id, merchant_line
 from cli.currency import currency_code
 from cli.number_options import whole
@@ -90,7 +92,6 @@ from setcore.pan import (
     MAX_EXPIRY_YEAR,
     MIN_EXPIRY_YEAR,
     PAN,
-    InvalidPAN,
     check_expiry,
     is_bin,
     random_pan,
@@ -101,15 +102,6 @@ from setcore.pki.extensions import MAX_MERCHANT_ID_CHARS
 DEFAULT_BIN = "411111"
 # 16-digit PANs, the common length for card brands.
 PAN_DIGITS = 16
-# A PAN file holds at most 19 digits and a newline; anything longer is the wrong file.
-MAX_PAN_FILE_BYTES = 64
-# A card file (``open-account --card-out``) is three short fields; anything larger is the
-# wrong file.
-MAX_CARD_FILE_BYTES = 4096
-
-
-class BankCommandError(Exception):
-    """A bank command cannot run as given (its message names the option or file)."""
 
 
 def _expiry(text: str) -> str:
@@ -218,41 +210,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     bank_unanswered.add_parsers(ops)
 
 
-def _read_pan(path: Path) -> PAN:
-    """The PAN the operator chose, from ``--pan-file``."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_PAN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise BankCommandError(f"cannot read --pan-file {path}: {exc.strerror}") from None
-    if len(raw) > MAX_PAN_FILE_BYTES:
-        raise BankCommandError(f"--pan-file {path} is too large to hold a PAN")
-    # InvalidPAN's messages never quote the digits.
-    return PAN(raw.decode("ascii", errors="replace").strip())
-
-
-def _read_card_pan(path: Path) -> PAN:
-    """The PAN of a card file (``open-account --card-out``), from ``--card``."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CARD_FILE_BYTES + 1)
-    except OSError as exc:
-        raise BankCommandError(f"cannot read --card {path}: {exc.strerror}") from None
-    if len(raw) > MAX_CARD_FILE_BYTES:
-        raise BankCommandError(f"--card {path} is too large to be a card file")
-    try:
-        card = json.loads(raw)
-        if not isinstance(card, dict):
-            raise TypeError("not a JSON object")
-        return PAN(str(card["pan"]))
-    except (ValueError, KeyError, TypeError, InvalidPAN) as exc:
-        # Not chained, and the value not quoted: the parser's text could hold the number.
-        raise BankCommandError(f"--card {path} is not a card file ({type(exc).__name__})") from None
-
-
 def _release_card(config: BankConfig, ledger: Ledger, args: argparse.Namespace) -> int:
     """Forget the card's refused registrations in ca.db; say whether any were counted."""
-    pan = _read_card_pan(args.card) if args.card is not None else _read_pan(args.pan_file)
+    pan = read_card_pan(args.card) if args.card is not None else read_pan(args.pan_file)
     key = ledger.card_refusals_key(pan.reveal())
     store = open_ca_store(config)
     try:
@@ -308,9 +268,7 @@ def _currency(config: BankConfig, args: argparse.Namespace) -> int:
 
 def _open_account(config: BankConfig, ledger: Ledger, args: argparse.Namespace) -> int:
     """Create the card file, open the account, write the card data into the file."""
-    pan = (
-        _read_pan(args.pan_file) if args.pan_file is not None else random_pan(args.bin, PAN_DIGITS)
-    )
+    pan = read_pan(args.pan_file) if args.pan_file is not None else random_pan(args.bin, PAN_DIGITS)
     currency = _currency(config, args)
     out: Path = args.card_out
     handle = _create_card_file(out)
@@ -370,7 +328,7 @@ def _card_data(pan: PAN, expiry: str, account_id: str | None, code: str) -> dict
 def _issue_enrolment_code(ledger: Ledger, args: argparse.Namespace) -> int:
     """Write the card file with a new code, then give the card that code in the ledger:
     a code the holder could never be given must not replace the one it has."""
-    pan = _read_card_pan(args.card) if args.card is not None else _read_pan(args.pan_file)
+    pan = read_card_pan(args.card) if args.card is not None else read_pan(args.pan_file)
     account = ledger.find_card_account(pan.reveal())
     out: Path = args.card_out
     code = new_enrolment_code()

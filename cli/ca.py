@@ -24,8 +24,9 @@ Number:``, a short one as ``4660 (0x1234)``). ``openssl x509 -serial`` prints ba
 (``serial=1234``), which would be read as decimal: give it with ``0x`` before it.
 ``--thumb`` takes the SHA-256 fingerprint.
 ``issue-tls`` writes NAME.pem (chain), NAME.key (0600) and root.pem (the transport CA)
-into DIR, and prints the certificate's notAfter (UTC, ISO 8601): transport certificates
-last 90 days (``setcore.pki.tls.TLS_LIFETIME``), and a peer's handshakes fail after it.
+into DIR (made if not there; a file in its place is refused, nothing written), and
+prints the certificate's notAfter (UTC, ISO 8601): transport certificates last 90 days
+(``setcore.pki.tls.TLS_LIFETIME``), and a peer's handshakes fail after it.
 ``renew-gateway`` makes and certifies the next version of the gateway's signature and
 key-exchange keys on a stopped bank; a failure is taken back (``gateway.gateway_renewal``).
 The bank uses them from its next start, and keeps opening envelopes sealed to the
@@ -67,7 +68,7 @@ from gateway.ca.store import CaStore
 from gateway.config import BankConfig, ConfigError, load
 from gateway.gateway_pruning import prune_gateway_keys
 from gateway.gateway_renewal import renew_gateway_keys
-from gateway.provisioning import TLS_ROLES, issue_tls_files
+from gateway.provisioning import TLS_ROLES, TLS_ROOT_FILE, issue_tls_files
 from gateway.pruning_ledger import unanswered_advice
 from hsm.errors import KeyBackendError
 from setcore.errors import SetcoreError
@@ -166,6 +167,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return _renew_gateway(args, out, err)
     if args.ca_command == "prune-gateway":
         return _prune_gateway(args, out, err)
+    if args.ca_command == "issue-tls":
+        refused = _out_refusal(args.out, args.name)
+        if refused is not None:
+            print(f"setpay ca issue-tls: {refused}", file=err)
+            return 1
     try:
         config = load(args.config)
         # Not judged as a serving bank is: revoke and issue-tls must run on a bank whose
@@ -195,10 +201,37 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         print(f"notAfter {ends.strftime(NOT_AFTER_FORMAT)}", file=out)
         return 0
     except (CaError, ProvisioningError, KeyBackendError, SetcoreError, OSError) as exc:
-        print(f"setpay ca {args.ca_command}: {exc}", file=err)
+        print(f"setpay ca {args.ca_command}: {_said(exc)}", file=err)
         return 1
     finally:
         pki.close()
+
+
+def _out_refusal(out: Path, name: str) -> str | None:
+    """Why ``issue-tls --out`` cannot be the directory the files go into (None: it can).
+
+    Said before the bank is opened: ``mkdir`` met a file there with the OSError's own
+    text ("[Errno 17] File exists"), which read as if a file of the certificate's were
+    in the way, not the directory named."""
+    for place in (out, *out.parents):
+        if place.is_dir():
+            return None
+        if place.exists() or place.is_symlink():  # a dangling link is in the way too
+            where = "" if place == out else f" ({place}, on its path)"
+            return (
+                f"--out {out}: a file is there{where}, not a directory: issue-tls writes "
+                f"{name}.pem, {name}.key and {TLS_ROOT_FILE} into a directory, and overwrites"
+                " no file; nothing written"
+            )
+    return None
+
+
+def _said(exc: Exception) -> str:
+    """An error for the operator: an OSError as its file and reason, not its repr-like
+    text ("[Errno 13] Permission denied: '...'")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
 
 
 def _renew_gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from cli.number_options import read_whole
+from cli.order_options import lid_m_hex
 from cli.party_options import UsageError
 from clients.errors import ClientError
 from clients.wallet.config import WalletConfig
@@ -29,11 +30,31 @@ INITIATION_FIELDS = ("lid_m", "description", "currency", "amount")
 DEFAULT_CURRENCY = 978
 
 
-def _hex(text: object, what: str) -> bytes:
+def _lid_m(value: object, what: str) -> bytes:
+    """An initiation's ``lid_m``, judged as ``--lid-m`` is (``cli.order_options``): read
+    with ``bytes.fromhex(str(...))``, ``"00 11"`` was the order 0011, an empty one or a
+    JSON number was taken, and one past SET's 32 bytes refused only by the merchant."""
+    if not isinstance(value, str):
+        raise ClientError(f"{what} is not text: an order's local id in hex")
     try:
-        return bytes.fromhex(str(text))
-    except ValueError:
-        raise ClientError(f"{what} is not hexadecimal") from None
+        return lid_m_hex(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ClientError(f"{what}: {exc}") from None
+
+
+def _description(value: object, what: str) -> bytes:
+    """An initiation's ``description`` as UTF-8, as ``--description`` is read: JSON's
+    ``\\ud800`` escapes make text no UTF-8 carries, refused before with the codec's
+    own words ("'utf-8' codec can't encode character ...")."""
+    if not isinstance(value, str):
+        raise ClientError(f"{what} is not text")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ClientError(
+            f"{what} is not UTF-8 text: it holds a lone surrogate (an escape \\ud800 to"
+            " \\udfff not in a pair)"
+        ) from None
 
 
 def _number(value: object, what: str) -> int:
@@ -90,15 +111,14 @@ def read_initiation(path: Path) -> Initiation:
     missing = [name for name in INITIATION_FIELDS if name not in raw]
     if missing:
         raise ClientError(f"{path} has no {', '.join(missing)}: not a complete SET Initiation")
-    if not isinstance(raw["description"], str):
-        raise ClientError(f"{path}: description is not text")
+    description = _description(raw["description"], f"{path}: description")
     currency = _number(raw["currency"], f"{path}: currency")
     exp10 = raw["exp10"] if "exp10" in raw else exponent_for(currency)
     brand = raw.get("brand", "")
     if not isinstance(brand, str):
         raise ClientError(f"{path}: brand is not text")
     return Initiation(
-        _hex(raw["lid_m"], f"{path}: lid_m"), raw["description"].encode(), currency,
+        _lid_m(raw["lid_m"], f"{path}: lid_m"), description, currency,
         _number(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
         brand_id=brand,
     )  # fmt: skip

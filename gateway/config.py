@@ -338,6 +338,9 @@ def validate(config: BankConfig) -> BankConfig:
     if not config.ledger.startswith(("sqlite:", "postgresql://", "postgres://")):
         # Never the value: a database URL may carry a password.
         raise _refuse("ledger", "must be sqlite:PATH or a postgresql:// URL")
+    unusable = _sqlite_refusal(config)
+    if unusable is not None:
+        raise _refuse("ledger", unusable)
     try:
         LedgerConfig(hold_lifetime_ms=config.hold_expiry_ms)  # the ledger's own rule
     except ValueError:
@@ -354,6 +357,22 @@ def validate(config: BankConfig) -> BankConfig:
             f" {refused}",
         )
     return config
+
+
+def _sqlite_refusal(config: BankConfig) -> str | None:
+    """Why a SQLite ledger's path can be no database file, naming it (None: it may be).
+    Opened, a directory was "unavailable (SQLITE_IOERR_READ)", naming nothing."""
+    if not config.ledger.startswith("sqlite:"):
+        return None
+    path = Path(config.ledger_url().removeprefix("sqlite:"))
+    try:  # a place not searchable: the store's opening says so
+        if path.is_file() or not path.exists():
+            return None
+        # A FIFO or a device too: SQLite would wait on one, or write into it.
+        what = "the directory" if path.is_dir() else "the special file"
+    except OSError:
+        return None
+    return f"must name the ledger's database file, not {what} {path}"
 
 
 def _metrics_port(gw: Mapping[str, Any]) -> MetricsPort:

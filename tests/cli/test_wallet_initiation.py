@@ -41,7 +41,10 @@ def test_a_missing_field_is_named(
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        ({"lid_m": "zz"}, "lid_m is not hexadecimal"),
+        (
+            {"lid_m": "zz"},
+            "lid_m: an order's local id is pairs of hex digits, 0-9 and a-f, not 'zz'",
+        ),
         ({"amount": "lots"}, "amount is not an integer"),
         ({"currency": True}, "currency is not an integer"),
         ({"description": 7}, "description is not text"),
