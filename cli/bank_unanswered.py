@@ -3,18 +3,19 @@ answer, and the settling by hand of one that can never be answered.
 
     setpay bank --config FILE show-unanswered [--settled]
     setpay bank --config FILE settle-unanswered --rrpid HEX --reason TEXT [--yes]
+        [--younger-ok]
 
 ``show-unanswered`` lists each decision the ledger committed whose answer was never
 stored and that no operator settled by hand (``gateway.ledger.unanswered``): its RRPID
 in hex, what was decided, the merchant, amount and currency where the outcome holds
-them, when it was decided and checked (UTC), and for an authorization its hold's state
-and expiry; oldest first, at most ``MAX_LISTED``, then how many there are (and which
-were shown, if not all), and how many more were settled by hand. Those are kept for good
-(``gateway.ledger.retention``), so listed with the others they would fill the listing
-for good: ``--settled`` lists them instead, with when and why each was settled, the most
-recently settled first. It reads the ledger's store alone, ``read_only``, as
-``show-batch`` does (``cli.bank_ledger``): no keys, nothing made, migrated or locked, and
-no PAN read.
+them, when it was decided (UTC, and its age by this host's clock) and checked, and for
+an authorization its hold's state and expiry; oldest first, at most ``MAX_LISTED``, then
+how many there are (and which were shown, if not all), and how many more were settled by
+hand. Those are kept for good (``gateway.ledger.retention``), so listed with the others
+they would fill the listing for good: ``--settled`` lists them instead, with when and why
+each was settled, the most recently settled first. It reads the ledger's store alone,
+``read_only``, as ``show-batch`` does (``cli.bank_ledger``): no keys, nothing made,
+migrated or locked, and no PAN read.
 
 ``settle-unanswered`` settles by hand one such decision that can never be answered (its
 merchant gone, a certificate it names revoked since, the key it is sealed to lost):
@@ -35,6 +36,15 @@ under (unknown, answered, fenced) or one settled already, and a ledger not at th
 release's schema version: the bank migrates it as it starts, and a bank of an older
 release started after that refuses it (one already serving does not notice: the
 warning above).
+
+It reads no key, so it cannot tell whether an answer could still be built, and a
+decision seconds old is usually one whose answer is on its way (the merchant's next
+retry builds it). So a decision younger than ``SETTLE_MIN_AGE_MS`` (12 minutes: twice the
+freshness window and the merchant's retry allowance, ``gateway.ledger.settle_age`` says
+why) by the ledger's own record of when it was decided, or dated ahead of this host's
+clock, is refused too, in the preview as with ``--yes``, saying its age, unless the
+operator says ``--younger-ok`` (knowing its answer can never be built: the merchant's
+certificate revoked, say); the ledger checks the age again as it records the settling.
 """
 
 from __future__ import annotations
@@ -50,6 +60,13 @@ from gateway.config import BankConfig
 from gateway.ledger import LedgerError, StoreUnavailable, wall_clock_ms
 from gateway.ledger.limits import MAX_ID_BYTES
 from gateway.ledger.pan import echoed
+from gateway.ledger.settle_age import (
+    SETTLE_MIN_AGE_MS,
+    age_said,
+    duration,
+    too_young,
+    young_refusal,
+)
 from gateway.ledger.unanswered import (
     HoldState,
     Listing,
@@ -108,6 +125,11 @@ def add_parsers(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     s.add_argument("--rrpid", required=True, help="the decision's RRPID in hex (show-unanswered)")
     s.add_argument("--reason", required=True, help="why it is settled by hand (kept in the ledger)")
     s.add_argument("--yes", action="store_true", help="settle it (without: show, change nothing)")
+    s.add_argument(
+        "--younger-ok", action="store_true",
+        help=f"settle it even if decided less than {duration(SETTLE_MIN_AGE_MS)} ago (or dated"
+        " ahead of this host's clock): only for an answer known never to come",
+    )  # fmt: skip
 
 
 def run(config: BankConfig, args: argparse.Namespace) -> int:
@@ -130,8 +152,9 @@ def _show(config: BankConfig, *, settled: bool) -> int:
         listing = store.read(partial(list_unanswered, settled=settled))
     finally:
         store.close()
+    now = wall_clock_ms()  # one moment for every line's age and hold
     for decision in listing.decisions:
-        print(decision_line(decision))
+        print(decision_line(decision, now))
     for line in _show_summary(listing, settled=settled):
         print(line)
     return 0
@@ -169,22 +192,39 @@ def _settle(config: BankConfig, args: argparse.Namespace) -> int:
         found = store.read(partial(unanswered_decision, rrpid=rrpid))
     finally:
         store.close()
-    print(decision_line(found))
+    now = wall_clock_ms()
+    print(decision_line(found, now))
     if found.settled_at_ms is not None:
         raise UnansweredCommandError(
             f"request {rrpid.hex()} was settled by hand already; nothing changed"
         )
+    young = too_young(found.decided_at_ms, now)
+    if young and not args.younger_ok:
+        raise UnansweredCommandError(young_refusal(rrpid, found.decided_at_ms, now))
     if not args.yes:
         print(f"would settle it by hand: {_WHAT_SETTLING_DOES}")
-        held = _hold_said(found, wall_clock_ms())
+        held = _hold_said(found, now)
         if held:
             print(held)
+        if young:
+            age = age_said(found.decided_at_ms, now)
+            print(
+                f"warning: decided less than {duration(SETTLE_MIN_AGE_MS)} ago ({age}):"
+                " --younger-ok settles it all the same, though the merchant's retry may"
+                " still get its answer"
+            )
         print(_EVERY_BANK_THIS_RELEASE)
         print("nothing changed: run again with --yes to settle it")
         return 0
+    # The ledger checks the age again as it records the settling, by its own record and
+    # this clock read afresh (one set back since the read is refused there).
+    min_age = None if args.younger_ok else SETTLE_MIN_AGE_MS
+    settling = partial(
+        settle, rrpid=rrpid, reason=reason, now_ms=wall_clock_ms(), min_age_ms=min_age
+    )
     store = open_existing_store(config, read_only=False)
     try:
-        settled = store.execute(partial(settle, rrpid=rrpid, reason=reason, now_ms=wall_clock_ms()))
+        settled = store.execute(settling)
     except StoreUnavailable as exc:
         raise UnansweredCommandError(
             f"{exc}; the ledger may or may not have recorded the settling: run"
@@ -192,7 +232,7 @@ def _settle(config: BankConfig, args: argparse.Namespace) -> int:
         ) from exc
     finally:
         store.close()
-    print(decision_line(settled))
+    print(decision_line(settled, wall_clock_ms()))
     print(f"settled by hand: {_WHAT_SETTLING_DOES}")
     return 0
 
@@ -210,9 +250,10 @@ def rrpid_bytes(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def decision_line(decision: UnansweredDecision) -> str:
-    """A decision awaiting its answer for the operator: no PAN (an outcome holds none,
-    and a merchant ID or reason is shown with any card-length run of digits masked)."""
+def decision_line(decision: UnansweredDecision, now_ms: int) -> str:
+    """A decision awaiting its answer for the operator, its age and hold as of ``now_ms``:
+    no PAN (an outcome holds none, and a merchant ID or reason is shown with any
+    card-length run of digits masked)."""
     parts = [decision.rrpid.hex(), decision.kind]
     merchant = "-" if decision.merchant_id is None else _shown(decision.merchant_id)
     parts.append(f"merchant {merchant}")
@@ -222,10 +263,10 @@ def decision_line(decision: UnansweredDecision) -> str:
         parts.append(f"amount {major}({decision.amount} minor units) currency {decision.currency}")
     elif decision.currency is not None:
         parts.append(f"currency {decision.currency}")
-    parts.append(f"decided {utc(decision.decided_at_ms)}")
+    parts.append(f"decided {utc(decision.decided_at_ms)} ({_age_part(decision, now_ms)})")
     parts.append(f"checked {utc(decision.checked_at_ms)}")
     if decision.hold is not None:
-        parts.append(_hold_part(decision.hold, decision.currency, wall_clock_ms()))
+        parts.append(_hold_part(decision.hold, decision.currency, now_ms))
     if decision.settled_at_ms is None:
         parts.append("awaiting its answer")
     else:
@@ -233,6 +274,15 @@ def decision_line(decision: UnansweredDecision) -> str:
             f"settled by hand {utc(decision.settled_at_ms)}: {_shown(decision.reason or '')}"
         )
     return " ".join(parts)
+
+
+def _age_part(decision: UnansweredDecision, now_ms: int) -> str:
+    """A decision's age for ``decision_line``, and, awaiting its answer and too young to
+    settle by hand without ``--younger-ok``, that it is."""
+    said = age_said(decision.decided_at_ms, now_ms)
+    if decision.settled_at_ms is None and too_young(decision.decided_at_ms, now_ms):
+        said += f", under {duration(SETTLE_MIN_AGE_MS)}: its answer may still come"
+    return said
 
 
 def _hold_part(hold: HoldState, currency: int | None, now_ms: int) -> str:

@@ -26,6 +26,13 @@ decisions are rare, and the reason and outcome kept for audit would otherwise go
 it, and a resend of a settled declined credit be refused MESSAGE_TOO_OLD, which the
 merchant takes as "nothing happened" and builds afresh (``retention``).
 
+The settling reads no key, so it cannot tell whether an answer could still be built; a
+decision milliseconds old is usually one whose answer is on its way. So ``settle``
+refuses, in the same statement, one decided less than ``settle_age.SETTLE_MIN_AGE_MS``
+ago by the ledger's own record (``created_at_ms``; one dated ahead of the clock too),
+unless its caller passes no minimum: the operator's say-so (``settle_age`` says why
+12 minutes).
+
 Nothing here reads or shows a PAN: an outcome names accounts and holds by their ids, and
 the merchant is read through the hold's merchant account. A reason is the operator's
 text, shown again by ``show-unanswered``: one line, no control or bidirectional
@@ -60,6 +67,7 @@ from gateway.ledger.outcomes import (
 )
 from gateway.ledger.pan import echoed
 from gateway.ledger.reason_filter import could_hold_a_card_number
+from gateway.ledger.settle_age import DecisionTooYoung, young_refusal
 from gateway.ledger.store import Row, Transaction
 from setcore.names import describe, refused_character
 from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS
@@ -204,28 +212,38 @@ def unanswered_decision(tx: Transaction, *, rrpid: bytes) -> UnansweredDecision:
     return _decision(tx, row)
 
 
-def settle(tx: Transaction, *, rrpid: bytes, reason: str, now_ms: int) -> UnansweredDecision:
+_SETTLE = (
+    "UPDATE requests SET settled_at_ms = ?, settled_reason = ? WHERE rrpid = ?"
+    " AND outcome IS NOT NULL AND settled_at_ms IS NULL"
+)
+
+
+def settle(
+    tx: Transaction, *, rrpid: bytes, reason: str, now_ms: int, min_age_ms: int | None
+) -> UnansweredDecision:
     """Record that an operator settled by hand the decision awaiting its answer under
     ``rrpid``, at ``now_ms``, for ``reason`` (the module docstring), and return it.
     InvalidRequest for a reason ``check_reason`` refuses; NotUnanswered for an RRPID
-    that names no decision awaiting its answer, or one settled already. Either way
-    nothing changed."""
+    that names no decision awaiting its answer, or one settled already;
+    DecisionTooYoung for one decided less than ``min_age_ms`` before ``now_ms`` by the
+    ledger's own record, or after it (``settle_age``; None: whatever its age, the
+    operator said so). Either way nothing changed."""
     check_reason(reason)
     # One statement that checks and marks: under READ COMMITTED (PostgreSQL) it waits for
     # an answer being stored by a retry and then finds nothing awaiting one.
-    marked = tx.run(
-        "UPDATE requests SET settled_at_ms = ?, settled_reason = ? WHERE rrpid = ?"
-        " AND outcome IS NOT NULL AND settled_at_ms IS NULL",
-        now_ms,
-        reason,
-        rrpid,
-    )
+    # And, unless the operator said otherwise, that it was decided long enough ago by the
+    # ledger's own record: never after ``now_ms`` (a clock set back), so no age under 0.
+    marking = _SETTLE if min_age_ms is None else _SETTLE + " AND created_at_ms <= ?"
+    bounds = () if min_age_ms is None else (now_ms - max(min_age_ms, 0),)
+    marked = tx.run(marking, now_ms, reason, rrpid, *bounds)
     if not marked:
-        unanswered_decision(tx, rrpid=rrpid)  # NotUnanswered if none awaits its answer
-        raise NotUnanswered(
-            f"request {rrpid.hex()} was settled by hand already (setpay bank"
-            " show-unanswered); nothing changed"
-        )
+        found = unanswered_decision(tx, rrpid=rrpid)  # NotUnanswered if none awaits
+        if found.settled_at_ms is not None or min_age_ms is None:
+            raise NotUnanswered(
+                f"request {rrpid.hex()} was settled by hand already (setpay bank"
+                " show-unanswered); nothing changed"
+            )
+        raise DecisionTooYoung(young_refusal(rrpid, found.decided_at_ms, now_ms, min_age_ms))
     return unanswered_decision(tx, rrpid=rrpid)
 
 

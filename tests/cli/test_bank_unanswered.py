@@ -7,6 +7,8 @@ longer counted by ``setpay ca prune-gateway`` (``gateway.pruning_ledger``), and 
 answered by a retry; the settling moves no money. Every refusal exits 1 and changes
 nothing: an RRPID that is not hex, an empty reason, an RRPID that is no decision awaiting
 its answer (unknown, answered, fenced, settled already), a ledger at an older schema.
+The decisions here are made old enough to settle (``unanswered_support.OLD_MS``); one
+too young is refused unless the operator says so (``test_bank_unanswered_age``).
 
 Real parts: ``init_bank``, the bank's ledger opened as the gateway opens it, the commands
 through their own parser.
@@ -14,61 +16,40 @@ through their own parser.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gateway import pruning_ledger
-from gateway.config import load
-from gateway.issuer import open_ledger
-from gateway.ledger import AnswerNotStored, Ledger, Outcome, StoreUnavailable
+from gateway.ledger import AnswerNotStored, Outcome, StoreUnavailable
 from gateway.ledger.unanswered import MAX_LISTED
-from gateway.provisioning import init_bank
 from tests.cards import AMEX, card
 from tests.cli.command_support import run_bank
+from tests.cli.unanswered_support import (
+    LIMIT,
+    REASON,
+    Made,
+    aged,
+    ageless,
+    authorization,
+    blob,
+    ledger_of,
+    left_unanswered,
+    made_bank,
+    new_rrpid,
+    sale,
+)
 from tests.gateway.ledger.ledger_support import (
     EUR,
-    EXPIRY,
     MERCHANT,
     PAN_A,
-    TEST_DATABASE,
-    Backend,
     PgCluster,
-    postgres_backend,
-    sqlite_backend,
     throwaway_pg_cluster,
 )
 from tests.gateway.ledger.retention_support import unsigned
-
-REASON = "merchant gone: settled with its acquirer, ticket 4711"
-LIMIT = 100_000
-
-
-@dataclass(frozen=True)
-class Made:
-    """A stopped bank on one ledger store, and raw SQL on its ledger (``db``)."""
-
-    config: Path
-    db: Backend
-
-    def bank(self, *argv: str) -> list[str]:
-        return ["--config", str(self.config), *argv]
-
-    def requests(self) -> list[tuple[object, ...]]:
-        """Every row of ``requests`` as it is, in a fixed order."""
-        return sorted(self.db.raw_query("SELECT * FROM requests"), key=repr)
-
-    def counted(self) -> int:
-        """The decisions ``setpay ca prune-gateway`` counts as awaiting their answer."""
-        config = load(self.config)
-        shown = pruning_ledger.shown_ledger(config.ledger_url())
-        return pruning_ledger.read_unanswered(config, shown, frozenset(), None).count
 
 
 @pytest.fixture(scope="module")
@@ -79,63 +60,21 @@ def pg() -> Iterator[PgCluster]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def made(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Made:
-    """A new bank with a merchant and a card, its ledger the SQLite file ``init_bank``
-    made or a new PostgreSQL schema (``SETPAY_LEDGER``, as the bank's commands get it)."""
-    directory = tmp_path / "bank"
-    if request.param == "postgres":
-        cluster: PgCluster = request.getfixturevalue("pg")
-        schema = f"unanswered_{os.urandom(4).hex()}"
-        monkeypatch.setenv("SETPAY_LEDGER", cluster.ledger_url(schema))
-        db = postgres_backend(cluster.conninfo(TEST_DATABASE, schema))
-    else:
-        db = sqlite_backend(directory / "ledger.db")
-    made = init_bank(directory, env={})
-    with _ledger(made.config_path) as ledger:
-        ledger.open_merchant_account(MERCHANT, EUR)
-        ledger.open_card_account(PAN_A, EXPIRY, LIMIT, EUR)
-    return Made(made.config_path, db)
-
-
-def _ledger(config: Path) -> contextlib.closing[Ledger]:
-    return contextlib.closing(open_ledger(load(config)))
-
-
-def _sale(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], bytes]) -> bytes:
-    """A sale of 9.00 EUR decided under ``rrpid``, answered by ``respond``."""
-    return ledger.authorize(
-        pan=PAN_A, pan_expiry=EXPIRY, amount=900, currency=EUR, merchant_id=MERCHANT,
-        xid=b"xid-" + rrpid, pi_digest=b"pi-" + rrpid, rrpid=rrpid,
-        request_digest=b"digest-" + rrpid, respond=respond, capture_now=True,
-    )  # fmt: skip
-
-
-def _authorization(ledger: Ledger, rrpid: bytes, respond: Callable[[Outcome], bytes]) -> bytes:
-    """An authorization of 9.00 EUR (a hold, no capture) decided under ``rrpid``."""
-    return ledger.authorize(
-        pan=PAN_A, pan_expiry=EXPIRY, amount=900, currency=EUR, merchant_id=MERCHANT,
-        xid=b"xid-" + rrpid, pi_digest=b"pi-" + rrpid, rrpid=rrpid,
-        request_digest=b"digest-" + rrpid, respond=respond,
-    )  # fmt: skip
-
-
-def _unanswered(made: Made) -> bytes:
-    """A sale decided, its capture posted, its answer never stored; its RRPID."""
-    rrpid = os.urandom(32)
-    with _ledger(made.config) as ledger, pytest.raises(AnswerNotStored):
-        _sale(ledger, rrpid, unsigned)
-    return rrpid
+    """A new bank with a merchant and a card on a SQLite or a PostgreSQL ledger."""
+    return made_bank(request, tmp_path, monkeypatch)
 
 
 def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
     made: Made, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before, no command settled it: it held back prune-gateway for good."""
-    rrpid = _unanswered(made)
+    rrpid = left_unanswered(made)
     code, out, err = run_bank(made.bank("show-unanswered"), capsys)
     assert (code, err) == (0, "")
     line, total = out.splitlines()
     assert line.startswith(f"{rrpid.hex()} sale merchant {MERCHANT} amount 9.00 (900 minor")
     assert f"units) currency {EUR} decided " in line and line.endswith(" UTC awaiting its answer")
+    assert re.search(r" UTC \(age 13 min( \d+ s)?\) checked ", line), line
     assert re.search(r"checked \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", line)
     assert total == "1 decision(s) awaiting their answer"
     assert re.search(r"\d{13}", out.replace(rrpid.hex(), "")) is None  # no card number
@@ -146,7 +85,7 @@ def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
     settle = made.bank("settle-unanswered", "--rrpid", rrpid.hex(), "--reason", REASON)
     code, out, err = run_bank(settle, capsys)
     assert (code, err) == (0, "")
-    assert out.splitlines()[0] == line
+    assert ageless(out.splitlines()[0]) == ageless(line)
     assert "would settle it by hand: the ledger records when and why" in out
     assert out.splitlines()[-2] == (
         "warning: every bank process sharing this ledger must run this release: a bank of"
@@ -159,7 +98,8 @@ def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
 
     code, out, err = run_bank([*settle, "--yes"], capsys)
     assert (code, err) == (0, ""), err
-    shown, settled, said = out.splitlines()
+    shown, settled, said = (ageless(text) for text in out.splitlines())
+    line = ageless(line)
     assert shown == line and settled.startswith(line.removesuffix(" awaiting its answer"))
     assert " settled by hand 20" in settled and settled.endswith(f" UTC: {REASON}")
     assert said.startswith("settled by hand: the ledger records when and why")
@@ -181,20 +121,20 @@ def test_a_decision_settled_by_hand_is_no_longer_counted_nor_answered(
         answered.append(outcome)
         return b"a rebuilt answer"
 
-    with _ledger(made.config) as ledger:
+    with ledger_of(made.config) as ledger:
         with pytest.raises(StoreUnavailable, match="settled it by hand"):
-            _sale(ledger, rrpid, signing)
+            sale(ledger, rrpid, signing)
         assert answered == []
         assert ledger.find_card_account(PAN_A).available == LIMIT - 900  # nothing moved back
 
 
 def _refusals(made: Made, capsys: pytest.CaptureFixture[str]) -> list[tuple[list[str], str]]:
     """Each command line refused, and what its error says."""
-    awaiting = _unanswered(made)
-    settled = _unanswered(made)
-    with _ledger(made.config) as ledger:
+    awaiting = left_unanswered(made)
+    settled = left_unanswered(made)
+    with ledger_of(made.config) as ledger:
         answered = os.urandom(32)
-        assert _sale(ledger, answered, lambda outcome: b"signed") == b"signed"
+        assert sale(ledger, answered, lambda outcome: b"signed") == b"signed"
         fenced = os.urandom(32)
         assert ledger.fence_stale(fenced, b"digest") is None
     code, _, err = run_bank(
@@ -237,7 +177,7 @@ def test_a_ledger_of_an_older_schema_is_refused_not_migrated(
     """Settled by this release on a ledger an older bank still serves, the decision would
     be answered at the next retry: the command reads only a migrated ledger, and
     migrates none (the bank does, as it starts)."""
-    rrpid = _unanswered(made)
+    rrpid = left_unanswered(made)
     made.db.raw_execute("ALTER TABLE requests DROP COLUMN settled_reason")
     made.db.raw_execute("ALTER TABLE requests DROP COLUMN settled_at_ms")
     made.db.raw_execute("UPDATE schema_version SET version = 7")
@@ -260,8 +200,9 @@ def test_an_authorization_shows_its_hold_lapsing_and_settling_does_not_keep_it(
     lapses at its expiry, the sweeper gives the money back, and the merchant, never
     answered, can never capture it. Its hold's state and expiry are shown, no PAN."""
     rrpid = os.urandom(32)
-    with _ledger(made.config) as ledger, pytest.raises(AnswerNotStored):
-        _authorization(ledger, rrpid, unsigned)
+    with ledger_of(made.config) as ledger, pytest.raises(AnswerNotStored):
+        authorization(ledger, rrpid, unsigned)
+    aged(made, rrpid)
     ((expires_at_ms,),) = made.db.raw_query("SELECT expires_at_ms FROM holds")  # its one hold
     assert isinstance(expires_at_ms, int)
     lapses = datetime.fromtimestamp(expires_at_ms / 1000, tz=UTC)
@@ -277,7 +218,7 @@ def test_an_authorization_shows_its_hold_lapsing_and_settling_does_not_keep_it(
     before = made.requests()
     code, out, err = run_bank(settle, capsys)
     assert (code, err) == (0, "")
-    assert out.splitlines()[0] == line
+    assert ageless(out.splitlines()[0]) == ageless(line)
     assert (
         f"this authorization's hold is not captured by the settling: it lapses {when}, when"
         " the money goes back to the card, and the merchant, never answered, holds no"
@@ -306,19 +247,19 @@ def test_show_unanswered_says_when_it_is_cut_and_lists_settled_decisions_apart(
 ) -> None:
     """Before, a listing cut at MAX_LISTED said "1000 decision(s)" as if that were all,
     and settled decisions, oldest first, could push every unsettled one off it."""
-    settled = _unanswered(made)
+    settled = left_unanswered(made)
     code, _, err = run_bank(
         made.bank("settle-unanswered", "--rrpid", settled.hex(), "--reason", REASON, "--yes"),
         capsys,
     )
     assert code == 0, err
-    _unanswered(made)
+    left_unanswered(made)
     # Copies of the unsettled decision under other RRPIDs, decided at the same moment:
     # 1,024 of them in all (the ledger's own reads of them are not what is tested).
     for _ in range(10):
         made.db.raw_execute(
             "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms,"
-            f" checked_at_ms) SELECT {_new_rrpid(made)}, request_digest, response, outcome,"
+            f" checked_at_ms) SELECT {new_rrpid(made)}, request_digest, response, outcome,"
             " created_at_ms, checked_at_ms FROM requests"
             " WHERE outcome IS NOT NULL AND settled_at_ms IS NULL"
         )
@@ -342,7 +283,7 @@ def test_settled_decisions_kept_for_good_never_fill_the_listing(
     "awaiting their answer": once more than MAX_LISTED had been settled over the bank's
     life, every listing was cut for good, its one unsettled decision shown after them
     all or not at all, and its advice ("answer or settle these") could not be followed."""
-    first = _unanswered(made)
+    first = left_unanswered(made)
     code, _, err = run_bank(
         made.bank("settle-unanswered", "--rrpid", first.hex(), "--reason", REASON, "--yes"),
         capsys,
@@ -351,11 +292,11 @@ def test_settled_decisions_kept_for_good_never_fill_the_listing(
     for _ in range(10):  # 1,024 settled by hand in all
         made.db.raw_execute(
             "INSERT INTO requests (rrpid, request_digest, response, outcome, created_at_ms,"
-            f" checked_at_ms, settled_at_ms, settled_reason) SELECT {_new_rrpid(made)},"
+            f" checked_at_ms, settled_at_ms, settled_reason) SELECT {new_rrpid(made)},"
             " request_digest, response, outcome, created_at_ms, checked_at_ms, settled_at_ms,"
             " settled_reason FROM requests WHERE settled_at_ms IS NOT NULL"
         )
-    latest = _unanswered(made)  # settled a day after the others
+    latest = left_unanswered(made)  # settled a day after the others
     code, _, err = run_bank(
         made.bank("settle-unanswered", "--rrpid", latest.hex(), "--reason", REASON, "--yes"),
         capsys,
@@ -363,9 +304,9 @@ def test_settled_decisions_kept_for_good_never_fill_the_listing(
     assert code == 0, err
     made.db.raw_execute(
         "UPDATE requests SET settled_at_ms = settled_at_ms + 86400000"
-        f" WHERE rrpid = {_blob(made, latest)}"
+        f" WHERE rrpid = {blob(made, latest)}"
     )
-    awaiting = _unanswered(made)
+    awaiting = left_unanswered(made)
 
     code, out, err = run_bank(made.bank("show-unanswered"), capsys)
     assert (code, err) == (0, "")
@@ -400,22 +341,12 @@ def test_an_empty_ledger_lists_nothing_of_either_sort(
     )  # fmt: skip
 
 
-def _new_rrpid(made: Made) -> str:
-    """SQL for a fresh random RRPID on the made store."""
-    return "randomblob(32)" if made.db.name == "sqlite" else "sha256(random()::text::bytea)"
-
-
-def _blob(made: Made, value: bytes) -> str:
-    """``value`` as an SQL literal of the made store."""
-    return f"X'{value.hex()}'" if made.db.name == "sqlite" else f"'\\x{value.hex()}'::bytea"
-
-
 def test_a_reason_holding_a_card_number_by_any_separator_or_unencodable_is_refused(
     made: Made, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before, a card number typed with dots, slashes, commas, underscores, double or
     zero-width spaces was kept and shown, and a lone surrogate failed in the store."""
-    rrpid = _unanswered(made)
+    rrpid = left_unanswered(made)
     number = card("411111", 3)
     groups = [number[i : i + 4] for i in range(0, 16, 4)]
     before = made.requests()
@@ -443,7 +374,7 @@ def test_a_card_number_glued_to_digits_or_split_by_lone_letters_is_refused(
     ``show-unanswered --settled``: a card number with its security code or expiry glued
     on, or a digit before it (one group searched only whole), its groups split by a lone
     letter that looks like a dash or a bar, its zeros written as the ideographic zero."""
-    rrpid = _unanswered(made)
+    rrpid = left_unanswered(made)
     number = card("411111", 3)
     groups = [number[i : i + 4] for i in range(0, 16, 4)]
     before = made.requests()

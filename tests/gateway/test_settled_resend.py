@@ -94,12 +94,14 @@ def _unavailable(world: World, request: authorization_pb2.AuthorizeRequest) -> s
 
 def _settle(world: World, capsys: pytest.CaptureFixture[str]) -> bytes:
     """``show-unanswered`` names the one decision awaiting its answer;
-    ``settle-unanswered --yes`` settles it. Its RRPID."""
+    ``settle-unanswered --yes`` settles it, with ``--younger-ok``: the decision is seconds
+    old by the ledger's own clock (``clocks_moved`` moves the gateway's alone). Its
+    RRPID."""
     code, out, err = run_bank(_bank(world, "show-unanswered"), capsys)
     assert code == 0, err
     assert out.splitlines()[-1] == "1 decision(s) awaiting their answer"
     rrpid = out.split()[0]
-    settle = ["settle-unanswered", "--rrpid", rrpid, "--reason", REASON, "--yes"]
+    settle = ["settle-unanswered", "--rrpid", rrpid, "--reason", REASON, "--yes", "--younger-ok"]
     code, out, err = run_bank(_bank(world, *settle), capsys)
     assert code == 0, err
     return bytes.fromhex(rrpid)

@@ -68,11 +68,21 @@ def _direct(backend: Backend, tmp_path: Path) -> LedgerStore:
 
 
 def _settle(
-    backend: Backend, tmp_path: Path, rrpid: bytes, reason: str = REASON, at: int = 0
+    backend: Backend,
+    tmp_path: Path,
+    rrpid: bytes,
+    reason: str = REASON,
+    at: int = 0,
+    min_age_ms: int | None = None,
 ) -> UnansweredDecision:
+    """Settle by hand at ``at``; with no ``min_age_ms`` whatever the decision's age (the
+    operator's ``--younger-ok``: these tests move no clock to settle)."""
     store = _direct(backend, tmp_path)
     try:
-        return store.execute(functools.partial(settle, rrpid=rrpid, reason=reason, now_ms=at))
+        settling = functools.partial(
+            settle, rrpid=rrpid, reason=reason, now_ms=at, min_age_ms=min_age_ms
+        )
+        return store.execute(settling)
     finally:
         store.close()
 
