@@ -37,10 +37,8 @@ lost (141, ``cli.main``). The progress on standard error is no answer: its reade
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +47,7 @@ import grpc
 from cli import bench_compare, bench_files, bench_serve, bench_stop, stdout_reader
 from cli.bench_ledger import ledger_filesystem, ledger_probe, memory_ledger_doubt
 from cli.bench_options import DEFAULT_CREDIT_LIMIT, check_options, check_outputs, read_numbers
+from cli.bench_workdir import Workdir, workdir
 from clients.errors import ClientError
 from clients.loadtest import cpu, machine, spawn
 from clients.loadtest.bank_page import PageProbe
@@ -153,7 +152,10 @@ def _add_authorize(ops: argparse._SubParsersAction) -> None:  # type: ignore[typ
         help=f"gateway worker processes (--spawn: {SPAWN_WORKERS}; --target: the bank "
         "configuration's), also those of the ceiling and echo services",
     )
-    a.add_argument("--workdir", type=Path, help="--spawn: keep the bank in this new directory")
+    a.add_argument(
+        "--workdir", type=Path,
+        help="--spawn: keep the bank in this new (or empty) directory, not removed afterwards",
+    )  # fmt: skip
     a.add_argument("--rate", help="open loop at this many AuthReq/s")
     a.add_argument("--rates", help="a sweep: open loop at each of these rates (a,b,c)")
     a.add_argument("--concurrency", help="closed loop with this many callers")
@@ -225,12 +227,13 @@ class Bank:
     processes: cpu.WatchedCpu | None = None  # its CPU, if watched
 
 
-def _spawned_bank(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> Bank:
-    _say(f"creating a {args.profile} bank in {workdir / 'bank'}")
-    config_path = spawn.init_bank(workdir / "bank", args.profile, args.keys)
+def _spawned_bank(args: argparse.Namespace, place: Workdir, stack: ExitStack) -> Bank:
+    _say(f"creating a {args.profile} bank in {place.path / 'bank'}")
+    config_path = spawn.init_bank(place.path / "bank", args.profile, args.keys, holds=place.holds)
     config = load(config_path)
     workers = SPAWN_WORKERS if args.workers is None else args.workers
-    server = spawn.serve_bank(config_path, workdir, workers, metrics=args.metrics)
+    server = spawn.serve_bank(config_path, place.path, workers, metrics=args.metrics,
+                              holds=place.holds)  # fmt: skip
     stack.callback(server.stop)
     ca_port = server.ports[1] if len(server.ports) > 1 else 0
     access = GatewayAccess.from_tls_dir(server.target, _tls(config))
@@ -272,12 +275,12 @@ def dialable(listen: str) -> str:
 
 
 def _references(
-    bank: Bank, workdir: Path, stack: ExitStack, watched: dict[Service, cpu.WatchedCpu]
+    bank: Bank, place: Workdir, stack: ExitStack, watched: dict[Service, cpu.WatchedCpu]
 ) -> list[Target]:
     targets = []
     for mode, service in (("ceiling", Service.CEILING), ("echo", Service.ECHO)):
-        server = spawn.serve_reference(mode, bank.config_path, workdir, bank.workers,
-                                       threads=bank.config.threads)  # fmt: skip
+        server = spawn.serve_reference(mode, bank.config_path, place.path, bank.workers,
+                                       threads=bank.config.threads, holds=place.holds)  # fmt: skip
         stack.callback(server.stop)
         pid = server.process.pid
         processes = watched[service] = cpu.ServerProcesses([pid])
@@ -349,19 +352,6 @@ def _register(bank: Bank, population: Population, ledger: Ledger) -> Parties:
     return parties
 
 
-@contextmanager
-def _workdir(args: argparse.Namespace) -> Iterator[Path]:
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        yield args.workdir.resolve()
-        return
-    directory = Path(tempfile.mkdtemp(prefix="setpay-bench-"))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def authorize(args: argparse.Namespace) -> int:
     """Prepare, drive, report."""
     read_numbers(args)  # argparse left them as typed (``cli.bench_options`` says why)
@@ -386,8 +376,10 @@ def authorize(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
     """The bank set up, its parties registered, the plan run against it."""
     with ExitStack() as stack:
-        workdir = stack.enter_context(_workdir(args))
-        bank = _spawned_bank(args, workdir, stack) if args.spawn else _target_bank(args)
+        # Where the servers it starts keep their files (``cli.bench_workdir``): removed
+        # afterwards, however the bench ends, unless the user's --workdir.
+        place = stack.enter_context(workdir(args.workdir))
+        bank = _spawned_bank(args, place, stack) if args.spawn else _target_bank(args)
         ledger = open_ledger(bank.config)
         stack.callback(ledger.close)
         population = Population(
@@ -408,7 +400,7 @@ def _measure(args: argparse.Namespace, plan: Plan) -> BenchResult:
         if bank.processes is not None:
             watched[Service.GATEWAY] = bank.processes
         if args.ceiling:
-            targets += _references(bank, workdir, stack, watched)
+            targets += _references(bank, place, stack, watched)
         parties = _register(bank, population, ledger)
         stack.callback(parties.close)
         described = {**machine.describe(), BEFORE: round(machine.reference_loop_ms(), 1)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from cli.bench_workdir import check_workdir
 from cli.number_options import read_decimal, read_whole, shown
 from clients.loadtest.channels import MAX_CHANNELS
 from clients.loadtest.errors import PlanError
@@ -129,6 +130,8 @@ def check_options(args: argparse.Namespace) -> None:
     if args.target and (args.keys or args.workdir or args.metrics):
         raise PlanError("--keys, --workdir and --metrics are for --spawn (a target's page:"
                          " --metrics-url)")  # fmt: skip
+    if args.workdir is not None:
+        check_workdir(args.workdir)  # a file, or an earlier run's bank: refused by path
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise PlanError(f"--workers must be between 1 and {MAX_WORKERS}")
     if not 1 <= args.cardholders <= MAX_CARDHOLDERS:

@@ -14,7 +14,8 @@ that outlives its terminal, and it still stops what it started when it ends.
 
 SIGKILL (the OOM killer's too) cannot be caught: nothing here runs. The servers stop by
 themselves then, each seeing its lifeline end (``clients.loadtest.spawn``), as SIGTERM
-stops them; only the temporary directory, the bank it made and its keys, is left behind.
+stops them; once the last of them is gone, the bench's reaper removes the temporary
+directory, the bank it made and its keys (``cli.bench_workdir``).
 """
 
 from __future__ import annotations

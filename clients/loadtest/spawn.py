@@ -33,6 +33,11 @@ lifeline (``--lifeline-fd``): the read end of a pipe whose write end only the be
 closes that end, reads as the pipe's end in the server: a stop, as SIGTERM's (drain, close,
 exit 0). Not a signal asked for at fork: ``preexec_fn`` is unsafe in a process that has
 used gRPC; not the parent's pid either, which names a subreaper once the bench is gone.
+
+``holds``: a descriptor ``setpay init`` and each server inherit and keep, unknowing, for as
+long as they (and whatever they fork) live: the write end of the pipe whose end tells the
+bench's reaper that nothing writes in its temporary directory any more
+(``cli.bench_workdir``).
 """
 
 from __future__ import annotations
@@ -93,9 +98,9 @@ def _tail(log: Path) -> str:
     return "\n".join(lines[-LOG_TAIL_LINES:])
 
 
-def init_bank(directory: Path, profile: str, keys: str | None) -> Path:
+def init_bank(directory: Path, profile: str, keys: str | None, *, holds: int | None = None) -> Path:
     """``setpay init DIRECTORY``, with the merchant TLS credentials the bench's channels
-    present; returns its ``setpay.toml``."""
+    present; returns its ``setpay.toml``. ``holds``: the module docstring."""
     argv = _setpay("init", str(directory), "--profile", profile, "--merchant-tls")
     env = dict(os.environ)
     if keys:
@@ -108,7 +113,7 @@ def init_bank(directory: Path, profile: str, keys: str | None) -> Path:
     with log.open("wb") as out:
         done = subprocess.run(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=INIT_SECONDS,
-            check=False,
+            check=False, pass_fds=_held(holds),
         )  # fmt: skip
     if done.returncode != 0:
         raise SpawnError(f"setpay init failed ({done.returncode}):\n{_tail(log)}")
@@ -171,6 +176,10 @@ def _close(fd: int | None) -> None:
         os.close(fd)
 
 
+def _held(*fds: int | None) -> tuple[int, ...]:
+    return tuple(fd for fd in fds if fd is not None)
+
+
 def inspectable(config: Path) -> bool:
     """Whether servers of the bank ``config`` describes may be left dumpable: only when
     the key URI they will use (``SETPAY_KEYS``, else the file's) reads its secret from a
@@ -203,12 +212,14 @@ def start(
     *,
     inspect: bool = False,
     lifeline: bool = False,
+    holds: int | None = None,
 ) -> Server:
     """Start ``argv`` (which writes ``port_file`` once serving) and wait for its ports;
     stopped (its whole group) if anything ends the wait, an interruption included.
     ``inspect``: left dumpable (``inspectable``), without a keystore passphrase variable,
     which such a server does not read. ``lifeline``: given one (LIFELINE_OPTION), so that
-    it stops when this process dies, however it dies (the module docstring)."""
+    it stops when this process dies, however it dies (the module docstring). ``holds``:
+    passed on to it (the module docstring)."""
     port_file.unlink(missing_ok=True)
     env = dict(os.environ)
     if inspect:
@@ -225,7 +236,7 @@ def start(
         with log.open("ab") as out:
             process = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                pass_fds=() if read is None else (read,),
+                pass_fds=_held(read, holds),
             )  # fmt: skip
     except BaseException:
         _close(write)
@@ -243,7 +254,9 @@ def start(
     return Server(name, process, ports, log, lifeline=write)
 
 
-def _serve(name: str, argv: Sequence[str], port_file: Path, log: Path, config: Path) -> Server:
+def _serve(
+    name: str, argv: Sequence[str], port_file: Path, log: Path, config: Path, holds: int | None
+) -> Server:
     """``start`` a server of the bank ``config``, inspectable if it may be."""
     inspect = inspectable(config)
     if not inspect:
@@ -252,7 +265,7 @@ def _serve(name: str, argv: Sequence[str], port_file: Path, log: Path, config: P
                 f"setpay bench: {name} left hardened, the bank's key URI reading its secret "
                 "from the environment: the bench cannot see its connections per worker\n"
             )
-    return start(name, argv, port_file, log, inspect=inspect, lifeline=True)
+    return start(name, argv, port_file, log, inspect=inspect, lifeline=True, holds=holds)
 
 
 def _wait_for_ports(
@@ -269,7 +282,9 @@ def _wait_for_ports(
     raise SpawnError(f"{name} did not serve within {STARTUP_SECONDS:.0f} s:\n{_tail(log)}")
 
 
-def serve_bank(config: Path, workdir: Path, workers: int, *, metrics: bool = False) -> Server:
+def serve_bank(
+    config: Path, workdir: Path, workers: int, *, metrics: bool = False, holds: int | None = None
+) -> Server:
     """``setpay gateway serve`` with ``workers`` workers on loopback ports chosen by the OS;
     with ``metrics``, its Prometheus page on a loopback port the OS chooses too, in
     ``Server.metrics_port``."""
@@ -282,7 +297,7 @@ def serve_bank(config: Path, workdir: Path, workers: int, *, metrics: bool = Fal
     )  # fmt: skip
     if metrics:
         argv += ["--metrics-port", ANY_METRICS_PORT]
-    server = _serve("bank", argv, port_file, workdir / "bank.log", config)
+    server = _serve("bank", argv, port_file, workdir / "bank.log", config, holds)
     if metrics:
         # "GATEWAY_PORT CA_PORT METRICS_PORT": the bank adds the port the OS picked.
         if len(server.ports) != 3:
@@ -300,6 +315,7 @@ def serve_reference(
     *,
     delay_ms: float = 0.0,
     threads: int | None = None,
+    holds: int | None = None,
 ) -> Server:
     """``setpay bench serve --mode ceiling|echo`` with the bank's configuration."""
     port_file = workdir / f"{mode}.ports"
@@ -312,4 +328,4 @@ def serve_reference(
         argv += ["--delay-ms", f"{delay_ms:g}"]
     if threads is not None:
         argv += ["--threads", str(threads)]
-    return _serve(mode, argv, port_file, workdir / f"{mode}.log", config)
+    return _serve(mode, argv, port_file, workdir / f"{mode}.log", config, holds)

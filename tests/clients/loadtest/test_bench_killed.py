@@ -113,13 +113,13 @@ def test_the_servers_of_a_bench_killed_with_sigkill_stop_cleanly(tmp_path: Path)
     work.mkdir()
     env = {**os.environ, "SETPAY_LEDGER_SERVICE": "1"}
     subreaper = subprocess.Popen(
-        [sys.executable, "-c", _SUBREAPER, str(work), *bench], env=env, start_new_session=True
+        [sys.executable, "-c", _SUBREAPER, str(tmp_path), *bench], env=env, start_new_session=True
     )
     servers: dict[int, str] = {}
     left: list[int] = []
     try:
-        _wait_for(work / "bench.out", RUNNING, subreaper)
-        bench_pid = int((work / "bench.pid").read_text())
+        _wait_for(tmp_path / "bench.out", RUNNING, subreaper)
+        bench_pid = int((tmp_path / "bench.pid").read_text())
         for root in descendants([bench_pid]):
             command = _cmdline(root)
             if " serve " in command and root not in left:
@@ -143,7 +143,7 @@ def test_the_servers_of_a_bench_killed_with_sigkill_stop_cleanly(tmp_path: Path)
         assert gone(left, STOPPED_SECONDS), "the bench's servers outlived it"
         assert not any(_listening(port) for port in ports)
         subreaper.wait(STOPPED_SECONDS)
-        ended = _reaped(work / "reaped")
+        ended = _reaped(tmp_path / "reaped")
         # Each stopped as SIGTERM stops it, and said so: none was killed, none failed.
         assert {root: ended.get(root) for root in servers} == dict.fromkeys(servers, 0)
         log = (work / "bank.log").read_text()
