@@ -5,18 +5,20 @@ supervisor's stack. A child that fails logs whether it could not serve or failed
 stopping; a fault the operator is to fix (a PIN, a token, a file, a port) in one line.
 A child that cannot serve also reports that line on its ready pipe, after a mark saying
 whether it may pass by itself (``PASSING_FAULTS``: the token away, the ledger away or
-busy), so the supervisor starts a replacement again only for such a cause, and tells one
-failing again of the same cause from a new one (``gateway.restarts``); the child is told
-the cause already logged for its index, and says the same one again at DEBUG only.
-The ledger away is ``StoreAway``, as the ledger package sorts its faults: the ledger
-process's connection refused, reset, ended or timed out (killed or restarting as the
-replacement dialled it), the PostgreSQL server not answering, shutting down or starting.
-The ledger busy is ``StoreBusy``: SQLite's write lock held past the busy timeout by
-another program (a shell, a VACUUM, a long write), PostgreSQL's connection slots all
-taken. Every other StoreUnavailable lasts until the operator acts: a damaged ledger
-file or one that is no database, a file that cannot be created, a password refused, a
-database missing. Taken for passing, each had a replacement started again for ever, at
-most every half minute, the bank saying so once and going on.
+busy, ca.db busy), so the supervisor starts a replacement again only for such a cause,
+and tells one failing again of the same cause from a new one (``gateway.restarts``); the
+child is told the cause already logged for its index, and says the same one again at
+DEBUG only. The ledger away is ``StoreAway``, as the ledger package sorts its faults: the
+ledger process's connection refused, reset, ended or timed out (killed or restarting as
+the replacement dialled it), the PostgreSQL server not answering, shutting down or
+starting. The ledger busy is ``StoreBusy``: SQLite's write lock held past the busy
+timeout by another program (a shell, a VACUUM, a long write), PostgreSQL's connection
+slots all taken. ca.db busy is the CA's ``StoreBusy``: its write lock held past the busy
+timeout (``setpay ca revoke``, a shell). Every other StoreUnavailable, and every other
+CA StoreError, lasts until the operator acts: a damaged ledger or ca.db, a file that is
+no database or cannot be created, a password refused, a database missing. Taken for
+passing, each had a replacement started again for ever, at most every half minute, the
+bank saying so once and going on.
 The supervisor keeps a record of each child it forked (``WatchedChild``); once it has
 reaped a worker, it withdraws what the worker can no longer take back itself: its count
 of requests computing (``withdraw_demand``).
@@ -34,6 +36,7 @@ from typing import NoReturn
 
 from gateway.bank_pki import ProvisioningError
 from gateway.ca.errors import CaError
+from gateway.ca.errors import StoreBusy as CaStoreBusy
 from gateway.demand import DemandBoard, demand_path
 from gateway.ledger import LedgerError, StoreAway, StoreBusy
 from gateway.ledger_process import run_ledger_process
@@ -62,8 +65,12 @@ FAULT_LINE_BYTES = 1024
 # others: ``StoreBusy``), never their base StoreUnavailable, which a damaged file or a
 # refused password is too. Taken for lasting, a worker replaced while the ledger process
 # died with it, or while another program held SQLite's write lock, stopped the whole bank
-# ("a worker failed to start"), its other worker serving.
-PASSING_FAULTS = (TransientBackendError, TokenAbsent, StoreAway, StoreBusy)
+# ("a worker failed to start"), its other worker serving. So is ca.db busy (the CA's
+# ``StoreBusy``: its BEGIN IMMEDIATE as the worker opens it, past the busy timeout while
+# ``setpay ca revoke`` or another program writes), never the CA's base StoreError, which a
+# damaged or missing ca.db is too. The ledger process's start too may meet the ledger busy
+# and pass (``gateway.restarts``).
+PASSING_FAULTS = (TransientBackendError, TokenAbsent, StoreAway, StoreBusy, CaStoreBusy)
 
 
 def fault_line(fault: BaseException) -> str:

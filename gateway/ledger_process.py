@@ -8,7 +8,11 @@ SIGTERM: it stops accepting, commits whatever is queued, closes the database and
 The supervisor stops it only after the last worker is gone, so no worker loses its
 ledger mid-request during a clean stop; SIGINT (a terminal's Ctrl-C reaches the whole
 process group) is therefore ignored here. If it dies while serving, the supervisor starts
-another on the same socket path; meanwhile the workers answer UNAVAILABLE.
+another on the same socket path; meanwhile the workers answer UNAVAILABLE. One that cannot
+start as another program holds the ledger's write lock past the busy timeout (``StoreBusy``:
+an operator's shell, a VACUUM) is started again until it serves or the ledger has gone a
+minute unserved; any other fault as it starts (a damaged ledger) stops the bank
+(``gateway.restarts``).
 
 The socket's directory is created by the supervisor with mode 0700 under the system's
 temporary directory, so its path stays far below the 108 bytes a Unix socket path may

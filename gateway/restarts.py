@@ -48,7 +48,14 @@ start: a refused PIN (offered again at each start wherever its refusal could not
 recorded: a PIN from the environment, a record that could not be written, which would
 lock a real HSM's user PIN), a damaged or foreign ledger, a password the database
 refuses do not pass by themselves, and starting again would fail again. So does any
-start failure at the bank's first start, and of the ledger process. The child reports
+start failure at the bank's first start. The ledger process, started again once the
+bank has served, that fails of a fault that passes (the ledger busy: another program
+kept SQLite's write lock past the busy timeout as it opened the store) is started again
+at once, each try lasting that timeout (5 s), until the ledger has not been served for
+RESTART_WINDOW_SECONDS since the last ledger process that served died; a failure after
+that stops the bank, as does any other start failure of the ledger process (a damaged
+ledger). Taken for lasting, a ledger process killed while an operator's shell held the
+write lock stopped the bank, though the lock was let go seconds later. The child reports
 its cause on its ready pipe (``gateway.child``); a cause already reported for the index
 is logged once, not on every try (``known_fault``), until the index serves again; with
 nothing serving, each try is said at WARNING, with how long nothing has served.
@@ -161,13 +168,26 @@ class Restarts:
         self._clock = clock
         # Whether a worker started now finds its ledger: there is no ledger process, or it
         # said it serves (the supervisor sets it as it forks one, and as one is ready).
-        self.ledger_serves = True
+        self._ledger_serves = True
+        # When the ledger process last served: as one that served died.
+        self._ledger_served: float | None = None
         # Whether every worker has served once (the supervisor sets it as it says the bank
         # is ready): from then on a worker that cannot start is a replacement.
         self.opened = False
         self._faults: dict[int, str] = {}  # per index: the start failure already logged
         # When a worker last served: as one said it serves, and as one that served died.
         self._last_served: float | None = None
+
+    @property
+    def ledger_serves(self) -> bool:
+        """Whether a worker started now finds its ledger (``due``)."""
+        return self._ledger_serves
+
+    @ledger_serves.setter
+    def ledger_serves(self, serves: bool) -> None:
+        if serves:  # the ledger process serves: a cause it meets again is news
+            self._faults.pop(LEDGER_INDEX, None)
+        self._ledger_serves = serves
 
     def known_fault(self, index: int) -> str | None:
         """The cause of ``index``'s last failed start, already logged (a forked child
@@ -216,6 +236,8 @@ class Restarts:
         process is started at once."""
         ledger = index == LEDGER_INDEX
         if ready_at is None:
+            if ledger and self.opened and passes(fault):
+                return self._ledger_start_failed(fault)
             if ledger or not self.opened or not passes(fault):
                 # Starting again would fail again, and serve nothing meanwhile.
                 return f"{'the ledger process' if ledger else 'a worker'} failed to start"
@@ -228,7 +250,9 @@ class Restarts:
                 )
             self._start_failed(name, index, fault, unserved)
             return None
-        if not ledger:
+        if ledger:
+            self._ledger_served = self._clock()  # it served until now
+        else:
             self._last_served = self._clock()  # it served until now
         if (ledger or not serving) and not self._budget.take():
             alone = "" if ledger else " with no other worker serving"
@@ -246,6 +270,32 @@ class Restarts:
         """Whether child ``index`` failed to start again of a cause already logged (its
         end is then not news: logged at DEBUG)."""
         return ready_at is None and fault is not None and self._faults.get(index) == fault
+
+    def _ledger_start_failed(self, fault: str | None) -> str | None:
+        """The ledger process, started again once the bank has served, failed to start of
+        a fault that passes (the ledger busy: another program holds SQLite's write lock):
+        why the bank stops, once the ledger has not been served for RESTART_WINDOW_SECONDS
+        since the last ledger process that served died; until then None, and it is
+        started again at once (the module docstring). Each try waits out the store's busy
+        timeout before it fails (``gateway.ledger.sqlite``): no tighter loop than that."""
+        now = self._clock()
+        if self._ledger_served is None:
+            self._ledger_served = now
+        unserved = now - self._ledger_served
+        if unserved >= RESTART_WINDOW_SECONDS:
+            return (
+                f"the ledger process failed to start with the ledger not served for"
+                f" {unserved:.0f} s (at most {RESTART_WINDOW_SECONDS:.0f} s); the last"
+                f" cause: {(fault or '')[1:]}"
+            )
+        if fault is not None:
+            self._faults[LEDGER_INDEX] = fault
+        log.warning(
+            "the ledger process cannot start: it starts again now (the ledger has not been"
+            " served for %.0f s; the bank stops once that is %.0f s)",
+            unserved, RESTART_WINDOW_SECONDS,
+        )  # fmt: skip
+        return None
 
     def _start_failed(
         self, name: str, index: int, fault: str | None, unserved: float | None

@@ -17,6 +17,16 @@ one database fault is never an outage for one store and a failure for the other:
                 parameter of the wrong number or type, a transaction begun inside another,
                 the library misused), the same for the same request every time.
 
+Of the outages, BUSY alone (another connection, another process's or program's, kept the
+write lock past the busy timeout: ``setpay ca revoke``, an operator's shell, a VACUUM) is
+one that passes once the holder lets go (``held_by_another``): each store gives it an
+error class of its own (the ledger's ``StoreBusy``, the CA's ``gateway.ca.errors.
+StoreBusy``), so that a worker's replacement meeting it as it opens the store is started
+again (``gateway.child.PASSING_FAULTS``), while one meeting a damaged file stops the bank.
+Not LOCKED: with no shared cache (neither store opens one), it is a conflict within one
+connection (a table dropped under a read of its own still open), a bug that meets every
+try again, though an open meeting it is still tried again up to the busy timeout.
+
 A damaged file is an outage, not a failure: nothing was decided, and only the operator,
 restoring the file from its backup, can mend it; then every request held back meanwhile
 can be answered. A failure is answered with a signed SET Error (UNSPECIFIED_FAILURE,
@@ -38,6 +48,8 @@ _OUTAGE_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
 _CONSTRAINT_CODE = 19  # SQLITE_CONSTRAINT
 # BUSY and LOCKED: another connection holds what is needed, and may let go in a moment.
 _BUSY_CODES = frozenset({5, 6})
+# BUSY alone: the lock another connection holds (the module docstring).
+_HELD_CODE = 5
 
 
 class SqliteFault(enum.Enum):
@@ -73,3 +85,9 @@ def classify(exc: sqlite3.Error) -> SqliteFault:
 def is_busy(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` is SQLite's BUSY or LOCKED: worth a new try in a moment."""
     return primary_code(exc) in _BUSY_CODES
+
+
+def held_by_another(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is SQLite's BUSY: another connection held the lock past the busy
+    timeout, a fault that passes once it lets go (the module docstring)."""
+    return primary_code(exc) == _HELD_CODE

@@ -263,6 +263,8 @@ class Supervisor:
 
     def _ledger_exited(self, ledger: WatchedChild, code: int) -> None:
         self._ledger = None
+        if ledger.ready_fd is not None and not ledger.ready:
+            read_ready(ledger, ledger.ready_fd)  # a fault it said as it exited, not yet read
         self._close_pipe(ledger)
         if self._to_restart(ledger, code):
             self._spawn_ledger()

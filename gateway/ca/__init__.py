@@ -24,6 +24,8 @@ Errors:
     │   ├── StoreError             ca.db unusable now: busy, I/O, disk full, corrupt
     │   │   │                      (sqlite3 errors by result code, translated once in
     │   │   │                      ``store``)
+    │   │   ├── StoreBusy          ca.db's write lock held by another past the busy
+    │   │   │                      timeout: passes once it lets go
     │   │   └── SchemaMismatch     ca.db of another schema version
     │   ├── IssuerUnavailable      the issuer ledger cannot answer now (translated from the
     │   │                          ledger's StoreUnavailable in ``gateway.issuer``)

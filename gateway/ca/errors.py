@@ -29,6 +29,18 @@ class StoreError(CaUnavailable):
     what = "database"
 
 
+class StoreBusy(StoreError):
+    """``ca.db``'s write lock was held by another connection past the busy timeout
+    (SQLITE_BUSY: ``setpay ca revoke``, another worker's long write, an operator's shell):
+    a fault that passes once it lets go (``gateway.sqlite_errors.held_by_another``).
+
+    Its own class for a worker's start: a replacement meeting it as it opens ``ca.db``
+    (its BEGIN IMMEDIATE) is started again (``gateway.child.PASSING_FAULTS``), while one
+    meeting any other StoreError (a damaged or missing ca.db) stops the bank. Taken for
+    lasting, a revocation run as a worker was replaced stopped the whole bank. A request
+    meeting it is answered UNAVAILABLE as any StoreError."""
+
+
 class SchemaMismatch(StoreError):
     """``ca.db`` was written by a schema version this code does not know."""
 

@@ -58,7 +58,9 @@ and ``certificate_store`` (certificates, revocations, CRLs, BCIs); ``StoreTransa
 offers both. sqlite3's errors are translated here, once, by SQLite's result code, sorted
 as for the ledger's SQLite store (``gateway.sqlite_errors``): the database cannot be used
 now (busy or locked past the busy timeout, I/O, disk full, cannot open, a damaged file or
-one that is no database; or the store closed) is ``StoreError``, an outage; a constraint it
+one that is no database; or the store closed) is ``StoreError``, an outage (``StoreBusy``
+of those: the lock held by another connection past the busy timeout, a fault that passes,
+so that a worker's replacement opening ca.db then is started again); a constraint it
 refuses is ``ConstraintViolation`` (a bug: every check a change relies on is made in its
 own write transaction, and writers are serialized); anything else (no such table or
 column, a wrong parameter, a nested BEGIN, misuse) is ``StoreBug``. Only the first is
@@ -76,11 +78,18 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from pathlib import Path
 
 from gateway.ca.certificate_store import CertificateQueries
-from gateway.ca.errors import CaError, ConstraintViolation, SchemaMismatch, StoreBug, StoreError
+from gateway.ca.errors import (
+    CaError,
+    ConstraintViolation,
+    SchemaMismatch,
+    StoreBug,
+    StoreBusy,
+    StoreError,
+)
 from gateway.ca.registration_store import RegistrationQueries
 from gateway.ca.schema import ADDED_INDEXES, ADDED_TABLES, SCHEMA, SCHEMA_VERSION
 from gateway.cpu_turn import PROCESS_TURN, holding
-from gateway.sqlite_errors import SqliteFault, classify, error_name, is_busy
+from gateway.sqlite_errors import SqliteFault, classify, error_name, held_by_another, is_busy
 
 # How long a statement waits for another process's transaction: issuance and revocation
 # hold the lock for a few signatures; five seconds covers a slow disk without hanging.
@@ -99,7 +108,8 @@ def translate_error(exc: sqlite3.Error) -> CaError:
     parameter positions, never a value bound to a statement."""
     fault = classify(exc)
     if fault is SqliteFault.OUTAGE:
-        return StoreError(f"CA database unavailable ({error_name(exc)}): {exc}")
+        kind = StoreBusy if held_by_another(exc) else StoreError
+        return kind(f"CA database unavailable ({error_name(exc)}): {exc}")
     if fault is SqliteFault.CONSTRAINT:
         return ConstraintViolation(f"CA database refused a change: {exc}")
     return StoreBug(f"CA database refused a statement ({error_name(exc)}): {exc}")
@@ -207,7 +217,7 @@ class CaStore:
             store._open_reader()
         except sqlite3.Error as exc:
             store.close()
-            raise StoreError(f"cannot open CA database {path}: {exc}") from exc
+            raise _unopened(path, exc) from exc
         except BaseException:  # SchemaMismatch: not a database of ours, or not of this code
             store.close()
             raise
@@ -400,6 +410,14 @@ def _connect(path: Path, mode: str, busy_timeout_ms: int) -> sqlite3.Connection:
         check_same_thread=False,
         timeout=busy_timeout_ms / 1000,
     )
+
+
+def _unopened(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The error of ``open`` meeting ``exc``: ``StoreBusy`` if another connection held
+    ca.db's lock past the busy timeout (its schema's BEGIN IMMEDIATE), a fault that passes;
+    otherwise ``StoreError`` (a damaged file, one that is no database)."""
+    kind = StoreBusy if held_by_another(exc) else StoreError
+    return kind(f"cannot open CA database {path}: {exc}")
 
 
 def _check_version(path: Path, found: int | None) -> None:

@@ -146,10 +146,12 @@ class StoreAway(StoreUnavailable):
 class StoreBusy(StoreUnavailable):
     """The database answers, but another holds what the store needs, past its wait: on
     SQLite the write lock kept beyond the busy timeout (BUSY, not LOCKED: another program's
-    long write, an operator's shell, a VACUUM), on PostgreSQL every connection slot taken
-    (SQLSTATE 53300, too many clients: a ledger shared by several hosts meets a peak of
-    connections, and one closing frees a slot). Raised only where such a fault is
-    translated (``sqlite``, ``postgres`` and ``postgres_refusals``).
+    long write, an operator's shell, a VACUUM), and so the write turn between processes
+    (``write_lock``); on PostgreSQL every connection slot taken (SQLSTATE 53300, too many
+    clients: a ledger shared by several hosts meets a peak of connections, and one closing
+    frees a slot), or a lock another session holds past ``lock_timeout`` (55P03). Raised
+    only where such a fault is translated (``sqlite``, ``write_lock``, ``postgres`` and
+    ``postgres_refusals``).
 
     Not StoreAway (the database is there, answering) but, like it, a fault that passes by
     itself: a worker's replacement meeting it as it starts (its migration's BEGIN

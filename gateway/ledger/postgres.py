@@ -72,7 +72,8 @@ answered alike whichever database the bank runs on:
     StoreBusy         of those, every connection slot taken (53300, too many clients),
                       a fault that passes too: the ledger is shared by any number of
                       gateway hosts, whose peaks of connections come and go, the server
-                      there and answering (so not StoreAway). Damaged data, a full disk,
+                      there and answering (so not StoreAway), and a lock not available
+                      (55P03: another session's, past lock_timeout). Damaged data, a full disk,
                       a refused password or a missing database are neither: they last
                       until the operator mends them, and a worker's replacement meeting
                       one stops the bank (``gateway.child``).
@@ -202,12 +203,13 @@ _STATEMENT_CLASSES = frozenset({"54"})
 # database's state, not the statement: a lock not available (55P03), an object in use by
 # other sessions (55006).
 _STATEMENT_SQLSTATES = frozenset({"55000", "55P02", "55P04"})
-# The server away (``StoreAway``), every slot taken (``StoreBusy``), and what psycopg
-# says with no SQLSTATE of a connection closed on this side: the module docstring.
+# The server away (``StoreAway``), every slot taken or a lock held (``StoreBusy``), and
+# what psycopg says with no SQLSTATE of a connection closed on this side: the module
+# docstring.
 _AWAY_CLASSES = frozenset({"08"})
 _AWAY_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 _LASTING_CONNECTION_SQLSTATES = frozenset({"08P01", "08004"})
-_BUSY_SQLSTATES = frozenset({"53300"})
+_BUSY_SQLSTATES = frozenset({"53300", "55P03"})
 _CLOSED_HERE = "the connection is closed"
 # Read-only transaction (25006): in a READ ONLY snapshot of our own it is a write the
 # query should not make, a bug; anywhere else the server refuses writes (hot standby).

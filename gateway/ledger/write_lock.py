@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gateway.ledger.errors import StoreUnavailable
+from gateway.ledger.errors import StoreBusy, StoreUnavailable
 
 #: First and largest pause between tries of a taken lock. A group commit holds it for
 #: about a millisecond here, so a waiter wakes at most half a group late.
@@ -50,7 +50,8 @@ class WriteTurn:
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        """Hold the turn for the block; StoreUnavailable if a peer keeps it too long."""
+        """Hold the turn for the block; StoreBusy if a peer keeps it too long: another
+        process holds the write lock, and lets go, as SQLite's BUSY past its timeout."""
         pause = FIRST_POLL_SECONDS
         deadline = 0.0
         while True:
@@ -62,7 +63,7 @@ class WriteTurn:
                 if not deadline:
                     deadline = now + self._timeout
                 elif now >= deadline:
-                    raise StoreUnavailable(
+                    raise StoreBusy(
                         "another process kept the ledger's write lock for "
                         f"{int(self._timeout * 1000)} ms"
                     ) from exc

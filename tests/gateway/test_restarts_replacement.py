@@ -86,7 +86,7 @@ def test_its_cause_is_logged_once_until_it_serves(caplog: pytest.LogCaptureFixtu
     [
         (0, True, False, AWAY),
         (0, False, True, REFUSED),
-        (LEDGER_INDEX, True, True, AWAY),
+        (LEDGER_INDEX, True, True, DAMAGED),  # a passing one: test_restarts_ledger_process_busy
         (0, True, True, REFUSED),
         (0, True, True, DAMAGED),
         (0, True, True, None),

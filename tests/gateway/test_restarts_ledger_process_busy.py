@@ -1,0 +1,96 @@
+"""The ledger process started again into a busy ledger is started again, not fatal.
+
+With ``[ledger] service = true``, any start failure of the ledger process stopped the
+bank: one killed while another program held SQLite's write lock (an operator's shell, a
+VACUUM) met SQLITE_BUSY as it migrated, past the busy timeout, and the bank stopped,
+though the lock was let go seconds later. A fault that passes (``StoreBusy``) now has it
+started again, until the ledger has not been served for RESTART_WINDOW_SECONDS since the
+last ledger process that served died (``gateway.restarts``); a lasting one (a damaged
+ledger) still stops the bank at once, and so does any at the bank's first start.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway.child import LEDGER_INDEX
+from gateway.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, Restarts
+
+LEDGER = "the ledger process"
+BUSY = "?StoreBusy: SQLite is unavailable (SQLITE_BUSY)"
+DAMAGED = "!StoreUnavailable: SQLite is unavailable (SQLITE_NOTADB)"
+# Each try of a busy ledger waits out the store's busy timeout before it fails.
+TRY_SECONDS = 5.0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _died(clock: _Clock) -> Restarts:
+    """A bank that served, whose ledger process served and died at the clock's now."""
+    restarts = Restarts(clock)
+    restarts.opened = True
+    assert restarts.refusal(LEDGER, LEDGER_INDEX, ready_at=0.0, serving=True) is None
+    restarts.ledger_serves = False  # the supervisor forks its successor
+    return restarts
+
+
+def test_a_busy_ledger_process_start_is_retried_until_a_minute_unserved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = _Clock()
+    clock.now = 100.0
+    restarts = _died(clock)
+    caplog.set_level(logging.WARNING, "setpay.workers")
+    tries = 0
+    while clock.now + TRY_SECONDS < 100.0 + RESTART_WINDOW_SECONDS:
+        clock.now += TRY_SECONDS
+        assert restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=BUSY) is None
+        tries += 1
+    assert tries > MAX_RESTARTS  # spends nothing of the restart budget
+    assert restarts.known_fault(LEDGER_INDEX) == BUSY  # its child says it at DEBUG
+    assert "the ledger process cannot start: it starts again now" in caplog.text
+    assert restarts.due() == []  # workers wait for it still
+    clock.now = 100.0 + RESTART_WINDOW_SECONDS
+    refused = restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=BUSY)
+    assert refused == (
+        "the ledger process failed to start with the ledger not served for 60 s (at most"
+        " 60 s); the last cause: StoreBusy: SQLite is unavailable (SQLITE_BUSY)"
+    )
+
+
+def test_the_minute_is_counted_from_the_last_ledger_process_that_served() -> None:
+    clock = _Clock()
+    restarts = _died(clock)
+    clock.now = RESTART_WINDOW_SECONDS - 1
+    assert restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=BUSY) is None
+    restarts.ledger_serves = True  # its successor served ...
+    assert restarts.known_fault(LEDGER_INDEX) is None  # ... its cause news again
+    clock.now = 1000.0
+    assert restarts.refusal(LEDGER, LEDGER_INDEX, 900.0, serving=True) is None  # ... and died
+    restarts.ledger_serves = False
+    clock.now = 1000.0 + RESTART_WINDOW_SECONDS - 1
+    assert restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=BUSY) is None
+    clock.now = 1000.0 + RESTART_WINDOW_SECONDS
+    assert restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=BUSY)
+
+
+@pytest.mark.parametrize(
+    ("opened", "fault"),
+    [(True, DAMAGED), (True, None), (False, BUSY)],
+    ids=["a-damaged-ledger", "no-cause-reported", "first-start"],
+)
+def test_other_ledger_process_start_failures_still_stop_the_bank(
+    opened: bool, fault: str | None
+) -> None:
+    restarts = _died(_Clock())
+    restarts.opened = opened
+    refused = restarts.refusal(LEDGER, LEDGER_INDEX, None, serving=True, fault=fault)
+    assert refused == "the ledger process failed to start"
