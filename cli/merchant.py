@@ -72,7 +72,7 @@ from cli.merchant_reverse import (
     reverse_operation,
     reverses_operation,
 )
-from cli.number_options import integer, shown, whole
+from cli.number_options import amount, integer, shown, whole
 from cli.order_options import lid_m_hex, order_description
 from cli.party_options import UsageError, parse_form, pin_root
 from cli.stop_watcher import StopWatcher
@@ -180,7 +180,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )  # fmt: skip
     n = o_ops.add_parser("new", help="create an order and print its SET Initiation")
     n.add_argument("--description", type=order_description, required=True)
-    n.add_argument("--amount", type=integer, required=True, help="minor units (cents)")
+    n.add_argument("--amount", type=amount, required=True, help="minor units (cents)")
     n.add_argument(
         "--currency", type=currency_code,
         help="ISO 4217 numeric (default: merchant.toml's merchant.currency, EUR unless set)",
@@ -193,7 +193,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     for name, text in (("capture", "capture an authorized order"), ("refund", "refund")):
         c = ops.add_parser(name, help=text)
         c.add_argument("order", help="the start of the order's XID")
-        c.add_argument("--amount", type=integer, help="minor units (default: all that is left)")
+        c.add_argument("--amount", type=amount, help="minor units (default: all that is left)")
 
     add_reverse_parser(ops)
     add_batch_parser(ops)

@@ -10,7 +10,9 @@ can carry, and was refused only as the codec's own error. Each is an argparse ``
 here: a refusal is a usage error (exit 2) that names the option and what it takes. The
 wallet's ``--lid-m`` names the same id, the merchant's order to pay: there an empty one
 was sent as an empty LID-M, a spaced one as the id without its spaces, and one not in hex
-refused only once the command ran (exit 1).
+refused only once the command ran (exit 1). A description holding a card number was
+taken too, and the merchant printed it in the initiation and kept it in its order book (the
+wallet sends it in the purchase's hashed order): it is refused as a settling's reason is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 
 from cli.number_options import shown
 from setcore.freshness import MAX_LID_BYTES
+from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
 
 # An order's local id as the merchant prints it (``lid_m`` of its initiation): pairs of
 # hex digits, nothing between them.
@@ -45,13 +48,39 @@ def lid_m_hex(text: str) -> bytes:
 
 
 def order_description(text: str) -> str:
-    """An argparse ``type``: an order description, UTF-8 text (its length is checked with
-    the offer's other terms)."""
+    """An argparse ``type``: an order description, UTF-8 text holding nothing that could be
+    a card number (``_could_hold_a_card_number``); its length is checked with the offer's
+    other terms."""
     try:
-        text.encode("utf-8")
+        encoded = text.encode("utf-8")
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError(
             "an order description is UTF-8 text: the bytes given are not (the terminal's"
             " or the shell's locale?)"
         ) from None
+    # One too long for an order is refused with the other terms (saying its length), and
+    # not searched: the search's time grows with the text, which a command line lets be
+    # long. The description the limit admits is searched in milliseconds.
+    if len(encoded) <= MAX_ORDER_DESCRIPTION_BYTES and _could_hold_a_card_number(text):
+        raise argparse.ArgumentTypeError(
+            "an order description must not hold a card number (the merchant keeps it, the"
+            " wallet signs it into the purchase), and this one holds digits that could be"
+            " one (not repeated); if they are not, put a word or a '#' between its numbers,"
+            " as in 'order #4411 of 2026-11-24'"
+        )
     return text
+
+
+def _could_hold_a_card_number(text: str) -> bool:
+    """Whether ``text`` could hold a card number, as a settling's reason is judged
+    (``gateway.ledger.reason_filter``: grouped or not, in any script, Luhn-checked, so
+    that an order's number or a date is kept).
+
+    Imported when a description is read, not with this module: the filter's module needs
+    only ``setcore.pan``, but importing it loads its package, the ledger with its SQLite
+    and PostgreSQL stores, which a wallet or merchant command otherwise never loads (half
+    a second or more). Its place is setcore, beside ``setcore.pan``; this import moves
+    there with it."""
+    from gateway.ledger.reason_filter import could_hold_a_card_number  # noqa: PLC0415
+
+    return could_hold_a_card_number(text)

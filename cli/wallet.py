@@ -73,7 +73,7 @@ from cli.initiation import (
 
 # Re-exported: callers import read_initiation from here, as before it moved.
 from cli.initiation import read_initiation as read_initiation  # noqa: PLC0414
-from cli.number_options import integer, shown
+from cli.number_options import amount, integer, shown
 from cli.order_options import lid_m_hex, order_description
 from cli.party_options import UsageError, parse_form, pin_root
 
@@ -183,7 +183,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--description", type=order_description,
         help="the order description agreed with the merchant",
     )  # fmt: skip
-    b.add_argument("--amount", type=integer, help="minor units (cents)")
+    b.add_argument("--amount", type=amount, help="minor units (cents)")
     b.add_argument("--currency", type=currency_code, help=(
         f"ISO 4217 numeric code of the merchant's order (default {DEFAULT_CURRENCY} (EUR); "
         "the merchant's --initiation file names it)"))  # fmt: skip
