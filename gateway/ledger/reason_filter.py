@@ -34,7 +34,14 @@ read as a digit adds one to them, and no candidate is the card number (NFKC make
 numeral an ASCII letter, which ends the stretch, and leaves the others as they are): once,
 seven card numbers in ten so separated were kept. This pass does not see such a separator
 between digits themselves written as number characters (the ideographic zero for each
-``0``).
+``0``). And, if the text holds the decimal digits of more than one script, the text with
+those of every script but one read as separators, for each script in turn
+(``_others_apart``): an Arabic-Indic or an NKo one looks like a bar or a dot, a full-width
+or a mathematical one like an ASCII one, and typed between a card number's groups, read as
+a digit, it hid them as a numeral did (about three card numbers in four with one between
+two groups were kept); a card number in Arabic-Indic digits with an ASCII one between its
+groups the same. Text with the digits of one script only (ASCII) has no such form, and is
+decided as before.
 
 What that leaves, as a trade-off. A colon or an equals sign between a card number's
 groups ends the stretch, as it must for a time (``14:30:05``) or a pair (``a=b``) to be
@@ -51,13 +58,21 @@ time in five, whole groups that pass the Luhn check; three numbers of four digit
 one of four and one of six, followed by a longer one, about one time in two (a card
 number with its security code glued on is typed just so); an id of 13 digits or more
 typed whole, more often still (one of 14 digits about one time in four). The operator
-rewords it (``from 2026-11-20 to 2026-11-24``, ``ticket #4411``).
+rewords it (``from 2026-11-20 to 2026-11-24``, ``ticket #4411``). The same text with its
+numbers in two scripts is refused a little more often (three dates, about two times in
+three rather than three in five), a number of one script standing apart between those of
+the other; a digit of the card number's own script typed between its groups is one more
+digit, and the filter cannot tell it from one.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterator
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Iterator
+from functools import lru_cache
+from itertools import accumulate
 
 from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
 
@@ -87,44 +102,92 @@ _NUMBER_CATEGORIES = frozenset({"Nl", "No"})
 # such a run and is longer than four digits may be a last group with more glued on.
 _GROUP = 4
 _LEADING = (_GROUP, 6)
+# How many characters' readings are kept (each form of a text reads every character once
+# more): enough for the characters of the longest reason, bounded whatever is typed.
+_CACHED_CHARACTERS = 4096
 
 
 def could_hold_a_card_number(text: str) -> bool:
-    """Whether ``text``, its NFKC form, or it with its number characters read as separators
-    holds, in one stretch, digits that could be a card number (the module docstring)."""
-    if _holds_one(text):
+    """Whether ``text``, its NFKC form, or it with its number characters (those of every
+    script but one too) read as separators holds, in one stretch, digits that could be a
+    card number (the module docstring)."""
+    # A candidate is checked once, whichever forms hold it: most forms of a text share
+    # most of its digits.
+    checked: set[str] = set()
+    if _holds_one(text, checked):
         return True
     # A form the same as the text (as most are: ASCII text has no other) is not searched
     # again, so that the searches cost as much as before for most text.
-    forms = dict.fromkeys(
-        (
-            unicodedata.normalize("NFKC", text),
-            _number_characters_apart(text, kept=str.isdecimal),
-            # Digits written otherwise (superscript, circled) kept, and read as their
-            # digits, while the lookalike numerals stand apart: its review showed
-            # "4393〡6184〡3620〡467⁷" passing every other form, the superscript blanked in
-            # the last, the numeral read as a digit in the rest.
-            unicodedata.normalize("NFKC", _number_characters_apart(text, kept=str.isdigit)),
-        )
+    forms = dict.fromkeys((unicodedata.normalize("NFKC", text), *_others_apart(text)))
+    return any(_holds_one(form, checked) for form in forms if form != text)
+
+
+def _others_apart(text: str) -> Iterator[str]:
+    """``text`` with the number characters that are no digit of a script read as
+    separators, then with those and the digits written otherwise (``_apart``); and, if it
+    holds the decimal digits of more than one script, both with those of every script
+    but one read as separators too, for each script in turn. A digit of another script
+    looks like a bar or a dot (``U+0661``, ``U+07C1``, the full-width one) typed between
+    a card number's groups, and read as a digit it hides them, as a lookalike numeral
+    does: once, about three card numbers in four with one between two groups were kept."""
+    counts = Counter(text)
+    numbers = {char for char in counts if _digit(char) is not None}
+    scripts = {char: _script(char) for char in numbers if char.isdecimal()}
+    # Digits written otherwise (superscript, circled), kept in the second form and read
+    # as their digits: its review showed "4393〡6184〡3620〡467⁷" passing every other
+    # form, the superscript blanked in the first, the numeral read as a digit in the rest.
+    written_otherwise = {char for char in numbers if char.isdigit() and char not in scripts}
+    numerals = numbers - written_otherwise - scripts.keys()
+    # Each script's digits by its zero, and None for every script's.
+    held: Counter[int | None] = Counter({None: 0})
+    for char, zero in scripts.items():
+        held[zero] += counts[char]
+        held[None] += counts[char]
+    # A script's forms are searched only if they can hold a card number's shortest: its
+    # digits, and any other the second form keeps or NFKC makes (``U+246A`` is ``11``).
+    besides = sum(
+        count * _digits_within(char)
+        for char, count in counts.items()
+        if char not in scripts and char not in numerals
     )
-    return any(_holds_one(form) for form in forms if form != text)
+    for kept_script in list(held) if len(held) > 2 else [None]:
+        if held[kept_script] + besides < MIN_PAN_DIGITS:
+            continue
+        kept = {char for char, zero in scripts.items() if kept_script in (None, zero)}
+        yield _apart(text, numbers - kept)
+        yield unicodedata.normalize("NFKC", _apart(text, numbers - kept - written_otherwise))
 
 
-def _number_characters_apart(text: str, kept: Callable[[str], bool]) -> str:
-    """``text`` with each number character read as a digit but not ``kept`` (a Roman or
-    Hangzhou numeral, the ideographic zero; with ``str.isdecimal``, a circled or
-    superscript digit too) a space: one looks like a bar or a letter typed between a card
-    number's groups, and read as a digit it hides them."""
-    return "".join(" " if not kept(char) and _digit(char) is not None else char for char in text)
+def _apart(text: str, chars: set[str]) -> str:
+    """``text`` with each of ``chars`` (number characters) a space."""
+    return text.translate({ord(char): " " for char in chars})
 
 
-def _holds_one(text: str) -> bool:
-    """Whether a stretch of ``text`` holds a candidate passing the Luhn check."""
-    return any(
-        MIN_PAN_DIGITS <= len(digits) <= MAX_PAN_DIGITS and luhn_valid(digits)
-        for groups in _stretches(text)
-        for digits in _candidates(groups)
+def _script(char: str) -> int:
+    """The code point of the zero of the script whose decimal digit ``char`` is (each
+    script's are ten in a row, zero first), to tell one script's digits from another's."""
+    return ord(char) - unicodedata.digit(char)
+
+
+@lru_cache(maxsize=_CACHED_CHARACTERS)
+def _digits_within(char: str) -> int:
+    """How many digits ``char`` is read as, itself or in its NFKC form."""
+    return max(
+        _digit(char) is not None,
+        sum(_digit(each) is not None for each in unicodedata.normalize("NFKC", char)),
     )
+
+
+def _holds_one(text: str, checked: set[str]) -> bool:
+    """Whether a stretch of ``text`` holds a candidate passing the Luhn check, passing
+    over those in ``checked`` (failed already) and adding those it checks."""
+    for groups in _stretches(text):
+        for digits in _candidates(groups):
+            if MIN_PAN_DIGITS <= len(digits) <= MAX_PAN_DIGITS and digits not in checked:
+                if luhn_valid(digits):
+                    return True
+                checked.add(digits)
+    return False
 
 
 def _candidates(groups: list[str]) -> Iterator[str]:
@@ -132,13 +195,15 @@ def _candidates(groups: list[str]) -> Iterator[str]:
     within a group at least as long as a card number's shortest, and each run laid out as
     a card number's first groups with the first digits of a longer group after it
     (``_glued_to_last``)."""
+    # Where each group starts in the stretch's digits: a run of whole groups of a card
+    # number's length ends where another starts, found by bisection, not group by group.
+    digits = "".join(groups)
+    starts = list(accumulate(map(len, groups), initial=0))
     for first, group in enumerate(groups):
-        digits = ""
-        for following in groups[first:]:
-            digits += following
-            if len(digits) > MAX_PAN_DIGITS:
-                break
-            yield digits
+        begin = starts[first]
+        shortest = bisect_left(starts, begin + MIN_PAN_DIGITS, first + 1)
+        for end in starts[shortest : bisect_right(starts, begin + MAX_PAN_DIGITS, shortest)]:
+            yield digits[begin:end]
         for size in range(MIN_PAN_DIGITS, min(MAX_PAN_DIGITS, len(group)) + 1):
             for start in range(len(group) - size + 1):
                 yield group[start : start + size]
@@ -194,6 +259,7 @@ def _stretches(text: str) -> Iterator[list[str]]:
         yield groups
 
 
+@lru_cache(maxsize=_CACHED_CHARACTERS)
 def _digit(char: str) -> str | None:
     """The ASCII digit ``char`` stands for: a digit of any script (``str.isdigit``), or a
     number character whose value is one digit; None for any other character."""
