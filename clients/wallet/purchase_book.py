@@ -18,9 +18,11 @@ and an inquiry, say) each update the file under a lock, so neither loses the oth
 record, nor records a purchase under an XID the other just recorded; an inquiry saves its
 answer only over the record it asked about (``save_unless_changed``). The lock file is
 opened only as a plain file (``clients.lock_file``): a symbolic link or a FIFO in its
-place is refused (``ConfigError``), naming it, the book left as it was. A purchase is named
-by the shortest start of its XID no other purchase shares (``short_ids``): an XID that
-starts as an earlier one's cannot make two look alike.
+place is refused (``ConfigError``), naming it, the book left as it was; one found wider
+than private is narrowed only when no other file's mode could be changed so (a hard link),
+else refused (``_kept_private``). A purchase is named by the shortest start of its XID
+no other purchase shares (``short_ids``): an XID that starts as an earlier one's cannot
+make two look alike.
 """
 
 from __future__ import annotations
@@ -319,26 +321,72 @@ class PurchaseBook:
         # Never through a link planted in its place, nor on a FIFO (``clients.lock_file``):
         # refused, naming it, nothing read or written.
         try:
-            fd, _ = open_lock_file(self._lock, PURCHASES_FILE_MODE)
+            fd, created = open_lock_file(self._lock, PURCHASES_FILE_MODE)
         except OSError as exc:
             raise self._unusable_lock(why_unusable(exc), self._in_the_way(exc)) from None
         try:
-            try:
-                # Narrowed only when wider: one already private may be immutable or
-                # append-only (chattr +i, +a), which locks but refuses every fchmod.
-                if stat.S_IMODE(os.fstat(fd).st_mode) != PURCHASES_FILE_MODE:
-                    os.fchmod(fd, PURCHASES_FILE_MODE)
-            except OSError as exc:
-                # Another user's (left by a run under sudo) is in the way; a read-only
-                # file system is not, nor anything else there is nothing to remove for.
-                in_the_way = exc.errno in (errno.EPERM, errno.EACCES)
-                why = f"its mode cannot be set ({exc.strerror})"
-                raise self._unusable_lock(why, in_the_way) from None
+            if not created:  # one made now is private already: 0600, or less by the umask
+                self._kept_private(fd)
             # Blocks without a limit: a holder only reads and writes this one small file.
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def _kept_private(self, fd: int) -> None:
+        """The lock file found open on ``fd`` left private, narrowed to it, or refused.
+
+        Private because a write waits for the lock without a limit: whoever else may open
+        the file may hold it, and stall every purchase's record behind it. One private
+        already (0600, 0400, 0700) is left as it is: it may be immutable or append-only
+        (``chattr +i``, ``+a``), which locks but refuses every mode change. A wider one is
+        narrowed only when it is this user's own, with no other name, in a directory no
+        other user may write: run as root, the wallet may find there a hard link to a file
+        of root's, put by the directory's owner, who may unlink that name once it is open
+        (one name left then), and no narrowing is to touch that file
+        (``clients.registration_lock`` leaves every file it found as it is, for that
+        reason). Any other wider one is refused rather than used as it is:
+        ``registering_alone`` only tries its lock, and a stranger holding it is refused at
+        once, saying so; this lock is waited for."""
+        found = os.fstat(fd)
+        mode = stat.S_IMODE(found.st_mode)
+        if not mode & 0o077:
+            return
+        wider = f"it is wider than private ({mode:04o})"
+        if found.st_uid != os.geteuid():
+            why = f"{wider} and belongs to uid {found.st_uid}"
+        elif found.st_nlink != 1:
+            why = f"{wider} and has {found.st_nlink} names (a hard link to another file?)"
+        elif not self._directory_only_mine():
+            why = f"{wider} in a directory other users may write"
+        else:
+            why = ""
+        if why:
+            # Its mode is not to be set, but the name is this user's to remove.
+            raise self._unusable_lock(f"{why}: its mode left as it is", in_the_way=True)
+        try:
+            os.fchmod(fd, PURCHASES_FILE_MODE)
+        except OSError as exc:
+            why = f"{wider} and its mode cannot be narrowed ({exc.strerror})"
+            if exc.errno == errno.EPERM:
+                # This user's own: not its owner's to refuse, but an attribute's, which
+                # no rm gets past either.
+                why += (
+                    ": immutable or append-only? (lsattr shows it; chattr -i or -a, as "
+                    "root, clears it, and the next write narrows it)"
+                )
+            # A file this user may not change is in the way; a read-only file system is
+            # not, nor anything else there is nothing to remove for.
+            raise self._unusable_lock(why, in_the_way=exc.errno == errno.EACCES) from None
+
+    def _directory_only_mine(self) -> bool:
+        """Whether no user but this one (and root) may make names in the lock's directory:
+        its own, not writable by its group or others (an ACL shows in the group's bits)."""
+        try:
+            directory = os.stat(self._lock.parent)
+        except OSError:
+            return False
+        return directory.st_uid == os.geteuid() and not directory.st_mode & 0o022
 
     def _unusable_lock(self, why: str, in_the_way: bool) -> ConfigError:
         """The refusal of a lock file that cannot be used: named, and, when what is under

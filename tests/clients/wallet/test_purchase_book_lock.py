@@ -211,4 +211,5 @@ def test_a_private_lock_file_that_refuses_a_mode_change_still_locks(
     PurchaseBook(private / BOOK).add(RECORD)
     assert (private / BOOK).exists()
     said = _refusal(wider, "add")
-    assert "its mode cannot be set (Operation not permitted)" in said
+    assert "its mode cannot be narrowed (Operation not permitted): immutable or" in said
+    assert "remove it" not in said  # which rm cannot do either
