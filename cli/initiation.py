@@ -10,8 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.number_options import read_whole
-from cli.order_options import lid_m_hex
+from cli.number_options import MAX_AMOUNT, bound_text, read_whole
+from cli.order_options import lid_m_from_hex, order_description
 from cli.party_options import UsageError
 from clients.errors import ClientError
 from clients.wallet.config import WalletConfig
@@ -33,11 +33,18 @@ DEFAULT_CURRENCY = 978
 def _lid_m(value: object, what: str) -> bytes:
     """An initiation's ``lid_m``, judged as ``--lid-m`` is (``cli.order_options``): read
     with ``bytes.fromhex(str(...))``, ``"00 11"`` was the order 0011, an empty one or a
-    JSON number was taken, and one past SET's 32 bytes refused only by the merchant."""
+    JSON number was taken, and one past SET's 32 bytes refused only by the merchant.
+
+    Not refused for looking like a card number, as the option is: the file is the
+    merchant's, its ``lid_m`` the id the merchant drew at random unless its operator
+    typed one, and a random one is all digits passing the Luhn check 1 time in about
+    18,000 (8 bytes). Refused, that order could not be paid at all, and the id is no
+    card number: the merchant already printed it, and the wallet sends it back as it
+    must. A merchant that checks ``--lid-m`` never offers a typed card number."""
     if not isinstance(value, str):
         raise ClientError(f"{what} is not text: an order's local id in hex")
     try:
-        return lid_m_hex(value)
+        return lid_m_from_hex(value)
     except argparse.ArgumentTypeError as exc:
         raise ClientError(f"{what}: {exc}") from None
 
@@ -45,16 +52,27 @@ def _lid_m(value: object, what: str) -> bytes:
 def _description(value: object, what: str) -> bytes:
     """An initiation's ``description`` as UTF-8, as ``--description`` is read: JSON's
     ``\\ud800`` escapes make text no UTF-8 carries, refused before with the codec's
-    own words ("'utf-8' codec can't encode character ...")."""
+    own words ("'utf-8' codec can't encode character ..."); and one that could hold a
+    card number (``order_description``), which the wallet would hash into the order it
+    signs, and whose merchant kept it in its order book. A merchant that checks
+    ``--description`` never offers one; an older one, or another program, could. Its
+    words are the merchant's to change: the refusal says so."""
     if not isinstance(value, str):
         raise ClientError(f"{what} is not text")
     try:
-        return value.encode("utf-8")
+        encoded = value.encode("utf-8")
     except UnicodeEncodeError:
         raise ClientError(
             f"{what} is not UTF-8 text: it holds a lone surrogate (an escape \\ud800 to"
             " \\udfff not in a pair)"
         ) from None
+    try:
+        order_description(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ClientError(
+            f"{what}: {exc} (the merchant's words: ask it for the order again)"
+        ) from None
+    return encoded
 
 
 def _number(value: object, what: str) -> int:
@@ -66,6 +84,21 @@ def _number(value: object, what: str) -> int:
     number = value if isinstance(value, int) else read_whole(value)
     if number is None:
         raise ClientError(f"{what} is not an integer")
+    return number
+
+
+def _amount(value: object, what: str) -> int:
+    """An initiation's ``amount``, bounded as ``--amount`` is (``cli.number_options``):
+    at most ``MAX_AMOUNT`` minor units, which every card number exceeds. Unbounded, a card
+    number in the file's amount was taken for the order's, sent in the purchase and kept
+    in the wallet's purchase book; refused, the value is not repeated. One below 1 is
+    refused with the order's other terms ("amount must be positive")."""
+    number = _number(value, what)
+    if number > MAX_AMOUNT:
+        raise ClientError(
+            f"{what} is more than {bound_text(MAX_AMOUNT)} minor units, the bank's largest"
+            " amount (not repeated)"
+        )
     return number
 
 
@@ -119,7 +152,7 @@ def read_initiation(path: Path) -> Initiation:
         raise ClientError(f"{path}: brand is not text")
     return Initiation(
         _lid_m(raw["lid_m"], f"{path}: lid_m"), description, currency,
-        _number(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
+        _amount(raw["amount"], f"{path}: amount"), _number(exp10, f"{path}: exp10"),
         brand_id=brand,
     )  # fmt: skip
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from cli.number_options import integer, shown
+from cli.number_options import MAX_AMOUNT, shown, whole
 from cli.party_options import UsageError
 from clients.errors import ClientError
 from clients.merchant.records import Operation, short
@@ -39,6 +39,12 @@ from clients.merchant.store import MerchantStore
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # What each option reverses, as errors name it.
 _NOUNS = {Kind.CAPTURE: "capture", Kind.CREDIT: "refund"}
+# ``--keep``: what stays of an authorization, 0 (none) up to less than what it authorized,
+# itself at most the bank's largest amount. Bounded so as the option is read, a card number
+# typed into it is a usage error that does not repeat it, before the order book is opened;
+# the order's own bounds (at least what is captured, below what is authorized) are checked
+# after, with the order.
+_KEEP = whole(0, MAX_AMOUNT, "(minor units; the bank's largest amount)")
 
 
 def add_reverse_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,7 +57,7 @@ def add_reverse_parser(ops: argparse._SubParsersAction) -> None:  # type: ignore
     )  # fmt: skip
     what = v.add_mutually_exclusive_group()
     what.add_argument(
-        "--keep", type=integer, default=0, help="authorization: amount that stays (default 0)"
+        "--keep", type=_KEEP, default=0, help="authorization: amount that stays (default 0)"
     )
     what.add_argument(
         "--capture", type=_operation_prefix, metavar="OP", help="reverse this capture (its id)"

@@ -83,8 +83,8 @@ def read_whole(text: str) -> int | None:
 def integer(text: str) -> int:
     """An argparse ``type``: a whole number in ASCII digits, a minus sign allowed, for an
     option whose range another check names with more to say (an exponent: the currency's
-    minor unit; an amount kept: what is authorized), after the command line is read. Not
-    for an amount an order or operation carries (``amount``)."""
+    minor unit), after the command line is read. Not for an amount an order or operation
+    carries or keeps (``amount``, ``whole(0, MAX_AMOUNT)``)."""
     number = read_whole(text)
     if number is None:
         raise argparse.ArgumentTypeError(f"must be a whole number in digits 0-9, not {shown(text)}")

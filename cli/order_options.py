@@ -13,6 +13,8 @@ was sent as an empty LID-M, a spaced one as the id without its spaces, and one n
 refused only once the command ran (exit 1). A description holding a card number was
 taken too, and the merchant printed it in the initiation and kept it in its order book (the
 wallet sends it in the purchase's hashed order): it is refused as a settling's reason is.
+So was a card number typed as the LID-M (an even number of digits is hex): printed in the
+initiation, kept and listed by the merchant, sent by the wallet in its PInitReq.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 
 from cli.number_options import shown
 from setcore.freshness import MAX_LID_BYTES
+from setcore.pan import MAX_PAN_DIGITS, MIN_PAN_DIGITS, luhn_valid
 from setcore.purchase import MAX_ORDER_DESCRIPTION_BYTES
 
 # An order's local id as the merchant prints it (``lid_m`` of its initiation): pairs of
@@ -30,8 +33,30 @@ _HEX_PAIRS = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
 def lid_m_hex(text: str) -> bytes:
-    """An argparse ``type``: a LID-M in hex, of at most ``MAX_LID_BYTES`` bytes, as SET
-    carries it (``setcore.freshness.check_lid``)."""
+    """An argparse ``type``: a LID-M typed in hex (``lid_m_from_hex``) that is not a card
+    number: one typed into ``--lid-m`` by mistake, 14, 16 or 18 digits, is hex, and the
+    merchant printed it in the initiation, kept it in its order book and listed it, and
+    the wallet sent it in its PInitReq. Refused, the value not repeated, as digits only,
+    as many as a card number has, that pass the Luhn check: an id of such digits that is
+    no card number passes too, 1 time in 10, and is chosen again.
+
+    Only what an operator types: the merchant's own id, drawn at random when ``--lid-m``
+    is not given, never passes here, nor does the ``lid_m`` of a merchant's initiation
+    file (``cli.initiation``). Such an id is all digits and passes the check 1 time in
+    about 18,000 (8 random bytes): a wallet cannot type it, and pays it from the file."""
+    lid_m = lid_m_from_hex(text)
+    if MIN_PAN_DIGITS <= len(text) <= MAX_PAN_DIGITS and text.isdigit() and luhn_valid(text):
+        raise argparse.ArgumentTypeError(
+            f"an order's local id must not be a card number, and these {len(text)} digits"
+            " could be one (not repeated): give another id; an order a merchant numbered so"
+            " is paid from its initiation file (wallet purchase --initiation)"
+        )
+    return lid_m
+
+
+def lid_m_from_hex(text: str) -> bytes:
+    """A LID-M in hex, of at most ``MAX_LID_BYTES`` bytes, as SET carries it
+    (``setcore.freshness.check_lid``); ``argparse.ArgumentTypeError`` for one that is not."""
     if not text:
         raise argparse.ArgumentTypeError("an order's local id in hex, not empty")
     if not _HEX_PAIRS.fullmatch(text):

@@ -229,17 +229,29 @@ def read_card(path: Path) -> tuple[PAN, str]:
 def read_card_file(path: Path) -> tuple[PAN, str, str | None]:
     """The PAN, expiry and enrolment code (None: the card has none) of a card file
     (``setpay bank open-account --card-out``): a number that is a card number, an expiry
-    that is a month not yet over (UTC), a code that is text (the CA judges the rest)."""
+    that is a month not yet over (UTC), a code that is text (the CA judges the rest).
+
+    The number is text, as the bank writes and reads it (``cli.bank_card_file``): read
+    through ``str()``, a JSON number was taken for the card number (a hand-edited file's,
+    another program's; past 2**53 its digits not even those written)."""
     data = read_bounded(path, MAX_CARD_FILE_BYTES, "a card file")
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict):
             raise TypeError("not a JSON object")
-        pan, expiry, code = PAN(str(raw["pan"])), raw["expiry"], raw.get("enrolment_code")
+        number, expiry, code = raw["pan"], raw["expiry"], raw.get("enrolment_code")
         if code is not None and not isinstance(code, str):
             raise TypeError("enrolment_code is not text")
-    except (ValueError, KeyError, TypeError, InvalidPAN, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         # The parse error is not chained: its text could quote the card number.
+        raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
+    if not isinstance(number, str):
+        raise ClientError(
+            f"{path} is not a card file: its pan is not text (a JSON string of digits)"
+        )
+    try:
+        pan = PAN(number)
+    except InvalidPAN as exc:
         raise ClientError(f"{path} is not a card file ({type(exc).__name__})") from None
     try:
         check_expiry(expiry if isinstance(expiry, str) else "")

@@ -22,8 +22,12 @@ ASYNC_WAIT_SECONDS = 20.0
 
 
 def offer(merchant: Merchant, amount: int, description: bytes = b"two books") -> Initiation:
-    """The merchant creates an order (SET Initiation) the wallet then pays."""
+    """The merchant creates an order (SET Initiation) the wallet then pays. Its LID-M is
+    drawn again when all digits: tests type it as ``--lid-m``, which refuses one that
+    could be a card number (``cli.order_options.lid_m_hex``: 1 draw in ~18,000)."""
     lid_m = new_id()[:8]
+    while lid_m.hex().isdigit():
+        lid_m = new_id()[:8]
     merchant.store.add_offer(lid_m, description, Money(EUR, amount), "setpay")
     return Initiation(lid_m, description, EUR, amount)
 
