@@ -73,7 +73,7 @@ from cli.merchant_reverse import (
     reverses_operation,
 )
 from cli.number_options import amount, integer, shown, whole
-from cli.order_options import lid_m_hex, order_description
+from cli.order_options import lid_m_hex, new_lid_m, order_description
 from cli.party_options import UsageError, parse_form, pin_root
 from cli.stop_watcher import StopWatcher
 from clients.authority import AuthorityClient
@@ -104,7 +104,6 @@ from hsm.uri import open_backend
 from setcore.currency import exponent_for
 from setcore.enum_names import code_name
 from setcore.errors import ErrorCode, SetcoreError
-from setcore.freshness import new_id
 from setcore.pki.truststore import TrustStore
 from setcore.profiles import PROFILES, profile_named
 from setpay.v1 import authorization_pb2, capture_pb2, registration_pb2
@@ -379,7 +378,7 @@ def _orders(config: MerchantConfig, args: argparse.Namespace) -> int:
     store = MerchantStore(config.store)
     try:
         if args.orders_command == "new":
-            lid_m = new_id()[:LID_M_BYTES] if args.lid_m is None else args.lid_m
+            lid_m = new_lid_m(LID_M_BYTES) if args.lid_m is None else args.lid_m
             currency = config.currency if args.currency is None else args.currency
             exp10 = exponent_for(currency) if args.exp10 is None else args.exp10
             money = Money(currency, args.amount, exp10)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-import cli.merchant
+import cli.order_options
 from cli import main
 from cli.number_options import MAX_AMOUNT, bound_text
 from cli.wallet import read_card_file
-from clients.errors import ClientError
+from clients.errors import ClientError, UnknownOrder
 from clients.merchant.config import load, write_config
 from clients.merchant.store import MerchantStore
 from clients.peers import PeerConfig
@@ -144,19 +144,23 @@ def test_an_id_of_digits_that_is_no_card_number_is_an_order(
     assert json.loads(out)["lid_m"] == given and _recorded(shop, given)
 
 
-def test_the_merchants_random_id_is_not_judged_as_typed(
+def test_the_merchants_random_id_is_never_all_digits(
     shop: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The id the merchant draws when ``--lid-m`` is not given never passes the option's
-    check: one that happens to be all digits passing the Luhn check (1 in ~18,000) is no
-    card number, and the order is made."""
-    drawn = bytes.fromhex(PANS[1]) + bytes(24)
-    monkeypatch.setattr(cli.merchant, "new_id", lambda: drawn)
+    """The id the merchant draws when ``--lid-m`` is not given is drawn again while its hex
+    is all digits (1 draw in about 1,800): printed and listed, such an id reads as a card
+    number, and one passing the Luhn check could not be typed back as ``--lid-m``."""
+    card_like = bytes.fromhex(PANS[1]) + bytes(24)
+    other = bytes.fromhex("f40c3c571ebab67c") + bytes(24)
+    draws = iter([card_like, card_like, other])
+    monkeypatch.setattr(cli.order_options, "new_id", lambda: next(draws))
     argv = ["merchant", "--dir", str(shop), "orders", "new", "--description", "a lamp",
             "--amount", "100"]  # fmt: skip
     status, out, err = _run(argv, capsys)
     assert (status, err) == (0, "")
-    assert json.loads(out)["lid_m"] == PANS[1] and _recorded(shop, PANS[1])
+    assert json.loads(out)["lid_m"] == "f40c3c571ebab67c" and _recorded(shop, "f40c3c571ebab67c")
+    with pytest.raises(UnknownOrder):
+        _recorded(shop, PANS[1])
 
 
 # -- the wallet's --initiation file ------------------------------------------------------
